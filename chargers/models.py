@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.urls import reverse
+
+from chargers.validators import validate_charge_point_id, validate_csms_url
+from simulator import config_keys
+
+
+class ChargerQuerySet(models.QuerySet["Charger"]):
+    def enabled(self) -> ChargerQuerySet:
+        return self.filter(enabled=True)
+
+
+class Charger(models.Model):
+    class PowerType(models.TextChoices):
+        AC = "AC", "AC"
+        DC = "DC", "DC"
+
+    class SecurityProfile(models.IntegerChoices):
+        NONE = 0, "0 – no authentication"
+        BASIC = 1, "1 – HTTP Basic over ws/wss"
+        TLS_BASIC = 2, "2 – TLS (wss) + HTTP Basic"
+        TLS_CLIENT_CERT = 3, "3 – TLS (wss) + client certificate"
+
+    charge_point_id = models.CharField(
+        "charge point id",
+        max_length=48,
+        unique=True,
+        validators=[validate_charge_point_id],
+        help_text="The identity in the CSMS URL: letters, digits and . _ ~ - (at most 48).",
+    )
+    vendor = models.CharField(max_length=20, default="ChargeSim")
+    model = models.CharField(max_length=20, default="Virtual AC 22")
+    serial_number = models.CharField(max_length=25, blank=True)
+    firmware_version = models.CharField(max_length=50, default="1.0.0")
+    power_type = models.CharField(max_length=2, choices=PowerType.choices, default=PowerType.AC)
+    max_power_kw = models.FloatField(
+        "max power (kW)", default=22.0, validators=[MinValueValidator(0.1), MaxValueValidator(1000)]
+    )
+    phases = models.PositiveSmallIntegerField(
+        default=3,
+        choices=[(1, "1"), (3, "3")],
+        help_text="AC phases wired to each connector (ignored for DC).",
+    )
+    nominal_voltage = models.FloatField(
+        "nominal voltage (V)",
+        default=230.0,
+        validators=[MinValueValidator(100), MaxValueValidator(1000)],
+        help_text="AC line-to-neutral voltage.",
+    )
+    location = models.ForeignKey(
+        "locations.Location", on_delete=models.PROTECT, related_name="chargers"
+    )
+    csms_url = models.CharField(
+        "CSMS URL",
+        max_length=300,
+        blank=True,
+        validators=[validate_csms_url],
+        help_text="ws:// or wss:// endpoint; the charge point id is appended as the last segment.",
+    )
+    security_profile = models.PositiveSmallIntegerField(
+        choices=SecurityProfile.choices, default=SecurityProfile.NONE
+    )
+    authorization_key = models.CharField(
+        "AuthorizationKey (password)",
+        max_length=100,
+        blank=True,
+        help_text="HTTP Basic password for security profiles 1 and 2. Write-only.",
+    )
+    ca_bundle_path = models.CharField(
+        "TLS CA bundle path",
+        max_length=300,
+        blank=True,
+        help_text="PEM file to verify the CSMS; empty uses the system store.",
+    )
+    client_cert_path = models.CharField("client certificate path", max_length=300, blank=True)
+    client_key_path = models.CharField("client key path", max_length=300, blank=True)
+    default_vehicle = models.ForeignKey(
+        "vehicles.VehicleModel",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The vehicle a simulated driver plugs in.",
+    )
+    simulate_ev_on_remote_start = models.BooleanField(
+        "simulate an EV on remote start",
+        default=False,
+        help_text="A RemoteStartTransaction plugs in a vehicle at once, and a remote stop "
+        "unplugs it a few seconds later, so that CSMS tests can run unattended.",
+    )
+    reject_triggered_boot = models.BooleanField(
+        "reject TriggerMessage(BootNotification)",
+        default=False,
+        help_text="As the 1.6 errata suggest; most real chargers accept it.",
+    )
+    auto_connect = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = ChargerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["charge_point_id"]
+
+    def __str__(self) -> str:
+        return self.charge_point_id
+
+    def save(self, *args, **kwargs) -> None:
+        creating = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if creating:
+                ConfigurationKey.objects.seed_defaults(self)
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:chargers_charger_change", args=[self.pk])
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        scheme = self.csms_url.split("://", 1)[0] if self.csms_url else ""
+        profile = self.security_profile
+        if profile in (2, 3) and scheme and scheme != "wss":
+            errors["security_profile"] = (
+                f"Security profile {profile} needs a wss:// CSMS URL (TLS)."
+            )
+        if profile in (1, 2) and not self.authorization_key:
+            errors["authorization_key"] = (
+                f"Security profile {profile} needs an AuthorizationKey (HTTP Basic password)."
+            )
+        if profile == 3 and not (self.client_cert_path and self.client_key_path):
+            errors["client_cert_path"] = (
+                "Security profile 3 needs a client certificate and key path."
+            )
+        if self.power_type == self.PowerType.DC:
+            self.phases = 3
+        if errors:
+            raise ValidationError(errors)
+
+
+class Evse(models.Model):
+    class ConnectorType(models.TextChoices):
+        TYPE2 = "Type2", "Type 2 (socket)"
+        TYPE2_CABLE = "Type2Cable", "Type 2 (tethered cable)"
+        TYPE1 = "Type1", "Type 1"
+        CCS2 = "CCS2", "CCS2"
+        CCS1 = "CCS1", "CCS1"
+        CHADEMO = "CHAdeMO", "CHAdeMO"
+        SCHUKO = "Schuko", "Schuko"
+
+    class Availability(models.TextChoices):
+        OPERATIVE = "Operative", "Operative"
+        INOPERATIVE = "Inoperative", "Inoperative"
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="evses")
+    connector_id = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(99)]
+    )
+    connector_type = models.CharField(
+        max_length=12, choices=ConnectorType.choices, default=ConnectorType.TYPE2
+    )
+    max_power_kw = models.FloatField(
+        "max power (kW)", validators=[MinValueValidator(0.1), MaxValueValidator(1000)]
+    )
+    availability = models.CharField(
+        max_length=12, choices=Availability.choices, default=Availability.OPERATIVE
+    )
+    register_wh = models.FloatField(
+        "meter register (Wh)",
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Energy.Active.Import.Register; it never decreases.",
+    )
+    status = models.CharField(
+        max_length=16,
+        default="Available",
+        editable=False,
+        help_text="Last status the simulator reported.",
+    )
+
+    class Meta:
+        ordering = ["charger", "connector_id"]
+        verbose_name = "EVSE"
+        verbose_name_plural = "EVSEs"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "connector_id"], name="evse_connector_unique_per_charger"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id and self.charger.charge_point_id} #{self.connector_id}"
+
+    def clean(self) -> None:
+        if self.pk:
+            stored = Evse.objects.filter(pk=self.pk).values_list("register_wh", flat=True).first()
+            if stored is not None and self.register_wh < stored:
+                raise ValidationError(
+                    {"register_wh": f"The meter register never goes back (it is at {stored:g} Wh)."}
+                )
+
+
+class ConfigurationKeyManager(models.Manager["ConfigurationKey"]):
+    def seed_defaults(self, charger: Charger) -> None:
+        """Give a charger the Core defaults it lacks (existing values are kept)."""
+        existing = set(self.filter(charger=charger).values_list("key", flat=True))
+        count = charger.evses.count() or 1
+        self.bulk_create(
+            [
+                self.model(
+                    charger=charger,
+                    key=key,
+                    value=value,
+                    readonly=config_keys.KEYS[key].readonly,
+                )
+                for key, value in config_keys.defaults(count).items()
+                if key not in existing
+            ]
+        )
+
+
+class ConfigurationKey(models.Model):
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="configuration")
+    key = models.CharField(max_length=50)
+    value = models.CharField(max_length=500, blank=True)
+    readonly = models.BooleanField(default=False)
+
+    objects = ConfigurationKeyManager()
+
+    class Meta:
+        ordering = ["charger", "key"]
+        verbose_name = "OCPP configuration key"
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "key"], name="config_key_unique_per_charger")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+    def clean(self) -> None:
+        if self.key == "AuthorizationKey":
+            raise ValidationError(
+                {"key": "AuthorizationKey is set on the charger itself (it is write-only)."}
+            )
+        if self.key in config_keys.KEYS:
+            try:
+                self.value = config_keys.normalise(self.key, self.value)
+            except config_keys.InvalidValue as exc:
+                raise ValidationError({"value": str(exc)}) from None

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "ChargeSim"
+admin.site.site_title = "ChargeSim"
+admin.site.index_title = "Fleet set-up"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("chargers.urls")),
+]

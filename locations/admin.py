@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.db.models import Count
+
+from locations.models import Location
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["name", "city", "country", "time_zone", "grid_limit_kw", "charger_count"]
+    list_filter = ["country", "time_zone"]
+    search_fields = ["name", "city", "address"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_charger_count=Count("chargers"))
+
+    @admin.display(description="chargers", ordering="_charger_count")
+    def charger_count(self, obj: Location) -> int:
+        return obj._charger_count

@@ -1,0 +1,131 @@
+"""The OCPP 1.6 configuration keys a ChargeSim charger knows: type, default, access.
+
+Plain Python: the engine validates ChangeConfiguration with it, and the web side uses it
+to give new chargers their defaults, so each key is defined exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+SUPPORTED_MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Voltage",
+    "SoC",
+    "Current.Offered",
+    "Power.Offered",
+)
+
+
+class KeyType(StrEnum):
+    INT = "int"
+    BOOL = "bool"
+    STR = "str"
+    MEASURANDS = "measurands"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    name: str
+    type: KeyType
+    default: str
+    readonly: bool = False
+    minimum: int | None = 0
+    maximum: int | None = None
+    write_only: bool = False
+    reboot_required: bool = False
+
+
+class InvalidValue(ValueError):
+    """The value is of the wrong type or out of range: ChangeConfiguration answers Rejected."""
+
+
+_KEYS = (
+    KeySpec("HeartbeatInterval", KeyType.INT, "300", maximum=86_400),
+    KeySpec("MeterValueSampleInterval", KeyType.INT, "60", maximum=86_400),
+    KeySpec(
+        "MeterValuesSampledData",
+        KeyType.MEASURANDS,
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC",
+    ),
+    KeySpec("ClockAlignedDataInterval", KeyType.INT, "0", maximum=86_400),
+    KeySpec("MeterValuesAlignedData", KeyType.MEASURANDS, "Energy.Active.Import.Register"),
+    KeySpec("StopTxnSampledData", KeyType.MEASURANDS, "Energy.Active.Import.Register"),
+    KeySpec("StopTxnAlignedData", KeyType.MEASURANDS, ""),
+    KeySpec("ConnectionTimeOut", KeyType.INT, "60", maximum=3_600),
+    KeySpec("TransactionMessageAttempts", KeyType.INT, "3", minimum=1, maximum=100),
+    KeySpec("TransactionMessageRetryInterval", KeyType.INT, "20", maximum=3_600),
+    KeySpec("StopTransactionOnEVSideDisconnect", KeyType.BOOL, "true"),
+    KeySpec("UnlockConnectorOnEVSideDisconnect", KeyType.BOOL, "true"),
+    KeySpec("StopTransactionOnInvalidId", KeyType.BOOL, "true"),
+    KeySpec("AuthorizeRemoteTxRequests", KeyType.BOOL, "false"),
+    KeySpec("LocalAuthorizeOffline", KeyType.BOOL, "true"),
+    KeySpec("LocalPreAuthorize", KeyType.BOOL, "false"),
+    KeySpec("AllowOfflineTxForUnknownId", KeyType.BOOL, "false"),
+    KeySpec("AuthorizationCacheEnabled", KeyType.BOOL, "true"),
+    KeySpec("NumberOfConnectors", KeyType.INT, "1", readonly=True),
+    KeySpec("GetConfigurationMaxKeys", KeyType.INT, "50", readonly=True),
+    KeySpec(
+        "SupportedFeatureProfiles", KeyType.STR, "Core,SmartCharging,RemoteTrigger", readonly=True
+    ),
+    KeySpec("ConnectorPhaseRotation", KeyType.STR, "NotApplicable"),
+    KeySpec("ResetRetries", KeyType.INT, "3", maximum=100),
+    KeySpec("MinimumStatusDuration", KeyType.INT, "0", maximum=3_600),
+    KeySpec("WebSocketPingInterval", KeyType.INT, "60", maximum=86_400),
+    KeySpec("MessageTimeout", KeyType.INT, "30", minimum=1, maximum=600),
+    KeySpec("StopTransactionMaxMeterValues", KeyType.INT, "50", readonly=True),
+    KeySpec("AuthorizationKey", KeyType.STR, "", write_only=True),
+    KeySpec("ChargeProfileMaxStackLevel", KeyType.INT, "10", readonly=True),
+    KeySpec("ChargingScheduleAllowedChargingRateUnit", KeyType.STR, "Current,Power", readonly=True),
+    KeySpec("ChargingScheduleMaxPeriods", KeyType.INT, "24", readonly=True),
+    KeySpec("MaxChargingProfilesInstalled", KeyType.INT, "10", readonly=True),
+)
+
+KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _KEYS}
+
+
+def defaults(number_of_connectors: int) -> dict[str, str]:
+    """The values a new charger starts with (AuthorizationKey lives on the charger itself)."""
+    values = {spec.name: spec.default for spec in _KEYS if not spec.write_only}
+    values["NumberOfConnectors"] = str(number_of_connectors)
+    return values
+
+
+def normalise(name: str, value: str) -> str:
+    """Check a value for a known key and return its canonical text; raise InvalidValue."""
+    spec = KEYS[name]
+    if spec.type is KeyType.INT:
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise InvalidValue(f"{name} takes a whole number, not {value!r}.")
+        number = int(text)
+        if spec.minimum is not None and number < spec.minimum:
+            raise InvalidValue(f"{name} must be at least {spec.minimum}.")
+        if spec.maximum is not None and number > spec.maximum:
+            raise InvalidValue(f"{name} must be at most {spec.maximum}.")
+        return str(number)
+    if spec.type is KeyType.BOOL:
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false"):
+            raise InvalidValue(f"{name} takes true or false, not {value!r}.")
+        return lowered
+    if spec.type is KeyType.MEASURANDS:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        unknown = [item for item in items if item not in SUPPORTED_MEASURANDS]
+        if unknown:
+            raise InvalidValue(f"{name}: unsupported measurand(s) {', '.join(unknown)}.")
+        return ",".join(items)
+    if len(value) > 500:
+        raise InvalidValue(f"{name} is longer than 500 characters.")
+    return value
+
+
+def as_bool(value: str) -> bool:
+    return value == "true"
+
+
+def as_list(value: str) -> list[str]:
+    return [item for item in value.split(",") if item]

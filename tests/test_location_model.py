@@ -1,0 +1,36 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from locations.models import Location
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_rejects_an_unknown_time_zone():
+    location = Location(name="X", time_zone="Mars/Olympus")
+    with pytest.raises(ValidationError, match="IANA time zone"):
+        location.full_clean()
+
+
+def test_it_needs_both_coordinates_or_neither():
+    with pytest.raises(ValidationError, match="both latitude and longitude"):
+        Location(name="X", latitude=52.0).full_clean()
+
+
+def test_it_rejects_out_of_range_coordinates_and_negative_grid_limit():
+    with pytest.raises(ValidationError) as info:
+        Location(name="X", latitude=91, longitude=0, grid_limit_kw=-1).full_clean()
+    assert set(info.value.message_dict) == {"latitude", "grid_limit_kw"}
+
+
+def test_names_are_unique():
+    Location.objects.create(name="Depot")
+    with pytest.raises(ValidationError, match="already exists"):
+        Location(name="Depot").full_clean()
+
+
+def test_default_locations_are_seeded_only_when_none_exist():
+    assert Location.objects.seed_defaults() == len(Location.objects.DEFAULTS)
+    for location in Location.objects.all():
+        location.full_clean()
+    assert Location.objects.seed_defaults() == 0

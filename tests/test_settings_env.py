@@ -1,0 +1,143 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from chargesim_site.env import (
+    env_bool,
+    env_database,
+    env_float,
+    env_int,
+    env_list,
+    env_redis_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def test_it_reads_booleans_in_the_usual_spellings():
+    assert env_bool("X", False, {"X": "Yes"}) is True
+    assert env_bool("X", True, {"X": "off"}) is False
+    assert env_bool("X", True, {}) is True
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw"),
+    [
+        (lambda env: env_bool("CHARGESIM_FLAG", False, env), "maybe"),
+        (lambda env: env_int("CHARGESIM_FLAG", 1, env), "ten"),
+        (lambda env: env_float("CHARGESIM_FLAG", 1.0, env), "fast"),
+        (lambda env: env_float("CHARGESIM_FLAG", 1.0, env), "nan"),
+    ],
+)
+def test_a_bad_value_names_the_variable(reader, raw):
+    with pytest.raises(ImproperlyConfigured, match="CHARGESIM_FLAG"):
+        reader({"CHARGESIM_FLAG": raw})
+
+
+def test_it_enforces_ranges_and_names_the_variable():
+    with pytest.raises(ImproperlyConfigured, match="CHARGESIM_TICK_SECONDS.*minimum"):
+        env_float("CHARGESIM_TICK_SECONDS", 1.0, {"CHARGESIM_TICK_SECONDS": "0"}, minimum=0.05)
+    with pytest.raises(ImproperlyConfigured, match="N.*maximum"):
+        env_int("N", 1, {"N": "11"}, maximum=10)
+
+
+def test_it_splits_lists():
+    assert env_list("ALLOWED_HOSTS", ["a"], {"ALLOWED_HOSTS": "x.com, y.com,"}) == [
+        "x.com",
+        "y.com",
+    ]
+    assert env_list("ALLOWED_HOSTS", ["a"], {}) == ["a"]
+
+
+def test_database_url_supports_sqlite_and_postgres():
+    sqlite = env_database("DATABASE_URL", "sqlite:////tmp/x.sqlite3", {})
+    assert sqlite["ENGINE"] == "django.db.backends.sqlite3"
+    pg = env_database("DATABASE_URL", "", {"DATABASE_URL": "postgres://u:pw@db:5432/fleet"})
+    assert pg["ENGINE"] == "django.db.backends.postgresql"
+    assert (pg["NAME"], pg["HOST"], pg["PORT"]) == ("fleet", "db", 5432)
+
+
+def test_a_bad_database_url_is_named_without_leaking_the_password():
+    with pytest.raises(ImproperlyConfigured) as info:
+        env_database("DATABASE_URL", "", {"DATABASE_URL": "mysql://u:hunter2@db/fleet"})
+    assert "DATABASE_URL" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_redis_url_is_optional_and_checked():
+    assert env_redis_url("REDIS_URL", {}) is None
+    assert env_redis_url("REDIS_URL", {"REDIS_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        env_redis_url("REDIS_URL", {"REDIS_URL": "http://127.0.0.1:6379"})
+
+
+def test_settings_refuse_to_start_without_secret_key_when_debug_is_off(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "DEBUG": "false",
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_development_secret_key_is_generated_once(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+    }
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    first = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        check=True,
+    ).stdout
+    second = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        check=True,
+    ).stdout
+    assert first == second and len(first.strip()) > 40
+    assert (tmp_path / "secret_key").read_text().strip() == first.strip()
+
+
+def test_redis_url_switches_the_channel_layer_and_celery(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+    }
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.CHANNEL_LAYERS['default']['BACKEND'], s.CELERY_TASK_ALWAYS_EAGER, "
+        "s.CELERY_BROKER_URL)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        check=True,
+    ).stdout.split()
+    assert out == ["channels_redis.core.RedisChannelLayer", "False", "redis://127.0.0.1:6379/3"]

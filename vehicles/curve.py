@@ -1,0 +1,65 @@
+"""Validation of a charging curve: (SoC %, max kW) points, no Django models involved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class CurveError(ValueError):
+    pass
+
+
+def parse_curve(raw: object) -> list[tuple[float, float]]:
+    """Normalise and check a curve; raise CurveError with a message a person can act on.
+
+    Accepts a list of pairs ([[0, 50], [80, 20]]) or of dicts ({"soc": 0, "kw": 50}), or the
+    compact text form "0:50 80:20" (also used by the CSV import).
+    """
+    if isinstance(raw, str):
+        raw = _parse_text(raw)
+    if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+        raise CurveError("The charging curve must be a list of (SoC %, max kW) points.")
+    points: list[tuple[float, float]] = []
+    for index, item in enumerate(raw, start=1):
+        soc, kw = _point(item, index)
+        if not 0 <= soc <= 100:
+            raise CurveError(f"Point {index}: SoC {soc:g} % is outside 0–100.")
+        if kw < 0:
+            raise CurveError(f"Point {index}: power {kw:g} kW is negative.")
+        if points and soc <= points[-1][0]:
+            raise CurveError(
+                f"Point {index}: SoC {soc:g} % does not increase "
+                f"(the point before is at {points[-1][0]:g} %)."
+            )
+        points.append((soc, kw))
+    if len(points) < 2:
+        raise CurveError("The charging curve needs at least two points.")
+    return points
+
+
+def format_curve(points: Iterable[Sequence[float]]) -> str:
+    return " ".join(f"{soc:g}:{kw:g}" for soc, kw in points)
+
+
+def _parse_text(text: str) -> list[tuple[float, float]]:
+    pairs = []
+    for index, token in enumerate(text.replace(",", " ").replace(";", " ").split(), start=1):
+        soc, sep, kw = token.partition(":")
+        if not sep:
+            raise CurveError(f"Point {index}: {token!r} is not of the form SoC:kW (e.g. 80:50).")
+        pairs.append(_point((soc, kw), index))
+    return pairs
+
+
+def _point(item: object, index: int) -> tuple[float, float]:
+    if isinstance(item, dict):
+        item = (item.get("soc"), item.get("kw"))
+    if not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 2:
+        raise CurveError(f"Point {index}: expected a pair (SoC %, max kW), got {item!r}.")
+    try:
+        soc, kw = float(item[0]), float(item[1])
+    except (TypeError, ValueError):
+        raise CurveError(f"Point {index}: {item!r} is not a pair of numbers.") from None
+    if soc != soc or kw != kw:
+        raise CurveError(f"Point {index}: {item!r} is not a pair of numbers.")
+    return soc, kw

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from vehicles.curve import CurveError, format_curve, parse_curve
+
+# Figures from the makers' public specifications (usable capacity, on-board charger,
+# peak DC power, pack voltage); curves are typical measured shapes, rounded.
+CATALOGUE = (
+    {
+        "make": "Volkswagen",
+        "model": "ID.3 Pro (58 kWh)",
+        "capacity_kwh": 58.0,
+        "ac_max_kw": 11.0,
+        "ac_phases": 3,
+        "dc_max_kw": 120.0,
+        "dc_min_v": 300.0,
+        "dc_nominal_v": 370.0,
+        "dc_max_v": 410.0,
+        "charging_curve": [
+            [0, 100],
+            [10, 120],
+            [30, 115],
+            [50, 90],
+            [70, 65],
+            [80, 50],
+            [90, 30],
+            [100, 7],
+        ],
+        "efficiency": 0.92,
+    },
+    {
+        "make": "Hyundai",
+        "model": "Ioniq 5 (77.4 kWh)",
+        "capacity_kwh": 74.0,
+        "ac_max_kw": 11.0,
+        "ac_phases": 3,
+        "dc_max_kw": 233.0,
+        "dc_min_v": 576.0,
+        "dc_nominal_v": 697.0,
+        "dc_max_v": 806.0,
+        "charging_curve": [
+            [0, 180],
+            [10, 230],
+            [50, 220],
+            [65, 170],
+            [80, 110],
+            [90, 50],
+            [100, 10],
+        ],
+        "efficiency": 0.93,
+    },
+    {
+        "make": "Ford",
+        "model": "E-Transit (68 kWh)",
+        "capacity_kwh": 68.0,
+        "ac_max_kw": 11.3,
+        "ac_phases": 3,
+        "dc_max_kw": 115.0,
+        "dc_min_v": 280.0,
+        "dc_nominal_v": 350.0,
+        "dc_max_v": 400.0,
+        "charging_curve": [[0, 100], [15, 115], [50, 105], [80, 60], [90, 30], [100, 8]],
+        "efficiency": 0.9,
+    },
+    {
+        "make": "BMW",
+        "model": "330e (plug-in hybrid)",
+        "capacity_kwh": 10.3,
+        "ac_max_kw": 3.7,
+        "ac_phases": 1,
+        "dc_max_kw": 0.0,
+        "dc_min_v": None,
+        "dc_nominal_v": None,
+        "dc_max_v": None,
+        "charging_curve": [[0, 3.7], [90, 3.7], [100, 1.5]],
+        "efficiency": 0.88,
+    },
+)
+
+
+class VehicleModelManager(models.Manager["VehicleModel"]):
+    def seed_catalogue(self) -> int:
+        """Create the catalogue vehicles that are missing; return how many were made."""
+        made = 0
+        for values in CATALOGUE:
+            _, created = self.get_or_create(
+                make=values["make"], model=values["model"], defaults=dict(values)
+            )
+            made += created
+        return made
+
+    def get_by_natural_key(self, make: str, model: str) -> VehicleModel:
+        return self.get(make=make, model=model)
+
+
+class VehicleModel(models.Model):
+    class Phases(models.IntegerChoices):
+        ONE = 1, "single-phase"
+        THREE = 3, "three-phase"
+
+    make = models.CharField(max_length=60)
+    model = models.CharField(max_length=80)
+    capacity_kwh = models.FloatField(
+        "usable battery capacity (kWh)", validators=[MinValueValidator(0.5), MaxValueValidator(500)]
+    )
+    ac_max_kw = models.FloatField(
+        "max AC power (kW)", validators=[MinValueValidator(0), MaxValueValidator(44)]
+    )
+    ac_phases = models.PositiveSmallIntegerField(
+        "AC phases", choices=Phases.choices, default=Phases.THREE
+    )
+    dc_max_kw = models.FloatField(
+        "max DC power (kW)",
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(1000)],
+        help_text="0 means the vehicle cannot charge on DC.",
+    )
+    dc_min_v = models.FloatField("DC min voltage (V)", null=True, blank=True)
+    dc_nominal_v = models.FloatField("DC nominal voltage (V)", null=True, blank=True)
+    dc_max_v = models.FloatField("DC max voltage (V)", null=True, blank=True)
+    charging_curve = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Points (SoC %, max kW), SoC strictly increasing, e.g. [[0, 100], [80, 50]].",
+    )
+    efficiency = models.FloatField(
+        "charging efficiency",
+        default=0.92,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Fraction of the metered energy that reaches the battery.",
+    )
+
+    objects = VehicleModelManager()
+
+    class Meta:
+        ordering = ["make", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["make", "model"], name="vehicle_make_model_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.make} {self.model}"
+
+    def natural_key(self) -> tuple[str, str]:
+        return (self.make, self.model)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        try:
+            self.charging_curve = [list(p) for p in parse_curve(self.charging_curve)]
+        except CurveError as exc:
+            errors["charging_curve"] = str(exc)
+        if self.dc_max_kw and self.dc_max_kw > 0:
+            volts = (self.dc_min_v, self.dc_nominal_v, self.dc_max_v)
+            if any(v is None for v in volts):
+                errors["dc_nominal_v"] = "A DC-capable vehicle needs min, nominal and max voltage."
+            elif not (0 < volts[0] <= volts[1] <= volts[2] <= 1500):  # type: ignore[operator]
+                errors["dc_nominal_v"] = (
+                    "DC voltages must satisfy 0 < min ≤ nominal ≤ max ≤ 1500 V."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def curve_text(self) -> str:
+        return format_curve(self.charging_curve)
