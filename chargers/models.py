@@ -251,3 +251,84 @@ class ConfigurationKey(models.Model):
                 self.value = config_keys.normalise(self.key, self.value)
             except config_keys.InvalidValue as exc:
                 raise ValidationError({"value": str(exc)}) from None
+
+
+class Transaction(models.Model):
+    """A charging session as the simulated charger knows it (survives a restart)."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        STOPPED = "stopped", "stopped"
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="transactions")
+    connector_id = models.PositiveSmallIntegerField()
+    local_id = models.CharField(max_length=40, unique=True)
+    id_tag = models.CharField(max_length=20)
+    transaction_id = models.IntegerField(
+        null=True, blank=True, help_text="The CSMS's id, once StartTransaction was confirmed."
+    )
+    meter_start = models.BigIntegerField()
+    meter_stop = models.BigIntegerField(null=True, blank=True)
+    started_at = models.CharField(max_length=32)
+    stopped_at = models.CharField(max_length=32, blank=True)
+    stop_reason = models.CharField(max_length=20, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["charger", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id}#{self.connector_id} {self.transaction_id or self.local_id}"
+
+
+class OutboxMessage(models.Model):
+    """A transaction message written before it is sent, deleted once the CSMS confirms it."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="outbox")
+    seq = models.BigIntegerField(help_text="Order of sending within the charger.")
+    action = models.CharField(max_length=40)
+    payload = models.JSONField()
+    local_tx_id = models.CharField(max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["charger", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "seq"], name="outbox_seq_unique_per_charger")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id}/{self.seq} {self.action}"
+
+
+class ChargingProfileRecord(models.Model):
+    """An installed charging profile, as the charger stores it across reboots."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="profiles")
+    connector_id = models.PositiveSmallIntegerField()
+    profile_id = models.IntegerField()
+    purpose = models.CharField(max_length=24)
+    stack_level = models.PositiveSmallIntegerField()
+    body = models.JSONField(help_text="csChargingProfiles as received.")
+
+    class Meta:
+        ordering = ["charger", "connector_id", "purpose", "-stack_level"]
+        verbose_name = "charging profile"
+
+    def __str__(self) -> str:
+        return f"{self.purpose} #{self.profile_id} on {self.connector_id}"
+
+
+class RuntimeState(models.Model):
+    """Per-charger state the engine keeps across restarts (boot, availability, caches)."""
+
+    charger = models.OneToOneField(Charger, on_delete=models.CASCADE, related_name="runtime")
+    charger_unavailable = models.BooleanField(default=False)
+    outbox_seq = models.BigIntegerField(default=0)
+    auth_cache = models.JSONField(default=dict, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"runtime of {self.charger_id}"
