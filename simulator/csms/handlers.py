@@ -1,0 +1,377 @@
+"""The per-connection side of the built-in CSMS: an `ocpp.v16.ChargePoint` with `@on` handlers.
+
+The library's receive loop and call() are kept, with these corrections:
+
+* frames are parsed once here (orjson), logged, and routed; the library's own `unpack`
+  would silently drop malformed CALLs without an answer;
+* a CALLRESULT/CALLERROR only reaches the library's response queue when a csms.call() is
+  waiting for exactly that unique id: a reply to a frame written with send_raw(), or a late
+  reply after a timeout, would otherwise be taken by the next call() as its own answer;
+* CALLERROR codes are the 1.6 ones (the library sends FormatViolation for FormationViolation
+  and has NotImplemented / NotSupported swapped);
+* a pending call() fails at once with ConnectionError when the socket goes away, instead of
+  waiting for the library's response timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action
+
+from .records import CALL, CALLERROR, CALLRESULT, MALFORMED, ConnectorStatus, Transaction
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from .server import CentralSystem
+
+LOGGER = logging.getLogger("simulator.csms")
+
+# The library's codes -> OCPP 1.6 (OCPP-J 1.6 section 4.2.3). FormatViolation does not exist
+# in 1.6; NotImplemented means "unknown action", NotSupported "known but not supported", and
+# the library raises them the other way round.
+_ERROR_CODES_16 = {
+    "FormatViolation": "FormationViolation",
+    "NotImplemented": "NotSupported",
+    "NotSupported": "NotImplemented",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+}
+
+# A response timeout for the library's call() that never fires: CSMSConnection.request()
+# applies its own timeout (which also covers waiting for the one-call-at-a-time lock).
+_LIBRARY_TIMEOUT = 24 * 3600.0
+
+
+def now_iso() -> str:
+    """UTC now as OCPP wants it: ISO 8601 with milliseconds and a Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def to_16_error_code(code: str) -> str:
+    return _ERROR_CODES_16.get(code, code)
+
+
+class CSMSConnection(ChargePoint):
+    """One charger's websocket as the CSMS sees it. Created by CentralSystem per connection."""
+
+    def __init__(self, cp_id: str, connection: ServerConnection, csms: CentralSystem) -> None:
+        super().__init__(cp_id, connection, response_timeout=_LIBRARY_TIMEOUT, logger=LOGGER)
+        self.csms = csms
+        self.websocket = connection
+        # camelCase payload of the CALL being handled. Handlers record wire-format data
+        # (meter values, boot info) and the library only hands them snake_case kwargs.
+        # Safe as a plain attribute: the receive loop handles one CALL at a time.
+        self._payload: dict[str, Any] = {}
+        # unique id -> action of CALLs we sent, to name the action of their answers.
+        self._out_actions: dict[str, str] = {}
+        # unique ids a call() is waiting for: only these go to the library's queue.
+        self._awaiting: set[str] = set()
+        # (unique id, action) of the incoming CALL being answered, to name our reply.
+        self._replying: tuple[str, str] | None = None
+        # Resolved (never with an exception: nobody may be awaiting it) when the socket is
+        # gone, so a pending request() can stop waiting.
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._receiver: asyncio.Task[Any] | None = None  # the task running start()
+        if not csms.validate_messages:
+            for handlers in self.route_map.values():
+                handlers["_skip_schema_validation"] = True
+
+    # -- transport ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Receive loop; returns (via ConnectionClosed) when the socket closes."""
+        self._receiver = asyncio.current_task()
+        recv = self._connection.recv
+        while True:
+            raw = await recv()
+            if isinstance(raw, bytes):
+                # OCPP-J uses text frames only; log it and carry on.
+                self.csms._record(self, "in", MALFORMED, None, None, {}, repr(raw))
+                LOGGER.warning("%s: binary frame ignored (OCPP-J needs text frames)", self.id)
+                continue
+            await self.route_message(raw)
+
+    async def _send(self, message: str) -> None:
+        # Recorded before sending, so the log already holds our answer when the charger
+        # reacts to it.
+        self.csms._record_out(self, message)
+        await self._connection.send(message)
+
+    def mark_gone(self) -> None:
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            data = orjson.loads(raw_msg)
+        except orjson.JSONDecodeError:
+            data = None
+        message_type = data[0] if isinstance(data, list) and data else None
+        unique_id = data[1] if message_type is not None and len(data) > 1 else None
+        if not isinstance(unique_id, str):
+            unique_id = None
+
+        if message_type == CALL and len(data) == 4 and isinstance(data[2], str):
+            await self._route_call(raw_msg, unique_id, data[2], data[3])
+        elif message_type == CALLRESULT and len(data) == 3 and unique_id is not None:
+            action = self._out_actions.pop(unique_id, None)
+            payload = data[2] if isinstance(data[2], dict) else {"value": data[2]}
+            self.csms._record(self, "in", CALLRESULT, unique_id, action, payload, raw_msg)
+            if unique_id in self._awaiting:
+                self._response_queue.put_nowait(CallResult(unique_id, data[2]))
+        elif message_type == CALLERROR and len(data) == 5 and unique_id is not None:
+            action = self._out_actions.pop(unique_id, None)
+            _, _, code, description, details = data
+            payload = {"errorCode": code, "errorDescription": description, "errorDetails": details}
+            self.csms._record(self, "in", CALLERROR, unique_id, action, payload, raw_msg)
+            if unique_id in self._awaiting:
+                self._response_queue.put_nowait(CallError(unique_id, code, description, details))
+        else:
+            self.csms._record(self, "in", MALFORMED, unique_id, None, {}, raw_msg)
+            LOGGER.warning("%s: malformed OCPP-J frame: %.200s", self.id, raw_msg)
+            if message_type == CALL and unique_id is not None:
+                # We know whom to answer: a CALL with the wrong shape is a protocol error.
+                await self._send_error(
+                    unique_id, "ProtocolError", "CALL must be [2, uniqueId, action, payload]"
+                )
+
+    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
+        csms = self.csms
+        csms.counts[action] += 1
+        csms._record(
+            self, "in", CALL, unique_id, action, payload if isinstance(payload, dict) else {}, raw
+        )
+        if unique_id is None:
+            LOGGER.warning("%s: CALL %s without a string unique id, not answered", self.id, action)
+            return
+        if not csms.respond:
+            return  # test mode: let the charger time out
+        self._replying = (unique_id, action)
+        try:
+            failure = csms.fail_actions.get(action)
+            if failure:
+                await self._send_error(
+                    unique_id, failure, f"{action} refused by test configuration"
+                )
+                return
+            if not isinstance(payload, dict):
+                await self._send_error(unique_id, "FormationViolation", "payload must be an object")
+                return
+            self._payload = payload
+            await self._handle_call(Call(unique_id, action, payload))
+        except OCPPError as error:
+            # Raised before our handler ran (schema check, unknown action) or by the check
+            # of our own answer; handler exceptions are answered by the library itself.
+            LOGGER.info("%s: %s answered with %s: %s", self.id, action, error.code, error)
+            await self._send_error(
+                unique_id, to_16_error_code(error.code), error.description, error.details
+            )
+        finally:
+            self._replying = None
+            self._payload = {}
+
+    async def _send_error(
+        self, unique_id: str, code: str, description: str, details: Any = None
+    ) -> None:
+        await self._send(CallError(unique_id, code, description, details or {}).to_json())
+
+    # -- CSMS-initiated requests -------------------------------------------------------------
+
+    async def request(self, payload: Any, timeout: float) -> Any:
+        """The library's call() with suppress=False, a real timeout and disconnect awareness."""
+        if self.gone.done():
+            raise ConnectionError(f"charge point {self.id!r} is disconnected")
+        if asyncio.current_task() is self._receiver:
+            # The answer would be read by this very task, which is busy waiting for it.
+            raise RuntimeError(
+                "csms.call() from inside a handler (e.g. csms.data_transfer) would deadlock: "
+                "run it in a task of its own"
+            )
+        unique_id = str(uuid.uuid4())
+        action = type(payload).__name__
+        self._out_actions[unique_id] = action
+        self._awaiting.add(unique_id)
+        task = asyncio.ensure_future(self.call(payload, suppress=False, unique_id=unique_id))
+        try:
+            done, _ = await asyncio.wait(
+                (task, self.gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            self._awaiting.discard(unique_id)
+        if task in done:
+            return task.result()
+        task.cancel()
+        if self.gone.done():
+            raise ConnectionError(
+                f"charge point {self.id!r} disconnected before answering {action} ({unique_id})"
+            )
+        raise TimeoutError(f"{self.id}: no answer to {action} ({unique_id}) within {timeout}s")
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _id_tag_info(self, id_tag: str) -> IdTagInfo:
+        value = self.csms.authorize.get(id_tag, self.csms.default_id_tag_status)
+        return value if isinstance(value, IdTagInfo) else IdTagInfo(status=value)
+
+    @on(Action.boot_notification)
+    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
+        csms = self.csms
+        status = str(csms.boot_status)
+        csms.registration[self.id] = status
+        csms.boot_info[self.id] = self._payload
+        return call_result.BootNotification(
+            current_time=now_iso(), interval=int(csms.boot_interval), status=status
+        )
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=now_iso())
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
+        return call_result.Authorize(id_tag_info=self._id_tag_info(id_tag))
+
+    @on(Action.start_transaction)
+    def on_start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        timestamp: str,
+        reservation_id: int | None = None,
+        **_: Any,
+    ) -> call_result.StartTransaction:
+        csms = self.csms
+        transaction_id = csms.next_transaction_id
+        csms.next_transaction_id += 1
+        info = self._id_tag_info(id_tag)
+        csms.transactions[transaction_id] = Transaction(
+            transaction_id=transaction_id,
+            cp_id=self.id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start=meter_start,
+            start_timestamp=timestamp,
+            reservation_id=reservation_id,
+            id_tag_status=str(info.status),
+        )
+        return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
+
+    @on(Action.stop_transaction)
+    def on_stop_transaction(
+        self,
+        transaction_id: int,
+        meter_stop: int,
+        timestamp: str,
+        id_tag: str | None = None,
+        reason: str | None = None,
+        **_: Any,
+    ) -> call_result.StopTransaction:
+        csms = self.csms
+        transaction = csms.transactions.get(transaction_id)
+        if transaction is None:
+            # Not allocated here (e.g. -1 after an unconfirmed start): keep it visible anyway.
+            transaction = Transaction(
+                transaction_id=transaction_id,
+                cp_id=self.id,
+                connector_id=0,
+                id_tag=id_tag,
+                meter_start=None,
+                start_timestamp=None,
+                started_here=False,
+            )
+            csms.transactions[transaction_id] = transaction
+        transaction.meter_stop = meter_stop
+        transaction.stop_timestamp = timestamp
+        transaction.reason = reason
+        transaction.stop_id_tag = id_tag
+        transaction.transaction_data = self._payload.get("transactionData")
+        info = self._id_tag_info(id_tag) if id_tag is not None else None
+        return call_result.StopTransaction(id_tag_info=info)
+
+    @on(Action.meter_values)
+    def on_meter_values(
+        self, connector_id: int, transaction_id: int | None = None, **_: Any
+    ) -> call_result.MeterValues:
+        csms = self.csms
+        if csms.keep_log and transaction_id is not None:
+            transaction = csms.transactions.get(transaction_id)
+            if transaction is not None:
+                transaction.meter_values.extend(self._payload.get("meterValue", ()))
+        return call_result.MeterValues()
+
+    @on(Action.status_notification)
+    def on_status_notification(
+        self, connector_id: int, status: str, error_code: str, **_: Any
+    ) -> call_result.StatusNotification:
+        self.csms.status.setdefault(self.id, {})[connector_id] = ConnectorStatus(
+            str(status), str(error_code)
+        )
+        return call_result.StatusNotification()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None, **_: Any
+    ) -> call_result.DataTransfer:
+        handler = self.csms.data_transfer
+        if handler is None:
+            return call_result.DataTransfer(status="UnknownVendorId")
+        result = handler(self.id, vendor_id, message_id, data)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, str):
+            return call_result.DataTransfer(status=result)
+        return result
+
+    @on(Action.diagnostics_status_notification)
+    def on_diagnostics_status_notification(
+        self, status: str, **_: Any
+    ) -> call_result.DiagnosticsStatusNotification:
+        self.csms.diagnostics_status[self.id] = str(status)
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification)
+    def on_firmware_status_notification(
+        self, status: str, **_: Any
+    ) -> call_result.FirmwareStatusNotification:
+        self.csms.firmware_status[self.id] = str(status)
+        return call_result.FirmwareStatusNotification()
+
+    # Security whitepaper (edition 3) messages a 1.6 charger with security profiles may send.
+
+    @on(Action.security_event_notification)
+    def on_security_event_notification(self, **_: Any) -> call_result.SecurityEventNotification:
+        return call_result.SecurityEventNotification()
+
+    @on(Action.log_status_notification)
+    def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:
+        return call_result.LogStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    def on_signed_firmware_status_notification(
+        self, status: str, **_: Any
+    ) -> call_result.SignedFirmwareStatusNotification:
+        self.csms.firmware_status[self.id] = str(status)
+        return call_result.SignedFirmwareStatusNotification()
+
+    @on(Action.sign_certificate)
+    def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
+        # No CA here: accept the request; a CertificateSigned never follows.
+        return call_result.SignCertificate(status="Accepted")

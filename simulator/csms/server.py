@@ -1,0 +1,492 @@
+"""CentralSystem: the built-in OCPP 1.6J CSMS used by the demo, the tests and the benchmarks.
+
+One `CentralSystem` serves any number of chargers on one websockets server. Every option is a
+plain attribute read when it is needed, so a test can change the CSMS's behaviour between two
+messages (boot_status, authorize, respond, fail_actions, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import ocpp.messages
+import orjson
+from ocpp.v16.datatypes import IdTagInfo
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHeader, NegotiationError
+from websockets.frames import CloseCode
+from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from .handlers import LOGGER, CSMSConnection
+from .records import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    MALFORMED,
+    ConnectorStatus,
+    LogEntry,
+    Refusal,
+    Transaction,
+)
+
+# jsonschema validation in a thread pool buys nothing under the GIL, costs ~150 µs a message
+# and has been reported to race: validate inline. Guarded because the attribute is not API.
+if hasattr(ocpp.messages, "ASYNC_VALIDATION"):
+    ocpp.messages.ASYNC_VALIDATION = False
+
+SUBPROTOCOL = Subprotocol("ocpp1.6")
+
+# Every frame, both directions, at INFO; off unless someone configures this logger (runcsms
+# and `python -m simulator.csms` do).
+FRAMES = logging.getLogger("simulator.csms.frames")
+
+# (cp_id, vendor_id, message_id, data) -> call_result.DataTransfer or a status string,
+# or an awaitable of either
+DataTransferHandler = Callable[[str, str, str | None, str | None], Any]
+
+
+class WaitTimeout(AssertionError, TimeoutError):
+    """wait_for() saw no matching frame in time.
+
+    Both an AssertionError (reads as a test failure) and a TimeoutError (== asyncio's in 3.11),
+    so either `pytest.raises` works.
+    """
+
+
+def cp_id_from_path(path: str) -> str:
+    """The charge point id is the last path segment, percent-decoded (OCPP-J 1.6 section 3.1)."""
+    return unquote(urlsplit(path).path.rstrip("/").rpartition("/")[2])
+
+
+class CentralSystem:
+    """A small real OCPP 1.6J central system on the `ocpp` library's server side."""
+
+    def __init__(
+        self,
+        *,
+        keep_log: bool = True,
+        boot_status: str = "Accepted",
+        boot_interval: int = 300,
+        response_timeout: float = 30.0,
+        validate_messages: bool = True,
+    ) -> None:
+        # -- behaviour (change at any time) --
+        self.boot_status = boot_status  # "Accepted" | "Pending" | "Rejected"
+        # heartbeat interval when Accepted, retry interval otherwise (seconds)
+        self.boot_interval = boot_interval
+        self.authorize: dict[str, str | IdTagInfo] = {}  # idTag -> status (or full IdTagInfo)
+        self.default_id_tag_status = "Accepted"
+        self.passwords: dict[str, str] = {}  # cp id -> HTTP Basic password (profile 1/2)
+        self.require_known = False  # refuse ids in neither `known` nor `passwords` with 404
+        self.known: set[str] = set()
+        self.respond = True  # False: swallow chargers' CALLs (timeout tests)
+        self.fail_actions: dict[str, str] = {}  # action -> CALLERROR code to answer with
+        # None answers DataTransfer with UnknownVendorId
+        self.data_transfer: DataTransferHandler | None = None
+        self.response_timeout = response_timeout  # default timeout of call()
+        # Missing or wrong subprotocol: "reject" = HTTP 400 during the handshake (websockets'
+        # negotiation); "close" = OCPP-J 1.6 section 3.1.2 to the letter: finish the handshake
+        # without Sec-WebSocket-Protocol, then close at once (1002).
+        self.subprotocol_policy: Literal["reject", "close"] = "reject"
+        # Schema-check chargers' CALLs and our answers (read when a charger connects).
+        # Benchmarks may turn it off to keep the CSMS from being the bottleneck.
+        self.validate_messages = validate_messages
+        self.keep_log = keep_log
+
+        # -- state --
+        self.log: list[LogEntry] = []
+        self.counts: Counter[str] = Counter()  # action of every CALL received
+        self.connected: dict[str, CSMSConnection] = {}
+        self.connects: Counter[str] = Counter()  # cp id -> accepted websocket connections
+        self.refusals: deque[Refusal] = deque(maxlen=1000)
+        self.transactions: dict[int, Transaction] = {}
+        self.next_transaction_id = 1
+        self.status: dict[str, dict[int, ConnectorStatus]] = {}
+        self.registration: dict[str, str] = {}  # cp id -> last BootNotification status we sent
+        self.boot_info: dict[str, dict[str, Any]] = {}  # cp id -> last BootNotification payload
+        self.diagnostics_status: dict[str, str] = {}
+        self.firmware_status: dict[str, str] = {}
+
+        self._server: Server | None = None
+        self._host = "127.0.0.1"
+        self._port: int | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, **serve_options: Any) -> int:
+        """Listen; port 0 picks a free port. Returns the port. Extra options go to serve()."""
+        if self._server is not None:
+            raise RuntimeError("CentralSystem already started")
+        options: dict[str, Any] = {
+            # 30 KiB instead of 71 KiB per connection, and chargers rarely negotiate it
+            "compression": None,
+            # a test CSMS should not hang for 10 s on a client that ignores the close frame
+            "close_timeout": 2,
+        }
+        options.update(serve_options)
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._process_request,
+            logger=logging.getLogger("simulator.csms.websockets"),
+            **options,
+        )
+        self._host = host
+        self._port = self._server.sockets[0].getsockname()[1]
+        LOGGER.info("CSMS listening on %s", self.url)
+        return self._port
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("CentralSystem not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """ws://host:port; a charger connects to url + "/" + cp_id."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"ws://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and stop listening. Idempotent."""
+        for conn in list(self.connected.values()):
+            conn.mark_gone()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        self._notify()
+
+    async def __aenter__(self) -> CentralSystem:
+        if self._server is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            raise RuntimeError("CentralSystem not started")
+        await self._server.serve_forever()
+
+    # -- CSMS-initiated ----------------------------------------------------------------------
+
+    def connection(self, cp_id: str) -> CSMSConnection:
+        try:
+            return self.connected[cp_id]
+        except KeyError:
+            known = ", ".join(sorted(self.connected)) or "none"
+            raise KeyError(
+                f"charge point {cp_id!r} is not connected (connected: {known})"
+            ) from None
+
+    async def call(self, cp_id: str, payload: Any, *, timeout: float | None = None) -> Any:
+        """Send an ocpp.v16.call.* request; return the call_result.* dataclass.
+
+        A CALLERROR raises the matching ocpp.exceptions.OCPPError; no answer in time raises
+        TimeoutError; the charger going away raises ConnectionError at once.
+        """
+        conn = self.connection(cp_id)
+        return await conn.request(payload, self.response_timeout if timeout is None else timeout)
+
+    async def send_raw(self, cp_id: str, text: str) -> str | None:
+        """Write one frame as is. Returns its unique id when it has one (for wait_for)."""
+        conn = self.connection(cp_id)
+        unique_id = None
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, list) and len(data) > 1 and isinstance(data[1], str):
+            unique_id = data[1]
+            if data[0] == CALL and len(data) > 2 and isinstance(data[2], str):
+                # so the charger's answer is logged under this action
+                conn._out_actions[unique_id] = data[2]
+        await conn._send(text)
+        return unique_id
+
+    async def disconnect(
+        self, cp_id: str, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""
+    ) -> None:
+        """Close that charger's websocket from the server side."""
+        conn = self.connection(cp_id)
+        conn.mark_gone()  # pending call()s fail now, not after the closing handshake
+        if self.connected.get(cp_id) is conn:
+            del self.connected[cp_id]
+        self._notify()
+        await conn.websocket.close(code, reason)
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    async def wait_for(
+        self,
+        cp_id: str | None,
+        action: str | None = None,
+        *,
+        direction: str | None = "in",
+        predicate: Callable[[LogEntry], bool] | None = None,
+        timeout: float = 5.0,
+        after: int = 0,
+        message_type: int | None = None,
+        unique_id: str | None = None,
+    ) -> LogEntry:
+        """First log entry at index >= after matching every given filter (None = any).
+
+        `action` also matches answers (their action is the answered CALL's); narrow with
+        message_type=2/3/4 when needed. Raises WaitTimeout listing what was seen.
+        """
+        if not self.keep_log:
+            raise RuntimeError("wait_for needs CentralSystem(keep_log=True)")
+
+        def matches(entry: LogEntry) -> bool:
+            return (
+                (cp_id is None or entry.cp_id == cp_id)
+                and (action is None or entry.action == action)
+                and (direction is None or entry.direction == direction)
+                and (message_type is None or entry.message_type == message_type)
+                and (unique_id is None or entry.unique_id == unique_id)
+                and (predicate is None or predicate(entry))
+            )
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        index = after
+        while True:
+            log = self.log
+            while index < len(log):
+                entry = log[index]
+                index += 1
+                if matches(entry):
+                    return entry
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                wanted = ", ".join(
+                    f"{name}={value!r}"
+                    for name, value in (
+                        ("action", action),
+                        ("direction", direction),
+                        ("message_type", message_type),
+                        ("unique_id", unique_id),
+                        ("predicate", predicate),
+                    )
+                    if value is not None
+                )
+                raise WaitTimeout(
+                    f"no frame for {cp_id!r} matching {wanted or 'anything'} at index >= {after} "
+                    f"within {timeout}s; {self.describe(cp_id)}"
+                )
+            await self._wait_change(remaining)
+
+    async def wait_connected(self, cp_id: str, *, timeout: float = 5.0) -> CSMSConnection:
+        """Wait until that charge point has an open connection."""
+        await self._wait_until(lambda: cp_id in self.connected, timeout, f"{cp_id!r} to connect")
+        return self.connected[cp_id]
+
+    async def wait_disconnected(self, cp_id: str, *, timeout: float = 5.0) -> None:
+        await self._wait_until(
+            lambda: cp_id not in self.connected, timeout, f"{cp_id!r} to disconnect"
+        )
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                refused = [r for r in self.refusals if repr(r.cp_id) in what]
+                raise WaitTimeout(
+                    f"waited {timeout}s for {what}; connected: {sorted(self.connected)}; "
+                    f"refused attempts: {refused[-5:]}"
+                )
+            await self._wait_change(remaining)
+
+    def describe(self, cp_id: str | None, last: int = 40) -> str:
+        """What the log holds for that charge point (the last `last` frames), for messages."""
+        seen = [(i, e) for i, e in enumerate(self.log) if cp_id is None or e.cp_id == cp_id]
+        state = "connected" if cp_id in self.connected else "not connected"
+        if not seen:
+            return f"{cp_id!r} is {state}; no frames seen for it"
+        lines = [f"  #{i} {e.summary()}" for i, e in seen[-last:]]
+        skipped = f" (last {last} of {len(seen)})" if len(seen) > last else ""
+        return f"{cp_id!r} is {state}; frames seen{skipped}:\n" + "\n".join(lines)
+
+    async def _wait_change(self, timeout: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout)
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- recording (called by CSMSConnection) -------------------------------------------------
+
+    def _record(
+        self,
+        conn: CSMSConnection,
+        direction: str,
+        message_type: int,
+        unique_id: str | None,
+        action: str | None,
+        payload: dict[str, Any],
+        raw: str,
+    ) -> None:
+        if direction == "in" and FRAMES.isEnabledFor(logging.INFO):
+            FRAMES.info("%s <- %s", conn.id, raw)
+        if not self.keep_log:
+            return
+        self.log.append(
+            LogEntry(
+                conn.id, direction, message_type, unique_id, action, payload, datetime.now(UTC), raw
+            )
+        )
+        if self._waiters:
+            self._notify()
+
+    def _record_out(self, conn: CSMSConnection, raw: str) -> None:
+        if FRAMES.isEnabledFor(logging.INFO):
+            FRAMES.info("%s -> %s", conn.id, raw)
+        if not self.keep_log:
+            return  # no parsing of our own frames unless someone looks at them
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        message_type = data[0] if isinstance(data, list) and data else MALFORMED
+        unique_id = data[1] if len(data or ()) > 1 and isinstance(data[1], str) else None
+        action: str | None = None
+        payload: dict[str, Any] = {}
+        if message_type == CALL and len(data) == 4:
+            action = data[2] if isinstance(data[2], str) else None
+            payload = data[3] if isinstance(data[3], dict) else {}
+        elif message_type in (CALLRESULT, CALLERROR):
+            replying = conn._replying
+            if replying is not None and replying[0] == unique_id:
+                action = replying[1]
+            if message_type == CALLRESULT and len(data) == 3:
+                payload = data[2] if isinstance(data[2], dict) else {}
+            elif message_type == CALLERROR and len(data) == 5:
+                payload = dict(
+                    zip(("errorCode", "errorDescription", "errorDetails"), data[2:], strict=True)
+                )
+            else:
+                message_type = MALFORMED
+        else:
+            message_type = MALFORMED
+        self._record(conn, "out", message_type, unique_id, action, payload, raw)
+
+    # -- websocket server hooks --------------------------------------------------------------
+
+    def _refuse(self, cp_id: str, status: int, reason: str) -> None:
+        LOGGER.warning("%s: connection refused (%s): %s", cp_id or "<no id>", status, reason)
+        self.refusals.append(Refusal(cp_id, status, reason, datetime.now(UTC)))
+        self._notify()
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        cp_id = cp_id_from_path(request.path)
+        if not cp_id:
+            self._refuse(cp_id, 404, f"no charge point id in path {request.path!r}")
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "No charge point id in path\n")
+        password = self.passwords.get(cp_id)
+        if self.require_known and password is None and cp_id not in self.known:
+            self._refuse(cp_id, 404, "unknown charge point id")
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Unknown charge point\n")
+        if password is None:
+            return None
+        problem = self._check_basic_auth(cp_id, password, request.headers.get("Authorization"))
+        if problem is None:
+            return None
+        self._refuse(cp_id, 401, problem)
+        response = connection.respond(http.HTTPStatus.UNAUTHORIZED, f"{problem}\n")
+        response.headers["WWW-Authenticate"] = build_www_authenticate_basic("ChargeSim CSMS")
+        return response
+
+    @staticmethod
+    def _check_basic_auth(cp_id: str, password: str, header: str | None) -> str | None:
+        """None when the header carries user=cp_id and the right password, else why not."""
+        if header is None:
+            return "missing credentials"
+        try:
+            user, given = parse_authorization_basic(header)
+        except InvalidHeader:
+            return "unsupported credentials"
+        if user != cp_id:
+            return f"user {user!r} is not the charge point id"
+        # constant time, and bytes so that any non-ASCII password still compares
+        if not hmac.compare_digest(
+            given.encode(errors="surrogateescape"), password.encode(errors="surrogateescape")
+        ):
+            return "invalid password"
+        return None
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        if SUBPROTOCOL in subprotocols:
+            return SUBPROTOCOL
+        cp_id = cp_id_from_path(connection.request.path) if connection.request else ""
+        offered = ", ".join(subprotocols) or "none"
+        if self.subprotocol_policy == "close":
+            self._refuse(cp_id, CloseCode.PROTOCOL_ERROR, f"subprotocol {offered} offered")
+            return None  # handshake completes without the header; _handle closes
+        self._refuse(cp_id, 400, f"subprotocol {offered} offered, {SUBPROTOCOL} required")
+        raise NegotiationError(f"subprotocol {SUBPROTOCOL} required, offered: {offered}")
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        assert websocket.request is not None
+        cp_id = cp_id_from_path(websocket.request.path)
+        if websocket.subprotocol != SUBPROTOCOL:
+            await websocket.close(CloseCode.PROTOCOL_ERROR, f"subprotocol {SUBPROTOCOL} required")
+            return
+        conn = CSMSConnection(cp_id, websocket, self)
+        old = self.connected.get(cp_id)
+        if old is not None:
+            # The newest connection wins: the old one is usually a socket the charger
+            # already abandoned and the server has not noticed yet.
+            LOGGER.warning("%s: new connection replaces the open one", cp_id)
+            old.mark_gone()
+            self._spawn(old.websocket.close(CloseCode.NORMAL_CLOSURE, "replaced by new connection"))
+        self.connected[cp_id] = conn
+        self.connects[cp_id] += 1
+        self._notify()
+        LOGGER.info("%s connected from %s", cp_id, websocket.remote_address)
+        try:
+            await conn.start()
+        except ConnectionClosed as closed:
+            LOGGER.info("%s disconnected (%s)", cp_id, closed)
+        except Exception:
+            LOGGER.exception("%s: connection handler failed", cp_id)
+            raise
+        finally:
+            conn.mark_gone()
+            if self.connected.get(cp_id) is conn:
+                del self.connected[cp_id]
+            self._notify()
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
