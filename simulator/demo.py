@@ -1,0 +1,91 @@
+"""The demo fleet and its simulated drivers, so that a newcomer sees chargers charging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from django.db import transaction
+
+from chargers.models import Charger as ChargerRow
+from chargers.models import Evse as EvseRow
+from locations.models import Location
+from simulator.charger import ActionError, BootState, Charger
+from simulator.store import Store
+
+log = logging.getLogger(__name__)
+
+DEMO_PREFIX = "DEMO-"
+
+
+def ensure_demo_fleet(count: int, csms_url: str) -> int:
+    """Create or update DEMO-0001..DEMO-NNNN (idempotent); return how many were created."""
+    locations = list(Location.objects.all()) or [
+        Location.objects.create(name="Demo Site", time_zone="UTC")
+    ]
+    created = 0
+    with transaction.atomic():
+        for n in range(1, count + 1):
+            dc = n % 3 == 0
+            cp_id = f"{DEMO_PREFIX}{n:04d}"
+            values = {
+                "location": locations[(n - 1) % len(locations)],
+                "vendor": "ChargeSim",
+                "model": "Virtual DC 150" if dc else "Virtual AC 22",
+                "serial_number": f"CS-DEMO-{n:05d}",
+                "power_type": "DC" if dc else "AC",
+                "max_power_kw": 150.0 if dc else 22.0,
+                "phases": 3,
+                "csms_url": csms_url,
+                "auto_connect": True,
+                "enabled": True,
+                "simulate_ev_on_remote_start": True,
+            }
+            charger, made = ChargerRow.objects.update_or_create(
+                charge_point_id=cp_id, defaults=values
+            )
+            if made:
+                created += 1
+                EvseRow.objects.bulk_create(
+                    EvseRow(
+                        charger=charger,
+                        connector_id=c,
+                        connector_type="CCS2" if dc else "Type2",
+                        max_power_kw=150.0 if dc else 22.0,
+                    )
+                    for c in (1, 2)
+                )
+    return created
+
+
+async def drive_demo(store: Store, share: float = 0.5) -> None:
+    """Plug a vehicle into about `share` of the demo connectors and start a session,
+    once each charger has booted."""
+    pending = [c for c in store if c.id.startswith(DEMO_PREFIX)]
+    random.seed(7)
+    for _ in range(120):
+        still = []
+        for charger in pending:
+            if charger.boot is BootState.ACCEPTED and charger.online:
+                await _start_sessions(charger, share)
+            else:
+                still.append(charger)
+        pending = still
+        if not pending:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _start_sessions(charger: Charger, share: float) -> None:
+    for evse in charger.evses:
+        if random.random() > share or evse.battery is not None:
+            continue
+        vehicle = charger.pick_vehicle()
+        if vehicle is None:
+            continue
+        try:
+            charger.plug_in(evse.connector_id, vehicle, soc=round(random.uniform(10, 60), 1))
+            await charger.present_id_tag(evse.connector_id, f"DEMO{random.randint(1, 999):04d}")
+        except ActionError as exc:
+            log.info("%s: demo session not started: %s", charger.id, exc)

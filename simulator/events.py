@@ -1,0 +1,107 @@
+"""Publishing engine state to the channel layer: small idempotent snapshots, throttled.
+
+The layer drops messages when a receiver is over capacity, so we publish whole snapshots
+(never deltas) of the chargers that changed, at most `rate` times a second per charger,
+and keep a bounded in-memory log of OCPP frames per charger for the message-log view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from simulator import contract
+from simulator.charger import Charger, Listener, LocalTransaction
+
+log = logging.getLogger(__name__)
+
+
+def snapshot(charger: Charger) -> dict[str, Any]:
+    """The full, idempotent state of one charger as the dashboard shows it."""
+    return {
+        "id": charger.spec.db_id,
+        "charge_point_id": charger.id,
+        "location_id": charger.spec.location_id,
+        "link": charger.link.value,
+        "link_error": charger.link_error,
+        "boot": charger.boot.value,
+        "power_type": charger.spec.power_type,
+        "evses": [
+            {
+                "connector_id": evse.connector_id,
+                "status": str(evse.status),
+                "error_code": evse.error_code,
+                "power_w": round(evse.power_w, 1),
+                "register_wh": round(evse.register_wh, 1),
+                "soc": None if evse.soc is None else round(evse.soc, 1),
+                "voltage_v": [round(v, 1) for v in evse.voltage_v],
+                "current_a": [round(a, 2) for a in evse.current_a],
+                "transaction_id": evse.transaction_id,
+                "id_tag": evse.id_tag,
+                "vehicle": evse.battery.spec.name if evse.battery is not None else None,
+            }
+            for evse in charger.evses
+        ],
+        "at": time.time(),
+    }
+
+
+class EventPublisher(Listener):
+    def __init__(self, rate: float = 2.0, log_limit: int = 100) -> None:
+        self.rate = rate
+        self.log_limit = log_limit
+        self._dirty: dict[str, Charger] = {}
+        self.frames: dict[str, deque[tuple[float, str, str]]] = {}
+        self._new_frames: dict[str, list[tuple[float, str, str]]] = {}
+
+    def on_change(self, charger: Charger) -> None:
+        self._dirty[charger.id] = charger
+
+    def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
+        self._dirty[charger.id] = charger
+
+    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+        if self.log_limit <= 0:
+            return
+        entry = (time.time(), direction, text)
+        frames = self.frames.get(charger.id)
+        if frames is None:
+            frames = self.frames[charger.id] = deque(maxlen=self.log_limit)
+        frames.append(entry)
+        if charger.spec.db_id is not None:
+            self._new_frames.setdefault(charger.id, []).append(entry)
+            self._dirty.setdefault(charger.id, charger)
+
+    async def run(self, layer: Any) -> None:
+        """Flush changed chargers to their groups, `rate` times a second at most."""
+        period = 1.0 / self.rate
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.flush(layer)
+            except Exception:
+                log.exception("publishing events failed")
+
+    async def flush(self, layer: Any) -> None:
+        dirty, self._dirty = self._dirty, {}
+        frames, self._new_frames = self._new_frames, {}
+        for charger in dirty.values():
+            pk = charger.spec.db_id
+            if pk is None:
+                continue
+            state = {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)}
+            await layer.group_send(contract.charger_group(pk), state)
+            await layer.group_send(contract.FLEET_GROUP, state)
+            new = frames.get(charger.id)
+            if new:
+                await layer.group_send(
+                    contract.charger_group(pk),
+                    {
+                        "type": contract.EVENT_CHARGER_LOG,
+                        "charger_id": pk,
+                        "frames": [list(f) for f in new[-self.log_limit :]],
+                    },
+                )

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from simulator.runner import RunOptions, SimulatorRunner
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/", 1))
+    except ValueError:
+        raise CommandError(f"--shard {text!r}: use K/N, e.g. 0/2 for the first of two.") from None
+    if n < 1 or not 0 <= k < n:
+        raise CommandError(f"--shard {text!r}: K must be within 0..N-1 and N at least 1.")
+    return k, n
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the charge-point simulator: migrate, load the fleet, connect the auto-connect "
+        "chargers, tick the meter engine, and (unless --no-web) serve the admin and dashboard "
+        "with Daphne on the same event loop."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="web interface (default %(default)s)"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="web port (default %(default)s)")
+        parser.add_argument("--no-web", action="store_true", help="run the engine alone")
+        parser.add_argument(
+            "--demo",
+            action="store_true",
+            help="start the built-in CSMS and a demo fleet pointed at it",
+        )
+        parser.add_argument(
+            "--demo-chargers",
+            type=int,
+            default=10,
+            metavar="N",
+            help="size of the demo fleet (default %(default)s)",
+        )
+        parser.add_argument("--csms-url", help="point the demo fleet at this CSMS instead")
+        parser.add_argument(
+            "--csms-port",
+            type=int,
+            default=9000,
+            help="port of the built-in CSMS with --demo (default %(default)s)",
+        )
+        parser.add_argument(
+            "--shard",
+            default="0/1",
+            metavar="K/N",
+            help="run only the chargers of shard K of N (stable hash of the id)",
+        )
+        parser.add_argument("--no-migrate", action="store_true", help="do not migrate first")
+        parser.add_argument(
+            "--only", nargs="+", metavar="CP_ID", help="load only these charge point ids"
+        )
+
+    def handle(self, *args, **options):
+        shard, shards = parse_shard(options["shard"])
+        if options["demo_chargers"] < 0:
+            raise CommandError("--demo-chargers must be 0 or more.")
+        if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
+            raise CommandError("--csms-url must start with ws:// or wss://.")
+        run = RunOptions(
+            host=options["host"],
+            port=options["port"],
+            web=not options["no_web"],
+            demo=options["demo"],
+            demo_chargers=options["demo_chargers"],
+            csms_url=options["csms_url"],
+            csms_port=options["csms_port"],
+            shard=shard,
+            shards=shards,
+            migrate=not options["no_migrate"],
+            only_ids=options["only"],
+            write=lambda text: self.stdout.write(text, ending=""),
+        )
+        SimulatorRunner(run).run()

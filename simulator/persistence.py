@@ -1,0 +1,450 @@
+"""The bridge between the ORM and the runtime chargers: load, config sync, checkpoints.
+
+The only module of the engine that touches Django models. Loading builds plain runtime
+objects; afterwards the engine owns live state and this module writes through what must
+survive a restart (meter registers, statuses, configuration) in batches, from a thread, so
+that the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from django.db.models import Case, F, FloatField, Q, Value, When
+from django.db.models.functions import Greatest
+
+from chargers.models import Charger as ChargerRow
+from chargers.models import ConfigurationKey, OutboxMessage
+from chargers.models import Evse as EvseRow
+from chargers.models import Transaction as TransactionRow
+from simulator import config_keys, contract
+from simulator.battery import VehicleSpec
+from simulator.charger import Charger, ChargerSpec, Listener, LocalTransaction
+from simulator.evse import ConnectorStatus, Evse
+from simulator.outbox import Outgoing
+from vehicles.models import VehicleModel
+
+log = logging.getLogger(__name__)
+
+
+def vehicle_spec(row: VehicleModel) -> VehicleSpec:
+    return VehicleSpec(
+        name=str(row),
+        capacity_kwh=row.capacity_kwh,
+        ac_max_kw=row.ac_max_kw,
+        ac_phases=row.ac_phases,
+        dc_max_kw=row.dc_max_kw,
+        dc_min_v=row.dc_min_v or 0.0,
+        dc_nominal_v=row.dc_nominal_v or 0.0,
+        dc_max_v=row.dc_max_v or 0.0,
+        curve=tuple((float(s), float(k)) for s, k in row.charging_curve),
+        efficiency=row.efficiency,
+    )
+
+
+def load_vehicles() -> dict[int, VehicleSpec]:
+    return {row.pk: vehicle_spec(row) for row in VehicleModel.objects.all()}
+
+
+def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSpec:
+    return ChargerSpec(
+        charge_point_id=row.charge_point_id,
+        vendor=row.vendor,
+        model=row.model,
+        serial_number=row.serial_number,
+        firmware_version=row.firmware_version,
+        power_type=row.power_type,
+        max_power_w=row.max_power_kw * 1000,
+        phases=row.phases if row.power_type == "AC" else 3,
+        voltage_v=row.nominal_voltage,
+        csms_url=row.csms_url,
+        security_profile=row.security_profile,
+        authorization_key=row.authorization_key,
+        ca_bundle_path=row.ca_bundle_path,
+        client_cert_path=row.client_cert_path,
+        client_key_path=row.client_key_path,
+        default_vehicle=vehicles.get(row.default_vehicle_id) if row.default_vehicle_id else None,
+        simulate_ev_on_remote_start=row.simulate_ev_on_remote_start,
+        reject_triggered_boot=row.reject_triggered_boot,
+        auto_connect=row.auto_connect,
+        db_id=row.pk,
+        location_id=row.location_id,
+    )
+
+
+def build_charger(
+    row: ChargerRow, vehicles: dict[int, VehicleSpec], listener: Listener | None
+) -> Charger:
+    evses = []
+    for evse_row in sorted(row.evses.all(), key=lambda e: e.connector_id):
+        evse = Evse(connector_id=evse_row.connector_id, max_power_w=evse_row.max_power_kw * 1000)
+        evse.register_wh = evse_row.register_wh
+        if evse_row.availability == EvseRow.Availability.INOPERATIVE:
+            evse.transition(ConnectorStatus.UNAVAILABLE)
+        evses.append(evse)
+    config = {item.key: item.value for item in row.configuration.all()}
+    return Charger(
+        charger_spec(row, vehicles), evses, config, listener, vehicles=list(vehicles.values())
+    )
+
+
+def load_fleet(
+    listener: Listener | None = None,
+    *,
+    shard: int = 0,
+    shards: int = 1,
+    ids: Iterable[str] | None = None,
+) -> list[Charger]:
+    """Runtime chargers for every enabled charger of this shard, in a constant number of
+    queries."""
+    vehicles = load_vehicles()
+    rows = (
+        ChargerRow.objects.enabled()
+        .select_related("location")
+        .prefetch_related("evses", "configuration")
+        .order_by("charge_point_id")
+    )
+    if ids is not None:
+        rows = rows.filter(charge_point_id__in=list(ids))
+    chargers = []
+    for row in rows.iterator(chunk_size=2000):
+        if shards > 1 and contract.shard_of(row.charge_point_id, shards) != shard:
+            continue
+        if not row.evses.all():
+            log.warning("%s has no EVSE; not loaded", row.charge_point_id)
+            continue
+        chargers.append(build_charger(row, vehicles, listener))
+    if isinstance(listener, Checkpointer):
+        restore(chargers, listener)
+    return chargers
+
+
+def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
+    """After a restart: attach the durable outbox, put back unconfirmed transaction
+    messages in order, and end transactions that were open when the process stopped.
+
+    A restart of the simulator is a power cycle of its chargers (they boot again), so an
+    open transaction is ended with reason PowerLoss and the last checkpointed register,
+    queued behind whatever was still unconfirmed.
+    """
+    by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
+    for charger in by_pk.values():
+        charger.queue.sink = checkpointer.sink_for(charger)
+    rows = [r for r in OutboxMessage.objects.order_by("charger_id", "seq") if r.charger_id in by_pk]
+    referenced = {r.local_tx_id for r in rows if r.local_tx_id}
+    tx_rows = TransactionRow.objects.filter(
+        Q(state=TransactionRow.State.OPEN) | Q(local_id__in=referenced)
+    )
+    txs: dict[str, LocalTransaction] = {}
+    open_txs: list[tuple[Charger, LocalTransaction]] = []
+    for row in tx_rows:
+        charger = by_pk.get(row.charger_id)
+        if charger is None:
+            continue
+        tx = LocalTransaction(
+            connector_id=row.connector_id,
+            id_tag=row.id_tag,
+            meter_start=row.meter_start,
+            started_at=row.started_at,
+            local_id=row.local_id,
+            transaction_id=row.transaction_id,
+            meter_stop=row.meter_stop,
+            stopped_at=row.stopped_at or None,
+            stop_reason=row.stop_reason or None,
+        )
+        txs[row.local_id] = tx
+        if row.state == TransactionRow.State.OPEN:
+            open_txs.append((charger, tx))
+    for row in rows:
+        charger = by_pk[row.charger_id]
+        charger.restore_message(
+            row.action, row.payload, row.seq, row.attempts, txs.get(row.local_tx_id)
+        )
+    for charger, tx in open_txs:
+        if 1 <= tx.connector_id <= len(charger.evses):
+            charger.end_interrupted(tx)
+    if rows or open_txs:
+        log.info(
+            "restored %d unconfirmed transaction messages; ended %d interrupted "
+            "transactions (PowerLoss)",
+            len(rows),
+            len(open_txs),
+        )
+
+
+class OutboxSink:
+    """Group commit of one charger's transaction messages and transactions.
+
+    Items handed over are written by the next flush (one database transaction for every
+    charger's pending rows); only then are they marked durable and may be sent. The flush
+    loop runs as soon as something is pending, so the latency is one batched write.
+    """
+
+    def __init__(self, writer: Checkpointer, charger_pk: int, charger_ref: Charger) -> None:
+        self.writer = writer
+        self.charger_pk = charger_pk
+        self.charger = charger_ref
+
+    def outbox_added(self, item: Outgoing) -> None:
+        self.writer.outbox_added(self, item)
+
+    def outbox_removed(self, item: Outgoing) -> None:
+        self.writer.outbox_removed(self, item)
+
+
+class Checkpointer(Listener):
+    """Collects what changed and writes it in one batch per flush (group commit).
+
+    The engine thread only records values under a lock; `write()` runs in a worker thread.
+    Transaction messages and transactions are flushed at once (they hold back sending);
+    registers and statuses ride along, or go every `checkpoint_seconds`. Registers are
+    written with GREATEST(stored, new), so a checkpoint can never wind a register back.
+    """
+
+    def __init__(self, downstream: Listener | None = None) -> None:
+        self.downstream = downstream
+        self._lock = threading.Lock()
+        self._dirty: dict[str, Charger] = {}
+        self._config: dict[tuple[int, str], str] = {}
+        self._key_writes: list[tuple[int, str]] = []
+        self._outbox_new: list[tuple[OutboxSink, Outgoing, dict[str, Any]]] = []
+        self._outbox_gone: list[tuple[int, int]] = []
+        self._transactions: dict[str, dict[str, Any]] = {}
+        self.urgent = asyncio.Event()
+
+    def sink_for(self, charger: Charger) -> OutboxSink | None:
+        if charger.spec.db_id is None:
+            return None
+        return OutboxSink(self, charger.spec.db_id, charger)
+
+    # -- listener side (event loop thread) ---------------------------------------------------
+
+    def on_change(self, charger: Charger) -> None:
+        with self._lock:
+            self._dirty[charger.id] = charger
+        if self.downstream is not None:
+            self.downstream.on_change(charger)
+
+    def on_config(self, charger: Charger, key: str, value: str) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                if key == "AuthorizationKey":
+                    self._key_writes.append((charger.spec.db_id, value))
+                else:
+                    self._config[(charger.spec.db_id, key)] = value
+        if self.downstream is not None:
+            self.downstream.on_config(charger, key, value)
+
+    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+        if self.downstream is not None:
+            self.downstream.on_frame(charger, direction, text)
+
+    def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._dirty[charger.id] = charger
+                self._transactions[tx.local_id] = {
+                    "charger_id": charger.spec.db_id,
+                    "connector_id": tx.connector_id,
+                    "local_id": tx.local_id,
+                    "id_tag": tx.id_tag,
+                    "transaction_id": tx.transaction_id,
+                    "meter_start": tx.meter_start,
+                    "meter_stop": tx.meter_stop,
+                    "started_at": tx.started_at,
+                    "stopped_at": tx.stopped_at or "",
+                    "stop_reason": tx.stop_reason or "",
+                    "state": "stopped" if tx.stopped_at else "open",
+                }
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_transaction(charger, tx)
+
+    def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
+        with self._lock:
+            self._outbox_new.append((sink, item, dict(item.payload)))
+            self._dirty[sink.charger.id] = sink.charger
+        self._signal()
+
+    def outbox_removed(self, sink: OutboxSink, item: Outgoing) -> None:
+        with self._lock:
+            self._outbox_gone.append((sink.charger_pk, item.seq))
+
+    def _signal(self) -> None:
+        self.urgent.set()
+
+    def mark_all(self, chargers: Iterable[Charger]) -> None:
+        with self._lock:
+            for charger in chargers:
+                self._dirty[charger.id] = charger
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def take(self) -> Batch:
+        """Snapshot of pending writes, taken on the event loop thread (consistent values)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            batch = Batch(
+                config=self._config,
+                key_writes=self._key_writes,
+                outbox_new=[
+                    (
+                        sink.charger_pk,
+                        item.seq,
+                        item.action,
+                        payload,
+                        item.tx.local_id if item.tx is not None else "",
+                    )
+                    for sink, item, payload in self._outbox_new
+                ],
+                outbox_gone=self._outbox_gone,
+                transactions=list(self._transactions.values()),
+            )
+            batch.made_durable = [item for _sink, item, _payload in self._outbox_new]
+            batch.owners = list(
+                {s.charger.id: s.charger for s, _i, _p in self._outbox_new}.values()
+            )
+            self._config, self._key_writes, self._outbox_new = {}, [], []
+            self._outbox_gone, self._transactions = [], {}
+        batch.evses = [
+            (charger.spec.db_id, evse.connector_id, evse.register_wh, str(evse.status))
+            for charger in dirty.values()
+            if charger.spec.db_id is not None
+            for evse in charger.evses
+        ]
+        return batch
+
+    def written(self, batch: Batch) -> None:
+        """After a successful write: the batch's transaction messages may now be sent."""
+        for item in batch.made_durable:
+            item.durable = True
+        for charger in batch.owners:
+            charger.wake()
+
+    @staticmethod
+    def write(batch: Batch) -> None:
+        """Write one batch in one database transaction; runs in a worker thread."""
+        close_old_connections()
+        try:
+            with transaction.atomic():
+                _write_transactions(batch.transactions)
+                _write_outbox(batch.outbox_new, batch.outbox_gone)
+                _write_evses(batch.evses)
+                _write_config(batch.config)
+                for charger_pk, value in batch.key_writes:
+                    ChargerRow.objects.filter(pk=charger_pk).update(authorization_key=value)
+        finally:
+            close_old_connections()
+
+
+@dataclass
+class Batch:
+    config: dict[tuple[int, str], str]
+    key_writes: list[tuple[int, str]]
+    outbox_new: list[tuple[int, int, str, dict[str, Any], str]]
+    outbox_gone: list[tuple[int, int]]
+    transactions: list[dict[str, Any]]
+    evses: list[tuple[int, int, float, str]] = field(default_factory=list)
+    made_durable: list[Outgoing] = field(default_factory=list)
+    owners: list[Charger] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.config
+            or self.key_writes
+            or self.outbox_new
+            or self.outbox_gone
+            or self.transactions
+            or self.evses
+        )
+
+
+def _write_transactions(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    TransactionRow.objects.bulk_create(
+        [TransactionRow(**row) for row in rows],
+        update_conflicts=True,
+        unique_fields=["local_id"],
+        update_fields=["transaction_id", "meter_stop", "stopped_at", "stop_reason", "state"],
+    )
+
+
+def _write_outbox(
+    new: list[tuple[int, int, str, dict[str, Any], str]], gone: list[tuple[int, int]]
+) -> None:
+    if new:
+        OutboxMessage.objects.bulk_create(
+            [
+                OutboxMessage(
+                    charger_id=pk, seq=seq, action=action, payload=payload, local_tx_id=local_tx
+                )
+                for pk, seq, action, payload, local_tx in new
+            ],
+            batch_size=500,
+        )
+    by_charger: dict[int, list[int]] = {}
+    for pk, seq in gone:
+        by_charger.setdefault(pk, []).append(seq)
+    for pk, seqs in by_charger.items():
+        OutboxMessage.objects.filter(charger_id=pk, seq__in=seqs).delete()
+
+
+def _write_evses(evses: list[tuple[int, int, float, str]], batch: int = 500) -> None:
+    for start in range(0, len(evses), batch):
+        chunk = evses[start : start + batch]
+        by_key = {(pk, cid): (wh, status) for pk, cid, wh, status in chunk}
+        rows = EvseRow.objects.filter(charger_id__in={pk for pk, *_ in chunk}).only(
+            "pk", "charger_id", "connector_id"
+        )
+        whens_wh = []
+        whens_status = []
+        ids = []
+        for row in rows:
+            values = by_key.get((row.charger_id, row.connector_id))
+            if values is None:
+                continue
+            ids.append(row.pk)
+            whens_wh.append(When(pk=row.pk, then=Value(values[0])))
+            whens_status.append(When(pk=row.pk, then=Value(values[1])))
+        if not ids:
+            continue
+        EvseRow.objects.filter(pk__in=ids).update(
+            register_wh=Greatest(F("register_wh"), Case(*whens_wh, output_field=FloatField())),
+            status=Case(*whens_status, default=F("status")),
+        )
+
+
+def _write_config(config: dict[tuple[int, str], str]) -> None:
+    if not config:
+        return
+    existing = {
+        (row.charger_id, row.key): row
+        for row in ConfigurationKey.objects.filter(
+            charger_id__in={pk for pk, _ in config}, key__in={key for _, key in config}
+        )
+    }
+    updates, creates = [], []
+    for (charger_pk, key), value in config.items():
+        row = existing.get((charger_pk, key))
+        if row is None:
+            spec = config_keys.KEYS.get(key)
+            creates.append(
+                ConfigurationKey(
+                    charger_id=charger_pk,
+                    key=key,
+                    value=value,
+                    readonly=bool(spec and spec.readonly),
+                )
+            )
+        elif row.value != value:
+            row.value = value
+            updates.append(row)
+    ConfigurationKey.objects.bulk_update(updates, ["value"])
+    ConfigurationKey.objects.bulk_create(creates)

@@ -1,0 +1,90 @@
+"""Shared cast for engine tests: runtime chargers (no database) and a live connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from simulator.battery import VehicleSpec
+from simulator.evse import Evse
+
+from simulator.charger import BootState, Charger, ChargerSpec, LinkState, Listener
+from simulator.ocpp_client import run_connection
+
+COMPACT = VehicleSpec(
+    name="Volkswagen ID.3 Pro (58 kWh)",
+    capacity_kwh=58.0,
+    ac_max_kw=11.0,
+    ac_phases=3,
+    dc_max_kw=120.0,
+    dc_min_v=300.0,
+    dc_nominal_v=370.0,
+    dc_max_v=410.0,
+    curve=((0, 100), (10, 120), (30, 115), (50, 90), (70, 65), (80, 50), (90, 30), (100, 7)),
+    efficiency=0.92,
+)
+PHEV = VehicleSpec(
+    name="BMW 330e",
+    capacity_kwh=10.3,
+    ac_max_kw=3.7,
+    ac_phases=1,
+    dc_max_kw=0.0,
+    dc_min_v=0.0,
+    dc_nominal_v=0.0,
+    dc_max_v=0.0,
+    curve=((0, 3.7), (90, 3.7), (100, 1.5)),
+    efficiency=0.88,
+)
+
+
+def runtime_charger(
+    cp_id: str,
+    csms_url: str,
+    *,
+    evses: int = 2,
+    power_type: str = "AC",
+    max_kw: float = 22.0,
+    listener: Listener | None = None,
+    config: dict[str, str] | None = None,
+    **spec_fields,
+) -> Charger:
+    spec = ChargerSpec(
+        charge_point_id=cp_id,
+        csms_url=csms_url,
+        power_type=power_type,
+        max_power_w=max_kw * 1000,
+        **spec_fields,
+    )
+    return Charger(
+        spec,
+        [Evse(connector_id=n, max_power_w=max_kw * 1000) for n in range(1, evses + 1)],
+        config=config,
+        listener=listener,
+        vehicles=[COMPACT, PHEV],
+    )
+
+
+async def wait_until(predicate, timeout: float = 5.0, message: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def connected(charger: Charger, *, booted: bool = True) -> AsyncIterator[Charger]:
+    task = asyncio.create_task(run_connection(charger, reconnect_cap=0.2))
+    try:
+        if booted:
+            await wait_until(
+                lambda: charger.boot is BootState.ACCEPTED and charger.link is LinkState.ONLINE,
+                message=f"{charger.id} to boot",
+            )
+        yield charger
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        charger.cancel_timers()

@@ -1,0 +1,241 @@
+"""The charge point against the built-in CSMS over real loopback WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ocpp.v16 import call
+from simulator.evse import ConnectorStatus
+
+from simulator.charger import ActionError, BootState, LinkState
+from simulator.csms import CentralSystem
+from simulator.meter_engine import MeterEngine
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    server.boot_interval = 300
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+def actions(csms, cp_id, direction="in"):
+    return [
+        e.action
+        for e in csms.log
+        if e.cp_id == cp_id and e.direction == direction and e.message_type == 2
+    ]
+
+
+def statuses(csms, cp_id):
+    return [
+        (e.payload["connectorId"], e.payload["status"])
+        for e in csms.log
+        if e.cp_id == cp_id and e.direction == "in" and e.action == "StatusNotification"
+    ]
+
+
+async def test_it_boots_then_reports_connector_0_and_every_connector(csms):
+    charger = runtime_charger("CP-BOOT", csms.url, evses=2)
+    async with connected(charger):
+        await wait_until(lambda: len(statuses(csms, "CP-BOOT")) == 3, message="3 statuses")
+    assert actions(csms, "CP-BOOT")[0] == "BootNotification"
+    assert statuses(csms, "CP-BOOT") == [(0, "Available"), (1, "Available"), (2, "Available")]
+    assert charger.config["HeartbeatInterval"] == "300"
+    boot = next(e for e in csms.log if e.action == "BootNotification" and e.direction == "in")
+    assert boot.payload["chargePointVendor"] == "ChargeSim"
+
+
+async def test_boot_pending_sends_nothing_else_until_accepted(csms):
+    csms.boot_status = "Pending"
+    csms.boot_interval = 1
+    charger = runtime_charger("CP-PEND", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(
+            lambda: actions(csms, "CP-PEND").count("BootNotification") >= 2,
+            message="a second BootNotification after the interval",
+        )
+        assert set(actions(csms, "CP-PEND")) == {"BootNotification"}
+        assert charger.boot is BootState.PENDING
+        # Remote start is not allowed while Pending.
+        result = await csms.call("CP-PEND", call.RemoteStartTransaction(id_tag="T1"))
+        assert result.status == "Rejected"
+        csms.boot_status = "Accepted"
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="Accepted")
+        await wait_until(lambda: len(statuses(csms, "CP-PEND")) == 2, message="statuses")
+    sent = actions(csms, "CP-PEND")
+    first_other = next(i for i, a in enumerate(sent) if a != "BootNotification")
+    assert all(a == "BootNotification" for a in sent[:first_other])
+
+
+async def test_boot_rejected_sends_and_answers_nothing(csms):
+    csms.boot_status = "Rejected"
+    csms.boot_interval = 60
+    charger = runtime_charger("CP-REJ", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState.REJECTED, message="Rejected")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(csms.call("CP-REJ", call.GetConfiguration()), 0.5)
+        await asyncio.sleep(0.2)
+    assert actions(csms, "CP-REJ") == ["BootNotification"]
+
+
+async def test_authorize_invalid_starts_no_transaction(csms):
+    csms.authorize = {"BAD": "Invalid"}
+    charger = runtime_charger("CP-AUTH", csms.url, evses=1)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=30)
+        assert await charger.present_id_tag(1, "BAD") == "Invalid"
+        await asyncio.sleep(0.1)
+    assert "Authorize" in actions(csms, "CP-AUTH")
+    assert "StartTransaction" not in actions(csms, "CP-AUTH")
+    assert charger.evse(1).status is ConnectorStatus.PREPARING
+
+
+async def test_remote_start_to_unplug_follows_the_status_sequence(csms):
+    charger = runtime_charger("CP-RS", csms.url, evses=2)
+    charger.config["MeterValueSampleInterval"] = "1"
+    engine = MeterEngine([charger], tick_seconds=0.1)
+    async with connected(charger):
+        ticking = asyncio.create_task(engine.run())
+        try:
+            answer = await csms.call(
+                "CP-RS", call.RemoteStartTransaction(id_tag="T1", connector_id=1)
+            )
+            assert answer.status == "Accepted"
+            await wait_until(
+                lambda: charger.evse(1).status is ConnectorStatus.PREPARING, message="Preparing"
+            )
+            charger.plug_in(1, COMPACT, soc=40)
+            start = await csms.wait_for("CP-RS", "StartTransaction")
+            assert start.payload["meterStart"] == 0
+            await wait_until(
+                lambda: charger.evse(1).transaction_id is not None, message="StartTransaction.conf"
+            )
+            tx_id = charger.evse(1).transaction_id
+            meter = await csms.wait_for("CP-RS", "MeterValues", timeout=5)
+            assert meter.payload["transactionId"] == tx_id
+            measurands = {sv["measurand"] for sv in meter.payload["meterValue"][0]["sampledValue"]}
+            assert {"Energy.Active.Import.Register", "Power.Active.Import", "SoC"} <= measurands
+            assert charger.evse(1).power_w == pytest.approx(11_000, rel=0.01)
+            answer = await csms.call("CP-RS", call.RemoteStopTransaction(transaction_id=tx_id))
+            assert answer.status == "Accepted"
+            stop = await csms.wait_for("CP-RS", "StopTransaction")
+            assert stop.payload["transactionId"] == tx_id
+            assert stop.payload["reason"] == "Remote"
+            assert stop.payload["meterStop"] >= start.payload["meterStart"]
+            assert charger.evse(1).status is ConnectorStatus.FINISHING
+            charger.unplug(1)
+            await wait_until(
+                lambda: statuses(csms, "CP-RS")[-1] == (1, "Available"),
+                message="Available after unplug",
+            )
+        finally:
+            ticking.cancel()
+    sequence = [s for c, s in statuses(csms, "CP-RS") if c == 1]
+    assert sequence == ["Available", "Preparing", "Charging", "Finishing", "Available"]
+    tx = csms.transactions[tx_id]
+    assert tx.meter_stop >= tx.meter_start
+
+
+async def test_remote_stop_of_an_unknown_transaction_is_rejected(csms):
+    charger = runtime_charger("CP-RSX", csms.url, evses=1)
+    async with connected(charger):
+        answer = await csms.call("CP-RSX", call.RemoteStopTransaction(transaction_id=999))
+    assert answer.status == "Rejected"
+
+
+async def test_simulated_ev_plugs_in_on_remote_start_and_leaves_after_stop(csms):
+    charger = runtime_charger("CP-SIM", csms.url, evses=1, simulate_ev_on_remote_start=True)
+    async with connected(charger):
+        await csms.call("CP-SIM", call.RemoteStartTransaction(id_tag="T9", connector_id=1))
+        await csms.wait_for("CP-SIM", "StartTransaction")
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        assert charger.evse(1).battery is not None
+        await csms.call(
+            "CP-SIM", call.RemoteStopTransaction(transaction_id=charger.evse(1).transaction_id)
+        )
+        await wait_until(
+            lambda: charger.evse(1).status is ConnectorStatus.AVAILABLE,
+            timeout=8,
+            message="the simulated driver to unplug",
+        )
+
+
+async def test_get_configuration_lists_unknown_keys_and_hides_the_authorization_key(csms):
+    charger = runtime_charger("CP-GC", csms.url, evses=1, authorization_key="secret-1")
+    async with connected(charger):
+        result = await csms.call(
+            "CP-GC",
+            call.GetConfiguration(key=["HeartbeatInterval", "NoSuchKey", "AuthorizationKey"]),
+        )
+        everything = await csms.call("CP-GC", call.GetConfiguration())
+    assert result.unknown_key == ["NoSuchKey"]
+    by_key = {item["key"]: item for item in result.configuration_key}
+    assert by_key["HeartbeatInterval"]["value"] == "300"
+    assert "value" not in by_key["AuthorizationKey"]
+    assert "secret-1" not in str(everything)
+    assert {"MeterValueSampleInterval", "NumberOfConnectors"} <= {
+        item["key"] for item in everything.configuration_key
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("MeterValueSampleInterval", "15", "Accepted"),
+        ("MeterValueSampleInterval", "fifteen", "Rejected"),
+        ("NumberOfConnectors", "4", "Rejected"),
+        ("MeterValuesSampledData", "Energy.Active.Import.Register,Temperature", "Rejected"),
+        ("NoSuchKey", "1", "NotSupported"),
+    ],
+)
+async def test_change_configuration_answers(csms, key, value, expected):
+    charger = runtime_charger("CP-CC", csms.url, evses=1)
+    before = dict(charger.config)
+    async with connected(charger):
+        result = await csms.call("CP-CC", call.ChangeConfiguration(key=key, value=value))
+    assert result.status == expected
+    if expected == "Accepted":
+        assert charger.config[key] == value
+    else:
+        assert charger.config == before
+
+
+async def test_a_new_heartbeat_interval_takes_effect_at_once(csms):
+    charger = runtime_charger("CP-HB", csms.url, evses=1)
+    engine = MeterEngine([charger], tick_seconds=0.05)
+    async with connected(charger):
+        ticking = asyncio.create_task(engine.run())
+        try:
+            await csms.call("CP-HB", call.ChangeConfiguration(key="HeartbeatInterval", value="1"))
+            await csms.wait_for("CP-HB", "Heartbeat", timeout=3)
+        finally:
+            ticking.cancel()
+
+
+async def test_local_actions_give_clear_errors(csms):
+    charger = runtime_charger("CP-ERR", csms.url, evses=1)
+    async with connected(charger):
+        with pytest.raises(ActionError, match="no vehicle plugged in"):
+            charger.unplug(1)
+        charger.plug_in(1, COMPACT, soc=50)
+        with pytest.raises(ActionError, match="already plugged in"):
+            charger.plug_in(1, COMPACT, soc=50)
+        with pytest.raises(ActionError, match="no transaction"):
+            charger.stop_transaction(1)
+
+
+async def test_it_checks_the_subprotocol_and_reports_a_refusal(csms):
+    csms.passwords = {"CP-PW": "right"}
+    charger = runtime_charger(
+        "CP-PW", csms.url, evses=1, security_profile=1, authorization_key="wrong"
+    )
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.link_error != "", message="a link error")
+    assert charger.link_error == "CSMS rejected credentials (401)"
+    assert charger.link is not LinkState.ONLINE
