@@ -170,5 +170,9 @@ LOGGING = {
         "websockets": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        # The built-in CSMS logs every frame at INFO when run alone; embedded, the
+        # dashboard's message log has them.
+        "simulator.csms.frames": {"level": "WARNING"},
+        "simulator.csms.websockets": {"level": "WARNING"},
     },
 }
