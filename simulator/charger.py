@@ -820,7 +820,9 @@ class Charger:
         ac = self.spec.power_type == "AC"
         for measurand in measurands:
             if measurand == "Energy.Active.Import.Register":
-                values.append(_sv(f"{evse.register_wh:.1f}", context, measurand, "Wh", "Outlet"))
+                # Whole Wh, floored like meterStart/meterStop, so every register the CSMS sees
+                # is consistent and never goes back.
+                values.append(_sv(str(int(evse.register_wh)), context, measurand, "Wh", "Outlet"))
             elif measurand == "Power.Active.Import":
                 values.append(_sv(f"{evse.power_w:.1f}", context, measurand, "W", "Outlet"))
             elif measurand == "Current.Import":

@@ -31,6 +31,7 @@ class RunOptions:
     web: bool = True
     demo: bool = False
     demo_chargers: int = 10
+    demo_share: float = 0.5
     csms_url: str | None = None
     csms_port: int = 9000
     shard: int = 0
@@ -148,7 +149,9 @@ class SimulatorRunner:
         if self.options.demo:
             from simulator.demo import drive_demo
 
-            self._demo_task = asyncio.create_task(drive_demo(self.service.store))
+            self._demo_task = asyncio.create_task(
+                drive_demo(self.service.store, self.options.demo_share)
+            )
         await self._stop.wait()
         progress.cancel()
         publisher.cancel()

@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from simulator.battery import VehicleSpec
-from simulator.evse import Evse
-
 from simulator.charger import BootState, Charger, ChargerSpec, LinkState, Listener
+from simulator.evse import Evse
 from simulator.ocpp_client import run_connection
 
 COMPACT = VehicleSpec(

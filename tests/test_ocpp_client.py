@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 from ocpp.v16 import call
-from simulator.evse import ConnectorStatus
 
 from simulator.charger import ActionError, BootState, LinkState
 from simulator.csms import CentralSystem
+from simulator.evse import ConnectorStatus
 from simulator.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 

@@ -72,6 +72,7 @@ def configure_logging(verbosity: int) -> None:
         )
     level = logging.WARNING if verbosity <= 0 else logging.INFO
     logging.getLogger("simulator.csms").setLevel(level)
+    logging.getLogger("simulator.csms.frames").setLevel(level)
     logging.getLogger("simulator.csms.websockets").setLevel(
         logging.DEBUG if verbosity >= 2 else logging.WARNING
     )

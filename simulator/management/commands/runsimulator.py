@@ -40,6 +40,14 @@ class Command(BaseCommand):
             metavar="N",
             help="size of the demo fleet (default %(default)s)",
         )
+        parser.add_argument(
+            "--demo-share",
+            type=float,
+            default=0.5,
+            metavar="F",
+            help="share of demo connectors a simulated driver starts a session "
+            "on (0 to 1, default %(default)s)",
+        )
         parser.add_argument("--csms-url", help="point the demo fleet at this CSMS instead")
         parser.add_argument(
             "--csms-port",
@@ -62,6 +70,8 @@ class Command(BaseCommand):
         shard, shards = parse_shard(options["shard"])
         if options["demo_chargers"] < 0:
             raise CommandError("--demo-chargers must be 0 or more.")
+        if not 0 <= options["demo_share"] <= 1:
+            raise CommandError("--demo-share must be within 0 and 1.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
         run = RunOptions(
@@ -70,6 +80,7 @@ class Command(BaseCommand):
             web=not options["no_web"],
             demo=options["demo"],
             demo_chargers=options["demo_chargers"],
+            demo_share=options["demo_share"],
             csms_url=options["csms_url"],
             csms_port=options["csms_port"],
             shard=shard,

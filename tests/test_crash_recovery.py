@@ -1,0 +1,135 @@
+"""A worker killed with SIGKILL mid-transaction loses no transaction message and never
+winds a meter register back."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+from ocpp.v16 import call
+
+from simulator.csms import CentralSystem
+from tests.process import ManagePy
+
+pytestmark = pytest.mark.slow
+
+CHARGERS = ("DEMO-0001", "DEMO-0002")
+
+
+def frames(csms, action):
+    return [
+        e for e in csms.log if e.direction == "in" and e.message_type == 2 and e.action == action
+    ]
+
+
+def registers_in_order(csms, cp_id):
+    """Every register value the CSMS saw from one charger, per connector, in arrival order."""
+    seen: dict[int, list[float]] = {}
+    open_tx: dict[int, int] = {}
+    for entry in csms.log:
+        if entry.cp_id != cp_id or entry.direction != "in" or entry.message_type != 2:
+            continue
+        p = entry.payload
+        if entry.action == "StartTransaction":
+            seen.setdefault(p["connectorId"], []).append(float(p["meterStart"]))
+        elif entry.action == "MeterValues":
+            for mv in p["meterValue"]:
+                for sv in mv["sampledValue"]:
+                    if sv.get("measurand") == "Energy.Active.Import.Register":
+                        seen.setdefault(p["connectorId"], []).append(float(sv["value"]))
+        elif entry.action == "StopTransaction":
+            tx = csms.transactions.get(p["transactionId"])
+            connector = tx.connector_id if tx is not None else open_tx.get(p["transactionId"], 0)
+            seen.setdefault(connector, []).append(float(p["meterStop"]))
+    return seen
+
+
+async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
+    csms = CentralSystem()
+    await csms.start(host="127.0.0.1", port=0)
+    args = (
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "2",
+        "--demo-share",
+        "0",
+        "--csms-url",
+        csms.url,
+    )
+    env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1"}
+    first = ManagePy(tmp_path, *args, env=env)
+    second = None
+    try:
+        for cp_id in CHARGERS:
+            await csms.wait_connected(cp_id, timeout=30)
+            await csms.wait_for(cp_id, "StatusNotification", timeout=10)
+            for key, value in (("MeterValueSampleInterval", "1"), ("MessageTimeout", "2")):
+                result = await csms.call(cp_id, call.ChangeConfiguration(key=key, value=value))
+                assert result.status == "Accepted"
+            started = await csms.call(
+                cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1)
+            )
+            assert started.status == "Accepted"
+        for cp_id in CHARGERS:
+            await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+            await csms.wait_for(cp_id, "MeterValues", timeout=10)
+        # The CSMS stops answering: transaction messages stay unconfirmed in the outbox.
+        csms.respond = False
+        mark = len(csms.log)
+        for cp_id in CHARGERS:
+            await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
+        await asyncio.sleep(1.5)
+        unanswered = [
+            e
+            for e in csms.log[mark:]
+            if e.direction == "in" and e.message_type == 2 and e.action == "MeterValues"
+        ]
+        assert unanswered
+        first.signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL
+        for cp_id in CHARGERS:
+            await csms.wait_disconnected(cp_id, timeout=10)
+
+        csms.respond = True
+        restart = len(csms.log)
+        second = ManagePy(tmp_path, *args, env=env)
+        for cp_id in CHARGERS:
+            stop = await csms.wait_for(cp_id, "StopTransaction", after=restart, timeout=30)
+            assert stop.payload["reason"] == "PowerLoss"
+        after = csms.log[restart:]
+        # A restart is a reboot: BootNotification first.
+        for cp_id in CHARGERS:
+            own = [
+                e.action
+                for e in after
+                if e.cp_id == cp_id and e.direction == "in" and e.message_type == 2
+            ]
+            assert own[0] == "BootNotification"
+        # The unconfirmed MeterValues were delivered again (with their transaction id), before
+        # the StopTransaction of the same transaction.
+        for entry in unanswered:
+            resent = [
+                e
+                for e in after
+                if e.cp_id == entry.cp_id
+                and e.action == "MeterValues"
+                and e.message_type == 2
+                and e.payload["meterValue"] == entry.payload["meterValue"]
+            ]
+            assert resent, f"{entry.cp_id}: unconfirmed MeterValues was lost"
+            assert resent[0].payload["transactionId"] == entry.payload["transactionId"]
+        # Every transaction the CSMS opened was stopped, and no register went back.
+        for tx_id, tx in csms.transactions.items():
+            assert tx.meter_stop is not None, f"transaction {tx_id} never stopped"
+            assert tx.meter_stop >= tx.meter_start
+        for cp_id in CHARGERS:
+            for connector, values in registers_in_order(csms, cp_id).items():
+                assert values == sorted(values), f"{cp_id}#{connector} went back: {values}"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        await csms.stop()

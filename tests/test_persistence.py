@@ -1,0 +1,123 @@
+"""The engine against the database: loading, config sync and checkpoints across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from ocpp.v16 import call
+
+from chargers.models import Charger, ConfigurationKey, Evse, Transaction
+from simulator.charger import BootState
+from simulator.csms import CentralSystem
+from simulator.service import SimulatorService
+from tests.cast import make_charger
+from tests.engine import COMPACT, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+async def started(csms, *ids: str) -> SimulatorService:
+    service = SimulatorService(
+        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids)
+    )
+    await service.start()
+    for cp_id in ids:
+        charger = service.store.get(cp_id)
+        await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
+    return service
+
+
+async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms):
+    await sync_to_async(make_charger)("CP-L1", evses=3, csms_url=csms.url)
+    await sync_to_async(make_charger)("CP-OFF", evses=1, csms_url=csms.url, enabled=False)
+    await sync_to_async(ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update)(
+        value="17"
+    )
+    service = SimulatorService()
+    await service.start(connect=False)
+    try:
+        assert "CP-OFF" not in service.store
+        charger = service.store.get("CP-L1")
+        assert [e.connector_id for e in charger.evses] == [1, 2, 3]
+        assert charger.config["NumberOfConnectors"] == "3"
+        assert charger.config["MeterValueSampleInterval"] == "17"
+    finally:
+        await service.stop()
+
+
+async def test_an_accepted_change_configuration_survives_a_restart(csms):
+    await sync_to_async(make_charger)("CP-CFG", evses=1, csms_url=csms.url)
+    service = await started(csms, "CP-CFG")
+    try:
+        result = await csms.call(
+            "CP-CFG", call.ChangeConfiguration(key="MeterValueSampleInterval", value="42")
+        )
+        assert result.status == "Accepted"
+    finally:
+        await service.stop()
+    stored = await sync_to_async(ConfigurationKey.objects.get)(
+        charger__charge_point_id="CP-CFG", key="MeterValueSampleInterval"
+    )
+    assert stored.value == "42"
+    again = SimulatorService()
+    await again.start(connect=False)
+    try:
+        assert again.store.get("CP-CFG").config["MeterValueSampleInterval"] == "42"
+    finally:
+        await again.stop()
+
+
+async def test_a_new_authorization_key_is_stored_but_never_logged(csms, caplog):
+    await sync_to_async(make_charger)("CP-KEY", evses=1, csms_url=csms.url)
+    service = await started(csms, "CP-KEY")
+    try:
+        result = await csms.call(
+            "CP-KEY", call.ChangeConfiguration(key="AuthorizationKey", value="n3w-s3cret-key-16")
+        )
+        assert result.status == "Accepted"
+    finally:
+        await service.stop()
+    row = await sync_to_async(Charger.objects.get)(charge_point_id="CP-KEY")
+    assert row.authorization_key == "n3w-s3cret-key-16"
+    assert "n3w-s3cret-key-16" not in caplog.text
+
+
+async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(csms):
+    await sync_to_async(make_charger)("CP-REG", evses=1, csms_url=csms.url, max_power_kw=50)
+    service = await started(csms, "CP-REG")
+    charger = service.store.get("CP-REG")
+    try:
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "TAG1") == "Accepted"
+        await wait_until(lambda: charger.evse(1).register_wh > 5, message="energy flowing")
+        await service.checkpoint()
+        stored = await sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-REG")
+        assert 0 < stored.register_wh <= charger.evse(1).register_wh
+        tx = await sync_to_async(Transaction.objects.get)(charger__charge_point_id="CP-REG")
+        assert tx.state == "open" and tx.meter_start == 0
+        # A stale value never winds the stored register back.
+        from simulator.persistence import Batch, Checkpointer
+
+        stale = Batch(
+            config={},
+            key_writes=[],
+            outbox_new=[],
+            outbox_gone=[],
+            transactions=[],
+            evses=[(charger.spec.db_id, 1, 1.0, "Charging")],
+        )
+        await asyncio.to_thread(Checkpointer.write, stale)
+        again = await sync_to_async(Evse.objects.get)(pk=stored.pk)
+        assert again.register_wh >= stored.register_wh
+    finally:
+        await service.stop()

@@ -1,0 +1,78 @@
+"""`runsimulator` as a user runs it: a real process, real sockets, real signals."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import urllib.request
+
+import pytest
+
+from tests.process import ManagePy, free_port, run_manage, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_make_run_serves_the_admin_login_page_and_a_booted_demo_fleet(tmp_path):
+    port, csms_port = free_port(), free_port()
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--demo",
+        "--demo-chargers",
+        "3",
+        "--port",
+        str(port),
+        "--csms-port",
+        str(csms_port),
+    )
+    try:
+        wait_for_port(port, proc=sim.proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=10) as page:
+            assert page.status == 200
+            assert "ChargeSim" in page.read().decode()
+        sim.wait_for_output("fleet: 3/3 accepted")
+        assert "Created the first admin account: user 'admin'" in sim.output
+        assert (tmp_path / "admin-credentials.txt").exists()
+        sim.signal(signal.SIGINT)
+        assert sim.wait(30) == 0
+        assert "Stopped." in sim.output
+    finally:
+        sim.stop()
+
+
+def test_bad_options_are_refused_with_a_clear_message(tmp_path):
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--shard", "3/2")
+    assert result.returncode != 0
+    assert "K must be within 0..N-1" in result.stderr
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--csms-url", "http://x")
+    assert "--csms-url must start with ws:// or wss://" in result.stderr
+
+
+def test_sigterm_saves_the_meter_registers(tmp_path):
+    csms_port = free_port()
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "2",
+        "--demo-share",
+        "1",
+        "--csms-port",
+        str(csms_port),
+        env={"CHARGESIM_CHECKPOINT_SECONDS": "60"},
+    )
+    try:
+        sim.wait_for_output("fleet: 2/2 accepted")
+        import time
+
+        time.sleep(3)  # let energy flow; checkpoints are rare, so only the final one saves
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        registers = [row[0] for row in db.execute("select register_wh from chargers_evse")]
+    assert len(registers) == 4 and all(r > 0 for r in registers)
