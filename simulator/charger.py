@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from simulator import config_keys
 from simulator.battery import Battery, VehicleSpec
 from simulator.evse import ConnectorStatus, Evse, IllegalTransition
+from simulator.operations import Operations, new_profile_store
 from simulator.outbox import MessageQueue, Outgoing
+from simulator.smart_charging import Limit
 from simulator.wire import now_iso
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class LinkLost(Exception):
 class Transport(Protocol):
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def close(self) -> None: ...
+
 
 class Listener:
     """What the charger tells the world; every method is cheap and must not block."""
@@ -74,6 +78,12 @@ class Listener:
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         """A transaction started, got its id, or stopped."""
+
+    def on_profiles(self, charger: Charger) -> None:
+        """The installed charging profiles changed and must be persisted."""
+
+    def on_availability(self, charger: Charger) -> None:
+        """ChangeAvailability changed what must survive a restart."""
 
 
 @dataclass(slots=True)
@@ -117,6 +127,7 @@ class LocalTransaction:
     stopped_at: str | None = None
     stop_reason: str | None = None
     begin_values: list[dict[str, Any]] = field(default_factory=list)
+    aligned_values: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def wire_id(self) -> int:
@@ -124,7 +135,7 @@ class LocalTransaction:
         return self.transaction_id if self.transaction_id is not None else -1
 
 
-class Charger:
+class Charger(Operations):
     """One simulated charge point with its EVSEs (connector id = index + 1)."""
 
     def __init__(
@@ -162,6 +173,15 @@ class Charger:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._clock_offset = 0.0
+        self._reboot_task: asyncio.Task[None] | None = None
+        self.availability: dict[int, str] = {
+            e.connector_id: "Inoperative" for e in evses if e.status is Status.UNAVAILABLE
+        }
+        self.pending_profiles: dict[int, dict[str, Any]] = {}
+        self.profiles = new_profile_store(self)
+        self.limits: dict[int, Limit] = {}
+        self.limits_dirty = False
+        self.last_sent_status: dict[int, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<Charger {self.id} {self.link} boot={self.boot}>"
@@ -423,10 +443,25 @@ class Charger:
         return True
 
     def _status_notification(
-        self, connector_id: int, status: str, error_code: str = "NoError", info: str | None = None
+        self,
+        connector_id: int,
+        status: str,
+        error_code: str = "NoError",
+        info: str | None = None,
+        *,
+        settled: bool = False,
     ) -> None:
         if not self.online or self.boot is not BootState.ACCEPTED:
             return  # sent with the current status after (re)boot
+        minimum = self.config_int("MinimumStatusDuration")
+        if minimum > 0 and connector_id > 0 and not settled:
+            # Only a status that lasts MinimumStatusDuration is reported.
+            self._start_timer("status", connector_id, minimum, self._send_settled_status)
+            return
+        key = (str(status), error_code)
+        if settled and self.last_sent_status.get(connector_id) == key:
+            return
+        self.last_sent_status[connector_id] = key
         payload: dict[str, Any] = {
             "connectorId": connector_id,
             "errorCode": error_code,
@@ -437,10 +472,20 @@ class Charger:
             payload["info"] = info[:50]
         self.send("StatusNotification", payload)
 
+    def _send_settled_status(self, connector_id: int) -> None:
+        evse = self.evse(connector_id)
+        self._status_notification(
+            connector_id, evse.status, evse.error_code, evse.info, settled=True
+        )
+
     def send_all_statuses(self) -> None:
-        self._status_notification(0, self.connector0_status)
+        """After a (re)boot: the current status of every connector, not the history."""
+        self.last_sent_status.clear()
+        self._status_notification(0, self.connector0_status, settled=True)
         for evse in self.evses:
-            self._status_notification(evse.connector_id, evse.status, evse.error_code, evse.info)
+            self._status_notification(
+                evse.connector_id, evse.status, evse.error_code, evse.info, settled=True
+            )
 
     def send_status(self, connector_id: int) -> None:
         if connector_id == 0:
@@ -477,11 +522,14 @@ class Charger:
                 if self.config_bool("AuthorizationCacheEnabled"):
                     self.auth_cache[id_tag] = status
                 return status
-        if self.config_bool("LocalAuthorizeOffline") and self.auth_cache.get(id_tag) == "Accepted":
+        cached = (
+            self.auth_cache.get(id_tag) if self.config_bool("AuthorizationCacheEnabled") else None
+        )
+        if cached == "Accepted" and self.config_bool("LocalAuthorizeOffline"):
             return "Accepted"
-        if self.config_bool("AllowOfflineTxForUnknownId") and id_tag not in self.auth_cache:
+        if cached is None and self.config_bool("AllowOfflineTxForUnknownId"):
             return "Accepted"
-        return self.auth_cache.get(id_tag, "Invalid")
+        return cached if cached not in (None, "Accepted") else "Invalid"
 
     # -- local actions (dashboard, API, tests) --------------------------------------------
 
@@ -525,7 +573,14 @@ class Charger:
             raise ActionError(f"connector {connector_id} is in a transaction of another idTag")
         if evse.status in (Status.FAULTED, Status.UNAVAILABLE):
             raise ActionError(f"connector {connector_id} is {evse.status}")
-        status = await self.authorize(id_tag)
+        if (
+            self.config_bool("LocalPreAuthorize")
+            and self.config_bool("AuthorizationCacheEnabled")
+            and self.auth_cache.get(id_tag) == "Accepted"
+        ):
+            status = "Accepted"  # start at once from the cache, without waiting for Authorize
+        else:
+            status = await self.authorize(id_tag)
         if status != "Accepted":
             return status
         if evse.battery is not None:
@@ -550,6 +605,7 @@ class Charger:
         interval = self.config_int("MeterValueSampleInterval")
         self.next_sample[connector_id] = time.monotonic() + interval if interval else 0.0
         tx.begin_values = self._stop_txn_samples(evse, "Transaction.Begin")
+        self.install_remote_start_profile(connector_id)
         self.send(
             "StartTransaction",
             {
@@ -606,8 +662,8 @@ class Charger:
         if id_tag:
             payload["idTag"] = id_tag
         end_values = self._stop_txn_samples(evse, "Transaction.End")
-        if tx.begin_values or end_values:
-            payload["transactionData"] = [*tx.begin_values, *end_values][
+        if tx.begin_values or tx.aligned_values or end_values:
+            payload["transactionData"] = [*tx.begin_values, *tx.aligned_values, *end_values][
                 : max(self.config_int("StopTransactionMaxMeterValues"), 2)
             ]
         self.send("StopTransaction", payload, transactional=True, tx=tx)
@@ -618,7 +674,12 @@ class Charger:
                 evse, Status.FINISHING if evse.battery is not None else Status.AVAILABLE
             )
         self.listener.on_transaction(self, tx)
-        self._apply_scheduled_availability(connector_id)
+        self.pending_profiles.pop(connector_id, None)
+        if self.profiles.clear_transaction(connector_id):
+            self.profiles_changed()
+        self.limits.pop(connector_id, None)
+        if self.scheduled_availability.pop(connector_id, None) is not None:
+            self.apply_availability(connector_id)
         return tx
 
     def unplug(self, connector_id: int) -> None:
@@ -663,7 +724,9 @@ class Charger:
         self, id_tag: str, connector_id: int | None, charging_profile: dict[str, Any] | None = None
     ) -> tuple[str, int | None]:
         """RemoteStartTransaction: decide the answer; the caller runs `after_remote_start`."""
-        if self.boot is not BootState.ACCEPTED:
+        if self.boot is not BootState.ACCEPTED or self.charger_unavailable:
+            return "Rejected", None
+        if not self.accept_remote_start_profile(charging_profile):
             return "Rejected", None
         candidates = [connector_id] if connector_id else [e.connector_id for e in self.evses]
         for candidate in candidates:
@@ -760,9 +823,6 @@ class Charger:
         )
         self.listener.on_transaction(self, tx)
 
-    def _apply_scheduled_availability(self, connector_id: int) -> None:
-        """Hook for ChangeAvailability answered Scheduled (applied when a transaction ends)."""
-
     # -- ConnectionTimeOut and other timers ---------------------------------------------------
 
     def _start_connection_timeout(self, connector_id: int) -> None:
@@ -813,7 +873,7 @@ class Charger:
     # -- meter values -------------------------------------------------------------------------
 
     def sampled_values(
-        self, evse: Evse, measurands: list[str], context: str, offered_w: float | None = None
+        self, evse: Evse, measurands: list[str], context: str
     ) -> list[dict[str, Any]]:
         """SampledValue entries for the measurands asked for, in OCPP 1.6 units."""
         values: list[dict[str, Any]] = []
@@ -848,16 +908,18 @@ class Charger:
                 if evse.soc is not None:
                     values.append(_sv(f"{evse.soc:.1f}", context, measurand, "Percent", "EV"))
             elif measurand == "Power.Offered":
-                offered = evse.max_power_w if offered_w is None else offered_w
+                limit = self.limits.get(evse.connector_id)
+                offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
                 values.append(_sv(f"{offered:.1f}", context, measurand, "W", "Outlet"))
             elif measurand == "Current.Offered":
-                offered = evse.max_power_w if offered_w is None else offered_w
-                amps = (
-                    offered / (self.spec.voltage_v * self.spec.phases)
-                    if ac
-                    else offered
-                    / (evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0)
-                )
+                limit = self.limits.get(evse.connector_id)
+                phases = self.spec.phases if ac else 1
+                volts = self.spec.voltage_v
+                if not ac:
+                    volts = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
+                amps = evse.max_power_w / (volts * phases)
+                if limit is not None:
+                    amps = min(amps, limit.amps)
                 values.append(_sv(f"{amps:.1f}", context, measurand, "A", "Outlet"))
         return values
 
@@ -894,7 +956,8 @@ class Charger:
 
     def limit_w(self, evse: Evse) -> float | None:
         """The charging-profile limit in force for a connector (None: no profile)."""
-        return None
+        limit = self.limits.get(evse.connector_id)
+        return None if limit is None else limit.usable_watts
 
     def now(self) -> datetime:
         """The charger's clock, synchronised to the CSMS's at boot and heartbeat."""

@@ -63,6 +63,18 @@ class MeterEngine:
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
+        if len(charger.profiles) and charger.transactions:
+            demand = {}
+            for connector_id in charger.transactions:
+                evse = charger.evses[connector_id - 1]
+                if evse.battery is not None and evse.status in (
+                    Status.CHARGING,
+                    Status.SUSPENDED_EVSE,
+                ):
+                    demand[connector_id] = operating_point(charger, evse, None).power_w
+            charger.refresh_limits(demand)
+        elif charger.limits:
+            charger.limits = {}
         for connector_id in list(charger.transactions):
             evse = charger.evses[connector_id - 1]
             changed |= self._step(charger, evse, dt)
@@ -121,13 +133,21 @@ class MeterEngine:
         if first:
             return  # the first tick only finds its place; the next boundary sends
         measurands = charger.config_list("MeterValuesAlignedData")
-        if not measurands:
-            return
         stamp = datetime.fromtimestamp(slot, UTC)
         from simulator.wire import now_iso
 
+        stop_aligned = charger.config_list("StopTxnAlignedData")
+        limit = charger.config_int("StopTransactionMaxMeterValues")
         for evse in charger.evses:
             charger.send_meter_values(evse.connector_id, "Sample.Clock", measurands, now_iso(stamp))
+            tx = charger.transactions.get(evse.connector_id)
+            if tx is not None and stop_aligned and len(tx.aligned_values) < limit:
+                tx.aligned_values.append(
+                    {
+                        "timestamp": now_iso(stamp),
+                        "sampledValue": charger.sampled_values(evse, stop_aligned, "Sample.Clock"),
+                    }
+                )
 
 
 def operating_point(charger: Charger, evse: Evse, limit_w: float | None) -> physics.OperatingPoint:

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from simulator import wire
+from simulator.call_errors import check_call
 from simulator.charger import CallFailed, Charger, LinkLost, LinkState
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,13 @@ class ChargePointClient(OcppChargePoint):
         self.charger = charger
         self._timeout = timeout
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._followups: set[asyncio.Task[None]] = set()
+        self._remote_start: tuple[str, int] | None = None
+        self._trigger: tuple[str, int | None] | None = None
+        self.raw_payload: dict[str, Any] = {}
+        self._handled = frozenset(
+            action for action, hooks in self.route_map.items() if "_on_action" in hooks
+        )
 
     # -- transport for the charger ----------------------------------------------------------
 
@@ -83,6 +91,9 @@ class ChargePointClient(OcppChargePoint):
             raise CallFailed("FormationViolation", str(exc)) from None
         return result
 
+    async def close(self) -> None:
+        await self._connection.close()
+
     def fail_pending(self, reason: str) -> None:
         for _action, future in self._pending.values():
             if not future.done():
@@ -98,42 +109,58 @@ class ChargePointClient(OcppChargePoint):
         try:
             message = wire.decode(raw_msg)
         except ValueError:
-            message = None
-        if (
-            isinstance(message, list)
-            and len(message) >= 3
-            and message[0] in (wire.CALLRESULT, wire.CALLERROR)
-        ):
+            log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
+            return
+        if not isinstance(message, list) or not message:
+            log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
+            return
+        kind = message[0]
+        if kind in (wire.CALLRESULT, wire.CALLERROR) and len(message) >= 3:
             pending = self._pending.get(message[1])
             if pending is not None and not pending[1].done():
                 pending[1].set_result(message)
             else:
                 log.info("%s: answer to an unknown call %r ignored", self.id, message[1])
             return
+        if kind != wire.CALL:
+            log.info("%s: ignoring a frame of unknown message type %r", self.id, kind)
+            return
         if self.charger.boot.value == "Rejected":
             return  # Rejected: send nothing and answer nothing until the next boot attempt
+        error = check_call(raw_msg, message, self._handled)
+        if error is not None:
+            if error.unique_id:
+                await self._send(wire.encode_error(error.unique_id, error.code, error.description))
+            else:
+                log.info("%s: ignoring a CALL without a unique id: %.200r", self.id, raw_msg)
+            return
+        # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
+        self.raw_payload = message[3]
         await super().route_message(raw_msg)
+
+    def spawn(self, coro: Any) -> None:
+        """Run a follow-up as a task we keep a reference to (the loop holds tasks weakly)."""
+        task = asyncio.get_running_loop().create_task(_logged(coro, self.id))
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
 
     # -- CSMS-initiated operations ------------------------------------------------------------
 
     @on(Action.remote_start_transaction)
-    def on_remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None = None,
-        charging_profile: dict | None = None,
-        **_: Any,
-    ):
-        status, chosen = self.charger.remote_start(id_tag, connector_id, charging_profile)
-        self._remote_start_connector = chosen if status == "Accepted" else None
+    def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any):
+        profile = self.raw_payload.get("chargingProfile")
+        status, chosen = self.charger.remote_start(id_tag, connector_id, profile)
+        if status == "Accepted" and chosen is not None:
+            if profile is not None:
+                self.charger.pending_profiles[chosen] = profile
+            self._remote_start = (id_tag, chosen)
         return call_result.RemoteStartTransaction(status=status)
 
     @after(Action.remote_start_transaction)
-    async def after_remote_start(self, id_tag: str, **_: Any) -> None:
-        connector_id = getattr(self, "_remote_start_connector", None)
-        self._remote_start_connector = None
-        if connector_id is not None:
-            await _logged(self.charger.after_remote_start(id_tag, connector_id), self.id)
+    def after_remote_start(self, **_: Any) -> None:
+        request, self._remote_start = self._remote_start, None
+        if request is not None:
+            self.spawn(self.charger.after_remote_start(*request))
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id: int, **_: Any):
@@ -149,6 +176,101 @@ class ChargePointClient(OcppChargePoint):
     @on(Action.change_configuration)
     def on_change_configuration(self, key: str, value: str, **_: Any):
         return call_result.ChangeConfiguration(status=self.charger.change_configuration(key, value))
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id: int, **_: Any):
+        status = self.charger.on_set_charging_profile(
+            connector_id, self.raw_payload["csChargingProfiles"]
+        )
+        return call_result.SetChargingProfile(status=status)
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(self, **_: Any):
+        p = self.raw_payload
+        status = self.charger.on_clear_charging_profile(
+            p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"), p.get("stackLevel")
+        )
+        return call_result.ClearChargingProfile(status=status)
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(self, connector_id: int, duration: int, **_: Any):
+        unit = self.raw_payload.get("chargingRateUnit")
+        status, schedule = self.charger.on_get_composite_schedule(connector_id, duration, unit)
+        if schedule is None:
+            return call_result.GetCompositeSchedule(status=status)
+        return call_result.GetCompositeSchedule(
+            status=status,
+            connector_id=connector_id,
+            schedule_start=schedule["startSchedule"],
+            charging_schedule=_snake(schedule),
+        )
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **_: Any):
+        return call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    def after_reset(self, type: str, **_: Any) -> None:
+        self.spawn(self.charger.after_reset(type))
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any):
+        status = self.charger.on_trigger_message(requested_message, connector_id)
+        self._trigger = (requested_message, connector_id) if status == "Accepted" else None
+        return call_result.TriggerMessage(status=status)
+
+    @after(Action.trigger_message)
+    def after_trigger_message(self, **_: Any) -> None:
+        request, self._trigger = self._trigger, None
+        if request is not None:
+            self.spawn(self.charger.after_trigger_message(*request))
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str, **_: Any):
+        return call_result.ChangeAvailability(
+            status=self.charger.on_change_availability(connector_id, type)
+        )
+
+    @on(Action.unlock_connector)
+    def on_unlock_connector(self, connector_id: int, **_: Any):
+        return call_result.UnlockConnector(status=self.charger.on_unlock_connector(connector_id))
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self, **_: Any):
+        return call_result.ClearCache(status=self.charger.on_clear_cache())
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **_: Any):
+        status, data = self.charger.on_data_transfer(
+            vendor_id, self.raw_payload.get("messageId"), self.raw_payload.get("data")
+        )
+        return call_result.DataTransfer(status=status, data=data)
+
+
+def _snake(schedule: dict[str, Any]) -> dict[str, Any]:
+    """The library serialises answers from snake_case: hand it the schedule that way."""
+    return {
+        "duration": schedule.get("duration"),
+        "start_schedule": schedule.get("startSchedule"),
+        "charging_rate_unit": schedule["chargingRateUnit"],
+        "charging_schedule_period": [
+            {
+                k: v
+                for k, v in (
+                    ("start_period", p["startPeriod"]),
+                    ("limit", p["limit"]),
+                    ("number_phases", p.get("numberPhases")),
+                )
+                if v is not None
+            }
+            for p in schedule["chargingSchedulePeriod"]
+        ],
+        **(
+            {"min_charging_rate": schedule["minChargingRate"]}
+            if schedule.get("minChargingRate") is not None
+            else {}
+        ),
+    }
 
 
 async def _logged(coro: Any, cp_id: str) -> None:

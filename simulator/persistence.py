@@ -20,7 +20,7 @@ from django.db.models import Case, F, FloatField, Q, Value, When
 from django.db.models.functions import Greatest
 
 from chargers.models import Charger as ChargerRow
-from chargers.models import ConfigurationKey, OutboxMessage
+from chargers.models import ChargingProfileRecord, ConfigurationKey, OutboxMessage, RuntimeState
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from simulator import config_keys, contract
@@ -89,9 +89,22 @@ def build_charger(
             evse.transition(ConnectorStatus.UNAVAILABLE)
         evses.append(evse)
     config = {item.key: item.value for item in row.configuration.all()}
-    return Charger(
+    charger = Charger(
         charger_spec(row, vehicles), evses, config, listener, vehicles=list(vehicles.values())
     )
+    runtime = getattr(row, "runtime", None)
+    if runtime is not None and runtime.charger_unavailable:
+        charger.charger_unavailable = True
+        charger.connector0_status = ConnectorStatus.UNAVAILABLE
+    records = [
+        {"connectorId": r.connector_id, "csChargingProfiles": r.body} for r in row.profiles.all()
+    ]
+    if records:
+        try:
+            charger.profiles.load(records)
+        except ValueError as exc:
+            log.warning("%s: stored charging profiles not loaded: %s", row.charge_point_id, exc)
+    return charger
 
 
 def load_fleet(
@@ -106,8 +119,8 @@ def load_fleet(
     vehicles = load_vehicles()
     rows = (
         ChargerRow.objects.enabled()
-        .select_related("location")
-        .prefetch_related("evses", "configuration")
+        .select_related("location", "runtime")
+        .prefetch_related("evses", "configuration", "profiles")
         .order_by("charge_point_id")
     )
     if ids is not None:
@@ -216,6 +229,8 @@ class Checkpointer(Listener):
         self._outbox_new: list[tuple[OutboxSink, Outgoing, dict[str, Any]]] = []
         self._outbox_gone: list[tuple[int, int]] = []
         self._transactions: dict[str, dict[str, Any]] = {}
+        self._profiles: dict[int, list[dict[str, Any]]] = {}
+        self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
         self.urgent = asyncio.Event()
 
     def sink_for(self, charger: Charger) -> OutboxSink | None:
@@ -266,6 +281,25 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_transaction(charger, tx)
 
+    def on_profiles(self, charger: Charger) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._profiles[charger.spec.db_id] = charger.profiles.all()
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_profiles(charger)
+
+    def on_availability(self, charger: Charger) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._availability[charger.spec.db_id] = (
+                    charger.charger_unavailable,
+                    dict(charger.availability),
+                )
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_availability(charger)
+
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         with self._lock:
             self._outbox_new.append((sink, item, dict(item.payload)))
@@ -305,6 +339,8 @@ class Checkpointer(Listener):
                 ],
                 outbox_gone=self._outbox_gone,
                 transactions=list(self._transactions.values()),
+                profiles=self._profiles,
+                availability=self._availability,
             )
             batch.made_durable = [item for _sink, item, _payload in self._outbox_new]
             batch.owners = list(
@@ -312,6 +348,7 @@ class Checkpointer(Listener):
             )
             self._config, self._key_writes, self._outbox_new = {}, [], []
             self._outbox_gone, self._transactions = [], {}
+            self._profiles, self._availability = {}, {}
         batch.evses = [
             (charger.spec.db_id, evse.connector_id, evse.register_wh, str(evse.status))
             for charger in dirty.values()
@@ -337,6 +374,8 @@ class Checkpointer(Listener):
                 _write_outbox(batch.outbox_new, batch.outbox_gone)
                 _write_evses(batch.evses)
                 _write_config(batch.config)
+                _write_profiles(batch.profiles)
+                _write_availability(batch.availability)
                 for charger_pk, value in batch.key_writes:
                     ChargerRow.objects.filter(pk=charger_pk).update(authorization_key=value)
         finally:
@@ -350,6 +389,8 @@ class Batch:
     outbox_new: list[tuple[int, int, str, dict[str, Any], str]]
     outbox_gone: list[tuple[int, int]]
     transactions: list[dict[str, Any]]
+    profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
     evses: list[tuple[int, int, float, str]] = field(default_factory=list)
     made_durable: list[Outgoing] = field(default_factory=list)
     owners: list[Charger] = field(default_factory=list)
@@ -362,7 +403,39 @@ class Batch:
             or self.outbox_gone
             or self.transactions
             or self.evses
+            or self.profiles
+            or self.availability
         )
+
+
+def _write_profiles(profiles: dict[int, list[dict[str, Any]]]) -> None:
+    """Replace each changed charger's installed profiles (they survive a reboot)."""
+    if not profiles:
+        return
+    ChargingProfileRecord.objects.filter(charger_id__in=list(profiles)).delete()
+    ChargingProfileRecord.objects.bulk_create(
+        ChargingProfileRecord(
+            charger_id=charger_pk,
+            connector_id=item["connectorId"],
+            profile_id=item["csChargingProfiles"]["chargingProfileId"],
+            purpose=item["csChargingProfiles"]["chargingProfilePurpose"],
+            stack_level=item["csChargingProfiles"]["stackLevel"],
+            body=item["csChargingProfiles"],
+        )
+        for charger_pk, items in profiles.items()
+        for item in items
+    )
+
+
+def _write_availability(availability: dict[int, tuple[bool, dict[int, str]]]) -> None:
+    for charger_pk, (whole, connectors) in availability.items():
+        RuntimeState.objects.update_or_create(
+            charger_id=charger_pk, defaults={"charger_unavailable": whole}
+        )
+        for connector_id, value in connectors.items():
+            EvseRow.objects.filter(charger_id=charger_pk, connector_id=connector_id).update(
+                availability=value
+            )
 
 
 def _write_transactions(rows: list[dict[str, Any]]) -> None:

@@ -121,3 +121,46 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
         assert again.register_wh >= stored.register_wh
     finally:
         await service.stop()
+
+
+async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
+    await sync_to_async(make_charger)("CP-AV", evses=2, csms_url=csms.url)
+    service = await started(csms, "CP-AV")
+    profile = {
+        "chargingProfileId": 5,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.5}],
+        },
+    }
+    try:
+        answer = await csms.call(
+            "CP-AV", call.ChangeAvailability(connector_id=2, type="Inoperative")
+        )
+        assert answer.status == "Accepted"
+        answer = await csms.call(
+            "CP-AV", call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile)
+        )
+        assert answer.status == "Accepted"
+        await service.checkpoint()
+    finally:
+        await service.stop()
+    mark = len(csms.log)
+    again = await started(csms, "CP-AV")
+    try:
+        charger = again.store.get("CP-AV")
+        assert charger.evse(2).status.value == "Unavailable"
+        assert charger.evse(1).status.value == "Available"
+        assert [p.id for _c, p in charger.profiles.installed()] == [5]
+        status = await csms.wait_for(
+            "CP-AV",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload["connectorId"] == 2,
+        )
+        assert status.payload["status"] == "Unavailable"
+    finally:
+        await again.stop()

@@ -1,0 +1,99 @@
+"""OCPP-J 1.6 CALLERROR codes for what a central system sends us.
+
+The `ocpp` library answers schema failures with `FormatViolation` (1.6 says
+`FormationViolation`) and swaps `NotImplemented` / `NotSupported`. We check incoming CALLs
+ourselves first and answer with the 1.6 codes: NotImplemented for an unknown action,
+NotSupported for a known one this charger does not handle, OccurenceConstraintViolation for
+a missing field, TypeConstraintViolation for a wrong type, PropertyConstraintViolation for a
+value out of range or not in an enumeration, FormationViolation for anything else malformed.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft4Validator
+from ocpp.v16.enums import Action
+
+from simulator.wire import SCHEMA_DIR
+
+KNOWN_ACTIONS = frozenset(action.value for action in Action)
+
+_PROPERTY_VALIDATORS = frozenset(
+    {
+        "enum",
+        "maxLength",
+        "minLength",
+        "maximum",
+        "minimum",
+        "exclusiveMaximum",
+        "exclusiveMinimum",
+        "multipleOf",
+        "pattern",
+        "format",
+        "maxItems",
+        "minItems",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    unique_id: str
+    code: str
+    description: str
+
+
+@cache
+def _validator(action: str) -> Draft4Validator:
+    with open(SCHEMA_DIR / f"{action}.json", encoding="utf-8") as handle:
+        schema = json.load(handle, parse_float=decimal.Decimal)
+    return Draft4Validator(schema)
+
+
+def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> CallError | None:
+    """A CALLERROR to answer this CALL with, or None if it is well formed and handled.
+
+    `message` is the decoded frame (a list starting with 2). A frame whose unique id cannot be
+    read gets a CallError with an empty unique id: the caller ignores it, as there is nothing
+    to address an answer to.
+    """
+    unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
+    if unique_id is None:
+        return CallError("", "ProtocolError", "no unique id")
+    if len(message) != 4 or not isinstance(message[2], str):
+        return CallError(unique_id, "ProtocolError", "A CALL is [2, uniqueId, action, payload].")
+    if len(unique_id) > 36:
+        return CallError(unique_id[:36], "ProtocolError", "uniqueId longer than 36 characters.")
+    action, payload = message[2], message[3]
+    if action not in KNOWN_ACTIONS:
+        return CallError(unique_id, "NotImplemented", f"Unknown action {action!r}.")
+    if action not in handled:
+        return CallError(unique_id, "NotSupported", f"{action} is not supported by this charger.")
+    if not isinstance(payload, dict):
+        return CallError(unique_id, "FormationViolation", "The payload must be a JSON object.")
+    # Re-read numbers as Decimal, as the schemas' multipleOf expects.
+    exact = json.loads(raw, parse_float=decimal.Decimal)[3]
+    error = next(iter(sorted(_validator(action).iter_errors(exact), key=_depth)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    return CallError(unique_id, _code(error.validator), f"{where}: {error.message}")
+
+
+def _depth(error: Any) -> int:
+    return len(error.absolute_path)
+
+
+def _code(validator: str) -> str:
+    if validator == "required":
+        return "OccurenceConstraintViolation"
+    if validator == "type":
+        return "TypeConstraintViolation"
+    if validator in _PROPERTY_VALIDATORS:
+        return "PropertyConstraintViolation"
+    return "FormationViolation"

@@ -1,0 +1,625 @@
+"""CSMS-initiated operations, smart charging, configuration keys and 1.6 error codes,
+over real loopback WebSockets against the built-in CSMS."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ocpp.v16 import call
+
+from simulator.charger import BootState
+from simulator.csms import CentralSystem
+from simulator.evse import ConnectorStatus
+from simulator.meter_engine import MeterEngine
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def ticking():
+    tasks = []
+
+    def start(*chargers, tick=0.05):
+        engine = MeterEngine(list(chargers), tick_seconds=tick)
+        tasks.append(asyncio.get_running_loop().create_task(engine.run()))
+        return engine
+
+    yield start
+    for task in tasks:
+        task.cancel()
+
+
+def calls(csms, cp_id, action, after=0):
+    return [
+        e
+        for e in csms.log[after:]
+        if e.cp_id == cp_id and e.direction == "in" and e.message_type == 2 and e.action == action
+    ]
+
+
+def tx_default(profile_id, stack_level, limit, unit="W", **extra):
+    return {
+        "chargingProfileId": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": unit,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+        },
+        **extra,
+    }
+
+
+async def charging(csms, charger, connector=1, tag="T1", soc=20):
+    charger.plug_in(connector, COMPACT, soc=soc)
+    assert await charger.present_id_tag(connector, tag) == "Accepted"
+    await wait_until(
+        lambda: charger.evse(connector).transaction_id is not None, message="StartTransaction.conf"
+    )
+    return charger.evse(connector).transaction_id
+
+
+# -- smart charging ----------------------------------------------------------------------
+
+
+async def test_a_tx_profile_without_a_transaction_is_rejected(csms):
+    charger = runtime_charger("SC-1", csms.url, evses=1)
+    profile = tx_default(1, 0, 5000)
+    profile["chargingProfilePurpose"] = "TxProfile"
+    async with connected(charger):
+        answer = await csms.call(
+            "SC-1", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+        )
+    assert answer.status == "Rejected"
+
+
+async def test_the_limit_in_force_drives_the_physics_and_is_reported_as_offered(csms, ticking):
+    charger = runtime_charger("SC-2", csms.url, evses=1)
+    charger.config.update(
+        MeterValueSampleInterval="1",
+        MeterValuesSampledData="Power.Active.Import,Power.Offered,Current.Offered",
+    )
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        await wait_until(lambda: charger.evse(1).power_w > 10_000, message="11 kW")
+        answer = await csms.call(
+            "SC-2",
+            call.SetChargingProfile(
+                connector_id=0, cs_charging_profiles=tx_default(10, 1, 8.0, unit="A")
+            ),
+        )
+        assert answer.status == "Accepted"
+        await wait_until(
+            lambda: 0 < charger.evse(1).power_w <= 8 * 230 * 3 + 1, message="power capped at 8 A"
+        )
+        mark = len(csms.log)
+        meter = await csms.wait_for("SC-2", "MeterValues", after=mark, timeout=3)
+        values = {
+            sv["measurand"]: float(sv["value"])
+            for sv in meter.payload["meterValue"][0]["sampledValue"]
+        }
+        assert values["Current.Offered"] == pytest.approx(8.0)
+        assert values["Power.Offered"] == pytest.approx(8 * 230 * 3)
+        assert values["Power.Active.Import"] <= 8 * 230 * 3 + 1
+
+
+async def test_the_higher_stack_level_wins_and_the_lower_one_applies_when_it_ends(csms, ticking):
+    charger = runtime_charger("SC-3", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        low = tx_default(1, 1, 7000)
+        high = tx_default(2, 5, 3000)
+        high["chargingSchedule"]["duration"] = 2
+        for profile in (low, high):
+            answer = await csms.call(
+                "SC-3", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+            )
+            assert answer.status == "Accepted"
+        await wait_until(
+            lambda: charger.evse(1).power_w == pytest.approx(3000, abs=1),
+            message="the stack level 5 limit",
+        )
+        await wait_until(
+            lambda: charger.evse(1).power_w == pytest.approx(7000, abs=1),
+            timeout=5,
+            message="the stack level 1 limit after 2 s",
+        )
+
+
+async def test_a_charge_point_max_profile_is_shared_by_two_charging_connectors(csms, ticking):
+    charger = runtime_charger("SC-4", csms.url, evses=2)
+    cap = tx_default(7, 0, 12_000)
+    cap["chargingProfilePurpose"] = "ChargePointMaxProfile"
+    async with connected(charger):
+        ticking(charger)
+        on_one = await csms.call(
+            "SC-4", call.SetChargingProfile(connector_id=1, cs_charging_profiles=cap)
+        )
+        assert on_one.status == "Rejected"  # ChargePointMax only on connector 0
+        answer = await csms.call(
+            "SC-4", call.SetChargingProfile(connector_id=0, cs_charging_profiles=cap)
+        )
+        assert answer.status == "Accepted"
+        await charging(csms, charger, 1, "A")
+        await charging(csms, charger, 2, "B")
+        await wait_until(lambda: all(e.power_w > 0 for e in charger.evses), message="both")
+        await asyncio.sleep(0.2)
+        total = sum(e.power_w for e in charger.evses)
+        assert total <= 12_000 + 1
+        assert charger.evse(1).power_w == pytest.approx(6000, abs=1)
+
+
+async def test_get_composite_schedule_on_connector_0_and_on_a_connector(csms):
+    charger = runtime_charger("SC-5", csms.url, evses=2)
+    async with connected(charger):
+        cap = tx_default(8, 0, 20_000)
+        cap["chargingProfilePurpose"] = "ChargePointMaxProfile"
+        await csms.call("SC-5", call.SetChargingProfile(connector_id=0, cs_charging_profiles=cap))
+        await csms.call(
+            "SC-5",
+            call.SetChargingProfile(connector_id=1, cs_charging_profiles=tx_default(9, 0, 5000)),
+        )
+        one = await csms.call(
+            "SC-5", call.GetCompositeSchedule(connector_id=1, duration=3600, charging_rate_unit="W")
+        )
+        grid = await csms.call(
+            "SC-5", call.GetCompositeSchedule(connector_id=0, duration=3600, charging_rate_unit="W")
+        )
+        bad = await csms.call("SC-5", call.GetCompositeSchedule(connector_id=5, duration=60))
+    assert one.status == "Accepted" and one.connector_id == 1
+    assert one.charging_schedule["charging_schedule_period"][0]["limit"] == 5000
+    assert grid.status == "Accepted"
+    assert grid.charging_schedule["charging_schedule_period"][0]["limit"] <= 20_000
+    assert bad.status == "Rejected"
+
+
+async def test_a_recurring_daily_profile_applies_in_its_current_period(csms):
+    charger = runtime_charger("SC-6", csms.url, evses=1)
+    start = datetime.now(UTC) - timedelta(days=3, minutes=30)
+    profile = tx_default(11, 2, 0, unit="A")
+    profile.update(chargingProfileKind="Recurring", recurrencyKind="Daily")
+    profile["chargingSchedule"] = {
+        "chargingRateUnit": "A",
+        "startSchedule": start.isoformat().replace("+00:00", "Z"),
+        "chargingSchedulePeriod": [
+            {"startPeriod": 0, "limit": 6.0},
+            {"startPeriod": 3600, "limit": 16.0},
+        ],
+    }
+    async with connected(charger):
+        answer = await csms.call(
+            "SC-6", call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile)
+        )
+        assert answer.status == "Accepted"
+        schedule = await csms.call(
+            "SC-6", call.GetCompositeSchedule(connector_id=1, duration=7200, charging_rate_unit="A")
+        )
+    periods = schedule.charging_schedule["charging_schedule_period"]
+    assert periods[0]["limit"] == 6.0
+    assert any(p["limit"] == 16.0 for p in periods[1:])
+
+
+async def test_tx_profile_from_remote_start_applies_and_is_removed_when_it_ends(csms, ticking):
+    charger = runtime_charger(
+        "SC-7", csms.url, evses=1, simulate_ev_on_remote_start=True, default_vehicle=COMPACT
+    )
+    profile = tx_default(21, 1, 4000)
+    profile["chargingProfilePurpose"] = "TxProfile"
+    async with connected(charger):
+        ticking(charger)
+        answer = await csms.call(
+            "SC-7",
+            call.RemoteStartTransaction(id_tag="T", connector_id=1, charging_profile=profile),
+        )
+        assert answer.status == "Accepted"
+        await wait_until(
+            lambda: charger.evse(1).power_w == pytest.approx(4000, abs=1),
+            message="the TxProfile's 4 kW",
+        )
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        await csms.call(
+            "SC-7", call.RemoteStopTransaction(transaction_id=charger.evse(1).transaction_id)
+        )
+        await wait_until(lambda: len(charger.profiles) == 0, message="TxProfile removed")
+
+
+async def test_profiles_with_decimal_limits_and_bad_periods(csms):
+    charger = runtime_charger("SC-8", csms.url, evses=1)
+    bad = tx_default(31, 0, 10.0, unit="A")
+    bad["chargingSchedule"]["chargingSchedulePeriod"] = [{"startPeriod": 5, "limit": 10.0}]
+    async with connected(charger):
+        odd = await csms.call(
+            "SC-8",
+            call.SetChargingProfile(
+                connector_id=1, cs_charging_profiles=tx_default(30, 0, 10.3, unit="A")
+            ),
+        )
+        rejected = await csms.call(
+            "SC-8", call.SetChargingProfile(connector_id=1, cs_charging_profiles=bad)
+        )
+        cleared = await csms.call("SC-8", call.ClearChargingProfile(id=30))
+        nothing = await csms.call("SC-8", call.ClearChargingProfile(id=30))
+    assert odd.status == "Accepted"
+    assert rejected.status == "Rejected"
+    assert (cleared.status, nothing.status) == ("Accepted", "Unknown")
+
+
+# -- core operations ----------------------------------------------------------------------
+
+
+async def test_reset_during_a_transaction_stops_it_and_boots_again(csms, ticking):
+    charger = runtime_charger("OP-RST", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        mark = len(csms.log)
+        answer = await csms.call("OP-RST", call.Reset(type="Soft"))
+        assert answer.status == "Accepted"
+        stop = await csms.wait_for("OP-RST", "StopTransaction", after=mark)
+        assert stop.payload["reason"] == "SoftReset"
+        await csms.wait_for("OP-RST", "BootNotification", after=mark, timeout=10)
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot again")
+    assert list(csms.connects.elements()).count("OP-RST") == 2
+
+
+async def test_hard_reset_gives_reason_hard_reset(csms, ticking):
+    charger = runtime_charger("OP-HRD", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        mark = len(csms.log)
+        await csms.call("OP-HRD", call.Reset(type="Hard"))
+        stop = await csms.wait_for("OP-HRD", "StopTransaction", after=mark)
+    assert stop.payload["reason"] == "HardReset"
+
+
+async def test_trigger_message_answers_first_then_sends(csms, ticking):
+    charger = runtime_charger("OP-TRG", csms.url, evses=2)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        mark = len(csms.log)
+        answer = await csms.call(
+            "OP-TRG", call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+        )
+        assert answer.status == "Accepted"
+        meter = await csms.wait_for("OP-TRG", "MeterValues", after=mark)
+        contexts = {sv["context"] for sv in meter.payload["meterValue"][0]["sampledValue"]}
+        assert contexts == {"Trigger"}
+        reply = next(
+            e for e in csms.log[mark:] if e.action == "TriggerMessage" and e.message_type == 3
+        )
+        assert csms.log.index(reply) < csms.log.index(meter)
+        for requested in (
+            "Heartbeat",
+            "BootNotification",
+            "DiagnosticsStatusNotification",
+            "FirmwareStatusNotification",
+        ):
+            mark = len(csms.log)
+            answer = await csms.call("OP-TRG", call.TriggerMessage(requested_message=requested))
+            assert answer.status == "Accepted"
+            await csms.wait_for("OP-TRG", requested, after=mark)
+        mark = len(csms.log)
+        answer = await csms.call(
+            "OP-TRG", call.TriggerMessage(requested_message="StatusNotification", connector_id=2)
+        )
+        status = await csms.wait_for("OP-TRG", "StatusNotification", after=mark)
+        assert status.payload["connectorId"] == 2
+        bad = await csms.call(
+            "OP-TRG", call.TriggerMessage(requested_message="StatusNotification", connector_id=9)
+        )
+        assert bad.status == "Rejected"
+
+
+async def test_a_triggered_boot_can_be_rejected_per_charger(csms):
+    charger = runtime_charger("OP-TRB", csms.url, evses=1, reject_triggered_boot=True)
+    async with connected(charger):
+        answer = await csms.call(
+            "OP-TRB", call.TriggerMessage(requested_message="BootNotification")
+        )
+    assert answer.status == "Rejected"
+
+
+async def test_change_availability_is_scheduled_during_a_transaction(csms, ticking):
+    charger = runtime_charger("OP-AV", csms.url, evses=2)
+    async with connected(charger):
+        ticking(charger)
+        tx_id = await charging(csms, charger)
+        answer = await csms.call(
+            "OP-AV", call.ChangeAvailability(connector_id=1, type="Inoperative")
+        )
+        assert answer.status == "Scheduled"
+        assert charger.evse(1).status is ConnectorStatus.CHARGING
+        other = await csms.call(
+            "OP-AV", call.ChangeAvailability(connector_id=2, type="Inoperative")
+        )
+        assert other.status == "Accepted"
+        assert charger.evse(2).status is ConnectorStatus.UNAVAILABLE
+        await csms.call("OP-AV", call.RemoteStopTransaction(transaction_id=tx_id))
+        await wait_until(
+            lambda: charger.evse(1).status is ConnectorStatus.UNAVAILABLE,
+            message="Unavailable after the transaction",
+        )
+        back = await csms.call("OP-AV", call.ChangeAvailability(connector_id=0, type="Operative"))
+        assert back.status == "Accepted"
+        assert charger.evse(2).status is ConnectorStatus.AVAILABLE
+        whole = await csms.call(
+            "OP-AV", call.ChangeAvailability(connector_id=0, type="Inoperative")
+        )
+        assert whole.status == "Accepted"
+        await csms.wait_for(
+            "OP-AV",
+            "StatusNotification",
+            predicate=lambda e: (
+                e.payload["connectorId"] == 0 and e.payload["status"] == "Unavailable"
+            ),
+        )
+        refused = await csms.call("OP-AV", call.RemoteStartTransaction(id_tag="X"))
+    assert refused.status == "Rejected"
+    assert all(e.status is ConnectorStatus.UNAVAILABLE for e in charger.evses)
+
+
+async def test_unlock_connector_stops_the_transaction_first(csms, ticking):
+    charger = runtime_charger("OP-UL", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        mark = len(csms.log)
+        answer = await csms.call("OP-UL", call.UnlockConnector(connector_id=1))
+        stop = await csms.wait_for("OP-UL", "StopTransaction", after=mark)
+        bad = await csms.call("OP-UL", call.UnlockConnector(connector_id=4))
+    assert answer.status == "Unlocked"
+    assert stop.payload["reason"] == "UnlockCommand"
+    assert bad.status == "NotSupported"
+
+
+async def test_clear_cache_and_data_transfer(csms):
+    charger = runtime_charger("OP-DT", csms.url, evses=1)
+    async with connected(charger):
+        cleared = await csms.call("OP-DT", call.ClearCache())
+        unknown = await csms.call("OP-DT", call.DataTransfer(vendor_id="Other"))
+        echo = await csms.call(
+            "OP-DT", call.DataTransfer(vendor_id="ChargeSim", message_id="echo", data="hi")
+        )
+        ours = await charger.data_transfer("Somebody", "ping")
+    assert cleared.status == "Accepted"
+    assert unknown.status == "UnknownVendorId"
+    assert (echo.status, echo.data) == ("Accepted", "hi")
+    assert ours["status"] == "UnknownVendorId"
+
+
+# -- configuration keys ---------------------------------------------------------------------
+
+
+async def test_connection_timeout_returns_preparing_to_available(csms):
+    charger = runtime_charger("CK-CT", csms.url, evses=1, config={"ConnectionTimeOut": "1"})
+    async with connected(charger):
+        assert await charger.present_id_tag(1, "T") == "Accepted"
+        assert charger.evse(1).status is ConnectorStatus.PREPARING
+        await wait_until(
+            lambda: charger.evse(1).status is ConnectorStatus.AVAILABLE,
+            timeout=4,
+            message="Available after ConnectionTimeOut",
+        )
+    assert not calls(csms, "CK-CT", "StartTransaction")
+
+
+async def test_ev_side_disconnect_without_stopping_suspends(csms, ticking):
+    charger = runtime_charger(
+        "CK-EV", csms.url, evses=1, config={"StopTransactionOnEVSideDisconnect": "false"}
+    )
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        charger.unplug(1)
+        assert charger.evse(1).status is ConnectorStatus.SUSPENDED_EV
+        assert 1 in charger.transactions
+        charger.plug_in(1, COMPACT, soc=50)
+        assert charger.evse(1).status is ConnectorStatus.CHARGING
+
+
+async def test_an_invalid_id_at_start_stops_with_deauthorized(csms):
+    csms.authorize = {}
+    charger = runtime_charger("CK-INV", csms.url, evses=1)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "GOOD") == "Accepted"
+        await csms.wait_for("CK-INV", "StartTransaction")
+    # Same tag now invalid at StartTransaction time:
+    csms.authorize = {"LATE": "Invalid"}
+    charger2 = runtime_charger(
+        "CK-INV2", csms.url, evses=1, config={"AuthorizationCacheEnabled": "false"}
+    )
+    async with connected(charger2):
+        charger2.plug_in(1, COMPACT, soc=20)
+        charger2.start_transaction(1, "LATE")
+        stop = await csms.wait_for("CK-INV2", "StopTransaction")
+    assert stop.payload["reason"] == "DeAuthorized"
+
+
+async def test_authorize_remote_tx_requests_authorizes_before_starting(csms):
+    charger = runtime_charger(
+        "CK-ART",
+        csms.url,
+        evses=1,
+        simulate_ev_on_remote_start=True,
+        config={"AuthorizeRemoteTxRequests": "true"},
+    )
+    async with connected(charger):
+        mark = len(csms.log)
+        await csms.call("CK-ART", call.RemoteStartTransaction(id_tag="R1", connector_id=1))
+        await csms.wait_for("CK-ART", "StartTransaction", after=mark)
+    order = [
+        e.action
+        for e in csms.log[mark:]
+        if e.direction == "in"
+        and e.message_type == 2
+        and e.action in ("Authorize", "StartTransaction")
+    ]
+    assert order == ["Authorize", "StartTransaction"]
+
+
+async def test_offline_authorization_uses_the_cache_or_allows_unknown_ids(csms):
+    charger = runtime_charger(
+        "CK-OFF", csms.url, evses=2, config={"AllowOfflineTxForUnknownId": "true"}
+    )
+    charger.auth_cache["KNOWN"] = "Accepted"
+    charger.plug_in(1, COMPACT, soc=20)
+    charger.plug_in(2, COMPACT, soc=20)
+    assert await charger.present_id_tag(1, "KNOWN") == "Accepted"
+    assert await charger.present_id_tag(2, "STRANGER") == "Accepted"
+    strict = runtime_charger(
+        "CK-OFF2", csms.url, evses=1, config={"LocalAuthorizeOffline": "false"}
+    )
+    strict.auth_cache["KNOWN"] = "Accepted"
+    strict.plug_in(1, COMPACT, soc=20)
+    assert await strict.present_id_tag(1, "KNOWN") == "Invalid"
+    async with connected(charger):
+        await csms.wait_for(
+            "CK-OFF", "StartTransaction", predicate=lambda e: e.payload["idTag"] == "STRANGER"
+        )
+    charger.cancel_timers()
+
+
+async def test_local_pre_authorize_starts_without_waiting_for_authorize(csms):
+    charger = runtime_charger("CK-LPA", csms.url, evses=1, config={"LocalPreAuthorize": "true"})
+    charger.auth_cache["CACHED"] = "Accepted"
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        await charger.present_id_tag(1, "CACHED")
+        await csms.wait_for("CK-LPA", "StartTransaction")
+    assert not calls(csms, "CK-LPA", "Authorize")
+
+
+async def test_stop_transaction_carries_stop_txn_sampled_data(csms, ticking):
+    charger = runtime_charger(
+        "CK-STD",
+        csms.url,
+        evses=1,
+        config={"StopTxnSampledData": "Energy.Active.Import.Register,SoC"},
+    )
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        await asyncio.sleep(0.3)
+        charger.stop_transaction(1, "Local")
+        stop = await csms.wait_for("CK-STD", "StopTransaction")
+    data = stop.payload["transactionData"]
+    contexts = [sv["context"] for mv in data for sv in mv["sampledValue"]]
+    assert "Transaction.Begin" in contexts and "Transaction.End" in contexts
+    assert {sv["measurand"] for mv in data for sv in mv["sampledValue"]} == {
+        "Energy.Active.Import.Register",
+        "SoC",
+    }
+
+
+async def test_clock_aligned_values_are_sent_at_interval_boundaries(csms, ticking):
+    charger = runtime_charger(
+        "CK-CLK",
+        csms.url,
+        evses=1,
+        config={
+            "ClockAlignedDataInterval": "1",
+            "MeterValuesAlignedData": "Energy.Active.Import.Register",
+        },
+    )
+    async with connected(charger):
+        ticking(charger)
+        meter = await csms.wait_for("CK-CLK", "MeterValues", timeout=4)
+    value = meter.payload["meterValue"][0]
+    assert value["sampledValue"][0]["context"] == "Sample.Clock"
+    assert value["timestamp"].endswith(".000Z")
+
+
+async def test_transaction_messages_are_dropped_after_the_attempts(csms, caplog):
+    csms.fail_actions = {"StartTransaction": "InternalError"}
+    charger = runtime_charger(
+        "CK-ATT",
+        csms.url,
+        evses=1,
+        config={"TransactionMessageAttempts": "2", "TransactionMessageRetryInterval": "0"},
+    )
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        await charger.present_id_tag(1, "T")
+        await wait_until(
+            lambda: len(calls(csms, "CK-ATT", "StartTransaction")) == 2, message="two attempts"
+        )
+        await wait_until(lambda: not charger.queue, message="dropped")
+    assert "dropping StartTransaction after 2 failed attempts" in caplog.text
+
+
+async def test_minimum_status_duration_hides_short_lived_statuses(csms):
+    charger = runtime_charger("CK-MSD", csms.url, evses=1, config={"MinimumStatusDuration": "1"})
+    async with connected(charger):
+        await wait_until(
+            lambda: len(calls(csms, "CK-MSD", "StatusNotification")) == 2, message="boot statuses"
+        )
+        mark = len(csms.log)
+        charger.plug_in(1, COMPACT, soc=20)  # Preparing ...
+        charger.unplug(1)  # ... and back to Available within the minimum duration
+        await asyncio.sleep(1.5)
+        charger.plug_in(1, COMPACT, soc=20)
+        await csms.wait_for("CK-MSD", "StatusNotification", after=mark, timeout=3)
+    sent = [e.payload["status"] for e in calls(csms, "CK-MSD", "StatusNotification", mark)]
+    assert sent == ["Preparing"]
+
+
+# -- 1.6 error codes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ('[2,"e1","NoSuchAction",{}]', "NotImplemented"),
+        (
+            '[2,"e2","ReserveNow",{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z",'
+            '"idTag":"T","reservationId":1}]',
+            "NotSupported",
+        ),
+        ('[2,"e3","Reset",{}]', "OccurenceConstraintViolation"),
+        ('[2,"e4","Reset",{"type":5}]', "TypeConstraintViolation"),
+        ('[2,"e5","Reset",{"type":"Sometimes"}]', "PropertyConstraintViolation"),
+        (
+            '[2,"e6","ChangeConfiguration",{"key":"' + "K" * 60 + '","value":"1"}]',
+            "PropertyConstraintViolation",
+        ),
+        ('[2,"e7","Reset",["Soft"]]', "FormationViolation"),
+        ('[2,"e8","Reset"]', "ProtocolError"),
+        ('[2,"e9","Reset",{"type":"Soft","extra":1}]', "FormationViolation"),
+    ],
+)
+async def test_malformed_frames_get_the_1_6_callerror_and_the_charger_keeps_running(
+    csms, frame, code
+):
+    charger = runtime_charger("ERR-1", csms.url, evses=1)
+    async with connected(charger):
+        unique_id = await csms.send_raw("ERR-1", frame)
+        reply = await csms.wait_for("ERR-1", direction="in", unique_id=unique_id)
+        assert reply.message_type == 4
+        assert reply.error_code == code
+        still = await csms.call("ERR-1", call.GetConfiguration(key=["HeartbeatInterval"]))
+        assert still.configuration_key[0]["value"] == "300"
+
+
+async def test_frames_that_cannot_be_answered_are_ignored(csms):
+    charger = runtime_charger("ERR-2", csms.url, evses=1)
+    async with connected(charger):
+        for text in ("not json", "{}", '[7,"x",1]', "[2]", '[3,"nobody-asked",{}]'):
+            await csms.send_raw("ERR-2", text)
+        still = await csms.call("ERR-2", call.GetConfiguration(key=["HeartbeatInterval"]))
+    assert still.configuration_key[0]["value"] == "300"
+    assert not [e for e in csms.log if e.cp_id == "ERR-2" and e.message_type == 4]
