@@ -63,6 +63,8 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class Listener:
     """What the charger tells the world; every method is cheap and must not block."""
@@ -174,6 +176,7 @@ class Charger(Operations):
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
+        self.offline_until = 0.0
         self.availability: dict[int, str] = {
             e.connector_id: "Inoperative" for e in evses if e.status is Status.UNAVAILABLE
         }
@@ -271,6 +274,19 @@ class Charger(Operations):
         self.link_error = error
         # Non-transactional messages are not kept: after an outage the current status is sent.
         self.queue.drop_non_transactional(LinkLost(f"{self.id} went offline"))
+        self.listener.on_change(self)
+
+    def cut_network(self, seconds: float) -> None:
+        """Fault injection: the network goes away now and stays down `seconds`.
+
+        Not a reboot: transaction messages queue up in the outbox, and after the outage the
+        charger reconnects without a BootNotification and reports its current statuses.
+        """
+        if seconds <= 0:
+            raise ActionError("the outage must last more than 0 seconds")
+        self.offline_until = time.monotonic() + seconds
+        if self.transport is not None:
+            self.transport.abort()
         self.listener.on_change(self)
 
     def power_cycle(self) -> None:

@@ -15,6 +15,7 @@ import base64
 import logging
 import random
 import ssl
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -93,6 +94,12 @@ class ChargePointClient(OcppChargePoint):
 
     async def close(self) -> None:
         await self._connection.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake, like a cut cable."""
+        transport = self._connection.transport
+        if transport is not None:
+            transport.abort()
 
     def fail_pending(self, reason: str) -> None:
         for _action, future in self._pending.values():
@@ -354,6 +361,11 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
     """Keep one charger connected until cancelled: connect, boot, serve, reconnect."""
     backoff = Backoff(cap=reconnect_cap)
     while True:
+        outage = charger.offline_until - time.monotonic()
+        if outage > 0:
+            charger.detach(f"network cut ({outage:.0f} s left)")
+            await asyncio.sleep(outage)
+            continue
         charger.link = LinkState.CONNECTING
         charger.listener.on_change(charger)
         try:

@@ -1,0 +1,273 @@
+"""Outages: transaction messages queue while offline and arrive once, in order, after."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ocpp.v16 import call
+
+from simulator.charger import ActionError, BootState, LinkState
+from simulator.csms import CentralSystem
+from simulator.meter_engine import MeterEngine
+from simulator.ocpp_client import Backoff
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+def tx_messages(csms, cp_id):
+    return [
+        e
+        for e in csms.log
+        if e.cp_id == cp_id
+        and e.direction == "in"
+        and e.message_type == 2
+        and e.action in ("StartTransaction", "StopTransaction", "MeterValues")
+    ]
+
+
+def register(entry):
+    if entry.action == "StartTransaction":
+        return float(entry.payload["meterStart"])
+    if entry.action == "StopTransaction":
+        return float(entry.payload["meterStop"])
+    values = [
+        float(sv["value"])
+        for mv in entry.payload["meterValue"]
+        for sv in mv["sampledValue"]
+        if sv["measurand"] == "Energy.Active.Import.Register"
+    ]
+    return values[0]
+
+
+async def test_an_outage_queues_transaction_messages_and_delivers_them_in_order(csms):
+    port = csms.port
+    chargers = [
+        runtime_charger(
+            f"OFF-{n}",
+            csms.url,
+            evses=1,
+            config={
+                "MeterValueSampleInterval": "1",
+                "MeterValuesSampledData": "Energy.Active.Import.Register",
+            },
+        )
+        for n in (1, 2)
+    ]
+    engine = MeterEngine(chargers, tick_seconds=0.1)
+    ticking = asyncio.create_task(engine.run())
+    try:
+        async with connected(chargers[0]), connected(chargers[1]):
+            for charger in chargers:
+                charger.plug_in(1, COMPACT, soc=20)
+                await charger.present_id_tag(1, "T")
+                await wait_until(
+                    lambda c=charger: c.evse(1).transaction_id is not None, message="tx id"
+                )
+            ids = [c.evse(1).transaction_id for c in chargers]
+            before = {c.id: len(tx_messages(csms, c.id)) for c in chargers}
+            old_log = list(csms.log)
+            await csms.stop()  # the CSMS goes away ...
+            await wait_until(
+                lambda: all(c.link is not LinkState.ONLINE for c in chargers), message="offline"
+            )
+            await asyncio.sleep(2.5)  # ... while MeterValues are produced ...
+            chargers[1].stop_transaction(1, "Local")  # ... and a StopTransaction
+            queued = {c.id: len(c.queue) for c in chargers}
+            assert all(n >= 2 for n in queued.values()), queued
+            back = CentralSystem()
+            await back.start(host="127.0.0.1", port=port)  # ... and comes back
+            try:
+                await back.wait_for("OFF-2", "StopTransaction", timeout=10)
+                for charger in chargers:
+                    await wait_until(
+                        lambda c=charger: not c.queue,
+                        timeout=10,
+                        message=f"{charger.id} queue drained",
+                    )
+                for charger, tx_id in zip(chargers, ids, strict=True):
+                    after = tx_messages(back, charger.id)
+                    assert len(after) >= queued[charger.id]
+                    assert all(e.payload.get("transactionId", tx_id) == tx_id for e in after)
+                    everything = [
+                        e
+                        for e in old_log
+                        if e.cp_id == charger.id
+                        and e.direction == "in"
+                        and e.message_type == 2
+                        and e.action in ("StartTransaction", "MeterValues", "StopTransaction")
+                    ][: before[charger.id]]
+                    everything += after
+                    keys = [(e.action, str(e.payload)) for e in everything]
+                    assert len(keys) == len(set(keys)), "a message arrived twice"
+                    values = [register(e) for e in everything]
+                    assert values == sorted(values), values
+                    # A reconnect is not a reboot.
+                    own = [
+                        e.action
+                        for e in back.log
+                        if e.cp_id == charger.id and e.direction == "in" and e.message_type == 2
+                    ]
+                    assert "BootNotification" not in own
+                    assert own[0] in ("StatusNotification", "MeterValues", "StopTransaction")
+            finally:
+                await back.stop()
+    finally:
+        ticking.cancel()
+
+
+async def test_a_start_while_the_csms_is_down_gets_its_real_id_after(csms):
+    port = csms.port
+    charger = runtime_charger(
+        "OFF-ST",
+        csms.url,
+        evses=1,
+        config={"MeterValueSampleInterval": "1", "AllowOfflineTxForUnknownId": "true"},
+    )
+    engine = MeterEngine([charger], tick_seconds=0.1)
+    ticking = asyncio.create_task(engine.run())
+    try:
+        async with connected(charger):
+            await csms.stop()
+            await wait_until(lambda: not charger.online, message="offline")
+            charger.plug_in(1, COMPACT, soc=20)
+            assert await charger.present_id_tag(1, "UNKNOWN") == "Accepted"
+            await asyncio.sleep(1.5)
+            assert [i.action for i in charger.queue][:2] == ["StartTransaction", "MeterValues"]
+            assert charger.transactions[1].wire_id == -1
+            back = CentralSystem()
+            await back.start(host="127.0.0.1", port=port)
+            try:
+                start = await back.wait_for("OFF-ST", "StartTransaction", timeout=10)
+                meter = await back.wait_for("OFF-ST", "MeterValues", timeout=10)
+                real = back.transactions[max(back.transactions)].transaction_id
+                assert meter.payload["transactionId"] == real
+                assert start.payload["idTag"] == "UNKNOWN"
+            finally:
+                await back.stop()
+    finally:
+        ticking.cancel()
+
+
+async def test_messages_of_a_transaction_whose_start_was_dropped_carry_minus_one(csms):
+    csms.fail_actions = {"StartTransaction": "InternalError"}
+    charger = runtime_charger(
+        "OFF-M1",
+        csms.url,
+        evses=1,
+        config={"TransactionMessageAttempts": "1", "MeterValueSampleInterval": "1"},
+    )
+    engine = MeterEngine([charger], tick_seconds=0.1)
+    ticking = asyncio.create_task(engine.run())
+    try:
+        async with connected(charger):
+            charger.plug_in(1, COMPACT, soc=20)
+            await charger.present_id_tag(1, "T")
+            meter = await csms.wait_for("OFF-M1", "MeterValues", timeout=5)
+    finally:
+        ticking.cancel()
+    assert meter.payload["transactionId"] == -1
+
+
+async def test_a_dropped_connection_fails_the_pending_call_at_once(csms):
+    charger = runtime_charger("OFF-DROP", csms.url, evses=1)  # MessageTimeout 30 s
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        await wait_until(lambda: not charger.queue, message="Preparing reported")
+        csms.respond = False
+        charger.start_transaction(1, "T")
+        await csms.wait_for("OFF-DROP", "StartTransaction")
+        csms.respond = True
+        await csms.disconnect("OFF-DROP")
+        # Not 30 s later: the call fails with the connection, and the message is sent again
+        # on the next connection.
+        await wait_until(
+            lambda: (
+                len([e for e in csms.log if e.action == "StartTransaction" and e.message_type == 2])
+                == 2
+            ),
+            timeout=8,
+            message="StartTransaction sent again after reconnect",
+        )
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+
+
+async def test_cut_network_keeps_the_charger_offline_then_reconnects_without_a_boot(csms):
+    charger = runtime_charger("OFF-CUT", csms.url, evses=1)
+    async with connected(charger):
+        mark = len(csms.log)
+        with pytest.raises(ActionError):
+            charger.cut_network(0)
+        charger.cut_network(1.5)
+        await csms.wait_disconnected("OFF-CUT")
+        await asyncio.sleep(0.5)
+        assert not charger.online
+        assert "network cut" in charger.link_error
+        await wait_until(lambda: charger.online, timeout=6, message="back online")
+        await csms.wait_for("OFF-CUT", "StatusNotification", after=mark)
+    assert charger.boot is BootState.ACCEPTED
+    assert not [e for e in csms.log[mark:] if e.action == "BootNotification"]
+
+
+async def test_refused_connections_are_retried_with_growing_capped_backoff(csms):
+    csms.require_known = True  # unknown charge point ids get HTTP 404
+    charger = runtime_charger("OFF-404", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(
+            lambda: len([r for r in csms.refusals if r.cp_id == "OFF-404"]) >= 2,
+            timeout=6,
+            message="a second attempt after the 404",
+        )
+        assert charger.link_error == "CSMS does not know this charge point (404)"
+        csms.passwords["OFF-404"] = ""
+        csms.require_known = False
+        csms.passwords.clear()
+        await wait_until(
+            lambda: charger.boot is BootState.ACCEPTED,
+            timeout=6,
+            message="accepted once the CSMS knows it",
+        )
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap():
+    backoff = Backoff(base=1.0, cap=8.0)
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+async def test_an_unreachable_csms_is_reported_in_plain_words():
+    charger = runtime_charger("OFF-NONE", "ws://127.0.0.1:9", evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.link_error != "", message="an error")
+    assert charger.link_error == "connection refused"
+    assert calls_nothing(charger)
+
+
+def calls_nothing(charger):
+    return charger.boot is BootState.NONE
+
+
+async def test_a_new_call_waits_behind_unconfirmed_transaction_messages(csms):
+    charger = runtime_charger("OFF-ORD", csms.url, evses=1)
+    async with connected(charger):
+        await csms.call(
+            "OFF-ORD", call.ChangeConfiguration(key="MeterValueSampleInterval", value="0")
+        )
+        await csms.stop()
+        await wait_until(lambda: not charger.online, message="offline")
+        charger.plug_in(1, COMPACT, soc=20)
+        charger.start_transaction(1, "A")
+        charger.stop_transaction(1, "Local")
+        assert [i.action for i in charger.queue] == ["StartTransaction", "StopTransaction"]
+        assert [i.seq for i in charger.queue] == [1, 2]
