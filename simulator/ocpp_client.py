@@ -310,9 +310,16 @@ def _headers(charger: Charger) -> dict[str, str]:
 def _ssl_context(charger: Charger) -> ssl.SSLContext | None:
     if not charger.spec.csms_url.startswith("wss://"):
         return None
-    context = ssl.create_default_context(cafile=charger.spec.ca_bundle_path or None)
+    ca = charger.spec.ca_bundle_path or None
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectError(f"CA bundle {ca} cannot be read ({exc})") from None
     if charger.spec.security_profile == 3:
-        context.load_cert_chain(charger.spec.client_cert_path, charger.spec.client_key_path)
+        try:
+            context.load_cert_chain(charger.spec.client_cert_path, charger.spec.client_key_path)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"client certificate or key cannot be loaded ({exc})") from None
     return context
 
 
