@@ -140,7 +140,10 @@ class SimulatorRunner:
             tick_seconds=settings.CHARGESIM_TICK_SECONDS,
             checkpoint_seconds=settings.CHARGESIM_CHECKPOINT_SECONDS,
             reconnect_cap=settings.CHARGESIM_RECONNECT_CAP_SECONDS,
-            listener=EventPublisher(),
+            listener=EventPublisher(
+                rate=settings.CHARGESIM_EVENTS_PER_SECOND,
+                log_limit=settings.CHARGESIM_MESSAGE_LOG_LIMIT,
+            ),
             only_ids=self.options.only_ids,
         )
         await self.service.start()
