@@ -1,10 +1,17 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
+from chargers.fleet import copy_charger
+from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import ChargerForm
+from chargers.import_admin import FleetImportExportAdmin
+from chargers.import_jobs import ImportJob
 from chargers.models import Charger, ConfigurationKey, Evse
+from chargers.resources import ChargerResource
 
 
 class EvseInline(admin.TabularInline):
@@ -53,9 +60,17 @@ class EvseStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Charger)
-class ChargerAdmin(admin.ModelAdmin):
+class ChargerAdmin(FleetImportExportAdmin):
     form = ChargerForm
+    resource_classes = [ChargerResource]
+    import_job_resource = "chargers"
+    actions = ["generate_fleet"]
     inlines = [EvseInline, ConfigurationKeyInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        form.instance.sync_number_of_connectors()
+
     list_display = [
         "charge_point_id",
         "location",
@@ -124,6 +139,40 @@ class ChargerAdmin(admin.ModelAdmin):
     def evse_count(self, obj: Charger) -> int:
         return obj._evse_count
 
+    @admin.action(description="Create a fleet like the selected charger")
+    def generate_fleet(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one charger to copy.", level=messages.WARNING
+            )
+            return None
+        template = queryset.get()
+        data = request.POST if "generate" in request.POST else None
+        form = FleetGeneratorForm(
+            data,
+            initial={"first_id": suggest_first_id(template), "location": template.location_id},
+        )
+        if form.is_valid():
+            ids = form.cleaned_data["charge_point_ids"]
+            copy_charger(template, ids, form.cleaned_data["location"].pk)
+            self.message_user(
+                request,
+                f"Created {len(ids)} chargers {ids[0]}..{ids[-1]} like {template} at "
+                f"{form.cleaned_data['location']}.",
+                level=messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Create a fleet like {template}",
+            "opts": self.model._meta,
+            "form": form,
+            "template_charger": template,
+            "evse_count": template.evses.count(),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/chargers/charger/generate_fleet.html", context)
+
 
 @admin.register(Evse)
 class EvseAdmin(admin.ModelAdmin):
@@ -146,3 +195,45 @@ class ConfigurationKeyAdmin(admin.ModelAdmin):
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id", "key"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "total_rows",
+        "created_count",
+        "updated_count",
+        "failed_count",
+        "created",
+        "result_page",
+    ]
+    list_filter = ["resource", "status", "dry_run"]
+    fields = [
+        "resource",
+        "file_name",
+        "file_format",
+        "dry_run",
+        "status",
+        "total_rows",
+        "created_count",
+        "updated_count",
+        "failed_count",
+        "problem_count",
+        "created_by",
+        "created",
+        "started",
+        "finished",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="result")
+    def result_page(self, obj: ImportJob) -> str:
+        return format_html('<a href="{}">progress and result</a>', obj.get_absolute_url())

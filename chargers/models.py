@@ -120,6 +120,10 @@ class Charger(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("admin:chargers_charger_change", args=[self.pk])
 
+    def sync_number_of_connectors(self) -> None:
+        """NumberOfConnectors follows the EVSEs, which forms save after the charger."""
+        self.configuration.filter(key="NumberOfConnectors").update(value=str(self.evses.count()))
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         scheme = self.csms_url.split("://", 1)[0] if self.csms_url else ""
@@ -332,3 +336,7 @@ class RuntimeState(models.Model):
 
     def __str__(self) -> str:
         return f"runtime of {self.charger_id}"
+
+
+# The import job model lives with the import code; importing it here registers it with the app.
+from chargers.import_jobs import ImportJob  # noqa: E402, F401

@@ -1,11 +1,15 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from chargers.import_admin import FleetImportExportAdmin
 from locations.models import Location
+from locations.resources import LocationResource
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(FleetImportExportAdmin):
+    resource_classes = [LocationResource]
+    import_job_resource = "locations"
     list_display = ["name", "city", "country", "time_zone", "grid_limit_kw", "charger_count"]
     list_filter = ["country", "time_zone"]
     search_fields = ["name", "city", "address"]

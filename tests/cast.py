@@ -52,4 +52,5 @@ def make_charger(
             for n in range(1, evses + 1)
         ]
     )
+    charger.sync_number_of_connectors()
     return charger

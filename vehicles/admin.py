@@ -1,10 +1,14 @@
 from django.contrib import admin
 
+from chargers.import_admin import FleetImportExportAdmin
 from vehicles.models import VehicleModel
+from vehicles.resources import VehicleModelResource
 
 
 @admin.register(VehicleModel)
-class VehicleModelAdmin(admin.ModelAdmin):
+class VehicleModelAdmin(FleetImportExportAdmin):
+    resource_classes = [VehicleModelResource]
+    import_job_resource = "vehicles"
     list_display = [
         "__str__",
         "capacity_kwh",

@@ -1,0 +1,152 @@
+"""Cells of a fleet file: strict widgets that turn text into values or say what is wrong.
+
+django-import-export's own widgets accept "yes" as False and report "could not convert
+string to float"; these say which value was expected instead. A ValueError raised here
+becomes a validation error of the row, keyed by the column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from django.db import models
+from import_export import widgets
+
+EMPTY = (None, "")
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else str(value)
+
+
+class TextCell(widgets.CharWidget):
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> str:
+        if value in EMPTY:
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a spreadsheet turns "007" columns into numbers
+        return _text(value)
+
+
+class NumberCell(widgets.Widget):
+    """A decimal number with a dot; empty gives None (the model default applies)."""
+
+    def __init__(self, unit: str = "", integer: bool = False) -> None:
+        super().__init__(coerce_to_string=True)
+        self.unit = unit
+        self.integer = integer
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> float | int | None:
+        if value in EMPTY or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number.")
+        try:
+            number = float(_text(value))
+        except ValueError:
+            hint = " (use a dot as the decimal separator)" if "," in _text(value) else ""
+            raise ValueError(f"{_text(value)!r} is not a number{hint}.") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{_text(value)!r} is not a number.")
+        if self.integer:
+            if not number.is_integer():
+                raise ValueError(f"{_text(value)!r} is not a whole number.")
+            return int(number)
+        return number
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
+        if value is None:
+            return ""
+        if kwargs.get("force_native_type"):
+            return value
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class BooleanCell(widgets.Widget):
+    TRUE = frozenset({"true", "1", "yes", "y"})
+    FALSE = frozenset({"false", "0", "no", "n"})
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> bool | None:
+        if value in EMPTY:
+            return None
+        if isinstance(value, bool):
+            return value
+        text = _text(value).lower()
+        if text.endswith(".0"):  # 1.0 from a spreadsheet
+            text = text[:-2]
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise ValueError(f"{_text(value)!r} is not true or false.")
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
+        if kwargs.get("force_native_type"):
+            return value
+        return "" if value is None else ("true" if value else "false")
+
+
+class ChoiceCell(widgets.Widget):
+    """A value from a model field's choices; accepts the value in any letter case."""
+
+    def __init__(self, choices: type[models.Choices], integer: bool = False) -> None:
+        super().__init__(coerce_to_string=True)
+        self.integer = integer
+        self.values = {str(value).lower(): value for value in choices.values}
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        if value in EMPTY:
+            return None
+        text = _text(value)
+        if isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        try:
+            return self.values[text.lower()]
+        except KeyError:
+            allowed = ", ".join(str(v) for v in self.values.values())
+            raise ValueError(f"{text!r} is not one of {allowed}.") from None
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
+        if kwargs.get("force_native_type"):
+            return value
+        return "" if value is None else str(value)
+
+
+class SecretCell(TextCell):
+    """Write-only: an empty cell keeps the stored secret; a set secret shows as '(set)'."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> str | None:
+        text = super().clean(value, row, **kwargs)
+        return text or None
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return "(set)" if value else ""
+
+
+class LookupCell(widgets.Widget):
+    """A related object named by its natural key, looked up in a table loaded once."""
+
+    def __init__(self, load: Callable[[], dict[str, models.Model]], describe: str) -> None:
+        super().__init__(coerce_to_string=True)
+        self.load = load
+        self.describe = describe
+        self.table: dict[str, models.Model] | None = None
+
+    def reset(self) -> None:
+        self.table = None
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> models.Model | None:
+        if value in EMPTY:
+            return None
+        if self.table is None:
+            self.table = self.load()
+        name = _text(value)
+        try:
+            return self.table[name]
+        except KeyError:
+            raise ValueError(f"No {self.describe} named {name!r}.") from None
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return "" if value is None else str(value)

@@ -1,0 +1,84 @@
+"""A charger's EVSEs in one cell: "2*Type2:22" or "CCS2:150; CHAdeMO:50".
+
+Each item is `[count*]connector_type:max_kW`; items are separated by ';' (or spaces) and
+number the connectors from 1 in order. Checked with the Evse model's own choices and
+validators, so the messages match the admin's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from chargers.models import Evse
+
+MAX_EVSES = 99
+
+
+@dataclass(frozen=True, slots=True)
+class EvseSpec:
+    connector_type: str
+    max_power_kw: float
+
+
+class LayoutError(ValueError):
+    pass
+
+
+def parse_evses(text: str) -> list[EvseSpec]:
+    types = {value.lower(): value for value in Evse.ConnectorType.values}
+    specs: list[EvseSpec] = []
+    items = text.replace(",", ";").replace(";", " ").split()
+    if not items:
+        raise LayoutError("Give at least one EVSE, e.g. 2*Type2:22.")
+    for item in items:
+        count_text, star, rest = item.partition("*")
+        if not star:
+            count_text, rest = "1", item
+        if not count_text.isdigit() or int(count_text) < 1:
+            raise LayoutError(f"{item!r}: the count before '*' must be a whole number ≥ 1.")
+        connector, colon, power_text = rest.partition(":")
+        if not colon:
+            raise LayoutError(f"{item!r} is not of the form type:kW (e.g. Type2:22).")
+        try:
+            connector_type = types[connector.lower()]
+        except KeyError:
+            raise LayoutError(
+                f"Unknown connector type {connector!r}; use one of "
+                f"{', '.join(Evse.ConnectorType.values)}."
+            ) from None
+        try:
+            power = float(power_text)
+        except ValueError:
+            raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.") from None
+        try:
+            Evse._meta.get_field("max_power_kw").run_validators(power)
+        except ValidationError as exc:
+            raise LayoutError(f"{item!r}: {' '.join(exc.messages)}") from None
+        specs.extend([EvseSpec(connector_type, power)] * int(count_text))
+    if len(specs) > MAX_EVSES:
+        raise LayoutError(f"{len(specs)} EVSEs; a charger has at most {MAX_EVSES}.")
+    return specs
+
+
+def format_evses(specs: Iterable[EvseSpec]) -> str:
+    """The shortest text that parses back to the same EVSEs (runs collapse to n*)."""
+    runs: list[tuple[EvseSpec, int]] = []
+    for spec in specs:
+        if runs and runs[-1][0] == spec:
+            runs[-1] = (spec, runs[-1][1] + 1)
+        else:
+            runs.append((spec, 1))
+    return "; ".join(
+        f"{'' if n == 1 else f'{n}*'}{spec.connector_type}:{spec.max_power_kw:g}"
+        for spec, n in runs
+    )
+
+
+def specs_of(evses: Iterable[Evse]) -> list[EvseSpec]:
+    return [
+        EvseSpec(e.connector_type, e.max_power_kw)
+        for e in sorted(evses, key=lambda e: e.connector_id)
+    ]

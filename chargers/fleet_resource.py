@@ -1,0 +1,275 @@
+"""What every fleet import shares: strict columns, natural keys, all-or-nothing, clear reports.
+
+`FleetResource` is the base of LocationResource, VehicleModelResource and ChargerResource.
+It changes three things in django-import-export's workflow:
+
+* a file with any bad row imports nothing: `FleetImportResult.has_errors()` counts
+  validation errors too, so `import_data` rolls the whole transaction back, the admin
+  offers no "Confirm import", and the `import` command prints every bad row and exits 1;
+* every problem names its row and column (`Problem`), unknown columns included, so a
+  typo in a header is not silently ignored;
+* rows are matched on their natural key, loaded in one query, and a key that appears
+  twice in one file is an error instead of a silent second update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from import_export import resources
+from import_export.instance_loaders import ModelInstanceLoader
+from import_export.results import Error, Result, RowResult
+
+from chargers.file_formats import FileProblem
+
+Progress = Callable[[int, int], None]
+
+# SQLite accepts 32766 parameters per query; stay well below for `key__in=[...]`.
+LOOKUP_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    row: int | None  # data rows count from 1 (the header line is not a row); None: whole file
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = "File" if self.row is None else f"Row {self.row}"
+        if self.column:
+            where += f", column {self.column}"
+        return f"{where}: {self.message}"
+
+
+class RowProblems(Exception):
+    """The validation problems of one row, as one error the `import` command can print."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class FleetImportResult(Result):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.columns: dict[str, str] = {}
+
+    def has_errors(self) -> bool:
+        return bool(self.base_errors or self.error_rows or self.invalid_rows)
+
+    def row_errors(self) -> list[tuple[int, list[Error]]]:
+        errors = [(row.number, row.errors) for row in self.error_rows]
+        errors += [
+            (invalid.number, [Error(RowProblems(self._invalid_row_problems(invalid)))])
+            for invalid in self.invalid_rows
+        ]
+        return sorted(errors, key=lambda item: item[0])
+
+    def problems(self) -> list[Problem]:
+        found = [Problem(None, None, _message(error.error)) for error in self.base_errors]
+        for row in self.error_rows:
+            found += [Problem(row.number, None, _message(error.error)) for error in row.errors]
+        for invalid in self.invalid_rows:
+            found += self._invalid_row_problems(invalid)
+        return sorted(found, key=lambda p: p.row or 0)
+
+    def failed_rows(self) -> int:
+        return len({row.number for row in self.error_rows} | {r.number for r in self.invalid_rows})
+
+    def _invalid_row_problems(self, invalid: Any) -> list[Problem]:
+        found = []
+        for key, messages in invalid.error_dict.items():
+            column = None if key == NON_FIELD_ERRORS else self.columns.get(key, key)
+            found += [Problem(invalid.number, column, str(m)) for m in messages]
+        return found
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
+
+
+class NaturalKeyLoader(ModelInstanceLoader):
+    """Loads the existing objects named in the file in a few queries, not one per row."""
+
+    def __init__(self, resource: FleetResource, dataset: Any = None) -> None:
+        super().__init__(resource, dataset)
+        self.resource: FleetResource = resource
+        self.instances: dict[tuple, Any] = {}
+        keys = {resource.row_key(row) for row in dataset.dict} if dataset else set()
+        keys.discard(None)
+        queryset = self.get_queryset()
+        attributes = resource.key_attributes()
+        if len(attributes) == 1:
+            values = sorted(key[0] for key in keys)
+            for start in range(0, len(values), LOOKUP_CHUNK):
+                chunk = values[start : start + LOOKUP_CHUNK]
+                self._remember(queryset.filter(**{f"{attributes[0]}__in": chunk}))
+        elif keys:
+            self._remember(queryset)  # a small table (vehicle models): load it whole
+
+    def _remember(self, objects: Iterable[Any]) -> None:
+        for obj in objects:
+            self.instances[self.resource.instance_key(obj)] = obj
+
+    def get_instance(self, row: dict) -> Any:
+        return self.instances.get(self.resource.row_key(row))
+
+
+class FleetResource(resources.ModelResource):
+    #: Model validation keys that are reported under another column name.
+    error_columns: dict[str, str] = {}
+    #: Fields whose model validation the resource has done itself (cached look-ups).
+    clean_exclude: tuple[str, ...] = ()
+
+    class Meta:
+        clean_model_instances = True
+        use_transactions = True
+        skip_unchanged = False
+        report_skipped = True
+        instance_loader_class = NaturalKeyLoader
+
+    def __init__(self, progress: Progress | None = None, fast: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.progress = progress
+        if fast:
+            # Background jobs show counts, not a row-by-row diff: skip building it.
+            meta = type(self._meta)()
+            meta.__dict__.update(self._meta.__dict__)
+            meta.skip_diff = True
+            self._meta = meta
+        self._first_row_of_key: dict[tuple, int] = {}
+        self._total = 0
+        self._every = 1
+
+    # -- natural keys -------------------------------------------------------------------
+
+    def key_attributes(self) -> list[str]:
+        return [self.fields[name].attribute for name in self.get_import_id_fields()]
+
+    def row_key(self, row: dict) -> tuple | None:
+        try:
+            key = tuple(self.fields[name].clean(row) for name in self.get_import_id_fields())
+        except (KeyError, ValueError):
+            return None
+        return None if any(part in (None, "") for part in key) else key
+
+    def instance_key(self, obj: Any) -> tuple:
+        return tuple(getattr(obj, attribute) for attribute in self.key_attributes())
+
+    # -- columns ------------------------------------------------------------------------
+
+    def allowed_columns(self) -> list[str]:
+        return [field.column_name for field in self.get_import_fields() if not field.readonly]
+
+    def check_columns(self, headers: list[str] | None) -> list[str]:
+        headers = [str(h) for h in headers or []]
+        allowed = self.allowed_columns()
+        if len(headers) == 1:
+            for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+                if separator in headers[0]:
+                    return [
+                        f"The header line is separated by {name}, not commas: save the file as "
+                        "'CSV (comma delimited)'."
+                    ]
+        problems = []
+        unknown = [h for h in headers if h not in allowed]
+        if unknown:
+            problems.append(
+                f"Unknown column(s) {', '.join(repr(h) for h in unknown)}; the columns are: "
+                f"{', '.join(allowed)}."
+            )
+        repeated = sorted({h for h in headers if headers.count(h) > 1})
+        if repeated:
+            problems.append(f"Column(s) {', '.join(repeated)} appear more than once.")
+        missing = [
+            self.fields[name].column_name
+            for name in self.get_import_id_fields()
+            if self.fields[name].column_name not in headers
+        ]
+        if missing:
+            problems.append(f"Required column(s) missing: {', '.join(missing)}.")
+        return problems
+
+    # -- the workflow -------------------------------------------------------------------
+
+    @classmethod
+    def get_result_class(cls) -> type[FleetImportResult]:
+        return FleetImportResult
+
+    def import_data_inner(
+        self,
+        dataset: Any,
+        dry_run: bool,
+        raise_errors: bool,
+        using_transactions: bool,
+        collect_failed_rows: bool,
+        **kwargs: Any,
+    ) -> FleetImportResult:
+        problems = self.check_columns(dataset.headers)
+        if problems:
+            result = self.get_result_class()()
+            result.total_rows = len(dataset)
+            for message in problems:
+                self.handle_import_error(result, FileProblem(message), raise_errors)
+            return result
+        self._first_row_of_key = {}
+        self._total = len(dataset)
+        self._every = max(1, self._total // 100)
+        result = super().import_data_inner(
+            dataset, dry_run, raise_errors, using_transactions, collect_failed_rows, **kwargs
+        )
+        result.columns = {
+            field.attribute: field.column_name
+            for field in self.fields.values()
+            if field.attribute and field.column_name
+        } | self.error_columns
+        return result
+
+    def import_row(self, row: dict, instance_loader: Any, **kwargs: Any) -> RowResult:
+        row_result = super().import_row(row, instance_loader, **kwargs)
+        number = kwargs["row_number"]
+        if self.progress and (number % self._every == 0 or number == self._total):
+            self.progress(number, self._total)
+        return row_result
+
+    def import_instance(self, instance: Any, row: dict, **kwargs: Any) -> None:
+        errors: dict[str, Any] = {}
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        key = self.row_key(row)
+        if key is not None:
+            first = self._first_row_of_key.setdefault(key, kwargs["row_number"])
+            if first != kwargs["row_number"]:
+                column = self.fields[self.get_import_id_fields()[-1]].attribute
+                errors.setdefault(column, []).append(
+                    ValidationError(
+                        f"{' '.join(str(part) for part in key)!r} is already on row {first}; "
+                        "each may appear only once in a file."
+                    )
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_instance(
+        self, instance: Any, import_validation_errors: Any = None, validate_unique: bool = True
+    ) -> None:
+        errors = dict(import_validation_errors or {})
+        try:
+            # Uniqueness is the natural-key loader's job (and the in-file duplicate check's).
+            instance.full_clean(exclude=[*errors, *self.clean_exclude], validate_unique=False)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if errors:
+            raise ValidationError(errors)

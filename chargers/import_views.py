@@ -1,0 +1,71 @@
+"""Pages of an import job: progress and result, a JSON status to poll, and confirmation."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from chargers.import_jobs import ImportJob
+
+CHANGELISTS = {
+    "locations": "admin:locations_location_changelist",
+    "vehicles": "admin:vehicles_vehiclemodel_changelist",
+    "chargers": "admin:chargers_charger_changelist",
+}
+
+
+def _status(job: ImportJob) -> dict:
+    done, total = job.progress()
+    return {
+        "status": job.status,
+        "finished": job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED),
+        "done": done,
+        "total": total,
+        "created": job.created_count,
+        "updated": job.updated_count,
+        "failed": job.failed_count,
+        "problems": job.problem_count,
+    }
+
+
+@staff_member_required
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob.objects.defer("data"), pk=pk)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"{'Check' if job.dry_run else 'Import'} of {job.file_name}",
+        "job": job,
+        "state": _status(job),
+        "changelist_url": reverse(CHANGELISTS[job.resource]),
+        "import_url": reverse(CHANGELISTS[job.resource].replace("_changelist", "_import")),
+    }
+    return TemplateResponse(request, "chargers/import/job.html", context)
+
+
+@staff_member_required
+def job_status(request: HttpRequest, pk: int) -> JsonResponse:
+    return JsonResponse(_status(get_object_or_404(ImportJob.objects.defer("data"), pk=pk)))
+
+
+@require_POST
+@staff_member_required
+def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    """Import a file whose background check found no problems."""
+    checked = get_object_or_404(ImportJob, pk=pk, dry_run=True)
+    if not checked.finished_ok:
+        return redirect(checked)
+    job = ImportJob.objects.create(
+        resource=checked.resource,
+        file_name=checked.file_name,
+        file_format=checked.file_format,
+        data=checked.data,
+        dry_run=False,
+        created_by=request.user,
+    )
+    job.start()
+    return redirect(job)

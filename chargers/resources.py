@@ -1,0 +1,260 @@
+"""Chargers in CSV, JSON or XLSX: one row per charge point, keyed on its charge point id.
+
+A row names its location by name, its default vehicle by make and model, describes its
+EVSEs in one cell (`chargers.evse_layout`) and its OCPP configuration overrides in
+another (`chargers.configuration_overrides`). The AuthorizationKey may be imported (an
+empty cell keeps the stored one) and is never exported. Rows are written in bulk, with
+the same validation as one at a time (see `chargers.fleet`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from import_export.fields import Field
+from import_export.widgets import Widget
+
+from chargers.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
+from chargers.configuration_overrides import (
+    OverrideError,
+    format_overrides,
+    overrides_of,
+    parse_overrides,
+)
+from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
+from chargers.fleet import ChargerPlan, create_chargers, update_chargers
+from chargers.fleet_resource import FleetResource
+from chargers.models import Charger
+from locations.models import Location
+from vehicles.models import VehicleModel
+
+COLUMNS = (
+    "charge_point_id",
+    "location",
+    "power_type",
+    "max_power_kw",
+    "evses",
+    "phases",
+    "nominal_voltage",
+    "vendor",
+    "model",
+    "serial_number",
+    "firmware_version",
+    "csms_url",
+    "security_profile",
+    "authorization_key",
+    "ca_bundle_path",
+    "client_cert_path",
+    "client_key_path",
+    "auto_connect",
+    "enabled",
+    "default_vehicle_make",
+    "default_vehicle_model",
+    "simulate_ev_on_remote_start",
+    "reject_triggered_boot",
+    "configuration",
+)
+
+# The model fields a re-import may change (charge_point_id is the key).
+UPDATE_FIELDS = [
+    f.attname
+    for f in Charger._meta.concrete_fields
+    if f.editable and f.name not in ("id", "charge_point_id", "created", "updated")
+]
+
+
+def _default(name: str) -> Any:
+    return Charger._meta.get_field(name).default
+
+
+class EvseCell(Widget):
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        if value in (None, "") or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return parse_evses(str(value))
+        except LayoutError as exc:
+            raise ValueError(str(exc)) from None
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return format_evses(value) if value else ""
+
+
+class OverridesCell(Widget):
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> dict[str, str]:
+        if value in (None, ""):
+            return {}
+        try:
+            return parse_overrides(str(value))
+        except OverrideError as exc:
+            raise ValueError(str(exc)) from None
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return format_overrides(value) if value else ""
+
+
+class VehicleCell(LookupCell):
+    """The default vehicle: make in its own column, model in this one."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        make = str((row or {}).get("default_vehicle_make") or "").strip()
+        model = "" if value in (None, "") else str(value).strip()
+        if not make and not model:
+            return None
+        if not (make and model):
+            raise ValueError(
+                "Give both default_vehicle_make and default_vehicle_model, or neither."
+            )
+        return super().clean(f"{make} {model}", row, **kwargs)
+
+
+def _locations() -> dict[str, Location]:
+    return {location.name: location for location in Location.objects.all()}
+
+
+def _vehicles() -> dict[str, VehicleModel]:
+    return {f"{v.make} {v.model}": v for v in VehicleModel.objects.all()}
+
+
+def _field(name: str, widget: Widget, **kwargs: Any) -> Field:
+    return Field(attribute=name, column_name=name, widget=widget, **kwargs)
+
+
+class ChargerResource(FleetResource):
+    charge_point_id = _field("charge_point_id", TextCell())
+    location = _field("location", LookupCell(_locations, "location"))
+    power_type = _field("power_type", ChoiceCell(Charger.PowerType), default=_default("power_type"))
+    max_power_kw = _field("max_power_kw", NumberCell("kW"), default=_default("max_power_kw"))
+    evses = Field(attribute="evse_layout", column_name="evses", widget=EvseCell())
+    phases = _field("phases", NumberCell(integer=True), default=_default("phases"))
+    nominal_voltage = _field(
+        "nominal_voltage", NumberCell("V"), default=_default("nominal_voltage")
+    )
+    vendor = _field("vendor", TextCell(), default=_default("vendor"))
+    model = _field("model", TextCell(), default=_default("model"))
+    serial_number = _field("serial_number", TextCell())
+    firmware_version = _field("firmware_version", TextCell(), default=_default("firmware_version"))
+    csms_url = _field("csms_url", TextCell())
+    security_profile = _field(
+        "security_profile",
+        ChoiceCell(Charger.SecurityProfile),
+        default=_default("security_profile"),
+    )
+    authorization_key = _field("authorization_key", SecretCell(), saves_null_values=False)
+    ca_bundle_path = _field("ca_bundle_path", TextCell())
+    client_cert_path = _field("client_cert_path", TextCell())
+    client_key_path = _field("client_key_path", TextCell())
+    auto_connect = _field("auto_connect", BooleanCell(), default=_default("auto_connect"))
+    enabled = _field("enabled", BooleanCell(), default=_default("enabled"))
+    # Read by VehicleCell from the row; only exported through dehydrate_default_vehicle_make.
+    default_vehicle_make = Field(column_name="default_vehicle_make", widget=TextCell())
+    default_vehicle_model = Field(
+        attribute="default_vehicle",
+        column_name="default_vehicle_model",
+        widget=VehicleCell(_vehicles, "vehicle model"),
+    )
+    simulate_ev_on_remote_start = _field(
+        "simulate_ev_on_remote_start",
+        BooleanCell(),
+        default=_default("simulate_ev_on_remote_start"),
+    )
+    reject_triggered_boot = _field(
+        "reject_triggered_boot", BooleanCell(), default=_default("reject_triggered_boot")
+    )
+    configuration = Field(
+        attribute="configuration_overrides", column_name="configuration", widget=OverridesCell()
+    )
+
+    clean_exclude = ("location", "default_vehicle")
+
+    class Meta:
+        model = Charger
+        fields = COLUMNS
+        import_id_fields = ("charge_point_id",)
+        use_bulk = True
+        batch_size = 2000
+        chunk_size = 1000
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for field in self.fields.values():
+            if isinstance(field.widget, LookupCell):
+                field.widget.reset()  # each import sees the locations as they are now
+
+    # -- export -------------------------------------------------------------------------
+
+    def get_export_order(self) -> tuple[str, ...]:
+        return tuple(name for name in super().get_export_order() if name != "authorization_key")
+
+    def filter_export(self, queryset: Any, **kwargs: Any) -> Any:
+        return queryset.select_related("location", "default_vehicle").prefetch_related(
+            "evses", "configuration"
+        )
+
+    def dehydrate_location(self, charger: Charger) -> str:
+        return charger.location.name
+
+    def dehydrate_evses(self, charger: Charger) -> str:
+        return format_evses(specs_of(charger.evses.all()))
+
+    def dehydrate_default_vehicle_make(self, charger: Charger) -> str:
+        return charger.default_vehicle.make if charger.default_vehicle else ""
+
+    def dehydrate_default_vehicle_model(self, charger: Charger) -> str:
+        return charger.default_vehicle.model if charger.default_vehicle else ""
+
+    def dehydrate_configuration(self, charger: Charger) -> str:
+        return format_overrides(overrides_of((c.key, c.value) for c in charger.configuration.all()))
+
+    # -- import -------------------------------------------------------------------------
+
+    def after_init_instance(self, instance: Charger, new: bool, row: Any, **kwargs: Any) -> None:
+        instance.evse_layout = None
+        instance.configuration_overrides = {}
+
+    def validate_instance(
+        self, instance: Charger, import_validation_errors: Any = None, validate_unique: bool = True
+    ) -> None:
+        errors = dict(import_validation_errors or {})
+        if instance.location_id is None and "location" not in errors:
+            errors["location"] = [
+                ValidationError("A location is required: the name of an existing location.")
+            ]
+        super().validate_instance(instance, errors, validate_unique)
+
+    def bulk_create(
+        self,
+        using_transactions: bool,
+        dry_run: bool,
+        raise_errors: bool,
+        batch_size: int | None = None,
+        result: Any = None,
+    ) -> None:
+        if self.create_instances and (using_transactions or not dry_run):
+            try:
+                create_chargers([self._plan(c) for c in self.create_instances])
+            except Exception as exc:
+                self.handle_import_error(result, exc, raise_errors)
+            finally:
+                self.create_instances.clear()
+
+    def bulk_update(
+        self,
+        using_transactions: bool,
+        dry_run: bool,
+        raise_errors: bool,
+        batch_size: int | None = None,
+        result: Any = None,
+    ) -> None:
+        if self.update_instances and (using_transactions or not dry_run):
+            try:
+                update_chargers([self._plan(c) for c in self.update_instances], UPDATE_FIELDS)
+            except Exception as exc:
+                self.handle_import_error(result, exc, raise_errors)
+            finally:
+                self.update_instances.clear()
+
+    @staticmethod
+    def _plan(charger: Charger) -> ChargerPlan:
+        return ChargerPlan(charger, charger.evse_layout, charger.configuration_overrides)

@@ -1,0 +1,38 @@
+"""Locations in CSV, JSON or XLSX: one row per site, keyed on its name."""
+
+from __future__ import annotations
+
+from import_export.fields import Field
+
+from chargers.cells import NumberCell, TextCell
+from chargers.fleet_resource import FleetResource
+from locations.models import Location
+
+
+class LocationResource(FleetResource):
+    name = Field(attribute="name", column_name="name", widget=TextCell())
+    address = Field(attribute="address", column_name="address", widget=TextCell())
+    city = Field(attribute="city", column_name="city", widget=TextCell())
+    country = Field(attribute="country", column_name="country", widget=TextCell())
+    latitude = Field(attribute="latitude", column_name="latitude", widget=NumberCell())
+    longitude = Field(attribute="longitude", column_name="longitude", widget=NumberCell())
+    time_zone = Field(
+        attribute="time_zone", column_name="time_zone", widget=TextCell(), default="UTC"
+    )
+    grid_limit_kw = Field(
+        attribute="grid_limit_kw", column_name="grid_limit_kw", widget=NumberCell("kW")
+    )
+
+    class Meta:
+        model = Location
+        fields = (
+            "name",
+            "address",
+            "city",
+            "country",
+            "latitude",
+            "longitude",
+            "time_zone",
+            "grid_limit_kw",
+        )
+        import_id_fields = ("name",)

@@ -1,0 +1,82 @@
+"""A charger import through the admin in headless Chromium: upload, preview, confirm,
+progress bar, result counts. Screenshots of each page go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chargers.models import Charger
+from tests.cast import make_location
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+
+def fleet_csv(path: Path, count: int) -> Path:
+    rows = [f"WEB-{n:03d},Depot,AC,22,2*Type2:11,ws://127.0.0.1:9000/ocpp" for n in range(count)]
+    path.write_text(
+        "charge_point_id,location,power_type,max_power_kw,evses,csms_url\n" + "\n".join(rows)
+    )
+    return path
+
+
+def test_an_admin_imports_chargers_with_a_preview_and_a_progress_bar(
+    live_server, django_user_model, tmp_path
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    # The ORM is used before and after Playwright's event loop runs, never inside it.
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin-1")
+    make_location("Depot")
+    csv_file = fleet_csv(tmp_path / "fleet.csv", 40)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "pw-admin-1")
+        page.click("input[type=submit]")
+        page.goto(f"{live_server.url}/admin/chargers/charger/import/")
+        page.screenshot(path=ARTIFACTS / "import-1-upload.png", full_page=True)
+
+        page.set_input_files("#id_import_file", str(csv_file))
+        page.select_option("#id_format", label="csv")
+        page.click("input[type=submit][value=Submit]")
+        expect(page.locator("table.import-preview")).to_contain_text("WEB-039")
+        page.screenshot(path=ARTIFACTS / "import-2-preview.png", full_page=True)
+
+        page.click("input[name=confirm]")
+        expect(page).to_have_url(re.compile(r"/imports/jobs/\d+/$"))
+        expect(page.locator("#import-progress")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "import-3-progress.png", full_page=True)
+        expect(page.locator("#import-result")).to_have_text("Import finished.", timeout=20_000)
+        expect(page.locator("#count-created")).to_have_text("40")
+        expect(page.locator("#count-failed")).to_have_text("0")
+        assert page.locator("#import-progress").get_attribute("value") == "40"
+        page.screenshot(path=ARTIFACTS / "import-4-result.png", full_page=True)
+        browser.close()
+
+    assert Charger.objects.filter(charge_point_id__startswith="WEB-").count() == 40

@@ -1,0 +1,293 @@
+"""Charger import: natural keys, EVSEs and configuration in a row, all-or-nothing, messages."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from chargers.file_formats import FileProblem, read_dataset
+from chargers.models import Charger, ConfigurationKey, Evse
+from chargers.resources import ChargerResource
+from tests.cast import make_charger, make_location, make_vehicle
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "charge_point_id,location,power_type,max_power_kw,evses,csms_url,configuration"
+GOOD = [
+    "CP-1,Depot,AC,22,2*Type2:11,ws://csms.example:9000/ocpp,HeartbeatInterval=60",
+    "CP-2,Depot,DC,150,CCS2:150;CHAdeMO:50,wss://csms.example/ocpp,",
+]
+
+
+def csv_bytes(*rows: str, header: str = HEADER) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def run_import(data: bytes, file_format: str = "csv", **kwargs):
+    return ChargerResource(**kwargs).import_data(read_dataset(data, file_format))
+
+
+def fleet_snapshot() -> list[tuple]:
+    return [
+        (
+            c.charge_point_id,
+            c.location.name,
+            c.power_type,
+            c.max_power_kw,
+            c.csms_url,
+            c.security_profile,
+            c.auto_connect,
+            c.default_vehicle_id,
+            tuple((e.connector_id, e.connector_type, e.max_power_kw) for e in c.evses.all()),
+            tuple(sorted(c.configuration.values_list("key", "value"))),
+        )
+        for c in Charger.objects.select_related("location").order_by("charge_point_id")
+    ]
+
+
+def charger_like_the_admin_makes(charge_point_id: str, **fields) -> Charger:
+    """tests.cast.make_charger adds EVSEs after Charger.save() seeded NumberOfConnectors=1
+    (as the admin's add view does); a consistent charger has it equal to its EVSE count."""
+    charger = make_charger(charge_point_id, **fields)
+    charger.configuration.filter(key="NumberOfConnectors").update(value=str(charger.evses.count()))
+    return charger
+
+
+def table_sizes() -> tuple[int, int, int]:
+    return Charger.objects.count(), Evse.objects.count(), ConfigurationKey.objects.count()
+
+
+@pytest.fixture
+def depot():
+    return make_location("Depot")
+
+
+def test_it_creates_chargers_with_their_evses_and_configuration(depot):
+    result = run_import(csv_bytes(*GOOD))
+    assert not result.has_errors(), result.problems()
+    cp1 = Charger.objects.get(charge_point_id="CP-1")
+    assert [(e.connector_type, e.max_power_kw) for e in cp1.evses.all()] == [
+        ("Type2", 11.0),
+        ("Type2", 11.0),
+    ]
+    config = dict(cp1.configuration.values_list("key", "value"))
+    assert config["HeartbeatInterval"] == "60"
+    assert config["NumberOfConnectors"] == "2"
+    assert config["MeterValueSampleInterval"] == "60"  # the defaults come too
+    cp2 = Charger.objects.get(charge_point_id="CP-2")
+    assert cp2.configuration.get(key="NumberOfConnectors").value == "2"
+    assert cp2.configuration.count() == cp1.configuration.count()
+
+
+def test_imported_chargers_get_the_same_configuration_as_chargers_saved_one_by_one(depot):
+    run_import(csv_bytes("CP-1,Depot,AC,22,Type2:22,,"))
+    saved = Charger.objects.create(charge_point_id="CP-9", location=depot)
+    imported = Charger.objects.get(charge_point_id="CP-1")
+    assert set(imported.configuration.values_list("key", "value", "readonly")) == set(
+        saved.configuration.values_list("key", "value", "readonly")
+    )
+
+
+def test_importing_the_same_file_twice_updates_instead_of_duplicating(depot):
+    run_import(csv_bytes(*GOOD))
+    before = fleet_snapshot()
+    result = run_import(csv_bytes(*GOOD))
+    assert result.totals["new"] == 0
+    assert result.totals["update"] == 2
+    assert fleet_snapshot() == before
+    assert table_sizes() == (2, 4, 62)
+
+
+def test_a_second_import_changes_fields_and_reshapes_evses_keeping_meter_registers(depot):
+    run_import(csv_bytes(*GOOD))
+    Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=1).update(register_wh=5000)
+    changed = "CP-1,Depot,AC,11,3*Type2:11,ws://other.example/ocpp,HeartbeatInterval=120"
+    result = run_import(csv_bytes(changed))
+    assert not result.has_errors(), result.problems()
+    cp1 = Charger.objects.get(charge_point_id="CP-1")
+    assert cp1.max_power_kw == 11
+    assert cp1.csms_url == "ws://other.example/ocpp"
+    assert list(cp1.evses.values_list("connector_id", "register_wh")) == [
+        (1, 5000),
+        (2, 0),
+        (3, 0),
+    ]
+    assert cp1.configuration.get(key="NumberOfConnectors").value == "3"
+    assert cp1.configuration.get(key="HeartbeatInterval").value == "120"
+
+
+def test_an_export_reimports_to_the_same_fleet(depot):
+    vehicle = make_vehicle()
+    charger_like_the_admin_makes(
+        "AC-1", location=depot, evses=2, default_vehicle=vehicle, auto_connect=False
+    )
+    dc = charger_like_the_admin_makes(
+        "DC-1", location=make_location("Hub"), evses=1, power_type="DC"
+    )
+    ConfigurationKey.objects.filter(charger=dc, key="MeterValueSampleInterval").update(value="15")
+    before = fleet_snapshot()
+    exported = ChargerResource().export().csv.encode()
+    Charger.objects.all().delete()
+    result = run_import(exported)
+    assert not result.has_errors(), result.problems()
+    assert fleet_snapshot() == before
+
+
+def test_the_authorization_key_is_imported_but_never_exported(depot):
+    row = "CP-1,Depot,AC,22,Type2:22,ws://h/ocpp,1,s3cr3t-key"
+    header = HEADER.rsplit(",", 1)[0] + ",security_profile,authorization_key"
+    run_import(csv_bytes(row, header=header))
+    assert Charger.objects.get().authorization_key == "s3cr3t-key"
+    for dataset in (ChargerResource().export(),):
+        assert "authorization_key" not in dataset.headers
+        assert "s3cr3t-key" not in dataset.csv + dataset.json
+    # An empty cell keeps the stored key, so an export re-imports.
+    result = run_import(ChargerResource().export().csv.encode())
+    assert not result.has_errors(), result.problems()
+    assert Charger.objects.get().authorization_key == "s3cr3t-key"
+
+
+BAD_ROWS = [
+    ("CP-3,Atlantis,AC,22,Type2:22,,", "location", "No location named 'Atlantis'"),
+    ("CP-1,Depot,AC,22,Type2:22,,", "charge_point_id", "'CP-1' is already on row 1"),
+    ("CP-3,Depot,AC,22,Type2:22,http://csms/ocpp,", "csms_url", "must start with ws://"),
+    ("CP-3,Depot,AC,22,Type2:22,ws://:99999/x,", "csms_url", "is not a valid URL"),
+    ("CP-3,Depot,XC,22,Type2:22,,", "power_type", "'XC' is not one of AC, DC"),
+    ("CP-3,Depot,AC,-5,Type2:22,,", "max_power_kw", "greater than or equal to 0.1"),
+    ("CP-3,Depot,AC,lots,Type2:22,,", "max_power_kw", "'lots' is not a number"),
+    ("CP-3,Depot,AC,22,Type2:-1,,", "evses", "greater than or equal to 0.1"),
+    ("CP-3,Depot,AC,22,Type2:many,,", "evses", "is not a number of kW"),
+    ("CP-3,Depot,AC,22,Type3:22,,", "evses", "Unknown connector type 'Type3'"),
+    ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=soon", "configuration", "whole number"),
+    ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
+    ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
+    ("CP-3,,AC,22,Type2:22,,", "location", "A location is required"),
+]
+
+
+@pytest.mark.parametrize(("row", "column", "message"), BAD_ROWS, ids=[c for _, c, _ in BAD_ROWS])
+def test_a_bad_row_is_reported_by_row_and_column_and_nothing_is_written(
+    depot, row, column, message
+):
+    run_import(csv_bytes("CP-0,Depot,AC,22,Type2:22,,"))
+    before = fleet_snapshot()
+    result = run_import(csv_bytes(GOOD[0], row))
+    assert result.has_errors()
+    problems = result.problems()
+    assert [(p.row, p.column) for p in problems] == [(2, column)], problems
+    assert message in problems[0].message
+    assert fleet_snapshot() == before
+
+
+def test_the_report_lists_every_bad_row_not_only_the_first(depot):
+    rows = [GOOD[0], BAD_ROWS[0][0], GOOD[1], BAD_ROWS[4][0].replace("CP-3", "CP-4")]
+    rows.append("CP-5,Depot,AC,x,Type9:1,ftp://x,")
+    result = run_import(csv_bytes(*rows))
+    assert sorted({(p.row, p.column) for p in result.problems()}) == [
+        (2, "location"),
+        (4, "power_type"),
+        (5, "csms_url"),
+        (5, "evses"),
+        (5, "max_power_kw"),
+    ]
+    assert result.failed_rows() == 3
+    assert table_sizes() == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (csv_bytes("CP-1,Düsseldorf,AC,22,Type2:22,,").decode().encode("latin-1"), "not UTF-8"),
+        (b"charge_point_id,location\nCP-1,Depot,AC\n", "Line 2 has 3 cells"),
+    ],
+    ids=["latin-1", "ragged"],
+)
+def test_a_file_in_the_wrong_encoding_or_shape_is_named_as_such(depot, data, message):
+    with pytest.raises(FileProblem, match=message):
+        read_dataset(data, "csv")
+
+
+def test_a_semicolon_separated_file_is_reported_and_nothing_is_written(depot):
+    data = csv_bytes("CP-1;Depot;AC;22;Type2:22;;", header=HEADER.replace(",", ";"))
+    result = run_import(data)
+    assert [str(p) for p in result.problems()] == [
+        "File: The header line is separated by semicolons, not commas: save the file as "
+        "'CSV (comma delimited)'."
+    ]
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_an_unknown_column_is_reported_rather_than_ignored(depot):
+    result = run_import(csv_bytes("CP-1,Depot,22", header="charge_point_id,location,max_power"))
+    assert "Unknown column(s) 'max_power'" in str(result.problems()[0])
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_json_rows_import_like_csv_rows(depot):
+    data = (
+        b'[{"charge_point_id": "CP-1", "location": "Depot", "evses": "2*Type2:11",'
+        b' "auto_connect": false, "configuration": "HeartbeatInterval=30"}]'
+    )
+    result = run_import(data, "json")
+    assert not result.has_errors(), result.problems()
+    cp = Charger.objects.get()
+    assert (cp.auto_connect, cp.evses.count()) == (False, 2)
+
+
+def test_xlsx_exports_reimport(depot):
+    openpyxl = pytest.importorskip("openpyxl")
+    assert openpyxl
+    from chargers.file_formats import XLSX
+
+    charger_like_the_admin_makes("AC-1", location=depot, evses=2)
+    before = fleet_snapshot()
+    data = XLSX().export_data(ChargerResource().export())
+    Charger.objects.all().delete()
+    result = run_import(data, "xlsx")
+    assert not result.has_errors(), result.problems()
+    assert fleet_snapshot() == before
+
+
+def test_the_import_command_lists_every_bad_row_and_writes_nothing(depot, tmp_path, capsys):
+    path = tmp_path / "chargers.csv"
+    path.write_bytes(csv_bytes(GOOD[0], BAD_ROWS[0][0], BAD_ROWS[4][0].replace("CP-3", "CP-4")))
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command(
+            "import", "chargers.resources.ChargerResource", str(path), "--noinput", stderr=stderr
+        )
+    assert exit_info.value.code == 1
+    assert "Row 2, column location: No location named 'Atlantis'" in stderr.getvalue()
+    assert "Row 3, column power_type" in stderr.getvalue()
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_the_import_and_export_commands_round_trip(depot, tmp_path):
+    charger_like_the_admin_makes("AC-1", location=depot, evses=2)
+    before = fleet_snapshot()
+    path = tmp_path / "chargers.csv"
+    with path.open("w") as out:
+        call_command("export", "CSV", "chargers.resources.ChargerResource", stdout=out)
+    Charger.objects.all().delete()
+    call_command(
+        "import",
+        "chargers.resources.ChargerResource",
+        str(path),
+        "--noinput",
+        "--format",
+        "chargers.file_formats.CSV",
+        stderr=io.StringIO(),
+    )
+    assert fleet_snapshot() == before
+
+
+@pytest.mark.slow
+def test_a_file_with_ten_thousand_chargers_imports(depot):
+    rows = [f"CP-{n:05d},Depot,AC,22,2*Type2:11,ws://h/ocpp," for n in range(10_000)]
+    result = run_import(csv_bytes(*rows), fast=True)
+    assert not result.has_errors(), result.problems()[:3]
+    assert result.totals["new"] == 10_000
+    assert table_sizes() == (10_000, 20_000, 310_000)
+    assert not ConfigurationKey.objects.filter(key="NumberOfConnectors").exclude(value="2").exists()

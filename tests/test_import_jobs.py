@@ -1,0 +1,205 @@
+"""Admin import through preview, confirmation and a background job; the fleet generator."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from chargers import import_jobs
+from chargers.file_formats import read_dataset
+from chargers.import_jobs import ImportJob, run_import_job
+from chargers.models import Charger, ConfigurationKey
+from chargers.resources import ChargerResource
+from tests.cast import make_charger, make_location
+
+pytestmark = pytest.mark.django_db
+
+IMPORT_URL = reverse("admin:chargers_charger_import")
+CSV_FORMAT = "0"  # the admin's first format: chargers.file_formats.CSV
+
+
+def fleet_csv(count: int, location: str = "Depot") -> bytes:
+    rows = [f"CP-{n:03d},{location},AC,22,2*Type2:11" for n in range(1, count + 1)]
+    return ("charge_point_id,location,power_type,max_power_kw,evses\n" + "\n".join(rows)).encode()
+
+
+@pytest.fixture
+def depot():
+    return make_location("Depot")
+
+
+@pytest.fixture
+def jobs_run_inline(monkeypatch):
+    """Run dispatched jobs in the test's thread (a thread would not see its transaction)."""
+    monkeypatch.setattr(import_jobs, "dispatch", run_import_job)
+
+
+def upload(client, data: bytes, name: str = "fleet.csv"):
+    return client.post(
+        IMPORT_URL,
+        {"format": CSV_FORMAT, "import_file": SimpleUploadedFile(name, data), "resource": "0"},
+    )
+
+
+def test_a_small_file_is_previewed_then_imported_by_a_background_job(
+    admin_client_logged_in, depot, jobs_run_inline, django_capture_on_commit_callbacks
+):
+    preview = upload(admin_client_logged_in, fleet_csv(3))
+    html = preview.content.decode()
+    assert preview.status_code == 200
+    assert "Confirm import" in html and "CP-002" in html
+    assert Charger.objects.count() == 0
+    confirm = preview.context["confirm_form"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(
+            reverse("admin:chargers_charger_process_import"),
+            {**confirm.initial, "resource": "0"},
+        )
+    job = ImportJob.objects.get()
+    assert response.url == job.get_absolute_url()
+    page = admin_client_logged_in.get(response.url).content.decode()
+    assert "Import finished." in page
+    assert '<td id="count-created">3</td>' in page
+    assert Charger.objects.count() == 3
+
+
+def test_a_file_with_bad_rows_lists_them_all_and_offers_no_confirmation(
+    admin_client_logged_in, depot
+):
+    data = fleet_csv(2) + b"\nCP-003,Nowhere,AC,22,Type2:22\nCP-004,Depot,AB,22,Type2:22\n"
+    html = upload(admin_client_logged_in, data).content.decode()
+    assert "Nothing will be imported: 2 problems" in html
+    assert "No location named &#x27;Nowhere&#x27;" in html
+    assert "power_type" in html
+    assert "Confirm import" not in html
+
+
+def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logged_in, depot):
+    data = fleet_csv(1, location="Düsseldorf").decode().encode("latin-1")
+    html = upload(admin_client_logged_in, data).content.decode()
+    assert "The file is not UTF-8 text" in html
+
+
+def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation(
+    admin_client_logged_in, depot, jobs_run_inline, django_capture_on_commit_callbacks, settings
+):
+    settings.CHARGESIM_IMPORT_PREVIEW_ROWS = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(admin_client_logged_in, fleet_csv(20))
+    check = ImportJob.objects.get()
+    assert response.url == check.get_absolute_url()
+    assert check.dry_run
+    assert Charger.objects.count() == 0
+    page = admin_client_logged_in.get(check.get_absolute_url()).content.decode()
+    assert "The file is ready to import." in page
+    assert '<td id="count-created">20</td>' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(
+            reverse("chargers_import:job_confirm", args=[check.pk])
+        )
+    job = ImportJob.objects.exclude(pk=check.pk).get()
+    assert response.url == job.get_absolute_url()
+    status = admin_client_logged_in.get(reverse("chargers_import:job_status", args=[job.pk]))
+    assert status.json() | {"status": "done"} == {
+        "status": "done",
+        "finished": True,
+        "done": 20,
+        "total": 20,
+        "created": 20,
+        "updated": 0,
+        "failed": 0,
+        "problems": 0,
+    }
+    assert Charger.objects.count() == 20
+
+
+def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
+    data = fleet_csv(3) + b"\nCP-004,Nowhere,AC,22,Type2:22\n"
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=data
+    )
+    run_import_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
+    assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
+    assert Charger.objects.count() == 0
+
+
+def test_a_job_runs_once_even_if_dispatched_twice(depot):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(2)
+    )
+    run_import_job(job.pk)
+    Charger.objects.all().delete()
+    run_import_job(job.pk)
+    assert Charger.objects.count() == 0
+
+
+def test_an_import_reports_its_progress_up_to_the_last_row(depot):
+    seen: list[tuple[int, int]] = []
+    ChargerResource(progress=lambda done, total: seen.append((done, total))).import_data(
+        read_dataset(fleet_csv(250), "csv")
+    )
+    assert seen[-1] == (250, 250)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert len(seen) > 10
+
+
+@pytest.mark.parametrize("name", ["job", "job_status"])
+def test_job_pages_are_behind_staff_login(client, depot, name):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=b""
+    )
+    response = client.get(reverse(f"chargers_import:{name}", args=[job.pk]))
+    assert response.status_code == 302
+    assert "/admin/login/" in response.url
+
+
+def test_the_generator_creates_a_numbered_fleet_like_the_selected_charger(
+    admin_client_logged_in, depot
+):
+    template = make_charger("TPL-1", location=depot, evses=2, power_type="DC", max_power_kw=150)
+    ConfigurationKey.objects.filter(charger=template, key="HeartbeatInterval").update(value="42")
+    elsewhere = make_location("Hub")
+    changelist = reverse("admin:chargers_charger_changelist")
+    form = admin_client_logged_in.post(
+        changelist, {"action": "generate_fleet", "_selected_action": [template.pk]}
+    )
+    assert "Create a fleet like TPL-1" in form.content.decode()
+    response = admin_client_logged_in.post(
+        changelist,
+        {
+            "action": "generate_fleet",
+            "_selected_action": [template.pk],
+            "generate": "1",
+            "first_id": "CP-0001",
+            "count": "500",
+            "location": elsewhere.pk,
+        },
+    )
+    assert response.status_code == 302
+    fleet = Charger.objects.filter(location=elsewhere)
+    assert fleet.count() == 500
+    assert {fleet.first().charge_point_id, fleet.last().charge_point_id} == {"CP-0001", "CP-0500"}
+    last = fleet.get(charge_point_id="CP-0500")
+    assert (last.power_type, last.max_power_kw, last.evses.count()) == ("DC", 150, 2)
+    config = dict(last.configuration.values_list("key", "value"))
+    assert (config["HeartbeatInterval"], config["NumberOfConnectors"]) == ("42", "2")
+
+
+def test_the_generator_refuses_ids_that_exist(admin_client_logged_in, depot):
+    template = make_charger("CP-0003", location=depot)
+    response = admin_client_logged_in.post(
+        reverse("admin:chargers_charger_changelist"),
+        {
+            "action": "generate_fleet",
+            "_selected_action": [template.pk],
+            "generate": "1",
+            "first_id": "CP-0001",
+            "count": "5",
+            "location": depot.pk,
+        },
+    )
+    assert "overlaps existing chargers: CP-0003" in response.content.decode()
+    assert Charger.objects.count() == 1

@@ -1,0 +1,64 @@
+"""Location import: keyed on the name, model validation messages by row and column."""
+
+from __future__ import annotations
+
+import pytest
+
+from chargers.file_formats import read_dataset
+from locations.models import Location
+from locations.resources import LocationResource
+
+pytestmark = pytest.mark.django_db
+
+HEADER = "name,city,country,latitude,longitude,time_zone,grid_limit_kw"
+ROWS = [
+    "Depot,Berlin,DE,52.53,13.37,Europe/Berlin,400",
+    "Garage,Amsterdam,nl,,,Europe/Amsterdam,",
+]
+
+
+def run_import(*rows: str):
+    data = ("\n".join([HEADER, *rows]) + "\n").encode()
+    return LocationResource().import_data(read_dataset(data, "csv"))
+
+
+def snapshot() -> list[tuple]:
+    return list(Location.objects.values_list(*HEADER.split(",")))
+
+
+def test_an_export_reimports_to_the_same_locations():
+    run_import(*ROWS)
+    before = snapshot()
+    exported = LocationResource().export().csv.encode()
+    Location.objects.all().delete()
+    result = LocationResource().import_data(read_dataset(exported, "csv"))
+    assert not result.has_errors(), result.problems()
+    assert snapshot() == before
+    assert before[1][2] == "NL"  # the model's clean() normalised it
+
+
+def test_importing_twice_updates_by_name():
+    run_import(*ROWS)
+    result = run_import("Depot,Potsdam,DE,52.4,13.06,Europe/Berlin,500")
+    assert result.totals["update"] == 1
+    assert Location.objects.count() == 2
+    assert Location.objects.get(name="Depot").city == "Potsdam"
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "message"),
+    [
+        ("Depot,Berlin,DE,52.5,13.3,Mars/Olympus,", "time_zone", "is not an IANA time zone"),
+        ("Depot,Berlin,DE,95,13.3,UTC,", "latitude", "less than or equal to 90"),
+        ("Depot,Berlin,DE,52.5,,UTC,", None, "Give both latitude and longitude"),
+        ("Depot,Berlin,DE,52.5,13.3,UTC,-1", "grid_limit_kw", "greater than or equal to 0"),
+        ("Depot,Berlin,DE,52.5,13.3,UTC,big", "grid_limit_kw", "'big' is not a number"),
+        ("Garage,Berlin,DE,52.5,13.3,UTC,", "name", "'Garage' is already on row 1"),
+    ],
+)
+def test_a_bad_location_row_names_row_and_column_and_nothing_is_written(row, column, message):
+    result = run_import(ROWS[1], row)
+    problems = result.problems()
+    assert [(p.row, p.column) for p in problems] == [(2, column)], problems
+    assert message in problems[0].message
+    assert Location.objects.count() == 0
