@@ -150,7 +150,7 @@ class Charger(Operations):
     ) -> None:
         self.spec = spec
         self.evses = evses
-        self.config: dict[str, str] = config_keys.defaults(len(evses))
+        self.config = ConfigValues(config_keys.defaults(len(evses)))
         if config:
             self.config.update({k: v for k, v in config.items() if k != "AuthorizationKey"})
         self.config["NumberOfConnectors"] = str(len(evses))
@@ -201,16 +201,13 @@ class Charger(Operations):
         return self.evses[connector_id - 1]
 
     def config_int(self, key: str) -> int:
-        try:
-            return int(self.config.get(key, config_keys.KEYS[key].default))
-        except ValueError:
-            return int(config_keys.KEYS[key].default)
+        return self.config.parsed(key, _as_int)
 
     def config_bool(self, key: str) -> bool:
-        return self.config.get(key, config_keys.KEYS[key].default) == "true"
+        return self.config.parsed(key, _as_bool)
 
     def config_list(self, key: str) -> list[str]:
-        return config_keys.as_list(self.config.get(key, config_keys.KEYS[key].default))
+        return self.config.parsed(key, config_keys.as_list)
 
     def get_configuration(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """GetConfiguration: known keys (never AuthorizationKey's value) and unknown ones."""
@@ -978,6 +975,45 @@ class Charger(Operations):
     def now(self) -> datetime:
         """The charger's clock, synchronised to the CSMS's at boot and heartbeat."""
         return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
+
+
+class ConfigValues(dict[str, str]):
+    """The configuration as text, with parsed values cached: the meter tick reads several
+    keys per charger per second, and parsing them each time costs more than the physics."""
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsed: dict[str, Any] = {}
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self._parsed.clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(*args, **kwargs)
+        self._parsed.clear()
+
+    def parsed(self, key: str, parse: Callable[[str], Any]) -> Any:
+        try:
+            return self._parsed[key]
+        except KeyError:
+            text = self.get(key, config_keys.KEYS[key].default)
+            try:
+                value = parse(text)
+            except ValueError:
+                value = parse(config_keys.KEYS[key].default)
+            self._parsed[key] = value
+            return value
+
+
+def _as_int(text: str) -> int:
+    return int(text)
+
+
+def _as_bool(text: str) -> bool:
+    return text == "true"
 
 
 class ActionError(Exception):

@@ -91,6 +91,7 @@ class Evse:
     transaction_id: int | None = None
     id_tag: str | None = None
     battery: Battery | None = None
+    db_id: int | None = None  # the database row, for checkpoints
 
     def transition(
         self, to: ConnectorStatus, error_code: str = "NoError", info: str | None = None

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import close_old_connections, transaction
-from django.db.models import Case, F, FloatField, Q, Value, When
-from django.db.models.functions import Greatest
+import orjson
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from chargers.models import Charger as ChargerRow
 from chargers.models import ChargingProfileRecord, ConfigurationKey, OutboxMessage, RuntimeState
@@ -84,6 +85,7 @@ def build_charger(
     evses = []
     for evse_row in sorted(row.evses.all(), key=lambda e: e.connector_id):
         evse = Evse(connector_id=evse_row.connector_id, max_power_w=evse_row.max_power_kw * 1000)
+        evse.db_id = evse_row.pk
         evse.register_wh = evse_row.register_wh
         if evse_row.availability == EvseRow.Availability.INOPERATIVE:
             evse.transition(ConnectorStatus.UNAVAILABLE)
@@ -320,10 +322,21 @@ class Checkpointer(Listener):
 
     # -- flushing ----------------------------------------------------------------------------
 
-    def take(self) -> Batch:
-        """Snapshot of pending writes, taken on the event loop thread (consistent values)."""
+    def take(self, *, full: bool = True) -> Batch:
+        """Snapshot of pending writes, taken on the event loop thread (consistent values).
+
+        An urgent (not `full`) batch carries the registers only of the chargers whose
+        transaction messages it makes durable (so no register on the wire is ever above the
+        stored one); the others wait for the next periodic checkpoint.
+        """
         with self._lock:
-            dirty, self._dirty = self._dirty, {}
+            owners = {s.charger.id: s.charger for s, _i, _p in self._outbox_new}
+            if full:
+                dirty, self._dirty = self._dirty, {}
+            else:
+                dirty = owners
+                for charger_id in owners:
+                    self._dirty.pop(charger_id, None)
             batch = Batch(
                 config=self._config,
                 key_writes=self._key_writes,
@@ -343,17 +356,15 @@ class Checkpointer(Listener):
                 availability=self._availability,
             )
             batch.made_durable = [item for _sink, item, _payload in self._outbox_new]
-            batch.owners = list(
-                {s.charger.id: s.charger for s, _i, _p in self._outbox_new}.values()
-            )
+            batch.owners = list(owners.values())
             self._config, self._key_writes, self._outbox_new = {}, [], []
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
         batch.evses = [
-            (charger.spec.db_id, evse.connector_id, evse.register_wh, str(evse.status))
+            (evse.register_wh, evse.status.value, evse.db_id)
             for charger in dirty.values()
-            if charger.spec.db_id is not None
             for evse in charger.evses
+            if evse.db_id is not None
         ]
         return batch
 
@@ -391,7 +402,7 @@ class Batch:
     transactions: list[dict[str, Any]]
     profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
-    evses: list[tuple[int, int, float, str]] = field(default_factory=list)
+    evses: list[tuple[float, str, int]] = field(default_factory=list)
     made_durable: list[Outgoing] = field(default_factory=list)
     owners: list[Charger] = field(default_factory=list)
 
@@ -452,45 +463,42 @@ def _write_transactions(rows: list[dict[str, Any]]) -> None:
 def _write_outbox(
     new: list[tuple[int, int, str, dict[str, Any], str]], gone: list[tuple[int, int]]
 ) -> None:
-    if new:
-        OutboxMessage.objects.bulk_create(
-            [
-                OutboxMessage(
-                    charger_id=pk, seq=seq, action=action, payload=payload, local_tx_id=local_tx
-                )
-                for pk, seq, action, payload, local_tx in new
-            ],
-            batch_size=500,
-        )
-    by_charger: dict[int, list[int]] = {}
-    for pk, seq in gone:
-        by_charger.setdefault(pk, []).append(seq)
-    for pk, seqs in by_charger.items():
-        OutboxMessage.objects.filter(charger_id=pk, seq__in=seqs).delete()
+    """One executemany INSERT and one executemany DELETE: at fleet scale a MeterValues is
+    written and deleted every sample, so no model instances and no query per charger."""
+    if not new and not gone:
+        return
+    table = OutboxMessage._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    cast = "::jsonb" if postgres else ""
+    ignore = "ON CONFLICT DO NOTHING"  # a batch written again after a crash is harmless
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if new:
+            cursor.executemany(
+                f"INSERT INTO {table} (charger_id, seq, action, payload, local_tx_id, attempts, "
+                f"created) VALUES (%s, %s, %s, %s{cast}, %s, 0, %s) {ignore}",
+                [
+                    (pk, seq, action, orjson.dumps(payload).decode(), local_tx, now)
+                    for pk, seq, action, payload, local_tx in new
+                ],
+            )
+        if gone:
+            cursor.executemany(
+                f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone
+            )
 
 
-def _write_evses(evses: list[tuple[int, int, float, str]], batch: int = 500) -> None:
-    for start in range(0, len(evses), batch):
-        chunk = evses[start : start + batch]
-        by_key = {(pk, cid): (wh, status) for pk, cid, wh, status in chunk}
-        rows = EvseRow.objects.filter(charger_id__in={pk for pk, *_ in chunk}).only(
-            "pk", "charger_id", "connector_id"
-        )
-        whens_wh = []
-        whens_status = []
-        ids = []
-        for row in rows:
-            values = by_key.get((row.charger_id, row.connector_id))
-            if values is None:
-                continue
-            ids.append(row.pk)
-            whens_wh.append(When(pk=row.pk, then=Value(values[0])))
-            whens_status.append(When(pk=row.pk, then=Value(values[1])))
-        if not ids:
-            continue
-        EvseRow.objects.filter(pk__in=ids).update(
-            register_wh=Greatest(F("register_wh"), Case(*whens_wh, output_field=FloatField())),
-            status=Case(*whens_status, default=F("status")),
+def _write_evses(evses: list[tuple[float, str, int]]) -> None:
+    """Registers only go up: MAX/GREATEST(stored, new) even if two writers race."""
+    if not evses:
+        return
+    table = EvseRow._meta.db_table
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET register_wh = {greatest}(register_wh, %s), status = %s "
+            "WHERE id = %s",
+            evses,
         )
 
 

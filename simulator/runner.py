@@ -148,6 +148,7 @@ class SimulatorRunner:
         )
         await self.service.start()
         publisher = asyncio.create_task(self.service.publisher_loop())
+        self._commands_task = asyncio.create_task(self.service.command_loop())
         progress = asyncio.create_task(self.service.report_progress(self.say))
         if self.options.demo:
             from simulator.demo import drive_demo
@@ -165,7 +166,7 @@ class SimulatorRunner:
         self.say("Stopped.\n")
 
     async def _start_demo(self) -> None:
-        from asgiref.sync import sync_to_async
+        from channels.db import database_sync_to_async
 
         from simulator.demo import ensure_demo_fleet
 
@@ -177,7 +178,7 @@ class SimulatorRunner:
             await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             url = f"{self.csms.url}/ocpp"
             self.say(f"Built-in CSMS listening on {url}\n")
-        made = await sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
+        made = await database_sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
     def _install_signals(self) -> None:

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from simulator.charger import BootState, Charger, LinkState, Listener
 from simulator.meter_engine import MeterEngine
@@ -52,7 +52,7 @@ class SimulatorService:
     # -- startup ------------------------------------------------------------------------------
 
     async def start(self, *, connect: bool = True) -> None:
-        chargers = await sync_to_async(load_fleet, thread_sensitive=False)(
+        chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
             self.checkpointer, shard=self.shard, shards=self.shards, ids=self.only_ids
         )
         for charger in chargers:
@@ -84,32 +84,53 @@ class SimulatorService:
 
     # -- steady state ---------------------------------------------------------------------------
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, *, full: bool = True) -> None:
         """Write what changed; a batch that fails is written again before anything newer."""
         if self._failed_batch is not None:
             batch, self._failed_batch = self._failed_batch, None
             await self._write(batch)
-        batch = self.checkpointer.take()
+        batch = self.checkpointer.take(full=full)
         if batch:
             await self._write(batch)
 
     async def _write(self, batch: Batch) -> None:
+        # The write runs in a thread that a cancellation cannot stop: shield it, and on
+        # cancellation wait for the thread so that the batch is known written (or failed)
+        # before anything else is written.
+        future = asyncio.ensure_future(asyncio.to_thread(Checkpointer.write, batch))
         try:
-            await asyncio.to_thread(Checkpointer.write, batch)
-        except BaseException:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            self._settle(batch, future)
+            raise
+        except Exception:
             self._failed_batch = batch
             raise
         self.checkpointer.written(batch)
 
+    def _settle(self, batch: Batch, future: asyncio.Future[None]) -> None:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self.checkpointer.written(batch)
+        else:
+            self._failed_batch = batch
+
     async def _checkpoint_loop(self) -> None:
-        """Group commit: flush at once when transaction messages wait, else periodically."""
+        """Group commit: flush transaction messages at once (with their chargers' registers),
+        and everything else every `checkpoint_seconds`."""
         urgent = self.checkpointer.urgent
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + self.checkpoint_seconds
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(urgent.wait(), self.checkpoint_seconds)
+                await asyncio.wait_for(urgent.wait(), max(next_full - loop.time(), 0.0))
             urgent.clear()
+            full = loop.time() >= next_full
+            if full:
+                next_full = loop.time() + self.checkpoint_seconds
             try:
-                await self.checkpoint()
+                await self.checkpoint(full=full)
             except Exception:
                 log.exception("checkpoint failed; retrying")
                 await asyncio.sleep(min(self.checkpoint_seconds, 1.0))
@@ -180,3 +201,19 @@ class SimulatorService:
             await asyncio.wait_for(self.checkpoint(), timeout)
         except Exception:
             log.exception("final checkpoint failed")
+
+    async def command_loop(self) -> None:
+        """Answer dashboard commands from the channel layer and publish fleet summaries.
+
+        The task registers itself so that `stop()` cancels it with the other loops.
+        """
+        from channels.layers import get_channel_layer
+
+        from simulator.commands import CommandServer
+
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.append(task)
+        layer = get_channel_layer()
+        if layer is not None:
+            await CommandServer(self, layer).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
@@ -38,11 +38,11 @@ async def started(csms, *ids: str) -> SimulatorService:
 
 
 async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms):
-    await sync_to_async(make_charger)("CP-L1", evses=3, csms_url=csms.url)
-    await sync_to_async(make_charger)("CP-OFF", evses=1, csms_url=csms.url, enabled=False)
-    await sync_to_async(ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update)(
-        value="17"
-    )
+    await database_sync_to_async(make_charger)("CP-L1", evses=3, csms_url=csms.url)
+    await database_sync_to_async(make_charger)("CP-OFF", evses=1, csms_url=csms.url, enabled=False)
+    await database_sync_to_async(
+        ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update
+    )(value="17")
     service = SimulatorService()
     await service.start(connect=False)
     try:
@@ -56,7 +56,7 @@ async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms
 
 
 async def test_an_accepted_change_configuration_survives_a_restart(csms):
-    await sync_to_async(make_charger)("CP-CFG", evses=1, csms_url=csms.url)
+    await database_sync_to_async(make_charger)("CP-CFG", evses=1, csms_url=csms.url)
     service = await started(csms, "CP-CFG")
     try:
         result = await csms.call(
@@ -65,7 +65,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
         assert result.status == "Accepted"
     finally:
         await service.stop()
-    stored = await sync_to_async(ConfigurationKey.objects.get)(
+    stored = await database_sync_to_async(ConfigurationKey.objects.get)(
         charger__charge_point_id="CP-CFG", key="MeterValueSampleInterval"
     )
     assert stored.value == "42"
@@ -78,7 +78,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
 
 
 async def test_a_new_authorization_key_is_stored_but_never_logged(csms, caplog):
-    await sync_to_async(make_charger)("CP-KEY", evses=1, csms_url=csms.url)
+    await database_sync_to_async(make_charger)("CP-KEY", evses=1, csms_url=csms.url)
     service = await started(csms, "CP-KEY")
     try:
         result = await csms.call(
@@ -87,13 +87,15 @@ async def test_a_new_authorization_key_is_stored_but_never_logged(csms, caplog):
         assert result.status == "Accepted"
     finally:
         await service.stop()
-    row = await sync_to_async(Charger.objects.get)(charge_point_id="CP-KEY")
+    row = await database_sync_to_async(Charger.objects.get)(charge_point_id="CP-KEY")
     assert row.authorization_key == "n3w-s3cret-key-16"
     assert "n3w-s3cret-key-16" not in caplog.text
 
 
 async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(csms):
-    await sync_to_async(make_charger)("CP-REG", evses=1, csms_url=csms.url, max_power_kw=50)
+    await database_sync_to_async(make_charger)(
+        "CP-REG", evses=1, csms_url=csms.url, max_power_kw=50
+    )
     service = await started(csms, "CP-REG")
     charger = service.store.get("CP-REG")
     try:
@@ -101,9 +103,11 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
         assert await charger.present_id_tag(1, "TAG1") == "Accepted"
         await wait_until(lambda: charger.evse(1).register_wh > 5, message="energy flowing")
         await service.checkpoint()
-        stored = await sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-REG")
+        stored = await database_sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-REG")
         assert 0 < stored.register_wh <= charger.evse(1).register_wh
-        tx = await sync_to_async(Transaction.objects.get)(charger__charge_point_id="CP-REG")
+        tx = await database_sync_to_async(Transaction.objects.get)(
+            charger__charge_point_id="CP-REG"
+        )
         assert tx.state == "open" and tx.meter_start == 0
         # A stale value never winds the stored register back.
         from simulator.persistence import Batch, Checkpointer
@@ -114,17 +118,17 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
             outbox_new=[],
             outbox_gone=[],
             transactions=[],
-            evses=[(charger.spec.db_id, 1, 1.0, "Charging")],
+            evses=[(1.0, "Charging", stored.pk)],
         )
         await asyncio.to_thread(Checkpointer.write, stale)
-        again = await sync_to_async(Evse.objects.get)(pk=stored.pk)
+        again = await database_sync_to_async(Evse.objects.get)(pk=stored.pk)
         assert again.register_wh >= stored.register_wh
     finally:
         await service.stop()
 
 
 async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
-    await sync_to_async(make_charger)("CP-AV", evses=2, csms_url=csms.url)
+    await database_sync_to_async(make_charger)("CP-AV", evses=2, csms_url=csms.url)
     service = await started(csms, "CP-AV")
     profile = {
         "chargingProfileId": 5,
