@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
-from simulator.wire import SCHEMA_DIR
+from simulator.wire import SCHEMA_DIR, SchemaViolation, validate_request
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
@@ -76,6 +76,11 @@ def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> Ca
         return CallError(unique_id, "NotSupported", f"{action} is not supported by this charger.")
     if not isinstance(payload, dict):
         return CallError(unique_id, "FormationViolation", "The payload must be a JSON object.")
+    try:
+        validate_request(action, payload)
+        return None  # the fast, precompiled check passed
+    except SchemaViolation:
+        pass  # classify the failure (or clear a float multipleOf false alarm) below
     # Re-read numbers as Decimal, as the schemas' multipleOf expects.
     exact = json.loads(raw, parse_float=decimal.Decimal)[3]
     error = next(iter(sorted(_validator(action).iter_errors(exact), key=_depth)), None)

@@ -152,8 +152,10 @@ class ChargePointClient(OcppChargePoint):
         task.add_done_callback(self._followups.discard)
 
     # -- CSMS-initiated operations ------------------------------------------------------------
+    # Requests are schema-checked in route_message (with the 1.6 error codes), so the
+    # library does not check them a second time; our answers are built from its dataclasses.
 
-    @on(Action.remote_start_transaction)
+    @on(Action.remote_start_transaction, skip_schema_validation=True)
     def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any):
         profile = self.raw_payload.get("chargingProfile")
         status, chosen = self.charger.remote_start(id_tag, connector_id, profile)
@@ -169,29 +171,29 @@ class ChargePointClient(OcppChargePoint):
         if request is not None:
             self.spawn(self.charger.after_remote_start(*request))
 
-    @on(Action.remote_stop_transaction)
+    @on(Action.remote_stop_transaction, skip_schema_validation=True)
     def on_remote_stop(self, transaction_id: int, **_: Any):
         return call_result.RemoteStopTransaction(status=self.charger.remote_stop(transaction_id))
 
-    @on(Action.get_configuration)
+    @on(Action.get_configuration, skip_schema_validation=True)
     def on_get_configuration(self, key: list[str] | None = None, **_: Any):
         known, unknown = self.charger.get_configuration(key)
         return call_result.GetConfiguration(
             configuration_key=known or None, unknown_key=unknown or None
         )
 
-    @on(Action.change_configuration)
+    @on(Action.change_configuration, skip_schema_validation=True)
     def on_change_configuration(self, key: str, value: str, **_: Any):
         return call_result.ChangeConfiguration(status=self.charger.change_configuration(key, value))
 
-    @on(Action.set_charging_profile)
+    @on(Action.set_charging_profile, skip_schema_validation=True)
     def on_set_charging_profile(self, connector_id: int, **_: Any):
         status = self.charger.on_set_charging_profile(
             connector_id, self.raw_payload["csChargingProfiles"]
         )
         return call_result.SetChargingProfile(status=status)
 
-    @on(Action.clear_charging_profile)
+    @on(Action.clear_charging_profile, skip_schema_validation=True)
     def on_clear_charging_profile(self, **_: Any):
         p = self.raw_payload
         status = self.charger.on_clear_charging_profile(
@@ -199,7 +201,7 @@ class ChargePointClient(OcppChargePoint):
         )
         return call_result.ClearChargingProfile(status=status)
 
-    @on(Action.get_composite_schedule)
+    @on(Action.get_composite_schedule, skip_schema_validation=True)
     def on_get_composite_schedule(self, connector_id: int, duration: int, **_: Any):
         unit = self.raw_payload.get("chargingRateUnit")
         status, schedule = self.charger.on_get_composite_schedule(connector_id, duration, unit)
@@ -212,7 +214,7 @@ class ChargePointClient(OcppChargePoint):
             charging_schedule=_snake(schedule),
         )
 
-    @on(Action.reset)
+    @on(Action.reset, skip_schema_validation=True)
     def on_reset(self, type: str, **_: Any):
         return call_result.Reset(status="Accepted")
 
@@ -220,7 +222,7 @@ class ChargePointClient(OcppChargePoint):
     def after_reset(self, type: str, **_: Any) -> None:
         self.spawn(self.charger.after_reset(type))
 
-    @on(Action.trigger_message)
+    @on(Action.trigger_message, skip_schema_validation=True)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any):
         status = self.charger.on_trigger_message(requested_message, connector_id)
         self._trigger = (requested_message, connector_id) if status == "Accepted" else None
@@ -232,21 +234,21 @@ class ChargePointClient(OcppChargePoint):
         if request is not None:
             self.spawn(self.charger.after_trigger_message(*request))
 
-    @on(Action.change_availability)
+    @on(Action.change_availability, skip_schema_validation=True)
     def on_change_availability(self, connector_id: int, type: str, **_: Any):
         return call_result.ChangeAvailability(
             status=self.charger.on_change_availability(connector_id, type)
         )
 
-    @on(Action.unlock_connector)
+    @on(Action.unlock_connector, skip_schema_validation=True)
     def on_unlock_connector(self, connector_id: int, **_: Any):
         return call_result.UnlockConnector(status=self.charger.on_unlock_connector(connector_id))
 
-    @on(Action.clear_cache)
+    @on(Action.clear_cache, skip_schema_validation=True)
     def on_clear_cache(self, **_: Any):
         return call_result.ClearCache(status=self.charger.on_clear_cache())
 
-    @on(Action.data_transfer)
+    @on(Action.data_transfer, skip_schema_validation=True)
     def on_data_transfer(self, vendor_id: str, **_: Any):
         status, data = self.charger.on_data_transfer(
             vendor_id, self.raw_payload.get("messageId"), self.raw_payload.get("data")
