@@ -1,3 +1,11 @@
-"""WebSocket routes of the dashboard (consumers come with the dashboard)."""
+"""WebSocket routes of the dashboard."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from chargers import consumers
+
+websocket_urlpatterns = [
+    path("ws/fleet/", consumers.FleetConsumer.as_asgi()),
+    path("ws/chargers/<int:pk>/", consumers.ChargerConsumer.as_asgi()),
+    path("ws/locations/<int:pk>/", consumers.LocationConsumer.as_asgi()),
+]

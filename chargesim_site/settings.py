@@ -129,7 +129,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # redis-py reads with a 5 s socket timeout while channels-redis blocks 5 s for a
+            # message: an idle channel would time out and drop the browser's socket.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
 else:
@@ -163,6 +169,9 @@ CHARGESIM_EVENTS_PER_SECOND = env_float(
 )
 CHARGESIM_MESSAGE_LOG_LIMIT = env_int("CHARGESIM_MESSAGE_LOG_LIMIT", 100, minimum=0)
 CHARGESIM_DEFAULT_CSMS_URL = env_str("CHARGESIM_DEFAULT_CSMS_URL", "ws://127.0.0.1:9000/ocpp")
+# How many `runsimulator --shard K/N` workers run (N): the web side routes a charger's
+# commands to the worker of shard_of(charge point id, N).
+CHARGESIM_SHARDS = env_int("CHARGESIM_SHARDS", 1, minimum=1, maximum=1024)
 
 LOGGING = {
     "version": 1,

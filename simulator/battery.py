@@ -5,20 +5,27 @@ the battery's own taper near full), over the phases both sides have, at the char
 voltage. DC: the vehicle's charging curve gives the power it accepts at its SoC (taper),
 the pack voltage follows its SoC, current = P / V. SoC integrates the energy that reaches
 the battery (metered energy × efficiency).
+
+Plain Python, no Django: this runs once per EVSE per tick for fleets of 10,000+ EVSEs.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 from simulator.dc_voltage import pack_voltage
 
-_FULL_EPSILON = 1e-6
+# SoC (percent) closer than this to the target counts as full: float dust must not keep
+# a session in Charging for another tick.
+FULL_EPSILON = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
 class VehicleSpec:
+    """A vehicle model as the physics sees it (one instance shared by every EV of a model)."""
+
     name: str
     capacity_kwh: float
     ac_max_kw: float
@@ -29,6 +36,30 @@ class VehicleSpec:
     dc_max_v: float
     curve: tuple[tuple[float, float], ...]
     efficiency: float
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.capacity_kwh > 0:
+            problems.append(f"capacity {self.capacity_kwh} kWh is not positive")
+        if not 0 < self.efficiency <= 1:
+            problems.append(f"efficiency {self.efficiency} is not within (0, 1]")
+        if self.ac_phases not in (1, 3):
+            problems.append(f"AC phases {self.ac_phases} is neither 1 nor 3")
+        if self.ac_max_kw < 0 or self.dc_max_kw < 0:
+            problems.append("maximum powers must not be negative")
+        if self.dc_max_kw > 0 and not 0 < self.dc_min_v <= self.dc_nominal_v <= self.dc_max_v:
+            problems.append(
+                f"DC voltages must satisfy 0 < min ≤ nominal ≤ max, got "
+                f"{self.dc_min_v}/{self.dc_nominal_v}/{self.dc_max_v} V"
+            )
+        for (s0, _), (s1, _) in itertools.pairwise(self.curve):
+            if not s1 > s0:
+                problems.append(f"curve SoC {s1} % does not increase after {s0} %")
+                break
+        if any(kw < 0 for _, kw in self.curve):
+            problems.append("curve powers must not be negative")
+        if problems:
+            raise ValueError(f"vehicle {self.name!r}: " + "; ".join(problems))
 
     def curve_max_kw(self, soc: float) -> float:
         """Linear interpolation of the charging curve at this SoC, clamped to its ends."""
@@ -45,31 +76,52 @@ class VehicleSpec:
 
 @dataclass(slots=True, eq=False)
 class Battery:
+    """The plugged vehicle's battery; SoC in percent, only ever rising towards the target."""
+
     spec: VehicleSpec
     soc: float
     target_soc: float = 100.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.soc <= 100 or not 0 <= self.target_soc <= 100:
+            raise ValueError(
+                f"{self.spec.name}: SoC {self.soc} % and target {self.target_soc} % "
+                "must be within 0–100"
+            )
+
     def is_full(self) -> bool:
-        return self.soc >= self.target_soc - _FULL_EPSILON
+        return self.soc >= self.target_soc - FULL_EPSILON
 
     def energy_to_target_wh(self) -> float:
         """Metered (grid-side) energy still needed to reach the target SoC."""
-        missing = max(self.target_soc - self.soc, 0.0) / 100.0 * self.spec.capacity_kwh * 1000
-        return missing / self.spec.efficiency
+        missing_wh = max(self.target_soc - self.soc, 0.0) * self.spec.capacity_kwh * 10.0
+        return missing_wh / self.spec.efficiency
 
     def accept(self, grid_wh: float) -> None:
-        if grid_wh <= 0:
-            return
-        gained = grid_wh * self.spec.efficiency / (self.spec.capacity_kwh * 1000) * 100.0
-        self.soc = min(self.soc + gained, self.target_soc)
+        """Store metered energy (times the efficiency); stops at the target, never goes down."""
+        if grid_wh < 0:
+            raise ValueError(f"{self.spec.name}: cannot take back {-grid_wh} Wh")
+        gained = grid_wh * self.spec.efficiency / (self.spec.capacity_kwh * 10.0)
+        # max(): a battery plugged in above its target keeps its SoC.
+        self.soc = max(self.soc, min(self.soc + gained, self.target_soc))
 
 
 @dataclass(slots=True)
 class OperatingPoint:
+    """What flows at this instant: total power, per-phase (AC) or pack (DC) voltage and
+    current, and what the EVSE side offers (``min(EVSE max, limit)``; ``offered_w <= 0``
+    means the EVSE suspends, ``power_w <= 0 < offered_w`` means the EV does)."""
+
     power_w: float
     voltage_v: tuple[float, ...]
     current_a: tuple[float, ...]
     phases: int
+    offered_w: float = math.inf
+
+
+def _offered(evse_max_w: float, limit_w: float | None) -> float:
+    offered = evse_max_w if limit_w is None else min(evse_max_w, limit_w)
+    return max(offered, 0.0)
 
 
 def ac_operating_point(
@@ -79,42 +131,62 @@ def ac_operating_point(
     charger_phases: int,
     voltage_v: float,
 ) -> OperatingPoint:
+    """AC charging over min(vehicle phases, charger phases) at ``voltage_v`` (line-to-neutral).
+
+    Both maxima are per-phase current limits in reality, so a 3-phase vehicle on a 1-phase
+    charger gets a third of its on-board charger power, and a 3-phase EVSE feeding a 1-phase
+    vehicle a third of its own; never more than the plain minimum. Near full the vehicle's
+    curve tapers the power when it is below the AC maximum.
+    """
     spec = battery.spec
+    charger_phases = max(1, charger_phases)
     phases = max(1, min(spec.ac_phases, charger_phases))
     voltages = (voltage_v,) * phases
-    if battery.is_full():
-        return OperatingPoint(0.0, voltages, (0.0,) * phases, phases)
-    power = min(evse_max_w, spec.ac_max_kw * 1000)
+    if phases < charger_phases:
+        evse_max_w *= phases / charger_phases
+    offered = _offered(evse_max_w, limit_w)
+    if battery.is_full() or voltage_v <= 0:
+        return OperatingPoint(0.0, voltages, (0.0,) * phases, phases, offered)
+    vehicle_w = spec.ac_max_kw * 1000
+    if phases < spec.ac_phases:
+        vehicle_w *= phases / spec.ac_phases
     if spec.curve:
-        power = min(power, spec.curve_max_kw(battery.soc) * 1000)
-    if limit_w is not None:
-        power = min(power, limit_w)
-    power = max(power, 0.0)
-    amps = power / (voltage_v * phases) if voltage_v > 0 else 0.0
-    return OperatingPoint(power, voltages, (amps,) * phases, phases)
+        vehicle_w = min(vehicle_w, spec.curve_max_kw(battery.soc) * 1000)
+    power = max(min(offered, vehicle_w), 0.0)
+    amps = power / (voltage_v * phases)
+    return OperatingPoint(power, voltages, (amps,) * phases, phases, offered)
 
 
 def dc_operating_point(
     battery: Battery, evse_max_w: float, limit_w: float | None
 ) -> OperatingPoint:
+    """DC charging: min(EVSE max, vehicle DC max, curve at this SoC, limit) at the pack voltage."""
     spec = battery.spec
     volts = pack_voltage(spec, battery.soc)
+    offered = _offered(evse_max_w, limit_w)
     if battery.is_full() or spec.dc_max_kw <= 0 or volts <= 0:
-        return OperatingPoint(0.0, (volts,), (0.0,), 1)
-    power = min(evse_max_w, spec.dc_max_kw * 1000, spec.curve_max_kw(battery.soc) * 1000)
-    if limit_w is not None:
-        power = min(power, limit_w)
-    power = max(power, 0.0)
-    return OperatingPoint(power, (volts,), (power / volts,), 1)
+        return OperatingPoint(0.0, (volts,), (0.0,), 1, offered)
+    vehicle_w = min(spec.dc_max_kw, spec.curve_max_kw(battery.soc)) * 1000
+    power = max(min(offered, vehicle_w), 0.0)
+    return OperatingPoint(power, (volts,), (power / volts,), 1, offered)
 
 
 def step(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
-    """Deliver one tick at this operating point; return the metered Wh (capped so that the
-    SoC lands exactly on the target rather than past it)."""
-    if point.power_w <= 0 or dt_s <= 0:
+    """Deliver one tick at this operating point into the battery; return the metered Wh.
+
+    The energy is ``power * dt / 3600`` Wh, capped at what the target still needs so that
+    the SoC lands exactly on the target instead of past it. The power to report for the
+    tick is therefore ``wh * 3600 / dt``: the operating point's power, except on the last
+    tick before full, where it is that tick's lower average. Reported that way, the
+    register delta always equals the integral of the reported power (``Evse.apply`` does
+    this).
+    """
+    if point.power_w <= 0 or dt_s <= 0 or battery.is_full():
         return 0.0
-    wh = min(point.power_w * dt_s / 3600.0, battery.energy_to_target_wh())
-    battery.accept(wh)
-    if battery.energy_to_target_wh() <= 1e-9:
-        battery.soc = battery.target_soc
-    return wh
+    wh = point.power_w * dt_s / 3600.0
+    needed = battery.energy_to_target_wh()
+    if wh < needed:
+        battery.accept(wh)
+        return wh
+    battery.soc = max(battery.soc, battery.target_soc)
+    return needed

@@ -57,3 +57,51 @@ COMMANDS: Final = frozenset(
         "snapshot",  # publish a full snapshot now
     }
 )
+
+# -- dashboard additions ------------------------------------------------------------------
+
+# Per-shard aggregates for the fleet page's counts (the `fleet` group carries every
+# charger's snapshot, far too much for a page that shows 50 of 5,000 chargers).
+FLEET_SUMMARY_GROUP: Final = "fleet.summary"
+EVENT_FLEET_SUMMARY: Final = "fleet.summary"  # shard, shards, counts by status and link, at
+EVENT_LOCATION_SUMMARY: Final = "location.summary"  # shard, location_id, power_w, at
+EVENT_COMMAND_ACK: Final = "command.ack"  # the owning worker received the command
+
+# Fields of a COMMAND message: {"type": COMMAND, "command": one of COMMANDS,
+# "charger_id": pk, "args": {...}, "reply_channel": channel name, "request_id": str}.
+# The worker answers on reply_channel with EVENT_COMMAND_ACK at once, then with
+# EVENT_COMMAND_RESULT: {"request_id", "ok": bool, "message": str for the user}.
+# "snapshot" takes args {"chargers": [pk, ...], "log": bool} and answers with one
+# EVENT_CHARGER_STATE (and EVENT_CHARGER_LOG if asked) per charger it owns, no result.
+
+# OCPP 1.6 ChargePointStatus values of a connector (for filters and counts).
+CONNECTOR_STATUSES: Final = (
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEVSE",
+    "SuspendedEV",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+)
+
+# OCPP 1.6 ChargePointErrorCode values a person may inject (NoError clears instead).
+FAULT_CODES: Final = (
+    "ConnectorLockFailure",
+    "EVCommunicationError",
+    "GroundFailure",
+    "HighTemperature",
+    "InternalError",
+    "LocalListConflict",
+    "OtherError",
+    "OverCurrentFailure",
+    "OverVoltage",
+    "PowerMeterFailure",
+    "PowerSwitchFailure",
+    "ReaderFailure",
+    "ResetFailure",
+    "UnderVoltage",
+    "WeakSignal",
+)

@@ -50,7 +50,14 @@ def vehicle_spec(row: VehicleModel) -> VehicleSpec:
 
 
 def load_vehicles() -> dict[int, VehicleSpec]:
-    return {row.pk: vehicle_spec(row) for row in VehicleModel.objects.all()}
+    """The vehicle catalogue; a row the physics cannot use is skipped with a warning."""
+    vehicles = {}
+    for row in VehicleModel.objects.all():
+        try:
+            vehicles[row.pk] = vehicle_spec(row)
+        except ValueError as exc:
+            log.warning("vehicle %s not usable by the simulator: %s", row, exc)
+    return vehicles
 
 
 def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSpec:
@@ -483,9 +490,7 @@ def _write_outbox(
                 ],
             )
         if gone:
-            cursor.executemany(
-                f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone
-            )
+            cursor.executemany(f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone)
 
 
 def _write_evses(evses: list[tuple[float, str, int]]) -> None:

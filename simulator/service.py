@@ -48,6 +48,7 @@ class SimulatorService:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._failed_batch: Batch | None = None
+        self._checkpoint_lock = asyncio.Lock()
 
     # -- startup ------------------------------------------------------------------------------
 
@@ -85,13 +86,15 @@ class SimulatorService:
     # -- steady state ---------------------------------------------------------------------------
 
     async def checkpoint(self, *, full: bool = True) -> None:
-        """Write what changed; a batch that fails is written again before anything newer."""
-        if self._failed_batch is not None:
-            batch, self._failed_batch = self._failed_batch, None
-            await self._write(batch)
-        batch = self.checkpointer.take(full=full)
-        if batch:
-            await self._write(batch)
+        """Write what changed; a batch that fails is written again before anything newer.
+        One checkpoint at a time: batches must reach the database in the order taken."""
+        async with self._checkpoint_lock:
+            if self._failed_batch is not None:
+                batch, self._failed_batch = self._failed_batch, None
+                await self._write(batch)
+            batch = self.checkpointer.take(full=full)
+            if batch:
+                await self._write(batch)
 
     async def _write(self, batch: Batch) -> None:
         # The write runs in a thread that a cancellation cannot stop: shield it, and on

@@ -145,13 +145,20 @@ def test_a_bad_csms_url_is_reported_on_the_form(admin_client_logged_in, fleet):
 
 
 def test_a_charger_added_with_evses_reports_their_number(admin_client_logged_in, fleet):
-    data = change_form_data(fleet[0], charge_point_id="CP-NEW", security_profile=0,
-                            csms_url="ws://127.0.0.1:9000/ocpp")
+    data = change_form_data(
+        fleet[0], charge_point_id="CP-NEW", security_profile=0, csms_url="ws://127.0.0.1:9000/ocpp"
+    )
     data.update({"evses-TOTAL_FORMS": 3, "evses-INITIAL_FORMS": 0})
     for i in range(3):
-        data.update({f"evses-{i}-connector_id": i + 1, f"evses-{i}-connector_type": "Type2",
-                     f"evses-{i}-max_power_kw": 11, f"evses-{i}-availability": "Operative",
-                     f"evses-{i}-register_wh": 0})
+        data.update(
+            {
+                f"evses-{i}-connector_id": i + 1,
+                f"evses-{i}-connector_type": "Type2",
+                f"evses-{i}-max_power_kw": 11,
+                f"evses-{i}-availability": "Operative",
+                f"evses-{i}-register_wh": 0,
+            }
+        )
     response = admin_client_logged_in.post(admin_url(Charger, "add"), data)
     assert response.status_code == 302, response.content.decode()[:2000]
     created = Charger.objects.get(charge_point_id="CP-NEW")

@@ -239,3 +239,18 @@ async def test_it_checks_the_subprotocol_and_reports_a_refusal(csms):
         await wait_until(lambda: charger.link_error != "", message="a link error")
     assert charger.link_error == "CSMS rejected credentials (401)"
     assert charger.link is not LinkState.ONLINE
+
+
+async def test_a_fault_needs_an_ocpp_error_code(csms):
+    charger = runtime_charger("CP-FLT", csms.url, evses=1)
+    async with connected(charger):
+        with pytest.raises(ActionError, match="not an OCPP 1.6 fault code"):
+            charger.inject_fault(1, "Gremlins")
+        charger.inject_fault(1, "GroundFailure", "test")
+        status = await csms.wait_for(
+            "CP-FLT", "StatusNotification", predicate=lambda e: e.payload["status"] == "Faulted"
+        )
+        charger.clear_fault(1)
+        await csms.wait_for("CP-FLT", "StatusNotification", after=csms.log.index(status) + 1)
+    assert status.payload["errorCode"] == "GroundFailure"
+    assert charger.evse(1).status is ConnectorStatus.AVAILABLE

@@ -1,0 +1,287 @@
+"""Browser WebSockets of the dashboard: live snapshots in, commands out.
+
+Every page's socket is a `DashboardConsumer`: it refuses anonymous users (the origin is
+checked by `AllowedHostsOriginValidator` in asgi.py), joins the groups of the chargers the
+page shows, asks their workers for a full snapshot, forwards the engine's idempotent
+snapshots and routes the page's commands to the worker of the charger's shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from chargers.models import Charger
+from simulator import contract
+
+# What a page may ask of the engine (snapshot and reload are for the machinery).
+DRIVE_COMMANDS = frozenset(contract.COMMANDS - {"snapshot", "reload"})
+NO_WORKER = "no simulator worker is running for this charger"
+# Shard summaries older than this are from a worker that stopped.
+SUMMARY_STALE_SECONDS = 15.0
+
+_request_ids = itertools.count(1)
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    # Seconds to wait for the worker to acknowledge a command, then for its result.
+    ack_timeout = 4.0
+    result_timeout = 60.0
+    max_watched = 200
+    # The engine's frame log goes only to pages that show it.
+    wants_log = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)
+            return
+        self.watched: dict[int, str] = {}  # charger pk -> charge point id
+        self.pending: dict[str, asyncio.Task[None]] = {}
+        self.acked: set[str] = set()
+        self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.can_drive = await self._can_drive(user)
+        self.static_groups = await self.page_groups()
+        if self.static_groups is None:
+            await self.close(code=4404)
+            return
+        for group in self.static_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "can_drive": self.can_drive})
+        await self.page_connected()
+
+    async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "pending", {}).values():
+            task.cancel()
+        for group in getattr(self, "static_groups", None) or ():
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for pk in list(getattr(self, "watched", {})):
+            await self.channel_layer.group_discard(contract.charger_group(pk), self.channel_name)
+
+    # -- what a page is about (subclasses) --------------------------------------------------
+
+    async def page_groups(self) -> list[str] | None:
+        """Groups to join besides the watched chargers'; None refuses the connection."""
+        return []
+
+    async def page_connected(self) -> None:
+        """Runs after accept(): e.g. watch the page's charger."""
+
+    # -- from the browser --------------------------------------------------------------------
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "watch":
+            await self.watch(content.get("chargers") or [])
+        elif kind == "command":
+            await self.command(content)
+
+    async def watch(self, raw_pks: list[Any]) -> None:
+        """Follow exactly these chargers (the rows on the page) and snapshot the new ones."""
+        pks: set[int] = set()
+        for raw in raw_pks[: self.max_watched] if isinstance(raw_pks, list) else ():
+            try:
+                pks.add(int(raw))
+            except (TypeError, ValueError):
+                continue
+        for pk in set(self.watched) - pks:
+            del self.watched[pk]
+            await self.channel_layer.group_discard(contract.charger_group(pk), self.channel_name)
+        new = pks - set(self.watched)
+        if not new:
+            return
+        found = await self._charge_point_ids(new)
+        for pk, cp_id in found.items():
+            self.watched[pk] = cp_id
+            await self.channel_layer.group_add(contract.charger_group(pk), self.channel_name)
+        await self.request_snapshots(found)
+
+    async def request_snapshots(self, chargers: dict[int, str]) -> None:
+        by_shard: dict[int, list[int]] = {}
+        shards = settings.CHARGESIM_SHARDS
+        for pk, cp_id in chargers.items():
+            by_shard.setdefault(contract.shard_of(cp_id, shards), []).append(pk)
+        for shard, pks in by_shard.items():
+            await self.channel_layer.group_send(
+                contract.engine_group(shard),
+                {
+                    "type": contract.COMMAND,
+                    "command": "snapshot",
+                    "args": {"chargers": pks, "log": self.wants_log},
+                    "reply_channel": self.channel_name,
+                },
+            )
+
+    async def command(self, content: dict[str, Any]) -> None:
+        request_id = str(content.get("request_id") or f"r{next(_request_ids)}")[:40]
+        name = content.get("command")
+        try:
+            pk = int(content.get("charger"))
+        except (TypeError, ValueError):
+            pk = None
+        if name not in DRIVE_COMMANDS:
+            await self._result(request_id, pk, False, f"unknown command {name!r}")
+            return
+        if not self.can_drive:
+            await self._result(
+                request_id, pk, False, "you may watch but not drive chargers (no change permission)"
+            )
+            return
+        cp_id = self.watched.get(pk) if pk is not None else None
+        if cp_id is None and pk is not None:
+            cp_id = (await self._charge_point_ids({pk})).get(pk)
+        if cp_id is None:
+            await self._result(request_id, pk, False, "there is no such charger")
+            return
+        args = content.get("args") if isinstance(content.get("args"), dict) else {}
+        shard = contract.shard_of(cp_id, settings.CHARGESIM_SHARDS)
+        self.pending[request_id] = asyncio.create_task(self._expire(request_id, pk))
+        await self.channel_layer.group_send(
+            contract.engine_group(shard),
+            {
+                "type": contract.COMMAND,
+                "command": name,
+                "charger_id": pk,
+                "args": args,
+                "reply_channel": self.channel_name,
+                "request_id": request_id,
+            },
+        )
+
+    async def _expire(self, request_id: str, pk: int | None) -> None:
+        await asyncio.sleep(self.ack_timeout)
+        if request_id not in self.acked:
+            self.pending.pop(request_id, None)
+            await self._result(request_id, pk, False, NO_WORKER)
+            return
+        await asyncio.sleep(self.result_timeout)
+        self.acked.discard(request_id)
+        if self.pending.pop(request_id, None) is not None:
+            await self._result(request_id, pk, False, "the simulator did not finish in time")
+
+    async def _result(self, request_id: str, pk: int | None, ok: bool, message: str) -> None:
+        await self.send_json(
+            {
+                "type": contract.EVENT_COMMAND_RESULT,
+                "request_id": request_id,
+                "charger": pk,
+                "ok": ok,
+                "message": message,
+            }
+        )
+
+    # -- from the engine (handler name = event type with . -> _) ---------------------------
+
+    async def charger_state(self, event: dict[str, Any]) -> None:
+        charger = event["charger"]
+        if charger.get("id") in self.watched:
+            await self.send_json({"type": contract.EVENT_CHARGER_STATE, "charger": charger})
+
+    async def charger_log(self, event: dict[str, Any]) -> None:
+        if self.wants_log and event.get("charger_id") in self.watched:
+            await self.send_json(
+                {
+                    "type": contract.EVENT_CHARGER_LOG,
+                    "charger": event["charger_id"],
+                    "frames": event["frames"],
+                    "full": bool(event.get("full")),
+                }
+            )
+
+    async def command_ack(self, event: dict[str, Any]) -> None:
+        if event.get("request_id") in self.pending:
+            self.acked.add(event["request_id"])
+
+    async def command_result(self, event: dict[str, Any]) -> None:
+        request_id = event.get("request_id")
+        task = self.pending.pop(request_id, None)
+        if task is None:
+            return  # answered already (timed out), or not ours
+        task.cancel()
+        self.acked.discard(request_id)
+        await self._result(request_id, event.get("charger_id"), event["ok"], event["message"])
+
+    async def fleet_summary(self, event: dict[str, Any]) -> None:
+        await self._summary(event, "fleet.counts")
+
+    async def location_summary(self, event: dict[str, Any]) -> None:
+        await self._summary(event, "location.power")
+
+    async def _summary(self, event: dict[str, Any], kind: str) -> None:
+        """Add up the shards' summaries (each shard sends its own, at least every 5 s)."""
+        now = time.monotonic()
+        self.summaries[event["shard"]] = (now, event)
+        fresh = [
+            e
+            for at, e in self.summaries.values()
+            if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
+        ]
+        total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": event["shards"]}
+        for e in fresh:
+            for key, value in e.items():
+                if key in ("type", "shard", "shards", "at", "location_id"):
+                    continue
+                if isinstance(value, dict):
+                    bucket = total.setdefault(key, {})
+                    for name, count in value.items():
+                        bucket[name] = bucket.get(name, 0) + count
+                elif isinstance(value, int | float):
+                    total[key] = total.get(key, 0) + value
+        await self.send_json(total)
+
+    # -- database ----------------------------------------------------------------------------
+
+    @database_sync_to_async
+    def _charge_point_ids(self, pks: set[int]) -> dict[int, str]:
+        return dict(Charger.objects.filter(pk__in=pks).values_list("pk", "charge_point_id"))
+
+    @database_sync_to_async
+    def _can_drive(self, user: Any) -> bool:
+        return user.has_perm("chargers.change_charger")
+
+    @database_sync_to_async
+    def _exists(self, model: Any, pk: int) -> bool:
+        return model.objects.filter(pk=pk).exists()
+
+
+class FleetConsumer(DashboardConsumer):
+    """The fleet page: counts of the whole fleet, and the chargers of the shown page."""
+
+    async def page_groups(self) -> list[str] | None:
+        return [contract.FLEET_SUMMARY_GROUP]
+
+
+class ChargerConsumer(DashboardConsumer):
+    """One charger's page: its snapshots and its OCPP message log."""
+
+    wants_log = True
+
+    async def page_groups(self) -> list[str] | None:
+        self.charger_pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        return [] if await self._exists(Charger, self.charger_pk) else None
+
+    async def page_connected(self) -> None:
+        await self.watch([self.charger_pk])
+
+    async def watch(self, raw_pks: list[Any]) -> None:
+        # The page follows its own charger only, whatever the browser asks.
+        await super().watch([self.charger_pk])
+
+
+class LocationConsumer(DashboardConsumer):
+    """A location's page: the site's live power, and the chargers of the shown page."""
+
+    async def page_groups(self) -> list[str] | None:
+        from locations.models import Location
+
+        pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        return [contract.location_group(pk)] if await self._exists(Location, pk) else None

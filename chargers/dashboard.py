@@ -1,0 +1,137 @@
+"""What the dashboard pages show from the database: the filtered fleet, one charger, a site.
+
+Live values (connection, power, SoC) come from the engine over the WebSocket; the pages
+start from what the engine last checkpointed (each EVSE's status), so a page is right
+before its socket connects and for chargers no worker runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+
+from chargers.models import Charger, Evse, Transaction
+from locations.models import Location
+from simulator import contract
+from vehicles.models import VehicleModel
+
+PAGE_SIZE = 50
+
+
+class FleetFilter(forms.Form):
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "id, model, serial…", "type": "search"}),
+    )
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.all(), required=False, empty_label="All locations"
+    )
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *((s, s) for s in contract.CONNECTOR_STATUSES)],
+        required=False,
+        help_text="An EVSE of the charger has this status.",
+    )
+    power_type = forms.ChoiceField(
+        label="Power",
+        choices=[("", "AC and DC"), *Charger.PowerType.choices],
+        required=False,
+    )
+
+    def chargers(self) -> QuerySet[Charger]:
+        """The chargers that match, with what a row shows, in a constant number of queries."""
+        rows = Charger.objects.select_related("location").prefetch_related(
+            Prefetch("evses", queryset=Evse.objects.order_by("connector_id"))
+        )
+        if not self.is_valid():
+            return rows
+        data = self.cleaned_data
+        if data["q"]:
+            q = data["q"].strip()
+            rows = rows.filter(
+                Q(charge_point_id__icontains=q)
+                | Q(model__icontains=q)
+                | Q(vendor__icontains=q)
+                | Q(serial_number__icontains=q)
+            )
+        if data["location"]:
+            rows = rows.filter(location=data["location"])
+        if data["status"]:
+            rows = rows.filter(
+                Exists(Evse.objects.filter(charger=OuterRef("pk"), status=data["status"]))
+            )
+        if data["power_type"]:
+            rows = rows.filter(power_type=data["power_type"])
+        return rows
+
+    def query_without_page(self) -> str:
+        """The filter as a query string, for pagination links."""
+        params = {k: v for k, v in self.data.items() if k != "page" and v}
+        from urllib.parse import urlencode
+
+        return urlencode(params)
+
+
+def status_counts(evses: QuerySet[Evse] | None = None) -> list[tuple[str, int]]:
+    """EVSEs per status as the engine last checkpointed them, in OCPP order."""
+    evses = Evse.objects.all() if evses is None else evses
+    counted = dict(evses.values_list("status").annotate(n=Count("id")).order_by())
+    return [(status, counted.get(status, 0)) for status in contract.CONNECTOR_STATUSES]
+
+
+@dataclass
+class FleetPage:
+    filter: FleetFilter
+    page: Page
+    counts: list[tuple[str, int]]
+    total_chargers: int
+    filtered: bool
+
+    @property
+    def charger_ids(self) -> list[int]:
+        return [charger.pk for charger in self.page.object_list]
+
+
+def fleet_page(params: Any, page_number: Any = 1, location: Location | None = None) -> FleetPage:
+    data = params.copy()
+    if location is not None:
+        data["location"] = str(location.pk)
+    fleet_filter = FleetFilter(data)
+    paginator = Paginator(fleet_filter.chargers(), PAGE_SIZE)
+    evses = (
+        Evse.objects.all() if location is None else Evse.objects.filter(charger__location=location)
+    )
+    return FleetPage(
+        filter=fleet_filter,
+        page=paginator.get_page(page_number),
+        counts=status_counts(evses),
+        total_chargers=paginator.count,
+        filtered=any(value for key, value in params.items() if key != "page"),
+    )
+
+
+@dataclass
+class ChargerPage:
+    charger: Charger
+    evses: list[Evse]
+    vehicles: list[VehicleModel]
+    transactions: list[Transaction]
+    fault_codes: tuple[str, ...] = contract.FAULT_CODES
+
+
+def charger_page(charger: Charger) -> ChargerPage:
+    return ChargerPage(
+        charger=charger,
+        evses=list(charger.evses.order_by("connector_id")),
+        vehicles=list(VehicleModel.objects.all()),
+        transactions=list(charger.transactions.all()[:10]),
+    )
+
+
+def locations_overview() -> QuerySet[Location]:
+    return Location.objects.annotate(charger_count=Count("chargers"))

@@ -1,0 +1,43 @@
+"""Dashboard pages: server-rendered, made live by a WebSocket per page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from chargers import dashboard
+from chargers.models import Charger
+from locations.models import Location
+
+
+@login_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    page = dashboard.fleet_page(request.GET, request.GET.get("page"))
+    return render(request, "dashboard/fleet.html", {"fleet": page, "nav": "fleet"})
+
+
+@login_required
+def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    charger = get_object_or_404(
+        Charger.objects.select_related("location", "default_vehicle"), pk=pk
+    )
+    page = dashboard.charger_page(charger)
+    return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
+
+
+@login_required
+def location_list(request: HttpRequest) -> HttpResponse:
+    locations = dashboard.locations_overview()
+    return render(request, "dashboard/locations.html", {"locations": locations, "nav": "locations"})
+
+
+@login_required
+def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    location = get_object_or_404(Location, pk=pk)
+    page = dashboard.fleet_page(request.GET, request.GET.get("page"), location=location)
+    return render(
+        request,
+        "dashboard/location.html",
+        {"location": location, "fleet": page, "nav": "locations"},
+    )

@@ -1,0 +1,364 @@
+"""The engine's end of the channel layer: run commands from the dashboard, publish summaries.
+
+A worker listens on the group of its shard (`contract.engine_group(shard)`). Every command
+names a charger by primary key and a reply channel; the worker acknowledges it at once (so
+that the page can tell "no worker" from "slow CSMS"), runs it against its live charger, and
+answers with a result and a message for the person who clicked. Once a second it also
+publishes its shard's counts (for the fleet page) and each location's live power (for the
+location page); pages add up the shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from simulator import contract
+from simulator.charger import ActionError, Charger
+from simulator.evse import IllegalTransition
+
+if TYPE_CHECKING:
+    from simulator.service import SimulatorService
+
+log = logging.getLogger(__name__)
+
+# A summary that did not change is sent again this often, so a page that joins later (or a
+# shard that restarted) is known within this time.
+SUMMARY_KEEPALIVE_SECONDS = 5.0
+# channels-redis forgets group members after a day; join again well before that.
+REJOIN_SECONDS = 3600.0
+
+
+class CommandError(Exception):
+    """A command that cannot run, with the message the person who asked will read."""
+
+
+class CommandServer:
+    def __init__(self, service: SimulatorService, layer: Any, summary_seconds: float = 1.0):
+        self.service = service
+        self.layer = layer
+        self.summary_seconds = summary_seconds
+        self.channel = ""
+        self._running: set[asyncio.Task[None]] = set()
+        self._last_sent: dict[str, tuple[Any, float]] = {}
+
+    @property
+    def group(self) -> str:
+        return contract.engine_group(self.service.shard)
+
+    async def run(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel)
+        log.info("answering dashboard commands on %s", self.group)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._receive_loop())
+                tasks.create_task(self._summary_loop())
+        finally:
+            for task in self._running:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.layer.group_discard(self.group, self.channel))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # e.g. redis-py's read timeout on an idle channel; the message waits in Redis.
+                log.warning("receiving commands failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(0.1)
+                continue
+            if message.get("type") != contract.COMMAND:
+                continue
+            task = asyncio.create_task(self.handle(message))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        reply_to = message.get("reply_channel") or ""
+        request_id = message.get("request_id")
+        command = message.get("command")
+        args = message.get("args") or {}
+        if command == "snapshot":
+            await self.send_snapshots(reply_to, args.get("chargers") or [], bool(args.get("log")))
+            return
+        await self._reply(reply_to, {"type": contract.EVENT_COMMAND_ACK, "request_id": request_id})
+        charger_id = message.get("charger_id")
+        try:
+            text = await self.execute(charger_id, command, args)
+        except CommandError as exc:
+            ok, text = False, str(exc)
+        except (ActionError, IllegalTransition) as exc:
+            ok, text = False, str(exc)
+        except KeyError as exc:  # a connector the charger does not have
+            ok, text = False, str(exc.args[0]) if exc.args else "no such connector"
+        except Exception as exc:
+            log.exception("command %s on charger #%s failed", command, charger_id)
+            ok, text = False, f"the simulator failed: {type(exc).__name__}: {exc}"
+        else:
+            ok = True
+        await self._reply(
+            reply_to,
+            {
+                "type": contract.EVENT_COMMAND_RESULT,
+                "request_id": request_id,
+                "charger_id": charger_id,
+                "command": command,
+                "ok": ok,
+                "message": text,
+            },
+        )
+
+    async def execute(self, charger_id: Any, command: Any, args: dict[str, Any]) -> str:
+        if command not in contract.COMMANDS:
+            raise CommandError(f"unknown command {command!r}")
+        charger = self._charger(charger_id)
+        if command == "connect":
+            return self._connect(charger)
+        if command == "disconnect":
+            if charger.id not in self.service.connections:
+                raise CommandError("charger is offline")
+            await self.service.disconnect(charger)
+            return f"{charger.id} disconnected"
+        if command == "cut_network":
+            seconds = _number(args, "seconds", 1, 86_400)
+            if charger.id not in self.service.connections:
+                raise CommandError("charger is offline")
+            charger.cut_network(seconds)
+            return f"network of {charger.id} cut for {seconds:g} s"
+        if command == "plug_in":
+            return await self._plug_in(charger, args)
+        if command == "present_id_tag":
+            return await self._present_id_tag(charger, args)
+        connector_id = _connector(args)
+        if command == "stop":
+            charger.stop_transaction(connector_id, "Local")
+            return f"transaction on connector {connector_id} stopped"
+        if command == "unplug":
+            charger.unplug(connector_id)
+            return f"vehicle unplugged from connector {connector_id}"
+        if command == "inject_fault":
+            code = str(args.get("error_code") or "OtherError")
+            if code not in contract.FAULT_CODES:
+                raise CommandError(f"{code!r} is not an OCPP 1.6 error code")
+            info = str(args.get("info") or "")[:50] or None
+            charger.inject_fault(connector_id, code, info)
+            return f"connector {connector_id} faulted ({code})"
+        if command == "clear_fault":
+            charger.clear_fault(connector_id)
+            return f"fault on connector {connector_id} cleared"
+        raise CommandError(f"{command} is not available from the dashboard")
+
+    def _charger(self, charger_id: Any) -> Charger:
+        try:
+            pk = int(charger_id)
+        except (TypeError, ValueError):
+            raise CommandError("no charger given") from None
+        charger = self.service.store.by_pk(pk)
+        if charger is None:
+            shard = f" (shard {self.service.shard}/{self.service.shards})"
+            raise CommandError(
+                f"charger #{pk} is not running on this simulator worker{shard}: it is "
+                "disabled, was added after the worker started, or CHARGESIM_SHARDS differs "
+                "from the workers' --shard N"
+            )
+        return charger
+
+    def _connect(self, charger: Charger) -> str:
+        if not charger.spec.csms_url:
+            raise CommandError("the charger has no CSMS URL")
+        task = self.service.connections.get(charger.id)
+        if task is not None and not task.done():
+            return f"{charger.id} is already connected"
+        self.service.connect(charger)
+        return f"{charger.id} connecting to {charger.spec.csms_url}"
+
+    async def _plug_in(self, charger: Charger, args: dict[str, Any]) -> str:
+        from simulator.persistence import load_vehicles
+
+        connector_id = _connector(args)
+        soc = _number(args, "soc", 0, 100, default=20.0)
+        target = _number(args, "target_soc", 1, 100, default=100.0)
+        vehicle = None
+        if args.get("vehicle_id") not in (None, ""):
+            vehicle_id = int(_number(args, "vehicle_id", 1, 2**31))
+            vehicles = await sync_to_async(_fresh(load_vehicles), thread_sensitive=False)()
+            vehicle = vehicles.get(vehicle_id)
+            if vehicle is None:
+                raise CommandError(f"there is no vehicle model #{vehicle_id}")
+        else:
+            vehicle = charger.pick_vehicle()
+            if vehicle is None:
+                raise CommandError("choose a vehicle model (the charger has no default)")
+        charger.plug_in(connector_id, vehicle, soc=soc, target_soc=target)
+        return f"{vehicle.name} plugged into connector {connector_id} at {soc:g} %"
+
+    async def _present_id_tag(self, charger: Charger, args: dict[str, Any]) -> str:
+        connector_id = _connector(args)
+        id_tag = str(args.get("id_tag") or "").strip()
+        if not id_tag or len(id_tag) > 20:
+            raise CommandError("an idTag has 1 to 20 characters")
+        status = await charger.present_id_tag(connector_id, id_tag)
+        if status == "Stopped":
+            return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
+        if status != "Accepted":
+            raise CommandError(f"idTag {id_tag} was not accepted ({status})")
+        if connector_id in charger.transactions:
+            return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
+        return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
+
+    async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
+        """A page connected: the full state of the chargers it shows that this worker runs."""
+        from simulator.events import EventPublisher, snapshot
+
+        publisher = self.service.checkpointer.downstream
+        for raw in pks[:1000]:
+            try:
+                charger = self.service.store.by_pk(int(raw))
+            except (TypeError, ValueError):
+                continue
+            if charger is None:
+                continue
+            await self._reply(
+                reply_to, {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)}
+            )
+            if with_log and isinstance(publisher, EventPublisher):
+                frames = publisher.frames.get(charger.id) or ()
+                await self._reply(
+                    reply_to,
+                    {
+                        "type": contract.EVENT_CHARGER_LOG,
+                        "charger_id": charger.spec.db_id,
+                        "frames": [list(f) for f in frames],
+                        "full": True,
+                    },
+                )
+
+    async def _reply(self, channel: str, message: dict[str, Any]) -> None:
+        if not channel:
+            return
+        try:
+            await self.layer.send(channel, message)
+        except Exception as exc:  # a page that went away, or a full channel
+            log.info("reply to %s not delivered: %s", channel, exc)
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    async def _summary_loop(self) -> None:
+        joined = time.monotonic()
+        while True:
+            await asyncio.sleep(self.summary_seconds)
+            try:
+                await self.publish_summaries()
+                if time.monotonic() - joined > REJOIN_SECONDS:
+                    await self.layer.group_add(self.group, self.channel)
+                    joined = time.monotonic()
+            except Exception:
+                log.exception("publishing summaries failed")
+
+    def summaries(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        statuses: Counter[str] = Counter()
+        links: Counter[str] = Counter()
+        power_w = 0.0
+        locations: dict[int, dict[str, Any]] = {}
+        for charger in self.service.store:
+            links[charger.link.value] += 1
+            site = None
+            if charger.spec.location_id is not None:
+                site = locations.setdefault(
+                    charger.spec.location_id,
+                    {"power_w": 0.0, "chargers": 0, "charging": 0, "statuses": {}, "links": {}},
+                )
+                site["chargers"] += 1
+                site["links"][charger.link.value] = site["links"].get(charger.link.value, 0) + 1
+            for evse in charger.evses:
+                statuses[str(evse.status)] += 1
+                power_w += evse.power_w
+                if site is not None:
+                    site["power_w"] += evse.power_w
+                    status = str(evse.status)
+                    site["statuses"][status] = site["statuses"].get(status, 0) + 1
+                    site["charging"] += evse.power_w > 0
+        fleet = {
+            "chargers": len(self.service.store),
+            "statuses": dict(statuses),
+            "links": dict(links),
+            "power_w": round(power_w, 1),
+        }
+        for site in locations.values():
+            site["power_w"] = round(site["power_w"], 1)
+        return fleet, locations
+
+    async def publish_summaries(self) -> None:
+        fleet, locations = self.summaries()
+        shard = {"shard": self.service.shard, "shards": self.service.shards}
+        await self._publish_if_changed(
+            contract.FLEET_SUMMARY_GROUP,
+            {"type": contract.EVENT_FLEET_SUMMARY, **shard, **fleet},
+        )
+        for pk, site in locations.items():
+            await self._publish_if_changed(
+                contract.location_group(pk),
+                {"type": contract.EVENT_LOCATION_SUMMARY, **shard, "location_id": pk, **site},
+            )
+
+    async def _publish_if_changed(self, group: str, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        previous = self._last_sent.get(group)
+        if (
+            previous is not None
+            and previous[0] == message
+            and now - previous[1] < SUMMARY_KEEPALIVE_SECONDS
+        ):
+            return
+        self._last_sent[group] = (message, now)
+        await self.layer.group_send(group, {**message, "at": time.time()})
+
+
+def _fresh(function: Any) -> Any:
+    """Run an ORM function in a worker thread and close its connection afterwards."""
+    from django.db import close_old_connections
+
+    def run(*args: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+def _number(
+    args: dict[str, Any], name: str, low: float, high: float, default: float | None = None
+) -> float:
+    raw = args.get(name)
+    if raw in (None, ""):
+        if default is None:
+            raise CommandError(f"{name.replace('_', ' ')} is required")
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise CommandError(f"{name.replace('_', ' ')} must be a number") from None
+    if not low <= value <= high:
+        raise CommandError(f"{name.replace('_', ' ')} must be within {low:g} and {high:g}")
+    return value
+
+
+def _connector(args: dict[str, Any]) -> int:
+    value = _number(args, "connector_id", 1, 99, default=1)
+    if value != int(value):
+        raise CommandError("connector id must be a whole number")
+    return int(value)

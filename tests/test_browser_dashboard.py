@@ -1,0 +1,172 @@
+"""The dashboard in headless Chromium against a running embedded simulator with the
+built-in CSMS: log in, watch the fleet, drive a charger through a session, read the OCPP
+log. Screenshots of each page go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.process import ManagePy, free_port, run_manage, wait_for_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "pw-dashboard-1"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def simulator(tmp_path):
+    """`runsimulator --demo` in its own SQLite database, with an admin and a demo fleet whose
+    chargers sample meter values every 2 s; killed at the end whatever happens."""
+    port, csms_port = free_port(), free_port()
+    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
+    setup = textwrap.dedent(
+        f"""
+        from django.contrib.auth import get_user_model
+        from chargers.models import ConfigurationKey
+        from locations.models import Location
+        from simulator.demo import ensure_demo_fleet
+        Location.objects.seed_defaults()
+        get_user_model().objects.create_superuser("admin", "admin@example.com", "{PASSWORD}")
+        ensure_demo_fleet(3, "ws://127.0.0.1:{csms_port}/ocpp")
+        ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update(value="2")
+        """
+    )
+    result = run_manage(tmp_path, "shell", "-c", setup)
+    assert result.returncode == 0, result.stderr
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--demo",
+        "--demo-chargers",
+        "3",
+        "--demo-share",
+        "0",
+        "--port",
+        str(port),
+        "--csms-port",
+        str(csms_port),
+    )
+    try:
+        wait_for_port(port, proc=sim.proc)
+        sim.wait_for_output("fleet: 3/3 accepted")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        sim.stop()
+
+
+def number(text: str) -> float:
+    return float(text.replace("–", "nan"))
+
+
+def test_a_user_drives_a_dc_session_from_the_charger_page_and_sees_it_live(simulator):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{simulator}/")
+            expect(page).to_have_url(re.compile(r"/admin/login/\?next=/$"))
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+
+            # Fleet: every charger online, live counts from the engine.
+            expect(page.locator("h1")).to_contain_text("Fleet")
+            row = page.locator('tr:has-text("DEMO-0003")')
+            expect(row.locator("[data-field=link]")).to_have_text("online")
+            expect(page.locator("[data-link-count=online]")).to_have_text("3")
+            expect(page.locator('[data-count="Available"] b')).to_have_text("6")
+            page.screenshot(path=ARTIFACTS / "dashboard-1-fleet.png", full_page=True)
+
+            # Charger page of the DC demo charger.
+            row.locator("a", has_text="DEMO-0003").click()
+            expect(page.locator("#link")).to_have_text("online")
+            expect(page.locator("[data-field=boot]")).to_have_text("Accepted")
+            card = page.locator('.evse-card[data-evse="1"]')
+            plug = card.locator("form[data-command=plug_in]")
+            plug.locator("select[name=vehicle_id]").select_option(
+                label="Volkswagen ID.3 Pro (58 kWh)"
+            )
+            plug.locator("input[name=soc]").fill("20")
+            plug.locator("button").click()
+            expect(page.locator("#result")).to_contain_text("plugged into connector 1 at 20 %")
+            expect(card.locator("[data-field=status]")).to_have_text("Preparing")
+
+            card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill("DRIVER-1")
+            card.locator("form[data-command=present_id_tag] button").click()
+            expect(page.locator("#result")).to_contain_text("transaction started on connector 1")
+            expect(card.locator("[data-field=status]")).to_have_text("Charging")
+            expect(card.locator("[data-field=transaction]")).not_to_have_text("–")
+
+            # Power flows and the state of charge rises past where it started.
+            expect(card.locator("[data-field=power]")).not_to_have_text(re.compile(r"^(–|0\.0)$"))
+            expect(card.locator("[data-field=soc]")).to_have_text(
+                re.compile(r"^(20\.[1-9]|2[1-9]\.\d|[3-9]\d\.\d)$"), timeout=20_000
+            )
+            assert number(card.locator("[data-field=power]").inner_text()) > 50  # kW, DC
+
+            # The OCPP log: StartTransaction and MeterValues, filterable by action.
+            log = page.locator("#message-log")
+            expect(log.locator('tr[data-action="StartTransaction"]').first).to_be_visible()
+            expect(log.locator('tr[data-action="MeterValues"]').first).to_be_visible(timeout=10_000)
+            expect(log.locator('tr.call[data-action="StartTransaction"]')).to_contain_text(
+                '"idTag": "DRIVER-1"'
+            )
+            page.select_option("#log-action", "MeterValues")
+            expect(log.locator('tr[data-action="StartTransaction"]').first).to_be_hidden()
+            expect(log.locator('tr.call[data-action="MeterValues"]').first).to_contain_text(
+                "Power.Active.Import"
+            )
+            page.screenshot(path=ARTIFACTS / "dashboard-2-charger-charging.png", full_page=True)
+
+            # The location's live power, in a second tab, while the session runs.
+            location = browser.new_page(
+                viewport={"width": 1400, "height": 900}, storage_state=page.context.storage_state()
+            )
+            href = page.locator(".identity dd a").first.get_attribute("href")
+            location.goto(f"{simulator}{href}")
+            expect(location.locator("#site-power")).not_to_have_text(re.compile(r"^(–|0\.0)$"))
+            location.screenshot(path=ARTIFACTS / "dashboard-3-location.png", full_page=True)
+            location.close()
+
+            # Stop: the transaction ends, the vehicle is still plugged in.
+            page.select_option("#log-action", "")
+            card.locator("button[data-command=stop]").click()
+            expect(page.locator("#result")).to_contain_text("transaction on connector 1 stopped")
+            expect(card.locator("[data-field=status]")).to_have_text("Finishing")
+            expect(card.locator("[data-field=power]")).to_have_text("0.0")
+            expect(log.locator('tr[data-action="StopTransaction"]').first).to_be_visible()
+
+            # An action that cannot be done now says why.
+            card.locator("button[data-command=unplug]").click()
+            expect(page.locator("#result")).to_contain_text("vehicle unplugged")
+            card.locator("button[data-command=unplug]").click()
+            expect(page.locator("#result")).to_have_text("✗ no vehicle plugged in")
+            expect(card.locator("[data-field=status]")).to_have_text("Available")
+            page.screenshot(path=ARTIFACTS / "dashboard-4-charger-stopped.png", full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,343 @@
+"""The dashboard's WebSocket consumers against a real engine on the in-memory channel layer:
+who may connect, the snapshot on connect, live changes, commands and their answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from chargers import consumers
+from chargers.routing import websocket_urlpatterns
+from simulator import contract
+from simulator.charger import BootState
+from simulator.csms import CentralSystem
+from simulator.events import EventPublisher
+from simulator.service import SimulatorService
+from tests.cast import make_charger, make_vehicle
+from tests.engine import COMPACT, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SITE = [(b"origin", b"http://127.0.0.1")]
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer():
+    yield
+    await get_channel_layer().flush()
+
+
+@pytest.fixture
+async def user(django_user_model):
+    return await sync_to_async(django_user_model.objects.create_superuser)(
+        "admin", "admin@example.com", "pw-admin-1"
+    )
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    server.boot_interval = 300
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def engine(csms):
+    """A simulator worker with CP-DASH (online) and CP-IDLE (never connected)."""
+    await sync_to_async(make_vehicle)()
+    await sync_to_async(make_charger)("CP-DASH", evses=2, csms_url=csms.url)
+    await sync_to_async(make_charger)("CP-IDLE", evses=1, csms_url=csms.url, auto_connect=False)
+    service = SimulatorService(
+        tick_seconds=0.1,
+        checkpoint_seconds=0.1,
+        reconnect_cap=0.5,
+        listener=EventPublisher(rate=20),
+        only_ids=["CP-DASH", "CP-IDLE"],
+    )
+    await service.start()
+    publisher = asyncio.create_task(service.publisher_loop())
+    asyncio.create_task(service.command_loop())  # noqa: RUF006 - stop() cancels it
+    charger = service.store.get("CP-DASH")
+    await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-DASH boot")
+    try:
+        yield service
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+        await service.stop()
+
+
+def page(path: str, user: Any) -> WebsocketCommunicator:
+    """A page's socket as the auth middleware would hand it to the consumer."""
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path, headers=SITE)
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def receive_until(
+    communicator: WebsocketCommunicator, matches: Callable[[dict], bool], timeout: float = 5.0
+) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError("the expected message did not arrive")
+        try:
+            message = await communicator.receive_json_from(timeout=left)
+        except TimeoutError:
+            raise AssertionError("the expected message did not arrive") from None
+        if matches(message):
+            return message
+
+
+async def drain(communicator: WebsocketCommunicator, seconds: float) -> list[dict]:
+    """Every message that arrives within `seconds` (a receive timeout would end the app)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    messages = []
+    while loop.time() < deadline:
+        if not await communicator.receive_nothing(timeout=0.05, interval=0.01):
+            messages.append(await communicator.receive_json_from())
+    return messages
+
+
+def evse_status(connector_id: int, status: str) -> Callable[[dict], bool]:
+    def matches(message: dict) -> bool:
+        return message["type"] == "charger.state" and any(
+            e["connector_id"] == connector_id and e["status"] == status
+            for e in message["charger"]["evses"]
+        )
+
+    return matches
+
+
+def result_of(request_id: str) -> Callable[[dict], bool]:
+    return lambda m: m["type"] == "command.result" and m["request_id"] == request_id
+
+
+async def session_cookie(user) -> bytes:
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+# -- who may connect -----------------------------------------------------------------------
+
+
+async def test_an_anonymous_connection_is_refused():
+    from chargesim_site.asgi import application
+
+    communicator = WebsocketCommunicator(application, "/ws/fleet/", headers=SITE)
+    connected, code = await communicator.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_a_logged_in_session_connects_from_the_site_but_not_from_another_origin(user):
+    from chargesim_site.asgi import application
+
+    cookie = await session_cookie(user)
+    good = WebsocketCommunicator(application, "/ws/fleet/", headers=[*SITE, (b"cookie", cookie)])
+    connected, _ = await good.connect()
+    assert connected
+    assert (await good.receive_json_from())["type"] == "hello"
+    await good.disconnect()
+
+    evil = WebsocketCommunicator(
+        application,
+        "/ws/fleet/",
+        headers=[(b"origin", b"http://evil.example"), (b"cookie", cookie)],
+    )
+    connected, _ = await evil.connect()
+    assert not connected
+
+
+async def test_a_page_of_a_charger_that_does_not_exist_is_refused(user):
+    communicator = page("/ws/chargers/999999/", user)
+    connected, code = await communicator.connect()
+    assert not connected
+    assert code == 4404
+
+
+# -- engine to page ------------------------------------------------------------------------
+
+
+async def test_the_charger_page_gets_a_full_snapshot_and_the_message_log_on_connect(engine, user):
+    pk = engine.store.get("CP-DASH").spec.db_id
+    communicator = page(f"/ws/chargers/{pk}/", user)
+    assert (await communicator.connect())[0]
+    state = await receive_until(communicator, lambda m: m["type"] == "charger.state")
+    assert state["charger"]["charge_point_id"] == "CP-DASH"
+    assert state["charger"]["link"] == "online"
+    assert state["charger"]["boot"] == "Accepted"
+    assert [e["status"] for e in state["charger"]["evses"]] == ["Available", "Available"]
+    log = await receive_until(communicator, lambda m: m["type"] == "charger.log" and m["full"])
+    assert any('"BootNotification"' in text for _t, _d, text in log["frames"])
+    await communicator.disconnect()
+
+
+async def test_an_engine_state_change_reaches_the_page_watching_that_charger(engine, user):
+    charger = engine.store.get("CP-DASH")
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [charger.spec.db_id]})
+    await receive_until(communicator, evse_status(1, "Available"))
+
+    charger.plug_in(2, COMPACT, soc=35)
+
+    state = await receive_until(communicator, evse_status(2, "Preparing"))
+    assert state["charger"]["evses"][1]["soc"] == 35.0
+    assert state["charger"]["evses"][1]["vehicle"] == COMPACT.name
+    await communicator.disconnect()
+
+
+async def test_a_page_that_stopped_watching_a_charger_gets_no_more_of_its_changes(engine, user):
+    charger = engine.store.get("CP-DASH")
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [charger.spec.db_id]})
+    await receive_until(communicator, lambda m: m["type"] == "charger.state")
+    await communicator.send_json_to({"type": "watch", "chargers": []})
+    await asyncio.sleep(0.1)  # let the consumer leave the group before the change
+
+    charger.plug_in(1, COMPACT, soc=50)
+
+    # Long enough for several publisher flushes at 20 a second.
+    arrived = await drain(communicator, 0.5)
+    assert [m for m in arrived if m["type"] == "charger.state"] == []
+    assert charger.evse(1).status == "Preparing"
+    await communicator.disconnect()
+
+
+async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    layer = get_channel_layer()
+    for shard, charging in ((0, 3), (1, 4)):
+        await layer.group_send(
+            contract.FLEET_SUMMARY_GROUP,
+            {
+                "type": contract.EVENT_FLEET_SUMMARY,
+                "shard": shard,
+                "shards": 2,
+                "chargers": 5,
+                "statuses": {"Charging": charging, "Available": 10 - charging},
+                "links": {"online": 5},
+                "power_w": 1000.0 * charging,
+            },
+        )
+    totals = await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
+    totals = await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
+    assert totals["shards"] == 2
+    assert totals["chargers"] == 10
+    assert totals["statuses"] == {"Charging": 7, "Available": 13}
+    assert totals["links"] == {"online": 10}
+    assert totals["power_w"] == 7000.0
+    await communicator.disconnect()
+
+
+# -- page to engine ------------------------------------------------------------------------
+
+
+async def command(communicator, request_id: str, charger_pk: int, name: str, **args) -> dict:
+    await communicator.send_json_to(
+        {
+            "type": "command",
+            "request_id": request_id,
+            "charger": charger_pk,
+            "command": name,
+            "args": args,
+        }
+    )
+    return await receive_until(communicator, result_of(request_id))
+
+
+async def test_a_command_from_the_page_reaches_the_engine_and_is_answered(engine, user):
+    charger = engine.store.get("CP-DASH")
+    vehicle = await sync_to_async(make_vehicle)()
+    pk = charger.spec.db_id
+    communicator = page(f"/ws/chargers/{pk}/", user)
+    assert (await communicator.connect())[0]
+
+    answer = await command(
+        communicator, "r1", pk, "plug_in", connector_id="1", vehicle_id=str(vehicle.pk), soc="42"
+    )
+
+    assert answer["ok"], answer
+    assert answer["message"] == f"{vehicle} plugged into connector 1 at 42 %"
+    assert charger.evse(1).battery is not None
+    assert charger.evse(1).soc == 42.0
+    await receive_until(communicator, evse_status(1, "Preparing"))
+
+    answer = await command(communicator, "r2", pk, "present_id_tag", connector_id=1, id_tag="T-1")
+    assert answer["ok"], answer
+    await receive_until(communicator, evse_status(1, "Charging"))
+    await communicator.disconnect()
+
+
+async def test_a_command_that_cannot_be_done_answers_with_a_clear_error(engine, user):
+    dash = engine.store.get("CP-DASH").spec.db_id
+    idle = engine.store.get("CP-IDLE").spec.db_id
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+
+    unplug = await command(communicator, "u", dash, "unplug", connector_id=1)
+    cut = await command(communicator, "c", idle, "cut_network", seconds=10)
+    stop = await command(communicator, "s", dash, "stop", connector_id=2)
+    fault = await command(communicator, "f", dash, "inject_fault", error_code="Broken")
+
+    assert (unplug["ok"], unplug["message"]) == (False, "no vehicle plugged in")
+    assert (cut["ok"], cut["message"]) == (False, "charger is offline")
+    assert (stop["ok"], stop["message"]) == (False, "connector 2 has no transaction")
+    assert (fault["ok"], fault["message"]) == (False, "'Broken' is not an OCPP 1.6 error code")
+    await communicator.disconnect()
+
+
+async def test_a_command_for_a_charger_no_worker_runs_says_so(user, monkeypatch):
+    monkeypatch.setattr(consumers.DashboardConsumer, "ack_timeout", 0.2)
+    charger = await sync_to_async(make_charger)("CP-ORPHAN", evses=1)
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+
+    answer = await command(communicator, "r1", charger.pk, "connect")
+
+    assert (answer["ok"], answer["message"]) == (
+        False,
+        "no simulator worker is running for this charger",
+    )
+    await communicator.disconnect()
+
+
+async def test_a_user_without_change_permission_may_watch_but_not_drive(engine, django_user_model):
+    viewer = await sync_to_async(django_user_model.objects.create_user)("viewer", password="pw-1")
+    charger = engine.store.get("CP-DASH")
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", viewer)
+    assert (await communicator.connect())[0]
+    hello = await communicator.receive_json_from()
+    assert hello == {"type": "hello", "can_drive": False}
+
+    answer = await command(communicator, "r1", charger.spec.db_id, "unplug", connector_id=1)
+
+    assert not answer["ok"]
+    assert "watch but not drive" in answer["message"]
+    await communicator.disconnect()
+    # With the permission the same user drives.
+    permission = await sync_to_async(Permission.objects.get)(codename="change_charger")
+    await sync_to_async(viewer.user_permissions.add)(permission)
+    viewer = await sync_to_async(django_user_model.objects.get)(pk=viewer.pk)
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", viewer)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from())["can_drive"] is True
+    await communicator.disconnect()

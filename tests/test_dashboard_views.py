@@ -1,0 +1,173 @@
+"""The dashboard pages as the server renders them: login, filters, pagination, controls."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from chargers.models import Charger, Evse
+from tests.cast import make_charger, make_location, make_vehicle
+
+pytestmark = pytest.mark.django_db
+
+
+def rows(response) -> list[str]:
+    return re.findall(
+        r'<tr data-charger="\d+">\s*<td><a href="[^"]+">([^<]+)</a>', response.content.decode()
+    )
+
+
+def bulk_fleet(count: int, location, power_type: str = "AC") -> None:
+    chargers = Charger.objects.bulk_create(
+        Charger(
+            charge_point_id=f"BULK-{n:05d}",
+            location=location,
+            power_type=power_type,
+            csms_url="ws://127.0.0.1:9/ocpp",
+        )
+        for n in range(count)
+    )
+    Evse.objects.bulk_create(
+        Evse(
+            charger=c, connector_id=k, max_power_kw=22, status="Charging" if k == 1 else "Available"
+        )
+        for c in chargers
+        for k in (1, 2)
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        reverse("chargers:home"),
+        reverse("chargers:locations"),
+        reverse("chargers:charger", args=[1]),
+        reverse("chargers:location", args=[1]),
+    ],
+)
+def test_every_page_asks_an_anonymous_visitor_to_log_in(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_home_page_is_the_fleet_with_counts_by_status(admin_client_logged_in):
+    site = make_location("Depot")
+    make_charger("CP-A", location=site)
+    charger = make_charger("CP-B", location=site, evses=1)
+    Evse.objects.filter(charger=charger).update(status="Faulted")
+
+    response = admin_client_logged_in.get(reverse("chargers:home"))
+
+    assert response.status_code == 200
+    assert rows(response) == ["CP-A", "CP-B"]
+    assert dict(response.context["fleet"].counts) == {
+        "Available": 2,
+        "Preparing": 0,
+        "Charging": 0,
+        "SuspendedEVSE": 0,
+        "SuspendedEV": 0,
+        "Finishing": 0,
+        "Reserved": 0,
+        "Unavailable": 0,
+        "Faulted": 1,
+    }
+    assert 'data-count="Faulted"><b>1</b>' in response.content.decode()
+    assert "/ws/fleet/" in response.content.decode()
+
+
+def test_the_fleet_is_filtered_by_location_status_power_type_and_search(admin_client_logged_in):
+    depot, garage = make_location("Depot"), make_location("Garage")
+    make_charger("AC-DEPOT-1", location=depot)
+    make_charger("DC-DEPOT-2", location=depot, power_type="DC", max_power_kw=150, model="HPC 150")
+    faulted = make_charger("AC-GARAGE-3", location=garage)
+    Evse.objects.filter(charger=faulted, connector_id=2).update(status="Faulted")
+    home = reverse("chargers:home")
+
+    assert rows(admin_client_logged_in.get(home, {"location": depot.pk})) == [
+        "AC-DEPOT-1",
+        "DC-DEPOT-2",
+    ]
+    assert rows(admin_client_logged_in.get(home, {"status": "Faulted"})) == ["AC-GARAGE-3"]
+    assert rows(admin_client_logged_in.get(home, {"power_type": "DC"})) == ["DC-DEPOT-2"]
+    assert rows(admin_client_logged_in.get(home, {"q": "hpc"})) == ["DC-DEPOT-2"]
+    assert rows(admin_client_logged_in.get(home, {"q": "garage", "status": "Available"})) == [
+        "AC-GARAGE-3"
+    ]
+    assert rows(admin_client_logged_in.get(home, {"status": "Bogus"})) == [
+        "AC-DEPOT-1",
+        "AC-GARAGE-3",
+        "DC-DEPOT-2",
+    ]
+
+
+def test_five_thousand_chargers_are_paged_in_a_constant_number_of_queries(
+    admin_client_logged_in, django_assert_max_num_queries
+):
+    bulk_fleet(5000, make_location("Big Depot"))
+    home = reverse("chargers:home")
+
+    with django_assert_max_num_queries(10):
+        first = admin_client_logged_in.get(home)
+    with django_assert_max_num_queries(10):
+        last = admin_client_logged_in.get(home, {"page": 100, "status": "Charging"})
+
+    assert rows(first)[:2] == ["BULK-00000", "BULK-00001"]
+    assert len(rows(first)) == 50
+    assert rows(last)[-1] == "BULK-04999"
+    assert "page 100 of 100 (5000 chargers)" in last.content.decode()
+    assert "status=Charging&amp;page=99" in last.content.decode()
+    assert dict(first.context["fleet"].counts)["Charging"] == 5000
+    # The page watches exactly its own rows.
+    assert len(first.context["fleet"].charger_ids) == 50
+
+
+def test_the_charger_page_has_a_control_for_every_local_action(admin_client_logged_in):
+    make_vehicle(0)
+    charger = make_charger("CP-CTRL", evses=2)
+
+    response = admin_client_logged_in.get(reverse("chargers:charger", args=[charger.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    for command in (
+        "connect",
+        "disconnect",
+        "cut_network",
+        "plug_in",
+        "present_id_tag",
+        "stop",
+        "unplug",
+        "inject_fault",
+        "clear_fault",
+    ):
+        assert f'data-command="{command}"' in html, command
+    assert html.count('class="card evse-card"') == 2
+    assert "Volkswagen ID.3 Pro (58 kWh)" in html
+    assert "<option selected>OtherError</option>" in html
+    assert 'id="message-log"' in html
+    assert "vendor/uplot/uPlot.iife.min.js" in html
+
+
+def test_an_unknown_charger_or_location_is_not_found(admin_client_logged_in):
+    assert admin_client_logged_in.get(reverse("chargers:charger", args=[424242])).status_code == 404
+    assert (
+        admin_client_logged_in.get(reverse("chargers:location", args=[424242])).status_code == 404
+    )
+
+
+def test_the_location_page_shows_its_chargers_and_grid_limit(admin_client_logged_in):
+    depot = make_location("Depot", grid_limit_kw=400)
+    make_charger("CP-HERE", location=depot)
+    make_charger("CP-THERE", location=make_location("Elsewhere"))
+
+    response = admin_client_logged_in.get(reverse("chargers:location", args=[depot.pk]))
+
+    html = response.content.decode()
+    assert rows(response) == ["CP-HERE"]
+    assert '<span id="grid-limit">400</span> kW grid limit' in html
+    assert f"/ws/locations/{depot.pk}/" in html
+    overview = admin_client_logged_in.get(reverse("chargers:locations")).content.decode()
+    assert "Depot" in overview and "Elsewhere" in overview

@@ -1,0 +1,286 @@
+"""The scaled-out mode on this machine's Redis and PostgreSQL: Daphne alone for the web,
+two `runsimulator --no-web --shard K/2` workers, the built-in CSMS, all as subprocesses.
+One browser socket drives a charger on each shard and sees both shards' events."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.reachable import reachable
+from simulator import contract
+from tests.process import ROOT, free_port, wait_for_port
+
+PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
+PASSWORD = "pw-scaled-1"
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}"),
+    pytest.mark.skipif(not reachable(PG_URL), reason=f"no PostgreSQL at {PG_URL}"),
+]
+
+
+class Process:
+    """A child process in its own session, output to a file; always killed by stop()."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.log_path = logs / f"{name}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in output:\n{self.output[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped at the end."""
+    import psycopg
+
+    name = f"chargesim_scaled_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def ids_for_both_shards() -> dict[int, str]:
+    """One charge point id per shard of two (the stable hash decides)."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < 2:
+        cp_id = f"SCALE-{n:03d}"
+        found.setdefault(contract.shard_of(cp_id, 2), cp_id)
+        n += 1
+    return found
+
+
+@pytest.fixture
+def deployment(tmp_path, database):
+    """Daphne + two workers + the CSMS on Redis and PostgreSQL; yields (web URL, ids)."""
+    web_port, csms_port = free_port(), free_port()
+    # A Redis database of its own (0 is left to whoever else uses this Redis).
+    redis_url = f"{REDIS_URL.rstrip('/')}/{random.randint(8, 15)}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_url,
+        "CHARGESIM_SHARDS": "2",
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "scaled-out-test-" + uuid.uuid4().hex,
+        "PYTHONUNBUFFERED": "1",
+    }
+    by_shard = ids_for_both_shards()
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
+    setup = textwrap.dedent(
+        f"""
+        from django.contrib.auth import get_user_model
+        from locations.models import Location
+        from vehicles.models import VehicleModel
+        from tests.cast import make_charger
+        VehicleModel.objects.seed_catalogue()
+        Location.objects.seed_defaults()
+        get_user_model().objects.create_superuser("admin", "admin@example.com", "{PASSWORD}")
+        for cp_id in {list(by_shard.values())!r}:
+            make_charger(cp_id, csms_url="ws://127.0.0.1:{csms_port}/ocpp")
+        """
+    )
+    subprocess.run([*manage, "shell", "-c", setup], cwd=ROOT, env=env, check=True)
+    processes: list[Process] = []
+    try:
+        csms = Process(
+            "csms",
+            [sys.executable, "-m", "simulator.csms", "--port", str(csms_port)],
+            env,
+            tmp_path,
+        )
+        processes.append(csms)
+        wait_for_port(csms_port, proc=csms.proc)
+        for shard in (0, 1):
+            worker = Process(
+                f"worker-{shard}",
+                [*manage, "runsimulator", "--no-web", "--no-migrate", "--shard", f"{shard}/2"],
+                env,
+                tmp_path,
+            )
+            processes.append(worker)
+        web = Process(
+            "daphne",
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+                "chargesim_site.asgi:application",
+            ],
+            env,
+            tmp_path,
+        )
+        processes.append(web)
+        for worker in processes[1:3]:
+            worker.wait_for_output("fleet: 1/1 accepted")
+        wait_for_port(web_port, proc=web.proc)
+        yield f"127.0.0.1:{web_port}", by_shard
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def log_in(host: str) -> str:
+    """Log in through the admin form like a person; return the session cookie."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"http://{host}/admin/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode(
+        {"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": token, "next": "/"}
+    ).encode()
+    request = urllib.request.Request(
+        f"http://{host}/admin/login/", data=form, headers={"Referer": f"http://{host}/"}
+    )
+    fleet = opener.open(request, timeout=10).read().decode()
+    assert "/ws/fleet/" in fleet  # landed on the dashboard
+    return next(c.value for c in jar if c.name == "sessionid")
+
+
+def charger_pks(host: str, session: str) -> dict[str, int]:
+    """Charge point id -> pk, as the fleet page lists them."""
+    request = urllib.request.Request(f"http://{host}/", headers={"Cookie": f"sessionid={session}"})
+    html = urllib.request.urlopen(request, timeout=10).read().decode()
+    rows = re.findall(r'<tr data-charger="(\d+)">\s*<td><a href="[^"]+">([^<]+)<', html)
+    return {cp_id: int(pk) for pk, cp_id in rows}
+
+
+def test_a_browser_socket_drives_and_watches_chargers_on_both_shards(deployment):
+    from websockets.sync.client import connect
+
+    host, by_shard = deployment
+    session = log_in(host)
+    pks = charger_pks(host, session)
+    assert set(pks) == set(by_shard.values())
+
+    with connect(
+        f"ws://{host}/ws/fleet/",
+        additional_headers={"Origin": f"http://{host}", "Cookie": f"sessionid={session}"},
+        open_timeout=10,
+    ) as ws:
+
+        def receive_until(matches: Callable[[dict], bool], timeout: float = 15.0) -> dict:
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("the expected message did not arrive")
+                message = json.loads(ws.recv(timeout=left))
+                if matches(message):
+                    return message
+
+        ws.send(json.dumps({"type": "watch", "chargers": list(pks.values())}))
+        # The full snapshot on connect comes from each charger's own shard.
+        online: set[str] = set()
+        while online != set(pks):
+            state = receive_until(lambda m: m["type"] == "charger.state")
+            if state["charger"]["link"] == "online":
+                online.add(state["charger"]["charge_point_id"])
+        # Both workers' summaries reach the page, added up.
+        counts = receive_until(lambda m: m["type"] == "fleet.counts" and m["shards"] == 2)
+        assert counts["chargers"] == 2
+
+        for shard, cp_id in by_shard.items():
+            request_id = f"plug-{shard}"
+            ws.send(
+                json.dumps(
+                    {
+                        "type": "command",
+                        "request_id": request_id,
+                        "charger": pks[cp_id],
+                        "command": "plug_in",
+                        "args": {"connector_id": 2, "soc": 30},
+                    }
+                )
+            )
+            answer = receive_until(
+                lambda m, r=request_id: m["type"] == "command.result" and m["request_id"] == r
+            )
+            assert answer["ok"], answer
+            assert "plugged into connector 2 at 30 %" in answer["message"]
+
+        preparing: set[str] = set()
+        while preparing != set(pks):
+            state = receive_until(lambda m: m["type"] == "charger.state")
+            if state["charger"]["evses"][1]["status"] == "Preparing":
+                preparing.add(state["charger"]["charge_point_id"])
+
+
+def test_an_idle_charger_page_stays_connected_in_scaled_out_mode(deployment):
+    from websockets.sync.client import connect
+
+    host, _ = deployment
+    session = log_in(host)
+    pk = next(iter(charger_pks(host, session).values()))
+    with connect(
+        f"ws://{host}/ws/chargers/{pk}/",
+        additional_headers={"Origin": f"http://{host}", "Cookie": f"sessionid={session}"},
+        open_timeout=10,
+    ) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        time.sleep(8)  # nothing happens to this charger: no message for the consumer
+        ws.send(
+            json.dumps({"type": "command", "request_id": "c", "charger": pk, "command": "connect"})
+        )
+        while True:
+            message = json.loads(ws.recv(timeout=10))
+            if message["type"] == "command.result":
+                break
+        assert message["ok"], message
+        assert message["message"].endswith("is already connected")
