@@ -177,6 +177,7 @@ class Charger(Operations):
         self._clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
         self.offline_until = 0.0
+        self.locked_cables: set[int] = set()
         self.availability: dict[int, str] = {
             e.connector_id: "Inoperative" for e in evses if e.status is Status.UNAVAILABLE
         }
@@ -586,6 +587,8 @@ class Charger(Operations):
             raise ActionError(f"connector {connector_id} is in a transaction of another idTag")
         if evse.status in (Status.FAULTED, Status.UNAVAILABLE):
             raise ActionError(f"connector {connector_id} is {evse.status}")
+        if self.unlock_cable(connector_id):
+            return "Unlocked"
         if (
             self.config_bool("LocalPreAuthorize")
             and self.config_bool("AuthorizationCacheEnabled")
@@ -683,9 +686,8 @@ class Charger(Operations):
         self.next_sample.pop(connector_id, None)
         evse.id_tag = None
         if evse.status is not Status.FAULTED and evse.status is not Status.UNAVAILABLE:
-            self.set_status(
-                evse, Status.FINISHING if evse.battery is not None else Status.AVAILABLE
-            )
+            held = evse.battery is not None or connector_id in self.locked_cables
+            self.set_status(evse, Status.FINISHING if held else Status.AVAILABLE)
         self.listener.on_transaction(self, tx)
         self.pending_profiles.pop(connector_id, None)
         if self.profiles.clear_transaction(connector_id):
@@ -702,6 +704,10 @@ class Charger(Operations):
         evse.battery = None
         evse.soc = None
         if connector_id in self.transactions:
+            if not self.config_bool("UnlockConnectorOnEVSideDisconnect"):
+                # The cable stays locked in the charger's socket: the connector is not free
+                # (Finishing) until an idTag is presented or the CSMS sends UnlockConnector.
+                self.locked_cables.add(connector_id)
             if self.config_bool("StopTransactionOnEVSideDisconnect"):
                 self.stop_transaction(connector_id, "EVDisconnected")
             else:
@@ -709,9 +715,21 @@ class Charger(Operations):
                 evse.power_w = 0.0
                 self.listener.on_change(self)
                 return
-        if evse.status in (Status.FINISHING, Status.PREPARING):
+        if evse.status in (Status.FINISHING, Status.PREPARING) and (
+            connector_id not in self.locked_cables
+        ):
             self.set_status(evse, Status.AVAILABLE)
         self.listener.on_change(self)
+
+    def unlock_cable(self, connector_id: int) -> bool:
+        """Release a cable held locked after an EV-side disconnect; True if one was."""
+        if connector_id not in self.locked_cables:
+            return False
+        self.locked_cables.discard(connector_id)
+        evse = self.evse(connector_id)
+        if evse.battery is None and evse.status is Status.FINISHING:
+            self.set_status(evse, Status.AVAILABLE)
+        return True
 
     def inject_fault(
         self, connector_id: int, error_code: str = "OtherError", info: str | None = None

@@ -254,6 +254,7 @@ class Operations:
             return "NotSupported"
         if connector_id in self.transactions:
             self.stop_transaction(connector_id, "UnlockCommand")
+        self.unlock_cable(connector_id)
         if self.spec.simulate_ev_on_remote_start and self.evse(connector_id).battery is not None:
             self._start_timer("driver-unplug", connector_id, 2.0, self._driver_unplugs)
         return "Unlocked"

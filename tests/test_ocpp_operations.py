@@ -623,3 +623,29 @@ async def test_frames_that_cannot_be_answered_are_ignored(csms):
         still = await csms.call("ERR-2", call.GetConfiguration(key=["HeartbeatInterval"]))
     assert still.configuration_key[0]["value"] == "300"
     assert not [e for e in csms.log if e.cp_id == "ERR-2" and e.message_type == 4]
+
+
+async def test_a_cable_stays_locked_after_ev_disconnect_until_unlocked(csms, ticking):
+    charger = runtime_charger(
+        "CK-ULK", csms.url, evses=2, config={"UnlockConnectorOnEVSideDisconnect": "false"}
+    )
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger, 1, "A")
+        await charging(csms, charger, 2, "B")
+        charger.unplug(1)
+        charger.unplug(2)
+        stop = await csms.wait_for("CK-ULK", "StopTransaction")
+        assert stop.payload["reason"] == "EVDisconnected"
+        assert charger.evse(1).status is ConnectorStatus.FINISHING  # cable still locked
+        answer = await csms.call("CK-ULK", call.UnlockConnector(connector_id=1))
+        assert answer.status == "Unlocked"
+        assert charger.evse(1).status is ConnectorStatus.AVAILABLE
+        assert await charger.present_id_tag(2, "B") == "Unlocked"
+        assert charger.evse(2).status is ConnectorStatus.AVAILABLE
+    unlocked = runtime_charger("CK-ULK2", csms.url, evses=1)
+    async with connected(unlocked):
+        ticking(unlocked)
+        await charging(csms, unlocked)
+        unlocked.unplug(1)
+        assert unlocked.evse(1).status is ConnectorStatus.AVAILABLE
