@@ -20,31 +20,9 @@ from simulator.battery import (
 )
 from simulator.dc_voltage import pack_voltage
 from simulator.evse import ConnectorStatus, Evse
+from tests.engine import COMPACT, PHEV
 
-ID3 = VehicleSpec(
-    name="Volkswagen ID.3 Pro (58 kWh)",
-    capacity_kwh=58.0,
-    ac_max_kw=11.0,
-    ac_phases=3,
-    dc_max_kw=120.0,
-    dc_min_v=300.0,
-    dc_nominal_v=370.0,
-    dc_max_v=410.0,
-    curve=((0, 100), (10, 120), (30, 115), (50, 90), (70, 65), (80, 50), (90, 30), (100, 7)),
-    efficiency=0.92,
-)
-PHEV = VehicleSpec(
-    name="BMW 330e",
-    capacity_kwh=10.3,
-    ac_max_kw=3.7,
-    ac_phases=1,
-    dc_max_kw=0.0,
-    dc_min_v=0.0,
-    dc_nominal_v=0.0,
-    dc_max_v=0.0,
-    curve=((0, 3.7), (90, 3.7), (100, 1.5)),
-    efficiency=0.88,
-)
+ID3 = COMPACT
 
 
 @st.composite

@@ -7,22 +7,12 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.process import ManagePy, free_port, run_manage, wait_for_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "pw-dashboard-1"
 
 pytestmark = [

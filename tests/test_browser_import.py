@@ -10,18 +10,8 @@ from pathlib import Path
 import pytest
 
 from chargers.models import Charger
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.cast import make_location
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
