@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Final
 
 # Groups (names match ^[a-zA-Z0-9._-]+$ and stay short: built from primary keys).
-FLEET_GROUP: Final = "fleet"
 ENGINE_GROUP_PREFIX: Final = "engine.shard"
 
 

@@ -86,22 +86,34 @@ class EventPublisher(Listener):
                 log.exception("publishing events failed")
 
     async def flush(self, layer: Any) -> None:
+        """Send each changed charger's snapshot (and new frames) to its group. Sends go out
+        concurrently in chunks: on Redis each one is a round trip. (Pages that show many
+        chargers follow their chargers' groups and the periodic fleet summary; nobody needs
+        every snapshot of the whole fleet.)"""
         dirty, self._dirty = self._dirty, {}
         frames, self._new_frames = self._new_frames, {}
+        sends = []
         for charger in dirty.values():
             pk = charger.spec.db_id
             if pk is None:
                 continue
-            state = {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)}
-            await layer.group_send(contract.charger_group(pk), state)
-            await layer.group_send(contract.FLEET_GROUP, state)
+            group = contract.charger_group(pk)
+            sends.append(
+                (group, {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)})
+            )
             new = frames.get(charger.id)
             if new:
-                await layer.group_send(
-                    contract.charger_group(pk),
-                    {
-                        "type": contract.EVENT_CHARGER_LOG,
-                        "charger_id": pk,
-                        "frames": [list(f) for f in new[-self.log_limit :]],
-                    },
+                sends.append(
+                    (
+                        group,
+                        {
+                            "type": contract.EVENT_CHARGER_LOG,
+                            "charger_id": pk,
+                            "frames": [list(f) for f in new[-self.log_limit :]],
+                        },
+                    )
                 )
+        for start in range(0, len(sends), 100):
+            await asyncio.gather(
+                *(layer.group_send(group, message) for group, message in sends[start : start + 100])
+            )
