@@ -32,21 +32,17 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-class ManagePy:
-    """A `manage.py` subprocess whose output goes to a file the test can read."""
+class Process:
+    """A child process in its own session, output to a file; always killed by stop()."""
 
-    def __init__(self, var_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.var_dir = var_dir
-        self.log_path = var_dir / f"{args[0]}-{time.monotonic_ns()}.log"
-        environment = {**os.environ, "CHARGESIM_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
-        environment.pop("DATABASE_URL", None)  # its own SQLite file in var_dir
-        environment.update(env or {})
-        var_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"{name}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
+            args,
             cwd=ROOT,
-            env=environment,
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -56,7 +52,7 @@ class ManagePy:
     def output(self) -> str:
         return self.log_path.read_text()
 
-    def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.output:
@@ -78,6 +74,17 @@ class ManagePy:
             self.signal(signal.SIGKILL)
             self.proc.wait(10)
         self._log.close()
+
+
+class ManagePy(Process):
+    """`manage.py <args>` with its own state directory (and so its own SQLite file)."""
+
+    def __init__(self, var_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.var_dir = var_dir
+        environment = {**os.environ, "CHARGESIM_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
+        environment.pop("DATABASE_URL", None)
+        environment.update(env or {})
+        super().__init__(args[0], [sys.executable, "manage.py", *args], environment, var_dir)
 
 
 def run_manage(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

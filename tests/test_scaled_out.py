@@ -17,13 +17,12 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from scripts.reachable import reachable
 from simulator import contract
-from tests.process import ROOT, free_port, wait_for_port
+from tests.process import ROOT, Process, free_port, wait_for_port
 
 PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
@@ -36,42 +35,6 @@ pytestmark = [
     pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}"),
     pytest.mark.skipif(not reachable(PG_URL), reason=f"no PostgreSQL at {PG_URL}"),
 ]
-
-
-class Process:
-    """A child process in its own session, output to a file; always killed by stop()."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.log_path = logs / f"{name}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not in output:\n{self.output[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(10)
-        self._log.close()
 
 
 @pytest.fixture
