@@ -56,8 +56,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "can_drive": self.can_drive})
         await self.page_connected()
+        self.renewal = asyncio.create_task(self._renew_watch())
+
+    async def _renew_watch(self) -> None:
+        """The engine publishes only for watched chargers: keep the page's watch alive."""
+        while True:
+            await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
+            if self.watched:
+                await self.request_snapshots(dict(self.watched), command="watch")
 
     async def disconnect(self, code: int) -> None:
+        renewal = getattr(self, "renewal", None)
+        if renewal is not None:
+            renewal.cancel()
         for task in getattr(self, "pending", {}).values():
             task.cancel()
         for group in getattr(self, "static_groups", None) or ():
@@ -105,7 +116,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(contract.charger_group(pk), self.channel_name)
         await self.request_snapshots(found)
 
-    async def request_snapshots(self, chargers: dict[int, str]) -> None:
+    async def request_snapshots(self, chargers: dict[int, str], command: str = "snapshot") -> None:
         by_shard: dict[int, list[int]] = {}
         shards = settings.CHARGESIM_SHARDS
         for pk, cp_id in chargers.items():
@@ -115,7 +126,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 contract.engine_group(shard),
                 {
                     "type": contract.COMMAND,
-                    "command": "snapshot",
+                    "command": command,
                     "args": {"chargers": pks, "log": self.wants_log},
                     "reply_channel": self.channel_name,
                 },

@@ -93,6 +93,9 @@ class CommandServer:
         if command == "snapshot":
             await self.send_snapshots(reply_to, args.get("chargers") or [], bool(args.get("log")))
             return
+        if command == "watch":
+            self.watch(args.get("chargers") or [])
+            return
         await self._reply(reply_to, {"type": contract.EVENT_COMMAND_ACK, "request_id": request_id})
         charger_id = message.get("charger_id")
         try:
@@ -218,6 +221,21 @@ class CommandServer:
             return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
         return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
 
+    def watch(self, pks: list[Any]) -> None:
+        """A page still shows these chargers: renew their watch leases."""
+        from simulator.events import EventPublisher
+
+        publisher = self.service.checkpointer.downstream
+        if not isinstance(publisher, EventPublisher):
+            return
+        for raw in pks[:1000]:
+            try:
+                charger = self.service.store.by_pk(int(raw))
+            except (TypeError, ValueError):
+                continue
+            if charger is not None:
+                publisher.watch(charger.id)
+
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
         from simulator.events import EventPublisher, snapshot
@@ -230,6 +248,8 @@ class CommandServer:
                 continue
             if charger is None:
                 continue
+            if isinstance(publisher, EventPublisher):
+                publisher.watch(charger.id)
             await self._reply(
                 reply_to, {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)}
             )

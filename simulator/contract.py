@@ -41,6 +41,11 @@ EVENT_COMMAND_RESULT: Final = "command.result"  # answer to a command
 # Command types sent to the engine (channel-layer message type).
 COMMAND: Final = "engine.command"
 
+# The engine publishes snapshots only for chargers a page watches: a page asks for a
+# snapshot when it connects and renews the watch; a watch not renewed in time lapses.
+WATCH_LEASE_SECONDS: Final = 90.0
+WATCH_RENEW_SECONDS: Final = 30.0
+
 COMMANDS: Final = frozenset(
     {
         "connect",
@@ -53,7 +58,8 @@ COMMANDS: Final = frozenset(
         "clear_fault",  # connector_id
         "cut_network",  # seconds
         "reload",  # re-read the charger from the database
-        "snapshot",  # publish a full snapshot now
+        "snapshot",  # publish a full snapshot now (and start watching those chargers)
+        "watch",  # a page still shows these chargers: keep publishing their snapshots
     }
 )
 

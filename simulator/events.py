@@ -56,6 +56,11 @@ class EventPublisher(Listener):
         self._dirty: dict[str, Charger] = {}
         self.frames: dict[str, deque[tuple[float, str, str]]] = {}
         self._new_frames: dict[str, list[tuple[float, str, str]]] = {}
+        self.watched: dict[str, float] = {}  # charger id -> lease expiry (monotonic)
+
+    def watch(self, charger_id: str, lease: float = contract.WATCH_LEASE_SECONDS) -> None:
+        """A page shows this charger: publish its snapshots until the lease runs out."""
+        self.watched[charger_id] = time.monotonic() + lease
 
     def on_change(self, charger: Charger) -> None:
         self._dirty[charger.id] = charger
@@ -85,35 +90,47 @@ class EventPublisher(Listener):
             except Exception:
                 log.exception("publishing events failed")
 
-    async def flush(self, layer: Any) -> None:
-        """Send each changed charger's snapshot (and new frames) to its group. Sends go out
-        concurrently in chunks: on Redis each one is a round trip. (Pages that show many
-        chargers follow their chargers' groups and the periodic fleet summary; nobody needs
-        every snapshot of the whole fleet.)"""
+    async def flush(self, layer: Any, chunk: int = 50) -> None:
+        """Send each changed charger's snapshot (and new frames) to its group.
+
+        Built and sent in small chunks that yield to the event loop in between, so that a
+        flush of thousands of chargers never holds up an OCPP answer for long; within a
+        chunk the sends go out concurrently (on Redis each one is a round trip). Pages that
+        show many chargers follow their chargers' groups and the periodic fleet summary.
+        """
         dirty, self._dirty = self._dirty, {}
         frames, self._new_frames = self._new_frames, {}
-        sends = []
-        for charger in dirty.values():
-            pk = charger.spec.db_id
-            if pk is None:
-                continue
-            group = contract.charger_group(pk)
-            sends.append(
-                (group, {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)})
-            )
-            new = frames.get(charger.id)
-            if new:
+        now = time.monotonic()
+        watched = self.watched
+        for charger_id in [c for c, expiry in watched.items() if expiry < now]:
+            del watched[charger_id]
+        # Snapshots nobody watches are not built: at fleet scale they were a fifth of the
+        # worker's CPU. The frame log is still kept for a page that connects later.
+        chargers = [c for c in dirty.values() if c.id in watched and c.spec.db_id is not None]
+        for start in range(0, len(chargers), chunk):
+            sends = []
+            for charger in chargers[start : start + chunk]:
+                group = contract.charger_group(charger.spec.db_id)  # type: ignore[arg-type]
                 sends.append(
-                    (
+                    layer.group_send(
                         group,
                         {
-                            "type": contract.EVENT_CHARGER_LOG,
-                            "charger_id": pk,
-                            "frames": [list(f) for f in new[-self.log_limit :]],
+                            "type": contract.EVENT_CHARGER_STATE,
+                            "charger": snapshot(charger),
                         },
                     )
                 )
-        for start in range(0, len(sends), 100):
-            await asyncio.gather(
-                *(layer.group_send(group, message) for group, message in sends[start : start + 100])
-            )
+                new = frames.get(charger.id)
+                if new:
+                    sends.append(
+                        layer.group_send(
+                            group,
+                            {
+                                "type": contract.EVENT_CHARGER_LOG,
+                                "charger_id": charger.spec.db_id,
+                                "frames": [list(f) for f in new[-self.log_limit :]],
+                            },
+                        )
+                    )
+            await asyncio.gather(*sends)
+            await asyncio.sleep(0)
