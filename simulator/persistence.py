@@ -456,15 +456,36 @@ def _write_availability(availability: dict[int, tuple[bool, dict[int, str]]]) ->
             )
 
 
+_TX_FIELDS = (
+    "charger_id",
+    "connector_id",
+    "local_id",
+    "id_tag",
+    "transaction_id",
+    "meter_start",
+    "meter_stop",
+    "started_at",
+    "stopped_at",
+    "stop_reason",
+    "state",
+)
+_TX_UPDATED = ("transaction_id", "meter_stop", "stopped_at", "stop_reason", "state")
+
+
 def _write_transactions(rows: list[dict[str, Any]]) -> None:
+    """Upsert by local id in one executemany (a burst of starts writes hundreds at once)."""
     if not rows:
         return
-    TransactionRow.objects.bulk_create(
-        [TransactionRow(**row) for row in rows],
-        update_conflicts=True,
-        unique_fields=["local_id"],
-        update_fields=["transaction_id", "meter_stop", "stopped_at", "stop_reason", "state"],
-    )
+    table = TransactionRow._meta.db_table
+    columns = ", ".join(_TX_FIELDS)
+    marks = ", ".join(["%s"] * len(_TX_FIELDS))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _TX_UPDATED)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+            f"ON CONFLICT (local_id) DO UPDATE SET {updates}",
+            [tuple(row[name] for name in _TX_FIELDS) for row in rows],
+        )
 
 
 def _write_outbox(
