@@ -12,6 +12,7 @@ from chargers.import_admin import FleetImportExportAdmin
 from chargers.import_jobs import ImportJob
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
+from simulator import contract
 
 
 class EvseInline(admin.TabularInline):
@@ -40,18 +41,7 @@ class EvseStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        statuses = [
-            "Available",
-            "Preparing",
-            "Charging",
-            "SuspendedEV",
-            "SuspendedEVSE",
-            "Finishing",
-            "Reserved",
-            "Unavailable",
-            "Faulted",
-        ]
-        return [(s, s) for s in statuses]
+        return [(s, s) for s in contract.CONNECTOR_STATUSES]
 
     def queryset(self, request, queryset):
         if self.value():

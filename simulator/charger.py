@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from simulator import config_keys
 from simulator.battery import Battery, VehicleSpec
-from simulator.evse import ERROR_CODES, ConnectorStatus, Evse, IllegalTransition
+from simulator.contract import FAULT_CODES
+from simulator.evse import ConnectorStatus, Evse, IllegalTransition
 from simulator.operations import Operations, new_profile_store
 from simulator.outbox import MessageQueue, Outgoing
 from simulator.smart_charging import Limit
@@ -734,7 +735,7 @@ class Charger(Operations):
     def inject_fault(
         self, connector_id: int, error_code: str = "OtherError", info: str | None = None
     ) -> None:
-        if error_code not in ERROR_CODES or error_code == "NoError":
+        if error_code not in FAULT_CODES:
             raise ActionError(f"{error_code!r} is not an OCPP 1.6 fault code")
         evse = self.evse(connector_id)
         evse.power_w = 0.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from simulator.battery import Battery, OperatingPoint, step
+from simulator.contract import FAULT_CODES
 
 
 class ConnectorStatus(StrEnum):
@@ -68,26 +69,7 @@ LEGAL_TRANSITIONS: dict[ConnectorStatus, frozenset[ConnectorStatus]] = {
 CONNECTOR0_STATUSES = frozenset({S.AVAILABLE, S.UNAVAILABLE, S.FAULTED})
 
 # ChargePointErrorCode of OCPP 1.6 (StatusNotification.errorCode).
-ERROR_CODES = frozenset(
-    {
-        "ConnectorLockFailure",
-        "EVCommunicationError",
-        "GroundFailure",
-        "HighTemperature",
-        "InternalError",
-        "LocalListConflict",
-        "NoError",
-        "OtherError",
-        "OverCurrentFailure",
-        "PowerMeterFailure",
-        "PowerSwitchFailure",
-        "ReaderFailure",
-        "ResetFailure",
-        "UnderVoltage",
-        "OverVoltage",
-        "WeakSignal",
-    }
-)
+ERROR_CODES = frozenset({"NoError", *FAULT_CODES})
 
 # The statuses in which energy may flow; apply() moves between them by itself.
 _SESSION = frozenset({S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE})
