@@ -59,7 +59,14 @@ class LinkLost(Exception):
     """The connection went away while a call was outstanding."""
 
 
+AnswerCallback = Callable[[dict[str, Any] | None, Exception | None], None]
+
+
 class Transport(Protocol):
+    def send_call(self, action: str, payload: dict[str, Any], done: AnswerCallback) -> None:
+        """Send a CALL now; `done(result, None)` or `done(None, CallFailed | LinkLost)`
+        follows exactly once (possibly before this returns)."""
+
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
     async def close(self) -> None: ...
@@ -171,8 +178,9 @@ class Charger(Operations):
         self.next_heartbeat = 0.0
         self.next_sample: dict[int, float] = {}
         self.last_clock_slot = 0
-        self._draining = False
-        self._drain_task: asyncio.Task[None] | None = None
+        self._in_flight: Outgoing | None = None  # the queue's CALL awaiting its answer
+        self._pumping = False
+        self._pump_again = False
         self._wake_handle: asyncio.TimerHandle | None = None
         self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._clock_offset = 0.0
@@ -269,6 +277,7 @@ class Charger(Operations):
 
     def detach(self, error: str = "") -> None:
         self.transport = None
+        self._in_flight = None
         self.link = LinkState.OFFLINE
         self.link_error = error
         # Non-transactional messages are not kept: after an outage the current status is sent.
@@ -371,44 +380,70 @@ class Charger(Operations):
         return await future
 
     def wake(self) -> None:
-        if self._draining or not self.online or self.boot is not BootState.ACCEPTED:
-            return
-        if not self.queue:
-            return
-        self._draining = True
-        # Keep a reference: the loop holds tasks weakly.
-        self._drain_task = asyncio.get_running_loop().create_task(
-            self._drain(), name=f"drain:{self.id}"
-        )
+        """Send the next ready message if nothing is outstanding.
 
-    async def _drain(self) -> None:
+        The queue is drained by callbacks, not by a task: each answer sends the next
+        message at once. One outstanding CALL at a time, in order, as OCPP-J requires.
+        """
+        if self._pumping:
+            self._pump_again = True  # an answer arrived while sending: go round again
+            return
+        self._pumping = True
         try:
-            while self.online and self.boot is BootState.ACCEPTED and self.queue:
-                item = self.queue.next_ready(time.monotonic())
-                if item is None:
-                    soonest = self.queue.soonest_retry()
-                    if soonest is not None:
-                        self._schedule_wake(max(soonest - time.monotonic(), 0.0))
-                    return  # else waiting for durability: the sink wakes us
-                transport = self.transport
-                assert transport is not None
-                try:
-                    result = await transport.call(item.action, item.wire_payload())
-                except CallFailed as exc:
-                    self._failed(item, exc)
-                    continue
-                except LinkLost:
-                    return
-                self.queue.remove(item)
-                if item.on_result is not None:
-                    try:
-                        item.on_result(result)
-                    except Exception:
-                        log.exception("%s: handling the answer to %s failed", self.id, item.action)
-                if item.future is not None and not item.future.done():
-                    item.future.set_result(result)
+            self._pump_again = True
+            while self._pump_again:
+                self._pump_again = False
+                self._send_next()
         finally:
-            self._draining = False
+            self._pumping = False
+
+    def _send_next(self) -> None:
+        if self._in_flight is not None or not self.queue:
+            return
+        if not self.online or self.boot is not BootState.ACCEPTED:
+            return
+        item = self.queue.next_ready(time.monotonic())
+        if item is None:
+            soonest = self.queue.soonest_retry()
+            if soonest is not None:
+                self._schedule_wake(max(soonest - time.monotonic(), 0.0))
+            return  # else waiting for durability: the sink wakes us
+        transport = self.transport
+        assert transport is not None
+        self._in_flight = item
+        try:
+            transport.send_call(
+                item.action, item.wire_payload(), lambda r, e: self._answered(item, r, e)
+            )
+        except Exception as exc:  # a message we built wrong can never go: drop it, loudly
+            log.exception("%s: %s cannot be sent; dropped", self.id, item.action)
+            if self._in_flight is item:
+                self._in_flight = None
+            self.queue.remove(item)
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(CallFailed("InternalError", str(exc)))
+            self._pump_again = True
+
+    def _answered(
+        self, item: Outgoing, result: dict[str, Any] | None, error: Exception | None
+    ) -> None:
+        if self._in_flight is not item:
+            return  # an answer for a connection that is gone
+        self._in_flight = None
+        if isinstance(error, CallFailed):
+            self._failed(item, error)
+        elif error is not None:
+            return  # the link is gone: reconnecting wakes the queue again
+        else:
+            self.queue.remove(item)
+            if item.on_result is not None:
+                try:
+                    item.on_result(result)  # type: ignore[arg-type]
+                except Exception:
+                    log.exception("%s: handling the answer to %s failed", self.id, item.action)
+            if item.future is not None and not item.future.done():
+                item.future.set_result(result)  # type: ignore[arg-type]
+        self.wake()
 
     def _failed(self, item: Outgoing, exc: CallFailed) -> None:
         if not item.transactional:

@@ -16,6 +16,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,16 +27,59 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Event
 
 from simulator import wire
 from simulator.call_errors import check_call
-from simulator.charger import CallFailed, Charger, LinkLost, LinkState
+from simulator.charger import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
 
 log = logging.getLogger(__name__)
 
 # The library validates in a thread pool by default: no parallelism to gain under the GIL,
 # extra latency, and reported races.
 ocpp.messages.ASYNC_VALIDATION = False
+
+
+_ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
+
+
+class OcppConnection(ClientConnection):
+    """websockets' client connection with a synchronous path for the hot frames.
+
+    `send_now` writes a text frame at once when nothing stands in the way (open, no
+    fragmented send in progress, socket buffer below its high-water mark); `text_sink`
+    sees every complete text frame as soon as it is parsed and may take it (answers to
+    our calls), so that a MeterValues round trip needs no task switch at all. Everything
+    else (closing, back-pressure, fragments, pings, the CSMS's CALLs) keeps websockets'
+    own path.
+    """
+
+    text_sink: Callable[[bytes], bool] | None = None
+
+    def process_event(self, event: Event) -> None:
+        sink = self.text_sink
+        if (
+            sink is not None
+            and isinstance(event, Frame)
+            and event.opcode is Opcode.TEXT
+            and event.fin
+            and sink(bytes(event.data))
+        ):
+            return
+        super().process_event(event)
+
+    def send_now(self, text: str) -> bool:
+        """Write one text frame now; False if it must go through the async `send()`."""
+        if self.send_in_progress is not None or self.paused or self.protocol.state is not OPEN:
+            return False
+        self.protocol.send_text(text.encode())
+        try:
+            self.send_data()
+        except Exception as exc:  # as in send_context: the connection is done for
+            self.set_connection_exc(exc)
+            self.transport.abort()
+        return True
 
 
 def _call_logger() -> logging.Logger:
@@ -51,7 +95,8 @@ class ChargePointClient(OcppChargePoint):
         super().__init__(charger.id, connection, response_timeout=timeout, logger=_call_logger())
         self.charger = charger
         self._timeout = timeout
-        self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[str, tuple[str, AnswerCallback, asyncio.TimerHandle]] = {}
         self._followups: set[asyncio.Task[None]] = set()
         self._remote_start: tuple[str, int] | None = None
         self._trigger: tuple[str, int | None] | None = None
@@ -62,35 +107,107 @@ class ChargePointClient(OcppChargePoint):
 
     # -- transport for the charger ----------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    def send_call(self, action: str, payload: dict[str, Any], done: AnswerCallback) -> None:
+        """Send one CALL now and call `done(result, None)` or `done(None, error)` once.
+
+        The hot path of the simulator: no task, no future, no `wait_for`. The frame is
+        schema-checked and written to the socket synchronously, the answer is matched by
+        unique id as soon as the connection parses it, and the timeout is one timer handle.
+        """
         wire.validate_request(action, payload)
         unique_id = wire.new_message_id()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[unique_id] = (action, future)
+        text = wire.encode_call(unique_id, action, payload)
+        timer = self._loop.call_later(self._timeout, self._expire, unique_id)
+        self._pending[unique_id] = (action, done, timer)
+        self.charger.listener.on_frame(self.charger, "out", text)
+        connection = self._connection
+        if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
+            self.spawn(self._send_later(unique_id, action, text))
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        """`send_call` for code that wants to await the answer (boot, triggered messages)."""
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+
+        def done(result: dict[str, Any] | None, error: Exception | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        self.send_call(action, payload, done)
+        return await future
+
+    async def _send_later(self, unique_id: str, action: str, text: str) -> None:
+        """The slow path: the socket's buffer is full (wait for it) or the connection is
+        closing (fail the call)."""
         try:
-            await self._send(wire.encode_call(unique_id, action, payload))
-            try:
-                message = await asyncio.wait_for(future, self._timeout)
-            except TimeoutError:
-                raise CallFailed(
-                    "Timeout", f"no answer to {action} in {self._timeout:g} s"
-                ) from None
+            await self._connection.send(text)
         except ConnectionClosed:
-            raise LinkLost(f"connection closed while sending {action}") from None
-        finally:
-            self._pending.pop(unique_id, None)
+            self._settle(unique_id, None, LinkLost(f"connection closed while sending {action}"))
+
+    def _expire(self, unique_id: str) -> None:
+        pending = self._pending.get(unique_id)
+        if pending is not None:
+            error = CallFailed("Timeout", f"no answer to {pending[0]} in {self._timeout:g} s")
+            self._settle(unique_id, None, error)
+
+    def _settle(
+        self, unique_id: str, result: dict[str, Any] | None, error: Exception | None
+    ) -> None:
+        pending = self._pending.pop(unique_id, None)
+        if pending is None:
+            return
+        _action, done, timer = pending
+        timer.cancel()
+        try:
+            done(result, error)
+        except Exception:
+            log.exception("%s: handling the answer to %s failed", self.id, _action)
+
+    def _answer(self, message: list[Any]) -> bool:
+        """A CALLRESULT or CALLERROR: settle the call it answers. False if none waits."""
+        unique_id = message[1]
+        pending = self._pending.get(unique_id)
+        if pending is None:
+            return False
+        action = pending[0]
         if message[0] == wire.CALLERROR:
             code = message[2] if len(message) > 2 else "GenericError"
             description = message[3] if len(message) > 3 else ""
-            raise CallFailed(str(code), str(description))
-        result = message[2] if len(message) > 2 else None
+            self._settle(unique_id, None, CallFailed(str(code), str(description)))
+            return True
+        result = message[2]
         if not isinstance(result, dict):
-            raise CallFailed("FormationViolation", f"{action} answer is not an object")
+            error = CallFailed("FormationViolation", f"{action} answer is not an object")
+            self._settle(unique_id, None, error)
+            return True
         try:
             wire.validate_response(action, result)
         except wire.SchemaViolation as exc:
-            raise CallFailed("FormationViolation", str(exc)) from None
-        return result
+            self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
+            return True
+        self._settle(unique_id, result, None)
+        return True
+
+    def on_text_frame(self, data: bytes) -> bool:
+        """Called by the connection for every complete text frame, before the library's
+        reader: answers to our calls are handled here at once (True); anything else
+        (the CSMS's CALLs, frames that do not parse) goes the library's way (False)."""
+        try:
+            message = wire.decode(data)
+        except ValueError:
+            return False
+        if (
+            type(message) is not list
+            or len(message) < 3
+            or message[0] not in _ANSWERS
+            or message[1] not in self._pending
+        ):
+            return False
+        self.charger.listener.on_frame(self.charger, "in", data.decode())
+        return self._answer(message)
 
     async def close(self) -> None:
         await self._connection.close()
@@ -102,10 +219,8 @@ class ChargePointClient(OcppChargePoint):
             transport.abort()
 
     def fail_pending(self, reason: str) -> None:
-        for _action, future in self._pending.values():
-            if not future.done():
-                future.set_exception(LinkLost(reason))
-        self._pending.clear()
+        for unique_id in list(self._pending):
+            self._settle(unique_id, None, LinkLost(reason))
 
     async def _send(self, message: str) -> None:
         self.charger.listener.on_frame(self.charger, "out", message)
@@ -122,11 +237,8 @@ class ChargePointClient(OcppChargePoint):
             log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
             return
         kind = message[0]
-        if kind in (wire.CALLRESULT, wire.CALLERROR) and len(message) >= 3:
-            pending = self._pending.get(message[1])
-            if pending is not None and not pending[1].done():
-                pending[1].set_result(message)
-            else:
+        if kind in _ANSWERS and len(message) >= 3:
+            if not self._answer(message):
                 log.info("%s: answer to an unknown call %r ignored", self.id, message[1])
             return
         if kind != wire.CALL:
@@ -410,6 +522,7 @@ async def _open(charger: Charger) -> ClientConnection:
         max_size=2**20,
         user_agent_header="ChargeSim",
         close_timeout=2,
+        create_connection=OcppConnection,
     )
     if connection.subprotocol != "ocpp1.6":
         await connection.close()
@@ -421,6 +534,8 @@ async def _open(charger: Charger) -> ClientConnection:
 
 async def _serve(charger: Charger, connection: ClientConnection) -> str:
     client = ChargePointClient(charger, connection, timeout=charger.config_int("MessageTimeout"))
+    if isinstance(connection, OcppConnection):
+        connection.text_sink = client.on_text_frame
     charger.attach(client)
     boot = asyncio.create_task(_logged(charger.boot_sequence(), charger.id))
     reason = "closed"
@@ -429,6 +544,8 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     except ConnectionClosed as exc:
         reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
     finally:
+        if isinstance(connection, OcppConnection):
+            connection.text_sink = None
         client.fail_pending("connection lost")
         boot.cancel()
         charger.detach("" if reason.startswith("closed") else reason)
