@@ -168,6 +168,7 @@ CHARGESIM_EVENTS_PER_SECOND = env_float(
     "CHARGESIM_EVENTS_PER_SECOND", 2.0, minimum=0.1, maximum=100
 )
 CHARGESIM_MESSAGE_LOG_LIMIT = env_int("CHARGESIM_MESSAGE_LOG_LIMIT", 100, minimum=0)
+CHARGESIM_MESSAGE_LOG_BYTES = env_int("CHARGESIM_MESSAGE_LOG_BYTES", 24 * 1024, minimum=1024)
 CHARGESIM_DEFAULT_CSMS_URL = env_str("CHARGESIM_DEFAULT_CSMS_URL", "ws://127.0.0.1:9000/ocpp")
 # How many `runsimulator --shard K/N` workers run (N): the web side routes a charger's
 # commands to the worker of shard_of(charge point id, N).

@@ -18,6 +18,9 @@ from simulator.charger import Charger, Listener, LocalTransaction
 
 log = logging.getLogger(__name__)
 
+# What a log entry costs besides its text: the tuple, the float and the str header.
+_ENTRY_OVERHEAD = 150
+
 
 def snapshot(charger: Charger) -> dict[str, Any]:
     """The full, idempotent state of one charger as the dashboard shows it."""
@@ -50,9 +53,13 @@ def snapshot(charger: Charger) -> dict[str, Any]:
 
 
 class EventPublisher(Listener):
-    def __init__(self, rate: float = 2.0, log_limit: int = 100) -> None:
+    def __init__(
+        self, rate: float = 2.0, log_limit: int = 100, log_bytes: int = 24 * 1024
+    ) -> None:
         self.rate = rate
         self.log_limit = log_limit
+        self.log_bytes = log_bytes
+        self._log_size: dict[str, int] = {}
         self._dirty: dict[str, Charger] = {}
         self.frames: dict[str, deque[tuple[float, str, str]]] = {}
         self._new_frames: dict[str, list[tuple[float, str, str]]] = {}
@@ -69,14 +76,25 @@ class EventPublisher(Listener):
         self._dirty[charger.id] = charger
 
     def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+        """Keep the newest frames of each charger, at most `log_limit` of them and about
+        `log_bytes` of text (always the newest one): at fleet scale a full log of 100
+        MeterValues frames would be most of a charger's memory."""
         if self.log_limit <= 0:
             return
         entry = (time.time(), direction, text)
-        frames = self.frames.get(charger.id)
+        cid = charger.id
+        frames = self.frames.get(cid)
         if frames is None:
-            frames = self.frames[charger.id] = deque(maxlen=self.log_limit)
+            frames = self.frames[cid] = deque()
+            size = 0
+        else:
+            size = self._log_size[cid]
         frames.append(entry)
-        if charger.spec.db_id is not None:
+        size += len(text) + _ENTRY_OVERHEAD
+        while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
+            size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
+        self._log_size[cid] = size
+        if charger.id in self.watched and charger.spec.db_id is not None:
             self._new_frames.setdefault(charger.id, []).append(entry)
             self._dirty.setdefault(charger.id, charger)
 

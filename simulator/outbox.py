@@ -101,8 +101,12 @@ class MessageQueue:
         return None
 
     def soonest_retry(self) -> float | None:
-        waiting = [item.not_before for item in self._items if item.durable and item.not_before]
-        return min(waiting) if waiting else None
+        soonest = None
+        for item in self._items:
+            when = item.not_before
+            if when and item.durable and (soonest is None or when < soonest):
+                soonest = when
+        return soonest
 
     def remove(self, item: Outgoing) -> None:
         with contextlib.suppress(ValueError):

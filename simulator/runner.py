@@ -143,6 +143,7 @@ class SimulatorRunner:
             listener=EventPublisher(
                 rate=settings.CHARGESIM_EVENTS_PER_SECOND,
                 log_limit=settings.CHARGESIM_MESSAGE_LOG_LIMIT,
+                log_bytes=settings.CHARGESIM_MESSAGE_LOG_BYTES,
             ),
             only_ids=self.options.only_ids,
         )

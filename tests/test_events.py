@@ -43,3 +43,26 @@ async def test_only_watched_chargers_are_published_until_the_lease_runs_out():
     publisher.on_change(watched)
     await publisher.flush(layer)
     assert await received(layer, channel) == []
+
+
+def test_message_log_is_bounded_by_count_and_by_bytes_newest_kept():
+    charger = runtime_charger("EV-L", "ws://127.0.0.1:1", evses=1)
+    by_count = EventPublisher(log_limit=3, log_bytes=10**6)
+    for n in range(5):
+        by_count.on_frame(charger, "out", f'[2,"{n}","Heartbeat",{{}}]')
+    assert [f[2] for f in by_count.frames["EV-L"]] == [
+        f'[2,"{n}","Heartbeat",{{}}]' for n in (2, 3, 4)
+    ]
+
+    by_bytes = EventPublisher(log_limit=100, log_bytes=2_000)
+    big = "x" * 700
+    for n in range(10):
+        by_bytes.on_frame(charger, "in", f"{n}{big}")
+    kept = [f[2][0] for f in by_bytes.frames["EV-L"]]
+    assert kept == ["8", "9"]  # two entries of ~850 bytes fit in 2,000, the newest last
+
+    huge = EventPublisher(log_limit=100, log_bytes=1_024)
+    huge.on_frame(charger, "in", "y" * 5_000)
+    assert len(huge.frames["EV-L"]) == 1  # the newest frame is kept whatever its size
+    huge.on_frame(charger, "out", "small")
+    assert [f[2] for f in huge.frames["EV-L"]] == ["small"]
