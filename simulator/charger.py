@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any, Protocol
 
 from simulator import config_keys
@@ -944,42 +945,44 @@ class Charger(Operations):
     def sampled_values(
         self, evse: Evse, measurands: list[str], context: str
     ) -> list[dict[str, Any]]:
-        """SampledValue entries for the measurands asked for, in OCPP 1.6 units."""
+        """SampledValue entries for the measurands asked for, in OCPP 1.6 units.
+
+        Each entry is its value plus a shared, precomputed set of descriptive fields
+        (context, measurand, unit, location, phase): a MeterValues goes out every sample
+        interval for every charging connector, so this is on the simulator's hot path.
+        """
         values: list[dict[str, Any]] = []
+        add = values.append
         ac = self.spec.power_type == "AC"
         for measurand in measurands:
             if measurand == "Energy.Active.Import.Register":
                 # Whole Wh, floored like meterStart/meterStop, so every register the CSMS sees
                 # is consistent and never goes back.
-                values.append(_sv(str(int(evse.register_wh)), context, measurand, "Wh", "Outlet"))
+                add({"value": str(int(evse.register_wh)), **_fields(context, measurand)})
             elif measurand == "Power.Active.Import":
-                values.append(_sv(f"{evse.power_w:.1f}", context, measurand, "W", "Outlet"))
+                add({"value": f"{evse.power_w:.1f}", **_fields(context, measurand)})
             elif measurand == "Current.Import":
                 if ac and evse.current_a:
-                    for phase, amps in enumerate(evse.current_a, start=1):
-                        values.append(
-                            _sv(f"{amps:.2f}", context, measurand, "A", "Outlet", f"L{phase}")
-                        )
+                    for phase, amps in enumerate(evse.current_a):
+                        add({"value": f"{amps:.2f}", **_fields(context, measurand, _PHASES[phase])})
                 else:
                     amps = evse.current_a[0] if evse.current_a else 0.0
-                    values.append(_sv(f"{amps:.2f}", context, measurand, "A", "Outlet"))
+                    add({"value": f"{amps:.2f}", **_fields(context, measurand)})
             elif measurand == "Voltage":
                 if ac:
                     volts = evse.voltage_v or (self.spec.voltage_v,) * self.spec.phases
-                    for phase, v in enumerate(volts, start=1):
-                        values.append(
-                            _sv(f"{v:.1f}", context, measurand, "V", "Outlet", f"L{phase}-N")
-                        )
+                    for phase, v in enumerate(volts):
+                        add({"value": f"{v:.1f}", **_fields(context, measurand, _TO_N[phase])})
                 else:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
-                    values.append(_sv(f"{v:.1f}", context, measurand, "V", "Outlet"))
+                    add({"value": f"{v:.1f}", **_fields(context, measurand)})
             elif measurand == "SoC":
                 if evse.soc is not None:
-                    values.append(_sv(f"{evse.soc:.1f}", context, measurand, "Percent", "EV"))
+                    add({"value": f"{evse.soc:.1f}", **_fields(context, measurand)})
             elif measurand == "Power.Offered":
                 limit = self.limits.get(evse.connector_id)
                 offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
-                values.append(_sv(f"{offered:.1f}", context, measurand, "W", "Outlet"))
+                add({"value": f"{offered:.1f}", **_fields(context, measurand)})
             elif measurand == "Current.Offered":
                 limit = self.limits.get(evse.connector_id)
                 phases = self.spec.phases if ac else 1
@@ -989,7 +992,7 @@ class Charger(Operations):
                 amps = evse.max_power_w / (volts * phases)
                 if limit is not None:
                     amps = min(amps, limit.amps)
-                values.append(_sv(f"{amps:.1f}", context, measurand, "A", "Outlet"))
+                add({"value": f"{amps:.1f}", **_fields(context, measurand)})
         return values
 
     def _stop_txn_samples(self, evse: Evse, context: str) -> list[dict[str, Any]]:
@@ -1076,16 +1079,24 @@ class ActionError(Exception):
     """A local action that cannot be done now, with a message for the person who asked."""
 
 
-def _sv(
-    value: str, context: str, measurand: str, unit: str, location: str, phase: str | None = None
-) -> dict[str, Any]:
-    sampled = {
-        "value": value,
-        "context": context,
-        "measurand": measurand,
-        "unit": unit,
-        "location": location,
-    }
+_UNITS = {
+    "Energy.Active.Import.Register": ("Wh", "Outlet"),
+    "Power.Active.Import": ("W", "Outlet"),
+    "Current.Import": ("A", "Outlet"),
+    "Voltage": ("V", "Outlet"),
+    "SoC": ("Percent", "EV"),
+    "Power.Offered": ("W", "Outlet"),
+    "Current.Offered": ("A", "Outlet"),
+}
+_PHASES = ("L1", "L2", "L3")
+_TO_N = ("L1-N", "L2-N", "L3-N")
+
+
+@cache
+def _fields(context: str, measurand: str, phase: str = "") -> dict[str, str]:
+    """The descriptive fields of a SampledValue (shared: never mutate the result)."""
+    unit, location = _UNITS[measurand]
+    fields = {"context": context, "measurand": measurand, "unit": unit, "location": location}
     if phase:
-        sampled["phase"] = phase
-    return sampled
+        fields["phase"] = phase
+    return fields
