@@ -19,7 +19,8 @@ from typing import Any
 from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
-from simulator.wire import SCHEMA_DIR, SchemaViolation, validate_request
+from simulator.schema_check import SCHEMA_DIR
+from simulator.wire import SchemaViolation, validate_request
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 

@@ -53,9 +53,7 @@ def snapshot(charger: Charger) -> dict[str, Any]:
 
 
 class EventPublisher(Listener):
-    def __init__(
-        self, rate: float = 2.0, log_limit: int = 100, log_bytes: int = 24 * 1024
-    ) -> None:
+    def __init__(self, rate: float = 2.0, log_limit: int = 100, log_bytes: int = 24 * 1024) -> None:
         self.rate = rate
         self.log_limit = log_limit
         self.log_bytes = log_bytes
