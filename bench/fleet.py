@@ -496,6 +496,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "-o",
                         args.profile,
                         *(["--native"] if args.profile_native else []),
+                        *(["--gil"] if args.profile_gil else []),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=open(logs / "py-spy.stderr", "w"),  # noqa: SIM115
@@ -643,6 +644,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-baseline", action="store_true", help="skip the 0-charger worker")
     parser.add_argument("--profile", metavar="FILE", help="py-spy record the steady window")
     parser.add_argument("--profile-format", default="speedscope", help="py-spy --format")
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only threads holding the GIL (py-spy --gil): where the CPU goes, "
+        "without threads that merely wait for the GIL",
+    )
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--profile-native", action="store_true")
     parser.add_argument("--logs", metavar="DIR", help="keep the child processes' logs here")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from simulator import battery as physics
 from simulator.charger import Charger, Status
 from simulator.evse import Evse
+from simulator.wire import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class MeterEngine:
         self._last = now
         wall = wall or datetime.now(UTC)
         self.ticks += 1
+        stamp = now_iso(wall)  # one sampling instant for the whole tick
         for charger in self.chargers:
-            self.advance(charger, dt, now, wall)
+            self.advance(charger, dt, now, wall, stamp)
 
-    def advance(self, charger: Charger, dt: float, now: float, wall: datetime) -> None:
+    def advance(
+        self, charger: Charger, dt: float, now: float, wall: datetime, stamp: str | None = None
+    ) -> None:
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
@@ -85,7 +89,10 @@ class MeterEngine:
                 if charger.next_sample[connector_id] and charger.next_sample[connector_id] < now:
                     charger.next_sample[connector_id] = now + interval  # fell behind: resync
                 charger.send_meter_values(
-                    connector_id, "Sample.Periodic", charger.config_list("MeterValuesSampledData")
+                    connector_id,
+                    "Sample.Periodic",
+                    charger.config_list("MeterValuesSampledData"),
+                    stamp,
                 )
         self._clock_aligned(charger, wall)
         if changed:
@@ -134,7 +141,6 @@ class MeterEngine:
             return  # the first tick only finds its place; the next boundary sends
         measurands = charger.config_list("MeterValuesAlignedData")
         stamp = datetime.fromtimestamp(slot, UTC)
-        from simulator.wire import now_iso
 
         stop_aligned = charger.config_list("StopTxnAlignedData")
         limit = charger.config_int("StopTransactionMaxMeterValues")

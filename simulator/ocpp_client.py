@@ -96,7 +96,9 @@ class ChargePointClient(OcppChargePoint):
         self.charger = charger
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
-        self._pending: dict[str, tuple[str, AnswerCallback, asyncio.TimerHandle]] = {}
+        # unique id -> (action, callback, deadline on the loop's clock)
+        self._pending: dict[str, tuple[str, AnswerCallback, float]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._followups: set[asyncio.Task[None]] = set()
         self._remote_start: tuple[str, int] | None = None
         self._trigger: tuple[str, int | None] | None = None
@@ -112,13 +114,16 @@ class ChargePointClient(OcppChargePoint):
 
         The hot path of the simulator: no task, no future, no `wait_for`. The frame is
         schema-checked and written to the socket synchronously, the answer is matched by
-        unique id as soon as the connection parses it, and the timeout is one timer handle.
+        unique id as soon as the connection parses it, and timeouts are checked by one timer
+        per connection that is armed only while a call is pending (not one per call).
         """
         wire.validate_request(action, payload)
         unique_id = wire.new_message_id()
         text = wire.encode_call(unique_id, action, payload)
-        timer = self._loop.call_later(self._timeout, self._expire, unique_id)
-        self._pending[unique_id] = (action, done, timer)
+        deadline = self._loop.time() + self._timeout
+        self._pending[unique_id] = (action, done, deadline)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_at(deadline, self._expire)
         self.charger.listener.on_frame(self.charger, "out", text)
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
@@ -147,11 +152,17 @@ class ChargePointClient(OcppChargePoint):
         except ConnectionClosed:
             self._settle(unique_id, None, LinkLost(f"connection closed while sending {action}"))
 
-    def _expire(self, unique_id: str) -> None:
-        pending = self._pending.get(unique_id)
-        if pending is not None:
-            error = CallFailed("Timeout", f"no answer to {pending[0]} in {self._timeout:g} s")
-            self._settle(unique_id, None, error)
+    def _expire(self) -> None:
+        """Time out the calls whose deadline passed; re-arm for the next deadline."""
+        self._sweeper = None
+        now = self._loop.time()
+        for unique_id, (action, _done, deadline) in list(self._pending.items()):
+            if deadline <= now:
+                error = CallFailed("Timeout", f"no answer to {action} in {self._timeout:g} s")
+                self._settle(unique_id, None, error)
+        if self._pending and self._sweeper is None:
+            soonest = min(deadline for _a, _d, deadline in self._pending.values())
+            self._sweeper = self._loop.call_at(soonest, self._expire)
 
     def _settle(
         self, unique_id: str, result: dict[str, Any] | None, error: Exception | None
@@ -159,8 +170,7 @@ class ChargePointClient(OcppChargePoint):
         pending = self._pending.pop(unique_id, None)
         if pending is None:
             return
-        _action, done, timer = pending
-        timer.cancel()
+        _action, done, _deadline = pending
         try:
             done(result, error)
         except Exception:
@@ -219,6 +229,9 @@ class ChargePointClient(OcppChargePoint):
             transport.abort()
 
     def fail_pending(self, reason: str) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for unique_id in list(self._pending):
             self._settle(unique_id, None, LinkLost(reason))
 

@@ -254,3 +254,24 @@ async def test_a_fault_needs_an_ocpp_error_code(csms):
         await csms.wait_for("CP-FLT", "StatusNotification", after=csms.log.index(status) + 1)
     assert status.payload["errorCode"] == "GroundFailure"
     assert charger.evse(1).status is ConnectorStatus.AVAILABLE
+
+
+async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
+    from simulator.charger import CallFailed
+
+    charger = runtime_charger("CP-TIMEOUT", csms.url, evses=1)
+    charger.config["MessageTimeout"] = "1"
+    async with connected(charger):
+        csms.respond = False
+        first = asyncio.ensure_future(charger.request("Heartbeat", {}))
+        second = asyncio.ensure_future(charger.request("DataTransfer", {"vendorId": "x"}))
+        for pending in (first, second):
+            with pytest.raises(CallFailed) as failed:
+                await asyncio.wait_for(pending, 10)
+            assert failed.value.code == "Timeout"
+        # Both reached the CSMS, in order, one at a time.
+        assert actions(csms, "CP-TIMEOUT")[-2:] == ["Heartbeat", "DataTransfer"]
+        csms.respond = True
+        answer = await asyncio.wait_for(charger.request("Heartbeat", {}), 10)
+        assert "currentTime" in answer
+        assert charger.online
