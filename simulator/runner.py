@@ -21,6 +21,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from simulator import gc_policy
+
 log = logging.getLogger(__name__)
 
 
@@ -148,6 +150,10 @@ class SimulatorRunner:
             only_ids=self.options.only_ids,
         )
         await self.service.start()
+        gc_task = None
+        if settings.CHARGESIM_GC_TUNING:
+            gc_policy.fleet_loaded()
+            gc_task = asyncio.create_task(self._freeze_when_up())
         publisher = asyncio.create_task(self.service.publisher_loop())
         self._commands_task = asyncio.create_task(self.service.command_loop())
         progress = asyncio.create_task(self.service.report_progress(self.say))
@@ -159,12 +165,25 @@ class SimulatorRunner:
             )
         await self._stop.wait()
         progress.cancel()
+        if gc_task is not None:
+            gc_task.cancel()
         publisher.cancel()
         self.say("\nStopping: saving state and closing connections...\n")
         await self.service.stop(self.options.stop_timeout)
         if self.csms is not None:
             await self.csms.stop()
         self.say("Stopped.\n")
+
+    async def _freeze_when_up(self, patience: float = 120.0) -> None:
+        """Once every auto-connecting charger is accepted (or after `patience` seconds),
+        take the connections out of the garbage collector's sight too."""
+        assert self.service is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        wanted = len(self.service.connections)
+        while loop.time() < deadline and self.service.progress()["accepted"] < wanted:
+            await asyncio.sleep(1.0)
+        gc_policy.fleet_up()
 
     async def _start_demo(self) -> None:
         from channels.db import database_sync_to_async

@@ -32,6 +32,8 @@ def test_make_run_serves_the_admin_login_page_and_a_booted_demo_fleet(tmp_path):
             assert page.status == 200
             assert "ChargeSim" in page.read().decode()
         sim.wait_for_output("fleet: 3/3 accepted")
+        sim.wait_for_output("the connected fleet frozen too")  # gc_policy, on by default
+        assert "objects frozen after loading" in sim.output
         assert "Created the first admin account: user 'admin'" in sim.output
         assert (tmp_path / "admin-credentials.txt").exists()
         sim.signal(signal.SIGINT)
