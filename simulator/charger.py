@@ -158,6 +158,7 @@ class Charger(Operations):
         vehicles: list[VehicleSpec] | None = None,
     ) -> None:
         self.spec = spec
+        self.id = spec.charge_point_id  # read on every frame: an attribute, not a property
         self.evses = evses
         self.config = ConfigValues(config_keys.defaults(len(evses)))
         if config:
@@ -201,10 +202,6 @@ class Charger(Operations):
         return f"<Charger {self.id} {self.link} boot={self.boot}>"
 
     # -- identity and configuration ---------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        return self.spec.charge_point_id
 
     def evse(self, connector_id: int) -> Evse:
         if not 1 <= connector_id <= len(self.evses):
@@ -367,7 +364,8 @@ class Charger(Operations):
                 item.future.set_exception(LinkLost(f"{self.id} is offline"))
             return
         self.queue.append(item)
-        self.wake()
+        if item.durable:  # else the group commit that makes it durable wakes the queue
+            self.wake()
 
     def send(self, action: str, payload: dict[str, Any], **kwargs: Any) -> Outgoing:
         item = Outgoing(action, payload, **kwargs)

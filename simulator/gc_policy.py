@@ -27,12 +27,19 @@ log = logging.getLogger(__name__)
 THRESHOLDS = (50_000, 20, 20)
 
 
+def before_load() -> None:
+    """Loading builds the fleet (and ORM rows by the ten thousand): collect young objects
+    less often from now on; each full collection during a 2,000-charger load took 100-200 ms.
+    """
+    gc.set_threshold(*THRESHOLDS)
+
+
 def fleet_loaded() -> None:
     """The fleet's objects exist: stop walking them, and collect young objects less often."""
     started = time.perf_counter()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*THRESHOLDS)
+    gc.set_threshold(*THRESHOLDS)  # also when before_load() was not called
     log.info(
         "garbage collector: %d objects frozen after loading (%.0f ms)",
         gc.get_freeze_count(),

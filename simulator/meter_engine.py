@@ -83,7 +83,9 @@ class MeterEngine:
             evse = charger.evses[connector_id - 1]
             changed |= self._step(charger, evse, dt)
             due = charger.next_sample.get(connector_id, 0.0)
-            if due and now >= due:
+            # Sample at the tick nearest to the due time: ticks wake a few ms early or
+            # late, and `now >= due` alone would push a sample due now to the next tick.
+            if due and now >= due - self.tick_seconds / 2:
                 interval = charger.config_int("MeterValueSampleInterval")
                 charger.next_sample[connector_id] = due + interval if interval else 0.0
                 if charger.next_sample[connector_id] and charger.next_sample[connector_id] < now:

@@ -9,7 +9,9 @@ that the event loop never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -491,27 +493,39 @@ def _write_transactions(rows: list[dict[str, Any]]) -> None:
 def _write_outbox(
     new: list[tuple[int, int, str, dict[str, Any], str]], gone: list[tuple[int, int]]
 ) -> None:
-    """One executemany INSERT and one executemany DELETE: at fleet scale a MeterValues is
+    """One INSERT and one DELETE for the whole batch: at fleet scale a MeterValues is
     written and deleted every sample, so no model instances and no query per charger."""
     if not new and not gone:
         return
     table = OutboxMessage._meta.db_table
-    postgres = connection.vendor == "postgresql"
-    cast = "::jsonb" if postgres else ""
-    ignore = "ON CONFLICT DO NOTHING"  # a batch written again after a crash is harmless
-    now = timezone.now()
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    # Adapted once per batch, not once per row by the driver.
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         if new:
-            cursor.executemany(
+            _insert_many(
+                cursor,
                 f"INSERT INTO {table} (charger_id, seq, action, payload, local_tx_id, attempts, "
-                f"created) VALUES (%s, %s, %s, %s{cast}, %s, 0, %s) {ignore}",
+                "created) VALUES",
+                f"(%s, %s, %s, %s{cast}, %s, 0, %s)",
+                # A batch written again after a crash is harmless.
+                "ON CONFLICT DO NOTHING",
                 [
                     (pk, seq, action, orjson.dumps(payload).decode(), local_tx, now)
                     for pk, seq, action, payload, local_tx in new
                 ],
             )
         if gone:
-            cursor.executemany(f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone)
+            if connection.vendor == "sqlite":
+                _insert_many(
+                    cursor,
+                    f"DELETE FROM {table} WHERE (charger_id, seq) IN (VALUES",
+                    "(%s, %s)",
+                    ")",
+                    gone,
+                )
+            else:
+                cursor.executemany(f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone)
 
 
 def _write_evses(evses: list[tuple[float, str, int]]) -> None:
@@ -519,13 +533,62 @@ def _write_evses(evses: list[tuple[float, str, int]]) -> None:
     if not evses:
         return
     table = EvseRow._meta.db_table
-    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET register_wh = {greatest}(register_wh, %s), status = %s "
-            "WHERE id = %s",
-            evses,
-        )
+        if connection.vendor == "sqlite":
+            _insert_many(
+                cursor,
+                f"UPDATE {table} SET register_wh = MAX({table}.register_wh, v.column1), "
+                "status = v.column2 FROM (VALUES",
+                "(%s, %s, %s)",
+                f") AS v WHERE {table}.id = v.column3",
+                evses,
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET register_wh = GREATEST(register_wh, %s), status = %s "
+                "WHERE id = %s",
+                evses,
+            )
+
+
+def _insert_many(cursor: Any, head: str, row: str, tail: str, rows: list[tuple[Any, ...]]) -> None:
+    """`head VALUES row, row, ... tail` in as few statements as the driver allows.
+
+    On SQLite, `executemany` steps the statement once per row and releases the GIL each
+    time: with the writer thread competing with the event loop, those thousands of
+    hand-overs a second cost more than the writes. One multi-row statement per chunk is
+    one step. (psycopg's executemany is pipelined already: PostgreSQL keeps it.)
+    """
+    if connection.vendor != "sqlite":
+        cursor.executemany(f"{head} {row} {tail}", rows)
+        return
+    # The driver's own cursor, in Django's transaction: Django's debug wrapper would quote
+    # every parameter of these long statements for its query log.
+    raw = connection.connection.cursor()
+    try:
+        per_chunk = max(1, min(_ROWS_PER_STATEMENT, _sqlite_max_params() // len(rows[0])))
+        for start in range(0, len(rows), per_chunk):
+            chunk = rows[start : start + per_chunk]
+            sql = _statement(head, row.replace("%s", "?"), tail, len(chunk))
+            raw.execute(sql, [value for item in chunk for value in item])
+    finally:
+        raw.close()
+
+
+_ROWS_PER_STATEMENT = 2_000
+
+
+@functools.cache
+def _statement(head: str, row: str, tail: str, count: int) -> str:
+    return f"{head} {', '.join([row] * count)} {tail}"
+
+
+def _sqlite_max_params() -> int:
+    raw = connection.connection
+    try:
+        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except (AttributeError, sqlite3.Error):  # older Python: the historical default
+        return 999
 
 
 def _write_config(config: dict[tuple[int, str], str]) -> None:

@@ -149,6 +149,8 @@ class SimulatorRunner:
             ),
             only_ids=self.options.only_ids,
         )
+        if settings.CHARGESIM_GC_TUNING:
+            gc_policy.before_load()
         await self.service.start()
         gc_task = None
         if settings.CHARGESIM_GC_TUNING:

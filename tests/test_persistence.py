@@ -168,3 +168,40 @@ async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
         assert status.payload["status"] == "Unavailable"
     finally:
         await again.stop()
+
+
+@pytest.mark.parametrize("per_statement", [1, 3, 2_000])
+def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, per_statement):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from chargers.models import OutboxMessage
+    from simulator import persistence
+
+    monkeypatch.setattr(persistence, "_ROWS_PER_STATEMENT", per_statement)
+    chargers = [make_charger(f"CP-B{n}", evses=2) for n in range(4)]
+    evses = list(Evse.objects.filter(charger__in=chargers).order_by("id"))
+    Evse.objects.filter(pk=evses[0].pk).update(register_wh=500.0)
+    new = [
+        (c.pk, seq, "MeterValues", {"connectorId": 1, "seq": seq, "note": "é"}, "")
+        for c in chargers
+        for seq in (1, 2, 3)
+    ]
+    with transaction.atomic():
+        persistence._write_outbox(new, [])
+        persistence._write_evses([(100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)])
+    rows = {(r.charger_id, r.seq): r for r in OutboxMessage.objects.all()}
+    assert set(rows) == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)}
+    assert rows[(chargers[2].pk, 3)].payload == {"connectorId": 1, "seq": 3, "note": "é"}
+    assert abs(rows[(chargers[2].pk, 3)].created - timezone.now()).total_seconds() < 60
+    stored = {e.pk: (e.register_wh, e.status) for e in Evse.objects.all()}
+    assert stored[evses[0].pk] == (500.0, "Charging")  # never wound back
+    assert stored[evses[5].pk] == (105.0, "Charging")
+
+    with transaction.atomic():
+        persistence._write_outbox(new[:2], [(chargers[0].pk, 1), (chargers[3].pk, 2)])
+    left = set(OutboxMessage.objects.values_list("charger_id", "seq"))
+    assert left == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)} - {
+        (chargers[0].pk, 1),
+        (chargers[3].pk, 2),
+    }
