@@ -33,6 +33,7 @@ from websockets.protocol import OPEN, Event
 from simulator import wire
 from simulator.call_errors import check_call
 from simulator.charger import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
+from simulator.ws_frames import client_text_frame
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,22 @@ class OcppConnection(ClientConnection):
         super().process_event(event)
 
     def send_now(self, text: str) -> bool:
-        """Write one text frame now; False if it must go through the async `send()`."""
-        if self.send_in_progress is not None or self.paused or self.protocol.state is not OPEN:
+        """Write one text frame now; False if it must go through the async `send()`.
+
+        Only when websockets would write exactly this frame itself: the connection is
+        open, no fragmented message is in progress, no extension was negotiated, and the
+        socket's buffer is below its high-water mark."""
+        protocol = self.protocol
+        if (
+            self.send_in_progress is not None
+            or self.paused
+            or protocol.state is not OPEN
+            or protocol.expect_continuation_frame
+            or protocol.extensions
+        ):
             return False
-        self.protocol.send_text(text.encode())
         try:
-            self.send_data()
+            self.transport.write(client_text_frame(text.encode()))
         except Exception as exc:  # as in send_context: the connection is done for
             self.set_connection_exc(exc)
             self.transport.abort()
