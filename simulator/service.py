@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 
@@ -49,6 +50,9 @@ class SimulatorService:
         self._stopping = False
         self._failed_batch: Batch | None = None
         self._checkpoint_lock = asyncio.Lock()
+        # One writer thread for every checkpoint: batches stay in order and the thread
+        # keeps its database connection.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
 
     # -- startup ------------------------------------------------------------------------------
 
@@ -100,7 +104,8 @@ class SimulatorService:
         # The write runs in a thread that a cancellation cannot stop: shield it, and on
         # cancellation wait for the thread so that the batch is known written (or failed)
         # before anything else is written.
-        future = asyncio.ensure_future(asyncio.to_thread(Checkpointer.write, batch))
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, Checkpointer.write, batch)
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -204,6 +209,9 @@ class SimulatorService:
             await asyncio.wait_for(self.checkpoint(), timeout)
         except Exception:
             log.exception("final checkpoint failed")
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(self._writer, Checkpointer.close)
+        self._writer.shutdown(wait=False)
 
     async def command_loop(self) -> None:
         """Answer dashboard commands from the channel layer and publish fleet summaries.

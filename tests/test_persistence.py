@@ -120,7 +120,14 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
             transactions=[],
             evses=[(1.0, "Charging", stored.pk)],
         )
-        await asyncio.to_thread(Checkpointer.write, stale)
+
+        def write_and_close() -> None:  # the writer thread keeps its connection: close it
+            try:
+                Checkpointer.write(stale)
+            finally:
+                Checkpointer.close()
+
+        await asyncio.to_thread(write_and_close)
         again = await database_sync_to_async(Evse.objects.get)(pk=stored.pk)
         assert again.register_wh >= stored.register_wh
     finally:
