@@ -576,16 +576,21 @@ def _insert_many(cursor: Any, head: str, row: str, tail: str, rows: list[tuple[A
     # every parameter of these long statements for its query log.
     raw = connection.connection.cursor()
     try:
-        per_chunk = max(1, min(_ROWS_PER_STATEMENT, _sqlite_max_params() // len(rows[0])))
-        for start in range(0, len(rows), per_chunk):
-            chunk = rows[start : start + per_chunk]
-            sql = _statement(head, row.replace("%s", "?"), tail, len(chunk))
+        limit = max(1, min(_ROWS_PER_STATEMENT, _sqlite_max_params() // len(rows[0])))
+        start = 0
+        while start < len(rows):
+            # Chunks of power-of-two sizes: the driver caches every prepared statement per
+            # connection, and one per batch size would grow without bound.
+            size = 1 << (min(limit, len(rows) - start).bit_length() - 1)
+            chunk = rows[start : start + size]
+            sql = _statement(head, row.replace("%s", "?"), tail, size)
             raw.execute(sql, [value for item in chunk for value in item])
+            start += size
     finally:
         raw.close()
 
 
-_ROWS_PER_STATEMENT = 2_000
+_ROWS_PER_STATEMENT = 2_048
 
 
 @functools.cache

@@ -209,8 +209,9 @@ class SimulatorService:
             await asyncio.wait_for(self.checkpoint(), timeout)
         except Exception:
             log.exception("final checkpoint failed")
-        with contextlib.suppress(Exception):
-            await asyncio.get_running_loop().run_in_executor(self._writer, Checkpointer.close)
+        with contextlib.suppress(Exception):  # bounded: a write may still hold the thread
+            closing = asyncio.get_running_loop().run_in_executor(self._writer, Checkpointer.close)
+            await asyncio.wait_for(closing, timeout)
         self._writer.shutdown(wait=False)
 
     async def command_loop(self) -> None:

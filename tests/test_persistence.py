@@ -177,7 +177,7 @@ async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
         await again.stop()
 
 
-@pytest.mark.parametrize("per_statement", [1, 3, 2_000])
+@pytest.mark.parametrize("per_statement", [1, 3, 5, 2_048])
 def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, per_statement):
     from django.db import transaction
     from django.utils import timezone
