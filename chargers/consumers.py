@@ -1,7 +1,7 @@
 """Browser WebSockets of the dashboard: live snapshots in, commands out.
 
 Every page's socket is a `DashboardConsumer`: it refuses anonymous users (the origin is
-checked by `AllowedHostsOriginValidator` in asgi.py), joins the groups of the chargers the
+checked by `chargesim_site.origins.SameOriginValidator`), joins the groups of the chargers the
 page shows, asks their workers for a full snapshot, forwards the engine's idempotent
 snapshots and routes the page's commands to the worker of the charger's shard.
 """

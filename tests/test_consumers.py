@@ -27,7 +27,7 @@ from tests.engine import COMPACT, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SITE = [(b"origin", b"http://127.0.0.1")]
+SITE = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 
 @pytest.fixture(autouse=True)
@@ -162,6 +162,53 @@ async def test_a_logged_in_session_connects_from_the_site_but_not_from_another_o
     )
     connected, _ = await evil.connect()
     assert not connected
+
+
+async def handshake(user, host: bytes, origin: bytes, scheme: str = "ws") -> bool:
+    """Whether the whole ASGI app accepts a logged-in page's socket with these headers."""
+    from chargesim_site.asgi import application
+
+    cookie = await session_cookie(user)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/fleet/",
+        headers=[(b"host", host), (b"origin", origin), (b"cookie", cookie)],
+    )
+    communicator.scope["scheme"] = scheme
+    connected, _ = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+async def test_a_socket_from_a_page_on_another_port_of_the_same_host_is_refused(user):
+    assert not await handshake(user, b"127.0.0.1:8000", b"http://127.0.0.1:8001")
+    assert not await handshake(user, b"localhost:8000", b"http://localhost")
+
+
+async def test_a_socket_from_the_same_scheme_host_and_port_is_accepted(user):
+    assert await handshake(user, b"127.0.0.1:8000", b"http://127.0.0.1:8000")
+    assert await handshake(user, b"localhost:8000", b"https://localhost:8000", scheme="wss")
+    # The right host and port, but a plain-HTTP page talking to the secure socket.
+    assert not await handshake(user, b"localhost:8000", b"http://localhost:8000", scheme="wss")
+
+
+async def test_a_socket_from_an_origin_in_csrf_trusted_origins_is_accepted(user, settings):
+    assert not await handshake(user, b"127.0.0.1:8000", b"https://console.example.com")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://console.example.com"]
+    assert await handshake(user, b"127.0.0.1:8000", b"https://console.example.com")
+
+
+async def test_a_socket_to_a_host_not_in_allowed_hosts_or_without_origin_is_refused(user):
+    assert not await handshake(user, b"evil.example:8000", b"http://evil.example:8000")
+    from chargesim_site.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/fleet/",
+        headers=[(b"host", b"127.0.0.1"), (b"cookie", await session_cookie(user))],
+    )
+    assert not (await communicator.connect())[0]
 
 
 async def test_a_page_of_a_charger_that_does_not_exist_is_refused(user):
