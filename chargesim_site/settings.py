@@ -201,17 +201,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # Loggers that may write a frame's text redact an AuthorizationKey in it (a filter of a
+    # logger applies to its own records only, hence one entry per logger).
+    "filters": {"redact_secrets": {"()": "simulator.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # The ocpp library logs every frame at INFO; our own message log keeps them.
-        "ocpp": {"level": "WARNING"},
+        "ocpp": {"level": "WARNING", "filters": ["redact_secrets"]},
+        "chargesim.ocpp.frames": {"filters": ["redact_secrets"]},
+        "simulator.ocpp_client": {"filters": ["redact_secrets"]},
         "websockets": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
         # The built-in CSMS logs every frame at INFO when run alone; embedded, the
         # dashboard's message log has them.
-        "simulator.csms.frames": {"level": "WARNING"},
+        "simulator.csms": {"filters": ["redact_secrets"]},
+        "simulator.csms.frames": {"level": "WARNING", "filters": ["redact_secrets"]},
         "simulator.csms.websockets": {"level": "WARNING"},
     },
 }
