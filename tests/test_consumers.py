@@ -388,3 +388,41 @@ async def test_a_user_without_change_permission_may_watch_but_not_drive(engine, 
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from())["can_drive"] is True
     await communicator.disconnect()
+
+
+async def test_a_user_without_the_view_permission_gets_no_message_log(engine, django_user_model):
+    plain = await sync_to_async(django_user_model.objects.create_user)("plain", password="pw-1")
+    charger = engine.store.get("CP-DASH")
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", plain)
+    assert (await communicator.connect())[0]
+    await receive_until(communicator, lambda m: m["type"] == "charger.state")
+    charger.plug_in(1, COMPACT, soc=35)  # new frames: StatusNotification
+    arrived = await drain(communicator, 0.5)
+    assert any(m["type"] == "charger.state" for m in arrived)
+    assert [m for m in arrived if m["type"] == "charger.log"] == []
+    await communicator.disconnect()
+
+    permission = await sync_to_async(Permission.objects.get)(codename="view_charger")
+    await sync_to_async(plain.user_permissions.add)(permission)
+    plain = await sync_to_async(django_user_model.objects.get)(pk=plain.pk)
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", plain)
+    assert (await communicator.connect())[0]
+    await receive_until(communicator, lambda m: m["type"] == "charger.log" and m["full"])
+    await communicator.disconnect()
+
+
+async def test_the_page_log_holds_a_key_the_csms_set_only_redacted(engine, csms, user):
+    from ocpp.v16 import call
+
+    charger = engine.store.get("CP-DASH")
+    result = await csms.call(
+        "CP-DASH", call.ChangeConfiguration(key="AuthorizationKey", value="n3w-s3cret-key-16")
+    )
+    assert result.status == "Accepted"
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", user)
+    assert (await communicator.connect())[0]
+    log = await receive_until(communicator, lambda m: m["type"] == "charger.log" and m["full"])
+    texts = [text for _t, _d, text in log["frames"]]
+    assert any('"AuthorizationKey","value":"********"' in text for text in texts)
+    assert all("n3w-s3cret-key-16" not in text for text in texts)
+    await communicator.disconnect()
