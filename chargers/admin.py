@@ -218,6 +218,9 @@ class ImportJobAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return ImportJob.objects.visible_to(request.user)
+
     def has_add_permission(self, request) -> bool:
         return False
 

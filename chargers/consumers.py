@@ -1,7 +1,7 @@
 """Browser WebSockets of the dashboard: live snapshots in, commands out.
 
 Every page's socket is a `DashboardConsumer`: it refuses anonymous users (the origin is
-checked by `AllowedHostsOriginValidator` in asgi.py), joins the groups of the chargers the
+checked by `chargesim_site.origins.SameOriginValidator`), joins the groups of the chargers the
 page shows, asks their workers for a full snapshot, forwards the engine's idempotent
 snapshots and routes the page's commands to the worker of the charger's shard.
 """
@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from chargers.dashboard import may_see_message_log
 from chargers.models import Charger
 from simulator import contract
 
@@ -260,6 +261,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return user.has_perm("chargers.change_charger")
 
     @database_sync_to_async
+    def _may_see_log(self, user: Any) -> bool:
+        return may_see_message_log(user)
+
+    @database_sync_to_async
     def _exists(self, model: Any, pk: int) -> bool:
         return model.objects.filter(pk=pk).exists()
 
@@ -274,10 +279,10 @@ class FleetConsumer(DashboardConsumer):
 class ChargerConsumer(DashboardConsumer):
     """One charger's page: its snapshots and its OCPP message log."""
 
-    wants_log = True
-
     async def page_groups(self) -> list[str] | None:
         self.charger_pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        # The log only for a user who may see it (the page shows it only to them too).
+        self.wants_log = await self._may_see_log(self.scope["user"])
         return [] if await self._exists(Charger, self.charger_pk) else None
 
     async def page_connected(self) -> None:

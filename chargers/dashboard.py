@@ -121,15 +121,24 @@ class ChargerPage:
     evses: list[Evse]
     vehicles: list[VehicleModel]
     transactions: list[Transaction]
+    shows_log: bool = False
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
 
 
-def charger_page(charger: Charger) -> ChargerPage:
+def may_see_message_log(user: Any) -> bool:
+    """The OCPP message log shows what the charger and its CSMS said, configuration and
+    idTags included: it needs the "view charger" permission (which "change" implies, as
+    in the admin), not just a login."""
+    return user.has_perm("chargers.view_charger") or user.has_perm("chargers.change_charger")
+
+
+def charger_page(charger: Charger, user: Any) -> ChargerPage:
     return ChargerPage(
         charger=charger,
         evses=list(charger.evses.order_by("connector_id")),
         vehicles=list(VehicleModel.objects.all()),
         transactions=list(charger.transactions.all()[:10]),
+        shows_log=may_see_message_log(user),
     )
 
 

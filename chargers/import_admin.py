@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from import_export.admin import ImportExportModelAdmin
 
 from chargers.file_formats import FileProblem, fleet_formats
-from chargers.import_jobs import RESOURCES, ImportJob
+from chargers.import_jobs import RESOURCES, ImportJob, may_import
 
 
 def preview_rows() -> int:
@@ -34,6 +34,13 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
     import_template_name = "admin/chargers/fleet_import.html"
     #: Key of this admin's resource in chargers.import_jobs.RESOURCES.
     import_job_resource: str = ""
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        # django-import-export lets any staff user import unless a permission code is set;
+        # an import writes rows of several models, so it needs the permissions of each.
+        if self.import_job_resource not in RESOURCES:
+            raise ImproperlyConfigured(f"{type(self).__name__}.import_job_resource is not set.")
+        return may_import(request.user, self.import_job_resource)
 
     def add_data_read_fail_error_to_form(self, form: Any, e: Exception) -> None:
         if isinstance(e, FileProblem):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -28,10 +29,37 @@ RESOURCES = {
     "vehicles": "vehicles.resources.VehicleModelResource",
     "chargers": "chargers.resources.ChargerResource",
 }
+# What starting or confirming an import of each resource needs: the permissions of every
+# model it writes. An import creates and updates rows; the charger import also reshapes
+# each charger's EVSEs (deleting connectors a row no longer lists) and sets configuration
+# keys (chargers.fleet.create_chargers / update_chargers).
+WRITE_PERMISSIONS = {
+    "locations": ("locations.add_location", "locations.change_location"),
+    "vehicles": ("vehicles.add_vehiclemodel", "vehicles.change_vehiclemodel"),
+    "chargers": (
+        "chargers.add_charger",
+        "chargers.change_charger",
+        "chargers.add_evse",
+        "chargers.change_evse",
+        "chargers.delete_evse",
+        "chargers.add_configurationkey",
+        "chargers.change_configurationkey",
+    ),
+}
 MAX_STORED_PROBLEMS = 1000
 
 
+def may_import(user: Any, resource: str) -> bool:
+    """Whether `user` may start or confirm an import of `resource` (a RESOURCES key)."""
+    return user.has_perms(WRITE_PERMISSIONS[resource])
+
+
 class ImportJobManager(models.Manager["ImportJob"]):
+    def visible_to(self, user: Any) -> models.QuerySet[ImportJob]:
+        """A job holds its file's rows: only the user who started it (or a superuser) sees
+        it, whatever their other permissions."""
+        return self.all() if user.is_superuser else self.filter(created_by_id=user.pk)
+
     def claim(self, pk: int) -> bool:
         """Mark a queued job running; False when another worker got it first."""
         claimed = self.filter(pk=pk, status=ImportJob.Status.QUEUED).update(

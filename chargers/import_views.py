@@ -1,16 +1,21 @@
-"""Pages of an import job: progress and result, a JSON status to poll, and confirmation."""
+"""Pages of an import job: progress and result, a JSON status to poll, and confirmation.
+
+A job is its owner's (or a superuser's): anyone else gets 404, as if it did not exist.
+Confirming writes the file, so it needs the permissions of every model the import writes.
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from chargers.import_jobs import ImportJob
+from chargers.import_jobs import ImportJob, may_import
 
 CHANGELISTS = {
     "locations": "admin:locations_location_changelist",
@@ -33,14 +38,21 @@ def _status(job: ImportJob) -> dict:
     }
 
 
+def _own_job(request: HttpRequest, pk: int, **lookups: object) -> ImportJob:
+    # The file's bytes are loaded only where they are used (a deferred field loads on access).
+    jobs = ImportJob.objects.visible_to(request.user).defer("data")
+    return get_object_or_404(jobs, pk=pk, **lookups)
+
+
 @staff_member_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(ImportJob.objects.defer("data"), pk=pk)
+    job = _own_job(request, pk)
     context = {
         **admin.site.each_context(request),
         "title": f"{'Check' if job.dry_run else 'Import'} of {job.file_name}",
         "job": job,
         "state": _status(job),
+        "can_confirm": may_import(request.user, job.resource),
         "changelist_url": reverse(CHANGELISTS[job.resource]),
         "import_url": reverse(CHANGELISTS[job.resource].replace("_changelist", "_import")),
     }
@@ -49,14 +61,16 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required
 def job_status(request: HttpRequest, pk: int) -> JsonResponse:
-    return JsonResponse(_status(get_object_or_404(ImportJob.objects.defer("data"), pk=pk)))
+    return JsonResponse(_status(_own_job(request, pk)))
 
 
 @require_POST
 @staff_member_required
 def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     """Import a file whose background check found no problems."""
-    checked = get_object_or_404(ImportJob, pk=pk, dry_run=True)
+    checked = _own_job(request, pk, dry_run=True)
+    if not may_import(request.user, checked.resource):
+        raise PermissionDenied("Importing this file needs the add and change permissions.")
     if not checked.finished_ok:
         return redirect(checked)
     job = ImportJob.objects.create(

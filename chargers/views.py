@@ -22,7 +22,7 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
     charger = get_object_or_404(
         Charger.objects.select_related("location", "default_vehicle"), pk=pk
     )
-    page = dashboard.charger_page(charger)
+    page = dashboard.charger_page(charger, request.user)
     return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
 
 

@@ -7,12 +7,15 @@ start-up with a message a person can act on instead of a silent default.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_HEADER_NAME = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+_HEADER_VALUE = re.compile(r"[A-Za-z0-9.:/_-]+")
 
 
 def env_str(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
@@ -83,6 +86,27 @@ def env_list(name: str, default: list[str], environ: Mapping[str, str] | None = 
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_proxy_ssl_header(
+    name: str, environ: Mapping[str, str] | None = None
+) -> tuple[str, str] | None:
+    """A header a TLS-terminating proxy sets, as `Header-Name=value` (e.g.
+    `X-Forwarded-Proto=https`), in Django's form ("HTTP_X_FORWARDED_PROTO", "https").
+
+    Unset or empty: None (no proxy is trusted). Only set it behind a proxy that always
+    sets or strips that header: otherwise a client could claim HTTPS for itself.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition("="))
+    if not _HEADER_NAME.fullmatch(header) or not _HEADER_VALUE.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a header and its value: use e.g. X-Forwarded-Proto=https."
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
 
 
 def env_database(name: str, default: str, environ: Mapping[str, str] | None = None) -> dict:

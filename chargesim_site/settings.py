@@ -18,6 +18,7 @@ from chargesim_site.env import (
     env_float,
     env_int,
     env_list,
+    env_proxy_ssl_header,
     env_redis_url,
     env_str,
 )
@@ -49,6 +50,19 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS. On by default with DEBUG off, so that `check --deploy` is clean; each can be
+# turned off, e.g. the secure cookies and the redirect behind plain HTTP (docker-compose.yml).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# Off unless asked: with `preload` in the header anyone may submit the domain to the
+# browsers' preload list, which is slow to undo.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy only (e.g. X-Forwarded-Proto=https): see env.py.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+
 INSTALLED_APPS = [
     "daphne",  # before staticfiles so that runserver is Daphne's
     "django.contrib.admin",
@@ -67,6 +81,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files with DEBUG off too, under Daphne (ASGI) as under any server.
+    "chargesim_site.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -117,8 +133,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# WhiteNoise serves STATIC_ROOT (what `collectstatic` gathered) and, through the finders,
+# the apps' own files: `make run` needs no collectstatic step, DEBUG on or off.
+WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/"
@@ -182,17 +201,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # Loggers that may write a frame's text redact an AuthorizationKey in it (a filter of a
+    # logger applies to its own records only, hence one entry per logger).
+    "filters": {"redact_secrets": {"()": "simulator.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # The ocpp library logs every frame at INFO; our own message log keeps them.
-        "ocpp": {"level": "WARNING"},
+        "ocpp": {"level": "WARNING", "filters": ["redact_secrets"]},
+        "chargesim.ocpp.frames": {"filters": ["redact_secrets"]},
+        "simulator.ocpp_client": {"filters": ["redact_secrets"]},
         "websockets": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
         # The built-in CSMS logs every frame at INFO when run alone; embedded, the
         # dashboard's message log has them.
-        "simulator.csms.frames": {"level": "WARNING"},
+        "simulator.csms": {"filters": ["redact_secrets"]},
+        "simulator.csms.frames": {"level": "WARNING", "filters": ["redact_secrets"]},
         "simulator.csms.websockets": {"level": "WARNING"},
     },
 }

@@ -15,6 +15,7 @@ from typing import Any
 
 from simulator import contract
 from simulator.charger import Charger, Listener, LocalTransaction
+from simulator.redaction import redact_frame
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ class EventPublisher(Listener):
         MeterValues frames would be most of a charger's memory."""
         if self.log_limit <= 0:
             return
-        entry = (time.time(), direction, text)
+        # Redacted here, so that neither the log nor a page it is sent to ever holds the
+        # AuthorizationKey (a substring test for nearly every frame).
+        entry = (time.time(), direction, redact_frame(text))
         cid = charger.id
         frames = self.frames.get(cid)
         if frames is None:
@@ -88,7 +91,7 @@ class EventPublisher(Listener):
         else:
             size = self._log_size[cid]
         frames.append(entry)
-        size += len(text) + _ENTRY_OVERHEAD
+        size += len(entry[2]) + _ENTRY_OVERHEAD
         while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
             size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
         self._log_size[cid] = size

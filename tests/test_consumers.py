@@ -27,7 +27,7 @@ from tests.engine import COMPACT, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SITE = [(b"origin", b"http://127.0.0.1")]
+SITE = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 
 @pytest.fixture(autouse=True)
@@ -162,6 +162,53 @@ async def test_a_logged_in_session_connects_from_the_site_but_not_from_another_o
     )
     connected, _ = await evil.connect()
     assert not connected
+
+
+async def handshake(user, host: bytes, origin: bytes, scheme: str = "ws") -> bool:
+    """Whether the whole ASGI app accepts a logged-in page's socket with these headers."""
+    from chargesim_site.asgi import application
+
+    cookie = await session_cookie(user)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/fleet/",
+        headers=[(b"host", host), (b"origin", origin), (b"cookie", cookie)],
+    )
+    communicator.scope["scheme"] = scheme
+    connected, _ = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+async def test_a_socket_from_a_page_on_another_port_of_the_same_host_is_refused(user):
+    assert not await handshake(user, b"127.0.0.1:8000", b"http://127.0.0.1:8001")
+    assert not await handshake(user, b"localhost:8000", b"http://localhost")
+
+
+async def test_a_socket_from_the_same_scheme_host_and_port_is_accepted(user):
+    assert await handshake(user, b"127.0.0.1:8000", b"http://127.0.0.1:8000")
+    assert await handshake(user, b"localhost:8000", b"https://localhost:8000", scheme="wss")
+    # The right host and port, but a plain-HTTP page talking to the secure socket.
+    assert not await handshake(user, b"localhost:8000", b"http://localhost:8000", scheme="wss")
+
+
+async def test_a_socket_from_an_origin_in_csrf_trusted_origins_is_accepted(user, settings):
+    assert not await handshake(user, b"127.0.0.1:8000", b"https://console.example.com")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://console.example.com"]
+    assert await handshake(user, b"127.0.0.1:8000", b"https://console.example.com")
+
+
+async def test_a_socket_to_a_host_not_in_allowed_hosts_or_without_origin_is_refused(user):
+    assert not await handshake(user, b"evil.example:8000", b"http://evil.example:8000")
+    from chargesim_site.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/fleet/",
+        headers=[(b"host", b"127.0.0.1"), (b"cookie", await session_cookie(user))],
+    )
+    assert not (await communicator.connect())[0]
 
 
 async def test_a_page_of_a_charger_that_does_not_exist_is_refused(user):
@@ -340,4 +387,42 @@ async def test_a_user_without_change_permission_may_watch_but_not_drive(engine, 
     communicator = page(f"/ws/chargers/{charger.spec.db_id}/", viewer)
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from())["can_drive"] is True
+    await communicator.disconnect()
+
+
+async def test_a_user_without_the_view_permission_gets_no_message_log(engine, django_user_model):
+    plain = await sync_to_async(django_user_model.objects.create_user)("plain", password="pw-1")
+    charger = engine.store.get("CP-DASH")
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", plain)
+    assert (await communicator.connect())[0]
+    await receive_until(communicator, lambda m: m["type"] == "charger.state")
+    charger.plug_in(1, COMPACT, soc=35)  # new frames: StatusNotification
+    arrived = await drain(communicator, 0.5)
+    assert any(m["type"] == "charger.state" for m in arrived)
+    assert [m for m in arrived if m["type"] == "charger.log"] == []
+    await communicator.disconnect()
+
+    permission = await sync_to_async(Permission.objects.get)(codename="view_charger")
+    await sync_to_async(plain.user_permissions.add)(permission)
+    plain = await sync_to_async(django_user_model.objects.get)(pk=plain.pk)
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", plain)
+    assert (await communicator.connect())[0]
+    await receive_until(communicator, lambda m: m["type"] == "charger.log" and m["full"])
+    await communicator.disconnect()
+
+
+async def test_the_page_log_holds_a_key_the_csms_set_only_redacted(engine, csms, user):
+    from ocpp.v16 import call
+
+    charger = engine.store.get("CP-DASH")
+    result = await csms.call(
+        "CP-DASH", call.ChangeConfiguration(key="AuthorizationKey", value="n3w-s3cret-key-16")
+    )
+    assert result.status == "Accepted"
+    communicator = page(f"/ws/chargers/{charger.spec.db_id}/", user)
+    assert (await communicator.connect())[0]
+    log = await receive_until(communicator, lambda m: m["type"] == "charger.log" and m["full"])
+    texts = [text for _t, _d, text in log["frames"]]
+    assert any('"AuthorizationKey","value":"********"' in text for text in texts)
+    assert all("n3w-s3cret-key-16" not in text for text in texts)
     await communicator.disconnect()

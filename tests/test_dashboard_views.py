@@ -171,3 +171,23 @@ def test_the_location_page_shows_its_chargers_and_grid_limit(admin_client_logged
     assert f"/ws/locations/{depot.pk}/" in html
     overview = admin_client_logged_in.get(reverse("chargers:locations")).content.decode()
     assert "Depot" in overview and "Elsewhere" in overview
+
+
+def test_the_message_log_is_shown_only_to_a_user_with_the_view_permission(
+    client, django_user_model
+):
+    from django.contrib.auth.models import Permission
+
+    charger = make_charger("CP-LOG", evses=1)
+    user = django_user_model.objects.create_user("plain", password="pw-plain-1")
+    client.force_login(user)
+    url = reverse("chargers:charger", args=[charger.pk])
+
+    html = client.get(url).content.decode()
+    assert 'id="message-log"' not in html
+    assert "needs the “view charger” permission" in html
+    assert 'data-command="plug_in"' in html  # the rest of the page is there
+
+    user.user_permissions.add(Permission.objects.get(codename="view_charger"))
+    html = client.get(url).content.decode()
+    assert 'id="message-log"' in html

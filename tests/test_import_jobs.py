@@ -203,3 +203,117 @@ def test_the_generator_refuses_ids_that_exist(admin_client_logged_in, depot):
     )
     assert "overlaps existing chargers: CP-0003" in response.content.decode()
     assert Charger.objects.count() == 1
+
+
+# -- who may see and confirm a job ---------------------------------------------------------
+
+
+def staff_user(django_user_model, name: str, *codenames: str):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(name, password="pw-staff-1", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return django_user_model.objects.get(pk=user.pk)  # a fresh permission cache
+
+
+CHARGER_IMPORT = [
+    "add_charger",
+    "change_charger",
+    "add_evse",
+    "change_evse",
+    "delete_evse",
+    "add_configurationkey",
+    "change_configurationkey",
+]
+
+
+def checked_file(owner, data: bytes) -> ImportJob:
+    """A dry run of `data` that `owner` started and that found no problems."""
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="f.csv",
+        file_format="csv",
+        data=data,
+        dry_run=True,
+        created_by=owner,
+    )
+    run_import_job(job.pk)
+    return job
+
+
+@pytest.mark.parametrize("name", ["job", "job_status", "job_confirm"])
+def test_another_staff_user_gets_not_found_for_someones_job(
+    client, django_user_model, depot, jobs_run_inline, name
+):
+    owner = staff_user(django_user_model, "owner", *CHARGER_IMPORT)
+    other = staff_user(django_user_model, "other", *CHARGER_IMPORT)
+    job = checked_file(owner, fleet_csv(2))
+    client.force_login(other)
+    url = reverse(f"chargers_import:{name}", args=[job.pk])
+    response = client.post(url) if name == "job_confirm" else client.get(url)
+    assert response.status_code == 404
+    assert Charger.objects.count() == 0
+    assert ImportJob.objects.count() == 1
+    client.force_login(owner)
+    response = client.post(url) if name == "job_confirm" else client.get(url)
+    assert response.status_code in (200, 302)
+
+
+def test_a_superuser_sees_every_job(admin_client_logged_in, django_user_model, depot):
+    owner = staff_user(django_user_model, "owner", *CHARGER_IMPORT)
+    job = checked_file(owner, fleet_csv(2))
+    assert admin_client_logged_in.get(job.get_absolute_url()).status_code == 200
+
+
+def test_a_staff_user_without_the_add_permission_cannot_confirm_their_own_check(
+    client, django_user_model, depot, jobs_run_inline, django_capture_on_commit_callbacks
+):
+    viewer = staff_user(django_user_model, "viewer", "view_charger", "change_charger")
+    job = checked_file(viewer, fleet_csv(2))
+    client.force_login(viewer)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert "The file is ready to import." in page
+    assert "Confirm import" not in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("chargers_import:job_confirm", args=[job.pk]))
+    assert response.status_code == 403
+    assert Charger.objects.count() == 0
+    assert ImportJob.objects.count() == 1
+
+
+def test_the_admin_import_needs_the_permissions_of_everything_the_import_writes(
+    client, django_user_model, depot, jobs_run_inline, django_capture_on_commit_callbacks
+):
+    no_evses = [c for c in CHARGER_IMPORT if not c.endswith("_evse")]
+    half = staff_user(django_user_model, "half", "view_charger", *no_evses)
+    client.force_login(half)
+    assert upload(client, fleet_csv(2)).status_code == 403
+    changelist = client.get(reverse("admin:chargers_charger_changelist")).content.decode()
+    assert IMPORT_URL not in changelist
+
+    full = staff_user(django_user_model, "full", "view_charger", *CHARGER_IMPORT)
+    client.force_login(full)
+    preview = upload(client, fleet_csv(2))
+    assert preview.status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:chargers_charger_process_import"),
+            {**preview.context["confirm_form"].initial, "resource": "0"},
+        )
+    assert Charger.objects.count() == 2
+    assert ImportJob.objects.get().created_by == full
+
+
+def test_the_job_list_in_the_admin_shows_a_staff_user_only_their_own_jobs(
+    client, django_user_model, depot
+):
+    owner = staff_user(django_user_model, "owner", "view_importjob")
+    other = staff_user(django_user_model, "other", "view_importjob")
+    mine = checked_file(owner, fleet_csv(1))
+    theirs = checked_file(other, fleet_csv(1))
+    client.force_login(owner)
+    listing = client.get(reverse("admin:chargers_importjob_changelist")).content.decode()
+    assert mine.get_absolute_url() in listing
+    assert theirs.get_absolute_url() not in listing
+    page = client.get(reverse("admin:chargers_importjob_change", args=[theirs.pk]))
+    assert page.status_code == 302  # the admin's "does not exist" redirect

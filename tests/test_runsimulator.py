@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
+from django.contrib import admin
 
-from tests.process import ManagePy, free_port, run_manage, wait_for_port
+from tests.process import ROOT, ManagePy, free_port, run_manage, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +81,39 @@ def test_sigterm_saves_the_meter_registers(tmp_path):
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         registers = [row[0] for row in db.execute("select register_wh from chargers_evse")]
     assert len(registers) == 4 and all(r > 0 for r in registers)
+
+
+def test_static_files_are_served_with_debug_off_and_no_collectstatic(tmp_path):
+    """Daphne serves no files itself: WhiteNoise, in the ASGI app, must answer /static/."""
+    port = free_port()
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--port",
+        str(port),
+        env={
+            "DEBUG": "false",
+            "SECRET_KEY": "a-test-secret-key-that-is-long-enough-for-the-deploy-check-1234",
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+            "STATIC_ROOT": str(tmp_path / "never-collected"),
+        },
+    )
+    try:
+        wait_for_port(port, proc=sim.proc)
+        base = f"http://127.0.0.1:{port}/static/"
+        for name, source in (
+            ("dashboard/dashboard.css", ROOT / "static/dashboard/dashboard.css"),
+            ("admin/css/base.css", Path(admin.__file__).parent / "static/admin/css/base.css"),
+        ):
+            with urllib.request.urlopen(base + name, timeout=10) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"].startswith("text/css")
+                assert response.read() == source.read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "dashboard/no-such-file.css", timeout=10)
+        missing.value.close()
+        assert missing.value.code == 404
+    finally:
+        sim.stop()
+    assert "Traceback" not in sim.output
+    assert "Warning" not in sim.output, sim.output

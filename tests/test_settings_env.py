@@ -12,6 +12,7 @@ from chargesim_site.env import (
     env_float,
     env_int,
     env_list,
+    env_proxy_ssl_header,
     env_redis_url,
 )
 
@@ -141,3 +142,67 @@ def test_redis_url_switches_the_channel_layer_and_celery(tmp_path):
         check=True,
     ).stdout.split()
     assert out == ["channels_redis.core.RedisChannelLayer", "False", "redis://127.0.0.1:6379/3"]
+
+
+def test_the_proxy_ssl_header_is_a_header_and_its_value_or_nothing():
+    assert env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER", {}) is None
+    assert env_proxy_ssl_header(
+        "SECURE_PROXY_SSL_HEADER", {"SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto=https"}
+    ) == ("HTTP_X_FORWARDED_PROTO", "https")
+    for bad in ("X-Forwarded-Proto", "X_Forwarded_Proto=https", "X-Forwarded-Proto=", "=https"):
+        with pytest.raises(ImproperlyConfigured, match="SECURE_PROXY_SSL_HEADER"):
+            env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER", {"SECURE_PROXY_SSL_HEADER": bad})
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "kJ3v0-2rXq8ZpL1mN4bT7yWc9eRfHs6aUdGoIiQ5lVxEnMjKw_zC",
+    "ALLOWED_HOSTS": "chargesim.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://chargesim.example.com",
+}
+
+
+def deploy_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        timeout=120,
+    )
+
+
+def test_the_deploy_check_is_clean_with_production_values(tmp_path):
+    result = deploy_check(tmp_path, **PRODUCTION, SECURE_HSTS_PRELOAD="true")
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_with_debug_off_https_is_on_by_default_and_only_preload_is_left_to_choose(tmp_path):
+    result = deploy_check(tmp_path, **PRODUCTION)
+    assert result.returncode != 0
+    assert "security.W021" in result.stderr
+    assert "identified 1 issue" in result.stderr
+
+
+def test_each_https_setting_can_be_turned_off_by_its_variable(tmp_path):
+    result = deploy_check(
+        tmp_path,
+        **PRODUCTION,
+        SECURE_HSTS_SECONDS="0",
+        SECURE_SSL_REDIRECT="false",
+        SESSION_COOKIE_SECURE="false",
+        CSRF_COOKIE_SECURE="false",
+    )
+    for check in ("W004", "W008", "W012", "W016"):
+        assert f"security.{check}" in result.stderr
+    bad = deploy_check(tmp_path, **PRODUCTION, SECURE_SSL_REDIRECT="sometimes")
+    assert bad.returncode != 0
+    assert "SECURE_SSL_REDIRECT='sometimes' is not a boolean" in bad.stderr

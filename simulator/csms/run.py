@@ -10,6 +10,8 @@ import signal
 import sys
 from typing import Any
 
+from simulator.redaction import RedactSecrets
+
 from .server import CentralSystem
 
 
@@ -71,8 +73,9 @@ def configure_logging(verbosity: int) -> None:
             stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     level = logging.WARNING if verbosity <= 0 else logging.INFO
-    logging.getLogger("simulator.csms").setLevel(level)
-    logging.getLogger("simulator.csms.frames").setLevel(level)
+    for name in ("simulator.csms", "simulator.csms.frames"):
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).addFilter(RedactSecrets())  # no AuthorizationKey in a line
     logging.getLogger("simulator.csms.websockets").setLevel(
         logging.DEBUG if verbosity >= 2 else logging.WARNING
     )

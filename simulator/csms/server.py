@@ -28,6 +28,8 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from simulator.redaction import SECRET_KEY_NAME, redact_frame, redact_value
+
 from .handlers import LOGGER, CSMSConnection
 from .records import (
     CALL,
@@ -358,6 +360,8 @@ class CentralSystem:
             FRAMES.info("%s <- %s", conn.id, raw)
         if not self.keep_log:
             return
+        if SECRET_KEY_NAME in raw:  # a ChangeConfiguration(AuthorizationKey) we sent
+            raw, payload = redact_frame(raw), redact_value(payload)
         self.log.append(
             LogEntry(
                 conn.id, direction, message_type, unique_id, action, payload, datetime.now(UTC), raw

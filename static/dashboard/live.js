@@ -275,7 +275,8 @@
     });
 
     // The message log: newest first, bounded, filterable by action.
-    const log = messageLog();
+    // Only a user with the view permission gets the log, and its table.
+    const log = document.getElementById("message-log") ? messageLog() : null;
 
     let next = 1;
     const live = socket("/ws/chargers/" + pk + "/", function (message) {
@@ -285,7 +286,7 @@
           b.disabled = !canDrive;
         });
       } else if (message.type === "charger.state") paint("charger", message.charger);
-      else if (message.type === "charger.log") log.add(message.frames, message.full);
+      else if (message.type === "charger.log" && log) log.add(message.frames, message.full);
       else if (message.type === "command.result") {
         result.className = "result " + (message.ok ? "ok" : "error");
         setText(result, (message.ok ? "✓ " : "✗ ") + message.message);

@@ -1,0 +1,101 @@
+"""The AuthorizationKey a CSMS sets never sits in the message log, the CSMS's records or a
+log line, while every other frame is kept exactly as sent."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from ocpp.v16 import call
+
+from simulator.csms import CentralSystem
+from simulator.events import EventPublisher
+from simulator.redaction import REDACTED, WITHHELD, RedactSecrets, redact_frame
+from tests.engine import connected, runtime_charger
+
+SECRET = "n3w-s3cret-key-16"
+# Every logger a frame's text can reach: the ocpp library's, the charger's and the CSMS's.
+FRAME_LOGGERS = (
+    "ocpp",
+    "chargesim.ocpp.frames",
+    "simulator.ocpp_client",
+    "simulator.csms",
+    "simulator.csms.frames",
+)
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+async def test_a_key_set_over_a_real_socket_is_in_no_frame_log_nor_log_record(csms, caplog):
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-SECRET", csms.url, evses=1, listener=publisher)
+    async with connected(charger):
+        # After connecting: the charger's client sets its own frame logger's level.
+        for name in FRAME_LOGGERS:
+            caplog.set_level(logging.DEBUG, logger=name)
+        result = await csms.call(
+            "CP-SECRET", call.ChangeConfiguration(key="AuthorizationKey", value=SECRET)
+        )
+        assert result.status == "Accepted"
+
+    frames = [text for _at, _direction, text in publisher.frames["CP-SECRET"]]
+    change = [text for text in frames if '"ChangeConfiguration"' in text]
+    assert len(change) == 1
+    assert f'{{"key":"AuthorizationKey","value":"{REDACTED}"}}' in change[0]
+    assert any('"BootNotification"' in text for text in frames)  # the rest as sent
+    assert all(SECRET not in text for text in frames)
+
+    sent = next(e for e in csms.log if e.action == "ChangeConfiguration" and e.direction == "out")
+    assert sent.payload == {"key": "AuthorizationKey", "value": REDACTED}
+    assert all(SECRET not in entry.raw + str(entry.payload) for entry in csms.log)
+
+    # The CSMS's frame logger wrote the frame, redacted.
+    lines = [r.getMessage() for r in caplog.records if r.name == "simulator.csms.frames"]
+    assert any("ChangeConfiguration" in line and REDACTED in line for line in lines)
+    assert SECRET not in caplog.text
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("name", FRAME_LOGGERS)
+def test_every_frame_logger_redacts_the_key_as_the_library_logs_a_frame(name, caplog):
+    caplog.set_level(logging.DEBUG, logger=name)
+    frame = f'[2,"u1","ChangeConfiguration",{{"key":"AuthorizationKey","value":"{SECRET}"}}]'
+    logging.getLogger(name).info("%s: receive message %s", "CP-1", frame)
+    assert caplog.records[-1].getMessage() == (
+        f'CP-1: receive message [2,"u1","ChangeConfiguration",'
+        f'{{"key":"AuthorizationKey","value":"{REDACTED}"}}]'
+    )
+
+
+def test_frames_without_the_key_are_the_same_string_and_others_are_redacted_or_withheld():
+    heartbeat = '[2,"1","Heartbeat",{}]'
+    assert redact_frame(heartbeat) is heartbeat
+    named = '[3,"1",{"configurationKey":[{"key":"x","AuthorizationKey":"s"}]}]'
+    assert (
+        redact_frame(named)
+        == f'[3,"1",{{"configurationKey":[{{"key":"x","AuthorizationKey":"{REDACTED}"}}]}}]'
+    )
+    assert (
+        redact_frame('[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s')
+        == WITHHELD
+    )
+
+
+def test_a_log_line_that_names_the_key_without_a_frame_is_withheld_whole():
+    record = logging.LogRecord(
+        "ocpp",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error while handling request '%s'",
+        ("Call(payload={'key': 'AuthorizationKey', 'value': 's3cret'})",),
+        None,
+    )
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == WITHHELD
