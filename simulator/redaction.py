@@ -25,10 +25,11 @@ def redact_frame(text: str) -> str:
     if SECRET_KEY_NAME not in text:
         return text
     try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return orjson.dumps(redact_value(orjson.loads(text))).decode()
+    except (orjson.JSONDecodeError, RecursionError):
+        # orjson parses 1,024 levels deep, more than the walk below can recurse: a hostile
+        # CSMS must not turn recording its frame into an exception on the receive path.
         return WITHHELD
-    return orjson.dumps(redact_value(message)).decode()
 
 
 def redact_value(value: Any) -> Any:

@@ -99,3 +99,9 @@ def test_a_log_line_that_names_the_key_without_a_frame_is_withheld_whole():
     )
     assert RedactSecrets().filter(record)
     assert record.getMessage() == WITHHELD
+
+
+def test_a_deeply_nested_frame_naming_the_key_is_withheld_not_raised():
+    # orjson accepts 1,024 levels; walking them recursively would exceed Python's limit.
+    frame = "[" * 1000 + '"AuthorizationKey"' + "]" * 1000
+    assert redact_frame(frame) == WITHHELD
