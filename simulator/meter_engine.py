@@ -69,8 +69,7 @@ class MeterEngine:
         wall = wall or datetime.now(UTC)
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
-        wall_s = wall.timestamp()
-        since, self._last_wall = self._last_wall, wall_s
+        since, self._last_wall = self._last_wall, wall.timestamp()
         for charger in self.chargers:
             self.advance(charger, dt, now, wall, stamp, since)
 
@@ -87,8 +86,7 @@ class MeterEngine:
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
-        wall_s = wall.timestamp()
-        boundaries = self._aligned_boundaries(charger, wall_s, since)
+        boundaries = self._aligned_boundaries(charger, wall, since)
         before = [evse.register_wh for evse in charger.evses] if boundaries else None
         periodic: list[int] | None = None
         if len(charger.profiles) and charger.transactions:
@@ -120,7 +118,7 @@ class MeterEngine:
                     periodic.append(connector_id)
         if boundaries and before is not None and since is not None:
             # Before this tick's periodic samples: the queue stays in timestamp order.
-            self._send_aligned(charger, boundaries, before, since, wall_s)
+            self._send_aligned(charger, boundaries, before, since, wall.timestamp())
         if periodic is not None:
             measurands = charger.config_list("MeterValuesSampledData")
             for connector_id in periodic:
@@ -157,7 +155,7 @@ class MeterEngine:
         return True
 
     @staticmethod
-    def _aligned_boundaries(charger: Charger, wall_s: float, since: float | None) -> list[int]:
+    def _aligned_boundaries(charger: Charger, wall: datetime, since: float | None) -> list[int]:
         """The ClockAlignedDataInterval boundaries (epoch s) passed since the last tick.
 
         Boundaries are counted from midnight UTC, as OCPP 1.6 aligns them. The first tick
@@ -167,7 +165,7 @@ class MeterEngine:
         interval = charger.config_int("ClockAlignedDataInterval")
         if interval <= 0:
             return []
-        seconds = int(wall_s)
+        seconds = int(wall.timestamp())
         midnight = seconds - seconds % _DAY
         slot = midnight + (seconds - midnight) // interval * interval
         last = charger.last_clock_slot
