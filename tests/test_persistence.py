@@ -378,3 +378,29 @@ async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_rest
     assert stop.payload["timestamp"] == now_iso(stored.checkpointed_at.astimezone(UTC))
     assert parse_iso(stop.payload["timestamp"]) < restarted_at
     assert stop.payload["meterStop"] == int(stored.register_wh)
+
+
+async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_the_next(
+    csms, caplog
+):
+    await database_sync_to_async(make_charger)("CP-UNSAVED", evses=1, csms_url=csms.url)
+    service = await started(csms, "CP-UNSAVED")
+    charger = service.store.get("CP-UNSAVED")
+    try:
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "TAG") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        value = {"value": "1", "context": "Sample.Periodic", "vendorCounter": 2**64}
+        unsaved = charger.send(
+            "MeterValues",
+            {"connectorId": 1, "meterValue": [{"timestamp": now_iso(), "sampledValue": [value]}]},
+            transactional=True,
+            tx=charger.transactions[1],
+        )
+        charger.stop_transaction(1, "Local")
+        await csms.wait_for("CP-UNSAVED", "StopTransaction", timeout=5)
+        assert unsaved not in charger.queue
+        assert not [e for e in csms.log if e.action == "MeterValues" and e.message_type == 2]
+        assert "MeterValues #2 could not be saved; dropped unsent" in caplog.text
+    finally:
+        await service.stop()
