@@ -185,6 +185,9 @@ class Evse(models.Model):
         editable=False,
         help_text="Last status the simulator reported.",
     )
+    # The time of the checkpoint that wrote register_wh: the last moment the engine is known
+    # to have been alive with this register (a PowerLoss stop after a crash is dated here).
+    checkpointed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["charger", "connector_id"]

@@ -941,11 +941,12 @@ class Charger(Operations):
     # -- meter values -------------------------------------------------------------------------
 
     def sampled_values(
-        self, evse: Evse, measurands: list[str], context: str
+        self, evse: Evse, measurands: list[str], context: str, register_wh: float | None = None
     ) -> list[dict[str, Any]]:
         """SampledValue entries for the measurands asked for, in OCPP 1.6 units.
 
-        Each entry is its value plus a shared, precomputed set of descriptive fields
+        `register_wh` stands for the register when the sample is of another instant than
+        now (a clock-aligned boundary between two ticks). Each entry is its value plus a shared, precomputed set of descriptive fields
         (context, measurand, unit, location, phase): a MeterValues goes out every sample
         interval for every charging connector, so this is on the simulator's hot path.
         """
@@ -956,7 +957,8 @@ class Charger(Operations):
             if measurand == "Energy.Active.Import.Register":
                 # Whole Wh, floored like meterStart/meterStop, so every register the CSMS sees
                 # is consistent and never goes back.
-                add({"value": str(int(evse.register_wh)), **_fields(context, measurand)})
+                register = evse.register_wh if register_wh is None else register_wh
+                add({"value": str(int(register)), **_fields(context, measurand)})
             elif measurand == "Power.Active.Import":
                 add({"value": f"{evse.power_w:.1f}", **_fields(context, measurand)})
             elif measurand == "Current.Import":
@@ -1002,20 +1004,28 @@ class Charger(Operations):
         ]
 
     def send_meter_values(
-        self, connector_id: int, context: str, measurands: list[str], timestamp: str | None = None
+        self,
+        connector_id: int,
+        context: str,
+        measurands: list[str],
+        timestamp: str | None = None,
+        *,
+        register_wh: float | None = None,
+        outside_transaction: bool = False,
     ) -> None:
-        """One MeterValues for a connector; transaction-bound ones go through the outbox."""
+        """One MeterValues for a connector; transaction-bound ones go through the outbox.
+        `outside_transaction`: a sample of an instant before the connector's transaction."""
         evse = self.evse(connector_id) if connector_id else None
         if evse is None:
             return
-        values = self.sampled_values(evse, measurands, context)
+        values = self.sampled_values(evse, measurands, context, register_wh)
         if not values:
             return
         payload: dict[str, Any] = {
             "connectorId": connector_id,
             "meterValue": [{"timestamp": timestamp or now_iso(), "sampledValue": values}],
         }
-        tx = self.transactions.get(connector_id)
+        tx = None if outside_transaction else self.transactions.get(connector_id)
         if tx is not None and context != "Trigger":
             payload["transactionId"] = tx.wire_id
             self.send("MeterValues", payload, transactional=True, tx=tx)

@@ -5,6 +5,11 @@ step (power from the vehicle and the limits in force, energy into the register, 
 Charging / SuspendedEV / SuspendedEVSE decision, and MeterValues when the connector's
 MeterValueSampleInterval or the charger's ClockAlignedDataInterval comes round. No
 database query and no task per EVSE: a fleet of 10,000 chargers is one loop.
+
+A clock-aligned sample is dated at its boundary, which lies between two ticks: its register
+is interpolated between the registers of those ticks (the power is constant over a step),
+so that, in timestamp order, registers never go back. It is taken offline too (the outbox
+keeps a transaction's samples), and never inside a transaction that began after it.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from datetime import UTC, datetime
 from simulator import battery as physics
 from simulator.charger import Charger, Status
 from simulator.evse import Evse
-from simulator.wire import now_iso
+from simulator.wire import now_iso, parse_iso
 
 log = logging.getLogger(__name__)
 
 LimitFn = Callable[[Charger, Evse], float | None]
+
+# Boundaries one tick may catch up on (a stalled process, a clock stepped forward); older
+# ones are not invented.
+_MAX_ALIGNED_PER_TICK = 16
+_DAY = 86_400
 
 
 def no_limit(charger: Charger, evse: Evse) -> float | None:
@@ -34,6 +44,7 @@ class MeterEngine:
         self.chargers = chargers
         self.tick_seconds = tick_seconds
         self._last: float | None = None
+        self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
         self.ticks = 0
 
     async def run(self) -> None:
@@ -58,15 +69,26 @@ class MeterEngine:
         wall = wall or datetime.now(UTC)
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
+        since, self._last_wall = self._last_wall, wall.timestamp()
         for charger in self.chargers:
-            self.advance(charger, dt, now, wall, stamp)
+            self.advance(charger, dt, now, wall, stamp, since)
 
     def advance(
-        self, charger: Charger, dt: float, now: float, wall: datetime, stamp: str | None = None
+        self,
+        charger: Charger,
+        dt: float,
+        now: float,
+        wall: datetime,
+        stamp: str | None = None,
+        since: float | None = None,
     ) -> None:
+        """One step of one charger; `since` is the wall time (epoch s) of the last step."""
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
+        boundaries = self._aligned_boundaries(charger, wall, since)
+        before = [evse.register_wh for evse in charger.evses] if boundaries else None
+        periodic: list[int] | None = None
         if len(charger.profiles) and charger.transactions:
             demand = {}
             for connector_id in charger.transactions:
@@ -90,13 +112,17 @@ class MeterEngine:
                 charger.next_sample[connector_id] = due + interval if interval else 0.0
                 if charger.next_sample[connector_id] and charger.next_sample[connector_id] < now:
                     charger.next_sample[connector_id] = now + interval  # fell behind: resync
-                charger.send_meter_values(
-                    connector_id,
-                    "Sample.Periodic",
-                    charger.config_list("MeterValuesSampledData"),
-                    stamp,
-                )
-        self._clock_aligned(charger, wall)
+                if periodic is None:
+                    periodic = [connector_id]
+                else:
+                    periodic.append(connector_id)
+        if boundaries and before is not None and since is not None:
+            # Before this tick's periodic samples: the queue stays in timestamp order.
+            self._send_aligned(charger, boundaries, before, since, wall.timestamp())
+        if periodic is not None:
+            measurands = charger.config_list("MeterValuesSampledData")
+            for connector_id in periodic:
+                charger.send_meter_values(connector_id, "Sample.Periodic", measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
 
@@ -128,34 +154,95 @@ class MeterEngine:
             charger.set_status(evse, Status.SUSPENDED_EV)
         return True
 
-    def _clock_aligned(self, charger: Charger, wall: datetime) -> None:
-        interval = charger.config_int("ClockAlignedDataInterval")
-        if interval <= 0 or not charger.online:
-            return
-        midnight = wall.replace(hour=0, minute=0, second=0, microsecond=0)
-        elapsed = (wall - midnight).total_seconds()
-        slot = int(midnight.timestamp()) + int(elapsed // interval) * interval
-        if slot == charger.last_clock_slot:
-            return
-        first = charger.last_clock_slot == 0
-        charger.last_clock_slot = slot
-        if first:
-            return  # the first tick only finds its place; the next boundary sends
-        measurands = charger.config_list("MeterValuesAlignedData")
-        stamp = datetime.fromtimestamp(slot, UTC)
+    @staticmethod
+    def _aligned_boundaries(charger: Charger, wall: datetime, since: float | None) -> list[int]:
+        """The ClockAlignedDataInterval boundaries (epoch s) passed since the last tick.
 
+        Boundaries are counted from midnight UTC, as OCPP 1.6 aligns them. The first tick
+        of a charger only finds its place; a boundary before the previous tick is not
+        invented (nothing was measured there).
+        """
+        interval = charger.config_int("ClockAlignedDataInterval")
+        if interval <= 0:
+            return []
+        seconds = int(wall.timestamp())
+        midnight = seconds - seconds % _DAY
+        slot = midnight + (seconds - midnight) // interval * interval
+        last = charger.last_clock_slot
+        if slot == last:
+            return []
+        charger.last_clock_slot = slot
+        if not last or since is None or slot < last:
+            return []
+        found = []
+        boundary = slot
+        while boundary > last and boundary > since and len(found) < _MAX_ALIGNED_PER_TICK:
+            found.append(boundary)
+            boundary -= interval
+            if boundary < midnight:  # the previous day's grid differs if 86400 % interval
+                break
+        found.reverse()
+        return found
+
+    def _send_aligned(
+        self,
+        charger: Charger,
+        boundaries: list[int],
+        before: list[float],
+        since: float,
+        wall_s: float,
+    ) -> None:
+        """Clock-aligned samples at each boundary in (since, wall_s], oldest first.
+
+        The register at a boundary is interpolated between the one before this tick's
+        step (at `since`, or at the transaction's start if that came later) and the one
+        after it (at `wall_s`). A boundary before its connector's transaction began is
+        not part of it: it goes out as a sample without a transaction (online only).
+        """
+        measurands = charger.config_list("MeterValuesAlignedData")
         stop_aligned = charger.config_list("StopTxnAlignedData")
         limit = charger.config_int("StopTransactionMaxMeterValues")
-        for evse in charger.evses:
-            charger.send_meter_values(evse.connector_id, "Sample.Clock", measurands, now_iso(stamp))
+        online = charger.online
+        for evse, register_before in zip(charger.evses, before, strict=True):
             tx = charger.transactions.get(evse.connector_id)
-            if tx is not None and stop_aligned and len(tx.aligned_values) < limit:
-                tx.aligned_values.append(
-                    {
-                        "timestamp": now_iso(stamp),
-                        "sampledValue": charger.sampled_values(evse, stop_aligned, "Sample.Clock"),
-                    }
+            if tx is None and not online:
+                continue  # only a transaction's samples are kept while offline
+            started = _epoch(tx.started_at) if tx is not None else since
+            origin = max(since, started)
+            span = wall_s - origin
+            gained = evse.register_wh - register_before
+            for boundary in boundaries:
+                inside = tx is not None and boundary >= started
+                if not inside and not online:
+                    continue
+                share = (boundary - origin) / span if span > 0 else 1.0
+                register = register_before + gained * min(max(share, 0.0), 1.0)
+                stamp = now_iso(datetime.fromtimestamp(boundary, UTC))
+                charger.send_meter_values(
+                    evse.connector_id,
+                    "Sample.Clock",
+                    measurands,
+                    stamp,
+                    register_wh=register,
+                    outside_transaction=not inside,
                 )
+                if inside and tx is not None and stop_aligned and len(tx.aligned_values) < limit:
+                    tx.aligned_values.append(
+                        {
+                            "timestamp": stamp,
+                            "sampledValue": charger.sampled_values(
+                                evse, stop_aligned, "Sample.Clock", register_wh=register
+                            ),
+                        }
+                    )
+
+
+def _epoch(timestamp: str) -> float:
+    """An OCPP timestamp as epoch seconds (0 if unreadable: then it does not bound)."""
+    try:
+        return parse_iso(timestamp).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def operating_point(charger: Charger, evse: Evse, limit_w: float | None) -> physics.OperatingPoint:

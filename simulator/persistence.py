@@ -13,12 +13,13 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from simulator.battery import VehicleSpec
 from simulator.charger import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.evse import ConnectorStatus, Evse
 from simulator.outbox import Outgoing
+from simulator.wire import now_iso, parse_iso
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,8 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
 
     A restart of the simulator is a power cycle of its chargers (they boot again), so an
     open transaction is ended with reason PowerLoss and the last checkpointed register,
-    queued behind whatever was still unconfirmed.
+    dated at the checkpoint that wrote that register (the last time the charger was known
+    alive, not the restart), queued behind whatever was still unconfirmed.
     """
     by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
     for charger in by_pk.values():
@@ -190,9 +193,11 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
         charger.restore_message(
             row.action, row.payload, row.seq, row.attempts, txs.get(row.local_tx_id)
         )
+    last_alive = _last_checkpoints({charger.spec.db_id for charger, _tx in open_txs})
     for charger, tx in open_txs:
         if 1 <= tx.connector_id <= len(charger.evses):
-            charger.end_interrupted(tx)
+            at = last_alive.get((charger.spec.db_id, tx.connector_id))
+            charger.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
     if rows or open_txs:
         log.info(
             "restored %d unconfirmed transaction messages; ended %d interrupted "
@@ -200,6 +205,30 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
             len(rows),
             len(open_txs),
         )
+
+
+def _last_checkpoints(charger_pks: set[int | None]) -> dict[tuple[int, int], datetime]:
+    """(charger pk, connector id) -> when its register was last checkpointed."""
+    if not charger_pks:
+        return {}
+    rows = EvseRow.objects.filter(charger_id__in=charger_pks, checkpointed_at__isnull=False)
+    return {
+        (pk, connector): at
+        for pk, connector, at in rows.values_list("charger_id", "connector_id", "checkpointed_at")
+    }
+
+
+def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
+    """The stop time of an interrupted transaction: its last checkpoint, never before its
+    start (None, i.e. now, for a register written before checkpoint times were kept)."""
+    if at is None:
+        return None
+    try:
+        if at < parse_iso(tx.started_at):
+            return tx.started_at
+    except ValueError:
+        pass
+    return now_iso(at.astimezone(UTC))
 
 
 class OutboxSink:
@@ -242,6 +271,9 @@ class Checkpointer(Listener):
         self._transactions: dict[str, dict[str, Any]] = {}
         self._profiles: dict[int, list[dict[str, Any]]] = {}
         self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
+        # Chargers with an open transaction ride along in every full checkpoint, changed or
+        # not, so that their last checkpoint time is how long they are known to have lived.
+        self._open: dict[str, Charger] = {}
         self.urgent = asyncio.Event()
 
     def sink_for(self, charger: Charger) -> OutboxSink | None:
@@ -288,6 +320,10 @@ class Checkpointer(Listener):
                     "stop_reason": tx.stop_reason or "",
                     "state": "stopped" if tx.stopped_at else "open",
                 }
+                if tx.stopped_at:
+                    self._open.pop(tx.local_id, None)
+                else:
+                    self._open[tx.local_id] = charger
             self._signal()
         if self.downstream is not None:
             self.downstream.on_transaction(charger, tx)
@@ -342,6 +378,8 @@ class Checkpointer(Listener):
             owners = {s.charger.id: s.charger for s, _i, _p in self._outbox_new}
             if full:
                 dirty, self._dirty = self._dirty, {}
+                for charger in self._open.values():
+                    dirty[charger.id] = charger
             else:
                 dirty = owners
                 for charger_id in owners:
@@ -364,23 +402,38 @@ class Checkpointer(Listener):
                 profiles=self._profiles,
                 availability=self._availability,
             )
-            batch.made_durable = [item for _sink, item, _payload in self._outbox_new]
+            batch.made_durable = [(sink, item) for sink, item, _payload in self._outbox_new]
             batch.owners = list(owners.values())
             self._config, self._key_writes, self._outbox_new = {}, [], []
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
         batch.evses = [
-            (evse.register_wh, evse.status.value, evse.db_id)
+            (charger.spec.db_id, evse.register_wh, evse.status.value, evse.db_id)
             for charger in dirty.values()
+            if charger.spec.db_id is not None
             for evse in charger.evses
             if evse.db_id is not None
         ]
+        batch.at = datetime.now(UTC)  # the instant these registers were read
         return batch
 
     def written(self, batch: Batch) -> None:
-        """After a successful write: the batch's transaction messages may now be sent."""
-        for item in batch.made_durable:
-            item.durable = True
+        """After a successful write: the batch's transaction messages may now be sent.
+
+        A message whose row was rejected is not sent either (only what is stored may go
+        out): it leaves the queue so that the charger's later messages are not held up.
+        """
+        for sink, item in batch.made_durable:
+            if (sink.charger_pk, item.seq) in batch.rejected:
+                log.error(
+                    "%s: %s #%d could not be saved; dropped unsent",
+                    sink.charger.id,
+                    item.action,
+                    item.seq,
+                )
+                sink.charger.queue.remove(item)
+            else:
+                item.durable = True
         for charger in batch.owners:
             charger.wake()
 
@@ -388,20 +441,26 @@ class Checkpointer(Listener):
     def write(batch: Batch) -> None:
         """Write one batch in one database transaction; runs in the writer thread.
 
+        A batch the database refuses because of what is in it (a value out of range, a
+        payload that cannot be encoded, a row of a charger deleted meanwhile) is written
+        again charger by charger, and the failing charger's rows one by one, so that one
+        bad value costs only its own row: it is logged, repaired or dropped, and everything
+        else is saved. Only an error of the database itself (locked, gone) fails the
+        batch, which is then written again before anything newer.
+
         The writer thread keeps its connection between batches (opening a SQLite
         connection re-reads the schema and registers Django's functions: a few ms, twice a
         second); a connection that failed is closed and opened afresh next time.
         """
         try:
-            with transaction.atomic():
-                _write_transactions(batch.transactions)
-                _write_outbox(batch.outbox_new, batch.outbox_gone)
-                _write_evses(batch.evses)
-                _write_config(batch.config)
-                _write_profiles(batch.profiles)
-                _write_availability(batch.availability)
-                for charger_pk, value in batch.key_writes:
-                    ChargerRow.objects.filter(pk=charger_pk).update(authorization_key=value)
+            try:
+                with transaction.atomic():
+                    _write_batch(batch)
+            except _DATABASE_DOWN:
+                raise
+            except Exception as exc:
+                log.warning("checkpoint refused (%s); saving charger by charger", _brief(exc))
+                _write_isolating(batch.parts(), batch)
         except BaseException:
             connection.close()
             raise
@@ -421,9 +480,14 @@ class Batch:
     transactions: list[dict[str, Any]]
     profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
-    evses: list[tuple[float, str, int]] = field(default_factory=list)
-    made_durable: list[Outgoing] = field(default_factory=list)
+    # (charger pk, register Wh, status, EVSE pk)
+    evses: list[tuple[int, float, str, int]] = field(default_factory=list)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    made_durable: list[tuple[OutboxSink, Outgoing]] = field(default_factory=list)
     owners: list[Charger] = field(default_factory=list)
+    # (charger pk, seq) of outbox rows the database refused (filled by the writer thread)
+    rejected: set[tuple[int, int]] = field(default_factory=set)
+    charger_pk: int | None = None  # set on a part of one charger
 
     def __bool__(self) -> bool:
         return bool(
@@ -437,12 +501,193 @@ class Batch:
             or self.availability
         )
 
+    def parts(self) -> list[Batch]:
+        """The batch split per charger (each part's rows in the batch's order)."""
+        by_charger: dict[int, Batch] = {}
 
-def _write_profiles(profiles: dict[int, list[dict[str, Any]]]) -> None:
-    """Replace each changed charger's installed profiles (they survive a reboot)."""
+        def part(pk: int) -> Batch:
+            found = by_charger.get(pk)
+            if found is None:
+                found = by_charger[pk] = Batch({}, [], [], [], [], at=self.at, charger_pk=pk)
+            return found
+
+        for row in self.transactions:
+            part(row["charger_id"]).transactions.append(row)
+        for new in self.outbox_new:
+            part(new[0]).outbox_new.append(new)
+        for gone in self.outbox_gone:
+            part(gone[0]).outbox_gone.append(gone)
+        for evse in self.evses:
+            part(evse[0]).evses.append(evse)
+        for key, value in self.config.items():
+            part(key[0]).config[key] = value
+        for pk, profiles in self.profiles.items():
+            part(pk).profiles[pk] = profiles
+        for pk, availability in self.availability.items():
+            part(pk).availability[pk] = availability
+        for write in self.key_writes:
+            part(write[0]).key_writes.append(write)
+        return list(by_charger.values())
+
+
+# Errors of the database itself, not of a row: the batch is written again later.
+_DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def _write_batch(batch: Batch) -> None:
+    _write_transactions(batch.transactions)
+    _write_outbox(batch.outbox_new, batch.outbox_gone)
+    _write_evses(batch.evses, batch.at)
+    _write_config(batch.config)
+    _write_profiles(batch.profiles)
+    _write_availability(batch.availability)
+    for charger_pk, value in batch.key_writes:
+        ChargerRow.objects.filter(pk=charger_pk).update(authorization_key=value)
+
+
+def _write_isolating(parts: list[Batch], batch: Batch) -> None:
+    """Write per-charger parts, halving a group that fails until the failing charger is
+    alone, then write that charger's rows one at a time.
+
+    Each group is its own database transaction (not a savepoint): PostgreSQL and SQLite
+    check deferred foreign keys only at commit, and a committed group stays written. A
+    batch is idempotent, so a group written twice (after a later error) does no harm.
+    One bad charger among n costs about 2·log2(n) transactions.
+    """
+    if len(parts) == 1:
+        try:
+            with transaction.atomic():
+                _write_batch(parts[0])
+        except _DATABASE_DOWN:
+            raise
+        except Exception:
+            _write_rows(parts[0], batch)
+        return
+    middle = len(parts) // 2
+    for group in (parts[:middle], parts[middle:]):
+        try:
+            with transaction.atomic():
+                for part in group:
+                    _write_batch(part)
+        except _DATABASE_DOWN:
+            raise
+        except Exception:
+            _write_isolating(group, batch)
+
+
+def _write_rows(part: Batch, batch: Batch) -> None:
+    """One charger's rows, each in its own transaction: find the bad one, log it with its
+    charger, and repair it (a transaction row without the CSMS's id) or drop it."""
+    for what, write, repair, seq in _rows(part):
+        try:
+            with transaction.atomic():
+                write()
+            continue
+        except _DATABASE_DOWN:
+            raise
+        except Exception as exc:
+            error = exc
+        outcome = "dropped"
+        if repair is not None:
+            try:
+                with transaction.atomic():
+                    repair()
+                outcome = "saved without it"
+            except _DATABASE_DOWN:
+                raise
+            except Exception:
+                pass
+        if seq is not None and outcome == "dropped":
+            batch.rejected.add((seq[0], seq[1]))
+        log.error(
+            "checkpoint: %s: %s not saved (%s); %s",
+            _charger_name(part.charger_pk),
+            what,
+            _brief(error),
+            outcome,
+        )
+
+
+_Row = tuple[str, Callable[[], None], Callable[[], None] | None, tuple[int, int] | None]
+
+
+def _rows(part: Batch) -> Iterator[_Row]:
+    """(what, write, repair or None, outbox key or None) for each row of one charger's part,
+    in the order a whole batch writes them."""
+    for tx in part.transactions:
+        yield (
+            f"transaction {tx['local_id']} (CSMS id {tx['transaction_id']})",
+            functools.partial(_write_transactions, [tx]),
+            # The CSMS's id is the one value of the row that comes from outside.
+            functools.partial(_write_transactions, [{**tx, "transaction_id": None}])
+            if tx["transaction_id"] is not None
+            else None,
+            None,
+        )
+    for new in part.outbox_new:
+        yield (
+            f"{new[2]} #{new[1]}",
+            functools.partial(_write_outbox, [new], []),
+            None,
+            (new[0], new[1]),
+        )
+    if part.outbox_gone:
+        yield (
+            "confirmed messages",
+            functools.partial(_write_outbox, [], part.outbox_gone),
+            None,
+            None,
+        )
+    for evse in part.evses:
+        yield (
+            f"register of EVSE {evse[3]}",
+            functools.partial(_write_evses, [evse], part.at),
+            None,
+            None,
+        )
+    for key, value in part.config.items():
+        yield f"configuration {key[1]}", functools.partial(_write_config, {key: value}), None, None
+    for pk, profiles in part.profiles.items():
+        yield "charging profiles", functools.partial(_write_profiles, {pk: []}), None, None
+        for profile in profiles:
+            yield (
+                f"charging profile {str(profile.get('csChargingProfiles'))[:80]}",
+                functools.partial(_write_profiles, {pk: [profile]}, replace=False),
+                None,
+                None,
+            )
+    for pk, availability in part.availability.items():
+        yield "availability", functools.partial(_write_availability, {pk: availability}), None, None
+    for charger_pk, value in part.key_writes:
+        yield (
+            "AuthorizationKey",  # never the value: it is a secret
+            functools.partial(
+                ChargerRow.objects.filter(pk=charger_pk).update, authorization_key=value
+            ),
+            None,
+            None,
+        )
+
+
+def _charger_name(pk: int | None) -> str:
+    """The charge point id of a charger pk, for a log line (pk if the row is gone)."""
+    name = ChargerRow.objects.filter(pk=pk).values_list("charge_point_id", flat=True).first()
+    return f"charger {name or '?'} (pk {pk})"
+
+
+def _brief(exc: BaseException) -> str:
+    """An error for a log line: its type and first line, never the statement's values."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _write_profiles(profiles: dict[int, list[dict[str, Any]]], *, replace: bool = True) -> None:
+    """Replace each changed charger's installed profiles (they survive a reboot); with
+    `replace` False, add them to those stored."""
     if not profiles:
         return
-    ChargingProfileRecord.objects.filter(charger_id__in=list(profiles)).delete()
+    if replace:
+        ChargingProfileRecord.objects.filter(charger_id__in=list(profiles)).delete()
     ChargingProfileRecord.objects.bulk_create(
         ChargingProfileRecord(
             charger_id=charger_pk,
@@ -538,26 +783,29 @@ def _write_outbox(
                 cursor.executemany(f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone)
 
 
-def _write_evses(evses: list[tuple[float, str, int]]) -> None:
-    """Registers only go up: MAX/GREATEST(stored, new) even if two writers race."""
+def _write_evses(evses: list[tuple[int, float, str, int]], at: datetime) -> None:
+    """Registers only go up: MAX/GREATEST(stored, new) even if two writers race. Each
+    carries the time it was read (`at`): the charger was alive with that register then."""
     if not evses:
         return
     table = EvseRow._meta.db_table
+    stamp = connection.ops.adapt_datetimefield_value(at)
+    rows = [(register, status, stamp, pk) for _charger, register, status, pk in evses]
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             _insert_many(
                 cursor,
                 f"UPDATE {table} SET register_wh = MAX({table}.register_wh, v.column1), "
-                "status = v.column2 FROM (VALUES",
-                "(%s, %s, %s)",
-                f") AS v WHERE {table}.id = v.column3",
-                evses,
+                "status = v.column2, checkpointed_at = v.column3 FROM (VALUES",
+                "(%s, %s, %s, %s)",
+                f") AS v WHERE {table}.id = v.column4",
+                rows,
             )
         else:
             cursor.executemany(
-                f"UPDATE {table} SET register_wh = GREATEST(register_wh, %s), status = %s "
-                "WHERE id = %s",
-                evses,
+                f"UPDATE {table} SET register_wh = GREATEST(register_wh, %s), status = %s, "
+                "checkpointed_at = %s WHERE id = %s",
+                rows,
             )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import UTC, datetime
 
 import pytest
 from ocpp.v16 import call
 
 from simulator.csms import CentralSystem
+from simulator.wire import parse_iso
 from tests.process import ManagePy
 
 pytestmark = pytest.mark.slow
@@ -88,6 +90,7 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
             if e.direction == "in" and e.message_type == 2 and e.action == "MeterValues"
         ]
         assert unanswered
+        killed_at = datetime.now(UTC)
         first.signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         for cp_id in CHARGERS:
@@ -99,6 +102,14 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
         for cp_id in CHARGERS:
             stop = await csms.wait_for(cp_id, "StopTransaction", after=restart, timeout=30)
             assert stop.payload["reason"] == "PowerLoss"
+            # Dated when the dead worker was last known alive (its last checkpoint, which
+            # made its last MeterValues durable), not when the new one started.
+            last_sample = max(
+                parse_iso(e.payload["meterValue"][-1]["timestamp"])
+                for e in unanswered
+                if e.cp_id == cp_id
+            )
+            assert last_sample <= parse_iso(stop.payload["timestamp"]) <= killed_at
         after = csms.log[restart:]
         # A restart is a reboot: BootNotification first.
         for cp_id in CHARGERS:

@@ -1,13 +1,23 @@
-"""The meter engine's sampling schedule: one MeterValues per MeterValueSampleInterval."""
+"""The meter engine's sampling schedule: one MeterValues per MeterValueSampleInterval, and
+clock-aligned samples at their boundaries."""
 
 from __future__ import annotations
 
+import math
 import random
+from datetime import UTC, datetime
 
 import pytest
 
 from simulator.meter_engine import MeterEngine
+from simulator.wire import now_iso, parse_iso
 from tests.engine import COMPACT, runtime_charger
+
+ALIGNED = {
+    "ClockAlignedDataInterval": "10",
+    "MeterValuesAlignedData": "Energy.Active.Import.Register",
+    "MeterValueSampleInterval": "0",
+}
 
 
 def charging(interval: str):
@@ -52,3 +62,39 @@ def test_an_engine_that_fell_behind_resynchronises_instead_of_bursting() -> None
     engine.tick(now=due + 10)  # the process stalled for 10 s
     engine.tick(now=due + 11)
     assert len(meter_values(charger)) == 3
+
+
+def at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def register_of(item) -> int:
+    (value,) = item.payload["meterValue"][0]["sampledValue"]
+    return int(value["value"])
+
+
+def test_clock_aligned_samples_are_taken_offline_at_their_boundary_with_the_register_there():
+    charger = runtime_charger("CP-ALIGN", "ws://127.0.0.1:1", evses=1, config=ALIGNED)
+    charger.plug_in(1, COMPACT, soc=30)
+    tx = charger.start_transaction(1, "TAG")
+    assert not charger.online
+    # Ticks 0.3 s past each second, from a little before a boundary after the start.
+    first_boundary = math.ceil(parse_iso(tx.started_at).timestamp() / 10) * 10 + 10
+    walls = [first_boundary - 4.7 + k for k in range(30)]
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    registers = []
+    for k, wall in enumerate(walls):
+        engine.tick(now=1000.0 + k, wall=at(wall))
+        registers.append(charger.evse(1).register_wh)
+    clock = [i for i in charger.queue if i.action == "MeterValues"]
+    boundaries = [first_boundary, first_boundary + 10, first_boundary + 20]
+    assert [i.payload["meterValue"][0]["timestamp"] for i in clock] == [
+        now_iso(at(b)) for b in boundaries
+    ]
+    assert all(i.transactional and i.tx is tx for i in clock)
+    for item, boundary in zip(clock, boundaries, strict=True):
+        k = next(n for n, wall in enumerate(walls) if wall > boundary)  # the tick after it
+        share = (boundary - walls[k - 1]) / (walls[k] - walls[k - 1])
+        expected = registers[k - 1] + (registers[k] - registers[k - 1]) * share
+        assert register_of(item) == int(expected)
+        assert int(registers[k - 1]) <= register_of(item) <= int(registers[k])

@@ -4,6 +4,7 @@ over real loopback WebSockets against the built-in CSMS."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from simulator.charger import BootState
 from simulator.csms import CentralSystem
 from simulator.evse import ConnectorStatus
 from simulator.meter_engine import MeterEngine
+from simulator.wire import now_iso, parse_iso
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 
@@ -542,6 +544,54 @@ async def test_clock_aligned_values_are_sent_at_interval_boundaries(csms, tickin
     value = meter.payload["meterValue"][0]
     assert value["sampledValue"][0]["context"] == "Sample.Clock"
     assert value["timestamp"].endswith(".000Z")
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+async def test_a_boundary_before_the_transaction_start_is_not_a_sample_of_the_transaction(csms):
+    config = {
+        "ClockAlignedDataInterval": "1",
+        "MeterValuesAlignedData": "Energy.Active.Import.Register",
+        "MeterValueSampleInterval": "0",
+        "StopTxnAlignedData": "SoC",
+    }
+    charger = runtime_charger("CP-ALIGN-ST", csms.url, evses=1, config=config)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=30)
+        tx = charger.start_transaction(1, "TAG")
+        started = parse_iso(tx.started_at).timestamp()
+        boundary = math.floor(started)
+        if boundary == started:  # a start exactly on a boundary belongs to the transaction
+            boundary -= 1
+        # The tick before the boundary, then the first tick after the start: the boundary
+        # lies between the two, before the transaction began.
+        engine = MeterEngine([charger], tick_seconds=1.0)
+        engine.tick(now=1000.0, wall=_utc(boundary - 0.5))
+        engine.tick(now=1000.5 + started - boundary, wall=_utc(started + 0.05))
+        engine.tick(now=1001.5 + started - boundary, wall=_utc(boundary + 1.05))
+        charger.stop_transaction(1, "Local")
+        stop = await csms.wait_for("CP-ALIGN-ST", "StopTransaction")
+        await wait_until(lambda: not charger.queue, message="queue drained")
+    clock = [
+        e.payload
+        for e in csms.log
+        if e.direction == "in" and e.message_type == 2 and e.action == "MeterValues"
+    ]
+    assert [p["meterValue"][0]["timestamp"] for p in clock] == [
+        now_iso(_utc(boundary)),
+        now_iso(_utc(boundary + 1)),
+    ]
+    assert "transactionId" not in clock[0]  # before the start: not the transaction's
+    assert int(clock[0]["meterValue"][0]["sampledValue"][0]["value"]) == tx.meter_start
+    assert clock[1]["transactionId"] == tx.wire_id
+    aligned = [
+        v["timestamp"]
+        for v in stop.payload["transactionData"]
+        if v["sampledValue"][0]["context"] == "Sample.Clock"
+    ]
+    assert aligned == [now_iso(_utc(boundary + 1))]
 
 
 async def test_transaction_messages_are_dropped_after_the_attempts(csms, caplog):

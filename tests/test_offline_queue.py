@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from ocpp.v16 import call
@@ -11,6 +12,7 @@ from simulator.charger import ActionError, BootState, LinkState
 from simulator.csms import CentralSystem
 from simulator.meter_engine import MeterEngine
 from simulator.ocpp_client import Backoff
+from simulator.wire import parse_iso
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 
@@ -271,3 +273,60 @@ async def test_a_new_call_waits_behind_unconfirmed_transaction_messages(csms):
         charger.stop_transaction(1, "Local")
         assert [i.action for i in charger.queue] == ["StartTransaction", "StopTransaction"]
         assert [i.seq for i in charger.queue] == [1, 2]
+
+
+async def test_clock_aligned_samples_of_an_outage_arrive_after_it_in_timestamp_order(csms):
+    charger = runtime_charger(
+        "OFF-CLK",
+        csms.url,
+        evses=1,
+        config={
+            "ClockAlignedDataInterval": "1",
+            "MeterValuesAlignedData": "Energy.Active.Import.Register",
+            "MeterValueSampleInterval": "1",
+            "MeterValuesSampledData": "Energy.Active.Import.Register",
+        },
+    )
+    engine = MeterEngine([charger], tick_seconds=0.1)
+    ticking = asyncio.create_task(engine.run())
+    try:
+        async with connected(charger):
+            charger.plug_in(1, COMPACT, soc=20)
+            await charger.present_id_tag(1, "T")
+            await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+            charger.cut_network(2.5)
+            await wait_until(lambda: not charger.online, message="offline")
+            cut = datetime.now(UTC)
+            await wait_until(lambda: charger.online, timeout=8, message="back online")
+            back = datetime.now(UTC)
+            await wait_until(lambda: not charger.queue, message="queue drained")
+            charger.stop_transaction(1, "Local")
+            await csms.wait_for("OFF-CLK", "StopTransaction")
+    finally:
+        ticking.cancel()
+    messages = tx_messages(csms, "OFF-CLK")
+    start = parse_iso(messages[0].payload["timestamp"])
+    clock = [
+        e
+        for e in messages
+        if e.action == "MeterValues"
+        and e.payload["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    ]
+    offline = [e for e in clock if cut < parse_iso(e.payload["meterValue"][0]["timestamp"]) < back]
+    assert len(offline) >= 2, "the clock-aligned samples of the outage were lost"
+    tx_id = csms.transactions[max(csms.transactions)].transaction_id
+    assert all(e.payload["transactionId"] == tx_id for e in clock)
+    stamps = [
+        parse_iso(
+            e.payload["meterValue"][0]["timestamp"]
+            if e.action == "MeterValues"
+            else e.payload["timestamp"]
+        )
+        for e in messages
+    ]
+    assert stamps == sorted(stamps), "delivered out of timestamp order"
+    assert all(s >= start for s in stamps)
+    for e in clock:
+        assert e.payload["meterValue"][0]["timestamp"].endswith(".000Z")  # at its boundary
+    values = [register(e) for e in messages]
+    assert values == sorted(values), values

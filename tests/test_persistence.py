@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,7 +12,9 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.charger import BootState
 from simulator.csms import CentralSystem
+from simulator.persistence import Checkpointer
 from simulator.service import SimulatorService
+from simulator.wire import now_iso, parse_iso
 from tests.cast import make_charger
 from tests.engine import COMPACT, wait_until
 
@@ -35,6 +38,19 @@ async def started(csms, *ids: str) -> SimulatorService:
         charger = service.store.get(cp_id)
         await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
     return service
+
+
+async def crash(service: SimulatorService) -> None:
+    """The process dies: its loops and connections end and nothing more is written (no
+    final checkpoint, unlike `stop()`)."""
+    tasks = [*service._tasks, *service.connections.values()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for charger in service.store:
+        charger.cancel_timers()
+    await asyncio.get_running_loop().run_in_executor(service._writer, Checkpointer.close)
+    service._writer.shutdown(wait=False)
 
 
 async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms):
@@ -118,7 +134,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
             outbox_new=[],
             outbox_gone=[],
             transactions=[],
-            evses=[(1.0, "Charging", stored.pk)],
+            evses=[(stored.charger_id, 1.0, "Charging", stored.pk)],
         )
 
         def write_and_close() -> None:  # the writer thread keeps its connection: close it
@@ -196,7 +212,10 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     ]
     with transaction.atomic():
         persistence._write_outbox(new, [])
-        persistence._write_evses([(100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)])
+        persistence._write_evses(
+            [(evse.charger_id, 100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)],
+            timezone.now(),
+        )
     rows = {(r.charger_id, r.seq): r for r in OutboxMessage.objects.all()}
     assert set(rows) == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)}
     assert rows[(chargers[2].pk, 3)].payload == {"connectorId": 1, "seq": 3, "note": "é"}
@@ -212,3 +231,176 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
         (chargers[0].pk, 1),
         (chargers[3].pk, 2),
     }
+
+
+async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_saved(csms, caplog):
+    for cp_id in ("CP-HUGE", "CP-FINE", "CP-LATER"):
+        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    service = await started(csms, "CP-HUGE", "CP-FINE", "CP-LATER")
+    huge, fine, later = (service.store.get(c) for c in ("CP-HUGE", "CP-FINE", "CP-LATER"))
+    try:
+        huge.plug_in(1, COMPACT, soc=20)
+        assert await huge.present_id_tag(1, "TAG-H") == "Accepted"
+        await wait_until(lambda: huge.evse(1).transaction_id is not None, message="tx id")
+        # Past the CSMS: a transaction id no INTEGER column holds (2^63; PostgreSQL's
+        # integer stops at 2^31). Before, every later checkpoint failed on it, forever.
+        tx = huge.transactions[1]
+        tx.transaction_id = 2**63
+        huge.listener.on_transaction(huge, tx)
+        # Another charger's StartTransaction must still be saved, hence sent ...
+        fine.plug_in(1, COMPACT, soc=20)
+        assert await fine.present_id_tag(1, "TAG-F") == "Accepted"
+        await csms.wait_for("CP-FINE", "StartTransaction", timeout=5)
+        await wait_until(lambda: fine.evse(1).transaction_id is not None, message="fine's id")
+        await service.checkpoint()
+        # ... and so must everything of a later batch.
+        later.plug_in(1, COMPACT, soc=20)
+        assert await later.present_id_tag(1, "TAG-L") == "Accepted"
+        await csms.wait_for("CP-LATER", "StartTransaction", timeout=5)
+        await wait_until(lambda: later.evse(1).transaction_id is not None, message="later's id")
+        await wait_until(lambda: later.evse(1).register_wh > 1, message="later charging")
+        await service.checkpoint()
+        rows = await database_sync_to_async(
+            lambda: {
+                t.charger.charge_point_id: (t.transaction_id, t.state)
+                for t in Transaction.objects.select_related("charger")
+            }
+        )()
+        assert rows["CP-FINE"] == (fine.evse(1).transaction_id, "open")
+        assert rows["CP-LATER"] == (later.evse(1).transaction_id, "open")
+        # The bad row itself is repaired: the transaction is kept, without the bad id.
+        assert rows["CP-HUGE"] == (None, "open")
+        registers = await database_sync_to_async(
+            lambda: dict(Evse.objects.values_list("charger__charge_point_id", "register_wh"))
+        )()
+        assert registers["CP-LATER"] > 0
+        assert registers["CP-HUGE"] > 0  # the bad charger's other rows are saved too
+        logged = [r.getMessage() for r in caplog.records if r.name == "simulator.persistence"]
+        refused = [m for m in logged if "not saved" in m]
+        assert refused and all("CP-HUGE" in m for m in refused), logged
+    finally:
+        await service.stop()
+
+
+def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog):
+    """Row by row: an unencodable outbox payload, a profile id out of range and a charger
+    deleted meanwhile cost only their own rows; the rest of the batch is written."""
+    from django.utils import timezone
+
+    from chargers.models import ChargingProfileRecord, OutboxMessage
+    from simulator.persistence import Batch, Checkpointer
+
+    good, bad, gone = (make_charger(c, evses=1) for c in ("CP-G", "CP-B", "CP-GONE"))
+    gone_pk = gone.pk
+    gone_evse = gone.evses.get().pk
+    gone.delete()
+    good_evse, bad_evse = (c.evses.get() for c in (good, bad))
+
+    def profile(profile_id: int) -> dict:
+        return {
+            "connectorId": 0,
+            "csChargingProfiles": {
+                "chargingProfileId": profile_id,
+                "stackLevel": 1,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Absolute",
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}],
+                },
+            },
+        }
+
+    batch = Batch(
+        config={(good.pk, "MeterValueSampleInterval"): "30"},
+        key_writes=[],
+        outbox_new=[
+            (good.pk, 1, "StartTransaction", {"connectorId": 1}, ""),
+            (bad.pk, 1, "MeterValues", {"connectorId": 1, "transactionId": 2**64}, ""),
+            (bad.pk, 2, "MeterValues", {"connectorId": 1, "transactionId": 7}, ""),
+            (gone_pk, 1, "StartTransaction", {"connectorId": 1}, ""),
+        ],
+        outbox_gone=[],
+        transactions=[],
+        profiles={bad.pk: [profile(4), profile(2**63)]},
+        evses=[
+            (good.pk, 10.0, "Charging", good_evse.pk),
+            (bad.pk, 20.0, "Charging", bad_evse.pk),
+            (gone_pk, 30.0, "Charging", gone_evse),
+        ],
+        at=timezone.now(),
+    )
+    try:
+        Checkpointer.write(batch)
+    finally:
+        Checkpointer.close()
+    assert set(OutboxMessage.objects.values_list("charger_id", "seq")) == {
+        (good.pk, 1),
+        (bad.pk, 2),
+    }
+    assert batch.rejected == {(bad.pk, 1), (gone_pk, 1)}
+    assert list(ChargingProfileRecord.objects.values_list("charger_id", "profile_id")) == [
+        (bad.pk, 4)
+    ]
+    assert dict(Evse.objects.values_list("pk", "register_wh")) == {
+        good_evse.pk: 10.0,
+        bad_evse.pk: 20.0,
+    }
+    assert ConfigurationKey.objects.get(charger=good, key="MeterValueSampleInterval").value == "30"
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("CP-B " in m and "MeterValues #1" in m for m in logged), logged
+    assert any("CP-B " in m and "charging profile" in m for m in logged), logged
+    assert any(f"pk {gone_pk}" in m for m in logged), logged
+    assert not any("CP-G " in m for m in logged), logged
+
+
+async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_restart(csms):
+    await database_sync_to_async(make_charger)("CP-PL", evses=1, csms_url=csms.url, max_power_kw=50)
+    service = await started(csms, "CP-PL")
+    charger = service.store.get("CP-PL")
+    charger.plug_in(1, COMPACT, soc=20)
+    assert await charger.present_id_tag(1, "TAG") == "Accepted"
+    await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+    await wait_until(lambda: charger.evse(1).register_wh > 5, message="energy flowing")
+    await service.checkpoint()
+    await crash(service)
+    stored = await database_sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-PL")
+    assert stored.checkpointed_at is not None
+    await asyncio.sleep(0.3)  # the restart comes clearly later than the last checkpoint
+    restarted_at = datetime.now(UTC)
+    mark = len(csms.log)
+    again = await started(csms, "CP-PL")
+    try:
+        stop = await csms.wait_for("CP-PL", "StopTransaction", after=mark, timeout=5)
+    finally:
+        await again.stop()
+    assert stop.payload["reason"] == "PowerLoss"
+    assert stop.payload["timestamp"] == now_iso(stored.checkpointed_at.astimezone(UTC))
+    assert parse_iso(stop.payload["timestamp"]) < restarted_at
+    assert stop.payload["meterStop"] == int(stored.register_wh)
+
+
+async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_the_next(
+    csms, caplog
+):
+    await database_sync_to_async(make_charger)("CP-UNSAVED", evses=1, csms_url=csms.url)
+    service = await started(csms, "CP-UNSAVED")
+    charger = service.store.get("CP-UNSAVED")
+    try:
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "TAG") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        value = {"value": "1", "context": "Sample.Periodic", "vendorCounter": 2**64}
+        unsaved = charger.send(
+            "MeterValues",
+            {"connectorId": 1, "meterValue": [{"timestamp": now_iso(), "sampledValue": [value]}]},
+            transactional=True,
+            tx=charger.transactions[1],
+        )
+        charger.stop_transaction(1, "Local")
+        await csms.wait_for("CP-UNSAVED", "StopTransaction", timeout=5)
+        assert unsaved not in charger.queue
+        assert not [e for e in csms.log if e.action == "MeterValues" and e.message_type == 2]
+        assert "MeterValues #2 could not be saved; dropped unsent" in caplog.text
+    finally:
+        await service.stop()
