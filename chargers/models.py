@@ -271,7 +271,9 @@ class Transaction(models.Model):
     connector_id = models.PositiveSmallIntegerField()
     local_id = models.CharField(max_length=40, unique=True)
     id_tag = models.CharField(max_length=20)
-    transaction_id = models.IntegerField(
+    # 64-bit: OCPP says only "integer", and a CSMS may hand out ids past 2^31; the engine
+    # accepts what a signed 64-bit column holds on every backend.
+    transaction_id = models.BigIntegerField(
         null=True, blank=True, help_text="The CSMS's id, once StartTransaction was confirmed."
     )
     meter_start = models.BigIntegerField()
@@ -315,7 +317,7 @@ class ChargingProfileRecord(models.Model):
 
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="profiles")
     connector_id = models.PositiveSmallIntegerField()
-    profile_id = models.IntegerField()
+    profile_id = models.BigIntegerField()  # 64-bit, as transaction_id
     purpose = models.CharField(max_length=24)
     stack_level = models.PositiveSmallIntegerField()
     body = models.JSONField(help_text="csChargingProfiles as received.")
