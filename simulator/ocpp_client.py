@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import ocpp.messages
+import orjson
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -45,6 +46,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 
 _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
+# Answers longer than this are re-serialised without \u escapes (see `_send`).
+_RAW_UTF8_ABOVE = 65_536
 
 
 class OcppConnection(ClientConnection):
@@ -262,6 +265,11 @@ class ChargePointClient(OcppChargePoint):
     async def _send(self, message: str) -> None:
         # Only the reader sends through here (answers to the CALL it is handling).
         self._replied = True
+        if len(message) > _RAW_UTF8_ABOVE:
+            # The library's json.dumps writes "é" as \u00e9: a DataTransfer echo of a frame
+            # just under the CSMS's size cap would come back 3-6 times larger, over it, and
+            # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
+            message = orjson.dumps(wire.decode(message)).decode()
         self.charger.listener.on_frame(self.charger, "out", message)
         await self._connection.send(message)
 

@@ -6,6 +6,7 @@ they are (hostile ones included).
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -32,7 +33,7 @@ async def csms():
 
 def frame(unique_id: object, action: str, payload: object) -> str:
     # json, not orjson: it writes integers of any size, as a hostile CSMS may.
-    return json.dumps([2, unique_id, action, payload])
+    return json.dumps([2, unique_id, action, payload], ensure_ascii=False)
 
 
 def profile(**overrides: object) -> dict:
@@ -219,3 +220,350 @@ async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):
     charger = runtime_charger("HF-INT", csms.url, evses=1)
     async with connected(charger):
         assert charger.config["HeartbeatInterval"] == "86400"
+
+
+# -- a seeded fuzz run -------------------------------------------------------------------------
+
+OCPP_16_ERROR_CODES = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+    }
+)
+
+# Valid payloads of every action the charger handles; the fuzzer spoils them. Reset is
+# never sent valid: it reboots the charger, which would close the link on purpose.
+TEMPLATES: dict[str, dict] = {
+    "RemoteStartTransaction": {
+        "idTag": "T1",
+        "connectorId": 2,
+        "chargingProfile": profile(chargingProfilePurpose="TxProfile"),
+    },
+    "RemoteStopTransaction": {"transactionId": 1},
+    "GetConfiguration": {"key": ["HeartbeatInterval", "Nope"]},
+    "ChangeConfiguration": {"key": "HeartbeatInterval", "value": "300"},
+    "SetChargingProfile": {
+        "connectorId": 0,
+        "csChargingProfiles": profile(
+            validFrom="2020-01-01T00:00:00Z",
+            validTo="9999-12-31T23:59:59Z",
+            recurrencyKind="Daily",
+        ),
+    },
+    "ClearChargingProfile": {
+        "id": 7,
+        "connectorId": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "stackLevel": 1,
+    },
+    "GetCompositeSchedule": {"connectorId": 0, "duration": 3600, "chargingRateUnit": "W"},
+    "Reset": {"type": "Sometimes"},
+    "TriggerMessage": {"requestedMessage": "Heartbeat", "connectorId": 1},
+    "ChangeAvailability": {"connectorId": 2, "type": "Operative"},
+    "UnlockConnector": {"connectorId": 2},
+    "ClearCache": {},
+    "DataTransfer": {"vendorId": "ChargeSim", "messageId": "echo", "data": "hello"},
+}
+
+HOSTILE_VALUES: list[object] = [
+    2**63,
+    -(2**63) - 1,
+    2**64,
+    10**30,
+    -(10**30),
+    2**31,
+    -1,
+    0,
+    1.5,
+    -0.0,
+    1e308,
+    1e-300,
+    True,
+    None,
+    "",
+    "x" * 600,
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00Z",
+    "2024-02-30T00:00:00Z",
+    "yesterday",
+    "--5",
+    "²",
+    "٣",
+    "9" * 40,
+    "Hard",
+    "ChargePointMaxProfile",
+    "Relative",
+    "Recurring",
+    "BootNotification",
+    "MeterValues",
+    "Inoperative",
+    [],
+    [1, "a", None],
+    {},
+    {"a": {"b": [1, 2]}},
+]
+
+
+class HostileFrames:
+    """A seeded stream of hostile frames, each with the unique id its answer must carry
+    (None: the frame is not a readable CALL and must not be answered)."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.random = random.Random(seed)
+        self.count = 0
+        self.big_left = 8  # frames of hundreds of KiB: a few are enough
+
+    def _id(self, prefix: str = "f") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def _value(self, like: object = None) -> object:
+        """A hostile value; half the time of the same JSON type as `like`, so that it
+        passes the schema and reaches the range checks and the handlers."""
+        r = self.random
+        if r.random() < 0.5 and like is not None and not isinstance(like, bool):
+            same = [
+                v
+                for v in HOSTILE_VALUES
+                if type(v) is type(like) or (isinstance(like, float) and type(v) is int)
+            ]
+            if same:
+                return r.choice(same)
+        if r.random() < 0.1:
+            return r.choice([r.randint(-(2**70), 2**70), r.uniform(-1e20, 1e20), r.random()])
+        return r.choice(HOSTILE_VALUES)
+
+    def _spoil(self, payload: object, depth: int = 0) -> object:
+        """Replace, add or drop one value somewhere inside a copy of `payload`."""
+        r = self.random
+        if isinstance(payload, dict) and payload and depth < 4 and r.random() < 0.8:
+            copy = dict(payload)
+            key = r.choice(list(copy))
+            action = r.random()
+            if action < 0.1:
+                del copy[key]
+            elif action < 0.2:
+                copy[r.choice(["extra", "validFrom", "transactionId", key + "X"])] = self._value()
+            else:
+                copy[key] = self._spoil(copy[key], depth + 1)
+            return copy
+        if isinstance(payload, list) and payload and depth < 4 and r.random() < 0.8:
+            copy = list(payload)
+            index = r.randrange(len(copy))
+            copy[index] = self._spoil(copy[index], depth + 1)
+            if r.random() < 0.2:
+                copy.extend(copy * r.randint(1, 30))  # too many periods, keys, ...
+            return copy
+        return self._value(like=payload)
+
+    def call(self) -> tuple[str, str | None]:
+        """A valid-shaped CALL of a handled action with hostile values."""
+        action = self.random.choice(sorted(TEMPLATES))
+        payload = TEMPLATES[action]
+        for _ in range(self.random.randint(1, 3)):
+            payload = self._spoil(payload)
+        if (
+            action == "Reset"
+            and isinstance(payload, dict)
+            and payload.get("type")
+            in (
+                "Hard",
+                "Soft",
+            )
+        ):
+            payload = {"type": "Firm"}
+        unique_id = self._id()
+        return frame(unique_id, action, payload), unique_id
+
+    def next(self) -> tuple[str, str | None]:
+        r = self.random
+        kind = r.choices(
+            [
+                "call",
+                "malformed",
+                "not_a_message",
+                "message_type",
+                "deep",
+                "unknown_action",
+                "odd_call_id",
+                "answer",
+                "big",
+            ],
+            weights=[40, 10, 5, 8, 6, 6, 8, 15, 2],
+        )[0]
+        if kind == "big" and self.big_left <= 0:
+            kind = "call"
+        if kind == "call":
+            return self.call()
+        if kind == "malformed":
+            text, unique_id = self.call()
+            prefix = len(f'[2, "{unique_id}"')
+            cut = r.randrange(1, len(text))
+            garbage = r.choice(["", "}", "]]", ",", " nul", "NaN", "\x00", '"'])
+            if cut < prefix and garbage == '"':
+                garbage = ""  # a quote inside the id would make another, shorter id
+            return text[:cut] + garbage, unique_id if cut >= prefix else None
+        if kind == "not_a_message":
+            return r.choice(["{}", '"x"', "5", "null", "[]", "[[]]", "true", "", " "]), None
+        if kind == "message_type":
+            type_id = r.choice([0, 1, 5, 99, -1, -2, "2", 2.0, 2e0, True, None, [2], {}])
+            return json.dumps([type_id, self._id("n"), "ClearCache", {}]), None
+        if kind == "deep":
+            depth = r.choice([50, 500, 900, 1000, 1100, 3000, 20_000])
+            unique_id = self._id()
+            inner = r.choice(["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth])
+            field = r.choice(["type", "key", "data", "csChargingProfiles"])
+            action = r.choice(["Reset", "GetConfiguration", "DataTransfer", "SetChargingProfile"])
+            return f'[2,"{unique_id}","{action}",{{"{field}":{inner}}}]', unique_id
+        if kind == "unknown_action":
+            unique_id = self._id()
+            action = r.choice(["", "Foo", "reset", "Reset ", "BootNotification", "x" * 5000])
+            return frame(unique_id, action, {}), unique_id
+        if kind == "odd_call_id":
+            choice = r.random()
+            if choice < 0.5:
+                odd: object = r.choice([5, None, ["x"], {"a": 1}, 1.5, True])
+                return json.dumps([2, odd, "ClearCache", {}]), None
+            unique_id = self._id("L") + "-" + "q" * r.randint(30, 120)  # over 36: ProtocolError
+            if choice < 0.6:
+                unique_id = self._id('q"ü\\')  # escapes and non-ASCII in a short id
+            return frame(unique_id, "ClearCache", {}), unique_id
+        if kind == "answer":
+            odd_id = r.choice([["x"], {"a": 1}, 5, None, self._id("n"), "", 2**64])
+            payload = r.choice([{}, [], None, {"status": "Accepted"}, "x", self._value()])
+            if r.random() < 0.5:
+                return json.dumps([3, odd_id, payload]), None
+            code = r.choice(["GenericError", "", None, 5, "NotACode"])
+            return json.dumps([4, odd_id, code, payload, payload])[: r.choice([None, 12])], None
+        self.big_left -= 1  # huge strings below the 1 MiB size cap
+        size = r.choice([100_000, 400_000, 900_000])  # bytes of UTF-8
+        unique_id = self._id()
+        payload = r.choice(
+            [
+                {"vendorId": "ChargeSim", "messageId": "echo", "data": "é" * (size // 2)},
+                {"key": ["k" * size]},
+                {"vendorId": "v" * size},
+            ]
+        )
+        action = "DataTransfer" if "vendorId" in payload else "GetConfiguration"
+        return frame(unique_id, action, payload), unique_id
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+async def test_thousands_of_hostile_frames_get_one_right_answer_each_and_the_charger_runs_on(
+    csms, caplog
+):
+    caplog.set_level("WARNING")
+    await database_sync_to_async(make_charger)("HF-FUZZ", evses=2, csms_url=csms.url)
+    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.2, only_ids=["HF-FUZZ"])
+    await service.start()
+    try:
+        charger = service.store.get("HF-FUZZ")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        frames = HostileFrames(seed=20260112)
+        expected: dict[str, str] = {}  # unique id -> the frame that must be answered
+        answers: dict[object, list] = {}  # unique id -> the charger's frames with that id
+        seen = 0
+
+        def collect() -> None:
+            nonlocal seen
+            for entry in csms.log[seen:]:
+                if entry.cp_id == "HF-FUZZ" and entry.direction == "in":
+                    answers.setdefault(entry.unique_id, []).append(entry)
+            seen = len(csms.log)
+
+        def answered(batch: list[str]) -> bool:
+            collect()
+            return all(unique_id in answers for unique_id in batch)
+
+        total = 0
+        while total < 4_000:
+            batch: list[str] = []
+            for _ in range(100):
+                text, unique_id = frames.next()
+                await csms.send_raw("HF-FUZZ", text)
+                total += 1
+                if unique_id is not None:
+                    assert unique_id not in expected
+                    expected[unique_id] = text
+                    batch.append(unique_id)
+            try:
+                await wait_until(
+                    lambda b=batch: answered(b), timeout=20, message="answers to the batch"
+                )
+            except AssertionError:
+                missing = [expected[u][:300] for u in batch if u not in answers]
+                raise AssertionError(
+                    f"{len(missing)} unanswered, {charger.link}, {dict(csms.connects)}: "
+                    f"{missing[:5]}"
+                ) from None
+        await asyncio.sleep(0.3)  # a second answer would be late, not missing
+        collect()
+
+        assert len(expected) > 2_000
+        for unique_id, text in expected.items():
+            replies = answers.get(unique_id, [])
+            assert len(replies) == 1, f"{[r.raw[:200] for r in replies]} answering {text[:300]}"
+            reply = replies[0]
+            assert reply.message_type in (3, 4), f"{reply.raw[:300]} answering {text[:300]}"
+            if reply.message_type == 4:
+                assert reply.error_code in OCPP_16_ERROR_CODES, reply.raw[:300]
+                assert reply.error_code != "InternalError", f"{reply.raw} for {text[:300]}"
+        mine = {k for k in answers if isinstance(k, str) and k[:1] in ("f", "L", "q", "n")}
+        assert not {k for k in mine if k.startswith("n")}, "a frame that is no CALL was answered"
+        assert csms.connects["HF-FUZZ"] == 1  # never dropped
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+        # Undo what the valid parts of the stream may have changed, then run a transaction.
+        for key, value in (
+            ("MeterValueSampleInterval", "1"),
+            ("MeterValuesSampledData", "Energy.Active.Import.Register"),
+            ("TransactionMessageAttempts", "3"),
+            ("MessageTimeout", "30"),
+        ):
+            answer = await csms.call("HF-FUZZ", call.ChangeConfiguration(key=key, value=value))
+            assert answer.status == "Accepted"
+        await csms.call("HF-FUZZ", call.ChangeAvailability(connector_id=0, type="Operative"))
+        await csms.call("HF-FUZZ", call.ClearChargingProfile())
+        for connector in (1, 2):
+            if connector in charger.transactions:
+                charger.stop_transaction(connector)
+        mark = len(csms.log)
+        if charger.evse(1).battery is not None:
+            charger.unplug(1)
+        charger.plug_in(1, COMPACT, soc=20)
+        if 1 not in charger.transactions:
+            assert await charger.present_id_tag(1, "T1") == "Accepted"
+        started = await csms.wait_for(
+            "HF-FUZZ", "StartTransaction", after=mark, message_type=3, direction="out"
+        )
+        tx_id = started.payload["transactionId"]
+        await csms.wait_for(
+            "HF-FUZZ",
+            "MeterValues",
+            after=mark,
+            predicate=lambda e: e.payload.get("transactionId") == tx_id,
+        )
+        charger.stop_transaction(1)
+        await csms.wait_for(
+            "HF-FUZZ", "StopTransaction", after=mark, message_type=3, direction="out"
+        )
+        await wait_until(lambda: not charger.queue, message="the outbox to drain")
+        await service.checkpoint()
+        row = await database_sync_to_async(Transaction.objects.get)(transaction_id=tx_id)
+        assert row.meter_stop is not None
+        assert row.state == Transaction.State.STOPPED
+    finally:
+        await service.stop()
