@@ -5,13 +5,15 @@ The `ocpp` library answers schema failures with `FormatViolation` (1.6 says
 ourselves first and answer with the 1.6 codes: NotImplemented for an unknown action,
 NotSupported for a known one this charger does not handle, OccurenceConstraintViolation for
 a missing field, TypeConstraintViolation for a wrong type, PropertyConstraintViolation for a
-value out of range or not in an enumeration, FormationViolation for anything else malformed.
+value out of range or not in an enumeration (also one the schema allows but we cannot hold:
+see `value_ranges`), FormationViolation for anything else malformed.
 """
 
 from __future__ import annotations
 
 import decimal
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,7 +22,9 @@ from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
 from simulator.schema_check import SCHEMA_DIR
-from simulator.wire import SchemaViolation, validate_request
+from simulator.value_ranges import OutOfRange
+from simulator.value_ranges import check as check_ranges
+from simulator.wire import SchemaViolation, decode, validate_request
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
@@ -42,9 +46,13 @@ _PROPERTY_VALIDATORS = frozenset(
 )
 
 
+# A description quotes the offending value: keep an answer to a huge frame small.
+_MAX_DESCRIPTION = 255
+
+
 @dataclass(frozen=True, slots=True)
 class CallError:
-    unique_id: str
+    unique_id: str | None  # None: the id cannot be read, there is nobody to answer
     code: str
     description: str
 
@@ -60,35 +68,75 @@ def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> Ca
     """A CALLERROR to answer this CALL with, or None if it is well formed and handled.
 
     `message` is the decoded frame (a list starting with 2). A frame whose unique id cannot be
-    read gets a CallError with an empty unique id: the caller ignores it, as there is nothing
-    to address an answer to.
+    read gets a CallError with unique id None: the caller ignores it, as there is nothing to
+    address an answer to.
     """
     unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
     if unique_id is None:
-        return CallError("", "ProtocolError", "no unique id")
+        return CallError(None, "ProtocolError", "no unique id")
     if len(message) != 4 or not isinstance(message[2], str):
         return CallError(unique_id, "ProtocolError", "A CALL is [2, uniqueId, action, payload].")
     if len(unique_id) > 36:
-        return CallError(unique_id[:36], "ProtocolError", "uniqueId longer than 36 characters.")
+        # Answered with the id as sent: a shortened one would name a call nobody made.
+        return CallError(unique_id, "ProtocolError", "uniqueId longer than 36 characters.")
     action, payload = message[2], message[3]
     if action not in KNOWN_ACTIONS:
-        return CallError(unique_id, "NotImplemented", f"Unknown action {action!r}.")
+        return CallError(unique_id, "NotImplemented", _short(f"Unknown action {action!r}."))
     if action not in handled:
         return CallError(unique_id, "NotSupported", f"{action} is not supported by this charger.")
     if not isinstance(payload, dict):
         return CallError(unique_id, "FormationViolation", "The payload must be a JSON object.")
     try:
         validate_request(action, payload)
-        return None  # the fast, precompiled check passed
     except SchemaViolation:
-        pass  # classify the failure (or clear a float multipleOf false alarm) below
-    # Re-read numbers as Decimal, as the schemas' multipleOf expects.
-    exact = json.loads(raw, parse_float=decimal.Decimal)[3]
-    error = next(iter(sorted(_validator(action).iter_errors(exact), key=_depth)), None)
-    if error is None:
+        # Classify the failure (or clear a float multipleOf false alarm).
+        error = _classify(raw, action, unique_id)
+        if error is not None:
+            return error
+    try:
+        check_ranges(action, payload)
+    except OutOfRange as exc:
+        return CallError(unique_id, "PropertyConstraintViolation", _short(str(exc)))
+    return None
+
+
+def _classify(raw: str, action: str, unique_id: str) -> CallError | None:
+    """The 1.6 code of a schema failure, from jsonschema's first error closest to the root."""
+    try:
+        # Re-read numbers as Decimal, as the schemas' multipleOf expects.
+        exact = json.loads(raw, parse_float=decimal.Decimal)[3]
+        error = next(iter(sorted(_validator(action).iter_errors(exact), key=_depth)), None)
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        return CallError(unique_id, _code(error.validator), _short(f"{where}: {error.message}"))
+    except (RecursionError, ValueError):
+        # Nested deeper than json (or a message's repr) can follow, or digits beyond
+        # int()'s limit: malformed either way, and not worth a closer look.
+        return CallError(
+            unique_id, "FormationViolation", "The payload cannot be read (nested too deeply?)."
+        )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_DESCRIPTION else text[: _MAX_DESCRIPTION - 3] + "..."
+
+
+# The start of a CALL, `[2, "<uniqueId>"`, read without parsing the rest of the frame.
+_CALL_HEAD = re.compile(r'\A\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
+
+
+def readable_call_id(raw: str) -> str | None:
+    """The unique id of a frame that starts as a CALL, even if the rest does not parse
+    (truncated, nested deeper than the parser goes): such a CALL can still be answered."""
+    head = _CALL_HEAD.match(raw)
+    if head is None:
         return None
-    where = "/".join(str(p) for p in error.absolute_path) or "payload"
-    return CallError(unique_id, _code(error.validator), f"{where}: {error.message}")
+    try:
+        unique_id = decode(f'"{head.group(1)}"')
+    except ValueError:
+        return None
+    return unique_id if isinstance(unique_id, str) else None
 
 
 def _depth(error: Any) -> int:

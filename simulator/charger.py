@@ -331,7 +331,9 @@ class Charger(Operations):
             log.warning("%s: BootNotification failed: %s", self.id, exc)
             return "Rejected", 0
         status = result["status"]
-        interval = int(result.get("interval", 0))
+        # Any int64 passes the range check; a timer or a HeartbeatInterval beyond the key's
+        # own maximum would not mean anything (and 2^63 s overflows asyncio's clock).
+        interval = min(int(result.get("interval", 0)), _HEARTBEAT_MAX)
         self._sync_clock(result.get("currentTime"))
         self.boot = BootState(status)
         if status == "Accepted" and interval > 0:
@@ -1073,6 +1075,9 @@ class ConfigValues(dict[str, str]):
                 value = parse(config_keys.KEYS[key].default)
             self._parsed[key] = value
             return value
+
+
+_HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
 
 
 def _as_int(text: str) -> int:

@@ -6,6 +6,7 @@ to give new chargers their defaults, so each key is defined exactly once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -18,6 +19,9 @@ SUPPORTED_MEASURANDS = (
     "Current.Offered",
     "Power.Offered",
 )
+
+
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class KeyType(StrEnum):
@@ -99,8 +103,11 @@ def normalise(name: str, value: str) -> str:
     spec = KEYS[name]
     if spec.type is KeyType.INT:
         text = value.strip()
-        if not text.lstrip("-").isdigit():
-            raise InvalidValue(f"{name} takes a whole number, not {value!r}.")
+        # Plain ASCII digits only: str.isdigit() also takes "²" and int() takes "٣" or
+        # "1_000", none of which a charger's configuration should read back. At most 18
+        # digits: every bound fits, and int() never meets its digit limit.
+        if _PLAIN_INTEGER.fullmatch(text) is None:
+            raise InvalidValue(f"{name} takes a whole number, not {value[:40]!r}.")
         number = int(text)
         if spec.minimum is not None and number < spec.minimum:
             raise InvalidValue(f"{name} must be at least {spec.minimum}.")

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import ocpp.messages
+import orjson
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -31,8 +32,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event
 
 from simulator import wire
-from simulator.call_errors import check_call
+from simulator.call_errors import check_call, readable_call_id
 from simulator.charger import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
+from simulator.value_ranges import OutOfRange
+from simulator.value_ranges import check_response as check_ranges
 from simulator.ws_frames import client_text_frame
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 
 _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
+# Answers longer than this are re-serialised without \u escapes (see `_send`).
+_RAW_UTF8_ABOVE = 65_536
 
 
 class OcppConnection(ClientConnection):
@@ -114,6 +119,7 @@ class ChargePointClient(OcppChargePoint):
         self._remote_start: tuple[str, int] | None = None
         self._trigger: tuple[str, int | None] | None = None
         self.raw_payload: dict[str, Any] = {}
+        self._replied = False  # the CALL being routed has had its answer
         self._handled = frozenset(
             action for action, hooks in self.route_map.items() if "_on_action" in hooks
         )
@@ -190,6 +196,8 @@ class ChargePointClient(OcppChargePoint):
     def _answer(self, message: list[Any]) -> bool:
         """A CALLRESULT or CALLERROR: settle the call it answers. False if none waits."""
         unique_id = message[1]
+        if type(unique_id) is not str:  # a list or an object is not even hashable
+            return False
         pending = self._pending.get(unique_id)
         if pending is None:
             return False
@@ -206,7 +214,10 @@ class ChargePointClient(OcppChargePoint):
             return True
         try:
             wire.validate_response(action, result)
-        except wire.SchemaViolation as exc:
+            # A value we cannot hold (transactionId 2^63, a date in year 10000) fails the
+            # call like a schema violation: the usual failure and retry path, nothing stored.
+            check_ranges(action, result)
+        except (wire.SchemaViolation, OutOfRange) as exc:
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
             return True
         self._settle(unique_id, result, None)
@@ -224,11 +235,16 @@ class ChargePointClient(OcppChargePoint):
             type(message) is not list
             or len(message) < 3
             or message[0] not in _ANSWERS
+            or type(message[1]) is not str
             or message[1] not in self._pending
         ):
             return False
-        self.charger.listener.on_frame(self.charger, "in", data.decode())
-        return self._answer(message)
+        try:
+            self.charger.listener.on_frame(self.charger, "in", data.decode())
+            return self._answer(message)
+        except Exception:  # raised inside websockets' parser, it would drop the connection
+            log.exception("%s: handling an answer failed", self.id)
+            return True
 
     async def close(self) -> None:
         await self._connection.close()
@@ -247,17 +263,44 @@ class ChargePointClient(OcppChargePoint):
             self._settle(unique_id, None, LinkLost(reason))
 
     async def _send(self, message: str) -> None:
+        # Only the reader sends through here (answers to the CALL it is handling).
+        self._replied = True
+        if len(message) > _RAW_UTF8_ABOVE:
+            # The library's json.dumps writes "é" as \u00e9: a DataTransfer echo of a frame
+            # just under the CSMS's size cap would come back 3-6 times larger, over it, and
+            # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
+            message = orjson.dumps(wire.decode(message)).decode()
         self.charger.listener.on_frame(self.charger, "out", message)
         await self._connection.send(message)
 
     async def route_message(self, raw_msg: str) -> None:  # type: ignore[override]
+        """Route one frame from the CSMS; nothing in it may end the connection."""
+        try:
+            await self._route(raw_msg)
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception:
+            # A frame our checks let through still broke a handler: answer what we can
+            # (InternalError) and keep the connection, as a real charger keeps running.
+            log.exception("%s: handling a frame failed: %.200r", self.id, raw_msg)
+            unique_id = readable_call_id(raw_msg)
+            if unique_id is not None and not self._replied:
+                await self._send(wire.encode_error(unique_id, "InternalError", "see the log"))
+
+    async def _route(self, raw_msg: str) -> None:
+        self._replied = False
         self.charger.listener.on_frame(self.charger, "in", raw_msg)
         try:
             message = wire.decode(raw_msg)
         except ValueError:
-            log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
+            unique_id = readable_call_id(raw_msg)
+            if unique_id is None:
+                log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
+            elif self.charger.boot.value != "Rejected":
+                text = "The frame is not JSON (or nested too deeply to read)."
+                await self._send(wire.encode_error(unique_id, "FormationViolation", text))
             return
-        if not isinstance(message, list) or not message:
+        if not isinstance(message, list) or not message or type(message[0]) is not int:
             log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
             return
         kind = message[0]
@@ -272,7 +315,7 @@ class ChargePointClient(OcppChargePoint):
             return  # Rejected: send nothing and answer nothing until the next boot attempt
         error = check_call(raw_msg, message, self._handled)
         if error is not None:
-            if error.unique_id:
+            if error.unique_id is not None:
                 await self._send(wire.encode_error(error.unique_id, error.code, error.description))
             else:
                 log.info("%s: ignoring a CALL without a unique id: %.200r", self.id, raw_msg)
@@ -567,6 +610,10 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
         await client.start()
     except ConnectionClosed as exc:
         reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
+    except Exception as exc:
+        # A bug must cost this connection, never the charger's reconnect loop.
+        log.exception("%s: the connection failed", charger.id)
+        reason = f"internal error ({type(exc).__name__})"
     finally:
         if isinstance(connection, OcppConnection):
             connection.text_sink = None

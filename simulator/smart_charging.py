@@ -119,7 +119,10 @@ def parse_datetime(value: object, path: str = "date-time") -> datetime:
         raise ProfileError(f"{path} is not a valid ISO 8601 date-time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ProfileError(f"{path} lies outside the years 1-9999 in UTC: {value!r}") from None
 
 
 def format_datetime(moment: datetime) -> str:

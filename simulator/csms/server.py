@@ -380,7 +380,11 @@ class CentralSystem:
         except orjson.JSONDecodeError:
             data = None
         message_type = data[0] if isinstance(data, list) and data else MALFORMED
-        unique_id = data[1] if len(data or ()) > 1 and isinstance(data[1], str) else None
+        unique_id = (
+            data[1]
+            if isinstance(data, list) and len(data) > 1 and isinstance(data[1], str)
+            else None
+        )
         action: str | None = None
         payload: dict[str, Any] = {}
         if message_type == CALL and len(data) == 4:

@@ -1,0 +1,144 @@
+"""Values the OCPP 1.6 schemas allow but our storage and clocks cannot hold.
+
+The schemas say "integer" and "date-time" without bounds (and the `ocpp` library does not
+check formats at all), so a CSMS may send `chargingProfileId` 2^63 or a date whose UTC value
+lies in year 0 or 10000. Such a value must be refused where it enters, once, instead of
+failing later where it is used: SQLite stores at most 64-bit integers (one such row would
+fail every checkpoint), PostgreSQL's `integer` columns hold 32 bits, and `datetime` covers
+years 1-9999 only.
+
+Each schema is compiled once into a small plan that visits only the fields that can hold a
+number or a date-time; a message whose schema has none (MeterValues.conf, the hot path)
+has no plan and costs one dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from simulator.schema_check import SCHEMA_DIR
+
+INT64 = (-(2**63), 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+# Ids we keep in IntegerField columns (transaction, charging profile): 32 bits on PostgreSQL.
+_INT32_KEYS = frozenset({"transactionId", "chargingProfileId"})
+
+
+class OutOfRange(ValueError):
+    """A value passed the schema but cannot be held; the message names the field."""
+
+
+def utc_datetime(text: str) -> datetime:
+    """An OCPP date-time as an aware UTC datetime; ValueError if unreadable or out of range.
+
+    Lenient where central systems are (no offset means UTC, a lower-case z), strict where
+    Python is not: the UTC value must lie within years 1-9999.
+    """
+    stripped = text.strip()
+    if stripped[-1:] in ("z", "Z"):
+        stripped = stripped[:-1] + "+00:00"
+    value = datetime.fromisoformat(stripped)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} lies outside the years 1-9999 in UTC") from None
+
+
+@dataclass(slots=True)
+class _Plan:
+    kind: str  # "int", "number", "date", "object", "array"
+    bounds: tuple[int, int] = INT64
+    properties: dict[str, _Plan] = field(default_factory=dict)
+    items: _Plan | None = None
+
+
+def _compile(node: dict[str, Any], root: dict[str, Any], key: str = "") -> _Plan | None:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        node = root["definitions"][ref.rpartition("/")[2]]
+    kind = node.get("type")
+    if kind == "integer":
+        return _Plan("int", INT32 if key in _INT32_KEYS else INT64)
+    if kind == "number":
+        return _Plan("number")
+    if kind == "string":
+        return _Plan("date") if node.get("format") == "date-time" else None
+    if kind == "array" and isinstance(node.get("items"), dict):
+        items = _compile(node["items"], root, key)
+        return None if items is None else _Plan("array", items=items)
+    if kind == "object":
+        properties = {
+            name: plan
+            for name, child in node.get("properties", {}).items()
+            if (plan := _compile(child, root, name)) is not None
+        }
+        return _Plan("object", properties=properties) if properties else None
+    return None
+
+
+@cache
+def plan_for(name: str) -> _Plan | None:
+    """The plan for `<SCHEMA_DIR>/<name>.json` ("SetChargingProfile", "HeartbeatResponse")."""
+    try:
+        with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as handle:
+            schema = json.load(handle)
+    except FileNotFoundError:
+        return None
+    return _compile(schema, schema)
+
+
+def check(name: str, payload: Any) -> None:
+    """Raise OutOfRange for the first value of a schema-valid payload we cannot hold."""
+    plan = plan_for(name)
+    if plan is not None:
+        _visit(plan, payload, "")
+
+
+def check_response(action: str, payload: Any) -> None:
+    """`check` for the answer to our own `action`; free for answers without numbers or dates
+    (MeterValues.conf, the hot path): one look-up."""
+    plan = _RESPONSE_PLANS.get(action, _UNKNOWN)
+    if plan is _UNKNOWN:
+        plan = _RESPONSE_PLANS[action] = plan_for(f"{action}Response")
+    if plan is not None:
+        _visit(plan, payload, "")  # type: ignore[arg-type]
+
+
+_UNKNOWN = object()
+_RESPONSE_PLANS: dict[str, object] = {}
+
+
+def _visit(plan: _Plan, value: Any, path: str) -> None:
+    kind = plan.kind
+    if kind == "object":
+        if isinstance(value, dict):
+            for name, child in plan.properties.items():
+                if name in value:
+                    _visit(child, value[name], f"{path}.{name}" if path else name)
+    elif kind == "array":
+        if isinstance(value, list):
+            assert plan.items is not None
+            for index, item in enumerate(value):
+                _visit(plan.items, item, f"{path}[{index}]")
+    elif kind == "date":
+        if isinstance(value, str):
+            try:
+                utc_datetime(value)
+            except ValueError:
+                raise OutOfRange(
+                    f"{path}: {value[:40]!r} is not a date-time within the years 1-9999"
+                ) from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low, high = plan.bounds
+        if not low <= value <= high:
+            raise OutOfRange(f"{path}: {value} is outside {low}..{high}")
+    elif kind == "int" and isinstance(value, float):
+        # orjson reads an integer beyond 64 bits as a float: the schema's slow path (exact
+        # integers) may have let it through.
+        raise OutOfRange(f"{path}: {value:g} is outside {plan.bounds[0]}..{plan.bounds[1]}")

@@ -1,0 +1,569 @@
+"""No frame or value from a CSMS stops the engine or gets the wrong OCPP 1.6 answer.
+
+Over real loopback WebSockets against the built-in CSMS, whose `send_raw` writes frames as
+they are (hostile ones included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from ocpp.v16 import call
+
+from chargers.models import ChargingProfileRecord, Transaction
+from simulator.charger import BootState
+from simulator.csms import CentralSystem
+from simulator.service import SimulatorService
+from tests.cast import make_charger
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+
+BEYOND_INT64 = 2**63
+
+
+@pytest.fixture
+async def csms():
+    server = CentralSystem()
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+def frame(unique_id: object, action: str, payload: object) -> str:
+    # json, not orjson: it writes integers of any size, as a hostile CSMS may.
+    return json.dumps([2, unique_id, action, payload], ensure_ascii=False)
+
+
+def profile(**overrides: object) -> dict:
+    body: dict = {
+        "chargingProfileId": 7,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 5000}],
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+async def reply_to(csms: CentralSystem, cp_id: str, text: str, unique_id: str | None = None):
+    unique_id = await csms.send_raw(cp_id, text) or unique_id
+    assert unique_id is not None
+    return await csms.wait_for(cp_id, direction="in", unique_id=unique_id, timeout=3)
+
+
+async def still_answers(csms: CentralSystem, cp_id: str) -> None:
+    answer = await csms.call(cp_id, call.GetConfiguration(key=["HeartbeatInterval"]))
+    assert answer.configuration_key[0]["key"] == "HeartbeatInterval"
+
+
+# -- values the schema allows but we cannot hold ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile_id", "code"),
+    [(BEYOND_INT64, "PropertyConstraintViolation"), (2**31, "PropertyConstraintViolation")],
+)
+async def test_it_answers_property_constraint_violation_for_a_huge_profile_id(
+    csms, profile_id, code
+):
+    charger = runtime_charger("HF-PID", csms.url, evses=1)
+    async with connected(charger):
+        payload = {"connectorId": 0, "csChargingProfiles": profile(chargingProfileId=profile_id)}
+        reply = await reply_to(csms, "HF-PID", frame("pid", "SetChargingProfile", payload))
+        assert reply.error_code == code
+        assert len(charger.profiles) == 0
+        await still_answers(csms, "HF-PID")
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "not a date"]
+)
+async def test_a_date_outside_years_1_to_9999_in_utc_is_a_property_constraint_violation(
+    csms, moment
+):
+    charger = runtime_charger("HF-DATE", csms.url, evses=1)
+    async with connected(charger):
+        payload = {"connectorId": 0, "csChargingProfiles": profile(validFrom=moment)}
+        reply = await reply_to(csms, "HF-DATE", frame("d1", "SetChargingProfile", payload))
+        assert reply.error_code == "PropertyConstraintViolation"
+        schedule = {
+            "chargingRateUnit": "A",
+            "startSchedule": moment,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+        }
+        tx_profile = profile(chargingProfilePurpose="TxProfile", chargingSchedule=schedule)
+        start = {"idTag": "T1", "connectorId": 1, "chargingProfile": tx_profile}
+        reply = await reply_to(csms, "HF-DATE", frame("d2", "RemoteStartTransaction", start))
+        assert reply.error_code == "PropertyConstraintViolation"
+        assert len(charger.profiles) == 0
+        assert not charger.pending_authorizations
+        await still_answers(csms, "HF-DATE")
+
+
+@pytest.mark.parametrize("value", ["--5", "²", "٣", "1_000", "9" * 30])
+async def test_an_integer_key_takes_only_plain_ascii_digits(csms, value):
+    charger = runtime_charger("HF-CFG", csms.url, evses=1)
+    async with connected(charger):
+        payload = {"key": "HeartbeatInterval", "value": value}
+        reply = await reply_to(csms, "HF-CFG", frame("c1", "ChangeConfiguration", payload))
+        assert reply.message_type == 3
+        assert reply.payload == {"status": "Rejected"}
+        assert charger.config["HeartbeatInterval"] == "300"
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+async def test_a_call_nested_a_thousand_levels_deep_is_answered_and_the_link_stays(csms):
+    charger = runtime_charger("HF-DEEP", csms.url, evses=1)
+    async with connected(charger):
+        for depth in (1_000, 5_000):  # what json can follow, and what no parser here reads
+            deep = "[" * depth + "]" * depth
+            text = f'[2,"deep-{depth}","Reset",{{"type":{deep}}}]'
+            reply = await reply_to(csms, "HF-DEEP", text, f"deep-{depth}")
+            assert reply.error_code == "FormationViolation"
+        await still_answers(csms, "HF-DEEP")
+    assert csms.connects["HF-DEEP"] == 1
+
+
+@pytest.mark.parametrize("odd_id", [["x"], {"a": 1}, 5, None])
+async def test_an_answer_with_a_list_or_object_id_is_ignored_without_dropping_the_link(
+    csms, odd_id
+):
+    charger = runtime_charger("HF-AID", csms.url, evses=1)
+    async with connected(charger):
+        await csms.send_raw("HF-AID", json.dumps([3, odd_id, {}]))
+        await csms.send_raw("HF-AID", json.dumps([4, odd_id, "GenericError", "", {}]))
+        await still_answers(csms, "HF-AID")
+        assert charger.boot is BootState.ACCEPTED
+    assert csms.connects["HF-AID"] == 1
+
+
+async def test_a_protocol_error_for_an_over_long_id_echoes_the_id_as_sent(csms):
+    charger = runtime_charger("HF-LONG", csms.url, evses=1)
+    long_id = "x" * 30 + "-" + "y" * 30
+    async with connected(charger):
+        reply = await reply_to(csms, "HF-LONG", frame(long_id, "ClearCache", {}))
+    assert reply.unique_id == long_id
+    assert reply.error_code == "ProtocolError"
+
+
+async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(csms):
+    charger = runtime_charger("HF-TRUNC", csms.url, evses=1)
+    async with connected(charger):
+        reply = await reply_to(csms, "HF-TRUNC", '[2,"cut","Reset",{"type":"So', "cut")
+        assert reply.error_code == "FormationViolation"
+        await still_answers(csms, "HF-TRUNC")
+
+
+# -- answers to our own calls --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_go_on(csms):
+    await database_sync_to_async(make_charger)(
+        "HF-TXID",
+        evses=1,
+        csms_url=csms.url,
+    )
+    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-TXID"])
+    await service.start()
+    try:
+        charger = service.store.get("HF-TXID")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        charger.config.update(TransactionMessageRetryInterval="1", TransactionMessageAttempts="3")
+        csms.next_transaction_id = BEYOND_INT64
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "T1") == "Accepted"
+        await csms.wait_for("HF-TXID", "StartTransaction", message_type=3, direction="out")
+        csms.next_transaction_id = 41  # the CSMS recovers: the retry gets a usable id
+        await wait_until(lambda: charger.evse(1).transaction_id == 41, message="retry")
+        await service.checkpoint()
+        rows = await database_sync_to_async(list)(
+            Transaction.objects.filter(charger__charge_point_id="HF-TXID").values_list(
+                "transaction_id", flat=True
+            )
+        )
+        assert rows == [41]
+        # Profiles are still written too (a bad batch would block every later one).
+        answer = await csms.call(
+            "HF-TXID", call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile())
+        )
+        assert answer.status == "Accepted"
+        await service.checkpoint()
+        stored = await database_sync_to_async(ChargingProfileRecord.objects.count)()
+        assert stored == 1
+    finally:
+        await service.stop()
+
+
+async def test_an_authorize_answer_with_an_expiry_date_out_of_range_fails_the_call(csms, caplog):
+    from ocpp.v16.datatypes import IdTagInfo
+
+    csms.authorize["T9"] = IdTagInfo(status="Accepted", expiry_date="9999-12-31T23:59:59-01:00")
+    charger = runtime_charger("HF-EXP", csms.url, evses=1)
+    async with connected(charger):
+        # Treated like a schema-invalid answer: decided offline (unknown tag: Invalid).
+        assert await charger.authorize("T9") == "Invalid"
+        assert "T9" not in charger.auth_cache
+    assert "Authorize failed (FormationViolation" in caplog.text
+
+
+async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):
+    csms.boot_interval = 2**62
+    charger = runtime_charger("HF-INT", csms.url, evses=1)
+    async with connected(charger):
+        assert charger.config["HeartbeatInterval"] == "86400"
+
+
+# -- a seeded fuzz run -------------------------------------------------------------------------
+
+OCPP_16_ERROR_CODES = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+    }
+)
+
+# Valid payloads of every action the charger handles; the fuzzer spoils them. Reset is
+# never sent valid: it reboots the charger, which would close the link on purpose.
+TEMPLATES: dict[str, dict] = {
+    "RemoteStartTransaction": {
+        "idTag": "T1",
+        "connectorId": 2,
+        "chargingProfile": profile(chargingProfilePurpose="TxProfile"),
+    },
+    "RemoteStopTransaction": {"transactionId": 1},
+    "GetConfiguration": {"key": ["HeartbeatInterval", "Nope"]},
+    "ChangeConfiguration": {"key": "HeartbeatInterval", "value": "300"},
+    "SetChargingProfile": {
+        "connectorId": 0,
+        "csChargingProfiles": profile(
+            validFrom="2020-01-01T00:00:00Z",
+            validTo="9999-12-31T23:59:59Z",
+            recurrencyKind="Daily",
+        ),
+    },
+    "ClearChargingProfile": {
+        "id": 7,
+        "connectorId": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "stackLevel": 1,
+    },
+    "GetCompositeSchedule": {"connectorId": 0, "duration": 3600, "chargingRateUnit": "W"},
+    "Reset": {"type": "Sometimes"},
+    "TriggerMessage": {"requestedMessage": "Heartbeat", "connectorId": 1},
+    "ChangeAvailability": {"connectorId": 2, "type": "Operative"},
+    "UnlockConnector": {"connectorId": 2},
+    "ClearCache": {},
+    "DataTransfer": {"vendorId": "ChargeSim", "messageId": "echo", "data": "hello"},
+}
+
+HOSTILE_VALUES: list[object] = [
+    2**63,
+    -(2**63) - 1,
+    2**64,
+    10**30,
+    -(10**30),
+    2**31,
+    -1,
+    0,
+    1.5,
+    -0.0,
+    1e308,
+    1e-300,
+    True,
+    None,
+    "",
+    "x" * 600,
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00Z",
+    "2024-02-30T00:00:00Z",
+    "yesterday",
+    "--5",
+    "²",
+    "٣",
+    "9" * 40,
+    "Hard",
+    "ChargePointMaxProfile",
+    "Relative",
+    "Recurring",
+    "BootNotification",
+    "MeterValues",
+    "Inoperative",
+    [],
+    [1, "a", None],
+    {},
+    {"a": {"b": [1, 2]}},
+]
+
+
+class HostileFrames:
+    """A seeded stream of hostile frames, each with the unique id its answer must carry
+    (None: the frame is not a readable CALL and must not be answered)."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.random = random.Random(seed)
+        self.count = 0
+        self.big_left = 8  # frames of hundreds of KiB: a few are enough
+
+    def _id(self, prefix: str = "f") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def _value(self, like: object = None) -> object:
+        """A hostile value; half the time of the same JSON type as `like`, so that it
+        passes the schema and reaches the range checks and the handlers."""
+        r = self.random
+        if r.random() < 0.5 and like is not None and not isinstance(like, bool):
+            same = [
+                v
+                for v in HOSTILE_VALUES
+                if type(v) is type(like) or (isinstance(like, float) and type(v) is int)
+            ]
+            if same:
+                return r.choice(same)
+        if r.random() < 0.1:
+            return r.choice([r.randint(-(2**70), 2**70), r.uniform(-1e20, 1e20), r.random()])
+        return r.choice(HOSTILE_VALUES)
+
+    def _spoil(self, payload: object, depth: int = 0) -> object:
+        """Replace, add or drop one value somewhere inside a copy of `payload`."""
+        r = self.random
+        if isinstance(payload, dict) and payload and depth < 4 and r.random() < 0.8:
+            copy = dict(payload)
+            key = r.choice(list(copy))
+            action = r.random()
+            if action < 0.1:
+                del copy[key]
+            elif action < 0.2:
+                copy[r.choice(["extra", "validFrom", "transactionId", key + "X"])] = self._value()
+            else:
+                copy[key] = self._spoil(copy[key], depth + 1)
+            return copy
+        if isinstance(payload, list) and payload and depth < 4 and r.random() < 0.8:
+            copy = list(payload)
+            index = r.randrange(len(copy))
+            copy[index] = self._spoil(copy[index], depth + 1)
+            if r.random() < 0.2:
+                copy.extend(copy * r.randint(1, 30))  # too many periods, keys, ...
+            return copy
+        return self._value(like=payload)
+
+    def call(self) -> tuple[str, str | None]:
+        """A valid-shaped CALL of a handled action with hostile values."""
+        action = self.random.choice(sorted(TEMPLATES))
+        payload = TEMPLATES[action]
+        for _ in range(self.random.randint(1, 3)):
+            payload = self._spoil(payload)
+        if (
+            action == "Reset"
+            and isinstance(payload, dict)
+            and payload.get("type")
+            in (
+                "Hard",
+                "Soft",
+            )
+        ):
+            payload = {"type": "Firm"}
+        unique_id = self._id()
+        return frame(unique_id, action, payload), unique_id
+
+    def next(self) -> tuple[str, str | None]:
+        r = self.random
+        kind = r.choices(
+            [
+                "call",
+                "malformed",
+                "not_a_message",
+                "message_type",
+                "deep",
+                "unknown_action",
+                "odd_call_id",
+                "answer",
+                "big",
+            ],
+            weights=[40, 10, 5, 8, 6, 6, 8, 15, 2],
+        )[0]
+        if kind == "big" and self.big_left <= 0:
+            kind = "call"
+        if kind == "call":
+            return self.call()
+        if kind == "malformed":
+            text, unique_id = self.call()
+            prefix = len(f'[2, "{unique_id}"')
+            cut = r.randrange(1, len(text))
+            garbage = r.choice(["", "}", "]]", ",", " nul", "NaN", "\x00", '"'])
+            if cut < prefix and garbage == '"':
+                garbage = ""  # a quote inside the id would make another, shorter id
+            return text[:cut] + garbage, unique_id if cut >= prefix else None
+        if kind == "not_a_message":
+            return r.choice(["{}", '"x"', "5", "null", "[]", "[[]]", "true", "", " "]), None
+        if kind == "message_type":
+            type_id = r.choice([0, 1, 5, 99, -1, -2, "2", 2.0, 2e0, True, None, [2], {}])
+            return json.dumps([type_id, self._id("n"), "ClearCache", {}]), None
+        if kind == "deep":
+            depth = r.choice([50, 500, 900, 1000, 1100, 3000, 20_000])
+            unique_id = self._id()
+            inner = r.choice(["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth])
+            field = r.choice(["type", "key", "data", "csChargingProfiles"])
+            action = r.choice(["Reset", "GetConfiguration", "DataTransfer", "SetChargingProfile"])
+            return f'[2,"{unique_id}","{action}",{{"{field}":{inner}}}]', unique_id
+        if kind == "unknown_action":
+            unique_id = self._id()
+            action = r.choice(["", "Foo", "reset", "Reset ", "BootNotification", "x" * 5000])
+            return frame(unique_id, action, {}), unique_id
+        if kind == "odd_call_id":
+            choice = r.random()
+            if choice < 0.5:
+                odd: object = r.choice([5, None, ["x"], {"a": 1}, 1.5, True])
+                return json.dumps([2, odd, "ClearCache", {}]), None
+            unique_id = self._id("L") + "-" + "q" * r.randint(30, 120)  # over 36: ProtocolError
+            if choice < 0.6:
+                unique_id = self._id('q"ü\\')  # escapes and non-ASCII in a short id
+            return frame(unique_id, "ClearCache", {}), unique_id
+        if kind == "answer":
+            odd_id = r.choice([["x"], {"a": 1}, 5, None, self._id("n"), "", 2**64])
+            payload = r.choice([{}, [], None, {"status": "Accepted"}, "x", self._value()])
+            if r.random() < 0.5:
+                return json.dumps([3, odd_id, payload]), None
+            code = r.choice(["GenericError", "", None, 5, "NotACode"])
+            return json.dumps([4, odd_id, code, payload, payload])[: r.choice([None, 12])], None
+        self.big_left -= 1  # huge strings below the 1 MiB size cap
+        size = r.choice([100_000, 400_000, 900_000])  # bytes of UTF-8
+        unique_id = self._id()
+        payload = r.choice(
+            [
+                {"vendorId": "ChargeSim", "messageId": "echo", "data": "é" * (size // 2)},
+                {"key": ["k" * size]},
+                {"vendorId": "v" * size},
+            ]
+        )
+        action = "DataTransfer" if "vendorId" in payload else "GetConfiguration"
+        return frame(unique_id, action, payload), unique_id
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+async def test_thousands_of_hostile_frames_get_one_right_answer_each_and_the_charger_runs_on(
+    csms, caplog
+):
+    caplog.set_level("WARNING")
+    await database_sync_to_async(make_charger)("HF-FUZZ", evses=2, csms_url=csms.url)
+    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.2, only_ids=["HF-FUZZ"])
+    await service.start()
+    try:
+        charger = service.store.get("HF-FUZZ")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        frames = HostileFrames(seed=20260112)
+        expected: dict[str, str] = {}  # unique id -> the frame that must be answered
+        answers: dict[object, list] = {}  # unique id -> the charger's frames with that id
+        seen = 0
+
+        def collect() -> None:
+            nonlocal seen
+            for entry in csms.log[seen:]:
+                if entry.cp_id == "HF-FUZZ" and entry.direction == "in":
+                    answers.setdefault(entry.unique_id, []).append(entry)
+            seen = len(csms.log)
+
+        def answered(batch: list[str]) -> bool:
+            collect()
+            return all(unique_id in answers for unique_id in batch)
+
+        total = 0
+        while total < 4_000:
+            batch: list[str] = []
+            for _ in range(100):
+                text, unique_id = frames.next()
+                await csms.send_raw("HF-FUZZ", text)
+                total += 1
+                if unique_id is not None:
+                    assert unique_id not in expected
+                    expected[unique_id] = text
+                    batch.append(unique_id)
+            try:
+                await wait_until(
+                    lambda b=batch: answered(b), timeout=20, message="answers to the batch"
+                )
+            except AssertionError:
+                missing = [expected[u][:300] for u in batch if u not in answers]
+                raise AssertionError(
+                    f"{len(missing)} unanswered, {charger.link}, {dict(csms.connects)}: "
+                    f"{missing[:5]}"
+                ) from None
+        await asyncio.sleep(0.3)  # a second answer would be late, not missing
+        collect()
+
+        assert len(expected) > 2_000
+        for unique_id, text in expected.items():
+            replies = answers.get(unique_id, [])
+            assert len(replies) == 1, f"{[r.raw[:200] for r in replies]} answering {text[:300]}"
+            reply = replies[0]
+            assert reply.message_type in (3, 4), f"{reply.raw[:300]} answering {text[:300]}"
+            if reply.message_type == 4:
+                assert reply.error_code in OCPP_16_ERROR_CODES, reply.raw[:300]
+                assert reply.error_code != "InternalError", f"{reply.raw} for {text[:300]}"
+        mine = {k for k in answers if isinstance(k, str) and k[:1] in ("f", "L", "q", "n")}
+        assert not {k for k in mine if k.startswith("n")}, "a frame that is no CALL was answered"
+        assert csms.connects["HF-FUZZ"] == 1  # never dropped
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+        # Undo what the valid parts of the stream may have changed, then run a transaction.
+        for key, value in (
+            ("MeterValueSampleInterval", "1"),
+            ("MeterValuesSampledData", "Energy.Active.Import.Register"),
+            ("TransactionMessageAttempts", "3"),
+            ("MessageTimeout", "30"),
+        ):
+            answer = await csms.call("HF-FUZZ", call.ChangeConfiguration(key=key, value=value))
+            assert answer.status == "Accepted"
+        await csms.call("HF-FUZZ", call.ChangeAvailability(connector_id=0, type="Operative"))
+        await csms.call("HF-FUZZ", call.ClearChargingProfile())
+        for connector in (1, 2):
+            if connector in charger.transactions:
+                charger.stop_transaction(connector)
+        mark = len(csms.log)
+        if charger.evse(1).battery is not None:
+            charger.unplug(1)
+        charger.plug_in(1, COMPACT, soc=20)
+        if 1 not in charger.transactions:
+            assert await charger.present_id_tag(1, "T1") == "Accepted"
+        started = await csms.wait_for(
+            "HF-FUZZ", "StartTransaction", after=mark, message_type=3, direction="out"
+        )
+        tx_id = started.payload["transactionId"]
+        await csms.wait_for(
+            "HF-FUZZ",
+            "MeterValues",
+            after=mark,
+            predicate=lambda e: e.payload.get("transactionId") == tx_id,
+        )
+        charger.stop_transaction(1)
+        await csms.wait_for(
+            "HF-FUZZ", "StopTransaction", after=mark, message_type=3, direction="out"
+        )
+        await wait_until(lambda: not charger.queue, message="the outbox to drain")
+        await service.checkpoint()
+        row = await database_sync_to_async(Transaction.objects.get)(transaction_id=tx_id)
+        assert row.meter_stop is not None
+        assert row.state == Transaction.State.STOPPED
+    finally:
+        await service.stop()
