@@ -4,8 +4,8 @@ The schemas say "integer" and "date-time" without bounds (and the `ocpp` library
 check formats at all), so a CSMS may send `chargingProfileId` 2^63 or a date whose UTC value
 lies in year 0 or 10000. Such a value must be refused where it enters, once, instead of
 failing later where it is used: SQLite stores at most 64-bit integers (one such row would
-fail every checkpoint), PostgreSQL's `integer` columns hold 32 bits, and `datetime` covers
-years 1-9999 only.
+fail every checkpoint), our id columns are 64-bit (BigIntegerField) on every backend, and
+`datetime` covers years 1-9999 only.
 
 Each schema is compiled once into a small plan that visits only the fields that can hold a
 number or a date-time; a message whose schema has none (MeterValues.conf, the hot path)
@@ -23,9 +23,6 @@ from typing import Any
 from simulator.schema_check import SCHEMA_DIR
 
 INT64 = (-(2**63), 2**63 - 1)
-INT32 = (-(2**31), 2**31 - 1)
-# Ids we keep in IntegerField columns (transaction, charging profile): 32 bits on PostgreSQL.
-_INT32_KEYS = frozenset({"transactionId", "chargingProfileId"})
 
 
 class OutOfRange(ValueError):
@@ -58,25 +55,25 @@ class _Plan:
     items: _Plan | None = None
 
 
-def _compile(node: dict[str, Any], root: dict[str, Any], key: str = "") -> _Plan | None:
+def _compile(node: dict[str, Any], root: dict[str, Any]) -> _Plan | None:
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/definitions/"):
         node = root["definitions"][ref.rpartition("/")[2]]
     kind = node.get("type")
     if kind == "integer":
-        return _Plan("int", INT32 if key in _INT32_KEYS else INT64)
+        return _Plan("int")
     if kind == "number":
         return _Plan("number")
     if kind == "string":
         return _Plan("date") if node.get("format") == "date-time" else None
     if kind == "array" and isinstance(node.get("items"), dict):
-        items = _compile(node["items"], root, key)
+        items = _compile(node["items"], root)
         return None if items is None else _Plan("array", items=items)
     if kind == "object":
         properties = {
             name: plan
             for name, child in node.get("properties", {}).items()
-            if (plan := _compile(child, root, name)) is not None
+            if (plan := _compile(child, root)) is not None
         }
         return _Plan("object", properties=properties) if properties else None
     return None
