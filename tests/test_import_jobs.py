@@ -78,7 +78,7 @@ def test_a_file_with_bad_rows_lists_them_all_and_offers_no_confirmation(
 def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logged_in, depot):
     data = fleet_csv(1, location="Düsseldorf").decode().encode("latin-1")
     html = upload(admin_client_logged_in, data).content.decode()
-    assert "The file is not UTF-8 text" in html
+    assert "The file is not UTF-8 (save it as CSV UTF-8)" in html
 
 
 def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation(
@@ -124,6 +124,28 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
     assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
     assert Charger.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("file_format", "data", "problem"),
+    [
+        ("json", b"[" * 200_000 + b"]" * 200_000, "File: The file is not a list of rows"),
+        ("json", b'[{"charge_point_id": "CP-1", "vendor": {"a": 1}}]', "Row 1, column vendor:"),
+        ("csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "Row 1, column evses:"),
+        ("csv", "charge_point_id\nCP-1\n".encode("utf-16"), "File: The file is not UTF-8"),
+        ("xlsx", b"PK\x03\x04broken", "File: The file is not an Excel workbook"),
+    ],
+    ids=["deep-json", "object-cell", "nan", "utf-16", "broken-xlsx"],
+)
+def test_a_job_reports_a_hostile_file_as_a_problem_not_a_failure(depot, file_format, data, problem):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name=f"f.{file_format}", file_format=file_format, data=data
+    )
+    run_import_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert any(p.startswith(problem) for p in job.problems), job.problems
+    assert (Charger.objects.count(), ConfigurationKey.objects.count()) == (0, 0)
 
 
 def test_a_job_runs_once_even_if_dispatched_twice(depot):
