@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from chargers import import_jobs
 from chargers.file_formats import read_dataset
+from chargers.import_admin import FleetImportExportAdmin
 from chargers.import_jobs import ImportJob, run_import_job
 from chargers.models import Charger, ConfigurationKey
 from chargers.resources import ChargerResource
@@ -79,6 +80,35 @@ def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logg
     data = fleet_csv(1, location="Düsseldorf").decode().encode("latin-1")
     html = upload(admin_client_logged_in, data).content.decode()
     assert "The file is not UTF-8 (save it as CSV UTF-8)" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("deep.json", b"[" * 200_000 + b"]" * 200_000, "The file is not a list of rows"),
+        ("broken.xlsx", b"PK\x03\x04broken", "The file is not an Excel workbook"),
+        ("utf16.csv", "charge_point_id\nCP-1\n".encode("utf-16"), "it is UTF-16"),
+        ("object.json", b'[{"charge_point_id": {"a": 1}}]', "The cell holds an object"),
+        ("nan.csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "is not a number"),
+    ],
+    ids=["deep-json", "broken-xlsx", "utf-16", "object-cell", "nan"],
+)
+def test_the_admin_import_form_names_what_is_wrong_with_a_hostile_file(
+    admin_client_logged_in, depot, name, data, message
+):
+    formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
+    response = admin_client_logged_in.post(
+        IMPORT_URL,
+        {
+            "format": str(formats.index(name.rsplit(".", 1)[1])),
+            "import_file": SimpleUploadedFile(name, data),
+            "resource": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert "Confirm import" not in response.content.decode()
+    assert Charger.objects.count() == 0
 
 
 def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation(
