@@ -29,8 +29,8 @@ MAX_CELL_CHARS = 131_072
 MAX_XLSX_UNZIPPED_BYTES = 200 * 1024 * 1024
 #: Columns read from an XLSX sheet (a charger row has 24).
 MAX_XLSX_COLUMNS = 64
-#: Rows read from an XLSX sheet (Excel's own limit is 1,048,576).
-MAX_XLSX_ROWS = 1_000_000
+#: Rows read from an XLSX sheet, blank ones included (50 MiB of CSV is about 300,000 chargers).
+MAX_XLSX_ROWS = 200_000
 #: A JSON cell may be a list of lists (a charging curve), not anything deeper.
 MAX_JSON_CELL_DEPTH = 2
 
@@ -258,15 +258,25 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
         sheet = book.active
         if sheet is None:
             raise FileProblem("The workbook has no sheet.")
+        if (sheet.max_row or 0) > MAX_XLSX_ROWS:  # as the sheet's <dimension> claims
+            raise FileProblem(
+                f"The sheet has {sheet.max_row:,} rows; at most {MAX_XLSX_ROWS:,} (MAX_XLSX_ROWS)."
+            )
         rows: list[tuple[Any, ...]] = []
+        # One column more than is read, to tell a wider sheet from a sheet of that width.
         for number, row in enumerate(
-            sheet.iter_rows(max_col=MAX_XLSX_COLUMNS, values_only=True), start=1
+            sheet.iter_rows(max_col=MAX_XLSX_COLUMNS + 1, values_only=True), start=1
         ):
             if number > MAX_XLSX_ROWS:
                 raise FileProblem(
                     f"The sheet has more than {MAX_XLSX_ROWS:,} rows (MAX_XLSX_ROWS)."
                 )
             cells = list(row)
+            if len(cells) > MAX_XLSX_COLUMNS and cells[MAX_XLSX_COLUMNS] is not None:
+                raise FileProblem(
+                    f"Row {number} of the sheet has more than {MAX_XLSX_COLUMNS} columns "
+                    "(MAX_XLSX_COLUMNS)."
+                )
             while cells and cells[-1] is None:
                 cells.pop()
             if cells or not rows:  # blank rows are skipped, as blank lines are in CSV

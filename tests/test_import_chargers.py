@@ -6,6 +6,7 @@ import io
 import json
 import re
 import tracemalloc
+import zipfile
 
 import pytest
 from django.core.management import call_command
@@ -420,3 +421,38 @@ def test_a_file_with_ten_thousand_chargers_imports(depot):
     assert result.totals["new"] == 10_000
     assert table_sizes() == (10_000, 20_000, 310_000)
     assert not ConfigurationKey.objects.filter(key="NumberOfConnectors").exclude(value="2").exists()
+
+
+def test_an_xlsx_sheet_wider_or_longer_than_the_limits_is_refused(monkeypatch):
+    openpyxl = pytest.importorskip("openpyxl")
+    from chargers import file_formats
+
+    def workbook(row: int, column: int) -> bytes:
+        book = openpyxl.Workbook()
+        book.active["A1"] = "charge_point_id"
+        book.active.cell(row=row, column=column, value="x")
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+
+    with pytest.raises(FileProblem, match="Row 1 of the sheet has more than 64 columns"):
+        read_dataset(workbook(1, 65), "xlsx")
+    assert read_dataset(workbook(2, 64), "xlsx").width == 64
+    monkeypatch.setattr(file_formats, "MAX_XLSX_ROWS", 10)
+    with pytest.raises(FileProblem, match=r"11 rows; at most 10 \(MAX_XLSX_ROWS\)"):
+        read_dataset(workbook(11, 1), "xlsx")
+    assert len(read_dataset(workbook(10, 1), "xlsx")) == 1  # blank rows are skipped
+    # Without a <dimension> to tell the size up front, the rows are counted as they are read.
+    with pytest.raises(FileProblem, match=r"more than 10 rows \(MAX_XLSX_ROWS\)"):
+        read_dataset(without_dimension(workbook(11, 1)), "xlsx")
+
+
+def without_dimension(workbook: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension [^>]*/>", b"", data)
+            target.writestr(item, data)
+    return out.getvalue()
