@@ -11,6 +11,11 @@ from collections.abc import Iterable, Mapping
 
 from simulator import config_keys
 
+#: Keys beyond the OCPP ones ChargeSim knows that one charger may have (stored ones included).
+MAX_CUSTOM_KEYS = 100
+#: Items one cell may list: every known key and MAX_CUSTOM_KEYS custom ones.
+MAX_ITEMS = len(config_keys.KEYS) + MAX_CUSTOM_KEYS
+
 RESERVED = {
     "AuthorizationKey": "AuthorizationKey is set on the charger itself (it is write-only): "
     "use the authorization_key column.",
@@ -24,9 +29,14 @@ class OverrideError(ValueError):
 
 def parse_overrides(text: str) -> dict[str, str]:
     overrides: dict[str, str] = {}
-    for item in (part.strip() for part in text.replace("\n", ";").split(";")):
-        if not item:
-            continue
+    # Counted before anything is built from them: one cell once made a million rows.
+    items = [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+    if len(items) > MAX_ITEMS:
+        raise OverrideError(
+            f"{len(items):,} keys; a charger has at most {MAX_ITEMS} ({len(config_keys.KEYS)} "
+            f"OCPP keys and {MAX_CUSTOM_KEYS} custom ones, MAX_CUSTOM_KEYS)."
+        )
+    for item in items:
         key, equals, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not equals or not key:
@@ -42,10 +52,22 @@ def parse_overrides(text: str) -> dict[str, str]:
                 value = config_keys.normalise(key, value)
             except config_keys.InvalidValue as exc:
                 raise OverrideError(str(exc)) from None
+            except ValueError:  # int() of '²' or of more than 4,300 digits
+                raise OverrideError(f"{key}={value[:60]!r} is not a valid value.") from None
         elif len(value) > 500:
             raise OverrideError(f"{key} is longer than 500 characters.")
         overrides[key] = value
+    custom = custom_keys(overrides)
+    if len(custom) > MAX_CUSTOM_KEYS:
+        raise OverrideError(
+            f"{len(custom)} custom keys; a charger has at most {MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
+        )
     return overrides
+
+
+def custom_keys(keys: Iterable[str]) -> set[str]:
+    """The keys that are not OCPP keys ChargeSim knows."""
+    return {key for key in keys if key not in config_keys.KEYS}
 
 
 def format_overrides(overrides: Mapping[str, str]) -> str:

@@ -7,6 +7,7 @@ validators, so the messages match the admin's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,12 +34,23 @@ def parse_evses(text: str) -> list[EvseSpec]:
     items = text.replace(",", ";").replace(";", " ").split()
     if not items:
         raise LayoutError("Give at least one EVSE, e.g. 2*Type2:22.")
+    if len(items) > MAX_EVSES:
+        raise LayoutError(f"{len(items)} EVSEs; a charger has at most {MAX_EVSES} (MAX_EVSES).")
     for item in items:
         count_text, star, rest = item.partition("*")
         if not star:
             count_text, rest = "1", item
-        if not count_text.isdigit() or int(count_text) < 1:
+        # ASCII digits only ('²'.isdigit() is true), and the total compared before the
+        # specs are built: "100000000000*Type2:22" must not allocate a list of that size.
+        if not (count_text.isascii() and count_text.isdigit()) or not count_text.strip("0"):
             raise LayoutError(f"{item!r}: the count before '*' must be a whole number ≥ 1.")
+        digits = count_text.lstrip("0")
+        count = int(digits) if len(digits) <= 3 else MAX_EVSES + 1
+        if len(specs) + count > MAX_EVSES:
+            raise LayoutError(
+                f"{item!r} makes more than {MAX_EVSES} EVSEs; a charger has at most "
+                f"{MAX_EVSES} (MAX_EVSES)."
+            )
         connector, colon, power_text = rest.partition(":")
         if not colon:
             raise LayoutError(f"{item!r} is not of the form type:kW (e.g. Type2:22).")
@@ -52,14 +64,14 @@ def parse_evses(text: str) -> list[EvseSpec]:
         try:
             power = float(power_text)
         except ValueError:
-            raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.") from None
+            power = math.nan
+        if not math.isfinite(power):  # float() reads "nan" and "inf"; the database does not
+            raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.")
         try:
             Evse._meta.get_field("max_power_kw").run_validators(power)
         except ValidationError as exc:
             raise LayoutError(f"{item!r}: {' '.join(exc.messages)}") from None
-        specs.extend([EvseSpec(connector_type, power)] * int(count_text))
-    if len(specs) > MAX_EVSES:
-        raise LayoutError(f"{len(specs)} EVSEs; a charger has at most {MAX_EVSES}.")
+        specs.extend([EvseSpec(connector_type, power)] * count)
     return specs
 
 

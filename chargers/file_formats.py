@@ -1,8 +1,12 @@
 """Reading fleet files (CSV, JSON, XLSX) into a tablib Dataset with messages a person can act on.
 
-The format classes plug into django-import-export (admin and the `import` command with
-`--format chargers.file_formats.CSV`); `read_dataset` is what the background import job uses.
-They read bytes, so that a file in the wrong encoding is reported as such, not as a traceback.
+The format classes plug into django-import-export (the admin, and the project's own
+`import` and `export` commands); `read_dataset` is what the background import job uses.
+They read bytes, so that a file in the wrong encoding is reported as such, not as a traceback,
+and every size is checked before the thing it measures is built (docs/import-formats.md
+names the limits). On export, CSV and XLSX cells that a spreadsheet would run as a formula
+are neutralised with a leading quote (OWASP's "CSV injection" rule), and an import drops
+that quote again so that an export re-imports unchanged.
 """
 
 from __future__ import annotations
@@ -10,10 +14,30 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import zipfile
 from typing import Any
 
 import tablib
 from import_export.formats import base_formats
+
+#: The largest file read at all (bytes), checked before it is parsed.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+#: The longest cell (characters): the csv module's own default field limit.
+MAX_CELL_CHARS = 131_072
+#: An XLSX file is a zip: the most its parts may expand to, checked before openpyxl reads it.
+MAX_XLSX_UNZIPPED_BYTES = 200 * 1024 * 1024
+#: Columns read from an XLSX sheet (a charger row has 24).
+MAX_XLSX_COLUMNS = 64
+#: Rows read from an XLSX sheet, blank ones included (50 MiB of CSV is about 300,000 chargers).
+MAX_XLSX_ROWS = 200_000
+#: A JSON cell may be a list of lists (a charging curve), not anything deeper.
+MAX_JSON_CELL_DEPTH = 2
+
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ...except a plain number such as -33.87, which it reads as the number it is.
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class FileProblem(ValueError):
@@ -23,17 +47,57 @@ class FileProblem(ValueError):
         return str(self)
 
 
+def check_size(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise FileProblem(
+            f"The file has {size:,} bytes; at most {MAX_FILE_BYTES:,} are read "
+            "(MAX_FILE_BYTES). Split it into smaller files."
+        )
+
+
 def decode(data: bytes | str) -> str:
+    """UTF-8 text, with or without Excel's byte order mark; anything else is named."""
     if isinstance(data, str):
         return data.removeprefix("\ufeff")
+    check_size(len(data))
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileProblem(
+            "The file is not UTF-8 (it is UTF-16): save it as CSV UTF-8 "
+            "(in Excel: 'CSV UTF-8 (comma delimited)')."
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise FileProblem(
-            f"The file is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} cannot be "
-            "read. Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)')."
+            f"The file is not UTF-8 (save it as CSV UTF-8): byte 0x{data[exc.start]:02x} on "
+            f"line {line} cannot be read. In Excel: 'CSV UTF-8 (comma delimited)'."
         ) from None
+
+
+def neutralise(value: Any) -> Any:
+    """The cell as text a spreadsheet shows rather than runs: `=1+2` becomes `'=1+2`."""
+    if (
+        isinstance(value, str)
+        and value.startswith(FORMULA_START)
+        and not PLAIN_NUMBER.fullmatch(value)
+    ):
+        return "'" + value
+    return value
+
+
+def restore(value: Any) -> Any:
+    """The inverse of `neutralise`, applied to every imported cell."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_START):
+        return value[1:]
+    return value
+
+
+def neutralised(dataset: tablib.Dataset) -> tablib.Dataset:
+    safe = tablib.Dataset(headers=[neutralise(h) for h in dataset.headers or []])
+    for row in dataset:
+        safe.append([neutralise(cell) for cell in row])
+    return safe
 
 
 def parse_csv(text: str) -> tablib.Dataset:
@@ -41,6 +105,11 @@ def parse_csv(text: str) -> tablib.Dataset:
     try:
         rows = list(reader)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise FileProblem(
+                f"Line {reader.line_num} has a cell longer than {csv.field_size_limit():,} "
+                "characters (MAX_CELL_CHARS)."
+            ) from None
         raise FileProblem(f"Line {reader.line_num} is not valid CSV: {exc}.") from None
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise FileProblem("The file is empty: the first line must name the columns.")
@@ -66,17 +135,49 @@ def parse_json(text: str) -> tablib.Dataset:
         raise FileProblem(
             f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from None
+    except RecursionError:
+        raise FileProblem(
+            "The file is not a list of rows: its JSON is nested too deeply."
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise FileProblem(f"The file is not valid JSON: {exc}.") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise FileProblem(
             'A JSON import must be a list of objects, one per row: [{"name": ...}, ...].'
         )
     headers: list[str] = []
-    for item in data:
-        headers.extend(key for key in item if key not in headers)
+    seen: set[str] = set()
+    for number, item in enumerate(data, start=1):
+        for key, value in item.items():
+            if key not in seen:
+                seen.add(key)
+                headers.append(key)
+            if _depth(value) > MAX_JSON_CELL_DEPTH:
+                raise FileProblem(
+                    f"Row {number}, column {key}: the value is nested too deeply (at most a "
+                    "list of lists, as a charging curve is)."
+                )
     dataset = tablib.Dataset(headers=headers)
     for item in data:
         dataset.append([_json_cell(item.get(key, "")) for key in headers])
     return dataset
+
+
+def _depth(value: Any) -> int:
+    """How many lists or objects deep a JSON value goes (0 for a scalar), without recursion;
+    counting stops one past the limit."""
+    depth, level = 0, [value]
+    while depth <= MAX_JSON_CELL_DEPTH:
+        containers = [node for node in level if isinstance(node, (list, dict))]
+        if not containers:
+            break
+        depth += 1
+        level = [
+            child
+            for node in containers
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+    return depth
 
 
 def _json_cell(value: Any) -> Any:
@@ -94,6 +195,9 @@ class CSV(base_formats.CSV):
     def create_dataset(self, in_stream: bytes | str, **kwargs: Any) -> tablib.Dataset:
         return parse_csv(decode(in_stream))
 
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> str:
+        return super().export_data(neutralised(dataset), **kwargs)
+
 
 class JSON(base_formats.JSON):
     def is_binary(self) -> bool:
@@ -108,12 +212,79 @@ class JSON(base_formats.JSON):
 
 class XLSX(base_formats.XLSX):
     def create_dataset(self, in_stream: bytes) -> tablib.Dataset:
+        check_size(len(in_stream))
+        _check_unzipped_size(in_stream)
         try:
-            dataset = super().create_dataset(in_stream)
+            rows = _xlsx_rows(in_stream)
+        except FileProblem:
+            raise
         except Exception as exc:  # openpyxl raises zipfile, KeyError, InvalidFileException...
             raise FileProblem(f"The file is not an Excel workbook (.xlsx): {exc}") from None
-        dataset.headers = [str(h).strip() if h is not None else "" for h in dataset.headers]
+        if not rows or not any(cell is not None for cell in rows[0]):
+            raise FileProblem("The file is empty: the first row must name the columns.")
+        dataset = tablib.Dataset(headers=[str(h).strip() if h is not None else "" for h in rows[0]])
+        for row in rows[1:]:
+            dataset.append(row)
         return dataset
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        return super().export_data(neutralised(dataset), **kwargs)
+
+
+def _check_unzipped_size(data: bytes) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unzipped = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise FileProblem(
+            f"The file is not an Excel workbook (.xlsx): it is not a complete zip file ({exc})."
+        ) from None
+    if unzipped > MAX_XLSX_UNZIPPED_BYTES:
+        raise FileProblem(
+            f"The workbook unpacks to {unzipped:,} bytes; at most {MAX_XLSX_UNZIPPED_BYTES:,} "
+            "are read (MAX_XLSX_UNZIPPED_BYTES)."
+        )
+
+
+def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
+    """The first sheet's cell values, at most MAX_XLSX_COLUMNS wide and MAX_XLSX_ROWS long.
+
+    A sheet may claim to span XFD1048576 in a few bytes; reading row by row within the
+    bounds keeps such a file from being expanded in memory."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sheet = book.active
+        if sheet is None:
+            raise FileProblem("The workbook has no sheet.")
+        if (sheet.max_row or 0) > MAX_XLSX_ROWS:  # as the sheet's <dimension> claims
+            raise FileProblem(
+                f"The sheet has {sheet.max_row:,} rows; at most {MAX_XLSX_ROWS:,} (MAX_XLSX_ROWS)."
+            )
+        rows: list[tuple[Any, ...]] = []
+        # One column more than is read, to tell a wider sheet from a sheet of that width.
+        for number, row in enumerate(
+            sheet.iter_rows(max_col=MAX_XLSX_COLUMNS + 1, values_only=True), start=1
+        ):
+            if number > MAX_XLSX_ROWS:
+                raise FileProblem(
+                    f"The sheet has more than {MAX_XLSX_ROWS:,} rows (MAX_XLSX_ROWS)."
+                )
+            cells = list(row)
+            if len(cells) > MAX_XLSX_COLUMNS and cells[MAX_XLSX_COLUMNS] is not None:
+                raise FileProblem(
+                    f"Row {number} of the sheet has more than {MAX_XLSX_COLUMNS} columns "
+                    "(MAX_XLSX_COLUMNS)."
+                )
+            while cells and cells[-1] is None:
+                cells.pop()
+            if cells or not rows:  # blank rows are skipped, as blank lines are in CSV
+                rows.append(tuple(cells))
+        width = max((len(row) for row in rows), default=0)
+        return [row + (None,) * (width - len(row)) for row in rows]
+    finally:
+        book.close()
 
 
 def fleet_formats() -> list[type[base_formats.Format]]:

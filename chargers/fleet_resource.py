@@ -9,7 +9,11 @@ It changes three things in django-import-export's workflow:
 * every problem names its row and column (`Problem`), unknown columns included, so a
   typo in a header is not silently ignored;
 * rows are matched on their natural key, loaded in one query, and a key that appears
-  twice in one file is an error instead of a silent second update.
+  twice in one file is an error instead of a silent second update;
+* a cell is one value: a JSON object or list where a column takes text or a number, or
+  a cell longer than MAX_CELL_CHARS, is an error of its row and column (so a JSON object
+  is never stored as its Python repr), and the quote an export puts before a formula-like
+  cell is taken off again (`chargers.file_formats.neutralise`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from import_export import resources
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Error, Result, RowResult
 
-from chargers.file_formats import FileProblem
+from chargers.file_formats import MAX_CELL_CHARS, FileProblem, restore
 
 Progress = Callable[[int, int], None]
 
 # SQLite accepts 32766 parameters per query; stay well below for `key__in=[...]`.
 LOOKUP_CHUNK = 5000
+# Unknown columns named in the message; a JSON file can have a hundred thousand keys.
+NAMED_UNKNOWN_COLUMNS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +136,8 @@ class FleetResource(resources.ModelResource):
     error_columns: dict[str, str] = {}
     #: Fields whose model validation the resource has done itself (cached look-ups).
     clean_exclude: tuple[str, ...] = ()
+    #: Columns that take a list from a JSON file (a charging curve); others take one value.
+    list_columns: tuple[str, ...] = ()
 
     class Meta:
         clean_model_instances = True
@@ -184,10 +192,10 @@ class FleetResource(resources.ModelResource):
         problems = []
         unknown = [h for h in headers if h not in allowed]
         if unknown:
-            problems.append(
-                f"Unknown column(s) {', '.join(repr(h) for h in unknown)}; the columns are: "
-                f"{', '.join(allowed)}."
-            )
+            named = ", ".join(repr(h[:60]) for h in unknown[:NAMED_UNKNOWN_COLUMNS])
+            if len(unknown) > NAMED_UNKNOWN_COLUMNS:
+                named += f" and {len(unknown) - NAMED_UNKNOWN_COLUMNS:,} more"
+            problems.append(f"Unknown column(s) {named}; the columns are: {', '.join(allowed)}.")
         repeated = sorted({h for h in headers if headers.count(h) > 1})
         if repeated:
             problems.append(f"Column(s) {', '.join(repeated)} appear more than once.")
@@ -222,6 +230,7 @@ class FleetResource(resources.ModelResource):
             for message in problems:
                 self.handle_import_error(result, FileProblem(message), raise_errors)
             return result
+        dataset = _restored(dataset)
         self._first_row_of_key = {}
         self._total = len(dataset)
         self._every = max(1, self._total // 100)
@@ -244,8 +253,14 @@ class FleetResource(resources.ModelResource):
 
     def import_instance(self, instance: Any, row: dict, **kwargs: Any) -> None:
         errors: dict[str, Any] = {}
+        bad_cells = self.cell_problems(row)
+        for column, message in bad_cells.items():
+            field = next(f for f in self.get_import_fields() if f.column_name == column)
+            errors[field.attribute or column] = [ValidationError(message)]
         try:
-            super().import_instance(instance, row, **kwargs)
+            # A bad cell is left out rather than parsed (and its message repeated).
+            readable = {k: v for k, v in row.items() if k not in bad_cells} if bad_cells else row
+            super().import_instance(instance, readable, **kwargs)
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
         key = self.row_key(row)
@@ -262,6 +277,23 @@ class FleetResource(resources.ModelResource):
         if errors:
             raise ValidationError(errors)
 
+    def cell_problems(self, row: dict) -> dict[str, str]:
+        """Cells that are not one value of a sane size, by column."""
+        problems = {}
+        for field in self.get_import_fields():
+            value = row.get(field.column_name)
+            if isinstance(value, (dict, list)) and field.column_name not in self.list_columns:
+                kind = "an object" if isinstance(value, dict) else "a list"
+                problems[field.column_name] = (
+                    f"The cell holds {kind}; this column takes one value (text or a number)."
+                )
+            elif isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+                problems[field.column_name] = (
+                    f"The cell has {len(value):,} characters; at most {MAX_CELL_CHARS:,} "
+                    "(MAX_CELL_CHARS)."
+                )
+        return problems
+
     def validate_instance(
         self, instance: Any, import_validation_errors: Any = None, validate_unique: bool = True
     ) -> None:
@@ -273,3 +305,14 @@ class FleetResource(resources.ModelResource):
             errors = exc.update_error_dict(errors)
         if errors:
             raise ValidationError(errors)
+
+
+def _restored(dataset: Any) -> Any:
+    """The dataset with the quotes an export put before formula-like cells taken off, so
+    that a key such as `'-CP-1` is matched as `-CP-1` by the natural-key loader too."""
+    if not any(isinstance(cell, str) and cell.startswith("'") for row in dataset for cell in row):
+        return dataset
+    restored = type(dataset)(headers=dataset.headers)
+    for row in dataset:
+        restored.append([restore(cell) for cell in row])
+    return restored

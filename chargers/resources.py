@@ -17,7 +17,9 @@ from import_export.widgets import Widget
 
 from chargers.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from chargers.configuration_overrides import (
+    MAX_CUSTOM_KEYS,
     OverrideError,
+    custom_keys,
     format_overrides,
     overrides_of,
     parse_overrides,
@@ -25,7 +27,7 @@ from chargers.configuration_overrides import (
 from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.fleet_resource import FleetResource
-from chargers.models import Charger
+from chargers.models import Charger, ConfigurationKey
 from locations.models import Location
 from vehicles.models import VehicleModel
 
@@ -221,6 +223,20 @@ class ChargerResource(FleetResource):
             errors["location"] = [
                 ValidationError("A location is required: the name of an existing location.")
             ]
+        custom = custom_keys(instance.configuration_overrides)
+        if instance.pk and custom and "configuration_overrides" not in errors:
+            # An update adds to the custom keys a charger has: the cap is on the sum.
+            stored = ConfigurationKey.objects.filter(charger_id=instance.pk).values_list(
+                "key", flat=True
+            )
+            total = len(custom | custom_keys(stored))
+            if total > MAX_CUSTOM_KEYS:
+                errors["configuration_overrides"] = [
+                    ValidationError(
+                        f"The charger would have {total} custom configuration keys; at most "
+                        f"{MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
+                    )
+                ]
         super().validate_instance(instance, errors, validate_unique)
 
     def bulk_create(

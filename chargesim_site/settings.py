@@ -72,11 +72,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "import_export",
     "locations",
     "vehicles",
-    "chargers",
+    "chargers",  # before import_export: its `import` and `export` commands win
     "simulator",
+    "import_export",
 ]
 
 MIDDLEWARE = [

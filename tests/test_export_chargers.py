@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -49,3 +51,92 @@ def test_the_admin_exports_each_resource_without_the_authorization_key(
     assert SECRET not in body
     if file_format == "json":
         assert isinstance(json.loads(body), list)
+
+
+# (A leading tab or CR is neutralised too, see below, but an import strips it as whitespace.)
+FORMULAE = ["=cmd|' /C calc'!A0", "+1+cmd|x", "-2+3", "@SUM(A1)", "-1e5x"]
+
+
+def formula_fleet() -> None:
+    from chargers.models import Charger
+
+    depot = make_location('=HYPERLINK("http://evil")', latitude=-33.87, longitude=-151.2)
+    for n, vendor in enumerate(FORMULAE):
+        make_charger(f"-CP-{n}", location=depot, vendor=vendor, model="=1+1")
+    assert Charger.objects.count() == len(FORMULAE)
+
+
+def test_csv_export_neutralises_formula_cells_and_reimports_unchanged():
+    from chargers.file_formats import CSV, read_dataset
+    from chargers.models import Charger
+    from chargers.resources import ChargerResource
+    from locations.resources import LocationResource
+
+    formula_fleet()
+    before = sorted(Charger.objects.values_list("charge_point_id", "vendor", "model"))
+    text = CSV().export_data(ChargerResource().export())
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))], cells
+    assert "'=cmd|' /C calc'!A0" in cells and "'-CP-0" in cells and "'@SUM(A1)" in cells
+    # Plain negative numbers are numbers, not formulae: they stay as they are.
+    locations = CSV().export_data(LocationResource().export())
+    assert "-33.87,-151.2" in locations
+    assert "'=HYPERLINK" in locations
+
+    Charger.objects.all().delete()
+    result = ChargerResource().import_data(read_dataset(text.encode(), "csv"))
+    assert not result.has_errors(), result.problems()
+    assert sorted(Charger.objects.values_list("charge_point_id", "vendor", "model")) == before
+
+
+def test_xlsx_export_neutralises_formula_cells_and_reimports_unchanged():
+    openpyxl = pytest.importorskip("openpyxl")
+    from chargers.file_formats import XLSX, read_dataset
+    from chargers.models import Charger
+    from chargers.resources import ChargerResource
+
+    formula_fleet()
+    before = sorted(Charger.objects.values_list("charge_point_id", "vendor", "model"))
+    data = XLSX().export_data(ChargerResource().export())
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).active
+    cells = [cell for row in sheet.iter_rows() for cell in row]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    values = [c.value for c in cells if isinstance(c.value, str)]
+    assert not [v for v in values if v.startswith(("=", "+", "-", "@", "\t", "\r"))], values
+    assert "'=cmd|' /C calc'!A0" in values
+
+    Charger.objects.all().delete()
+    result = ChargerResource().import_data(read_dataset(data, "xlsx"))
+    assert not result.has_errors(), result.problems()
+    assert sorted(Charger.objects.values_list("charge_point_id", "vendor", "model")) == before
+
+
+def test_the_admin_csv_export_neutralises_formula_cells(admin_client_logged_in):
+    formula_fleet()
+    url = reverse("admin:chargers_charger_export")
+    formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
+    form = admin_client_logged_in.get(url).context["form"]
+    columns = [name for name, field in form.fields.items() if field.initial is True]
+    response = admin_client_logged_in.post(
+        url, {"format": formats.index("csv"), "resource": 0} | dict.fromkeys(columns, "on")
+    )
+    body = b"".join(response).decode() if response.streaming else response.content.decode()
+    cells = [cell for row in csv.reader(io.StringIO(body)) for cell in row]
+    assert "'=cmd|' /C calc'!A0" in cells
+    assert "=cmd|' /C calc'!A0" not in cells
+
+
+@pytest.mark.parametrize("cell", ["\t=1+1", "\r=1+1", "=1", "+x", "-x", "@x", "-", "+"])
+def test_every_formula_start_is_neutralised_and_restored(cell):
+    from chargers.file_formats import neutralise, restore
+
+    assert neutralise(cell) == "'" + cell
+    assert restore(neutralise(cell)) == cell
+
+
+@pytest.mark.parametrize("cell", ["-33.87", "+5", "-1e-3", "12", "a=b", "'quoted", 5.0, None])
+def test_numbers_and_harmless_cells_are_exported_as_they_are(cell):
+    from chargers.file_formats import neutralise, restore
+
+    assert neutralise(cell) == cell
+    assert restore(cell) == cell

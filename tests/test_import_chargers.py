@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
+import re
+import tracemalloc
+import zipfile
 
 import pytest
 from django.core.management import call_command
 
+from chargers.configuration_overrides import MAX_CUSTOM_KEYS
+from chargers.evse_layout import LayoutError, parse_evses
 from chargers.file_formats import FileProblem, read_dataset
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
@@ -160,6 +166,15 @@ BAD_ROWS = [
     ("CP-3,Depot,AC,22,Type2:-1,,", "evses", "greater than or equal to 0.1"),
     ("CP-3,Depot,AC,22,Type2:many,,", "evses", "is not a number of kW"),
     ("CP-3,Depot,AC,22,Type3:22,,", "evses", "Unknown connector type 'Type3'"),
+    ("CP-3,Depot,AC,22,Type2:nan,,", "evses", "'nan' is not a number of kW"),
+    ("CP-3,Depot,AC,22,Type2:inf,,", "evses", "'inf' is not a number of kW"),
+    ("CP-3,Depot,AC,22,2*Type2:-inf,,", "evses", "'-inf' is not a number of kW"),
+    ("CP-3,Depot,AC,nan,Type2:22,,", "max_power_kw", "'nan' is not a number"),
+    ("CP-3,Depot,AC,-inf,Type2:22,,", "max_power_kw", "'-inf' is not a number"),
+    ("CP-3,Depot,AC,22,100000000000*Type2:22,,", "evses", "at most 99 (MAX_EVSES)"),
+    ("CP-3,Depot,AC,22,60*Type2:22;40*CCS2:50,,", "evses", "at most 99 (MAX_EVSES)"),
+    ("CP-3,Depot,AC,22,²*Type2:22,,", "evses", "must be a whole number"),
+    ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=²", "configuration", "not a valid value"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=soon", "configuration", "whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
     ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
@@ -167,7 +182,9 @@ BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("row", "column", "message"), BAD_ROWS, ids=[c for _, c, _ in BAD_ROWS])
+@pytest.mark.parametrize(
+    ("row", "column", "message"), BAD_ROWS, ids=[f"{c}-{n}" for n, (_, c, _) in enumerate(BAD_ROWS)]
+)
 def test_a_bad_row_is_reported_by_row_and_column_and_nothing_is_written(
     depot, row, column, message
 ):
@@ -179,6 +196,82 @@ def test_a_bad_row_is_reported_by_row_and_column_and_nothing_is_written(
     assert [(p.row, p.column) for p in problems] == [(2, column)], problems
     assert message in problems[0].message
     assert fleet_snapshot() == before
+
+
+def test_a_huge_evse_count_is_refused_before_a_list_of_that_size_is_built():
+    tracemalloc.start()
+    try:
+        with pytest.raises(LayoutError, match="at most 99"):
+            parse_evses("10000000*Type2:22")  # ten million: 80 MB of list if built
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    with pytest.raises(LayoutError, match="at most 99"):
+        parse_evses("100000000000*Type2:22")
+
+
+def custom_keys_cell(count: int, start: int = 0) -> str:
+    return "; ".join(f"Custom{n}=x" for n in range(start, start + count))
+
+
+def test_custom_configuration_keys_are_capped_per_cell_and_nothing_is_written(depot):
+    for cell in (custom_keys_cell(MAX_CUSTOM_KEYS + 1), custom_keys_cell(1_000_000)[:120_000]):
+        result = run_import(csv_bytes(f'CP-1,Depot,AC,22,Type2:22,,"{cell}"'))
+        [problem] = result.problems()
+        assert (problem.row, problem.column) == (1, "configuration")
+        assert "MAX_CUSTOM_KEYS)" in problem.message
+        assert table_sizes() == (0, 0, 0)
+
+
+def test_a_million_configuration_keys_in_a_json_cell_are_refused_by_size(depot):
+    cell = custom_keys_cell(1_000_000)
+    data = json.dumps([{"charge_point_id": "CP-1", "location": "Depot", "configuration": cell}])
+    [problem] = run_import(data.encode(), "json").problems()
+    assert (problem.row, problem.column) == (1, "configuration")
+    assert "at most 131,072 (MAX_CELL_CHARS)" in problem.message
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_an_update_may_not_take_a_charger_over_the_custom_key_cap(depot):
+    run_import(csv_bytes(f'CP-1,Depot,AC,22,Type2:22,,"{custom_keys_cell(MAX_CUSTOM_KEYS)}"'))
+    before = fleet_snapshot()
+    more = custom_keys_cell(1, start=MAX_CUSTOM_KEYS)
+    [problem] = run_import(csv_bytes(f"CP-1,Depot,AC,22,Type2:22,,{more}")).problems()
+    assert (problem.row, problem.column) == (1, "configuration")
+    assert f"{MAX_CUSTOM_KEYS + 1} custom configuration keys" in problem.message
+    assert fleet_snapshot() == before
+    # Setting keys it already has is an update like any other.
+    again = custom_keys_cell(1, start=MAX_CUSTOM_KEYS - 1).replace("=x", "=y")
+    assert not run_import(csv_bytes(f"CP-1,Depot,AC,22,Type2:22,,{again}")).has_errors()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "kind"),
+    [
+        ("vendor", {"name": "Acme"}, "an object"),
+        ("configuration", {"HeartbeatInterval": 60}, "an object"),
+        ("evses", ["Type2:22"], "a list"),
+        ("charge_point_id", {"id": "CP-1"}, "an object"),
+        ("default_vehicle_make", {"make": "VW"}, "an object"),
+    ],
+)
+def test_an_object_or_list_in_a_json_cell_is_refused_by_row_and_column(depot, column, value, kind):
+    rows = [
+        {"charge_point_id": "CP-1", "location": "Depot"},
+        {"charge_point_id": "CP-2", "location": "Depot", column: value},
+    ]
+    result = run_import(json.dumps(rows).encode(), "json")
+    problems = [(p.row, p.column) for p in result.problems() if kind in p.message]
+    assert problems == [(2, column)], result.problems()
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_a_cell_over_the_size_limit_is_refused_by_row_and_column(depot):
+    rows = [{"charge_point_id": "CP-1", "location": "Depot", "vendor": "x" * 200_000}]
+    [problem] = run_import(json.dumps(rows).encode(), "json").problems()
+    assert (problem.row, problem.column) == (1, "vendor")
+    assert "200,000 characters" in problem.message
 
 
 def test_the_report_lists_every_bad_row_not_only_the_first(depot):
@@ -201,12 +294,49 @@ def test_the_report_lists_every_bad_row_not_only_the_first(depot):
     [
         (csv_bytes("CP-1,Düsseldorf,AC,22,Type2:22,,").decode().encode("latin-1"), "not UTF-8"),
         (b"charge_point_id,location\nCP-1,Depot,AC\n", "Line 2 has 3 cells"),
+        ("charge_point_id\nCP-1\n".encode("utf-16"), "not UTF-8 \\(it is UTF-16\\)"),
+        (b"charge_point_id,vendor\nCP-1," + b"x" * 200_000 + b"\n", "longer than 131,072"),
     ],
-    ids=["latin-1", "ragged"],
+    ids=["latin-1", "ragged", "utf-16", "huge-field"],
 )
 def test_a_file_in_the_wrong_encoding_or_shape_is_named_as_such(depot, data, message):
     with pytest.raises(FileProblem, match=message):
         read_dataset(data, "csv")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'[{"charge_point_id": [[["CP-1"]]]}]', "Row 1, column charge_point_id: the value is"),
+        (b'[{"charge_point_id": ' + b"9" * 5000 + b"}]", "not valid JSON"),
+        (b'{"charge_point_id": "CP-1"}', "must be a list of objects"),
+    ],
+    ids=["deep", "deep-cell", "huge-integer", "not-a-list"],
+)
+def test_a_json_file_of_the_wrong_shape_is_named_as_such(data, message):
+    with pytest.raises(FileProblem, match=re.escape(message)):
+        read_dataset(data, "json")
+
+
+def test_a_broken_xlsx_file_is_named_as_such(depot):
+    pytest.importorskip("openpyxl")
+    from chargers.file_formats import XLSX
+
+    charger_like_the_admin_makes("AC-1", location=depot)
+    workbook = XLSX().export_data(ChargerResource().export())
+    for data in (workbook[: len(workbook) // 2], b"PK\x03\x04" + b"\0" * 100, b"not a zip"):
+        with pytest.raises(FileProblem, match="not an Excel workbook"):
+            read_dataset(data, "xlsx")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(monkeypatch):
+    from chargers import file_formats
+
+    monkeypatch.setattr(file_formats, "MAX_FILE_BYTES", 1000)
+    for file_format in ("csv", "json", "xlsx"):
+        with pytest.raises(FileProblem, match="at most 1,000 are read"):
+            read_dataset(b" " * 1001, file_format)
 
 
 def test_a_semicolon_separated_file_is_reported_and_nothing_is_written(depot):
@@ -291,3 +421,38 @@ def test_a_file_with_ten_thousand_chargers_imports(depot):
     assert result.totals["new"] == 10_000
     assert table_sizes() == (10_000, 20_000, 310_000)
     assert not ConfigurationKey.objects.filter(key="NumberOfConnectors").exclude(value="2").exists()
+
+
+def test_an_xlsx_sheet_wider_or_longer_than_the_limits_is_refused(monkeypatch):
+    openpyxl = pytest.importorskip("openpyxl")
+    from chargers import file_formats
+
+    def workbook(row: int, column: int) -> bytes:
+        book = openpyxl.Workbook()
+        book.active["A1"] = "charge_point_id"
+        book.active.cell(row=row, column=column, value="x")
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+
+    with pytest.raises(FileProblem, match="Row 1 of the sheet has more than 64 columns"):
+        read_dataset(workbook(1, 65), "xlsx")
+    assert read_dataset(workbook(2, 64), "xlsx").width == 64
+    monkeypatch.setattr(file_formats, "MAX_XLSX_ROWS", 10)
+    with pytest.raises(FileProblem, match=r"11 rows; at most 10 \(MAX_XLSX_ROWS\)"):
+        read_dataset(workbook(11, 1), "xlsx")
+    assert len(read_dataset(workbook(10, 1), "xlsx")) == 1  # blank rows are skipped
+    # Without a <dimension> to tell the size up front, the rows are counted as they are read.
+    with pytest.raises(FileProblem, match=r"more than 10 rows \(MAX_XLSX_ROWS\)"):
+        read_dataset(without_dimension(workbook(11, 1)), "xlsx")
+
+
+def without_dimension(workbook: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension [^>]*/>", b"", data)
+            target.writestr(item, data)
+    return out.getvalue()

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from chargers import import_jobs
 from chargers.file_formats import read_dataset
+from chargers.import_admin import FleetImportExportAdmin
 from chargers.import_jobs import ImportJob, run_import_job
 from chargers.models import Charger, ConfigurationKey
 from chargers.resources import ChargerResource
@@ -78,7 +79,36 @@ def test_a_file_with_bad_rows_lists_them_all_and_offers_no_confirmation(
 def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logged_in, depot):
     data = fleet_csv(1, location="Düsseldorf").decode().encode("latin-1")
     html = upload(admin_client_logged_in, data).content.decode()
-    assert "The file is not UTF-8 text" in html
+    assert "The file is not UTF-8 (save it as CSV UTF-8)" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("deep.json", b"[" * 200_000 + b"]" * 200_000, "The file is not a list of rows"),
+        ("broken.xlsx", b"PK\x03\x04broken", "The file is not an Excel workbook"),
+        ("utf16.csv", "charge_point_id\nCP-1\n".encode("utf-16"), "it is UTF-16"),
+        ("object.json", b'[{"charge_point_id": {"a": 1}}]', "The cell holds an object"),
+        ("nan.csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "is not a number"),
+    ],
+    ids=["deep-json", "broken-xlsx", "utf-16", "object-cell", "nan"],
+)
+def test_the_admin_import_form_names_what_is_wrong_with_a_hostile_file(
+    admin_client_logged_in, depot, name, data, message
+):
+    formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
+    response = admin_client_logged_in.post(
+        IMPORT_URL,
+        {
+            "format": str(formats.index(name.rsplit(".", 1)[1])),
+            "import_file": SimpleUploadedFile(name, data),
+            "resource": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert "Confirm import" not in response.content.decode()
+    assert Charger.objects.count() == 0
 
 
 def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation(
@@ -124,6 +154,28 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
     assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
     assert Charger.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("file_format", "data", "problem"),
+    [
+        ("json", b"[" * 200_000 + b"]" * 200_000, "File: The file is not a list of rows"),
+        ("json", b'[{"charge_point_id": "CP-1", "vendor": {"a": 1}}]', "Row 1, column vendor:"),
+        ("csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "Row 1, column evses:"),
+        ("csv", "charge_point_id\nCP-1\n".encode("utf-16"), "File: The file is not UTF-8"),
+        ("xlsx", b"PK\x03\x04broken", "File: The file is not an Excel workbook"),
+    ],
+    ids=["deep-json", "object-cell", "nan", "utf-16", "broken-xlsx"],
+)
+def test_a_job_reports_a_hostile_file_as_a_problem_not_a_failure(depot, file_format, data, problem):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name=f"f.{file_format}", file_format=file_format, data=data
+    )
+    run_import_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert any(p.startswith(problem) for p in job.problems), job.problems
+    assert (Charger.objects.count(), ConfigurationKey.objects.count()) == (0, 0)
 
 
 def test_a_job_runs_once_even_if_dispatched_twice(depot):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+
+#: Points in one curve (a text curve is also bounded by the cell size of an import).
+MAX_POINTS = 200
 
 
 class CurveError(ValueError):
@@ -19,6 +23,8 @@ def parse_curve(raw: object) -> list[tuple[float, float]]:
         raw = _parse_text(raw)
     if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
         raise CurveError("The charging curve must be a list of (SoC %, max kW) points.")
+    if len(raw) > MAX_POINTS:
+        raise CurveError(f"{len(raw):,} points; a charging curve has at most {MAX_POINTS}.")
     points: list[tuple[float, float]] = []
     for index, item in enumerate(raw, start=1):
         soc, kw = _point(item, index)
@@ -60,6 +66,6 @@ def _point(item: object, index: int) -> tuple[float, float]:
         soc, kw = float(item[0]), float(item[1])
     except (TypeError, ValueError):
         raise CurveError(f"Point {index}: {item!r} is not a pair of numbers.") from None
-    if soc != soc or kw != kw:
+    if not (math.isfinite(soc) and math.isfinite(kw)):  # nan, inf, -inf
         raise CurveError(f"Point {index}: {item!r} is not a pair of numbers.")
     return soc, kw

@@ -60,6 +60,8 @@ class VehicleModelResource(FleetResource):
         attribute="efficiency", column_name="efficiency", widget=NumberCell(), default=0.92
     )
 
+    list_columns = ("charging_curve",)
+
     class Meta:
         model = VehicleModel
         fields = (
