@@ -46,6 +46,7 @@ class MeterEngine:
         self._last: float | None = None
         self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
         self.ticks = 0
+        self._failing: set[str] = set()  # chargers whose step failed (logged once each)
 
     async def run(self) -> None:
         """Tick until cancelled; a slow tick is measured, not skipped (dt is real time)."""
@@ -71,7 +72,19 @@ class MeterEngine:
         stamp = now_iso(wall)  # one sampling instant for the whole tick
         since, self._last_wall = self._last_wall, wall.timestamp()
         for charger in self.chargers:
-            self.advance(charger, dt, now, wall, stamp, since)
+            try:
+                self.advance(charger, dt, now, wall, stamp, since)
+            except Exception:
+                self._failed(charger)
+
+    def _failed(self, charger: Charger) -> None:
+        """One charger's failure costs that charger's step, never the rest of the fleet's
+        tick; its traceback is logged once, not every second."""
+        if charger.id in self._failing:
+            log.debug("%s: meter step failed again", charger.id, exc_info=True)
+            return
+        self._failing.add(charger.id)
+        log.exception("%s: meter step failed (further failures are logged at DEBUG)", charger.id)
 
     def advance(
         self,

@@ -98,3 +98,22 @@ def test_clock_aligned_samples_are_taken_offline_at_their_boundary_with_the_regi
         expected = registers[k - 1] + (registers[k] - registers[k - 1]) * share
         assert register_of(item) == int(expected)
         assert int(registers[k - 1]) <= register_of(item) <= int(registers[k])
+
+
+def test_one_chargers_failing_step_costs_only_its_own_tick(caplog) -> None:
+    broken, fine = charging("1"), runtime_charger("CP-FINE", "ws://127.0.0.1:1", evses=1)
+    fine.config["MeterValueSampleInterval"] = "1"
+    fine.plug_in(1, COMPACT, soc=30)
+    fine.start_transaction(1, "TAG")
+
+    def explode(*_args, **_kwargs):
+        raise OverflowError("date value out of range")
+
+    broken.heartbeat_due = explode  # any failure inside the step
+    engine = MeterEngine([broken, fine], tick_seconds=1.0)
+    due = fine.next_sample[1]
+    for k in range(5):
+        engine.tick(now=due + k)
+    assert len(meter_values(fine)) == 5
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and "CP-SAMPLE" in logged[0].getMessage()
