@@ -354,9 +354,16 @@ class Charger(Operations):
         try:
             from simulator.wire import parse_iso
 
-            self._clock_offset = parse_iso(current_time).timestamp() - time.time()
+            moment = parse_iso(current_time)
         except ValueError:
             log.info("%s: CSMS sent an unparseable currentTime %r", self.id, current_time)
+            return
+        if not _CLOCK_RANGE[0] <= moment < _CLOCK_RANGE[1]:
+            # A clock near datetime's limits would make every later date computation
+            # (intervals, schedules, the composite window) overflow: keep our own.
+            log.info("%s: ignoring a currentTime out of range: %r", self.id, current_time)
+            return
+        self._clock_offset = moment.timestamp() - time.time()
 
     # -- the outgoing queue ----------------------------------------------------------------
 
@@ -1077,6 +1084,9 @@ class ConfigValues(dict[str, str]):
             return value
 
 
+# The CSMS times a charger accepts: wide, but far enough from datetime's limits (years
+# 1-9999) that adding any interval or schedule of up to 68 years cannot overflow.
+_CLOCK_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
 
 

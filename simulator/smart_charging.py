@@ -439,6 +439,7 @@ def _validate(profile: ChargingProfile) -> None:
         )
     if not schedule.periods:
         raise ProfileError("chargingSchedule.chargingSchedulePeriod must not be empty")
+    _check_horizon(profile)
     cycle = _CYCLES[profile.recurrency_kind] if profile.kind == "Recurring" else None
     previous: int | None = None
     for index, period in enumerate(schedule.periods):
@@ -465,6 +466,38 @@ def _validate(profile: ChargingProfile) -> None:
             raise ProfileError(f"{path}.limit must be >= 0, got {period.limit}")
         if period.number_phases is not None and period.number_phases not in (1, 2, 3):
             raise ProfileError(f"{path}.numberPhases must be 1, 2 or 3, got {period.number_phases}")
+
+
+# The longest schedule offset we compute with (about 68 years): every start plus every
+# offset must stay a datetime, or evaluating the profile would raise in each meter tick.
+MAX_SCHEDULE_SECONDS: Final = 2**31 - 1
+# Room kept below datetime.max for the evaluation window (GetCompositeSchedule: 7 days) and
+# one recurrence.
+_HEADROOM: Final = timedelta(days=15)
+
+
+def _check_horizon(profile: ChargingProfile) -> None:
+    schedule = profile.schedule
+    for name, seconds in (
+        ("chargingSchedule.duration", schedule.duration),
+        *(
+            (f"chargingSchedule.chargingSchedulePeriod[{i}].startPeriod", p.start_period)
+            for i, p in enumerate(schedule.periods)
+        ),
+    ):
+        if seconds is not None and seconds > MAX_SCHEDULE_SECONDS:
+            raise ProfileError(f"{name} must be at most {MAX_SCHEDULE_SECONDS} s, got {seconds}")
+    start = schedule.start_schedule
+    if start is not None:
+        end = max(schedule.duration or 0, schedule.periods[-1].start_period)
+        try:
+            start + timedelta(seconds=end) + _HEADROOM
+            start - _HEADROOM
+        except OverflowError:
+            raise ProfileError(
+                f"chargingSchedule.startSchedule ({format_datetime(start)}) is too close to "
+                "the end of the calendar for its schedule to run"
+            ) from None
 
 
 def parse_remote_start_profile(data: Mapping[str, Any]) -> ChargingProfile:

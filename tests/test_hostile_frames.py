@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 from channels.db import database_sync_to_async
@@ -247,6 +248,65 @@ async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):
     charger = runtime_charger("HF-INT", csms.url, evses=1)
     async with connected(charger):
         assert charger.config["HeartbeatInterval"] == "86400"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # Offsets past what a timedelta can add: each meter tick would raise.
+        {
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "duration": 10**15,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 5000}],
+            }
+        },
+        {
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 5000},
+                    {"startPeriod": 10**15, "limit": 0},
+                ],
+            }
+        },
+        # A start so near the calendar's end that start + duration is no datetime.
+        {
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "startSchedule": "9999-12-31T00:00:00Z",
+                "duration": 172800,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 5000}],
+            },
+        },
+    ],
+    ids=["duration", "start-period", "start-schedule"],
+)
+async def test_a_schedule_that_cannot_be_computed_is_rejected_and_metering_goes_on(csms, overrides):
+    charger = runtime_charger("HF-HORIZON", csms.url, evses=1)
+    async with connected(charger):
+        payload = {"connectorId": 0, "csChargingProfiles": profile(**overrides)}
+        reply = await reply_to(csms, "HF-HORIZON", frame("h1", "SetChargingProfile", payload))
+        assert reply.payload == {"status": "Rejected"}
+        assert len(charger.profiles) == 0
+        answer = await csms.call(
+            "HF-HORIZON", call.GetCompositeSchedule(connector_id=0, duration=86400)
+        )
+        assert answer.status == "Accepted"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:01Z", "9999-12-31T23:59:59Z"])
+async def test_a_clock_near_the_calendars_ends_is_ignored(csms, moment):
+    csms.current_time = moment
+    charger = runtime_charger("HF-CLOCK", csms.url, evses=1)
+    async with connected(charger):
+        assert abs((charger.now() - datetime.now(UTC)).total_seconds()) < 3600
+        # Date sums over a week still work (they would overflow at either end).
+        answer = await csms.call(
+            "HF-CLOCK", call.GetCompositeSchedule(connector_id=0, duration=7 * 86400)
+        )
+        assert answer.status == "Accepted"
 
 
 # -- a seeded fuzz run -------------------------------------------------------------------------

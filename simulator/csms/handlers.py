@@ -237,12 +237,14 @@ class CSMSConnection(ChargePoint):
         csms.registration[self.id] = status
         csms.boot_info[self.id] = self._payload
         return call_result.BootNotification(
-            current_time=now_iso(), interval=int(csms.boot_interval), status=status
+            current_time=csms.current_time or now_iso(),
+            interval=int(csms.boot_interval),
+            status=status,
         )
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=now_iso())
+        return call_result.Heartbeat(current_time=self.csms.current_time or now_iso())
 
     @on(Action.authorize)
     def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:

@@ -93,6 +93,8 @@ class CentralSystem:
         self.require_known = False  # refuse ids in neither `known` nor `passwords` with 404
         self.known: set[str] = set()
         self.respond = True  # False: swallow chargers' CALLs (timeout tests)
+        # currentTime of Boot/Heartbeat answers; None: now (a test may send any clock)
+        self.current_time: str | None = None
         self.fail_actions: dict[str, str] = {}  # action -> CALLERROR code to answer with
         # None answers DataTransfer with UnknownVendorId
         self.data_transfer: DataTransferHandler | None = None
