@@ -52,7 +52,7 @@ def parse_overrides(text: str) -> dict[str, str]:
                 value = config_keys.normalise(key, value)
             except config_keys.InvalidValue as exc:
                 raise OverrideError(str(exc)) from None
-            except ValueError:  # int() of '²' or of more than 4,300 digits
+            except ValueError:  # whatever else a value check raises: still this row's cell
                 raise OverrideError(f"{key}={value[:60]!r} is not a valid value.") from None
         elif len(value) > 500:
             raise OverrideError(f"{key} is longer than 500 characters.")

@@ -174,7 +174,7 @@ BAD_ROWS = [
     ("CP-3,Depot,AC,22,100000000000*Type2:22,,", "evses", "at most 99 (MAX_EVSES)"),
     ("CP-3,Depot,AC,22,60*Type2:22;40*CCS2:50,,", "evses", "at most 99 (MAX_EVSES)"),
     ("CP-3,Depot,AC,22,²*Type2:22,,", "evses", "must be a whole number"),
-    ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=²", "configuration", "not a valid value"),
+    ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=²", "configuration", "takes a whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=soon", "configuration", "whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
     ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
