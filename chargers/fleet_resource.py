@@ -169,7 +169,9 @@ class FleetResource(resources.ModelResource):
             key = tuple(self.fields[name].clean(row) for name in self.get_import_id_fields())
         except (KeyError, ValueError):
             return None
-        return None if any(part in (None, "") for part in key) else key
+        if any(part in (None, "") or (isinstance(part, str) and "\x00" in part) for part in key):
+            return None  # no stored key holds a NUL: nothing to look up (PostgreSQL refuses it)
+        return key
 
     def instance_key(self, obj: Any) -> tuple:
         return tuple(getattr(obj, attribute) for attribute in self.key_attributes())
@@ -286,6 +288,10 @@ class FleetResource(resources.ModelResource):
                 kind = "an object" if isinstance(value, dict) else "a list"
                 problems[field.column_name] = (
                     f"The cell holds {kind}; this column takes one value (text or a number)."
+                )
+            elif isinstance(value, str) and "\x00" in value:
+                problems[field.column_name] = (
+                    "The cell holds a NUL character (0x00), which no text field can store."
                 )
             elif isinstance(value, str) and len(value) > MAX_CELL_CHARS:
                 problems[field.column_name] = (
