@@ -96,10 +96,10 @@ async def measure(args: argparse.Namespace) -> list[float]:
     from django.contrib.auth import get_user_model
 
     from chargers.routing import websocket_urlpatterns
-    from simulator.charger import BootState
+    from simulator.core.charge_point import BootState
     from simulator.csms import CentralSystem
-    from simulator.events import EventPublisher
-    from simulator.service import SimulatorService
+    from simulator.runtime.events import EventPublisher
+    from simulator.runtime.service import SimulatorService
 
     csms = CentralSystem(keep_log=False)
     await csms.start(host="127.0.0.1", port=0)

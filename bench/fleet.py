@@ -234,7 +234,7 @@ def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
 
     from chargers.models import Charger, ConfigurationKey, Evse
     from locations.models import Location
-    from simulator import config_keys
+    from simulator.contract import config_keys
     from vehicles.models import VehicleModel
 
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """OCPP configuration overrides in one cell: "HeartbeatInterval=60; MeterValueSampleInterval=30".
 
-Values of known keys are checked and normalised by `simulator.config_keys`, as
+Values of known keys are checked and normalised by `simulator.contract.config_keys`, as
 ChangeConfiguration and the admin do. NumberOfConnectors follows the EVSEs, and the
 AuthorizationKey is a column of its own (write-only), so neither may be given here.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from simulator import config_keys
+from simulator.contract import config_keys
 
 #: Keys beyond the OCPP ones ChargeSim knows that one charger may have (stored ones included).
 MAX_CUSTOM_KEYS = 100

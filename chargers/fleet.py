@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
-from simulator import config_keys
+from simulator.contract import config_keys
 
 BATCH = 2000
 

@@ -6,7 +6,7 @@ from django.db import models, transaction
 from django.urls import reverse
 
 from chargers.validators import validate_charge_point_id, validate_csms_url
-from simulator import config_keys
+from simulator.contract import config_keys
 
 
 class ChargerQuerySet(models.QuerySet["Charger"]):

@@ -193,7 +193,7 @@ CHARGESIM_EVENTS_PER_SECOND = env_float(
 CHARGESIM_MESSAGE_LOG_LIMIT = env_int("CHARGESIM_MESSAGE_LOG_LIMIT", 100, minimum=0)
 CHARGESIM_MESSAGE_LOG_BYTES = env_int("CHARGESIM_MESSAGE_LOG_BYTES", 24 * 1024, minimum=1024)
 # Freeze the loaded and connected fleet out of the garbage collector's sight and collect
-# young objects less often (simulator/gc_policy.py): at fleet scale CPython's defaults
+# young objects less often (simulator/runtime/gc_policy.py): at fleet scale CPython's defaults
 # cost about a quarter of the worker's CPU and 100-350 ms pauses.
 CHARGESIM_GC_TUNING = env_bool("CHARGESIM_GC_TUNING", True)
 CHARGESIM_DEFAULT_CSMS_URL = env_str("CHARGESIM_DEFAULT_CSMS_URL", "ws://127.0.0.1:9000/ocpp")
@@ -207,14 +207,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # Loggers that may write a frame's text redact an AuthorizationKey in it (a filter of a
     # logger applies to its own records only, hence one entry per logger).
-    "filters": {"redact_secrets": {"()": "simulator.redaction.RedactSecrets"}},
+    "filters": {"redact_secrets": {"()": "simulator.ocpp16.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # The ocpp library logs every frame at INFO; our own message log keeps them.
         "ocpp": {"level": "WARNING", "filters": ["redact_secrets"]},
         "chargesim.ocpp.frames": {"filters": ["redact_secrets"]},
-        "simulator.ocpp_client": {"filters": ["redact_secrets"]},
+        "simulator.ocpp16.client": {"filters": ["redact_secrets"]},
         "websockets": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from simulator.battery import VehicleSpec
-from simulator.charger import BootState, Charger, ChargerSpec, LinkState, Listener
-from simulator.evse import Evse
-from simulator.ocpp_client import run_connection
+from simulator.core.battery import VehicleSpec
+from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
+from simulator.core.evse import Evse
+from simulator.ocpp16.client import run_connection
 
 COMPACT = VehicleSpec(
     name="Volkswagen ID.3 Pro (58 kWh)",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.battery import (
+from simulator.core.battery import (
     FULL_EPSILON,
     Battery,
     OperatingPoint,
@@ -18,8 +18,8 @@ from simulator.battery import (
     dc_operating_point,
     step,
 )
-from simulator.dc_voltage import pack_voltage
-from simulator.evse import ConnectorStatus, Evse
+from simulator.core.dc_voltage import pack_voltage
+from simulator.core.evse import ConnectorStatus, Evse
 from tests.engine import COMPACT, PHEV
 
 ID3 = COMPACT

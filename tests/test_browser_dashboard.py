@@ -36,7 +36,7 @@ def simulator(tmp_path):
         from django.contrib.auth import get_user_model
         from chargers.models import ConfigurationKey
         from locations.models import Location
-        from simulator.demo import ensure_demo_fleet
+        from simulator.runtime.demo import ensure_demo_fleet
         Location.objects.seed_defaults()
         get_user_model().objects.create_superuser("admin", "admin@example.com", "{PASSWORD}")
         ensure_demo_fleet(3, "ws://127.0.0.1:{csms_port}/ocpp")

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from chargers.models import Charger, ConfigurationKey, Evse
-from simulator import config_keys
+from simulator.contract import config_keys
 from tests.cast import make_charger, make_location
 
 pytestmark = pytest.mark.django_db

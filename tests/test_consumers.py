@@ -18,10 +18,10 @@ from django.test import Client
 from chargers import consumers
 from chargers.routing import websocket_urlpatterns
 from simulator import contract
-from simulator.charger import BootState
+from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
-from simulator.events import EventPublisher
-from simulator.service import SimulatorService
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger, make_vehicle
 from tests.engine import COMPACT, wait_until
 

@@ -1,7 +1,7 @@
 """The web side and the engine agree on what crosses between them."""
 
 from simulator import contract
-from simulator.evse import ERROR_CODES, ConnectorStatus
+from simulator.core.evse import ERROR_CODES, ConnectorStatus
 
 
 def test_the_dashboard_knows_every_connector_status_the_engine_has():

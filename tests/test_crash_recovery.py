@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from ocpp.v16 import call
 
+from simulator.core.clock import parse_iso
 from simulator.csms import CentralSystem
-from simulator.wire import parse_iso
 from tests.process import ManagePy
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.layers import InMemoryChannelLayer
 
 from simulator import contract
-from simulator.events import EventPublisher
+from simulator.runtime.events import EventPublisher
 from tests.engine import runtime_charger
 
 

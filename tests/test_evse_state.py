@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from simulator.battery import Battery, OperatingPoint, VehicleSpec, ac_operating_point
-from simulator.evse import (
+from simulator.core.battery import Battery, OperatingPoint, VehicleSpec, ac_operating_point
+from simulator.core.evse import (
     CONNECTOR0_STATUSES,
     LEGAL_TRANSITIONS,
     ConnectorStatus,

@@ -9,8 +9,7 @@ import textwrap
 CHILD = textwrap.dedent(
     """
     import gc
-    from simulator import gc_policy
-
+    from simulator.runtime import gc_policy
     defaults = gc.get_threshold()
     fleet = [{"charger": n, "evses": [{}]} for n in range(1000)]
     gc_policy.fleet_loaded()

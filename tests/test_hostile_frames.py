@@ -15,9 +15,9 @@ from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import ChargingProfileRecord, Transaction
-from simulator.charger import BootState
+from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
-from simulator.service import SimulatorService
+from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 

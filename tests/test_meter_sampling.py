@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from simulator.meter_engine import MeterEngine
-from simulator.wire import now_iso, parse_iso
+from simulator.core.clock import now_iso, parse_iso
+from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, runtime_charger
 
 ALIGNED = {

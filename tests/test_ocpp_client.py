@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from ocpp.v16 import call
 
-from simulator.charger import ActionError, BootState, LinkState
+from simulator.core.charge_point import ActionError, BootState, LinkState
+from simulator.core.evse import ConnectorStatus
 from simulator.csms import CentralSystem
-from simulator.evse import ConnectorStatus
-from simulator.meter_engine import MeterEngine
+from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 
@@ -257,7 +257,7 @@ async def test_a_fault_needs_an_ocpp_error_code(csms):
 
 
 async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
-    from simulator.charger import CallFailed
+    from simulator.core.charge_point import CallFailed
 
     charger = runtime_charger("CP-TIMEOUT", csms.url, evses=1)
     charger.config["MessageTimeout"] = "1"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ocpp.v16 import call
 
-from simulator.charger import BootState
+from simulator.core.charge_point import BootState
+from simulator.core.clock import now_iso, parse_iso
+from simulator.core.evse import ConnectorStatus
 from simulator.csms import CentralSystem
-from simulator.evse import ConnectorStatus
-from simulator.meter_engine import MeterEngine
-from simulator.wire import now_iso, parse_iso
+from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 

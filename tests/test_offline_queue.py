@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from ocpp.v16 import call
 
-from simulator.charger import ActionError, BootState, LinkState
+from simulator.core.charge_point import ActionError, BootState, LinkState
+from simulator.core.clock import parse_iso
 from simulator.csms import CentralSystem
-from simulator.meter_engine import MeterEngine
-from simulator.ocpp_client import Backoff
-from simulator.wire import parse_iso
+from simulator.ocpp16.client import Backoff
+from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 

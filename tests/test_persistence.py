@@ -10,11 +10,11 @@ from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
-from simulator.charger import BootState
+from simulator.core.charge_point import BootState
+from simulator.core.clock import now_iso, parse_iso
 from simulator.csms import CentralSystem
-from simulator.persistence import Checkpointer
-from simulator.service import SimulatorService
-from simulator.wire import now_iso, parse_iso
+from simulator.runtime.persistence import Checkpointer
+from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
 from tests.engine import COMPACT, wait_until
 
@@ -126,7 +126,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
         )
         assert tx.state == "open" and tx.meter_start == 0
         # A stale value never winds the stored register back.
-        from simulator.persistence import Batch, Checkpointer
+        from simulator.runtime.persistence import Batch, Checkpointer
 
         stale = Batch(
             config={},
@@ -199,7 +199,7 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     from django.utils import timezone
 
     from chargers.models import OutboxMessage
-    from simulator import persistence
+    from simulator.runtime import persistence
 
     monkeypatch.setattr(persistence, "_ROWS_PER_STATEMENT", per_statement)
     chargers = [make_charger(f"CP-B{n}", evses=2) for n in range(4)]
@@ -275,7 +275,9 @@ async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_sa
         )()
         assert registers["CP-LATER"] > 0
         assert registers["CP-HUGE"] > 0  # the bad charger's other rows are saved too
-        logged = [r.getMessage() for r in caplog.records if r.name == "simulator.persistence"]
+        logged = [
+            r.getMessage() for r in caplog.records if r.name == "simulator.runtime.persistence"
+        ]
         refused = [m for m in logged if "not saved" in m]
         assert refused and all("CP-HUGE" in m for m in refused), logged
     finally:
@@ -288,7 +290,7 @@ def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog)
     from django.utils import timezone
 
     from chargers.models import ChargingProfileRecord, OutboxMessage
-    from simulator.persistence import Batch, Checkpointer
+    from simulator.runtime.persistence import Batch, Checkpointer
 
     good, bad, gone = (make_charger(c, evses=1) for c in ("CP-G", "CP-B", "CP-GONE"))
     gone_pk = gone.pk

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.battery import Battery, ac_operating_point, dc_operating_point, step
-from simulator.dc_voltage import pack_voltage
-from simulator.evse import ConnectorStatus, Evse
+from simulator.core.battery import Battery, ac_operating_point, dc_operating_point, step
+from simulator.core.dc_voltage import pack_voltage
+from simulator.core.evse import ConnectorStatus, Evse
 from tests.engine import COMPACT, PHEV
 
 socs = st.floats(min_value=0, max_value=100, allow_nan=False)

@@ -9,8 +9,8 @@ import pytest
 from ocpp.v16 import call
 
 from simulator.csms import CentralSystem
-from simulator.events import EventPublisher
-from simulator.redaction import REDACTED, WITHHELD, RedactSecrets, redact_frame
+from simulator.ocpp16.redaction import REDACTED, WITHHELD, RedactSecrets, redact_frame
+from simulator.runtime.events import EventPublisher
 from tests.engine import connected, runtime_charger
 
 SECRET = "n3w-s3cret-key-16"
@@ -18,7 +18,7 @@ SECRET = "n3w-s3cret-key-16"
 FRAME_LOGGERS = (
     "ocpp",
     "chargesim.ocpp.frames",
-    "simulator.ocpp_client",
+    "simulator.ocpp16.client",
     "simulator.csms",
     "simulator.csms.frames",
 )

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
-from simulator.schema_check import (
+from simulator.ocpp16.schema_check import (
     SCHEMA_DIR,
     SchemaError,
     compile_schema,

@@ -7,7 +7,7 @@ import ssl
 import pytest
 import trustme
 
-from simulator.charger import BootState
+from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
 from tests.engine import connected, runtime_charger, wait_until
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.smart_charging import (
+from simulator.core.smart_charging import (
     ChargingProfile,
     Electrical,
     ProfileError,

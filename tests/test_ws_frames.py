@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from simulator.ws_frames import client_text_frame
+from simulator.ocpp16.frames import client_text_frame
 
 
 def parse_as_server(raw: bytes) -> Frame:

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from simulator.redaction import RedactSecrets
+from simulator.ocpp16.redaction import RedactSecrets
 
 from .server import CentralSystem
 

@@ -28,7 +28,7 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from simulator.redaction import SECRET_KEY_NAME, redact_frame, redact_value
+from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame, redact_value
 
 from .handlers import LOGGER, CSMSConnection
 from .records import (

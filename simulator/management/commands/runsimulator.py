@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from simulator.runner import RunOptions, SimulatorRunner
+from simulator.runtime.runner import RunOptions, SimulatorRunner
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from simulator.schema_check import SCHEMA_DIR
+from simulator.ocpp16.schema_check import SCHEMA_DIR
 
 INT64 = (-(2**63), 2**63 - 1)
 

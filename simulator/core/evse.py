@@ -2,7 +2,7 @@
 
 Statuses and legal transitions are exactly those of OCPP 1.6 (spec table plus errata):
 an illegal transition raises and is never sent to the central system. The physics lives
-in ``simulator.battery``; the EVSE decides what its status is given what flows.
+in ``simulator.core.battery``; the EVSE decides what its status is given what flows.
 
 Who reports a status change: ``transition()`` returns True when its caller must send a
 StatusNotification; a change the EVSE makes by itself during ``apply()`` (e.g. Charging →
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from simulator.battery import Battery, OperatingPoint, step
 from simulator.contract import FAULT_CODES
+from simulator.core.battery import Battery, OperatingPoint, step
 
 
 class ConnectorStatus(StrEnum):

@@ -14,8 +14,8 @@ from collections import deque
 from typing import Any
 
 from simulator import contract
-from simulator.charger import Charger, Listener, LocalTransaction
-from simulator.redaction import redact_frame
+from simulator.core.charge_point import Charger, Listener, LocalTransaction
+from simulator.ocpp16.redaction import redact_frame
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from simulator.charger import Charger
+from simulator.core.charge_point import Charger
 
 
 class Store:

@@ -11,8 +11,8 @@ from django.db import transaction
 from chargers.models import Charger as ChargerRow
 from chargers.models import Evse as EvseRow
 from locations.models import Location
-from simulator.charger import ActionError, BootState, Charger
-from simulator.store import Store
+from simulator.core.charge_point import ActionError, BootState, Charger
+from simulator.runtime.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from simulator.evse import ConnectorStatus
-from simulator.smart_charging import (
+from simulator.core.clock import now_iso, parse_iso
+from simulator.core.evse import ConnectorStatus
+from simulator.core.smart_charging import (
     ChargingProfile,
     Electrical,
     ProfileError,
@@ -21,10 +22,9 @@ from simulator.smart_charging import (
     parse_remote_start_profile,
     units_from_config,
 )
-from simulator.wire import now_iso, parse_iso
 
 if TYPE_CHECKING:
-    from simulator.charger import Charger
+    from simulator.core.charge_point import Charger
 
 log = logging.getLogger(__name__)
 Status = ConnectorStatus
@@ -303,7 +303,7 @@ class Operations:
     async def send_now(self: Charger, action: str, payload: dict[str, Any]) -> None:
         """A triggered message: through the queue once booted, directly while Pending (the
         only messages a Pending charger may send)."""
-        from simulator.charger import BootState, CallFailed, LinkLost
+        from simulator.core.charge_point import BootState, CallFailed, LinkLost
 
         if self.boot is BootState.ACCEPTED:
             self.send(action, payload)

@@ -15,7 +15,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from simulator.dc_voltage import pack_voltage
+from simulator.core.dc_voltage import pack_voltage
 
 # SoC (percent) closer than this to the target counts as full: float dust must not keep
 # a session in Charging for another tick.

@@ -13,12 +13,11 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from simulator.schema_check import SchemaError, load_validator
+from simulator.ocpp16.schema_check import SchemaError, load_validator
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -66,17 +65,3 @@ def encode_error(
 
 def decode(raw: str | bytes) -> Any:
     return orjson.loads(raw)
-
-
-def now_iso(moment: datetime | None = None) -> str:
-    """UTC timestamp with millisecond precision and a Z, as CSMSs expect."""
-    moment = moment or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_iso(text: str) -> datetime:
-    """Parse an OCPP timestamp; raise ValueError on a bad one."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value

@@ -20,14 +20,13 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, Protocol
 
-from simulator import config_keys
-from simulator.battery import Battery, VehicleSpec
-from simulator.contract import FAULT_CODES
-from simulator.evse import ConnectorStatus, Evse, IllegalTransition
-from simulator.operations import Operations, new_profile_store
-from simulator.outbox import MessageQueue, Outgoing
-from simulator.smart_charging import Limit
-from simulator.wire import now_iso
+from simulator.contract import FAULT_CODES, config_keys
+from simulator.core.battery import Battery, VehicleSpec
+from simulator.core.clock import now_iso
+from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
+from simulator.core.operations import Operations, new_profile_store
+from simulator.core.outbox import MessageQueue, Outgoing
+from simulator.core.smart_charging import Limit
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +351,7 @@ class Charger(Operations):
         if not current_time:
             return
         try:
-            from simulator.wire import parse_iso
+            from simulator.core.clock import parse_iso
 
             moment = parse_iso(current_time)
         except ValueError:

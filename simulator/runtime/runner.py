@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from simulator import gc_policy
+from simulator.runtime import gc_policy
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ class SimulatorRunner:
         self._main_task = loop.create_task(main())
 
     async def _main(self) -> None:
-        from simulator.events import EventPublisher
-        from simulator.service import SimulatorService
+        from simulator.runtime.events import EventPublisher
+        from simulator.runtime.service import SimulatorService
 
         self._stop = asyncio.Event()
         self._install_signals()
@@ -160,7 +160,7 @@ class SimulatorRunner:
         self._commands_task = asyncio.create_task(self.service.command_loop())
         progress = asyncio.create_task(self.service.report_progress(self.say))
         if self.options.demo:
-            from simulator.demo import drive_demo
+            from simulator.runtime.demo import drive_demo
 
             self._demo_task = asyncio.create_task(
                 drive_demo(self.service.store, self.options.demo_share)
@@ -190,7 +190,7 @@ class SimulatorRunner:
     async def _start_demo(self) -> None:
         from channels.db import database_sync_to_async
 
-        from simulator.demo import ensure_demo_fleet
+        from simulator.runtime.demo import ensure_demo_fleet
 
         url = self.options.csms_url
         if url is None:

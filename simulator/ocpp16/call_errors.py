@@ -21,10 +21,10 @@ from typing import Any
 from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
-from simulator.schema_check import SCHEMA_DIR
-from simulator.value_ranges import OutOfRange
-from simulator.value_ranges import check as check_ranges
-from simulator.wire import SchemaViolation, decode, validate_request
+from simulator.ocpp16.schema_check import SCHEMA_DIR
+from simulator.ocpp16.value_ranges import OutOfRange
+from simulator.ocpp16.value_ranges import check as check_ranges
+from simulator.ocpp16.wire import SchemaViolation, decode, validate_request
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 

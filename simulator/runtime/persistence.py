@@ -27,12 +27,13 @@ from chargers.models import Charger as ChargerRow
 from chargers.models import ChargingProfileRecord, ConfigurationKey, OutboxMessage, RuntimeState
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
-from simulator import config_keys, contract
-from simulator.battery import VehicleSpec
-from simulator.charger import Charger, ChargerSpec, Listener, LocalTransaction
-from simulator.evse import ConnectorStatus, Evse
-from simulator.outbox import Outgoing
-from simulator.wire import now_iso, parse_iso
+from simulator import contract
+from simulator.contract import config_keys
+from simulator.core.battery import VehicleSpec
+from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
+from simulator.core.clock import now_iso, parse_iso
+from simulator.core.evse import ConnectorStatus, Evse
+from simulator.core.outbox import Outgoing
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 
 from simulator import contract
-from simulator.charger import ActionError, Charger
-from simulator.evse import IllegalTransition
+from simulator.core.charge_point import ActionError, Charger
+from simulator.core.evse import IllegalTransition
 
 if TYPE_CHECKING:
-    from simulator.service import SimulatorService
+    from simulator.runtime.service import SimulatorService
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class CommandServer:
         return f"{charger.id} connecting to {charger.spec.csms_url}"
 
     async def _plug_in(self, charger: Charger, args: dict[str, Any]) -> str:
-        from simulator.persistence import load_vehicles
+        from simulator.runtime.persistence import load_vehicles
 
         connector_id = _connector(args)
         soc = _number(args, "soc", 0, 100, default=20.0)
@@ -223,7 +223,7 @@ class CommandServer:
 
     def watch(self, pks: list[Any]) -> None:
         """A page still shows these chargers: renew their watch leases."""
-        from simulator.events import EventPublisher
+        from simulator.runtime.events import EventPublisher
 
         publisher = self.service.checkpointer.downstream
         if not isinstance(publisher, EventPublisher):
@@ -238,7 +238,7 @@ class CommandServer:
 
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
-        from simulator.events import EventPublisher, snapshot
+        from simulator.runtime.events import EventPublisher, snapshot
 
         publisher = self.service.checkpointer.downstream
         for raw in pks[:1000]:

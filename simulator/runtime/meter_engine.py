@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from simulator import battery as physics
-from simulator.charger import Charger, Status
-from simulator.evse import Evse
-from simulator.wire import now_iso, parse_iso
+from simulator.core import battery as physics
+from simulator.core.charge_point import Charger, Status
+from simulator.core.clock import now_iso, parse_iso
+from simulator.core.evse import Evse
 
 log = logging.getLogger(__name__)
 

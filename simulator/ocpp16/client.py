@@ -31,12 +31,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event
 
-from simulator import wire
-from simulator.call_errors import check_call, readable_call_id
-from simulator.charger import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
-from simulator.value_ranges import OutOfRange
-from simulator.value_ranges import check_response as check_ranges
-from simulator.ws_frames import client_text_frame
+from simulator.core.charge_point import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
+from simulator.ocpp16 import wire
+from simulator.ocpp16.call_errors import check_call, readable_call_id
+from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.value_ranges import OutOfRange
+from simulator.ocpp16.value_ranges import check_response as check_ranges
 
 log = logging.getLogger(__name__)
 

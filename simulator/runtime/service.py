@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 
-from simulator.charger import BootState, Charger, LinkState, Listener
-from simulator.meter_engine import MeterEngine
-from simulator.ocpp_client import run_connection
-from simulator.persistence import Batch, Checkpointer, load_fleet
-from simulator.store import Store
+from simulator.core.charge_point import BootState, Charger, LinkState, Listener
+from simulator.ocpp16.client import run_connection
+from simulator.runtime.meter_engine import MeterEngine
+from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
+from simulator.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class SimulatorService:
         """Publish state to the channel layer, if the listener is an EventPublisher."""
         from channels.layers import get_channel_layer
 
-        from simulator.events import EventPublisher
+        from simulator.runtime.events import EventPublisher
 
         publisher = self.checkpointer.downstream
         layer = get_channel_layer()
@@ -221,7 +221,7 @@ class SimulatorService:
         """
         from channels.layers import get_channel_layer
 
-        from simulator.commands import CommandServer
+        from simulator.runtime.commands import CommandServer
 
         task = asyncio.current_task()
         if task is not None:
