@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from import_export.fields import Field
 from import_export.widgets import Widget
 
-from chargers.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from chargers.configuration_overrides import (
     MAX_CUSTOM_KEYS,
     OverrideError,
@@ -26,8 +25,9 @@ from chargers.configuration_overrides import (
 )
 from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
-from chargers.fleet_resource import FleetResource
 from chargers.models import Charger, ConfigurationKey
+from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
+from fleet_io.resource import FleetResource
 from locations.models import Location
 from vehicles.models import VehicleModel
 

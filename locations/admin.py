@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from chargers.import_admin import FleetImportExportAdmin
+from fleet_io.import_admin import FleetImportExportAdmin
 from locations.models import Location
 from locations.resources import LocationResource
 

@@ -13,7 +13,7 @@ It changes three things in django-import-export's workflow:
 * a cell is one value: a JSON object or list where a column takes text or a number, or
   a cell longer than MAX_CELL_CHARS, is an error of its row and column (so a JSON object
   is never stored as its Python repr), and the quote an export puts before a formula-like
-  cell is taken off again (`chargers.file_formats.neutralise`).
+  cell is taken off again (`fleet_io.file_formats.neutralise`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from import_export import resources
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Error, Result, RowResult
 
-from chargers.file_formats import MAX_CELL_CHARS, FileProblem, restore
+from fleet_io.file_formats import MAX_CELL_CHARS, FileProblem, restore
 
 Progress = Callable[[int, int], None]
 
