@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count
 from django.template.response import TemplateResponse
 
@@ -125,7 +126,7 @@ class ChargerAdmin(FleetImportExportAdmin):
 
     @admin.display(description="EVSEs", ordering="_evse_count")
     def evse_count(self, obj: Charger) -> int:
-        return obj._evse_count
+        return obj._evse_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.action(description="Create a fleet like the selected charger")
     def generate_fleet(self, request, queryset):
@@ -157,7 +158,7 @@ class ChargerAdmin(FleetImportExportAdmin):
             "form": form,
             "template_charger": template,
             "evse_count": template.evses.count(),
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/chargers/charger/generate_fleet.html", context)
 

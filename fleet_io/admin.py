@@ -9,6 +9,23 @@ from django.utils.html import format_html
 
 from fleet_io.models import ImportJob
 
+_FIELDS = (
+    "resource",
+    "file_name",
+    "file_format",
+    "dry_run",
+    "status",
+    "total_rows",
+    "created_count",
+    "updated_count",
+    "failed_count",
+    "problem_count",
+    "created_by",
+    "created",
+    "started",
+    "finished",
+)
+
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
@@ -23,23 +40,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         "result_page",
     ]
     list_filter = ["resource", "status", "dry_run"]
-    fields = [
-        "resource",
-        "file_name",
-        "file_format",
-        "dry_run",
-        "status",
-        "total_rows",
-        "created_count",
-        "updated_count",
-        "failed_count",
-        "problem_count",
-        "created_by",
-        "created",
-        "started",
-        "finished",
-    ]
-    readonly_fields = fields
+    fields = _FIELDS
+    readonly_fields = _FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ImportJob]:
         return ImportJob.objects.visible_to(request.user)

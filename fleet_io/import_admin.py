@@ -107,7 +107,7 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
             file_format=file_format,
             data=data,
             dry_run=dry_run,
-            created_by=request.user,
+            created_by_id=request.user.pk,
         )
         jobs.start(job)
         return job

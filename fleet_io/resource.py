@@ -111,8 +111,8 @@ class NaturalKeyLoader(ModelInstanceLoader):
         super().__init__(resource, dataset)
         self.resource: FleetResource = resource
         self.instances: dict[tuple, Any] = {}
-        keys = {resource.row_key(row) for row in dataset.dict} if dataset else set()
-        keys.discard(None)
+        found = {resource.row_key(row) for row in dataset.dict} if dataset else set()
+        keys = {key for key in found if key is not None}
         queryset = self.get_queryset()
         attributes = resource.key_attributes()
         if len(attributes) == 1:
@@ -128,7 +128,8 @@ class NaturalKeyLoader(ModelInstanceLoader):
             self.instances[self.resource.instance_key(obj)] = obj
 
     def get_instance(self, row: dict) -> Any:
-        return self.instances.get(self.resource.row_key(row))
+        key = self.resource.row_key(row)
+        return None if key is None else self.instances.get(key)
 
 
 class FleetResource(resources.ModelResource):
@@ -151,8 +152,10 @@ class FleetResource(resources.ModelResource):
         self.progress = progress
         if fast:
             # Background jobs show counts, not a row-by-row diff: skip building it.
-            meta = type(self._meta)()
-            meta.__dict__.update(self._meta.__dict__)
+            # _meta is set by the library's metaclass (untyped): read it as Any.
+            options: Any = getattr(self, "_meta")  # noqa: B009
+            meta = type(options)()
+            meta.__dict__.update(options.__dict__)
             meta.skip_diff = True
             self._meta = meta
         self._first_row_of_key: dict[tuple, int] = {}

@@ -76,7 +76,7 @@ def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
         file_format=checked.file_format,
         data=checked.data,
         dry_run=False,
-        created_by=request.user,
+        created_by_id=request.user.pk,
     )
     jobs.start(job)
     return redirect(job)

@@ -19,4 +19,4 @@ class LocationAdmin(FleetImportExportAdmin):
 
     @admin.display(description="chargers", ordering="_charger_count")
     def charger_count(self, obj: Location) -> int:
-        return obj._charger_count
+        return obj._charger_count  # type: ignore[attr-defined]  # annotated by get_queryset
