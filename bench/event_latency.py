@@ -95,7 +95,7 @@ async def measure(args: argparse.Namespace) -> list[float]:
     from channels.testing import WebsocketCommunicator
     from django.contrib.auth import get_user_model
 
-    from chargers.routing import websocket_urlpatterns
+    from chargers.dashboard.routing import websocket_urlpatterns
     from simulator.core.charge_point import BootState
     from simulator.csms import CentralSystem
     from simulator.runtime.events import EventPublisher

@@ -50,9 +50,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from chargers.file_formats import read_dataset
     from chargers.models import Charger, ConfigurationKey, Evse
     from chargers.resources import ChargerResource
+    from fleet_io.file_formats import read_dataset
     from locations.models import Location
 
     call_command("migrate", verbosity=0)

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
 
 from chargers.fleet import copy_charger
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import ChargerForm
-from chargers.import_admin import FleetImportExportAdmin
-from chargers.import_jobs import ImportJob
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
+from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract
 
 
@@ -127,7 +126,7 @@ class ChargerAdmin(FleetImportExportAdmin):
 
     @admin.display(description="EVSEs", ordering="_evse_count")
     def evse_count(self, obj: Charger) -> int:
-        return obj._evse_count
+        return obj._evse_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.action(description="Create a fleet like the selected charger")
     def generate_fleet(self, request, queryset):
@@ -159,7 +158,7 @@ class ChargerAdmin(FleetImportExportAdmin):
             "form": form,
             "template_charger": template,
             "evse_count": template.evses.count(),
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/chargers/charger/generate_fleet.html", context)
 
@@ -185,48 +184,3 @@ class ConfigurationKeyAdmin(admin.ModelAdmin):
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id", "key"]
-
-
-@admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
-    list_display = [
-        "__str__",
-        "status",
-        "total_rows",
-        "created_count",
-        "updated_count",
-        "failed_count",
-        "created",
-        "result_page",
-    ]
-    list_filter = ["resource", "status", "dry_run"]
-    fields = [
-        "resource",
-        "file_name",
-        "file_format",
-        "dry_run",
-        "status",
-        "total_rows",
-        "created_count",
-        "updated_count",
-        "failed_count",
-        "problem_count",
-        "created_by",
-        "created",
-        "started",
-        "finished",
-    ]
-    readonly_fields = fields
-
-    def get_queryset(self, request):
-        return ImportJob.objects.visible_to(request.user)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="result")
-    def result_page(self, obj: ImportJob) -> str:
-        return format_html('<a href="{}">progress and result</a>', obj.get_absolute_url())

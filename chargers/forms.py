@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from chargers.models import Charger
@@ -52,8 +54,9 @@ class ChargerForm(forms.ModelForm):
             return self.instance.authorization_key
         return value
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         if cleaned.get("clear_authorization_key"):
             cleaned["authorization_key"] = ""
             self.instance.authorization_key = ""

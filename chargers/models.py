@@ -341,7 +341,3 @@ class RuntimeState(models.Model):
 
     def __str__(self) -> str:
         return f"runtime of {self.charger_id}"
-
-
-# The import job model lives with the import code; importing it here registers it with the app.
-from chargers.import_jobs import ImportJob  # noqa: E402, F401

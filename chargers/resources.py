@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import models
 from import_export.fields import Field
 from import_export.widgets import Widget
 
-from chargers.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from chargers.configuration_overrides import (
     MAX_CUSTOM_KEYS,
     OverrideError,
@@ -26,8 +26,9 @@ from chargers.configuration_overrides import (
 )
 from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
-from chargers.fleet_resource import FleetResource
 from chargers.models import Charger, ConfigurationKey
+from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
+from fleet_io.resource import FleetResource
 from locations.models import Location
 from vehicles.models import VehicleModel
 
@@ -67,7 +68,9 @@ UPDATE_FIELDS = [
 
 
 def _default(name: str) -> Any:
-    return Charger._meta.get_field(name).default
+    field = Charger._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a column of the charger, not a relation
+    return field.default
 
 
 class EvseCell(Widget):
@@ -212,8 +215,8 @@ class ChargerResource(FleetResource):
     # -- import -------------------------------------------------------------------------
 
     def after_init_instance(self, instance: Charger, new: bool, row: Any, **kwargs: Any) -> None:
-        instance.evse_layout = None
-        instance.configuration_overrides = {}
+        instance.evse_layout = None  # type: ignore[attr-defined]  # set per import row, not a model field
+        instance.configuration_overrides = {}  # type: ignore[attr-defined]  # set per import row, not a model field
 
     def validate_instance(
         self, instance: Charger, import_validation_errors: Any = None, validate_unique: bool = True
@@ -223,7 +226,7 @@ class ChargerResource(FleetResource):
             errors["location"] = [
                 ValidationError("A location is required: the name of an existing location.")
             ]
-        custom = custom_keys(instance.configuration_overrides)
+        custom = custom_keys(instance.configuration_overrides)  # type: ignore[attr-defined]  # set per import row, not a model field
         if instance.pk and custom and "configuration_overrides" not in errors:
             # An update adds to the custom keys a charger has: the cap is on the sum.
             stored = ConfigurationKey.objects.filter(charger_id=instance.pk).values_list(
@@ -273,4 +276,4 @@ class ChargerResource(FleetResource):
 
     @staticmethod
     def _plan(charger: Charger) -> ChargerPlan:
-        return ChargerPlan(charger, charger.evse_layout, charger.configuration_overrides)
+        return ChargerPlan(charger, charger.evse_layout, charger.configuration_overrides)  # type: ignore[attr-defined]  # set per import row, not a model field

@@ -11,7 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chargers.routing import websocket_urlpatterns  # noqa: E402
+from chargers.dashboard.routing import websocket_urlpatterns  # noqa: E402
 from chargesim_site.origins import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from dj_database_url import DBConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -109,7 +113,7 @@ def env_proxy_ssl_header(
     return "HTTP_" + header.upper().replace("-", "_"), value
 
 
-def env_database(name: str, default: str, environ: Mapping[str, str] | None = None) -> dict:
+def env_database(name: str, default: str, environ: Mapping[str, str] | None = None) -> DBConfig:
     """Parse a database URL (sqlite:///path or postgres://...) into Django's form."""
     import dj_database_url
 

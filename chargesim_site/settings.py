@@ -74,7 +74,8 @@ INSTALLED_APPS = [
     "channels",
     "locations",
     "vehicles",
-    "chargers",  # before import_export: its `import` and `export` commands win
+    "chargers",
+    "fleet_io",  # before import_export: its `import` and `export` commands win
     "simulator",
     "import_export",
 ]

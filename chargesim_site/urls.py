@@ -7,6 +7,6 @@ admin.site.index_title = "Fleet set-up"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("imports/", include("chargers.import_urls")),
-    path("", include("chargers.urls")),
+    path("imports/", include("fleet_io.urls")),
+    path("", include("chargers.dashboard.urls")),
 ]

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from chargers.import_admin import FleetImportExportAdmin
+from fleet_io.import_admin import FleetImportExportAdmin
 from locations.models import Location
 from locations.resources import LocationResource
 
@@ -19,4 +19,4 @@ class LocationAdmin(FleetImportExportAdmin):
 
     @admin.display(description="chargers", ordering="_charger_count")
     def charger_count(self, obj: Location) -> int:
-        return obj._charger_count
+        return obj._charger_count  # type: ignore[attr-defined]  # annotated by get_queryset

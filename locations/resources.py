@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from import_export.fields import Field
 
-from chargers.cells import NumberCell, TextCell
-from chargers.fleet_resource import FleetResource
+from fleet_io.cells import NumberCell, TextCell
+from fleet_io.resource import FleetResource
 from locations.models import Location
 
 

@@ -15,8 +15,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from chargers import consumers
-from chargers.routing import websocket_urlpatterns
+from chargers.dashboard import consumers
+from chargers.dashboard.routing import websocket_urlpatterns
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from chargers.import_admin import FleetImportExportAdmin
+from fleet_io.import_admin import FleetImportExportAdmin
 from tests.cast import make_charger, make_location, make_vehicle
 
 pytestmark = pytest.mark.django_db
@@ -67,9 +67,9 @@ def formula_fleet() -> None:
 
 
 def test_csv_export_neutralises_formula_cells_and_reimports_unchanged():
-    from chargers.file_formats import CSV, read_dataset
     from chargers.models import Charger
     from chargers.resources import ChargerResource
+    from fleet_io.file_formats import CSV, read_dataset
     from locations.resources import LocationResource
 
     formula_fleet()
@@ -91,9 +91,9 @@ def test_csv_export_neutralises_formula_cells_and_reimports_unchanged():
 
 def test_xlsx_export_neutralises_formula_cells_and_reimports_unchanged():
     openpyxl = pytest.importorskip("openpyxl")
-    from chargers.file_formats import XLSX, read_dataset
     from chargers.models import Charger
     from chargers.resources import ChargerResource
+    from fleet_io.file_formats import XLSX, read_dataset
 
     formula_fleet()
     before = sorted(Charger.objects.values_list("charge_point_id", "vendor", "model"))
@@ -128,7 +128,7 @@ def test_the_admin_csv_export_neutralises_formula_cells(admin_client_logged_in):
 
 @pytest.mark.parametrize("cell", ["\t=1+1", "\r=1+1", "=1", "+x", "-x", "@x", "-", "+"])
 def test_every_formula_start_is_neutralised_and_restored(cell):
-    from chargers.file_formats import neutralise, restore
+    from fleet_io.file_formats import neutralise, restore
 
     assert neutralise(cell) == "'" + cell
     assert restore(neutralise(cell)) == cell
@@ -136,7 +136,7 @@ def test_every_formula_start_is_neutralised_and_restored(cell):
 
 @pytest.mark.parametrize("cell", ["-33.87", "+5", "-1e-3", "12", "a=b", "'quoted", 5.0, None])
 def test_numbers_and_harmless_cells_are_exported_as_they_are(cell):
-    from chargers.file_formats import neutralise, restore
+    from fleet_io.file_formats import neutralise, restore
 
     assert neutralise(cell) == cell
     assert restore(cell) == cell

@@ -13,9 +13,9 @@ from django.core.management import call_command
 
 from chargers.configuration_overrides import MAX_CUSTOM_KEYS
 from chargers.evse_layout import LayoutError, parse_evses
-from chargers.file_formats import FileProblem, read_dataset
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
+from fleet_io.file_formats import FileProblem, read_dataset
 from tests.cast import make_charger, make_location, make_vehicle
 
 pytestmark = pytest.mark.django_db
@@ -321,7 +321,7 @@ def test_a_json_file_of_the_wrong_shape_is_named_as_such(data, message):
 
 def test_a_broken_xlsx_file_is_named_as_such(depot):
     pytest.importorskip("openpyxl")
-    from chargers.file_formats import XLSX
+    from fleet_io.file_formats import XLSX
 
     charger_like_the_admin_makes("AC-1", location=depot)
     workbook = XLSX().export_data(ChargerResource().export())
@@ -331,7 +331,7 @@ def test_a_broken_xlsx_file_is_named_as_such(depot):
 
 
 def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(monkeypatch):
-    from chargers import file_formats
+    from fleet_io import file_formats
 
     monkeypatch.setattr(file_formats, "MAX_FILE_BYTES", 1000)
     for file_format in ("csv", "json", "xlsx"):
@@ -369,7 +369,7 @@ def test_json_rows_import_like_csv_rows(depot):
 def test_xlsx_exports_reimport(depot):
     openpyxl = pytest.importorskip("openpyxl")
     assert openpyxl
-    from chargers.file_formats import XLSX
+    from fleet_io.file_formats import XLSX
 
     charger_like_the_admin_makes("AC-1", location=depot, evses=2)
     before = fleet_snapshot()
@@ -407,7 +407,7 @@ def test_the_import_and_export_commands_round_trip(depot, tmp_path):
         str(path),
         "--noinput",
         "--format",
-        "chargers.file_formats.CSV",
+        "fleet_io.file_formats.CSV",
         stderr=io.StringIO(),
     )
     assert fleet_snapshot() == before
@@ -425,7 +425,7 @@ def test_a_file_with_ten_thousand_chargers_imports(depot):
 
 def test_an_xlsx_sheet_wider_or_longer_than_the_limits_is_refused(monkeypatch):
     openpyxl = pytest.importorskip("openpyxl")
-    from chargers import file_formats
+    from fleet_io import file_formats
 
     def workbook(row: int, column: int) -> bytes:
         book = openpyxl.Workbook()

@@ -19,8 +19,8 @@ import pytest
 import tablib
 from django.core.management import call_command
 
-from chargers.file_formats import XLSX
 from chargers.models import Charger, ConfigurationKey, Evse
+from fleet_io.file_formats import XLSX
 from locations.models import Location
 from tests.cast import make_charger, make_location
 from tests.process import run_manage

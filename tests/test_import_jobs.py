@@ -6,18 +6,18 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from chargers import import_jobs
-from chargers.file_formats import read_dataset
-from chargers.import_admin import FleetImportExportAdmin
-from chargers.import_jobs import ImportJob, run_import_job
 from chargers.models import Charger, ConfigurationKey
 from chargers.resources import ChargerResource
+from fleet_io import jobs
+from fleet_io.file_formats import read_dataset
+from fleet_io.import_admin import FleetImportExportAdmin
+from fleet_io.models import ImportJob
 from tests.cast import make_charger, make_location
 
 pytestmark = pytest.mark.django_db
 
 IMPORT_URL = reverse("admin:chargers_charger_import")
-CSV_FORMAT = "0"  # the admin's first format: chargers.file_formats.CSV
+CSV_FORMAT = "0"  # the admin's first format: fleet_io.file_formats.CSV
 
 
 def fleet_csv(count: int, location: str = "Depot") -> bytes:
@@ -33,7 +33,7 @@ def depot():
 @pytest.fixture
 def jobs_run_inline(monkeypatch):
     """Run dispatched jobs in the test's thread (a thread would not see its transaction)."""
-    monkeypatch.setattr(import_jobs, "dispatch", run_import_job)
+    monkeypatch.setattr(jobs, "dispatch", ImportJob.objects.run_queued)
 
 
 def upload(client, data: bytes, name: str = "fleet.csv"):
@@ -125,12 +125,10 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
     assert "The file is ready to import." in page
     assert '<td id="count-created">20</td>' in page
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client_logged_in.post(
-            reverse("chargers_import:job_confirm", args=[check.pk])
-        )
+        response = admin_client_logged_in.post(reverse("imports:job_confirm", args=[check.pk]))
     job = ImportJob.objects.exclude(pk=check.pk).get()
     assert response.url == job.get_absolute_url()
-    status = admin_client_logged_in.get(reverse("chargers_import:job_status", args=[job.pk]))
+    status = admin_client_logged_in.get(reverse("imports:job_status", args=[job.pk]))
     assert status.json() | {"status": "done"} == {
         "status": "done",
         "finished": True,
@@ -149,7 +147,7 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     job = ImportJob.objects.create(
         resource="chargers", file_name="f.csv", file_format="csv", data=data
     )
-    run_import_job(job.pk)
+    ImportJob.objects.run_queued(job.pk)
     job.refresh_from_db()
     assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
     assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
@@ -171,7 +169,7 @@ def test_a_job_reports_a_hostile_file_as_a_problem_not_a_failure(depot, file_for
     job = ImportJob.objects.create(
         resource="chargers", file_name=f"f.{file_format}", file_format=file_format, data=data
     )
-    run_import_job(job.pk)
+    ImportJob.objects.run_queued(job.pk)
     job.refresh_from_db()
     assert job.status == "done"
     assert any(p.startswith(problem) for p in job.problems), job.problems
@@ -182,9 +180,9 @@ def test_a_job_runs_once_even_if_dispatched_twice(depot):
     job = ImportJob.objects.create(
         resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(2)
     )
-    run_import_job(job.pk)
+    ImportJob.objects.run_queued(job.pk)
     Charger.objects.all().delete()
-    run_import_job(job.pk)
+    ImportJob.objects.run_queued(job.pk)
     assert Charger.objects.count() == 0
 
 
@@ -203,7 +201,7 @@ def test_job_pages_are_behind_staff_login(client, depot, name):
     job = ImportJob.objects.create(
         resource="chargers", file_name="f.csv", file_format="csv", data=b""
     )
-    response = client.get(reverse(f"chargers_import:{name}", args=[job.pk]))
+    response = client.get(reverse(f"imports:{name}", args=[job.pk]))
     assert response.status_code == 302
     assert "/admin/login/" in response.url
 
@@ -289,7 +287,7 @@ def checked_file(owner, data: bytes) -> ImportJob:
         dry_run=True,
         created_by=owner,
     )
-    run_import_job(job.pk)
+    ImportJob.objects.run_queued(job.pk)
     return job
 
 
@@ -301,7 +299,7 @@ def test_another_staff_user_gets_not_found_for_someones_job(
     other = staff_user(django_user_model, "other", *CHARGER_IMPORT)
     job = checked_file(owner, fleet_csv(2))
     client.force_login(other)
-    url = reverse(f"chargers_import:{name}", args=[job.pk])
+    url = reverse(f"imports:{name}", args=[job.pk])
     response = client.post(url) if name == "job_confirm" else client.get(url)
     assert response.status_code == 404
     assert Charger.objects.count() == 0
@@ -327,7 +325,7 @@ def test_a_staff_user_without_the_add_permission_cannot_confirm_their_own_check(
     assert "The file is ready to import." in page
     assert "Confirm import" not in page
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("chargers_import:job_confirm", args=[job.pk]))
+        response = client.post(reverse("imports:job_confirm", args=[job.pk]))
     assert response.status_code == 403
     assert Charger.objects.count() == 0
     assert ImportJob.objects.count() == 1
@@ -364,8 +362,8 @@ def test_the_job_list_in_the_admin_shows_a_staff_user_only_their_own_jobs(
     mine = checked_file(owner, fleet_csv(1))
     theirs = checked_file(other, fleet_csv(1))
     client.force_login(owner)
-    listing = client.get(reverse("admin:chargers_importjob_changelist")).content.decode()
+    listing = client.get(reverse("admin:fleet_io_importjob_changelist")).content.decode()
     assert mine.get_absolute_url() in listing
     assert theirs.get_absolute_url() not in listing
-    page = client.get(reverse("admin:chargers_importjob_change", args=[theirs.pk]))
+    page = client.get(reverse("admin:fleet_io_importjob_change", args=[theirs.pk]))
     assert page.status_code == 302  # the admin's "does not exist" redirect

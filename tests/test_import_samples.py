@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chargers.file_formats import read_dataset
 from chargers.models import Charger
 from chargers.resources import ChargerResource
+from fleet_io.file_formats import read_dataset
 from locations.resources import LocationResource
 from vehicles.resources import VehicleModelResource
 

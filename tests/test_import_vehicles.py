@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chargers.file_formats import read_dataset
+from fleet_io.file_formats import read_dataset
 from vehicles.models import VehicleModel
 from vehicles.resources import VehicleModelResource
 

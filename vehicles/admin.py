@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from chargers.import_admin import FleetImportExportAdmin
+from fleet_io.import_admin import FleetImportExportAdmin
 from vehicles.models import VehicleModel
 from vehicles.resources import VehicleModelResource
 

@@ -11,8 +11,8 @@ from typing import Any
 from import_export.fields import Field
 from import_export.widgets import Widget
 
-from chargers.cells import ChoiceCell, NumberCell, TextCell
-from chargers.fleet_resource import FleetResource
+from fleet_io.cells import ChoiceCell, NumberCell, TextCell
+from fleet_io.resource import FleetResource
 from vehicles.curve import CurveError, format_curve
 from vehicles.models import VehicleModel
 

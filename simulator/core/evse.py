@@ -13,23 +13,10 @@ the runtime collects with ``take_status_change()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from simulator.contract import FAULT_CODES
+# One definition of the statuses, shared with the dashboard (simulator.contract).
+from simulator.contract import FAULT_CODES, ConnectorStatus
 from simulator.core.battery import Battery, OperatingPoint, step
-
-
-class ConnectorStatus(StrEnum):
-    AVAILABLE = "Available"
-    PREPARING = "Preparing"
-    CHARGING = "Charging"
-    SUSPENDED_EV = "SuspendedEV"
-    SUSPENDED_EVSE = "SuspendedEVSE"
-    FINISHING = "Finishing"
-    RESERVED = "Reserved"
-    UNAVAILABLE = "Unavailable"
-    FAULTED = "Faulted"
-
 
 S = ConnectorStatus
 

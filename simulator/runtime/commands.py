@@ -46,7 +46,8 @@ class CommandServer:
         self.summary_seconds = summary_seconds
         self.channel = ""
         self._running: set[asyncio.Task[None]] = set()
-        self._last_sent: dict[str, tuple[Any, float]] = {}
+        # What each group was last sent (without its time) and when, to skip repeats.
+        self._last_sent: dict[str, tuple[dict[str, object], float]] = {}
 
     @property
     def group(self) -> str:
@@ -85,18 +86,19 @@ class CommandServer:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def handle(self, message: dict[str, Any]) -> None:
+    async def handle(self, message: contract.EngineCommand) -> None:
+        # Read with .get(): the message comes off the channel layer, so a key may be missing.
         reply_to = message.get("reply_channel") or ""
         request_id = message.get("request_id")
         command = message.get("command")
         args = message.get("args") or {}
-        if command == "snapshot":
+        if command == contract.SNAPSHOT:
             await self.send_snapshots(reply_to, args.get("chargers") or [], bool(args.get("log")))
             return
-        if command == "watch":
+        if command == contract.WATCH:
             self.watch(args.get("chargers") or [])
             return
-        await self._reply(reply_to, {"type": contract.EVENT_COMMAND_ACK, "request_id": request_id})
+        await self._reply(reply_to, contract.command_ack(request_id))
         charger_id = message.get("charger_id")
         try:
             text = await self.execute(charger_id, command, args)
@@ -112,19 +114,11 @@ class CommandServer:
         else:
             ok = True
         await self._reply(
-            reply_to,
-            {
-                "type": contract.EVENT_COMMAND_RESULT,
-                "request_id": request_id,
-                "charger_id": charger_id,
-                "command": command,
-                "ok": ok,
-                "message": text,
-            },
+            reply_to, contract.command_result(request_id, charger_id, command, ok, text)
         )
 
     async def execute(self, charger_id: Any, command: Any, args: dict[str, Any]) -> str:
-        if command not in contract.COMMANDS:
+        if command not in contract.DRIVE_COMMANDS:
             raise CommandError(f"unknown command {command!r}")
         charger = self._charger(charger_id)
         if command == "connect":
@@ -250,22 +244,21 @@ class CommandServer:
                 continue
             if isinstance(publisher, EventPublisher):
                 publisher.watch(charger.id)
-            await self._reply(
-                reply_to, {"type": contract.EVENT_CHARGER_STATE, "charger": snapshot(charger)}
-            )
-            if with_log and isinstance(publisher, EventPublisher):
+            await self._reply(reply_to, contract.charger_state(snapshot(charger)))
+            if with_log and isinstance(publisher, EventPublisher) and charger.spec.db_id:
                 frames = publisher.frames.get(charger.id) or ()
                 await self._reply(
-                    reply_to,
-                    {
-                        "type": contract.EVENT_CHARGER_LOG,
-                        "charger_id": charger.spec.db_id,
-                        "frames": [list(f) for f in frames],
-                        "full": True,
-                    },
+                    reply_to, contract.charger_log(charger.spec.db_id, frames, full=True)
                 )
 
-    async def _reply(self, channel: str, message: dict[str, Any]) -> None:
+    async def _reply(
+        self,
+        channel: str,
+        message: contract.CommandAck
+        | contract.CommandResult
+        | contract.ChargerState
+        | contract.ChargerLog,
+    ) -> None:
         if not channel:
             return
         try:
@@ -287,18 +280,18 @@ class CommandServer:
             except Exception:
                 log.exception("publishing summaries failed")
 
-    def summaries(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    def summaries(self) -> tuple[contract.FleetCounts, dict[int, contract.SiteCounts]]:
         statuses: Counter[str] = Counter()
         links: Counter[str] = Counter()
         power_w = 0.0
-        locations: dict[int, dict[str, Any]] = {}
+        locations: dict[int, contract.SiteCounts] = {}
         for charger in self.service.store:
             links[charger.link.value] += 1
             site = None
             if charger.spec.location_id is not None:
                 site = locations.setdefault(
                     charger.spec.location_id,
-                    {"power_w": 0.0, "chargers": 0, "charging": 0, "statuses": {}, "links": {}},
+                    contract.SiteCounts(power_w=0.0, chargers=0, charging=0, statuses={}, links={}),
                 )
                 site["chargers"] += 1
                 site["links"][charger.link.value] = site["links"].get(charger.link.value, 0) + 1
@@ -310,40 +303,41 @@ class CommandServer:
                     status = str(evse.status)
                     site["statuses"][status] = site["statuses"].get(status, 0) + 1
                     site["charging"] += evse.power_w > 0
-        fleet = {
-            "chargers": len(self.service.store),
-            "statuses": dict(statuses),
-            "links": dict(links),
-            "power_w": round(power_w, 1),
-        }
+        fleet = contract.FleetCounts(
+            chargers=len(self.service.store),
+            statuses=dict(statuses),
+            links=dict(links),
+            power_w=round(power_w, 1),
+        )
         for site in locations.values():
             site["power_w"] = round(site["power_w"], 1)
         return fleet, locations
 
     async def publish_summaries(self) -> None:
         fleet, locations = self.summaries()
-        shard = {"shard": self.service.shard, "shards": self.service.shards}
+        shard, shards, now = self.service.shard, self.service.shards, time.time()
         await self._publish_if_changed(
-            contract.FLEET_SUMMARY_GROUP,
-            {"type": contract.EVENT_FLEET_SUMMARY, **shard, **fleet},
+            contract.FLEET_SUMMARY_GROUP, contract.fleet_summary(shard, shards, fleet, now)
         )
         for pk, site in locations.items():
             await self._publish_if_changed(
-                contract.location_group(pk),
-                {"type": contract.EVENT_LOCATION_SUMMARY, **shard, "location_id": pk, **site},
+                contract.location_group(pk), contract.location_summary(shard, shards, pk, site, now)
             )
 
-    async def _publish_if_changed(self, group: str, message: dict[str, Any]) -> None:
+    async def _publish_if_changed(
+        self, group: str, message: contract.FleetSummary | contract.LocationSummary
+    ) -> None:
         now = time.monotonic()
+        unchanged = {key: value for key, value in message.items() if key != "at"}
         previous = self._last_sent.get(group)
         if (
             previous is not None
-            and previous[0] == message
+            and previous[0] == unchanged
             and now - previous[1] < SUMMARY_KEEPALIVE_SECONDS
         ):
             return
-        self._last_sent[group] = (message, now)
-        await self.layer.group_send(group, {**message, "at": time.time()})
+        self._last_sent[group] = (unchanged, now)
+        await self.layer.group_send(group, message)
 
 
 def _fresh(function: Any) -> Any:
@@ -363,7 +357,7 @@ def _fresh(function: Any) -> Any:
 def _number(
     args: dict[str, Any], name: str, low: float, high: float, default: float | None = None
 ) -> float:
-    raw = args.get(name)
+    raw: Any = args.get(name)  # from a browser: anything JSON can hold
     if raw in (None, ""):
         if default is None:
             raise CommandError(f"{name.replace('_', ' ')} is required")

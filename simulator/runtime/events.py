@@ -23,34 +23,34 @@ log = logging.getLogger(__name__)
 _ENTRY_OVERHEAD = 150
 
 
-def snapshot(charger: Charger) -> dict[str, Any]:
+def snapshot(charger: Charger) -> contract.ChargerSnapshot:
     """The full, idempotent state of one charger as the dashboard shows it."""
-    return {
-        "id": charger.spec.db_id,
-        "charge_point_id": charger.id,
-        "location_id": charger.spec.location_id,
-        "link": charger.link.value,
-        "link_error": charger.link_error,
-        "boot": charger.boot.value,
-        "power_type": charger.spec.power_type,
-        "evses": [
-            {
-                "connector_id": evse.connector_id,
-                "status": str(evse.status),
-                "error_code": evse.error_code,
-                "power_w": round(evse.power_w, 1),
-                "register_wh": round(evse.register_wh, 1),
-                "soc": None if evse.soc is None else round(evse.soc, 1),
-                "voltage_v": [round(v, 1) for v in evse.voltage_v],
-                "current_a": [round(a, 2) for a in evse.current_a],
-                "transaction_id": evse.transaction_id,
-                "id_tag": evse.id_tag,
-                "vehicle": evse.battery.spec.name if evse.battery is not None else None,
-            }
+    return contract.ChargerSnapshot(
+        id=charger.spec.db_id,
+        charge_point_id=charger.id,
+        location_id=charger.spec.location_id,
+        link=charger.link.value,
+        link_error=charger.link_error,
+        boot=charger.boot.value,
+        power_type=charger.spec.power_type,
+        evses=[
+            contract.EvseSnapshot(
+                connector_id=evse.connector_id,
+                status=str(evse.status),
+                error_code=evse.error_code,
+                power_w=round(evse.power_w, 1),
+                register_wh=round(evse.register_wh, 1),
+                soc=None if evse.soc is None else round(evse.soc, 1),
+                voltage_v=[round(v, 1) for v in evse.voltage_v],
+                current_a=[round(a, 2) for a in evse.current_a],
+                transaction_id=evse.transaction_id,
+                id_tag=evse.id_tag,
+                vehicle=evse.battery.spec.name if evse.battery is not None else None,
+            )
             for evse in charger.evses
         ],
-        "at": time.time(),
-    }
+        at=time.time(),
+    )
 
 
 class EventPublisher(Listener):
@@ -129,27 +129,13 @@ class EventPublisher(Listener):
         for start in range(0, len(chargers), chunk):
             sends = []
             for charger in chargers[start : start + chunk]:
-                group = contract.charger_group(charger.spec.db_id)  # type: ignore[arg-type]
-                sends.append(
-                    layer.group_send(
-                        group,
-                        {
-                            "type": contract.EVENT_CHARGER_STATE,
-                            "charger": snapshot(charger),
-                        },
-                    )
-                )
+                pk = charger.spec.db_id
+                assert pk is not None  # filtered above: only chargers from the database
+                group = contract.charger_group(pk)
+                sends.append(layer.group_send(group, contract.charger_state(snapshot(charger))))
                 new = frames.get(charger.id)
                 if new:
-                    sends.append(
-                        layer.group_send(
-                            group,
-                            {
-                                "type": contract.EVENT_CHARGER_LOG,
-                                "charger_id": charger.spec.db_id,
-                                "frames": [list(f) for f in new[-self.log_limit :]],
-                            },
-                        )
-                    )
+                    log_event = contract.charger_log(pk, new[-self.log_limit :])
+                    sends.append(layer.group_send(group, log_event))
             await asyncio.gather(*sends)
             await asyncio.sleep(0)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chargers import views
+from chargers.dashboard import views
 
 app_name = "chargers"
 

@@ -1,7 +1,7 @@
 """The admin side of fleet import and export, shared by locations, vehicles and chargers.
 
 django-import-export's ImportExportModelAdmin with three changes:
-* CSV, JSON (and XLSX with openpyxl) only, read through `chargers.file_formats` so that a
+* CSV, JSON (and XLSX with openpyxl) only, read through `fleet_io.file_formats` so that a
   wrong encoding or delimiter gets a message rather than an exception name;
 * a confirmed import runs as an `ImportJob` (Celery, or a thread in embedded mode) with a
   progress bar and a result page, instead of inside the request;
@@ -21,8 +21,9 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from import_export.admin import ImportExportModelAdmin
 
-from chargers.file_formats import FileProblem, fleet_formats
-from chargers.import_jobs import RESOURCES, ImportJob, may_import
+from fleet_io import jobs, registry
+from fleet_io.file_formats import FileProblem, fleet_formats
+from fleet_io.models import ImportJob
 
 
 def preview_rows() -> int:
@@ -31,16 +32,21 @@ def preview_rows() -> int:
 
 class FleetImportExportAdmin(ImportExportModelAdmin):
     formats = fleet_formats()
-    import_template_name = "admin/chargers/fleet_import.html"
-    #: Key of this admin's resource in chargers.import_jobs.RESOURCES.
+    import_template_name = "admin/fleet_io/fleet_import.html"
+    #: The name this admin's resource is registered under (fleet_io.registry).
     import_job_resource: str = ""
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         # django-import-export lets any staff user import unless a permission code is set;
         # an import writes rows of several models, so it needs the permissions of each.
-        if self.import_job_resource not in RESOURCES:
-            raise ImproperlyConfigured(f"{type(self).__name__}.import_job_resource is not set.")
-        return may_import(request.user, self.import_job_resource)
+        self._check_import_job_resource()
+        return registry.may_import(request.user, self.import_job_resource)
+
+    def _check_import_job_resource(self) -> None:
+        if not registry.is_registered(self.import_job_resource):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.import_job_resource names no registered fleet resource."
+            )
 
     def add_data_read_fail_error_to_form(self, form: Any, e: Exception) -> None:
         if isinstance(e, FileProblem):
@@ -93,8 +99,7 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
     def _queue_job(
         self, request: HttpRequest, data: bytes, name: str, format_class: type, *, dry_run: bool
     ) -> ImportJob:
-        if self.import_job_resource not in RESOURCES:
-            raise ImproperlyConfigured(f"{type(self).__name__}.import_job_resource is not set.")
+        self._check_import_job_resource()
         file_format = format_class().get_extension()
         job = ImportJob.objects.create(
             resource=self.import_job_resource,
@@ -102,7 +107,7 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
             file_format=file_format,
             data=data,
             dry_run=dry_run,
-            created_by=request.user,
+            created_by_id=request.user.pk,
         )
-        job.start()
+        jobs.start(job)
         return job

@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any
+from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chargers.dashboard import may_see_message_log
+from chargers.dashboard.pages import may_see_message_log
 from chargers.models import Charger
 from simulator import contract
 
-# What a page may ask of the engine (snapshot and reload are for the machinery).
-DRIVE_COMMANDS = frozenset(contract.COMMANDS - {"snapshot", "reload"})
 NO_WORKER = "no simulator worker is running for this charger"
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
@@ -46,7 +44,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.watched: dict[int, str] = {}  # charger pk -> charge point id
         self.pending: dict[str, asyncio.Task[None]] = {}
         self.acked: set[str] = set()
-        self.summaries: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.summaries: dict[
+            int, tuple[float, contract.FleetSummary | contract.LocationSummary]
+        ] = {}
         self.can_drive = await self._can_drive(user)
         self.static_groups = await self.page_groups()
         if self.static_groups is None:
@@ -64,7 +64,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
             if self.watched:
-                await self.request_snapshots(dict(self.watched), command="watch")
+                await self.request_snapshots(dict(self.watched), command=contract.WATCH)
 
     async def disconnect(self, code: int) -> None:
         renewal = getattr(self, "renewal", None)
@@ -117,7 +117,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(contract.charger_group(pk), self.channel_name)
         await self.request_snapshots(found)
 
-    async def request_snapshots(self, chargers: dict[int, str], command: str = "snapshot") -> None:
+    async def request_snapshots(
+        self, chargers: dict[int, str], command: Literal["snapshot", "watch"] = contract.SNAPSHOT
+    ) -> None:
         by_shard: dict[int, list[int]] = {}
         shards = settings.CHARGESIM_SHARDS
         for pk, cp_id in chargers.items():
@@ -125,22 +127,21 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         for shard, pks in by_shard.items():
             await self.channel_layer.group_send(
                 contract.engine_group(shard),
-                {
-                    "type": contract.COMMAND,
-                    "command": command,
-                    "args": {"chargers": pks, "log": self.wants_log},
-                    "reply_channel": self.channel_name,
-                },
+                contract.watch_request(
+                    command, pks, log=self.wants_log, reply_channel=self.channel_name
+                ),
             )
 
     async def command(self, content: dict[str, Any]) -> None:
         request_id = str(content.get("request_id") or f"r{next(_request_ids)}")[:40]
         name = content.get("command")
+        raw_pk: Any = content.get("charger")  # from the browser: anything JSON can hold
+        pk: int | None
         try:
-            pk = int(content.get("charger"))
+            pk = int(raw_pk)
         except (TypeError, ValueError):
             pk = None
-        if name not in DRIVE_COMMANDS:
+        if name not in contract.DRIVE_COMMANDS:
             await self._result(request_id, pk, False, f"unknown command {name!r}")
             return
         if not self.can_drive:
@@ -154,19 +155,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if cp_id is None:
             await self._result(request_id, pk, False, "there is no such charger")
             return
-        args = content.get("args") if isinstance(content.get("args"), dict) else {}
+        raw_args = content.get("args")
+        args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
         shard = contract.shard_of(cp_id, settings.CHARGESIM_SHARDS)
         self.pending[request_id] = asyncio.create_task(self._expire(request_id, pk))
         await self.channel_layer.group_send(
             contract.engine_group(shard),
-            {
-                "type": contract.COMMAND,
-                "command": name,
-                "charger_id": pk,
-                "args": args,
-                "reply_channel": self.channel_name,
-                "request_id": request_id,
-            },
+            contract.engine_command(name, pk, args, self.channel_name, request_id),
         )
 
     async def _expire(self, request_id: str, pk: int | None) -> None:
@@ -193,42 +188,45 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     # -- from the engine (handler name = event type with . -> _) ---------------------------
 
-    async def charger_state(self, event: dict[str, Any]) -> None:
+    async def charger_state(self, event: contract.ChargerState) -> None:
         charger = event["charger"]
         if charger.get("id") in self.watched:
             await self.send_json({"type": contract.EVENT_CHARGER_STATE, "charger": charger})
 
-    async def charger_log(self, event: dict[str, Any]) -> None:
-        if self.wants_log and event.get("charger_id") in self.watched:
+    async def charger_log(self, event: contract.ChargerLog) -> None:
+        if self.wants_log and event["charger_id"] in self.watched:
             await self.send_json(
                 {
                     "type": contract.EVENT_CHARGER_LOG,
                     "charger": event["charger_id"],
                     "frames": event["frames"],
-                    "full": bool(event.get("full")),
+                    "full": event["full"],
                 }
             )
 
-    async def command_ack(self, event: dict[str, Any]) -> None:
-        if event.get("request_id") in self.pending:
-            self.acked.add(event["request_id"])
+    async def command_ack(self, event: contract.CommandAck) -> None:
+        request_id = event["request_id"]
+        if request_id is not None and request_id in self.pending:
+            self.acked.add(request_id)
 
-    async def command_result(self, event: dict[str, Any]) -> None:
-        request_id = event.get("request_id")
-        task = self.pending.pop(request_id, None)
-        if task is None:
+    async def command_result(self, event: contract.CommandResult) -> None:
+        request_id = event["request_id"]
+        task = self.pending.pop(request_id, None) if request_id is not None else None
+        if task is None or request_id is None:
             return  # answered already (timed out), or not ours
         task.cancel()
         self.acked.discard(request_id)
-        await self._result(request_id, event.get("charger_id"), event["ok"], event["message"])
+        await self._result(request_id, event["charger_id"], event["ok"], event["message"])
 
-    async def fleet_summary(self, event: dict[str, Any]) -> None:
+    async def fleet_summary(self, event: contract.FleetSummary) -> None:
         await self._summary(event, "fleet.counts")
 
-    async def location_summary(self, event: dict[str, Any]) -> None:
+    async def location_summary(self, event: contract.LocationSummary) -> None:
         await self._summary(event, "location.power")
 
-    async def _summary(self, event: dict[str, Any], kind: str) -> None:
+    async def _summary(
+        self, event: contract.FleetSummary | contract.LocationSummary, kind: str
+    ) -> None:
         """Add up the shards' summaries (each shard sends its own, at least every 5 s)."""
         now = time.monotonic()
         self.summaries[event["shard"]] = (now, event)

@@ -8,7 +8,7 @@ becomes a validation error of the row, keyed by the column.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import models
@@ -117,7 +117,10 @@ class ChoiceCell(widgets.Widget):
 class SecretCell(TextCell):
     """Write-only: an empty cell keeps the stored secret; a set secret shows as '(set)'."""
 
-    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> str | None:
+    # None, not "": the resource's saves_null_values=False then keeps the stored secret.
+    def clean(  # type: ignore[override]  # a TextCell that may answer None, on purpose
+        self, value: Any, row: Any = None, **kwargs: Any
+    ) -> str | None:
         text = super().clean(value, row, **kwargs)
         return text or None
 
@@ -128,11 +131,11 @@ class SecretCell(TextCell):
 class LookupCell(widgets.Widget):
     """A related object named by its natural key, looked up in a table loaded once."""
 
-    def __init__(self, load: Callable[[], dict[str, models.Model]], describe: str) -> None:
+    def __init__(self, load: Callable[[], Mapping[str, models.Model]], describe: str) -> None:
         super().__init__(coerce_to_string=True)
         self.load = load
         self.describe = describe
-        self.table: dict[str, models.Model] | None = None
+        self.table: Mapping[str, models.Model] | None = None
 
     def reset(self) -> None:
         self.table = None

@@ -1,7 +1,7 @@
 """`manage.py export FORMAT RESOURCE > file`: what the admin's export writes.
 
 It replaces django-import-export's command of the same name so that the command line
-writes through `chargers.file_formats` too: formula-like CSV and XLSX cells are
+writes through `fleet_io.file_formats` too: formula-like CSV and XLSX cells are
 neutralised there, as in the admin's export.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
-from chargers.file_formats import FORMATS_BY_NAME
+from fleet_io.file_formats import FORMATS_BY_NAME
 
 
 class Command(BaseCommand):

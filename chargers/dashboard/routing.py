@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from chargers import consumers
+from chargers.dashboard import consumers
 
 websocket_urlpatterns = [
     path("ws/fleet/", consumers.FleetConsumer.as_asgi()),

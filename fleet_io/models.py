@@ -2,56 +2,29 @@
 
 A confirmed admin import, and the check of a file too large to preview row by row,
 becomes an `ImportJob`. The job keeps the file's bytes in the database so that a Celery
-worker on another machine can read it. Without REDIS_URL (tasks run eagerly) the job runs
-in a thread of the web process instead, so the request that starts it returns at once.
-Progress goes to the cache (the import's own transaction would hide it in the database);
-the counts and problems are written when the job ends.
+worker on another machine can read it (`fleet_io.jobs` starts it). Progress goes to the
+cache (the import's own transaction would hide it in the database); the counts and
+problems are written when the job ends.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, connections, models, transaction
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.module_loading import import_string
+
+from fleet_io import registry
+from fleet_io.file_formats import FileProblem, read_dataset
 
 logger = logging.getLogger(__name__)
 
-RESOURCES = {
-    "locations": "locations.resources.LocationResource",
-    "vehicles": "vehicles.resources.VehicleModelResource",
-    "chargers": "chargers.resources.ChargerResource",
-}
-# What starting or confirming an import of each resource needs: the permissions of every
-# model it writes. An import creates and updates rows; the charger import also reshapes
-# each charger's EVSEs (deleting connectors a row no longer lists) and sets configuration
-# keys (chargers.fleet.create_chargers / update_chargers).
-WRITE_PERMISSIONS = {
-    "locations": ("locations.add_location", "locations.change_location"),
-    "vehicles": ("vehicles.add_vehiclemodel", "vehicles.change_vehiclemodel"),
-    "chargers": (
-        "chargers.add_charger",
-        "chargers.change_charger",
-        "chargers.add_evse",
-        "chargers.change_evse",
-        "chargers.delete_evse",
-        "chargers.add_configurationkey",
-        "chargers.change_configurationkey",
-    ),
-}
 MAX_STORED_PROBLEMS = 1000
-
-
-def may_import(user: Any, resource: str) -> bool:
-    """Whether `user` may start or confirm an import of `resource` (a RESOURCES key)."""
-    return user.has_perms(WRITE_PERMISSIONS[resource])
 
 
 class ImportJobManager(models.Manager["ImportJob"]):
@@ -67,6 +40,11 @@ class ImportJobManager(models.Manager["ImportJob"]):
         )
         return claimed == 1
 
+    def run_queued(self, pk: int) -> None:
+        """Run a queued job (in a Celery worker or a thread); do nothing if already claimed."""
+        if self.claim(pk):
+            self.get(pk=pk).run()
+
 
 class ImportJob(models.Model):
     class Status(models.TextChoices):
@@ -75,7 +53,7 @@ class ImportJob(models.Model):
         DONE = "done", "done"
         FAILED = "failed", "failed"
 
-    resource = models.CharField(max_length=20, choices=[(key, key) for key in RESOURCES])
+    resource = models.CharField(max_length=20)  # the name of a registry.Importable
     file_name = models.CharField(max_length=255)
     file_format = models.CharField(max_length=10)
     data = models.BinaryField()
@@ -99,7 +77,8 @@ class ImportJob(models.Model):
     objects = ImportJobManager()
 
     class Meta:
-        app_label = "chargers"
+        # The table of the app that held the model first: moved without moving data.
+        db_table = "chargers_importjob"
         ordering = ["-created"]
 
     def __str__(self) -> str:
@@ -107,7 +86,7 @@ class ImportJob(models.Model):
         return f"{self.resource} {kind} of {self.file_name} ({self.status})"
 
     def get_absolute_url(self) -> str:
-        return reverse("chargers_import:job", args=[self.pk])
+        return reverse("imports:job", args=[self.pk])
 
     @property
     def finished_ok(self) -> bool:
@@ -124,17 +103,11 @@ class ImportJob(models.Model):
         done, total = cache.get(self.progress_key, (0, self.total_rows))
         return done, total
 
-    def start(self) -> None:
-        """Run the job once the transaction that created it commits."""
-        transaction.on_commit(partial(dispatch, self.pk))
-
     def run(self) -> None:
-        from chargers.file_formats import FileProblem, read_dataset
-
         try:
             dataset = read_dataset(bytes(self.data), self.file_format)
             ImportJob.objects.filter(pk=self.pk).update(total_rows=len(dataset))
-            resource = import_string(RESOURCES[self.resource])(
+            resource = registry.get(self.resource).resource(
                 progress=partial(_report_progress, self.progress_key), fast=True
             )
             result = resource.import_data(dataset, dry_run=self.dry_run)
@@ -180,28 +153,3 @@ class ImportJob(models.Model):
 
 def _report_progress(key: str, done: int, total: int) -> None:
     cache.set(key, (done, total), timeout=3600)
-
-
-def run_import_job(pk: int) -> None:
-    """Run a queued job (in a Celery worker or a thread); do nothing if already claimed."""
-    if not ImportJob.objects.claim(pk):
-        return
-    ImportJob.objects.get(pk=pk).run()
-
-
-def dispatch(pk: int) -> None:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        # Embedded mode: an eager task would block this request for the whole import.
-        threading.Thread(target=_run_in_thread, args=(pk,), name=f"import-job-{pk}").start()
-    else:
-        from chargers.tasks import run_import_job_task
-
-        run_import_job_task.delay(pk)
-
-
-def _run_in_thread(pk: int) -> None:
-    close_old_connections()
-    try:
-        run_import_job(pk)
-    finally:
-        connections.close_all()  # this thread's connections only

@@ -15,16 +15,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from chargers.import_jobs import ImportJob, may_import
-
-CHANGELISTS = {
-    "locations": "admin:locations_location_changelist",
-    "vehicles": "admin:vehicles_vehiclemodel_changelist",
-    "chargers": "admin:chargers_charger_changelist",
-}
+from fleet_io import jobs, registry
+from fleet_io.models import ImportJob
+from fleet_io.registry import may_import
 
 
-def _status(job: ImportJob) -> dict:
+def _status(job: ImportJob) -> dict[str, object]:
     done, total = job.progress()
     return {
         "status": job.status,
@@ -47,16 +43,17 @@ def _own_job(request: HttpRequest, pk: int, **lookups: object) -> ImportJob:
 @staff_member_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = _own_job(request, pk)
+    changelist = registry.get(job.resource).changelist
     context = {
         **admin.site.each_context(request),
         "title": f"{'Check' if job.dry_run else 'Import'} of {job.file_name}",
         "job": job,
         "state": _status(job),
         "can_confirm": may_import(request.user, job.resource),
-        "changelist_url": reverse(CHANGELISTS[job.resource]),
-        "import_url": reverse(CHANGELISTS[job.resource].replace("_changelist", "_import")),
+        "changelist_url": reverse(changelist),
+        "import_url": reverse(changelist.replace("_changelist", "_import")),
     }
-    return TemplateResponse(request, "chargers/import/job.html", context)
+    return TemplateResponse(request, "fleet_io/job.html", context)
 
 
 @staff_member_required
@@ -79,7 +76,7 @@ def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
         file_format=checked.file_format,
         data=checked.data,
         dry_run=False,
-        created_by=request.user,
+        created_by_id=request.user.pk,
     )
-    job.start()
+    jobs.start(job)
     return redirect(job)

@@ -1,9 +1,9 @@
 """`manage.py import RESOURCE FILE`: a fleet file imported as the admin imports it.
 
-It replaces django-import-export's command of the same name (chargers comes before
+It replaces django-import-export's command of the same name (fleet_io comes before
 import_export in INSTALLED_APPS), which reads the file with tablib and prints a
 traceback for a file in the wrong encoding, a ragged row or broken JSON. This one
-reads through `chargers.file_formats`, imports all or nothing, prints every problem as
+reads through `fleet_io.file_formats`, imports all or nothing, prints every problem as
 `Row N, column C: message` (or `File: message`) and exits 1 when there is one.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
-from chargers.file_formats import FORMATS_BY_NAME, FileProblem, check_size
-from chargers.fleet_resource import FleetImportResult, FleetResource, Problem
+from fleet_io.file_formats import FORMATS_BY_NAME, FileProblem, check_size
+from fleet_io.resource import FleetImportResult, FleetResource, Problem
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format",
             help="csv, json or xlsx (default: from the file name's extension); "
-            "chargers.file_formats.CSV and the like are accepted too",
+            "fleet_io.file_formats.CSV and the like are accepted too",
         )
         parser.add_argument(
             "--encoding", help="the file's text encoding, when it is not UTF-8 (e.g. cp1252)"
@@ -115,7 +115,7 @@ class FileImport:
     @staticmethod
     def _format(format_name: str | None, file_name: str) -> type:
         name = format_name or Path(file_name).suffix.lstrip(".")
-        name = name.rsplit(".", 1)[-1].lower()  # "chargers.file_formats.CSV" -> "csv"
+        name = name.rsplit(".", 1)[-1].lower()  # "fleet_io.file_formats.CSV" -> "csv"
         try:
             return FORMATS_BY_NAME[name]
         except KeyError:

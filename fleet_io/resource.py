@@ -13,7 +13,7 @@ It changes three things in django-import-export's workflow:
 * a cell is one value: a JSON object or list where a column takes text or a number, or
   a cell longer than MAX_CELL_CHARS, is an error of its row and column (so a JSON object
   is never stored as its Python repr), and the quote an export puts before a formula-like
-  cell is taken off again (`chargers.file_formats.neutralise`).
+  cell is taken off again (`fleet_io.file_formats.neutralise`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from import_export import resources
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Error, Result, RowResult
 
-from chargers.file_formats import MAX_CELL_CHARS, FileProblem, restore
+from fleet_io.file_formats import MAX_CELL_CHARS, FileProblem, restore
 
 Progress = Callable[[int, int], None]
 
@@ -111,8 +111,8 @@ class NaturalKeyLoader(ModelInstanceLoader):
         super().__init__(resource, dataset)
         self.resource: FleetResource = resource
         self.instances: dict[tuple, Any] = {}
-        keys = {resource.row_key(row) for row in dataset.dict} if dataset else set()
-        keys.discard(None)
+        found = {resource.row_key(row) for row in dataset.dict} if dataset else set()
+        keys = {key for key in found if key is not None}
         queryset = self.get_queryset()
         attributes = resource.key_attributes()
         if len(attributes) == 1:
@@ -128,7 +128,8 @@ class NaturalKeyLoader(ModelInstanceLoader):
             self.instances[self.resource.instance_key(obj)] = obj
 
     def get_instance(self, row: dict) -> Any:
-        return self.instances.get(self.resource.row_key(row))
+        key = self.resource.row_key(row)
+        return None if key is None else self.instances.get(key)
 
 
 class FleetResource(resources.ModelResource):
@@ -151,8 +152,10 @@ class FleetResource(resources.ModelResource):
         self.progress = progress
         if fast:
             # Background jobs show counts, not a row-by-row diff: skip building it.
-            meta = type(self._meta)()
-            meta.__dict__.update(self._meta.__dict__)
+            # _meta is set by the library's metaclass (untyped): read it as Any.
+            options: Any = getattr(self, "_meta")  # noqa: B009
+            meta = type(options)()
+            meta.__dict__.update(options.__dict__)
             meta.skip_diff = True
             self._meta = meta
         self._first_row_of_key: dict[tuple, int] = {}

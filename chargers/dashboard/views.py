@@ -6,14 +6,14 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from chargers import dashboard
+from chargers.dashboard import pages
 from chargers.models import Charger
 from locations.models import Location
 
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
-    page = dashboard.fleet_page(request.GET, request.GET.get("page"))
+    page = pages.fleet_page(request.GET, request.GET.get("page"))
     return render(request, "dashboard/fleet.html", {"fleet": page, "nav": "fleet"})
 
 
@@ -22,20 +22,20 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
     charger = get_object_or_404(
         Charger.objects.select_related("location", "default_vehicle"), pk=pk
     )
-    page = dashboard.charger_page(charger, request.user)
+    page = pages.charger_page(charger, request.user)
     return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
 
 
 @login_required
 def location_list(request: HttpRequest) -> HttpResponse:
-    locations = dashboard.locations_overview()
+    locations = pages.locations_overview()
     return render(request, "dashboard/locations.html", {"locations": locations, "nav": "locations"})
 
 
 @login_required
 def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
     location = get_object_or_404(Location, pk=pk)
-    page = dashboard.fleet_page(request.GET, request.GET.get("page"), location=location)
+    page = pages.fleet_page(request.GET, request.GET.get("page"), location=location)
     return render(
         request,
         "dashboard/location.html",
