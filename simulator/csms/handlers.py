@@ -20,7 +20,7 @@ import inspect
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from ocpp.exceptions import OCPPError
@@ -30,12 +30,20 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action
 
-from .records import CALL, CALLERROR, CALLRESULT, MALFORMED, ConnectorStatus, Transaction
+from .records import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    MALFORMED,
+    ConnectorStatus,
+    DataTransferHandler,
+    Transaction,
+)
 
 if TYPE_CHECKING:
-    from websockets.asyncio.server import ServerConnection
+    from collections import Counter
 
-    from .server import CentralSystem
+    from websockets.asyncio.server import ServerConnection
 
 LOGGER = logging.getLogger("simulator.csms")
 
@@ -63,10 +71,50 @@ def to_16_error_code(code: str) -> str:
     return _ERROR_CODES_16.get(code, code)
 
 
+class Central(Protocol):
+    """What a connection's handlers read and call of the CSMS (`server.CentralSystem`): its
+    configured answers, its state tables and its frame log. A protocol, so that the server
+    may import the handlers without the handlers importing the server."""
+
+    boot_status: str
+    boot_interval: int
+    authorize: dict[str, str | IdTagInfo]
+    default_id_tag_status: str
+    respond: bool
+    current_time: str | None
+    fail_actions: dict[str, str]
+    data_transfer: DataTransferHandler | None
+    validate_messages: bool
+    keep_log: bool
+    counts: Counter[str]
+    transactions: dict[int, Transaction]
+    next_transaction_id: int
+    status: dict[str, dict[int, ConnectorStatus]]
+    registration: dict[str, str]
+    boot_info: dict[str, dict[str, Any]]
+    diagnostics_status: dict[str, str]
+    firmware_status: dict[str, str]
+
+    async def call(self, cp_id: str, payload: Any, *, timeout: float | None = None) -> Any: ...
+
+    def _record(
+        self,
+        conn: CSMSConnection,
+        direction: str,
+        message_type: int,
+        unique_id: str | None,
+        action: str | None,
+        payload: dict[str, Any],
+        raw: str,
+    ) -> None: ...
+
+    def _record_out(self, conn: CSMSConnection, raw: str) -> None: ...
+
+
 class CSMSConnection(ChargePoint):
     """One charger's websocket as the CSMS sees it. Created by CentralSystem per connection."""
 
-    def __init__(self, cp_id: str, connection: ServerConnection, csms: CentralSystem) -> None:
+    def __init__(self, cp_id: str, connection: ServerConnection, csms: Central) -> None:
         super().__init__(cp_id, connection, response_timeout=_LIBRARY_TIMEOUT, logger=LOGGER)
         self.csms = csms
         self.websocket = connection

@@ -6,6 +6,7 @@ tests compare these objects directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -105,3 +106,8 @@ class Refusal:
     status: int  # HTTP status (400, 401, 404), or 1002 when closed after the handshake
     reason: str
     at: datetime
+
+
+# A DataTransfer answerer: (cp id, vendorId, messageId, data) -> a status, or a
+# call_result.DataTransfer; it may be a coroutine function.
+DataTransferHandler = Callable[[str, str, str | None, str | None], Any]

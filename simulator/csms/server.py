@@ -37,6 +37,7 @@ from .records import (
     CALLRESULT,
     MALFORMED,
     ConnectorStatus,
+    DataTransferHandler,
     LogEntry,
     Refusal,
     Transaction,
@@ -55,7 +56,6 @@ FRAMES = logging.getLogger("simulator.csms.frames")
 
 # (cp_id, vendor_id, message_id, data) -> call_result.DataTransfer or a status string,
 # or an awaitable of either
-DataTransferHandler = Callable[[str, str, str | None, str | None], Any]
 
 
 class WaitTimeout(AssertionError, TimeoutError):
