@@ -24,14 +24,6 @@ from tests.engine import COMPACT, connected, runtime_charger, wait_until
 BEYOND_INT64 = 2**63
 
 
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
-
-
 def frame(unique_id: object, action: str, payload: object) -> str:
     # json, not orjson: it writes integers of any size, as a hostile CSMS may.
     return json.dumps([2, unique_id, action, payload], ensure_ascii=False)

@@ -12,21 +12,12 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
-from simulator.csms import CentralSystem
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
 from tests.engine import COMPACT, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 async def started(csms, *ids: str) -> SimulatorService:
