@@ -22,7 +22,7 @@ from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger, make_superuser, make_vehicle
-from tests.engine import COMPACT, wait_until
+from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +56,7 @@ async def engine(csms):
     await service.start()
     publisher = asyncio.create_task(service.publisher_loop())
     asyncio.create_task(service.command_loop())  # noqa: RUF006 - stop() cancels it
-    charger = service.store.get("CP-DASH")
+    charger = loaded(service, "CP-DASH")
     await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-DASH boot")
     try:
         yield service

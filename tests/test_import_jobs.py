@@ -229,7 +229,9 @@ def test_the_generator_creates_a_numbered_fleet_like_the_selected_charger(
     assert response.status_code == 302
     fleet = Charger.objects.filter(location=elsewhere)
     assert fleet.count() == 500
-    assert {fleet.first().charge_point_id, fleet.last().charge_point_id} == {"CP-0001", "CP-0500"}
+    first, last = fleet.first(), fleet.last()
+    assert first is not None and last is not None
+    assert {first.charge_point_id, last.charge_point_id} == {"CP-0001", "CP-0500"}
     last = fleet.get(charge_point_id="CP-0500")
     assert (last.power_type, last.max_power_kw, last.evses.count()) == ("DC", 150, 2)
     config = dict(last.configuration.values_list("key", "value"))
