@@ -118,7 +118,9 @@ async def measure(args: argparse.Namespace) -> list[float]:
 
     random.seed(7)
     for charger in random.sample(chargers, int(len(chargers) * args.charging)):
-        charger.plug_in(1, charger.pick_vehicle(), soc=20)
+        vehicle = charger.pick_vehicle()
+        assert vehicle is not None  # the demo fleet's chargers all have vehicles
+        charger.plug_in(1, vehicle, soc=20)
         await charger.present_id_tag(1, "BENCH")
     await asyncio.sleep(2)
 

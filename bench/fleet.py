@@ -550,6 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for problem, count in after["errors"].items():
                 errors[problem] += count
+            assert csms is not None  # before and after come from it
             timeline = csms.ask("timeline")["per_second"]
             extra["calls_per_second_in_window"] = [
                 timeline.get(str(second), 0) for second in range(int(t0), int(t1) + 1)

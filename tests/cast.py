@@ -1,8 +1,15 @@
-"""The small shared cast of objects that tests build on (no JSON fixtures)."""
+"""The small shared cast of database objects that tests build on (no JSON fixtures).
+
+Runtime chargers, which need no database, are in tests/engine.py: the engine's tests import
+that module without Django models.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission, User
 
 from chargers.models import Charger, Evse
 from locations.models import Location
@@ -54,3 +61,22 @@ def make_charger(
     )
     charger.sync_number_of_connectors()
     return charger
+
+
+ADMIN_PASSWORD = "pw-admin-1"
+
+
+def make_superuser(username: str = "admin") -> User:
+    return get_user_model().objects.create_superuser(
+        username, f"{username}@example.com", ADMIN_PASSWORD
+    )
+
+
+def make_user(username: str, *codenames: str, **fields: Any) -> User:
+    """A user with the named permissions (codenames such as "view_charger"), read back fresh
+    from the database so that its permission cache holds them."""
+    fields.setdefault("password", "pw-user-1")
+    model = get_user_model()
+    user = model.objects.create_user(username, **fields)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return model.objects.get(pk=user.pk)

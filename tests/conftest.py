@@ -1,14 +1,53 @@
+"""Fixtures shared by every test file: the built-in CSMS, the shared cast's usual members."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from django.test import Client
+
+from locations.models import Location
+from simulator.csms import CentralSystem
+from tests.cast import make_location, make_superuser
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "false")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, next to the fixture that reads it, rather than in pyproject.toml.
+    config.addinivalue_line(
+        "markers",
+        "csms(**options): keyword arguments for the `csms` fixture's CentralSystem "
+        "(keep_log, boot_status, boot_interval, response_timeout, validate_messages)",
+    )
+
+
 @pytest.fixture
-def admin_client_logged_in(client, django_user_model):
-    user = django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin-1")
-    client.force_login(user)
+async def csms(request: pytest.FixtureRequest) -> AsyncIterator[CentralSystem]:
+    """The built-in CSMS on a free port of 127.0.0.1, started for one test and stopped after.
+
+    Constructor options come from the test's marker: `@pytest.mark.csms(keep_log=False)`.
+    Behaviour that may change mid-test (`boot_status`, `respond`, `passwords`...) is set on
+    the fixture's value instead.
+    """
+    marker = request.node.get_closest_marker("csms")
+    options: dict[str, Any] = marker.kwargs if marker is not None else {}
+    server = CentralSystem(**options)
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def depot(db: None) -> Location:
+    """The location that imported rows name ("Depot")."""
+    return make_location("Depot")
+
+
+@pytest.fixture
+def admin_client_logged_in(client: Client, db: None) -> Client:
+    client.force_login(make_superuser())
     return client

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from simulator.core.battery import VehicleSpec
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
 from simulator.ocpp16.client import run_connection
+
+if TYPE_CHECKING:
+    from simulator.runtime.service import SimulatorService
 
 COMPACT = VehicleSpec(
     name="Volkswagen ID.3 Pro (58 kWh)",
@@ -46,7 +50,7 @@ def runtime_charger(
     max_kw: float = 22.0,
     listener: Listener | None = None,
     config: dict[str, str] | None = None,
-    **spec_fields,
+    **spec_fields: Any,
 ) -> Charger:
     spec = ChargerSpec(
         charge_point_id=cp_id,
@@ -64,7 +68,19 @@ def runtime_charger(
     )
 
 
-async def wait_until(predicate, timeout: float = 5.0, message: str = "condition") -> None:
+def loaded(service: SimulatorService, charge_point_id: str) -> Charger:
+    """The service's live charger of that id; a test that expects one fails clearly without."""
+    charger = service.store.get(charge_point_id)
+    assert charger is not None, f"{charge_point_id} is not loaded"
+    return charger
+
+
+async def wait_until(
+    # Callable[..., object]: tests bind loop variables as defaults (lambda c=charger: ...).
+    predicate: Callable[..., object],
+    timeout: float = 5.0,
+    message: str = "condition",
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():

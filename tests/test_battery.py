@@ -220,6 +220,12 @@ def test_a_vehicle_without_dc_draws_nothing_on_dc() -> None:
     assert point.power_w == 0.0 and point.current_a == (0.0,)
 
 
+def test_the_dc_curve_tapers_power_at_high_soc() -> None:
+    low = dc_operating_point(Battery(COMPACT, 20), 300_000, None).power_w
+    high = dc_operating_point(Battery(COMPACT, 90), 300_000, None).power_w
+    assert high < low / 2
+
+
 @given(vehicles(), sites, st.floats(0, 100), limits)
 def test_power_never_exceeds_any_limit(
     vehicle: VehicleSpec, site: Site, soc: float, limit_w: float | None
@@ -258,6 +264,17 @@ def test_a_zero_length_tick_delivers_nothing() -> None:
     battery = Battery(ID3, 50.0)
     wh = step(battery, ac_operating_point(battery, 22_000, None, 3, 230.0), 0.0)
     assert wh == 0.0 and battery.soc == 50.0
+
+
+def test_the_ev_stops_drawing_at_full_soc() -> None:
+    battery = Battery(COMPACT, 99.9)
+    point = ac_operating_point(battery, 22_000, None, 3, 230)
+    needed = battery.energy_to_target_wh()
+    wh = step(battery, point, 3600)  # an hour at 11 kW is far more than the last 0.1 %
+    assert battery.is_full() and battery.soc == 100
+    assert abs(wh - needed) < 1e-9
+    assert ac_operating_point(battery, 22_000, None, 3, 230).power_w == 0
+    assert dc_operating_point(battery, 150_000, None).power_w == 0
 
 
 @given(

@@ -19,11 +19,10 @@ from chargers.dashboard import consumers
 from chargers.dashboard.routing import websocket_urlpatterns
 from simulator import contract
 from simulator.core.charge_point import BootState
-from simulator.csms import CentralSystem
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.service import SimulatorService
-from tests.cast import make_charger, make_vehicle
-from tests.engine import COMPACT, wait_until
+from tests.cast import make_charger, make_superuser, make_vehicle
+from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,19 +36,8 @@ async def clean_layer():
 
 
 @pytest.fixture
-async def user(django_user_model):
-    return await sync_to_async(django_user_model.objects.create_superuser)(
-        "admin", "admin@example.com", "pw-admin-1"
-    )
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    server.boot_interval = 300
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
+async def user():
+    return await sync_to_async(make_superuser)()
 
 
 @pytest.fixture
@@ -68,7 +56,7 @@ async def engine(csms):
     await service.start()
     publisher = asyncio.create_task(service.publisher_loop())
     asyncio.create_task(service.command_loop())  # noqa: RUF006 - stop() cancels it
-    charger = service.store.get("CP-DASH")
+    charger = loaded(service, "CP-DASH")
     await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-DASH boot")
     try:
         yield service

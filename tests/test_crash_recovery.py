@@ -135,6 +135,7 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
         # Every transaction the CSMS opened was stopped, and no register went back.
         for tx_id, tx in csms.transactions.items():
             assert tx.meter_stop is not None, f"transaction {tx_id} never stopped"
+            assert tx.meter_start is not None, f"transaction {tx_id} never started"
             assert tx.meter_stop >= tx.meter_start
         for cp_id in CHARGERS:
             for connector, values in registers_in_order(csms, cp_id).items():

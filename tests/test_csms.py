@@ -21,6 +21,7 @@ from ocpp.exceptions import NotSupportedError
 from ocpp.v16 import call, call_result
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from simulator.csms import (
     CALL,
@@ -80,21 +81,13 @@ async def charger(
     async with connect(
         f"{csms.url}/{cp_id}",
         # None sends no Sec-WebSocket-Protocol header at all ([] would send an empty one)
-        subprotocols=list(offer) or None,  # type: ignore[arg-type]
+        subprotocols=[Subprotocol(name) for name in offer] or None,
         additional_headers=headers,
         compression=None,
         open_timeout=5,
         close_timeout=1,
     ) as ws:
         yield RawCharger(ws)
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[CentralSystem]:
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 def now_iso() -> str:
@@ -235,8 +228,8 @@ async def test_require_known_refuses_unknown_ids_with_http_404(csms) -> None:
 async def test_charge_point_id_is_the_percent_decoded_last_path_segment(csms) -> None:
     async with connect(
         f"{csms.url}/ocpp/CP%201",
-        subprotocols=["ocpp1.6"],
-        compression=None,  # type: ignore[list-item]
+        subprotocols=[Subprotocol("ocpp1.6")],
+        compression=None,
     ) as ws:
         await (await csms.wait_connected("CP 1", timeout=2)).websocket.ping()
         assert ws.subprotocol == "ocpp1.6"
@@ -609,34 +602,26 @@ async def test_stop_closes_every_connection(csms) -> None:
 # -- light mode ------------------------------------------------------------------------------
 
 
-async def test_without_keep_log_only_counters_are_kept() -> None:
-    server = CentralSystem(keep_log=False)
-    await server.start(host="127.0.0.1", port=0)
-    try:
-        async with charger(server, "CP-1") as cp:
-            await cp.boot()
-            await cp.call("Heartbeat", {})
-            await cp.call("Heartbeat", {})
-        assert server.log == []
-        assert server.counts == {"BootNotification": 1, "Heartbeat": 2}
-        with pytest.raises(RuntimeError, match="keep_log"):
-            await server.wait_for("CP-1", "Heartbeat")
-    finally:
-        await server.stop()
+@pytest.mark.csms(keep_log=False)
+async def test_without_keep_log_only_counters_are_kept(csms: CentralSystem) -> None:
+    async with charger(csms, "CP-1") as cp:
+        await cp.boot()
+        await cp.call("Heartbeat", {})
+        await cp.call("Heartbeat", {})
+    assert csms.log == []
+    assert csms.counts == {"BootNotification": 1, "Heartbeat": 2}
+    with pytest.raises(RuntimeError, match="keep_log"):
+        await csms.wait_for("CP-1", "Heartbeat")
 
 
-async def test_many_chargers_share_one_csms() -> None:
-    server = CentralSystem(keep_log=False)
-    await server.start(host="127.0.0.1", port=0)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            cps = [await stack.enter_async_context(charger(server, f"CP-{i}")) for i in range(50)]
-            replies = await asyncio.gather(*(cp.boot() for cp in cps))
-            assert len(server.connected) == 50
-        assert all(reply[2]["status"] == "Accepted" for reply in replies)
-        assert server.counts["BootNotification"] == 50
-    finally:
-        await server.stop()
+@pytest.mark.csms(keep_log=False)
+async def test_many_chargers_share_one_csms(csms: CentralSystem) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        cps = [await stack.enter_async_context(charger(csms, f"CP-{i}")) for i in range(50)]
+        replies = await asyncio.gather(*(cp.boot() for cp in cps))
+        assert len(csms.connected) == 50
+    assert all(reply[2]["status"] == "Accepted" for reply in replies)
+    assert csms.counts["BootNotification"] == 50
 
 
 # -- as a process ----------------------------------------------------------------------------
@@ -654,7 +639,7 @@ async def _run_and_interrupt(*argv: str) -> tuple[int, str]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
-    output = []
+    output: list[str] = []
     try:
         url = None
         async with asyncio.timeout(30):
@@ -664,7 +649,7 @@ async def _run_and_interrupt(*argv: str) -> tuple[int, str]:
                 output.append(line)
                 found = re.search(r"listening on (ws://\S+?)/<", line)
                 url = found.group(1) if found else None
-        async with connect(f"{url}/CP-PROC", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        async with connect(f"{url}/CP-PROC", subprotocols=[Subprotocol("ocpp1.6")]) as ws:
             cp = RawCharger(ws)
             assert (await cp.boot())[2]["status"] == "Accepted"
         process.send_signal(signal.SIGINT)

@@ -19,17 +19,9 @@ from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
 from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
 
 BEYOND_INT64 = 2**63
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 def frame(unique_id: object, action: str, payload: object) -> str:
@@ -171,7 +163,7 @@ async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_g
     service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-TXID"])
     await service.start()
     try:
-        charger = service.store.get("HF-TXID")
+        charger = loaded(service, "HF-TXID")
         await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
         charger.config.update(TransactionMessageRetryInterval="1", TransactionMessageAttempts="3")
         csms.next_transaction_id = BEYOND_INT64
@@ -206,7 +198,7 @@ async def test_ids_past_32_bits_are_kept_through_a_checkpoint(csms):
     service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-WIDE"])
     await service.start()
     try:
-        charger = service.store.get("HF-WIDE")
+        charger = loaded(service, "HF-WIDE")
         await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
         csms.next_transaction_id = 2**40
         charger.plug_in(1, COMPACT, soc=20)
@@ -446,18 +438,18 @@ class HostileFrames:
                 copy[key] = self._spoil(copy[key], depth + 1)
             return copy
         if isinstance(payload, list) and payload and depth < 4 and r.random() < 0.8:
-            copy = list(payload)
-            index = r.randrange(len(copy))
-            copy[index] = self._spoil(copy[index], depth + 1)
+            items = list(payload)
+            index = r.randrange(len(items))
+            items[index] = self._spoil(items[index], depth + 1)
             if r.random() < 0.2:
-                copy.extend(copy * r.randint(1, 30))  # too many periods, keys, ...
-            return copy
+                items.extend(items * r.randint(1, 30))  # too many periods, keys, ...
+            return items
         return self._value(like=payload)
 
     def call(self) -> tuple[str, str | None]:
         """A valid-shaped CALL of a handled action with hostile values."""
         action = self.random.choice(sorted(TEMPLATES))
-        payload = TEMPLATES[action]
+        payload: object = TEMPLATES[action]
         for _ in range(self.random.randint(1, 3)):
             payload = self._spoil(payload)
         if (
@@ -504,7 +496,7 @@ class HostileFrames:
         if kind == "not_a_message":
             return r.choice(["{}", '"x"', "5", "null", "[]", "[[]]", "true", "", " "]), None
         if kind == "message_type":
-            type_id = r.choice([0, 1, 5, 99, -1, -2, "2", 2.0, 2e0, True, None, [2], {}])
+            type_id: object = r.choice([0, 1, 5, 99, -1, -2, "2", 2.0, 2e0, True, None, [2], {}])
             return json.dumps([type_id, self._id("n"), "ClearCache", {}]), None
         if kind == "deep":
             depth = r.choice([50, 500, 900, 1000, 1100, 3000, 20_000])
@@ -536,15 +528,15 @@ class HostileFrames:
         self.big_left -= 1  # huge strings below the 1 MiB size cap
         size = r.choice([100_000, 400_000, 900_000])  # bytes of UTF-8
         unique_id = self._id()
-        payload = r.choice(
+        big: dict[str, object] = r.choice(
             [
                 {"vendorId": "ChargeSim", "messageId": "echo", "data": "é" * (size // 2)},
                 {"key": ["k" * size]},
                 {"vendorId": "v" * size},
             ]
         )
-        action = "DataTransfer" if "vendorId" in payload else "GetConfiguration"
-        return frame(unique_id, action, payload), unique_id
+        action = "DataTransfer" if "vendorId" in big else "GetConfiguration"
+        return frame(unique_id, action, big), unique_id
 
 
 @pytest.mark.slow
@@ -557,7 +549,7 @@ async def test_thousands_of_hostile_frames_get_one_right_answer_each_and_the_cha
     service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.2, only_ids=["HF-FUZZ"])
     await service.start()
     try:
-        charger = service.store.get("HF-FUZZ")
+        charger = loaded(service, "HF-FUZZ")
         await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
         frames = HostileFrames(seed=20260112)
         expected: dict[str, str] = {}  # unique id -> the frame that must be answered

@@ -65,11 +65,6 @@ def table_sizes() -> tuple[int, int, int]:
     return Charger.objects.count(), Evse.objects.count(), ConfigurationKey.objects.count()
 
 
-@pytest.fixture
-def depot():
-    return make_location("Depot")
-
-
 def test_it_creates_chargers_with_their_evses_and_configuration(depot):
     result = run_import(csv_bytes(*GOOD))
     assert not result.has_errors(), result.problems()

@@ -22,7 +22,7 @@ from django.core.management import call_command
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.file_formats import XLSX
 from locations.models import Location
-from tests.cast import make_charger, make_location
+from tests.cast import make_charger
 from tests.process import run_manage
 from vehicles.models import VehicleModel
 
@@ -158,11 +158,6 @@ def report_lines(stderr: str) -> list[str]:
     return [line.strip() for line in stderr.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def depot(db):
-    return make_location("Depot")
-
-
 def counts() -> tuple[int, ...]:
     return tuple(model.objects.count() for model in TABLES)
 
@@ -245,7 +240,7 @@ SUBPROCESS_CASES = [
 
 
 def table_counts(var_dir: Path) -> tuple[int, ...]:
-    tables = ("locations_location", "vehicles_vehiclemodel", "chargers_charger")
+    tables: tuple[str, ...] = ("locations_location", "vehicles_vehiclemodel", "chargers_charger")
     tables += ("chargers_evse", "chargers_configurationkey")
     with sqlite3.connect(var_dir / "db.sqlite3") as db:
         return tuple(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables)

@@ -9,18 +9,8 @@ from ocpp.v16 import call
 
 from simulator.core.charge_point import ActionError, BootState, LinkState
 from simulator.core.evse import ConnectorStatus
-from simulator.csms import CentralSystem
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    server.boot_interval = 300
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 def actions(csms, cp_id, direction="in"):

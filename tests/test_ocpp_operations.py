@@ -13,17 +13,8 @@ from ocpp.v16 import call
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
-from simulator.csms import CentralSystem
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -16,14 +16,6 @@ from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
-
-
 def tx_messages(csms, cp_id):
     return [
         e

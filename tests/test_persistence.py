@@ -12,21 +12,12 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
-from simulator.csms import CentralSystem
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
-from tests.engine import COMPACT, wait_until
+from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 async def started(csms, *ids: str) -> SimulatorService:
@@ -35,7 +26,7 @@ async def started(csms, *ids: str) -> SimulatorService:
     )
     await service.start()
     for cp_id in ids:
-        charger = service.store.get(cp_id)
+        charger = loaded(service, cp_id)
         await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
     return service
 
@@ -63,7 +54,7 @@ async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms
     await service.start(connect=False)
     try:
         assert "CP-OFF" not in service.store
-        charger = service.store.get("CP-L1")
+        charger = loaded(service, "CP-L1")
         assert [e.connector_id for e in charger.evses] == [1, 2, 3]
         assert charger.config["NumberOfConnectors"] == "3"
         assert charger.config["MeterValueSampleInterval"] == "17"
@@ -88,7 +79,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
     again = SimulatorService()
     await again.start(connect=False)
     try:
-        assert again.store.get("CP-CFG").config["MeterValueSampleInterval"] == "42"
+        assert loaded(again, "CP-CFG").config["MeterValueSampleInterval"] == "42"
     finally:
         await again.stop()
 
@@ -113,7 +104,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
         "CP-REG", evses=1, csms_url=csms.url, max_power_kw=50
     )
     service = await started(csms, "CP-REG")
-    charger = service.store.get("CP-REG")
+    charger = loaded(service, "CP-REG")
     try:
         charger.plug_in(1, COMPACT, soc=20)
         assert await charger.present_id_tag(1, "TAG1") == "Accepted"
@@ -178,7 +169,7 @@ async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
     mark = len(csms.log)
     again = await started(csms, "CP-AV")
     try:
-        charger = again.store.get("CP-AV")
+        charger = loaded(again, "CP-AV")
         assert charger.evse(2).status.value == "Unavailable"
         assert charger.evse(1).status.value == "Available"
         assert [p.id for _c, p in charger.profiles.installed()] == [5]
@@ -237,7 +228,7 @@ async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_sa
     for cp_id in ("CP-HUGE", "CP-FINE", "CP-LATER"):
         await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
     service = await started(csms, "CP-HUGE", "CP-FINE", "CP-LATER")
-    huge, fine, later = (service.store.get(c) for c in ("CP-HUGE", "CP-FINE", "CP-LATER"))
+    huge, fine, later = (loaded(service, c) for c in ("CP-HUGE", "CP-FINE", "CP-LATER"))
     try:
         huge.plug_in(1, COMPACT, soc=20)
         assert await huge.present_id_tag(1, "TAG-H") == "Accepted"
@@ -359,7 +350,7 @@ def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog)
 async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_restart(csms):
     await database_sync_to_async(make_charger)("CP-PL", evses=1, csms_url=csms.url, max_power_kw=50)
     service = await started(csms, "CP-PL")
-    charger = service.store.get("CP-PL")
+    charger = loaded(service, "CP-PL")
     charger.plug_in(1, COMPACT, soc=20)
     assert await charger.present_id_tag(1, "TAG") == "Accepted"
     await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
@@ -387,7 +378,7 @@ async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_t
 ):
     await database_sync_to_async(make_charger)("CP-UNSAVED", evses=1, csms_url=csms.url)
     service = await started(csms, "CP-UNSAVED")
-    charger = service.store.get("CP-UNSAVED")
+    charger = loaded(service, "CP-UNSAVED")
     try:
         charger.plug_in(1, COMPACT, soc=20)
         assert await charger.present_id_tag(1, "TAG") == "Accepted"

@@ -8,7 +8,6 @@ import logging
 import pytest
 from ocpp.v16 import call
 
-from simulator.csms import CentralSystem
 from simulator.ocpp16.redaction import REDACTED, WITHHELD, RedactSecrets, redact_frame
 from simulator.runtime.events import EventPublisher
 from tests.engine import connected, runtime_charger
@@ -22,14 +21,6 @@ FRAME_LOGGERS = (
     "simulator.csms",
     "simulator.csms.frames",
 )
-
-
-@pytest.fixture
-async def csms():
-    server = CentralSystem()
-    await server.start(host="127.0.0.1", port=0)
-    yield server
-    await server.stop()
 
 
 async def test_a_key_set_over_a_real_socket_is_in_no_frame_log_nor_log_record(csms, caplog):

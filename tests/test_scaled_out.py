@@ -144,7 +144,9 @@ def log_in(host: str) -> str:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(f"http://{host}/admin/login/", timeout=10).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert found is not None, "no CSRF token on the login page"
+    token = found.group(1)
     form = urllib.parse.urlencode(
         {"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": token, "next": "/"}
     ).encode()
@@ -153,7 +155,7 @@ def log_in(host: str) -> str:
     )
     fleet = opener.open(request, timeout=10).read().decode()
     assert "/ws/fleet/" in fleet  # landed on the dashboard
-    return next(c.value for c in jar if c.name == "sessionid")
+    return next(c.value for c in jar if c.name == "sessionid" and c.value is not None)
 
 
 def charger_pks(host: str, session: str) -> dict[str, int]:
@@ -177,8 +179,8 @@ def test_a_browser_socket_drives_and_watches_chargers_on_both_shards(deployment)
         additional_headers={"Origin": f"http://{host}", "Cookie": f"sessionid={session}"},
         open_timeout=10,
     ) as ws:
-
-        def receive_until(matches: Callable[[dict], bool], timeout: float = 15.0) -> dict:
+        # Callable[..., bool]: the lambdas below bind loop variables as default arguments.
+        def receive_until(matches: Callable[..., bool], timeout: float = 15.0) -> dict:
             deadline = time.monotonic() + timeout
             while True:
                 left = deadline - time.monotonic()

@@ -21,6 +21,7 @@ from simulator.core.smart_charging import (
     Electrical,
     ProfileError,
     ProfileStore,
+    RateUnit,
     amps_to_watts,
     distribute,
     parse_datetime,
@@ -81,7 +82,8 @@ def at(store: ProfileStore, connector: int, moment: datetime, **kwargs: Any) -> 
     return store.limit_at(connector, moment, **kwargs).amps
 
 
-def periods_of(schedule: dict[str, Any]) -> list[tuple[int, float]]:
+def periods_of(schedule: dict[str, Any] | None) -> list[tuple[int, float]]:
+    assert schedule is not None, "no composite schedule"
     return [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]]
 
 
@@ -421,7 +423,10 @@ def test_charge_point_max_without_start_schedule_starts_when_installed() -> None
 def test_valid_from_and_valid_to_bound_a_profile() -> None:
     store = ProfileStore(1)
     install(store, 1, make(1, stack=0, periods=((0, 16),)))
-    window = {"validFrom": iso(T0 + timedelta(hours=1)), "validTo": iso(T0 + timedelta(hours=2))}
+    window: dict[str, Any] = {
+        "validFrom": iso(T0 + timedelta(hours=1)),
+        "validTo": iso(T0 + timedelta(hours=2)),
+    }
     install(store, 1, make(2, stack=1, periods=((0, 8),), **window))
     assert at(store, 1, T0 + timedelta(minutes=59)) == 16.0
     assert at(store, 1, T0 + timedelta(hours=1)) == 8.0  # validFrom is inclusive
@@ -528,7 +533,7 @@ def test_without_charge_point_max_each_connector_keeps_its_own_limit() -> None:
     demands=st.lists(st.none() | st.integers(0, 30000), min_size=4, max_size=4),
 )
 def test_charge_point_max_share_sum_never_exceeds_the_cap(
-    cap: int, unit: str, own: list[int], demands: list[int | None]
+    cap: int, unit: RateUnit, own: list[int], demands: list[int | None]
 ) -> None:
     store = ProfileStore(len(own))
     limit = cap if unit == "A" else cap * 100
@@ -537,7 +542,7 @@ def test_charge_point_max_share_sum_never_exceeds_the_cap(
         install(store, connector, make(connector, periods=((0, amps),)))
     demand = {c: d for c, d in enumerate(demands, start=1) if d is not None and c <= len(own)}
     shares = store.allocate(T0, dict.fromkeys(range(1, len(own) + 1), T0), demand_watts=demand)
-    total = sum(share.value(unit) for share in shares.values())  # type: ignore[arg-type]
+    total = sum(share.value(unit) for share in shares.values())
     assert total <= limit * (1 + 1e-12) + 1e-9
     for connector, share in shares.items():
         assert share.amps <= own[connector - 1] + 1e-9
@@ -574,7 +579,8 @@ def _response_schema() -> dict[str, Any]:
     return json.loads(path.read_text(), parse_float=Decimal)
 
 
-def assert_valid_response(schedule: dict[str, Any]) -> None:
+def assert_valid_response(schedule: dict[str, Any] | None) -> None:
+    assert schedule is not None, "no composite schedule"
     # Validated the way the ocpp library does it (floats re-read as Decimal for multipleOf).
     payload = {"status": "Accepted", "connectorId": 1, "chargingSchedule": schedule}
     jsonschema.Draft4Validator(_response_schema()).validate(
@@ -620,11 +626,13 @@ def test_composite_schedule_in_watts_with_number_phases() -> None:
     data["chargingSchedule"]["chargingSchedulePeriod"][1]["numberPhases"] = 1
     install(store, 1, data)
     schedule = store.composite_schedule(1, T0, 1200, "W")
+    assert schedule is not None
     assert schedule["chargingSchedulePeriod"] == [
         {"startPeriod": 0, "limit": 11040.0},
         {"startPeriod": 600, "limit": 2300.0, "numberPhases": 1},
     ]
     amps = store.composite_schedule(1, T0, 1200, "A")
+    assert amps is not None
     assert amps["chargingSchedulePeriod"][1] == {
         "startPeriod": 600,
         "limit": 10.0,
@@ -637,7 +645,8 @@ def test_composite_limits_are_rounded_down_to_a_tenth() -> None:
     install(store, 1, make(unit="W", periods=((0, 11000),)))
     schedule = store.composite_schedule(1, T0, 60, "A")
     assert periods_of(schedule) == [(0, 15.9)]  # 15.942 A
-    assert store.composite_schedule(1, T0, 60)["chargingRateUnit"] == "W"
+    in_watts = store.composite_schedule(1, T0, 60)
+    assert in_watts is not None and in_watts["chargingRateUnit"] == "W"
     assert_valid_response(schedule)
 
 
@@ -664,9 +673,10 @@ def test_composite_schedule_follows_recurrence_and_relative_transaction_start() 
 def test_composite_start_is_truncated_and_a_fractional_change_takes_the_lower_value() -> None:
     store = ProfileStore(1)
     install(store, 1, make(1, stack=0, periods=((0, 16),)))
-    window = {"validFrom": iso(T0 + timedelta(seconds=10.5))}
+    window: dict[str, Any] = {"validFrom": iso(T0 + timedelta(seconds=10.5))}
     install(store, 1, make(2, stack=1, periods=((0, 8),), **window))
     schedule = store.composite_schedule(1, T0 + timedelta(microseconds=300), 30)
+    assert schedule is not None
     assert schedule["startSchedule"] == "2024-03-01T12:00:00Z"
     assert periods_of(schedule) == [(0, 16.0), (10, 8.0)]
 
@@ -712,7 +722,7 @@ def profiles(draw: st.DrawFn, connectors: int) -> list[tuple[int, dict[str, Any]
             (s * MINUTE, limit * scale) for s, limit in zip([0, *starts], limits, strict=True)
         )
         duration = draw(st.none() | st.integers(starts[-1] + 1 if starts else 1, 8 * 60))
-        start = T0 + timedelta(minutes=draw(st.integers(-36 * 60, 36 * 60)))
+        start: datetime | None = T0 + timedelta(minutes=draw(st.integers(-36 * 60, 36 * 60)))
         if kind == "Absolute" and purpose != "ChargePointMaxProfile" and draw(st.booleans()):
             start = None
         extra: dict[str, Any] = {}
@@ -823,7 +833,8 @@ def reference_connector(refs: list[Ref], connector: int, t: int, anchor: int) ->
     return min(MAX_CURRENT, math.inf if tx is None else tx)
 
 
-def composite_value(schedule: dict[str, Any], offset: int) -> float:
+def composite_value(schedule: dict[str, Any] | None, offset: int) -> float:
+    assert schedule is not None, "no composite schedule"
     return [p["limit"] for p in schedule["chargingSchedulePeriod"] if p["startPeriod"] <= offset][
         -1
     ]
@@ -841,7 +852,8 @@ def build_store(connectors: int, items: list[tuple[int, dict[str, Any]]]) -> Pro
     return store
 
 
-def check_schedule_shape(schedule: dict[str, Any], duration: int) -> None:
+def check_schedule_shape(schedule: dict[str, Any] | None, duration: int) -> None:
+    assert schedule is not None, "no composite schedule"
     periods = schedule["chargingSchedulePeriod"]
     assert periods[0]["startPeriod"] == 0
     starts = [p["startPeriod"] for p in periods]

@@ -23,20 +23,28 @@ import linecache
 import math
 import re
 import reprlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from fractions import Fraction
 from functools import cache
 from numbers import Number
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import ocpp.v16
 
 SCHEMA_DIR = Path(ocpp.v16.__file__).parent / "schemas"
 
-Validator = Callable[[Any], None]
+
+class Validator(Protocol):
+    """A compiled schema: returns for a valid instance, raises SchemaError otherwise."""
+
+    __name__: str
+    __qualname__: str
+    __source__: str  # the generated Python, for tests and tracebacks
+
+    def __call__(self, instance: Any, /) -> None: ...
 
 
 class SchemaError(ValueError):
