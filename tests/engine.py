@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from simulator.core.battery import VehicleSpec
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
+from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
 
 COMPACT = VehicleSpec(
