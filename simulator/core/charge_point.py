@@ -23,7 +23,7 @@ from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core.authorization import AuthorizationCache
-from simulator.core.battery import Battery
+from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.configuration import ConfigValues, check_change, is_write_only
 from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
@@ -1040,6 +1040,81 @@ class Charger:
             if tx is not None:
                 payload["transactionId"] = tx.wire_id
             self.send("MeterValues", payload)
+
+    # -- the meter tick (called by the runtime's meter engine) -------------------------------
+
+    def operating_point(self, evse: Evse, limit_w: float | None) -> OperatingPoint:
+        """What flows into the plugged vehicle now, given the EVSE and the limit."""
+        battery = evse.battery
+        assert battery is not None
+        if self.spec.power_type == "DC":
+            return dc_operating_point(battery, evse.max_power_w, limit_w)
+        return ac_operating_point(
+            battery, evse.max_power_w, limit_w, self.spec.phases, self.spec.voltage_v
+        )
+
+    def demand_w(self) -> dict[int, float]:
+        """What each connector in a transaction would draw without a limit."""
+        demand = {}
+        for connector_id in self.transactions:
+            evse = self.evses[connector_id - 1]
+            if evse.battery is not None and evse.status in (
+                Status.CHARGING,
+                Status.SUSPENDED_EVSE,
+            ):
+                demand[connector_id] = self.operating_point(evse, None).power_w
+        return demand
+
+    def drop_limits(self) -> None:
+        """No profile left: nothing limits the connectors."""
+        self.limits = {}
+
+    def step_connector(self, evse: Evse, dt: float) -> bool:
+        """Advance one connector in a transaction by dt seconds: energy, then the
+        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed."""
+        status = evse.status
+        battery = evse.battery
+        if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
+            return evse.stop_flow() if evse.power_w else False
+        point = self.operating_point(evse, self.limit_w(evse))
+        if point.power_w <= 0.0:
+            evse.stop_flow()
+            if battery.is_full():
+                self.set_status(evse, Status.SUSPENDED_EV)
+            elif status is Status.CHARGING:
+                self.set_status(evse, Status.SUSPENDED_EVSE)
+            return True
+        if status is Status.SUSPENDED_EVSE:
+            self.set_status(evse, Status.CHARGING)
+        if dt > 0:
+            evse.meter(point, dt)
+        if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
+            self.set_status(evse, Status.SUSPENDED_EV)
+        return True
+
+    def sample_due(self, connector_id: int, now: float, tolerance: float) -> bool:
+        """Whether the connector's periodic sample is due at `now` (within `tolerance`);
+        if so, its next one is scheduled."""
+        due = self.next_sample.get(connector_id, 0.0)
+        if not due or now < due - tolerance:
+            return False
+        interval = self.config_int("MeterValueSampleInterval")
+        following = due + interval if interval else 0.0
+        if following and following < now:
+            following = now + interval  # fell behind: resync
+        self.next_sample[connector_id] = following
+        return True
+
+    def pass_clock_slot(self, slot: int) -> int:
+        """The clock-aligned slot the charger is in now; returns the one it was in."""
+        last, self.last_clock_slot = self.last_clock_slot, slot
+        return last
+
+    def keep_aligned_sample(self, tx: LocalTransaction, values: dict[str, Any]) -> None:
+        """A clock-aligned reading for the transaction's stop message (StopTxnAlignedData),
+        up to StopTransactionMaxMeterValues."""
+        if len(tx.aligned_values) < self.config_int("StopTransactionMaxMeterValues"):
+            tx.aligned_values.append(values)
 
     def limit_w(self, evse: Evse) -> float | None:
         """The charging-profile limit in force for a connector (None: no profile)."""
