@@ -993,10 +993,11 @@ class Charger:
             elif measurand == "Current.Offered":
                 limit = self.limits.get(evse.connector_id)
                 phases = self.spec.phases if ac else 1
-                volts = self.spec.voltage_v
+                # One line voltage (a float), not the per-phase readings of "Voltage" above.
+                line_v = self.spec.voltage_v
                 if not ac:
-                    volts = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
-                amps = evse.max_power_w / (volts * phases)
+                    line_v = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
+                amps = evse.max_power_w / (line_v * phases)
                 if limit is not None:
                     amps = min(amps, limit.amps)
                 add({"value": f"{amps:.1f}", **_fields(context, measurand)})

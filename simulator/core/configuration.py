@@ -30,7 +30,7 @@ class ConfigValues(dict[str, str]):
         super().__setitem__(key, value)
         self._parsed.clear()
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]  # dict.update's overloads; ours only adds the cache reset
+    def update(self, *args: Any, **kwargs: Any) -> None:
         super().update(*args, **kwargs)
         self._parsed.clear()
 

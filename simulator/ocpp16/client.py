@@ -149,7 +149,7 @@ class ChargePointClient(OcppChargePoint):
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`send_call` for code that wants to await the answer (boot, triggered messages)."""
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
 
@@ -276,7 +276,7 @@ class ChargePointClient(OcppChargePoint):
         self.charger.listener.on_frame(self.charger, "out", message)
         await self._connection.send(message)
 
-    async def route_message(self, raw_msg: str) -> None:  # type: ignore[override]
+    async def route_message(self, raw_msg: str) -> None:
         """Route one frame from the CSMS; nothing in it may end the connection."""
         try:
             await self._route(raw_msg)
