@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from simulator.core.battery import VehicleSpec
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
+from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
 
 if TYPE_CHECKING:

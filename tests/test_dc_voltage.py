@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.core.battery import VehicleSpec
 from simulator.core.dc_voltage import pack_voltage
+from simulator.core.vehicle import VehicleSpec
 
 
 def pack(low: float, nominal: float, high: float) -> VehicleSpec:

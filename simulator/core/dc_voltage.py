@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from simulator.core.battery import VehicleSpec
+from simulator.core.vehicle import VehicleSpec
 
 # Shape of each half of the curve, g(t) = LINEAR * t + (1 - LINEAR) * t**POWER for t in
 # [0, 1]: the linear share keeps the flat middle strictly rising, the power term makes the

@@ -4,10 +4,9 @@ Statuses and legal transitions are exactly those of OCPP 1.6 (spec table plus er
 an illegal transition raises and is never sent to the central system. The physics lives
 in ``simulator.core.battery``; the EVSE decides what its status is given what flows.
 
-Who reports a status change: ``transition()`` returns True when its caller must send a
-StatusNotification; a change the EVSE makes by itself during ``apply()`` (e.g. Charging →
-SuspendedEV when the battery reaches its target) raises ``status_changed`` instead, which
-the runtime collects with ``take_status_change()``.
+Who changes a status: only the charge point (``Charger.set_status``, which reports it);
+``transition()`` checks the move against the table and returns True when it must be
+reported. The EVSE itself never changes its status: it meters what flows.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ CONNECTOR0_STATUSES = frozenset({S.AVAILABLE, S.UNAVAILABLE, S.FAULTED})
 # ChargePointErrorCode of OCPP 1.6 (StatusNotification.errorCode).
 ERROR_CODES = frozenset({"NoError", *FAULT_CODES})
 
-# The statuses in which energy may flow; apply() moves between them by itself.
+# The statuses in which energy may flow.
 _SESSION = frozenset({S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE})
 
 
@@ -91,19 +90,17 @@ class Evse:
     error_code: str = "NoError"
     info: str | None = None
     vendor_error_code: str | None = None
-    # Energy.Active.Import.Register; only add_energy() and apply() move it, upwards.
+    # Energy.Active.Import.Register; only add_energy() and meter() move it, upwards.
     register_wh: float = 0.0
     # Readings of the last tick: its effective power (0 / zeros when nothing flows).
     power_w: float = 0.0
     voltage_v: tuple[float, ...] = ()
     current_a: tuple[float, ...] = ()
     soc: float | None = None
-    # transaction_id stays None until StartTransaction.conf; id_tag marks the transaction.
+    # The transaction as the dashboard shows it; written by the charge point only.
     transaction_id: int | None = None
     id_tag: str | None = None
-    transaction_start_wh: float | None = None
     battery: Battery | None = None
-    status_changed: bool = False
     db_id: int | None = None  # the database row, for checkpoints
 
     def __post_init__(self) -> None:
@@ -125,80 +122,24 @@ class Evse:
     ) -> bool:
         """Move to ``to``; True when the caller must now report the status.
 
-        False (nothing changes) when already in ``to`` with the same error code and nothing
-        is left unreported; True when re-asked for a status that ``apply()`` reached by
-        itself and nobody reported yet. Raises IllegalTransition (state untouched) for a
-        move the OCPP 1.6 table forbids, ValueError for an unknown error code.
+        False (nothing changes) when already in ``to`` with the same error code. Raises
+        IllegalTransition (state untouched) for a move the OCPP 1.6 table forbids,
+        ValueError for an unknown error code.
         """
         to = ConnectorStatus(to)
         if error_code not in ERROR_CODES:
             raise ValueError(f"connector {self.connector_id}: unknown error code {error_code!r}")
         if to is self.status and error_code == self.error_code:
-            if not self.status_changed:
-                return False
-        elif to is not self.status and not is_legal(self.status, to):
+            return False
+        if to is not self.status and not is_legal(self.status, to):
             raise IllegalTransition(self.connector_id, self.status, to)
         self.status = to
         self.error_code = error_code
         self.info = info
         self.vendor_error_code = vendor_error_code
-        self.status_changed = False
         if to not in _SESSION:
-            self._idle(None)  # nothing flows outside a session status
+            self._idle()  # nothing flows outside a session status
         return True
-
-    def take_status_change(self) -> bool:
-        """True once after apply() changed the status by itself (send a StatusNotification)."""
-        changed = self.status_changed
-        self.status_changed = False
-        return changed
-
-    # -- predicates --------------------------------------------------------------------------
-
-    @property
-    def plugged(self) -> bool:
-        return self.battery is not None
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.id_tag is not None
-
-    @property
-    def charging_possible(self) -> bool:
-        """A vehicle that still takes energy, a transaction, and a status that lets it flow."""
-        battery = self.battery
-        return (
-            battery is not None
-            and self.id_tag is not None
-            and self.status in _SESSION
-            and not battery.is_full()
-        )
-
-    # -- transaction -------------------------------------------------------------------------
-
-    def begin_transaction(self, id_tag: str) -> int:
-        """Mark the transaction started; return meterStart (the register, never 0 anew)."""
-        self.id_tag = id_tag
-        self.transaction_id = None
-        self.transaction_start_wh = self.register_wh
-        return int(self.register_wh)
-
-    def end_transaction(self) -> int:
-        """Clear the transaction; return meterStop (>= meterStart)."""
-        start = self.transaction_start_wh if self.transaction_start_wh is not None else 0.0
-        self.id_tag = None
-        self.transaction_id = None
-        self.transaction_start_wh = None
-        self.power_w = 0.0
-        self.current_a = (0.0,) * len(self.current_a)
-        return max(int(self.register_wh), int(start))
-
-    @property
-    def session_wh(self) -> float:
-        """Energy metered since the transaction began (0 outside one)."""
-        if self.transaction_start_wh is None:
-            return 0.0
-        return self.register_wh - self.transaction_start_wh
 
     # -- meter -------------------------------------------------------------------------------
 
@@ -208,59 +149,37 @@ class Evse:
             raise ValueError(f"connector {self.connector_id}: negative energy {wh} Wh")
         self.register_wh += wh
 
-    def apply(self, point: OperatingPoint | None, dt_s: float) -> float:
-        """Advance one tick of ``dt_s`` seconds at this operating point; return the metered Wh.
-
-        ``point`` is None when no vehicle is plugged. Energy flows only in Charging,
-        SuspendedEV or SuspendedEVSE; among those the EVSE picks its status from the point
-        (SuspendedEVSE when the EVSE side offers nothing — it wins —, SuspendedEV when the
-        vehicle takes nothing, which includes a full battery, else Charging) and flags a
-        change in ``status_changed``.
+    def meter(self, point: OperatingPoint, dt_s: float) -> float:
+        """Let energy flow for ``dt_s`` seconds at this operating point; the metered Wh.
 
         ``power_w`` becomes the tick's effective power, ``wh * 3600 / dt``, so the register
         delta always equals the integral of the reported power. The tick that fills the
-        battery still reports its (lower) average power in Charging; the next tick finds
-        the vehicle taking nothing: power 0, SuspendedEV. Status and power never disagree.
+        battery reports its (lower) average power; nothing flows (power 0) when no vehicle
+        is plugged or the point offers or takes nothing.
         """
         battery = self.battery
-        if battery is not None:
-            self.soc = battery.soc
-        if point is None or battery is None or self.status not in _SESSION:
-            self._idle(point)
-            if self.status is S.CHARGING:
-                self._settle(S.SUSPENDED_EV)  # the vehicle is gone mid-transaction
+        if battery is None or point.power_w <= 0:
+            self.stop_flow()
             return 0.0
-        if point.offered_w <= 0:
-            self._settle(S.SUSPENDED_EVSE)
-        elif point.power_w <= 0:
-            self._settle(S.SUSPENDED_EV)
-        else:
-            self._settle(S.CHARGING)
-            wh = step(battery, point, dt_s)
-            self.add_energy(wh)
-            self.soc = battery.soc
-            # Equal to point.power_w unless the tick was cut short at the target.
-            self.power_w = min(wh * 3600.0 / dt_s, point.power_w) if dt_s > 0 else point.power_w
-            self.voltage_v = point.voltage_v
-            scale = self.power_w / point.power_w
-            self.current_a = (
-                point.current_a if scale == 1.0 else tuple(a * scale for a in point.current_a)
-            )
-            return wh
-        self._idle(point)
-        return 0.0
+        wh = step(battery, point, dt_s)
+        self.add_energy(wh)
+        self.soc = battery.soc
+        # Equal to point.power_w unless the tick was cut short at the target.
+        self.power_w = min(wh * 3600.0 / dt_s, point.power_w) if dt_s > 0 else point.power_w
+        self.voltage_v = point.voltage_v
+        scale = self.power_w / point.power_w
+        self.current_a = (
+            point.current_a if scale == 1.0 else tuple(a * scale for a in point.current_a)
+        )
+        return wh
 
-    def _settle(self, to: ConnectorStatus) -> None:
-        """A status change the EVSE makes by itself, between the session statuses."""
-        if to is not self.status:
-            self.status = to
-            self.error_code, self.info, self.vendor_error_code = "NoError", None, None
-            self.status_changed = True
-
-    def _idle(self, point: OperatingPoint | None) -> None:
+    def stop_flow(self) -> bool:
+        """Nothing flows now; True if the power reading said otherwise."""
+        flowed = bool(self.power_w)
         self.power_w = 0.0
-        if point is not None:
-            self.voltage_v = point.voltage_v
-            self.current_a = (0.0,) * len(point.current_a)
-        else:
-            self.current_a = (0.0,) * len(self.current_a)
+        self.current_a = ()
+        return flowed
+
+    def _idle(self) -> None:
+        self.power_w = 0.0
+        self.current_a = (0.0,) * len(self.current_a)

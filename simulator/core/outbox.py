@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from simulator.core.link import CallFailed, LinkLost, Transport
+from simulator.core.timers import Clock, Handle
+
+log = logging.getLogger(__name__)
 
 TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 
@@ -126,11 +131,153 @@ class MessageQueue:
                 kept.append(item)
         self._items = kept
 
-    def retry_later(self, item: Outgoing, max_attempts: int, interval: float) -> bool:
+    def retry_later(self, item: Outgoing, max_attempts: int, interval: float, now: float) -> bool:
         """Count a failed attempt; False when attempts are exhausted (the item is dropped)."""
         item.attempts += 1
         if item.attempts >= max_attempts:
             self.remove(item)
             return False
-        item.not_before = time.monotonic() + interval * item.attempts
+        item.not_before = now + interval * item.attempts
         return True
+
+
+class Outbox:
+    """The sending side of one charge point: its queue, drained one CALL at a time.
+
+    `ready()` gives the transport when the charge point may send now (online and booted),
+    `online()` whether it is connected at all, `retry()` the current
+    (TransactionMessageAttempts, TransactionMessageRetryInterval). The queue is drained by
+    callbacks, not by a task: each answer sends the next message at once.
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        clock: Clock,
+        ready: Callable[[], Transport | None],
+        online: Callable[[], bool],
+        retry: Callable[[], tuple[int, int]],
+    ) -> None:
+        self.owner = owner
+        self.clock = clock
+        self.queue = MessageQueue()
+        self._ready = ready
+        self._online = online
+        self._retry = retry
+        self.in_flight: Outgoing | None = None  # the queue's CALL awaiting its answer
+        self._pumping = False
+        self._pump_again = False
+        self._wake_handle: Handle | None = None
+
+    def enqueue(self, item: Outgoing) -> None:
+        if not item.transactional and not self._online():
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(LinkLost(f"{self.owner} is offline"))
+            return
+        self.queue.append(item)
+        if item.durable:  # else the group commit that makes it durable wakes the queue
+            self.wake()
+
+    def link_lost(self) -> None:
+        """The connection is gone: forget the outstanding CALL (it is sent again after
+        reconnecting if it is a transaction message); drop the others."""
+        self.in_flight = None
+        self.queue.drop_non_transactional(LinkLost(f"{self.owner} went offline"))
+
+    def wake(self) -> None:
+        """Send the next ready message if nothing is outstanding (one CALL at a time, in
+        order, as OCPP-J requires)."""
+        if self._pumping:
+            self._pump_again = True  # an answer arrived while sending: go round again
+            return
+        self._pumping = True
+        try:
+            self._pump_again = True
+            while self._pump_again:
+                self._pump_again = False
+                self._send_next()
+        finally:
+            self._pumping = False
+
+    def _send_next(self) -> None:
+        if self.in_flight is not None or not self.queue:
+            return
+        transport = self._ready()
+        if transport is None:
+            return
+        item = self.queue.next_ready(self.clock.monotonic())
+        if item is None:
+            soonest = self.queue.soonest_retry()
+            if soonest is not None:
+                self._schedule_wake(max(soonest - self.clock.monotonic(), 0.0))
+            return  # else waiting for durability: the sink wakes us
+        self.in_flight = item
+        try:
+            transport.send_call(
+                item.action, item.wire_payload(), lambda r, e: self._answered(item, r, e)
+            )
+        except Exception as exc:  # a message we built wrong can never go: drop it, loudly
+            log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)
+            if self.in_flight is item:
+                self.in_flight = None
+            self.queue.remove(item)
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(CallFailed("InternalError", str(exc)))
+            self._pump_again = True
+
+    def _answered(
+        self, item: Outgoing, result: dict[str, Any] | None, error: Exception | None
+    ) -> None:
+        if self.in_flight is not item:
+            return  # an answer for a connection that is gone
+        self.in_flight = None
+        if isinstance(error, CallFailed):
+            self._failed(item, error)
+        elif error is not None:
+            return  # the link is gone: reconnecting wakes the queue again
+        else:
+            assert result is not None  # a transport gives a result or an error
+            self.queue.remove(item)
+            if item.on_result is not None:
+                try:
+                    item.on_result(result)
+                except Exception:
+                    log.exception("%s: handling the answer to %s failed", self.owner, item.action)
+            if item.future is not None and not item.future.done():
+                item.future.set_result(result)
+        self.wake()
+
+    def _failed(self, item: Outgoing, exc: CallFailed) -> None:
+        if not item.transactional:
+            log.info("%s: %s failed (%s); not retried", self.owner, item.action, exc)
+            self.queue.remove(item)
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(exc)
+            return
+        attempts, interval = self._retry()
+        if self.queue.retry_later(item, attempts, interval, self.clock.monotonic()):
+            log.info(
+                "%s: %s failed (%s); attempt %d in %ss",
+                self.owner,
+                item.action,
+                exc,
+                item.attempts + 1,
+                interval * item.attempts,
+            )
+        else:
+            log.warning(
+                "%s: dropping %s after %d failed attempts (last: %s)",
+                self.owner,
+                item.action,
+                item.attempts,
+                exc,
+            )
+
+    def _schedule_wake(self, delay: float) -> None:
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        self._wake_handle = self.clock.call_later(delay, self.wake)
+
+    def cancel_wake(self) -> None:
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()

@@ -440,7 +440,8 @@ def _validate(profile: ChargingProfile) -> None:
     if not schedule.periods:
         raise ProfileError("chargingSchedule.chargingSchedulePeriod must not be empty")
     _check_horizon(profile)
-    cycle = _CYCLES[profile.recurrency_kind] if profile.kind == "Recurring" else None
+    kind = profile.recurrency_kind  # set for a Recurring profile (checked above)
+    cycle = _CYCLES[kind] if profile.kind == "Recurring" and kind is not None else None
     previous: int | None = None
     for index, period in enumerate(schedule.periods):
         path = f"chargingSchedule.chargingSchedulePeriod[{index}]"
@@ -1006,7 +1007,8 @@ class ProfileStore:
         if unit is not None:
             return _choice(unit, "chargingRateUnit", UNITS)
         if len(self.allowed_units) == 1:
-            return next(iter(self.allowed_units))  # type: ignore[return-value]
+            (only,) = self.allowed_units  # a subset of UNITS
+            return "W" if only == "W" else "A"
         units = {profile.schedule.charging_rate_unit for _, profile in self._relevant(connector_id)}
         return "W" if units == {"W"} else "A"
 

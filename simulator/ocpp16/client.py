@@ -31,7 +31,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event
 
-from simulator.core.charge_point import AnswerCallback, CallFailed, Charger, LinkLost, LinkState
+from simulator.core.charge_point import Charger
+from simulator.core.link import AnswerCallback, CallFailed, LinkLost
+from simulator.core.operations import Operations
 from simulator.ocpp16 import wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame
@@ -110,6 +112,7 @@ class ChargePointClient(OcppChargePoint):
     def __init__(self, charger: Charger, connection: ClientConnection, timeout: float) -> None:
         super().__init__(charger.id, connection, response_timeout=timeout, logger=_call_logger())
         self.charger = charger
+        self.operations = Operations(charger)
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         # unique id -> (action, callback, deadline on the loop's clock)
@@ -146,7 +149,7 @@ class ChargePointClient(OcppChargePoint):
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`send_call` for code that wants to await the answer (boot, triggered messages)."""
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
 
@@ -273,7 +276,7 @@ class ChargePointClient(OcppChargePoint):
         self.charger.listener.on_frame(self.charger, "out", message)
         await self._connection.send(message)
 
-    async def route_message(self, raw_msg: str) -> None:  # type: ignore[override]
+    async def route_message(self, raw_msg: str) -> None:
         """Route one frame from the CSMS; nothing in it may end the connection."""
         try:
             await self._route(raw_msg)
@@ -339,8 +342,6 @@ class ChargePointClient(OcppChargePoint):
         profile = self.raw_payload.get("chargingProfile")
         status, chosen = self.charger.remote_start(id_tag, connector_id, profile)
         if status == "Accepted" and chosen is not None:
-            if profile is not None:
-                self.charger.pending_profiles[chosen] = profile
             self._remote_start = (id_tag, chosen)
         return call_result.RemoteStartTransaction(status=status)
 
@@ -367,7 +368,7 @@ class ChargePointClient(OcppChargePoint):
 
     @on(Action.set_charging_profile, skip_schema_validation=True)
     def on_set_charging_profile(self, connector_id: int, **_: Any):
-        status = self.charger.on_set_charging_profile(
+        status = self.operations.on_set_charging_profile(
             connector_id, self.raw_payload["csChargingProfiles"]
         )
         return call_result.SetChargingProfile(status=status)
@@ -375,7 +376,7 @@ class ChargePointClient(OcppChargePoint):
     @on(Action.clear_charging_profile, skip_schema_validation=True)
     def on_clear_charging_profile(self, **_: Any):
         p = self.raw_payload
-        status = self.charger.on_clear_charging_profile(
+        status = self.operations.on_clear_charging_profile(
             p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"), p.get("stackLevel")
         )
         return call_result.ClearChargingProfile(status=status)
@@ -383,7 +384,7 @@ class ChargePointClient(OcppChargePoint):
     @on(Action.get_composite_schedule, skip_schema_validation=True)
     def on_get_composite_schedule(self, connector_id: int, duration: int, **_: Any):
         unit = self.raw_payload.get("chargingRateUnit")
-        status, schedule = self.charger.on_get_composite_schedule(connector_id, duration, unit)
+        status, schedule = self.operations.on_get_composite_schedule(connector_id, duration, unit)
         if schedule is None:
             return call_result.GetCompositeSchedule(status=status)
         return call_result.GetCompositeSchedule(
@@ -399,11 +400,11 @@ class ChargePointClient(OcppChargePoint):
 
     @after(Action.reset)
     def after_reset(self, type: str, **_: Any) -> None:
-        self.spawn(self.charger.after_reset(type))
+        self.spawn(self.operations.after_reset(type))
 
     @on(Action.trigger_message, skip_schema_validation=True)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any):
-        status = self.charger.on_trigger_message(requested_message, connector_id)
+        status = self.operations.on_trigger_message(requested_message, connector_id)
         self._trigger = (requested_message, connector_id) if status == "Accepted" else None
         return call_result.TriggerMessage(status=status)
 
@@ -411,25 +412,25 @@ class ChargePointClient(OcppChargePoint):
     def after_trigger_message(self, **_: Any) -> None:
         request, self._trigger = self._trigger, None
         if request is not None:
-            self.spawn(self.charger.after_trigger_message(*request))
+            self.spawn(self.operations.after_trigger_message(*request))
 
     @on(Action.change_availability, skip_schema_validation=True)
     def on_change_availability(self, connector_id: int, type: str, **_: Any):
         return call_result.ChangeAvailability(
-            status=self.charger.on_change_availability(connector_id, type)
+            status=self.operations.on_change_availability(connector_id, type)
         )
 
     @on(Action.unlock_connector, skip_schema_validation=True)
     def on_unlock_connector(self, connector_id: int, **_: Any):
-        return call_result.UnlockConnector(status=self.charger.on_unlock_connector(connector_id))
+        return call_result.UnlockConnector(status=self.operations.on_unlock_connector(connector_id))
 
     @on(Action.clear_cache, skip_schema_validation=True)
     def on_clear_cache(self, **_: Any):
-        return call_result.ClearCache(status=self.charger.on_clear_cache())
+        return call_result.ClearCache(status=self.operations.on_clear_cache())
 
     @on(Action.data_transfer, skip_schema_validation=True)
     def on_data_transfer(self, vendor_id: str, **_: Any):
-        status, data = self.charger.on_data_transfer(
+        status, data = self.operations.on_data_transfer(
             vendor_id, self.raw_payload.get("messageId"), self.raw_payload.get("data")
         )
         return call_result.DataTransfer(status=status, data=data)
@@ -554,8 +555,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             charger.detach(f"network cut ({outage:.0f} s left)")
             await asyncio.sleep(outage)
             continue
-        charger.link = LinkState.CONNECTING
-        charger.listener.on_change(charger)
+        charger.connecting()
         try:
             connection = await _open(charger)
         except asyncio.CancelledError:

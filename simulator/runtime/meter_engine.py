@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from simulator.core import battery as physics
-from simulator.core.charge_point import Charger, Status
+from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import Evse
 
@@ -103,28 +102,16 @@ class MeterEngine:
         before = [evse.register_wh for evse in charger.evses] if boundaries else None
         periodic: list[int] | None = None
         if len(charger.profiles) and charger.transactions:
-            demand = {}
-            for connector_id in charger.transactions:
-                evse = charger.evses[connector_id - 1]
-                if evse.battery is not None and evse.status in (
-                    Status.CHARGING,
-                    Status.SUSPENDED_EVSE,
-                ):
-                    demand[connector_id] = operating_point(charger, evse, None).power_w
-            charger.refresh_limits(demand)
+            charger.refresh_limits(charger.demand_w())
         elif charger.limits:
-            charger.limits = {}
+            charger.drop_limits()
+        half_tick = self.tick_seconds / 2
         for connector_id in list(charger.transactions):
             evse = charger.evses[connector_id - 1]
-            changed |= self._step(charger, evse, dt)
-            due = charger.next_sample.get(connector_id, 0.0)
+            changed |= charger.step_connector(evse, dt)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
-            if due and now >= due - self.tick_seconds / 2:
-                interval = charger.config_int("MeterValueSampleInterval")
-                charger.next_sample[connector_id] = due + interval if interval else 0.0
-                if charger.next_sample[connector_id] and charger.next_sample[connector_id] < now:
-                    charger.next_sample[connector_id] = now + interval  # fell behind: resync
+            if charger.sample_due(connector_id, now, half_tick):
                 if periodic is None:
                     periodic = [connector_id]
                 else:
@@ -138,34 +125,6 @@ class MeterEngine:
                 charger.send_meter_values(connector_id, "Sample.Periodic", measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
-
-    def _step(self, charger: Charger, evse: Evse, dt: float) -> bool:
-        """Advance one connector by dt seconds; True if something visible changed."""
-        status = evse.status
-        battery = evse.battery
-        if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
-            if evse.power_w:
-                evse.power_w = 0.0
-                evse.current_a = ()
-                return True
-            return False
-        limit_w = charger.limit_w(evse)
-        point = operating_point(charger, evse, limit_w)
-        if point.power_w <= 0.0:
-            evse.power_w = 0.0
-            evse.current_a = ()
-            if battery.is_full():
-                charger.set_status(evse, Status.SUSPENDED_EV)
-            elif status is Status.CHARGING:
-                charger.set_status(evse, Status.SUSPENDED_EVSE)
-            return True
-        if status is Status.SUSPENDED_EVSE:
-            charger.set_status(evse, Status.CHARGING)
-        if dt > 0:
-            evse.apply(point, dt)
-        if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
-            charger.set_status(evse, Status.SUSPENDED_EV)
-        return True
 
     @staticmethod
     def _aligned_boundaries(charger: Charger, wall: datetime, since: float | None) -> list[int]:
@@ -181,10 +140,9 @@ class MeterEngine:
         seconds = int(wall.timestamp())
         midnight = seconds - seconds % _DAY
         slot = midnight + (seconds - midnight) // interval * interval
-        last = charger.last_clock_slot
-        if slot == last:
+        if slot == charger.last_clock_slot:
             return []
-        charger.last_clock_slot = slot
+        last = charger.pass_clock_slot(slot)
         if not last or since is None or slot < last:
             return []
         found = []
@@ -214,7 +172,6 @@ class MeterEngine:
         """
         measurands = charger.config_list("MeterValuesAlignedData")
         stop_aligned = charger.config_list("StopTxnAlignedData")
-        limit = charger.config_int("StopTransactionMaxMeterValues")
         online = charger.online
         for evse, register_before in zip(charger.evses, before, strict=True):
             tx = charger.transactions.get(evse.connector_id)
@@ -239,14 +196,15 @@ class MeterEngine:
                     register_wh=register,
                     outside_transaction=not inside,
                 )
-                if inside and tx is not None and stop_aligned and len(tx.aligned_values) < limit:
-                    tx.aligned_values.append(
+                if inside and tx is not None and stop_aligned:
+                    charger.keep_aligned_sample(
+                        tx,
                         {
                             "timestamp": stamp,
                             "sampledValue": charger.sampled_values(
                                 evse, stop_aligned, "Sample.Clock", register_wh=register
                             ),
-                        }
+                        },
                     )
 
 
@@ -256,13 +214,3 @@ def _epoch(timestamp: str) -> float:
         return parse_iso(timestamp).timestamp()
     except ValueError:
         return 0.0
-
-
-def operating_point(charger: Charger, evse: Evse, limit_w: float | None) -> physics.OperatingPoint:
-    battery = evse.battery
-    assert battery is not None
-    if charger.spec.power_type == "DC":
-        return physics.dc_operating_point(battery, evse.max_power_w, limit_w)
-    return physics.ac_operating_point(
-        battery, evse.max_power_w, limit_w, charger.spec.phases, charger.spec.voltage_v
-    )

@@ -29,11 +29,11 @@ from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from simulator import contract
 from simulator.contract import config_keys
-from simulator.core.battery import VehicleSpec
 from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.outbox import Outgoing
+from simulator.core.vehicle import VehicleSpec
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,14 @@ def build_charger(
 ) -> Charger:
     evses = []
     for evse_row in sorted(row.evses.all(), key=lambda e: e.connector_id):
-        evse = Evse(connector_id=evse_row.connector_id, max_power_w=evse_row.max_power_kw * 1000)
-        evse.db_id = evse_row.pk
-        evse.register_wh = evse_row.register_wh
-        if evse_row.availability == EvseRow.Availability.INOPERATIVE:
-            evse.transition(ConnectorStatus.UNAVAILABLE)
+        inoperative = evse_row.availability == EvseRow.Availability.INOPERATIVE
+        evse = Evse(
+            connector_id=evse_row.connector_id,
+            max_power_w=evse_row.max_power_kw * 1000,
+            status=ConnectorStatus.UNAVAILABLE if inoperative else ConnectorStatus.AVAILABLE,
+            register_wh=evse_row.register_wh,
+            db_id=evse_row.pk,
+        )
         evses.append(evse)
     config = {item.key: item.value for item in row.configuration.all()}
     charger = Charger(
@@ -108,8 +111,7 @@ def build_charger(
     )
     runtime = getattr(row, "runtime", None)
     if runtime is not None and runtime.charger_unavailable:
-        charger.charger_unavailable = True
-        charger.connector0_status = ConnectorStatus.UNAVAILABLE
+        charger.restore_availability(True)
     records = [
         {"connectorId": r.connector_id, "csChargingProfiles": r.body} for r in row.profiles.all()
     ]

@@ -1,0 +1,100 @@
+"""The charge point's configuration store: values as text, parsed values cached.
+
+What keys exist, their defaults, ranges and flags come from the key table
+(`simulator.contract.config_keys`, shared with the web side's validation); this module
+holds one charger's values and answers reads and change requests against that table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from simulator.contract import config_keys
+
+log = logging.getLogger(__name__)
+
+
+class ConfigValues(dict[str, str]):
+    """The configuration as text, with parsed values cached: the meter tick reads several
+    keys per charger per second, and parsing them each time costs more than the physics."""
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsed: dict[str, Any] = {}
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self._parsed.clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._parsed.clear()
+
+    def parsed(self, key: str, parse: Callable[[str], Any]) -> Any:
+        try:
+            return self._parsed[key]
+        except KeyError:
+            text = self.get(key, config_keys.KEYS[key].default)
+            try:
+                value = parse(text)
+            except ValueError:
+                value = parse(config_keys.KEYS[key].default)
+            self._parsed[key] = value
+            return value
+
+    def as_int(self, key: str) -> int:
+        value: int = self.parsed(key, int)
+        return value
+
+    def as_bool(self, key: str) -> bool:
+        value: bool = self.parsed(key, _as_bool)
+        return value
+
+    def as_list(self, key: str) -> list[str]:
+        value: list[str] = self.parsed(key, config_keys.as_list)
+        return value
+
+    def report(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+        """GetConfiguration: known keys (never a write-only key's value) and unknown ones."""
+        wanted = keys or [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
+        known: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for key in wanted:
+            spec = config_keys.KEYS.get(key)
+            if spec is None:
+                unknown.append(key)
+            elif spec.write_only:
+                # The spec lets a write-only key be reported without its value.
+                known.append({"key": key, "readonly": False})
+            else:
+                known.append({"key": key, "readonly": spec.readonly, "value": self[key]})
+        limit = self.as_int("GetConfigurationMaxKeys")
+        return known[: max(limit, 1)] if keys is None else known, unknown
+
+
+def check_change(owner: str, key: str, value: str) -> tuple[str, str]:
+    """Decide a ChangeConfiguration: (status, normalised value). The status is Accepted,
+    RebootRequired, Rejected or NotSupported; only the first two carry a value to store."""
+    spec = config_keys.KEYS.get(key)
+    if spec is None:
+        return "NotSupported", ""
+    if spec.readonly:
+        return "Rejected", ""
+    try:
+        value = config_keys.normalise(key, value)
+    except config_keys.InvalidValue as exc:
+        log.info("%s: ChangeConfiguration %s rejected: %s", owner, key, exc)
+        return "Rejected", ""
+    return ("RebootRequired" if spec.reboot_required else "Accepted"), value
+
+
+def is_write_only(key: str) -> bool:
+    return config_keys.KEYS[key].write_only
+
+
+def _as_bool(text: str) -> bool:
+    return text == "true"

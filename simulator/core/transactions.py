@@ -1,0 +1,38 @@
+"""A charging session's transaction as the charge point keeps it.
+
+The charge point starts and stops its transactions itself (`Charger.start_transaction`,
+`stop_transaction`) and alone writes these records; the CSMS's id arrives with the answer
+to the start. Everything else reads them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, eq=False)
+class LocalTransaction:
+    connector_id: int
+    id_tag: str
+    meter_start: int
+    started_at: str
+    local_id: str = field(default_factory=lambda: f"{time.time_ns():x}{random.getrandbits(16):04x}")
+    transaction_id: int | None = None  # the CSMS's id, once the start is confirmed
+    meter_stop: int | None = None
+    stopped_at: str | None = None
+    stop_reason: str | None = None
+    # Meter readings kept for the stop message (begin of transaction, clock-aligned).
+    begin_values: list[dict[str, Any]] = field(default_factory=list)
+    aligned_values: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def wire_id(self) -> int:
+        """The id to put on the wire: -1 until the CSMS confirmed the start (OCPP 1.6)."""
+        return self.transaction_id if self.transaction_id is not None else -1
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
