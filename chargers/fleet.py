@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from chargers.bulk import execute_rows
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
 from simulator.contract import config_keys
@@ -82,38 +83,18 @@ def insert_rows(
     than plain str/int/float/bool/None go through the field's get_db_prep_save."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
-    head = (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) VALUES "
-    )
     tail = ""
     if conflict:
         tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET " + ", ".join(
             f"{quote(c)} = excluded.{quote(c)}" for c in update
         )
     defaults = {f.attname: f.get_default() for f in fields}
-    params = [
-        tuple(_prep(f, row.get(f.attname, defaults[f.attname])) for f in fields) for row in rows
-    ]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One array per column: psycopg then sends a few parameters, not 300,000.
-            columns = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-            for start in range(0, len(params), 50_000):
-                chunk = params[start : start + 50_000]
-                cursor.execute(
-                    f"{head.removesuffix(' VALUES ')} SELECT * FROM unnest({columns}){tail}",
-                    [list(column) for column in zip(*chunk, strict=True)],
-                )
-            return
-        # Elsewhere multi-row VALUES, as bulk_create does, within SQLite's parameter limit.
-        placeholder = f"({', '.join(['%s'] * len(fields))})"
-        for start in range(0, len(params), 1000):
-            chunk = params[start : start + 1000]
-            cursor.execute(
-                head + ", ".join([placeholder] * len(chunk)) + tail,
-                [value for row in chunk for value in row],
-            )
+    execute_rows(
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in fields)}) SELECT * FROM {{rows}} WHERE true{tail}",
+        [tuple(_prep(f, row.get(f.attname, defaults[f.attname])) for f in fields) for row in rows],
+        [str(f.db_type(connection)) for f in fields],
+    )
 
 
 PLAIN = (str, int, float, bool, type(None))

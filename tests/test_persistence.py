@@ -198,10 +198,10 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     from django.db import transaction
     from django.utils import timezone
 
+    from chargers import bulk
     from chargers.models import OutboxMessage
-    from simulator.runtime import persistence
 
-    monkeypatch.setattr(persistence, "_ROWS_PER_STATEMENT", per_statement)
+    monkeypatch.setattr(bulk, "ROWS_PER_STATEMENT", per_statement)
     chargers = [make_charger(f"CP-B{n}", evses=2) for n in range(4)]
     evses = list(Evse.objects.filter(charger__in=chargers).order_by("id"))
     Evse.objects.filter(pk=evses[0].pk).update(register_wh=500.0)
@@ -211,10 +211,9 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
         for seq in (1, 2, 3)
     ]
     with transaction.atomic():
-        persistence._write_outbox(new, [])
-        persistence._write_evses(
-            [(evse.charger_id, 100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)],
-            timezone.now(),
+        OutboxMessage.objects.add(new)
+        Evse.objects.checkpoint(
+            [(100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)], timezone.now()
         )
     rows = {(r.charger_id, r.seq): r for r in OutboxMessage.objects.all()}
     assert set(rows) == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)}
@@ -225,7 +224,8 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     assert stored[evses[5].pk] == (105.0, "Charging")
 
     with transaction.atomic():
-        persistence._write_outbox(new[:2], [(chargers[0].pk, 1), (chargers[3].pk, 2)])
+        OutboxMessage.objects.add(new[:2])
+        OutboxMessage.objects.remove([(chargers[0].pk, 1), (chargers[3].pk, 2)])
     left = set(OutboxMessage.objects.values_list("charger_id", "seq"))
     assert left == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)} - {
         (chargers[0].pk, 1),
