@@ -13,8 +13,8 @@ from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.csms import CentralSystem
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer
-from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
 from tests.engine import COMPACT, wait_until
 
@@ -29,9 +29,9 @@ async def csms():
     await server.stop()
 
 
-async def started(csms, *ids: str) -> SimulatorService:
-    service = SimulatorService(
-        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids)
+async def started(csms, *ids: str) -> Simulator:
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids))
     )
     await service.start()
     for cp_id in ids:
@@ -40,7 +40,7 @@ async def started(csms, *ids: str) -> SimulatorService:
     return service
 
 
-async def crash(service: SimulatorService) -> None:
+async def crash(service: Simulator) -> None:
     """The process dies: its loops and connections end and nothing more is written (no
     final checkpoint, unlike `stop()`)."""
     tasks = [*service._tasks, *service.connections.values()]
@@ -59,7 +59,7 @@ async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms
     await database_sync_to_async(
         ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update
     )(value="17")
-    service = SimulatorService()
+    service = Simulator()
     await service.start(connect=False)
     try:
         assert "CP-OFF" not in service.store
@@ -85,7 +85,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
         charger__charge_point_id="CP-CFG", key="MeterValueSampleInterval"
     )
     assert stored.value == "42"
-    again = SimulatorService()
+    again = Simulator()
     await again.start(connect=False)
     try:
         assert again.store.get("CP-CFG").config["MeterValueSampleInterval"] == "42"
