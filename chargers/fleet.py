@@ -110,7 +110,7 @@ def _prep(field: models.Field, value: Any) -> Any:
 def update_rows(model: type[models.Model], objs: Sequence[models.Model], attnames: Sequence[str]):
     """UPDATE many rows by primary key with one executemany (bulk_update's CASE WHEN
     statements take seconds for thousands of rows with twenty columns)."""
-    fields = [model._meta.get_field(name) for name in attnames]
+    fields = [_concrete_field(model, name) for name in attnames]
     quote = connection.ops.quote_name
     sql = (
         f"UPDATE {quote(model._meta.db_table)} SET "
@@ -120,6 +120,13 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], attname
     params = [(*(_prep(f, getattr(obj, f.attname)) for f in fields), obj.pk) for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def _concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):  # a reverse relation has no column to update
+        raise ValueError(f"{model.__name__}.{name} is not a column")
+    return field
 
 
 @transaction.atomic
@@ -159,8 +166,8 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
     for plan in reshaped:
         current = stored.get(plan.charger.pk, {})
         for n, spec in enumerate(plan.evses or (), start=1):
-            evse = current.pop(n, None)
-            if evse is None:
+            kept = current.pop(n, None)
+            if kept is None:
                 new.append(
                     Evse(
                         charger=plan.charger,
@@ -169,13 +176,13 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
                         max_power_kw=spec.max_power_kw,
                     )
                 )
-            elif (evse.connector_type, evse.max_power_kw) != (
+            elif (kept.connector_type, kept.max_power_kw) != (
                 spec.connector_type,
                 spec.max_power_kw,
             ):
-                evse.connector_type = spec.connector_type
-                evse.max_power_kw = spec.max_power_kw
-                changed.append(evse)
+                kept.connector_type = spec.connector_type
+                kept.max_power_kw = spec.max_power_kw
+                changed.append(kept)
         gone += [evse.pk for evse in current.values()]
     for start in range(0, len(gone), BATCH):
         Evse.objects.filter(pk__in=gone[start : start + BATCH]).delete()

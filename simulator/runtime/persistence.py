@@ -695,6 +695,8 @@ def _rows(part: Batch) -> Iterator[_Row]:
 
 def _charger_name(pk: int | None) -> str:
     """The charge point id of a charger pk, for a log line (pk if the row is gone)."""
+    if pk is None:
+        return "charger ?"
     name = ChargerRow.objects.filter(pk=pk).values_list("charge_point_id", flat=True).first()
     return f"charger {name or '?'} (pk {pk})"
 
