@@ -7,9 +7,9 @@ What it does, in one process and one event loop (as `runsimulator` embedded does
 
 1. a throwaway SQLite database (temp dir through CHARGESIM_VAR_DIR) gets --chargers AC
    chargers with 2 EVSEs each, all pointed at the built-in CSMS on loopback;
-2. a SimulatorService loads them, connects every one, ticks the meter engine, publishes
+2. a Simulator loads them, connects every one, ticks the meter engine, publishes
    snapshots through EventPublisher (--rate per charger per second, the default 2) and
-   answers commands (command_loop); it waits until every charger has booted;
+   answers commands (start(channels=True)); it waits until every charger has booted;
 3. a simulated driver starts a session on connector 1 of --charging of the chargers, so
    that many chargers change every tick (background traffic on the channel layer);
 4. a fleet page (the real FleetConsumer through a WebsocketCommunicator, logged in) watches
@@ -99,15 +99,13 @@ async def measure(args: argparse.Namespace) -> list[float]:
     from simulator.core.charge_point import BootState
     from simulator.csms import CentralSystem
     from simulator.runtime.events import EventPublisher
-    from simulator.runtime.service import SimulatorService
+    from simulator.runtime.lifecycle import Simulator
 
     csms = CentralSystem(keep_log=False)
     await csms.start(host="127.0.0.1", port=0)
     await sync_to_async(make_fleet)(args.chargers, f"{csms.url}/ocpp")
-    service = SimulatorService(listener=EventPublisher(rate=args.rate))
-    await service.start()
-    publisher = asyncio.create_task(service.publisher_loop())
-    asyncio.create_task(service.command_loop())  # noqa: RUF006 - service.stop() cancels it
+    service = Simulator(listener=EventPublisher(rate=args.rate))
+    await service.start(channels=True)  # events and commands too; service.stop() ends them
     started = time.monotonic()
     chargers = sorted(service.store, key=lambda c: c.id)
     while not all(c.boot is BootState.ACCEPTED and c.online for c in chargers):
@@ -157,7 +155,6 @@ async def measure(args: argparse.Namespace) -> list[float]:
                     break
     finally:
         await page.disconnect()
-        publisher.cancel()
         await service.stop()
         await csms.stop()
     return latencies

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from chargers.bulk import execute_rows
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
 from simulator.contract import config_keys
@@ -82,38 +83,18 @@ def insert_rows(
     than plain str/int/float/bool/None go through the field's get_db_prep_save."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
-    head = (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) VALUES "
-    )
     tail = ""
     if conflict:
         tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET " + ", ".join(
             f"{quote(c)} = excluded.{quote(c)}" for c in update
         )
     defaults = {f.attname: f.get_default() for f in fields}
-    params = [
-        tuple(_prep(f, row.get(f.attname, defaults[f.attname])) for f in fields) for row in rows
-    ]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One array per column: psycopg then sends a few parameters, not 300,000.
-            columns = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-            for start in range(0, len(params), 50_000):
-                chunk = params[start : start + 50_000]
-                cursor.execute(
-                    f"{head.removesuffix(' VALUES ')} SELECT * FROM unnest({columns}){tail}",
-                    [list(column) for column in zip(*chunk, strict=True)],
-                )
-            return
-        # Elsewhere multi-row VALUES, as bulk_create does, within SQLite's parameter limit.
-        placeholder = f"({', '.join(['%s'] * len(fields))})"
-        for start in range(0, len(params), 1000):
-            chunk = params[start : start + 1000]
-            cursor.execute(
-                head + ", ".join([placeholder] * len(chunk)) + tail,
-                [value for row in chunk for value in row],
-            )
+    execute_rows(
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in fields)}) SELECT * FROM {{rows}} WHERE true{tail}",
+        [tuple(_prep(f, row.get(f.attname, defaults[f.attname])) for f in fields) for row in rows],
+        [str(f.db_type(connection)) for f in fields],
+    )
 
 
 PLAIN = (str, int, float, bool, type(None))
@@ -129,7 +110,7 @@ def _prep(field: models.Field, value: Any) -> Any:
 def update_rows(model: type[models.Model], objs: Sequence[models.Model], attnames: Sequence[str]):
     """UPDATE many rows by primary key with one executemany (bulk_update's CASE WHEN
     statements take seconds for thousands of rows with twenty columns)."""
-    fields = [model._meta.get_field(name) for name in attnames]
+    fields = [_concrete_field(model, name) for name in attnames]
     quote = connection.ops.quote_name
     sql = (
         f"UPDATE {quote(model._meta.db_table)} SET "
@@ -139,6 +120,13 @@ def update_rows(model: type[models.Model], objs: Sequence[models.Model], attname
     params = [(*(_prep(f, getattr(obj, f.attname)) for f in fields), obj.pk) for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def _concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):  # a reverse relation has no column to update
+        raise ValueError(f"{model.__name__}.{name} is not a column")
+    return field
 
 
 @transaction.atomic
@@ -178,8 +166,8 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
     for plan in reshaped:
         current = stored.get(plan.charger.pk, {})
         for n, spec in enumerate(plan.evses or (), start=1):
-            evse = current.pop(n, None)
-            if evse is None:
+            kept = current.pop(n, None)
+            if kept is None:
                 new.append(
                     Evse(
                         charger=plan.charger,
@@ -188,13 +176,13 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
                         max_power_kw=spec.max_power_kw,
                     )
                 )
-            elif (evse.connector_type, evse.max_power_kw) != (
+            elif (kept.connector_type, kept.max_power_kw) != (
                 spec.connector_type,
                 spec.max_power_kw,
             ):
-                evse.connector_type = spec.connector_type
-                evse.max_power_kw = spec.max_power_kw
-                changed.append(evse)
+                kept.connector_type = spec.connector_type
+                kept.max_power_kw = spec.max_power_kw
+                changed.append(kept)
         gone += [evse.pk for evse in current.values()]
     for start in range(0, len(gone), BATCH):
         Evse.objects.filter(pk__in=gone[start : start + BATCH]).delete()

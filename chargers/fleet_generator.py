@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -43,8 +44,9 @@ class FleetGeneratorForm(forms.Form):
     count = forms.IntegerField(label="number of chargers", min_value=1, max_value=MAX_FLEET)
     location = forms.ModelChoiceField(queryset=Location.objects.all())
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         first_id, count = cleaned.get("first_id"), cleaned.get("count")
         if not first_id or not count:
             return cleaned

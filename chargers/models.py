@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypedDict
+
+import orjson
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.urls import reverse
+from django.utils import timezone
 
+from chargers.bulk import execute_rows
 from chargers.validators import validate_charge_point_id, validate_csms_url
 from simulator.contract import config_keys
 
@@ -12,6 +19,10 @@ from simulator.contract import config_keys
 class ChargerQuerySet(models.QuerySet["Charger"]):
     def enabled(self) -> ChargerQuerySet:
         return self.filter(enabled=True)
+
+    def set_authorization_key(self, charger_pk: int, value: str) -> None:
+        """A key the CSMS set (ChangeConfiguration AuthorizationKey); it is a secret."""
+        self.filter(pk=charger_pk).update(authorization_key=value)
 
 
 class Charger(models.Model):
@@ -146,6 +157,31 @@ class Charger(models.Model):
             raise ValidationError(errors)
 
 
+class EvseManager(models.Manager["Evse"]):
+    def checkpoint(self, registers: Sequence[tuple[float, str, int]], at: datetime) -> None:
+        """Write (register Wh, status, EVSE pk) rows read at `at`, in a few statements.
+
+        Registers only go up: MAX/GREATEST(stored, new), even if two writers race. Each
+        row carries the time it was read: the charger was known alive with that register
+        then (a PowerLoss stop after a crash is dated there)."""
+        if not registers:
+            return
+        table = self.model._meta.db_table
+        greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+        stamp = connection.ops.adapt_datetimefield_value(at)
+        execute_rows(
+            f"UPDATE {table} SET register_wh = {greatest}({table}.register_wh, v.column1), "
+            f"status = v.column2, checkpointed_at = v.column3 FROM {{rows}} "
+            f"WHERE {table}.id = v.column4",
+            [(register, status, stamp, pk) for register, status, pk in registers],
+            ("double precision", "text", "timestamp with time zone", "bigint"),
+        )
+
+    def set_availability(self, charger_pk: int, connectors: dict[int, str]) -> None:
+        for connector_id, value in connectors.items():
+            self.filter(charger_id=charger_pk, connector_id=connector_id).update(availability=value)
+
+
 class Evse(models.Model):
     class ConnectorType(models.TextChoices):
         TYPE2 = "Type2", "Type 2 (socket)"
@@ -189,6 +225,8 @@ class Evse(models.Model):
     # to have been alive with this register (a PowerLoss stop after a crash is dated here).
     checkpointed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    objects = EvseManager()
+
     class Meta:
         ordering = ["charger", "connector_id"]
         verbose_name = "EVSE"
@@ -229,6 +267,36 @@ class ConfigurationKeyManager(models.Manager["ConfigurationKey"]):
             ]
         )
 
+    def write_values(self, values: dict[tuple[int, str], str]) -> None:
+        """Store (charger pk, key) -> value: changed rows updated, new keys created (with
+        the key table's read-only flag)."""
+        if not values:
+            return
+        existing = {
+            (row.charger_id, row.key): row
+            for row in self.filter(
+                charger_id__in={pk for pk, _ in values}, key__in={key for _, key in values}
+            )
+        }
+        updates, creates = [], []
+        for (charger_pk, key), value in values.items():
+            row = existing.get((charger_pk, key))
+            if row is None:
+                spec = config_keys.KEYS.get(key)
+                creates.append(
+                    self.model(
+                        charger_id=charger_pk,
+                        key=key,
+                        value=value,
+                        readonly=bool(spec and spec.readonly),
+                    )
+                )
+            elif row.value != value:
+                row.value = value
+                updates.append(row)
+        self.bulk_update(updates, ["value"])
+        self.bulk_create(creates)
+
 
 class ConfigurationKey(models.Model):
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="configuration")
@@ -260,6 +328,42 @@ class ConfigurationKey(models.Model):
                 raise ValidationError({"value": str(exc)}) from None
 
 
+class TransactionValues(TypedDict):
+    """A transaction row as the engine writes it: the one list of its fields."""
+
+    charger_id: int
+    connector_id: int
+    local_id: str
+    id_tag: str
+    transaction_id: int | None
+    meter_start: int
+    meter_stop: int | None
+    started_at: str
+    stopped_at: str
+    stop_reason: str
+    state: str
+
+
+# What a later write of the same transaction may change (the rest is fixed at its start).
+TRANSACTION_UPDATED = ("transaction_id", "meter_stop", "stopped_at", "stop_reason", "state")
+
+
+class TransactionManager(models.Manager["Transaction"]):
+    def upsert(self, rows: Sequence[TransactionValues]) -> None:
+        """Insert or update by local id (a burst of starts writes hundreds at once)."""
+        if not rows:
+            return
+        fields = list(TransactionValues.__annotations__)
+        model_fields = [self.model._meta.get_field(name) for name in fields]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in TRANSACTION_UPDATED)
+        execute_rows(
+            f"INSERT INTO {self.model._meta.db_table} ({', '.join(fields)}) "
+            f"SELECT * FROM {{rows}} WHERE true ON CONFLICT (local_id) DO UPDATE SET {updates}",
+            [tuple(row[name] for name in fields) for row in rows],  # type: ignore[literal-required]  # names are the TypedDict's own keys
+            [_array_type(field) for field in model_fields],
+        )
+
+
 class Transaction(models.Model):
     """A charging session as the simulated charger knows it (survives a restart)."""
 
@@ -283,12 +387,48 @@ class Transaction(models.Model):
     stop_reason = models.CharField(max_length=20, blank=True)
     state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
 
+    objects = TransactionManager()
+
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["charger", "state"])]
 
     def __str__(self) -> str:
         return f"{self.charger_id}#{self.connector_id} {self.transaction_id or self.local_id}"
+
+
+class OutboxMessageManager(models.Manager["OutboxMessage"]):
+    """At fleet scale a MeterValues is written and deleted every sample: one INSERT and one
+    DELETE per batch, no model instances and no query per charger."""
+
+    def add(self, rows: Sequence[tuple[int, int, str, dict[str, Any], str]]) -> None:
+        """(charger pk, seq, action, payload, local transaction id) rows; a row already
+        stored is left as it is (a batch written again after a crash is harmless)."""
+        if not rows:
+            return
+        jsonb = "::jsonb" if connection.vendor == "postgresql" else ""
+        # Adapted once per batch, not once per row by the driver.
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        execute_rows(
+            f"INSERT INTO {self.model._meta.db_table} "
+            "(charger_id, seq, action, payload, local_tx_id, attempts, created) "
+            f"SELECT v.column1, v.column2, v.column3, v.column4{jsonb}, v.column5, 0, v.column6 "
+            "FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+            [
+                (pk, seq, action, orjson.dumps(payload).decode(), local_tx, now)
+                for pk, seq, action, payload, local_tx in rows
+            ],
+            ("bigint", "bigint", "text", "text", "text", "timestamp with time zone"),
+        )
+
+    def remove(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Delete the (charger pk, seq) rows the CSMS confirmed."""
+        execute_rows(
+            f"DELETE FROM {self.model._meta.db_table} WHERE (charger_id, seq) IN "
+            "(SELECT v.column1, v.column2 FROM {rows})",
+            keys,
+            ("bigint", "bigint"),
+        )
 
 
 class OutboxMessage(models.Model):
@@ -302,6 +442,8 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
 
+    objects = OutboxMessageManager()
+
     class Meta:
         ordering = ["charger", "seq"]
         constraints = [
@@ -310,6 +452,28 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charger_id}/{self.seq} {self.action}"
+
+
+class ChargingProfileRecordManager(models.Manager["ChargingProfileRecord"]):
+    def store(self, profiles: dict[int, list[dict[str, Any]]], *, replace: bool = True) -> None:
+        """Charger pk -> its installed profiles ({connectorId, csChargingProfiles}): they
+        replace those stored, or with `replace` False are added to them."""
+        if not profiles:
+            return
+        if replace:
+            self.filter(charger_id__in=list(profiles)).delete()
+        self.bulk_create(
+            self.model(
+                charger_id=charger_pk,
+                connector_id=item["connectorId"],
+                profile_id=item["csChargingProfiles"]["chargingProfileId"],
+                purpose=item["csChargingProfiles"]["chargingProfilePurpose"],
+                stack_level=item["csChargingProfiles"]["stackLevel"],
+                body=item["csChargingProfiles"],
+            )
+            for charger_pk, items in profiles.items()
+            for item in items
+        )
 
 
 class ChargingProfileRecord(models.Model):
@@ -322,12 +486,20 @@ class ChargingProfileRecord(models.Model):
     stack_level = models.PositiveSmallIntegerField()
     body = models.JSONField(help_text="csChargingProfiles as received.")
 
+    objects = ChargingProfileRecordManager()
+
     class Meta:
         ordering = ["charger", "connector_id", "purpose", "-stack_level"]
         verbose_name = "charging profile"
 
     def __str__(self) -> str:
         return f"{self.purpose} #{self.profile_id} on {self.connector_id}"
+
+
+class RuntimeStateManager(models.Manager["RuntimeState"]):
+    def set_unavailable(self, charger_pk: int, unavailable: bool) -> None:
+        """The whole charger's availability (ChangeAvailability on connector 0)."""
+        self.update_or_create(charger_id=charger_pk, defaults={"charger_unavailable": unavailable})
 
 
 class RuntimeState(models.Model):
@@ -339,5 +511,12 @@ class RuntimeState(models.Model):
     auth_cache = models.JSONField(default=dict, blank=True)
     updated = models.DateTimeField(auto_now=True)
 
+    objects = RuntimeStateManager()
+
     def __str__(self) -> str:
         return f"runtime of {self.charger_id}"
+
+
+def _array_type(field: Any) -> str:
+    """A field's column type for a PostgreSQL array cast (`execute_rows` on PostgreSQL)."""
+    return str(field.db_type(connection))

@@ -13,7 +13,7 @@ from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
 
 if TYPE_CHECKING:
-    from simulator.runtime.service import SimulatorService
+    from simulator.runtime.lifecycle import Simulator
 
 COMPACT = VehicleSpec(
     name="Volkswagen ID.3 Pro (58 kWh)",
@@ -68,7 +68,7 @@ def runtime_charger(
     )
 
 
-def loaded(service: SimulatorService, charge_point_id: str) -> Charger:
+def loaded(service: Simulator, charge_point_id: str) -> Charger:
     """The service's live charger of that id; a test that expects one fails clearly without."""
     charger = service.store.get(charge_point_id)
     assert charger is not None, f"{charge_point_id} is not loaded"

@@ -20,7 +20,7 @@ from chargers.dashboard.routing import websocket_urlpatterns
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
-from simulator.runtime.service import SimulatorService
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_superuser, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
 
@@ -46,23 +46,21 @@ async def engine(csms):
     await sync_to_async(make_vehicle)()
     await sync_to_async(make_charger)("CP-DASH", evses=2, csms_url=csms.url)
     await sync_to_async(make_charger)("CP-IDLE", evses=1, csms_url=csms.url, auto_connect=False)
-    service = SimulatorService(
-        tick_seconds=0.1,
-        checkpoint_seconds=0.1,
-        reconnect_cap=0.5,
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.1,
+            reconnect_cap=0.5,
+            only_ids=["CP-DASH", "CP-IDLE"],
+        ),
         listener=EventPublisher(rate=20),
-        only_ids=["CP-DASH", "CP-IDLE"],
     )
-    await service.start()
-    publisher = asyncio.create_task(service.publisher_loop())
-    asyncio.create_task(service.command_loop())  # noqa: RUF006 - stop() cancels it
+    await service.start(channels=True)  # events and commands too; stop() ends them
     charger = loaded(service, "CP-DASH")
     await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-DASH boot")
     try:
         yield service
     finally:
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
         await service.stop()
 
 

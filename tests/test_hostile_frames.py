@@ -17,7 +17,7 @@ from ocpp.v16 import call
 from chargers.models import ChargingProfileRecord, Transaction
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
-from simulator.runtime.service import SimulatorService
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
 from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
 
@@ -160,7 +160,7 @@ async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_g
         evses=1,
         csms_url=csms.url,
     )
-    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-TXID"])
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-TXID"]))
     await service.start()
     try:
         charger = loaded(service, "HF-TXID")
@@ -195,7 +195,7 @@ async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_g
 async def test_ids_past_32_bits_are_kept_through_a_checkpoint(csms):
     # The ids are 64-bit on every backend: PostgreSQL's 32-bit integer would refuse these.
     await database_sync_to_async(make_charger)("HF-WIDE", evses=1, csms_url=csms.url)
-    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-WIDE"])
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-WIDE"]))
     await service.start()
     try:
         charger = loaded(service, "HF-WIDE")
@@ -546,7 +546,7 @@ async def test_thousands_of_hostile_frames_get_one_right_answer_each_and_the_cha
 ):
     caplog.set_level("WARNING")
     await database_sync_to_async(make_charger)("HF-FUZZ", evses=2, csms_url=csms.url)
-    service = SimulatorService(tick_seconds=0.1, checkpoint_seconds=0.2, only_ids=["HF-FUZZ"])
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.2, only_ids=["HF-FUZZ"]))
     await service.start()
     try:
         charger = loaded(service, "HF-FUZZ")

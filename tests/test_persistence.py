@@ -12,17 +12,17 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer
-from simulator.runtime.service import SimulatorService
 from tests.cast import make_charger
 from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def started(csms, *ids: str) -> SimulatorService:
-    service = SimulatorService(
-        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids)
+async def started(csms, *ids: str) -> Simulator:
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids))
     )
     await service.start()
     for cp_id in ids:
@@ -31,7 +31,7 @@ async def started(csms, *ids: str) -> SimulatorService:
     return service
 
 
-async def crash(service: SimulatorService) -> None:
+async def crash(service: Simulator) -> None:
     """The process dies: its loops and connections end and nothing more is written (no
     final checkpoint, unlike `stop()`)."""
     tasks = [*service._tasks, *service.connections.values()]
@@ -50,7 +50,7 @@ async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms
     await database_sync_to_async(
         ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update
     )(value="17")
-    service = SimulatorService()
+    service = Simulator()
     await service.start(connect=False)
     try:
         assert "CP-OFF" not in service.store
@@ -76,7 +76,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
         charger__charge_point_id="CP-CFG", key="MeterValueSampleInterval"
     )
     assert stored.value == "42"
-    again = SimulatorService()
+    again = Simulator()
     await again.start(connect=False)
     try:
         assert loaded(again, "CP-CFG").config["MeterValueSampleInterval"] == "42"
@@ -189,10 +189,10 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     from django.db import transaction
     from django.utils import timezone
 
+    from chargers import bulk
     from chargers.models import OutboxMessage
-    from simulator.runtime import persistence
 
-    monkeypatch.setattr(persistence, "_ROWS_PER_STATEMENT", per_statement)
+    monkeypatch.setattr(bulk, "ROWS_PER_STATEMENT", per_statement)
     chargers = [make_charger(f"CP-B{n}", evses=2) for n in range(4)]
     evses = list(Evse.objects.filter(charger__in=chargers).order_by("id"))
     Evse.objects.filter(pk=evses[0].pk).update(register_wh=500.0)
@@ -202,10 +202,9 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
         for seq in (1, 2, 3)
     ]
     with transaction.atomic():
-        persistence._write_outbox(new, [])
-        persistence._write_evses(
-            [(evse.charger_id, 100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)],
-            timezone.now(),
+        OutboxMessage.objects.add(new)
+        Evse.objects.checkpoint(
+            [(100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)], timezone.now()
         )
     rows = {(r.charger_id, r.seq): r for r in OutboxMessage.objects.all()}
     assert set(rows) == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)}
@@ -216,7 +215,8 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     assert stored[evses[5].pk] == (105.0, "Charging")
 
     with transaction.atomic():
-        persistence._write_outbox(new[:2], [(chargers[0].pk, 1), (chargers[3].pk, 2)])
+        OutboxMessage.objects.add(new[:2])
+        OutboxMessage.objects.remove([(chargers[0].pk, 1), (chargers[3].pk, 2)])
     left = set(OutboxMessage.objects.values_list("charger_id", "seq"))
     assert left == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)} - {
         (chargers[0].pk, 1),

@@ -15,16 +15,15 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 
 from simulator import contract
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.evse import IllegalTransition
-
-if TYPE_CHECKING:
-    from simulator.runtime.service import SimulatorService
+from simulator.runtime.persistence import Checkpointer
+from simulator.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +34,27 @@ SUMMARY_KEEPALIVE_SECONDS = 5.0
 REJOIN_SECONDS = 3600.0
 
 
+class Fleet(Protocol):
+    """What the command server needs of the simulator that runs it (`lifecycle.Simulator`);
+    a protocol, so that the lifecycle imports this module and not the other way round."""
+
+    shard: int
+    shards: int
+    store: Store
+    connections: dict[str, asyncio.Task[None]]
+    checkpointer: Checkpointer
+
+    def connect(self, charger: Charger) -> None: ...
+
+    async def disconnect(self, charger: Charger) -> None: ...
+
+
 class CommandError(Exception):
     """A command that cannot run, with the message the person who asked will read."""
 
 
 class CommandServer:
-    def __init__(self, service: SimulatorService, layer: Any, summary_seconds: float = 1.0):
+    def __init__(self, service: Fleet, layer: Any, summary_seconds: float = 1.0):
         self.service = service
         self.layer = layer
         self.summary_seconds = summary_seconds

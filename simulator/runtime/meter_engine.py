@@ -145,7 +145,7 @@ class MeterEngine:
         last = charger.pass_clock_slot(slot)
         if not last or since is None or slot < last:
             return []
-        found = []
+        found: list[int] = []
         boundary = slot
         while boundary > last and boundary > since and len(found) < _MAX_ALIGNED_PER_TICK:
             found.append(boundary)

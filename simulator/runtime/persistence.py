@@ -11,24 +11,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from chargers.models import Charger as ChargerRow
-from chargers.models import ChargingProfileRecord, ConfigurationKey, OutboxMessage, RuntimeState
+from chargers.models import (
+    ChargingProfileRecord,
+    ConfigurationKey,
+    OutboxMessage,
+    RuntimeState,
+    TransactionValues,
+)
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from simulator import contract
-from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
@@ -271,7 +273,7 @@ class Checkpointer(Listener):
         self._key_writes: list[tuple[int, str]] = []
         self._outbox_new: list[tuple[OutboxSink, Outgoing, dict[str, Any]]] = []
         self._outbox_gone: list[tuple[int, int]] = []
-        self._transactions: dict[str, dict[str, Any]] = {}
+        self._transactions: dict[str, TransactionValues] = {}
         self._profiles: dict[int, list[dict[str, Any]]] = {}
         self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
         # Chargers with an open transaction ride along in every full checkpoint, changed or
@@ -310,19 +312,19 @@ class Checkpointer(Listener):
         if charger.spec.db_id is not None:
             with self._lock:
                 self._dirty[charger.id] = charger
-                self._transactions[tx.local_id] = {
-                    "charger_id": charger.spec.db_id,
-                    "connector_id": tx.connector_id,
-                    "local_id": tx.local_id,
-                    "id_tag": tx.id_tag,
-                    "transaction_id": tx.transaction_id,
-                    "meter_start": tx.meter_start,
-                    "meter_stop": tx.meter_stop,
-                    "started_at": tx.started_at,
-                    "stopped_at": tx.stopped_at or "",
-                    "stop_reason": tx.stop_reason or "",
-                    "state": "stopped" if tx.stopped_at else "open",
-                }
+                self._transactions[tx.local_id] = TransactionValues(
+                    charger_id=charger.spec.db_id,
+                    connector_id=tx.connector_id,
+                    local_id=tx.local_id,
+                    id_tag=tx.id_tag,
+                    transaction_id=tx.transaction_id,
+                    meter_start=tx.meter_start,
+                    meter_stop=tx.meter_stop,
+                    started_at=tx.started_at,
+                    stopped_at=tx.stopped_at or "",
+                    stop_reason=tx.stop_reason or "",
+                    state="stopped" if tx.stopped_at else "open",
+                )
                 if tx.stopped_at:
                     self._open.pop(tx.local_id, None)
                 else:
@@ -480,7 +482,7 @@ class Batch:
     key_writes: list[tuple[int, str]]
     outbox_new: list[tuple[int, int, str, dict[str, Any], str]]
     outbox_gone: list[tuple[int, int]]
-    transactions: list[dict[str, Any]]
+    transactions: list[TransactionValues]
     profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
     # (charger pk, register Wh, status, EVSE pk)
@@ -538,14 +540,25 @@ _DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def _write_batch(batch: Batch) -> None:
-    _write_transactions(batch.transactions)
-    _write_outbox(batch.outbox_new, batch.outbox_gone)
-    _write_evses(batch.evses, batch.at)
-    _write_config(batch.config)
-    _write_profiles(batch.profiles)
+    TransactionRow.objects.upsert(batch.transactions)
+    OutboxMessage.objects.add(batch.outbox_new)
+    OutboxMessage.objects.remove(batch.outbox_gone)
+    EvseRow.objects.checkpoint(_registers(batch.evses), batch.at)
+    ConfigurationKey.objects.write_values(batch.config)
+    ChargingProfileRecord.objects.store(batch.profiles)
     _write_availability(batch.availability)
     for charger_pk, value in batch.key_writes:
-        ChargerRow.objects.filter(pk=charger_pk).update(authorization_key=value)
+        ChargerRow.objects.set_authorization_key(charger_pk, value)
+
+
+def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
+    return [(register, status, pk) for _charger, register, status, pk in evses]
+
+
+def _write_availability(availability: dict[int, tuple[bool, dict[int, str]]]) -> None:
+    for charger_pk, (whole, connectors) in availability.items():
+        RuntimeState.objects.set_unavailable(charger_pk, whole)
+        EvseRow.objects.set_availability(charger_pk, connectors)
 
 
 def _write_isolating(parts: list[Batch], batch: Batch) -> None:
@@ -620,9 +633,9 @@ def _rows(part: Batch) -> Iterator[_Row]:
     for tx in part.transactions:
         yield (
             f"transaction {tx['local_id']} (CSMS id {tx['transaction_id']})",
-            functools.partial(_write_transactions, [tx]),
+            functools.partial(TransactionRow.objects.upsert, [tx]),
             # The CSMS's id is the one value of the row that comes from outside.
-            functools.partial(_write_transactions, [{**tx, "transaction_id": None}])
+            functools.partial(TransactionRow.objects.upsert, [{**tx, "transaction_id": None}])
             if tx["transaction_id"] is not None
             else None,
             None,
@@ -630,32 +643,44 @@ def _rows(part: Batch) -> Iterator[_Row]:
     for new in part.outbox_new:
         yield (
             f"{new[2]} #{new[1]}",
-            functools.partial(_write_outbox, [new], []),
+            functools.partial(OutboxMessage.objects.add, [new]),
             None,
             (new[0], new[1]),
         )
     if part.outbox_gone:
         yield (
             "confirmed messages",
-            functools.partial(_write_outbox, [], part.outbox_gone),
+            functools.partial(OutboxMessage.objects.remove, part.outbox_gone),
             None,
             None,
         )
     for evse in part.evses:
         yield (
             f"register of EVSE {evse[3]}",
-            functools.partial(_write_evses, [evse], part.at),
+            functools.partial(EvseRow.objects.checkpoint, _registers([evse]), part.at),
             None,
             None,
         )
     for key, value in part.config.items():
-        yield f"configuration {key[1]}", functools.partial(_write_config, {key: value}), None, None
+        yield (
+            f"configuration {key[1]}",
+            functools.partial(ConfigurationKey.objects.write_values, {key: value}),
+            None,
+            None,
+        )
     for pk, profiles in part.profiles.items():
-        yield "charging profiles", functools.partial(_write_profiles, {pk: []}), None, None
+        yield (
+            "charging profiles",
+            functools.partial(ChargingProfileRecord.objects.store, {pk: []}),
+            None,
+            None,
+        )
         for profile in profiles:
             yield (
                 f"charging profile {str(profile.get('csChargingProfiles'))[:80]}",
-                functools.partial(_write_profiles, {pk: [profile]}, replace=False),
+                functools.partial(
+                    ChargingProfileRecord.objects.store, {pk: [profile]}, replace=False
+                ),
                 None,
                 None,
             )
@@ -664,9 +689,7 @@ def _rows(part: Batch) -> Iterator[_Row]:
     for charger_pk, value in part.key_writes:
         yield (
             "AuthorizationKey",  # never the value: it is a secret
-            functools.partial(
-                ChargerRow.objects.filter(pk=charger_pk).update, authorization_key=value
-            ),
+            functools.partial(ChargerRow.objects.set_authorization_key, charger_pk, value),
             None,
             None,
         )
@@ -674,6 +697,8 @@ def _rows(part: Batch) -> Iterator[_Row]:
 
 def _charger_name(pk: int | None) -> str:
     """The charge point id of a charger pk, for a log line (pk if the row is gone)."""
+    if pk is None:
+        return "charger ?"
     name = ChargerRow.objects.filter(pk=pk).values_list("charge_point_id", flat=True).first()
     return f"charger {name or '?'} (pk {pk})"
 
@@ -682,205 +707,3 @@ def _brief(exc: BaseException) -> str:
     """An error for a log line: its type and first line, never the statement's values."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
-def _write_profiles(profiles: dict[int, list[dict[str, Any]]], *, replace: bool = True) -> None:
-    """Replace each changed charger's installed profiles (they survive a reboot); with
-    `replace` False, add them to those stored."""
-    if not profiles:
-        return
-    if replace:
-        ChargingProfileRecord.objects.filter(charger_id__in=list(profiles)).delete()
-    ChargingProfileRecord.objects.bulk_create(
-        ChargingProfileRecord(
-            charger_id=charger_pk,
-            connector_id=item["connectorId"],
-            profile_id=item["csChargingProfiles"]["chargingProfileId"],
-            purpose=item["csChargingProfiles"]["chargingProfilePurpose"],
-            stack_level=item["csChargingProfiles"]["stackLevel"],
-            body=item["csChargingProfiles"],
-        )
-        for charger_pk, items in profiles.items()
-        for item in items
-    )
-
-
-def _write_availability(availability: dict[int, tuple[bool, dict[int, str]]]) -> None:
-    for charger_pk, (whole, connectors) in availability.items():
-        RuntimeState.objects.update_or_create(
-            charger_id=charger_pk, defaults={"charger_unavailable": whole}
-        )
-        for connector_id, value in connectors.items():
-            EvseRow.objects.filter(charger_id=charger_pk, connector_id=connector_id).update(
-                availability=value
-            )
-
-
-_TX_FIELDS = (
-    "charger_id",
-    "connector_id",
-    "local_id",
-    "id_tag",
-    "transaction_id",
-    "meter_start",
-    "meter_stop",
-    "started_at",
-    "stopped_at",
-    "stop_reason",
-    "state",
-)
-_TX_UPDATED = ("transaction_id", "meter_stop", "stopped_at", "stop_reason", "state")
-
-
-def _write_transactions(rows: list[dict[str, Any]]) -> None:
-    """Upsert by local id in one executemany (a burst of starts writes hundreds at once)."""
-    if not rows:
-        return
-    table = TransactionRow._meta.db_table
-    columns = ", ".join(_TX_FIELDS)
-    marks = ", ".join(["%s"] * len(_TX_FIELDS))
-    updates = ", ".join(f"{name} = excluded.{name}" for name in _TX_UPDATED)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
-            f"ON CONFLICT (local_id) DO UPDATE SET {updates}",
-            [tuple(row[name] for name in _TX_FIELDS) for row in rows],
-        )
-
-
-def _write_outbox(
-    new: list[tuple[int, int, str, dict[str, Any], str]], gone: list[tuple[int, int]]
-) -> None:
-    """One INSERT and one DELETE for the whole batch: at fleet scale a MeterValues is
-    written and deleted every sample, so no model instances and no query per charger."""
-    if not new and not gone:
-        return
-    table = OutboxMessage._meta.db_table
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    # Adapted once per batch, not once per row by the driver.
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        if new:
-            _insert_many(
-                cursor,
-                f"INSERT INTO {table} (charger_id, seq, action, payload, local_tx_id, attempts, "
-                "created) VALUES",
-                f"(%s, %s, %s, %s{cast}, %s, 0, %s)",
-                # A batch written again after a crash is harmless.
-                "ON CONFLICT DO NOTHING",
-                [
-                    (pk, seq, action, orjson.dumps(payload).decode(), local_tx, now)
-                    for pk, seq, action, payload, local_tx in new
-                ],
-            )
-        if gone:
-            if connection.vendor == "sqlite":
-                _insert_many(
-                    cursor,
-                    f"DELETE FROM {table} WHERE (charger_id, seq) IN (VALUES",
-                    "(%s, %s)",
-                    ")",
-                    gone,
-                )
-            else:
-                cursor.executemany(f"DELETE FROM {table} WHERE charger_id = %s AND seq = %s", gone)
-
-
-def _write_evses(evses: list[tuple[int, float, str, int]], at: datetime) -> None:
-    """Registers only go up: MAX/GREATEST(stored, new) even if two writers race. Each
-    carries the time it was read (`at`): the charger was alive with that register then."""
-    if not evses:
-        return
-    table = EvseRow._meta.db_table
-    stamp = connection.ops.adapt_datetimefield_value(at)
-    rows = [(register, status, stamp, pk) for _charger, register, status, pk in evses]
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            _insert_many(
-                cursor,
-                f"UPDATE {table} SET register_wh = MAX({table}.register_wh, v.column1), "
-                "status = v.column2, checkpointed_at = v.column3 FROM (VALUES",
-                "(%s, %s, %s, %s)",
-                f") AS v WHERE {table}.id = v.column4",
-                rows,
-            )
-        else:
-            cursor.executemany(
-                f"UPDATE {table} SET register_wh = GREATEST(register_wh, %s), status = %s, "
-                "checkpointed_at = %s WHERE id = %s",
-                rows,
-            )
-
-
-def _insert_many(cursor: Any, head: str, row: str, tail: str, rows: list[tuple[Any, ...]]) -> None:
-    """`head VALUES row, row, ... tail` in as few statements as the driver allows.
-
-    On SQLite, `executemany` steps the statement once per row and releases the GIL each
-    time: with the writer thread competing with the event loop, those thousands of
-    hand-overs a second cost more than the writes. One multi-row statement per chunk is
-    one step. (psycopg's executemany is pipelined already: PostgreSQL keeps it.)
-    """
-    if connection.vendor != "sqlite":
-        cursor.executemany(f"{head} {row} {tail}", rows)
-        return
-    # The driver's own cursor, in Django's transaction: Django's debug wrapper would quote
-    # every parameter of these long statements for its query log.
-    raw = connection.connection.cursor()
-    try:
-        limit = max(1, min(_ROWS_PER_STATEMENT, _sqlite_max_params() // len(rows[0])))
-        start = 0
-        while start < len(rows):
-            # Chunks of power-of-two sizes: the driver caches every prepared statement per
-            # connection, and one per batch size would grow without bound.
-            size = 1 << (min(limit, len(rows) - start).bit_length() - 1)
-            chunk = rows[start : start + size]
-            sql = _statement(head, row.replace("%s", "?"), tail, size)
-            raw.execute(sql, [value for item in chunk for value in item])
-            start += size
-    finally:
-        raw.close()
-
-
-_ROWS_PER_STATEMENT = 2_048
-
-
-@functools.cache
-def _statement(head: str, row: str, tail: str, count: int) -> str:
-    return f"{head} {', '.join([row] * count)} {tail}"
-
-
-def _sqlite_max_params() -> int:
-    raw = connection.connection
-    try:
-        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    except (AttributeError, sqlite3.Error):  # older Python: the historical default
-        return 999
-
-
-def _write_config(config: dict[tuple[int, str], str]) -> None:
-    if not config:
-        return
-    existing = {
-        (row.charger_id, row.key): row
-        for row in ConfigurationKey.objects.filter(
-            charger_id__in={pk for pk, _ in config}, key__in={key for _, key in config}
-        )
-    }
-    updates, creates = [], []
-    for (charger_pk, key), value in config.items():
-        row = existing.get((charger_pk, key))
-        if row is None:
-            spec = config_keys.KEYS.get(key)
-            creates.append(
-                ConfigurationKey(
-                    charger_id=charger_pk,
-                    key=key,
-                    value=value,
-                    readonly=bool(spec and spec.readonly),
-                )
-            )
-        elif row.value != value:
-            row.value = value
-            updates.append(row)
-    ConfigurationKey.objects.bulk_update(updates, ["value"])
-    ConfigurationKey.objects.bulk_create(creates)

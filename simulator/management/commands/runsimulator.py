@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
 
-from simulator.runtime.runner import RunOptions, SimulatorRunner
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from simulator.runtime.lifecycle import RunOptions, Simulator
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         "with Daphne on the same event loop."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--host", default="127.0.0.1", help="web interface (default %(default)s)"
         )
@@ -66,7 +68,7 @@ class Command(BaseCommand):
             "--only", nargs="+", metavar="CP_ID", help="load only these charge point ids"
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         shard, shards = parse_shard(options["shard"])
         if options["demo_chargers"] < 0:
             raise CommandError("--demo-chargers must be 0 or more.")
@@ -74,7 +76,7 @@ class Command(BaseCommand):
             raise CommandError("--demo-share must be within 0 and 1.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
-        run = RunOptions(
+        run = RunOptions.from_settings(
             host=options["host"],
             port=options["port"],
             web=not options["no_web"],
@@ -87,6 +89,5 @@ class Command(BaseCommand):
             shards=shards,
             migrate=not options["no_migrate"],
             only_ids=options["only"],
-            write=lambda text: self.stdout.write(text, ending=""),
         )
-        SimulatorRunner(run).run()
+        Simulator.for_process(run, write=lambda text: self.stdout.write(text, ending="")).run()

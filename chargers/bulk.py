@@ -1,0 +1,78 @@
+"""Statements over many rows: the one way the project writes thousands of rows at once.
+
+A fleet checkpoint (registers, outbox rows) and an import (EVSEs, configuration keys) both
+send rows by the thousand. Model instances and per-row queries are far too slow for that,
+so a statement names its rows as one derived table, `{rows}`, with columns
+`v.column1 .. v.columnN`:
+
+- SQLite: `(VALUES (?, ?), (?, ?), ...) AS v`, as many rows per statement as the
+  parameter limit allows, in power-of-two row counts: the driver caches every prepared
+  statement per connection, and one statement per batch size would grow without bound.
+  One multi-row statement is one step of the driver; `executemany` steps once per row and
+  releases the GIL each time, which costs the event loop more than the writes themselves.
+- PostgreSQL: `unnest(%s::type[], ...) AS v(column1, ...)`, one array per column:
+  psycopg then sends a few parameters, not 300,000 (multi-row VALUES with thousands of
+  placeholders spent most of a large import in psycopg's query conversion).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection
+
+ROWS_PER_STATEMENT = 2_048  # SQLite: above this, longer statements gain nothing
+ROWS_PER_ARRAY = 50_000  # PostgreSQL: rows per unnest() statement
+
+
+def execute_rows(sql: str, rows: Sequence[Sequence[Any]], types: Sequence[str]) -> None:
+    """Run `sql`, in which `{rows}` stands for `rows` as a table v(column1, ..., columnN).
+
+    `types` are the columns' database types (PostgreSQL casts the arrays to them; SQLite
+    ignores them). Run in the caller's transaction; nothing is done for no rows.
+    """
+    if not rows:
+        return
+    width = len(types)
+    if connection.vendor == "postgresql":
+        table = (
+            f"unnest({', '.join(f'%s::{kind}[]' for kind in types)}) "
+            f"AS v({', '.join(f'column{n}' for n in range(1, width + 1))})"
+        )
+        statement = sql.replace("{rows}", table)
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), ROWS_PER_ARRAY):
+                chunk = rows[start : start + ROWS_PER_ARRAY]
+                cursor.execute(statement, [list(column) for column in zip(*chunk, strict=True)])
+        return
+    connection.ensure_connection()
+    # The driver's own cursor, in Django's transaction: Django's debug wrapper would quote
+    # every parameter of these long statements for its query log.
+    raw = connection.connection.cursor()
+    try:
+        limit = max(1, min(ROWS_PER_STATEMENT, _sqlite_max_params() // width))
+        start = 0
+        while start < len(rows):
+            size = 1 << (min(limit, len(rows) - start).bit_length() - 1)
+            chunk = rows[start : start + size]
+            raw.execute(_sqlite_statement(sql, width, size), [v for row in chunk for v in row])
+            start += size
+    finally:
+        raw.close()
+
+
+@functools.cache
+def _sqlite_statement(sql: str, width: int, count: int) -> str:
+    row = f"({', '.join(['?'] * width)})"
+    return sql.replace("{rows}", f"(VALUES {', '.join([row] * count)}) AS v")
+
+
+def _sqlite_max_params() -> int:
+    raw = connection.connection
+    try:
+        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except (AttributeError, sqlite3.Error):  # older Python: the historical default
+        return 999

@@ -1,0 +1,494 @@
+"""The simulator process: one lifecycle, modelled on uvicorn's `Server`.
+
+`Simulator.run()` prepares the database, then runs `serve()` (on Daphne's loop when the
+web interface is on, so the admin and dashboard share the engine's event loop):
+
+1. startup: the built-in CSMS (--demo), the fleet loaded and connected, the meter engine,
+   checkpoints, event publishing, the command server, the progress line, the demo driver;
+2. the main loop: wait until asked to stop;
+3. shutdown, bounded by ONE timeout (`RunOptions.stop_timeout`): every task the
+   simulator started is cancelled and awaited together, then the final checkpoint is
+   written, then the CSMS and the web server stop.
+
+The first SIGINT/SIGTERM starts that graceful stop. A second one skips the waiting for
+tasks and connections to end, but still writes the final checkpoint: nothing ever exits
+past the final save. Every task is started through `spawn()`, so the simulator owns it and
+cancels it.
+
+Tests and benchmarks drive the same class without a process: `start()` and `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from simulator.core.charge_point import BootState, Charger, LinkState, Listener
+from simulator.ocpp16.client import run_connection
+from simulator.runtime import gc_policy
+from simulator.runtime.commands import CommandServer
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.meter_engine import MeterEngine
+from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
+from simulator.runtime.store import Store
+
+if TYPE_CHECKING:
+    from simulator.csms import CentralSystem
+
+log = logging.getLogger(__name__)
+
+# The share of the stop timeout that waiting for tasks and connections to end may use: the
+# rest is kept for the final checkpoint, which a slow CSMS must never crowd out.
+WAIT_SHARE = 0.5
+
+
+@dataclass
+class RunOptions:
+    # The process (runsimulator)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web: bool = True
+    demo: bool = False
+    demo_chargers: int = 10
+    demo_share: float = 0.5
+    csms_url: str | None = None
+    csms_port: int = 9000
+    migrate: bool = True
+    gc_tuning: bool = False
+    # The engine
+    shard: int = 0
+    shards: int = 1
+    only_ids: list[str] | None = None
+    tick_seconds: float = 1.0
+    checkpoint_seconds: float = 1.0
+    reconnect_cap: float = 60.0
+    stop_timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, **given: Any) -> RunOptions:
+        """Options for the process: the engine's timings from the settings, the rest given."""
+        return cls(
+            tick_seconds=settings.CHARGESIM_TICK_SECONDS,
+            checkpoint_seconds=settings.CHARGESIM_CHECKPOINT_SECONDS,
+            reconnect_cap=settings.CHARGESIM_RECONNECT_CAP_SECONDS,
+            gc_tuning=settings.CHARGESIM_GC_TUNING,
+            **given,
+        )
+
+
+class Simulator:
+    def __init__(
+        self,
+        options: RunOptions | None = None,
+        *,
+        listener: Listener | None = None,
+        write: Callable[[str], object] | None = None,
+    ) -> None:
+        self.options = options = options or RunOptions()
+        self.shard = options.shard
+        self.shards = options.shards
+        self._write = write or sys.stdout.write
+        self.store = Store()
+        self.checkpointer = Checkpointer(downstream=listener)
+        self.engine = MeterEngine(self.store, options.tick_seconds)
+        self.connections: dict[str, asyncio.Task[None]] = {}
+        self.csms: CentralSystem | None = None
+        self.should_exit = False
+        self.force_exit = False
+        self._exit = asyncio.Event()
+        self._force = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._stop_web: Callable[[], None] | None = None
+        self._failed_batch: Batch | None = None
+        self._checkpoint_lock = asyncio.Lock()
+        # One writer thread for every checkpoint: batches stay in order and the thread
+        # keeps its database connection.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+
+    @classmethod
+    def for_process(cls, options: RunOptions, write: Callable[[str], object]) -> Simulator:
+        """The simulator `runsimulator` runs: events published as the settings say."""
+        publisher = EventPublisher(
+            rate=settings.CHARGESIM_EVENTS_PER_SECOND,
+            log_limit=settings.CHARGESIM_MESSAGE_LOG_LIMIT,
+            log_bytes=settings.CHARGESIM_MESSAGE_LOG_BYTES,
+        )
+        return cls(options, listener=publisher, write=write)
+
+    def say(self, text: str) -> None:
+        self._write(text)
+        with contextlib.suppress(AttributeError, ValueError):
+            sys.stdout.flush()
+
+    # -- the process ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Prepare the database, then serve until a signal; returns once all is saved."""
+        self.prepare()
+        if self.options.web:
+            self._serve_with_web()
+        else:
+            asyncio.run(self.serve())
+
+    def prepare(self) -> None:
+        """Synchronous preparation, before any loop runs: migrate, seed, the admin account."""
+        from django.core.management import call_command
+
+        from locations.models import Location
+        from vehicles.models import VehicleModel
+
+        if self.options.migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        made = Location.objects.seed_defaults()
+        if made:
+            self.say(f"Seeded {made} default locations.\n")
+        VehicleModel.objects.seed_catalogue()
+        if self.options.web:
+            self._ensure_admin()
+
+    def _ensure_admin(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        path = Path(settings.VAR_DIR) / "admin-credentials.txt"
+        if user_model.objects.filter(is_superuser=True).exists():
+            if path.exists():
+                self.say(f"Admin account: see {path}\n")
+            return
+        password = secrets.token_urlsafe(12)
+        user_model.objects.create_superuser("admin", "admin@localhost", password)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"user: admin\npassword: {password}\n")
+        path.chmod(0o600)
+        self.say(
+            "Created the first admin account: user 'admin', password "
+            f"'{password}' (also in {path}).\n"
+        )
+
+    def _serve_with_web(self) -> None:
+        """Daphne drives the loop (Twisted's asyncio reactor); `serve()` runs on it as soon
+        as the web server listens, and stops it as the last step of its shutdown."""
+        from channels.routing import get_default_application
+        from daphne.server import Server  # installs Twisted's asyncio reactor
+
+        endpoint = f"tcp:port={self.options.port}:interface={self.options.host}"
+        server = Server(
+            get_default_application(),  # settings.ASGI_APPLICATION, as Channels finds it
+            endpoints=[endpoint],
+            signal_handlers=False,
+            # Called before the reactor runs its loop: the loop Twisted installed.
+            ready_callable=lambda: self.spawn(self.serve(), "simulator", asyncio.get_event_loop()),
+        )
+        self._stop_web = server.stop
+        self.say(
+            f"Admin and dashboard on http://{self.options.host}:{self.options.port}/ "
+            "(Ctrl-C to stop)\n"
+        )
+        server.run()
+
+    async def serve(self) -> None:
+        installed = self._install_signals()
+        try:
+            await self.startup()
+            if not self.should_exit:
+                await self.main_loop()
+        finally:
+            self.say("\nStopping: saving state and closing connections...\n")
+            await self.stop()
+            self.say("Stopped.\n")
+            loop = asyncio.get_running_loop()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            if self._stop_web is not None:
+                self._stop_web()
+
+    async def startup(self) -> None:
+        if self.options.demo:
+            await self._start_demo_fleet()
+        if self.options.gc_tuning:
+            gc_policy.before_load()
+        await self.start(channels=True)
+        if self.options.gc_tuning:
+            gc_policy.fleet_loaded()
+            self.spawn(self._freeze_when_up(), "gc-freeze")
+        self.spawn(self.report_progress(self.say), "progress")
+        if self.options.demo:
+            from simulator.runtime.demo import drive_demo
+
+            self.spawn(drive_demo(self.store, self.options.demo_share), "demo-driver")
+
+    async def main_loop(self) -> None:
+        await self._exit.wait()
+
+    def handle_exit(self) -> None:
+        """SIGINT/SIGTERM: the first asks for a graceful stop, the second skips the waiting
+        (the final checkpoint is still written)."""
+        if self.should_exit:
+            if not self.force_exit:
+                self.say("\nStopping now: not waiting for connections; saving state...\n")
+            self.force_exit = True
+            self._force.set()
+        self.should_exit = True
+        self._exit.set()
+
+    def request_stop(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    def _install_signals(self) -> list[signal.Signals]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(signum, self.handle_exit)
+                installed.append(signum)
+        return installed
+
+    async def _start_demo_fleet(self) -> None:
+        from simulator.runtime.demo import ensure_demo_fleet
+
+        url = self.options.csms_url
+        if url is None:
+            from simulator.csms import CentralSystem
+
+            self.csms = CentralSystem(keep_log=False)
+            await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
+            url = f"{self.csms.url}/ocpp"
+            self.say(f"Built-in CSMS listening on {url}\n")
+        made = await database_sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
+        self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
+
+    async def _freeze_when_up(self, patience: float = 120.0) -> None:
+        """Once every auto-connecting charger is accepted (or after `patience` seconds),
+        take the connections out of the garbage collector's sight too."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        wanted = len(self.connections)
+        while loop.time() < deadline and self.progress()["accepted"] < wanted:
+            await asyncio.sleep(1.0)
+        gc_policy.fleet_up()
+
+    # -- the engine ----------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, None],
+        name: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> asyncio.Task[None]:
+        """Start a task the simulator owns: `stop()` cancels it and waits for it."""
+        task = (loop or asyncio.get_running_loop()).create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def start(self, *, connect: bool = True, channels: bool = False) -> None:
+        """Load the fleet, connect the auto-connect chargers, run the meter engine and the
+        checkpoints; with `channels`, publish events and answer dashboard commands too."""
+        chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
+            self.checkpointer, shard=self.shard, shards=self.shards, ids=self.options.only_ids
+        )
+        for charger in chargers:
+            self.store.add(charger)
+        log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
+        if connect:
+            for charger in chargers:
+                if charger.spec.auto_connect and charger.spec.csms_url:
+                    self.connect(charger)
+        self.spawn(self.engine.run(), "meter-engine")
+        self.spawn(self._checkpoint_loop(), "checkpoints")
+        if channels:
+            from channels.layers import get_channel_layer
+
+            layer = get_channel_layer()
+            if layer is not None:
+                publisher = self.checkpointer.downstream
+                if isinstance(publisher, EventPublisher):
+                    self.spawn(publisher.run(layer), "events")
+                self.spawn(CommandServer(self, layer).run(), "commands")
+
+    def connect(self, charger: Charger) -> None:
+        task = self.connections.get(charger.id)
+        if task is not None and not task.done():
+            return
+        if not charger.spec.csms_url:
+            raise ValueError(f"{charger.id} has no CSMS URL")
+        self.connections[charger.id] = asyncio.create_task(
+            run_connection(charger, reconnect_cap=self.options.reconnect_cap),
+            name=f"ocpp:{charger.id}",
+        )
+
+    async def disconnect(self, charger: Charger) -> None:
+        task = self.connections.pop(charger.id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        charger.detach()
+
+    async def checkpoint(self, *, full: bool = True) -> None:
+        """Write what changed; a batch that fails is written again before anything newer.
+        One checkpoint at a time: batches must reach the database in the order taken."""
+        async with self._checkpoint_lock:
+            if self._failed_batch is not None:
+                batch, self._failed_batch = self._failed_batch, None
+                await self._write_batch(batch)
+            batch = self.checkpointer.take(full=full)
+            if batch:
+                await self._write_batch(batch)
+
+    async def _write_batch(self, batch: Batch) -> None:
+        # The write runs in a thread that a cancellation cannot stop: shield it, and on
+        # cancellation wait for the thread so that the batch is known written (or failed)
+        # before anything else is written.
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, Checkpointer.write, batch)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            self._settle(batch, future)
+            raise
+        except Exception:
+            self._failed_batch = batch
+            raise
+        self.checkpointer.written(batch)
+
+    def _settle(self, batch: Batch, future: asyncio.Future[None]) -> None:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self.checkpointer.written(batch)
+        else:
+            self._failed_batch = batch
+
+    async def _checkpoint_loop(self) -> None:
+        """Group commit: flush transaction messages at once (with their chargers' registers),
+        and everything else every `checkpoint_seconds`."""
+        urgent = self.checkpointer.urgent
+        every = self.options.checkpoint_seconds
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + every
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(urgent.wait(), max(next_full - loop.time(), 0.0))
+            urgent.clear()
+            full = loop.time() >= next_full
+            if full:
+                next_full = loop.time() + every
+            try:
+                await self.checkpoint(full=full)
+            except Exception:
+                log.exception("checkpoint failed; retrying")
+                await asyncio.sleep(min(every, 1.0))
+
+    def progress(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for charger in self.store:
+            if charger.boot is BootState.ACCEPTED and charger.link is LinkState.ONLINE:
+                counts["accepted"] += 1
+            elif charger.link is LinkState.ONLINE:
+                counts[f"boot {charger.boot.value.lower()}"] += 1
+            elif charger.link_error:
+                counts["failing"] += 1
+            elif charger.id in self.connections:
+                counts["connecting"] += 1
+            else:
+                counts["idle"] += 1
+        return counts
+
+    async def report_progress(self, write: Callable[[str], None], every: float = 1.0) -> None:
+        """A terminal line while the fleet comes up: connected / accepted / failing counts."""
+        wanted = len(self.connections)
+        started = time.monotonic()
+        while wanted:
+            counts = self.progress()
+            write(
+                f"\rfleet: {counts['accepted']}/{wanted} accepted, "
+                f"{counts['connecting']} connecting, {counts['failing']} failing "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+            if counts["accepted"] >= wanted:
+                write("\n")
+                return
+            await asyncio.sleep(every)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Cancel every task and connection, save the state, stop the CSMS: all within one
+        `timeout` (the options' by default).
+
+        Tasks and connections end together, in one wait that may use `WAIT_SHARE` of the
+        timeout (none after a second signal); the final checkpoint always follows, within
+        what is left. A write already in the database's hands is waited for (it cannot be
+        interrupted; the database's own lock timeout bounds it).
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        timeout = self.options.stop_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        ending = [t for t in self._tasks if t is not asyncio.current_task()]
+        ending += self.connections.values()
+        for task in ending:
+            task.cancel()
+        left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)
+        if left:
+            log.warning("%d tasks still ending after the wait; not waiting longer", len(left))
+        for charger in self.store:
+            charger.cancel_timers()
+        self.checkpointer.mark_all(self.store)
+        try:
+            await asyncio.wait_for(self.checkpoint(), max(deadline - loop.time(), 0.1))
+        except Exception:
+            log.exception("final checkpoint failed")
+        if self.csms is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.csms.stop(), max(deadline - loop.time(), 0.1))
+        with contextlib.suppress(Exception):  # bounded: a write may still hold the thread
+            closing = loop.run_in_executor(self._writer, Checkpointer.close)
+            await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
+        self._writer.shutdown(wait=False)
+
+    async def _wait_unless_forced(
+        self, tasks: list[asyncio.Task[None]], until: float
+    ) -> set[asyncio.Task[Any]]:
+        """Wait for `tasks` until `until` or a second signal; return those still running."""
+        pending: set[asyncio.Task[Any]] = {t for t in tasks if not t.done()}
+        if not pending or self.force_exit:
+            return pending
+        loop = asyncio.get_running_loop()
+        forced: asyncio.Task[Any] = loop.create_task(self._force.wait(), name="force-exit")
+        try:
+            while pending and not forced.done():
+                left = until - loop.time()
+                if left <= 0:
+                    break
+                _done, pending = await asyncio.wait(
+                    pending | {forced}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(forced)
+        finally:
+            forced.cancel()
+            await asyncio.gather(forced, return_exceptions=True)
+        return pending
