@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+TYPED := chargesim_site chargers locations vehicles fleet_io simulator scripts tests bench
 
 .PHONY: run test lint bench clean
 
@@ -35,9 +36,12 @@ test: $(VENV)/.dev
 		echo "== PostgreSQL not reachable at $(PG_TEST_URL): database tests ran on SQLite only =="; \
 	fi
 
+## make lint: ruff, formatting, mypy (with django-stubs) and the import-linter layer contracts
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(TYPED)
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .hypothesis test-artifacts

@@ -175,34 +175,33 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
     )
     txs: dict[str, LocalTransaction] = {}
     open_txs: list[tuple[Charger, LocalTransaction]] = []
-    for row in tx_rows:
-        charger = by_pk.get(row.charger_id)
-        if charger is None:
+    for tx_row in tx_rows:
+        owner = by_pk.get(tx_row.charger_id)
+        if owner is None:
             continue
         tx = LocalTransaction(
-            connector_id=row.connector_id,
-            id_tag=row.id_tag,
-            meter_start=row.meter_start,
-            started_at=row.started_at,
-            local_id=row.local_id,
-            transaction_id=row.transaction_id,
-            meter_stop=row.meter_stop,
-            stopped_at=row.stopped_at or None,
-            stop_reason=row.stop_reason or None,
+            connector_id=tx_row.connector_id,
+            id_tag=tx_row.id_tag,
+            meter_start=tx_row.meter_start,
+            started_at=tx_row.started_at,
+            local_id=tx_row.local_id,
+            transaction_id=tx_row.transaction_id,
+            meter_stop=tx_row.meter_stop,
+            stopped_at=tx_row.stopped_at or None,
+            stop_reason=tx_row.stop_reason or None,
         )
-        txs[row.local_id] = tx
-        if row.state == TransactionRow.State.OPEN:
-            open_txs.append((charger, tx))
+        txs[tx_row.local_id] = tx
+        if tx_row.state == TransactionRow.State.OPEN:
+            open_txs.append((owner, tx))
     for row in rows:
-        charger = by_pk[row.charger_id]
-        charger.restore_message(
+        by_pk[row.charger_id].restore_message(
             row.action, row.payload, row.seq, row.attempts, txs.get(row.local_tx_id)
         )
-    last_alive = _last_checkpoints({charger.spec.db_id for charger, _tx in open_txs})
-    for charger, tx in open_txs:
-        if 1 <= tx.connector_id <= len(charger.evses):
-            at = last_alive.get((charger.spec.db_id, tx.connector_id))
-            charger.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
+    last_alive = _last_checkpoints({pk for c, _tx in open_txs if (pk := c.spec.db_id) is not None})
+    for owner, tx in open_txs:
+        if 1 <= tx.connector_id <= len(owner.evses) and owner.spec.db_id is not None:
+            at = last_alive.get((owner.spec.db_id, tx.connector_id))
+            owner.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
     if rows or open_txs:
         log.info(
             "restored %d unconfirmed transaction messages; ended %d interrupted "
@@ -212,7 +211,7 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
         )
 
 
-def _last_checkpoints(charger_pks: set[int | None]) -> dict[tuple[int, int], datetime]:
+def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
     """(charger pk, connector id) -> when its register was last checkpointed."""
     if not charger_pks:
         return {}
@@ -220,6 +219,7 @@ def _last_checkpoints(charger_pks: set[int | None]) -> dict[tuple[int, int], dat
     return {
         (pk, connector): at
         for pk, connector, at in rows.values_list("charger_id", "connector_id", "checkpointed_at")
+        if at is not None  # filtered above; the column is nullable for rows never saved
     }
 
 
