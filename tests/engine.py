@@ -11,6 +11,7 @@ from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkSta
 from simulator.core.evse import Evse
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
+from simulator.ocpp16.messages import OCPP16
 
 if TYPE_CHECKING:
     from simulator.runtime.lifecycle import Simulator
@@ -65,6 +66,7 @@ def runtime_charger(
         config=config,
         listener=listener,
         vehicles=[COMPACT, PHEV],
+        messages=OCPP16,
     )
 
 

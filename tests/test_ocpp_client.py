@@ -253,8 +253,8 @@ async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
     charger.config["MessageTimeout"] = "1"
     async with connected(charger):
         csms.respond = False
-        first = asyncio.ensure_future(charger.request("Heartbeat", {}))
-        second = asyncio.ensure_future(charger.request("DataTransfer", {"vendorId": "x"}))
+        first = asyncio.ensure_future(charger.request(("Heartbeat", {})))
+        second = asyncio.ensure_future(charger.request(("DataTransfer", {"vendorId": "x"})))
         for pending in (first, second):
             with pytest.raises(CallFailed) as failed:
                 await asyncio.wait_for(pending, 10)
@@ -262,6 +262,6 @@ async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
         # Both reached the CSMS, in order, one at a time.
         assert actions(csms, "CP-TIMEOUT")[-2:] == ["Heartbeat", "DataTransfer"]
         csms.respond = True
-        answer = await asyncio.wait_for(charger.request("Heartbeat", {}), 10)
+        answer = await asyncio.wait_for(charger.request(("Heartbeat", {})), 10)
         assert "currentTime" in answer
         assert charger.online

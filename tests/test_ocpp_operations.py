@@ -13,6 +13,7 @@ from ocpp.v16 import call
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
+from simulator.core.protocol import StopReason
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
@@ -508,7 +509,7 @@ async def test_stop_transaction_carries_stop_txn_sampled_data(csms, ticking):
         ticking(charger)
         await charging(csms, charger)
         await asyncio.sleep(0.3)
-        charger.stop_transaction(1, "Local")
+        charger.stop_transaction(1, StopReason.LOCAL)
         stop = await csms.wait_for("CK-STD", "StopTransaction")
     data = stop.payload["transactionData"]
     contexts = [sv["context"] for mv in data for sv in mv["sampledValue"]]
@@ -562,7 +563,7 @@ async def test_a_boundary_before_the_transaction_start_is_not_a_sample_of_the_tr
         engine.tick(now=1000.0, wall=_utc(boundary - 0.5))
         engine.tick(now=1000.5 + started - boundary, wall=_utc(started + 0.05))
         engine.tick(now=1001.5 + started - boundary, wall=_utc(boundary + 1.05))
-        charger.stop_transaction(1, "Local")
+        charger.stop_transaction(1, StopReason.LOCAL)
         stop = await csms.wait_for("CP-ALIGN-ST", "StopTransaction")
         await wait_until(lambda: not charger.queue, message="queue drained")
     clock = [
@@ -576,7 +577,7 @@ async def test_a_boundary_before_the_transaction_start_is_not_a_sample_of_the_tr
     ]
     assert "transactionId" not in clock[0]  # before the start: not the transaction's
     assert int(clock[0]["meterValue"][0]["sampledValue"][0]["value"]) == tx.meter_start
-    assert clock[1]["transactionId"] == tx.wire_id
+    assert clock[1]["transactionId"] == tx.transaction_id
     aligned = [
         v["timestamp"]
         for v in stop.payload["transactionData"]

@@ -10,6 +10,7 @@ from ocpp.v16 import call
 
 from simulator.core.charge_point import ActionError, BootState, LinkState
 from simulator.core.clock import parse_iso
+from simulator.core.protocol import StopReason
 from simulator.csms import CentralSystem
 from simulator.ocpp16.client import Backoff
 from simulator.runtime.meter_engine import MeterEngine
@@ -73,7 +74,7 @@ async def test_an_outage_queues_transaction_messages_and_delivers_them_in_order(
                 lambda: all(c.link is not LinkState.ONLINE for c in chargers), message="offline"
             )
             await asyncio.sleep(2.5)  # ... while MeterValues are produced ...
-            chargers[1].stop_transaction(1, "Local")  # ... and a StopTransaction
+            chargers[1].stop_transaction(1, StopReason.LOCAL)  # ... and a StopTransaction
             queued = {c.id: len(c.queue) for c in chargers}
             assert all(n >= 2 for n in queued.values()), queued
             back = CentralSystem()
@@ -135,7 +136,7 @@ async def test_a_start_while_the_csms_is_down_gets_its_real_id_after(csms):
             assert await charger.present_id_tag(1, "UNKNOWN") == "Accepted"
             await asyncio.sleep(1.5)
             assert [i.action for i in charger.queue][:2] == ["StartTransaction", "MeterValues"]
-            assert charger.transactions[1].wire_id == -1
+            assert charger.transactions[1].transaction_id is None
             back = CentralSystem()
             await back.start(host="127.0.0.1", port=port)
             try:
@@ -262,7 +263,7 @@ async def test_a_new_call_waits_behind_unconfirmed_transaction_messages(csms):
         await wait_until(lambda: not charger.online, message="offline")
         charger.plug_in(1, COMPACT, soc=20)
         charger.start_transaction(1, "A")
-        charger.stop_transaction(1, "Local")
+        charger.stop_transaction(1, StopReason.LOCAL)
         assert [i.action for i in charger.queue] == ["StartTransaction", "StopTransaction"]
         assert [i.seq for i in charger.queue] == [1, 2]
 
@@ -292,7 +293,7 @@ async def test_clock_aligned_samples_of_an_outage_arrive_after_it_in_timestamp_o
             await wait_until(lambda: charger.online, timeout=8, message="back online")
             back = datetime.now(UTC)
             await wait_until(lambda: not charger.queue, message="queue drained")
-            charger.stop_transaction(1, "Local")
+            charger.stop_transaction(1, StopReason.LOCAL)
             await csms.wait_for("OFF-CLK", "StopTransaction")
     finally:
         ticking.cancel()

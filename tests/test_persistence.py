@@ -12,6 +12,7 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
+from simulator.core.protocol import StopReason
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer
 from tests.cast import make_charger
@@ -385,12 +386,17 @@ async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_t
         await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
         value = {"value": "1", "context": "Sample.Periodic", "vendorCounter": 2**64}
         unsaved = charger.send(
-            "MeterValues",
-            {"connectorId": 1, "meterValue": [{"timestamp": now_iso(), "sampledValue": [value]}]},
+            (
+                "MeterValues",
+                {
+                    "connectorId": 1,
+                    "meterValue": [{"timestamp": now_iso(), "sampledValue": [value]}],
+                },
+            ),
             transactional=True,
             tx=charger.transactions[1],
         )
-        charger.stop_transaction(1, "Local")
+        charger.stop_transaction(1, StopReason.LOCAL)
         await csms.wait_for("CP-UNSAVED", "StopTransaction", timeout=5)
         assert unsaved not in charger.queue
         assert not [e for e in csms.log if e.action == "MeterValues" and e.message_type == 2]

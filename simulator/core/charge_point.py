@@ -18,7 +18,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
@@ -36,6 +35,19 @@ from simulator.core.link import (
     Transport,
 )
 from simulator.core.outbox import Outbox, Outgoing
+from simulator.core.protocol import (
+    QUANTITIES,
+    AuthStatus,
+    Measurand,
+    Message,
+    Messages,
+    MeterSample,
+    Payload,
+    Phase,
+    Reading,
+    SampleContext,
+    StopReason,
+)
 from simulator.core.smart_charging import (
     Electrical,
     Limit,
@@ -128,9 +140,11 @@ class Charger:
         listener: Listener | None = None,
         vehicles: list[VehicleSpec] | None = None,
         *,
+        messages: Messages,
         clock: Clock | None = None,
     ) -> None:
         self.spec = spec
+        self.messages = messages  # the protocol adapter: every outgoing message's shape
         self.id = spec.charge_point_id  # read on every frame: an attribute, not a property
         self.evses = evses
         self.config = ConfigValues(config_keys.defaults(len(evses)))
@@ -148,7 +162,12 @@ class Charger:
         self.clock: Clock = clock or LoopClock()
         self.timers = Timers(self.clock, self.id, (ActionError, IllegalTransition))
         self.outbox = Outbox(
-            self.id, self.clock, self._sendable, lambda: self.online, self._retry_policy
+            self.id,
+            self.clock,
+            self._sendable,
+            lambda: self.online,
+            self._retry_policy,
+            messages.at_send,
         )
         self.queue = self.outbox.queue
         self.transactions: dict[int, LocalTransaction] = {}
@@ -264,7 +283,7 @@ class Charger:
         """Run after each connect: boot if needed, then report current statuses."""
         while self.online and self.boot is not BootState.ACCEPTED:
             status, interval = await self._send_boot_notification()
-            if status == "Accepted":
+            if status is BootState.ACCEPTED:
                 break
             # Pending or Rejected: retry after the interval (our own backoff if 0).
             await asyncio.sleep(interval if interval > 0 else 30 + random.uniform(0, 10))
@@ -273,27 +292,21 @@ class Charger:
         self.send_all_statuses()
         self.wake()
 
-    async def _send_boot_notification(self) -> tuple[str, int]:
-        payload: dict[str, Any] = {
-            "chargePointVendor": self.spec.vendor[:20],
-            "chargePointModel": self.spec.model[:20],
-            "firmwareVersion": self.spec.firmware_version[:50],
-        }
-        if self.spec.serial_number:
-            payload["chargePointSerialNumber"] = self.spec.serial_number[:25]
+    async def _send_boot_notification(self) -> tuple[BootState, int]:
+        action, payload = self.messages.boot(self.spec)
         assert self.transport is not None
         try:
-            result = await self.transport.call("BootNotification", payload)
+            answer = self.messages.read_boot(await self.transport.call(action, payload))
         except CallFailed as exc:
-            log.warning("%s: BootNotification failed: %s", self.id, exc)
-            return "Rejected", 0
-        status = result["status"]
+            log.warning("%s: %s failed: %s", self.id, action, exc)
+            return BootState.REJECTED, 0
+        status = answer.status
         # Any int64 passes the range check; a timer or a HeartbeatInterval beyond the key's
         # own maximum would not mean anything (and 2^63 s overflows asyncio's clock).
-        interval = min(int(result.get("interval", 0)), _HEARTBEAT_MAX)
-        self._sync_clock(result.get("currentTime"))
-        self.boot = BootState(status)
-        if status == "Accepted" and interval > 0:
+        interval = min(answer.interval, _HEARTBEAT_MAX)
+        self._sync_clock(answer.current_time)
+        self.boot = status
+        if status is BootState.ACCEPTED and interval > 0:
             self.config["HeartbeatInterval"] = str(interval)
             self.listener.on_config(self, "HeartbeatInterval", str(interval))
         self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
@@ -325,15 +338,15 @@ class Charger:
     def enqueue(self, item: Outgoing) -> None:
         self.outbox.enqueue(item)
 
-    def send(self, action: str, payload: dict[str, Any], **kwargs: Any) -> Outgoing:
-        item = Outgoing(action, payload, **kwargs)
+    def send(self, message: Message, **kwargs: Any) -> Outgoing:
+        item = Outgoing(message[0], message[1], **kwargs)
         self.outbox.enqueue(item)
         return item
 
-    async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def request(self, message: Message) -> Payload:
         """Send a non-transactional message and wait for its answer (e.g. Authorize)."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.outbox.enqueue(Outgoing(action, payload, future=future))
+        future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
+        self.outbox.enqueue(Outgoing(message[0], message[1], future=future))
         return await future
 
     def wake(self) -> None:
@@ -388,15 +401,7 @@ class Charger:
         if settled and self.last_sent_status.get(connector_id) == key:
             return
         self.last_sent_status[connector_id] = key
-        payload: dict[str, Any] = {
-            "connectorId": connector_id,
-            "errorCode": error_code,
-            "status": str(status),
-            "timestamp": now_iso(),
-        }
-        if info:
-            payload["info"] = info[:50]
-        self.send("StatusNotification", payload)
+        self.send(self.messages.connector_status(connector_id, status, error_code, info, now_iso()))
 
     def _send_settled_status(self, connector_id: int) -> None:
         evse = self.evse(connector_id)
@@ -432,7 +437,10 @@ class Charger:
 
     def send_heartbeat(self) -> None:
         self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
-        self.send("Heartbeat", {}, on_result=lambda r: self._sync_clock(r.get("currentTime")))
+        self.send(
+            self.messages.heartbeat(),
+            on_result=lambda r: self._sync_clock(self.messages.read_clock(r)),
+        )
 
     # -- authorization -------------------------------------------------------------------
 
@@ -440,11 +448,11 @@ class Charger:
         """Authorize an idTag: online through the CSMS, offline by cache/configuration."""
         if self.online and self.boot is BootState.ACCEPTED:
             try:
-                result = await self.request("Authorize", {"idTag": id_tag})
+                result = await self.request(self.messages.authorize(id_tag))
             except (CallFailed, LinkLost) as exc:
                 log.info("%s: Authorize failed (%s); deciding offline", self.id, exc)
             else:
-                status: str = result["idTagInfo"]["status"]
+                status = self.messages.read_authorize(result).status
                 self.auth_cache.remember(id_tag, status)
                 return status
         return self.auth_cache.offline_status(id_tag)
@@ -486,7 +494,7 @@ class Charger:
         tx = self.transactions.get(connector_id)
         if tx is not None:
             if tx.id_tag == id_tag:
-                self.stop_transaction(connector_id, "Local", id_tag=id_tag)
+                self.stop_transaction(connector_id, StopReason.LOCAL, id_tag=id_tag)
                 return "Stopped"
             raise ActionError(f"connector {connector_id} is in a transaction of another idTag")
         if evse.status in (Status.FAULTED, Status.UNAVAILABLE):
@@ -520,16 +528,12 @@ class Charger:
         evse.transaction_id = None
         interval = self.config_int("MeterValueSampleInterval")
         self.next_sample[connector_id] = self.clock.monotonic() + interval if interval else 0.0
-        tx.begin_values = self._stop_txn_samples(evse, "Transaction.Begin")
+        tx.begin_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_BEGIN)
         self.install_remote_start_profile(connector_id)
         self.send(
-            "StartTransaction",
-            {
-                "connectorId": connector_id,
-                "idTag": id_tag,
-                "meterStart": tx.meter_start,
-                "timestamp": tx.started_at,
-            },
+            self.messages.transaction_started(
+                tx, connector_id, id_tag, tx.meter_start, tx.started_at, None
+            ),
             transactional=True,
             tx=tx,
             on_result=lambda result: self._on_start_confirmed(tx, result),
@@ -542,23 +546,26 @@ class Charger:
         self.listener.on_transaction(self, tx)
         return tx
 
-    def _on_start_confirmed(self, tx: LocalTransaction, result: dict[str, Any]) -> None:
-        tx.transaction_id = int(result["transactionId"])
+    def _on_start_confirmed(self, tx: LocalTransaction, result: Payload) -> None:
+        tx.transaction_id, id_tag_info = self.messages.read_transaction_started(result)
         evse = self.evse(tx.connector_id)
         if self.transactions.get(tx.connector_id) is tx:
             evse.transaction_id = tx.transaction_id
-        status = result.get("idTagInfo", {}).get("status", "Accepted")
+        status = id_tag_info.status
         self.auth_cache.remember(tx.id_tag, status)
         self.listener.on_transaction(self, tx)
-        if status != "Accepted" and self.transactions.get(tx.connector_id) is tx:
+        if status is not AuthStatus.ACCEPTED and self.transactions.get(tx.connector_id) is tx:
             if self.config_bool("StopTransactionOnInvalidId"):
-                self.stop_transaction(tx.connector_id, "DeAuthorized")
+                self.stop_transaction(tx.connector_id, StopReason.DEAUTHORIZED)
             elif evse.status in (Status.CHARGING, Status.SUSPENDED_EV):
                 self.set_status(evse, Status.SUSPENDED_EVSE)
         self.listener.on_change(self)
 
     def stop_transaction(
-        self, connector_id: int, reason: str = "Local", id_tag: str | None = None
+        self,
+        connector_id: int,
+        reason: StopReason = StopReason.LOCAL,
+        id_tag: str | None = None,
     ) -> LocalTransaction:
         evse = self.evse(connector_id)
         tx = self.transactions.pop(connector_id, None)
@@ -569,19 +576,17 @@ class Charger:
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = now_iso()
         tx.stop_reason = reason
-        payload: dict[str, Any] = {
-            "meterStop": tx.meter_stop,
-            "timestamp": tx.stopped_at,
-            "reason": reason,
-        }
-        if id_tag:
-            payload["idTag"] = id_tag
-        end_values = self._stop_txn_samples(evse, "Transaction.End")
-        if tx.begin_values or tx.aligned_values or end_values:
-            payload["transactionData"] = [*tx.begin_values, *tx.aligned_values, *end_values][
-                : max(self.config_int("StopTransactionMaxMeterValues"), 2)
-            ]
-        self.send("StopTransaction", payload, transactional=True, tx=tx)
+        end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
+        samples = [*tx.begin_values, *tx.aligned_values, *end_values][
+            : max(self.config_int("StopTransactionMaxMeterValues"), 2)
+        ]
+        self.send(
+            self.messages.transaction_ended(
+                tx, tx.meter_stop, tx.stopped_at, reason, id_tag, samples
+            ),
+            transactional=True,
+            tx=tx,
+        )
         self.next_sample.pop(connector_id, None)
         evse.id_tag = None
         if evse.status is not Status.FAULTED and evse.status is not Status.UNAVAILABLE:
@@ -608,7 +613,7 @@ class Charger:
                 # (Finishing) until an idTag is presented or the CSMS sends UnlockConnector.
                 self.locked_cables.add(connector_id)
             if self.config_bool("StopTransactionOnEVSideDisconnect"):
-                self.stop_transaction(connector_id, "EVDisconnected")
+                self.stop_transaction(connector_id, StopReason.EV_DISCONNECTED)
             else:
                 self.set_status(evse, Status.SUSPENDED_EV)
                 evse.power_w = 0.0
@@ -708,7 +713,7 @@ class Charger:
     def remote_stop(self, transaction_id: int) -> str:
         for connector_id, tx in self.transactions.items():
             if tx.transaction_id == transaction_id:
-                self.stop_transaction(connector_id, "Remote")
+                self.stop_transaction(connector_id, StopReason.REMOTE)
                 if self.spec.simulate_ev_on_remote_start:
                     self.driver_unplugs_later(connector_id, random.uniform(2, 5))
                 return "Accepted"
@@ -838,52 +843,41 @@ class Charger:
 
     # -- sending outside the normal flow --------------------------------------------------
 
-    def status_payload(self, connector_id: int) -> dict[str, Any]:
+    def status_message(self, connector_id: int) -> Message:
+        """The current status of a connector (0: the charger) as a message."""
         if connector_id == 0:
             status, error_code, info = self.connector0_status, "NoError", None
         else:
             evse = self.evse(connector_id)
             status, error_code, info = evse.status, evse.error_code, evse.info
-        payload: dict[str, Any] = {
-            "connectorId": connector_id,
-            "errorCode": error_code,
-            "status": str(status),
-            "timestamp": now_iso(),
-        }
-        if info:
-            payload["info"] = info[:50]
-        return payload
+        return self.messages.connector_status(connector_id, status, error_code, info, now_iso())
 
-    async def send_now(self, action: str, payload: dict[str, Any]) -> None:
+    async def send_now(self, message: Message) -> None:
         """A triggered message: through the queue once booted, directly while Pending (the
         only messages a Pending charger may send)."""
         if self.boot is BootState.ACCEPTED:
-            self.send(action, payload)
+            self.send(message)
             return
         transport = self.transport
         if transport is None:
             return
         try:
-            await transport.call(action, payload)
+            await transport.call(*message)
         except (CallFailed, LinkLost) as exc:
-            log.info("%s: triggered %s failed: %s", self.id, action, exc)
+            log.info("%s: triggered %s failed: %s", self.id, message[0], exc)
 
     async def data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
-    ) -> dict[str, Any]:
-        payload: dict[str, Any] = {"vendorId": vendor_id}
-        if message_id is not None:
-            payload["messageId"] = message_id
-        if data is not None:
-            payload["data"] = data
-        return await self.request("DataTransfer", payload)
+    ) -> Payload:
+        """A vendor-specific message to the CSMS; its answer as the adapter received it."""
+        return await self.request(self.messages.data_transfer(vendor_id, message_id, data))
 
     # -- recovery after a restart -------------------------------------------------------------
 
     def restore_message(
         self,
         action: str,
-        payload: dict[str, Any],
+        payload: Payload,
         seq: int,
         attempts: int,
         tx: LocalTransaction | None,
@@ -891,12 +885,15 @@ class Charger:
         """Put back a transaction message that was written but not confirmed before the
         process stopped; it is sent first, in its original order."""
         item = Outgoing(action, payload, transactional=True, tx=tx, seq=seq, attempts=attempts)
-        if action == "StartTransaction" and tx is not None:
+        if tx is not None and self.messages.is_transaction_start(action):
             item.on_result = lambda result: self._on_start_confirmed(tx, result)
         self.queue.restore(item)
 
     def end_interrupted(
-        self, tx: LocalTransaction, reason: str = "PowerLoss", timestamp: str | None = None
+        self,
+        tx: LocalTransaction,
+        reason: StopReason = StopReason.POWER_LOSS,
+        timestamp: str | None = None,
     ) -> None:
         """A transaction the process was in when it died: end it as a real charger does
         after a power loss, with the last register it knew (never below meterStart)."""
@@ -905,8 +902,7 @@ class Charger:
         tx.stopped_at = timestamp or now_iso()
         tx.stop_reason = reason
         self.send(
-            "StopTransaction",
-            {"meterStop": tx.meter_stop, "timestamp": tx.stopped_at, "reason": reason},
+            self.messages.transaction_ended(tx, tx.meter_stop, tx.stopped_at, reason, None, []),
             transactional=True,
             tx=tx,
         )
@@ -947,50 +943,51 @@ class Charger:
 
     # -- meter values -------------------------------------------------------------------------
 
-    def sampled_values(
-        self, evse: Evse, measurands: list[str], context: str, register_wh: float | None = None
-    ) -> list[dict[str, Any]]:
-        """SampledValue entries for the measurands asked for, in OCPP 1.6 units.
+    def readings(
+        self, evse: Evse, measurands: list[str], register_wh: float | None = None
+    ) -> list[Reading]:
+        """The readings of the measurands asked for (their configured names; unknown ones
+        are skipped), each its value as decimal text and its shared `Quantity`.
 
         `register_wh` stands for the register when the sample is of another instant than
-        now (a clock-aligned boundary between two ticks). Each entry is its value plus a shared, precomputed set of descriptive fields
-        (context, measurand, unit, location, phase): a MeterValues goes out every sample
-        interval for every charging connector, so this is on the simulator's hot path.
+        now (a clock-aligned boundary between two ticks). A MeterValues goes out every
+        sample interval for every charging connector, so this is on the simulator's hot
+        path: no per-reading object beyond the (value, quantity) pair.
         """
-        values: list[dict[str, Any]] = []
+        values: list[Reading] = []
         add = values.append
         ac = self.spec.power_type == "AC"
         for measurand in measurands:
-            if measurand == "Energy.Active.Import.Register":
+            if measurand == _ENERGY:
                 # Whole Wh, floored like meterStart/meterStop, so every register the CSMS sees
                 # is consistent and never goes back.
                 register = evse.register_wh if register_wh is None else register_wh
-                add({"value": str(int(register)), **_fields(context, measurand)})
-            elif measurand == "Power.Active.Import":
-                add({"value": f"{evse.power_w:.1f}", **_fields(context, measurand)})
-            elif measurand == "Current.Import":
+                add((str(int(register)), _Q_ENERGY))
+            elif measurand == _POWER:
+                add((f"{evse.power_w:.1f}", _Q_POWER))
+            elif measurand == _CURRENT:
                 if ac and evse.current_a:
                     for phase, amps in enumerate(evse.current_a):
-                        add({"value": f"{amps:.2f}", **_fields(context, measurand, _PHASES[phase])})
+                        add((f"{amps:.2f}", _Q_CURRENT_PHASE[phase]))
                 else:
                     amps = evse.current_a[0] if evse.current_a else 0.0
-                    add({"value": f"{amps:.2f}", **_fields(context, measurand)})
-            elif measurand == "Voltage":
+                    add((f"{amps:.2f}", _Q_CURRENT))
+            elif measurand == _VOLTAGE:
                 if ac:
                     volts = evse.voltage_v or (self.spec.voltage_v,) * self.spec.phases
                     for phase, v in enumerate(volts):
-                        add({"value": f"{v:.1f}", **_fields(context, measurand, _TO_N[phase])})
+                        add((f"{v:.1f}", _Q_VOLTAGE_PHASE[phase]))
                 else:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
-                    add({"value": f"{v:.1f}", **_fields(context, measurand)})
-            elif measurand == "SoC":
+                    add((f"{v:.1f}", _Q_VOLTAGE))
+            elif measurand == _SOC:
                 if evse.soc is not None:
-                    add({"value": f"{evse.soc:.1f}", **_fields(context, measurand)})
-            elif measurand == "Power.Offered":
+                    add((f"{evse.soc:.1f}", _Q_SOC))
+            elif measurand == _POWER_OFFERED:
                 limit = self.limits.get(evse.connector_id)
                 offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
-                add({"value": f"{offered:.1f}", **_fields(context, measurand)})
-            elif measurand == "Current.Offered":
+                add((f"{offered:.1f}", _Q_POWER_OFFERED))
+            elif measurand == _CURRENT_OFFERED:
                 limit = self.limits.get(evse.connector_id)
                 phases = self.spec.phases if ac else 1
                 # One line voltage (a float), not the per-phase readings of "Voltage" above.
@@ -1000,21 +997,19 @@ class Charger:
                 amps = evse.max_power_w / (line_v * phases)
                 if limit is not None:
                     amps = min(amps, limit.amps)
-                add({"value": f"{amps:.1f}", **_fields(context, measurand)})
+                add((f"{amps:.1f}", _Q_CURRENT_OFFERED))
         return values
 
-    def _stop_txn_samples(self, evse: Evse, context: str) -> list[dict[str, Any]]:
+    def _stop_txn_samples(self, evse: Evse, context: SampleContext) -> list[MeterSample]:
         measurands = self.config_list("StopTxnSampledData")
         if not measurands:
             return []
-        return [
-            {"timestamp": now_iso(), "sampledValue": self.sampled_values(evse, measurands, context)}
-        ]
+        return [MeterSample(now_iso(), context, self.readings(evse, measurands))]
 
     def send_meter_values(
         self,
         connector_id: int,
-        context: str,
+        context: SampleContext,
         measurands: list[str],
         timestamp: str | None = None,
         *,
@@ -1026,21 +1021,18 @@ class Charger:
         evse = self.evse(connector_id) if connector_id else None
         if evse is None:
             return
-        values = self.sampled_values(evse, measurands, context, register_wh)
+        values = self.readings(evse, measurands, register_wh)
         if not values:
             return
-        payload: dict[str, Any] = {
-            "connectorId": connector_id,
-            "meterValue": [{"timestamp": timestamp or now_iso(), "sampledValue": values}],
-        }
         tx = None if outside_transaction else self.transactions.get(connector_id)
-        if tx is not None and context != "Trigger":
-            payload["transactionId"] = tx.wire_id
-            self.send("MeterValues", payload, transactional=True, tx=tx)
+        message = self.messages.meter_values(
+            connector_id, tx, context, timestamp or now_iso(), values
+        )
+        if tx is not None and context is not SampleContext.TRIGGER:
+            self.send(message, transactional=True, tx=tx)
         else:
-            if tx is not None:
-                payload["transactionId"] = tx.wire_id
-            self.send("MeterValues", payload)
+            # A triggered sample names its transaction but is not one of its messages.
+            self.send(message)
 
     # -- the meter tick (called by the runtime's meter engine) -------------------------------
 
@@ -1111,7 +1103,7 @@ class Charger:
         last, self.last_clock_slot = self.last_clock_slot, slot
         return last
 
-    def keep_aligned_sample(self, tx: LocalTransaction, values: dict[str, Any]) -> None:
+    def keep_aligned_sample(self, tx: LocalTransaction, values: MeterSample) -> None:
         """A clock-aligned reading for the transaction's stop message (StopTxnAlignedData),
         up to StopTransactionMaxMeterValues."""
         if len(tx.aligned_values) < self.config_int("StopTransactionMaxMeterValues"):
@@ -1137,24 +1129,19 @@ class ActionError(Exception):
     """A local action that cannot be done now, with a message for the person who asked."""
 
 
-_UNITS = {
-    "Energy.Active.Import.Register": ("Wh", "Outlet"),
-    "Power.Active.Import": ("W", "Outlet"),
-    "Current.Import": ("A", "Outlet"),
-    "Voltage": ("V", "Outlet"),
-    "SoC": ("Percent", "EV"),
-    "Power.Offered": ("W", "Outlet"),
-    "Current.Offered": ("A", "Outlet"),
-}
-_PHASES = ("L1", "L2", "L3")
-_TO_N = ("L1-N", "L2-N", "L3-N")
-
-
-@cache
-def _fields(context: str, measurand: str, phase: str = "") -> dict[str, str]:
-    """The descriptive fields of a SampledValue (shared: never mutate the result)."""
-    unit, location = _UNITS[measurand]
-    fields = {"context": context, "measurand": measurand, "unit": unit, "location": location}
-    if phase:
-        fields["phase"] = phase
-    return fields
+_ENERGY = Measurand.ENERGY_IMPORT_REGISTER
+_POWER = Measurand.POWER_IMPORT
+_CURRENT = Measurand.CURRENT_IMPORT
+_VOLTAGE = Measurand.VOLTAGE
+_SOC = Measurand.SOC
+_POWER_OFFERED = Measurand.POWER_OFFERED
+_CURRENT_OFFERED = Measurand.CURRENT_OFFERED
+_Q_ENERGY = QUANTITIES[_ENERGY, None]
+_Q_POWER = QUANTITIES[_POWER, None]
+_Q_CURRENT = QUANTITIES[_CURRENT, None]
+_Q_CURRENT_PHASE = tuple(QUANTITIES[_CURRENT, p] for p in (Phase.L1, Phase.L2, Phase.L3))
+_Q_VOLTAGE = QUANTITIES[_VOLTAGE, None]
+_Q_VOLTAGE_PHASE = tuple(QUANTITIES[_VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_N, Phase.L3_N))
+_Q_SOC = QUANTITIES[_SOC, None]
+_Q_POWER_OFFERED = QUANTITIES[_POWER_OFFERED, None]
+_Q_CURRENT_OFFERED = QUANTITIES[_CURRENT_OFFERED, None]

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from simulator.core.charge_point import Charger
+from simulator.core.protocol import SampleContext, StopReason
 from simulator.core.smart_charging import ChargingProfile, ProfileError
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ class Operations:
             log.info("%s: SetChargingProfile rejected: %s", charger.id, exc)
             return "Rejected"
         tx = charger.transactions.get(connector_id) if connector_id else None
-        status = charger.profiles.install(
-            connector_id, parsed, active_transaction_id=tx.wire_id if tx is not None else None
-        )
+        active: int | None = None
+        if tx is not None:
+            # ProfileStore's 1.6 rule: -1 stands for a transaction not yet confirmed.
+            active = tx.transaction_id if tx.transaction_id is not None else -1
+        status = charger.profiles.install(connector_id, parsed, active_transaction_id=active)
         if status == "Accepted":
             charger.profiles_changed()
         return status
@@ -89,7 +92,7 @@ class Operations:
         """Stop every transaction (reason SoftReset/HardReset), let the StopTransactions go
         out if the CSMS is there, then reboot: same identity, a new BootNotification."""
         charger = self.charger
-        reason = "HardReset" if kind == "Hard" else "SoftReset"
+        reason = StopReason.HARD_RESET if kind == "Hard" else StopReason.SOFT_RESET
         for connector_id in list(charger.transactions):
             charger.stop_transaction(connector_id, reason)
         loop = asyncio.get_running_loop()
@@ -114,20 +117,20 @@ class Operations:
         if requested == "BootNotification":
             await charger.send_triggered_boot()
         elif requested == "Heartbeat":
-            await charger.send_now("Heartbeat", {})
+            await charger.send_now(charger.messages.heartbeat())
         elif requested == "StatusNotification":
             targets = [connector_id] if connector_id is not None else range(len(charger.evses) + 1)
             for target in targets:
-                await charger.send_now("StatusNotification", charger.status_payload(target))
+                await charger.send_now(charger.status_message(target))
         elif requested == "MeterValues":
             targets = [connector_id] if connector_id else [e.connector_id for e in charger.evses]
             measurands = charger.config_list("MeterValuesSampledData")
             for target in targets:
-                charger.send_meter_values(target, "Trigger", measurands)
+                charger.send_meter_values(target, SampleContext.TRIGGER, measurands)
         elif requested == "DiagnosticsStatusNotification":
-            await charger.send_now("DiagnosticsStatusNotification", {"status": "Idle"})
+            await charger.send_now(charger.messages.diagnostics_status())
         elif requested == "FirmwareStatusNotification":
-            await charger.send_now("FirmwareStatusNotification", {"status": "Idle"})
+            await charger.send_now(charger.messages.firmware_status())
 
     # -- availability ----------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class Operations:
         if not 1 <= connector_id <= len(charger.evses):
             return "NotSupported"
         if connector_id in charger.transactions:
-            charger.stop_transaction(connector_id, "UnlockCommand")
+            charger.stop_transaction(connector_id, StopReason.UNLOCK_COMMAND)
         charger.unlock_cable(connector_id)
         simulated_ev = charger.spec.simulate_ev_on_remote_start
         if simulated_ev and charger.evse(connector_id).battery is not None:

@@ -19,18 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from simulator.core.link import CallFailed, LinkLost, Transport
+from simulator.core.protocol import Payload, TransactionRef
 from simulator.core.timers import Clock, Handle
 
 log = logging.getLogger(__name__)
-
-TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
-
-
-class TransactionRef(Protocol):
-    local_id: str
-
-    @property
-    def wire_id(self) -> int: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -45,13 +37,6 @@ class Outgoing:
     durable: bool = True
     on_result: Callable[[dict[str, Any]], None] | None = None
     future: asyncio.Future[dict[str, Any]] | None = None
-
-    def wire_payload(self) -> dict[str, Any]:
-        """The payload as sent now: a transaction's id is filled in at send time, so that
-        messages queued before StartTransaction was confirmed carry the real id (or -1)."""
-        if self.tx is not None and self.action != "StartTransaction":
-            self.payload["transactionId"] = self.tx.wire_id
-        return self.payload
 
 
 class DurabilitySink(Protocol):
@@ -146,7 +131,8 @@ class Outbox:
 
     `ready()` gives the transport when the charge point may send now (online and booted),
     `online()` whether it is connected at all, `retry()` the current
-    (TransactionMessageAttempts, TransactionMessageRetryInterval). The queue is drained by
+    (TransactionMessageAttempts, TransactionMessageRetryInterval), `prepare()` the payload
+    as it goes on the wire now (the protocol adapter fills in what is known only then). The queue is drained by
     callbacks, not by a task: each answer sends the next message at once.
     """
 
@@ -157,6 +143,7 @@ class Outbox:
         ready: Callable[[], Transport | None],
         online: Callable[[], bool],
         retry: Callable[[], tuple[int, int]],
+        prepare: Callable[[str, Payload, TransactionRef | None], Payload],
     ) -> None:
         self.owner = owner
         self.clock = clock
@@ -164,6 +151,7 @@ class Outbox:
         self._ready = ready
         self._online = online
         self._retry = retry
+        self._prepare = prepare  # the adapter's last touch before the wire (`Messages.at_send`)
         self.in_flight: Outgoing | None = None  # the queue's CALL awaiting its answer
         self._pumping = False
         self._pump_again = False
@@ -214,7 +202,9 @@ class Outbox:
         self.in_flight = item
         try:
             transport.send_call(
-                item.action, item.wire_payload(), lambda r, e: self._answered(item, r, e)
+                item.action,
+                self._prepare(item.action, item.payload, item.tx),
+                lambda r, e: self._answered(item, r, e),
             )
         except Exception as exc:  # a message we built wrong can never go: drop it, loudly
             log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+
+from simulator.core.protocol import MeterSample
 
 
 @dataclass(slots=True, eq=False)
@@ -25,13 +26,8 @@ class LocalTransaction:
     stopped_at: str | None = None
     stop_reason: str | None = None
     # Meter readings kept for the stop message (begin of transaction, clock-aligned).
-    begin_values: list[dict[str, Any]] = field(default_factory=list)
-    aligned_values: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def wire_id(self) -> int:
-        """The id to put on the wire: -1 until the CSMS confirmed the start (OCPP 1.6)."""
-        return self.transaction_id if self.transaction_id is not None else -1
+    begin_values: list[MeterSample] = field(default_factory=list)
+    aligned_values: list[MeterSample] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:

@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from simulator import contract
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.evse import IllegalTransition
+from simulator.core.protocol import StopReason
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 
@@ -154,7 +155,7 @@ class CommandServer:
             return await self._present_id_tag(charger, args)
         connector_id = _connector(args)
         if command == "stop":
-            charger.stop_transaction(connector_id, "Local")
+            charger.stop_transaction(connector_id, StopReason.LOCAL)
             return f"transaction on connector {connector_id} stopped"
         if command == "unplug":
             charger.unplug(connector_id)

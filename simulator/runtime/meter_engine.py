@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import Evse
+from simulator.core.protocol import MeterSample, SampleContext
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class MeterEngine:
         if periodic is not None:
             measurands = charger.config_list("MeterValuesSampledData")
             for connector_id in periodic:
-                charger.send_meter_values(connector_id, "Sample.Periodic", measurands, stamp)
+                charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
 
@@ -190,7 +191,7 @@ class MeterEngine:
                 stamp = now_iso(datetime.fromtimestamp(boundary, UTC))
                 charger.send_meter_values(
                     evse.connector_id,
-                    "Sample.Clock",
+                    SampleContext.CLOCK,
                     measurands,
                     stamp,
                     register_wh=register,
@@ -199,12 +200,11 @@ class MeterEngine:
                 if inside and tx is not None and stop_aligned:
                     charger.keep_aligned_sample(
                         tx,
-                        {
-                            "timestamp": stamp,
-                            "sampledValue": charger.sampled_values(
-                                evse, stop_aligned, "Sample.Clock", register_wh=register
-                            ),
-                        },
+                        MeterSample(
+                            stamp,
+                            SampleContext.CLOCK,
+                            charger.readings(evse, stop_aligned, register_wh=register),
+                        ),
                     )
 
 

@@ -36,6 +36,7 @@ from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.outbox import Outgoing
 from simulator.core.vehicle import VehicleSpec
+from simulator.ocpp16.messages import OCPP16
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ def build_charger(
         evses.append(evse)
     config = {item.key: item.value for item in row.configuration.all()}
     charger = Charger(
-        charger_spec(row, vehicles), evses, config, listener, vehicles=list(vehicles.values())
+        charger_spec(row, vehicles),
+        evses,
+        config,
+        listener,
+        vehicles=list(vehicles.values()),
+        messages=OCPP16,
     )
     runtime = getattr(row, "runtime", None)
     if runtime is not None and runtime.charger_unavailable:

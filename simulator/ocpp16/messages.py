@@ -1,0 +1,228 @@
+"""The OCPP 1.6J shapes of the messages the core sends, and how their answers read.
+
+`Ocpp16Messages` implements `simulator.core.protocol.Messages`: the core asks it for each
+outgoing message with neutral arguments and gets `(action, payload)` back in 1.6 words.
+The 1.6 specifics live here: CiString lengths, measurand/unit/location/phase names and
+reading contexts, the StartTransaction/StopTransaction fields, and the `-1` transaction id
+of a message queued before its StartTransaction was confirmed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.core.link import BootState
+from simulator.core.protocol import (
+    QUANTITIES,
+    AuthStatus,
+    BootAnswer,
+    Identity,
+    IdTagAnswer,
+    Message,
+    MeterSample,
+    Payload,
+    Quantity,
+    Reading,
+    SampleContext,
+    StopReason,
+    TransactionRef,
+)
+
+CONTEXTS = {
+    SampleContext.PERIODIC: "Sample.Periodic",
+    SampleContext.CLOCK: "Sample.Clock",
+    SampleContext.TRANSACTION_BEGIN: "Transaction.Begin",
+    SampleContext.TRANSACTION_END: "Transaction.End",
+    SampleContext.TRIGGER: "Trigger",
+}
+STOP_REASONS = {
+    StopReason.LOCAL: "Local",
+    StopReason.REMOTE: "Remote",
+    StopReason.EV_DISCONNECTED: "EVDisconnected",
+    StopReason.DEAUTHORIZED: "DeAuthorized",
+    StopReason.POWER_LOSS: "PowerLoss",
+    StopReason.SOFT_RESET: "SoftReset",
+    StopReason.HARD_RESET: "HardReset",
+    StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.OTHER: "Other",
+}
+AUTH_STATUSES = {str(s): s for s in AuthStatus}
+BOOT_STATUSES = {str(s): s for s in (BootState.ACCEPTED, BootState.PENDING, BootState.REJECTED)}
+# An unconfirmed transaction goes on the wire as -1 (1.6 has no other way to say it).
+UNCONFIRMED = -1
+
+
+def _fields(context: str, quantity: Quantity) -> dict[str, str]:
+    fields = {
+        "context": context,
+        "measurand": str(quantity.measurand),
+        "unit": str(quantity.unit),
+        "location": str(quantity.location),
+    }
+    if quantity.phase is not None:
+        fields["phase"] = str(quantity.phase)
+    return fields
+
+
+# The descriptive fields of every SampledValue, precomputed per context and quantity: a
+# MeterValues goes out every sample interval for every charging connector. Shared dicts,
+# never mutated (each SampledValue copies them in).
+_SAMPLED_FIELDS: dict[SampleContext, dict[Quantity, dict[str, str]]] = {
+    context: {q: _fields(wire, q) for q in QUANTITIES.values()}
+    for context, wire in CONTEXTS.items()
+}
+
+
+def sampled_values(context: SampleContext, readings: list[Reading]) -> list[dict[str, str]]:
+    fields = _SAMPLED_FIELDS[context]
+    return [{"value": value, **fields[quantity]} for value, quantity in readings]
+
+
+def wire_id(tx: TransactionRef) -> int:
+    return tx.transaction_id if tx.transaction_id is not None else UNCONFIRMED
+
+
+def _id_tag_info(info: dict[str, Any]) -> IdTagAnswer:
+    return IdTagAnswer(
+        AUTH_STATUSES.get(info.get("status", ""), AuthStatus.INVALID),
+        info.get("expiryDate"),
+        info.get("parentIdTag"),
+    )
+
+
+class Ocpp16Messages:
+    """The OCPP 1.6J adapter's message side (stateless: one instance serves all)."""
+
+    def boot(self, identity: Identity) -> Message:
+        payload: Payload = {
+            "chargePointVendor": identity.vendor[:20],
+            "chargePointModel": identity.model[:20],
+            "firmwareVersion": identity.firmware_version[:50],
+        }
+        if identity.serial_number:
+            payload["chargePointSerialNumber"] = identity.serial_number[:25]
+        return "BootNotification", payload
+
+    def read_boot(self, answer: Payload) -> BootAnswer:
+        return BootAnswer(
+            BOOT_STATUSES.get(answer["status"], BootState.REJECTED),
+            int(answer.get("interval", 0)),
+            answer.get("currentTime"),
+        )
+
+    def connector_status(
+        self, connector_id: int, status: str, error_code: str, info: str | None, timestamp: str
+    ) -> Message:
+        payload: Payload = {
+            "connectorId": connector_id,
+            "errorCode": error_code,
+            "status": str(status),
+            "timestamp": timestamp,
+        }
+        if info:
+            payload["info"] = info[:50]
+        return "StatusNotification", payload
+
+    def heartbeat(self) -> Message:
+        return "Heartbeat", {}
+
+    def read_clock(self, answer: Payload) -> str | None:
+        return answer.get("currentTime")
+
+    def authorize(self, id_tag: str) -> Message:
+        return "Authorize", {"idTag": id_tag}
+
+    def read_authorize(self, answer: Payload) -> IdTagAnswer:
+        return _id_tag_info(answer["idTagInfo"])
+
+    def transaction_started(
+        self,
+        tx: TransactionRef,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        timestamp: str,
+        reservation_id: int | None,
+    ) -> Message:
+        payload: Payload = {
+            "connectorId": connector_id,
+            "idTag": id_tag,
+            "meterStart": meter_start,
+            "timestamp": timestamp,
+        }
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id
+        return "StartTransaction", payload
+
+    def read_transaction_started(self, answer: Payload) -> tuple[int, IdTagAnswer]:
+        # idTagInfo is required by the schema; a CSMS that leaves it out means no objection.
+        info = answer.get("idTagInfo", {"status": "Accepted"})
+        return int(answer["transactionId"]), _id_tag_info(info)
+
+    def is_transaction_start(self, action: str) -> bool:
+        return action == "StartTransaction"
+
+    def transaction_ended(
+        self,
+        tx: TransactionRef,
+        meter_stop: int,
+        timestamp: str,
+        reason: StopReason,
+        id_tag: str | None,
+        samples: list[MeterSample],
+    ) -> Message:
+        payload: Payload = {
+            "meterStop": meter_stop,
+            "timestamp": timestamp,
+            "reason": STOP_REASONS[reason],
+        }
+        if id_tag:
+            payload["idTag"] = id_tag
+        if samples:
+            payload["transactionData"] = [
+                {"timestamp": s.timestamp, "sampledValue": sampled_values(s.context, s.readings)}
+                for s in samples
+            ]
+        return "StopTransaction", payload
+
+    def meter_values(
+        self,
+        connector_id: int,
+        tx: TransactionRef | None,
+        context: SampleContext,
+        timestamp: str,
+        readings: list[Reading],
+    ) -> Message:
+        payload: Payload = {
+            "connectorId": connector_id,
+            "meterValue": [
+                {"timestamp": timestamp, "sampledValue": sampled_values(context, readings)}
+            ],
+        }
+        if tx is not None:
+            payload["transactionId"] = wire_id(tx)
+        return "MeterValues", payload
+
+    def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None) -> Message:
+        payload: Payload = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        return "DataTransfer", payload
+
+    def diagnostics_status(self) -> Message:
+        return "DiagnosticsStatusNotification", {"status": "Idle"}
+
+    def firmware_status(self) -> Message:
+        return "FirmwareStatusNotification", {"status": "Idle"}
+
+    def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
+        # A transaction message queued before StartTransaction was confirmed carries the
+        # real id if it is known by the time it goes out, else -1.
+        if tx is not None and action != "StartTransaction":
+            payload["transactionId"] = wire_id(tx)
+        return payload
+
+
+OCPP16 = Ocpp16Messages()
