@@ -262,3 +262,70 @@ def location_summary(
         **counts,
         "at": at,
     }
+
+
+# -- fleet changes (issue 14: what you edit is what runs) -----------------------------------
+
+FLEET_CHANGED: Final = "fleet.changed"  # web -> the workers of the shards concerned
+EVENT_FLEET_APPLIED: Final = "fleet.applied"  # a worker -> the reply channel, if one was given
+
+
+class FleetChanged(TypedDict):
+    """Rows of the fleet changed (committed): the worker re-reads them from the database
+    and applies them as a real charger would. Sent after commit to every shard that owns
+    one of the chargers, before or after the change (a new charge point id may move a
+    charger to another shard), and to every shard for vehicle-model and location changes."""
+
+    type: Literal["fleet.changed"]
+    chargers: list[int]  # Charger pks added, changed or deleted
+    vehicles: list[int]  # VehicleModel pks changed (used from the next session)
+    locations: list[int]  # Location pks changed
+    reply_channel: NotRequired[str]  # where to send `fleet_applied` (admin saves wait for it)
+    request_id: NotRequired[str]
+
+
+def fleet_changed(
+    chargers: Iterable[int] = (),
+    *,
+    vehicles: Iterable[int] = (),
+    locations: Iterable[int] = (),
+    reply_channel: str | None = None,
+    request_id: str | None = None,
+) -> FleetChanged:
+    message: FleetChanged = {
+        "type": FLEET_CHANGED,
+        "chargers": sorted(set(chargers)),
+        "vehicles": sorted(set(vehicles)),
+        "locations": sorted(set(locations)),
+    }
+    if reply_channel is not None:
+        message["reply_channel"] = reply_channel
+    if request_id is not None:
+        message["request_id"] = request_id
+    return message
+
+
+class ChargerOutcome(TypedDict):
+    """What a worker did with one changed charger, in words for the person who saved it."""
+
+    charger_id: int
+    charge_point_id: str
+    outcome: str  # e.g. "reconnects now", "applied live", "takes effect when its session ends"
+
+
+class FleetApplied(TypedDict):
+    type: Literal["fleet.applied"]
+    request_id: str | None
+    shard: int
+    outcomes: list[ChargerOutcome]
+
+
+def fleet_applied(
+    request_id: str | None, shard: int, outcomes: Iterable[ChargerOutcome]
+) -> FleetApplied:
+    return {
+        "type": EVENT_FLEET_APPLIED,
+        "request_id": request_id,
+        "shard": shard,
+        "outcomes": list(outcomes),
+    }
