@@ -111,7 +111,9 @@ class Charger(models.Model):
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
+    # Indexed: a running worker asks every few seconds which chargers changed since it
+    # last looked (its reconciliation, in case a fleet.changed message was lost).
+    updated = models.DateTimeField(auto_now=True, db_index=True)
 
     objects = ChargerQuerySet.as_manager()
 
