@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chargers', '0006_importjob_to_fleet_io'),
+        ('chargers', '0007_repair_number_of_connectors'),
     ]
 
     operations = [
