@@ -2,20 +2,35 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from chargers.fleet import copy_charger
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import ChargerForm
-from chargers.models import Charger, ConfigurationKey, Evse
+from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
+from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract
 
 
+class EvseFormSet(BaseInlineFormSet):
+    def save_existing(self, form, obj, commit=True):
+        # Only the columns a person edits: the register, status and availability in the
+        # row were read with the page and may be behind the engine by now.
+        instance = form.save(commit=False)
+        if commit:
+            instance.save(update_fields=Evse.WEB_FIELDS)
+        return instance
+
+
 class EvseInline(admin.TabularInline):
     model = Evse
+    formset = EvseFormSet
     extra = 0
     min_num = 1
     fields = [
@@ -26,7 +41,9 @@ class EvseInline(admin.TabularInline):
         "register_wh",
         "status",
     ]
-    readonly_fields = ["status"]
+    # Engine-owned: the simulated charger changes them (a CSMS's ChangeAvailability, the
+    # meter, the status table); a form never posts them back.
+    readonly_fields = ["availability", "register_wh", "status"]
 
 
 class ConfigurationKeyInline(admin.TabularInline):
@@ -53,12 +70,91 @@ class ChargerAdmin(FleetImportExportAdmin):
     form = ChargerForm
     resource_classes = [ChargerResource]
     import_job_resource = "chargers"
-    actions = ["generate_fleet"]
+    actions = ["generate_fleet", "enable", "disable", "reset_registers"]
     inlines = [EvseInline, ConfigurationKeyInline]
+
+    def save_model(self, request, obj, form, change):
+        # The id the charger had: a new one may belong to another shard's worker.
+        obj._stored_charge_point_id = (  # read by save_related
+            Charger.objects.filter(pk=obj.pk).values_list("charge_point_id", flat=True).first()
+            if change
+            else None
+        )
+        super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        form.instance.sync_number_of_connectors()
+        charger = form.instance
+        charger.sync_number_of_connectors()
+        ids = {charger.charge_point_id, getattr(charger, "_stored_charge_point_id", None)}
+        notify_fleet_change(
+            [(charger.pk, cp_id) for cp_id in ids if cp_id], report=self._reporter(request)
+        )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            notify_fleet_change([(obj.pk, obj.charge_point_id)], report=self._reporter(request))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            notify_fleet_change(
+                queryset.values_list("pk", "charge_point_id"), report=self._reporter(request)
+            )
+            super().delete_queryset(request, queryset)
+
+    def _reporter(self, request: HttpRequest):
+        """Show, after commit, what the workers did with the change (or that none runs)."""
+
+        def report(applied: Applied) -> None:
+            for reached, text in describe(applied):
+                self.message_user(
+                    request, text, level=messages.INFO if reached else messages.WARNING
+                )
+
+        return report
+
+    def _update_and_notify(self, request, queryset, **values) -> int:
+        with transaction.atomic():
+            rows = list(queryset.values_list("pk", "charge_point_id"))
+            count = Charger.objects.filter(pk__in=[pk for pk, _ in rows]).update(**values)
+            notify_fleet_change(rows, report=self._reporter(request))
+        return count
+
+    @admin.action(description="Enable the selected chargers (they start)")
+    def enable(self, request, queryset):
+        count = self._update_and_notify(request, queryset, enabled=True)
+        self.message_user(request, f"Enabled {count} chargers.", level=messages.SUCCESS)
+
+    @admin.action(description="Disable the selected chargers (they go offline)")
+    def disable(self, request, queryset):
+        count = self._update_and_notify(request, queryset, enabled=False)
+        self.message_user(request, f"Disabled {count} chargers.", level=messages.SUCCESS)
+
+    @admin.action(description="Reset the meter registers of the selected idle chargers to 0")
+    def reset_registers(self, request, queryset):
+        """The register is the engine's; resetting it is an explicit act, and only while no
+        session is open (an open transaction's meterStart and MeterValues count on it)."""
+        with transaction.atomic():
+            rows = list(queryset.values_list("pk", "charge_point_id"))
+            busy = set(
+                Transaction.objects.filter(
+                    charger_id__in=[pk for pk, _ in rows], state=Transaction.State.OPEN
+                ).values_list("charger__charge_point_id", flat=True)
+            )
+            idle = [(pk, cp_id) for pk, cp_id in rows if cp_id not in busy]
+            Evse.objects.filter(charger_id__in=[pk for pk, _ in idle]).update(register_wh=0)
+            notify_fleet_change(idle, report=self._reporter(request))
+        if busy:
+            self.message_user(
+                request,
+                f"Not reset (a session is open): {', '.join(sorted(busy))}.",
+                level=messages.WARNING,
+            )
+        if idle:
+            self.message_user(
+                request, f"Reset the registers of {len(idle)} chargers.", level=messages.SUCCESS
+            )
 
     list_display = [
         "charge_point_id",
@@ -143,7 +239,9 @@ class ChargerAdmin(FleetImportExportAdmin):
         )
         if form.is_valid():
             ids = form.cleaned_data["charge_point_ids"]
-            copy_charger(template, ids, form.cleaned_data["location"].pk)
+            with transaction.atomic():
+                copy_charger(template, ids, form.cleaned_data["location"].pk)
+                notify_fleet_change(report=self._reporter(request))  # joins copy's batch
             self.message_user(
                 request,
                 f"Created {len(ids)} chargers {ids[0]}..{ids[-1]} like {template} at "
@@ -176,6 +274,29 @@ class EvseAdmin(admin.ModelAdmin):
     list_filter = ["connector_type", "availability", "status", "charger__location"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id"]
+    readonly_fields = ["availability", "register_wh", "status"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=Evse.WEB_FIELDS)
+        else:
+            super().save_model(request, obj, form, change)
+        obj.charger.sync_number_of_connectors()
+        notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            obj.charger.sync_number_of_connectors()
+            notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            chargers = list(Charger.objects.filter(evses__in=queryset).distinct())
+            super().delete_queryset(request, queryset)
+            for charger in chargers:
+                charger.sync_number_of_connectors()
+            notify_fleet_change((c.pk, c.charge_point_id) for c in chargers)
 
 
 @admin.register(ConfigurationKey)
@@ -184,3 +305,18 @@ class ConfigurationKeyAdmin(admin.ModelAdmin):
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id", "key"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            rows = set(queryset.values_list("charger_id", "charger__charge_point_id"))
+            super().delete_queryset(request, queryset)
+            notify_fleet_change(rows)

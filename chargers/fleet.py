@@ -18,6 +18,7 @@ from django.utils import timezone
 from chargers.bulk import execute_rows
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
+from fleet_io.fleet_changes import notify_fleet_change
 from simulator.contract import config_keys
 
 BATCH = 2000
@@ -141,6 +142,7 @@ def create_chargers(plans: Sequence[ChargerPlan]) -> list[Charger]:
         config += _config_values(charger.pk, len(specs), plan.overrides)
     insert_rows(Evse, evses)
     insert_rows(ConfigurationKey, config)
+    notify_fleet_change((charger.pk, charger.charge_point_id) for charger in chargers)
     return chargers
 
 
@@ -199,6 +201,7 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
         conflict=["charger_id", "key"],
         update=["value", "readonly"],
     )
+    notify_fleet_change((plan.charger.pk, plan.charger.charge_point_id) for plan in plans)
 
 
 def copy_charger(

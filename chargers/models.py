@@ -111,7 +111,9 @@ class Charger(models.Model):
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
+    # Indexed: a running worker asks every few seconds which chargers changed since it
+    # last looked (its reconciliation, in case a fleet.changed message was lost).
+    updated = models.DateTimeField(auto_now=True, db_index=True)
 
     objects = ChargerQuerySet.as_manager()
 
@@ -227,6 +229,10 @@ class Evse(models.Model):
 
     objects = EvseManager()
 
+    # What a person edits; the rest of an EVSE is the engine's (register, status, the
+    # availability a CSMS set, the checkpoint time).
+    WEB_FIELDS = ["connector_id", "connector_type", "max_power_kw"]
+
     class Meta:
         ordering = ["charger", "connector_id"]
         verbose_name = "EVSE"
@@ -240,8 +246,16 @@ class Evse(models.Model):
     def __str__(self) -> str:
         return f"{self.charger_id and self.charger.charge_point_id} #{self.connector_id}"
 
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Evse:
+        instance = super().from_db(db, field_names, values)
+        # The register as read: a form that does not set it must not trip over the engine
+        # raising it meanwhile (see clean()).
+        instance._loaded_register_wh = instance.__dict__.get("register_wh")  # type: ignore[attr-defined]  # set per instance
+        return instance
+
     def clean(self) -> None:
-        if self.pk:
+        if self.pk and self.register_wh != getattr(self, "_loaded_register_wh", None):
             stored = Evse.objects.filter(pk=self.pk).values_list("register_wh", flat=True).first()
             if stored is not None and self.register_wh < stored:
                 raise ValidationError(

@@ -191,3 +191,20 @@ def test_the_message_log_is_shown_only_to_a_user_with_the_view_permission(
     user.user_permissions.add(Permission.objects.get(codename="view_charger"))
     html = client.get(url).content.decode()
     assert 'id="message-log"' in html
+
+
+def test_a_disabled_charger_shows_not_running_and_is_not_counted_available(
+    admin_client_logged_in,
+):
+    site = make_location("Depot")
+    make_charger("CP-ON", location=site, evses=1)
+    off = make_charger("CP-OFF", location=site, evses=2, enabled=False)
+
+    response = admin_client_logged_in.get(reverse("chargers:home"))
+
+    assert dict(response.context["fleet"].counts)["Available"] == 1
+    page = response.content.decode()
+    assert page.count('status-not-running" data-field="status">not running<') == 2
+    charger_page = admin_client_logged_in.get(reverse("chargers:charger", args=[off.pk]))
+    assert "not running (disabled)" in charger_page.content.decode()
+    assert "status-available" not in charger_page.content.decode()

@@ -78,8 +78,10 @@ class FleetFilter(forms.Form):
 
 
 def status_counts(evses: QuerySet[Evse] | None = None) -> list[tuple[str, int]]:
-    """EVSEs per status as the engine last checkpointed them, in OCPP order."""
+    """EVSEs per status as the engine last checkpointed them, in OCPP order. A disabled
+    charger is not running: its EVSEs are in no status (not Available)."""
     evses = Evse.objects.all() if evses is None else evses
+    evses = evses.filter(charger__enabled=True)
     counted = dict(evses.values_list("status").annotate(n=Count("id")).order_by())
     return [(status, counted.get(status, 0)) for status in contract.CONNECTOR_STATUSES]
 

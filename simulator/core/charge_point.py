@@ -841,6 +841,38 @@ class Charger:
         if transport is not None:
             self._reboot_task = asyncio.get_running_loop().create_task(transport.close())
 
+    # -- changes made by the operator (the fleet edited while running) ----------------------
+
+    def respec(self, spec: ChargerSpec, evse_power_w: dict[int, float]) -> None:
+        """The operator edited what a charger is made of, without touching its identity or
+        connector count (those need a reboot: the runtime builds a new charger). Live state
+        (registers, statuses, availability, transactions, the outbox) is not touched; an
+        ongoing session keeps its vehicle, new ones use the new limits from the next tick."""
+        if spec.charge_point_id != self.id:
+            raise ValueError("a new charge point id needs a reboot, not respec()")
+        self.spec = spec
+        for evse in self.evses:
+            evse.max_power_w = evse_power_w.get(evse.connector_id, evse.max_power_w)
+        self.listener.on_change(self)
+
+    def use_vehicles(self, vehicles: list[VehicleSpec], default: VehicleSpec | None) -> None:
+        """The vehicle catalogue was edited: the next plug-in picks from it; a vehicle
+        already plugged in keeps the battery it came with."""
+        self.vehicles = vehicles
+        self.spec.default_vehicle = default
+
+    def end_service(self, reason: StopReason = StopReason.OTHER) -> list[LocalTransaction]:
+        """Taken out of service by the operator: every ongoing transaction ends now (its
+        StopTransaction queued like any other), and the charger may then go offline."""
+        return [self.stop_transaction(c, reason) for c in list(self.transactions)]
+
+    def forget_storage(self, listener: Listener | None) -> None:
+        """The charger's database rows are gone (deleted): nothing of it may be written
+        any more, so its messages no longer wait for durability and only `listener` (the
+        dashboard's publisher, or none) hears of its changes."""
+        self.queue.sink = None
+        self.listener = listener or Listener()
+
     # -- sending outside the normal flow --------------------------------------------------
 
     def status_message(self, connector_id: int) -> Message:

@@ -23,6 +23,7 @@ from simulator import contract
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.evse import IllegalTransition
 from simulator.core.protocol import StopReason
+from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 
@@ -44,6 +45,7 @@ class Fleet(Protocol):
     store: Store
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
+    reloader: FleetReloader
 
     def connect(self, charger: Charger) -> None: ...
 
@@ -94,6 +96,9 @@ class CommandServer:
                 # e.g. redis-py's read timeout on an idle channel; the message waits in Redis.
                 log.warning("receiving commands failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(0.1)
+                continue
+            if message.get("type") == contract.FLEET_CHANGED:
+                self.service.reloader.submit(message, self.layer)
                 continue
             if message.get("type") != contract.COMMAND:
                 continue
@@ -182,8 +187,7 @@ class CommandServer:
             shard = f" (shard {self.service.shard}/{self.service.shards})"
             raise CommandError(
                 f"charger #{pk} is not running on this simulator worker{shard}: it is "
-                "disabled, was added after the worker started, or CHARGESIM_SHARDS differs "
-                "from the workers' --shard N"
+                "disabled, deleted, or CHARGESIM_SHARDS differs from the workers' --shard N"
             )
         return charger
 

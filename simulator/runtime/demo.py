@@ -20,42 +20,54 @@ DEMO_PREFIX = "DEMO-"
 
 
 def ensure_demo_fleet(count: int, csms_url: str) -> int:
-    """Create or update DEMO-0001..DEMO-NNNN (idempotent); return how many were created."""
+    """Create the missing chargers of DEMO-0001..DEMO-NNNN; return how many were created.
+
+    A demo charger that exists keeps its site, settings and register (a restart, or a
+    location added since, must not move or reset it); only its CSMS URL follows this
+    run's, so that it reaches the CSMS the demo was started with."""
     locations = list(Location.objects.all()) or [
         Location.objects.create(name="Demo Site", time_zone="UTC")
     ]
+    wanted = {f"{DEMO_PREFIX}{n:04d}": n for n in range(1, count + 1)}
+    existing = set(
+        ChargerRow.objects.filter(charge_point_id__in=wanted).values_list(
+            "charge_point_id", flat=True
+        )
+    )
     created = 0
     with transaction.atomic():
-        for n in range(1, count + 1):
+        ChargerRow.objects.filter(charge_point_id__in=existing).exclude(csms_url=csms_url).update(
+            csms_url=csms_url
+        )
+        for cp_id, n in wanted.items():
+            if cp_id in existing:
+                continue
             dc = n % 3 == 0
-            cp_id = f"{DEMO_PREFIX}{n:04d}"
-            values = {
-                "location": locations[(n - 1) % len(locations)],
-                "vendor": "ChargeSim",
-                "model": "Virtual DC 150" if dc else "Virtual AC 22",
-                "serial_number": f"CS-DEMO-{n:05d}",
-                "power_type": "DC" if dc else "AC",
-                "max_power_kw": 150.0 if dc else 22.0,
-                "phases": 3,
-                "csms_url": csms_url,
-                "auto_connect": True,
-                "enabled": True,
-                "simulate_ev_on_remote_start": True,
-            }
-            charger, made = ChargerRow.objects.update_or_create(
-                charge_point_id=cp_id, defaults=values
+            charger = ChargerRow.objects.create(
+                charge_point_id=cp_id,
+                location=locations[(n - 1) % len(locations)],
+                vendor="ChargeSim",
+                model="Virtual DC 150" if dc else "Virtual AC 22",
+                serial_number=f"CS-DEMO-{n:05d}",
+                power_type="DC" if dc else "AC",
+                max_power_kw=150.0 if dc else 22.0,
+                phases=3,
+                csms_url=csms_url,
+                auto_connect=True,
+                enabled=True,
+                simulate_ev_on_remote_start=True,
             )
-            if made:
-                created += 1
-                EvseRow.objects.bulk_create(
-                    EvseRow(
-                        charger=charger,
-                        connector_id=c,
-                        connector_type="CCS2" if dc else "Type2",
-                        max_power_kw=150.0 if dc else 22.0,
-                    )
-                    for c in (1, 2)
+            created += 1
+            EvseRow.objects.bulk_create(
+                EvseRow(
+                    charger=charger,
+                    connector_id=c,
+                    connector_type="CCS2" if dc else "Type2",
+                    max_power_kw=150.0 if dc else 22.0,
                 )
+                for c in (1, 2)
+            )
+            charger.sync_number_of_connectors()  # seeded with 1 before the EVSEs existed
     return created
 
 

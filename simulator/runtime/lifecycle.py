@@ -42,6 +42,7 @@ from simulator.ocpp16.client import run_connection
 from simulator.runtime import gc_policy
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.events import EventPublisher
+from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
 from simulator.runtime.store import Store
@@ -77,6 +78,7 @@ class RunOptions:
     checkpoint_seconds: float = 1.0
     reconnect_cap: float = 60.0
     stop_timeout: float = 10.0
+    reconcile_seconds: float = 3.0  # how often fleet edits without a message are looked for
 
     @classmethod
     def from_settings(cls, **given: Any) -> RunOptions:
@@ -105,6 +107,7 @@ class Simulator:
         self.store = Store()
         self.checkpointer = Checkpointer(downstream=listener)
         self.engine = MeterEngine(self.store, options.tick_seconds)
+        self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
         self.should_exit = False
@@ -129,6 +132,10 @@ class Simulator:
             log_bytes=settings.CHARGESIM_MESSAGE_LOG_BYTES,
         )
         return cls(options, listener=publisher, write=write)
+
+    @property
+    def only_ids(self) -> list[str] | None:
+        return self.options.only_ids
 
     def say(self, text: str) -> None:
         self._write(text)
@@ -304,7 +311,9 @@ class Simulator:
 
     async def start(self, *, connect: bool = True, channels: bool = False) -> None:
         """Load the fleet, connect the auto-connect chargers, run the meter engine and the
-        checkpoints; with `channels`, publish events and answer dashboard commands too."""
+        checkpoints, and follow fleet edits; with `channels`, publish events and answer
+        dashboard commands (and fleet.changed messages) too."""
+        await self.reloader.prime()  # before loading: a change saved meanwhile is re-applied
         chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
             self.checkpointer, shard=self.shard, shards=self.shards, ids=self.options.only_ids
         )
@@ -317,6 +326,7 @@ class Simulator:
                     self.connect(charger)
         self.spawn(self.engine.run(), "meter-engine")
         self.spawn(self._checkpoint_loop(), "checkpoints")
+        self.spawn(self.reloader.run(self.options.reconcile_seconds), "fleet-reloader")
         if channels:
             from channels.layers import get_channel_layer
 
@@ -450,6 +460,7 @@ class Simulator:
         deadline = loop.time() + timeout
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += self.connections.values()
+        ending += self.reloader.retiring()
         for task in ending:
             task.cancel()
         left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)

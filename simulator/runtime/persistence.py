@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from chargers.models import Charger as ChargerRow
 from chargers.models import (
@@ -131,24 +131,45 @@ def build_charger(
     return charger
 
 
+def charger_rows() -> QuerySet[ChargerRow]:
+    """Charger rows with everything a runtime charger is built from (a few queries)."""
+    return (
+        ChargerRow.objects.select_related("location", "runtime")
+        .prefetch_related("evses", "configuration", "profiles")
+        .order_by("charge_point_id")
+    )
+
+
+def read_chargers(pks: Iterable[int]) -> dict[int, ChargerRow]:
+    """The rows of these chargers (enabled or not; a deleted one is absent), read in
+    batches: a bulk change of thousands costs a few queries per 500 chargers."""
+    wanted = sorted(set(pks))
+    rows: dict[int, ChargerRow] = {}
+    for start in range(0, len(wanted), READ_BATCH):
+        for row in charger_rows().filter(pk__in=wanted[start : start + READ_BATCH]):
+            rows[row.pk] = row
+    return rows
+
+
+READ_BATCH = 500
+
+
 def load_fleet(
     listener: Listener | None = None,
     *,
     shard: int = 0,
     shards: int = 1,
     ids: Iterable[str] | None = None,
+    pks: Iterable[int] | None = None,
 ) -> list[Charger]:
     """Runtime chargers for every enabled charger of this shard, in a constant number of
-    queries."""
+    queries (only those of `ids` or `pks` when given)."""
     vehicles = load_vehicles()
-    rows = (
-        ChargerRow.objects.enabled()
-        .select_related("location", "runtime")
-        .prefetch_related("evses", "configuration", "profiles")
-        .order_by("charge_point_id")
-    )
+    rows = charger_rows().filter(enabled=True)
     if ids is not None:
         rows = rows.filter(charge_point_id__in=list(ids))
+    if pks is not None:
+        rows = rows.filter(pk__in=list(pks))
     chargers = []
     for row in rows.iterator(chunk_size=2000):
         if shards > 1 and contract.shard_of(row.charge_point_id, shards) != shard:
@@ -159,6 +180,16 @@ def load_fleet(
         chargers.append(build_charger(row, vehicles, listener))
     if isinstance(listener, Checkpointer):
         restore(chargers, listener)
+    return chargers
+
+
+def build_loaded(
+    rows: Iterable[ChargerRow], vehicles: dict[int, VehicleSpec], checkpointer: Checkpointer
+) -> list[Charger]:
+    """Runtime chargers for rows read while running (a charger added or enabled), with
+    their durable outbox restored as at startup."""
+    chargers = [build_charger(row, vehicles, checkpointer) for row in rows if row.evses.all()]
+    restore(chargers, checkpointer)
     return chargers
 
 
@@ -174,11 +205,14 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
     by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
     for charger in by_pk.values():
         charger.queue.sink = checkpointer.sink_for(charger)
-    rows = [r for r in OutboxMessage.objects.order_by("charger_id", "seq") if r.charger_id in by_pk]
+    outbox = OutboxMessage.objects.order_by("charger_id", "seq")
+    open_q = Q(state=TransactionRow.State.OPEN)
+    if len(by_pk) <= READ_BATCH:  # a few chargers loaded while running: read only theirs
+        outbox = outbox.filter(charger_id__in=list(by_pk))
+        open_q &= Q(charger_id__in=list(by_pk))
+    rows = [r for r in outbox if r.charger_id in by_pk]
     referenced = {r.local_tx_id for r in rows if r.local_tx_id}
-    tx_rows = TransactionRow.objects.filter(
-        Q(state=TransactionRow.State.OPEN) | Q(local_id__in=referenced)
-    )
+    tx_rows = TransactionRow.objects.filter(open_q | Q(local_id__in=referenced))
     txs: dict[str, LocalTransaction] = {}
     open_txs: list[tuple[Charger, LocalTransaction]] = []
     for tx_row in tx_rows:

@@ -132,17 +132,40 @@
     }
   }
 
+  // A charger no worker runs sends no snapshot: after this long it shows "not running"
+  // (grey), not the status last checkpointed.
+  const NOT_RUNNING_AFTER_MS = 5000;
+
+  function markNotRunning(scope) {
+    const link = scope.querySelector("[data-field=link]");
+    if (link) { setText(link, "not running"); link.dataset.link = "not-running"; }
+    scope.querySelectorAll("[data-field=status]").forEach(function (el) {
+      setStatus(el, "not running");
+      el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-not-running";
+    });
+  }
+
   function rowsPage(path, ids, onMessage) {
     const paint = batcher(paintRow);
+    const seen = new Set();
     const live = socket(
       path,
       function (message) {
-        if (message.type === "charger.state") paint(message.charger.id, message.charger);
+        if (message.type === "charger.state") {
+          seen.add(message.charger.id);
+          paint(message.charger.id, message.charger);
+        }
         else if (message.type === "fleet.counts") paintCounts(message);
         else if (onMessage) onMessage(message);
       },
       function () {
         live.send({ type: "watch", chargers: ids });
+        setTimeout(function () {
+          ids.forEach(function (pk) {
+            const row = document.querySelector('tr[data-charger="' + pk + '"]');
+            if (row && !seen.has(pk)) markNotRunning(row);
+          });
+        }, NOT_RUNNING_AFTER_MS);
       }
     );
     return live;
@@ -279,13 +302,18 @@
     const log = document.getElementById("message-log") ? messageLog() : null;
 
     let next = 1;
+    let seen = false;
+    setTimeout(function () { if (!seen) markNotRunning(document); }, NOT_RUNNING_AFTER_MS);
     const live = socket("/ws/chargers/" + pk + "/", function (message) {
       if (message.type === "hello") {
         canDrive = message.can_drive;
         document.querySelectorAll("[data-command] button, button[data-command]").forEach(function (b) {
           b.disabled = !canDrive;
         });
-      } else if (message.type === "charger.state") paint("charger", message.charger);
+      } else if (message.type === "charger.state") {
+        seen = true;
+        paint("charger", message.charger);
+      }
       else if (message.type === "charger.log" && log) log.add(message.frames, message.full);
       else if (message.type === "command.result") {
         result.className = "result " + (message.ok ? "ok" : "error");

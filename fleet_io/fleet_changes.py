@@ -1,0 +1,212 @@
+"""Telling the simulator workers that fleet rows changed: the one place every web write ends.
+
+`notify_fleet_change(...)` is called inside the write's transaction. The rows it names are
+gathered per transaction and sent once, after commit (`transaction.on_commit`), as one
+`contract.fleet_changed` per shard concerned: 5,000 imported chargers are a message per
+shard, not 5,000. A rolled-back write sends nothing. A charger goes to the shard of each
+charge point id it had (an id changed in the admin may move it to another shard); vehicle
+models and locations go to every shard.
+
+A caller that shows the outcome to a person (the admin) passes `report`: the message then
+carries a reply channel, and after sending we wait briefly for each shard's
+`contract.fleet_applied`. No answer means no worker is running; the change waits in the
+database for the worker's start. It lives here, in the lowest web app, because locations
+and vehicles write fleet rows too and may not import `chargers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+
+from simulator import contract
+
+log = logging.getLogger(__name__)
+
+# How long an admin save waits for the workers' answers, at most.
+REPLY_SECONDS = 2.0
+# The in-memory layer's queues belong to one event loop; a receive from another thread's
+# loop is not woken by a send, so the wait polls in slices this long.
+RECEIVE_SLICE_SECONDS = 0.05
+
+
+@dataclass
+class Applied:
+    """What the workers said about a change: one answer per shard that answered."""
+
+    shards: list[int]  # the shards the change was sent to
+    answers: list[contract.FleetApplied]
+
+    @property
+    def outcomes(self) -> list[contract.ChargerOutcome]:
+        return [outcome for answer in self.answers for outcome in answer.get("outcomes") or []]
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.answers)
+
+
+Report = Callable[[Applied], None]
+
+_sending: set[asyncio.Task[list[Any]]] = set()  # sends started from a loop, kept until done
+
+
+@dataclass
+class _Batch:
+    """The changes of one transaction, sent when it commits."""
+
+    chargers: dict[int, set[int]] = field(default_factory=dict)  # shard -> charger pks
+    vehicles: set[int] = field(default_factory=set)
+    locations: set[int] = field(default_factory=set)
+    reports: list[Report] = field(default_factory=list)
+    sent: bool = False
+
+    def merge(self, other: _Batch) -> None:
+        for shard, pks in other.chargers.items():
+            self.chargers.setdefault(shard, set()).update(pks)
+        self.vehicles |= other.vehicles
+        self.locations |= other.locations
+        self.reports += other.reports
+
+    def flush(self) -> None:
+        self.sent = True
+        try:
+            applied = send(self)
+        except Exception:
+            # The rows are committed; a worker reads them when it starts. Say so in the log
+            # rather than turn a saved change into an error page.
+            log.exception("could not tell the simulator workers about a fleet change")
+            applied = Applied(shards=[], answers=[])
+        for report in self.reports:
+            report(applied)
+
+
+def notify_fleet_change(
+    chargers: Iterable[tuple[int, str]] = (),
+    *,
+    vehicles: Iterable[int] = (),
+    locations: Iterable[int] = (),
+    report: Report | None = None,
+) -> None:
+    """Tell the owning workers, after the current transaction commits, that these rows
+    changed. `chargers` are (pk, charge point id) pairs; give a charger twice, with its old
+    and its new id, when the id changed. `report` is called after commit with what the
+    workers answered (an admin save shows it)."""
+    batch = _Batch()
+    shards = settings.CHARGESIM_SHARDS
+    for pk, charge_point_id in chargers:
+        batch.chargers.setdefault(contract.shard_of(charge_point_id, shards), set()).add(pk)
+    batch.vehicles.update(vehicles)
+    batch.locations.update(locations)
+    if report is not None:
+        batch.reports.append(report)
+    if not connection.in_atomic_block:  # autocommit: the rows are already committed
+        batch.flush()
+        return
+    _current_batch().merge(batch)
+
+
+def _current_batch() -> _Batch:
+    """The batch of this transaction, registered once with on_commit. A batch whose
+    callback was discarded (its transaction or savepoint rolled back) is not reused."""
+    batch: _Batch | None = getattr(connection, "_chargesim_fleet_batch", None)
+    if (
+        batch is not None
+        and not batch.sent
+        and any(item[1] == batch.flush for item in connection.run_on_commit)
+    ):
+        return batch
+    batch = _Batch()
+    connection._chargesim_fleet_batch = batch  # type: ignore[attr-defined]  # per connection, so per thread
+    transaction.on_commit(batch.flush)
+    return batch
+
+
+def send(batch: _Batch) -> Applied:
+    """Send the batch's messages (and wait for answers if someone will read them)."""
+    everyone = batch.vehicles or batch.locations
+    shards = list(range(settings.CHARGESIM_SHARDS)) if everyone else sorted(batch.chargers)
+    if not shards:
+        return Applied(shards=[], answers=[])
+    wait = REPLY_SECONDS if batch.reports else 0.0
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        # Called from async code on its loop (a blocking wait would stall it): send only.
+        task = loop.create_task(_send_and_wait(batch, shards, 0.0))
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
+        return Applied(shards=shards, answers=[])
+    answers = async_to_sync(_send_and_wait)(batch, shards, wait)
+    return Applied(shards=shards, answers=answers)
+
+
+async def _send_and_wait(batch: _Batch, shards: list[int], wait: float) -> list[Any]:
+    layer = get_channel_layer()
+    if layer is None:
+        return []
+    reply_channel = await layer.new_channel() if wait else None
+    request_id = uuid.uuid4().hex if wait else None
+    for shard in shards:
+        message = contract.fleet_changed(
+            batch.chargers.get(shard, ()),
+            vehicles=batch.vehicles,
+            locations=batch.locations,
+            reply_channel=reply_channel,
+            request_id=request_id,
+        )
+        await layer.group_send(contract.engine_group(shard), message)
+    if reply_channel is None:
+        return []
+    answers: dict[int, Any] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while len(answers) < len(shards):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(
+                layer.receive(reply_channel), min(remaining, RECEIVE_SLICE_SECONDS)
+            )
+        except TimeoutError:
+            continue
+        if (
+            message.get("type") == contract.EVENT_FLEET_APPLIED
+            and message.get("request_id") == request_id
+        ):
+            answers[message.get("shard", 0)] = message
+    return [answers[shard] for shard in sorted(answers)]
+
+
+def describe(applied: Applied) -> list[tuple[bool, str]]:
+    """The admin's messages for a change: (it reached a worker, text), one per charger."""
+    if not applied.shards:
+        return []
+    if not applied.answered:
+        return [(False, "No simulator worker is running: saved; it starts with the worker.")]
+    lines = [
+        (True, f"{outcome['charge_point_id']} {outcome['outcome']}.".replace("..", "."))
+        for outcome in applied.outcomes
+    ]
+    missing = len(applied.shards) - len(applied.answers)
+    if missing:
+        lines.append(
+            (
+                False,
+                f"{missing} of {len(applied.shards)} simulator workers did not answer: "
+                "saved; their chargers take the change when they start.",
+            )
+        )
+    return lines

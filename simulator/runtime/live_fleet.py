@@ -1,0 +1,433 @@
+"""Fleet edits reach the running chargers: what a worker does when the fleet changes.
+
+The web side sends `contract.fleet_changed` after each commit; the command server hands it
+here. Messages arriving close together are coalesced (`COALESCE_SECONDS`), the rows are
+read in batches, and each charger of this shard acts as a real charger would:
+
+- a new (or newly enabled) charger is loaded and, with auto-connect, connects;
+- a disabled or deleted charger (or one whose new identity belongs to another shard) ends
+  its ongoing transactions at once (StopReason "Other": the operator took it out of
+  service), waits up to `RETIRE_PATIENCE_SECONDS` for the CSMS to confirm them, and goes
+  offline;
+- a new identity, connector count or boot identity (vendor, model, serial, firmware) is a
+  reboot: the charger is built afresh from its row and sends a BootNotification. A charger
+  in a session reboots when the session ends;
+- a new CSMS URL, security profile or credentials: it reconnects (no reboot);
+- edited configuration keys are applied as a local ChangeConfiguration (same validation
+  and side effects: a new MeterValueSampleInterval moves the next sample at once);
+- other fields (power, vehicles, location...) apply live, from the next tick or session.
+
+Engine-owned state (registers, statuses, CSMS-set availability, open transactions, the
+outbox) is never taken from the row: the engine's writes are flushed before rows are read,
+and a rebuilt charger reads them back from what the checkpoint wrote.
+
+Nothing is lost if a message is: every `RECONCILE_SECONDS` one indexed query asks which
+chargers changed (`Charger.updated`) since the last look, with a look-back that covers a
+transaction committed late, and a count that reveals deletions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from asgiref.sync import sync_to_async
+
+from simulator import contract
+from simulator.contract import config_keys
+from simulator.core.charge_point import Charger, ChargerSpec
+from simulator.core.protocol import StopReason
+from simulator.runtime.persistence import (
+    Checkpointer,
+    build_loaded,
+    charger_spec,
+    load_fleet,
+    load_vehicles,
+    read_chargers,
+)
+from simulator.runtime.store import Store
+
+if TYPE_CHECKING:
+    from chargers.models import Charger as ChargerRow
+
+
+class Service(Protocol):
+    """What the reloader needs of the simulator (`lifecycle.Simulator`); a protocol, so that
+    the lifecycle imports this module and not the other way round."""
+
+    shard: int
+    shards: int
+    store: Store
+    connections: dict[str, asyncio.Task[None]]
+    checkpointer: Checkpointer
+
+    @property
+    def only_ids(self) -> list[str] | None: ...
+
+    def connect(self, charger: Charger) -> None: ...
+
+    async def disconnect(self, charger: Charger) -> None: ...
+
+    async def checkpoint(self, *, full: bool = True) -> None: ...
+
+
+log = logging.getLogger(__name__)
+
+COALESCE_SECONDS = 0.15
+RECONCILE_SECONDS = 3.0
+# A row saved before the last look but committed after it still has an older `updated`.
+LOOK_BACK = timedelta(seconds=60)
+RETIRE_PATIENCE_SECONDS = 10.0
+
+_RECONNECT = (
+    "csms_url",
+    "security_profile",
+    "authorization_key",
+    "ca_bundle_path",
+    "client_cert_path",
+    "client_key_path",
+)
+_BOOT_IDENTITY = ("vendor", "model", "serial_number", "firmware_version")
+# Keys the operator cannot set: the engine derives them, or they live on the charger row.
+_NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey"}
+
+
+@dataclass
+class _Request:
+    chargers: set[int] = field(default_factory=set)
+    vehicles: bool = False
+    replies: list[tuple[Any, str, str | None, set[int]]] = field(default_factory=list)
+
+
+class FleetReloader:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.seen: dict[int, datetime] = {}  # pk -> `updated` of the row last applied
+        self.watermark: datetime | None = None
+        self.count = -1
+        self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
+        self._incoming: list[tuple[contract.FleetChanged, Any]] = []
+        self._arrived = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def submit(self, message: contract.FleetChanged, layer: Any = None) -> None:
+        """A fleet.changed message (from the command server): applied with the others that
+        arrive within `COALESCE_SECONDS`."""
+        self._incoming.append((message, layer))
+        self._arrived.set()
+
+    async def prime(self) -> None:
+        """Before the fleet is loaded: what the database holds now is what gets loaded."""
+        self.seen, self.watermark, self.count = await _db(_all_versions)()
+
+    async def run(self, reconcile_seconds: float = RECONCILE_SECONDS) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._coalesce_loop())
+            tasks.create_task(self._reconcile_loop(reconcile_seconds))
+
+    async def _coalesce_loop(self) -> None:
+        while True:
+            await self._arrived.wait()
+            await asyncio.sleep(COALESCE_SECONDS)
+            self._arrived.clear()
+            incoming, self._incoming = self._incoming, []
+            request = _Request()
+            for message, layer in incoming:
+                pks = {int(pk) for pk in message.get("chargers") or () if _is_int(pk)}
+                request.chargers |= pks
+                request.vehicles |= bool(message.get("vehicles"))
+                reply_to = message.get("reply_channel")
+                if reply_to and layer is not None:
+                    request.replies.append((layer, reply_to, message.get("request_id"), pks))
+            try:
+                outcomes = await self.apply(request.chargers, vehicles=request.vehicles)
+            except Exception:
+                log.exception("applying a fleet change failed; the reconciliation retries it")
+                continue
+            for layer, reply_to, request_id, pks in request.replies:
+                mine = [o for o in outcomes if o["charger_id"] in pks]
+                with contextlib.suppress(Exception):
+                    await layer.send(
+                        reply_to, contract.fleet_applied(request_id, self.service.shard, mine)
+                    )
+
+    async def _reconcile_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconciling the fleet failed; trying again")
+
+    async def reconcile(self) -> list[contract.ChargerOutcome]:
+        """Apply what changed in the database without a message (one was lost, or saved by
+        a process that does not send them), and reboot chargers whose session ended."""
+        start = self.watermark or datetime(1970, 1, 1, tzinfo=UTC)
+        changed, count = await _db(_changed_since)(start - LOOK_BACK, self.count)
+        service = self.service
+        pks = set()
+        for pk, (updated, cp_id) in changed.items():
+            if self.seen.get(pk) == updated:
+                continue
+            if contract.shard_of(cp_id, service.shards) == service.shard or service.store.by_pk(pk):
+                pks.add(pk)
+            else:
+                self.seen[pk] = updated  # another shard's charger: its worker applies it
+        if count is not None:  # a deletion somewhere: which loaded chargers are gone?
+            existing, self.count = count
+            pks |= {c.spec.db_id for c in service.store if c.spec.db_id is not None} - existing
+        if changed:
+            newest = max(updated for updated, _cp_id in changed.values())
+            self.watermark = max(self.watermark, newest) if self.watermark else newest
+        ready = {
+            pk
+            for pk in self.waiting_reboot
+            if (c := self.service.store.by_pk(pk)) is None or not c.transactions
+        }
+        pks |= ready
+        if not pks:
+            return []
+        log.info("reconciling %d changed chargers", len(pks))
+        return await self.apply(pks)
+
+    # -- applying ------------------------------------------------------------------------------
+
+    async def apply(
+        self, pks: Iterable[int], *, vehicles: bool = False
+    ) -> list[contract.ChargerOutcome]:
+        """Re-read these chargers and act on each; one outcome per charger of this shard."""
+        async with self._lock:
+            service = self.service
+            # The engine's own writes first, so that a value it set is not taken for an edit.
+            service.checkpointer.mark_all(service.store)
+            await service.checkpoint()
+            rows, catalogue = await _db(_read)(sorted(set(pks)))
+            if vehicles:
+                self._use_vehicles(catalogue)
+            outcomes: list[contract.ChargerOutcome] = []
+            new_rows: list[ChargerRow] = []
+            for pk in sorted(set(pks)):
+                row = rows.get(pk)
+                live = service.store.by_pk(pk)
+                if row is not None:
+                    self.seen[pk] = row.updated
+                outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                if outcome is not None:
+                    name = live.id if live is not None and row is None else ""
+                    cp_id = row.charge_point_id if row is not None else name
+                    outcomes.append(
+                        contract.ChargerOutcome(
+                            charger_id=pk, charge_point_id=cp_id, outcome=outcome
+                        )
+                    )
+            if new_rows:
+                for charger in await _db(build_loaded)(new_rows, catalogue, service.checkpointer):
+                    service.store.add(charger)
+                    if charger.spec.auto_connect and charger.spec.csms_url:
+                        service.connect(charger)
+            return outcomes
+
+    async def _apply_one(
+        self,
+        pk: int,
+        row: ChargerRow | None,
+        live: Charger | None,
+        catalogue: dict[int, Any],
+        new_rows: list[ChargerRow],
+    ) -> str | None:
+        service = self.service
+        shard = None if row is None else contract.shard_of(row.charge_point_id, service.shards)
+        only = service.only_ids
+        if row is None or not row.enabled or shard != service.shard:
+            self.waiting_reboot.discard(pk)
+            if live is None:
+                return (
+                    "saved; disabled, not running"
+                    if row is not None and shard == (service.shard)
+                    else None
+                )
+            why = (
+                "deleted"
+                if row is None
+                else "disabled"
+                if not row.enabled
+                else (f"moved to shard {shard}")
+            )
+            return self._retire(live, why, deleted=row is None)
+        if only is not None and row.charge_point_id not in only:
+            return None
+        if not row.evses.all():
+            return "not running: it has no EVSE"
+        if live is None:
+            new_rows.append(row)
+            if not row.csms_url:
+                return "loaded; it has no CSMS URL"
+            return "loaded, connecting" if row.auto_connect else "loaded (auto-connect is off)"
+        spec = charger_spec(row, catalogue)
+        if _needs_reboot(live, spec, row):
+            if live.transactions:
+                self.waiting_reboot.add(pk)
+                return "takes effect when its session ends"
+            self.waiting_reboot.discard(pk)
+            return await self._reboot(live)
+        self.waiting_reboot.discard(pk)
+        return self._apply_live(live, spec, row)
+
+    def _apply_live(self, live: Charger, spec: ChargerSpec, row: ChargerRow) -> str:
+        reconnect = any(getattr(live.spec, f) != getattr(spec, f) for f in _RECONNECT)
+        changed = reconnect or live.spec != replace(spec, default_vehicle=live.spec.default_vehicle)
+        powers = {e.connector_id: e.max_power_kw * 1000 for e in row.evses.all()}
+        changed |= any(
+            powers.get(e.connector_id, e.max_power_w) != e.max_power_w for e in live.evses
+        )
+        changed |= spec.default_vehicle != live.spec.default_vehicle
+        live.respec(spec, powers)
+        rejected = []
+        for item in row.configuration.all():
+            key, value = item.key, item.value
+            known = config_keys.KEYS.get(key)
+            if known is None or known.readonly or key in _NOT_EDITABLE:
+                continue
+            if live.config.get(key) == value:
+                continue
+            status = live.change_configuration(key, value)
+            if status in ("Accepted", "RebootRequired"):
+                changed = True
+            else:
+                rejected.append(f"{key} {status.lower()}")
+        if reconnect:
+            self._reconnect(live)
+            text = "reconnects now"
+        elif changed:
+            text = "applied live"
+        else:
+            text = "no change for the running charger"
+        return f"{text} ({'; '.join(rejected)})" if rejected else text
+
+    def _reconnect(self, live: Charger) -> None:
+        service = self.service
+        task = service.connections.pop(live.id, None)
+        if task is not None:
+            task.cancel()  # the runner detaches the charger as it ends
+        if live.spec.csms_url and (task is not None or live.spec.auto_connect):
+            service.connect(live)
+
+    async def _reboot(self, live: Charger) -> str:
+        """Power-cycle: save everything, then build the charger afresh from its row (new
+        identity, connectors, NumberOfConnectors), as a restart would."""
+        service = self.service
+        pk = live.spec.db_id
+        await service.disconnect(live)
+        live.cancel_timers()
+        service.store.remove(live.id)
+        service.checkpointer.mark_all([live])
+        await service.checkpoint()
+        loaded = await _db(load_fleet)(
+            service.checkpointer, shard=service.shard, shards=service.shards, pks=[pk]
+        )
+        if not loaded:
+            return "stopped: it can no longer be loaded"
+        charger = loaded[0]
+        service.store.add(charger)
+        if charger.spec.auto_connect and charger.spec.csms_url:
+            service.connect(charger)
+        count = len(charger.evses)
+        return f"reboots now ({count} connector{'s' if count != 1 else ''})"
+
+    def _retire(self, live: Charger, why: str, *, deleted: bool) -> str:
+        """Out of service: end its transactions now (reason Other), go offline once the
+        CSMS confirmed them (or after `RETIRE_PATIENCE_SECONDS`)."""
+        service = self.service
+        service.store.remove(live.id)
+        if deleted:
+            live.forget_storage(service.checkpointer.downstream)
+        ended = live.end_service(StopReason.OTHER)
+        task = asyncio.get_running_loop().create_task(
+            self._go_offline(live), name=f"retire:{live.id}"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        if ended:
+            return f"stopped: {why} (its transaction ended, reason Other)"
+        return f"stopped: {why}"
+
+    async def _go_offline(self, live: Charger) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETIRE_PATIENCE_SECONDS
+        while live.online and live.queue and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.service.disconnect(live)
+        live.cancel_timers()
+
+    def retiring(self) -> list[asyncio.Task[None]]:
+        """Chargers still going offline (the simulator's stop cancels and awaits them)."""
+        return list(self._retiring)
+
+    def _use_vehicles(self, catalogue: dict[int, Any]) -> None:
+        vehicles = list(catalogue.values())
+        for charger in self.service.store:
+            default = charger.spec.default_vehicle
+            fresh = next((v for v in vehicles if default and v.name == default.name), default)
+            charger.use_vehicles(vehicles, fresh)
+
+
+def _needs_reboot(live: Charger, spec: ChargerSpec, row: ChargerRow) -> bool:
+    return (
+        spec.charge_point_id != live.id
+        or len(row.evses.all()) != len(live.evses)
+        or any(getattr(live.spec, f) != getattr(spec, f) for f in _BOOT_IDENTITY)
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _db(function: Any) -> Any:
+    """Run an ORM function in a worker thread, its connection closed afterwards."""
+    from django.db import close_old_connections
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def _read(pks: list[int]) -> tuple[dict[int, ChargerRow], dict[int, Any]]:
+    return read_chargers(pks), load_vehicles()
+
+
+def _all_versions() -> tuple[dict[int, datetime], datetime | None, int]:
+    from chargers.models import Charger as ChargerRow
+
+    seen = dict(ChargerRow.objects.values_list("pk", "updated"))
+    return seen, max(seen.values(), default=None), len(seen)
+
+
+def _changed_since(
+    since: datetime, known_count: int
+) -> tuple[dict[int, tuple[datetime, str]], tuple[set[int], int] | None]:
+    """Rows changed since `since` (an indexed range), and, only when the number of rows
+    differs from `known_count`, every pk (to find the deleted ones)."""
+    from chargers.models import Charger as ChargerRow
+
+    recent = ChargerRow.objects.filter(updated__gte=since)
+    changed = {
+        pk: (at, cp_id) for pk, at, cp_id in recent.values_list("pk", "updated", "charge_point_id")
+    }
+    count = ChargerRow.objects.count()
+    if count == known_count:
+        return changed, None
+    return changed, (set(ChargerRow.objects.values_list("pk", flat=True)), count)

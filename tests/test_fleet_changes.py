@@ -1,0 +1,406 @@
+"""Every web write of fleet data tells the owning worker once per shard, after commit; the
+admin never posts engine-owned state back and says what the workers did with a change."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.db import transaction
+from django.test import Client
+from django.urls import reverse
+
+from chargers.models import Charger, ConfigurationKey, Evse, Transaction
+from chargers.resources import ChargerResource
+from fleet_io.file_formats import read_dataset
+from simulator import contract
+from tests.cast import make_charger, make_location, make_superuser, make_vehicle
+from tests.test_admin_pages import change_form_data
+
+SHARDS = 2
+
+
+def cp_ids_in_shard(shard: int, count: int, prefix: str = "CP-") -> list[str]:
+    found: list[str] = []
+    n = 0
+    while len(found) < count:
+        n += 1
+        if contract.shard_of(f"{prefix}{n:04d}", SHARDS) == shard:
+            found.append(f"{prefix}{n:04d}")
+    return found
+
+
+class Inbox:
+    """A channel in each shard's engine group: what the workers would receive."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channels = {}
+        for shard in range(SHARDS):
+            channel = async_to_sync(self.layer.new_channel)()
+            async_to_sync(self.layer.group_add)(contract.engine_group(shard), channel)
+            self.channels[shard] = channel
+
+    def take(self) -> dict[int, list[dict[str, Any]]]:
+        return {shard: async_to_sync(self._drain)(ch) for shard, ch in self.channels.items()}
+
+    async def _drain(self, channel: str) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(self.layer.receive(channel), 0.02))
+            except TimeoutError:
+                return messages
+
+
+@pytest.fixture
+def inbox(settings, django_capture_on_commit_callbacks) -> Iterator[Inbox]:
+    settings.CHARGESIM_SHARDS = SHARDS
+    box = Inbox()
+    box.committed = django_capture_on_commit_callbacks  # type: ignore[attr-defined]
+    yield box
+    async_to_sync(box.layer.flush)()
+
+
+@contextmanager
+def setup(inbox: Inbox) -> Iterator[None]:
+    """The test's own rows, "committed" and their messages dropped before the write."""
+    with inbox.committed(execute=True):  # type: ignore[attr-defined]
+        yield
+    inbox.take()
+
+
+def charger_pks(messages: dict[int, list[dict[str, Any]]]) -> dict[int, list[list[int]]]:
+    return {shard: [m["chargers"] for m in found] for shard, found in messages.items()}
+
+
+def open_session(charger: Charger) -> None:
+    Transaction.objects.create(
+        charger=charger,
+        connector_id=1,
+        local_id=f"t-{charger.pk}",
+        id_tag="TAG",
+        meter_start=0,
+        started_at="2025-01-01T00:00:00Z",
+    )
+
+
+def admin_url(name: str, *args: Any) -> str:
+    return reverse(f"admin:chargers_charger_{name}", args=args)
+
+
+def evse_form_data(charger: Charger) -> dict[str, Any]:
+    evses = list(charger.evses.all())
+    data: dict[str, Any] = {
+        "evses-TOTAL_FORMS": len(evses),
+        "evses-INITIAL_FORMS": len(evses),
+    }
+    for i, evse in enumerate(evses):
+        data.update(
+            {
+                f"evses-{i}-id": evse.pk,
+                f"evses-{i}-charger": charger.pk,
+                f"evses-{i}-connector_id": evse.connector_id,
+                f"evses-{i}-connector_type": evse.connector_type,
+                f"evses-{i}-max_power_kw": evse.max_power_kw,
+            }
+        )
+    return data
+
+
+# -- the admin's save of a charging charger -------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_saving_a_charging_charger_succeeds_while_its_register_moves(
+    admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    charger = make_charger("CP-1", evses=2)
+    Evse.objects.filter(charger=charger).update(register_wh=2015.17, status="Charging")
+    open_session(charger)
+    page = admin_client_logged_in.get(admin_url("change", charger.pk)).content.decode()
+    assert 'name="evses-0-register_wh"' not in page  # shown, never posted
+    data = {**change_form_data(charger, vendor="NewVendor"), **evse_form_data(charger)}
+    # The engine checkpoints between the page's GET and its POST.
+    Evse.objects.filter(charger=charger).update(register_wh=2100.5)
+    data["evses-0-register_wh"] = "2015.17"  # a stale value a hand-made POST might carry
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(admin_url("change", charger.pk), data)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    charger.refresh_from_db()
+    assert charger.vendor == "NewVendor"
+    assert set(charger.evses.values_list("register_wh", flat=True)) == {2100.5}
+    assert set(charger.evses.values_list("status", flat=True)) == {"Charging"}
+
+
+@pytest.mark.django_db
+def test_the_evse_admin_does_not_write_the_register_back(admin_client_logged_in):
+    charger = make_charger("CP-1", evses=1)
+    evse = charger.evses.get()
+    Evse.objects.filter(pk=evse.pk).update(register_wh=500)
+    response = admin_client_logged_in.post(
+        reverse("admin:chargers_evse_change", args=[evse.pk]),
+        {
+            "charger": charger.pk,
+            "connector_id": 1,
+            "connector_type": "Type2",
+            "max_power_kw": 11,
+            "register_wh": 0,
+            "availability": "Inoperative",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    evse.refresh_from_db()
+    assert (evse.max_power_kw, evse.register_wh, evse.availability) == (11, 500, "Operative")
+
+
+# -- one message per shard, after commit ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_admin_save_tells_the_owning_shard_once(
+    inbox, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    (cp_id,) = cp_ids_in_shard(1, 1)
+    with setup(inbox):
+        charger = make_charger(cp_id)
+    data = {**change_form_data(charger, vendor="V2"), **evse_form_data(charger)}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(admin_url("change", charger.pk), data)
+    assert response.status_code == 302
+    messages = inbox.take()
+    assert charger_pks(messages) == {0: [], 1: [[charger.pk]]}
+    assert messages[1][0]["type"] == contract.FLEET_CHANGED
+    assert messages[1][0]["reply_channel"]  # the admin waits for the answer
+
+
+@pytest.mark.django_db
+def test_a_new_charge_point_id_tells_the_old_and_the_new_shard(
+    inbox, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    old = cp_ids_in_shard(0, 1)[0]
+    new = cp_ids_in_shard(1, 1, prefix="NEW-")[0]
+    with setup(inbox):
+        charger = make_charger(old)
+    data = {**change_form_data(charger, charge_point_id=new), **evse_form_data(charger)}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin_client_logged_in.post(admin_url("change", charger.pk), data).status_code == 302
+    assert charger_pks(inbox.take()) == {0: [[charger.pk]], 1: [[charger.pk]]}
+
+
+@pytest.mark.django_db
+def test_an_import_of_many_chargers_is_one_message_per_shard(
+    inbox, django_capture_on_commit_callbacks, tmp_path
+):
+    with setup(inbox):
+        make_location("Depot")
+    ids = [f"IMP-{n:04d}" for n in range(1, 201)]
+    path = tmp_path / "chargers.csv"
+    path.write_text(
+        "charge_point_id,location,evses\n" + "".join(f"{i},Depot,2*Type2:11\n" for i in ids)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "import", "chargers.resources.ChargerResource", str(path), stderr=io.StringIO()
+        )
+
+    messages = charger_pks(inbox.take())
+    pks = dict(Charger.objects.values_list("charge_point_id", "pk"))
+    for shard in range(SHARDS):
+        owned = sorted(pks[i] for i in ids if contract.shard_of(i, SHARDS) == shard)
+        assert messages[shard] == [owned]
+    assert set(
+        ConfigurationKey.objects.filter(
+            charger__charge_point_id__in=ids, key="NumberOfConnectors"
+        ).values_list("value", flat=True)
+    ) == {"2"}
+
+
+@pytest.mark.django_db
+def test_a_dry_run_or_a_rolled_back_write_tells_nobody(inbox, django_capture_on_commit_callbacks):
+    make_location("Depot")
+    data = b"charge_point_id,location,evses\nCP-9,Depot,Type2:22\n"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ChargerResource().import_data(read_dataset(data, "csv"), dry_run=True)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            make_charger("CP-8")
+            from fleet_io.fleet_changes import notify_fleet_change
+
+            notify_fleet_change([(1, "CP-8")])
+            raise RuntimeError("rolled back")
+    assert callbacks == []
+    assert charger_pks(inbox.take()) == {0: [], 1: []}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["enable", "disable", "delete_selected"])
+def test_an_admin_action_on_many_chargers_is_one_message_per_shard(
+    inbox, admin_client_logged_in, django_capture_on_commit_callbacks, action
+):
+    with setup(inbox):
+        chargers = [make_charger(cp_id) for cp_id in cp_ids_in_shard(0, 3) + cp_ids_in_shard(1, 2)]
+    data = {"action": action, "_selected_action": [c.pk for c in chargers]}
+    if action == "delete_selected":
+        data["post"] = "yes"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(admin_url("changelist"), data)
+    assert response.status_code == 302
+    assert charger_pks(inbox.take()) == {
+        0: [sorted(c.pk for c in chargers[:3])],
+        1: [sorted(c.pk for c in chargers[3:])],
+    }
+    if action == "delete_selected":
+        assert not Charger.objects.exists()
+    else:
+        assert set(Charger.objects.values_list("enabled", flat=True)) == {action == "enable"}
+
+
+@pytest.mark.django_db
+def test_the_fleet_generator_tells_the_shards_and_counts_connectors(
+    inbox, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    with setup(inbox):
+        template = make_charger("GEN-0001", evses=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(
+            admin_url("changelist"),
+            {
+                "action": "generate_fleet",
+                "_selected_action": [template.pk],
+                "generate": "1",
+                "first_id": "GEN-0002",
+                "count": 20,
+                "location": template.location_id,
+            },
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    made = dict(Charger.objects.exclude(pk=template.pk).values_list("charge_point_id", "pk"))
+    assert len(made) == 20
+    messages = charger_pks(inbox.take())
+    for shard in range(SHARDS):
+        assert messages[shard] == [
+            sorted(pk for cp, pk in made.items() if contract.shard_of(cp, SHARDS) == shard)
+        ]
+    assert set(
+        ConfigurationKey.objects.filter(key="NumberOfConnectors").values_list("value", flat=True)
+    ) == {"2"}
+
+
+@pytest.mark.django_db
+def test_a_location_or_vehicle_change_tells_every_shard(inbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        site = make_location("Depot")
+        site.grid_limit_kw = 50
+        site.save()
+        vehicle = make_vehicle()
+    messages = inbox.take()
+    for shard in range(SHARDS):
+        assert len(messages[shard]) == 1
+        assert messages[shard][0]["locations"] == [site.pk]
+        assert messages[shard][0]["vehicles"] == [vehicle.pk]
+
+
+# -- what the admin says --------------------------------------------------------------------
+
+
+class FakeWorker(threading.Thread):
+    """A worker of shard 0 that answers fleet_changed as the engine would (own loop)."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(daemon=True)
+        self.outcome = outcome
+        self.names: dict[int, str] = {}
+        self.ready = threading.Event()
+        self.done = False
+
+    def run(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(contract.engine_group(0), channel)
+        self.ready.set()
+        while not self.done:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), 0.05)
+            except TimeoutError:
+                continue
+            if message["type"] == contract.FLEET_CHANGED and message.get("reply_channel"):
+                outcomes: list[contract.ChargerOutcome] = [
+                    {"charger_id": pk, "charge_point_id": self.names[pk], "outcome": self.outcome}
+                    for pk in message["chargers"]
+                ]
+                await layer.send(
+                    message["reply_channel"],
+                    contract.fleet_applied(message["request_id"], 0, outcomes),
+                )
+        await layer.group_discard(contract.engine_group(0), channel)
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    client = Client()
+    client.force_login(make_superuser())
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_what_the_worker_did(admin_client):
+    charger = make_charger("DEMO-0001")
+    worker = FakeWorker("reconnects now")
+    worker.names[charger.pk] = charger.charge_point_id
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        data = {
+            **change_form_data(charger, csms_url="ws://127.0.0.1:9/x"),
+            **evse_form_data(charger),
+        }
+        response = admin_client.post(admin_url("change", charger.pk), data, follow=True)
+    finally:
+        worker.done = True
+        worker.join(5)
+    shown = [str(m) for m in response.context["messages"]]
+    assert "DEMO-0001 reconnects now." in shown
+    assert not any("No simulator worker" in m for m in shown)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_says_so_when_no_worker_runs(admin_client):
+    charger = make_charger("CP-1")
+    data = {**change_form_data(charger, vendor="X"), **evse_form_data(charger)}
+    response = admin_client.post(admin_url("change", charger.pk), data, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert "No simulator worker is running: saved; it starts with the worker." in shown
+    charger.refresh_from_db()
+    assert charger.vendor == "X"
+
+
+# -- register reset -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_register_reset_works_only_on_an_idle_charger(admin_client_logged_in):
+    idle, busy = make_charger("CP-1"), make_charger("CP-2")
+    Evse.objects.update(register_wh=900)
+    open_session(busy)
+    response = admin_client_logged_in.post(
+        admin_url("changelist"),
+        {"action": "reset_registers", "_selected_action": [idle.pk, busy.pk]},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert "Not reset (a session is open): CP-2." in shown
+    assert set(idle.evses.values_list("register_wh", flat=True)) == {0}
+    assert set(busy.evses.values_list("register_wh", flat=True)) == {900}

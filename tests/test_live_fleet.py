@@ -1,0 +1,175 @@
+"""Fleet edits reach a running worker: each kind of change, seen at the built-in CSMS over
+real sockets, sent as `fleet_changed` through the real (in-memory) channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from chargers.models import Charger as ChargerRow
+from chargers.models import ConfigurationKey, Evse
+from simulator import contract
+from simulator.core.charge_point import BootState
+from simulator.csms import CentralSystem
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.cast import make_charger
+from tests.engine import COMPACT, loaded, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer():
+    yield
+    await get_channel_layer().flush()
+
+
+@pytest.fixture
+async def worker(csms):
+    await sync_to_async(make_charger)("CP-LIVE", evses=2, csms_url=csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, reconcile_seconds=0.3
+        )
+    )
+    await service.start(channels=True)
+    charger = loaded(service, "CP-LIVE")
+    await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-LIVE boot")
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def saved(pk: int) -> list[contract.ChargerOutcome]:
+    """Send fleet_changed for one charger as the web side does after commit; the answer."""
+    layer = get_channel_layer()
+    reply = await layer.new_channel()
+    await layer.group_send(
+        contract.engine_group(0),
+        contract.fleet_changed([pk], reply_channel=reply, request_id="r1"),
+    )
+    answer = await asyncio.wait_for(layer.receive(reply), 10)
+    assert answer["type"] == contract.EVENT_FLEET_APPLIED and answer["request_id"] == "r1"
+    return answer["outcomes"]
+
+
+def pk_of(cp_id: str) -> int:
+    return ChargerRow.objects.get(charge_point_id=cp_id).pk
+
+
+async def start_session(service: Simulator, cp_id: str, csms: CentralSystem) -> None:
+    charger = loaded(service, cp_id)
+    charger.plug_in(1, COMPACT, soc=30)
+    assert await charger.present_id_tag(1, "TAG-1") == "Accepted"
+    await csms.wait_for(cp_id, "StartTransaction", direction="out", message_type=3)
+
+
+async def test_a_new_charger_boots_at_the_csms_without_a_restart(worker, csms):
+    row = await sync_to_async(make_charger)("CP-NEW", evses=1, csms_url=csms.url)
+    outcomes = await saved(row.pk)
+    assert outcomes == [
+        {"charger_id": row.pk, "charge_point_id": "CP-NEW", "outcome": "loaded, connecting"}
+    ]
+    await csms.wait_for("CP-NEW", "BootNotification")
+
+
+async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goes_offline(
+    worker, csms
+):
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "stopped: disabled (its transaction ended, reason Other)"
+    stop = await csms.wait_for("CP-LIVE", "StopTransaction")
+    assert stop.payload["reason"] == "Other"
+    await csms.wait_disconnected("CP-LIVE")
+    assert worker.store.get("CP-LIVE") is None
+
+
+async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    boots = csms.counts["BootNotification"]
+    await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "reboots now (3 connectors)"
+    await wait_until(lambda: csms.counts["BootNotification"] > boots, message="a new boot")
+    charger = loaded(worker, "CP-LIVE")
+    assert charger.config["NumberOfConnectors"] == "3"
+    await csms.wait_for(
+        "CP-LIVE", "StatusNotification", predicate=lambda e: e.payload.get("connectorId") == 3
+    )
+
+
+async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_end(worker, csms):
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "takes effect when its session ends"
+    charger = loaded(worker, "CP-LIVE")
+    assert len(charger.evses) == 2 and 1 in charger.transactions
+    boots = csms.counts["BootNotification"]
+    charger.stop_transaction(1)
+    await wait_until(
+        lambda: csms.counts["BootNotification"] > boots, timeout=10, message="the reboot"
+    )
+    assert loaded(worker, "CP-LIVE").config["NumberOfConnectors"] == "3"
+
+
+async def test_a_new_csms_url_reconnects_the_charger_there(worker, csms):
+    other = CentralSystem()
+    await other.start(host="127.0.0.1", port=0)
+    try:
+        pk = await sync_to_async(pk_of)("CP-LIVE")
+        await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(csms_url=other.url)
+        outcomes = await saved(pk)
+        assert outcomes[0]["outcome"] == "reconnects now"
+        await other.wait_connected("CP-LIVE")
+        await csms.wait_disconnected("CP-LIVE")
+    finally:
+        await other.stop()
+
+
+async def test_a_new_sample_interval_brings_meter_values_at_that_interval(worker, csms):
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    charger = loaded(worker, "CP-LIVE")
+    assert charger.config["MeterValueSampleInterval"] != "1"
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="1")
+    mark = len(csms.log)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"
+    first = await csms.wait_for("CP-LIVE", "MeterValues", after=mark, timeout=5)
+    await csms.wait_for("CP-LIVE", "MeterValues", after=csms.log.index(first) + 1, timeout=5)
+
+
+async def test_an_invalid_configuration_value_is_rejected_as_change_configuration_would(
+    worker, csms
+):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await worker.checkpoint()  # the HeartbeatInterval the CSMS set at boot is saved first
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="HeartbeatInterval").update
+    )(value="-5")
+    outcomes = await saved(pk)
+    assert (
+        outcomes[0]["outcome"] == "no change for the running charger (HeartbeatInterval rejected)"
+    )
+
+
+async def test_a_charger_added_without_a_message_is_picked_up_by_reconciliation(worker, csms):
+    await sync_to_async(make_charger)("CP-QUIET", evses=1, csms_url=csms.url)
+    await csms.wait_for("CP-QUIET", "BootNotification", timeout=10)
+
+
+async def test_a_deleted_charger_without_a_message_goes_offline_by_reconciliation(worker, csms):
+    await sync_to_async(ChargerRow.objects.filter(charge_point_id="CP-LIVE").delete)()
+    await csms.wait_disconnected("CP-LIVE", timeout=10)
+    assert worker.store.get("CP-LIVE") is None
