@@ -49,9 +49,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.fleet import (
+# Run as a script: its directory (bench/) is on the path, as for the other benches.
+from fleet import (
     ROOT,
     Children,
     CsmsControl,
@@ -66,7 +65,7 @@ from bench.fleet import (
     setup_django,
     wait_until,
 )
-from bench.load_csms import percentile
+from load_csms import percentile
 
 PREFIX = "LIVE-"
 
