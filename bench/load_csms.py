@@ -21,6 +21,10 @@ line, one reply line per command:
                                               StartTransaction arrives
     {"cmd": "latencies"}                      RemoteStart -> StartTransaction percentiles
     {"cmd": "timeline"}                       charger CALLs per monotonic second
+    {"cmd": "boot_times", "prefix": "P"}      of the chargers whose id starts with P: how
+                                              many connected, and the moment each booted
+                                              (BootNotification Accepted, connectors
+                                              Available), sorted
     {"cmd": "quit"}
 
 Times are `time.monotonic()` (CLOCK_MONOTONIC: comparable between processes on Linux).
@@ -68,6 +72,7 @@ class ChargerState:
         "available",
         "boot_accepted",
         "booted",
+        "booted_at",
         "last_register",
         "rs_sent_at",
         "rs_uid",
@@ -80,6 +85,7 @@ class ChargerState:
         self.boot_accepted = False
         self.available: set[int] = set()
         self.booted = False
+        self.booted_at: float | None = None
         self.rs_uid: str | None = None
         self.rs_sent_at: float | None = None
         self.started = False
@@ -223,6 +229,7 @@ class LoadCSMS:
             return
         if all(c in state.available for c in range(self.expect_connectors + 1)):
             state.booted = True
+            state.booted_at = time.monotonic()
             self.booted += 1
             if self.expect and self.booted >= self.expect and self.all_booted_at is None:
                 self.all_booted_at = time.monotonic()
@@ -319,6 +326,13 @@ class LoadCSMS:
             return {"per_second": {str(k): v for k, v in sorted(self.per_second.items())}}
         if cmd == "latencies":
             return self.latency_summary()
+        if cmd == "boot_times":
+            prefix = str(request.get("prefix", ""))
+            mine = [s for cp_id, s in self.chargers.items() if cp_id.startswith(prefix)]
+            return {
+                "connected": len(mine),
+                "booted_at": sorted(s.booted_at for s in mine if s.booted_at is not None),
+            }
         return {"error": f"unknown command {cmd!r}"}
 
 

@@ -173,3 +173,21 @@ async def test_a_deleted_charger_without_a_message_goes_offline_by_reconciliatio
     await sync_to_async(ChargerRow.objects.filter(charge_point_id="CP-LIVE").delete)()
     await csms.wait_disconnected("CP-LIVE", timeout=10)
     assert worker.store.get("CP-LIVE") is None
+
+
+async def test_a_message_for_rows_reconciliation_read_after_it_came_is_not_applied_twice(
+    worker, csms, monkeypatch
+):
+    from simulator.runtime import live_fleet
+
+    monkeypatch.setattr(live_fleet, "COALESCE_SECONDS", 2.0)  # the message waits...
+    row = await sync_to_async(make_charger)("CP-LATE", evses=1, csms_url=csms.url)
+    read = worker.reloader.rows_read
+    answer = asyncio.ensure_future(saved(row.pk))
+    await wait_until(lambda: worker.reloader._incoming, message="the message to arrive")
+    await worker.reloader.reconcile()  # ...while a reconciliation reads the row
+    assert await answer == [
+        {"charger_id": row.pk, "charge_point_id": "CP-LATE", "outcome": "loaded, connecting"}
+    ]
+    assert worker.reloader.rows_read == read + 1
+    await csms.wait_for("CP-LATE", "BootNotification")

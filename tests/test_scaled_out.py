@@ -4,6 +4,7 @@ One browser socket drives a charger on each shard and sees both shards' events."
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import os
@@ -16,7 +17,10 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -53,21 +57,47 @@ def database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def ids_for_both_shards() -> dict[int, str]:
+def ids_for_both_shards(prefix: str = "SCALE-") -> dict[int, str]:
     """One charge point id per shard of two (the stable hash decides)."""
     found: dict[int, str] = {}
     n = 0
     while len(found) < 2:
-        cp_id = f"SCALE-{n:03d}"
+        cp_id = f"{prefix}{n:03d}"
         found.setdefault(contract.shard_of(cp_id, 2), cp_id)
         n += 1
     return found
 
 
-@pytest.fixture
-def deployment(tmp_path, database):
-    """Daphne + two workers + the CSMS on Redis and PostgreSQL; yields (web URL, ids)."""
-    web_port, csms_port = free_port(), free_port()
+@dataclass
+class Deployment:
+    host: str  # the web process (Daphne), or "" without one
+    by_shard: dict[int, str]  # shard -> the charge point id made for it
+    env: dict[str, str]  # what the processes run with (REDIS_URL, DATABASE_URL, 2 shards)
+    workers: list[Process]  # worker of shard 0, of shard 1
+
+    def shell(self, code: str) -> str:
+        """Run Python in `manage.py shell` against the deployment's database and layer."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", textwrap.dedent(code)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+
+@contextmanager
+def deploy(
+    tmp_path, database: str, *, csms_port: int | None = None, web: bool = True, **fields: Any
+) -> Iterator[Deployment]:
+    """Two workers (and Daphne, and the CSMS as a process unless `csms_port` is given) on
+    Redis and PostgreSQL, with one charger per shard made with `fields`."""
+    web_port = free_port()
+    own_csms = csms_port is None
+    csms_port = free_port() if csms_port is None else csms_port
     # A Redis database of its own (0 is left to whoever else uses this Redis).
     redis_url = f"{REDIS_URL.rstrip('/')}/{random.randint(8, 15)}"
     env = {
@@ -92,51 +122,63 @@ def deployment(tmp_path, database):
         Location.objects.seed_defaults()
         get_user_model().objects.create_superuser("admin", "admin@example.com", "{PASSWORD}")
         for cp_id in {list(by_shard.values())!r}:
-            make_charger(cp_id, csms_url="ws://127.0.0.1:{csms_port}/ocpp")
+            make_charger(cp_id, csms_url="ws://127.0.0.1:{csms_port}/ocpp", **{fields!r})
         """
     )
     subprocess.run([*manage, "shell", "-c", setup], cwd=ROOT, env=env, check=True)
     processes: list[Process] = []
     try:
-        csms = Process(
-            "csms",
-            [sys.executable, "-m", "simulator.csms", "--port", str(csms_port)],
-            env,
-            tmp_path,
-        )
-        processes.append(csms)
-        wait_for_port(csms_port, proc=csms.proc)
-        for shard in (0, 1):
-            worker = Process(
+        if own_csms:
+            csms = Process(
+                "csms",
+                [sys.executable, "-m", "simulator.csms", "--port", str(csms_port)],
+                env,
+                tmp_path,
+            )
+            processes.append(csms)
+            wait_for_port(csms_port, proc=csms.proc)
+        workers = [
+            Process(
                 f"worker-{shard}",
                 [*manage, "runsimulator", "--no-web", "--no-migrate", "--shard", f"{shard}/2"],
                 env,
                 tmp_path,
             )
-            processes.append(worker)
-        web = Process(
-            "daphne",
-            [
-                sys.executable,
-                "-m",
+            for shard in (0, 1)
+        ]
+        processes += workers
+        if web:
+            daphne = Process(
                 "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(web_port),
-                "chargesim_site.asgi:application",
-            ],
-            env,
-            tmp_path,
-        )
-        processes.append(web)
-        for worker in processes[1:3]:
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(web_port),
+                    "chargesim_site.asgi:application",
+                ],
+                env,
+                tmp_path,
+            )
+            processes.append(daphne)
+        for worker in workers:
             worker.wait_for_output("fleet: 1/1 accepted")
-        wait_for_port(web_port, proc=web.proc)
-        yield f"127.0.0.1:{web_port}", by_shard
+        if web:
+            wait_for_port(web_port, proc=daphne.proc)
+        yield Deployment(f"127.0.0.1:{web_port}" if web else "", by_shard, env, workers)
     finally:
         for process in processes:
             process.stop()
+
+
+@pytest.fixture
+def deployment(tmp_path, database):
+    """Daphne + two workers + the CSMS on Redis and PostgreSQL; yields (web URL, ids)."""
+    with deploy(tmp_path, database) as running:
+        yield running.host, running.by_shard
 
 
 def log_in(host: str) -> str:
@@ -249,3 +291,120 @@ def test_an_idle_charger_page_stays_connected_in_scaled_out_mode(deployment):
                 break
         assert message["ok"], message
         assert message["message"].endswith("is already connected")
+
+
+@pytest.fixture
+async def live(tmp_path, database, csms) -> AsyncIterator[Deployment]:
+    """Two workers against the test's own CSMS (in this process, so the test reads what it
+    saw); their chargers start a session on RemoteStartTransaction. No web process."""
+    stack = deploy(
+        tmp_path, database, csms_port=csms.port, web=False, simulate_ev_on_remote_start=True
+    )
+    # In a thread: the CSMS on this loop must answer the workers while they boot.
+    running = await asyncio.to_thread(stack.__enter__)
+    try:
+        yield running
+    finally:
+        await asyncio.to_thread(stack.__exit__, None, None, None)
+
+
+async def saved(running: Deployment, write: str, chargers: str) -> dict[int, list[Any]]:
+    """Run `write` in a committed transaction in another process, with the web side's
+    `notify_fleet_change(chargers)`, as an admin save does; each shard's answered outcomes."""
+    code = "\n".join(
+        [
+            "import json",
+            "from django.db import transaction",
+            "from chargers.models import Charger, ConfigurationKey",
+            "from fleet_io.fleet_changes import notify_fleet_change",
+            "answers = []",
+            "with transaction.atomic():",
+            *(f"    {line}" for line in textwrap.dedent(write).strip().splitlines()),
+            f"    notify_fleet_change({chargers}, report=lambda a: answers.extend(a.answers))",
+            "print(json.dumps(answers))",
+        ]
+    )
+    output = await asyncio.to_thread(running.shell, code)
+    answers = json.loads(output.strip().splitlines()[-1])
+    return {answer["shard"]: answer["outcomes"] for answer in answers}
+
+
+def pk_of(running: Deployment, cp_id: str) -> int:
+    code = f"from chargers.models import Charger; print(Charger.objects.get(charge_point_id={cp_id!r}).pk)"
+    return int(running.shell(code).split()[-1])
+
+
+async def test_fleet_changes_reach_the_worker_of_the_shard_that_owns_each_charger(
+    live, csms, tmp_path
+):
+    from ocpp.v16 import call
+
+    first, second = live.by_shard[0], live.by_shard[1]
+
+    # New chargers, one per shard, through the import command: each boots once (two
+    # workers loading the same charger would connect it twice).
+    new = ids_for_both_shards("SCALE-NEW-")
+    location = live.shell(
+        "from locations.models import Location; print(Location.objects.first().name)"
+    ).splitlines()[-1]  # after what `shell` says of its automatic imports
+    path = tmp_path / "new.csv"
+    path.write_text(
+        "charge_point_id,location,evses,csms_url\n"
+        + "".join(
+            f"{cp_id},{location},1*Type2:22,ws://127.0.0.1:{csms.port}/ocpp\n"
+            for cp_id in new.values()
+        )
+    )
+    imported = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "manage.py", "import", "chargers.resources.ChargerResource", str(path)],
+        cwd=ROOT,
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr
+    for cp_id in new.values():
+        await csms.wait_for(cp_id, "BootNotification", timeout=20)
+        await csms.wait_for(cp_id, "StatusNotification", timeout=20)
+
+    # A configuration key edited on a charging charger of shard 0: only shard 0 answers,
+    # and MeterValues come at the new interval.
+    await csms.call(first, call.RemoteStartTransaction(id_tag="TAG-1", connector_id=1))
+    await csms.wait_for(first, "StartTransaction", direction="out", message_type=3, timeout=20)
+    pk = await asyncio.to_thread(pk_of, live, first)
+    mark = len(csms.log)
+    outcomes = await saved(
+        live,
+        f"""
+        ConfigurationKey.objects.filter(
+            charger_id={pk}, key="MeterValueSampleInterval"
+        ).update(value="1")
+        """,
+        f"[({pk}, {first!r})]",
+    )
+    assert outcomes == {
+        0: [{"charger_id": pk, "charge_point_id": first, "outcome": "applied live"}]
+    }
+    sample = await csms.wait_for(first, "MeterValues", after=mark, timeout=10)
+    await csms.wait_for(first, "MeterValues", after=csms.log.index(sample) + 1, timeout=10)
+
+    # A new charge point id that belongs to the other shard: shard 1 lets it go, shard 0
+    # loads it, and it boots under the new id.
+    moved = next(f"MOVED-{n}" for n in range(1000) if contract.shard_of(f"MOVED-{n}", 2) == 0)
+    pk = await asyncio.to_thread(pk_of, live, second)
+    outcomes = await saved(
+        live,
+        f"Charger.objects.filter(pk={pk}).update(charge_point_id={moved!r})",
+        f"[({pk}, {second!r}), ({pk}, {moved!r})]",
+    )
+    assert outcomes == {
+        0: [{"charger_id": pk, "charge_point_id": moved, "outcome": "loaded, connecting"}],
+        1: [{"charger_id": pk, "charge_point_id": moved, "outcome": "stopped: moved to shard 0"}],
+    }
+    await csms.wait_disconnected(second, timeout=10)
+    await csms.wait_for(moved, "BootNotification", timeout=20)
+
+    for cp_id in [*new.values(), moved]:
+        assert csms.connects[cp_id] == 1, f"{cp_id} connected {csms.connects[cp_id]} times"

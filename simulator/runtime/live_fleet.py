@@ -111,7 +111,13 @@ class FleetReloader:
         self.watermark: datetime | None = None
         self.count = -1
         self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
-        self._incoming: list[tuple[contract.FleetChanged, Any]] = []
+        self._incoming: list[tuple[contract.FleetChanged, Any, float]] = []
+        # pk -> loop time its row was last read, and what was done with it then: a message
+        # for rows read after it arrived (a reconciliation got there first) is answered
+        # from these, not applied again (5,000 imported rows would be read twice).
+        self.read_at: dict[int, float] = {}
+        self.last_outcome: dict[int, contract.ChargerOutcome] = {}
+        self.rows_read = 0
         self._arrived = asyncio.Event()
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -121,7 +127,7 @@ class FleetReloader:
     def submit(self, message: contract.FleetChanged, layer: Any = None) -> None:
         """A fleet.changed message (from the command server): applied with the others that
         arrive within `COALESCE_SECONDS`."""
-        self._incoming.append((message, layer))
+        self._incoming.append((message, layer, asyncio.get_running_loop().time()))
         self._arrived.set()
 
     async def prime(self) -> None:
@@ -140,20 +146,21 @@ class FleetReloader:
             self._arrived.clear()
             incoming, self._incoming = self._incoming, []
             request = _Request()
-            for message, layer in incoming:
+            for message, layer, arrived in incoming:
                 pks = {int(pk) for pk in message.get("chargers") or () if _is_int(pk)}
-                request.chargers |= pks
+                request.chargers |= {pk for pk in pks if self.read_at.get(pk, -1.0) < arrived}
                 request.vehicles |= bool(message.get("vehicles"))
                 reply_to = message.get("reply_channel")
                 if reply_to and layer is not None:
                     request.replies.append((layer, reply_to, message.get("request_id"), pks))
             try:
-                outcomes = await self.apply(request.chargers, vehicles=request.vehicles)
+                if request.chargers or request.vehicles:
+                    await self.apply(request.chargers, vehicles=request.vehicles)
             except Exception:
                 log.exception("applying a fleet change failed; the reconciliation retries it")
                 continue
             for layer, reply_to, request_id, pks in request.replies:
-                mine = [o for o in outcomes if o["charger_id"] in pks]
+                mine = [self.last_outcome[pk] for pk in sorted(pks) if pk in self.last_outcome]
                 with contextlib.suppress(Exception):
                     await layer.send(
                         reply_to, contract.fleet_applied(request_id, self.service.shard, mine)
@@ -209,7 +216,9 @@ class FleetReloader:
             # The engine's own writes first, so that a value it set is not taken for an edit.
             service.checkpointer.mark_all(service.store)
             await service.checkpoint()
+            reading = asyncio.get_running_loop().time()
             rows, catalogue = await _db(_read)(sorted(set(pks)))
+            self.rows_read += len(rows)
             if vehicles:
                 self._use_vehicles(catalogue)
             outcomes: list[contract.ChargerOutcome] = []
@@ -220,6 +229,8 @@ class FleetReloader:
                 if row is not None:
                     self.seen[pk] = row.updated
                 outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                self.read_at[pk] = reading
+                self.last_outcome.pop(pk, None)
                 if outcome is not None:
                     name = live.id if live is not None and row is None else ""
                     cp_id = row.charge_point_id if row is not None else name
@@ -228,6 +239,7 @@ class FleetReloader:
                             charger_id=pk, charge_point_id=cp_id, outcome=outcome
                         )
                     )
+                    self.last_outcome[pk] = outcomes[-1]
             if new_rows:
                 for charger in await _db(build_loaded)(new_rows, catalogue, service.checkpointer):
                     service.store.add(charger)
