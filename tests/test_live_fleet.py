@@ -173,3 +173,19 @@ async def test_a_deleted_charger_without_a_message_goes_offline_by_reconciliatio
     await sync_to_async(ChargerRow.objects.filter(charge_point_id="CP-LIVE").delete)()
     await csms.wait_disconnected("CP-LIVE", timeout=10)
     assert worker.store.get("CP-LIVE") is None
+
+
+async def test_a_change_the_reconciliation_applied_first_is_still_reported_as_applied(worker, csms):
+    """The reconciliation can find a committed save before its fleet.changed is handled
+    (it runs every few seconds): the admin must still hear "applied live", not "no change"."""
+    from django.utils import timezone
+
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="7")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(updated=timezone.now())
+    await worker.reloader.reconcile()
+    assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "7"
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"

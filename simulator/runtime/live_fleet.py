@@ -111,6 +111,10 @@ class FleetReloader:
         self.watermark: datetime | None = None
         self.count = -1
         self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
+        # pk -> (`updated`, outcome) of a row version the reconciliation applied before its
+        # fleet.changed was handled: the message's sender (the admin) hears that outcome,
+        # not "no change" from applying the same version twice.
+        self.unheard: dict[int, tuple[datetime, str]] = {}
         self._incoming: list[tuple[contract.FleetChanged, Any]] = []
         self._arrived = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -196,14 +200,15 @@ class FleetReloader:
         if not pks:
             return []
         log.info("reconciling %d changed chargers", len(pks))
-        return await self.apply(pks)
+        return await self.apply(pks, heard=False)
 
     # -- applying ------------------------------------------------------------------------------
 
     async def apply(
-        self, pks: Iterable[int], *, vehicles: bool = False
+        self, pks: Iterable[int], *, vehicles: bool = False, heard: bool = True
     ) -> list[contract.ChargerOutcome]:
-        """Re-read these chargers and act on each; one outcome per charger of this shard."""
+        """Re-read these chargers and act on each; one outcome per charger of this shard.
+        `heard`: someone may read the outcomes (a fleet.changed), not the reconciliation."""
         async with self._lock:
             service = self.service
             # The engine's own writes first, so that a value it set is not taken for an edit.
@@ -219,7 +224,13 @@ class FleetReloader:
                 live = service.store.by_pk(pk)
                 if row is not None:
                     self.seen[pk] = row.updated
-                outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                earlier = self.unheard.pop(pk, None)
+                if heard and row is not None and earlier and earlier[0] == row.updated:
+                    outcome: str | None = earlier[1]  # this version is applied already
+                else:
+                    outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                    if not heard and row is not None and outcome is not None:
+                        self.unheard[pk] = (row.updated, outcome)
                 if outcome is not None:
                     name = live.id if live is not None and row is None else ""
                     cp_id = row.charge_point_id if row is not None else name
