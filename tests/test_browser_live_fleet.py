@@ -74,6 +74,15 @@ def admin_messages(page: Any) -> Any:
     return page.locator("ul.messagelist li")
 
 
+def saved(page: Any, button: str) -> None:
+    """Click an admin form's submit button and wait for the answer, which comes after the
+    admin has waited (up to 2 s) for the worker: the page it lands on has no form error."""
+    with page.expect_navigation():
+        page.click(button)
+    errors = page.locator(".errornote, .errorlist")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
 def row_of(page: Any, cp_id: str) -> Any:
     return page.locator(f'tr[data-charger]:has(a:text-is("{cp_id}"))')
 
@@ -92,7 +101,7 @@ def test_a_charger_added_in_the_admin_comes_online_on_the_fleet_page(site, brows
     expect(admin.locator("#id_auto_connect")).to_be_checked()
     admin.fill("#id_evses-0-connector_id", "1")
     admin.fill("#id_evses-0-max_power_kw", "11")
-    admin.click("input[name=_save]")
+    saved(admin, "input[name=_save]")
 
     # The worker's answer, not a generic "saved".
     expect(admin_messages(admin)).to_contain_text(["NEW-0001 loaded, connecting."])
@@ -129,7 +138,7 @@ def test_a_charger_no_worker_runs_shows_not_running_until_enabled_then_comes_onl
     admin.goto(f"{site.url}/admin/chargers/charger/")
     admin.locator('tr:has(a:text-is("OFF-0001")) input[name=_selected_action]').check()
     admin.select_option("select[name=action]", "enable")
-    admin.click("button[name=index]")
+    saved(admin, "button[name=index]")
     expect(admin_messages(admin)).to_contain_text(["OFF-0001 loaded, connecting."])
 
     expect(off.locator("[data-field=link]")).to_have_text("online", timeout=LIVE_MS)
@@ -167,12 +176,10 @@ def test_a_charging_charger_saves_and_a_new_sample_interval_applies_live(site, b
         "#configuration-group tr.form-row:has(input[value=MeterValueSampleInterval])"
     )
     key_row.locator("input[name$='-value']").fill("1")
-    admin.click("input[name=_save]")
-
+    saved(admin, "input[name=_save]")
     expect(admin_messages(admin)).to_contain_text(
         [re.compile("was changed successfully"), "DEMO-0001 applied live."]
     )
-    expect(admin.locator(".errornote")).to_have_count(0)
     admin.screenshot(path=ARTIFACTS / "live-fleet-5-saved-charging.png", full_page=True)
 
     # The running session samples at the new interval: MeterValues arrive within seconds.
