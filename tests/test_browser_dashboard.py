@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import textwrap
 
 import pytest
 
-from tests.browser import ARGS, ARTIFACTS, CHROMIUM
-from tests.process import ManagePy, free_port, run_manage, wait_for_port
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM, demo_site
 
 PASSWORD = "pw-dashboard-1"
 
@@ -27,43 +25,13 @@ pytestmark = [
 
 @pytest.fixture
 def simulator(tmp_path):
-    """`runsimulator --demo` in its own SQLite database, with an admin and a demo fleet whose
-    chargers sample meter values every 2 s; killed at the end whatever happens."""
-    port, csms_port = free_port(), free_port()
-    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
-    setup = textwrap.dedent(
-        f"""
-        from django.contrib.auth import get_user_model
+    """`runsimulator --demo` with a demo fleet whose chargers sample meter values every 2 s."""
+    setup = """
         from chargers.models import ConfigurationKey
-        from locations.models import Location
-        from simulator.runtime.demo import ensure_demo_fleet
-        Location.objects.seed_defaults()
-        get_user_model().objects.create_superuser("admin", "admin@example.com", "{PASSWORD}")
-        ensure_demo_fleet(3, "ws://127.0.0.1:{csms_port}/ocpp")
         ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update(value="2")
-        """
-    )
-    result = run_manage(tmp_path, "shell", "-c", setup)
-    assert result.returncode == 0, result.stderr
-    sim = ManagePy(
-        tmp_path,
-        "runsimulator",
-        "--demo",
-        "--demo-chargers",
-        "3",
-        "--demo-share",
-        "0",
-        "--port",
-        str(port),
-        "--csms-port",
-        str(csms_port),
-    )
-    try:
-        wait_for_port(port, proc=sim.proc)
-        sim.wait_for_output("fleet: 3/3 accepted")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        sim.stop()
+    """
+    with demo_site(tmp_path, PASSWORD, 3, setup) as site:
+        yield site.url
 
 
 def number(text: str) -> float:

@@ -28,7 +28,7 @@ async def test_only_watched_chargers_are_published_until_the_lease_runs_out():
     for pk in (1, 2):
         await layer.group_add(contract.charger_group(pk), channel)
 
-    publisher.watch("EV-W")
+    publisher.watch(1)
     for charger in (watched, unwatched):
         publisher.on_change(charger)
         publisher.on_frame(charger, "out", '[2,"1","Heartbeat",{}]')
@@ -39,7 +39,7 @@ async def test_only_watched_chargers_are_published_until_the_lease_runs_out():
     assert all(m.get("charger", {}).get("charge_point_id") != "EV-U" for m in messages)
     assert len(publisher.frames["EV-U"]) == 1  # kept for a page that connects later
 
-    publisher.watch("EV-W", lease=-1)  # the page went away and never renewed
+    publisher.watch(1, lease=-1)  # the page went away and never renewed
     publisher.on_change(watched)
     await publisher.flush(layer)
     assert await received(layer, channel) == []
@@ -66,3 +66,20 @@ def test_message_log_is_bounded_by_count_and_by_bytes_newest_kept():
     assert len(huge.frames["EV-L"]) == 1  # the newest frame is kept whatever its size
     huge.on_frame(charger, "out", "small")
     assert [f[2] for f in huge.frames["EV-L"]] == ["small"]
+
+
+async def test_a_charger_watched_before_this_worker_runs_it_is_published_once_it_does():
+    """A page shows a disabled charger; it is enabled (or added) and loaded later: its first
+    change reaches the page without waiting for the page's next watch renewal."""
+    layer = InMemoryChannelLayer()
+    publisher = EventPublisher()
+    channel = await layer.new_channel()
+    await layer.group_add(contract.charger_group(7), channel)
+    publisher.watch(7)  # nothing with pk 7 runs yet
+
+    loaded_later = runtime_charger("EV-LATE", "ws://127.0.0.1:1", evses=1)
+    loaded_later.spec.db_id = 7
+    publisher.on_change(loaded_later)
+    await publisher.flush(layer)
+    messages = await received(layer, channel)
+    assert [m["charger"]["charge_point_id"] for m in messages] == ["EV-LATE"]

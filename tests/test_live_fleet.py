@@ -191,3 +191,19 @@ async def test_a_message_for_rows_reconciliation_read_after_it_came_is_not_appli
     ]
     assert worker.reloader.rows_read == read + 1
     await csms.wait_for("CP-LATE", "BootNotification")
+
+
+async def test_a_change_the_reconciliation_applied_first_is_still_reported_as_applied(worker, csms):
+    """The reconciliation can find a committed save before its fleet.changed is handled
+    (it runs every few seconds): the admin must still hear "applied live", not "no change"."""
+    from django.utils import timezone
+
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="7")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(updated=timezone.now())
+    await worker.reloader.reconcile()
+    assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "7"
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"

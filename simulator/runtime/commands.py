@@ -235,7 +235,8 @@ class CommandServer:
         return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
 
     def watch(self, pks: list[Any]) -> None:
-        """A page still shows these chargers: renew their watch leases."""
+        """A page still shows these chargers: renew their watch leases (also of those this
+        worker does not run now, so that one it loads later is published at once)."""
         from simulator.runtime.events import EventPublisher
 
         publisher = self.service.checkpointer.downstream
@@ -243,11 +244,9 @@ class CommandServer:
             return
         for raw in pks[:1000]:
             try:
-                charger = self.service.store.by_pk(int(raw))
+                publisher.watch(int(raw))
             except (TypeError, ValueError):
                 continue
-            if charger is not None:
-                publisher.watch(charger.id)
 
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
@@ -256,13 +255,14 @@ class CommandServer:
         publisher = self.service.checkpointer.downstream
         for raw in pks[:1000]:
             try:
-                charger = self.service.store.by_pk(int(raw))
+                pk = int(raw)
             except (TypeError, ValueError):
                 continue
+            if isinstance(publisher, EventPublisher):
+                publisher.watch(pk)  # also when not loaded: it may be enabled or added later
+            charger = self.service.store.by_pk(pk)
             if charger is None:
                 continue
-            if isinstance(publisher, EventPublisher):
-                publisher.watch(charger.id)
             await self._reply(reply_to, contract.charger_state(snapshot(charger)))
             if with_log and isinstance(publisher, EventPublisher) and charger.spec.db_id:
                 frames = publisher.frames.get(charger.id) or ()

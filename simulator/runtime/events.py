@@ -62,11 +62,14 @@ class EventPublisher(Listener):
         self._dirty: dict[str, Charger] = {}
         self.frames: dict[str, deque[tuple[float, str, str]]] = {}
         self._new_frames: dict[str, list[tuple[float, str, str]]] = {}
-        self.watched: dict[str, float] = {}  # charger id -> lease expiry (monotonic)
+        # Charger pk -> lease expiry (monotonic). By pk, and whether or not this worker runs
+        # the charger yet: a page that shows a disabled charger must see it come online when
+        # it is enabled (or added) without waiting for the page's next renewal.
+        self.watched: dict[int, float] = {}
 
-    def watch(self, charger_id: str, lease: float = contract.WATCH_LEASE_SECONDS) -> None:
+    def watch(self, pk: int, lease: float = contract.WATCH_LEASE_SECONDS) -> None:
         """A page shows this charger: publish its snapshots until the lease runs out."""
-        self.watched[charger_id] = time.monotonic() + lease
+        self.watched[pk] = time.monotonic() + lease
 
     def on_change(self, charger: Charger) -> None:
         self._dirty[charger.id] = charger
@@ -95,7 +98,7 @@ class EventPublisher(Listener):
         while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
             size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
         self._log_size[cid] = size
-        if charger.id in self.watched and charger.spec.db_id is not None:
+        if charger.spec.db_id in self.watched:
             self._new_frames.setdefault(charger.id, []).append(entry)
             self._dirty.setdefault(charger.id, charger)
 
@@ -121,11 +124,11 @@ class EventPublisher(Listener):
         frames, self._new_frames = self._new_frames, {}
         now = time.monotonic()
         watched = self.watched
-        for charger_id in [c for c, expiry in watched.items() if expiry < now]:
-            del watched[charger_id]
+        for expired in [pk for pk, expiry in watched.items() if expiry < now]:
+            del watched[expired]
         # Snapshots nobody watches are not built: at fleet scale they were a fifth of the
         # worker's CPU. The frame log is still kept for a page that connects later.
-        chargers = [c for c in dirty.values() if c.id in watched and c.spec.db_id is not None]
+        chargers = [c for c in dirty.values() if c.spec.db_id in watched]
         for start in range(0, len(chargers), chunk):
             sends = []
             for charger in chargers[start : start + chunk]:

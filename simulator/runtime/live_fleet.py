@@ -117,6 +117,10 @@ class FleetReloader:
         # from these, not applied again (5,000 imported rows would be read twice).
         self.read_at: dict[int, float] = {}
         self.last_outcome: dict[int, contract.ChargerOutcome] = {}
+        # pk -> (`updated`, outcome) of a row version the reconciliation applied from a
+        # read BEFORE that version's fleet.changed arrived (the commit comes first): the
+        # message's sender hears that outcome, not "no change" from applying it twice.
+        self.unheard: dict[int, tuple[datetime, str]] = {}
         self.rows_read = 0
         self._arrived = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -203,14 +207,15 @@ class FleetReloader:
         if not pks:
             return []
         log.info("reconciling %d changed chargers", len(pks))
-        return await self.apply(pks)
+        return await self.apply(pks, heard=False)
 
     # -- applying ------------------------------------------------------------------------------
 
     async def apply(
-        self, pks: Iterable[int], *, vehicles: bool = False
+        self, pks: Iterable[int], *, vehicles: bool = False, heard: bool = True
     ) -> list[contract.ChargerOutcome]:
-        """Re-read these chargers and act on each; one outcome per charger of this shard."""
+        """Re-read these chargers and act on each; one outcome per charger of this shard.
+        `heard`: someone reads the outcomes (a fleet.changed), not the reconciliation."""
         async with self._lock:
             service = self.service
             # The engine's own writes first, so that a value it set is not taken for an edit.
@@ -228,7 +233,13 @@ class FleetReloader:
                 live = service.store.by_pk(pk)
                 if row is not None:
                     self.seen[pk] = row.updated
-                outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                earlier = self.unheard.pop(pk, None)
+                if heard and row is not None and earlier and earlier[0] == row.updated:
+                    outcome: str | None = earlier[1]  # this version is applied already
+                else:
+                    outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                    if not heard and row is not None and outcome is not None:
+                        self.unheard[pk] = (row.updated, outcome)
                 self.read_at[pk] = reading
                 self.last_outcome.pop(pk, None)
                 if outcome is not None:
