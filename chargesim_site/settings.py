@@ -7,6 +7,7 @@ Set DATABASE_URL (PostgreSQL) and REDIS_URL to scale out.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -123,7 +124,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests get a file, as production has, not Django's shared-cache in-memory database:
     # there a second thread (the live server, a background import) meets "table is
     # locked" at once instead of waiting out the timeout above.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # One file per test process: two runs in one checkout must not share (or delete) it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -51,3 +51,15 @@ def depot(db: None) -> Location:
 def admin_client_logged_in(client: Client, db: None) -> Client:
     client.force_login(make_superuser())
     return client
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Django deletes the SQLite test file but not its WAL side files (see settings)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
