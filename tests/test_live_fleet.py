@@ -15,8 +15,9 @@ from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
 from simulator.runtime.lifecycle import RunOptions, Simulator
-from tests.cast import make_charger
+from tests.cast import make_charger, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
+from vehicles.models import VehicleModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -207,3 +208,35 @@ async def test_a_change_the_reconciliation_applied_first_is_still_reported_as_ap
     assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "7"
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "applied live"
+
+
+async def test_new_credentials_reconnect_the_charger_with_them(worker, csms):
+    """Security profile 1 with a new AuthorizationKey: the charger reconnects (no reboot)
+    and the CSMS, which now requires that password, accepts it."""
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    connects, boots = csms.connects["CP-LIVE"], csms.counts["BootNotification"]
+    csms.passwords["CP-LIVE"] = "a-new-password-16"
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
+        security_profile=1, authorization_key="a-new-password-16"
+    )
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "reconnects now"
+    await wait_until(lambda: csms.connects["CP-LIVE"] > connects, message="a new connection")
+    await wait_until(lambda: loaded(worker, "CP-LIVE").online, message="online again")
+    assert not [r for r in csms.refusals if r.cp_id == "CP-LIVE"]
+    assert csms.counts["BootNotification"] == boots  # a reconnect is not a reboot
+
+
+async def test_an_edited_vehicle_model_is_used_from_the_next_session(worker, csms):
+    vehicle = await sync_to_async(make_vehicle)(0)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(default_vehicle=vehicle)
+    await saved(pk)
+    await sync_to_async(VehicleModel.objects.filter(pk=vehicle.pk).update)(capacity_kwh=123.0)
+    layer = get_channel_layer()
+    await layer.group_send(contract.engine_group(0), contract.fleet_changed(vehicles=[vehicle.pk]))
+    charger = loaded(worker, "CP-LIVE")
+    await wait_until(
+        lambda: (v := charger.pick_vehicle()) is not None and v.capacity_kwh == 123.0,
+        message="the edited model picked for the next session",
+    )
