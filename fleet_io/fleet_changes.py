@@ -32,8 +32,12 @@ from simulator import contract
 
 log = logging.getLogger(__name__)
 
-# How long an admin save waits for the workers' answers, at most.
+# How long an admin save waits for each shard's worker to say it got the change (it does so
+# at once) ...
 REPLY_SECONDS = 2.0
+# ... and then, from a worker that did, for what it did (it checkpoints and reads the rows
+# first, which a busy worker may take seconds over).
+APPLY_SECONDS = 10.0
 # The in-memory layer's queues belong to one event loop; a receive from another thread's
 # loop is not woken by a send, so the wait polls in slices this long.
 RECEIVE_SLICE_SECONDS = 0.05
@@ -45,6 +49,7 @@ class Applied:
 
     shards: list[int]  # the shards the change was sent to
     answers: list[contract.FleetApplied]
+    received: list[int] = field(default_factory=list)  # shards whose worker got it
 
     @property
     def outcomes(self) -> list[contract.ChargerOutcome]:
@@ -57,7 +62,9 @@ class Applied:
 
 Report = Callable[[Applied], None]
 
-_sending: set[asyncio.Task[list[Any]]] = set()  # sends started from a loop, kept until done
+_sending: set[asyncio.Task[tuple[list[Any], list[int]]]] = (
+    set()
+)  # sends started from a loop, kept until done
 
 
 @dataclass
@@ -148,14 +155,18 @@ def send(batch: _Batch) -> Applied:
         _sending.add(task)
         task.add_done_callback(_sending.discard)
         return Applied(shards=shards, answers=[])
-    answers = async_to_sync(_send_and_wait)(batch, shards, wait)
-    return Applied(shards=shards, answers=answers)
+    answers, received = async_to_sync(_send_and_wait)(batch, shards, wait)
+    return Applied(shards=shards, answers=answers, received=received)
 
 
-async def _send_and_wait(batch: _Batch, shards: list[int], wait: float) -> list[Any]:
+async def _send_and_wait(
+    batch: _Batch, shards: list[int], wait: float
+) -> tuple[list[Any], list[int]]:
+    """Send, then wait up to `wait` s for every shard's `fleet_received` (or answer), and
+    up to APPLY_SECONDS more for the answers of the shards that received it."""
     layer = get_channel_layer()
     if layer is None:
-        return []
+        return [], []
     reply_channel = await layer.new_channel() if wait else None
     request_id = uuid.uuid4().hex if wait else None
     for shard in shards:
@@ -168,39 +179,60 @@ async def _send_and_wait(batch: _Batch, shards: list[int], wait: float) -> list[
         )
         await layer.group_send(contract.engine_group(shard), message)
     if reply_channel is None:
-        return []
+        return [], []
     answers: dict[int, Any] = {}
+    received: set[int] = set()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    first = loop.time() + wait
+    last = first + APPLY_SECONDS
     while len(answers) < len(shards):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            break
+        now = loop.time()
+        if now >= first:
+            # Past the first wait only the shards that said they got it are waited for.
+            if received <= set(answers) or now >= last:
+                break
+            deadline = last
+        else:
+            deadline = first
         try:
-            message = await asyncio.wait_for(
-                layer.receive(reply_channel), min(remaining, RECEIVE_SLICE_SECONDS)
+            reply: dict[str, Any] = await asyncio.wait_for(
+                layer.receive(reply_channel), min(deadline - now, RECEIVE_SLICE_SECONDS)
             )
         except TimeoutError:
             continue
-        if (
-            message.get("type") == contract.EVENT_FLEET_APPLIED
-            and message.get("request_id") == request_id
-        ):
-            answers[message.get("shard", 0)] = message
-    return [answers[shard] for shard in sorted(answers)]
+        if reply.get("request_id") != request_id:
+            continue
+        shard = int(reply.get("shard", 0))
+        if reply.get("type") == contract.EVENT_FLEET_RECEIVED:
+            received.add(shard)
+        elif reply.get("type") == contract.EVENT_FLEET_APPLIED:
+            received.add(shard)
+            answers[shard] = reply
+    return [answers[shard] for shard in sorted(answers)], sorted(received)
 
 
 def describe(applied: Applied) -> list[tuple[bool, str]]:
     """The admin's messages for a change: (it reached a worker, text), one per charger."""
     if not applied.shards:
         return []
-    if not applied.answered:
+    if not applied.answered and not applied.received:
         return [(False, "No simulator worker is running: saved; it starts with the worker.")]
     lines = [
         (True, f"{outcome['charge_point_id']} {outcome['outcome']}.".replace("..", "."))
         for outcome in applied.outcomes
     ]
-    missing = len(applied.shards) - len(applied.answers)
+    busy = len(set(applied.received) - {a.get("shard", 0) for a in applied.answers})
+    if busy:
+        lines.append(
+            (
+                True,
+                f"Saved; {busy} simulator worker(s) got the change and are still applying it "
+                "(the charger pages show when it takes effect).",
+            )
+        )
+    missing = len(applied.shards) - len(
+        set(applied.received) | {a.get("shard", 0) for a in applied.answers}
+    )
     if missing:
         lines.append(
             (

@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
+from fleet_io import fleet_changes
 from fleet_io.file_formats import read_dataset
 from simulator import contract
 from tests.cast import make_charger, make_location, make_superuser, make_vehicle
@@ -316,9 +317,11 @@ def test_a_location_or_vehicle_change_tells_every_shard(inbox, django_capture_on
 class FakeWorker(threading.Thread):
     """A worker of shard 0 that answers fleet_changed as the engine would (own loop)."""
 
-    def __init__(self, outcome: str) -> None:
+    def __init__(self, outcome: str | None, *, receipt: bool = False, delay: float = 0) -> None:
         super().__init__(daemon=True)
-        self.outcome = outcome
+        self.outcome = outcome  # None: never finishes applying
+        self.receipt = receipt  # say fleet_received at once, as the engine does
+        self.delay = delay  # seconds the apply takes
         self.names: dict[int, str] = {}
         self.ready = threading.Event()
         self.done = False
@@ -337,6 +340,14 @@ class FakeWorker(threading.Thread):
             except TimeoutError:
                 continue
             if message["type"] == contract.FLEET_CHANGED and message.get("reply_channel"):
+                if self.receipt:
+                    await layer.send(
+                        message["reply_channel"],
+                        contract.fleet_received(message["request_id"], 0),
+                    )
+                await asyncio.sleep(self.delay)
+                if self.outcome is None:
+                    continue
                 outcomes: list[contract.ChargerOutcome] = [
                     {"charger_id": pk, "charge_point_id": self.names[pk], "outcome": self.outcome}
                     for pk in message["chargers"]
@@ -374,6 +385,36 @@ def test_the_admin_shows_what_the_worker_did(admin_client):
     shown = [str(m) for m in response.context["messages"]]
     assert "DEMO-0001 reconnects now." in shown
     assert not any("No simulator worker" in m for m in shown)
+
+
+def save_with_worker(admin_client: Client, worker: FakeWorker, charger: Any) -> list[str]:
+    worker.names[charger.pk] = charger.charge_point_id
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        data = {**change_form_data(charger, vendor="Y"), **evse_form_data(charger)}
+        response = admin_client.post(admin_url("change", charger.pk), data, follow=True)
+    finally:
+        worker.done = True
+        worker.join(5)
+    return [str(m) for m in response.context["messages"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_worker_that_got_the_change_is_waited_for_beyond_the_first_wait(admin_client):
+    # It says it got the change at once and answers after the first wait (2 s) has passed.
+    worker = FakeWorker("applied live", receipt=True, delay=fleet_changes.REPLY_SECONDS + 1)
+    shown = save_with_worker(admin_client, worker, make_charger("CP-SLOW"))
+    assert "CP-SLOW applied live." in shown
+    assert not any("No simulator worker" in m for m in shown)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_still_applying_is_not_reported_as_missing(admin_client, monkeypatch):
+    monkeypatch.setattr(fleet_changes, "APPLY_SECONDS", 0.5)
+    shown = save_with_worker(admin_client, FakeWorker(None, receipt=True), make_charger("CP-BUSY"))
+    assert any("still applying it" in m for m in shown), shown
+    assert not any("No simulator worker" in m or "did not answer" in m for m in shown)
 
 
 @pytest.mark.django_db(transaction=True)

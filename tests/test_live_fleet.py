@@ -53,6 +53,9 @@ async def saved(pk: int) -> list[contract.ChargerOutcome]:
         contract.engine_group(0),
         contract.fleet_changed([pk], reply_channel=reply, request_id="r1"),
     )
+    # First, at once, that the worker got it; then what it did.
+    receipt = await asyncio.wait_for(layer.receive(reply), 10)
+    assert receipt == contract.fleet_received("r1", 0)
     answer = await asyncio.wait_for(layer.receive(reply), 10)
     assert answer["type"] == contract.EVENT_FLEET_APPLIED and answer["request_id"] == "r1"
     return answer["outcomes"]

@@ -268,6 +268,8 @@ def location_summary(
 
 FLEET_CHANGED: Final = "fleet.changed"  # web -> the workers of the shards concerned
 EVENT_FLEET_APPLIED: Final = "fleet.applied"  # a worker -> the reply channel, if one was given
+# ... and at once, before applying: a worker runs that shard (its apply may take a while)
+EVENT_FLEET_RECEIVED: Final = "fleet.received"
 
 
 class FleetChanged(TypedDict):
@@ -303,6 +305,19 @@ def fleet_changed(
     if request_id is not None:
         message["request_id"] = request_id
     return message
+
+
+class FleetReceived(TypedDict):
+    """A worker got a fleet.changed with a reply channel and applies it now: the sender
+    knows a worker runs the shard even when the apply outlasts its first wait."""
+
+    type: Literal["fleet.received"]
+    request_id: str | None
+    shard: int
+
+
+def fleet_received(request_id: str | None, shard: int) -> FleetReceived:
+    return {"type": EVENT_FLEET_RECEIVED, "request_id": request_id, "shard": shard}
 
 
 class ChargerOutcome(TypedDict):

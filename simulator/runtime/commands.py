@@ -98,6 +98,15 @@ class CommandServer:
                 await asyncio.sleep(0.1)
                 continue
             if message.get("type") == contract.FLEET_CHANGED:
+                reply_to = message.get("reply_channel")
+                if isinstance(reply_to, str):
+                    # At once: the sender then knows a worker runs this shard, however long
+                    # the apply takes (a checkpoint and a read of the rows come first).
+                    received = contract.fleet_received(
+                        message.get("request_id"), self.service.shard
+                    )
+                    with contextlib.suppress(Exception):
+                        await self.layer.send(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
             if message.get("type") != contract.COMMAND:
