@@ -228,6 +228,36 @@ def prepare_database() -> None:
     VehicleModel.objects.seed_catalogue()
 
 
+def py_spy_record(
+    pid: int,
+    seconds: int,
+    output: str,
+    *,
+    rate: int = 200,
+    fmt: str = "raw",
+    native: bool = False,
+    gil: bool = True,
+) -> list[str]:
+    """The py-spy command that samples the worker for `seconds` into `output` (py-spy must
+    be in the venv, beside this Python)."""
+    return [
+        str(Path(sys.executable).parent / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        str(rate),
+        "--format",
+        fmt,
+        "-o",
+        output,
+        *(["--native"] if native else []),
+        *(["--gil"] if gil else []),
+    ]
+
+
 def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
     """Bulk-create `count` chargers with their EVSE and configuration; returns seconds."""
     from django.db import close_old_connections, transaction
@@ -482,22 +512,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             profiler = children.add(
                 subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "py-spy"),
-                        "record",
-                        "--pid",
-                        str(worker.pid),
-                        "--duration",
-                        str(int(args.duration)),
-                        "--rate",
-                        str(args.profile_rate),
-                        "--format",
-                        args.profile_format,
-                        "-o",
+                    py_spy_record(
+                        worker.pid,
+                        int(args.duration),
                         args.profile,
-                        *(["--native"] if args.profile_native else []),
-                        *(["--gil"] if args.profile_gil else []),
-                    ],
+                        rate=args.profile_rate,
+                        fmt=args.profile_format,
+                        native=args.profile_native,
+                        gil=args.profile_gil,
+                    ),
                     stdout=subprocess.DEVNULL,
                     stderr=open(logs / "py-spy.stderr", "w"),  # noqa: SIM115
                 )

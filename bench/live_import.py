@@ -60,6 +60,7 @@ from fleet import (
     create_fleet,
     machine_busy_seconds,
     prepare_database,
+    py_spy_record,
     raise_open_files,
     say,
     setup_django,
@@ -118,21 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             profiler = children.add(
                 subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "py-spy"),
-                        "record",
-                        "--pid",
-                        str(worker.pid),
-                        "--duration",
-                        str(args.profile_seconds),
-                        "--rate",
-                        "200",
-                        "--format",
-                        "raw",
-                        "--gil",
-                        "-o",
-                        args.profile,
-                    ],
+                    py_spy_record(worker.pid, args.profile_seconds, args.profile),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
