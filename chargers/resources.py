@@ -17,8 +17,8 @@ from import_export.fields import Field
 from import_export.widgets import Widget
 
 from chargers.configuration_overrides import (
-    MAX_CUSTOM_KEYS,
     OverrideError,
+    check_custom_total,
     custom_keys,
     format_overrides,
     overrides_of,
@@ -228,18 +228,13 @@ class ChargerResource(FleetResource):
             ]
         custom = custom_keys(instance.configuration_overrides)  # type: ignore[attr-defined]  # set per import row, not a model field
         if instance.pk and custom and "configuration_overrides" not in errors:
-            # An update adds to the custom keys a charger has: the cap is on the sum.
             stored = ConfigurationKey.objects.filter(charger_id=instance.pk).values_list(
                 "key", flat=True
             )
-            total = len(custom | custom_keys(stored))
-            if total > MAX_CUSTOM_KEYS:
-                errors["configuration_overrides"] = [
-                    ValidationError(
-                        f"The charger would have {total} custom configuration keys; at most "
-                        f"{MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
-                    )
-                ]
+            try:
+                check_custom_total(custom, stored)
+            except OverrideError as exc:
+                errors["configuration_overrides"] = [ValidationError(str(exc))]
         super().validate_instance(instance, errors, validate_unique)
 
     def bulk_create(
