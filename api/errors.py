@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The parts of a pydantic error location that name where a value came from, not the field.
-_SOURCES = {"body", "query", "path", "header", "cookie", "form", "file", "payload", "filters"}
+# Where ninja says a value came from: the first part of a pydantic error's location.
+_SOURCES = {"body", "query", "path", "header", "cookie", "form", "file"}
 
 
 # What ninja hands an exception handler (it is typed to take the class too).
@@ -99,8 +99,9 @@ def _field_of(location: Sequence[Any]) -> tuple[str | None, int | None]:
     """A pydantic location such as ("body", "payload", "items", 3, "name") as a field name
     ("name") and a row (3: the index in the top-level list of a bulk request)."""
     parts = list(location)
-    while parts and isinstance(parts[0], str) and parts[0] in _SOURCES:
-        parts.pop(0)
+    source = parts.pop(0) if parts and parts[0] in _SOURCES else None
+    if source == "body" and len(parts) > 1:
+        parts.pop(0)  # the handler's parameter name ("payload"), not a field of the body
     row = None
     if len(parts) >= 2 and parts[0] == "items" and isinstance(parts[1], int):
         row = parts[1]

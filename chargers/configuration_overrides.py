@@ -34,21 +34,26 @@ def parse_overrides(text: str) -> dict[str, str]:
     pairs = []
     for item in items:
         key, equals, value = item.partition("=")
-        if not equals or not key.strip():
+        key = key.strip()
+        if not equals or not key:
             raise OverrideError(f"{item!r} is not of the form Key=value.")
-        pairs.append((key, value))
-    return check_overrides(pairs)
+        pairs.append((key, value.strip()))
+    return _checked(pairs)
 
 
 def check_overrides(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """(key, value) pairs, checked and normalised as a cell's are: the one set of rules
     for overrides, whether they come from a file or the API."""
     _check_count(len(pairs))
+    stripped = [(key.strip(), value.strip()) for key, value in pairs]
+    if any(not key for key, _ in stripped):
+        raise OverrideError("A configuration key name is empty.")
+    return _checked(stripped)
+
+
+def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
     overrides: dict[str, str] = {}
-    for raw_key, raw_value in pairs:
-        key, value = raw_key.strip(), raw_value.strip()
-        if not key:
-            raise OverrideError("A configuration key name is empty.")
+    for key, value in pairs:
         if key in RESERVED:
             raise OverrideError(RESERVED[key])
         if len(key) > 50:

@@ -63,9 +63,22 @@ class ImportJobOut(Schema):
     updated: int = Field(alias="updated_count", description="Rows that update (or updated).")
     failed: int = Field(alias="failed_count", description="Rows with problems.")
     problems: int = Field(alias="problem_count", description="Problems found (all rows).")
-    queued_at: datetime = Field(alias="created")
-    started_at: datetime | None = Field(alias="started")
-    finished_at: datetime | None = Field(alias="finished")
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    # Resolvers, not aliases: "finished" and "created" name other fields here.
+    @staticmethod
+    def resolve_queued_at(job: ImportJob) -> datetime:
+        return job.created
+
+    @staticmethod
+    def resolve_started_at(job: ImportJob) -> datetime | None:
+        return job.started
+
+    @staticmethod
+    def resolve_finished_at(job: ImportJob) -> datetime | None:
+        return job.finished
 
     @staticmethod
     def resolve_finished(job: ImportJob) -> bool:
