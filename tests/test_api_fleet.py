@@ -181,6 +181,22 @@ def test_every_fleet_endpoint_answers_with_only_its_permission(cast, method, pat
     assert response.status_code in (200, 201, 204), response.content
 
 
+def test_a_browser_session_writes_with_its_csrf_token():
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(make_superuser())
+    refused = browser.post(f"{V1}/locations", {"name": "Hub"}, content_type="application/json")
+    assert refused.status_code == 403
+    browser.get(reverse("admin:index"))  # the csrftoken cookie, as any admin page sets it
+    created = browser.post(
+        f"{V1}/locations",
+        {"name": "Hub"},
+        content_type="application/json",
+        headers={"X-CSRFToken": browser.cookies["csrftoken"].value},
+    )
+    assert created.status_code == 201, created.content
+    assert Location.objects.filter(name="Hub").exists()
+
+
 # -- locations ------------------------------------------------------------------------------
 
 
