@@ -65,6 +65,7 @@ class BulkOutcome:
     """One result per charger (per connector, for a connector command) of every shard."""
 
     results: list[contract.ChargerResult] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)  # shards sent the command
     missing: list[int] = field(default_factory=list)  # shards without a worker
     unfinished: list[int] = field(default_factory=list)  # acknowledged, no answer in time
     refused: list[str] = field(default_factory=list)  # whole-command refusals, by shard
@@ -195,7 +196,7 @@ class EngineClient:
                 command, args or {}, sends[shard], channel, request_id, wait_for=wait_for
             )
             await self.layer.group_send(contract.engine_group(shard), message)
-        outcome = BulkOutcome()
+        outcome = BulkOutcome(asked=sorted(sends))
         await self._gather_bulk(channel, shard_of_request, outcome, _wait_seconds(wait_for))
         expected = dict(known or {})
         expected.update(chargers or {})
