@@ -44,19 +44,18 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 # Run as a script: its directory (bench/) is on the path, as for the other benches.
 from fleet import (
-    ROOT,
     Children,
     CsmsControl,
+    Worker,
     _raise_keyboard_interrupt,
     cpu_seconds,
     create_fleet,
@@ -94,53 +93,6 @@ def api_token() -> str:
     _, token = ApiToken.objects.issue(user, "bench/api_actions.py")
     close_old_connections()
     return token
-
-
-class WebWorker:
-    """`manage.py runsimulator` with its web server: the API and the engine in one process."""
-
-    def __init__(self, children: Children, env: dict[str, str], logs: Path, port: int) -> None:
-        self.stderr_path = logs / "worker.stderr"
-        self._out: TextIO = open(logs / "worker.stdout", "w")  # noqa: SIM115 (closed in close())
-        self._err: TextIO = open(self.stderr_path, "w")  # noqa: SIM115
-        command = [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "runsimulator",
-            "--no-migrate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        self.proc = children.add(
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._out,
-                stderr=self._err,
-            )
-        )
-        self.pid = self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_problems(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for line in self.stderr_path.read_text(errors="replace").splitlines():
-            for level in ("CRITICAL", "ERROR"):
-                if f" {level} " in line:
-                    counts[level] += 1
-            if line.startswith("Traceback"):
-                counts["Traceback"] += 1
-        return counts
-
-    def close(self) -> None:
-        self._out.close()
-        self._err.close()
 
 
 class Http:
@@ -193,7 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         token = api_token()
         csms.ask("expect", n=n, connectors=1)
         port = free_port()
-        worker = WebWorker(children, env, logs, port)
+        # With its web server: the API and the engine in one process, as `make run` runs.
+        web = ("--no-migrate", "--host", "127.0.0.1", "--port", str(port))
+        worker = Worker(children, env, logs, "worker", options=web)
         say(f"worker pid {worker.pid}, API on http://127.0.0.1:{port}{API}; logs in {logs}")
 
         def booted() -> bool:
@@ -274,8 +228,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             errors[problem] += count
         if children.stop(worker.proc, timeout=60.0) is None:
             errors["worker had to be killed"] += 1
-        for level, count in worker.log_problems().items():
-            errors[f"worker log {level}"] += count
+        problems = worker.log_problems()
+        for level in ("CRITICAL", "ERROR", "Traceback"):
+            if problems[level]:
+                errors[f"worker log {level}"] += problems[level]
         worker.close()
         csms.quit()
     finally:

@@ -23,7 +23,7 @@ acknowledged but did not answer in time.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
@@ -50,48 +50,10 @@ STATE_TAGS = ["live state"]
 ACTION_TAGS = ["charger actions"]
 BULK_TAGS = ["bulk actions"]
 
-# The same values as contract.WAIT_CONDITIONS, CONNECTOR_STATUSES and FAULT_CODES (a test
-# holds them equal), spelled out so that the OpenAPI document lists them as enums.
-WaitCondition = Literal[
-    "Available",
-    "Preparing",
-    "Charging",
-    "SuspendedEVSE",
-    "SuspendedEV",
-    "Finishing",
-    "Reserved",
-    "Unavailable",
-    "Faulted",
-    "Accepted",
-]
-ConnectorStatusName = Literal[
-    "Available",
-    "Preparing",
-    "Charging",
-    "SuspendedEVSE",
-    "SuspendedEV",
-    "Finishing",
-    "Reserved",
-    "Unavailable",
-    "Faulted",
-]
-FaultCode = Literal[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "OtherError",
-    "OverCurrentFailure",
-    "OverVoltage",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "WeakSignal",
-]
+# The contract's vocabulary as Literal types: the OpenAPI document lists them as enums.
+WaitCondition = contract.WaitCondition
+ConnectorStatusName = contract.StatusName
+FaultCode = contract.FaultCode
 BULK_MAX_IDS = 10_000
 
 
@@ -397,13 +359,14 @@ async def _charger_pk(charge_point_id: str) -> int:
     return pk
 
 
-async def _ask(
+async def ask_charger(
     charge_point_id: str,
     command: str,
     args: Mapping[str, Any],
     wait: contract.WaitFor | None,
 ) -> contract.CommandResult:
-    """The worker's result of a command that it did; an error answer otherwise."""
+    """The worker's result of a command (or `state`) that it did; an ApiError with the
+    status to answer otherwise. The routers and the MCP tools call this."""
     pk = await _charger_pk(charge_point_id)
     try:
         result = await client().command(pk, charge_point_id, command, args, wait_for=wait)
@@ -449,7 +412,7 @@ def _engine_args(command: str, args: Schema) -> dict[str, Any]:
 async def get_state(
     request: HttpRequest, charge_point_id: str, params: Query[StateParams]
 ) -> StateOut:
-    result = await _ask(
+    result = await ask_charger(
         charge_point_id,
         contract.STATE,
         {"connector_id": params.connector_id},
@@ -465,7 +428,7 @@ def _add_action(action: Action) -> None:
 
     async def run(charge_point_id: str, payload: Schema | None, params: WaitParams) -> ActionOut:
         args = _engine_args(action.command, payload or args_type())
-        result = await _ask(charge_point_id, action.command, args, params.wait())
+        result = await ask_charger(charge_point_id, action.command, args, params.wait())
         return ActionOut.model_validate(
             {
                 "charge_point_id": charge_point_id,
@@ -534,6 +497,11 @@ def _all_optional(schema: type[Schema]) -> bool:
 )
 @require(VIEW)
 async def fleet_summary(request: HttpRequest) -> FleetSummaryOut:
+    return await ask_summary()
+
+
+async def ask_summary() -> FleetSummaryOut:
+    """Every shard's counts, added up; an ApiError (503) when no worker answers."""
     try:
         overview = await client().summary()
     except EngineError as exc:
@@ -553,12 +521,14 @@ async def fleet_summary(request: HttpRequest) -> FleetSummaryOut:
     )
 
 
-async def _bulk(
+async def ask_bulk(
     command: str,
     chosen: BulkFilter,
     args: Mapping[str, Any],
     wait: contract.WaitFor | None,
 ) -> BulkOut:
+    """Run one action on every charger the filter chooses; a result per charger. An
+    ApiError for what fails as a whole (404 location, 422, 503)."""
     location = chosen.location_id
     if location is not None and not await Location.objects.filter(pk=location).aexists():
         raise ApiError(404, f"There is no location #{location}.")
@@ -656,7 +626,7 @@ def _add_bulk(action: Action) -> None:
     ) -> BulkOut:
         args = _engine_args(action.command, payload.args)  # type: ignore[attr-defined]
         chosen: BulkFilter = payload.filter  # type: ignore[attr-defined]
-        return await _bulk(action.command, chosen, args, params.wait())
+        return await ask_bulk(action.command, chosen, args, params.wait())
 
     act.__name__ = f"bulk_{action.command}"
     router.post(

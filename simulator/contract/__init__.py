@@ -77,6 +77,7 @@ from simulator.contract.messages import (
     PresentIdTagArgs,
     ShardSummary,
     SiteCounts,
+    WaitCondition,
     WaitFor,
     WaitOutcome,
     WatchArgs,
@@ -96,7 +97,13 @@ from simulator.contract.messages import (
     summary_request,
     watch_request,
 )
-from simulator.contract.statuses import CONNECTOR_STATUSES, FAULT_CODES, ConnectorStatus
+from simulator.contract.statuses import (
+    CONNECTOR_STATUSES,
+    FAULT_CODES,
+    ConnectorStatus,
+    FaultCode,
+    StatusName,
+)
 
 __all__ = [
     "ACCEPTED",
@@ -150,6 +157,7 @@ __all__ = [
     "CutNetworkArgs",
     "EngineCommand",
     "EvseSnapshot",
+    "FaultCode",
     "FleetApplied",
     "FleetChanged",
     "FleetCounts",
@@ -163,6 +171,8 @@ __all__ = [
     "PresentIdTagArgs",
     "ShardSummary",
     "SiteCounts",
+    "StatusName",
+    "WaitCondition",
     "WaitFor",
     "WaitOutcome",
     "WatchArgs",

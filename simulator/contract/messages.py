@@ -21,9 +21,9 @@ condition holds or its timeout has passed, and says which (`WaitOutcome`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
-from simulator.contract.statuses import CONNECTOR_STATUSES
+from simulator.contract.statuses import StatusName
 
 # -- channel-layer types ----------------------------------------------------------------------
 
@@ -87,7 +87,8 @@ COMMANDS: Final = DRIVE_COMMANDS | WATCH_COMMANDS | {STATE, SUMMARY}
 # What an action may wait for: a connector status (of the action's connector, 1 when it
 # names none), or "Accepted": the charger is online and its BootNotification accepted.
 ACCEPTED: Final = "Accepted"
-WAIT_CONDITIONS: Final[tuple[str, ...]] = (*CONNECTOR_STATUSES, ACCEPTED)
+WaitCondition = Literal[StatusName, "Accepted"]
+WAIT_CONDITIONS: Final[tuple[str, ...]] = get_args(WaitCondition)
 WAIT_TIMEOUT_DEFAULT: Final = 30.0
 WAIT_TIMEOUT_MAX: Final = 300.0  # seconds; a longer wait is refused, not shortened
 
