@@ -13,7 +13,7 @@ from ninja import NinjaAPI
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
-from api.routers import account, fleet, imports
+from api.routers import account, fleet, imports, live
 
 
 class ChargeSimAPI(NinjaAPI):
@@ -48,3 +48,4 @@ errors.install(api)
 api.add_router("", account.router)
 api.add_router("", fleet.router)
 api.add_router("", imports.router)
+api.add_router("", live.router)

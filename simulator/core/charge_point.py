@@ -70,6 +70,7 @@ __all__ = [
     "CallFailed",
     "Charger",
     "ChargerSpec",
+    "Fanout",
     "LinkLost",
     "LinkState",
     "Listener",
@@ -98,6 +99,52 @@ class Listener:
 
     def on_availability(self, charger: Charger) -> None:
         """ChangeAvailability changed what must survive a restart."""
+
+
+class Fanout(Listener):
+    """Tells several listeners, in order (e.g. the dashboard's publisher and the waits of
+    actions for a condition, behind the checkpoint writer)."""
+
+    def __init__(self, *listeners: Listener) -> None:
+        self.listeners = listeners
+        # on_frame and on_change run for every frame and every tick of a busy charger: a
+        # method only one of the listeners implements is that listener's own bound method
+        # (an instance attribute), so that the fan-out costs nothing where it fans out to one.
+        for name in _LISTENER_METHODS:
+            own = [getattr(x, name) for x in listeners if _implements(x, name)]
+            if len(own) == 1:
+                setattr(self, name, own[0])
+
+    def on_change(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_change(charger)
+
+    def on_config(self, charger: Charger, key: str, value: str) -> None:
+        for listener in self.listeners:
+            listener.on_config(charger, key, value)
+
+    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+        for listener in self.listeners:
+            listener.on_frame(charger, direction, text)
+
+    def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
+        for listener in self.listeners:
+            listener.on_transaction(charger, tx)
+
+    def on_profiles(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_profiles(charger)
+
+    def on_availability(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_availability(charger)
+
+
+_LISTENER_METHODS = tuple(name for name in vars(Listener) if name.startswith("on_"))
+
+
+def _implements(listener: Listener, name: str) -> bool:
+    return getattr(type(listener), name) is not getattr(Listener, name)
 
 
 @dataclass(slots=True)
@@ -541,7 +588,7 @@ class Charger:
             on_result=lambda result: self._on_start_confirmed(tx, result),
         )
         battery = evse.battery
-        if battery is not None and battery.is_full():
+        if battery is not None and (battery.is_full() or battery.paused):
             self.set_status(evse, Status.SUSPENDED_EV)
         else:
             self.set_status(evse, Status.CHARGING)
@@ -637,6 +684,41 @@ class Charger:
             self.set_status(evse, Status.AVAILABLE)
         return True
 
+    def pause_ev(self, connector_id: int) -> None:
+        """The EV stops drawing power (OCPP 1.6: SuspendedEV, "the EV is connected to the
+        EVSE but it is not requesting energy"); SuspendedEVSE, if the charger offers
+        nothing now, stays (it wins over SuspendedEV). The session goes on."""
+        evse = self.evse(connector_id)
+        battery = evse.battery
+        if battery is None:
+            raise ActionError("no vehicle plugged in")
+        if battery.paused:
+            raise ActionError(f"the EV on connector {connector_id} is already paused")
+        battery.paused = True
+        if evse.status is Status.CHARGING:
+            evse.stop_flow()
+            self.set_status(evse, Status.SUSPENDED_EV)
+        self.listener.on_change(self)
+
+    def resume_ev(self, connector_id: int) -> None:
+        """The paused EV requests energy again: Charging, or SuspendedEVSE if the charger
+        offers nothing now (a full battery stays SuspendedEV)."""
+        evse = self.evse(connector_id)
+        battery = evse.battery
+        if battery is None:
+            raise ActionError("no vehicle plugged in")
+        if not battery.paused:
+            raise ActionError(f"the EV on connector {connector_id} is not paused")
+        battery.paused = False
+        if (
+            evse.status is Status.SUSPENDED_EV
+            and connector_id in self.transactions
+            and not battery.is_full()
+        ):
+            offered = self.operating_point(evse, self.limit_w(evse)).power_w > 0.0
+            self.set_status(evse, Status.CHARGING if offered else Status.SUSPENDED_EVSE)
+        self.listener.on_change(self)
+
     def inject_fault(
         self, connector_id: int, error_code: str = "OtherError", info: str | None = None
     ) -> None:
@@ -651,7 +733,8 @@ class Charger:
         if evse.status is not Status.FAULTED:
             raise ActionError(f"connector {connector_id} is not faulted")
         if connector_id in self.transactions:
-            self.set_status(evse, Status.CHARGING)
+            paused = evse.battery is not None and evse.battery.paused
+            self.set_status(evse, Status.SUSPENDED_EV if paused else Status.CHARGING)
         elif evse.battery is not None:
             self.set_status(evse, Status.PREPARING)
         else:
@@ -1112,6 +1195,10 @@ class Charger:
                 self.set_status(evse, Status.SUSPENDED_EVSE)
             return True
         if status is Status.SUSPENDED_EVSE:
+            if battery.paused:  # the charger offers again, but the EV wants nothing now
+                evse.stop_flow()
+                self.set_status(evse, Status.SUSPENDED_EV)
+                return True
             self.set_status(evse, Status.CHARGING)
         if dt > 0:
             evse.meter(point, dt)

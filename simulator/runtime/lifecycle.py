@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from simulator.core.charge_point import BootState, Charger, LinkState, Listener
+from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.ocpp16.client import run_connection
 from simulator.runtime import gc_policy
 from simulator.runtime.commands import CommandServer
+from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
@@ -105,7 +106,13 @@ class Simulator:
         self.shards = options.shards
         self._write = write or sys.stdout.write
         self.store = Store()
-        self.checkpointer = Checkpointer(downstream=listener)
+        # The dashboard's publisher (if the listener is one), and the actions that wait for
+        # a condition: both hear every change the chargers report, after the checkpoints.
+        self.publisher = listener if isinstance(listener, EventPublisher) else None
+        self.conditions = Conditions(self.store)
+        self.checkpointer = Checkpointer(
+            downstream=self.conditions if listener is None else Fanout(listener, self.conditions)
+        )
         self.engine = MeterEngine(self.store, options.tick_seconds)
         self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
@@ -332,9 +339,8 @@ class Simulator:
 
             layer = get_channel_layer()
             if layer is not None:
-                publisher = self.checkpointer.downstream
-                if isinstance(publisher, EventPublisher):
-                    self.spawn(publisher.run(layer), "events")
+                if self.publisher is not None:
+                    self.spawn(self.publisher.run(layer), "events")
                 self.spawn(CommandServer(self, layer).run(), "commands")
 
     def connect(self, charger: Charger) -> None:

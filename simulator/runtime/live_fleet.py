@@ -353,7 +353,20 @@ class FleetReloader:
         if live.spec.csms_url and (task is not None or live.spec.auto_connect):
             service.connect(live)
 
-    async def _reboot(self, live: Charger) -> str:
+    async def power_cycle(self, live: Charger) -> str:
+        """A person asked for a power cycle (`reboot`): the charger goes down as after a
+        power loss and boots again, as a restart of the simulator does to it (an open
+        transaction ends with reason PowerLoss; the plugged-in vehicles are gone). A charger
+        that was connected reconnects, auto-connect or not. Edits that waited for the end of
+        a session take effect now."""
+        async with self._lock:
+            if live.spec.db_id is not None:
+                self.waiting_reboot.discard(live.spec.db_id)
+            task = self.service.connections.get(live.id)
+            connected = task is not None and not task.done()
+            return await self._reboot(live, reconnect=connected)
+
+    async def _reboot(self, live: Charger, *, reconnect: bool = False) -> str:
         """Power-cycle: save everything, then build the charger afresh from its row (new
         identity, connectors, NumberOfConnectors), as a restart would."""
         service = self.service
@@ -370,7 +383,7 @@ class FleetReloader:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
         service.store.add(charger)
-        if charger.spec.auto_connect and charger.spec.csms_url:
+        if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
             service.connect(charger)
         count = len(charger.evses)
         return f"reboots now ({count} connector{'s' if count != 1 else ''})"
