@@ -534,3 +534,104 @@ class RuntimeState(models.Model):
 def _array_type(field: Any) -> str:
     """A field's column type for a PostgreSQL array cast (`execute_rows` on PostgreSQL)."""
     return str(field.db_type(connection))
+
+
+# -- the message log (every OCPP frame and connection event, bounded) -------------------------
+
+# (charger pk, Unix time, kind, direction, message id, action, size, payload): a log row as the
+# engine writes it, in the order of the columns.
+FrameLogRow = tuple[int, float, str, str, str, str, int, str]
+
+
+class FrameLogManager(models.Manager["FrameLogEntry"]):
+    """Written by the engine's checkpoint writer in one statement per batch (thousands of
+    frames a second at fleet scale: no model instances), and pruned in bounded steps."""
+
+    def add(self, rows: Sequence[FrameLogRow]) -> None:
+        execute_rows(
+            f"INSERT INTO {self.model._meta.db_table} "
+            "(charger_id, at, kind, direction, message_id, action, size, payload) "
+            "SELECT * FROM {rows}",
+            rows,
+            ("bigint", "double precision", "text", "text", "text", "text", "integer", "text"),
+        )
+
+    def prune(self, *, max_rows: int, before: float, limit: int = 20_000) -> int:
+        """Delete up to `limit` of the oldest rows: those beyond the newest `max_rows`, and
+        those logged before the Unix time `before`. Returns how many were deleted (a full
+        `limit` means more are due).
+
+        By id, which grows with time: the newest `max_rows` ids are kept (a hole left by a
+        deleted charger only makes it keep fewer), and an age step deletes within the
+        oldest `limit` ids, so that neither step scans the table."""
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            # Two subqueries: SQLite reads MIN and MAX off the index only one at a time (both
+            # in one SELECT scan the table).
+            cursor.execute(f"SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})")
+            low, high = cursor.fetchone()
+            if low is None:
+                return 0
+            keep_from = min(high - max_rows + 1, low + limit)
+            deleted = 0
+            if keep_from > low:
+                cursor.execute(f"DELETE FROM {table} WHERE id < %s", [keep_from])
+                deleted = cursor.rowcount
+                low = keep_from
+            if deleted < limit:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE id < %s AND at < %s",
+                    [low + limit - deleted, before],
+                )
+                deleted += cursor.rowcount
+        return deleted
+
+
+class FrameLogEntry(models.Model):
+    """One OCPP frame a charger sent or received, or an event of its connection, as the
+    engine logged it (redacted: an AuthorizationKey is never stored)."""
+
+    class Kind(models.TextChoices):
+        FRAME = "frame", "frame"
+        CONNECTION = "connection", "connection"
+
+    # No database constraint: a frame of a charger deleted a moment before its batch is
+    # written must not fail the batch (such rows are pruned with the old ones); Django
+    # still deletes a charger's log with it. No index of its own: see Meta.
+    charger = models.ForeignKey(
+        Charger,
+        on_delete=models.CASCADE,
+        related_name="frame_log",
+        db_constraint=False,
+        db_index=False,
+    )
+    at = models.FloatField(help_text="When it was logged (Unix time, seconds).")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    direction = models.CharField(max_length=3, blank=True, help_text='"in", "out" or empty.')
+    message_id = models.TextField(blank=True)
+    action = models.TextField(
+        blank=True, help_text="The CALL's action (an answer's is its CALL's); the event's name."
+    )
+    size = models.IntegerField(help_text="The frame's length in characters, before any cut.")
+    payload = models.TextField(
+        help_text="The frame as on the wire (cut to the log's limit); an event's details (JSON)."
+    )
+
+    objects = FrameLogManager()
+
+    class Meta:
+        # Time first: rows arrive in time order, so each insert lands at the index's right
+        # edge and each prune at its left (one by charger first would take an insert into
+        # every charger's own part of the index, thousands of pages a second at fleet
+        # scale). A charger's page reads this index and skips other chargers' entries in
+        # the index itself, without reading their rows.
+        indexes = [models.Index(fields=["at", "charger"], name="framelog_at_charger")]
+        verbose_name = "message log entry"
+        verbose_name_plural = "message log"
+
+    def __str__(self) -> str:
+        return f"{self.charger_id} {self.direction} {self.action or self.kind}"
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.payload)

@@ -77,7 +77,9 @@ class EventPublisher(Listener):
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         self._dirty[charger.id] = charger
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
         """Keep the newest frames of each charger, at most `log_limit` of them and about
         `log_bytes` of text (always the newest one): at fleet scale a full log of 100
         MeterValues frames would be most of a charger's memory."""
