@@ -109,6 +109,9 @@ class CommandServer:
                         await self.layer.send(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
+            if message.get("type") in (contract.EVENTS_SUBSCRIBE, contract.EVENTS_UNSUBSCRIBE):
+                self.subscription(message)
+                continue
             if message.get("type") != contract.COMMAND:
                 continue
             task = asyncio.create_task(self.handle(message))
@@ -256,6 +259,20 @@ class CommandServer:
                 publisher.watch(int(raw))
             except (TypeError, ValueError):
                 continue
+
+    def subscription(self, message: dict[str, Any]) -> None:
+        """An API event stream starts, renews or ends its subscription."""
+        from simulator.runtime.events import EventPublisher
+
+        publisher = self.service.checkpointer.downstream
+        if not isinstance(publisher, EventPublisher):
+            return
+        stream = publisher.stream
+        stream.shard = self.service.shard
+        if message.get("type") == contract.EVENTS_UNSUBSCRIBE:
+            stream.unsubscribe(message.get("subscription"))
+        elif not stream.subscribe(message, self.service.store):
+            log.warning("ignored a malformed event stream subscription")
 
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
