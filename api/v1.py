@@ -12,7 +12,7 @@ from ninja import NinjaAPI
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
-from api.routers import account
+from api.routers import account, events, log
 
 api = NinjaAPI(
     title="ChargeSim API",
@@ -33,3 +33,5 @@ api = NinjaAPI(
 errors.install(api)
 
 api.add_router("", account.router)
+api.add_router("", log.router)
+api.add_router("", events.router)
