@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.db import connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from ocpp.v16 import call
@@ -205,6 +207,15 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
     )
     assert json.loads(key["payload"])[3]["value"] == "********"
     assert SECRET.encode() not in stream.raw
+
+
+@pytest.fixture(autouse=True)
+async def close_request_connections():
+    """Requests through the async test client run their ORM calls in asgiref's one shared
+    thread, whose connection no request end closes (the test client keeps connections open
+    on purpose): close it, or PostgreSQL cannot drop the test database at the end."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 # -- in process: Django's ASGI request path and the engine on the test's loop --------------

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.db import connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from ocpp.v16 import call
@@ -20,6 +22,8 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import TokenClient, bearer, user_with_token
 from tests.cast import make_charger, make_location
 from tests.engine import loaded, wait_until
+
+pytestmark = pytest.mark.django_db
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 SECRET = "Very-Secret-Basic-Password-42"
@@ -199,6 +203,15 @@ def test_the_browser_session_may_read_it(fleet, client):
 
     client.force_login(make_user("viewer", "view_charger"))
     assert client.get("/api/v1/chargers/LOG-A/log").status_code == 200
+
+
+@pytest.fixture(autouse=True)
+async def close_request_connections():
+    """Requests through the async test client run their ORM calls in asgiref's one shared
+    thread, whose connection no request end closes (the test client keeps connections open
+    on purpose): close it, or PostgreSQL cannot drop the test database at the end."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 # -- downloads (streamed: read with the async client, as an ASGI server serves them) ----------
