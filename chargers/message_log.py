@@ -105,10 +105,16 @@ def page(
     """Up to `limit` entries after `after` in `order`, and the position to continue from
     (None when this page is the last)."""
     if after is not None:
+        # The plain bound on `at` first: the database starts its index scan there (the OR,
+        # which breaks ties by id, it can only filter with).
         if order == "asc":
-            rows = rows.filter(Q(at__gt=after.at) | Q(at=after.at, id__gt=after.id))
+            rows = rows.filter(at__gte=after.at).filter(
+                Q(at__gt=after.at) | Q(at=after.at, id__gt=after.id)
+            )
         else:
-            rows = rows.filter(Q(at__lt=after.at) | Q(at=after.at, id__lt=after.id))
+            rows = rows.filter(at__lte=after.at).filter(
+                Q(at__lt=after.at) | Q(at=after.at, id__lt=after.id)
+            )
     ordering = ("at", "id") if order == "asc" else ("-at", "-id")
     found = list(
         rows.order_by(*ordering).values_list(*_COLUMNS)[: limit + 1]  # one more: is there a next?
