@@ -1,9 +1,10 @@
 """Reading the stored message log: pages by time for one charger, and every entry of a
 time range as JSON Lines, for the API (and anything else that reads the log the same way).
 
-Entries are ordered by (time, id) and paged by keyset: a cursor is the position of the last
-entry a page returned, so a page costs the same however deep into the log it is, and rows
-logged meanwhile never shift a page. What the engine stored is already redacted (see
+Entries are ordered by their rows' (time, id), an answer right after the CALL it answers
+(they share a row), and paged by keyset: a cursor is the position of the last entry a page
+returned, so a page costs the same however deep into the log it is, and rows logged
+meanwhile never shift a page. What the engine stored is already redacted (see
 simulator/runtime/frame_log.py): nothing here can show an AuthorizationKey.
 """
 
@@ -14,13 +15,13 @@ import binascii
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.db.models import Q, QuerySet
 
-from chargers.models import FrameLogEntry
+from chargers.models import FrameLogEntry, LoggedFrame, logged_frames
 
 Order = Literal["asc", "desc"]
 # Rows read per query while streaming (one query per chunk, never the whole range at once).
@@ -30,7 +31,7 @@ STREAM_CHUNK = 1_000
 class Entry(TypedDict):
     """One entry as the API shows it (a JSON page's item, a line of a download)."""
 
-    id: int
+    id: int  # the row's id * 2, + 1 for the answer stored with a CALL
     at: str  # ISO 8601, UTC ("Z"), microseconds
     charge_point_id: str
     kind: str  # "frame" or "connection"
@@ -48,19 +49,22 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class Position:
+    """Where an entry is in the log: its row's time and id, and which frame of the row."""
+
     at: float
-    id: int
+    row: int
+    part: int
 
     def encode(self, order: Order) -> str:
-        raw = f"{order}:{self.at!r}:{self.id}".encode()
+        raw = f"{order}:{self.at!r}:{self.row}:{self.part}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, cursor: str, order: Order) -> Position:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            given_order, at, pk = raw.split(":")
-            position = cls(float(at), int(pk))
+            given_order, at, row, part = raw.split(":")
+            position = cls(float(at), int(row), int(part))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadCursor("The cursor is not one this log handed out.") from None
         if given_order != order:
@@ -103,26 +107,38 @@ def page(
     rows: QuerySet[FrameLogEntry], *, order: Order, limit: int, after: Position | None
 ) -> tuple[list[Entry], Position | None]:
     """Up to `limit` entries after `after` in `order`, and the position to continue from
-    (None when this page is the last)."""
+    (None when this page is the last).
+
+    Entries are in the order of their rows (time, then id) and, within a row, a CALL before
+    its answer (after it, newest first): an answer follows the CALL it answers."""
     if after is not None:
-        # The plain bound on `at` first: the database starts its index scan there (the OR,
-        # which breaks ties by id, it can only filter with).
+        # The cursor's own row again (its answer may be still to come). The plain bound on
+        # `at` first: the database starts its index scan there (the OR, which breaks ties
+        # by id, it can only filter with).
         if order == "asc":
             rows = rows.filter(at__gte=after.at).filter(
-                Q(at__gt=after.at) | Q(at=after.at, id__gt=after.id)
+                Q(at__gt=after.at) | Q(at=after.at, id__gte=after.row)
             )
         else:
             rows = rows.filter(at__lte=after.at).filter(
-                Q(at__lt=after.at) | Q(at=after.at, id__lt=after.id)
+                Q(at__lt=after.at) | Q(at=after.at, id__lte=after.row)
             )
     ordering = ("at", "id") if order == "asc" else ("-at", "-id")
-    found = list(
-        rows.order_by(*ordering).values_list(*_COLUMNS)[: limit + 1]  # one more: is there a next?
-    )
-    items = [_entry(row) for row in found[:limit]]
-    more = len(found) > limit
-    last = found[limit - 1] if more else None
-    return items, None if last is None else Position(last[1], last[0])
+    # Every row after the cursor's holds an entry at least: limit + 2 rows fill a page and
+    # tell whether there is another.
+    found = rows.order_by(*ordering).values_list(*_COLUMNS)[: limit + 2]
+    entries: list[tuple[Position, Entry]] = []
+    for row in found:
+        frames = logged_frames(*row[3:])
+        if order == "desc":
+            frames.reverse()
+        for frame in frames:
+            position = Position(row[1], row[0], frame.part)
+            if after is None or not _reached(position, after, order):
+                entries.append((position, _entry(row[0], row[2], frame)))
+    items = entries[:limit]
+    more = len(entries) > limit
+    return [entry for _position, entry in items], items[-1][0] if more else None
 
 
 async def jsonl(rows: QuerySet[FrameLogEntry], *, order: Order = "asc") -> AsyncIterator[bytes]:
@@ -137,30 +153,41 @@ async def jsonl(rows: QuerySet[FrameLogEntry], *, order: Order = "asc") -> Async
             return
 
 
+def _reached(position: Position, after: Position, order: Order) -> bool:
+    """Whether a frame of the cursor's own row was on an earlier page."""
+    if position.row != after.row:
+        return False
+    return position.part <= after.part if order == "asc" else position.part >= after.part
+
+
 _COLUMNS = (
     "id",
     "at",
     "charger__charge_point_id",
+    # what logged_frames() takes, in its order
+    "at",
     "kind",
     "direction",
     "message_id",
     "action",
-    "payload",
     "size",
+    "payload",
+    "answer_at",
+    "answer_size",
+    "answer_payload",
 )
 
 
-def _entry(row: tuple[Any, ...]) -> Entry:
-    pk, at, cp_id, kind, direction, message_id, action, payload, size = row
+def _entry(row_id: int, charge_point_id: str, frame: LoggedFrame) -> Entry:
     return {
-        "id": pk,
-        "at": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "charge_point_id": cp_id,
-        "kind": kind,
-        "direction": direction,
-        "message_id": message_id,
-        "action": action,
-        "payload": payload,
-        "size": size,
-        "truncated": size > len(payload),
+        "id": row_id * 2 + frame.part,
+        "at": datetime.fromtimestamp(frame.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "charge_point_id": charge_point_id,
+        "kind": frame.kind,
+        "direction": frame.direction,
+        "message_id": frame.message_id,
+        "action": frame.action,
+        "payload": frame.payload,
+        "size": frame.size,
+        "truncated": frame.size > len(frame.payload),
     }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import orjson
 from django.core.exceptions import ValidationError
@@ -538,9 +538,24 @@ def _array_type(field: Any) -> str:
 
 # -- the message log (every OCPP frame and connection event, bounded) -------------------------
 
-# (charger pk, Unix time, kind, direction, message id, action, size, payload): a log row as the
-# engine writes it, in the order of the columns.
-FrameLogRow = tuple[int, float, str, str, str, str, int, str]
+# A log row as the engine writes it, in the order of the columns: (charger pk, Unix time,
+# kind, direction, message id, action, size, payload, and for a CALL whose answer came in
+# the same batch: the answer's time, size and payload; else None, None, "").
+FrameLogRow = tuple[int, float, str, str, str, str, int, str, float | None, int | None, str]
+
+
+class LoggedFrame(NamedTuple):
+    """One frame (or connection event) of a row: a row holds one or, for a CALL and its
+    answer, two."""
+
+    part: int  # 0: the row's own frame; 1: the answer stored with it
+    at: float
+    kind: str
+    direction: str
+    message_id: str
+    action: str
+    size: int
+    payload: str
 
 
 class FrameLogManager(models.Manager["FrameLogEntry"]):
@@ -549,11 +564,23 @@ class FrameLogManager(models.Manager["FrameLogEntry"]):
 
     def add(self, rows: Sequence[FrameLogRow]) -> None:
         execute_rows(
-            f"INSERT INTO {self.model._meta.db_table} "
-            "(charger_id, at, kind, direction, message_id, action, size, payload) "
+            f"INSERT INTO {self.model._meta.db_table} (charger_id, at, kind, direction, "
+            "message_id, action, size, payload, answer_at, answer_size, answer_payload) "
             "SELECT * FROM {rows}",
             rows,
-            ("bigint", "double precision", "text", "text", "text", "text", "integer", "text"),
+            (
+                "bigint",
+                "double precision",
+                "text",
+                "text",
+                "text",
+                "text",
+                "integer",
+                "text",
+                "double precision",
+                "integer",
+                "text",
+            ),
         )
 
     def prune(self, *, max_rows: int, before: float, limit: int = 20_000) -> int:
@@ -589,7 +616,9 @@ class FrameLogManager(models.Manager["FrameLogEntry"]):
 
 class FrameLogEntry(models.Model):
     """One OCPP frame a charger sent or received, or an event of its connection, as the
-    engine logged it (redacted: an AuthorizationKey is never stored)."""
+    engine logged it (redacted: an AuthorizationKey is never stored). A CALL and its answer
+    share a row when the answer came in the same batch (nearly always): the log's cost is
+    per row, and this halves the rows."""
 
     class Kind(models.TextChoices):
         FRAME = "frame", "frame"
@@ -616,6 +645,11 @@ class FrameLogEntry(models.Model):
     payload = models.TextField(
         help_text="The frame as on the wire (cut to the log's limit); an event's details (JSON)."
     )
+    # The answer to this CALL, when it came in the same batch (the other direction, the same
+    # message id and action).
+    answer_at = models.FloatField(null=True, blank=True)
+    answer_size = models.IntegerField(null=True, blank=True)
+    answer_payload = models.TextField(blank=True, default="")
 
     objects = FrameLogManager()
 
@@ -632,6 +666,39 @@ class FrameLogEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.charger_id} {self.direction} {self.action or self.kind}"
 
-    @property
-    def truncated(self) -> bool:
-        return self.size > len(self.payload)
+    def frames(self) -> list[LoggedFrame]:
+        return logged_frames(
+            self.at,
+            self.kind,
+            self.direction,
+            self.message_id,
+            self.action,
+            self.size,
+            self.payload,
+            self.answer_at,
+            self.answer_size,
+            self.answer_payload,
+        )
+
+
+def logged_frames(
+    at: float,
+    kind: str,
+    direction: str,
+    message_id: str,
+    action: str,
+    size: int,
+    payload: str,
+    answer_at: float | None,
+    answer_size: int | None,
+    answer_payload: str,
+) -> list[LoggedFrame]:
+    """The frames of a row, in the order they happened."""
+    first = LoggedFrame(0, at, kind, direction, message_id, action, size, payload)
+    if answer_at is None:
+        return [first]
+    back = "in" if direction == "out" else "out"
+    answer = LoggedFrame(
+        1, answer_at, kind, back, message_id, action, answer_size or 0, answer_payload
+    )
+    return [first, answer]

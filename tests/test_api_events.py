@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from ocpp.v16 import call
@@ -23,6 +21,7 @@ from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
+from tests.api_streams import SseReader, close_request_connections, http_chunks  # noqa: F401  (a fixture, found by name)
 from tests.cast import make_charger
 from tests.engine import loaded, wait_until
 from tests.process import ManagePy, free_port, run_manage, wait_for_port
@@ -30,58 +29,7 @@ from tests.process import ManagePy, free_port, run_manage, wait_for_port
 SECRET = "Stream-Must-Not-Show-This-9"
 
 
-class SseReader:
-    """Server-Sent Events from a byte stream, one parsed event (or comment) at a time."""
-
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self.chunks = chunks
-        self.buffer = b""
-        self.raw = b""
-
-    async def next(self) -> dict[str, Any]:
-        while b"\n\n" not in self.buffer:
-            chunk = await anext(self.chunks)
-            self.buffer += chunk
-            self.raw += chunk
-        block, self.buffer = self.buffer.split(b"\n\n", 1)
-        fields: dict[str, Any] = {"comments": []}
-        for line in block.decode().split("\n"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "":
-                fields["comments"].append(value)
-            else:
-                fields[name] = value
-        if "data" in fields:
-            fields["data"] = json.loads(fields["data"])
-        return fields
-
-    async def until(self, predicate, timeout: float, seen: list[dict[str, Any]]) -> None:
-        async def read() -> None:
-            while True:
-                event = await self.next()
-                seen.append(event)
-                if predicate(seen):
-                    return
-
-        try:
-            await asyncio.wait_for(read(), timeout)
-        except TimeoutError:
-            shown = [(e.get("event"), e.get("data", {}).get("charge_point_id")) for e in seen]
-            raise AssertionError(f"not seen within {timeout} s; got {shown}") from None
-
-
 # -- over HTTP, against a runsimulator process (Daphne and the engine on one loop) ------------
-
-
-async def http_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    """The body of an HTTP/1.1 response with chunked transfer encoding, chunk by chunk."""
-    while True:
-        size = int((await reader.readline()).strip(), 16)
-        if size == 0:
-            return
-        yield await reader.readexactly(size)
-        await reader.readexactly(2)  # the CRLF after a chunk
 
 
 SETUP = """
@@ -207,15 +155,6 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
     )
     assert json.loads(key["payload"])[3]["value"] == "********"
     assert SECRET.encode() not in stream.raw
-
-
-@pytest.fixture(autouse=True)
-async def close_request_connections():
-    """Requests through the async test client run their ORM calls in asgiref's one shared
-    thread, whose connection no request end closes (the test client keeps connections open
-    on purpose): close it, or PostgreSQL cannot drop the test database at the end."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 # -- in process: Django's ASGI request path and the engine on the test's loop --------------

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from ocpp.v16 import call
@@ -20,6 +18,7 @@ from chargers.models import FrameLogEntry
 from simulator.core.charge_point import BootState
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import TokenClient, bearer, user_with_token
+from tests.api_streams import close_request_connections  # noqa: F401  (a fixture, found by name)
 from tests.cast import make_charger, make_location
 from tests.engine import loaded, wait_until
 
@@ -33,39 +32,49 @@ def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def log_rows(pk: int, ats: list[float], prefix: str = "m") -> None:
-    FrameLogEntry.objects.add(
-        [
-            (
-                pk,
-                at,
-                "frame",
-                "out",
-                f"{prefix}{n}",
-                "Heartbeat",
-                21,
-                f'[2,"{prefix}{n}","Heartbeat",{{}}]',
-            )
-            for n, at in enumerate(ats)
-        ]
-    )
+def log_rows(pk: int, ats: list[float], prefix: str = "m", answered: bool = False) -> None:
+    """Heartbeat CALLs `<prefix><n>` at these times; with `answered`, the even ones with
+    their answer (0.25 s later) in the same row, as the engine stores an answer that came
+    in the same batch."""
+    rows = []
+    for n, at in enumerate(ats):
+        call = f'[2,"{prefix}{n}","Heartbeat",{{}}]'
+        answer = f'[3,"{prefix}{n}",{{"currentTime":"2026-01-01T00:00:00Z"}}]'
+        paired = answered and n % 2 == 0
+        rows.append(
+            (pk, at, "frame", "out", f"{prefix}{n}", "Heartbeat", len(call), call)
+            + ((at + 0.25, len(answer), answer) if paired else (None, None, ""))
+        )
+    FrameLogEntry.objects.add(rows)
 
 
 @pytest.fixture
 def fleet(db: None) -> dict[str, Any]:
-    """Two chargers at two sites with 10 frames each, one second apart (two at one time)."""
+    """LOG-A: 10 CALLs one second apart (the last two at one time), the even ones answered
+    (15 entries); LOG-B at another site: 10 CALLs half a second later, not answered."""
     north, south = make_location("North"), make_location("South")
     one = make_charger("LOG-A", location=north, evses=1)
     two = make_charger("LOG-B", location=south, evses=1)
     ats = [T0 + n for n in range(9)] + [T0 + 8]  # a tie: the last two share a time
-    log_rows(one.pk, ats, "a")
+    log_rows(one.pk, ats, "a", answered=True)
     log_rows(two.pk, [T0 + n + 0.5 for n in range(10)], "b")
     _, token = user_with_token("reader", "view_charger")
     return {"north": north, "south": south, "one": one, "two": two, "token": token}
 
 
 def ids(items: list[dict[str, Any]]) -> list[str]:
-    return [item["message_id"] for item in items]
+    """Each entry as its message id and ">" (sent by the charger) or "<" (received)."""
+    return [item["message_id"] + (">" if item["direction"] == "out" else "<") for item in items]
+
+
+def answered(prefix: str, numbers: range | list[int]) -> list[str]:
+    """The entries of those CALLs of the fixture's LOG-A, oldest first: an even one's answer
+    right after it (it follows its CALL even when the next CALL is older, as a9 is)."""
+    return [
+        e
+        for n in numbers
+        for e in ([f"{prefix}{n}>", f"{prefix}{n}<"] if n % 2 == 0 else [f"{prefix}{n}>"])
+    ]
 
 
 # -- one charger's log, paged --------------------------------------------------------------
@@ -77,32 +86,44 @@ def test_a_page_is_newest_first_and_the_cursor_walks_the_whole_log(fleet):
     cursor = None
     pages = 0
     while True:
-        query = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        query = {"limit": 2} | ({"cursor": cursor} if cursor else {})
         response = api.get("/api/v1/chargers/LOG-A/log", **query)
         assert response.status_code == 200, response.content
         body = response.json()
-        assert len(body["items"]) <= 3
+        assert len(body["items"]) <= 2
         seen += ids(body["items"])
         pages += 1
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    assert pages == 4
-    # Newest first; of the two logged at the same time, the later id first.
-    assert seen == [f"a{n}" for n in reversed(range(10))]
-    first = api.get("/api/v1/chargers/LOG-A/log", limit=1).json()["items"][0]
-    assert first == {
-        "id": first["id"],
+    assert pages == 8  # 15 entries, 2 a page: some pages end between a CALL and its answer
+    # Newest first; of the two logged at the same time, the later id first; an answer
+    # before its CALL.
+    assert seen == list(reversed(answered("a", range(10))))
+    newest = api.get("/api/v1/chargers/LOG-A/log", limit=3).json()["items"]
+    call = '[2,"a9","Heartbeat",{}]'
+    assert newest[0] == {
+        "id": newest[0]["id"],
         "at": iso(T0 + 8),
         "charge_point_id": "LOG-A",
         "kind": "frame",
         "direction": "out",
         "message_id": "a9",
         "action": "Heartbeat",
-        "payload": '[2,"a9","Heartbeat",{}]',
-        "size": 21,
+        "payload": call,
+        "size": len(call),
         "truncated": False,
     }
+    answer = newest[1]
+    assert (answer["message_id"], answer["direction"], answer["action"]) == (
+        "a8",
+        "in",
+        "Heartbeat",
+    )
+    assert answer["at"] == iso(T0 + 8.25)
+    assert json.loads(answer["payload"]) == [3, "a8", {"currentTime": "2026-01-01T00:00:00Z"}]
+    assert newest[2]["id"] == answer["id"] - 1  # the CALL it answers
+    assert len({item["id"] for item in newest}) == 3
 
 
 def test_oldest_first_and_a_time_window(fleet):
@@ -110,12 +131,12 @@ def test_oldest_first_and_a_time_window(fleet):
     response = api.get(
         "/api/v1/chargers/LOG-A/log", order="asc", since=iso(T0 + 2), until=iso(T0 + 5)
     )
-    assert ids(response.json()["items"]) == ["a2", "a3", "a4"]
+    assert ids(response.json()["items"]) == answered("a", [2, 3, 4])
     assert response.json()["next_cursor"] is None
     # A time without a zone is UTC.
     naive = datetime.fromtimestamp(T0 + 7, UTC).replace(tzinfo=None).isoformat()
     later = api.get("/api/v1/chargers/LOG-A/log", order="asc", since=naive).json()["items"]
-    assert ids(later) == ["a7", "a8", "a9"]
+    assert ids(later) == answered("a", [7, 8, 9])
     page = api.get("/api/v1/chargers/LOG-A/log", order="asc", limit=2, since=iso(T0 + 6)).json()
     rest = api.get(
         "/api/v1/chargers/LOG-A/log",
@@ -124,7 +145,7 @@ def test_oldest_first_and_a_time_window(fleet):
         since=iso(T0 + 6),
         cursor=page["next_cursor"],
     ).json()
-    assert ids(page["items"]) + ids(rest["items"]) == ["a6", "a7", "a8", "a9"]
+    assert ids(page["items"]) + ids(rest["items"]) == ["a6>", "a6<", "a7>", "a8>"]
 
 
 def test_rows_logged_after_a_page_do_not_shift_the_next_one(fleet):
@@ -132,8 +153,8 @@ def test_rows_logged_after_a_page_do_not_shift_the_next_one(fleet):
     page = api.get("/api/v1/chargers/LOG-A/log", limit=4).json()
     log_rows(fleet["one"].pk, [T0 + 100, T0 + 101], "new")
     rest = api.get("/api/v1/chargers/LOG-A/log", limit=4, cursor=page["next_cursor"]).json()
-    assert ids(page["items"]) == ["a9", "a8", "a7", "a6"]
-    assert ids(rest["items"]) == ["a5", "a4", "a3", "a2"]
+    assert ids(page["items"]) == ["a9>", "a8<", "a8>", "a7>"]
+    assert ids(rest["items"]) == ["a6<", "a6>", "a5>", "a4<"]
 
 
 @pytest.mark.parametrize(
@@ -205,15 +226,6 @@ def test_the_browser_session_may_read_it(fleet, client):
     assert client.get("/api/v1/chargers/LOG-A/log").status_code == 200
 
 
-@pytest.fixture(autouse=True)
-async def close_request_connections():
-    """Requests through the async test client run their ORM calls in asgiref's one shared
-    thread, whose connection no request end closes (the test client keeps connections open
-    on purpose): close it, or PostgreSQL cannot drop the test database at the end."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 # -- downloads (streamed: read with the async client, as an ASGI server serves them) ----------
 
 
@@ -230,17 +242,18 @@ async def download(token: str, path: str, **query: Any) -> tuple[Any, list[dict[
 async def test_the_jsonl_download_holds_the_whole_log_oldest_first(fleet, monkeypatch):
     from chargers import message_log
 
-    monkeypatch.setattr(message_log, "STREAM_CHUNK", 3)  # several reads, as for a long log
+    # Several reads, as for a long log, some ending between a CALL and its answer.
+    monkeypatch.setattr(message_log, "STREAM_CHUNK", 2)
     response, lines = await download(fleet["token"], "/api/v1/chargers/LOG-A/log.jsonl")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-ndjson"
     assert response["Content-Disposition"] == 'attachment; filename="LOG-A-log.jsonl"'
-    assert ids(lines) == [f"a{n}" for n in range(10)]
+    assert ids(lines) == answered("a", range(10))
     assert {line["charge_point_id"] for line in lines} == {"LOG-A"}
     _, window = await download(
         fleet["token"], "/api/v1/chargers/LOG-A/log.jsonl", since=iso(T0 + 8)
     )
-    assert ids(window) == ["a8", "a9"]
+    assert ids(window) == ["a8>", "a8<", "a9>"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -250,13 +263,13 @@ async def test_the_fleet_export_covers_a_time_range_of_every_charger(fleet):
         token, "/api/v1/log.jsonl", since=iso(T0 + 3), until=iso(T0 + 5)
     )
     assert response.status_code == 200
-    assert ids(lines) == ["a3", "b3", "a4", "b4"]
+    assert ids(lines) == ["a3>", "b3>", "a4>", "a4<", "b4>"]
     _, south = await download(token, "/api/v1/log.jsonl", since=iso(T0), location=fleet["south"].pk)
     assert {line["charge_point_id"] for line in south} == {"LOG-B"} and len(south) == 10
     _, both = await download(
         token, "/api/v1/log.jsonl", since=iso(T0 + 8), charger=["LOG-B", "LOG-A"]
     )
-    assert ids(both) == ["a8", "a9", "b8", "b9"]
+    assert ids(both) == ["a8>", "a8<", "a9>", "b8>", "b9>"]
     missing, _ = await download(token, "/api/v1/log.jsonl", since=iso(T0), charger="NOPE")
     assert missing.status_code == 404
     no_since, _ = await download(token, "/api/v1/log.jsonl")
@@ -273,7 +286,7 @@ async def test_entries_of_a_deleted_charger_are_not_exported(fleet):
     await database_sync_to_async(log_rows)(pk, [T0 + 1.75], "late")  # written after the delete
     _, lines = await download(fleet["token"], "/api/v1/log.jsonl", since=iso(T0))
     assert not [line for line in lines if line["message_id"].startswith(("g", "late"))]
-    assert len(lines) == 20
+    assert len(lines) == 25
 
 
 def test_the_openapi_document_describes_the_log_and_validates(fleet, client):

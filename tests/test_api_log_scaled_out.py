@@ -15,7 +15,7 @@ from typing import Any
 from ocpp.v16 import call
 
 from tests import test_scaled_out
-from tests.test_api_events import SseReader, http_chunks
+from tests.api_streams import SseReader, http_chunks
 from tests.test_scaled_out import deploy
 
 pytestmark = test_scaled_out.pytestmark

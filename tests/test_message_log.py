@@ -12,7 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
-from chargers.models import Charger, FrameLogEntry, OutboxMessage
+from chargers.models import Charger, FrameLogEntry, FrameLogRow, LoggedFrame, OutboxMessage
 from simulator.core.charge_point import BootState, LinkState
 from simulator.runtime import frame_log
 from simulator.runtime.frame_log import FrameLogPolicy
@@ -46,8 +46,10 @@ async def started(*ids: str, **policy: object) -> Simulator:
 
 
 @database_sync_to_async
-def stored(cp_id: str) -> list[FrameLogEntry]:
-    return list(FrameLogEntry.objects.filter(charger__charge_point_id=cp_id).order_by("id"))
+def stored(cp_id: str) -> list[LoggedFrame]:
+    """The charger's stored frames and events, a CALL's answer right after it."""
+    rows = FrameLogEntry.objects.filter(charger__charge_point_id=cp_id).order_by("id")
+    return [frame for row in rows for frame in row.frames()]
 
 
 async def stored_until(cp_id: str, predicate, message: str, timeout: float = 10.0):
@@ -94,7 +96,9 @@ async def test_every_frame_both_ways_is_stored_with_its_message_id_and_action(cs
     assert answer_row.action == "BootNotification"
     assert json.loads(answer_row.payload)[0] == 3
     assert answer_row.at >= boot.at
-    assert all(r.size == len(r.payload) and not r.truncated for r in frames)
+    assert all(r.size == len(r.payload) for r in frames)  # none was cut
+    # A CALL and its answer share a row (the frames of a row: parts 0 and 1).
+    assert answer_row.part == 1 and boot.part == 0
     # Connection events, with the close code the CSMS sent and no credentials in the URL.
     events = [(r.action, json.loads(r.payload)) for r in rows if r.kind == "connection"]
     names = [name for name, _detail in events]
@@ -179,7 +183,7 @@ async def test_a_huge_or_hostile_frame_is_stored_cut_and_the_checkpoints_go_on(c
     finally:
         await service.stop()
     big = next(r for r in rows if r.message_id == "big-1" and r.direction == "in")
-    assert big.size == len(huge) and len(big.payload) == 300 and big.truncated
+    assert big.size == len(huge) and len(big.payload) == 300
     assert big.payload == huge[:300]
     nul = next(r for r in rows if r.payload.startswith("not json"))
     assert "\x00" not in nul.payload and nul.payload == "not json \ufffd with a NUL"
@@ -213,8 +217,11 @@ def test_the_settings_choose_the_policy(settings):
     )
 
 
-def _rows(pk: int, ats: list[float]) -> list[tuple]:
-    return [(pk, at, "frame", "out", f"m{n}", "Heartbeat", 2, "[]") for n, at in enumerate(ats)]
+def _rows(pk: int, ats: list[float]) -> list[FrameLogRow]:
+    return [
+        (pk, at, "frame", "out", f"m{n}", "Heartbeat", 2, "[]", None, None, "")
+        for n, at in enumerate(ats)
+    ]
 
 
 def test_retention_keeps_the_newest_rows_and_nothing_older_than_its_age():
@@ -239,18 +246,32 @@ def test_retention_keeps_the_newest_rows_and_nothing_older_than_its_age():
 async def test_the_running_worker_prunes_its_log_to_the_bound(csms):
     await database_sync_to_async(make_charger)("LOG-CAP", evses=1, csms_url=csms.url)
     service = await started("LOG-CAP", max_rows=6, prune_seconds=0.01)
+    rows = database_sync_to_async(FrameLogEntry.objects.count)
     try:
         for _ in range(10):
             await csms.call("LOG-CAP", call.GetConfiguration(key=["HeartbeatInterval"]))
         last = [e for e in csms.log if e.cp_id == "LOG-CAP" and e.action == "GetConfiguration"][-1]
-        rows = await stored_until(
+        frames = await stored_until(
             "LOG-CAP",
-            lambda rows: len(rows) <= 6 and rows and rows[-1].message_id == last.unique_id,
-            "the log pruned to 6 rows, the newest kept",
+            lambda frames: frames and frames[-1].message_id == last.unique_id,
+            "the newest frame stored",
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while await rows() > 6:  # pruned in the writer thread, between batches
+            assert loop.time() < deadline, "the log was not pruned to 6 rows"
+            await asyncio.sleep(0.05)
+        frames = await stored("LOG-CAP")
     finally:
         await service.stop()
-    assert [r.action for r in rows][-2:] == ["GetConfiguration", "GetConfiguration"]
+    # 10 GetConfiguration exchanges, the boot and the statuses: more than 6 rows were
+    # written, and the newest 6 are kept (each a CALL and its answer).
+    assert len(frames) == 12
+    assert [(f.action, f.direction) for f in frames[-2:]] == [
+        ("GetConfiguration", "in"),
+        ("GetConfiguration", "out"),
+    ]
+    assert frames[-1].message_id == last.unique_id
 
 
 def test_entries_the_database_refuses_are_dropped_and_the_checkpoint_is_saved(caplog):
@@ -313,3 +334,33 @@ def test_only_chargers_from_the_database_are_logged():
     checkpointer.on_frame(runtime, "out", "[2]", "id2", "Heartbeat")
     batch = checkpointer.take()
     assert [f[4] for f in batch.frames] == ["id"]
+
+
+def test_a_call_and_its_answer_share_a_row_and_nothing_else_is_paired():
+    def entry(direction: str, message_id: str, text: str, pk: int = 1, at: float = 1.0):
+        return (pk, at, "frame", direction, message_id, "X", len(text), text)
+
+    rows = frame_log.rows(
+        [
+            entry("out", "1", '[2,"1","Heartbeat",{}]'),
+            entry("in", "1", '[2,"1","Reset",{"type":"Soft"}]'),  # the CSMS's own id 1
+            entry("out", "1", '[3,"1",{"status":"Accepted"}]', at=2.0),  # answers Reset
+            entry("in", "1", '[3,"1",{"currentTime":"x"}]', at=3.0),  # answers Heartbeat
+            entry("out", "2", '[2,"2","Authorize",{}]', pk=2),
+            entry("in", "2", '[4,"2","InternalError","",{}]', pk=2, at=4.0),  # a CALLERROR
+            entry("in", "9", '[3,"9",{}]'),  # answers a CALL of an earlier batch
+            entry("out", "3", '[ 2,"3","Heartbeat",{}]'),  # written another way
+            entry("in", "3", '[3,"3",{}]'),
+            (1, 5.0, "connection", "", "", "closed", 2, "{}"),
+        ],
+        65_536,
+    )
+    assert [(r[3], r[4], r[7][:3], r[8], r[10][:3]) for r in rows] == [
+        ("out", "1", "[2,", 3.0, "[3,"),
+        ("in", "1", "[2,", 2.0, "[3,"),
+        ("out", "2", "[2,", 4.0, "[4,"),
+        ("in", "9", "[3,", None, ""),
+        ("out", "3", "[ 2", None, ""),
+        ("in", "3", "[3,", None, ""),
+        ("", "", "{}", None, ""),
+    ]

@@ -39,7 +39,9 @@ UNTIL = Query(None, description="Entries logged before this time (ISO 8601; UTC 
 
 
 class LogEntryOut(Schema):
-    id: int = Field(description="Increases with time; with `at`, the entry's place in the log.")
+    id: int = Field(
+        description="Unique; increases through the log (a CALL's answer is its CALL's id + 1)."
+    )
     # A string, not a datetime: the same text as in a download's line (microseconds, "Z").
     at: str = Field(
         description="When the worker logged it: ISO 8601, UTC, with microseconds.",
@@ -127,7 +129,8 @@ def _streamed(description: str) -> dict[str, Any]:
     summary="A charger's message log, a page at a time",
     description="Frames and connection events of one charger in [since, until), newest "
     "first (`order=desc`, the default) or oldest first, at most `limit` per page; follow "
-    "`next_cursor` for the next page. Needs `chargers.view_charger`.",
+    "`next_cursor` for the next page. An answer comes right after the CALL it answers (and "
+    "is selected by the CALL's time). Needs `chargers.view_charger`.",
 )
 def charger_log(
     request: HttpRequest,
