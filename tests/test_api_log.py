@@ -14,7 +14,7 @@ from django.test import AsyncClient
 from ocpp.v16 import call
 from openapi_spec_validator import validate
 
-from chargers.models import FrameLogEntry
+from chargers.models import FrameLogEntry, FrameLogRow
 from simulator.core.charge_point import BootState
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import TokenClient, bearer, user_with_token
@@ -36,14 +36,16 @@ def log_rows(pk: int, ats: list[float], prefix: str = "m", answered: bool = Fals
     """Heartbeat CALLs `<prefix><n>` at these times; with `answered`, the even ones with
     their answer (0.25 s later) in the same row, as the engine stores an answer that came
     in the same batch."""
-    rows = []
+    rows: list[FrameLogRow] = []
     for n, at in enumerate(ats):
         call = f'[2,"{prefix}{n}","Heartbeat",{{}}]'
         answer = f'[3,"{prefix}{n}",{{"currentTime":"2026-01-01T00:00:00Z"}}]'
         paired = answered and n % 2 == 0
         rows.append(
-            (pk, at, "frame", "out", f"{prefix}{n}", "Heartbeat", len(call), call)
-            + ((at + 0.25, len(answer), answer) if paired else (None, None, ""))
+            (
+                *(pk, at, "frame", "out", f"{prefix}{n}", "Heartbeat", len(call), call),
+                *((at + 0.25, len(answer), answer) if paired else (None, None, "")),
+            )
         )
     FrameLogEntry.objects.add(rows)
 
