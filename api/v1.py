@@ -14,6 +14,7 @@ from ninja import NinjaAPI
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
 from api.routers import account, fleet, imports, live
+from api.routers import account, events, log
 
 
 class ChargeSimAPI(NinjaAPI):
@@ -49,3 +50,5 @@ api.add_router("", account.router)
 api.add_router("", fleet.router)
 api.add_router("", imports.router)
 api.add_router("", live.router)
+api.add_router("", log.router)
+api.add_router("", events.router)

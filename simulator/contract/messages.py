@@ -572,3 +572,125 @@ def fleet_applied(
         "shard": shard,
         "outcomes": list(outcomes),
     }
+
+
+# -- the event stream (issue 15: the API's Server-Sent Events) -------------------------------
+
+# Web -> every shard's group: publish the events that match to this group while the lease
+# lasts (renewed every WATCH_RENEW_SECONDS); unsubscribe when the stream ends.
+EVENTS_SUBSCRIBE: Final = "events.subscribe"
+EVENTS_UNSUBSCRIBE: Final = "events.unsubscribe"
+# A worker -> the subscription's group: the matching events since its last batch.
+EVENT_EVENTS_BATCH: Final = "events.batch"
+
+# What a stream can carry: a connector's status changed; a transaction started, got its id
+# from the CSMS, or stopped; an OCPP frame went out or came in (redacted); the link to the
+# CSMS opened, closed or is retried.
+STREAM_KINDS: Final = ("status", "transaction", "frame", "connection")
+
+
+class EventsSubscribe(TypedDict):
+    type: Literal["events.subscribe"]
+    subscription: str  # the group to publish to (groups.stream_group)
+    chargers: list[int] | None  # charger pks; None: every charger
+    locations: list[int] | None  # location pks; None: every location
+    kinds: list[str]  # some of STREAM_KINDS
+    lease: float  # seconds from now
+
+
+def events_subscribe(
+    subscription: str,
+    *,
+    chargers: Iterable[int] | None,
+    locations: Iterable[int] | None,
+    kinds: Iterable[str],
+    lease: float,
+) -> EventsSubscribe:
+    return {
+        "type": EVENTS_SUBSCRIBE,
+        "subscription": subscription,
+        "chargers": None if chargers is None else sorted(set(chargers)),
+        "locations": None if locations is None else sorted(set(locations)),
+        "kinds": sorted(set(kinds)),
+        "lease": lease,
+    }
+
+
+class EventsUnsubscribe(TypedDict):
+    type: Literal["events.unsubscribe"]
+    subscription: str
+
+
+def events_unsubscribe(subscription: str) -> EventsUnsubscribe:
+    return {"type": EVENTS_UNSUBSCRIBE, "subscription": subscription}
+
+
+class StatusData(TypedDict):
+    connector_id: int
+    status: str  # a ConnectorStatus value
+    previous: str | None  # None: the first status this stream knows of the connector
+    error_code: str
+
+
+class TransactionData(TypedDict):
+    event: Literal["started", "confirmed", "stopped"]  # confirmed: the CSMS gave its id
+    connector_id: int
+    local_id: str  # the charger's own id of the session
+    transaction_id: int | None  # the CSMS's
+    id_tag: str
+    meter_start: int  # Wh
+    meter_stop: int | None
+    started_at: str
+    stopped_at: str | None
+    stop_reason: str | None
+
+
+class FrameData(TypedDict):
+    direction: str  # "in" or "out"
+    message_id: str
+    action: str
+    payload: str  # the frame's text, redacted, cut to `size` at most the log's limit
+    size: int  # the frame's length; more than len(payload) when it was cut
+
+
+class ConnectionData(TypedDict):
+    event: str  # connected, connect_failed, closed, reconnecting, network_cut
+    detail: dict[str, Any]
+
+
+class StreamEvent(TypedDict):
+    kind: str  # one of STREAM_KINDS
+    at: float  # Unix time
+    charger_id: int
+    charge_point_id: str
+    location_id: int | None
+    data: StatusData | TransactionData | FrameData | ConnectionData
+
+
+def stream_event(
+    kind: str,
+    at: float,
+    charger_id: int,
+    charge_point_id: str,
+    location_id: int | None,
+    data: StatusData | TransactionData | FrameData | ConnectionData,
+) -> StreamEvent:
+    return {
+        "kind": kind,
+        "at": at,
+        "charger_id": charger_id,
+        "charge_point_id": charge_point_id,
+        "location_id": location_id,
+        "data": data,
+    }
+
+
+class EventsBatch(TypedDict):
+    type: Literal["events.batch"]
+    shard: int
+    events: list[StreamEvent]
+    dropped: int  # events left out since the last batch (the stream fell behind)
+
+
+def events_batch(shard: int, events: list[StreamEvent], dropped: int) -> EventsBatch:
+    return {"type": EVENT_EVENTS_BATCH, "shard": shard, "events": events, "dropped": dropped}

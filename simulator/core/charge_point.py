@@ -88,8 +88,17 @@ class Listener:
     def on_config(self, charger: Charger, key: str, value: str) -> None:
         """A configuration value changed and must be persisted."""
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
-        """An OCPP frame went out ("out") or came in ("in")."""
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
+        """A frame went out ("out") or came in ("in"): its text as on the wire, and its
+        message id and action when the adapter knows them (it does for every frame it
+        could parse: no listener has to parse a frame again)."""
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        """The link to the CSMS changed: "connected", "connect_failed", "closed" (with its
+        close code), "reconnecting" (after a backoff delay), "network_cut"; `detail` holds
+        plain values (no credentials)."""
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         """A transaction started, got its id, or stopped."""

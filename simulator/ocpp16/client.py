@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import ocpp.messages
 import orjson
@@ -125,6 +125,8 @@ class ChargePointClient(OcppChargePoint):
         self._trigger: tuple[str, int | None] | None = None
         self.raw_payload: dict[str, Any] = {}
         self._replied = False  # the CALL being routed has had its answer
+        # (message id, action) of the frame being routed: our answer to it repeats them.
+        self._answering: tuple[str, str] = ("", "")
         self._handled = frozenset(
             action for action, hooks in self.route_map.items() if "_on_action" in hooks
         )
@@ -146,7 +148,7 @@ class ChargePointClient(OcppChargePoint):
         self._pending[unique_id] = (action, done, deadline)
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(deadline, self._expire)
-        self.charger.listener.on_frame(self.charger, "out", text)
+        self.charger.listener.on_frame(self.charger, "out", text, unique_id, action)
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
@@ -245,7 +247,8 @@ class ChargePointClient(OcppChargePoint):
         ):
             return False
         try:
-            self.charger.listener.on_frame(self.charger, "in", data.decode())
+            action = self._pending[message[1]][0]
+            self.charger.listener.on_frame(self.charger, "in", data.decode(), message[1], action)
             return self._answer(message)
         except Exception:  # raised inside websockets' parser, it would drop the connection
             log.exception("%s: handling an answer failed", self.id)
@@ -275,7 +278,8 @@ class ChargePointClient(OcppChargePoint):
             # just under the CSMS's size cap would come back 3-6 times larger, over it, and
             # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
             message = orjson.dumps(wire.decode(message)).decode()
-        self.charger.listener.on_frame(self.charger, "out", message)
+        message_id, action = self._answering
+        self.charger.listener.on_frame(self.charger, "out", message, message_id, action)
         await self._connection.send(message)
 
     async def route_message(self, raw_msg: str) -> None:
@@ -294,17 +298,20 @@ class ChargePointClient(OcppChargePoint):
 
     async def _route(self, raw_msg: str) -> None:
         self._replied = False
-        self.charger.listener.on_frame(self.charger, "in", raw_msg)
         try:
             message = wire.decode(raw_msg)
         except ValueError:
             unique_id = readable_call_id(raw_msg)
+            self._answering = (unique_id or "", "")
+            self.charger.listener.on_frame(self.charger, "in", raw_msg, unique_id or "")
             if unique_id is None:
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
             elif self.charger.boot.value != "Rejected":
                 text = "The frame is not JSON (or nested too deeply to read)."
                 await self._send(wire.encode_error(unique_id, "FormationViolation", text))
             return
+        self._answering = message_id, action = self._frame_ids(message)
+        self.charger.listener.on_frame(self.charger, "in", raw_msg, message_id, action)
         if not isinstance(message, list) or not message or type(message[0]) is not int:
             log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
             return
@@ -328,6 +335,16 @@ class ChargePointClient(OcppChargePoint):
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
         self.raw_payload = message[3]
         await super().route_message(raw_msg)
+
+    def _frame_ids(self, message: Any) -> tuple[str, str]:
+        """The message id and action of a decoded frame ("" where it has none): a CALL
+        names its action, an answer's is that of our call it answers."""
+        if type(message) is not list or len(message) < 2 or type(message[1]) is not str:
+            return "", ""
+        if message[0] == wire.CALL and len(message) > 2 and type(message[2]) is str:
+            return message[1], message[2]
+        pending = self._pending.get(message[1])
+        return message[1], pending[0] if pending is not None else ""
 
     def spawn(self, coro: Any) -> None:
         """Run a follow-up as a task we keep a reference to (the loop holds tasks weakly)."""
@@ -484,6 +501,20 @@ def connection_url(charger: Charger) -> str:
     return f"{base}/{quote(charger.id, safe='')}"
 
 
+def shown_url(url: str) -> str:
+    """A URL to record or show: without user info, query or fragment, which may hold
+    credentials (ws://user:password@host/ocpp?token=...)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a port that is not a number: the URL would not have connected
+        port = ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
 # (secure, host, port) -> the proxy the environment names for it, or None.
 _proxies: dict[tuple[bool, str, int], str | None] = {}
 
@@ -571,6 +602,9 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
             charger.detach(f"network cut ({outage:.0f} s left)")
+            charger.listener.on_connection(
+                charger, "network_cut", {"seconds_left": round(outage, 1)}
+            )
             await asyncio.sleep(outage)
             continue
         charger.connecting()
@@ -584,12 +618,29 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             delay = backoff.next_delay()
             log.info("%s: cannot connect: %s; retrying in %.1f s", charger.id, reason, delay)
             charger.detach(reason)
+            charger.listener.on_connection(
+                charger,
+                "connect_failed",
+                {
+                    "reason": reason,
+                    "retry_in_seconds": round(delay, 3),
+                    "attempt": backoff.failures,
+                },
+            )
             await asyncio.sleep(delay)
             continue
         backoff.reset()
+        charger.listener.on_connection(
+            charger,
+            "connected",
+            {"url": shown_url(connection_url(charger)), "subprotocol": connection.subprotocol},
+        )
         reason = await _serve(charger, connection)
         delay = backoff.next_delay()
         log.info("%s: connection closed (%s); reconnecting in %.1f s", charger.id, reason, delay)
+        charger.listener.on_connection(
+            charger, "reconnecting", {"in_seconds": round(delay, 3), "attempt": backoff.failures}
+        )
         await asyncio.sleep(delay)
 
 
@@ -640,5 +691,17 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
         client.fail_pending("connection lost")
         boot.cancel()
         charger.detach("" if reason.startswith("closed") else reason)
-        await connection.close()
+        try:
+            await connection.close()
+        finally:
+            charger.listener.on_connection(
+                charger,
+                "closed",
+                {
+                    # As received from the CSMS; 1006 when none came (the link was lost).
+                    "code": connection.close_code,
+                    "reason": connection.close_reason or "",
+                    "summary": reason,
+                },
+            )
     return reason

@@ -157,7 +157,9 @@ class CommandServer:
                         await self.layer.send(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
-            if kind == contract.COMMAND:
+            if kind in (contract.EVENTS_SUBSCRIBE, contract.EVENTS_UNSUBSCRIBE):
+                self.subscription(message)
+            elif kind == contract.COMMAND:
                 self._start(self.handle(message))
             elif kind == contract.BULK_COMMAND:
                 self._start(self.handle_bulk(message))
@@ -503,6 +505,18 @@ class CommandServer:
             pk = _pk(raw)
             if pk is not None:
                 publisher.watch(pk)
+
+    def subscription(self, message: dict[str, Any]) -> None:
+        """An API event stream starts, renews or ends its subscription."""
+        publisher = self.service.publisher
+        if publisher is None:
+            return
+        stream = publisher.stream
+        stream.shard = self.service.shard
+        if message.get("type") == contract.EVENTS_UNSUBSCRIBE:
+            stream.unsubscribe(message.get("subscription"))
+        elif not stream.subscribe(message, self.service.store):
+            log.warning("ignored a malformed event stream subscription")
 
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""

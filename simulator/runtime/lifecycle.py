@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from simulator.runtime import gc_policy
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher
+from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
@@ -80,6 +81,7 @@ class RunOptions:
     reconnect_cap: float = 60.0
     stop_timeout: float = 10.0
     reconcile_seconds: float = 3.0  # how often fleet edits without a message are looked for
+    frame_log: FrameLogPolicy = field(default_factory=FrameLogPolicy)  # the stored message log
 
     @classmethod
     def from_settings(cls, **given: Any) -> RunOptions:
@@ -89,6 +91,7 @@ class RunOptions:
             checkpoint_seconds=settings.CHARGESIM_CHECKPOINT_SECONDS,
             reconnect_cap=settings.CHARGESIM_RECONNECT_CAP_SECONDS,
             gc_tuning=settings.CHARGESIM_GC_TUNING,
+            frame_log=FrameLogPolicy.from_settings(),
             **given,
         )
 
@@ -111,7 +114,8 @@ class Simulator:
         self.publisher = listener if isinstance(listener, EventPublisher) else None
         self.conditions = Conditions(self.store)
         self.checkpointer = Checkpointer(
-            downstream=self.conditions if listener is None else Fanout(listener, self.conditions)
+            downstream=self.conditions if listener is None else Fanout(listener, self.conditions),
+            log_policy=options.frame_log,
         )
         self.engine = MeterEngine(self.store, options.tick_seconds)
         self.reloader = FleetReloader(self)
@@ -403,6 +407,7 @@ class Simulator:
         every = self.options.checkpoint_seconds
         loop = asyncio.get_running_loop()
         next_full = loop.time() + every
+        next_prune = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(urgent.wait(), max(next_full - loop.time(), 0.0))
@@ -412,9 +417,23 @@ class Simulator:
                 next_full = loop.time() + every
             try:
                 await self.checkpoint(full=full)
+                if full and loop.time() >= next_prune:
+                    next_prune = loop.time() + await self._prune_log()
             except Exception:
                 log.exception("checkpoint failed; retrying")
+                self.checkpointer.trim_frames()
                 await asyncio.sleep(min(every, 1.0))
+
+    async def _prune_log(self) -> float:
+        """One step of the message log's retention, in the writer thread between batches;
+        the seconds until the next one (none: more is due at once)."""
+        policy = self.options.frame_log
+        loop = asyncio.get_running_loop()
+        async with self._checkpoint_lock:
+            deleted = await loop.run_in_executor(self._writer, Checkpointer.prune_log, policy)
+        if deleted:
+            log.debug("message log: %d old entries pruned", deleted)
+        return 0.0 if deleted >= policy.prune_batch else policy.prune_seconds
 
     def progress(self) -> Counter[str]:
         counts: Counter[str] = Counter()

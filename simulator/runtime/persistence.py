@@ -12,11 +12,13 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
@@ -37,6 +39,8 @@ from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.outbox import Outgoing
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
+from simulator.runtime import frame_log
+from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -305,8 +309,15 @@ class Checkpointer(Listener):
     written with GREATEST(stored, new), so a checkpoint can never wind a register back.
     """
 
-    def __init__(self, downstream: Listener | None = None) -> None:
+    def __init__(
+        self, downstream: Listener | None = None, log_policy: FrameLogPolicy | None = None
+    ) -> None:
         self.downstream = downstream
+        self.log_policy = log_policy or FrameLogPolicy()
+        # The message log's entries since the last full checkpoint (None: not stored).
+        # Appended and taken on the event loop thread only, so without the lock: this is
+        # the one thing done for every frame.
+        self._frames: list[frame_log.Pending] | None = [] if self.log_policy.enabled else None
         self._lock = threading.Lock()
         self._dirty: dict[str, Charger] = {}
         self._config: dict[tuple[int, str], str] = {}
@@ -344,9 +355,32 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_config(charger, key, value)
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
+        frames = self._frames
+        pk = charger.spec.db_id
+        if frames is not None and pk is not None:
+            frames.append((pk, time.time(), FRAME, direction, message_id, action, len(text), text))
         if self.downstream is not None:
-            self.downstream.on_frame(charger, direction, text)
+            self.downstream.on_frame(charger, direction, text, message_id, action)
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        frames = self._frames
+        pk = charger.spec.db_id
+        if frames is not None and pk is not None:
+            text = orjson.dumps(detail, default=str).decode()
+            frames.append((pk, time.time(), CONNECTION, "", "", event, len(text), text))
+        if self.downstream is not None:
+            self.downstream.on_connection(charger, event, detail)
+
+    def trim_frames(self) -> None:
+        """While the database is down the log's entries pile up: keep the newest."""
+        frames = self._frames
+        if frames is not None and len(frames) > frame_log.BACKLOG:
+            dropped = len(frames) - frame_log.BACKLOG
+            del frames[:dropped]
+            log.warning("message log: %d entries dropped while the database is down", dropped)
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         if charger.spec.db_id is not None:
@@ -447,6 +481,9 @@ class Checkpointer(Listener):
                 profiles=self._profiles,
                 availability=self._availability,
             )
+            if full and self._frames:
+                batch.frames, self._frames = self._frames, []
+                batch.frame_chars = self.log_policy.payload_chars
             batch.made_durable = [(sink, item) for sink, item, _payload in self._outbox_new]
             batch.owners = list(owners.values())
             self._config, self._key_writes, self._outbox_new = {}, [], []
@@ -501,11 +538,22 @@ class Checkpointer(Listener):
             try:
                 with transaction.atomic():
                     _write_batch(batch)
+                    frame_log.write(batch.frames, batch.frame_chars)
             except _DATABASE_DOWN:
                 raise
             except Exception as exc:
                 log.warning("checkpoint refused (%s); saving charger by charger", _brief(exc))
                 _write_isolating(batch.parts(), batch)
+                frame_log.write(batch.frames, batch.frame_chars)
+        except BaseException:
+            connection.close()
+            raise
+
+    @staticmethod
+    def prune_log(policy: FrameLogPolicy) -> int:
+        """One bounded step of the message log's retention (in the writer thread)."""
+        try:
+            return frame_log.prune(policy)
         except BaseException:
             connection.close()
             raise
@@ -533,10 +581,14 @@ class Batch:
     # (charger pk, seq) of outbox rows the database refused (filled by the writer thread)
     rejected: set[tuple[int, int]] = field(default_factory=set)
     charger_pk: int | None = None  # set on a part of one charger
+    # The message log's entries (full checkpoints only), and how much of a payload to keep.
+    frames: list[frame_log.Pending] = field(default_factory=list)
+    frame_chars: int = 65_536
 
     def __bool__(self) -> bool:
         return bool(
-            self.config
+            self.frames
+            or self.config
             or self.key_writes
             or self.outbox_new
             or self.outbox_gone
