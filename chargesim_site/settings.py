@@ -79,6 +79,9 @@ INSTALLED_APPS = [
     "fleet_io",  # before import_export: its `import` and `export` commands win
     "simulator",
     "import_export",
+    # The automation API (issue 15); "ninja" for its docs page's templates and static files.
+    "ninja",
+    "api",
 ]
 
 MIDDLEWARE = [

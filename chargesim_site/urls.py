@@ -1,5 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from api.errors import not_found_view
+from api.v1 import api
 
 admin.site.site_header = "ChargeSim"
 admin.site.site_title = "ChargeSim"
@@ -8,5 +11,8 @@ admin.site.index_title = "Fleet set-up"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("imports/", include("fleet_io.urls")),
+    # The automation API; any other path under api/ answers in the API's error body.
+    path("api/v1/", api.urls),
+    re_path(r"^api/", not_found_view),
     path("", include("chargers.dashboard.urls")),
 ]

@@ -243,3 +243,25 @@ async def test_an_edited_vehicle_model_is_used_from_the_next_session(worker, csm
         lambda: (v := charger.pick_vehicle()) is not None and v.capacity_kwh == 123.0,
         message="the edited model picked for the next session",
     )
+
+
+async def test_a_row_committed_late_is_found_by_the_periodic_look_back(worker, csms):
+    """A save stamped before the newest change seen (committed late, or by a machine whose
+    clock is behind) is not in the quick look, which reads only newer rows; the look-back
+    that runs every LOOK_BACK_EVERY_SECONDS finds it."""
+    from datetime import timedelta
+
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    reloader = worker.reloader
+    assert reloader.watermark is not None
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="9")
+    late = reloader.watermark - timedelta(seconds=5)
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(updated=late)
+    reloader._looked_back = asyncio.get_running_loop().time()  # a look-back just ran
+    await reloader.reconcile()
+    assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] != "9"
+    reloader._looked_back = float("-inf")  # the look-back is due
+    await reloader.reconcile()
+    assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "9"

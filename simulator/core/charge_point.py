@@ -428,11 +428,13 @@ class Charger:
     # -- heartbeat ---------------------------------------------------------------------------
 
     def heartbeat_due(self, now: float) -> bool:
+        # Asked for every charger on every tick and almost always false: the cheapest test
+        # first.
         return (
-            self.online
+            now >= self.next_heartbeat
+            and self.online
             and self.boot is BootState.ACCEPTED
-            and self.config_int("HeartbeatInterval") > 0
-            and now >= self.next_heartbeat
+            and self.config.as_int("HeartbeatInterval") > 0
         )
 
     def send_heartbeat(self) -> None:

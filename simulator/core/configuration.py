@@ -47,8 +47,13 @@ class ConfigValues(dict[str, str]):
             return value
 
     def as_int(self, key: str) -> int:
-        value: int = self.parsed(key, int)
-        return value
+        # The cache hit inline: the meter tick asks for two keys per charger per tick.
+        try:
+            hit: int = self._parsed[key]
+        except KeyError:
+            value: int = self.parsed(key, int)
+            return value
+        return hit
 
     def as_bool(self, key: str) -> bool:
         value: bool = self.parsed(key, _as_bool)

@@ -318,36 +318,49 @@ class CommandServer:
                 log.exception("publishing summaries failed")
 
     def summaries(self) -> tuple[contract.FleetCounts, dict[int, contract.SiteCounts]]:
-        statuses: Counter[str] = Counter()
-        links: Counter[str] = Counter()
+        # Once a second over every charger and connector (20,000 at 10,000 chargers), so
+        # the loop counts enum members (hashing a member is cheap, `.value` and `str()` are
+        # not) and turns them into names once, at the end.
+        statuses: Counter[Any] = Counter()
+        links: Counter[Any] = Counter()
         power_w = 0.0
-        locations: dict[int, contract.SiteCounts] = {}
+        sites: dict[int, _Site] = {}
         for charger in self.service.store:
-            links[charger.link.value] += 1
+            link = charger.link
+            links[link] += 1
+            location_id = charger.spec.location_id
             site = None
-            if charger.spec.location_id is not None:
-                site = locations.setdefault(
-                    charger.spec.location_id,
-                    contract.SiteCounts(power_w=0.0, chargers=0, charging=0, statuses={}, links={}),
-                )
-                site["chargers"] += 1
-                site["links"][charger.link.value] = site["links"].get(charger.link.value, 0) + 1
+            if location_id is not None:
+                site = sites.get(location_id)
+                if site is None:
+                    site = sites[location_id] = _Site()
+                site.chargers += 1
+                site.links[link] += 1
             for evse in charger.evses:
-                statuses[str(evse.status)] += 1
-                power_w += evse.power_w
+                status, power = evse.status, evse.power_w
+                statuses[status] += 1
+                power_w += power
                 if site is not None:
-                    site["power_w"] += evse.power_w
-                    status = str(evse.status)
-                    site["statuses"][status] = site["statuses"].get(status, 0) + 1
-                    site["charging"] += evse.power_w > 0
+                    site.power_w += power
+                    site.statuses[status] += 1
+                    if power > 0:
+                        site.charging += 1
         fleet = contract.FleetCounts(
             chargers=len(self.service.store),
-            statuses=dict(statuses),
-            links=dict(links),
+            statuses=_names(statuses),
+            links=_names(links),
             power_w=round(power_w, 1),
         )
-        for site in locations.values():
-            site["power_w"] = round(site["power_w"], 1)
+        locations = {
+            pk: contract.SiteCounts(
+                power_w=round(site.power_w, 1),
+                chargers=site.chargers,
+                charging=site.charging,
+                statuses=_names(site.statuses),
+                links=_names(site.links),
+            )
+            for pk, site in sites.items()
+        }
         return fleet, locations
 
     async def publish_summaries(self) -> None:
@@ -375,6 +388,24 @@ class CommandServer:
             return
         self._last_sent[group] = (unchanged, now)
         await self.layer.group_send(group, message)
+
+
+class _Site:
+    """One location's counts while `summaries` walks the fleet."""
+
+    __slots__ = ("chargers", "charging", "links", "power_w", "statuses")
+
+    def __init__(self) -> None:
+        self.power_w = 0.0
+        self.chargers = 0
+        self.charging = 0
+        self.statuses: Counter[Any] = Counter()
+        self.links: Counter[Any] = Counter()
+
+
+def _names(counts: Counter[Any]) -> dict[str, int]:
+    """Counts keyed by enum members (StrEnum: their str() is the value) -> by name."""
+    return {str(member): n for member, n in counts.items()}
 
 
 def _fresh(function: Any) -> Any:

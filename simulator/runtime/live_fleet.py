@@ -22,8 +22,12 @@ outbox) is never taken from the row: the engine's writes are flushed before rows
 and a rebuilt charger reads them back from what the checkpoint wrote.
 
 Nothing is lost if a message is: every `RECONCILE_SECONDS` one indexed query asks which
-chargers changed (`Charger.updated`) since the last look, with a look-back that covers a
-transaction committed late, and a count that reveals deletions.
+chargers changed (`Charger.updated`) since the newest change seen, and a count reveals
+deletions. Every `LOOK_BACK_EVERY_SECONDS` the query also looks `LOOK_BACK` further back,
+for a row saved before the last look but committed after it (or stamped by a machine whose
+clock is behind). Not on every look: right after a bulk import every row of the fleet is
+inside the look-back, and reading 10,000 rows every 3 s for a minute cost 5 % of the
+worker's CPU for nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ COALESCE_SECONDS = 0.15
 RECONCILE_SECONDS = 3.0
 # A row saved before the last look but committed after it still has an older `updated`.
 LOOK_BACK = timedelta(seconds=60)
+LOOK_BACK_EVERY_SECONDS = 30.0
 RETIRE_PATIENCE_SECONDS = 10.0
 
 _RECONNECT = (
@@ -108,6 +113,7 @@ class FleetReloader:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.seen: dict[int, datetime] = {}  # pk -> `updated` of the row last applied
+        self._looked_back = float("-inf")  # loop time of the last look-back reconciliation
         self.watermark: datetime | None = None
         self.count = -1
         self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
@@ -182,7 +188,11 @@ class FleetReloader:
         """Apply what changed in the database without a message (one was lost, or saved by
         a process that does not send them), and reboot chargers whose session ended."""
         start = self.watermark or datetime(1970, 1, 1, tzinfo=UTC)
-        changed, count = await _db(_changed_since)(start - LOOK_BACK, self.count)
+        now = asyncio.get_running_loop().time()
+        if now - self._looked_back >= LOOK_BACK_EVERY_SECONDS:
+            self._looked_back = now
+            start -= LOOK_BACK
+        changed, count = await _db(_changed_since)(start, self.count)
         service = self.service
         pks = set()
         for pk, (updated, cp_id) in changed.items():

@@ -140,7 +140,7 @@ class MeterEngine:
         of a charger only finds its place; a boundary before the previous tick is not
         invented (nothing was measured there).
         """
-        interval = charger.config_int("ClockAlignedDataInterval")
+        interval = charger.config.as_int("ClockAlignedDataInterval")
         if interval <= 0:
             return []
         seconds = int(wall.timestamp())

@@ -1,0 +1,168 @@
+"""One error body for every failure of the API, whatever raised it:
+
+    {"detail": "what went wrong", "errors": [{"field": "name", "message": "...", "row": null}]}
+
+`errors` lists the problems of a request that did not validate: the field each names (None
+for the request as a whole) and, in a bulk request or an import, the row (0-based in a
+bulk request's list, as the import reports its file's rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+if TYPE_CHECKING:
+    from ninja import NinjaAPI
+
+logger = logging.getLogger(__name__)
+
+# The parts of a pydantic error location that name where a value came from, not the field.
+_SOURCES = {"body", "query", "path", "header", "cookie", "form", "file", "payload", "filters"}
+
+
+# What ninja hands an exception handler (it is typed to take the class too).
+Raised = Exception | type[Exception]
+
+
+class ErrorItem(Schema):
+    field: str | None = None
+    message: str
+    row: int | None = None
+
+
+class ErrorBody(Schema):
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+# For an operation's `response=`: the failures every endpoint can answer with.
+AUTH_ERRORS: dict[int, type[Schema]] = {401: ErrorBody, 403: ErrorBody}
+READ_ERRORS: dict[int, type[Schema]] = {**AUTH_ERRORS, 404: ErrorBody}
+WRITE_ERRORS: dict[int, type[Schema]] = {**READ_ERRORS, 422: ErrorBody}
+
+
+class ApiError(HttpError):
+    """A failure with per-field (and per-row) errors, answered in the one error body."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        errors: Iterable[ErrorItem] = (),
+    ) -> None:
+        super().__init__(status_code, detail)
+        self.errors = list(errors)
+
+
+def errors_from_django(
+    error: DjangoValidationError, *, row: int | None = None, prefix: str = ""
+) -> list[ErrorItem]:
+    """A model's or a form's ValidationError as error items; NON_FIELD_ERRORS and `__all__`
+    become field None."""
+    if hasattr(error, "error_dict"):
+        return errors_from_mapping(error.message_dict, row=row, prefix=prefix)
+    return [ErrorItem(field=prefix or None, message=m, row=row) for m in error.messages]
+
+
+def errors_from_mapping(
+    messages: Mapping[str, Sequence[str]], *, row: int | None = None, prefix: str = ""
+) -> list[ErrorItem]:
+    items: list[ErrorItem] = []
+    for name, field_messages in messages.items():
+        field = None if name in ("__all__", "") else f"{prefix}{name}"
+        if field is None and prefix:
+            field = prefix.rstrip(".")
+        items.extend(ErrorItem(field=field, message=str(m), row=row) for m in field_messages)
+    return items
+
+
+def _field_of(location: Sequence[Any]) -> tuple[str | None, int | None]:
+    """A pydantic location such as ("body", "payload", "items", 3, "name") as a field name
+    ("name") and a row (3: the index in the top-level list of a bulk request)."""
+    parts = list(location)
+    while parts and isinstance(parts[0], str) and parts[0] in _SOURCES:
+        parts.pop(0)
+    row = None
+    if len(parts) >= 2 and parts[0] == "items" and isinstance(parts[1], int):
+        row = parts[1]
+        parts = parts[2:]
+    field = ".".join(str(p) for p in parts) or None
+    return field, row
+
+
+def _message_of(error: Mapping[str, Any]) -> str:
+    message = str(error.get("msg", "Invalid value."))
+    # pydantic's "Value error, ..." prefix is noise for a person reading the message.
+    return message.removeprefix("Value error, ")
+
+
+def body(detail: str, errors: Iterable[ErrorItem] = ()) -> dict[str, Any]:
+    return ErrorBody(detail=detail, errors=list(errors)).model_dump()
+
+
+def _respond(status: int, detail: str, errors: Iterable[ErrorItem] = ()) -> HttpResponse:
+    response = JsonResponse(body(detail, errors), status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="ChargeSim API"'
+    return response
+
+
+def on_validation_error(request: HttpRequest, exc: Raised) -> HttpResponse:
+    assert isinstance(exc, NinjaValidationError)
+    items = []
+    for error in exc.errors:
+        field, row = _field_of(error.get("loc", ()))
+        items.append(ErrorItem(field=field, message=_message_of(error), row=row))
+    return _respond(422, "The request is not valid.", items)
+
+
+def on_http_error(request: HttpRequest, exc: Raised) -> HttpResponse:
+    assert isinstance(exc, HttpError)
+    errors = exc.errors if isinstance(exc, ApiError) else ()
+    message = exc.message
+    if isinstance(exc, AuthenticationError) and message == "Unauthorized":
+        message = "Authentication required: send 'Authorization: Bearer <token>' or log in."
+    return _respond(exc.status_code, message, errors)
+
+
+def on_not_found(request: HttpRequest, exc: Raised) -> HttpResponse:
+    return _respond(404, str(exc) or "Not found.")
+
+
+def on_permission_denied(request: HttpRequest, exc: Raised) -> HttpResponse:
+    return _respond(403, str(exc) or "You do not have permission to do that.")
+
+
+def on_django_validation_error(request: HttpRequest, exc: Raised) -> HttpResponse:
+    assert isinstance(exc, DjangoValidationError)
+    return _respond(422, "The request is not valid.", errors_from_django(exc))
+
+
+def on_unexpected(request: HttpRequest, exc: Raised) -> HttpResponse:
+    # The traceback goes to the log; the caller gets the same body as for any error.
+    exc_info = exc if isinstance(exc, BaseException) else None
+    logger.error("API error on %s %s", request.method, request.path, exc_info=exc_info)
+    return _respond(500, "Internal server error.")
+
+
+def install(api: NinjaAPI) -> None:
+    api.add_exception_handler(NinjaValidationError, on_validation_error)
+    api.add_exception_handler(HttpError, on_http_error)
+    api.add_exception_handler(Http404, on_not_found)
+    api.add_exception_handler(PermissionDenied, on_permission_denied)
+    api.add_exception_handler(DjangoValidationError, on_django_validation_error)
+    api.add_exception_handler(Exception, on_unexpected)
+
+
+def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Any other path under /api/: a 404 in the API's error body, not Django's HTML page."""
+    return _respond(404, f"No API endpoint at {request.path}.")

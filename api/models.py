@@ -1,0 +1,90 @@
+"""API tokens: what a script, a pipeline or an agent authenticates with.
+
+Only a SHA-256 digest of each token is stored. The token is a 256-bit random secret, so a
+fast hash is enough (a slow password hash protects guessable secrets; this one is not), and
+the digest can be looked up by an index instead of comparing every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+# Tokens start with this, so that a secret scanner (or a person) recognises one.
+TOKEN_PREFIX = "csim_"
+# How much of a token the admin and `apitoken list` show: enough to tell tokens apart.
+SHOWN_LENGTH = len(TOKEN_PREFIX) + 8
+# `last_used` is written at most this often per token: not a write for every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def digest_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokenManager(models.Manager["ApiToken"]):
+    def issue(self, user: Any, name: str) -> tuple[ApiToken, str]:
+        """A new token for `user`: the saved row, and the token itself, which exists only
+        in the caller's hands from now on."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = self.create(
+            user=user, name=name, prefix=token[:SHOWN_LENGTH], digest=digest_of(token)
+        )
+        return row, token
+
+    def authenticate(self, token: str) -> ApiToken | None:
+        """The live token `token` is (not revoked, its user active), or None."""
+        row = (
+            self.select_related("user")
+            .filter(digest=digest_of(token), revoked__isnull=True, user__is_active=True)
+            .first()
+        )
+        if row is not None:
+            row.touch()
+        return row
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. “CI pipeline”.")
+    prefix = models.CharField(
+        max_length=SHOWN_LENGTH, editable=False, help_text="The token's first characters."
+    )
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the token was revoked."
+    )
+
+    objects: ClassVar[ApiTokenManager] = ApiTokenManager()
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked is None
+
+    def revoke(self) -> None:
+        if self.revoked is None:
+            self.revoked = timezone.now()
+            type(self).objects.filter(pk=self.pk, revoked__isnull=True).update(revoked=self.revoked)
+
+    def touch(self) -> None:
+        now = timezone.now()
+        if self.last_used is None or now - self.last_used >= LAST_USED_RESOLUTION:
+            self.last_used = now
+            type(self).objects.filter(pk=self.pk).update(last_used=now)

@@ -1,0 +1,35 @@
+"""Version 1 of the automation API, mounted at /api/v1/ (chargesim_site/urls.py).
+
+django-ninja builds the OpenAPI 3.1 document from the handlers' type hints and serves
+Swagger UI from its own package's static files (no CDN); its handlers may be `async def`
+and await the engine's reply over the channel layer, which Django REST framework's views
+cannot. Each area of the API is a router in api/routers/, added here.
+"""
+
+from __future__ import annotations
+
+from ninja import NinjaAPI
+
+from api import errors
+from api.auth import docs_access, session_auth, token_auth
+from api.routers import account
+
+api = NinjaAPI(
+    title="ChargeSim API",
+    version="1",
+    description=(
+        "Drive and watch a fleet of simulated OCPP 1.6J charge points from scripts, CI and "
+        "agents. Authenticate with `Authorization: Bearer <token>` (tokens: the admin's "
+        "API tokens page or `manage.py apitoken create`), or with the browser's session "
+        "(unsafe methods then need the X-CSRFToken header). Every error has the body "
+        '`{"detail": ..., "errors": [{"field", "message", "row"}]}`.'
+    ),
+    urls_namespace="api-v1",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+    docs_decorator=docs_access,
+    auth=[token_auth, session_auth],
+)
+errors.install(api)
+
+api.add_router("", account.router)

@@ -1,0 +1,271 @@
+"""The API's foundation: tokens and sessions, the one error body, the OpenAPI document and
+the docs page, the token admin and `manage.py apitoken`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client, override_settings
+from django.urls import path, reverse
+from ninja import NinjaAPI, Router
+from openapi_spec_validator import validate
+
+from api import errors
+from api.auth import require, session_auth, token_auth
+from api.models import ApiToken
+from chargesim_site import urls as site_urls
+from tests.api_client import bearer, user_with_token
+from tests.cast import make_superuser, make_user
+
+pytestmark = pytest.mark.django_db
+
+WHOAMI = "/api/v1/whoami"
+
+
+def assert_error_body(response, status):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"detail", "errors"} and body["detail"]
+    return body
+
+
+# A probe API with the real auth classes and error handlers, for what the foundation's one
+# endpoint cannot show: an unsafe method, a permission, a typed parameter.
+probe = NinjaAPI(urls_namespace="api-probe", auth=[token_auth, session_auth])
+errors.install(probe)
+probe_router = Router()
+
+
+@probe_router.post("/write")
+@require("chargers.change_charger")
+def probe_write(request, count: int) -> dict[str, int]:
+    return {"count": count}
+
+
+probe.add_router("", probe_router)
+urlpatterns = [path("probe/", probe.urls), *site_urls.urlpatterns]
+
+
+def test_anonymous_callers_get_401_in_the_error_body(client):
+    body = assert_error_body(client.get(WHOAMI), 401)
+    assert "Bearer" in body["detail"]
+    assert client.get(WHOAMI)["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_token_authenticates_as_its_user(client):
+    _, token = user_with_token("ci", "view_charger")
+    response = client.get(WHOAMI, headers=bearer(token))
+    assert response.status_code == 200
+    me = response.json()
+    assert me["username"] == "ci"
+    assert me["via"] == "token"
+    assert me["token"]["prefix"] == token[: len(me["token"]["prefix"])]
+    assert me["permissions"] == ["chargers.view_charger"]
+    assert ApiToken.objects.get().last_used is not None
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer csim_not-a-real-token", "Token csim_whatever", "Bearer ", "csim_no-scheme"],
+)
+def test_a_wrong_or_malformed_token_is_401(client, header):
+    user_with_token("ci")
+    assert_error_body(client.get(WHOAMI, HTTP_AUTHORIZATION=header), 401)
+
+
+def test_a_revoked_token_is_401_even_with_a_logged_in_session(client):
+    user, token = user_with_token("ci")
+    client.force_login(user)
+    ApiToken.objects.get().revoke()
+    body = assert_error_body(client.get(WHOAMI, headers=bearer(token)), 401)
+    assert "revoked" in body["detail"]
+    assert token not in body["detail"]
+
+
+def test_an_inactive_users_token_is_401(client):
+    user, token = user_with_token("ci")
+    user.is_active = False
+    user.save()
+    assert_error_body(client.get(WHOAMI, headers=bearer(token)), 401)
+
+
+def test_only_the_digest_is_stored():
+    _, token = user_with_token("ci")
+    row = ApiToken.objects.get()
+    assert row.digest == hashlib.sha256(token.encode()).hexdigest()
+    assert token.startswith(row.prefix) and len(token) > len(row.prefix) + 30
+    stored = [str(v) for v in ApiToken.objects.values_list(flat=False).get()]
+    assert token not in stored
+
+
+def test_the_session_works(client):
+    client.force_login(make_user("alice"))
+    response = client.get(WHOAMI)
+    assert response.status_code == 200
+    assert response.json()["via"] == "session"
+    assert response.json()["token"] is None
+
+
+@pytest.mark.urls(__name__)
+def test_session_writes_need_the_csrf_token():
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(make_superuser())
+    body = assert_error_body(browser.post("/probe/write?count=3"), 403)
+    assert "CSRF" in body["detail"]
+    browser.get(reverse("admin:index"))  # sets the csrftoken cookie
+    csrf = browser.cookies["csrftoken"].value
+    response = browser.post("/probe/write?count=3", HTTP_X_CSRFTOKEN=csrf)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"count": 3}
+
+
+@pytest.mark.urls(__name__)
+def test_token_writes_need_no_csrf_token():
+    _, token = user_with_token("ci", "change_charger")
+    response = Client(enforce_csrf_checks=True).post("/probe/write?count=1", headers=bearer(token))
+    assert response.status_code == 200
+
+
+@pytest.mark.urls(__name__)
+def test_anonymous_writes_are_401_not_a_csrf_failure():
+    assert_error_body(Client(enforce_csrf_checks=True).post("/probe/write?count=1"), 401)
+
+
+@pytest.mark.urls(__name__)
+def test_a_caller_without_the_permission_gets_403_naming_it(client):
+    _, token = user_with_token("reader", "view_charger")
+    body = assert_error_body(client.post("/probe/write?count=1", headers=bearer(token)), 403)
+    assert "chargers.change_charger" in body["detail"]
+
+
+@pytest.mark.urls(__name__)
+def test_a_parameter_that_does_not_validate_is_422_naming_the_field(client):
+    _, token = user_with_token("ci", "change_charger")
+    body = assert_error_body(client.post("/probe/write?count=many", headers=bearer(token)), 422)
+    assert [e["field"] for e in body["errors"]] == ["count"]
+    assert body["errors"][0]["message"]
+    assert body["errors"][0]["row"] is None
+
+
+def test_an_unknown_path_or_object_answers_in_the_error_body(client):
+    _, token = user_with_token("ci")
+    body = assert_error_body(client.get("/api/v1/no-such-thing", headers=bearer(token)), 404)
+    assert "/api/v1/no-such-thing" in body["detail"]
+
+
+@override_settings(DEBUG=True)
+def test_no_token_reaches_the_log(client, caplog):
+    _, token = user_with_token("ci")
+    caplog.set_level(logging.DEBUG)
+    client.get(WHOAMI, headers=bearer(token))
+    revoked_user, revoked = user_with_token("gone")
+    ApiToken.objects.filter(user=revoked_user).get().revoke()
+    client.get(WHOAMI, headers=bearer(revoked))
+    # ninja's own HttpBearer logs a header with another scheme in DEBUG; ours must not.
+    client.get(WHOAMI, HTTP_AUTHORIZATION=f"Token {token}")
+    client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {token}x")
+    # The failures were logged (so the log was captured), without the tokens.
+    assert "Unauthorized: /api/v1/whoami" in caplog.text
+    for secret in (token, revoked, token[len("csim_") :]):
+        assert secret not in caplog.text
+
+
+def test_the_openapi_document_validates(client):
+    _, token = user_with_token("ci")
+    response = client.get("/api/v1/openapi.json", headers=bearer(token))
+    assert response.status_code == 200
+    spec = response.json()
+    validate(spec)
+    assert spec["openapi"].startswith("3.1")
+    assert "/api/v1/whoami" in spec["paths"]
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    whoami = spec["paths"]["/api/v1/whoami"]["get"]
+    assert {"200", "401", "403"} <= set(whoami["responses"])
+
+
+def test_the_openapi_document_and_docs_refuse_anonymous_callers(client):
+    assert_error_body(client.get("/api/v1/openapi.json"), 401)
+    page = client.get("/api/v1/docs", HTTP_ACCEPT="text/html")
+    assert page.status_code == 302
+    assert page["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_docs_page_is_served_from_the_projects_own_static_files(client):
+    """With DEBUG off (as pytest-django runs), through WhiteNoise: no CDN."""
+    client.force_login(make_user("alice"))
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    assert "cdn" not in html.lower()
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert b"".join(response.streaming_content), asset
+    # The page sends the CSRF token with "Try it out", so the session's writes work.
+    assert re.search(r'data-csrf-token="[^"]+"', html)
+
+
+def test_the_admin_shows_a_new_token_once_and_the_token_works(admin_client_logged_in, client):
+    alice = make_user("alice", "view_charger")
+    response = admin_client_logged_in.post(
+        reverse("admin:api_apitoken_add"), {"user": alice.pk, "name": "CI"}
+    )
+    assert response.status_code == 200
+    match = re.search(r'<code id="api-token"[^>]*>(csim_[^<]+)</code>', response.content.decode())
+    assert match, response.content.decode()
+    token = match.group(1)
+    assert "no-store" in response["Cache-Control"]
+    assert client.get(WHOAMI, headers=bearer(token)).json()["username"] == "alice"
+
+    row = ApiToken.objects.get()
+    for page in ("change", "changelist"):
+        args = [row.pk] if page == "change" else []
+        html = admin_client_logged_in.get(reverse(f"admin:api_apitoken_{page}", args=args))
+        assert html.status_code == 200
+        assert row.prefix in html.content.decode()
+        assert token not in html.content.decode()
+
+
+def test_the_admin_revokes_tokens(admin_client_logged_in, client):
+    _, token = user_with_token("ci")
+    row = ApiToken.objects.get()
+    response = admin_client_logged_in.post(
+        reverse("admin:api_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [row.pk]},
+        follow=True,
+    )
+    assert "Revoked 1 token." in response.content.decode()
+    assert_error_body(client.get(WHOAMI, headers=bearer(token)), 401)
+
+
+def test_the_command_creates_lists_and_revokes_tokens(client):
+    make_user("ci")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("apitoken", "create", "--user", "ci", "--name", "pipeline", stdout=out, stderr=err)
+    token = out.getvalue().strip()
+    assert "not shown again" in err.getvalue()
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+
+    listing = io.StringIO()
+    call_command("apitoken", "list", stdout=listing)
+    row = ApiToken.objects.get()
+    assert row.prefix in listing.getvalue() and "pipeline" in listing.getvalue()
+    assert token not in listing.getvalue()
+
+    call_command("apitoken", "revoke", row.prefix, stdout=io.StringIO())
+    assert_error_body(client.get(WHOAMI, headers=bearer(token)), 401)
+    with pytest.raises(CommandError, match="already revoked"):
+        call_command("apitoken", "revoke", str(row.pk))
+    with pytest.raises(CommandError, match="No user"):
+        call_command("apitoken", "create", "--user", "nobody", "--name", "x")
