@@ -6,7 +6,9 @@ the page after with the page before."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -14,9 +16,13 @@ from channels.exceptions import ChannelFull
 from ocpp.v16 import call
 
 from chargers.models import ConfigurationKey
+from scripts.reachable import reachable
 from simulator.core.charge_point import CallFailed
 from simulator.core.drops import DROPPED
-from simulator.runtime.channel_layers import CountingInMemoryChannelLayer
+from simulator.runtime.channel_layers import (
+    CountingInMemoryChannelLayer,
+    CountingRedisChannelLayer,
+)
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.metrics import MetricsServerError, serve_http
@@ -28,6 +34,7 @@ from tests.scrape import Scrape, fetch
 SENT = "chargesim_ocpp_calls_sent_total"
 RECEIVED = "chargesim_ocpp_calls_received_total"
 RESPONSE = "chargesim_ocpp_response_seconds"
+REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 
 
 @pytest.fixture
@@ -187,6 +194,34 @@ async def test_the_counting_channel_layer_counts_what_full_channels_refuse():
     assert DROPPED["channel_layer_full"] - before == 2
     assert (await layer.receive(channel))["type"] == "a"
     await layer.flush()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_a_redis_group_send_that_full_channels_refuse_is_counted():
+    """channels-redis drops a group message for a full member inside Redis and only logs
+    how many: the settings' filter on its logger counts them. Two layers, as two processes
+    (a channel's capacity is its process's, which its channels share)."""
+    prefix = f"chargesim-test-{uuid.uuid4().hex[:8]}"
+    # As the settings: a read timeout longer than the layer's 5 s blocking receive.
+    hosts = [{"address": REDIS_URL, "socket_timeout": 30}]
+    busy = CountingRedisChannelLayer(hosts=hosts, capacity=1, prefix=prefix)
+    idle = CountingRedisChannelLayer(hosts=hosts, capacity=1, prefix=prefix)
+    try:
+        full, roomy = await busy.new_channel(), await idle.new_channel()
+        await busy.group_add("watchers", full)
+        await idle.group_add("watchers", roomy)
+        await busy.send(full, {"type": "a"})
+        before = DROPPED["channel_layer_full"]
+        with pytest.raises(ChannelFull):
+            await busy.send(full, {"type": "b"})
+        await busy.group_send("watchers", {"type": "c"})  # reaches `roomy` only
+        assert DROPPED["channel_layer_full"] - before == 2
+        assert (await asyncio.wait_for(idle.receive(roomy), 10))["type"] == "c"
+    finally:
+        await busy.flush()
+        for layer in (busy, idle):
+            await layer.close_pools()
 
 
 async def test_a_scrape_while_no_simulator_runs_shows_an_empty_fleet(metrics_url):
