@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django (and /mcp through the MCP SDK), WebSockets through
+Channels."""
 
 import os
 
@@ -11,12 +12,14 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from api.mcp_http import with_mcp  # noqa: E402
 from chargers.dashboard.routing import websocket_urlpatterns  # noqa: E402
 from chargesim_site.origins import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /mcp: the MCP server (streamable HTTP, API tokens); everything else: Django.
+        "http": with_mcp(django_asgi_app),
         # Scheme, host and port, as Django checks the Origin of a POST (see origins.py).
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -157,7 +157,8 @@ REDIS_URL = env_redis_url("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis's layer, counting the messages full channels refuse (metrics).
+            "BACKEND": "simulator.runtime.channel_layers.CountingRedisChannelLayer",
             # redis-py reads with a 5 s socket timeout while channels-redis blocks 5 s for a
             # message: an idle channel would time out and drop the browser's socket.
             "CONFIG": {
@@ -169,7 +170,11 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
+        "default": {
+            # Channels' in-memory layer, counting the messages full channels refuse (metrics).
+            "BACKEND": "simulator.runtime.channel_layers.CountingInMemoryChannelLayer",
+            "CONFIG": {"capacity": 1500},
+        }
     }
 
 # The cache carries import progress between a Celery worker and the web process.
@@ -225,7 +230,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # Loggers that may write a frame's text redact an AuthorizationKey in it (a filter of a
     # logger applies to its own records only, hence one entry per logger).
-    "filters": {"redact_secrets": {"()": "simulator.ocpp16.redaction.RedactSecrets"}},
+    "filters": {
+        "redact_secrets": {"()": "simulator.ocpp16.redaction.RedactSecrets"},
+        "count_group_drops": {"()": "simulator.runtime.channel_layers.CountGroupDrops"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
@@ -241,5 +249,8 @@ LOGGING = {
         "simulator.csms": {"filters": ["redact_secrets"]},
         "simulator.csms.frames": {"level": "WARNING", "filters": ["redact_secrets"]},
         "simulator.csms.websockets": {"level": "WARNING"},
+        # A Redis group_send's messages that full channels refused are counted from this
+        # logger's INFO record (metrics); the filter shows it only at LOG_LEVEL INFO or lower.
+        "channels_redis.core": {"level": "INFO", "filters": ["count_group_drops"]},
     },
 }

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from api.errors import not_found_view
+from api.metrics import metrics
 from api.v1 import api
 
 admin.site.site_header = "ChargeSim"
@@ -14,5 +15,7 @@ urlpatterns = [
     # The automation API; any other path under api/ answers in the API's error body.
     path("api/v1/", api.urls),
     re_path(r"^api/", not_found_view),
+    # Prometheus metrics of this process (an API token with chargers.view_charger).
+    path("metrics", metrics, name="metrics"),
     path("", include("chargers.dashboard.urls")),
 ]

@@ -141,7 +141,11 @@ def test_redis_url_switches_the_channel_layer_and_celery(tmp_path):
         cwd=BASE_DIR,
         check=True,
     ).stdout.split()
-    assert out == ["channels_redis.core.RedisChannelLayer", "False", "redis://127.0.0.1:6379/3"]
+    assert out == [
+        "simulator.runtime.channel_layers.CountingRedisChannelLayer",
+        "False",
+        "redis://127.0.0.1:6379/3",
+    ]
 
 
 def test_the_proxy_ssl_header_is_a_header_and_its_value_or_nothing():

@@ -1007,10 +1007,13 @@ class Charger:
         seq: int,
         attempts: int,
         tx: LocalTransaction | None,
+        queued_at: float | None = None,
     ) -> None:
         """Put back a transaction message that was written but not confirmed before the
-        process stopped; it is sent first, in its original order."""
+        process stopped; it is sent first, in its original order. `queued_at` (epoch s):
+        when it was first queued, if known."""
         item = Outgoing(action, payload, transactional=True, tx=tx, seq=seq, attempts=attempts)
+        item.queued_at = self.clock.time() if queued_at is None else queued_at
         if tx is not None and self.messages.is_transaction_start(action):
             item.on_result = lambda result: self._on_start_confirmed(tx, result)
         self.queue.restore(item)

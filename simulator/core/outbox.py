@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from simulator.core.drops import dropped
 from simulator.core.link import CallFailed, LinkLost, Transport
 from simulator.core.protocol import Payload, TransactionRef
 from simulator.core.timers import Clock, Handle
@@ -37,6 +38,7 @@ class Outgoing:
     durable: bool = True
     on_result: Callable[[dict[str, Any]], None] | None = None
     future: asyncio.Future[dict[str, Any]] | None = None
+    queued_at: float = 0.0  # wall-clock epoch seconds it was queued (the outbox's age metric)
 
 
 class DurabilitySink(Protocol):
@@ -59,6 +61,14 @@ class MessageQueue:
 
     def __bool__(self) -> bool:
         return bool(self._items)
+
+    def head(self) -> Outgoing | None:
+        """The oldest message (messages are queued in order; restored ones come first).
+        One indexing, safe to call from another thread while the loop changes the queue."""
+        try:
+            return self._items[0]
+        except IndexError:
+            return None
 
     def append(self, item: Outgoing) -> None:
         if item.transactional:
@@ -114,6 +124,8 @@ class MessageQueue:
             item.future = None
             if item.transactional:
                 kept.append(item)
+        if len(kept) < len(self._items):
+            dropped("outbox_offline", len(self._items) - len(kept))
         self._items = kept
 
     def retry_later(self, item: Outgoing, max_attempts: int, interval: float, now: float) -> bool:
@@ -121,6 +133,7 @@ class MessageQueue:
         item.attempts += 1
         if item.attempts >= max_attempts:
             self.remove(item)
+            dropped("outbox_attempts")
             return False
         item.not_before = now + interval * item.attempts
         return True
@@ -161,7 +174,9 @@ class Outbox:
         if not item.transactional and not self._online():
             if item.future is not None and not item.future.done():
                 item.future.set_exception(LinkLost(f"{self.owner} is offline"))
+            dropped("outbox_offline")
             return
+        item.queued_at = self.clock.time()
         self.queue.append(item)
         if item.durable:  # else the group commit that makes it durable wakes the queue
             self.wake()
@@ -208,6 +223,7 @@ class Outbox:
             )
         except Exception as exc:  # a message we built wrong can never go: drop it, loudly
             log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)
+            dropped("outbox_unsendable")
             if self.in_flight is item:
                 self.in_flight = None
             self.queue.remove(item)

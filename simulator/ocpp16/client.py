@@ -34,9 +34,10 @@ from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 from simulator.core.charge_point import Charger
+from simulator.core.drops import dropped
 from simulator.core.link import AnswerCallback, CallFailed, LinkLost
 from simulator.core.operations import Operations
-from simulator.ocpp16 import wire
+from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame
 from simulator.ocpp16.value_ranges import OutOfRange
@@ -127,6 +128,7 @@ class ChargePointClient(OcppChargePoint):
         self._replied = False  # the CALL being routed has had its answer
         # (message id, action) of the frame being routed: our answer to it repeats them.
         self._answering: tuple[str, str] = ("", "")
+        self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
         self._handled = frozenset(
             action for action, hooks in self.route_map.items() if "_on_action" in hooks
         )
@@ -174,7 +176,7 @@ class ChargePointClient(OcppChargePoint):
         try:
             await self._connection.send(text)
         except ConnectionClosed:
-            self._settle(unique_id, None, LinkLost(f"connection closed while sending {action}"))
+            self._lose(unique_id, LinkLost(f"connection closed while sending {action}"))
 
     def _expire(self) -> None:
         """Time out the calls whose deadline passed; re-arm for the next deadline."""
@@ -183,6 +185,7 @@ class ChargePointClient(OcppChargePoint):
         for unique_id, (action, _done, deadline) in list(self._pending.items()):
             if deadline <= now:
                 error = CallFailed("Timeout", f"no answer to {action} in {self._timeout:g} s")
+                metrics.unanswered(action, "timeout")
                 self._settle(unique_id, None, error)
         if self._pending and self._sweeper is None:
             soonest = min(deadline for _a, _d, deadline in self._pending.values())
@@ -200,6 +203,13 @@ class ChargePointClient(OcppChargePoint):
         except Exception:
             log.exception("%s: handling the answer to %s failed", self.id, _action)
 
+    def _lose(self, unique_id: str, error: LinkLost) -> None:
+        """Fail a call whose connection went away before its answer (counted as lost)."""
+        pending = self._pending.get(unique_id)
+        if pending is not None:
+            metrics.unanswered(pending[0], "lost")
+            self._settle(unique_id, None, error)
+
     def _answer(self, message: list[Any]) -> bool:
         """A CALLRESULT or CALLERROR: settle the call it answers. False if none waits."""
         unique_id = message[1]
@@ -209,13 +219,18 @@ class ChargePointClient(OcppChargePoint):
         if pending is None:
             return False
         action = pending[0]
+        # Sent at its deadline less the timeout: the time it waited, with no clock kept.
+        seconds = self._loop.time() - pending[2] + self._timeout
         if message[0] == wire.CALLERROR:
-            code = message[2] if len(message) > 2 else "GenericError"
+            code = str(message[2]) if len(message) > 2 else "GenericError"
             description = message[3] if len(message) > 3 else ""
-            self._settle(unique_id, None, CallFailed(str(code), str(description)))
+            metrics.answered(action, "callerror", seconds)
+            metrics.callerror_received(code)
+            self._settle(unique_id, None, CallFailed(code, str(description)))
             return True
         result = message[2]
         if not isinstance(result, dict):
+            metrics.answered(action, "malformed", seconds)
             error = CallFailed("FormationViolation", f"{action} answer is not an object")
             self._settle(unique_id, None, error)
             return True
@@ -225,8 +240,10 @@ class ChargePointClient(OcppChargePoint):
             # call like a schema violation: the usual failure and retry path, nothing stored.
             check_ranges(action, result)
         except (wire.SchemaViolation, OutOfRange) as exc:
+            metrics.answered(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
             return True
+        metrics.answered(action, metrics.result_of(result), seconds)
         self._settle(unique_id, result, None)
         return True
 
@@ -268,16 +285,18 @@ class ChargePointClient(OcppChargePoint):
             self._sweeper.cancel()
             self._sweeper = None
         for unique_id in list(self._pending):
-            self._settle(unique_id, None, LinkLost(reason))
+            self._lose(unique_id, LinkLost(reason))
 
     async def _send(self, message: str) -> None:
         # Only the reader sends through here (answers to the CALL it is handling).
         self._replied = True
+        answer = wire.decode(message)
+        metrics.call_received(self._routing_action, answer)
         if len(message) > _RAW_UTF8_ABOVE:
             # The library's json.dumps writes "é" as \u00e9: a DataTransfer echo of a frame
             # just under the CSMS's size cap would come back 3-6 times larger, over it, and
             # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
-            message = orjson.dumps(wire.decode(message)).decode()
+            message = orjson.dumps(answer).decode()
         message_id, action = self._answering
         self.charger.listener.on_frame(self.charger, "out", message, message_id, action)
         await self._connection.send(message)
@@ -298,6 +317,7 @@ class ChargePointClient(OcppChargePoint):
 
     async def _route(self, raw_msg: str) -> None:
         self._replied = False
+        self._routing_action = "unknown"
         try:
             message = wire.decode(raw_msg)
         except ValueError:
@@ -305,31 +325,42 @@ class ChargePointClient(OcppChargePoint):
             self._answering = (unique_id or "", "")
             self.charger.listener.on_frame(self.charger, "in", raw_msg, unique_id or "")
             if unique_id is None:
+                dropped("frame_ignored")
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
             elif self.charger.boot.value != "Rejected":
                 text = "The frame is not JSON (or nested too deeply to read)."
                 await self._send(wire.encode_error(unique_id, "FormationViolation", text))
+            else:
+                metrics.call_received("unknown", None)
             return
         self._answering = message_id, action = self._frame_ids(message)
         self.charger.listener.on_frame(self.charger, "in", raw_msg, message_id, action)
         if not isinstance(message, list) or not message or type(message[0]) is not int:
+            dropped("frame_ignored")
             log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
             return
         kind = message[0]
         if kind in _ANSWERS and len(message) >= 3:
             if not self._answer(message):
+                dropped("frame_ignored")
                 log.info("%s: answer to an unknown call %r ignored", self.id, message[1])
             return
         if kind != wire.CALL:
+            dropped("frame_ignored")
             log.info("%s: ignoring a frame of unknown message type %r", self.id, kind)
             return
+        if len(message) > 2 and type(message[2]) is str:
+            self._routing_action = message[2]
         if self.charger.boot.value == "Rejected":
-            return  # Rejected: send nothing and answer nothing until the next boot attempt
+            # Rejected: send nothing and answer nothing until the next boot attempt.
+            metrics.call_received(self._routing_action, None)
+            return
         error = check_call(raw_msg, message, self._handled)
         if error is not None:
             if error.unique_id is not None:
                 await self._send(wire.encode_error(error.unique_id, error.code, error.description))
             else:
+                dropped("frame_ignored")
                 log.info("%s: ignoring a CALL without a unique id: %.200r", self.id, raw_msg)
             return
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
@@ -598,6 +629,7 @@ class Backoff:
 async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> None:
     """Keep one charger connected until cancelled: connect, boot, serve, reconnect."""
     backoff = Backoff(cap=reconnect_cap)
+    connected_before = False
     while True:
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
@@ -614,6 +646,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             charger.detach()
             raise
         except Exception as exc:  # every failure is reported and retried
+            metrics.CONNECT_FAILURES.inc()
             reason = describe_failure(exc)
             delay = backoff.next_delay()
             log.info("%s: cannot connect: %s; retrying in %.1f s", charger.id, reason, delay)
@@ -635,6 +668,9 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             "connected",
             {"url": shown_url(connection_url(charger)), "subprotocol": connection.subprotocol},
         )
+        if connected_before:
+            metrics.RECONNECTS.inc()
+        connected_before = True
         reason = await _serve(charger, connection)
         delay = backoff.next_delay()
         log.info("%s: connection closed (%s); reconnecting in %.1f s", charger.id, reason, delay)

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
+from channels.exceptions import ChannelFull
 
 from simulator import contract
 from simulator.core.charge_point import ActionError, Charger
+from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
@@ -153,8 +155,7 @@ class CommandServer:
                     received = contract.fleet_received(
                         message.get("request_id"), self.service.shard
                     )
-                    with contextlib.suppress(Exception):
-                        await self.layer.send(reply_to, received)
+                    await self._deliver(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
             if kind in (contract.EVENTS_SUBSCRIBE, contract.EVENTS_UNSUBSCRIBE):
@@ -549,9 +550,17 @@ class CommandServer:
     ) -> None:
         if not channel:
             return
+        await self._deliver(channel, message)
+
+    async def _deliver(self, channel: str, message: Any) -> None:
+        """Send to one caller's channel; a caller that went away, or a full channel, costs
+        only this message (counted: the layer counts a full channel, this the rest)."""
         try:
             await self.layer.send(channel, message)
-        except Exception as exc:  # a page that went away, or a full channel
+        except ChannelFull:
+            log.info("reply to %s not delivered: its channel is full", channel)
+        except Exception as exc:
+            dropped("reply_undelivered")
             log.info("reply to %s not delivered: %s", channel, exc)
 
     # -- summaries ---------------------------------------------------------------------------

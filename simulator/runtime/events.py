@@ -15,6 +15,7 @@ from typing import Any
 
 from simulator import contract
 from simulator.core.charge_point import Charger, Listener, LocalTransaction
+from simulator.core.drops import DROPPED
 from simulator.ocpp16.redaction import redact_frame
 from simulator.runtime.event_stream import EventStream
 
@@ -110,8 +111,12 @@ class EventPublisher(Listener):
             size = self._log_size[cid]
         frames.append(entry)
         size += len(entry[2]) + _ENTRY_OVERHEAD
+        pushed_off = 0
         while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
             size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
+            pushed_off += 1
+        if pushed_off:
+            DROPPED["message_log"] += pushed_off
         self._log_size[cid] = size
         if charger.spec.db_id in self.watched:
             self._new_frames.setdefault(charger.id, []).append(entry)

@@ -39,7 +39,7 @@ from django.conf import settings
 
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.ocpp16.client import run_connection
-from simulator.runtime import gc_policy
+from simulator.runtime import gc_policy, metrics
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher
@@ -72,6 +72,8 @@ class RunOptions:
     csms_port: int = 9000
     migrate: bool = True
     gc_tuning: bool = False
+    metrics_port: int | None = None  # serve this worker's metrics on it (--metrics-port)
+    metrics_bind: str = "127.0.0.1"
     # The engine
     shard: int = 0
     shards: int = 1
@@ -156,12 +158,25 @@ class Simulator:
     # -- the process ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Prepare the database, then serve until a signal; returns once all is saved."""
-        self.prepare()
-        if self.options.web:
-            self._serve_with_web()
-        else:
-            asyncio.run(self.serve())
+        """Prepare the database, then serve until a signal; returns once all is saved.
+        With a metrics port, its server runs first (a port in use stops the start at once:
+        `metrics.MetricsServerError`) and last."""
+        stop_metrics = None
+        if self.options.metrics_port is not None:
+            stop_metrics = metrics.serve_http(self.options.metrics_port, self.options.metrics_bind)
+            self.say(
+                f"Metrics on http://{self.options.metrics_bind}:{self.options.metrics_port}"
+                "/metrics\n"
+            )
+        try:
+            self.prepare()
+            if self.options.web:
+                self._serve_with_web()
+            else:
+                asyncio.run(self.serve())
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
 
     def prepare(self) -> None:
         """Synchronous preparation, before any loop runs: migrate, seed, the admin account."""
@@ -330,6 +345,7 @@ class Simulator:
         )
         for charger in chargers:
             self.store.add(charger)
+        metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:
             for charger in chargers:
@@ -505,6 +521,7 @@ class Simulator:
             closing = loop.run_in_executor(self._writer, Checkpointer.close)
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
         self._writer.shutdown(wait=False)
+        metrics.FLEET.detach(self.store)
 
     async def _wait_unless_forced(
         self, tasks: list[asyncio.Task[None]], until: float

@@ -24,6 +24,7 @@ from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import Evse
 from simulator.core.protocol import MeterSample, SampleContext
+from simulator.runtime.metrics import TICK_DURATION, TICK_LAG
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,18 @@ class MeterEngine:
         self._failing: set[str] = set()  # chargers whose step failed (logged once each)
 
     async def run(self) -> None:
-        """Tick until cancelled; a slow tick is measured, not skipped (dt is real time)."""
+        """Tick until cancelled; a slow tick is measured, not skipped (dt is real time).
+        Each tick's lateness and duration go to the metrics (two observations a tick)."""
         next_at = time.monotonic()
         while True:
+            started = time.monotonic()
+            TICK_LAG.observe(max(started - next_at, 0.0))
             next_at += self.tick_seconds
             try:
                 self.tick()
             except Exception:
                 log.exception("meter tick failed")
+            TICK_DURATION.observe(time.monotonic() - started)
             delay = next_at - time.monotonic()
             if delay < 0:  # overloaded: do not try to catch up with a burst of ticks
                 next_at = time.monotonic()

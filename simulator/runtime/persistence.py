@@ -35,6 +35,7 @@ from chargers.models import Transaction as TransactionRow
 from simulator import contract
 from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.core.clock import now_iso, parse_iso
+from simulator.core.drops import dropped
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.outbox import Outgoing
 from simulator.core.vehicle import VehicleSpec
@@ -239,7 +240,12 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
             open_txs.append((owner, tx))
     for row in rows:
         by_pk[row.charger_id].restore_message(
-            row.action, row.payload, row.seq, row.attempts, txs.get(row.local_tx_id)
+            row.action,
+            row.payload,
+            row.seq,
+            row.attempts,
+            txs.get(row.local_tx_id),
+            queued_at=row.created.timestamp(),
         )
     last_alive = _last_checkpoints({pk for c, _tx in open_txs if (pk := c.spec.db_id) is not None})
     for owner, tx in open_txs:
@@ -513,6 +519,7 @@ class Checkpointer(Listener):
                     item.action,
                     item.seq,
                 )
+                dropped("outbox_unsaved")
                 sink.charger.queue.remove(item)
             else:
                 item.durable = True

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.metrics import MetricsServerError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -67,6 +68,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only", nargs="+", metavar="CP_ID", help="load only these charge point ids"
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="serve this worker's Prometheus metrics on http://BIND:PORT/metrics "
+            "(no authentication: keep it on a private address); each worker of a "
+            "scaled-out fleet serves its own",
+        )
+        parser.add_argument(
+            "--metrics-bind",
+            default="127.0.0.1",
+            metavar="ADDRESS",
+            help="address for --metrics-port (default %(default)s; 0.0.0.0 for every interface)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         shard, shards = parse_shard(options["shard"])
@@ -76,6 +91,9 @@ class Command(BaseCommand):
             raise CommandError("--demo-share must be within 0 and 1.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
+        metrics_port = options["metrics_port"]
+        if metrics_port is not None and not 1 <= metrics_port <= 65535:
+            raise CommandError("--metrics-port must be within 1 and 65535.")
         run = RunOptions.from_settings(
             host=options["host"],
             port=options["port"],
@@ -89,5 +107,13 @@ class Command(BaseCommand):
             shards=shards,
             migrate=not options["no_migrate"],
             only_ids=options["only"],
+            metrics_port=metrics_port,
+            metrics_bind=options["metrics_bind"],
         )
-        Simulator.for_process(run, write=lambda text: self.stdout.write(text, ending="")).run()
+        simulator = Simulator.for_process(
+            run, write=lambda text: self.stdout.write(text, ending="")
+        )
+        try:
+            simulator.run()
+        except MetricsServerError as exc:
+            raise CommandError(str(exc)) from None

@@ -1,0 +1,128 @@
+"""`/mcp`: the MCP server over streamable HTTP, behind the API's token auth.
+
+The SDK's ASGI app (`MCPServer.streamable_http_app`) is mounted in `chargesim_site.asgi`
+beside Django, wrapped by `McpEndpoint`:
+
+- the Host header is checked against ALLOWED_HOSTS as Django checks it (400 otherwise);
+  the SDK's own DNS-rebinding check, which knows only localhost, is off;
+- `Authorization: Bearer <token>` is required, an API token of a user with
+  `chargers.view_charger` (the least any tool needs): anonymous or a bad token 401, no
+  permission 403, in the API's error body. Each tool then checks its own permission. The
+  browser's session is not accepted here: an MCP client is a program with a token;
+- the server runs stateless, answering in JSON: any web process can serve any request
+  (no sticky sessions behind a load balancer), and each request runs its own session
+  manager for its lifetime, because Daphne does not run ASGI lifespan events (and so
+  nothing outlives a request or needs stopping with the process).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from mcp.server.transport_security import TransportSecuritySettings
+
+from api import errors
+from api.auth import Caller
+from api.mcp_calls import CALLER
+from api.mcp_server import server
+from api.models import ApiToken
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH = "/mcp"
+PERMISSION = "chargers.view_charger"
+
+
+class Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _check_host(scope: Scope) -> None:
+    host = _header(scope, b"host") or ""
+    domain, _port = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django's own default
+    if not domain or not validate_host(domain, allowed):
+        raise Refused(400, f"Invalid Host header: {host!r}.")
+
+
+def authenticate(header: str | None) -> Caller:
+    """The caller an Authorization header names, with the permission /mcp needs."""
+    if not header:
+        raise Refused(401, "Authentication required: send 'Authorization: Bearer <token>'.")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refused(401, "The Authorization header must be 'Bearer <token>'.")
+    row = ApiToken.objects.authenticate(token.strip())
+    if row is None:
+        raise Refused(401, "The API token is not valid or was revoked.")
+    if not row.user.has_perm(PERMISSION):
+        raise Refused(403, f"You need the permission '{PERMISSION}' for this.")
+    return Caller(user=row.user, token=row)
+
+
+async def _refuse(send: Send, refused: Refused) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if refused.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="ChargeSim API"'))
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    body = json.dumps(errors.body(refused.detail)).encode()
+    await send({"type": "http.response.body", "body": body})
+
+
+class McpEndpoint:
+    """The ASGI app of /mcp (see the module's docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            _check_host(scope)
+            caller = await sync_to_async(authenticate)(_header(scope, b"authorization"))
+        except Refused as refused:
+            await _refuse(send, refused)
+            return
+        app = server().streamable_http_app(
+            streamable_http_path=PATH,
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        # The session manager's task group, and so the tools, run inside this context.
+        token = CALLER.set(caller)
+        try:
+            async with app.router.lifespan_context(app):
+                await app(scope, receive, send)
+        finally:
+            CALLER.reset(token)
+
+
+def with_mcp(django_app: Callable[..., Awaitable[None]]) -> ASGIApp:
+    """HTTP for `chargesim_site.asgi`: /mcp to the MCP server, everything else to Django."""
+    endpoint = McpEndpoint()
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path == PATH or path.startswith(PATH + "/"):
+            await endpoint(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    return route

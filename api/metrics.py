@@ -1,0 +1,44 @@
+"""GET /metrics: this process's Prometheus metrics, for a scraper holding an API token.
+
+The page is prometheus_client's default registry: in the embedded mode (`runsimulator`
+serving the web side and the engine in one process) that is the engine's metrics; a web
+process of the scaled-out mode has only its own, and each worker serves its engine's on
+`runsimulator --metrics-port`. Authenticated as every API endpoint is (a Bearer token, or
+the browser's session) and needs the `chargers.view_charger` permission, so Prometheus
+scrapes with `authorization: {credentials_file: ...}`.
+
+Async, so that in the embedded mode the fleet's gauges are counted on the engine's own
+event loop (`simulator.runtime.metrics`) without a thread hop; the token check is a
+database read, run in a thread.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from ninja.errors import AuthenticationError, HttpError
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from api.auth import check_perms, session_auth, token_auth
+from api.errors import on_http_error
+
+PERMISSION = "chargers.view_charger"
+
+
+def _authorize(request: HttpRequest) -> None:
+    """Who calls (a token, else the session) and whether they may read the fleet."""
+    who = token_auth(request) or session_auth(request)
+    if who is None:
+        raise AuthenticationError()
+    request.auth = who  # type: ignore[attr-defined]  # what check_perms reads, as ninja sets it
+    check_perms(request, PERMISSION)
+
+
+@require_GET
+async def metrics(request: HttpRequest) -> HttpResponse:
+    try:
+        await sync_to_async(_authorize)(request)
+    except HttpError as exc:
+        return on_http_error(request, exc)
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,213 @@
+"""Prometheus metrics of the OCPP traffic, as the chargers see it.
+
+All in prometheus_client's default registry, so that whatever serves it (the web side's
+/metrics in the embedded mode, a worker's --metrics-port) shows them.
+
+The send path counts each of the chargers' CALLs once, when it is settled (answered, timed
+out, or lost with its connection), and times each answer. That is the hot path (a fleet
+sends thousands of MeterValues a second), so those two are plain tallies, a dict increment
+and a list increment after one C bisect, turned into a counter and a histogram by
+`CallCollector` when Prometheus scrapes: prometheus_client's own `Counter.inc` and
+`Histogram.observe` (three locks, several Python calls) took 3 % of a busy worker's CPU
+(bench/fleet.py, 2,000 chargers), the tallies about a third of that. The CSMS's CALLs,
+the CALLERROR codes and the connection counters are rare: ordinary `Counter`s, with their
+labelled children cached (`_Children`).
+
+Label values are bounded whatever the CSMS sends: actions outside OCPP 1.6 count as
+`unknown`, CALLERROR codes outside OCPP-J 1.6's list as `other`, and a result is either a
+status from the answer's schema-checked enumeration or one of our own words.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from simulator.ocpp16.call_errors import KNOWN_ACTIONS
+
+# 1 ms (a CSMS on the same machine) to 30 s (MessageTimeout's usual ceiling).
+RESPONSE_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+# OCPP-J 1.6 section 4.2.3.
+ERROR_CODES: Final = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+    }
+)
+
+CALLS_RECEIVED = Counter(
+    "chargesim_ocpp_calls_received",
+    "CALLs from the CSMS, by action and the chargers' answer: its status lower-cased, ok "
+    "for an answer without a status, callerror, or unanswered (a charger whose boot was "
+    "Rejected answers nothing).",
+    ["action", "result"],
+)
+CALLERRORS_RECEIVED = Counter(
+    "chargesim_ocpp_callerrors_received",
+    "CALLERRORs the CSMS answered to the chargers' CALLs, by error code.",
+    ["code"],
+)
+CALLERRORS_SENT = Counter(
+    "chargesim_ocpp_callerrors_sent",
+    "CALLERRORs the chargers answered to the CSMS's CALLs, by error code.",
+    ["code"],
+)
+RECONNECTS = Counter(
+    "chargesim_reconnects",
+    "Connections to the CSMS opened again after a charger's previous connection closed "
+    "(dropped, cut, closed by the CSMS); a charger's first connection is not counted.",
+)
+CONNECT_FAILURES = Counter(
+    "chargesim_connect_failures",
+    "Attempts to connect to the CSMS that failed (refused, 401/404, TLS, timeout...).",
+)
+
+
+class _Children(dict[Any, Any]):
+    """A metric's labelled children by label values, each made once on first use."""
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, key: Any) -> Any:
+        values = key if isinstance(key, tuple) else (key,)
+        child = self[key] = self.metric.labels(*values)
+        return child
+
+
+_received = _Children(CALLS_RECEIVED)
+_errors_in = _Children(CALLERRORS_RECEIVED)
+_errors_out = _Children(CALLERRORS_SENT)
+
+# The hot tallies: (action, result) -> CALLs settled; action -> its answers per bucket
+# (the one after the largest bound is +Inf's) followed by the sum of their times. Written
+# only on the event loop; a scrape from another thread copies them (each copy is one C
+# call under the GIL).
+_sent: Tally[tuple[str, str]] = Tally()
+_times: dict[str, list[float]] = {}
+_SUM: Final = len(RESPONSE_BUCKETS) + 1  # index of the sum in a row of `_times`
+
+
+def answered(action: str, result: str, seconds: float) -> None:
+    """A charger's CALL got its answer after `seconds`; `result` from `result_of`, or
+    `callerror` / `malformed`."""
+    _sent[action, result] += 1
+    row = _times.get(action)
+    if row is None:
+        row = _times[action] = [0] * (_SUM + 1)
+    row[bisect.bisect_left(RESPONSE_BUCKETS, seconds)] += 1  # bounds are "less or equal"
+    row[_SUM] += seconds
+
+
+def unanswered(action: str, why: str) -> None:
+    """A charger's CALL got no answer: `timeout` or `lost`."""
+    _sent[action, why] += 1
+
+
+class CallCollector(Collector):
+    """The tallies of `answered` / `unanswered` as a counter and a histogram."""
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families({}, {})
+
+    def collect(self) -> Iterator[Metric]:
+        times = {action: list(row) for action, row in list(_times.items())}
+        return self._families(dict(_sent), times)
+
+    @staticmethod
+    def _families(
+        sent: dict[tuple[str, str], int], times: dict[str, list[float]]
+    ) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "chargesim_ocpp_calls_sent",
+            "CALLs the chargers sent, counted when settled, by action and result: the "
+            "answer's status lower-cased (accepted, rejected, pending, blocked, ...), ok for "
+            "an answer without a status, callerror, malformed (an answer that failed the "
+            "schema or range checks), timeout, or lost (the connection closed first).",
+            labels=["action", "result"],
+        )
+        for (action, result), count in sorted(sent.items()):
+            calls.add_metric([action, result], count)
+        yield calls
+        response = HistogramMetricFamily(
+            "chargesim_ocpp_response_seconds",
+            "Time from a charger's CALL written to the socket to the CSMS's CALLRESULT or "
+            "CALLERROR read, by action (timeouts and lost calls are counted in "
+            "chargesim_ocpp_calls_sent).",
+            labels=["action"],
+        )
+        for action, row in sorted(times.items()):
+            buckets = []
+            running = 0.0
+            for bound, answers in zip((*_BOUNDS, "+Inf"), row[:_SUM], strict=True):
+                running += answers
+                buckets.append((bound, running))
+            response.add_metric([action], buckets, row[_SUM])
+        yield response
+
+
+_BOUNDS: Final = tuple(floatToGoString(bound) for bound in RESPONSE_BUCKETS)
+REGISTRY.register(CallCollector())
+
+
+def callerror_received(code: str) -> None:
+    _errors_in[code if code in ERROR_CODES else "other"].inc()
+
+
+def call_received(action: str, answer: list[Any] | None) -> None:
+    """The charger answered a CALL of the CSMS with `answer` (a decoded CALLRESULT or
+    CALLERROR frame), or not at all (None)."""
+    if answer is None:
+        result = "unanswered"
+    elif answer[0] == 4:  # CALLERROR
+        result = "callerror"
+        code = answer[2] if len(answer) > 2 else ""
+        _errors_out[code if code in ERROR_CODES else "other"].inc()
+    else:
+        result = result_of(answer[2]) if len(answer) > 2 and isinstance(answer[2], dict) else "ok"
+    _received[action if action in KNOWN_ACTIONS else "unknown", result].inc()
+
+
+def result_of(payload: dict[str, Any]) -> str:
+    """The result label of an answer that passed the schema: its `status`, or its
+    `idTagInfo.status` (Authorize, Start/StopTransaction), lower-cased; `ok` without one."""
+    status = payload.get("status")
+    if status is None:
+        info = payload.get("idTagInfo")
+        if info is None:
+            return "ok"
+        status = info.get("status")
+    return status.lower() if isinstance(status, str) else "ok"

@@ -1,0 +1,63 @@
+"""The channel layers of settings.CHANNEL_LAYERS, counting what they drop.
+
+Both layers drop a message silently when its channel is full: `group_send` swallows the
+`ChannelFull` of each member (in memory) or only logs how many members were over capacity
+(Redis); a plain `send` raises it. The engine publishes idempotent snapshots so that a
+drop costs nothing lasting, but a person watching a load test wants to know that pages or
+API callers are missing updates: these subclasses count each refused message under
+`channel_layer_full` (`simulator.core.drops`, exported by `simulator.runtime.metrics`).
+
+Named by path in the settings (as Channels loads a backend), like the logging filters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
+
+from simulator.core.drops import dropped
+
+
+class CountingInMemoryChannelLayer(InMemoryChannelLayer):
+    """Channels' in-memory layer; its `group_send` goes through `send` for each member."""
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await super().send(channel, message)
+        except ChannelFull:
+            dropped("channel_layer_full")
+            raise
+
+
+class CountingRedisChannelLayer(RedisChannelLayer):
+    """channels-redis; its `group_send` runs in Redis and is counted by `CountGroupDrops`."""
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await super().send(channel, message)
+        except ChannelFull:
+            dropped("channel_layer_full")
+            raise
+
+
+# channels_redis.core.RedisChannelLayer.group_send: "%s of %s channels over capacity in
+# group %s", with the number of members that did not get the message first.
+_OVER_CAPACITY = "channels over capacity"
+
+
+class CountGroupDrops(logging.Filter):
+    """A filter on the `channels_redis.core` logger: the only trace of a Redis `group_send`
+    that full members did not get is this INFO record, so its count is taken from it. The
+    logger is set to INFO in the settings so that the record is made whatever LOG_LEVEL
+    says; the filter lets it through only if the root logger's level would have."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _OVER_CAPACITY in str(record.msg) and isinstance(record.args, tuple) and record.args:
+            count = record.args[0]
+            if isinstance(count, int) and count > 0:
+                dropped("channel_layer_full", count)
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
