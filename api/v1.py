@@ -13,8 +13,7 @@ from ninja import NinjaAPI
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
-from api.routers import account, fleet, imports, live
-from api.routers import account, events, log
+from api.routers import account, events, fleet, imports, live, log
 
 
 class ChargeSimAPI(NinjaAPI):

@@ -132,9 +132,15 @@ class Fanout(Listener):
         for listener in self.listeners:
             listener.on_config(charger, key, value)
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
         for listener in self.listeners:
-            listener.on_frame(charger, direction, text)
+            listener.on_frame(charger, direction, text, message_id, action)
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_connection(charger, event, detail)
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         for listener in self.listeners:
