@@ -93,9 +93,7 @@ def _data(instance: models.Model | None, fields: Sequence[str], given: Mapping[s
 
 
 def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, Any]) -> Any:
-    fields = list(form_class._meta.fields or ())
-    if fields == ["__all__"] or not fields:
-        fields = list(form_class.base_fields)
+    fields = list(form_class.base_fields)
     form = form_class(data=_data(instance, fields, given), instance=instance)
     if not form.is_valid():
         raise _invalid(form_errors(form))
@@ -107,7 +105,8 @@ def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, 
 
 
 def locations() -> QuerySet[Location]:
-    return Location.objects.annotate(charger_count=Count("chargers"))
+    # Ordered here: Django leaves Meta.ordering out of a query with GROUP BY (the count).
+    return Location.objects.annotate(charger_count=Count("chargers")).order_by("name")
 
 
 def save_location(instance: Location | None, given: Mapping[str, Any]) -> Location:
