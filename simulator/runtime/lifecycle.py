@@ -38,6 +38,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from simulator.core.charge_point import BootState, Charger, LinkState, Listener
+from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
 from simulator.runtime import gc_policy
 from simulator.runtime.commands import CommandServer
@@ -46,6 +47,7 @@ from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
 from simulator.runtime.store import Store
+from simulator.runtime.transfers import FileTransfers, LogJournal
 
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
@@ -107,6 +109,14 @@ class Simulator:
         self.store = Store()
         self.checkpointer = Checkpointer(downstream=listener)
         self.engine = MeterEngine(self.store, options.tick_seconds)
+        # Firmware downloads and diagnostics uploads; a diagnostics file holds the
+        # charger's log lines (kept from `start()` on) and its frames (the dashboard's log).
+        self.log_journal = LogJournal()
+        publisher = listener if isinstance(listener, EventPublisher) else None
+        self.transfers: Transfers = FileTransfers(
+            frames=(lambda cp_id: publisher.frames.get(cp_id, ())) if publisher else None,
+            log_journal=self.log_journal,
+        )
         self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
@@ -314,8 +324,13 @@ class Simulator:
         checkpoints, and follow fleet edits; with `channels`, publish events and answer
         dashboard commands (and fleet.changed messages) too."""
         await self.reloader.prime()  # before loading: a change saved meanwhile is re-applied
+        logging.getLogger("simulator").addHandler(self.log_journal)
         chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
-            self.checkpointer, shard=self.shard, shards=self.shards, ids=self.options.only_ids
+            self.checkpointer,
+            shard=self.shard,
+            shards=self.shards,
+            ids=self.options.only_ids,
+            transfers=self.transfers,
         )
         for charger in chargers:
             self.store.add(charger)
@@ -480,6 +495,7 @@ class Simulator:
             closing = loop.run_in_executor(self._writer, Checkpointer.close)
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
         self._writer.shutdown(wait=False)
+        logging.getLogger("simulator").removeHandler(self.log_journal)
 
     async def _wait_unless_forced(
         self, tasks: list[asyncio.Task[None]], until: float

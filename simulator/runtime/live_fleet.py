@@ -42,6 +42,7 @@ from simulator import contract
 from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.protocol import StopReason
+from simulator.core.transfer import Transfers
 from simulator.runtime.persistence import (
     Checkpointer,
     build_loaded,
@@ -65,6 +66,7 @@ class Service(Protocol):
     store: Store
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
+    transfers: Transfers
 
     @property
     def only_ids(self) -> list[str] | None: ...
@@ -252,7 +254,10 @@ class FleetReloader:
                     )
                     self.last_outcome[pk] = outcomes[-1]
             if new_rows:
-                for charger in await _db(build_loaded)(new_rows, catalogue, service.checkpointer):
+                built = await _db(build_loaded)(
+                    new_rows, catalogue, service.checkpointer, service.transfers
+                )
+                for charger in built:
                     service.store.add(charger)
                     if charger.spec.auto_connect and charger.spec.csms_url:
                         service.connect(charger)
@@ -354,7 +359,11 @@ class FleetReloader:
         service.checkpointer.mark_all([live])
         await service.checkpoint()
         loaded = await _db(load_fleet)(
-            service.checkpointer, shard=service.shard, shards=service.shards, pks=[pk]
+            service.checkpointer,
+            shard=service.shard,
+            shards=service.shards,
+            pks=[pk],
+            transfers=service.transfers,
         )
         if not loaded:
             return "stopped: it can no longer be loaded"
