@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
+from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
-from simulator.core.transfer import Transfers
 from simulator.ocpp16.messages import OCPP16
 from simulator.runtime.transfers import FileTransfers
 

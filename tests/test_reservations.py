@@ -169,7 +169,8 @@ async def test_reserve_now_answers_occupied_faulted_unavailable_and_rejected(csm
         # Held by reservation 7: another reservation gets Occupied, the same id replaces it.
         assert await csms.reserve_now("RSV-5", 2, "B", reservation_id=8) == "Occupied"
         assert await csms.reserve_now("RSV-5", 2, "B", reservation_id=7) == "Accepted"
-        assert charger.reservations.on_connector(2).id_tag == "B"
+        held = charger.reservations.on_connector(2)
+        assert held is not None and held.id_tag == "B"
         assert len(charger.reservations) == 1
 
 

@@ -90,7 +90,8 @@ def firmware_version_of(data: bytes, location: str, current: str) -> str | None:
 
 
 def diagnostics_file_name(charger: Charger) -> str:
-    stamp = charger.now().strftime("%Y%m%dT%H%M%SZ")
+    now = charger.now()  # to the millisecond: two requests in one second get two files
+    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
     return f"{charger.id}-diagnostics-{stamp}.json"
 
 

@@ -188,6 +188,7 @@ class FileTransfers:
         try:
             return urllib.request.urlopen(request, timeout=self.timeout, context=context)
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response, and with it the socket
             raise TransferFailed(f"{shown(url)}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
