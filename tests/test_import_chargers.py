@@ -453,3 +453,42 @@ def without_dimension(workbook: bytes) -> bytes:
                 data = re.sub(rb"<dimension [^>]*/>", b"", data)
             target.writestr(item, data)
     return out.getvalue()
+
+
+def test_the_firmware_and_diagnostics_options_import_and_export(depot):
+    header = f"{HEADER},firmware_failure,diagnostics_upload_method"
+    rows = [
+        "CP-1,Depot,AC,22,Type2:22,,,InstallationFailed,post",
+        "CP-2,Depot,AC,22,Type2:22,,SupportedFeatureProfiles=Core;ReserveConnectorZeroSupported=true,,",
+    ]
+    result = run_import(csv_bytes(*rows, header=header))
+    assert not result.has_errors(), result.problems()
+    first, second = Charger.objects.order_by("charge_point_id")
+    assert (first.firmware_failure, first.diagnostics_upload_method) == (
+        "InstallationFailed",
+        "POST",
+    )
+    assert (second.firmware_failure, second.diagnostics_upload_method) == ("", "PUT")
+    keys = dict(second.configuration.values_list("key", "value"))
+    assert keys["SupportedFeatureProfiles"] == "Core"
+    assert keys["ReserveConnectorZeroSupported"] == "true"
+    exported = ChargerResource().export().csv
+    assert "InstallationFailed,POST" in exported
+    assert "SupportedFeatureProfiles=Core" in exported
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "message"),
+    [
+        ("firmware_failure", "Sometimes", "'Sometimes' is not one of"),
+        ("diagnostics_upload_method", "PATCH", "'PATCH' is not one of"),
+        ("configuration", '"SupportedFeatureProfiles=Core,Teleport"', "unknown feature profile"),
+        ("configuration", "SupportedFeatureProfiles=Reservation", "must include Core"),
+    ],
+)
+def test_a_bad_option_is_reported_by_row_and_column(depot, column, cell, message):
+    header = f"charge_point_id,location,{column}"
+    result = run_import(csv_bytes(f"CP-1,Depot,{cell}", header=header))
+    assert result.has_errors()
+    assert any(message in str(problem) for problem in result.problems()), result.problems()
+    assert not Charger.objects.exists()

@@ -51,6 +51,7 @@ from simulator.runtime.transfers import FileTransfers, LogJournal
 
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
+    from simulator.csms.files import FileServer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class RunOptions:
     demo: bool = False
     demo_chargers: int = 10
     demo_share: float = 0.5
+    demo_operations: bool = True  # the built-in CSMS reserves, sends lists, updates firmware
     csms_url: str | None = None
     csms_port: int = 9000
     migrate: bool = True
@@ -120,6 +122,7 @@ class Simulator:
         self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
+        self.files: FileServer | None = None  # the built-in CSMS's file server (--demo)
         self.should_exit = False
         self.force_exit = False
         self._exit = asyncio.Event()
@@ -245,9 +248,19 @@ class Simulator:
             self.spawn(self._freeze_when_up(), "gc-freeze")
         self.spawn(self.report_progress(self.say), "progress")
         if self.options.demo:
-            from simulator.runtime.demo import drive_demo
+            self.spawn(self._demo(), "demo-driver")
 
-            self.spawn(drive_demo(self.store, self.options.demo_share), "demo-driver")
+    async def _demo(self) -> None:
+        """The simulated drivers start their sessions; then the built-in CSMS shows its
+        operations on the fleet (on connectors the drivers left free)."""
+        from simulator.runtime.demo import drive_demo
+
+        await drive_demo(self.store, self.options.demo_share)
+        if self.csms is not None and self.files is not None and self.options.demo_operations:
+            from simulator.csms.showcase import showcase
+
+            ids = [f"DEMO-{n:04d}" for n in range(1, self.options.demo_chargers + 1)]
+            await showcase(self.csms, self.files, ids)
 
     async def main_loop(self) -> None:
         await self._exit.wait()
@@ -282,11 +295,16 @@ class Simulator:
         url = self.options.csms_url
         if url is None:
             from simulator.csms import CentralSystem
+            from simulator.csms.files import FileServer
 
             self.csms = CentralSystem(keep_log=False)
             await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             url = f"{self.csms.url}/ocpp"
             self.say(f"Built-in CSMS listening on {url}\n")
+            if self.options.demo_operations:
+                self.files = FileServer()
+                self.files.start(host="127.0.0.1", port=0)
+                self.say(f"Its file server (firmware, diagnostics) on {self.files.url}\n")
         made = await database_sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
@@ -491,6 +509,8 @@ class Simulator:
         if self.csms is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.csms.stop(), max(deadline - loop.time(), 0.1))
+        if self.files is not None:
+            self.files.stop()
         with contextlib.suppress(Exception):  # bounded: a write may still hold the thread
             closing = loop.run_in_executor(self._writer, Checkpointer.close)
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
