@@ -1043,13 +1043,18 @@ class Charger:
         running = self.jobs.get(name)
         if running is not None and not running.done():
             running.cancel()
-        task = asyncio.get_running_loop().create_task(_logged_job(job, self.id, name))
+        # The task runs the job itself (not a wrapper awaiting it): cancelled before its
+        # first step, the job is closed with it instead of left never awaited.
+        task = asyncio.get_running_loop().create_task(job, name=f"{self.id}:{name}")
         self.jobs[name] = task
         task.add_done_callback(lambda done: self._job_done(name, done))
 
     def _job_done(self, name: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(name) is task:
             del self.jobs[name]
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits a job: what it raises is logged, never lost.
+            log.error("%s: the %s job failed", self.id, name, exc_info=task.exception())
 
     async def report_firmware(self, status: FirmwareStatus) -> None:
         self.firmware_status = status
@@ -1522,14 +1527,6 @@ class ActionError(Exception):
 _REMOTE_STARTABLE = frozenset(
     {Status.AVAILABLE, Status.PREPARING, Status.FINISHING, Status.RESERVED}
 )
-
-
-async def _logged_job(job: Any, cp_id: str, name: str) -> None:
-    """A charger's own task: what it raises is logged, never lost."""
-    try:
-        await job
-    except Exception:
-        log.exception("%s: the %s job failed", cp_id, name)
 
 
 _ENERGY = Measurand.ENERGY_IMPORT_REGISTER
