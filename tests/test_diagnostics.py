@@ -13,17 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ocpp.v16 import call
 
-from simulator.csms.files import FileServer
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.transfers import FileTransfers, LogJournal
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
-
-
-@pytest.fixture
-def files():
-    with FileServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -17,19 +17,13 @@ from chargers.models import Charger as ChargerRow
 from simulator.core.firmware import firmware_version_of
 from simulator.csms.files import FileServer
 from simulator.runtime.events import EventPublisher
-from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
+from tests.workers import running
 
 SUCCESS = ["Downloading", "Downloaded", "Installing", "Installed"]
 IMAGE = b"ChargeSim firmware 2.4.0\n" + bytes(range(256)) * 64
-
-
-@pytest.fixture
-def files():
-    with FileServer() as server:
-        yield server
 
 
 def boots(csms, cp_id, after=0):
@@ -240,27 +234,13 @@ async def test_the_new_firmware_version_is_stored_and_boots_after_a_restart(csms
         "FW-DB", evses=1, csms_url=csms.url, firmware_version="1.0.0"
     )
     url = files.publish("chargesim-2.5.0.bin", IMAGE)
-    options = RunOptions(
-        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=["FW-DB"]
-    )
-    service = Simulator(options)
-    await service.start()
-    try:
-        charger = loaded(service, "FW-DB")
-        await wait_until(lambda: charger.online and charger.boot == "Accepted", message="boot")
+    async with running("FW-DB"):
         mark = len(csms.log)
         await csms.update_firmware("FW-DB", url)
         assert await finished(csms, "FW-DB", 4) == SUCCESS
         await wait_until(lambda: boots(csms, "FW-DB", mark), timeout=10, message="the reboot")
-    finally:
-        await service.stop()
     row = await database_sync_to_async(ChargerRow.objects.get)(charge_point_id="FW-DB")
     assert row.firmware_version == "2.4.0"  # the image's header names it
     mark = len(csms.log)
-    again = Simulator(options)
-    await again.start()
-    try:
-        await wait_until(lambda: boots(csms, "FW-DB", mark), message="boot after the restart")
+    async with running("FW-DB"):
         assert boots(csms, "FW-DB", mark)[0]["firmwareVersion"] == "2.4.0"
-    finally:
-        await again.stop()

@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from ocpp.v16.datatypes import IdTagInfo
 
 from chargers.models import LocalAuthEntry, RuntimeState
-from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from tests.engine import COMPACT, connected, runtime_charger
+from tests.workers import running
 
 
 def sent(csms, cp_id, action, after=0):
@@ -156,21 +156,12 @@ async def test_offline_authorization_follows_the_list_and_the_keys(csms, config,
 @pytest.mark.django_db(transaction=True)
 async def test_the_list_and_its_version_survive_a_restart(csms):
     await database_sync_to_async(make_charger)("LL-DB", evses=1, csms_url=csms.url)
-    options = RunOptions(
-        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=["LL-DB"]
-    )
-    service = Simulator(options)
-    await service.start()
-    try:
-        charger = loaded(service, "LL-DB")
-        await wait_until(lambda: charger.online and charger.boot == "Accepted", message="boot")
+    async with running("LL-DB"):
         entries = {f"T{n:03d}": "Accepted" for n in range(300)}
         entries["PARENTED"] = IdTagInfo(status="Accepted", parent_id_tag="GROUP")
         assert await csms.send_local_list("LL-DB", 7, entries) == "Accepted"
         changes = {"T000": None, "T001": "Blocked", "NEW": "Accepted"}
         assert await csms.send_local_list("LL-DB", 8, changes, "Differential") == "Accepted"
-    finally:
-        await service.stop()
 
     def stored():
         rows = LocalAuthEntry.objects.filter(charger__charge_point_id="LL-DB")
@@ -183,18 +174,12 @@ async def test_the_list_and_its_version_survive_a_restart(csms):
     assert rows["T001"] == ("Blocked", "") and rows["PARENTED"] == ("Accepted", "GROUP")
     assert "T000" not in rows and rows["NEW"] == ("Accepted", "")
 
-    again = Simulator(options)
-    await again.start()
-    try:
-        charger = loaded(again, "LL-DB")
-        await wait_until(lambda: charger.online and charger.boot == "Accepted", message="boot")
+    async with running("LL-DB") as charger:
         assert await csms.get_local_list_version("LL-DB") == 8
         assert charger.auth_cache.parent_of("PARENTED") == "GROUP"
         assert await csms.send_local_list("LL-DB", 8, {"X": "Accepted"}, "Differential") == (
             "VersionMismatch"
         )
         assert await csms.send_local_list("LL-DB", 9, {"FRESH": "Accepted"}) == "Accepted"
-    finally:
-        await again.stop()
     version, rows = await database_sync_to_async(stored)()
     assert (version, rows) == (9, {"FRESH": ("Accepted", "")})

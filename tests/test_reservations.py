@@ -14,9 +14,9 @@ from ocpp.v16.datatypes import IdTagInfo
 from chargers.models import ReservationRecord
 from simulator.core.charge_point import ActionError
 from simulator.core.evse import ConnectorStatus
-from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.workers import running
 
 S = ConnectorStatus
 
@@ -264,22 +264,11 @@ async def test_a_charger_without_the_reservation_profile_answers_not_supported(c
 @pytest.mark.django_db(transaction=True)
 async def test_reservations_survive_a_worker_restart_and_expire_while_it_is_down(csms):
     await database_sync_to_async(make_charger)("RSV-DB", evses=2, csms_url=csms.url)
-    options = RunOptions(
-        tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=["RSV-DB"]
-    )
-    service = Simulator(options)
-    await service.start()
-    try:
-        charger = loaded(service, "RSV-DB")
-        await wait_until(lambda: charger.online and charger.boot == "Accepted", message="boot")
-        assert await csms.reserve_now(
-            "RSV-DB", 1, "ALICE", timedelta(hours=1), reservation_id=1
-        ) == ("Accepted")
-        assert await csms.reserve_now(
-            "RSV-DB", 2, "BOB", timedelta(seconds=4), reservation_id=2
-        ) == ("Accepted")
-    finally:
-        await service.stop()
+    async with running("RSV-DB"):
+        status = await csms.reserve_now("RSV-DB", 1, "ALICE", timedelta(hours=1), reservation_id=1)
+        assert status == "Accepted"
+        status = await csms.reserve_now("RSV-DB", 2, "BOB", timedelta(seconds=4), reservation_id=2)
+        assert status == "Accepted"
     stored = await database_sync_to_async(
         lambda: sorted(ReservationRecord.objects.values_list("reservation_id", "id_tag"))
     )()
@@ -288,10 +277,7 @@ async def test_reservations_survive_a_worker_restart_and_expire_while_it_is_down
     while datetime.now(UTC) <= expiry:  # reservation 2 expires while no worker runs
         await asyncio.sleep(0.1)
     mark = len(csms.log)
-    again = Simulator(options)
-    await again.start()
-    try:
-        charger = loaded(again, "RSV-DB")
+    async with running("RSV-DB") as charger:
         await wait_until(
             lambda: statuses(csms, "RSV-DB", 2, mark) and statuses(csms, "RSV-DB", 1, mark),
             message="statuses after the restart",
@@ -303,7 +289,5 @@ async def test_reservations_survive_a_worker_restart_and_expire_while_it_is_down
         assert await charger.present_id_tag(1, "ALICE") == "Accepted"
         start = await started_transaction(csms, "RSV-DB", mark)
         assert start["reservationId"] == 1
-    finally:
-        await again.stop()
     left = await database_sync_to_async(ReservationRecord.objects.count)()
     assert left == 0

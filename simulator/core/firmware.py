@@ -29,8 +29,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from simulator.core.charge_point import Charger
@@ -54,6 +56,7 @@ IDLE_POLL_SECONDS = 1.0
 _HEADER = re.compile(rb"\AChargeSim firmware ([\x21-\x7e]{1,50})\s*(?:\n|\Z)", re.IGNORECASE)
 _VERSION_IN_NAME = re.compile(r"(\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?)")
 _MAX_VERSION = 50  # BootNotification's firmwareVersion is a CiString50
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +106,21 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
         await sleep(charger.clock, delay)
     failure = FirmwareFailure(charger.spec.firmware_failure or "")
+
+    async def download() -> bytes:
+        if failure is FirmwareFailure.DOWNLOAD_FAILED:
+            raise TransferFailed("the charger is set to fail every firmware download")
+        if transfers is None:
+            raise TransferFailed("this charger cannot download files")
+        return await transfers.download(request.location, ca_bundle=charger.spec.ca_bundle_path)
+
     await charger.report_firmware(FirmwareStatus.DOWNLOADING)
-    data = b""
-    attempts = 1 + max(request.retries, 0)
-    for attempt in range(1, attempts + 1):
-        try:
-            if failure is FirmwareFailure.DOWNLOAD_FAILED:
-                raise TransferFailed("the charger is set to fail every firmware download")
-            if transfers is None:
-                raise TransferFailed("this charger cannot download files")
-            data = await transfers.download(request.location, ca_bundle=charger.spec.ca_bundle_path)
-            break
-        except TransferFailed as exc:
-            log.info("%s: firmware download %d/%d failed: %s", charger.id, attempt, attempts, exc)
-            if attempt == attempts:
-                await charger.report_firmware(FirmwareStatus.DOWNLOAD_FAILED)
-                return
-            await sleep(charger.clock, request.retry_interval)
+    data = await _attempts(
+        charger, "firmware download", download, request.retries, request.retry_interval
+    )
+    if data is None:
+        await charger.report_firmware(FirmwareStatus.DOWNLOAD_FAILED)
+        return
     await charger.report_firmware(FirmwareStatus.DOWNLOADED)
     while charger.transactions:  # never during a session: install once it is over
         await sleep(charger.clock, IDLE_POLL_SECONDS)
@@ -181,24 +182,42 @@ async def upload_diagnostics(charger: Charger, request: DiagnosticsRequest) -> N
     """Write the diagnostics file and upload it; Uploading, then Uploaded or UploadFailed."""
     transfers = charger.transfers
     data = diagnostics_file(charger, request.start, request.stop)
+
+    async def upload() -> bool:
+        if transfers is None:
+            raise TransferFailed("this charger cannot upload files")
+        await transfers.upload(
+            request.location,
+            request.file_name,
+            data,
+            method=charger.spec.diagnostics_upload_method,
+            ca_bundle=charger.spec.ca_bundle_path,
+        )
+        return True
+
     await charger.report_diagnostics(DiagnosticsStatus.UPLOADING)
-    attempts = 1 + max(request.retries, 0)
+    done = await _attempts(
+        charger, "diagnostics upload", upload, request.retries, request.retry_interval
+    )
+    status = DiagnosticsStatus.UPLOAD_FAILED if done is None else DiagnosticsStatus.UPLOADED
+    await charger.report_diagnostics(status)
+
+
+async def _attempts(
+    charger: Charger,
+    what: str,
+    transfer: Callable[[], Awaitable[_T]],
+    retries: int,
+    interval: int,
+) -> _T | None:
+    """Try a transfer 1 + `retries` times, `interval` seconds apart (on the charger's
+    clock); its result, or None when every attempt failed."""
+    attempts = 1 + max(retries, 0)
     for attempt in range(1, attempts + 1):
         try:
-            if transfers is None:
-                raise TransferFailed("this charger cannot upload files")
-            await transfers.upload(
-                request.location,
-                request.file_name,
-                data,
-                method=charger.spec.diagnostics_upload_method,
-                ca_bundle=charger.spec.ca_bundle_path,
-            )
-            break
+            return await transfer()
         except TransferFailed as exc:
-            log.info("%s: diagnostics upload %d/%d failed: %s", charger.id, attempt, attempts, exc)
-            if attempt == attempts:
-                await charger.report_diagnostics(DiagnosticsStatus.UPLOAD_FAILED)
-                return
-            await sleep(charger.clock, request.retry_interval)
-    await charger.report_diagnostics(DiagnosticsStatus.UPLOADED)
+            log.info("%s: %s %d/%d failed: %s", charger.id, what, attempt, attempts, exc)
+            if attempt < attempts:
+                await sleep(charger.clock, interval)
+    return None
