@@ -25,6 +25,7 @@ replaces a job still running.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso
+from simulator.core.protocol import StopReason
 from simulator.core.timers import sleep
 from simulator.core.transfer import (
     DiagnosticsStatus,
@@ -52,6 +54,8 @@ DEFAULT_RETRIES = 2
 DEFAULT_RETRY_INTERVAL = 30
 # While a transaction is going on, how often the charger looks whether it may install.
 IDLE_POLL_SECONDS = 1.0
+# How long the StopTransaction of a session cut short by the reboot may take to go out.
+STOP_PATIENCE_SECONDS = 5.0
 
 _HEADER = re.compile(rb"\AChargeSim firmware ([\x21-\x7e]{1,50})\s*(?:\n|\Z)", re.IGNORECASE)
 _VERSION_IN_NAME = re.compile(r"(\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?)")
@@ -105,7 +109,10 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
     if delay > 0:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
         await sleep(charger.clock, delay)
-    failure = FirmwareFailure(charger.spec.firmware_failure or "")
+    try:
+        failure = FirmwareFailure(charger.spec.firmware_failure or "")
+    except ValueError:  # a value no form let through: nothing to simulate
+        failure = FirmwareFailure.NONE
 
     async def download() -> bytes:
         if failure is FirmwareFailure.DOWNLOAD_FAILED:
@@ -133,6 +140,15 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         return
     await charger.report_firmware(FirmwareStatus.INSTALLED)
     log.info("%s: firmware %s installed; rebooting", charger.id, version)
+    if charger.transactions:
+        # A session begun while it was installing: it ends with the reboot, and its
+        # StopTransaction goes out first if the CSMS is there (it is durable anyway).
+        for connector_id in list(charger.transactions):
+            charger.stop_transaction(connector_id, StopReason.REBOOT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_PATIENCE_SECONDS
+        while charger.queue and charger.online and loop.time() < deadline:
+            await asyncio.sleep(0.05)
     charger.install_firmware(version)
 
 

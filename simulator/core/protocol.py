@@ -85,6 +85,7 @@ class StopReason(StrEnum):
     SOFT_RESET = "SoftReset"
     HARD_RESET = "HardReset"
     UNLOCK_COMMAND = "UnlockCommand"
+    REBOOT = "Reboot"  # the charger restarts on its own (a new firmware)
     OTHER = "Other"
 
 

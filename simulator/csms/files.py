@@ -158,9 +158,12 @@ def _handler(files: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def _body(self) -> bytes | None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_UPLOAD:
-                self._answer(413, b"too large\n")
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_UPLOAD:
+                self._answer(413, b"a Content-Length up to 64 MiB is expected\n")
                 return None
             return self.rfile.read(length)
 
@@ -174,23 +177,23 @@ def _handler(files: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
                 return
             self._answer(200, data, {"Content-Type": "application/octet-stream"})
 
-        def do_PUT(self) -> None:
+        def _upload(self) -> tuple[str, bytes] | None:
+            """The path and body of an upload, or None once refused (answered already)."""
             path = self._begin()
-            if path is None:
-                return
-            body = self._body()
-            if body is None:
-                return
-            files._keep(path.rpartition("/")[2], body)
-            self._answer(201, b"stored\n")
+            body = None if path is None else self._body()
+            return None if path is None or body is None else (path, body)
+
+        def do_PUT(self) -> None:
+            upload = self._upload()
+            if upload is not None:
+                files._keep(upload[0].rpartition("/")[2], upload[1])
+                self._answer(201, b"stored\n")
 
         def do_POST(self) -> None:
-            path = self._begin()
-            if path is None:
+            upload = self._upload()
+            if upload is None:
                 return
-            body = self._body()
-            if body is None:
-                return
+            body = upload[1]
             content_type = self.headers.get("Content-Type", "")
             message = BytesParser(policy=HTTP).parsebytes(
                 f"Content-Type: {content_type}\r\n\r\n".encode() + body

@@ -46,6 +46,7 @@ STOP_REASONS = {
     StopReason.SOFT_RESET: "SoftReset",
     StopReason.HARD_RESET: "HardReset",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.REBOOT: "Reboot",
     StopReason.OTHER: "Other",
 }
 AUTH_STATUSES = {str(s): s for s in AuthStatus}
