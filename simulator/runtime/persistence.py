@@ -690,9 +690,13 @@ def _write_batch(batch: Batch) -> None:
     _write_availability(batch.availability)
     for charger_pk, value in batch.key_writes:
         ChargerRow.objects.set_authorization_key(charger_pk, value)
-    ReservationRecord.objects.store(batch.reservations)
-    LocalAuthEntry.objects.apply(batch.local_lists)
-    ChargerRow.objects.set_firmware_versions(batch.firmware)
+    # Rare writes: not even a manager call (it builds a queryset) when there is none.
+    if batch.reservations:
+        ReservationRecord.objects.store(batch.reservations)
+    if batch.local_lists:
+        LocalAuthEntry.objects.apply(batch.local_lists)
+    if batch.firmware:
+        ChargerRow.objects.set_firmware_versions(batch.firmware)
 
 
 def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
