@@ -24,11 +24,26 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         """A key the CSMS set (ChangeConfiguration AuthorizationKey); it is a secret."""
         self.filter(pk=charger_pk).update(authorization_key=value)
 
+    def set_firmware_versions(self, versions: dict[int, str]) -> None:
+        """Firmware the engine installed (UpdateFirmware). A plain UPDATE: `updated` is
+        the operator's edits, and this is none (the running charger has it already)."""
+        for charger_pk, version in versions.items():
+            self.filter(pk=charger_pk).update(firmware_version=version[:50])
+
 
 class Charger(models.Model):
     class PowerType(models.TextChoices):
         AC = "AC", "AC"
         DC = "DC", "DC"
+
+    class FirmwareFailure(models.TextChoices):
+        NONE = "", "none: updates succeed"
+        DOWNLOAD_FAILED = "DownloadFailed", "DownloadFailed: every download fails"
+        INSTALLATION_FAILED = "InstallationFailed", "InstallationFailed: downloads, then fails"
+
+    class UploadMethod(models.TextChoices):
+        PUT = "PUT", "PUT (the file, to location/<file name>)"
+        POST = "POST", "POST (a multipart form, to the location)"
 
     class SecurityProfile(models.IntegerChoices):
         NONE = 0, "0 – no authentication"
@@ -107,6 +122,21 @@ class Charger(models.Model):
         "reject TriggerMessage(BootNotification)",
         default=False,
         help_text="As the 1.6 errata suggest; most real chargers accept it.",
+    )
+    firmware_failure = models.CharField(
+        "firmware update failure",
+        max_length=20,
+        blank=True,
+        default="",
+        choices=FirmwareFailure.choices,
+        help_text="Make every UpdateFirmware fail this way (FirmwareStatusNotification).",
+    )
+    diagnostics_upload_method = models.CharField(
+        "diagnostics upload over HTTP(S)",
+        max_length=4,
+        default="PUT",
+        choices=UploadMethod.choices,
+        help_text="How GetDiagnostics uploads to an http(s) location (ftp uses STOR).",
     )
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
@@ -515,6 +545,10 @@ class RuntimeStateManager(models.Manager["RuntimeState"]):
         """The whole charger's availability (ChangeAvailability on connector 0)."""
         self.update_or_create(charger_id=charger_pk, defaults={"charger_unavailable": unavailable})
 
+    def set_local_list_versions(self, versions: dict[int, int]) -> None:
+        for charger_pk, version in versions.items():
+            self.update_or_create(charger_id=charger_pk, defaults={"local_list_version": version})
+
 
 class RuntimeState(models.Model):
     """Per-charger state the engine keeps across restarts (boot, availability, caches)."""
@@ -523,6 +557,8 @@ class RuntimeState(models.Model):
     charger_unavailable = models.BooleanField(default=False)
     outbox_seq = models.BigIntegerField(default=0)
     auth_cache = models.JSONField(default=dict, blank=True)
+    # 64-bit, as the CSMS's other numbers: SendLocalList's listVersion is any integer.
+    local_list_version = models.BigIntegerField(default=0)
     updated = models.DateTimeField(auto_now=True)
 
     objects = RuntimeStateManager()
@@ -702,3 +738,124 @@ def logged_frames(
         1, answer_at, kind, back, message_id, action, answer_size or 0, answer_payload
     )
     return [first, answer]
+
+
+class ReservationRecordManager(models.Manager["ReservationRecord"]):
+    def store(self, reservations: dict[int, list[dict[str, Any]]]) -> None:
+        """Charger pk -> its reservations (`Reservation.as_record()`), replacing those
+        stored (a charger holds one per connector at most: a few rows)."""
+        if not reservations:
+            return
+        self.filter(charger_id__in=list(reservations)).delete()
+        self.bulk_create(
+            self.model(
+                charger_id=charger_pk,
+                reservation_id=item["reservation_id"],
+                connector_id=item["connector_id"],
+                id_tag=item["id_tag"],
+                parent_id_tag=item.get("parent_id_tag") or "",
+                expiry=item["expiry"],
+            )
+            for charger_pk, items in reservations.items()
+            for item in items
+        )
+
+
+class ReservationRecord(models.Model):
+    """A reservation a CSMS made (ReserveNow), as the charger keeps it across restarts."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="reservations")
+    reservation_id = models.BigIntegerField()  # 64-bit, as transaction_id
+    connector_id = models.PositiveSmallIntegerField(help_text="0: any connector.")
+    id_tag = models.CharField(max_length=20)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+    expiry = models.CharField(max_length=40, help_text="expiryDate as the CSMS sent it.")
+
+    objects = ReservationRecordManager()
+
+    class Meta:
+        ordering = ["charger", "connector_id"]
+        verbose_name = "reservation"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "reservation_id"], name="reservation_unique_per_charger"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"reservation {self.reservation_id} of {self.id_tag} on {self.connector_id}"
+
+
+class LocalListChange(TypedDict):
+    """One accepted SendLocalList (or several merged) of one charger, as the engine writes
+    it: every entry of a Full update, or the Differential's changes (None: removed)."""
+
+    version: int
+    full: bool
+    entries: dict[str, dict[str, str] | None]  # idTag -> status, expiry, parent_id_tag
+
+
+class LocalAuthEntryManager(models.Manager["LocalAuthEntry"]):
+    """A local list may hold thousands of idTags per charger: written in a few statements,
+    no model instances."""
+
+    def apply(self, changes: dict[int, LocalListChange]) -> None:
+        """Charger pk -> what changed in its list (and its version)."""
+        if not changes:
+            return
+        table = self.model._meta.db_table
+        full = [(pk,) for pk, change in changes.items() if change["full"]]
+        execute_rows(
+            f"DELETE FROM {table} WHERE charger_id IN (SELECT v.column1 FROM {{rows}})",
+            full,
+            ("bigint",),
+        )
+        named = [
+            (pk, id_tag)
+            for pk, change in changes.items()
+            if not change["full"]
+            for id_tag in change["entries"]
+        ]
+        execute_rows(
+            f"DELETE FROM {table} WHERE (charger_id, id_tag) IN "
+            "(SELECT v.column1, v.column2 FROM {rows})",
+            named,
+            ("bigint", "text"),
+        )
+        execute_rows(
+            f"INSERT INTO {table} (charger_id, id_tag, status, expiry, parent_id_tag) "
+            "SELECT * FROM {rows} WHERE true",
+            [
+                (pk, id_tag, entry["status"], entry["expiry"], entry["parent_id_tag"])
+                for pk, change in changes.items()
+                for id_tag, entry in change["entries"].items()
+                if entry is not None
+            ],
+            ("bigint", "text", "text", "text", "text"),
+        )
+        RuntimeState.objects.set_local_list_versions(
+            {pk: change["version"] for pk, change in changes.items()}
+        )
+
+
+class LocalAuthEntry(models.Model):
+    """An idTag of a charger's Local Authorization List (SendLocalList)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="local_list")
+    id_tag = models.CharField(max_length=20)
+    status = models.CharField(max_length=16)
+    expiry = models.CharField(max_length=40, blank=True)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+
+    objects = LocalAuthEntryManager()
+
+    class Meta:
+        ordering = ["charger", "id_tag"]
+        verbose_name = "local authorization list entry"
+        verbose_name_plural = "local authorization list entries"
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "id_tag"], name="local_list_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id_tag}: {self.status}"

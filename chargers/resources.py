@@ -56,6 +56,8 @@ COLUMNS = (
     "default_vehicle_model",
     "simulate_ev_on_remote_start",
     "reject_triggered_boot",
+    "firmware_failure",
+    "diagnostics_upload_method",
     "configuration",
 )
 
@@ -166,6 +168,16 @@ class ChargerResource(FleetResource):
     )
     reject_triggered_boot = _field(
         "reject_triggered_boot", BooleanCell(), default=_default("reject_triggered_boot")
+    )
+    firmware_failure = _field(
+        "firmware_failure",
+        ChoiceCell(Charger.FirmwareFailure),
+        default=_default("firmware_failure"),
+    )
+    diagnostics_upload_method = _field(
+        "diagnostics_upload_method",
+        ChoiceCell(Charger.UploadMethod),
+        default=_default("diagnostics_upload_method"),
     )
     configuration = Field(
         attribute="configuration_overrides", column_name="configuration", widget=OverridesCell()

@@ -48,7 +48,8 @@ class Api:
 async def log_lines(api: Api, cp_id: str) -> list[dict[str, Any]]:
     response = await api.get(f"/api/v1/chargers/{cp_id}/log.jsonl")
     assert isinstance(response, StreamingHttpResponse), response.content
-    body = b"".join([chunk async for chunk in response.streaming_content])
+    content: Any = response.streaming_content  # async: an ASGI response streams async
+    body = b"".join([chunk async for chunk in content])
     return [json.loads(line) for line in body.decode().splitlines()]
 
 

@@ -361,6 +361,14 @@ class EvseSnapshot(TypedDict):
     vehicle: str | None  # the plugged-in vehicle model's name
 
 
+class ReservationSnapshot(TypedDict):
+    reservation_id: int
+    connector_id: int  # 0: any connector
+    id_tag: str
+    parent_id_tag: str | None
+    expiry: str  # UTC, ISO 8601
+
+
 class ChargerSnapshot(TypedDict):
     """The full, idempotent state of one charger as the dashboard shows it."""
 
@@ -372,6 +380,13 @@ class ChargerSnapshot(TypedDict):
     boot: str
     power_type: str
     evses: list[EvseSnapshot]
+    # Reservation, Local Auth List Management, Firmware Management (issue 17)
+    reservations: list[ReservationSnapshot]
+    local_list_version: int  # -1: no local list (profile not supported), 0: empty
+    local_list_size: int
+    firmware_version: str
+    firmware_status: str  # the last FirmwareStatusNotification's status, or "Idle"
+    diagnostics_status: str  # the same for DiagnosticsStatusNotification
     at: float  # Unix time
 
 

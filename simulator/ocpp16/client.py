@@ -35,11 +35,13 @@ from websockets.uri import parse_uri
 
 from simulator.core.charge_point import Charger
 from simulator.core.drops import dropped
+from simulator.core.firmware import DiagnosticsRequest, FirmwareRequest
 from simulator.core.link import AnswerCallback, CallFailed, LinkLost
 from simulator.core.operations import Operations
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
 
@@ -129,9 +131,13 @@ class ChargePointClient(OcppChargePoint):
         # (message id, action) of the frame being routed: our answer to it repeats them.
         self._answering: tuple[str, str] = ("", "")
         self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
+        self._firmware: FirmwareRequest | None = None
+        self._diagnostics: DiagnosticsRequest | None = None
+        # What this charger answers: every action with a handler, less those of the feature
+        # profiles it does not support (answered NotSupported).
         self._handled = frozenset(
             action for action, hooks in self.route_map.items() if "_on_action" in hooks
-        )
+        ) - unsupported_actions(charger.feature_profiles)
 
     # -- transport for the charger ----------------------------------------------------------
 
@@ -484,6 +490,82 @@ class ChargePointClient(OcppChargePoint):
             vendor_id, self.raw_payload.get("messageId"), self.raw_payload.get("data")
         )
         return call_result.DataTransfer(status=status, data=data)
+
+    # -- Reservation, Local Auth List Management, Firmware Management (issue 17) -------------
+
+    @on(Action.reserve_now, skip_schema_validation=True)
+    def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+        **_: Any,
+    ):
+        status = self.operations.on_reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        return call_result.ReserveNow(status=status)
+
+    @on(Action.cancel_reservation, skip_schema_validation=True)
+    def on_cancel_reservation(self, reservation_id: int, **_: Any):
+        return call_result.CancelReservation(
+            status=self.operations.on_cancel_reservation(reservation_id)
+        )
+
+    @on(Action.send_local_list, skip_schema_validation=True)
+    def on_send_local_list(self, list_version: int, update_type: str, **_: Any):
+        entries = read_local_list(self.raw_payload)
+        status = self.operations.on_send_local_list(list_version, update_type, entries)
+        return call_result.SendLocalList(status=status)
+
+    @on(Action.get_local_list_version, skip_schema_validation=True)
+    def on_get_local_list_version(self, **_: Any):
+        return call_result.GetLocalListVersion(
+            list_version=self.operations.on_get_local_list_version()
+        )
+
+    @on(Action.update_firmware, skip_schema_validation=True)
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ):
+        self._firmware = self.operations.on_update_firmware(
+            location, retrieve_date, retries, retry_interval
+        )
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)
+    def after_update_firmware(self, **_: Any) -> None:
+        request, self._firmware = self._firmware, None
+        if request is not None:
+            self.operations.after_update_firmware(request)
+
+    @on(Action.get_diagnostics, skip_schema_validation=True)
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+        **_: Any,
+    ):
+        self._diagnostics = self.operations.on_get_diagnostics(
+            location, retries, retry_interval, start_time, stop_time
+        )
+        return call_result.GetDiagnostics(file_name=self._diagnostics.file_name)
+
+    @after(Action.get_diagnostics)
+    def after_get_diagnostics(self, **_: Any) -> None:
+        request, self._diagnostics = self._diagnostics, None
+        if request is not None:
+            self.operations.after_get_diagnostics(request)
 
 
 def _snake(schedule: dict[str, Any]) -> dict[str, Any]:

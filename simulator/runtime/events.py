@@ -51,6 +51,21 @@ def snapshot(charger: Charger) -> contract.ChargerSnapshot:
             )
             for evse in charger.evses
         ],
+        reservations=[
+            contract.ReservationSnapshot(
+                reservation_id=r.reservation_id,
+                connector_id=r.connector_id,
+                id_tag=r.id_tag,
+                parent_id_tag=r.parent_id_tag,
+                expiry=r.expiry,
+            )
+            for r in charger.reservations
+        ],
+        local_list_version=charger.local_list_version(),
+        local_list_size=len(charger.local_list),
+        firmware_version=charger.spec.firmware_version,
+        firmware_status=str(charger.firmware_status),
+        diagnostics_status=str(charger.diagnostics_status),
         at=time.time(),
     )
 
