@@ -245,6 +245,8 @@ class ChargerIn(Schema):
     )
     simulate_ev_on_remote_start: bool = _charger("simulate_ev_on_remote_start")
     reject_triggered_boot: bool = _charger("reject_triggered_boot")
+    firmware_failure: str = _charger("firmware_failure")
+    diagnostics_upload_method: str = _charger("diagnostics_upload_method")
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -273,6 +275,10 @@ class ChargerPatch(Schema):
     default_vehicle: int | None = Field(None, description="The id of a vehicle model, or null.")
     simulate_ev_on_remote_start: bool | None = None
     reject_triggered_boot: bool | None = None
+    firmware_failure: str | None = Field(None, description=doc(Charger, "firmware_failure"))
+    diagnostics_upload_method: str | None = Field(
+        None, description=doc(Charger, "diagnostics_upload_method")
+    )
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -303,6 +309,8 @@ class ChargerOut(Schema):
     default_vehicle: int | None = Field(alias="default_vehicle_id")
     simulate_ev_on_remote_start: bool
     reject_triggered_boot: bool
+    firmware_failure: str
+    diagnostics_upload_method: str
     created: datetime
     updated: datetime
     evses: list[EvseOut]

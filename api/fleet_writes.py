@@ -85,16 +85,24 @@ def _invalid(errors: Sequence[ErrorItem]) -> ApiError:
     return ApiError(422, INVALID, errors)
 
 
-def _data(instance: models.Model | None, fields: Sequence[str], given: Mapping[str, Any]):
-    """A form's data: the stored values (an update) under what the request gives."""
-    data = {} if instance is None else model_to_dict(instance, fields=fields)
+def _data(
+    model: type[models.Model],
+    instance: models.Model | None,
+    fields: Sequence[str],
+    given: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A form's data: the stored values (an update) or the model's defaults (a create, as
+    the admin's add form starts from them), under what the request gives."""
+    data = model_to_dict(model() if instance is None else instance, fields=fields)
     data.update({name: value for name, value in given.items() if name in fields})
     return data
 
 
 def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, Any]) -> Any:
     fields = list(form_class.base_fields)
-    form = form_class(data=_data(instance, fields, given), instance=instance)
+    form = form_class(
+        data=_data(form_class._meta.model, instance, fields, given), instance=instance
+    )
     if not form.is_valid():
         raise _invalid(form_errors(form))
     with transaction.atomic():
@@ -163,7 +171,7 @@ def check_charger(
     """Check a charger as the admin's form checks it, with its EVSE list and configuration
     as the import checks them; `given` are the request's fields (an update: those to
     change). On success, the plan the import's row execution writes."""
-    data = _data(instance, CHARGER_FIELDS, given)
+    data = _data(Charger, instance, CHARGER_FIELDS, given)
     key = given.get("authorization_key")
     if key == "":
         data["clear_authorization_key"] = True  # the admin's "Clear the AuthorizationKey"
@@ -282,7 +290,7 @@ def save_evse(charger: Charger, evse: Evse | None, given: Mapping[str, Any]) -> 
     if evse is None and values.get("connector_id") is None:
         last = charger.evses.order_by("-connector_id").values_list("connector_id", flat=True)
         values["connector_id"] = (last.first() or 0) + 1
-    form = EvseForm(data=_data(evse, ["charger", *Evse.WEB_FIELDS], values), instance=evse)
+    form = EvseForm(data=_data(Evse, evse, ["charger", *Evse.WEB_FIELDS], values), instance=evse)
     if not form.is_valid():
         raise _invalid(form_errors(form))
     with transaction.atomic():

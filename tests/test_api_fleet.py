@@ -769,3 +769,15 @@ def test_a_charger_write_says_so_when_no_worker_runs(depot):
             "message": "No simulator worker is running: saved; it starts with the worker.",
         }
     ]
+
+
+def test_every_field_the_admin_form_writes_can_be_written_and_read_through_the_api():
+    """A new charger field (a model and admin-form change) is not silently left out of the
+    API: create, update and read all carry it (AuthorizationKey is write-only)."""
+    from api.fleet_schemas import ChargerIn, ChargerOut, ChargerPatch
+    from chargers.forms import ChargerForm
+
+    written = set(ChargerForm.Meta.fields) - {"clear_authorization_key"}
+    assert written <= set(ChargerIn.model_fields)
+    assert written <= set(ChargerPatch.model_fields)
+    assert written - {"authorization_key"} <= set(ChargerOut.model_fields)
