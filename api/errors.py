@@ -100,8 +100,10 @@ def _field_of(location: Sequence[Any]) -> tuple[str | None, int | None]:
     ("name") and a row (3: the index in the top-level list of a bulk request)."""
     parts = list(location)
     source = parts.pop(0) if parts and parts[0] in _SOURCES else None
-    if source == "body" and len(parts) > 1:
-        parts.pop(0)  # the handler's parameter name ("payload"), not a field of the body
+    if source == "body" and parts:
+        # The handler's parameter name ("payload"), not a field of the body: alone, it is
+        # the whole body that is missing or wrong (field None).
+        parts.pop(0)
     row = None
     if len(parts) >= 2 and parts[0] == "items" and isinstance(parts[1], int):
         row = parts[1]
