@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 from django.test import AsyncClient, Client
 from openapi_spec_validator import validate
 
@@ -54,20 +56,33 @@ class Api:
 
     async def get(self, path: str, **query: Any) -> Any:
         async with ThreadSensitiveContext():
-            return await self.client.get(path, query, headers=self.headers)
+            try:
+                return await self.client.get(path, query, headers=self.headers)
+            finally:
+                await _close_connections()
 
     async def post(self, path: str, body: Any = None, **query: Any) -> Any:
         if query:
             path = f"{path}?" + "&".join(f"{k}={v}" for k, v in query.items())
         data = "" if body is None else json.dumps(body)
         async with ThreadSensitiveContext():
-            return await self.client.post(
-                path, data, content_type="application/json", headers=self.headers
-            )
+            try:
+                return await self.client.post(
+                    path, data, content_type="application/json", headers=self.headers
+                )
+            finally:
+                await _close_connections()
+
+
+@database_sync_to_async
+def _close_connections() -> None:
+    """The request's thread ends with its context: close its database connections (the
+    test client keeps Django from closing them at the end of a request)."""
+    connections.close_all()
 
 
 async def api_as(username: str, *codenames: str) -> Api:
-    _, token = await sync_to_async(user_with_token)(username, *codenames)
+    _, token = await database_sync_to_async(user_with_token)(username, *codenames)
     return Api(token)
 
 
@@ -78,11 +93,13 @@ async def driver() -> Api:
 
 @pytest.fixture
 async def site(csms: CentralSystem) -> Location:
-    await sync_to_async(make_vehicle)()
-    location = await sync_to_async(make_location)("API Site")
+    await database_sync_to_async(make_vehicle)()
+    location = await database_sync_to_async(make_location)("API Site")
     for cp_id, evses in (("API-1", 2), ("API-2", 1)):
-        await sync_to_async(make_charger)(cp_id, evses=evses, csms_url=csms.url, location=location)
-    await sync_to_async(make_charger)(
+        await database_sync_to_async(make_charger)(
+            cp_id, evses=evses, csms_url=csms.url, location=location
+        )
+    await database_sync_to_async(make_charger)(
         "API-OFF", evses=1, csms_url=csms.url, enabled=False, location=location
     )
     return location
@@ -183,9 +200,9 @@ async def test_viewing_is_not_driving(worker):
 async def test_a_browser_session_drives_with_its_csrf_token(worker):
     from tests.cast import make_superuser
 
-    admin = await sync_to_async(make_superuser)()
+    admin = await database_sync_to_async(make_superuser)()
     browser = AsyncClient(enforce_csrf_checks=True)
-    await sync_to_async(browser.force_login)(admin)
+    await database_sync_to_async(browser.force_login)(admin)
     path = ACTION.format("API-2", "plug-in")
     error_of(await browser.post(path, "{}", content_type="application/json"), 403)
     browser.cookies["csrftoken"] = "t" * 32
@@ -413,11 +430,13 @@ async def test_a_bulk_by_ids_answers_for_each_one_known_or_not(worker, driver):
 async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, driver, settings):
     settings.CHARGESIM_SHARDS = 2
     by_shard = ids_on_both_shards("API-SHARD-")
-    location = await sync_to_async(make_location)("Two Workers")
-    await sync_to_async(make_vehicle)()
+    location = await database_sync_to_async(make_location)("Two Workers")
+    await database_sync_to_async(make_vehicle)()
     every = sorted(cp_id for ids in by_shard.values() for cp_id in ids)
     for cp_id in every:
-        await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=location)
+        await database_sync_to_async(make_charger)(
+            cp_id, evses=1, csms_url=csms.url, location=location
+        )
     workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
     try:
         for shard, service in enumerate(workers):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from chargers.engine_client import (
@@ -66,14 +66,14 @@ async def booted(service: Simulator, *cp_ids: str) -> None:
 
 @pytest.fixture
 async def rows(csms: CentralSystem) -> dict[str, ChargerRow]:
-    await sync_to_async(make_vehicle)()
-    site = await sync_to_async(make_location)("Client Site")
+    await database_sync_to_async(make_vehicle)()
+    site = await database_sync_to_async(make_location)("Client Site")
     made = {}
     for cp_id, evses in (("CL-1", 2), ("CL-2", 1)):
-        made[cp_id] = await sync_to_async(make_charger)(
+        made[cp_id] = await database_sync_to_async(make_charger)(
             cp_id, evses=evses, csms_url=csms.url, location=site
         )
-    made["CL-OFF"] = await sync_to_async(make_charger)(
+    made["CL-OFF"] = await database_sync_to_async(make_charger)(
         "CL-OFF", evses=1, csms_url=csms.url, enabled=False, location=site
     )
     return made
@@ -305,14 +305,14 @@ def pk_map(cp_ids: list[str]) -> dict[int, str]:
 async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, settings):
     settings.CHARGESIM_SHARDS = 2
     by_shard = ids_on_both_shards("SHARD-")
-    site = await sync_to_async(Location.objects.create)(
+    site = await database_sync_to_async(Location.objects.create)(
         name="Two Shards", city="Berlin", country="DE", time_zone="Europe/Berlin"
     )
-    await sync_to_async(make_vehicle)()
+    await database_sync_to_async(make_vehicle)()
     every = [cp_id for ids in by_shard.values() for cp_id in ids]
     for cp_id in every:
-        await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
-    pks: dict[int, str] = await sync_to_async(pk_map)(every)
+        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
+    pks: dict[int, str] = await database_sync_to_async(pk_map)(every)
     workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
     try:
         for shard, service in enumerate(workers):
