@@ -10,13 +10,15 @@ import json
 from typing import Any
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext
+from channels.db import database_sync_to_async
 from django.http import StreamingHttpResponse
-from django.test import AsyncClient
 
 from chargers.models import Charger
-from tests.api_client import bearer, user_with_token
+from tests.api_client import user_with_token
 from tests.scrape import Scrape
+from tests.test_api_live import Api
+from tests.test_api_live import _close_connections as close_connections
 from tests.test_live_fleet import clean_layer, worker  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,31 +27,17 @@ SENT = "chargesim_ocpp_calls_sent_total"
 PERMISSIONS = ("add_charger", "add_evse", "add_vehiclemodel", "change_charger", "view_charger")
 
 
-class Api:
-    """Async requests with one token, each in its own thread-sensitive context as Daphne
-    runs a request (a request that waits must not hold the thread the others need)."""
-
-    def __init__(self, token: str) -> None:
-        self.client = AsyncClient()
-        self.headers = bearer(token)
-
-    async def get(self, path: str) -> Any:
-        async with ThreadSensitiveContext():
-            return await self.client.get(path, headers=self.headers)
-
-    async def post(self, path: str, body: Any = None) -> Any:
-        data = "" if body is None else json.dumps(body)
-        async with ThreadSensitiveContext():
-            return await self.client.post(
-                path, data, content_type="application/json", headers=self.headers
-            )
-
-
 async def log_lines(api: Api, cp_id: str) -> list[dict[str, Any]]:
-    response = await api.get(f"/api/v1/chargers/{cp_id}/log.jsonl")
-    assert isinstance(response, StreamingHttpResponse), response.content
-    content: Any = response.streaming_content  # async: an ASGI response streams async
-    body = b"".join([chunk async for chunk in content])
+    async with ThreadSensitiveContext():
+        try:
+            response = await api.client.get(
+                f"/api/v1/chargers/{cp_id}/log.jsonl", headers=api.headers
+            )
+            assert isinstance(response, StreamingHttpResponse), response.content
+            content: Any = response.streaming_content  # async: an ASGI response streams async
+            body = b"".join([chunk async for chunk in content])
+        finally:
+            await close_connections()
     return [json.loads(line) for line in body.decode().splitlines()]
 
 
@@ -63,12 +51,12 @@ async def test_create_connect_charge_stop_then_the_log_and_the_metrics_show_it(
     worker,  # noqa: F811
     csms,
 ):
-    _, token = await sync_to_async(user_with_token)("pipeline", *PERMISSIONS)
+    _, token = await database_sync_to_async(user_with_token)("pipeline", *PERMISSIONS)
     api = Api(token)
     before = await scrape(api)
 
     # 1. Created through the API, the charger connects with no restart.
-    location = await sync_to_async(
+    location = await database_sync_to_async(
         lambda: Charger.objects.get(charge_point_id="CP-LIVE").location_id
     )()
     created = await api.post(
