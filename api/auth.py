@@ -139,16 +139,24 @@ def require(*perms: str) -> Callable[[F], F]:
                 await acheck_perms(request, *perms)
                 return await view(request, *args, **kwargs)
 
-            return cast(F, checked_async)
+            return _resolved(checked_async, view)
 
         @functools.wraps(view)
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             check_perms(request, *perms)
             return view(request, *args, **kwargs)
 
-        return cast(F, checked)
+        return _resolved(checked, view)
 
     return decorate
+
+
+def _resolved(wrapper: Any, view: F) -> F:
+    """ninja resolves string annotations (`from __future__ import annotations`) in the
+    globals of the function it is given, this module's for a wrapper: hand it the
+    handler's signature, resolved in the handler's own module."""
+    wrapper.__signature__ = inspect.signature(view, eval_str=True)
+    return cast(F, wrapper)
 
 
 def docs_access(view: Callable[..., Any]) -> Callable[..., Any]:

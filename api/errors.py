@@ -9,13 +9,23 @@ bulk request's list, as the import reports its file's rows).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotAllowed,
+    JsonResponse,
+)
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -25,8 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The parts of a pydantic error location that name where a value came from, not the field.
-_SOURCES = {"body", "query", "path", "header", "cookie", "form", "file", "payload", "filters"}
+# Where ninja says a value came from: the first part of a pydantic error's location.
+_SOURCES = {"body", "query", "path", "header", "cookie", "form", "file"}
 
 
 # What ninja hands an exception handler (it is typed to take the class too).
@@ -89,7 +99,10 @@ def _field_of(location: Sequence[Any]) -> tuple[str | None, int | None]:
     """A pydantic location such as ("body", "payload", "items", 3, "name") as a field name
     ("name") and a row (3: the index in the top-level list of a bulk request)."""
     parts = list(location)
-    while parts and isinstance(parts[0], str) and parts[0] in _SOURCES:
+    source = parts.pop(0) if parts and parts[0] in _SOURCES else None
+    if source == "body" and parts:
+        # The handler's parameter name ("payload"), not a field of the body: alone, it is
+        # the whole body that is missing or wrong (field None).
         parts.pop(0)
     row = None
     if len(parts) >= 2 and parts[0] == "items" and isinstance(parts[1], int):
@@ -99,7 +112,21 @@ def _field_of(location: Sequence[Any]) -> tuple[str | None, int | None]:
     return field, row
 
 
+# pydantic's messages for what the admin's form fields also say, in the admin's words.
+_FORM_MESSAGES = {
+    "missing": forms.Field.default_error_messages["required"],
+    "float_parsing": forms.FloatField.default_error_messages["invalid"],
+    "float_type": forms.FloatField.default_error_messages["invalid"],
+    "int_parsing": forms.IntegerField.default_error_messages["invalid"],
+    "int_type": forms.IntegerField.default_error_messages["invalid"],
+    "int_from_float": forms.IntegerField.default_error_messages["invalid"],
+}
+
+
 def _message_of(error: Mapping[str, Any]) -> str:
+    known = _FORM_MESSAGES.get(str(error.get("type")))
+    if known is not None:
+        return str(known)
     message = str(error.get("msg", "Invalid value."))
     # pydantic's "Value error, ..." prefix is noise for a person reading the message.
     return message.removeprefix("Value error, ")
@@ -161,6 +188,34 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(PermissionDenied, on_permission_denied)
     api.add_exception_handler(DjangoValidationError, on_django_validation_error)
     api.add_exception_handler(Exception, on_unexpected)
+
+
+def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
+    """`view`, with a 405 it answers (ninja's own, a bare text) in the error body."""
+
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            response = await view(request, *args, **kwargs)
+            return _converted(request, response)
+
+        return async_view
+
+    @functools.wraps(view)
+    def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        return _converted(request, view(request, *args, **kwargs))
+
+    return sync_view
+
+
+def _converted(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    if not isinstance(response, HttpResponseNotAllowed):
+        return response
+    allowed = response["Allow"]
+    answer = _respond(405, f"{request.method} is not allowed here; use {allowed}.")
+    answer["Allow"] = allowed
+    return answer
 
 
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -8,13 +8,26 @@ cannot. Each area of the API is a router in api/routers/, added here.
 
 from __future__ import annotations
 
+from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
-from api.routers import account
+from api.routers import account, events, fleet, imports, live, log
 
-api = NinjaAPI(
+
+class ChargeSimAPI(NinjaAPI):
+    def _get_urls(self) -> list[URLResolver | URLPattern]:
+        # ninja answers a method a path does not take with a bare text 405: give it the
+        # API's error body too.
+        urls = super()._get_urls()
+        for url in urls:
+            if isinstance(url, URLPattern):
+                url.callback = errors.json_method_not_allowed(url.callback)
+        return urls
+
+
+api = ChargeSimAPI(
     title="ChargeSim API",
     version="1",
     description=(
@@ -33,3 +46,8 @@ api = NinjaAPI(
 errors.install(api)
 
 api.add_router("", account.router)
+api.add_router("", fleet.router)
+api.add_router("", imports.router)
+api.add_router("", live.router)
+api.add_router("", log.router)
+api.add_router("", events.router)

@@ -323,7 +323,14 @@ PROGRESS = re.compile(r"fleet: (\d+)/(\d+) accepted")
 
 
 class Worker:
-    def __init__(self, children: Children, env: dict[str, str], logs: Path, name: str) -> None:
+    def __init__(
+        self,
+        children: Children,
+        env: dict[str, str],
+        logs: Path,
+        name: str,
+        options: tuple[str, ...] = ("--no-web",),
+    ) -> None:
         self.stdout_path = logs / f"{name}.stdout"
         self.stderr_path = logs / f"{name}.stderr"
         self._out: TextIO = open(self.stdout_path, "w")  # noqa: SIM115 (closed in close())
@@ -331,7 +338,7 @@ class Worker:
         self.started_at = time.monotonic()
         self.proc = children.add(
             subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "runsimulator", "--no-web"],
+                [sys.executable, str(ROOT / "manage.py"), "runsimulator", *options],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -215,6 +215,12 @@ class ChargerAdmin(FleetImportExportAdmin):
             "Simulation",
             {"fields": ["default_vehicle", "simulate_ev_on_remote_start", "reject_triggered_boot"]},
         ),
+        (
+            # Issue 17. Feature profiles and ReserveConnectorZeroSupported are read-only
+            # OCPP configuration keys: set them in the configuration below.
+            "Firmware and diagnostics",
+            {"fields": ["firmware_failure", "diagnostics_upload_method"]},
+        ),
     ]
 
     def get_queryset(self, request):

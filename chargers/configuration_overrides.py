@@ -7,7 +7,7 @@ AuthorizationKey is a column of its own (write-only), so neither may be given he
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from simulator.contract import config_keys
 
@@ -28,19 +28,32 @@ class OverrideError(ValueError):
 
 
 def parse_overrides(text: str) -> dict[str, str]:
-    overrides: dict[str, str] = {}
     # Counted before anything is built from them: one cell once made a million rows.
     items = [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
-    if len(items) > MAX_ITEMS:
-        raise OverrideError(
-            f"{len(items):,} keys; a charger has at most {MAX_ITEMS} ({len(config_keys.KEYS)} "
-            f"OCPP keys and {MAX_CUSTOM_KEYS} custom ones, MAX_CUSTOM_KEYS)."
-        )
+    _check_count(len(items))
+    pairs = []
     for item in items:
         key, equals, value = item.partition("=")
-        key, value = key.strip(), value.strip()
+        key = key.strip()
         if not equals or not key:
             raise OverrideError(f"{item!r} is not of the form Key=value.")
+        pairs.append((key, value.strip()))
+    return _checked(pairs)
+
+
+def check_overrides(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """(key, value) pairs, checked and normalised as a cell's are: the one set of rules
+    for overrides, whether they come from a file or the API."""
+    _check_count(len(pairs))
+    stripped = [(key.strip(), value.strip()) for key, value in pairs]
+    if any(not key for key, _ in stripped):
+        raise OverrideError("A configuration key name is empty.")
+    return _checked(stripped)
+
+
+def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for key, value in pairs:
         if key in RESERVED:
             raise OverrideError(RESERVED[key])
         if len(key) > 50:
@@ -63,6 +76,24 @@ def parse_overrides(text: str) -> dict[str, str]:
             f"{len(custom)} custom keys; a charger has at most {MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
         )
     return overrides
+
+
+def check_custom_total(overrides: Iterable[str], stored: Iterable[str]) -> None:
+    """An update adds to the custom keys a charger has: the cap is on the sum."""
+    total = len(custom_keys(overrides) | custom_keys(stored))
+    if total > MAX_CUSTOM_KEYS:
+        raise OverrideError(
+            f"The charger would have {total} custom configuration keys; at most "
+            f"{MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
+        )
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_ITEMS:
+        raise OverrideError(
+            f"{count:,} keys; a charger has at most {MAX_ITEMS} ({len(config_keys.KEYS)} "
+            f"OCPP keys and {MAX_CUSTOM_KEYS} custom ones, MAX_CUSTOM_KEYS)."
+        )
 
 
 def custom_keys(keys: Iterable[str]) -> set[str]:

@@ -7,6 +7,7 @@ validators, so the messages match the admin's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ class LayoutError(ValueError):
 
 
 def parse_evses(text: str) -> list[EvseSpec]:
-    types = {value.lower(): value for value in Evse.ConnectorType.values}
     specs: list[EvseSpec] = []
     items = text.replace(",", ";").replace(";", " ").split()
     if not items:
@@ -54,25 +54,37 @@ def parse_evses(text: str) -> list[EvseSpec]:
         connector, colon, power_text = rest.partition(":")
         if not colon:
             raise LayoutError(f"{item!r} is not of the form type:kW (e.g. Type2:22).")
-        try:
-            connector_type = types[connector.lower()]
-        except KeyError:
-            raise LayoutError(
-                f"Unknown connector type {connector!r}; use one of "
-                f"{', '.join(Evse.ConnectorType.values)}."
-            ) from None
-        try:
-            power = float(power_text)
-        except ValueError:
-            power = math.nan
-        if not math.isfinite(power):  # float() reads "nan" and "inf"; the database does not
-            raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.")
-        try:
-            Evse._meta.get_field("max_power_kw").run_validators(power)
-        except ValidationError as exc:
-            raise LayoutError(f"{item!r}: {' '.join(exc.messages)}") from None
-        specs.extend([EvseSpec(connector_type, power)] * count)
+        spec = evse_spec(connector, power_text, item)
+        specs.extend([spec] * count)
     return specs
+
+
+def evse_spec(connector: str, power_text: str, item: str) -> EvseSpec:
+    """One EVSE's connector type (any letter case) and power, checked; `item` names it in
+    a message (the cell's item, or what the API was sent)."""
+    try:
+        connector_type = _connector_types()[connector.lower()]
+    except KeyError:
+        raise LayoutError(
+            f"Unknown connector type {connector!r}; use one of "
+            f"{', '.join(Evse.ConnectorType.values)}."
+        ) from None
+    try:
+        power = float(power_text)
+    except ValueError:
+        power = math.nan
+    if not math.isfinite(power):  # float() reads "nan" and "inf"; the database does not
+        raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.")
+    try:
+        Evse._meta.get_field("max_power_kw").run_validators(power)
+    except ValidationError as exc:
+        raise LayoutError(f"{item!r}: {' '.join(exc.messages)}") from None
+    return EvseSpec(connector_type, power)
+
+
+@functools.cache
+def _connector_types() -> dict[str, str]:
+    return {value.lower(): value for value in Evse.ConnectorType.values}
 
 
 def format_evses(specs: Iterable[EvseSpec]) -> str:

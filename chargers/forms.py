@@ -44,6 +44,8 @@ class ChargerForm(forms.ModelForm):
             "default_vehicle",
             "simulate_ev_on_remote_start",
             "reject_triggered_boot",
+            "firmware_failure",
+            "diagnostics_upload_method",
         ]
 
     def clean_authorization_key(self) -> str:

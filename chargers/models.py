@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import orjson
 from django.core.exceptions import ValidationError
@@ -24,11 +24,26 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         """A key the CSMS set (ChangeConfiguration AuthorizationKey); it is a secret."""
         self.filter(pk=charger_pk).update(authorization_key=value)
 
+    def set_firmware_versions(self, versions: dict[int, str]) -> None:
+        """Firmware the engine installed (UpdateFirmware). A plain UPDATE: `updated` is
+        the operator's edits, and this is none (the running charger has it already)."""
+        for charger_pk, version in versions.items():
+            self.filter(pk=charger_pk).update(firmware_version=version[:50])
+
 
 class Charger(models.Model):
     class PowerType(models.TextChoices):
         AC = "AC", "AC"
         DC = "DC", "DC"
+
+    class FirmwareFailure(models.TextChoices):
+        NONE = "", "none: updates succeed"
+        DOWNLOAD_FAILED = "DownloadFailed", "DownloadFailed: every download fails"
+        INSTALLATION_FAILED = "InstallationFailed", "InstallationFailed: downloads, then fails"
+
+    class UploadMethod(models.TextChoices):
+        PUT = "PUT", "PUT (the file, to location/<file name>)"
+        POST = "POST", "POST (a multipart form, to the location)"
 
     class SecurityProfile(models.IntegerChoices):
         NONE = 0, "0 – no authentication"
@@ -107,6 +122,21 @@ class Charger(models.Model):
         "reject TriggerMessage(BootNotification)",
         default=False,
         help_text="As the 1.6 errata suggest; most real chargers accept it.",
+    )
+    firmware_failure = models.CharField(
+        "firmware update failure",
+        max_length=20,
+        blank=True,
+        default="",
+        choices=FirmwareFailure.choices,
+        help_text="Make every UpdateFirmware fail this way (FirmwareStatusNotification).",
+    )
+    diagnostics_upload_method = models.CharField(
+        "diagnostics upload over HTTP(S)",
+        max_length=4,
+        default="PUT",
+        choices=UploadMethod.choices,
+        help_text="How GetDiagnostics uploads to an http(s) location (ftp uses STOR).",
     )
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
@@ -515,6 +545,10 @@ class RuntimeStateManager(models.Manager["RuntimeState"]):
         """The whole charger's availability (ChangeAvailability on connector 0)."""
         self.update_or_create(charger_id=charger_pk, defaults={"charger_unavailable": unavailable})
 
+    def set_local_list_versions(self, versions: dict[int, int]) -> None:
+        for charger_pk, version in versions.items():
+            self.update_or_create(charger_id=charger_pk, defaults={"local_list_version": version})
+
 
 class RuntimeState(models.Model):
     """Per-charger state the engine keeps across restarts (boot, availability, caches)."""
@@ -523,6 +557,8 @@ class RuntimeState(models.Model):
     charger_unavailable = models.BooleanField(default=False)
     outbox_seq = models.BigIntegerField(default=0)
     auth_cache = models.JSONField(default=dict, blank=True)
+    # 64-bit, as the CSMS's other numbers: SendLocalList's listVersion is any integer.
+    local_list_version = models.BigIntegerField(default=0)
     updated = models.DateTimeField(auto_now=True)
 
     objects = RuntimeStateManager()
@@ -534,3 +570,292 @@ class RuntimeState(models.Model):
 def _array_type(field: Any) -> str:
     """A field's column type for a PostgreSQL array cast (`execute_rows` on PostgreSQL)."""
     return str(field.db_type(connection))
+
+
+# -- the message log (every OCPP frame and connection event, bounded) -------------------------
+
+# A log row as the engine writes it, in the order of the columns: (charger pk, Unix time,
+# kind, direction, message id, action, size, payload, and for a CALL whose answer came in
+# the same batch: the answer's time, size and payload; else None, None, "").
+FrameLogRow = tuple[int, float, str, str, str, str, int, str, float | None, int | None, str]
+
+
+class LoggedFrame(NamedTuple):
+    """One frame (or connection event) of a row: a row holds one or, for a CALL and its
+    answer, two."""
+
+    part: int  # 0: the row's own frame; 1: the answer stored with it
+    at: float
+    kind: str
+    direction: str
+    message_id: str
+    action: str
+    size: int
+    payload: str
+
+
+class FrameLogManager(models.Manager["FrameLogEntry"]):
+    """Written by the engine's checkpoint writer in one statement per batch (thousands of
+    frames a second at fleet scale: no model instances), and pruned in bounded steps."""
+
+    def add(self, rows: Sequence[FrameLogRow]) -> None:
+        execute_rows(
+            f"INSERT INTO {self.model._meta.db_table} (charger_id, at, kind, direction, "
+            "message_id, action, size, payload, answer_at, answer_size, answer_payload) "
+            "SELECT * FROM {rows}",
+            rows,
+            (
+                "bigint",
+                "double precision",
+                "text",
+                "text",
+                "text",
+                "text",
+                "integer",
+                "text",
+                "double precision",
+                "integer",
+                "text",
+            ),
+        )
+
+    def prune(self, *, max_rows: int, before: float, limit: int = 20_000) -> int:
+        """Delete up to `limit` of the oldest rows: those beyond the newest `max_rows`, and
+        those logged before the Unix time `before`. Returns how many were deleted (a full
+        `limit` means more are due).
+
+        By id, which grows with time: the newest `max_rows` ids are kept (a hole left by a
+        deleted charger only makes it keep fewer), and an age step deletes within the
+        oldest `limit` ids, so that neither step scans the table."""
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            # Two subqueries: SQLite reads MIN and MAX off the index only one at a time (both
+            # in one SELECT scan the table).
+            cursor.execute(f"SELECT (SELECT MIN(id) FROM {table}), (SELECT MAX(id) FROM {table})")
+            low, high = cursor.fetchone()
+            if low is None:
+                return 0
+            keep_from = min(high - max_rows + 1, low + limit)
+            deleted = 0
+            if keep_from > low:
+                cursor.execute(f"DELETE FROM {table} WHERE id < %s", [keep_from])
+                deleted = cursor.rowcount
+                low = keep_from
+            if deleted < limit:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE id < %s AND at < %s",
+                    [low + limit - deleted, before],
+                )
+                deleted += cursor.rowcount
+        return deleted
+
+
+class FrameLogEntry(models.Model):
+    """One OCPP frame a charger sent or received, or an event of its connection, as the
+    engine logged it (redacted: an AuthorizationKey is never stored). A CALL and its answer
+    share a row when the answer came in the same batch (nearly always): the log's cost is
+    per row, and this halves the rows."""
+
+    class Kind(models.TextChoices):
+        FRAME = "frame", "frame"
+        CONNECTION = "connection", "connection"
+
+    # No database constraint: a frame of a charger deleted a moment before its batch is
+    # written must not fail the batch (such rows are pruned with the old ones); Django
+    # still deletes a charger's log with it. No index of its own: see Meta.
+    charger = models.ForeignKey(
+        Charger,
+        on_delete=models.CASCADE,
+        related_name="frame_log",
+        db_constraint=False,
+        db_index=False,
+    )
+    at = models.FloatField(help_text="When it was logged (Unix time, seconds).")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    direction = models.CharField(max_length=3, blank=True, help_text='"in", "out" or empty.')
+    message_id = models.TextField(blank=True)
+    action = models.TextField(
+        blank=True, help_text="The CALL's action (an answer's is its CALL's); the event's name."
+    )
+    size = models.IntegerField(help_text="The frame's length in characters, before any cut.")
+    payload = models.TextField(
+        help_text="The frame as on the wire (cut to the log's limit); an event's details (JSON)."
+    )
+    # The answer to this CALL, when it came in the same batch (the other direction, the same
+    # message id and action).
+    answer_at = models.FloatField(null=True, blank=True)
+    answer_size = models.IntegerField(null=True, blank=True)
+    answer_payload = models.TextField(blank=True, default="")
+
+    objects = FrameLogManager()
+
+    class Meta:
+        # Time first: rows arrive in time order, so each insert lands at the index's right
+        # edge and each prune at its left (one by charger first would take an insert into
+        # every charger's own part of the index, thousands of pages a second at fleet
+        # scale). A charger's page reads this index and skips other chargers' entries in
+        # the index itself, without reading their rows.
+        indexes = [models.Index(fields=["at", "charger"], name="framelog_at_charger")]
+        verbose_name = "message log entry"
+        verbose_name_plural = "message log"
+
+    def __str__(self) -> str:
+        return f"{self.charger_id} {self.direction} {self.action or self.kind}"
+
+    def frames(self) -> list[LoggedFrame]:
+        return logged_frames(
+            self.at,
+            self.kind,
+            self.direction,
+            self.message_id,
+            self.action,
+            self.size,
+            self.payload,
+            self.answer_at,
+            self.answer_size,
+            self.answer_payload,
+        )
+
+
+def logged_frames(
+    at: float,
+    kind: str,
+    direction: str,
+    message_id: str,
+    action: str,
+    size: int,
+    payload: str,
+    answer_at: float | None,
+    answer_size: int | None,
+    answer_payload: str,
+) -> list[LoggedFrame]:
+    """The frames of a row, in the order they happened."""
+    first = LoggedFrame(0, at, kind, direction, message_id, action, size, payload)
+    if answer_at is None:
+        return [first]
+    back = "in" if direction == "out" else "out"
+    answer = LoggedFrame(
+        1, answer_at, kind, back, message_id, action, answer_size or 0, answer_payload
+    )
+    return [first, answer]
+
+
+class ReservationRecordManager(models.Manager["ReservationRecord"]):
+    def store(self, reservations: dict[int, list[dict[str, Any]]]) -> None:
+        """Charger pk -> its reservations (`Reservation.as_record()`), replacing those
+        stored (a charger holds one per connector at most: a few rows)."""
+        if not reservations:
+            return
+        self.filter(charger_id__in=list(reservations)).delete()
+        self.bulk_create(
+            self.model(
+                charger_id=charger_pk,
+                reservation_id=item["reservation_id"],
+                connector_id=item["connector_id"],
+                id_tag=item["id_tag"],
+                parent_id_tag=item.get("parent_id_tag") or "",
+                expiry=item["expiry"],
+            )
+            for charger_pk, items in reservations.items()
+            for item in items
+        )
+
+
+class ReservationRecord(models.Model):
+    """A reservation a CSMS made (ReserveNow), as the charger keeps it across restarts."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="reservations")
+    reservation_id = models.BigIntegerField()  # 64-bit, as transaction_id
+    connector_id = models.PositiveSmallIntegerField(help_text="0: any connector.")
+    id_tag = models.CharField(max_length=20)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+    expiry = models.CharField(max_length=40, help_text="expiryDate as the CSMS sent it.")
+
+    objects = ReservationRecordManager()
+
+    class Meta:
+        ordering = ["charger", "connector_id"]
+        verbose_name = "reservation"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "reservation_id"], name="reservation_unique_per_charger"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"reservation {self.reservation_id} of {self.id_tag} on {self.connector_id}"
+
+
+class LocalListChange(TypedDict):
+    """One accepted SendLocalList (or several merged) of one charger, as the engine writes
+    it: every entry of a Full update, or the Differential's changes (None: removed)."""
+
+    version: int
+    full: bool
+    entries: dict[str, dict[str, str] | None]  # idTag -> status, expiry, parent_id_tag
+
+
+class LocalAuthEntryManager(models.Manager["LocalAuthEntry"]):
+    """A local list may hold thousands of idTags per charger: written in a few statements,
+    no model instances."""
+
+    def apply(self, changes: dict[int, LocalListChange]) -> None:
+        """Charger pk -> what changed in its list (and its version)."""
+        if not changes:
+            return
+        table = self.model._meta.db_table
+        full = [(pk,) for pk, change in changes.items() if change["full"]]
+        execute_rows(
+            f"DELETE FROM {table} WHERE charger_id IN (SELECT v.column1 FROM {{rows}})",
+            full,
+            ("bigint",),
+        )
+        named = [
+            (pk, id_tag)
+            for pk, change in changes.items()
+            if not change["full"]
+            for id_tag in change["entries"]
+        ]
+        execute_rows(
+            f"DELETE FROM {table} WHERE (charger_id, id_tag) IN "
+            "(SELECT v.column1, v.column2 FROM {rows})",
+            named,
+            ("bigint", "text"),
+        )
+        execute_rows(
+            f"INSERT INTO {table} (charger_id, id_tag, status, expiry, parent_id_tag) "
+            "SELECT * FROM {rows} WHERE true",
+            [
+                (pk, id_tag, entry["status"], entry["expiry"], entry["parent_id_tag"])
+                for pk, change in changes.items()
+                for id_tag, entry in change["entries"].items()
+                if entry is not None
+            ],
+            ("bigint", "text", "text", "text", "text"),
+        )
+        RuntimeState.objects.set_local_list_versions(
+            {pk: change["version"] for pk, change in changes.items()}
+        )
+
+
+class LocalAuthEntry(models.Model):
+    """An idTag of a charger's Local Authorization List (SendLocalList)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="local_list")
+    id_tag = models.CharField(max_length=20)
+    status = models.CharField(max_length=16)
+    expiry = models.CharField(max_length=40, blank=True)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+
+    objects = LocalAuthEntryManager()
+
+    class Meta:
+        ordering = ["charger", "id_tag"]
+        verbose_name = "local authorization list entry"
+        verbose_name_plural = "local authorization list entries"
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "id_tag"], name="local_list_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id_tag}: {self.status}"

@@ -17,8 +17,8 @@ from import_export.fields import Field
 from import_export.widgets import Widget
 
 from chargers.configuration_overrides import (
-    MAX_CUSTOM_KEYS,
     OverrideError,
+    check_custom_total,
     custom_keys,
     format_overrides,
     overrides_of,
@@ -56,6 +56,8 @@ COLUMNS = (
     "default_vehicle_model",
     "simulate_ev_on_remote_start",
     "reject_triggered_boot",
+    "firmware_failure",
+    "diagnostics_upload_method",
     "configuration",
 )
 
@@ -167,6 +169,16 @@ class ChargerResource(FleetResource):
     reject_triggered_boot = _field(
         "reject_triggered_boot", BooleanCell(), default=_default("reject_triggered_boot")
     )
+    firmware_failure = _field(
+        "firmware_failure",
+        ChoiceCell(Charger.FirmwareFailure),
+        default=_default("firmware_failure"),
+    )
+    diagnostics_upload_method = _field(
+        "diagnostics_upload_method",
+        ChoiceCell(Charger.UploadMethod),
+        default=_default("diagnostics_upload_method"),
+    )
     configuration = Field(
         attribute="configuration_overrides", column_name="configuration", widget=OverridesCell()
     )
@@ -228,18 +240,13 @@ class ChargerResource(FleetResource):
             ]
         custom = custom_keys(instance.configuration_overrides)  # type: ignore[attr-defined]  # set per import row, not a model field
         if instance.pk and custom and "configuration_overrides" not in errors:
-            # An update adds to the custom keys a charger has: the cap is on the sum.
             stored = ConfigurationKey.objects.filter(charger_id=instance.pk).values_list(
                 "key", flat=True
             )
-            total = len(custom | custom_keys(stored))
-            if total > MAX_CUSTOM_KEYS:
-                errors["configuration_overrides"] = [
-                    ValidationError(
-                        f"The charger would have {total} custom configuration keys; at most "
-                        f"{MAX_CUSTOM_KEYS} (MAX_CUSTOM_KEYS)."
-                    )
-                ]
+            try:
+                check_custom_total(custom, stored)
+            except OverrideError as exc:
+                errors["configuration_overrides"] = [ValidationError(str(exc))]
         super().validate_instance(instance, errors, validate_unique)
 
     def bulk_create(

@@ -203,6 +203,18 @@ CHARGESIM_EVENTS_PER_SECOND = env_float(
 )
 CHARGESIM_MESSAGE_LOG_LIMIT = env_int("CHARGESIM_MESSAGE_LOG_LIMIT", 100, minimum=0)
 CHARGESIM_MESSAGE_LOG_BYTES = env_int("CHARGESIM_MESSAGE_LOG_BYTES", 24 * 1024, minimum=1024)
+# The stored message log (issue 15, read through the API): every frame and connection event
+# of every charger, written with the checkpoints and pruned to these bounds.
+CHARGESIM_MESSAGE_LOG_STORE = env_bool("CHARGESIM_MESSAGE_LOG_STORE", True)
+CHARGESIM_MESSAGE_LOG_MAX_ROWS = env_int(
+    "CHARGESIM_MESSAGE_LOG_MAX_ROWS", 1_000_000, minimum=1_000, maximum=10**10
+)
+CHARGESIM_MESSAGE_LOG_MAX_DAYS = env_float(
+    "CHARGESIM_MESSAGE_LOG_MAX_DAYS", 7.0, minimum=0.001, maximum=3650
+)
+CHARGESIM_MESSAGE_LOG_PAYLOAD_CHARS = env_int(
+    "CHARGESIM_MESSAGE_LOG_PAYLOAD_CHARS", 65_536, minimum=256, maximum=2**20
+)
 # Freeze the loaded and connected fleet out of the garbage collector's sight and collect
 # young objects less often (simulator/runtime/gc_policy.py): at fleet scale CPython's defaults
 # cost about a quarter of the worker's CPU and 100-350 ms pauses.

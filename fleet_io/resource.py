@@ -18,6 +18,7 @@ It changes three things in django-import-export's workflow:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,12 @@ LOOKUP_CHUNK = 5000
 NAMED_UNKNOWN_COLUMNS = 10
 
 
+# Problem.__str__'s shape; a column is a name from the resource's fields (no ": ").
+_PROBLEM = re.compile(
+    r"(?:File|Row (?P<row>\d+)(?:, column (?P<column>[^:]+?))?): (?P<message>.*)", re.DOTALL
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     row: int | None  # data rows count from 1 (the header line is not a row); None: whole file
@@ -48,6 +55,16 @@ class Problem:
         if self.column:
             where += f", column {self.column}"
         return f"{where}: {self.message}"
+
+    @classmethod
+    def parse(cls, text: str) -> Problem:
+        """A problem back from its text (an import job stores the texts): "Row 3, column
+        location: No location named 'X'." Any other text is a problem of the file."""
+        match = _PROBLEM.match(text)
+        if match is None:
+            return cls(None, None, text)
+        row, column, message = match.group("row", "column", "message")
+        return cls(None if row is None else int(row), column, message)
 
 
 class RowProblems(Exception):

@@ -32,11 +32,14 @@ class DemoSite:
 
 
 @contextmanager
-def demo_site(var_dir: Path, password: str, chargers: int, setup: str = "") -> Iterator[DemoSite]:
+def demo_site(
+    var_dir: Path, password: str, chargers: int, setup: str = "", *, operations: bool = False
+) -> Iterator[DemoSite]:
     """`runsimulator --demo` (built-in CSMS, no simulated drivers) in its own SQLite
     database, with a superuser "admin", the default sites, `chargers` demo chargers and
     then `setup` (Python, run by `manage.py shell`, with `csms_url` defined); killed at the
-    end whatever happens."""
+    end whatever happens. With `operations`, the CSMS runs its demo operations (local
+    lists, a reservation, diagnostics, a firmware update)."""
     port, csms_port = free_port(), free_port()
     csms_url = f"ws://127.0.0.1:{csms_port}/ocpp"
     assert run_manage(var_dir, "migrate", "--verbosity", "0").returncode == 0
@@ -55,6 +58,7 @@ def demo_site(var_dir: Path, password: str, chargers: int, setup: str = "") -> I
         var_dir,
         "runsimulator",
         *("--demo", "--demo-chargers", str(chargers), "--demo-share", "0"),
+        *(() if operations else ("--no-demo-operations",)),
         *("--port", str(port), "--csms-port", str(csms_port)),
     )
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from django.test import Client
 
 from locations.models import Location
 from simulator.csms import CentralSystem
+from simulator.csms.files import FileServer
 from tests.cast import make_location, make_superuser
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "false")
@@ -39,6 +40,14 @@ async def csms(request: pytest.FixtureRequest) -> AsyncIterator[CentralSystem]:
     await server.start(host="127.0.0.1", port=0)
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def files() -> Iterator[FileServer]:
+    """The built-in CSMS's HTTP file server on a free port of 127.0.0.1 (firmware to
+    download, diagnostics to upload), stopped after the test."""
+    with FileServer() as server:
+        yield server
 
 
 @pytest.fixture

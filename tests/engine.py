@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
+from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
 from simulator.ocpp16.messages import OCPP16
+from simulator.runtime.transfers import FileTransfers
 
 if TYPE_CHECKING:
     from simulator.runtime.lifecycle import Simulator
@@ -51,6 +53,7 @@ def runtime_charger(
     max_kw: float = 22.0,
     listener: Listener | None = None,
     config: dict[str, str] | None = None,
+    transfers: Transfers | None = None,
     **spec_fields: Any,
 ) -> Charger:
     spec = ChargerSpec(
@@ -67,6 +70,7 @@ def runtime_charger(
         listener=listener,
         vehicles=[COMPACT, PHEV],
         messages=OCPP16,
+        transfers=transfers if transfers is not None else FileTransfers(timeout=5.0),
     )
 
 

@@ -76,6 +76,12 @@ class Process:
         self._log.close()
 
 
+def daphne(port: int, env: dict[str, str], logs: Path) -> Process:
+    """The web tier alone, as the scaled-out mode runs it: Daphne on 127.0.0.1:`port`."""
+    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chargesim_site.asgi:application"]
+    return Process("daphne", [sys.executable, *args], env, logs)
+
+
 class ManagePy(Process):
     """`manage.py <args>` with its own state directory (and so its own SQLite file)."""
 

@@ -97,6 +97,8 @@ def change_form_data(cp: Charger, **overrides):
         "client_cert_path": "",
         "client_key_path": "",
         "default_vehicle": "",
+        "firmware_failure": "",
+        "diagnostics_upload_method": "PUT",
         "evses-TOTAL_FORMS": 0,
         "evses-INITIAL_FORMS": 0,
         "evses-MIN_NUM_FORMS": 0,
@@ -110,12 +112,11 @@ def change_form_data(cp: Charger, **overrides):
     return data
 
 
-def test_saving_the_form_with_an_empty_password_keeps_the_stored_one(admin_client_logged_in, fleet):
-    cp = fleet[0]
-    evse_count = cp.evses.count()
-    data = change_form_data(cp, vendor="NewVendor")
-    data.update({"evses-TOTAL_FORMS": evse_count, "evses-INITIAL_FORMS": evse_count})
-    for i, evse in enumerate(cp.evses.all()):
+def evse_forms(cp: Charger) -> dict[str, object]:
+    """The EVSE inline's rows of a change form, as the page posts them back."""
+    evses = list(cp.evses.all())
+    data: dict[str, object] = {"evses-TOTAL_FORMS": len(evses), "evses-INITIAL_FORMS": len(evses)}
+    for i, evse in enumerate(evses):
         data.update(
             {
                 f"evses-{i}-id": evse.pk,
@@ -123,6 +124,18 @@ def test_saving_the_form_with_an_empty_password_keeps_the_stored_one(admin_clien
                 f"evses-{i}-connector_id": evse.connector_id,
                 f"evses-{i}-connector_type": evse.connector_type,
                 f"evses-{i}-max_power_kw": evse.max_power_kw,
+            }
+        )
+    return data
+
+
+def test_saving_the_form_with_an_empty_password_keeps_the_stored_one(admin_client_logged_in, fleet):
+    cp = fleet[0]
+    data = change_form_data(cp, vendor="NewVendor")
+    data.update(evse_forms(cp))
+    for i, evse in enumerate(cp.evses.all()):
+        data.update(
+            {
                 f"evses-{i}-availability": evse.availability,
                 f"evses-{i}-register_wh": evse.register_wh,
             }
@@ -163,3 +176,17 @@ def test_a_charger_added_with_evses_reports_their_number(admin_client_logged_in,
     assert response.status_code == 302, response.content.decode()[:2000]
     created = Charger.objects.get(charge_point_id="CP-NEW")
     assert created.configuration.get(key="NumberOfConnectors").value == "3"
+
+
+def test_the_firmware_failure_and_upload_method_are_set_on_the_form(admin_client_logged_in, fleet):
+    cp = fleet[0]
+    data = change_form_data(cp, firmware_failure="DownloadFailed", diagnostics_upload_method="POST")
+    data.update(evse_forms(cp))
+    response = admin_client_logged_in.post(admin_url(Charger, "change", cp.pk), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    cp.refresh_from_db()
+    assert (cp.firmware_failure, cp.diagnostics_upload_method) == ("DownloadFailed", "POST")
+    bad = change_form_data(cp, diagnostics_upload_method="PATCH")
+    response = admin_client_logged_in.post(admin_url(Charger, "change", cp.pk), bad)
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()

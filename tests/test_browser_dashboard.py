@@ -128,3 +128,49 @@ def test_a_user_drives_a_dc_session_from_the_charger_page_and_sees_it_live(simul
             page.screenshot(path=ARTIFACTS / "dashboard-4-charger-stopped.png", full_page=True)
         finally:
             browser.close()
+
+
+def test_the_charger_page_shows_reservations_the_local_list_firmware_and_diagnostics(tmp_path):
+    """The demo's CSMS sends every charger a local list, reserves a connector of the last,
+    asks the first for diagnostics and updates the second's firmware (issue 17)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        demo_site(tmp_path, PASSWORD, 3, operations=True) as site,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{site.url}/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+
+            def open_charger(cp_id: str) -> None:
+                page.goto(f"{site.url}/")
+                page.locator(f'tr:has-text("{cp_id}") a', has_text=cp_id).click()
+                expect(page.locator("#link")).to_have_text("online", timeout=20_000)
+
+            open_charger("DEMO-0003")
+            box = page.locator("#maintenance")
+            expect(box.locator("[data-field=local_list]")).to_have_text("version 1, 21 idTags")
+            expect(box.locator("[data-field=reservations] li")).to_contain_text(
+                "connector 2 for DEMO-RESERVED until"
+            )
+            connector = page.locator('.evse-card[data-evse="2"] [data-field=status]')
+            expect(connector).to_have_text("Reserved")
+            page.screenshot(path=ARTIFACTS / "dashboard-5-reserved.png", full_page=True)
+
+            open_charger("DEMO-0001")
+            expect(box.locator("[data-field=diagnostics_status]")).to_have_text("Uploaded")
+
+            open_charger("DEMO-0002")
+            expect(page.locator(".identity [data-field=firmware_version]")).to_have_text(
+                "1.1.0", timeout=20_000
+            )
+            expect(box.locator("[data-field=firmware_status]")).to_have_text("Installed")
+            page.screenshot(path=ARTIFACTS / "dashboard-6-firmware.png", full_page=True)
+        finally:
+            browser.close()

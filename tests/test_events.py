@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.layers import InMemoryChannelLayer
 
 from simulator import contract
-from simulator.runtime.events import EventPublisher
+from simulator.runtime.events import EventPublisher, snapshot
 from tests.engine import runtime_charger
 
 
@@ -83,3 +83,27 @@ async def test_a_charger_watched_before_this_worker_runs_it_is_published_once_it
     await publisher.flush(layer)
     messages = await received(layer, channel)
     assert [m["charger"]["charge_point_id"] for m in messages] == ["EV-LATE"]
+
+
+async def test_a_snapshot_carries_reservations_the_local_list_and_firmware_state():
+    charger = runtime_charger(
+        "EV-M", "ws://127.0.0.1:1", evses=2, firmware_version="3.2.1", config={}
+    )
+    charger.send_local_list(4, "Full", [("A", None)])  # refused: a full list says what A is
+    assert charger.send_local_list(4, "Full", []) == "Accepted"
+    assert charger.reserve_now(2, "2099-01-01T00:00:00Z", "ALICE", 8, "FLEET") == "Accepted"
+    state = snapshot(charger)
+    assert state["reservations"] == [
+        {
+            "reservation_id": 8,
+            "connector_id": 2,
+            "id_tag": "ALICE",
+            "parent_id_tag": "FLEET",
+            "expiry": "2099-01-01T00:00:00.000Z",
+        }
+    ]
+    assert state["evses"][1]["status"] == "Reserved"
+    assert (state["local_list_version"], state["local_list_size"]) == (0, 0)  # empty reads 0
+    assert state["firmware_version"] == "3.2.1"
+    assert (state["firmware_status"], state["diagnostics_status"]) == ("Idle", "Idle")
+    charger.cancel_timers()

@@ -350,6 +350,38 @@ TEMPLATES: dict[str, dict] = {
     "UnlockConnector": {"connectorId": 2},
     "ClearCache": {},
     "DataTransfer": {"vendorId": "ChargeSim", "messageId": "echo", "data": "hello"},
+    # Issue 17. Files go to a loopback port nobody listens on: the transfers fail at once.
+    "ReserveNow": {
+        "connectorId": 2,
+        "expiryDate": "2099-01-01T00:00:00Z",
+        "idTag": "R1",
+        "reservationId": 3,
+        "parentIdTag": "P1",
+    },
+    "CancelReservation": {"reservationId": 3},
+    "SendLocalList": {
+        "listVersion": 2,
+        "updateType": "Differential",
+        "localAuthorizationList": [
+            {
+                "idTag": "L1",
+                "idTagInfo": {"status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"},
+            },
+            {"idTag": "L2"},
+        ],
+    },
+    "GetLocalListVersion": {},
+    "UpdateFirmware": {
+        "location": "http://127.0.0.1:9/chargesim-2.0.0.bin",
+        "retrieveDate": "2020-01-01T00:00:00Z",
+        "retries": 0,
+        "retryInterval": 0,
+    },
+    "GetDiagnostics": {
+        "location": "ftp://u:p@127.0.0.1:9/diag/",
+        "retries": 0,
+        "startTime": "2020-01-01T00:00:00Z",
+    },
 }
 
 HOSTILE_VALUES: list[object] = [
@@ -616,6 +648,8 @@ async def test_thousands_of_hostile_frames_get_one_right_answer_each_and_the_cha
             assert answer.status == "Accepted"
         await csms.call("HF-FUZZ", call.ChangeAvailability(connector_id=0, type="Operative"))
         await csms.call("HF-FUZZ", call.ClearChargingProfile())
+        for reservation in list(charger.reservations):
+            await csms.cancel_reservation("HF-FUZZ", reservation.reservation_id)
         for connector in (1, 2):
             if connector in charger.transactions:
                 charger.stop_transaction(connector)

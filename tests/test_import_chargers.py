@@ -16,6 +16,7 @@ from chargers.evse_layout import LayoutError, parse_evses
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
 from fleet_io.file_formats import FileProblem, read_dataset
+from simulator.contract import config_keys
 from tests.cast import make_charger, make_location, make_vehicle
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +99,8 @@ def test_importing_the_same_file_twice_updates_instead_of_duplicating(depot):
     assert result.totals["new"] == 0
     assert result.totals["update"] == 2
     assert fleet_snapshot() == before
-    assert table_sizes() == (2, 4, 62)
+    # 2 chargers, 4 EVSEs, every configuration key of each charger once
+    assert table_sizes() == (2, 4, 2 * len(config_keys.defaults(2)))
 
 
 def test_a_second_import_changes_fields_and_reshapes_evses_keeping_meter_registers(depot):
@@ -414,7 +416,7 @@ def test_a_file_with_ten_thousand_chargers_imports(depot):
     result = run_import(csv_bytes(*rows), fast=True)
     assert not result.has_errors(), result.problems()[:3]
     assert result.totals["new"] == 10_000
-    assert table_sizes() == (10_000, 20_000, 310_000)
+    assert table_sizes() == (10_000, 20_000, 10_000 * len(config_keys.defaults(2)))
     assert not ConfigurationKey.objects.filter(key="NumberOfConnectors").exclude(value="2").exists()
 
 
@@ -451,3 +453,42 @@ def without_dimension(workbook: bytes) -> bytes:
                 data = re.sub(rb"<dimension [^>]*/>", b"", data)
             target.writestr(item, data)
     return out.getvalue()
+
+
+def test_the_firmware_and_diagnostics_options_import_and_export(depot):
+    header = f"{HEADER},firmware_failure,diagnostics_upload_method"
+    rows = [
+        "CP-1,Depot,AC,22,Type2:22,,,InstallationFailed,post",
+        "CP-2,Depot,AC,22,Type2:22,,SupportedFeatureProfiles=Core;ReserveConnectorZeroSupported=true,,",
+    ]
+    result = run_import(csv_bytes(*rows, header=header))
+    assert not result.has_errors(), result.problems()
+    first, second = Charger.objects.order_by("charge_point_id")
+    assert (first.firmware_failure, first.diagnostics_upload_method) == (
+        "InstallationFailed",
+        "POST",
+    )
+    assert (second.firmware_failure, second.diagnostics_upload_method) == ("", "PUT")
+    keys = dict(second.configuration.values_list("key", "value"))
+    assert keys["SupportedFeatureProfiles"] == "Core"
+    assert keys["ReserveConnectorZeroSupported"] == "true"
+    exported = ChargerResource().export().csv
+    assert "InstallationFailed,POST" in exported
+    assert "SupportedFeatureProfiles=Core" in exported
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "message"),
+    [
+        ("firmware_failure", "Sometimes", "'Sometimes' is not one of"),
+        ("diagnostics_upload_method", "PATCH", "'PATCH' is not one of"),
+        ("configuration", '"SupportedFeatureProfiles=Core,Teleport"', "unknown feature profile"),
+        ("configuration", "SupportedFeatureProfiles=Reservation", "must include Core"),
+    ],
+)
+def test_a_bad_option_is_reported_by_row_and_column(depot, column, cell, message):
+    header = f"charge_point_id,location,{column}"
+    result = run_import(csv_bytes(f"CP-1,Depot,{cell}", header=header))
+    assert result.has_errors()
+    assert any(message in str(problem) for problem in result.problems()), result.problems()
+    assert not Charger.objects.exists()

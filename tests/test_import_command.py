@@ -19,9 +19,11 @@ import pytest
 import tablib
 from django.core.management import call_command
 
+from chargers.configuration_overrides import MAX_ITEMS
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.file_formats import XLSX
 from locations.models import Location
+from simulator.contract import config_keys
 from tests.cast import make_charger
 from tests.process import run_manage
 from vehicles.models import VehicleModel
@@ -125,7 +127,8 @@ def hostile_files() -> list[Hostile]:
             csv_file(
                 GOOD_ROW, "CP-2,Depot,AC,22,Type2:22,," + ";".join(f"K{n}=1" for n in range(500))
             ),
-            "Row 2, column configuration: 500 keys; a charger has at most 132",
+            "Row 2, column configuration: 500 keys; a charger has at most "
+            f"{MAX_ITEMS} ({len(config_keys.KEYS)} OCPP keys",
         ),
         Hostile(
             "object.json",
@@ -270,7 +273,7 @@ def test_the_readme_import_command_reports_a_hostile_file_without_a_traceback(
     path = tmp_path / name
     path.write_bytes(hostile.data)
     before = table_counts(var_dir)
-    assert before == (1, 0, 1, 1, 31)
+    assert before == (1, 0, 1, 1, len(config_keys.defaults(1)))
     done = run_manage(var_dir, "import", RESOURCES[hostile.resource], str(path))
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr

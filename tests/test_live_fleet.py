@@ -265,3 +265,32 @@ async def test_a_row_committed_late_is_found_by_the_periodic_look_back(worker, c
     reloader._looked_back = float("-inf")  # the look-back is due
     await reloader.reconcile()
     assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "9"
+
+
+async def test_a_new_feature_profile_list_reboots_the_charger_into_it(worker, csms):
+    """SupportedFeatureProfiles is read-only to a CSMS: an operator's new value is a reboot
+    (issue 17), after which ReserveNow is NotSupported."""
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    boots = csms.counts["BootNotification"]
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="SupportedFeatureProfiles").update
+    )(value="Core,SmartCharging")
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "reboots now (2 connectors)"
+    await wait_until(lambda: csms.counts["BootNotification"] > boots, message="a new boot")
+    assert loaded(worker, "CP-LIVE").feature_profiles == ["Core", "SmartCharging"]
+    await wait_until(lambda: "CP-LIVE" in csms.connected, message="reconnected")
+    unique_id = await csms.send_raw("CP-LIVE", '[2,"rp","CancelReservation",{"reservationId":1}]')
+    reply = await csms.wait_for("CP-LIVE", direction="in", unique_id=unique_id)
+    assert reply.error_code == "NotSupported"
+
+
+async def test_a_firmware_failure_mode_applies_live(worker, csms):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
+        firmware_failure="InstallationFailed", diagnostics_upload_method="POST"
+    )
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"
+    spec = loaded(worker, "CP-LIVE").spec
+    assert (spec.firmware_failure, spec.diagnostics_upload_method) == ("InstallationFailed", "POST")

@@ -256,6 +256,7 @@ def test_runsimulator_serves_a_workers_metrics_on_its_port(tmp_path):
         "2",
         "--demo-share",
         "0",
+        "--no-demo-operations",  # no firmware-update reboot: the counts stay exact
         "--csms-port",
         str(csms_port),
         "--metrics-port",

@@ -647,7 +647,9 @@ async def test_minimum_status_duration_hides_short_lived_statuses(csms):
 async def test_malformed_frames_get_the_1_6_callerror_and_the_charger_keeps_running(
     csms, frame, code
 ):
-    charger = runtime_charger("ERR-1", csms.url, evses=1)
+    # Without the Reservation profile: ReserveNow is a known action it does not support.
+    profiles = {"SupportedFeatureProfiles": "Core,SmartCharging,RemoteTrigger"}
+    charger = runtime_charger("ERR-1", csms.url, evses=1, config=profiles)
     async with connected(charger):
         unique_id = await csms.send_raw("ERR-1", frame)
         reply = await csms.wait_for("ERR-1", direction="in", unique_id=unique_id)

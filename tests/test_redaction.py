@@ -96,3 +96,29 @@ def test_a_deeply_nested_frame_naming_the_key_is_withheld_not_raised():
     # orjson accepts 1,024 levels; walking them recursively would exceed Python's limit.
     frame = "[" * 1000 + '"AuthorizationKey"' + "]" * 1000
     assert redact_frame(frame) == WITHHELD
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[2,"1","UpdateFirmware",{"location":"ftp://fw:pa%40ss@10.0.0.1/a.bin"}]',
+            '[2,"1","UpdateFirmware",{"location":"ftp://fw:********@10.0.0.1/a.bin"}]',
+        ),
+        (  # JSON may escape the slashes
+            '{"location":"https:\\/\\/u:pw@host\\/up\\/"}',
+            '{"location":"https:\\/\\/u:********@host\\/up\\/"}',
+        ),
+        # No password, or no URL: as it was.
+        ('{"location":"ftp://anonymous@host/x"}', '{"location":"ftp://anonymous@host/x"}'),
+        ('{"idTag":"a@b","data":"http://host/x@y"}', '{"idTag":"a@b","data":"http://host/x@y"}'),
+    ],
+)
+def test_a_password_in_a_location_url_is_redacted(text, expected):
+    assert redact_frame(text) == expected
+
+
+def test_a_log_line_with_a_url_password_is_redacted():
+    record = logging.LogRecord("simulator", logging.INFO, "", 0, "send %s", ("ftp://a:b@h/",), None)
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == "send ftp://a:********@h/"

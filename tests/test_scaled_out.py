@@ -26,7 +26,7 @@ import pytest
 
 from scripts.reachable import reachable
 from simulator import contract
-from tests.process import ROOT, Process, free_port, wait_for_port
+from tests.process import ROOT, Process, daphne, free_port, wait_for_port
 
 PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
@@ -148,26 +148,12 @@ def deploy(
         ]
         processes += workers
         if web:
-            daphne = Process(
-                "daphne",
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(web_port),
-                    "chargesim_site.asgi:application",
-                ],
-                env,
-                tmp_path,
-            )
-            processes.append(daphne)
+            web_process = daphne(web_port, env, tmp_path)
+            processes.append(web_process)
         for worker in workers:
             worker.wait_for_output("fleet: 1/1 accepted")
         if web:
-            wait_for_port(web_port, proc=daphne.proc)
+            wait_for_port(web_port, proc=web_process.proc)
         yield Deployment(f"127.0.0.1:{web_port}" if web else "", by_shard, env, workers)
     finally:
         for process in processes:

@@ -27,6 +27,7 @@ from simulator.core.protocol import (
     StopReason,
     TransactionRef,
 )
+from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus
 
 
 def _readings(readings: list[Reading]) -> list[list[Any]]:
@@ -107,11 +108,11 @@ class Toy:
     def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None) -> Message:
         return "vendor", {"who": vendor_id, "what": message_id, "data": data}
 
-    def diagnostics_status(self) -> Message:
-        return "diagnostics", {"busy": False}
+    def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
+        return "diagnostics", {"busy": status is DiagnosticsStatus.UPLOADING, "is": status.value}
 
-    def firmware_status(self) -> Message:
-        return "firmware", {"busy": False}
+    def firmware_status(self, status: FirmwareStatus) -> Message:
+        return "firmware", {"busy": status in FIRMWARE_BUSY, "is": status.value}
 
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
         # Unlike 1.6's -1, the toy names an unconfirmed session by the charger's own id.

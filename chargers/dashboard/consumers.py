@@ -18,10 +18,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chargers.dashboard.pages import may_see_message_log
+from chargers.engine_client import EngineClient, EngineError
 from chargers.models import Charger
 from simulator import contract
 
-NO_WORKER = "no simulator worker is running for this charger"
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
 
@@ -43,7 +43,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return
         self.watched: dict[int, str] = {}  # charger pk -> charge point id
         self.pending: dict[str, asyncio.Task[None]] = {}
-        self.acked: set[str] = set()
         self.summaries: dict[
             int, tuple[float, contract.FleetSummary | contract.LocationSummary]
         ] = {}
@@ -70,7 +69,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         renewal = getattr(self, "renewal", None)
         if renewal is not None:
             renewal.cancel()
-        for task in getattr(self, "pending", {}).values():
+        for task in list(getattr(self, "pending", {}).values()):
             task.cancel()
         for group in getattr(self, "static_groups", None) or ():
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -152,28 +151,32 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         cp_id = self.watched.get(pk) if pk is not None else None
         if cp_id is None and pk is not None:
             cp_id = (await self._charge_point_ids({pk})).get(pk)
-        if cp_id is None:
+        if cp_id is None or pk is None:
             await self._result(request_id, pk, False, "there is no such charger")
             return
         raw_args = content.get("args")
         args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
-        shard = contract.shard_of(cp_id, settings.CHARGESIM_SHARDS)
-        self.pending[request_id] = asyncio.create_task(self._expire(request_id, pk))
-        await self.channel_layer.group_send(
-            contract.engine_group(shard),
-            contract.engine_command(name, pk, args, self.channel_name, request_id),
-        )
+        # Asked and answered on a channel of its own (the engine client's), so that the
+        # page's socket keeps receiving snapshots while the worker runs the command.
+        task = asyncio.create_task(self._run_command(request_id, pk, cp_id, name, args))
+        self.pending[request_id] = task
+        task.add_done_callback(lambda _task: self.pending.pop(request_id, None))
 
-    async def _expire(self, request_id: str, pk: int | None) -> None:
-        await asyncio.sleep(self.ack_timeout)
-        if request_id not in self.acked:
-            self.pending.pop(request_id, None)
-            await self._result(request_id, pk, False, NO_WORKER)
+    async def _run_command(
+        self, request_id: str, pk: int, cp_id: str, name: str, args: dict[str, Any]
+    ) -> None:
+        client = EngineClient(
+            self.channel_layer,
+            shards=settings.CHARGESIM_SHARDS,
+            ack_seconds=self.ack_timeout,
+            result_seconds=self.result_timeout,
+        )
+        try:
+            result = await client.command(pk, cp_id, name, args)
+        except EngineError as exc:  # no worker, or no answer in time: the message says which
+            await self._result(request_id, pk, False, str(exc))
             return
-        await asyncio.sleep(self.result_timeout)
-        self.acked.discard(request_id)
-        if self.pending.pop(request_id, None) is not None:
-            await self._result(request_id, pk, False, "the simulator did not finish in time")
+        await self._result(request_id, pk, result["ok"], result["message"])
 
     async def _result(self, request_id: str, pk: int | None, ok: bool, message: str) -> None:
         await self.send_json(
@@ -203,20 +206,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                     "full": event["full"],
                 }
             )
-
-    async def command_ack(self, event: contract.CommandAck) -> None:
-        request_id = event["request_id"]
-        if request_id is not None and request_id in self.pending:
-            self.acked.add(request_id)
-
-    async def command_result(self, event: contract.CommandResult) -> None:
-        request_id = event["request_id"]
-        task = self.pending.pop(request_id, None) if request_id is not None else None
-        if task is None or request_id is None:
-            return  # answered already (timed out), or not ours
-        task.cancel()
-        self.acked.discard(request_id)
-        await self._result(request_id, event["charger_id"], event["ok"], event["message"])
 
     async def fleet_summary(self, event: contract.FleetSummary) -> None:
         await self._summary(event, "fleet.counts")

@@ -21,6 +21,20 @@ SUPPORTED_MEASURANDS = (
 )
 
 
+# The feature profiles of OCPP 1.6; a charger supports Core and any of the others.
+FEATURE_PROFILES = (
+    "Core",
+    "SmartCharging",
+    "RemoteTrigger",
+    "Reservation",
+    "LocalAuthListManagement",
+    "FirmwareManagement",
+)
+DEFAULT_FEATURE_PROFILES = ",".join(FEATURE_PROFILES)
+# What SupportedFeatureProfiles defaulted to before issue 17 (a migration moves chargers
+# that kept it to the new default).
+PREVIOUS_FEATURE_PROFILES = "Core,SmartCharging,RemoteTrigger"
+
 _PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -29,6 +43,7 @@ class KeyType(StrEnum):
     BOOL = "bool"
     STR = "str"
     MEASURANDS = "measurands"
+    PROFILES = "profiles"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +87,7 @@ _KEYS = (
     KeySpec("AuthorizationCacheEnabled", KeyType.BOOL, "true"),
     KeySpec("NumberOfConnectors", KeyType.INT, "1", readonly=True),
     KeySpec("GetConfigurationMaxKeys", KeyType.INT, "50", readonly=True),
-    KeySpec(
-        "SupportedFeatureProfiles", KeyType.STR, "Core,SmartCharging,RemoteTrigger", readonly=True
-    ),
+    KeySpec("SupportedFeatureProfiles", KeyType.PROFILES, DEFAULT_FEATURE_PROFILES, readonly=True),
     KeySpec("ConnectorPhaseRotation", KeyType.STR, "NotApplicable"),
     KeySpec("ResetRetries", KeyType.INT, "3", maximum=100),
     KeySpec("MinimumStatusDuration", KeyType.INT, "0", maximum=3_600),
@@ -86,6 +99,11 @@ _KEYS = (
     KeySpec("ChargingScheduleAllowedChargingRateUnit", KeyType.STR, "Current,Power", readonly=True),
     KeySpec("ChargingScheduleMaxPeriods", KeyType.INT, "24", readonly=True),
     KeySpec("MaxChargingProfilesInstalled", KeyType.INT, "10", readonly=True),
+    # Reservation and Local Auth List Management (issue 17)
+    KeySpec("ReserveConnectorZeroSupported", KeyType.BOOL, "false", readonly=True),
+    KeySpec("LocalAuthListEnabled", KeyType.BOOL, "true"),
+    KeySpec("LocalAuthListMaxLength", KeyType.INT, "1000", readonly=True, maximum=100_000),
+    KeySpec("SendLocalListMaxLength", KeyType.INT, "1000", readonly=True, maximum=100_000),
 )
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _KEYS}
@@ -125,6 +143,14 @@ def normalise(name: str, value: str) -> str:
         if unknown:
             raise InvalidValue(f"{name}: unsupported measurand(s) {', '.join(unknown)}.")
         return ",".join(items)
+    if spec.type is KeyType.PROFILES:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        unknown = [item for item in items if item not in FEATURE_PROFILES]
+        if unknown:
+            raise InvalidValue(f"{name}: unknown feature profile(s) {', '.join(unknown)}.")
+        if "Core" not in items:
+            raise InvalidValue(f"{name} must include Core.")
+        return ",".join(dict.fromkeys(items))
     if len(value) > 500:
         raise InvalidValue(f"{name} is longer than 500 characters.")
     return value

@@ -33,3 +33,8 @@ def engine_group(shard: int) -> str:
 def shard_of(charge_point_id: str, shards: int) -> int:
     """Stable (process-independent) hash of the charge point id: which worker owns it."""
     return zlib.crc32(charge_point_id.encode()) % shards if shards > 1 else 0
+
+
+def stream_group(token: str) -> str:
+    """The group one API event stream listens on (token: letters and digits)."""
+    return f"events.{token}"

@@ -4,18 +4,26 @@ Each message has a TypedDict here and one function that builds it; producers cal
 function, receivers annotate what they read with the TypedDict. The channel-layer `type`
 of an event is also the name of the consumer method that receives it, with `.` -> `_`.
 
-Web -> engine: `engine_command` (a person drives a charger) and `watch_request` (a page
-asks for snapshots and keeps them coming), both sent to the worker's group
-(`groups.engine_group`). Engine -> web: the owning worker answers a command on its
-`reply_channel` with `command_ack` at once (so the page tells "no worker" from "slow
-CSMS"), then with `command_result`; it publishes `charger_state` and `charger_log` to the
-charger's group, `fleet_summary` and `location_summary` once a second per shard.
+Web -> engine: `engine_command` (a person or a script drives a charger, or reads its
+state), `bulk_command` (one action on many chargers of a shard), `summary_request` (a
+shard's counts) and `watch_request` (a page asks for snapshots and keeps them coming), all
+sent to the worker's group (`groups.engine_group`). Engine -> web: the owning worker
+answers a command or a bulk command on its `reply_channel` with `command_ack` at once (so
+the sender tells "no worker" from "slow CSMS"), then with `command_result` (or
+`bulk_result`); a summary request with `shard_summary`. It publishes `charger_state` and
+`charger_log` to the charger's group, `fleet_summary` and `location_summary` once a second
+per shard.
+
+An action may carry `wait_for` (`WaitFor`): the worker then answers only once the
+condition holds or its timeout has passed, and says which (`WaitOutcome`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
+
+from simulator.contract.statuses import StatusName
 
 # -- channel-layer types ----------------------------------------------------------------------
 
@@ -26,30 +34,63 @@ EVENT_COMMAND_ACK: Final = "command.ack"  # the owning worker received the comma
 EVENT_COMMAND_RESULT: Final = "command.result"  # answer to a command
 EVENT_FLEET_SUMMARY: Final = "fleet.summary"  # one shard's counts by status and link
 EVENT_LOCATION_SUMMARY: Final = "location.summary"  # one shard's power and counts of a site
+BULK_COMMAND: Final = "engine.bulk"  # one action on many chargers of one shard
+EVENT_BULK_RESULT: Final = "bulk.result"  # answer to a bulk command: a result per charger
+EVENT_SHARD_SUMMARY: Final = "shard.summary"  # answer to a summary request
 
 # -- commands -------------------------------------------------------------------------------
 
-# What a person may ask of a charger from a page (their arguments: the *Args below).
+# What a person (a page, the API) may ask of a charger (their arguments: the *Args below).
 # `reload` (re-read a charger from the database) is not here: no worker implements it yet.
 DRIVE_COMMANDS: Final = frozenset(
     {
         "connect",
         "disconnect",
+        "reboot",  # a power cycle: down as after a power loss, then it boots again
         "plug_in",
         "present_id_tag",
         "stop",
         "unplug",
+        "pause_ev",  # the EV stops drawing power (SuspendedEV) ...
+        "resume_ev",  # ... and draws again (Charging)
         "inject_fault",
         "clear_fault",
         "cut_network",
     }
 )
+# Drive commands that act on one connector (`ConnectorArgs.connector_id`, 1 when missing);
+# the others act on the whole charger.
+CONNECTOR_COMMANDS: Final = frozenset(
+    {
+        "plug_in",
+        "present_id_tag",
+        "stop",
+        "unplug",
+        "pause_ev",
+        "resume_ev",
+        "inject_fault",
+        "clear_fault",
+    }
+)
+# Read-only requests, answered on the reply channel: one charger's state (a `command_result`
+# carrying its snapshot; with `wait_for`, once the condition holds), and a shard's counts
+# (`summary_request`, answered with `shard_summary`).
+STATE: Final = "state"
+SUMMARY: Final = "summary"
 # What a page's socket asks on its own: a full snapshot now (and start watching those
 # chargers), or keep publishing snapshots of chargers it still shows.
 SNAPSHOT: Final = "snapshot"
 WATCH: Final = "watch"
 WATCH_COMMANDS: Final = frozenset({SNAPSHOT, WATCH})
-COMMANDS: Final = DRIVE_COMMANDS | WATCH_COMMANDS
+COMMANDS: Final = DRIVE_COMMANDS | WATCH_COMMANDS | {STATE, SUMMARY}
+
+# What an action may wait for: a connector status (of the action's connector, 1 when it
+# names none), or "Accepted": the charger is online and its BootNotification accepted.
+ACCEPTED: Final = "Accepted"
+WaitCondition = Literal[StatusName, "Accepted"]
+WAIT_CONDITIONS: Final[tuple[str, ...]] = get_args(WaitCondition)
+WAIT_TIMEOUT_DEFAULT: Final = 30.0
+WAIT_TIMEOUT_MAX: Final = 300.0  # seconds; a longer wait is refused, not shortened
 
 
 # Arguments of the drive commands. They come from a browser, so the engine checks every
@@ -79,20 +120,36 @@ class CutNetworkArgs(TypedDict, total=False):
     seconds: float
 
 
+class WaitFor(TypedDict):
+    """Answer the action only once `condition` (one of WAIT_CONDITIONS) holds, or after
+    `timeout` seconds (at most WAIT_TIMEOUT_MAX), whichever comes first."""
+
+    condition: str
+    timeout: float
+
+
+class WaitOutcome(TypedDict):
+    condition: str
+    met: bool  # False: the timeout passed first
+    status: str  # the connector's status (for "Accepted": the charger's boot state) then
+    waited: float  # seconds from the end of the action to the answer
+
+
 class WatchArgs(TypedDict):
     chargers: list[int]
     log: bool  # send the chargers' OCPP frame logs too
 
 
 class EngineCommand(TypedDict):
-    """A page's request to the worker of a charger's shard."""
+    """A request to the worker of a charger's shard (a page's or the API's)."""
 
     type: Literal["engine.command"]
     command: str  # one of COMMANDS
     args: dict[str, Any]  # the command's *Args, or WatchArgs
     reply_channel: str
-    charger_id: NotRequired[int | None]  # drive commands only
-    request_id: NotRequired[str]  # drive commands only: the ack and result repeat it
+    charger_id: NotRequired[int | None]  # drive commands and `state` only
+    request_id: NotRequired[str]  # not for watch requests: the ack and result repeat it
+    wait_for: NotRequired[WaitFor]  # drive commands and `state` only
 
 
 def engine_command(
@@ -101,12 +158,30 @@ def engine_command(
     args: Mapping[str, Any],
     reply_channel: str,
     request_id: str,
+    *,
+    wait_for: WaitFor | None = None,
 ) -> EngineCommand:
-    return {
+    """A drive command, or `state` (args empty): answered with `command_ack` at once, then
+    `command_result`."""
+    message: EngineCommand = {
         "type": COMMAND,
         "command": command,
         "charger_id": charger_id,
         "args": dict(args),
+        "reply_channel": reply_channel,
+        "request_id": request_id,
+    }
+    if wait_for is not None:
+        message["wait_for"] = wait_for
+    return message
+
+
+def summary_request(reply_channel: str, request_id: str) -> EngineCommand:
+    """Answered with one `shard_summary` by the worker (no ack: the answer is at once)."""
+    return {
+        "type": COMMAND,
+        "command": SUMMARY,
+        "args": {},
         "reply_channel": reply_channel,
         "request_id": request_id,
     }
@@ -130,6 +205,16 @@ def command_ack(request_id: str | None) -> CommandAck:
     return {"type": EVENT_COMMAND_ACK, "request_id": request_id}
 
 
+# Why a command was not done (`CommandResult.error`), so that a caller can tell its own
+# mistake from a charger that refuses: a bad argument; the charger cannot do it now ("no
+# vehicle plugged in"); this worker does not run the charger; the simulator failed.
+ERROR_INVALID: Final = "invalid"
+ERROR_REFUSED: Final = "refused"
+ERROR_NOT_RUNNING: Final = "not_running"
+ERROR_FAILED: Final = "failed"
+ERROR_SKIPPED: Final = "skipped"  # bulk: a listed charger the other filters leave out
+
+
 class CommandResult(TypedDict):
     type: Literal["command.result"]
     request_id: str | None
@@ -137,17 +222,124 @@ class CommandResult(TypedDict):
     command: str | None
     ok: bool
     message: str  # for the person who clicked
+    error: NotRequired[str]  # when not ok: one of the ERROR_* kinds
+    charger: NotRequired[ChargerSnapshot]  # its state after the command (when it runs here)
+    wait: NotRequired[WaitOutcome]  # when the command carried wait_for and was done
 
 
 def command_result(
-    request_id: str | None, charger_id: int | None, command: str | None, ok: bool, message: str
+    request_id: str | None,
+    charger_id: int | None,
+    command: str | None,
+    ok: bool,
+    message: str,
+    *,
+    error: str | None = None,
+    charger: ChargerSnapshot | None = None,
+    wait: WaitOutcome | None = None,
 ) -> CommandResult:
-    return {
+    result: CommandResult = {
         "type": EVENT_COMMAND_RESULT,
         "request_id": request_id,
         "charger_id": charger_id,
         "command": command,
         "ok": ok,
+        "message": message,
+    }
+    if error is not None:
+        result["error"] = error
+    if charger is not None:
+        result["charger"] = charger
+    if wait is not None:
+        result["wait"] = wait
+    return result
+
+
+# -- bulk commands ----------------------------------------------------------------------------
+
+
+class BulkTargets(TypedDict, total=False):
+    """Which chargers of the shard a bulk command drives; the filters combine (and).
+
+    `chargers`: these primary keys (the sender sends each shard only its own, and gets a
+    result for each, "not running" included). `location_id`: the chargers of that site.
+    `status`: the connectors in that status now (live state, so the worker filters): a
+    connector command runs on each of them, a charger command on each charger with one.
+    """
+
+    chargers: list[int]
+    location_id: int
+    status: str  # a ConnectorStatus value
+
+
+class BulkCommand(TypedDict):
+    type: Literal["engine.bulk"]
+    command: str  # one of DRIVE_COMMANDS
+    args: dict[str, Any]  # as for one charger; a status filter chooses the connector
+    targets: BulkTargets
+    reply_channel: str
+    request_id: str
+    wait_for: NotRequired[WaitFor]  # each charger waits for its own condition
+
+
+def bulk_command(
+    command: str,
+    args: Mapping[str, Any],
+    targets: BulkTargets,
+    reply_channel: str,
+    request_id: str,
+    *,
+    wait_for: WaitFor | None = None,
+) -> BulkCommand:
+    """Answered with `command_ack` at once, then one `bulk_result`."""
+    message: BulkCommand = {
+        "type": BULK_COMMAND,
+        "command": command,
+        "args": dict(args),
+        "targets": targets,
+        "reply_channel": reply_channel,
+        "request_id": request_id,
+    }
+    if wait_for is not None:
+        message["wait_for"] = wait_for
+    return message
+
+
+class ChargerResult(TypedDict):
+    """What one charger (one connector, for a connector command) made of a bulk command."""
+
+    charger_id: int
+    charge_point_id: str | None  # None: not known (the worker does not run that charger)
+    connector_id: int | None  # None for a charger command
+    ok: bool
+    message: str
+    error: NotRequired[str]  # when not ok: one of the ERROR_* kinds
+    status: NotRequired[str]  # the connector's status afterwards (connector commands)
+    wait: NotRequired[WaitOutcome]
+
+
+class BulkResult(TypedDict):
+    type: Literal["bulk.result"]
+    request_id: str | None
+    shard: int
+    command: str | None
+    results: list[ChargerResult]
+    message: str  # "" unless the whole command was refused (e.g. an unknown command)
+
+
+def bulk_result(
+    request_id: str | None,
+    shard: int,
+    command: str | None,
+    results: Iterable[ChargerResult],
+    message: str = "",
+) -> BulkResult:
+    return {
+        "type": EVENT_BULK_RESULT,
+        "request_id": request_id,
+        "shard": shard,
+        "command": command,
+        "results": list(results),
         "message": message,
     }
 
@@ -169,6 +361,14 @@ class EvseSnapshot(TypedDict):
     vehicle: str | None  # the plugged-in vehicle model's name
 
 
+class ReservationSnapshot(TypedDict):
+    reservation_id: int
+    connector_id: int  # 0: any connector
+    id_tag: str
+    parent_id_tag: str | None
+    expiry: str  # UTC, ISO 8601
+
+
 class ChargerSnapshot(TypedDict):
     """The full, idempotent state of one charger as the dashboard shows it."""
 
@@ -180,6 +380,13 @@ class ChargerSnapshot(TypedDict):
     boot: str
     power_type: str
     evses: list[EvseSnapshot]
+    # Reservation, Local Auth List Management, Firmware Management (issue 17)
+    reservations: list[ReservationSnapshot]
+    local_list_version: int  # -1: no local list (profile not supported), 0: empty
+    local_list_size: int
+    firmware_version: str
+    firmware_status: str  # the last FirmwareStatusNotification's status, or "Idle"
+    diagnostics_status: str  # the same for DiagnosticsStatusNotification
     at: float  # Unix time
 
 
@@ -264,6 +471,42 @@ def location_summary(
     }
 
 
+class LocationCounts(SiteCounts):
+    location_id: int
+
+
+class ShardSummary(FleetCounts):
+    """A shard's counts now, asked for (`summary_request`) rather than published."""
+
+    type: Literal["shard.summary"]
+    request_id: str | None
+    shard: int
+    shards: int
+    locations: list[LocationCounts]
+    at: float
+
+
+def shard_summary(
+    request_id: str | None,
+    shard: int,
+    shards: int,
+    counts: FleetCounts,
+    locations: Mapping[int, SiteCounts],
+    at: float,
+) -> ShardSummary:
+    return {
+        "type": EVENT_SHARD_SUMMARY,
+        "request_id": request_id,
+        "shard": shard,
+        "shards": shards,
+        **counts,
+        "locations": [
+            LocationCounts(location_id=pk, **site) for pk, site in sorted(locations.items())
+        ],
+        "at": at,
+    }
+
+
 # -- fleet changes (issue 14: what you edit is what runs) -----------------------------------
 
 FLEET_CHANGED: Final = "fleet.changed"  # web -> the workers of the shards concerned
@@ -344,3 +587,125 @@ def fleet_applied(
         "shard": shard,
         "outcomes": list(outcomes),
     }
+
+
+# -- the event stream (issue 15: the API's Server-Sent Events) -------------------------------
+
+# Web -> every shard's group: publish the events that match to this group while the lease
+# lasts (renewed every WATCH_RENEW_SECONDS); unsubscribe when the stream ends.
+EVENTS_SUBSCRIBE: Final = "events.subscribe"
+EVENTS_UNSUBSCRIBE: Final = "events.unsubscribe"
+# A worker -> the subscription's group: the matching events since its last batch.
+EVENT_EVENTS_BATCH: Final = "events.batch"
+
+# What a stream can carry: a connector's status changed; a transaction started, got its id
+# from the CSMS, or stopped; an OCPP frame went out or came in (redacted); the link to the
+# CSMS opened, closed or is retried.
+STREAM_KINDS: Final = ("status", "transaction", "frame", "connection")
+
+
+class EventsSubscribe(TypedDict):
+    type: Literal["events.subscribe"]
+    subscription: str  # the group to publish to (groups.stream_group)
+    chargers: list[int] | None  # charger pks; None: every charger
+    locations: list[int] | None  # location pks; None: every location
+    kinds: list[str]  # some of STREAM_KINDS
+    lease: float  # seconds from now
+
+
+def events_subscribe(
+    subscription: str,
+    *,
+    chargers: Iterable[int] | None,
+    locations: Iterable[int] | None,
+    kinds: Iterable[str],
+    lease: float,
+) -> EventsSubscribe:
+    return {
+        "type": EVENTS_SUBSCRIBE,
+        "subscription": subscription,
+        "chargers": None if chargers is None else sorted(set(chargers)),
+        "locations": None if locations is None else sorted(set(locations)),
+        "kinds": sorted(set(kinds)),
+        "lease": lease,
+    }
+
+
+class EventsUnsubscribe(TypedDict):
+    type: Literal["events.unsubscribe"]
+    subscription: str
+
+
+def events_unsubscribe(subscription: str) -> EventsUnsubscribe:
+    return {"type": EVENTS_UNSUBSCRIBE, "subscription": subscription}
+
+
+class StatusData(TypedDict):
+    connector_id: int
+    status: str  # a ConnectorStatus value
+    previous: str | None  # None: the first status this stream knows of the connector
+    error_code: str
+
+
+class TransactionData(TypedDict):
+    event: Literal["started", "confirmed", "stopped"]  # confirmed: the CSMS gave its id
+    connector_id: int
+    local_id: str  # the charger's own id of the session
+    transaction_id: int | None  # the CSMS's
+    id_tag: str
+    meter_start: int  # Wh
+    meter_stop: int | None
+    started_at: str
+    stopped_at: str | None
+    stop_reason: str | None
+
+
+class FrameData(TypedDict):
+    direction: str  # "in" or "out"
+    message_id: str
+    action: str
+    payload: str  # the frame's text, redacted, cut to `size` at most the log's limit
+    size: int  # the frame's length; more than len(payload) when it was cut
+
+
+class ConnectionData(TypedDict):
+    event: str  # connected, connect_failed, closed, reconnecting, network_cut
+    detail: dict[str, Any]
+
+
+class StreamEvent(TypedDict):
+    kind: str  # one of STREAM_KINDS
+    at: float  # Unix time
+    charger_id: int
+    charge_point_id: str
+    location_id: int | None
+    data: StatusData | TransactionData | FrameData | ConnectionData
+
+
+def stream_event(
+    kind: str,
+    at: float,
+    charger_id: int,
+    charge_point_id: str,
+    location_id: int | None,
+    data: StatusData | TransactionData | FrameData | ConnectionData,
+) -> StreamEvent:
+    return {
+        "kind": kind,
+        "at": at,
+        "charger_id": charger_id,
+        "charge_point_id": charge_point_id,
+        "location_id": location_id,
+        "data": data,
+    }
+
+
+class EventsBatch(TypedDict):
+    type: Literal["events.batch"]
+    shard: int
+    events: list[StreamEvent]
+    dropped: int  # events left out since the last batch (the stream fell behind)
+
+
+def events_batch(shard: int, events: list[StreamEvent], dropped: int) -> EventsBatch:
+    return {"type": EVENT_EVENTS_BATCH, "shard": shard, "events": events, "dropped": dropped}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal, get_args
 
 
 class ConnectorStatus(StrEnum):
@@ -20,25 +20,23 @@ class ConnectorStatus(StrEnum):
     FAULTED = "Faulted"
 
 
-_S = ConnectorStatus
-# The values in the order the pages count and filter them (the database stores strings).
-CONNECTOR_STATUSES: Final[tuple[str, ...]] = tuple(
-    status.value
-    for status in (
-        _S.AVAILABLE,
-        _S.PREPARING,
-        _S.CHARGING,
-        _S.SUSPENDED_EVSE,
-        _S.SUSPENDED_EV,
-        _S.FINISHING,
-        _S.RESERVED,
-        _S.UNAVAILABLE,
-        _S.FAULTED,
-    )
-)
+# The values in the order the pages count and filter them (the database stores strings),
+# spelled out as a type too, so that a schema built from it (the API's) lists them.
+StatusName = Literal[
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEVSE",
+    "SuspendedEV",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+]
+CONNECTOR_STATUSES: Final[tuple[str, ...]] = get_args(StatusName)
 
 # OCPP 1.6 ChargePointErrorCode values a person may inject (NoError clears instead).
-FAULT_CODES: Final = (
+FaultCode = Literal[
     "ConnectorLockFailure",
     "EVCommunicationError",
     "GroundFailure",
@@ -54,4 +52,5 @@ FAULT_CODES: Final = (
     "ResetFailure",
     "UnderVoltage",
     "WeakSignal",
-)
+]
+FAULT_CODES: Final[tuple[str, ...]] = get_args(FaultCode)

@@ -10,7 +10,8 @@ What the core owns
     One `charge_point.Charger` per charge point composes parts that each own their state:
     connectors and their status (`evse`, changed only through ``Charger.set_status``),
     transactions (`transactions`), the configuration store (`configuration`), the
-    authorization cache (`authorization`), timers (`timers`), the ordered outbox
+    authorization cache and the local authorization list (`authorization`, `local_list`),
+    reservations (`reservations`), timers (`timers`), the ordered outbox
     (`outbox`: one CALL at a time, transaction messages numbered, made durable, retried per
     TransactionMessageAttempts / TransactionMessageRetryInterval, kept while offline), the
     charging profiles and limits (`smart_charging`) and the physics (`battery`,
@@ -33,8 +34,8 @@ The adapter interface (`protocol.Messages`)
       reading is ``(value text, Quantity)`` and a `Quantity` (measurand, unit, location,
       phase) is one shared object from ``protocol.QUANTITIES``, so an adapter can look up
       its wire fields by identity on the hot path;
-    - ``data_transfer(vendor_id, message_id, data)``, ``diagnostics_status()``,
-      ``firmware_status()``;
+    - ``data_transfer(vendor_id, message_id, data)``, ``diagnostics_status(status)``,
+      ``firmware_status(status)`` (`transfer.DiagnosticsStatus`, `transfer.FirmwareStatus`);
     - ``at_send(action, payload, tx)``, called by the outbox just before each attempt, so
       that what is known only then (1.6: the transaction id, or -1 before the start is
       confirmed) goes on the wire.
@@ -57,6 +58,9 @@ Injections
       the default `timers.LoopClock` is the asyncio loop's. Timers, the heartbeat and
       sample deadlines and the outbox's retry wake-up run on it, so a test can advance
       time by hand. (Message timestamps still come from `clock.now_iso`, the wall clock.)
+    - ``Charger(..., transfers=...)``: a `transfer.Transfers` that downloads firmware and
+      uploads diagnostics files (I/O, so the runtime's: HTTP(S) and FTP off the event
+      loop); the firmware and diagnostics procedures (`firmware`) decide when and what.
     - ``Charger.attach(transport)`` / ``detach()``: a `link.Transport` (``send_call`` with
       a callback, ``call``, ``close``, ``abort``) while the connection is up; ``boot_sequence``
       runs after each attach. A unit test attaches a fake one: no socket needed.

@@ -1,45 +1,96 @@
-"""The authorization cache and the offline authorization rules.
+"""The authorization cache, the local list's place beside it, and the offline rules.
 
 Online, the CSMS decides (Authorize, or StartTransaction's idTagInfo) and the answer is
-remembered when AuthorizationCacheEnabled; offline, the cache and LocalAuthorizeOffline /
-AllowOfflineTxForUnknownId decide.
+remembered when AuthorizationCacheEnabled; offline, the local authorization list (when
+LocalAuthListEnabled) and then the cache, with LocalAuthorizeOffline and
+AllowOfflineTxForUnknownId, decide. An idTag on the local list is decided by the list, not
+the cache (1.6 section 3.5: the list takes priority), and the cache does not keep it.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from simulator.core.configuration import ConfigValues
+from simulator.core.local_list import LocalAuthList
+from simulator.core.protocol import AuthStatus, IdTagAnswer
+
+_STATUSES = {str(s): s for s in AuthStatus}
 
 
 class AuthorizationCache(dict[str, str]):
-    """idTag -> the last status the CSMS gave it."""
+    """idTag -> the last status the CSMS gave it (and, in `parents`, its parentIdTag)."""
 
-    __slots__ = ("config",)
+    __slots__ = ("config", "local_list", "now", "parents")
 
-    def __init__(self, config: ConfigValues) -> None:
+    def __init__(
+        self,
+        config: ConfigValues,
+        local_list: LocalAuthList | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.local_list = local_list if local_list is not None else LocalAuthList()
+        self.now = now  # the charger's wall clock (list entries expire)
+        self.parents: dict[str, str] = {}
 
     @property
     def enabled(self) -> bool:
         return self.config.as_bool("AuthorizationCacheEnabled")
 
-    def remember(self, id_tag: str, status: str) -> None:
-        if self.enabled:
-            self[id_tag] = status
+    @property
+    def list_enabled(self) -> bool:
+        return self.config.as_bool("LocalAuthListEnabled")
 
-    def pre_authorized(self, id_tag: str) -> bool:
-        """LocalPreAuthorize: start at once from the cache, without waiting for Authorize."""
-        return (
-            self.config.as_bool("LocalPreAuthorize")
-            and self.enabled
-            and self.get(id_tag) == "Accepted"
+    def clear(self) -> None:
+        super().clear()
+        self.parents.clear()
+
+    def remember(self, id_tag: str, status: str, parent_id_tag: str | None = None) -> None:
+        if not self.enabled or (self.list_enabled and id_tag in self.local_list):
+            return
+        self[id_tag] = status
+        if parent_id_tag:
+            self.parents[id_tag] = parent_id_tag
+        else:
+            self.parents.pop(id_tag, None)
+
+    def local_entry(self, id_tag: str) -> IdTagAnswer | None:
+        """What the charger knows of an idTag without asking: the local list first."""
+        if self.list_enabled:
+            entry = self.local_list.lookup(id_tag, self.now())
+            if entry is not None:
+                return entry
+        if not self.enabled:
+            return None
+        cached = self.get(id_tag)
+        if cached is None:
+            return None
+        return IdTagAnswer(
+            _STATUSES.get(cached, AuthStatus.INVALID), None, self.parents.get(id_tag)
         )
 
-    def offline_status(self, id_tag: str) -> str:
+    def parent_of(self, id_tag: str) -> str | None:
+        entry = self.local_entry(id_tag)
+        return entry.parent_id_tag if entry is not None else None
+
+    def pre_authorized(self, id_tag: str) -> bool:
+        """LocalPreAuthorize: start at once from the list or cache, without waiting for
+        Authorize."""
+        if not self.config.as_bool("LocalPreAuthorize"):
+            return False
+        entry = self.local_entry(id_tag)
+        return entry is not None and entry.status == "Accepted"
+
+    def offline_status(self, id_tag: str) -> AuthStatus:
         """The answer without the CSMS (offline, or Authorize failed)."""
-        cached = self.get(id_tag) if self.enabled else None
-        if cached == "Accepted" and self.config.as_bool("LocalAuthorizeOffline"):
-            return "Accepted"
-        if cached is None and self.config.as_bool("AllowOfflineTxForUnknownId"):
-            return "Accepted"
-        return cached if cached is not None and cached != "Accepted" else "Invalid"
+        entry = self.local_entry(id_tag)
+        if entry is None:
+            allowed = self.config.as_bool("AllowOfflineTxForUnknownId")
+            return AuthStatus.ACCEPTED if allowed else AuthStatus.INVALID
+        if entry.status is AuthStatus.ACCEPTED:
+            allowed = self.config.as_bool("LocalAuthorizeOffline")
+            return AuthStatus.ACCEPTED if allowed else AuthStatus.INVALID
+        return entry.status

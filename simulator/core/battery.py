@@ -29,6 +29,10 @@ class Battery:
     spec: VehicleSpec
     soc: float
     target_soc: float = 100.0
+    # The EV stopped drawing power on its own (a timer in the car, the driver's app): the
+    # connector shows SuspendedEV until it resumes. The physics does not read it: the
+    # charge point keeps a paused EV out of the session statuses in which energy flows.
+    paused: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.soc <= 100 or not 0 <= self.target_soc <= 100:

@@ -34,10 +34,12 @@ from simulator.core.link import (
     LinkState,
     Transport,
 )
+from simulator.core.local_list import Entry, ListChange, LocalAuthList, UpdateStatus, UpdateType
 from simulator.core.outbox import Outbox, Outgoing
 from simulator.core.protocol import (
     QUANTITIES,
     AuthStatus,
+    IdTagAnswer,
     Measurand,
     Message,
     Messages,
@@ -48,6 +50,7 @@ from simulator.core.protocol import (
     SampleContext,
     StopReason,
 )
+from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.smart_charging import (
     Electrical,
     Limit,
@@ -58,6 +61,7 @@ from simulator.core.smart_charging import (
 )
 from simulator.core.timers import Clock, LoopClock, Timers
 from simulator.core.transactions import LocalTransaction
+from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus, Transfers
 from simulator.core.vehicle import VehicleSpec
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ __all__ = [
     "CallFailed",
     "Charger",
     "ChargerSpec",
+    "Fanout",
     "LinkLost",
     "LinkState",
     "Listener",
@@ -87,8 +92,17 @@ class Listener:
     def on_config(self, charger: Charger, key: str, value: str) -> None:
         """A configuration value changed and must be persisted."""
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
-        """An OCPP frame went out ("out") or came in ("in")."""
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
+        """A frame went out ("out") or came in ("in"): its text as on the wire, and its
+        message id and action when the adapter knows them (it does for every frame it
+        could parse: no listener has to parse a frame again)."""
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        """The link to the CSMS changed: "connected", "connect_failed", "closed" (with its
+        close code), "reconnecting" (after a backoff delay), "network_cut"; `detail` holds
+        plain values (no credentials)."""
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         """A transaction started, got its id, or stopped."""
@@ -98,6 +112,67 @@ class Listener:
 
     def on_availability(self, charger: Charger) -> None:
         """ChangeAvailability changed what must survive a restart."""
+
+    def on_reservations(self, charger: Charger) -> None:
+        """A reservation was made, used, cancelled or expired (persist `reservations`)."""
+
+    def on_local_list(self, charger: Charger, change: ListChange) -> None:
+        """SendLocalList changed the local authorization list (persist the change)."""
+
+    def on_firmware(self, charger: Charger) -> None:
+        """A new firmware was installed (persist `spec.firmware_version`)."""
+
+
+class Fanout(Listener):
+    """Tells several listeners, in order (e.g. the dashboard's publisher and the waits of
+    actions for a condition, behind the checkpoint writer)."""
+
+    def __init__(self, *listeners: Listener) -> None:
+        self.listeners = listeners
+        # on_frame and on_change run for every frame and every tick of a busy charger: a
+        # method only one of the listeners implements is that listener's own bound method
+        # (an instance attribute), so that the fan-out costs nothing where it fans out to one.
+        for name in _LISTENER_METHODS:
+            own = [getattr(x, name) for x in listeners if _implements(x, name)]
+            if len(own) == 1:
+                setattr(self, name, own[0])
+
+    def on_change(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_change(charger)
+
+    def on_config(self, charger: Charger, key: str, value: str) -> None:
+        for listener in self.listeners:
+            listener.on_config(charger, key, value)
+
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
+        for listener in self.listeners:
+            listener.on_frame(charger, direction, text, message_id, action)
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_connection(charger, event, detail)
+
+    def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
+        for listener in self.listeners:
+            listener.on_transaction(charger, tx)
+
+    def on_profiles(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_profiles(charger)
+
+    def on_availability(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_availability(charger)
+
+
+_LISTENER_METHODS = tuple(name for name in vars(Listener) if name.startswith("on_"))
+
+
+def _implements(listener: Listener, name: str) -> bool:
+    return getattr(type(listener), name) is not getattr(Listener, name)
 
 
 @dataclass(slots=True)
@@ -120,6 +195,8 @@ class ChargerSpec:
     default_vehicle: VehicleSpec | None = None
     simulate_ev_on_remote_start: bool = False
     reject_triggered_boot: bool = False
+    firmware_failure: str = ""  # a `transfer.FirmwareFailure` to simulate on every update
+    diagnostics_upload_method: str = "PUT"  # HTTP(S) uploads: "PUT" or "POST" (multipart)
     auto_connect: bool = True
     db_id: int | None = None
     location_id: int | None = None
@@ -142,6 +219,7 @@ class Charger:
         *,
         messages: Messages,
         clock: Clock | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.spec = spec
         self.messages = messages  # the protocol adapter: every outgoing message's shape
@@ -171,8 +249,15 @@ class Charger:
         )
         self.queue = self.outbox.queue
         self.transactions: dict[int, LocalTransaction] = {}
-        self.auth_cache = AuthorizationCache(self.config)
+        self.local_list = LocalAuthList()
+        self.auth_cache = AuthorizationCache(self.config, self.local_list, self.wall_time)
+        self.reservations = ReservationBook()
+        self.transfers = transfers  # how firmware and diagnostics files move (runtime)
+        self.firmware_status = FirmwareStatus.IDLE  # the last one reported
+        self.diagnostics_status = DiagnosticsStatus.IDLE
+        self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics"
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
+        self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
         self.next_heartbeat = 0.0
         self.next_sample: dict[int, float] = {}
@@ -243,6 +328,8 @@ class Charger:
         self.transport = transport
         self.link = LinkState.ONLINE
         self.link_error = ""
+        if self.reservations:
+            self._arm_reservations()  # restored ones had no event loop to time them
         self.listener.on_change(self)
 
     def connecting(self) -> None:
@@ -375,6 +462,11 @@ class Charger:
         info: str | None = None,
     ) -> bool:
         """Move a connector to a new status and report it; illegal moves raise."""
+        if (status is Status.FAULTED or status is Status.UNAVAILABLE) and self.reservations:
+            # A reservation ends when its connector can no longer be used (1.6 section 5.13).
+            held = self.reservations.on_connector(evse.connector_id)
+            if held is not None and evse.status is not status:
+                self._end_reservation(held, release=False)
         if not evse.transition(status, error_code, info):
             return False
         self._status_notification(evse.connector_id, evse.status, evse.error_code, evse.info)
@@ -447,17 +539,22 @@ class Charger:
     # -- authorization -------------------------------------------------------------------
 
     async def authorize(self, id_tag: str) -> str:
-        """Authorize an idTag: online through the CSMS, offline by cache/configuration."""
+        """Authorize an idTag: online through the CSMS, offline by list/cache/configuration."""
+        return (await self.authorize_info(id_tag)).status
+
+    async def authorize_info(self, id_tag: str) -> IdTagAnswer:
+        """`authorize`, with the idTag's parent (its group) when it is known."""
         if self.online and self.boot is BootState.ACCEPTED:
             try:
                 result = await self.request(self.messages.authorize(id_tag))
             except (CallFailed, LinkLost) as exc:
                 log.info("%s: Authorize failed (%s); deciding offline", self.id, exc)
             else:
-                status = self.messages.read_authorize(result).status
-                self.auth_cache.remember(id_tag, status)
-                return status
-        return self.auth_cache.offline_status(id_tag)
+                answer = self.messages.read_authorize(result)
+                self.auth_cache.remember(id_tag, answer.status, answer.parent_id_tag)
+                return answer
+        status = self.auth_cache.offline_status(id_tag)
+        return IdTagAnswer(status, None, self.auth_cache.parent_of(id_tag))
 
     # -- local actions (dashboard, API, tests) --------------------------------------------
 
@@ -485,8 +582,9 @@ class Charger:
             if evse.status is not Status.PREPARING:
                 self.set_status(evse, Status.PREPARING)
             self.start_transaction(connector_id, id_tag)
-        else:
+        elif evse.status is not Status.RESERVED:
             # Plugged in, waiting for an idTag: a real charger waits as long as it takes.
+            # (A reserved connector stays Reserved until its idTag is presented.)
             self.set_status(evse, Status.PREPARING)
         self.listener.on_change(self)
 
@@ -503,17 +601,24 @@ class Charger:
             raise ActionError(f"connector {connector_id} is {evse.status}")
         if self.unlock_cable(connector_id):
             return "Unlocked"
+        own = self.reservations.on_connector(connector_id) if self.reservations else None
+        if own is not None and not own.admits(id_tag, None) and own.parent_id_tag is None:
+            raise ActionError(f"connector {connector_id} is reserved for another idTag")
         if self.auth_cache.pre_authorized(id_tag):
-            status = "Accepted"  # start at once from the cache, without waiting for Authorize
+            # Start at once from the local list or cache, without waiting for Authorize.
+            info = IdTagAnswer(AuthStatus.ACCEPTED, None, self.auth_cache.parent_of(id_tag))
         else:
-            status = await self.authorize(id_tag)
+            info = await self.authorize_info(id_tag)
+        status = info.status
         if status != "Accepted":
             return status
+        if not self.claim_reservation(connector_id, id_tag, info.parent_id_tag):
+            raise ActionError(f"connector {connector_id} is reserved for another idTag")
         if evse.battery is not None:
             self.start_transaction(connector_id, id_tag)
         else:
             self.pending_authorizations[connector_id] = id_tag
-            if evse.status is Status.AVAILABLE:
+            if evse.status in (Status.AVAILABLE, Status.RESERVED):
                 self.set_status(evse, Status.PREPARING)
             self._start_connection_timeout(connector_id)
         return status
@@ -524,6 +629,9 @@ class Charger:
             raise ActionError(f"connector {connector_id} already has a transaction")
         self._cancel_timer("connection-timeout", connector_id)
         self.pending_authorizations.pop(connector_id, None)
+        reservation = self._reservation_used(connector_id, id_tag)
+        if evse.status is Status.RESERVED:
+            self.set_status(evse, Status.PREPARING)  # Reserved may not go to Charging at once
         tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), now_iso())
         self.transactions[connector_id] = tx
         evse.id_tag = id_tag
@@ -534,14 +642,19 @@ class Charger:
         self.install_remote_start_profile(connector_id)
         self.send(
             self.messages.transaction_started(
-                tx, connector_id, id_tag, tx.meter_start, tx.started_at, None
+                tx,
+                connector_id,
+                id_tag,
+                tx.meter_start,
+                tx.started_at,
+                None if reservation is None else reservation.reservation_id,
             ),
             transactional=True,
             tx=tx,
             on_result=lambda result: self._on_start_confirmed(tx, result),
         )
         battery = evse.battery
-        if battery is not None and battery.is_full():
+        if battery is not None and (battery.is_full() or battery.paused):
             self.set_status(evse, Status.SUSPENDED_EV)
         else:
             self.set_status(evse, Status.CHARGING)
@@ -554,7 +667,7 @@ class Charger:
         if self.transactions.get(tx.connector_id) is tx:
             evse.transaction_id = tx.transaction_id
         status = id_tag_info.status
-        self.auth_cache.remember(tx.id_tag, status)
+        self.auth_cache.remember(tx.id_tag, status, id_tag_info.parent_id_tag)
         self.listener.on_transaction(self, tx)
         if status is not AuthStatus.ACCEPTED and self.transactions.get(tx.connector_id) is tx:
             if self.config_bool("StopTransactionOnInvalidId"):
@@ -625,6 +738,7 @@ class Charger:
             connector_id not in self.locked_cables
         ):
             self.set_status(evse, Status.AVAILABLE)
+            self._back_to_reserved(evse)
         self.listener.on_change(self)
 
     def unlock_cable(self, connector_id: int) -> bool:
@@ -636,6 +750,41 @@ class Charger:
         if evse.battery is None and evse.status is Status.FINISHING:
             self.set_status(evse, Status.AVAILABLE)
         return True
+
+    def pause_ev(self, connector_id: int) -> None:
+        """The EV stops drawing power (OCPP 1.6: SuspendedEV, "the EV is connected to the
+        EVSE but it is not requesting energy"); SuspendedEVSE, if the charger offers
+        nothing now, stays (it wins over SuspendedEV). The session goes on."""
+        evse = self.evse(connector_id)
+        battery = evse.battery
+        if battery is None:
+            raise ActionError("no vehicle plugged in")
+        if battery.paused:
+            raise ActionError(f"the EV on connector {connector_id} is already paused")
+        battery.paused = True
+        if evse.status is Status.CHARGING:
+            evse.stop_flow()
+            self.set_status(evse, Status.SUSPENDED_EV)
+        self.listener.on_change(self)
+
+    def resume_ev(self, connector_id: int) -> None:
+        """The paused EV requests energy again: Charging, or SuspendedEVSE if the charger
+        offers nothing now (a full battery stays SuspendedEV)."""
+        evse = self.evse(connector_id)
+        battery = evse.battery
+        if battery is None:
+            raise ActionError("no vehicle plugged in")
+        if not battery.paused:
+            raise ActionError(f"the EV on connector {connector_id} is not paused")
+        battery.paused = False
+        if (
+            evse.status is Status.SUSPENDED_EV
+            and connector_id in self.transactions
+            and not battery.is_full()
+        ):
+            offered = self.operating_point(evse, self.limit_w(evse)).power_w > 0.0
+            self.set_status(evse, Status.CHARGING if offered else Status.SUSPENDED_EVSE)
+        self.listener.on_change(self)
 
     def inject_fault(
         self, connector_id: int, error_code: str = "OtherError", info: str | None = None
@@ -651,7 +800,8 @@ class Charger:
         if evse.status is not Status.FAULTED:
             raise ActionError(f"connector {connector_id} is not faulted")
         if connector_id in self.transactions:
-            self.set_status(evse, Status.CHARGING)
+            paused = evse.battery is not None and evse.battery.paused
+            self.set_status(evse, Status.SUSPENDED_EV if paused else Status.CHARGING)
         elif evse.battery is not None:
             self.set_status(evse, Status.PREPARING)
         else:
@@ -679,9 +829,11 @@ class Charger:
             evse = self.evse(candidate)
             if candidate in self.transactions or candidate in self.pending_authorizations:
                 continue
-            if evse.status in (Status.AVAILABLE, Status.PREPARING, Status.FINISHING):
+            if evse.status in _REMOTE_STARTABLE:
                 if evse.status is Status.FINISHING and evse.battery is None:
                     continue
+                if not self.claim_reservation(candidate, id_tag, self.auth_cache.parent_of(id_tag)):
+                    continue  # reserved for someone else
                 if charging_profile is not None:
                     self.pending_profiles[candidate] = charging_profile
                 return "Accepted", candidate
@@ -708,7 +860,7 @@ class Charger:
             self.start_transaction(connector_id, id_tag)
             return
         self.pending_authorizations[connector_id] = id_tag
-        if evse.status is Status.AVAILABLE:
+        if evse.status in (Status.AVAILABLE, Status.RESERVED):
             self.set_status(evse, Status.PREPARING)
         self._start_connection_timeout(connector_id)
 
@@ -736,6 +888,306 @@ class Charger:
         dc = self.spec.power_type == "DC"
         fitting = [v for v in self.vehicles if not dc or v.dc_max_kw > 0]
         return random.choice(fitting) if fitting else None
+
+    # -- reservations -------------------------------------------------------------------
+
+    def wall_time(self) -> float:
+        """The charger's clock as epoch seconds (synchronised to the CSMS's)."""
+        return self.clock.time() + self._clock_offset
+
+    def reserve_now(
+        self,
+        connector_id: int,
+        expiry: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> str:
+        """ReserveNow: Accepted, Occupied, Faulted, Unavailable or Rejected."""
+        if not 0 <= connector_id <= len(self.evses):
+            return "Rejected"
+        try:
+            expires_at = parse_iso(expiry).timestamp()
+        except ValueError:
+            return "Rejected"
+        if expires_at <= self.wall_time():
+            return "Rejected"  # already over
+        self._expire_due()
+        if connector_id == 0:
+            if not self.config_bool("ReserveConnectorZeroSupported"):
+                return "Rejected"
+            answer = self._reservable_anywhere(reservation_id)
+        else:
+            answer = self._reservable(connector_id, reservation_id)
+        if answer != "Accepted":
+            return answer
+        # Kept in one form (UTC, milliseconds): what a CSMS sends may be of any length.
+        expiry = now_iso(datetime.fromtimestamp(expires_at, UTC))
+        reservation = Reservation(
+            reservation_id, connector_id, id_tag, expiry, expires_at, parent_id_tag or None
+        )
+        replaced = self.reservations.add(reservation)
+        if replaced is not None and replaced.connector_id != connector_id:
+            self._release(replaced)  # a reservation moved to another connector
+        self._start_timer(
+            "reservation", reservation_id, expires_at - self.wall_time(), self._reservation_expired
+        )
+        if connector_id:
+            self.set_status(self.evse(connector_id), Status.RESERVED)
+        self.listener.on_reservations(self)
+        self.listener.on_change(self)
+        return "Accepted"
+
+    def cancel_reservation(self, reservation_id: int) -> str:
+        """CancelReservation: Accepted for a reservation the charger holds, else Rejected."""
+        reservation = self.reservations.get(reservation_id)
+        if reservation is None:
+            return "Rejected"
+        self._end_reservation(reservation)
+        return "Accepted"
+
+    def claim_reservation(self, connector_id: int, id_tag: str, parent_id_tag: str | None) -> bool:
+        """May this (authorized) idTag use the connector given the reservations? If it
+        uses one, the transaction it starts there carries that reservation's id."""
+        self._claimed.pop(connector_id, None)
+        if not self.reservations:
+            return True
+        self._expire_due()
+        others_free = len([c for c in self._free_connectors() if c != connector_id])
+        allowed, reservation = self.reservations.usable(
+            connector_id, id_tag, parent_id_tag, others_free
+        )
+        if allowed and reservation is not None:
+            self._claimed[connector_id] = reservation.reservation_id
+        return allowed
+
+    def restore_reservations(self, records: list[dict[str, Any]]) -> None:
+        """After a restart: the reservations still valid (their timers start once the
+        charger runs on an event loop, at its first connection)."""
+        now = self.wall_time()
+        for record in records:
+            try:
+                expires_at = parse_iso(str(record["expiry"])).timestamp()
+                reservation = Reservation(
+                    int(record["reservation_id"]),
+                    int(record["connector_id"]),
+                    str(record["id_tag"]),
+                    str(record["expiry"]),
+                    expires_at,
+                    record.get("parent_id_tag") or None,
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: a stored reservation is not usable: %s", self.id, exc)
+                continue
+            connector = reservation.connector_id
+            if expires_at <= now or not 0 <= connector <= len(self.evses):
+                continue
+            if connector:
+                evse = self.evse(connector)
+                if evse.status is not Status.AVAILABLE:
+                    continue  # made Unavailable meanwhile: the reservation ended
+                evse.transition(Status.RESERVED)  # reported with every status after boot
+            self.reservations.add(reservation)
+
+    def _reservable(self, connector_id: int, reservation_id: int) -> str:
+        evse = self.evse(connector_id)
+        if self.charger_unavailable or evse.status is Status.UNAVAILABLE:
+            return "Unavailable"
+        if evse.status is Status.FAULTED:
+            return "Faulted"
+        held = self.reservations.on_connector(connector_id)
+        if held is not None and held.reservation_id != reservation_id:
+            return "Occupied"
+        if (
+            evse.status not in (Status.AVAILABLE, Status.RESERVED)
+            or evse.battery is not None
+            or connector_id in self.transactions
+            or connector_id in self.pending_authorizations
+        ):
+            return "Occupied"
+        anywhere = [r for r in self.reservations.anywhere() if r.reservation_id != reservation_id]
+        free = self._free_connectors()
+        if anywhere and held is None and len(free) - 1 < len(anywhere):
+            return "Occupied"  # the last free connectors are promised to connector 0
+        return "Accepted"
+
+    def _reservable_anywhere(self, reservation_id: int) -> str:
+        if self.charger_unavailable:
+            return "Unavailable"
+        others = [r for r in self.reservations.anywhere() if r.reservation_id != reservation_id]
+        free = self._free_connectors()
+        if len(free) > len(others):
+            return "Accepted"
+        statuses = {evse.status for evse in self.evses}
+        if statuses == {Status.FAULTED}:
+            return "Faulted"
+        if statuses == {Status.UNAVAILABLE}:
+            return "Unavailable"
+        return "Occupied"
+
+    def _free_connectors(self) -> list[int]:
+        """Connectors nobody uses or holds: Available, no cable, no session, no reservation."""
+        return [
+            evse.connector_id
+            for evse in self.evses
+            if evse.status is Status.AVAILABLE
+            and evse.battery is None
+            and evse.connector_id not in self.transactions
+            and evse.connector_id not in self.pending_authorizations
+        ]
+
+    def _reservation_used(self, connector_id: int, id_tag: str) -> Reservation | None:
+        """The reservation a transaction starting now uses (it ends with the start)."""
+        if not self.reservations:
+            self._claimed.pop(connector_id, None)
+            return None
+        claimed = self._claimed.pop(connector_id, None)
+        reservation = self.reservations.get(claimed) if claimed is not None else None
+        if reservation is None:
+            _allowed, reservation = self.reservations.usable(
+                connector_id, id_tag, self.auth_cache.parent_of(id_tag), 0
+            )
+        if reservation is not None:
+            self._end_reservation(reservation, release=False)
+        return reservation
+
+    def _end_reservation(self, reservation: Reservation, *, release: bool = True) -> None:
+        """Forget a reservation (used, cancelled, expired, its connector out of order);
+        with `release`, its connector becomes Available again."""
+        if self.reservations.remove(reservation.reservation_id) is None:
+            return
+        self._cancel_timer("reservation", reservation.reservation_id)
+        for connector, claimed in list(self._claimed.items()):
+            if claimed == reservation.reservation_id:
+                del self._claimed[connector]
+        if release:
+            self._release(reservation)
+        self.listener.on_reservations(self)
+        self.listener.on_change(self)
+
+    def _release(self, reservation: Reservation) -> None:
+        if reservation.connector_id:
+            evse = self.evse(reservation.connector_id)
+            if evse.status is Status.RESERVED:
+                self.set_status(evse, Status.AVAILABLE)
+
+    def _back_to_reserved(self, evse: Evse) -> None:
+        """A connector that became Available again while its reservation still holds."""
+        if self.reservations and self.reservations.on_connector(evse.connector_id) is not None:
+            self.set_status(evse, Status.RESERVED)
+
+    def _reservation_expired(self, reservation_id: int) -> None:
+        reservation = self.reservations.get(reservation_id)
+        if reservation is not None:
+            log.info("%s: reservation %d expired", self.id, reservation_id)
+            self._end_reservation(reservation)
+
+    def _expire_due(self) -> None:
+        now = self.wall_time()
+        for reservation in list(self.reservations):
+            if reservation.expires_at <= now:
+                self._reservation_expired(reservation.reservation_id)
+
+    def _arm_reservations(self) -> None:
+        self._expire_due()
+        now = self.wall_time()
+        for reservation in self.reservations:
+            if ("reservation", reservation.reservation_id) not in self.timers:
+                self._start_timer(
+                    "reservation",
+                    reservation.reservation_id,
+                    reservation.expires_at - now,
+                    self._reservation_expired,
+                )
+
+    # -- the local authorization list -------------------------------------------------------
+
+    @property
+    def feature_profiles(self) -> list[str]:
+        return self.config_list("SupportedFeatureProfiles")
+
+    def send_local_list(self, version: int, kind: str, items: list[Entry]) -> str:
+        """SendLocalList: Accepted, Failed, VersionMismatch or NotSupported."""
+        if "LocalAuthListManagement" not in self.feature_profiles:
+            return UpdateStatus.NOT_SUPPORTED
+        status, change = self.local_list.update(
+            version,
+            UpdateType(kind),
+            items,
+            max_length=self.config_int("LocalAuthListMaxLength"),
+            max_items=self.config_int("SendLocalListMaxLength"),
+        )
+        if change is not None:
+            for id_tag in change.entries:  # the list decides these now, not the cache
+                self.auth_cache.pop(id_tag, None)
+                self.auth_cache.parents.pop(id_tag, None)
+            self.listener.on_local_list(self, change)
+            self.listener.on_change(self)
+        return status
+
+    def local_list_version(self) -> int:
+        """GetLocalListVersion: -1 when the charger has no local list, 0 when it is empty."""
+        if "LocalAuthListManagement" not in self.feature_profiles:
+            return -1
+        return self.local_list.reported_version
+
+    def restore_local_list(self, version: int, entries: dict[str, IdTagAnswer]) -> None:
+        self.local_list.version = version
+        self.local_list.entries = entries
+
+    # -- firmware and diagnostics -------------------------------------------------------------
+
+    def start_job(self, name: str, job: Any) -> None:
+        """Run a firmware or diagnostics procedure (a coroutine) as the charger's own task,
+        replacing one of the same kind still running; it outlives the connection."""
+        running = self.jobs.get(name)
+        if running is not None and not running.done():
+            running.cancel()
+        # The task runs the job itself (not a wrapper awaiting it): cancelled before its
+        # first step, the job is closed with it instead of left never awaited.
+        task = asyncio.get_running_loop().create_task(job, name=f"{self.id}:{name}")
+        self.jobs[name] = task
+        task.add_done_callback(lambda done: self._job_done(name, done))
+
+    def _job_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.jobs.get(name) is task:
+            del self.jobs[name]
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits a job: what it raises is logged, never lost.
+            log.error("%s: the %s job failed", self.id, name, exc_info=task.exception())
+
+    async def report_firmware(self, status: FirmwareStatus) -> None:
+        self.firmware_status = status
+        self.listener.on_change(self)
+        await self._report(self.messages.firmware_status(status))
+
+    async def report_diagnostics(self, status: DiagnosticsStatus) -> None:
+        self.diagnostics_status = status
+        self.listener.on_change(self)
+        await self._report(self.messages.diagnostics_status(status))
+
+    async def _report(self, message: Message) -> None:
+        """Send a status notification and wait for its answer (the next step may be a
+        reboot); offline, or refused, it is lost, as on a real charger."""
+        try:
+            await self.request(message)
+        except (CallFailed, LinkLost) as exc:
+            log.info("%s: %s not delivered: %s", self.id, message[0], exc)
+
+    def firmware_status_now(self) -> FirmwareStatus:
+        """What a triggered FirmwareStatusNotification says: Idle unless busy."""
+        status = self.firmware_status
+        return status if status in FIRMWARE_BUSY else FirmwareStatus.IDLE
+
+    def diagnostics_status_now(self) -> DiagnosticsStatus:
+        status = self.diagnostics_status
+        return status if status is DiagnosticsStatus.UPLOADING else DiagnosticsStatus.IDLE
+
+    def install_firmware(self, version: str) -> None:
+        """The new firmware is in place: remember it and reboot to run it."""
+        self.spec.firmware_version = version
+        self.listener.on_firmware(self)
+        self.reboot()
 
     # -- charging profiles and the limits in force -------------------------------------------
 
@@ -797,6 +1249,9 @@ class Charger:
         targets = [e.connector_id for e in self.evses] if connector_id == 0 else [connector_id]
         if connector_id == 0:
             self.charger_unavailable = kind == "Inoperative"
+            if self.charger_unavailable:
+                for reservation in self.reservations.anywhere():
+                    self._end_reservation(reservation)
             self.connector0_status = (
                 Status.UNAVAILABLE if self.charger_unavailable else (Status.AVAILABLE)
             )
@@ -838,6 +1293,7 @@ class Charger:
             if evse.status in (Status.FINISHING, Status.PREPARING) and evse.battery is None:
                 evse.transition(Status.AVAILABLE)
         self.pending_authorizations.clear()
+        self._claimed.clear()
         self.power_cycle()
         transport = self.transport
         if transport is not None:
@@ -959,12 +1415,14 @@ class Charger:
         cancelled and the connector goes back to Available."""
         evse = self.evse(connector_id)
         self.pending_authorizations.pop(connector_id, None)
+        self._claimed.pop(connector_id, None)
         if (
             connector_id not in self.transactions
             and evse.status is Status.PREPARING
             and evse.battery is None
         ):
             self.set_status(evse, Status.AVAILABLE)
+            self._back_to_reserved(evse)
 
     def _start_timer(
         self, name: str, connector_id: int, delay: float, callback: Callable[[int], None]
@@ -977,6 +1435,8 @@ class Charger:
     def cancel_timers(self) -> None:
         self.timers.cancel_all()
         self.outbox.cancel_wake()
+        for job in self.jobs.values():
+            job.cancel()
 
     # -- meter values -------------------------------------------------------------------------
 
@@ -1115,6 +1575,10 @@ class Charger:
                 self.set_status(evse, Status.SUSPENDED_EVSE)
             return True
         if status is Status.SUSPENDED_EVSE:
+            if battery.paused:  # the charger offers again, but the EV wants nothing now
+                evse.stop_flow()
+                self.set_status(evse, Status.SUSPENDED_EV)
+                return True
             self.set_status(evse, Status.CHARGING)
         if dt > 0:
             evse.meter(point, dt)
@@ -1164,6 +1628,12 @@ _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
 
 class ActionError(Exception):
     """A local action that cannot be done now, with a message for the person who asked."""
+
+
+# Where a RemoteStartTransaction may start (a Reserved one only for its idTag).
+_REMOTE_STARTABLE = frozenset(
+    {Status.AVAILABLE, Status.PREPARING, Status.FINISHING, Status.RESERVED}
+)
 
 
 _ENERGY = Measurand.ENERGY_IMPORT_REGISTER

@@ -1,4 +1,5 @@
-"""CSMS-initiated operations of OCPP 1.6 Core, Smart Charging and Remote Trigger.
+"""CSMS-initiated operations of OCPP 1.6 Core, Smart Charging, Remote Trigger, Reservation,
+Local Auth List Management and Firmware Management.
 
 Not a mixin: `Operations` wraps one `Charger` and calls its methods; it owns no state of
 the charger. Each `on_*` method decides the answer (it runs inside the protocol library's
@@ -13,6 +14,17 @@ import logging
 from typing import Any
 
 from simulator.core.charge_point import Charger
+from simulator.core.clock import parse_iso
+from simulator.core.firmware import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_INTERVAL,
+    DiagnosticsRequest,
+    FirmwareRequest,
+    diagnostics_file_name,
+    update_firmware,
+    upload_diagnostics,
+)
+from simulator.core.local_list import Entry
 from simulator.core.protocol import SampleContext, StopReason
 from simulator.core.smart_charging import ChargingProfile, ProfileError
 
@@ -128,9 +140,11 @@ class Operations:
             for target in targets:
                 charger.send_meter_values(target, SampleContext.TRIGGER, measurands)
         elif requested == "DiagnosticsStatusNotification":
-            await charger.send_now(charger.messages.diagnostics_status())
+            await charger.send_now(
+                charger.messages.diagnostics_status(charger.diagnostics_status_now())
+            )
         elif requested == "FirmwareStatusNotification":
-            await charger.send_now(charger.messages.firmware_status())
+            await charger.send_now(charger.messages.firmware_status(charger.firmware_status_now()))
 
     # -- availability ----------------------------------------------------------------------
 
@@ -165,3 +179,88 @@ class Operations:
         if message_id == "echo":
             return "Accepted", data
         return "UnknownMessageId", None
+
+    # -- reservation ---------------------------------------------------------------------
+
+    def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> str:
+        return self.charger.reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+
+    def on_cancel_reservation(self, reservation_id: int) -> str:
+        return self.charger.cancel_reservation(reservation_id)
+
+    # -- local authorization list ------------------------------------------------------------
+
+    def on_send_local_list(self, version: int, update_type: str, entries: list[Entry]) -> str:
+        return self.charger.send_local_list(version, update_type, entries)
+
+    def on_get_local_list_version(self) -> int:
+        return self.charger.local_list_version()
+
+    # -- firmware management ---------------------------------------------------------------
+
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> FirmwareRequest:
+        """UpdateFirmware has no status to answer: the request as the charger will run it
+        (a retrieveDate it cannot read means now)."""
+        try:
+            retrieve_at = parse_iso(retrieve_date).timestamp()
+        except ValueError:
+            retrieve_at = self.charger.wall_time()
+        return FirmwareRequest(location, retrieve_at, *_retry_policy(retries, retry_interval))
+
+    def after_update_firmware(self, request: FirmwareRequest) -> None:
+        self.charger.start_job("firmware", update_firmware(self.charger, request))
+
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> DiagnosticsRequest:
+        """GetDiagnostics: the file the charger will upload (its name is the answer)."""
+
+        def moment(text: str | None) -> float | None:
+            try:
+                return None if text is None else parse_iso(text).timestamp()
+            except ValueError:
+                return None
+
+        return DiagnosticsRequest(
+            location,
+            diagnostics_file_name(self.charger),
+            moment(start_time),
+            moment(stop_time),
+            *_retry_policy(retries, retry_interval),
+        )
+
+    def after_get_diagnostics(self, request: DiagnosticsRequest) -> None:
+        self.charger.start_job("diagnostics", upload_diagnostics(self.charger, request))
+
+
+# Any int64 passes the schema: a transfer tried 2^63 times, or retried after 2^63 s, would
+# never end. A charger has its own limits.
+MAX_RETRIES = 100
+MAX_RETRY_INTERVAL = 86_400
+
+
+def _retry_policy(retries: int | None, interval: int | None) -> tuple[int, int]:
+    return (
+        min(max(DEFAULT_RETRIES if retries is None else retries, 0), MAX_RETRIES),
+        min(max(DEFAULT_RETRY_INTERVAL if interval is None else interval, 0), MAX_RETRY_INTERVAL),
+    )

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from simulator.core.link import BootState
+from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus
 
 Payload = dict[str, Any]
 Message = tuple[str, Payload]  # (action, payload), as it goes into the outbox
@@ -84,6 +85,7 @@ class StopReason(StrEnum):
     SOFT_RESET = "SoftReset"
     HARD_RESET = "HardReset"
     UNLOCK_COMMAND = "UnlockCommand"
+    REBOOT = "Reboot"  # the charger restarts on its own (a new firmware)
     OTHER = "Other"
 
 
@@ -243,12 +245,12 @@ class Messages(Protocol):
         """A vendor-specific message; its answer is returned to the caller as it came."""
         ...
 
-    def diagnostics_status(self) -> Message:
-        """The (idle) diagnostics upload status, when the central system asks for it."""
+    def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
+        """Where a diagnostics upload stands (Idle only when the central system asks)."""
         ...
 
-    def firmware_status(self) -> Message:
-        """The (idle) firmware update status, when the central system asks for it."""
+    def firmware_status(self, status: FirmwareStatus) -> Message:
+        """Where a firmware update stands (Idle only when the central system asks)."""
         ...
 
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:

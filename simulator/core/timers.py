@@ -87,3 +87,21 @@ class Timers:
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
+
+
+async def sleep(clock: Clock, seconds: float) -> None:
+    """`asyncio.sleep` on an injected clock: a test's clock decides when it ends."""
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    handle = clock.call_later(seconds, wake)
+    try:
+        await waiter
+    finally:
+        handle.cancel()

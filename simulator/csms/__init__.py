@@ -7,8 +7,10 @@ from .records import (
     CALLRESULT,
     MALFORMED,
     ConnectorStatus,
+    LocalList,
     LogEntry,
     Refusal,
+    Reservation,
     Transaction,
 )
 from .server import SUBPROTOCOL, CentralSystem, WaitTimeout, cp_id_from_path
@@ -22,8 +24,10 @@ __all__ = [
     "CSMSConnection",
     "CentralSystem",
     "ConnectorStatus",
+    "LocalList",
     "LogEntry",
     "Refusal",
+    "Reservation",
     "Transaction",
     "WaitTimeout",
     "cp_id_from_path",

@@ -37,6 +37,7 @@ from .records import (
     MALFORMED,
     ConnectorStatus,
     DataTransferHandler,
+    Reservation,
     Transaction,
 )
 
@@ -94,6 +95,9 @@ class Central(Protocol):
     boot_info: dict[str, dict[str, Any]]
     diagnostics_status: dict[str, str]
     firmware_status: dict[str, str]
+    diagnostics_statuses: dict[str, list[str]]
+    firmware_statuses: dict[str, list[str]]
+    reservations: dict[int, Reservation]
 
     async def call(self, cp_id: str, payload: Any, *, timeout: float | None = None) -> Any: ...
 
@@ -322,6 +326,10 @@ class CSMSConnection(ChargePoint):
             reservation_id=reservation_id,
             id_tag_status=str(info.status),
         )
+        reservation = csms.reservations.get(reservation_id) if reservation_id is not None else None
+        if reservation is not None and reservation.cp_id == self.id:
+            reservation.state = "used"
+            reservation.transaction_id = transaction_id
         return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
 
     @on(Action.stop_transaction)
@@ -395,6 +403,7 @@ class CSMSConnection(ChargePoint):
         self, status: str, **_: Any
     ) -> call_result.DiagnosticsStatusNotification:
         self.csms.diagnostics_status[self.id] = str(status)
+        self.csms.diagnostics_statuses.setdefault(self.id, []).append(str(status))
         return call_result.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification)
@@ -402,6 +411,7 @@ class CSMSConnection(ChargePoint):
         self, status: str, **_: Any
     ) -> call_result.FirmwareStatusNotification:
         self.csms.firmware_status[self.id] = str(status)
+        self.csms.firmware_statuses.setdefault(self.id, []).append(str(status))
         return call_result.FirmwareStatusNotification()
 
     # Security whitepaper (edition 3) messages a 1.6 charger with security profiles may send.

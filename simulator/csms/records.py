@@ -98,6 +98,29 @@ class Transaction:
         return self.meter_stop - self.meter_start
 
 
+@dataclass(slots=True)
+class Reservation:
+    """A reservation the CSMS made (ReserveNow), and what became of it."""
+
+    reservation_id: int
+    cp_id: str
+    connector_id: int
+    id_tag: str
+    expiry_date: str
+    parent_id_tag: str | None = None
+    status: str = "Accepted"  # the charger's answer to ReserveNow
+    state: str = "active"  # "active", "used" (a StartTransaction carried it), "cancelled"
+    transaction_id: int | None = None  # the transaction that used it
+
+
+@dataclass(slots=True)
+class LocalList:
+    """The local authorization list the CSMS last had a charger accept (SendLocalList)."""
+
+    version: int
+    entries: dict[str, str]  # idTag -> status
+
+
 @dataclass(slots=True, frozen=True)
 class Refusal:
     """A connection attempt the CSMS refused during the opening handshake."""

@@ -14,12 +14,13 @@ import http
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import ocpp.messages
 import orjson
+from ocpp.v16 import call
 from ocpp.v16.datatypes import IdTagInfo
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHeader, NegotiationError
@@ -38,8 +39,10 @@ from .records import (
     MALFORMED,
     ConnectorStatus,
     DataTransferHandler,
+    LocalList,
     LogEntry,
     Refusal,
+    Reservation,
     Transaction,
 )
 
@@ -64,6 +67,18 @@ class WaitTimeout(AssertionError, TimeoutError):
     Both an AssertionError (reads as a test failure) and a TimeoutError (== asyncio's in 3.11),
     so either `pytest.raises` works.
     """
+
+
+def _date_text(value: datetime | timedelta | str) -> str:
+    """An OCPP date-time: a datetime (UTC if naive), now plus a timedelta, or text as is."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, timedelta):
+        value = datetime.now(UTC) + value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    moment = value.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def cp_id_from_path(path: str) -> str:
@@ -121,6 +136,14 @@ class CentralSystem:
         self.boot_info: dict[str, dict[str, Any]] = {}  # cp id -> last BootNotification payload
         self.diagnostics_status: dict[str, str] = {}
         self.firmware_status: dict[str, str] = {}
+        # Every status in the order received (cp id -> statuses), and what the CSMS asked
+        # for (issue 17: Reservation, Local Auth List Management, Firmware Management).
+        self.diagnostics_statuses: dict[str, list[str]] = {}
+        self.firmware_statuses: dict[str, list[str]] = {}
+        self.reservations: dict[int, Reservation] = {}
+        self.next_reservation_id = 1
+        self.local_lists: dict[str, LocalList] = {}
+        self.diagnostics_files: dict[str, str] = {}  # cp id -> file name it announced
 
         self._server: Server | None = None
         self._host = "127.0.0.1"
@@ -239,6 +262,145 @@ class CentralSystem:
             del self.connected[cp_id]
         self._notify()
         await conn.websocket.close(code, reason)
+
+    # -- Reservation, Local Auth List Management, Firmware Management (issue 17) -----------
+
+    async def reserve_now(
+        self,
+        cp_id: str,
+        connector_id: int,
+        id_tag: str,
+        expiry: datetime | timedelta | str = timedelta(minutes=15),
+        *,
+        reservation_id: int | None = None,
+        parent_id_tag: str | None = None,
+    ) -> str:
+        """ReserveNow (expiry: a time, a delay from now, or the text to send); the answer.
+        Every reservation is kept in `reservations`, accepted or not."""
+        if reservation_id is None:
+            reservation_id = self.next_reservation_id
+        self.next_reservation_id = max(self.next_reservation_id, reservation_id + 1)
+        expiry_date = _date_text(expiry)
+        answer = await self.call(
+            cp_id,
+            call.ReserveNow(
+                connector_id=connector_id,
+                expiry_date=expiry_date,
+                id_tag=id_tag,
+                reservation_id=reservation_id,
+                parent_id_tag=parent_id_tag,
+            ),
+        )
+        self.reservations[reservation_id] = Reservation(
+            reservation_id,
+            cp_id,
+            connector_id,
+            id_tag,
+            expiry_date,
+            parent_id_tag,
+            status=str(answer.status),
+            state="active" if answer.status == "Accepted" else "refused",
+        )
+        return str(answer.status)
+
+    async def cancel_reservation(self, cp_id: str, reservation_id: int) -> str:
+        answer = await self.call(cp_id, call.CancelReservation(reservation_id=reservation_id))
+        reservation = self.reservations.get(reservation_id)
+        if answer.status == "Accepted" and reservation is not None:
+            reservation.state = "cancelled"
+        return str(answer.status)
+
+    async def send_local_list(
+        self,
+        cp_id: str,
+        version: int,
+        entries: dict[str, str | IdTagInfo | None],
+        update_type: str = "Full",
+    ) -> str:
+        """SendLocalList: idTag -> status (or a full IdTagInfo; None removes it in a
+        Differential update). What the charger accepted is kept in `local_lists`."""
+        items = []
+        for id_tag, info in entries.items():
+            item: dict[str, Any] = {"id_tag": id_tag}
+            if info is not None:
+                info = info if isinstance(info, IdTagInfo) else IdTagInfo(status=info)
+                item["id_tag_info"] = {
+                    k: v
+                    for k, v in (
+                        ("status", str(info.status)),
+                        ("expiry_date", info.expiry_date),
+                        ("parent_id_tag", info.parent_id_tag),
+                    )
+                    if v is not None
+                }
+            items.append(item)
+        answer = await self.call(
+            cp_id,
+            call.SendLocalList(
+                list_version=version, update_type=update_type, local_authorization_list=items
+            ),
+        )
+        if answer.status == "Accepted":
+            held = self.local_lists.get(cp_id)
+            kept = dict(held.entries) if held is not None and update_type != "Full" else {}
+            for item in items:
+                info_dict = item.get("id_tag_info")
+                if info_dict is None:
+                    kept.pop(item["id_tag"], None)
+                else:
+                    kept[item["id_tag"]] = info_dict["status"]
+            self.local_lists[cp_id] = LocalList(version, kept)
+        return str(answer.status)
+
+    async def get_local_list_version(self, cp_id: str) -> int:
+        answer = await self.call(cp_id, call.GetLocalListVersion())
+        return int(answer.list_version)
+
+    async def update_firmware(
+        self,
+        cp_id: str,
+        location: str,
+        retrieve_date: datetime | timedelta | str = timedelta(0),
+        *,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        """UpdateFirmware; its progress arrives in `firmware_statuses[cp_id]`."""
+        await self.call(
+            cp_id,
+            call.UpdateFirmware(
+                location=location,
+                retrieve_date=_date_text(retrieve_date),
+                retries=retries,
+                retry_interval=retry_interval,
+            ),
+        )
+
+    async def get_diagnostics(
+        self,
+        cp_id: str,
+        location: str,
+        *,
+        start_time: datetime | str | None = None,
+        stop_time: datetime | str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> str | None:
+        """GetDiagnostics; the file name the charger will upload (None: it has nothing).
+        Its progress arrives in `diagnostics_statuses[cp_id]`."""
+        answer = await self.call(
+            cp_id,
+            call.GetDiagnostics(
+                location=location,
+                start_time=None if start_time is None else _date_text(start_time),
+                stop_time=None if stop_time is None else _date_text(stop_time),
+                retries=retries,
+                retry_interval=retry_interval,
+            ),
+        )
+        if answer.file_name:
+            self.diagnostics_files[cp_id] = answer.file_name
+        return answer.file_name
 
     # -- waiting -----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import ocpp.messages
 import orjson
@@ -35,11 +35,13 @@ from websockets.uri import parse_uri
 
 from simulator.core.charge_point import Charger
 from simulator.core.drops import dropped
+from simulator.core.firmware import DiagnosticsRequest, FirmwareRequest
 from simulator.core.link import AnswerCallback, CallFailed, LinkLost
 from simulator.core.operations import Operations
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
 
@@ -126,10 +128,16 @@ class ChargePointClient(OcppChargePoint):
         self._trigger: tuple[str, int | None] | None = None
         self.raw_payload: dict[str, Any] = {}
         self._replied = False  # the CALL being routed has had its answer
+        # (message id, action) of the frame being routed: our answer to it repeats them.
+        self._answering: tuple[str, str] = ("", "")
         self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
+        self._firmware: FirmwareRequest | None = None
+        self._diagnostics: DiagnosticsRequest | None = None
+        # What this charger answers: every action with a handler, less those of the feature
+        # profiles it does not support (answered NotSupported).
         self._handled = frozenset(
             action for action, hooks in self.route_map.items() if "_on_action" in hooks
-        )
+        ) - unsupported_actions(charger.feature_profiles)
 
     # -- transport for the charger ----------------------------------------------------------
 
@@ -148,7 +156,7 @@ class ChargePointClient(OcppChargePoint):
         self._pending[unique_id] = (action, done, deadline)
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(deadline, self._expire)
-        self.charger.listener.on_frame(self.charger, "out", text)
+        self.charger.listener.on_frame(self.charger, "out", text, unique_id, action)
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
@@ -263,7 +271,8 @@ class ChargePointClient(OcppChargePoint):
         ):
             return False
         try:
-            self.charger.listener.on_frame(self.charger, "in", data.decode())
+            action = self._pending[message[1]][0]
+            self.charger.listener.on_frame(self.charger, "in", data.decode(), message[1], action)
             return self._answer(message)
         except Exception:  # raised inside websockets' parser, it would drop the connection
             log.exception("%s: handling an answer failed", self.id)
@@ -295,7 +304,8 @@ class ChargePointClient(OcppChargePoint):
             # just under the CSMS's size cap would come back 3-6 times larger, over it, and
             # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
             message = orjson.dumps(answer).decode()
-        self.charger.listener.on_frame(self.charger, "out", message)
+        message_id, action = self._answering
+        self.charger.listener.on_frame(self.charger, "out", message, message_id, action)
         await self._connection.send(message)
 
     async def route_message(self, raw_msg: str) -> None:
@@ -315,11 +325,12 @@ class ChargePointClient(OcppChargePoint):
     async def _route(self, raw_msg: str) -> None:
         self._replied = False
         self._routing_action = "unknown"
-        self.charger.listener.on_frame(self.charger, "in", raw_msg)
         try:
             message = wire.decode(raw_msg)
         except ValueError:
             unique_id = readable_call_id(raw_msg)
+            self._answering = (unique_id or "", "")
+            self.charger.listener.on_frame(self.charger, "in", raw_msg, unique_id or "")
             if unique_id is None:
                 dropped("frame_ignored")
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
@@ -329,6 +340,8 @@ class ChargePointClient(OcppChargePoint):
             else:
                 metrics.call_received("unknown", None)
             return
+        self._answering = message_id, action = self._frame_ids(message)
+        self.charger.listener.on_frame(self.charger, "in", raw_msg, message_id, action)
         if not isinstance(message, list) or not message or type(message[0]) is not int:
             dropped("frame_ignored")
             log.info("%s: ignoring a frame that is not an OCPP-J message: %.200r", self.id, raw_msg)
@@ -360,6 +373,16 @@ class ChargePointClient(OcppChargePoint):
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
         self.raw_payload = message[3]
         await super().route_message(raw_msg)
+
+    def _frame_ids(self, message: Any) -> tuple[str, str]:
+        """The message id and action of a decoded frame ("" where it has none): a CALL
+        names its action, an answer's is that of our call it answers."""
+        if type(message) is not list or len(message) < 2 or type(message[1]) is not str:
+            return "", ""
+        if message[0] == wire.CALL and len(message) > 2 and type(message[2]) is str:
+            return message[1], message[2]
+        pending = self._pending.get(message[1])
+        return message[1], pending[0] if pending is not None else ""
 
     def spawn(self, coro: Any) -> None:
         """Run a follow-up as a task we keep a reference to (the loop holds tasks weakly)."""
@@ -469,6 +492,82 @@ class ChargePointClient(OcppChargePoint):
         )
         return call_result.DataTransfer(status=status, data=data)
 
+    # -- Reservation, Local Auth List Management, Firmware Management (issue 17) -------------
+
+    @on(Action.reserve_now, skip_schema_validation=True)
+    def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+        **_: Any,
+    ):
+        status = self.operations.on_reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        return call_result.ReserveNow(status=status)
+
+    @on(Action.cancel_reservation, skip_schema_validation=True)
+    def on_cancel_reservation(self, reservation_id: int, **_: Any):
+        return call_result.CancelReservation(
+            status=self.operations.on_cancel_reservation(reservation_id)
+        )
+
+    @on(Action.send_local_list, skip_schema_validation=True)
+    def on_send_local_list(self, list_version: int, update_type: str, **_: Any):
+        entries = read_local_list(self.raw_payload)
+        status = self.operations.on_send_local_list(list_version, update_type, entries)
+        return call_result.SendLocalList(status=status)
+
+    @on(Action.get_local_list_version, skip_schema_validation=True)
+    def on_get_local_list_version(self, **_: Any):
+        return call_result.GetLocalListVersion(
+            list_version=self.operations.on_get_local_list_version()
+        )
+
+    @on(Action.update_firmware, skip_schema_validation=True)
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ):
+        self._firmware = self.operations.on_update_firmware(
+            location, retrieve_date, retries, retry_interval
+        )
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)
+    def after_update_firmware(self, **_: Any) -> None:
+        request, self._firmware = self._firmware, None
+        if request is not None:
+            self.operations.after_update_firmware(request)
+
+    @on(Action.get_diagnostics, skip_schema_validation=True)
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+        **_: Any,
+    ):
+        self._diagnostics = self.operations.on_get_diagnostics(
+            location, retries, retry_interval, start_time, stop_time
+        )
+        return call_result.GetDiagnostics(file_name=self._diagnostics.file_name)
+
+    @after(Action.get_diagnostics)
+    def after_get_diagnostics(self, **_: Any) -> None:
+        request, self._diagnostics = self._diagnostics, None
+        if request is not None:
+            self.operations.after_get_diagnostics(request)
+
 
 def _snake(schedule: dict[str, Any]) -> dict[str, Any]:
     """The library serialises answers from snake_case: hand it the schedule that way."""
@@ -514,6 +613,20 @@ class ConnectError(Exception):
 def connection_url(charger: Charger) -> str:
     base = charger.spec.csms_url.rstrip("/")
     return f"{base}/{quote(charger.id, safe='')}"
+
+
+def shown_url(url: str) -> str:
+    """A URL to record or show: without user info, query or fragment, which may hold
+    credentials (ws://user:password@host/ocpp?token=...)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a port that is not a number: the URL would not have connected
+        port = ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 # (secure, host, port) -> the proxy the environment names for it, or None.
@@ -604,6 +717,9 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
             charger.detach(f"network cut ({outage:.0f} s left)")
+            charger.listener.on_connection(
+                charger, "network_cut", {"seconds_left": round(outage, 1)}
+            )
             await asyncio.sleep(outage)
             continue
         charger.connecting()
@@ -618,15 +734,32 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             delay = backoff.next_delay()
             log.info("%s: cannot connect: %s; retrying in %.1f s", charger.id, reason, delay)
             charger.detach(reason)
+            charger.listener.on_connection(
+                charger,
+                "connect_failed",
+                {
+                    "reason": reason,
+                    "retry_in_seconds": round(delay, 3),
+                    "attempt": backoff.failures,
+                },
+            )
             await asyncio.sleep(delay)
             continue
         backoff.reset()
+        charger.listener.on_connection(
+            charger,
+            "connected",
+            {"url": shown_url(connection_url(charger)), "subprotocol": connection.subprotocol},
+        )
         if connected_before:
             metrics.RECONNECTS.inc()
         connected_before = True
         reason = await _serve(charger, connection)
         delay = backoff.next_delay()
         log.info("%s: connection closed (%s); reconnecting in %.1f s", charger.id, reason, delay)
+        charger.listener.on_connection(
+            charger, "reconnecting", {"in_seconds": round(delay, 3), "attempt": backoff.failures}
+        )
         await asyncio.sleep(delay)
 
 
@@ -677,5 +810,17 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
         client.fail_pending("connection lost")
         boot.cancel()
         charger.detach("" if reason.startswith("closed") else reason)
-        await connection.close()
+        try:
+            await connection.close()
+        finally:
+            charger.listener.on_connection(
+                charger,
+                "closed",
+                {
+                    # As received from the CSMS; 1006 when none came (the link was lost).
+                    "code": connection.close_code,
+                    "reason": connection.close_reason or "",
+                    "summary": reason,
+                },
+            )
     return reason

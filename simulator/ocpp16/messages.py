@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.core.link import BootState
+from simulator.core.local_list import Entry
 from simulator.core.protocol import (
     QUANTITIES,
     AuthStatus,
@@ -27,6 +28,7 @@ from simulator.core.protocol import (
     StopReason,
     TransactionRef,
 )
+from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus
 
 CONTEXTS = {
     SampleContext.PERIODIC: "Sample.Periodic",
@@ -44,6 +46,7 @@ STOP_REASONS = {
     StopReason.SOFT_RESET: "SoftReset",
     StopReason.HARD_RESET: "HardReset",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.REBOOT: "Reboot",
     StopReason.OTHER: "Other",
 }
 AUTH_STATUSES = {str(s): s for s in AuthStatus}
@@ -211,11 +214,11 @@ class Ocpp16Messages:
             payload["data"] = data
         return "DataTransfer", payload
 
-    def diagnostics_status(self) -> Message:
-        return "DiagnosticsStatusNotification", {"status": "Idle"}
+    def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
+        return "DiagnosticsStatusNotification", {"status": str(status)}
 
-    def firmware_status(self) -> Message:
-        return "FirmwareStatusNotification", {"status": "Idle"}
+    def firmware_status(self, status: FirmwareStatus) -> Message:
+        return "FirmwareStatusNotification", {"status": str(status)}
 
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
         # A transaction message queued before StartTransaction was confirmed carries the
@@ -226,3 +229,31 @@ class Ocpp16Messages:
 
 
 OCPP16 = Ocpp16Messages()
+
+
+def read_local_list(payload: Payload) -> list[Entry]:
+    """SendLocalList's entries: (idTag, what the list says of it, or None to remove it)."""
+    return [
+        (item["idTag"], _id_tag_info(item["idTagInfo"]) if "idTagInfo" in item else None)
+        for item in payload.get("localAuthorizationList") or ()
+    ]
+
+
+# The CSMS-initiated actions of each optional feature profile: a charger whose
+# SupportedFeatureProfiles lacks the profile answers them with CALLERROR NotSupported. (Local
+# Auth List Management has answers of its own for that: NotSupported, and version -1.)
+PROFILE_ACTIONS = {
+    "SmartCharging": frozenset(
+        {"SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"}
+    ),
+    "RemoteTrigger": frozenset({"TriggerMessage"}),
+    "Reservation": frozenset({"ReserveNow", "CancelReservation"}),
+    "FirmwareManagement": frozenset({"UpdateFirmware", "GetDiagnostics"}),
+}
+
+
+def unsupported_actions(profiles: list[str]) -> frozenset[str]:
+    """The actions of the optional profiles a charger does not support."""
+    return frozenset().union(
+        *(actions for profile, actions in PROFILE_ACTIONS.items() if profile not in profiles)
+    )

@@ -1,15 +1,17 @@
-"""Keeping the AuthorizationKey out of every record of a frame: the message log, the pages
-it is sent to, and log lines.
+"""Keeping the AuthorizationKey and URL passwords out of every record of a frame: the
+message log, the pages it is sent to, and log lines.
 
 A CSMS sets a charger's HTTP Basic password with ChangeConfiguration(AuthorizationKey),
-so that frame carries the secret in clear. Every place that records a frame's text runs
-it through `redact_frame` first. The test is a substring search before any parsing: the
-message log sees every frame, thousands a second, and almost none names the key.
+so that frame carries the secret in clear; UpdateFirmware and GetDiagnostics locations
+may carry one too (ftp://user:password@host/). Every place that records a frame's text
+runs it through `redact_frame` first. The tests are substring searches before any parsing:
+the message log sees every frame, thousands a second, and almost none holds either.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -18,10 +20,22 @@ SECRET_KEY_NAME = "AuthorizationKey"
 REDACTED = "********"
 WITHHELD = f"[withheld: names {SECRET_KEY_NAME} and is not a JSON frame]"
 
+# scheme://user:PASSWORD@ (slashes possibly JSON-escaped as \/): the password goes.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\"@:]*:)[^/\\\s\"@]+@")
+
+
+def redact_urls(text: str) -> str:
+    """The text with the password of every scheme://user:password@ URL replaced."""
+    if "@" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+
 
 def redact_frame(text: str) -> str:
-    """The frame with every AuthorizationKey value replaced; the same string when it names
-    no AuthorizationKey, and WITHHELD when it does but cannot be parsed to say where."""
+    """The frame with every AuthorizationKey value and URL password replaced; the same
+    string when it holds neither, and WITHHELD when it names an AuthorizationKey but cannot
+    be parsed to say where."""
+    text = redact_urls(text)
     if SECRET_KEY_NAME not in text:
         return text
     try:
@@ -56,6 +70,10 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if "@" in message:
+            message, before = redact_urls(message), message
+            if message != before:
+                record.msg, record.args = message, None
         if SECRET_KEY_NAME not in message:
             return True
         record.msg, record.args = _redact_line(message), None

@@ -1,11 +1,18 @@
-"""The engine's end of the channel layer: run commands from the dashboard, publish summaries.
+"""The engine's end of the channel layer: run commands from the dashboard and the API,
+answer state and summary requests, publish summaries.
 
 A worker listens on the group of its shard (`contract.engine_group(shard)`). Every command
 names a charger by primary key and a reply channel; the worker acknowledges it at once (so
-that the page can tell "no worker" from "slow CSMS"), runs it against its live charger, and
-answers with a result and a message for the person who clicked. Once a second it also
-publishes its shard's counts (for the fleet page) and each location's live power (for the
-location page); pages add up the shards.
+that the sender can tell "no worker" from "slow CSMS"), runs it against its live charger,
+and answers with a result, a message for the person who asked, and the charger's state
+after it. An action may wait for a condition (`wait_for`, see `runtime.conditions`) before
+it is answered. A bulk command drives many chargers of the shard, chosen by ids, location
+and live connector status, and is answered with one result per charger. Once a second the
+worker also publishes its shard's counts (for the fleet page) and each location's live
+power (for the location page); pages add up the shards.
+
+Every value of a message comes from outside (a browser, a script): each is checked here
+and a bad one is answered with a message, never a crash.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
@@ -25,6 +34,9 @@ from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
 from simulator.core.protocol import StopReason
+from simulator.core.vehicle import VehicleSpec
+from simulator.runtime.conditions import Conditions
+from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
@@ -36,6 +48,8 @@ log = logging.getLogger(__name__)
 SUMMARY_KEEPALIVE_SECONDS = 5.0
 # channels-redis forgets group members after a day; join again well before that.
 REJOIN_SECONDS = 3600.0
+# Most chargers one bulk command may list (a shard of 10,000 chargers fits).
+BULK_MAX_CHARGERS = 100_000
 
 
 class Fleet(Protocol):
@@ -48,6 +62,8 @@ class Fleet(Protocol):
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
     reloader: FleetReloader
+    publisher: EventPublisher | None
+    conditions: Conditions
 
     def connect(self, charger: Charger) -> None: ...
 
@@ -56,6 +72,37 @@ class Fleet(Protocol):
 
 class CommandError(Exception):
     """A command that cannot run, with the message the person who asked will read."""
+
+    kind = contract.ERROR_REFUSED
+
+
+class InvalidArgument(CommandError):
+    """The command or one of its values is wrong: the asker's mistake, not the charger's."""
+
+    kind = contract.ERROR_INVALID
+
+
+class NotRunning(CommandError):
+    """This worker does not run the charger (disabled, deleted, another shard)."""
+
+    kind = contract.ERROR_NOT_RUNNING
+
+
+@dataclass(slots=True, frozen=True)
+class Wait:
+    """A checked `wait_for`: the condition, on which connector, for how long at most."""
+
+    condition: str
+    connector_id: int
+    timeout: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    message: str
+    error: str | None = None
+    wait: contract.WaitOutcome | None = None
 
 
 class CommandServer:
@@ -99,7 +146,8 @@ class CommandServer:
                 log.warning("receiving commands failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(0.1)
                 continue
-            if message.get("type") == contract.FLEET_CHANGED:
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == contract.FLEET_CHANGED:
                 reply_to = message.get("reply_channel")
                 if isinstance(reply_to, str):
                     # At once: the sender then knows a worker runs this shard, however long
@@ -110,46 +158,101 @@ class CommandServer:
                     await self._deliver(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
-            if message.get("type") != contract.COMMAND:
-                continue
-            task = asyncio.create_task(self.handle(message))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            if kind in (contract.EVENTS_SUBSCRIBE, contract.EVENTS_UNSUBSCRIBE):
+                self.subscription(message)
+            elif kind == contract.COMMAND:
+                self._start(self.handle(message))
+            elif kind == contract.BULK_COMMAND:
+                self._start(self.handle_bulk(message))
+
+    def _start(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def handle(self, message: contract.EngineCommand) -> None:
         # Read with .get(): the message comes off the channel layer, so a key may be missing.
-        reply_to = message.get("reply_channel") or ""
-        request_id = message.get("request_id")
+        reply_to = _text(message.get("reply_channel"))
+        request_id = _request_id(message.get("request_id"))
         command = message.get("command")
-        args = message.get("args") or {}
+        args = _args(message.get("args"))
         if command == contract.SNAPSHOT:
-            await self.send_snapshots(reply_to, args.get("chargers") or [], bool(args.get("log")))
+            await self.send_snapshots(reply_to, _list(args.get("chargers")), bool(args.get("log")))
             return
         if command == contract.WATCH:
-            self.watch(args.get("chargers") or [])
+            self.watch(_list(args.get("chargers")))
+            return
+        if command == contract.SUMMARY:
+            await self._reply(reply_to, self.shard_summary(request_id))
             return
         await self._reply(reply_to, contract.command_ack(request_id))
         charger_id = message.get("charger_id")
         try:
-            text = await self.execute(charger_id, command, args)
+            wait = parse_wait(message.get("wait_for"), args)
         except CommandError as exc:
-            ok, text = False, str(exc)
-        except (ActionError, IllegalTransition) as exc:
-            ok, text = False, str(exc)
-        except KeyError as exc:  # a connector the charger does not have
-            ok, text = False, str(exc.args[0]) if exc.args else "no such connector"
-        except Exception as exc:
-            log.exception("command %s on charger #%s failed", command, charger_id)
-            ok, text = False, f"the simulator failed: {type(exc).__name__}: {exc}"
+            outcome = Outcome(False, str(exc), exc.kind)
         else:
-            ok = True
+            outcome = await self.perform(charger_id, command, args, wait)
+        pk = _pk(charger_id)
+        charger = self.service.store.by_pk(pk) if pk is not None else None
         await self._reply(
-            reply_to, contract.command_result(request_id, charger_id, command, ok, text)
+            reply_to,
+            contract.command_result(
+                request_id,
+                pk,
+                command if isinstance(command, str) else None,
+                outcome.ok,
+                outcome.message,
+                error=outcome.error,
+                charger=snapshot(charger) if charger is not None else None,
+                wait=outcome.wait,
+            ),
         )
 
-    async def execute(self, charger_id: Any, command: Any, args: dict[str, Any]) -> str:
+    async def perform(
+        self,
+        charger_id: Any,
+        command: Any,
+        args: dict[str, Any],
+        wait: Wait | None = None,
+        catalogue: Mapping[int, VehicleSpec] | None = None,
+    ) -> Outcome:
+        """Run one command (or `state`) on one charger and, if it was done, wait for the
+        condition; never raises."""
+        try:
+            if command == contract.STATE:
+                charger = self._charger(charger_id)
+                text = f"{charger.id} is {charger.link.value}, boot {charger.boot.value}"
+            else:
+                text = await self.execute(charger_id, command, args, catalogue)
+        except CommandError as exc:
+            return Outcome(False, str(exc), exc.kind)
+        except (ActionError, IllegalTransition) as exc:
+            return Outcome(False, str(exc), contract.ERROR_REFUSED)
+        except KeyError as exc:  # a connector the charger does not have
+            message = str(exc.args[0]) if exc.args else "no such connector"
+            return Outcome(False, message, contract.ERROR_INVALID)
+        except Exception as exc:
+            log.exception("command %s on charger #%s failed", command, charger_id)
+            text = f"the simulator failed: {type(exc).__name__}: {exc}"
+            return Outcome(False, text, contract.ERROR_FAILED)
+        outcome = Outcome(True, text)
+        pk = _pk(charger_id)
+        if wait is not None and pk is not None:
+            outcome.wait = await self.service.conditions.wait(
+                pk, wait.condition, wait.connector_id, wait.timeout
+            )
+        return outcome
+
+    async def execute(
+        self,
+        charger_id: Any,
+        command: Any,
+        args: dict[str, Any],
+        catalogue: Mapping[int, VehicleSpec] | None = None,
+    ) -> str:
         if command not in contract.DRIVE_COMMANDS:
-            raise CommandError(f"unknown command {command!r}")
+            raise InvalidArgument(f"unknown command {command!r}")
         charger = self._charger(charger_id)
         if command == "connect":
             return self._connect(charger)
@@ -158,6 +261,8 @@ class CommandServer:
                 raise CommandError("charger is offline")
             await self.service.disconnect(charger)
             return f"{charger.id} disconnected"
+        if command == "reboot":
+            return f"{charger.id} {await self.service.reloader.power_cycle(charger)}"
         if command == "cut_network":
             seconds = _number(args, "seconds", 1, 86_400)
             if charger.id not in self.service.connections:
@@ -165,7 +270,7 @@ class CommandServer:
             charger.cut_network(seconds)
             return f"network of {charger.id} cut for {seconds:g} s"
         if command == "plug_in":
-            return await self._plug_in(charger, args)
+            return await self._plug_in(charger, args, catalogue)
         if command == "present_id_tag":
             return await self._present_id_tag(charger, args)
         connector_id = _connector(args)
@@ -175,31 +280,41 @@ class CommandServer:
         if command == "unplug":
             charger.unplug(connector_id)
             return f"vehicle unplugged from connector {connector_id}"
+        if command == "pause_ev":
+            charger.pause_ev(connector_id)
+            status = charger.evse(connector_id).status
+            return f"the EV on connector {connector_id} stopped drawing power ({status})"
+        if command == "resume_ev":
+            charger.resume_ev(connector_id)
+            status = charger.evse(connector_id).status
+            return f"the EV on connector {connector_id} requests power again ({status})"
         if command == "inject_fault":
             code = str(args.get("error_code") or "OtherError")
             if code not in contract.FAULT_CODES:
-                raise CommandError(f"{code!r} is not an OCPP 1.6 error code")
+                raise InvalidArgument(f"{code!r} is not an OCPP 1.6 error code")
             info = str(args.get("info") or "")[:50] or None
             charger.inject_fault(connector_id, code, info)
             return f"connector {connector_id} faulted ({code})"
         if command == "clear_fault":
             charger.clear_fault(connector_id)
             return f"fault on connector {connector_id} cleared"
-        raise CommandError(f"{command} is not available from the dashboard")
+        raise InvalidArgument(f"{command} is not available from the dashboard")
 
     def _charger(self, charger_id: Any) -> Charger:
-        try:
-            pk = int(charger_id)
-        except (TypeError, ValueError):
-            raise CommandError("no charger given") from None
+        pk = _pk(charger_id)
+        if pk is None:
+            raise InvalidArgument("no charger given")
         charger = self.service.store.by_pk(pk)
         if charger is None:
-            shard = f" (shard {self.service.shard}/{self.service.shards})"
-            raise CommandError(
-                f"charger #{pk} is not running on this simulator worker{shard}: it is "
-                "disabled, deleted, or CHARGESIM_SHARDS differs from the workers' --shard N"
-            )
+            raise NotRunning(self._not_running(pk))
         return charger
+
+    def _not_running(self, pk: int) -> str:
+        shard = f" (shard {self.service.shard}/{self.service.shards})"
+        return (
+            f"charger #{pk} is not running on this simulator worker{shard}: it is "
+            "disabled, deleted, or CHARGESIM_SHARDS differs from the workers' --shard N"
+        )
 
     def _connect(self, charger: Charger) -> str:
         if not charger.spec.csms_url:
@@ -210,31 +325,35 @@ class CommandServer:
         self.service.connect(charger)
         return f"{charger.id} connecting to {charger.spec.csms_url}"
 
-    async def _plug_in(self, charger: Charger, args: dict[str, Any]) -> str:
-        from simulator.runtime.persistence import load_vehicles
-
+    async def _plug_in(
+        self,
+        charger: Charger,
+        args: dict[str, Any],
+        catalogue: Mapping[int, VehicleSpec] | None = None,
+    ) -> str:
         connector_id = _connector(args)
         soc = _number(args, "soc", 0, 100, default=20.0)
         target = _number(args, "target_soc", 1, 100, default=100.0)
+        vehicle_id = _vehicle_id(args)
         vehicle = None
-        if args.get("vehicle_id") not in (None, ""):
-            vehicle_id = int(_number(args, "vehicle_id", 1, 2**31))
-            vehicles = await sync_to_async(_fresh(load_vehicles), thread_sensitive=False)()
+        if vehicle_id is not None:
+            vehicles = catalogue if catalogue is not None else await _catalogue()
             vehicle = vehicles.get(vehicle_id)
             if vehicle is None:
-                raise CommandError(f"there is no vehicle model #{vehicle_id}")
+                raise InvalidArgument(f"there is no vehicle model #{vehicle_id}")
         else:
             vehicle = charger.pick_vehicle()
             if vehicle is None:
-                raise CommandError("choose a vehicle model (the charger has no default)")
+                raise InvalidArgument("choose a vehicle model (the charger has no default)")
         charger.plug_in(connector_id, vehicle, soc=soc, target_soc=target)
         return f"{vehicle.name} plugged into connector {connector_id} at {soc:g} %"
 
     async def _present_id_tag(self, charger: Charger, args: dict[str, Any]) -> str:
         connector_id = _connector(args)
-        id_tag = str(args.get("id_tag") or "").strip()
+        raw = args.get("id_tag")
+        id_tag = raw.strip() if isinstance(raw, str) else ""
         if not id_tag or len(id_tag) > 20:
-            raise CommandError("an idTag has 1 to 20 characters")
+            raise InvalidArgument("an idTag has 1 to 20 characters")
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
             return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
@@ -244,37 +363,176 @@ class CommandServer:
             return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
         return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
 
+    # -- bulk commands -------------------------------------------------------------------------
+
+    async def handle_bulk(self, message: contract.BulkCommand) -> None:
+        reply_to = _text(message.get("reply_channel"))
+        request_id = _request_id(message.get("request_id"))
+        raw_command = message.get("command")
+        command = raw_command if isinstance(raw_command, str) else None
+        args = _args(message.get("args"))
+        await self._reply(reply_to, contract.command_ack(request_id))
+        shard = self.service.shard
+        try:
+            if command not in contract.DRIVE_COMMANDS:
+                raise InvalidArgument(f"unknown command {raw_command!r}")
+            targets = self.select(message.get("targets"), command)
+            wait = parse_wait(message.get("wait_for"), args)
+            catalogue = None
+            if command == "plug_in" and _vehicle_id(args) is not None:
+                catalogue = await _catalogue()  # once, not once per charger
+        except CommandError as exc:
+            await self._reply(
+                reply_to, contract.bulk_result(request_id, shard, command, [], str(exc))
+            )
+            return
+        results = await asyncio.gather(
+            *(
+                self._bulk_one(pk, charger, connector_id, command, args, wait, catalogue)
+                for pk, charger, connector_id in targets
+            )
+        )
+        await self._reply(reply_to, contract.bulk_result(request_id, shard, command, results))
+
+    def select(self, raw: Any, command: str) -> list[tuple[int, Charger | str | None, int | None]]:
+        """The (charger pk, charger, connector) a bulk command runs on: the charger is None
+        when this worker does not run a listed pk, and a string (why) when a listed charger
+        is left out by the other filters; the connector is None for a charger command."""
+        targets = raw if isinstance(raw, dict) else {}
+        listed = targets.get("chargers")
+        location = targets.get("location_id")
+        status = targets.get("status")
+        if listed is not None and (not isinstance(listed, list) or len(listed) > BULK_MAX_CHARGERS):
+            raise InvalidArgument(f"chargers must be a list of at most {BULK_MAX_CHARGERS} ids")
+        if location is not None and _pk(location) is None:
+            raise InvalidArgument("location_id must be a whole number")
+        if status is not None and status not in contract.CONNECTOR_STATUSES:
+            raise InvalidArgument(f"{status!r} is not a connector status")
+        if listed is None and location is None and status is None:
+            raise InvalidArgument("choose the chargers: ids, a location or a connector status")
+        location_id = _pk(location) if location is not None else None
+        store = self.service.store
+        candidates: list[tuple[int, Charger | None]]
+        if listed is not None:
+            pks = []
+            for raw_pk in listed:
+                pk = _pk(raw_pk)
+                if pk is None:
+                    raise InvalidArgument(f"{raw_pk!r} is not a charger id")
+                pks.append(pk)
+            candidates = [(pk, store.by_pk(pk)) for pk in dict.fromkeys(pks)]
+        else:
+            candidates = [(c.spec.db_id, c) for c in store if c.spec.db_id is not None]
+        per_connector = command in contract.CONNECTOR_COMMANDS
+        chosen: list[tuple[int, Charger | str | None, int | None]] = []
+        for pk, charger in candidates:
+            if charger is None:
+                chosen.append((pk, None, None))
+                continue
+            if location_id is not None and charger.spec.location_id != location_id:
+                if listed is not None:
+                    chosen.append((pk, f"skipped: not at location #{location_id}", None))
+                continue
+            if status is None:
+                chosen.append((pk, charger, None))
+                continue
+            matching = [e.connector_id for e in charger.evses if e.status == status]
+            if not matching:
+                if listed is not None:
+                    chosen.append((pk, f"skipped: no connector is {status}", None))
+            elif per_connector:
+                chosen.extend((pk, charger, connector_id) for connector_id in matching)
+            else:
+                chosen.append((pk, charger, None))
+        return chosen
+
+    async def _bulk_one(
+        self,
+        pk: int,
+        charger: Charger | str | None,
+        connector_id: int | None,
+        command: str,
+        args: dict[str, Any],
+        wait: Wait | None,
+        catalogue: Mapping[int, VehicleSpec] | None,
+    ) -> contract.ChargerResult:
+        if not isinstance(charger, Charger):
+            skipped = isinstance(charger, str)
+            return contract.ChargerResult(
+                charger_id=pk,
+                charge_point_id=None,
+                connector_id=None,
+                ok=False,
+                message=charger if isinstance(charger, str) else self._not_running(pk),
+                error=contract.ERROR_SKIPPED if skipped else contract.ERROR_NOT_RUNNING,
+            )
+        cp_id = charger.id
+        if command in contract.CONNECTOR_COMMANDS:
+            if connector_id is not None:
+                args = {**args, "connector_id": connector_id}
+            else:
+                try:
+                    connector_id = _connector(args)
+                except CommandError:
+                    connector_id = None  # perform() answers it
+        if wait is not None and connector_id is not None:
+            wait = Wait(wait.condition, connector_id, wait.timeout)
+        outcome = await self.perform(pk, command, args, wait, catalogue)
+        result = contract.ChargerResult(
+            charger_id=pk,
+            charge_point_id=cp_id,
+            connector_id=connector_id,
+            ok=outcome.ok,
+            message=outcome.message,
+        )
+        if outcome.error is not None:
+            result["error"] = outcome.error
+        if outcome.wait is not None:
+            result["wait"] = outcome.wait
+        now = self.service.store.by_pk(pk)  # a reboot replaced the charger
+        if connector_id is not None and now is not None and connector_id <= len(now.evses):
+            result["status"] = str(now.evses[connector_id - 1].status)
+        return result
+
+    # -- pages' snapshots ----------------------------------------------------------------------
+
     def watch(self, pks: list[Any]) -> None:
         """A page still shows these chargers: renew their watch leases (also of those this
         worker does not run now, so that one it loads later is published at once)."""
-        from simulator.runtime.events import EventPublisher
-
-        publisher = self.service.checkpointer.downstream
-        if not isinstance(publisher, EventPublisher):
+        publisher = self.service.publisher
+        if publisher is None:
             return
         for raw in pks[:1000]:
-            try:
-                publisher.watch(int(raw))
-            except (TypeError, ValueError):
-                continue
+            pk = _pk(raw)
+            if pk is not None:
+                publisher.watch(pk)
+
+    def subscription(self, message: dict[str, Any]) -> None:
+        """An API event stream starts, renews or ends its subscription."""
+        publisher = self.service.publisher
+        if publisher is None:
+            return
+        stream = publisher.stream
+        stream.shard = self.service.shard
+        if message.get("type") == contract.EVENTS_UNSUBSCRIBE:
+            stream.unsubscribe(message.get("subscription"))
+        elif not stream.subscribe(message, self.service.store):
+            log.warning("ignored a malformed event stream subscription")
 
     async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
-        from simulator.runtime.events import EventPublisher, snapshot
-
-        publisher = self.service.checkpointer.downstream
+        publisher = self.service.publisher
         for raw in pks[:1000]:
-            try:
-                pk = int(raw)
-            except (TypeError, ValueError):
+            pk = _pk(raw)
+            if pk is None:
                 continue
-            if isinstance(publisher, EventPublisher):
+            if publisher is not None:
                 publisher.watch(pk)  # also when not loaded: it may be enabled or added later
             charger = self.service.store.by_pk(pk)
             if charger is None:
                 continue
             await self._reply(reply_to, contract.charger_state(snapshot(charger)))
-            if with_log and isinstance(publisher, EventPublisher) and charger.spec.db_id:
+            if with_log and publisher is not None and charger.spec.db_id:
                 frames = publisher.frames.get(charger.id) or ()
                 await self._reply(
                     reply_to, contract.charger_log(charger.spec.db_id, frames, full=True)
@@ -286,7 +544,9 @@ class CommandServer:
         message: contract.CommandAck
         | contract.CommandResult
         | contract.ChargerState
-        | contract.ChargerLog,
+        | contract.ChargerLog
+        | contract.BulkResult
+        | contract.ShardSummary,
     ) -> None:
         if not channel:
             return
@@ -363,6 +623,11 @@ class CommandServer:
         }
         return fleet, locations
 
+    def shard_summary(self, request_id: str | None) -> contract.ShardSummary:
+        fleet, locations = self.summaries()
+        shard, shards = self.service.shard, self.service.shards
+        return contract.shard_summary(request_id, shard, shards, fleet, locations, time.time())
+
     async def publish_summaries(self) -> None:
         fleet, locations = self.summaries()
         shard, shards, now = self.service.shard, self.service.shards, time.time()
@@ -422,25 +687,94 @@ def _fresh(function: Any) -> Any:
     return run
 
 
+async def _catalogue() -> dict[int, VehicleSpec]:
+    """The vehicle models as the physics sees them, read now (they may have been edited)."""
+    from simulator.runtime.persistence import load_vehicles
+
+    vehicles: dict[int, VehicleSpec] = await sync_to_async(
+        _fresh(load_vehicles), thread_sensitive=False
+    )()
+    return vehicles
+
+
+# -- reading values that come from outside ------------------------------------------------------
+
+
+def parse_wait(raw: Any, args: dict[str, Any]) -> Wait | None:
+    """A command's `wait_for`, checked (None: answer as soon as the command is done)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidArgument("wait_for must name a condition and a timeout")
+    condition = raw.get("condition")
+    if condition not in contract.WAIT_CONDITIONS:
+        choices = ", ".join(contract.WAIT_CONDITIONS)
+        raise InvalidArgument(f"wait_for {condition!r} is not one of {choices}")
+    limit = contract.WAIT_TIMEOUT_MAX
+    timeout = _number(raw, "timeout", 0, limit, default=contract.WAIT_TIMEOUT_DEFAULT)
+    return Wait(str(condition), _connector(args), timeout)
+
+
+def _pk(raw: Any) -> int | None:
+    """A primary key from a message: a whole number (or its digits), else None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53:
+        return int(raw)
+    return None
+
+
+def _text(raw: Any) -> str:
+    return raw if isinstance(raw, str) else ""
+
+
+def _request_id(raw: Any) -> str | None:
+    return raw[:64] if isinstance(raw, str) else None
+
+
+def _args(raw: Any) -> dict[str, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
+def _list(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
 def _number(
-    args: dict[str, Any], name: str, low: float, high: float, default: float | None = None
+    args: Mapping[str, Any], name: str, low: float, high: float, default: float | None = None
 ) -> float:
-    raw: Any = args.get(name)  # from a browser: anything JSON can hold
+    raw: Any = args.get(name)  # from a browser or a script: anything JSON can hold
+    label = name.replace("_", " ")
     if raw in (None, ""):
         if default is None:
-            raise CommandError(f"{name.replace('_', ' ')} is required")
+            raise InvalidArgument(f"{label} is required")
         return default
+    if isinstance(raw, bool):
+        raise InvalidArgument(f"{label} must be a number")
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise CommandError(f"{name.replace('_', ' ')} must be a number") from None
-    if not low <= value <= high:
-        raise CommandError(f"{name.replace('_', ' ')} must be within {low:g} and {high:g}")
+        raise InvalidArgument(f"{label} must be a number") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise InvalidArgument(f"{label} must be within {low:g} and {high:g}")
     return value
 
 
-def _connector(args: dict[str, Any]) -> int:
+def _connector(args: Mapping[str, Any]) -> int:
     value = _number(args, "connector_id", 1, 99, default=1)
     if value != int(value):
-        raise CommandError("connector id must be a whole number")
+        raise InvalidArgument("connector id must be a whole number")
+    return int(value)
+
+
+def _vehicle_id(args: Mapping[str, Any]) -> int | None:
+    if args.get("vehicle_id") in (None, ""):
+        return None
+    value = _number(args, "vehicle_id", 1, 2**31)
+    if value != int(value):
+        raise InvalidArgument("vehicle id must be a whole number")
     return int(value)

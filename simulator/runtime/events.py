@@ -17,6 +17,7 @@ from simulator import contract
 from simulator.core.charge_point import Charger, Listener, LocalTransaction
 from simulator.core.drops import DROPPED
 from simulator.ocpp16.redaction import redact_frame
+from simulator.runtime.event_stream import EventStream
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,21 @@ def snapshot(charger: Charger) -> contract.ChargerSnapshot:
             )
             for evse in charger.evses
         ],
+        reservations=[
+            contract.ReservationSnapshot(
+                reservation_id=r.reservation_id,
+                connector_id=r.connector_id,
+                id_tag=r.id_tag,
+                parent_id_tag=r.parent_id_tag,
+                expiry=r.expiry,
+            )
+            for r in charger.reservations
+        ],
+        local_list_version=charger.local_list_version(),
+        local_list_size=len(charger.local_list),
+        firmware_version=charger.spec.firmware_version,
+        firmware_status=str(charger.firmware_status),
+        diagnostics_status=str(charger.diagnostics_status),
         at=time.time(),
     )
 
@@ -67,6 +83,8 @@ class EventPublisher(Listener):
         # the charger yet: a page that shows a disabled charger must see it come online when
         # it is enabled (or added) without waiting for the page's next renewal.
         self.watched: dict[int, float] = {}
+        # The API's event streams (nothing is collected while none subscribes).
+        self.stream = EventStream()
 
     def watch(self, pk: int, lease: float = contract.WATCH_LEASE_SECONDS) -> None:
         """A page shows this charger: publish its snapshots until the lease runs out."""
@@ -74,14 +92,26 @@ class EventPublisher(Listener):
 
     def on_change(self, charger: Charger) -> None:
         self._dirty[charger.id] = charger
+        if self.stream.active:
+            self.stream.on_change(charger)
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         self._dirty[charger.id] = charger
+        if self.stream.active:
+            self.stream.on_transaction(charger, tx)
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        if self.stream.active:
+            self.stream.on_connection(charger, event, detail)
+
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
         """Keep the newest frames of each charger, at most `log_limit` of them and about
         `log_bytes` of text (always the newest one): at fleet scale a full log of 100
         MeterValues frames would be most of a charger's memory."""
+        if self.stream.active:
+            self.stream.on_frame(charger, direction, text, message_id, action)
         if self.log_limit <= 0:
             return
         # Redacted here, so that neither the log nor a page it is sent to ever holds the
@@ -122,6 +152,8 @@ class EventPublisher(Listener):
         chunk the sends go out concurrently (on Redis each one is a round trip). Pages that
         show many chargers follow their chargers' groups and the periodic fleet summary.
         """
+        if self.stream.subscriptions:
+            await self.stream.flush(layer)
         dirty, self._dirty = self._dirty, {}
         frames, self._new_frames = self._new_frames, {}
         now = time.monotonic()

@@ -30,25 +30,30 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from simulator.core.charge_point import BootState, Charger, LinkState, Listener
+from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
+from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
 from simulator.runtime import gc_policy, metrics
 from simulator.runtime.commands import CommandServer
+from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher
+from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
 from simulator.runtime.store import Store
+from simulator.runtime.transfers import FileTransfers, LogJournal
 
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
+    from simulator.csms.files import FileServer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class RunOptions:
     demo: bool = False
     demo_chargers: int = 10
     demo_share: float = 0.5
+    demo_operations: bool = True  # the built-in CSMS reserves, sends lists, updates firmware
     csms_url: str | None = None
     csms_port: int = 9000
     migrate: bool = True
@@ -81,6 +87,7 @@ class RunOptions:
     reconnect_cap: float = 60.0
     stop_timeout: float = 10.0
     reconcile_seconds: float = 3.0  # how often fleet edits without a message are looked for
+    frame_log: FrameLogPolicy = field(default_factory=FrameLogPolicy)  # the stored message log
 
     @classmethod
     def from_settings(cls, **given: Any) -> RunOptions:
@@ -90,6 +97,7 @@ class RunOptions:
             checkpoint_seconds=settings.CHARGESIM_CHECKPOINT_SECONDS,
             reconnect_cap=settings.CHARGESIM_RECONNECT_CAP_SECONDS,
             gc_tuning=settings.CHARGESIM_GC_TUNING,
+            frame_log=FrameLogPolicy.from_settings(),
             **given,
         )
 
@@ -107,11 +115,27 @@ class Simulator:
         self.shards = options.shards
         self._write = write or sys.stdout.write
         self.store = Store()
-        self.checkpointer = Checkpointer(downstream=listener)
+        # The dashboard's publisher (if the listener is one), and the actions that wait for
+        # a condition: both hear every change the chargers report, after the checkpoints.
+        self.publisher = listener if isinstance(listener, EventPublisher) else None
+        self.conditions = Conditions(self.store)
+        self.checkpointer = Checkpointer(
+            downstream=self.conditions if listener is None else Fanout(listener, self.conditions),
+            log_policy=options.frame_log,
+        )
         self.engine = MeterEngine(self.store, options.tick_seconds)
+        # Firmware downloads and diagnostics uploads; a diagnostics file holds the
+        # charger's log lines (kept from `start()` on) and its frames (the dashboard's log).
+        self.log_journal = LogJournal()
+        publisher = listener if isinstance(listener, EventPublisher) else None
+        self.transfers: Transfers = FileTransfers(
+            frames=(lambda cp_id: publisher.frames.get(cp_id, ())) if publisher else None,
+            log_journal=self.log_journal,
+        )
         self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
+        self.files: FileServer | None = None  # the built-in CSMS's file server (--demo)
         self.should_exit = False
         self.force_exit = False
         self._exit = asyncio.Event()
@@ -250,9 +274,19 @@ class Simulator:
             self.spawn(self._freeze_when_up(), "gc-freeze")
         self.spawn(self.report_progress(self.say), "progress")
         if self.options.demo:
-            from simulator.runtime.demo import drive_demo
+            self.spawn(self._demo(), "demo-driver")
 
-            self.spawn(drive_demo(self.store, self.options.demo_share), "demo-driver")
+    async def _demo(self) -> None:
+        """The simulated drivers start their sessions; then the built-in CSMS shows its
+        operations on the fleet (on connectors the drivers left free)."""
+        from simulator.runtime.demo import drive_demo
+
+        await drive_demo(self.store, self.options.demo_share)
+        if self.csms is not None and self.files is not None and self.options.demo_operations:
+            from simulator.csms.showcase import showcase
+
+            ids = [f"DEMO-{n:04d}" for n in range(1, self.options.demo_chargers + 1)]
+            await showcase(self.csms, self.files, ids)
 
     async def main_loop(self) -> None:
         await self._exit.wait()
@@ -287,11 +321,16 @@ class Simulator:
         url = self.options.csms_url
         if url is None:
             from simulator.csms import CentralSystem
+            from simulator.csms.files import FileServer
 
             self.csms = CentralSystem(keep_log=False)
             await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             url = f"{self.csms.url}/ocpp"
             self.say(f"Built-in CSMS listening on {url}\n")
+            if self.options.demo_operations:
+                self.files = FileServer()
+                self.files.start(host="127.0.0.1", port=0)
+                self.say(f"Its file server (firmware, diagnostics) on {self.files.url}\n")
         made = await database_sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
@@ -329,8 +368,13 @@ class Simulator:
         checkpoints, and follow fleet edits; with `channels`, publish events and answer
         dashboard commands (and fleet.changed messages) too."""
         await self.reloader.prime()  # before loading: a change saved meanwhile is re-applied
+        logging.getLogger("simulator").addHandler(self.log_journal)
         chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
-            self.checkpointer, shard=self.shard, shards=self.shards, ids=self.options.only_ids
+            self.checkpointer,
+            shard=self.shard,
+            shards=self.shards,
+            ids=self.options.only_ids,
+            transfers=self.transfers,
         )
         for charger in chargers:
             self.store.add(charger)
@@ -348,9 +392,8 @@ class Simulator:
 
             layer = get_channel_layer()
             if layer is not None:
-                publisher = self.checkpointer.downstream
-                if isinstance(publisher, EventPublisher):
-                    self.spawn(publisher.run(layer), "events")
+                if self.publisher is not None:
+                    self.spawn(self.publisher.run(layer), "events")
                 self.spawn(CommandServer(self, layer).run(), "commands")
 
     def connect(self, charger: Charger) -> None:
@@ -413,6 +456,7 @@ class Simulator:
         every = self.options.checkpoint_seconds
         loop = asyncio.get_running_loop()
         next_full = loop.time() + every
+        next_prune = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(urgent.wait(), max(next_full - loop.time(), 0.0))
@@ -422,9 +466,23 @@ class Simulator:
                 next_full = loop.time() + every
             try:
                 await self.checkpoint(full=full)
+                if full and loop.time() >= next_prune:
+                    next_prune = loop.time() + await self._prune_log()
             except Exception:
                 log.exception("checkpoint failed; retrying")
+                self.checkpointer.trim_frames()
                 await asyncio.sleep(min(every, 1.0))
+
+    async def _prune_log(self) -> float:
+        """One step of the message log's retention, in the writer thread between batches;
+        the seconds until the next one (none: more is due at once)."""
+        policy = self.options.frame_log
+        loop = asyncio.get_running_loop()
+        async with self._checkpoint_lock:
+            deleted = await loop.run_in_executor(self._writer, Checkpointer.prune_log, policy)
+        if deleted:
+            log.debug("message log: %d old entries pruned", deleted)
+        return 0.0 if deleted >= policy.prune_batch else policy.prune_seconds
 
     def progress(self) -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -492,11 +550,14 @@ class Simulator:
         if self.csms is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.csms.stop(), max(deadline - loop.time(), 0.1))
+        if self.files is not None:
+            self.files.stop()
         with contextlib.suppress(Exception):  # bounded: a write may still hold the thread
             closing = loop.run_in_executor(self._writer, Checkpointer.close)
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
+        logging.getLogger("simulator").removeHandler(self.log_journal)
 
     async def _wait_unless_forced(
         self, tasks: list[asyncio.Task[None]], until: float

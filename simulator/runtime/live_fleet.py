@@ -9,9 +9,10 @@ read in batches, and each charger of this shard acts as a real charger would:
   its ongoing transactions at once (StopReason "Other": the operator took it out of
   service), waits up to `RETIRE_PATIENCE_SECONDS` for the CSMS to confirm them, and goes
   offline;
-- a new identity, connector count or boot identity (vendor, model, serial, firmware) is a
-  reboot: the charger is built afresh from its row and sends a BootNotification. A charger
-  in a session reboots when the session ends;
+- a new identity, connector count, boot identity (vendor, model, serial, firmware) or
+  read-only configuration key (SupportedFeatureProfiles, ...) is a reboot: the charger
+  is built afresh from its row and sends a BootNotification. A charger in a session
+  reboots when the session ends;
 - a new CSMS URL, security profile or credentials: it reconnects (no reboot);
 - edited configuration keys are applied as a local ChangeConfiguration (same validation
   and side effects: a new MeterValueSampleInterval moves the next sample at once);
@@ -46,6 +47,7 @@ from simulator import contract
 from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.protocol import StopReason
+from simulator.core.transfer import Transfers
 from simulator.runtime.persistence import (
     Checkpointer,
     build_loaded,
@@ -69,6 +71,7 @@ class Service(Protocol):
     store: Store
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
+    transfers: Transfers
 
     @property
     def only_ids(self) -> list[str] | None: ...
@@ -262,7 +265,10 @@ class FleetReloader:
                     )
                     self.last_outcome[pk] = outcomes[-1]
             if new_rows:
-                for charger in await _db(build_loaded)(new_rows, catalogue, service.checkpointer):
+                built = await _db(build_loaded)(
+                    new_rows, catalogue, service.checkpointer, service.transfers
+                )
+                for charger in built:
                     service.store.add(charger)
                     if charger.spec.auto_connect and charger.spec.csms_url:
                         service.connect(charger)
@@ -353,7 +359,20 @@ class FleetReloader:
         if live.spec.csms_url and (task is not None or live.spec.auto_connect):
             service.connect(live)
 
-    async def _reboot(self, live: Charger) -> str:
+    async def power_cycle(self, live: Charger) -> str:
+        """A person asked for a power cycle (`reboot`): the charger goes down as after a
+        power loss and boots again, as a restart of the simulator does to it (an open
+        transaction ends with reason PowerLoss; the plugged-in vehicles are gone). A charger
+        that was connected reconnects, auto-connect or not. Edits that waited for the end of
+        a session take effect now."""
+        async with self._lock:
+            if live.spec.db_id is not None:
+                self.waiting_reboot.discard(live.spec.db_id)
+            task = self.service.connections.get(live.id)
+            connected = task is not None and not task.done()
+            return await self._reboot(live, reconnect=connected)
+
+    async def _reboot(self, live: Charger, *, reconnect: bool = False) -> str:
         """Power-cycle: save everything, then build the charger afresh from its row (new
         identity, connectors, NumberOfConnectors), as a restart would."""
         service = self.service
@@ -364,13 +383,17 @@ class FleetReloader:
         service.checkpointer.mark_all([live])
         await service.checkpoint()
         loaded = await _db(load_fleet)(
-            service.checkpointer, shard=service.shard, shards=service.shards, pks=[pk]
+            service.checkpointer,
+            shard=service.shard,
+            shards=service.shards,
+            pks=[pk],
+            transfers=service.transfers,
         )
         if not loaded:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
         service.store.add(charger)
-        if charger.spec.auto_connect and charger.spec.csms_url:
+        if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
             service.connect(charger)
         count = len(charger.evses)
         return f"reboots now ({count} connector{'s' if count != 1 else ''})"
@@ -417,7 +440,20 @@ def _needs_reboot(live: Charger, spec: ChargerSpec, row: ChargerRow) -> bool:
         spec.charge_point_id != live.id
         or len(row.evses.all()) != len(live.evses)
         or any(getattr(live.spec, f) != getattr(spec, f) for f in _BOOT_IDENTITY)
+        or _read_only_keys_changed(live, row)
     )
+
+
+def _read_only_keys_changed(live: Charger, row: ChargerRow) -> bool:
+    """A read-only key says what the charger is (SupportedFeatureProfiles, the list
+    lengths...): no CSMS may change it, so an operator's new value takes a reboot."""
+    for item in row.configuration.all():
+        known = config_keys.KEYS.get(item.key)
+        if known is None or not known.readonly or item.key in _NOT_EDITABLE:
+            continue
+        if live.config.get(item.key, known.default) != item.value:
+            return True
+    return False
 
 
 def _is_int(value: object) -> bool:

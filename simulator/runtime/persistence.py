@@ -12,11 +12,13 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
@@ -24,7 +26,10 @@ from chargers.models import Charger as ChargerRow
 from chargers.models import (
     ChargingProfileRecord,
     ConfigurationKey,
+    LocalAuthEntry,
+    LocalListChange,
     OutboxMessage,
+    ReservationRecord,
     RuntimeState,
     TransactionValues,
 )
@@ -35,9 +40,14 @@ from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTra
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.drops import dropped
 from simulator.core.evse import ConnectorStatus, Evse
+from simulator.core.local_list import ListChange
 from simulator.core.outbox import Outgoing
+from simulator.core.protocol import AuthStatus, IdTagAnswer
+from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
+from simulator.runtime import frame_log
+from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -89,6 +99,8 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
         default_vehicle=vehicles.get(row.default_vehicle_id) if row.default_vehicle_id else None,
         simulate_ev_on_remote_start=row.simulate_ev_on_remote_start,
         reject_triggered_boot=row.reject_triggered_boot,
+        firmware_failure=row.firmware_failure,
+        diagnostics_upload_method=row.diagnostics_upload_method,
         auto_connect=row.auto_connect,
         db_id=row.pk,
         location_id=row.location_id,
@@ -96,7 +108,10 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
 
 
 def build_charger(
-    row: ChargerRow, vehicles: dict[int, VehicleSpec], listener: Listener | None
+    row: ChargerRow,
+    vehicles: dict[int, VehicleSpec],
+    listener: Listener | None,
+    transfers: Transfers | None = None,
 ) -> Charger:
     evses = []
     for evse_row in sorted(row.evses.all(), key=lambda e: e.connector_id):
@@ -117,10 +132,33 @@ def build_charger(
         listener,
         vehicles=list(vehicles.values()),
         messages=OCPP16,
+        transfers=transfers,
     )
     runtime = getattr(row, "runtime", None)
     if runtime is not None and runtime.charger_unavailable:
         charger.restore_availability(True)
+    entries = {
+        entry.id_tag: IdTagAnswer(
+            _AUTH_STATUSES.get(entry.status, AuthStatus.INVALID),
+            entry.expiry or None,
+            entry.parent_id_tag or None,
+        )
+        for entry in row.local_list.all()
+    }
+    if entries or (runtime is not None and runtime.local_list_version):
+        charger.restore_local_list(runtime.local_list_version if runtime else 0, entries)
+    reservations = [
+        {
+            "reservation_id": r.reservation_id,
+            "connector_id": r.connector_id,
+            "id_tag": r.id_tag,
+            "parent_id_tag": r.parent_id_tag,
+            "expiry": r.expiry,
+        }
+        for r in row.reservations.all()
+    ]
+    if reservations:
+        charger.restore_reservations(reservations)
     records = [
         {"connectorId": r.connector_id, "csChargingProfiles": r.body} for r in row.profiles.all()
     ]
@@ -136,7 +174,7 @@ def charger_rows() -> QuerySet[ChargerRow]:
     """Charger rows with everything a runtime charger is built from (a few queries)."""
     return (
         ChargerRow.objects.select_related("location", "runtime")
-        .prefetch_related("evses", "configuration", "profiles")
+        .prefetch_related("evses", "configuration", "profiles", "reservations", "local_list")
         .order_by("charge_point_id")
     )
 
@@ -162,6 +200,7 @@ def load_fleet(
     shards: int = 1,
     ids: Iterable[str] | None = None,
     pks: Iterable[int] | None = None,
+    transfers: Transfers | None = None,
 ) -> list[Charger]:
     """Runtime chargers for every enabled charger of this shard, in a constant number of
     queries (only those of `ids` or `pks` when given)."""
@@ -178,18 +217,23 @@ def load_fleet(
         if not row.evses.all():
             log.warning("%s has no EVSE; not loaded", row.charge_point_id)
             continue
-        chargers.append(build_charger(row, vehicles, listener))
+        chargers.append(build_charger(row, vehicles, listener, transfers))
     if isinstance(listener, Checkpointer):
         restore(chargers, listener)
     return chargers
 
 
 def build_loaded(
-    rows: Iterable[ChargerRow], vehicles: dict[int, VehicleSpec], checkpointer: Checkpointer
+    rows: Iterable[ChargerRow],
+    vehicles: dict[int, VehicleSpec],
+    checkpointer: Checkpointer,
+    transfers: Transfers | None = None,
 ) -> list[Charger]:
     """Runtime chargers for rows read while running (a charger added or enabled), with
     their durable outbox restored as at startup."""
-    chargers = [build_charger(row, vehicles, checkpointer) for row in rows if row.evses.all()]
+    chargers = [
+        build_charger(row, vehicles, checkpointer, transfers) for row in rows if row.evses.all()
+    ]
     restore(chargers, checkpointer)
     return chargers
 
@@ -311,8 +355,15 @@ class Checkpointer(Listener):
     written with GREATEST(stored, new), so a checkpoint can never wind a register back.
     """
 
-    def __init__(self, downstream: Listener | None = None) -> None:
+    def __init__(
+        self, downstream: Listener | None = None, log_policy: FrameLogPolicy | None = None
+    ) -> None:
         self.downstream = downstream
+        self.log_policy = log_policy or FrameLogPolicy()
+        # The message log's entries since the last full checkpoint (None: not stored).
+        # Appended and taken on the event loop thread only, so without the lock: this is
+        # the one thing done for every frame.
+        self._frames: list[frame_log.Pending] | None = [] if self.log_policy.enabled else None
         self._lock = threading.Lock()
         self._dirty: dict[str, Charger] = {}
         self._config: dict[tuple[int, str], str] = {}
@@ -322,6 +373,9 @@ class Checkpointer(Listener):
         self._transactions: dict[str, TransactionValues] = {}
         self._profiles: dict[int, list[dict[str, Any]]] = {}
         self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
+        self._reservations: dict[int, list[dict[str, Any]]] = {}
+        self._local_lists: dict[int, LocalListChange] = {}
+        self._firmware: dict[int, str] = {}
         # Chargers with an open transaction ride along in every full checkpoint, changed or
         # not, so that their last checkpoint time is how long they are known to have lived.
         self._open: dict[str, Charger] = {}
@@ -350,9 +404,32 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_config(charger, key, value)
 
-    def on_frame(self, charger: Charger, direction: str, text: str) -> None:
+    def on_frame(
+        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
+    ) -> None:
+        frames = self._frames
+        pk = charger.spec.db_id
+        if frames is not None and pk is not None:
+            frames.append((pk, time.time(), FRAME, direction, message_id, action, len(text), text))
         if self.downstream is not None:
-            self.downstream.on_frame(charger, direction, text)
+            self.downstream.on_frame(charger, direction, text, message_id, action)
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        frames = self._frames
+        pk = charger.spec.db_id
+        if frames is not None and pk is not None:
+            text = orjson.dumps(detail, default=str).decode()
+            frames.append((pk, time.time(), CONNECTION, "", "", event, len(text), text))
+        if self.downstream is not None:
+            self.downstream.on_connection(charger, event, detail)
+
+    def trim_frames(self) -> None:
+        """While the database is down the log's entries pile up: keep the newest."""
+        frames = self._frames
+        if frames is not None and len(frames) > frame_log.BACKLOG:
+            dropped = len(frames) - frame_log.BACKLOG
+            del frames[:dropped]
+            log.warning("message log: %d entries dropped while the database is down", dropped)
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         if charger.spec.db_id is not None:
@@ -397,6 +474,48 @@ class Checkpointer(Listener):
             self._signal()
         if self.downstream is not None:
             self.downstream.on_availability(charger)
+
+    def on_reservations(self, charger: Charger) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._reservations[charger.spec.db_id] = charger.reservations.records()
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_reservations(charger)
+
+    def on_local_list(self, charger: Charger, change: ListChange) -> None:
+        pk = charger.spec.db_id
+        if pk is not None:
+            entries = {
+                tag: None
+                if answer is None
+                else {
+                    "status": str(answer.status),
+                    "expiry": _stored_date(answer.expiry),
+                    "parent_id_tag": answer.parent_id_tag or "",
+                }
+                for tag, answer in change.entries.items()
+            }
+            with self._lock:
+                pending = self._local_lists.get(pk)
+                if change.full or pending is None:
+                    self._local_lists[pk] = LocalListChange(
+                        version=change.version, full=change.full, entries=entries
+                    )
+                else:  # a differential on top of one not written yet: one write of both
+                    pending["entries"].update(entries)
+                    pending["version"] = change.version
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_local_list(charger, change)
+
+    def on_firmware(self, charger: Charger) -> None:
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._firmware[charger.spec.db_id] = charger.spec.firmware_version
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_firmware(charger)
 
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         with self._lock:
@@ -452,12 +571,19 @@ class Checkpointer(Listener):
                 transactions=list(self._transactions.values()),
                 profiles=self._profiles,
                 availability=self._availability,
+                reservations=self._reservations,
+                local_lists=self._local_lists,
+                firmware=self._firmware,
             )
+            if full and self._frames:
+                batch.frames, self._frames = self._frames, []
+                batch.frame_chars = self.log_policy.payload_chars
             batch.made_durable = [(sink, item) for sink, item, _payload in self._outbox_new]
             batch.owners = list(owners.values())
             self._config, self._key_writes, self._outbox_new = {}, [], []
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
+            self._reservations, self._local_lists, self._firmware = {}, {}, {}
         batch.evses = [
             (charger.spec.db_id, evse.register_wh, evse.status.value, evse.db_id)
             for charger in dirty.values()
@@ -508,11 +634,22 @@ class Checkpointer(Listener):
             try:
                 with transaction.atomic():
                     _write_batch(batch)
+                    frame_log.write(batch.frames, batch.frame_chars)
             except _DATABASE_DOWN:
                 raise
             except Exception as exc:
                 log.warning("checkpoint refused (%s); saving charger by charger", _brief(exc))
                 _write_isolating(batch.parts(), batch)
+                frame_log.write(batch.frames, batch.frame_chars)
+        except BaseException:
+            connection.close()
+            raise
+
+    @staticmethod
+    def prune_log(policy: FrameLogPolicy) -> int:
+        """One bounded step of the message log's retention (in the writer thread)."""
+        try:
+            return frame_log.prune(policy)
         except BaseException:
             connection.close()
             raise
@@ -532,6 +669,9 @@ class Batch:
     transactions: list[TransactionValues]
     profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
+    reservations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    local_lists: dict[int, LocalListChange] = field(default_factory=dict)
+    firmware: dict[int, str] = field(default_factory=dict)
     # (charger pk, register Wh, status, EVSE pk)
     evses: list[tuple[int, float, str, int]] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -540,10 +680,14 @@ class Batch:
     # (charger pk, seq) of outbox rows the database refused (filled by the writer thread)
     rejected: set[tuple[int, int]] = field(default_factory=set)
     charger_pk: int | None = None  # set on a part of one charger
+    # The message log's entries (full checkpoints only), and how much of a payload to keep.
+    frames: list[frame_log.Pending] = field(default_factory=list)
+    frame_chars: int = 65_536
 
     def __bool__(self) -> bool:
         return bool(
-            self.config
+            self.frames
+            or self.config
             or self.key_writes
             or self.outbox_new
             or self.outbox_gone
@@ -551,6 +695,9 @@ class Batch:
             or self.evses
             or self.profiles
             or self.availability
+            or self.reservations
+            or self.local_lists
+            or self.firmware
         )
 
     def parts(self) -> list[Batch]:
@@ -579,6 +726,12 @@ class Batch:
             part(pk).availability[pk] = availability
         for write in self.key_writes:
             part(write[0]).key_writes.append(write)
+        for pk, reservations in self.reservations.items():
+            part(pk).reservations[pk] = reservations
+        for pk, change in self.local_lists.items():
+            part(pk).local_lists[pk] = change
+        for pk, version in self.firmware.items():
+            part(pk).firmware[pk] = version
         return list(by_charger.values())
 
 
@@ -596,6 +749,13 @@ def _write_batch(batch: Batch) -> None:
     _write_availability(batch.availability)
     for charger_pk, value in batch.key_writes:
         ChargerRow.objects.set_authorization_key(charger_pk, value)
+    # Rare writes: not even a manager call (it builds a queryset) when there is none.
+    if batch.reservations:
+        ReservationRecord.objects.store(batch.reservations)
+    if batch.local_lists:
+        LocalAuthEntry.objects.apply(batch.local_lists)
+    if batch.firmware:
+        ChargerRow.objects.set_firmware_versions(batch.firmware)
 
 
 def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
@@ -740,6 +900,43 @@ def _rows(part: Batch) -> Iterator[_Row]:
             None,
             None,
         )
+    for pk, reservations in part.reservations.items():
+        yield (
+            "reservations",
+            functools.partial(ReservationRecord.objects.store, {pk: reservations}),
+            None,
+            None,
+        )
+    for pk, change in part.local_lists.items():
+        yield (
+            f"local authorization list version {change['version']}",
+            functools.partial(LocalAuthEntry.objects.apply, {pk: change}),
+            None,
+            None,
+        )
+    for pk, version in part.firmware.items():
+        yield (
+            "firmware version",
+            functools.partial(ChargerRow.objects.set_firmware_versions, {pk: version}),
+            None,
+            None,
+        )
+
+
+_AUTH_STATUSES = {str(s): s for s in AuthStatus}
+
+
+def _stored_date(text: str | None) -> str:
+    """A date as its column holds it: as sent, or normalised when longer than the column
+    (a CSMS may send any number of fraction digits)."""
+    if not text:
+        return ""
+    if len(text) <= 40:
+        return text
+    try:
+        return now_iso(parse_iso(text).astimezone(UTC))
+    except ValueError:
+        return ""
 
 
 def _charger_name(pk: int | None) -> str:

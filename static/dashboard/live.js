@@ -254,6 +254,34 @@
 
   // -- charger page ----------------------------------------------------------------------
 
+  function reservationText(r) {
+    const where = r.connector_id === 0 ? "any connector" : "connector " + r.connector_id;
+    const group = r.parent_id_tag ? " (or group " + r.parent_id_tag + ")" : "";
+    return "#" + r.reservation_id + ": " + where + " for " + r.id_tag + group + " until " + r.expiry;
+  }
+
+  // Reservations, the local list, firmware and diagnostics (text only: nothing of a CSMS's
+  // values ever becomes markup).
+  function paintMaintenance(snap) {
+    const box = document.getElementById("maintenance");
+    if (!box || snap.reservations === undefined) return;
+    const field = function (name) { return box.querySelector("[data-field=" + name + "]"); };
+    setText(document.querySelector("[data-field=firmware_version]"), snap.firmware_version);
+    setText(field("firmware_status"), snap.firmware_status);
+    setText(field("diagnostics_status"), snap.diagnostics_status);
+    setText(field("local_list"), snap.local_list_version < 0 ? "not supported"
+      : "version " + snap.local_list_version + ", " + snap.local_list_size + " idTag" + (snap.local_list_size === 1 ? "" : "s"));
+    const list = field("reservations");
+    const lines = snap.reservations.length ? snap.reservations.map(reservationText) : ["none"];
+    if (list.dataset.shown === lines.join("\n")) return;
+    list.dataset.shown = lines.join("\n");
+    list.replaceChildren.apply(list, lines.map(function (text) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+  }
+
   ChargeSim.chargerPage = function (pk) {
     const result = document.getElementById("result");
     const charts = {};
@@ -272,6 +300,7 @@
       const error = document.getElementById("link-error");
       error.hidden = !snap.link_error;
       setText(error, snap.link_error || "");
+      paintMaintenance(snap);
       for (const evse of snap.evses) {
         const card = document.querySelector('.evse-card[data-evse="' + evse.connector_id + '"]');
         if (!card) continue;

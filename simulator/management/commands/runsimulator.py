@@ -51,6 +51,12 @@ class Command(BaseCommand):
             help="share of demo connectors a simulated driver starts a session "
             "on (0 to 1, default %(default)s)",
         )
+        parser.add_argument(
+            "--no-demo-operations",
+            action="store_true",
+            help="with --demo: the built-in CSMS does not send local lists, reserve a "
+            "connector, ask for diagnostics or update a charger's firmware",
+        )
         parser.add_argument("--csms-url", help="point the demo fleet at this CSMS instead")
         parser.add_argument(
             "--csms-port",
@@ -101,6 +107,7 @@ class Command(BaseCommand):
             demo=options["demo"],
             demo_chargers=options["demo_chargers"],
             demo_share=options["demo_share"],
+            demo_operations=not options["no_demo_operations"],
             csms_url=options["csms_url"],
             csms_port=options["csms_port"],
             shard=shard,

@@ -1,0 +1,139 @@
+"""The web side of an event stream: subscribe at every worker, renew, relay as SSE.
+
+A stream has a group of its own (`contract.stream_group`) and asks every shard's worker to
+publish the events that match to it (`contract.events_subscribe`), renewing the lease
+every WATCH_RENEW_SECONDS; a worker whose lease was not renewed stops by itself, so a
+stream that died without a word costs a worker at most one lease. Each event becomes one
+Server-Sent Event with an id that counts up from 1 on this stream; a comment goes out
+when nothing else has for KEEPALIVE_SECONDS, so that proxies keep the connection open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from simulator import contract
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 15.0
+# The client reconnects after this many milliseconds if the connection drops.
+RETRY_MILLISECONDS = 3_000
+# Batches waiting to be written to the client; beyond this the stream is behind and the
+# layer's own capacity drops the rest (the next batch then says how many were dropped).
+INBOX_BATCHES = 100
+ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def subscription(
+    *, chargers: list[int] | None, locations: list[int] | None, kinds: list[str]
+) -> contract.EventsSubscribe:
+    """A new stream's subscription, under a group name nobody can guess."""
+    return contract.events_subscribe(
+        contract.stream_group(secrets.token_hex(16)),
+        chargers=chargers,
+        locations=locations,
+        kinds=kinds,
+        lease=contract.WATCH_LEASE_SECONDS,
+    )
+
+
+async def sse(
+    layer: Any,
+    subscribe: contract.EventsSubscribe,
+    shards: int,
+    *,
+    keepalive: float | None = None,
+) -> AsyncIterator[bytes]:
+    """The stream's bytes, until the client goes away (the server then cancels it)."""
+    keepalive = KEEPALIVE_SECONDS if keepalive is None else keepalive
+    group = subscribe["subscription"]
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_BATCHES)
+    receiver = asyncio.create_task(_receive(layer, channel, inbox), name=f"sse:{group}")
+    loop = asyncio.get_running_loop()
+    try:
+        await _tell_workers(layer, subscribe, shards)
+        renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
+        yield f"retry: {RETRY_MILLISECONDS}\n: subscribed\n\n".encode()
+        last_id = 0
+        while True:
+            try:
+                wait = min(keepalive, max(renew_at - loop.time(), 0.0))
+                message = await asyncio.wait_for(inbox.get(), wait)
+            except TimeoutError:
+                message = None
+            if loop.time() >= renew_at:
+                await _tell_workers(layer, subscribe, shards)
+                renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
+            if message is None:
+                yield b": keep-alive\n\n"
+                continue
+            chunk, last_id = _events(message, last_id)
+            if chunk:
+                yield chunk
+    finally:
+        receiver.cancel()
+        # Shielded: the server cancels this generator when the client leaves, and the
+        # workers should hear of it now rather than when the lease runs out.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(_end(layer, group, channel, shards))
+
+
+def _events(message: dict[str, Any], last_id: int) -> tuple[bytes, int]:
+    """The SSE text of one batch from a worker, and the last event id used."""
+    if message.get("type") != contract.EVENT_EVENTS_BATCH:
+        return b"", last_id
+    parts = []
+    for event in message.get("events") or ():
+        last_id += 1
+        parts.append(_sse(last_id, event["kind"], _shown(event)))
+    dropped = message.get("dropped") or 0
+    if dropped:
+        last_id += 1
+        parts.append(_sse(last_id, "dropped", {"dropped": dropped}))
+    return b"".join(parts), last_id
+
+
+def _shown(event: contract.StreamEvent) -> dict[str, Any]:
+    """An event as a client reads it: the time as ISO 8601 (UTC), like the message log."""
+    return {**event, "at": datetime.fromtimestamp(event["at"], UTC).strftime(ISO)}
+
+
+def _sse(event_id: int, name: str, data: dict[str, Any]) -> bytes:
+    # orjson writes one line (newlines in strings are escaped), as SSE's data field needs.
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, name.encode(), orjson.dumps(data))
+
+
+async def _receive(layer: Any, channel: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. a Redis read timeout on a quiet stream
+            log.info("event stream: receiving failed (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(0.5)
+            continue
+        await inbox.put(message)
+
+
+async def _tell_workers(
+    layer: Any, message: contract.EventsSubscribe | contract.EventsUnsubscribe, shards: int
+) -> None:
+    for shard in range(shards):
+        await layer.group_send(contract.engine_group(shard), message)
+
+
+async def _end(layer: Any, group: str, channel: str, shards: int) -> None:
+    await _tell_workers(layer, contract.events_unsubscribe(group), shards)
+    await layer.group_discard(group, channel)

@@ -1,0 +1,379 @@
+"""The shapes of fleet resources in the API: what a caller sends and what it gets back.
+
+The types are checked here (a number where a number belongs); everything else, ranges,
+choices, uniqueness and the rules between fields, is checked by the admin's forms and the
+models' own validation (api/fleet_writes.py), so that the messages are the admin's.
+Descriptions come from the models' help texts. A secret (the AuthorizationKey) is a field
+of the input only: an output says whether one is set, never what it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from django.db import models
+from ninja import Field, FilterLookup, FilterSchema, Schema
+
+from chargers.models import Charger, ConfigurationKey, Evse
+from locations.models import Location
+from vehicles.models import VehicleModel
+
+
+def doc(model: type[models.Model], name: str, extra: str = "") -> str:
+    """The model field's label and help text, as the admin shows them."""
+    field = model._meta.get_field(name)
+    text = str(getattr(field, "verbose_name", name))
+    help_text = str(getattr(field, "help_text", ""))
+    text = f"{text[:1].upper()}{text[1:]}."
+    if help_text:
+        text += f" {help_text}"
+    return f"{text} {extra}".strip()
+
+
+def default(model: type[models.Model], name: str) -> Any:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a column, not a relation
+    return field.get_default()
+
+
+# -- locations ------------------------------------------------------------------------
+
+
+class LocationIn(Schema):
+    name: str = Field(description=doc(Location, "name", "Unique."))
+    address: str = Field("", description=doc(Location, "address"))
+    city: str = Field("", description=doc(Location, "city"))
+    country: str = Field("", description=doc(Location, "country"))
+    latitude: float | None = Field(None, description=doc(Location, "latitude"))
+    longitude: float | None = Field(None, description=doc(Location, "longitude"))
+    time_zone: str = Field("UTC", description=doc(Location, "time_zone", "An IANA name."))
+    grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+
+
+class LocationPatch(Schema):
+    name: str | None = Field(None, description=doc(Location, "name", "Unique."))
+    address: str | None = Field(None, description=doc(Location, "address"))
+    city: str | None = Field(None, description=doc(Location, "city"))
+    country: str | None = Field(None, description=doc(Location, "country"))
+    latitude: float | None = Field(None, description=doc(Location, "latitude"))
+    longitude: float | None = Field(None, description=doc(Location, "longitude"))
+    time_zone: str | None = Field(None, description=doc(Location, "time_zone"))
+    grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+
+
+class LocationOut(Schema):
+    id: int
+    name: str
+    address: str
+    city: str
+    country: str
+    latitude: float | None
+    longitude: float | None
+    time_zone: str
+    grid_limit_kw: float | None
+    chargers: int = Field(alias="charger_count", description="How many chargers it has.")
+
+
+class LocationFilters(FilterSchema):
+    q: Annotated[str | None, FilterLookup(["name__icontains", "city__icontains"])] = Field(
+        None, description="Part of the name or the city (any letter case)."
+    )
+    country: Annotated[str | None, FilterLookup("country__iexact")] = Field(
+        None, description="A two-letter country code."
+    )
+
+
+# -- vehicle models -------------------------------------------------------------------
+
+
+class VehicleModelIn(Schema):
+    make: str = Field(description=doc(VehicleModel, "make"))
+    model: str = Field(description=doc(VehicleModel, "model", "Make and model are unique."))
+    capacity_kwh: float = Field(description=doc(VehicleModel, "capacity_kwh"))
+    ac_max_kw: float = Field(description=doc(VehicleModel, "ac_max_kw"))
+    ac_phases: int = Field(
+        default(VehicleModel, "ac_phases"), description=doc(VehicleModel, "ac_phases", "1 or 3.")
+    )
+    dc_max_kw: float = Field(
+        default(VehicleModel, "dc_max_kw"), description=doc(VehicleModel, "dc_max_kw")
+    )
+    dc_min_v: float | None = Field(None, description=doc(VehicleModel, "dc_min_v"))
+    dc_nominal_v: float | None = Field(None, description=doc(VehicleModel, "dc_nominal_v"))
+    dc_max_v: float | None = Field(None, description=doc(VehicleModel, "dc_max_v"))
+    charging_curve: list[Any] | str = Field(
+        default_factory=list,
+        description=doc(
+            VehicleModel, "charging_curve", 'Or the import\'s text form, "0:100 80:50".'
+        ),
+    )
+    efficiency: float = Field(
+        default(VehicleModel, "efficiency"), description=doc(VehicleModel, "efficiency")
+    )
+
+
+class VehicleModelPatch(Schema):
+    make: str | None = Field(None, description=doc(VehicleModel, "make"))
+    model: str | None = Field(None, description=doc(VehicleModel, "model"))
+    capacity_kwh: float | None = Field(None, description=doc(VehicleModel, "capacity_kwh"))
+    ac_max_kw: float | None = Field(None, description=doc(VehicleModel, "ac_max_kw"))
+    ac_phases: int | None = Field(None, description=doc(VehicleModel, "ac_phases"))
+    dc_max_kw: float | None = Field(None, description=doc(VehicleModel, "dc_max_kw"))
+    dc_min_v: float | None = Field(None, description=doc(VehicleModel, "dc_min_v"))
+    dc_nominal_v: float | None = Field(None, description=doc(VehicleModel, "dc_nominal_v"))
+    dc_max_v: float | None = Field(None, description=doc(VehicleModel, "dc_max_v"))
+    charging_curve: list[Any] | str | None = Field(
+        None, description=doc(VehicleModel, "charging_curve")
+    )
+    efficiency: float | None = Field(None, description=doc(VehicleModel, "efficiency"))
+
+
+class VehicleModelOut(Schema):
+    id: int
+    make: str
+    model: str
+    capacity_kwh: float
+    ac_max_kw: float
+    ac_phases: int
+    dc_max_kw: float
+    dc_min_v: float | None
+    dc_nominal_v: float | None
+    dc_max_v: float | None
+    charging_curve: list[list[float]]
+    efficiency: float
+
+
+class VehicleModelFilters(FilterSchema):
+    q: Annotated[str | None, FilterLookup(["make__icontains", "model__icontains"])] = Field(
+        None, description="Part of the make or the model (any letter case)."
+    )
+    make: Annotated[str | None, FilterLookup("make__iexact")] = Field(
+        None, description="The make (any letter case)."
+    )
+
+
+# -- EVSEs and configuration keys -----------------------------------------------------
+
+CONNECTOR_TYPES = ", ".join(Evse.ConnectorType.values)
+
+
+class EvseIn(Schema):
+    connector_type: str = Field(
+        description=f"One of {CONNECTOR_TYPES}.", examples=[Evse.ConnectorType.TYPE2]
+    )
+    max_power_kw: float = Field(description=doc(Evse, "max_power_kw"), examples=[22])
+
+
+class EvseCreate(EvseIn):
+    connector_id: int | None = Field(
+        None, description="1..99; empty takes the next number after the charger's last EVSE."
+    )
+
+
+class EvsePatch(Schema):
+    connector_id: int | None = Field(None, description="Renumber the connector (1..99).")
+    connector_type: str | None = Field(None, description=f"One of {CONNECTOR_TYPES}.")
+    max_power_kw: float | None = Field(None, description=doc(Evse, "max_power_kw"))
+
+
+class EvseOut(Schema):
+    connector_id: int
+    connector_type: str
+    max_power_kw: float
+    availability: str = Field(description="Operative or Inoperative (a CSMS sets it).")
+    status: str = Field(description=doc(Evse, "status"))
+    register_wh: float = Field(description=doc(Evse, "register_wh"))
+
+
+class ConfigurationKeyIn(Schema):
+    value: str = Field(description=doc(ConfigurationKey, "value"))
+    readonly: bool = Field(
+        False, description="Whether the CSMS may not change it (ChangeConfiguration)."
+    )
+
+
+class ConfigurationKeyOut(Schema):
+    key: str
+    value: str
+    readonly: bool
+
+
+# -- chargers ------------------------------------------------------------------------
+
+AUTHORIZATION_KEY = (
+    "The HTTP Basic password (AuthorizationKey) for security profiles 1 and 2. Write-only: "
+    "never returned; omit or null keeps the stored one, an empty string clears it."
+)
+EVSES = (
+    "The charger's EVSEs, numbered from 1 in this order. Omitted: one EVSE of the charger's "
+    "power (new charger) or the stored EVSEs (update); meter registers of the connectors "
+    "that stay are kept."
+)
+CONFIGURATION = (
+    'OCPP configuration keys to set, e.g. {"HeartbeatInterval": "60"}, checked as the '
+    "import checks its configuration column; keys not named keep their values."
+)
+
+
+def _charger(name: str, extra: str = "") -> Any:
+    return Field(default(Charger, name), description=doc(Charger, name, extra))
+
+
+class ChargerIn(Schema):
+    charge_point_id: str = Field(
+        description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
+    )
+    location: int = Field(description="The id of the charger's location.")
+    enabled: bool = _charger("enabled")
+    auto_connect: bool = _charger("auto_connect")
+    vendor: str = _charger("vendor")
+    model: str = _charger("model")
+    serial_number: str = _charger("serial_number")
+    firmware_version: str = _charger("firmware_version")
+    power_type: str = _charger("power_type", "AC or DC.")
+    max_power_kw: float = _charger("max_power_kw")
+    phases: int = _charger("phases", "1 or 3.")
+    nominal_voltage: float = _charger("nominal_voltage")
+    csms_url: str = _charger("csms_url", "Empty uses the simulator's default CSMS.")
+    security_profile: int = _charger("security_profile", "0 to 3.")
+    authorization_key: str | None = Field(None, description=AUTHORIZATION_KEY)
+    ca_bundle_path: str = _charger("ca_bundle_path")
+    client_cert_path: str = _charger("client_cert_path")
+    client_key_path: str = _charger("client_key_path")
+    default_vehicle: int | None = Field(
+        None, description="The id of a vehicle model: " + doc(Charger, "default_vehicle")
+    )
+    simulate_ev_on_remote_start: bool = _charger("simulate_ev_on_remote_start")
+    reject_triggered_boot: bool = _charger("reject_triggered_boot")
+    firmware_failure: str = _charger("firmware_failure")
+    diagnostics_upload_method: str = _charger("diagnostics_upload_method")
+    evses: list[EvseIn] | None = Field(None, description=EVSES)
+    configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
+
+
+class ChargerPatch(Schema):
+    """Only the fields given change."""
+
+    charge_point_id: str | None = Field(None, description=doc(Charger, "charge_point_id"))
+    location: int | None = Field(None, description="The id of the charger's location.")
+    enabled: bool | None = None
+    auto_connect: bool | None = None
+    vendor: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    firmware_version: str | None = None
+    power_type: str | None = Field(None, description="AC or DC.")
+    max_power_kw: float | None = None
+    phases: int | None = Field(None, description="1 or 3.")
+    nominal_voltage: float | None = None
+    csms_url: str | None = Field(None, description=doc(Charger, "csms_url"))
+    security_profile: int | None = Field(None, description="0 to 3.")
+    authorization_key: str | None = Field(None, description=AUTHORIZATION_KEY)
+    ca_bundle_path: str | None = None
+    client_cert_path: str | None = None
+    client_key_path: str | None = None
+    default_vehicle: int | None = Field(None, description="The id of a vehicle model, or null.")
+    simulate_ev_on_remote_start: bool | None = None
+    reject_triggered_boot: bool | None = None
+    firmware_failure: str | None = Field(None, description=doc(Charger, "firmware_failure"))
+    diagnostics_upload_method: str | None = Field(
+        None, description=doc(Charger, "diagnostics_upload_method")
+    )
+    evses: list[EvseIn] | None = Field(None, description=EVSES)
+    configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
+
+
+class ChargerOut(Schema):
+    id: int
+    charge_point_id: str
+    location: int = Field(alias="location_id")
+    location_name: str = Field(alias="location.name")
+    enabled: bool
+    auto_connect: bool
+    vendor: str
+    model: str
+    serial_number: str
+    firmware_version: str
+    power_type: str
+    max_power_kw: float
+    phases: int
+    nominal_voltage: float
+    csms_url: str
+    security_profile: int
+    authorization_key_set: bool = Field(
+        description="Whether an AuthorizationKey is stored (the key itself is never returned)."
+    )
+    ca_bundle_path: str
+    client_cert_path: str
+    client_key_path: str
+    default_vehicle: int | None = Field(alias="default_vehicle_id")
+    simulate_ev_on_remote_start: bool
+    reject_triggered_boot: bool
+    firmware_failure: str
+    diagnostics_upload_method: str
+    created: datetime
+    updated: datetime
+    evses: list[EvseOut]
+
+    @staticmethod
+    def resolve_authorization_key_set(obj: Charger) -> bool:
+        return bool(obj.authorization_key)
+
+    @staticmethod
+    def resolve_evses(obj: Charger) -> list[Evse]:
+        return list(obj.evses.all())
+
+
+class ChargerDetail(ChargerOut):
+    configuration: list[ConfigurationKeyOut]
+
+    @staticmethod
+    def resolve_configuration(obj: Charger) -> list[ConfigurationKey]:
+        return list(obj.configuration.all())
+
+
+class WorkerNote(Schema):
+    reached: bool = Field(description="Whether the change reached a running simulator worker.")
+    message: str = Field(examples=["CP-0001 connected."])
+
+
+WORKERS = (
+    "What the simulator workers did with the change, as the admin reports it after a save "
+    "(null when the request asked not to wait: `wait=false`)."
+)
+
+
+class ChargerWritten(Schema):
+    charger: ChargerDetail
+    workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+
+
+class ChargerDeleted(Schema):
+    charge_point_id: str
+    workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+
+
+class ChargersIn(Schema):
+    items: list[ChargerIn] = Field(description="The chargers to create, all or none.")
+
+
+class ChargersCreated(Schema):
+    items: list[ChargerOut]
+    workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+
+
+class ChargerFilters(FilterSchema):
+    location: Annotated[int | None, FilterLookup("location_id")] = Field(
+        None, description="A location's id."
+    )
+    charge_point_id: Annotated[str | None, FilterLookup("charge_point_id__icontains")] = Field(
+        None, description="Part of the charge point id (any letter case)."
+    )
+    enabled: bool | None = Field(None, description="Enabled (true) or disabled (false) ones.")
+    auto_connect: bool | None = None
+    power_type: Annotated[str | None, FilterLookup("power_type__iexact")] = Field(
+        None, description="AC or DC."
+    )
+    status: Annotated[str | None, FilterLookup("evses__status")] = Field(
+        None, description="Chargers with an EVSE in this status (e.g. Charging), as last saved."
+    )

@@ -1,0 +1,331 @@
+"""Fleet writes of the API, with the admin's and the import's rules and effects.
+
+Each write is checked by what checks the same write elsewhere: the admin's ModelForms (a
+charger's fields by `ChargerForm`, a location, vehicle model, EVSE or configuration key by
+the form the admin builds for it, so model validation and uniqueness included), and the
+import's rules for what only the import takes in one go (a charger's EVSE list and its
+configuration overrides: `chargers.evse_layout`, `chargers.configuration_overrides`).
+Chargers are then written by the import's own row execution (`chargers.fleet`), so that a
+charger made through the API is one the import or the admin could have made, and every
+write ends with `notify_fleet_change` as the admin's saves do, answering with what the
+simulator workers did when the caller waits for it.
+
+These functions take plain values and no request, so that the MCP tools can call them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+from django.db import models, transaction
+from django.db.models import Count, Prefetch, ProtectedError, QuerySet
+from django.forms.fields import JSONString
+from django.forms.models import model_to_dict, modelform_factory
+
+from api.errors import ApiError, ErrorItem, errors_from_mapping
+from api.fleet_schemas import WorkerNote
+from chargers.configuration_overrides import OverrideError, check_custom_total, check_overrides
+from chargers.evse_layout import MAX_EVSES, EvseSpec, LayoutError, evse_spec
+from chargers.fleet import ChargerPlan, create_chargers, update_chargers
+from chargers.forms import ChargerForm
+from chargers.models import Charger, ConfigurationKey, Evse
+from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
+from locations.models import Location
+from vehicles.models import VehicleModel
+
+INVALID = "The request is not valid."
+#: Chargers one bulk request may create; a larger fleet is an import job.
+MAX_BULK = 1000
+
+# The forms the admin builds for these models (ModelAdmin's default form, all fields).
+LocationForm = modelform_factory(Location, fields="__all__")
+VehicleModelForm = modelform_factory(VehicleModel, fields="__all__")
+EvseForm = modelform_factory(Evse, fields=["charger", *Evse.WEB_FIELDS])
+ConfigurationKeyForm = modelform_factory(
+    ConfigurationKey, fields=["charger", "key", "value", "readonly"]
+)
+
+
+def _attname(model: type[models.Model], name: str) -> str:
+    column = model._meta.get_field(name)
+    assert isinstance(column, models.Field)  # a form's field is a column of the model
+    return column.attname
+
+
+#: The charger's fields a write sets (the admin form's), and the columns they are.
+CHARGER_FIELDS = [name for name in ChargerForm.Meta.fields if name != "authorization_key"]
+CHARGER_COLUMNS = [_attname(Charger, name) for name in ChargerForm.Meta.fields]
+
+
+class WorkerReport:
+    """What the workers did with a change, as the admin's save reports it (`describe`);
+    called after commit. `notes` stays None when nobody waits for the answer."""
+
+    def __init__(self, wait: bool) -> None:
+        self.wait = wait
+        self.notes: list[WorkerNote] | None = None
+
+    def __call__(self, applied: Applied) -> None:
+        self.notes = [WorkerNote(reached=r, message=text) for r, text in describe(applied)]
+
+    @property
+    def callback(self) -> WorkerReport | None:
+        return self if self.wait else None
+
+
+def form_errors(form: forms.BaseForm, *, row: int | None = None) -> list[ErrorItem]:
+    messages = {name: [str(m) for m in found] for name, found in form.errors.items()}
+    return errors_from_mapping(messages, row=row)
+
+
+def _invalid(errors: Sequence[ErrorItem]) -> ApiError:
+    return ApiError(422, INVALID, errors)
+
+
+def _data(
+    model: type[models.Model],
+    instance: models.Model | None,
+    fields: Sequence[str],
+    given: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A form's data: the stored values (an update) or the model's defaults (a create, as
+    the admin's add form starts from them), under what the request gives."""
+    data = model_to_dict(model() if instance is None else instance, fields=fields)
+    data.update({name: value for name, value in given.items() if name in fields})
+    return data
+
+
+def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, Any]) -> Any:
+    fields = list(form_class.base_fields)
+    form = form_class(
+        data=_data(form_class._meta.model, instance, fields, given), instance=instance
+    )
+    if not form.is_valid():
+        raise _invalid(form_errors(form))
+    with transaction.atomic():
+        return form.save()
+
+
+# -- locations and vehicle models (their saves tell the workers through signals) -------
+
+
+def locations() -> QuerySet[Location]:
+    # Ordered here: Django leaves Meta.ordering out of a query with GROUP BY (the count).
+    return Location.objects.annotate(charger_count=Count("chargers")).order_by("name")
+
+
+def save_location(instance: Location | None, given: Mapping[str, Any]) -> Location:
+    saved = _save(LocationForm, instance, given)
+    return locations().get(pk=saved.pk)
+
+
+def delete_location(location: Location) -> None:
+    try:
+        with transaction.atomic():
+            location.delete()
+    except ProtectedError as exc:
+        names = sorted(str(obj) for obj in exc.protected_objects)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise ApiError(
+            409,
+            f"The location {location.name!r} still has {len(names)} charger(s) ({shown}): "
+            "delete them or move them to another location first.",
+        ) from None
+
+
+def save_vehicle_model(instance: VehicleModel | None, given: Mapping[str, Any]) -> VehicleModel:
+    values = dict(given)
+    curve = values.get("charging_curve")
+    if isinstance(curve, str):
+        # The import's text form ("0:100 80:50") goes to the model's check as the text it
+        # is; the admin's JSON form field would refuse it as invalid JSON.
+        values["charging_curve"] = JSONString(curve)
+    return _save(VehicleModelForm, instance, values)
+
+
+# -- chargers ---------------------------------------------------------------------------
+
+
+def chargers() -> QuerySet[Charger]:
+    return Charger.objects.select_related("location").prefetch_related(
+        Prefetch("evses", queryset=Evse.objects.order_by("connector_id"))
+    )
+
+
+def charger_detail() -> QuerySet[Charger]:
+    return chargers().prefetch_related("configuration")
+
+
+@dataclass
+class CheckedCharger:
+    plan: ChargerPlan | None
+    errors: list[ErrorItem] = field(default_factory=list)
+
+
+def check_charger(
+    given: Mapping[str, Any], instance: Charger | None = None, *, row: int | None = None
+) -> CheckedCharger:
+    """Check a charger as the admin's form checks it, with its EVSE list and configuration
+    as the import checks them; `given` are the request's fields (an update: those to
+    change). On success, the plan the import's row execution writes."""
+    data = _data(Charger, instance, CHARGER_FIELDS, given)
+    key = given.get("authorization_key")
+    if key == "":
+        data["clear_authorization_key"] = True  # the admin's "Clear the AuthorizationKey"
+    elif key is not None:
+        data["authorization_key"] = key
+    form = ChargerForm(data=data, instance=instance)
+    errors = [] if form.is_valid() else form_errors(form, row=row)
+
+    specs: list[EvseSpec] | None = None
+    if given.get("evses") is not None:
+        specs, problems = _check_evses(given["evses"], row=row)
+        errors += problems
+    overrides: dict[str, str] = {}
+    if given.get("configuration") is not None:
+        try:
+            overrides = check_overrides(list(given["configuration"].items()))
+            if instance is not None:
+                stored = instance.configuration.values_list("key", flat=True)
+                check_custom_total(overrides, stored)
+        except OverrideError as exc:
+            errors.append(ErrorItem(field="configuration", message=str(exc), row=row))
+    if errors:
+        return CheckedCharger(None, errors)
+    return CheckedCharger(ChargerPlan(form.instance, specs, overrides))
+
+
+def _check_evses(
+    items: Sequence[Mapping[str, Any]], *, row: int | None
+) -> tuple[list[EvseSpec], list[ErrorItem]]:
+    if not items:
+        return [], [ErrorItem(field="evses", message="Give at least one EVSE.", row=row)]
+    if len(items) > MAX_EVSES:
+        message = f"{len(items)} EVSEs; a charger has at most {MAX_EVSES} (MAX_EVSES)."
+        return [], [ErrorItem(field="evses", message=message, row=row)]
+    specs, errors = [], []
+    for n, item in enumerate(items):
+        connector, power = str(item["connector_type"]), item["max_power_kw"]
+        try:
+            specs.append(evse_spec(connector, str(power), f"{connector}:{power:g}"))
+        except LayoutError as exc:
+            errors.append(ErrorItem(field=f"evses.{n}", message=str(exc), row=row))
+    return specs, errors
+
+
+def create_charger(given: Mapping[str, Any], report: WorkerReport) -> Charger:
+    return create_many([given], report, bulk=False)[0]
+
+
+def create_many(
+    items: Sequence[Mapping[str, Any]], report: WorkerReport, *, bulk: bool = True
+) -> list[Charger]:
+    """Create chargers, all or none: every problem of every item is reported, with the
+    item's index (`row`, from 0) in a bulk request."""
+    if len(items) > MAX_BULK:
+        raise ApiError(
+            422,
+            f"{len(items):,} chargers in one request; at most {MAX_BULK:,}: use an import job "
+            "(POST /api/v1/imports) for more.",
+            [ErrorItem(field="items", message=f"At most {MAX_BULK:,} items.")],
+        )
+    plans: list[ChargerPlan] = []
+    errors: list[ErrorItem] = []
+    first: dict[str, int] = {}
+    for index, given in enumerate(items):
+        row = index if bulk else None
+        checked = check_charger(given, row=row)
+        errors += checked.errors
+        cp_id = str(given.get("charge_point_id") or "")
+        seen = first.setdefault(cp_id, index)
+        if cp_id and seen != index:
+            errors.append(
+                ErrorItem(
+                    field="charge_point_id",
+                    message=f"{cp_id!r} is already item {seen}; each may appear only once.",
+                    row=row,
+                )
+            )
+        if checked.plan is not None:
+            plans.append(checked.plan)
+    if errors:
+        raise _invalid(errors)
+    with transaction.atomic():
+        created = create_chargers(plans)
+        notify_fleet_change(report=report.callback)  # joins the batch create_chargers began
+    return _reloaded(charger_detail(), [c.pk for c in created])
+
+
+def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerReport) -> Charger:
+    stored_id = charger.charge_point_id
+    checked = check_charger(given, charger)
+    if checked.plan is None:
+        raise _invalid(checked.errors)
+    with transaction.atomic():
+        update_chargers([checked.plan], CHARGER_COLUMNS)
+        # A new id may belong to another shard's worker: the old one is told too.
+        notify_fleet_change([(charger.pk, stored_id)], report=report.callback)
+    return charger_detail().get(pk=charger.pk)
+
+
+def delete_charger(charger: Charger, report: WorkerReport) -> None:
+    with transaction.atomic():
+        notify_fleet_change([(charger.pk, charger.charge_point_id)], report=report.callback)
+        charger.delete()
+
+
+def _reloaded(queryset: QuerySet[Charger], pks: Sequence[int]) -> list[Charger]:
+    found = queryset.in_bulk(pks)
+    return [found[pk] for pk in pks]
+
+
+# -- EVSEs and configuration keys: as the EVSE and configuration key admins save them --
+
+
+def save_evse(charger: Charger, evse: Evse | None, given: Mapping[str, Any]) -> Evse:
+    values = {"charger": charger.pk, **{k: v for k, v in given.items() if v is not None}}
+    if evse is None and values.get("connector_id") is None:
+        last = charger.evses.order_by("-connector_id").values_list("connector_id", flat=True)
+        values["connector_id"] = (last.first() or 0) + 1
+    form = EvseForm(data=_data(Evse, evse, ["charger", *Evse.WEB_FIELDS], values), instance=evse)
+    if not form.is_valid():
+        raise _invalid(form_errors(form))
+    with transaction.atomic():
+        saved = form.save(commit=False)
+        if evse is None:
+            saved.save()
+        else:
+            # Only what a person edits: the register and status are the engine's.
+            saved.save(update_fields=Evse.WEB_FIELDS)
+        charger.sync_number_of_connectors()
+        notify_fleet_change([(charger.pk, charger.charge_point_id)])
+    return saved
+
+
+def delete_evse(charger: Charger, evse: Evse) -> None:
+    with transaction.atomic():
+        evse.delete()
+        charger.sync_number_of_connectors()
+        notify_fleet_change([(charger.pk, charger.charge_point_id)])
+
+
+def save_configuration_key(
+    charger: Charger, key: str, existing: ConfigurationKey | None, value: str, readonly: bool
+) -> ConfigurationKey:
+    data = {"charger": charger.pk, "key": key, "value": value, "readonly": readonly}
+    form = ConfigurationKeyForm(data=data, instance=existing)
+    if not form.is_valid():
+        raise _invalid(form_errors(form))
+    with transaction.atomic():
+        saved = form.save()
+        notify_fleet_change([(charger.pk, charger.charge_point_id)])
+    return saved
+
+
+def delete_configuration_key(charger: Charger, row: ConfigurationKey) -> None:
+    with transaction.atomic():
+        row.delete()
+        notify_fleet_change([(charger.pk, charger.charge_point_id)])

@@ -1,0 +1,104 @@
+"""The event stream: Server-Sent Events of what the fleet does, as it happens.
+
+Status changes, transactions, OCPP frames and connection events of the chargers (and
+locations, and kinds) asked for, from every simulator worker (api/event_stream.py). The
+workers collect events only while a stream is open: a stream costs them nothing once it
+closes, and nothing at all while none is open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from ninja import Query, Router
+from ninja.errors import AuthorizationError
+
+from api import event_stream
+from api.auth import caller
+from api.errors import READ_ERRORS, ApiError, ErrorBody
+from chargers.dashboard.pages import may_see_message_log
+from chargers.models import Charger
+from simulator import contract
+
+router = Router(tags=["events"])
+
+Kind = Literal["status", "transaction", "frame", "connection"]
+CHARGERS = Query(None, description="Only these charge point ids.")
+LOCATIONS = Query(None, description="Only the chargers of these location ids.")
+KINDS = Query(None, description="Only these kinds (default: all).")
+
+_EXAMPLE = (
+    "retry: 3000\n: subscribed\n\n"
+    "id: 1\nevent: status\n"
+    'data: {"kind":"status","at":"2026-12-01T10:00:00.000000Z","charger_id":7,'
+    '"charge_point_id":"CP-7","location_id":1,"data":{"connector_id":1,"status":"Charging",'
+    '"previous":"Preparing","error_code":"NoError"}}\n\n'
+    ": keep-alive\n\n"
+)
+
+
+@router.get(
+    "/events",
+    response={**READ_ERRORS, 422: ErrorBody, 503: ErrorBody},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "A Server-Sent Events stream (never ends by itself).",
+                "content": {
+                    "text/event-stream": {"schema": {"type": "string"}, "example": _EXAMPLE}
+                },
+            }
+        }
+    },
+    summary="Stream the fleet's events",
+    description="Server-Sent Events, one per status change (`status`: connector, status, "
+    "previous status, error code), transaction (`transaction`: started, confirmed with the "
+    "CSMS's id, stopped; ids, idTag and meter values in Wh), OCPP frame (`frame`: direction, "
+    "message id, action, the frame's text with any AuthorizationKey as ********) and "
+    "connection event (`connection`: connected, connect_failed, closed with its code, "
+    "reconnecting, network_cut), of the chargers (charge point ids), locations (ids) and "
+    "kinds given (all by default). Each event has an `id` counting up from 1 on this "
+    "stream and its `kind` as the event name; `dropped` says how many events a slow reader "
+    "missed. A comment is sent every 15 s when nothing else is. Needs "
+    "`chargers.view_charger`.",
+)
+async def events(
+    request: HttpRequest,
+    charger: list[str] | None = CHARGERS,
+    location: list[int] | None = LOCATIONS,
+    kind: list[Kind] | None = KINDS,
+) -> Any:
+    if not await sync_to_async(may_see_message_log)(caller(request).user):
+        raise AuthorizationError(
+            message="You need the permission 'chargers.view_charger' to watch events."
+        )
+    pks = await sync_to_async(_charger_pks)(charger) if charger else None
+    layer = get_channel_layer()
+    if layer is None:
+        raise ApiError(503, "No channel layer is configured: the simulator cannot be reached.")
+    subscribe = event_stream.subscription(
+        chargers=pks, locations=location, kinds=list(kind or contract.STREAM_KINDS)
+    )
+    response = StreamingHttpResponse(
+        event_stream.sse(layer, subscribe, settings.CHARGESIM_SHARDS),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _charger_pks(charge_point_ids: list[str]) -> list[int]:
+    found = dict(
+        Charger.objects.filter(charge_point_id__in=charge_point_ids).values_list(
+            "charge_point_id", "pk"
+        )
+    )
+    for cp_id in charge_point_ids:
+        if cp_id not in found:
+            raise Http404(f"No charger {cp_id!r}.")
+    return list(found.values())

@@ -1,0 +1,563 @@
+"""Fleet resources: locations, vehicle models, chargers with their EVSEs and configuration
+keys. List (filtered, paged), retrieve, create, update (PUT replaces, PATCH changes the
+fields given) and delete, with the admin's permissions, validation and messages
+(api/fleet_writes.py does the writes). Chargers are named by their charge point id.
+
+A charger write answers with what the simulator workers did with it, as the admin shows
+after a save; like the admin it waits for them (a few seconds at most, see
+fleet_io.fleet_changes) unless the request says `wait=false`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from ninja import Query, Router
+from ninja.pagination import paginate
+from ninja.responses import Status
+
+from api import fleet_writes as writes
+from api.auth import check_perms, require
+from api.errors import READ_ERRORS, WRITE_ERRORS, ErrorBody
+from api.fleet_schemas import (
+    ChargerDeleted,
+    ChargerDetail,
+    ChargerFilters,
+    ChargerIn,
+    ChargerOut,
+    ChargerPatch,
+    ChargersCreated,
+    ChargersIn,
+    ChargerWritten,
+    ConfigurationKeyIn,
+    ConfigurationKeyOut,
+    EvseCreate,
+    EvseIn,
+    EvseOut,
+    EvsePatch,
+    LocationFilters,
+    LocationIn,
+    LocationOut,
+    LocationPatch,
+    VehicleModelFilters,
+    VehicleModelIn,
+    VehicleModelOut,
+    VehicleModelPatch,
+)
+from api.pagination import Paged
+from chargers.models import Charger, ConfigurationKey, Evse
+from locations.models import Location
+from vehicles.models import VehicleModel
+
+router = Router(tags=["fleet"])
+
+WAIT = Query(
+    True,
+    description="Wait (a few seconds at most) for the simulator workers to say what they did "
+    "with the change, and answer it in `workers`; false answers at once.",
+)
+CONFLICT = {**WRITE_ERRORS, 409: ErrorBody}
+# A list's filters, from the query string.
+FILTERS = Query(...)
+
+
+def found(queryset: QuerySet[Any], what: str, **lookup: Any) -> Any:
+    obj = queryset.filter(**lookup).first()
+    if obj is None:
+        value = next(iter(lookup.values()))
+        raise Http404(f"No {what} {value!r}.")
+    return obj
+
+
+def _given(payload: Any, *, partial: bool) -> dict[str, Any]:
+    return payload.dict(exclude_unset=True) if partial else payload.dict()
+
+
+# -- locations ----------------------------------------------------------------------------
+
+LOCATIONS = ["locations"]
+
+
+@router.get(
+    "/locations",
+    response={200: list[LocationOut], **READ_ERRORS},
+    tags=LOCATIONS,
+    summary="List locations",
+    description="Paged (`limit`, `offset`), by name. Needs `locations.view_location`.",
+)
+@require("locations.view_location")
+@paginate(Paged)
+def list_locations(request: HttpRequest, filters: LocationFilters = FILTERS) -> Any:
+    return filters.filter(writes.locations())
+
+
+@router.post(
+    "/locations",
+    response={201: LocationOut, **WRITE_ERRORS},
+    tags=LOCATIONS,
+    summary="Create a location",
+    description="Checked as the admin's form checks it. Needs `locations.add_location`.",
+)
+@require("locations.add_location")
+def create_location(request: HttpRequest, payload: LocationIn) -> Any:
+    return Status(201, writes.save_location(None, payload.dict()))
+
+
+@router.get(
+    "/locations/{location_id}",
+    response={200: LocationOut, **READ_ERRORS},
+    tags=LOCATIONS,
+    summary="Get a location",
+    description="Needs `locations.view_location`.",
+)
+@require("locations.view_location")
+def get_location(request: HttpRequest, location_id: int) -> Any:
+    return found(writes.locations(), "location", pk=location_id)
+
+
+@router.put(
+    "/locations/{location_id}",
+    response={200: LocationOut, **WRITE_ERRORS},
+    tags=LOCATIONS,
+    summary="Replace a location",
+    description="Fields not given take their defaults. Needs `locations.change_location`.",
+)
+@require("locations.change_location")
+def replace_location(request: HttpRequest, location_id: int, payload: LocationIn) -> Any:
+    location = found(Location.objects.all(), "location", pk=location_id)
+    return writes.save_location(location, _given(payload, partial=False))
+
+
+@router.patch(
+    "/locations/{location_id}",
+    response={200: LocationOut, **WRITE_ERRORS},
+    tags=LOCATIONS,
+    summary="Change a location",
+    description="Only the fields given change. Needs `locations.change_location`.",
+)
+@require("locations.change_location")
+def change_location(request: HttpRequest, location_id: int, payload: LocationPatch) -> Any:
+    location = found(Location.objects.all(), "location", pk=location_id)
+    return writes.save_location(location, _given(payload, partial=True))
+
+
+@router.delete(
+    "/locations/{location_id}",
+    response={204: None, **CONFLICT},
+    tags=LOCATIONS,
+    summary="Delete a location",
+    description="Refused (409) while chargers are at the location. Needs "
+    "`locations.delete_location`.",
+)
+@require("locations.delete_location")
+def delete_location(request: HttpRequest, location_id: int) -> Any:
+    writes.delete_location(found(Location.objects.all(), "location", pk=location_id))
+    return Status(204, None)
+
+
+# -- vehicle models -----------------------------------------------------------------------
+
+VEHICLES = ["vehicle models"]
+
+
+@router.get(
+    "/vehicle-models",
+    response={200: list[VehicleModelOut], **READ_ERRORS},
+    tags=VEHICLES,
+    summary="List vehicle models",
+    description="Paged (`limit`, `offset`), by make and model. Needs `vehicles.view_vehiclemodel`.",
+)
+@require("vehicles.view_vehiclemodel")
+@paginate(Paged)
+def list_vehicle_models(request: HttpRequest, filters: VehicleModelFilters = FILTERS) -> Any:
+    return filters.filter(VehicleModel.objects.all())
+
+
+@router.post(
+    "/vehicle-models",
+    response={201: VehicleModelOut, **WRITE_ERRORS},
+    tags=VEHICLES,
+    summary="Create a vehicle model",
+    description="Checked as the admin's form checks it (charging curve, DC voltages). Needs "
+    "`vehicles.add_vehiclemodel`.",
+)
+@require("vehicles.add_vehiclemodel")
+def create_vehicle_model(request: HttpRequest, payload: VehicleModelIn) -> Any:
+    return Status(201, writes.save_vehicle_model(None, payload.dict()))
+
+
+@router.get(
+    "/vehicle-models/{vehicle_model_id}",
+    response={200: VehicleModelOut, **READ_ERRORS},
+    tags=VEHICLES,
+    summary="Get a vehicle model",
+    description="Needs `vehicles.view_vehiclemodel`.",
+)
+@require("vehicles.view_vehiclemodel")
+def get_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
+    return found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
+
+
+@router.put(
+    "/vehicle-models/{vehicle_model_id}",
+    response={200: VehicleModelOut, **WRITE_ERRORS},
+    tags=VEHICLES,
+    summary="Replace a vehicle model",
+    description="Fields not given take their defaults. Needs `vehicles.change_vehiclemodel`.",
+)
+@require("vehicles.change_vehiclemodel")
+def replace_vehicle_model(
+    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelIn
+) -> Any:
+    vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
+    return writes.save_vehicle_model(vehicle, _given(payload, partial=False))
+
+
+@router.patch(
+    "/vehicle-models/{vehicle_model_id}",
+    response={200: VehicleModelOut, **WRITE_ERRORS},
+    tags=VEHICLES,
+    summary="Change a vehicle model",
+    description="Only the fields given change. Needs `vehicles.change_vehiclemodel`.",
+)
+@require("vehicles.change_vehiclemodel")
+def change_vehicle_model(
+    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelPatch
+) -> Any:
+    vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
+    return writes.save_vehicle_model(vehicle, _given(payload, partial=True))
+
+
+@router.delete(
+    "/vehicle-models/{vehicle_model_id}",
+    response={204: None, **READ_ERRORS},
+    tags=VEHICLES,
+    summary="Delete a vehicle model",
+    description="Chargers that had it as their default vehicle keep none. Needs "
+    "`vehicles.delete_vehiclemodel`.",
+)
+@require("vehicles.delete_vehiclemodel")
+def delete_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
+    found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id).delete()
+    return Status(204, None)
+
+
+# -- chargers -------------------------------------------------------------------------
+
+CHARGERS = ["chargers"]
+
+
+def _write_perms(request: HttpRequest, given: dict[str, Any], *, creating: bool) -> None:
+    """A charger write that sets EVSEs or configuration keys needs their permissions too
+    (as the admin's inlines, and the import, do)."""
+    perms = ["chargers.add_charger" if creating else "chargers.change_charger"]
+    if given.get("evses") is not None:
+        perms += ["chargers.add_evse"]
+        if not creating:
+            perms += ["chargers.change_evse", "chargers.delete_evse"]
+    if given.get("configuration") is not None:
+        perms += ["chargers.add_configurationkey", "chargers.change_configurationkey"]
+    check_perms(request, *perms)
+
+
+def _charger(charge_point_id: str, queryset: QuerySet[Charger] | None = None) -> Charger:
+    queryset = Charger.objects.all() if queryset is None else queryset
+    return found(queryset, "charger", charge_point_id=charge_point_id)
+
+
+def _written(charger: Charger, report: writes.WorkerReport) -> dict[str, Any]:
+    return {"charger": charger, "workers": report.notes}
+
+
+@router.get(
+    "/chargers",
+    response={200: list[ChargerOut], **READ_ERRORS},
+    tags=CHARGERS,
+    summary="List chargers",
+    description="With their EVSEs, paged (`limit`, `offset`), by charge point id. The "
+    "AuthorizationKey is never returned (`authorization_key_set` says whether one is "
+    "stored). Needs `chargers.view_charger`.",
+)
+@require("chargers.view_charger")
+@paginate(Paged)
+def list_chargers(request: HttpRequest, filters: ChargerFilters = FILTERS) -> Any:
+    queryset = filters.filter(writes.chargers())
+    return queryset.distinct() if filters.status else queryset
+
+
+@router.post(
+    "/chargers",
+    response={201: ChargerWritten, **WRITE_ERRORS},
+    tags=CHARGERS,
+    summary="Create a charger",
+    description="Checked as the admin's charger form checks it; `evses` and "
+    "`configuration` as the import checks them. A running simulator worker starts it at "
+    "once (if enabled and auto-connect). Needs `chargers.add_charger` (and "
+    "`chargers.add_evse`, `chargers.add_configurationkey`, "
+    "`chargers.change_configurationkey` when giving `evses` or `configuration`).",
+)
+@require("chargers.add_charger")
+def create_charger(request: HttpRequest, payload: ChargerIn, wait: bool = WAIT) -> Any:
+    given = payload.dict()
+    _write_perms(request, given, creating=True)
+    report = writes.WorkerReport(wait)
+    return Status(201, _written(writes.create_charger(given, report), report))
+
+
+@router.post(
+    "/bulk/chargers",
+    response={201: ChargersCreated, **WRITE_ERRORS},
+    tags=CHARGERS,
+    summary="Create many chargers",
+    description=f"All or none: if any item is not valid, nothing is created and every "
+    f"problem is answered with its item's index (`row`, from 0) and field. At most "
+    f"{writes.MAX_BULK:,} items; import a file for more. Needs what creating one needs.",
+)
+@require("chargers.add_charger")
+def create_chargers(request: HttpRequest, payload: ChargersIn, wait: bool = WAIT) -> Any:
+    items = [item.dict() for item in payload.items]
+    for given in items:
+        _write_perms(request, given, creating=True)
+    report = writes.WorkerReport(wait)
+    created = writes.create_many(items, report)
+    return Status(201, {"items": created, "workers": report.notes})
+
+
+@router.get(
+    "/chargers/{charge_point_id}",
+    response={200: ChargerDetail, **READ_ERRORS},
+    tags=CHARGERS,
+    summary="Get a charger",
+    description="With its EVSEs and OCPP configuration keys. Needs `chargers.view_charger`.",
+)
+@require("chargers.view_charger")
+def get_charger(request: HttpRequest, charge_point_id: str) -> Any:
+    return _charger(charge_point_id, writes.charger_detail())
+
+
+@router.put(
+    "/chargers/{charge_point_id}",
+    response={200: ChargerWritten, **WRITE_ERRORS},
+    tags=CHARGERS,
+    summary="Replace a charger",
+    description="Fields not given take their defaults (the AuthorizationKey, EVSEs and "
+    "configuration are kept unless given). A running charger takes the change as after an "
+    "admin save (reconnect, reboot or a configuration change). Needs "
+    "`chargers.change_charger` (and the EVSE and configuration key permissions when "
+    "giving `evses` or `configuration`).",
+)
+@require("chargers.change_charger")
+def replace_charger(
+    request: HttpRequest, charge_point_id: str, payload: ChargerIn, wait: bool = WAIT
+) -> Any:
+    given = _given(payload, partial=False)
+    _write_perms(request, given, creating=False)
+    report = writes.WorkerReport(wait)
+    charger = writes.update_charger(_charger(charge_point_id), given, report)
+    return _written(charger, report)
+
+
+@router.patch(
+    "/chargers/{charge_point_id}",
+    response={200: ChargerWritten, **WRITE_ERRORS},
+    tags=CHARGERS,
+    summary="Change a charger",
+    description="Only the fields given change. Needs `chargers.change_charger` (and the EVSE "
+    "and configuration key permissions when giving `evses` or `configuration`).",
+)
+@require("chargers.change_charger")
+def change_charger(
+    request: HttpRequest, charge_point_id: str, payload: ChargerPatch, wait: bool = WAIT
+) -> Any:
+    given = _given(payload, partial=True)
+    _write_perms(request, given, creating=False)
+    report = writes.WorkerReport(wait)
+    charger = writes.update_charger(_charger(charge_point_id), given, report)
+    return _written(charger, report)
+
+
+@router.delete(
+    "/chargers/{charge_point_id}",
+    response={200: ChargerDeleted, **READ_ERRORS},
+    tags=CHARGERS,
+    summary="Delete a charger",
+    description="With its EVSEs, configuration and sessions; a running charger stops. Needs "
+    "`chargers.delete_charger`, `chargers.delete_evse` and "
+    "`chargers.delete_configurationkey` (as the admin's delete does).",
+)
+@require("chargers.delete_charger", "chargers.delete_evse", "chargers.delete_configurationkey")
+def delete_charger(request: HttpRequest, charge_point_id: str, wait: bool = WAIT) -> Any:
+    charger = _charger(charge_point_id)
+    report = writes.WorkerReport(wait)
+    writes.delete_charger(charger, report)
+    return ChargerDeleted(charge_point_id=charge_point_id, workers=report.notes)
+
+
+# -- EVSEs --------------------------------------------------------------------------------
+
+EVSES = ["EVSEs"]
+
+
+def _evse(charger: Charger, connector_id: int) -> Evse:
+    evse = charger.evses.filter(connector_id=connector_id).first()
+    if evse is None:
+        raise Http404(f"Charger {charger.charge_point_id!r} has no EVSE {connector_id}.")
+    return evse
+
+
+@router.get(
+    "/chargers/{charge_point_id}/evses",
+    response={200: list[EvseOut], **READ_ERRORS},
+    tags=EVSES,
+    summary="List a charger's EVSEs",
+    description="By connector id. Needs `chargers.view_evse`.",
+)
+@require("chargers.view_evse")
+def list_evses(request: HttpRequest, charge_point_id: str) -> Any:
+    return list(_charger(charge_point_id).evses.order_by("connector_id"))
+
+
+@router.post(
+    "/chargers/{charge_point_id}/evses",
+    response={201: EvseOut, **WRITE_ERRORS},
+    tags=EVSES,
+    summary="Add an EVSE",
+    description="NumberOfConnectors follows. Needs `chargers.add_evse`.",
+)
+@require("chargers.add_evse")
+def create_evse(request: HttpRequest, charge_point_id: str, payload: EvseCreate) -> Any:
+    return Status(201, writes.save_evse(_charger(charge_point_id), None, payload.dict()))
+
+
+@router.get(
+    "/chargers/{charge_point_id}/evses/{connector_id}",
+    response={200: EvseOut, **READ_ERRORS},
+    tags=EVSES,
+    summary="Get an EVSE",
+    description="Needs `chargers.view_evse`.",
+)
+@require("chargers.view_evse")
+def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
+    return _evse(_charger(charge_point_id), connector_id)
+
+
+@router.put(
+    "/chargers/{charge_point_id}/evses/{connector_id}",
+    response={200: EvseOut, **WRITE_ERRORS},
+    tags=EVSES,
+    summary="Replace an EVSE's connector type and power",
+    description="The meter register, status and availability are the simulator's. Needs "
+    "`chargers.change_evse`.",
+)
+@require("chargers.change_evse")
+def replace_evse(
+    request: HttpRequest, charge_point_id: str, connector_id: int, payload: EvseIn
+) -> Any:
+    charger = _charger(charge_point_id)
+    return writes.save_evse(charger, _evse(charger, connector_id), payload.dict())
+
+
+@router.patch(
+    "/chargers/{charge_point_id}/evses/{connector_id}",
+    response={200: EvseOut, **WRITE_ERRORS},
+    tags=EVSES,
+    summary="Change an EVSE",
+    description="Only the fields given change. Needs `chargers.change_evse`.",
+)
+@require("chargers.change_evse")
+def change_evse(
+    request: HttpRequest, charge_point_id: str, connector_id: int, payload: EvsePatch
+) -> Any:
+    charger = _charger(charge_point_id)
+    return writes.save_evse(charger, _evse(charger, connector_id), _given(payload, partial=True))
+
+
+@router.delete(
+    "/chargers/{charge_point_id}/evses/{connector_id}",
+    response={204: None, **READ_ERRORS},
+    tags=EVSES,
+    summary="Remove an EVSE",
+    description="NumberOfConnectors follows. Needs `chargers.delete_evse`.",
+)
+@require("chargers.delete_evse")
+def delete_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
+    charger = _charger(charge_point_id)
+    writes.delete_evse(charger, _evse(charger, connector_id))
+    return Status(204, None)
+
+
+# -- configuration keys -------------------------------------------------------------------
+
+CONFIGURATION = ["configuration keys"]
+
+
+def _key(charger: Charger, key: str) -> ConfigurationKey | None:
+    return charger.configuration.filter(key=key).first()
+
+
+@router.get(
+    "/chargers/{charge_point_id}/configuration",
+    response={200: list[ConfigurationKeyOut], **READ_ERRORS},
+    tags=CONFIGURATION,
+    summary="List a charger's OCPP configuration keys",
+    description="By key. Needs `chargers.view_configurationkey`.",
+)
+@require("chargers.view_configurationkey")
+def list_configuration(request: HttpRequest, charge_point_id: str) -> Any:
+    return list(_charger(charge_point_id).configuration.order_by("key"))
+
+
+@router.get(
+    "/chargers/{charge_point_id}/configuration/{key}",
+    response={200: ConfigurationKeyOut, **READ_ERRORS},
+    tags=CONFIGURATION,
+    summary="Get a configuration key",
+    description="Needs `chargers.view_configurationkey`.",
+)
+@require("chargers.view_configurationkey")
+def get_configuration_key(request: HttpRequest, charge_point_id: str, key: str) -> Any:
+    charger = _charger(charge_point_id)
+    row = _key(charger, key)
+    if row is None:
+        raise Http404(f"Charger {charge_point_id!r} has no configuration key {key!r}.")
+    return row
+
+
+@router.put(
+    "/chargers/{charge_point_id}/configuration/{key}",
+    response={200: ConfigurationKeyOut, 201: ConfigurationKeyOut, **WRITE_ERRORS},
+    tags=CONFIGURATION,
+    summary="Set a configuration key",
+    description="Creates the key (201) or changes its value (200); a known OCPP key's value "
+    "is checked and normalised as ChangeConfiguration does. A running charger uses the new "
+    "value. Needs `chargers.add_configurationkey` for a new key, "
+    "`chargers.change_configurationkey` for a stored one.",
+)
+def set_configuration_key(
+    request: HttpRequest, charge_point_id: str, key: str, payload: ConfigurationKeyIn
+) -> Any:
+    charger = _charger(charge_point_id)
+    existing = _key(charger, key)
+    action = "add" if existing is None else "change"
+    check_perms(request, f"chargers.{action}_configurationkey")
+    saved = writes.save_configuration_key(charger, key, existing, payload.value, payload.readonly)
+    return Status(201 if existing is None else 200, saved)
+
+
+@router.delete(
+    "/chargers/{charge_point_id}/configuration/{key}",
+    response={204: None, **READ_ERRORS},
+    tags=CONFIGURATION,
+    summary="Delete a configuration key",
+    description="Needs `chargers.delete_configurationkey`.",
+)
+@require("chargers.delete_configurationkey")
+def delete_configuration_key(request: HttpRequest, charge_point_id: str, key: str) -> Any:
+    charger = _charger(charge_point_id)
+    row = _key(charger, key)
+    if row is None:
+        raise Http404(f"Charger {charge_point_id!r} has no configuration key {key!r}.")
+    writes.delete_configuration_key(charger, row)
+    return Status(204, None)

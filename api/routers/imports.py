@@ -1,0 +1,253 @@
+"""Import jobs: a fleet file (CSV, JSON or XLSX) uploaded, checked, followed and confirmed.
+
+The same machinery as the admin's import (fleet_io): the file becomes an `ImportJob` that
+runs in the background (a thread of the web process in embedded mode, a Celery worker when
+scaled out: `fleet_io.jobs`), all or nothing, with the same per-row problems. By default an
+upload is a check (a dry run, as the admin's preview); confirming a check that found no
+problems imports the file, as the admin's "Confirm import" does. A job is its owner's (or a
+superuser's): anyone else gets a 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePath
+from typing import Any, Literal
+
+from django.db import transaction
+from django.http import Http404, HttpRequest
+from ninja import Field, File, Form, Router, Schema, UploadedFile
+from ninja.pagination import paginate
+from ninja.responses import Status
+
+from api.auth import caller
+from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.pagination import Paged
+from fleet_io import jobs, registry
+from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES, FileProblem, check_size
+from fleet_io.models import ImportJob
+from fleet_io.resource import Problem
+
+router = Router(tags=["import jobs"])
+
+CONFLICT = {**READ_ERRORS, 409: ErrorBody}
+Resource = Literal["locations", "vehicles", "chargers"]
+Format = Literal["csv", "json", "xlsx"]
+
+
+class ImportUpload(Schema):
+    resource: Resource = Field(description="What the file holds (docs/import-formats.md).")
+    format: Format | None = Field(
+        None, description="The file's format; empty: from the file name's extension."
+    )
+    dry_run: bool = Field(
+        True,
+        description="true (the default): check the file and count what would change, "
+        "writing nothing; confirm the check to import it. false: import at once (still all "
+        "or nothing).",
+    )
+
+
+class ImportJobOut(Schema):
+    id: int
+    resource: str
+    file_name: str
+    format: str = Field(alias="file_format")
+    dry_run: bool = Field(description="A check: it writes nothing; confirm it to import.")
+    status: str = Field(description="queued, running, done or failed.")
+    finished: bool
+    ok: bool = Field(description="Finished with no problems (a check can then be confirmed).")
+    done: int = Field(description="Rows read so far.")
+    total: int = Field(description="Rows in the file (once read).")
+    created: int = Field(alias="created_count", description="Rows that create (or created).")
+    updated: int = Field(alias="updated_count", description="Rows that update (or updated).")
+    failed: int = Field(alias="failed_count", description="Rows with problems.")
+    problems: int = Field(alias="problem_count", description="Problems found (all rows).")
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    # Resolvers, not aliases: "finished" and "created" name other fields here.
+    @staticmethod
+    def resolve_queued_at(job: ImportJob) -> datetime:
+        return job.created
+
+    @staticmethod
+    def resolve_started_at(job: ImportJob) -> datetime | None:
+        return job.started
+
+    @staticmethod
+    def resolve_finished_at(job: ImportJob) -> datetime | None:
+        return job.finished
+
+    @staticmethod
+    def resolve_finished(job: ImportJob) -> bool:
+        return job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED)
+
+    @staticmethod
+    def resolve_ok(job: ImportJob) -> bool:
+        return job.finished_ok
+
+    @staticmethod
+    def resolve_done(job: ImportJob) -> int:
+        return job.progress()[0]
+
+    @staticmethod
+    def resolve_total(job: ImportJob) -> int:
+        return job.progress()[1]
+
+
+class ImportProblemOut(Schema):
+    row: int | None = Field(
+        description="The data row (from 1; the header is not a row), or "
+        "null for the file as a whole."
+    )
+    column: str | None = Field(description="The column, or null for the row as a whole.")
+    message: str
+
+
+def _own(request: HttpRequest, job_id: int) -> ImportJob:
+    job = ImportJob.objects.visible_to(caller(request).user).defer("data").filter(pk=job_id)
+    found = job.first()
+    if found is None:
+        raise Http404(f"No import job {job_id}.")
+    return found
+
+
+def _may_import(request: HttpRequest, resource: str) -> None:
+    user = caller(request).user
+    if not registry.may_import(user, resource):
+        needed = ", ".join(f"'{p}'" for p in registry.get(resource).permissions)
+        raise ApiError(403, f"Importing {resource} needs the permissions {needed}.")
+
+
+def _format(options: ImportUpload, name: str) -> str:
+    if options.format:
+        return options.format
+    suffix = PurePath(name).suffix.lower().lstrip(".")
+    if suffix in FORMATS_BY_NAME:
+        return suffix
+    raise ApiError(
+        422,
+        "The request is not valid.",
+        [ErrorItem(field="format", message=f"Say the format of {name!r}: csv, json or xlsx.")],
+    )
+
+
+def _queue(request: HttpRequest, **fields: Any) -> ImportJob:
+    with transaction.atomic():
+        job = ImportJob.objects.create(created_by_id=caller(request).user.pk, **fields)
+        jobs.start(job)  # after commit: in a thread (embedded) or on Celery (scaled out)
+    return job
+
+
+@router.post(
+    "/imports",
+    response={202: ImportJobOut, **WRITE_ERRORS},
+    summary="Upload a fleet file",
+    description="multipart/form-data with the file (`file`) and what it holds (`resource`). "
+    "The job runs in the background: follow it with GET /imports/{id}. At most "
+    f"{MAX_FILE_BYTES // 1024 // 1024} MiB. Needs the permissions the admin's import of "
+    "the resource needs (add and change of every model it writes).",
+)
+def upload(request: HttpRequest, file: File[UploadedFile], options: Form[ImportUpload]) -> Any:
+    _may_import(request, options.resource)
+    name = file.name or "upload"
+    file_format = _format(options, name)
+    try:
+        check_size(file.size or 0)
+    except FileProblem as exc:
+        raise ApiError(422, str(exc), [ErrorItem(field="file", message=str(exc))]) from None
+    job = _queue(
+        request,
+        resource=options.resource,
+        file_name=name[:255],
+        file_format=file_format,
+        data=b"".join(file.chunks()),
+        dry_run=options.dry_run,
+    )
+    return Status(202, job)
+
+
+@router.get(
+    "/imports",
+    response={200: list[ImportJobOut], **READ_ERRORS},
+    summary="List my import jobs",
+    description="Newest first, paged (`limit`, `offset`); a superuser sees everyone's.",
+)
+@paginate(Paged)
+def list_imports(request: HttpRequest) -> Any:
+    return ImportJob.objects.visible_to(caller(request).user).defer("data")
+
+
+@router.get(
+    "/imports/{job_id}",
+    response={200: ImportJobOut, **READ_ERRORS},
+    summary="Follow an import job",
+    description="Its status and progress (rows done of total), then its counts. Poll it "
+    "until `finished`.",
+)
+def get_import(request: HttpRequest, job_id: int) -> Any:
+    return _own(request, job_id)
+
+
+@router.get(
+    "/imports/{job_id}/errors",
+    response={200: list[ImportProblemOut], **READ_ERRORS},
+    summary="Read an import job's problems",
+    description="Each with its row and column, as the admin's import lists them; paged "
+    "(`limit`, `offset`). The first 1,000 are kept (`problems` in the job counts all).",
+)
+@paginate(Paged)
+def import_errors(request: HttpRequest, job_id: int) -> Any:
+    job = _own(request, job_id)
+    return [Problem.parse(text) for text in job.problems]
+
+
+@router.post(
+    "/imports/{job_id}/confirm",
+    response={202: ImportJobOut, **CONFLICT},
+    summary="Confirm a check: import the file",
+    description="A check (`dry_run`) that finished with no problems becomes an import of the "
+    "same file (a new job, answered here). Needs the import permissions.",
+)
+def confirm_import(request: HttpRequest, job_id: int) -> Any:
+    checked = _own(request, job_id)
+    _may_import(request, checked.resource)
+    if not checked.dry_run:
+        raise ApiError(409, f"Import job {job_id} is an import, not a check: nothing to confirm.")
+    if not checked.finished_ok:
+        state = "has problems" if checked.problem_count else f"is {checked.status}"
+        raise ApiError(
+            409, f"The check {state}: only a check that finished with no problems can be confirmed."
+        )
+    data = ImportJob.objects.filter(pk=checked.pk).values_list("data", flat=True).get()
+    job = _queue(
+        request,
+        resource=checked.resource,
+        file_name=checked.file_name,
+        file_format=checked.file_format,
+        data=data,
+        dry_run=False,
+    )
+    return Status(202, job)
+
+
+@router.delete(
+    "/imports/{job_id}",
+    response={204: None, **CONFLICT},
+    summary="Cancel or discard an import job",
+    description="A queued job is cancelled before it starts; a finished one (e.g. a check "
+    "you will not confirm) is discarded with its stored file. A running job cannot be "
+    "stopped (409): an import is all or nothing, so wait for it.",
+)
+def delete_import(request: HttpRequest, job_id: int) -> Any:
+    job = _own(request, job_id)
+    # Not while running: a worker may claim a queued job at any moment, hence the status
+    # in the DELETE itself.
+    deleted, _ = (
+        ImportJob.objects.filter(pk=job.pk).exclude(status=ImportJob.Status.RUNNING).delete()
+    )
+    if not deleted:
+        raise ApiError(409, f"Import job {job_id} is running; it cannot be stopped.")
+    return Status(204, None)

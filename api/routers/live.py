@@ -1,0 +1,654 @@
+"""Live state and actions, answered by the simulator worker that runs each charger.
+
+The web side holds nothing live: every request here asks the worker of the charger's shard
+through the engine client (`chargers.engine_client`) and awaits its answer, whichever of
+the workers it is. A charger is named by its charge point id, as in the fleet resources.
+
+- `GET /chargers/{id}/state`: its snapshot (connection, boot, each connector's status,
+  power, energy, SoC, transaction); with `wait_for`, once that condition holds.
+- `POST /chargers/{id}/actions/<action>`: one endpoint per action, each with its own body.
+- `GET /fleet/summary`: the counts of every shard, added up, and per location.
+- `POST /fleet/actions/<action>`: the same actions on every charger a filter chooses (ids,
+  location, live connector status), with a result per charger (per connector).
+
+`wait_for` (query): the action is answered only once the condition holds (a connector
+status of the action's connector, or `Accepted`: online with its boot accepted), or when
+`timeout` seconds have passed. Either way the answer is 200 and says which (`wait.met`):
+the action itself was done, and a client that took a 504 for "not done" and sent it again
+would plug in a second time. Errors: 404 no such charger (or location); 409 the charger
+refuses (the worker's words: "no vehicle plugged in") or no worker runs it (disabled); 422
+a bad value; 503 no worker acknowledged (none runs that shard); 504 the worker
+acknowledged but did not answer in time.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema
+from pydantic import create_model, model_validator
+
+from api.auth import require
+from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
+from chargers.engine_client import (
+    BulkOutcome,
+    EngineClient,
+    EngineError,
+    NotFinished,
+    NoWorker,
+)
+from chargers.models import Charger
+from locations.models import Location
+from simulator import contract
+
+router = Router(tags=["live"])
+
+VIEW = "chargers.view_charger"
+CHANGE = "chargers.change_charger"
+STATE_TAGS = ["live state"]
+ACTION_TAGS = ["charger actions"]
+BULK_TAGS = ["bulk actions"]
+
+# The contract's vocabulary as Literal types: the OpenAPI document lists them as enums.
+WaitCondition = contract.WaitCondition
+ConnectorStatusName = contract.StatusName
+FaultCode = contract.FaultCode
+BULK_MAX_IDS = 10_000
+
+
+def client() -> EngineClient:
+    """The engine client a request uses (a function, so that tests can shorten its waits)."""
+    return EngineClient()
+
+
+# -- schemas: what the engine reports ---------------------------------------------------------
+
+
+class EvseState(Schema):
+    connector_id: int
+    status: ConnectorStatusName
+    error_code: str = Field(description="OCPP ChargePointErrorCode; NoError when not faulted")
+    power_w: float
+    register_wh: float = Field(description="Energy.Active.Import.Register")
+    soc: float | None = Field(description="the plugged-in vehicle's state of charge, percent")
+    voltage_v: list[float]
+    current_a: list[float]
+    transaction_id: int | None = Field(description="the CSMS's id, once it confirmed the start")
+    id_tag: str | None
+    vehicle: str | None = Field(description="the plugged-in vehicle model")
+
+
+class ChargerState(Schema):
+    id: int | None = Field(description="the charger's primary key")
+    charge_point_id: str
+    location_id: int | None
+    link: str = Field(description="offline, connecting or online")
+    link_error: str | None
+    boot: str = Field(description="None (not booted since power-on), Pending, Accepted, Rejected")
+    power_type: str
+    evses: list[EvseState]
+    at: float = Field(description="Unix time of the snapshot")
+
+
+class WaitOut(Schema):
+    condition: WaitCondition
+    met: bool = Field(description="false: the timeout passed first")
+    status: str = Field(
+        description="the connector's status when answered (for Accepted: the boot state when "
+        "online, else the link state)"
+    )
+    waited: float = Field(description="seconds from the end of the action to the answer")
+
+
+class StateOut(Schema):
+    charger: ChargerState
+    wait: WaitOut | None = None
+
+
+class ActionOut(Schema):
+    charge_point_id: str
+    action: str
+    message: str = Field(description="what the worker did, in words")
+    wait: WaitOut | None = Field(None, description="present when the action carried wait_for")
+    charger: ChargerState = Field(description="the charger's state after the action")
+
+
+class SiteSummary(Schema):
+    location_id: int
+    chargers: int
+    charging: int = Field(description="connectors drawing power")
+    power_w: float
+    statuses: dict[str, int]
+    links: dict[str, int]
+
+
+class FleetSummaryOut(Schema):
+    shards: int = Field(description="CHARGESIM_SHARDS: the workers the web side addresses")
+    answered: list[int] = Field(description="shards whose worker answered")
+    missing: list[int] = Field(description="shards without a worker (their chargers missing)")
+    chargers: int
+    statuses: dict[str, int] = Field(description="connectors by status")
+    links: dict[str, int] = Field(description="chargers by link state")
+    power_w: float
+    locations: list[SiteSummary]
+
+
+class BulkItem(Schema):
+    charge_point_id: str | None
+    connector_id: int | None = Field(description="the connector a connector action ran on")
+    ok: bool
+    message: str
+    error: str | None = Field(
+        None,
+        description="when not ok: invalid, refused, not_running, skipped (a listed charger "
+        "the other filters leave out), not_found, no_worker, timeout, failed",
+    )
+    status: str | None = Field(None, description="the connector's status afterwards")
+    wait: WaitOut | None = None
+
+
+class BulkOut(Schema):
+    action: str
+    total: int
+    succeeded: int
+    failed: int
+    results: list[BulkItem]
+    missing_shards: list[int] = Field(description="shards without a worker")
+    unfinished_shards: list[int] = Field(description="shards that did not answer in time")
+
+
+# -- schemas: what a caller sends ---------------------------------------------------------------
+
+
+class WaitParams(Schema):
+    wait_for: WaitCondition | None = Field(
+        None,
+        description="answer once this holds: a status of the action's connector, or "
+        "Accepted (online, boot accepted)",
+    )
+    timeout: float = Field(
+        contract.WAIT_TIMEOUT_DEFAULT,
+        gt=0,
+        le=contract.WAIT_TIMEOUT_MAX,
+        description="seconds to wait for wait_for at most",
+    )
+
+    def wait(self) -> contract.WaitFor | None:
+        if self.wait_for is None:
+            return None
+        return contract.WaitFor(condition=self.wait_for, timeout=self.timeout)
+
+
+class StateParams(WaitParams):
+    connector_id: int = Field(1, ge=1, le=99, description="the connector wait_for looks at")
+
+
+class NoArgs(Schema):
+    pass
+
+
+class ConnectorArgs(Schema):
+    connector_id: int = Field(1, ge=1, le=99)
+
+
+class PlugInArgs(ConnectorArgs):
+    vehicle_model_id: int | None = Field(
+        None, ge=1, description="the vehicle model; none: the charger's default vehicle"
+    )
+    soc: float = Field(20.0, ge=0, le=100, description="the vehicle's state of charge, percent")
+    target_soc: float = Field(
+        100.0, ge=1, le=100, description="the EV stops drawing power here (SuspendedEV)"
+    )
+
+
+class PresentIdTagArgs(ConnectorArgs):
+    id_tag: str = Field(min_length=1, max_length=20)
+
+
+class InjectFaultArgs(ConnectorArgs):
+    error_code: FaultCode = "OtherError"
+    info: str = Field("", max_length=50)
+
+
+class CutNetworkArgs(Schema):
+    seconds: float = Field(ge=1, le=86_400, description="how long the network stays down")
+
+
+class BulkFilter(Schema):
+    charge_point_ids: list[str] | None = Field(
+        None, max_length=BULK_MAX_IDS, description="these chargers (each gets a result)"
+    )
+    location_id: int | None = Field(None, ge=1, description="the chargers at this location")
+    status: ConnectorStatusName | None = Field(
+        None,
+        description="the connectors in this status now: a connector action runs on each of "
+        "them (their connector_id, not the one in args), a charger action on each charger "
+        "with one",
+    )
+
+    @model_validator(mode="after")
+    def names_chargers(self) -> "BulkFilter":
+        if self.charge_point_ids is None and self.location_id is None and self.status is None:
+            raise ValueError("choose the chargers: charge_point_ids, location_id or status")
+        return self
+
+
+@dataclass(frozen=True)
+class Action:
+    path: str
+    command: str
+    args: type[Schema]
+    summary: str
+    description: str
+
+
+ACTIONS = (
+    Action("connect", "connect", NoArgs, "Connect", "Open its connection to the CSMS."),
+    Action(
+        "disconnect",
+        "disconnect",
+        NoArgs,
+        "Disconnect",
+        "Close its connection (it stays offline until connected).",
+    ),
+    Action(
+        "reboot",
+        "reboot",
+        NoArgs,
+        "Reboot (power cycle)",
+        "The charger goes down as after a power loss and boots again: an open transaction "
+        "ends with reason PowerLoss, plugged-in vehicles are gone, a new BootNotification "
+        "follows. `wait_for=Accepted` answers once it is back.",
+    ),
+    Action(
+        "plug-in",
+        "plug_in",
+        PlugInArgs,
+        "Plug in a vehicle",
+        "The connector goes Preparing (or Charging, if an idTag was presented first).",
+    ),
+    Action(
+        "present-id-tag",
+        "present_id_tag",
+        PresentIdTagArgs,
+        "Present an idTag",
+        "A driver holds a card to the reader: Authorize, then StartTransaction if a vehicle "
+        "is plugged in; the same idTag again stops its own transaction.",
+    ),
+    Action("stop", "stop", ConnectorArgs, "Stop the transaction", "Reason Local."),
+    Action(
+        "unplug",
+        "unplug",
+        ConnectorArgs,
+        "Unplug the vehicle",
+        "During a transaction: StopTransactionOnEVSideDisconnect decides what follows.",
+    ),
+    Action(
+        "pause-ev",
+        "pause_ev",
+        ConnectorArgs,
+        "Pause the EV",
+        "The EV stops drawing power: SuspendedEV (SuspendedEVSE, if the charger offers "
+        "nothing, wins). The transaction goes on.",
+    ),
+    Action(
+        "resume-ev",
+        "resume_ev",
+        ConnectorArgs,
+        "Resume the EV",
+        "The paused EV draws power again: Charging.",
+    ),
+    Action(
+        "inject-fault",
+        "inject_fault",
+        InjectFaultArgs,
+        "Inject a fault",
+        "The connector goes Faulted with this OCPP error code.",
+    ),
+    Action(
+        "clear-fault",
+        "clear_fault",
+        ConnectorArgs,
+        "Clear the fault",
+        "Back to the status the connector would have without it.",
+    ),
+    Action(
+        "cut-network",
+        "cut_network",
+        CutNetworkArgs,
+        "Cut the network",
+        "The connection drops now and stays down this long; transaction messages queue up "
+        "and go out after it (not a reboot).",
+    ),
+)
+
+ACTION_RESPONSES: dict[int, Any] = {
+    200: ActionOut,
+    **WRITE_ERRORS,
+    409: ErrorBody,
+    503: ErrorBody,
+    504: ErrorBody,
+}
+STATE_RESPONSES: dict[int, Any] = {
+    200: StateOut,
+    **READ_ERRORS,
+    409: ErrorBody,
+    422: ErrorBody,
+    503: ErrorBody,
+    504: ErrorBody,
+}
+BULK_RESPONSES: dict[int, Any] = {200: BulkOut, **WRITE_ERRORS, 503: ErrorBody}
+ERRORS_DOC = (
+    " Errors: 404 no such charger; 409 the charger refuses, with the worker's reason, or no "
+    "worker runs it; 422 a bad value; 503 no worker runs its shard; 504 no answer in time."
+)
+
+
+# -- one charger --------------------------------------------------------------------------------
+
+
+async def _charger_pk(charge_point_id: str) -> int:
+    pk = (
+        await Charger.objects.filter(charge_point_id=charge_point_id)
+        .values_list("pk", flat=True)
+        .afirst()
+    )
+    if pk is None:
+        raise ApiError(404, f"There is no charger {charge_point_id!r}.")
+    return pk
+
+
+async def ask_charger(
+    charge_point_id: str,
+    command: str,
+    args: Mapping[str, Any],
+    wait: contract.WaitFor | None,
+) -> contract.CommandResult:
+    """The worker's result of a command (or `state`) that it did; an ApiError with the
+    status to answer otherwise. The routers and the MCP tools call this."""
+    pk = await _charger_pk(charge_point_id)
+    try:
+        result = await client().command(pk, charge_point_id, command, args, wait_for=wait)
+    except NoWorker as exc:
+        raise ApiError(503, _sentence(str(exc))) from None
+    except NotFinished as exc:
+        raise ApiError(504, _sentence(str(exc))) from None
+    except EngineError as exc:
+        raise ApiError(503, _sentence(str(exc))) from None
+    if not result["ok"]:
+        error = result.get("error")
+        message = result["message"]
+        if error == contract.ERROR_INVALID:
+            raise ApiError(422, message, [ErrorItem(field=None, message=message)])
+        raise ApiError(500 if error == contract.ERROR_FAILED else 409, message)
+    if "charger" not in result:  # done, but the charger went away meanwhile
+        raise ApiError(409, f"{charge_point_id} is no longer running")
+    return result
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _engine_args(command: str, args: Schema) -> dict[str, Any]:
+    values = args.dict()
+    if command == "plug_in":
+        values["vehicle_id"] = values.pop("vehicle_model_id")
+    return values
+
+
+@router.get(
+    "/chargers/{charge_point_id}/state",
+    response=STATE_RESPONSES,
+    tags=STATE_TAGS,
+    summary="Get a charger's live state",
+    description="Its snapshot from the worker that runs it: connection, boot state, and each "
+    "connector's status, power, energy, SoC and transaction. With `wait_for`, answered once "
+    "that holds for `connector_id` (or after `timeout`: then `wait.met` is false). Needs "
+    f"`{VIEW}`." + ERRORS_DOC,
+)
+@require(VIEW)
+async def get_state(
+    request: HttpRequest, charge_point_id: str, params: Query[StateParams]
+) -> StateOut:
+    result = await ask_charger(
+        charge_point_id,
+        contract.STATE,
+        {"connector_id": params.connector_id},
+        params.wait(),
+    )
+    return StateOut.model_validate({"charger": result["charger"], "wait": result.get("wait")})
+
+
+def _add_action(action: Action) -> None:
+    """POST /chargers/{id}/actions/<action>: a body of the action's own arguments, which
+    may be left out when every one has a default (connect needs none)."""
+    args_type = action.args
+
+    async def run(charge_point_id: str, payload: Schema | None, params: WaitParams) -> ActionOut:
+        args = _engine_args(action.command, payload or args_type())
+        result = await ask_charger(charge_point_id, action.command, args, params.wait())
+        return ActionOut.model_validate(
+            {
+                "charge_point_id": charge_point_id,
+                "action": action.command,
+                "message": result["message"],
+                "wait": result.get("wait"),
+                "charger": result["charger"],
+            }
+        )
+
+    if args_type is NoArgs:
+
+        async def act(
+            request: HttpRequest, charge_point_id: str, params: Query[WaitParams]
+        ) -> ActionOut:
+            return await run(charge_point_id, None, params)
+
+    elif _all_optional(args_type):
+
+        async def act(  # type: ignore[misc]  # one signature per kind of body
+            request: HttpRequest,
+            charge_point_id: str,
+            params: Query[WaitParams],
+            payload: args_type | None = None,  # type: ignore[valid-type]  # per action
+        ) -> ActionOut:
+            return await run(charge_point_id, payload, params)
+
+    else:
+
+        async def act(  # type: ignore[misc]  # one signature per kind of body
+            request: HttpRequest,
+            charge_point_id: str,
+            payload: args_type,  # type: ignore[valid-type]  # per action
+            params: Query[WaitParams],
+        ) -> ActionOut:
+            return await run(charge_point_id, payload, params)
+
+    act.__name__ = f"charger_{action.command}"
+    router.post(
+        f"/chargers/{{charge_point_id}}/actions/{action.path}",
+        response=ACTION_RESPONSES,
+        tags=ACTION_TAGS,
+        summary=action.summary,
+        description=f"{action.description} With `wait_for`, answered once that holds for the "
+        "action's connector (or after `timeout`: then `wait.met` is false, still 200). "
+        f"Needs `{CHANGE}`." + ERRORS_DOC,
+        operation_id=f"charger_{action.command}",
+    )(require(CHANGE)(act))
+
+
+def _all_optional(schema: type[Schema]) -> bool:
+    return not any(field.is_required() for field in schema.model_fields.values())
+
+
+# -- the fleet ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/fleet/summary",
+    response={200: FleetSummaryOut, **READ_ERRORS, 503: ErrorBody},
+    tags=STATE_TAGS,
+    summary="Get the fleet summary",
+    description="Every worker's counts now, added up: chargers, connectors by status, "
+    "chargers by link state, power, and the same per location. Shards without a worker are "
+    f"listed in `missing` (503 when none answers). Needs `{VIEW}`.",
+)
+@require(VIEW)
+async def fleet_summary(request: HttpRequest) -> FleetSummaryOut:
+    return await ask_summary()
+
+
+async def ask_summary() -> FleetSummaryOut:
+    """Every shard's counts, added up; an ApiError (503) when no worker answers."""
+    try:
+        overview = await client().summary()
+    except EngineError as exc:
+        raise ApiError(503, _sentence(str(exc))) from None
+    if not overview.answered:
+        raise ApiError(503, "No simulator worker is running.")
+    return FleetSummaryOut.model_validate(
+        {
+            "shards": overview.shards,
+            "answered": overview.answered,
+            "missing": overview.missing,
+            **overview.counts,
+            "locations": [
+                {"location_id": pk, **site} for pk, site in sorted(overview.locations.items())
+            ],
+        }
+    )
+
+
+async def ask_bulk(
+    command: str,
+    chosen: BulkFilter,
+    args: Mapping[str, Any],
+    wait: contract.WaitFor | None,
+) -> BulkOut:
+    """Run one action on every charger the filter chooses; a result per charger. An
+    ApiError for what fails as a whole (404 location, 422, 503)."""
+    location = chosen.location_id
+    if location is not None and not await Location.objects.filter(pk=location).aexists():
+        raise ApiError(404, f"There is no location #{location}.")
+    listed: dict[int, str] | None = None
+    not_found: list[str] = []
+    if chosen.charge_point_ids is not None:
+        wanted = list(dict.fromkeys(chosen.charge_point_ids))
+        rows = Charger.objects.filter(charge_point_id__in=wanted)
+        listed = {pk: cp_id async for pk, cp_id in rows.values_list("pk", "charge_point_id")}
+        not_found = sorted(set(wanted) - set(listed.values()))
+        known = listed
+    else:
+        # The chargers the filters may reach: a shard without a worker still gets a
+        # result for each of its own ("no worker"), so that none goes missing unsaid.
+        rows = Charger.objects.filter(enabled=True)
+        if chosen.location_id is not None:
+            rows = rows.filter(location_id=chosen.location_id)
+        known = {pk: cp_id async for pk, cp_id in rows.values_list("pk", "charge_point_id")}
+    try:
+        outcome = await client().bulk(
+            command,
+            args,
+            chargers=listed,
+            location_id=chosen.location_id,
+            status=chosen.status,
+            wait_for=wait,
+            known=known,
+        )
+    except EngineError as exc:
+        raise ApiError(503, _sentence(str(exc))) from None
+    if outcome.refused:  # the workers refuse the command as a whole: the same words each
+        message = outcome.refused[0]
+        raise ApiError(422, message, [ErrorItem(field=None, message=message)])
+    if outcome.asked and outcome.missing == outcome.asked:
+        raise ApiError(503, "No simulator worker is running.")
+    return _bulk_out(command, outcome, listed or {}, not_found)
+
+
+def _bulk_out(
+    command: str, outcome: BulkOutcome, listed: Mapping[int, str], not_found: list[str]
+) -> BulkOut:
+    items = [
+        BulkItem.model_validate(
+            {
+                "charge_point_id": result["charge_point_id"] or listed.get(result["charger_id"]),
+                "connector_id": result["connector_id"],
+                "ok": result["ok"],
+                "message": result["message"],
+                "error": result.get("error"),
+                "status": result.get("status"),
+                "wait": result.get("wait"),
+            }
+        )
+        for result in outcome.results
+    ]
+    items.extend(
+        BulkItem(
+            charge_point_id=cp_id,
+            connector_id=None,
+            ok=False,
+            message=f"there is no charger {cp_id!r}",
+            error="not_found",
+            status=None,
+        )
+        for cp_id in not_found
+    )
+    items.sort(key=lambda item: (item.charge_point_id or "", item.connector_id or 0))
+    succeeded = sum(item.ok for item in items)
+    return BulkOut(
+        action=command,
+        total=len(items),
+        succeeded=succeeded,
+        failed=len(items) - succeeded,
+        results=items,
+        missing_shards=outcome.missing,
+        unfinished_shards=outcome.unfinished,
+    )
+
+
+def _add_bulk(action: Action) -> None:
+    """POST /fleet/actions/<action>: {"filter": {...}, "args": {...}}."""
+    args_type = action.args
+    args_field: Any = ... if not _all_optional(args_type) else Field(default_factory=args_type)
+    body = create_model(
+        f"Bulk{_camel(action.command)}In",
+        __base__=Schema,
+        filter=(BulkFilter, Field(description="which chargers; the filters combine (and)")),
+        args=(args_type, args_field),
+    )
+
+    async def act(
+        request: HttpRequest,
+        payload: body,  # type: ignore[valid-type]  # one body schema per action
+        params: Query[WaitParams],
+    ) -> BulkOut:
+        args = _engine_args(action.command, payload.args)  # type: ignore[attr-defined]
+        chosen: BulkFilter = payload.filter  # type: ignore[attr-defined]
+        return await ask_bulk(action.command, chosen, args, params.wait())
+
+    act.__name__ = f"bulk_{action.command}"
+    router.post(
+        f"/fleet/actions/{action.path}",
+        response=BULK_RESPONSES,
+        tags=BULK_TAGS,
+        summary=f"{action.summary}: on many chargers",
+        description=f"{action.description} On every charger the filter chooses, with a "
+        "result per charger (per connector, for a connector action); each worker runs its "
+        "own chargers at once. A charger that refuses is a failed result, not an error of "
+        "the request; unknown ids and chargers of a shard without a worker get a result that "
+        f"says so. Needs `{CHANGE}`. Errors: 404 no such location; 422 a bad value; 503 no "
+        "worker runs any shard.",
+        operation_id=f"bulk_{action.command}",
+    )(require(CHANGE)(act))
+
+
+def _camel(command: str) -> str:
+    return "".join(part.capitalize() for part in command.split("_"))
+
+
+for _action in ACTIONS:
+    _add_action(_action)
+for _action in ACTIONS:
+    _add_bulk(_action)

@@ -1,0 +1,318 @@
+"""The web side's request/reply client of the engine, over the channel layer.
+
+The web side owns nothing live: a charger's state and every action on it belong to the
+simulator worker that runs it, the worker of its shard (`contract.shard_of(charge point
+id, CHARGESIM_SHARDS)`). Each request here gets a fresh reply channel, goes to that
+worker's group, and waits for its acknowledgement (`ACK_SECONDS`: without one, no worker
+runs that shard) and then for its answer (`RESULT_SECONDS`, plus the action's own
+`wait_for` timeout). A bulk action and the fleet summary go to every shard and gather the
+answers; a shard without a worker is reported, charger by charger where the caller knows
+them, never silently left out.
+
+Used by the API (`api.routers.live`); the dashboard's consumers keep their own socket-bound
+way of asking (their answers arrive as channel events of the page's socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from simulator import contract
+
+NO_WORKER = "no simulator worker is running for this charger"
+NOT_FINISHED = "the simulator did not finish in time"
+# Set by this client on a per-charger result (the engine's kinds are contract.ERROR_*).
+ERROR_NO_WORKER = "no_worker"
+ERROR_TIMEOUT = "timeout"
+
+ACK_SECONDS = 4.0
+RESULT_SECONDS = 60.0
+
+
+class EngineError(Exception):
+    """The engine could not be asked, or did not answer; the message says which."""
+
+
+class NoWorker(EngineError):
+    """Nobody acknowledged: no simulator worker runs the charger's shard."""
+
+
+class NotFinished(EngineError):
+    """The worker acknowledged but did not answer in time."""
+
+
+@dataclass
+class FleetOverview:
+    """The fleet summary added up over the shards that answered."""
+
+    shards: int
+    answered: list[int]
+    missing: list[int]  # shards without a worker
+    counts: contract.FleetCounts
+    locations: dict[int, contract.SiteCounts]
+
+
+@dataclass
+class BulkOutcome:
+    """One result per charger (per connector, for a connector command) of every shard."""
+
+    results: list[contract.ChargerResult] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)  # shards sent the command
+    missing: list[int] = field(default_factory=list)  # shards without a worker
+    unfinished: list[int] = field(default_factory=list)  # acknowledged, no answer in time
+    refused: list[str] = field(default_factory=list)  # whole-command refusals, by shard
+
+
+class EngineClient:
+    """Ask the engine; one instance may serve many concurrent requests."""
+
+    def __init__(
+        self,
+        layer: Any = None,
+        *,
+        shards: int | None = None,
+        ack_seconds: float = ACK_SECONDS,
+        result_seconds: float = RESULT_SECONDS,
+    ) -> None:
+        self.layer = layer if layer is not None else get_channel_layer()
+        if self.layer is None:
+            raise EngineError("no channel layer is configured (CHANNEL_LAYERS)")
+        self.shards = shards if shards is not None else settings.CHARGESIM_SHARDS
+        self.ack_seconds = ack_seconds
+        self.result_seconds = result_seconds
+
+    def shard_of(self, charge_point_id: str) -> int:
+        return contract.shard_of(charge_point_id, self.shards)
+
+    # -- one charger -------------------------------------------------------------------------
+
+    async def command(
+        self,
+        charger_pk: int,
+        charge_point_id: str,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        wait_for: contract.WaitFor | None = None,
+    ) -> contract.CommandResult:
+        """Run a drive command (or `state`) on one charger; its result, which carries the
+        charger's state afterwards. Raises NoWorker or NotFinished."""
+        channel = await self.layer.new_channel()
+        request_id = uuid.uuid4().hex
+        message = contract.engine_command(
+            command, charger_pk, args or {}, channel, request_id, wait_for=wait_for
+        )
+        group = contract.engine_group(self.shard_of(charge_point_id))
+        await self.layer.group_send(group, message)
+        loop = asyncio.get_running_loop()
+        reply = await self._receive(channel, {request_id}, loop.time() + self.ack_seconds)
+        if reply is None:
+            raise NoWorker(NO_WORKER)
+        if reply.get("type") == contract.EVENT_COMMAND_ACK:
+            deadline = loop.time() + self.result_seconds + _wait_seconds(wait_for)
+            reply = await self._receive(channel, {request_id}, deadline)
+        if reply is None or reply.get("type") != contract.EVENT_COMMAND_RESULT:
+            raise NotFinished(NOT_FINISHED)
+        return cast(contract.CommandResult, reply)
+
+    async def state(
+        self,
+        charger_pk: int,
+        charge_point_id: str,
+        *,
+        wait_for: contract.WaitFor | None = None,
+    ) -> contract.CommandResult:
+        """The charger's snapshot (in the result's `charger`), once `wait_for` holds if given."""
+        return await self.command(
+            charger_pk, charge_point_id, contract.STATE, {}, wait_for=wait_for
+        )
+
+    # -- every shard -------------------------------------------------------------------------
+
+    async def summary(self) -> FleetOverview:
+        """Every shard's counts now, added up."""
+        channel = await self.layer.new_channel()
+        request_id = uuid.uuid4().hex
+        message = contract.summary_request(channel, request_id)
+        for shard in range(self.shards):
+            await self.layer.group_send(contract.engine_group(shard), message)
+        deadline = asyncio.get_running_loop().time() + self.ack_seconds
+        answers: dict[int, contract.ShardSummary] = {}
+        while len(answers) < self.shards:
+            reply = await self._receive(channel, {request_id}, deadline)
+            if reply is None:
+                break
+            if reply.get("type") == contract.EVENT_SHARD_SUMMARY:
+                answers[int(reply["shard"])] = cast(contract.ShardSummary, reply)
+        return FleetOverview(
+            shards=self.shards,
+            answered=sorted(answers),
+            missing=[s for s in range(self.shards) if s not in answers],
+            counts=add_up(answers.values()),
+            locations=_add_up_locations(answers.values()),
+        )
+
+    async def bulk(
+        self,
+        command: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        chargers: Mapping[int, str] | None = None,
+        location_id: int | None = None,
+        status: str | None = None,
+        wait_for: contract.WaitFor | None = None,
+        known: Mapping[int, str] | None = None,
+    ) -> BulkOutcome:
+        """Run one command on many chargers: those listed (pk -> charge point id; each shard
+        is sent only its own), and/or those at a location, and/or the connectors in a status
+        (filters the workers apply to their live chargers). `known`: the chargers the
+        caller expects the filters to reach (e.g. the location's); those of a shard without
+        a worker get a result that says so. Listed chargers always get one."""
+        channel = await self.layer.new_channel()
+        base = uuid.uuid4().hex
+        sends: dict[int, contract.BulkTargets] = {}
+        if chargers is not None:
+            for pk, cp_id in chargers.items():
+                targets = sends.setdefault(self.shard_of(cp_id), {"chargers": []})
+                targets["chargers"].append(pk)
+        else:
+            sends = {shard: {} for shard in range(self.shards)}
+        for targets in sends.values():
+            if location_id is not None:
+                targets["location_id"] = location_id
+            if status is not None:
+                targets["status"] = status
+        shard_of_request = {f"{base}.{shard}": shard for shard in sends}
+        for request_id, shard in shard_of_request.items():
+            message = contract.bulk_command(
+                command, args or {}, sends[shard], channel, request_id, wait_for=wait_for
+            )
+            await self.layer.group_send(contract.engine_group(shard), message)
+        outcome = BulkOutcome(asked=sorted(sends))
+        await self._gather_bulk(channel, shard_of_request, outcome, _wait_seconds(wait_for))
+        expected = dict(known or {})
+        expected.update(chargers or {})
+        for pk, cp_id in sorted(expected.items()):
+            shard = self.shard_of(cp_id)
+            if shard in outcome.missing:
+                outcome.results.append(_unanswered(pk, cp_id, NO_WORKER, ERROR_NO_WORKER))
+            elif shard in outcome.unfinished:
+                outcome.results.append(_unanswered(pk, cp_id, NOT_FINISHED, ERROR_TIMEOUT))
+        return outcome
+
+    async def _gather_bulk(
+        self,
+        channel: str,
+        shard_of_request: dict[str, int],
+        outcome: BulkOutcome,
+        wait_seconds: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        ack_deadline = loop.time() + self.ack_seconds
+        result_deadline = ack_deadline + self.result_seconds + wait_seconds
+        unacked = set(shard_of_request.values())
+        working: set[int] = set()
+        while unacked or working:
+            deadline = ack_deadline if unacked else result_deadline
+            reply = await self._receive(channel, set(shard_of_request), deadline)
+            if reply is None:
+                if unacked:  # the acknowledgements are due first
+                    outcome.missing.extend(sorted(unacked))
+                    unacked.clear()
+                    continue
+                outcome.unfinished.extend(sorted(working))
+                return
+            shard = shard_of_request[reply["request_id"]]
+            if reply.get("type") == contract.EVENT_COMMAND_ACK:
+                if shard in unacked:
+                    unacked.discard(shard)
+                    working.add(shard)
+            elif reply.get("type") == contract.EVENT_BULK_RESULT:
+                unacked.discard(shard)
+                working.discard(shard)
+                outcome.results.extend(reply.get("results") or [])
+                if reply.get("message"):
+                    outcome.refused.append(str(reply["message"]))
+        outcome.missing.sort()
+
+    # -- the reply channel -------------------------------------------------------------------
+
+    async def _receive(
+        self, channel: str, request_ids: set[str], deadline: float
+    ) -> dict[str, Any] | None:
+        """The next reply to one of `request_ids` on the channel, or None at the deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            try:
+                message = await asyncio.wait_for(self.layer.receive(channel), left)
+            except TimeoutError:
+                return None
+            if isinstance(message, dict) and message.get("request_id") in request_ids:
+                return message
+
+
+def add_up(summaries: Iterable[contract.FleetCounts]) -> contract.FleetCounts:
+    """The fleet's counts from its shards' counts."""
+    total = contract.FleetCounts(chargers=0, statuses={}, links={}, power_w=0.0)
+    for summary in summaries:
+        total["chargers"] += summary["chargers"]
+        total["power_w"] += summary["power_w"]
+        _add_counts(total["statuses"], summary["statuses"])
+        _add_counts(total["links"], summary["links"])
+    total["power_w"] = round(total["power_w"], 1)
+    return total
+
+
+def _add_up_locations(
+    summaries: Iterable[contract.ShardSummary],
+) -> dict[int, contract.SiteCounts]:
+    sites: dict[int, contract.SiteCounts] = {}
+    for summary in summaries:
+        for site in summary["locations"]:
+            total = sites.setdefault(
+                site["location_id"],
+                contract.SiteCounts(power_w=0.0, chargers=0, charging=0, statuses={}, links={}),
+            )
+            total["power_w"] = round(total["power_w"] + site["power_w"], 1)
+            total["chargers"] += site["chargers"]
+            total["charging"] += site["charging"]
+            _add_counts(total["statuses"], site["statuses"])
+            _add_counts(total["links"], site["links"])
+    return dict(sorted(sites.items()))
+
+
+def _add_counts(into: dict[str, int], counts: Mapping[str, int]) -> None:
+    for name, count in counts.items():
+        into[name] = into.get(name, 0) + count
+
+
+def _wait_seconds(wait_for: contract.WaitFor | None) -> float:
+    if not isinstance(wait_for, dict):  # None, or a bad value the worker will refuse
+        return 0.0
+    try:  # the worker checks it and refuses a bad one; here it only extends the wait
+        timeout = float(wait_for.get("timeout", contract.WAIT_TIMEOUT_DEFAULT))
+    except (TypeError, ValueError):
+        return 0.0
+    return min(max(timeout, 0.0), contract.WAIT_TIMEOUT_MAX) if math.isfinite(timeout) else 0.0
+
+
+def _unanswered(pk: int, cp_id: str, message: str, error: str) -> contract.ChargerResult:
+    return contract.ChargerResult(
+        charger_id=pk,
+        charge_point_id=cp_id,
+        connector_id=None,
+        ok=False,
+        message=message,
+        error=error,
+    )

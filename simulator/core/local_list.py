@@ -1,0 +1,127 @@
+"""The Local Authorization List: idTags the central system sends the charger to keep.
+
+Plain Python. OCPP 1.6 section 3.5.3 and 5.15 (SendLocalList), 5.9 (GetLocalListVersion):
+
+- a Full update replaces the list (every entry must carry its idTagInfo); a Differential
+  one adds or updates the entries that carry one and removes those that do not, and only
+  applies to a list older than it: a listVersion not above the current one answers
+  VersionMismatch (the central system then sends the full list);
+- an update with more entries than SendLocalListMaxLength, or one that would leave more than
+  LocalAuthListMaxLength entries, or that names an idTag twice, or a Full update entry
+  without idTagInfo, fails (Failed) and changes nothing;
+- GetLocalListVersion answers the version of the list, 0 when the list is empty.
+
+What an entry means for authorization (it takes priority over the authorization cache,
+online with LocalPreAuthorize and offline with LocalAuthorizeOffline) is decided in
+`authorization`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from simulator.core.clock import parse_iso
+from simulator.core.protocol import AuthStatus, IdTagAnswer
+
+
+class UpdateType(StrEnum):
+    FULL = "Full"
+    DIFFERENTIAL = "Differential"
+
+
+class UpdateStatus(StrEnum):
+    """SendLocalList's answers (1.6 words: the core answers CSMS operations in them)."""
+
+    ACCEPTED = "Accepted"
+    FAILED = "Failed"
+    NOT_SUPPORTED = "NotSupported"
+    VERSION_MISMATCH = "VersionMismatch"
+
+
+# An entry of an update: the idTag and what the list says of it (None: remove it).
+Entry = tuple[str, IdTagAnswer | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ListChange:
+    """What one accepted update changed, for persistence: every entry of a Full update
+    (`full`), or the added/updated (answer) and removed (None) idTags of a Differential."""
+
+    version: int
+    full: bool
+    entries: dict[str, IdTagAnswer | None]
+
+
+class LocalAuthList:
+    """One charger's list: its version and its entries by idTag."""
+
+    __slots__ = ("_expiry_cache", "entries", "version")
+
+    def __init__(self, version: int = 0, entries: dict[str, IdTagAnswer] | None = None) -> None:
+        self.version = version
+        self.entries: dict[str, IdTagAnswer] = entries or {}
+        self._expiry_cache: dict[str, float | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, id_tag: object) -> bool:
+        return id_tag in self.entries
+
+    @property
+    def reported_version(self) -> int:
+        """GetLocalListVersion: 0 stands for an empty list (1.6 section 5.9)."""
+        return self.version if self.entries else 0
+
+    def update(
+        self,
+        version: int,
+        kind: UpdateType,
+        items: list[Entry],
+        *,
+        max_length: int,
+        max_items: int,
+    ) -> tuple[UpdateStatus, ListChange | None]:
+        """Apply a SendLocalList; the answer, and what changed when it is Accepted."""
+        if kind is UpdateType.DIFFERENTIAL and version <= self.version:
+            return UpdateStatus.VERSION_MISMATCH, None
+        if len(items) > max_items:
+            return UpdateStatus.FAILED, None
+        changes: dict[str, IdTagAnswer | None] = {}
+        for id_tag, answer in items:
+            if id_tag in changes:
+                return UpdateStatus.FAILED, None  # the same idTag twice: which one wins?
+            if answer is None and kind is UpdateType.FULL:
+                return UpdateStatus.FAILED, None
+            changes[id_tag] = answer
+        if kind is UpdateType.FULL:
+            entries = {tag: answer for tag, answer in changes.items() if answer is not None}
+        else:
+            entries = dict(self.entries)
+            for tag, answer in changes.items():
+                if answer is None:
+                    entries.pop(tag, None)
+                else:
+                    entries[tag] = answer
+        if len(entries) > max_length:
+            return UpdateStatus.FAILED, None
+        self.version = version
+        self.entries = entries
+        self._expiry_cache.clear()
+        return UpdateStatus.ACCEPTED, ListChange(version, kind is UpdateType.FULL, changes)
+
+    def lookup(self, id_tag: str, now: float) -> IdTagAnswer | None:
+        """The list's entry for an idTag, Expired once its expiryDate has passed."""
+        entry = self.entries.get(id_tag)
+        if entry is None or entry.status is not AuthStatus.ACCEPTED or entry.expiry is None:
+            return entry
+        if id_tag not in self._expiry_cache:
+            try:
+                self._expiry_cache[id_tag] = parse_iso(entry.expiry).timestamp()
+            except ValueError:
+                self._expiry_cache[id_tag] = None  # unreadable: as if it had none
+        expires = self._expiry_cache[id_tag]
+        if expires is not None and expires <= now:
+            return IdTagAnswer(AuthStatus.EXPIRED, entry.expiry, entry.parent_id_tag)
+        return entry

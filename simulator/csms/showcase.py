@@ -1,0 +1,80 @@
+"""What the built-in CSMS does with the demo fleet, so that a newcomer sees Reservation,
+Local Auth List Management and Firmware Management at work (issue 17).
+
+Once each demo charger has booted (`runsimulator --demo`, unless --no-demo-operations):
+
+- every charger gets a local authorization list (version 1: the demo drivers' idTags,
+  and one Blocked);
+- the last charger's last free connector is reserved for an hour for ``DEMO-RESERVED``;
+- the first charger uploads its diagnostics to the CSMS's file server;
+- the second charger updates its firmware from the file server (it installs once its
+  session, if any, is over, and reboots into ChargeSim firmware 1.1.0).
+
+All of it goes through the CSMS's ordinary operations; a charger that does not answer,
+or answers with an error, is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from ocpp.exceptions import OCPPError
+
+from .files import FileServer
+from .server import CentralSystem
+
+log = logging.getLogger(__name__)
+
+DEMO_TAGS = {f"DEMO{n:04d}": "Accepted" for n in range(1, 21)} | {"DEMO-BLOCKED": "Blocked"}
+RESERVED_TAG = "DEMO-RESERVED"
+FIRMWARE_NAME = "chargesim-1.1.0.bin"
+FIRMWARE = b"ChargeSim firmware 1.1.0\n" + b"\x00" * 4096
+_FREE = ("Available", "NoError")
+
+
+async def showcase(
+    csms: CentralSystem,
+    files: FileServer,
+    cp_ids: list[str],
+    *,
+    patience: float = 120.0,
+) -> None:
+    """Run the demo operations on these chargers as each becomes ready."""
+    firmware_url = files.publish(FIRMWARE_NAME, FIRMWARE)
+    await asyncio.gather(
+        *(
+            _one(csms, files, cp_id, index, len(cp_ids), firmware_url, patience)
+            for index, cp_id in enumerate(cp_ids)
+        )
+    )
+
+
+async def _one(
+    csms: CentralSystem,
+    files: FileServer,
+    cp_id: str,
+    index: int,
+    count: int,
+    firmware_url: str,
+    patience: float,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while csms.registration.get(cp_id) != "Accepted" or cp_id not in csms.connected:
+        if loop.time() > deadline:
+            log.info("%s: not ready for the demo operations; skipped", cp_id)
+            return
+        await asyncio.sleep(0.5)
+    try:
+        await csms.send_local_list(cp_id, 1, dict(DEMO_TAGS))
+        free = [c for c, s in sorted(csms.status.get(cp_id, {}).items()) if c and s == _FREE]
+        if index == count - 1 and free:
+            await csms.reserve_now(cp_id, free[-1], RESERVED_TAG, timedelta(hours=1))
+        if index == 0:
+            await csms.get_diagnostics(cp_id, f"{files.url}/diagnostics/")
+        if index == 1:
+            await csms.update_firmware(cp_id, firmware_url)
+    except (OCPPError, TimeoutError, ConnectionError, KeyError) as exc:
+        log.info("%s: a demo operation failed: %s", cp_id, exc)

@@ -1,0 +1,147 @@
+"""The durable message log: every frame and connection event of every charger, bounded.
+
+The checkpoint writer stores it with the rest of a full checkpoint (`persistence`): the
+event loop only appends a tuple per frame (the adapter hands over the message id and
+action it already read), and the writer thread turns a second's frames into rows and
+writes them in one statement. What reaches the database is redacted as the dashboard's log
+is (no AuthorizationKey), cut to `payload_chars` (the row keeps the frame's full length, so
+a reader sees it was cut), and holds no NUL character (PostgreSQL's text refuses it, and a
+hostile CSMS may send one): no frame can make a batch fail. Old rows are pruned in bounded
+steps, by count and by age (`prune`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+
+from chargers.models import FrameLogEntry, FrameLogRow
+from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame
+
+log = logging.getLogger(__name__)
+
+FRAME: Final = FrameLogEntry.Kind.FRAME.value
+CONNECTION: Final = FrameLogEntry.Kind.CONNECTION.value
+
+# A message id or action from the CSMS is kept to this many characters (ours are shorter).
+NAME_CHARS: Final = 128
+# Frames waiting while the database is down are kept up to this many (the newest).
+BACKLOG: Final = 200_000
+
+# A frame or event as the event loop records it: (charger pk, Unix time, kind, direction,
+# message id, action, length, text).
+Pending = tuple[int, float, str, str, str, str, int, str]
+
+
+@dataclass(frozen=True)
+class FrameLogPolicy:
+    enabled: bool = True
+    max_rows: int = 1_000_000
+    max_age_seconds: float = 7 * 86_400.0
+    payload_chars: int = 65_536
+    prune_seconds: float = 10.0
+    prune_batch: int = 20_000
+
+    @classmethod
+    def from_settings(cls) -> FrameLogPolicy:
+        return cls(
+            enabled=settings.CHARGESIM_MESSAGE_LOG_STORE,
+            max_rows=settings.CHARGESIM_MESSAGE_LOG_MAX_ROWS,
+            max_age_seconds=settings.CHARGESIM_MESSAGE_LOG_MAX_DAYS * 86_400.0,
+            payload_chars=settings.CHARGESIM_MESSAGE_LOG_PAYLOAD_CHARS,
+        )
+
+
+def rows(pending: list[Pending], payload_chars: int) -> list[FrameLogRow]:
+    """The rows to store for these entries (in the writer thread): a CALL and its answer in
+    one row when both are here (the log's cost is per row: this halves it), anything else a
+    row of its own. Most frames are stored as they were recorded, after a few substring and
+    length checks; the others are redacted, cut or cleaned first.
+
+    Written for speed (it sees every frame): tuples are extended, not rebuilt, and a frame's
+    kind is read from its second character."""
+    out: list[FrameLogRow] = []
+    append = out.append
+    # (charger pk, message id, direction) of a CALL -> its row's index in `out`
+    calls: dict[tuple[int, str, str], int] = {}
+    pop = calls.pop
+    for entry in pending:
+        text = entry[7]
+        if (
+            entry[6] > payload_chars
+            or SECRET_KEY_NAME in text
+            or len(entry[4]) > NAME_CHARS
+            or len(entry[5]) > NAME_CHARS
+            or "\x00" in entry[4]
+            or "\x00" in entry[5]
+            # Our own frames are JSON we wrote: only a frame from the CSMS can hold a NUL.
+            or (entry[3] == "in" and "\x00" in text)
+        ):
+            entry = _cleaned(entry, payload_chars)
+            text = entry[7]
+        if entry[4] and len(text) > 2 and text[0] == "[" and text[2] == ",":
+            kind = text[1]
+            if kind == "2":
+                calls[(entry[0], entry[4], entry[3])] = len(out)
+            elif kind == "3" or kind == "4":
+                index = pop((entry[0], entry[4], _OTHER[entry[3]]), None)
+                if index is not None:
+                    out[index] = (*out[index][:8], entry[1], entry[6], text)
+                    continue
+        append(entry + _NO_ANSWER)
+    return out
+
+
+# A row without an answer: the answer's time, size and payload.
+_NO_ANSWER: tuple[None, None, str] = (None, None, "")
+_OTHER = {"in": "out", "out": "in", "": ""}
+
+
+def _cleaned(entry: Pending, payload_chars: int) -> Pending:
+    pk, at, kind, direction, message_id, action, _size, text = entry
+    text = redact_frame(text)
+    size = len(text)  # after redaction: a cut is then `size > len(payload)`
+    text = text[:payload_chars].replace("\x00", "\ufffd")
+    message_id = message_id[:NAME_CHARS].replace("\x00", "\ufffd")
+    action = action[:NAME_CHARS].replace("\x00", "\ufffd")
+    return (pk, at, kind, direction, message_id, action, size, text)
+
+
+def write(pending: list[Pending], payload_chars: int) -> None:
+    """Store frames, in a savepoint of the checkpoint's transaction (or a transaction of
+    their own). The log must never hold up the checkpoint: rows refused for what is in them
+    are dropped with a warning; only an error of the database itself is raised."""
+    if not pending:
+        return
+    try:
+        with transaction.atomic():
+            FrameLogEntry.objects.add(rows(pending, payload_chars))
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        log.warning("message log: %d entries not stored (%s)", len(pending), type(exc).__name__)
+
+
+def prune(policy: FrameLogPolicy, now: float | None = None) -> int:
+    """Delete rows beyond the policy's count and age, one bounded step (in the writer
+    thread). In the scaled-out mode every worker prunes; on PostgreSQL one at a time (an
+    advisory lock that the others skip), SQLite serialises writers anyway."""
+    before = (time.time() if now is None else now) - policy.max_age_seconds
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_PRUNE_LOCK])
+                if not cursor.fetchone()[0]:
+                    return 0
+        return FrameLogEntry.objects.prune(
+            max_rows=policy.max_rows, before=before, limit=policy.prune_batch
+        )
+
+
+# Any 64-bit number names a PostgreSQL advisory lock; this one is ChargeSim's pruning.
+_PRUNE_LOCK: Final = 0x43534D4C4F47  # "CSMLOG"

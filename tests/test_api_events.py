@@ -1,0 +1,239 @@
+"""The API's event stream (Server-Sent Events): over a real HTTP connection to the Daphne
+server of a real `runsimulator` process whose chargers talk to the test's CSMS; and in
+process, through Django's ASGI request path, for keep-alives and the end of a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.http import StreamingHttpResponse
+from django.test import AsyncClient
+from ocpp.v16 import call
+
+from api import event_stream
+from simulator import contract
+from simulator.core.charge_point import BootState
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.api_client import bearer, user_with_token
+from tests.api_streams import SseReader, close_request_connections, http_chunks  # noqa: F401  (a fixture, found by name)
+from tests.cast import make_charger
+from tests.engine import loaded, wait_until
+from tests.process import ManagePy, free_port, run_manage, wait_for_port
+
+SECRET = "Stream-Must-Not-Show-This-9"
+
+
+# -- over HTTP, against a runsimulator process (Daphne and the engine on one loop) ------------
+
+
+SETUP = """
+from api.models import ApiToken
+from tests.cast import make_charger, make_user
+for cp_id in ("SSE-1", "SSE-2"):
+    make_charger(cp_id, evses=1, csms_url={csms_url!r}, simulate_ev_on_remote_start=True)
+user = make_user("watcher", "view_charger")
+print(ApiToken.objects.issue(user, "stream test")[1])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db  # the test's own database stays empty: the process has its own
+async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_other(
+    csms, tmp_path
+):
+    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
+    made = run_manage(tmp_path, "shell", "-c", SETUP.format(csms_url=csms.url))
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    site = ManagePy(tmp_path, "runsimulator", "--no-migrate", "--port", str(port))
+    writer = None
+    try:
+        await asyncio.to_thread(wait_for_port, port, 60.0, site.proc)
+        for cp_id in ("SSE-1", "SSE-2"):
+            await csms.wait_for(cp_id, "StatusNotification", timeout=30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            (
+                "GET /api/v1/events?charger=SSE-1&kind=status&kind=transaction&kind=frame "
+                f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                "Accept: text/event-stream\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status.startswith(b"HTTP/1.1 200"), status
+        headers = {}
+        while (line := await reader.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        assert headers["content-type"].startswith("text/event-stream")
+        assert headers["transfer-encoding"] == "chunked"
+        stream = SseReader(http_chunks(reader))
+        hello = await asyncio.wait_for(stream.next(), 10)
+        assert hello["comments"] == ["subscribed"] and hello["retry"] == "3000"
+
+        seen: list[dict[str, Any]] = []
+
+        # The subscription reaches the worker through the channel layer: wait until a frame
+        # of SSE-1 comes through, then start sessions on both chargers.
+        async def poke() -> None:
+            while True:
+                await csms.call("SSE-1", call.GetConfiguration(key=["HeartbeatInterval"]))
+                await asyncio.sleep(0.3)
+
+        poking = asyncio.create_task(poke())
+        try:
+            await stream.until(lambda s: any(e.get("event") == "frame" for e in s), 15, seen)
+        finally:
+            poking.cancel()
+            await asyncio.gather(poking, return_exceptions=True)
+        for cp_id in ("SSE-2", "SSE-1"):
+            answer = await csms.call(
+                cp_id, call.RemoteStartTransaction(id_tag="TAG-" + cp_id, connector_id=1)
+            )
+            assert answer.status == "Accepted"
+        await csms.call("SSE-1", call.ChangeConfiguration(key="AuthorizationKey", value=SECRET))
+
+        def session_seen(events: list[dict[str, Any]]) -> bool:
+            data = [e["data"] for e in events if "data" in e]
+            return (
+                any(d["kind"] == "status" and d["data"]["status"] == "Charging" for d in data)
+                and any(
+                    d["kind"] == "transaction" and d["data"]["event"] == "confirmed" for d in data
+                )
+                and any(
+                    d["kind"] == "frame"
+                    and d["data"]["action"] == "StartTransaction"
+                    and d["data"]["direction"] == "out"
+                    for d in data
+                )
+                and any(
+                    d["kind"] == "frame" and d["data"]["action"] == "ChangeConfiguration"
+                    for d in data
+                )
+            )
+
+        await stream.until(session_seen, 30, seen)
+        # SSE-2 started a session too, before SSE-1: had the filter let it through, its
+        # events would be here by now.
+        await csms.wait_for("SSE-2", "StartTransaction", direction="in", timeout=10)
+    finally:
+        if writer is not None:
+            writer.close()
+        site.stop()
+    events = [e for e in seen if "data" in e]
+    assert {e["data"]["charge_point_id"] for e in events} == {"SSE-1"}
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    assert all(e["event"] == e["data"]["kind"] for e in events)
+    started = next(e["data"] for e in events if e["event"] == "transaction")
+    assert started["data"]["event"] == "started" and started["data"]["id_tag"] == "TAG-SSE-1"
+    charging = next(
+        e["data"]["data"]
+        for e in events
+        if e["event"] == "status" and e["data"]["data"]["status"] == "Charging"
+    )
+    assert charging["connector_id"] == 1 and charging["previous"] == "Preparing"
+    frame = next(
+        e["data"]["data"]
+        for e in events
+        if e["event"] == "frame" and e["data"]["data"]["action"] == "StartTransaction"
+    )
+    assert json.loads(frame["payload"])[3]["idTag"] == "TAG-SSE-1"
+    key = next(
+        e["data"]["data"]
+        for e in events
+        if e["event"] == "frame"
+        and e["data"]["data"]["action"] == "ChangeConfiguration"
+        and e["data"]["data"]["direction"] == "in"
+    )
+    assert json.loads(key["payload"])[3]["value"] == "********"
+    assert SECRET.encode() not in stream.raw
+
+
+# -- in process: Django's ASGI request path and the engine on the test's loop --------------
+
+
+@pytest.fixture
+async def worker(csms):
+    await database_sync_to_async(make_charger)("SSE-IN", evses=1, csms_url=csms.url)
+    publisher = EventPublisher(rate=20)
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["SSE-IN"]),
+        listener=publisher,
+    )
+    await service.start(channels=True)
+    charger = loaded(service, "SSE-IN")
+    await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+    try:
+        yield publisher
+    finally:
+        await service.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, csms, monkeypatch):
+    monkeypatch.setattr(event_stream, "KEEPALIVE_SECONDS", 0.2)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get(
+        "/api/v1/events", {"kind": "connection"}, headers=bearer(token)
+    )
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    assert response["Cache-Control"] == "no-cache"
+    # Read in a task of its own, as the server does: when the client leaves, the server
+    # cancels that task (Django's ASGI handler), which ends the stream's generator.
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def serve() -> None:
+        async for chunk in response.streaming_content:
+            await received.put(chunk)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            yield await received.get()
+
+    serving = asyncio.create_task(serve())
+    stream = SseReader(chunks())
+    assert (await stream.next())["comments"] == ["subscribed"]
+    await wait_until(lambda: worker.stream.active, message="the worker to subscribe")
+    assert (await asyncio.wait_for(stream.next(), 5))["comments"] == ["keep-alive"]
+    await csms.disconnect("SSE-IN")
+    seen: list[dict[str, Any]] = []
+    await stream.until(
+        lambda s: any(e.get("data", {}).get("data", {}).get("event") == "connected" for e in s),
+        10,
+        seen,
+    )
+    events = [e["data"] for e in seen if "data" in e]
+    assert [e["data"]["event"] for e in events][:2] == ["closed", "reconnecting"]
+    assert events[0]["data"]["detail"]["code"] == 1000
+    # The client goes away: the worker hears of it at once, not when the lease runs out.
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    await wait_until(lambda: not worker.stream.active, message="the worker to unsubscribe")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_unknown_charger_or_kind_is_refused_before_streaming(worker):
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    client = AsyncClient()
+    missing = await client.get("/api/v1/events", {"charger": "NOPE"}, headers=bearer(token))
+    assert missing.status_code == 404 and missing.json()["detail"] == "No charger 'NOPE'."
+    bad = await client.get("/api/v1/events", {"kind": "gossip"}, headers=bearer(token))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "kind.0"
+    assert not worker.stream.active
+
+
+def test_the_api_kinds_are_the_contracts():
+    from typing import get_args
+
+    from api.routers.events import Kind
+
+    assert get_args(Kind) == contract.STREAM_KINDS

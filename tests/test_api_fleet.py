@@ -1,0 +1,783 @@
+"""The fleet resources of the API: locations, vehicle models, chargers with their EVSEs and
+configuration keys. Auth and permissions on every endpoint, the admin's validation and
+messages, pagination and filters, secrets never returned, changes told to the workers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from api.fleet_writes import MAX_BULK
+from chargers.models import Charger, ConfigurationKey, Evse
+from locations.models import Location
+from simulator import contract
+from tests.api_client import TokenClient, user_with_token
+from tests.cast import make_charger, make_location, make_superuser, make_vehicle
+from tests.test_admin_pages import change_form_data
+from tests.test_fleet_changes import SHARDS, FakeWorker, charger_pks, inbox, setup  # noqa: F401
+from vehicles.models import VehicleModel
+
+pytestmark = pytest.mark.django_db
+
+V1 = "/api/v1"
+SECRET = "s3cr3t-AuthKey-via-API"
+FLEET_MODELS = ("location", "vehiclemodel", "charger", "evse", "configurationkey")
+EVERY_PERMISSION = [
+    f"{action}_{model}" for model in FLEET_MODELS for action in ("view", "add", "change", "delete")
+]
+
+
+@pytest.fixture
+def depot() -> Location:
+    return make_location("Depot")
+
+
+@pytest.fixture
+def api() -> TokenClient:
+    """A user with every fleet permission (not a superuser)."""
+    _, token = user_with_token("fleet-admin", *EVERY_PERMISSION)
+    return TokenClient(token)
+
+
+def client_with(*codenames: str) -> TokenClient:
+    _, token = user_with_token(f"user-{len(codenames)}-{'-'.join(codenames)[:60]}", *codenames)
+    return TokenClient(token)
+
+
+def errors_of(response: Any, status: int = 422) -> list[tuple[str | None, str, int | None]]:
+    assert response.status_code == status, response.content
+    return [(e["field"], e["message"], e["row"]) for e in response.json()["errors"]]
+
+
+def fields_of(response: Any) -> dict[str | None, list[str]]:
+    found: dict[str | None, list[str]] = {}
+    for field, message, _ in errors_of(response):
+        found.setdefault(field, []).append(message)
+    return found
+
+
+def charger_body(cp_id: str, location: Location, **fields: Any) -> dict[str, Any]:
+    return {"charge_point_id": cp_id, "location": location.pk, **fields}
+
+
+# -- every endpoint: anonymous 401, no permission 403 --------------------------------------
+
+ENDPOINTS = [
+    ("get", "/locations", "view_location"),
+    ("post", "/locations", "add_location"),
+    ("get", "/locations/{location}", "view_location"),
+    ("put", "/locations/{location}", "change_location"),
+    ("patch", "/locations/{location}", "change_location"),
+    ("delete", "/locations/{location}", "delete_location"),
+    ("get", "/vehicle-models", "view_vehiclemodel"),
+    ("post", "/vehicle-models", "add_vehiclemodel"),
+    ("get", "/vehicle-models/{vehicle}", "view_vehiclemodel"),
+    ("put", "/vehicle-models/{vehicle}", "change_vehiclemodel"),
+    ("patch", "/vehicle-models/{vehicle}", "change_vehiclemodel"),
+    ("delete", "/vehicle-models/{vehicle}", "delete_vehiclemodel"),
+    ("get", "/chargers", "view_charger"),
+    ("post", "/chargers", "add_charger"),
+    ("post", "/bulk/chargers", "add_charger"),
+    ("get", "/chargers/CP-1", "view_charger"),
+    ("put", "/chargers/CP-1", "change_charger"),
+    ("patch", "/chargers/CP-1", "change_charger"),
+    ("delete", "/chargers/CP-1", "delete_charger"),
+    ("get", "/chargers/CP-1/evses", "view_evse"),
+    ("post", "/chargers/CP-1/evses", "add_evse"),
+    ("get", "/chargers/CP-1/evses/1", "view_evse"),
+    ("put", "/chargers/CP-1/evses/1", "change_evse"),
+    ("patch", "/chargers/CP-1/evses/1", "change_evse"),
+    ("delete", "/chargers/CP-1/evses/1", "delete_evse"),
+    ("get", "/chargers/CP-1/configuration", "view_configurationkey"),
+    ("get", "/chargers/CP-1/configuration/HeartbeatInterval", "view_configurationkey"),
+    ("put", "/chargers/CP-1/configuration/HeartbeatInterval", "change_configurationkey"),
+    ("put", "/chargers/CP-1/configuration/NewKey", "add_configurationkey"),
+    ("delete", "/chargers/CP-1/configuration/HeartbeatInterval", "delete_configurationkey"),
+]
+
+# A valid body for each write, so that what answers is the permission check.
+CURVE = "0:11 100:11"
+BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/locations"): lambda ids: {"name": "New"},
+    ("put", "/locations/{location}"): lambda ids: {"name": "Renamed"},
+    ("patch", "/locations/{location}"): lambda ids: {"city": "Bonn"},
+    ("post", "/vehicle-models"): lambda ids: {
+        "make": "M",
+        "model": "X",
+        "capacity_kwh": 50,
+        "ac_max_kw": 11,
+        "charging_curve": CURVE,
+    },
+    ("put", "/vehicle-models/{vehicle}"): lambda ids: {
+        "make": "M",
+        "model": "Y",
+        "capacity_kwh": 50,
+        "ac_max_kw": 11,
+        "charging_curve": CURVE,
+    },
+    ("patch", "/vehicle-models/{vehicle}"): lambda ids: {"capacity_kwh": 40},
+    ("post", "/chargers"): lambda ids: {"charge_point_id": "CP-NEW", "location": ids["depot"]},
+    ("post", "/bulk/chargers"): lambda ids: {
+        "items": [{"charge_point_id": "CP-NEW", "location": ids["depot"]}]
+    },
+    ("put", "/chargers/CP-1"): lambda ids: {"charge_point_id": "CP-1", "location": ids["depot"]},
+    ("patch", "/chargers/CP-1"): lambda ids: {"vendor": "Other"},
+    ("post", "/chargers/CP-1/evses"): lambda ids: {"connector_type": "Type2", "max_power_kw": 11},
+    ("put", "/chargers/CP-1/evses/1"): lambda ids: {"connector_type": "Type2", "max_power_kw": 11},
+    ("patch", "/chargers/CP-1/evses/1"): lambda ids: {"max_power_kw": 7.4},
+    ("put", "/chargers/CP-1/configuration/HeartbeatInterval"): lambda ids: {"value": "30"},
+    ("put", "/chargers/CP-1/configuration/NewKey"): lambda ids: {"value": "x"},
+}
+
+
+@pytest.fixture
+def cast(depot: Location) -> dict[str, int]:
+    make_charger("CP-1", location=depot, evses=2)
+    vehicle = make_vehicle()
+    spare = make_location("Spare")
+    return {"location": spare.pk, "vehicle": vehicle.pk, "depot": depot.pk}
+
+
+def call(client: Any, method: str, path: str, ids: dict[str, int]) -> Any:
+    url = (
+        V1 + path.format(**ids) + ("?wait=false" if path.startswith(("/chargers", "/bulk")) else "")
+    )
+    make_body = BODIES.get((method, path))
+    body = None if make_body is None else make_body(ids)
+    if isinstance(client, TokenClient):
+        if method in ("get", "delete"):
+            return getattr(client, method)(url)
+        return getattr(client, method)(url, body)
+    if method in ("get", "delete"):
+        return getattr(client, method)(url)
+    return getattr(client, method)(url, json.dumps(body), content_type="application/json")
+
+
+@pytest.mark.parametrize(("method", "path", "perm"), ENDPOINTS)
+def test_every_fleet_endpoint_refuses_anonymous_callers(client, cast, method, path, perm):
+    response = call(client, method, path, cast)
+    assert response.status_code == 401, response.content
+    assert set(response.json()) == {"detail", "errors"}
+
+
+@pytest.mark.parametrize(("method", "path", "perm"), ENDPOINTS)
+def test_every_fleet_endpoint_needs_its_permission(cast, method, path, perm):
+    others = [p for p in EVERY_PERMISSION if p != perm]
+    response = call(client_with(*others), method, path, cast)
+    assert response.status_code == 403, response.content
+    assert perm in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path", "perm"), ENDPOINTS)
+def test_every_fleet_endpoint_answers_with_only_its_permission(cast, method, path, perm):
+    needs = {perm}
+    if (method, path) == ("delete", "/chargers/CP-1"):
+        needs |= {"delete_evse", "delete_configurationkey"}  # as the admin's delete
+    response = call(client_with(*needs), method, path, cast)
+    assert response.status_code in (200, 201, 204), response.content
+
+
+def test_a_browser_session_writes_with_its_csrf_token():
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(make_superuser())
+    refused = browser.post(f"{V1}/locations", {"name": "Hub"}, content_type="application/json")
+    assert refused.status_code == 403
+    browser.get(reverse("admin:index"))  # the csrftoken cookie, as any admin page sets it
+    created = browser.post(
+        f"{V1}/locations",
+        {"name": "Hub"},
+        content_type="application/json",
+        headers={"X-CSRFToken": browser.cookies["csrftoken"].value},
+    )
+    assert created.status_code == 201, created.content
+    assert Location.objects.filter(name="Hub").exists()
+
+
+# -- locations ------------------------------------------------------------------------------
+
+
+def test_locations_are_listed_in_pages_by_name(api):
+    for name in ("Delta", "Alpha", "Echo", "Charlie", "Bravo"):
+        make_location(name)
+    page = api.get(f"{V1}/locations", limit=2, offset=1).json()
+    assert page["count"] == 5
+    assert [item["name"] for item in page["items"]] == ["Bravo", "Charlie"]
+    last = api.get(f"{V1}/locations", limit=2, offset=4).json()
+    assert [item["name"] for item in last["items"]] == ["Echo"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, "many"])
+def test_a_page_size_out_of_range_is_refused_naming_limit(api, limit):
+    assert [f for f, _, _ in errors_of(api.get(f"{V1}/locations", limit=limit))] == ["limit"]
+
+
+def test_locations_are_filtered_by_name_city_and_country(api):
+    make_location("Depot North", city="Hamburg", country="DE")
+    make_location("Garage", city="Amsterdam", country="NL")
+    names = lambda **q: [i["name"] for i in api.get(f"{V1}/locations", **q).json()["items"]]  # noqa: E731
+    assert names(q="north") == ["Depot North"]
+    assert names(q="amster") == ["Garage"]
+    assert names(country="nl") == ["Garage"]
+
+
+def test_a_location_is_created_read_changed_and_deleted(api):
+    created = api.post(f"{V1}/locations", {"name": "Hub", "city": "Köln", "country": "de"})
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["country"] == "DE"  # the model's own clean()
+    assert body["chargers"] == 0
+    url = f"{V1}/locations/{body['id']}"
+    assert api.get(url).json()["name"] == "Hub"
+    assert api.patch(url, {"grid_limit_kw": 250}).json()["city"] == "Köln"
+    replaced = api.put(url, {"name": "Hub 2"}).json()
+    assert (replaced["city"], replaced["grid_limit_kw"]) == ("", None)
+    assert api.delete(url).status_code == 204
+    assert api.get(url).status_code == 404
+
+
+def test_a_location_is_checked_as_the_admin_checks_it(api, depot):
+    response = api.post(
+        f"{V1}/locations",
+        {"name": "Depot", "time_zone": "Mars/Olympus", "latitude": 95, "country": "Deutschland"},
+    )
+    found = fields_of(response)
+    assert found["name"] == ["Location with this Name already exists."]
+    assert found["time_zone"] == [
+        "Mars/Olympus is not an IANA time zone (for example Europe/Berlin)."
+    ]
+    assert found["latitude"] == ["Ensure this value is less than or equal to 90."]
+    assert found["country"] == ["Ensure this value has at most 2 characters (it has 11)."]
+
+
+def test_a_location_with_chargers_is_not_deleted(api, depot):
+    make_charger("CP-1", location=depot)
+    response = api.delete(f"{V1}/locations/{depot.pk}")
+    assert response.status_code == 409
+    assert "CP-1" in response.json()["detail"]
+    assert Location.objects.filter(pk=depot.pk).exists()
+
+
+# -- vehicle models -------------------------------------------------------------------------
+
+
+def test_a_vehicle_model_takes_its_curve_as_a_list_or_the_imports_text(api):
+    body = {"make": "Kia", "model": "EV6", "capacity_kwh": 77.4, "ac_max_kw": 11}
+    as_list = api.post(f"{V1}/vehicle-models", {**body, "charging_curve": [[0, 200], [80, 90]]})
+    assert as_list.status_code == 201, as_list.content
+    assert as_list.json()["charging_curve"] == [[0, 200], [80, 90]]
+    as_text = api.post(
+        f"{V1}/vehicle-models", {**body, "model": "EV9", "charging_curve": "0:200 80:90"}
+    )
+    assert as_text.json()["charging_curve"] == [[0, 200], [80, 90]]
+    changed = api.patch(
+        f"{V1}/vehicle-models/{as_text.json()['id']}", {"charging_curve": "0:50 100:5"}
+    )
+    assert changed.json()["charging_curve"] == [[0, 50], [100, 5]]
+
+
+def test_a_vehicle_model_is_checked_as_the_admin_checks_it(api):
+    make_vehicle(0)
+    response = api.post(
+        f"{V1}/vehicle-models",
+        {
+            "make": "Volkswagen",
+            "model": "ID.3 Pro (58 kWh)",
+            "capacity_kwh": 58,
+            "ac_max_kw": 11,
+            "dc_max_kw": 120,
+            "charging_curve": "50:10 20:5",
+        },
+    )
+    found = fields_of(response)
+    assert found["charging_curve"] == [
+        "Point 2: SoC 20 % does not increase (the point before is at 50 %)."
+    ]
+    assert found["dc_nominal_v"] == ["A DC-capable vehicle needs min, nominal and max voltage."]
+    assert found[None] == ["Vehicle model with this Make and Model already exists."]
+
+
+def test_vehicle_models_are_filtered_and_deleted(api, depot):
+    for index in range(3):
+        make_vehicle(index)
+    listed = api.get(f"{V1}/vehicle-models", make="hyundai").json()
+    assert [v["model"] for v in listed["items"]] == ["Ioniq 5 (77.4 kWh)"]
+    assert api.get(f"{V1}/vehicle-models", q="transit").json()["count"] == 1
+    ford = VehicleModel.objects.get(make="Ford")
+    charger = make_charger("CP-1", location=depot, default_vehicle=ford)
+    assert api.delete(f"{V1}/vehicle-models/{ford.pk}").status_code == 204
+    charger.refresh_from_db()
+    assert charger.default_vehicle is None
+
+
+# -- chargers ------------------------------------------------------------------------------
+
+
+def test_a_charger_is_created_as_the_import_makes_one(api, depot):
+    response = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body(
+            "CP-0001",
+            depot,
+            security_profile=1,
+            authorization_key=SECRET,
+            evses=[
+                {"connector_type": "type2", "max_power_kw": 11},
+                {"connector_type": "CCS2", "max_power_kw": 50},
+            ],
+            configuration={"HeartbeatInterval": "60", "VendorKey": "x"},
+        ),
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["workers"] is None  # wait=false
+    body = response.json()["charger"]
+    assert body["authorization_key_set"] is True
+    assert SECRET not in response.content.decode()
+    assert [(e["connector_id"], e["connector_type"]) for e in body["evses"]] == [
+        (1, "Type2"),
+        (2, "CCS2"),
+    ]
+    keys = {row["key"]: row["value"] for row in body["configuration"]}
+    assert keys["NumberOfConnectors"] == "2"
+    assert keys["HeartbeatInterval"] == "60"
+    assert keys["VendorKey"] == "x"
+    charger = Charger.objects.get(charge_point_id="CP-0001")
+    assert charger.authorization_key == SECRET
+    # As the model's save gives a new charger: every default configuration key.
+    admin_made = make_charger("CP-ADMIN", location=depot, evses=2)
+    assert set(charger.configuration.values_list("key", flat=True)) == set(
+        admin_made.configuration.values_list("key", flat=True)
+    ) | {"VendorKey"}
+
+
+def test_a_charger_without_evses_gets_one_of_its_power(api, depot):
+    body = api.post(
+        f"{V1}/chargers?wait=false", charger_body("CP-DC", depot, power_type="DC", max_power_kw=150)
+    ).json()["charger"]
+    assert [(e["connector_type"], e["max_power_kw"]) for e in body["evses"]] == [("CCS2", 150)]
+
+
+def admin_form_errors(data: dict[str, Any]) -> dict[str, list[str]]:
+    admin = Client()
+    admin.force_login(make_superuser("form-admin"))
+    response = admin.post(reverse("admin:chargers_charger_add"), data)
+    assert response.status_code == 200  # the form again, with its errors
+    return {k: list(v) for k, v in response.context["adminform"].form.errors.items()}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"charge_point_id": "CP 1/x"},
+        {"charge_point_id": "C" * 60},
+        {"charge_point_id": "CP-TAKEN"},
+        {"csms_url": "http://example.com/ocpp"},
+        {"csms_url": "ws://host/ocpp?x=1"},
+        {"security_profile": 1},
+        {"security_profile": 2, "csms_url": "ws://csms.example/ocpp", "authorization_key": "k"},
+        {"security_profile": 3, "csms_url": "wss://csms.example/ocpp"},
+        {"security_profile": 7},
+        {"max_power_kw": 5000, "nominal_voltage": 20},
+        {"power_type": "XX", "phases": 2},
+        {"location": 99999},
+        {"default_vehicle": 99999},
+    ],
+    ids=lambda changes: ",".join(changes),
+)
+def test_a_charger_gets_the_admins_messages_for_the_admins_rules(api, depot, changes):
+    make_charger("CP-TAKEN", location=depot)
+    body = {**charger_body("CP-NEW", depot), **changes}
+    found = fields_of(api.post(f"{V1}/chargers?wait=false", body))
+    form_data = {
+        **change_form_data(Charger(charge_point_id="CP-NEW", location=depot)),
+        **{k: v for k, v in changes.items()},
+    }
+    expected = admin_form_errors(form_data)
+    assert expected, "the admin found nothing wrong either"
+    assert {("__all__" if k is None else k): v for k, v in found.items()} == expected
+
+
+def test_the_evse_list_and_configuration_get_the_imports_messages(api, depot):
+    response = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body(
+            "CP-1",
+            depot,
+            evses=[
+                {"connector_type": "Type2", "max_power_kw": 22},
+                {"connector_type": "Type9", "max_power_kw": 22},
+                {"connector_type": "CCS2", "max_power_kw": 5000},
+            ],
+            configuration={"NumberOfConnectors": "3"},
+        ),
+    )
+    found = fields_of(response)
+    assert found["evses.1"] == [
+        "Unknown connector type 'Type9'; use one of Type2, Type2Cable, Type1, CCS2, CCS1, "
+        "CHAdeMO, Schuko."
+    ]
+    assert found["evses.2"] == ["'CCS2:5000': Ensure this value is less than or equal to 1000."]
+    assert found["configuration"] == [
+        "NumberOfConnectors follows the number of EVSEs: use the evses column."
+    ]
+    assert api.post(f"{V1}/chargers?wait=false", charger_body("CP-2", depot, evses=[])).json()[
+        "errors"
+    ] == [{"field": "evses", "message": "Give at least one EVSE.", "row": None}]
+    bad_value = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body("CP-3", depot, configuration={"HeartbeatInterval": "soon"}),
+    )
+    assert fields_of(bad_value) == {
+        "configuration": ["HeartbeatInterval takes a whole number, not 'soon'."]
+    }
+    assert not Charger.objects.exists()
+
+
+def test_a_wrong_type_names_the_field_in_the_admins_words(api, depot):
+    response = api.post(
+        f"{V1}/chargers?wait=false",
+        {"location": depot.pk, "max_power_kw": "lots", "phases": 2.5},
+    )
+    assert fields_of(response) == {
+        "charge_point_id": ["This field is required."],
+        "max_power_kw": ["Enter a number."],
+        "phases": ["Enter a whole number."],
+    }
+
+
+def test_chargers_are_listed_with_filters_and_pages(api, depot):
+    elsewhere = make_location("Elsewhere")
+    for n in range(1, 6):
+        make_charger(f"CP-{n}", location=depot if n <= 3 else elsewhere, enabled=n != 2)
+    make_charger("DC-1", location=depot, power_type="DC")
+    Evse.objects.filter(charger__charge_point_id="CP-3").update(status="Charging")
+    ids = lambda **q: [c["charge_point_id"] for c in api.get(f"{V1}/chargers", **q).json()["items"]]  # noqa: E731
+    assert ids(location=elsewhere.pk) == ["CP-4", "CP-5"]
+    assert ids(charge_point_id="cp-") == ["CP-1", "CP-2", "CP-3", "CP-4", "CP-5"]
+    assert ids(enabled="false") == ["CP-2"]
+    assert ids(power_type="dc") == ["DC-1"]
+    assert ids(status="Charging") == ["CP-3"]  # once, though both its EVSEs charge
+    page = api.get(f"{V1}/chargers", limit=2, offset=2).json()
+    assert page["count"] == 6
+    assert [c["charge_point_id"] for c in page["items"]] == ["CP-3", "CP-4"]
+    assert [e["connector_id"] for e in page["items"][0]["evses"]] == [1, 2]
+
+
+def test_no_response_carries_the_authorization_key(api, depot):
+    charger = make_charger("CP-1", location=depot, security_profile=1, authorization_key=SECRET)
+    responses = [
+        api.get(f"{V1}/chargers"),
+        api.get(f"{V1}/chargers/CP-1"),
+        api.get(f"{V1}/chargers/CP-1/configuration"),
+        api.patch(f"{V1}/chargers/CP-1?wait=false", {"vendor": "V"}),
+        api.put(
+            f"{V1}/chargers/CP-1?wait=false",
+            charger_body("CP-1", depot, security_profile=1, authorization_key=SECRET + "2"),
+        ),
+        api.post(
+            f"{V1}/bulk/chargers?wait=false",
+            {"items": [charger_body("CP-2", depot, security_profile=1, authorization_key=SECRET)]},
+        ),
+        api.post(
+            f"{V1}/chargers?wait=false", charger_body("CP-1", depot, authorization_key=SECRET)
+        ),
+        api.get(f"{V1}/openapi.json"),
+    ]
+    for response in responses:
+        assert response.status_code < 500
+        assert SECRET not in response.content.decode()
+    charger.refresh_from_db()
+    assert charger.authorization_key == SECRET + "2"
+
+
+def test_the_authorization_key_is_kept_set_or_cleared(api, depot):
+    make_charger("CP-1", location=depot, security_profile=1, authorization_key=SECRET)
+    url = f"{V1}/chargers/CP-1?wait=false"
+    assert api.patch(url, {"vendor": "V"}).json()["charger"]["authorization_key_set"] is True
+    assert Charger.objects.get().authorization_key == SECRET
+    api.patch(url, {"authorization_key": "new-key-1"})
+    assert Charger.objects.get().authorization_key == "new-key-1"
+    cleared = api.patch(url, {"authorization_key": ""})
+    # Profile 1 needs a key: the admin's rule refuses the clear.
+    assert fields_of(cleared) == {
+        "authorization_key": ["Security profile 1 needs an AuthorizationKey (HTTP Basic password)."]
+    }
+    api.patch(url, {"authorization_key": "", "security_profile": 0})
+    assert Charger.objects.get().authorization_key == ""
+
+
+def test_a_charger_is_changed_renamed_and_reshaped_keeping_registers(api, depot):
+    charger = make_charger("CP-1", location=depot, evses=2)
+    Evse.objects.filter(charger=charger, connector_id=1).update(register_wh=1234)
+    changed = api.patch(
+        f"{V1}/chargers/CP-1?wait=false",
+        {
+            "charge_point_id": "CP-ONE",
+            "enabled": False,
+            "evses": [{"connector_type": "Type2", "max_power_kw": 11}],
+            "configuration": {"MeterValueSampleInterval": "15"},
+        },
+    )
+    assert changed.status_code == 200, changed.content
+    body = changed.json()["charger"]
+    assert (body["charge_point_id"], body["enabled"], body["vendor"]) == (
+        "CP-ONE",
+        False,
+        "ChargeSim",
+    )
+    assert [(e["connector_id"], e["register_wh"]) for e in body["evses"]] == [(1, 1234)]
+    keys = {row["key"]: row["value"] for row in body["configuration"]}
+    assert (keys["NumberOfConnectors"], keys["MeterValueSampleInterval"]) == ("1", "15")
+    assert api.get(f"{V1}/chargers/CP-1").status_code == 404
+
+    replaced = api.put(
+        f"{V1}/chargers/CP-ONE?wait=false", charger_body("CP-ONE", depot, vendor="Acme")
+    )
+    assert replaced.json()["charger"]["enabled"] is True  # PUT: not given takes its default
+    assert [e["connector_id"] for e in replaced.json()["charger"]["evses"]] == [1]  # kept
+
+
+def test_a_rename_onto_a_taken_id_is_refused(api, depot):
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=depot)
+    response = api.patch(f"{V1}/chargers/CP-2?wait=false", {"charge_point_id": "CP-1"})
+    assert fields_of(response) == {
+        "charge_point_id": ["Charger with this Charge point id already exists."]
+    }
+
+
+def test_a_charger_is_deleted(api, depot):
+    make_charger("CP-1", location=depot)
+    response = api.delete(f"{V1}/chargers/CP-1?wait=false")
+    assert response.status_code == 200
+    assert response.json() == {"charge_point_id": "CP-1", "workers": None}
+    assert not Charger.objects.exists()
+    assert api.delete(f"{V1}/chargers/CP-1").status_code == 404
+
+
+def test_setting_evses_or_configuration_needs_their_permissions(depot):
+    make_charger("CP-1", location=depot)
+    adder = client_with("add_charger")
+    body = charger_body("CP-2", depot, evses=[{"connector_type": "Type2", "max_power_kw": 11}])
+    refused = adder.post(f"{V1}/chargers?wait=false", body)
+    assert refused.status_code == 403
+    assert "chargers.add_evse" in refused.json()["detail"]
+    plain = adder.post(f"{V1}/chargers?wait=false", charger_body("CP-2", depot))
+    assert plain.status_code == 201
+    changer = client_with("change_charger", "add_evse", "change_evse")
+    reshaped = changer.patch(f"{V1}/chargers/CP-1?wait=false", {"evses": body["evses"]})
+    assert "chargers.delete_evse" in reshaped.json()["detail"]
+    configured = changer.patch(f"{V1}/chargers/CP-1?wait=false", {"configuration": {"A": "1"}})
+    assert "chargers.add_configurationkey" in configured.json()["detail"]
+
+
+# -- bulk create --------------------------------------------------------------------------
+
+
+def test_bulk_create_makes_every_charger(api, depot):
+    items = [charger_body(f"CP-{n}", depot, max_power_kw=11) for n in range(1, 4)]
+    response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
+    assert response.status_code == 201, response.content
+    assert [c["charge_point_id"] for c in response.json()["items"]] == ["CP-1", "CP-2", "CP-3"]
+    assert Charger.objects.count() == 3
+    assert ConfigurationKey.objects.filter(key="NumberOfConnectors", value="1").count() == 3
+
+
+def test_bulk_create_is_all_or_nothing_with_every_rows_errors(api, depot):
+    make_charger("CP-OLD", location=depot)
+    items = [
+        charger_body("CP-1", depot),
+        charger_body("CP-OLD", depot),
+        charger_body("CP 3", depot, security_profile=1),
+        charger_body("CP-1", depot, evses=[{"connector_type": "Nope", "max_power_kw": 1}]),
+    ]
+    response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
+    found = errors_of(response)
+    assert ("charge_point_id", "Charger with this Charge point id already exists.", 1) in found
+    assert any(f == "charge_point_id" and "URL-safe" in m and r == 2 for f, m, r in found)
+    assert (
+        "authorization_key",
+        "Security profile 1 needs an AuthorizationKey (HTTP Basic password).",
+        2,
+    ) in found
+    assert ("charge_point_id", "'CP-1' is already item 0; each may appear only once.", 3) in found
+    assert any(f == "evses.0" and r == 3 for f, _, r in found)
+    assert not any(r == 0 for _, _, r in found)
+    assert Charger.objects.count() == 1
+
+
+def test_bulk_create_names_the_row_of_a_wrong_type(api, depot):
+    items = [charger_body("CP-1", depot), charger_body("CP-2", depot, max_power_kw="x")]
+    assert errors_of(api.post(f"{V1}/bulk/chargers", {"items": items})) == [
+        ("max_power_kw", "Enter a number.", 1)
+    ]
+
+
+def test_bulk_create_has_a_limit(api, depot):
+    items = [charger_body(f"CP-{n}", depot) for n in range(MAX_BULK + 1)]
+    response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
+    assert response.status_code == 422
+    assert "import job" in response.json()["detail"]
+    assert not Charger.objects.exists()
+
+
+# -- EVSEs and configuration keys -----------------------------------------------------------
+
+
+def test_an_evse_is_added_changed_and_removed_and_number_of_connectors_follows(api, depot):
+    charger = make_charger("CP-1", location=depot, evses=1)
+    url = f"{V1}/chargers/CP-1/evses"
+    added = api.post(url, {"connector_type": "CCS2", "max_power_kw": 50})
+    assert added.status_code == 201, added.content
+    assert added.json()["connector_id"] == 2
+    number = lambda: charger.configuration.get(key="NumberOfConnectors").value  # noqa: E731
+    assert number() == "2"
+    assert [e["connector_id"] for e in api.get(url).json()] == [1, 2]
+    assert api.patch(f"{url}/2", {"max_power_kw": 75}).json()["max_power_kw"] == 75
+    assert (
+        api.put(f"{url}/2", {"connector_type": "CHAdeMO", "max_power_kw": 50}).json()[
+            "connector_type"
+        ]
+        == "CHAdeMO"
+    )
+    assert api.delete(f"{url}/2").status_code == 204
+    assert number() == "1"
+    assert api.get(f"{url}/2").status_code == 404
+
+
+def test_an_evse_gets_the_admins_messages(api, depot):
+    make_charger("CP-1", location=depot, evses=1)
+    url = f"{V1}/chargers/CP-1/evses"
+    taken = api.post(url, {"connector_id": 1, "connector_type": "Type2", "max_power_kw": 11})
+    assert fields_of(taken) == {None: ["EVSE with this Charger and Connector id already exists."]}
+    bad = api.post(url, {"connector_id": 100, "connector_type": "Type9", "max_power_kw": 0})
+    assert fields_of(bad) == {
+        "connector_id": ["Ensure this value is less than or equal to 99."],
+        "connector_type": ["Select a valid choice. Type9 is not one of the available choices."],
+        "max_power_kw": ["Ensure this value is greater than or equal to 0.1."],
+    }
+
+
+def test_a_configuration_key_is_set_read_and_deleted(api, depot):
+    make_charger("CP-1", location=depot)
+    url = f"{V1}/chargers/CP-1/configuration"
+    changed = api.put(f"{url}/HeartbeatInterval", {"value": " 120 "})
+    assert changed.status_code == 200
+    assert changed.json() == {"key": "HeartbeatInterval", "value": "120", "readonly": False}
+    created = api.put(f"{url}/VendorSpecific", {"value": "on", "readonly": True})
+    assert created.status_code == 201
+    assert api.get(f"{url}/VendorSpecific").json()["readonly"] is True
+    assert "VendorSpecific" in [row["key"] for row in api.get(url).json()]
+    assert api.delete(f"{url}/VendorSpecific").status_code == 204
+    assert api.get(f"{url}/VendorSpecific").status_code == 404
+
+
+def test_a_configuration_key_gets_the_admins_messages(api, depot):
+    make_charger("CP-1", location=depot)
+    url = f"{V1}/chargers/CP-1/configuration"
+    assert fields_of(api.put(f"{url}/HeartbeatInterval", {"value": "often"})) == {
+        "value": ["HeartbeatInterval takes a whole number, not 'often'."]
+    }
+    assert fields_of(api.put(f"{url}/AuthorizationKey", {"value": SECRET})) == {
+        "key": ["AuthorizationKey is set on the charger itself (it is write-only)."]
+    }
+    assert not ConfigurationKey.objects.filter(key="AuthorizationKey").exists()
+
+
+# -- changes reach the workers --------------------------------------------------------------
+
+
+@pytest.fixture
+def site(inbox):  # noqa: F811
+    """The location, "committed" with its own message dropped (see test_fleet_changes)."""
+    with setup(inbox):
+        return make_location("Site")
+
+
+def test_every_charger_write_tells_the_owning_shard(api, site, inbox):  # noqa: F811
+    with inbox.committed(execute=True):
+        created = api.post(f"{V1}/chargers?wait=false", charger_body("CP-A", site)).json()
+    pk = created["charger"]["id"]
+    shard = contract.shard_of("CP-A", SHARDS)
+    assert charger_pks(inbox.take())[shard] == [[pk]]
+    with inbox.committed(execute=True):
+        api.patch(f"{V1}/chargers/CP-A?wait=false", {"max_power_kw": 11})
+    assert charger_pks(inbox.take())[shard] == [[pk]]
+    with inbox.committed(execute=True):
+        api.put(f"{V1}/chargers/CP-A/configuration/HeartbeatInterval", {"value": "30"})
+    assert charger_pks(inbox.take())[shard] == [[pk]]
+    with inbox.committed(execute=True):
+        api.delete(f"{V1}/chargers/CP-A?wait=false")
+    assert charger_pks(inbox.take())[shard] == [[pk]]
+
+
+def test_a_bulk_create_is_one_message_per_shard(api, site, inbox):  # noqa: F811
+    items = [charger_body(f"CP-{n:04d}", site) for n in range(40)]
+    with inbox.committed(execute=True):
+        api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
+    messages = inbox.take()
+    assert all(len(found) == 1 for found in messages.values()), messages
+    assert sum(len(found[0]["chargers"]) for found in messages.values()) == 40
+
+
+def test_a_new_charge_point_id_tells_the_old_and_the_new_shard(api, site, inbox):  # noqa: F811
+    old, new = (
+        "CP-0001",
+        next(
+            f"CP-{n:04d}"
+            for n in range(2, 100)
+            if contract.shard_of(f"CP-{n:04d}", SHARDS) != contract.shard_of("CP-0001", SHARDS)
+        ),
+    )
+    with inbox.committed(execute=True):
+        charger = make_charger(old, location=site)
+    inbox.take()
+    with inbox.committed(execute=True):
+        api.patch(f"{V1}/chargers/{old}?wait=false", {"charge_point_id": new})
+    assert charger_pks(inbox.take()) == {0: [[charger.pk]], 1: [[charger.pk]]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charger_write_answers_what_the_worker_did(depot):
+    _, token = user_with_token("writer", *EVERY_PERMISSION)
+    api = TokenClient(token)
+    charger = make_charger("DEMO-0001", location=depot)
+    worker = FakeWorker("reconnects now")
+    worker.names[charger.pk] = charger.charge_point_id
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        response = api.patch(f"{V1}/chargers/DEMO-0001", {"csms_url": "ws://127.0.0.1:9/x"})
+    finally:
+        worker.done = True
+        worker.join(5)
+    assert response.status_code == 200, response.content
+    assert response.json()["workers"] == [{"reached": True, "message": "DEMO-0001 reconnects now."}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charger_write_says_so_when_no_worker_runs(depot):
+    _, token = user_with_token("writer", *EVERY_PERMISSION)
+    response = TokenClient(token).post(f"{V1}/chargers", charger_body("CP-1", depot))
+    assert response.status_code == 201
+    assert response.json()["workers"] == [
+        {
+            "reached": False,
+            "message": "No simulator worker is running: saved; it starts with the worker.",
+        }
+    ]
+
+
+def test_every_field_the_admin_form_writes_can_be_written_and_read_through_the_api():
+    """A new charger field (a model and admin-form change) is not silently left out of the
+    API: create, update and read all carry it (AuthorizationKey is write-only)."""
+    from api.fleet_schemas import ChargerIn, ChargerOut, ChargerPatch
+    from chargers.forms import ChargerForm
+
+    written = set(ChargerForm.Meta.fields) - {"clear_authorization_key"}
+    assert written <= set(ChargerIn.model_fields)
+    assert written <= set(ChargerPatch.model_fields)
+    assert written - {"authorization_key"} <= set(ChargerOut.model_fields)

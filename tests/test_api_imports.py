@@ -1,0 +1,244 @@
+"""Import jobs through the API: upload a file, follow the job, read its problems by row and
+column, confirm a check or cancel a job; the admin's import machinery (fleet_io) runs it."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import openpyxl
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from chargers.models import Charger
+from fleet_io import file_formats
+from fleet_io.models import ImportJob
+from locations.models import Location
+from tests.api_client import TokenClient, user_with_token
+from tests.cast import make_location
+from tests.test_import_jobs import CHARGER_IMPORT, fleet_csv, jobs_run_inline  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+V1 = "/api/v1"
+IMPORTS = f"{V1}/imports"
+
+
+@pytest.fixture
+def importer() -> TokenClient:
+    _, token = user_with_token("importer", *CHARGER_IMPORT, "add_location", "change_location")
+    return TokenClient(token)
+
+
+def upload(api: TokenClient, data: bytes, name: str = "fleet.csv", **fields: Any) -> Any:
+    return api.upload(
+        IMPORTS,
+        file=SimpleUploadedFile(name, data),
+        resource=fields.pop("resource", "chargers"),
+        **fields,
+    )
+
+
+def test_every_import_endpoint_refuses_anonymous_callers(client, depot):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=b""
+    )
+    for method, path in [
+        ("post", IMPORTS),
+        ("get", IMPORTS),
+        ("get", f"{IMPORTS}/{job.pk}"),
+        ("get", f"{IMPORTS}/{job.pk}/errors"),
+        ("post", f"{IMPORTS}/{job.pk}/confirm"),
+        ("delete", f"{IMPORTS}/{job.pk}"),
+    ]:
+        response = getattr(client, method)(path)
+        assert response.status_code == 401, (method, path)
+        assert set(response.json()) == {"detail", "errors"}
+
+
+def test_an_upload_needs_the_permissions_of_everything_the_import_writes(depot):
+    _, token = user_with_token("half", "add_charger", "change_charger")
+    response = upload(TokenClient(token), fleet_csv(1))
+    assert response.status_code == 403
+    assert "'chargers.delete_evse'" in response.json()["detail"]
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_a_checked_file_is_imported_on_confirmation(
+    importer, depot, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(importer, fleet_csv(3))
+    assert response.status_code == 202, response.content
+    check = response.json()
+    assert (check["dry_run"], check["resource"], check["format"]) == (True, "chargers", "csv")
+    followed = importer.get(f"{IMPORTS}/{check['id']}").json()
+    assert followed | {"queued_at": None, "started_at": None, "finished_at": None} == {
+        **check,
+        "status": "done",
+        "finished": True,
+        "ok": True,
+        "done": 3,
+        "total": 3,
+        "created": 3,
+        "updated": 0,
+        "failed": 0,
+        "problems": 0,
+        "queued_at": None,
+        "started_at": None,
+        "finished_at": None,
+    }
+    assert not Charger.objects.exists()  # a check writes nothing
+
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = importer.post(f"{IMPORTS}/{check['id']}/confirm")
+    assert confirmed.status_code == 202, confirmed.content
+    job = importer.get(f"{IMPORTS}/{confirmed.json()['id']}").json()
+    assert (job["dry_run"], job["status"], job["created"]) == (False, "done", 3)
+    assert sorted(Charger.objects.values_list("charge_point_id", flat=True)) == [
+        "CP-001",
+        "CP-002",
+        "CP-003",
+    ]
+    listed = importer.get(IMPORTS).json()
+    assert [j["id"] for j in listed["items"]] == [job["id"], check["id"]]  # newest first
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_problems_are_read_by_row_and_column_in_pages(
+    importer, depot, django_capture_on_commit_callbacks
+):
+    data = (
+        fleet_csv(2)
+        + b"\nCP-003,Nowhere,AC,22,Type2:22\nCP-004,Depot,AB,22,Type2:22\nCP-001,Depot,AC,22,Type2:22\n"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        job = upload(importer, data).json()
+    state = importer.get(f"{IMPORTS}/{job['id']}").json()
+    assert (state["ok"], state["problems"], state["failed"], state["created"]) == (False, 3, 3, 0)
+    problems = importer.get(f"{IMPORTS}/{job['id']}/errors").json()
+    assert problems["count"] == 3
+    assert problems["items"][0] == {
+        "row": 3,
+        "column": "location",
+        "message": "No location named 'Nowhere'.",
+    }
+    assert (problems["items"][1]["row"], problems["items"][1]["column"]) == (4, "power_type")
+    assert problems["items"][2]["row"] == 5
+    assert "already on row 1" in problems["items"][2]["message"]
+    second = importer.get(f"{IMPORTS}/{job['id']}/errors", limit=1, offset=1).json()
+    assert second["items"] == [problems["items"][1]]
+
+    refused = importer.post(f"{IMPORTS}/{job['id']}/confirm")
+    assert refused.status_code == 409
+    assert "has problems" in refused.json()["detail"]
+    assert not Charger.objects.exists()
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_a_file_problem_has_no_row(importer, depot, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = upload(importer, "charge_point_id\nCP-1\n".encode("utf-16")).json()
+    problems = importer.get(f"{IMPORTS}/{job['id']}/errors").json()["items"]
+    assert problems[0]["row"] is None and problems[0]["column"] is None
+    assert problems[0]["message"].startswith("The file is not UTF-8")
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_json_and_xlsx_files_and_an_import_without_a_check(
+    importer, depot, django_capture_on_commit_callbacks
+):
+    json_rows = b'[{"name": "Hub", "city": "Bonn", "country": "DE", "time_zone": "Europe/Berlin"}]'
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["name", "city", "grid_limit_kw"])
+    sheet.append(["Garage", "Köln", 150])
+    xlsx = io.BytesIO()
+    book.save(xlsx)
+    with django_capture_on_commit_callbacks(execute=True):
+        from_json = upload(importer, json_rows, "sites.json", resource="locations", dry_run="false")
+        from_xlsx = upload(
+            importer, xlsx.getvalue(), "sites", resource="locations", format="xlsx", dry_run="false"
+        )
+    assert from_json.json()["format"] == "json"
+    assert from_xlsx.json()["format"] == "xlsx"
+    for job in (from_json.json(), from_xlsx.json()):
+        assert importer.get(f"{IMPORTS}/{job['id']}").json()["created"] == 1
+    assert Location.objects.get(name="Garage").grid_limit_kw == 150
+    assert Location.objects.get(name="Hub").city == "Bonn"
+
+
+def test_a_bad_upload_names_the_field(importer, depot, monkeypatch):
+    no_format = upload(importer, fleet_csv(1), "fleet.txt")
+    assert no_format.status_code == 422
+    assert [e["field"] for e in no_format.json()["errors"]] == ["format"]
+    unknown = upload(importer, fleet_csv(1), resource="transactions")
+    assert [e["field"] for e in unknown.json()["errors"]] == ["resource"]
+    missing = importer.upload(IMPORTS, resource="chargers")
+    assert [e["field"] for e in missing.json()["errors"]] == ["file"]
+    monkeypatch.setattr(file_formats, "MAX_FILE_BYTES", 10)
+    too_big = upload(importer, fleet_csv(1))
+    assert too_big.status_code == 422
+    assert "MAX_FILE_BYTES" in too_big.json()["errors"][0]["message"]
+    assert not ImportJob.objects.exists()
+
+
+def test_someone_elses_job_is_not_found_but_a_superuser_sees_it(importer, depot):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=b"x"
+    )  # nobody's
+    assert importer.get(f"{IMPORTS}/{job.pk}").status_code == 404
+    assert importer.delete(f"{IMPORTS}/{job.pk}").status_code == 404
+    assert importer.get(IMPORTS).json()["count"] == 0
+    _, token = user_with_token("boss", is_superuser=True)
+    assert TokenClient(token).get(f"{IMPORTS}/{job.pk}").status_code == 200
+
+
+def test_a_queued_or_finished_job_is_cancelled_but_a_running_one_is_not(importer, depot):
+    queued = upload(importer, fleet_csv(1)).json()  # not committed: it stays queued
+    assert importer.delete(f"{IMPORTS}/{queued['id']}").status_code == 204
+    assert not ImportJob.objects.filter(pk=queued["id"]).exists()
+    ImportJob.objects.run_queued(queued["id"])  # a worker that comes late finds nothing
+    assert not Charger.objects.exists()
+
+    running = upload(importer, fleet_csv(1)).json()
+    assert ImportJob.objects.claim(running["id"])
+    refused = importer.delete(f"{IMPORTS}/{running['id']}")
+    assert refused.status_code == 409
+    assert "running" in refused.json()["detail"]
+
+    ImportJob.objects.filter(pk=running["id"]).update(status="done")
+    assert importer.delete(f"{IMPORTS}/{running['id']}").status_code == 204
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_an_import_cannot_be_confirmed_again(importer, depot, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = upload(importer, fleet_csv(1), dry_run="false").json()
+    refused = importer.post(f"{IMPORTS}/{job['id']}/confirm")
+    assert refused.status_code == 409
+    assert "not a check" in refused.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_embedded_job_runs_in_a_thread_of_the_web_process_and_is_followed():
+    """No stand-ins: the job is dispatched after commit to a thread, as `runsimulator` runs it."""
+    make_location("Depot")
+    _, token = user_with_token("importer", *CHARGER_IMPORT)
+    api = TokenClient(token)
+    job = upload(api, fleet_csv(300), dry_run="false").json()
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = api.get(f"{IMPORTS}/{job['id']}").json()
+        seen.append((state["status"], state["done"]))
+        if state["finished"]:
+            break
+        time.sleep(0.05)
+    assert state["status"] == "done", state
+    assert (state["created"], state["done"], state["total"]) == (300, 300, 300)
+    assert Charger.objects.count() == 300
+    assert [done for _, done in seen] == sorted(done for _, done in seen)

@@ -1,0 +1,465 @@
+"""The live API (api/routers/live.py): charger state, actions with wait_for, the fleet
+summary and bulk actions, answered by real engine workers on the in-memory channel layer
+whose chargers talk to the built-in CSMS over real sockets. Auth, permissions, validation
+and every error status; the end-to-end session; a bulk action across two shards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from asgiref.sync import ThreadSensitiveContext
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connections
+from django.test import AsyncClient, Client
+from openapi_spec_validator import validate
+
+from api.routers import live
+from chargers.engine_client import EngineClient
+from locations.models import Location
+from simulator import contract
+from simulator.csms import CentralSystem
+from simulator.runtime.lifecycle import Simulator
+from tests.api_client import bearer, user_with_token
+from tests.cast import make_charger, make_location, make_vehicle
+from tests.engine import loaded, wait_until
+from tests.test_engine_client import booted, ids_on_both_shards, start_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STATE = "/api/v1/chargers/{}/state"
+ACTION = "/api/v1/chargers/{}/actions/{}"
+SUMMARY = "/api/v1/fleet/summary"
+BULK = "/api/v1/fleet/actions/{}"
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer():
+    yield
+    await get_channel_layer().flush()
+
+
+class Api:
+    """Async requests with one user's token (the handlers await the engine on this loop).
+
+    Each in a ThreadSensitiveContext of its own, as Django's ASGI handler runs a request:
+    the test client does not, and then a request that waits (wait_for) holds the one thread
+    that every other request's sync parts (a sync middleware, the ORM) need."""
+
+    def __init__(self, token: str | None) -> None:
+        self.client = AsyncClient()
+        self.headers = bearer(token) if token else {}
+
+    async def get(self, path: str, **query: Any) -> Any:
+        async with ThreadSensitiveContext():
+            try:
+                return await self.client.get(path, query, headers=self.headers)
+            finally:
+                await _close_connections()
+
+    async def post(self, path: str, body: Any = None, **query: Any) -> Any:
+        if query:
+            path = f"{path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+        data = "" if body is None else json.dumps(body)
+        async with ThreadSensitiveContext():
+            try:
+                return await self.client.post(
+                    path, data, content_type="application/json", headers=self.headers
+                )
+            finally:
+                await _close_connections()
+
+
+@database_sync_to_async
+def _close_connections() -> None:
+    """The request's thread ends with its context: close its database connections (the
+    test client keeps Django from closing them at the end of a request)."""
+    connections.close_all()
+
+
+async def api_as(username: str, *codenames: str) -> Api:
+    _, token = await database_sync_to_async(user_with_token)(username, *codenames)
+    return Api(token)
+
+
+@pytest.fixture
+async def driver() -> Api:
+    return await api_as("driver", "view_charger", "change_charger")
+
+
+@pytest.fixture
+async def site(csms: CentralSystem) -> Location:
+    await database_sync_to_async(make_vehicle)()
+    location = await database_sync_to_async(make_location)("API Site")
+    for cp_id, evses in (("API-1", 2), ("API-2", 1)):
+        await database_sync_to_async(make_charger)(
+            cp_id, evses=evses, csms_url=csms.url, location=location
+        )
+    await database_sync_to_async(make_charger)(
+        "API-OFF", evses=1, csms_url=csms.url, enabled=False, location=location
+    )
+    return location
+
+
+@pytest.fixture
+async def worker(site: Location) -> AsyncIterator[Simulator]:
+    service = await start_worker(["API-1", "API-2", "API-OFF"])
+    await booted(service, "API-1", "API-2")
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"detail", "errors"}
+    return body
+
+
+def fields_of(body: dict[str, Any]) -> set[str | None]:
+    return {error["field"] for error in body["errors"]}
+
+
+# -- the OpenAPI document -------------------------------------------------------------------------
+
+
+def test_every_drive_command_of_the_engine_is_an_action_of_the_api():
+    assert {a.command for a in live.ACTIONS} == contract.DRIVE_COMMANDS
+    assert len({a.path for a in live.ACTIONS}) == len(live.ACTIONS)
+
+
+def test_the_openapi_document_validates_and_describes_every_live_operation():
+    _, token = user_with_token("reader", "view_charger")
+    spec = Client().get("/api/v1/openapi.json", headers=bearer(token)).json()
+    validate(spec)
+    operations = {op["operationId"]: op for ops in spec["paths"].values() for op in ops.values()}
+    for action in live.ACTIONS:
+        for name in (f"charger_{action.command}", f"bulk_{action.command}"):
+            assert operations[name]["summary"] and operations[name]["description"]
+    plug_in = spec["components"]["schemas"]["PlugInArgs"]["properties"]
+    assert set(plug_in) == {"connector_id", "vehicle_model_id", "soc", "target_soc"}
+    wait_for = next(
+        p for p in operations["charger_plug_in"]["parameters"] if p["name"] == "wait_for"
+    )
+    for condition in contract.WAIT_CONDITIONS:  # listed as an enum
+        assert f'"{condition}"' in json.dumps(wait_for["schema"])
+    fault = spec["components"]["schemas"]["InjectFaultArgs"]["properties"]["error_code"]
+    assert fault["enum"] == list(contract.FAULT_CODES)
+    assert set(operations["charger_plug_in"]["responses"]) >= {
+        "200",
+        "401",
+        "403",
+        "404",
+        "409",
+        "422",
+        "503",
+        "504",
+    }
+
+
+# -- who may call -------------------------------------------------------------------------------
+
+# (method, path, a valid body): ninja validates the request before the permission check.
+ENDPOINTS = [
+    ("get", STATE.format("API-1"), None),
+    ("get", SUMMARY, None),
+    ("post", ACTION.format("API-1", "plug-in"), {}),
+    ("post", BULK.format("plug-in"), {"filter": {"status": "Available"}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
+async def test_anonymous_callers_get_401(method, path, body):
+    anonymous = Api(None)
+    response = await (anonymous.get(path) if method == "get" else anonymous.post(path, body))
+    assert error_of(response, 401)["detail"].startswith("Authentication required")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
+async def test_a_caller_without_the_permission_gets_403(method, path, body):
+    nobody = await api_as("nobody")
+    response = await (nobody.get(path) if method == "get" else nobody.post(path, body))
+    wanted = "view_charger" if method == "get" else "change_charger"
+    assert wanted in error_of(response, 403)["detail"]
+
+
+async def test_viewing_is_not_driving(worker):
+    viewer = await api_as("viewer", "view_charger")
+    assert (await viewer.get(STATE.format("API-1"))).status_code == 200
+    assert (await viewer.get(SUMMARY)).status_code == 200
+    error_of(await viewer.post(ACTION.format("API-1", "connect")), 403)
+    error_of(await viewer.post(BULK.format("connect"), {"filter": {"status": "Available"}}), 403)
+
+
+async def test_a_browser_session_drives_with_its_csrf_token(worker):
+    from tests.cast import make_superuser
+
+    admin = await database_sync_to_async(make_superuser)()
+    browser = AsyncClient(enforce_csrf_checks=True)
+    await database_sync_to_async(browser.force_login)(admin)
+    path = ACTION.format("API-2", "plug-in")
+    error_of(await browser.post(path, "{}", content_type="application/json"), 403)
+    browser.cookies["csrftoken"] = "t" * 32
+    ok = await browser.post(
+        path, "{}", content_type="application/json", headers={"X-CSRFToken": "t" * 32}
+    )
+    assert ok.status_code == 200, ok.content
+
+
+# -- validation and errors ----------------------------------------------------------------------
+
+
+async def test_bad_values_are_422_naming_the_field(driver):
+    plug_in = ACTION.format("API-1", "plug-in")
+    assert fields_of(error_of(await driver.post(plug_in, {"soc": 150}), 422)) == {"soc"}
+    assert fields_of(error_of(await driver.post(plug_in, {"connector_id": 0}), 422)) == {
+        "connector_id"
+    }
+    bad_wait = await driver.post(plug_in, {}, wait_for="Sleeping")
+    assert fields_of(error_of(bad_wait, 422)) == {"wait_for"}
+    too_long = await driver.post(plug_in, {}, wait_for="Charging", timeout=301)
+    assert fields_of(error_of(too_long, 422)) == {"timeout"}
+    tag = ACTION.format("API-1", "present-id-tag")
+    assert fields_of(error_of(await driver.post(tag, {"id_tag": "x" * 21}), 422)) == {"id_tag"}
+    assert fields_of(error_of(await driver.post(tag), 422)) == {None}  # the body is required
+    fault = ACTION.format("API-1", "inject-fault")
+    assert fields_of(error_of(await driver.post(fault, {"error_code": "Broken"}), 422)) == {
+        "error_code"
+    }
+    bulk = BULK.format("plug-in")
+    nothing = error_of(await driver.post(bulk, {"filter": {}}), 422)
+    assert "choose the chargers" in nothing["errors"][0]["message"]
+    bad_status = await driver.post(bulk, {"filter": {"status": "Sleeping"}})
+    assert fields_of(error_of(bad_status, 422)) == {"filter.status"}
+
+
+async def test_an_unknown_charger_or_location_is_404(driver):
+    for response in (
+        await driver.get(STATE.format("NOPE")),
+        await driver.post(ACTION.format("NOPE", "connect")),
+        await driver.post(BULK.format("connect"), {"filter": {"location_id": 999999}}),
+    ):
+        assert "There is no" in error_of(response, 404)["detail"]
+
+
+async def test_a_refused_action_is_409_with_the_workers_reason(worker, driver):
+    stop = error_of(await driver.post(ACTION.format("API-2", "stop")), 409)
+    assert stop["detail"] == "connector 1 has no transaction"
+    unplug = error_of(await driver.post(ACTION.format("API-2", "unplug"), {"connector_id": 1}), 409)
+    assert unplug["detail"] == "no vehicle plugged in"
+    no_such = error_of(
+        await driver.post(ACTION.format("API-2", "unplug"), {"connector_id": 5}), 422
+    )
+    assert "no connector 5" in no_such["detail"]
+
+
+async def test_a_charger_no_worker_runs_is_409(worker, driver):
+    body = error_of(await driver.get(STATE.format("API-OFF")), 409)
+    assert "not running" in body["detail"]
+
+
+async def test_without_a_worker_the_answer_is_503(site, driver, monkeypatch):
+    monkeypatch.setattr(live, "client", lambda: EngineClient(ack_seconds=0.2))
+    body = error_of(await driver.post(ACTION.format("API-1", "connect")), 503)
+    assert body["detail"] == "No simulator worker is running for this charger."
+    error_of(await driver.get(STATE.format("API-1")), 503)
+    error_of(await driver.get(SUMMARY), 503)
+    bulk = await driver.post(BULK.format("connect"), {"filter": {"location_id": site.pk}})
+    error_of(bulk, 503)
+
+
+async def test_a_worker_that_does_not_answer_in_time_is_504(worker, driver, csms, monkeypatch):
+    monkeypatch.setattr(live, "client", lambda: EngineClient(result_seconds=0.3))
+    csms.respond = False  # the Authorize of the idTag is never answered
+    body = error_of(
+        await driver.post(ACTION.format("API-2", "present-id-tag"), {"id_tag": "SLOW"}), 504
+    )
+    assert body["detail"] == "The simulator did not finish in time."
+
+
+# -- actions and state --------------------------------------------------------------------------
+
+
+async def test_a_session_end_to_end_plug_in_id_tag_wait_for_charging_then_stop(
+    worker, driver, csms
+):
+    plugged = await driver.post(
+        ACTION.format("API-1", "plug-in"),
+        {"connector_id": 1, "soc": 30, "target_soc": 80},
+        wait_for="Preparing",
+    )
+    assert plugged.status_code == 200, plugged.content
+    assert plugged.json()["wait"]["met"] is True
+
+    started = await driver.post(
+        ACTION.format("API-1", "present-id-tag"),
+        {"connector_id": 1, "id_tag": "E2E-TAG"},
+        wait_for="Charging",
+        timeout=10,
+    )
+    assert started.status_code == 200, started.content
+    answer = started.json()
+    assert answer["wait"] == {
+        "condition": "Charging",
+        "met": True,
+        "status": "Charging",
+        "waited": answer["wait"]["waited"],
+    }
+    assert answer["charger"]["evses"][0]["id_tag"] == "E2E-TAG"
+    start = await csms.wait_for("API-1", "StartTransaction", message_type=2)
+    assert start.payload["idTag"] == "E2E-TAG"
+    assert start.payload["connectorId"] == 1
+    await wait_until(lambda: any(t.cp_id == "API-1" for t in csms.transactions.values()))
+
+    state = (await driver.get(STATE.format("API-1"))).json()
+    assert state["charger"]["evses"][0]["status"] == "Charging"
+
+    stopped = await driver.post(ACTION.format("API-1", "stop"), wait_for="Finishing")
+    assert stopped.status_code == 200, stopped.content
+    assert stopped.json()["wait"]["met"] is True
+    stop = await csms.wait_for("API-1", "StopTransaction", message_type=2)
+    assert stop.payload["reason"] == "Local"
+    transaction = next(t for t in csms.transactions.values() if t.cp_id == "API-1")
+    await wait_until(lambda: transaction.stopped, message="the CSMS to record the stop")
+
+    unplugged = await driver.post(ACTION.format("API-1", "unplug"), wait_for="Available")
+    assert unplugged.json()["charger"]["evses"][0]["status"] == "Available"
+
+
+async def test_a_wait_that_times_out_is_200_with_met_false(worker, driver):
+    response = await driver.post(
+        ACTION.format("API-2", "plug-in"), {}, wait_for="Charging", timeout=0.3
+    )
+    assert response.status_code == 200
+    wait = response.json()["wait"]
+    assert (wait["met"], wait["status"]) == (False, "Preparing")
+
+
+async def test_a_state_request_waits_until_the_status_holds(worker, driver):
+    waiting = asyncio.create_task(driver.get(STATE.format("API-2"), wait_for="Faulted", timeout=10))
+    await wait_until(lambda: len(worker.conditions) == 1, message="the wait to register")
+    fault = await driver.post(
+        ACTION.format("API-2", "inject-fault"), {"error_code": "HighTemperature"}
+    )
+    assert fault.status_code == 200
+    state = (await asyncio.wait_for(waiting, 10)).json()
+    assert state["wait"]["met"] is True
+    assert state["charger"]["evses"][0]["error_code"] == "HighTemperature"
+    cleared = await driver.post(ACTION.format("API-2", "clear-fault"), wait_for="Available")
+    assert cleared.json()["wait"]["met"] is True
+
+
+async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver, csms):
+    await driver.post(ACTION.format("API-2", "plug-in"), {})
+    await driver.post(
+        ACTION.format("API-2", "present-id-tag"), {"id_tag": "T"}, wait_for="Charging"
+    )
+    paused = await driver.post(ACTION.format("API-2", "pause-ev"), wait_for="SuspendedEV")
+    assert paused.json()["wait"]["met"] is True
+    resumed = await driver.post(ACTION.format("API-2", "resume-ev"), wait_for="Charging")
+    assert resumed.json()["wait"]["met"] is True
+
+    cut = await driver.post(ACTION.format("API-2", "cut-network"), {"seconds": 1})
+    assert cut.json()["message"] == "network of API-2 cut for 1 s"
+    back = await driver.get(STATE.format("API-2"), wait_for="Accepted", timeout=15)
+    assert back.json()["wait"]["met"] is True
+
+    rebooted = await driver.post(ACTION.format("API-2", "reboot"), wait_for="Accepted")
+    assert rebooted.json()["wait"]["met"] is True
+    stop = await csms.wait_for("API-2", "StopTransaction", message_type=2)
+    assert stop.payload["reason"] == "PowerLoss"
+
+    gone = await driver.post(ACTION.format("API-2", "disconnect"))
+    assert gone.json()["charger"]["link"] == "offline"
+    again = await driver.post(ACTION.format("API-2", "connect"), wait_for="Accepted")
+    assert again.json()["wait"]["met"] is True
+
+
+# -- the fleet ----------------------------------------------------------------------------------
+
+
+async def test_the_fleet_summary_counts_every_connector_and_site(worker, driver, site):
+    await driver.post(ACTION.format("API-1", "inject-fault"), {"connector_id": 2})
+    summary = (await driver.get(SUMMARY)).json()
+    assert (summary["shards"], summary["answered"], summary["missing"]) == (1, [0], [])
+    assert summary["chargers"] == 2
+    assert summary["statuses"] == {"Available": 2, "Faulted": 1}
+    assert summary["locations"][0]["location_id"] == site.pk
+    assert summary["locations"][0]["chargers"] == 2
+
+
+async def test_a_bulk_plug_in_on_every_available_connector_of_a_site(worker, driver, site):
+    await driver.post(ACTION.format("API-1", "inject-fault"), {"connector_id": 2})
+    response = await driver.post(
+        BULK.format("plug-in"),
+        {"filter": {"location_id": site.pk, "status": "Available"}, "args": {"soc": 60}},
+        wait_for="Preparing",
+    )
+    assert response.status_code == 200, response.content
+    bulk = response.json()
+    assert (bulk["total"], bulk["succeeded"], bulk["failed"]) == (2, 2, 0)
+    assert [(r["charge_point_id"], r["connector_id"]) for r in bulk["results"]] == [
+        ("API-1", 1),
+        ("API-2", 1),
+    ]
+    assert all(r["status"] == "Preparing" and r["wait"]["met"] for r in bulk["results"])
+    assert loaded(worker, "API-2").evses[0].soc == 60.0
+
+
+async def test_a_bulk_by_ids_answers_for_each_one_known_or_not(worker, driver):
+    response = await driver.post(
+        BULK.format("cut-network"),
+        {"filter": {"charge_point_ids": ["API-1", "API-OFF", "NOPE"]}, "args": {"seconds": 1}},
+    )
+    bulk = response.json()
+    by_id = {r["charge_point_id"]: r for r in bulk["results"]}
+    assert by_id["API-1"]["ok"] is True
+    assert (by_id["API-OFF"]["ok"], by_id["API-OFF"]["error"]) == (False, "not_running")
+    assert (by_id["NOPE"]["ok"], by_id["NOPE"]["error"]) == (False, "not_found")
+    assert (bulk["total"], bulk["succeeded"], bulk["failed"]) == (3, 1, 2)
+    refused = await driver.post(BULK.format("stop"), {"filter": {"charge_point_ids": ["API-2"]}})
+    assert refused.json()["results"][0]["message"] == "connector 1 has no transaction"
+
+
+async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, driver, settings):
+    settings.CHARGESIM_SHARDS = 2
+    by_shard = ids_on_both_shards("API-SHARD-")
+    location = await database_sync_to_async(make_location)("Two Workers")
+    await database_sync_to_async(make_vehicle)()
+    every = sorted(cp_id for ids in by_shard.values() for cp_id in ids)
+    for cp_id in every:
+        await database_sync_to_async(make_charger)(
+            cp_id, evses=1, csms_url=csms.url, location=location
+        )
+    workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
+    try:
+        for shard, service in enumerate(workers):
+            await booted(service, *by_shard[shard])
+        response = await driver.post(
+            BULK.format("plug-in"), {"filter": {"location_id": location.pk}}, wait_for="Preparing"
+        )
+        bulk = response.json()
+        assert [r["charge_point_id"] for r in bulk["results"]] == every
+        assert bulk["succeeded"] == len(every)
+        summary = (await driver.get(SUMMARY)).json()
+        assert (summary["answered"], summary["statuses"]) == ([0, 1], {"Preparing": 4})
+
+        await workers[0].stop()
+        half = (
+            await driver.post(BULK.format("unplug"), {"filter": {"location_id": location.pk}})
+        ).json()
+        assert half["missing_shards"] == [0]
+        results = {r["charge_point_id"]: r for r in half["results"]}
+        assert set(results) == set(every)
+        assert all(results[cp_id]["error"] == "no_worker" for cp_id in by_shard[0])
+        assert all(results[cp_id]["ok"] for cp_id in by_shard[1])
+        assert (await driver.get(SUMMARY)).json()["missing"] == [0]
+    finally:
+        for service in workers:
+            await service.stop()

@@ -1,0 +1,342 @@
+"""The message log through the API: a charger's log paged by time, its JSON Lines
+download, the fleet's export; who may read them; no secret in any of them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.http import StreamingHttpResponse
+from django.test import AsyncClient
+from ocpp.v16 import call
+from openapi_spec_validator import validate
+
+from chargers.models import FrameLogEntry, FrameLogRow
+from simulator.core.charge_point import BootState
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.api_client import TokenClient, bearer, user_with_token
+from tests.api_streams import close_request_connections  # noqa: F401  (a fixture, found by name)
+from tests.cast import make_charger, make_location
+from tests.engine import loaded, wait_until
+
+pytestmark = pytest.mark.django_db
+
+T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+SECRET = "Very-Secret-Basic-Password-42"
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def log_rows(pk: int, ats: list[float], prefix: str = "m", answered: bool = False) -> None:
+    """Heartbeat CALLs `<prefix><n>` at these times; with `answered`, the even ones with
+    their answer (0.25 s later) in the same row, as the engine stores an answer that came
+    in the same batch."""
+    rows: list[FrameLogRow] = []
+    for n, at in enumerate(ats):
+        call = f'[2,"{prefix}{n}","Heartbeat",{{}}]'
+        answer = f'[3,"{prefix}{n}",{{"currentTime":"2026-01-01T00:00:00Z"}}]'
+        paired = answered and n % 2 == 0
+        rows.append(
+            (
+                *(pk, at, "frame", "out", f"{prefix}{n}", "Heartbeat", len(call), call),
+                *((at + 0.25, len(answer), answer) if paired else (None, None, "")),
+            )
+        )
+    FrameLogEntry.objects.add(rows)
+
+
+@pytest.fixture
+def fleet(db: None) -> dict[str, Any]:
+    """LOG-A: 10 CALLs one second apart (the last two at one time), the even ones answered
+    (15 entries); LOG-B at another site: 10 CALLs half a second later, not answered."""
+    north, south = make_location("North"), make_location("South")
+    one = make_charger("LOG-A", location=north, evses=1)
+    two = make_charger("LOG-B", location=south, evses=1)
+    ats = [T0 + n for n in range(9)] + [T0 + 8]  # a tie: the last two share a time
+    log_rows(one.pk, ats, "a", answered=True)
+    log_rows(two.pk, [T0 + n + 0.5 for n in range(10)], "b")
+    _, token = user_with_token("reader", "view_charger")
+    return {"north": north, "south": south, "one": one, "two": two, "token": token}
+
+
+def ids(items: list[dict[str, Any]]) -> list[str]:
+    """Each entry as its message id and ">" (sent by the charger) or "<" (received)."""
+    return [item["message_id"] + (">" if item["direction"] == "out" else "<") for item in items]
+
+
+def answered(prefix: str, numbers: range | list[int]) -> list[str]:
+    """The entries of those CALLs of the fixture's LOG-A, oldest first: an even one's answer
+    right after it (it follows its CALL even when the next CALL is older, as a9 is)."""
+    return [
+        e
+        for n in numbers
+        for e in ([f"{prefix}{n}>", f"{prefix}{n}<"] if n % 2 == 0 else [f"{prefix}{n}>"])
+    ]
+
+
+# -- one charger's log, paged --------------------------------------------------------------
+
+
+def test_a_page_is_newest_first_and_the_cursor_walks_the_whole_log(fleet):
+    api = TokenClient(fleet["token"])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        response = api.get("/api/v1/chargers/LOG-A/log", **query)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert len(body["items"]) <= 2
+        seen += ids(body["items"])
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 8  # 15 entries, 2 a page: some pages end between a CALL and its answer
+    # Newest first; of the two logged at the same time, the later id first; an answer
+    # before its CALL.
+    assert seen == list(reversed(answered("a", range(10))))
+    newest = api.get("/api/v1/chargers/LOG-A/log", limit=3).json()["items"]
+    call = '[2,"a9","Heartbeat",{}]'
+    assert newest[0] == {
+        "id": newest[0]["id"],
+        "at": iso(T0 + 8),
+        "charge_point_id": "LOG-A",
+        "kind": "frame",
+        "direction": "out",
+        "message_id": "a9",
+        "action": "Heartbeat",
+        "payload": call,
+        "size": len(call),
+        "truncated": False,
+    }
+    answer = newest[1]
+    assert (answer["message_id"], answer["direction"], answer["action"]) == (
+        "a8",
+        "in",
+        "Heartbeat",
+    )
+    assert answer["at"] == iso(T0 + 8.25)
+    assert json.loads(answer["payload"]) == [3, "a8", {"currentTime": "2026-01-01T00:00:00Z"}]
+    assert newest[2]["id"] == answer["id"] - 1  # the CALL it answers
+    assert len({item["id"] for item in newest}) == 3
+
+
+def test_oldest_first_and_a_time_window(fleet):
+    api = TokenClient(fleet["token"])
+    response = api.get(
+        "/api/v1/chargers/LOG-A/log", order="asc", since=iso(T0 + 2), until=iso(T0 + 5)
+    )
+    assert ids(response.json()["items"]) == answered("a", [2, 3, 4])
+    assert response.json()["next_cursor"] is None
+    # A time without a zone is UTC.
+    naive = datetime.fromtimestamp(T0 + 7, UTC).replace(tzinfo=None).isoformat()
+    later = api.get("/api/v1/chargers/LOG-A/log", order="asc", since=naive).json()["items"]
+    assert ids(later) == answered("a", [7, 8, 9])
+    page = api.get("/api/v1/chargers/LOG-A/log", order="asc", limit=2, since=iso(T0 + 6)).json()
+    rest = api.get(
+        "/api/v1/chargers/LOG-A/log",
+        order="asc",
+        limit=2,
+        since=iso(T0 + 6),
+        cursor=page["next_cursor"],
+    ).json()
+    assert ids(page["items"]) + ids(rest["items"]) == ["a6>", "a6<", "a7>", "a8>"]
+
+
+def test_rows_logged_after_a_page_do_not_shift_the_next_one(fleet):
+    api = TokenClient(fleet["token"])
+    page = api.get("/api/v1/chargers/LOG-A/log", limit=4).json()
+    log_rows(fleet["one"].pk, [T0 + 100, T0 + 101], "new")
+    rest = api.get("/api/v1/chargers/LOG-A/log", limit=4, cursor=page["next_cursor"]).json()
+    assert ids(page["items"]) == ["a9>", "a8<", "a8>", "a7>"]
+    assert ids(rest["items"]) == ["a6<", "a6>", "a5>", "a4<"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"order": "sideways"}, "order"),
+        ({"since": "yesterday"}, "since"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"since": iso(T0 + 5), "until": iso(T0 + 5)}, "until"),
+    ],
+)
+def test_a_bad_query_is_a_422_naming_the_field(fleet, query, field):
+    response = TokenClient(fleet["token"]).get("/api/v1/chargers/LOG-A/log", **query)
+    assert response.status_code == 422, response.content
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_a_cursor_of_the_other_order_is_refused(fleet):
+    api = TokenClient(fleet["token"])
+    cursor = api.get("/api/v1/chargers/LOG-A/log", limit=2).json()["next_cursor"]
+    response = api.get("/api/v1/chargers/LOG-A/log", limit=2, order="asc", cursor=cursor)
+    assert response.status_code == 422
+    assert "order=desc" in response.json()["errors"][0]["message"]
+
+
+def test_an_unknown_charger_is_404(fleet):
+    response = TokenClient(fleet["token"]).get("/api/v1/chargers/NOPE/log")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "No charger 'NOPE'."
+
+
+# -- who may read it ------------------------------------------------------------------------
+
+PATHS = [
+    "/api/v1/chargers/LOG-A/log",
+    "/api/v1/chargers/LOG-A/log.jsonl",
+    f"/api/v1/log.jsonl?since={iso(T0)}",
+    "/api/v1/events",
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_anonymous_callers_are_401(fleet, client, path):
+    response = client.get(path)
+    assert response.status_code == 401
+    assert set(response.json()) == {"detail", "errors"}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_callers_without_the_view_permission_are_403(fleet, client, path):
+    _, token = user_with_token("nobody", "view_location")
+    response = client.get(path, headers=bearer(token))
+    assert response.status_code == 403
+    assert "chargers.view_charger" in response.json()["detail"]
+
+
+def test_the_change_permission_may_read_it_as_on_the_dashboard(fleet, client):
+    _, token = user_with_token("driver", "change_charger")
+    response = client.get("/api/v1/chargers/LOG-A/log", headers=bearer(token))
+    assert response.status_code == 200
+
+
+def test_the_browser_session_may_read_it(fleet, client):
+    from tests.cast import make_user
+
+    client.force_login(make_user("viewer", "view_charger"))
+    assert client.get("/api/v1/chargers/LOG-A/log").status_code == 200
+
+
+# -- downloads (streamed: read with the async client, as an ASGI server serves them) ----------
+
+
+async def download(token: str, path: str, **query: Any) -> tuple[Any, list[dict[str, Any]]]:
+    response = await AsyncClient().get(path, query, headers=bearer(token))
+    if not isinstance(response, StreamingHttpResponse):
+        return response, []
+    body = b"".join([chunk async for chunk in response.streaming_content])
+    lines = body.decode().splitlines()
+    return response, [json.loads(line) for line in lines]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_jsonl_download_holds_the_whole_log_oldest_first(fleet, monkeypatch):
+    from chargers import message_log
+
+    # Several reads, as for a long log, some ending between a CALL and its answer.
+    monkeypatch.setattr(message_log, "STREAM_CHUNK", 2)
+    response, lines = await download(fleet["token"], "/api/v1/chargers/LOG-A/log.jsonl")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"] == 'attachment; filename="LOG-A-log.jsonl"'
+    assert ids(lines) == answered("a", range(10))
+    assert {line["charge_point_id"] for line in lines} == {"LOG-A"}
+    _, window = await download(
+        fleet["token"], "/api/v1/chargers/LOG-A/log.jsonl", since=iso(T0 + 8)
+    )
+    assert ids(window) == ["a8>", "a8<", "a9>"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_fleet_export_covers_a_time_range_of_every_charger(fleet):
+    token = fleet["token"]
+    response, lines = await download(
+        token, "/api/v1/log.jsonl", since=iso(T0 + 3), until=iso(T0 + 5)
+    )
+    assert response.status_code == 200
+    assert ids(lines) == ["a3>", "b3>", "a4>", "a4<", "b4>"]
+    _, south = await download(token, "/api/v1/log.jsonl", since=iso(T0), location=fleet["south"].pk)
+    assert {line["charge_point_id"] for line in south} == {"LOG-B"} and len(south) == 10
+    _, both = await download(
+        token, "/api/v1/log.jsonl", since=iso(T0 + 8), charger=["LOG-B", "LOG-A"]
+    )
+    assert ids(both) == ["a8>", "a8<", "a9>", "b8>", "b9>"]
+    missing, _ = await download(token, "/api/v1/log.jsonl", since=iso(T0), charger="NOPE")
+    assert missing.status_code == 404
+    no_since, _ = await download(token, "/api/v1/log.jsonl")
+    assert no_since.status_code == 422
+    assert no_since.json()["errors"][0]["field"] == "since"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_entries_of_a_deleted_charger_are_not_exported(fleet):
+    gone = await database_sync_to_async(make_charger)("LOG-GONE", evses=1)
+    await database_sync_to_async(log_rows)(gone.pk, [T0 + 1.25], "g")
+    pk = gone.pk
+    await database_sync_to_async(gone.delete)()
+    await database_sync_to_async(log_rows)(pk, [T0 + 1.75], "late")  # written after the delete
+    _, lines = await download(fleet["token"], "/api/v1/log.jsonl", since=iso(T0))
+    assert not [line for line in lines if line["message_id"].startswith(("g", "late"))]
+    assert len(lines) == 25
+
+
+def test_the_openapi_document_describes_the_log_and_validates(fleet, client):
+    response = client.get("/api/v1/openapi.json", headers=bearer(fleet["token"]))
+    spec = response.json()
+    validate(spec)
+    paths = spec["paths"]
+    page = paths["/api/v1/chargers/{charge_point_id}/log"]["get"]
+    assert page["responses"]["200"]["content"]["application/json"]
+    assert {"401", "403", "404", "422"} <= set(page["responses"])
+    download = paths["/api/v1/chargers/{charge_point_id}/log.jsonl"]["get"]
+    assert "application/x-ndjson" in download["responses"]["200"]["content"]
+    assert "text/event-stream" in paths["/api/v1/events"]["get"]["responses"]["200"]["content"]
+    assert "LogEntryOut" in spec["components"]["schemas"]
+
+
+# -- no secret ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_authorization_key_set_by_the_csms_is_in_no_page_or_download(csms):
+    await database_sync_to_async(make_charger)("LOG-SECRET", evses=1, csms_url=csms.url)
+    _, token = await database_sync_to_async(user_with_token)("reader", "view_charger")
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.05, only_ids=["LOG-SECRET"])
+    )
+    await service.start()
+    try:
+        charger = loaded(service, "LOG-SECRET")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        answer = await csms.call(
+            "LOG-SECRET", call.ChangeConfiguration(key="AuthorizationKey", value=SECRET)
+        )
+        assert answer.status == "Accepted"
+        await service.checkpoint()
+    finally:
+        await service.stop()
+    client = AsyncClient()
+    page = await client.get(
+        "/api/v1/chargers/LOG-SECRET/log", {"limit": 1000}, headers=bearer(token)
+    )
+    assert page.status_code == 200
+    assert SECRET not in page.content.decode()
+    change = [i for i in page.json()["items"] if i["action"] == "ChangeConfiguration"]
+    assert [json.loads(i["payload"])[3] for i in change if i["direction"] == "in"] == [
+        {"key": "AuthorizationKey", "value": "********"}
+    ]
+    _, lines = await download(token, "/api/v1/chargers/LOG-SECRET/log.jsonl")
+    assert lines and SECRET not in json.dumps(lines)
+    _, export = await download(token, "/api/v1/log.jsonl", since="2000-01-01T00:00:00Z")
+    assert export and SECRET not in json.dumps(export)

@@ -1,0 +1,124 @@
+"""The API in the scaled-out mode (Redis, PostgreSQL, Daphne and Celery as processes): an
+import job uploaded through the API runs on a Celery worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+from tests.process import ROOT, Process, daphne, free_port, wait_for_port
+from tests.test_import_jobs import fleet_csv
+from tests.test_scaled_out import REDIS_URL, database  # noqa: F401
+from tests.test_scaled_out import pytestmark as scaled_out
+
+# The scaled-out tests' needs (Redis, PostgreSQL) and marks.
+pytestmark = scaled_out
+
+
+V1 = "/api/v1"
+IMPORTS = f"{V1}/imports"
+
+
+def multipart(fields: dict[str, str], name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(
+        parts
+    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def http(host: str, token: str, method: str, path: str, body: bytes = b"", kind: str = "") -> Any:
+    headers = {"Authorization": f"Bearer {token}"}
+    if kind:
+        headers["Content-Type"] = kind
+    request = urllib.request.Request(f"http://{host}{path}", body or None, headers, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_scaled_out_a_job_runs_on_a_celery_worker(tmp_path, database):  # noqa: F811
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": f"{REDIS_URL.rstrip('/')}/{random.randint(8, 15)}",
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "scaled-out-import-" + uuid.uuid4().hex,
+        "PYTHONUNBUFFERED": "1",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
+    setup = textwrap.dedent(
+        """
+        from django.contrib.auth import get_user_model
+        from api.models import ApiToken
+        from locations.models import Location
+        Location.objects.create(name="Depot")
+        user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw-ops-1")
+        print(ApiToken.objects.issue(user, "ci")[1])
+        """
+    )
+    printed = subprocess.run(
+        [*manage, "shell", "-c", setup],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    token = printed.strip().splitlines()[-1]  # after what the shell's auto-imports print
+    port = free_port()
+    web = daphne(port, env, tmp_path)
+    celery = Process(
+        "celery",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "chargesim_site",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+        tmp_path,
+    )
+    try:
+        celery.wait_for_output("ready.")
+        wait_for_port(port, proc=web.proc)
+        host = f"127.0.0.1:{port}"
+        body, kind = multipart(
+            {"resource": "chargers", "dry_run": "false"}, "fleet.csv", fleet_csv(50)
+        )
+        job = http(host, token, "POST", IMPORTS, body, kind)
+        deadline = time.monotonic() + 60
+        while not (state := http(host, token, "GET", f"{IMPORTS}/{job['id']}"))["finished"]:
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert (state["status"], state["created"]) == ("done", 50), state
+        assert "chargers.run_import_job" in celery.output  # the worker ran it, not the web
+        listed = http(host, token, "GET", f"{V1}/chargers?limit=1")
+        assert listed["count"] == 50
+        assert token not in web.output + celery.output
+    finally:
+        web.stop()
+        celery.stop()

@@ -1,0 +1,41 @@
+"""The API actions benchmark runs end to end (correctness only: timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_it_drives_a_charging_fleet_through_the_api_and_reports_json(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "api_actions.py"),
+            "--chargers",
+            "30",
+            "--actions",
+            "10",
+            "--settle",
+            "0.5",
+            "--logs",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["errors"] == 0, figures["error_details"]
+    for name in ("bulk_by_status", "bulk_resume", "bulk_by_ids", "bulk_resume_by_ids"):
+        assert figures[f"{name}_results"] == 30
+    assert figures["action_p50_ms"] is not None and figures["state_p99_ms"] is not None

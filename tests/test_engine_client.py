@@ -1,0 +1,343 @@
+"""The web side's engine client against real engine workers on the in-memory channel layer,
+their chargers connected to the built-in CSMS over real sockets: one charger's actions and
+state (with wait_for), the fleet summary, bulk actions, and what happens without a worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from chargers.engine_client import (
+    ERROR_NO_WORKER,
+    NO_WORKER,
+    EngineClient,
+    NoWorker,
+)
+from chargers.models import Charger as ChargerRow
+from locations.models import Location
+from simulator import contract
+from simulator.core.charge_point import BootState
+from simulator.core.link import LinkState
+from simulator.csms import CentralSystem
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.cast import make_charger, make_location, make_vehicle
+from tests.engine import loaded, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer():
+    yield
+    await get_channel_layer().flush()
+
+
+def wait(condition: str, timeout: float = 5.0) -> contract.WaitFor:
+    return contract.WaitFor(condition=condition, timeout=timeout)
+
+
+async def start_worker(ids: list[str], shard: int = 0, shards: int = 1) -> Simulator:
+    options = RunOptions(
+        shard=shard,
+        shards=shards,
+        only_ids=ids,
+        tick_seconds=0.1,
+        checkpoint_seconds=0.1,
+        reconnect_cap=0.5,
+    )
+    service = Simulator(options)
+    await service.start(channels=True)
+    return service
+
+
+async def booted(service: Simulator, *cp_ids: str) -> None:
+    for cp_id in cp_ids:
+        charger = loaded(service, cp_id)
+        await wait_until(
+            lambda c=charger: c.boot is BootState.ACCEPTED and c.link is LinkState.ONLINE,
+            message=f"{cp_id} boot",
+        )
+
+
+@pytest.fixture
+async def rows(csms: CentralSystem) -> dict[str, ChargerRow]:
+    await database_sync_to_async(make_vehicle)()
+    site = await database_sync_to_async(make_location)("Client Site")
+    made = {}
+    for cp_id, evses in (("CL-1", 2), ("CL-2", 1)):
+        made[cp_id] = await database_sync_to_async(make_charger)(
+            cp_id, evses=evses, csms_url=csms.url, location=site
+        )
+    made["CL-OFF"] = await database_sync_to_async(make_charger)(
+        "CL-OFF", evses=1, csms_url=csms.url, enabled=False, location=site
+    )
+    return made
+
+
+@pytest.fixture
+async def worker(rows: dict[str, ChargerRow]) -> AsyncIterator[Simulator]:
+    service = await start_worker(["CL-1", "CL-2", "CL-OFF"])
+    await booted(service, "CL-1", "CL-2")
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture
+def client() -> EngineClient:
+    return EngineClient(ack_seconds=2.0, result_seconds=10.0)
+
+
+# -- one charger ---------------------------------------------------------------------------
+
+
+async def test_plug_in_and_an_id_tag_with_wait_for_charging_start_a_transaction_at_the_csms(
+    worker, rows, client, csms
+):
+    row = rows["CL-1"]
+    plugged = await client.command(row.pk, "CL-1", "plug_in", {"soc": 30, "target_soc": 90})
+    assert plugged["ok"], plugged["message"]
+    assert plugged["charger"]["evses"][0]["status"] == "Preparing"
+    assert plugged["charger"]["evses"][0]["soc"] == 30.0
+
+    started = await client.command(
+        row.pk, "CL-1", "present_id_tag", {"id_tag": "TAG-1"}, wait_for=wait("Charging")
+    )
+    assert started["ok"], started["message"]
+    assert started["wait"]["met"] is True
+    assert started["wait"]["status"] == "Charging"
+    assert started["charger"]["evses"][0]["id_tag"] == "TAG-1"
+    entry = await csms.wait_for("CL-1", "StartTransaction", message_type=2)
+    assert entry.payload["idTag"] == "TAG-1"
+
+    stopped = await client.command(row.pk, "CL-1", "stop", {}, wait_for=wait("Finishing"))
+    assert stopped["wait"]["met"] is True
+    stop = await csms.wait_for("CL-1", "StopTransaction", message_type=2)
+    assert stop.payload["reason"] == "Local"
+
+
+async def test_a_refused_action_says_why_and_a_bad_argument_is_told_apart(worker, rows, client):
+    pk = rows["CL-2"].pk
+    refused = await client.command(pk, "CL-2", "stop")
+    assert refused["ok"] is False
+    assert refused["error"] == contract.ERROR_REFUSED
+    assert refused["message"] == "connector 1 has no transaction"
+    bad = await client.command(pk, "CL-2", "plug_in", {"soc": 150})
+    assert (bad["ok"], bad["error"]) == (False, contract.ERROR_INVALID)
+    assert bad["message"] == "soc must be within 0 and 100"
+    no_connector = await client.command(pk, "CL-2", "unplug", {"connector_id": 2})
+    assert no_connector["error"] == contract.ERROR_INVALID
+    assert "no connector 2" in no_connector["message"]
+    unknown = await client.command(pk, "CL-2", "explode")
+    assert unknown["error"] == contract.ERROR_INVALID
+
+
+async def test_a_bad_wait_for_is_refused_before_the_action_runs(worker, rows, client):
+    pk = rows["CL-2"].pk
+    bad_ones: list[Any] = [  # deliberately not WaitFor: values from outside
+        {"condition": "Sleeping", "timeout": 5},
+        {"condition": "Charging", "timeout": contract.WAIT_TIMEOUT_MAX + 1},
+        {"condition": "Charging", "timeout": "soon"},
+        ["Charging", 5],
+    ]
+    for bad in bad_ones:
+        result = await client.command(pk, "CL-2", "plug_in", {}, wait_for=bad)
+        assert (result["ok"], result["error"]) == (False, contract.ERROR_INVALID), bad
+        assert "wait_for" in result["message"] or "timeout" in result["message"]
+    assert loaded(worker, "CL-2").evses[0].battery is None  # nothing was plugged in
+
+
+async def test_a_wait_that_times_out_says_so_with_the_current_status(worker, rows, client):
+    result = await client.command(
+        rows["CL-2"].pk, "CL-2", "plug_in", {}, wait_for=wait("Charging", 0.3)
+    )
+    assert result["ok"] is True
+    assert result["wait"]["met"] is False
+    assert result["wait"]["status"] == "Preparing"
+    assert result["wait"]["waited"] >= 0.3
+
+
+async def test_a_state_request_with_wait_for_is_answered_when_the_status_changes(
+    worker, rows, client
+):
+    pk = rows["CL-2"].pk
+    waiting = asyncio.create_task(client.state(pk, "CL-2", wait_for=wait("Faulted")))
+    await wait_until(lambda: len(worker.conditions) == 1, message="the wait to register")
+    assert not waiting.done()
+    fault = await client.command(pk, "CL-2", "inject_fault", {"error_code": "GroundFailure"})
+    assert fault["ok"], fault["message"]
+    answered = await asyncio.wait_for(waiting, 5)
+    assert answered["wait"]["met"] is True
+    assert answered["charger"]["evses"][0]["error_code"] == "GroundFailure"
+    assert len(worker.conditions) == 0
+
+
+async def test_pause_and_resume_ev_move_the_connector_between_suspended_ev_and_charging(
+    worker, rows, client
+):
+    pk = rows["CL-2"].pk
+    await client.command(pk, "CL-2", "plug_in", {"soc": 20})
+    await client.command(pk, "CL-2", "present_id_tag", {"id_tag": "T"}, wait_for=wait("Charging"))
+    paused = await client.command(pk, "CL-2", "pause_ev", wait_for=wait("SuspendedEV"))
+    assert paused["wait"]["met"] is True
+    assert paused["charger"]["evses"][0]["power_w"] == 0.0
+    resumed = await client.command(pk, "CL-2", "resume_ev", wait_for=wait("Charging"))
+    assert resumed["wait"]["met"] is True
+    again = await client.command(pk, "CL-2", "resume_ev")
+    assert again["message"] == "the EV on connector 1 is not paused"
+
+
+async def test_reboot_ends_a_session_as_a_power_loss_and_boots_again(worker, rows, client, csms):
+    pk = rows["CL-2"].pk
+    await client.command(pk, "CL-2", "plug_in", {})
+    await client.command(pk, "CL-2", "present_id_tag", {"id_tag": "T"}, wait_for=wait("Charging"))
+    await csms.wait_for("CL-2", "StartTransaction", direction="out", message_type=3)
+    boots = csms.counts["BootNotification"]
+    before = loaded(worker, "CL-2")
+
+    rebooted = await client.command(pk, "CL-2", "reboot", wait_for=wait("Accepted"))
+    assert rebooted["ok"], rebooted["message"]
+    assert rebooted["wait"]["met"] is True
+    assert loaded(worker, "CL-2") is not before
+    assert csms.counts["BootNotification"] == boots + 1
+    stop = await csms.wait_for("CL-2", "StopTransaction", message_type=2)
+    assert stop.payload["reason"] == "PowerLoss"
+    assert rebooted["charger"]["evses"][0]["status"] == "Available"
+
+
+async def test_a_charger_this_worker_does_not_run_is_reported_not_running(worker, rows, client):
+    result = await client.command(rows["CL-OFF"].pk, "CL-OFF", "connect")
+    assert (result["ok"], result["error"]) == (False, contract.ERROR_NOT_RUNNING)
+    assert "not running" in result["message"]
+    assert "charger" not in result
+
+
+async def test_without_a_worker_the_client_says_no_worker_is_running(rows):
+    client = EngineClient(ack_seconds=0.2)
+    with pytest.raises(NoWorker, match=NO_WORKER):
+        await client.command(rows["CL-1"].pk, "CL-1", "connect")
+    overview = await client.summary()
+    assert (overview.answered, overview.missing) == ([], [0])
+
+
+# -- the fleet ---------------------------------------------------------------------------------
+
+
+async def test_the_fleet_summary_adds_up_the_shard_with_its_locations(worker, rows, client):
+    await client.command(rows["CL-2"].pk, "CL-2", "inject_fault", {})
+    overview = await client.summary()
+    assert (overview.answered, overview.missing) == ([0], [])
+    assert overview.counts["chargers"] == 2
+    assert overview.counts["statuses"] == {"Available": 2, "Faulted": 1}
+    assert overview.counts["links"] == {"online": 2}
+    site = rows["CL-1"].location_id
+    assert overview.locations[site]["chargers"] == 2
+
+
+async def test_a_bulk_by_location_and_status_plugs_in_every_available_connector(
+    worker, rows, client
+):
+    await client.command(rows["CL-1"].pk, "CL-1", "inject_fault", {"connector_id": 2})
+    outcome = await client.bulk(
+        "plug_in",
+        {"soc": 40},
+        location_id=rows["CL-1"].location_id,
+        status="Available",
+        wait_for=wait("Preparing"),
+    )
+    assert (outcome.missing, outcome.unfinished, outcome.refused) == ([], [], [])
+    done = sorted((r["charge_point_id"], r["connector_id"], r["ok"]) for r in outcome.results)
+    assert done == [("CL-1", 1, True), ("CL-2", 1, True)]  # CL-1/2 is Faulted: not chosen
+    assert all(r["wait"]["met"] and r["status"] == "Preparing" for r in outcome.results)
+
+
+async def test_a_bulk_by_ids_answers_for_every_listed_charger_even_one_not_running(
+    worker, rows, client
+):
+    listed = {row.pk: cp_id for cp_id, row in rows.items()}
+    outcome = await client.bulk("cut_network", {"seconds": 1}, chargers=listed)
+    by_id = {r["charger_id"]: r for r in outcome.results}
+    assert set(by_id) == set(listed)
+    assert by_id[rows["CL-1"].pk]["ok"] and by_id[rows["CL-2"].pk]["ok"]
+    assert by_id[rows["CL-OFF"].pk]["error"] == contract.ERROR_NOT_RUNNING
+    skipped = await client.bulk("unplug", {}, chargers=listed, status="Charging")
+    assert {r["error"] for r in skipped.results} == {
+        contract.ERROR_SKIPPED,
+        contract.ERROR_NOT_RUNNING,
+    }
+
+
+async def test_a_bulk_the_workers_refuse_as_a_whole_says_why(worker, client):
+    outcome = await client.bulk("plug_in", {}, status="Sleeping")
+    assert outcome.results == []
+    assert outcome.refused == ["'Sleeping' is not a connector status"]
+    nothing = await client.bulk("plug_in", {})
+    assert nothing.refused == ["choose the chargers: ids, a location or a connector status"]
+
+
+# -- two shards --------------------------------------------------------------------------------
+
+
+def ids_on_both_shards(prefix: str) -> dict[int, list[str]]:
+    """Two charge point ids for each of 2 shards."""
+    found: dict[int, list[str]] = {0: [], 1: []}
+    n = 0
+    while min(len(ids) for ids in found.values()) < 2:
+        cp_id = f"{prefix}{n}"
+        shard = contract.shard_of(cp_id, 2)
+        if len(found[shard]) < 2:
+            found[shard].append(cp_id)
+        n += 1
+    return found
+
+
+def pk_map(cp_ids: list[str]) -> dict[int, str]:
+    rows = ChargerRow.objects.filter(charge_point_id__in=cp_ids)
+    return dict(rows.values_list("pk", "charge_point_id"))
+
+
+async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, settings):
+    settings.CHARGESIM_SHARDS = 2
+    by_shard = ids_on_both_shards("SHARD-")
+    site = await database_sync_to_async(Location.objects.create)(
+        name="Two Shards", city="Berlin", country="DE", time_zone="Europe/Berlin"
+    )
+    await database_sync_to_async(make_vehicle)()
+    every = [cp_id for ids in by_shard.values() for cp_id in ids]
+    for cp_id in every:
+        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
+    pks: dict[int, str] = await database_sync_to_async(pk_map)(every)
+    workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
+    try:
+        for shard, service in enumerate(workers):
+            await booted(service, *by_shard[shard])
+        client = EngineClient(ack_seconds=2.0)
+        outcome = await client.bulk(
+            "plug_in", {"soc": 50}, location_id=site.pk, wait_for=wait("Preparing")
+        )
+        assert sorted(str(r["charge_point_id"]) for r in outcome.results) == sorted(every)
+        assert all(r["ok"] and r["wait"]["met"] for r in outcome.results)
+        overview = await client.summary()
+        assert overview.answered == [0, 1]
+        assert overview.counts["statuses"] == {"Preparing": 4}
+
+        await workers[1].stop()  # shard 1 has no worker now
+        listed = await client.bulk("unplug", {}, chargers=pks, known=pks)
+        results = {r["charge_point_id"]: r for r in listed.results}
+        assert listed.missing == [1]
+        assert set(results) == set(every)
+        assert all(results[cp_id]["ok"] for cp_id in by_shard[0])
+        for cp_id in by_shard[1]:
+            assert (results[cp_id]["error"], results[cp_id]["message"]) == (
+                ERROR_NO_WORKER,
+                NO_WORKER,
+            )
+    finally:
+        for service in workers:
+            await service.stop()

@@ -1,0 +1,185 @@
+"""Local Auth List Management (OCPP 1.6 sections 3.5, 5.10, 5.15): SendLocalList and
+GetLocalListVersion over real loopback WebSockets against the built-in CSMS, the list's
+place in authorization online and offline, and the list across a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from ocpp.v16.datatypes import IdTagInfo
+
+from chargers.models import LocalAuthEntry, RuntimeState
+from tests.cast import make_charger
+from tests.engine import COMPACT, connected, runtime_charger
+from tests.workers import running
+
+
+def sent(csms, cp_id, action, after=0):
+    return [
+        e.payload
+        for e in csms.log[after:]
+        if e.cp_id == cp_id and e.direction == "in" and e.message_type == 2 and e.action == action
+    ]
+
+
+async def test_a_full_list_replaces_the_list_and_sets_its_version(csms):
+    charger = runtime_charger("LL-1", csms.url, evses=1)
+    async with connected(charger):
+        assert await csms.get_local_list_version("LL-1") == 0  # no list yet
+        status = await csms.send_local_list("LL-1", 3, {"A": "Accepted", "B": "Blocked"})
+        assert status == "Accepted"
+        assert await csms.get_local_list_version("LL-1") == 3
+        assert set(charger.local_list.entries) == {"A", "B"}
+        assert await csms.send_local_list("LL-1", 4, {"C": "Accepted"}) == "Accepted"
+        assert set(charger.local_list.entries) == {"C"}
+        # A full update with no entries empties the list: its version reads 0 again.
+        assert await csms.send_local_list("LL-1", 5, {}) == "Accepted"
+        assert await csms.get_local_list_version("LL-1") == 0
+
+
+async def test_a_differential_update_adds_updates_and_removes_and_must_be_newer(csms):
+    charger = runtime_charger("LL-2", csms.url, evses=1)
+    async with connected(charger):
+        await csms.send_local_list("LL-2", 10, {"A": "Accepted", "B": "Accepted"})
+        changes = {"A": "Blocked", "B": None, "C": "Accepted"}
+        assert await csms.send_local_list("LL-2", 11, changes, "Differential") == "Accepted"
+        entries = {tag: str(e.status) for tag, e in charger.local_list.entries.items()}
+        assert entries == {"A": "Blocked", "C": "Accepted"}
+        assert csms.local_lists["LL-2"].entries == entries
+        # Not newer than the list: VersionMismatch, and nothing changes.
+        for version in (11, 5):
+            answer = await csms.send_local_list("LL-2", version, {"D": "Accepted"}, "Differential")
+            assert answer == "VersionMismatch"
+        assert "D" not in charger.local_list.entries
+        assert await csms.get_local_list_version("LL-2") == 11
+
+
+async def test_an_update_the_charger_cannot_hold_fails_and_changes_nothing(csms):
+    charger = runtime_charger(
+        "LL-3",
+        csms.url,
+        evses=1,
+        config={"SendLocalListMaxLength": "3", "LocalAuthListMaxLength": "4"},
+    )
+    async with connected(charger):
+        assert await csms.send_local_list("LL-3", 1, {"A": "Accepted", "B": "Accepted"}) == (
+            "Accepted"
+        )
+        too_many = {f"T{n}": "Accepted" for n in range(4)}  # SendLocalListMaxLength 3
+        assert await csms.send_local_list("LL-3", 2, too_many) == "Failed"
+        three = {"C": "Accepted", "D": "Accepted", "E": "Accepted"}  # 5 > 4 in all
+        assert await csms.send_local_list("LL-3", 2, three, "Differential") == "Failed"
+        assert set(charger.local_list.entries) == {"A", "B"}
+        assert await csms.get_local_list_version("LL-3") == 1
+        # A full update must say what each idTag is: no idTagInfo is not a full list.
+        assert await csms.send_local_list("LL-3", 2, {"A": "Accepted", "Z": None}) == "Failed"
+        # The same idTag twice in one update.
+        raw = (
+            '[2,"dup","SendLocalList",{"listVersion":2,"updateType":"Full",'
+            '"localAuthorizationList":[{"idTag":"A","idTagInfo":{"status":"Accepted"}},'
+            '{"idTag":"A","idTagInfo":{"status":"Blocked"}}]}]'
+        )
+        unique_id = await csms.send_raw("LL-3", raw)
+        reply = await csms.wait_for("LL-3", direction="in", unique_id=unique_id)
+        assert reply.payload == {"status": "Failed"}
+        assert set(charger.local_list.entries) == {"A", "B"}
+
+
+async def test_without_the_profile_the_list_is_not_supported(csms):
+    charger = runtime_charger(
+        "LL-4", csms.url, evses=1, config={"SupportedFeatureProfiles": "Core,RemoteTrigger"}
+    )
+    async with connected(charger):
+        assert await csms.send_local_list("LL-4", 1, {"A": "Accepted"}) == "NotSupported"
+        assert await csms.get_local_list_version("LL-4") == -1
+
+
+async def test_the_list_decides_before_the_cache_and_the_cache_keeps_none_of_its_tags(csms):
+    csms.authorize["LISTED"] = "Accepted"
+    charger = runtime_charger("LL-5", csms.url, evses=2)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT)
+        assert await charger.present_id_tag(1, "LISTED") == "Accepted"  # now in the cache
+        assert charger.auth_cache["LISTED"] == "Accepted"
+        await csms.send_local_list("LL-5", 1, {"LISTED": "Blocked"})
+        assert "LISTED" not in charger.auth_cache  # the list decides it now
+        charger.stop_transaction(1)
+    # Offline: the list's Blocked wins over what the cache had said.
+    assert charger.auth_cache.offline_status("LISTED") == "Blocked"
+    charger.plug_in(2, COMPACT)
+    assert await charger.present_id_tag(2, "LISTED") == "Blocked"
+    assert 2 not in charger.transactions
+
+
+async def test_local_pre_authorize_starts_from_the_list_without_an_authorize(csms):
+    charger = runtime_charger("LL-6", csms.url, evses=1, config={"LocalPreAuthorize": "true"})
+    async with connected(charger):
+        await csms.send_local_list("LL-6", 1, {"FAST": "Accepted"})
+        mark = len(csms.log)
+        charger.plug_in(1, COMPACT)
+        assert await charger.present_id_tag(1, "FAST") == "Accepted"
+        await csms.wait_for("LL-6", "StartTransaction", after=mark)
+        assert sent(csms, "LL-6", "Authorize", mark) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "tag", "expected"),
+    [
+        ({}, "GOOD", "Accepted"),  # LocalAuthorizeOffline defaults to true
+        ({"LocalAuthorizeOffline": "false"}, "GOOD", "Invalid"),
+        ({}, "BAD", "Blocked"),
+        ({}, "OLD", "Expired"),  # Accepted, but its expiryDate is past
+        ({}, "UNKNOWN", "Invalid"),
+        ({"AllowOfflineTxForUnknownId": "true"}, "UNKNOWN", "Accepted"),
+        # With the list off, its idTags are unknown (and the cache never kept them).
+        ({"LocalAuthListEnabled": "false"}, "GOOD", "Invalid"),
+    ],
+)
+async def test_offline_authorization_follows_the_list_and_the_keys(csms, config, tag, expected):
+    charger = runtime_charger("LL-7", csms.url, evses=1, config=config)
+    past = datetime.now(UTC) - timedelta(days=1)
+    async with connected(charger):
+        entries = {
+            "GOOD": "Accepted",
+            "BAD": "Blocked",
+            "OLD": IdTagInfo(status="Accepted", expiry_date=past.isoformat()),
+        }
+        assert await csms.send_local_list("LL-7", 1, entries) == "Accepted"
+    assert not charger.online
+    charger.plug_in(1, COMPACT)
+    assert await charger.present_id_tag(1, tag) == expected
+    assert (1 in charger.transactions) is (expected == "Accepted")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_list_and_its_version_survive_a_restart(csms):
+    await database_sync_to_async(make_charger)("LL-DB", evses=1, csms_url=csms.url)
+    async with running("LL-DB"):
+        entries = {f"T{n:03d}": "Accepted" for n in range(300)}
+        entries["PARENTED"] = IdTagInfo(status="Accepted", parent_id_tag="GROUP")
+        assert await csms.send_local_list("LL-DB", 7, entries) == "Accepted"
+        changes = {"T000": None, "T001": "Blocked", "NEW": "Accepted"}
+        assert await csms.send_local_list("LL-DB", 8, changes, "Differential") == "Accepted"
+
+    def stored():
+        rows = LocalAuthEntry.objects.filter(charger__charge_point_id="LL-DB")
+        version = RuntimeState.objects.get(charger__charge_point_id="LL-DB").local_list_version
+        return version, {r.id_tag: (r.status, r.parent_id_tag) for r in rows}
+
+    version, rows = await database_sync_to_async(stored)()
+    assert version == 8
+    assert len(rows) == 301  # 300 T + PARENTED, less T000, plus NEW
+    assert rows["T001"] == ("Blocked", "") and rows["PARENTED"] == ("Accepted", "GROUP")
+    assert "T000" not in rows and rows["NEW"] == ("Accepted", "")
+
+    async with running("LL-DB") as charger:
+        assert await csms.get_local_list_version("LL-DB") == 8
+        assert charger.auth_cache.parent_of("PARENTED") == "GROUP"
+        assert await csms.send_local_list("LL-DB", 8, {"X": "Accepted"}, "Differential") == (
+            "VersionMismatch"
+        )
+        assert await csms.send_local_list("LL-DB", 9, {"FRESH": "Accepted"}) == "Accepted"
+    version, rows = await database_sync_to_async(stored)()
+    assert (version, rows) == (9, {"FRESH": ("Accepted", "")})
