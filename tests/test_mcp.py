@@ -268,6 +268,30 @@ async def test_http_creates_a_charger_that_connects_without_a_restart(site):
             )
         )
         assert online["wait"]["met"] is True and online["charger"]["boot"] == "Accepted"
+        plugged = structured(
+            await client.call_tool(
+                "bulk_action",
+                {
+                    "action": "plug_in",
+                    "filter": {"charge_point_ids": ["MCP-NEW-1", "GHOST"]},
+                    "args": {"soc": 50},
+                    "wait_for": "Preparing",
+                    "timeout": 10,
+                },
+            )
+        )
+        results = {item["charge_point_id"]: item for item in plugged["results"]}
+        assert results["MCP-NEW-1"]["ok"] and results["MCP-NEW-1"]["status"] == "Preparing"
+        assert results["GHOST"]["error"] == "not_found"
+        bad = await client.call_tool(
+            "bulk_action",
+            {
+                "action": "plug_in",
+                "filter": {"charge_point_ids": ["MCP-NEW-1"]},
+                "args": {"soc": 500},
+            },
+        )
+        assert "soc" in error_text(bad)
         again = await client.call_tool(
             "create_charger",
             {"charger": {"charge_point_id": "MCP-NEW-1", "location": location}},
