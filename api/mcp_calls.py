@@ -10,17 +10,20 @@ errors (`is_error`) with the endpoint's message, for the model to read.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest
 from mcp.server.mcpserver.exceptions import ToolError
-from ninja.errors import HttpError
+from ninja.errors import AuthorizationError, HttpError
+from pydantic import ValidationError as PydanticValidationError
 
 from api.auth import Caller
-from api.errors import ApiError
+from api.errors import ApiError, ErrorItem, errors_from_django
 
 # Who the current MCP request acts as; set by the transport before it runs a request.
 CALLER: ContextVar[Caller] = ContextVar("chargesim_mcp_caller")
@@ -41,31 +44,61 @@ def caller_request(method: str = "GET") -> HttpRequest:
     return request
 
 
-def _refusal(exc: HttpError) -> str:
-    """An endpoint's error as one message for the model: its detail and each problem."""
-    parts = [str(exc.message)]
-    if isinstance(exc, ApiError):
-        for item in exc.errors:
-            where = " ".join(
-                p
-                for p in (f"row {item.row}" if item.row is not None else "", item.field or "")
-                if p
+def _lines(detail: str, items: Iterable[ErrorItem]) -> str:
+    """An endpoint's error body as text for the model: its detail, then each problem."""
+    parts = [detail]
+    for item in items:
+        where = ", ".join(
+            part
+            for part in (
+                f"row {item.row}" if item.row is not None else "",
+                item.field or "",
             )
-            parts.append(f"{where}: {item.message}" if where else item.message)
+            if part
+        )
+        parts.append(f"{where}: {item.message}" if where else item.message)
     return "\n".join(parts)
 
 
+def refusal(exc: Exception) -> str | None:
+    """What the endpoint would answer for `exc`, as text; None for a crash (a bug), which
+    the SDK logs and shows only as the tool's failure."""
+    if isinstance(exc, ApiError):
+        return _lines(str(exc.message), exc.errors)
+    if isinstance(exc, HttpError):
+        message = str(exc.message)
+        if isinstance(exc, AuthorizationError) and message == "Forbidden":
+            message = "You do not have permission to do that."
+        return message
+    if isinstance(exc, Http404):
+        return str(exc) or "Not found."
+    if isinstance(exc, PermissionDenied):
+        return str(exc) or "You do not have permission to do that."
+    if isinstance(exc, DjangoValidationError):
+        return _lines("The request is not valid.", errors_from_django(exc))
+    if isinstance(exc, PydanticValidationError):
+        items = [
+            ErrorItem(field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])
+            for e in exc.errors()
+        ]
+        return _lines("The request is not valid.", items)
+    return None
+
+
 def tool_errors(fn: F) -> F:
-    """An endpoint's refusal (401/403/404/409/422/503/504: ninja's HttpError and the API's
-    ApiError) raised inside a tool becomes a tool error with the endpoint's message, as a
-    model reads it; anything else stays a crash (logged, and only the tool's name shown)."""
+    """What an endpoint answers with an error (401/403/404/409/422/503/504, a form's or a
+    schema's validation errors) becomes a tool error with the endpoint's words, for the
+    model to read; anything else stays a crash."""
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
-        except HttpError as exc:
-            raise ToolError(_refusal(exc)) from exc
+        except Exception as exc:
+            text = refusal(exc)
+            if text is None:
+                raise
+            raise ToolError(text) from exc
 
     return cast(F, run)
 

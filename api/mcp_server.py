@@ -4,20 +4,60 @@ Built on the official Python SDK (`mcp`, its `MCPServer`). Two transports serve 
 server: stdio (`manage.py mcp`, for an MCP client that starts the command itself) and
 streamable HTTP at `/mcp` behind the API's token auth (`api.mcp_http`).
 
-Each tool is a thin call of the function its REST endpoint runs (no HTTP hop), as the
-transport's caller (`api.mcp_calls`), grouped as the API is: account, fleet (locations,
-vehicle models, chargers), live state and actions, message log. A tool's docstring is what
-the model reads about it.
+Each tool calls the very function its REST endpoint runs, looked up in the endpoint's
+router (`endpoint`), with the request object the transport's caller makes
+(`api.mcp_calls`): the same permission checks, validation, engine round trips and error
+messages, and no HTTP hop. A tool's description is its endpoint's summary and description.
+
+- account: whoami;
+- fleet: list, get and create locations and vehicle models; list, get, create (one or
+  many) and change chargers;
+- live: a charger's state (optionally once a condition holds), the fleet summary, each
+  charger action (connect, plug_in, present_id_tag, stop, ... with wait_for) and any of
+  them on many chargers (bulk_action);
+- message log: a charger's frames and connection events, a page at a time.
+
+Resources (JSON): chargesim://fleet/summary, chargesim://chargers/{id}/state and
+chargesim://chargers/{id}/log (its newest entries).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import ToolAnnotations
+from ninja import Field, Router, Schema
+from ninja.responses import Status
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
-from api.mcp_calls import caller_request, in_thread, tool_errors
-from api.routers import account
+from api.fleet_schemas import (
+    ChargerDetail,
+    ChargerFilters,
+    ChargerIn,
+    ChargerOut,
+    ChargerPatch,
+    ChargersCreated,
+    ChargersIn,
+    ChargerWritten,
+    LocationFilters,
+    LocationIn,
+    LocationOut,
+    VehicleModelFilters,
+    VehicleModelIn,
+    VehicleModelOut,
+)
+from api.mcp_calls import caller_request, in_thread, refusal, tool_errors
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
+from api.routers import account, fleet, live, log
+from simulator import contract
 
 INSTRUCTIONS = """\
 ChargeSim simulates fleets of OCPP 1.6J charge points against a central system (CSMS).
@@ -27,12 +67,389 @@ or technician would (plug in a vehicle, present an idTag, stop, unplug, faults, 
 cuts) and read its OCPP message log. Actions can wait for a condition (wait_for, e.g.
 "Charging") so that no polling is needed."""
 
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+
+# What a tool answers: the JSON its endpoint answers (the same field names). Not the
+# endpoint's ninja schema as the tool's output type: the SDK validates a returned model
+# again, by alias, and a ninja schema's aliases and resolvers read ORM objects, not itself.
+Answer = dict[str, Any]
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many items to return.")]
+Offset = Annotated[int, Field(ge=0, description="How many items to skip.")]
+ChargePointId = Annotated[str, Field(description="The charger's charge point id.")]
+WaitFor = Annotated[
+    contract.WaitCondition | None,
+    Field(
+        description="Answer once this holds: a status of the action's connector (e.g. "
+        "Charging), or Accepted (online, boot accepted)."
+    ),
+]
+Timeout = Annotated[
+    float,
+    Field(gt=0, le=contract.WAIT_TIMEOUT_MAX, description="Seconds to wait for wait_for."),
+]
+
+
+def endpoint(router: Router, path: str, method: str) -> tuple[Callable[..., Any], str]:
+    """The function an endpoint runs (with its permission check) and its documentation."""
+    for operation in router.path_operations[path].operations:
+        if method in operation.methods:
+            summary = (operation.summary or "").rstrip(".")
+            text = ". ".join(p for p in (summary, operation.description) if p)
+            return operation.view_func, text
+    raise LookupError(f"no {method} {path}")
+
+
+async def _sync_call(
+    view: Callable[..., Any], out: type[BaseModel], method: str, *args: Any, **kwargs: Any
+) -> Any:
+    """Run a synchronous endpoint function (the ORM) in a thread, as the caller, and read
+    its answer into its response schema there too (a queryset is evaluated lazily), as the
+    JSON the endpoint answers."""
+    request = caller_request(method)
+
+    def call() -> Any:
+        result = view(request, *args, **kwargs)
+        if isinstance(result, Status):
+            result = result.value
+        return out.model_validate(result).model_dump(mode="json")
+
+    return await in_thread(call)()
+
+
+# -- account ---------------------------------------------------------------------------
+
+
+_WHOAMI, _WHOAMI_DOC = endpoint(account.router, "/whoami", "GET")
+
 
 @tool_errors
-async def whoami() -> account.WhoAmI:
-    """Who this MCP session acts as: the user, how they authenticated, their permissions
-    (chargers.view_charger to read, chargers.change_charger to drive chargers)."""
-    return await in_thread(account.whoami)(caller_request())
+async def whoami() -> Answer:
+    return await _sync_call(_WHOAMI, account.WhoAmI, "GET")
+
+
+# -- fleet -------------------------------------------------------------------------------
+
+
+class LocationPage(Schema):
+    items: list[LocationOut]
+    count: int = Field(description="How many there are in all (for limit and offset).")
+
+
+class VehicleModelPage(Schema):
+    items: list[VehicleModelOut]
+    count: int = Field(description="How many there are in all (for limit and offset).")
+
+
+class ChargerPage(Schema):
+    items: list[ChargerOut]
+    count: int = Field(description="How many there are in all (for limit and offset).")
+
+
+_LIST_LOCATIONS, _LIST_LOCATIONS_DOC = endpoint(fleet.router, "/locations", "GET")
+_GET_LOCATION, _GET_LOCATION_DOC = endpoint(fleet.router, "/locations/{location_id}", "GET")
+_CREATE_LOCATION, _CREATE_LOCATION_DOC = endpoint(fleet.router, "/locations", "POST")
+_LIST_VEHICLES, _LIST_VEHICLES_DOC = endpoint(fleet.router, "/vehicle-models", "GET")
+_GET_VEHICLE, _GET_VEHICLE_DOC = endpoint(fleet.router, "/vehicle-models/{vehicle_model_id}", "GET")
+_CREATE_VEHICLE, _CREATE_VEHICLE_DOC = endpoint(fleet.router, "/vehicle-models", "POST")
+_LIST_CHARGERS, _LIST_CHARGERS_DOC = endpoint(fleet.router, "/chargers", "GET")
+_GET_CHARGER, _GET_CHARGER_DOC = endpoint(fleet.router, "/chargers/{charge_point_id}", "GET")
+_CREATE_CHARGER, _CREATE_CHARGER_DOC = endpoint(fleet.router, "/chargers", "POST")
+_CREATE_CHARGERS, _CREATE_CHARGERS_DOC = endpoint(fleet.router, "/bulk/chargers", "POST")
+_CHANGE_CHARGER, _CHANGE_CHARGER_DOC = endpoint(
+    fleet.router, "/chargers/{charge_point_id}", "PATCH"
+)
+
+Wait = Annotated[
+    bool,
+    Field(
+        description="Wait (a few seconds at most) for the simulator workers to say what they "
+        "did with the change (`workers`); false answers at once."
+    ),
+]
+
+
+def _page(limit: int, offset: int) -> Any:
+    return Paged.Input(limit=limit, offset=offset)
+
+
+@tool_errors
+async def list_locations(
+    filters: LocationFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Answer:
+    return await _sync_call(
+        _LIST_LOCATIONS,
+        LocationPage,
+        "GET",
+        filters=filters or LocationFilters.model_validate({}),
+        ninja_pagination=_page(limit, offset),
+    )
+
+
+@tool_errors
+async def get_location(location_id: int) -> Answer:
+    return await _sync_call(_GET_LOCATION, LocationOut, "GET", location_id=location_id)
+
+
+@tool_errors
+async def create_location(location: LocationIn) -> Answer:
+    return await _sync_call(_CREATE_LOCATION, LocationOut, "POST", payload=location)
+
+
+@tool_errors
+async def list_vehicle_models(
+    filters: VehicleModelFilters | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Answer:
+    return await _sync_call(
+        _LIST_VEHICLES,
+        VehicleModelPage,
+        "GET",
+        filters=filters or VehicleModelFilters.model_validate({}),
+        ninja_pagination=_page(limit, offset),
+    )
+
+
+@tool_errors
+async def get_vehicle_model(vehicle_model_id: int) -> Answer:
+    return await _sync_call(_GET_VEHICLE, VehicleModelOut, "GET", vehicle_model_id=vehicle_model_id)
+
+
+@tool_errors
+async def create_vehicle_model(vehicle_model: VehicleModelIn) -> Answer:
+    return await _sync_call(_CREATE_VEHICLE, VehicleModelOut, "POST", payload=vehicle_model)
+
+
+@tool_errors
+async def list_chargers(
+    filters: ChargerFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Answer:
+    return await _sync_call(
+        _LIST_CHARGERS,
+        ChargerPage,
+        "GET",
+        filters=filters or ChargerFilters.model_validate({}),
+        ninja_pagination=_page(limit, offset),
+    )
+
+
+@tool_errors
+async def get_charger(charge_point_id: ChargePointId) -> Answer:
+    return await _sync_call(_GET_CHARGER, ChargerDetail, "GET", charge_point_id=charge_point_id)
+
+
+@tool_errors
+async def create_charger(charger: ChargerIn, wait: Wait = True) -> Answer:
+    return await _sync_call(_CREATE_CHARGER, ChargerWritten, "POST", payload=charger, wait=wait)
+
+
+@tool_errors
+async def create_chargers(chargers: list[ChargerIn], wait: Wait = True) -> Answer:
+    return await _sync_call(
+        _CREATE_CHARGERS,
+        ChargersCreated,
+        "POST",
+        payload=ChargersIn(items=chargers),
+        wait=wait,
+    )
+
+
+@tool_errors
+async def change_charger(
+    charge_point_id: ChargePointId, changes: ChargerPatch, wait: Wait = True
+) -> Answer:
+    return await _sync_call(
+        _CHANGE_CHARGER,
+        ChargerWritten,
+        "PATCH",
+        charge_point_id=charge_point_id,
+        payload=changes,
+        wait=wait,
+    )
+
+
+# -- live state and actions --------------------------------------------------------------
+
+
+_STATE, _STATE_DOC = endpoint(live.router, "/chargers/{charge_point_id}/state", "GET")
+_SUMMARY, _SUMMARY_DOC = endpoint(live.router, "/fleet/summary", "GET")
+
+
+@tool_errors
+async def charger_state(
+    charge_point_id: ChargePointId,
+    connector_id: Annotated[int, Field(ge=1, le=99)] = 1,
+    wait_for: WaitFor = None,
+    timeout: Timeout = contract.WAIT_TIMEOUT_DEFAULT,
+) -> Answer:
+    params = live.StateParams(connector_id=connector_id, wait_for=wait_for, timeout=timeout)
+    result: live.StateOut = await _STATE(
+        caller_request(), charge_point_id=charge_point_id, params=params
+    )
+    return result.model_dump(mode="json")
+
+
+@tool_errors
+async def fleet_summary() -> Answer:
+    result: live.FleetSummaryOut = await _SUMMARY(caller_request())
+    return result.model_dump(mode="json")
+
+
+def _action_tool(action: live.Action) -> Callable[..., Awaitable[Answer]]:
+    """The tool of one charger action: the charge point id, the action's own arguments
+    (its body's fields, flat), then wait_for and timeout; it runs the action's endpoint."""
+    view, doc = endpoint(
+        live.router, f"/chargers/{{charge_point_id}}/actions/{action.path}", "POST"
+    )
+    has_body = action.args is not live.NoArgs
+    fields = action.args.model_fields
+
+    async def run(
+        charge_point_id: str,
+        wait_for: contract.WaitCondition | None = None,
+        timeout: float = contract.WAIT_TIMEOUT_DEFAULT,
+        **values: Any,
+    ) -> Answer:
+        kwargs: dict[str, Any] = {
+            "charge_point_id": charge_point_id,
+            "params": live.WaitParams(wait_for=wait_for, timeout=timeout),
+        }
+        if has_body:
+            kwargs["payload"] = action.args(**values)
+        result: live.ActionOut = await view(caller_request("POST"), **kwargs)
+        return result.model_dump(mode="json")
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter("charge_point_id", keyword, annotation=ChargePointId)]
+    for name, info in fields.items():
+        default = inspect.Parameter.empty if info.default is PydanticUndefined else info.default
+        # Annotated[type, constraints..., description], built at run time from the field.
+        annotation = cast(Any, Annotated)[
+            (info.annotation, *info.metadata, Field(description=info.description))
+        ]
+        parameters.append(inspect.Parameter(name, keyword, default=default, annotation=annotation))
+    parameters += [
+        inspect.Parameter("wait_for", keyword, default=None, annotation=WaitFor),
+        inspect.Parameter(
+            "timeout", keyword, default=contract.WAIT_TIMEOUT_DEFAULT, annotation=Timeout
+        ),
+    ]
+    run.__signature__ = inspect.Signature(parameters, return_annotation=Answer)  # type: ignore[attr-defined]  # what the SDK reads
+    run.__name__ = action.command
+    run.__doc__ = doc
+    return tool_errors(run)
+
+
+if TYPE_CHECKING:
+    ActionName = str
+else:  # a Literal of the actions' commands: the tool's schema lists them as an enum
+    ActionName = Literal[tuple(action.command for action in live.ACTIONS)]
+
+
+@tool_errors
+async def bulk_action(
+    action: ActionName,
+    filter: live.BulkFilter,
+    args: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="The action's own arguments, as its single-charger tool takes them "
+            "(e.g. plug_in: vehicle_model_id, soc, target_soc)."
+        ),
+    ] = None,
+    wait_for: WaitFor = None,
+    timeout: Timeout = contract.WAIT_TIMEOUT_DEFAULT,
+) -> Answer:
+    """Run one action on every charger the filter chooses (ids, location, live connector
+    status; they combine), with a result per charger (per connector, for a connector
+    action). A charger that refuses is a failed result, not an error. Needs
+    `chargers.change_charger`."""
+    chosen = next(a for a in live.ACTIONS if a.command == action)
+    view, _doc = endpoint(live.router, f"/fleet/actions/{chosen.path}", "POST")
+    body_type = inspect.signature(view).parameters["payload"].annotation
+    payload = body_type(filter=filter, args=chosen.args(**(args or {})))
+    params = live.WaitParams(wait_for=wait_for, timeout=timeout)
+    result: live.BulkOut = await view(caller_request("POST"), payload=payload, params=params)
+    return result.model_dump(mode="json")
+
+
+# -- message log -------------------------------------------------------------------------
+
+
+_LOG, _LOG_DOC = endpoint(log.router, "/chargers/{charge_point_id}/log", "GET")
+
+
+@tool_errors
+async def charger_log(
+    charge_point_id: ChargePointId,
+    since: Annotated[datetime | None, Field(description="Entries at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Field(description="Entries before (ISO 8601).")] = None,
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Field(ge=1, le=log.MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Field(description="The previous page's next_cursor.")] = None,
+) -> Answer:
+    return await _sync_call(
+        _LOG,
+        log.LogPage,
+        "GET",
+        charge_point_id=charge_point_id,
+        since=since,
+        until=until,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+# -- resources ---------------------------------------------------------------------------
+
+
+async def _resource(read: Awaitable[Answer]) -> str:
+    """A tool's answer as a resource's JSON text; its refusal as the resource's error."""
+    try:
+        return json.dumps(await read)
+    except ToolError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+async def summary_resource() -> str:
+    """The fleet summary: chargers, connectors by status, power, per location."""
+    return await _resource(fleet_summary())
+
+
+async def state_resource(charge_point_id: str) -> str:
+    """A charger's live state."""
+    return await _resource(charger_state(charge_point_id))
+
+
+async def log_resource(charge_point_id: str) -> str:
+    """A charger's newest 100 message-log entries."""
+    return await _resource(charger_log(charge_point_id))
+
+
+# -- the server --------------------------------------------------------------------------
+
+TOOLS: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
+    (whoami, _WHOAMI_DOC, READ),
+    (list_locations, _LIST_LOCATIONS_DOC, READ),
+    (get_location, _GET_LOCATION_DOC, READ),
+    (create_location, _CREATE_LOCATION_DOC, WRITE),
+    (list_vehicle_models, _LIST_VEHICLES_DOC, READ),
+    (get_vehicle_model, _GET_VEHICLE_DOC, READ),
+    (create_vehicle_model, _CREATE_VEHICLE_DOC, WRITE),
+    (list_chargers, _LIST_CHARGERS_DOC, READ),
+    (get_charger, _GET_CHARGER_DOC, READ),
+    (create_charger, _CREATE_CHARGER_DOC, WRITE),
+    (create_chargers, _CREATE_CHARGERS_DOC, WRITE),
+    (change_charger, _CHANGE_CHARGER_DOC, WRITE),
+    (charger_state, _STATE_DOC, READ),
+    (fleet_summary, _SUMMARY_DOC, READ),
+    *((_action_tool(action), "", WRITE) for action in live.ACTIONS),
+    (bulk_action, "", WRITE),
+    (charger_log, _LOG_DOC, READ),
+]
 
 
 def build() -> MCPServer:
@@ -44,8 +461,12 @@ def build() -> MCPServer:
         version="1",
         log_level="WARNING",
     )
-    for tool in (whoami,):
-        server.add_tool(tool)
+    for tool, doc, hints in TOOLS:
+        server.add_tool(tool, description=doc or inspect.getdoc(tool), annotations=hints)
+    json = "application/json"
+    server.resource("chargesim://fleet/summary", mime_type=json)(summary_resource)
+    server.resource("chargesim://chargers/{charge_point_id}/state", mime_type=json)(state_resource)
+    server.resource("chargesim://chargers/{charge_point_id}/log", mime_type=json)(log_resource)
     return server
 
 
@@ -53,3 +474,6 @@ def build() -> MCPServer:
 def server() -> MCPServer:
     """The process's server, built once."""
     return build()
+
+
+__all__ = ["build", "refusal", "server"]

@@ -1,9 +1,11 @@
 """The MCP server, from the SDK's own client: over stdio (`manage.py mcp` as a subprocess)
 and over streamable HTTP (`/mcp` of a real `runsimulator` with a token), against a running
-simulator whose demo charger is connected to the built-in CSMS."""
+simulator whose demo charger is connected to the built-in CSMS. The tools run the REST
+endpoints' own functions, so their answers are the API's (same fields, same refusals)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -13,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -27,8 +30,41 @@ pytestmark = pytest.mark.slow
 
 USERS = """
 from django.contrib.auth.models import Permission, User
-watcher = User.objects.create_user("watcher", password="pw-watcher-1")
+User.objects.create_user("watcher", password="pw-watcher-1")
+viewer = User.objects.create_user("viewer", password="pw-viewer-1")
+viewer.user_permissions.add(*Permission.objects.filter(codename="view_charger"))
 """
+CHARGER = "DEMO-0001"
+TOOLS = {
+    "whoami",
+    "list_locations",
+    "get_location",
+    "create_location",
+    "list_vehicle_models",
+    "get_vehicle_model",
+    "create_vehicle_model",
+    "list_chargers",
+    "get_charger",
+    "create_charger",
+    "create_chargers",
+    "change_charger",
+    "charger_state",
+    "fleet_summary",
+    "connect",
+    "disconnect",
+    "reboot",
+    "plug_in",
+    "present_id_tag",
+    "stop",
+    "unplug",
+    "pause_ev",
+    "resume_ev",
+    "inject_fault",
+    "clear_fault",
+    "cut_network",
+    "bulk_action",
+    "charger_log",
+}
 
 
 @dataclass
@@ -37,6 +73,7 @@ class Site:
     url: str  # http://127.0.0.1:PORT
     admin_token: str
     watcher_token: str
+    viewer_token: str
     process: ManagePy
 
 
@@ -58,6 +95,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "1",
         "--demo-share",
         "0",
+        "--no-demo-operations",
         "--port",
         str(port),
         "--csms-port",
@@ -73,6 +111,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             f"http://127.0.0.1:{port}",
             token_for(var_dir, "admin"),
             token_for(var_dir, "watcher"),
+            token_for(var_dir, "viewer"),
             process,
         )
         process.signal(signal.SIGTERM)
@@ -120,26 +159,152 @@ def post_mcp(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object
             return refused.code, json.loads(refused.read())
 
 
+def structured(result) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+def error_text(result) -> str:
+    assert result.is_error
+    return " ".join(block.text for block in result.content)
+
+
 async def test_stdio_lists_the_tools_and_answers_a_call(site):
     async with stdio_client(site, "admin") as client:
-        names = {tool.name for tool in (await client.list_tools()).tools}
-        assert "whoami" in names
-        result = await client.call_tool("whoami", {})
-        assert not result.is_error, result.content
-        assert result.structured_content is not None
-        assert result.structured_content["username"] == "admin"
+        assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+        me = structured(await client.call_tool("whoami", {}))
+        assert me["username"] == "admin"
+        page = structured(await client.call_tool("list_chargers", {"limit": 5}))
+        assert page["count"] == 1 and page["items"][0]["charge_point_id"] == CHARGER
+        assert "authorization_key" not in page["items"][0]
+        # This process runs no engine and the default channel layer is its own: said so.
+        state = await client.call_tool("charger_state", {"charge_point_id": CHARGER})
+        assert "No simulator worker is running" in error_text(state)
 
 
-async def test_http_lists_the_tools_and_answers_a_call_with_a_token(site):
+async def test_http_drives_a_session_with_wait_for_and_reads_state_summary_and_log(site):
     async with http_client(site, site.admin_token) as client:
-        names = {tool.name for tool in (await client.list_tools()).tools}
-        assert "whoami" in names
-        result = await client.call_tool("whoami", {})
-        assert not result.is_error, result.content
-        assert result.structured_content is not None
-        assert result.structured_content["username"] == "admin"
-        assert result.structured_content["via"] == "token"
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert set(tools) == TOOLS
+        assert "wait_for" in tools["plug_in"].input_schema["properties"]
+        me = structured(await client.call_tool("whoami", {}))
+        assert me["username"] == "admin" and me["via"] == "token"
+
+        plugged = structured(
+            await client.call_tool(
+                "plug_in",
+                {"charge_point_id": CHARGER, "soc": 30, "wait_for": "Preparing", "timeout": 10},
+            )
+        )
+        assert plugged["wait"]["met"] is True
+        started = structured(
+            await client.call_tool(
+                "present_id_tag",
+                {"charge_point_id": CHARGER, "id_tag": "MCP-1", "wait_for": "Charging"},
+            )
+        )
+        assert started["wait"] == {**started["wait"], "met": True, "status": "Charging"}
+        evse = started["charger"]["evses"][0]
+        assert evse["id_tag"] == "MCP-1" and evse["status"] == "Charging"
+
+        state = structured(await client.call_tool("charger_state", {"charge_point_id": CHARGER}))
+        assert state["charger"]["evses"][0]["status"] == "Charging"
+        summary = structured(await client.call_tool("fleet_summary", {}))
+        assert summary["chargers"] == 1 and summary["statuses"]["Charging"] == 1
+
+        stopped = structured(
+            await client.call_tool(
+                "stop", {"charge_point_id": CHARGER, "wait_for": "Finishing", "timeout": 10}
+            )
+        )
+        assert stopped["wait"]["met"] is True
+
+        refused = await client.call_tool("stop", {"charge_point_id": CHARGER})
+        assert "no transaction" in error_text(refused).lower()
+        unknown = await client.call_tool("charger_state", {"charge_point_id": "NOPE"})
+        assert "There is no charger 'NOPE'." in error_text(unknown)
+
+        # The stored message log holds the session (written with the checkpoints).
+        async def actions() -> set[str]:
+            page = structured(
+                await client.call_tool("charger_log", {"charge_point_id": CHARGER, "limit": 200})
+            )
+            return {item["action"] for item in page["items"]}
+
+        for _ in range(50):
+            if {"StartTransaction", "StopTransaction"} <= await actions():
+                break
+            await asyncio.sleep(0.2)
+        assert {"StartTransaction", "StopTransaction", "Authorize"} <= await actions()
+
+        resource = await client.read_resource(f"chargesim://chargers/{CHARGER}/state")
+        text = resource.contents[0].text  # type: ignore[union-attr]
+        assert json.loads(text)["charger"]["charge_point_id"] == CHARGER
     assert site.admin_token not in site.process.output  # never logged
+
+
+async def test_http_creates_a_charger_that_connects_without_a_restart(site):
+    async with http_client(site, site.admin_token) as client:
+        location = structured(await client.call_tool("list_locations", {}))["items"][0]["id"]
+        url = structured(await client.call_tool("get_charger", {"charge_point_id": CHARGER}))
+        made = structured(
+            await client.call_tool(
+                "create_charger",
+                {
+                    "charger": {
+                        "charge_point_id": "MCP-NEW-1",
+                        "location": location,
+                        "csms_url": url["csms_url"],
+                    }
+                },
+            )
+        )
+        assert made["charger"]["charge_point_id"] == "MCP-NEW-1"
+        online = structured(
+            await client.call_tool(
+                "charger_state",
+                {"charge_point_id": "MCP-NEW-1", "wait_for": "Accepted", "timeout": 20},
+            )
+        )
+        assert online["wait"]["met"] is True and online["charger"]["boot"] == "Accepted"
+        plugged = structured(
+            await client.call_tool(
+                "bulk_action",
+                {
+                    "action": "plug_in",
+                    "filter": {"charge_point_ids": ["MCP-NEW-1", "GHOST"]},
+                    "args": {"soc": 50},
+                    "wait_for": "Preparing",
+                    "timeout": 10,
+                },
+            )
+        )
+        results = {item["charge_point_id"]: item for item in plugged["results"]}
+        assert results["MCP-NEW-1"]["ok"] and results["MCP-NEW-1"]["status"] == "Preparing"
+        assert results["GHOST"]["error"] == "not_found"
+        bad = await client.call_tool(
+            "bulk_action",
+            {
+                "action": "plug_in",
+                "filter": {"charge_point_ids": ["MCP-NEW-1"]},
+                "args": {"soc": 500},
+            },
+        )
+        assert "soc" in error_text(bad)
+        again = await client.call_tool(
+            "create_charger",
+            {"charger": {"charge_point_id": "MCP-NEW-1", "location": location}},
+        )
+        assert "charge_point_id" in error_text(again)  # the admin form's uniqueness message
+
+
+async def test_a_viewer_reads_but_may_not_drive_a_charger(site):
+    async with http_client(site, site.viewer_token) as client:
+        state = structured(await client.call_tool("charger_state", {"charge_point_id": CHARGER}))
+        assert state["charger"]["charge_point_id"] == CHARGER
+        refused = await client.call_tool("plug_in", {"charge_point_id": CHARGER})
+        assert "chargers.change_charger" in error_text(refused)
 
 
 def test_http_refuses_anonymous_callers_bad_tokens_and_users_without_view_charger(site):

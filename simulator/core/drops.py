@@ -10,7 +10,6 @@ an old one out.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Final
 
 # reason -> what it counts (the metric's help text lists them).
@@ -25,9 +24,10 @@ REASONS: Final[dict[str, str]] = {
     "reply_undelivered": "an answer to a page or API caller that could not be sent",
 }
 
-DROPPED: Final[Counter[str]] = Counter(dict.fromkeys(REASONS, 0))
+# A plain dict (a Counter's increments are slower), every reason present from the start.
+DROPPED: Final[dict[str, int]] = dict.fromkeys(REASONS, 0)
 
 
 def dropped(reason: str, count: int = 1) -> None:
-    """Count `count` things dropped for `reason` (one of `REASONS`)."""
+    """Count `count` things dropped for `reason` (one of `REASONS`: another is a KeyError)."""
     DROPPED[reason] += count

@@ -165,6 +165,7 @@ class Outbox:
         self._online = online
         self._retry = retry
         self._prepare = prepare  # the adapter's last touch before the wire (`Messages.at_send`)
+        self._wall_time = clock.time  # looked up once: it dates every message queued
         self.in_flight: Outgoing | None = None  # the queue's CALL awaiting its answer
         self._pumping = False
         self._pump_again = False
@@ -176,7 +177,7 @@ class Outbox:
                 item.future.set_exception(LinkLost(f"{self.owner} is offline"))
             dropped("outbox_offline")
             return
-        item.queued_at = self.clock.time()
+        item.queued_at = self._wall_time()
         self.queue.append(item)
         if item.durable:  # else the group commit that makes it durable wakes the queue
             self.wake()

@@ -226,17 +226,18 @@ class ChargePointClient(OcppChargePoint):
             return False
         action = pending[0]
         # Sent at its deadline less the timeout: the time it waited, with no clock kept.
-        seconds = self._loop.time() - pending[2] + self._timeout
+        # (time.monotonic is the loop's clock, `loop.time()`, without a Python call.)
+        seconds = time.monotonic() - pending[2] + self._timeout
         if message[0] == wire.CALLERROR:
             code = str(message[2]) if len(message) > 2 else "GenericError"
             description = message[3] if len(message) > 3 else ""
-            metrics.answered(action, "callerror", seconds)
+            metrics.answered_as(action, "callerror", seconds)
             metrics.callerror_received(code)
             self._settle(unique_id, None, CallFailed(code, str(description)))
             return True
         result = message[2]
         if not isinstance(result, dict):
-            metrics.answered(action, "malformed", seconds)
+            metrics.answered_as(action, "malformed", seconds)
             error = CallFailed("FormationViolation", f"{action} answer is not an object")
             self._settle(unique_id, None, error)
             return True
@@ -246,10 +247,10 @@ class ChargePointClient(OcppChargePoint):
             # call like a schema violation: the usual failure and retry path, nothing stored.
             check_ranges(action, result)
         except (wire.SchemaViolation, OutOfRange) as exc:
-            metrics.answered(action, "malformed", seconds)
+            metrics.answered_as(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
             return True
-        metrics.answered(action, metrics.result_of(result), seconds)
+        metrics.answered(action, result, seconds)
         self._settle(unique_id, result, None)
         return True
 

@@ -5,13 +5,13 @@ All in prometheus_client's default registry, so that whatever serves it (the web
 
 The send path counts each of the chargers' CALLs once, when it is settled (answered, timed
 out, or lost with its connection), and times each answer. That is the hot path (a fleet
-sends thousands of MeterValues a second), so those two are plain tallies, a dict increment
-and a list increment after one C bisect, turned into a counter and a histogram by
-`CallCollector` when Prometheus scrapes: prometheus_client's own `Counter.inc` and
-`Histogram.observe` (three locks, several Python calls) took 3 % of a busy worker's CPU
-(bench/fleet.py, 2,000 chargers), the tallies about a third of that. The CSMS's CALLs,
-the CALLERROR codes and the connection counters are rare: ordinary `Counter`s, with their
-labelled children cached (`_Children`).
+sends thousands of MeterValues a second), so both are one plain tally (`answered`: a dict
+lookup, a C bisect, two list increments), turned into a counter and a histogram by
+`CallCollector` when Prometheus scrapes. prometheus_client's own `Counter.inc` and
+`Histogram.observe` (three locks and several Python calls per CALL) showed as 3.2 % of a
+2,000-charger worker's CPU in py-spy; the tally costs about a third of that
+(bench/call_path.py). The CSMS's CALLs, the CALLERROR codes and the connection counters are
+rare: ordinary `Counter`s, with their labelled children cached (`_Children`).
 
 Label values are bounded whatever the CSMS sends: actions outside OCPP 1.6 count as
 `unknown`, CALLERROR codes outside OCPP-J 1.6's list as `other`, and a result is either a
@@ -21,7 +21,6 @@ status from the answer's schema-checked enumeration or one of our own words.
 from __future__ import annotations
 
 import bisect
-from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -112,29 +111,48 @@ _received = _Children(CALLS_RECEIVED)
 _errors_in = _Children(CALLERRORS_RECEIVED)
 _errors_out = _Children(CALLERRORS_SENT)
 
-# The hot tallies: (action, result) -> CALLs settled; action -> its answers per bucket
-# (the one after the largest bound is +Inf's) followed by the sum of their times. Written
+# The hot tally: (action, result) -> the answers' count per bucket (the one after the
+# largest bound is +Inf's) followed by the sum of their times; a count of the unanswered.
+# The counter of CALLs and the histogram by action are added up from these rows when
+# Prometheus scrapes: an answer costs one dict lookup and two list increments. Written
 # only on the event loop; a scrape from another thread copies them (each copy is one C
 # call under the GIL).
-_sent: Tally[tuple[str, str]] = Tally()
-_times: dict[str, list[float]] = {}
-_SUM: Final = len(RESPONSE_BUCKETS) + 1  # index of the sum in a row of `_times`
+_answers: dict[tuple[str, str], list[float]] = {}
+_unanswered: dict[tuple[str, str], int] = {}
+_SUM: Final = len(RESPONSE_BUCKETS) + 1  # index of the sum in a row of `_answers`
 
 
-def answered(action: str, result: str, seconds: float) -> None:
-    """A charger's CALL got its answer after `seconds`; `result` from `result_of`, or
-    `callerror` / `malformed`."""
-    _sent[action, result] += 1
-    row = _times.get(action)
+def answered(action: str, payload: dict[str, Any], seconds: float) -> None:
+    """A charger's CALL got its CALLRESULT, whose payload passed the checks, after
+    `seconds`; counted under the answer's status (`result_of`, inlined: this runs for every
+    MeterValues, where a Python call costs as much as the rest)."""
+    status = payload.get("status")
+    if status is None:
+        info = payload.get("idTagInfo")
+        result = "ok" if info is None else result_of(payload)
+    else:
+        result = status.lower() if isinstance(status, str) else "ok"
+    row = _answers.get((action, result))
     if row is None:
-        row = _times[action] = [0] * (_SUM + 1)
+        row = _answers[action, result] = [0] * (_SUM + 1)
+    row[bisect.bisect_left(RESPONSE_BUCKETS, seconds)] += 1  # bounds are "less or equal"
+    row[_SUM] += seconds
+
+
+def answered_as(action: str, result: str, seconds: float) -> None:
+    """A charger's CALL got an answer after `seconds`, counted as `result` (`callerror`,
+    `malformed`, or a status)."""
+    row = _answers.get((action, result))
+    if row is None:
+        row = _answers[action, result] = [0] * (_SUM + 1)
     row[bisect.bisect_left(RESPONSE_BUCKETS, seconds)] += 1  # bounds are "less or equal"
     row[_SUM] += seconds
 
 
 def unanswered(action: str, why: str) -> None:
     """A charger's CALL got no answer: `timeout` or `lost`."""
-    _sent[action, why] += 1
+    key = (action, why)
+    _unanswered[key] = _unanswered.get(key, 0) + 1
 
 
 class CallCollector(Collector):
@@ -144,12 +162,12 @@ class CallCollector(Collector):
         return self._families({}, {})
 
     def collect(self) -> Iterator[Metric]:
-        times = {action: list(row) for action, row in list(_times.items())}
-        return self._families(dict(_sent), times)
+        rows = {key: list(row) for key, row in list(_answers.items())}
+        return self._families(rows, dict(_unanswered))
 
     @staticmethod
     def _families(
-        sent: dict[tuple[str, str], int], times: dict[str, list[float]]
+        rows: dict[tuple[str, str], list[float]], unanswered: dict[tuple[str, str], int]
     ) -> Iterator[Metric]:
         calls = CounterMetricFamily(
             "chargesim_ocpp_calls_sent",
@@ -159,9 +177,16 @@ class CallCollector(Collector):
             "schema or range checks), timeout, or lost (the connection closed first).",
             labels=["action", "result"],
         )
-        for (action, result), count in sorted(sent.items()):
+        counts = {key: sum(row[:_SUM]) for key, row in rows.items()}
+        counts.update(unanswered)
+        for (action, result), count in sorted(counts.items()):
             calls.add_metric([action, result], count)
         yield calls
+        by_action: dict[str, list[float]] = {}
+        for (action, _result), row in rows.items():
+            total = by_action.setdefault(action, [0.0] * (_SUM + 1))
+            for i, value in enumerate(row):
+                total[i] += value
         response = HistogramMetricFamily(
             "chargesim_ocpp_response_seconds",
             "Time from a charger's CALL written to the socket to the CSMS's CALLRESULT or "
@@ -169,7 +194,7 @@ class CallCollector(Collector):
             "chargesim_ocpp_calls_sent).",
             labels=["action"],
         )
-        for action, row in sorted(times.items()):
+        for action, row in sorted(by_action.items()):
             buckets = []
             running = 0.0
             for bound, answers in zip((*_BOUNDS, "+Inf"), row[:_SUM], strict=True):

@@ -126,12 +126,9 @@ class EventPublisher(Listener):
             size = self._log_size[cid]
         frames.append(entry)
         size += len(entry[2]) + _ENTRY_OVERHEAD
-        pushed_off = 0
         while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
             size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
-            pushed_off += 1
-        if pushed_off:
-            DROPPED["message_log"] += pushed_off
+            DROPPED["message_log"] += 1
         self._log_size[cid] = size
         if charger.spec.db_id in self.watched:
             self._new_frames.setdefault(charger.id, []).append(entry)
