@@ -16,6 +16,8 @@ from simulator.core.evse import Evse
 from simulator.core.link import BootState
 from simulator.core.protocol import Payload
 from simulator.core.vehicle import VehicleSpec
+from simulator.ocpp16.messages import Ocpp16Messages
+from simulator.ocpp16.schema_check import load_validator
 from simulator.runtime.meter_engine import MeterEngine
 from tests.toy_protocol import FakeClock, FakeTransport, Toy
 
@@ -145,3 +147,25 @@ def test_the_core_and_the_toy_adapter_load_without_the_ocpp16_package():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_a_security_event_raised_offline_is_kept_and_sent_once_accepted():
+    clock = FakeClock()
+    charger = toy_charger(clock)
+    transport = FakeTransport(toy_csms)
+    charger.security_event("StartupOfTheFirmware", "cold start")  # before any connection
+    charger.attach(transport)
+    await charger.boot_sequence()
+    assert transport.actions()[0] == "hello"
+    security = [p for a, p in transport.sent if a == "security"]
+    assert len(security) == 1
+    assert security[0]["what"] == "StartupOfTheFirmware" and security[0]["info"] == "cold start"
+    assert not list(charger.queue)  # answered, so no longer kept
+
+
+def test_the_16_adapter_words_a_security_event_as_the_whitepapers_schema_asks():
+    action, payload = Ocpp16Messages().security_event("X" * 60, "2026-12-02T04:00:00Z", "y" * 300)
+    assert action == "SecurityEventNotification"
+    load_validator("SecurityEventNotification")(payload)  # raises SchemaError if not
+    assert len(payload["type"]) == 50 and len(payload["techInfo"]) == 255
+    assert "techInfo" not in Ocpp16Messages().security_event("ResetOrReboot", "t", None)[1]

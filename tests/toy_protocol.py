@@ -108,6 +108,9 @@ class Toy:
     def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None) -> Message:
         return "vendor", {"who": vendor_id, "what": message_id, "data": data}
 
+    def security_event(self, kind: str, timestamp: str, tech_info: str | None) -> Message:
+        return "security", {"what": kind, "at": timestamp, "info": tech_info}
+
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         return "diagnostics", {"busy": status is DiagnosticsStatus.UPLOADING, "is": status.value}
 

@@ -1166,6 +1166,15 @@ class Charger:
         self.listener.on_change(self)
         await self._report(self.messages.diagnostics_status(status))
 
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """Report a security event (e.g. "FirmwareUpdated", "ResetOrReboot").
+
+        The whitepaper asks for the critical ones to be queued while offline and delivered
+        for sure, as transaction messages are: so every event goes through the durable part
+        of the outbox (a charger reports few of them) and is sent again until answered.
+        """
+        self.send(self.messages.security_event(kind, now_iso(), tech_info), transactional=True)
+
     async def _report(self, message: Message) -> None:
         """Send a status notification and wait for its answer (the next step may be a
         reboot); offline, or refused, it is lost, as on a real charger."""

@@ -245,6 +245,10 @@ class Messages(Protocol):
         """A vendor-specific message; its answer is returned to the caller as it came."""
         ...
 
+    def security_event(self, kind: str, timestamp: str, tech_info: str | None) -> Message:
+        """A security event (the 1.6 security whitepaper's SecurityEventNotification)."""
+        ...
+
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         """Where a diagnostics upload stands (Idle only when the central system asks)."""
         ...

@@ -214,6 +214,12 @@ class Ocpp16Messages:
             payload["data"] = data
         return "DataTransfer", payload
 
+    def security_event(self, kind: str, timestamp: str, tech_info: str | None) -> Message:
+        payload: Payload = {"type": kind[:50], "timestamp": timestamp}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        return "SecurityEventNotification", payload
+
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         return "DiagnosticsStatusNotification", {"status": str(status)}
 
