@@ -10,6 +10,7 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 
 from simulator import contract
+from simulator.core.drops import DROPPED
 from simulator.core.evse import ConnectorStatus
 from simulator.core.transactions import LocalTransaction
 from simulator.runtime import event_stream
@@ -179,12 +180,14 @@ async def test_a_stream_that_falls_behind_loses_its_oldest_events_counted(monkey
     stream = EventStream()
     one = charger("ES-D", 1)
     subscribe(stream, [one], kinds=["frame"])
+    before = DROPPED["event_stream"]
     for n in range(8):
         stream.on_frame(one, "out", f"[{n}]", str(n), "Heartbeat")
     await stream.flush(layer)
     [batch] = await batches(layer, channel)
     assert [e["data"]["message_id"] for e in batch["events"]] == ["3", "4", "5", "6", "7"]
     assert batch["dropped"] == 3
+    assert DROPPED["event_stream"] - before == 3  # the metric counts them too
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from ocpp.v16 import call
 
 from chargers.models import Charger, FrameLogEntry, FrameLogRow, LoggedFrame, OutboxMessage
 from simulator.core.charge_point import BootState, LinkState
+from simulator.core.drops import DROPPED
 from simulator.runtime import frame_log
 from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -286,11 +287,13 @@ def test_entries_the_database_refuses_are_dropped_and_the_checkpoint_is_saved(ca
         # one; this stands for any entry the database would refuse).
         frames=[(charger.pk, 1.0, "frame", "in", "x", "Heartbeat", 3, "[\ud800]")],
     )
+    unsaved = DROPPED["message_log_unsaved"]
     with caplog.at_level(logging.WARNING):
         Checkpointer.write(batch)
     assert OutboxMessage.objects.filter(charger=charger).count() == 1
     assert not FrameLogEntry.objects.exists()
     assert "message log: 1 entries not stored" in caplog.text
+    assert DROPPED["message_log_unsaved"] - unsaved == 1  # and the metric says so
 
 
 def test_entries_of_a_charger_deleted_meanwhile_do_not_fail_the_batch():

@@ -15,6 +15,9 @@ from typing import Final
 # reason -> what it counts (the metric's help text lists them).
 REASONS: Final[dict[str, str]] = {
     "message_log": "an OCPP frame pushed off a charger's bounded message log",
+    "message_log_unsaved": "a message-log entry not stored: refused, or piled up while the "
+    "database was down",
+    "event_stream": "an event a stream's subscriber fell too far behind to receive",
     "outbox_offline": "a message that is not a transaction message, not sent: charger offline",
     "outbox_attempts": "a transaction message given up after TransactionMessageAttempts",
     "outbox_unsendable": "a message the adapter could not build or check; never sent",

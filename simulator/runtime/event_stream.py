@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator import contract
 from simulator.core.charge_point import Charger, LocalTransaction
+from simulator.core.drops import dropped
 from simulator.ocpp16.redaction import redact_frame
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Subscription:
             excess = len(pending) - PENDING_LIMIT
             del pending[:excess]
             self.dropped += excess
+            dropped("event_stream", excess)
 
 
 class EventStream:
@@ -203,10 +205,11 @@ class EventStream:
             if not sub.pending and not sub.dropped:
                 continue
             events, sub.pending = sub.pending, []
-            dropped, sub.dropped = sub.dropped, 0
+            lost, sub.dropped = sub.dropped, 0
             try:
-                await layer.group_send(group, contract.events_batch(self.shard, events, dropped))
+                await layer.group_send(group, contract.events_batch(self.shard, events, lost))
             except Exception as exc:  # e.g. the layer's channel is full: the stream is behind
+                dropped("event_stream", len(events))
                 log.info("event stream %s: batch not delivered (%s)", group, exc)
         self._update_active()
 

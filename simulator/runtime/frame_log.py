@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from chargers.models import FrameLogEntry, FrameLogRow
+from simulator.core.drops import dropped
 from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def write(pending: list[Pending], payload_chars: int) -> None:
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
+        dropped("message_log_unsaved", len(pending))
         log.warning("message log: %d entries not stored (%s)", len(pending), type(exc).__name__)
 
 

@@ -427,9 +427,10 @@ class Checkpointer(Listener):
         """While the database is down the log's entries pile up: keep the newest."""
         frames = self._frames
         if frames is not None and len(frames) > frame_log.BACKLOG:
-            dropped = len(frames) - frame_log.BACKLOG
-            del frames[:dropped]
-            log.warning("message log: %d entries dropped while the database is down", dropped)
+            excess = len(frames) - frame_log.BACKLOG
+            del frames[:excess]
+            dropped("message_log_unsaved", excess)
+            log.warning("message log: %d entries dropped while the database is down", excess)
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         if charger.spec.db_id is not None:
