@@ -195,6 +195,23 @@ def test_the_profile_limit_caps_ac_power_and_is_offered() -> None:
     assert point.current_a == pytest.approx((10.0, 10.0, 10.0))
 
 
+def test_an_amp_limit_binds_per_phase_on_each_phase_the_vehicle_uses() -> None:
+    # 10 A on a 3-phase 22 kW EVSE is 6.9 kW over three phases: a single-phase car under
+    # it may still draw only 10 A on its one phase (the bug: 16 A / 3.7 kW).
+    single = ac_operating_point(Battery(PHEV, 40.0), 22_000, 6_900.0, 3, 230.0, limit_a=10.0)
+    assert single.current_a == pytest.approx((10.0,))
+    assert single.power_w == pytest.approx(2_300.0) and single.offered_w == pytest.approx(2_300)
+    three = ac_operating_point(Battery(ID3, 40.0), 22_000, 6_900.0, 3, 230.0, limit_a=10.0)
+    assert three.current_a == pytest.approx((10.0, 10.0, 10.0))
+    assert three.power_w == pytest.approx(6_900.0)
+
+
+def test_a_watt_limit_is_total_power_whatever_the_phases() -> None:
+    # 6.9 kW set in watts: the single-phase car is held by its own 3.7 kW on-board charger.
+    point = ac_operating_point(Battery(PHEV, 40.0), 22_000, 6_900.0, 3, 230.0)
+    assert point.power_w == pytest.approx(3_700.0)
+
+
 def test_ac_tapers_only_near_the_top() -> None:
     assert ac_operating_point(Battery(ID3, 85.0), 22_000, None, 3, 230.0).power_w == 11_000
     near_full = ac_operating_point(Battery(ID3, 99.0), 22_000, None, 3, 230.0)

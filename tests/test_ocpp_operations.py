@@ -15,7 +15,7 @@ from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
 from simulator.core.protocol import StopReason
 from simulator.runtime.meter_engine import MeterEngine
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
 
 
 @pytest.fixture
@@ -106,6 +106,42 @@ async def test_the_limit_in_force_drives_the_physics_and_is_reported_as_offered(
         assert values["Current.Offered"] == pytest.approx(8.0)
         assert values["Power.Offered"] == pytest.approx(8 * 230 * 3)
         assert values["Power.Active.Import"] <= 8 * 230 * 3 + 1
+
+
+async def test_an_amp_limit_holds_a_single_phase_car_to_that_current(csms, ticking):
+    # A 3-phase 22 kW EVSE under 10 A: a 1-phase 3.7 kW car gets 10 A on its one phase
+    # (2.3 kW), and the offer it is told about says the same.
+    charger = runtime_charger("SC-1PH", csms.url, evses=1)
+    charger.config.update(
+        MeterValueSampleInterval="1",
+        MeterValuesSampledData="Power.Active.Import,Power.Offered,Current.Offered,Current.Import",
+    )
+    async with connected(charger):
+        ticking(charger)
+        answer = await csms.call(
+            "SC-1PH",
+            call.SetChargingProfile(
+                connector_id=0, cs_charging_profiles=tx_default(11, 1, 10.0, unit="A")
+            ),
+        )
+        assert answer.status == "Accepted"
+        charger.plug_in(1, PHEV, soc=20)
+        assert await charger.present_id_tag(1, "T1") == "Accepted"
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="charging")
+        assert charger.evse(1).power_w == pytest.approx(2_300, abs=1)
+        assert charger.evse(1).current_a == pytest.approx((10.0,))
+        mark = len(csms.log)
+        meter = await csms.wait_for("SC-1PH", "MeterValues", after=mark, timeout=3)
+        values = {
+            (sv["measurand"], sv.get("phase")): float(sv["value"])
+            for sv in meter.payload["meterValue"][0]["sampledValue"]
+        }
+        assert values[("Current.Offered", None)] == pytest.approx(10.0)
+        assert values[("Power.Offered", None)] == pytest.approx(2_300)
+        assert values[("Power.Active.Import", None)] == pytest.approx(2_300, abs=1)
+        assert [v for (m, _), v in values.items() if m == "Current.Import"] == [
+            pytest.approx(10.0, abs=0.01)
+        ]
 
 
 async def test_the_higher_stack_level_wins_and_the_lower_one_applies_when_it_ends(csms, ticking):

@@ -487,6 +487,21 @@ def test_mixed_units_respect_both_limits() -> None:
     assert (limit.amps, limit.watts) == (10.0, 6900.0)
 
 
+def test_only_limits_set_in_amps_cap_the_current_per_phase() -> None:
+    store = ProfileStore(1)
+    install(store, 1, make(unit="W", periods=((0, 6900),)))
+    assert store.limit_at(1, T0).amp_cap is None  # watts: a total, not a current
+    install(store, 0, make(2, purpose="ChargePointMaxProfile", periods=((0, 12),)))
+    install(store, 1, make(3, stack=1, periods=((0, 10),)))
+    limit = store.limit_at(1, T0)
+    assert limit.amp_cap == 10.0 and limit.usable_amp_cap == 10.0
+    # A ChargePointMax in amps shared by two connectors caps each one's current too.
+    store = ProfileStore(2)
+    install(store, 0, make(1, purpose="ChargePointMaxProfile", periods=((0, 20),)))
+    shares = store.allocate(T0, {1: T0, 2: T0})
+    assert {c: limit.amp_cap for c, limit in shares.items()} == {1: 10.0, 2: 10.0}
+
+
 def test_limit_below_min_charging_rate_is_reported_and_unusable() -> None:
     store = ProfileStore(1)
     data = make(periods=((0, 4), (60, 8)))

@@ -82,6 +82,7 @@ def ac_operating_point(
     limit_w: float | None,
     charger_phases: int,
     voltage_v: float,
+    limit_a: float | None = None,
 ) -> OperatingPoint:
     """AC charging over min(vehicle phases, charger phases) at ``voltage_v`` (line-to-neutral).
 
@@ -89,6 +90,9 @@ def ac_operating_point(
     charger gets a third of its on-board charger power, and a 3-phase EVSE feeding a 1-phase
     vehicle a third of its own; never more than the plain minimum. Near full the vehicle's
     curve tapers the power when it is below the AC maximum.
+
+    ``limit_a`` is a charging profile's limit in amps: per phase, on each phase the vehicle
+    uses (``limit_w`` is the total power, e.g. a limit in watts).
     """
     spec = battery.spec
     charger_phases = max(1, charger_phases)
@@ -96,6 +100,9 @@ def ac_operating_point(
     voltages = (voltage_v,) * phases
     if phases < charger_phases:
         evse_max_w *= phases / charger_phases
+    if limit_a is not None:
+        amp_w = limit_a * voltage_v * phases
+        limit_w = amp_w if limit_w is None else min(limit_w, amp_w)
     offered = _offered(evse_max_w, limit_w)
     if battery.is_full() or voltage_v <= 0:
         return OperatingPoint(0.0, voltages, (0.0,) * phases, phases, offered)

@@ -782,7 +782,8 @@ class Charger:
             and connector_id in self.transactions
             and not battery.is_full()
         ):
-            offered = self.operating_point(evse, self.limit_w(evse)).power_w > 0.0
+            limit = self.limits.get(connector_id)
+            offered = self.operating_point(evse, limit).power_w > 0.0
             self.set_status(evse, Status.CHARGING if offered else Status.SUSPENDED_EVSE)
         self.listener.on_change(self)
 
@@ -1491,8 +1492,7 @@ class Charger:
                     add((f"{evse.soc:.1f}", _Q_SOC))
             elif measurand == _POWER_OFFERED:
                 limit = self.limits.get(evse.connector_id)
-                offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
-                add((f"{offered:.1f}", _Q_POWER_OFFERED))
+                add((f"{self._power_offered(evse, limit, ac):.1f}", _Q_POWER_OFFERED))
             elif measurand == _CURRENT_OFFERED:
                 limit = self.limits.get(evse.connector_id)
                 phases = self.spec.phases if ac else 1
@@ -1505,6 +1505,23 @@ class Charger:
                     amps = min(amps, limit.amps)
                 add((f"{amps:.1f}", _Q_CURRENT_OFFERED))
         return values
+
+    def _power_offered(self, evse: Evse, limit: Limit | None, ac: bool) -> float:
+        """The most the EVSE offers the vehicle now. On AC a vehicle on fewer phases than
+        the EVSE is offered the EVSE's and an amp limit's current on its phases only, as
+        `battery.ac_operating_point` lets it draw. Below the EV's minimum rate the offer is
+        still the limit itself (see `Limit.below_minimum`)."""
+        offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
+        battery = evse.battery
+        if not ac or battery is None:
+            return offered
+        evse_phases = max(1, self.spec.phases)
+        phases = max(1, min(battery.spec.ac_phases, evse_phases))
+        if phases < evse_phases:
+            offered = min(offered, evse.max_power_w * phases / evse_phases)
+        if limit is not None and limit.amp_cap is not None:
+            offered = min(offered, limit.amp_cap * self.spec.voltage_v * phases)
+        return offered
 
     def _stop_txn_samples(self, evse: Evse, context: SampleContext) -> list[MeterSample]:
         measurands = self.config_list("StopTxnSampledData")
@@ -1542,14 +1559,21 @@ class Charger:
 
     # -- the meter tick (called by the runtime's meter engine) -------------------------------
 
-    def operating_point(self, evse: Evse, limit_w: float | None) -> OperatingPoint:
-        """What flows into the plugged vehicle now, given the EVSE and the limit."""
+    def operating_point(self, evse: Evse, limit: Limit | None) -> OperatingPoint:
+        """What flows into the plugged vehicle now, given the EVSE and the profile limit in
+        force for it (None: no profile)."""
         battery = evse.battery
         assert battery is not None
+        limit_w = None if limit is None else limit.usable_watts
         if self.spec.power_type == "DC":
             return dc_operating_point(battery, evse.max_power_w, limit_w)
         return ac_operating_point(
-            battery, evse.max_power_w, limit_w, self.spec.phases, self.spec.voltage_v
+            battery,
+            evse.max_power_w,
+            limit_w,
+            self.spec.phases,
+            self.spec.voltage_v,
+            None if limit is None else limit.usable_amp_cap,
         )
 
     def demand_w(self) -> dict[int, float]:
@@ -1575,7 +1599,7 @@ class Charger:
         battery = evse.battery
         if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
             return evse.stop_flow() if evse.power_w else False
-        point = self.operating_point(evse, self.limit_w(evse))
+        point = self.operating_point(evse, self.limits.get(evse.connector_id))
         if point.power_w <= 0.0:
             evse.stop_flow()
             if battery.is_full():
@@ -1618,11 +1642,6 @@ class Charger:
         up to StopTransactionMaxMeterValues."""
         if len(tx.aligned_values) < self.config_int("StopTransactionMaxMeterValues"):
             tx.aligned_values.append(values)
-
-    def limit_w(self, evse: Evse) -> float | None:
-        """The charging-profile limit in force for a connector (None: no profile)."""
-        limit = self.limits.get(evse.connector_id)
-        return None if limit is None else limit.usable_watts
 
     def now(self) -> datetime:
         """The charger's clock, synchronised to the CSMS's at boot and heartbeat."""

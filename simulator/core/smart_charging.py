@@ -527,6 +527,10 @@ class Limit:
 
     ``amps`` is per phase (-> Current.Offered), ``watts`` the total (-> Power.Offered).
     ``min_amps`` is the strictest minChargingRate of the winning profiles, per phase.
+    ``amp_cap`` is the strictest limit set in amps (None: none was): a current per phase,
+    which binds on each phase a vehicle uses however many it uses, whereas ``watts``
+    converts it over the EVSE's phases (a 10 A limit is 6.9 kW on three phases, but a
+    single-phase car under it still draws only 10 A, 2.3 kW).
     """
 
     amps: float
@@ -534,6 +538,7 @@ class Limit:
     phases: int
     min_amps: float | None = None
     profile_ids: tuple[int, ...] = ()
+    amp_cap: float | None = None
 
     @property
     def below_minimum(self) -> bool:
@@ -553,6 +558,13 @@ class Limit:
     @property
     def usable_watts(self) -> float:
         return 0.0 if self.below_minimum else self.watts
+
+    @property
+    def usable_amp_cap(self) -> float | None:
+        """``amp_cap`` as the EV may use it: 0 when below its minimum rate."""
+        if self.amp_cap is None:
+            return None
+        return 0.0 if self.below_minimum else self.amp_cap
 
     def value(self, unit: RateUnit) -> float:
         return self.amps if unit == "A" else self.watts
@@ -833,11 +845,13 @@ class ProfileStore:
         amps = self.electrical.max_current
         watts = amps_to_watts(amps, phases, voltage)
         minimums: list[float] = []
+        amp_cap: float | None = None
         for constraint in constraints:
             limit = constraint.period.limit
             minimum = constraint.profile.schedule.min_charging_rate
             if constraint.profile.schedule.charging_rate_unit == "A":
                 amps = min(amps, limit)
+                amp_cap = limit if amp_cap is None else min(amp_cap, limit)
                 watts = min(watts, amps_to_watts(limit, phases, voltage))
                 if minimum is not None:
                     minimums.append(minimum)
@@ -852,6 +866,7 @@ class ProfileStore:
             phases=phases,
             min_amps=max(minimums) if minimums else None,
             profile_ids=tuple(c.profile.id for c in constraints),
+            amp_cap=amp_cap,
         )
 
     def _connector_limit(
@@ -969,9 +984,11 @@ class ProfileStore:
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
             share = shares[connector_id]
+            amp_cap = limit.amp_cap
             if unit == "A":
                 amps = min(limit.amps, share)
                 watts = min(limit.watts, amps_to_watts(share, limit.phases, voltage))
+                amp_cap = share if amp_cap is None else min(amp_cap, share)
             else:
                 watts = min(limit.watts, share)
                 amps = min(limit.amps, watts_to_amps(share, limit.phases, voltage))
@@ -986,6 +1003,7 @@ class ProfileStore:
                 phases=limit.phases,
                 min_amps=min_amps,
                 profile_ids=(cap.profile.id, *limit.profile_ids),
+                amp_cap=amp_cap,
             )
         return result
 
