@@ -13,6 +13,7 @@ from ocpp.v16 import call
 from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
+from simulator.core.operations import RESET_GRACE_SECONDS
 from simulator.core.protocol import StopReason
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
@@ -302,6 +303,28 @@ async def test_reset_during_a_transaction_stops_it_and_boots_again(csms, ticking
         await csms.wait_for("OP-RST", "BootNotification", after=mark, timeout=10)
         await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot again")
     assert list(csms.connects.elements()).count("OP-RST") == 2
+
+
+async def test_a_reset_is_answered_and_the_socket_stays_open_for_a_grace(csms):
+    charger = runtime_charger("OP-GRACE", csms.url, evses=1)
+    async with connected(charger):
+        loop = asyncio.get_running_loop()
+        transport = charger.transport
+        assert transport is not None
+        closed: list[float] = []
+        close = transport.close
+
+        async def timed_close() -> None:
+            closed.append(loop.time())
+            await close()
+
+        transport.close = timed_close  # type: ignore[method-assign]  # records when
+        answer = await csms.call("OP-GRACE", call.Reset(type="Hard"))
+        answered = loop.time()  # the answer is read: it went out before any close
+        assert answer.status == "Accepted"
+        await wait_until(lambda: closed, message="the reboot's close")
+    # A lower bound kept by construction (a sleep), not a speed figure.
+    assert closed[0] - answered >= RESET_GRACE_SECONDS - 0.05
 
 
 async def test_hard_reset_gives_reason_hard_reset(csms, ticking):

@@ -31,6 +31,10 @@ from simulator.core.smart_charging import ChargingProfile, ProfileError
 log = logging.getLogger(__name__)
 
 OWN_VENDOR_ID = "ChargeSim"
+# After answering a Reset, the socket stays open this long before the reboot closes it: a
+# CSMS that reads the answer a moment late must still get it (closing in the same
+# millisecond lost it for one central system).
+RESET_GRACE_SECONDS = 0.75
 TRIGGERABLE = frozenset(
     {
         "BootNotification",
@@ -108,9 +112,13 @@ class Operations:
         for connector_id in list(charger.transactions):
             charger.stop_transaction(connector_id, reason)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
+        answered = loop.time()  # this runs once the answer has gone out
+        deadline = answered + 5.0
         while charger.queue and charger.online and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        grace = answered + RESET_GRACE_SECONDS - loop.time()
+        if grace > 0:
+            await asyncio.sleep(grace)
         charger.reboot()
 
     # -- remote trigger --------------------------------------------------------------------
