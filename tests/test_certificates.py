@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from chargers.models import CertificateStoreRecord
 from simulator.core.certificates import CertificateUse
-from simulator.core.charge_point import BootState
+from simulator.core.charge_point import BootState, Listener
 from simulator.csms import CentralSystem
 from simulator.csms.certificate_authority import CertificateAuthority
 from simulator.runtime.events import EventPublisher
@@ -253,6 +253,74 @@ async def test_additional_root_certificate_check_wants_the_new_root_signed_by_th
         _status, ids = await csms.get_installed_certificate_ids("CERT-6")
         assert len(ids) == 2
         assert [root.fallback for root in charger.certificates.roots] == [True, False]
+
+
+async def test_the_replaced_root_is_forgotten_once_a_tls_connection_used_the_new_one(csms):
+    charger = runtime_charger(
+        "CERT-6B", csms.url, evses=1, config={"AdditionalRootCertificateCheck": "true"}
+    )
+    successor = csms.ca.sub_ca("ChargeSim CSMS Root CA 2")
+    new_pem = successor.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    async with connected(charger):
+        assert await csms.install_certificate("CERT-6B", csms.ca.root_pem) == "Accepted"
+        assert await csms.install_certificate("CERT-6B", new_pem) == "Accepted"
+    assert len(charger.certificates.roots) == 2
+    secure = CentralSystem()
+    await secure.start(host="127.0.0.1", port=0, ssl=successor.server_context(client_certs=False))
+    try:
+        charger.spec.csms_url = secure.url.replace("ws://", "wss://")
+        charger.spec.security_profile = 2
+        async with connected(charger):
+            assert "CERT-6B" in secure.connected
+    finally:
+        await secure.stop()
+    [root] = charger.certificates.roots
+    assert root.pem == new_pem and not root.fallback
+
+
+class Attempts(Listener):
+    """Counts failed connection attempts."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def on_connection(self, charger, event, detail) -> None:
+        self.failed += event == "connect_failed"
+
+
+async def test_an_untrusted_csms_certificate_is_one_security_event_per_outage(csms):
+    """It is queued (durable) while the charger cannot connect, once however many
+    attempts fail."""
+    impostor = CertificateAuthority("Impostor")
+    secure = CentralSystem()
+    await secure.start(host="127.0.0.1", port=0, ssl=impostor.server_context(client_certs=False))
+    attempts = Attempts()
+    try:
+        charger = runtime_charger(
+            "CERT-8",
+            secure.url.replace("ws://", "wss://"),
+            evses=1,
+            security_profile=2,
+            listener=attempts,
+        )
+        charger.certificates.install_root(
+            CertificateUse.CENTRAL_SYSTEM_ROOT,
+            csms.ca.root_pem,
+            max_length=10,
+            additional_check=False,
+            now=datetime.now(UTC),
+        )
+        async with connected(charger, booted=False):
+            await wait_until(lambda: attempts.failed >= 3, message="three failed attempts")
+            assert charger.link_error.startswith("certificate not trusted")
+        events = [
+            item.payload["type"]
+            for item in charger.queue
+            if item.action == "SecurityEventNotification"
+        ]
+        assert events == ["InvalidCentralSystemCertificate"]
+    finally:
+        await secure.stop()
 
 
 async def test_hostile_certificate_frames_get_a_call_error_and_the_charger_runs_on(csms):
