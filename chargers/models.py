@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chargers.bulk import execute_rows
+from chargers.sealed import seal, unseal
 from chargers.validators import validate_charge_point_id, validate_csms_url
 from simulator.contract import config_keys
 
@@ -859,3 +860,44 @@ class LocalAuthEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id_tag}: {self.status}"
+
+
+# -- Security whitepaper (edition 3): the certificate store (issue 17, branch seccerts) -----
+
+
+class CertificateStoreRecordManager(models.Manager["CertificateStoreRecord"]):
+    def store(self, stores: dict[int, tuple[dict[str, Any], dict[str, str]]]) -> None:
+        """Charger pk -> (its certificates, its private keys): one row per charger, the
+        keys sealed (`chargers.sealed`) before they reach the database."""
+        if not stores:
+            return
+        for charger_pk, (certificates, secrets) in stores.items():
+            self.update_or_create(
+                charger_id=charger_pk,
+                defaults={"certificates": certificates, "sealed_keys": seal(secrets)},
+            )
+
+
+class CertificateStoreRecord(models.Model):
+    """A charger's certificate store: the roots InstallCertificate put there and its own
+    certificate chain (PEM, public), and its private keys, sealed under SECRET_KEY and never
+    shown (not in the admin, an export, the API or a page)."""
+
+    charger = models.OneToOneField(
+        Charger, on_delete=models.CASCADE, related_name="certificate_store"
+    )
+    certificates = models.JSONField(default=dict, blank=True)
+    sealed_keys = models.TextField(blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CertificateStoreRecordManager()
+
+    class Meta:
+        verbose_name = "certificate store"
+
+    def __str__(self) -> str:
+        roots = len(self.certificates.get("roots") or ())
+        return f"{roots} root certificate(s), {'a' if self.certificates.get('chain') else 'no'} own"
+
+    def secrets(self) -> dict[str, str]:
+        return unseal(self.sealed_keys)

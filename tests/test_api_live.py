@@ -381,6 +381,16 @@ async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver
     assert again.json()["wait"]["met"] is True
 
 
+async def test_request_certificate_gets_the_charger_a_certificate_from_its_csms(
+    worker, driver, csms
+):
+    asked = await driver.post(ACTION.format("API-1", "request-certificate"))
+    assert asked.json()["message"] == "API-1 asked its CSMS for a certificate (SignCertificate)"
+    await csms.wait_for("API-1", "CertificateSigned", message_type=3, direction="in")
+    assert csms.certificate_signed_answers["API-1"] == ["Accepted"]
+    assert "PRIVATE KEY" not in str(asked.json())
+
+
 # -- the fleet ----------------------------------------------------------------------------------
 
 

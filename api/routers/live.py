@@ -321,6 +321,14 @@ ACTIONS = (
         "The connection drops now and stays down this long; transaction messages queue up "
         "and go out after it (not a reboot).",
     ),
+    Action(
+        "request-certificate",
+        "request_certificate",
+        NoArgs,
+        "Request a charge point certificate",
+        "SignCertificate with a CSR for a new key (security whitepaper); the certificate the "
+        "CSMS sends back in CertificateSigned is used for security profile 3.",
+    ),
 )
 
 ACTION_RESPONSES: dict[int, Any] = {

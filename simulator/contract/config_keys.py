@@ -104,6 +104,17 @@ _KEYS = (
     KeySpec("LocalAuthListEnabled", KeyType.BOOL, "true"),
     KeySpec("LocalAuthListMaxLength", KeyType.INT, "1000", readonly=True, maximum=100_000),
     KeySpec("SendLocalListMaxLength", KeyType.INT, "1000", readonly=True, maximum=100_000),
+    # -- Security whitepaper (edition 3): certificates (issue 17, branch seccerts) ----------
+    # The size in characters of CertificateSigned's certificateChain (whitepaper: at most
+    # 10,000), the number of certificates InstallCertificate may store, whether a new
+    # CentralSystemRootCertificate must be signed by the one it replaces (all read-only on a
+    # real charger: set them in the admin), and how SignCertificate is repeated.
+    KeySpec("CertificateSignedMaxChainSize", KeyType.INT, "10000", readonly=True, maximum=10_000),
+    KeySpec("CertificateStoreMaxLength", KeyType.INT, "10", readonly=True, maximum=1_000),
+    KeySpec("AdditionalRootCertificateCheck", KeyType.BOOL, "false", readonly=True),
+    KeySpec("CertSigningWaitMinimum", KeyType.INT, "60", minimum=1, maximum=86_400),
+    KeySpec("CertSigningRepeatTimes", KeyType.INT, "3", maximum=100),
+    # -- end of the certificate keys -------------------------------------------------------
 )
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _KEYS}

@@ -56,6 +56,7 @@ DRIVE_COMMANDS: Final = frozenset(
         "inject_fault",
         "clear_fault",
         "cut_network",
+        "request_certificate",  # SignCertificate (security whitepaper)
     }
 )
 # Drive commands that act on one connector (`ConnectorArgs.connector_id`, 1 when missing);

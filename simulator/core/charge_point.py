@@ -23,6 +23,7 @@ from typing import Any
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core.authorization import AuthorizationCache
 from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
+from simulator.core.certificates import CertificateError, CertificateStore
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.configuration import ConfigValues, check_change, is_write_only
 from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
@@ -122,6 +123,9 @@ class Listener:
     def on_firmware(self, charger: Charger) -> None:
         """A new firmware was installed (persist `spec.firmware_version`)."""
 
+    def on_certificates(self, charger: Charger) -> None:
+        """The certificate store changed (persist `certificates`, its keys encrypted)."""
+
 
 class Fanout(Listener):
     """Tells several listeners, in order (e.g. the dashboard's publisher and the waits of
@@ -166,6 +170,10 @@ class Fanout(Listener):
     def on_availability(self, charger: Charger) -> None:
         for listener in self.listeners:
             listener.on_availability(charger)
+
+    def on_certificates(self, charger: Charger) -> None:
+        for listener in self.listeners:
+            listener.on_certificates(charger)
 
 
 _LISTENER_METHODS = tuple(name for name in vars(Listener) if name.startswith("on_"))
@@ -255,7 +263,9 @@ class Charger:
         self.transfers = transfers  # how firmware and diagnostics files move (runtime)
         self.firmware_status = FirmwareStatus.IDLE  # the last one reported
         self.diagnostics_status = DiagnosticsStatus.IDLE
-        self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics"
+        self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics", ...
+        self.certificates = CertificateStore()
+        self._chain_arrived: asyncio.Event | None = None  # set by CertificateSigned
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
@@ -330,6 +340,13 @@ class Charger:
         self.link_error = ""
         if self.reservations:
             self._arm_reservations()  # restored ones had no event loop to time them
+        if (
+            self.certificates.roots
+            and self.spec.csms_url.startswith("wss://")
+            and self.certificates.drop_fallback()
+        ):
+            # AdditionalRootCertificateCheck: the new CSMS root worked; the old one goes.
+            self.listener.on_certificates(self)
         self.listener.on_change(self)
 
     def connecting(self) -> None:
@@ -1162,6 +1179,11 @@ class Charger:
         self.listener.on_change(self)
         await self._report(self.messages.firmware_status(status))
 
+    async def report_signed_firmware(self, status: FirmwareStatus, request_id: int) -> None:
+        self.firmware_status = status
+        self.listener.on_change(self)
+        await self._report(self.messages.signed_firmware_status(status, request_id))
+
     async def report_diagnostics(self, status: DiagnosticsStatus) -> None:
         self.diagnostics_status = status
         self.listener.on_change(self)
@@ -1187,11 +1209,78 @@ class Charger:
     def firmware_status_now(self) -> FirmwareStatus:
         """What a triggered FirmwareStatusNotification says: Idle unless busy."""
         status = self.firmware_status
+        if status in _SIGNED_ONLY:  # words FirmwareStatusNotification does not have
+            return _SIGNED_ONLY[status]
         return status if status in FIRMWARE_BUSY else FirmwareStatus.IDLE
 
     def diagnostics_status_now(self) -> DiagnosticsStatus:
         status = self.diagnostics_status
         return status if status is DiagnosticsStatus.UPLOADING else DiagnosticsStatus.IDLE
+
+    # -- certificates (security whitepaper, edition 3) ---------------------------------------
+
+    def request_certificate(self) -> None:
+        """Ask the central system for a charge point certificate (SignCertificate): what
+        ExtendedTriggerMessage(SignChargePointCertificate) and the operator's action do."""
+        self.start_job("certificate", self._obtain_certificate())
+
+    def csr_identity(self) -> tuple[str, str]:
+        """The CSR's subject (whitepaper): CN = the serial number (else the charge point
+        id), O = the CpoName key (else "ChargeSim")."""
+        organization = self.config.get("CpoName", "") or "ChargeSim"
+        return self.spec.serial_number or self.id, organization
+
+    async def _obtain_certificate(self) -> None:
+        """SignCertificate with a CSR for a new key; if no CertificateSigned arrives within
+        CertSigningWaitMinimum seconds, a new CSR, up to CertSigningRepeatTimes more times,
+        the wait doubling each time."""
+        arrived = self._chain_arrived = asyncio.Event()
+        wait = float(max(self.config_int("CertSigningWaitMinimum"), 1))
+        attempts = 1 + self.config_int("CertSigningRepeatTimes")
+        for attempt in range(1, attempts + 1):
+            csr = self.certificates.new_csr(*self.csr_identity())
+            self.listener.on_certificates(self)
+            try:
+                answer = await self.request(self.messages.sign_certificate(csr))
+            except (CallFailed, LinkLost) as exc:
+                log.info(
+                    "%s: SignCertificate %d/%d not answered: %s", self.id, attempt, attempts, exc
+                )
+            else:
+                if not self.messages.read_accepted(answer):
+                    log.info("%s: the central system rejected SignCertificate", self.id)
+                    return
+            try:
+                await asyncio.wait_for(arrived.wait(), wait)
+            except TimeoutError:
+                wait *= 2
+                continue
+            return
+        log.info("%s: no CertificateSigned after %d SignCertificate", self.id, attempts)
+
+    def certificate_signed(self, chain: str) -> str:
+        """CertificateSigned: Accepted (installed, used from the next connection) or
+        Rejected (with the security event InvalidChargePointCertificate)."""
+        try:
+            self.certificates.accept_chain(
+                chain,
+                max_chain_size=self.config_int("CertificateSignedMaxChainSize"),
+                now=datetime.fromtimestamp(self.wall_time(), UTC),
+            )
+        except CertificateError as exc:
+            log.info("%s: CertificateSigned rejected: %s", self.id, exc)
+            self.security_event("InvalidChargePointCertificate", str(exc))
+            return "Rejected"
+        log.info("%s: new charge point certificate installed", self.id)
+        self.listener.on_certificates(self)
+        self.listener.on_change(self)
+        if self._chain_arrived is not None:
+            self._chain_arrived.set()
+        return "Accepted"
+
+    def certificates_changed(self) -> None:
+        self.listener.on_certificates(self)
+        self.listener.on_change(self)
 
     def install_firmware(self, version: str) -> None:
         """The new firmware is in place: remember it and reboot to run it."""
@@ -1652,6 +1741,14 @@ class Charger:
 # 1-9999) that adding any interval or schedule of up to 68 years cannot overflow.
 _CLOCK_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
+
+
+_SIGNED_ONLY = {
+    FirmwareStatus.DOWNLOAD_SCHEDULED: FirmwareStatus.IDLE,
+    FirmwareStatus.SIGNATURE_VERIFIED: FirmwareStatus.DOWNLOADED,
+    FirmwareStatus.INSTALL_SCHEDULED: FirmwareStatus.DOWNLOADED,
+    FirmwareStatus.INVALID_SIGNATURE: FirmwareStatus.IDLE,
+}
 
 
 class ActionError(Exception):

@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
+from cryptography import x509
+
+from simulator.core.certificates import verify_signature
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso
 from simulator.core.protocol import StopReason
@@ -49,6 +52,9 @@ from simulator.core.transfer import (
 
 log = logging.getLogger(__name__)
 
+# A signed update due sooner than this is not reported as scheduled (a retrieveDateTime of
+# "now" arrives a few milliseconds ahead of the charger's synchronised clock).
+SCHEDULED_AFTER = 1.0
 # When the central system leaves them out, the charger decides (1.6 says so).
 DEFAULT_RETRIES = 2
 DEFAULT_RETRY_INTERVAL = 30
@@ -64,11 +70,23 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareSignature:
+    """What a SignedUpdateFirmware adds: the image's signature and the certificate (already
+    checked against an installed ManufacturerRootCertificate) whose key made it."""
+
+    certificate: x509.Certificate
+    signature: bytes
+    request_id: int
+    install_at: float | None = None  # installDateTime, epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
 class FirmwareRequest:
     location: str
     retrieve_at: float  # epoch seconds on the charger's clock
     retries: int = DEFAULT_RETRIES
     retry_interval: int = DEFAULT_RETRY_INTERVAL
+    signed: FirmwareSignature | None = None  # a SignedUpdateFirmware
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +121,25 @@ def diagnostics_file_name(charger: Charger) -> str:
 
 
 async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
-    """The whole UpdateFirmware procedure; ends with a reboot when it succeeds."""
+    """The whole UpdateFirmware procedure; ends with a reboot when it succeeds.
+
+    A SignedUpdateFirmware (`request.signed`) runs the same steps, reported in
+    SignedFirmwareStatusNotification, with two more: once downloaded, the image's signature
+    is checked with the signing certificate's key (SignatureVerified, or InvalidSignature
+    and the security event InvalidFirmwareSignature, and the update ends there), and it is
+    installed no earlier than its installDateTime."""
     transfers = charger.transfers
+    signed = request.signed
+
+    async def report(status: FirmwareStatus) -> None:
+        if signed is None:
+            await charger.report_firmware(status)
+        else:
+            await charger.report_signed_firmware(status, signed.request_id)
+
     delay = request.retrieve_at - charger.wall_time()
+    if delay >= SCHEDULED_AFTER and signed is not None:
+        await report(FirmwareStatus.DOWNLOAD_SCHEDULED)
     if delay > 0:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
         await sleep(charger.clock, delay)
@@ -121,24 +155,36 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
             raise TransferFailed("this charger cannot download files")
         return await transfers.download(request.location, ca_bundle=charger.spec.ca_bundle_path)
 
-    await charger.report_firmware(FirmwareStatus.DOWNLOADING)
+    await report(FirmwareStatus.DOWNLOADING)
     data = await _attempts(
         charger, "firmware download", download, request.retries, request.retry_interval
     )
     if data is None:
-        await charger.report_firmware(FirmwareStatus.DOWNLOAD_FAILED)
+        await report(FirmwareStatus.DOWNLOAD_FAILED)
         return
-    await charger.report_firmware(FirmwareStatus.DOWNLOADED)
+    await report(FirmwareStatus.DOWNLOADED)
+    if signed is not None:
+        if not verify_signature(signed.certificate, signed.signature, data):
+            log.info("%s: the firmware's signature does not verify", charger.id)
+            charger.security_event("InvalidFirmwareSignature", request.location[:200])
+            await report(FirmwareStatus.INVALID_SIGNATURE)
+            return
+        await report(FirmwareStatus.SIGNATURE_VERIFIED)
+        wait = (signed.install_at or 0.0) - charger.wall_time()
+        if wait >= SCHEDULED_AFTER:
+            await report(FirmwareStatus.INSTALL_SCHEDULED)
+        if wait > 0:
+            await sleep(charger.clock, wait)
     while charger.transactions:  # never during a session: install once it is over
         await sleep(charger.clock, IDLE_POLL_SECONDS)
-    await charger.report_firmware(FirmwareStatus.INSTALLING)
+    await report(FirmwareStatus.INSTALLING)
     version = firmware_version_of(data, request.location, charger.spec.firmware_version)
     if failure is FirmwareFailure.INSTALLATION_FAILED or version is None:
         why = "set to fail" if version is not None else "the image is empty"
         log.info("%s: firmware installation failed (%s)", charger.id, why)
-        await charger.report_firmware(FirmwareStatus.INSTALLATION_FAILED)
+        await report(FirmwareStatus.INSTALLATION_FAILED)
         return
-    await charger.report_firmware(FirmwareStatus.INSTALLED)
+    await report(FirmwareStatus.INSTALLED)
     log.info("%s: firmware %s installed; rebooting", charger.id, version)
     if charger.transactions:
         # A session begun while it was installing: it ends with the reboot, and its

@@ -1,5 +1,6 @@
 """CSMS-initiated operations of OCPP 1.6 Core, Smart Charging, Remote Trigger, Reservation,
-Local Auth List Management and Firmware Management.
+Local Auth List Management and Firmware Management, and the certificate operations of the
+1.6 security whitepaper.
 
 Not a mixin: `Operations` wraps one `Charger` and calls its methods; it owns no state of
 the charger. Each `on_*` method decides the answer (it runs inside the protocol library's
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
+from simulator.core.certificates import CertificateError, CertificateUse, HashData, decode_signature
 from simulator.core.charge_point import Charger
 from simulator.core.clock import parse_iso
 from simulator.core.firmware import (
@@ -20,6 +23,7 @@ from simulator.core.firmware import (
     DEFAULT_RETRY_INTERVAL,
     DiagnosticsRequest,
     FirmwareRequest,
+    FirmwareSignature,
     diagnostics_file_name,
     update_firmware,
     upload_diagnostics,
@@ -259,6 +263,88 @@ class Operations:
 
     def after_get_diagnostics(self, request: DiagnosticsRequest) -> None:
         self.charger.start_job("diagnostics", upload_diagnostics(self.charger, request))
+
+    # -- security whitepaper (edition 3): certificates and signed firmware -------------------
+
+    def on_certificate_signed(self, chain: str) -> str:
+        return self.charger.certificate_signed(chain)
+
+    def on_install_certificate(self, kind: str, pem: str) -> str:
+        """InstallCertificate: Accepted, Rejected (store full, AdditionalRootCertificateCheck)
+        or Failed (not a valid CA certificate)."""
+        charger = self.charger
+        status = charger.certificates.install_root(
+            CertificateUse(kind),
+            pem,
+            max_length=charger.config_int("CertificateStoreMaxLength"),
+            additional_check=charger.config_bool("AdditionalRootCertificateCheck"),
+            now=_now(charger),
+        )
+        if status == "Accepted":
+            charger.certificates_changed()
+        return status
+
+    def on_get_installed_certificate_ids(self, kind: str) -> list[dict[str, str]]:
+        """GetInstalledCertificateIds: the hash data of each (empty: NotFound)."""
+        ids = self.charger.certificates.installed_ids(CertificateUse(kind))
+        return [item.as_wire() for item in ids]
+
+    def on_delete_certificate(self, hash_data: dict[str, Any]) -> str:
+        """DeleteCertificate: Accepted, NotFound, or Failed for the last CSMS root while
+        the connection is secured with TLS (profile 2 or 3) and for the charger's own."""
+        charger = self.charger
+        status = charger.certificates.delete(
+            HashData.from_wire(hash_data),
+            keep_last_central_root=charger.spec.security_profile >= 2,
+        )
+        if status == "Accepted":
+            charger.certificates_changed()
+        return status
+
+    def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None,
+        retry_interval: int | None,
+    ) -> tuple[str, FirmwareRequest | None]:
+        """SignedUpdateFirmware: InvalidCertificate (and the security event
+        InvalidFirmwareSigningCertificate) when no installed ManufacturerRootCertificate
+        issued the signing certificate; AcceptedCanceled when it replaces an update still
+        running; Accepted otherwise, with the request to run."""
+        charger = self.charger
+        try:
+            certificate = charger.certificates.check_signing_certificate(
+                firmware["signingCertificate"], _now(charger)
+            )
+            signature = decode_signature(firmware["signature"])
+        except CertificateError as exc:
+            log.info("%s: SignedUpdateFirmware: %s", charger.id, exc)
+            charger.security_event("InvalidFirmwareSigningCertificate", str(exc))
+            return "InvalidCertificate", None
+        try:
+            retrieve_at = parse_iso(firmware["retrieveDateTime"]).timestamp()
+        except ValueError:
+            retrieve_at = charger.wall_time()
+        install_at: float | None = None
+        if firmware.get("installDateTime"):
+            try:
+                install_at = parse_iso(firmware["installDateTime"]).timestamp()
+            except ValueError:
+                install_at = None
+        request = FirmwareRequest(
+            firmware["location"],
+            retrieve_at,
+            *_retry_policy(retries, retry_interval),
+            signed=FirmwareSignature(certificate, signature, request_id, install_at),
+        )
+        running = charger.jobs.get("firmware")
+        busy = running is not None and not running.done()
+        return ("AcceptedCanceled" if busy else "Accepted"), request
+
+
+def _now(charger: Charger) -> datetime:
+    return datetime.fromtimestamp(charger.wall_time(), UTC)
 
 
 # Any int64 passes the schema: a transfer tried 2^63 times, or retried after 2^63 s, would

@@ -257,6 +257,20 @@ class Messages(Protocol):
         """Where a firmware update stands (Idle only when the central system asks)."""
         ...
 
+    # -- security whitepaper (edition 3): certificates and signed firmware ----------------
+
+    def sign_certificate(self, csr: str) -> Message:
+        """A certificate signing request (PEM) for the charge point certificate."""
+        ...
+
+    def read_accepted(self, answer: Payload) -> bool:
+        """Whether an answer with a status says Accepted."""
+        ...
+
+    def signed_firmware_status(self, status: FirmwareStatus, request_id: int | None) -> Message:
+        """Where a signed firmware update stands."""
+        ...
+
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
         """The payload as it goes on the wire now (e.g. with the transaction id known by
         then); called once per attempt, on the hot path: keep it cheap."""

@@ -23,10 +23,22 @@ class FirmwareStatus(StrEnum):
     INSTALLING = "Installing"
     INSTALLED = "Installed"
     INSTALLATION_FAILED = "InstallationFailed"
+    # Signed updates only (SignedFirmwareStatusNotification, security whitepaper)
+    DOWNLOAD_SCHEDULED = "DownloadScheduled"
+    SIGNATURE_VERIFIED = "SignatureVerified"
+    INVALID_SIGNATURE = "InvalidSignature"
+    INSTALL_SCHEDULED = "InstallScheduled"
 
 
 FIRMWARE_BUSY = frozenset(
-    {FirmwareStatus.DOWNLOADING, FirmwareStatus.DOWNLOADED, FirmwareStatus.INSTALLING}
+    {
+        FirmwareStatus.DOWNLOADING,
+        FirmwareStatus.DOWNLOADED,
+        FirmwareStatus.INSTALLING,
+        FirmwareStatus.DOWNLOAD_SCHEDULED,
+        FirmwareStatus.SIGNATURE_VERIFIED,
+        FirmwareStatus.INSTALL_SCHEDULED,
+    }
 )
 
 

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action
 
+from .certificate_authority import CertificateAuthority
 from .records import (
     CALL,
     CALLERROR,
@@ -98,6 +99,15 @@ class Central(Protocol):
     diagnostics_statuses: dict[str, list[str]]
     firmware_statuses: dict[str, list[str]]
     reservations: dict[int, Reservation]
+    sign_certificates: bool
+    csrs: dict[str, list[str]]
+
+    @property
+    def ca(self) -> CertificateAuthority: ...
+
+    async def certificate_signed(self, cp_id: str, chain: str) -> str: ...
+
+    def _spawn(self, awaitable: Any) -> None: ...
 
     async def call(self, cp_id: str, payload: Any, *, timeout: float | None = None) -> Any: ...
 
@@ -136,6 +146,7 @@ class CSMSConnection(ChargePoint):
         # gone, so a pending request() can stop waiting.
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receiver: asyncio.Task[Any] | None = None  # the task running start()
+        self._signed_chain: str | None = None  # a CertificateSigned to send after answering
         if not csms.validate_messages:
             for handlers in self.route_map.values():
                 handlers["_skip_schema_validation"] = True
@@ -429,9 +440,28 @@ class CSMSConnection(ChargePoint):
         self, status: str, **_: Any
     ) -> call_result.SignedFirmwareStatusNotification:
         self.csms.firmware_status[self.id] = str(status)
+        self.csms.firmware_statuses.setdefault(self.id, []).append(str(status))
         return call_result.SignedFirmwareStatusNotification()
 
+    # -- certificates (security whitepaper, edition 3; issue 17, branch seccerts) -----------
+
     @on(Action.sign_certificate)
-    def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
-        # No CA here: accept the request; a CertificateSigned never follows.
+    def on_sign_certificate(self, csr: str, **_: Any) -> call_result.SignCertificate:
+        """Accepted when the CA can sign the CSR; the chain follows in CertificateSigned
+        (unless `sign_certificates` is off: then it never comes)."""
+        csms = self.csms
+        csms.csrs.setdefault(self.id, []).append(csr)
+        try:
+            chain = csms.ca.sign_csr(csr)
+        except ValueError as exc:
+            LOGGER.info("%s: CSR refused: %s", self.id, exc)
+            return call_result.SignCertificate(status="Rejected")
+        if csms.sign_certificates:
+            self._signed_chain = chain
         return call_result.SignCertificate(status="Accepted")
+
+    @after(Action.sign_certificate)
+    def after_sign_certificate(self, **_: Any) -> None:
+        chain, self._signed_chain = self._signed_chain, None
+        if chain is not None:
+            self.csms._spawn(self.csms.certificate_signed(self.id, chain))

@@ -31,6 +31,7 @@ from websockets.typing import Subprotocol
 
 from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame, redact_value
 
+from .certificate_authority import CertificateAuthority
 from .handlers import LOGGER, CSMSConnection
 from .records import (
     CALL,
@@ -144,6 +145,13 @@ class CentralSystem:
         self.next_reservation_id = 1
         self.local_lists: dict[str, LocalList] = {}
         self.diagnostics_files: dict[str, str] = {}  # cp id -> file name it announced
+        # Certificates (security whitepaper): the CA that signs chargers' CSRs (made when
+        # first used), whether it answers a SignCertificate with a CertificateSigned, the
+        # CSRs received and the answers to the CertificateSigned sent (cp id -> in order).
+        self._ca: CertificateAuthority | None = None
+        self.sign_certificates = True
+        self.csrs: dict[str, list[str]] = {}
+        self.certificate_signed_answers: dict[str, list[str]] = {}
 
         self._server: Server | None = None
         self._host = "127.0.0.1"
@@ -401,6 +409,93 @@ class CentralSystem:
         if answer.file_name:
             self.diagnostics_files[cp_id] = answer.file_name
         return answer.file_name
+
+    # -- certificates and signed firmware (security whitepaper; issue 17, seccerts) ----------
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA that signs chargers' CSRs (a TLS server trusting its root accepts them
+        with security profile 3)."""
+        if self._ca is None:
+            self._ca = CertificateAuthority()
+        return self._ca
+
+    async def certificate_signed(self, cp_id: str, chain: str) -> str:
+        """CertificateSigned with this PEM chain; the charger's answer (also kept in
+        `certificate_signed_answers`)."""
+        answer = await self.call(cp_id, call.CertificateSigned(certificate_chain=chain))
+        self.certificate_signed_answers.setdefault(cp_id, []).append(str(answer.status))
+        return str(answer.status)
+
+    async def install_certificate(
+        self, cp_id: str, pem: str, certificate_type: str = "CentralSystemRootCertificate"
+    ) -> str:
+        answer = await self.call(
+            cp_id, call.InstallCertificate(certificate_type=certificate_type, certificate=pem)
+        )
+        return str(answer.status)
+
+    async def get_installed_certificate_ids(
+        self, cp_id: str, certificate_type: str = "CentralSystemRootCertificate"
+    ) -> tuple[str, list[dict[str, str]]]:
+        """The status and the hash data (camelCase, as on the wire) of each certificate."""
+        answer = await self.call(
+            cp_id, call.GetInstalledCertificateIds(certificate_type=certificate_type)
+        )
+        ids = [
+            {
+                "hashAlgorithm": item["hash_algorithm"],
+                "issuerNameHash": item["issuer_name_hash"],
+                "issuerKeyHash": item["issuer_key_hash"],
+                "serialNumber": item["serial_number"],
+            }
+            for item in answer.certificate_hash_data or ()
+        ]
+        return str(answer.status), ids
+
+    async def delete_certificate(self, cp_id: str, hash_data: dict[str, str]) -> str:
+        snake = {
+            "hash_algorithm": hash_data["hashAlgorithm"],
+            "issuer_name_hash": hash_data["issuerNameHash"],
+            "issuer_key_hash": hash_data["issuerKeyHash"],
+            "serial_number": hash_data["serialNumber"],
+        }
+        answer = await self.call(cp_id, call.DeleteCertificate(certificate_hash_data=snake))
+        return str(answer.status)
+
+    async def signed_update_firmware(
+        self,
+        cp_id: str,
+        location: str,
+        signing_certificate: str,
+        signature: str,
+        *,
+        request_id: int = 1,
+        retrieve_date: datetime | timedelta | str = timedelta(0),
+        install_date: datetime | timedelta | str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> str:
+        """SignedUpdateFirmware; the answer. Its progress arrives in
+        `firmware_statuses[cp_id]`."""
+        firmware: dict[str, Any] = {
+            "location": location,
+            "retrieve_date_time": _date_text(retrieve_date),
+            "signing_certificate": signing_certificate,
+            "signature": signature,
+        }
+        if install_date is not None:
+            firmware["install_date_time"] = _date_text(install_date)
+        answer = await self.call(
+            cp_id,
+            call.SignedUpdateFirmware(
+                request_id=request_id,
+                firmware=firmware,
+                retries=retries,
+                retry_interval=retry_interval,
+            ),
+        )
+        return str(answer.status)
 
     # -- waiting -----------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ Once each demo charger has booted (`runsimulator --demo`, unless --no-demo-opera
 - the first charger uploads its diagnostics to the CSMS's file server;
 - the second charger updates its firmware from the file server (it installs once its
   session, if any, is over, and reboots into ChargeSim firmware 1.1.0).
+- every charger gets the CSMS's root certificate (InstallCertificate), and the third a
+  manufacturer's root and a signed firmware update (SignedUpdateFirmware: the signature
+  is verified before it installs ChargeSim firmware 1.2.0 and reboots).
 
 All of it goes through the CSMS's ordinary operations; a charger that does not answer,
 or answers with an error, is logged and skipped.
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from ocpp.exceptions import OCPPError
 
+from .certificate_authority import CertificateAuthority, FirmwareSigner
 from .files import FileServer
 from .server import CentralSystem
 
@@ -31,6 +36,8 @@ DEMO_TAGS = {f"DEMO{n:04d}": "Accepted" for n in range(1, 21)} | {"DEMO-BLOCKED"
 RESERVED_TAG = "DEMO-RESERVED"
 FIRMWARE_NAME = "chargesim-1.1.0.bin"
 FIRMWARE = b"ChargeSim firmware 1.1.0\n" + b"\x00" * 4096
+SIGNED_FIRMWARE_NAME = "chargesim-1.2.0.bin"
+SIGNED_FIRMWARE = b"ChargeSim firmware 1.2.0\n" + b"\x00" * 4096
 _FREE = ("Available", "NoError")
 
 
@@ -43,12 +50,25 @@ async def showcase(
 ) -> None:
     """Run the demo operations on these chargers as each becomes ready."""
     firmware_url = files.publish(FIRMWARE_NAME, FIRMWARE)
+    manufacturer = CertificateAuthority("ChargeSim Manufacturer Root CA")
+    signed = SignedImage(
+        files.publish(SIGNED_FIRMWARE_NAME, SIGNED_FIRMWARE),
+        manufacturer.root_pem,
+        manufacturer.firmware_signer(),
+    )
     await asyncio.gather(
         *(
-            _one(csms, files, cp_id, index, len(cp_ids), firmware_url, patience)
+            _one(csms, files, cp_id, index, len(cp_ids), firmware_url, patience, signed)
             for index, cp_id in enumerate(cp_ids)
         )
     )
+
+
+@dataclass(frozen=True)
+class SignedImage:
+    url: str
+    root_pem: str
+    signer: FirmwareSigner
 
 
 async def _one(
@@ -59,6 +79,7 @@ async def _one(
     count: int,
     firmware_url: str,
     patience: float,
+    signed: SignedImage,
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
@@ -76,5 +97,14 @@ async def _one(
             await csms.get_diagnostics(cp_id, f"{files.url}/diagnostics/")
         if index == 1:
             await csms.update_firmware(cp_id, firmware_url)
+        await csms.install_certificate(cp_id, csms.ca.root_pem)
+        if index == 2:
+            await csms.install_certificate(cp_id, signed.root_pem, "ManufacturerRootCertificate")
+            await csms.signed_update_firmware(
+                cp_id,
+                signed.url,
+                signed.signer.certificate_pem,
+                signed.signer.sign(SIGNED_FIRMWARE),
+            )
     except (OCPPError, TimeoutError, ConnectionError, KeyError) as exc:
         log.info("%s: a demo operation failed: %s", cp_id, exc)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import random
+import secrets
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import ocpp.messages
 import orjson
+from cryptography.hazmat.primitives import serialization
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -568,6 +572,57 @@ class ChargePointClient(OcppChargePoint):
         if request is not None:
             self.operations.after_get_diagnostics(request)
 
+    # -- Security whitepaper (edition 3): certificates and signed firmware (issue 17) --------
+
+    @on(Action.certificate_signed, skip_schema_validation=True)
+    def on_certificate_signed(self, certificate_chain: str, **_: Any):
+        status = self.operations.on_certificate_signed(self.raw_payload["certificateChain"])
+        return call_result.CertificateSigned(status=status)
+
+    @on(Action.install_certificate, skip_schema_validation=True)
+    def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any):
+        status = self.operations.on_install_certificate(
+            certificate_type, self.raw_payload["certificate"]
+        )
+        return call_result.InstallCertificate(status=status)
+
+    @on(Action.get_installed_certificate_ids, skip_schema_validation=True)
+    def on_get_installed_certificate_ids(self, certificate_type: str, **_: Any):
+        ids = self.operations.on_get_installed_certificate_ids(certificate_type)
+        if not ids:
+            return call_result.GetInstalledCertificateIds(status="NotFound")
+        return call_result.GetInstalledCertificateIds(
+            status="Accepted",
+            certificate_hash_data=[
+                {
+                    "hash_algorithm": item["hashAlgorithm"],
+                    "issuer_name_hash": item["issuerNameHash"],
+                    "issuer_key_hash": item["issuerKeyHash"],
+                    "serial_number": item["serialNumber"],
+                }
+                for item in ids
+            ],
+        )
+
+    @on(Action.delete_certificate, skip_schema_validation=True)
+    def on_delete_certificate(self, **_: Any):
+        status = self.operations.on_delete_certificate(self.raw_payload["certificateHashData"])
+        return call_result.DeleteCertificate(status=status)
+
+    @on(Action.signed_update_firmware, skip_schema_validation=True)
+    def on_signed_update_firmware(self, request_id: int, **_: Any):
+        payload = self.raw_payload
+        status, self._firmware = self.operations.on_signed_update_firmware(
+            request_id, payload["firmware"], payload.get("retries"), payload.get("retryInterval")
+        )
+        return call_result.SignedUpdateFirmware(status=status)
+
+    @after(Action.signed_update_firmware)
+    def after_signed_update_firmware(self, **_: Any) -> None:
+        request, self._firmware = self._firmware, None
+        if request is not None:
+            self.operations.after_update_firmware(request)
+
 
 def _snake(schedule: dict[str, Any]) -> dict[str, Any]:
     """The library serialises answers from snake_case: hand it the schedule that way."""
@@ -660,12 +715,50 @@ def _ssl_context(charger: Charger) -> ssl.SSLContext | None:
         context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConnectError(f"CA bundle {ca} cannot be read ({exc})") from None
+    roots = charger.certificates.central_system_roots_pem()
+    if roots:  # InstallCertificate(CentralSystemRootCertificate): trusted as well
+        try:
+            context.load_verify_locations(cadata=roots)
+        except ssl.SSLError as exc:
+            raise ConnectError(f"an installed CSMS root cannot be used ({exc})") from None
     if charger.spec.security_profile == 3:
+        if charger.certificates.has_client_certificate:
+            # The certificate obtained through SignCertificate / CertificateSigned wins
+            # over the files of the charger's settings.
+            load_client_certificate(context, charger)
+            return context
         try:
             context.load_cert_chain(charger.spec.client_cert_path, charger.spec.client_key_path)
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(f"client certificate or key cannot be loaded ({exc})") from None
     return context
+
+
+def load_client_certificate(context: ssl.SSLContext, charger: Charger) -> None:
+    """Give a TLS context the charger's own certificate and key from its store.
+
+    `ssl` loads a key only from a file: the key is written for the moment of the call to
+    a private temporary file (mode 0600), encrypted under a one-time password, and the file
+    is removed at once; the plain key never touches the disk."""
+    store = charger.certificates
+    password = secrets.token_bytes(32)
+    key = serialization.load_pem_private_key(store.private_key_pem().encode(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+    with tempfile.TemporaryDirectory(prefix="chargesim-tls-") as folder:
+        cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+        with open(cert_path, "w", encoding="ascii") as out:
+            out.write(store.chain_pem)
+        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(encrypted)
+        try:
+            context.load_cert_chain(cert_path, key_path, password=password)
+        except ssl.SSLError as exc:
+            raise ConnectError(f"the charger's own certificate cannot be used ({exc})") from None
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -713,6 +806,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
     """Keep one charger connected until cancelled: connect, boot, serve, reconnect."""
     backoff = Backoff(cap=reconnect_cap)
     connected_before = False
+    untrusted_reported = False  # InvalidCentralSystemCertificate: once per outage
     while True:
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
@@ -731,6 +825,11 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
         except Exception as exc:  # every failure is reported and retried
             metrics.CONNECT_FAILURES.inc()
             reason = describe_failure(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError) and not untrusted_reported:
+                # Security whitepaper: a CSMS certificate that does not verify is a
+                # security event (queued; it goes out once a connection succeeds).
+                untrusted_reported = True
+                charger.security_event("InvalidCentralSystemCertificate", reason)
             delay = backoff.next_delay()
             log.info("%s: cannot connect: %s; retrying in %.1f s", charger.id, reason, delay)
             charger.detach(reason)
@@ -746,6 +845,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             await asyncio.sleep(delay)
             continue
         backoff.reset()
+        untrusted_reported = False
         charger.listener.on_connection(
             charger,
             "connected",

@@ -226,6 +226,20 @@ class Ocpp16Messages:
     def firmware_status(self, status: FirmwareStatus) -> Message:
         return "FirmwareStatusNotification", {"status": str(status)}
 
+    # -- security whitepaper (edition 3): certificates and signed firmware ----------------
+
+    def sign_certificate(self, csr: str) -> Message:
+        return "SignCertificate", {"csr": csr}
+
+    def read_accepted(self, answer: Payload) -> bool:
+        return bool(answer.get("status") == "Accepted")
+
+    def signed_firmware_status(self, status: FirmwareStatus, request_id: int | None) -> Message:
+        payload: Payload = {"status": str(status)}
+        if request_id is not None:
+            payload["requestId"] = request_id
+        return "SignedFirmwareStatusNotification", payload
+
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
         # A transaction message queued before StartTransaction was confirmed carries the
         # real id if it is known by the time it goes out, else -1.

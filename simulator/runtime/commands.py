@@ -269,6 +269,11 @@ class CommandServer:
                 raise CommandError("charger is offline")
             charger.cut_network(seconds)
             return f"network of {charger.id} cut for {seconds:g} s"
+        if command == "request_certificate":
+            if charger.id not in self.service.connections:
+                raise CommandError("charger is offline")
+            charger.request_certificate()
+            return f"{charger.id} asked its CSMS for a certificate (SignCertificate)"
         if command == "plug_in":
             return await self._plug_in(charger, args, catalogue)
         if command == "present_id_tag":

@@ -22,8 +22,8 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
-from chargers.models import Charger as ChargerRow
 from chargers.models import (
+    CertificateStoreRecord,
     ChargingProfileRecord,
     ConfigurationKey,
     LocalAuthEntry,
@@ -33,9 +33,11 @@ from chargers.models import (
     RuntimeState,
     TransactionValues,
 )
+from chargers.models import Charger as ChargerRow
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from simulator import contract
+from simulator.core.certificates import CertificateStore
 from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.drops import dropped
@@ -159,6 +161,9 @@ def build_charger(
     ]
     if reservations:
         charger.restore_reservations(reservations)
+    stored = getattr(row, "certificate_store", None)
+    if stored is not None:
+        charger.certificates = CertificateStore.restore(stored.certificates, stored.secrets())
     records = [
         {"connectorId": r.connector_id, "csChargingProfiles": r.body} for r in row.profiles.all()
     ]
@@ -173,7 +178,7 @@ def build_charger(
 def charger_rows() -> QuerySet[ChargerRow]:
     """Charger rows with everything a runtime charger is built from (a few queries)."""
     return (
-        ChargerRow.objects.select_related("location", "runtime")
+        ChargerRow.objects.select_related("location", "runtime", "certificate_store")
         .prefetch_related("evses", "configuration", "profiles", "reservations", "local_list")
         .order_by("charge_point_id")
     )
@@ -375,6 +380,7 @@ class Checkpointer(Listener):
         self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
         self._reservations: dict[int, list[dict[str, Any]]] = {}
         self._local_lists: dict[int, LocalListChange] = {}
+        self._certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         self._firmware: dict[int, str] = {}
         # Chargers with an open transaction ride along in every full checkpoint, changed or
         # not, so that their last checkpoint time is how long they are known to have lived.
@@ -518,6 +524,15 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_firmware(charger)
 
+    def on_certificates(self, charger: Charger) -> None:
+        if charger.spec.db_id is not None:
+            store = charger.certificates
+            with self._lock:
+                self._certificates[charger.spec.db_id] = (store.records(), store.secret_record())
+            self._signal()
+        if self.downstream is not None:
+            self.downstream.on_certificates(charger)
+
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         with self._lock:
             self._outbox_new.append((sink, item, dict(item.payload)))
@@ -575,6 +590,7 @@ class Checkpointer(Listener):
                 reservations=self._reservations,
                 local_lists=self._local_lists,
                 firmware=self._firmware,
+                certificates=self._certificates,
             )
             if full and self._frames:
                 batch.frames, self._frames = self._frames, []
@@ -585,6 +601,7 @@ class Checkpointer(Listener):
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
+            self._certificates = {}
         batch.evses = [
             (charger.spec.db_id, evse.register_wh, evse.status.value, evse.db_id)
             for charger in dirty.values()
@@ -673,6 +690,8 @@ class Batch:
     reservations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     local_lists: dict[int, LocalListChange] = field(default_factory=dict)
     firmware: dict[int, str] = field(default_factory=dict)
+    # charger pk -> (its certificates, its private keys: sealed by the manager)
+    certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
     # (charger pk, register Wh, status, EVSE pk)
     evses: list[tuple[int, float, str, int]] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -699,6 +718,7 @@ class Batch:
             or self.reservations
             or self.local_lists
             or self.firmware
+            or self.certificates
         )
 
     def parts(self) -> list[Batch]:
@@ -733,6 +753,8 @@ class Batch:
             part(pk).local_lists[pk] = change
         for pk, version in self.firmware.items():
             part(pk).firmware[pk] = version
+        for pk, store in self.certificates.items():
+            part(pk).certificates[pk] = store
         return list(by_charger.values())
 
 
@@ -757,6 +779,8 @@ def _write_batch(batch: Batch) -> None:
         LocalAuthEntry.objects.apply(batch.local_lists)
     if batch.firmware:
         ChargerRow.objects.set_firmware_versions(batch.firmware)
+    if batch.certificates:
+        CertificateStoreRecord.objects.store(batch.certificates)
 
 
 def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
@@ -919,6 +943,13 @@ def _rows(part: Batch) -> Iterator[_Row]:
         yield (
             "firmware version",
             functools.partial(ChargerRow.objects.set_firmware_versions, {pk: version}),
+            None,
+            None,
+        )
+    for pk, store in part.certificates.items():
+        yield (
+            "certificate store",  # never its content: it holds private keys
+            functools.partial(CertificateStoreRecord.objects.store, {pk: store}),
             None,
             None,
         )
