@@ -27,7 +27,7 @@ from simulator.core.protocol import (
     StopReason,
     TransactionRef,
 )
-from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus
+from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus, LogStatus
 
 
 def _readings(readings: list[Reading]) -> list[list[Any]]:
@@ -110,6 +110,9 @@ class Toy:
 
     def security_event(self, kind: str, timestamp: str, tech_info: str | None) -> Message:
         return "security", {"what": kind, "at": timestamp, "info": tech_info}
+
+    def log_status(self, status: LogStatus, request_id: int | None) -> Message:
+        return "log", {"is": status.value, "request": request_id}
 
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         return "diagnostics", {"busy": status is DiagnosticsStatus.UPLOADING, "is": status.value}
