@@ -895,10 +895,10 @@ def _rows(part: Batch) -> Iterator[_Row]:
             )
     for pk, availability in part.availability.items():
         yield "availability", functools.partial(_write_availability, {pk: availability}), None, None
-    for charger_pk, key, value in part.key_writes:
+    for charger_pk, column, value in part.key_writes:
         yield (
-            key,  # never the value: an AuthorizationKey is a secret
-            functools.partial(ChargerRow.objects.set_key_column, charger_pk, key, value),
+            column,  # never the value: an AuthorizationKey is a secret
+            functools.partial(ChargerRow.objects.set_key_column, charger_pk, column, value),
             None,
             None,
         )
