@@ -5,6 +5,7 @@ through the same transfer path as GetDiagnostics, reporting each step with the r
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 from ocpp.v16 import call
@@ -159,3 +160,22 @@ async def test_a_malformed_get_log_gets_a_call_error_and_the_charger_keeps_runni
         assert [event.kind for event in charger.security_log] == ["InvalidMessages"]
         status, _name, _rid = await csms.get_log("GL-9", "mailto:x")
         assert status == "Rejected"
+
+
+async def test_an_ftp_login_refused_is_permission_denied_and_the_password_never_shows(
+    csms, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    (tmp_path / "logs").mkdir()
+    charger = runtime_charger("GL-10", csms.url, evses=1)
+    with ftp_server(tmp_path) as ftp:
+        async with connected(charger):
+            location = ftp.url("logs/", password="not-the-password")
+            _s, _n, rid = await csms.get_log("GL-10", location, retries=0)
+            assert await statuses(csms, "GL-10", 2) == [
+                ("Uploading", rid),
+                ("PermissionDenied", rid),
+            ]
+    assert list((tmp_path / "logs").iterdir()) == []
+    assert "GL-10: log upload 1/1 failed" in caplog.text  # the line is there, the secret not
+    assert "not-the-password" not in caplog.text
