@@ -20,6 +20,8 @@ RESERVED = {
     "AuthorizationKey": "AuthorizationKey is set on the charger itself (it is write-only): "
     "use the authorization_key column.",
     "NumberOfConnectors": "NumberOfConnectors follows the number of EVSEs: use the evses column.",
+    "SecurityProfile": "SecurityProfile is set on the charger itself: "
+    "use the security_profile column.",
 }
 
 

@@ -25,6 +25,16 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         """A key the CSMS set (ChangeConfiguration AuthorizationKey); it is a secret."""
         self.filter(pk=charger_pk).update(authorization_key=value)
 
+    def set_key_column(self, charger_pk: int, key: str, value: str) -> None:
+        """A configuration key the CSMS set that is a column of the charger row
+        (AuthorizationKey, SecurityProfile). A plain UPDATE, as the engine has it already."""
+        if key == "AuthorizationKey":
+            self.set_authorization_key(charger_pk, value)
+        elif key == "SecurityProfile":
+            self.filter(pk=charger_pk).update(security_profile=int(value))
+        else:
+            raise ValueError(f"{key} is not a column of the charger row")
+
     def set_firmware_versions(self, versions: dict[int, str]) -> None:
         """Firmware the engine installed (UpdateFirmware). A plain UPDATE: `updated` is
         the operator's edits, and this is none (the running charger has it already)."""

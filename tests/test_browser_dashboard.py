@@ -165,12 +165,16 @@ def test_the_charger_page_shows_reservations_the_local_list_firmware_and_diagnos
 
             open_charger("DEMO-0001")
             expect(box.locator("[data-field=diagnostics_status]")).to_have_text("Uploaded")
+            expect(box.locator("[data-field=log_status]")).to_contain_text("Uploaded (request")
 
             open_charger("DEMO-0002")
             expect(page.locator(".identity [data-field=firmware_version]")).to_have_text(
                 "1.1.0", timeout=20_000
             )
             expect(box.locator("[data-field=firmware_status]")).to_have_text("Installed")
+            events = box.locator("[data-field=security_events]")
+            expect(events).to_contain_text("StartupOfTheFirmware")
+            expect(events).to_contain_text("FirmwareUpdated: 1.0.0 -> 1.1.0")
             page.screenshot(path=ARTIFACTS / "dashboard-6-firmware.png", full_page=True)
         finally:
             browser.close()

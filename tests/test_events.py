@@ -107,3 +107,20 @@ async def test_a_snapshot_carries_reservations_the_local_list_and_firmware_state
     assert state["firmware_version"] == "3.2.1"
     assert (state["firmware_status"], state["diagnostics_status"]) == ("Idle", "Idle")
     charger.cancel_timers()
+
+
+async def test_a_snapshot_carries_the_log_upload_and_the_newest_security_events():
+    charger = runtime_charger("EV-S", "ws://127.0.0.1:1", evses=1)
+    state = snapshot(charger)
+    assert (state["log_status"], state["log_request_id"], state["security_events"]) == (
+        "Idle",
+        None,
+        [],
+    )
+    for n in range(7):
+        charger.security_event("ResetOrReboot", f"reboot {n}")
+    charger.security_event("InvalidMessages", "Reset answered FormationViolation", push=False)
+    events = snapshot(charger)["security_events"]
+    assert len(events) == 5  # the newest few, newest first
+    assert events[0]["type"] == "InvalidMessages" and events[0]["sent"] is False
+    assert events[1]["tech_info"] == "reboot 6" and events[1]["sent"] is True

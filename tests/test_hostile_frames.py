@@ -382,6 +382,17 @@ TEMPLATES: dict[str, dict] = {
         "retries": 0,
         "startTime": "2020-01-01T00:00:00Z",
     },
+    # The security whitepaper (issue 17).
+    "GetLog": {
+        "logType": "SecurityLog",
+        "requestId": 1,
+        "retries": 0,
+        "log": {
+            "remoteLocation": "http://127.0.0.1:9/logs/",
+            "oldestTimestamp": "2020-01-01T00:00:00Z",
+        },
+    },
+    "ExtendedTriggerMessage": {"requestedMessage": "Heartbeat", "connectorId": 1},
 }
 
 HOSTILE_VALUES: list[object] = [

@@ -294,3 +294,23 @@ async def test_a_firmware_failure_mode_applies_live(worker, csms):
     assert outcomes[0]["outcome"] == "applied live"
     spec = loaded(worker, "CP-LIVE").spec
     assert (spec.firmware_failure, spec.diagnostics_upload_method) == ("InstallationFailed", "POST")
+
+
+async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker, csms):
+    """The charger is built afresh from its row: its ResetOrReboot, saved in the durable
+    outbox before it went down, is sent after the new boot, then StartupOfTheFirmware;
+    the security log is the same charger's."""
+    before = loaded(worker, "CP-LIVE")
+    outcome = await worker.reloader.power_cycle(before)
+    assert outcome.startswith("reboots now")
+    await wait_until(
+        lambda: len(csms.security_events.get("CP-LIVE", [])) >= 2, timeout=10, message="events"
+    )
+    events = csms.security_events["CP-LIVE"]
+    assert [(e["type"], e["techInfo"]) for e in events] == [
+        ("ResetOrReboot", "a power cycle"),
+        ("StartupOfTheFirmware", "firmware 1.0.0 started after a power cycle"),
+    ]
+    after = loaded(worker, "CP-LIVE")
+    assert after is not before
+    assert [e.kind for e in after.security_log] == ["ResetOrReboot", "StartupOfTheFirmware"]

@@ -27,7 +27,7 @@ from simulator.core.protocol import (
     StopReason,
     TransactionRef,
 )
-from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus
+from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus, LogStatus
 
 
 def _readings(readings: list[Reading]) -> list[list[Any]]:
@@ -111,11 +111,23 @@ class Toy:
     def security_event(self, kind: str, timestamp: str, tech_info: str | None) -> Message:
         return "security", {"what": kind, "at": timestamp, "info": tech_info}
 
+    def log_status(self, status: LogStatus, request_id: int | None) -> Message:
+        return "log", {"is": status.value, "request": request_id}
+
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         return "diagnostics", {"busy": status is DiagnosticsStatus.UPLOADING, "is": status.value}
 
     def firmware_status(self, status: FirmwareStatus) -> Message:
         return "firmware", {"busy": status in FIRMWARE_BUSY, "is": status.value}
+
+    def sign_certificate(self, csr: str) -> Message:
+        return "sign-me", {"csr": csr}
+
+    def read_accepted(self, answer: Payload) -> bool:
+        return answer.get("ok") is True
+
+    def signed_firmware_status(self, status: FirmwareStatus, request_id: int | None) -> Message:
+        return "signed-firmware", {"is": status.value, "request": request_id}
 
     def at_send(self, action: str, payload: Payload, tx: TransactionRef | None) -> Payload:
         # Unlike 1.6's -1, the toy names an unconfirmed session by the charger's own id.

@@ -56,6 +56,8 @@ class KeySpec:
     maximum: int | None = None
     write_only: bool = False
     reboot_required: bool = False
+    # Kept on the charger itself (a column of its row), not in its configuration table.
+    on_charger: bool = False
 
 
 class InvalidValue(ValueError):
@@ -115,6 +117,14 @@ _KEYS = (
     KeySpec("CertSigningWaitMinimum", KeyType.INT, "60", minimum=1, maximum=86_400),
     KeySpec("CertSigningRepeatTimes", KeyType.INT, "3", maximum=100),
     # -- end of the certificate keys -------------------------------------------------------
+    # -- Security whitepaper, edition 3 (issue 17): security profile and CPO name --------
+    # (AuthorizationKey, above, is the whitepaper's too; the certificate keys are with the
+    # certificate store.) SecurityProfile is the charger's `security_profile` column, as
+    # the AuthorizationKey is a column: ChangeConfiguration may raise it (never lower it)
+    # when the charger has what the higher profile needs, and the charger reconnects.
+    KeySpec("SecurityProfile", KeyType.INT, "0", maximum=3, on_charger=True),
+    # The organisation the charger's certificate is issued to (the CSR's O field).
+    KeySpec("CpoName", KeyType.STR, ""),
 )
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _KEYS}
@@ -122,7 +132,7 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _KEYS}
 
 def defaults(number_of_connectors: int) -> dict[str, str]:
     """The values a new charger starts with (AuthorizationKey lives on the charger itself)."""
-    values = {spec.name: spec.default for spec in _KEYS if not spec.write_only}
+    values = {spec.name: spec.default for spec in _KEYS if not (spec.write_only or spec.on_charger)}
     values["NumberOfConnectors"] = str(number_of_connectors)
     return values
 

@@ -370,6 +370,13 @@ class ReservationSnapshot(TypedDict):
     expiry: str  # UTC, ISO 8601
 
 
+class SecurityEventSnapshot(TypedDict):
+    type: str  # the whitepaper's event type (or our vendor type ConnectionLost)
+    timestamp: str  # UTC, ISO 8601
+    tech_info: str | None
+    sent: bool  # pushed to the CSMS (SecurityEventNotification), or only logged
+
+
 class ChargerSnapshot(TypedDict):
     """The full, idempotent state of one charger as the dashboard shows it."""
 
@@ -388,6 +395,9 @@ class ChargerSnapshot(TypedDict):
     firmware_version: str
     firmware_status: str  # the last FirmwareStatusNotification's status, or "Idle"
     diagnostics_status: str  # the same for DiagnosticsStatusNotification
+    log_status: str  # the last LogStatusNotification's status (GetLog), or "Idle"
+    log_request_id: int | None  # the GetLog it is about
+    security_events: list[SecurityEventSnapshot]  # the newest few, newest first
     at: float  # Unix time
 
 

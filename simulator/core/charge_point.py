@@ -52,6 +52,7 @@ from simulator.core.protocol import (
     StopReason,
 )
 from simulator.core.reservations import Reservation, ReservationBook
+from simulator.core.security_log import LoggedEvent, SecurityEvent, SecurityLog
 from simulator.core.smart_charging import (
     Electrical,
     Limit,
@@ -62,7 +63,13 @@ from simulator.core.smart_charging import (
 )
 from simulator.core.timers import Clock, LoopClock, Timers
 from simulator.core.transactions import LocalTransaction
-from simulator.core.transfer import FIRMWARE_BUSY, DiagnosticsStatus, FirmwareStatus, Transfers
+from simulator.core.transfer import (
+    FIRMWARE_BUSY,
+    DiagnosticsStatus,
+    FirmwareStatus,
+    LogStatus,
+    Transfers,
+)
 from simulator.core.vehicle import VehicleSpec
 
 log = logging.getLogger(__name__)
@@ -262,10 +269,19 @@ class Charger:
         self.reservations = ReservationBook()
         self.transfers = transfers  # how firmware and diagnostics files move (runtime)
         self.firmware_status = FirmwareStatus.IDLE  # the last one reported
+        self.signed_firmware_request: int | None = None  # its requestId, if a signed update
         self.diagnostics_status = DiagnosticsStatus.IDLE
-        self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics", ...
+        self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics", "log"
         self.certificates = CertificateStore()
         self._chain_arrived: asyncio.Event | None = None  # set by CertificateSigned
+        self.log_status = LogStatus.IDLE  # the last GetLog upload's, and its requestId
+        self.log_request_id: int | None = None
+        self.security_log = SecurityLog()
+        self.reconnect_due = False  # SecurityProfile raised: reconnect after the answer
+        self.security_change: str | None = None  # a security key changed: report it then
+        # Why the charger last went down, until the boot after it reports the firmware's
+        # startup (StartupOfTheFirmware); None on the first start of the process.
+        self.startup_after: str | None = None
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
@@ -306,20 +322,70 @@ class Charger:
 
     def get_configuration(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """GetConfiguration: known keys (never AuthorizationKey's value) and unknown ones."""
-        return self.config.report(keys)
+        known, unknown = self.config.report(keys)
+        for entry in known:
+            if entry["key"] == "SecurityProfile":  # kept on the charger, not in its table
+                entry["value"] = str(self.spec.security_profile)
+        return known, unknown
 
     def change_configuration(self, key: str, value: str) -> str:
         """ChangeConfiguration: Accepted, RebootRequired, Rejected or NotSupported."""
         status, value = check_change(self.id, key, value)
         if status not in ("Accepted", "RebootRequired"):
             return status
-        if is_write_only(key):
+        if key == "SecurityProfile":
+            refusal = self._security_profile_refusal(int(value))
+            if refusal:
+                log.info("%s: SecurityProfile %s rejected: %s", self.id, value, refusal)
+                return "Rejected"
+            if int(value) == self.spec.security_profile:
+                return "Accepted"  # nothing changes: no reconnect, no event
+            self.spec.security_profile = int(value)
+            self.reconnect_due = True  # with the new profile, once the answer is out
+        elif is_write_only(key):
             self.spec.authorization_key = value
         else:
             self.config[key] = value
         self.listener.on_config(self, key, value)
         self._apply_config(key)
+        if key in _SECURITY_PARAMETERS:
+            # Reported once the answer is out (`security_parameters_changed`).
+            self.security_change = key
         return status
+
+    async def security_parameters_changed(self) -> None:
+        """After the answer to a ChangeConfiguration: a security parameter that changed is
+        reported (ReconfigurationOfSecurityParameters, with the key's name only: its value
+        may be a secret), and a raised SecurityProfile takes effect on a new connection:
+        this one closes once the event is out, and the connection runner opens the next
+        with the new profile."""
+        key, self.security_change = self.security_change, None
+        if key is not None:
+            self.security_event(SecurityEvent.RECONFIGURATION_OF_SECURITY_PARAMETERS, key)
+        if not self.reconnect_due:
+            return
+        self.reconnect_due = False
+        await self.drain(REBOOT_PATIENCE_S)
+        transport = self.transport
+        if transport is not None:
+            log.info(
+                "%s: reconnecting with security profile %d", self.id, self.spec.security_profile
+            )
+            await transport.close()
+
+    def _security_profile_refusal(self, profile: int) -> str:
+        """Why the charger cannot move to `profile` ("" if it can): never down (the
+        whitepaper), and only with what that profile needs to connect."""
+        spec = self.spec
+        if profile < spec.security_profile:
+            return f"lower than the current profile {spec.security_profile}"
+        if profile in (1, 2) and not spec.authorization_key:
+            return "no AuthorizationKey for HTTP Basic authentication"
+        if profile >= 2 and not spec.csms_url.lower().startswith("wss://"):
+            return "the Central System URL is not wss:// (TLS)"
+        if profile == 3 and not (spec.client_cert_path and spec.client_key_path):
+            return "no client certificate"
+        return ""
 
     def _apply_config(self, key: str) -> None:
         now = self.clock.monotonic()
@@ -355,11 +421,16 @@ class Charger:
         self.listener.on_change(self)
 
     def detach(self, error: str = "") -> None:
+        """The connection is gone; `error` says why when it was lost, not closed."""
+        lost = bool(error) and self.link is LinkState.ONLINE and self.boot is BootState.ACCEPTED
         self.transport = None
         self.link = LinkState.OFFLINE
         self.link_error = error
         # Non-transactional messages are not kept: after an outage the current status is sent.
         self.outbox.link_lost()
+        if lost:
+            # Sent once the charger is back (the event is durable), stamped now.
+            self.security_event(SecurityEvent.CONNECTION_LOST, error)
         self.listener.on_change(self)
 
     def cut_network(self, seconds: float) -> None:
@@ -375,9 +446,11 @@ class Charger:
             self.transport.abort()
         self.listener.on_change(self)
 
-    def power_cycle(self) -> None:
-        """A reboot: the next connection starts with a BootNotification."""
+    def power_cycle(self, why: str = "power cycle") -> None:
+        """A reboot: the next connection starts with a BootNotification, and once it is
+        accepted the charger reports the start of its firmware."""
         self.boot = BootState.NONE
+        self.startup_after = why
 
     @property
     def online(self) -> bool:
@@ -393,6 +466,12 @@ class Charger:
             await asyncio.sleep(interval if interval > 0 else 30 + random.uniform(0, 10))
         if not self.online:
             return
+        if self.startup_after is not None:
+            why, self.startup_after = self.startup_after, None
+            version = self.spec.firmware_version
+            self.security_event(
+                SecurityEvent.STARTUP_OF_THE_FIRMWARE, f"firmware {version} started after {why}"
+            )
         self.send_all_statuses()
         self.wake()
 
@@ -435,7 +514,14 @@ class Charger:
             # (intervals, schedules, the composite window) overflow: keep our own.
             log.info("%s: ignoring a currentTime out of range: %r", self.id, current_time)
             return
-        self._clock_offset = moment.timestamp() - self.clock.time()
+        offset = moment.timestamp() - self.clock.time()
+        step = offset - self._clock_offset
+        self._clock_offset = offset
+        if abs(step) >= CLOCK_STEP_REPORTED_S:
+            self.security_event(
+                SecurityEvent.SETTING_SYSTEM_TIME,
+                f"clock set {step:+.0f} s from the Central System's currentTime",
+            )
 
     # -- the outgoing queue ----------------------------------------------------------------
 
@@ -1175,12 +1261,12 @@ class Charger:
             log.error("%s: the %s job failed", self.id, name, exc_info=task.exception())
 
     async def report_firmware(self, status: FirmwareStatus) -> None:
-        self.firmware_status = status
+        self.firmware_status, self.signed_firmware_request = status, None
         self.listener.on_change(self)
         await self._report(self.messages.firmware_status(status))
 
     async def report_signed_firmware(self, status: FirmwareStatus, request_id: int) -> None:
-        self.firmware_status = status
+        self.firmware_status, self.signed_firmware_request = status, request_id
         self.listener.on_change(self)
         await self._report(self.messages.signed_firmware_status(status, request_id))
 
@@ -1189,14 +1275,37 @@ class Charger:
         self.listener.on_change(self)
         await self._report(self.messages.diagnostics_status(status))
 
-    def security_event(self, kind: str, tech_info: str | None = None) -> None:
-        """Report a security event (e.g. "FirmwareUpdated", "ResetOrReboot").
+    async def report_log(self, status: LogStatus, request_id: int) -> None:
+        self.log_status, self.log_request_id = status, request_id
+        self.listener.on_change(self)
+        await self._report(self.messages.log_status(status, request_id))
 
-        The whitepaper asks for the critical ones to be queued while offline and delivered
-        for sure, as transaction messages are: so every event goes through the durable part
-        of the outbox (a charger reports few of them) and is sent again until answered.
+    def log_status_now(self) -> tuple[LogStatus, int | None]:
+        """What a triggered LogStatusNotification says: Uploading (with its requestId)
+        while an upload runs, else Idle."""
+        if self.log_status is LogStatus.UPLOADING:
+            return LogStatus.UPLOADING, self.log_request_id
+        return LogStatus.IDLE, None
+
+    def security_event(self, kind: str, tech_info: str | None = None, *, push: bool = True) -> None:
+        """Log a security event (e.g. "FirmwareUpdated", "ResetOrReboot") in the security
+        log and, with `push`, report it to the Central System.
+
+        The whitepaper asks for the critical ones to be pushed, queued while offline and
+        delivered for sure, as transaction messages are: so every pushed event goes
+        through the durable part of the outbox (a charger reports few of them) and is sent
+        again until answered. The simulator also pushes the non-critical events it raises
+        at a person's pace (failed authentication, a security key changed, a lost link):
+        the whitepaper allows it and CSMS operators want them. Events a hostile peer can
+        raise at will (InvalidMessages) are only logged (`push=False`): pushing one per
+        bad frame back to that peer would let it fill the outbox.
         """
-        self.send(self.messages.security_event(kind, now_iso(), tech_info), transactional=True)
+        timestamp = now_iso(self.now())
+        self.security_log.add(LoggedEvent(str(kind), timestamp, tech_info, sent=push))
+        log.info("%s: security event %s (%s)", self.id, kind, tech_info or "")
+        self.listener.on_change(self)
+        if push:
+            self.send(self.messages.security_event(kind, timestamp, tech_info), transactional=True)
 
     async def _report(self, message: Message) -> None:
         """Send a status notification and wait for its answer (the next step may be a
@@ -1282,11 +1391,12 @@ class Charger:
         self.listener.on_certificates(self)
         self.listener.on_change(self)
 
-    def install_firmware(self, version: str) -> None:
+    async def install_firmware(self, version: str) -> None:
         """The new firmware is in place: remember it and reboot to run it."""
-        self.spec.firmware_version = version
+        previous, self.spec.firmware_version = self.spec.firmware_version, version
         self.listener.on_firmware(self)
-        self.reboot()
+        self.security_event(SecurityEvent.FIRMWARE_UPDATED, f"{previous} -> {version}")
+        await self.restart(f"firmware {version} installed")
 
     # -- charging profiles and the limits in force -------------------------------------------
 
@@ -1385,7 +1495,30 @@ class Charger:
                 evse, Status.PREPARING if evse.battery is not None else Status.AVAILABLE
             )
 
-    def reboot(self) -> None:
+    async def restart(self, why: str, grace: float = 0.0) -> None:
+        """Go down and boot again (Reset, new firmware) as a real charger does: report
+        ResetOrReboot, give what is queued (that event, the StopTransactions of sessions cut
+        short) up to REBOOT_PATIENCE_S to go out while online, then reboot; the socket
+        stays open at least `grace` seconds from now (a Reset's answer has just gone)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.security_event(SecurityEvent.RESET_OR_REBOOT, why)
+        await self.drain(REBOOT_PATIENCE_S)
+        left = started + grace - loop.time()
+        if left > 0:
+            await asyncio.sleep(left)
+        self.reboot(why)
+
+    async def drain(self, patience: float) -> None:
+        """Wait, up to `patience` seconds and while online, for the queue to go out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self.queue and self.online and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    def reboot(self, why: str = "reboot") -> None:
+        """Go down now; `why` is the techInfo of the StartupOfTheFirmware that the next
+        boot reports (`restart` also reports the ResetOrReboot first)."""
         for evse in self.evses:
             evse.power_w = 0.0
             evse.current_a = ()
@@ -1393,7 +1526,7 @@ class Charger:
                 evse.transition(Status.AVAILABLE)
         self.pending_authorizations.clear()
         self._claimed.clear()
-        self.power_cycle()
+        self.power_cycle(why)
         transport = self.transport
         if transport is not None:
             self._reboot_task = asyncio.get_running_loop().create_task(transport.close())
@@ -1454,6 +1587,45 @@ class Charger:
             await transport.call(*message)
         except (CallFailed, LinkLost) as exc:
             log.info("%s: triggered %s failed: %s", self.id, message[0], exc)
+
+    # -- triggered messages (TriggerMessage, ExtendedTriggerMessage: `core.triggers`) ------
+
+    async def trigger_boot(self) -> None:
+        await self.send_triggered_boot()
+
+    async def trigger_heartbeat(self) -> None:
+        await self.send_now(self.messages.heartbeat())
+
+    async def trigger_status(self, connector_id: int | None) -> None:
+        """One connector's status (0: the charger's), or all when none is named."""
+        targets = [connector_id] if connector_id is not None else range(len(self.evses) + 1)
+        for target in targets:
+            await self.send_now(self.status_message(target))
+
+    async def trigger_meter_values(self, connector_id: int | None) -> None:
+        """Meter values (context Trigger) of one connector, or of all when none (or 0)."""
+        targets = [connector_id] if connector_id else [e.connector_id for e in self.evses]
+        measurands = self.config_list("MeterValuesSampledData")
+        for target in targets:
+            self.send_meter_values(target, SampleContext.TRIGGER, measurands)
+
+    async def trigger_diagnostics_status(self) -> None:
+        await self.send_now(self.messages.diagnostics_status(self.diagnostics_status_now()))
+
+    async def trigger_firmware_status(self) -> None:
+        await self.send_now(self.messages.firmware_status(self.firmware_status_now()))
+
+    async def trigger_signed_firmware_status(self) -> None:
+        """ExtendedTriggerMessage(FirmwareStatusNotification) asks for the whitepaper's
+        SignedFirmwareStatusNotification: where a signed update stands, with its
+        requestId, while one runs; Idle otherwise."""
+        status, request_id = self.firmware_status, self.signed_firmware_request
+        if request_id is None or status not in FIRMWARE_BUSY:
+            status, request_id = FirmwareStatus.IDLE, None
+        await self.send_now(self.messages.signed_firmware_status(status, request_id))
+
+    async def trigger_log_status(self) -> None:
+        await self.send_now(self.messages.log_status(*self.log_status_now()))
 
     async def data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
@@ -1777,3 +1949,12 @@ _Q_VOLTAGE_PHASE = tuple(QUANTITIES[_VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_
 _Q_SOC = QUANTITIES[_SOC, None]
 _Q_POWER_OFFERED = QUANTITIES[_POWER_OFFERED, None]
 _Q_CURRENT_OFFERED = QUANTITIES[_CURRENT_OFFERED, None]
+# A clock step from the Central System's currentTime that is reported as SettingSystemTime.
+# 1.6 has no TimeAdjustmentReportingThreshold (2.0.1 does): below this a step is the drift
+# that every Heartbeat answer corrects, and reporting those would flood the security log.
+CLOCK_STEP_REPORTED_S = 60.0
+# ChangeConfiguration keys that are the whitepaper's "security parameters": a change
+# raises ReconfigurationOfSecurityParameters.
+_SECURITY_PARAMETERS = frozenset({"SecurityProfile", "AuthorizationKey"})
+# How long a restart waits for its queue (StopTransactions, ResetOrReboot) to go out.
+REBOOT_PATIENCE_S = 5.0

@@ -76,7 +76,9 @@ class ConfigValues(dict[str, str]):
                 # The spec lets a write-only key be reported without its value.
                 known.append({"key": key, "readonly": False})
             else:
-                known.append({"key": key, "readonly": spec.readonly, "value": self[key]})
+                # A key kept on the charger (SecurityProfile) is filled in by the charger.
+                value = self.get(key, spec.default)
+                known.append({"key": key, "readonly": spec.readonly, "value": value})
         limit = self.as_int("GetConfigurationMaxKeys")
         return known[: max(limit, 1)] if keys is None else known, unknown
 

@@ -22,6 +22,7 @@ REASONS: Final[dict[str, str]] = {
     "outbox_attempts": "a transaction message given up after TransactionMessageAttempts",
     "outbox_unsendable": "a message the adapter could not build or check; never sent",
     "outbox_unsaved": "a transaction message whose row the database refused; never sent",
+    "outbox_not_taken": "a durable message outside transactions the CSMS does not implement",
     "frame_ignored": "a frame from the CSMS that was neither a CALL nor an awaited answer",
     "channel_layer_full": "a channel-layer message refused because its channel was full",
     "reply_undelivered": "an answer to a page or API caller that could not be sent",

@@ -25,7 +25,6 @@ replaces a job still running.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -60,8 +59,6 @@ DEFAULT_RETRIES = 2
 DEFAULT_RETRY_INTERVAL = 30
 # While a transaction is going on, how often the charger looks whether it may install.
 IDLE_POLL_SECONDS = 1.0
-# How long the StopTransaction of a session cut short by the reboot may take to go out.
-STOP_PATIENCE_SECONDS = 5.0
 
 _HEADER = re.compile(rb"\AChargeSim firmware ([\x21-\x7e]{1,50})\s*(?:\n|\Z)", re.IGNORECASE)
 _VERSION_IN_NAME = re.compile(r"(\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?)")
@@ -156,7 +153,7 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         return await transfers.download(request.location, ca_bundle=charger.spec.ca_bundle_path)
 
     await report(FirmwareStatus.DOWNLOADING)
-    data = await _attempts(
+    data = await attempts(
         charger, "firmware download", download, request.retries, request.retry_interval
     )
     if data is None:
@@ -186,16 +183,11 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         return
     await report(FirmwareStatus.INSTALLED)
     log.info("%s: firmware %s installed; rebooting", charger.id, version)
-    if charger.transactions:
-        # A session begun while it was installing: it ends with the reboot, and its
-        # StopTransaction goes out first if the CSMS is there (it is durable anyway).
-        for connector_id in list(charger.transactions):
-            charger.stop_transaction(connector_id, StopReason.REBOOT)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_PATIENCE_SECONDS
-        while charger.queue and charger.online and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-    charger.install_firmware(version)
+    # A session begun while it was installing ends with the reboot; its StopTransaction
+    # goes out first if the CSMS is there (`Charger.restart`; it is durable anyway).
+    for connector_id in list(charger.transactions):
+        charger.stop_transaction(connector_id, StopReason.REBOOT)
+    await charger.install_firmware(version)
 
 
 def diagnostics_file(charger: Charger, start: float | None, stop: float | None) -> bytes:
@@ -258,14 +250,14 @@ async def upload_diagnostics(charger: Charger, request: DiagnosticsRequest) -> N
         return True
 
     await charger.report_diagnostics(DiagnosticsStatus.UPLOADING)
-    done = await _attempts(
+    done = await attempts(
         charger, "diagnostics upload", upload, request.retries, request.retry_interval
     )
     status = DiagnosticsStatus.UPLOAD_FAILED if done is None else DiagnosticsStatus.UPLOADED
     await charger.report_diagnostics(status)
 
 
-async def _attempts(
+async def attempts(
     charger: Charger,
     what: str,
     transfer: Callable[[], Awaitable[_T]],

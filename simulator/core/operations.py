@@ -10,11 +10,11 @@ follow-up once the answer is sent, as a real charger does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from simulator.core import triggers
 from simulator.core.certificates import CertificateError, CertificateUse, HashData, decode_signature
 from simulator.core.charge_point import Charger
 from simulator.core.clock import parse_iso
@@ -29,7 +29,9 @@ from simulator.core.firmware import (
     upload_diagnostics,
 )
 from simulator.core.local_list import Entry
-from simulator.core.protocol import SampleContext, StopReason
+from simulator.core.logs import JOB as LOG_JOB
+from simulator.core.logs import BadRequest, LogRequest, read_request, upload_log
+from simulator.core.protocol import StopReason
 from simulator.core.smart_charging import ChargingProfile, ProfileError
 
 log = logging.getLogger(__name__)
@@ -39,16 +41,6 @@ OWN_VENDOR_ID = "ChargeSim"
 # CSMS that reads the answer a moment late must still get it (closing in the same
 # millisecond lost it for one central system).
 RESET_GRACE_SECONDS = 0.75
-TRIGGERABLE = frozenset(
-    {
-        "BootNotification",
-        "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
-        "Heartbeat",
-        "MeterValues",
-        "StatusNotification",
-    }
-)
 
 
 class Operations:
@@ -115,48 +107,26 @@ class Operations:
         reason = StopReason.HARD_RESET if kind == "Hard" else StopReason.SOFT_RESET
         for connector_id in list(charger.transactions):
             charger.stop_transaction(connector_id, reason)
-        loop = asyncio.get_running_loop()
-        answered = loop.time()  # this runs once the answer has gone out
-        deadline = answered + 5.0
-        while charger.queue and charger.online and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        grace = answered + RESET_GRACE_SECONDS - loop.time()
-        if grace > 0:
-            await asyncio.sleep(grace)
-        charger.reboot()
+        # This runs once the answer has gone out: the grace counts from it.
+        await charger.restart(f"{kind} reset requested by the Central System", RESET_GRACE_SECONDS)
 
     # -- remote trigger --------------------------------------------------------------------
 
     def on_trigger_message(self, requested: str, connector_id: int | None) -> str:
-        if requested not in TRIGGERABLE:
-            return "NotImplemented"
-        if connector_id is not None and not 0 <= connector_id <= len(self.charger.evses):
-            return "Rejected"
-        if requested == "BootNotification" and self.charger.spec.reject_triggered_boot:
-            return "Rejected"
-        return "Accepted"
+        return triggers.answer(self.charger, triggers.TRIGGERS, requested, connector_id)
 
     async def after_trigger_message(self, requested: str, connector_id: int | None) -> None:
-        charger = self.charger
-        if requested == "BootNotification":
-            await charger.send_triggered_boot()
-        elif requested == "Heartbeat":
-            await charger.send_now(charger.messages.heartbeat())
-        elif requested == "StatusNotification":
-            targets = [connector_id] if connector_id is not None else range(len(charger.evses) + 1)
-            for target in targets:
-                await charger.send_now(charger.status_message(target))
-        elif requested == "MeterValues":
-            targets = [connector_id] if connector_id else [e.connector_id for e in charger.evses]
-            measurands = charger.config_list("MeterValuesSampledData")
-            for target in targets:
-                charger.send_meter_values(target, SampleContext.TRIGGER, measurands)
-        elif requested == "DiagnosticsStatusNotification":
-            await charger.send_now(
-                charger.messages.diagnostics_status(charger.diagnostics_status_now())
-            )
-        elif requested == "FirmwareStatusNotification":
-            await charger.send_now(charger.messages.firmware_status(charger.firmware_status_now()))
+        await triggers.send(self.charger, triggers.TRIGGERS, requested, connector_id)
+
+    def on_extended_trigger_message(self, requested: str, connector_id: int | None) -> str:
+        """ExtendedTriggerMessage (security whitepaper): as TriggerMessage, with its own
+        list of messages (LogStatusNotification; no DiagnosticsStatusNotification)."""
+        return triggers.answer(self.charger, triggers.EXTENDED_TRIGGERS, requested, connector_id)
+
+    async def after_extended_trigger_message(
+        self, requested: str, connector_id: int | None
+    ) -> None:
+        await triggers.send(self.charger, triggers.EXTENDED_TRIGGERS, requested, connector_id)
 
     # -- availability ----------------------------------------------------------------------
 
@@ -263,6 +233,44 @@ class Operations:
 
     def after_get_diagnostics(self, request: DiagnosticsRequest) -> None:
         self.charger.start_job("diagnostics", upload_diagnostics(self.charger, request))
+
+    # -- the security whitepaper (edition 3): SecurityProfile, GetLog ------------------------
+
+    async def after_change_configuration(self) -> None:
+        await self.charger.security_parameters_changed()
+
+    def on_get_log(
+        self,
+        log_type: str,
+        request_id: int,
+        location: str,
+        oldest: str | None = None,
+        latest: str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> tuple[str, LogRequest | None]:
+        """GetLog: Accepted, or AcceptedCanceled when it replaces an upload still running
+        (cancelled in `after_get_log`), or Rejected; with the request to run."""
+        charger = self.charger
+        try:
+            request = read_request(
+                charger,
+                log_type,
+                request_id,
+                location,
+                oldest,
+                latest,
+                *_retry_policy(retries, retry_interval),
+            )
+        except BadRequest as exc:
+            log.info("%s: GetLog rejected: %s", charger.id, exc)
+            return "Rejected", None
+        running = charger.jobs.get(LOG_JOB)
+        busy = running is not None and not running.done()
+        return ("AcceptedCanceled" if busy else "Accepted"), request
+
+    def after_get_log(self, request: LogRequest) -> None:
+        self.charger.start_job(LOG_JOB, upload_log(self.charger, request))
 
     # -- security whitepaper (edition 3): certificates and signed firmware -------------------
 

@@ -25,6 +25,9 @@ from simulator.core.timers import Clock, Handle
 
 log = logging.getLogger(__name__)
 
+# CALLERROR codes that say the CSMS does not take an action at all.
+_NOT_TAKEN = frozenset({"NotImplemented", "NotSupported"})
+
 
 @dataclass(slots=True, eq=False)
 class Outgoing:
@@ -260,6 +263,14 @@ class Outbox:
             self.queue.remove(item)
             if item.future is not None and not item.future.done():
                 item.future.set_exception(exc)
+            return
+        if item.tx is None and exc.code in _NOT_TAKEN:
+            # A durable message that is no transaction's (a SecurityEventNotification) and
+            # that this CSMS does not implement (a 1.6 CSMS without the security
+            # whitepaper): no retry can succeed, and transaction messages wait behind it.
+            log.info("%s: %s not taken by the CSMS (%s); dropped", self.owner, item.action, exc)
+            self.queue.remove(item)
+            dropped("outbox_not_taken")
             return
         attempts, interval = self._retry()
         if self.queue.retry_later(item, attempts, interval, self.clock.monotonic()):

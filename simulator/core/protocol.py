@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from simulator.core.link import BootState
-from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus
+from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus, LogStatus
 
 Payload = dict[str, Any]
 Message = tuple[str, Payload]  # (action, payload), as it goes into the outbox
@@ -251,6 +251,10 @@ class Messages(Protocol):
 
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         """Where a diagnostics upload stands (Idle only when the central system asks)."""
+        ...
+
+    def log_status(self, status: LogStatus, request_id: int | None) -> Message:
+        """Where a GetLog upload stands (the whitepaper's LogStatusNotification)."""
         ...
 
     def firmware_status(self, status: FirmwareStatus) -> Message:

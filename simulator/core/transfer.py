@@ -49,6 +49,18 @@ class DiagnosticsStatus(StrEnum):
     UPLOAD_FAILED = "UploadFailed"
 
 
+class LogStatus(StrEnum):
+    """Where a GetLog upload stands (the whitepaper's UploadLogStatusEnumType)."""
+
+    IDLE = "Idle"  # only when the Central System asks (ExtendedTriggerMessage)
+    UPLOADING = "Uploading"
+    UPLOADED = "Uploaded"
+    UPLOAD_FAILURE = "UploadFailure"
+    BAD_MESSAGE = "BadMessage"  # the server found the request malformed (HTTP 400)
+    NOT_SUPPORTED_OPERATION = "NotSupportedOperation"  # it does not take uploads (405, 501)
+    PERMISSION_DENIED = "PermissionDenied"  # it refused our credentials (401, 403, FTP 530)
+
+
 class FirmwareFailure(StrEnum):
     """A failure an operator makes a charger simulate on every firmware update."""
 
@@ -58,7 +70,12 @@ class FirmwareFailure(StrEnum):
 
 
 class TransferFailed(Exception):
-    """A download or upload did not succeed; the message says why, without credentials."""
+    """A download or upload did not succeed; the message says why, without credentials.
+    `status`: the server's answer when it gave one (an HTTP status, an FTP reply code)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Transfers(Protocol):

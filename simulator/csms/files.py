@@ -10,6 +10,8 @@ server on loopback, in a daemon thread (it never touches the event loop).
 - `failures[path] = n`: the next n requests for that path (or under it, for a path
   ending in "/") answer 503 (retries);
 - `credentials = (user, password)`: every request needs that HTTP Basic login (401 else);
+- `refuse_uploads = code`: every PUT and POST is answered with that status (405: a
+  server that takes no uploads there; 400: one that finds them malformed);
 - `ssl_context`: serve HTTPS.
 
 Nothing here is secret-bearing: `received` holds what chargers sent, `requests` the
@@ -42,6 +44,7 @@ class FileServer:
         self.request_times: list[float] = []  # when each arrived (epoch seconds)
         self.failures: Counter[str] = Counter()
         self.credentials: tuple[str, str] | None = None
+        self.refuse_uploads: int | None = None
         self.ssl_context = ssl_context
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -181,6 +184,9 @@ def _handler(files: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             """The path and body of an upload, or None once refused (answered already)."""
             path = self._begin()
             body = None if path is None else self._body()
+            if body is not None and files.refuse_uploads is not None:
+                self._answer(files.refuse_uploads, b"no uploads here\n")
+                return None
             return None if path is None or body is None else (path, body)
 
         def do_PUT(self) -> None:

@@ -109,6 +109,9 @@ class Central(Protocol):
 
     def _spawn(self, awaitable: Any) -> None: ...
 
+    security_events: dict[str, list[dict[str, Any]]]
+    log_statuses: dict[str, list[dict[str, Any]]]
+
     async def call(self, cp_id: str, payload: Any, *, timeout: float | None = None) -> Any: ...
 
     def _record(
@@ -429,10 +432,14 @@ class CSMSConnection(ChargePoint):
 
     @on(Action.security_event_notification)
     def on_security_event_notification(self, **_: Any) -> call_result.SecurityEventNotification:
+        # As sent (type, timestamp, techInfo), in the order received.
+        self.csms.security_events.setdefault(self.id, []).append(dict(self._payload))
         return call_result.SecurityEventNotification()
 
     @on(Action.log_status_notification)
     def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:
+        # status and, unless it is Idle, the requestId of the GetLog it is about.
+        self.csms.log_statuses.setdefault(self.id, []).append(dict(self._payload))
         return call_result.LogStatusNotification()
 
     @on(Action.signed_firmware_status_notification)

@@ -152,6 +152,13 @@ class CentralSystem:
         self.sign_certificates = True
         self.csrs: dict[str, list[str]] = {}
         self.certificate_signed_answers: dict[str, list[str]] = {}
+        # Security whitepaper (issue 17): SecurityEventNotification payloads and
+        # LogStatusNotification payloads as received (cp id -> in order), and the file name
+        # each GetLog was answered with (cp id -> request id -> file name).
+        self.security_events: dict[str, list[dict[str, Any]]] = {}
+        self.log_statuses: dict[str, list[dict[str, Any]]] = {}
+        self.log_files: dict[str, dict[int, str]] = {}
+        self.next_log_request_id = 1
 
         self._server: Server | None = None
         self._host = "127.0.0.1"
@@ -493,6 +500,56 @@ class CentralSystem:
                 firmware=firmware,
                 retries=retries,
                 retry_interval=retry_interval,
+            ),
+        )
+        return str(answer.status)
+
+    # -- security whitepaper, edition 3 (issue 17) -------------------------------------------
+
+    async def get_log(
+        self,
+        cp_id: str,
+        location: str,
+        *,
+        log_type: str = "SecurityLog",
+        request_id: int | None = None,
+        oldest: datetime | str | None = None,
+        latest: datetime | str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> tuple[str, str | None, int]:
+        """GetLog: (status, file name, requestId). Its progress arrives in
+        `log_statuses[cp_id]`; a requestId is chosen when none is given."""
+        if request_id is None:
+            request_id = self.next_log_request_id
+            self.next_log_request_id += 1
+        window: dict[str, str] = {"remoteLocation": location}
+        if oldest is not None:
+            window["oldestTimestamp"] = _date_text(oldest)
+        if latest is not None:
+            window["latestTimestamp"] = _date_text(latest)
+        answer = await self.call(
+            cp_id,
+            call.GetLog(
+                log=window,
+                log_type=log_type,
+                request_id=request_id,
+                retries=retries,
+                retry_interval=retry_interval,
+            ),
+        )
+        if answer.filename:
+            self.log_files.setdefault(cp_id, {})[request_id] = answer.filename
+        return str(answer.status), answer.filename, request_id
+
+    async def extended_trigger(
+        self, cp_id: str, requested_message: str, connector_id: int | None = None
+    ) -> str:
+        """ExtendedTriggerMessage; the charger's answer (Accepted, Rejected, NotImplemented)."""
+        answer = await self.call(
+            cp_id,
+            call.ExtendedTriggerMessage(
+                requested_message=requested_message, connector_id=connector_id
             ),
         )
         return str(answer.status)

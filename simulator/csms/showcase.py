@@ -6,7 +6,9 @@ Once each demo charger has booted (`runsimulator --demo`, unless --no-demo-opera
 - every charger gets a local authorization list (version 1: the demo drivers' idTags,
   and one Blocked);
 - the last charger's last free connector is reserved for an hour for ``DEMO-RESERVED``;
-- the first charger uploads its diagnostics to the CSMS's file server;
+- the first charger uploads its diagnostics to the CSMS's file server, and its security
+  log (GetLog, the security whitepaper's), then reports its log status on request
+  (ExtendedTriggerMessage);
 - the second charger updates its firmware from the file server (it installs once its
   session, if any, is over, and reboots into ChargeSim firmware 1.1.0).
 - every charger gets the CSMS's root certificate (InstallCertificate), and the third a
@@ -95,6 +97,8 @@ async def _one(
             await csms.reserve_now(cp_id, free[-1], RESERVED_TAG, timedelta(hours=1))
         if index == 0:
             await csms.get_diagnostics(cp_id, f"{files.url}/diagnostics/")
+            await csms.get_log(cp_id, f"{files.url}/logs/", log_type="SecurityLog")
+            await csms.extended_trigger(cp_id, "LogStatusNotification")
         if index == 1:
             await csms.update_firmware(cp_id, firmware_url)
         await csms.install_certificate(cp_id, csms.ca.root_pem)

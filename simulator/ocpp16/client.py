@@ -41,7 +41,9 @@ from simulator.core.charge_point import Charger
 from simulator.core.drops import dropped
 from simulator.core.firmware import DiagnosticsRequest, FirmwareRequest
 from simulator.core.link import AnswerCallback, CallFailed, LinkLost
+from simulator.core.logs import LogRequest
 from simulator.core.operations import Operations
+from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame
@@ -57,6 +59,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 
 _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
+# CALLERRORs for well-formed CALLs this charger does not take: no sign of a hostile peer.
+_NOT_HOSTILE = frozenset({"NotImplemented", "NotSupported"})
 # Answers longer than this are re-serialised without \u escapes (see `_send`).
 _RAW_UTF8_ABOVE = 65_536
 
@@ -137,6 +141,8 @@ class ChargePointClient(OcppChargePoint):
         self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
         self._firmware: FirmwareRequest | None = None
         self._diagnostics: DiagnosticsRequest | None = None
+        self._log_request: LogRequest | None = None
+        self._extended_trigger: tuple[str, int | None] | None = None
         # What this charger answers: every action with a handler, less those of the feature
         # profiles it does not support (answered NotSupported).
         self._handled = frozenset(
@@ -339,6 +345,7 @@ class ChargePointClient(OcppChargePoint):
                 dropped("frame_ignored")
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
             elif self.charger.boot.value != "Rejected":
+                self._invalid_message("FormationViolation", "")
                 text = "The frame is not JSON (or nested too deeply to read)."
                 await self._send(wire.encode_error(unique_id, "FormationViolation", text))
             else:
@@ -368,6 +375,8 @@ class ChargePointClient(OcppChargePoint):
             return
         error = check_call(raw_msg, message, self._handled)
         if error is not None:
+            if error.code not in _NOT_HOSTILE:
+                self._invalid_message(error.code, self._routing_action)
             if error.unique_id is not None:
                 await self._send(wire.encode_error(error.unique_id, error.code, error.description))
             else:
@@ -377,6 +386,11 @@ class ChargePointClient(OcppChargePoint):
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
         self.raw_payload = message[3]
         await super().route_message(raw_msg)
+
+    def _invalid_message(self, code: str, action: str) -> None:
+        """A CALL that breaks the protocol goes in the security log (InvalidMessages)."""
+        what = f"{action[:40]} answered {code}" if action else f"a frame answered {code}"
+        self.charger.security_event(SecurityEvent.INVALID_MESSAGES, what, push=False)
 
     def _frame_ids(self, message: Any) -> tuple[str, str]:
         """The message id and action of a decoded frame ("" where it has none): a CALL
@@ -623,6 +637,54 @@ class ChargePointClient(OcppChargePoint):
         if request is not None:
             self.operations.after_update_firmware(request)
 
+    # -- security whitepaper, edition 3: SecurityProfile, GetLog, ExtendedTriggerMessage ----
+
+    @after(Action.change_configuration)
+    def after_change_configuration(self, **_: Any) -> None:
+        self.spawn(self.operations.after_change_configuration())
+
+    @on(Action.get_log, skip_schema_validation=True)
+    def on_get_log(
+        self,
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ):
+        window = self.raw_payload["log"]
+        status, self._log_request = self.operations.on_get_log(
+            log_type,
+            request_id,
+            window["remoteLocation"],
+            window.get("oldestTimestamp"),
+            window.get("latestTimestamp"),
+            retries,
+            retry_interval,
+        )
+        file_name = self._log_request.file_name if self._log_request is not None else None
+        return call_result.GetLog(status=status, filename=file_name)
+
+    @after(Action.get_log)
+    def after_get_log(self, **_: Any) -> None:
+        request, self._log_request = self._log_request, None
+        if request is not None:
+            self.operations.after_get_log(request)
+
+    @on(Action.extended_trigger_message, skip_schema_validation=True)
+    def on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **_: Any
+    ):
+        status = self.operations.on_extended_trigger_message(requested_message, connector_id)
+        self._extended_trigger = (requested_message, connector_id) if status == "Accepted" else None
+        return call_result.ExtendedTriggerMessage(status=status)
+
+    @after(Action.extended_trigger_message)
+    def after_extended_trigger_message(self, **_: Any) -> None:
+        request, self._extended_trigger = self._extended_trigger, None
+        if request is not None:
+            self.spawn(self.operations.after_extended_trigger_message(*request))
+
 
 def _snake(schedule: dict[str, Any]) -> dict[str, Any]:
     """The library serialises answers from snake_case: hand it the schedule that way."""
@@ -761,6 +823,16 @@ def load_client_certificate(context: ssl.SSLContext, charger: Charger) -> None:
             raise ConnectError(f"the charger's own certificate cannot be used ({exc})") from None
 
 
+def failure_event(exc: BaseException) -> SecurityEvent | None:
+    """The security event a failed connection attempt is, if any: the Central System
+    refused our credentials (HTTP 401), or we refused its TLS certificate."""
+    if isinstance(exc, InvalidStatus) and exc.response.status_code == 401:
+        return SecurityEvent.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SecurityEvent.INVALID_CENTRAL_SYSTEM_CERTIFICATE
+    return None
+
+
 def describe_failure(exc: BaseException) -> str:
     """Plain words for the charger's status line (never the credentials)."""
     if isinstance(exc, InvalidStatus):
@@ -806,7 +878,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
     """Keep one charger connected until cancelled: connect, boot, serve, reconnect."""
     backoff = Backoff(cap=reconnect_cap)
     connected_before = False
-    untrusted_reported = False  # InvalidCentralSystemCertificate: once per outage
+    reported = ""  # the failure last logged as a security event, until a connection works
     while True:
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
@@ -825,11 +897,11 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
         except Exception as exc:  # every failure is reported and retried
             metrics.CONNECT_FAILURES.inc()
             reason = describe_failure(exc)
-            if isinstance(exc, ssl.SSLCertVerificationError) and not untrusted_reported:
-                # Security whitepaper: a CSMS certificate that does not verify is a
-                # security event (queued; it goes out once a connection succeeds).
-                untrusted_reported = True
-                charger.security_event("InvalidCentralSystemCertificate", reason)
+            event = failure_event(exc)
+            if event is not None and reason != reported:
+                # Once per run of the same failure, not once per retry.
+                charger.security_event(event, reason)
+            reported = reason if event is not None else ""
             delay = backoff.next_delay()
             log.info("%s: cannot connect: %s; retrying in %.1f s", charger.id, reason, delay)
             charger.detach(reason)
@@ -845,7 +917,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             await asyncio.sleep(delay)
             continue
         backoff.reset()
-        untrusted_reported = False
+        reported = ""
         charger.listener.on_connection(
             charger,
             "connected",

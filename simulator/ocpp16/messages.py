@@ -28,7 +28,7 @@ from simulator.core.protocol import (
     StopReason,
     TransactionRef,
 )
-from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus
+from simulator.core.transfer import DiagnosticsStatus, FirmwareStatus, LogStatus
 
 CONTEXTS = {
     SampleContext.PERIODIC: "Sample.Periodic",
@@ -219,6 +219,12 @@ class Ocpp16Messages:
         if tech_info:
             payload["techInfo"] = tech_info[:255]
         return "SecurityEventNotification", payload
+
+    def log_status(self, status: LogStatus, request_id: int | None) -> Message:
+        payload: Payload = {"status": str(status)}
+        if request_id is not None:
+            payload["requestId"] = request_id
+        return "LogStatusNotification", payload
 
     def diagnostics_status(self, status: DiagnosticsStatus) -> Message:
         return "DiagnosticsStatusNotification", {"status": str(status)}

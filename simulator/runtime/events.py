@@ -21,6 +21,9 @@ from simulator.runtime.event_stream import EventStream
 
 log = logging.getLogger(__name__)
 
+# How many of a charger's newest security events its page shows.
+SECURITY_EVENTS_SHOWN = 5
+
 # What a log entry costs besides its text: the tuple, the float and the str header.
 _ENTRY_OVERHEAD = 150
 
@@ -66,6 +69,17 @@ def snapshot(charger: Charger) -> contract.ChargerSnapshot:
         firmware_version=charger.spec.firmware_version,
         firmware_status=str(charger.firmware_status),
         diagnostics_status=str(charger.diagnostics_status),
+        log_status=str(charger.log_status),
+        log_request_id=charger.log_request_id,
+        security_events=[
+            contract.SecurityEventSnapshot(
+                type=event.kind,
+                timestamp=event.timestamp,
+                tech_info=event.tech_info,
+                sent=event.sent,
+            )
+            for event in charger.security_log.last(SECURITY_EVENTS_SHOWN)
+        ],
         at=time.time(),
     )
 

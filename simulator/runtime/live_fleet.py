@@ -47,6 +47,7 @@ from simulator import contract
 from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.protocol import StopReason
+from simulator.core.security_log import SecurityEvent
 from simulator.core.transfer import Transfers
 from simulator.runtime.persistence import (
     Checkpointer,
@@ -102,7 +103,7 @@ _RECONNECT = (
 )
 _BOOT_IDENTITY = ("vendor", "model", "serial_number", "firmware_version")
 # Keys the operator cannot set: the engine derives them, or they live on the charger row.
-_NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey"}
+_NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey", "SecurityProfile"}
 
 
 @dataclass
@@ -370,13 +371,17 @@ class FleetReloader:
                 self.waiting_reboot.discard(live.spec.db_id)
             task = self.service.connections.get(live.id)
             connected = task is not None and not task.done()
-            return await self._reboot(live, reconnect=connected)
+            return await self._reboot(live, reconnect=connected, why="a power cycle")
 
-    async def _reboot(self, live: Charger, *, reconnect: bool = False) -> str:
+    async def _reboot(
+        self, live: Charger, *, reconnect: bool = False, why: str = "an edit that needs a reboot"
+    ) -> str:
         """Power-cycle: save everything, then build the charger afresh from its row (new
         identity, connectors, NumberOfConnectors), as a restart would."""
         service = self.service
         pk = live.spec.db_id
+        # Durable, so saved below and sent by the charger built afresh once it has booted.
+        live.security_event(SecurityEvent.RESET_OR_REBOOT, why)
         await service.disconnect(live)
         live.cancel_timers()
         service.store.remove(live.id)
@@ -392,6 +397,8 @@ class FleetReloader:
         if not loaded:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
+        charger.security_log = live.security_log  # the same charger's memory, rebooted
+        charger.startup_after = why
         service.store.add(charger)
         if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
             service.connect(charger)

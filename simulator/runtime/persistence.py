@@ -196,6 +196,8 @@ def read_chargers(pks: Iterable[int]) -> dict[int, ChargerRow]:
 
 
 READ_BATCH = 500
+# Configuration keys that are columns of the charger row (write-only or charger-level).
+_CHARGER_COLUMNS = frozenset({"AuthorizationKey", "SecurityProfile"})
 
 
 def load_fleet(
@@ -372,7 +374,7 @@ class Checkpointer(Listener):
         self._lock = threading.Lock()
         self._dirty: dict[str, Charger] = {}
         self._config: dict[tuple[int, str], str] = {}
-        self._key_writes: list[tuple[int, str]] = []
+        self._key_writes: list[tuple[int, str, str]] = []
         self._outbox_new: list[tuple[OutboxSink, Outgoing, dict[str, Any]]] = []
         self._outbox_gone: list[tuple[int, int]] = []
         self._transactions: dict[str, TransactionValues] = {}
@@ -403,8 +405,8 @@ class Checkpointer(Listener):
     def on_config(self, charger: Charger, key: str, value: str) -> None:
         if charger.spec.db_id is not None:
             with self._lock:
-                if key == "AuthorizationKey":
-                    self._key_writes.append((charger.spec.db_id, value))
+                if key in _CHARGER_COLUMNS:  # kept on the charger row, not in its table
+                    self._key_writes.append((charger.spec.db_id, key, value))
                 else:
                     self._config[(charger.spec.db_id, key)] = value
         if self.downstream is not None:
@@ -681,7 +683,7 @@ class Checkpointer(Listener):
 @dataclass
 class Batch:
     config: dict[tuple[int, str], str]
-    key_writes: list[tuple[int, str]]
+    key_writes: list[tuple[int, str, str]]  # (charger pk, key, value): AuthorizationKey...
     outbox_new: list[tuple[int, int, str, dict[str, Any], str]]
     outbox_gone: list[tuple[int, int]]
     transactions: list[TransactionValues]
@@ -770,8 +772,8 @@ def _write_batch(batch: Batch) -> None:
     ConfigurationKey.objects.write_values(batch.config)
     ChargingProfileRecord.objects.store(batch.profiles)
     _write_availability(batch.availability)
-    for charger_pk, value in batch.key_writes:
-        ChargerRow.objects.set_authorization_key(charger_pk, value)
+    for charger_pk, key, value in batch.key_writes:
+        ChargerRow.objects.set_key_column(charger_pk, key, value)
     # Rare writes: not even a manager call (it builds a queryset) when there is none.
     if batch.reservations:
         ReservationRecord.objects.store(batch.reservations)
@@ -918,10 +920,10 @@ def _rows(part: Batch) -> Iterator[_Row]:
             )
     for pk, availability in part.availability.items():
         yield "availability", functools.partial(_write_availability, {pk: availability}), None, None
-    for charger_pk, value in part.key_writes:
+    for charger_pk, column, value in part.key_writes:
         yield (
-            "AuthorizationKey",  # never the value: it is a secret
-            functools.partial(ChargerRow.objects.set_authorization_key, charger_pk, value),
+            column,  # never the value: an AuthorizationKey is a secret
+            functools.partial(ChargerRow.objects.set_key_column, charger_pk, column, value),
             None,
             None,
         )

@@ -189,7 +189,9 @@ class FileTransfers:
             return urllib.request.urlopen(request, timeout=self.timeout, context=context)
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response, and with it the socket
-            raise TransferFailed(f"{shown(url)}: HTTP {exc.code} {exc.reason}") from None
+            raise TransferFailed(
+                f"{shown(url)}: HTTP {exc.code} {exc.reason}", status=exc.code
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
 
@@ -221,7 +223,9 @@ class FileTransfers:
                     ftp.cwd(segment)
                 ftp.storbinary(f"STOR {file_name}", _Reader(data))
             except ftplib.all_errors as exc:
-                raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
+                raise TransferFailed(
+                    f"{shown(url)}: {_reason(exc)}", status=_ftp_code(exc)
+                ) from None
 
     def _ftp(self, url: str) -> ftplib.FTP:
         parts = urlsplit(url)
@@ -231,7 +235,7 @@ class FileTransfers:
             ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or ""))
         except ftplib.all_errors as exc:
             ftp.close()
-            raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
+            raise TransferFailed(f"{shown(url)}: {_reason(exc)}", status=_ftp_code(exc)) from None
         return ftp
 
 
@@ -307,6 +311,15 @@ def _reason(exc: BaseException) -> str:
         return f"certificate not trusted ({exc.verify_message})"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _ftp_code(exc: BaseException) -> int | None:
+    """The reply code of an FTP error (ftplib's message starts with it: "530 Login ...")."""
+    if isinstance(exc, ftplib.Error):
+        head = str(exc)[:3]
+        if head.isdigit():
+            return int(head)
+    return None
 
 
 def _iso(moment: float) -> str:

@@ -269,11 +269,34 @@
     setText(document.querySelector("[data-field=firmware_version]"), snap.firmware_version);
     setText(field("firmware_status"), snap.firmware_status);
     setText(field("diagnostics_status"), snap.diagnostics_status);
+    if (snap.log_status !== undefined) {
+      setText(field("log_status"), snap.log_status +
+        (snap.log_request_id === null ? "" : " (request " + snap.log_request_id + ")"));
+      showLines(field("security_events"), snap.security_events.length
+        ? snap.security_events.map(securityEventText) : ["none"]);
+    }
     setText(field("local_list"), snap.local_list_version < 0 ? "not supported"
       : "version " + snap.local_list_version + ", " + snap.local_list_size + " idTag" + (snap.local_list_size === 1 ? "" : "s"));
     const list = field("reservations");
     const lines = snap.reservations.length ? snap.reservations.map(reservationText) : ["none"];
     if (list.dataset.shown === lines.join("\n")) return;
+    list.dataset.shown = lines.join("\n");
+    list.replaceChildren.apply(list, lines.map(function (text) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+  }
+
+  // A security event as one line: when, what, why (and whether the CSMS was told).
+  function securityEventText(e) {
+    return e.timestamp + " " + e.type + (e.tech_info ? ": " + e.tech_info : "") +
+      (e.sent ? "" : " (logged only)");
+  }
+
+  // A list's items as text lines, rebuilt only when they changed.
+  function showLines(list, lines) {
+    if (!list || list.dataset.shown === lines.join("\n")) return;
     list.dataset.shown = lines.join("\n");
     list.replaceChildren.apply(list, lines.map(function (text) {
       const item = document.createElement("li");
