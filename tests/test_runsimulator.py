@@ -41,7 +41,7 @@ def test_make_run_serves_the_admin_login_page_and_a_booted_demo_fleet(tmp_path):
         assert (tmp_path / "admin-credentials.txt").exists()
         sim.signal(signal.SIGINT)
         assert sim.wait(30) == 0
-        assert "Stopped." in sim.output
+        assert "Stopped: 3 chargers saved." in sim.output
     finally:
         sim.stop()
 
