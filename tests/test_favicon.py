@@ -11,6 +11,7 @@ def test_favicon_ico_is_served_at_the_site_root(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("image/")
     body = b"".join(response.streaming_content)
+    response.close()
     assert body[:4] == b"\x00\x00\x01\x00"  # an ICO header, not an HTML error page
 
 
@@ -20,3 +21,5 @@ def test_pages_link_the_icon_and_the_linked_svg_is_served(admin_client_logged_in
     svg = admin_client_logged_in.get("/favicon.svg")
     assert svg.status_code == 200
     assert svg["Content-Type"].startswith("image/svg+xml")
+    assert b"<svg" in b"".join(svg.streaming_content)
+    svg.close()

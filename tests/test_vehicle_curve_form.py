@@ -88,7 +88,9 @@ def test_a_wrong_curve_typed_back_is_shown_as_typed_without_a_chart(admin_client
 
 def test_the_chart_puts_the_peak_at_the_top_and_full_soc_at_the_right():
     svg = str(curve_chart([(0, 50), (100, 100)]))
-    points = re.search(r'<polyline points="([^"]+)"', svg).group(1).split()
+    found = re.search(r'<polyline points="([^"]+)"', svg)
+    assert found
+    points = found.group(1).split()
     (x0, y0), (x1, y1) = (tuple(map(float, p.split(","))) for p in points)
     assert x0 < x1 and y1 < y0  # rising to the right; SVG's y grows downwards
     assert y1 == 4.0  # the peak touches the top margin

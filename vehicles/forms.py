@@ -28,7 +28,7 @@ def curve_chart(points: Sequence[Sequence[float]]) -> SafeString:
     ]
     polyline = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     dots = format_html_join(
-        "", '<circle cx="{:.1f}" cy="{:.1f}" r="2"></circle>', ((x, y) for x, y in coords)
+        "", '<circle cx="{}" cy="{}" r="2"></circle>', ((f"{x:.1f}", f"{y:.1f}") for x, y in coords)
     )
     base = HEIGHT - BOTTOM + 4
     return format_html(

@@ -434,10 +434,13 @@ class Simulator:
             await asyncio.gather(task, return_exceptions=True)
         charger.detach()
 
-    async def checkpoint(self, *, full: bool = True) -> Batch | None:
+    async def checkpoint(self, *, full: bool = True) -> None:
         """Write what changed; a batch that fails is written again before anything newer.
-        One checkpoint at a time: batches must reach the database in the order taken.
-        Returns the batch of this checkpoint if it had anything to write."""
+        One checkpoint at a time: batches must reach the database in the order taken."""
+        await self._checkpoint(full=full)
+
+    async def _checkpoint(self, *, full: bool) -> Batch | None:
+        """`checkpoint()`, returning its batch if it had anything to write."""
         async with self._checkpoint_lock:
             if self._failed_batch is not None:
                 batch, self._failed_batch = self._failed_batch, None
@@ -568,7 +571,9 @@ class Simulator:
             charger.cancel_timers()
         self.checkpointer.mark_all(self.store)
         try:
-            final = await asyncio.wait_for(self.checkpoint(), max(deadline - loop.time(), 0.1))
+            final = await asyncio.wait_for(
+                self._checkpoint(full=True), max(deadline - loop.time(), 0.1)
+            )
         except Exception:
             log.exception("final checkpoint failed")
         else:
