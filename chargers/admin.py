@@ -237,10 +237,11 @@ class ChargerAdmin(FleetImportExportAdmin):
             )
 
     # Chosen to fit 1,400 px beside the admin's two sidebars (issue 19): short headers,
-    # type and power in one cell, the security profile as its number (its name in a
-    # tooltip); auto-connect stays a filter. chargers/admin.css keeps numbers on one line.
+    # model over vendor, type and power in one cell, the security profile as its number
+    # (its name in a tooltip); auto-connect stays a filter. chargers/admin.css keeps ids,
+    # numbers and names on their lines.
     list_display = [
-        "charge_point_id",
+        "charge_point",
         "location",
         "hardware",
         "power",
@@ -309,9 +310,14 @@ class ChargerAdmin(FleetImportExportAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_evse_count=Count("evses"))
 
-    @admin.display(description="vendor and model", ordering="model")
+    @admin.display(description="charge point", ordering="charge_point_id")
+    def charge_point(self, obj: Charger) -> str:
+        return obj.charge_point_id
+
+    @admin.display(description="model", ordering="model")
     def hardware(self, obj: Charger) -> str:
-        return f"{obj.vendor} {obj.model}"
+        # Two short lines (each at most 20 characters), never a narrow column of letters.
+        return format_html('{}<br><span class="vendor">{}</span>', obj.model, obj.vendor)
 
     @admin.display(description="power", ordering="max_power_kw")
     def power(self, obj: Charger) -> str:

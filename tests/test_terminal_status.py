@@ -186,13 +186,13 @@ def test_on_a_terminal_the_status_line_is_redrawn_in_place_below_the_log(tmp_pat
     # Several states were drawn (0/0 at first, 3/3 at the end) ...
     assert len(set(STATUS.findall(raw))) >= 2, raw[-3000:]
     # ... in one place: the screen holds one status line, the last state.
-    status_rows = [row for row in rows if "fleet:" in row]
+    status_rows = [row for row in rows if STATUS.search(row)]
     assert len(status_rows) == 1, rows
     last = STATUS.search(status_rows[0])
     assert last is not None and last.group(1, 2) == ("3", "3"), status_rows
     # Log lines have rows of their own, above it.
     logged = [i for i, row in enumerate(rows) if "the connected fleet frozen too" in row]
-    assert len(logged) == 1 and "fleet:" not in rows[logged[0]], rows
+    assert len(logged) == 1 and not STATUS.search(rows[logged[0]]), rows
     assert "INFO" in rows[logged[0]]
     assert logged[0] < rows.index(status_rows[0])
     assert rows[-1] == "Stopped: 3 chargers saved.", rows
