@@ -23,7 +23,7 @@ def curve_chart(points: Sequence[Sequence[float]]) -> SafeString:
     """Max kW against SoC, 0–100 %, as an inline SVG (no script, no external file)."""
     top = max(kw for _, kw in points) or 1.0
     coords = [
-        (LEFT + soc / 100 * (WIDTH - LEFT), (HEIGHT - BOTTOM) * (1 - kw / top) + 4)
+        (LEFT + soc / 100 * (WIDTH - LEFT - 4), (HEIGHT - BOTTOM) * (1 - kw / top) + 4)
         for soc, kw in points
     ]
     polyline = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
