@@ -102,7 +102,6 @@ class VehicleModelIn(Schema):
     dc_nominal_v: float | None = Field(None, description=doc(VehicleModel, "dc_nominal_v"))
     dc_max_v: float | None = Field(None, description=doc(VehicleModel, "dc_max_v"))
     charging_curve: list[Any] | str = Field(
-        default_factory=list,
         description=doc(
             VehicleModel, "charging_curve", 'Or the import\'s text form, "0:100 80:50".'
         ),

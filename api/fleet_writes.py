@@ -22,7 +22,6 @@ from typing import Any
 from django import forms
 from django.db import models, transaction
 from django.db.models import Count, Prefetch, ProtectedError, QuerySet
-from django.forms.fields import JSONString
 from django.forms.models import model_to_dict, modelform_factory
 
 from api.errors import ApiError, ErrorItem, errors_from_mapping
@@ -34,6 +33,7 @@ from chargers.forms import ChargerForm
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from locations.models import Location
+from vehicles.forms import VehicleModelForm as VehicleCurveForm
 from vehicles.models import VehicleModel
 
 INVALID = "The request is not valid."
@@ -42,7 +42,8 @@ MAX_BULK = 1000
 
 # The forms the admin builds for these models (ModelAdmin's default form, all fields).
 LocationForm = modelform_factory(Location, fields="__all__")
-VehicleModelForm = modelform_factory(VehicleModel, fields="__all__")
+# The vehicle's is the admin's own: it reads a curve in the import's text form too.
+VehicleModelForm = modelform_factory(VehicleModel, form=VehicleCurveForm, fields="__all__")
 EvseForm = modelform_factory(Evse, fields=["charger", *Evse.WEB_FIELDS])
 ConfigurationKeyForm = modelform_factory(
     ConfigurationKey, fields=["charger", "key", "value", "readonly"]
@@ -137,13 +138,7 @@ def delete_location(location: Location) -> None:
 
 
 def save_vehicle_model(instance: VehicleModel | None, given: Mapping[str, Any]) -> VehicleModel:
-    values = dict(given)
-    curve = values.get("charging_curve")
-    if isinstance(curve, str):
-        # The import's text form ("0:100 80:50") goes to the model's check as the text it
-        # is; the admin's JSON form field would refuse it as invalid JSON.
-        values["charging_curve"] = JSONString(curve)
-    return _save(VehicleModelForm, instance, values)
+    return _save(VehicleModelForm, instance, given)
 
 
 # -- chargers ---------------------------------------------------------------------------

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
-from chargers.fleet import copy_charger
+from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import ChargerForm
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
@@ -16,6 +23,43 @@ from chargers.resources import ChargerResource
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract
+
+
+def register_text(register_wh: float) -> str:
+    """The meter register as a person reads it: kWh to the Wh (the engine keeps fractions
+    of a Wh, which say nothing on a page)."""
+    return f"{register_wh / 1000:,.3f} kWh"
+
+
+def recent_csms_url(user: Any) -> str:
+    """The CSMS URL of the last charger this user added in the admin that still has one, or
+    the built-in CSMS's: what a new charger most likely connects to."""
+    added = (
+        LogEntry.objects.filter(
+            user_id=user.pk,
+            content_type=ContentType.objects.get_for_model(Charger),
+            action_flag=ADDITION,
+        )
+        .order_by("-action_time")
+        .values_list("object_id", flat=True)[:50]
+    )
+    ids = [int(pk) for pk in added if pk.isdigit()]
+    urls = dict(
+        Charger.objects.filter(pk__in=ids).exclude(csms_url="").values_list("pk", "csms_url")
+    )
+    for pk in ids:
+        if pk in urls:
+            return urls[pk]
+    return settings.CHARGESIM_DEFAULT_CSMS_URL
+
+
+class EvseForm(forms.ModelForm):
+    def has_changed(self) -> bool:
+        # A new charger's pre-filled connector row is saved as shown, typed over or not
+        # (an untouched extra row is otherwise dropped, leaving a charger without EVSEs).
+        return super().has_changed() or (
+            self.instance._state.adding and "connector_id" in self.initial
+        )
 
 
 class EvseFormSet(BaseInlineFormSet):
@@ -30,6 +74,7 @@ class EvseFormSet(BaseInlineFormSet):
 
 class EvseInline(admin.TabularInline):
     model = Evse
+    form = EvseForm
     formset = EvseFormSet
     extra = 0
     min_num = 1
@@ -38,12 +83,26 @@ class EvseInline(admin.TabularInline):
         "connector_type",
         "max_power_kw",
         "availability",
-        "register_wh",
+        "register",
         "status",
     ]
     # Engine-owned: the simulated charger changes them (a CSMS's ChangeAvailability, the
     # meter, the status table); a form never posts them back.
-    readonly_fields = ["availability", "register_wh", "status"]
+    readonly_fields = ["availability", "register", "status"]
+
+    @admin.display(description="meter register")
+    def register(self, obj: Evse) -> str:
+        return register_text(obj.register_wh) if obj.pk else "–"
+
+    @staticmethod
+    def first_row(charger: Charger) -> dict[str, Any]:
+        """Connector 1 as the import makes it for a charger that names no EVSEs."""
+        spec = default_evses(charger)[0]
+        return {
+            "connector_id": 1,
+            "connector_type": spec.connector_type,
+            "max_power_kw": spec.max_power_kw,
+        }
 
 
 class ConfigurationKeyInline(admin.TabularInline):
@@ -73,6 +132,17 @@ class ChargerAdmin(FleetImportExportAdmin):
     actions = ["generate_fleet", "enable", "disable", "reset_registers"]
     inlines = [EvseInline, ConfigurationKeyInline]
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("csms_url", recent_csms_url(request.user))
+        return initial
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, EvseInline) and obj is not None and obj._state.adding:
+            kwargs["initial"] = [inline.first_row(obj)]
+        return kwargs
+
     def save_model(self, request, obj, form, change):
         # The id the charger had: a new one may belong to another shard's worker.
         obj._stored_charge_point_id = (  # read by save_related
@@ -85,6 +155,16 @@ class ChargerAdmin(FleetImportExportAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         charger = form.instance
+        if not change and not charger.evses.exists():
+            # A form posted without EVSE rows (a script, say): one default connector, as
+            # the import gives a charger that names none; the engine needs one to run.
+            spec = default_evses(charger)[0]
+            Evse.objects.create(
+                charger=charger,
+                connector_id=1,
+                connector_type=spec.connector_type,
+                max_power_kw=spec.max_power_kw,
+            )
         charger.sync_number_of_connectors()
         ids = {charger.charge_point_id, getattr(charger, "_stored_charge_point_id", None)}
         notify_fleet_change(
@@ -156,16 +236,17 @@ class ChargerAdmin(FleetImportExportAdmin):
                 request, f"Reset the registers of {len(idle)} chargers.", level=messages.SUCCESS
             )
 
+    # Chosen to fit 1,400 px beside the admin's two sidebars (issue 19): short headers,
+    # model over vendor, type and power in one cell, the security profile as its number
+    # (its name in a tooltip); auto-connect stays a filter. chargers/admin.css keeps ids,
+    # numbers and names on their lines.
     list_display = [
-        "charge_point_id",
+        "charge_point",
         "location",
-        "power_type",
-        "max_power_kw",
+        "hardware",
+        "power",
         "evse_count",
-        "vendor",
-        "model",
-        "security_profile",
-        "auto_connect",
+        "security",
         "enabled",
     ]
     list_filter = [
@@ -223,8 +304,29 @@ class ChargerAdmin(FleetImportExportAdmin):
         ),
     ]
 
+    class Media:
+        css = {"all": ["chargers/admin.css"]}
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_evse_count=Count("evses"))
+
+    @admin.display(description="charge point", ordering="charge_point_id")
+    def charge_point(self, obj: Charger) -> str:
+        return obj.charge_point_id
+
+    @admin.display(description="model", ordering="model")
+    def hardware(self, obj: Charger) -> str:
+        # Two short lines (each at most 20 characters), never a narrow column of letters.
+        return format_html('{}<br><span class="vendor">{}</span>', obj.model, obj.vendor)
+
+    @admin.display(description="power", ordering="max_power_kw")
+    def power(self, obj: Charger) -> str:
+        return f"{obj.power_type} {obj.max_power_kw:g} kW"
+
+    @admin.display(description="security", ordering="security_profile")
+    def security(self, obj: Charger) -> str:
+        label = Charger.SecurityProfile(obj.security_profile).label
+        return format_html('<span title="{}">{}</span>', label, obj.security_profile)
 
     @admin.display(description="EVSEs", ordering="_evse_count")
     def evse_count(self, obj: Charger) -> int:
@@ -275,12 +377,17 @@ class EvseAdmin(admin.ModelAdmin):
         "max_power_kw",
         "availability",
         "status",
-        "register_wh",
+        "register",
     ]
     list_filter = ["connector_type", "availability", "status", "charger__location"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id"]
-    readonly_fields = ["availability", "register_wh", "status"]
+    readonly_fields = ["availability", "register", "status"]
+    exclude = ["register_wh"]  # the engine's; shown rounded as `register`
+
+    @admin.display(description="meter register", ordering="register_wh")
+    def register(self, obj: Evse) -> str:
+        return register_text(obj.register_wh)
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -148,6 +148,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # WhiteNoise serves STATIC_ROOT (what `collectstatic` gathered) and, through the finders,
 # the apps' own files: `make run` needs no collectstatic step, DEBUG on or off.
 WHITENOISE_USE_FINDERS = True
+# Files browsers ask for at the site's root (/favicon.ico, which the admin's pages
+# request too): served by the same middleware, so no view and no 404 in the log.
+WHITENOISE_ROOT = BASE_DIR / "chargesim_site" / "root_files"
 
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/"

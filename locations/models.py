@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import zoneinfo
 
+import pycountry
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -12,6 +13,19 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(
             "%(value)s is not an IANA time zone (for example Europe/Berlin).",
             params={"value": value},
+        )
+
+
+def validate_country_code(value: str) -> None:
+    """An assigned ISO 3166-1 alpha-2 code, in either letter case (clean() stores it in
+    upper case, as the standard writes it). A value longer than the column gets the
+    length message alone."""
+    if len(value) > 2:
+        return
+    if len(value) != 2 or pycountry.countries.get(alpha_2=value.upper()) is None:
+        raise ValidationError(
+            "%(value)s is not an ISO 3166-1 country code (two letters, for example DE).",
+            params={"value": repr(value)},
         )
 
 
@@ -61,7 +75,12 @@ class Location(models.Model):
     name = models.CharField(max_length=120, unique=True)
     address = models.CharField(max_length=200, blank=True)
     city = models.CharField(max_length=100, blank=True)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code.")
+    country = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[validate_country_code],
+        help_text="ISO 3166-1 alpha-2 code, e.g. DE.",
+    )
     latitude = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(-90), MaxValueValidator(90)]
     )
@@ -86,9 +105,7 @@ class Location(models.Model):
         return self.name
 
     def clean(self) -> None:
-        if self.country:
-            self.country = self.country.upper()
-            if len(self.country) != 2 or not self.country.isalpha():
-                raise ValidationError({"country": "Use a two-letter ISO country code, e.g. DE."})
+        # Checked by validate_country_code, which runs before clean().
+        self.country = self.country.upper()
         if (self.latitude is None) != (self.longitude is None):
             raise ValidationError("Give both latitude and longitude, or neither.")

@@ -75,7 +75,7 @@ async def test_a_second_sigint_during_a_slow_shutdown_still_writes_the_final_che
         sim.stop()
         await csms.stop()
     assert "Stopping now: not waiting for connections" in sim.output
-    assert "Stopped." in sim.output
+    assert "Stopped: 2 chargers saved." in sim.output
     assert_clean(sim.output)
     registers = [register for register, _status in evse_rows(tmp_path)]
     assert len(registers) == 4 and all(r > 0 for r in registers), registers
@@ -104,7 +104,7 @@ def test_sigterm_stops_within_the_bound_and_saves_with_a_csms_that_never_answers
             assert sim.wait(60) == 0
         finally:
             sim.stop()
-    assert "Stopped." in sim.output
+    assert "Stopped: 2 chargers saved." in sim.output
     assert_clean(sim.output)
 
 
@@ -132,7 +132,7 @@ def test_every_task_it_started_is_cancelled_when_it_stops(tmp_path):
         assert sim.wait(60) == 0
     finally:
         sim.stop()
-    assert "Stopped." in sim.output
+    assert "Stopped: 2 chargers saved." in sim.output
     assert_clean(sim.output)
 
 
@@ -167,4 +167,4 @@ async def test_every_task_it_started_has_ended_when_serve_returns():
     ]
     assert left == []
     assert demo[0].cancelled()
-    assert "Stopped.\n" in output
+    assert "Stopped: 2 chargers saved.\n" in output

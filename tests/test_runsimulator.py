@@ -41,7 +41,7 @@ def test_make_run_serves_the_admin_login_page_and_a_booted_demo_fleet(tmp_path):
         assert (tmp_path / "admin-credentials.txt").exists()
         sim.signal(signal.SIGINT)
         assert sim.wait(30) == 0
-        assert "Stopped." in sim.output
+        assert "Stopped: 3 chargers saved." in sim.output
     finally:
         sim.stop()
 
@@ -52,6 +52,8 @@ def test_bad_options_are_refused_with_a_clear_message(tmp_path):
     assert "K must be within 0..N-1" in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--csms-url", "http://x")
     assert "--csms-url must start with ws:// or wss://" in result.stderr
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--status-every", "0")
+    assert "--status-every must be more than 0 seconds" in result.stderr
 
 
 def test_sigterm_saves_the_meter_registers(tmp_path):

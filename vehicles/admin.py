@@ -1,12 +1,14 @@
 from django.contrib import admin
 
 from fleet_io.import_admin import FleetImportExportAdmin
+from vehicles.forms import VehicleModelForm
 from vehicles.models import VehicleModel
 from vehicles.resources import VehicleModelResource
 
 
 @admin.register(VehicleModel)
 class VehicleModelAdmin(FleetImportExportAdmin):
+    form = VehicleModelForm
     resource_classes = [VehicleModelResource]
     import_job_resource = "vehicles"
     list_display = [

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -81,6 +83,16 @@ CATALOGUE = (
 )
 
 
+CURVE_REQUIRED = "Give a charging curve of at least two points (SoC %, max kW), e.g. 0:100 80:50."
+
+
+def validate_charging_curve(value: object) -> None:
+    try:
+        parse_curve(value)
+    except CurveError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class VehicleModelManager(models.Manager["VehicleModel"]):
     def seed_catalogue(self) -> int:
         """Create the catalogue vehicles that are missing; return how many were made."""
@@ -121,10 +133,13 @@ class VehicleModel(models.Model):
     dc_min_v = models.FloatField("DC min voltage (V)", null=True, blank=True)
     dc_nominal_v = models.FloatField("DC nominal voltage (V)", null=True, blank=True)
     dc_max_v = models.FloatField("DC max voltage (V)", null=True, blank=True)
+    # Required, with no default: the curve is what tapers the power, and an empty one
+    # would pass for valid until validation refused it (issue 19).
     charging_curve = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="Points (SoC %, max kW), SoC strictly increasing, e.g. [[0, 100], [80, 50]].",
+        validators=[validate_charging_curve],
+        error_messages={"null": CURVE_REQUIRED, "blank": CURVE_REQUIRED},
+        help_text="Points (SoC %, max kW), SoC strictly increasing: 0:100 80:50 or "
+        "[[0, 100], [80, 50]].",
     )
     efficiency = models.FloatField(
         "charging efficiency",
@@ -149,10 +164,10 @@ class VehicleModel(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        try:
+        # Stored as [[SoC, kW], ...] whatever form it was given in; a curve that does not
+        # parse is validate_charging_curve's to report (once; not if the form already did).
+        with contextlib.suppress(CurveError):
             self.charging_curve = [list(p) for p in parse_curve(self.charging_curve)]
-        except CurveError as exc:
-            errors["charging_curve"] = str(exc)
         if self.dc_max_kw and self.dc_max_kw > 0:
             volts = (self.dc_min_v, self.dc_nominal_v, self.dc_max_v)
             if any(v is None for v in volts):

@@ -155,6 +155,20 @@ def unanswered(action: str, why: str) -> None:
     _unanswered[key] = _unanswered.get(key, 0) + 1
 
 
+def calls_total() -> int:
+    """Every CALL so far, both ways: the chargers' once settled, the CSMS's once answered.
+    Read once a second for the terminal's messages per second; never on the hot path."""
+    sent = sum(sum(row[:_SUM]) for row in list(_answers.values()))
+    sent += sum(_unanswered.values())
+    received = sum(
+        sample.value
+        for family in CALLS_RECEIVED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+    return int(sent + received)
+
+
 class CallCollector(Collector):
     """The tallies of `answered` / `unanswered` as a counter and a histogram."""
 

@@ -3,12 +3,14 @@
 `Simulator.run()` prepares the database, then runs `serve()` (on Daphne's loop when the
 web interface is on, so the admin and dashboard share the engine's event loop):
 
-1. startup: the built-in CSMS (--demo), the fleet loaded and connected, the meter engine,
-   checkpoints, event publishing, the command server, the progress line, the demo driver;
+1. startup: the status line (`fleet_status`), the built-in CSMS (--demo), the fleet loaded
+   and connected, the meter engine, checkpoints, event publishing, the command server, the
+   demo driver;
 2. the main loop: wait until asked to stop;
 3. shutdown, bounded by ONE timeout (`RunOptions.stop_timeout`): every task the
    simulator started is cancelled and awaited together, then the final checkpoint is
-   written, then the CSMS and the web server stop.
+   written, then the CSMS and the web server stop; the last line says how many chargers'
+   state that checkpoint saved.
 
 The first SIGINT/SIGTERM starts that graceful stop. A second one skips the waiting for
 tasks and connections to end, but still writes the final checkpoint: nothing ever exits
@@ -26,7 +28,6 @@ import logging
 import secrets
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -37,13 +38,16 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from simulator.contract import ConnectorStatus
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
+from simulator.ocpp16.metrics import calls_total
 from simulator.runtime import gc_policy, metrics
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher
+from simulator.runtime.fleet_status import FleetStatus, LiveStatus, MessageRate, PlainStatus
 from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.meter_engine import MeterEngine
@@ -78,6 +82,8 @@ class RunOptions:
     gc_tuning: bool = False
     metrics_port: int | None = None  # serve this worker's metrics on it (--metrics-port)
     metrics_bind: str = "127.0.0.1"
+    live_status: bool = False  # a self-updating status line (stdout is a terminal)
+    status_seconds: float = 10.0  # otherwise a plain status line at least this often
     # The engine
     shard: int = 0
     shards: int = 1
@@ -114,6 +120,14 @@ class Simulator:
         self.shard = options.shard
         self.shards = options.shards
         self._write = write or sys.stdout.write
+        self.status_display: LiveStatus | PlainStatus = (
+            LiveStatus(sys.stdout)
+            if options.live_status
+            else PlainStatus(self._write, every=options.status_seconds)
+        )
+        self._message_rate = MessageRate(calls_total)
+        # How many chargers' state the final checkpoint wrote (None until it has run).
+        self.saved_at_stop: int | None = None
         self.store = Store()
         # The dashboard's publisher (if the listener is one), and the actions that wait for
         # a condition: both hear every change the chargers report, after the checkpoints.
@@ -164,7 +178,7 @@ class Simulator:
         return self.options.only_ids
 
     def say(self, text: str) -> None:
-        self._write(text)
+        self.status_display.write(text)
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.flush()
 
@@ -256,14 +270,21 @@ class Simulator:
         finally:
             self.say("\nStopping: saving state and closing connections...\n")
             await self.stop()
-            self.say("Stopped.\n")
+            self.say(self._stopped_text())
             loop = asyncio.get_running_loop()
             for signum in installed:
                 loop.remove_signal_handler(signum)
             if self._stop_web is not None:
                 self._stop_web()
 
+    def _stopped_text(self) -> str:
+        if self.saved_at_stop is None:
+            return "Stopped: the final checkpoint failed, see the log above.\n"
+        n = self.saved_at_stop
+        return f"Stopped: {n} charger{'' if n == 1 else 's'} saved.\n"
+
     async def startup(self) -> None:
+        self.spawn(self.status_display.run(self.status), "status")
         if self.options.demo:
             await self._start_demo_fleet()
         if self.options.gc_tuning:
@@ -272,7 +293,6 @@ class Simulator:
         if self.options.gc_tuning:
             gc_policy.fleet_loaded()
             self.spawn(self._freeze_when_up(), "gc-freeze")
-        self.spawn(self.report_progress(self.say), "progress")
         if self.options.demo:
             self.spawn(self._demo(), "demo-driver")
 
@@ -417,6 +437,10 @@ class Simulator:
     async def checkpoint(self, *, full: bool = True) -> None:
         """Write what changed; a batch that fails is written again before anything newer.
         One checkpoint at a time: batches must reach the database in the order taken."""
+        await self._checkpoint(full=full)
+
+    async def _checkpoint(self, *, full: bool) -> Batch | None:
+        """`checkpoint()`, returning its batch if it had anything to write."""
         async with self._checkpoint_lock:
             if self._failed_batch is not None:
                 batch, self._failed_batch = self._failed_batch, None
@@ -424,6 +448,8 @@ class Simulator:
             batch = self.checkpointer.take(full=full)
             if batch:
                 await self._write_batch(batch)
+                return batch
+            return None
 
     async def _write_batch(self, batch: Batch) -> None:
         # The write runs in a thread that a cancellation cannot stop: shield it, and on
@@ -499,21 +525,22 @@ class Simulator:
                 counts["idle"] += 1
         return counts
 
-    async def report_progress(self, write: Callable[[str], None], every: float = 1.0) -> None:
-        """A terminal line while the fleet comes up: connected / accepted / failing counts."""
-        wanted = len(self.connections)
-        started = time.monotonic()
-        while wanted:
-            counts = self.progress()
-            write(
-                f"\rfleet: {counts['accepted']}/{wanted} accepted, "
-                f"{counts['connecting']} connecting, {counts['failing']} failing "
-                f"({time.monotonic() - started:.0f} s)"
-            )
-            if counts["accepted"] >= wanted:
-                write("\n")
-                return
-            await asyncio.sleep(every)
+    def status(self) -> FleetStatus:
+        """The figures of the terminal's status line, read afresh on each call."""
+        counts = self.progress()
+        charging = sum(
+            1
+            for charger in self.store
+            if any(evse.status is ConnectorStatus.CHARGING for evse in charger.evses)
+        )
+        return FleetStatus(
+            wanted=len(self.connections),
+            accepted=counts["accepted"],
+            connecting=counts["connecting"],
+            failing=counts["failing"],
+            charging=charging,
+            messages_per_second=self._message_rate.sample(),
+        )
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -544,9 +571,15 @@ class Simulator:
             charger.cancel_timers()
         self.checkpointer.mark_all(self.store)
         try:
-            await asyncio.wait_for(self.checkpoint(), max(deadline - loop.time(), 0.1))
+            final = await asyncio.wait_for(
+                self._checkpoint(full=True), max(deadline - loop.time(), 0.1)
+            )
         except Exception:
             log.exception("final checkpoint failed")
+        else:
+            # Chargers whose registers and statuses that write carried (every loaded one
+            # with a database row: mark_all made them all due).
+            self.saved_at_stop = len({row[0] for row in final.evses}) if final else 0
         if self.csms is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.csms.stop(), max(deadline - loop.time(), 0.1))

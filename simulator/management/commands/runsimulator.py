@@ -89,6 +89,15 @@ class Command(BaseCommand):
             help="address for --metrics-port (default %(default)s; 0.0.0.0 for every interface)",
         )
 
+        parser.add_argument(
+            "--status-every",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="when the output is not a terminal, print the fleet's status line at least "
+            "this often (default %(default)s); on a terminal it is redrawn in place",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         shard, shards = parse_shard(options["shard"])
         if options["demo_chargers"] < 0:
@@ -97,6 +106,8 @@ class Command(BaseCommand):
             raise CommandError("--demo-share must be within 0 and 1.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
+        if not options["status_every"] > 0:
+            raise CommandError("--status-every must be more than 0 seconds.")
         metrics_port = options["metrics_port"]
         if metrics_port is not None and not 1 <= metrics_port <= 65535:
             raise CommandError("--metrics-port must be within 1 and 65535.")
@@ -116,6 +127,8 @@ class Command(BaseCommand):
             only_ids=options["only"],
             metrics_port=metrics_port,
             metrics_bind=options["metrics_bind"],
+            live_status=self.stdout.isatty(),
+            status_seconds=options["status_every"],
         )
         simulator = Simulator.for_process(
             run, write=lambda text: self.stdout.write(text, ending="")

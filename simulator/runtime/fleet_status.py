@@ -1,0 +1,136 @@
+"""The fleet's figures on the terminal while `runsimulator` runs (issue 19).
+
+On a terminal, one status line kept at the bottom and redrawn in place (rich's `Live`),
+with log lines and messages printed above it, never into it. Otherwise (a log file, a
+pipe, a container's log) plain lines: one when the chargers' links change (at most one per
+poll) and one every `every` seconds whatever happens, so a log shows the figures over time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.text import Text
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    wanted: int  # chargers the simulator keeps connected
+    accepted: int  # online, their BootNotification accepted
+    connecting: int
+    failing: int  # the last attempt failed; retrying
+    charging: int  # chargers with a connector in Charging
+    messages_per_second: float
+
+    @property
+    def links(self) -> tuple[int, int, int, int]:
+        return (self.wanted, self.accepted, self.connecting, self.failing)
+
+    def text(self) -> str:
+        # "fleet: N/M accepted" is what scripts and tests wait for: keep it first.
+        return (
+            f"fleet: {self.accepted}/{self.wanted} accepted, {self.connecting} connecting, "
+            f"{self.failing} failing, {self.charging} charging, "
+            f"{self.messages_per_second:.1f} msg/s"
+        )
+
+
+class MessageRate:
+    """Messages per second over the last `window` seconds, from a running total."""
+
+    def __init__(
+        self,
+        total: Callable[[], int],
+        window: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._total = total
+        self._window = window
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self) -> float:
+        now, total = self._clock(), self._total()
+        samples = self._samples
+        samples.append((now, total))
+        while len(samples) > 2 and now - samples[1][0] >= self._window:
+            samples.popleft()
+        then, before = samples[0]
+        return (total - before) / (now - then) if now > then else 0.0
+
+
+class PlainStatus:
+    """Status lines for output that is not a terminal."""
+
+    def __init__(self, write: Callable[[str], object], every: float = 10.0) -> None:
+        self._write = write
+        self.every = every
+
+    def write(self, text: str) -> None:
+        self._write(text)
+
+    async def run(self, read: Callable[[], FleetStatus], poll: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        shown: tuple[int, ...] | None = None
+        shown_at = -math.inf
+        while True:
+            status = read()
+            now = loop.time()
+            if status.links != shown or now - shown_at >= self.every:
+                self._write(status.text() + "\n")
+                shown, shown_at = status.links, now
+            await asyncio.sleep(poll)
+
+
+class LiveStatus:
+    """The status line on a terminal, redrawn in place; log records go through rich and
+    print above it (a plain StreamHandler would write across it)."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.console = Console(file=file)
+        self._live: Live | None = None
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    async def run(self, read: Callable[[], FleetStatus], poll: float = 0.5) -> None:
+        root = logging.getLogger()
+        replaced = [
+            h
+            for h in root.handlers
+            if type(h) is logging.StreamHandler  # the console handler, not files or tests'
+        ]
+        handler = RichHandler(
+            console=self.console, show_path=False, markup=False, rich_tracebacks=False
+        )
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        if replaced:
+            handler.setLevel(replaced[0].level)
+        live = Live(
+            console=self.console, auto_refresh=False, redirect_stdout=True, redirect_stderr=True
+        )
+        for old in replaced:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        live.start()
+        try:
+            while True:
+                live.update(Text(read().text(), no_wrap=True, overflow="ellipsis"), refresh=True)
+                await asyncio.sleep(poll)
+        finally:
+            live.stop()
+            root.removeHandler(handler)
+            for old in replaced:
+                root.addHandler(old)

@@ -1,0 +1,103 @@
+"""The admin's charger pages as a person uses them (issue 19): a new charger's form starts
+filled in, and the meter register reads as a number of kWh."""
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from chargers.admin import register_text
+from chargers.models import Charger, Evse
+from tests.admin_forms import form_values
+from tests.cast import make_charger, make_location
+
+pytestmark = pytest.mark.django_db
+
+ADD = reverse("admin:chargers_charger_add")
+
+
+def add_form(client) -> dict[str, str]:
+    response = client.get(ADD)
+    assert response.status_code == 200
+    return form_values(response.content.decode())
+
+
+def test_the_add_form_starts_with_the_built_in_csms_and_one_connector(admin_client_logged_in):
+    shown = add_form(admin_client_logged_in)
+    assert shown["csms_url"] == settings.CHARGESIM_DEFAULT_CSMS_URL
+    assert shown["evses-TOTAL_FORMS"] == "1"
+    assert shown["evses-0-connector_id"] == "1"
+    assert shown["evses-0-connector_type"] == Evse.ConnectorType.TYPE2
+    assert float(shown["evses-0-max_power_kw"]) == Charger().max_power_kw
+
+
+def test_posting_it_with_only_the_required_fields_makes_a_charger_with_one_connector(
+    admin_client_logged_in,
+):
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data.update(charge_point_id="NEW-1", location=str(location.pk))
+    response = admin_client_logged_in.post(ADD, data)
+    assert response.status_code == 302, response.context["errors"] if response.context else ""
+    charger = Charger.objects.get(charge_point_id="NEW-1")
+    assert charger.csms_url == settings.CHARGESIM_DEFAULT_CSMS_URL
+    assert [(e.connector_id, e.connector_type, e.max_power_kw) for e in charger.evses.all()] == [
+        (1, "Type2", 22.0)
+    ]
+    assert charger.configuration.get(key="NumberOfConnectors").value == "1"
+
+
+def test_a_form_posted_without_connector_rows_still_gets_one(admin_client_logged_in):
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data = {k: v for k, v in data.items() if not k.startswith("evses-0-")}
+    data.update({"charge_point_id": "DC-1", "location": str(location.pk), "evses-TOTAL_FORMS": "0"})
+    data.update(power_type="DC", max_power_kw="150")
+    assert admin_client_logged_in.post(ADD, data).status_code == 302
+    evses = Charger.objects.get(charge_point_id="DC-1").evses.all()
+    assert [(e.connector_id, e.connector_type, e.max_power_kw) for e in evses] == [
+        (1, "CCS2", 150.0)
+    ]
+
+
+def test_the_next_add_form_starts_with_the_users_last_csms_url(admin_client_logged_in):
+    location = make_location()
+    make_charger("OTHER-1", location=location, csms_url="ws://someone-else.example/ocpp")
+    data = add_form(admin_client_logged_in)
+    data.update(
+        charge_point_id="MINE-1", location=str(location.pk), csms_url="wss://csms.example/ocpp"
+    )
+    assert admin_client_logged_in.post(ADD, data).status_code == 302
+    assert add_form(admin_client_logged_in)["csms_url"] == "wss://csms.example/ocpp"
+
+
+def test_the_meter_register_is_shown_in_kwh_to_the_wh(admin_client_logged_in):
+    charger = make_charger("REG-1", evses=1)
+    charger.evses.update(register_wh=1202.2277432561943)
+    evse = charger.evses.get()
+    pages = [
+        reverse("admin:chargers_charger_change", args=[charger.pk]),
+        reverse("admin:chargers_evse_changelist"),
+        reverse("admin:chargers_evse_change", args=[evse.pk]),
+    ]
+    for url in pages:
+        html = admin_client_logged_in.get(url).content.decode()
+        assert "1.202 kWh" in html, url
+        assert "1202.22" not in html, url
+
+
+def test_the_register_text_groups_thousands():
+    assert register_text(12_345_678.9) == "12,345.679 kWh"
+    assert register_text(0) == "0.000 kWh"
+
+
+def test_the_evse_form_does_not_post_the_register(admin_client_logged_in):
+    charger = make_charger("REG-2", evses=1)
+    charger.evses.update(register_wh=5000)
+    evse = charger.evses.get()
+    url = reverse("admin:chargers_evse_change", args=[evse.pk])
+    data = form_values(admin_client_logged_in.get(url).content.decode())
+    assert "register_wh" not in data
+    data["max_power_kw"] = "11"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    evse.refresh_from_db()
+    assert (evse.max_power_kw, evse.register_wh) == (11.0, 5000.0)

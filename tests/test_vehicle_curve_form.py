@@ -1,0 +1,119 @@
+"""The charging curve in the admin (issue 19): typed as the import writes it or as JSON,
+drawn as a small chart, one clear message when it is wrong, and required everywhere."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from fleet_io.file_formats import read_dataset
+from tests.admin_forms import form_values
+from tests.api_client import TokenClient, user_with_token
+from tests.cast import make_vehicle
+from vehicles.forms import curve_chart
+from vehicles.models import CURVE_REQUIRED, VehicleModel
+from vehicles.resources import VehicleModelResource
+
+pytestmark = pytest.mark.django_db
+
+ADD = reverse("admin:vehicles_vehiclemodel_add")
+
+
+def post_vehicle(client, curve: str):
+    data = form_values(client.get(ADD).content.decode())
+    data.update(make="Acme", model="Van", capacity_kwh="60", ac_max_kw="11", charging_curve=curve)
+    return client.post(ADD, data)
+
+
+def curve_errors(response) -> dict[str, list[str]]:
+    assert response.status_code == 200, "the form was accepted"
+    return dict(response.context["adminform"].form.errors)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "0:100 80:50",
+        " 0:100, 80:50 ",
+        "[[0, 100], [80, 50]]",
+        '[{"soc": 0, "kw": 100}, {"soc": 80, "kw": 50}]',
+    ],
+)
+def test_the_curve_is_typed_in_the_short_form_or_as_json(admin_client_logged_in, typed):
+    response = post_vehicle(admin_client_logged_in, typed)
+    assert response.status_code == 302, curve_errors(response)
+    assert VehicleModel.objects.get(make="Acme").charging_curve == [[0, 100], [80, 50]]
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("0:100 80", "Point 2: '80' is not of the form SoC:kW (e.g. 80:50)."),
+        ("0:100 50:90 40:50", "Point 3: SoC 40 % does not increase (the point before is at 50 %)."),
+        ("[[0, 100], [80, 50]", "This looks like JSON but is not valid JSON"),
+        ("0:100", "The charging curve needs at least two points."),
+        ("", CURVE_REQUIRED),
+    ],
+)
+def test_a_wrong_curve_gets_one_message_and_no_other(admin_client_logged_in, typed, message):
+    errors = curve_errors(post_vehicle(admin_client_logged_in, typed))
+    assert list(errors) == ["charging_curve"]
+    assert len(errors["charging_curve"]) == 1
+    assert errors["charging_curve"][0].startswith(message)
+    assert VehicleModel.objects.count() == 0
+
+
+def test_the_change_form_shows_the_short_form_and_a_chart(admin_client_logged_in):
+    vehicle = make_vehicle(0)  # ID.3: 8 points, peak 120 kW
+    html = admin_client_logged_in.get(
+        reverse("admin:vehicles_vehiclemodel_change", args=[vehicle.pk])
+    ).content.decode()
+    assert (
+        form_values(html)["charging_curve"] == "0:100 10:120 30:115 50:90 70:65 80:50 90:30 100:7"
+    )
+    svg = re.search(r'<svg class="curve-chart".*?</svg>', html, re.S)
+    assert svg, "no chart"
+    assert svg.group().count("<circle") == 8
+    assert "120 kW" in svg.group()
+
+
+def test_a_wrong_curve_typed_back_is_shown_as_typed_without_a_chart(admin_client_logged_in):
+    html = post_vehicle(admin_client_logged_in, "0:100 80").content.decode()
+    assert form_values(html)["charging_curve"] == "0:100 80"
+    assert 'class="curve-chart"' not in html
+
+
+def test_the_chart_puts_the_peak_at_the_top_and_full_soc_at_the_right():
+    svg = str(curve_chart([(0, 50), (100, 100)]))
+    found = re.search(r'<polyline points="([^"]+)"', svg)
+    assert found
+    points = found.group(1).split()
+    (x0, y0), (x1, y1) = (tuple(map(float, p.split(","))) for p in points)
+    assert x0 < x1 and y1 < y0  # rising to the right; SVG's y grows downwards
+    assert y1 == 4.0  # the peak touches the top margin
+
+
+def test_the_model_import_and_api_refuse_an_empty_curve_with_the_same_words():
+    vehicle = VehicleModel(make="Acme", model="Van", capacity_kwh=60, ac_max_kw=11)
+    with pytest.raises(ValidationError) as refused:
+        vehicle.full_clean()
+    assert refused.value.message_dict == {"charging_curve": [CURVE_REQUIRED]}
+
+    rows = b"make,model,capacity_kwh,ac_max_kw,charging_curve\nAcme,Van,60,11,\n"
+    problems = VehicleModelResource().import_data(read_dataset(rows, "csv")).problems()
+    assert [(p.row, p.column, p.message) for p in problems] == [
+        (1, "charging_curve", CURVE_REQUIRED)
+    ]
+
+    _, token = user_with_token("fleet", "add_vehiclemodel", "view_vehiclemodel")
+    api = TokenClient(token)
+    body = {"make": "Acme", "model": "Van", "capacity_kwh": 60, "ac_max_kw": 11}
+    assert api.post("/api/v1/vehicle-models", body).status_code == 422
+    empty = api.post("/api/v1/vehicle-models", {**body, "charging_curve": []})
+    assert [(e["field"], e["message"]) for e in empty.json()["errors"]] == [
+        ("charging_curve", CURVE_REQUIRED)
+    ]
+    assert VehicleModel.objects.count() == 0
