@@ -51,6 +51,10 @@ class Charger(models.Model):
         NONE = "", "none: updates succeed"
         DOWNLOAD_FAILED = "DownloadFailed", "DownloadFailed: every download fails"
         INSTALLATION_FAILED = "InstallationFailed", "InstallationFailed: downloads, then fails"
+        INVALID_SIGNATURE = (
+            "InvalidSignature",
+            "InvalidSignature: signed updates compute a wrong checksum",
+        )
 
     class UploadMethod(models.TextChoices):
         PUT = "PUT", "PUT (the file, to location/<file name>)"

@@ -119,6 +119,7 @@ async def test_a_wrong_signature_ends_in_invalid_signature(csms, files, manufact
     [
         ("DownloadFailed", ["Downloading", "DownloadFailed"]),
         ("InstallationFailed", [*SIGNED[:4], "InstallationFailed"]),
+        ("InvalidSignature", ["Downloading", "Downloaded", "InvalidSignature"]),
     ],
 )
 async def test_signed_updates_fail_as_the_charger_is_set_to(

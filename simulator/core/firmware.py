@@ -161,7 +161,8 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         return
     await report(FirmwareStatus.DOWNLOADED)
     if signed is not None:
-        if not verify_signature(signed.certificate, signed.signature, data):
+        wrong_checksum = failure is FirmwareFailure.INVALID_SIGNATURE
+        if wrong_checksum or not verify_signature(signed.certificate, signed.signature, data):
             log.info("%s: the firmware's signature does not verify", charger.id)
             charger.security_event("InvalidFirmwareSignature", request.location[:200])
             await report(FirmwareStatus.INVALID_SIGNATURE)

@@ -67,6 +67,9 @@ class FirmwareFailure(StrEnum):
     NONE = ""
     DOWNLOAD_FAILED = "DownloadFailed"  # every download attempt fails
     INSTALLATION_FAILED = "InstallationFailed"  # downloads, then fails to install
+    # Signed updates (security whitepaper): the image's checksum comes out wrong, so its
+    # signature never verifies (InvalidSignature); unsigned updates are not affected.
+    INVALID_SIGNATURE = "InvalidSignature"
 
 
 class TransferFailed(Exception):
