@@ -140,47 +140,25 @@ class Fanout(Listener):
 
     def __init__(self, *listeners: Listener) -> None:
         self.listeners = listeners
-        # on_frame and on_change run for every frame and every tick of a busy charger: a
-        # method only one of the listeners implements is that listener's own bound method
-        # (an instance attribute), so that the fan-out costs nothing where it fans out to one.
+        # Each listener method is bound once, here, for every method of `Listener` (so that
+        # one added later fans out too): the base no-op where no listener implements it;
+        # where one does, that listener's own bound method, because on_frame and on_change
+        # run for every frame and every tick of a busy charger and should then cost nothing
+        # more; where several do, a loop over theirs.
         for name in _LISTENER_METHODS:
             own = [getattr(x, name) for x in listeners if _implements(x, name)]
             if len(own) == 1:
                 setattr(self, name, own[0])
+            elif own:
+                setattr(self, name, _in_turn(own))
 
-    def on_change(self, charger: Charger) -> None:
-        for listener in self.listeners:
-            listener.on_change(charger)
 
-    def on_config(self, charger: Charger, key: str, value: str) -> None:
-        for listener in self.listeners:
-            listener.on_config(charger, key, value)
+def _in_turn(methods: list[Callable[..., None]]) -> Callable[..., None]:
+    def tell_each(*args: Any, **kwargs: Any) -> None:
+        for method in methods:
+            method(*args, **kwargs)
 
-    def on_frame(
-        self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
-    ) -> None:
-        for listener in self.listeners:
-            listener.on_frame(charger, direction, text, message_id, action)
-
-    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.on_connection(charger, event, detail)
-
-    def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
-        for listener in self.listeners:
-            listener.on_transaction(charger, tx)
-
-    def on_profiles(self, charger: Charger) -> None:
-        for listener in self.listeners:
-            listener.on_profiles(charger)
-
-    def on_availability(self, charger: Charger) -> None:
-        for listener in self.listeners:
-            listener.on_availability(charger)
-
-    def on_certificates(self, charger: Charger) -> None:
-        for listener in self.listeners:
-            listener.on_certificates(charger)
+    return tell_each
 
 
 _LISTENER_METHODS = tuple(name for name in vars(Listener) if name.startswith("on_"))
