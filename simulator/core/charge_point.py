@@ -53,6 +53,7 @@ from simulator.core.protocol import (
 )
 from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.security_log import LoggedEvent, SecurityEvent, SecurityLog
+from simulator.core.session_series import SessionSeries
 from simulator.core.smart_charging import (
     Electrical,
     Limit,
@@ -261,6 +262,8 @@ class Charger:
         # startup (StartupOfTheFirmware); None on the first start of the process.
         self.startup_after: str | None = None
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
+        # connector -> when its pending authorization lapses (epoch s; ConnectionTimeOut)
+        self.authorization_expires: dict[int, float] = {}
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
         self.next_heartbeat = 0.0
@@ -715,6 +718,8 @@ class Charger:
             self.set_status(evse, Status.PREPARING)  # Reserved may not go to Charging at once
         tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), now_iso())
         self.transactions[connector_id] = tx
+        evse.session = SessionSeries(self.clock.time(), start_wh=evse.register_wh)
+        evse.session.record(self.clock.time(), 0.0, evse.soc, evse.register_wh)
         evse.id_tag = id_tag
         evse.transaction_id = None
         interval = self.config_int("MeterValueSampleInterval")
@@ -772,6 +777,8 @@ class Charger:
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = now_iso()
         tx.stop_reason = reason
+        if evse.session is not None:
+            evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
         end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
         samples = [*tx.begin_values, *tx.aligned_values, *end_values][
             : max(self.config_int("StopTransactionMaxMeterValues"), 2)
@@ -803,6 +810,9 @@ class Charger:
             raise ActionError("no vehicle plugged in")
         evse.battery = None
         evse.soc = None
+        # Nothing is connected: no reading applies any more (not the last one's 230 V).
+        evse.voltage_v = ()
+        evse.current_a = ()
         if connector_id in self.transactions:
             if not self.config_bool("UnlockConnectorOnEVSideDisconnect"):
                 # The cable stays locked in the charger's socket: the connector is not free
@@ -1655,6 +1665,7 @@ class Charger:
     def _start_connection_timeout(self, connector_id: int) -> None:
         timeout = self.config_int("ConnectionTimeOut")
         if timeout > 0:
+            self.authorization_expires[connector_id] = self.clock.time() + timeout
             self._start_timer(
                 "connection-timeout", connector_id, timeout, self._connection_timed_out
             )
@@ -1833,7 +1844,19 @@ class Charger:
 
     def step_connector(self, evse: Evse, dt: float) -> bool:
         """Advance one connector in a transaction by dt seconds: energy, then the
-        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed."""
+        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed.
+        The session's series records the outcome."""
+        changed = self._step_connector(evse, dt)
+        session = evse.session
+        tx = self.transactions.get(evse.connector_id)
+        if tx is not None and (session is None or session.ended_at is not None):
+            # A transaction resumed after a restart: its series starts now.
+            session = evse.session = SessionSeries(self.clock.time(), start_wh=tx.meter_start)
+        if session is not None:
+            session.record(self.clock.time(), evse.power_w, evse.soc, evse.register_wh)
+        return changed
+
+    def _step_connector(self, evse: Evse, dt: float) -> bool:
         status = evse.status
         battery = evse.battery
         if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
