@@ -262,6 +262,9 @@ class Charger:
         # startup (StartupOfTheFirmware); None on the first start of the process.
         self.startup_after: str | None = None
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
+        # Sessions a Reset cut short with the vehicle still plugged in and wanting energy:
+        # connector -> its idTag, to start again once the reboot's boot is accepted.
+        self.resume_after_boot: dict[int, str] = {}
         # connector -> when its pending authorization lapses (epoch s; ConnectionTimeOut)
         self.authorization_expires: dict[int, float] = {}
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
@@ -455,6 +458,31 @@ class Charger:
             )
         self.send_all_statuses()
         self.wake()
+        resume, self.resume_after_boot = self.resume_after_boot, {}
+        for connector_id, id_tag in resume.items():
+            self.start_job(f"resume-{connector_id}", self._resume_session(connector_id, id_tag))
+
+    async def _resume_session(self, connector_id: int, id_tag: str) -> None:
+        """After a Reset, the driver's vehicle is still plugged in and not full: the
+        charger starts a new session for the same idTag (authorized again, as any start),
+        as chargers that resume after a power loss do. Nothing happens if the vehicle has
+        left, a session is already running, or the connector cannot charge now."""
+        evse = self.evse(connector_id)
+        if (
+            evse.battery is None
+            or evse.battery.is_full()
+            or connector_id in self.transactions
+            or evse.status in (Status.FAULTED, Status.UNAVAILABLE)
+        ):
+            return
+        try:
+            result = await self.present_id_tag(connector_id, id_tag)
+        except ActionError as exc:
+            log.info("%s: session on connector %d not resumed: %s", self.id, connector_id, exc)
+            return
+        log.info(
+            "%s: session on connector %d resumed after the reset: %s", self.id, connector_id, result
+        )
 
     async def _send_boot_notification(self) -> tuple[BootState, int]:
         action, payload = self.messages.boot(self.spec)
@@ -714,8 +742,11 @@ class Charger:
         self._cancel_timer("connection-timeout", connector_id)
         self.pending_authorizations.pop(connector_id, None)
         reservation = self._reservation_used(connector_id, id_tag)
-        if evse.status is Status.RESERVED:
-            self.set_status(evse, Status.PREPARING)  # Reserved may not go to Charging at once
+        if evse.status in (Status.RESERVED, Status.FINISHING):
+            # Neither may go to Charging at once (1.6's state table): a new session on a
+            # reserved connector, or on one whose last session ended with the cable still
+            # in, passes through Preparing.
+            self.set_status(evse, Status.PREPARING)
         tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), now_iso())
         self.transactions[connector_id] = tx
         evse.session = SessionSeries(self.clock.time(), start_wh=evse.register_wh)
