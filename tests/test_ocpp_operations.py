@@ -774,3 +774,50 @@ async def test_a_cable_stays_locked_after_ev_disconnect_until_unlocked(csms, tic
         await charging(csms, unlocked)
         unlocked.unplug(1)
         assert unlocked.evse(1).status is ConnectorStatus.AVAILABLE
+
+
+# -- the order of what a charger sends ------------------------------------------------------
+
+
+def _sent_by(csms, cp_id, after):
+    """What the charger sent after `after`: ("answer", action) or ("call", action, payload)."""
+    out: list[tuple[str, str | None, dict]] = []
+    for entry in csms.log[after:]:
+        if entry.cp_id != cp_id or entry.direction != "in":
+            continue
+        if entry.message_type == 3:
+            out.append(("answer", entry.action, {}))
+        elif entry.message_type == 2:
+            out.append(("call", entry.action, entry.payload))
+    return out
+
+
+def _position(sent, kind, action, **fields):
+    return next(
+        i
+        for i, (k, a, payload) in enumerate(sent)
+        if k == kind and a == action and all(payload.get(f) == v for f, v in fields.items())
+    )
+
+
+async def test_a_call_is_answered_before_the_status_it_causes(csms, ticking):
+    charger = runtime_charger("ORD-1", csms.url, evses=2)
+    async with connected(charger):
+        ticking(charger)
+        tx = await charging(csms, charger)
+        mark = len(csms.log)
+        await csms.call("ORD-1", call.RemoteStopTransaction(transaction_id=tx))
+        await csms.call("ORD-1", call.ChangeAvailability(connector_id=2, type="Inoperative"))
+        await csms.wait_for(
+            "ORD-1",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload.get("status") == "Unavailable",
+        )
+        sent = _sent_by(csms, "ORD-1", mark)
+    assert _position(sent, "answer", "RemoteStopTransaction") < _position(
+        sent, "call", "StatusNotification", connectorId=1, status="Finishing"
+    )
+    assert _position(sent, "answer", "ChangeAvailability") < _position(
+        sent, "call", "StatusNotification", connectorId=2, status="Unavailable"
+    )

@@ -10,6 +10,7 @@ from ocpp.v16 import call
 
 from simulator.core.charge_point import ActionError, BootState, LinkState
 from simulator.core.clock import parse_iso
+from simulator.core.outbox import MessageQueue, Outgoing
 from simulator.core.protocol import StopReason
 from simulator.csms import CentralSystem
 from simulator.ocpp16.client import Backoff
@@ -323,3 +324,35 @@ async def test_clock_aligned_samples_of_an_outage_arrive_after_it_in_timestamp_o
         assert e.payload["meterValue"][0]["timestamp"].endswith(".000Z")  # at its boundary
     values = [register(e) for e in messages]
     assert values == sorted(values), values
+
+
+class _SlowSink:
+    """A durability sink whose group commit has not happened yet."""
+
+    def outbox_added(self, item: Outgoing) -> None:
+        pass
+
+    def outbox_removed(self, item: Outgoing) -> None:
+        pass
+
+
+def test_nothing_overtakes_a_transaction_message_waiting_to_be_durable():
+    # StatusNotification(Charging) is queued a moment after its session's StartTransaction,
+    # which waits for the writer's group commit: it used to go first.
+    queue = MessageQueue(_SlowSink())
+    start = Outgoing("StartTransaction", {}, transactional=True)
+    queue.append(start)
+    status = Outgoing("StatusNotification", {"status": "Charging"})
+    queue.append(status)
+    assert queue.next_ready(now=0.0) is None  # waiting for the commit, in order
+    start.durable = True  # the commit
+    assert queue.next_ready(now=0.0) is start
+
+
+def test_a_transaction_message_waiting_to_retry_lets_a_status_go_ahead():
+    queue = MessageQueue()
+    stop = Outgoing("StopTransaction", {}, transactional=True, not_before=60.0)
+    queue.append(stop)
+    status = Outgoing("StatusNotification", {"status": "Available"})
+    queue.append(status)
+    assert queue.next_ready(now=0.0) is status

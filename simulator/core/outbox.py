@@ -89,17 +89,21 @@ class MessageQueue:
         self._items.append(item)
 
     def next_ready(self, now: float) -> Outgoing | None:
-        """The head of the queue, or, while transaction messages wait (for their retry time
-        or for durability), the first message that is not one: transaction messages keep
-        their order, Authorize and StatusNotification may go ahead."""
+        """The next message to send. Messages leave in the order their events happened:
+        nothing overtakes a transaction message still waiting to be durable (a moment, the
+        writer's next group commit), so e.g. StatusNotification(Charging) never goes before
+        the StartTransaction of its session. Only a transaction message waiting for its
+        retry time (after a failed attempt) lets Authorize and StatusNotification go ahead;
+        transaction messages always keep their order."""
         blocked = False
         for item in self._items:
-            ready = item.not_before <= now and item.durable
             if item.transactional:
-                if ready and not blocked:
+                if not item.durable:
+                    return None
+                if item.not_before <= now and not blocked:
                     return item
                 blocked = True
-            elif ready:
+            elif item.not_before <= now:
                 return item
         return None
 
@@ -173,6 +177,9 @@ class Outbox:
         self._pumping = False
         self._pump_again = False
         self._wake_handle: Handle | None = None
+        # While the charger handles a CALL from the central system, what the call causes
+        # waits: the answer goes first (`hold` / `release`, by the protocol adapter).
+        self._held = False
 
     def enqueue(self, item: Outgoing) -> None:
         if not item.transactional and not self._online():
@@ -183,6 +190,16 @@ class Outbox:
         item.queued_at = self._wall_time()
         self.queue.append(item)
         if item.durable:  # else the group commit that makes it durable wakes the queue
+            self.wake()
+
+    def hold(self) -> None:
+        """Send nothing new until `release` (the answer to a CALL is being made)."""
+        self._held = True
+
+    def release(self) -> None:
+        """The answer is out: send what is ready, in order."""
+        if self._held:
+            self._held = False
             self.wake()
 
     def link_lost(self) -> None:
@@ -207,7 +224,7 @@ class Outbox:
             self._pumping = False
 
     def _send_next(self) -> None:
-        if self.in_flight is not None or not self.queue:
+        if self.in_flight is not None or not self.queue or self._held:
             return
         transport = self._ready()
         if transport is None:

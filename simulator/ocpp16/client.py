@@ -385,7 +385,15 @@ class ChargePointClient(OcppChargePoint):
             return
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
         self.raw_payload = message[3]
-        await super().route_message(raw_msg)
+        # A real charge point answers a call first, then reports what it caused (the
+        # StatusNotification of a RemoteStop or a ChangeAvailability): what the handler
+        # queues waits until the answer is on the wire.
+        outbox = self.charger.outbox
+        outbox.hold()
+        try:
+            await super().route_message(raw_msg)
+        finally:
+            outbox.release()
 
     def _invalid_message(self, code: str, action: str) -> None:
         """A CALL that breaks the protocol goes in the security log (InvalidMessages)."""
