@@ -190,7 +190,11 @@ def charger_pks(host: str, session: str) -> dict[str, int]:
     """Charge point id -> pk, as the fleet page lists them."""
     request = urllib.request.Request(f"http://{host}/", headers={"Cookie": f"sessionid={session}"})
     html = urllib.request.urlopen(request, timeout=10).read().decode()
-    rows = re.findall(r'<tr data-charger="(\d+)">\s*<td><a href="[^"]+">([^<]+)<', html)
+    # A user who may change chargers also gets a selection box first (bulk actions).
+    rows = re.findall(
+        r'<tr data-charger="(\d+)">\s*(?:<td class="pick">.*?</td>\s*)?<td><a href="[^"]+">([^<]+)<',
+        html,
+    )
     return {cp_id: int(pk) for pk, cp_id in rows}
 
 
