@@ -246,6 +246,7 @@ class ChargerIn(Schema):
     reject_triggered_boot: bool = _charger("reject_triggered_boot")
     firmware_failure: str = _charger("firmware_failure")
     diagnostics_upload_method: str = _charger("diagnostics_upload_method")
+    power_sharing: str = _charger("power_sharing")
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -278,6 +279,7 @@ class ChargerPatch(Schema):
     diagnostics_upload_method: str | None = Field(
         None, description=doc(Charger, "diagnostics_upload_method")
     )
+    power_sharing: str | None = Field(None, description=doc(Charger, "power_sharing"))
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -310,6 +312,7 @@ class ChargerOut(Schema):
     reject_triggered_boot: bool
     firmware_failure: str
     diagnostics_upload_method: str
+    power_sharing: str
     created: datetime
     updated: datetime
     evses: list[EvseOut]

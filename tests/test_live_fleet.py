@@ -296,6 +296,19 @@ async def test_a_firmware_failure_mode_applies_live(worker, csms):
     assert (spec.firmware_failure, spec.diagnostics_upload_method) == ("InstallationFailed", "POST")
 
 
+async def test_the_power_sharing_policy_and_rating_apply_live(worker, csms):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
+        power_sharing="first", max_power_kw=5.0
+    )
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"
+    live = loaded(worker, "CP-LIVE")
+    assert live.spec.power_sharing == "first"
+    assert live.profiles.rated_w == 5_000.0
+    assert live.power_shared  # its connectors now add up to more than 5 kW
+
+
 async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker, csms):
     """The charger is built afresh from its row: its ResetOrReboot, saved in the durable
     outbox before it went down, is sent after the new boot, then StartupOfTheFirmware;

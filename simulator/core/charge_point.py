@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
+from simulator.core import power_sharing
 from simulator.core.authorization import AuthorizationCache
 from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
 from simulator.core.certificates import CertificateError, CertificateStore
@@ -37,6 +39,7 @@ from simulator.core.link import (
 )
 from simulator.core.local_list import Entry, ListChange, LocalAuthList, UpdateStatus, UpdateType
 from simulator.core.outbox import Outbox, Outgoing
+from simulator.core.power_sharing import capped
 from simulator.core.protocol import (
     QUANTITIES,
     AuthStatus,
@@ -190,6 +193,7 @@ class ChargerSpec:
     reject_triggered_boot: bool = False
     firmware_failure: str = ""  # a `transfer.FirmwareFailure` to simulate on every update
     diagnostics_upload_method: str = "PUT"  # HTTP(S) uploads: "PUT" or "POST" (multipart)
+    power_sharing: str = "equal"  # the rated power among connectors: "equal" or "first"
     auto_connect: bool = True
     db_id: int | None = None
     location_id: int | None = None
@@ -277,6 +281,9 @@ class Charger:
         self.profiles = self._new_profile_store()
         self.limits: dict[int, Limit] = {}
         self.limits_dirty = False
+        # Caps in watts per connector set from outside (the site's load management).
+        self.site_caps_w: dict[int, float] = {}
+        self.power_shared = self._rated_binds()  # the meter must share power each tick
         self.last_sent_status: dict[int, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
@@ -1395,6 +1402,7 @@ class Charger:
             allowed_units=units_from_config(
                 self.config.get("ChargingScheduleAllowedChargingRateUnit", "Current,Power")
             ),
+            rated_w=spec.max_power_w,
         )
 
     def profiles_changed(self) -> None:
@@ -1411,14 +1419,47 @@ class Charger:
         return starts
 
     def refresh_limits(self, demand_w: dict[int, float]) -> None:
-        """Share the limits in force among the connectors that want power now."""
-        if not len(self.profiles):
-            if self.limits:
+        """Share the limits in force among the connectors that want power now: the
+        ChargePointMax, the charger's rated power (its `power_sharing` policy) and the site's
+        caps. Each is a cap on the sum or on one connector; the stricter wins per connector."""
+        profiled = len(self.profiles) > 0
+        site = self.site_caps_w
+        rated = self.spec.max_power_w
+        sharing = self.power_shared and (bool(site) or sum(demand_w.values()) > rated)
+        if not sharing:
+            if profiled:
+                starts = self.transaction_starts()
+                charging = {c: starts.get(c) for c in demand_w}
+                self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+            elif self.limits:
                 self.limits = {}
             return
         starts = self.transaction_starts()
         charging = {c: starts.get(c) for c in demand_w}
-        self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+        now = self.now()
+        own = self.profiles.own_limits(now, charging)
+        wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
+        first = sorted(starts, key=lambda c: (starts[c], c))
+        caps = power_sharing.share(rated, wants, self.spec.power_sharing, first)
+        for connector_id, watts in site.items():
+            if connector_id in caps:
+                caps[connector_id] = min(caps[connector_id], watts)
+        limits = self.profiles.allocate(now, charging, demand_watts=caps, own=own)
+        voltage = self.profiles.electrical.voltage
+        self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
+
+    def _rated_binds(self) -> bool:
+        """Whether the connectors together could draw more than the rated power, or a site
+        cap applies: only then does the meter share power (a cost per tick)."""
+        total = sum(evse.max_power_w for evse in self.evses)
+        return total > self.spec.max_power_w or bool(self.site_caps_w)
+
+    def set_site_caps(self, caps_w: dict[int, float]) -> None:
+        """The site's load management caps these connectors (W) from the next tick on."""
+        if caps_w == self.site_caps_w:
+            return
+        self.site_caps_w = caps_w
+        self.power_shared = self._rated_binds()
 
     def install_remote_start_profile(self, connector_id: int) -> None:
         profile = self.pending_profiles.pop(connector_id, None)
@@ -1521,6 +1562,8 @@ class Charger:
         self.spec = spec
         for evse in self.evses:
             evse.max_power_w = evse_power_w.get(evse.connector_id, evse.max_power_w)
+        self.profiles.rated_w = spec.max_power_w
+        self.power_shared = self._rated_binds()
         self.listener.on_change(self)
 
     def use_vehicles(self, vehicles: list[VehicleSpec], default: VehicleSpec | None) -> None:

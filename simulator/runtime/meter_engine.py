@@ -107,7 +107,7 @@ class MeterEngine:
         boundaries = self._aligned_boundaries(charger, wall, since)
         before = [evse.register_wh for evse in charger.evses] if boundaries else None
         periodic: list[int] | None = None
-        if len(charger.profiles) and charger.transactions:
+        if charger.transactions and (charger.power_shared or len(charger.profiles)):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()

@@ -103,6 +103,7 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
         reject_triggered_boot=row.reject_triggered_boot,
         firmware_failure=row.firmware_failure,
         diagnostics_upload_method=row.diagnostics_upload_method,
+        power_sharing=row.power_sharing,
         auto_connect=row.auto_connect,
         db_id=row.pk,
         location_id=row.location_id,
