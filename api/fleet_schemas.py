@@ -49,6 +49,7 @@ class LocationIn(Schema):
     longitude: float | None = Field(None, description=doc(Location, "longitude"))
     time_zone: str = Field("UTC", description=doc(Location, "time_zone", "An IANA name."))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+    load_management: bool = Field(False, description=doc(Location, "load_management"))
 
 
 class LocationPatch(Schema):
@@ -60,6 +61,7 @@ class LocationPatch(Schema):
     longitude: float | None = Field(None, description=doc(Location, "longitude"))
     time_zone: str | None = Field(None, description=doc(Location, "time_zone"))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+    load_management: bool | None = Field(None, description=doc(Location, "load_management"))
 
 
 class LocationOut(Schema):
@@ -72,6 +74,7 @@ class LocationOut(Schema):
     longitude: float | None
     time_zone: str
     grid_limit_kw: float | None
+    load_management: bool
     chargers: int = Field(alias="charger_count", description="How many chargers it has.")
 
 

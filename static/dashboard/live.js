@@ -233,6 +233,8 @@
       const power = summary.power_w || 0;
       setText(document.getElementById("site-power"), kw(power));
       setText(document.getElementById("site-charging"), String(summary.charging || 0));
+      const held = document.getElementById("site-held-back");
+      if (held) setText(held, String(summary.held_back || 0));
       setText(
         document.getElementById("site-shards"),
         summary.of > 1 ? summary.shards + " of " + summary.of + " workers reporting" : ""
