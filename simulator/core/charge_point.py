@@ -284,6 +284,7 @@ class Charger:
         # Caps in watts per connector set from outside (the site's load management).
         self.site_caps_w: dict[int, float] = {}
         self.power_shared = self._rated_binds()  # the meter must share power each tick
+        self._physical: tuple[Electrical, Limit] | None = None  # cache of _physical_limit
         self.last_sent_status: dict[int, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
@@ -1434,19 +1435,53 @@ class Charger:
             elif self.limits:
                 self.limits = {}
             return
-        starts = self.transaction_starts()
-        charging = {c: starts.get(c) for c in demand_w}
-        now = self.now()
-        own = self.profiles.own_limits(now, charging)
-        wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
-        first = sorted(starts, key=lambda c: (starts[c], c))
+        voltage = self.profiles.electrical.voltage
+        if profiled:
+            starts = self.transaction_starts()
+            charging = {c: starts.get(c) for c in demand_w}
+            now = self.now()
+            own = self.profiles.own_limits(now, charging)
+            wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
+        else:  # the common case, kept cheap: each connector's own limit is the physical one
+            physical = self._physical_limit()
+            wants = {c: min(physical.watts, w, site.get(c, math.inf)) for c, w in demand_w.items()}
+        first: list[int] = []
+        if self.spec.power_sharing == power_sharing.FIRST:
+            starts = self.transaction_starts()
+            first = sorted(demand_w, key=lambda c: (starts[c], c))
         caps = power_sharing.share(rated, wants, self.spec.power_sharing, first)
         for connector_id, watts in site.items():
             if connector_id in caps:
                 caps[connector_id] = min(caps[connector_id], watts)
-        limits = self.profiles.allocate(now, charging, demand_watts=caps, own=own)
-        voltage = self.profiles.electrical.voltage
-        self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
+        if profiled:
+            limits = self.profiles.allocate(now, charging, demand_watts=caps, own=own)
+            self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
+        else:
+            before = self.limits
+            limits = {}
+            for c, cap in caps.items():
+                previous = before.get(c)
+                # The same cap as last tick (steady charging): keep its Limit.
+                if (
+                    previous is not None
+                    and previous.watts == cap
+                    and previous.phases == physical.phases
+                    and not previous.profile_ids
+                ):
+                    limits[c] = previous
+                else:
+                    limits[c] = capped(physical, cap, voltage)
+            self.limits = limits
+
+    def _physical_limit(self) -> Limit:
+        """What a connector may draw when nothing but its EVSE limits it."""
+        electrical = self.profiles.electrical
+        cached = self._physical
+        if cached is None or cached[0] is not electrical:
+            amps, phases = electrical.max_current, electrical.phases
+            watts = amps * electrical.voltage * phases
+            cached = self._physical = (electrical, Limit(amps=amps, watts=watts, phases=phases))
+        return cached[1]
 
     def _rated_binds(self) -> bool:
         """Whether the connectors together could draw more than the rated power, or a site

@@ -15,7 +15,6 @@ Power.Offered and Current.Offered report them and the physics obeys them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Final
 
 from simulator.core.smart_charging import Limit, distribute, watts_to_amps
@@ -43,6 +42,8 @@ def share(
 ) -> dict[int, float]:
     """Each connector's share of ``total`` under ``policy``; the shares never add up to more
     than ``total`` and no connector gets more than it wants."""
+    if sum(wants.values()) <= total:  # enough for everyone, whatever the policy
+        return {connector: max(0.0, want) for connector, want in wants.items()}
     if policy == FIRST:
         return first_come(total, wants, order)
     if policy == EQUAL:
@@ -54,8 +55,13 @@ def capped(limit: Limit, watts: float, voltage: float) -> Limit:
     """``limit`` with one more cap in watts: the stricter wins, in both units."""
     if watts >= limit.watts:
         return limit
-    return replace(
-        limit,
-        watts=max(0.0, watts),
+    # Built directly: dataclasses.replace costs several times more, once per connector
+    # and tick.
+    return Limit(
         amps=min(limit.amps, max(0.0, watts_to_amps(watts, limit.phases, voltage))),
+        watts=max(0.0, watts),
+        phases=limit.phases,
+        min_amps=limit.min_amps,
+        profile_ids=limit.profile_ids,
+        amp_cap=limit.amp_cap,
     )
