@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ocpp.v16 import call
 
 from simulator.core.power_sharing import EQUAL, FIRST, capped, first_come, share
-from simulator.core.smart_charging import Limit
+from simulator.core.smart_charging import ChargingProfile, Limit
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
@@ -204,3 +204,40 @@ def test_a_cap_in_watts_keeps_the_stricter_limit_in_both_units(watts, limit_w, p
     assert result.watts == pytest.approx(min(watts, limit_w))
     assert result.amps <= limit.amps + 1e-9
     assert result.amps * 230 * phases <= result.watts + 1e-6
+
+
+@given(
+    rated_kw=st.floats(1, 300, allow_nan=False),
+    demand=st.dictionaries(
+        st.integers(1, 3), st.floats(0, 150_000, allow_nan=False), min_size=1, max_size=3
+    ),
+    cap_kw=st.none() | st.floats(0, 300, allow_nan=False),
+)
+def test_a_chargers_limits_never_add_up_to_more_than_its_rating_or_its_profile(
+    rated_kw, demand, cap_kw
+):
+    charger = runtime_charger("PS-PROP", "", evses=3, power_type="DC", max_kw=150.0)
+    charger.spec.max_power_w = charger.profiles.rated_w = rated_kw * 1000
+    charger.power_shared = charger._rated_binds()
+    if cap_kw is not None:
+        profile = ChargingProfile.from_dict(
+            {
+                "chargingProfileId": 1,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "ChargePointMaxProfile",
+                "chargingProfileKind": "Absolute",
+                "chargingSchedule": {
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": cap_kw * 1000}],
+                },
+            }
+        )
+        assert charger.profiles.install(0, profile, active_transaction_id=None) == "Accepted"
+    charger.refresh_limits(demand)
+    watts = [charger.limits[c].watts if c in charger.limits else 150_000.0 for c in demand]
+    slack = 1e-6 * len(demand) + 1e-3
+    assert charger.power_shared  # 3 x 150 kW connectors, rated at most 300 kW
+    if sum(demand.values()) > rated_kw * 1000:  # otherwise the rating limits nothing
+        assert sum(watts) <= rated_kw * 1000 + slack
+    if cap_kw is not None:
+        assert sum(watts) <= cap_kw * 1000 + slack
