@@ -24,6 +24,38 @@ ARGS = [
 ]
 
 
+# Run in the page: what does not fit. The page must not scroll sideways, and no visible
+# element may stick out of its card (or the top bar, or a count box); a wide table may
+# scroll inside its own box (.table-wrap), which is how it fits a phone. A value cut off
+# by its own box (text-overflow) counts as not fitting too.
+LAYOUT_PROBLEMS = """() => {
+  const problems = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > window.innerWidth) {
+    problems.push(`the page scrolls sideways: ${doc.scrollWidth} > ${window.innerWidth}`);
+  }
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\\s+/).join(".") : "") +
+    (el.dataset.field ? `[${el.dataset.field}]` : "");
+  for (const el of document.querySelectorAll("body *")) {
+    const rect = el.getBoundingClientRect();
+    if (!rect.width || !rect.height || el.closest(".table-wrap, .uplot, pre, option, script")) continue;
+    const box = el.parentElement && el.parentElement.closest(".card, .topbar, .count, main");
+    if (box) {
+      const outer = box.getBoundingClientRect();
+      if (rect.right > outer.right + 1 || rect.left < outer.left - 1) {
+        problems.push(`${name(el)} sticks out of ${name(box)}: ${Math.round(rect.left)}..${Math.round(rect.right)} not in ${Math.round(outer.left)}..${Math.round(outer.right)}`);
+      }
+    }
+    const style = getComputedStyle(el);
+    if (style.textOverflow === "ellipsis" && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${name(el)} is cut off: "${el.textContent.trim()}"`);
+    }
+  }
+  return problems;
+}"""
+
+
 @dataclass
 class DemoSite:
     url: str  # the web server, http://127.0.0.1:<port>

@@ -21,7 +21,7 @@ from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
-from tests.cast import make_charger, make_superuser, make_vehicle
+from tests.cast import make_charger, make_location, make_superuser, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -278,6 +278,63 @@ async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
     assert totals["statuses"] == {"Charging": 7, "Available": 13}
     assert totals["links"] == {"online": 10}
     assert totals["power_w"] == 7000.0
+    await communicator.disconnect()
+
+
+def site_summary(shard: int, location_id: int, power_w: float, charging: int) -> dict:
+    return {
+        "type": contract.EVENT_LOCATION_SUMMARY,
+        "shard": shard,
+        "shards": 2,
+        "location_id": location_id,
+        "power_w": power_w,
+        "chargers": 3,
+        "charging": charging,
+        "statuses": {"Charging": charging},
+        "links": {"online": 2, "offline": 1},
+        "at": 0.0,
+    }
+
+
+async def test_the_locations_list_adds_up_each_sites_power_over_the_shards(user, monkeypatch):
+    monkeypatch.setattr(consumers.LocationsConsumer, "ack_timeout", 0.2)
+    depot = await sync_to_async(make_location)("Depot")
+    other = await sync_to_async(make_location)("Elsewhere")
+    communicator = page("/ws/locations/", user)
+    assert (await communicator.connect())[0]
+    # No worker answers the first summary: the page says so rather than "connecting…".
+    unknown = await receive_until(communicator, lambda m: m["type"] == "locations.unknown")
+    assert unknown["message"] == "no simulator worker"
+
+    layer = get_channel_layer()
+    await layer.group_send(contract.location_group(depot.pk), site_summary(0, depot.pk, 7000, 1))
+    await layer.group_send(contract.location_group(depot.pk), site_summary(1, depot.pk, 11000, 2))
+    await layer.group_send(contract.location_group(other.pk), site_summary(0, other.pk, 500, 1))
+    sites = [
+        await receive_until(communicator, lambda m: m["type"] == "location.power") for _ in range(3)
+    ]
+    assert sites[1] == {
+        "type": "location.power",
+        "location_id": depot.pk,
+        "power_w": 18000.0,
+        "charging": 3,
+        "chargers": 6,
+        "online": 4,
+        "shards": 2,
+        "of": 2,
+    }
+    assert (sites[2]["location_id"], sites[2]["power_w"], sites[2]["shards"]) == (other.pk, 500, 1)
+    await communicator.disconnect()
+
+
+async def test_the_locations_list_starts_with_every_site_from_the_running_engine(engine, user):
+    site = engine.store.get("CP-DASH").spec.location_id
+    communicator = page("/ws/locations/", user)
+    assert (await communicator.connect())[0]
+    first = await receive_until(
+        communicator, lambda m: m["type"] == "location.power" and m["location_id"] == site
+    )
+    assert (first["chargers"], first["online"], first["shards"], first["of"]) == (2, 1, 1, 1)
     await communicator.disconnect()
 
 

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 
 def rows(response) -> list[str]:
     return re.findall(
-        r'<tr data-charger="\d+">\s*<td><a href="[^"]+">([^<]+)</a>', response.content.decode()
+        r'<tr data-charger="\d+">\s*(?:<td class="pick">.*?</td>\s*)?<td><a href="[^"]+">([^<]+)</a>',
+        response.content.decode(),
     )
 
 
@@ -167,7 +168,7 @@ def test_the_location_page_shows_its_chargers_and_grid_limit(admin_client_logged
 
     html = response.content.decode()
     assert rows(response) == ["CP-HERE"]
-    assert '<span id="grid-limit">400</span> kW grid limit' in html
+    assert "of 400 kW grid limit" in html
     assert f"/ws/locations/{depot.pk}/" in html
     overview = admin_client_logged_in.get(reverse("chargers:locations")).content.decode()
     assert "Depot" in overview and "Elsewhere" in overview
@@ -208,3 +209,47 @@ def test_a_disabled_charger_shows_not_running_and_is_not_counted_available(
     charger_page = admin_client_logged_in.get(reverse("chargers:charger", args=[off.pk]))
     assert "not running (disabled)" in charger_page.content.decode()
     assert "status-available" not in charger_page.content.decode()
+
+
+def test_bulk_actions_are_offered_to_a_user_who_may_change_chargers_only(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    site = make_location("Depot")
+    make_charger("CP-BULK-1", location=site, evses=1)
+    make_charger("CP-BULK-2", location=site, evses=1)
+    user = django_user_model.objects.create_user("watcher", password="pw-watcher-1")
+    user.user_permissions.add(Permission.objects.get(codename="view_charger"))
+    client.force_login(user)
+    html = client.get(reverse("chargers:home")).content.decode()
+    assert 'id="bulk"' not in html and 'name="pick"' not in html
+
+    user.user_permissions.add(Permission.objects.get(codename="change_charger"))
+    user = django_user_model.objects.get(pk=user.pk)  # permissions are cached per object
+    client.force_login(user)
+    html = client.get(reverse("chargers:home")).content.decode()
+    assert 'id="bulk"' in html
+    assert 'name="csrfmiddlewaretoken"' in html  # the API wants it with the session
+    assert html.count('name="pick"') == 2
+    assert "/api/v1/fleet/actions/" in html
+
+
+def test_the_bulk_filter_is_the_page_filter_in_the_api_terms(admin_client_logged_in):
+    site = make_location("Depot")
+    other = make_location("Elsewhere")
+    make_charger("CP-F-1", location=site, evses=1)
+    make_charger("CP-F-2", location=other, evses=1)
+    make_charger("XX-F-3", location=site, evses=1)
+
+    def bulk_filter(query: str) -> dict:
+        response = admin_client_logged_in.get(reverse("chargers:home") + query)
+        return response.context["bulk_filter"]
+
+    assert bulk_filter("") == {"charge_point_ids": ["CP-F-1", "CP-F-2", "XX-F-3"]}
+    assert bulk_filter(f"?location={site.pk}&status=Charging") == {
+        "location_id": site.pk,
+        "status": "Charging",
+    }
+    assert bulk_filter(f"?location={site.pk}&q=CP-") == {
+        "location_id": site.pk,
+        "charge_point_ids": ["CP-F-1"],
+    }

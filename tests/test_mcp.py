@@ -62,6 +62,7 @@ TOOLS = {
     "inject_fault",
     "clear_fault",
     "cut_network",
+    "request_certificate",
     "bulk_action",
     "charger_log",
 }

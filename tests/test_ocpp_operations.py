@@ -327,6 +327,28 @@ async def test_a_reset_is_answered_and_the_socket_stays_open_for_a_grace(csms):
     assert closed[0] - answered >= RESET_GRACE_SECONDS - 0.05
 
 
+async def test_after_a_reset_the_plugged_in_vehicle_charges_again_in_a_new_session(csms, ticking):
+    charger = runtime_charger("OP-RESUME", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger, tag="DRIVER-7")
+        first = charger.evse(1).transaction_id
+        mark = len(csms.log)
+        await csms.call("OP-RESUME", call.Reset(type="Soft"))
+        boot = await csms.wait_for("OP-RESUME", "BootNotification", after=mark, timeout=10)
+        start = await csms.wait_for(
+            "OP-RESUME", "StartTransaction", after=csms.log.index(boot), timeout=10
+        )
+        assert start.payload["idTag"] == "DRIVER-7"
+        await wait_until(
+            lambda: (
+                charger.evse(1).status is ConnectorStatus.CHARGING
+                and charger.evse(1).transaction_id not in (None, first)
+            ),
+            message="a new session, charging",
+        )
+
+
 async def test_hard_reset_gives_reason_hard_reset(csms, ticking):
     charger = runtime_charger("OP-HRD", csms.url, evses=1)
     async with connected(charger):

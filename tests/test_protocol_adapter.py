@@ -169,3 +169,21 @@ def test_the_16_adapter_words_a_security_event_as_the_whitepapers_schema_asks():
     load_validator("SecurityEventNotification")(payload)  # raises SchemaError if not
     assert len(payload["type"]) == 50 and len(payload["techInfo"]) == 255
     assert "techInfo" not in Ocpp16Messages().security_event("ResetOrReboot", "t", None)[1]
+
+
+async def test_a_new_session_on_a_finishing_connector_passes_through_preparing():
+    # The last session ended with the cable still in (Finishing): a driver presenting a
+    # card starts a new one, Finishing -> Preparing -> Charging (1.6 has no
+    # Finishing -> Charging), where it used to raise IllegalTransition.
+    clock = FakeClock()
+    charger = toy_charger(clock)
+    transport = FakeTransport(toy_csms)
+    charger.attach(transport)
+    await charger.boot_sequence()
+    charger.plug_in(1, CAR, soc=20)
+    assert await charger.present_id_tag(1, "GOOD") == "Accepted"
+    charger.stop_transaction(1)
+    assert charger.evse(1).status.value == "Finishing"
+    assert await charger.present_id_tag(1, "GOOD") == "Accepted"
+    states = [p["state"] for a, p in transport.sent if a == "socket"]
+    assert states[-3:] == ["finishing", "preparing", "charging"]

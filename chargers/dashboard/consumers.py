@@ -35,6 +35,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     max_watched = 200
     # The engine's frame log goes only to pages that show it.
     wants_log = False
+    # The sessions' series (a chart of each) only to pages that draw them.
+    wants_series = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -127,7 +129,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_send(
                 contract.engine_group(shard),
                 contract.watch_request(
-                    command, pks, log=self.wants_log, reply_channel=self.channel_name
+                    command,
+                    pks,
+                    log=self.wants_log,
+                    reply_channel=self.channel_name,
+                    series=self.wants_series,
                 ),
             )
 
@@ -264,7 +270,9 @@ class FleetConsumer(DashboardConsumer):
 
 
 class ChargerConsumer(DashboardConsumer):
-    """One charger's page: its snapshots and its OCPP message log."""
+    """One charger's page: its snapshots, its sessions' series and its OCPP message log."""
+
+    wants_series = True
 
     async def page_groups(self) -> list[str] | None:
         self.charger_pk = int(self.scope["url_route"]["kwargs"]["pk"])
@@ -288,3 +296,80 @@ class LocationConsumer(DashboardConsumer):
 
         pk = int(self.scope["url_route"]["kwargs"]["pk"])
         return [contract.location_group(pk)] if await self._exists(Location, pk) else None
+
+
+class LocationsConsumer(DashboardConsumer):
+    """The Locations list: every site's live power, charging connectors and chargers
+    online, added up over the workers (each reports the sites of its own chargers)."""
+
+    max_locations = 500
+
+    async def page_groups(self) -> list[str] | None:
+        self.location_pks = await self._location_pks()
+        # location pk -> shard -> (when received, that shard's summary of the site)
+        self.sites: dict[int, dict[int, tuple[float, contract.LocationSummary]]] = {}
+        return [contract.location_group(pk) for pk in self.location_pks]
+
+    async def page_connected(self) -> None:
+        # The engine publishes a site's summary when it changes (and every few seconds):
+        # ask every worker now, so that the page is complete at once, sites without a
+        # running charger included.
+        task = asyncio.create_task(self._first_summary())
+        self.pending["first-summary"] = task
+        task.add_done_callback(lambda _task: self.pending.pop("first-summary", None))
+
+    async def _first_summary(self) -> None:
+        client = EngineClient(
+            self.channel_layer, shards=settings.CHARGESIM_SHARDS, ack_seconds=self.ack_timeout
+        )
+        try:
+            overview = await client.summary()
+        except EngineError:
+            overview = None
+        if overview is None or not overview.answered:
+            await self.send_json({"type": "locations.unknown", "message": "no simulator worker"})
+            return
+        for pk in self.location_pks:
+            site = overview.locations.get(pk)
+            await self.send_json(
+                {
+                    "type": "location.power",
+                    "location_id": pk,
+                    "power_w": site["power_w"] if site else 0.0,
+                    "charging": site["charging"] if site else 0,
+                    "chargers": site["chargers"] if site else 0,
+                    "online": site["links"].get("online", 0) if site else 0,
+                    "shards": len(overview.answered),
+                    "of": overview.shards,
+                }
+            )
+
+    async def location_summary(self, event: contract.LocationSummary) -> None:
+        now = time.monotonic()
+        shards = self.sites.setdefault(event["location_id"], {})
+        shards[event["shard"]] = (now, event)
+        fresh = [
+            e
+            for at, e in shards.values()
+            if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
+        ]
+        await self.send_json(
+            {
+                "type": "location.power",
+                "location_id": event["location_id"],
+                "power_w": round(sum(e["power_w"] for e in fresh), 1),
+                "charging": sum(e["charging"] for e in fresh),
+                "chargers": sum(e["chargers"] for e in fresh),
+                "online": sum(e["links"].get("online", 0) for e in fresh),
+                "shards": len(fresh),
+                "of": event["shards"],
+            }
+        )
+
+    @database_sync_to_async
+    def _location_pks(self) -> list[int]:
+        from locations.models import Location
+
+        return list(
+            Location.objects.order_by("name").values_list("pk", flat=True)[: self.max_locations]
+        )

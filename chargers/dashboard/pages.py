@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
@@ -20,6 +21,8 @@ from simulator import contract
 from vehicles.models import VehicleModel
 
 PAGE_SIZE = 50
+# The API's bulk filter takes at most this many charge point ids (api.routers.live).
+BULK_MAX_IDS = 10_000
 
 
 class FleetFilter(forms.Form):
@@ -69,6 +72,25 @@ class FleetFilter(forms.Form):
             rows = rows.filter(power_type=data["power_type"])
         return rows
 
+    def bulk_filter(self) -> dict[str, Any]:
+        """The filter in the terms of the API's bulk actions (`BulkFilter`): a location and a
+        status pass through (the workers apply them to their live chargers); a search, a
+        power type or no filter at all become the matching chargers' ids."""
+        data = self.cleaned_data if self.is_valid() else {}
+        chosen: dict[str, Any] = {}
+        if data.get("location"):
+            chosen["location_id"] = data["location"].pk
+        if data.get("status"):
+            chosen["status"] = data["status"]
+        if data.get("q") or data.get("power_type") or not chosen:
+            ids = (
+                self.chargers()
+                .order_by("charge_point_id")
+                .values_list("charge_point_id", flat=True)
+            )
+            chosen["charge_point_ids"] = list(ids[:BULK_MAX_IDS])
+        return chosen
+
     def query_without_page(self) -> str:
         """The filter as a query string, for pagination links."""
         params = {k: v for k, v in self.data.items() if k != "page" and v}
@@ -93,13 +115,19 @@ class FleetPage:
     counts: list[tuple[str, int]]
     total_chargers: int
     filtered: bool
+    can_change: bool = False
 
     @property
     def charger_ids(self) -> list[int]:
         return [charger.pk for charger in self.page.object_list]
 
 
-def fleet_page(params: Any, page_number: Any = 1, location: Location | None = None) -> FleetPage:
+def fleet_page(
+    params: Any,
+    page_number: Any = 1,
+    location: Location | None = None,
+    user: Any = None,
+) -> FleetPage:
     data = params.copy()
     if location is not None:
         data["location"] = str(location.pk)
@@ -114,7 +142,34 @@ def fleet_page(params: Any, page_number: Any = 1, location: Location | None = No
         counts=status_counts(evses),
         total_chargers=paginator.count,
         filtered=any(value for key, value in params.items() if key != "page"),
+        can_change=user is not None and user.has_perm("chargers.change_charger"),
     )
+
+
+# The rows a charger page's log table keeps (static/dashboard/live.js, LOG_ROWS).
+PAGE_LOG_ROWS = 500
+
+
+@dataclass(frozen=True)
+class LogKeeps:
+    """What the message log keeps, from the settings, for the page to say so."""
+
+    count: int  # the engine's in-memory log, per charger
+    kilobytes: int
+    page_rows: int
+    stored_rows: str  # the stored log (0: not stored)
+    stored_days: float
+
+    @classmethod
+    def from_settings(cls) -> LogKeeps:
+        stored = settings.CHARGESIM_MESSAGE_LOG_STORE
+        return cls(
+            count=settings.CHARGESIM_MESSAGE_LOG_LIMIT,
+            kilobytes=settings.CHARGESIM_MESSAGE_LOG_BYTES // 1024,
+            page_rows=PAGE_LOG_ROWS,
+            stored_rows=f"{settings.CHARGESIM_MESSAGE_LOG_MAX_ROWS:,}" if stored else "",
+            stored_days=settings.CHARGESIM_MESSAGE_LOG_MAX_DAYS,
+        )
 
 
 @dataclass
@@ -124,6 +179,7 @@ class ChargerPage:
     vehicles: list[VehicleModel]
     transactions: list[Transaction]
     shows_log: bool = False
+    log_keeps: LogKeeps | None = None
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
 
 
@@ -141,6 +197,7 @@ def charger_page(charger: Charger, user: Any) -> ChargerPage:
         vehicles=list(VehicleModel.objects.all()),
         transactions=list(charger.transactions.all()[:10]),
         shows_log=may_see_message_log(user),
+        log_keeps=LogKeeps.from_settings(),
     )
 
 

@@ -9,12 +9,19 @@ from django.shortcuts import get_object_or_404, render
 from chargers.dashboard import pages
 from chargers.models import Charger
 from locations.models import Location
+from simulator import contract
+from vehicles.models import VehicleModel
 
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
-    page = pages.fleet_page(request.GET, request.GET.get("page"))
-    return render(request, "dashboard/fleet.html", {"fleet": page, "nav": "fleet"})
+    page = pages.fleet_page(request.GET, request.GET.get("page"), user=request.user)
+    context = {"fleet": page, "nav": "fleet", "vehicles": [], "bulk_filter": {}}
+    if page.can_change:  # the bulk actions' form
+        context["vehicles"] = list(VehicleModel.objects.all())
+        context["bulk_filter"] = page.filter.bulk_filter()
+        context["fault_codes"] = contract.FAULT_CODES
+    return render(request, "dashboard/fleet.html", context)
 
 
 @login_required

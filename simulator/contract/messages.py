@@ -139,6 +139,7 @@ class WaitOutcome(TypedDict):
 class WatchArgs(TypedDict):
     chargers: list[int]
     log: bool  # send the chargers' OCPP frame logs too
+    series: NotRequired[bool]  # with each session's series (the charger page's chart)
 
 
 class EngineCommand(TypedDict):
@@ -189,11 +190,17 @@ def summary_request(reply_channel: str, request_id: str) -> EngineCommand:
 
 
 def watch_request(
-    command: Literal["snapshot", "watch"], chargers: list[int], *, log: bool, reply_channel: str
+    command: Literal["snapshot", "watch"],
+    chargers: list[int],
+    *,
+    log: bool,
+    reply_channel: str,
+    series: bool = False,
 ) -> EngineCommand:
-    """`snapshot` is answered with one `charger_state` (and `charger_log` if asked) per
-    charger the worker runs, and no result; `watch` only renews the chargers' leases."""
-    args: WatchArgs = {"chargers": chargers, "log": log}
+    """`snapshot` is answered with one `charger_state` (with the sessions' series if
+    asked, and a `charger_log` if asked) per charger the worker runs, and no result;
+    `watch` only renews the chargers' leases."""
+    args: WatchArgs = {"chargers": chargers, "log": log, "series": series}
     return {"type": COMMAND, "command": command, "args": dict(args), "reply_channel": reply_channel}
 
 
@@ -360,6 +367,18 @@ class EvseSnapshot(TypedDict):
     transaction_id: int | None
     id_tag: str | None
     vehicle: str | None  # the plugged-in vehicle model's name
+    # The ongoing session, or the last one once it ended; None before the first.
+    session: SessionSnapshot | None
+    # An idTag accepted with no vehicle plugged in lapses then (ConnectionTimeOut), epoch s.
+    authorization_expires_at: float | None
+
+
+class SessionSnapshot(TypedDict):
+    started_at: float  # epoch s
+    ended_at: float | None
+    # [epoch s, power W, SoC % or None, energy Wh since the start], at most a few hundred
+    # (simulator.core.session_series): only in the snapshot a page gets when it connects.
+    points: NotRequired[list[list[float | None]]]
 
 
 class ReservationSnapshot(TypedDict):
@@ -385,6 +404,7 @@ class ChargerSnapshot(TypedDict):
     location_id: int | None
     link: str
     link_error: str | None
+    offline_until: float | None  # a network cut ends then (epoch s)
     boot: str
     power_type: str
     evses: list[EvseSnapshot]
@@ -410,8 +430,10 @@ def charger_state(snapshot: ChargerSnapshot) -> ChargerState:
     return {"type": EVENT_CHARGER_STATE, "charger": snapshot}
 
 
-# One logged OCPP frame: [Unix time, "in" or "out", the frame's text (redacted)].
+# One logged OCPP frame: [Unix time, "in" or "out", the frame's text (redacted)], or a
+# connection event: [Unix time, "event", {"event": name, ...details} as JSON text].
 LogFrame = list[float | str]
+LOG_EVENT: Final = "event"
 
 
 class ChargerLog(TypedDict):

@@ -56,6 +56,7 @@ from simulator.core.protocol import (
 )
 from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.security_log import LoggedEvent, SecurityEvent, SecurityLog
+from simulator.core.session_series import SessionSeries
 from simulator.core.smart_charging import (
     Electrical,
     Limit,
@@ -265,6 +266,11 @@ class Charger:
         # startup (StartupOfTheFirmware); None on the first start of the process.
         self.startup_after: str | None = None
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
+        # Sessions a Reset cut short with the vehicle still plugged in and wanting energy:
+        # connector -> its idTag, to start again once the reboot's boot is accepted.
+        self.resume_after_boot: dict[int, str] = {}
+        # connector -> when its pending authorization lapses (epoch s; ConnectionTimeOut)
+        self.authorization_expires: dict[int, float] = {}
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
         self.next_heartbeat = 0.0
@@ -460,6 +466,31 @@ class Charger:
             )
         self.send_all_statuses()
         self.wake()
+        resume, self.resume_after_boot = self.resume_after_boot, {}
+        for connector_id, id_tag in resume.items():
+            self.start_job(f"resume-{connector_id}", self._resume_session(connector_id, id_tag))
+
+    async def _resume_session(self, connector_id: int, id_tag: str) -> None:
+        """After a Reset, the driver's vehicle is still plugged in and not full: the
+        charger starts a new session for the same idTag (authorized again, as any start),
+        as chargers that resume after a power loss do. Nothing happens if the vehicle has
+        left, a session is already running, or the connector cannot charge now."""
+        evse = self.evse(connector_id)
+        if (
+            evse.battery is None
+            or evse.battery.is_full()
+            or connector_id in self.transactions
+            or evse.status in (Status.FAULTED, Status.UNAVAILABLE)
+        ):
+            return
+        try:
+            result = await self.present_id_tag(connector_id, id_tag)
+        except ActionError as exc:
+            log.info("%s: session on connector %d not resumed: %s", self.id, connector_id, exc)
+            return
+        log.info(
+            "%s: session on connector %d resumed after the reset: %s", self.id, connector_id, result
+        )
 
     async def _send_boot_notification(self) -> tuple[BootState, int]:
         action, payload = self.messages.boot(self.spec)
@@ -719,10 +750,15 @@ class Charger:
         self._cancel_timer("connection-timeout", connector_id)
         self.pending_authorizations.pop(connector_id, None)
         reservation = self._reservation_used(connector_id, id_tag)
-        if evse.status is Status.RESERVED:
-            self.set_status(evse, Status.PREPARING)  # Reserved may not go to Charging at once
+        if evse.status in (Status.RESERVED, Status.FINISHING):
+            # Neither may go to Charging at once (1.6's state table): a new session on a
+            # reserved connector, or on one whose last session ended with the cable still
+            # in, passes through Preparing.
+            self.set_status(evse, Status.PREPARING)
         tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), now_iso())
         self.transactions[connector_id] = tx
+        evse.session = SessionSeries(self.clock.time(), start_wh=evse.register_wh)
+        evse.session.record(self.clock.time(), 0.0, evse.soc, evse.register_wh)
         evse.id_tag = id_tag
         evse.transaction_id = None
         interval = self.config_int("MeterValueSampleInterval")
@@ -780,6 +816,8 @@ class Charger:
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = now_iso()
         tx.stop_reason = reason
+        if evse.session is not None:
+            evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
         end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
         samples = [*tx.begin_values, *tx.aligned_values, *end_values][
             : max(self.config_int("StopTransactionMaxMeterValues"), 2)
@@ -811,6 +849,9 @@ class Charger:
             raise ActionError("no vehicle plugged in")
         evse.battery = None
         evse.soc = None
+        # Nothing is connected: no reading applies any more (not the last one's 230 V).
+        evse.voltage_v = ()
+        evse.current_a = ()
         if connector_id in self.transactions:
             if not self.config_bool("UnlockConnectorOnEVSideDisconnect"):
                 # The cable stays locked in the charger's socket: the connector is not free
@@ -1733,6 +1774,7 @@ class Charger:
     def _start_connection_timeout(self, connector_id: int) -> None:
         timeout = self.config_int("ConnectionTimeOut")
         if timeout > 0:
+            self.authorization_expires[connector_id] = self.clock.time() + timeout
             self._start_timer(
                 "connection-timeout", connector_id, timeout, self._connection_timed_out
             )
@@ -1911,7 +1953,19 @@ class Charger:
 
     def step_connector(self, evse: Evse, dt: float) -> bool:
         """Advance one connector in a transaction by dt seconds: energy, then the
-        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed."""
+        Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed.
+        The session's series records the outcome."""
+        changed = self._step_connector(evse, dt)
+        session = evse.session
+        tx = self.transactions.get(evse.connector_id)
+        if tx is not None and (session is None or session.ended_at is not None):
+            # A transaction resumed after a restart: its series starts now.
+            session = evse.session = SessionSeries(self.clock.time(), start_wh=tx.meter_start)
+        if session is not None:
+            session.record(self.clock.time(), evse.power_w, evse.soc, evse.register_wh)
+        return changed
+
+    def _step_connector(self, evse: Evse, dt: float) -> bool:
         status = evse.status
         battery = evse.battery
         if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):

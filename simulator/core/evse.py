@@ -16,6 +16,7 @@ from dataclasses import dataclass
 # One definition of the statuses, shared with the dashboard (simulator.contract).
 from simulator.contract import FAULT_CODES, ConnectorStatus
 from simulator.core.battery import Battery, OperatingPoint, step
+from simulator.core.session_series import SessionSeries
 
 S = ConnectorStatus
 
@@ -102,6 +103,8 @@ class Evse:
     id_tag: str | None = None
     battery: Battery | None = None
     db_id: int | None = None  # the database row, for checkpoints
+    # The ongoing session's series, or the last one's once it ended (the dashboard's chart).
+    session: SessionSeries | None = None
 
     def __post_init__(self) -> None:
         if self.connector_id < 1:

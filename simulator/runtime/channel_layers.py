@@ -47,6 +47,7 @@ class CountingRedisChannelLayer(RedisChannelLayer):
 # channels_redis.core.RedisChannelLayer.group_send: "%s of %s channels over capacity in
 # group %s", with the number of members that did not get the message first.
 _OVER_CAPACITY = "channels over capacity"
+_COUNTED = "chargesim_drops_counted"  # set on a record once its drops are counted
 
 
 class CountGroupDrops(logging.Filter):
@@ -56,7 +57,15 @@ class CountGroupDrops(logging.Filter):
     says; the filter lets it through only if the root logger's level would have."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _OVER_CAPACITY in str(record.msg) and isinstance(record.args, tuple) and record.args:
+        # Configuring logging again (dictConfig adds a logger's filters without removing
+        # those it had) attaches this filter twice: a record is counted once, by the first.
+        if (
+            _OVER_CAPACITY in str(record.msg)
+            and isinstance(record.args, tuple)
+            and record.args
+            and not getattr(record, _COUNTED, False)
+        ):
+            setattr(record, _COUNTED, True)
             count = record.args[0]
             if isinstance(count, int) and count > 0:
                 dropped("channel_layer_full", count)

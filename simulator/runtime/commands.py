@@ -179,7 +179,12 @@ class CommandServer:
         command = message.get("command")
         args = _args(message.get("args"))
         if command == contract.SNAPSHOT:
-            await self.send_snapshots(reply_to, _list(args.get("chargers")), bool(args.get("log")))
+            await self.send_snapshots(
+                reply_to,
+                _list(args.get("chargers")),
+                bool(args.get("log")),
+                series=bool(args.get("series")),
+            )
             return
         if command == contract.WATCH:
             self.watch(_list(args.get("chargers")))
@@ -368,7 +373,14 @@ class CommandServer:
             raise CommandError(f"idTag {id_tag} was not accepted ({status})")
         if connector_id in charger.transactions:
             return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
-        return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
+        expires = charger.authorization_expires.get(connector_id)
+        if connector_id not in charger.pending_authorizations or expires is None:
+            return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
+        left = max(expires - charger.clock.time(), 0.0)
+        return (
+            f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id} within "
+            f"{left:.0f} s (ConnectionTimeOut), or the authorization lapses"
+        )
 
     # -- bulk commands -------------------------------------------------------------------------
 
@@ -526,7 +538,9 @@ class CommandServer:
         elif not stream.subscribe(message, self.service.store):
             log.warning("ignored a malformed event stream subscription")
 
-    async def send_snapshots(self, reply_to: str, pks: list[Any], with_log: bool) -> None:
+    async def send_snapshots(
+        self, reply_to: str, pks: list[Any], with_log: bool, *, series: bool = False
+    ) -> None:
         """A page connected: the full state of the chargers it shows that this worker runs."""
         publisher = self.service.publisher
         for raw in pks[:1000]:
@@ -538,7 +552,7 @@ class CommandServer:
             charger = self.service.store.by_pk(pk)
             if charger is None:
                 continue
-            await self._reply(reply_to, contract.charger_state(snapshot(charger)))
+            await self._reply(reply_to, contract.charger_state(snapshot(charger, series=series)))
             if with_log and publisher is not None and charger.spec.db_id:
                 frames = publisher.frames.get(charger.id) or ()
                 await self._reply(

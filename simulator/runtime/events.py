@@ -8,6 +8,7 @@ and keep a bounded in-memory log of OCPP frames per charger for the message-log 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -16,6 +17,7 @@ from typing import Any
 from simulator import contract
 from simulator.core.charge_point import Charger, Listener, LocalTransaction
 from simulator.core.drops import DROPPED
+from simulator.core.session_series import SessionSeries
 from simulator.ocpp16.redaction import redact_frame
 from simulator.runtime.event_stream import EventStream
 
@@ -28,14 +30,18 @@ SECURITY_EVENTS_SHOWN = 5
 _ENTRY_OVERHEAD = 150
 
 
-def snapshot(charger: Charger) -> contract.ChargerSnapshot:
-    """The full, idempotent state of one charger as the dashboard shows it."""
+def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnapshot:
+    """The full, idempotent state of one charger as the dashboard shows it; with `series`,
+    each connector's session series too (a page's first snapshot, not every one)."""
+    clock = charger.clock
+    left = charger.offline_until - clock.monotonic()
     return contract.ChargerSnapshot(
         id=charger.spec.db_id,
         charge_point_id=charger.id,
         location_id=charger.spec.location_id,
         link=charger.link.value,
         link_error=charger.link_error,
+        offline_until=round(clock.time() + left, 1) if left > 0 else None,
         boot=charger.boot.value,
         power_type=charger.spec.power_type,
         evses=[
@@ -51,6 +57,8 @@ def snapshot(charger: Charger) -> contract.ChargerSnapshot:
                 transaction_id=evse.transaction_id,
                 id_tag=evse.id_tag,
                 vehicle=evse.battery.spec.name if evse.battery is not None else None,
+                session=_session(evse.session, series),
+                authorization_expires_at=_authorization_expiry(charger, evse.connector_id),
             )
             for evse in charger.evses
         ],
@@ -84,6 +92,24 @@ def snapshot(charger: Charger) -> contract.ChargerSnapshot:
     )
 
 
+def _session(session: SessionSeries | None, series: bool) -> contract.SessionSnapshot | None:
+    if session is None:
+        return None
+    ended = session.ended_at
+    shown = contract.SessionSnapshot(
+        started_at=round(session.started_at, 1), ended_at=None if ended is None else round(ended, 1)
+    )
+    if series:
+        shown["points"] = session.points()
+    return shown
+
+
+def _authorization_expiry(charger: Charger, connector_id: int) -> float | None:
+    if connector_id not in charger.pending_authorizations:
+        return None
+    return charger.authorization_expires.get(connector_id)
+
+
 class EventPublisher(Listener):
     def __init__(self, rate: float = 2.0, log_limit: int = 100, log_bytes: int = 24 * 1024) -> None:
         self.rate = rate
@@ -115,8 +141,13 @@ class EventPublisher(Listener):
             self.stream.on_transaction(charger, tx)
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        """A connection event (connected, closed with its code, reconnecting, a network
+        cut...) goes into the charger's log with its frames, as direction "event"."""
         if self.stream.active:
             self.stream.on_connection(charger, event, detail)
+        if self.log_limit > 0:
+            text = json.dumps({"event": event, **detail}, default=str)
+            self._keep(charger, (time.time(), contract.LOG_EVENT, text))
 
     def on_frame(
         self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
@@ -130,7 +161,9 @@ class EventPublisher(Listener):
             return
         # Redacted here, so that neither the log nor a page it is sent to ever holds the
         # AuthorizationKey (a substring test for nearly every frame).
-        entry = (time.time(), direction, redact_frame(text))
+        self._keep(charger, (time.time(), direction, redact_frame(text)))
+
+    def _keep(self, charger: Charger, entry: tuple[float, str, str]) -> None:
         cid = charger.id
         frames = self.frames.get(cid)
         if frames is None:

@@ -26,16 +26,66 @@
     setText(el, status);
     el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + status.toLowerCase();
   }
+  // -- countdowns: a deadline from the engine, shown in seconds left, every second ------
+
+  const countdowns = new Map(); // element -> {until, skew, render}
+  let ticker = null;
+  function secondsLeft(c) {
+    return Math.max(0, Math.ceil(c.until - (Date.now() / 1000 + c.skew)));
+  }
+  function tick() {
+    countdowns.forEach(function (c, el) {
+      if (!el.isConnected) countdowns.delete(el);
+      else setText(el, c.render(secondsLeft(c)));
+    });
+  }
+  // Show `render(seconds left until `until`)` in `el` now and every second; `at` is the
+  // engine's time when it sent the deadline (so that the two clocks need not agree).
+  // With `until` null the element's countdown ends (the caller sets its text).
+  function countdown(el, until, at, render) {
+    if (!el) return;
+    if (until == null) {
+      countdowns.delete(el);
+      return;
+    }
+    const c = { until: until, skew: at - Date.now() / 1000, render: render };
+    countdowns.set(el, c);
+    setText(el, render(secondsLeft(c)));
+    if (!ticker) ticker = setInterval(tick, 1000);
+  }
+  function clock(epoch) {
+    return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  // Why the charger is offline; a network cut counts down to its end.
+  function linkReason(snap, seconds) {
+    const error = snap.link_error || "";
+    // The cut is over (reconnecting): its count is no longer true.
+    if (snap.offline_until == null) return error.replace(/ ?\(\d+ s left\)/, " (over)");
+    const left = seconds > 0 ? "(" + seconds + " s left)" : "(ending now)";
+    return /\(\d+ s left\)/.test(error) ? error.replace(/\(\d+ s left\)/, left) : error + " " + left;
+  }
   function linkText(snap) {
     if (snap.link === "online") return snap.boot === "Accepted" ? "online" : "online, boot " + snap.boot;
     if (snap.link === "connecting") return "connecting";
-    return snap.link_error ? "offline: " + snap.link_error : "offline";
+    return "offline";
   }
-  function setLink(el, snap) {
+  // `withReason`: the badge says why it is offline (fleet rows); the charger page says it
+  // once, in its own line under the title.
+  function setLink(el, snap, withReason) {
     if (!el) return;
-    setText(el, linkText(snap));
     el.dataset.link = snap.link;
     el.title = snap.link_error || "";
+    const text = linkText(snap);
+    if (!withReason || snap.link !== "offline" || !snap.link_error) {
+      countdown(el, null);
+      setText(el, text);
+      return;
+    }
+    countdown(el, snap.offline_until, snap.at, function (seconds) {
+      return text + ": " + linkReason(snap, seconds);
+    });
+    if (snap.offline_until == null) setText(el, text + ": " + linkReason(snap, 0));
   }
 
   // Keep the latest value per key; apply all of them in one animation frame.
@@ -122,7 +172,7 @@
   function paintRow(pk, snap) {
     const row = document.querySelector('tr[data-charger="' + pk + '"]');
     if (!row) return;
-    setLink(row.querySelector("[data-field=link]"), snap);
+    setLink(row.querySelector("[data-field=link]"), snap, true);
     for (const evse of snap.evses) {
       const cell = row.querySelector('[data-evse="' + evse.connector_id + '"]');
       if (!cell) continue;
@@ -175,13 +225,145 @@
     rowsPage(path, ids);
   };
 
+  // -- bulk actions (fleet page) -----------------------------------------------------------
+  //
+  // The API's bulk endpoints, called with the page's session and CSRF token: the same
+  // engine commands, checks and per-charger results as a script gets (nothing duplicated).
+
+  function bulkArgs(action, form) {
+    const value = function (name) { return form.elements[name].value; };
+    const connector = { connector_id: Number(value("connector_id")) };
+    switch (action) {
+      case "plug-in": {
+        const args = Object.assign({ soc: Number(value("soc")) }, connector);
+        if (value("vehicle_model_id")) args.vehicle_model_id = Number(value("vehicle_model_id"));
+        return args;
+      }
+      case "present-id-tag": return Object.assign({ id_tag: value("id_tag") }, connector);
+      case "inject-fault": return Object.assign({ error_code: value("error_code") }, connector);
+      case "cut-network": return { seconds: Number(value("seconds")) };
+      case "connect": case "disconnect": case "reboot": return {};
+      default: return connector;
+    }
+  }
+
+  ChargeSim.bulkActions = function (endpoint, filterOfPage) {
+    const form = document.getElementById("bulk");
+    if (!form) return;
+    const summary = document.getElementById("bulk-summary");
+    const table = document.getElementById("bulk-results");
+    const picks = function () { return Array.from(document.querySelectorAll("input[name=pick]")); };
+    const chosen = function () { return picks().filter(function (p) { return p.checked; }).map(function (p) { return p.value; }); };
+
+    function showFields() {
+      const steps = form.elements.action.value.split("+");
+      form.querySelectorAll("[data-for]").forEach(function (label) {
+        const shown = label.dataset.for.split(" ").some(function (a) { return steps.indexOf(a) >= 0; });
+        label.hidden = !shown;
+        label.querySelectorAll("input, select").forEach(function (input) { input.disabled = !shown; });
+      });
+    }
+    function countSelected() {
+      setText(form.querySelector("[data-selected]"), String(chosen().length));
+    }
+    form.elements.action.addEventListener("change", showFields);
+    document.addEventListener("change", function (event) {
+      if (event.target.id === "pick-all") picks().forEach(function (p) { p.checked = event.target.checked; });
+      if (event.target.name === "pick" || event.target.id === "pick-all") {
+        countSelected();
+        if (chosen().length) form.elements.target.value = "selected";
+      }
+    });
+    showFields();
+    countSelected();
+
+    async function post(action, filter, args) {
+      const response = await fetch(endpoint + action, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          "X-CSRFToken": form.elements.csrfmiddlewaretoken.value,
+        },
+        body: JSON.stringify({ filter: filter, args: args }),
+      });
+      let body = null;
+      try { body = await response.json(); } catch (e) { body = null; }
+      if (!response.ok) throw new Error((body && body.detail) || response.status + " " + response.statusText);
+      return body;
+    }
+
+    function addRows(action, body) {
+      const rows = table.tBodies[0];
+      for (const item of body.results) {
+        const tr = document.createElement("tr");
+        tr.className = item.ok ? "ok" : "failed";
+        tr.dataset.charger = item.charge_point_id || "";
+        const cells = [
+          item.charge_point_id || "–",
+          item.connector_id == null ? "–" : String(item.connector_id),
+          (item.ok ? "✓ " : "✗ ") + action + ": " + item.message,
+          item.status || "–",
+        ];
+        for (const text of cells) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        }
+        rows.appendChild(tr);
+      }
+      table.hidden = false;
+    }
+
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const steps = form.elements.action.value.split("+");
+      let filter;
+      if (form.elements.target.value === "selected") {
+        const ids = chosen();
+        if (!ids.length) {
+          summary.className = "bulk-summary error";
+          setText(summary, "✗ select chargers first (the boxes in the first column), or choose every charger of the filter");
+          return;
+        }
+        filter = { charge_point_ids: ids };
+      } else {
+        filter = filterOfPage;
+      }
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      table.tBodies[0].textContent = "";
+      table.hidden = true;
+      summary.className = "bulk-summary pending";
+      setText(summary, "running " + steps.join(", then ") + "…");
+      const lines = [];
+      let failed = false;
+      try {
+        for (const action of steps) {
+          const body = await post(action, filter, bulkArgs(action, form));
+          addRows(action, body);
+          lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" +
+            (body.missing_shards.length ? " (no worker for shard " + body.missing_shards.join(", ") + ")" : ""));
+          failed = failed || body.failed > 0;
+        }
+        summary.className = "bulk-summary " + (failed ? "error" : "ok");
+        setText(summary, (failed ? "✗ " : "✓ ") + lines.join("; "));
+      } catch (error) {
+        summary.className = "bulk-summary error";
+        setText(summary, "✗ " + lines.concat([error.message]).join("; "));
+      } finally {
+        button.disabled = false;
+      }
+    });
+  };
+
   // -- location page ---------------------------------------------------------------------
 
   function timeChart(el, series, height) {
     if (!el || !window.uPlot) return null;
     const data = [[]].concat(series.map(function () { return []; }));
     const opts = {
-      width: Math.max(el.clientWidth, 300),
+      width: Math.max(el.clientWidth, 200),
       height: height || 200,
       series: [{}].concat(series),
       axes: [{}, { scale: series[0].scale, label: series[0].label }].concat(
@@ -197,11 +379,15 @@
       legend: { live: false },
     };
     const plot = new uPlot(opts, data, el);
+    el.classList.add("empty");
+    el.dataset.points = "0";
     window.addEventListener("resize", function () {
-      plot.setSize({ width: Math.max(el.clientWidth, 300), height: opts.height });
+      plot.setSize({ width: Math.max(el.clientWidth, 200), height: opts.height });
     });
     return {
       push: function (t, values) {
+        const n = data[0].length;
+        if (n && t <= data[0][n - 1]) return; // already drawn (e.g. from the series)
         data[0].push(t);
         values.forEach(function (v, i) { data[i + 1].push(v); });
         if (data[0].length > CHART_POINTS) data.forEach(function (a) { a.shift(); });
@@ -209,9 +395,27 @@
       reset: function () {
         data.forEach(function (a) { a.length = 0; });
       },
+      // Replace everything with these rows: [t, value, value, ...], oldest first.
+      load: function (rows) {
+        data.forEach(function (a) { a.length = 0; });
+        rows.forEach(function (row) {
+          row.forEach(function (v, i) { data[i].push(v); });
+        });
+      },
+      last: function () {
+        const n = data[0].length;
+        return n ? data[0][n - 1] : null;
+      },
       draw: function () {
         const n = data[0].length;
-        if (!n) return;
+        el.classList.toggle("empty", !n);
+        // What the chart holds, readable by a test or a user's script.
+        el.dataset.points = String(n);
+        el.dataset.from = n ? String(data[0][0]) : "";
+        if (!n) {
+          plot.setData(data);
+          return;
+        }
         plot.setData(data);
         // At least a minute wide, so that the first points do not span an odd range.
         const last = data[0][n - 1];
@@ -219,6 +423,50 @@
       },
     };
   }
+
+  // A site's power against its grid limit: the bar fills up to the limit; over it, the
+  // bar is full and red, and the excess is said in words.
+  function paintGauge(scope, powerW, limitKw) {
+    if (!scope) return;
+    const gauge = scope.querySelector(".gauge");
+    const over = scope.querySelector(".over");
+    const kwNow = powerW / 1000;
+    const isOver = limitKw != null && kwNow > limitKw;
+    scope.classList.toggle("over-limit", isOver);
+    if (gauge && limitKw != null) {
+      const share = limitKw > 0 ? Math.min(kwNow / limitKw, 1) : (kwNow > 0 ? 1 : 0);
+      gauge.querySelector(".fill").style.width = (share * 100).toFixed(1) + "%";
+      gauge.setAttribute("aria-valuenow", kwNow.toFixed(1));
+    }
+    if (over) {
+      over.hidden = !isOver;
+      setText(over, isOver ? (kwNow - limitKw).toFixed(1) + " kW over the limit" : "");
+    }
+  }
+
+  ChargeSim.locationsPage = function (path) {
+    const note = document.getElementById("sites-note");
+    const paint = batcher(function (pk, site) {
+      const row = document.querySelector('tr[data-site="' + pk + '"]');
+      if (!row) return;
+      const limit = row.dataset.limit === "" ? null : Number(row.dataset.limit);
+      setText(row.querySelector("[data-field=power]"), kw(site.power_w || 0));
+      setText(row.querySelector("[data-field=charging]"), String(site.charging || 0));
+      setText(row.querySelector("[data-field=online]"), String(site.online || 0));
+      paintGauge(row, site.power_w || 0, limit);
+      row.classList.add("live");
+    });
+    socket(path, function (message) {
+      if (message.type === "location.power") {
+        note.hidden = !(message.of > 1 && message.shards < message.of);
+        setText(note, note.hidden ? "" : message.shards + " of " + message.of + " workers reporting: the figures are partial");
+        paint(message.location_id, message);
+      } else if (message.type === "locations.unknown") {
+        note.hidden = false;
+        setText(note, "No simulator worker is running: no live figures.");
+      }
+    });
+  };
 
   ChargeSim.locationPage = function (path, ids, limitKw) {
     const chart = timeChart(
@@ -232,17 +480,15 @@
     const paint = batcher(function (_key, summary) {
       const power = summary.power_w || 0;
       setText(document.getElementById("site-power"), kw(power));
-      setText(document.getElementById("site-charging"), String(summary.charging || 0));
-      const held = document.getElementById("site-held-back");
-      if (held) setText(held, String(summary.held_back || 0));
-      setText(
-        document.getElementById("site-shards"),
-        summary.of > 1 ? summary.shards + " of " + summary.of + " workers reporting" : ""
-      );
-      const meter = document.getElementById("site-meter");
-      if (meter) meter.value = power / 1000;
-      const over = limitKw != null && power / 1000 > limitKw;
-      document.querySelector(".site-power").classList.toggle("over-limit", over);
+      // Only the facts there are, one separator between each two.
+      const facts = [limitKw != null ? "of " + limitKw + " kW grid limit" : "no grid limit"];
+      facts.push((summary.charging || 0) + " charging");
+      if (document.querySelector(".site-power").dataset.loadManagement) {
+        facts.push("load management on: " + (summary.held_back || 0) + " held back");
+      }
+      if (summary.of > 1) facts.push(summary.shards + " of " + summary.of + " workers reporting");
+      setText(document.getElementById("site-facts"), facts.join(" · "));
+      paintGauge(document.querySelector(".site-power"), power, limitKw);
       paintCounts(summary);
       if (chart) {
         chart.push(Date.now() / 1000, [power / 1000, limitKw]);
@@ -307,10 +553,30 @@
     }));
   }
 
+  // An idTag accepted with no vehicle: when it lapses (ConnectionTimeOut), counting down.
+  function paintAuthorization(el, evse, snap) {
+    if (!el) return;
+    const until = evse.authorization_expires_at;
+    el.hidden = until == null;
+    countdown(el, until, snap.at, function (seconds) {
+      return "idTag accepted, waiting for a vehicle: the authorization lapses in " + seconds +
+        " s (at " + clock(until) + ", ConnectionTimeOut)";
+    });
+    if (until == null) setText(el, "");
+  }
+
+  // The connection's main button follows the state: Disconnect while online or
+  // connecting, Connect while offline.
+  function paintControls(snap) {
+    const offline = snap.link === "offline";
+    document.querySelectorAll("button[data-command=connect]").forEach(function (b) { b.hidden = !offline; });
+    document.querySelectorAll("button[data-command=disconnect]").forEach(function (b) { b.hidden = offline; });
+  }
+
   ChargeSim.chargerPage = function (pk) {
     const result = document.getElementById("result");
     const charts = {};
-    const sessions = {};
+    const shown = {}; // connector -> the session its chart shows: {started, ended}
     document.querySelectorAll("[data-chart]").forEach(function (el) {
       charts[el.dataset.chart] = timeChart(el, [
         { label: "power (kW)", scale: "kW", stroke: "#2563eb", width: 2 },
@@ -320,11 +586,17 @@
     let canDrive = true;
 
     const paint = batcher(function (_key, snap) {
-      setLink(document.getElementById("link"), snap);
+      setLink(document.getElementById("link"), snap, false);
       setText(document.querySelector("[data-field=boot]"), snap.boot);
       const error = document.getElementById("link-error");
-      error.hidden = !snap.link_error;
-      setText(error, snap.link_error || "");
+      // Why it is not online (also while it tries again), said once, here.
+      const reason = snap.link !== "online" ? snap.link_error : null;
+      error.hidden = !reason;
+      countdown(error, reason ? snap.offline_until : null, snap.at, function (seconds) {
+        return linkReason(snap, seconds);
+      });
+      if (!reason || snap.offline_until == null) setText(error, reason ? linkReason(snap, 0) : "");
+      paintControls(snap);
       paintMaintenance(snap);
       for (const evse of snap.evses) {
         const card = document.querySelector('.evse-card[data-evse="' + evse.connector_id + '"]');
@@ -334,22 +606,57 @@
         setText(field("power"), kw(evse.power_w));
         setText(field("soc"), pct(evse.soc));
         setText(field("energy"), evse.register_wh.toFixed(0));
-        setText(field("current"), evse.current_a.length ? evse.current_a.map(function (a) { return a.toFixed(1); }).join(" / ") : "–");
-        setText(field("voltage"), evse.voltage_v.length ? evse.voltage_v.map(function (v) { return v.toFixed(0); }).join(" / ") : "–");
+        // Voltage and current apply only while a vehicle is plugged in.
+        const plugged = evse.vehicle != null;
+        setText(field("current"), plugged && evse.current_a.length ? evse.current_a.map(function (a) { return a.toFixed(1); }).join(" / ") : "–");
+        setText(field("voltage"), plugged && evse.voltage_v.length ? evse.voltage_v.map(function (v) { return v.toFixed(0); }).join(" / ") : "–");
         setText(field("vehicle"), evse.vehicle || "–");
         setText(field("id_tag"), evse.id_tag || "–");
         setText(field("transaction"), evse.transaction_id == null ? "–" : String(evse.transaction_id));
         setText(field("error"), evse.error_code && evse.error_code !== "NoError" ? evse.error_code : "–");
-        const chart = charts[evse.connector_id];
-        if (!chart) continue;
-        // A new session (a vehicle plugged in after none) starts a new chart.
-        const session = evse.vehicle ? "plugged" : "";
-        if (session && !sessions[evse.connector_id]) chart.reset();
-        sessions[evse.connector_id] = session;
-        chart.push(snap.at, [evse.power_w / 1000, evse.soc]);
-        chart.draw();
+        paintAuthorization(field("authorization"), evse, snap);
+        drawSession(evse, snap);
       }
     });
+
+    // Each connector's chart shows one session: the ongoing one, or the last one once it
+    // ended. The engine sends the whole series when the page connects (also after a
+    // reload); later snapshots add their own point.
+    function loadSeries(snap) {
+      for (const evse of snap.evses) {
+        const chart = charts[evse.connector_id];
+        const session = evse.session;
+        if (!chart || !session || !session.points) continue;
+        chart.load(session.points.map(function (p) { return [p[0], p[1] / 1000, p[2]]; }));
+        shown[evse.connector_id] = { started: session.started_at, ended: session.ended_at };
+        chart.draw();
+        markSession(evse.connector_id, session.ended_at);
+      }
+    }
+    function drawSession(evse, snap) {
+      const chart = charts[evse.connector_id];
+      const session = evse.session;
+      if (!chart || !session) return;
+      let now = shown[evse.connector_id];
+      if (!now || now.started !== session.started_at) {
+        chart.reset(); // a new session: a new chart, from its start
+        now = shown[evse.connector_id] = { started: session.started_at, ended: null };
+        chart.push(session.started_at, [0, evse.soc]);
+      }
+      if (now.ended != null) return; // the last session, complete
+      if (session.ended_at != null) {
+        chart.push(session.ended_at, [0, evse.soc]);
+        now.ended = session.ended_at;
+      } else {
+        chart.push(snap.at, [evse.power_w / 1000, evse.soc]);
+      }
+      chart.draw();
+      markSession(evse.connector_id, now.ended);
+    }
+    function markSession(connectorId, ended) {
+      const el = document.querySelector('[data-chart="' + connectorId + '"]');
+      if (el) el.dataset.session = ended == null ? "ongoing" : "ended";
+    }
 
     // The message log: newest first, bounded, filterable by action.
     // Only a user with the view permission gets the log, and its table.
@@ -366,6 +673,9 @@
         });
       } else if (message.type === "charger.state") {
         seen = true;
+        // Now, not in the next frame: a later snapshot in the same frame replaces this
+        // one, and only this one carries the series.
+        loadSeries(message.charger);
         paint("charger", message.charger);
       }
       else if (message.type === "charger.log" && log) log.add(message.frames, message.full);
@@ -414,35 +724,53 @@
       try {
         frame = JSON.parse(text);
       } catch (e) {
-        return { action: "?", kind: "unparsed", pretty: text };
+        return { action: "?", kind: "unparsed", id: "", pretty: text };
       }
       const type = frame[0];
-      const id = frame[1];
+      const id = String(frame[1]);
       if (type === 2) {
         calls.set(id, frame[2]);
         if (calls.size > 2000) calls.delete(calls.keys().next().value);
-        return { action: frame[2], kind: "call", pretty: JSON.stringify(frame[3], null, 2) };
+        return { action: frame[2], kind: "call", id: id, pretty: JSON.stringify(frame[3], null, 2) };
       }
       const action = calls.get(id) || "?";
-      if (type === 3) return { action: action, kind: "result", pretty: JSON.stringify(frame[2], null, 2) };
-      return { action: action, kind: "error", pretty: frame[2] + ": " + frame[3] + "\n" + JSON.stringify(frame[4] || {}, null, 2) };
+      if (type === 3) return { action: action, kind: "result", id: id, pretty: JSON.stringify(frame[2], null, 2) };
+      return { action: action, kind: "error", id: id, pretty: frame[2] + ": " + frame[3] + "\n" + JSON.stringify(frame[4] || {}, null, 2) };
+    }
+
+    // A connection event: its name, and its details in words (the close code first).
+    function describeEvent(text) {
+      let detail;
+      try { detail = JSON.parse(text); } catch (e) { detail = { event: "?" }; }
+      const name = String(detail.event || "?");
+      delete detail.event;
+      const words = [];
+      if (detail.code != null) words.push("code " + detail.code + (detail.reason ? " (" + detail.reason + ")" : ""));
+      if (detail.url) words.push(detail.url + (detail.subprotocol ? ", " + detail.subprotocol : ""));
+      if (detail.in_seconds != null) words.push("in " + detail.in_seconds + " s, attempt " + detail.attempt);
+      if (detail.reason && detail.code == null) words.push(detail.reason);
+      if (detail.retry_in_seconds != null) words.push("retry in " + detail.retry_in_seconds + " s");
+      if (detail.seconds_left != null) words.push(detail.seconds_left + " s left");
+      return { action: name, kind: "connection", id: "", pretty: words.length ? words.join("; ") : JSON.stringify(detail) };
     }
 
     function row(entry) {
       const [t, direction, text] = entry;
-      const info = describe(text);
+      const info = direction === "event" ? describeEvent(text) : describe(text);
       const tr = document.createElement("tr");
       tr.dataset.action = info.action;
       tr.className = "frame " + info.kind;
       const time = new Date(t * 1000);
       const cells = [
         time.toLocaleTimeString([], { hour12: false }) + "." + String(time.getMilliseconds()).padStart(3, "0"),
-        direction === "out" ? "→ CSMS" : "← CSMS",
-        info.action + (info.kind === "call" ? "" : " " + info.kind),
+        direction === "event" ? "connection" : direction === "out" ? "→ CSMS" : "← CSMS",
+        info.id,
+        info.action + (info.kind === "call" || info.kind === "connection" ? "" : " " + info.kind),
       ];
       for (const value of cells) {
         const td = document.createElement("td");
         td.textContent = value;
+        td.title = value;
         tr.appendChild(td);
       }
       const td = document.createElement("td");

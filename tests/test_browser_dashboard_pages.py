@@ -1,0 +1,357 @@
+"""Issue 19's dashboard pages as a person uses them, in headless Chromium against a real
+`runsimulator --demo` with the built-in CSMS: bulk actions on the fleet page, the whole
+session's chart after a reload, live countdowns, the Locations list live, the location
+gauge over the limit, and layouts that hold from 360 px to 1,920 px."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, demo_site
+
+PASSWORD = "pw-dashboard-pages-1"
+LIVE_MS = 10_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[DemoSite]:
+    """Six demo chargers over the three default sites (DEMO-0001 and -0004 on the A9,
+    -0002 and -0005 in Amsterdam, -0003 and -0006, DC, in Berlin), sampling every 2 s.
+    Amsterdam's grid limit is 1 kW, so one AC session is over it; ConnectionTimeOut 12 s."""
+    setup = """
+        from chargers.models import ConfigurationKey
+        ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update(value="2")
+        ConfigurationKey.objects.filter(key="ConnectionTimeOut").update(value="12")
+        Location.objects.filter(name__startswith="Amsterdam").update(grid_limit_kw=1)
+    """
+    with demo_site(tmp_path_factory.mktemp("pages"), PASSWORD, 6, setup) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def logged_in(browser: Any, site: DemoSite, path: str = "/", width: int = 1400) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_default_timeout(LIVE_MS)
+    page = context.new_page()
+    page.goto(f"{site.url}/admin/login/?next={path}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/admin/login/)"))
+    return page
+
+
+def row_of(page: Any, cp_id: str) -> Any:
+    return page.locator(f'tr[data-charger]:has(a:text-is("{cp_id}"))')
+
+
+def test_a_bulk_action_plugs_in_and_starts_sessions_on_the_selected_chargers(site, browser):
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/?q=DEMO-000")
+    expect(row_of(page, "DEMO-0004").locator("[data-field=link]")).to_have_text("online")
+    for cp_id in ("DEMO-0001", "DEMO-0004"):
+        row_of(page, cp_id).locator("input[name=pick]").check()
+    expect(page.locator("#bulk [data-selected]")).to_have_text("2")
+    page.select_option("#bulk select[name=action]", "plug-in+present-id-tag")
+    expect(page.locator("#bulk input[name=id_tag]")).to_be_visible()
+    expect(page.locator("#bulk input[name=seconds]")).to_be_hidden()
+    page.fill("#bulk input[name=id_tag]", "BULK-1")
+    page.click("#bulk button[type=submit]")
+
+    summary = page.locator("#bulk-summary")
+    expect(summary).to_have_text(
+        "✓ plug-in: 2 of 2 succeeded; present-id-tag: 2 of 2 succeeded", timeout=20_000
+    )
+    results = page.locator("#bulk-results tbody tr")
+    expect(results).to_have_count(4)  # a result per charger, per step
+    expect(page.locator('#bulk-results tr[data-charger="DEMO-0004"]').last).to_contain_text(
+        "transaction started on connector 1"
+    )
+    # Only the selected chargers charge, live in their rows.
+    for cp_id in ("DEMO-0001", "DEMO-0004"):
+        status = row_of(page, cp_id).locator('[data-evse="1"] [data-field=status]')
+        expect(status).to_have_text("Charging")
+    expect(row_of(page, "DEMO-0002").locator('[data-evse="1"] [data-field=status]')).to_have_text(
+        "Available"
+    )
+    page.screenshot(path=ARTIFACTS / "pages-1-bulk-selected.png", full_page=True)
+
+    # Over the current filter: every charger on the A9; a refusal is a result, not an error.
+    a9 = page.locator("select[name=location] option", has_text="A9").get_attribute("value")
+    page.goto(f"{site.url}/?location={a9}")
+    page.select_option("#bulk select[name=action]", "plug-in")
+    page.check("#bulk input[name=target][value=filter]")
+    page.click("#bulk button[type=submit]")
+    expect(summary).to_have_text(re.compile(r"^✗ plug-in: 0 of 2 succeeded"), timeout=20_000)
+    expect(page.locator("#bulk-results tbody tr.failed")).to_have_count(2)
+    expect(page.locator("#bulk-results tbody")).to_contain_text("already")
+    page.screenshot(path=ARTIFACTS / "pages-2-bulk-filter.png", full_page=True)
+
+
+def charger_page(browser: Any, site: DemoSite, cp_id: str, width: int = 1400) -> Any:
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/", width)
+    row_of(page, cp_id).locator("a", has_text=cp_id).click()
+    expect(page.locator("#link")).to_have_text("online")
+    return page
+
+
+def start_session(page: Any, connector: int, id_tag: str) -> None:
+    from playwright.sync_api import expect
+
+    card = page.locator(f'.evse-card[data-evse="{connector}"]')
+    card.locator("form[data-command=plug_in] button").click()
+    expect(page.locator("#result")).to_contain_text(f"plugged into connector {connector}")
+    card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill(id_tag)
+    card.locator("form[data-command=present_id_tag] button").click()
+    expect(page.locator("#result")).to_contain_text(f"transaction started on connector {connector}")
+    expect(card.locator("[data-field=status]")).to_have_text("Charging")
+
+
+def test_the_chart_shows_the_whole_session_after_a_reload_and_the_last_one_after_it_ended(
+    site, browser
+):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0003")
+    chart = page.locator('[data-chart="1"]')
+    expect(chart).to_have_class(re.compile(r"\bempty\b"))  # no session yet
+    start_session(page, 1, "CHART-1")
+    expect(chart).to_have_attribute("data-session", "ongoing")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^([8-9]|\d{2,})$"), timeout=20_000)
+    started = float(chart.get_attribute("data-from"))
+    reloaded_at = page.evaluate("Date.now() / 1000")
+    assert started < reloaded_at
+
+    page.reload()
+    # At once (from the snapshot the page gets when it connects), not point by point: the
+    # chart starts where the session started, before the reload.
+    expect(chart).to_have_attribute("data-from", str(started).removesuffix(".0"))
+    # The engine's series (a point a second so far), not only the snapshots since.
+    assert int(chart.get_attribute("data-points")) >= 4
+    assert page.locator('[data-chart="1"] canvas').count() == 1
+    page.screenshot(path=ARTIFACTS / "pages-3-chart-after-reload.png", full_page=True)
+
+    card = page.locator('.evse-card[data-evse="1"]')
+    card.locator("button[data-command=stop]").click()
+    expect(chart).to_have_attribute("data-session", "ended")
+    card.locator("button[data-command=unplug]").click()
+    expect(card.locator("[data-field=status]")).to_have_text("Available")
+    # Unplugged: no reading applies any more.
+    expect(card.locator("[data-field=voltage]")).to_have_text("–")
+    expect(card.locator("[data-field=current]")).to_have_text("–")
+    expect(card.locator("[data-field=vehicle]")).to_have_text("–")
+    page.reload()
+    expect(chart).to_have_attribute("data-session", "ended")  # the last session, still shown
+    expect(chart).to_have_attribute("data-from", str(started).removesuffix(".0"))
+    assert int(chart.get_attribute("data-points")) >= 4  # the series, start to end
+
+
+def test_a_network_cut_and_an_authorization_without_a_vehicle_count_down_live(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0005")
+    # Online: the main button is Disconnect.
+    expect(page.locator("button[data-command=disconnect]")).to_be_visible()
+    expect(page.locator("button[data-command=connect]")).to_be_hidden()
+
+    page.fill("form[data-command=cut_network] input[name=seconds]", "25")
+    page.click("form[data-command=cut_network] button")
+    reason = page.locator("#link-error")
+    expect(reason).to_have_text(re.compile(r"^network cut \(\d+ s left\)$"))
+    first = int(re.findall(r"\d+", reason.inner_text())[0])
+    # The same element counts down on its own, second by second.
+    fewer = "|".join(str(n) for n in range(first - 4, first))
+    expect(reason).to_have_text(re.compile(rf"^network cut \(({fewer}) s left\)$"), timeout=5_000)
+    # Said once: the badge says offline, the line under the title says why.
+    expect(page.locator("#link")).to_have_text("offline")
+    expect(page.locator("button[data-command=connect]")).to_be_visible()
+    expect(page.locator("button[data-command=disconnect]")).to_be_hidden()
+    page.screenshot(path=ARTIFACTS / "pages-4-countdown.png", full_page=True)
+    expect(page.locator("#link")).to_have_text("online", timeout=40_000)
+    expect(reason).to_be_hidden()
+
+    # An idTag with no vehicle plugged in: accepted until ConnectionTimeOut (12 s), shown.
+    card = page.locator('.evse-card[data-evse="2"]')
+    card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill("NOCAR-1")
+    card.locator("form[data-command=present_id_tag] button").click()
+    expect(page.locator("#result")).to_contain_text(
+        re.compile(r"plug in a vehicle on connector 2 within \d+ s \(ConnectionTimeOut\)")
+    )
+    authorization = card.locator("[data-field=authorization]")
+    expect(authorization).to_have_text(re.compile(r"lapses in \d+ s \(at \d\d:\d\d:\d\d"))
+    left = int(re.findall(r"lapses in (\d+) s", authorization.inner_text())[0])
+    fewer = "|".join(str(n) for n in range(max(left - 4, 0), left))
+    expect(authorization).to_contain_text(re.compile(rf"lapses in ({fewer}) s"), timeout=5_000)
+    page.screenshot(path=ARTIFACTS / "pages-5-authorization.png", full_page=True)
+    # ...and then it lapses: the connector is free again.
+    expect(authorization).to_be_hidden(timeout=20_000)
+    expect(card.locator("[data-field=status]")).to_have_text("Available")
+
+
+def test_the_locations_list_and_the_location_page_show_live_power_against_the_limit(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0002")  # Amsterdam: 1 kW grid limit
+    start_session(page, 1, "SITE-1")
+    charger_url = page.url
+
+    page.goto(f"{site.url}/locations/")
+    expect(page.locator("#live-state")).to_have_text("live")
+    amsterdam = page.locator("tr[data-site]", has_text="Amsterdam")
+    expect(amsterdam.locator("[data-field=power]")).not_to_have_text(re.compile(r"^(–|0\.0)$"))
+    expect(amsterdam.locator("[data-field=charging]")).to_have_text("1")
+    expect(amsterdam.locator("[data-field=online]")).to_have_text("2")
+    expect(amsterdam).to_have_class(re.compile(r"\bover-limit\b"))
+    expect(amsterdam.locator("[data-field=over]")).to_have_text(re.compile(r"kW over the limit$"))
+    # Every site is live, whether something charges there or not.
+    for row in page.locator("tr[data-site]").all():
+        expect(row.locator("[data-field=online]")).to_have_text("2")
+        expect(row.locator("[data-field=power]")).to_have_text(re.compile(r"^\d+\.\d$"))
+    page.screenshot(path=ARTIFACTS / "pages-6-locations.png", full_page=True)
+
+    amsterdam.locator("a").click()
+    site_power = page.locator(".site-power")
+    expect(site_power).to_have_class(re.compile(r"\bover-limit\b"))
+    # The gauge is full (and red, by the class) and says by how much.
+    fill = page.locator("#site-gauge .fill")
+    expect(fill).to_have_attribute("style", re.compile(r"width: 100(\.0)?%"))
+    expect(page.locator("#site-over")).to_have_text(re.compile(r"^\d+\.\d kW over the limit$"))
+    facts = page.locator("#site-facts")
+    expect(facts).to_have_text("of 1 kW grid limit · 1 charging")
+    page.screenshot(path=ARTIFACTS / "pages-7-location-over-limit.png", full_page=True)
+    page.goto(charger_url)  # the session ends with the test
+    expect(page.locator("#link")).to_have_text("online")
+    page.locator('.evse-card[data-evse="1"] button[data-command=stop]').click()
+    expect(page.locator("#result")).to_contain_text("stopped")
+
+
+def test_load_management_turned_on_in_the_admin_holds_the_site_under_its_limit(site, browser):
+    """Amsterdam (1 kW grid limit) with a session over it: the operator ticks "load
+    management" in the admin, and the running session is held under the limit; the location
+    page says so."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0005")  # Amsterdam too
+    start_session(page, 2, "SITE-LM")
+    charger_url = page.url
+
+    def set_load_management(on: bool) -> None:
+        page.goto(f"{site.url}/admin/locations/location/")
+        page.locator("a", has_text="Amsterdam").first.click()
+        box = page.locator("#id_load_management")
+        box.set_checked(on)
+        page.locator("input[name=_save]").click()
+        expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+
+    set_load_management(True)
+    try:
+        page.goto(f"{site.url}/locations/")
+        page.locator("tr[data-site]", has_text="Amsterdam").locator("a").click()
+        facts = page.locator("#site-facts")
+        expect(facts).to_contain_text("load management on: 1 held back", timeout=20_000)
+        expect(page.locator(".site-power")).not_to_have_class(re.compile(r"\bover-limit\b"))
+        power = float(page.locator("#site-power").inner_text())
+        assert power <= 1.0
+        page.screenshot(path=ARTIFACTS / "pages-7b-location-load-managed.png", full_page=True)
+    finally:
+        set_load_management(False)
+        page.goto(charger_url)
+        expect(page.locator("#link")).to_have_text("online")
+        page.locator('.evse-card[data-evse="2"] button[data-command=stop]').click()
+        expect(page.locator("#result")).to_contain_text("stopped")
+
+
+def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_keeps(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0006")
+    expect(page.locator("#log-keeps")).to_contain_text(
+        "keeps each charger's last 100 (at most 24 KB)"
+    )
+    page.click("button[data-command=disconnect]")
+    log = page.locator("#message-log")
+    closed = log.locator('tr.connection[data-action="closed"]').first
+    expect(closed).to_contain_text(re.compile(r"code \d+"))
+    page.click("button[data-command=connect]")
+    expect(log.locator('tr.connection[data-action="connected"]').first).to_be_visible()
+    expect(page.locator("#link")).to_have_text("online")
+    boot = log.locator(
+        'tr.call[data-action="BootNotification"], tr.call[data-action="StatusNotification"]'
+    )
+    message_id = boot.first.locator("td").nth(2).inner_text()
+    assert message_id.strip()  # each frame shows its message id
+    page.screenshot(path=ARTIFACTS / "pages-8-message-log.png", full_page=True)
+
+
+@pytest.mark.parametrize("width", [360, 420, 1400, 1920])
+def test_the_pages_fit_the_screen_from_360_to_1920_px(site, browser, width):
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/", width)
+    expect(row_of(page, "DEMO-0001").locator("[data-field=link]")).not_to_have_text("no live data")
+    charger = row_of(page, "DEMO-0001").locator("a", has_text="DEMO-0001").get_attribute("href")
+    berlin = row_of(page, "DEMO-0001").locator("td a").nth(1).get_attribute("href")
+    for name, path in {
+        "fleet": "/",
+        "charger": charger,
+        "locations": "/locations/",
+        "location": berlin,
+    }.items():
+        page.goto(f"{site.url}{path}")
+        expect(page.locator("#live-state")).to_have_text("live")
+        if name == "charger":  # the longest error code must fit its card too
+            card = page.locator('.evse-card[data-evse="2"]')
+            expect(card.locator("[data-field=status]")).not_to_have_text("not running")
+            if card.locator("[data-field=error]").inner_text() != "OverCurrentFailure":
+                fault = card.locator("form[data-command=inject_fault]")
+                fault.locator("select[name=error_code]").select_option("OverCurrentFailure")
+                fault.locator("button").click()
+            expect(card.locator("[data-field=error]")).to_have_text("OverCurrentFailure")
+        page.wait_for_timeout(500)  # a frame or two of live values painted
+        problems = page.evaluate(LAYOUT_PROBLEMS)
+        page.screenshot(path=ARTIFACTS / f"layout-{name}-{width}.png", full_page=True)
+        assert problems == [], f"{name} at {width} px: {problems}"
+        # The topbar keeps "Log out" on screen.
+        page.evaluate("window.scrollTo(0, 0)")
+        expect(page.locator(".logout button")).to_be_in_viewport()
+
+    # The check sees what does not fit: a value wider than its card.
+    page.evaluate(
+        """() => {
+          const wide = document.createElement("b");
+          wide.style.cssText = "display: inline-block; width: 3000px; height: 10px";
+          document.querySelector(".card").appendChild(wide);
+        }"""
+    )
+    problems = page.evaluate(LAYOUT_PROBLEMS)
+    assert any("sticks out of" in problem for problem in problems), problems
+    assert any("scrolls sideways" in problem for problem in problems), problems
