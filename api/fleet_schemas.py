@@ -49,6 +49,7 @@ class LocationIn(Schema):
     longitude: float | None = Field(None, description=doc(Location, "longitude"))
     time_zone: str = Field("UTC", description=doc(Location, "time_zone", "An IANA name."))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+    load_management: bool = Field(False, description=doc(Location, "load_management"))
 
 
 class LocationPatch(Schema):
@@ -60,6 +61,7 @@ class LocationPatch(Schema):
     longitude: float | None = Field(None, description=doc(Location, "longitude"))
     time_zone: str | None = Field(None, description=doc(Location, "time_zone"))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
+    load_management: bool | None = Field(None, description=doc(Location, "load_management"))
 
 
 class LocationOut(Schema):
@@ -72,6 +74,7 @@ class LocationOut(Schema):
     longitude: float | None
     time_zone: str
     grid_limit_kw: float | None
+    load_management: bool
     chargers: int = Field(alias="charger_count", description="How many chargers it has.")
 
 
@@ -246,6 +249,7 @@ class ChargerIn(Schema):
     reject_triggered_boot: bool = _charger("reject_triggered_boot")
     firmware_failure: str = _charger("firmware_failure")
     diagnostics_upload_method: str = _charger("diagnostics_upload_method")
+    power_sharing: str = _charger("power_sharing")
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -278,6 +282,7 @@ class ChargerPatch(Schema):
     diagnostics_upload_method: str | None = Field(
         None, description=doc(Charger, "diagnostics_upload_method")
     )
+    power_sharing: str | None = Field(None, description=doc(Charger, "power_sharing"))
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -310,6 +315,7 @@ class ChargerOut(Schema):
     reject_triggered_boot: bool
     firmware_failure: str
     diagnostics_upload_method: str
+    power_sharing: str
     created: datetime
     updated: datetime
     evses: list[EvseOut]

@@ -302,6 +302,7 @@ class ChargerAdmin(FleetImportExportAdmin):
             "Firmware and diagnostics",
             {"fields": ["firmware_failure", "diagnostics_upload_method"]},
         ),
+        ("Power sharing", {"fields": ["power_sharing"]}),  # issue 18
     ]
 
     class Media:

@@ -282,11 +282,14 @@ def _add_up_locations(
         for site in summary["locations"]:
             total = sites.setdefault(
                 site["location_id"],
-                contract.SiteCounts(power_w=0.0, chargers=0, charging=0, statuses={}, links={}),
+                contract.SiteCounts(
+                    power_w=0.0, chargers=0, charging=0, statuses={}, links={}, held_back=0
+                ),
             )
             total["power_w"] = round(total["power_w"] + site["power_w"], 1)
             total["chargers"] += site["chargers"]
             total["charging"] += site["charging"]
+            total["held_back"] += site.get("held_back", 0)
             _add_counts(total["statuses"], site["statuses"])
             _add_counts(total["links"], site["links"])
     return dict(sorted(sites.items()))

@@ -46,6 +46,7 @@ class ChargerForm(forms.ModelForm):
             "reject_triggered_boot",
             "firmware_failure",
             "diagnostics_upload_method",
+            "power_sharing",
         ]
 
     def clean_authorization_key(self) -> str:

@@ -60,6 +60,10 @@ class Charger(models.Model):
         PUT = "PUT", "PUT (the file, to location/<file name>)"
         POST = "POST", "POST (a multipart form, to the location)"
 
+    class PowerSharing(models.TextChoices):
+        EQUAL = "equal", "equal share (what one connector leaves goes to the others)"
+        FIRST = "first", "first come, first served (the earliest session first)"
+
     class SecurityProfile(models.IntegerChoices):
         NONE = 0, "0 – no authentication"
         BASIC = 1, "1 – HTTP Basic over ws/wss"
@@ -152,6 +156,13 @@ class Charger(models.Model):
         default="PUT",
         choices=UploadMethod.choices,
         help_text="How GetDiagnostics uploads to an http(s) location (ftp uses STOR).",
+    )
+    power_sharing = models.CharField(
+        "power sharing",
+        max_length=5,
+        default="equal",
+        choices=PowerSharing.choices,
+        help_text="The max power caps the sum of the connectors; this says how they share it.",
     )
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)

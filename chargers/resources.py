@@ -58,6 +58,7 @@ COLUMNS = (
     "reject_triggered_boot",
     "firmware_failure",
     "diagnostics_upload_method",
+    "power_sharing",
     "configuration",
 )
 
@@ -178,6 +179,9 @@ class ChargerResource(FleetResource):
         "diagnostics_upload_method",
         ChoiceCell(Charger.UploadMethod),
         default=_default("diagnostics_upload_method"),
+    )
+    power_sharing = _field(
+        "power_sharing", ChoiceCell(Charger.PowerSharing), default=_default("power_sharing")
     )
     configuration = Field(
         attribute="configuration_overrides", column_name="configuration", widget=OverridesCell()

@@ -10,7 +10,15 @@ from locations.resources import LocationResource
 class LocationAdmin(FleetImportExportAdmin):
     resource_classes = [LocationResource]
     import_job_resource = "locations"
-    list_display = ["name", "city", "country", "time_zone", "grid_limit_kw", "charger_count"]
+    list_display = [
+        "name",
+        "city",
+        "country",
+        "time_zone",
+        "grid_limit_kw",
+        "load_management",
+        "charger_count",
+    ]
     list_filter = ["country", "time_zone"]
     search_fields = ["name", "city", "address"]
 

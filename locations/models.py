@@ -95,6 +95,13 @@ class Location(models.Model):
         validators=[MinValueValidator(0)],
         help_text="The site's grid connection; empty means unlimited.",
     )
+    load_management = models.BooleanField(
+        "load management",
+        default=False,
+        help_text="A local controller keeps the site's chargers under the grid limit by "
+        "lowering connector limits every second (equal shares). Off: they draw what they "
+        "want, and the location page shows an overload.",
+    )
 
     objects = LocationManager()
 

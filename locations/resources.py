@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from import_export.fields import Field
 
-from fleet_io.cells import NumberCell, TextCell
+from fleet_io.cells import BooleanCell, NumberCell, TextCell
 from fleet_io.resource import FleetResource
 from locations.models import Location
 
@@ -22,6 +22,12 @@ class LocationResource(FleetResource):
     grid_limit_kw = Field(
         attribute="grid_limit_kw", column_name="grid_limit_kw", widget=NumberCell("kW")
     )
+    load_management = Field(
+        attribute="load_management",
+        column_name="load_management",
+        widget=BooleanCell(),
+        default=False,
+    )
 
     class Meta:
         model = Location
@@ -34,5 +40,6 @@ class LocationResource(FleetResource):
             "longitude",
             "time_zone",
             "grid_limit_kw",
+            "load_management",
         )
         import_id_fields = ("name",)

@@ -99,6 +99,7 @@ def change_form_data(cp: Charger, **overrides):
         "default_vehicle": "",
         "firmware_failure": "",
         "diagnostics_upload_method": "PUT",
+        "power_sharing": cp.power_sharing,
         "evses-TOTAL_FORMS": 0,
         "evses-INITIAL_FORMS": 0,
         "evses-MIN_NUM_FORMS": 0,

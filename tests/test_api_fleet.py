@@ -232,9 +232,12 @@ def test_a_location_is_created_read_changed_and_deleted(api):
     assert body["chargers"] == 0
     url = f"{V1}/locations/{body['id']}"
     assert api.get(url).json()["name"] == "Hub"
-    assert api.patch(url, {"grid_limit_kw": 250}).json()["city"] == "Köln"
+    assert body["load_management"] is False
+    patched = api.patch(url, {"grid_limit_kw": 250, "load_management": True}).json()
+    assert (patched["city"], patched["load_management"]) == ("Köln", True)
     replaced = api.put(url, {"name": "Hub 2"}).json()
     assert (replaced["city"], replaced["grid_limit_kw"]) == ("", None)
+    assert replaced["load_management"] is False
     assert api.delete(url).status_code == 204
     assert api.get(url).status_code == 404
 

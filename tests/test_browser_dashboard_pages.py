@@ -256,6 +256,42 @@ def test_the_locations_list_and_the_location_page_show_live_power_against_the_li
     expect(page.locator("#result")).to_contain_text("stopped")
 
 
+def test_load_management_turned_on_in_the_admin_holds_the_site_under_its_limit(site, browser):
+    """Amsterdam (1 kW grid limit) with a session over it: the operator ticks "load
+    management" in the admin, and the running session is held under the limit; the location
+    page says so."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0005")  # Amsterdam too
+    start_session(page, 2, "SITE-LM")
+    charger_url = page.url
+
+    def set_load_management(on: bool) -> None:
+        page.goto(f"{site.url}/admin/locations/location/")
+        page.locator("a", has_text="Amsterdam").first.click()
+        box = page.locator("#id_load_management")
+        box.set_checked(on)
+        page.locator("input[name=_save]").click()
+        expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+
+    set_load_management(True)
+    try:
+        page.goto(f"{site.url}/locations/")
+        page.locator("tr[data-site]", has_text="Amsterdam").locator("a").click()
+        facts = page.locator("#site-facts")
+        expect(facts).to_contain_text("load management on: 1 held back", timeout=20_000)
+        expect(page.locator(".site-power")).not_to_have_class(re.compile(r"\bover-limit\b"))
+        power = float(page.locator("#site-power").inner_text())
+        assert power <= 1.0
+        page.screenshot(path=ARTIFACTS / "pages-7b-location-load-managed.png", full_page=True)
+    finally:
+        set_load_management(False)
+        page.goto(charger_url)
+        expect(page.locator("#link")).to_have_text("online")
+        page.locator('.evse-card[data-evse="2"] button[data-command=stop]').click()
+        expect(page.locator("#result")).to_contain_text("stopped")
+
+
 def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_keeps(site, browser):
     from playwright.sync_api import expect
 

@@ -492,3 +492,15 @@ def test_a_bad_option_is_reported_by_row_and_column(depot, column, cell, message
     assert result.has_errors()
     assert any(message in str(problem) for problem in result.problems()), result.problems()
     assert not Charger.objects.exists()
+
+
+def test_the_power_sharing_policy_imports_and_exports(depot):
+    header = f"{HEADER},power_sharing"
+    rows = ["CP-1,Depot,DC,150,2*CCS2:150,,,first", "CP-2,Depot,AC,22,Type2:22,,,"]
+    result = run_import(csv_bytes(*rows, header=header))
+    assert not result.has_errors(), result.problems()
+    first, second = Charger.objects.order_by("charge_point_id")
+    assert (first.power_sharing, second.power_sharing) == ("first", "equal")
+    assert ",first," in ChargerResource().export().csv
+    bad = run_import(csv_bytes("CP-3,Depot,fair", header="charge_point_id,location,power_sharing"))
+    assert any("'fair' is not one of" in str(p) for p in bad.problems()), bad.problems()

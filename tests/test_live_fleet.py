@@ -296,6 +296,39 @@ async def test_a_firmware_failure_mode_applies_live(worker, csms):
     assert (spec.firmware_failure, spec.diagnostics_upload_method) == ("InstallationFailed", "POST")
 
 
+async def test_the_power_sharing_policy_and_rating_apply_live(worker, csms):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
+        power_sharing="first", max_power_kw=5.0
+    )
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"
+    live = loaded(worker, "CP-LIVE")
+    assert live.spec.power_sharing == "first"
+    assert live.profiles.rated_w == 5_000.0
+    assert live.power_shared  # its connectors now add up to more than 5 kW
+
+
+async def test_turning_load_management_on_caps_a_running_session(worker, csms):
+    """The operator turns load management on at the charger's location (as the admin or
+    the API saves it): the running session is held under the grid limit from then on."""
+    await start_session(worker, "CP-LIVE", csms)
+    charger = loaded(worker, "CP-LIVE")
+    await wait_until(lambda: charger.evse(1).power_w > 10_000, message="11 kW")
+    location = await sync_to_async(lambda: ChargerRow.objects.get(pk=pk_of("CP-LIVE")).location)()
+    location.grid_limit_kw = 6
+    location.load_management = True
+    await sync_to_async(location.save)()
+    await get_channel_layer().group_send(
+        contract.engine_group(0), contract.fleet_changed(locations=[location.pk])
+    )
+    await wait_until(
+        lambda: 0 < charger.evse(1).power_w <= 6_000 + 1, timeout=5, message="under 6 kW"
+    )
+    assert worker.sites.grid_limits_w == {location.pk: 6_000.0}
+    assert worker.sites.held_back == {location.pk: 1}
+
+
 async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker, csms):
     """The charger is built afresh from its row: its ResetOrReboot, saved in the durable
     outbox before it went down, is sent after the new boot, then StartupOfTheFirmware;

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from simulator.contract.statuses import ConnectorStatus as S
 from simulator.core.charge_point import LinkState
 from simulator.runtime.commands import CommandServer
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.store import Store
 from tests.engine import runtime_charger
 
@@ -26,7 +27,7 @@ def test_summaries_count_statuses_links_and_power_per_fleet_and_location():
     c.set_status(c.evses[0], S.FAULTED, "GroundFailure")
     c.evses[0].power_w = 0.0
 
-    server = CommandServer(SimpleNamespace(store=store), layer=None)  # only the store is read
+    server = CommandServer(SimpleNamespace(store=store, sites=SiteController()), layer=None)
     fleet, locations = server.summaries()
 
     assert fleet == {
@@ -42,6 +43,7 @@ def test_summaries_count_statuses_links_and_power_per_fleet_and_location():
             "charging": 1,
             "statuses": {"Charging": 1, "Available": 2},
             "links": {"online": 1, "offline": 1},
+            "held_back": 0,
         }
     }
     assert all(type(key) is str for key in fleet["statuses"])  # JSON-safe names, not members

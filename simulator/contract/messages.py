@@ -481,6 +481,7 @@ class SiteCounts(TypedDict):
     charging: int  # EVSEs drawing power
     statuses: dict[str, int]
     links: dict[str, int]
+    held_back: int  # EVSEs the site's load management holds below what they would draw
 
 
 class LocationSummary(SiteCounts):

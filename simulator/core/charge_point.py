@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
+from simulator.core import power_sharing
 from simulator.core.authorization import AuthorizationCache
 from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
 from simulator.core.certificates import CertificateError, CertificateStore
@@ -37,6 +39,7 @@ from simulator.core.link import (
 )
 from simulator.core.local_list import Entry, ListChange, LocalAuthList, UpdateStatus, UpdateType
 from simulator.core.outbox import Outbox, Outgoing
+from simulator.core.power_sharing import capped
 from simulator.core.protocol import (
     QUANTITIES,
     AuthStatus,
@@ -191,6 +194,7 @@ class ChargerSpec:
     reject_triggered_boot: bool = False
     firmware_failure: str = ""  # a `transfer.FirmwareFailure` to simulate on every update
     diagnostics_upload_method: str = "PUT"  # HTTP(S) uploads: "PUT" or "POST" (multipart)
+    power_sharing: str = "equal"  # the rated power among connectors: "equal" or "first"
     auto_connect: bool = True
     db_id: int | None = None
     location_id: int | None = None
@@ -283,6 +287,10 @@ class Charger:
         self.profiles = self._new_profile_store()
         self.limits: dict[int, Limit] = {}
         self.limits_dirty = False
+        # Caps in watts per connector set from outside (the site's load management).
+        self.site_caps_w: dict[int, float] = {}
+        self.power_shared = self._rated_binds()  # the meter must share power each tick
+        self._physical: tuple[Electrical, Limit] | None = None  # cache of _physical_limit
         self.last_sent_status: dict[int, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
@@ -1436,6 +1444,7 @@ class Charger:
             allowed_units=units_from_config(
                 self.config.get("ChargingScheduleAllowedChargingRateUnit", "Current,Power")
             ),
+            rated_w=spec.max_power_w,
         )
 
     def profiles_changed(self) -> None:
@@ -1452,14 +1461,81 @@ class Charger:
         return starts
 
     def refresh_limits(self, demand_w: dict[int, float]) -> None:
-        """Share the limits in force among the connectors that want power now."""
-        if not len(self.profiles):
-            if self.limits:
+        """Share the limits in force among the connectors that want power now: the
+        ChargePointMax, the charger's rated power (its `power_sharing` policy) and the site's
+        caps. Each is a cap on the sum or on one connector; the stricter wins per connector."""
+        profiled = len(self.profiles) > 0
+        site = self.site_caps_w
+        rated = self.spec.max_power_w
+        sharing = self.power_shared and (bool(site) or sum(demand_w.values()) > rated)
+        if not sharing:
+            if profiled:
+                starts = self.transaction_starts()
+                charging = {c: starts.get(c) for c in demand_w}
+                self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+            elif self.limits:
                 self.limits = {}
             return
-        starts = self.transaction_starts()
-        charging = {c: starts.get(c) for c in demand_w}
-        self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+        voltage = self.profiles.electrical.voltage
+        if profiled:
+            starts = self.transaction_starts()
+            charging = {c: starts.get(c) for c in demand_w}
+            now = self.now()
+            own = self.profiles.own_limits(now, charging)
+            wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
+        else:  # the common case, kept cheap: each connector's own limit is the physical one
+            physical = self._physical_limit()
+            wants = {c: min(physical.watts, w, site.get(c, math.inf)) for c, w in demand_w.items()}
+        first: list[int] = []
+        if self.spec.power_sharing == power_sharing.FIRST:
+            starts = self.transaction_starts()
+            first = sorted(demand_w, key=lambda c: (starts[c], c))
+        caps = power_sharing.share(rated, wants, self.spec.power_sharing, first)
+        for connector_id, watts in site.items():
+            if connector_id in caps:
+                caps[connector_id] = min(caps[connector_id], watts)
+        if profiled:
+            limits = self.profiles.allocate(now, charging, demand_watts=caps, own=own)
+            self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
+        else:
+            before = self.limits
+            limits = {}
+            for c, cap in caps.items():
+                previous = before.get(c)
+                # The same cap as last tick (steady charging): keep its Limit.
+                if (
+                    previous is not None
+                    and previous.watts == cap
+                    and previous.phases == physical.phases
+                    and not previous.profile_ids
+                ):
+                    limits[c] = previous
+                else:
+                    limits[c] = capped(physical, cap, voltage)
+            self.limits = limits
+
+    def _physical_limit(self) -> Limit:
+        """What a connector may draw when nothing but its EVSE limits it."""
+        electrical = self.profiles.electrical
+        cached = self._physical
+        if cached is None or cached[0] is not electrical:
+            amps, phases = electrical.max_current, electrical.phases
+            watts = amps * electrical.voltage * phases
+            cached = self._physical = (electrical, Limit(amps=amps, watts=watts, phases=phases))
+        return cached[1]
+
+    def _rated_binds(self) -> bool:
+        """Whether the connectors together could draw more than the rated power, or a site
+        cap applies: only then does the meter share power (a cost per tick)."""
+        total = sum(evse.max_power_w for evse in self.evses)
+        return total > self.spec.max_power_w or bool(self.site_caps_w)
+
+    def set_site_caps(self, caps_w: dict[int, float]) -> None:
+        """The site's load management caps these connectors (W) from the next tick on."""
+        if caps_w == self.site_caps_w:
+            return
+        self.site_caps_w = caps_w
+        self.power_shared = self._rated_binds()
 
     def install_remote_start_profile(self, connector_id: int) -> None:
         profile = self.pending_profiles.pop(connector_id, None)
@@ -1562,6 +1638,8 @@ class Charger:
         self.spec = spec
         for evse in self.evses:
             evse.max_power_w = evse_power_w.get(evse.connector_id, evse.max_power_w)
+        self.profiles.rated_w = spec.max_power_w
+        self.power_shared = self._rated_binds()
         self.listener.on_change(self)
 
     def use_vehicles(self, vehicles: list[VehicleSpec], default: VehicleSpec | None) -> None:

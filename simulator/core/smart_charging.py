@@ -627,6 +627,7 @@ class ProfileStore:
         "max_periods",
         "max_profiles",
         "max_stack_level",
+        "rated_w",
     )
 
     def __init__(
@@ -638,6 +639,7 @@ class ProfileStore:
         max_stack_level: int = 10,  # ChargeProfileMaxStackLevel
         max_periods: int = 24,  # ChargingScheduleMaxPeriods
         allowed_units: Iterable[str] = UNITS,  # ChargingScheduleAllowedChargingRateUnit
+        rated_w: float | None = None,  # the charger's rated power: caps connector 0's total
     ) -> None:
         if connectors < 1:
             raise ValueError(f"a charge point needs at least one connector, got {connectors}")
@@ -647,6 +649,7 @@ class ProfileStore:
         self.max_stack_level = max_stack_level
         self.max_periods = max_periods
         self.allowed_units = frozenset(allowed_units)
+        self.rated_w = rated_w
         self._installed: dict[int, _Installed] = {}  # by chargingProfileId: ids are unique
         self._index: dict[tuple[int, str], list[ChargingProfile]] | None = None
 
@@ -916,6 +919,10 @@ class ProfileStore:
                 min(phases, cap_phases),
             )
             ids = (cap.profile.id, *ids)
+        if self.rated_w is not None and watts > self.rated_w:
+            # The charger's rated power caps the sum of its connectors (power sharing).
+            watts = self.rated_w
+            amps = min(amps, watts_to_amps(watts, phases, self.electrical.voltage))
         return Limit(amps=amps, watts=watts, phases=phases, profile_ids=ids)
 
     def limit_at(
@@ -947,6 +954,7 @@ class ProfileStore:
         charging: Mapping[int, datetime | None],
         *,
         demand_watts: Mapping[int, float] | None = None,
+        own: Mapping[int, Limit] | None = None,
     ) -> dict[int, Limit]:
         """Limits for the connectors drawing power now, sharing the ChargePointMax.
 
@@ -956,18 +964,15 @@ class ProfileStore:
         ``distribute`` (equal shares, what one leaves goes to those wanting more). The returned
         limits never add up to more than the ChargePointMax. Without a ChargePointMax in force
         each connector simply gets its own limit. Connectors not drawing power should be left
-        out, or they would hold back a share they do not use.
+        out, or they would hold back a share they do not use. ``own``: the result of
+        ``own_limits`` for the same arguments, when the caller already has it.
         """
         moment = _utc(at, "at")
-        own: dict[int, Limit] = {}
-        for connector_id, tx_start in charging.items():
-            if not 1 <= connector_id <= self.connectors:
-                raise ValueError(f"connector {connector_id} is not 1..{self.connectors}")
-            start = moment if tx_start is None else _utc(tx_start, "tx_start")
-            own[connector_id] = self._connector_limit(connector_id, moment, start, with_cap=False)
+        if own is None:
+            own = self.own_limits(moment, charging)
         cap = self._charge_point_max(moment, moment)
         if cap is None or not own:
-            return own
+            return dict(own)
         unit = cap.profile.schedule.charging_rate_unit
         voltage = self.electrical.voltage
         wants: dict[int, float] = {}
@@ -1007,6 +1012,18 @@ class ProfileStore:
             )
         return result
 
+    def own_limits(self, at: datetime, charging: Mapping[int, datetime | None]) -> dict[int, Limit]:
+        """Each connector's own limit, min(Tx/TxDefault, physical), without the ChargePointMax:
+        what it would get if nothing were shared (``charging`` as for ``allocate``)."""
+        moment = _utc(at, "at")
+        own: dict[int, Limit] = {}
+        for connector_id, tx_start in charging.items():
+            if not 1 <= connector_id <= self.connectors:
+                raise ValueError(f"connector {connector_id} is not 1..{self.connectors}")
+            start = moment if tx_start is None else _utc(tx_start, "tx_start")
+            own[connector_id] = self._connector_limit(connector_id, moment, start, with_cap=False)
+        return own
+
     # ---- GetCompositeSchedule ----------------------------------------------------------
 
     def _relevant(self, connector_id: int) -> list[tuple[int, ChargingProfile]]:
@@ -1042,8 +1059,9 @@ class ProfileStore:
         """The GetCompositeSchedule.conf ``chargingSchedule`` for ``start .. start+duration_s``.
 
         Connector > 0: min(ChargePointMax, Tx/TxDefault, physical maximum) over time.
-        Connector 0: the grid total (see ``grid_limit_at``). The schedule always covers the
-        whole window: where no profile applies, the physical maximum is reported, so the
+        Connector 0: the grid total (see ``grid_limit_at``), at most the rated power. The
+        schedule always covers the whole window: where no profile applies, the physical
+        maximum is reported, so the
         answer is Accepted even with nothing installed. Returns None only for a connector that
         does not exist (answer Rejected).
 

@@ -38,6 +38,7 @@ from simulator.core.vehicle import VehicleSpec
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 
@@ -64,6 +65,7 @@ class Fleet(Protocol):
     reloader: FleetReloader
     publisher: EventPublisher | None
     conditions: Conditions
+    sites: SiteController
 
     def connect(self, charger: Charger) -> None: ...
 
@@ -630,6 +632,7 @@ class CommandServer:
             links=_names(links),
             power_w=round(power_w, 1),
         )
+        held_back = self.service.sites.held_back
         locations = {
             pk: contract.SiteCounts(
                 power_w=round(site.power_w, 1),
@@ -637,6 +640,7 @@ class CommandServer:
                 charging=site.charging,
                 statuses=_names(site.statuses),
                 links=_names(site.links),
+                held_back=held_back.get(pk, 0),
             )
             for pk, site in sites.items()
         }

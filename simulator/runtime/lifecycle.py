@@ -50,8 +50,9 @@ from simulator.runtime.events import EventPublisher
 from simulator.runtime.fleet_status import FleetStatus, LiveStatus, MessageRate, PlainStatus
 from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
-from simulator.runtime.persistence import Batch, Checkpointer, load_fleet
+from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_site_limits
 from simulator.runtime.store import Store
 from simulator.runtime.transfers import FileTransfers, LogJournal
 
@@ -137,7 +138,8 @@ class Simulator:
             downstream=self.conditions if listener is None else Fanout(listener, self.conditions),
             log_policy=options.frame_log,
         )
-        self.engine = MeterEngine(self.store, options.tick_seconds)
+        self.sites = SiteController()  # site load management (issue 18)
+        self.engine = MeterEngine(self.store, options.tick_seconds, sites=self.sites)
         # Firmware downloads and diagnostics uploads; a diagnostics file holds the
         # charger's log lines (kept from `start()` on) and its frames (the dashboard's log).
         self.log_journal = LogJournal()
@@ -398,6 +400,7 @@ class Simulator:
         )
         for charger in chargers:
             self.store.add(charger)
+        self.sites.use(await database_sync_to_async(load_site_limits, thread_sensitive=False)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:

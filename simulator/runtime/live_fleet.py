@@ -49,11 +49,13 @@ from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.protocol import StopReason
 from simulator.core.security_log import SecurityEvent
 from simulator.core.transfer import Transfers
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import (
     Checkpointer,
     build_loaded,
     charger_spec,
     load_fleet,
+    load_site_limits,
     load_vehicles,
     read_chargers,
 )
@@ -73,6 +75,7 @@ class Service(Protocol):
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
     transfers: Transfers
+    sites: SiteController
 
     @property
     def only_ids(self) -> list[str] | None: ...
@@ -110,6 +113,7 @@ _NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey", "SecurityProfile"}
 class _Request:
     chargers: set[int] = field(default_factory=set)
     vehicles: bool = False
+    locations: bool = False
     replies: list[tuple[Any, str, str | None, set[int]]] = field(default_factory=list)
 
 
@@ -164,10 +168,13 @@ class FleetReloader:
                 pks = {int(pk) for pk in message.get("chargers") or () if _is_int(pk)}
                 request.chargers |= {pk for pk in pks if self.read_at.get(pk, -1.0) < arrived}
                 request.vehicles |= bool(message.get("vehicles"))
+                request.locations |= bool(message.get("locations"))
                 reply_to = message.get("reply_channel")
                 if reply_to and layer is not None:
                     request.replies.append((layer, reply_to, message.get("request_id"), pks))
             try:
+                if request.locations:
+                    await self.reload_sites()
                 if request.chargers or request.vehicles:
                     await self.apply(request.chargers, vehicles=request.vehicles)
             except Exception:
@@ -191,6 +198,7 @@ class FleetReloader:
     async def reconcile(self) -> list[contract.ChargerOutcome]:
         """Apply what changed in the database without a message (one was lost, or saved by
         a process that does not send them), and reboot chargers whose session ended."""
+        await self.reload_sites()  # a handful of rows: no watermark needed
         start = self.watermark or datetime(1970, 1, 1, tzinfo=UTC)
         now = asyncio.get_running_loop().time()
         if now - self._looked_back >= LOOK_BACK_EVERY_SECONDS:
@@ -222,6 +230,10 @@ class FleetReloader:
             return []
         log.info("reconciling %d changed chargers", len(pks))
         return await self.apply(pks, heard=False)
+
+    async def reload_sites(self) -> None:
+        """Locations' load management and grid limits: the controller uses them next tick."""
+        self.service.sites.use(await _db(load_site_limits)())
 
     # -- applying ------------------------------------------------------------------------------
 

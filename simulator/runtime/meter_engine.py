@@ -24,6 +24,7 @@ from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import Evse
 from simulator.core.protocol import MeterSample, SampleContext
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.metrics import TICK_DURATION, TICK_LAG
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,14 @@ def no_limit(charger: Charger, evse: Evse) -> float | None:
 
 
 class MeterEngine:
-    def __init__(self, chargers: Iterable[Charger], tick_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        chargers: Iterable[Charger],
+        tick_seconds: float = 1.0,
+        sites: SiteController | None = None,
+    ) -> None:
         self.chargers = chargers
+        self.sites = sites  # site load management: caps set before the chargers step
         self.tick_seconds = tick_seconds
         self._last: float | None = None
         self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
@@ -76,6 +83,11 @@ class MeterEngine:
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
         since, self._last_wall = self._last_wall, wall.timestamp()
+        if self.sites is not None:
+            try:
+                self.sites.apply(self.chargers)
+            except Exception:
+                log.exception("site load management failed")
         for charger in self.chargers:
             try:
                 self.advance(charger, dt, now, wall, stamp, since)
@@ -107,7 +119,7 @@ class MeterEngine:
         boundaries = self._aligned_boundaries(charger, wall, since)
         before = [evse.register_wh for evse in charger.evses] if boundaries else None
         periodic: list[int] | None = None
-        if len(charger.profiles) and charger.transactions:
+        if charger.transactions and (charger.power_shared or len(charger.profiles)):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()

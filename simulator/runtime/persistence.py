@@ -81,6 +81,18 @@ def load_vehicles() -> dict[int, VehicleSpec]:
     return vehicles
 
 
+def load_site_limits() -> dict[int, float]:
+    """The grid limit (W) of each location whose load management is on."""
+    from locations.models import Location
+
+    managed = Location.objects.filter(load_management=True, grid_limit_kw__isnull=False)
+    return {
+        pk: kw * 1000
+        for pk, kw in managed.values_list("pk", "grid_limit_kw")
+        if kw is not None  # excluded by the query; the column type cannot say so
+    }
+
+
 def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSpec:
     return ChargerSpec(
         charge_point_id=row.charge_point_id,
@@ -103,6 +115,7 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
         reject_triggered_boot=row.reject_triggered_boot,
         firmware_failure=row.firmware_failure,
         diagnostics_upload_method=row.diagnostics_upload_method,
+        power_sharing=row.power_sharing,
         auto_connect=row.auto_connect,
         db_id=row.pk,
         location_id=row.location_id,

@@ -483,6 +483,9 @@
       // Only the facts there are, one separator between each two.
       const facts = [limitKw != null ? "of " + limitKw + " kW grid limit" : "no grid limit"];
       facts.push((summary.charging || 0) + " charging");
+      if (document.querySelector(".site-power").dataset.loadManagement) {
+        facts.push("load management on: " + (summary.held_back || 0) + " held back");
+      }
       if (summary.of > 1) facts.push(summary.shards + " of " + summary.of + " workers reporting");
       setText(document.getElementById("site-facts"), facts.join(" · "));
       paintGauge(document.querySelector(".site-power"), power, limitKw);

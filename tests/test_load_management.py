@@ -1,0 +1,128 @@
+"""Site load management (issue 18): a location's chargers kept under its grid limit by a
+local controller, over real loopback WebSockets against the built-in CSMS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from simulator.runtime.commands import CommandServer
+from simulator.runtime.load_management import SiteController
+from simulator.runtime.meter_engine import MeterEngine
+from simulator.runtime.store import Store
+from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
+
+SITE = 7
+GRID_W = 30_000.0
+# A car that takes the full 22 kW of a three-phase AC connector.
+AC22 = replace(COMPACT, name="AC 22 kW car", ac_max_kw=22.0)
+
+
+@pytest.fixture
+async def site(csms):
+    """Two 22 kW AC chargers at one location, each with a 22 kW car charging, the meter
+    ticking with a site controller (load management off until a test turns it on)."""
+    async with running_site(csms, AC22, AC22) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_site(csms, *cars):
+    store = Store()
+    chargers = []
+    for name in ("LM-A", "LM-B"):
+        charger = runtime_charger(name, csms.url, evses=1, location_id=SITE)
+        charger.config.update(
+            MeterValueSampleInterval="1",
+            MeterValuesSampledData="Power.Active.Import,Power.Offered",
+        )
+        store.add(charger)
+        chargers.append(charger)
+    sites = SiteController()
+    engine = MeterEngine(store, tick_seconds=0.05, sites=sites)
+    async with connected(chargers[0]), connected(chargers[1]):
+        task = asyncio.get_running_loop().create_task(engine.run())
+        try:
+            for charger, car in zip(chargers, cars, strict=True):
+                charger.plug_in(1, car, soc=20)
+                assert await charger.present_id_tag(1, "T-" + charger.id) == "Accepted"
+            await wait_until(
+                lambda: all(c.evse(1).power_w > 0 for c in chargers), message="both charging"
+            )
+            yield SimpleNamespace(store=store, sites=sites, chargers=chargers)
+        finally:
+            task.cancel()
+
+
+def summary(site):
+    _fleet, locations = CommandServer(site, layer=None).summaries()
+    return locations[SITE]
+
+
+async def sample(csms, cp_id, after):
+    meter = await csms.wait_for(cp_id, "MeterValues", after=after, timeout=3)
+    return {
+        sv["measurand"]: float(sv["value"]) for sv in meter.payload["meterValue"][0]["sampledValue"]
+    }
+
+
+async def test_without_load_management_the_site_draws_over_its_limit(csms, site):
+    await asyncio.sleep(0.2)
+    assert [c.evse(1).power_w for c in site.chargers] == [
+        pytest.approx(22_000, abs=1),
+        pytest.approx(22_000, abs=1),
+    ]
+    counts = summary(site)
+    assert counts["power_w"] == pytest.approx(44_000, abs=2)  # > 30 kW: the page shows it
+    assert counts["held_back"] == 0
+
+
+async def test_load_management_keeps_the_site_under_its_limit_from_the_next_tick(csms, site):
+    site.sites.use({SITE: GRID_W})  # turned on while both are charging
+    await wait_until(
+        lambda: sum(c.evse(1).power_w for c in site.chargers) <= GRID_W + 1,
+        message="the site under its limit",
+    )
+    await asyncio.sleep(0.2)
+    for charger in site.chargers:
+        assert charger.evse(1).power_w == pytest.approx(GRID_W / 2, abs=1)
+    mark = len(csms.log)
+    values = await sample(csms, "LM-A", mark)
+    assert values["Power.Offered"] == pytest.approx(GRID_W / 2, abs=0.1)
+    assert values["Power.Active.Import"] == pytest.approx(GRID_W / 2, abs=1)
+    counts = summary(site)
+    assert counts["power_w"] <= GRID_W + 1
+    assert counts["held_back"] == 2
+    # Off again: both draw what they want.
+    site.sites.use({})
+    await wait_until(
+        lambda: all(c.evse(1).power_w > 21_000 for c in site.chargers), message="released"
+    )
+    assert all(not c.site_caps_w for c in site.chargers)
+
+
+async def test_what_one_connector_does_not_use_goes_to_the_other(csms):
+    # A 3.7 kW plug-in hybrid leaves 26.3 kW of the 30: the 22 kW car gets all it wants,
+    # not an equal 15 kW.
+    async with running_site(csms, PHEV, AC22) as site:
+        site.sites.use({SITE: GRID_W})
+        await wait_until(lambda: site.chargers[1].site_caps_w, message="capped")
+        await asyncio.sleep(0.2)
+        hybrid, full = (c.evse(1).power_w for c in site.chargers)
+        assert hybrid == pytest.approx(3_700, abs=1)
+        assert full == pytest.approx(22_000, abs=1)
+        caps = [c.site_caps_w[1] for c in site.chargers]
+        assert caps == [pytest.approx(3_700, abs=1), pytest.approx(22_000, abs=1)]
+        assert summary(site)["held_back"] == 0
+
+
+def test_a_site_controller_without_managed_sites_leaves_chargers_alone():
+    charger = runtime_charger("LM-X", "", evses=2, location_id=SITE)
+    sites = SiteController()
+    sites.apply([charger])
+    assert charger.site_caps_w == {}
+    assert sites.held_back == {}
