@@ -119,16 +119,4 @@ class VehicleModelForm(forms.ModelForm):
 
     class Meta:
         model = VehicleModel
-        fields = [
-            "make",
-            "model",
-            "capacity_kwh",
-            "ac_max_kw",
-            "ac_phases",
-            "dc_max_kw",
-            "dc_min_v",
-            "dc_nominal_v",
-            "dc_max_v",
-            "charging_curve",
-            "efficiency",
-        ]
+        fields = list(VehicleModel.EDITABLE_FIELDS)

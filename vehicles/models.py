@@ -109,6 +109,21 @@ class VehicleModelManager(models.Manager["VehicleModel"]):
 
 
 class VehicleModel(models.Model):
+    # What a person edits, in order: the admin form and the import/export columns.
+    EDITABLE_FIELDS = (
+        "make",
+        "model",
+        "capacity_kwh",
+        "ac_max_kw",
+        "ac_phases",
+        "dc_max_kw",
+        "dc_min_v",
+        "dc_nominal_v",
+        "dc_max_v",
+        "charging_curve",
+        "efficiency",
+    )
+
     class Phases(models.IntegerChoices):
         ONE = 1, "single-phase"
         THREE = 3, "three-phase"

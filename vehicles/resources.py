@@ -64,17 +64,5 @@ class VehicleModelResource(FleetResource):
 
     class Meta:
         model = VehicleModel
-        fields = (
-            "make",
-            "model",
-            "capacity_kwh",
-            "ac_max_kw",
-            "ac_phases",
-            "dc_max_kw",
-            "dc_min_v",
-            "dc_nominal_v",
-            "dc_max_v",
-            "charging_curve",
-            "efficiency",
-        )
+        fields = VehicleModel.EDITABLE_FIELDS
         import_id_fields = ("make", "model")
