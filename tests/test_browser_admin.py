@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.browser import ARGS, ARTIFACTS, CHROMIUM, demo_site
+from tests.browser import ARTIFACTS, CHROMIUM, chromium, demo_site
 
 PASSWORD = "pw-admin-list-1"
 
@@ -61,30 +61,25 @@ MEASURE = """() => {
 
 
 def test_the_chargers_list_fits_1400_px(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with (
         demo_site(tmp_path, PASSWORD, 3, SETUP) as site,
-        sync_playwright() as playwright,
+        chromium() as browser,
     ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{site.url}/admin/chargers/charger/")
-            page.fill("#id_username", "admin")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page.locator("#result_list tbody tr")).to_have_count(7)
-            expect(page.locator("#nav-sidebar")).to_be_visible()  # both sidebars are open
-            expect(page.locator("#changelist-filter")).to_be_visible()
-            page.screenshot(path=ARTIFACTS / "admin-chargers-1400.png", full_page=True)
-            found = page.evaluate(MEASURE)
-            assert found["table"] <= found["box"], found
-            assert found["page"] <= found["viewport"], found
-            assert max(found["lines"]) < 2.5, found  # model over vendor: two lines
-            assert {"security", "enabled"} <= set(found["headers"]), found
-            cell = page.locator('tr:has-text("LONG-MODEL-0001") td.field-power')
-            expect(cell).to_have_text("DC 180 kW")
-        finally:
-            browser.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{site.url}/admin/chargers/charger/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator("#result_list tbody tr")).to_have_count(7)
+        expect(page.locator("#nav-sidebar")).to_be_visible()  # both sidebars are open
+        expect(page.locator("#changelist-filter")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "admin-chargers-1400.png", full_page=True)
+        found = page.evaluate(MEASURE)
+        assert found["table"] <= found["box"], found
+        assert found["page"] <= found["viewport"], found
+        assert max(found["lines"]) < 2.5, found  # model over vendor: two lines
+        assert {"security", "enabled"} <= set(found["headers"]), found
+        cell = page.locator('tr:has-text("LONG-MODEL-0001") td.field-power')
+        expect(cell).to_have_text("DC 180 kW")

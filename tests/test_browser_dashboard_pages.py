@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import ARGS, ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, demo_site
+from tests.browser import ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, chromium, demo_site
 
 PASSWORD = "pw-dashboard-pages-1"
 LIVE_MS = 10_000
@@ -44,15 +44,8 @@ def site(tmp_path_factory) -> Iterator[DemoSite]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def logged_in(browser: Any, site: DemoSite, path: str = "/", width: int = 1400) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chargers.models import Charger
-from tests.browser import ARGS, ARTIFACTS, CHROMIUM
+from tests.browser import ARTIFACTS, CHROMIUM, chromium
 from tests.cast import make_location
 
 pytestmark = [
@@ -34,16 +34,14 @@ def fleet_csv(path: Path, count: int) -> Path:
 def test_an_admin_imports_chargers_with_a_preview_and_a_progress_bar(
     live_server, django_user_model, tmp_path
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     # The ORM is used before and after Playwright's event loop runs, never inside it.
     django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin-1")
     make_location("Depot")
     csv_file = fleet_csv(tmp_path / "fleet.csv", 40)
-    ARTIFACTS.mkdir(exist_ok=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = browser.new_page()
         page.goto(f"{live_server.url}/admin/login/")
         page.fill("#id_username", "admin")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import ARGS, ARTIFACTS, CHROMIUM, DemoSite, demo_site
+from tests.browser import ARTIFACTS, CHROMIUM, DemoSite, chromium, demo_site
 
 PASSWORD = "pw-live-fleet-1"
 # Waits on what the page shows: long enough for a busy machine, short enough that a page
@@ -48,15 +48,8 @@ def site(tmp_path) -> Iterator[DemoSite]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def logged_in(browser: Any, site: DemoSite, path: str = "/") -> Any:
