@@ -235,19 +235,10 @@ def diagnostics_file(charger: Charger, start: float | None, stop: float | None) 
 
 async def upload_diagnostics(charger: Charger, request: DiagnosticsRequest) -> None:
     """Write the diagnostics file and upload it; Uploading, then Uploaded or UploadFailed."""
-    transfers = charger.transfers
     data = diagnostics_file(charger, request.start, request.stop)
 
     async def upload() -> bool:
-        if transfers is None:
-            raise TransferFailed("this charger cannot upload files")
-        await transfers.upload(
-            request.location,
-            request.file_name,
-            data,
-            method=charger.spec.diagnostics_upload_method,
-            ca_bundle=charger.spec.ca_bundle_path,
-        )
+        await upload_file(charger, request.location, request.file_name, data)
         return True
 
     await charger.report_diagnostics(DiagnosticsStatus.UPLOADING)
@@ -256,6 +247,21 @@ async def upload_diagnostics(charger: Charger, request: DiagnosticsRequest) -> N
     )
     status = DiagnosticsStatus.UPLOAD_FAILED if done is None else DiagnosticsStatus.UPLOADED
     await charger.report_diagnostics(status)
+
+
+async def upload_file(charger: Charger, location: str, file_name: str, data: bytes) -> None:
+    """One upload of a file the charger wrote (diagnostics, a log) to where the central
+    system asked, the charger's way (its HTTP method, its CA bundle); TransferFailed if not."""
+    transfers = charger.transfers
+    if transfers is None:
+        raise TransferFailed("this charger cannot upload files")
+    await transfers.upload(
+        location,
+        file_name,
+        data,
+        method=charger.spec.diagnostics_upload_method,
+        ca_bundle=charger.spec.ca_bundle_path,
+    )
 
 
 async def attempts(

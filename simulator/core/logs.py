@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
-from simulator.core.firmware import attempts, diagnostics_file
+from simulator.core.firmware import attempts, diagnostics_file, upload_file
 from simulator.core.transfer import LogStatus, TransferFailed
 
 log = logging.getLogger(__name__)
@@ -108,21 +108,12 @@ def log_file(charger: Charger, request: LogRequest) -> bytes:
 
 async def upload_log(charger: Charger, request: LogRequest) -> None:
     """Write the log file and upload it; Uploading, then Uploaded or why it failed."""
-    transfers = charger.transfers
     data = log_file(charger, request)
     failures: list[TransferFailed] = []
 
     async def upload() -> bool:
         try:
-            if transfers is None:
-                raise TransferFailed("this charger cannot upload files")
-            await transfers.upload(
-                request.location,
-                request.file_name,
-                data,
-                method=charger.spec.diagnostics_upload_method,
-                ca_bundle=charger.spec.ca_bundle_path,
-            )
+            await upload_file(charger, request.location, request.file_name, data)
         except TransferFailed as exc:
             failures.append(exc)
             raise
