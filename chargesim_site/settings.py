@@ -121,8 +121,17 @@ DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        # WAL lets the web side read while the engine writes its checkpoints.
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            # WAL lets the web side read while the engine writes its checkpoints.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 20,
+            # Every transaction takes the write lock when it begins, waiting up to the
+            # timeout above. A deferred one that read first can never write once another
+            # connection has committed since its read (WAL's BUSY_SNAPSHOT): SQLite fails
+            # it at once with "database is locked", whatever the timeout. That was an
+            # admin save answered with a 500 while the engine wrote a checkpoint.
+            "transaction_mode": "IMMEDIATE",
+        }
     )
     # Tests get a file, as production has, not Django's shared-cache in-memory database:
     # there a second thread (the live server, a background import) meets "table is
