@@ -121,8 +121,11 @@ class AnswerOverrideArgs(TypedDict, total=False):
     action: str
 
 
-def check_rule(raw: Any, *, modes: tuple[str, ...] = MODES) -> AnswerRule:
-    """One rule from outside, checked and normalised; ValueError says what is wrong."""
+def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
+    """One rule from outside, checked and normalised; ValueError says what is wrong.
+
+    `stored`: a rule of the charger's row, which applies to every call ("every", also
+    when left out); a run-time rule is "next" when left out."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"a rule must be an object like {EXAMPLE_RULE}, not {_short(raw)}")
     known = {"action", "mode", "description", *KINDS}
@@ -135,9 +138,14 @@ def check_rule(raw: Any, *, modes: tuple[str, ...] = MODES) -> AnswerRule:
             f"action {_short(action)} is not a CALL the CSMS sends a 1.6 charger "
             f"(one of {_list(ANSWER_STATUSES)})"
         )
-    mode = raw.get("mode", "next")
-    if mode not in modes:
-        raise ValueError(f"mode {_short(mode)} must be {' or '.join(modes)}")
+    mode = raw.get("mode", "every" if stored else "next")
+    if stored and mode != "every":
+        raise ValueError(
+            f"mode {_short(mode)}: a charger's stored rules apply to every call (mode "
+            '"every", or leave it out); "next" is for a scenario step or a drive command'
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode {_short(mode)} must be next or every")
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
         raise ValueError(
@@ -181,8 +189,8 @@ def check_rule(raw: Any, *, modes: tuple[str, ...] = MODES) -> AnswerRule:
     return rule
 
 
-def check_rules(raw: Any, *, modes: tuple[str, ...] = MODES) -> list[AnswerRule]:
-    """A list of rules (the charger's stored ones); the message names the bad rule."""
+def check_rules(raw: Any) -> list[AnswerRule]:
+    """The charger's stored rules (a list, "every" rules); the message names the bad rule."""
     if raw in (None, ""):
         return []
     if not isinstance(raw, list):
@@ -190,7 +198,7 @@ def check_rules(raw: Any, *, modes: tuple[str, ...] = MODES) -> list[AnswerRule]
     rules = []
     for index, item in enumerate(raw, start=1):
         try:
-            rules.append(check_rule(item, modes=modes))
+            rules.append(check_rule(item, stored=True))
         except ValueError as exc:
             raise ValueError(f"rule {index}: {exc}") from None
     return rules
