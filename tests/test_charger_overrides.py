@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chargers.models import Charger
+from simulator.core.clock import parse_iso
 from simulator.csms import CALLRESULT, CentralSystem
 from tests.admin_forms import form_values
 from tests.api_client import user_with_token
@@ -22,6 +23,7 @@ from tests.engine import loaded, wait_until
 from tests.test_answer_overrides import answer_to, send
 from tests.test_api_fleet_live import PERMISSIONS, Api
 from tests.test_live_fleet import clean_layer, worker  # noqa: F401
+from tests.workers import running
 
 REJECT_REMOTE_START = {"action": "RemoteStartTransaction", "status": "Rejected"}
 BAD_STATUS = {"action": "RemoteStartTransaction", "status": "Maybe"}
@@ -194,3 +196,22 @@ async def test_an_admin_save_reaches_the_running_charger_live(worker, csms):  # 
     assert (await sync_to_async(client.post)(url, data)).status_code == 302
     await wait_until(lambda: not charger.impairments.answers, message="the rule removed")
     assert await remote_start_status(csms, "CP-LIVE") == "Accepted"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_starts_the_charger_with_its_stored_values(csms):
+    await sync_to_async(make_charger)(
+        "OV-LOAD",
+        evses=1,
+        csms_url=csms.url,
+        answer_overrides=[REJECT_REMOTE_START],
+        network_jitter_ms=5,
+        clock_skew_seconds=3600,
+    )
+    async with running("OV-LOAD") as charger:
+        assert charger.impairments.network.jitter_ms == 5
+        assert charger.impairments.clock_skew_s == 3600
+        assert await remote_start_status(csms, "OV-LOAD") == "Rejected"
+    status = next(e for e in csms.log if e.cp_id == "OV-LOAD" and e.action == "StatusNotification")
+    ahead = (parse_iso(status.payload["timestamp"]) - status.at).total_seconds()
+    assert 3600 - 5 < ahead < 3600 + 5
