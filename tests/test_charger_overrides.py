@@ -215,3 +215,31 @@ async def test_a_worker_starts_the_charger_with_its_stored_values(csms):
     status = next(e for e in csms.log if e.cp_id == "OV-LOAD" and e.action == "StatusNotification")
     ahead = (parse_iso(status.payload["timestamp"]) - status.at).total_seconds()
     assert 3600 - 5 < ahead < 3600 + 5
+
+
+# -- the API's actions (what a scenario's steps send) ----------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_api_actions_drive_the_running_charger(worker, csms):  # noqa: F811
+    _, token = await sync_to_async(user_with_token)("ci", *PERMISSIONS)
+    api = Api(token)
+    path = "/chargers/CP-LIVE/actions/"
+    refused = await api("post", path + "set-answer-override", BAD_STATUS)
+    assert refused.status_code == 422
+    assert "status 'Maybe' is not valid in a RemoteStartTransaction answer" in refused.text
+    done = await api("post", path + "set-answer-override", {**REJECT_REMOTE_START, "mode": "next"})
+    assert done.status_code == 200, done.content
+    assert await remote_start_status(csms, "CP-LIVE") == "Rejected"
+    assert await remote_start_status(csms, "CP-LIVE") == "Accepted"  # "next": once
+    done = await api("post", path + "set-network", {"latency_ms": 20, "drop_rate": 0})
+    assert done.status_code == 200, done.content
+    assert loaded(worker, "CP-LIVE").impairments.network.latency_ms == 20
+    refused = await api("post", path + "close-connection", {"code": 1005})
+    assert refused.status_code == 422
+    done = await api("post", path + "close-connection", {"code": 4100, "reason": "bye"})
+    assert done.status_code == 200, done.content
+    await wait_until(lambda: any(c.code == 4100 for c in csms.closures), message="the close")
+    done = await api("post", path + "set-clock-skew", {"seconds": 90})
+    assert done.status_code == 200, done.content
+    assert loaded(worker, "CP-LIVE").impairments.clock_skew_s == 90

@@ -185,7 +185,8 @@ class ChargePointClient(OcppChargePoint):
         """The charger's network conditions take the frame: it is lost (a CALL then times
         out and fails as if its answer were lost: the outbox retries a transaction
         message), or held back for its latency behind the frames held before it (delayed,
-        never reordered). False: send it now as usual."""
+        never reordered). False: send it now as usual. Either way the charger's own log
+        shows the frame as sent, when it sent it: the network lost or held it after."""
         impairments = self.charger.impairments
         network = impairments.network
         if network.drop_rate and impairments.drops_frame():
