@@ -243,3 +243,24 @@ async def test_the_api_actions_drive_the_running_charger(worker, csms):  # noqa:
     done = await api("post", path + "set-clock-skew", {"seconds": 90})
     assert done.status_code == 200, done.content
     assert loaded(worker, "CP-LIVE").impairments.clock_skew_s == 90
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reboot_keeps_what_was_set_at_run_time(worker, csms):  # noqa: F811
+    """A scenario's "reboot" step builds the charger afresh from its row: the rules and
+    network conditions the scenario set must survive it, as the stored ones do."""
+    before = loaded(worker, "CP-LIVE")
+    before.impairments.answers.add(
+        {"action": "RemoteStartTransaction", "mode": "every", "status": "Rejected"}
+    )
+    before.impairments.network.latency_ms = 30
+    before.impairments.clock_skew_s = -10
+    boots = csms.counts["BootNotification"]
+    assert (await worker.reloader.power_cycle(before)).startswith("reboots now")
+    after = loaded(worker, "CP-LIVE")
+    assert after is not before
+    await wait_until(lambda: csms.counts["BootNotification"] > boots, message="the new boot")
+    await wait_until(lambda: after.online, message="online after the reboot")
+    assert after.impairments.network.latency_ms == 30
+    assert after.impairments.clock_skew_s == -10
+    assert await remote_start_status(csms, "CP-LIVE") == "Rejected"

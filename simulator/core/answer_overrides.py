@@ -86,6 +86,11 @@ class AnswerOverrides:
         self._every = [o for o in self._every if action is not None and o.action != action]
         return before - len(self._next) - len(self._every)
 
+    def keep_run_time(self, old: AnswerOverrides) -> None:
+        """Take over the run-time rules of the charger this one replaces (a reboot)."""
+        self._next = list(old._next)
+        self._every = list(old._every)
+
     def use_stored(self, overrides: Iterable[Override]) -> None:
         """The charger row's rules, replacing the ones it had (all are "every" rules)."""
         self._stored = [replace(o, every=True) for o in overrides]

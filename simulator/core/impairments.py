@@ -70,6 +70,16 @@ class Impairments:
         rate = self.network.drop_rate
         return rate > 0 and (rate >= 1 or self.random.random() < rate)
 
+    def carry_over(self, old: Impairments, *, same_stored: bool) -> None:
+        """This charger replaces `old` (a power cycle builds it afresh): a scenario's
+        run-time rules, random state, and, unless the row's values changed, the network
+        conditions and clock skew set at run time, survive the reboot."""
+        self.answers.keep_run_time(old.answers)
+        self.random = old.random
+        if same_stored:
+            self.network = old.network
+            self.clock_skew_s = old.clock_skew_s
+
     def apply_stored(self, stored: StoredImpairments) -> None:
         """The row's values take over (its rules replace the stored ones; run-time rules
         stay)."""
