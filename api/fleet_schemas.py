@@ -17,6 +17,7 @@ from ninja import Field, FilterLookup, FilterSchema, Schema
 
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import Location
+from simulator.contract import overrides
 from vehicles.models import VehicleModel
 
 
@@ -250,6 +251,15 @@ class ChargerIn(Schema):
     firmware_failure: str = _charger("firmware_failure")
     diagnostics_upload_method: str = _charger("diagnostics_upload_method")
     power_sharing: str = _charger("power_sharing")
+    answer_overrides: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=doc(Charger, "answer_overrides"),
+        examples=[[overrides.EXAMPLE_RULE]],
+    )
+    network_latency_ms: int = _charger("network_latency_ms")
+    network_jitter_ms: int = _charger("network_jitter_ms")
+    network_drop_rate: float = _charger("network_drop_rate")
+    clock_skew_seconds: float = _charger("clock_skew_seconds")
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -283,6 +293,15 @@ class ChargerPatch(Schema):
         None, description=doc(Charger, "diagnostics_upload_method")
     )
     power_sharing: str | None = Field(None, description=doc(Charger, "power_sharing"))
+    answer_overrides: list[dict[str, Any]] | None = Field(
+        None,
+        description=doc(Charger, "answer_overrides", "Replaces the stored list ([] clears it)."),
+        examples=[[overrides.EXAMPLE_RULE]],
+    )
+    network_latency_ms: int | None = Field(None, description=doc(Charger, "network_latency_ms"))
+    network_jitter_ms: int | None = Field(None, description=doc(Charger, "network_jitter_ms"))
+    network_drop_rate: float | None = Field(None, description=doc(Charger, "network_drop_rate"))
+    clock_skew_seconds: float | None = Field(None, description=doc(Charger, "clock_skew_seconds"))
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
@@ -316,6 +335,11 @@ class ChargerOut(Schema):
     firmware_failure: str
     diagnostics_upload_method: str
     power_sharing: str
+    answer_overrides: list[dict[str, Any]]
+    network_latency_ms: int
+    network_jitter_ms: int
+    network_drop_rate: float
+    clock_skew_seconds: float
     created: datetime
     updated: datetime
     evses: list[EvseOut]

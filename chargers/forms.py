@@ -2,9 +2,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from django import forms
 
 from chargers.models import Charger
+from simulator.contract import overrides
+
+# Issue 16: stored answer overrides, network conditions and clock skew.
+FAULT_INJECTION_FIELDS = [
+    "answer_overrides",
+    "network_latency_ms",
+    "network_jitter_ms",
+    "network_drop_rate",
+    "clock_skew_seconds",
+]
+EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
 
 
 class ChargerForm(forms.ModelForm):
@@ -47,7 +59,43 @@ class ChargerForm(forms.ModelForm):
             "firmware_failure",
             "diagnostics_upload_method",
             "power_sharing",
+            *FAULT_INJECTION_FIELDS,
         ]
+        widgets = {
+            "answer_overrides": forms.Textarea(
+                attrs={"rows": 4, "cols": 80, "placeholder": EXAMPLE, "spellcheck": "false"}
+            ),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Fault injection is optional: a form posted without these fields (a script, an
+        # older page) keeps what the charger has, and an emptied box means "none".
+        for name in FAULT_INJECTION_FIELDS:
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def _kept(self, name: str, empty: Any = 0) -> Any:
+        """Not posted: the charger's value; posted empty: `empty` (none)."""
+        if name not in self.data:
+            return getattr(self.instance, name)
+        value = self.cleaned_data.get(name)
+        return empty if value is None else value
+
+    def clean_answer_overrides(self) -> Any:
+        return self._kept("answer_overrides", [])
+
+    def clean_network_latency_ms(self) -> Any:
+        return self._kept("network_latency_ms")
+
+    def clean_network_jitter_ms(self) -> Any:
+        return self._kept("network_jitter_ms")
+
+    def clean_network_drop_rate(self) -> Any:
+        return self._kept("network_drop_rate")
+
+    def clean_clock_skew_seconds(self) -> Any:
+        return self._kept("clock_skew_seconds")
 
     def clean_authorization_key(self) -> str:
         value = self.cleaned_data.get("authorization_key") or ""

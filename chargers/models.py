@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypedDict
@@ -13,8 +14,21 @@ from django.utils import timezone
 
 from chargers.bulk import execute_rows
 from chargers.sealed import seal, unseal
-from chargers.validators import validate_charge_point_id, validate_csms_url
-from simulator.contract import config_keys
+from chargers.validators import (
+    validate_answer_overrides,
+    validate_charge_point_id,
+    validate_csms_url,
+)
+from simulator.contract import config_keys, overrides
+
+ANSWER_OVERRIDES_HELP = (
+    "How this charger answers the CSMS's calls of an action, on every call: a list of rules "
+    'such as [{"action": "RemoteStartTransaction", "status": "Rejected"}] (this charger '
+    "answers RemoteStartTransaction Rejected, and starts nothing). One of: "
+    '"status" (a status of that action\'s answer), "call_error" (an OCPP 1.6 CALLERROR code, '
+    'e.g. "NotSupported", with an optional "description"), "delay" (seconds: the normal '
+    'answer, late) or "no_answer": true. Empty: it answers normally.'
+)
 
 
 class ChargerQuerySet(models.QuerySet["Charger"]):
@@ -164,6 +178,44 @@ class Charger(models.Model):
         choices=PowerSharing.choices,
         help_text="The max power caps the sum of the connectors; this says how they share it.",
     )
+    # Fault injection kept with the charger (issue 16): what a scenario step or a drive
+    # command sets for a run, stored. The engine applies a change live.
+    answer_overrides = models.JSONField(
+        "answer overrides",
+        default=list,
+        blank=True,
+        validators=[validate_answer_overrides],
+        help_text=ANSWER_OVERRIDES_HELP,
+    )
+    network_latency_ms = models.PositiveIntegerField(
+        "network latency (ms)",
+        default=0,
+        validators=[MaxValueValidator(overrides.LATENCY_MAX_MS)],
+        help_text="Added to each frame the charger sends (in order: delayed, never reordered).",
+    )
+    network_jitter_ms = models.PositiveIntegerField(
+        "network jitter (ms)",
+        default=0,
+        validators=[MaxValueValidator(overrides.LATENCY_MAX_MS)],
+        help_text="Each frame's latency varies by up to this much, either way.",
+    )
+    network_drop_rate = models.FloatField(
+        "network drop rate",
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The share of the charger's outgoing frames lost, from 0 to 1 (0.1: one in "
+        "ten). A lost transaction message is sent again, as after a lost answer.",
+    )
+    clock_skew_seconds = models.FloatField(
+        "clock skew (s)",
+        default=0.0,
+        validators=[
+            MinValueValidator(-overrides.SKEW_MAX_S),
+            MaxValueValidator(overrides.SKEW_MAX_S),
+        ],
+        help_text="The timestamps the charger sends are this far ahead (negative: behind), "
+        "whatever time the CSMS sets.",
+    )
     auto_connect = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -211,6 +263,11 @@ class Charger(models.Model):
             )
         if self.power_type == self.PowerType.DC:
             self.phases = 3
+        # Stored in one form: every rule with its mode (the field's validator reports).
+        with contextlib.suppress(ValueError):
+            self.answer_overrides = overrides.check_rules(self.answer_overrides)
+        if self.answer_overrides is None:  # a form's empty JSON field: no rules
+            self.answer_overrides = []
         if errors:
             raise ValidationError(errors)
 

@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
+from simulator.contract import overrides
+
 CHARGE_POINT_ID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,48}$")
 
 
@@ -45,3 +47,13 @@ def validate_csms_url(value: str) -> None:
         )
     if port == 0:
         raise ValidationError("The CSMS URL has port 0.")
+
+
+def validate_answer_overrides(value: object) -> None:
+    """A charger's stored answer overrides: a list of rules, checked as the engine checks
+    a scenario's (`simulator.contract.overrides`), in the same words."""
+    try:
+        overrides.check_rules(value)
+    except ValueError as exc:
+        # The rule text holds quotes and braces, never "%(": safe as a message.
+        raise ValidationError(str(exc).replace("%", "%%")) from None

@@ -63,6 +63,10 @@ TOOLS = {
     "clear_fault",
     "cut_network",
     "request_certificate",
+    "set_answer_override",
+    "set_network",
+    "close_connection",
+    "set_clock_skew",
     "bulk_action",
     "charger_log",
 }

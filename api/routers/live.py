@@ -23,7 +23,7 @@ acknowledged but did not answer in time.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
@@ -41,6 +41,7 @@ from chargers.engine_client import (
 from chargers.models import Charger
 from locations.models import Location
 from simulator import contract
+from simulator.contract import overrides
 
 router = Router(tags=["live"])
 
@@ -215,6 +216,63 @@ class CutNetworkArgs(Schema):
     seconds: float = Field(ge=1, le=86_400, description="how long the network stays down")
 
 
+class AnswerOverrideArgs(Schema):
+    """A rule (action, mode and one of status, call_error, delay, no_answer), or clear."""
+
+    action: str | None = Field(None, description="the CSMS's CALL, e.g. RemoteStartTransaction")
+    mode: Literal["next", "every"] = Field("next", description="once, or until cleared")
+    status: str | None = Field(None, description="this status in the normal answer")
+    call_error: str | None = Field(None, description="a CALLERROR code, e.g. NotSupported")
+    description: str | None = Field(None, max_length=overrides.DESCRIPTION_MAX)
+    delay: float | None = Field(None, description="seconds: the normal answer, this late")
+    no_answer: bool | None = Field(None, description="true: never answer")
+    clear: bool = Field(False, description="remove the run-time rules (of `action` if given)")
+
+    @model_validator(mode="after")
+    def checked(self) -> "AnswerOverrideArgs":
+        if not self.clear:
+            overrides.check_rule(_given(self))  # its ValueError is a 422 naming the problem
+        elif self.action is not None and self.action not in overrides.ANSWER_STATUSES:
+            raise ValueError(f"{self.action!r} is not a CALL the CSMS sends")
+        return self
+
+
+class NetworkArgs(Schema):
+    latency_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
+    jitter_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
+    drop_rate: float | None = Field(None, ge=0, le=1, description="share of frames lost")
+    seed: int | None = Field(None, description="seeds the charger's jitter and drops")
+
+    @model_validator(mode="after")
+    def something(self) -> "NetworkArgs":
+        if not _given(self):
+            raise ValueError("give latency_ms, jitter_ms, drop_rate or seed")
+        return self
+
+
+class CloseConnectionArgs(Schema):
+    code: int = Field(1000, description="a close code: 1000-1003, 1007-1014 or 3000-4999")
+    reason: str = Field("", description="at most 123 bytes")
+
+    @model_validator(mode="after")
+    def checked(self) -> "CloseConnectionArgs":
+        overrides.check_close({"code": self.code, "reason": self.reason})
+        return self
+
+
+class ClockSkewArgs(Schema):
+    seconds: float = Field(
+        ge=-overrides.SKEW_MAX_S,
+        le=overrides.SKEW_MAX_S,
+        description="the charger's clock is this far ahead (negative: behind)",
+    )
+
+
+def _given(args: Schema) -> dict[str, Any]:
+    """The values a caller gave (the engine tells "left out" from a default)."""
+    return {k: v for k, v in args.dict().items() if v is not None and k != "clear"}
+
+
 class BulkFilter(Schema):
     charge_point_ids: list[str] | None = Field(
         None, max_length=BULK_MAX_IDS, description="these chargers (each gets a result)"
@@ -322,6 +380,43 @@ ACTIONS = (
         "and go out after it (not a reboot).",
     ),
     Action(
+        "set-answer-override",
+        "set_answer_override",
+        AnswerOverrideArgs,
+        "Override its answers",
+        "How the charger answers the CSMS's next (or every) CALL of an action: a status in "
+        "the normal answer (the call then has no effect: a Rejected RemoteStartTransaction "
+        "starts nothing), a CALLERROR, the normal answer late (`delay` s), or no answer. "
+        'Example: {"action": "RemoteStartTransaction", "mode": "every", "status": '
+        '"Rejected"}. `clear: true` removes the rules set this way (the charger\'s stored '
+        "ones stay). Not stored: a restart forgets them.",
+    ),
+    Action(
+        "set-network",
+        "set_network",
+        NetworkArgs,
+        "Set network conditions",
+        "Latency and jitter added to each frame the charger sends (in order, never "
+        "reordered), and the share of its frames lost (a lost transaction message is sent "
+        "again as after a lost answer). Not stored.",
+    ),
+    Action(
+        "close-connection",
+        "close_connection",
+        CloseConnectionArgs,
+        "Close its connection with a code",
+        "The charger closes its websocket with this close code and reason, then reconnects "
+        "as after any close (no new BootNotification).",
+    ),
+    Action(
+        "set-clock-skew",
+        "set_clock_skew",
+        ClockSkewArgs,
+        "Skew its clock",
+        "The timestamps it sends are off by this many seconds, whatever time the CSMS sets. "
+        "Not stored.",
+    ),
+    Action(
         "request-certificate",
         "request_certificate",
         NoArgs,
@@ -403,6 +498,8 @@ def _engine_args(command: str, args: Schema) -> dict[str, Any]:
     values = args.dict()
     if command == "plug_in":
         values["vehicle_id"] = values.pop("vehicle_model_id")
+    if command in ("set_answer_override", "set_network"):
+        values = {k: v for k, v in values.items() if v is not None and v is not False}
     return values
 
 

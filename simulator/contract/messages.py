@@ -57,6 +57,11 @@ DRIVE_COMMANDS: Final = frozenset(
         "clear_fault",
         "cut_network",
         "request_certificate",  # SignCertificate (security whitepaper)
+        # Fault injection (issue 16; arguments and their checks: contract.overrides):
+        "set_answer_override",  # AnswerOverrideArgs: a rule, or clear
+        "set_network",  # NetworkArgs: latency_ms, jitter_ms, drop_rate (and seed)
+        "close_connection",  # CloseArgs: the charger closes its socket with a code
+        "set_clock_skew",  # ClockSkewArgs: its timestamps are off by seconds
     }
 )
 # Drive commands that act on one connector (`ConnectorArgs.connector_id`, 1 when missing);

@@ -17,8 +17,8 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
@@ -29,6 +29,7 @@ from simulator.core.certificates import CertificateError, CertificateStore
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.configuration import ConfigValues, check_change, is_write_only
 from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
+from simulator.core.impairments import Impairments, StoredImpairments
 from simulator.core.link import (
     AnswerCallback,
     BootState,
@@ -196,6 +197,8 @@ class ChargerSpec:
     diagnostics_upload_method: str = "PUT"  # HTTP(S) uploads: "PUT" or "POST" (multipart)
     power_sharing: str = "equal"  # the rated power among connectors: "equal" or "first"
     auto_connect: bool = True
+    # Answer overrides, network conditions and clock skew stored on the charger's row.
+    impairments: StoredImpairments = field(default_factory=StoredImpairments)
     db_id: int | None = None
     location_id: int | None = None
 
@@ -279,6 +282,9 @@ class Charger:
         self._clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
         self.offline_until = 0.0
+        # Answer overrides, network conditions, clock skew: the row's, then run-time ones.
+        self.impairments = Impairments.for_charger(spec.charge_point_id)
+        self.impairments.apply_stored(spec.impairments)
         self.locked_cables: set[int] = set()
         self.availability: dict[int, str] = {
             e.connector_id: "Inoperative" for e in evses if e.status is Status.UNAVAILABLE
@@ -613,7 +619,9 @@ class Charger:
         if settled and self.last_sent_status.get(connector_id) == key:
             return
         self.last_sent_status[connector_id] = key
-        self.send(self.messages.connector_status(connector_id, status, error_code, info, now_iso()))
+        self.send(
+            self.messages.connector_status(connector_id, status, error_code, info, self.stamp())
+        )
 
     def _send_settled_status(self, connector_id: int) -> None:
         evse = self.evse(connector_id)
@@ -755,7 +763,7 @@ class Charger:
             # reserved connector, or on one whose last session ended with the cable still
             # in, passes through Preparing.
             self.set_status(evse, Status.PREPARING)
-        tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), now_iso())
+        tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), self.stamp())
         self.transactions[connector_id] = tx
         evse.session = SessionSeries(self.clock.time(), start_wh=evse.register_wh)
         evse.session.record(self.clock.time(), 0.0, evse.soc, evse.register_wh)
@@ -814,7 +822,7 @@ class Charger:
         evse.power_w = 0.0
         evse.current_a = ()
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
-        tx.stopped_at = now_iso()
+        tx.stopped_at = self.stamp()
         tx.stop_reason = reason
         if evse.session is not None:
             evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
@@ -1024,7 +1032,7 @@ class Charger:
 
     def wall_time(self) -> float:
         """The charger's clock as epoch seconds (synchronised to the CSMS's)."""
-        return self.clock.time() + self._clock_offset
+        return self.clock.time() + self._clock_offset + self.impairments.clock_skew_s
 
     def reserve_now(
         self,
@@ -1635,6 +1643,8 @@ class Charger:
         ongoing session keeps its vehicle, new ones use the new limits from the next tick."""
         if spec.charge_point_id != self.id:
             raise ValueError("a new charge point id needs a reboot, not respec()")
+        if spec.impairments != self.spec.impairments:
+            self.impairments.apply_stored(spec.impairments)
         self.spec = spec
         for evse in self.evses:
             evse.max_power_w = evse_power_w.get(evse.connector_id, evse.max_power_w)
@@ -1669,7 +1679,7 @@ class Charger:
         else:
             evse = self.evse(connector_id)
             status, error_code, info = evse.status, evse.error_code, evse.info
-        return self.messages.connector_status(connector_id, status, error_code, info, now_iso())
+        return self.messages.connector_status(connector_id, status, error_code, info, self.stamp())
 
     async def send_now(self, message: Message) -> None:
         """A triggered message: through the queue once booted, directly while Pending (the
@@ -1760,7 +1770,7 @@ class Charger:
         after a power loss, with the last register it knew (never below meterStart)."""
         evse = self.evse(tx.connector_id)
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
-        tx.stopped_at = timestamp or now_iso()
+        tx.stopped_at = timestamp or self.stamp()
         tx.stop_reason = reason
         self.send(
             self.messages.transaction_ended(tx, tx.meter_stop, tx.stopped_at, reason, None, []),
@@ -1886,7 +1896,7 @@ class Charger:
         measurands = self.config_list("StopTxnSampledData")
         if not measurands:
             return []
-        return [MeterSample(now_iso(), context, self.readings(evse, measurands))]
+        return [MeterSample(self.stamp(), context, self.readings(evse, measurands))]
 
     def send_meter_values(
         self,
@@ -1908,7 +1918,7 @@ class Charger:
             return
         tx = None if outside_transaction else self.transactions.get(connector_id)
         message = self.messages.meter_values(
-            connector_id, tx, context, timestamp or now_iso(), values
+            connector_id, tx, context, timestamp or self.stamp(), values
         )
         if tx is not None and context is not SampleContext.TRIGGER:
             self.send(message, transactional=True, tx=tx)
@@ -2015,8 +2025,23 @@ class Charger:
             tx.aligned_values.append(values)
 
     def now(self) -> datetime:
-        """The charger's clock, synchronised to the CSMS's at boot and heartbeat."""
-        return datetime.fromtimestamp(self.clock.time() + self._clock_offset, UTC)
+        """The charger's clock, synchronised to the CSMS's at boot and heartbeat (and off
+        by its clock skew, if it is given one)."""
+        return datetime.fromtimestamp(self.wall_time(), UTC)
+
+    def stamp(self) -> str:
+        """The timestamp of a message the charger makes now: the host's UTC clock, shifted
+        by the charger's clock skew. A skew stays across the CSMS's clock sync: it plays a
+        charger whose clock is wrong however often it is set."""
+        skew = self.impairments.clock_skew_s
+        if not skew:
+            return now_iso()
+        return now_iso(datetime.now(UTC) + timedelta(seconds=skew))
+
+    def skewed(self, moment: datetime) -> datetime:
+        """`moment` as this charger's clock reads it (the meter engine's shared stamps)."""
+        skew = self.impairments.clock_skew_s
+        return moment + timedelta(seconds=skew) if skew else moment
 
 
 # The CSMS times a charger accepts: wide, but far enough from datetime's limits (years

@@ -131,6 +131,17 @@ class Refusal:
     at: datetime
 
 
+@dataclass(slots=True, frozen=True)
+class Closure:
+    """A charger's connection that ended, with the close frame the charger sent."""
+
+    cp_id: str
+    code: int  # as received from the charger; 1006 when none came (the link was lost)
+    reason: str
+    by_charger: bool  # the charger started the closing handshake
+    at: datetime
+
+
 # A DataTransfer answerer: (cp id, vendorId, messageId, data) -> a status, or a
 # call_result.DataTransfer; it may be a coroutine function.
 DataTransferHandler = Callable[[str, str, str | None, str | None], Any]

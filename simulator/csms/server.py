@@ -38,6 +38,7 @@ from .records import (
     CALLERROR,
     CALLRESULT,
     MALFORMED,
+    Closure,
     ConnectorStatus,
     DataTransferHandler,
     LocalList,
@@ -130,6 +131,7 @@ class CentralSystem:
         self.connected: dict[str, CSMSConnection] = {}
         self.connects: Counter[str] = Counter()  # cp id -> accepted websocket connections
         self.refusals: deque[Refusal] = deque(maxlen=1000)
+        self.closures: deque[Closure] = deque(maxlen=1000)  # connections that ended
         self.transactions: dict[int, Transaction] = {}
         self.next_transaction_id = 1
         self.status: dict[str, dict[int, ConnectorStatus]] = {}
@@ -808,6 +810,16 @@ class CentralSystem:
             conn.mark_gone()
             if self.connected.get(cp_id) is conn:
                 del self.connected[cp_id]
+            received = websocket.protocol.close_rcvd
+            self.closures.append(
+                Closure(
+                    cp_id,
+                    received.code if received is not None else CloseCode.ABNORMAL_CLOSURE,
+                    received.reason if received is not None else "",
+                    websocket.protocol.close_rcvd_then_sent is True,
+                    datetime.now(UTC),
+                )
+            )
             self._notify()
 
     def _spawn(self, awaitable: Awaitable[Any]) -> None:

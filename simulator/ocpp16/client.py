@@ -19,6 +19,7 @@ import secrets
 import ssl
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -143,6 +144,13 @@ class ChargePointClient(OcppChargePoint):
         self._diagnostics: DiagnosticsRequest | None = None
         self._log_request: LogRequest | None = None
         self._extended_trigger: tuple[str, int | None] | None = None
+        # Frames the charger's network conditions hold back: (due on the loop's clock, text,
+        # unique id of our CALL or "" for an answer, action), sent in order by `_drain`.
+        self._delayed: deque[tuple[float, str, str, str]] = deque()
+        self._last_due = 0.0
+        self._drainer: asyncio.Task[None] | None = None
+        self._answer_delay = 0.0  # an answer override's delay for the CALL being routed
+        self.closing: tuple[int, str] | None = None  # we closed with this code (close_with)
         # What this charger answers: every action with a handler, less those of the feature
         # profiles it does not support (answered NotSupported).
         self._handled = frozenset(
@@ -167,9 +175,55 @@ class ChargePointClient(OcppChargePoint):
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(deadline, self._expire)
         self.charger.listener.on_frame(self.charger, "out", text, unique_id, action)
+        if self._impaired(text, unique_id, action):
+            return
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
+
+    def _impaired(self, text: str, unique_id: str, action: str) -> bool:
+        """The charger's network conditions take the frame: it is lost (a CALL then times
+        out and fails as if its answer were lost: the outbox retries a transaction
+        message), or held back for its latency behind the frames held before it (delayed,
+        never reordered). False: send it now as usual. Either way the charger's own log
+        shows the frame as sent, when it sent it: the network lost or held it after."""
+        impairments = self.charger.impairments
+        network = impairments.network
+        if network.drop_rate and impairments.drops_frame():
+            dropped("network_drop")
+            log.info("%s: network condition dropped an outgoing %s", self.id, action or "frame")
+            return True
+        if not (self._delayed or network.delays):
+            return False
+        due = max(self._loop.time() + impairments.frame_delay(), self._last_due)
+        self._last_due = due
+        self._delayed.append((due, text, unique_id, action))
+        if self._drainer is None:
+            self._drainer = self._loop.create_task(self._drain())
+        return True
+
+    async def _drain(self) -> None:
+        """Send the held-back frames in order, each at its due time."""
+        try:
+            while self._delayed:
+                due, text, unique_id, action = self._delayed[0]
+                wait = due - self._loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._delayed.popleft()
+                try:
+                    await self._connection.send(text)
+                except ConnectionClosed:
+                    if unique_id:
+                        self._lose(unique_id, LinkLost(f"connection closed while sending {action}"))
+        finally:
+            self._drainer = None
+
+    async def close_with(self, code: int, reason: str) -> None:
+        """Close the connection with this close code (fault injection); the charger then
+        reconnects as after any close. The code and reason are the caller's to check."""
+        self.closing = (code, reason)
+        await self._connection.close(code, reason)
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`send_call` for code that wants to await the answer (boot, triggered messages)."""
@@ -298,6 +352,10 @@ class ChargePointClient(OcppChargePoint):
             transport.abort()
 
     def fail_pending(self, reason: str) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            self._drainer = None
+        self._delayed.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -315,8 +373,12 @@ class ChargePointClient(OcppChargePoint):
             # the CSMS would drop the link. The same JSON in plain UTF-8 stays the size sent.
             message = orjson.dumps(answer).decode()
         message_id, action = self._answering
+        delay, self._answer_delay = self._answer_delay, 0.0
+        if delay > 0:  # an answer override: the normal answer, late
+            await asyncio.sleep(delay)
         self.charger.listener.on_frame(self.charger, "out", message, message_id, action)
-        await self._connection.send(message)
+        if not self._impaired(message, "", action):
+            await self._connection.send(message)
 
     async def route_message(self, raw_msg: str) -> None:
         """Route one frame from the CSMS; nothing in it may end the connection."""
@@ -334,6 +396,7 @@ class ChargePointClient(OcppChargePoint):
 
     async def _route(self, raw_msg: str) -> None:
         self._replied = False
+        self._answer_delay = 0.0
         self._routing_action = "unknown"
         try:
             message = wire.decode(raw_msg)
@@ -383,6 +446,8 @@ class ChargePointClient(OcppChargePoint):
                 dropped("frame_ignored")
                 log.info("%s: ignoring a CALL without a unique id: %.200r", self.id, raw_msg)
             return
+        if self.charger.impairments.answers and await self._overridden(message[1]):
+            return
         # Handlers read the payload as sent (camelCase, floats), not the library's snake_case.
         self.raw_payload = message[3]
         # A real charge point answers a call first, then reports what it caused (the
@@ -394,6 +459,30 @@ class ChargePointClient(OcppChargePoint):
             await super().route_message(raw_msg)
         finally:
             outbox.release()
+
+    async def _overridden(self, unique_id: str) -> bool:
+        """Answer a well-formed CALL as an answer override says, if one applies: True when
+        that is its whole answer (the normal handler and its side effects do not run); a
+        delay only sets `_answer_delay` and lets the call be handled normally."""
+        action = self._routing_action
+        override = self.charger.impairments.answers.take(action)
+        if override is None:
+            return False
+        if override.no_answer:
+            log.info("%s: answer override: no answer to %s", self.id, action)
+            metrics.call_received(action, None)
+            return True
+        if override.call_error is not None:
+            log.info("%s: answer override: %s to %s", self.id, override.call_error, action)
+            text = wire.encode_error(unique_id, override.call_error, override.description)
+            await self._send(text)
+            return True
+        if override.status is not None:
+            log.info("%s: answer override: %s to %s", self.id, override.status, action)
+            await self._send(wire.encode_result(unique_id, {"status": override.status}))
+            return True
+        self._answer_delay = override.delay_s
+        return False
 
     def _invalid_message(self, code: str, action: str) -> None:
         """A CALL that breaks the protocol goes in the security log (InvalidMessages)."""
@@ -979,7 +1068,10 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     try:
         await client.start()
     except ConnectionClosed as exc:
-        reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
+        if client.closing is not None:  # close_connection: the charger closed it
+            reason = f"closed by the charger ({client.closing[0]})"
+        else:
+            reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
     except Exception as exc:
         # A bug must cost this connection, never the charger's reconnect loop.
         log.exception("%s: the connection failed", charger.id)

@@ -30,11 +30,13 @@ from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 
 from simulator import contract
+from simulator.contract import overrides
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
+from simulator.ocpp16.client import ChargePointClient
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
@@ -281,6 +283,11 @@ class CommandServer:
                 raise CommandError("charger is offline")
             charger.request_certificate()
             return f"{charger.id} asked its CSMS for a certificate (SignCertificate)"
+        if command in _IMPAIRMENTS:
+            try:
+                return await self._impair(charger, command, args)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
         if command == "plug_in":
             return await self._plug_in(charger, args, catalogue)
         if command == "present_id_tag":
@@ -311,6 +318,52 @@ class CommandServer:
             charger.clear_fault(connector_id)
             return f"fault on connector {connector_id} cleared"
         raise InvalidArgument(f"{command} is not available from the dashboard")
+
+    async def _impair(self, charger: Charger, command: str, args: dict[str, Any]) -> str:
+        """Fault injection: answer overrides, network conditions, a close, clock skew. Set
+        on the running charger only (a charger's stored values are its row's); a bad
+        value raises ValueError from the contract's checks."""
+        impairments = charger.impairments
+        if command == "set_answer_override":
+            if args.get("clear") is True:
+                action = args.get("action")
+                if action is not None and action not in overrides.ANSWER_STATUSES:
+                    raise InvalidArgument(f"{action!r} is not a CALL the CSMS sends")
+                removed = impairments.answers.clear(action)
+                return f"{removed} answer override(s) of {charger.id} cleared"
+            if "clear" in args and args["clear"] is not False:
+                raise InvalidArgument("clear must be true (or left out)")
+            raw = args.get("rule", {k: v for k, v in args.items() if k != "clear"})
+            rule = overrides.check_rule(raw)
+            impairments.answers.add(rule)
+            what = next(f"{k} {rule[k]}" for k in overrides.KINDS if k in rule)  # type: ignore[literal-required]
+            return f"{charger.id} answers the {rule['mode']} {rule['action']} with {what}"
+        if command == "set_network":
+            checked = overrides.check_network(args)
+            seed = args.get("seed")
+            if seed is not None:
+                if isinstance(seed, bool) or not isinstance(seed, int):
+                    raise InvalidArgument("seed must be a whole number")
+                impairments.seed(seed)
+            elif not checked:
+                raise InvalidArgument("give latency_ms, jitter_ms or drop_rate")
+            network = impairments.network
+            network.latency_ms = checked.get("latency_ms", network.latency_ms)
+            network.jitter_ms = checked.get("jitter_ms", network.jitter_ms)
+            network.drop_rate = checked.get("drop_rate", network.drop_rate)
+            return (
+                f"network of {charger.id}: latency {network.latency_ms} ms, jitter "
+                f"{network.jitter_ms} ms, drop rate {network.drop_rate:g}"
+            )
+        if command == "close_connection":
+            code, reason = overrides.check_close(args)
+            transport = charger.transport
+            if not isinstance(transport, ChargePointClient):
+                raise CommandError("charger is offline")
+            await transport.close_with(code, reason)
+            return f"{charger.id} closed its connection with code {code}"
+        impairments.clock_skew_s = overrides.check_skew(args.get("seconds"))
+        return f"clock of {charger.id} off by {impairments.clock_skew_s:+g} s"
 
     def _charger(self, charger_id: Any) -> Charger:
         pk = _pk(charger_id)
@@ -736,6 +789,11 @@ def parse_wait(raw: Any, args: dict[str, Any]) -> Wait | None:
     limit = contract.WAIT_TIMEOUT_MAX
     timeout = _number(raw, "timeout", 0, limit, default=contract.WAIT_TIMEOUT_DEFAULT)
     return Wait(str(condition), _connector(args), timeout)
+
+
+_IMPAIRMENTS = frozenset(
+    {"set_answer_override", "set_network", "close_connection", "set_clock_skew"}
+)
 
 
 def _pk(raw: Any) -> int | None:

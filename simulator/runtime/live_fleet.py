@@ -410,6 +410,8 @@ class FleetReloader:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
         charger.security_log = live.security_log  # the same charger's memory, rebooted
+        same_stored = charger.spec.impairments == live.spec.impairments
+        charger.impairments.carry_over(live.impairments, same_stored=same_stored)
         charger.startup_after = why
         service.store.add(charger)
         if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:

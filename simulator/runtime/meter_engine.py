@@ -113,6 +113,8 @@ class MeterEngine:
         since: float | None = None,
     ) -> None:
         """One step of one charger; `since` is the wall time (epoch s) of the last step."""
+        if stamp is not None and charger.impairments.clock_skew_s:
+            stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
@@ -205,7 +207,7 @@ class MeterEngine:
                     continue
                 share = (boundary - origin) / span if span > 0 else 1.0
                 register = register_before + gained * min(max(share, 0.0), 1.0)
-                stamp = now_iso(datetime.fromtimestamp(boundary, UTC))
+                stamp = now_iso(charger.skewed(datetime.fromtimestamp(boundary, UTC)))
                 charger.send_meter_values(
                     evse.connector_id,
                     SampleContext.CLOCK,

@@ -37,11 +37,14 @@ from chargers.models import Charger as ChargerRow
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from simulator import contract
+from simulator.contract import overrides
+from simulator.core.answer_overrides import Override
 from simulator.core.certificates import CertificateStore
 from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.drops import dropped
 from simulator.core.evse import ConnectorStatus, Evse
+from simulator.core.impairments import StoredImpairments
 from simulator.core.local_list import ListChange
 from simulator.core.outbox import Outgoing
 from simulator.core.protocol import AuthStatus, IdTagAnswer
@@ -117,8 +120,26 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
         diagnostics_upload_method=row.diagnostics_upload_method,
         power_sharing=row.power_sharing,
         auto_connect=row.auto_connect,
+        impairments=stored_impairments(row),
         db_id=row.pk,
         location_id=row.location_id,
+    )
+
+
+def stored_impairments(row: ChargerRow) -> StoredImpairments:
+    """The row's answer overrides, network conditions and clock skew. Rules the model
+    would refuse (a row written around it) are left out with a warning, never a crash."""
+    try:
+        rules = overrides.check_rules(row.answer_overrides)
+    except ValueError as exc:
+        log.warning("%s: stored answer overrides ignored: %s", row.charge_point_id, exc)
+        rules = []
+    return StoredImpairments(
+        answer_overrides=tuple(Override.from_rule(rule) for rule in rules),
+        latency_ms=max(0, min(row.network_latency_ms, overrides.LATENCY_MAX_MS)),
+        jitter_ms=max(0, min(row.network_jitter_ms, overrides.LATENCY_MAX_MS)),
+        drop_rate=min(max(row.network_drop_rate, 0.0), 1.0),
+        clock_skew_s=min(max(row.clock_skew_seconds, -overrides.SKEW_MAX_S), overrides.SKEW_MAX_S),
     )
 
 
