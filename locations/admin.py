@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.db.models import Count
 
 from fleet_io.import_admin import FleetImportExportAdmin
-from locations.models import Location
+from locations.models import ArrivalProfile, Location, VehicleShare
 from locations.resources import LocationResource
+from simulator.contract import traffic
 
 
 @admin.register(Location)
@@ -28,3 +29,38 @@ class LocationAdmin(FleetImportExportAdmin):
     @admin.display(description="chargers", ordering="_charger_count")
     def charger_count(self, obj: Location) -> int:
         return obj._charger_count  # type: ignore[attr-defined]  # annotated by get_queryset
+
+
+class VehicleShareInline(admin.TabularInline):
+    model = VehicleShare
+    extra = 0
+    autocomplete_fields = ["vehicle"]
+    verbose_name = "vehicle in the mix"
+    verbose_name_plural = (
+        "vehicle mix (weights over vehicle models; none listed: every vehicle model alike)"
+    )
+
+
+@admin.register(ArrivalProfile)
+class ArrivalProfileAdmin(admin.ModelAdmin):
+    """Background traffic of a site (`runsimulator --traffic`)."""
+
+    list_display = ["location", "enabled", "arrivals_per_day", "never_unplug_share"]
+    list_filter = ["enabled"]
+    search_fields = ["location__name"]
+    autocomplete_fields = ["location"]
+    inlines = [VehicleShareInline]
+    fieldsets = [
+        (None, {"fields": ["location", "enabled", "hourly_arrivals"]}),
+        ("Initial SoC (%)", {"fields": ["soc_distribution", ("soc_a", "soc_b")]}),
+        ("Target SoC (%)", {"fields": ["target_distribution", ("target_a", "target_b")]}),
+        ("Dwell time (minutes)", {"fields": ["dwell_distribution", ("dwell_a", "dwell_b")]}),
+        ("Drivers", {"fields": ["id_tags", "never_unplug_share"]}),
+    ]
+
+    @admin.display(description="arrivals a day")
+    def arrivals_per_day(self, obj: ArrivalProfile) -> str:
+        try:
+            return f"{sum(traffic.check_hourly(obj.hourly_arrivals)):g}"
+        except ValueError:
+            return "?"

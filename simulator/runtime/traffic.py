@@ -1,0 +1,352 @@
+"""Background traffic in a worker: drivers arrive at each site, charge, and leave.
+
+For each location with chargers in this worker, an `ArrivalStream` (simulator.core.arrivals)
+seeded from the run's seed and the location's id says who arrives when. An arrival takes
+a free connector at the site (Available, nothing plugged in, the charger booted, and DC
+only for a vehicle that charges on DC), chosen by the arrival's own `pick`; with none free
+the driver is turned away. Otherwise the driver plugs in with the drawn SoC and target and
+presents the idTag, as a person at the charger would (the charger's own runtime methods,
+as the dashboard's actions use them). A refused idTag: the driver unplugs and leaves. After
+the dwell the driver presents the idTag again (the charger stops the transaction, reason
+Local) and unplugs; a driver who never unplugs leaves the car where it is, its session
+going on (SuspendedEV once full), the connector taken for the rest of the run.
+
+Time is simulated: `speed` simulated seconds pass per real second (60: an hour a minute),
+from the wall-clock time the traffic starts (so the day's curve matches the site's clock)
+unless a start is given. Each site counts what happened (`SiteTally`); the totals go to
+the status line and to `chargesim_traffic_arrivals_total` / `..._departures_total`.
+
+`TrafficDriver.start_site` / `stop_site` run one site's traffic with an optional profile and
+duration: the interface a scenario's `traffic` step calls (see the module's README note).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.contract import ConnectorStatus
+from simulator.contract.traffic import ProfileDict, ProfileError, default_profile
+from simulator.core.arrivals import Arrival, ArrivalProfile, ArrivalStream, choose
+from simulator.core.charge_point import ActionError, BootState, Charger
+from simulator.core.evse import Evse
+from simulator.core.vehicle import VehicleSpec
+from simulator.runtime.metrics import TRAFFIC_ARRIVALS, TRAFFIC_DEPARTURES
+from simulator.runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+# What became of an arrival, and of a session at the end of its dwell.
+STARTED, REFUSED, TURNED_AWAY, FAILED = "started", "refused", "turned_away", "failed"
+LEFT, STAYED = "left", "stayed"
+
+
+@dataclass
+class SiteTally:
+    arrivals: int = 0
+    started: int = 0  # plugged in and the idTag accepted
+    refused: int = 0  # the idTag was not accepted: unplugged and gone
+    turned_away: int = 0  # no free connector that fits the vehicle
+    failed: int = 0  # the charger refused the action (a fault, a race with the CSMS)
+    left: int = 0  # stopped and unplugged after the dwell
+    stayed: int = 0  # never-unplug drivers at the end of their dwell
+    # Each arrival with what became of it, in order (kept for tests and scenario reports;
+    # bounded so that a week-long run does not grow without end).
+    log: list[tuple[Arrival, str]] = field(default_factory=list)
+
+    LOG_LIMIT = 10_000
+
+    def count(self, arrival: Arrival, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        TRAFFIC_ARRIVALS.labels(outcome=outcome).inc()
+        if len(self.log) < self.LOG_LIMIT:
+            self.log.append((arrival, outcome))
+
+    def departed(self, how: str) -> None:
+        setattr(self, how, getattr(self, how) + 1)
+        TRAFFIC_DEPARTURES.labels(kind=how).inc()
+
+    def text(self) -> str:
+        return (
+            f"{self.arrivals} arrived, {self.started} charging sessions, "
+            f"{self.turned_away} turned away, {self.refused} refused, {self.left} left, "
+            f"{self.stayed} stayed plugged in"
+        )
+
+
+class SimClock:
+    """Simulated epoch seconds: `speed` of them per second of the event loop's clock."""
+
+    def __init__(self, speed: float, start: float | None = None) -> None:
+        if not speed > 0:
+            raise ValueError(f"traffic speed must be more than 0, not {speed}")
+        self.speed = speed
+        self._loop_start = asyncio.get_running_loop().time()
+        self.start = time.time() if start is None else start
+
+    def now(self) -> float:
+        return self.start + (asyncio.get_running_loop().time() - self._loop_start) * self.speed
+
+    async def sleep_until(self, t: float) -> None:
+        while (left := t - self.now()) > 0:
+            await asyncio.sleep(left / self.speed)
+
+
+def seeded(seed: int, location_id: int) -> random.Random:
+    """The random source of one site's traffic: the same for a seed on every machine."""
+    return random.Random(f"traffic:{seed}:{location_id}")
+
+
+class SiteTraffic:
+    """One site's arrivals and the sessions they start."""
+
+    def __init__(
+        self,
+        driver: TrafficDriver,
+        location_id: int,
+        profile: ArrivalProfile,
+        clock: SimClock,
+        start: float,
+        until: float | None,
+    ) -> None:
+        self.driver = driver
+        self.location_id = location_id
+        self.stream = ArrivalStream(profile, seeded(driver.seed, location_id), start)
+        self.clock = clock
+        self.until = until  # simulated epoch time the arrivals end (None: never)
+        self.tally = SiteTally()
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            while (arrival := self.stream.next()) is not None:
+                if self.until is not None and arrival.at >= self.until:
+                    break
+                await self.clock.sleep_until(arrival.at)
+                self.tally.arrivals += 1
+                task = asyncio.create_task(
+                    self._session(arrival), name=f"traffic:{self.location_id}"
+                )
+                self._sessions.add(task)
+                task.add_done_callback(self._session_done)
+            # The last drivers finish their dwell before the site's traffic is over.
+            while self._sessions:
+                await asyncio.gather(*self._sessions, return_exceptions=True)
+        finally:
+            for task in self._sessions:
+                task.cancel()
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        self._sessions.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("traffic session failed", exc_info=task.exception())
+
+    def free_connectors(self, vehicle: VehicleSpec) -> list[tuple[Charger, Evse]]:
+        """Connectors at this site a driver of `vehicle` could take now, in a stable order."""
+        free = []
+        for charger in self.driver.chargers_at(self.location_id):
+            if charger.boot is not BootState.ACCEPTED or charger.charger_unavailable:
+                continue
+            if charger.spec.power_type == "DC" and vehicle.dc_max_kw <= 0:
+                continue
+            for evse in charger.evses:
+                if (
+                    evse.status is ConnectorStatus.AVAILABLE
+                    and evse.battery is None
+                    and evse.connector_id not in charger.transactions
+                    and evse.connector_id not in charger.pending_authorizations
+                ):
+                    free.append((charger, evse))
+        return free
+
+    async def _session(self, arrival: Arrival) -> None:
+        tally = self.tally
+        vehicle = self.driver.vehicle(arrival.vehicle)
+        if vehicle is None:
+            tally.count(arrival, FAILED)
+            return
+        free = self.free_connectors(vehicle)
+        if not free:
+            tally.count(arrival, TURNED_AWAY)
+            return
+        charger, evse = free[choose(free, arrival.pick)]
+        cid = evse.connector_id
+        try:
+            charger.plug_in(cid, vehicle, soc=arrival.soc, target_soc=arrival.target_soc)
+            battery = evse.battery
+            status = await charger.present_id_tag(cid, arrival.id_tag)
+        except ActionError as exc:
+            log.info("%s/%d: traffic session not started: %s", charger.id, cid, exc)
+            tally.count(arrival, FAILED)
+            self._leave(charger, evse, None)
+            return
+        if status != "Accepted":
+            tally.count(arrival, REFUSED)
+            self._leave(charger, evse, battery)
+            return
+        tally.count(arrival, STARTED)
+        await self.clock.sleep_until(arrival.at + arrival.dwell_s)
+        if arrival.never_unplug:
+            tally.departed(STAYED)
+            return
+        tx = charger.transactions.get(cid)
+        if tx is not None and tx.id_tag == arrival.id_tag and evse.battery is battery:
+            with contextlib.suppress(ActionError):
+                await charger.present_id_tag(cid, arrival.id_tag)  # stops it: reason Local
+        self._leave(charger, evse, battery)
+        tally.departed(LEFT)
+
+    @staticmethod
+    def _leave(charger: Charger, evse: Evse, battery: object) -> None:
+        """Unplug this driver's vehicle, if it is still the one plugged in."""
+        if evse.battery is not None and (battery is None or evse.battery is battery):
+            with contextlib.suppress(ActionError):
+                charger.unplug(evse.connector_id)
+
+
+class TrafficDriver:
+    """The background traffic of every site of a worker (`runsimulator --traffic`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        vehicles: Mapping[int, VehicleSpec],
+        *,
+        seed: int = 0,
+        speed: float = 1.0,
+        start: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.store = store
+        self.duration = duration  # simulated seconds of arrivals at each site; None: no end
+        self.vehicles = dict(vehicles)
+        self.seed = seed
+        self.speed = speed
+        self.start = start  # simulated epoch start; None: now
+        self.sites: dict[int, SiteTraffic] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._clock: SimClock | None = None
+
+    @property
+    def clock(self) -> SimClock:
+        if self._clock is None:  # made on the loop, at the first start
+            self._clock = SimClock(self.speed, self.start)
+        return self._clock
+
+    def chargers_at(self, location_id: int) -> list[Charger]:
+        return sorted(
+            (c for c in self.store if c.spec.location_id == location_id), key=lambda c: c.id
+        )
+
+    def locations(self) -> list[int]:
+        return sorted({c.spec.location_id for c in self.store if c.spec.location_id is not None})
+
+    def vehicle(self, vehicle_id: int | None) -> VehicleSpec | None:
+        return None if vehicle_id is None else self.vehicles.get(vehicle_id)
+
+    def start_site(
+        self,
+        location_id: int,
+        profile: Mapping[str, Any] | None = None,
+        *,
+        duration: float | None = None,
+        start: float | None = None,
+    ) -> SiteTraffic:
+        """Start (or restart) a site's traffic with `profile` (a `ProfileDict`, checked:
+        `ProfileError` names a bad field; None: the default profile) for `duration`
+        simulated seconds (None: until stopped), its arrivals drawn from simulated time
+        `start` on (None: now). Its tally starts from zero."""
+        given: Mapping[str, Any] = profile if profile is not None else default_profile()
+        arrivals = ArrivalProfile.from_dict(given, catalogue=sorted(self.vehicles))
+        if duration is not None and not duration > 0:
+            raise ProfileError("duration", f"The duration must be more than 0, not {duration}.")
+        old = self._tasks.pop(location_id, None)
+        if old is not None:
+            old.cancel()
+        clock = self.clock
+        begin = clock.now() if start is None else start
+        until = None if duration is None else begin + duration
+        site = SiteTraffic(self, location_id, arrivals, clock, begin, until)
+        self.sites[location_id] = site
+        self._tasks[location_id] = asyncio.create_task(
+            site.run(), name=f"traffic-site:{location_id}"
+        )
+        return site
+
+    async def stop_site(self, location_id: int) -> SiteTally | None:
+        """Stop a site's arrivals and the sessions' timers (drivers in place stay); its
+        tally, or None if it had no traffic."""
+        task = self._tasks.pop(location_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        site = self.sites.get(location_id)
+        return None if site is None else site.tally
+
+    async def wait_site(self, location_id: int) -> SiteTally | None:
+        """Wait until a site's traffic with a duration is over (its last drivers gone)."""
+        task = self._tasks.get(location_id)
+        if task is not None:
+            await asyncio.shield(task)
+        site = self.sites.get(location_id)
+        return None if site is None else site.tally
+
+    async def run(self, profiles: Mapping[int, ProfileDict | None]) -> None:
+        """Every site in `profiles` (None: the default profile) whose chargers this worker
+        runs, until cancelled."""
+        try:
+            for location_id in self.locations():
+                if location_id not in profiles:
+                    continue
+                try:
+                    self.start_site(
+                        location_id,
+                        profiles[location_id],
+                        duration=self.duration,
+                        start=self.clock.start,
+                    )
+                except ProfileError as exc:
+                    log.warning("location %d: no traffic: %s: %s", location_id, exc.field, exc)
+            await asyncio.Event().wait()
+        finally:
+            for location_id in list(self._tasks):
+                await self.stop_site(location_id)
+
+    def totals(self) -> SiteTally:
+        total = SiteTally()
+        for site in self.sites.values():
+            for name in ("arrivals", "started", "refused", "turned_away", "failed", "left"):
+                setattr(total, name, getattr(total, name) + getattr(site.tally, name))
+            total.stayed += site.tally.stayed
+        return total
+
+
+def load_profiles() -> dict[int, ProfileDict | None]:
+    """Each location's arrival profile (database, sync): its own if it has one (left out
+    when disabled), otherwise the default profile in the site's time zone."""
+    from locations.models import ArrivalProfile as ProfileRow
+    from locations.models import Location
+
+    profiles: dict[int, ProfileDict | None] = {}
+    rows = {
+        row.location_id: row
+        for row in ProfileRow.objects.select_related("location").prefetch_related("vehicle_mix")
+    }
+    for location in Location.objects.all():
+        row = rows.get(location.pk)
+        if row is None:
+            profile = default_profile()
+            profile["time_zone"] = location.time_zone
+            profiles[location.pk] = profile
+        elif row.enabled:
+            try:
+                profiles[location.pk] = row.to_profile()
+            except ValueError as exc:
+                log.warning("%s: arrival profile not usable: %s", location, exc)
+    return profiles

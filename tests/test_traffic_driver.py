@@ -1,0 +1,211 @@
+"""Background traffic in a real worker (simulator.runtime.traffic), against the built-in
+CSMS over loopback WebSockets, at a high simulated speed.
+
+The arrivals a site gets are checked exactly against the core's stream for the same seed
+and start (timing-independent); what became of them (started, turned away, left, stayed)
+depends on the event loop's timing only where two events fall within milliseconds, so it is
+checked for consistency: the worker's tally, the CSMS's transactions and the connectors
+left occupied must tell the same story.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from asgiref.sync import sync_to_async
+from prometheus_client import REGISTRY
+
+from locations.models import ArrivalProfile as ProfileRow
+from locations.models import Location, VehicleShare
+from simulator.contract.traffic import parse_id_tags
+from simulator.core.arrivals import ArrivalProfile, ArrivalStream
+from simulator.core.charge_point import BootState
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.traffic import STARTED, seeded
+from tests.cast import make_charger, make_location, make_vehicle
+from tests.engine import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+SEED = 7
+SPEED = 1200.0  # 20 simulated minutes a second
+START = datetime(2026, 1, 5, 8, tzinfo=UTC).timestamp()
+HOURS = 3
+POOL = "TT01..TT40"
+
+
+def site_with_chargers(csms_url: str) -> tuple[Location, dict[str, object]]:
+    site = make_location("Traffic Site", time_zone="UTC")
+    ac, phev = make_vehicle(0), make_vehicle(3)
+    for n in range(1, 5):
+        make_charger(f"TRF-{n}", location=site, evses=2, csms_url=csms_url)
+    profile = ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[12.0] * 24,
+        soc_distribution="uniform",
+        soc_a=20,
+        soc_b=40,
+        target_distribution="fixed",
+        target_a=80,
+        target_b=0,
+        dwell_distribution="fixed",
+        dwell_a=15,
+        dwell_b=0,
+        id_tags=POOL,
+        never_unplug_share=0.15,
+    )
+    VehicleShare.objects.create(profile=profile, vehicle=ac, weight=3)
+    VehicleShare.objects.create(profile=profile, vehicle=phev, weight=1)
+    return site, dict(ProfileRow.objects.get(pk=profile.pk).to_profile())
+
+
+def counted(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("chargesim_traffic_arrivals_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) -> None:
+    site, profile = await sync_to_async(site_with_chargers)(csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            reconnect_cap=0.5,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=SPEED,
+            traffic_start=START,
+            traffic_duration=HOURS * 3600.0,
+        )
+    )
+    await service.start()
+    started_before = counted(STARTED)
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="the site's chargers to boot",
+        )
+        service.spawn(service.run_traffic(), "traffic")
+        await wait_until(lambda: service.traffic is not None, message="the traffic to start")
+        driver = service.traffic
+        assert driver is not None
+        tally = await driver.wait_site(site.pk)
+        assert tally is not None
+
+        # Exactly the core's arrivals for this seed, site and start.
+        catalogue = sorted(driver.vehicles)
+        expected = list(
+            ArrivalStream(
+                ArrivalProfile.from_dict(profile, catalogue), seeded(SEED, site.pk), START
+            ).until(START + HOURS * 3600.0)
+        )
+        assert [arrival for arrival, _ in tally.log] == expected
+        assert tally.arrivals == len(expected) > 20
+        assert tally.failed == 0 and tally.refused == 0
+        assert tally.started + tally.turned_away == len(expected)
+        assert tally.started >= 10
+
+        # Never-unplug drivers: those of the started arrivals the core marked so.
+        stayers = [a for a, outcome in tally.log if outcome == STARTED and a.never_unplug]
+        assert tally.stayed == len(stayers)
+        assert tally.left == tally.started - tally.stayed
+        assert counted(STARTED) - started_before == tally.started
+
+        # The connectors still taken are the stayers'; everyone else unplugged.
+        plugged = [e for c in service.store for e in c.evses if e.battery is not None]
+        assert len(plugged) == tally.stayed
+        assert sorted(e.id_tag or "" for e in plugged) == sorted(a.id_tag for a in stayers)
+        assert f"{tally.turned_away} turned away" in driver.totals().text()
+
+        # The CSMS saw a session per started arrival, idTags from the pool; the leavers'
+        # sessions stopped (reason Local), the stayers' go on.
+        await wait_until(
+            lambda: (
+                len(csms.transactions) == tally.started
+                and sum(tx.stopped for tx in csms.transactions.values()) == tally.left
+            ),
+            timeout=15,
+            message="the CSMS to see every session",
+        )
+        pool = set(parse_id_tags(POOL))
+        assert {tx.id_tag for tx in csms.transactions.values()} <= pool
+        assert sorted(tx.id_tag or "" for tx in csms.transactions.values()) == sorted(
+            a.id_tag for a, outcome in tally.log if outcome == STARTED
+        )
+        assert {tx.reason for tx in csms.transactions.values() if tx.stopped} <= {"Local", None}
+        open_tags = sorted(tx.id_tag or "" for tx in csms.transactions.values() if not tx.stopped)
+        assert open_tags == sorted(a.id_tag for a in stayers)
+    finally:
+        await service.stop()
+
+
+def busy_site(csms_url: str) -> Location:
+    site = make_location("Busy Site", time_zone="UTC")
+    make_vehicle(0)
+    make_charger("BUSY-1", location=site, evses=1, csms_url=csms_url)
+    ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[20.0] * 24,
+        dwell_distribution="uniform",
+        dwell_a=5,
+        dwell_b=25,
+        id_tags="BAD1 OK1..OK3",
+        never_unplug_share=0,
+    )
+    return site
+
+
+async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -> None:
+    csms.authorize["BAD1"] = "Blocked"
+    site = await sync_to_async(busy_site)(csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            reconnect_cap=0.5,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=SPEED,
+            traffic_start=START,
+            traffic_duration=2 * 3600.0,
+        )
+    )
+    await service.start()
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="BUSY-1 to boot",
+        )
+        service.spawn(service.run_traffic(), "traffic")
+        await wait_until(lambda: service.traffic is not None, message="the traffic to start")
+        assert service.traffic is not None
+        tally = await service.traffic.wait_site(site.pk)
+        assert tally is not None and tally.arrivals > 20
+
+        log = tally.log
+        assert tally.turned_away > 0 and tally.refused > 0
+        assert {a.id_tag for a, outcome in log if outcome == "refused"} == {"BAD1"}
+        assert all(a.id_tag != "BAD1" for a, outcome in log if outcome == STARTED)
+        # A driver was turned away only while another's session held the one connector
+        # (a simulated minute of slack for the event loop's own timing).
+        sessions = [(a.at, a.at + a.dwell_s) for a, outcome in log if outcome == STARTED]
+        for arrival, outcome in log:
+            if outcome == "turned_away":
+                assert any(s <= arrival.at <= e + 60 for s, e in sessions), arrival
+        # Everyone left: the connector is free again, the CSMS saw each session stop.
+        charger = service.store.get("BUSY-1")
+        assert charger is not None and charger.evses[0].battery is None
+        assert tally.left == tally.started
+        await wait_until(
+            lambda: (
+                len(csms.transactions) == tally.started
+                and all(tx.stopped for tx in csms.transactions.values())
+            ),
+            timeout=15,
+            message="the CSMS to see every session stop",
+        )
+    finally:
+        await service.stop()
