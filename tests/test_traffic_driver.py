@@ -10,14 +10,19 @@ left occupied must tell the same story.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from prometheus_client import REGISTRY
 
 from locations.models import ArrivalProfile as ProfileRow
 from locations.models import Location, VehicleShare
+from simulator import contract
+from simulator.contract import traffic
 from simulator.contract.traffic import parse_id_tags
 from simulator.core.arrivals import ArrivalProfile, ArrivalStream
 from simulator.core.charge_point import BootState
@@ -88,7 +93,10 @@ async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) 
             message="the site's chargers to boot",
         )
         service.spawn(service.run_traffic(), "traffic")
-        await wait_until(lambda: service.traffic is not None, message="the traffic to start")
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
         driver = service.traffic
         assert driver is not None
         tally = await driver.wait_site(site.pk)
@@ -180,7 +188,10 @@ async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -
             message="BUSY-1 to boot",
         )
         service.spawn(service.run_traffic(), "traffic")
-        await wait_until(lambda: service.traffic is not None, message="the traffic to start")
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
         assert service.traffic is not None
         tally = await service.traffic.wait_site(site.pk)
         assert tally is not None and tally.arrivals > 20
@@ -209,3 +220,72 @@ async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -
         )
     finally:
         await service.stop()
+
+
+# -- the traffic command (a scenario's `traffic` step) over the channel layer ---------------
+
+
+async def ask(command: traffic.TrafficCommand) -> dict[str, Any]:
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(contract.engine_group(0), command)
+    return await asyncio.wait_for(layer.receive(command["reply_channel"]), 10)
+
+
+async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> None:
+    site = await sync_to_async(busy_site)(csms.url)
+    layer = get_channel_layer()
+    assert layer is not None
+    reply = await layer.new_channel()
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.2, reconnect_cap=0.5, traffic_start=START)
+    )
+    await service.start(channels=True)
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="BUSY-1 to boot",
+        )
+        bad = await ask(
+            traffic.traffic_command(
+                "start", site.pk, reply, "r1", profile={"hourly_arrivals": [1, 2]}
+            )
+        )
+        assert bad["ok"] is False and bad["field"] == "hourly_arrivals"
+        assert bad["message"].startswith("Give 24 numbers")
+
+        override = {"hourly_arrivals": [30] * 24, "id_tags": "OVR1..OVR9", "time_zone": "UTC"}
+        answer = await ask(
+            traffic.traffic_command(
+                "start",
+                site.pk,
+                reply,
+                "r2",
+                profile=override,
+                duration=3600.0,
+                seed=99,
+                speed=3600.0,
+            )
+        )
+        assert answer["ok"] is True, answer
+        assert answer["message"] == f"traffic at location {site.pk} started (1 chargers here)"
+        assert service.traffic is not None
+        tally = await service.traffic.wait_site(site.pk)
+        assert tally is not None
+
+        catalogue = sorted(service.traffic.vehicles)
+        expected = list(
+            ArrivalStream(
+                ArrivalProfile.from_dict(override, catalogue), seeded(99, site.pk), START
+            ).until(START + 3600.0)
+        )
+        assert [a for a, _ in tally.log] == expected
+        status = await ask(traffic.traffic_command("status", site.pk, reply, "r3"))
+        assert status["message"].startswith(f"traffic at location {site.pk} not running")
+        assert status["tally"]["arrivals"] == len(expected)
+        assert status["tally"]["started"] == tally.started >= 1
+        assert {tx.id_tag for tx in csms.transactions.values()} <= {f"OVR{n}" for n in range(10)}
+    finally:
+        await service.stop()
+        await layer.flush()

@@ -267,3 +267,101 @@ def _time_zone(value: object) -> str:
     if not isinstance(value, str) or value not in zoneinfo.available_timezones():
         raise ValueError(f"{value!r} is not an IANA time zone (for example Europe/Berlin).")
     return value
+
+
+# -- driving a site's traffic from outside (a scenario's `traffic` step, a script) ----------
+#
+# Sent to every shard's group (`engine_group(k)` for k < N): each worker drives the
+# chargers of the site that it runs and answers on the reply channel with one
+# `traffic_result` (so a caller expects N answers). `start` (re)starts the site's traffic
+# for `duration` simulated seconds (None: until `stop`), with `profile` (checked by
+# `check_profile`; None: the site's stored profile, or the default one); `seed` and `speed`
+# default to the worker's (--traffic-seed, --traffic-speed). `stop` ends the arrivals
+# (drivers in place stay as they are); `status` only reports. Every answer carries the
+# site's tally since its last start.
+
+TRAFFIC: Final = "engine.traffic"  # web or scenario runner -> every worker
+EVENT_TRAFFIC_RESULT: Final = "traffic.result"  # a worker -> the reply channel
+TRAFFIC_ACTIONS: Final = ("start", "stop", "status")
+
+
+class TrafficTally(TypedDict):
+    arrivals: int
+    started: int  # plugged in, idTag accepted
+    refused: int  # idTag not accepted: unplugged and gone
+    turned_away: int  # no free connector for the vehicle
+    failed: int  # the charger refused an action
+    left: int  # stopped and unplugged after the dwell
+    stayed: int  # never-unplug drivers past their dwell, still plugged in
+
+
+class TrafficCommand(TypedDict):
+    type: Literal["engine.traffic"]
+    action: str  # one of TRAFFIC_ACTIONS
+    location_id: int
+    reply_channel: str
+    request_id: str
+    profile: NotRequired[dict[str, Any] | None]
+    duration: NotRequired[float | None]  # simulated seconds
+    seed: NotRequired[int | None]
+    speed: NotRequired[float | None]
+
+
+class TrafficResult(TypedDict):
+    type: Literal["traffic.result"]
+    request_id: str | None
+    shard: int
+    location_id: int | None
+    ok: bool
+    message: str
+    field: NotRequired[str]  # when a profile value was refused: its field
+    tally: NotRequired[TrafficTally]
+
+
+def traffic_command(
+    action: str,
+    location_id: int,
+    reply_channel: str,
+    request_id: str,
+    *,
+    profile: Mapping[str, Any] | None = None,
+    duration: float | None = None,
+    seed: int | None = None,
+    speed: float | None = None,
+) -> TrafficCommand:
+    return {
+        "type": TRAFFIC,
+        "action": action,
+        "location_id": location_id,
+        "reply_channel": reply_channel,
+        "request_id": request_id,
+        "profile": None if profile is None else dict(profile),
+        "duration": duration,
+        "seed": seed,
+        "speed": speed,
+    }
+
+
+def traffic_result(
+    request_id: str | None,
+    shard: int,
+    location_id: int | None,
+    ok: bool,
+    message: str,
+    *,
+    field: str | None = None,
+    tally: TrafficTally | None = None,
+) -> TrafficResult:
+    result: TrafficResult = {
+        "type": EVENT_TRAFFIC_RESULT,
+        "request_id": request_id,
+        "shard": shard,
+        "location_id": location_id,
+        "ok": ok,
+        "message": message,
+    }
+    if field is not None:
+        result["field"] = field
+    if tally is not None:
+        result["tally"] = tally
+    return result

@@ -310,25 +310,35 @@ class Simulator:
     async def run_traffic(self) -> None:
         """Background traffic at every site this worker runs, each by its arrival profile
         (the default one where a site has none)."""
-        from simulator.runtime.persistence import load_vehicles
-        from simulator.runtime.traffic import TrafficDriver, load_profiles
+        from simulator.runtime.traffic import load_profiles
 
-        vehicles = await database_sync_to_async(load_vehicles, thread_sensitive=False)()
+        driver = await self.traffic_driver()
         profiles = await database_sync_to_async(load_profiles, thread_sensitive=False)()
-        self.traffic = TrafficDriver(
-            self.store,
-            vehicles,
-            seed=self.options.traffic_seed,
-            speed=self.options.traffic_speed,
-            start=self.options.traffic_start,
-            duration=self.options.traffic_duration,
-        )
-        sites = [pk for pk in self.traffic.locations() if pk in profiles]
+        sites = [pk for pk in driver.locations() if pk in profiles]
         self.say(
             f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
             f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time)\n"
         )
-        await self.traffic.run(profiles)
+        await driver.run(profiles)
+
+    async def traffic_driver(self) -> TrafficDriver:
+        """The worker's traffic driver, made on first use (by --traffic, or by a traffic
+        command from a scenario on a worker started without it)."""
+        from simulator.runtime.persistence import load_vehicles
+        from simulator.runtime.traffic import TrafficDriver
+
+        if self.traffic is None:
+            vehicles = await database_sync_to_async(load_vehicles, thread_sensitive=False)()
+            if self.traffic is None:  # nobody made it while the catalogue loaded
+                self.traffic = TrafficDriver(
+                    self.store,
+                    vehicles,
+                    seed=self.options.traffic_seed,
+                    speed=self.options.traffic_speed,
+                    start=self.options.traffic_start,
+                    duration=self.options.traffic_duration,
+                )
+        return self.traffic
 
     async def _demo(self) -> None:
         """The simulated drivers start their sessions (unless background traffic replaces
@@ -599,6 +609,8 @@ class Simulator:
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += self.connections.values()
         ending += self.reloader.retiring()
+        if self.traffic is not None:
+            ending += self.traffic.tasks()
         for task in ending:
             task.cancel()
         left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)

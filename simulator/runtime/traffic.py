@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.contract import ConnectorStatus
-from simulator.contract.traffic import ProfileDict, ProfileError, default_profile
+from simulator.contract.traffic import ProfileDict, ProfileError, TrafficTally, default_profile
 from simulator.core.arrivals import Arrival, ArrivalProfile, ArrivalStream, choose
 from simulator.core.charge_point import ActionError, BootState, Charger
 from simulator.core.evse import Evse
@@ -71,6 +71,17 @@ class SiteTally:
     def departed(self, how: str) -> None:
         setattr(self, how, getattr(self, how) + 1)
         TRAFFIC_DEPARTURES.labels(kind=how).inc()
+
+    def as_dict(self) -> TrafficTally:
+        return {
+            "arrivals": self.arrivals,
+            "started": self.started,
+            "refused": self.refused,
+            "turned_away": self.turned_away,
+            "failed": self.failed,
+            "left": self.left,
+            "stayed": self.stayed,
+        }
 
     def text(self) -> str:
         return (
@@ -112,12 +123,13 @@ class SiteTraffic:
         location_id: int,
         profile: ArrivalProfile,
         clock: SimClock,
-        start: float,
+        seed: int,
         until: float | None,
     ) -> None:
         self.driver = driver
         self.location_id = location_id
-        self.stream = ArrivalStream(profile, seeded(driver.seed, location_id), start)
+        self.seed = seed
+        self.stream = ArrivalStream(profile, seeded(seed, location_id), clock.start)
         self.clock = clock
         self.until = until  # simulated epoch time the arrivals end (None: never)
         self.tally = SiteTally()
@@ -228,16 +240,9 @@ class TrafficDriver:
         self.vehicles = dict(vehicles)
         self.seed = seed
         self.speed = speed
-        self.start = start  # simulated epoch start; None: now
+        self.start = start  # simulated epoch time each site starts at; None: when it starts
         self.sites: dict[int, SiteTraffic] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._clock: SimClock | None = None
-
-    @property
-    def clock(self) -> SimClock:
-        if self._clock is None:  # made on the loop, at the first start
-            self._clock = SimClock(self.speed, self.start)
-        return self._clock
 
     def chargers_at(self, location_id: int) -> list[Charger]:
         return sorted(
@@ -257,27 +262,43 @@ class TrafficDriver:
         *,
         duration: float | None = None,
         start: float | None = None,
+        seed: int | None = None,
+        speed: float | None = None,
     ) -> SiteTraffic:
         """Start (or restart) a site's traffic with `profile` (a `ProfileDict`, checked:
         `ProfileError` names a bad field; None: the default profile) for `duration`
         simulated seconds (None: until stopped), its arrivals drawn from simulated time
-        `start` on (None: now). Its tally starts from zero."""
+        `start` on (None: the driver's start, else now); `seed` and `speed` default to the
+        driver's. Its tally starts from zero."""
         given: Mapping[str, Any] = profile if profile is not None else default_profile()
         arrivals = ArrivalProfile.from_dict(given, catalogue=sorted(self.vehicles))
         if duration is not None and not duration > 0:
             raise ProfileError("duration", f"The duration must be more than 0, not {duration}.")
+        speed = self.speed if speed is None else speed
+        if not speed > 0:
+            raise ProfileError("speed", f"The speed must be more than 0, not {speed}.")
         old = self._tasks.pop(location_id, None)
         if old is not None:
             old.cancel()
-        clock = self.clock
-        begin = clock.now() if start is None else start
-        until = None if duration is None else begin + duration
-        site = SiteTraffic(self, location_id, arrivals, clock, begin, until)
+        clock = SimClock(speed, self.start if start is None else start)
+        until = None if duration is None else clock.start + duration
+        site = SiteTraffic(
+            self, location_id, arrivals, clock, self.seed if seed is None else seed, until
+        )
         self.sites[location_id] = site
         self._tasks[location_id] = asyncio.create_task(
             site.run(), name=f"traffic-site:{location_id}"
         )
         return site
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The sites' tasks (each cancels its sessions when cancelled): the simulator's
+        stop ends them with its own."""
+        return list(self._tasks.values())
+
+    def running(self, location_id: int) -> bool:
+        task = self._tasks.get(location_id)
+        return task is not None and not task.done()
 
     async def stop_site(self, location_id: int) -> SiteTally | None:
         """Stop a site's arrivals and the sessions' timers (drivers in place stay); its
@@ -305,12 +326,7 @@ class TrafficDriver:
                 if location_id not in profiles:
                     continue
                 try:
-                    self.start_site(
-                        location_id,
-                        profiles[location_id],
-                        duration=self.duration,
-                        start=self.clock.start,
-                    )
+                    self.start_site(location_id, profiles[location_id], duration=self.duration)
                 except ProfileError as exc:
                     log.warning("location %d: no traffic: %s: %s", location_id, exc.field, exc)
             await asyncio.Event().wait()
@@ -327,9 +343,10 @@ class TrafficDriver:
         return total
 
 
-def load_profiles() -> dict[int, ProfileDict | None]:
+def load_profiles(location_id: int | None = None) -> dict[int, ProfileDict | None]:
     """Each location's arrival profile (database, sync): its own if it has one (left out
-    when disabled), otherwise the default profile in the site's time zone."""
+    when disabled), otherwise the default profile in the site's time zone; of one location
+    if given."""
     from locations.models import ArrivalProfile as ProfileRow
     from locations.models import Location
 
@@ -338,7 +355,10 @@ def load_profiles() -> dict[int, ProfileDict | None]:
         row.location_id: row
         for row in ProfileRow.objects.select_related("location").prefetch_related("vehicle_mix")
     }
-    for location in Location.objects.all():
+    locations = Location.objects.all()
+    if location_id is not None:
+        locations = locations.filter(pk=location_id)
+    for location in locations:
         row = rows.get(location.pk)
         if row is None:
             profile = default_profile()
