@@ -23,13 +23,14 @@ from locations.models import ArrivalProfile as ProfileRow
 from locations.models import Location, VehicleShare
 from simulator import contract
 from simulator.contract import traffic
-from simulator.contract.traffic import parse_id_tags
+from simulator.contract.traffic import DEFAULT_HOURLY_ARRIVALS, default_profile, parse_id_tags
 from simulator.core.arrivals import ArrivalProfile, ArrivalStream
 from simulator.core.charge_point import BootState
 from simulator.runtime.lifecycle import RunOptions, Simulator
-from simulator.runtime.traffic import STARTED, seeded
+from simulator.runtime.store import Store
+from simulator.runtime.traffic import STARTED, TrafficDriver, seeded
 from tests.cast import make_charger, make_location, make_vehicle
-from tests.engine import wait_until
+from tests.engine import runtime_charger, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -289,3 +290,25 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
     finally:
         await service.stop()
         await layer.flush()
+
+
+async def test_a_site_split_over_shards_gets_its_share_of_the_arrivals_in_each() -> None:
+    """Like load management, traffic runs per worker: a worker with 2 of a site's 8
+    connectors draws a quarter of its arrivals, from a random source of its own."""
+    store = Store()
+    store.add(runtime_charger("SPLIT-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    store.add(runtime_charger("ELSEWHERE", "ws://127.0.0.1:1/ocpp", evses=2, location_id=8))
+    profile = dict(default_profile())
+    driver = TrafficDriver(store, {}, seed=3, site_connectors={7: 8, 8: 2}, shard=(1, 2))
+    assert (driver.share_of(7), driver.share_of(8)) == (0.25, 1.0)
+    split = driver.start_site(7, profile, start=START)
+    whole = driver.start_site(8, profile, start=START)
+    try:
+        assert split.stream.profile.hourly == tuple(r / 4 for r in DEFAULT_HOURLY_ARRIVALS)
+        assert whole.stream.profile.hourly == DEFAULT_HOURLY_ARRIVALS
+        # A site the worker runs whole draws as a single worker would.
+        alone = ArrivalStream(ArrivalProfile.from_dict(profile), seeded(3, 8), START)
+        assert whole.stream.next() == alone.next()
+    finally:
+        await driver.stop_site(7)
+        await driver.stop_site(8)

@@ -325,10 +325,13 @@ class Simulator:
         """The worker's traffic driver, made on first use (by --traffic, or by a traffic
         command from a scenario on a worker started without it)."""
         from simulator.runtime.persistence import load_vehicles
-        from simulator.runtime.traffic import TrafficDriver
+        from simulator.runtime.traffic import TrafficDriver, load_site_connectors
 
         if self.traffic is None:
             vehicles = await database_sync_to_async(load_vehicles, thread_sensitive=False)()
+            connectors = await database_sync_to_async(
+                load_site_connectors, thread_sensitive=False
+            )()
             if self.traffic is None:  # nobody made it while the catalogue loaded
                 self.traffic = TrafficDriver(
                     self.store,
@@ -337,6 +340,8 @@ class Simulator:
                     speed=self.options.traffic_speed,
                     start=self.options.traffic_start,
                     duration=self.options.traffic_duration,
+                    site_connectors=connectors if self.shards > 1 else None,
+                    shard=(self.shard, self.shards),
                 )
         return self.traffic
 

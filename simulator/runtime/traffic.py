@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -234,8 +235,15 @@ class TrafficDriver:
         speed: float = 1.0,
         start: float | None = None,
         duration: float | None = None,
+        site_connectors: Mapping[int, int] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.store = store
+        # Connectors of each site over every shard: a worker that runs part of a site gets
+        # that part's share of its arrivals (from a random source of its own), so that N
+        # workers together give the site its profile's rate, not N times it.
+        self.site_connectors = dict(site_connectors or {})
+        self.shard = shard
         self.duration = duration  # simulated seconds of arrivals at each site; None: no end
         self.vehicles = dict(vehicles)
         self.seed = seed
@@ -272,6 +280,11 @@ class TrafficDriver:
         driver's. Its tally starts from zero."""
         given: Mapping[str, Any] = profile if profile is not None else default_profile()
         arrivals = ArrivalProfile.from_dict(given, catalogue=sorted(self.vehicles))
+        share = self.share_of(location_id)
+        if share < 1.0:
+            arrivals = dataclasses.replace(
+                arrivals, hourly=tuple(rate * share for rate in arrivals.hourly)
+            )
         if duration is not None and not duration > 0:
             raise ProfileError("duration", f"The duration must be more than 0, not {duration}.")
         speed = self.speed if speed is None else speed
@@ -285,11 +298,21 @@ class TrafficDriver:
         site = SiteTraffic(
             self, location_id, arrivals, clock, self.seed if seed is None else seed, until
         )
+        if share < 1.0:
+            k, n = self.shard
+            site.stream.rng = random.Random(f"traffic:{site.seed}:{location_id}:{k}/{n}")
         self.sites[location_id] = site
         self._tasks[location_id] = asyncio.create_task(
             site.run(), name=f"traffic-site:{location_id}"
         )
         return site
+
+    def share_of(self, location_id: int) -> float:
+        """This worker's part of a site: its connectors there over the site's (1 when the
+        site's count is unknown or the worker runs all of it)."""
+        total = self.site_connectors.get(location_id, 0)
+        here = sum(len(c.evses) for c in self.chargers_at(location_id))
+        return min(here / total, 1.0) if total > 0 else 1.0
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The sites' tasks (each cancels its sessions when cancelled): the simulator's
@@ -370,3 +393,17 @@ def load_profiles(location_id: int | None = None) -> dict[int, ProfileDict | Non
             except ValueError as exc:
                 log.warning("%s: arrival profile not usable: %s", location, exc)
     return profiles
+
+
+def load_site_connectors() -> dict[int, int]:
+    """The connectors of each location's enabled chargers, over every shard (database)."""
+    from django.db.models import Count
+
+    from chargers.models import Charger as ChargerRow
+
+    counted = (
+        ChargerRow.objects.filter(enabled=True)
+        .values("location_id")
+        .annotate(connectors=Count("evses"))
+    )
+    return {row["location_id"]: row["connectors"] for row in counted}
