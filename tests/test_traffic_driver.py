@@ -150,8 +150,8 @@ async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) 
         await service.stop()
 
 
-def busy_site(csms_url: str) -> Location:
-    site = make_location("Busy Site", time_zone="UTC")
+def busy_site(csms_url: str, time_zone: str = "UTC") -> Location:
+    site = make_location("Busy Site", time_zone=time_zone)
     make_vehicle(0)
     make_charger("BUSY-1", location=site, evses=1, csms_url=csms_url)
     ProfileRow.objects.create(
@@ -234,7 +234,7 @@ async def ask(command: traffic.TrafficCommand) -> dict[str, Any]:
 
 
 async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> None:
-    site = await sync_to_async(busy_site)(csms.url)
+    site = await sync_to_async(busy_site)(csms.url, "Asia/Kolkata")
     layer = get_channel_layer()
     assert layer is not None
     reply = await layer.new_channel()
@@ -256,7 +256,11 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         assert bad["ok"] is False and bad["field"] == "hourly_arrivals"
         assert bad["message"].startswith("Give 24 numbers")
 
-        override = {"hourly_arrivals": [30] * 24, "id_tags": "OVR1..OVR9", "time_zone": "UTC"}
+        # Arrivals only from 13:00 to 15:00 in the site's zone (START is 13:30 there): a
+        # worker that took the hours as UTC (08:00) would see none.
+        hourly = [0.0] * 24
+        hourly[13] = hourly[14] = 30.0
+        override = {"hourly_arrivals": hourly, "id_tags": "OVR1..OVR9"}
         answer = await ask(
             traffic.traffic_command(
                 "start",
@@ -278,9 +282,12 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         catalogue = sorted(service.traffic.vehicles)
         expected = list(
             ArrivalStream(
-                ArrivalProfile.from_dict(override, catalogue), seeded(99, site.pk), START
+                ArrivalProfile.from_dict({**override, "time_zone": "Asia/Kolkata"}, catalogue),
+                seeded(99, site.pk),
+                START,
             ).until(START + 3600.0)
         )
+        assert len(expected) > 10
         assert [a for a, _ in tally.log] == expected
         status = await ask(traffic.traffic_command("status", site.pk, reply, "r3"))
         assert status["message"].startswith(f"traffic at location {site.pk} not running")

@@ -42,7 +42,7 @@ from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
-from simulator.runtime.traffic import TrafficDriver, load_profiles
+from simulator.runtime.traffic import TrafficDriver, load_profiles, site_time_zone
 
 log = logging.getLogger(__name__)
 
@@ -443,10 +443,17 @@ class CommandServer:
             return f"traffic at location {location_id} {state} ({here} chargers here)"
         profile = message.get("profile")
         if profile is None:
-            stored = await sync_to_async(load_profiles, thread_sensitive=False)(location_id)
+            # The site's stored profile, even if --traffic leaves it out (disabled): the
+            # caller asked for this site's traffic.
+            stored = await sync_to_async(load_profiles, thread_sensitive=False)(
+                location_id, disabled=True
+            )
             profile = dict(stored.get(location_id) or traffic.default_profile())
         elif not isinstance(profile, dict):
             raise traffic.ProfileError("profile", "Give the profile as an object.")
+        elif "time_zone" not in profile:  # hours of day are the site's local hours
+            zone = await sync_to_async(site_time_zone, thread_sensitive=False)(location_id)
+            profile = {**profile, "time_zone": zone}
         duration = _optional_number(message.get("duration"), "duration")
         speed = _optional_number(message.get("speed"), "speed")
         seed = message.get("seed")

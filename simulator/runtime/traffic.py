@@ -366,10 +366,12 @@ class TrafficDriver:
         return total
 
 
-def load_profiles(location_id: int | None = None) -> dict[int, ProfileDict | None]:
+def load_profiles(
+    location_id: int | None = None, *, disabled: bool = False
+) -> dict[int, ProfileDict | None]:
     """Each location's arrival profile (database, sync): its own if it has one (left out
-    when disabled), otherwise the default profile in the site's time zone; of one location
-    if given."""
+    when disabled, unless `disabled`), otherwise the default profile in the site's time
+    zone; of one location if given."""
     from locations.models import ArrivalProfile as ProfileRow
     from locations.models import Location
 
@@ -387,12 +389,20 @@ def load_profiles(location_id: int | None = None) -> dict[int, ProfileDict | Non
             profile = default_profile()
             profile["time_zone"] = location.time_zone
             profiles[location.pk] = profile
-        elif row.enabled:
+        elif row.enabled or disabled:
             try:
                 profiles[location.pk] = row.to_profile()
             except ValueError as exc:
                 log.warning("%s: arrival profile not usable: %s", location, exc)
     return profiles
+
+
+def site_time_zone(location_id: int) -> str:
+    """The site's IANA time zone (UTC for a location that no longer exists)."""
+    from locations.models import Location
+
+    found = Location.objects.filter(pk=location_id).values_list("time_zone", flat=True).first()
+    return found or "UTC"
 
 
 def load_site_connectors() -> dict[int, int]:
