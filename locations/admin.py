@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from fleet_io.import_admin import FleetImportExportAdmin
 from locations.models import ArrivalProfile, Location, VehicleShare
@@ -19,16 +21,34 @@ class LocationAdmin(FleetImportExportAdmin):
         "grid_limit_kw",
         "load_management",
         "charger_count",
+        "traffic",
     ]
     list_filter = ["country", "time_zone"]
     search_fields = ["name", "city", "address"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_charger_count=Count("chargers"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_charger_count=Count("chargers"))
+            .select_related("arrival_profile")
+        )
 
     @admin.display(description="chargers", ordering="_charger_count")
     def charger_count(self, obj: Location) -> int:
         return obj._charger_count  # type: ignore[attr-defined]  # annotated by get_queryset
+
+    @admin.display(description="background traffic")
+    def traffic(self, obj: Location) -> str:
+        """The site's arrival profile: a link to it, or to add one (until then, --traffic
+        uses the default profile)."""
+        try:
+            profile = obj.arrival_profile
+        except ArrivalProfile.DoesNotExist:
+            url = reverse("admin:locations_arrivalprofile_add")
+            return format_html('<a href="{}?location={}">default profile</a>', url, obj.pk)
+        url = reverse("admin:locations_arrivalprofile_change", args=[profile.pk])
+        return format_html('<a href="{}">{}</a>', url, "own profile" if profile.enabled else "off")
 
 
 class VehicleShareInline(admin.TabularInline):

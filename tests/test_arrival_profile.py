@@ -162,3 +162,16 @@ def test_the_admin_shows_the_engines_message_for_a_bad_value(
     assert "Give 24 numbers, one per hour of the day from 00:00 to 23:00; got 3." in page
     assert "The max 30 is below the min 90." in page
     assert not ArrivalProfile.objects.exists()
+
+
+def test_the_location_list_links_each_site_to_its_traffic(
+    admin_client_logged_in: Client, site: Location
+) -> None:
+    other = make_location("Quiet Site")
+    profile = ArrivalProfile.objects.create(location=other, enabled=False)
+    page = admin_client_logged_in.get("/admin/locations/location/").content.decode()
+    assert f'href="{ADD}?location={site.pk}">default profile</a>' in page
+    assert f'href="/admin/locations/arrivalprofile/{profile.pk}/change/">off</a>' in page
+    # The add page starts with the location the link names.
+    form = admin_client_logged_in.get(f"{ADD}?location={site.pk}").content.decode()
+    assert form_values(form)["location"] == str(site.pk)
