@@ -358,11 +358,11 @@ class TrafficDriver:
                 await self.stop_site(location_id)
 
     def totals(self) -> SiteTally:
+        """Every site's tally added up (the status line's figures)."""
         total = SiteTally()
         for site in self.sites.values():
-            for name in ("arrivals", "started", "refused", "turned_away", "failed", "left"):
-                setattr(total, name, getattr(total, name) + getattr(site.tally, name))
-            total.stayed += site.tally.stayed
+            for name, value in site.tally.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
         return total
 
 
