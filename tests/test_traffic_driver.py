@@ -30,7 +30,7 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.store import Store
 from simulator.runtime.traffic import STARTED, TrafficDriver, seeded
 from tests.cast import make_charger, make_location, make_vehicle
-from tests.engine import runtime_charger, wait_until
+from tests.engine import COMPACT, runtime_charger, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -294,6 +294,30 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         assert status["tally"]["arrivals"] == len(expected)
         assert status["tally"]["started"] == tally.started >= 1
         assert {tx.id_tag for tx in csms.transactions.values()} <= {f"OVR{n}" for n in range(10)}
+
+        # Stopped mid-way, the site gets no more drivers; those there finish and leave.
+        again = await ask(
+            traffic.traffic_command(
+                "start", site.pk, reply, "r4", duration=30 * 86_400.0, speed=3600.0
+            )
+        )
+        assert again["ok"] is True
+        busy = service.store.get("BUSY-1")
+        assert busy is not None
+        await wait_until(lambda: busy.evses[0].battery is not None, timeout=30, message="a driver")
+        stopped = await ask(traffic.traffic_command("stop", site.pk, reply, "r5"))
+        assert stopped["message"] == f"traffic at location {site.pk} stopped"
+        final = stopped["tally"]["arrivals"]
+        driver = service.traffic
+        assert driver is not None
+        await wait_until(lambda: not driver.tasks(), timeout=30, message="the drivers to leave")
+        assert driver.sites[site.pk].tally.arrivals == final
+        assert busy.evses[0].battery is None
+        await wait_until(
+            lambda: all(tx.stopped for tx in csms.transactions.values()),
+            timeout=15,
+            message="every session to stop",
+        )
     finally:
         await service.stop()
         await layer.flush()
@@ -319,3 +343,41 @@ async def test_a_site_split_over_shards_gets_its_share_of_the_arrivals_in_each()
     finally:
         await driver.stop_site(7)
         await driver.stop_site(8)
+
+
+async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() -> None:
+    """`--traffic` reads the profiles again as it runs (`refresh`): an edit goes on from
+    now, a disabled site gets no more arrivals, and a site a command stopped stays stopped.
+    (The chargers here never boot: every driver is turned away, which is all it needs.)"""
+    store = Store()
+    store.add(runtime_charger("EDIT-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {1: COMPACT}, seed=1, speed=36_000.0)
+    six: dict[str, Any] = {**default_profile(), "hourly_arrivals": [6.0] * 24}
+    twelve: dict[str, Any] = {**six, "hourly_arrivals": [12.0] * 24}
+    try:
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        site = driver.sites[7]
+        assert site.managed and driver.running(7)
+        await wait_until(lambda: site.tally.arrivals >= 5, message="arrivals")
+        assert site.tally.turned_away == site.tally.arrivals - len(site._sessions)
+
+        driver.refresh({7: twelve})  # type: ignore[dict-item]
+        assert driver.sites[7] is site and site.stream.profile.hourly == (12.0,) * 24
+
+        driver.refresh({})  # disabled
+        assert not driver.running(7) and site.paused
+        await wait_until(lambda: not driver.tasks(), message="the site's task to end")
+        before = site.tally.arrivals
+
+        driver.refresh({7: twelve})  # type: ignore[dict-item]  # enabled again
+        again = driver.sites[7]
+        assert again is not site and driver.running(7)
+        assert again.tally is site.tally  # counting on
+        await wait_until(lambda: again.tally.arrivals > before, message="arrivals again")
+
+        await driver.stop_site(7)  # as a command does
+        driver.refresh({7: twelve})  # type: ignore[dict-item]
+        assert driver.sites[7] is again and not driver.running(7)
+    finally:
+        for task in driver.tasks():
+            task.cancel()

@@ -127,6 +127,12 @@ class ArrivalStream:
         self._idle = not any(profile.hourly)
         self._pending: Arrival | None = None  # drawn by `until`, past its end
 
+    def use(self, profile: ArrivalProfile) -> None:
+        """Go on with another profile (an edited one) from the current time; an arrival
+        already drawn keeps its time."""
+        self.profile = profile
+        self._idle = not any(profile.hourly)
+
     def next(self) -> Arrival | None:
         """The next arrival; None if the profile never has any."""
         if self._pending is not None:

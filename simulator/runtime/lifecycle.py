@@ -319,7 +319,11 @@ class Simulator:
             f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
             f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time)\n"
         )
-        await driver.run(profiles)
+        await driver.run(
+            profiles,
+            reload=lambda: database_sync_to_async(load_profiles, thread_sensitive=False)(),
+            every=max(self.options.reconcile_seconds, 1.0),
+        )
 
     async def traffic_driver(self) -> TrafficDriver:
         """The worker's traffic driver, made on first use (by --traffic, or by a traffic

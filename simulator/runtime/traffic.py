@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,9 +105,17 @@ class SimClock:
     def now(self) -> float:
         return self.start + (asyncio.get_running_loop().time() - self._loop_start) * self.speed
 
-    async def sleep_until(self, t: float) -> None:
+    async def sleep_until(self, t: float, interrupt: asyncio.Event | None = None) -> bool:
+        """Wait until simulated time `t`; False if `interrupt` was set first."""
         while (left := t - self.now()) > 0:
-            await asyncio.sleep(left / self.speed)
+            if interrupt is None:
+                await asyncio.sleep(left / self.speed)
+                continue
+            if interrupt.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(interrupt.wait(), left / self.speed)
+        return interrupt is None or not interrupt.is_set()
 
 
 def seeded(seed: int, location_id: int) -> random.Random:
@@ -134,14 +142,23 @@ class SiteTraffic:
         self.clock = clock
         self.until = until  # simulated epoch time the arrivals end (None: never)
         self.tally = SiteTally()
+        # Started from the site's stored profile by --traffic (so a profile edited or
+        # disabled while running applies), not by a command with its own.
+        self.managed = False
+        self.paused = False  # its arrivals stopped because its profile was disabled
+        self.stopped = asyncio.Event()  # no more arrivals; the drivers there finish
         self._sessions: set[asyncio.Task[None]] = set()
+
+    def stop_arrivals(self) -> None:
+        self.stopped.set()
 
     async def run(self) -> None:
         try:
             while (arrival := self.stream.next()) is not None:
                 if self.until is not None and arrival.at >= self.until:
                     break
-                await self.clock.sleep_until(arrival.at)
+                if not await self.clock.sleep_until(arrival.at, self.stopped):
+                    break
                 self.tally.arrivals += 1
                 task = asyncio.create_task(
                     self._session(arrival), name=f"traffic:{self.location_id}"
@@ -251,6 +268,8 @@ class TrafficDriver:
         self.start = start  # simulated epoch time each site starts at; None: when it starts
         self.sites: dict[int, SiteTraffic] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        # Sites stopped or replaced whose drivers are still finishing their dwell.
+        self._draining: set[asyncio.Task[None]] = set()
 
     def chargers_at(self, location_id: int) -> list[Charger]:
         return sorted(
@@ -278,21 +297,14 @@ class TrafficDriver:
         simulated seconds (None: until stopped), its arrivals drawn from simulated time
         `start` on (None: the driver's start, else now); `seed` and `speed` default to the
         driver's. Its tally starts from zero."""
-        given: Mapping[str, Any] = profile if profile is not None else default_profile()
-        arrivals = ArrivalProfile.from_dict(given, catalogue=sorted(self.vehicles))
+        arrivals = self.arrival_profile(location_id, profile)
         share = self.share_of(location_id)
-        if share < 1.0:
-            arrivals = dataclasses.replace(
-                arrivals, hourly=tuple(rate * share for rate in arrivals.hourly)
-            )
         if duration is not None and not duration > 0:
             raise ProfileError("duration", f"The duration must be more than 0, not {duration}.")
         speed = self.speed if speed is None else speed
         if not speed > 0:
             raise ProfileError("speed", f"The speed must be more than 0, not {speed}.")
-        old = self._tasks.pop(location_id, None)
-        if old is not None:
-            old.cancel()
+        self._retire(location_id)
         clock = SimClock(speed, self.start if start is None else start)
         until = None if duration is None else clock.start + duration
         site = SiteTraffic(
@@ -307,6 +319,29 @@ class TrafficDriver:
         )
         return site
 
+    def arrival_profile(
+        self, location_id: int, profile: Mapping[str, Any] | None
+    ) -> ArrivalProfile:
+        """The engine's profile for this worker's part of the site (`ProfileError`)."""
+        given: Mapping[str, Any] = profile if profile is not None else default_profile()
+        arrivals = ArrivalProfile.from_dict(given, catalogue=sorted(self.vehicles))
+        share = self.share_of(location_id)
+        if share < 1.0:
+            arrivals = dataclasses.replace(
+                arrivals, hourly=tuple(rate * share for rate in arrivals.hourly)
+            )
+        return arrivals
+
+    def _retire(self, location_id: int) -> None:
+        """End a site's arrivals; its task goes on until its drivers have left."""
+        task = self._tasks.pop(location_id, None)
+        site = self.sites.get(location_id)
+        if site is not None:
+            site.stop_arrivals()
+        if task is not None and not task.done():
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+
     def share_of(self, location_id: int) -> float:
         """This worker's part of a site: its connectors there over the site's (1 when the
         site's count is unknown or the worker runs all of it)."""
@@ -315,22 +350,25 @@ class TrafficDriver:
         return min(here / total, 1.0) if total > 0 else 1.0
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        """The sites' tasks (each cancels its sessions when cancelled): the simulator's
-        stop ends them with its own."""
-        return list(self._tasks.values())
+        """Every site's task, finishing ones too (each cancels its sessions when
+        cancelled): the simulator's stop ends them with its own."""
+        return [*self._tasks.values(), *self._draining]
 
     def running(self, location_id: int) -> bool:
+        """Whether drivers still arrive at the site."""
         task = self._tasks.get(location_id)
-        return task is not None and not task.done()
+        site = self.sites.get(location_id)
+        return (
+            task is not None and not task.done() and site is not None and not site.stopped.is_set()
+        )
 
     async def stop_site(self, location_id: int) -> SiteTally | None:
-        """Stop a site's arrivals and the sessions' timers (drivers in place stay); its
-        tally, or None if it had no traffic."""
-        task = self._tasks.pop(location_id, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        """Stop a site's arrivals; the drivers there finish their dwell and leave as they
+        would. Its tally (still counting them), or None if it had no traffic."""
         site = self.sites.get(location_id)
+        if site is not None:
+            site.managed = False  # stopped on purpose: a profile reload does not restart it
+        self._retire(location_id)
         return None if site is None else site.tally
 
     async def wait_site(self, location_id: int) -> SiteTally | None:
@@ -341,21 +379,66 @@ class TrafficDriver:
         site = self.sites.get(location_id)
         return None if site is None else site.tally
 
-    async def run(self, profiles: Mapping[int, ProfileDict | None]) -> None:
+    async def run(
+        self,
+        profiles: Mapping[int, ProfileDict | None],
+        reload: Callable[[], Awaitable[Mapping[int, ProfileDict | None]]] | None = None,
+        every: float = 10.0,
+    ) -> None:
         """Every site in `profiles` (None: the default profile) whose chargers this worker
-        runs, until cancelled."""
+        runs, until cancelled; with `reload`, the profiles are read again `every` seconds
+        and an edited one applies from then on (`refresh`)."""
         try:
-            for location_id in self.locations():
-                if location_id not in profiles:
-                    continue
-                try:
-                    self.start_site(location_id, profiles[location_id], duration=self.duration)
-                except ProfileError as exc:
-                    log.warning("location %d: no traffic: %s: %s", location_id, exc.field, exc)
-            await asyncio.Event().wait()
+            self.refresh(profiles)
+            while True:
+                await asyncio.sleep(every)
+                if reload is not None:
+                    try:
+                        self.refresh(await reload())
+                    except Exception:
+                        log.exception("reading the arrival profiles failed; keeping them")
         finally:
-            for location_id in list(self._tasks):
-                await self.stop_site(location_id)
+            tasks = self.tasks()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def refresh(self, profiles: Mapping[int, ProfileDict | None]) -> None:
+        """Apply the sites' stored profiles: start the sites that have none running, go on
+        with an edited profile where one runs, stop the arrivals of a site left out
+        (disabled). Sites a command started or stopped are left alone."""
+        for location_id in self.locations():
+            site = self.sites.get(location_id)
+            if site is not None and not site.managed:
+                continue
+            if location_id not in profiles:
+                if site is not None and self.running(location_id):
+                    self._retire(location_id)
+                    site.paused = True
+                continue
+            try:
+                arrivals = self.arrival_profile(location_id, profiles[location_id])
+            except ProfileError as exc:
+                log.warning("location %d: no traffic: %s: %s", location_id, exc.field, exc)
+                continue
+            if site is not None and self.running(location_id):
+                if arrivals != site.stream.profile:
+                    site.stream.use(arrivals)
+                    log.info("location %d: traffic follows its edited profile", location_id)
+            elif site is None or (
+                site.until is None and (site.paused or arrivals != site.stream.profile)
+            ):
+                # New, enabled again, or edited after its arrivals ended (a profile of
+                # zeros): from now on, counting on where it left off.
+                started = self.start_site(
+                    location_id,
+                    profiles[location_id],
+                    duration=self.duration,
+                    start=None if site is None else site.clock.now(),  # the same timeline
+                )
+                started.managed = True
+                if site is not None:
+                    started.tally = site.tally
 
     def totals(self) -> SiteTally:
         """Every site's tally added up (the status line's figures)."""
