@@ -277,7 +277,7 @@ def _time_zone(value: object) -> str:
 # for `duration` simulated seconds (None: until `stop`), with `profile` (checked by
 # `check_profile`; None: the site's stored profile, or the default one); `seed` and `speed`
 # default to the worker's (--traffic-seed, --traffic-speed). `stop` ends the arrivals
-# (drivers in place stay as they are); `status` only reports. Every answer carries the
+# (the drivers there finish their dwell and leave); `status` only reports. Every answer carries the
 # site's tally since its last start.
 
 TRAFFIC: Final = "engine.traffic"  # web or scenario runner -> every worker

@@ -16,8 +16,11 @@ from the wall-clock time the traffic starts (so the day's curve matches the site
 unless a start is given. Each site counts what happened (`SiteTally`); the totals go to
 the status line and to `chargesim_traffic_arrivals_total` / `..._departures_total`.
 
-`TrafficDriver.start_site` / `stop_site` run one site's traffic with an optional profile and
-duration: the interface a scenario's `traffic` step calls (see the module's README note).
+With --traffic, the sites' stored profiles are read again every few seconds (`refresh`): an
+edited profile applies from then on, a disabled one stops the site's arrivals. A site can
+also be driven on its own (`start_site` with a profile override, a duration, a seed and a
+speed; `stop_site`, after which the drivers there still finish and leave): what the
+`engine.traffic` command (simulator.contract.traffic) does for a scenario's traffic step.
 """
 
 from __future__ import annotations
