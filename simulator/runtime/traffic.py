@@ -46,6 +46,10 @@ from simulator.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long the chargers-by-site index is used before it is read again (a charger added or
+# moved to a site is seen by its traffic within this time).
+INDEX_SECONDS = 1.0
+
 # What became of an arrival, and of a session at the end of its dwell.
 STARTED, REFUSED, TURNED_AWAY, FAILED = "started", "refused", "turned_away", "failed"
 LEFT, STAYED = "left", "stayed"
@@ -273,14 +277,29 @@ class TrafficDriver:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         # Sites stopped or replaced whose drivers are still finishing their dwell.
         self._draining: set[asyncio.Task[None]] = set()
+        self._index: dict[int, list[Charger]] | None = None
+        self._index_at = 0.0
+
+    def _sites_index(self) -> dict[int, list[Charger]]:
+        """The worker's chargers by location, in a stable order: read once per
+        `INDEX_SECONDS` rather than a pass over the whole fleet per arrival."""
+        now = time.monotonic()
+        if self._index is None or now - self._index_at >= INDEX_SECONDS:
+            index: dict[int, list[Charger]] = {}
+            for charger in self.store:
+                if charger.spec.location_id is not None:
+                    index.setdefault(charger.spec.location_id, []).append(charger)
+            for chargers in index.values():
+                chargers.sort(key=lambda c: c.id)
+            self._index, self._index_at = index, now
+        return self._index
 
     def chargers_at(self, location_id: int) -> list[Charger]:
-        return sorted(
-            (c for c in self.store if c.spec.location_id == location_id), key=lambda c: c.id
-        )
+        # A charger removed since the index was read is left out (the store is the truth).
+        return [c for c in self._sites_index().get(location_id, ()) if self.store.get(c.id) is c]
 
     def locations(self) -> list[int]:
-        return sorted({c.spec.location_id for c in self.store if c.spec.location_id is not None})
+        return sorted(self._sites_index())
 
     def vehicle(self, vehicle_id: int | None) -> VehicleSpec | None:
         return None if vehicle_id is None else self.vehicles.get(vehicle_id)
