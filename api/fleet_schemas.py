@@ -16,8 +16,8 @@ from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 
 from chargers.models import Charger, ConfigurationKey, Evse
-from locations.models import Location
-from simulator.contract import overrides
+from locations.models import ArrivalProfile, Location, VehicleShare
+from simulator.contract import overrides, traffic
 from vehicles.models import VehicleModel
 
 
@@ -41,6 +41,80 @@ def default(model: type[models.Model], name: str) -> Any:
 # -- locations ------------------------------------------------------------------------
 
 
+class Distribution(Schema):
+    kind: str = Field(description="fixed, uniform or normal.", examples=["uniform"])
+    a: float = Field(description="fixed: the value; uniform: the min; normal: the mean.")
+    b: float = Field(0, description="uniform: the max; normal: the standard deviation.")
+
+
+class VehicleWeight(Schema):
+    vehicle: int = Field(description="The id of a vehicle model.")
+    weight: float = Field(description=doc(VehicleShare, "weight"))
+
+
+def _distribution(prefix: str, given: traffic.DistributionDict, extra: str) -> Any:
+    return Field(
+        Distribution(**given),
+        description=doc(ArrivalProfile, f"{prefix}_distribution", extra),
+    )
+
+
+class ArrivalProfileIn(Schema):
+    """A location's background traffic (`runsimulator --traffic`); fields not given take
+    the default profile's values (a typical public AC site)."""
+
+    enabled: bool = Field(True, description=doc(ArrivalProfile, "enabled"))
+    hourly_arrivals: list[float] = Field(
+        default_factory=lambda: list(traffic.DEFAULT_HOURLY_ARRIVALS),
+        description=doc(ArrivalProfile, "hourly_arrivals"),
+    )
+    vehicle_mix: list[VehicleWeight] = Field(
+        default_factory=list,
+        description="Weights over vehicle models; empty: every vehicle model alike.",
+    )
+    soc: Distribution = _distribution("soc", traffic.DEFAULT_SOC, "")
+    target_soc: Distribution = _distribution("target", traffic.DEFAULT_TARGET_SOC, "")
+    dwell_minutes: Distribution = _distribution("dwell", traffic.DEFAULT_DWELL, "")
+    id_tags: str = Field(traffic.DEFAULT_ID_TAGS, description=doc(ArrivalProfile, "id_tags"))
+    never_unplug_share: float = Field(
+        traffic.DEFAULT_NEVER_UNPLUG, description=doc(ArrivalProfile, "never_unplug_share")
+    )
+
+
+class ArrivalProfileOut(Schema):
+    enabled: bool
+    hourly_arrivals: list[float]
+    vehicle_mix: list[VehicleWeight]
+    soc: Distribution
+    target_soc: Distribution
+    dwell_minutes: Distribution
+    id_tags: str
+    never_unplug_share: float
+
+    @staticmethod
+    def resolve_vehicle_mix(obj: ArrivalProfile) -> list[dict[str, Any]]:
+        return [{"vehicle": s.vehicle_id, "weight": s.weight} for s in obj.vehicle_mix.all()]
+
+    @staticmethod
+    def resolve_soc(obj: ArrivalProfile) -> dict[str, Any]:
+        return {"kind": obj.soc_distribution, "a": obj.soc_a, "b": obj.soc_b}
+
+    @staticmethod
+    def resolve_target_soc(obj: ArrivalProfile) -> dict[str, Any]:
+        return {"kind": obj.target_distribution, "a": obj.target_a, "b": obj.target_b}
+
+    @staticmethod
+    def resolve_dwell_minutes(obj: ArrivalProfile) -> dict[str, Any]:
+        return {"kind": obj.dwell_distribution, "a": obj.dwell_a, "b": obj.dwell_b}
+
+
+ARRIVAL_PROFILE = (
+    "The site's background traffic (arrival profile), or null for none (then "
+    "`runsimulator --traffic` uses the default profile). Given: replaces the stored one "
+    "whole (its fields not given take the defaults)."
+)
+
+
 class LocationIn(Schema):
     name: str = Field(description=doc(Location, "name", "Unique."))
     address: str = Field("", description=doc(Location, "address"))
@@ -51,6 +125,9 @@ class LocationIn(Schema):
     time_zone: str = Field("UTC", description=doc(Location, "time_zone", "An IANA name."))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
     load_management: bool = Field(False, description=doc(Location, "load_management"))
+    arrival_profile: ArrivalProfileIn | None = Field(
+        None, description=ARRIVAL_PROFILE + " Omitted from a PUT: removed."
+    )
 
 
 class LocationPatch(Schema):
@@ -63,6 +140,9 @@ class LocationPatch(Schema):
     time_zone: str | None = Field(None, description=doc(Location, "time_zone"))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
     load_management: bool | None = Field(None, description=doc(Location, "load_management"))
+    arrival_profile: ArrivalProfileIn | None = Field(
+        None, description=ARRIVAL_PROFILE + " Omitted: unchanged; null: removed."
+    )
 
 
 class LocationOut(Schema):
@@ -77,6 +157,14 @@ class LocationOut(Schema):
     grid_limit_kw: float | None
     load_management: bool
     chargers: int = Field(alias="charger_count", description="How many chargers it has.")
+    arrival_profile: ArrivalProfileOut | None = Field(description=ARRIVAL_PROFILE)
+
+    @staticmethod
+    def resolve_arrival_profile(obj: Location) -> ArrivalProfile | None:
+        try:
+            return obj.arrival_profile
+        except ArrivalProfile.DoesNotExist:
+            return None
 
 
 class LocationFilters(FilterSchema):

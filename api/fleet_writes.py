@@ -32,7 +32,8 @@ from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
-from locations.models import Location
+from locations.models import ArrivalProfile, Location, VehicleShare
+from simulator.contract import traffic
 from vehicles.forms import VehicleModelForm as VehicleCurveForm
 from vehicles.models import VehicleModel
 
@@ -42,6 +43,7 @@ MAX_BULK = 1000
 
 # The forms the admin builds for these models (ModelAdmin's default form, all fields).
 LocationForm = modelform_factory(Location, fields="__all__")
+ArrivalProfileForm = modelform_factory(ArrivalProfile, exclude=["location"])
 # The vehicle's is the admin's own: it reads a curve in the import's text form too.
 VehicleModelForm = modelform_factory(VehicleModel, form=VehicleCurveForm, fields="__all__")
 EvseForm = modelform_factory(Evse, fields=["charger", *Evse.WEB_FIELDS])
@@ -115,11 +117,103 @@ def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, 
 
 def locations() -> QuerySet[Location]:
     # Ordered here: Django leaves Meta.ordering out of a query with GROUP BY (the count).
-    return Location.objects.annotate(charger_count=Count("chargers")).order_by("name")
+    return (
+        Location.objects.annotate(charger_count=Count("chargers"))
+        .select_related("arrival_profile")
+        .prefetch_related("arrival_profile__vehicle_mix")
+        .order_by("name")
+    )
+
+
+# The API's nested distributions and the profile's columns: name -> column prefix.
+DISTRIBUTIONS = {"soc": "soc", "target_soc": "target", "dwell_minutes": "dwell"}
+
+
+def _profile_field(column: str) -> str:
+    """The API's name of a profile column, for an error: `soc_b` -> `arrival_profile.soc.b`."""
+    for name, prefix in DISTRIBUTIONS.items():
+        if column == f"{prefix}_distribution":
+            return f"arrival_profile.{name}.kind"
+        if column in (f"{prefix}_a", f"{prefix}_b"):
+            return f"arrival_profile.{name}.{column[-1]}"
+    return f"arrival_profile.{column}"
+
+
+@dataclass
+class ProfilePlan:
+    form: forms.ModelForm
+    mix: list[tuple[int, float]]
+
+    def save(self, location: Location) -> None:
+        profile = self.form.save(commit=False)
+        profile.location = location
+        profile.save()
+        profile.vehicle_mix.all().delete()
+        VehicleShare.objects.bulk_create(
+            VehicleShare(profile=profile, vehicle_id=vehicle, weight=weight)
+            for vehicle, weight in self.mix
+        )
+
+
+def check_arrival_profile(
+    instance: ArrivalProfile | None, given: Mapping[str, Any]
+) -> tuple[ProfilePlan | None, list[ErrorItem]]:
+    """A whole profile as the admin's form checks it, its vehicle mix as the engine does."""
+    fields = list(ArrivalProfileForm.base_fields)
+    data = model_to_dict(ArrivalProfile(), fields=fields)
+    data.update({k: v for k, v in given.items() if k in fields})
+    for name, prefix in DISTRIBUTIONS.items():
+        if name in given:
+            value = given[name]
+            data[f"{prefix}_distribution"] = value.get("kind")
+            data[f"{prefix}_a"] = value.get("a")
+            data[f"{prefix}_b"] = value.get("b", 0)
+    form = ArrivalProfileForm(data=data, instance=instance)
+    errors: list[ErrorItem] = []
+    if not form.is_valid():
+        errors += [
+            ErrorItem(field=_profile_field(name), message=str(message))
+            for name, found in form.errors.items()
+            for message in found
+        ]
+    mix: list[tuple[int, float]] = []
+    try:
+        mix = traffic.check_vehicle_mix(given.get("vehicle_mix") or [])
+    except ValueError as exc:
+        errors.append(ErrorItem(field="arrival_profile.vehicle_mix", message=str(exc)))
+    known = set(
+        VehicleModel.objects.filter(pk__in=[v for v, _ in mix]).values_list("pk", flat=True)
+    )
+    for vehicle, _ in mix:
+        if vehicle not in known:
+            errors.append(
+                ErrorItem(
+                    field="arrival_profile.vehicle_mix",
+                    message=f"There is no vehicle model {vehicle}.",
+                )
+            )
+    return (None, errors) if errors else (ProfilePlan(form, mix), [])
 
 
 def save_location(instance: Location | None, given: Mapping[str, Any]) -> Location:
-    saved = _save(LocationForm, instance, given)
+    """A location, and its arrival profile when `given` names one (None removes it)."""
+    fields = list(LocationForm.base_fields)
+    form = LocationForm(data=_data(Location, instance, fields, given), instance=instance)
+    errors = [] if form.is_valid() else form_errors(form)
+    plan = None
+    profile_given = given.get("arrival_profile")
+    if profile_given is not None:
+        stored = ArrivalProfile.objects.filter(location=instance).first() if instance else None
+        plan, problems = check_arrival_profile(stored, profile_given)
+        errors += problems
+    if errors:
+        raise _invalid(errors)
+    with transaction.atomic():
+        saved = form.save()
+        if plan is not None:
+            plan.save(saved)
+        elif "arrival_profile" in given:
+            ArrivalProfile.objects.filter(location=saved).delete()
     return locations().get(pk=saved.pk)
 
 

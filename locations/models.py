@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from simulator.contract import traffic
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -116,3 +118,177 @@ class Location(models.Model):
         self.country = self.country.upper()
         if (self.latitude is None) != (self.longitude is None):
             raise ValidationError("Give both latitude and longitude, or neither.")
+
+
+# -- background traffic (issue 16) --------------------------------------------------------
+
+
+def default_hourly_arrivals() -> list[float]:
+    return list(traffic.DEFAULT_HOURLY_ARRIVALS)
+
+
+def validate_hourly_arrivals(value: object) -> None:
+    try:
+        traffic.check_hourly(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_id_tags(value: str) -> None:
+    try:
+        traffic.parse_id_tags(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+DISTRIBUTION_HELP = (
+    "fixed: always the first value; uniform: between the first (min) and the second (max); "
+    "normal: mean (first) and standard deviation (second), clipped to the range."
+)
+
+
+class ArrivalProfile(models.Model):
+    """How drivers arrive at a site when `runsimulator --traffic` (or a scenario's traffic
+    step) runs: the rules are `simulator.contract.traffic`'s, shared with the engine."""
+
+    class Distribution(models.TextChoices):
+        FIXED = "fixed", "fixed"
+        UNIFORM = "uniform", "uniform (min, max)"
+        NORMAL = "normal", "normal (mean, standard deviation), clipped"
+
+    # The distributed quantities: field prefix -> range checked (low, high, unit).
+    QUANTITIES = {
+        "soc": traffic.SOC_RANGE,
+        "target": traffic.SOC_RANGE,
+        "dwell": traffic.DWELL_RANGE,
+    }
+
+    location = models.OneToOneField(
+        Location, on_delete=models.CASCADE, related_name="arrival_profile"
+    )
+    enabled = models.BooleanField(
+        default=True,
+        help_text="Off: background traffic sends no driver to this site (its chargers stay "
+        "free for manual and scenario use).",
+    )
+    hourly_arrivals = models.JSONField(
+        "arrivals per hour",
+        default=default_hourly_arrivals,
+        validators=[validate_hourly_arrivals],
+        help_text="24 numbers, the mean arrivals per hour for each hour of the site's local "
+        "day from 00:00 to 23:00, e.g. [0.2, 0.1, ..., 0.3]; arrivals are Poisson. The "
+        "default is a typical public AC site (about 26 a day, peaks at 09:00 and 17:00).",
+    )
+    soc_distribution = models.CharField(
+        "initial SoC distribution",
+        max_length=8,
+        choices=Distribution.choices,
+        default=traffic.DEFAULT_SOC["kind"],
+        help_text=DISTRIBUTION_HELP + " SoC in % (0 to 100).",
+    )
+    soc_a = models.FloatField("initial SoC: first value", default=traffic.DEFAULT_SOC["a"])
+    soc_b = models.FloatField("initial SoC: second value", default=traffic.DEFAULT_SOC["b"])
+    target_distribution = models.CharField(
+        "target SoC distribution",
+        max_length=8,
+        choices=Distribution.choices,
+        default=traffic.DEFAULT_TARGET_SOC["kind"],
+        help_text=DISTRIBUTION_HELP + " A target below the initial SoC means the EV wants "
+        "nothing (SuspendedEV at once).",
+    )
+    target_a = models.FloatField("target SoC: first value", default=traffic.DEFAULT_TARGET_SOC["a"])
+    target_b = models.FloatField(
+        "target SoC: second value", default=traffic.DEFAULT_TARGET_SOC["b"]
+    )
+    dwell_distribution = models.CharField(
+        "dwell time distribution",
+        max_length=8,
+        choices=Distribution.choices,
+        default=traffic.DEFAULT_DWELL["kind"],
+        help_text=DISTRIBUTION_HELP + " Minutes from plugging in to stopping and unplugging "
+        "(1 minute to 7 days).",
+    )
+    dwell_a = models.FloatField("dwell: first value (min)", default=traffic.DEFAULT_DWELL["a"])
+    dwell_b = models.FloatField("dwell: second value (min)", default=traffic.DEFAULT_DWELL["b"])
+    id_tags = models.TextField(
+        "idTag pool",
+        default=traffic.DEFAULT_ID_TAGS,
+        validators=[validate_id_tags],
+        help_text="The idTags drivers present, separated by spaces, commas or new lines; "
+        "TAG0001..TAG0200 stands for the numbers between (at most 100,000 idTags, 20 "
+        "characters each). Put them in your CSMS's list if it should accept them.",
+    )
+    never_unplug_share = models.FloatField(
+        "share who never unplug",
+        default=traffic.DEFAULT_NEVER_UNPLUG,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="0 to 1: drivers who leave the vehicle plugged in after the dwell (the "
+        "session goes on, SuspendedEV once full), e.g. 0.05 for 5 %.",
+    )
+
+    class Meta:
+        verbose_name = "arrival profile"
+
+    def __str__(self) -> str:
+        return f"Arrivals at {self.location}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        for prefix, quantity in self.QUANTITIES.items():
+            kind = getattr(self, f"{prefix}_distribution")
+            a, b = getattr(self, f"{prefix}_a"), getattr(self, f"{prefix}_b")
+            if kind not in self.Distribution.values or a is None or b is None:
+                continue  # the field's own error says it
+            try:
+                traffic.check_distribution(kind, a, b, quantity)
+            except ValueError as exc:
+                message = str(exc)
+                second = message.startswith(("The max", "The standard deviation"))
+                errors[f"{prefix}_b" if second else f"{prefix}_a"] = message
+        if errors:
+            raise ValidationError(errors)
+
+    def to_profile(self) -> traffic.ProfileDict:
+        """The profile as the engine takes it (`simulator.core.arrivals`)."""
+        return {
+            "hourly_arrivals": traffic.check_hourly(self.hourly_arrivals),
+            "vehicle_mix": [(s.vehicle_id, s.weight) for s in self.vehicle_mix.all()],
+            "soc": {"kind": self.soc_distribution, "a": self.soc_a, "b": self.soc_b},
+            "target_soc": {
+                "kind": self.target_distribution,
+                "a": self.target_a,
+                "b": self.target_b,
+            },
+            "dwell_minutes": {
+                "kind": self.dwell_distribution,
+                "a": self.dwell_a,
+                "b": self.dwell_b,
+            },
+            "id_tags": traffic.parse_id_tags(self.id_tags),
+            "never_unplug_share": self.never_unplug_share,
+            "time_zone": self.location.time_zone,
+        }
+
+
+class VehicleShare(models.Model):
+    """One vehicle model's weight in a site's vehicle mix."""
+
+    profile = models.ForeignKey(
+        ArrivalProfile, on_delete=models.CASCADE, related_name="vehicle_mix"
+    )
+    # By name, not by import: locations and vehicles are sibling apps (import-linter).
+    vehicle = models.ForeignKey("vehicles.VehicleModel", on_delete=models.CASCADE)
+    weight = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.001), MaxValueValidator(traffic.MAX_VEHICLE_WEIGHT)],
+        help_text="Relative: weights 3 and 1 send three of the first for one of the second. "
+        "No vehicle listed: every vehicle model alike.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "vehicle"], name="one_share_per_vehicle")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vehicle} × {self.weight:g}"

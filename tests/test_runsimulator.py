@@ -119,3 +119,39 @@ def test_static_files_are_served_with_debug_off_and_no_collectstatic(tmp_path):
         sim.stop()
     assert "Traceback" not in sim.output
     assert "Warning" not in sim.output, sim.output
+
+
+def test_traffic_replaces_the_demo_driver_and_reports_its_sessions(tmp_path):
+    """`--traffic` at 10 simulated hours a second: drivers arrive at the demo sites, charge
+    and leave; the status line counts them. `--demo-share` is the deprecated driver."""
+    import re
+    import time
+
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        *("--no-web", "--demo", "--demo-chargers", "3", "--no-demo-operations"),
+        *("--csms-port", str(free_port()), "--status-every", "0.5", "--demo-share", "0.3"),
+        *("--traffic", "--traffic-seed", "5", "--traffic-speed", "36000", "--traffic-hours", "24"),
+    )
+    pattern = re.compile(r"traffic: \d+ arrived, ([1-9]\d*) charging sessions, .* ([1-9]\d*) left")
+    try:
+        sim.wait_for_output("--demo-share is deprecated")
+        assert "(ignored with --traffic)" in sim.output
+        sim.wait_for_output("Background traffic at 3 sites (seed 5, 36000x time)")
+        deadline = time.monotonic() + 60
+        while pattern.search(sim.output) is None:
+            if time.monotonic() > deadline or sim.proc.poll() is not None:
+                pytest.fail(f"no session started and ended:\n{sim.output[-3000:]}")
+            time.sleep(0.2)
+        sim.signal(signal.SIGINT)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
+def test_bad_traffic_options_are_refused(tmp_path):
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--traffic", "--traffic-speed", "0")
+    assert "--traffic-speed must be more than 0" in result.stderr
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--traffic-hours", "-1")
+    assert "--traffic-hours must be more than 0." in result.stderr

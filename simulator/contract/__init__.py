@@ -3,8 +3,9 @@
 The web side (chargers, locations, vehicles) and the engine (simulator) never import each
 other's runtime code: they talk over the channel layer (and the database), and both import
 this package for group names (`groups`), the messages and the functions that build them
-(`messages`), connector statuses and fault codes (`statuses`) and the OCPP configuration
-key table (`config_keys`). Everything but the key table is re-exported here.
+(`messages`), connector statuses and fault codes (`statuses`), the OCPP configuration
+key table (`config_keys`) and background traffic's arrival profiles and command
+(`traffic`). Everything but the key table and traffic is re-exported here.
 """
 
 from __future__ import annotations

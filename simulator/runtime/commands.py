@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 
 from simulator import contract
-from simulator.contract import overrides
+from simulator.contract import overrides, traffic
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
@@ -43,6 +43,7 @@ from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
+from simulator.runtime.traffic import TrafficDriver, load_profiles, site_time_zone
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Fleet(Protocol):
     def connect(self, charger: Charger) -> None: ...
 
     async def disconnect(self, charger: Charger) -> None: ...
+
+    async def traffic_driver(self) -> TrafficDriver: ...
 
 
 class CommandError(Exception):
@@ -168,6 +171,8 @@ class CommandServer:
                 self._start(self.handle(message))
             elif kind == contract.BULK_COMMAND:
                 self._start(self.handle_bulk(message))
+            elif kind == traffic.TRAFFIC:
+                self._start(self.handle_traffic(message))
 
     def _start(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -437,6 +442,78 @@ class CommandServer:
 
     # -- bulk commands -------------------------------------------------------------------------
 
+    async def handle_traffic(self, message: traffic.TrafficCommand) -> None:
+        """Start, stop or report a site's background traffic (a scenario's traffic step);
+        answered with one `traffic_result` from this worker."""
+        reply_to = _text(message.get("reply_channel"))
+        request_id = _request_id(message.get("request_id"))
+        location_id = _pk(message.get("location_id"))
+        shard = self.service.shard
+        action = message.get("action")
+        if location_id is None or action not in traffic.TRAFFIC_ACTIONS:
+            text = (
+                "give a location id"
+                if location_id is None
+                else f"{action!r} is not one of {', '.join(traffic.TRAFFIC_ACTIONS)}"
+            )
+            await self._reply(
+                reply_to, traffic.traffic_result(request_id, shard, location_id, False, text)
+            )
+            return
+        driver = await self.service.traffic_driver()
+        try:
+            text = await self._traffic_action(driver, action, location_id, message)
+        except traffic.ProfileError as exc:
+            result = traffic.traffic_result(
+                request_id, shard, location_id, False, exc.message, field=exc.field
+            )
+        else:
+            site = driver.sites.get(location_id)
+            result = traffic.traffic_result(
+                request_id,
+                shard,
+                location_id,
+                True,
+                text,
+                tally=None if site is None else site.tally.as_dict(),
+            )
+        await self._reply(reply_to, result)
+
+    async def _traffic_action(
+        self,
+        driver: TrafficDriver,
+        action: str,
+        location_id: int,
+        message: traffic.TrafficCommand,
+    ) -> str:
+        here = len(driver.chargers_at(location_id))
+        if action == "stop":
+            await driver.stop_site(location_id)
+            return f"traffic at location {location_id} stopped"
+        if action == "status":
+            state = "running" if driver.running(location_id) else "not running"
+            return f"traffic at location {location_id} {state} ({here} chargers here)"
+        profile = message.get("profile")
+        if profile is None:
+            # The site's stored profile, even if --traffic leaves it out (disabled): the
+            # caller asked for this site's traffic.
+            stored = await sync_to_async(load_profiles, thread_sensitive=False)(
+                location_id, disabled=True
+            )
+            profile = dict(stored.get(location_id) or traffic.default_profile())
+        elif not isinstance(profile, dict):
+            raise traffic.ProfileError("profile", "Give the profile as an object.")
+        elif "time_zone" not in profile:  # hours of day are the site's local hours
+            zone = await sync_to_async(site_time_zone, thread_sensitive=False)(location_id)
+            profile = {**profile, "time_zone": zone}
+        duration = _optional_number(message.get("duration"), "duration")
+        speed = _optional_number(message.get("speed"), "speed")
+        seed = message.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise traffic.ProfileError("seed", f"The seed must be an integer, not {seed!r}.")
+        driver.start_site(location_id, profile, duration=duration, seed=seed, speed=speed)
+        return f"traffic at location {location_id} started ({here} chargers here)"
+
     async def handle_bulk(self, message: contract.BulkCommand) -> None:
         reply_to = _text(message.get("reply_channel"))
         request_id = _request_id(message.get("request_id"))
@@ -620,7 +697,8 @@ class CommandServer:
         | contract.ChargerState
         | contract.ChargerLog
         | contract.BulkResult
-        | contract.ShardSummary,
+        | contract.ShardSummary
+        | traffic.TrafficResult,
     ) -> None:
         if not channel:
             return
@@ -859,3 +937,11 @@ def _vehicle_id(args: Mapping[str, Any]) -> int | None:
     if value != int(value):
         raise InvalidArgument("vehicle id must be a whole number")
     return int(value)
+
+
+def _optional_number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise traffic.ProfileError(name, f"The {name} must be a number, not {value!r}.")
+    return float(value)

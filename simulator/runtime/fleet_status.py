@@ -31,6 +31,7 @@ class FleetStatus:
     failing: int  # the last attempt failed; retrying
     charging: int  # chargers with a connector in Charging
     messages_per_second: float
+    traffic: str | None = None  # background traffic's tally (--traffic)
 
     @property
     def links(self) -> tuple[int, int, int, int]:
@@ -42,7 +43,7 @@ class FleetStatus:
             f"fleet: {self.accepted}/{self.wanted} accepted, {self.connecting} connecting, "
             f"{self.failing} failing, {self.charging} charging, "
             f"{self.messages_per_second:.1f} msg/s"
-        )
+        ) + (f"; traffic: {self.traffic}" if self.traffic is not None else "")
 
 
 class MessageRate:

@@ -59,6 +59,7 @@ from simulator.runtime.transfers import FileTransfers, LogJournal
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
     from simulator.csms.files import FileServer
+    from simulator.runtime.traffic import TrafficDriver
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,12 @@ class RunOptions:
     web: bool = True
     demo: bool = False
     demo_chargers: int = 10
-    demo_share: float = 0.5
+    demo_share: float = 0.5  # deprecated driver of --demo (--traffic replaces it)
+    traffic: bool = False  # background traffic at every site (runtime.traffic)
+    traffic_seed: int = 0
+    traffic_speed: float = 1.0  # simulated seconds per real second
+    traffic_start: float | None = None  # simulated epoch time it starts at; None: now
+    traffic_duration: float | None = None  # simulated seconds of arrivals; None: no end
     demo_operations: bool = True  # the built-in CSMS reserves, sends lists, updates firmware
     csms_url: str | None = None
     csms_port: int = 9000
@@ -152,6 +158,7 @@ class Simulator:
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
         self.files: FileServer | None = None  # the built-in CSMS's file server (--demo)
+        self.traffic: TrafficDriver | None = None  # background traffic (--traffic)
         self.should_exit = False
         self.force_exit = False
         self._exit = asyncio.Event()
@@ -295,15 +302,60 @@ class Simulator:
         if self.options.gc_tuning:
             gc_policy.fleet_loaded()
             self.spawn(self._freeze_when_up(), "gc-freeze")
+        if self.options.traffic:
+            self.spawn(self.run_traffic(), "traffic")
         if self.options.demo:
             self.spawn(self._demo(), "demo-driver")
 
+    async def run_traffic(self) -> None:
+        """Background traffic at every site this worker runs, each by its arrival profile
+        (the default one where a site has none)."""
+        from simulator.runtime.traffic import load_profiles
+
+        driver = await self.traffic_driver()
+        profiles = await database_sync_to_async(load_profiles, thread_sensitive=False)()
+        sites = [pk for pk in driver.locations() if pk in profiles]
+        self.say(
+            f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
+            f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time)\n"
+        )
+        await driver.run(
+            profiles,
+            reload=lambda: database_sync_to_async(load_profiles, thread_sensitive=False)(),
+            every=max(self.options.reconcile_seconds, 1.0),
+        )
+
+    async def traffic_driver(self) -> TrafficDriver:
+        """The worker's traffic driver, made on first use (by --traffic, or by a traffic
+        command from a scenario on a worker started without it)."""
+        from simulator.runtime.persistence import load_vehicles
+        from simulator.runtime.traffic import TrafficDriver, load_site_connectors
+
+        if self.traffic is None:
+            vehicles = await database_sync_to_async(load_vehicles, thread_sensitive=False)()
+            connectors = await database_sync_to_async(
+                load_site_connectors, thread_sensitive=False
+            )()
+            if self.traffic is None:  # nobody made it while the catalogue loaded
+                self.traffic = TrafficDriver(
+                    self.store,
+                    vehicles,
+                    seed=self.options.traffic_seed,
+                    speed=self.options.traffic_speed,
+                    start=self.options.traffic_start,
+                    duration=self.options.traffic_duration,
+                    site_connectors=connectors if self.shards > 1 else None,
+                    shard=(self.shard, self.shards),
+                )
+        return self.traffic
+
     async def _demo(self) -> None:
-        """The simulated drivers start their sessions; then the built-in CSMS shows its
-        operations on the fleet (on connectors the drivers left free)."""
+        """The simulated drivers start their sessions (unless background traffic replaces
+        them); then the built-in CSMS shows its operations on the fleet (on connectors the
+        drivers left free)."""
         from simulator.runtime.demo import drive_demo
 
-        await drive_demo(self.store, self.options.demo_share)
+        await drive_demo(self.store, 0.0 if self.options.traffic else self.options.demo_share)
         if self.csms is not None and self.files is not None and self.options.demo_operations:
             from simulator.csms.showcase import showcase
 
@@ -543,6 +595,7 @@ class Simulator:
             failing=counts["failing"],
             charging=charging,
             messages_per_second=self._message_rate.sample(),
+            traffic=None if self.traffic is None else self.traffic.totals().text(),
         )
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -565,6 +618,8 @@ class Simulator:
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += self.connections.values()
         ending += self.reloader.retiring()
+        if self.traffic is not None:
+            ending += self.traffic.tasks()
         for task in ending:
             task.cancel()
         left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import REGISTRY, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +48,21 @@ TICK_DURATION = Histogram(
     "chargesim_tick_duration_seconds",
     "How long each meter-engine tick took (every EVSE of every charger advanced).",
     buckets=_TICK_BUCKETS,
+)
+
+# Background traffic (simulator.runtime.traffic): what became of each arrival (started,
+# refused, turned_away, failed) and how sessions ended (left, stayed plugged in).
+TRAFFIC_ARRIVALS = PromCounter(
+    "chargesim_traffic_arrivals",
+    "Drivers of the background traffic, by what became of them: started (a session), "
+    "turned_away (no free connector), refused (idTag not accepted), failed.",
+    ["outcome"],
+)
+TRAFFIC_DEPARTURES = PromCounter(
+    "chargesim_traffic_departures",
+    "Background-traffic sessions at the end of their dwell: left (stopped and unplugged) "
+    "or stayed (a driver who never unplugs).",
+    ["kind"],
 )
 
 

@@ -46,10 +46,42 @@ class Command(BaseCommand):
         parser.add_argument(
             "--demo-share",
             type=float,
-            default=0.5,
+            default=None,
             metavar="F",
-            help="share of demo connectors a simulated driver starts a session "
-            "on (0 to 1, default %(default)s)",
+            help="deprecated, use --traffic: with --demo, a driver starts a session that never "
+            "ends on this share of the demo connectors (0 to 1, default 0.5); ignored with "
+            "--traffic",
+        )
+        parser.add_argument(
+            "--traffic",
+            action="store_true",
+            help="background traffic: drivers arrive at every site by its arrival profile "
+            "(admin: Arrival profiles; a site without one gets the default public AC "
+            "profile), plug in, charge, and leave after their dwell",
+        )
+        parser.add_argument(
+            "--traffic-seed",
+            type=int,
+            default=0,
+            metavar="N",
+            help="seed of the traffic's randomness: the same seed, the same arrivals "
+            "(default %(default)s)",
+        )
+        parser.add_argument(
+            "--traffic-speed",
+            type=float,
+            default=1.0,
+            metavar="X",
+            help="simulated time per real time for the traffic, e.g. 60: an hour of "
+            "arrivals and dwell a minute (default %(default)s)",
+        )
+        parser.add_argument(
+            "--traffic-hours",
+            type=float,
+            default=None,
+            metavar="H",
+            help="stop the arrivals after H simulated hours (the drivers there finish their "
+            "dwell); default: no end",
         )
         parser.add_argument(
             "--no-demo-operations",
@@ -102,8 +134,20 @@ class Command(BaseCommand):
         shard, shards = parse_shard(options["shard"])
         if options["demo_chargers"] < 0:
             raise CommandError("--demo-chargers must be 0 or more.")
-        if not 0 <= options["demo_share"] <= 1:
-            raise CommandError("--demo-share must be within 0 and 1.")
+        demo_share = options["demo_share"]
+        if demo_share is not None:
+            if not 0 <= demo_share <= 1:
+                raise CommandError("--demo-share must be within 0 and 1.")
+            self.stderr.write(
+                "--demo-share is deprecated: --traffic simulates drivers arriving and "
+                "leaving at every site"
+                + (" (ignored with --traffic)." if options["traffic"] else ".")
+            )
+        if not options["traffic_speed"] > 0:
+            raise CommandError("--traffic-speed must be more than 0 (e.g. 60: an hour a minute).")
+        hours = options["traffic_hours"]
+        if hours is not None and not hours > 0:
+            raise CommandError("--traffic-hours must be more than 0.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
         if not options["status_every"] > 0:
@@ -117,7 +161,11 @@ class Command(BaseCommand):
             web=not options["no_web"],
             demo=options["demo"],
             demo_chargers=options["demo_chargers"],
-            demo_share=options["demo_share"],
+            demo_share=0.5 if demo_share is None else demo_share,
+            traffic=options["traffic"],
+            traffic_seed=options["traffic_seed"],
+            traffic_speed=options["traffic_speed"],
+            traffic_duration=None if hours is None else hours * 3600.0,
             demo_operations=not options["no_demo_operations"],
             csms_url=options["csms_url"],
             csms_port=options["csms_port"],

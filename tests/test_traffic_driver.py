@@ -1,0 +1,383 @@
+"""Background traffic in a real worker (simulator.runtime.traffic), against the built-in
+CSMS over loopback WebSockets, at a high simulated speed.
+
+The arrivals a site gets are checked exactly against the core's stream for the same seed
+and start (timing-independent); what became of them (started, turned away, left, stayed)
+depends on the event loop's timing only where two events fall within milliseconds, so it is
+checked for consistency: the worker's tally, the CSMS's transactions and the connectors
+left occupied must tell the same story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from prometheus_client import REGISTRY
+
+from locations.models import ArrivalProfile as ProfileRow
+from locations.models import Location, VehicleShare
+from simulator import contract
+from simulator.contract import traffic
+from simulator.contract.traffic import DEFAULT_HOURLY_ARRIVALS, default_profile, parse_id_tags
+from simulator.core.arrivals import ArrivalProfile, ArrivalStream
+from simulator.core.charge_point import BootState
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.store import Store
+from simulator.runtime.traffic import STARTED, TrafficDriver, seeded
+from tests.cast import make_charger, make_location, make_vehicle
+from tests.engine import COMPACT, runtime_charger, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+SEED = 7
+SPEED = 1200.0  # 20 simulated minutes a second
+START = datetime(2026, 1, 5, 8, tzinfo=UTC).timestamp()
+HOURS = 3
+POOL = "TT01..TT40"
+
+
+def site_with_chargers(csms_url: str) -> tuple[Location, dict[str, object]]:
+    site = make_location("Traffic Site", time_zone="UTC")
+    ac, phev = make_vehicle(0), make_vehicle(3)
+    for n in range(1, 5):
+        make_charger(f"TRF-{n}", location=site, evses=2, csms_url=csms_url)
+    profile = ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[12.0] * 24,
+        soc_distribution="uniform",
+        soc_a=20,
+        soc_b=40,
+        target_distribution="fixed",
+        target_a=80,
+        target_b=0,
+        dwell_distribution="fixed",
+        dwell_a=15,
+        dwell_b=0,
+        id_tags=POOL,
+        never_unplug_share=0.15,
+    )
+    VehicleShare.objects.create(profile=profile, vehicle=ac, weight=3)
+    VehicleShare.objects.create(profile=profile, vehicle=phev, weight=1)
+    return site, dict(ProfileRow.objects.get(pk=profile.pk).to_profile())
+
+
+def counted(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("chargesim_traffic_arrivals_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) -> None:
+    site, profile = await sync_to_async(site_with_chargers)(csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            reconnect_cap=0.5,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=SPEED,
+            traffic_start=START,
+            traffic_duration=HOURS * 3600.0,
+        )
+    )
+    await service.start()
+    started_before = counted(STARTED)
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="the site's chargers to boot",
+        )
+        service.spawn(service.run_traffic(), "traffic")
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
+        driver = service.traffic
+        assert driver is not None
+        tally = await driver.wait_site(site.pk)
+        assert tally is not None
+
+        # Exactly the core's arrivals for this seed, site and start.
+        catalogue = sorted(driver.vehicles)
+        expected = list(
+            ArrivalStream(
+                ArrivalProfile.from_dict(profile, catalogue), seeded(SEED, site.pk), START
+            ).until(START + HOURS * 3600.0)
+        )
+        assert [arrival for arrival, _ in tally.log] == expected
+        assert tally.arrivals == len(expected) > 20
+        assert tally.failed == 0 and tally.refused == 0
+        assert tally.started + tally.turned_away == len(expected)
+        assert tally.started >= 10
+
+        # Never-unplug drivers: those of the started arrivals the core marked so.
+        stayers = [a for a, outcome in tally.log if outcome == STARTED and a.never_unplug]
+        assert tally.stayed == len(stayers)
+        assert tally.left == tally.started - tally.stayed
+        assert counted(STARTED) - started_before == tally.started
+
+        # The connectors still taken are the stayers'; everyone else unplugged.
+        plugged = [e for c in service.store for e in c.evses if e.battery is not None]
+        assert len(plugged) == tally.stayed
+        assert sorted(e.id_tag or "" for e in plugged) == sorted(a.id_tag for a in stayers)
+        assert f"{tally.turned_away} turned away" in driver.totals().text()
+
+        # The CSMS saw a session per started arrival, idTags from the pool; the leavers'
+        # sessions stopped (reason Local), the stayers' go on.
+        await wait_until(
+            lambda: (
+                len(csms.transactions) == tally.started
+                and sum(tx.stopped for tx in csms.transactions.values()) == tally.left
+            ),
+            timeout=15,
+            message="the CSMS to see every session",
+        )
+        pool = set(parse_id_tags(POOL))
+        assert {tx.id_tag for tx in csms.transactions.values()} <= pool
+        assert sorted(tx.id_tag or "" for tx in csms.transactions.values()) == sorted(
+            a.id_tag for a, outcome in tally.log if outcome == STARTED
+        )
+        assert {tx.reason for tx in csms.transactions.values() if tx.stopped} <= {"Local", None}
+        open_tags = sorted(tx.id_tag or "" for tx in csms.transactions.values() if not tx.stopped)
+        assert open_tags == sorted(a.id_tag for a in stayers)
+    finally:
+        await service.stop()
+
+
+def busy_site(csms_url: str, time_zone: str = "UTC") -> Location:
+    site = make_location("Busy Site", time_zone=time_zone)
+    make_vehicle(0)
+    make_charger("BUSY-1", location=site, evses=1, csms_url=csms_url)
+    ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[20.0] * 24,
+        dwell_distribution="uniform",
+        dwell_a=5,
+        dwell_b=25,
+        id_tags="BAD1 OK1..OK3",
+        never_unplug_share=0,
+    )
+    return site
+
+
+async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -> None:
+    csms.authorize["BAD1"] = "Blocked"
+    site = await sync_to_async(busy_site)(csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            reconnect_cap=0.5,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=SPEED,
+            traffic_start=START,
+            traffic_duration=2 * 3600.0,
+        )
+    )
+    await service.start()
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="BUSY-1 to boot",
+        )
+        service.spawn(service.run_traffic(), "traffic")
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
+        assert service.traffic is not None
+        tally = await service.traffic.wait_site(site.pk)
+        assert tally is not None and tally.arrivals > 20
+
+        log = tally.log
+        assert tally.turned_away > 0 and tally.refused > 0
+        assert {a.id_tag for a, outcome in log if outcome == "refused"} == {"BAD1"}
+        assert all(a.id_tag != "BAD1" for a, outcome in log if outcome == STARTED)
+        # A driver was turned away only while another's session held the one connector
+        # (a simulated minute of slack for the event loop's own timing).
+        sessions = [(a.at, a.at + a.dwell_s) for a, outcome in log if outcome == STARTED]
+        for arrival, outcome in log:
+            if outcome == "turned_away":
+                assert any(s <= arrival.at <= e + 60 for s, e in sessions), arrival
+        # Everyone left: the connector is free again, the CSMS saw each session stop.
+        charger = service.store.get("BUSY-1")
+        assert charger is not None and charger.evses[0].battery is None
+        assert tally.left == tally.started
+        await wait_until(
+            lambda: (
+                len(csms.transactions) == tally.started
+                and all(tx.stopped for tx in csms.transactions.values())
+            ),
+            timeout=15,
+            message="the CSMS to see every session stop",
+        )
+    finally:
+        await service.stop()
+
+
+# -- the traffic command (a scenario's `traffic` step) over the channel layer ---------------
+
+
+async def ask(command: traffic.TrafficCommand) -> dict[str, Any]:
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(contract.engine_group(0), command)
+    return await asyncio.wait_for(layer.receive(command["reply_channel"]), 10)
+
+
+async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> None:
+    site = await sync_to_async(busy_site)(csms.url, "Asia/Kolkata")
+    layer = get_channel_layer()
+    assert layer is not None
+    reply = await layer.new_channel()
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.2, reconnect_cap=0.5, traffic_start=START)
+    )
+    await service.start(channels=True)
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="BUSY-1 to boot",
+        )
+        bad = await ask(
+            traffic.traffic_command(
+                "start", site.pk, reply, "r1", profile={"hourly_arrivals": [1, 2]}
+            )
+        )
+        assert bad["ok"] is False and bad["field"] == "hourly_arrivals"
+        assert bad["message"].startswith("Give 24 numbers")
+
+        # Arrivals only from 13:00 to 15:00 in the site's zone (START is 13:30 there): a
+        # worker that took the hours as UTC (08:00) would see none.
+        hourly = [0.0] * 24
+        hourly[13] = hourly[14] = 30.0
+        override = {"hourly_arrivals": hourly, "id_tags": "OVR1..OVR9"}
+        answer = await ask(
+            traffic.traffic_command(
+                "start",
+                site.pk,
+                reply,
+                "r2",
+                profile=override,
+                duration=3600.0,
+                seed=99,
+                speed=3600.0,
+            )
+        )
+        assert answer["ok"] is True, answer
+        assert answer["message"] == f"traffic at location {site.pk} started (1 chargers here)"
+        assert service.traffic is not None
+        tally = await service.traffic.wait_site(site.pk)
+        assert tally is not None
+
+        catalogue = sorted(service.traffic.vehicles)
+        expected = list(
+            ArrivalStream(
+                ArrivalProfile.from_dict({**override, "time_zone": "Asia/Kolkata"}, catalogue),
+                seeded(99, site.pk),
+                START,
+            ).until(START + 3600.0)
+        )
+        assert len(expected) > 10
+        assert [a for a, _ in tally.log] == expected
+        status = await ask(traffic.traffic_command("status", site.pk, reply, "r3"))
+        assert status["message"].startswith(f"traffic at location {site.pk} not running")
+        assert status["tally"]["arrivals"] == len(expected)
+        assert status["tally"]["started"] == tally.started >= 1
+        assert {tx.id_tag for tx in csms.transactions.values()} <= {f"OVR{n}" for n in range(10)}
+
+        # Stopped mid-way, the site gets no more drivers; those there finish and leave.
+        again = await ask(
+            traffic.traffic_command(
+                "start", site.pk, reply, "r4", duration=30 * 86_400.0, speed=3600.0
+            )
+        )
+        assert again["ok"] is True
+        busy = service.store.get("BUSY-1")
+        assert busy is not None
+        await wait_until(lambda: busy.evses[0].battery is not None, timeout=30, message="a driver")
+        stopped = await ask(traffic.traffic_command("stop", site.pk, reply, "r5"))
+        assert stopped["message"] == f"traffic at location {site.pk} stopped"
+        final = stopped["tally"]["arrivals"]
+        driver = service.traffic
+        assert driver is not None
+        await wait_until(lambda: not driver.tasks(), timeout=30, message="the drivers to leave")
+        assert driver.sites[site.pk].tally.arrivals == final
+        assert busy.evses[0].battery is None
+        await wait_until(
+            lambda: all(tx.stopped for tx in csms.transactions.values()),
+            timeout=15,
+            message="every session to stop",
+        )
+    finally:
+        await service.stop()
+        await layer.flush()
+
+
+async def test_a_site_split_over_shards_gets_its_share_of_the_arrivals_in_each() -> None:
+    """Like load management, traffic runs per worker: a worker with 2 of a site's 8
+    connectors draws a quarter of its arrivals, from a random source of its own."""
+    store = Store()
+    store.add(runtime_charger("SPLIT-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    store.add(runtime_charger("ELSEWHERE", "ws://127.0.0.1:1/ocpp", evses=2, location_id=8))
+    profile = dict(default_profile())
+    driver = TrafficDriver(store, {}, seed=3, site_connectors={7: 8, 8: 2}, shard=(1, 2))
+    assert (driver.share_of(7), driver.share_of(8)) == (0.25, 1.0)
+    split = driver.start_site(7, profile, start=START)
+    whole = driver.start_site(8, profile, start=START)
+    try:
+        assert split.stream.profile.hourly == tuple(r / 4 for r in DEFAULT_HOURLY_ARRIVALS)
+        assert whole.stream.profile.hourly == DEFAULT_HOURLY_ARRIVALS
+        # A site the worker runs whole draws as a single worker would.
+        alone = ArrivalStream(ArrivalProfile.from_dict(profile), seeded(3, 8), START)
+        assert whole.stream.next() == alone.next()
+    finally:
+        await driver.stop_site(7)
+        await driver.stop_site(8)
+
+
+async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() -> None:
+    """`--traffic` reads the profiles again as it runs (`refresh`): an edit goes on from
+    now, a disabled site gets no more arrivals, and a site a command stopped stays stopped.
+    (The chargers here never boot: every driver is turned away, which is all it needs.)"""
+    store = Store()
+    store.add(runtime_charger("EDIT-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {1: COMPACT}, seed=1, speed=36_000.0)
+    six: dict[str, Any] = {**default_profile(), "hourly_arrivals": [6.0] * 24}
+    twelve: dict[str, Any] = {**six, "hourly_arrivals": [12.0] * 24}
+    try:
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        site = driver.sites[7]
+        assert site.managed and driver.running(7)
+        await wait_until(lambda: site.tally.arrivals >= 5, message="arrivals")
+        assert site.tally.turned_away == site.tally.arrivals - len(site._sessions)
+
+        driver.refresh({7: twelve})  # type: ignore[dict-item]
+        assert driver.sites[7] is site and site.stream.profile.hourly == (12.0,) * 24
+
+        driver.refresh({})  # disabled
+        assert not driver.running(7) and site.paused
+        await wait_until(lambda: not driver.tasks(), message="the site's task to end")
+        before = site.tally.arrivals
+
+        driver.refresh({7: twelve})  # type: ignore[dict-item]  # enabled again
+        again = driver.sites[7]
+        assert again is not site and driver.running(7)
+        assert again.tally is site.tally  # counting on
+        await wait_until(lambda: again.tally.arrivals > before, message="arrivals again")
+
+        await driver.stop_site(7)  # as a command does
+        driver.refresh({7: twelve})  # type: ignore[dict-item]
+        assert driver.sites[7] is again and not driver.running(7)
+    finally:
+        for task in driver.tasks():
+            task.cancel()
