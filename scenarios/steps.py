@@ -257,6 +257,9 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
         raise StepFailed(f"the CSMS answered {action} with CALLERROR {code}")
     if "status" in args:
         status = answer_status(action, answer.payload)
+        if status is None:
+            where = "idTagInfo.status" if action in ID_TAG_INFO_ACTIONS else "status"
+            raise StepFailed(f"the answer to {action} has no {where}, expected {args['status']}")
         if status != args["status"]:
             raise StepFailed(f"the answer to {action} was {status}, expected {args['status']}")
     if "payload" in args and not contains(answer.payload, args["payload"]):
