@@ -142,6 +142,7 @@ class Runner:
         targets: list[Target] = []
         message = ""
         host_started = False
+        interrupted = False
         try:
             targets = await database_sync_to_async(self._resolve)()
             await self.host.start([t.charge_point_id for t in targets])
@@ -165,6 +166,10 @@ class Runner:
                     for c, s in zip(self.chargers, seeds, strict=True)
                 )
             )
+        except asyncio.CancelledError:
+            # Ctrl-C: still clean up and store the run as interrupted, then stop.
+            interrupted = True
+            message = "interrupted before it finished"
         except SetupError as exc:
             message = str(exc)
         except EngineError as exc:
@@ -180,7 +185,10 @@ class Runner:
             if any(t.temporary for t in targets):
                 await database_sync_to_async(_delete_temporary)(targets)
         took = asyncio.get_running_loop().time() - self._t0
-        return await database_sync_to_async(self._finish)(message, took)
+        run = await database_sync_to_async(self._finish)(message, took)
+        if interrupted:
+            raise asyncio.CancelledError
+        return run
 
     def _create_run(self) -> ScenarioRun:
         return ScenarioRun.objects.create(

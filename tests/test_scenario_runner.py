@@ -548,3 +548,27 @@ async def test_an_unanswered_call_fails_an_answer_expectation(csms: CentralSyste
     step = run.result["chargers"][0]["steps"][2]
     assert step["status"] == "failed"
     assert step["message"].endswith("the CSMS did not answer StatusNotification within 1 s")
+
+
+async def test_an_interrupted_run_is_stored_as_such_and_cleans_up(csms: CentralSystem) -> None:
+    runner = Runner(
+        parse(
+            "name: long\ndescription: x\nchargers: {template: {count: 1}}\n"
+            "steps:\n  - wait: {seconds: 60}\n"
+        ),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+    )
+    task = asyncio.create_task(runner.execute())
+    await asyncio.sleep(0)
+    while runner.watch is None or not runner.chargers:
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    run = await database_sync_to_async(ScenarioRun.objects.get)()
+    assert (run.status, run.message) == ("error", "interrupted before it finished")
+    assert not await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__startswith="SCN-").exists
+    )()
