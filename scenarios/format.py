@@ -437,6 +437,8 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"must be more than {value}"
     if kind == "minItems":
         return f"needs at least {value} item{'s' if value != 1 else ''}"
+    if kind == "uniqueItems":
+        return "lists an item twice"
     if kind == "minLength":
         return "must not be empty"
     if kind == "maxLength":

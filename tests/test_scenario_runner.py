@@ -572,3 +572,67 @@ async def test_an_interrupted_run_is_stored_as_such_and_cleans_up(csms: CentralS
     assert not await database_sync_to_async(
         Charger.objects.filter(charge_point_id__startswith="SCN-").exists
     )()
+
+
+async def test_a_templates_hardware_location_and_vehicle_and_a_charger_that_starts_offline(
+    csms: CentralSystem,
+) -> None:
+    await database_sync_to_async(make_location)("Template Site")
+    vehicle = await database_sync_to_async(make_vehicle)(1)
+    run, _ = await run_scenario(
+        f"""\
+        name: template
+        description: x
+        chargers:
+          template:
+            count: 1
+            prefix: TPL
+            power_type: DC
+            max_power_kw: 150
+            location: Template Site
+            vehicle: "{vehicle.make} {vehicle.model}"
+            vendor: Acme
+            model: Fast 150
+            connect: false
+            configuration: {{MeterValueSampleInterval: 5}}
+        steps:
+          - expect: {{answers_within: 1}}
+          - connect: {{wait: Accepted}}
+          - expect: {{answer: BootNotification, status: Accepted}}
+          - plug_in: {{wait: Preparing}}
+        """,
+        csms,
+    )
+    passed_all(run)
+    (charger,) = run.result["chargers"]
+    boot = csms.boot_info[charger["charge_point_id"]]
+    assert (boot["chargePointVendor"], boot["chargePointModel"]) == ("Acme", "Fast 150")
+    assert charger["charge_point_id"] == f"TPL-R{run.pk}-1"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ('{count: 1, location: "Nowhere"}', "no location named 'Nowhere'"),
+        ('{count: 1, vehicle: "Flying Car"}', "no vehicle model named 'Flying Car'"),
+    ],
+)
+async def test_a_template_naming_what_does_not_exist_errors_the_run(
+    csms: CentralSystem, template: str, message: str
+) -> None:
+    run, _ = await run_scenario(
+        f"name: t\ndescription: x\nchargers: {{template: {template}}}\nsteps:\n  - wait: {{seconds: 0}}\n",
+        csms,
+    )
+    assert (run.status, run.message) == ("error", message)
+
+
+async def test_a_template_without_a_csms_errors_the_run() -> None:
+    runner = Runner(
+        parse("name: t\ndescription: x\nchargers: {template: {count: 1}}\nsteps:\n  - reboot:\n"),
+        client=EngineClient(),
+        host=InProcessEngine(),
+    )
+    run = await runner.execute()
+    assert run.status == "error"
+    assert run.message.startswith("the template's chargers need a CSMS")
