@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 KINDS = ("frame", "status", "connection", "transaction")
 # Events kept per run (all chargers); the stored frames are bounded again by the model.
 MAX_EVENTS = 200_000
+# Parsed frames kept per charger for the checks; beyond this the oldest tenth goes (a
+# charger metering for hours must not grow the run without bound).
+MAX_FRAMES_PER_CHARGER = 50_000
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -169,5 +172,7 @@ class Watch:
             if event.get("kind") == "frame":
                 frames = self.frames.setdefault(int(event["charger_id"]), [])
                 frames.append(Frame.of(event))
+                if len(frames) > MAX_FRAMES_PER_CHARGER:
+                    del frames[: MAX_FRAMES_PER_CHARGER // 10]
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

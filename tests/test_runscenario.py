@@ -170,3 +170,25 @@ def test_the_admin_shows_a_run_and_offers_its_downloads(
     source = client.get(f"/admin/scenarios/scenariorun/{run.pk}/source/")
     assert source.content.decode() == PASSING
     assert client.get("/admin/scenarios/scenariorun/add/").status_code == 403
+
+
+def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scenarios import models
+    from scenarios.junit import junit_xml
+
+    suites = ET.fromstring(
+        junit_xml([{"scenario": "s", "message": "no location named 'X'", "chargers": []}])
+    )
+    (case,) = suites.iter("testcase")
+    assert case.get("name") == "setup"
+    error = case.find("error")
+    assert error is not None and error.get("message") == "no location named 'X'"
+    assert suites.get("errors") == "1"
+
+    monkeypatch.setattr(models, "MAX_FRAMES", 3)
+    run = ScenarioRun(name="s", source="", seed=1)
+    run.store_frames(({"n": n} for n in range(5)), dropped=2)
+    assert (run.frame_count, run.frames_dropped) == (3, 4)
+    assert run.frame_events() == [{"n": 0}, {"n": 1}, {"n": 2}]
