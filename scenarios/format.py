@@ -15,6 +15,7 @@ URL, ...) are left in place and replaced per charger by the runner.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ EXPECT_VARIANTS: dict[str, frozenset[str]] = {
     "answers_within": frozenset(),
     "status": frozenset({"connector"}),
 }
+# Step arguments that are durations.
+DURATION_KEYS = frozenset({"timeout", "within", "seconds", "delay", "cut", "answers_within"})
 OVERRIDE_ANSWERS = ("status", "call_error", "delay", "no_answer")
 # A network step: one of these groups (the conditions go together).
 NETWORK_GROUPS: dict[str, frozenset[str]] = {
@@ -467,8 +470,14 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
-        for key in ("timeout", "within"):
-            if key in args and duration(args[key]) > 300:
+        for key in DURATION_KEYS & set(args):
+            try:
+                seconds = duration(args[key])
+            except ValueError:
+                continue  # the schema said so already
+            if not math.isfinite(seconds):
+                errors.add((*path, key), "must be a finite number of seconds")
+            elif key in ("timeout", "within") and seconds > 300:
                 errors.add((*path, key), "must be at most 300 seconds")
 
 

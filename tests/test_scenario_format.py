@@ -184,6 +184,21 @@ def test_a_timeout_over_the_engines_limit_is_refused() -> None:
     ]
 
 
+def test_durations_must_be_finite_and_seeds_fit_the_store() -> None:
+    text = """\
+    name: smoke
+    description: x
+    seed: -1
+    chargers: {ids: [CP-1]}
+    steps:
+      - wait: {seconds: .inf}
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:3:7: seed: must be at least 0",
+        "smoke.yaml:6:21: steps[0].wait.seconds: must be a finite number of seconds",
+    ]
+
+
 def test_a_file_that_cannot_be_read(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as caught:
         scenario_format.load(tmp_path / "missing.yaml")

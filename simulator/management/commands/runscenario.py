@@ -105,6 +105,9 @@ class Command(BaseCommand):
             raise CommandError("--csms-url and --builtin-csms do not go together.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
+        seed = options["seed"]
+        if seed is not None and not 0 <= seed < 2**63:
+            raise CommandError("--seed must be within 0 and 2**63 - 1.")
         variables: dict[str, Any] = {}
         for text in options["var"]:
             try:
