@@ -402,8 +402,8 @@ async def network(ctx: StepContext, args: dict[str, Any]) -> str:
         result = await ctx.command("cut_network", {"seconds": duration(args["cut"])})
     elif "close_code" in args:
         result = await ctx.command("close_connection", {"code": int(args["close_code"])})
-    elif args.get("clear"):
-        result = await ctx.command("set_network", {"clear": True})
+    elif args.get("clear"):  # a clean link: no latency, no jitter, nothing dropped
+        result = await ctx.command("set_network", {"latency_ms": 0, "jitter_ms": 0, "drop_rate": 0})
     else:
         sent = {k: args[k] for k in ("latency_ms", "jitter_ms", "drop_rate") if k in args}
         sent["seed"] = ctx.rng.randrange(2**31)

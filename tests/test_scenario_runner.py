@@ -496,6 +496,12 @@ def _context(client: FakeClient) -> StepContext:
             {"action": "Reset", "clear": True},
         ),
         ("network", {"cut": "10s"}, "cut_network", {"seconds": 10.0}),
+        (
+            "network",
+            {"clear": True},
+            "set_network",
+            {"latency_ms": 0, "jitter_ms": 0, "drop_rate": 0},
+        ),
         ("network", {"close_code": 1011}, "close_connection", {"code": 1011}),
         ("close", {}, "close_connection", {"code": 1000}),
         ("clock_skew", {"seconds": -300}, "set_clock_skew", {"seconds": -300.0}),
