@@ -207,6 +207,17 @@ def substitute_runtime(value: Any, values: Mapping[str, Any]) -> Any:
     return value
 
 
+def unresolved(value: Any) -> set[str]:
+    """The names of variables still left in a value (after `substitute_runtime`)."""
+    if isinstance(value, str):
+        return set(_VARIABLE.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(unresolved(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(unresolved(item) for item in value))
+    return set()
+
+
 def parse_var(text: str) -> tuple[str, Any]:
     """A `--var name=value` option; the value read as a YAML scalar (5 is a number)."""
     name, sep, raw = text.partition("=")

@@ -37,7 +37,7 @@ from chargers.fleet import ChargerPlan, create_chargers
 from chargers.models import Charger, Evse
 from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
-from scenarios.format import Scenario, Step, substitute_runtime
+from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import ScenarioRun
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target
 from scenarios.watch import Watch
@@ -402,6 +402,15 @@ class Runner:
         if handler is None:
             return ERROR, f"{where}: this runner has no step kind {step.kind!r}"
         args = substitute_runtime(step.args, values)
+        missing = unresolved(args)
+        if missing:
+            names = ", ".join(f"${{{name}}}" for name in sorted(missing))
+            hint = (
+                " (runscenario --var csms_control=URL, or --builtin-csms)"
+                if "csms_control" in missing
+                else ""
+            )
+            return ERROR, f"{where}: {names} has no value in this run{hint}"
         try:
             message = await handler(ctx, args)
         except StepFailed as exc:

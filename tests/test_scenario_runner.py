@@ -633,6 +633,25 @@ async def test_a_template_naming_what_does_not_exist_errors_the_run(
     assert (run.status, run.message) == ("error", message)
 
 
+async def test_a_runtime_variable_without_a_value_errors_the_step(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: hooks
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger: {url: "${csms_control}/behaviour"}
+        """,
+        csms,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "error"
+    assert step["message"].endswith(
+        "${csms_control} has no value in this run (runscenario --var csms_control=URL, or "
+        "--builtin-csms)"
+    )
+
+
 async def test_a_template_without_a_csms_errors_the_run() -> None:
     runner = Runner(
         parse("name: t\ndescription: x\nchargers: {template: {count: 1}}\nsteps:\n  - reboot:\n"),

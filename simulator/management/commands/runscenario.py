@@ -10,6 +10,7 @@ running workers run them. The work is `scenarios.session`'s.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from typing import Any
 
@@ -57,6 +58,19 @@ def embedded() -> bool:
     """The channel layer is this process's memory: no worker elsewhere can be reached."""
     backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     return "InMemory" in backend
+
+
+async def _start_control(csms: Any) -> Any:
+    """The built-in CSMS's control endpoint (the scenarios' `${csms_control}`: what their
+    `trigger` steps call), on a free loopback port; None where this tree has none. Imported
+    by name because the endpoint comes from a branch of its own (the scenario library)."""
+    try:
+        control = importlib.import_module("simulator.csms.control")
+    except ImportError:
+        return None
+    server = control.ControlServer(csms)
+    await server.start("127.0.0.1", 0)
+    return server
 
 
 def settle_seconds() -> float:
@@ -135,6 +149,7 @@ class Command(BaseCommand):
 
     async def _run(self, scenarios: list[scenario_format.Scenario], options: dict[str, Any]) -> Any:
         csms = None
+        control_server: Any = None
         csms_url = options["csms_url"]
         control = None
         if options["builtin_csms"]:
@@ -143,8 +158,11 @@ class Command(BaseCommand):
             csms = CentralSystem(keep_log=False)
             await csms.start(host="127.0.0.1", port=0)
             csms_url = csms.url
-            control = "http" + csms.url.removeprefix("ws")
             self.stdout.write(f"Built-in CSMS on {csms_url}")
+            control_server = await _start_control(csms)
+            if control_server is not None:
+                control = str(control_server.url)
+                self.stdout.write(f"Its control endpoint (${{csms_control}}) on {control}")
         host_for: Any = InProcessEngine if embedded() else RunningWorkers
         session = Session(
             scenarios,
@@ -160,5 +178,7 @@ class Command(BaseCommand):
         try:
             return await session.run()
         finally:
+            if control_server is not None:
+                await control_server.stop()
             if csms is not None:
                 await csms.stop()
