@@ -661,3 +661,35 @@ async def test_a_template_without_a_csms_errors_the_run() -> None:
     run = await runner.execute()
     assert run.status == "error"
     assert run.message.startswith("the template's chargers need a CSMS")
+
+
+@pytest.mark.skipif(
+    "set_answer_override" not in contract.DRIVE_COMMANDS,
+    reason="the engine has no fault injection commands yet (their own branch)",
+)
+async def test_fault_steps_against_the_engine_that_has_them(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: faults
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - override: {action: RemoteStartTransaction, next: true, status: Rejected}
+          - trigger: {url: "${csms_control}/start/${charge_point_id}", body: {idTag: R-1}, expect_status: 202}
+          - wait: {csms_call: RemoteStartTransaction, timeout: 10}
+          - wait: {seconds: 1}
+          - expect: {status: Available}
+          - override: {action: Reset, clear: true}
+          - network: {latency_ms: 50, jitter_ms: 10, drop_rate: 0}
+          - network: {clear: true}
+          - clock_skew: {seconds: -300}
+          - close: {code: 1011}
+          - wait: {status: Accepted, timeout: 60}
+          - network: {close_code: 4000}
+          - wait: {status: Accepted, timeout: 60}
+        """,
+        csms,
+        seed=3,
+        csms_control=await _hooks(csms),
+    )
+    passed_all(run)
