@@ -172,6 +172,29 @@ def test_the_admin_shows_a_run_and_offers_its_downloads(
     assert client.get("/admin/scenarios/scenariorun/add/").status_code == 403
 
 
+def test_the_admin_shows_the_verdicts_that_did_not_pass_first_and_caps_them(
+    admin_client_logged_in: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenarios import admin as scenario_admin
+
+    monkeypatch.setattr(scenario_admin, "VERDICT_ROWS", 2)
+    steps = [
+        {"index": n, "kind": "wait", "status": status, "message": f"message-{n}", "duration": 0}
+        for n, status in enumerate(["passed", "passed", "failed", "skipped"])
+    ]
+    run = ScenarioRun.objects.create(
+        name="s",
+        source="",
+        seed=1,
+        status="failed",
+        result={"chargers": [{"charge_point_id": "CP-9", "steps": steps}]},
+    )
+    page = admin_client_logged_in.get(f"/admin/scenarios/scenariorun/{run.pk}/change/")
+    text = page.content.decode()
+    assert "message-2" in text and "message-3" in text and "message-0" not in text
+    assert "2 more in the result (JSON)." in text
+
+
 def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
