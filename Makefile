@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
-TYPED := chargesim_site chargers locations vehicles fleet_io simulator scripts tests bench api
+TYPED := chargesim_site chargers locations vehicles fleet_io simulator scripts tests bench api scenarios
 
 .PHONY: run test lint bench clean
 

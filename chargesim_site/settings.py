@@ -82,6 +82,8 @@ INSTALLED_APPS = [
     # The automation API (issue 15); "ninja" for its docs page's templates and static files.
     "ninja",
     "api",
+    # Scenarios with verdicts (issue 16): the format, the runner, stored runs.
+    "scenarios",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,539 @@
+"""The scenario file format (docs/scenarios.md): YAML, checked against a JSON Schema.
+
+A file is composed into YAML nodes first (not loaded straight into Python values) so that
+every value keeps where it was written: each problem, the schema's or ours, is reported as
+`file:line:col: path: message`, line and column counted from 1, the path written as in
+the file (`steps[2].wait.timeout`). The schema (docs/scenario.schema.json) is the one
+authority on shape and types; what it cannot say well (which keys go together in a `wait`
+or an `expect`, which variables exist) is checked here, reported the same way.
+
+Variables (`${name}`) are replaced before the schema check, so a `timeout: "${timeout}"`
+is checked as the number it becomes. The runtime variables (the charger's id, its CSMS
+URL, ...) are left in place and replaced per charger by the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from django.conf import settings
+
+# Filled in per charger by the runner; a file may use them without defining them.
+RUNTIME_VARIABLES = frozenset({"charge_point_id", "charger_id", "csms_url", "csms_control"})
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+# Which keys go with which variant of a `wait` and an `expect` (the first key found names
+# the variant; `status` alone, in an expect, is the connector's status now).
+WAIT_VARIANTS: dict[str, frozenset[str]] = {
+    "status": frozenset({"connector", "timeout"}),
+    "csms_call": frozenset({"payload", "timeout"}),
+    "seconds": frozenset(),
+}
+EXPECT_VARIANTS: dict[str, frozenset[str]] = {
+    "csms_call": frozenset({"payload", "within"}),
+    "no_csms_call": frozenset({"payload", "within"}),
+    "answer": frozenset({"status", "payload", "call_error", "within"}),
+    "heartbeat_interval_at_least": frozenset(),
+    "answers_within": frozenset(),
+    "status": frozenset({"connector"}),
+}
+# Step arguments that are durations.
+DURATION_KEYS = frozenset({"timeout", "within", "seconds", "delay", "cut", "answers_within"})
+OVERRIDE_ANSWERS = ("status", "call_error", "delay", "no_answer")
+# A network step: one of these groups (the conditions go together).
+NETWORK_GROUPS: dict[str, frozenset[str]] = {
+    "cut": frozenset({"cut"}),
+    "close_code": frozenset({"close_code"}),
+    "clear": frozenset({"clear"}),
+    "conditions": frozenset({"latency_ms", "jitter_ms", "drop_rate"}),
+}
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class FormatError:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+
+
+class ScenarioError(Exception):
+    """A file that cannot run; `errors` lists every problem found, in file order."""
+
+    def __init__(self, errors: Iterable[FormatError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.file, e.line, e.column, e.message))
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    kind: str
+    args: dict[str, Any]
+    line: int
+    column: int
+
+    @property
+    def label(self) -> str:
+        return f"steps[{self.index}] {self.kind}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    seed: int | None
+    variables: dict[str, Any]
+    chargers: dict[str, Any]
+    spread: float
+    steps: list[Step]
+    source: str
+    file: str = "<scenario>"
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+# -- public ---------------------------------------------------------------------------------
+
+
+def load(path: str | Path, variables: Mapping[str, Any] | None = None) -> Scenario:
+    """Read and check a scenario file; raises ScenarioError (with every problem)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ScenarioError(
+            [FormatError(str(path), 1, 1, "", f"cannot read it: {reason}")]
+        ) from None
+    return parse(text, file=path.name, variables=variables)
+
+
+def parse(
+    text: str, *, file: str = "<scenario>", variables: Mapping[str, Any] | None = None
+) -> Scenario:
+    """Check a scenario's text; `variables` override the file's own (`--var`)."""
+    marks: dict[Path_, tuple[int, int]] = {}
+    key_marks: dict[Path_, tuple[int, int]] = {}
+    data = _compose(text, file, marks, key_marks)
+    errors = _Errors(file, marks, key_marks)
+    if not isinstance(data, dict):
+        errors.add((), "a scenario is a mapping (name, description, chargers, steps)")
+        raise ScenarioError(errors.found)
+    given = data.get("variables")
+    values: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+    values.update(variables or {})
+    for part in ("chargers", "steps"):
+        if part in data:
+            data[part] = _substitute(data[part], values, (part,), errors)
+    broken: set[int] = set()
+    for error in _schema_errors(data):
+        errors.add_schema(error)
+        path = tuple(error.absolute_path)
+        if path[:1] == ("steps",) and len(path) > 1 and isinstance(path[1], int):
+            broken.add(path[1])
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        _check_steps(steps, errors, skip=broken)
+    if errors.found:
+        raise ScenarioError(errors.found)
+    spread = duration(data.get("spread", 0))
+    steps = [
+        Step(
+            index=n,
+            kind=next(iter(item)),
+            args=_args(next(iter(item.values()))),
+            line=marks[("steps", n)][0],
+            column=marks[("steps", n)][1],
+        )
+        for n, item in enumerate(data["steps"])
+    ]
+    return Scenario(
+        name=data["name"],
+        description=data["description"],
+        seed=data.get("seed"),
+        variables=values,
+        chargers=data["chargers"],
+        spread=spread,
+        steps=steps,
+        source=text,
+        file=file,
+        raw=data,
+    )
+
+
+def duration(value: Any) -> float:
+    """Seconds of a checked duration: a number, or "500ms", "30s", "2m", "1h"."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or e.g. '30s'")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def substitute_runtime(value: Any, values: Mapping[str, Any]) -> Any:
+    """Replace the runtime variables left in a step's arguments (per charger)."""
+    if isinstance(value, str):
+        whole = _VARIABLE.fullmatch(value)
+        if whole and whole.group(1) in values:
+            return values[whole.group(1)]
+        return _VARIABLE.sub(
+            lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), value
+        )
+    if isinstance(value, dict):
+        return {key: substitute_runtime(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [substitute_runtime(item, values) for item in value]
+    return value
+
+
+def unresolved(value: Any) -> set[str]:
+    """The names of variables still left in a value (after `substitute_runtime`)."""
+    if isinstance(value, str):
+        return set(_VARIABLE.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(unresolved(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(unresolved(item) for item in value))
+    return set()
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """A `--var name=value` option; the value read as a YAML scalar (5 is a number)."""
+    name, sep, raw = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"--var {text!r}: use NAME=VALUE (NAME: letters, digits, _)")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, dict | list):
+        value = raw
+    return name, value
+
+
+@cache
+def schema() -> dict[str, Any]:
+    path = Path(settings.BASE_DIR) / "docs" / "scenario.schema.json"
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def step_kinds() -> list[str]:
+    return sorted(schema()["$defs"]["step"]["properties"])
+
+
+# -- YAML nodes -> values, with marks ---------------------------------------------------------
+
+
+def _compose(
+    text: str,
+    file: str,
+    marks: dict[Path_, tuple[int, int]],
+    key_marks: dict[Path_, tuple[int, int]],
+) -> Any:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ScenarioError(
+            [FormatError(file, line, column, "", f"not valid YAML: {problem}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([FormatError(file, 1, 1, "", f"not valid YAML: {exc}")]) from None
+    if node is None:
+        raise ScenarioError([FormatError(file, 1, 1, "", "the file is empty")])
+    problems: list[FormatError] = []
+    value = _value(node, (), marks, key_marks, problems, file, 0)
+    if problems:
+        raise ScenarioError(problems)
+    return value
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _value(
+    node: yaml.Node,
+    path: Path_,
+    marks: dict[Path_, tuple[int, int]],
+    key_marks: dict[Path_, tuple[int, int]],
+    problems: list[FormatError],
+    file: str,
+    depth: int,
+) -> Any:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if depth > 50:  # an alias loop or absurd nesting
+        problems.append(FormatError(file, *marks[path], _shown(path), "nested too deeply"))
+        return None
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                problems.append(
+                    FormatError(file, line, column, _shown(path), "keys must be plain names")
+                )
+                continue
+            key = str(key_node.value)  # as written: `no:` is the key "no", not False
+            child = (*path, key)
+            key_marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                problems.append(
+                    FormatError(file, *key_marks[child], _shown(child), "duplicate key")
+                )
+                continue
+            result[key] = _value(value_node, child, marks, key_marks, problems, file, depth + 1)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _value(item, (*path, n), marks, key_marks, problems, file, depth + 1)
+            for n, item in enumerate(node.value)
+        ]
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problems.append(FormatError(file, *marks[path], _shown(path), f"not a valid value: {exc}"))
+        return None
+
+
+def _shown(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+# -- variables --------------------------------------------------------------------------------
+
+
+def _substitute(value: Any, values: Mapping[str, Any], path: Path_, errors: _Errors) -> Any:
+    if isinstance(value, str):
+        for name in _VARIABLE.findall(value):
+            if name not in values and name not in RUNTIME_VARIABLES:
+                known = ", ".join(sorted({*values, *RUNTIME_VARIABLES}))
+                errors.add(path, f"unknown variable ${{{name}}} (known: {known})")
+        whole = _VARIABLE.fullmatch(value)
+        if whole and whole.group(1) in values:
+            return values[whole.group(1)]
+        return _VARIABLE.sub(
+            lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), value
+        )
+    if isinstance(value, dict):
+        return {k: _substitute(v, values, (*path, k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values, (*path, n), errors) for n, v in enumerate(value)]
+    return value
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
+    validator = jsonschema.Draft202012Validator(schema())
+    return list(validator.iter_errors(data))
+
+
+class _Errors:
+    def __init__(
+        self,
+        file: str,
+        marks: dict[Path_, tuple[int, int]],
+        key_marks: dict[Path_, tuple[int, int]],
+    ) -> None:
+        self.file = file
+        self.marks = marks
+        self.key_marks = key_marks
+        self.found: list[FormatError] = []
+
+    def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
+        mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
+        error = FormatError(self.file, mark[0], mark[1], _shown(path), message)
+        if error not in self.found:
+            self.found.append(error)
+
+    def _mark(self, path: Path_) -> tuple[int, int]:
+        while path and path not in self.marks:
+            path = path[:-1]
+        return self.marks.get(path, (1, 1))
+
+    def add_schema(self, error: jsonschema.ValidationError) -> None:
+        path: Path_ = tuple(error.absolute_path)
+        custom = error.schema.get("x-error") if isinstance(error.schema, dict) else None
+        kind = error.validator
+        if kind == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = sorted(error.schema.get("properties", {}))
+            for key in _extra_keys(error):
+                self.add(
+                    (*path, key),
+                    f"unknown key '{key}' (expected one of: {', '.join(allowed)})",
+                    at_key=True,
+                )
+            return
+        if kind == "required":
+            missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
+            self.add(path, f"missing key '{missing}'")
+            return
+        if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+            key = error.instance
+            if path[:1] == ("steps",) and kind == "enum":
+                kinds = ", ".join(str(v) for v in value_list(error.validator_value))
+                self.add((*path, key), f"unknown step kind '{key}' (one of: {kinds})", at_key=True)
+            else:
+                self.add((*path, key), f"key '{key}' {_message(error)}", at_key=True)
+            return
+        if kind in ("minProperties", "maxProperties") and custom:
+            self.add(path, custom)
+            return
+        if custom:
+            self.add(path, custom)
+            return
+        self.add(path, _message(error))
+
+
+def value_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _extra_keys(error: jsonschema.ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {}))
+    return [key for key in error.instance if key not in allowed]
+
+
+_TYPE_WORDS = {
+    "number": "a number",
+    "integer": "a whole number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    kind = error.validator
+    value = error.validator_value
+    if kind == "type":
+        types = value if isinstance(value, list) else [value]
+        return "must be " + " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+    if kind == "enum":
+        return f"must be one of: {', '.join(str(v) for v in value)}"
+    if kind == "const":
+        return f"must be {json.dumps(value)}"
+    if kind == "minimum":
+        return f"must be at least {value}"
+    if kind == "maximum":
+        return f"must be at most {value}"
+    if kind == "exclusiveMinimum":
+        return f"must be more than {value}"
+    if kind == "minItems":
+        return f"needs at least {value} item{'s' if value != 1 else ''}"
+    if kind == "uniqueItems":
+        return "lists an item twice"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "maxLength":
+        return f"must be at most {value} characters"
+    if kind == "pattern":
+        return f"does not match the pattern {value}"
+    if kind == "minProperties":
+        return "must not be empty"
+    return str(error.message)
+
+
+def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
+    """What the schema cannot say well: which keys of a step go together (for the steps
+    the schema found nothing wrong with)."""
+    for n, item in enumerate(steps):
+        if n in skip or not isinstance(item, dict) or len(item) != 1:
+            continue
+        kind, args = next(iter(item.items()))
+        path: Path_ = ("steps", n, kind)
+        args = args or {}
+        if kind == "wait":
+            _check_variant(args, WAIT_VARIANTS, path, errors, "wait")
+        elif kind == "expect":
+            _check_variant(args, EXPECT_VARIANTS, path, errors, "expect")
+        elif kind == "network":
+            _check_network(args, path, errors)
+        elif kind == "override":
+            _check_override(args, path, errors)
+        for key in DURATION_KEYS & set(args):
+            try:
+                seconds = duration(args[key])
+            except ValueError:
+                continue  # the schema said so already
+            if not math.isfinite(seconds):
+                errors.add((*path, key), "must be a finite number of seconds")
+            elif key in ("timeout", "within") and seconds > 300:
+                errors.add((*path, key), "must be at most 300 seconds")
+
+
+def _check_variant(
+    args: dict[str, Any],
+    variants: dict[str, frozenset[str]],
+    path: Path_,
+    errors: _Errors,
+    kind: str,
+) -> None:
+    main = [key for key in variants if key in args]
+    if kind == "expect" and len(main) > 1 and "status" in main:
+        main.remove("status")  # status goes with answer; alone it is the connector's
+    if not main:
+        errors.add(path, f"needs one of: {', '.join(variants)}")
+        return
+    if len(main) > 1:
+        errors.add(path, f"{' and '.join(main)} do not go together: one {kind} per step")
+        return
+    allowed = variants[main[0]] | {main[0]}
+    for key in args:
+        if key not in allowed:
+            errors.add((*path, key), f"'{key}' does not go with {kind}: {main[0]}", at_key=True)
+
+
+def _check_network(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    groups = [name for name, keys in NETWORK_GROUPS.items() if keys & set(args)]
+    if len(groups) > 1:
+        shown = [", ".join(sorted(NETWORK_GROUPS[name] & set(args))) for name in groups]
+        errors.add(path, f"{' and '.join(shown)} do not go together: one network change per step")
+
+
+def _check_override(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    answers = [key for key in OVERRIDE_ANSWERS if key in args]
+    modes = [key for key in ("next", "every") if key in args]
+    if args.get("clear"):
+        extra = answers + modes
+        if extra:
+            errors.add(path, f"clear goes alone with action, not with {', '.join(extra)}")
+        return
+    if len(answers) != 1:
+        errors.add(path, f"needs exactly one of: {', '.join(OVERRIDE_ANSWERS)} (or clear: true)")
+    if len(modes) != 1:
+        errors.add(path, "needs exactly one of: next: true, every: true")
+
+
+def _args(raw: Any) -> dict[str, Any]:
+    return dict(raw) if isinstance(raw, dict) else {}

@@ -1,0 +1,70 @@
+"""JUnit XML of scenario runs, for CI: one <testsuite> per scenario file, one <testcase>
+per charger x step (classname "scenario.charger", name "steps[i] kind"). A failed step
+carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
+set up its chargers is one errored testcase named "setup"."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from typing import Any
+
+
+def junit_xml(results: Iterable[dict[str, Any]]) -> bytes:
+    suites = ET.Element("testsuites", name="scenarios")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for result in results:
+        suite = _suite(result)
+        suites.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    for key, value in totals.items():
+        suites.set(key, str(value))
+    ET.indent(suites)
+    xml: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return xml
+
+
+def _suite(result: dict[str, Any]) -> ET.Element:
+    name = str(result.get("scenario", "scenario"))
+    suite = ET.Element(
+        "testsuite",
+        name=name,
+        file=str(result.get("file", "")),
+        timestamp=str(result.get("started", "")),
+        time=f"{float(result.get('duration') or 0):.3f}",
+    )
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="seed", value=str(result.get("seed", "")))
+    ET.SubElement(props, "property", name="run", value=str(result.get("run", "")))
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    if result.get("message"):
+        case = ET.SubElement(suite, "testcase", classname=name, name="setup", time="0")
+        ET.SubElement(case, "error", message=str(result["message"]))
+        counts["tests"] += 1
+        counts["errors"] += 1
+    for charger in result.get("chargers") or ():
+        classname = f"{name}.{charger.get('charge_point_id')}"
+        for step in charger.get("steps") or ():
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=classname,
+                name=f"steps[{step.get('index')}] {step.get('kind')}",
+                time=f"{float(step.get('duration') or 0):.3f}",
+            )
+            counts["tests"] += 1
+            status = step.get("status")
+            message = str(step.get("message", ""))
+            if status == "failed":
+                ET.SubElement(case, "failure", message=message).text = message
+                counts["failures"] += 1
+            elif status == "error":
+                ET.SubElement(case, "error", message=message).text = message
+                counts["errors"] += 1
+            elif status == "skipped":
+                ET.SubElement(case, "skipped", message=message)
+                counts["skipped"] += 1
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    return suite

@@ -1,0 +1,74 @@
+"""A stored scenario run: what ran (the file's text, seed, variables), its verdicts and
+timings (`result`, the JSON of docs/scenarios.md), and the OCPP frames of its chargers."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+from django.db import models
+
+# Frames kept per run; beyond this they are counted, not stored.
+MAX_FRAMES = 100_000
+
+
+class ScenarioRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        PASSED = "passed"
+        FAILED = "failed"
+        ERROR = "error"
+
+    name = models.CharField(max_length=100)
+    file = models.CharField(max_length=255, blank=True, help_text="The file it was read from.")
+    source = models.TextField(help_text="The scenario's YAML, as run.")
+    seed = models.BigIntegerField()
+    variables = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True, help_text="Why the run errored, if it did.")
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    # gzip-compressed JSON lines, one stream event (a frame or a connection event) a line.
+    frames = models.BinaryField(default=b"", blank=True, editable=False)
+    frame_count = models.PositiveIntegerField(default=0)
+    frames_dropped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} ({self.status})"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return (self.finished - self.started).total_seconds()
+
+    def store_frames(self, events: Iterable[dict[str, Any]], dropped: int = 0) -> None:
+        """Keep the run's frames (at most MAX_FRAMES; the rest are counted as dropped)."""
+        lines: list[bytes] = []
+        for event in events:
+            if len(lines) >= MAX_FRAMES:
+                dropped += 1
+                continue
+            lines.append(orjson.dumps(event))
+        self.frames = gzip.compress(b"\n".join(lines) + (b"\n" if lines else b""))
+        self.frame_count = len(lines)
+        self.frames_dropped = dropped
+
+    def frame_lines(self) -> Iterator[bytes]:
+        """The stored frames as JSON lines (for a download)."""
+        if not self.frames:
+            return
+        for line in gzip.decompress(bytes(self.frames)).splitlines():
+            if line:
+                yield line + b"\n"
+
+    def frame_events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.frame_lines()]

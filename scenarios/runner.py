@@ -1,0 +1,478 @@
+"""Running a scenario: its chargers, their steps in parallel, the verdicts, the stored run.
+
+1. The run is stored (`ScenarioRun`, status running) with its seed: the given one, the
+   file's, or a fresh one, so that it can be repeated.
+2. Its chargers are resolved (ids, a pattern, a location) or made from the template: new
+   rows written as any fleet write is (the workers are told after commit), with
+   auto-connect off, so that the run watches them from before their first frame.
+3. The engine is asked to run them (`EngineHost.start`: the in-process engine of
+   `runscenario` loads exactly these; running workers need nothing), each is waited for
+   until its worker runs it, and the run subscribes to their events (`Watch`).
+4. Each charger waits its seeded share of `spread`, connects (template chargers), then
+   runs the steps in order; a failed step skips the rest of that charger's steps.
+5. The verdicts, timings and frames are stored; temporary chargers are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import random
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from chargers.engine_client import EngineClient, EngineError
+from chargers.evse_layout import EvseSpec
+from chargers.fleet import ChargerPlan, create_chargers
+from chargers.models import Charger, Evse
+from fleet_io.fleet_changes import notify_fleet_change
+from locations.models import Location
+from scenarios.format import Scenario, Step, substitute_runtime, unresolved
+from scenarios.models import ScenarioRun
+from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target
+from scenarios.watch import Watch
+from simulator import contract
+from vehicles.models import VehicleModel
+
+log = logging.getLogger(__name__)
+
+PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
+DEFAULT_LOCATION = "Scenarios"
+# How long a charger may take to be loaded by its worker (a new row is applied within a
+# coalescing delay), and to connect and boot when the run connects it.
+LOAD_SECONDS = 30.0
+CONNECT_SECONDS = 60.0
+ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+Progress = Callable[[str], None]
+
+
+class EngineHost(Protocol):
+    """Where the chargers run: `runscenario`'s in-process engine, or the running workers."""
+
+    async def start(self, charge_point_ids: list[str]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class RunningWorkers:
+    """The workers already run every charger: nothing to start or stop."""
+
+    async def start(self, charge_point_ids: list[str]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class SetupError(Exception):
+    """The run's chargers cannot be had; the run's status is `error`."""
+
+
+@dataclass
+class Options:
+    csms_url: str | None = None  # for template chargers without their own
+    csms_control: str | None = None  # ${csms_control}, unless the scenario sets it
+    seed: int | None = None  # overrides the file's
+    settle_seconds: float = 1.2  # how late events arrive (see Watch)
+    load_seconds: float = LOAD_SECONDS
+
+
+@dataclass
+class ChargerRun:
+    target: Target
+    start_delay: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    status: str = PASSED
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "charge_point_id": self.target.charge_point_id,
+            "charger_id": self.target.pk,
+            "temporary": self.target.temporary,
+            "status": self.status,
+            "message": self.message,
+            "start_delay": round(self.start_delay, 3),
+            "steps": self.steps,
+        }
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        client: EngineClient,
+        host: EngineHost | None = None,
+        options: Options | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.client = client
+        self.host = host or RunningWorkers()
+        self.options = options or Options()
+        self.progress = progress or (lambda text: None)
+        seed = self.options.seed if self.options.seed is not None else scenario.seed
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        self.rng = random.Random(self.seed)
+        self.run: ScenarioRun | None = None
+        self.chargers: list[ChargerRun] = []
+        self.watch: Watch | None = None
+        self._t0 = 0.0  # loop time of the start
+        self._started_at = 0.0  # Unix time of the start
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def execute(self) -> ScenarioRun:
+        """Run the scenario; the stored run, finished (never raises for a failing CSMS)."""
+        self.run = await database_sync_to_async(self._create_run)()
+        self._t0 = asyncio.get_running_loop().time()
+        self._started_at = time.time()
+        targets: list[Target] = []
+        message = ""
+        host_started = False
+        interrupted = False
+        try:
+            targets = await database_sync_to_async(self._resolve)()
+            await self.host.start([t.charge_point_id for t in targets])
+            host_started = True
+            await self._until_loaded(targets)
+            self.watch = Watch(
+                self.client.layer,
+                self.client.shards,
+                [t.pk for t in targets],
+                settle_seconds=self.options.settle_seconds,
+            )
+            await self.watch.start()
+            spread = self.scenario.spread
+            self.chargers = [
+                ChargerRun(t, self.rng.uniform(0, spread) if spread else 0.0) for t in targets
+            ]
+            seeds = [self.rng.randrange(2**63) for _ in self.chargers]
+            await asyncio.gather(
+                *(
+                    self._run_charger(c, random.Random(s))
+                    for c, s in zip(self.chargers, seeds, strict=True)
+                )
+            )
+        except asyncio.CancelledError:
+            # Ctrl-C: still clean up and store the run as interrupted, then stop.
+            interrupted = True
+            message = "interrupted before it finished"
+        except SetupError as exc:
+            message = str(exc)
+        except EngineError as exc:
+            message = f"the engine: {exc}"
+        except Exception as exc:
+            log.exception("scenario %s failed", self.scenario.name)
+            message = f"the runner failed: {type(exc).__name__}: {exc}"
+        finally:
+            if self.watch is not None:
+                await self.watch.stop()
+            if host_started:
+                await self.host.stop()
+            if any(t.temporary for t in targets):
+                await database_sync_to_async(_delete_temporary)(targets)
+        took = asyncio.get_running_loop().time() - self._t0
+        run = await database_sync_to_async(self._finish)(message, took)
+        if interrupted:
+            raise asyncio.CancelledError
+        return run
+
+    def _create_run(self) -> ScenarioRun:
+        return ScenarioRun.objects.create(
+            name=self.scenario.name,
+            file=self.scenario.file,
+            source=self.scenario.source,
+            seed=self.seed,
+            variables=_jsonable(self.scenario.variables),
+            status=ScenarioRun.Status.RUNNING,
+            started=timezone.now(),
+        )
+
+    def _finish(self, message: str, took: float) -> ScenarioRun:
+        run = self.run
+        assert run is not None
+        statuses = {c.status for c in self.chargers}
+        if message:
+            status = ScenarioRun.Status.ERROR
+        elif FAILED in statuses:
+            status = ScenarioRun.Status.FAILED
+        elif ERROR in statuses:
+            status = ScenarioRun.Status.ERROR
+        else:
+            status = ScenarioRun.Status.PASSED
+        run.status = status
+        run.message = message
+        run.finished = timezone.now()
+        events = self.watch.events if self.watch is not None else []
+        frames = [e for e in events if e.get("kind") in ("frame", "connection")]
+        run.store_frames(
+            (_stored_event(e) for e in frames), self.watch.dropped if self.watch else 0
+        )
+        run.result = {
+            "run": run.pk,
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "file": self.scenario.file,
+            "seed": self.seed,
+            "variables": _jsonable(self.scenario.variables),
+            "status": status,
+            "message": message,
+            "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
+            "duration": round(took, 3),
+            "chargers": [c.as_dict() for c in self.chargers],
+            "frames": {"count": run.frame_count, "dropped": run.frames_dropped},
+        }
+        run.save()
+        return run
+
+    # -- chargers --------------------------------------------------------------------------------
+
+    def _resolve(self) -> list[Target]:
+        spec = self.scenario.chargers
+        if "template" in spec:
+            return self._make_temporary(spec["template"])
+        rows = Charger.objects.filter(enabled=True)
+        if "ids" in spec:
+            wanted = [str(i) for i in spec["ids"]]
+            found = {c.charge_point_id: c for c in rows.filter(charge_point_id__in=wanted)}
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise SetupError(f"no enabled charger with the id {', '.join(missing)}")
+            chosen = [found[i] for i in wanted]
+        elif "pattern" in spec:
+            pattern = re.compile(fnmatch.translate(str(spec["pattern"])))
+            chosen = [
+                c for c in rows.order_by("charge_point_id") if pattern.match(c.charge_point_id)
+            ]
+            if not chosen:
+                raise SetupError(f"no enabled charger's id matches {spec['pattern']!r}")
+        else:
+            name = str(spec["location"])
+            if not Location.objects.filter(name=name).exists():
+                raise SetupError(f"no location named {name!r}")
+            chosen = list(rows.filter(location__name=name).order_by("charge_point_id"))
+            if not chosen:
+                raise SetupError(f"the location {name!r} has no enabled charger")
+        return [Target(c.pk, c.charge_point_id, c.csms_url) for c in chosen]
+
+    def _make_temporary(self, template: dict[str, Any]) -> list[Target]:
+        assert self.run is not None
+        csms_url = str(template.get("csms_url") or self.options.csms_url or "")
+        if not csms_url:
+            raise SetupError(
+                "the template's chargers need a CSMS: give the template a csms_url, or "
+                "runscenario --csms-url URL (or --builtin-csms)"
+            )
+        location_name = str(template.get("location") or DEFAULT_LOCATION)
+        location = Location.objects.filter(name=location_name).first()
+        if location is None:
+            if "location" in template:
+                raise SetupError(f"no location named {location_name!r}")
+            location = Location.objects.create(name=DEFAULT_LOCATION)
+        power_type = str(template.get("power_type", "AC"))
+        max_kw = float(template.get("max_power_kw", 22))
+        connector = Evse.ConnectorType.CCS2 if power_type == "DC" else Evse.ConnectorType.TYPE2
+        evses = [EvseSpec(connector, max_kw)] * int(template.get("connectors", 1))
+        overrides = {
+            str(k): _config_text(v) for k, v in (template.get("configuration") or {}).items()
+        }
+        vehicle = _vehicle(template.get("vehicle"))
+        prefix = str(template.get("prefix", "SCN"))
+        extra = {
+            k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
+        }
+        ids = [f"{prefix}-R{self.run.pk}-{n}" for n in range(1, int(template["count"]) + 1)]
+        taken = set(
+            Charger.objects.filter(charge_point_id__in=ids).values_list(
+                "charge_point_id", flat=True
+            )
+        )
+        if taken:
+            raise SetupError(f"chargers {', '.join(sorted(taken))} exist already")
+        plans = [
+            ChargerPlan(
+                Charger(
+                    charge_point_id=cp_id,
+                    location=location,
+                    csms_url=csms_url,
+                    power_type=power_type,
+                    max_power_kw=max_kw,
+                    auto_connect=False,
+                    default_vehicle=vehicle,
+                    **extra,
+                ),
+                evses,
+                overrides,
+            )
+            for cp_id in ids
+        ]
+        made = create_chargers(plans)
+        connect = bool(template.get("connect", True))
+        return [
+            Target(c.pk, c.charge_point_id, csms_url, temporary=True, connect_first=connect)
+            for c in made
+        ]
+
+    async def _until_loaded(self, targets: list[Target]) -> None:
+        """Wait until each charger's worker runs it (a new row takes a moment)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.load_seconds
+
+        async def loaded(target: Target) -> None:
+            while True:
+                result = await self.client.state(target.pk, target.charge_point_id)
+                if result.get("ok"):
+                    return
+                if result.get("error") != contract.ERROR_NOT_RUNNING or loop.time() > deadline:
+                    raise SetupError(
+                        f"{target.charge_point_id} is not running: {result.get('message')}"
+                    )
+                await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(loaded(t) for t in targets))
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    async def _run_charger(self, charger: ChargerRun, rng: random.Random) -> None:
+        assert self.watch is not None
+        await asyncio.sleep(charger.start_delay)
+        target = charger.target
+        values = {
+            "charge_point_id": target.charge_point_id,
+            "charger_id": target.pk,
+            "csms_url": target.csms_url,
+            **(
+                {"csms_control": self.options.csms_control}
+                if self.options.csms_control is not None
+                else {}
+            ),
+            **self.scenario.variables,
+        }
+        loop = asyncio.get_running_loop()
+        since = time.time()
+        failed: str | None = None
+        if target.connect_first:
+            ctx = StepContext(
+                self.client, self.watch, target, rng, since, self._started_at, loop.time()
+            )
+            wait_for = contract.WaitFor(condition=contract.ACCEPTED, timeout=CONNECT_SECONDS)
+            try:
+                await ctx.command("connect", {}, wait_for)
+            except (StepFailed, StepError) as exc:
+                failed = f"{target.charge_point_id} did not connect: {exc}"
+                charger.status, charger.message = ERROR, failed
+        for step in self.scenario.steps:
+            if failed is not None:
+                charger.steps.append(_verdict(step, SKIPPED, f"skipped after: {failed}", 0.0, 0.0))
+                continue
+            started = loop.time()
+            ctx = StepContext(
+                self.client, self.watch, target, rng, since, self._started_at, started
+            )
+            since = time.time()
+            status, message = await self._run_step(step, ctx, values)
+            took = loop.time() - started
+            charger.steps.append(_verdict(step, status, message, started - self._t0, took))
+            self.progress(
+                f"{self.scenario.name} {target.charge_point_id} {step.label}: {status}"
+                f" ({took:.2f} s){'' if status == PASSED else ': ' + message}"
+            )
+            if status != PASSED:
+                failed = message
+                charger.status, charger.message = status, message
+
+    async def _run_step(
+        self, step: Step, ctx: StepContext, values: dict[str, Any]
+    ) -> tuple[str, str]:
+        where = f"{step.label} on {ctx.target.charge_point_id}"
+        handler = STEPS.get(step.kind)
+        if handler is None:
+            return ERROR, f"{where}: this runner has no step kind {step.kind!r}"
+        args = substitute_runtime(step.args, values)
+        missing = unresolved(args)
+        if missing:
+            names = ", ".join(f"${{{name}}}" for name in sorted(missing))
+            hint = (
+                " (runscenario --var csms_control=URL, or --builtin-csms)"
+                if "csms_control" in missing
+                else ""
+            )
+            return ERROR, f"{where}: {names} has no value in this run{hint}"
+        try:
+            message = await handler(ctx, args)
+        except StepFailed as exc:
+            return FAILED, f"{where}: {exc}"
+        except StepError as exc:
+            return ERROR, f"{where}: {exc}"
+        except Exception as exc:
+            log.error("%s raised\n%s", where, traceback.format_exc())
+            return ERROR, f"{where}: {type(exc).__name__}: {exc}"
+        return PASSED, message
+
+
+def _verdict(step: Step, status: str, message: str, started: float, took: float) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "kind": step.kind,
+        "line": step.line,
+        "status": status,
+        "message": message,
+        "started": round(started, 3),
+        "duration": round(took, 3),
+    }
+
+
+def _vehicle(name: Any) -> VehicleModel:
+    """The template's vehicle ("Make Model", or a model name), or the catalogue's first."""
+    if name is not None:
+        text = str(name)
+        for vehicle in VehicleModel.objects.all():
+            if text in (vehicle.model, f"{vehicle.make} {vehicle.model}", str(vehicle)):
+                return vehicle
+        raise SetupError(f"no vehicle model named {text!r}")
+    if not VehicleModel.objects.exists():
+        VehicleModel.objects.seed_catalogue()
+    first = VehicleModel.objects.order_by("pk").first()
+    if first is None:
+        raise SetupError("no vehicle model to plug in")
+    return first
+
+
+def _delete_temporary(targets: list[Target]) -> None:
+    temporary = [t for t in targets if t.temporary]
+    with transaction.atomic():
+        notify_fleet_change((t.pk, t.charge_point_id) for t in temporary)
+        Charger.objects.filter(pk__in=[t.pk for t in temporary]).delete()
+
+
+def _stored_event(event: contract.StreamEvent) -> dict[str, Any]:
+    return {
+        "at": event["at"],
+        "kind": event["kind"],
+        "charger_id": event["charger_id"],
+        "charge_point_id": event["charge_point_id"],
+        "data": event["data"],
+    }
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in values.items()}

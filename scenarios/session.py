@@ -1,0 +1,97 @@
+"""Running scenario files one after another (what `runscenario` does), and its exit code.
+
+Every file is read and checked before anything runs: one bad file stops the whole
+session with exit code 2 and every problem of every file. Then each scenario runs (see
+`runner`); the session's exit code is 0 only when every run passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from chargers.engine_client import EngineClient
+from scenarios import format
+from scenarios.junit import junit_xml
+from scenarios.models import ScenarioRun
+from scenarios.runner import EngineHost, Options, Progress, Runner
+
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_FILE = 0, 1, 2
+
+
+def load_files(
+    paths: Sequence[str | Path], variables: Mapping[str, Any]
+) -> tuple[list[format.Scenario], list[format.FormatError]]:
+    """Every file checked; the scenarios, or every problem found."""
+    scenarios: list[format.Scenario] = []
+    errors: list[format.FormatError] = []
+    for path in paths:
+        try:
+            scenarios.append(format.load(path, variables))
+        except format.ScenarioError as exc:
+            errors += exc.errors
+    return scenarios, errors
+
+
+@dataclass
+class Session:
+    scenarios: list[format.Scenario]
+    options: Options
+    host_for: Callable[[], EngineHost]  # a fresh host per scenario
+    progress: Progress
+
+    async def run(self, client: EngineClient | None = None) -> list[ScenarioRun]:
+        client = client or EngineClient()
+        runs = []
+        for scenario in self.scenarios:
+            self.progress(f"{scenario.name} ({scenario.file}): running")
+            runner = Runner(
+                scenario,
+                client=client,
+                host=self.host_for(),
+                options=self.options,
+                progress=self.progress,
+            )
+            run = await runner.execute()
+            self.progress(summary(run))
+            runs.append(run)
+        return runs
+
+
+def summary(run: ScenarioRun) -> str:
+    result = run.result
+    chargers = result.get("chargers") or []
+    steps = [step for charger in chargers for step in charger.get("steps") or ()]
+    counts = {
+        status: sum(1 for step in steps if step.get("status") == status)
+        for status in ("passed", "failed", "error", "skipped")
+    }
+    shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    text = (
+        f"{run.name}: {str(run.status).upper()} — {len(chargers)} charger"
+        f"{'' if len(chargers) == 1 else 's'}, {len(steps)} steps ({shown or 'none'}), "
+        f"seed {run.seed}, {result.get('duration', 0):.1f} s, run #{run.pk}"
+    )
+    if run.message:
+        text += f"\n  {run.message}"
+    for charger in chargers:
+        if charger.get("status") != "passed" and charger.get("message"):
+            text += f"\n  {charger['message']}"
+    return text
+
+
+def exit_code(runs: Sequence[ScenarioRun]) -> int:
+    passed = all(run.status == ScenarioRun.Status.PASSED for run in runs)
+    return EXIT_PASSED if passed else EXIT_FAILED
+
+
+def write_reports(runs: Sequence[ScenarioRun], *, junit: str | None, json_path: str | None) -> None:
+    results = [run.result for run in runs]
+    if junit:
+        Path(junit).write_bytes(junit_xml(results))
+    if json_path:
+        Path(json_path).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")

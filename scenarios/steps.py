@@ -1,0 +1,481 @@
+"""The step kinds: one async handler each, in `STEPS` (kind -> handler).
+
+A handler gets the step's context and its (checked, variable-free) arguments. It returns
+a short message when the step passed, raises `StepFailed` when the CSMS (or the charger)
+did not do what the step expects, and `StepError` when the step could not be carried out
+at all (no worker, the engine did not answer, a hook that cannot be reached). Actions go
+to the engine through `chargers.engine_client.EngineClient`, as the API's do; frames come
+from the run's `Watch`.
+
+To add a kind: a handler here (or `STEPS[kind] = handler` from another module) and its
+arguments in docs/scenario.schema.json under `$defs.step.properties`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chargers.engine_client import EngineClient, EngineError
+from scenarios.format import duration
+from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
+from simulator import contract
+
+DEFAULT_TIMEOUT = 30.0
+# Answers whose status sits in idTagInfo rather than at the top.
+ID_TAG_INFO_ACTIONS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
+# Command errors that mean the step could not be carried out, not that it failed.
+ENGINE_ERRORS = frozenset({contract.ERROR_FAILED, contract.ERROR_NOT_RUNNING})
+
+
+class StepFailed(Exception):
+    """The expectation did not hold (the verdict `failed`)."""
+
+
+class StepError(Exception):
+    """The step could not be carried out (the verdict `error`)."""
+
+
+@dataclass
+class Target:
+    """A charger the run drives."""
+
+    pk: int
+    charge_point_id: str
+    csms_url: str
+    temporary: bool = False
+    connect_first: bool = False
+
+
+@dataclass
+class StepContext:
+    client: EngineClient
+    watch: Watch
+    target: Target
+    rng: random.Random  # the run's generator for this charger (from the scenario's seed)
+    since: float  # Unix time: frames from here on count (the previous step's start)
+    run_started: float  # Unix time
+    started: float  # loop time of this step's start
+
+    async def command(
+        self, command: str, args: Mapping[str, Any], wait_for: contract.WaitFor | None = None
+    ) -> contract.CommandResult:
+        """Run an engine command on the charger; a refusal fails the step, an engine that
+        cannot do it errors it."""
+        try:
+            result = await self.client.command(
+                self.target.pk, self.target.charge_point_id, command, args, wait_for=wait_for
+            )
+        except EngineError as exc:
+            raise StepError(str(exc)) from None
+        if not result.get("ok"):
+            message = result.get("message") or f"{command} was not done"
+            if result.get("error") in ENGINE_ERRORS:
+                raise StepError(message)
+            raise StepFailed(message)
+        wait = result.get("wait")
+        if wait is not None and not wait.get("met"):
+            raise StepFailed(
+                f"{_condition(wait['condition'])} did not happen within "
+                f"{wait_for['timeout'] if wait_for else '?'} s (it is {wait.get('status')})"
+            )
+        return result
+
+    def deadline(self, seconds: float) -> float:
+        return self.started + seconds
+
+
+Handler = Callable[[StepContext, dict[str, Any]], Awaitable[str]]
+
+
+def _condition(condition: str) -> str:
+    return "boot Accepted" if condition == contract.ACCEPTED else f"status {condition}"
+
+
+def _wait_for(args: Mapping[str, Any]) -> contract.WaitFor | None:
+    if "wait" not in args:
+        return None
+    return contract.WaitFor(
+        condition=str(args["wait"]), timeout=duration(args.get("timeout", DEFAULT_TIMEOUT))
+    )
+
+
+def _connector(args: Mapping[str, Any]) -> int:
+    return int(args.get("connector", 1))
+
+
+# -- local actions ----------------------------------------------------------------------------
+
+
+def _action(command: str, keys: Mapping[str, str] = {}) -> Handler:
+    async def handler(ctx: StepContext, args: dict[str, Any]) -> str:
+        sent: dict[str, Any] = {}
+        if command in contract.CONNECTOR_COMMANDS:
+            sent["connector_id"] = _connector(args)
+        for key, name in keys.items():
+            if key in args:
+                sent[name] = args[key]
+        result = await ctx.command(command, sent, _wait_for(args))
+        return str(result.get("message") or "done")
+
+    return handler
+
+
+# -- waits ------------------------------------------------------------------------------------
+
+
+async def wait(ctx: StepContext, args: dict[str, Any]) -> str:
+    if "seconds" in args:
+        seconds = duration(args["seconds"])
+        await asyncio.sleep(seconds)
+        return f"waited {seconds:g} s"
+    timeout = duration(args.get("timeout", DEFAULT_TIMEOUT))
+    if "status" in args:
+        wait_for = contract.WaitFor(condition=str(args["status"]), timeout=timeout)
+        connector = _connector(args)
+        await ctx.command(contract.STATE, {"connector_id": connector}, wait_for)
+        where = "" if args["status"] == contract.ACCEPTED else f"connector {connector} "
+        return f"{where}{_condition(str(args['status']))}"
+    action = str(args["csms_call"])
+    frame = await _csms_call(ctx, action, args.get("payload"), timeout)
+    if frame is None:
+        raise StepFailed(f"the CSMS sent no {action}{_matching(args)} within {timeout:g} s")
+    return f"the CSMS sent {action} after {max(frame.at - ctx.since, 0):.2f} s"
+
+
+async def _csms_call(ctx: StepContext, action: str, payload: Any, within: float) -> Frame | None:
+    def found(frames: list[Frame]) -> Frame | None:
+        for frame in frames:
+            if (
+                frame.at >= ctx.since
+                and frame.direction == "in"
+                and frame.message_type == CALL
+                and frame.action == action
+                and (payload is None or contains(frame.payload, payload))
+            ):
+                return frame
+        return None
+
+    result: Frame | None = await ctx.watch.wait_for(ctx.target.pk, found, ctx.deadline(within))
+    return result
+
+
+def _matching(args: Mapping[str, Any]) -> str:
+    payload = args.get("payload")
+    return "" if payload is None else f" matching {json.dumps(payload, sort_keys=True)}"
+
+
+def contains(value: Any, expected: Any) -> bool:
+    """Whether `value` holds `expected`: mappings key by key (more keys allowed), anything
+    else equal."""
+    if isinstance(expected, dict):
+        return isinstance(value, dict) and all(
+            key in value and contains(value[key], item) for key, item in expected.items()
+        )
+    return bool(value == expected)
+
+
+# -- expectations -----------------------------------------------------------------------------
+
+
+async def expect(ctx: StepContext, args: dict[str, Any]) -> str:
+    within = duration(args.get("within", DEFAULT_TIMEOUT))
+    if "csms_call" in args:
+        action = str(args["csms_call"])
+        frame = await _csms_call(ctx, action, args.get("payload"), within)
+        if frame is None:
+            raise StepFailed(f"the CSMS sent no {action}{_matching(args)} within {within:g} s")
+        return f"the CSMS sent {action} after {max(frame.at - ctx.since, 0):.2f} s"
+    if "no_csms_call" in args:
+        action = str(args["no_csms_call"])
+        frame = await _csms_call(ctx, action, args.get("payload"), within)
+        if frame is not None:
+            raise StepFailed(
+                f"the CSMS sent {action}{_matching(args)} "
+                f"{max(frame.at - ctx.since, 0):.2f} s in, expected none for {within:g} s"
+            )
+        return f"no {action} for {within:g} s"
+    if "answer" in args:
+        return await _expect_answer(ctx, args, within)
+    if "heartbeat_interval_at_least" in args:
+        return await _expect_heartbeat(ctx, float(args["heartbeat_interval_at_least"]))
+    if "answers_within" in args:
+        return await _expect_answers_within(ctx, duration(args["answers_within"]))
+    return await _expect_status(ctx, str(args["status"]), _connector(args))
+
+
+async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) -> str:
+    action = str(args["answer"])
+
+    def answered(frames: list[Frame]) -> tuple[Frame, Frame | None] | None:
+        calls = [
+            f
+            for f in frames
+            if f.direction == "out" and f.message_type == CALL and f.action == action
+        ]
+        if not calls:
+            return None
+        call = calls[-1]
+        for frame in frames:
+            if (
+                frame.direction == "in"
+                and frame.message_id == call.message_id
+                and frame.message_type in (CALLRESULT, CALLERROR)
+            ):
+                return call, frame
+        return None
+
+    # Settled first, so that "the latest CALL" is not one older than a CALL that was sent
+    # before this step but has not reached the watch yet.
+    await ctx.watch.settle()
+    pair = await ctx.watch.wait_for(ctx.target.pk, answered, ctx.deadline(within))
+    if pair is None:
+        await ctx.watch.settle()
+        pair = answered(ctx.watch.frames.get(ctx.target.pk, []))
+    if pair is None:
+        sent = any(
+            f.direction == "out" and f.message_type == CALL and f.action == action
+            for f in ctx.watch.frames.get(ctx.target.pk, [])
+        )
+        if sent:
+            raise StepFailed(f"the CSMS did not answer {action} within {within:g} s")
+        raise StepFailed(f"the charger sent no {action} during the run (within {within:g} s)")
+    _, answer = pair
+    if args.get("call_error"):
+        if answer.message_type != CALLERROR:
+            raise StepFailed(f"the CSMS answered {action} with a CALLRESULT, expected a CALLERROR")
+        return f"the CSMS answered {action} with CALLERROR {answer.payload[0]}"
+    if answer.message_type == CALLERROR:
+        code = answer.payload[0] if answer.payload else "?"
+        raise StepFailed(f"the CSMS answered {action} with CALLERROR {code}")
+    if "status" in args:
+        status = answer_status(action, answer.payload)
+        if status is None:
+            where = "idTagInfo.status" if action in ID_TAG_INFO_ACTIONS else "status"
+            raise StepFailed(f"the answer to {action} has no {where}, expected {args['status']}")
+        if status != args["status"]:
+            raise StepFailed(f"the answer to {action} was {status}, expected {args['status']}")
+    if "payload" in args and not contains(answer.payload, args["payload"]):
+        raise StepFailed(
+            f"the answer to {action} was {json.dumps(answer.payload, sort_keys=True)}, "
+            f"expected it to contain {json.dumps(args['payload'], sort_keys=True)}"
+        )
+    shown = answer_status(action, answer.payload)
+    return f"the CSMS answered {action}" + (f" {shown}" if shown else "")
+
+
+def answer_status(action: str, payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    if action in ID_TAG_INFO_ACTIONS:
+        info = payload.get("idTagInfo")
+        return str(info.get("status")) if isinstance(info, dict) else None
+    status = payload.get("status")
+    return None if status is None else str(status)
+
+
+async def _expect_heartbeat(ctx: StepContext, at_least: float) -> str:
+    await ctx.watch.settle()
+    interval, source = heartbeat_interval(ctx.watch.frames.get(ctx.target.pk, []))
+    if interval is None:
+        raise StepFailed(
+            "no BootNotification answer (nor ChangeConfiguration of HeartbeatInterval) was "
+            "seen during the run: start with a reboot or a connect step"
+        )
+    if interval < at_least:
+        raise StepFailed(
+            f"the heartbeat interval is {interval:g} s (from {source}), expected at least {at_least:g} s"
+        )
+    return f"heartbeat interval {interval:g} s (from {source})"
+
+
+def heartbeat_interval(frames: list[Frame]) -> tuple[float | None, str]:
+    """The latest interval the CSMS set: a BootNotification answer's `interval`, or an
+    accepted ChangeConfiguration of HeartbeatInterval."""
+    interval: float | None = None
+    source = ""
+    answers = {
+        f.message_id: f for f in frames if f.direction == "out" and f.message_type == CALLRESULT
+    }
+    for frame in frames:
+        payload = frame.payload
+        if (
+            frame.direction == "in"
+            and frame.message_type == CALLRESULT
+            and frame.action == "BootNotification"
+            and isinstance(payload, dict)
+            and isinstance(payload.get("interval"), int | float)
+        ):
+            interval, source = float(payload["interval"]), "BootNotification"
+        elif (
+            frame.direction == "in"
+            and frame.message_type == CALL
+            and frame.action == "ChangeConfiguration"
+            and isinstance(payload, dict)
+            and payload.get("key") == "HeartbeatInterval"
+        ):
+            answer = answers.get(frame.message_id)
+            if answer is not None and answer_status("ChangeConfiguration", answer.payload) == (
+                "Accepted"
+            ):
+                try:
+                    interval = float(payload.get("value", ""))
+                except ValueError:
+                    continue
+                source = "ChangeConfiguration"
+    return interval, source
+
+
+async def _expect_answers_within(ctx: StepContext, limit: float) -> str:
+    await ctx.watch.settle()
+    frames = ctx.watch.frames.get(ctx.target.pk, [])
+    answers = {
+        f.message_id: f
+        for f in frames
+        if f.direction == "in" and f.message_type in (CALLRESULT, CALLERROR)
+    }
+    now = time.time() - ctx.watch.settle_seconds  # what has arrived is known up to here
+    calls = [f for f in frames if f.direction == "out" and f.message_type == CALL]
+    slowest = 0.0
+    for call in calls:
+        answer = answers.get(call.message_id)
+        if answer is None:
+            if now - call.at > limit:
+                raise StepFailed(
+                    f"the CSMS did not answer {call.action} (sent {now - call.at:.1f} s ago) "
+                    f"within {limit:g} s"
+                )
+            continue
+        took = answer.at - call.at
+        slowest = max(slowest, took)
+        if took > limit:
+            raise StepFailed(
+                f"the CSMS answered {call.action} after {took:.2f} s, limit {limit:g} s"
+            )
+    return f"{len(calls)} CALLs answered, the slowest in {slowest:.2f} s"
+
+
+async def _expect_status(ctx: StepContext, status: str, connector: int) -> str:
+    result = await ctx.command(contract.STATE, {})
+    charger = result.get("charger")
+    if charger is None:
+        raise StepError("the engine sent no state of the charger")
+    if status == contract.ACCEPTED:
+        if charger["boot"] != "Accepted" or charger["link"] != "online":
+            raise StepFailed(f"the charger is {charger['link']}, boot {charger['boot']}")
+        return "online, boot Accepted"
+    for evse in charger["evses"]:
+        if evse["connector_id"] == connector:
+            if evse["status"] != status:
+                raise StepFailed(f"connector {connector} is {evse['status']}, expected {status}")
+            return f"connector {connector} is {status}"
+    raise StepFailed(f"the charger has no connector {connector}")
+
+
+# -- faults in the CSMS's way -----------------------------------------------------------------
+
+
+async def override(ctx: StepContext, args: dict[str, Any]) -> str:
+    sent: dict[str, Any] = {"action": args["action"]}
+    if args.get("clear"):
+        sent["clear"] = True
+    else:
+        sent["mode"] = "every" if args.get("every") else "next"
+        for key in ("status", "call_error", "no_answer"):
+            if key in args:
+                sent[key] = args[key]
+        if "delay" in args:
+            sent["delay"] = duration(args["delay"])
+    result = await ctx.command("set_answer_override", sent)
+    return str(result.get("message") or "override set")
+
+
+async def network(ctx: StepContext, args: dict[str, Any]) -> str:
+    if "cut" in args:
+        result = await ctx.command("cut_network", {"seconds": duration(args["cut"])})
+    elif "close_code" in args:
+        result = await ctx.command("close_connection", {"code": int(args["close_code"])})
+    elif args.get("clear"):  # a clean link: no latency, no jitter, nothing dropped
+        result = await ctx.command("set_network", {"latency_ms": 0, "jitter_ms": 0, "drop_rate": 0})
+    else:
+        sent = {k: args[k] for k in ("latency_ms", "jitter_ms", "drop_rate") if k in args}
+        sent["seed"] = ctx.rng.randrange(2**31)
+        result = await ctx.command("set_network", sent)
+    return str(result.get("message") or "network set")
+
+
+async def close(ctx: StepContext, args: dict[str, Any]) -> str:
+    result = await ctx.command("close_connection", {"code": int(args.get("code", 1000))})
+    return str(result.get("message") or "connection closed")
+
+
+async def clock_skew(ctx: StepContext, args: dict[str, Any]) -> str:
+    result = await ctx.command("set_clock_skew", {"seconds": float(args["seconds"])})
+    return str(result.get("message") or "clock skewed")
+
+
+# -- making the CSMS act ----------------------------------------------------------------------
+
+
+async def trigger(ctx: StepContext, args: dict[str, Any]) -> str:
+    method = str(args.get("http", "POST"))
+    url = str(args["url"])
+    timeout = duration(args.get("timeout", 10))
+    headers = {str(k): str(v) for k, v in (args.get("headers") or {}).items()}
+    data = None
+    if "body" in args:
+        data = json.dumps(args["body"]).encode()
+        headers.setdefault("Content-Type", "application/json")
+    status = await asyncio.to_thread(_http, method, url, data, headers, timeout)
+    expected = args.get("expect_status")
+    if expected is not None and status != expected:
+        raise StepFailed(f"{method} {url} answered {status}, expected {expected}")
+    if expected is None and not 200 <= status < 300:
+        raise StepFailed(f"{method} {url} answered {status}")
+    return f"{method} {url}: {status}"
+
+
+def _http(
+    method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float
+) -> int:
+    if not url.startswith(("http://", "https://")):
+        raise StepError(f"{url!r} is not an http(s) URL")
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StepError(f"{method} {url} failed: {reason}") from None
+
+
+STEPS: dict[str, Handler] = {
+    "plug_in": _action(
+        "plug_in", {"soc": "soc", "target_soc": "target_soc", "vehicle_id": "vehicle_id"}
+    ),
+    "present_id_tag": _action("present_id_tag", {"id_tag": "id_tag"}),
+    "stop": _action("stop"),
+    "unplug": _action("unplug"),
+    "fault": _action("inject_fault", {"error_code": "error_code", "info": "info"}),
+    "clear_fault": _action("clear_fault"),
+    "reboot": _action("reboot"),
+    "connect": _action("connect"),
+    "disconnect": _action("disconnect"),
+    "wait": wait,
+    "expect": expect,
+    "override": override,
+    "network": network,
+    "close": close,
+    "clock_skew": clock_skew,
+    "trigger": trigger,
+}

@@ -1,0 +1,178 @@
+"""What a run sees of its chargers: the engine's event stream, kept in memory.
+
+The run subscribes at every shard's worker (`contract.events_subscribe`, the same
+subscription the API's event stream makes) to the frames, statuses and connection events
+of its chargers, and renews the lease while it runs. Steps that wait for or check frames
+(`wait: csms_call`, `expect: answer`, ...) read the events kept here, and wake when a new
+batch arrives.
+
+Events reach us a flush after they happened (the worker publishes a few times a second):
+a check about the past first `settle()`s for that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from simulator import contract
+
+log = logging.getLogger(__name__)
+
+KINDS = ("frame", "status", "connection", "transaction")
+# Events kept per run (all chargers); the stored frames are bounded again by the model.
+MAX_EVENTS = 200_000
+# Parsed frames kept per charger for the checks; beyond this the oldest tenth goes (a
+# charger metering for hours must not grow the run without bound).
+MAX_FRAMES_PER_CHARGER = 50_000
+
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One OCPP frame of a charger, parsed."""
+
+    at: float
+    direction: str  # "in" (from the CSMS) or "out"
+    message_type: int | None  # 2 CALL, 3 CALLRESULT, 4 CALLERROR; None if unreadable
+    message_id: str
+    action: str  # for an answer: the action of the CALL it answers
+    payload: Any  # the CALL's or CALLRESULT's payload; a CALLERROR's [code, description]
+
+    @classmethod
+    def of(cls, event: contract.StreamEvent) -> Frame:
+        data: Any = event["data"]
+        message_type: int | None = None
+        payload: Any = None
+        try:
+            message = orjson.loads(data["payload"])
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            message = None
+        if isinstance(message, list) and message and isinstance(message[0], int):
+            message_type = message[0]
+            if message_type == CALL and len(message) > 3:
+                payload = message[3]
+            elif message_type == CALLRESULT and len(message) > 2:
+                payload = message[2]
+            elif message_type == CALLERROR and len(message) > 3:
+                payload = [message[2], message[3]]
+        return cls(
+            at=float(event["at"]),
+            direction=str(data.get("direction", "")),
+            message_type=message_type,
+            message_id=str(data.get("message_id", "")),
+            action=str(data.get("action", "")),
+            payload=payload,
+        )
+
+
+class Watch:
+    """The run's subscription, and the events it brought, per charger."""
+
+    def __init__(
+        self, layer: Any, shards: int, chargers: list[int], *, settle_seconds: float = 1.2
+    ) -> None:
+        self.layer = layer
+        self.shards = shards
+        self.settle_seconds = settle_seconds
+        self.subscribe = contract.events_subscribe(
+            contract.stream_group(secrets.token_hex(16)),
+            chargers=chargers,
+            locations=None,
+            kinds=KINDS,
+            lease=contract.WATCH_LEASE_SECONDS,
+        )
+        self.events: list[contract.StreamEvent] = []
+        self.dropped = 0
+        self.frames: dict[int, list[Frame]] = {pk: [] for pk in chargers}
+        self._changed = asyncio.Event()
+        self._channel: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._channel = await self.layer.new_channel()
+        await self.layer.group_add(self.subscribe["subscription"], self._channel)
+        await self._tell_workers(self.subscribe)
+        self._tasks = [
+            asyncio.create_task(self._receive(), name="scenario-watch"),
+            asyncio.create_task(self._renew(), name="scenario-watch-renew"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._tell_workers(contract.events_unsubscribe(self.subscribe["subscription"]))
+            if self._channel is not None:
+                await self.layer.group_discard(self.subscribe["subscription"], self._channel)
+
+    async def settle(self) -> None:
+        """Wait until events that happened before now have arrived."""
+        await asyncio.sleep(self.settle_seconds)
+
+    async def wait_for(self, pk: int, found: Callable[[list[Frame]], Any], deadline: float) -> Any:
+        """`found(frames of the charger)` once it is truthy, or None at `deadline` (loop
+        time); checked again whenever a batch arrives."""
+        loop = asyncio.get_running_loop()
+        while True:
+            changed = self._changed
+            result = found(self.frames.get(pk, []))
+            if result:
+                return result
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    # -- the subscription ----------------------------------------------------------------------
+
+    async def _tell_workers(self, message: Any) -> None:
+        for shard in range(self.shards):
+            await self.layer.group_send(contract.engine_group(shard), message)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
+            try:
+                await self._tell_workers(self.subscribe)
+            except Exception as exc:  # the next renewal may get through; the lease is long
+                log.info("scenario watch: renewing failed (%s)", type(exc).__name__)
+
+    async def _receive(self) -> None:
+        assert self._channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a Redis read timeout on a quiet run
+                log.info("scenario watch: receiving failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if isinstance(message, dict) and message.get("type") == contract.EVENT_EVENTS_BATCH:
+                self._add(message)
+
+    def _add(self, batch: dict[str, Any]) -> None:
+        self.dropped += int(batch.get("dropped") or 0)
+        for event in batch.get("events") or ():
+            if len(self.events) < MAX_EVENTS:
+                self.events.append(event)
+            else:
+                self.dropped += 1
+            if event.get("kind") == "frame":
+                frames = self.frames.setdefault(int(event["charger_id"]), [])
+                frames.append(Frame.of(event))
+                if len(frames) > MAX_FRAMES_PER_CHARGER:
+                    del frames[: MAX_FRAMES_PER_CHARGER // 10]
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()

@@ -1,0 +1,184 @@
+"""`manage.py runscenario FILE...`: run scenario files against a CSMS, with verdicts.
+
+Here (and not in the scenarios app) because it may start the engine in this process: with
+the embedded settings (no REDIS_URL: the channel layer lives in memory) nothing else could
+run the scenario's chargers, so each scenario gets an engine of its own that loads
+exactly its chargers (no web, no demo drivers) and is stopped after it. With REDIS_URL the
+running workers run them. The work is `scenarios.session`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from scenarios import format as scenario_format
+from scenarios.runner import Options, RunningWorkers
+from scenarios.session import EXIT_BAD_FILE, Session, exit_code, load_files, write_reports
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.lifecycle import RunOptions, Simulator
+
+# The in-process engine publishes events at least this often: a run's checks wait for
+# frames to arrive, so a faster flush makes a shorter run.
+EVENTS_PER_SECOND = 20.0
+
+
+class InProcessEngine:
+    """The engine on this process's loop, running only the scenario's chargers."""
+
+    def __init__(self) -> None:
+        self.simulator: Simulator | None = None
+
+    async def start(self, charge_point_ids: list[str]) -> None:
+        rate = max(settings.CHARGESIM_EVENTS_PER_SECOND, EVENTS_PER_SECOND)
+        publisher = EventPublisher(
+            rate=rate,
+            log_limit=settings.CHARGESIM_MESSAGE_LOG_LIMIT,
+            log_bytes=settings.CHARGESIM_MESSAGE_LOG_BYTES,
+        )
+        options = RunOptions.from_settings(
+            web=False, demo=False, migrate=False, only_ids=list(charge_point_ids)
+        )
+        self.simulator = Simulator(options, listener=publisher)
+        await self.simulator.start(channels=True)
+
+    async def stop(self) -> None:
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None
+
+
+def embedded() -> bool:
+    """The channel layer is this process's memory: no worker elsewhere can be reached."""
+    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
+    return "InMemory" in backend
+
+
+async def _start_control(csms: Any) -> Any:
+    """The built-in CSMS's control endpoint (the scenarios' `${csms_control}`: what their
+    `trigger` steps call), on a free loopback port; None where this tree has none. Imported
+    by name because the endpoint comes from a branch of its own (the scenario library)."""
+    try:
+        control = importlib.import_module("simulator.csms.control")
+    except ImportError:
+        return None
+    server = control.ControlServer(csms)
+    await server.start("127.0.0.1", 0)
+    return server
+
+
+def settle_seconds() -> float:
+    """How late a worker's events may arrive: two of its flushes, and some slack."""
+    rate = settings.CHARGESIM_EVENTS_PER_SECOND
+    if embedded():
+        return 2.0 / max(rate, EVENTS_PER_SECOND) + 0.2
+    return 2.0 / rate + 0.5
+
+
+class Command(BaseCommand):
+    help = (
+        "Run scenario files (docs/scenarios.md) against a CSMS: exit code 0 when every "
+        "expectation held, 1 when one failed, 2 when a file is bad."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+        parser.add_argument(
+            "--csms-url",
+            help="ws:// or wss:// URL of the CSMS for the scenarios' temporary chargers",
+        )
+        parser.add_argument(
+            "--builtin-csms",
+            action="store_true",
+            help="start the built-in CSMS on a free loopback port for the temporary chargers",
+        )
+        parser.add_argument("--junit", metavar="OUT.xml", help="write a JUnit XML report")
+        parser.add_argument("--json", metavar="OUT.json", help="write the runs' results as JSON")
+        parser.add_argument(
+            "--seed", type=int, help="the seed of every scenario (overrides the files')"
+        )
+        parser.add_argument(
+            "--var",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="set a variable (repeatable); overrides the files' own",
+        )
+        parser.add_argument(
+            "--migrate", action="store_true", help="migrate the database first (embedded use)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["csms_url"] and options["builtin_csms"]:
+            raise CommandError("--csms-url and --builtin-csms do not go together.")
+        if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
+            raise CommandError("--csms-url must start with ws:// or wss://.")
+        seed = options["seed"]
+        if seed is not None and not 0 <= seed < 2**63:
+            raise CommandError("--seed must be within 0 and 2**63 - 1.")
+        variables: dict[str, Any] = {}
+        for text in options["var"]:
+            try:
+                name, value = scenario_format.parse_var(text)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            variables[name] = value
+        scenarios, errors = load_files(options["files"], variables)
+        if errors:
+            for error in errors:
+                self.stderr.write(str(error))
+            self.stderr.write(
+                f"{len(errors)} problem{'' if len(errors) == 1 else 's'}; nothing ran."
+            )
+            sys.exit(EXIT_BAD_FILE)
+        if options["migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        runs = asyncio.run(self._run(scenarios, options))
+        write_reports(runs, junit=options["junit"], json_path=options["json"])
+        code = exit_code(runs)
+        self.stdout.write(
+            f"{sum(r.status == 'passed' for r in runs)} of {len(runs)} scenarios passed."
+        )
+        sys.exit(code)
+
+    async def _run(self, scenarios: list[scenario_format.Scenario], options: dict[str, Any]) -> Any:
+        csms = None
+        control_server: Any = None
+        csms_url = options["csms_url"]
+        control = None
+        if options["builtin_csms"]:
+            from simulator.csms import CentralSystem
+
+            csms = CentralSystem(keep_log=False)
+            await csms.start(host="127.0.0.1", port=0)
+            csms_url = csms.url
+            self.stdout.write(f"Built-in CSMS on {csms_url}")
+            control_server = await _start_control(csms)
+            if control_server is not None:
+                control = str(control_server.url)
+                self.stdout.write(f"Its control endpoint (${{csms_control}}) on {control}")
+        host_for: Any = InProcessEngine if embedded() else RunningWorkers
+        session = Session(
+            scenarios,
+            Options(
+                csms_url=csms_url,
+                csms_control=control,
+                seed=options["seed"],
+                settle_seconds=settle_seconds(),
+            ),
+            host_for=host_for,
+            progress=lambda text: self.stdout.write(text),
+        )
+        try:
+            return await session.run()
+        finally:
+            if control_server is not None:
+                await control_server.stop()
+            if csms is not None:
+                await csms.stop()

@@ -1,0 +1,217 @@
+"""`manage.py runscenario`: exit codes 0 / 1 / 2, progress lines and a summary, the JUnit
+XML and JSON reports, the stored run and its admin downloads. The command starts the
+engine in-process (embedded settings) and the built-in CSMS (--builtin-csms)."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from chargers.models import Charger
+from scenarios.models import ScenarioRun
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PASSING = """\
+name: boot-and-session
+description: The CSMS accepts the boot and a session.
+variables: {id_tag: DRIVER-1}
+chargers:
+  template: {count: 2}
+spread: 0.2s
+steps:
+  - expect: {answer: BootNotification, status: Accepted}
+  - plug_in: {}
+  - present_id_tag: {id_tag: "${id_tag}"}
+  - wait: {status: Charging, timeout: 20}
+  - expect: {answer: StartTransaction, status: Accepted}
+"""
+
+FAILING = """\
+name: long-heartbeat
+description: Expects a heartbeat interval the built-in CSMS does not give.
+chargers:
+  template: {count: 1}
+steps:
+  - expect: {heartbeat_interval_at_least: "${minimum}"}
+  - wait: {seconds: 0}
+variables: {minimum: 100000}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def runscenario(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("runscenario", *args, stdout=out, stderr=err)
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_passing_run_exits_0_with_reports(tmp_path: Path) -> None:
+    junit, report = tmp_path / "out.xml", tmp_path / "out.json"
+    code, out, _ = runscenario(
+        write(tmp_path, "ok.yaml", PASSING),
+        "--builtin-csms",
+        "--seed",
+        "5",
+        "--junit",
+        str(junit),
+        "--json",
+        str(report),
+    )
+    assert code == 0, out
+    assert "Built-in CSMS on ws://127.0.0.1:" in out
+    assert out.count(": passed (") == 10  # a line per step done per charger
+    assert "boot-and-session: PASSED — 2 chargers, 10 steps (10 passed), seed 5" in out
+    assert out.rstrip().endswith("1 of 1 scenarios passed.")
+    suites = ET.parse(junit).getroot()
+    assert suites.tag == "testsuites"
+    (suite,) = suites.findall("testsuite")
+    assert suite.get("name") == "boot-and-session" and suite.get("file") == "ok.yaml"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("10", "0", "0")
+    assert suite.find("testcase") is not None and suite.find(".//failure") is None
+    (result,) = json.loads(report.read_text())
+    run = ScenarioRun.objects.get()
+    assert result == run.result
+    assert result["status"] == "passed" and result["seed"] == 5
+    assert run.frame_count > 0
+    # The temporary chargers were removed.
+    assert not Charger.objects.filter(charge_point_id__startswith="SCN-").exists()
+
+
+def test_a_failing_expectation_exits_1_and_the_junit_names_the_step(tmp_path: Path) -> None:
+    junit = tmp_path / "out.xml"
+    code, out, _ = runscenario(
+        write(tmp_path, "ok.yaml", PASSING),
+        write(tmp_path, "bad-csms.yaml", FAILING),
+        "--builtin-csms",
+        "--junit",
+        str(junit),
+    )
+    assert code == 1
+    assert "long-heartbeat: FAILED" in out
+    assert out.rstrip().endswith("1 of 2 scenarios passed.")
+    suites = ET.parse(junit).getroot()
+    assert [s.get("name") for s in suites.findall("testsuite")] == [
+        "boot-and-session",
+        "long-heartbeat",
+    ]
+    assert (suites.get("failures"), suites.get("skipped")) == ("1", "1")
+    failure = suites.find(".//failure")
+    assert failure is not None
+    message = failure.get("message") or ""
+    assert message.startswith("steps[0] expect on SCN-R")
+    assert message.endswith("expected at least 100000 s")
+    assert failure.text == message
+
+
+def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
+    code, out, _ = runscenario(
+        write(tmp_path, "bad-csms.yaml", FAILING), "--builtin-csms", "--var", "minimum=60"
+    )
+    assert code == 0, out
+    assert ScenarioRun.objects.get().variables == {"minimum": 60}
+
+
+def test_a_bad_file_exits_2_with_line_and_column_and_nothing_runs(tmp_path: Path) -> None:
+    bad = PASSING.replace("timeout: 20", "timeout: soon")
+    code, _, err = runscenario(
+        write(tmp_path, "ok.yaml", PASSING), write(tmp_path, "bad.yaml", bad), "--builtin-csms"
+    )
+    assert code == 2
+    assert err.splitlines() == [
+        "bad.yaml:11:39: steps[3].wait.timeout: must be a duration (a number of seconds, or a "
+        'string such as "30s", "2m")',
+        "1 problem; nothing ran.",
+    ]
+    assert not ScenarioRun.objects.exists()
+
+
+def test_options_that_do_not_go_together(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.yaml", PASSING)
+    with pytest.raises(CommandError, match="do not go together"):
+        call_command("runscenario", path, "--builtin-csms", "--csms-url", "ws://x")
+    with pytest.raises(CommandError, match="NAME=VALUE"):
+        call_command("runscenario", path, "--var", "oops")
+
+
+def test_the_admin_shows_a_run_and_offers_its_downloads(
+    tmp_path: Path, admin_client_logged_in: Client
+) -> None:
+    code, _, _ = runscenario(write(tmp_path, "ok.yaml", PASSING), "--builtin-csms")
+    assert code == 0
+    run = ScenarioRun.objects.get()
+    client = admin_client_logged_in
+    assert client.get("/admin/scenarios/scenariorun/").status_code == 200
+    page = client.get(f"/admin/scenarios/scenariorun/{run.pk}/change/")
+    assert page.status_code == 200
+    assert b"steps[4] expect" in page.content
+    result = client.get(f"/admin/scenarios/scenariorun/{run.pk}/result/")
+    assert json.loads(result.content)["status"] == "passed"
+    xml = client.get(f"/admin/scenarios/scenariorun/{run.pk}/junit/")
+    assert ET.fromstring(xml.content).get("tests") == "10"
+    frames = client.get(f"/admin/scenarios/scenariorun/{run.pk}/frames/")
+    lines = b"".join(frames.streaming_content).splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == run.frame_count
+    assert all(json.loads(line)["charger_id"] for line in lines)
+    source = client.get(f"/admin/scenarios/scenariorun/{run.pk}/source/")
+    assert source.content.decode() == PASSING
+    assert client.get("/admin/scenarios/scenariorun/add/").status_code == 403
+
+
+def test_the_admin_shows_the_verdicts_that_did_not_pass_first_and_caps_them(
+    admin_client_logged_in: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenarios import admin as scenario_admin
+
+    monkeypatch.setattr(scenario_admin, "VERDICT_ROWS", 2)
+    steps = [
+        {"index": n, "kind": "wait", "status": status, "message": f"message-{n}", "duration": 0}
+        for n, status in enumerate(["passed", "passed", "failed", "skipped"])
+    ]
+    run = ScenarioRun.objects.create(
+        name="s",
+        source="",
+        seed=1,
+        status="failed",
+        result={"chargers": [{"charge_point_id": "CP-9", "steps": steps}]},
+    )
+    page = admin_client_logged_in.get(f"/admin/scenarios/scenariorun/{run.pk}/change/")
+    text = page.content.decode()
+    assert "message-2" in text and "message-3" in text and "message-0" not in text
+    assert "2 more in the result (JSON)." in text
+
+
+def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scenarios import models
+    from scenarios.junit import junit_xml
+
+    suites = ET.fromstring(
+        junit_xml([{"scenario": "s", "message": "no location named 'X'", "chargers": []}])
+    )
+    (case,) = suites.iter("testcase")
+    assert case.get("name") == "setup"
+    error = case.find("error")
+    assert error is not None and error.get("message") == "no location named 'X'"
+    assert suites.get("errors") == "1"
+
+    monkeypatch.setattr(models, "MAX_FRAMES", 3)
+    run = ScenarioRun(name="s", source="", seed=1)
+    run.store_frames(({"n": n} for n in range(5)), dropped=2)
+    assert (run.frame_count, run.frames_dropped) == (3, 4)
+    assert run.frame_events() == [{"n": 0}, {"n": 1}, {"n": 2}]

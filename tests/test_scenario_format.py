@@ -1,0 +1,229 @@
+"""The scenario format (scenarios/format.py, docs/scenario.schema.json): what a good file
+becomes, and that every problem of a bad one names its file, line, column and path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from scenarios import format as scenario_format
+from scenarios.format import ScenarioError, duration, parse, parse_var
+from scenarios.steps import STEPS
+
+GOOD = """\
+name: remote-start
+description: The CSMS accepts a session.
+seed: 42
+variables: {id_tag: DRIVER-1, timeout: 30}
+chargers:
+  template: {count: 2, prefix: SCN, connectors: 2}
+spread: 2s
+steps:
+  - plug_in: {connector: 1, soc: 20, target_soc: 80}
+  - present_id_tag: {id_tag: "${id_tag}"}
+  - wait: {status: Charging, timeout: "${timeout}"}
+  - expect: {answer: StartTransaction, status: Accepted}
+  - trigger: {url: "${csms_control}/start/${charge_point_id}", body: {tag: "${id_tag}-x"}}
+  - reboot:
+  - wait: {seconds: 500ms}
+"""
+
+
+def errors_of(text: str, **variables: object) -> list[str]:
+    with pytest.raises(ScenarioError) as caught:
+        parse(textwrap.dedent(text), file="smoke.yaml", variables=variables)
+    return [str(error) for error in caught.value.errors]
+
+
+def test_a_good_file_becomes_its_steps_with_variables_in_place() -> None:
+    scenario = parse(GOOD, file="remote-start.yaml")
+    assert scenario.name == "remote-start"
+    assert scenario.seed == 42
+    assert scenario.spread == 2.0
+    assert [step.kind for step in scenario.steps] == [
+        "plug_in",
+        "present_id_tag",
+        "wait",
+        "expect",
+        "trigger",
+        "reboot",
+        "wait",
+    ]
+    assert scenario.steps[1].args == {"id_tag": "DRIVER-1"}
+    # A string that is one variable takes the variable's type.
+    assert scenario.steps[2].args == {"status": "Charging", "timeout": 30}
+    # Runtime variables stay for the runner; others are written in.
+    assert scenario.steps[4].args == {
+        "url": "${csms_control}/start/${charge_point_id}",
+        "body": {"tag": "DRIVER-1-x"},
+    }
+    assert scenario.steps[5].args == {}
+    assert (scenario.steps[2].line, scenario.steps[2].column) == (11, 5)
+    assert scenario.source == GOOD
+
+
+def test_var_overrides_the_files_variables_and_is_read_as_a_yaml_scalar() -> None:
+    name, value = parse_var("timeout=5")
+    assert (name, value) == ("timeout", 5)
+    scenario = parse(GOOD, variables={name: value, "id_tag": "OTHER"})
+    assert scenario.steps[2].args["timeout"] == 5
+    assert scenario.steps[1].args["id_tag"] == "OTHER"
+    assert parse_var("tag=ABC")[1] == "ABC"
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_var("no-equals")
+
+
+def test_a_wrong_type_names_line_column_and_path() -> None:
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - plug_in: {}
+      - wait:
+          status: Charging
+          timeout: soon
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:8:16: steps[1].wait.timeout: must be a duration (a number of seconds, "
+        'or a string such as "30s", "2m")'
+    ]
+
+
+def test_unknown_keys_and_step_kinds_point_at_the_key() -> None:
+    text = """\
+    name: smoke
+    description: x
+    sed: 1
+    chargers: {ids: [CP-1]}
+    steps:
+      - plug_in: {connector: 1, sco: 20}
+      - plugin: {}
+    """
+    found = errors_of(text)
+    assert found[0].startswith("smoke.yaml:3:1: sed: unknown key 'sed' (expected one of: ")
+    assert found[1].startswith("smoke.yaml:6:29: steps[0].plug_in.sco: unknown key 'sco'")
+    assert found[2].startswith("smoke.yaml:7:5: steps[1].plugin: unknown step kind 'plugin'")
+    assert len(found) == 3
+
+
+def test_missing_keys_point_at_their_mapping() -> None:
+    text = """\
+    name: smoke
+    chargers:
+      template: {prefix: X}
+    steps: []
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:1:1: missing key 'description'",
+        "smoke.yaml:3:13: chargers.template: missing key 'count'",
+        "smoke.yaml:4:8: steps: needs at least 1 item",
+    ]
+
+
+def test_keys_that_do_not_go_together() -> None:
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1], pattern: "CP-*"}
+    steps:
+      - wait: {seconds: 3, timeout: 4}
+      - expect: {csms_call: Reset, answers_within: 3}
+      - override: {action: Reset, status: Rejected}
+      - network: {cut: 3, latency_ms: 100}
+      - wait: {}
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:3:11: chargers: needs exactly one of: ids, pattern, location, template",
+        "smoke.yaml:5:24: steps[0].wait.timeout: 'timeout' does not go with wait: seconds",
+        "smoke.yaml:6:13: steps[1].expect: csms_call and answers_within do not go together: "
+        "one expect per step",
+        "smoke.yaml:7:15: steps[2].override: needs exactly one of: next: true, every: true",
+        "smoke.yaml:8:14: steps[3].network: cut and latency_ms do not go together: one "
+        "network change per step",
+        "smoke.yaml:9:11: steps[4].wait: needs exactly one of: status, csms_call, seconds",
+    ]
+
+
+def test_unknown_variables_and_bad_yaml_and_duplicates() -> None:
+    assert errors_of(
+        """\
+        name: smoke
+        description: x
+        chargers: {ids: [CP-1]}
+        steps:
+          - present_id_tag: {id_tag: "${driver}"}
+        """
+    ) == [
+        "smoke.yaml:5:30: steps[0].present_id_tag.id_tag: unknown variable ${driver} (known: "
+        "charge_point_id, charger_id, csms_control, csms_url)"
+    ]
+    assert errors_of("name: [smoke\ndescription: x\n") == [
+        "smoke.yaml:2:12: not valid YAML: expected ',' or ']', but got ':'"
+    ]
+    assert errors_of("name: a\nname: b\n")[0] == "smoke.yaml:2:1: name: duplicate key"
+    assert errors_of("") == ["smoke.yaml:1:1: the file is empty"]
+    assert errors_of("- a\n- b\n") == [
+        "smoke.yaml:1:1: a scenario is a mapping (name, description, chargers, steps)"
+    ]
+
+
+def test_a_timeout_over_the_engines_limit_is_refused() -> None:
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - wait: {status: Charging, timeout: 10m}
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:5:39: steps[0].wait.timeout: must be at most 300 seconds"
+    ]
+
+
+def test_durations_must_be_finite_and_seeds_fit_the_store() -> None:
+    text = """\
+    name: smoke
+    description: x
+    seed: -1
+    chargers: {ids: [CP-1]}
+    steps:
+      - wait: {seconds: .inf}
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:3:7: seed: must be at least 0",
+        "smoke.yaml:6:21: steps[0].wait.seconds: must be a finite number of seconds",
+    ]
+
+
+def test_a_file_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        scenario_format.load(tmp_path / "missing.yaml")
+    assert str(caught.value).endswith("missing.yaml:1:1: cannot read it: No such file or directory")
+
+
+def test_durations() -> None:
+    assert duration(3) == 3.0
+    assert duration("500ms") == 0.5
+    assert duration("2m") == 120.0
+    assert duration("1.5h") == 5400.0
+    with pytest.raises(ValueError):
+        duration("soon")
+    with pytest.raises(ValueError):
+        duration(True)
+
+
+def test_the_schema_is_valid_and_names_every_step_kind_the_runner_has() -> None:
+    schema = scenario_format.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert set(scenario_format.step_kinds()) == set(STEPS)
+
+
+def test_the_sample_in_the_docs_parses() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
+    text = docs.read_text()
+    sample = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert parse(sample).name == "remote-start"

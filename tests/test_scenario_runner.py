@@ -1,0 +1,695 @@
+"""The scenario runner (scenarios/runner.py, scenarios/steps.py) against the built-in CSMS:
+every step kind, verdicts that name the step, skipped steps after a failure, the stored
+run with its frames, temporary chargers made and removed, existing chargers found by id,
+pattern and location, and the seed that governs the spread.
+
+The engine runs in this process (runscenario's `InProcessEngine`, the same one the command
+uses) on the in-memory channel layer; its chargers talk to the CSMS over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from ocpp.v16 import call
+
+from chargers.engine_client import EngineClient
+from chargers.models import Charger
+from scenarios.format import parse
+from scenarios.models import ScenarioRun
+from scenarios.runner import Options, Runner, RunningWorkers
+from scenarios.steps import STEPS, StepContext, Target
+from simulator import contract
+from simulator.csms import CentralSystem
+from simulator.management.commands.runscenario import InProcessEngine
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.cast import make_charger, make_location, make_vehicle
+from tests.test_engine_client import booted
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer() -> AsyncIterator[None]:
+    yield
+    await get_channel_layer().flush()
+
+
+async def run_scenario(
+    text: str,
+    csms: CentralSystem,
+    *,
+    seed: int | None = None,
+    csms_control: str | None = None,
+    host: Any = None,
+) -> tuple[ScenarioRun, list[str]]:
+    lines: list[str] = []
+    runner = Runner(
+        parse(textwrap.dedent(text), file="test.yaml"),
+        client=EngineClient(),
+        host=host if host is not None else InProcessEngine(),
+        options=Options(
+            csms_url=csms.url, csms_control=csms_control, seed=seed, settle_seconds=0.3
+        ),
+        progress=lines.append,
+    )
+    return await runner.execute(), lines
+
+
+def verdicts(run: ScenarioRun) -> list[list[tuple[str, str]]]:
+    return [
+        [(step["kind"], step["status"]) for step in charger["steps"]]
+        for charger in run.result["chargers"]
+    ]
+
+
+def passed_all(run: ScenarioRun) -> None:
+    problems = [
+        step["message"]
+        for charger in run.result["chargers"]
+        for step in charger["steps"]
+        if step["status"] != "passed"
+    ]
+    assert run.status == "passed", problems or run.message
+
+
+SESSION = """\
+name: session
+description: A whole session and the charger's own troubles, on a template charger.
+variables: {id_tag: DRIVER-1}
+chargers:
+  template: {count: 1, connectors: 2}
+steps:
+  - expect: {status: Accepted}
+  - expect: {heartbeat_interval_at_least: 60}
+  - plug_in: {connector: 1, soc: 30, target_soc: 90}
+  - present_id_tag: {id_tag: "${id_tag}"}
+  - wait: {status: Charging, timeout: 20}
+  - expect: {answer: StartTransaction, status: Accepted}
+  - expect: {answer: Authorize, payload: {idTagInfo: {status: Accepted}}}
+  - expect: {status: Charging, connector: 1}
+  - expect: {answers_within: 10}
+  - stop: {connector: 1}
+  - wait: {status: Finishing}
+  - expect: {answer: StopTransaction}
+  - unplug: {connector: 1}
+  - wait: {status: Available}
+  - fault: {connector: 2, error_code: GroundFailure, wait: Faulted}
+  - clear_fault: {connector: 2, wait: Available}
+  - reboot: {wait: Accepted, timeout: 30}
+  - expect: {answer: BootNotification, status: Accepted}
+  - disconnect: {}
+  - connect: {wait: Accepted}
+  - network: {cut: 1}
+  - wait: {seconds: 1.5}
+  - wait: {status: Accepted, timeout: 60}
+  - expect: {no_csms_call: Reset, within: 0.5}
+"""
+
+
+async def test_local_actions_waits_and_expectations_pass_against_the_builtin_csms(
+    csms: CentralSystem,
+) -> None:
+    run, lines = await run_scenario(SESSION, csms, seed=3)
+    passed_all(run)
+    (charger,) = run.result["chargers"]
+    assert charger["temporary"] is True
+    assert len(charger["steps"]) == 24
+    assert all(step["duration"] >= 0 for step in charger["steps"])
+    # The CSMS saw what the steps did ...
+    cp_id = charger["charge_point_id"]
+    assert cp_id.startswith(f"SCN-R{run.pk}-")
+    assert csms.counts["StartTransaction"] == 1
+    assert csms.counts["StopTransaction"] == 1
+    assert csms.counts["BootNotification"] >= 2  # connect and reboot (a reconnect need not boot)
+    # ... and the run kept the frames, its boot first.
+    stored = await database_sync_to_async(ScenarioRun.objects.get)(pk=run.pk)
+    frames = [e for e in stored.frame_events() if e["kind"] == "frame"]
+    assert stored.frame_count == len(stored.frame_events()) > 0
+    assert frames[0]["data"]["action"] == "BootNotification"
+    assert {f["data"]["action"] for f in frames} >= {"StartTransaction", "StopTransaction"}
+    assert run.result["seed"] == 3
+    # A line per step done, and the temporary charger is gone.
+    assert len(lines) == 24 and lines[0].startswith(f"session {cp_id} steps[0] expect: passed")
+    assert not await database_sync_to_async(Charger.objects.filter(charge_point_id=cp_id).exists)()
+
+
+async def test_a_failing_expectation_names_the_step_and_skips_the_rest(
+    csms: CentralSystem,
+) -> None:
+    run, lines = await run_scenario(
+        """\
+        name: blocked
+        description: x
+        chargers: {template: {count: 2}}
+        steps:
+          - plug_in: {}
+          - present_id_tag: {id_tag: STOLEN}
+          - expect: {answer: Authorize, status: Blocked, within: 10}
+          - wait: {status: Charging}
+        """,
+        csms,
+    )
+    assert run.status == "failed"
+    assert (
+        verdicts(run)
+        == [
+            [
+                ("plug_in", "passed"),
+                ("present_id_tag", "passed"),
+                ("expect", "failed"),
+                ("wait", "skipped"),
+            ]
+        ]
+        * 2
+    )
+    for charger in run.result["chargers"]:
+        cp_id = charger["charge_point_id"]
+        failed = charger["steps"][2]
+        assert failed["message"] == (
+            f"steps[2] expect on {cp_id}: the answer to Authorize was Accepted, expected Blocked"
+        )
+        assert charger["status"] == "failed" and charger["message"] == failed["message"]
+        assert charger["steps"][3]["message"] == f"skipped after: {failed['message']}"
+    assert sum(": failed" in line for line in lines) == 2
+
+
+@pytest.mark.csms(boot_interval=30)
+async def test_a_heartbeat_interval_below_the_minimum_fails(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: heartbeat
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - expect: {heartbeat_interval_at_least: 60}
+        """,
+        csms,
+    )
+    assert run.status == "failed"
+    message = run.result["chargers"][0]["steps"][0]["message"]
+    assert message.endswith(
+        "the heartbeat interval is 30 s (from BootNotification), expected at least 60 s"
+    )
+
+
+async def test_unanswered_calls_fail_answers_within(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: silent
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - expect: {answers_within: 5}
+          - trigger: {http: GET, url: "${csms_control}/silence"}
+          - plug_in: {}
+          - wait: {seconds: 1.5}
+          - expect: {answers_within: 1}
+          - expect: {answer: StatusNotification, within: 0.5}
+        """,
+        csms,
+        csms_control=await _hooks(csms),
+    )
+    steps = run.result["chargers"][0]["steps"]
+    assert [s["status"] for s in steps] == ["passed"] * 4 + ["failed", "skipped"]
+    assert "the CSMS did not answer StatusNotification" in steps[4]["message"]
+
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    """A CSMS's test hooks: GET /silence stops answering; POST /start/<cp> sends a
+    RemoteStartTransaction with the body's idTag."""
+
+    csms: CentralSystem
+    loop: asyncio.AbstractEventLoop
+
+    def do_GET(self) -> None:
+        if self.path == "/silence":
+            self.csms.respond = False
+            self._answer(200)
+        else:
+            self._answer(404)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cp_id = self.path.rsplit("/", 1)[-1]
+        request = call.RemoteStartTransaction(id_tag=body["idTag"], connector_id=1)
+        asyncio.run_coroutine_threadsafe(self.csms.call(cp_id, request), self.loop)
+        self._answer(202)
+
+    def _answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+_servers: list[http.server.ThreadingHTTPServer] = []
+
+
+async def _hooks(csms: CentralSystem) -> str:
+    handler = type("Hooks", (_Hooks,), {"csms": csms, "loop": asyncio.get_running_loop()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _servers.append(server)
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(autouse=True)
+def stop_hook_servers() -> Iterator[None]:
+    yield
+    while _servers:
+        server = _servers.pop()
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_trigger_makes_the_csms_call_and_waits_and_expectations_see_it(
+    csms: CentralSystem,
+) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: remote-start
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {}
+          - trigger: {url: "${csms_control}/start/${charge_point_id}", body: {idTag: R-1}, expect_status: 202}
+          - expect: {csms_call: RemoteStartTransaction, payload: {idTag: R-1}, within: 10}
+          - wait: {status: Charging, timeout: 20}
+          - expect: {answer: StartTransaction, status: Accepted}
+          - trigger: {url: "${csms_control}/start/${charge_point_id}", body: {idTag: R-2}, expect_status: 202}
+          - wait: {csms_call: RemoteStartTransaction, payload: {idTag: R-2}, timeout: 10}
+          - expect: {csms_call: RemoteStartTransaction, payload: {idTag: NOBODY}, within: 0.5}
+        """,
+        csms,
+        csms_control=await _hooks(csms),
+    )
+    steps = run.result["chargers"][0]["steps"]
+    assert [s["status"] for s in steps] == ["passed"] * 7 + ["failed"]
+    assert steps[7]["message"].endswith(
+        'the CSMS sent no RemoteStartTransaction matching {"idTag": "NOBODY"} within 0.5 s'
+    )
+
+
+async def test_a_trigger_that_answers_badly_fails_and_one_unreachable_errors(
+    csms: CentralSystem,
+) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: hooks
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger: {http: GET, url: "${csms_control}/nothing-here"}
+        """,
+        csms,
+        csms_control=await _hooks(csms),
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "failed" and step["message"].endswith("/nothing-here answered 404")
+    run, _ = await run_scenario(
+        """\
+        name: hooks
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger: {http: GET, url: "http://127.0.0.1:9/closed"}
+        """,
+        csms,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "error" and "GET http://127.0.0.1:9/closed failed" in step["message"]
+    assert run.status == "error"
+
+
+@pytest.fixture
+async def fleet(csms: CentralSystem) -> AsyncIterator[Simulator]:
+    """Existing chargers on a running worker (the scaled-out case: RunningWorkers)."""
+    await database_sync_to_async(make_vehicle)()
+    depot = await database_sync_to_async(make_location)("Scenario Depot")
+    other = await database_sync_to_async(make_location)("Elsewhere")
+    for cp_id, location in (("PAT-1", depot), ("PAT-2", depot), ("OTHER-1", other)):
+        await database_sync_to_async(make_charger)(
+            cp_id, evses=1, csms_url=csms.url, location=location
+        )
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5),
+        listener=EventPublisher(rate=20),
+    )
+    await service.start(channels=True)
+    await booted(service, "PAT-1", "PAT-2", "OTHER-1")
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.mark.parametrize(
+    ("chargers", "expected"),
+    [
+        ("{ids: [OTHER-1, PAT-2]}", ["OTHER-1", "PAT-2"]),
+        ('{pattern: "PAT-*"}', ["PAT-1", "PAT-2"]),
+        ('{location: "Scenario Depot"}', ["PAT-1", "PAT-2"]),
+    ],
+)
+async def test_existing_chargers_by_ids_pattern_and_location(
+    fleet: Simulator, csms: CentralSystem, chargers: str, expected: list[str]
+) -> None:
+    run, _ = await run_scenario(
+        f"""\
+        name: existing
+        description: x
+        chargers: {chargers}
+        steps:
+          - reboot: {{wait: Accepted}}
+          - expect: {{answer: BootNotification, status: Accepted}}
+          - expect: {{status: Available}}
+        """,
+        csms,
+        host=RunningWorkers(),
+    )
+    passed_all(run)
+    assert [c["charge_point_id"] for c in run.result["chargers"]] == expected
+    assert all(not c["temporary"] for c in run.result["chargers"])
+    # Existing chargers stay.
+    assert await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__in=expected).count
+    )() == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("chargers", "message"),
+    [
+        ("{ids: [PAT-1, NOPE-9]}", "no enabled charger with the id NOPE-9"),
+        ('{pattern: "ZZ*"}', "no enabled charger's id matches 'ZZ*'"),
+        ('{location: "Atlantis"}', "no location named 'Atlantis'"),
+    ],
+)
+async def test_chargers_that_cannot_be_found_error_the_run(
+    fleet: Simulator, csms: CentralSystem, chargers: str, message: str
+) -> None:
+    run, _ = await run_scenario(
+        f"""\
+        name: missing
+        description: x
+        chargers: {chargers}
+        steps:
+          - wait: {{seconds: 0}}
+        """,
+        csms,
+        host=RunningWorkers(),
+    )
+    assert run.status == "error"
+    assert run.message == message
+    assert run.result["chargers"] == []
+
+
+SPREAD = """\
+name: spread
+description: x
+chargers: {template: {count: 3, connect: false}}
+spread: 0.4s
+steps:
+  - wait: {seconds: 0}
+"""
+
+
+async def test_the_seed_governs_the_spread(csms: CentralSystem) -> None:
+    def delays(run: ScenarioRun) -> list[float]:
+        return [c["start_delay"] for c in run.result["chargers"]]
+
+    first, _ = await run_scenario(SPREAD, csms, seed=11)
+    again, _ = await run_scenario(SPREAD, csms, seed=11)
+    other, _ = await run_scenario(SPREAD, csms, seed=12)
+    assert delays(first) == delays(again)
+    assert delays(first) != delays(other)
+    assert all(0 <= d <= 0.4 for d in delays(first))
+    assert len(set(delays(first))) == 3
+    passed_all(first)
+
+
+# -- the engine commands of the other branches, with a stand-in engine ------------------------
+
+
+class FakeClient:
+    """Answers every command as a worker that knows it would, or as one that does not."""
+
+    def __init__(self, known: bool) -> None:
+        self.known = known
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def command(
+        self, pk: int, cp_id: str, command: str, args: Any, *, wait_for: Any = None
+    ) -> contract.CommandResult:
+        self.sent.append((command, dict(args)))
+        if self.known:
+            return contract.command_result("r", pk, command, True, f"{command} done")
+        return contract.command_result(
+            "r", pk, command, False, f"unknown command {command!r}", error=contract.ERROR_INVALID
+        )
+
+
+def _context(client: FakeClient) -> StepContext:
+    import random
+
+    return StepContext(
+        client,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Target(1, "CP-1", "ws://x"),
+        random.Random(1),
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "command", "sent"),
+    [
+        (
+            "override",
+            {"action": "RemoteStartTransaction", "next": True, "status": "Rejected"},
+            "set_answer_override",
+            {"action": "RemoteStartTransaction", "mode": "next", "status": "Rejected"},
+        ),
+        (
+            "override",
+            {"action": "Reset", "every": True, "delay": "3s"},
+            "set_answer_override",
+            {"action": "Reset", "mode": "every", "delay": 3.0},
+        ),
+        (
+            "override",
+            {"action": "Reset", "clear": True},
+            "set_answer_override",
+            {"action": "Reset", "clear": True},
+        ),
+        ("network", {"cut": "10s"}, "cut_network", {"seconds": 10.0}),
+        (
+            "network",
+            {"clear": True},
+            "set_network",
+            {"latency_ms": 0, "jitter_ms": 0, "drop_rate": 0},
+        ),
+        ("network", {"close_code": 1011}, "close_connection", {"code": 1011}),
+        ("close", {}, "close_connection", {"code": 1000}),
+        ("clock_skew", {"seconds": -300}, "set_clock_skew", {"seconds": -300.0}),
+    ],
+)
+@pytest.mark.django_db(transaction=False)
+async def test_fault_steps_send_their_engine_commands(
+    kind: str, args: dict[str, Any], command: str, sent: dict[str, Any]
+) -> None:
+    client = FakeClient(known=True)
+    assert await STEPS[kind](_context(client), args) == f"{command} done"
+    assert client.sent == [(command, sent)]
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_network_conditions_carry_a_seed_from_the_run() -> None:
+    client = FakeClient(known=True)
+    await STEPS["network"](_context(client), {"latency_ms": 200, "jitter_ms": 50, "drop_rate": 0.1})
+    ((command, sent),) = client.sent
+    assert command == "set_network"
+    seed = sent.pop("seed")
+    assert sent == {"latency_ms": 200, "jitter_ms": 50, "drop_rate": 0.1}
+    client.sent.clear()
+    await STEPS["network"](_context(client), {"latency_ms": 200})
+    assert client.sent[0][1]["seed"] == seed  # the same run seed, the same draw
+
+
+@pytest.mark.django_db(transaction=False)
+async def test_a_worker_that_does_not_know_the_command_fails_the_step_with_its_message() -> None:
+    from scenarios.steps import StepFailed
+
+    with pytest.raises(StepFailed, match="unknown command 'set_clock_skew'"):
+        await STEPS["clock_skew"](_context(FakeClient(known=False)), {"seconds": 5})
+
+
+async def test_an_unanswered_call_fails_an_answer_expectation(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: silent
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger: {http: GET, url: "${csms_control}/silence"}
+          - plug_in: {}
+          - expect: {answer: StatusNotification, within: 1}
+        """,
+        csms,
+        csms_control=await _hooks(csms),
+    )
+    step = run.result["chargers"][0]["steps"][2]
+    assert step["status"] == "failed"
+    assert step["message"].endswith("the CSMS did not answer StatusNotification within 1 s")
+
+
+async def test_an_interrupted_run_is_stored_as_such_and_cleans_up(csms: CentralSystem) -> None:
+    runner = Runner(
+        parse(
+            "name: long\ndescription: x\nchargers: {template: {count: 1}}\n"
+            "steps:\n  - wait: {seconds: 60}\n"
+        ),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+    )
+    task = asyncio.create_task(runner.execute())
+    await asyncio.sleep(0)
+    while runner.watch is None or not runner.chargers:
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    run = await database_sync_to_async(ScenarioRun.objects.get)()
+    assert (run.status, run.message) == ("error", "interrupted before it finished")
+    assert not await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__startswith="SCN-").exists
+    )()
+
+
+async def test_a_templates_hardware_location_and_vehicle_and_a_charger_that_starts_offline(
+    csms: CentralSystem,
+) -> None:
+    await database_sync_to_async(make_location)("Template Site")
+    vehicle = await database_sync_to_async(make_vehicle)(1)
+    run, _ = await run_scenario(
+        f"""\
+        name: template
+        description: x
+        chargers:
+          template:
+            count: 1
+            prefix: TPL
+            power_type: DC
+            max_power_kw: 150
+            location: Template Site
+            vehicle: "{vehicle.make} {vehicle.model}"
+            vendor: Acme
+            model: Fast 150
+            connect: false
+            configuration: {{MeterValueSampleInterval: 5}}
+        steps:
+          - expect: {{answers_within: 1}}
+          - connect: {{wait: Accepted}}
+          - expect: {{answer: BootNotification, status: Accepted}}
+          - plug_in: {{wait: Preparing}}
+        """,
+        csms,
+    )
+    passed_all(run)
+    (charger,) = run.result["chargers"]
+    boot = csms.boot_info[charger["charge_point_id"]]
+    assert (boot["chargePointVendor"], boot["chargePointModel"]) == ("Acme", "Fast 150")
+    assert charger["charge_point_id"] == f"TPL-R{run.pk}-1"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ('{count: 1, location: "Nowhere"}', "no location named 'Nowhere'"),
+        ('{count: 1, vehicle: "Flying Car"}', "no vehicle model named 'Flying Car'"),
+    ],
+)
+async def test_a_template_naming_what_does_not_exist_errors_the_run(
+    csms: CentralSystem, template: str, message: str
+) -> None:
+    run, _ = await run_scenario(
+        f"name: t\ndescription: x\nchargers: {{template: {template}}}\nsteps:\n  - wait: {{seconds: 0}}\n",
+        csms,
+    )
+    assert (run.status, run.message) == ("error", message)
+
+
+async def test_a_runtime_variable_without_a_value_errors_the_step(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: hooks
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger: {url: "${csms_control}/behaviour"}
+        """,
+        csms,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "error"
+    assert step["message"].endswith(
+        "${csms_control} has no value in this run (runscenario --var csms_control=URL, or "
+        "--builtin-csms)"
+    )
+
+
+async def test_a_template_without_a_csms_errors_the_run() -> None:
+    runner = Runner(
+        parse("name: t\ndescription: x\nchargers: {template: {count: 1}}\nsteps:\n  - reboot:\n"),
+        client=EngineClient(),
+        host=InProcessEngine(),
+    )
+    run = await runner.execute()
+    assert run.status == "error"
+    assert run.message.startswith("the template's chargers need a CSMS")
+
+
+@pytest.mark.skipif(
+    "set_answer_override" not in contract.DRIVE_COMMANDS,
+    reason="the engine has no fault injection commands yet (their own branch)",
+)
+async def test_fault_steps_against_the_engine_that_has_them(csms: CentralSystem) -> None:
+    run, _ = await run_scenario(
+        """\
+        name: faults
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - override: {action: RemoteStartTransaction, next: true, status: Rejected}
+          - trigger: {url: "${csms_control}/start/${charge_point_id}", body: {idTag: R-1}, expect_status: 202}
+          - wait: {csms_call: RemoteStartTransaction, timeout: 10}
+          - wait: {seconds: 1}
+          - expect: {status: Available}
+          - override: {action: Reset, clear: true}
+          - network: {latency_ms: 50, jitter_ms: 10, drop_rate: 0}
+          - network: {clear: true}
+          - clock_skew: {seconds: -300}
+          - close: {code: 1011}
+          - wait: {status: Accepted, timeout: 60}
+          - network: {close_code: 4000}
+          - wait: {status: Accepted, timeout: 60}
+        """,
+        csms,
+        seed=3,
+        csms_control=await _hooks(csms),
+    )
+    passed_all(run)
