@@ -82,6 +82,7 @@ class Central(Protocol):
     boot_interval: int
     authorize: dict[str, str | IdTagInfo]
     default_id_tag_status: str
+    start_transaction_status: str | None
     respond: bool
     current_time: str | None
     fail_actions: dict[str, str]
@@ -330,6 +331,12 @@ class CSMSConnection(ChargePoint):
         transaction_id = csms.next_transaction_id
         csms.next_transaction_id += 1
         info = self._id_tag_info(id_tag)
+        if csms.start_transaction_status is not None:
+            info = IdTagInfo(
+                status=csms.start_transaction_status,
+                expiry_date=info.expiry_date,
+                parent_id_tag=info.parent_id_tag,
+            )
         csms.transactions[transaction_id] = Transaction(
             transaction_id=transaction_id,
             cp_id=self.id,
