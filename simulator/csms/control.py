@@ -9,9 +9,15 @@ CSMS's own port cannot carry a POST with a JSON payload.
     GET    /chargers                        connected charge points and their registration
     POST   /chargers/<cp id>/<Action>       send that CALL (the JSON body is its payload);
                                             the answer is the charger's CALLRESULT payload
-    GET    /behaviour                       how the CSMS answers chargers (see `behaviour`)
+    GET    /behaviour                       how the CSMS answers every charger (bootStatus,
+                                            bootInterval, defaultIdTagStatus, idTags,
+                                            startTransactionStatus; `apply_behaviour`)
     POST   /behaviour  (or PUT, PATCH)      change some of it; the answer is all of it
     DELETE /behaviour                       back to how it was when the endpoint started
+    GET|POST|DELETE /chargers/<cp id>/behaviour
+                                            the same for one charge point only (it may not
+                                            be connected yet): chargers running side by
+                                            side in scenarios do not see each other's
 
 Answers are JSON. 200: the charger's answer; 400: a payload the CSMS would not send (the
 schema's own words), or a bad behaviour; 404: no such charger connected, or no such
@@ -55,6 +61,7 @@ from ocpp.v16.datatypes import IdTagInfo
 
 from simulator.ocpp16.redaction import redact_value
 
+from .records import ChargerBehaviour
 from .server import CentralSystem, _date_text
 
 LOGGER = logging.getLogger("simulator.csms.control")
@@ -114,16 +121,23 @@ def is_loopback(host: str) -> bool:
 
 # -- behaviour: how the CSMS answers chargers ------------------------------------------------
 
+BEHAVIOUR_KEYS = {
+    "bootStatus": "boot_status",
+    "bootInterval": "boot_interval",
+    "defaultIdTagStatus": "default_id_tag_status",
+    "startTransactionStatus": "start_transaction_status",
+}
+
 
 @dataclass(frozen=True)
 class Behaviour:
-    """The part of a CentralSystem's configuration the endpoint reads and sets."""
+    """How a CentralSystem answers every charger: what DELETE /behaviour goes back to."""
 
     boot_status: str
     boot_interval: int
     default_id_tag_status: str
-    id_tags: dict[str, str | IdTagInfo]
     start_transaction_status: str | None
+    id_tags: dict[str, str | IdTagInfo]
 
     @classmethod
     def of(cls, csms: CentralSystem) -> Behaviour:
@@ -131,95 +145,108 @@ class Behaviour:
             str(csms.boot_status),
             int(csms.boot_interval),
             str(csms.default_id_tag_status),
-            dict(csms.authorize),
             csms.start_transaction_status,
+            dict(csms.authorize),
         )
 
     def apply(self, csms: CentralSystem) -> None:
         csms.boot_status = self.boot_status
         csms.boot_interval = self.boot_interval
         csms.default_id_tag_status = self.default_id_tag_status
-        csms.authorize = dict(self.id_tags)
         csms.start_transaction_status = self.start_transaction_status
+        csms.authorize = dict(self.id_tags)
+        csms.charger_behaviour.clear()
 
 
-def behaviour_json(csms: CentralSystem) -> dict[str, Any]:
-    """The behaviour as the endpoint shows it (camelCase, like OCPP)."""
+def behaviour_json(csms: CentralSystem, cp_id: str | None = None) -> dict[str, Any]:
+    """How the CSMS answers every charger, or that one (its own settings over the rest),
+    camelCase like OCPP."""
+    own = csms.charger_behaviour.get(cp_id) if cp_id is not None else None
+    tags = dict(csms.authorize)
+    if own is not None:
+        tags.update(own.id_tags)
+    answer: dict[str, Any] = {}
+    for key, name in BEHAVIOUR_KEYS.items():
+        value = getattr(own, name) if own is not None else None
+        answer[key] = getattr(csms, name) if value is None else value
+    answer["idTags"] = {name: _tag_json(info) for name, info in sorted(tags.items())}
+    return answer
 
-    def tag(info: str | IdTagInfo) -> dict[str, Any]:
-        if isinstance(info, str):
-            return {"status": info}
-        return remove_nones(
-            {
-                "status": str(info.status),
-                "expiryDate": info.expiry_date,
-                "parentIdTag": info.parent_id_tag,
-            }
-        )
 
-    return {
-        "bootStatus": str(csms.boot_status),
-        "bootInterval": int(csms.boot_interval),
-        "defaultIdTagStatus": str(csms.default_id_tag_status),
-        "idTags": {name: tag(info) for name, info in sorted(csms.authorize.items())},
-        "startTransactionStatus": csms.start_transaction_status,
+def _tag_json(info: str | IdTagInfo) -> dict[str, Any]:
+    if isinstance(info, str):
+        return {"status": info}
+    fields = {
+        "status": str(info.status),
+        "expiryDate": info.expiry_date,
+        "parentIdTag": info.parent_id_tag,
     }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
-def apply_behaviour(csms: CentralSystem, change: Any) -> None:
-    """Set what `change` names (the camelCase keys of `behaviour_json`); all or nothing.
+def apply_behaviour(csms: CentralSystem, change: Any, cp_id: str | None = None) -> None:
+    """Set what `change` names (the camelCase keys of `behaviour_json`), for every charger
+    or for one; all or nothing.
 
     idTags entries are merged: a status, or {status, expiryDate | expiresIn (seconds from
-    now, negative for the past), parentIdTag}; null forgets the tag (the default applies).
+    now, negative for the past), parentIdTag}; null forgets the tag. For one charger, null
+    for any other key means "as for every charger".
     """
+    fields = _parse_behaviour(change, for_one=cp_id is not None)
+    tags = fields.pop("id_tags", {})
+    if cp_id is None:
+        for name, value in fields.items():
+            setattr(csms, name, value)
+        held = csms.authorize = dict(csms.authorize)
+    else:
+        own = csms.charger_behaviour.setdefault(cp_id, ChargerBehaviour())
+        for name, value in fields.items():
+            setattr(own, name, value)
+        held = own.id_tags
+    for name, info in tags.items():
+        if info is None:
+            held.pop(name, None)
+        else:
+            held[name] = info
+
+
+def _parse_behaviour(change: Any, *, for_one: bool) -> dict[str, Any]:
     if not isinstance(change, dict):
         raise BadRequest("the behaviour must be a JSON object")
-    known = {
-        "bootStatus",
-        "bootInterval",
-        "defaultIdTagStatus",
-        "idTags",
-        "startTransactionStatus",
-    }
+    known = {*BEHAVIOUR_KEYS, "idTags"}
     unknown = sorted(set(change) - known)
     if unknown:
         raise BadRequest(
             f"unknown behaviour {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    new = Behaviour.of(csms)
     fields: dict[str, Any] = {}
-    if "bootStatus" in change:
-        fields["boot_status"] = _choice("bootStatus", change["bootStatus"], BOOT_STATUSES)
-    if "bootInterval" in change:
-        interval = change["bootInterval"]
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
-            raise BadRequest(
-                f"bootInterval must be a whole number of seconds >= 0, got {interval!r}"
-            )
-        fields["boot_interval"] = interval
-    if "defaultIdTagStatus" in change:
-        fields["default_id_tag_status"] = _choice(
-            "defaultIdTagStatus", change["defaultIdTagStatus"], ID_TAG_STATUSES
-        )
-    if "startTransactionStatus" in change:
-        value = change["startTransactionStatus"]
-        fields["start_transaction_status"] = (
-            None if value is None else _choice("startTransactionStatus", value, ID_TAG_STATUSES)
-        )
+    for key, value in change.items():
+        if key == "idTags":
+            continue
+        name = BEHAVIOUR_KEYS[key]
+        if value is None and (for_one or key == "startTransactionStatus"):
+            fields[name] = None
+        elif key == "bootStatus":
+            fields[name] = _choice(key, value, BOOT_STATUSES)
+        elif key == "bootInterval":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BadRequest(
+                    f"bootInterval must be a whole number of seconds >= 0, got {value!r}"
+                )
+            fields[name] = value
+        else:
+            fields[name] = _choice(key, value, ID_TAG_STATUSES)
     if "idTags" in change:
         tags = change["idTags"]
         if not isinstance(tags, dict):
             raise BadRequest("idTags must be an object: idTag -> status or {status, ...}")
-        merged = dict(new.id_tags)
+        parsed: dict[str, str | IdTagInfo | None] = {}
         for name, spec in tags.items():
             if not name or len(name) > 20:
                 raise BadRequest(f"idTag {name!r} must be 1 to 20 characters (IdToken)")
-            if spec is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = _id_tag_info(name, spec)
-        fields["id_tags"] = merged
-    Behaviour(**{**new.__dict__, **fields}).apply(csms)
+            parsed[name] = None if spec is None else _id_tag_info(name, spec)
+        fields["id_tags"] = parsed
+    return fields
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -237,9 +264,9 @@ def _id_tag_info(name: str, spec: Any) -> str | IdTagInfo:
     if unknown:
         raise BadRequest(f"idTags.{name}: unknown {', '.join(unknown)}")
     status = _choice(f"idTags.{name}.status", spec.get("status"), ID_TAG_STATUSES)
-    expiry: str | None = None
     if "expiryDate" in spec and "expiresIn" in spec:
         raise BadRequest(f"idTags.{name}: give expiryDate or expiresIn, not both")
+    expiry: str | None = None
     if "expiryDate" in spec:
         if not isinstance(spec["expiryDate"], str):
             raise BadRequest(f"idTags.{name}.expiryDate must be an ISO 8601 date-time")
@@ -285,7 +312,10 @@ async def operate(
     try:
         await validate_payload(Call("control", action, payload), "1.6")
     except OCPPError as error:
-        raise BadRequest(f"{action} payload refused: {error.description}") from None
+        # The schema's own words are in the details; the description is generic.
+        details = error.details if isinstance(error.details, dict) else {}
+        cause = details.get("cause") or error.description
+        raise BadRequest(f"{action} payload refused: {cause}") from None
     try:
         csms.connection(cp_id)
     except KeyError as exc:
@@ -493,6 +523,15 @@ class ControlServer:
             apply_behaviour(csms, payload)
             LOGGER.info("CSMS behaviour changed: %s", sorted(payload))
             return 200, behaviour_json(csms)
+        if len(parts) == 3 and parts[0] == "chargers" and parts[2] == "behaviour":
+            cp_id = parts[1]
+            if method == "DELETE":
+                csms.charger_behaviour.pop(cp_id, None)
+            elif method != "GET":
+                self._allow(method, "GET", "POST", "PUT", "PATCH", "DELETE")
+                apply_behaviour(csms, payload, cp_id)
+                LOGGER.info("CSMS behaviour for %s changed: %s", cp_id, sorted(payload))
+            return 200, behaviour_json(csms, cp_id)
         if parts == ["chargers"]:
             self._allow(method, "GET")
             return 200, {

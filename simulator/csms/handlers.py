@@ -36,6 +36,7 @@ from .records import (
     CALLERROR,
     CALLRESULT,
     MALFORMED,
+    ChargerBehaviour,
     ConnectorStatus,
     DataTransferHandler,
     Reservation,
@@ -83,6 +84,7 @@ class Central(Protocol):
     authorize: dict[str, str | IdTagInfo]
     default_id_tag_status: str
     start_transaction_status: str | None
+    charger_behaviour: dict[str, ChargerBehaviour]
     respond: bool
     current_time: str | None
     fail_actions: dict[str, str]
@@ -294,18 +296,26 @@ class CSMSConnection(ChargePoint):
     # -- handlers ----------------------------------------------------------------------------
 
     def _id_tag_info(self, id_tag: str) -> IdTagInfo:
-        value = self.csms.authorize.get(id_tag, self.csms.default_id_tag_status)
+        csms = self.csms
+        own = csms.charger_behaviour.get(self.id)
+        value = own.id_tags.get(id_tag) if own is not None else None
+        if value is None:
+            value = csms.authorize.get(id_tag)
+        if value is None:
+            value = (own and own.default_id_tag_status) or csms.default_id_tag_status
         return value if isinstance(value, IdTagInfo) else IdTagInfo(status=value)
 
     @on(Action.boot_notification)
     def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         csms = self.csms
-        status = str(csms.boot_status)
+        own = csms.charger_behaviour.get(self.id)
+        status = str((own and own.boot_status) or csms.boot_status)
+        interval = own.boot_interval if own is not None else None
         csms.registration[self.id] = status
         csms.boot_info[self.id] = self._payload
         return call_result.BootNotification(
             current_time=csms.current_time or now_iso(),
-            interval=int(csms.boot_interval),
+            interval=int(csms.boot_interval if interval is None else interval),
             status=status,
         )
 
@@ -331,9 +341,11 @@ class CSMSConnection(ChargePoint):
         transaction_id = csms.next_transaction_id
         csms.next_transaction_id += 1
         info = self._id_tag_info(id_tag)
-        if csms.start_transaction_status is not None:
+        own = csms.charger_behaviour.get(self.id)
+        forced = (own and own.start_transaction_status) or csms.start_transaction_status
+        if forced is not None:
             info = IdTagInfo(
-                status=csms.start_transaction_status,
+                status=forced,
                 expiry_date=info.expiry_date,
                 parent_id_tag=info.parent_id_tag,
             )

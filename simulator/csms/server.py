@@ -38,6 +38,7 @@ from .records import (
     CALLERROR,
     CALLRESULT,
     MALFORMED,
+    ChargerBehaviour,
     ConnectorStatus,
     DataTransferHandler,
     LocalList,
@@ -110,6 +111,8 @@ class CentralSystem:
         self.default_id_tag_status = "Accepted"
         # StartTransaction's idTagInfo.status for every tag; None: the tag's own (authorize)
         self.start_transaction_status: str | None = None
+        # cp id -> what it is answered where that differs from the above
+        self.charger_behaviour: dict[str, ChargerBehaviour] = {}
         self.passwords: dict[str, str] = {}  # cp id -> HTTP Basic password (profile 1/2)
         self.require_known = False  # refuse ids in neither `known` nor `passwords` with 404
         self.known: set[str] = set()
