@@ -237,13 +237,19 @@ async def test_remote_start_then_stop_runs_a_whole_session(
         transaction_id = charger.evse(1).transaction_id
         assert transaction_id is not None
         assert csms.transactions[transaction_id].id_tag == "ALICE"
-        stop = {"transactionId": transaction_id}
+        # No transactionId: the one running on that connector, as the CSMS knows it.
+        stop = {"connectorId": 1}
         assert await post(csms_control, "/chargers/CTL-SESSION/RemoteStopTransaction", stop) == (
             200,
             {"status": "Accepted"},
         )
+        sent = await csms.wait_for("CTL-SESSION", "RemoteStopTransaction", direction="out")
+        assert sent.payload == {"transactionId": transaction_id}
         await wait_until(lambda: csms.transactions[transaction_id].stopped, message="stopped")
         assert csms.transactions[transaction_id].reason == "Remote"
+        status, answer = await post(csms_control, "/chargers/CTL-SESSION/RemoteStopTransaction")
+        assert status == 409
+        assert answer == {"error": "CTL-SESSION has no running transaction to stop"}
 
 
 async def test_set_charging_profile_is_applied_by_the_charger(

@@ -293,7 +293,9 @@ async def operate(
     """Send `action` with this camelCase payload to the charger; its answer, camelCase.
 
     Defaults a scenario should not have to spell: ReserveNow's reservationId (the next
-    free one) and expiryDate (in 15 minutes), UpdateFirmware's retrieveDate (now).
+    free one) and expiryDate (in 15 minutes), UpdateFirmware's retrieveDate (now), and
+    RemoteStopTransaction's transactionId: without one, the charger's running transaction
+    (on `connectorId` when given), as a CSMS's own "stop the session on ..." would.
     ReserveNow, CancelReservation, SendLocalList and GetDiagnostics go through the CSMS's
     own methods, so that it remembers them as it does for a test.
     """
@@ -309,6 +311,10 @@ async def operate(
         payload.setdefault("expiryDate", _date_text(timedelta(minutes=15)))
     elif action == "UpdateFirmware":
         payload.setdefault("retrieveDate", _date_text(timedelta(0)))
+    elif action == "RemoteStopTransaction" and "transactionId" not in payload:
+        payload["transactionId"] = _running_transaction(
+            csms, cp_id, payload.pop("connectorId", None)
+        )
     try:
         await validate_payload(Call("control", action, payload), "1.6")
     except OCPPError as error:
@@ -358,6 +364,21 @@ async def operate(
         snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
     )
     return result
+
+
+def _running_transaction(csms: CentralSystem, cp_id: str, connector_id: Any) -> int:
+    running = [
+        t
+        for t in csms.transactions.values()
+        if t.cp_id == cp_id
+        and t.started_here
+        and not t.stopped
+        and (connector_id is None or t.connector_id == connector_id)
+    ]
+    if not running:
+        where = "" if connector_id is None else f" on connector {connector_id}"
+        raise BadRequest(f"{cp_id} has no running transaction{where} to stop", status=409)
+    return max(t.transaction_id for t in running)
 
 
 # -- the HTTP server ---------------------------------------------------------------------------
