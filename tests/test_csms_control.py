@@ -25,7 +25,7 @@ from simulator.core.evse import ConnectorStatus
 from simulator.csms import CALLRESULT, CentralSystem
 from simulator.csms.control import ControlServer, default_port
 from simulator.ocpp16.redaction import REDACTED
-from tests.broken_csms import KINDS, running_broken_csms
+from tests.broken_csms import running_broken_csms
 from tests.control_client import request
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.process import ROOT
@@ -477,6 +477,12 @@ async def test_id_tag_statuses_as_a_charger_sees_them(
         assert expiry > datetime.now(UTC)
     status, behaviour = await post(csms_control, "/behaviour", {"idTags": {"T-BLOCKED": None}})
     assert "T-BLOCKED" not in behaviour["idTags"]
+    listed = [{"idTag": "T-LISTED", "status": "Expired", "expiryDate": "2020-01-01T00:00:00Z"}]
+    status, behaviour = await post(csms_control, "/behaviour", {"idTags": listed})
+    assert behaviour["idTags"]["T-LISTED"] == {
+        "status": "Expired",
+        "expiryDate": "2020-01-01T00:00:00Z",
+    }
 
 
 async def test_a_charger_of_its_own_sees_its_own_tags_and_the_default(
@@ -534,6 +540,8 @@ async def test_a_bad_behaviour_is_refused_whole_and_delete_restores_the_start(
         ({"idTags": {"X" * 21: "Accepted"}}, "1 to 20 characters"),
         ({"heartbeat": 5}, "unknown behaviour heartbeat"),
         ([], "must be a JSON object"),
+        ({"idTags": [{"status": "Accepted"}]}, "entry must be an object with an idTag"),
+        ({"idTags": "ALICE"}, "idTags must be an object"),
     ]:
         status, answer = await post(csms_control, "/behaviour", bad)
         assert status == 400, bad
@@ -644,12 +652,6 @@ async def test_the_broken_boot_sends_a_heartbeat_interval_of_zero() -> None:
             answer = await csms.wait_for("BRK-ZERO", "BootNotification", direction="out")
     assert answer.payload["status"] == "Accepted"
     assert answer.payload["interval"] == 0
-
-
-def test_each_broken_kind_names_library_cases_that_exist() -> None:
-    names = {p.stem for p in (ROOT / "scenarios" / "library").glob("*.yaml")}
-    for kind, (_, cases) in KINDS.items():
-        assert cases and set(cases) <= names, (kind, cases)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -189,7 +189,8 @@ def apply_behaviour(csms: CentralSystem, change: Any, cp_id: str | None = None) 
     or for one; all or nothing.
 
     idTags entries are merged: a status, or {status, expiryDate | expiresIn (seconds from
-    now, negative for the past), parentIdTag}; null forgets the tag. For one charger, null
+    now, negative for the past), parentIdTag}; null forgets the tag. A list of {idTag,
+    status, ...} says the same. For one charger, null
     for any other key means "as for every charger".
     """
     fields = _parse_behaviour(change, for_one=cp_id is not None)
@@ -238,8 +239,15 @@ def _parse_behaviour(change: Any, *, for_one: bool) -> dict[str, Any]:
             fields[name] = _choice(key, value, ID_TAG_STATUSES)
     if "idTags" in change:
         tags = change["idTags"]
+        if isinstance(tags, list):
+            # [{idTag, status, ...}]: the form a template can fill in (YAML keys are not
+            # substituted, values are).
+            tags = dict(_tag_entry(entry) for entry in tags)
         if not isinstance(tags, dict):
-            raise BadRequest("idTags must be an object: idTag -> status or {status, ...}")
+            raise BadRequest(
+                "idTags must be an object (idTag -> status or {status, ...}) or a list of "
+                "{idTag, status, ...}"
+            )
         parsed: dict[str, str | IdTagInfo | None] = {}
         for name, spec in tags.items():
             if not name or len(name) > 20:
@@ -247,6 +255,13 @@ def _parse_behaviour(change: Any, *, for_one: bool) -> dict[str, Any]:
             parsed[name] = None if spec is None else _id_tag_info(name, spec)
         fields["id_tags"] = parsed
     return fields
+
+
+def _tag_entry(entry: Any) -> tuple[str, Any]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("idTag"), str):
+        raise BadRequest(f"an idTags entry must be an object with an idTag, got {entry!r}")
+    rest = {key: value for key, value in entry.items() if key != "idTag"}
+    return entry["idTag"], rest
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
