@@ -528,6 +528,36 @@ async def test_start_transaction_refused_as_a_charger_sees_it(
     assert 1 not in charger.transactions
 
 
+async def test_a_site_limit_sends_a_tx_profile_after_each_start(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    await post(csms_control, "/chargers/CTL-SITE/behaviour", {"txProfileLimitA": 13})
+    charger = runtime_charger("CTL-SITE", csms.url, evses=1)
+    unlimited = runtime_charger("CTL-FREE", csms.url, evses=1)
+    async with connected(charger), connected(unlimited):
+        await settled(csms, charger)
+        await settled(csms, unlimited)
+        for one in (charger, unlimited):
+            one.plug_in(1, COMPACT)
+            assert await one.present_id_tag(1, "ALICE") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="started")
+        sent = await csms.wait_for("CTL-SITE", "SetChargingProfile", direction="out")
+        profile = sent.payload["csChargingProfiles"]
+        assert sent.payload["connectorId"] == 1
+        assert profile["chargingProfilePurpose"] == "TxProfile"
+        assert profile["transactionId"] == charger.evse(1).transaction_id
+        assert profile["chargingSchedule"]["chargingSchedulePeriod"] == [
+            {"startPeriod": 0, "limit": 13.0}
+        ]
+        answer = await csms.wait_for(
+            "CTL-SITE", "SetChargingProfile", message_type=CALLRESULT, unique_id=sent.unique_id
+        )
+        assert answer.payload == {"status": "Accepted"}
+        await wait_until(lambda: unlimited.evse(1).transaction_id is not None, message="other")
+    assert not [e for e in csms.log if e.cp_id == "CTL-FREE" and e.action == "SetChargingProfile"]
+    assert (await post(csms_control, "/behaviour", {"txProfileLimitA": 0}))[0] == 400
+
+
 async def test_a_bad_behaviour_is_refused_whole_and_delete_restores_the_start(
     csms: CentralSystem, csms_control: ControlServer
 ) -> None:

@@ -11,7 +11,9 @@ CSMS's own port cannot carry a POST with a JSON payload.
                                             the answer is the charger's CALLRESULT payload
     GET    /behaviour                       how the CSMS answers every charger (bootStatus,
                                             bootInterval, defaultIdTagStatus, idTags,
-                                            startTransactionStatus; `apply_behaviour`)
+                                            startTransactionStatus, txProfileLimitA: the
+                                            TxProfile it sends after each StartTransaction;
+                                            `apply_behaviour`)
     POST   /behaviour  (or PUT, PATCH)      change some of it; the answer is all of it
     DELETE /behaviour                       back to how it was when the endpoint started
     GET|POST|DELETE /chargers/<cp id>/behaviour
@@ -126,6 +128,7 @@ BEHAVIOUR_KEYS = {
     "bootInterval": "boot_interval",
     "defaultIdTagStatus": "default_id_tag_status",
     "startTransactionStatus": "start_transaction_status",
+    "txProfileLimitA": "tx_profile_limit",
 }
 
 
@@ -137,6 +140,7 @@ class Behaviour:
     boot_interval: int
     default_id_tag_status: str
     start_transaction_status: str | None
+    tx_profile_limit: float | None
     id_tags: dict[str, str | IdTagInfo]
 
     @classmethod
@@ -146,6 +150,7 @@ class Behaviour:
             int(csms.boot_interval),
             str(csms.default_id_tag_status),
             csms.start_transaction_status,
+            csms.tx_profile_limit,
             dict(csms.authorize),
         )
 
@@ -154,6 +159,7 @@ class Behaviour:
         csms.boot_interval = self.boot_interval
         csms.default_id_tag_status = self.default_id_tag_status
         csms.start_transaction_status = self.start_transaction_status
+        csms.tx_profile_limit = self.tx_profile_limit
         csms.authorize = dict(self.id_tags)
         csms.charger_behaviour.clear()
 
@@ -225,8 +231,12 @@ def _parse_behaviour(change: Any, *, for_one: bool) -> dict[str, Any]:
         if key == "idTags":
             continue
         name = BEHAVIOUR_KEYS[key]
-        if value is None and (for_one or key == "startTransactionStatus"):
+        if value is None and (for_one or key in ("startTransactionStatus", "txProfileLimitA")):
             fields[name] = None
+        elif key == "txProfileLimitA":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise BadRequest(f"txProfileLimitA must be amperes > 0, got {value!r}")
+            fields[name] = float(value)
         elif key == "bootStatus":
             fields[name] = _choice(key, value, BOOT_STATUSES)
         elif key == "bootInterval":

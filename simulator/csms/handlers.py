@@ -26,7 +26,7 @@ import orjson
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action
 
@@ -84,6 +84,7 @@ class Central(Protocol):
     authorize: dict[str, str | IdTagInfo]
     default_id_tag_status: str
     start_transaction_status: str | None
+    tx_profile_limit: float | None
     charger_behaviour: dict[str, ChargerBehaviour]
     respond: bool
     current_time: str | None
@@ -153,6 +154,8 @@ class CSMSConnection(ChargePoint):
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receiver: asyncio.Task[Any] | None = None  # the task running start()
         self._signed_chain: str | None = None  # a CertificateSigned to send after answering
+        # (transactionId, connectorId) of the StartTransaction just answered, for its TxProfile
+        self._started: tuple[int, int] | None = None
         if not csms.validate_messages:
             for handlers in self.route_map.values():
                 handlers["_skip_schema_validation"] = True
@@ -363,7 +366,46 @@ class CSMSConnection(ChargePoint):
         if reservation is not None and reservation.cp_id == self.id:
             reservation.state = "used"
             reservation.transaction_id = transaction_id
+        self._started = (transaction_id, connector_id)
         return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
+
+    @after(Action.start_transaction)
+    def after_start_transaction(self, **_: Any) -> None:
+        started, self._started = self._started, None
+        own = self.csms.charger_behaviour.get(self.id)
+        limit = own.tx_profile_limit if own is not None else None
+        if limit is None:
+            limit = self.csms.tx_profile_limit
+        if started is not None and limit is not None:
+            self.csms._spawn(self._send_tx_profile(*started, limit))
+
+    async def _send_tx_profile(self, transaction_id: int, connector_id: int, limit: float) -> None:
+        profile = {
+            "charging_profile_id": transaction_id,
+            "transaction_id": transaction_id,
+            "stack_level": 0,
+            "charging_profile_purpose": "TxProfile",
+            "charging_profile_kind": "Relative",
+            "charging_schedule": {
+                "charging_rate_unit": "A",
+                "charging_schedule_period": [{"start_period": 0, "limit": float(limit)}],
+            },
+        }
+        request = call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=profile)
+        try:
+            answer = await self.csms.call(self.id, request)
+        except (OCPPError, TimeoutError, ConnectionError) as exc:
+            LOGGER.info(
+                "%s: TxProfile for transaction %d not set: %s", self.id, transaction_id, exc
+            )
+            return
+        LOGGER.info(
+            "%s: TxProfile %s A for transaction %d: %s",
+            self.id,
+            limit,
+            transaction_id,
+            answer.status,
+        )
 
     @on(Action.stop_transaction)
     def on_stop_transaction(

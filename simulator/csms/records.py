@@ -134,6 +134,7 @@ class ChargerBehaviour:
     boot_interval: int | None = None
     default_id_tag_status: str | None = None
     start_transaction_status: str | None = None
+    tx_profile_limit: float | None = None
     id_tags: dict[str, str | IdTagInfo] = field(default_factory=dict)
 
 

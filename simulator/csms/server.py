@@ -111,6 +111,9 @@ class CentralSystem:
         self.default_id_tag_status = "Accepted"
         # StartTransaction's idTagInfo.status for every tag; None: the tag's own (authorize)
         self.start_transaction_status: str | None = None
+        # Smart charging as a CSMS with a site limit does it: after each StartTransaction,
+        # a TxProfile for that transaction capped at this many amperes (None: none sent).
+        self.tx_profile_limit: float | None = None
         # cp id -> what it is answered where that differs from the above
         self.charger_behaviour: dict[str, ChargerBehaviour] = {}
         self.passwords: dict[str, str] = {}  # cp id -> HTTP Basic password (profile 1/2)
