@@ -70,11 +70,48 @@ def test_its_triggers_use_the_control_endpoint_as_it_is(path: Path) -> None:
             assert isinstance(hook.get("body", {}), dict), path.name
 
 
+# What the runner sets for each charger (docs/scenarios.md), with values of the right type.
+RUNTIME = {
+    "charge_point_id": "LIB-R1-1",
+    "charger_id": 1,
+    "csms_url": "ws://127.0.0.1:9000",
+    "csms_control": "http://127.0.0.1:9001",
+}
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute(value: Any, variables: dict[str, Any]) -> Any:
+    """As the runner does: a string that is one ${name} takes the value with its type,
+    inside a longer string it is written as text."""
+    if isinstance(value, dict):
+        return {key: substitute(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [substitute(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+    whole = VARIABLE.fullmatch(value)
+    if whole:
+        return variables[whole.group(1)]
+    return VARIABLE.sub(lambda m: str(variables[m.group(1)]), value)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_every_variable_it_uses_is_defined(path: Path) -> None:
+    case = load(path)
+    variables = {**RUNTIME, **case.get("variables", {})}
+    for key in ("chargers", "steps"):
+        substitute(case[key], variables)  # KeyError names an undefined one
+
+
 @pytest.mark.skipif(not SCHEMA.exists(), reason="the scenario format is not in this tree yet")
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_a_case_follows_the_scenario_schema(path: Path) -> None:
     schema = json.loads(SCHEMA.read_text())
-    jsonschema.validate(load(path), schema)
+    case = load(path)
+    variables = {**RUNTIME, **case.get("variables", {})}
+    for key in ("chargers", "steps"):
+        case[key] = substitute(case[key], variables)
+    jsonschema.validate(case, schema)
 
 
 def test_each_broken_csms_kind_names_cases_of_the_library() -> None:
