@@ -7,11 +7,12 @@ breaks one handler the way real CSMSs get it wrong, and names the library cases
 - ``start-transaction-invalid``: StartTransaction is answered Invalid for every idTag
   (a CSMS that looks the tag up in the wrong table);
 - ``silent-heartbeat``: Heartbeat is never answered (a CSMS whose handler swallows it);
-- ``zero-heartbeat-interval``: BootNotification answers Accepted with an interval of 0
-  (a CSMS that sends an unset setting).
+- ``zero-heartbeat-interval``: every BootNotification answer has an interval of 0 (a
+  CSMS that sends an unset setting), Pending and Rejected ones too.
 
 `python -m tests.broken_csms KIND [--port P] [--control-port C]` serves one, with its
-control endpoint, until Ctrl-C (for a test that runs `runscenario` as a process).
+control endpoint, until Ctrl-C; it prints both URLs, for
+`runscenario --csms-url WS --var csms_control=HTTP scenarios/library/CASE.yaml`.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ class ZeroHeartbeatInterval(CSMSConnection):
 KINDS: dict[str, tuple[type[CSMSConnection], tuple[str, ...]]] = {
     "start-transaction-invalid": (InvalidStart, ("auth-accepted-tag-charges",)),
     "silent-heartbeat": (SilentHeartbeat, ("heartbeat-answered",)),
-    "zero-heartbeat-interval": (ZeroHeartbeatInterval, ("boot-heartbeat-interval",)),
+    "zero-heartbeat-interval": (
+        ZeroHeartbeatInterval,
+        ("boot-heartbeat-interval", "boot-pending-then-accepted", "boot-rejected"),
+    ),
 }
 
 

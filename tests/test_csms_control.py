@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -334,8 +335,17 @@ async def test_a_call_error_is_502_and_names_the_code(
 async def test_no_answer_in_time_is_504(csms: CentralSystem, csms_control: ControlServer) -> None:
     async with raw_charger(csms, "CTL-RAW"):
         status, answer = await post(csms_control, "/chargers/CTL-RAW/ClearCache?timeout=0.2")
-    assert status == 504
-    assert "no answer to ClearCache" in answer["error"]
+        assert status == 504
+        assert "no answer to ClearCache" in answer["error"]
+        # Also through the CSMS's own methods, which would wait its 30 s otherwise.
+        reserve = {"connectorId": 1, "idTag": "ALICE"}
+        status, answer = await post(
+            csms_control, "/chargers/CTL-RAW/ReserveNow?timeout=0.2", reserve
+        )
+        assert status == 504
+        assert answer == {"error": "CTL-RAW did not answer ReserveNow in time"}
+        status, answer = await post(csms_control, "/chargers/CTL-RAW/ClearCache?timeout=-1")
+        assert status == 400 and "timeout must be seconds" in answer["error"]
 
 
 async def test_a_charger_answering_with_a_secret_is_masked(
@@ -722,3 +732,95 @@ async def test_the_demo_prints_the_control_endpoint_of_its_csms_and_it_drives_th
         await serving
     with pytest.raises(OSError):
         await request(f"{url}/", "GET")
+
+
+async def _urls_of(process: asyncio.subprocess.Process) -> tuple[str, str]:
+    """The CSMS's ws:// and its control endpoint's http:// URL, from the first two lines."""
+    assert process.stdout is not None
+    async with asyncio.timeout(30):
+        text = "".join([(await process.stdout.readline()).decode() for _ in range(2)])
+    ws = re.search(r"listening on (ws://\S+?)/<", text)
+    control = re.search(r"control on (http://\S+)", text)
+    assert ws and control, text
+    return ws.group(1), control.group(1)
+
+
+async def test_the_broken_csms_runs_as_a_process_for_runscenario() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.broken_csms",
+        "zero-heartbeat-interval",
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        ws_url, control_url = await _urls_of(process)
+        assert (await request(f"{control_url}/", "GET"))[0] == 200
+        async with connect(f"{ws_url}/BRK-PROC", subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+            boot = {"chargePointVendor": "Test", "chargePointModel": "Raw"}
+            await ws.send(json.dumps([2, "b-1", "BootNotification", boot]))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply[2]["interval"] == 0 and reply[2]["status"] == "Accepted"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_remote_control_from_the_command_line_takes_the_token_from_the_environment() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator.csms",
+        "--port",
+        "0",
+        "--control-port",
+        "0",
+        "--control-host",
+        "0.0.0.0",
+        "--control-allow-remote",
+        "-q",
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CHARGESIM_CSMS_CONTROL_TOKEN": "tok-123"},
+    )
+    try:
+        _, control_url = await _urls_of(process)
+        port = control_url.rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}/behaviour"
+        assert (await request(url, "GET"))[0] == 401
+        assert (await request(url, "GET", headers={"Authorization": "Bearer tok-123"}))[0] == 200
+    finally:
+        process.terminate()
+        out, _ = await process.communicate()
+    assert b"tok-123" not in out
+
+
+def _outward_address() -> str | None:
+    """An address of this machine that is not loopback (None when it has none)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent for a UDP connect
+        address = str(s.getsockname()[0])
+        return None if address.startswith("127.") or address == "0.0.0.0" else address
+    return None
+
+
+async def test_a_peer_beyond_loopback_is_refused_unless_remote_control_is_allowed(
+    csms: CentralSystem,
+) -> None:
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this machine has no address beyond loopback")
+    server = ControlServer(csms, allow_remote=True)
+    await server.start(host="0.0.0.0", port=0)
+    try:
+        assert (await request(f"http://{address}:{server.port}/", "GET"))[0] == 200
+        server.allow_remote = False  # as if it had been bound wider than it may answer
+        status, answer = await request(f"http://{address}:{server.port}/", "GET")
+        assert (status, answer) == (403, {"error": "control from loopback only"})
+        assert (await request(f"http://127.0.0.1:{server.port}/", "GET"))[0] == 200
+    finally:
+        await server.stop()

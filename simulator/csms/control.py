@@ -196,8 +196,8 @@ def apply_behaviour(csms: CentralSystem, change: Any, cp_id: str | None = None) 
 
     idTags entries are merged: a status, or {status, expiryDate | expiresIn (seconds from
     now, negative for the past), parentIdTag}; null forgets the tag. A list of {idTag,
-    status, ...} says the same. For one charger, null
-    for any other key means "as for every charger".
+    status, ...} says the same. For one charger, null for any other key means "as for
+    every charger".
     """
     fields = _parse_behaviour(change, for_one=cp_id is not None)
     tags = fields.pop("id_tags", {})
@@ -352,6 +352,25 @@ async def operate(
     except KeyError as exc:
         raise BadRequest(str(exc.args[0]), status=404) from None
     snake = camel_to_snake_case(payload)
+    if action not in _REMEMBERED:
+        request = getattr(call, action)(**snake)
+        answer = await csms.call(cp_id, request, timeout=timeout)
+        result: dict[str, Any] = redact_value(
+            snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
+        )
+        return result
+    # The CSMS's own methods wait with its response timeout: bound them by this one too.
+    async with asyncio.timeout(timeout):
+        return await _remembered(csms, cp_id, action, snake)
+
+
+# Operations the CSMS keeps a record of (reservations, local lists, diagnostics files).
+_REMEMBERED = frozenset({"ReserveNow", "CancelReservation", "SendLocalList", "GetDiagnostics"})
+
+
+async def _remembered(
+    csms: CentralSystem, cp_id: str, action: str, snake: dict[str, Any]
+) -> dict[str, Any]:
     if action == "ReserveNow":
         status = await csms.reserve_now(
             cp_id,
@@ -383,12 +402,7 @@ async def operate(
             retry_interval=snake.get("retry_interval"),
         )
         return {} if file_name is None else {"fileName": file_name}
-    request = getattr(call, action)(**snake)
-    answer = await csms.call(cp_id, request, timeout=timeout)
-    result: dict[str, Any] = redact_value(
-        snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
-    )
-    return result
+    raise AssertionError(f"{action} is not one of {sorted(_REMEMBERED)}")
 
 
 def _running_transaction(csms: CentralSystem, cp_id: str, connector_id: Any) -> int:
@@ -498,10 +512,6 @@ class ControlServer:
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        peer = writer.get_extra_info("peername")
-        if not self.allow_remote and not (peer and is_loopback(str(peer[0]))):
-            await self._send(writer, 403, {"error": "control from loopback only"})
-            return
         request: h11.Request | None = None
         body = bytearray()
         try:
@@ -524,6 +534,12 @@ class ControlServer:
             await self._send(writer, 400, {"error": f"not an HTTP/1.1 request: {exc}"})
             return
         if request is None:
+            return
+        # Checked once the request is read: closing on unread bytes would reset the
+        # connection, and the peer would never see why.
+        peer = writer.get_extra_info("peername")
+        if not self.allow_remote and not (peer and is_loopback(str(peer[0]))):
+            await self._send(writer, 403, {"error": "control from loopback only"})
             return
         status, answer = await self._answer(request, bytes(body))
         await self._send(writer, status, answer)
