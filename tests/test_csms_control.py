@@ -824,3 +824,24 @@ async def test_a_peer_beyond_loopback_is_refused_unless_remote_control_is_allowe
         assert (await request(f"http://127.0.0.1:{server.port}/", "GET"))[0] == 200
     finally:
         await server.stop()
+
+
+def test_the_control_options_are_checked() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from simulator.csms.run import build_control
+
+    csms = CentralSystem()
+    given = {"port": 9000, "control_host": "127.0.0.1"}
+    control = build_control(given, csms)
+    assert control is not None and (control.port, control.or_any) == (9001, True)
+    control = build_control({**given, "control_port": 0}, csms)
+    assert control is not None and (control.port, control.or_any) == (0, False)
+    assert build_control({**given, "no_control": True}, csms) is None
+    with pytest.raises(ValueError, match="within 0 and 65535"):
+        build_control({**given, "control_port": 70000}, csms)
+    with pytest.raises(ValueError, match="--control-allow-remote"):
+        build_control({**given, "control_host": "10.0.0.1"}, csms)
+    with pytest.raises(CommandError, match="--csms-control-port"):
+        call_command("runsimulator", "--csms-control-port", "-2")
