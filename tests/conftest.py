@@ -11,6 +11,7 @@ from django.test import Client
 
 from locations.models import Location
 from simulator.csms import CentralSystem
+from simulator.csms.control import ControlServer
 from simulator.csms.files import FileServer
 from tests.cast import make_location, make_superuser
 
@@ -37,6 +38,16 @@ async def csms(request: pytest.FixtureRequest) -> AsyncIterator[CentralSystem]:
     marker = request.node.get_closest_marker("csms")
     options: dict[str, Any] = marker.kwargs if marker is not None else {}
     server = CentralSystem(**options)
+    await server.start(host="127.0.0.1", port=0)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def csms_control(csms: CentralSystem) -> AsyncIterator[ControlServer]:
+    """The `csms` fixture's control endpoint (`csms_control.url` is a scenario's
+    ${csms_control}) on a free port of 127.0.0.1, stopped after the test."""
+    server = ControlServer(csms)
     await server.start(host="127.0.0.1", port=0)
     yield server
     await server.stop()

@@ -675,4 +675,5 @@ async def test_runcsms_management_command_serves_and_stops_on_ctrl_c() -> None:
     code, output = await _run_and_interrupt(sys.executable, "manage.py", "runcsms")
     assert code == 0, output
     assert "CP-PROC <- [2," in output
+    assert "CSMS control on http://127.0.0.1:" in output
     assert "CSMS stopped" in output

@@ -26,7 +26,7 @@ import orjson
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action
 
@@ -36,6 +36,7 @@ from .records import (
     CALLERROR,
     CALLRESULT,
     MALFORMED,
+    ChargerBehaviour,
     ConnectorStatus,
     DataTransferHandler,
     Reservation,
@@ -82,6 +83,9 @@ class Central(Protocol):
     boot_interval: int
     authorize: dict[str, str | IdTagInfo]
     default_id_tag_status: str
+    start_transaction_status: str | None
+    tx_profile_limit: float | None
+    charger_behaviour: dict[str, ChargerBehaviour]
     respond: bool
     current_time: str | None
     fail_actions: dict[str, str]
@@ -150,6 +154,8 @@ class CSMSConnection(ChargePoint):
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receiver: asyncio.Task[Any] | None = None  # the task running start()
         self._signed_chain: str | None = None  # a CertificateSigned to send after answering
+        # (transactionId, connectorId) of the StartTransaction just answered, for its TxProfile
+        self._started: tuple[int, int] | None = None
         if not csms.validate_messages:
             for handlers in self.route_map.values():
                 handlers["_skip_schema_validation"] = True
@@ -293,18 +299,26 @@ class CSMSConnection(ChargePoint):
     # -- handlers ----------------------------------------------------------------------------
 
     def _id_tag_info(self, id_tag: str) -> IdTagInfo:
-        value = self.csms.authorize.get(id_tag, self.csms.default_id_tag_status)
+        csms = self.csms
+        own = csms.charger_behaviour.get(self.id)
+        value = own.id_tags.get(id_tag) if own is not None else None
+        if value is None:
+            value = csms.authorize.get(id_tag)
+        if value is None:
+            value = (own and own.default_id_tag_status) or csms.default_id_tag_status
         return value if isinstance(value, IdTagInfo) else IdTagInfo(status=value)
 
     @on(Action.boot_notification)
     def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         csms = self.csms
-        status = str(csms.boot_status)
+        own = csms.charger_behaviour.get(self.id)
+        status = str((own and own.boot_status) or csms.boot_status)
+        interval = own.boot_interval if own is not None else None
         csms.registration[self.id] = status
         csms.boot_info[self.id] = self._payload
         return call_result.BootNotification(
             current_time=csms.current_time or now_iso(),
-            interval=int(csms.boot_interval),
+            interval=int(csms.boot_interval if interval is None else interval),
             status=status,
         )
 
@@ -330,6 +344,14 @@ class CSMSConnection(ChargePoint):
         transaction_id = csms.next_transaction_id
         csms.next_transaction_id += 1
         info = self._id_tag_info(id_tag)
+        own = csms.charger_behaviour.get(self.id)
+        forced = (own and own.start_transaction_status) or csms.start_transaction_status
+        if forced is not None:
+            info = IdTagInfo(
+                status=forced,
+                expiry_date=info.expiry_date,
+                parent_id_tag=info.parent_id_tag,
+            )
         csms.transactions[transaction_id] = Transaction(
             transaction_id=transaction_id,
             cp_id=self.id,
@@ -344,7 +366,46 @@ class CSMSConnection(ChargePoint):
         if reservation is not None and reservation.cp_id == self.id:
             reservation.state = "used"
             reservation.transaction_id = transaction_id
+        self._started = (transaction_id, connector_id)
         return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=info)
+
+    @after(Action.start_transaction)
+    def after_start_transaction(self, **_: Any) -> None:
+        started, self._started = self._started, None
+        own = self.csms.charger_behaviour.get(self.id)
+        limit = own.tx_profile_limit if own is not None else None
+        if limit is None:
+            limit = self.csms.tx_profile_limit
+        if started is not None and limit is not None:
+            self.csms._spawn(self._send_tx_profile(*started, limit))
+
+    async def _send_tx_profile(self, transaction_id: int, connector_id: int, limit: float) -> None:
+        profile = {
+            "charging_profile_id": transaction_id,
+            "transaction_id": transaction_id,
+            "stack_level": 0,
+            "charging_profile_purpose": "TxProfile",
+            "charging_profile_kind": "Relative",
+            "charging_schedule": {
+                "charging_rate_unit": "A",
+                "charging_schedule_period": [{"start_period": 0, "limit": float(limit)}],
+            },
+        }
+        request = call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=profile)
+        try:
+            answer = await self.csms.call(self.id, request)
+        except (OCPPError, TimeoutError, ConnectionError) as exc:
+            LOGGER.info(
+                "%s: TxProfile for transaction %d not set: %s", self.id, transaction_id, exc
+            )
+            return
+        LOGGER.info(
+            "%s: TxProfile %s A for transaction %d: %s",
+            self.id,
+            limit,
+            transaction_id,
+            answer.status,
+        )
 
     @on(Action.stop_transaction)
     def on_stop_transaction(

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from ocpp.v16.datatypes import IdTagInfo
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 # A frame that is not valid OCPP-J (not JSON, not an array, wrong element count ...). It is
@@ -119,6 +122,20 @@ class LocalList:
 
     version: int
     entries: dict[str, str]  # idTag -> status
+
+
+@dataclass(slots=True)
+class ChargerBehaviour:
+    """How the CSMS answers one charge point where that differs from how it answers all
+    (a real CSMS's per-charger settings; scenarios set them through the control endpoint,
+    so that chargers running in parallel do not see each other's). None: as for all."""
+
+    boot_status: str | None = None
+    boot_interval: int | None = None
+    default_id_tag_status: str | None = None
+    start_transaction_status: str | None = None
+    tx_profile_limit: float | None = None
+    id_tags: dict[str, str | IdTagInfo] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

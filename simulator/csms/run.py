@@ -6,13 +6,20 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.ocpp16.redaction import RedactSecrets
 
+from .control import ControlServer, default_port, is_loopback
 from .server import CentralSystem
+
+# The bearer token the control endpoint asks for; from the environment, so that it shows
+# neither in `ps` nor in a shell's history.
+TOKEN_VARIABLE = "CHARGESIM_CSMS_CONTROL_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip JSON schema checks (benchmarks: keep the CSMS from being the bottleneck)",
     )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        help="port of the HTTP control endpoint that makes the CSMS act and sets how it "
+        "answers (scenarios' ${csms_control}; 0 = any free port; default: --port + 1, or "
+        "any free port when that one is taken)",
+    )
+    parser.add_argument(
+        "--control-host",
+        default="127.0.0.1",
+        help="address of the control endpoint (loopback unless --control-allow-remote)",
+    )
+    parser.add_argument(
+        "--control-allow-remote",
+        action="store_true",
+        help=f"let the control endpoint listen beyond loopback (needs {TOKEN_VARIABLE})",
+    )
+    parser.add_argument("--no-control", action="store_true", help="no control endpoint")
 
 
 def build(options: dict[str, Any]) -> CentralSystem:
@@ -66,6 +91,41 @@ def build(options: dict[str, Any]) -> CentralSystem:
     return csms
 
 
+@dataclass(frozen=True)
+class Control:
+    """Where the control endpoint is to listen."""
+
+    server: ControlServer
+    host: str
+    port: int
+    or_any: bool  # the port was not asked for: take any free one if it is taken
+
+
+def build_control(options: dict[str, Any], csms: CentralSystem) -> Control | None:
+    """The control endpoint the options ask for (None with --no-control); ValueError when
+    it would listen beyond loopback without being allowed to and without a token."""
+    if options.get("no_control"):
+        return None
+    host = options.get("control_host", "127.0.0.1")
+    allow_remote = bool(options.get("control_allow_remote"))
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    if not is_loopback(host):
+        if not allow_remote:
+            raise ValueError(
+                f"--control-host {host} is not loopback: add --control-allow-remote "
+                f"(and set {TOKEN_VARIABLE}) to allow it"
+            )
+        if token is None:
+            raise ValueError(f"--control-allow-remote needs a token in {TOKEN_VARIABLE}")
+    server = ControlServer(csms, allow_remote=allow_remote, token=token)
+    port = options.get("control_port")
+    if port is None:
+        return Control(server, host, default_port(int(options["port"])), or_any=True)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--control-port must be within 0 and 65535, got {port}")
+    return Control(server, host, port, or_any=False)
+
+
 def configure_logging(verbosity: int) -> None:
     """0: warnings only; 1: connections and every frame; 2+: websockets' own debug too."""
     if not logging.getLogger().handlers:
@@ -81,7 +141,9 @@ def configure_logging(verbosity: int) -> None:
     )
 
 
-async def run_until_stopped(csms: CentralSystem, host: str, port: int) -> None:
+async def run_until_stopped(
+    csms: CentralSystem, host: str, port: int, control: Control | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM, then close every connection cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,8 +155,13 @@ async def run_until_stopped(csms: CentralSystem, host: str, port: int) -> None:
     await csms.start(host=host, port=port)
     print(f"CSMS listening on {csms.url}/<charge point id> (Ctrl-C to stop)", flush=True)
     try:
+        if control is not None:
+            await control.server.start(control.host, control.port, or_any=control.or_any)
+            print(f"CSMS control on {control.server.url} (scenarios' csms_control)", flush=True)
         await stop.wait()
     finally:
+        if control is not None:
+            await control.server.stop()
         await csms.stop()
         print("CSMS stopped", flush=True)
 
@@ -109,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(0 if args.quiet else 1)
     try:
         csms = build(vars(args))
+        control = build_control(vars(args), csms)
     except ValueError as exc:
         parser.error(str(exc))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_until_stopped(csms, args.host, args.port))
+        asyncio.run(run_until_stopped(csms, args.host, args.port, control))
     return 0

@@ -39,6 +39,7 @@ from .records import (
     CALLRESULT,
     MALFORMED,
     Closure,
+    ChargerBehaviour,
     ConnectorStatus,
     DataTransferHandler,
     LocalList,
@@ -91,6 +92,9 @@ def cp_id_from_path(path: str) -> str:
 class CentralSystem:
     """A small real OCPP 1.6J central system on the `ocpp` library's server side."""
 
+    # The handlers of each connection; a test double may swap in a subclass with a broken one.
+    connection_class: type[CSMSConnection] = CSMSConnection
+
     def __init__(
         self,
         *,
@@ -106,6 +110,13 @@ class CentralSystem:
         self.boot_interval = boot_interval
         self.authorize: dict[str, str | IdTagInfo] = {}  # idTag -> status (or full IdTagInfo)
         self.default_id_tag_status = "Accepted"
+        # StartTransaction's idTagInfo.status for every tag; None: the tag's own (authorize)
+        self.start_transaction_status: str | None = None
+        # Smart charging as a CSMS with a site limit does it: after each StartTransaction,
+        # a TxProfile for that transaction capped at this many amperes (None: none sent).
+        self.tx_profile_limit: float | None = None
+        # cp id -> what it is answered where that differs from the above
+        self.charger_behaviour: dict[str, ChargerBehaviour] = {}
         self.passwords: dict[str, str] = {}  # cp id -> HTTP Basic password (profile 1/2)
         self.require_known = False  # refuse ids in neither `known` nor `passwords` with 404
         self.known: set[str] = set()
@@ -787,7 +798,7 @@ class CentralSystem:
         if websocket.subprotocol != SUBPROTOCOL:
             await websocket.close(CloseCode.PROTOCOL_ERROR, f"subprotocol {SUBPROTOCOL} required")
             return
-        conn = CSMSConnection(cp_id, websocket, self)
+        conn = self.connection_class(cp_id, websocket, self)
         old = self.connected.get(cp_id)
         if old is not None:
             # The newest connection wins: the old one is usually a socket the charger

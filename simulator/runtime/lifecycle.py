@@ -58,6 +58,7 @@ from simulator.runtime.transfers import FileTransfers, LogJournal
 
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
+    from simulator.csms.control import ControlServer
     from simulator.csms.files import FileServer
     from simulator.runtime.traffic import TrafficDriver
 
@@ -85,6 +86,9 @@ class RunOptions:
     demo_operations: bool = True  # the built-in CSMS reserves, sends lists, updates firmware
     csms_url: str | None = None
     csms_port: int = 9000
+    # The built-in CSMS's control endpoint on loopback: None next to csms_port (or any free
+    # port when that one is taken), 0 any free port, -1 none
+    csms_control_port: int | None = None
     migrate: bool = True
     gc_tuning: bool = False
     metrics_port: int | None = None  # serve this worker's metrics on it (--metrics-port)
@@ -158,6 +162,7 @@ class Simulator:
         self.connections: dict[str, asyncio.Task[None]] = {}
         self.csms: CentralSystem | None = None
         self.files: FileServer | None = None  # the built-in CSMS's file server (--demo)
+        self.csms_control: ControlServer | None = None  # and its control endpoint
         self.traffic: TrafficDriver | None = None  # background traffic (--traffic)
         self.should_exit = False
         self.force_exit = False
@@ -401,6 +406,19 @@ class Simulator:
             await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             url = f"{self.csms.url}/ocpp"
             self.say(f"Built-in CSMS listening on {url}\n")
+            wanted = self.options.csms_control_port
+            if wanted is None or wanted >= 0:
+                from simulator.csms.control import ControlServer, default_port
+
+                self.csms_control = ControlServer(self.csms)
+                await self.csms_control.start(
+                    "127.0.0.1",
+                    default_port(self.csms.port) if wanted is None else wanted,
+                    or_any=wanted is None,
+                )
+                self.say(
+                    f"Its control endpoint (scenarios' csms_control) on {self.csms_control.url}\n"
+                )
             if self.options.demo_operations:
                 self.files = FileServer()
                 self.files.start(host="127.0.0.1", port=0)
@@ -638,6 +656,9 @@ class Simulator:
             # Chargers whose registers and statuses that write carried (every loaded one
             # with a database row: mark_all made them all due).
             self.saved_at_stop = len({row[0] for row in final.evses}) if final else 0
+        if self.csms_control is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.csms_control.stop(), max(deadline - loop.time(), 0.1))
         if self.csms is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.csms.stop(), max(deadline - loop.time(), 0.1))

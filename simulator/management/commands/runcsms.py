@@ -8,7 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from simulator.csms.run import add_arguments, build, configure_logging, run_until_stopped
+from simulator.csms.run import (
+    add_arguments,
+    build,
+    build_control,
+    configure_logging,
+    run_until_stopped,
+)
 
 
 class Command(BaseCommand):
@@ -21,8 +27,9 @@ class Command(BaseCommand):
         configure_logging(options["verbosity"])
         try:
             csms = build(options)
+            control = build_control(options, csms)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         # The server is plain asyncio; Django is only the launcher here.
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_until_stopped(csms, options["host"], options["port"]))
+            asyncio.run(run_until_stopped(csms, options["host"], options["port"], control))

@@ -97,6 +97,13 @@ class Command(BaseCommand):
             help="port of the built-in CSMS with --demo (default %(default)s)",
         )
         parser.add_argument(
+            "--csms-control-port",
+            type=int,
+            help="with --demo: port of the built-in CSMS's control endpoint on 127.0.0.1 "
+            "(scenarios' ${csms_control}; 0 = any free port; -1 = none; default: "
+            "--csms-port + 1, or any free port when that one is taken)",
+        )
+        parser.add_argument(
             "--shard",
             default="0/1",
             metavar="K/N",
@@ -152,6 +159,9 @@ class Command(BaseCommand):
             raise CommandError("--csms-url must start with ws:// or wss://.")
         if not options["status_every"] > 0:
             raise CommandError("--status-every must be more than 0 seconds.")
+        control_port = options["csms_control_port"]
+        if control_port is not None and not -1 <= control_port <= 65535:
+            raise CommandError("--csms-control-port must be within -1 and 65535.")
         metrics_port = options["metrics_port"]
         if metrics_port is not None and not 1 <= metrics_port <= 65535:
             raise CommandError("--metrics-port must be within 1 and 65535.")
@@ -169,6 +179,7 @@ class Command(BaseCommand):
             demo_operations=not options["no_demo_operations"],
             csms_url=options["csms_url"],
             csms_port=options["csms_port"],
+            csms_control_port=control_port,
             shard=shard,
             shards=shards,
             migrate=not options["no_migrate"],

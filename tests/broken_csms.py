@@ -1,0 +1,117 @@
+"""A deliberately broken built-in CSMS: one handler wrong, the rest as usual (a test double).
+
+Issue 16 wants a broken CSMS handler to fail the library case aimed at it. Each kind below
+breaks one handler the way real CSMSs get it wrong, and names the library cases
+(`scenarios/library/<name>.yaml`) that must fail against it:
+
+- ``start-transaction-invalid``: StartTransaction is answered Invalid for every idTag
+  (a CSMS that looks the tag up in the wrong table);
+- ``silent-heartbeat``: Heartbeat is never answered (a CSMS whose handler swallows it);
+- ``zero-heartbeat-interval``: every BootNotification answer has an interval of 0 (a
+  CSMS that sends an unset setting), Pending and Rejected ones too.
+
+`python -m tests.broken_csms KIND [--port P] [--control-port C]` serves one, with its
+control endpoint, until Ctrl-C; it prints both URLs, for
+`runscenario --csms-url WS --var csms_control=HTTP scenarios/library/CASE.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action
+
+from simulator.csms import CALL, CentralSystem, CSMSConnection
+from simulator.csms.control import ControlServer
+from simulator.csms.run import Control, run_until_stopped
+
+
+class InvalidStart(CSMSConnection):
+    @on(Action.start_transaction)
+    def on_start_transaction(self, **fields: Any) -> call_result.StartTransaction:
+        answer = super().on_start_transaction(**fields)
+        return call_result.StartTransaction(
+            transaction_id=answer.transaction_id, id_tag_info=IdTagInfo(status="Invalid")
+        )
+
+
+class SilentHeartbeat(CSMSConnection):
+    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
+        if action != "Heartbeat":
+            await super()._route_call(raw, unique_id, action, payload)
+            return
+        # Seen and logged like any CALL, then dropped: the charger waits for an answer.
+        self.csms.counts[action] += 1
+        self.csms._record(self, "in", CALL, unique_id, action, payload, raw)
+
+
+class ZeroHeartbeatInterval(CSMSConnection):
+    @on(Action.boot_notification)
+    def on_boot_notification(self, **fields: Any) -> call_result.BootNotification:
+        answer = super().on_boot_notification(**fields)
+        return call_result.BootNotification(
+            current_time=answer.current_time, interval=0, status=answer.status
+        )
+
+
+# kind -> (connection class, the library cases it must fail)
+KINDS: dict[str, tuple[type[CSMSConnection], tuple[str, ...]]] = {
+    "start-transaction-invalid": (InvalidStart, ("auth-accepted-tag-charges",)),
+    "silent-heartbeat": (SilentHeartbeat, ("heartbeat-answered",)),
+    "zero-heartbeat-interval": (
+        ZeroHeartbeatInterval,
+        ("boot-heartbeat-interval", "boot-pending-then-accepted", "boot-rejected"),
+    ),
+}
+
+
+def broken_csms(kind: str, **options: Any) -> CentralSystem:
+    """A CentralSystem (not started) with that kind's handler broken."""
+    try:
+        connection_class = KINDS[kind][0]
+    except KeyError:
+        raise ValueError(f"no broken kind {kind!r}; kinds: {', '.join(KINDS)}") from None
+    csms = CentralSystem(**options)
+    csms.connection_class = connection_class
+    return csms
+
+
+@contextlib.asynccontextmanager
+async def running_broken_csms(
+    kind: str, **options: Any
+) -> AsyncIterator[tuple[CentralSystem, ControlServer]]:
+    """That broken CSMS and its control endpoint on free loopback ports."""
+    csms = broken_csms(kind, **options)
+    await csms.start(host="127.0.0.1", port=0)
+    control = ControlServer(csms)
+    try:
+        await control.start(host="127.0.0.1", port=0)
+        yield csms, control
+    finally:
+        await control.stop()
+        await csms.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.broken_csms")
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--control-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    csms = broken_csms(args.kind, keep_log=False)
+    control = Control(ControlServer(csms), "127.0.0.1", args.control_port, or_any=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_until_stopped(csms, "127.0.0.1", args.port, control))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
