@@ -175,11 +175,17 @@ class ChargePointClient(OcppChargePoint):
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(deadline, self._expire)
         self.charger.listener.on_frame(self.charger, "out", text, unique_id, action)
-        if self._impaired(text, unique_id, action):
+        if self._impairs() and self._impaired(text, unique_id, action):
             return
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
             self.spawn(self._send_later(unique_id, action, text))
+
+    def _impairs(self) -> bool:
+        """Whether network conditions may take a frame: while none are set, this is all the
+        feature costs the send path (attribute reads, no call into the core)."""
+        network = self.charger.impairments.network
+        return bool(network.drop_rate or network.latency_ms or network.jitter_ms or self._delayed)
 
     def _impaired(self, text: str, unique_id: str, action: str) -> bool:
         """The charger's network conditions take the frame: it is lost (a CALL then times
@@ -377,7 +383,7 @@ class ChargePointClient(OcppChargePoint):
         if delay > 0:  # an answer override: the normal answer, late
             await asyncio.sleep(delay)
         self.charger.listener.on_frame(self.charger, "out", message, message_id, action)
-        if not self._impaired(message, "", action):
+        if not (self._impairs() and self._impaired(message, "", action)):
             await self._connection.send(message)
 
     async def route_message(self, raw_msg: str) -> None:
