@@ -5,13 +5,34 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from django.db import models
+from django.utils import timezone
 
 # Frames kept per run; beyond this they are counted, not stored.
 MAX_FRAMES = 100_000
+# A run started through the API or the dashboard saves its progress every second; one
+# whose last save is older than this lost its process (stopped, killed) and is an error.
+STALE_SECONDS = 30
+ACTIVE = ("queued", "running")
+
+
+class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
+    def active(self) -> ScenarioRunQuerySet:
+        """Runs that are waiting to start or running."""
+        return self.filter(status__in=ACTIVE)
+
+    def mark_stale(self) -> int:
+        """Store as errors the running runs whose process stopped saving their progress."""
+        cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
+        return self.filter(status="running", heartbeat__lt=cutoff).update(
+            status="error",
+            message="the process running it stopped before it finished",
+            finished=timezone.now(),
+        )
 
 
 class ScenarioRun(models.Model):
@@ -37,6 +58,16 @@ class ScenarioRun(models.Model):
     frames = models.BinaryField(default=b"", blank=True, editable=False)
     frame_count = models.PositiveIntegerField(default=0)
     frames_dropped = models.PositiveIntegerField(default=0)
+    # Runs started through the API or the dashboard (runscenario's leave these empty).
+    csms_url = models.CharField(
+        max_length=500, blank=True, help_text="The CSMS of the template's chargers."
+    )
+    heartbeat = models.DateTimeField(
+        null=True, blank=True, help_text="The last save of the run's progress."
+    )
+    cancel_requested = models.BooleanField(default=False)
+
+    objects = ScenarioRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]
