@@ -81,6 +81,18 @@ class ScenarioRun(models.Model):
             return None
         return (self.finished - self.started).total_seconds()
 
+    def charger_counts(self) -> dict[str, int]:
+        """Chargers by verdict; while the run goes on, none has passed yet."""
+        chargers = (self.result or {}).get("chargers") or []
+        counts = {"passed": 0, "failed": 0, "error": 0, "total": len(chargers)}
+        for charger in chargers:
+            status = charger.get("status")
+            if status == "passed" and self.status in ACTIVE:
+                continue
+            if status in counts:
+                counts[status] += 1
+        return counts
+
     def store_frames(self, events: Iterable[dict[str, Any]], dropped: int = 0) -> None:
         """Keep the run's frames (at most MAX_FRAMES; the rest are counted as dropped)."""
         lines: list[bytes] = []

@@ -88,7 +88,7 @@ class RunSummaryOut(Schema):
 
     @staticmethod
     def resolve_chargers(run: ScenarioRun) -> dict[str, int]:
-        return charger_counts(run)
+        return run.charger_counts()
 
 
 class RunOut(RunSummaryOut):
@@ -121,19 +121,6 @@ class RunFilters(Schema):
 class LibraryCaseOut(Schema):
     name: str
     description: str
-
-
-def charger_counts(run: ScenarioRun) -> dict[str, int]:
-    chargers = (run.result or {}).get("chargers") or []
-    counts = {"passed": 0, "failed": 0, "error": 0, "total": len(chargers)}
-    for charger in chargers:
-        status = charger.get("status")
-        if run.status in launch.ACTIVE_STATUSES and status == "passed":
-            # A charger still running its steps has not passed yet.
-            continue
-        if status in counts:
-            counts[status] += 1
-    return counts
 
 
 def _run(run_id: int) -> ScenarioRun:

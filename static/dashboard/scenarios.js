@@ -1,0 +1,261 @@
+/* ChargeSim scenario pages: start a run through the API, follow it by polling its JSON.
+ *
+ * A run's page asks GET /api/v1/scenarios/runs/{id} every second while the run is queued
+ * or running (the run saves its progress once a second), and paints each charger's steps.
+ * Everything shown is set as text, never as HTML. */
+(function () {
+  "use strict";
+
+  const ACTIVE = ["queued", "running"];
+  const POLL_MS = 1000;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    if (text != null) node.textContent = text;
+    return node;
+  }
+  function seconds(value) {
+    return value == null ? "–" : value.toFixed(value >= 100 ? 0 : 1) + " s";
+  }
+  function csrf(form) {
+    return form.elements.csrfmiddlewaretoken.value;
+  }
+  function liveState(text, on) {
+    const state = document.getElementById("live-state");
+    if (!state) return;
+    state.textContent = text;
+    state.classList.toggle("on", on);
+  }
+  function badge(node, status) {
+    node.textContent = status;
+    node.className = "badge verdict-" + status;
+  }
+
+  // "name=value" lines; a value that reads as JSON (a number, true, a list) is that.
+  function parseVariables(text) {
+    const variables = {};
+    for (const line of text.split("\n")) {
+      const trimmed = line.trim();
+      if (!trimmed) continue;
+      const at = trimmed.indexOf("=");
+      if (at < 1) throw new Error(`"${trimmed}" is not name=value`);
+      const raw = trimmed.slice(at + 1).trim();
+      let value = raw;
+      try {
+        value = JSON.parse(raw);
+      } catch (e) {
+        value = raw;
+      }
+      variables[trimmed.slice(0, at).trim()] = value;
+    }
+    return variables;
+  }
+
+  // -- the list, with the form ----------------------------------------------------------
+
+  function listPage(api, runUrl) {
+    const form = document.getElementById("start-run");
+    if (form) startForm(form, api, runUrl);
+    // While a run goes on, reload when the runs' statuses change.
+    const shown = () =>
+      Array.from(document.querySelectorAll("tr[data-run]"))
+        .map((row) => row.dataset.run + ":" + row.querySelector("[data-field=status]").textContent)
+        .join(",");
+    const before = shown();
+    async function poll() {
+      try {
+        const response = await fetch(api + "?limit=50", { headers: { Accept: "application/json" } });
+        if (!response.ok) throw new Error(response.status);
+        liveState("live", true);
+        const page = await response.json();
+        const now = page.items.map((run) => run.id + ":" + run.status).join(",");
+        if (now !== before) {
+          location.reload();
+          return;
+        }
+        if (page.items.some((run) => ACTIVE.includes(run.status))) setTimeout(poll, POLL_MS * 2);
+      } catch (e) {
+        liveState("reconnecting…", false);
+        setTimeout(poll, POLL_MS * 5);
+      }
+    }
+    poll();
+  }
+
+  function startForm(form, api, runUrl) {
+    const result = document.getElementById("start-result");
+    const errors = document.getElementById("start-errors");
+    const source = form.elements.source;
+    const library = form.elements.library;
+    if (library) {
+      library.addEventListener("change", () => {
+        source.disabled = Boolean(library.value);
+      });
+    }
+    function say(text, kind) {
+      result.hidden = false;
+      result.className = "result " + kind;
+      result.textContent = text;
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errors.replaceChildren();
+      const body = {};
+      try {
+        body.variables = parseVariables(form.elements.variables.value);
+      } catch (e) {
+        say("Variables: " + e.message, "error");
+        return;
+      }
+      if (library && library.value) body.library = library.value;
+      else body.source = source.value;
+      if (form.elements.seed.value !== "") body.seed = Number(form.elements.seed.value);
+      if (form.elements.csms_url.value.trim()) body.csms_url = form.elements.csms_url.value.trim();
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      say("Starting…", "pending");
+      try {
+        const response = await fetch(api, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(form) },
+          body: JSON.stringify(body),
+        });
+        const answer = await response.json();
+        if (response.status === 202) {
+          location.href = runUrl + answer.id + "/";
+          return;
+        }
+        say(answer.detail || `The API answered ${response.status}.`, "error");
+        for (const error of answer.errors || []) {
+          const where = error.line != null ? `line ${error.line}, column ${error.column}` : error.field || "";
+          const path = error.path ? ` (${error.path})` : "";
+          errors.append(el("li", {}, `${where}${path}: ${error.message}`));
+        }
+      } catch (e) {
+        say("Could not reach the API: " + e.message, "error");
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  // -- one run ----------------------------------------------------------------------------
+
+  function runPage(api) {
+    const status = document.getElementById("run-status");
+    const holder = document.getElementById("run-chargers");
+    const waiting = document.getElementById("run-waiting");
+    const message = document.getElementById("run-message");
+    const cancel = document.getElementById("cancel-run");
+    const tables = new Map();
+
+    if (cancel) {
+      cancel.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const button = cancel.querySelector("button");
+        button.disabled = true;
+        const response = await fetch(api + "/cancel", {
+          method: "POST",
+          headers: { "X-CSRFToken": csrf(cancel) },
+        });
+        if (!response.ok) button.disabled = false;
+      });
+    }
+
+    function chargerCard(charger) {
+      const card = el("section", { class: "card scenario-charger" });
+      const head = el("h2", {}, charger.charge_point_id + " ");
+      const verdict = el("span", { class: "badge" });
+      head.append(verdict);
+      const note = el("p", { class: "note" });
+      const wrap = el("div", { class: "table-wrap" });
+      const table = el("table", { class: "fleet scenario-steps" });
+      const headRow = el("tr");
+      for (const title of ["Step", "Line", "Verdict", "Started", "Took", "Message"]) {
+        headRow.append(el("th", {}, title));
+      }
+      table.append(el("thead"), el("tbody"));
+      table.tHead.append(headRow);
+      wrap.append(table);
+      card.append(head, note, wrap);
+      holder.append(card);
+      return { card, verdict, note, body: table.tBodies[0] };
+    }
+
+    function paintCharger(charger, running, total) {
+      let view = tables.get(charger.charge_point_id);
+      if (!view) {
+        view = chargerCard(charger);
+        tables.set(charger.charge_point_id, view);
+      }
+      const shown = running && charger.status === "passed" ? "running" : charger.status;
+      badge(view.verdict, shown);
+      view.card.dataset.chargePointId = charger.charge_point_id;
+      view.note.textContent = charger.message || "";
+      view.note.hidden = !charger.message;
+      const rows = charger.steps.map((step) => {
+        const row = el("tr", { "data-step": step.index, class: "step-" + step.status });
+        row.append(
+          el("td", {}, `steps[${step.index}] ${step.kind}`),
+          el("td", { class: "num" }, step.line),
+          el("td", {}, ""),
+          el("td", { class: "num" }, seconds(step.started)),
+          el("td", { class: "num" }, seconds(step.duration)),
+          el("td", { class: "message" }, step.message || "")
+        );
+        const verdict = el("span");
+        badge(verdict, step.status);
+        row.children[2].append(verdict);
+        return row;
+      });
+      if (running && total != null && charger.steps.length < total && shown === "running") {
+        const row = el("tr", { class: "step-pending" });
+        row.append(el("td", { colspan: "6", class: "empty" }, `${total - charger.steps.length} more to go…`));
+        rows.push(row);
+      }
+      view.body.replaceChildren(...rows);
+    }
+
+    function paint(run) {
+      const running = ACTIVE.includes(run.status);
+      badge(status, run.status);
+      const result = run.result || {};
+      const chargers = result.chargers || [];
+      waiting.hidden = chargers.length > 0 || !running;
+      if (!running && !chargers.length) waiting.hidden = true;
+      document.getElementById("run-duration").textContent = seconds(
+        run.duration != null ? run.duration : result.duration
+      );
+      const total = result.steps_total;
+      const done = chargers.reduce((sum, c) => sum + c.steps.length, 0);
+      const planned = total != null ? total * chargers.length : null;
+      document.getElementById("run-steps").textContent =
+        chargers.length ? (planned != null ? `${done} of ${planned}` : String(done)) : "–";
+      if (run.started) {
+        document.getElementById("run-started").textContent = new Date(run.started).toLocaleString();
+      }
+      message.hidden = !run.message;
+      message.textContent = run.message || "";
+      for (const charger of chargers) paintCharger(charger, running, total);
+      if (cancel) cancel.querySelector("button").hidden = !running;
+      return running;
+    }
+
+    async function poll() {
+      let running = true;
+      try {
+        const response = await fetch(api, { headers: { Accept: "application/json" } });
+        if (!response.ok) throw new Error(response.status);
+        running = paint(await response.json());
+        liveState(running ? "live" : "finished", running);
+      } catch (e) {
+        liveState("reconnecting…", false);
+      }
+      if (running) setTimeout(poll, POLL_MS);
+    }
+    poll();
+  }
+
+  window.ChargeSimScenarios = { listPage, runPage };
+})();
