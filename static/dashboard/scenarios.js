@@ -227,7 +227,14 @@
       document.getElementById("run-duration").textContent = seconds(
         run.duration != null ? run.duration : result.duration
       );
-      const total = result.steps_total;
+      // While running, the progress says how many steps a charger has; once finished,
+      // every charger lists every step (the ones after a failure as skipped).
+      const total =
+        result.steps_total != null
+          ? result.steps_total
+          : running
+            ? null
+            : Math.max(0, ...chargers.map((c) => c.steps.length));
       const done = chargers.reduce((sum, c) => sum + c.steps.length, 0);
       const planned = total != null ? total * chargers.length : null;
       document.getElementById("run-steps").textContent =
