@@ -35,15 +35,14 @@ from chargers.engine_client import EngineClient
 from scenarios import format
 from scenarios.models import ACTIVE, ScenarioRun
 from scenarios.runner import ISO, Options, Runner
+from simulator.contract import loop_tasks
 
 log = logging.getLogger(__name__)
 
 SAVE_SECONDS = 1.0
 ACTIVE_STATUSES = ACTIVE
 CANCELLED = "cancelled before it finished"
-
-# Embedded mode: the runs' tasks, kept referenced (the loop holds tasks weakly).
-_tasks: dict[int, asyncio.Task[None]] = {}
+STOPPED = "the simulator stopped before it finished"
 
 
 class TooManyRuns(Exception):
@@ -96,8 +95,7 @@ def dispatch(run: ScenarioRun) -> None:
         task = asyncio.get_running_loop().create_task(
             execute_queued(run.pk), name=f"scenario-run-{run.pk}", context=contextvars.Context()
         )
-        _tasks[run.pk] = task
-        task.add_done_callback(lambda _: _tasks.pop(run.pk, None))
+        loop_tasks.adopt(task)  # kept, and cancelled when the simulator stops
     else:
         # By name: scenarios.tasks imports this module.
         current_app.send_task("scenarios.run_scenario", args=[run.pk])
@@ -148,13 +146,14 @@ async def execute_queued(pk: int) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     except asyncio.CancelledError:
-        # The loop stops (the simulator shuts down): let the run store itself, then stop.
+        # The simulator stops: let the run clean up and store itself, then stop.
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await database_sync_to_async(_note_stop)(pk, STOPPED)
         raise
     if cancelled:
-        await database_sync_to_async(_note_cancel)(pk)
+        await database_sync_to_async(_note_stop)(pk, CANCELLED)
 
 
 class _QueuedRunner(Runner):
@@ -216,13 +215,14 @@ def _save_progress(pk: int, snapshot: dict[str, Any]) -> bool:
     return ScenarioRun.objects.filter(pk=pk, cancel_requested=True).exists()
 
 
-def _note_cancel(pk: int) -> None:
-    """A run stopped by a cancel request says so (the runner says "interrupted")."""
+def _note_stop(pk: int, message: str) -> None:
+    """A run stopped by a cancel request or by the simulator's stop says which (the runner
+    says "interrupted")."""
     run = ScenarioRun.objects.filter(pk=pk, status=ScenarioRun.Status.ERROR).first()
     if run is None:
         return
-    run.cancel_requested = True  # the runner's final save wrote the row it had
-    run.message = CANCELLED
+    run.cancel_requested = message == CANCELLED  # the runner's final save wrote its row
+    run.message = message
     if isinstance(run.result, dict):
-        run.result = {**run.result, "message": CANCELLED}
+        run.result = {**run.result, "message": message}
     run.save(update_fields=["cancel_requested", "message", "result"])
