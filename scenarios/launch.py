@@ -140,7 +140,16 @@ async def execute_queued(pk: int) -> None:
             if task.done():
                 break
             snapshot = _progress(runner, scenario)
-            if snapshot is not None and await database_sync_to_async(_save_progress)(pk, snapshot):
+            if snapshot is None:
+                continue
+            try:
+                asked = await database_sync_to_async(_save_progress)(pk, snapshot)
+            except Exception:
+                # A progress save that fails (the database is busy) must not stop the run:
+                # its final save still comes, and the next progress save in a second.
+                log.exception("scenario run %s: saving its progress failed", pk)
+                continue
+            if asked:
                 cancelled = True
                 task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -239,6 +239,7 @@ def test_source_or_library_is_needed_and_an_unknown_case_is_named(client: Client
         ({}, "source"),
         ({"source": PASSING, "library": "x"}, "source"),
         ({"library": "no-such-case"}, "library"),
+        ({"source": PASSING, "csms_url": "http://x"}, "csms_url"),
     ):
         response = client.post(RUNS, body, content_type="application/json", headers=bearer(token))
         assert response.status_code == 422, (body, response.content)

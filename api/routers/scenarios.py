@@ -47,7 +47,9 @@ class RunIn(Schema):
     csms_url: str = Field(
         "",
         max_length=500,
-        description="The CSMS of the template's chargers, unless the template names one.",
+        pattern=r"^(wss?://\S+)?$",
+        description="The CSMS of the template's chargers (ws:// or wss://), unless the "
+        "template names one.",
     )
 
 
