@@ -358,6 +358,18 @@ def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: 
     assert cases == [
         {"name": "boot", "description": "A session on a template charger, started through the API."}
     ]
+    # A case by name: its file is what runs (dispatch left out: no engine here).
+    monkeypatch.setattr(launch, "dispatch", lambda run: None)
+    writer = user_with_token("writer", "view_charger", "change_charger")[1]
+    started = client.post(
+        RUNS,
+        {"library": "boot", "variables": {"id_tag": "X"}},
+        content_type="application/json",
+        headers=bearer(writer),
+    )
+    assert started.status_code == 202, started.content
+    run = ScenarioRun.objects.get(pk=started.json()["id"])
+    assert (run.file, run.source, run.variables) == ("boot.yaml", PASSING, {"id_tag": "X"})
 
 
 def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: Client) -> None:

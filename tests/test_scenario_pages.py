@@ -3,9 +3,12 @@ the start form only for those who may start a run, a run's page with its downloa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.test import Client
 
+from scenarios import library
 from scenarios.models import ScenarioRun
 from tests.cast import make_user
 
@@ -59,3 +62,19 @@ def test_a_runs_page_links_its_downloads() -> None:
         assert f"/api/v1/scenarios/runs/{run.pk}/{tail}" in text
     assert 'id="cancel-run"' not in text
     assert logged_in("view_charger", "add_charger").get("/scenarios/runs/9999/").status_code == 404
+
+
+def test_the_form_offers_the_built_in_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(library, "folder", lambda: tmp_path / "missing")
+    runner = logged_in("view_charger", "change_charger")
+    assert 'name="library"' not in runner.get("/scenarios/").content.decode()
+    (tmp_path / "boot-accepted.yaml").write_text(
+        "name: b\ndescription: >\n  Boots & is <Accepted>.\n"
+    )
+    monkeypatch.setattr(library, "folder", lambda: tmp_path)
+    text = runner.get("/scenarios/").content.decode()
+    assert (
+        '<option value="boot-accepted" data-description="Boots &amp; is &lt;Accepted&gt;.">' in text
+    )

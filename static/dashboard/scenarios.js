@@ -89,8 +89,13 @@
     const source = form.elements.source;
     const library = form.elements.library;
     if (library) {
+      const about = document.getElementById("case-description");
       library.addEventListener("change", () => {
+        // A built-in case runs its own file: the pasted YAML is not used meanwhile.
         source.disabled = Boolean(library.value);
+        const chosen = library.selectedOptions[0];
+        about.textContent = (chosen && chosen.dataset.description) || "";
+        about.hidden = !about.textContent;
       });
     }
     function say(text, kind) {
