@@ -28,7 +28,6 @@ from typing import Any
 from celery import current_app
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from chargers.engine_client import EngineClient
@@ -64,17 +63,16 @@ def queue(
         seed = scenario.seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    with transaction.atomic():
-        run = ScenarioRun.objects.create(
-            name=scenario.name,
-            file=scenario.file,
-            source=scenario.source,
-            seed=seed,
-            variables=variables,
-            csms_url=csms_url,
-            status=ScenarioRun.Status.QUEUED,
-            heartbeat=timezone.now(),
-        )
+    run = ScenarioRun.objects.create(
+        name=scenario.name,
+        file=scenario.file,
+        source=scenario.source,
+        seed=seed,
+        variables=variables,
+        csms_url=csms_url,
+        status=ScenarioRun.Status.QUEUED,
+        heartbeat=timezone.now(),
+    )
     # Counted after the insert: of two requests racing for the last place, the later one
     # sees the earlier and backs out.
     ahead = ScenarioRun.objects.active().filter(pk__lte=run.pk).count()

@@ -108,6 +108,18 @@ def test_a_run_started_from_the_page_passes_live(site: DemoSite, browser: Any) -
     expect(row.locator("[data-field=status]")).to_have_text("passed")
     expect(row).to_contain_text("2 / 0 of 2")
 
+    # A second run, followed on the list: its row turns from running to passed in place.
+    start(page, site, SCENARIO)
+    page.wait_for_url(re.compile(r"/scenarios/runs/\d+/$"))
+    second = page.url.rstrip("/").rsplit("/", 1)[-1]
+    page.goto(f"{site.url}/scenarios/")
+    row = page.locator(f'tr[data-run="{second}"]')
+    expect(row.locator("[data-field=status]")).to_have_text("running")
+    page.locator("#start-run textarea[name=source]").fill("typed, not lost")
+    expect(row.locator("[data-field=status]")).to_have_text("passed")
+    expect(row).to_contain_text("2 / 0 of 2")
+    expect(page.locator("#start-run textarea[name=source]")).to_have_value("typed, not lost")
+
 
 def test_a_format_error_is_shown_with_its_line(site: DemoSite, browser: Any) -> None:
     from playwright.sync_api import expect

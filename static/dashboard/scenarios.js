@@ -57,30 +57,49 @@
   function listPage(api, runUrl) {
     const form = document.getElementById("start-run");
     if (form) startForm(form, api, runUrl);
-    // While a run goes on, reload when the runs' statuses change.
-    const shown = () =>
-      Array.from(document.querySelectorAll("tr[data-run]"))
-        .map((row) => row.dataset.run + ":" + row.querySelector("[data-field=status]").textContent)
-        .join(",");
-    const before = shown();
+    const body = document.querySelector("table.scenario-runs tbody");
+    // The table is repainted from the API (never the page reloaded: the form may hold
+    // a scenario being written), so runs started elsewhere show up too.
     async function poll() {
+      let active = false;
       try {
         const response = await fetch(api + "?limit=50", { headers: { Accept: "application/json" } });
         if (!response.ok) throw new Error(response.status);
         liveState("live", true);
         const page = await response.json();
-        const now = page.items.map((run) => run.id + ":" + run.status).join(",");
-        if (now !== before) {
-          location.reload();
-          return;
-        }
-        if (page.items.some((run) => ACTIVE.includes(run.status))) setTimeout(poll, POLL_MS * 2);
+        active = page.items.some((run) => ACTIVE.includes(run.status));
+        if (page.items.length) body.replaceChildren(...page.items.map((run) => runRow(run, runUrl)));
       } catch (e) {
         liveState("reconnecting…", false);
-        setTimeout(poll, POLL_MS * 5);
       }
+      setTimeout(poll, active ? POLL_MS * 2 : POLL_MS * 5);
     }
     poll();
+  }
+
+  function utc(iso) {
+    return iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 19) : "–";
+  }
+
+  function runRow(run, runUrl) {
+    const row = el("tr", { "data-run": run.id });
+    const link = el("td");
+    link.append(el("a", { href: runUrl + run.id + "/" }, "#" + run.id));
+    const status = el("td");
+    const verdict = el("span", { "data-field": "status" });
+    badge(verdict, run.status);
+    status.append(verdict);
+    const counts = run.chargers;
+    const errors = counts.error ? ` (${counts.error} error)` : "";
+    row.append(
+      link,
+      el("td", {}, run.name),
+      status,
+      el("td", {}, utc(run.started)),
+      el("td", { class: "num" }, seconds(run.duration)),
+      el("td", { class: "num" }, `${counts.passed} / ${counts.failed}${errors} of ${counts.total}`)
+    );
+    return row;
   }
 
   function startForm(form, api, runUrl) {
