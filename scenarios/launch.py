@@ -32,14 +32,13 @@ from django.utils import timezone
 
 from chargers.engine_client import EngineClient
 from scenarios import format
-from scenarios.models import ACTIVE, ScenarioRun
+from scenarios.models import ScenarioRun
 from scenarios.runner import ISO, Options, Runner
 from simulator.contract import loop_tasks
 
 log = logging.getLogger(__name__)
 
 SAVE_SECONDS = 1.0
-ACTIVE_STATUSES = ACTIVE
 CANCELLED = "cancelled before it finished"
 STOPPED = "the simulator stopped before it finished"
 
@@ -79,7 +78,7 @@ def queue(
     if ahead > limit:
         run.delete()
         raise TooManyRuns(
-            f"{limit} scenario run{'' if limit == 1 else 's'} are queued or running "
+            f"{limit} scenario run{' is' if limit == 1 else 's are'} queued or running "
             "(CHARGESIM_SCENARIO_RUNS): wait for one to finish, or cancel one."
         )
     return run

@@ -24,7 +24,7 @@ from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.pagination import Paged
 from scenarios import format, launch, library
 from scenarios.junit import junit_xml
-from scenarios.models import ScenarioRun
+from scenarios.models import ACTIVE, ScenarioRun
 
 router = Router(tags=["scenarios"])
 
@@ -37,7 +37,9 @@ class RunIn(Schema):
     source: str | None = Field(
         None, description="The scenario's YAML text (docs/scenarios.md). Or `library`."
     )
-    library: str | None = Field(None, description="The name of a built-in case (GET /library).")
+    library: str | None = Field(
+        None, description="The name of a built-in case (GET /scenarios/library)."
+    )
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Override the file's `variables` (as --var does)."
     )
@@ -168,7 +170,6 @@ def _scenario(payload: RunIn) -> format.Scenario:
     response={
         202: RunOut,
         **AUTH_ERRORS,
-        409: ErrorBody,
         422: FormatErrorBody | ErrorBody,
         429: ErrorBody,
     },
@@ -257,7 +258,7 @@ def get_run(request: HttpRequest, run_id: int) -> Any:
 @require(CHANGE)
 def cancel_run(request: HttpRequest, run_id: int) -> Any:
     run = _run(run_id)
-    if run.status not in launch.ACTIVE_STATUSES:
+    if run.status not in ACTIVE:
         raise ApiError(409, f"Scenario run {run_id} has finished ({run.status}).")
     return Status(202, launch.request_cancel(run))
 
