@@ -264,7 +264,7 @@
       document.getElementById("run-steps").textContent =
         chargers.length ? (planned != null ? `${done} of ${planned}` : String(done)) : "–";
       if (run.started) {
-        document.getElementById("run-started").textContent = new Date(run.started).toLocaleString();
+        document.getElementById("run-started").textContent = utc(run.started) + " UTC";
       }
       message.hidden = !run.message;
       message.textContent = run.message || "";
