@@ -28,7 +28,11 @@ class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
     def mark_stale(self) -> int:
         """Store as errors the running runs whose process stopped saving their progress."""
         cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
-        return self.filter(status="running", heartbeat__lt=cutoff).update(
+        stale = self.filter(status="running", heartbeat__lt=cutoff)
+        # Read first: every poll of a run calls this, and a write would take SQLite's lock.
+        if not stale.exists():
+            return 0
+        return stale.update(
             status="error",
             message="the process running it stopped before it finished",
             finished=timezone.now(),
