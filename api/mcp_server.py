@@ -15,7 +15,8 @@ messages, and no HTTP hop. A tool's description is its endpoint's summary and de
 - live: a charger's state (optionally once a condition holds), the fleet summary, each
   charger action (connect, plug_in, present_id_tag, stop, ... with wait_for) and any of
   them on many chargers (bulk_action);
-- message log: a charger's frames and connection events, a page at a time.
+- message log: a charger's frames and connection events, a page at a time;
+- scenarios: start a run (YAML or a built-in case), follow it, list runs, cancel one.
 
 Resources (JSON): chargesim://fleet/summary, chargesim://chargers/{id}/state and
 chargesim://chargers/{id}/log (its newest entries).
@@ -56,7 +57,7 @@ from api.fleet_schemas import (
 )
 from api.mcp_calls import caller_request, in_thread, refusal, tool_errors
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
-from api.routers import account, fleet, live, log
+from api.routers import account, fleet, live, log, scenarios
 from simulator import contract
 
 INSTRUCTIONS = """\
@@ -403,6 +404,57 @@ async def charger_log(
     )
 
 
+# -- scenarios ---------------------------------------------------------------------------
+
+_START_RUN, _START_RUN_DOC = endpoint(scenarios.router, "/scenarios/runs", "POST")
+_GET_RUN, _GET_RUN_DOC = endpoint(scenarios.router, "/scenarios/runs/{run_id}", "GET")
+_LIST_RUNS, _LIST_RUNS_DOC = endpoint(scenarios.router, "/scenarios/runs", "GET")
+_CANCEL_RUN, _CANCEL_RUN_DOC = endpoint(scenarios.router, "/scenarios/runs/{run_id}/cancel", "POST")
+
+
+class RunPage(Schema):
+    items: list[scenarios.RunSummaryOut]
+    count: int = Field(description="How many there are in all (for limit and offset).")
+
+
+@tool_errors
+async def start_scenario_run(run: scenarios.RunIn) -> Answer:
+    answer = await _START_RUN(caller_request("POST"), payload=run)
+    if isinstance(answer, Status) and isinstance(answer.value, scenarios.FormatErrorBody):
+        problems = [
+            f"line {e.line}, column {e.column}: {e.path}: {e.message}" for e in answer.value.errors
+        ]
+        raise ToolError("\n".join([answer.value.detail, *problems]))
+    value = answer.value if isinstance(answer, Status) else answer
+    out: Answer = await in_thread(
+        lambda: scenarios.RunOut.model_validate(value).model_dump(mode="json")
+    )()
+    return out
+
+
+@tool_errors
+async def get_scenario_run(run_id: int) -> Answer:
+    return await _sync_call(_GET_RUN, scenarios.RunOut, "GET", run_id=run_id)
+
+
+@tool_errors
+async def list_scenario_runs(
+    filters: scenarios.RunFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Answer:
+    return await _sync_call(
+        _LIST_RUNS,
+        RunPage,
+        "GET",
+        filters=filters or scenarios.RunFilters.model_validate({}),
+        ninja_pagination=_page(limit, offset),
+    )
+
+
+@tool_errors
+async def cancel_scenario_run(run_id: int) -> Answer:
+    return await _sync_call(_CANCEL_RUN, scenarios.RunOut, "POST", run_id=run_id)
+
+
 # -- resources ---------------------------------------------------------------------------
 
 
@@ -449,6 +501,10 @@ TOOLS: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
     *((_action_tool(action), "", WRITE) for action in live.ACTIONS),
     (bulk_action, "", WRITE),
     (charger_log, _LOG_DOC, READ),
+    (start_scenario_run, _START_RUN_DOC, WRITE),
+    (get_scenario_run, _GET_RUN_DOC, READ),
+    (list_scenario_runs, _LIST_RUNS_DOC, READ),
+    (cancel_scenario_run, _CANCEL_RUN_DOC, WRITE),
 ]
 
 

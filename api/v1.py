@@ -13,7 +13,7 @@ from ninja import NinjaAPI
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
-from api.routers import account, events, fleet, imports, live, log
+from api.routers import account, events, fleet, imports, live, log, scenarios
 
 
 class ChargeSimAPI(NinjaAPI):
@@ -51,3 +51,4 @@ api.add_router("", imports.router)
 api.add_router("", live.router)
 api.add_router("", log.router)
 api.add_router("", events.router)
+api.add_router("", scenarios.router)

@@ -237,6 +237,9 @@ CHARGESIM_DEFAULT_CSMS_URL = env_str("CHARGESIM_DEFAULT_CSMS_URL", "ws://127.0.0
 # How many `runsimulator --shard K/N` workers run (N): the web side routes a charger's
 # commands to the worker of shard_of(charge point id, N).
 CHARGESIM_SHARDS = env_int("CHARGESIM_SHARDS", 1, minimum=1, maximum=1024)
+# How many scenario runs started through the API or the dashboard may be queued or running
+# at once; one more is refused (429) until one finishes.
+CHARGESIM_SCENARIO_RUNS = env_int("CHARGESIM_SCENARIO_RUNS", 4, minimum=1, maximum=1000)
 
 LOGGING = {
     "version": 1,

@@ -17,5 +17,6 @@ urlpatterns = [
     re_path(r"^api/", not_found_view),
     # Prometheus metrics of this process (an API token with chargers.view_charger).
     path("metrics", metrics, name="metrics"),
+    path("scenarios/", include("scenarios.urls")),
     path("", include("chargers.dashboard.urls")),
 ]

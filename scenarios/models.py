@@ -5,13 +5,38 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from django.db import models
+from django.utils import timezone
 
 # Frames kept per run; beyond this they are counted, not stored.
 MAX_FRAMES = 100_000
+# A run started through the API or the dashboard saves its progress every second; one
+# whose last save is older than this lost its process (stopped, killed) and is an error.
+STALE_SECONDS = 30
+ACTIVE = ("queued", "running")
+
+
+class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
+    def active(self) -> ScenarioRunQuerySet:
+        """Runs that are waiting to start or running."""
+        return self.filter(status__in=ACTIVE)
+
+    def mark_stale(self) -> int:
+        """Store as errors the running runs whose process stopped saving their progress."""
+        cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
+        stale = self.filter(status="running", heartbeat__lt=cutoff)
+        # Read first: every poll of a run calls this, and a write would take SQLite's lock.
+        if not stale.exists():
+            return 0
+        return stale.update(
+            status="error",
+            message="the process running it stopped before it finished",
+            finished=timezone.now(),
+        )
 
 
 class ScenarioRun(models.Model):
@@ -37,6 +62,16 @@ class ScenarioRun(models.Model):
     frames = models.BinaryField(default=b"", blank=True, editable=False)
     frame_count = models.PositiveIntegerField(default=0)
     frames_dropped = models.PositiveIntegerField(default=0)
+    # Runs started through the API or the dashboard (runscenario's leave these empty).
+    csms_url = models.CharField(
+        max_length=500, blank=True, help_text="The CSMS of the template's chargers."
+    )
+    heartbeat = models.DateTimeField(
+        null=True, blank=True, help_text="The last save of the run's progress."
+    )
+    cancel_requested = models.BooleanField(default=False)
+
+    objects = ScenarioRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -49,6 +84,18 @@ class ScenarioRun(models.Model):
         if self.started is None or self.finished is None:
             return None
         return (self.finished - self.started).total_seconds()
+
+    def charger_counts(self) -> dict[str, int]:
+        """Chargers by verdict; while the run goes on, none has passed yet."""
+        chargers = (self.result or {}).get("chargers") or []
+        counts = {"passed": 0, "failed": 0, "error": 0, "total": len(chargers)}
+        for charger in chargers:
+            status = charger.get("status")
+            if status == "passed" and self.status in ACTIVE:
+                continue
+            if status in counts:
+                counts[status] += 1
+        return counts
 
     def store_frames(self, events: Iterable[dict[str, Any]], dropped: int = 0) -> None:
         """Keep the run's frames (at most MAX_FRAMES; the rest are counted as dropped)."""

@@ -69,6 +69,10 @@ TOOLS = {
     "set_clock_skew",
     "bulk_action",
     "charger_log",
+    "start_scenario_run",
+    "get_scenario_run",
+    "list_scenario_runs",
+    "cancel_scenario_run",
 }
 
 
@@ -302,6 +306,40 @@ async def test_http_creates_a_charger_that_connects_without_a_restart(site):
             {"charger": {"charge_point_id": "MCP-NEW-1", "location": location}},
         )
         assert "charge_point_id" in error_text(again)  # the admin form's uniqueness message
+
+
+SCENARIO = """\
+name: mcp-run
+description: A template charger boots and plugs in, started over MCP.
+chargers: {template: {count: 1}}
+steps:
+  - expect: {status: Accepted}
+  - plug_in: {connector: 1}
+"""
+
+
+async def test_http_starts_a_scenario_run_and_follows_it_to_its_verdict(site):
+    async with http_client(site, site.admin_token) as client:
+        charger = structured(await client.call_tool("get_charger", {"charge_point_id": CHARGER}))
+        run = {"source": SCENARIO, "csms_url": charger["csms_url"], "seed": 3}
+        started = structured(await client.call_tool("start_scenario_run", {"run": run}))
+        assert started["status"] == "queued" and started["seed"] == 3
+        for _ in range(300):
+            got = structured(await client.call_tool("get_scenario_run", {"run_id": started["id"]}))
+            if got["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.2)
+        assert got["status"] == "passed", got
+        assert [s["status"] for s in got["result"]["chargers"][0]["steps"]] == ["passed"] * 2
+        listed = structured(
+            await client.call_tool("list_scenario_runs", {"filters": {"name": "mcp-run"}})
+        )
+        assert [r["id"] for r in listed["items"]] == [started["id"]]
+        finished = await client.call_tool("cancel_scenario_run", {"run_id": started["id"]})
+        assert "has finished (passed)" in error_text(finished)
+        bad = SCENARIO.replace("plug_in", "plug_it")
+        refused = await client.call_tool("start_scenario_run", {"run": {"source": bad}})
+        assert "line 6, column 5: steps[1].plug_it" in error_text(refused)
 
 
 async def test_a_viewer_reads_but_may_not_drive_a_charger(site):

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from simulator.contract import ConnectorStatus
+from simulator.contract import ConnectorStatus, loop_tasks
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
@@ -634,6 +634,7 @@ class Simulator:
         timeout = self.options.stop_timeout if timeout is None else timeout
         deadline = loop.time() + timeout
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
+        ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()
         ending += self.reloader.retiring()
         if self.traffic is not None:

@@ -1,0 +1,363 @@
+"""Scenario runs (issue 16, docs/scenarios.md) through the API: start one inside the running
+simulator (scenarios.launch), follow its live progress, cancel it, read and download its
+result (JUnit XML, the result JSON, the OCPP frames as JSON Lines).
+
+Reading needs `chargers.view_charger`; starting and cancelling, `chargers.change_charger`
+(a run drives chargers as the live actions do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from ninja import Field, Query, Router, Schema
+from ninja.pagination import paginate
+from ninja.responses import Status
+
+from api.auth import require
+from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.pagination import Paged
+from scenarios import format, launch, library
+from scenarios.junit import junit_xml
+from scenarios.models import ACTIVE, ScenarioRun
+
+router = Router(tags=["scenarios"])
+
+VIEW, CHANGE = "chargers.view_charger", "chargers.change_charger"
+JSONL = "application/x-ndjson"
+RunStatus = Literal["queued", "running", "passed", "failed", "error"]
+
+
+class RunIn(Schema):
+    source: str | None = Field(
+        None, description="The scenario's YAML text (docs/scenarios.md). Or `library`."
+    )
+    library: str | None = Field(
+        None, description="The name of a built-in case (GET /scenarios/library)."
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Override the file's `variables` (as --var does)."
+    )
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="Override the file's seed (to repeat a run)."
+    )
+    csms_url: str = Field(
+        "",
+        max_length=500,
+        pattern=r"^(wss?://\S+)?$",
+        description="The CSMS of the template's chargers (ws:// or wss://), unless the "
+        "template names one.",
+    )
+
+
+class FormatErrorOut(Schema):
+    line: int
+    column: int
+    path: str = Field(description="Where in the scenario, e.g. steps[2].plug_in.soc.")
+    message: str
+    field: str | None = Field(None, description="`source` (the request's field).")
+
+
+class FormatErrorBody(Schema):
+    detail: str
+    errors: list[FormatErrorOut]
+
+
+class RunCounts(Schema):
+    passed: int
+    failed: int
+    error: int
+    total: int
+
+
+class RunSummaryOut(Schema):
+    id: int
+    name: str
+    file: str
+    status: RunStatus
+    message: str
+    seed: int
+    variables: dict[str, Any]
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    duration: float | None = Field(description="Seconds, once finished.")
+    chargers: RunCounts = Field(description="Chargers by verdict (so far, while it runs).")
+    cancel_requested: bool
+
+    @staticmethod
+    def resolve_chargers(run: ScenarioRun) -> dict[str, int]:
+        return run.charger_counts()
+
+
+class RunOut(RunSummaryOut):
+    csms_url: str
+    result: dict[str, Any] = Field(
+        description="The result JSON (docs/scenarios.md): per charger its steps with verdict, "
+        "message and timings. While running: the steps done so far (saved every second), "
+        "with `steps_total`."
+    )
+    frame_count: int
+    frames_dropped: int
+    links: dict[str, str]
+
+    @staticmethod
+    def resolve_links(run: ScenarioRun) -> dict[str, str]:
+        base = f"/api/v1/scenarios/runs/{run.pk}"
+        return {
+            "self": base,
+            "junit": f"{base}/junit.xml",
+            "result": f"{base}/result.json",
+            "frames": f"{base}/frames.jsonl",
+        }
+
+
+class RunFilters(Schema):
+    status: RunStatus | None = Field(None, description="Only runs with this status.")
+    name: str | None = Field(None, description="Only runs of this scenario (its name).")
+
+
+class LibraryCaseOut(Schema):
+    name: str
+    description: str
+
+
+def _run(run_id: int) -> ScenarioRun:
+    ScenarioRun.objects.mark_stale()
+    found = ScenarioRun.objects.defer("frames").filter(pk=run_id).first()
+    if found is None:
+        raise Http404(f"No scenario run {run_id}.")
+    return found
+
+
+def _scenario(payload: RunIn) -> format.Scenario:
+    if (payload.source is None) == (payload.library is None):
+        raise ApiError(
+            422,
+            "The request is not valid.",
+            [
+                ErrorItem(
+                    field="source", message="Give the scenario's `source` or a `library` name."
+                )
+            ],
+        )
+    if payload.library is not None:
+        case = library.find(payload.library)
+        if case is None:
+            names = ", ".join(c.name for c in library.cases()) or "none here"
+            raise ApiError(
+                422,
+                "The request is not valid.",
+                [
+                    ErrorItem(
+                        field="library",
+                        message=f"No built-in case {payload.library!r} (the cases: {names}).",
+                    )
+                ],
+            )
+        return format.load(case.path, payload.variables)
+    assert payload.source is not None
+    return format.parse(payload.source, file="<api>", variables=payload.variables)
+
+
+@router.post(
+    "/scenarios/runs",
+    response={
+        202: RunOut,
+        **AUTH_ERRORS,
+        422: FormatErrorBody | ErrorBody,
+        429: ErrorBody,
+    },
+    summary="Start a scenario run",
+    description="The scenario's YAML (`source`) or a built-in case (`library`), run inside "
+    "the running simulator against its workers; answered at once (202, status `queued`): "
+    "follow it with GET /scenarios/runs/{id}. A scenario with format errors is a 422 listing "
+    "each with its line, column and path. At most CHARGESIM_SCENARIO_RUNS runs (default 4) "
+    "may be queued or running: one more is a 429. Needs `chargers.change_charger`.",
+)
+@require(CHANGE)
+async def start_run(request: HttpRequest, payload: RunIn) -> Any:
+    try:
+        scenario = await sync_to_async(_scenario)(payload)
+    except format.ScenarioError as exc:
+        return Status(
+            422,
+            FormatErrorBody(
+                detail=f"The scenario has {len(exc.errors)} problem"
+                f"{'' if len(exc.errors) == 1 else 's'}.",
+                errors=[
+                    FormatErrorOut(
+                        line=e.line,
+                        column=e.column,
+                        path=e.path,
+                        message=e.message,
+                        field="library" if payload.library else "source",
+                    )
+                    for e in exc.errors
+                ],
+            ),
+        )
+    try:
+        run = await sync_to_async(launch.queue)(
+            scenario,
+            variables={str(k): v for k, v in payload.variables.items()},
+            seed=payload.seed,
+            csms_url=payload.csms_url,
+        )
+    except launch.TooManyRuns as exc:
+        raise ApiError(429, str(exc)) from None
+    launch.dispatch(run)
+    return Status(202, run)
+
+
+@router.get(
+    "/scenarios/runs",
+    response={200: list[RunSummaryOut], **READ_ERRORS},
+    summary="List scenario runs",
+    description="Newest first, paged (`limit`, `offset`); filter by `status` or `name`. "
+    "Needs `chargers.view_charger`.",
+)
+@require(VIEW)
+@paginate(Paged)
+def list_runs(request: HttpRequest, filters: Query[RunFilters]) -> Any:
+    ScenarioRun.objects.mark_stale()
+    runs = ScenarioRun.objects.defer("frames", "source")
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.name:
+        runs = runs.filter(name=filters.name)
+    return runs
+
+
+@router.get(
+    "/scenarios/runs/{run_id}",
+    response={200: RunOut, **READ_ERRORS},
+    summary="Follow a scenario run",
+    description="Its status and result; while it runs, the steps each charger has done so "
+    "far with their verdicts and timings (saved every second). Poll it until `status` is "
+    "passed, failed or error. Needs `chargers.view_charger`.",
+)
+@require(VIEW)
+def get_run(request: HttpRequest, run_id: int) -> Any:
+    return _run(run_id)
+
+
+@router.post(
+    "/scenarios/runs/{run_id}/cancel",
+    response={202: RunOut, **READ_ERRORS, 409: ErrorBody},
+    summary="Cancel a scenario run",
+    description="A queued run is cancelled at once; a running one stops within about a "
+    "second, removes its temporary chargers and is stored as error (`cancelled before it "
+    "finished`). A finished run is a 409. Needs `chargers.change_charger`.",
+)
+@require(CHANGE)
+def cancel_run(request: HttpRequest, run_id: int) -> Any:
+    run = _run(run_id)
+    if run.status not in ACTIVE:
+        raise ApiError(409, f"Scenario run {run_id} has finished ({run.status}).")
+    return Status(202, launch.request_cancel(run))
+
+
+def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@router.get(
+    "/scenarios/runs/{run_id}/junit.xml",
+    response=READ_ERRORS,
+    openapi_extra={
+        "responses": {200: {"description": "JUnit XML", "content": {"application/xml": {}}}}
+    },
+    summary="Download a run's JUnit XML",
+    description="One testcase per charger and step (scenarios/junit.py). Needs "
+    "`chargers.view_charger`.",
+)
+@require(VIEW)
+def run_junit(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run(run_id)
+    return _download(junit_xml([run.result]), "application/xml", f"scenario-run-{run.pk}.xml")
+
+
+@router.get(
+    "/scenarios/runs/{run_id}/result.json",
+    response=READ_ERRORS,
+    openapi_extra={
+        "responses": {200: {"description": "The result JSON", "content": {"application/json": {}}}}
+    },
+    summary="Download a run's result JSON",
+    description="The verdicts and timings (docs/scenarios.md), as `runscenario --json` "
+    "writes them. Needs `chargers.view_charger`.",
+)
+@require(VIEW)
+def run_result(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run(run_id)
+    body = orjson.dumps(run.result, option=orjson.OPT_INDENT_2) + b"\n"
+    return _download(body, "application/json", f"scenario-run-{run.pk}.json")
+
+
+@router.get(
+    "/scenarios/runs/{run_id}/frames.jsonl",
+    response=READ_ERRORS,
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "One event a line: an OCPP frame or a connection event "
+                "(at, kind, charger_id, charge_point_id, data).",
+                "content": {JSONL: {}},
+            }
+        }
+    },
+    summary="Download a run's OCPP frames",
+    description="Streamed JSON Lines, stored when the run finished (empty before). Needs "
+    "`chargers.view_charger`.",
+)
+@require(VIEW)
+def run_frames(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    _run(run_id)
+    run = ScenarioRun.objects.only("pk", "frames").get(pk=run_id)
+    response = StreamingHttpResponse(_chunks(run.frame_lines()), content_type=JSONL)
+    response["Content-Disposition"] = f'attachment; filename="scenario-run-{run.pk}.jsonl"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+async def _chunks(lines: Iterator[bytes], size: int = 1000) -> AsyncIterator[bytes]:
+    # Async: under ASGI a sync iterator is read whole before the first byte goes out.
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield b"".join(batch)
+            batch = []
+    if batch:
+        yield b"".join(batch)
+
+
+@router.get(
+    "/scenarios/schema",
+    response={200: dict[str, Any], **AUTH_ERRORS},
+    summary="The scenario format's JSON Schema",
+    description="docs/scenario.schema.json. Needs `chargers.view_charger`.",
+)
+@require(VIEW)
+def scenario_schema(request: HttpRequest) -> Any:
+    return format.schema()
+
+
+@router.get(
+    "/scenarios/library",
+    response={200: list[LibraryCaseOut], **AUTH_ERRORS},
+    summary="List the built-in scenario cases",
+    description="Their names (for `library` when starting a run) and descriptions. Needs "
+    "`chargers.view_charger`.",
+)
+@require(VIEW)
+def library_cases(request: HttpRequest) -> Any:
+    return [LibraryCaseOut(name=c.name, description=c.description) for c in library.cases()]

@@ -1,0 +1,234 @@
+"""Scenario runs started through the API or the dashboard, inside the running simulator.
+
+A run is stored as `queued` at once (the caller gets its id), then runs against the
+running workers (`RunningWorkers`: they host the chargers already; template chargers are
+made and the workers told, as `runscenario` does):
+
+- embedded (no REDIS_URL, web and engine in one process): a task on the server's event
+  loop. An eager Celery task would hold up the request for the whole run.
+- scaled out: a Celery task (`scenarios.tasks`), on any Celery worker.
+
+While it runs, its progress (each charger's steps so far, with verdicts and timings) is
+saved on the run's `result` at most once a second, with a heartbeat: a run whose process
+stops saving it is stored as an error (`ScenarioRun.objects.mark_stale`). A cancel request
+is a flag on the row, so that it reaches the run whichever process runs it; the run then
+stops as an interrupted `runscenario` does (temporary chargers removed, stored as error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import current_app
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from chargers.engine_client import EngineClient
+from scenarios import format
+from scenarios.models import ScenarioRun
+from scenarios.runner import ISO, Options, Runner
+from simulator.contract import loop_tasks
+
+log = logging.getLogger(__name__)
+
+SAVE_SECONDS = 1.0
+CANCELLED = "cancelled before it finished"
+STOPPED = "the simulator stopped before it finished"
+
+
+class TooManyRuns(Exception):
+    """The concurrent run limit is reached."""
+
+
+def queue(
+    scenario: format.Scenario,
+    *,
+    variables: dict[str, Any],
+    seed: int | None,
+    csms_url: str,
+) -> ScenarioRun:
+    """Store the run as queued (its seed chosen now, so that it can be repeated), or raise
+    TooManyRuns. Call `dispatch` after, from the loop that should run it (embedded)."""
+    ScenarioRun.objects.mark_stale()
+    limit = settings.CHARGESIM_SCENARIO_RUNS
+    if seed is None:
+        seed = scenario.seed
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    run = ScenarioRun.objects.create(
+        name=scenario.name,
+        file=scenario.file,
+        source=scenario.source,
+        seed=seed,
+        variables=variables,
+        csms_url=csms_url,
+        status=ScenarioRun.Status.QUEUED,
+        heartbeat=timezone.now(),
+    )
+    # Counted after the insert: of two requests racing for the last place, the later one
+    # sees the earlier and backs out.
+    ahead = ScenarioRun.objects.active().filter(pk__lte=run.pk).count()
+    if ahead > limit:
+        run.delete()
+        raise TooManyRuns(
+            f"{limit} scenario run{' is' if limit == 1 else 's are'} queued or running "
+            "(CHARGESIM_SCENARIO_RUNS): wait for one to finish, or cancel one."
+        )
+    return run
+
+
+def dispatch(run: ScenarioRun) -> None:
+    """Start the queued run: on this event loop (embedded), or on Celery (scaled out)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # A context of its own: the request's (its ThreadSensitiveContext, whose executor
+        # ends with the request) must not be inherited by a task that outlives it.
+        task = asyncio.get_running_loop().create_task(
+            execute_queued(run.pk), name=f"scenario-run-{run.pk}", context=contextvars.Context()
+        )
+        loop_tasks.adopt(task)  # kept, and cancelled when the simulator stops
+    else:
+        # By name: scenarios.tasks imports this module.
+        current_app.send_task("scenarios.run_scenario", args=[run.pk])
+
+
+def request_cancel(run: ScenarioRun) -> ScenarioRun:
+    """A queued run is stored as cancelled at once; a running one is told (it stops
+    within about a second, cleans up, and is stored as error)."""
+    now = timezone.now()
+    ScenarioRun.objects.filter(pk=run.pk, status=ScenarioRun.Status.QUEUED).update(
+        status=ScenarioRun.Status.ERROR,
+        message="cancelled before it started",
+        cancel_requested=True,
+        finished=now,
+    )
+    ScenarioRun.objects.filter(pk=run.pk, status=ScenarioRun.Status.RUNNING).update(
+        cancel_requested=True
+    )
+    run.refresh_from_db()
+    return run
+
+
+async def execute_queued(pk: int) -> None:
+    """Run a queued run (once: the first caller claims it), saving progress as it goes."""
+    claimed = await database_sync_to_async(_claim)(pk)
+    if claimed is None:
+        return
+    run, scenario = claimed
+    if scenario is None:
+        return
+    runner = _QueuedRunner(
+        run,
+        scenario,
+        client=EngineClient(),
+        options=Options(csms_url=run.csms_url or None, seed=run.seed),
+    )
+    task = asyncio.ensure_future(runner.execute())
+    cancelled = False
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=SAVE_SECONDS)
+            if task.done():
+                break
+            snapshot = _progress(runner, scenario)
+            if snapshot is None:
+                continue
+            try:
+                asked = await database_sync_to_async(_save_progress)(pk, snapshot)
+            except Exception:
+                # A progress save that fails (the database is busy) must not stop the run:
+                # its final save still comes, and the next progress save in a second.
+                log.exception("scenario run %s: saving its progress failed", pk)
+                continue
+            if asked:
+                cancelled = True
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    except asyncio.CancelledError:
+        # The simulator stops: let the run clean up and store itself, then stop.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await database_sync_to_async(_note_stop)(pk, STOPPED)
+        raise
+    if cancelled:
+        await database_sync_to_async(_note_stop)(pk, CANCELLED)
+
+
+class _QueuedRunner(Runner):
+    """A Runner that runs the row stored when the run was queued, not a new one."""
+
+    def __init__(self, run: ScenarioRun, scenario: format.Scenario, **kwargs: Any) -> None:
+        super().__init__(scenario, **kwargs)
+        self._queued = run
+
+    def _create_run(self) -> ScenarioRun:
+        return self._queued
+
+
+def _claim(pk: int) -> tuple[ScenarioRun, format.Scenario | None] | None:
+    now = timezone.now()
+    claimed = ScenarioRun.objects.filter(pk=pk, status=ScenarioRun.Status.QUEUED).update(
+        status=ScenarioRun.Status.RUNNING, started=now, heartbeat=now
+    )
+    if claimed != 1:
+        return None  # cancelled while queued, or another worker has it
+    run = ScenarioRun.objects.get(pk=pk)
+    try:
+        scenario = format.parse(run.source, file=run.file or "<api>", variables=run.variables)
+    except format.ScenarioError as exc:
+        run.status = ScenarioRun.Status.ERROR
+        run.message = f"the scenario does not parse: {exc}"
+        run.finished = timezone.now()
+        run.save(update_fields=["status", "message", "finished"])
+        return run, None
+    return run, scenario
+
+
+def _progress(runner: Runner, scenario: format.Scenario) -> dict[str, Any] | None:
+    """The run so far, in the shape of its final `result` (copied here, on the loop that
+    changes it)."""
+    if runner.run is None:
+        return None
+    return {
+        "run": runner.run.pk,
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "file": scenario.file,
+        "seed": runner.seed,
+        "variables": {str(k): v for k, v in scenario.variables.items()},
+        "status": ScenarioRun.Status.RUNNING,
+        "message": "",
+        "started": datetime.fromtimestamp(runner._started_at, UTC).strftime(ISO),
+        "duration": round(asyncio.get_running_loop().time() - runner._t0, 3),
+        "steps_total": len(scenario.steps),
+        "chargers": [{**c.as_dict(), "steps": list(c.steps)} for c in runner.chargers],
+    }
+
+
+def _save_progress(pk: int, snapshot: dict[str, Any]) -> bool:
+    """Save the progress (only while the run is running); whether a cancel was asked."""
+    ScenarioRun.objects.filter(pk=pk, status=ScenarioRun.Status.RUNNING).update(
+        result=snapshot, heartbeat=timezone.now()
+    )
+    return ScenarioRun.objects.filter(pk=pk, cancel_requested=True).exists()
+
+
+def _note_stop(pk: int, message: str) -> None:
+    """A run stopped by a cancel request or by the simulator's stop says which (the runner
+    says "interrupted")."""
+    run = ScenarioRun.objects.filter(pk=pk, status=ScenarioRun.Status.ERROR).first()
+    if run is None:
+        return
+    run.cancel_requested = message == CANCELLED  # the runner's final save wrote its row
+    run.message = message
+    if isinstance(run.result, dict):
+        run.result = {**run.result, "message": message}
+    run.save(update_fields=["cancel_requested", "message", "result"])

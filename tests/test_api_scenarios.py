@@ -1,0 +1,384 @@
+"""Scenario runs through the API (api/routers/scenarios.py, scenarios/launch.py): auth and
+permissions, format errors with their line and column, paging and filters, downloads, the
+concurrency limit, cancelling; and runs started through the API on the test's event loop
+(the embedded mode's loop task) against a real running worker and the built-in CSMS, one
+that passes with its progress saved while it runs, one that fails naming its step."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.test import Client
+from django.utils import timezone
+from openapi_spec_validator import validate
+
+from chargers.models import Charger
+from scenarios import launch, library
+from scenarios.models import ScenarioRun
+from simulator.csms import CentralSystem
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.api_client import bearer, user_with_token
+from tests.cast import make_vehicle
+from tests.test_api_live import Api, api_as
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS = "/api/v1/scenarios/runs"
+
+PASSING = """\
+name: api-session
+description: A session on a template charger, started through the API.
+chargers:
+  template: {count: 2}
+steps:
+  - expect: {status: Accepted}
+  - plug_in: {connector: 1, soc: 40}
+  - present_id_tag: {id_tag: API-TAG}
+  - wait: {status: Charging, timeout: 20}
+  - expect: {answer: StartTransaction, status: Accepted}
+  - stop: {connector: 1}
+  - wait: {status: Finishing}
+"""
+
+FAILING = """\
+name: api-blocked
+description: The CSMS accepts a tag this scenario expects it to block.
+chargers:
+  template: {count: 1}
+steps:
+  - plug_in: {}
+  - present_id_tag: {id_tag: STOLEN}
+  - expect: {answer: Authorize, status: Blocked, within: 10}
+  - wait: {status: Charging}
+"""
+
+BROKEN = """\
+name: broken
+description: x
+chargers:
+  template: {count: 1}
+steps:
+  - plug_in: {soc: lots}
+  - fly: {}
+"""
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer() -> AsyncIterator[None]:
+    yield
+    await get_channel_layer().flush()
+
+
+@pytest.fixture
+async def worker(csms: CentralSystem) -> AsyncIterator[Simulator]:
+    """A running worker with no chargers yet: the runs' template chargers join it."""
+    await database_sync_to_async(make_vehicle)()
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5),
+        listener=EventPublisher(rate=20),
+    )
+    await service.start(channels=True)
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def finished(api: Api, run_id: int, seen: list[dict[str, Any]] | None = None) -> Any:
+    for _ in range(600):
+        response = await api.get(f"{RUNS}/{run_id}")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        if seen is not None:
+            seen.append(body)
+        if body["status"] not in ("queued", "running"):
+            return body
+        await asyncio.sleep(0.1)
+    pytest.fail(f"run {run_id} did not finish: {body}")
+
+
+async def joined(chunks: Any) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+def stored(**fields: Any) -> ScenarioRun:
+    values: dict[str, Any] = {"name": "stored", "source": "x", "seed": 1, **fields}
+    return ScenarioRun.objects.create(**values)
+
+
+# -- a run through the API, against a running worker and the built-in CSMS -------------------
+
+
+@pytest.mark.slow
+async def test_a_run_started_through_the_api_passes_with_live_progress(
+    worker: Simulator, csms: CentralSystem
+) -> None:
+    api = await api_as("runner", "view_charger", "change_charger")
+    started = await api.post(RUNS, {"source": PASSING, "csms_url": csms.url, "seed": 7})
+    assert started.status_code == 202, started.content
+    body = started.json()
+    assert body["status"] == "queued" and body["seed"] == 7 and body["name"] == "api-session"
+
+    seen: list[dict[str, Any]] = []
+    done = await finished(api, body["id"], seen)
+    assert done["status"] == "passed", done
+    assert done["chargers"] == {"passed": 2, "failed": 0, "error": 0, "total": 2}
+    for charger in done["result"]["chargers"]:
+        assert [s["status"] for s in charger["steps"]] == ["passed"] * 7
+        assert all(s["duration"] >= 0 for s in charger["steps"])
+    # While it ran, the steps done so far were there to read.
+    partial = [
+        b
+        for b in seen
+        if b["status"] == "running"
+        and any(0 < len(c["steps"]) < 7 for c in b["result"].get("chargers", []))
+    ]
+    assert partial, [b["result"] for b in seen]
+    assert partial[0]["result"]["steps_total"] == 7
+    # Its temporary chargers are gone.
+    assert not await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__contains=f"-R{body['id']}-").exists
+    )()
+
+    junit = await api.get(f"{RUNS}/{body['id']}/junit.xml")
+    assert junit.status_code == 200 and junit["Content-Type"] == "application/xml"
+    suites = ET.fromstring(junit.content)
+    assert suites.get("tests") == "14" and suites.get("failures") == "0"
+    result = await api.get(f"{RUNS}/{body['id']}/result.json")
+    assert json.loads(result.content)["status"] == "passed"
+    assert "attachment" in result["Content-Disposition"]
+    frames = await api.get(f"{RUNS}/{body['id']}/frames.jsonl")
+    assert frames.status_code == 200
+    lines = [json.loads(line) for line in (await joined(frames.streaming_content)).splitlines()]
+    assert lines and any(line["kind"] == "frame" for line in lines), lines[:3]
+    assert any("StartTransaction" in json.dumps(line["data"]) for line in lines)
+
+
+@pytest.mark.slow
+async def test_a_failing_run_through_the_api_names_the_step(
+    worker: Simulator, csms: CentralSystem
+) -> None:
+    api = await api_as("runner", "view_charger", "change_charger")
+    started = await api.post(RUNS, {"source": FAILING, "csms_url": csms.url})
+    assert started.status_code == 202, started.content
+    done = await finished(api, started.json()["id"])
+    assert done["status"] == "failed"
+    assert done["chargers"]["failed"] == 1
+    (charger,) = done["result"]["chargers"]
+    failed = charger["steps"][2]
+    assert failed["status"] == "failed"
+    assert failed["message"].startswith("steps[2] expect on ")
+    assert "expected Blocked" in failed["message"]
+    assert charger["steps"][3]["status"] == "skipped"
+    listed = await api.get(RUNS, status="failed")
+    assert [r["id"] for r in listed.json()["items"]] == [done["id"]]
+
+
+@pytest.mark.slow
+async def test_a_running_run_cancelled_through_the_api_is_stored_as_error(
+    worker: Simulator, csms: CentralSystem
+) -> None:
+    api = await api_as("runner", "view_charger", "change_charger")
+    source = PASSING.replace(
+        "  - stop: {connector: 1}\n", "  - wait: {status: Faulted, timeout: 60}\n"
+    )
+    started = await api.post(RUNS, {"source": source, "csms_url": csms.url})
+    assert started.status_code == 202, started.content
+    run_id = started.json()["id"]
+    for _ in range(300):
+        body = (await api.get(f"{RUNS}/{run_id}")).json()
+        if any(len(c["steps"]) >= 4 for c in body["result"].get("chargers", [])):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail(f"the run did not get going: {body}")
+    cancelled = await api.post(f"{RUNS}/{run_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.content
+    done = await finished(api, run_id)
+    assert done["status"] == "error" and done["message"] == launch.CANCELLED
+    assert not await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__contains=f"-R{run_id}-").exists
+    )()
+    again = await api.post(f"{RUNS}/{run_id}/cancel")
+    assert again.status_code == 409
+
+
+# -- validation, permissions, paging, downloads (no engine needed) ---------------------------
+
+
+def test_format_errors_are_a_422_with_line_column_and_path(client: Client) -> None:
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    response = client.post(
+        RUNS, {"source": BROKEN}, content_type="application/json", headers=bearer(token)
+    )
+    assert response.status_code == 422, response.content
+    errors = response.json()["errors"]
+    assert {(e["line"], e["path"]) for e in errors} >= {
+        (6, "steps[0].plug_in.soc"),
+        (7, "steps[1].fly"),
+    }
+    assert all(e["column"] >= 1 and e["message"] and e["field"] == "source" for e in errors)
+    assert not ScenarioRun.objects.exists()
+
+
+def test_source_or_library_is_needed_and_an_unknown_case_is_named(client: Client) -> None:
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    for body, field in (
+        ({}, "source"),
+        ({"source": PASSING, "library": "x"}, "source"),
+        ({"library": "no-such-case"}, "library"),
+        ({"source": PASSING, "csms_url": "http://x"}, "csms_url"),
+    ):
+        response = client.post(RUNS, body, content_type="application/json", headers=bearer(token))
+        assert response.status_code == 422, (body, response.content)
+        assert response.json()["errors"][0]["field"] == field
+
+
+def test_reading_needs_view_and_starting_and_cancelling_need_change(client: Client) -> None:
+    run = stored(status="running", heartbeat=timezone.now())
+    assert client.get(RUNS).status_code == 401
+    _, nobody = user_with_token("nobody")
+    assert client.get(RUNS, headers=bearer(nobody)).status_code == 403
+    _, viewer = user_with_token("viewer", "view_charger")
+    assert client.get(RUNS, headers=bearer(viewer)).status_code == 200
+    assert client.get(f"{RUNS}/{run.pk}", headers=bearer(viewer)).status_code == 200
+    refused = client.post(
+        RUNS, {"source": PASSING}, content_type="application/json", headers=bearer(viewer)
+    )
+    assert refused.status_code == 403
+    assert "chargers.change_charger" in refused.json()["detail"]
+    assert client.post(f"{RUNS}/{run.pk}/cancel", headers=bearer(viewer)).status_code == 403
+    assert client.get(f"{RUNS}/999999", headers=bearer(viewer)).status_code == 404
+
+
+def test_the_list_pages_and_filters(client: Client) -> None:
+    for n in range(5):
+        stored(name="a" if n % 2 else "b", status="passed" if n < 3 else "failed")
+    _, token = user_with_token("viewer", "view_charger")
+    page = client.get(RUNS, {"limit": 2, "offset": 1}, headers=bearer(token)).json()
+    assert page["count"] == 5 and len(page["items"]) == 2
+    everything = client.get(RUNS, headers=bearer(token)).json()["items"]
+    assert [r["id"] for r in everything[1:3]] == [r["id"] for r in page["items"]]
+    assert client.get(RUNS, {"status": "failed"}, headers=bearer(token)).json()["count"] == 2
+    assert client.get(RUNS, {"name": "a"}, headers=bearer(token)).json()["count"] == 2
+    assert client.get(RUNS, {"status": "nope"}, headers=bearer(token)).status_code == 422
+    assert client.get(RUNS, {"limit": 0}, headers=bearer(token)).status_code == 422
+
+
+def test_downloads_of_a_stored_run(client: Client) -> None:
+    result = {
+        "scenario": "stored",
+        "status": "failed",
+        "chargers": [
+            {
+                "charge_point_id": "CP-1",
+                "status": "failed",
+                "message": "m",
+                "steps": [
+                    {"index": 0, "kind": "plug_in", "status": "passed", "message": ""},
+                    {"index": 1, "kind": "expect", "status": "failed", "message": "boom"},
+                ],
+            }
+        ],
+    }
+    run = stored(status="failed", result=result)
+    events = [{"at": "t", "kind": "frame", "data": n} for n in range(2500)]
+    run.store_frames(events)
+    run.save()
+    _, token = user_with_token("viewer", "view_charger")
+    junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
+    assert ET.fromstring(junit.content).get("failures") == "1"
+    assert json.loads(
+        client.get(f"{RUNS}/{run.pk}/result.json", headers=bearer(token)).content
+    ) == (result)
+    frames = client.get(f"{RUNS}/{run.pk}/frames.jsonl", headers=bearer(token))
+    assert frames["Content-Type"] == "application/x-ndjson"
+    body = async_to_sync(joined)(frames.streaming_content)  # type: ignore[attr-defined]
+    assert [json.loads(line)["data"] for line in body.splitlines()] == list(range(2500))
+    assert gzip.decompress(bytes(run.frames)).count(b"\n") == 2500
+    detail = client.get(f"{RUNS}/{run.pk}", headers=bearer(token)).json()
+    assert detail["chargers"] == {"passed": 0, "failed": 1, "error": 0, "total": 1}
+    assert detail["links"]["junit"] == f"{RUNS}/{run.pk}/junit.xml"
+
+
+def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, settings: Any) -> None:
+    settings.CHARGESIM_SCENARIO_RUNS = 1
+    stored(status="running", heartbeat=timezone.now())
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    response = client.post(
+        RUNS, {"source": PASSING}, content_type="application/json", headers=bearer(token)
+    )
+    assert response.status_code == 429, response.content
+    assert "CHARGESIM_SCENARIO_RUNS" in response.json()["detail"]
+    assert ScenarioRun.objects.count() == 1
+
+
+def test_a_run_whose_process_stopped_is_stored_as_error(client: Client) -> None:
+    old = timezone.now() - timedelta(seconds=120)
+    lost = stored(status="running", heartbeat=old)
+    alive = stored(status="running", heartbeat=timezone.now())
+    _, token = user_with_token("viewer", "view_charger")
+    body = client.get(f"{RUNS}/{lost.pk}", headers=bearer(token)).json()
+    assert body["status"] == "error"
+    assert body["message"] == "the process running it stopped before it finished"
+    assert client.get(f"{RUNS}/{alive.pk}", headers=bearer(token)).json()["status"] == "running"
+
+
+def test_a_queued_run_cancelled_is_stored_as_error_at_once(client: Client) -> None:
+    run = stored(status="queued")
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    response = client.post(f"{RUNS}/{run.pk}/cancel", headers=bearer(token))
+    assert response.status_code == 202
+    assert response.json()["status"] == "error"
+    assert response.json()["message"] == "cancelled before it started"
+
+
+def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: Any) -> None:
+    _, token = user_with_token("viewer", "view_charger")
+    schema = client.get("/api/v1/scenarios/schema", headers=bearer(token)).json()
+    assert "steps" in schema["properties"]
+    monkeypatch.setattr(library, "folder", lambda: tmp_path / "missing")
+    assert client.get("/api/v1/scenarios/library", headers=bearer(token)).json() == []
+    (tmp_path / "boot.yaml").write_text(textwrap.dedent(PASSING))
+    (tmp_path / "notes.txt").write_text("not a case")
+    monkeypatch.setattr(library, "folder", lambda: tmp_path)
+    cases = client.get("/api/v1/scenarios/library", headers=bearer(token)).json()
+    assert cases == [
+        {"name": "boot", "description": "A session on a template charger, started through the API."}
+    ]
+    # A case by name: its file is what runs (dispatch left out: no engine here).
+    monkeypatch.setattr(launch, "dispatch", lambda run: None)
+    writer = user_with_token("writer", "view_charger", "change_charger")[1]
+    started = client.post(
+        RUNS,
+        {"library": "boot", "variables": {"id_tag": "X"}},
+        content_type="application/json",
+        headers=bearer(writer),
+    )
+    assert started.status_code == 202, started.content
+    run = ScenarioRun.objects.get(pk=started.json()["id"])
+    assert (run.file, run.source, run.variables) == ("boot.yaml", PASSING, {"id_tag": "X"})
+
+
+def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: Client) -> None:
+    _, token = user_with_token("ci")
+    spec = client.get("/api/v1/openapi.json", headers=bearer(token)).json()
+    validate(spec)
+    paths = spec["paths"]
+    assert {"post", "get"} <= set(paths[RUNS])
+    assert {"422", "429"} <= set(paths[RUNS]["post"]["responses"])
+    for tail in ("", "/cancel", "/junit.xml", "/result.json", "/frames.jsonl"):
+        assert f"{RUNS}/{{run_id}}{tail}" in paths
+    assert "/api/v1/scenarios/schema" in paths and "/api/v1/scenarios/library" in paths

@@ -1,0 +1,150 @@
+"""The Scenarios pages as a person uses them, in headless Chromium against a real
+`runsimulator --demo` with its built-in CSMS: a scenario pasted into the form starts a run
+inside the simulator, its page follows the steps live until it passes, a format error is
+shown with its line; and both pages fit the screen from 360 px to 1,920 px."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, chromium, demo_site
+
+PASSWORD = "pw-scenario-pages-1"
+RUN_MS = 90_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+SCENARIO = """\
+name: browser-session
+description: A session on a template charger, started from the dashboard.
+chargers:
+  template: {count: 2}
+steps:
+  - expect: {status: Accepted}
+  - plug_in: {connector: 1, soc: 40}
+  - present_id_tag: {id_tag: BROWSER-TAG}
+  - wait: {status: Charging, timeout: 30}
+  - expect: {answer: StartTransaction, status: Accepted}
+  - stop: {connector: 1}
+  - wait: {status: Finishing}
+  - reboot: {wait: Accepted, timeout: 30}
+  - expect: {answer: BootNotification, status: Accepted}
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[DemoSite]:
+    with demo_site(tmp_path_factory.mktemp("scenarios"), PASSWORD, 1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+def logged_in(browser: Any, site: DemoSite, path: str, width: int = 1400) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_default_timeout(RUN_MS)
+    page = context.new_page()
+    page.goto(f"{site.url}/admin/login/?next={path}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/admin/login/)"))
+    return page
+
+
+def start(page: Any, site: DemoSite, source: str) -> None:
+    form = page.locator("#start-run")
+    form.locator("textarea[name=source]").fill(source)
+    form.locator("input[name=csms_url]").fill(site.csms_url)
+    form.locator("button[type=submit]").click()
+
+
+def test_a_run_started_from_the_page_passes_live(site: DemoSite, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/scenarios/")
+    start(page, site, SCENARIO)
+    page.wait_for_url(re.compile(r"/scenarios/runs/\d+/$"))
+    status = page.locator("#run-status")
+    # Live: the steps show up while the run is still going.
+    cards = page.locator(".scenario-charger")
+    expect(cards).to_have_count(2)
+    expect(status).to_have_text("running")
+    expect(page.locator("tr.step-passed").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "scenario-run-live.png", full_page=True)
+    expect(status).to_have_text("passed")
+    for n in range(2):
+        card = cards.nth(n)
+        expect(card.locator("h2 .badge")).to_have_text("passed")
+        expect(card.locator("tr.step-passed")).to_have_count(9)
+    expect(page.locator("#run-steps")).to_have_text("18 of 18")
+    expect(page.locator("#live-state")).to_have_text("finished")
+    junit = page.locator("a", has_text="JUnit XML")
+    with page.expect_download() as download:
+        junit.click()
+    assert "<testsuites" in Path(download.value.path()).read_text(encoding="utf-8")
+    page.screenshot(path=ARTIFACTS / "scenario-run-passed.png", full_page=True)
+
+    # The list shows it, passed, with both chargers.
+    page.goto(f"{site.url}/scenarios/")
+    row = page.locator("tr[data-run]").first
+    expect(row.locator("[data-field=status]")).to_have_text("passed")
+    expect(row).to_contain_text("2 / 0 of 2")
+
+    # A second run, followed on the list: its row turns from running to passed in place.
+    start(page, site, SCENARIO)
+    page.wait_for_url(re.compile(r"/scenarios/runs/\d+/$"))
+    second = page.url.rstrip("/").rsplit("/", 1)[-1]
+    page.goto(f"{site.url}/scenarios/")
+    row = page.locator(f'tr[data-run="{second}"]')
+    expect(row.locator("[data-field=status]")).to_have_text("running")
+    page.locator("#start-run textarea[name=source]").fill("typed, not lost")
+    expect(row.locator("[data-field=status]")).to_have_text("passed")
+    expect(row).to_contain_text("2 / 0 of 2")
+    expect(page.locator("#start-run textarea[name=source]")).to_have_value("typed, not lost")
+
+
+def test_a_format_error_is_shown_with_its_line(site: DemoSite, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/scenarios/")
+    start(page, site, SCENARIO.replace("  - stop: {connector: 1}", "  - stpo: {connector: 1}"))
+    expect(page.locator("#start-result")).to_have_text(re.compile("problem"))
+    expect(page.locator("#start-errors li").first).to_contain_text("line 11")
+    assert page.url.endswith("/scenarios/")
+
+
+@pytest.mark.parametrize("width", [360, 1400, 1920])
+def test_the_scenario_pages_fit_the_screen(site: DemoSite, browser: Any, width: int) -> None:
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/scenarios/", width)
+    run = page.locator("tr[data-run] a").first
+    if not run.count():  # run alone: a run of its own to show
+        start(page, site, SCENARIO)
+        page.wait_for_url(re.compile(r"/scenarios/runs/\d+/$"))
+        page.goto(f"{site.url}/scenarios/")
+    paths = {"scenarios": "/scenarios/", "scenario-run": run.get_attribute("href")}
+    for name, path in paths.items():
+        page.goto(f"{site.url}{path}")
+        expect(page.locator("#live-state")).not_to_have_text("connecting…")
+        problems = page.evaluate(LAYOUT_PROBLEMS)
+        page.screenshot(path=ARTIFACTS / f"layout-{name}-{width}.png", full_page=True)
+        assert problems == [], f"{name} at {width} px: {problems}"
