@@ -22,7 +22,6 @@ import contextlib
 import contextvars
 import logging
 import random
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import current_app
@@ -33,8 +32,8 @@ from django.utils import timezone
 from chargers.engine_client import EngineClient
 from scenarios import format
 from scenarios.models import ScenarioRun
-from scenarios.runner import ISO, Options, Runner
-from simulator.contract import loop_tasks
+from scenarios.runner import Options, Runner
+from simulator.contract import builtin_csms, loop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +122,18 @@ async def execute_queued(pk: int) -> None:
     run, scenario = claimed
     if scenario is None:
         return
-    runner = _QueuedRunner(
-        run,
+    # Embedded with --demo, the built-in CSMS runs in this process: the default CSMS of
+    # template chargers, and the library's ${csms_control}.
+    builtin = builtin_csms.running()
+    runner = Runner(
         scenario,
         client=EngineClient(),
-        options=Options(csms_url=run.csms_url or None, seed=run.seed),
+        options=Options(
+            csms_url=run.csms_url or (builtin.url if builtin else None),
+            csms_control=builtin.control_url if builtin else None,
+            seed=run.seed,
+        ),
+        run=run,
     )
     task = asyncio.ensure_future(runner.execute())
     cancelled = False
@@ -136,9 +142,7 @@ async def execute_queued(pk: int) -> None:
             await asyncio.wait({task}, timeout=SAVE_SECONDS)
             if task.done():
                 break
-            snapshot = _progress(runner, scenario)
-            if snapshot is None:
-                continue
+            snapshot = runner.result(ScenarioRun.Status.RUNNING)
             try:
                 asked = await database_sync_to_async(_save_progress)(pk, snapshot)
             except Exception:
@@ -162,17 +166,6 @@ async def execute_queued(pk: int) -> None:
         await database_sync_to_async(_note_stop)(pk, CANCELLED)
 
 
-class _QueuedRunner(Runner):
-    """A Runner that runs the row stored when the run was queued, not a new one."""
-
-    def __init__(self, run: ScenarioRun, scenario: format.Scenario, **kwargs: Any) -> None:
-        super().__init__(scenario, **kwargs)
-        self._queued = run
-
-    def _create_run(self) -> ScenarioRun:
-        return self._queued
-
-
 def _claim(pk: int) -> tuple[ScenarioRun, format.Scenario | None] | None:
     now = timezone.now()
     claimed = ScenarioRun.objects.filter(pk=pk, status=ScenarioRun.Status.QUEUED).update(
@@ -190,27 +183,6 @@ def _claim(pk: int) -> tuple[ScenarioRun, format.Scenario | None] | None:
         run.save(update_fields=["status", "message", "finished"])
         return run, None
     return run, scenario
-
-
-def _progress(runner: Runner, scenario: format.Scenario) -> dict[str, Any] | None:
-    """The run so far, in the shape of its final `result` (copied here, on the loop that
-    changes it)."""
-    if runner.run is None:
-        return None
-    return {
-        "run": runner.run.pk,
-        "scenario": scenario.name,
-        "description": scenario.description,
-        "file": scenario.file,
-        "seed": runner.seed,
-        "variables": {str(k): v for k, v in scenario.variables.items()},
-        "status": ScenarioRun.Status.RUNNING,
-        "message": "",
-        "started": datetime.fromtimestamp(runner._started_at, UTC).strftime(ISO),
-        "duration": round(asyncio.get_running_loop().time() - runner._t0, 3),
-        "steps_total": len(scenario.steps),
-        "chargers": [{**c.as_dict(), "steps": list(c.steps)} for c in runner.chargers],
-    }
 
 
 def _save_progress(pk: int, snapshot: dict[str, Any]) -> bool:

@@ -104,7 +104,7 @@ class ChargerRun:
             "status": self.status,
             "message": self.message,
             "start_delay": round(self.start_delay, 3),
-            "steps": self.steps,
+            "steps": list(self.steps),  # a copy: a run in progress is saved from a thread
         }
 
 
@@ -117,7 +117,10 @@ class Runner:
         host: EngineHost | None = None,
         options: Options | None = None,
         progress: Progress | None = None,
+        run: ScenarioRun | None = None,
     ) -> None:
+        """`run`: a row already stored (queued through the API) to run, instead of a new
+        one."""
         self.scenario = scenario
         self.client = client
         self.host = host or RunningWorkers()
@@ -126,7 +129,7 @@ class Runner:
         seed = self.options.seed if self.options.seed is not None else scenario.seed
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.rng = random.Random(self.seed)
-        self.run: ScenarioRun | None = None
+        self.run: ScenarioRun | None = run
         self.chargers: list[ChargerRun] = []
         self.watch: Watch | None = None
         self._t0 = 0.0  # loop time of the start
@@ -136,7 +139,8 @@ class Runner:
 
     async def execute(self) -> ScenarioRun:
         """Run the scenario; the stored run, finished (never raises for a failing CSMS)."""
-        self.run = await database_sync_to_async(self._create_run)()
+        if self.run is None:
+            self.run = await database_sync_to_async(self._create_run)()
         self._t0 = asyncio.get_running_loop().time()
         self._started_at = time.time()
         targets: list[Target] = []
@@ -222,7 +226,19 @@ class Runner:
             (_stored_event(e) for e in frames), self.watch.dropped if self.watch else 0
         )
         run.result = {
-            "run": run.pk,
+            **self.result(status, message, took),
+            "frames": {"count": run.frame_count, "dropped": run.frames_dropped},
+        }
+        run.save()
+        return run
+
+    def result(self, status: str, message: str = "", took: float | None = None) -> dict[str, Any]:
+        """The run's result as stored at its end; while it runs (`took` None: up to now),
+        the steps done so far. Call it on the loop that runs the scenario."""
+        if took is None:
+            took = asyncio.get_running_loop().time() - self._t0 if self._t0 else 0.0
+        return {
+            "run": self.run.pk if self.run is not None else None,
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "file": self.scenario.file,
@@ -232,11 +248,9 @@ class Runner:
             "message": message,
             "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
             "duration": round(took, 3),
+            "steps_total": len(self.scenario.steps),
             "chargers": [c.as_dict() for c in self.chargers],
-            "frames": {"count": run.frame_count, "dropped": run.frames_dropped},
         }
-        run.save()
-        return run
 
     # -- chargers --------------------------------------------------------------------------------
 

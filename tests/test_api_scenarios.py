@@ -167,6 +167,36 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
 
 
 @pytest.mark.slow
+async def test_a_library_case_needs_no_urls_next_to_the_built_in_csms() -> None:
+    """Embedded with --demo, a run started through the API connects its template chargers
+    to the built-in CSMS of the process and fills ${csms_control} with its control
+    endpoint: the library's cases run as they are, with no variables."""
+    await database_sync_to_async(make_vehicle)()
+    service = Simulator(
+        RunOptions(
+            demo=True,
+            demo_chargers=0,
+            demo_operations=False,
+            csms_port=0,
+            csms_control_port=0,
+            tick_seconds=0.1,
+            checkpoint_seconds=0.1,
+            demo_share=0,
+        ),
+        listener=EventPublisher(rate=20),
+    )
+    await service.startup()  # as runsimulator --demo: the built-in CSMS, then the engine
+    try:
+        api = await api_as("runner", "view_charger", "change_charger")
+        started = await api.post(RUNS, {"library": "remote-start-plugged-in"})
+        assert started.status_code == 202, started.content
+        done = await finished(api, started.json()["id"])
+        assert done["status"] == "passed", done
+    finally:
+        await service.stop()
+
+
+@pytest.mark.slow
 async def test_a_failing_run_through_the_api_names_the_step(
     worker: Simulator, csms: CentralSystem
 ) -> None:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from simulator.contract import ConnectorStatus, loop_tasks
+from simulator.contract import ConnectorStatus, builtin_csms, loop_tasks
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
@@ -419,6 +419,11 @@ class Simulator:
                 self.say(
                     f"Its control endpoint (scenarios' csms_control) on {self.csms_control.url}\n"
                 )
+            builtin_csms.announce(
+                builtin_csms.BuiltinCsms(
+                    url, self.csms_control.url if self.csms_control is not None else None
+                )
+            )
             if self.options.demo_operations:
                 self.files = FileServer()
                 self.files.start(host="127.0.0.1", port=0)
@@ -657,6 +662,7 @@ class Simulator:
             # Chargers whose registers and statuses that write carried (every loaded one
             # with a database row: mark_all made them all due).
             self.saved_at_stop = len({row[0] for row in final.evses}) if final else 0
+        builtin_csms.announce(None)
         if self.csms_control is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.csms_control.stop(), max(deadline - loop.time(), 0.1))
