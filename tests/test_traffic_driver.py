@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from prometheus_client import REGISTRY
 
@@ -72,7 +72,7 @@ def counted(outcome: str) -> float:
 
 
 async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) -> None:
-    site, profile = await sync_to_async(site_with_chargers)(csms.url)
+    site, profile = await database_sync_to_async(site_with_chargers)(csms.url)
     service = Simulator(
         RunOptions(
             tick_seconds=0.1,
@@ -168,7 +168,7 @@ def busy_site(csms_url: str, time_zone: str = "UTC") -> Location:
 
 async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -> None:
     csms.authorize["BAD1"] = "Blocked"
-    site = await sync_to_async(busy_site)(csms.url)
+    site = await database_sync_to_async(busy_site)(csms.url)
     service = Simulator(
         RunOptions(
             tick_seconds=0.1,
@@ -234,7 +234,7 @@ async def ask(command: traffic.TrafficCommand) -> dict[str, Any]:
 
 
 async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> None:
-    site = await sync_to_async(busy_site)(csms.url, "Asia/Kolkata")
+    site = await database_sync_to_async(busy_site)(csms.url, "Asia/Kolkata")
     layer = get_channel_layer()
     assert layer is not None
     reply = await layer.new_channel()

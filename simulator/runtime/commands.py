@@ -497,14 +497,14 @@ class CommandServer:
         if profile is None:
             # The site's stored profile, even if --traffic leaves it out (disabled): the
             # caller asked for this site's traffic.
-            stored = await sync_to_async(load_profiles, thread_sensitive=False)(
+            stored = await sync_to_async(_fresh(load_profiles), thread_sensitive=False)(
                 location_id, disabled=True
             )
             profile = dict(stored.get(location_id) or traffic.default_profile())
         elif not isinstance(profile, dict):
             raise traffic.ProfileError("profile", "Give the profile as an object.")
         elif "time_zone" not in profile:  # hours of day are the site's local hours
-            zone = await sync_to_async(site_time_zone, thread_sensitive=False)(location_id)
+            zone = await sync_to_async(_fresh(site_time_zone), thread_sensitive=False)(location_id)
             profile = {**profile, "time_zone": zone}
         duration = _optional_number(message.get("duration"), "duration")
         speed = _optional_number(message.get("speed"), "speed")
@@ -831,10 +831,10 @@ def _fresh(function: Any) -> Any:
     """Run an ORM function in a worker thread and close its connection afterwards."""
     from django.db import close_old_connections
 
-    def run(*args: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         close_old_connections()
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         finally:
             close_old_connections()
 
