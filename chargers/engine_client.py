@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from simulator import contract
+from simulator.contract.traffic import EVENT_TRAFFIC_RESULT, TrafficResult, traffic_command
 
 NO_WORKER = "no simulator worker is running for this charger"
 NOT_FINISHED = "the simulator did not finish in time"
@@ -242,6 +243,44 @@ class EngineClient:
                 if reply.get("message"):
                     outcome.refused.append(str(reply["message"]))
         outcome.missing.sort()
+
+    async def traffic(
+        self,
+        action: str,
+        location_id: int,
+        *,
+        profile: Mapping[str, Any] | None = None,
+        duration: float | None = None,
+        seed: int | None = None,
+        speed: float | None = None,
+    ) -> tuple[list[TrafficResult], list[int]]:
+        """Start, stop or report a site's background traffic on every shard (each worker
+        drives the site's chargers it runs): the answers, by shard, and the shards that did
+        not answer within `ack_seconds` (no worker runs them)."""
+        channel = await self.layer.new_channel()
+        request_id = uuid.uuid4().hex
+        message = traffic_command(
+            action,
+            location_id,
+            channel,
+            request_id,
+            profile=profile,
+            duration=duration,
+            seed=seed,
+            speed=speed,
+        )
+        for shard in range(self.shards):
+            await self.layer.group_send(contract.engine_group(shard), message)
+        deadline = asyncio.get_running_loop().time() + self.ack_seconds
+        answers: dict[int, TrafficResult] = {}
+        while len(answers) < self.shards:
+            reply = await self._receive(channel, {request_id}, deadline)
+            if reply is None:
+                break
+            if reply.get("type") == EVENT_TRAFFIC_RESULT:
+                answers[int(reply["shard"])] = cast(TrafficResult, reply)
+        missing = [s for s in range(self.shards) if s not in answers]
+        return [answers[s] for s in sorted(answers)], missing
 
     # -- the reply channel -------------------------------------------------------------------
 
