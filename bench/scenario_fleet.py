@@ -302,7 +302,7 @@ def bulk_driver(n: int, csms_url: str) -> int:
             if not all(ready):
                 print(f"the worker did not load the {n} chargers", flush=True)
                 return 1
-            steps = [
+            steps: list[tuple[str, dict[str, Any], str]] = [
                 ("connect", {}, contract.ACCEPTED),
                 ("plug_in", {}, "Preparing"),
                 ("present_id_tag", {"id_tag": ID_TAG}, "Charging"),
