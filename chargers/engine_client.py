@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -36,6 +37,11 @@ ERROR_TIMEOUT = "timeout"
 
 ACK_SECONDS = 4.0
 RESULT_SECONDS = 60.0
+# Sends in flight at once per event loop: each holds one of the Redis layer's pooled
+# connections (100 by default, and redis-py raises MaxConnectionsError past them rather
+# than wait), so a thousand concurrent requests (a scenario across 1,000 chargers) queue
+# here instead of failing.
+MAX_CONCURRENT_SENDS = 50
 
 
 class EngineError(Exception):
@@ -89,6 +95,17 @@ class EngineClient:
         self.shards = shards if shards is not None else settings.CHARGESIM_SHARDS
         self.ack_seconds = ack_seconds
         self.result_seconds = result_seconds
+        self._sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _group_send(self, group: str, message: Any) -> None:
+        loop = asyncio.get_running_loop()
+        sends = self._sends.get(loop)
+        if sends is None:
+            sends = self._sends[loop] = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+        async with sends:
+            await self.layer.group_send(group, message)
 
     def shard_of(self, charge_point_id: str) -> int:
         return contract.shard_of(charge_point_id, self.shards)
@@ -112,7 +129,7 @@ class EngineClient:
             command, charger_pk, args or {}, channel, request_id, wait_for=wait_for
         )
         group = contract.engine_group(self.shard_of(charge_point_id))
-        await self.layer.group_send(group, message)
+        await self._group_send(group, message)
         loop = asyncio.get_running_loop()
         reply = await self._receive(channel, {request_id}, loop.time() + self.ack_seconds)
         if reply is None:
@@ -144,7 +161,7 @@ class EngineClient:
         request_id = uuid.uuid4().hex
         message = contract.summary_request(channel, request_id)
         for shard in range(self.shards):
-            await self.layer.group_send(contract.engine_group(shard), message)
+            await self._group_send(contract.engine_group(shard), message)
         deadline = asyncio.get_running_loop().time() + self.ack_seconds
         answers: dict[int, contract.ShardSummary] = {}
         while len(answers) < self.shards:
@@ -196,7 +213,7 @@ class EngineClient:
             message = contract.bulk_command(
                 command, args or {}, sends[shard], channel, request_id, wait_for=wait_for
             )
-            await self.layer.group_send(contract.engine_group(shard), message)
+            await self._group_send(contract.engine_group(shard), message)
         outcome = BulkOutcome(asked=sorted(sends))
         await self._gather_bulk(channel, shard_of_request, outcome, _wait_seconds(wait_for))
         expected = dict(known or {})
@@ -270,7 +287,7 @@ class EngineClient:
             speed=speed,
         )
         for shard in range(self.shards):
-            await self.layer.group_send(contract.engine_group(shard), message)
+            await self._group_send(contract.engine_group(shard), message)
         deadline = asyncio.get_running_loop().time() + self.ack_seconds
         answers: dict[int, TrafficResult] = {}
         while len(answers) < self.shards:
