@@ -42,6 +42,11 @@ RESULT_SECONDS = 60.0
 # than wait), so a thousand concurrent requests (a scenario across 1,000 chargers) queue
 # here instead of failing.
 MAX_CONCURRENT_SENDS = 50
+# Single-charger requests in flight at once per event loop: their acknowledgements and
+# results share this process's one Redis list of replies (capacity 1,500 for all its
+# reply channels; a worker drops a reply to a full one), so a thousand at once would lose
+# replies and read as "no worker".
+MAX_IN_FLIGHT = 200
 
 
 class EngineError(Exception):
@@ -98,13 +103,12 @@ class EngineClient:
         self._sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def _group_send(self, group: str, message: Any) -> None:
-        loop = asyncio.get_running_loop()
-        sends = self._sends.get(loop)
-        if sends is None:
-            sends = self._sends[loop] = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
-        async with sends:
+        async with _per_loop(self._sends, MAX_CONCURRENT_SENDS):
             await self.layer.group_send(group, message)
 
     def shard_of(self, charge_point_id: str) -> int:
@@ -123,6 +127,17 @@ class EngineClient:
     ) -> contract.CommandResult:
         """Run a drive command (or `state`) on one charger; its result, which carries the
         charger's state afterwards. Raises NoWorker or NotFinished."""
+        async with _per_loop(self._in_flight, MAX_IN_FLIGHT):
+            return await self._command(charger_pk, charge_point_id, command, args, wait_for)
+
+    async def _command(
+        self,
+        charger_pk: int,
+        charge_point_id: str,
+        command: str,
+        args: Mapping[str, Any] | None,
+        wait_for: contract.WaitFor | None,
+    ) -> contract.CommandResult:
         channel = await self.layer.new_channel()
         request_id = uuid.uuid4().hex
         message = contract.engine_command(
@@ -316,6 +331,18 @@ class EngineClient:
                 return None
             if isinstance(message, dict) and message.get("request_id") in request_ids:
                 return message
+
+
+def _per_loop(
+    semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore],
+    size: int,
+) -> asyncio.Semaphore:
+    """The running loop's semaphore (a client may serve more than one loop in its life)."""
+    loop = asyncio.get_running_loop()
+    semaphore = semaphores.get(loop)
+    if semaphore is None:
+        semaphore = semaphores[loop] = asyncio.Semaphore(size)
+    return semaphore
 
 
 def add_up(summaries: Iterable[contract.FleetCounts]) -> contract.FleetCounts:

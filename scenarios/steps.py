@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import time
 import urllib.error
 import urllib.request
@@ -144,6 +145,71 @@ def _action(command: str, keys: Mapping[str, str] = {}) -> Handler:
         return str(result.get("message") or "done")
 
     return handler
+
+
+# Statuses a presented idTag may be refused with (OCPP 1.6 AuthorizationStatus).
+REFUSALS = frozenset({"Blocked", "Expired", "Invalid", "ConcurrentTx"})
+_NOT_ACCEPTED = re.compile(r"was not accepted \((\w+)\)")
+
+
+async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
+    """A driver presents an idTag; with `expect: refused` (or a status), the step passes
+    when the CSMS refused it: its answer to the charger's Authorize, or to the
+    StartTransaction of a tag the charger let start from its cache or local list."""
+    if "expect" not in args:
+        return await _present_id_tag(ctx, args)
+    expected = str(args["expect"])
+    id_tag = str(args["id_tag"])
+    within = duration(args.get("timeout", DEFAULT_TIMEOUT))
+    since = time.time()
+    sent = {"connector_id": _connector(args), "id_tag": id_tag}
+    refused_here: str | None = None
+    try:
+        await ctx.command("present_id_tag", sent)
+    except StepFailed as exc:
+        found = _NOT_ACCEPTED.search(str(exc))
+        if found is None:
+            raise  # not a refusal: e.g. the connector is faulted
+        refused_here = found.group(1)
+
+    def decided(frames: list[Frame]) -> tuple[str, str] | None:
+        calls = {
+            f.message_id: f
+            for f in frames
+            if f.direction == "out"
+            and f.message_type == CALL
+            and f.action in ("Authorize", "StartTransaction")
+            and f.at >= since - 1.0  # the frame's clock is the worker's
+            and isinstance(f.payload, dict)
+            and f.payload.get("idTag") == id_tag
+        }
+        accepted: tuple[str, str] | None = None
+        for frame in frames:
+            call = calls.get(frame.message_id)
+            if call is None or frame.direction != "in" or frame.message_type != CALLRESULT:
+                continue
+            status = answer_status(call.action, frame.payload) or "?"
+            if status != "Accepted":
+                return call.action, status
+            if call.action == "StartTransaction":
+                accepted = (call.action, status)
+        return accepted
+
+    outcome = await ctx.watch.wait_for(ctx.target.pk, decided, ctx.deadline(within))
+    if outcome is None and refused_here is not None:
+        # Refused by the charger without asking (its local list or cache said so).
+        outcome = ("the charger's local authorization", refused_here)
+    if outcome is None:
+        raise StepFailed(f"no answer refused or accepted idTag {id_tag} within {within:g} s")
+    source, status = outcome
+    if status == "Accepted":
+        raise StepFailed(f"the CSMS accepted idTag {id_tag} ({source}), expected it {expected}")
+    if expected != "refused" and status != expected:
+        raise StepFailed(f"idTag {id_tag} was refused {status} ({source}), expected {expected}")
+    return f"idTag {id_tag} refused: {status} ({source})"
+
+
+_present_id_tag = _action("present_id_tag", {"id_tag": "id_tag"})
 
 
 # -- waits ------------------------------------------------------------------------------------
@@ -624,7 +690,7 @@ STEPS: dict[str, Handler] = {
     "plug_in": _action(
         "plug_in", {"soc": "soc", "target_soc": "target_soc", "vehicle_id": "vehicle_id"}
     ),
-    "present_id_tag": _action("present_id_tag", {"id_tag": "id_tag"}),
+    "present_id_tag": present_id_tag,
     "stop": _action("stop"),
     "unplug": _action("unplug"),
     "fault": _action("inject_fault", {"error_code": "error_code", "info": "info"}),
