@@ -497,6 +497,8 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
+        elif kind == "present_id_tag" and "expect" in args and "wait" in args:
+            errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
         for key in DURATION_KEYS & set(args):
             try:
                 seconds = duration(args[key])

@@ -179,7 +179,7 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
             if f.direction == "out"
             and f.message_type == CALL
             and f.action in ("Authorize", "StartTransaction")
-            and f.at >= since - 1.0  # the frame's clock is the worker's
+            and f.at >= since
             and isinstance(f.payload, dict)
             and f.payload.get("idTag") == id_tag
         }

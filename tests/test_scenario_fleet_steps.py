@@ -269,3 +269,46 @@ def test_bad_fleet_steps_are_refused_before_the_run(chargers: str, step: str, er
     assert any(f"{e.path}: {e.message}".startswith(error) for e in caught.value.errors), (
         caught.value.errors
     )
+
+
+async def test_a_tag_presented_locally_passes_when_refused_and_fails_when_accepted(
+    csms: CentralSystem,
+) -> None:
+    csms.authorize["LOCAL-BAD"] = "Blocked"
+    run = await run_scenario(
+        """\
+        name: local-refusal
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - present_id_tag: {id_tag: LOCAL-BAD, expect: refused}
+          - present_id_tag: {id_tag: LOCAL-BAD, expect: Blocked}
+          - expect: {status: Preparing}
+          - present_id_tag: {id_tag: LOCAL-BAD, expect: Invalid}
+        """,
+        csms,
+    )
+    [[refused, blocked, preparing, wrong]] = steps_of(run)
+    assert refused == ("passed", "idTag LOCAL-BAD refused: Blocked (Authorize)")
+    assert blocked == ("passed", "idTag LOCAL-BAD refused: Blocked (Authorize)")
+    assert preparing[0] == "passed"
+    assert wrong[0] == "failed"
+    assert wrong[1].endswith("idTag LOCAL-BAD was refused Blocked (Authorize), expected Invalid")
+
+    run = await run_scenario(
+        """\
+        name: local-accepted
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - present_id_tag: {id_tag: LOCAL-GOOD, expect: refused}
+        """,
+        csms,
+    )
+    [[_, accepted]] = steps_of(run)
+    assert accepted[0] == "failed"
+    assert accepted[1].endswith(
+        "the CSMS accepted idTag LOCAL-GOOD (StartTransaction), expected it refused"
+    )
