@@ -289,7 +289,7 @@ async def test_a_tag_presented_locally_passes_when_refused_and_fails_when_accept
         """,
         csms,
     )
-    [[refused, blocked, preparing, wrong]] = steps_of(run)
+    [[_, refused, blocked, preparing, wrong]] = steps_of(run)
     assert refused == ("passed", "idTag LOCAL-BAD refused: Blocked (Authorize)")
     assert blocked == ("passed", "idTag LOCAL-BAD refused: Blocked (Authorize)")
     assert preparing[0] == "passed"
