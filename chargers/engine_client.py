@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,6 +27,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from simulator import contract
+from simulator.contract.traffic import EVENT_TRAFFIC_RESULT, TrafficResult, traffic_command
 
 NO_WORKER = "no simulator worker is running for this charger"
 NOT_FINISHED = "the simulator did not finish in time"
@@ -35,6 +37,16 @@ ERROR_TIMEOUT = "timeout"
 
 ACK_SECONDS = 4.0
 RESULT_SECONDS = 60.0
+# Sends in flight at once per event loop: each holds one of the Redis layer's pooled
+# connections (100 by default, and redis-py raises MaxConnectionsError past them rather
+# than wait), so a thousand concurrent requests (a scenario across 1,000 chargers) queue
+# here instead of failing.
+MAX_CONCURRENT_SENDS = 50
+# Single-charger requests in flight at once per event loop: their acknowledgements and
+# results share this process's one Redis list of replies (capacity 1,500 for all its
+# reply channels; a worker drops a reply to a full one), so a thousand at once would lose
+# replies and read as "no worker".
+MAX_IN_FLIGHT = 200
 
 
 class EngineError(Exception):
@@ -88,6 +100,16 @@ class EngineClient:
         self.shards = shards if shards is not None else settings.CHARGESIM_SHARDS
         self.ack_seconds = ack_seconds
         self.result_seconds = result_seconds
+        self._sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _group_send(self, group: str, message: Any) -> None:
+        async with _per_loop(self._sends, MAX_CONCURRENT_SENDS):
+            await self.layer.group_send(group, message)
 
     def shard_of(self, charge_point_id: str) -> int:
         return contract.shard_of(charge_point_id, self.shards)
@@ -105,13 +127,24 @@ class EngineClient:
     ) -> contract.CommandResult:
         """Run a drive command (or `state`) on one charger; its result, which carries the
         charger's state afterwards. Raises NoWorker or NotFinished."""
+        async with _per_loop(self._in_flight, MAX_IN_FLIGHT):
+            return await self._command(charger_pk, charge_point_id, command, args, wait_for)
+
+    async def _command(
+        self,
+        charger_pk: int,
+        charge_point_id: str,
+        command: str,
+        args: Mapping[str, Any] | None,
+        wait_for: contract.WaitFor | None,
+    ) -> contract.CommandResult:
         channel = await self.layer.new_channel()
         request_id = uuid.uuid4().hex
         message = contract.engine_command(
             command, charger_pk, args or {}, channel, request_id, wait_for=wait_for
         )
         group = contract.engine_group(self.shard_of(charge_point_id))
-        await self.layer.group_send(group, message)
+        await self._group_send(group, message)
         loop = asyncio.get_running_loop()
         reply = await self._receive(channel, {request_id}, loop.time() + self.ack_seconds)
         if reply is None:
@@ -143,7 +176,7 @@ class EngineClient:
         request_id = uuid.uuid4().hex
         message = contract.summary_request(channel, request_id)
         for shard in range(self.shards):
-            await self.layer.group_send(contract.engine_group(shard), message)
+            await self._group_send(contract.engine_group(shard), message)
         deadline = asyncio.get_running_loop().time() + self.ack_seconds
         answers: dict[int, contract.ShardSummary] = {}
         while len(answers) < self.shards:
@@ -195,7 +228,7 @@ class EngineClient:
             message = contract.bulk_command(
                 command, args or {}, sends[shard], channel, request_id, wait_for=wait_for
             )
-            await self.layer.group_send(contract.engine_group(shard), message)
+            await self._group_send(contract.engine_group(shard), message)
         outcome = BulkOutcome(asked=sorted(sends))
         await self._gather_bulk(channel, shard_of_request, outcome, _wait_seconds(wait_for))
         expected = dict(known or {})
@@ -243,6 +276,44 @@ class EngineClient:
                     outcome.refused.append(str(reply["message"]))
         outcome.missing.sort()
 
+    async def traffic(
+        self,
+        action: str,
+        location_id: int,
+        *,
+        profile: Mapping[str, Any] | None = None,
+        duration: float | None = None,
+        seed: int | None = None,
+        speed: float | None = None,
+    ) -> tuple[list[TrafficResult], list[int]]:
+        """Start, stop or report a site's background traffic on every shard (each worker
+        drives the site's chargers it runs): the answers, by shard, and the shards that did
+        not answer within `ack_seconds` (no worker runs them)."""
+        channel = await self.layer.new_channel()
+        request_id = uuid.uuid4().hex
+        message = traffic_command(
+            action,
+            location_id,
+            channel,
+            request_id,
+            profile=profile,
+            duration=duration,
+            seed=seed,
+            speed=speed,
+        )
+        for shard in range(self.shards):
+            await self._group_send(contract.engine_group(shard), message)
+        deadline = asyncio.get_running_loop().time() + self.ack_seconds
+        answers: dict[int, TrafficResult] = {}
+        while len(answers) < self.shards:
+            reply = await self._receive(channel, {request_id}, deadline)
+            if reply is None:
+                break
+            if reply.get("type") == EVENT_TRAFFIC_RESULT:
+                answers[int(reply["shard"])] = cast(TrafficResult, reply)
+        missing = [s for s in range(self.shards) if s not in answers]
+        return [answers[s] for s in sorted(answers)], missing
+
     # -- the reply channel -------------------------------------------------------------------
 
     async def _receive(
@@ -260,6 +331,18 @@ class EngineClient:
                 return None
             if isinstance(message, dict) and message.get("request_id") in request_ids:
                 return message
+
+
+def _per_loop(
+    semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore],
+    size: int,
+) -> asyncio.Semaphore:
+    """The running loop's semaphore (a client may serve more than one loop in its life)."""
+    loop = asyncio.get_running_loop()
+    semaphore = semaphores.get(loop)
+    if semaphore is None:
+        semaphore = semaphores[loop] = asyncio.Semaphore(size)
+    return semaphore
 
 
 def add_up(summaries: Iterable[contract.FleetCounts]) -> contract.FleetCounts:

@@ -46,10 +46,23 @@ EXPECT_VARIANTS: dict[str, frozenset[str]] = {
     "answer": frozenset({"status", "payload", "call_error", "within"}),
     "heartbeat_interval_at_least": frozenset(),
     "answers_within": frozenset(),
+    "response_time": frozenset(),
     "status": frozenset({"connector"}),
 }
+# The percentiles a `response_time` expectation may bound (name -> q); `max` is the slowest.
+PERCENTILES: dict[str, float] = {
+    "p50": 50.0,
+    "p90": 90.0,
+    "p95": 95.0,
+    "p99": 99.0,
+    "p999": 99.9,
+    "max": 100.0,
+}
+TRAFFIC_START_KEYS = frozenset({"duration", "speed", "profile", "wait", "timeout"})
 # Step arguments that are durations.
-DURATION_KEYS = frozenset({"timeout", "within", "seconds", "delay", "cut", "answers_within"})
+DURATION_KEYS = frozenset(
+    {"timeout", "within", "seconds", "delay", "cut", "answers_within", "duration"}
+)
 OVERRIDE_ANSWERS = ("status", "call_error", "delay", "no_answer")
 # A network step: one of these groups (the conditions go together).
 NETWORK_GROUPS: dict[str, frozenset[str]] = {
@@ -152,6 +165,7 @@ def parse(
     steps = data.get("steps")
     if isinstance(steps, list):
         _check_steps(steps, errors, skip=broken)
+        _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -477,10 +491,14 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
             _check_variant(args, WAIT_VARIANTS, path, errors, "wait")
         elif kind == "expect":
             _check_variant(args, EXPECT_VARIANTS, path, errors, "expect")
+            if isinstance(args.get("response_time"), dict):
+                _check_response_time(args["response_time"], (*path, "response_time"), errors)
         elif kind == "network":
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
+        elif kind == "present_id_tag" and "expect" in args and "wait" in args:
+            errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
         for key in DURATION_KEYS & set(args):
             try:
                 seconds = duration(args[key])
@@ -512,6 +530,37 @@ def _check_variant(
     for key in args:
         if key not in allowed:
             errors.add((*path, key), f"'{key}' does not go with {kind}: {main[0]}", at_key=True)
+
+
+def _check_response_time(spec: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    if not PERCENTILES.keys() & set(spec):
+        errors.add(path, f"needs at least one of: {', '.join(PERCENTILES)}")
+
+
+def _check_traffic_steps(
+    steps: list[Any], chargers: Any, errors: _Errors, *, skip: set[int]
+) -> None:
+    """A traffic step acts on a location: the scenario's chargers must be one (a location,
+    or a template's chargers, made at one); `stop` goes alone; `wait` needs a duration."""
+    for n, item in enumerate(steps):
+        if n in skip or not isinstance(item, dict) or "traffic" not in item:
+            continue
+        path: Path_ = ("steps", n, "traffic")
+        args = item["traffic"] if isinstance(item["traffic"], dict) else {}
+        if isinstance(chargers, dict) and not {"location", "template"} & set(chargers):
+            errors.add(
+                path,
+                "traffic runs at a location: give the scenario's chargers as "
+                "`location: NAME` or a `template` (at its location)",
+            )
+        if args.get("stop"):
+            extra = sorted(TRAFFIC_START_KEYS & set(args))
+            if extra:
+                errors.add(path, f"stop goes alone, not with {', '.join(extra)}")
+        elif "stop" in args:
+            errors.add((*path, "stop"), "stop: true, or leave it out to start", at_key=True)
+        elif args.get("wait") and "duration" not in args:
+            errors.add(path, "wait: true needs a duration (traffic without one never ends)")
 
 
 def _check_network(args: dict[str, Any], path: Path_, errors: _Errors) -> None:

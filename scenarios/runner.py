@@ -39,7 +39,7 @@ from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import ScenarioRun
-from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target
+from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.watch import Watch
 from simulator import contract
 from vehicles.models import VehicleModel
@@ -95,6 +95,7 @@ class ChargerRun:
     steps: list[dict[str, Any]] = field(default_factory=list)
     status: str = PASSED
     message: str = ""
+    position: int = -1  # the index of the step it is at (len(steps): done)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +135,11 @@ class Runner:
         self.watch: Watch | None = None
         self._t0 = 0.0  # loop time of the start
         self._started_at = 0.0  # Unix time of the start
+        # Fleet steps (`is_fleet_step`): the chargers' positions, and each such step's one
+        # verdict (by step index), shared by every charger that reached it.
+        self._moved = asyncio.Condition()
+        self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
+        self.location = _location_of(scenario.chargers)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -389,15 +395,28 @@ class Runner:
                 failed = f"{target.charge_point_id} did not connect: {exc}"
                 charger.status, charger.message = ERROR, failed
         for step in self.scenario.steps:
+            await self._move(charger, step.index)
             if failed is not None:
                 charger.steps.append(_verdict(step, SKIPPED, f"skipped after: {failed}", 0.0, 0.0))
                 continue
             started = loop.time()
             ctx = StepContext(
-                self.client, self.watch, target, rng, since, self._started_at, started
+                self.client,
+                self.watch,
+                target,
+                rng,
+                since,
+                self._started_at,
+                started,
+                seed=self.seed,
+                location=self.location,
+                fleet=[c.target for c in self.chargers],
             )
             since = time.time()
-            status, message = await self._run_step(step, ctx, values)
+            if is_fleet_step(step.kind, step.args):
+                status, message = await self._run_fleet_step(step, ctx, values)
+            else:
+                status, message = await self._run_step(step, ctx, values)
             took = loop.time() - started
             charger.steps.append(_verdict(step, status, message, started - self._t0, took))
             self.progress(
@@ -407,11 +426,31 @@ class Runner:
             if status != PASSED:
                 failed = message
                 charger.status, charger.message = status, message
+        await self._move(charger, len(self.scenario.steps))
 
-    async def _run_step(
+    async def _move(self, charger: ChargerRun, position: int) -> None:
+        async with self._moved:
+            charger.position = position
+            self._moved.notify_all()
+
+    async def _run_fleet_step(
         self, step: Step, ctx: StepContext, values: dict[str, Any]
     ) -> tuple[str, str]:
-        where = f"{step.label} on {ctx.target.charge_point_id}"
+        """Run a fleet step once, when every charger has reached it or gone past it (a
+        charger whose earlier step failed skips it); every charger here gets its verdict."""
+        async with self._moved:
+            await self._moved.wait_for(lambda: all(c.position >= step.index for c in self.chargers))
+        shared = self._fleet_verdicts.get(step.index)
+        if shared is None:
+            where = f"{step.label} on the run's {len(self.chargers)} chargers"
+            shared = asyncio.ensure_future(self._run_step(step, ctx, values, where=where))
+            self._fleet_verdicts[step.index] = shared
+        return await asyncio.shield(shared)
+
+    async def _run_step(
+        self, step: Step, ctx: StepContext, values: dict[str, Any], *, where: str = ""
+    ) -> tuple[str, str]:
+        where = where or f"{step.label} on {ctx.target.charge_point_id}"
         handler = STEPS.get(step.kind)
         if handler is None:
             return ERROR, f"{where}: this runner has no step kind {step.kind!r}"
@@ -447,6 +486,15 @@ def _verdict(step: Step, status: str, message: str, started: float, took: float)
         "started": round(started, 3),
         "duration": round(took, 3),
     }
+
+
+def _location_of(chargers: dict[str, Any]) -> str | None:
+    """The location the scenario's chargers are at, by name (a traffic step's), if one."""
+    if "location" in chargers:
+        return str(chargers["location"])
+    if "template" in chargers:
+        return str(chargers["template"].get("location") or DEFAULT_LOCATION)
+    return None
 
 
 def _vehicle(name: Any) -> VehicleModel:

@@ -21,6 +21,10 @@ from scenarios.models import ScenarioRun
 from scenarios.runner import EngineHost, Options, Progress, Runner
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_FILE = 0, 1, 2
+# How long a worker may take to acknowledge a request: longer than an API call's, since a
+# scenario across a thousand chargers sends a burst of them to a worker that is busy with
+# those same chargers (and this process reads its replies one at a time).
+ACK_SECONDS = 15.0
 
 
 def load_files(
@@ -45,7 +49,7 @@ class Session:
     progress: Progress
 
     async def run(self, client: EngineClient | None = None) -> list[ScenarioRun]:
-        client = client or EngineClient()
+        client = client or EngineClient(ack_seconds=ACK_SECONDS)
         runs = []
         for scenario in self.scenarios:
             self.progress(f"{scenario.name} ({scenario.file}): running")

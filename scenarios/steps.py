@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from channels.db import database_sync_to_async
+
 from chargers.engine_client import EngineClient, EngineError
-from scenarios.format import duration
+from locations.models import Location
+from scenarios.format import PERCENTILES, duration
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
+from simulator.contract.traffic import TrafficResult
 
 DEFAULT_TIMEOUT = 30.0
 # Answers whose status sits in idTagInfo rather than at the top.
@@ -63,6 +69,9 @@ class StepContext:
     since: float  # Unix time: frames from here on count (the previous step's start)
     run_started: float  # Unix time
     started: float  # loop time of this step's start
+    seed: int = 0  # the run's seed (a fleet step's randomness comes from it)
+    location: str | None = None  # the scenario's location (its chargers'), by name
+    fleet: list[Target] = field(default_factory=list)  # every charger of the run
 
     async def command(
         self, command: str, args: Mapping[str, Any], wait_for: contract.WaitFor | None = None
@@ -93,6 +102,16 @@ class StepContext:
 
 
 Handler = Callable[[StepContext, dict[str, Any]], Awaitable[str]]
+
+
+def is_fleet_step(kind: str, args: Mapping[str, Any]) -> bool:
+    """A step that acts on (or judges) the whole run, not one charger: the runner runs it
+    once, when every charger has reached it (or stopped before it), and gives each charger
+    that reached it the same verdict."""
+    if kind == "traffic":
+        return True
+    spec = args.get("response_time") if kind == "expect" else None
+    return isinstance(spec, Mapping) and bool(spec.get("fleet"))
 
 
 def _condition(condition: str) -> str:
@@ -126,6 +145,71 @@ def _action(command: str, keys: Mapping[str, str] = {}) -> Handler:
         return str(result.get("message") or "done")
 
     return handler
+
+
+# Statuses a presented idTag may be refused with (OCPP 1.6 AuthorizationStatus).
+REFUSALS = frozenset({"Blocked", "Expired", "Invalid", "ConcurrentTx"})
+_NOT_ACCEPTED = re.compile(r"was not accepted \((\w+)\)")
+
+
+async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
+    """A driver presents an idTag; with `expect: refused` (or a status), the step passes
+    when the CSMS refused it: its answer to the charger's Authorize, or to the
+    StartTransaction of a tag the charger let start from its cache or local list."""
+    if "expect" not in args:
+        return await _present_id_tag(ctx, args)
+    expected = str(args["expect"])
+    id_tag = str(args["id_tag"])
+    within = duration(args.get("timeout", DEFAULT_TIMEOUT))
+    since = time.time()
+    sent = {"connector_id": _connector(args), "id_tag": id_tag}
+    refused_here: str | None = None
+    try:
+        await ctx.command("present_id_tag", sent)
+    except StepFailed as exc:
+        found = _NOT_ACCEPTED.search(str(exc))
+        if found is None:
+            raise  # not a refusal: e.g. the connector is faulted
+        refused_here = found.group(1)
+
+    def decided(frames: list[Frame]) -> tuple[str, str] | None:
+        calls = {
+            f.message_id: f
+            for f in frames
+            if f.direction == "out"
+            and f.message_type == CALL
+            and f.action in ("Authorize", "StartTransaction")
+            and f.at >= since
+            and isinstance(f.payload, dict)
+            and f.payload.get("idTag") == id_tag
+        }
+        accepted: tuple[str, str] | None = None
+        for frame in frames:
+            call = calls.get(frame.message_id)
+            if call is None or frame.direction != "in" or frame.message_type != CALLRESULT:
+                continue
+            status = answer_status(call.action, frame.payload) or "?"
+            if status != "Accepted":
+                return call.action, status
+            if call.action == "StartTransaction":
+                accepted = (call.action, status)
+        return accepted
+
+    outcome = await ctx.watch.wait_for(ctx.target.pk, decided, ctx.deadline(within))
+    if outcome is None and refused_here is not None:
+        # Refused by the charger without asking (its local list or cache said so).
+        outcome = ("the charger's local authorization", refused_here)
+    if outcome is None:
+        raise StepFailed(f"no answer refused or accepted idTag {id_tag} within {within:g} s")
+    source, status = outcome
+    if status == "Accepted":
+        raise StepFailed(f"the CSMS accepted idTag {id_tag} ({source}), expected it {expected}")
+    if expected != "refused" and status != expected:
+        raise StepFailed(f"idTag {id_tag} was refused {status} ({source}), expected {expected}")
+    return f"idTag {id_tag} refused: {status} ({source})"
+
+
+_present_id_tag = _action("present_id_tag", {"id_tag": "id_tag"})
 
 
 # -- waits ------------------------------------------------------------------------------------
@@ -208,6 +292,8 @@ async def expect(ctx: StepContext, args: dict[str, Any]) -> str:
         return await _expect_heartbeat(ctx, float(args["heartbeat_interval_at_least"]))
     if "answers_within" in args:
         return await _expect_answers_within(ctx, duration(args["answers_within"]))
+    if "response_time" in args:
+        return await _expect_response_time(ctx, args["response_time"])
     return await _expect_status(ctx, str(args["status"]), _connector(args))
 
 
@@ -362,6 +448,73 @@ async def _expect_answers_within(ctx: StepContext, limit: float) -> str:
     return f"{len(calls)} CALLs answered, the slowest in {slowest:.2f} s"
 
 
+async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> str:
+    limits = {name: duration(spec[name]) for name in PERCENTILES if name in spec}
+    action = spec.get("action")
+    fleet = bool(spec.get("fleet"))
+    targets = ctx.fleet if fleet else [ctx.target]
+    await ctx.watch.settle()
+    now = time.time() - ctx.watch.settle_seconds  # what has arrived is known up to here
+    times: list[float] = []
+    for target in targets:
+        times += response_times(
+            ctx.watch.frames.get(target.pk, []), now, max(limits.values()), action
+        )
+    which = f"{action} " if action else ""
+    whose = f"of {len(targets)} chargers " if fleet else ""
+    if not times:
+        raise StepFailed(f"no {which}CALL {whose}was answered during the run: nothing to measure")
+    times.sort()
+    unanswered = sum(1 for t in times if math.isinf(t))
+    shown = []
+    for name, limit in limits.items():
+        value = percentile(times, PERCENTILES[name])
+        if value > limit:
+            got = (
+                f"no answer ({unanswered} of {len(times)} CALLs unanswered)"
+                if math.isinf(value)
+                else f"{value:.3f} s"
+            )
+            raise StepFailed(
+                f"the {name} response time of {len(times)} {which}CALLs {whose}is {got}, "
+                f"limit {limit:g} s"
+            )
+        shown.append(f"{name} {value:.3f} s")
+    return f"{len(times)} {which}CALLs {whose}answered: {', '.join(shown)}"
+
+
+def response_times(
+    frames: list[Frame], now: float, grace: float, action: str | None = None
+) -> list[float]:
+    """Seconds from each CALL the charger sent (of `action`, or all) to the CSMS's answer
+    (CALLRESULT or CALLERROR); an unanswered CALL counts as infinitely slow once it is
+    older than `grace` (a younger one may still be answered: it is left out)."""
+    answers = {
+        f.message_id: f.at
+        for f in frames
+        if f.direction == "in" and f.message_type in (CALLRESULT, CALLERROR)
+    }
+    times = []
+    for frame in frames:
+        if frame.direction != "out" or frame.message_type != CALL:
+            continue
+        if action is not None and frame.action != action:
+            continue
+        answered = answers.get(frame.message_id)
+        if answered is not None:
+            times.append(max(answered - frame.at, 0.0))
+        elif now - frame.at > grace:
+            times.append(math.inf)
+    return times
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..100] of sorted values: the smallest value with
+    at least q % of the values at or below it (so p99 of 100 values is the 99th)."""
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
 async def _expect_status(ctx: StepContext, status: str, connector: int) -> str:
     result = await ctx.command(contract.STATE, {})
     charger = result.get("charger")
@@ -421,6 +574,80 @@ async def clock_skew(ctx: StepContext, args: dict[str, Any]) -> str:
     return str(result.get("message") or "clock skewed")
 
 
+# -- background traffic at the scenario's location ------------------------------------------
+
+TRAFFIC_POLL_SECONDS = 0.5
+
+
+async def traffic(ctx: StepContext, args: dict[str, Any]) -> str:
+    """Start (or stop) the arrival-profile traffic of the scenario's location on every
+    worker; with `wait`, until every worker's traffic there is over."""
+    if ctx.location is None:
+        raise StepError("the scenario has no location for its traffic (chargers: location)")
+    location_id = await database_sync_to_async(_location_id)(ctx.location)
+    where = f"traffic at {ctx.location}"
+    if args.get("stop"):
+        answers = await _traffic(ctx, "stop", location_id)
+        return f"{where} stopped: {_tally_text(answers)}"
+    started = time.time()
+    answers = await _traffic(
+        ctx,
+        "start",
+        location_id,
+        profile=args.get("profile"),
+        duration=duration(args["duration"]) if "duration" in args else None,
+        speed=float(args["speed"]) if "speed" in args else None,
+        seed=ctx.seed,
+    )
+    if not args.get("wait"):
+        return f"{where} started ({len(answers)} workers)"
+    timeout = duration(args.get("timeout", DEFAULT_TIMEOUT))
+    deadline = ctx.deadline(timeout)
+    loop = asyncio.get_running_loop()
+    while any(a.get("running", True) for a in answers):
+        if loop.time() > deadline:
+            raise StepFailed(f"{where} was not over within {timeout:g} s ({_tally_text(answers)})")
+        await asyncio.sleep(TRAFFIC_POLL_SECONDS)
+        answers = await _traffic(ctx, "status", location_id)
+    return f"{where} over after {time.time() - started:.1f} s: {_tally_text(answers)}"
+
+
+def _location_id(name: str) -> int:
+    found = Location.objects.filter(name=name).values_list("pk", flat=True).first()
+    if found is None:
+        raise StepError(f"no location named {name!r}")
+    return int(found)
+
+
+async def _traffic(
+    ctx: StepContext, action: str, location_id: int, **kwargs: Any
+) -> list[TrafficResult]:
+    try:
+        answers, missing = await ctx.client.traffic(action, location_id, **kwargs)
+    except EngineError as exc:
+        raise StepError(str(exc)) from None
+    if missing:
+        shards = ", ".join(str(s) for s in missing)
+        raise StepError(f"no simulator worker answered the traffic {action} (shard {shards})")
+    for answer in answers:
+        if not answer.get("ok"):
+            refused = answer.get("message") or f"traffic {action} was refused"
+            field = answer.get("field")
+            raise StepFailed(f"{refused} (field {field})" if field else refused)
+    return answers
+
+
+def _tally_text(answers: list[TrafficResult]) -> str:
+    total: dict[str, int] = {}
+    for answer in answers:
+        tally = answer.get("tally")
+        for key, count in dict(tally or {}).items():
+            total[key] = total.get(key, 0) + int(str(count))
+    if not total:
+        return "no traffic there"
+    return ", ".join(f"{count} {key.replace('_', ' ')}" for key, count in total.items())
+
+
 # -- making the CSMS act ----------------------------------------------------------------------
 
 
@@ -463,7 +690,7 @@ STEPS: dict[str, Handler] = {
     "plug_in": _action(
         "plug_in", {"soc": "soc", "target_soc": "target_soc", "vehicle_id": "vehicle_id"}
     ),
-    "present_id_tag": _action("present_id_tag", {"id_tag": "id_tag"}),
+    "present_id_tag": present_id_tag,
     "stop": _action("stop"),
     "unplug": _action("unplug"),
     "fault": _action("inject_fault", {"error_code": "error_code", "info": "info"}),
@@ -478,4 +705,5 @@ STEPS: dict[str, Handler] = {
     "close": close,
     "clock_skew": clock_skew,
     "trigger": trigger,
+    "traffic": traffic,
 }

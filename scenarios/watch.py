@@ -34,6 +34,9 @@ MAX_EVENTS = 200_000
 MAX_FRAMES_PER_CHARGER = 50_000
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+# How long stop() keeps cancelling its tasks, and how often.
+STOP_SECONDS = 30.0
+STOP_RETRY_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +110,18 @@ class Watch:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A cancellation that lands inside the Redis layer's blocking read can be swallowed
+        # there (the read is retried, and the task goes on receiving): cancel again until
+        # the tasks end, within a bound, rather than wait for them forever.
+        pending = set(self._tasks)
+        deadline = asyncio.get_running_loop().time() + STOP_SECONDS
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_SECONDS)
+            if pending and asyncio.get_running_loop().time() > deadline:
+                log.warning("scenario watch: %d task(s) did not stop", len(pending))
+                break
         with contextlib.suppress(Exception):
             await self._tell_workers(contract.events_unsubscribe(self.subscribe["subscription"]))
             if self._channel is not None:

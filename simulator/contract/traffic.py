@@ -278,7 +278,9 @@ def _time_zone(value: object) -> str:
 # `check_profile`; None: the site's stored profile, or the default one); `seed` and `speed`
 # default to the worker's (--traffic-seed, --traffic-speed). `stop` ends the arrivals
 # (the drivers there finish their dwell and leave); `status` only reports. Every answer carries the
-# site's tally since its last start.
+# site's tally since its last start, and `running`: whether the site's traffic is still going
+# on at that worker (arrivals to come, or drivers still there), so that a caller can wait
+# for a `start` with a duration to be over.
 
 TRAFFIC: Final = "engine.traffic"  # web or scenario runner -> every worker
 EVENT_TRAFFIC_RESULT: Final = "traffic.result"  # a worker -> the reply channel
@@ -316,6 +318,7 @@ class TrafficResult(TypedDict):
     message: str
     field: NotRequired[str]  # when a profile value was refused: its field
     tally: NotRequired[TrafficTally]
+    running: NotRequired[bool]  # whether the site's traffic goes on (arrivals or drivers)
 
 
 def traffic_command(
@@ -351,6 +354,7 @@ def traffic_result(
     *,
     field: str | None = None,
     tally: TrafficTally | None = None,
+    running: bool | None = None,
 ) -> TrafficResult:
     result: TrafficResult = {
         "type": EVENT_TRAFFIC_RESULT,
@@ -364,4 +368,6 @@ def traffic_result(
         result["field"] = field
     if tally is not None:
         result["tally"] = tally
+    if running is not None:
+        result["running"] = running
     return result

@@ -476,6 +476,7 @@ class CommandServer:
                 True,
                 text,
                 tally=None if site is None else site.tally.as_dict(),
+                running=driver.going_on(location_id),
             )
         await self._reply(reply_to, result)
 

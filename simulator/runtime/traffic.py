@@ -384,6 +384,12 @@ class TrafficDriver:
             task is not None and not task.done() and site is not None and not site.stopped.is_set()
         )
 
+    def going_on(self, location_id: int) -> bool:
+        """Whether the site's traffic is not over yet: arrivals to come, or its last drivers
+        still finishing their dwell (what `wait_site` waits for)."""
+        task = self._tasks.get(location_id)
+        return task is not None and not task.done()
+
     async def stop_site(self, location_id: int) -> SiteTally | None:
         """Stop a site's arrivals; the drivers there finish their dwell and leave as they
         would. Its tally (still counting them), or None if it had no traffic."""
