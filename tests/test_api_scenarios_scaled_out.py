@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.process import Process
 from tests.test_api_scaled_out import http
 from tests.test_scaled_out import database, deploy  # noqa: F401
@@ -60,7 +62,8 @@ def test_a_run_through_the_api_runs_on_a_celery_worker(tmp_path: Path, database:
                 state := http(running.host, token, "GET", f"/api/v1/scenarios/runs/{run['id']}")
             )["status"] in ("queued", "running"):
                 seen.add(state["status"])
-                assert time.monotonic() < deadline, state
+                if time.monotonic() > deadline:  # a hang fails, rather than blocking CI
+                    pytest.fail(f"still not done: {state}")
                 time.sleep(0.3)
             assert state["status"] == "passed", state
             assert state["chargers"] == {"passed": 4, "failed": 0, "error": 0, "total": 4}

@@ -49,7 +49,8 @@ def test_a_run_going_on_when_the_simulator_stops_is_stored_as_error(tmp_path: Pa
             chargers = state["result"].get("chargers") or []
             if chargers and chargers[0]["steps"]:
                 break  # the first step passed: the second waits
-            assert time.monotonic() < deadline, state
+            if time.monotonic() > deadline:  # a hang fails, rather than blocking CI
+                pytest.fail(f"still not done: {state}")
             time.sleep(0.2)
         sim.signal(signal.SIGTERM)
         assert sim.wait(60) == 0, sim.output[-3000:]
