@@ -277,8 +277,8 @@ async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_sa
 
 
 def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog):
-    """Row by row: an unencodable outbox payload, a profile id out of range and a charger
-    deleted meanwhile cost only their own rows; the rest of the batch is written."""
+    """Row by row: an unencodable outbox payload and a profile id out of range cost only
+    their own rows, and a charger deleted meanwhile only its own; the rest is written."""
     from django.utils import timezone
 
     from chargers.models import ChargingProfileRecord, OutboxMessage
@@ -332,7 +332,8 @@ def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog)
         (good.pk, 1),
         (bad.pk, 2),
     }
-    assert batch.rejected == {(bad.pk, 1), (gone_pk, 1)}
+    assert batch.rejected == {(bad.pk, 1)}
+    assert batch.gone == {gone_pk}  # its rows and messages go with it
     assert list(ChargingProfileRecord.objects.values_list("charger_id", "profile_id")) == [
         (bad.pk, 4)
     ]
@@ -344,8 +345,11 @@ def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog)
     logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any("CP-B " in m and "MeterValues #1" in m for m in logged), logged
     assert any("CP-B " in m and "charging profile" in m for m in logged), logged
-    assert any(f"pk {gone_pk}" in m for m in logged), logged
     assert not any("CP-G " in m for m in logged), logged
+    # A deleted charger did nothing wrong: one line, not an error per row.
+    assert not any(f"pk {gone_pk}" in m for m in logged), logged
+    deleted = [r for r in caplog.records if f"pk {gone_pk} was deleted meanwhile" in r.getMessage()]
+    assert [r.levelname for r in deleted] == ["INFO"], caplog.text
 
 
 async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_restart(csms):

@@ -655,7 +655,9 @@ class Checkpointer(Listener):
         out): it leaves the queue so that the charger's later messages are not held up.
         """
         for sink, item in batch.made_durable:
-            if (sink.charger_pk, item.seq) in batch.rejected:
+            if sink.charger_pk in batch.gone:  # deleted: its rows and messages go with it
+                sink.charger.queue.remove(item)
+            elif (sink.charger_pk, item.seq) in batch.rejected:
                 log.error(
                     "%s: %s #%d could not be saved; dropped unsent",
                     sink.charger.id,
@@ -735,6 +737,7 @@ class Batch:
     owners: list[Charger] = field(default_factory=list)
     # (charger pk, seq) of outbox rows the database refused (filled by the writer thread)
     rejected: set[tuple[int, int]] = field(default_factory=set)
+    gone: set[int] = field(default_factory=set)  # chargers deleted before it was written
     charger_pk: int | None = None  # set on a part of one charger
     # The message log's entries (full checkpoints only), and how much of a payload to keep.
     frames: list[frame_log.Pending] = field(default_factory=list)
@@ -845,6 +848,8 @@ def _write_isolating(parts: list[Batch], batch: Batch) -> None:
         except _DATABASE_DOWN:
             raise
         except Exception:
+            if _deleted(parts[0], batch):
+                return
             _write_rows(parts[0], batch)
         return
     middle = len(parts) // 2
@@ -857,6 +862,18 @@ def _write_isolating(parts: list[Batch], batch: Batch) -> None:
             raise
         except Exception:
             _write_isolating(group, batch)
+
+
+def _deleted(part: Batch, batch: Batch) -> bool:
+    """A charger deleted after this batch was taken (the admin, the API, a scenario's
+    temporary chargers): its rows have nowhere to go. They are dropped with one line, not
+    logged row by row as errors, since nothing the charger did was wrong."""
+    pk = part.charger_pk
+    if pk is None or ChargerRow.objects.filter(pk=pk).exists():
+        return False
+    batch.gone.add(pk)
+    log.info("checkpoint: charger pk %s was deleted meanwhile; its last rows dropped", pk)
+    return True
 
 
 def _write_rows(part: Batch, batch: Batch) -> None:
