@@ -150,25 +150,32 @@ async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) 
         await service.stop()
 
 
-def busy_site(csms_url: str, time_zone: str = "UTC") -> Location:
+def busy_site(
+    csms_url: str, time_zone: str = "UTC", connectors: int = 1, id_tags: str = "BAD1 OK1..OK3"
+) -> Location:
     site = make_location("Busy Site", time_zone=time_zone)
     make_vehicle(0)
-    make_charger("BUSY-1", location=site, evses=1, csms_url=csms_url)
+    make_charger("BUSY-1", location=site, evses=connectors, csms_url=csms_url)
     ProfileRow.objects.create(
         location=site,
         hourly_arrivals=[20.0] * 24,
         dwell_distribution="uniform",
         dwell_a=5,
         dwell_b=25,
-        id_tags="BAD1 OK1..OK3",
+        id_tags=id_tags,
         never_unplug_share=0,
     )
     return site
 
 
 async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -> None:
-    csms.authorize["BAD1"] = "Blocked"
-    site = await database_sync_to_async(busy_site)(csms.url)
+    # Which arrivals find a free connector depends on how fast the sessions run in real
+    # time (a loaded machine serves fewer): two connectors and two blocked tags of four,
+    # so that some blocked driver finds a connector however busy the machine is.
+    csms.authorize["BAD1"] = csms.authorize["BAD2"] = "Blocked"
+    site = await database_sync_to_async(busy_site)(
+        csms.url, connectors=2, id_tags="BAD1 BAD2 OK1 OK2"
+    )
     service = Simulator(
         RunOptions(
             tick_seconds=0.1,
@@ -199,17 +206,18 @@ async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -
 
         log = tally.log
         assert tally.turned_away > 0 and tally.refused > 0
-        assert {a.id_tag for a, outcome in log if outcome == "refused"} == {"BAD1"}
-        assert all(a.id_tag != "BAD1" for a, outcome in log if outcome == STARTED)
-        # A driver was turned away only while another's session held the one connector
-        # (a simulated minute of slack for the event loop's own timing).
+        assert {a.id_tag for a, outcome in log if outcome == "refused"} <= {"BAD1", "BAD2"}
+        assert all(a.id_tag not in ("BAD1", "BAD2") for a, outcome in log if outcome == STARTED)
+        # A driver was turned away only while a session held a connector (the other may be
+        # held by a blocked driver on the way out; a simulated minute of slack for the
+        # event loop's own timing).
         sessions = [(a.at, a.at + a.dwell_s) for a, outcome in log if outcome == STARTED]
         for arrival, outcome in log:
             if outcome == "turned_away":
                 assert any(s <= arrival.at <= e + 60 for s, e in sessions), arrival
-        # Everyone left: the connector is free again, the CSMS saw each session stop.
+        # Everyone left: the connectors are free again, the CSMS saw each session stop.
         charger = service.store.get("BUSY-1")
-        assert charger is not None and charger.evses[0].battery is None
+        assert charger is not None and all(evse.battery is None for evse in charger.evses)
         assert tally.left == tally.started
         await wait_until(
             lambda: (
@@ -312,7 +320,9 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         assert driver is not None
         await wait_until(lambda: not driver.tasks(), timeout=30, message="the drivers to leave")
         assert driver.sites[site.pk].tally.arrivals == final
-        assert busy.evses[0].battery is None
+        # Its car left, unless the stop met a driver of the default profile's share who
+        # never unplugs (which one the stop meets depends on the machine's pace).
+        assert busy.evses[0].battery is None or driver.sites[site.pk].tally.stayed > 0
         await wait_until(
             lambda: all(tx.stopped for tx in csms.transactions.values()),
             timeout=15,
