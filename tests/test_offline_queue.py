@@ -356,3 +356,19 @@ def test_a_transaction_message_waiting_to_retry_lets_a_status_go_ahead():
     status = Outgoing("StatusNotification", {"status": "Available"})
     queue.append(status)
     assert queue.next_ready(now=0.0) is status
+
+
+def test_a_status_does_not_overtake_a_transaction_message_never_sent():
+    # Connector 1's StartTransaction failed and waits for its retry; connector 2's session
+    # opened meanwhile. Its StatusNotification(Charging) may pass the retry, not its own
+    # StartTransaction, which has not been sent yet (found by test_message_order_calls).
+    queue = MessageQueue()
+    first = Outgoing("StartTransaction", {"connectorId": 1}, transactional=True)
+    queue.append(first)
+    assert queue.retry_later(first, max_attempts=3, interval=10, now=0.0)
+    second = Outgoing("StartTransaction", {"connectorId": 2}, transactional=True)
+    queue.append(second)
+    status = Outgoing("StatusNotification", {"connectorId": 2, "status": "Charging"})
+    queue.append(status)
+    assert queue.next_ready(now=5.0) is None  # nothing passes `second`, never sent
+    assert queue.next_ready(now=10.0) is first  # the retry falls due

@@ -5,7 +5,8 @@ Every CALL the charger makes goes through here, one at a time. Transaction messa
 durability sink before they may be sent, kept while the charger is offline, retried on a
 CALLERROR or timeout (TransactionMessageAttempts, TransactionMessageRetryInterval × n)
 and removed only when the CSMS confirms them. Other messages are sent only while online,
-in order, but may go ahead of a transaction message that waits for its retry.
+in order, but may go ahead of a transaction message that waits for its retry (never of one
+not yet sent: every message makes its first attempt in the order it was queued).
 """
 
 from __future__ import annotations
@@ -94,15 +95,22 @@ class MessageQueue:
         writer's next group commit), so e.g. StatusNotification(Charging) never goes before
         the StartTransaction of its session. Only a transaction message waiting for its
         retry time (after a failed attempt) lets Authorize and StatusNotification go ahead;
-        transaction messages always keep their order."""
+        transaction messages always keep their order. So every message makes its first
+        attempt in the order it was queued: a transaction message held behind one that
+        waits for its retry, never sent yet, holds back what was queued after it too (the
+        StatusNotification(Charging) of a second session waits for that session's
+        StartTransaction)."""
         blocked = False
         for item in self._items:
             if item.transactional:
                 if not item.durable:
                     return None
-                if item.not_before <= now and not blocked:
-                    return item
-                blocked = True
+                if not blocked:
+                    if item.not_before <= now:
+                        return item
+                    blocked = True  # waiting for its retry: what follows may go ahead
+                elif item.attempts == 0:
+                    return None  # not sent yet: nothing queued after it may go first
             elif item.not_before <= now:
                 return item
         return None
