@@ -814,10 +814,13 @@ async def test_a_call_is_answered_before_the_status_it_causes(csms, ticking):
             after=mark,
             predicate=lambda e: e.payload.get("status") == "Unavailable",
         )
+        await csms.wait_for("ORD-1", "StopTransaction", after=mark)
         sent = _sent_by(csms, "ORD-1", mark)
-    assert _position(sent, "answer", "RemoteStopTransaction") < _position(
+    answered = _position(sent, "answer", "RemoteStopTransaction")
+    assert answered < _position(
         sent, "call", "StatusNotification", connectorId=1, status="Finishing"
     )
+    assert answered < _position(sent, "call", "StopTransaction", transactionId=tx)
     assert _position(sent, "answer", "ChangeAvailability") < _position(
         sent, "call", "StatusNotification", connectorId=2, status="Unavailable"
     )
