@@ -9,6 +9,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+from ocpp.v16 import call
 
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import SiteController
@@ -118,6 +119,42 @@ async def test_what_one_connector_does_not_use_goes_to_the_other(csms):
         caps = [c.site_caps_w[1] for c in site.chargers]
         assert caps == [pytest.approx(3_700, abs=1), pytest.approx(22_000, abs=1)]
         assert summary(site)["held_back"] == 0
+
+
+async def test_what_a_profile_holds_back_goes_to_the_others_in_the_same_tick(csms):
+    # 20 kW for two 22 kW cars, one held to 3 kW by a TxProfile: the other gets the 17 kW
+    # left, not the 10 kW of an equal share (the controller used to see demand only).
+    grid_w, held_w = 20_000.0, 3_000.0
+    async with running_site(csms, AC22, AC22) as site:
+        held, other = site.chargers
+        profile = {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Absolute",
+            "transactionId": held.evse(1).transaction_id,
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": held_w}],
+            },
+        }
+        answer = await csms.call(
+            "LM-A", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: held.evse(1).power_w <= held_w + 1, message="held to 3 kW")
+        site.sites.use({SITE: grid_w})
+        await wait_until(lambda: held.site_caps_w and other.site_caps_w, message="capped")
+        assert held.site_caps_w[1] == pytest.approx(held_w, abs=1)
+        assert other.site_caps_w[1] == pytest.approx(grid_w - held_w, abs=1)
+        await wait_until(
+            lambda: other.evse(1).power_w > grid_w / 2 + 1, message="the other above half"
+        )
+        assert other.evse(1).power_w == pytest.approx(grid_w - held_w, abs=1)
+        assert held.evse(1).power_w == pytest.approx(held_w, abs=1)
+        counts = summary(site)
+        assert counts["power_w"] <= grid_w + 1
+        assert counts["held_back"] == 1  # the site holds back only the other
 
 
 def test_a_site_controller_without_managed_sites_leaves_chargers_alone():

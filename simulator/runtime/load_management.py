@@ -2,9 +2,11 @@
 
 For each location whose load management is on (and that has a grid limit), once per meter
 tick, before the chargers step: every connector in a transaction there says what it would
-draw (`Charger.demand_w`, its charger's rated power shared as that charger shares it), and
-the grid limit is shared among them with `distribute` (equal shares, what one connector does
-not use goes to the others). Each share becomes a cap in watts on that connector
+draw (`_wants`: its vehicle's demand, `Charger.demand_w`, under its charging profiles, then
+its charger's rated power shared as that charger shares it), and the grid limit is shared
+among them with `distribute` (equal shares, what one connector does not use goes to the
+others). A connector held to 3 kW by a TxProfile wants 3 kW: the rest of its share goes to
+the others in the same tick. Each share becomes a cap in watts on that connector
 (`Charger.set_site_caps`), applied like a profile limit, so Power.Offered and
 Power.Active.Import follow it from this tick on. Locations without load management are left
 alone: they draw what they want, and the location page shows the overload.
@@ -13,9 +15,6 @@ Scaled out (`--shards N`), each worker runs its own controller over the chargers
 location whose chargers live on several workers is kept under its limit per worker, not in
 total (each worker gives its part of the site the whole limit). Run such sites in one worker,
 or split their limit, until the workers share their demand.
-
-What a charging profile holds back below a connector's share is not given to the others
-within the same tick (the controller sees demand, not profiles).
 """
 
 from __future__ import annotations
@@ -69,8 +68,24 @@ class SiteController:
 
 
 def _wants(charger: Charger) -> dict[int, float]:
-    """What each connector would draw, its charger's rated power shared as it shares it."""
+    """What each connector could draw now without the site: its vehicle's demand under the
+    charger's charging profiles (Tx/TxDefault, the ChargePointMax shared among them), then the
+    charger's rated power shared as it shares it. What a profile holds back is not wanted, so
+    `distribute` gives it to the other connectors of the site in the same tick."""
     demand = charger.demand_w()
+    if demand and len(charger.profiles) > 0:
+        starts = charger.transaction_starts()
+        charging = {c: starts.get(c) for c in demand}
+        limits = charger.profiles.allocate(charger.now(), charging, demand_watts=demand)
+        # The vehicle's draw under the limit, not the limit: an amp limit on a car with
+        # fewer phases than the EVSE, or a limit below the car's own maximum, binds as the
+        # meter will apply it.
+        demand = {
+            c: min(w, charger.operating_point(charger.evse(c), limits[c]).power_w)
+            if c in limits
+            else w
+            for c, w in demand.items()
+        }
     rated = charger.spec.max_power_w
     if sum(demand.values()) <= rated:
         return demand
