@@ -9,13 +9,15 @@ CALLERROR, timeout) to the charger's one outstanding CALL, with the clock moved 
 - **answer first**: the answer to a CSMS call goes before every message the call causes
   (its StatusNotifications, the StopTransaction, the triggered message), and those still
   go after the messages of events that happened before the call;
-- **retries** (`simulator/core/outbox.py`, OCPP16.md "Transactions and offline"): a
-  transaction message that failed is sent again after TransactionMessageRetryInterval × n,
-  up to TransactionMessageAttempts times in all, and no later transaction message goes
-  before it is confirmed or given up; a later message that is no transaction message
-  (StatusNotification, Authorize, a triggered MeterValues) may go ahead while it waits for
-  its retry, but never before its first attempt; a message given up does not block the
-  ones behind it, and a failed one that is no transaction message is not retried.
+- **retries and outages** (`simulator/core/outbox.py`, OCPP16.md "Transactions and
+  offline"): a transaction message that failed is sent again after
+  TransactionMessageRetryInterval × n, up to TransactionMessageAttempts times in all, and
+  no later transaction message goes before it is confirmed or given up; a later message
+  that is no transaction message (StatusNotification, Authorize, a triggered MeterValues)
+  may go ahead while it waits for its retry, but never before its first attempt; a message
+  given up does not block the ones behind it, and a failed one that is no transaction
+  message is not retried. While the link is down, transaction messages are kept (one
+  outstanding is sent again after the reconnection) and the others dropped.
 
 The central system's side is what the 1.6 adapter does (`ChargePointClient._route`):
 `Outbox.hold()`, the handler (`simulator.core.operations.Operations`), the answer on the
@@ -45,7 +47,7 @@ from tests.toy_protocol import FakeClock, Toy
 ATTEMPTS = 3
 INTERVAL = 5  # seconds: retry n waits INTERVAL × n
 
-DRIVER = ("plug", "start", "stop", "unplug", "status", "commit")
+DRIVER = ("plug", "start", "stop", "unplug", "status", "commit", "reconnect")
 CSMS = (
     "remote-start",
     "remote-stop",
@@ -55,7 +57,7 @@ CSMS = (
     "trigger-status",
     "trigger-meter",
 )
-LINK = ("answer", "answer", "answer", "error", "error", "timeout", "wait", "wait")
+LINK = ("answer", "answer", "answer", "error", "error", "timeout", "wait", "wait", "drop")
 
 
 @dataclass
@@ -76,13 +78,19 @@ class Wire:
     frames: list[Frame] = field(default_factory=list)
     outstanding: tuple[str, Payload, AnswerCallback] | None = None
     auto: bool = True  # during the boot: everything answered at once
-    failed_at: dict[int, list[float]] = field(default_factory=dict)  # id(item) -> times
+    # id(item) -> what happened to it on the wire, when: send, ok, fail (CALLERROR or
+    # timeout), lost (the connection dropped with it outstanding)
+    history: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def note(self, item: Outgoing, what: str) -> None:
+        self.history.setdefault(id(item), []).append((what, self.clock.monotonic()))
 
     def send_call(self, action: str, payload: Payload, done: AnswerCallback) -> None:
         # The toy adapter's `at_send` hands on the queued payload itself: that names the item.
         item = self.by_payload.get(id(payload))
         assert item is not None, f"{action} was not queued through the outbox"
         self.frames.append(Frame("call", item, -1, self.clock.monotonic()))
+        self.note(item, "send")
         assert self.outstanding is None, "two CALLs outstanding"
         self.outstanding = (action, payload, done)
         if self.auto:
@@ -93,11 +101,15 @@ class Wire:
             return
         action, payload, done = self.outstanding
         self.outstanding = None
+        item = self.by_payload[id(payload)]
+        if how == "lost":  # no answer will come: the connection is gone
+            self.note(item, "lost")
+            return
         if how == "answer":
+            self.note(item, "ok")
             done(toy_csms(action, payload), None)
             return
-        item = self.by_payload[id(payload)]
-        self.failed_at.setdefault(id(item), []).append(self.clock.monotonic())
+        self.note(item, "fail")
         code = "InternalError" if how == "error" else "Timeout"  # as the 1.6 client says
         done(None, CallFailed(code, "the test says so"))
 
@@ -119,6 +131,7 @@ class Run:
     sink: SlowSink
     queued: list[Outgoing] = field(default_factory=list)
     caused_by: dict[int, int] = field(default_factory=dict)  # id(item) -> CSMS call number
+    dropped: set[int] = field(default_factory=set)  # id(item): not kept while offline
     handling: int | None = None
     calls: int = 0
     boot_frames: int = 0  # the boot's frames, before the sequence
@@ -152,6 +165,8 @@ async def start(clock: FakeClock) -> Run:
             enqueue(item)
             return
         run.queued.append(item)
+        if not item.transactional and not charger.online:
+            run.dropped.add(id(item))  # refused at once: only the current status counts
         if run.handling is not None:
             run.caused_by[id(item)] = run.handling
         enqueue(item)
@@ -204,6 +219,13 @@ async def step(run: Run, name: str, connector: int) -> None:
             run.wire.settle(name)
         elif name == "wait":
             clock.advance(INTERVAL * connector)
+        elif name == "drop" and charger.online:
+            run.dropped.update(id(i) for i in charger.queue if not i.transactional)
+            run.wire.settle("lost")
+            charger.detach("the test cuts the link")
+        elif name == "reconnect" and not charger.online:
+            charger.attach(run.wire)
+            await charger.boot_sequence()  # not a reboot: the current statuses
         elif name == "remote-start":
 
             def remote_start() -> FollowUp | None:
@@ -240,7 +262,9 @@ async def drain(run: Run) -> None:
     """Let everything still queued go: durable, answered, retries fallen due."""
     for _ in range(1_000):
         run.sink.commit()
-        if run.wire.outstanding is not None:
+        if not run.charger.online:
+            await step(run, "reconnect", 1)
+        elif run.wire.outstanding is not None:
             run.wire.settle("answer")
         elif run.charger.queue:
             run.wire.clock.advance(INTERVAL * ATTEMPTS)
@@ -251,43 +275,52 @@ async def drain(run: Run) -> None:
 
 def check(run: Run) -> None:
     frames = run.wire.frames[run.boot_frames :]
-    sends: dict[int, list[int]] = {}  # id(item) -> positions on the wire
+    first: dict[int, int] = {}  # id(item) -> position of its first attempt on the wire
     for position, frame in enumerate(frames):
         if frame.item is not None:
-            sends.setdefault(id(frame.item), []).append(position)
+            first.setdefault(id(frame.item), position)
     queued = run.queued
-    # Everything queued went out, and nothing else.
-    assert all(id(item) in sends for item in queued), "a message never left"
-    assert set(sends) == {id(item) for item in queued}
-    first = {key: positions[0] for key, positions in sends.items()}
+    # Everything queued went out but what going offline dropped, and nothing else did.
+    kept = [item for item in queued if id(item) not in run.dropped]
+    assert all(id(item) in first for item in kept), "a message never left"
+    assert set(first) <= {id(item) for item in queued}
 
     # Order: first attempts in the order the events happened.
-    assert sorted(queued, key=lambda item: first[id(item)]) == queued
+    sent = [item for item in queued if id(item) in first]
+    assert sorted(sent, key=lambda item: first[id(item)]) == sent
 
     # Retries: how many times, and when.
-    for item in queued:
-        attempts = len(sends[id(item)])
-        failures = run.wire.failed_at.get(id(item), [])
+    for item in sent:
+        history = run.wire.history[id(item)]
+        outcomes = [what for what, _at in history if what != "send"]
         if not item.transactional:
-            assert attempts == 1, f"{item.action} is no transaction message: never retried"
+            assert len(outcomes) <= 1, f"{item.action} is no transaction message: never retried"
             continue
-        confirmed = len(failures) < attempts
-        assert attempts <= ATTEMPTS
-        assert confirmed or attempts == ATTEMPTS, f"{item.action} given up too early"
-        assert len(failures) == attempts - (1 if confirmed else 0)
-        for n, (failed, position) in enumerate(zip(failures, sends[id(item)][1:], strict=False)):
-            assert frames[position].at >= failed + INTERVAL * (n + 1)
+        failures = 0
+        for (what, at), (next_what, next_at) in itertools.pairwise(history):
+            if what == "fail":
+                failures += 1
+                assert next_what == "send"
+                assert next_at >= at + INTERVAL * failures, f"{item.action} retried too soon"
+        # Confirmed, or given up after exactly TransactionMessageAttempts failures.
+        if outcomes[-1] == "fail":
+            assert outcomes.count("fail") == ATTEMPTS, f"{item.action} given up too early"
+        else:
+            assert outcomes[-1] == "ok"
+            assert outcomes.count("fail") < ATTEMPTS, f"{item.action} sent after giving up"
 
-    # No later transaction message goes while an earlier one waits for its retry.
+    # No later transaction message goes while an earlier one waits for its retry (or for
+    # the connection to come back).
     transactional = [item for item in queued if item.transactional]
     for earlier, later in itertools.pairwise(transactional):
-        assert sends[id(earlier)][-1] < first[id(later)], (
+        last_sent = max(i for i, f in enumerate(frames) if f.item is earlier)
+        assert last_sent < first[id(later)], (
             f"{later.action} overtook {earlier.action} waiting for its retry"
         )
 
     # Answer first: what a call causes goes after its answer.
     answers = {f.call: i for i, f in enumerate(frames) if f.kind == "answer"}
-    for item in queued:
+    for item in sent:
         call = run.caused_by.get(id(item))
         if call is not None:
             assert answers[call] < first[id(item)], f"{item.action} went before the answer"
@@ -336,6 +369,21 @@ STEP = st.one_of(
         ("plug", 2),
         ("start", 2),
         ("commit", 1),
+    ]
+)
+# The link drops with the StartTransaction outstanding: it goes again after the reconnection,
+# and the StopTransaction queued while offline goes after it; the statuses are not kept.
+@example(
+    [
+        ("plug", 1),
+        ("answer", 1),
+        ("start", 1),
+        ("commit", 1),
+        ("drop", 1),
+        ("stop", 1),
+        ("commit", 1),
+        ("reconnect", 1),
+        ("error", 1),
     ]
 )
 # The outbox found wrong by this test: with connector 1's StartTransaction waiting for its
