@@ -8,6 +8,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ocpp.exceptions import InternalError
 from ocpp.v16 import call
 
 from simulator.core.charge_point import BootState
@@ -785,7 +786,7 @@ def _sent_by(csms, cp_id, after):
     for entry in csms.log[after:]:
         if entry.cp_id != cp_id or entry.direction != "in":
             continue
-        if entry.message_type == 3:
+        if entry.message_type in (3, 4):  # CALLRESULT or CALLERROR
             out.append(("answer", entry.action, {}))
         elif entry.message_type == 2:
             out.append(("call", entry.action, entry.payload))
@@ -824,3 +825,35 @@ async def test_a_call_is_answered_before_the_status_it_causes(csms, ticking):
     assert _position(sent, "answer", "ChangeAvailability") < _position(
         sent, "call", "StatusNotification", connectorId=2, status="Unavailable"
     )
+
+
+async def test_a_handler_that_breaks_still_answers_before_what_it_queued(
+    csms, ticking, monkeypatch
+):
+    # The handler stopped the session, then broke: its InternalError answer still goes
+    # before the StopTransaction and StatusNotification(Finishing) it queued.
+    charger = runtime_charger("ORD-2", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        tx = await charging(csms, charger)
+        stop = charger.remote_stop
+
+        def stop_then_break(transaction_id: int) -> str:
+            stop(transaction_id)
+            raise RuntimeError("the handler breaks after stopping the session")
+
+        monkeypatch.setattr(charger, "remote_stop", stop_then_break)
+        mark = len(csms.log)
+        with pytest.raises(InternalError):
+            await csms.call("ORD-2", call.RemoteStopTransaction(transaction_id=tx))
+        await csms.wait_for("ORD-2", "StopTransaction", after=mark)
+        await csms.wait_for(
+            "ORD-2",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload.get("status") == "Finishing",
+        )
+        sent = _sent_by(csms, "ORD-2", mark)
+    answered = _position(sent, "answer", "RemoteStopTransaction")
+    assert answered < _position(sent, "call", "StopTransaction", transactionId=tx)
+    assert answered < _position(sent, "call", "StatusNotification", status="Finishing")
