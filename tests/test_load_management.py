@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from ocpp.v16 import call
 
+from simulator.core.smart_charging import ChargingProfile
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
@@ -163,3 +164,32 @@ def test_a_site_controller_without_managed_sites_leaves_chargers_alone():
     sites.apply([charger])
     assert charger.site_caps_w == {}
     assert sites.held_back == {}
+
+
+def test_an_amp_limit_counts_on_the_phases_the_car_uses():
+    # A 10 A TxDefaultProfile on a single-phase car: it can draw 10 A x 230 V = 2.3 kW (not
+    # the 6.9 kW the limit gives three phases, nor the car's 3.7 kW); of a 10 kW site the
+    # other connector gets the 7.7 kW left. No socket: the controller's arithmetic alone.
+    hybrid, full = (runtime_charger(n, "", evses=1, location_id=SITE) for n in ("LM-1P", "LM-3P"))
+    for charger, car in ((hybrid, PHEV), (full, AC22)):
+        charger.plug_in(1, car, soc=20)
+        charger.start_transaction(1, "T-" + charger.id)
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+        },
+    }
+    parsed = ChargingProfile.from_dict(profile)
+    assert hybrid.profiles.install(1, parsed, active_transaction_id=None) == "Accepted"
+    sites = SiteController()
+    sites.use({SITE: 10_000.0})
+    sites.apply([hybrid, full])
+    voltage = hybrid.spec.voltage_v
+    assert hybrid.site_caps_w == {1: pytest.approx(10 * voltage, abs=1)}
+    assert full.site_caps_w == {1: pytest.approx(10_000 - 10 * voltage, abs=1)}
+    assert sites.held_back == {SITE: 1}
