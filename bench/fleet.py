@@ -1,12 +1,14 @@
 """Fleet benchmark: one `runsimulator --no-web` worker against a load CSMS, measured from outside.
 
     python bench/fleet.py --chargers N --duration S [--sample-interval SEC] [--csms-url URL]
+        [--connectors C] [--idle]
 
 What it does, in order:
 
 1. a throwaway database (SQLite in a temp dir through CHARGESIM_VAR_DIR, or DATABASE_URL
-   when set: it must hold no chargers) gets N chargers, bulk-created: 1 EVSE, AC 22 kW,
-   simulate_ev_on_remote_start, MeterValueSampleInterval = --sample-interval,
+   when set: it must hold no chargers) gets N chargers, bulk-created: --connectors EVSEs
+   (default 1), each AC 22 kW, the charger rated 22 kW per EVSE (so that power sharing never
+   lowers a connector), simulate_ev_on_remote_start, MeterValueSampleInterval = --sample-interval,
    MeterValuesSampledData = Energy.Active.Import.Register,Power.Active.Import,
    Current.Import,Voltage,SoC, with their ConfigurationKey rows;
 2. unless --csms-url is given, `bench/load_csms.py` runs as a child process (orjson,
@@ -14,23 +16,31 @@ What it does, in order:
 3. the worker with 0 chargers is started once to measure its baseline RSS (skip with
    --no-baseline), then `manage.py runsimulator --no-web` runs as a child with the fleet,
    event publishing on (the default), and is measured through /proc/<pid>;
-4. every charger gets a RemoteStartTransaction (spread over --remote-start-spread s); once
-   the StartTransactions are in, the steady window of --duration s is measured.
+4. every connector of every charger gets a RemoteStartTransaction (all N x C of them
+   spread over --remote-start-spread s, every charger's connector 1 first); once the
+   StartTransactions are in, the steady window of --duration s is measured. With --idle no
+   RemoteStart is sent: the chargers stay connected and idle (Available), and the window
+   measures heartbeats (--heartbeat-interval) and the idle engine.
+
+So "10,000 chargers each with 2 connectors charging, MeterValues every 10 s" is
+`--chargers 10000 --connectors 2 --sample-interval 10`, and "10,000 idle connected
+chargers" is `--chargers 10000 --idle`.
 
 Figures (the last line printed is one JSON object; keys in this order):
 
 - boot_seconds: worker process start -> every charger's BootNotification Accepted and
-  StatusNotification Available for connectors 0 and 1 seen at the CSMS (null if not all
+  StatusNotification Available for connectors 0 to C seen at the CSMS (null if not all
   booted within --boot-timeout);
 - rss_mb: the worker's VmRSS at the end of the steady window; rss_kib_per_charger:
   (VmRSS - VmRSS of the same worker with 0 chargers) / N, or VmRSS / N with --no-baseline;
 - cpu_percent: the worker's utime+stime (all threads) over the steady window / wall time,
-  100 = one core;
+  100 = one core (cpu_user_percent and cpu_system_percent: the two apart; system is mostly
+  the sockets' kernel work);
 - msgs_per_s: charger -> CSMS CALLs counted at the CSMS over the steady window (each also
   costs the worker one CALLRESULT read; frames_per_s counts every frame both ways);
 - msgs_per_cpu_second: those CALLs / worker CPU seconds in the window;
-- remote_start_p50_ms / p99_ms: RemoteStartTransaction written by the CSMS -> matching
-  StartTransaction read by the CSMS.
+- remote_start_p50_ms / p99_ms: RemoteStartTransaction written by the CSMS -> the
+  StartTransaction of that connector read by the CSMS (null with --idle).
 
 With --csms-url (an external CSMS) the CSMS-side figures are null; boot_seconds then comes
 from the worker's own progress line (1 s resolution) and no RemoteStart is sent.
@@ -84,6 +94,14 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_split_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of the process so far: Python and the kernel's
+    socket work apart."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def machine_busy_seconds() -> float:
@@ -237,11 +255,12 @@ def py_spy_record(
     fmt: str = "raw",
     native: bool = False,
     gil: bool = True,
+    py_spy: str = "",
 ) -> list[str]:
-    """The py-spy command that samples the worker for `seconds` into `output` (py-spy must
-    be in the venv, beside this Python)."""
+    """The py-spy command that samples the worker for `seconds` into `output` (`py_spy`, or
+    the one in the venv beside this Python)."""
     return [
-        str(Path(sys.executable).parent / "py-spy"),
+        py_spy or str(Path(sys.executable).parent / "py-spy"),
         "record",
         "--pid",
         str(pid),
@@ -258,8 +277,9 @@ def py_spy_record(
     ]
 
 
-def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
-    """Bulk-create `count` chargers with their EVSE and configuration; returns seconds."""
+def create_fleet(count: int, csms_url: str, sample_interval: int, connectors: int = 1) -> float:
+    """Bulk-create `count` chargers with `connectors` EVSEs each and their configuration;
+    returns seconds."""
     from django.db import close_old_connections, transaction
 
     from chargers.models import Charger, ConfigurationKey, Evse
@@ -273,7 +293,7 @@ def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
         VehicleModel.objects.filter(ac_max_kw__gte=11).order_by("pk").first()
         or VehicleModel.objects.order_by("pk").first()
     )
-    config = config_keys.defaults(1)
+    config = config_keys.defaults(connectors)
     config["MeterValueSampleInterval"] = str(sample_interval)
     config["MeterValuesSampledData"] = MEASURANDS
     width = max(5, len(str(count)))
@@ -285,7 +305,7 @@ def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
                     serial_number=f"SN{n:0{width}d}",
                     location=location,
                     csms_url=csms_url,
-                    max_power_kw=22.0,
+                    max_power_kw=22.0 * connectors,
                     power_type="AC",
                     phases=3,
                     default_vehicle=vehicle,
@@ -296,7 +316,11 @@ def create_fleet(count: int, csms_url: str, sample_interval: int) -> float:
             batch_size=1000,
         )
         Evse.objects.bulk_create(
-            [Evse(charger=row, connector_id=1, max_power_kw=22.0) for row in rows],
+            [
+                Evse(charger=row, connector_id=connector, max_power_kw=22.0)
+                for row in rows
+                for connector in range(1, connectors + 1)
+            ],
             batch_size=1000,
         )
         ConfigurationKey.objects.bulk_create(
@@ -449,11 +473,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             csms = CsmsControl(children, args.heartbeat_interval)
             url = csms.url
-        made = create_fleet(n, url, args.sample_interval)
+        made = create_fleet(n, url, args.sample_interval, args.connectors)
         say(f"created {n} chargers in {made:.1f} s -> {url}")
         extra["create_seconds"] = round(made, 2)
         if csms is not None:
-            csms.ask("expect", n=n, connectors=1)
+            csms.ask("expect", n=n, connectors=args.connectors)
 
         worker = Worker(children, env, logs, "worker")
         say(f"worker pid {worker.pid}; logs in {logs}")
@@ -491,11 +515,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
 
-        if csms is not None and result["booted"]:
-            scheduled = csms.ask("remote_start", spread=args.remote_start_spread)["scheduled"]
+        if csms is not None and result["booted"] and not args.idle:
+            scheduled = csms.ask(
+                "remote_start", spread=args.remote_start_spread, connectors=args.connectors
+            )["scheduled"]
             wait_until(
                 lambda: csms.ask("status")["started"] >= scheduled,
-                args.remote_start_spread + (args.start_timeout or max(30.0, n / 50)),
+                args.remote_start_spread
+                + (args.start_timeout or max(30.0, n * args.connectors / 50)),
                 0.1,
             )
             latency = csms.ask("latencies")
@@ -527,6 +554,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         fmt=args.profile_format,
                         native=args.profile_native,
                         gil=args.profile_gil,
+                        py_spy=args.py_spy,
                     ),
                     stdout=subprocess.DEVNULL,
                     stderr=open(logs / "py-spy.stderr", "w"),  # noqa: SIM115
@@ -534,6 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         before = csms.ask("status") if csms is not None else None
         t0, cpu0, busy0 = time.monotonic(), cpu_seconds(worker.pid), machine_busy_seconds()
+        split0 = cpu_split_seconds(worker.pid)
         per_second: list[float] = []
         last_t, last_cpu = t0, cpu0
         while time.monotonic() - t0 < args.duration:
@@ -545,6 +574,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 per_second.append((cpu - last_cpu) / (now - last_t) * 100)
             last_t, last_cpu = now, cpu
         t1, cpu1, busy1 = time.monotonic(), cpu_seconds(worker.pid), machine_busy_seconds()
+        split1 = cpu_split_seconds(worker.pid)
         memory = memory_kib(worker.pid)
         after = csms.ask("status") if csms is not None else None
         wall, cpu = t1 - t0, cpu1 - cpu0
@@ -555,6 +585,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra["rss_gross_kib_per_charger"] = round(memory["VmRSS"] / n, 1) if n else None
         extra["rss_baseline_mb"] = None if baseline is None else round(baseline / 1024, 1)
         extra["rss_peak_mb"] = round(memory["VmHWM"] / 1024, 1)
+        extra["cpu_user_percent"] = round((split1[0] - split0[0]) / wall * 100, 1)
+        extra["cpu_system_percent"] = round((split1[1] - split0[1]) / wall * 100, 1)
         extra["cpu_percent_max_1s"] = round(max(per_second), 1) if per_second else None
         if before is not None and after is not None:
             calls = after["calls_in"] - before["calls_in"]
@@ -620,6 +652,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(var_dir, ignore_errors=True)
     extra["errors"] = sum(errors.values())
     extra["error_details"] = dict(errors)
+    extra["connectors"] = args.connectors
+    extra["idle"] = args.idle
     extra["sample_interval"] = args.sample_interval
     extra["duration"] = args.duration
     return {**result, **extra}
@@ -658,6 +692,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chargers", type=int, required=True, metavar="N")
     parser.add_argument("--duration", type=float, default=30.0, metavar="S", help="steady window")
     parser.add_argument("--sample-interval", type=int, default=60, metavar="SEC")
+    parser.add_argument(
+        "--connectors", type=int, default=1, metavar="C", help="EVSEs per charger, each started"
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="no RemoteStart: the chargers stay connected, idle"
+    )
     parser.add_argument("--csms-url", help="an external CSMS (ws://...) instead of load_csms.py")
     parser.add_argument("--heartbeat-interval", type=int, default=300, metavar="SEC")
     parser.add_argument("--tick-seconds", type=float, default=1.0, help="CHARGESIM_TICK_SECONDS")
@@ -683,11 +723,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--profile-native", action="store_true")
+    parser.add_argument(
+        "--py-spy", default="", metavar="PATH", help="the py-spy to run (default: the venv's)"
+    )
     parser.add_argument("--logs", metavar="DIR", help="keep the child processes' logs here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args(argv)
     if args.chargers < 1:
         parser.error("--chargers must be at least 1")
+    if args.connectors < 1:
+        parser.error("--connectors must be at least 1")
     if args.csms_url and not args.csms_url.startswith(("ws://", "wss://")):
         parser.error("--csms-url must start with ws:// or wss://")
     return args

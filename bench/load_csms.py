@@ -15,10 +15,13 @@ line, one reply line per command:
                                               BootNotification was Accepted and connectors
                                               0..connectors reported Available; the moment
                                               the count reaches N is kept (all_booted_at)
-    {"cmd": "remote_start", "spread": 1.0}    RemoteStartTransaction to every booted
-                                              charger, spread evenly over `spread` seconds;
-                                              the latency is measured until the matching
-                                              StartTransaction arrives
+    {"cmd": "remote_start", "spread": 1.0, "connectors": 1}
+                                              RemoteStartTransaction to connectors
+                                              1..connectors of every booted charger, spread
+                                              evenly over `spread` seconds (each charger's
+                                              connectors a spread / connectors apart); the
+                                              latency is measured until the StartTransaction
+                                              of that connector arrives
     {"cmd": "latencies"}                      RemoteStart -> StartTransaction percentiles
     {"cmd": "timeline"}                       charger CALLs per monotonic second
     {"cmd": "boot_times", "prefix": "P"}      of the chargers whose id starts with P: how
@@ -75,7 +78,7 @@ class ChargerState:
         "booted_at",
         "last_register",
         "rs_sent_at",
-        "rs_uid",
+        "rs_uids",
         "started",
         "ws",
     )
@@ -86,10 +89,10 @@ class ChargerState:
         self.available: set[int] = set()
         self.booted = False
         self.booted_at: float | None = None
-        self.rs_uid: str | None = None
-        self.rs_sent_at: float | None = None
-        self.started = False
-        self.last_register = -1.0
+        self.rs_uids: set[str] = set()  # our RemoteStartTransactions not yet answered
+        self.rs_sent_at: dict[int, float] = {}  # by connector
+        self.started: set[int] = set()  # connectors whose StartTransaction arrived
+        self.last_register: dict[int, float] = {}  # by connector: a register never goes back
 
 
 class LoadCSMS:
@@ -185,9 +188,11 @@ class LoadCSMS:
                 self.errors[f"status {payload.get('status')} {payload.get('errorCode')}"] += 1
         elif action == "StartTransaction":
             answer = {"transactionId": next(self.next_tx), "idTagInfo": {"status": "Accepted"}}
-            if state.rs_sent_at is not None and not state.started:
-                state.started = True
-                self.latencies.append(time.monotonic() - state.rs_sent_at)
+            connector = payload.get("connectorId")
+            sent_at = state.rs_sent_at.get(connector)
+            if sent_at is not None and connector not in state.started:
+                state.started.add(connector)
+                self.latencies.append(time.monotonic() - sent_at)
             else:
                 self.started_unprompted += 1
         elif action == "BootNotification":
@@ -216,13 +221,14 @@ class LoadCSMS:
         goes back."""
         if payload.get("transactionId") == -1:
             self.errors["MeterValues with transactionId -1"] += 1
+        connector = payload.get("connectorId", 0)
         for value in payload.get("meterValue", ()):
             for sampled in value.get("sampledValue", ()):
                 if sampled.get("measurand") == "Energy.Active.Import.Register":
                     register = float(sampled["value"])
-                    if register < state.last_register:
+                    if register < state.last_register.get(connector, -1.0):
                         self.errors["meter register went back"] += 1
-                    state.last_register = register
+                    state.last_register[connector] = register
 
     def _check_booted(self, state: ChargerState) -> None:
         if state.booted or not state.boot_accepted:
@@ -235,9 +241,10 @@ class LoadCSMS:
                 self.all_booted_at = time.monotonic()
 
     def _on_result(self, state: ChargerState, message: list[Any]) -> None:
-        if len(message) < 3 or message[1] != state.rs_uid:
+        if len(message) < 3 or message[1] not in state.rs_uids:
             self.errors["answer to an unknown call"] += 1
             return
+        state.rs_uids.discard(message[1])
         status = message[2].get("status") if isinstance(message[2], dict) else None
         if status == "Accepted":
             self.rs_accepted += 1
@@ -247,24 +254,27 @@ class LoadCSMS:
 
     # -- experiments -------------------------------------------------------------------------
 
-    def remote_start(self, spread: float, id_tag: str) -> int:
-        targets = [s for s in self.chargers.values() if s.booted and s.ws is not None]
+    def remote_start(self, spread: float, id_tag: str, connectors: int = 1) -> int:
+        chargers = [s for s in self.chargers.values() if s.booted and s.ws is not None]
+        # Connector-major: every charger's connector 1, then every connector 2, ...
+        targets = [(s, c) for c in range(1, connectors + 1) for s in chargers]
         loop = asyncio.get_running_loop()
         step = spread / len(targets) if targets else 0.0
-        for index, state in enumerate(targets):
-            loop.call_later(index * step, self._fire_remote_start, state, id_tag)
+        for index, (state, connector) in enumerate(targets):
+            loop.call_later(index * step, self._fire_remote_start, state, id_tag, connector)
         return len(targets)
 
-    def _fire_remote_start(self, state: ChargerState, id_tag: str) -> None:
+    def _fire_remote_start(self, state: ChargerState, id_tag: str, connector: int) -> None:
         ws = state.ws
         if ws is None:
             self.errors["RemoteStart target gone"] += 1
             return
-        state.rs_uid = f"rs-{next(self._rs_ids)}"
+        uid = f"rs-{next(self._rs_ids)}"
+        state.rs_uids.add(uid)
         frame = orjson.dumps(
-            [CALL, state.rs_uid, "RemoteStartTransaction", {"idTag": id_tag, "connectorId": 1}]
+            [CALL, uid, "RemoteStartTransaction", {"idTag": id_tag, "connectorId": connector}]
         )
-        state.rs_sent_at = time.monotonic()
+        state.rs_sent_at[connector] = time.monotonic()
         self.rs_sent += 1
         self.frames_out += 1
         task = asyncio.ensure_future(ws.send(frame, text=True))
@@ -321,7 +331,9 @@ class LoadCSMS:
             return {"ok": True}
         if cmd == "remote_start":
             spread = float(request.get("spread", 1.0))
-            return {"scheduled": self.remote_start(spread, request.get("id_tag", "BENCH"))}
+            connectors = int(request.get("connectors", 1))
+            id_tag = request.get("id_tag", "BENCH")
+            return {"scheduled": self.remote_start(spread, id_tag, connectors)}
         if cmd == "timeline":
             return {"per_second": {str(k): v for k, v in sorted(self.per_second.items())}}
         if cmd == "latencies":

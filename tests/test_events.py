@@ -5,6 +5,7 @@ from __future__ import annotations
 from channels.layers import InMemoryChannelLayer
 
 from simulator import contract
+from simulator.core.drops import DROPPED
 from simulator.runtime.events import EventPublisher, snapshot
 from tests.engine import runtime_charger
 
@@ -47,12 +48,14 @@ async def test_only_watched_chargers_are_published_until_the_lease_runs_out():
 
 def test_message_log_is_bounded_by_count_and_by_bytes_newest_kept():
     charger = runtime_charger("EV-L", "ws://127.0.0.1:1", evses=1)
+    dropped_before = DROPPED["message_log"]
     by_count = EventPublisher(log_limit=3, log_bytes=10**6)
     for n in range(5):
         by_count.on_frame(charger, "out", f'[2,"{n}","Heartbeat",{{}}]')
     assert [f[2] for f in by_count.frames["EV-L"]] == [
         f'[2,"{n}","Heartbeat",{{}}]' for n in (2, 3, 4)
     ]
+    assert DROPPED["message_log"] - dropped_before == 2  # every entry pushed out is counted
 
     by_bytes = EventPublisher(log_limit=100, log_bytes=2_000)
     big = "x" * 700
@@ -64,8 +67,10 @@ def test_message_log_is_bounded_by_count_and_by_bytes_newest_kept():
     huge = EventPublisher(log_limit=100, log_bytes=1_024)
     huge.on_frame(charger, "in", "y" * 5_000)
     assert len(huge.frames["EV-L"]) == 1  # the newest frame is kept whatever its size
+    dropped_before = DROPPED["message_log"]
     huge.on_frame(charger, "out", "small")
     assert [f[2] for f in huge.frames["EV-L"]] == ["small"]
+    assert DROPPED["message_log"] - dropped_before == 1
 
 
 async def test_a_charger_watched_before_this_worker_runs_it_is_published_once_it_does():

@@ -173,9 +173,13 @@ class EventPublisher(Listener):
             size = self._log_size[cid]
         frames.append(entry)
         size += len(entry[2]) + _ENTRY_OVERHEAD
-        while len(frames) > 1 and (len(frames) > self.log_limit or size > self.log_bytes):
-            size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
-            DROPPED["message_log"] += 1
+        limit, cap = self.log_limit, self.log_bytes
+        if size > cap or len(frames) > limit:  # a full log: once per frame at fleet scale
+            popped = 0
+            while len(frames) > 1 and (len(frames) > limit or size > cap):
+                size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
+                popped += 1
+            DROPPED["message_log"] += popped
         self._log_size[cid] = size
         if charger.spec.db_id in self.watched:
             self._new_frames.setdefault(charger.id, []).append(entry)

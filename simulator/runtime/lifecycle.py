@@ -604,18 +604,32 @@ class Simulator:
         return counts
 
     def status(self) -> FleetStatus:
-        """The figures of the terminal's status line, read afresh on each call."""
-        counts = self.progress()
-        charging = sum(
-            1
-            for charger in self.store
-            if any(evse.status is ConnectorStatus.CHARGING for evse in charger.evses)
-        )
+        """The figures of the terminal's status line, read afresh on each call.
+
+        Read every second over the whole fleet: one pass, counting as `progress` does (an
+        online charger not yet accepted is in none of these counts), with no generator or
+        Counter per charger."""
+        accepted = connecting = failing = charging = 0
+        connections = self.connections
+        online, boot_accepted = LinkState.ONLINE, BootState.ACCEPTED
+        charging_status = ConnectorStatus.CHARGING
+        for charger in self.store:
+            if charger.link is online:
+                if charger.boot is boot_accepted:
+                    accepted += 1
+            elif charger.link_error:
+                failing += 1
+            elif charger.id in connections:
+                connecting += 1
+            for evse in charger.evses:
+                if evse.status is charging_status:
+                    charging += 1
+                    break
         return FleetStatus(
-            wanted=len(self.connections),
-            accepted=counts["accepted"],
-            connecting=counts["connecting"],
-            failing=counts["failing"],
+            wanted=len(connections),
+            accepted=accepted,
+            connecting=connecting,
+            failing=failing,
             charging=charging,
             messages_per_second=self._message_rate.sample(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),

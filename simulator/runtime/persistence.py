@@ -654,10 +654,12 @@ class Checkpointer(Listener):
         A message whose row was rejected is not sent either (only what is stored may go
         out): it leaves the queue so that the charger's later messages are not held up.
         """
+        gone, rejected = batch.gone, batch.rejected
         for sink, item in batch.made_durable:
-            if sink.charger_pk in batch.gone:  # deleted: its rows and messages go with it
+            # (Tested only when non-empty: this runs for every transaction message.)
+            if gone and sink.charger_pk in gone:  # deleted: its rows and messages go with it
                 sink.charger.queue.remove(item)
-            elif (sink.charger_pk, item.seq) in batch.rejected:
+            elif rejected and (sink.charger_pk, item.seq) in rejected:
                 log.error(
                     "%s: %s #%d could not be saved; dropped unsent",
                     sink.charger.id,
