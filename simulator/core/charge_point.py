@@ -284,6 +284,11 @@ class Charger:
         self.offline_until = 0.0
         # Answer overrides, network conditions, clock skew: the row's, then run-time ones.
         self.impairments = Impairments.for_charger(spec.charge_point_id)
+        # The simulated driver's and the firmware's own choices (which car, its SoC, when
+        # the driver unplugs, the boot retry's backoff): a generator per charger, seeded
+        # from its id, so that the same fleet doing the same things makes the same choices
+        # in every run (a str seed is hashed with SHA-512, not with the salted str hash).
+        self.rng = random.Random(f"driver:{spec.charge_point_id}")
         self.impairments.apply_stored(spec.impairments)
         self.locked_cables: set[int] = set()
         self.availability: dict[int, str] = {
@@ -461,7 +466,7 @@ class Charger:
             if status is BootState.ACCEPTED:
                 break
             # Pending or Rejected: retry after the interval (our own backoff if 0).
-            await asyncio.sleep(interval if interval > 0 else 30 + random.uniform(0, 10))
+            await asyncio.sleep(interval if interval > 0 else 30 + self.rng.uniform(0, 10))
         if not self.online:
             return
         if self.startup_after is not None:
@@ -990,7 +995,7 @@ class Charger:
             if vehicle is not None:
                 self.pending_authorizations[connector_id] = id_tag
                 self.plug_in(
-                    connector_id, vehicle, soc=round(random.uniform(10, 40), 1), target_soc=100.0
+                    connector_id, vehicle, soc=round(self.rng.uniform(10, 40), 1), target_soc=100.0
                 )
                 return
         if evse.battery is not None:
@@ -1008,7 +1013,7 @@ class Charger:
             if tx.transaction_id == transaction_id:
                 self.stop_transaction(connector_id, StopReason.REMOTE)
                 if self.spec.simulate_ev_on_remote_start:
-                    self.driver_unplugs_later(connector_id, random.uniform(2, 5))
+                    self.driver_unplugs_later(connector_id, self.rng.uniform(2, 5))
                 return "Accepted"
         return "Rejected"
 
@@ -1026,7 +1031,7 @@ class Charger:
             return self.spec.default_vehicle
         dc = self.spec.power_type == "DC"
         fitting = [v for v in self.vehicles if not dc or v.dc_max_kw > 0]
-        return random.choice(fitting) if fitting else None
+        return self.rng.choice(fitting) if fitting else None
 
     # -- reservations -------------------------------------------------------------------
 
