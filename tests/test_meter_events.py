@@ -126,3 +126,61 @@ def test_a_change_between_events_settles_the_register_up_to_the_latest_tick():
     assert engine.visits < 5
     charger.stop_transaction(1)
     assert tx.meter_stop == int(11_000 * 30 / 3600)  # metered up to the latest tick
+
+
+class SteppedEngine(MeterEngine):
+    """The engine as it was: every charger visited on every tick."""
+
+    def _next_wake(self, charger, now: float, wall_s: float) -> float:
+        return now + self.tick_seconds
+
+
+def sharing_fleet(name: str, power_type: str, max_kw: float, vehicle, socs):
+    charger = runtime_charger(name, "ws://127.0.0.1:1", evses=2, power_type=power_type,
+                              max_kw=max_kw, config=SAMPLED)  # fmt: skip
+    assert charger.power_shared  # 2 x max_kw on a max_kw charger
+    for connector_id, soc in enumerate(socs, start=1):
+        charger.plug_in(connector_id, vehicle, soc=soc, target_soc=100.0)
+        charger.start_transaction(connector_id, "TAG")
+        charger.next_sample[connector_id] = 1060.0
+    return charger
+
+
+def run(engine_class, charger, seconds: int) -> tuple[MeterEngine, list]:
+    engine = engine_class([charger], tick_seconds=1.0)
+    for k in range(seconds + 1):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    return engine, samples(charger)
+
+
+def test_two_connectors_sharing_a_dc_cabinet_meter_as_when_stepped_every_tick():
+    # 150 kW shared by two ID.3s: equal shares while both want more, then the one that
+    # tapers first leaves power to the other. An ID.3 on DC is on its curve at any SoC, so
+    # its demand moves all the time and the charger is visited every tick, as before.
+    seconds = 3600
+    events, taken = run(MeterEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds)
+    stepped, reference_taken = run(
+        SteppedEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds
+    )
+    assert len(taken) == len(reference_taken) == 2 * seconds // 60
+    for (stamp, register, soc), (ref_stamp, ref_register, ref_soc) in zip(
+        taken, reference_taken, strict=True
+    ):
+        assert stamp == ref_stamp
+        assert math.isclose(register, ref_register, rel_tol=0.005, abs_tol=1.0)
+        assert math.isclose(soc, ref_soc, rel_tol=0.005, abs_tol=0.05)
+    assert stepped.visits == events.visits == seconds + 1
+
+
+def test_two_ac_connectors_within_their_chargers_rating_are_visited_at_their_events_only():
+    # Two 11 kW cars on a 22 kW charger with two 22 kW connectors: shared in principle,
+    # but their demand never exceeds the rating nor moves (no taper before 97 %).
+    seconds = 1800
+    events, taken = run(MeterEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds)
+    _, reference_taken = run(
+        SteppedEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds
+    )
+    assert len(taken) == len(reference_taken) == 2 * seconds // 60
+    for (_, register, _), (_, ref_register, _) in zip(taken, reference_taken, strict=True):
+        assert abs(register - ref_register) <= 1  # the same, but for float sums and flooring
+    assert events.visits <= seconds // 60 + 2

@@ -263,3 +263,30 @@ def seconds_to_target(battery: Battery, point: OperatingPoint) -> float:
         spec, battery.soc, battery.target_soc, fixed_cap(point), point.tapers, math.inf
     )
     return seconds if soc >= battery.target_soc - FULL_EPSILON else math.inf
+
+
+def seconds_until_tapering(battery: Battery, point: OperatingPoint, free_cap_w: float) -> float:
+    """How long, charging at `point`, until the vehicle's curve falls below `free_cap_w`
+    (what it would draw without a limit): until then its demand is constant (0: it tapers
+    now; infinite: never before the target). The meter shares a charger's power again then."""
+    if battery.is_full() or not point.tapers:
+        return math.inf
+    spec = battery.spec
+    curve = spec.curve or ((0.0, spec.dc_max_kw),)
+    soc = battery.soc
+    binds = math.inf  # the lowest SoC >= soc where the curve is below free_cap_w
+    if spec.curve_max_kw(soc) * 1000 < free_cap_w:
+        return 0.0
+    for (s0, p0), (s1, p1) in itertools.pairwise(curve):
+        if s1 <= soc or p1 * 1000 >= free_cap_w:
+            continue
+        # Falls below the cap inside this piece (it starts at or above it beyond `soc`).
+        crossing = (
+            s0 + (free_cap_w - p0 * 1000) * (s1 - s0) / ((p1 - p0) * 1000) if p1 != p0 else s0
+        )
+        binds = max(crossing, soc)
+        break
+    if binds >= battery.target_soc - FULL_EPSILON:
+        return math.inf
+    reached, seconds = _walk(spec, soc, binds, fixed_cap(point), point.tapers, math.inf)
+    return seconds if reached >= binds - FULL_EPSILON else math.inf

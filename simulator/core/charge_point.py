@@ -30,6 +30,7 @@ from simulator.core.battery import (
     ac_operating_point,
     dc_operating_point,
     seconds_to_target,
+    seconds_until_tapering,
 )
 from simulator.core.certificates import CertificateError, CertificateStore
 from simulator.core.clock import now_iso, parse_iso
@@ -1999,6 +2000,17 @@ class Charger:
         return seconds_to_target(
             battery, self.operating_point(evse, self.limits.get(evse.connector_id))
         )
+
+    def seconds_to_demand_change(self, evse: Evse) -> float:
+        """How long the connector's demand (what it would draw without a limit, which its
+        charger's shared power and the site's caps are computed from) stays constant while
+        it charges at the limit in force (0: it changes now, on the curve's taper)."""
+        battery = evse.battery
+        if battery is None:
+            return math.inf
+        free = self.operating_point(evse, None)
+        point = self.operating_point(evse, self.limits.get(evse.connector_id))
+        return seconds_until_tapering(battery, point, free.cap_w)
 
     def drop_limits(self) -> None:
         """No profile left: nothing limits the connectors."""

@@ -13,9 +13,12 @@ no task per EVSE: a fleet of 10,000 chargers is one loop over one float each per
 What changes the flow between visits (a status, a plug, a transaction, a profile, a site cap,
 a setting) first calls `Charger.settle_meter`: the engine's `settle` brings the charger's
 connectors up to the latest tick (as the per-tick engine had them) and the charger is
-visited, and scheduled again, on the next tick. Chargers whose limits are computed afresh
-each tick (charging profiles in force, shared rated power, site caps) are visited every tick
-while in a transaction, as before: their limits can move at any instant.
+visited, and scheduled again, on the next tick. Chargers with charging profiles are visited
+every tick while in a transaction, as before (a period may start at any instant); chargers
+whose rated power or site caps are shared among their connectors are visited every tick
+only while a connector's curve tapers below what it would draw (its demand, from which the
+shares are computed, then moves continuously), otherwise at their events and at the
+instant a taper begins.
 
 A clock-aligned sample is dated at its boundary, which lies between two ticks: its register
 is interpolated between the registers of those ticks (the power is constant over a step),
@@ -221,8 +224,11 @@ class MeterEngine:
             wake = min(wake, now + (boundary - wall_s))
         if not charger.transactions:
             return wake
-        if charger.power_shared or len(charger.profiles):
-            return now + tick  # limits computed afresh each tick
+        if len(charger.profiles):
+            return now + tick  # a profile's limit may change at any period: every tick
+        # Shared power (the rated power, a site's caps) is shared by demand: constant, and
+        # so are the shares, until a connector's curve tapers below what it would draw.
+        shared = charger.power_shared
         for due in charger.next_sample.values():
             if due:
                 wake = min(wake, due)
@@ -234,6 +240,11 @@ class MeterEngine:
                 if battery is None or battery.is_full():
                     return now + tick  # its status changes on the next visit
                 wake = min(wake, now + charger.seconds_to_target(evse))
+                if shared:
+                    steady = charger.seconds_to_demand_change(evse)
+                    if steady <= 0:
+                        return now + tick  # tapering: the shares move every tick
+                    wake = min(wake, now + steady)
             elif status is ConnectorStatus.SUSPENDED_EVSE:
                 return now + tick  # the next visit decides whether it charges again
         return wake
