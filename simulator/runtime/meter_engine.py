@@ -239,7 +239,11 @@ class MeterEngine:
                 battery = evse.battery
                 if battery is None or battery.is_full():
                     return now + tick  # its status changes on the next visit
-                wake = min(wake, now + charger.seconds_to_target(evse))
+                # The exact instant only when it could come first: at most the EVSE's
+                # power flows, so the target is not reached sooner than this.
+                soonest = battery.energy_to_target_wh() * 3600.0 / max(evse.max_power_w, 1e-9)
+                if now + soonest < wake:
+                    wake = min(wake, now + charger.seconds_to_target(evse))
                 if shared:
                     steady = charger.seconds_to_demand_change(evse)
                     if steady <= 0:
