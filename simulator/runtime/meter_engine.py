@@ -72,6 +72,7 @@ class MeterEngine:
         self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
         self.ticks = 0
         self.visits = 0  # charger visits (advances), for tests and the bench
+        self._visiting: Charger | None = None
         self._failing: set[str] = set()  # chargers whose step failed (logged once each)
 
     async def run(self) -> None:
@@ -123,8 +124,8 @@ class MeterEngine:
         form (`Charger.settle_meter` calls this before something changes the flow). Its
         next visit (the next tick) takes its samples and schedules it again."""
         at, last = charger.metered_at, self._last
-        if at is None or last is None or last <= at:
-            return
+        if at is None or last is None or last <= at or charger is self._visiting:
+            return  # nothing to settle, or a change made by the visit itself
         charger.metered_at = last  # first: a status change inside does not settle again
         dt = last - at
         for connector_id in list(charger.transactions):
@@ -152,6 +153,21 @@ class MeterEngine:
         what is due, schedule its next visit. `since` is the wall time (epoch s) of its
         last visit."""
         self.visits += 1
+        self._visiting = charger
+        try:
+            self._visit(charger, dt, now, wall, stamp, since)
+        finally:
+            self._visiting = None
+
+    def _visit(
+        self,
+        charger: Charger,
+        dt: float,
+        now: float,
+        wall: datetime,
+        stamp: str | None,
+        since: float | None,
+    ) -> None:
         charger.meter_settle = self.settle
         charger.metered_at = now
         wall_s = wall.timestamp()
