@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from simulator.core.battery import Battery, step
 from simulator.core.evse import ConnectorStatus, Evse
+from simulator.runtime.events import EventPublisher
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger
 
@@ -184,3 +185,33 @@ def test_two_ac_connectors_within_their_chargers_rating_are_visited_at_their_eve
     for (_, register, _), (_, ref_register, _) in zip(taken, reference_taken, strict=True):
         assert abs(register - ref_register) <= 1  # the same, but for float sums and flooring
     assert events.visits <= seconds // 60 + 2
+
+
+async def test_a_charger_a_page_shows_follows_the_meter_every_tick() -> None:
+    # MeterValues every minute, but the page must not freeze for a minute: each flush of
+    # the publisher settles a watched charger in a session, and the engine visits it.
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-SHOWN", "ws://127.0.0.1:1", evses=1, max_kw=11, config=SAMPLED,
+                              listener=publisher, db_id=7)  # fmt: skip
+    charger.plug_in(1, COMPACT, soc=30)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    for k in range(5):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    unwatched = engine.visits
+    assert unwatched <= 2  # the first tick and the start's settle only
+    publisher.watch(7)
+    charger.listener.on_change(charger)
+    registers = []
+    for k in range(5, 10):
+        await publisher.flush(FakeLayer())
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+        registers.append(charger.evse(1).register_wh)
+    assert engine.visits == unwatched + 5
+    assert registers == sorted(registers) and registers[0] < registers[-1]
+
+
+class FakeLayer:
+    async def group_send(self, group: str, message: dict) -> None:
+        pass
