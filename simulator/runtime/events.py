@@ -214,8 +214,8 @@ class EventPublisher(Listener):
         for expired in [pk for pk, expiry in watched.items() if expiry < now]:
             del watched[expired]
         shown = self._shown
-        for pk in [pk for pk in shown if pk not in watched]:
-            del shown[pk]
+        for gone in [key for key in shown if key not in watched]:
+            del shown[gone]
         for live in shown.values():
             if live.transactions:
                 # The meter visits a charger at its events (a sample may be a minute
