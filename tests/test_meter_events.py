@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from simulator.core.battery import Battery, step
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.runtime.events import EventPublisher
+from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger
 
@@ -215,3 +216,26 @@ async def test_a_charger_a_page_shows_follows_the_meter_every_tick() -> None:
 class FakeLayer:
     async def group_send(self, group: str, message: dict) -> None:
         pass
+
+
+def test_a_site_cap_set_while_a_charger_sleeps_applies_on_that_tick() -> None:
+    # Load management turned on between two samples: the charger is settled up to the
+    # tick at the old limit, then visited at once and shown (and metered) at its cap.
+    charger = runtime_charger("CP-CAP", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED,
+                              location_id=5)  # fmt: skip
+    charger.plug_in(1, COMPACT, soc=20)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    sites = SiteController()
+    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites)
+    for k in range(3):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert charger.evse(1).power_w == 11_000  # shown from the first tick on
+    sites.use({5: 6_000.0})
+    engine.tick(now=1003.0, wall=at(BASE + 3))
+    assert charger.evse(1).power_w == 6_000
+    assert math.isclose(charger.evse(1).register_wh, 11_000 * 3 / 3600)
+    for k in range(4, 34):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    charger.settle_meter()
+    assert math.isclose(charger.evse(1).register_wh, (11_000 * 3 + 6_000 * 30) / 3600)

@@ -2061,6 +2061,8 @@ class Charger:
             self.set_status(evse, Status.CHARGING)
         if dt > 0:
             evse.meter(point, dt)
+        else:  # nothing metered in no time, but the readings are those of the point now
+            evse.show(point)
         if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
             self.set_status(evse, Status.SUSPENDED_EV)
         return True

@@ -181,6 +181,13 @@ class Evse:
         )
         return wh
 
+    def show(self, point: OperatingPoint) -> None:
+        """The readings of this operating point, before any energy flowed at it (a visit
+        of no duration: the engine's first, or one right after a settle)."""
+        self.power_w = point.power_w
+        self.voltage_v = point.voltage_v
+        self.current_a = point.current_a
+
     def stop_flow(self) -> bool:
         """Nothing flows now; True if the power reading said otherwise."""
         flowed = bool(self.power_w)
