@@ -1,6 +1,10 @@
 """The engine's steady-state cost per second, in one process, without sockets.
 
-    .venv/bin/python bench/steady_state.py [N]      (default 5000)
+    .venv/bin/python bench/steady_state.py [N] [--sample S] [--idle]     (N: default 5000)
+
+`--sample S` sets MeterValueSampleInterval to S seconds (the fleet is created with 60);
+`--idle` leaves the chargers without a transaction (idle, as connected chargers between
+sessions). The tick's and the checkpoint's parts are printed too.
 
 N single-EVSE AC chargers (created as bench/fleet.py creates them, in a throwaway SQLite
 file) are loaded as the worker loads them, each starts a transaction offline, and then one
@@ -30,7 +34,14 @@ ROOT = Path.cwd()
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    args = sys.argv[1:]
+    idle = "--idle" in args
+    sample = None
+    if "--sample" in args:
+        sample = args[args.index("--sample") + 1]
+        del args[args.index("--sample") : args.index("--sample") + 2]
+    args = [a for a in args if a != "--idle"]
+    count = int(args[0]) if args else 5000
     sys.path.insert(0, str(ROOT))
     os.environ["CHARGESIM_VAR_DIR"] = tempfile.mkdtemp()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
@@ -64,17 +75,23 @@ def main() -> None:
     chargers = persistence.load_fleet(checkpointer)
     persistence.restore(chargers, checkpointer)
     for charger in chargers:
-        charger.plug_in(1, COMPACT, soc=20)
-        charger.start_transaction(1, "TAG")
+        if sample is not None:
+            charger.config["MeterValueSampleInterval"] = sample
+        if not idle:
+            charger.plug_in(1, COMPACT, soc=20)
+            charger.start_transaction(1, "TAG")
     engine = MeterEngine(chargers, tick_seconds=1.0)
     now = time.monotonic()
     engine.tick(now=now)
+
+    ticks: list[float] = []
 
     def one_second() -> float:
         nonlocal now
         started = time.process_time()
         now += 1.0
         engine.tick(now=now)
+        ticks.append((time.process_time() - started) * 1000)
         batch = checkpointer.take(full=True)
         checkpointer.write(batch)
         checkpointer.written(batch)
@@ -82,10 +99,16 @@ def main() -> None:
 
     for _ in range(3):
         one_second()  # warm-up: first writes, caches
-    seconds = [one_second() for _ in range(9)]
+    del ticks[:]
+    # 30 "seconds": at --sample 10 every charger samples three times (the meter's events).
+    seconds = [one_second() for _ in range(30 if sample is not None else 9)]
+    what = "idle" if idle else "charging"
     print(
-        f"tick + checkpoint of {count} charging chargers: median "
-        f"{statistics.median(seconds):.1f} ms CPU per second "
+        f"tick + checkpoint of {count} {what} chargers (sample {sample or 'as created'}): "
+        f"median {statistics.median(seconds):.1f} ms CPU per second (mean "
+        f"{statistics.mean(seconds):.1f}; the samples of chargers started together fall due "
+        f"in the same second), the tick alone median "
+        f"{statistics.median(ticks):.1f} ms, mean {statistics.mean(ticks):.1f} ms "
         f"({', '.join(f'{s:.1f}' for s in seconds)})"
     )
 

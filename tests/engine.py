@@ -81,6 +81,14 @@ def loaded(service: Simulator, charge_point_id: str) -> Charger:
     return charger
 
 
+def register_now(charger: Charger, connector_id: int = 1) -> float:
+    """A connector's register as of the meter engine's latest tick. The engine meters a
+    charging connector at its events only (a sample, a status change), so a reader of
+    "now" settles the charger first, as the charge point's own readers do."""
+    charger.settle_meter()
+    return charger.evse(connector_id).register_wh
+
+
 async def wait_until(
     # Callable[..., object]: tests bind loop variables as defaults (lambda c=charger: ...).
     predicate: Callable[..., object],

@@ -16,7 +16,7 @@ from simulator.core.protocol import StopReason
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer
 from tests.cast import make_charger
-from tests.engine import COMPACT, loaded, wait_until
+from tests.engine import COMPACT, loaded, register_now, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,7 +109,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
     try:
         charger.plug_in(1, COMPACT, soc=20)
         assert await charger.present_id_tag(1, "TAG1") == "Accepted"
-        await wait_until(lambda: charger.evse(1).register_wh > 5, message="energy flowing")
+        await wait_until(lambda: register_now(charger) > 5, message="energy flowing")
         await service.checkpoint()
         stored = await database_sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-REG")
         assert 0 < stored.register_wh <= charger.evse(1).register_wh
@@ -250,7 +250,7 @@ async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_sa
         assert await later.present_id_tag(1, "TAG-L") == "Accepted"
         await csms.wait_for("CP-LATER", "StartTransaction", timeout=5)
         await wait_until(lambda: later.evse(1).transaction_id is not None, message="later's id")
-        await wait_until(lambda: later.evse(1).register_wh > 1, message="later charging")
+        await wait_until(lambda: register_now(later) > 1, message="later charging")
         await service.checkpoint()
         rows = await database_sync_to_async(
             lambda: {
@@ -359,7 +359,7 @@ async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_rest
     charger.plug_in(1, COMPACT, soc=20)
     assert await charger.present_id_tag(1, "TAG") == "Accepted"
     await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
-    await wait_until(lambda: charger.evse(1).register_wh > 5, message="energy flowing")
+    await wait_until(lambda: register_now(charger) > 5, message="energy flowing")
     await service.checkpoint()
     await crash(service)
     stored = await database_sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-PL")

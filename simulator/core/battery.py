@@ -11,6 +11,7 @@ Plain Python, no Django: this runs once per EVSE per tick for fleets of 10,000+ 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ class OperatingPoint:
     current_a: tuple[float, ...]
     phases: int
     offered_w: float = math.inf
+    # The SoC-independent part of the power: min(what the EVSE offers, the vehicle's
+    # maximum); the power is min(cap_w, the curve at the SoC) while `tapers`, else cap_w.
+    # `advance` integrates that in closed form.
+    cap_w: float = math.inf
+    tapers: bool = False
 
 
 def _offered(evse_max_w: float, limit_w: float | None) -> float:
@@ -109,11 +115,11 @@ def ac_operating_point(
     vehicle_w = spec.ac_max_kw * 1000
     if phases < spec.ac_phases:
         vehicle_w *= phases / spec.ac_phases
-    if spec.curve:
-        vehicle_w = min(vehicle_w, spec.curve_max_kw(battery.soc) * 1000)
-    power = max(min(offered, vehicle_w), 0.0)
+    cap = max(min(offered, vehicle_w), 0.0)
+    tapers = bool(spec.curve)
+    power = min(cap, spec.curve_max_kw(battery.soc) * 1000) if tapers else cap
     amps = power / (voltage_v * phases)
-    return OperatingPoint(power, voltages, (amps,) * phases, phases, offered)
+    return OperatingPoint(power, voltages, (amps,) * phases, phases, offered, cap, tapers)
 
 
 def dc_operating_point(
@@ -125,9 +131,9 @@ def dc_operating_point(
     offered = _offered(evse_max_w, limit_w)
     if battery.is_full() or spec.dc_max_kw <= 0 or volts <= 0:
         return OperatingPoint(0.0, (volts,), (0.0,), 1, offered)
-    vehicle_w = min(spec.dc_max_kw, spec.curve_max_kw(battery.soc)) * 1000
-    power = max(min(offered, vehicle_w), 0.0)
-    return OperatingPoint(power, (volts,), (power / volts,), 1, offered)
+    cap = max(min(offered, spec.dc_max_kw * 1000), 0.0)
+    power = min(cap, spec.curve_max_kw(battery.soc) * 1000)
+    return OperatingPoint(power, (volts,), (power / volts,), 1, offered, cap, True)
 
 
 def step(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
@@ -149,3 +155,138 @@ def step(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
         return wh
     battery.soc = max(battery.soc, battery.target_soc)
     return needed
+
+
+# -- the closed form: what flows between two events ------------------------------------------
+#
+# Between two events (a sample, a limit or state change, the target SoC) the offer is fixed,
+# so the power depends on the SoC alone: P(s) = min(cap, curve(s)), the curve piecewise
+# linear. The SoC rises at dS/dt = k·P(s), k = efficiency / (capacity · 36,000) (% per W·s):
+# linearly where the cap (or a flat piece of the curve) binds, exponentially where a sloped
+# piece binds (dP/dt = m·k·P). `_walk` goes piece by piece (curve breakpoints, the crossing
+# of curve and cap, the target), so one call covers hours exactly, however many ticks.
+
+
+def _piece(curve: tuple[tuple[float, float], ...], soc: float) -> tuple[float, float, float, float]:
+    """The curve piece that holds `soc`: (its upper end in %, p0 W, s0 %, slope W per %),
+    its power being p0 + slope·(s − s0). Beyond the ends the curve is flat (clamped)."""
+    if soc < curve[0][0]:
+        return curve[0][0], curve[0][1] * 1000.0, soc, 0.0
+    for (s0, p0), (s1, p1) in itertools.pairwise(curve):
+        if soc < s1:
+            return s1, p0 * 1000.0, s0, (p1 - p0) * 1000.0 / (s1 - s0)
+    return math.inf, curve[-1][1] * 1000.0, soc, 0.0
+
+
+def _walk(
+    spec: VehicleSpec, soc: float, target: float, cap_w: float, tapers: bool, budget_s: float
+) -> tuple[float, float]:
+    """Charge from `soc` towards `target` for at most `budget_s` seconds at the fixed offer:
+    (the SoC reached, the seconds that took). The seconds are `budget_s` when the target is
+    not reached within it, and infinite when it is never reached."""
+    k = spec.efficiency / (spec.capacity_kwh * 36_000.0)
+    if not tapers:
+        curve: tuple[tuple[float, float], ...] = ((0.0, math.inf),)
+    elif spec.curve:
+        curve = spec.curve
+    else:  # a DC vehicle without a curve: its DC maximum throughout
+        curve = ((0.0, spec.dc_max_kw),)
+    s, elapsed = soc, 0.0
+    for _ in range(4 * len(curve) + 8):  # each pass ends a piece: bounded
+        if s >= target - FULL_EPSILON or elapsed >= budget_s:
+            break
+        hi, p0, s0, slope = _piece(curve, s)
+        end = min(hi, target)
+        if slope:
+            crossing = s0 + (cap_w - p0) / slope  # where the curve meets the cap
+            if s < crossing < end:
+                end = crossing
+        left = budget_s - elapsed
+        mid = (s + end) / 2
+        if p0 + slope * (mid - s0) >= cap_w or not slope:
+            # % per second, constant on this piece: the cap, or a flat piece of the curve
+            rate = k * (min(cap_w, p0) if not slope else cap_w)
+            if rate <= 0:
+                return s, math.inf
+            seconds = (end - s) / rate
+            if seconds > left:
+                return s + rate * left, budget_s
+        else:
+            start_w, end_w = p0 + slope * (s - s0), p0 + slope * (end - s0)
+            if start_w <= 0:
+                return s, math.inf
+            # The curve falls to zero at `end`: approached, never reached.
+            seconds = math.log(end_w / start_w) / (slope * k) if end_w > 0 else math.inf
+            if seconds > left:
+                if math.isinf(left):
+                    return s, math.inf
+                reached_w = start_w * math.exp(slope * k * left)
+                return s + (reached_w - start_w) / slope, budget_s
+        s, elapsed = end, elapsed + seconds
+    return s, elapsed
+
+
+def fixed_cap(point: OperatingPoint) -> float:
+    """The most this point's offer lets flow at any SoC (W). A point made without a cap
+    (by hand, in a test) is a constant power."""
+    return point.cap_w if math.isfinite(point.cap_w) else point.power_w
+
+
+def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
+    """Charge for `dt_s` seconds at this point's offer, in closed form; the metered Wh.
+
+    Exact for any `dt_s` (the power follows the curve as the SoC rises), stopping at the
+    target. `step` is the Euler integration (the power at the start of each step) that
+    this replaced; property tests keep the two within 0.5 % at 1 s steps.
+    """
+    if point.power_w <= 0 or dt_s <= 0 or battery.is_full():
+        return 0.0
+    spec, start = battery.spec, battery.soc
+    soc, _ = _walk(spec, start, battery.target_soc, fixed_cap(point), point.tapers, dt_s)
+    if soc >= battery.target_soc - FULL_EPSILON:
+        needed = battery.energy_to_target_wh()
+        battery.soc = max(start, battery.target_soc)
+        return needed
+    battery.soc = max(start, soc)
+    return (battery.soc - start) * spec.capacity_kwh * 10.0 / spec.efficiency
+
+
+def seconds_to_target(battery: Battery, point: OperatingPoint) -> float:
+    """How long until the battery reaches its target at this point's offer (infinite if
+    it never does: nothing offered, or a curve that falls to zero before it)."""
+    if battery.is_full():
+        return 0.0
+    if point.power_w <= 0:
+        return math.inf
+    spec = battery.spec
+    soc, seconds = _walk(
+        spec, battery.soc, battery.target_soc, fixed_cap(point), point.tapers, math.inf
+    )
+    return seconds if soc >= battery.target_soc - FULL_EPSILON else math.inf
+
+
+def seconds_until_tapering(battery: Battery, point: OperatingPoint, free_cap_w: float) -> float:
+    """How long, charging at `point`, until the vehicle's curve falls below `free_cap_w`
+    (what it would draw without a limit): until then its demand is constant (0: it tapers
+    now; infinite: never before the target). The meter shares a charger's power again then."""
+    if battery.is_full() or not point.tapers:
+        return math.inf
+    spec = battery.spec
+    curve = spec.curve or ((0.0, spec.dc_max_kw),)
+    soc = battery.soc
+    binds = math.inf  # the lowest SoC >= soc where the curve is below free_cap_w
+    if spec.curve_max_kw(soc) * 1000 < free_cap_w:
+        return 0.0
+    for (s0, p0), (s1, p1) in itertools.pairwise(curve):
+        if s1 <= soc or p1 * 1000 >= free_cap_w:
+            continue
+        # Falls below the cap inside this piece (it starts at or above it beyond `soc`).
+        crossing = (
+            s0 + (free_cap_w - p0 * 1000) * (s1 - s0) / ((p1 - p0) * 1000) if p1 != p0 else s0
+        )
+        binds = max(crossing, soc)
+        break
+    if binds >= battery.target_soc - FULL_EPSILON:
+        return math.inf
+    reached, seconds = _walk(spec, soc, binds, fixed_cap(point), point.tapers, math.inf)
+    return seconds if reached >= binds - FULL_EPSILON else math.inf

@@ -24,7 +24,14 @@ from typing import Any
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core import power_sharing
 from simulator.core.authorization import AuthorizationCache
-from simulator.core.battery import Battery, OperatingPoint, ac_operating_point, dc_operating_point
+from simulator.core.battery import (
+    Battery,
+    OperatingPoint,
+    ac_operating_point,
+    dc_operating_point,
+    seconds_to_target,
+    seconds_until_tapering,
+)
 from simulator.core.certificates import CertificateError, CertificateStore
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.configuration import ConfigValues, check_change, is_write_only
@@ -303,6 +310,14 @@ class Charger:
         self.power_shared = self._rated_binds()  # the meter must share power each tick
         self._physical: tuple[Electrical, Limit] | None = None  # cache of _physical_limit
         self.last_sent_status: dict[int, tuple[str, str]] = {}
+        # The meter engine's bookkeeping: when it last advanced the connectors (its monotonic
+        # and wall time), when it must visit the charger next (0: on its next tick), and its
+        # hook that brings the connectors up to its latest tick (`settle_meter`). The engine
+        # keeps the times; only this class changes a connector's register, SoC and status.
+        self.metered_at: float | None = None
+        self.metered_wall: float | None = None
+        self.meter_wake = 0.0
+        self.meter_settle: Callable[[Charger], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Charger {self.id} {self.link} boot={self.boot}>"
@@ -391,6 +406,7 @@ class Charger:
         return ""
 
     def _apply_config(self, key: str) -> None:
+        self.settle_meter()  # sample, heartbeat and clock-aligned times may move
         now = self.clock.monotonic()
         if key == "HeartbeatInterval":
             self.next_heartbeat = now + self.config_int("HeartbeatInterval")
@@ -405,6 +421,7 @@ class Charger:
 
     def attach(self, transport: Transport) -> None:
         self.transport = transport
+        self.meter_wake = 0.0  # online again: a heartbeat may be overdue
         self.link = LinkState.ONLINE
         self.link_error = ""
         if self.reservations:
@@ -521,6 +538,7 @@ class Charger:
             self.config["HeartbeatInterval"] = str(interval)
             self.listener.on_config(self, "HeartbeatInterval", str(interval))
         self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
+        self.meter_wake = 0.0  # the engine finds the next heartbeat
         self.listener.on_change(self)
         return status, interval
 
@@ -593,6 +611,7 @@ class Charger:
         info: str | None = None,
     ) -> bool:
         """Move a connector to a new status and report it; illegal moves raise."""
+        self.settle_meter()  # what flowed until now flowed in the old status
         if (status is Status.FAULTED or status is Status.UNAVAILABLE) and self.reservations:
             # A reservation ends when its connector can no longer be used (1.6 section 5.13).
             held = self.reservations.on_connector(evse.connector_id)
@@ -694,6 +713,7 @@ class Charger:
     def plug_in(
         self, connector_id: int, vehicle: VehicleSpec, soc: float = 20.0, target_soc: float = 100.0
     ) -> None:
+        self.settle_meter()
         evse = self.evse(connector_id)
         if evse.battery is not None:
             raise ActionError("a vehicle is already plugged in")
@@ -757,6 +777,7 @@ class Charger:
         return status
 
     def start_transaction(self, connector_id: int, id_tag: str) -> LocalTransaction:
+        self.settle_meter()
         evse = self.evse(connector_id)
         if connector_id in self.transactions:
             raise ActionError(f"connector {connector_id} already has a transaction")
@@ -820,6 +841,7 @@ class Charger:
         reason: StopReason = StopReason.LOCAL,
         id_tag: str | None = None,
     ) -> LocalTransaction:
+        self.settle_meter()  # meterStop and the last samples are of now
         evse = self.evse(connector_id)
         tx = self.transactions.pop(connector_id, None)
         if tx is None:
@@ -857,6 +879,7 @@ class Charger:
         return tx
 
     def unplug(self, connector_id: int) -> None:
+        self.settle_meter()
         evse = self.evse(connector_id)
         if evse.battery is None:
             raise ActionError("no vehicle plugged in")
@@ -898,6 +921,7 @@ class Charger:
         """The EV stops drawing power (OCPP 1.6: SuspendedEV, "the EV is connected to the
         EVSE but it is not requesting energy"); SuspendedEVSE, if the charger offers
         nothing now, stays (it wins over SuspendedEV). The session goes on."""
+        self.settle_meter()
         evse = self.evse(connector_id)
         battery = evse.battery
         if battery is None:
@@ -913,6 +937,7 @@ class Charger:
     def resume_ev(self, connector_id: int) -> None:
         """The paused EV requests energy again: Charging, or SuspendedEVSE if the charger
         offers nothing now (a full battery stays SuspendedEV)."""
+        self.settle_meter()
         evse = self.evse(connector_id)
         battery = evse.battery
         if battery is None:
@@ -935,11 +960,13 @@ class Charger:
     ) -> None:
         if error_code not in FAULT_CODES:
             raise ActionError(f"{error_code!r} is not an OCPP 1.6 fault code")
+        self.settle_meter()
         evse = self.evse(connector_id)
         evse.power_w = 0.0
         self.set_status(evse, Status.FAULTED, error_code, info)
 
     def clear_fault(self, connector_id: int) -> None:
+        self.settle_meter()
         evse = self.evse(connector_id)
         if evse.status is not Status.FAULTED:
             raise ActionError(f"connector {connector_id} is not faulted")
@@ -1461,6 +1488,7 @@ class Charger:
         )
 
     def profiles_changed(self) -> None:
+        self.settle_meter()  # the old limits held until now
         self.limits_dirty = True
         self.listener.on_profiles(self)
 
@@ -1547,6 +1575,7 @@ class Charger:
         """The site's load management caps these connectors (W) from the next tick on."""
         if caps_w == self.site_caps_w:
             return
+        self.settle_meter()
         self.site_caps_w = caps_w
         self.power_shared = self._rated_binds()
 
@@ -1563,6 +1592,7 @@ class Charger:
     def change_availability(self, connector_id: int, kind: str) -> str:
         """ChangeAvailability (connector 0: the whole charger): Accepted, or Scheduled when
         a transaction must end first."""
+        self.settle_meter()
         targets = [e.connector_id for e in self.evses] if connector_id == 0 else [connector_id]
         if connector_id == 0:
             self.charger_unavailable = kind == "Inoperative"
@@ -1627,6 +1657,7 @@ class Charger:
     def reboot(self, why: str = "reboot") -> None:
         """Go down now; `why` is the techInfo of the StartupOfTheFirmware that the next
         boot reports (`restart` also reports the ResetOrReboot first)."""
+        self.settle_meter()
         for evse in self.evses:
             evse.power_w = 0.0
             evse.current_a = ()
@@ -1648,6 +1679,7 @@ class Charger:
         ongoing session keeps its vehicle, new ones use the new limits from the next tick."""
         if spec.charge_point_id != self.id:
             raise ValueError("a new charge point id needs a reboot, not respec()")
+        self.settle_meter()
         if spec.impairments != self.spec.impairments:
             self.impairments.apply_stored(spec.impairments)
         self.spec = spec
@@ -1716,6 +1748,7 @@ class Charger:
 
     async def trigger_meter_values(self, connector_id: int | None) -> None:
         """Meter values (context Trigger) of one connector, or of all when none (or 0)."""
+        self.settle_meter()
         targets = [connector_id] if connector_id else [e.connector_id for e in self.evses]
         measurands = self.config_list("MeterValuesSampledData")
         for target in targets:
@@ -1773,6 +1806,7 @@ class Charger:
     ) -> None:
         """A transaction the process was in when it died: end it as a real charger does
         after a power loss, with the last register it knew (never below meterStart)."""
+        self.settle_meter()
         evse = self.evse(tx.connector_id)
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = timestamp or self.stamp()
@@ -1962,9 +1996,40 @@ class Charger:
                 demand[connector_id] = self.operating_point(evse, None).power_w
         return demand
 
+    def seconds_to_target(self, evse: Evse) -> float:
+        """How long until the vehicle on this connector reaches its target SoC at the limit
+        in force now (infinite if it never does)."""
+        battery = evse.battery
+        if battery is None:
+            return math.inf
+        return seconds_to_target(
+            battery, self.operating_point(evse, self.limits.get(evse.connector_id))
+        )
+
+    def seconds_to_demand_change(self, evse: Evse) -> float:
+        """How long the connector's demand (what it would draw without a limit, which its
+        charger's shared power and the site's caps are computed from) stays constant while
+        it charges at the limit in force (0: it changes now, on the curve's taper)."""
+        battery = evse.battery
+        if battery is None:
+            return math.inf
+        free = self.operating_point(evse, None)
+        point = self.operating_point(evse, self.limits.get(evse.connector_id))
+        return seconds_until_tapering(battery, point, free.cap_w)
+
     def drop_limits(self) -> None:
         """No profile left: nothing limits the connectors."""
         self.limits = {}
+
+    def settle_meter(self) -> None:
+        """Something is about to change what flows (a status, a limit, a plug, a setting),
+        or to read the register as of now: the meter engine first brings every connector
+        up to its latest tick (in closed form), and visits the charger on its next tick to
+        schedule it again. Without an engine (a charger alone, in a test) nothing moves."""
+        settle = self.meter_settle
+        if settle is not None:
+            settle(self)
+        self.meter_wake = 0.0
 
     def step_connector(self, evse: Evse, dt: float) -> bool:
         """Advance one connector in a transaction by dt seconds: energy, then the
@@ -2001,6 +2066,8 @@ class Charger:
             self.set_status(evse, Status.CHARGING)
         if dt > 0:
             evse.meter(point, dt)
+        else:  # nothing metered in no time, but the readings are those of the point now
+            evse.show(point)
         if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
             self.set_status(evse, Status.SUSPENDED_EV)
         return True

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 # One definition of the statuses, shared with the dashboard (simulator.contract).
 from simulator.contract import FAULT_CODES, ConnectorStatus
-from simulator.core.battery import Battery, OperatingPoint, step
+from simulator.core.battery import Battery, OperatingPoint, advance, fixed_cap
 from simulator.core.session_series import SessionSeries
 
 S = ConnectorStatus
@@ -153,28 +153,40 @@ class Evse:
         self.register_wh += wh
 
     def meter(self, point: OperatingPoint, dt_s: float) -> float:
-        """Let energy flow for ``dt_s`` seconds at this operating point; the metered Wh.
+        """Let energy flow for ``dt_s`` seconds at this operating point's offer; the metered
+        Wh, in closed form (``battery.advance``) however long the interval.
 
-        ``power_w`` becomes the tick's effective power, ``wh * 3600 / dt``, so the register
-        delta always equals the integral of the reported power. The tick that fills the
-        battery reports its (lower) average power; nothing flows (power 0) when no vehicle
-        is plugged or the point offers or takes nothing.
+        ``power_w`` becomes the interval's average power, ``wh * 3600 / dt``, so the register
+        delta always equals the integral of the reported power; it is the point's power
+        when nothing tapers, the lower average when the battery fills inside the interval.
+        Nothing flows (power 0) when no vehicle is plugged or the point offers or takes
+        nothing.
         """
         battery = self.battery
         if battery is None or point.power_w <= 0:
             self.stop_flow()
             return 0.0
-        wh = step(battery, point, dt_s)
+        wh = advance(battery, point, dt_s)
         self.add_energy(wh)
         self.soc = battery.soc
-        # Equal to point.power_w unless the tick was cut short at the target.
-        self.power_w = min(wh * 3600.0 / dt_s, point.power_w) if dt_s > 0 else point.power_w
+        power = wh * 3600.0 / dt_s if dt_s > 0 else point.power_w
+        if abs(power - point.power_w) <= 1e-9 * point.power_w:
+            power = point.power_w  # float dust of a constant power
+        power = min(power, fixed_cap(point))  # an average never exceeds the offer's cap
+        self.power_w = power
         self.voltage_v = point.voltage_v
-        scale = self.power_w / point.power_w
+        scale = power / point.power_w
         self.current_a = (
             point.current_a if scale == 1.0 else tuple(a * scale for a in point.current_a)
         )
         return wh
+
+    def show(self, point: OperatingPoint) -> None:
+        """The readings of this operating point, before any energy flowed at it (a visit
+        of no duration: the engine's first, or one right after a settle)."""
+        self.power_w = point.power_w
+        self.voltage_v = point.voltage_v
+        self.current_a = point.current_a
 
     def stop_flow(self) -> bool:
         """Nothing flows now; True if the power reading said otherwise."""

@@ -123,6 +123,9 @@ class EventPublisher(Listener):
         # the charger yet: a page that shows a disabled charger must see it come online when
         # it is enabled (or added) without waiting for the page's next renewal.
         self.watched: dict[int, float] = {}
+        # Watched chargers seen changing: those in a session are settled at each flush, so
+        # that their page follows the meter every tick, not at its events only.
+        self._shown: dict[int, Charger] = {}
         # The API's event streams (nothing is collected while none subscribes).
         self.stream = EventStream()
 
@@ -132,6 +135,9 @@ class EventPublisher(Listener):
 
     def on_change(self, charger: Charger) -> None:
         self._dirty[charger.id] = charger
+        pk = charger.spec.db_id
+        if pk is not None and pk in self.watched:
+            self._shown[pk] = charger
         if self.stream.active:
             self.stream.on_change(charger)
 
@@ -211,6 +217,15 @@ class EventPublisher(Listener):
         watched = self.watched
         for expired in [pk for pk, expiry in watched.items() if expiry < now]:
             del watched[expired]
+        shown = self._shown
+        for gone in [key for key in shown if key not in watched]:
+            del shown[gone]
+        for live in shown.values():
+            if live.transactions:
+                # The meter visits a charger at its events (a sample may be a minute
+                # away): one a page shows is brought up to the latest tick and visited on
+                # the next, whose change is published by the next flush.
+                live.settle_meter()
         # Snapshots nobody watches are not built: at fleet scale they were a fifth of the
         # worker's CPU. The frame log is still kept for a page that connects later.
         chargers = [c for c in dirty.values() if c.spec.db_id in watched]

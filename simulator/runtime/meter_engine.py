@@ -1,10 +1,24 @@
-"""The meter engine: one periodic tick that advances every EVSE of every live charger.
+"""The meter engine: one periodic tick that advances the chargers whose next event is due.
 
-Per tick and charger: heartbeat when due; for each connector in a transaction, the physics
-step (power from the vehicle and the limits in force, energy into the register, SoC), the
-Charging / SuspendedEV / SuspendedEVSE decision, and MeterValues when the connector's
-MeterValueSampleInterval or the charger's ClockAlignedDataInterval comes round. No
-database query and no task per EVSE: a fleet of 10,000 chargers is one loop.
+Event-driven: each charger carries its next wake time (`Charger.meter_wake`, monotonic s),
+the earliest of its next heartbeat, its charging connectors' next periodic samples, its next
+ClockAlignedDataInterval boundary, and the instant a charging connector reaches its target
+SoC (a status change). A tick visits only the chargers due (within half a tick); one visit
+advances each connector in a transaction by the time since the charger's own last visit, in
+closed form (`battery.advance`: exact however long), then decides Charging / SuspendedEV /
+SuspendedEVSE, heartbeats and samples as before, and schedules the next wake. Steady
+charging and idle chargers thus cost a visit per event, not per tick. No database query and
+no task per EVSE: a fleet of 10,000 chargers is one loop over one float each per tick.
+
+What changes the flow between visits (a status, a plug, a transaction, a profile, a site cap,
+a setting) first calls `Charger.settle_meter`: the engine's `settle` brings the charger's
+connectors up to the latest tick (as the per-tick engine had them) and the charger is
+visited, and scheduled again, on the next tick. Chargers with charging profiles are visited
+every tick while in a transaction, as before (a period may start at any instant); chargers
+whose rated power or site caps are shared among their connectors are visited every tick
+only while a connector's curve tapers below what it would draw (its demand, from which the
+shares are computed, then moves continuously), otherwise at their events and at the
+instant a taper begins.
 
 A clock-aligned sample is dated at its boundary, which lies between two ticks: its register
 is interpolated between the registers of those ticks (the power is constant over a step),
@@ -22,7 +36,7 @@ from datetime import UTC, datetime
 
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
-from simulator.core.evse import Evse
+from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.protocol import MeterSample, SampleContext
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.metrics import TICK_DURATION, TICK_LAG
@@ -31,6 +45,9 @@ log = logging.getLogger(__name__)
 
 LimitFn = Callable[[Charger, Evse], float | None]
 
+# A charger is visited at least this often (seconds), whatever its events: a safety net for a
+# change that did not wake it, cheap at fleet scale (a visit that finds nothing due).
+MAX_SLEEP_S = 60.0
 # Boundaries one tick may catch up on (a stalled process, a clock stepped forward); older
 # ones are not invented.
 _MAX_ALIGNED_PER_TICK = 16
@@ -54,6 +71,8 @@ class MeterEngine:
         self._last: float | None = None
         self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
         self.ticks = 0
+        self.visits = 0  # charger visits (advances), for tests and the bench
+        self._visiting: Charger | None = None
         self._failing: set[str] = set()  # chargers whose step failed (logged once each)
 
     async def run(self) -> None:
@@ -77,22 +96,40 @@ class MeterEngine:
 
     def tick(self, now: float | None = None, wall: datetime | None = None) -> None:
         now = time.monotonic() if now is None else now
-        dt = 0.0 if self._last is None else max(now - self._last, 0.0)
         self._last = now
         wall = wall or datetime.now(UTC)
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
-        since, self._last_wall = self._last_wall, wall.timestamp()
+        self._last_wall = wall.timestamp()
         if self.sites is not None:
             try:
                 self.sites.apply(self.chargers)
             except Exception:
                 log.exception("site load management failed")
+        # Visit at the tick nearest to the due time: ticks wake a few ms early or late.
+        due = now + self.tick_seconds / 2
         for charger in self.chargers:
+            if charger.meter_wake > due:
+                continue  # the common case: one float compared per charger and tick
+            at = charger.metered_at
+            dt = 0.0 if at is None else max(now - at, 0.0)
             try:
-                self.advance(charger, dt, now, wall, stamp, since)
+                self.advance(charger, dt, now, wall, stamp, charger.metered_wall)
             except Exception:
+                charger.meter_wake = now + self.tick_seconds  # retried, not every tick twice
                 self._failed(charger)
+
+    def settle(self, charger: Charger) -> None:
+        """Bring the charger's connectors in a transaction up to the latest tick, in closed
+        form (`Charger.settle_meter` calls this before something changes the flow). Its
+        next visit (the next tick) takes its samples and schedules it again."""
+        at, last = charger.metered_at, self._last
+        if at is None or last is None or last <= at or charger is self._visiting:
+            return  # nothing to settle, or a change made by the visit itself
+        charger.metered_at = last  # first: a status change inside does not settle again
+        dt = last - at
+        for connector_id in list(charger.transactions):
+            charger.step_connector(charger.evses[connector_id - 1], dt)
 
     def _failed(self, charger: Charger) -> None:
         """One charger's failure costs that charger's step, never the rest of the fleet's
@@ -112,23 +149,62 @@ class MeterEngine:
         stamp: str | None = None,
         since: float | None = None,
     ) -> None:
-        """One step of one charger; `since` is the wall time (epoch s) of the last step."""
+        """One visit of one charger: advance its connectors by `dt`, heartbeat and sample
+        what is due, schedule its next visit. `since` is the wall time (epoch s) of its
+        last visit."""
+        self.visits += 1
+        self._visiting = charger
+        try:
+            self._visit(charger, dt, now, wall, stamp, since)
+        finally:
+            self._visiting = None
+
+    def _visit(
+        self,
+        charger: Charger,
+        dt: float,
+        now: float,
+        wall: datetime,
+        stamp: str | None,
+        since: float | None,
+    ) -> None:
+        charger.meter_settle = self.settle
+        charger.metered_at = now
+        wall_s = wall.timestamp()
+        charger.metered_wall = wall_s
         if stamp is not None and charger.impairments.clock_skew_s:
             stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
         if charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
         boundaries = self._aligned_boundaries(charger, wall, since)
-        before = [evse.register_wh for evse in charger.evses] if boundaries else None
         periodic: list[int] | None = None
         if charger.transactions and (charger.power_shared or len(charger.profiles)):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()
+        at_boundaries: list[list[float]] = []
+        left: dict[int, float] = {}  # connector -> the part of dt after the last boundary
+        if boundaries:
+            # The registers at each boundary, exactly: each connector advances to each in
+            # turn. It stands at `wall_s - dt` (a settle may have moved it past `since`),
+            # or at its transaction's start if that is later (nothing flowed before it).
+            at_boundaries = [[evse.register_wh for evse in charger.evses] for _ in boundaries]
+            for connector_id, tx in list(charger.transactions.items()):
+                evse = charger.evses[connector_id - 1]
+                origin, rest = max(wall_s - dt, _epoch(tx.started_at)), dt
+                for registers, boundary in zip(at_boundaries, boundaries, strict=True):
+                    piece = min(max(boundary - origin, 0.0), rest)
+                    if piece > 0:
+                        changed |= charger.step_connector(evse, piece)
+                        rest -= piece
+                        origin += piece
+                    registers[connector_id - 1] = evse.register_wh
+                left[connector_id] = rest
         half_tick = self.tick_seconds / 2
         for connector_id in list(charger.transactions):
             evse = charger.evses[connector_id - 1]
-            changed |= charger.step_connector(evse, dt)
+            changed |= charger.step_connector(evse, left.get(connector_id, dt) if left else dt)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
             if charger.sample_due(connector_id, now, half_tick):
@@ -136,15 +212,62 @@ class MeterEngine:
                     periodic = [connector_id]
                 else:
                     periodic.append(connector_id)
-        if boundaries and before is not None and since is not None:
+        if boundaries:
             # Before this tick's periodic samples: the queue stays in timestamp order.
-            self._send_aligned(charger, boundaries, before, since, wall.timestamp())
+            self._send_aligned(charger, boundaries, at_boundaries)
         if periodic is not None:
             measurands = charger.config_list("MeterValuesSampledData")
             for connector_id in periodic:
                 charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
+        charger.meter_wake = self._next_wake(charger, now, wall_s)
+
+    def _next_wake(self, charger: Charger, now: float, wall_s: float) -> float:
+        """When the charger must be visited next (monotonic s): its earliest event."""
+        tick = self.tick_seconds
+        wake = now + MAX_SLEEP_S
+        heartbeat = charger.next_heartbeat
+        if heartbeat > now:  # past: offline or not booted; going online wakes it
+            wake = min(wake, heartbeat)
+        interval = charger.config.as_int("ClockAlignedDataInterval")
+        if interval > 0:
+            seconds = int(wall_s)
+            midnight = seconds - seconds % _DAY
+            boundary = min(
+                midnight + ((seconds - midnight) // interval + 1) * interval, midnight + _DAY
+            )
+            wake = min(wake, now + (boundary - wall_s))
+        if not charger.transactions:
+            return wake
+        if len(charger.profiles):
+            return now + tick  # a profile's limit may change at any period: every tick
+        # Shared power (the rated power, a site's caps) is shared by demand: constant, and
+        # so are the shares, until a connector's curve tapers below what it would draw.
+        shared = charger.power_shared
+        for due in charger.next_sample.values():
+            if due:
+                wake = min(wake, due)
+        for connector_id in charger.transactions:
+            evse = charger.evses[connector_id - 1]
+            status = evse.status
+            if status is ConnectorStatus.CHARGING:
+                battery = evse.battery
+                if battery is None or battery.is_full():
+                    return now + tick  # its status changes on the next visit
+                # The exact instant only when it could come first: at most the EVSE's
+                # power flows, so the target is not reached sooner than this.
+                soonest = battery.energy_to_target_wh() * 3600.0 / max(evse.max_power_w, 1e-9)
+                if now + soonest < wake:
+                    wake = min(wake, now + charger.seconds_to_target(evse))
+                if shared:
+                    steady = charger.seconds_to_demand_change(evse)
+                    if steady <= 0:
+                        return now + tick  # tapering: the shares move every tick
+                    wake = min(wake, now + steady)
+            elif status is ConnectorStatus.SUSPENDED_EVSE:
+                return now + tick  # the next visit decides whether it charges again
+        return wake
 
     @staticmethod
     def _aligned_boundaries(charger: Charger, wall: datetime, since: float | None) -> list[int]:
@@ -176,37 +299,26 @@ class MeterEngine:
         return found
 
     def _send_aligned(
-        self,
-        charger: Charger,
-        boundaries: list[int],
-        before: list[float],
-        since: float,
-        wall_s: float,
+        self, charger: Charger, boundaries: list[int], registers: list[list[float]]
     ) -> None:
-        """Clock-aligned samples at each boundary in (since, wall_s], oldest first.
-
-        The register at a boundary is interpolated between the one before this tick's
-        step (at `since`, or at the transaction's start if that came later) and the one
-        after it (at `wall_s`). A boundary before its connector's transaction began is
-        not part of it: it goes out as a sample without a transaction (online only).
+        """Clock-aligned samples at each boundary passed since the last visit, oldest
+        first, each with the registers at that boundary (`registers`, per boundary per
+        connector). A boundary before its connector's transaction began is not part of
+        it: it goes out as a sample without a transaction (online only).
         """
         measurands = charger.config_list("MeterValuesAlignedData")
         stop_aligned = charger.config_list("StopTxnAlignedData")
         online = charger.online
-        for evse, register_before in zip(charger.evses, before, strict=True):
+        for index, evse in enumerate(charger.evses):
             tx = charger.transactions.get(evse.connector_id)
             if tx is None and not online:
                 continue  # only a transaction's samples are kept while offline
-            started = _epoch(tx.started_at) if tx is not None else since
-            origin = max(since, started)
-            span = wall_s - origin
-            gained = evse.register_wh - register_before
-            for boundary in boundaries:
+            started = _epoch(tx.started_at) if tx is not None else 0.0
+            for boundary, at_boundary in zip(boundaries, registers, strict=True):
                 inside = tx is not None and boundary >= started
                 if not inside and not online:
                     continue
-                share = (boundary - origin) / span if span > 0 else 1.0
-                register = register_before + gained * min(max(share, 0.0), 1.0)
+                register = at_boundary[index]
                 stamp = now_iso(charger.skewed(datetime.fromtimestamp(boundary, UTC)))
                 charger.send_meter_values(
                     evse.connector_id,

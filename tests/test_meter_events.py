@@ -1,0 +1,241 @@
+"""The event-driven meter engine: a charger is visited at its events only (its samples, the
+instant its vehicle fills, a change), and what it reports is what 1 s steps report."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import UTC, datetime
+
+from simulator.core.battery import Battery, step
+from simulator.core.evse import ConnectorStatus, Evse
+from simulator.runtime.events import EventPublisher
+from simulator.runtime.load_management import SiteController
+from simulator.runtime.meter_engine import MeterEngine
+from tests.engine import COMPACT, PHEV, runtime_charger
+
+SAMPLED = {
+    "MeterValueSampleInterval": "60",
+    "MeterValuesSampledData": "Energy.Active.Import.Register,SoC",
+    "ClockAlignedDataInterval": "0",
+}
+BASE = 1_796_200_000.0  # a wall clock start (epoch s) on a whole minute
+
+
+def at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def samples(charger) -> list[tuple[float, int, float]]:
+    """(epoch s, register Wh, SoC %) of each periodic MeterValues queued."""
+    out = []
+    for item in charger.queue:
+        if item.action != "MeterValues":
+            continue
+        (value,) = item.payload["meterValue"]
+        readings = {v.get("measurand"): v["value"] for v in value["sampledValue"]}
+        stamp = datetime.fromisoformat(value["timestamp"].replace("Z", "+00:00"))
+        out.append(
+            (
+                stamp.timestamp(),
+                int(readings.get(None) or readings["Energy.Active.Import.Register"]),
+                float(readings["SoC"]),
+            )
+        )
+    return out
+
+
+def reference(
+    charger, vehicle, soc: float, target: float, seconds: int
+) -> list[tuple[float, float]]:
+    """The stepped engine's physics: 1 s Euler steps at the power of each step's start;
+    (energy Wh, SoC %) after each whole second."""
+    battery = Battery(vehicle, soc, target)
+    evse = Evse(connector_id=1, max_power_w=charger.evses[0].max_power_w, battery=battery)
+    energy, out = 0.0, []
+    for _ in range(seconds + 1):
+        out.append((energy, battery.soc))
+        energy += step(battery, charger.operating_point(evse, None), 1.0)
+    return out
+
+
+def test_a_fleet_sampling_every_minute_is_visited_at_its_events_and_meters_as_1_s_steps():
+    hours = 2
+    seconds = hours * 3600
+    fleet = [
+        # DC through the taper to its target (a status change at an instant of its own).
+        (runtime_charger("CP-DC", "ws://127.0.0.1:1", evses=1, power_type="DC", max_kw=150,
+                         config=SAMPLED), COMPACT, 20.0, 90.0),
+        # AC at a constant 11 kW for the whole run.
+        (runtime_charger("CP-AC", "ws://127.0.0.1:1", evses=1, max_kw=11, config=SAMPLED),
+         COMPACT, 10.0, 100.0),
+        # A PHEV on one phase, filling within the run.
+        (runtime_charger("CP-PHEV", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED),
+         PHEV, 50.0, 100.0),
+    ]  # fmt: skip
+    for charger, vehicle, soc, target in fleet:
+        charger.plug_in(1, vehicle, soc=soc, target_soc=target)
+        charger.start_transaction(1, "TAG")
+        charger.next_sample[1] = 1060.0  # on the test's monotonic clock: 60 s after start
+    chargers = [c for c, *_ in fleet]
+    engine = MeterEngine(chargers, tick_seconds=1.0)
+    visits: Counter[str] = Counter()
+    advance = engine.advance
+
+    def counted(charger, *args, **kwargs):
+        visits[charger.id] += 1
+        advance(charger, *args, **kwargs)
+
+    engine.advance = counted  # type: ignore[method-assign]  # counting visits
+    for k in range(seconds + 1):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+
+    assert engine.ticks == seconds + 1
+    for charger, vehicle, soc, target in fleet:
+        taken = samples(charger)
+        # One sample a minute (and none lost), at its own visit: the visits are the
+        # samples, the first tick, and the instant the vehicle filled (then SuspendedEV).
+        assert len(taken) == seconds // 60  # at 60, 120, ... 7200 s
+        filled = charger.evse(1).status is ConnectorStatus.SUSPENDED_EV
+        assert len(taken) + 1 <= visits[charger.id] <= len(taken) + 1 + (3 if filled else 0)
+        steps = reference(charger, vehicle, soc, target, seconds)
+        for stamp, register, reported_soc in taken:
+            k = round(stamp - BASE)
+            energy, ref_soc = steps[k]
+            assert math.isclose(register, energy, rel_tol=0.005, abs_tol=1.0), (charger.id, k)
+            assert math.isclose(reported_soc, ref_soc, rel_tol=0.005, abs_tol=0.05)
+    assert chargers[0].evse(1).status is ConnectorStatus.SUSPENDED_EV  # the DC one filled
+    assert chargers[2].evse(1).status is ConnectorStatus.SUSPENDED_EV  # the PHEV too
+
+
+def test_an_idle_fleet_is_visited_at_its_heartbeats_only():
+    chargers = [runtime_charger(f"CP-I{n}", "ws://127.0.0.1:1", evses=2) for n in range(5)]
+    engine = MeterEngine(chargers, tick_seconds=1.0)
+    for k in range(600):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    # Offline, never booted: the first tick, then the safety net's visits only.
+    assert engine.visits <= len(chargers) * (1 + 600 / 60 + 1)
+
+
+def test_a_change_between_events_settles_the_register_up_to_the_latest_tick():
+    charger = runtime_charger("CP-SET", "ws://127.0.0.1:1", evses=1, max_kw=11, config=SAMPLED)
+    charger.plug_in(1, COMPACT, soc=30)
+    tx = charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    for k in range(31):  # 30 s of 11 kW, the charger asleep until its sample at 60 s
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert engine.visits < 5
+    charger.stop_transaction(1)
+    assert tx.meter_stop == int(11_000 * 30 / 3600)  # metered up to the latest tick
+
+
+class SteppedEngine(MeterEngine):
+    """The engine as it was: every charger visited on every tick."""
+
+    def _next_wake(self, charger, now: float, wall_s: float) -> float:
+        return now + self.tick_seconds
+
+
+def sharing_fleet(name: str, power_type: str, max_kw: float, vehicle, socs):
+    charger = runtime_charger(name, "ws://127.0.0.1:1", evses=2, power_type=power_type,
+                              max_kw=max_kw, config=SAMPLED)  # fmt: skip
+    assert charger.power_shared  # 2 x max_kw on a max_kw charger
+    for connector_id, soc in enumerate(socs, start=1):
+        charger.plug_in(connector_id, vehicle, soc=soc, target_soc=100.0)
+        charger.start_transaction(connector_id, "TAG")
+        charger.next_sample[connector_id] = 1060.0
+    return charger
+
+
+def run(engine_class, charger, seconds: int) -> tuple[MeterEngine, list]:
+    engine = engine_class([charger], tick_seconds=1.0)
+    for k in range(seconds + 1):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    return engine, samples(charger)
+
+
+def test_two_connectors_sharing_a_dc_cabinet_meter_as_when_stepped_every_tick():
+    # 150 kW shared by two ID.3s: equal shares while both want more, then the one that
+    # tapers first leaves power to the other. An ID.3 on DC is on its curve at any SoC, so
+    # its demand moves all the time and the charger is visited every tick, as before.
+    seconds = 3600
+    events, taken = run(MeterEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds)
+    stepped, reference_taken = run(
+        SteppedEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds
+    )
+    assert len(taken) == len(reference_taken) == 2 * seconds // 60
+    for (stamp, register, soc), (ref_stamp, ref_register, ref_soc) in zip(
+        taken, reference_taken, strict=True
+    ):
+        assert stamp == ref_stamp
+        assert math.isclose(register, ref_register, rel_tol=0.005, abs_tol=1.0)
+        assert math.isclose(soc, ref_soc, rel_tol=0.005, abs_tol=0.05)
+    assert stepped.visits == events.visits == seconds + 1
+
+
+def test_two_ac_connectors_within_their_chargers_rating_are_visited_at_their_events_only():
+    # Two 11 kW cars on a 22 kW charger with two 22 kW connectors: shared in principle,
+    # but their demand never exceeds the rating nor moves (no taper before 97 %).
+    seconds = 1800
+    events, taken = run(MeterEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds)
+    _, reference_taken = run(
+        SteppedEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds
+    )
+    assert len(taken) == len(reference_taken) == 2 * seconds // 60
+    for (_, register, _), (_, ref_register, _) in zip(taken, reference_taken, strict=True):
+        assert abs(register - ref_register) <= 1  # the same, but for float sums and flooring
+    assert events.visits <= seconds // 60 + 2
+
+
+async def test_a_charger_a_page_shows_follows_the_meter_every_tick() -> None:
+    # MeterValues every minute, but the page must not freeze for a minute: each flush of
+    # the publisher settles a watched charger in a session, and the engine visits it.
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-SHOWN", "ws://127.0.0.1:1", evses=1, max_kw=11, config=SAMPLED,
+                              listener=publisher, db_id=7)  # fmt: skip
+    charger.plug_in(1, COMPACT, soc=30)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    for k in range(5):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    unwatched = engine.visits
+    assert unwatched <= 2  # the first tick and the start's settle only
+    publisher.watch(7)
+    charger.listener.on_change(charger)
+    registers = []
+    for k in range(5, 10):
+        await publisher.flush(FakeLayer())
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+        registers.append(charger.evse(1).register_wh)
+    assert engine.visits == unwatched + 5
+    assert registers == sorted(registers) and registers[0] < registers[-1]
+
+
+class FakeLayer:
+    async def group_send(self, group: str, message: dict) -> None:
+        pass
+
+
+def test_a_site_cap_set_while_a_charger_sleeps_applies_on_that_tick() -> None:
+    # Load management turned on between two samples: the charger is settled up to the
+    # tick at the old limit, then visited at once and shown (and metered) at its cap.
+    charger = runtime_charger("CP-CAP", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED,
+                              location_id=5)  # fmt: skip
+    charger.plug_in(1, COMPACT, soc=20)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    sites = SiteController()
+    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites)
+    for k in range(3):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert charger.evse(1).power_w == 11_000  # shown from the first tick on
+    sites.use({5: 6_000.0})
+    engine.tick(now=1003.0, wall=at(BASE + 3))
+    assert charger.evse(1).power_w == 6_000
+    assert math.isclose(charger.evse(1).register_wh, 11_000 * 3 / 3600)
+    for k in range(4, 34):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    charger.settle_meter()
+    assert math.isclose(charger.evse(1).register_wh, (11_000 * 3 + 6_000 * 30) / 3600)
