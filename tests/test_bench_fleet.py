@@ -26,27 +26,7 @@ KEYS = [
 
 @pytest.mark.slow
 def test_it_boots_50_chargers_starts_their_transactions_and_reports_json(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "fleet.py"),
-            "--chargers",
-            "50",
-            "--duration",
-            "3",
-            "--sample-interval",
-            "1",
-            "--logs",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = _run_fleet(tmp_path, "--chargers", "50", "--duration", "3", "--sample-interval", "1")
     assert list(figures)[: len(KEYS)] == KEYS
     assert figures["chargers"] == 50
     assert figures["booted"] == 50
