@@ -40,8 +40,8 @@ from simulator.core.link import AnswerCallback, CallFailed
 from simulator.core.operations import Operations
 from simulator.core.outbox import Outgoing
 from simulator.core.protocol import Payload
-from tests.test_message_order import SlowSink
-from tests.test_protocol_adapter import CAR, toy_csms
+from tests.test_message_order import SlowSink, driver_event
+from tests.test_protocol_adapter import toy_csms
 from tests.toy_protocol import FakeClock, Toy
 
 ATTEMPTS = 3
@@ -202,17 +202,8 @@ async def csms_call(run: Run, handler: Callable[[], FollowUp | str | None]) -> N
 async def step(run: Run, name: str, connector: int) -> None:
     charger, ops, clock = run.charger, run.operations, run.wire.clock
     try:
-        if name == "plug":
-            charger.plug_in(connector, CAR, soc=20)
-        elif name == "start":
-            charger.start_transaction(connector, "GOOD")
-        elif name == "stop":
-            if connector in charger.transactions:
-                charger.stop_transaction(connector)
-        elif name == "unplug":
-            charger.unplug(connector)
-        elif name == "status":
-            charger.send_status(connector)
+        if driver_event(charger, name, connector):
+            pass
         elif name == "commit":
             run.sink.commit()
         elif name in ("answer", "error", "timeout"):

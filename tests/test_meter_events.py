@@ -155,14 +155,20 @@ def run(engine_class, charger, seconds: int) -> tuple[MeterEngine, list]:
     return engine, samples(charger)
 
 
+def both_ways(
+    make_charger, seconds: int
+) -> tuple[tuple[MeterEngine, list], tuple[MeterEngine, list]]:
+    """The same charger run by the event-driven engine and by the per-tick reference."""
+    return run(MeterEngine, make_charger(), seconds), run(SteppedEngine, make_charger(), seconds)
+
+
 def test_two_connectors_sharing_a_dc_cabinet_meter_as_when_stepped_every_tick():
     # 150 kW shared by two ID.3s: equal shares while both want more, then the one that
     # tapers first leaves power to the other. An ID.3 on DC is on its curve at any SoC, so
     # its demand moves all the time and the charger is visited every tick, as before.
     seconds = 3600
-    events, taken = run(MeterEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds)
-    stepped, reference_taken = run(
-        SteppedEngine, sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds
+    (events, taken), (stepped, reference_taken) = both_ways(
+        lambda: sharing_fleet("CP-SH", "DC", 150, COMPACT, (10, 40)), seconds
     )
     assert len(taken) == len(reference_taken) == 2 * seconds // 60
     for (stamp, register, soc), (ref_stamp, ref_register, ref_soc) in zip(
@@ -178,9 +184,8 @@ def test_two_ac_connectors_within_their_chargers_rating_are_visited_at_their_eve
     # Two 11 kW cars on a 22 kW charger with two 22 kW connectors: shared in principle,
     # but their demand never exceeds the rating nor moves (no taper before 97 %).
     seconds = 1800
-    events, taken = run(MeterEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds)
-    _, reference_taken = run(
-        SteppedEngine, sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds
+    (events, taken), (_, reference_taken) = both_ways(
+        lambda: sharing_fleet("CP-AC2", "AC", 22, COMPACT, (20, 30)), seconds
     )
     assert len(taken) == len(reference_taken) == 2 * seconds // 60
     for (_, register, _), (_, ref_register, _) in zip(taken, reference_taken, strict=True):
