@@ -152,11 +152,13 @@ async def execute_queued(pk: int) -> None:
                 continue
             if asked:
                 cancelled = True
+                runner.stop_message = CANCELLED
                 task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     except asyncio.CancelledError:
         # The simulator stops: let the run clean up and store itself, then stop.
+        runner.stop_message = STOPPED
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -133,6 +133,10 @@ class Runner:
         self.run: ScenarioRun | None = run
         self.chargers: list[ChargerRun] = []
         self.watch: Watch | None = None
+        # What a cancelled run is stored as saying; whoever cancels it may say why first, so
+        # that the run's one final save already carries it (a reader polling for the end
+        # never sees a message that is rewritten a moment later).
+        self.stop_message = "interrupted before it finished"
         self._t0 = 0.0  # loop time of the start
         self._started_at = 0.0  # Unix time of the start
         # Fleet steps (`is_fleet_step`): the chargers' positions, and each such step's one
@@ -179,7 +183,7 @@ class Runner:
         except asyncio.CancelledError:
             # Ctrl-C: still clean up and store the run as interrupted, then stop.
             interrupted = True
-            message = "interrupted before it finished"
+            message = self.stop_message
         except SetupError as exc:
             message = str(exc)
         except EngineError as exc:
