@@ -63,6 +63,7 @@ from simulator.core.protocol import (
     StopReason,
 )
 from simulator.core.reservations import Reservation, ReservationBook
+from simulator.core.revision import FLEET
 from simulator.core.security_log import LoggedEvent, SecurityEvent, SecurityLog
 from simulator.core.session_series import SessionSeries
 from simulator.core.smart_charging import (
@@ -424,6 +425,7 @@ class Charger:
         self.meter_wake = 0.0  # online again: a heartbeat may be overdue
         self.link = LinkState.ONLINE
         self.link_error = ""
+        FLEET.bump()
         if self.reservations:
             self._arm_reservations()  # restored ones had no event loop to time them
         if (
@@ -438,6 +440,7 @@ class Charger:
     def connecting(self) -> None:
         """The connection runner is opening a connection."""
         self.link = LinkState.CONNECTING
+        FLEET.bump()
         self.listener.on_change(self)
 
     def detach(self, error: str = "") -> None:
@@ -446,6 +449,7 @@ class Charger:
         self.transport = None
         self.link = LinkState.OFFLINE
         self.link_error = error
+        FLEET.bump()
         # Non-transactional messages are not kept: after an outage the current status is sent.
         self.outbox.link_lost()
         if lost:
@@ -470,6 +474,7 @@ class Charger:
         """A reboot: the next connection starts with a BootNotification, and once it is
         accepted the charger reports the start of its firmware."""
         self.boot = BootState.NONE
+        FLEET.bump()
         self.startup_after = why
 
     @property
@@ -534,6 +539,7 @@ class Charger:
         interval = min(answer.interval, _HEARTBEAT_MAX)
         self._sync_clock(answer.current_time)
         self.boot = status
+        FLEET.bump()
         if status is BootState.ACCEPTED and interval > 0:
             self.config["HeartbeatInterval"] = str(interval)
             self.listener.on_config(self, "HeartbeatInterval", str(interval))
@@ -846,8 +852,7 @@ class Charger:
         tx = self.transactions.pop(connector_id, None)
         if tx is None:
             raise ActionError(f"connector {connector_id} has no transaction")
-        evse.power_w = 0.0
-        evse.current_a = ()
+        evse.stop_flow()
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = self.stamp()
         tx.stop_reason = reason
@@ -897,7 +902,7 @@ class Charger:
                 self.stop_transaction(connector_id, StopReason.EV_DISCONNECTED)
             else:
                 self.set_status(evse, Status.SUSPENDED_EV)
-                evse.power_w = 0.0
+                evse.cut_power()
                 self.listener.on_change(self)
                 return
         if evse.status in (Status.FINISHING, Status.PREPARING) and (
@@ -962,7 +967,7 @@ class Charger:
             raise ActionError(f"{error_code!r} is not an OCPP 1.6 fault code")
         self.settle_meter()
         evse = self.evse(connector_id)
-        evse.power_w = 0.0
+        evse.cut_power()
         self.set_status(evse, Status.FAULTED, error_code, info)
 
     def clear_fault(self, connector_id: int) -> None:
@@ -1659,8 +1664,7 @@ class Charger:
         boot reports (`restart` also reports the ResetOrReboot first)."""
         self.settle_meter()
         for evse in self.evses:
-            evse.power_w = 0.0
-            evse.current_a = ()
+            evse.stop_flow()
             if evse.status in (Status.FINISHING, Status.PREPARING) and evse.battery is None:
                 evse.transition(Status.AVAILABLE)
         self.pending_authorizations.clear()
@@ -1683,6 +1687,7 @@ class Charger:
         if spec.impairments != self.spec.impairments:
             self.impairments.apply_stored(spec.impairments)
         self.spec = spec
+        FLEET.bump()  # its location may have changed
         for evse in self.evses:
             evse.max_power_w = evse_power_w.get(evse.connector_id, evse.max_power_w)
         self.profiles.rated_w = spec.max_power_w

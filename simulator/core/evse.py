@@ -16,6 +16,7 @@ from dataclasses import dataclass
 # One definition of the statuses, shared with the dashboard (simulator.contract).
 from simulator.contract import FAULT_CODES, ConnectorStatus
 from simulator.core.battery import Battery, OperatingPoint, advance, fixed_cap
+from simulator.core.revision import FLEET
 from simulator.core.session_series import SessionSeries
 
 S = ConnectorStatus
@@ -137,6 +138,7 @@ class Evse:
         if to is not self.status and not is_legal(self.status, to):
             raise IllegalTransition(self.connector_id, self.status, to)
         self.status = to
+        FLEET.bump()
         self.error_code = error_code
         self.info = info
         self.vendor_error_code = vendor_error_code
@@ -173,7 +175,9 @@ class Evse:
         if abs(power - point.power_w) <= 1e-9 * point.power_w:
             power = point.power_w  # float dust of a constant power
         power = min(power, fixed_cap(point))  # an average never exceeds the offer's cap
-        self.power_w = power
+        if power != self.power_w:  # on every visit of a charging connector: bump on change only
+            self.power_w = power
+            FLEET.bump()
         self.voltage_v = point.voltage_v
         scale = power / point.power_w
         self.current_a = (
@@ -184,17 +188,27 @@ class Evse:
     def show(self, point: OperatingPoint) -> None:
         """The readings of this operating point, before any energy flowed at it (a visit
         of no duration: the engine's first, or one right after a settle)."""
-        self.power_w = point.power_w
+        if point.power_w != self.power_w:
+            self.power_w = point.power_w
+            FLEET.bump()
         self.voltage_v = point.voltage_v
         self.current_a = point.current_a
 
     def stop_flow(self) -> bool:
         """Nothing flows now; True if the power reading said otherwise."""
-        flowed = bool(self.power_w)
-        self.power_w = 0.0
+        flowed = self.cut_power()
         self.current_a = ()
         return flowed
 
-    def _idle(self) -> None:
+    def cut_power(self) -> bool:
+        """The power reading drops to 0, the currents stay as they were; True if it was not
+        0 already."""
+        if not self.power_w:
+            return False
         self.power_w = 0.0
+        FLEET.bump()
+        return True
+
+    def _idle(self) -> None:
+        self.cut_power()
         self.current_a = (0.0,) * len(self.current_a)

@@ -47,6 +47,7 @@ from simulator import contract
 from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.protocol import StopReason
+from simulator.core.revision import FLEET
 from simulator.core.security_log import SecurityEvent
 from simulator.core.transfer import Transfers
 from simulator.runtime.load_management import SiteController
@@ -367,6 +368,7 @@ class FleetReloader:
     def _reconnect(self, live: Charger) -> None:
         service = self.service
         task = service.connections.pop(live.id, None)
+        FLEET.bump()  # the status line counts the chargers with a connection task
         if task is not None:
             task.cancel()  # the runner detaches the charger as it ends
         if live.spec.csms_url and (task is not None or live.spec.auto_connect):

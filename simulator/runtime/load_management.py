@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from simulator.core import power_sharing
 from simulator.core.charge_point import Charger
+from simulator.core.revision import FLEET
 from simulator.core.smart_charging import distribute
 
 
@@ -64,7 +65,9 @@ class SiteController:
         for charger in self._capped - capped:  # no longer managed, or no longer charging
             charger.set_site_caps({})
         self._capped = capped
-        self.held_back = held_back
+        if held_back != self.held_back:  # applied on every tick; counted only on a change
+            self.held_back = held_back
+            FLEET.bump()
 
 
 def _wants(charger: Charger) -> dict[int, float]:

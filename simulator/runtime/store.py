@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from simulator.core.charge_point import Charger
+from simulator.core.revision import FLEET
 
 
 class Store:
@@ -18,11 +19,14 @@ class Store:
         self._by_id[charger.id] = charger
         if charger.spec.db_id is not None:
             self._by_pk[charger.spec.db_id] = charger
+        FLEET.bump()
 
     def remove(self, charge_point_id: str) -> Charger | None:
         charger = self._by_id.pop(charge_point_id, None)
-        if charger is not None and charger.spec.db_id is not None:
-            self._by_pk.pop(charger.spec.db_id, None)
+        if charger is not None:
+            if charger.spec.db_id is not None:
+                self._by_pk.pop(charger.spec.db_id, None)
+            FLEET.bump()
         return charger
 
     def get(self, charge_point_id: str) -> Charger | None:
