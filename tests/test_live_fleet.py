@@ -81,6 +81,17 @@ async def test_a_new_charger_boots_at_the_csms_without_a_restart(worker, csms):
     await csms.wait_for("CP-NEW", "BootNotification")
 
 
+async def test_the_fleet_counts_follow_chargers_loaded_and_stopped_live(worker, csms):
+    assert (worker.tally.counts().fleet["chargers"], worker.status().wanted) == (1, 1)
+    row = await sync_to_async(make_charger)("CP-NEW", evses=1, csms_url=csms.url)
+    await saved(row.pk)
+    assert (worker.tally.counts().fleet["chargers"], worker.status().wanted) == (2, 2)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await saved(pk)
+    assert worker.tally.counts().fleet["chargers"] == 1
+
+
 async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goes_offline(
     worker, csms
 ):

@@ -16,6 +16,7 @@ from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.store import Store
+from simulator.runtime.tally import Tally
 from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
 
 SITE = 7
@@ -55,7 +56,9 @@ async def running_site(csms, *cars):
             await wait_until(
                 lambda: all(c.evse(1).power_w > 0 for c in chargers), message="both charging"
             )
-            yield SimpleNamespace(store=store, sites=sites, chargers=chargers)
+            yield SimpleNamespace(
+                store=store, sites=sites, chargers=chargers, tally=Tally(store, sites)
+            )
         finally:
             task.cancel()
 

@@ -9,6 +9,7 @@ from simulator.core.charge_point import LinkState
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.store import Store
+from simulator.runtime.tally import Tally
 from tests.engine import runtime_charger
 
 
@@ -27,7 +28,8 @@ def test_summaries_count_statuses_links_and_power_per_fleet_and_location():
     c.set_status(c.evses[0], S.FAULTED, "GroundFailure")
     c.evses[0].power_w = 0.0
 
-    server = CommandServer(SimpleNamespace(store=store, sites=SiteController()), layer=None)
+    sites = SiteController()
+    server = CommandServer(SimpleNamespace(tally=Tally(store, sites)), layer=None)
     fleet, locations = server.summaries()
 
     assert fleet == {

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,9 +40,9 @@ from simulator.ocpp16.client import ChargePointClient
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
-from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
+from simulator.runtime.tally import Tally
 from simulator.runtime.traffic import TrafficDriver, load_profiles, site_time_zone
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Fleet(Protocol):
     reloader: FleetReloader
     publisher: EventPublisher | None
     conditions: Conditions
-    sites: SiteController
+    tally: Tally
 
     def connect(self, charger: Charger) -> None: ...
 
@@ -121,6 +121,9 @@ class CommandServer:
         self._running: set[asyncio.Task[None]] = set()
         # What each group was last sent (without its time) and when, to skip repeats.
         self._last_sent: dict[str, tuple[dict[str, object], float]] = {}
+        # The counts `publish_summaries` last went through, and when.
+        self._published: contract.FleetCounts | None = None
+        self._compared = -math.inf
 
     @property
     def group(self) -> str:
@@ -731,52 +734,10 @@ class CommandServer:
                 log.exception("publishing summaries failed")
 
     def summaries(self) -> tuple[contract.FleetCounts, dict[int, contract.SiteCounts]]:
-        # Once a second over every charger and connector (20,000 at 10,000 chargers), so
-        # the loop counts enum members (hashing a member is cheap, `.value` and `str()` are
-        # not) and turns them into names once, at the end.
-        statuses: Counter[Any] = Counter()
-        links: Counter[Any] = Counter()
-        power_w = 0.0
-        sites: dict[int, _Site] = {}
-        for charger in self.service.store:
-            link = charger.link
-            links[link] += 1
-            location_id = charger.spec.location_id
-            site = None
-            if location_id is not None:
-                site = sites.get(location_id)
-                if site is None:
-                    site = sites[location_id] = _Site()
-                site.chargers += 1
-                site.links[link] += 1
-            for evse in charger.evses:
-                status, power = evse.status, evse.power_w
-                statuses[status] += 1
-                power_w += power
-                if site is not None:
-                    site.power_w += power
-                    site.statuses[status] += 1
-                    if power > 0:
-                        site.charging += 1
-        fleet = contract.FleetCounts(
-            chargers=len(self.service.store),
-            statuses=_names(statuses),
-            links=_names(links),
-            power_w=round(power_w, 1),
-        )
-        held_back = self.service.sites.held_back
-        locations = {
-            pk: contract.SiteCounts(
-                power_w=round(site.power_w, 1),
-                chargers=site.chargers,
-                charging=site.charging,
-                statuses=_names(site.statuses),
-                links=_names(site.links),
-                held_back=held_back.get(pk, 0),
-            )
-            for pk, site in sites.items()
-        }
-        return fleet, locations
+        """The shard's counts; the same objects while nothing they count changed (shared:
+        not to be changed)."""
+        counts = self.service.tally.counts()
+        return counts.fleet, counts.locations
 
     def shard_summary(self, request_id: str | None) -> contract.ShardSummary:
         fleet, locations = self.summaries()
@@ -785,6 +746,11 @@ class CommandServer:
 
     async def publish_summaries(self) -> None:
         fleet, locations = self.summaries()
+        # Counts that did not change need no message built nor compared until the keep-alive
+        # is due (`summaries` returns the very same objects then).
+        started = time.monotonic()
+        if fleet is self._published and started - self._compared < SUMMARY_KEEPALIVE_SECONDS:
+            return
         shard, shards, now = self.service.shard, self.service.shards, time.time()
         await self._publish_if_changed(
             contract.FLEET_SUMMARY_GROUP, contract.fleet_summary(shard, shards, fleet, now)
@@ -793,6 +759,8 @@ class CommandServer:
             await self._publish_if_changed(
                 contract.location_group(pk), contract.location_summary(shard, shards, pk, site, now)
             )
+        # Only once all went out: after a failed send, the next round compares them again.
+        self._published, self._compared = fleet, started
 
     async def _publish_if_changed(
         self, group: str, message: contract.FleetSummary | contract.LocationSummary
@@ -808,24 +776,6 @@ class CommandServer:
             return
         self._last_sent[group] = (unchanged, now)
         await self.layer.group_send(group, message)
-
-
-class _Site:
-    """One location's counts while `summaries` walks the fleet."""
-
-    __slots__ = ("chargers", "charging", "links", "power_w", "statuses")
-
-    def __init__(self) -> None:
-        self.power_w = 0.0
-        self.chargers = 0
-        self.charging = 0
-        self.statuses: Counter[Any] = Counter()
-        self.links: Counter[Any] = Counter()
-
-
-def _names(counts: Counter[Any]) -> dict[str, int]:
-    """Counts keyed by enum members (StrEnum: their str() is the value) -> by name."""
-    return {str(member): n for member, n in counts.items()}
 
 
 def _fresh(function: Any) -> Any:

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from simulator.contract import ConnectorStatus, builtin_csms, loop_tasks
+from simulator.contract import builtin_csms, loop_tasks
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
+from simulator.core.revision import FLEET
 from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
 from simulator.ocpp16.metrics import calls_total
@@ -54,6 +55,7 @@ from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_site_limits
 from simulator.runtime.store import Store
+from simulator.runtime.tally import Tally
 from simulator.runtime.transfers import FileTransfers, LogJournal
 
 if TYPE_CHECKING:
@@ -160,6 +162,8 @@ class Simulator:
         )
         self.reloader = FleetReloader(self)
         self.connections: dict[str, asyncio.Task[None]] = {}
+        # The fleet pages' and the status line's counts, in one pass kept until a change.
+        self.tally = Tally(self.store, self.sites, self.connections)
         self.csms: CentralSystem | None = None
         self.files: FileServer | None = None  # the built-in CSMS's file server (--demo)
         self.csms_control: ControlServer | None = None  # and its control endpoint
@@ -504,9 +508,11 @@ class Simulator:
             run_connection(charger, reconnect_cap=self.options.reconnect_cap),
             name=f"ocpp:{charger.id}",
         )
+        FLEET.bump()  # the status line counts the chargers with a connection task
 
     async def disconnect(self, charger: Charger) -> None:
         task = self.connections.pop(charger.id, None)
+        FLEET.bump()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -604,33 +610,15 @@ class Simulator:
         return counts
 
     def status(self) -> FleetStatus:
-        """The figures of the terminal's status line, read afresh on each call.
-
-        Read every second over the whole fleet: one pass, counting as `progress` does (an
-        online charger not yet accepted is in none of these counts), with no generator or
-        Counter per charger."""
-        accepted = connecting = failing = charging = 0
-        connections = self.connections
-        online, boot_accepted = LinkState.ONLINE, BootState.ACCEPTED
-        charging_status = ConnectorStatus.CHARGING
-        for charger in self.store:
-            if charger.link is online:
-                if charger.boot is boot_accepted:
-                    accepted += 1
-            elif charger.link_error:
-                failing += 1
-            elif charger.id in connections:
-                connecting += 1
-            for evse in charger.evses:
-                if evse.status is charging_status:
-                    charging += 1
-                    break
+        """The figures of the terminal's status line: the fleet's counts (`Tally`, kept
+        while nothing they count changes) with the message rate and traffic of now."""
+        counts = self.tally.counts()
         return FleetStatus(
-            wanted=len(connections),
-            accepted=accepted,
-            connecting=connecting,
-            failing=failing,
-            charging=charging,
+            wanted=len(self.connections),
+            accepted=counts.accepted,
+            connecting=counts.connecting,
+            failing=counts.failing,
+            charging=counts.charging,
             messages_per_second=self._message_rate.sample(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),
         )
