@@ -213,3 +213,34 @@ async def test_unchanged_summaries_are_not_published_again_until_the_keep_alive(
     await server.publish_summaries()
     assert (await received(layer, channel))["statuses"] == {"Available": 5, "Unavailable": 1}
     assert service.tally.passes == 2
+
+
+async def test_an_idle_connected_fleet_moves_nothing_the_counts_read(csms):
+    # Heartbeats and the meter engine's visits of idle chargers change no count: were one of
+    # them to bump the revision, an idle fleet would be counted again every second.
+    csms.boot_interval = 1  # a heartbeat a second
+    service = Simulator(RunOptions())
+    chargers = [runtime_charger(f"CP-IDLE-{n}", csms.url, location_id=SITE) for n in range(2)]
+    for charger in chargers:
+        service.store.add(charger)
+    engine = MeterEngine(service.store, tick_seconds=0.05, sites=service.sites)
+    task = asyncio.get_running_loop().create_task(engine.run())
+    try:
+        async with connected(chargers[0]), connected(chargers[1]):
+            service.status()
+            passes, mark = service.tally.passes, len(csms.log)
+
+            def heartbeats(cp_id: str) -> int:
+                return sum(
+                    e.cp_id == cp_id and e.action == "Heartbeat" and e.message_type == 3
+                    for e in csms.log[mark:]
+                )
+
+            await wait_until(
+                lambda: all(heartbeats(c.id) >= 2 for c in chargers), message="two heartbeats each"
+            )
+            assert service.status().accepted == 2
+            assert summaries(service)[0]["links"] == {"online": 2}
+            assert service.tally.passes == passes
+    finally:
+        task.cancel()
