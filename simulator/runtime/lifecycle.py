@@ -39,8 +39,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from simulator.contract import builtin_csms, loop_tasks
+from simulator.core import revision
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
-from simulator.core.revision import FLEET
 from simulator.core.transfer import Transfers
 from simulator.ocpp16.client import run_connection
 from simulator.ocpp16.metrics import calls_total
@@ -508,11 +508,11 @@ class Simulator:
             run_connection(charger, reconnect_cap=self.options.reconnect_cap),
             name=f"ocpp:{charger.id}",
         )
-        FLEET.bump()  # the status line counts the chargers with a connection task
+        revision.FLEET.bump()  # the status line counts the chargers with a connection task
 
     async def disconnect(self, charger: Charger) -> None:
         task = self.connections.pop(charger.id, None)
-        FLEET.bump()
+        revision.FLEET.bump()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
