@@ -286,31 +286,27 @@ class ChargePointClient(OcppChargePoint):
             metrics.unanswered(pending[0], "lost")
             self._settle(unique_id, None, error)
 
-    def _answer(self, message: list[Any]) -> bool:
-        """A CALLRESULT or CALLERROR: settle the call it answers. False if none waits."""
-        unique_id = message[1]
-        if type(unique_id) is not str:  # a list or an object is not even hashable
-            return False
-        pending = self._pending.get(unique_id)
-        if pending is None:
-            return False
-        action = pending[0]
+    def _answer(
+        self, message: list[Any], unique_id: str, pending: tuple[str, AnswerCallback, float]
+    ) -> None:
+        """A CALLRESULT or CALLERROR to the pending call `unique_id`: settle it."""
+        action, done, deadline = pending
         # Sent at its deadline less the timeout: the time it waited, with no clock kept.
         # (time.monotonic is the loop's clock, `loop.time()`, without a Python call.)
-        seconds = time.monotonic() - pending[2] + self._timeout
+        seconds = time.monotonic() - deadline + self._timeout
         if message[0] == wire.CALLERROR:
             code = str(message[2]) if len(message) > 2 else "GenericError"
             description = message[3] if len(message) > 3 else ""
             metrics.answered_as(action, "callerror", seconds)
             metrics.callerror_received(code)
             self._settle(unique_id, None, CallFailed(code, str(description)))
-            return True
+            return
         result = message[2]
         if not isinstance(result, dict):
             metrics.answered_as(action, "malformed", seconds)
             error = CallFailed("FormationViolation", f"{action} answer is not an object")
             self._settle(unique_id, None, error)
-            return True
+            return
         try:
             wire.validate_response(action, result)
             # A value we cannot hold (transactionId 2^63, a date in year 10000) fails the
@@ -319,34 +315,37 @@ class ChargePointClient(OcppChargePoint):
         except (wire.SchemaViolation, OutOfRange) as exc:
             metrics.answered_as(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
-            return True
+            return
         metrics.answered(action, result, seconds)
-        self._settle(unique_id, result, None)
-        return True
+        # `_settle` inlined: this is every MeterValues' answer.
+        del self._pending[unique_id]
+        try:
+            done(result, None)
+        except Exception:
+            log.exception("%s: handling the answer to %s failed", self.id, action)
 
     def on_text_frame(self, data: bytes) -> bool:
         """Called by the connection for every complete text frame, before the library's
         reader: answers to our calls are handled here at once (True); anything else
         (the CSMS's CALLs, frames that do not parse) goes the library's way (False)."""
         try:
-            message = wire.decode(data)
+            message = orjson.loads(data)  # `wire.decode`, without its Python call
         except ValueError:
             return False
-        if (
-            type(message) is not list
-            or len(message) < 3
-            or message[0] not in _ANSWERS
-            or type(message[1]) is not str
-            or message[1] not in self._pending
-        ):
+        if type(message) is not list or len(message) < 3 or message[0] not in _ANSWERS:
+            return False
+        unique_id = message[1]
+        if type(unique_id) is not str:  # a list or an object is not even hashable
+            return False
+        pending = self._pending.get(unique_id)
+        if pending is None:
             return False
         try:
-            action = self._pending[message[1]][0]
-            self.charger.listener.on_frame(self.charger, "in", data.decode(), message[1], action)
-            return self._answer(message)
+            self.charger.listener.on_frame(self.charger, "in", data.decode(), unique_id, pending[0])
+            self._answer(message, unique_id, pending)
         except Exception:  # raised inside websockets' parser, it would drop the connection
             log.exception("%s: handling an answer failed", self.id)
-            return True
+        return True
 
     async def close(self) -> None:
         await self._connection.close()
@@ -428,9 +427,14 @@ class ChargePointClient(OcppChargePoint):
             return
         kind = message[0]
         if kind in _ANSWERS and len(message) >= 3:
-            if not self._answer(message):
+            unique_id = message[1]
+            # (a list or an object as the id is not even hashable)
+            pending = self._pending.get(unique_id) if type(unique_id) is str else None
+            if pending is None:
                 dropped("frame_ignored")
-                log.info("%s: answer to an unknown call %r ignored", self.id, message[1])
+                log.info("%s: answer to an unknown call %r ignored", self.id, unique_id)
+            else:
+                self._answer(message, unique_id, pending)
             return
         if kind != wire.CALL:
             dropped("frame_ignored")
