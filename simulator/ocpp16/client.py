@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
+from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from simulator.core.charge_point import Charger
@@ -47,7 +48,7 @@ from simulator.core.operations import Operations
 from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
-from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.frames import client_text_frame, take_text_frames
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
@@ -64,6 +65,8 @@ _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
 _NOT_HOSTILE = frozenset({"NotImplemented", "NotSupported"})
 # Answers longer than this are re-serialised without \u escapes (see `_send`).
 _RAW_UTF8_ABOVE = 65_536
+# Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
+_AT_EOF = StreamReader.at_eof.__code__
 
 
 class OcppConnection(ClientConnection):
@@ -78,6 +81,29 @@ class OcppConnection(ClientConnection):
     """
 
     text_sink: Callable[[bytes], bool] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        # While websockets' parser waits between frames, the plain text frames at the start
+        # of the chunk go to `text_sink` directly; the rest (what it does not take, control
+        # frames, fragments, a frame cut off) goes to websockets from that frame boundary.
+        sink = self.text_sink
+        if sink is not None and self._between_frames():
+            taken = take_text_frames(data, sink, self.protocol.max_message_size)
+            if taken == len(data):
+                return
+            data = data[taken:]
+        super().data_received(data)
+
+    def _between_frames(self) -> bool:
+        """Whether websockets' parser is open and waits for the first byte of a frame that
+        is not a continuation (an empty buffer: `StreamReader.at_eof` yields only then)."""
+        protocol = self.protocol
+        if protocol.state is not OPEN or protocol.current_size is not None or protocol.extensions:
+            return False
+        parser: Any = protocol.parser
+        while parser.gi_yieldfrom is not None:  # the client's parse -> Protocol.parse -> ...
+            parser = parser.gi_yieldfrom
+        return parser.gi_code is _AT_EOF
 
     def process_event(self, event: Event) -> None:
         sink = self.text_sink
