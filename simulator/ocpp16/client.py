@@ -75,9 +75,10 @@ class OcppConnection(ClientConnection):
     `send_now` writes a text frame at once when nothing stands in the way (open, no
     fragmented send in progress, socket buffer below its high-water mark); `text_sink`
     sees every complete text frame as soon as it is parsed and may take it (answers to
-    our calls), so that a MeterValues round trip needs no task switch at all. Everything
-    else (closing, back-pressure, fragments, pings, the CSMS's CALLs) keeps websockets'
-    own path.
+    our calls), so that a MeterValues round trip needs no task switch at all; plain text
+    frames that arrive while websockets' parser waits between frames are read here
+    (`data_received`), without it. Everything else (closing, back-pressure, fragments,
+    pings, the CSMS's CALLs) keeps websockets' own path.
     """
 
     text_sink: Callable[[bytes], bool] | None = None
@@ -344,7 +345,8 @@ class ChargePointClient(OcppChargePoint):
             return
         metrics.answered(action, result, seconds)
         # `_settle` inlined: this is every MeterValues' answer.
-        del self._pending[unique_id]
+        if self._pending.pop(unique_id, None) is None:
+            return
         try:
             done(result, None)
         except Exception:
