@@ -12,11 +12,11 @@ not yet sent: every message makes its first attempt in the order it was queued).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from simulator.core.drops import dropped
@@ -124,10 +124,16 @@ class MessageQueue:
         return soonest
 
     def remove(self, item: Outgoing) -> None:
-        with contextlib.suppress(ValueError):
-            self._items.remove(item)
-            if item.transactional and self.sink is not None:
-                self.sink.outbox_removed(item)
+        items = self._items
+        if items and items[0] is item:  # the answered message is nearly always the head
+            items.popleft()
+        else:
+            try:
+                items.remove(item)
+            except ValueError:
+                return
+        if item.transactional and self.sink is not None:
+            self.sink.outbox_removed(item)
 
     def drop_non_transactional(self, reason: BaseException) -> None:
         """Going offline: only transaction messages are kept (the current status is sent
@@ -248,7 +254,8 @@ class Outbox:
             transport.send_call(
                 item.action,
                 self._prepare(item.action, item.payload, item.tx),
-                lambda r, e: self._answered(item, r, e),
+                # A partial, not a lambda: its call goes straight to `_answered`.
+                partial(self._answered, item),
             )
         except Exception as exc:  # a message we built wrong can never go: drop it, loudly
             log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)
@@ -266,11 +273,7 @@ class Outbox:
         if self.in_flight is not item:
             return  # an answer for a connection that is gone
         self.in_flight = None
-        if isinstance(error, CallFailed):
-            self._failed(item, error)
-        elif error is not None:
-            return  # the link is gone: reconnecting wakes the queue again
-        else:
+        if error is None:  # the common case first
             assert result is not None  # a transport gives a result or an error
             self.queue.remove(item)
             if item.on_result is not None:
@@ -280,6 +283,10 @@ class Outbox:
                     log.exception("%s: handling the answer to %s failed", self.owner, item.action)
             if item.future is not None and not item.future.done():
                 item.future.set_result(result)
+        elif isinstance(error, CallFailed):
+            self._failed(item, error)
+        else:
+            return  # the link is gone: reconnecting wakes the queue again
         self.wake()
 
     def _failed(self, item: Outgoing, exc: CallFailed) -> None:

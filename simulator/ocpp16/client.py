@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
+from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from simulator.core.charge_point import Charger
@@ -47,7 +48,7 @@ from simulator.core.operations import Operations
 from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
-from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.frames import client_text_frame, take_text_frames
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
@@ -64,6 +65,8 @@ _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
 _NOT_HOSTILE = frozenset({"NotImplemented", "NotSupported"})
 # Answers longer than this are re-serialised without \u escapes (see `_send`).
 _RAW_UTF8_ABOVE = 65_536
+# Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
+_AT_EOF = StreamReader.at_eof.__code__
 
 
 class OcppConnection(ClientConnection):
@@ -72,12 +75,36 @@ class OcppConnection(ClientConnection):
     `send_now` writes a text frame at once when nothing stands in the way (open, no
     fragmented send in progress, socket buffer below its high-water mark); `text_sink`
     sees every complete text frame as soon as it is parsed and may take it (answers to
-    our calls), so that a MeterValues round trip needs no task switch at all. Everything
-    else (closing, back-pressure, fragments, pings, the CSMS's CALLs) keeps websockets'
-    own path.
+    our calls), so that a MeterValues round trip needs no task switch at all; plain text
+    frames that arrive while websockets' parser waits between frames are read here
+    (`data_received`), without it. Everything else (closing, back-pressure, fragments,
+    pings, the CSMS's CALLs) keeps websockets' own path.
     """
 
     text_sink: Callable[[bytes], bool] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        # While websockets' parser waits between frames, the plain text frames at the start
+        # of the chunk go to `text_sink` directly; the rest (what it does not take, control
+        # frames, fragments, a frame cut off) goes to websockets from that frame boundary.
+        sink = self.text_sink
+        if sink is not None and self._between_frames():
+            taken = take_text_frames(data, sink, self.protocol.max_message_size)
+            if taken == len(data):
+                return
+            data = data[taken:]
+        super().data_received(data)
+
+    def _between_frames(self) -> bool:
+        """Whether websockets' parser is open and waits for the first byte of a frame that
+        is not a continuation (an empty buffer: `StreamReader.at_eof` yields only then)."""
+        protocol = self.protocol
+        if protocol.state is not OPEN or protocol.current_size is not None or protocol.extensions:
+            return False
+        parser: Any = protocol.parser
+        while parser.gi_yieldfrom is not None:  # the client's parse -> Protocol.parse -> ...
+            parser = parser.gi_yieldfrom
+        return parser.gi_code is _AT_EOF
 
     def process_event(self, event: Event) -> None:
         sink = self.text_sink
@@ -286,31 +313,27 @@ class ChargePointClient(OcppChargePoint):
             metrics.unanswered(pending[0], "lost")
             self._settle(unique_id, None, error)
 
-    def _answer(self, message: list[Any]) -> bool:
-        """A CALLRESULT or CALLERROR: settle the call it answers. False if none waits."""
-        unique_id = message[1]
-        if type(unique_id) is not str:  # a list or an object is not even hashable
-            return False
-        pending = self._pending.get(unique_id)
-        if pending is None:
-            return False
-        action = pending[0]
+    def _answer(
+        self, message: list[Any], unique_id: str, pending: tuple[str, AnswerCallback, float]
+    ) -> None:
+        """A CALLRESULT or CALLERROR to the pending call `unique_id`: settle it."""
+        action, done, deadline = pending
         # Sent at its deadline less the timeout: the time it waited, with no clock kept.
         # (time.monotonic is the loop's clock, `loop.time()`, without a Python call.)
-        seconds = time.monotonic() - pending[2] + self._timeout
+        seconds = time.monotonic() - deadline + self._timeout
         if message[0] == wire.CALLERROR:
             code = str(message[2]) if len(message) > 2 else "GenericError"
             description = message[3] if len(message) > 3 else ""
             metrics.answered_as(action, "callerror", seconds)
             metrics.callerror_received(code)
             self._settle(unique_id, None, CallFailed(code, str(description)))
-            return True
+            return
         result = message[2]
         if not isinstance(result, dict):
             metrics.answered_as(action, "malformed", seconds)
             error = CallFailed("FormationViolation", f"{action} answer is not an object")
             self._settle(unique_id, None, error)
-            return True
+            return
         try:
             wire.validate_response(action, result)
             # A value we cannot hold (transactionId 2^63, a date in year 10000) fails the
@@ -319,34 +342,38 @@ class ChargePointClient(OcppChargePoint):
         except (wire.SchemaViolation, OutOfRange) as exc:
             metrics.answered_as(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
-            return True
+            return
         metrics.answered(action, result, seconds)
-        self._settle(unique_id, result, None)
-        return True
+        # `_settle` inlined: this is every MeterValues' answer.
+        if self._pending.pop(unique_id, None) is None:
+            return
+        try:
+            done(result, None)
+        except Exception:
+            log.exception("%s: handling the answer to %s failed", self.id, action)
 
     def on_text_frame(self, data: bytes) -> bool:
         """Called by the connection for every complete text frame, before the library's
         reader: answers to our calls are handled here at once (True); anything else
         (the CSMS's CALLs, frames that do not parse) goes the library's way (False)."""
         try:
-            message = wire.decode(data)
+            message = orjson.loads(data)  # `wire.decode`, without its Python call
         except ValueError:
             return False
-        if (
-            type(message) is not list
-            or len(message) < 3
-            or message[0] not in _ANSWERS
-            or type(message[1]) is not str
-            or message[1] not in self._pending
-        ):
+        if type(message) is not list or len(message) < 3 or message[0] not in _ANSWERS:
+            return False
+        unique_id = message[1]
+        if type(unique_id) is not str:  # a list or an object is not even hashable
+            return False
+        pending = self._pending.get(unique_id)
+        if pending is None:
             return False
         try:
-            action = self._pending[message[1]][0]
-            self.charger.listener.on_frame(self.charger, "in", data.decode(), message[1], action)
-            return self._answer(message)
+            self.charger.listener.on_frame(self.charger, "in", data.decode(), unique_id, pending[0])
+            self._answer(message, unique_id, pending)
         except Exception:  # raised inside websockets' parser, it would drop the connection
             log.exception("%s: handling an answer failed", self.id)
-            return True
+        return True
 
     async def close(self) -> None:
         await self._connection.close()
@@ -428,9 +455,14 @@ class ChargePointClient(OcppChargePoint):
             return
         kind = message[0]
         if kind in _ANSWERS and len(message) >= 3:
-            if not self._answer(message):
+            unique_id = message[1]
+            # (a list or an object as the id is not even hashable)
+            pending = self._pending.get(unique_id) if type(unique_id) is str else None
+            if pending is None:
                 dropped("frame_ignored")
-                log.info("%s: answer to an unknown call %r ignored", self.id, message[1])
+                log.info("%s: answer to an unknown call %r ignored", self.id, unique_id)
+            else:
+                self._answer(message, unique_id, pending)
             return
         if kind != wire.CALL:
             dropped("frame_ignored")

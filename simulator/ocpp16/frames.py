@@ -1,4 +1,5 @@
-"""The one WebSocket frame a charge point sends on its hot path: a masked text frame.
+"""The WebSocket frames of the hot path: the masked text frame a charge point sends, and
+the server's unmasked text frames it reads (the answers to its calls).
 
 websockets builds a frame through its Sans-I/O protocol (a Frame object, a BytesIO, and
 `secrets.token_bytes(4)`, one getrandom system call per frame). A client's unfragmented,
@@ -8,12 +9,18 @@ routine and masking keys cut from a buffer of operating-system randomness (they 
 unpredictable, RFC 6455 5.3, not unique). The connection uses it only when websockets
 itself would produce exactly this frame (open, no fragmented message in progress, no
 extension negotiated).
+
+Reading, websockets runs a generator-based parser per frame (a StreamReader, a Frame, an
+event list) before the frame reaches the connection; `take_text_frames` reads the plain
+text frames at the start of a chunk directly, for the connection to use only while
+websockets' parser waits between frames.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 try:
     from websockets.speedups import apply_mask
@@ -55,3 +62,33 @@ def client_text_frame(payload: bytes) -> bytes:
         header = struct.pack("!BBQ", _FIN_TEXT, _MASKED | 127, length)
     key = _keys.next()
     return header + key + apply_mask(payload, key)
+
+
+def take_text_frames(data: bytes, sink: Callable[[bytes], bool], max_size: int | None) -> int:
+    """Hand the complete server text frames at the start of `data` to `sink`, up to the
+    first one it does not take; the number of bytes taken.
+
+    Only what websockets' parser would turn into exactly such a frame: FIN set, no RSV bit,
+    opcode text, unmasked (a server's frames are), a length below 65536 within `max_size`.
+    Anything else (a control frame, a fragment, a masked or oversized frame, a frame cut
+    off at the end of `data`) stops here and is left to websockets, with all that follows.
+    """
+    at, end = 0, len(data)
+    while end - at >= 2:
+        length = data[at + 1]
+        if data[at] != _FIN_TEXT or length > 126:  # 127: a 64-bit length; 128+: masked
+            break
+        if length == 126:
+            if end - at < 4:
+                break
+            length = (data[at + 2] << 8) | data[at + 3]
+            start = at + 4
+        else:
+            start = at + 2
+        stop = start + length
+        if stop > end or (max_size is not None and length > max_size):
+            break
+        if not sink(data[start:stop]):
+            break
+        at = stop
+    return at

@@ -126,10 +126,10 @@ def answered(action: str, payload: dict[str, Any], seconds: float) -> None:
     """A charger's CALL got its CALLRESULT, whose payload passed the checks, after
     `seconds`; counted under the answer's status (`result_of`, inlined: this runs for every
     MeterValues, where a Python call costs as much as the rest)."""
-    status = payload.get("status")
-    if status is None:
-        info = payload.get("idTagInfo")
-        result = "ok" if info is None else result_of(payload)
+    if not payload:  # MeterValues.conf, StatusNotification.conf: the hot path
+        result = "ok"
+    elif (status := payload.get("status")) is None:
+        result = "ok" if payload.get("idTagInfo") is None else result_of(payload)
     else:
         result = status.lower() if isinstance(status, str) else "ok"
     row = _answers.get((action, result))

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from simulator.ocpp16.schema_check import SchemaError, load_validator
+from simulator.ocpp16.schema_check import SchemaError, Validator, load_validator
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -34,10 +34,18 @@ def validate_request(action: str, payload: dict[str, Any]) -> None:
 
 
 def validate_response(action: str, payload: dict[str, Any]) -> None:
+    # Every answer to our calls comes here: one look-up by the action, not a new name
+    # string hashed into `load_validator`'s cache.
+    validate = _response_validators.get(action)
+    if validate is None:
+        validate = _response_validators[action] = load_validator(f"{action}Response")
     try:
-        load_validator(f"{action}Response")(payload)
+        validate(payload)
     except SchemaError as exc:
         raise SchemaViolation(f"{action}Response: {exc}") from None
+
+
+_response_validators: dict[str, Validator] = {}
 
 
 _PROCESS_PREFIX = f"{os.getpid() % 0xFFFF:04x}{secrets.token_hex(4)}"

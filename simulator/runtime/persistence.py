@@ -409,7 +409,12 @@ class Checkpointer(Listener):
         self._dirty: dict[str, Charger] = {}
         self._config: dict[tuple[int, str], str] = {}
         self._key_writes: list[tuple[int, str, str]] = []
-        self._outbox_new: list[tuple[OutboxSink, Outgoing, dict[str, Any]]] = []
+        # The transaction messages handed over since the last batch, kept as the batch
+        # takes them (its rows, what it makes durable, whose they are): built once per
+        # message when it is queued, nothing per message left for `take`.
+        self._outbox_new: list[tuple[int, int, str, dict[str, Any], str]] = []
+        self._made_durable: list[tuple[OutboxSink, Outgoing]] = []
+        self._owners: dict[str, Charger] = {}
         self._outbox_gone: list[tuple[int, int]] = []
         self._transactions: dict[str, TransactionValues] = {}
         self._profiles: dict[int, list[dict[str, Any]]] = {}
@@ -571,8 +576,18 @@ class Checkpointer(Listener):
 
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         with self._lock:
-            self._outbox_new.append((sink, item, dict(item.payload)))
-            self._dirty[sink.charger.id] = sink.charger
+            tx = item.tx
+            self._outbox_new.append(
+                (
+                    sink.charger_pk,
+                    item.seq,
+                    item.action,
+                    dict(item.payload),
+                    tx.local_id if tx is not None else "",
+                )
+            )
+            self._made_durable.append((sink, item))
+            self._owners[sink.charger.id] = sink.charger
         self._signal()
 
     def outbox_removed(self, sink: OutboxSink, item: Outgoing) -> None:
@@ -597,9 +612,10 @@ class Checkpointer(Listener):
         stored one); the others wait for the next periodic checkpoint.
         """
         with self._lock:
-            owners = {s.charger.id: s.charger for s, _i, _p in self._outbox_new}
+            owners = self._owners
             if full:
                 dirty, self._dirty = self._dirty, {}
+                dirty.update(owners)
                 for charger in self._open.values():
                     dirty[charger.id] = charger
             else:
@@ -609,16 +625,7 @@ class Checkpointer(Listener):
             batch = Batch(
                 config=self._config,
                 key_writes=self._key_writes,
-                outbox_new=[
-                    (
-                        sink.charger_pk,
-                        item.seq,
-                        item.action,
-                        payload,
-                        item.tx.local_id if item.tx is not None else "",
-                    )
-                    for sink, item, payload in self._outbox_new
-                ],
+                outbox_new=self._outbox_new,
                 outbox_gone=self._outbox_gone,
                 transactions=list(self._transactions.values()),
                 profiles=self._profiles,
@@ -631,9 +638,10 @@ class Checkpointer(Listener):
             if full and self._frames:
                 batch.frames, self._frames = self._frames, []
                 batch.frame_chars = self.log_policy.payload_chars
-            batch.made_durable = [(sink, item) for sink, item, _payload in self._outbox_new]
+            batch.made_durable = self._made_durable
             batch.owners = list(owners.values())
             self._config, self._key_writes, self._outbox_new = {}, [], []
+            self._made_durable, self._owners = [], {}
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
@@ -655,21 +663,24 @@ class Checkpointer(Listener):
         out): it leaves the queue so that the charger's later messages are not held up.
         """
         gone, rejected = batch.gone, batch.rejected
-        for sink, item in batch.made_durable:
-            # (Tested only when non-empty: this runs for every transaction message.)
-            if gone and sink.charger_pk in gone:  # deleted: its rows and messages go with it
-                sink.charger.queue.remove(item)
-            elif rejected and (sink.charger_pk, item.seq) in rejected:
-                log.error(
-                    "%s: %s #%d could not be saved; dropped unsent",
-                    sink.charger.id,
-                    item.action,
-                    item.seq,
-                )
-                dropped("outbox_unsaved")
-                sink.charger.queue.remove(item)
-            else:
+        if not (gone or rejected):  # nearly always: every row was stored
+            for _sink, item in batch.made_durable:
                 item.durable = True
+        else:
+            for sink, item in batch.made_durable:
+                if gone and sink.charger_pk in gone:  # deleted: its rows and messages go too
+                    sink.charger.queue.remove(item)
+                elif rejected and (sink.charger_pk, item.seq) in rejected:
+                    log.error(
+                        "%s: %s #%d could not be saved; dropped unsent",
+                        sink.charger.id,
+                        item.action,
+                        item.seq,
+                    )
+                    dropped("outbox_unsaved")
+                    sink.charger.queue.remove(item)
+                else:
+                    item.durable = True
         for charger in batch.owners:
             charger.wake()
 
