@@ -28,9 +28,9 @@ from simulator.runtime.channel_layers import (
 )
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
-from simulator.runtime.metrics import MetricsServerError, serve_http
+from simulator.runtime.metrics import FleetCollector, MetricsServerError, serve_http
 from tests.cast import make_charger
-from tests.engine import COMPACT, loaded, wait_until
+from tests.engine import COMPACT, loaded, runtime_charger, wait_until
 from tests.process import ManagePy, free_port, run_manage
 from tests.scrape import Scrape, fetch
 
@@ -312,3 +312,20 @@ def test_runsimulator_refuses_a_metrics_port_in_use(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--help")
     assert "--metrics-port PORT" in result.stdout and "--metrics-bind ADDRESS" in result.stdout
+
+
+def test_a_fleet_whose_event_loop_has_closed_is_not_counted():
+    """A simulator that ended without `stop()` (its loop torn down) leaves its store attached
+    to the process's collector; its chargers run nowhere, so a later scrape ignores them."""
+    collector = FleetCollector()
+    loop = asyncio.new_event_loop()
+    charger = runtime_charger("METRICS-GONE-1", "ws://127.0.0.1:1/ocpp")
+    collector.attach([charger], loop)
+
+    def chargers_counted() -> float:
+        (family,) = [m for m in collector.collect() if m.name == "chargesim_chargers"]
+        return sum(sample.value for sample in family.samples)
+
+    assert chargers_counted() == 1  # a loop not running yet (loading) is counted on the spot
+    loop.close()
+    assert chargers_counted() == 0

@@ -123,7 +123,12 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         total = Census()
-        for chargers, loop in list(self._fleets.values()):
+        for key, (chargers, loop) in list(self._fleets.items()):
+            if loop.is_closed():
+                # Its simulator ended without stopping (a crash, or a test's loop torn
+                # down): nothing of it runs any more, so nothing of it is counted.
+                self._fleets.pop(key, None)
+                continue
             census = _census_on_loop(chargers, loop)
             if census is not None:
                 total.add(census)
