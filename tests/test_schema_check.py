@@ -22,6 +22,7 @@ from simulator.ocpp16.schema_check import (
     compile_source,
     load_validator,
 )
+from simulator.ocpp16.wire import SchemaViolation, validate_request
 
 SCHEMA_NAMES = sorted(path.stem for path in SCHEMA_DIR.glob("*.json"))
 
@@ -306,9 +307,28 @@ def mutated(draw: st.DrawFn, root: dict[str, Any], instance: Any) -> Any:
     return instance
 
 
+def reported_by_reference(ref: Draft4Validator, instance: Any) -> set[tuple[str, str]]:
+    """(path, keyword) of every error Draft4Validator finds, the path written as ours are
+    (ours name the missing or unknown property itself: the reference names its object)."""
+    found = set()
+    for each in ref.iter_errors(as_decimals(instance)):
+        path = "payload"
+        for part in each.absolute_path:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        found.add((path.replace("payload.", "", 1), str(each.validator)))
+    return found
+
+
 def check_agreement(validate: Any, ref: Draft4Validator, instance: Any) -> bool:
     expected = ref.is_valid(as_decimals(instance))
     assert ours_accepts(validate, instance) == expected, instance
+    if not expected:  # and what ours reports is one of the reference's errors
+        with pytest.raises(SchemaError) as caught:
+            validate(instance)
+        path, rule = caught.value.path, caught.value.rule
+        if rule in ("required", "additionalProperties"):
+            path = path.rpartition(".")[0] or "payload"
+        assert (path, rule) in reported_by_reference(ref, instance), instance
     return expected
 
 
@@ -481,6 +501,80 @@ def test_the_root_is_named_payload_or_as_asked() -> None:
 def test_keywords_reached_through_ref(instance: Any, path: str, rule: str) -> None:
     exc = error("GetInstalledCertificateIdsResponse", instance)
     assert (exc.path, exc.rule) == (path, rule)
+
+
+# An object that allows no unknown property counts its known ones after checking them
+# (cheaper than comparing its keys with the allowed ones first): what is reported stays
+# what it was when unknown properties were looked for first.
+
+UNKNOWN = ("additionalProperties", "additional property not allowed")
+BAD_SAMPLED_VALUES = [
+    ({"measurand": "Foo"}, "measurand", ("enum", "'Foo' is not one of the allowed values")),
+    ({"unit": 5}, "unit", ("type", "5 is not of type 'string'")),
+    ({"value": 1.5}, "value", ("type", "1.5 is not of type 'string'")),
+    ({"value": None, "format": "Raw"}, "value", ("type", "None is not of type 'string'")),
+    ({"phase": None}, "phase", ("type", "None is not of type 'string'")),
+    ({"bogus": "x"}, "bogus", UNKNOWN),
+    ({"location": "EV", "extra": 1}, "extra", UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("change", "key", "reported"), BAD_SAMPLED_VALUES)
+def test_a_bad_sampled_value_is_reported_as_before(
+    change: dict[str, Any], key: str, reported: tuple[str, str]
+) -> None:
+    bad = {**sampled("Voltage", unit="V", location="Outlet", phase="L1-N"), **change}
+    instance = meter_values(sampled("SoC"), bad, sampled("Voltage"))
+    assert not reference("MeterValues").is_valid(instance)
+    rule, what = reported
+    path = f"meterValue[0].sampledValue[1].{key}"
+    with pytest.raises(SchemaViolation) as caught:
+        validate_request("MeterValues", instance)
+    assert str(caught.value) == f"MeterValues: {path}: {what}"
+    assert (error("MeterValues", instance).rule, error("MeterValues", instance).path) == (
+        rule,
+        path,
+    )
+
+
+def test_a_missing_sampled_value_value_is_reported_as_before() -> None:
+    bad = {k: v for k, v in sampled("Voltage", phase="L1-N").items() if k != "value"}
+    exc = error("MeterValues", meter_values(sampled("SoC"), {**bad, "bogus": "x"}))
+    assert (exc.path, exc.rule) == ("meterValue[0].sampledValue[1].value", "required")
+
+
+def test_an_unknown_property_is_reported_before_a_bad_known_one() -> None:
+    bad = {**sampled("Foo", unit="Watts"), "bogus": "x"}  # also two bad enums
+    exc = error("MeterValues", meter_values(sampled("SoC"), bad))
+    assert (exc.path, exc.rule) == ("meterValue[0].sampledValue[1].bogus", "additionalProperties")
+
+
+def test_an_unknown_property_of_an_enclosing_object_is_reported_first() -> None:
+    instance = {**meter_values(sampled("SoC"), sampled("Foo")), "vendor": "x"}
+    assert (error("MeterValues", instance).path, error("MeterValues", instance).rule) == (
+        "vendor",
+        "additionalProperties",
+    )
+    instance = meter_values(sampled("Foo"))
+    instance["meterValue"] = [{**instance["meterValue"][0], "note": 1}]
+    assert error("MeterValues", instance).path == "meterValue[0].note"
+    instance["meterValue"] = [{"timestamp": 5, "note": 1}]  # missing and bad, and unknown
+    assert error("MeterValues", instance).rule == "required"
+    instance["meterValue"] = [{"timestamp": 5, "sampledValue": [], "note": 1}]
+    assert error("MeterValues", instance).path == "meterValue[0].note"
+
+
+def test_a_required_property_that_is_not_allowed_is_unknown() -> None:
+    validate = compile_schema(
+        {
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        }
+    )
+    with pytest.raises(SchemaError) as caught:
+        validate({"a": "x", "b": 1})
+    assert (caught.value.path, caught.value.rule) == ("b", "additionalProperties")
 
 
 def test_a_schema_error_survives_pickling() -> None:

@@ -115,6 +115,20 @@ def _extra(
     return _fail(name, (*parts, key), "additionalProperties", "additional property not allowed")
 
 
+def _first(
+    name: str,
+    enclosing: tuple[tuple[Mapping[Any, Any], frozenset[str], tuple[Any, ...]], ...],
+    error: SchemaError,
+) -> SchemaError:
+    """`error`, unless an enclosing object has a property it does not allow: that is
+    reported instead, outermost first, as when unknown properties were checked before
+    the known ones (they are counted after them now: see `object_keywords`)."""
+    for instance, allowed, parts in enclosing:
+        if not instance.keys() <= allowed:
+            return _extra(name, parts, instance, allowed)
+    return error
+
+
 def _unbool(element: Any, true: object = object(), false: object = object()) -> Any:
     if element is True:
         return true
@@ -185,6 +199,7 @@ _RUNTIME: dict[str, Any] = {
     "_fail": _fail,
     "_missing": _missing,
     "_extra": _extra,
+    "_first": _first,
     "_enum_ok": _enum_ok,
     "_not_multiple": _not_multiple,
 }
@@ -264,6 +279,9 @@ class _Generator:
         self.consts: dict[str, Any] = {}
         self.ids = itertools.count(1)
         self.refs: list[str] = []
+        # The objects whose properties are being checked and whose unknown properties are
+        # counted after them: (variable, allowed keys constant, path parts), outermost first.
+        self.enclosing: list[tuple[str, str, str]] = []
 
     # -- helpers --------------------------------------------------------------------
 
@@ -283,7 +301,14 @@ class _Generator:
 
     def raise_(self, parts: list[str], rule: str, what: str) -> str:
         """`what` is a Python expression for the message, evaluated only when raising."""
-        return f"raise _fail(NAME, {self.parts(parts)}, {rule!r}, {what})"
+        return self.raising(f"_fail(NAME, {self.parts(parts)}, {rule!r}, {what})")
+
+    def raising(self, error: str) -> str:
+        """Raise `error` (an expression), or what an enclosing object reports first."""
+        if not self.enclosing:
+            return f"raise {error}"
+        enclosing = ", ".join(f"({v}, {keys}, {parts})" for v, keys, parts in self.enclosing)
+        return f"raise _first(NAME, ({enclosing},), {error})"
 
     def resolve(self, ref: Any) -> Any:
         if not isinstance(ref, str) or not ref.startswith("#"):
@@ -436,26 +461,39 @@ class _Generator:
         if required:
             names = self.const("REQUIRED", tuple(required))
             condition = " or ".join(f"{key!r} not in {v}" for key in required)
-            out += [
-                f"if {condition}:",
-                f"    raise _missing(NAME, {self.parts(parts)}, {v}, {names})",
-            ]
-        if additional is False:
-            allowed = self.const("KEYS", frozenset(properties))
+            error = f"_missing(NAME, {self.parts(parts)}, {v}, {names})"
+            out += [f"if {condition}:", f"    {self.raising(error)}"]
+        # Without unknown properties, an object has as many keys as known ones present.
+        # Counting those costs a fraction of `v.keys() <= allowed` (a MeterValues has an
+        # object per sampled value), so the count is compared once the properties are
+        # checked, and `raising` reports an unknown property first, as it was before.
+        counted = additional is False and bool(properties) and set(required) <= set(properties)
+        allowed = self.const("KEYS", frozenset(properties)) if additional is False else ""
+        if additional is False and not counted:
             condition = f"not {v}.keys() <= {allowed}" if properties else v
-            out += [
-                f"if {condition}:",
-                f"    raise _extra(NAME, {self.parts(parts)}, {v}, {allowed})",
-            ]
+            error = f"_extra(NAME, {self.parts(parts)}, {v}, {allowed})"
+            out += [f"if {condition}:", f"    {self.raising(error)}"]
+        count: str | int = len(required)  # the known keys present: a variable if it varies
+        if counted:
+            if len(properties) > len(required):
+                count = self.var("n")
+                out.append(f"{count} = {len(required)}")
+            self.enclosing.append((v, allowed, self.parts(parts)))
         for key, subschema in properties.items():
             w = self.var()
             body = self.node(subschema, w, [*parts, repr(key)])
-            if not body:
-                continue
             if key in required:  # present: checked just above
-                out += [f"{w} = {v}[{key!r}]", *body]
-            else:
+                if body:
+                    out += [f"{w} = {v}[{key!r}]", *body]
+            elif counted:
+                fetch = [f"{w} = {v}[{key!r}]", *body] if body else []
+                out += [f"if {key!r} in {v}:", f"    {count} += 1", *_indent(fetch)]
+            elif body:
                 out += [f"if {key!r} in {v}:", f"    {w} = {v}[{key!r}]", *_indent(body)]
+        if counted:
+            self.enclosing.pop()
+            error = f"_extra(NAME, {self.parts(parts)}, {v}, {allowed})"
+            out += [f"if len({v}) != {count}:", f"    {self.raising(error)}"]
         if isinstance(additional, dict):
             k, w = self.var("k"), self.var()
             body = self.node(additional, w, [*parts, k])
