@@ -2082,7 +2082,8 @@ class Charger:
             evse.meter(point, dt)
         else:  # nothing metered in no time, but the readings are those of the point now
             evse.show(point)
-        if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
+        # The cheap test first: mostly it flows.
+        if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
             self.set_status(evse, Status.SUSPENDED_EV)
         return True
 
@@ -2120,7 +2121,7 @@ class Charger:
         due = self.next_sample.get(connector_id, 0.0)
         if not due or now < due - tolerance:
             return False
-        interval = self.config_int("MeterValueSampleInterval")
+        interval = self.config.as_int("MeterValueSampleInterval")
         following = due + interval if interval else 0.0
         if following and following < now:
             following = now + interval  # fell behind: resync
