@@ -104,6 +104,18 @@ def test_without_a_curve_the_dc_maximum_applies() -> None:
     assert spec.curve_max_kw(55) == 75
 
 
+def test_the_curve_holds_above_a_power_up_to_the_first_piece_that_may_fall_below_it() -> None:
+    spec = VehicleSpec("v", 50, 11, 3, 100, 300, 350, 400, ((10, 100), (50, 60), (80, 9)), 0.9)
+    assert spec.curve_holds_below(0, 50_000) == 50  # flat, then 100 -> 60 kW: both above
+    assert spec.curve_holds_below(60, 50_000) == 60  # 60 -> 9 kW may be below at once
+    assert spec.curve_holds_below(0, 120_000) == 0  # below from the start
+    assert spec.curve_holds_below(85, 8_000) == math.inf  # flat at 9 kW beyond the curve
+    assert spec.curve_holds_below(85, 10_000) == 85
+    flat = VehicleSpec("v", 50, 11, 3, 75, 300, 350, 400, (), 0.9)
+    assert flat.curve_holds_below(40, 75_000) == math.inf  # its DC maximum throughout
+    assert flat.curve_holds_below(40, 76_000) == 40
+
+
 @pytest.mark.parametrize(
     ("changes", "complaint"),
     [

@@ -22,6 +22,7 @@ from simulator.core.battery import (
     OperatingPoint,
     VehicleSpec,
     ac_operating_point,
+    ac_point_holds_below,
     advance,
     dc_operating_point,
     seconds_to_target,
@@ -172,3 +173,46 @@ def test_a_constant_power_meters_power_times_time() -> None:
     battery = Battery(COMPACT, 30.0, 80.0)
     point = ac_operating_point(battery, 11_000, None, 3, 230)
     assert math.isclose(advance(battery, point, 600), 11_000 * 600 / 3600, rel_tol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    case=cases().filter(lambda case: not case.dc),
+    soc=st.floats(0, 99),
+    target=st.floats(1, 100),
+    steps=st.lists(st.floats(0.5, 900), min_size=1, max_size=30),
+)
+def test_an_ac_point_is_the_same_below_the_soc_it_holds_to(
+    case: Case, soc: float, target: float, steps: list[float]
+) -> None:
+    # The meter reuses the point instead of computing it on each visit: it must be the very
+    # point computed afresh (every float), up to the last SoC below the bound.
+    battery = Battery(case.spec, soc, max(soc, target))
+    point = case.point(battery)
+    below = ac_point_holds_below(battery, point)
+    assume(below > soc)
+    for dt in steps:
+        advance(battery, point, dt)
+        if battery.soc >= below:
+            break
+        assert case.point(battery) == point
+    if math.isfinite(below):
+        battery.soc = math.nextafter(below, -math.inf)
+        assert case.point(battery) == point
+
+
+def test_an_ac_point_at_its_cap_holds_until_the_curve_may_fall_below_it() -> None:
+    # 11 kW on an ID.3, whose curve stays above 11 kW up to 90 % and then falls to 7 kW:
+    # the same point up to 90 %; then it is computed again (one piece of the curve).
+    battery = Battery(COMPACT, 20.0, 95.0)
+    point = ac_operating_point(battery, 11_000, None, 3, 230)
+    assert point.power_w == 11_000
+    assert ac_point_holds_below(battery, point) == 90.0
+    battery.soc = 92.0
+    assert ac_point_holds_below(battery, ac_operating_point(battery, 11_000, None, 3, 230)) == 92.0
+    battery.soc = 97.5  # on the curve: its power follows the SoC
+    tapering = ac_operating_point(battery, 11_000, None, 3, 230)
+    assert tapering.power_w < 11_000
+    assert ac_point_holds_below(battery, tapering) == -math.inf
+    # Below its target only: full from there on, nothing flows.
+    assert ac_point_holds_below(Battery(COMPACT, 20.0, 80.0), point) < 80.0

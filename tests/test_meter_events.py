@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from simulator.core.battery import Battery, step
@@ -244,3 +245,21 @@ def test_a_site_cap_set_while_a_charger_sleeps_applies_on_that_tick() -> None:
         engine.tick(now=1000.0 + k, wall=at(BASE + k))
     charger.settle_meter()
     assert math.isclose(charger.evse(1).register_wh, (11_000 * 3 + 6_000 * 30) / 3600)
+
+
+def test_an_evse_maximum_edited_in_a_session_applies_from_the_next_visit() -> None:
+    # The meter keeps a connector's operating point while nothing it depends on changes;
+    # the operator lowering the EVSE's power is such a change.
+    charger = runtime_charger("CP-EDIT", "ws://127.0.0.1:1", evses=1, max_kw=11, config=SAMPLED)
+    charger.plug_in(1, COMPACT, soc=20)
+    charger.start_transaction(1, "TAG")
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    for k in range(3):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert charger.evse(1).power_w == 11_000
+    charger.respec(replace(charger.spec, max_power_w=7_400.0), {1: 7_400.0})
+    for k in range(3, 13):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert charger.evse(1).power_w == 7_400
+    charger.settle_meter()
+    assert math.isclose(charger.evse(1).register_wh, (11_000 * 2 + 7_400 * 10) / 3600)

@@ -122,6 +122,23 @@ def ac_operating_point(
     return OperatingPoint(power, voltages, (amps,) * phases, phases, offered, cap, tapers)
 
 
+def ac_point_holds_below(battery: Battery, point: OperatingPoint) -> float:
+    """The SoC (%) below which `ac_operating_point` gives this same point again, exactly,
+    for this battery at the same offer (-inf: its power follows the SoC now).
+
+    While the cap binds (the EVSE's offer or the vehicle's on-board charger, not its
+    curve) an AC point does not depend on the SoC: it holds until the battery is full or
+    its curve may fall below the cap. The meter reuses it meanwhile: at 1 s sampling a
+    charging connector is visited every second, and most of an AC session is at its cap.
+    (A DC point never holds: its voltage follows the SoC.)"""
+    if point.power_w <= 0 or point.power_w != point.cap_w:
+        return -math.inf
+    holds = battery.target_soc - FULL_EPSILON  # `is_full` from there on
+    if point.tapers:
+        holds = min(holds, battery.spec.curve_holds_below(battery.soc, point.cap_w))
+    return holds
+
+
 def dc_operating_point(
     battery: Battery, evse_max_w: float, limit_w: float | None
 ) -> OperatingPoint:

@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core import power_sharing
@@ -28,6 +28,7 @@ from simulator.core.battery import (
     Battery,
     OperatingPoint,
     ac_operating_point,
+    ac_point_holds_below,
     dc_operating_point,
     seconds_to_target,
     seconds_until_tapering,
@@ -215,6 +216,18 @@ class ChargerSpec:
         return f"ChargerSpec({self.charge_point_id!r})"
 
 
+class _KeptPoint(NamedTuple):
+    """A connector's operating point and what it was computed from: the same again while
+    these are unchanged and the SoC stays below `below_soc` (`ac_point_holds_below`)."""
+
+    point: OperatingPoint
+    battery: Battery
+    limit: Limit | None
+    spec: ChargerSpec
+    max_power_w: float
+    below_soc: float
+
+
 class Charger:
     """One simulated charge point with its EVSEs (connector id = index + 1)."""
 
@@ -319,6 +332,7 @@ class Charger:
         self.metered_wall: float | None = None
         self.meter_wake = 0.0
         self.meter_settle: Callable[[Charger], None] | None = None
+        self._kept_points: dict[int, _KeptPoint] = {}  # connector -> its metering point
 
     def __repr__(self) -> str:
         return f"<Charger {self.id} {self.link} boot={self.boot}>"
@@ -2055,7 +2069,7 @@ class Charger:
         battery = evse.battery
         if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
             return evse.stop_flow() if evse.power_w else False
-        point = self.operating_point(evse, self.limits.get(evse.connector_id))
+        point = self._metering_point(evse, battery)
         if point.power_w <= 0.0:
             evse.stop_flow()
             if battery.is_full():
@@ -2073,9 +2087,38 @@ class Charger:
             evse.meter(point, dt)
         else:  # nothing metered in no time, but the readings are those of the point now
             evse.show(point)
-        if evse.battery is not None and evse.battery.is_full() and evse.power_w == 0.0:
+        # The cheap test first: mostly it flows.
+        if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
             self.set_status(evse, Status.SUSPENDED_EV)
         return True
+
+    def _metering_point(self, evse: Evse, battery: Battery) -> OperatingPoint:
+        """`operating_point` at the limit in force, for the meter: the connector's previous
+        point again while it cannot have changed (the same battery, limit, EVSE maximum and
+        charger spec, the SoC still below where it could move). At 1 s sampling every
+        charging connector is visited every second, and an AC point is constant for most of
+        a session; a vehicle's target SoC is fixed when it plugs in."""
+        connector_id = evse.connector_id
+        limit = self.limits.get(connector_id)
+        kept = self._kept_points.get(connector_id)
+        if (
+            kept is not None
+            and battery.soc < kept.below_soc
+            and kept.battery is battery
+            and kept.spec is self.spec
+            and kept.max_power_w == evse.max_power_w
+            # A profile's limit is a new object each visit, but mostly an equal one.
+            and (kept.limit is limit or kept.limit == limit)
+        ):
+            return kept.point
+        point = self.operating_point(evse, limit)
+        if self.spec.power_type != "DC":
+            below = ac_point_holds_below(battery, point)
+            if below > battery.soc:
+                self._kept_points[connector_id] = _KeptPoint(
+                    point, battery, limit, self.spec, evse.max_power_w, below
+                )
+        return point
 
     def sample_due(self, connector_id: int, now: float, tolerance: float) -> bool:
         """Whether the connector's periodic sample is due at `now` (within `tolerance`);
@@ -2083,7 +2126,7 @@ class Charger:
         due = self.next_sample.get(connector_id, 0.0)
         if not due or now < due - tolerance:
             return False
-        interval = self.config_int("MeterValueSampleInterval")
+        interval = self.config.as_int("MeterValueSampleInterval")
         following = due + interval if interval else 0.0
         if following and following < now:
             following = now + interval  # fell behind: resync

@@ -58,8 +58,8 @@ class SessionSeries:
         self._power_sum += power_w
         self._power_n += 1
         offset = max(at - self.started_at, 0.0)
-        n = len(self)
-        if n and not last and offset - self._values[(n - 1) * _WIDTH] < self.step_s:
+        size = len(self._values)  # not len(self): a call, on every visit of the meter
+        if size and not last and offset - self._values[size - _WIDTH] < self.step_s:
             return
         power = self._power_sum / self._power_n
         self._power_sum, self._power_n = 0.0, 0

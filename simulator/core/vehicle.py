@@ -7,6 +7,7 @@ curve can use it without importing each other.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 
@@ -60,3 +61,28 @@ class VehicleSpec:
             if soc <= s1:
                 return p0 + (p1 - p0) * (soc - s0) / (s1 - s0)
         return curve[-1][1]
+
+    def curve_holds_below(self, soc: float, watts: float) -> float:
+        """A SoC (%) up to which (exclusive) `curve_max_kw(s) * 1000 >= watts` for every s
+        from `soc` on, found per piece of the curve rather than per s (`soc` itself when the
+        curve may be below `watts` at once; infinite when it never is).
+
+        A piece whose ends are both at or above `watts` is so throughout: its interpolation
+        is monotonic in the SoC between its ends, also as computed in floats (each
+        operation rounds monotonically). Stopping at the first piece that is not keeps the
+        answer exact without solving for the crossing."""
+        curve = self.curve
+        if not curve:
+            return math.inf if self.dc_max_kw * 1000 >= watts else soc
+        held = soc
+        if soc <= curve[0][0]:  # flat below the first point
+            if curve[0][1] * 1000 < watts:
+                return soc
+            held = curve[0][0]
+        for (_, p0), (s1, _) in itertools.pairwise(curve):
+            if s1 < soc:
+                continue  # a piece wholly below `soc`
+            if p0 * 1000 < watts or self.curve_max_kw(s1) * 1000 < watts:
+                return held
+            held = s1
+        return math.inf if curve[-1][1] * 1000 >= watts else held

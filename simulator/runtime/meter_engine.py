@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
@@ -58,6 +59,15 @@ def no_limit(charger: Charger, evse: Evse) -> float | None:
     return None
 
 
+class _Aligned(NamedTuple):
+    """A visit's steps to the clock-aligned boundaries it passed."""
+
+    boundaries: list[int]  # epoch s
+    registers: list[list[float]]  # at each boundary, per connector
+    rest: dict[int, float]  # connector in a transaction -> the part of dt after the last one
+    changed: bool  # something visible changed
+
+
 class MeterEngine:
     def __init__(
         self,
@@ -73,6 +83,7 @@ class MeterEngine:
         self.ticks = 0
         self.visits = 0  # charger visits (advances), for tests and the bench
         self._visiting: Charger | None = None
+        self._settle = self.settle  # bound once: each visit hands it to its charger
         self._failing: set[str] = set()  # chargers whose step failed (logged once each)
 
     async def run(self) -> None:
@@ -168,43 +179,32 @@ class MeterEngine:
         stamp: str | None,
         since: float | None,
     ) -> None:
-        charger.meter_settle = self.settle
+        # At 1 s sampling every charging charger is visited every tick: the common case (no
+        # clock-aligned boundary, no heartbeat due) allocates nothing and asks little.
+        charger.meter_settle = self._settle
         charger.metered_at = now
         wall_s = wall.timestamp()
         charger.metered_wall = wall_s
         if stamp is not None and charger.impairments.clock_skew_s:
             stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
-        if charger.heartbeat_due(now):
+        if now >= charger.next_heartbeat and charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
-        boundaries = self._aligned_boundaries(charger, wall, since)
+        interval = charger.config.as_int("ClockAlignedDataInterval")
+        boundaries = (
+            self._aligned_boundaries(charger, interval, wall_s, since) if interval > 0 else None
+        )
         periodic: list[int] | None = None
         if charger.transactions and (charger.power_shared or len(charger.profiles)):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()
-        at_boundaries: list[list[float]] = []
-        left: dict[int, float] = {}  # connector -> the part of dt after the last boundary
-        if boundaries:
-            # The registers at each boundary, exactly: each connector advances to each in
-            # turn. It stands at `wall_s - dt` (a settle may have moved it past `since`),
-            # or at its transaction's start if that is later (nothing flowed before it).
-            at_boundaries = [[evse.register_wh for evse in charger.evses] for _ in boundaries]
-            for connector_id, tx in list(charger.transactions.items()):
-                evse = charger.evses[connector_id - 1]
-                origin, rest = max(wall_s - dt, _epoch(tx.started_at)), dt
-                for registers, boundary in zip(at_boundaries, boundaries, strict=True):
-                    piece = min(max(boundary - origin, 0.0), rest)
-                    if piece > 0:
-                        changed |= charger.step_connector(evse, piece)
-                        rest -= piece
-                        origin += piece
-                    registers[connector_id - 1] = evse.register_wh
-                left[connector_id] = rest
+        aligned = self._step_to_boundaries(charger, boundaries, dt, wall_s) if boundaries else None
         half_tick = self.tick_seconds / 2
         for connector_id in list(charger.transactions):
             evse = charger.evses[connector_id - 1]
-            changed |= charger.step_connector(evse, left.get(connector_id, dt) if left else dt)
+            rest = dt if aligned is None else aligned.rest.get(connector_id, dt)
+            changed |= charger.step_connector(evse, rest)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
             if charger.sample_due(connector_id, now, half_tick):
@@ -212,9 +212,10 @@ class MeterEngine:
                     periodic = [connector_id]
                 else:
                     periodic.append(connector_id)
-        if boundaries:
+        if aligned is not None:
+            changed |= aligned.changed
             # Before this tick's periodic samples: the queue stays in timestamp order.
-            self._send_aligned(charger, boundaries, at_boundaries)
+            self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
             measurands = charger.config_list("MeterValuesSampledData")
             for connector_id in periodic:
@@ -222,6 +223,31 @@ class MeterEngine:
         if changed:
             charger.listener.on_change(charger)
         charger.meter_wake = self._next_wake(charger, now, wall_s)
+
+    @staticmethod
+    def _step_to_boundaries(
+        charger: Charger, boundaries: list[int], dt: float, wall_s: float
+    ) -> _Aligned:
+        """Advance each connector in a transaction to each clock-aligned boundary in turn.
+
+        A connector stands at `wall_s - dt` (a settle may have moved it past the last
+        visit), or at its transaction's start if that is later (nothing flowed before it).
+        """
+        changed = False
+        at_boundaries = [[evse.register_wh for evse in charger.evses] for _ in boundaries]
+        left: dict[int, float] = {}
+        for connector_id, tx in list(charger.transactions.items()):
+            evse = charger.evses[connector_id - 1]
+            origin, rest = max(wall_s - dt, _epoch(tx.started_at)), dt
+            for registers, boundary in zip(at_boundaries, boundaries, strict=True):
+                piece = min(max(boundary - origin, 0.0), rest)
+                if piece > 0:
+                    changed |= charger.step_connector(evse, piece)
+                    rest -= piece
+                    origin += piece
+                registers[connector_id - 1] = evse.register_wh
+            left[connector_id] = rest
+        return _Aligned(boundaries, at_boundaries, left, changed)
 
     def _next_wake(self, charger: Charger, now: float, wall_s: float) -> float:
         """When the charger must be visited next (monotonic s): its earliest event."""
@@ -270,17 +296,17 @@ class MeterEngine:
         return wake
 
     @staticmethod
-    def _aligned_boundaries(charger: Charger, wall: datetime, since: float | None) -> list[int]:
-        """The ClockAlignedDataInterval boundaries (epoch s) passed since the last tick.
+    def _aligned_boundaries(
+        charger: Charger, interval: int, wall_s: float, since: float | None
+    ) -> list[int]:
+        """The boundaries (epoch s) of a ClockAlignedDataInterval of `interval` s (> 0)
+        passed since the last tick.
 
         Boundaries are counted from midnight UTC, as OCPP 1.6 aligns them. The first tick
         of a charger only finds its place; a boundary before the previous tick is not
         invented (nothing was measured there).
         """
-        interval = charger.config.as_int("ClockAlignedDataInterval")
-        if interval <= 0:
-            return []
-        seconds = int(wall.timestamp())
+        seconds = int(wall_s)
         midnight = seconds - seconds % _DAY
         slot = midnight + (seconds - midnight) // interval * interval
         if slot == charger.last_clock_slot:
