@@ -127,7 +127,10 @@ def test_the_closed_form_stays_within_half_a_percent_of_the_stepped_integration(
     assert math.isclose(wh, stepped_wh, rel_tol=0.005, abs_tol=1e-6)
     assert math.isclose(exact.soc - soc, stepped.soc - soc, rel_tol=0.005, abs_tol=1e-9)
     if full_after is not None and full_after < seconds:  # the reference filled inside
-        assert math.isclose(to_full, full_after, rel_tol=0.005, abs_tol=1.0)
+        # The reference sees "full" only at a whole step, up to one step after its own
+        # filling instant: its step plus the half percent, added (not the larger of the two;
+        # a DC case filling at 159.99994 s was seen full at 161 by the reference).
+        assert abs(to_full - full_after) <= 1.0 + 0.005 * full_after
     else:
         assert to_full >= seconds - max(1.0, 0.005 * seconds)
 
