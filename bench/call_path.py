@@ -1,6 +1,6 @@
 """The CPU cost of one charger CALL on the send path, in one process, without sockets.
 
-    .venv/bin/python bench/call_path.py [N]      (default 20000 CALLs a round)
+    .venv/bin/python bench/call_path.py [N] [--stored-log]     (default 20000 CALLs a round)
 
 One runtime charger (1 EVSE, in a transaction, the dashboard's frame log on) is attached to
 a real `ChargePointClient` whose connection writes nothing (`send_now` takes the frame);
@@ -9,6 +9,10 @@ and framed by the client, and answered at once with a CALLRESULT fed to the clie
 connection would (`on_text_frame`): schema and range checks, the frame log, the metrics,
 the outbox's settle. Prints the CPU time (process_time) per CALL of each of 9 rounds and
 their median.
+
+`--stored-log` puts a `Checkpointer` (the stored message log on) in front of the dashboard's
+log, as the worker chains its listeners, and takes its frames every 1,000 CALLs as a full
+checkpoint would (writing them is the writer thread's part: `bench/message_log.py`).
 
 Like `steady_state.py`, nothing else shares the measurement (no CSMS, no event loop work
 besides this), so two commits compare within a few per cent on a busy machine where
@@ -19,6 +23,7 @@ checkout (the working directory is the code measured).
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -29,8 +34,15 @@ ROOT = Path.cwd()
 MEASURANDS = ["Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage"]
 
 
-async def measure(count: int) -> list[float]:
+async def measure(count: int, stored_log: bool) -> list[float]:
     sys.path.insert(0, str(ROOT))
+    listener: Any
+    if stored_log:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
+        import django
+
+        django.setup()
+        from simulator.runtime.persistence import Checkpointer
     from simulator.core.charge_point import BootState
     from simulator.core.protocol import SampleContext
     from simulator.ocpp16.client import ChargePointClient, OcppConnection
@@ -46,9 +58,13 @@ async def measure(count: int) -> list[float]:
         def send_now(self, text: str) -> bool:
             return True
 
-    charger = runtime_charger(
-        "BENCH-1", "ws://127.0.0.1:1/ocpp", evses=1, listener=EventPublisher()
-    )
+    checkpointer = None
+    listener = EventPublisher()
+    if stored_log:
+        listener = checkpointer = Checkpointer(downstream=listener)
+    charger = runtime_charger("BENCH-1", "ws://127.0.0.1:1/ocpp", evses=1, listener=listener)
+    if stored_log:
+        charger.spec.db_id = 1  # a charger from the database: its frames are stored
     client = ChargePointClient(charger, Sink(), timeout=30)
     charger.attach(client)
     charger.boot = BootState.ACCEPTED
@@ -67,9 +83,11 @@ async def measure(count: int) -> list[float]:
 
     def one_round() -> float:
         started = time.process_time()
-        for _ in range(count):
+        for n in range(count):
             charger.send_meter_values(1, SampleContext.PERIODIC, MEASURANDS, stamp)
             answer("{}")
+            if checkpointer is not None and n % 1000 == 999:
+                checkpointer.take(full=True)
         return (time.process_time() - started) / count * 1e6
 
     one_round()  # warm-up
@@ -79,8 +97,11 @@ async def measure(count: int) -> list[float]:
 
 
 def main(argv: Any = None) -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    rounds = asyncio.run(measure(count))
+    args = sys.argv[1:]
+    stored_log = "--stored-log" in args
+    args = [a for a in args if a != "--stored-log"]
+    count = int(args[0]) if args else 20_000
+    rounds = asyncio.run(measure(count, stored_log))
     print(
         f"one MeterValues CALL and its answer: median {statistics.median(rounds):.2f} µs CPU "
         f"({', '.join(f'{r:.2f}' for r in rounds)})"

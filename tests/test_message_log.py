@@ -367,3 +367,17 @@ def test_a_call_and_its_answer_share_a_row_and_nothing_else_is_paired():
         ("in", "3", "[3,", None, ""),
         ("", "", "{}", None, ""),
     ]
+
+
+def test_a_url_password_is_not_stored_and_other_at_signs_are_kept():
+    def entry(text: str) -> frame_log.Pending:
+        return (1, 1.0, "frame", "in", "1", "UpdateFirmware", len(text), text)
+
+    location = '[2,"1","UpdateFirmware",{"location":"ftp://fw:pa55@10.0.0.1/a.bin"}]'
+    tag = '[2,"2","Authorize",{"idTag":"a@b"}]'
+    stored_rows = frame_log.rows([entry(location), entry(tag)], 65_536)
+    assert [row[7] for row in stored_rows] == [
+        '[2,"1","UpdateFirmware",{"location":"ftp://fw:********@10.0.0.1/a.bin"}]',
+        tag,
+    ]
+    assert stored_rows[0][6] == len(stored_rows[0][7])  # the size stored is the redacted one

@@ -122,3 +122,25 @@ def test_a_log_line_with_a_url_password_is_redacted():
     record = logging.LogRecord("simulator", logging.INFO, "", 0, "send %s", ("ftp://a:b@h/",), None)
     assert RedactSecrets().filter(record)
     assert record.getMessage() == "send ftp://a:********@h/"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '[2,"u1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cret"}]',
+        '[2,"u1","DataTransfer",{"vendorId":"x","data":{"AuthorizationKey":"s3cret"}}]',
+        '[3,"u1",{"configurationKey":[{"key":"AuthorizationKey","value":"s3cret"}]}]',
+        '[3,"u1",{"status":"Accepted","AuthorizationKey":"s3cret"}]',  # in any answer
+        '[2,"u1","MeterValues",{"connectorId":1,"AuthorizationKey":"s3cret"}]',
+    ],
+)
+def test_the_key_is_redacted_from_any_frame_that_names_it(frame):
+    # The name is searched for only in a text holding its rarest letter: any frame that
+    # names it holds that letter, whatever its action or direction.
+    assert "s3cret" not in redact_frame(frame)
+    assert "s3cret" in frame
+
+
+def test_a_frame_with_the_letter_but_not_the_name_is_the_same_string():
+    frame = '[2,"1","MeterValues",{"meterValue":[{"sampledValue":[{"value":"300","unit":"K"}]}]}]'
+    assert redact_frame(frame) is frame

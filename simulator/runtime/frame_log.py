@@ -4,8 +4,8 @@ The checkpoint writer stores it with the rest of a full checkpoint (`persistence
 event loop only appends a tuple per frame (the adapter hands over the message id and
 action it already read), and the writer thread turns a second's frames into rows and
 writes them in one statement. What reaches the database is redacted as the dashboard's log
-is (no AuthorizationKey), cut to `payload_chars` (the row keeps the frame's full length, so
-a reader sees it was cut), and holds no NUL character (PostgreSQL's text refuses it, and a
+is (no AuthorizationKey, no URL password), cut to `payload_chars` (the row keeps the
+frame's full length, so a reader sees it was cut), and holds no NUL character (PostgreSQL's text refuses it, and a
 hostile CSMS may send one): no frame can make a batch fail. Old rows are pruned in bounded
 steps, by count and by age (`prune`).
 """
@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from chargers.models import FrameLogEntry, FrameLogRow
 from simulator.core.drops import dropped
-from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame
+from simulator.ocpp16.redaction import SECRET_KEY_LETTER, SECRET_KEY_NAME, redact_frame
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def rows(pending: list[Pending], payload_chars: int) -> list[FrameLogRow]:
         text = entry[7]
         if (
             entry[6] > payload_chars
-            or SECRET_KEY_NAME in text
+            or "@" in text  # a URL password, maybe
+            or (SECRET_KEY_LETTER in text and SECRET_KEY_NAME in text)
             or len(entry[4]) > NAME_CHARS
             or len(entry[5]) > NAME_CHARS
             or "\x00" in entry[4]
