@@ -381,3 +381,14 @@ def test_a_url_password_is_not_stored_and_other_at_signs_are_kept():
         tag,
     ]
     assert stored_rows[0][6] == len(stored_rows[0][7])  # the size stored is the redacted one
+
+
+def test_a_secret_spelled_with_json_escapes_is_not_stored():
+    def entry(text: str) -> frame_log.Pending:
+        return (1, 1.0, "frame", "in", "1", "ChangeConfiguration", len(text), text)
+
+    key = '[2,"1","ChangeConfiguration",{"key":"\\u0041uthorizationKey","value":"s3cret"}]'
+    url = '[2,"2","UpdateFirmware",{"location":"ftp://fw:s3cret\\u0040host/a.bin"}]'
+    stored_rows = frame_log.rows([entry(key), entry(url)], 65_536)
+    assert len(stored_rows) == 2
+    assert all("s3cret" not in row[7] for row in stored_rows)

@@ -144,3 +144,31 @@ def test_the_key_is_redacted_from_any_frame_that_names_it(frame):
 def test_a_frame_with_the_letter_but_not_the_name_is_the_same_string():
     frame = '[2,"1","MeterValues",{"meterValue":[{"sampledValue":[{"value":"300","unit":"K"}]}]}]'
     assert redact_frame(frame) is frame
+
+
+# A hostile CSMS may spell the markers with JSON escapes: a parser reads the key's name
+# and the "@", a substring test would not.
+ESCAPED_KEY = '[2,"u1","ChangeConfiguration",{"key":"\\u0041uthorizationKey","value":"s3cret"}]'
+ESCAPED_AT = '[2,"u2","UpdateFirmware",{"location":"ftp://fw:s3cret\\u0040host/a.bin"}]'
+
+
+@pytest.mark.parametrize("frame", [ESCAPED_KEY, ESCAPED_AT])
+def test_a_secret_spelled_with_json_escapes_is_redacted(frame):
+    assert "s3cret" in frame
+    assert "s3cret" not in redact_frame(frame)
+
+
+def test_escapes_that_hide_no_secret_leave_the_frame_as_it_was():
+    frame = '[2,"u3","DataTransfer",{"vendorId":"x","data":"caf\\u00e9 1.50"}]'
+    assert redact_frame(frame) is frame
+
+
+def test_an_escaped_secret_reaches_neither_the_dashboard_log_nor_the_log_lines(caplog):
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-ESCAPED", "ws://127.0.0.1:1/ocpp", evses=1, listener=publisher)
+    for frame in (ESCAPED_KEY, ESCAPED_AT):
+        publisher.on_frame(charger, "in", frame)
+        record = logging.LogRecord("ocpp", logging.INFO, "", 0, "CP-ESCAPED -> %s", (frame,), None)
+        assert RedactSecrets().filter(record)
+        assert "s3cret" not in record.getMessage()
+    assert all("s3cret" not in text for _at, _d, text in publisher.frames["CP-ESCAPED"])

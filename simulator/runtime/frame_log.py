@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from chargers.models import FrameLogEntry, FrameLogRow
 from simulator.core.drops import dropped
-from simulator.ocpp16.redaction import SECRET_KEY_LETTER, SECRET_KEY_NAME, redact_frame
+from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def rows(pending: list[Pending], payload_chars: int) -> list[FrameLogRow]:
         text = entry[7]
         if (
             entry[6] > payload_chars
-            or "@" in text  # a URL password, maybe
-            or (SECRET_KEY_LETTER in text and SECRET_KEY_NAME in text)
+            or may_hold_secret(text)
             or len(entry[4]) > NAME_CHARS
             or len(entry[5]) > NAME_CHARS
             or "\x00" in entry[4]
