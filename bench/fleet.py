@@ -20,7 +20,8 @@ What it does, in order:
    spread over --remote-start-spread s, every charger's connector 1 first); once the
    StartTransactions are in, the steady window of --duration s is measured. With --idle no
    RemoteStart is sent: the chargers stay connected and idle (Available), and the window
-   measures heartbeats (--heartbeat-interval) and the idle engine.
+   measures heartbeats (--heartbeat-interval) and the idle engine. --warmup S waits S
+   seconds before the window, so that the worker's one-off work after the boot stays out.
 
 So "10,000 chargers each with 2 connectors charging, MeterValues every 10 s" is
 `--chargers 10000 --connectors 2 --sample-interval 10`, and "10,000 idle connected
@@ -541,6 +542,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 errors["StartTransaction missing after RemoteStart"] += scheduled - latency["n"]
 
         # -- steady window
+        if args.warmup:
+            # What the worker does once after the fleet is up (checkpointing every charger's
+            # new status, freezing the connected fleet for the collector) stays out of the
+            # window: an idle fleet is idle long after its boot.
+            say(f"warm-up: {args.warmup:g} s")
+            time.sleep(args.warmup)
         say(f"steady window: {args.duration:g} s")
         profiler = None
         if args.profile:
@@ -654,6 +661,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra["error_details"] = dict(errors)
     extra["connectors"] = args.connectors
     extra["idle"] = args.idle
+    extra["warmup"] = args.warmup
     extra["sample_interval"] = args.sample_interval
     extra["duration"] = args.duration
     return {**result, **extra}
@@ -711,6 +719,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="SEC",
         help="wait for the StartTransactions after the spread (default max(30, N/50))",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        metavar="SEC",
+        help="wait this long after the fleet is up (and started) before the window",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the 0-charger worker")
     parser.add_argument("--profile", metavar="FILE", help="py-spy record the steady window")

@@ -65,11 +65,14 @@ def test_with_two_connectors_every_connector_is_started_and_boot_waits_for_both(
 
 @pytest.mark.slow
 def test_idle_chargers_boot_and_send_no_transaction_messages(tmp_path):
-    figures = _run_fleet(tmp_path, "--chargers", "20", "--idle", "--duration", "3", "--no-baseline")
+    figures = _run_fleet(
+        tmp_path, "--chargers", "20", "--idle", "--warmup", "1", "--duration", "3", "--no-baseline"
+    )
     assert figures["booted"] == 20
     assert figures["idle"] is True
     assert "started" not in figures
     assert figures["remote_start_p50_ms"] is None
     assert not {"StartTransaction", "MeterValues"} & set(figures["calls_by_action"])
     assert figures["open_connections"] == 20
+    assert figures["warmup"] == 1.0
     assert figures["errors"] == 0, figures["error_details"]
