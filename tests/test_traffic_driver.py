@@ -24,11 +24,18 @@ from locations.models import Location, VehicleShare
 from simulator import contract
 from simulator.contract import traffic
 from simulator.contract.traffic import DEFAULT_HOURLY_ARRIVALS, default_profile, parse_id_tags
-from simulator.core.arrivals import ArrivalProfile, ArrivalStream
+from simulator.core.arrivals import Arrival, ArrivalProfile, ArrivalStream
 from simulator.core.charge_point import BootState
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.store import Store
-from simulator.runtime.traffic import STARTED, TrafficDriver, seeded
+from simulator.runtime.traffic import (
+    ARRIVING,
+    STARTED,
+    TURNED_AWAY,
+    SiteTally,
+    TrafficDriver,
+    seeded,
+)
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.engine import COMPACT, runtime_charger, wait_until
 
@@ -391,3 +398,30 @@ async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() ->
     finally:
         for task in driver.tasks():
             task.cancel()
+
+
+def test_the_log_keeps_arrival_order_when_a_later_outcome_is_known_first():
+    # The first driver waits for its Authorize answer; the next, a moment later, finds the
+    # connector taken and is turned away at once. The log is in the order they arrived.
+    first, second = (
+        Arrival(at, 1, 20.0, 80.0, 600.0, tag, False, 0.0)
+        for at, tag in ((100.0, "A1"), (101.0, "A2"))
+    )
+    tally = SiteTally()
+    first_slot, second_slot = tally.arrived(first), tally.arrived(second)
+    assert tally.log == [(first, ARRIVING), (second, ARRIVING)]
+    tally.count(second, TURNED_AWAY, second_slot)
+    tally.count(first, STARTED, first_slot)
+    assert tally.log == [(first, STARTED), (second, TURNED_AWAY)]
+    assert (tally.arrivals, tally.started, tally.turned_away) == (2, 1, 1)
+
+
+def test_past_its_bound_the_log_keeps_counting_without_entries():
+    tally = SiteTally()
+    tally.LOG_LIMIT = 1
+    arrivals = [Arrival(float(n), 1, 20.0, 80.0, 60.0, f"T{n}", False, 0.0) for n in range(2)]
+    slots = [tally.arrived(arrival) for arrival in arrivals]
+    assert slots == [0, None]
+    for arrival, slot in zip(arrivals, slots, strict=True):
+        tally.count(arrival, STARTED, slot)
+    assert tally.started == 2 and tally.log == [(arrivals[0], STARTED)]

@@ -53,6 +53,7 @@ INDEX_SECONDS = 1.0
 # What became of an arrival, and of a session at the end of its dwell.
 STARTED, REFUSED, TURNED_AWAY, FAILED = "started", "refused", "turned_away", "failed"
 LEFT, STAYED = "left", "stayed"
+ARRIVING = "arriving"  # in the log until the arrival's outcome is known
 
 
 @dataclass
@@ -64,17 +65,27 @@ class SiteTally:
     failed: int = 0  # the charger refused the action (a fault, a race with the CSMS)
     left: int = 0  # stopped and unplugged after the dwell
     stayed: int = 0  # never-unplug drivers at the end of their dwell
-    # Each arrival with what became of it, in order (kept for tests and scenario reports;
-    # bounded so that a week-long run does not grow without end).
+    # Each arrival with what became of it, in the order they arrived (kept for tests and
+    # scenario reports; bounded so that a week-long run does not grow without end).
     log: list[tuple[Arrival, str]] = field(default_factory=list)
 
     LOG_LIMIT = 10_000
 
-    def count(self, arrival: Arrival, outcome: str) -> None:
+    def arrived(self, arrival: Arrival) -> int | None:
+        """Count an arrival; its place in the log (None past the bound). Its outcome comes
+        later: one driver may wait for an Authorize answer while the next, arriving a
+        moment after, is turned away at once, and the log stays in arrival order."""
+        self.arrivals += 1
+        if len(self.log) >= self.LOG_LIMIT:
+            return None
+        self.log.append((arrival, ARRIVING))
+        return len(self.log) - 1
+
+    def count(self, arrival: Arrival, outcome: str, slot: int | None) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
         TRAFFIC_ARRIVALS.labels(outcome=outcome).inc()
-        if len(self.log) < self.LOG_LIMIT:
-            self.log.append((arrival, outcome))
+        if slot is not None:
+            self.log[slot] = (arrival, outcome)
 
     def departed(self, how: str) -> None:
         setattr(self, how, getattr(self, how) + 1)
@@ -166,9 +177,9 @@ class SiteTraffic:
                     break
                 if not await self.clock.sleep_until(arrival.at, self.stopped):
                     break
-                self.tally.arrivals += 1
+                slot = self.tally.arrived(arrival)
                 task = asyncio.create_task(
-                    self._session(arrival), name=f"traffic:{self.location_id}"
+                    self._session(arrival, slot), name=f"traffic:{self.location_id}"
                 )
                 self._sessions.add(task)
                 task.add_done_callback(self._session_done)
@@ -202,15 +213,15 @@ class SiteTraffic:
                     free.append((charger, evse))
         return free
 
-    async def _session(self, arrival: Arrival) -> None:
+    async def _session(self, arrival: Arrival, slot: int | None) -> None:
         tally = self.tally
         vehicle = self.driver.vehicle(arrival.vehicle)
         if vehicle is None:
-            tally.count(arrival, FAILED)
+            tally.count(arrival, FAILED, slot)
             return
         free = self.free_connectors(vehicle)
         if not free:
-            tally.count(arrival, TURNED_AWAY)
+            tally.count(arrival, TURNED_AWAY, slot)
             return
         charger, evse = free[choose(free, arrival.pick)]
         cid = evse.connector_id
@@ -220,14 +231,14 @@ class SiteTraffic:
             status = await charger.present_id_tag(cid, arrival.id_tag)
         except ActionError as exc:
             log.info("%s/%d: traffic session not started: %s", charger.id, cid, exc)
-            tally.count(arrival, FAILED)
+            tally.count(arrival, FAILED, slot)
             self._leave(charger, evse, None)
             return
         if status != "Accepted":
-            tally.count(arrival, REFUSED)
+            tally.count(arrival, REFUSED, slot)
             self._leave(charger, evse, battery)
             return
-        tally.count(arrival, STARTED)
+        tally.count(arrival, STARTED, slot)
         await self.clock.sleep_until(arrival.at + arrival.dwell_s)
         if arrival.never_unplug:
             tally.departed(STAYED)
