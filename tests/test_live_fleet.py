@@ -278,6 +278,39 @@ async def test_a_row_committed_late_is_found_by_the_periodic_look_back(worker, c
     assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "9"
 
 
+async def test_look_backs_stop_once_the_watermark_has_settled(worker, csms):
+    """A fleet left alone keeps its watermark: after one look-back `LOOK_BACK` past the
+    watermark's last move every late row has surfaced, so none follows until it moves."""
+    from datetime import timedelta
+
+    from simulator.runtime.live_fleet import LOOK_BACK, LOOK_BACK_EVERY_SECONDS
+
+    reloader = worker.reloader
+    assert reloader.watermark is not None
+    now = asyncio.get_running_loop().time()
+    settled = LOOK_BACK.total_seconds()
+    reloader._watermark_moved = now - 10 * settled
+    reloader._looked_back = now - 10 * settled + settled / 2  # before it settled: one due
+    looked = reloader.look_backs
+    await reloader.reconcile()
+    assert reloader.look_backs == looked + 1
+    reloader._looked_back -= LOOK_BACK_EVERY_SECONDS  # long enough ago, but after settling
+    await reloader.reconcile()
+    assert reloader.look_backs == looked + 1
+
+    # A newer change moves the watermark: look-backs are due again.
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="7")
+    newer = reloader.watermark + timedelta(seconds=1)
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(updated=newer)
+    await reloader.reconcile()  # the quick look sees it and moves the watermark
+    reloader._looked_back -= LOOK_BACK_EVERY_SECONDS
+    await reloader.reconcile()
+    assert reloader.look_backs == looked + 2
+
+
 async def test_a_new_feature_profile_list_reboots_the_charger_into_it(worker, csms):
     """SupportedFeatureProfiles is read-only to a CSMS: an operator's new value is a reboot
     (issue 17), after which ReserveNow is NotSupported."""

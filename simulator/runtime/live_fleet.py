@@ -28,7 +28,11 @@ deletions. Every `LOOK_BACK_EVERY_SECONDS` the query also looks `LOOK_BACK` furt
 for a row saved before the last look but committed after it (or stamped by a machine whose
 clock is behind). Not on every look: right after a bulk import every row of the fleet is
 inside the look-back, and reading 10,000 rows every 3 s for a minute cost 5 % of the
-worker's CPU for nothing.
+worker's CPU for nothing. And not for ever: once a look-back has run `LOOK_BACK` after the
+newest change seen arrived, every row that could surface behind it has (a save commits
+within `LOOK_BACK` of its stamp), so look-backs stop until a newer change moves the
+watermark. Before, a fleet imported and then left alone had all its rows inside the
+look-back of its unmoving watermark, read again every 30 s.
 """
 
 from __future__ import annotations
@@ -123,7 +127,9 @@ class FleetReloader:
         self.service = service
         self.seen: dict[int, datetime] = {}  # pk -> `updated` of the row last applied
         self._looked_back = float("-inf")  # loop time of the last look-back reconciliation
+        self.look_backs = 0
         self.watermark: datetime | None = None
+        self._watermark_moved = float("-inf")  # loop time the watermark last moved
         self.count = -1
         self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
         self._incoming: list[tuple[contract.FleetChanged, Any, float]] = []
@@ -152,6 +158,7 @@ class FleetReloader:
     async def prime(self) -> None:
         """Before the fleet is loaded: what the database holds now is what gets loaded."""
         self.seen, self.watermark, self.count = await _db(_all_versions)()
+        self._watermark_moved = asyncio.get_running_loop().time()
 
     async def run(self, reconcile_seconds: float = RECONCILE_SECONDS) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -202,8 +209,11 @@ class FleetReloader:
         await self.reload_sites()  # a handful of rows: no watermark needed
         start = self.watermark or datetime(1970, 1, 1, tzinfo=UTC)
         now = asyncio.get_running_loop().time()
-        if now - self._looked_back >= LOOK_BACK_EVERY_SECONDS:
+        if now - self._looked_back >= LOOK_BACK_EVERY_SECONDS and (
+            self._looked_back < self._watermark_moved + LOOK_BACK.total_seconds()
+        ):
             self._looked_back = now
+            self.look_backs += 1
             start -= LOOK_BACK
         changed, count = await _db(_changed_since)(start, self.count)
         service = self.service
@@ -220,7 +230,9 @@ class FleetReloader:
             pks |= {c.spec.db_id for c in service.store if c.spec.db_id is not None} - existing
         if changed:
             newest = max(updated for updated, _cp_id in changed.values())
-            self.watermark = max(self.watermark, newest) if self.watermark else newest
+            if self.watermark is None or newest > self.watermark:
+                self.watermark = newest
+                self._watermark_moved = now
         ready = {
             pk
             for pk in self.waiting_reboot
