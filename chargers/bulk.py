@@ -35,9 +35,20 @@ def execute_rows(sql: str, rows: Sequence[Sequence[Any]], types: Sequence[str]) 
     `types` are the columns' database types (PostgreSQL casts the arrays to them; SQLite
     ignores them). Run in the caller's transaction; nothing is done for no rows.
     """
-    if not rows:
-        return
+    if rows:
+        # chain: a third cheaper than a nested comprehension (thousands of rows a second)
+        execute_values(sql, list(chain.from_iterable(rows)), types)
+
+
+def execute_values(sql: str, values: list[Any], types: Sequence[str]) -> None:
+    """`execute_rows` with the rows' values in one list, one row after the other (for a
+    writer that builds them so: no tuple per row)."""
     width = len(types)
+    if len(values) % width:
+        raise ValueError(f"{len(values)} values are not rows of {width}")
+    count = len(values) // width
+    if not count:
+        return
     if connection.vendor == "postgresql":
         table = (
             f"unnest({', '.join(f'%s::{kind}[]' for kind in types)}) "
@@ -45,9 +56,9 @@ def execute_rows(sql: str, rows: Sequence[Sequence[Any]], types: Sequence[str]) 
         )
         statement = sql.replace("{rows}", table)
         with connection.cursor() as cursor:
-            for start in range(0, len(rows), ROWS_PER_ARRAY):
-                chunk = rows[start : start + ROWS_PER_ARRAY]
-                cursor.execute(statement, [list(column) for column in zip(*chunk, strict=True)])
+            for start in range(0, count, ROWS_PER_ARRAY):
+                chunk = values[start * width : (start + ROWS_PER_ARRAY) * width]
+                cursor.execute(statement, [chunk[n::width] for n in range(width)])
         return
     connection.ensure_connection()
     # The driver's own cursor, in Django's transaction: Django's debug wrapper would quote
@@ -56,11 +67,12 @@ def execute_rows(sql: str, rows: Sequence[Sequence[Any]], types: Sequence[str]) 
     try:
         limit = max(1, min(ROWS_PER_STATEMENT, _sqlite_max_params() // width))
         start = 0
-        while start < len(rows):
-            size = 1 << (min(limit, len(rows) - start).bit_length() - 1)
-            chunk = rows[start : start + size]
-            # chain: a third cheaper than a nested comprehension (thousands of rows a second)
-            raw.execute(_sqlite_statement(sql, width, size), list(chain.from_iterable(chunk)))
+        while start < count:
+            size = 1 << (min(limit, count - start).bit_length() - 1)
+            raw.execute(
+                _sqlite_statement(sql, width, size),
+                values[start * width : (start + size) * width],
+            )
             start += size
     finally:
         raw.close()

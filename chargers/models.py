@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, NamedTuple, TypedDict
 
 import orjson
@@ -12,7 +13,7 @@ from django.db import connection, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from chargers.bulk import execute_rows
+from chargers.bulk import execute_rows, execute_values
 from chargers.sealed import seal, unseal
 from chargers.validators import (
     validate_answer_overrides,
@@ -682,11 +683,15 @@ class FrameLogManager(models.Manager["FrameLogEntry"]):
     frames a second at fleet scale: no model instances), and pruned in bounded steps."""
 
     def add(self, rows: Sequence[FrameLogRow]) -> None:
-        execute_rows(
+        self.add_values(list(chain.from_iterable(rows)))
+
+    def add_values(self, values: list[Any]) -> None:
+        """`add` with the rows' values in one list, one row after the other."""
+        execute_values(
             f"INSERT INTO {self.model._meta.db_table} (charger_id, at, kind, direction, "
             "message_id, action, size, payload, answer_at, answer_size, answer_payload) "
             "SELECT * FROM {rows}",
-            rows,
+            values,
             (
                 "bigint",
                 "double precision",

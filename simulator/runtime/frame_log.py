@@ -2,7 +2,8 @@
 
 The checkpoint writer stores it with the rest of a full checkpoint (`persistence`): the
 event loop only appends a tuple per frame (the adapter hands over the message id and
-action it already read), and the writer thread turns a second's frames into rows and
+action it already read; the text redacted by the one secret test per frame that the
+dashboard's log shares), and the writer thread turns a second's frames into rows and
 writes them in one statement. What reaches the database is redacted as the dashboard's log
 is (no AuthorizationKey, no URL password), cut to `payload_chars` (the row keeps the
 frame's full length, so a reader sees it was cut), and holds no NUL character (PostgreSQL's text refuses it, and a
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -58,24 +59,36 @@ class FrameLogPolicy:
         )
 
 
-def rows(pending: list[Pending], payload_chars: int) -> list[FrameLogRow]:
-    """The rows to store for these entries (in the writer thread): a CALL and its answer in
-    one row when both are here (the log's cost is per row: this halves it), anything else a
-    row of its own. Most frames are stored as they were recorded, after a few substring and
-    length checks; the others are redacted, cut or cleaned first.
+def rows(
+    pending: list[Pending], payload_chars: int, *, redacted: bool = False
+) -> list[FrameLogRow]:
+    """The rows to store for these entries, as tuples (`values` says what they hold)."""
+    flat = values(pending, payload_chars, redacted=redacted)
+    return [tuple(flat[n : n + _WIDTH]) for n in range(0, len(flat), _WIDTH)]
 
-    Written for speed (it sees every frame): tuples are extended, not rebuilt, and a frame's
-    kind is read from its second character."""
-    out: list[FrameLogRow] = []
-    append = out.append
-    # (charger pk, message id, direction) of a CALL -> its row's index in `out`
+
+def values(pending: list[Pending], payload_chars: int, *, redacted: bool = False) -> list[Any]:
+    """The rows to store for these entries (in the writer thread), their values one row
+    after the other in one list (what the statement binds): a CALL and its answer in one
+    row when both are here (the log's cost is per row: this halves it), anything else a
+    row of its own. Most frames are stored as they were recorded, after a few substring and
+    length checks; the others are redacted, cut or cleaned first. `redacted`: the entries'
+    texts are redacted already (the checkpointer's are: it shares one secret test per frame
+    with the dashboard's log), so only their length and names are checked here.
+
+    Written for speed (it sees every frame): no tuple is built per row, an answer is
+    written into its CALL's row in place, and a frame's kind is read from its second
+    character."""
+    out: list[Any] = []
+    extend = out.extend
+    # (charger pk, message id, direction) of a CALL -> where its row starts in `out`
     calls: dict[tuple[int, str, str], int] = {}
     pop = calls.pop
     for entry in pending:
         text = entry[7]
         if (
             entry[6] > payload_chars
-            or may_hold_secret(text)
+            or (not redacted and may_hold_secret(text))
             or len(entry[4]) > NAME_CHARS
             or len(entry[5]) > NAME_CHARS
             or "\x00" in entry[4]
@@ -83,45 +96,51 @@ def rows(pending: list[Pending], payload_chars: int) -> list[FrameLogRow]:
             # Our own frames are JSON we wrote: only a frame from the CSMS can hold a NUL.
             or (entry[3] == "in" and "\x00" in text)
         ):
-            entry = _cleaned(entry, payload_chars)
+            entry = _cleaned(entry, payload_chars, redacted)
             text = entry[7]
         if entry[4] and len(text) > 2 and text[0] == "[" and text[2] == ",":
             kind = text[1]
             if kind == "2":
                 calls[(entry[0], entry[4], entry[3])] = len(out)
             elif kind == "3" or kind == "4":
-                index = pop((entry[0], entry[4], _OTHER[entry[3]]), None)
-                if index is not None:
-                    out[index] = (*out[index][:8], entry[1], entry[6], text)
+                start = pop((entry[0], entry[4], _OTHER[entry[3]]), None)
+                if start is not None:
+                    out[start + 8] = entry[1]
+                    out[start + 9] = entry[6]
+                    out[start + 10] = text
                     continue
-        append(entry + _NO_ANSWER)
+        extend(entry)
+        extend(_NO_ANSWER)
     return out
 
 
 # A row without an answer: the answer's time, size and payload.
 _NO_ANSWER: tuple[None, None, str] = (None, None, "")
 _OTHER = {"in": "out", "out": "in", "": ""}
+_WIDTH = 11  # values per row
 
 
-def _cleaned(entry: Pending, payload_chars: int) -> Pending:
-    pk, at, kind, direction, message_id, action, _size, text = entry
-    text = redact_frame(text)
-    size = len(text)  # after redaction: a cut is then `size > len(payload)`
+def _cleaned(entry: Pending, payload_chars: int, redacted: bool) -> Pending:
+    pk, at, kind, direction, message_id, action, size, text = entry
+    if not redacted:
+        text = redact_frame(text)
+        size = len(text)  # after redaction: a cut is then `size > len(payload)`
     text = text[:payload_chars].replace("\x00", "\ufffd")
     message_id = message_id[:NAME_CHARS].replace("\x00", "\ufffd")
     action = action[:NAME_CHARS].replace("\x00", "\ufffd")
     return (pk, at, kind, direction, message_id, action, size, text)
 
 
-def write(pending: list[Pending], payload_chars: int) -> None:
+def write(pending: list[Pending], payload_chars: int, *, redacted: bool = False) -> None:
     """Store frames, in a savepoint of the checkpoint's transaction (or a transaction of
     their own). The log must never hold up the checkpoint: rows refused for what is in them
-    are dropped with a warning; only an error of the database itself is raised."""
+    are dropped with a warning; only an error of the database itself is raised.
+    `redacted` as for `rows`."""
     if not pending:
         return
     try:
         with transaction.atomic():
-            FrameLogEntry.objects.add(rows(pending, payload_chars))
+            FrameLogEntry.objects.add_values(values(pending, payload_chars, redacted=redacted))
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:

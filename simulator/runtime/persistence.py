@@ -51,7 +51,9 @@ from simulator.core.protocol import AuthStatus, IdTagAnswer
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
+from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.runtime import frame_log
+from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from vehicles.models import VehicleModel
 
@@ -400,6 +402,9 @@ class Checkpointer(Listener):
         self, downstream: Listener | None = None, log_policy: FrameLogPolicy | None = None
     ) -> None:
         self.downstream = downstream
+        # The dashboard's log, when it is what hears frames downstream: it takes this
+        # frame's time and redacted text (`EventPublisher.log_frame`) instead of its own.
+        self._log_frame = _shared_frame_log(downstream)
         self.log_policy = log_policy or FrameLogPolicy()
         # The message log's entries since the last full checkpoint (None: not stored).
         # Appended and taken on the event loop thread only, so without the lock: this is
@@ -454,11 +459,17 @@ class Checkpointer(Listener):
     def on_frame(
         self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
     ) -> None:
+        # One entry for both logs: one clock read, one secret test (and for the rare frame
+        # that may hold one, one redaction); the stored entries are redacted here.
+        at = time.time()
+        shown = redact_frame(text) if may_hold_secret(text) else text
         frames = self._frames
         pk = charger.spec.db_id
         if frames is not None and pk is not None:
-            frames.append((pk, time.time(), FRAME, direction, message_id, action, len(text), text))
-        if self.downstream is not None:
+            frames.append((pk, at, FRAME, direction, message_id, action, len(shown), shown))
+        if self._log_frame is not None:
+            self._log_frame(charger, direction, text, message_id, action, at, shown)
+        elif self.downstream is not None:
             self.downstream.on_frame(charger, direction, text, message_id, action)
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
@@ -466,6 +477,8 @@ class Checkpointer(Listener):
         pk = charger.spec.db_id
         if frames is not None and pk is not None:
             text = orjson.dumps(detail, default=str).decode()
+            if may_hold_secret(text):  # the stored entries are redacted (`on_frame`)
+                text = redact_frame(text)
             frames.append((pk, time.time(), CONNECTION, "", "", event, len(text), text))
         if self.downstream is not None:
             self.downstream.on_connection(charger, event, detail)
@@ -703,13 +716,13 @@ class Checkpointer(Listener):
             try:
                 with transaction.atomic():
                     _write_batch(batch)
-                    frame_log.write(batch.frames, batch.frame_chars)
+                    frame_log.write(batch.frames, batch.frame_chars, redacted=True)
             except _DATABASE_DOWN:
                 raise
             except Exception as exc:
                 log.warning("checkpoint refused (%s); saving charger by charger", _brief(exc))
                 _write_isolating(batch.parts(), batch)
-                frame_log.write(batch.frames, batch.frame_chars)
+                frame_log.write(batch.frames, batch.frame_chars, redacted=True)
         except BaseException:
             connection.close()
             raise
@@ -727,6 +740,19 @@ class Checkpointer(Listener):
     def close() -> None:
         """Close the writer thread's connection (run in that thread, at shutdown)."""
         connection.close()
+
+
+def _shared_frame_log(downstream: Listener | None) -> Callable[..., None] | None:
+    """`EventPublisher.log_frame` of the publisher whose own `on_frame` is what the
+    downstream listener does with a frame (the publisher itself, or a `Fanout` in which it
+    alone hears frames); None for any other listener, which hears `on_frame` as before."""
+    hears = getattr(downstream, "on_frame", None)
+    owner = getattr(hears, "__self__", None)
+    if isinstance(owner, EventPublisher) and getattr(hears, "__func__", None) is (
+        EventPublisher.on_frame
+    ):
+        return owner.log_frame
+    return None
 
 
 @dataclass
