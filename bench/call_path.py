@@ -75,10 +75,7 @@ async def measure(count: int, stored_log: bool, socket: bool = False) -> list[fl
             protocol = ClientProtocol(parse_uri("ws://127.0.0.1:1/ocpp"), max_size=2**20)
             request = protocol.connect()
             protocol.send_request(request)
-            server = ServerProtocol()
-            server.receive_data(request.serialize())
-            (handshake,) = server.events_received()
-            protocol.receive_data(server.accept(handshake).serialize())
+            protocol.receive_data(ServerProtocol().accept(request).serialize())
             assert protocol.state is OPEN
             protocol.events_received()
             protocol.data_to_send()

@@ -389,7 +389,7 @@ class ChargePointClient(OcppChargePoint):
             # is then exactly the JSON [3, id, {}], and `_answer` would take the same steps
             # as here once `{}` passes the action's checks (decided once per action). Any
             # other frame (a non-ASCII or unknown id, a CALLERROR, spaces, a payload) goes
-            # the general way below.
+            # the general way (`_read_answer`).
             try:
                 unique_id = data[4:-5].decode("ascii")
             except UnicodeDecodeError:
