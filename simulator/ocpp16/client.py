@@ -65,7 +65,7 @@ _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
 _NOT_HOSTILE = frozenset({"NotImplemented", "NotSupported"})
 # Answers longer than this are re-serialised without \u escapes (see `_send`).
 _RAW_UTF8_ABOVE = 65_536
-# Where websockets' parser waits between frames (see `OcppConnection.data_received`).
+# Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
 _AT_EOF = StreamReader.at_eof.__code__
 _FIN_TEXT = 0x81  # the first byte of an unfragmented text frame without RSV bits
 # A CALLRESULT whose payload is `{}`, as the CSMS frames it (see `on_text_frame`).
@@ -103,34 +103,56 @@ class OcppConnection(ClientConnection):
 
     text_sink: Callable[[bytes], bool] | None = None
 
+    # websockets' parser (the generator), when it was last found waiting between frames
+    # and has been fed nothing since (only `data_received` and `eof_received` feed it; a
+    # failing connection replaces it): no need to look again while it is the same.
+    _idle_parser: Any = None
+
     def data_received(self, data: bytes) -> None:
         # While websockets' parser waits between frames, the plain text frames at the start
         # of the chunk go to `text_sink` directly; the rest (what it does not take, control
         # frames, fragments, a frame cut off) goes to websockets from that frame boundary.
         sink = self.text_sink
-        if sink is not None:
-            # Whether websockets' parser is open and waits for the first byte of a frame
-            # that is not a continuation (an empty buffer: `StreamReader.at_eof` yields only
-            # then), inline: this runs for every chunk the socket reads.
-            protocol = self.protocol
-            if protocol.state is OPEN and protocol.current_size is None and not protocol.extensions:
-                parser: Any = protocol.parser
-                while parser.gi_yieldfrom is not None:  # the client's parse -> Protocol.parse
-                    parser = parser.gi_yieldfrom
-                if parser.gi_code is _AT_EOF:
-                    max_size = protocol.max_message_size
-                    # The usual chunk, one whole frame of fewer than 126 bytes: the first
-                    # step of `take_text_frames` without its call and loop.
-                    length = len(data) - 2
-                    if 0 <= length < 126 and data[0] == _FIN_TEXT and data[1] == length:
-                        if (max_size is None or length <= max_size) and sink(data[2:]):
-                            return
-                    else:
-                        taken = take_text_frames(data, sink, max_size)
-                        if taken == len(data):
-                            return
-                        data = data[taken:]
+        protocol = self.protocol
+        # `_state`: the `state` property's value, without its Python call (every chunk).
+        if (
+            sink is not None
+            and protocol._state is OPEN
+            and (protocol.parser is self._idle_parser or self._between_frames())
+        ):
+            # The usual chunk, one whole frame of fewer than 126 bytes: the first step of
+            # `take_text_frames` without its call and loop.
+            max_size = protocol.max_message_size
+            length = len(data) - 2
+            if 0 <= length < 126 and data[0] == _FIN_TEXT and data[1] == length:
+                if (max_size is None or length <= max_size) and sink(data[2:]):
+                    return
+            else:
+                taken = take_text_frames(data, sink, max_size)
+                if taken == len(data):
+                    return
+                data = data[taken:]
+        self._idle_parser = None
         super().data_received(data)
+
+    def eof_received(self) -> None:
+        self._idle_parser = None
+        super().eof_received()
+
+    def _between_frames(self) -> bool:
+        """Whether websockets' parser waits for the first byte of a frame that is not a
+        continuation (an empty buffer: `StreamReader.at_eof` yields only then); if so, it
+        is remembered in `_idle_parser` until the parser is fed again."""
+        protocol = self.protocol
+        if protocol.current_size is not None or protocol.extensions:
+            return False
+        parser: Any = protocol.parser
+        while parser.gi_yieldfrom is not None:  # the client's parse -> Protocol.parse -> ...
+            parser = parser.gi_yieldfrom
+        if parser.gi_code is not _AT_EOF:
+            return False
+        self._idle_parser = protocol.parser
+        return True
 
     def process_event(self, event: Event) -> None:
         sink = self.text_sink
