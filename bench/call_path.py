@@ -1,6 +1,6 @@
 """The CPU cost of one charger CALL on the send path, in one process, without sockets.
 
-    .venv/bin/python bench/call_path.py [N] [--stored-log]     (default 20000 CALLs a round)
+    .venv/bin/python bench/call_path.py [N] [--stored-log] [--socket]   (default 20000 a round)
 
 One runtime charger (1 EVSE, in a transaction, the dashboard's frame log on) is attached to
 a real `ChargePointClient` whose connection writes nothing (`send_now` takes the frame);
@@ -9,6 +9,10 @@ and framed by the client, and answered at once with a CALLRESULT fed to the clie
 connection would (`on_text_frame`): schema and range checks, the frame log, the metrics,
 the outbox's settle. Prints the CPU time (process_time) per CALL of each of 9 rounds and
 their median.
+
+`--socket` feeds each answer as the socket would: a server's text frame handed to a real
+`OcppConnection`'s `data_received` (an open websockets protocol, a transport that writes
+nothing), so the framing (`take_text_frames`, `_between_frames`) is measured too.
 
 `--stored-log` puts a `Checkpointer` (the stored message log on) in front of the dashboard's
 log, as the worker chains its listeners, and takes its frames every 1,000 CALLs as a full
@@ -34,7 +38,7 @@ ROOT = Path.cwd()
 MEASURANDS = ["Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage"]
 
 
-async def measure(count: int, stored_log: bool) -> list[float]:
+async def measure(count: int, stored_log: bool, socket: bool = False) -> list[float]:
     sys.path.insert(0, str(ROOT))
     listener: Any
     if stored_log:
@@ -43,6 +47,11 @@ async def measure(count: int, stored_log: bool) -> list[float]:
 
         django.setup()
         from simulator.runtime.persistence import Checkpointer
+    from websockets.client import ClientProtocol
+    from websockets.protocol import OPEN
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
     from simulator.core.charge_point import BootState
     from simulator.core.protocol import SampleContext
     from simulator.ocpp16.client import ChargePointClient, OcppConnection
@@ -58,6 +67,34 @@ async def measure(count: int, stored_log: bool) -> list[float]:
         def send_now(self, text: str) -> bool:
             return True
 
+    class Framed(Sink):
+        """An open connection whose frames come through `data_received` (the socket's
+        chunks) and whose writes go nowhere."""
+
+        def __init__(self) -> None:
+            protocol = ClientProtocol(parse_uri("ws://127.0.0.1:1/ocpp"), max_size=2**20)
+            request = protocol.connect()
+            protocol.send_request(request)
+            protocol.receive_data(ServerProtocol().accept(request).serialize())
+            assert protocol.state is OPEN
+            protocol.events_received()
+            protocol.data_to_send()
+            OcppConnection.__init__(self, protocol)
+            self.connection_made(Transport())
+
+    def server_frame(text: bytes) -> bytes:
+        """A server's text frame (unmasked), built cheaply: the bench measures reading it."""
+        if len(text) < 126:
+            return bytes((0x81, len(text))) + text
+        return bytes((0x81, 126, len(text) >> 8, len(text) & 0xFF)) + text
+
+    class Transport(asyncio.Transport):
+        def write(self, data: Any) -> None:
+            pass
+
+        def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
+            pass
+
     checkpointer = None
     listener = EventPublisher()
     if stored_log:
@@ -65,13 +102,20 @@ async def measure(count: int, stored_log: bool) -> list[float]:
     charger = runtime_charger("BENCH-1", "ws://127.0.0.1:1/ocpp", evses=1, listener=listener)
     if stored_log:
         charger.spec.db_id = 1  # a charger from the database: its frames are stored
-    client = ChargePointClient(charger, Sink(), timeout=30)
+    connection = Framed() if socket else Sink()
+    client = ChargePointClient(charger, connection, timeout=30)
+    if socket:
+        connection.text_sink = client.on_text_frame
     charger.attach(client)
     charger.boot = BootState.ACCEPTED
 
     def answer(payload: str) -> None:
         (unique_id,) = client._pending
-        client.on_text_frame(f'[3,"{unique_id}",{payload}]'.encode())
+        text = f'[3,"{unique_id}",{payload}]'.encode()
+        if socket:
+            connection.data_received(server_frame(text))
+        else:
+            client.on_text_frame(text)
 
     answers = {"StartTransaction": '{"transactionId": 1, "idTagInfo": {"status": "Accepted"}}'}
     charger.plug_in(1, COMPACT, soc=20)
@@ -99,9 +143,10 @@ async def measure(count: int, stored_log: bool) -> list[float]:
 def main(argv: Any = None) -> None:
     args = sys.argv[1:]
     stored_log = "--stored-log" in args
-    args = [a for a in args if a != "--stored-log"]
+    socket = "--socket" in args
+    args = [a for a in args if a not in ("--stored-log", "--socket")]
     count = int(args[0]) if args else 20_000
-    rounds = asyncio.run(measure(count, stored_log))
+    rounds = asyncio.run(measure(count, stored_log, socket))
     print(
         f"one MeterValues CALL and its answer: median {statistics.median(rounds):.2f} µs CPU "
         f"({', '.join(f'{r:.2f}' for r in rounds)})"

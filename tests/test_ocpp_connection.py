@@ -128,3 +128,91 @@ async def test_frames_websockets_refuses_still_fail_the_connection(
     assert client.protocol.state is State.CLOSING
     assert client.protocol.close_sent is not None
     assert client.protocol.close_sent.code == code
+
+
+class Counting(Answers):
+    """`Answers` that also counts every frame it is offered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered: list[bytes] = []
+
+    def __call__(self, data: bytes) -> bool:
+        self.offered.append(data)
+        return super().__call__(data)
+
+
+async def test_a_chunk_of_one_frame_the_sink_declines_is_offered_once_then_websockets(
+    client: OcppConnection,
+) -> None:
+    # The usual chunk (one whole frame under 126 bytes) is read without the loop: a frame
+    # the sink does not take reaches websockets whole, whose parser offers it once more
+    # (`process_event`), as for a frame read by `take_text_frames`.
+    sink = client.text_sink = Counting()
+    call = b'[2,"c-2","Reset",{"type":"Soft"}]'
+    client.data_received(server_frame(Opcode.TEXT, call))
+    assert sink.offered == [call, call]
+    assert sink.taken == []
+    assert await client.recv() == call.decode()
+    client.data_received(server_frame(Opcode.TEXT, ANSWER_A))
+    assert sink.offered == [call, call, ANSWER_A]
+    assert sink.taken == [ANSWER_A]
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 12, 125, 126])
+async def test_small_frames_and_chunks_of_no_or_one_byte(client: OcppConnection, size: int) -> None:
+    # 125: the largest frame of a 7-bit length (read inline); 126: the first of a 16-bit one.
+    sink = client.text_sink = Counting()
+    if size < len(ANSWER_A):
+        text = b" " * size
+    else:
+        text = ANSWER_A[:-1] + b" " * (size - len(ANSWER_A)) + b"]"
+    assert len(text) == size
+    frame = server_frame(Opcode.TEXT, text)
+    client.data_received(b"")
+    client.data_received(frame[:1])
+    client.data_received(frame[1:])
+    client.data_received(b"")
+    if text.startswith(b"[3"):
+        assert sink.taken == [text]
+    else:  # not an answer: websockets delivers it
+        assert sink.taken == []
+        assert await client.recv() == text.decode()
+    assert client.protocol.state is State.OPEN
+    client.data_received(frame)  # and the same in one chunk
+    if text.startswith(b"[3"):
+        assert sink.taken == [text, text]
+    else:
+        assert await client.recv() == text.decode()
+
+
+async def test_one_small_frame_over_a_smaller_max_size_still_fails_with_1009(
+    client: OcppConnection,
+) -> None:
+    sink = client.text_sink = Counting()
+    client.protocol.max_message_size = len(ANSWER_A) - 1
+    client.data_received(server_frame(Opcode.TEXT, ANSWER_A))
+    assert sink.offered == []
+    assert client.protocol.state is State.CLOSING
+    assert client.protocol.close_sent is not None
+    assert client.protocol.close_sent.code == 1009
+
+
+async def test_one_frame_of_exactly_max_size_is_taken(client: OcppConnection) -> None:
+    sink = client.text_sink = Counting()
+    client.protocol.max_message_size = len(ANSWER_A)
+    client.data_received(server_frame(Opcode.TEXT, ANSWER_A))
+    assert sink.taken == [ANSWER_A]
+    assert client.protocol.state is State.OPEN
+
+
+async def test_a_16_bit_length_under_126_in_a_chunk_of_128_bytes_is_read_as_such(
+    client: OcppConnection,
+) -> None:
+    # Not the minimal length encoding, still a frame (as websockets reads it): a chunk of
+    # 2 + 126 bytes whose second byte is 126 is not a 126-byte frame of a 7-bit length.
+    sink = client.text_sink = Counting()
+    text = ANSWER_A[:-1] + b" " * (124 - len(ANSWER_A)) + b"]"
+    client.data_received(bytes((0x81, 126, 0, 124)) + text)
+    assert sink.offered == sink.taken == [text]
+    assert client.protocol.state is State.OPEN

@@ -67,6 +67,26 @@ _NOT_HOSTILE = frozenset({"NotImplemented", "NotSupported"})
 _RAW_UTF8_ABOVE = 65_536
 # Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
 _AT_EOF = StreamReader.at_eof.__code__
+_FIN_TEXT = 0x81  # the first byte of an unfragmented text frame without RSV bits
+# A CALLRESULT whose payload is `{}`, as the CSMS frames it (see `on_text_frame`).
+_RESULT_HEAD = b'[3,"'
+_EMPTY_RESULT_TAIL = b'",{}]'
+# action -> whether the answer `{}` passes its response schema and value ranges.
+_EMPTY_RESULT_OK: dict[str, bool] = {}
+
+
+def _empty_result_ok(action: str) -> bool:
+    """Whether `{}` passes `action`'s response checks (`_answer`'s), decided once per action."""
+    ok = _EMPTY_RESULT_OK.get(action)
+    if ok is None:
+        try:
+            wire.validate_response(action, {})
+            check_ranges(action, {})
+            ok = True
+        except (wire.SchemaViolation, OutOfRange):
+            ok = False
+        _EMPTY_RESULT_OK[action] = ok
+    return ok
 
 
 class OcppConnection(ClientConnection):
@@ -83,28 +103,56 @@ class OcppConnection(ClientConnection):
 
     text_sink: Callable[[bytes], bool] | None = None
 
+    # websockets' parser (the generator), when it was last found waiting between frames
+    # and has been fed nothing since (only `data_received` and `eof_received` feed it; a
+    # failing connection replaces it): no need to look again while it is the same.
+    _idle_parser: Any = None
+
     def data_received(self, data: bytes) -> None:
         # While websockets' parser waits between frames, the plain text frames at the start
         # of the chunk go to `text_sink` directly; the rest (what it does not take, control
         # frames, fragments, a frame cut off) goes to websockets from that frame boundary.
         sink = self.text_sink
-        if sink is not None and self._between_frames():
-            taken = take_text_frames(data, sink, self.protocol.max_message_size)
-            if taken == len(data):
-                return
-            data = data[taken:]
+        protocol = self.protocol
+        # `_state`: the `state` property's value, without its Python call (every chunk).
+        if (
+            sink is not None
+            and protocol._state is OPEN
+            and (protocol.parser is self._idle_parser or self._between_frames())
+        ):
+            # The usual chunk, one whole frame of fewer than 126 bytes: the first step of
+            # `take_text_frames` without its call and loop.
+            max_size = protocol.max_message_size
+            length = len(data) - 2
+            if 0 <= length < 126 and data[0] == _FIN_TEXT and data[1] == length:
+                if (max_size is None or length <= max_size) and sink(data[2:]):
+                    return
+            else:
+                taken = take_text_frames(data, sink, max_size)
+                if taken == len(data):
+                    return
+                data = data[taken:]
+        self._idle_parser = None
         super().data_received(data)
 
+    def eof_received(self) -> None:
+        self._idle_parser = None
+        super().eof_received()
+
     def _between_frames(self) -> bool:
-        """Whether websockets' parser is open and waits for the first byte of a frame that
-        is not a continuation (an empty buffer: `StreamReader.at_eof` yields only then)."""
+        """Whether websockets' parser waits for the first byte of a frame that is not a
+        continuation (an empty buffer: `StreamReader.at_eof` yields only then); if so, it
+        is remembered in `_idle_parser` until the parser is fed again."""
         protocol = self.protocol
-        if protocol.state is not OPEN or protocol.current_size is not None or protocol.extensions:
+        if protocol.current_size is not None or protocol.extensions:
             return False
         parser: Any = protocol.parser
         while parser.gi_yieldfrom is not None:  # the client's parse -> Protocol.parse -> ...
             parser = parser.gi_yieldfrom
-        return parser.gi_code is _AT_EOF
+        if parser.gi_code is not _AT_EOF:
+            return False
+        self._idle_parser = protocol.parser
+        return True
 
     def process_event(self, event: Event) -> None:
         sink = self.text_sink
@@ -356,6 +404,42 @@ class ChargePointClient(OcppChargePoint):
         """Called by the connection for every complete text frame, before the library's
         reader: answers to our calls are handled here at once (True); anything else
         (the CSMS's CALLs, frames that do not parse) goes the library's way (False)."""
+        if data[-5:] == _EMPTY_RESULT_TAIL and data[:4] == _RESULT_HEAD:
+            # `[3,"<id>",{}]`, the answer to nearly every MeterValues, read without the JSON
+            # decode when "<id>" is a pending call's: our ids (`wire.new_message_id`) are
+            # plain ASCII without quotes, backslashes or control characters, so the frame
+            # is then exactly the JSON [3, id, {}], and `_answer` would take the same steps
+            # as here once `{}` passes the action's checks (decided once per action). Any
+            # other frame (a non-ASCII or unknown id, a CALLERROR, spaces, a payload) goes
+            # the general way (`_read_answer`).
+            try:
+                unique_id = data[4:-5].decode("ascii")
+            except UnicodeDecodeError:
+                unique_id = ""
+            pending = self._pending.get(unique_id)
+            if pending is not None and (
+                _EMPTY_RESULT_OK.get(action := pending[0]) or _empty_result_ok(action)
+            ):
+                done, deadline = pending[1], pending[2]
+                try:
+                    self.charger.listener.on_frame(
+                        self.charger, "in", data.decode(), unique_id, action
+                    )
+                    seconds = time.monotonic() - deadline + self._timeout
+                    metrics.answered_as(action, "ok", seconds)  # what `answered` counts for {}
+                    if self._pending.pop(unique_id, None) is None:
+                        return True
+                    try:
+                        done({}, None)
+                    except Exception:
+                        log.exception("%s: handling the answer to %s failed", self.id, action)
+                except Exception:  # raised inside websockets' parser: it would drop the link
+                    log.exception("%s: handling an answer failed", self.id)
+                return True
+        return self._read_answer(data)
+
+    def _read_answer(self, data: bytes) -> bool:
+        """`on_text_frame` for any frame: decoded, checked and dispatched in full."""
         try:
             message = orjson.loads(data)  # `wire.decode`, without its Python call
         except ValueError:
