@@ -19,15 +19,11 @@ Without valgrind it prints the median CPU (process_time) per second.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path.cwd()
+from steady_state import fleet_database  # bench/ is the script's directory
 
 
 def main() -> None:
@@ -38,29 +34,9 @@ def main() -> None:
         del args[args.index("--connectors") : args.index("--connectors") + 2]
     count = int(args[0]) if args else 2000
     seconds = int(args[1]) if len(args) > 1 else 10
-    sys.path.insert(0, str(ROOT))
-    os.environ["CHARGESIM_VAR_DIR"] = tempfile.mkdtemp()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    from locations.models import Location
-    from tests.engine import COMPACT
-    from vehicles.models import VehicleModel
-
-    call_command("migrate", verbosity=0)
-    Location.objects.seed_defaults()
-    VehicleModel.objects.seed_catalogue()
-    spec = importlib.util.spec_from_file_location("fleet", ROOT / "bench" / "fleet.py")
-    assert spec is not None and spec.loader is not None
-    fleet = importlib.util.module_from_spec(spec)
-    sys.modules["fleet"] = fleet
-    spec.loader.exec_module(fleet)
-    fleet.create_fleet(count, "ws://127.0.0.1:1/ocpp", 10, connectors)
-
+    fleet_database(count, 10, connectors)
     from simulator.runtime import persistence
+    from tests.engine import COMPACT
 
     checkpointer = persistence.Checkpointer()
     chargers = persistence.load_fleet(checkpointer)

@@ -154,17 +154,17 @@ def test_every_full_checkpoint_leaves_each_open_register_known_alive_at_its_time
         if kind == "start" and (which, connector) not in open_txs:
             serial += 1
             tx = open_txs[(which, connector)] = transaction(connector + 1, f"t{serial}")
-            checkpointer.on_transaction(charger, tx)  # type: ignore[arg-type]
+            checkpointer.on_transaction(charger, tx)
         elif kind == "stop" and (which, connector) in open_txs:
             tx = open_txs.pop((which, connector))
             stop(tx)
-            checkpointer.on_transaction(charger, tx)  # type: ignore[arg-type]
+            checkpointer.on_transaction(charger, tx)
         elif kind == "meter":
             evse.register_wh += value
         elif kind == "status":
             evse.status = SimpleNamespace(value="Charging" if value > 25 else "SuspendedEV")
         elif kind == "change":
-            checkpointer.on_change(charger)  # type: ignore[arg-type]
+            checkpointer.on_change(charger)
         elif kind in ("urgent", "full"):
             batch = checkpointer.take(full=kind == "full")
             stored.apply(batch)
