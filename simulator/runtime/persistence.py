@@ -452,7 +452,7 @@ class Checkpointer(Listener):
         self._open_counts: dict[str, int] = {}  # charger id -> its open transactions
         # EVSE pk -> (register, status) as last written naming the lease (taken, that is:
         # batches are written in the order taken).
-        self._leased: dict[int, tuple[float, str]] = {}
+        self._leased: dict[int, tuple[float, Any]] = {}
         self._lease = Lease()
         self.urgent = asyncio.Event()
 
@@ -703,8 +703,8 @@ class Checkpointer(Listener):
                 evse_pk = evse.db_id
                 if evse_pk is None:
                     continue
-                register, status = evse.register_wh, evse.status.value
-                rows.append((pk, register, status, evse_pk))
+                register, status = evse.register_wh, evse.status
+                rows.append((pk, register, status.value, evse_pk))
                 if on:
                     leased[evse_pk] = (register, status)
                     leased_now.add(evse_pk)
@@ -719,9 +719,10 @@ class Checkpointer(Listener):
                     evse_pk = evse.db_id
                     if evse_pk is None:
                         continue
-                    state = (evse.register_wh, evse.status.value)
+                    # The status as its member: an enum's `.value` is a property call.
+                    state = (evse.register_wh, evse.status)
                     if leased.get(evse_pk) != state:
-                        rows.append((pk, state[0], state[1], evse_pk))
+                        rows.append((pk, state[0], state[1].value, evse_pk))
                         leased[evse_pk] = state
                         leased_now.add(evse_pk)
             batch.stamp = bool(leased)
