@@ -33,15 +33,9 @@ from pathlib import Path
 ROOT = Path.cwd()
 
 
-def main() -> None:
-    args = sys.argv[1:]
-    idle = "--idle" in args
-    sample = None
-    if "--sample" in args:
-        sample = args[args.index("--sample") + 1]
-        del args[args.index("--sample") : args.index("--sample") + 2]
-    args = [a for a in args if a != "--idle"]
-    count = int(args[0]) if args else 5000
+def fleet_database(count: int, sample_interval: int, connectors: int = 1) -> None:
+    """Set Django up on a throwaway SQLite file holding `count` chargers with `connectors`
+    EVSEs each, created as bench/fleet.py creates them (also used by checkpoint_full.py)."""
     sys.path.insert(0, str(ROOT))
     os.environ["CHARGESIM_VAR_DIR"] = tempfile.mkdtemp()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
@@ -51,7 +45,6 @@ def main() -> None:
     from django.core.management import call_command
 
     from locations.models import Location
-    from tests.engine import COMPACT
     from vehicles.models import VehicleModel
 
     call_command("migrate", verbosity=0)
@@ -62,7 +55,22 @@ def main() -> None:
     fleet = importlib.util.module_from_spec(spec)
     sys.modules["fleet"] = fleet
     spec.loader.exec_module(fleet)
-    fleet.create_fleet(count, "ws://127.0.0.1:1/ocpp", 60)
+    if connectors == 1:  # the call of older copies of fleet.py, which had no connectors
+        fleet.create_fleet(count, "ws://127.0.0.1:1/ocpp", sample_interval)
+    else:
+        fleet.create_fleet(count, "ws://127.0.0.1:1/ocpp", sample_interval, connectors)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    idle = "--idle" in args
+    sample = None
+    if "--sample" in args:
+        sample = args[args.index("--sample") + 1]
+        del args[args.index("--sample") : args.index("--sample") + 2]
+    args = [a for a in args if a != "--idle"]
+    count = int(args[0]) if args else 5000
+    fleet_database(count, 60)
     try:
         from simulator.runtime import persistence
         from simulator.runtime.meter_engine import MeterEngine
@@ -70,6 +78,8 @@ def main() -> None:
         from simulator.meter_engine import MeterEngine  # type: ignore[import-not-found, no-redef]  # old layout
 
         from simulator import persistence  # type: ignore[attr-defined, no-redef]  # old layout
+
+    from tests.engine import COMPACT
 
     checkpointer = persistence.Checkpointer()
     chargers = persistence.load_fleet(checkpointer)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any, NamedTuple, TypedDict
@@ -274,12 +274,22 @@ class Charger(models.Model):
 
 
 class EvseManager(models.Manager["Evse"]):
-    def checkpoint(self, registers: Sequence[tuple[float, str, int]], at: datetime) -> None:
+    def checkpoint(
+        self,
+        registers: Sequence[tuple[float, str, int]],
+        at: datetime,
+        *,
+        lease: int | None = None,
+        leased: Container[int] = (),
+    ) -> None:
         """Write (register Wh, status, EVSE pk) rows read at `at`, in a few statements.
 
         Registers only go up: MAX/GREATEST(stored, new), even if two writers race. Each
         row carries the time it was read: the charger was known alive with that register
-        then (a PowerLoss stop after a crash is dated there)."""
+        then (a PowerLoss stop after a crash is dated there). The rows whose pk is in
+        `leased` name the writer's `lease` (`EngineLease`): while the lease is stamped the
+        register is known unchanged, so the charger is known alive until the lease's time;
+        the others name none."""
         if not registers:
             return
         table = self.model._meta.db_table
@@ -287,10 +297,13 @@ class EvseManager(models.Manager["Evse"]):
         stamp = connection.ops.adapt_datetimefield_value(at)
         execute_rows(
             f"UPDATE {table} SET register_wh = {greatest}({table}.register_wh, v.column1), "
-            f"status = v.column2, checkpointed_at = v.column3 FROM {{rows}} "
-            f"WHERE {table}.id = v.column4",
-            [(register, status, stamp, pk) for register, status, pk in registers],
-            ("double precision", "text", "timestamp with time zone", "bigint"),
+            f"status = v.column2, checkpointed_at = v.column3, lease_id = v.column4 "
+            f"FROM {{rows}} WHERE {table}.id = v.column5",
+            [
+                (register, status, stamp, lease if pk in leased else None, pk)
+                for register, status, pk in registers
+            ],
+            ("double precision", "text", "timestamp with time zone", "bigint", "bigint"),
         )
 
     def set_availability(self, charger_pk: int, connectors: dict[int, str]) -> None:
@@ -340,6 +353,11 @@ class Evse(models.Model):
     # The time of the checkpoint that wrote register_wh: the last moment the engine is known
     # to have been alive with this register (a PowerLoss stop after a crash is dated here).
     checkpointed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The engine's lease (`EngineLease`) that vouches for this row after checkpointed_at:
+    # the writer kept the register unchanged while it stamped the lease, so the charger is
+    # known alive with this register until the lease's time too (None: only until
+    # checkpointed_at). A plain number, not a foreign key: leases are never joined.
+    lease_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = EvseManager()
 
@@ -622,6 +640,32 @@ class ChargingProfileRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} #{self.profile_id} on {self.connector_id}"
+
+
+class EngineLeaseManager(models.Manager["EngineLease"]):
+    def stamp(self, lease: int | None, at: datetime) -> int:
+        """Move a lease to `at` (made first if `lease` is None); its pk."""
+        if lease is None:
+            return int(self.create(alive_at=at).pk)
+        self.filter(pk=lease).update(alive_at=at)
+        return lease
+
+    def alive(self, leases: Iterable[int]) -> dict[int, datetime]:
+        return dict(self.filter(pk__in=list(leases)).values_list("pk", "alive_at"))
+
+
+class EngineLease(models.Model):
+    """One engine process's liveness: its full checkpoints move `alive_at` (one row a
+    second instead of every open transaction's registers). An EVSE row that names the lease
+    had its register unchanged at each of those checkpoints until its charger's
+    transactions ended, when the row is written again without the lease."""
+
+    alive_at = models.DateTimeField()
+
+    objects = EngineLeaseManager()
+
+    def __str__(self) -> str:
+        return f"engine lease {self.pk} (alive at {self.alive_at})"
 
 
 class RuntimeStateManager(models.Manager["RuntimeState"]):

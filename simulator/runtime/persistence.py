@@ -26,6 +26,7 @@ from chargers.models import (
     CertificateStoreRecord,
     ChargingProfileRecord,
     ConfigurationKey,
+    EngineLease,
     LocalAuthEntry,
     LocalListChange,
     OutboxMessage,
@@ -345,15 +346,24 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
 
 
 def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
-    """(charger pk, connector id) -> when its register was last checkpointed."""
+    """(charger pk, connector id) -> the last time it is known alive with its stored
+    register: when the register was last checkpointed, or later, the last stamp of the
+    lease its row names (the writer kept that register unchanged while stamping it)."""
     if not charger_pks:
         return {}
-    rows = EvseRow.objects.filter(charger_id__in=charger_pks, checkpointed_at__isnull=False)
-    return {
-        (pk, connector): at
-        for pk, connector, at in rows.values_list("charger_id", "connector_id", "checkpointed_at")
-        if at is not None  # filtered above; the column is nullable for rows never saved
-    }
+    rows = list(
+        EvseRow.objects.filter(
+            charger_id__in=charger_pks, checkpointed_at__isnull=False
+        ).values_list("charger_id", "connector_id", "checkpointed_at", "lease_id")
+    )
+    leases = EngineLease.objects.alive({lease for *_, lease in rows if lease is not None})
+    found: dict[tuple[int, int], datetime] = {}
+    for pk, connector, at, lease in rows:
+        if at is None:  # filtered above; the column is nullable for rows never saved
+            continue
+        alive = leases.get(lease) if lease is not None else None
+        found[(pk, connector)] = alive if alive is not None and alive > at else at
+    return found
 
 
 def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
@@ -367,6 +377,15 @@ def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
     except ValueError:
         pass
     return now_iso(at.astimezone(UTC))
+
+
+class Lease:
+    """This process's `EngineLease` row (made by the writer thread when first needed)."""
+
+    __slots__ = ("pk",)
+
+    def __init__(self) -> None:
+        self.pk: int | None = None
 
 
 class OutboxSink:
@@ -428,9 +447,18 @@ class Checkpointer(Listener):
         self._local_lists: dict[int, LocalListChange] = {}
         self._certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         self._firmware: dict[int, str] = {}
-        # Chargers with an open transaction ride along in every full checkpoint, changed or
-        # not, so that their last checkpoint time is how long they are known to have lived.
-        self._open: dict[str, Charger] = {}
+        # Chargers with an open transaction ride along in every full checkpoint, so that
+        # how long they are known to have lived is the last full checkpoint's time. Their
+        # rows name this process's lease and are written again only when their register or
+        # status changed: the full checkpoint stamps the lease instead (one row, not one
+        # per EVSE of every open transaction).
+        self._open: dict[str, Charger] = {}  # transaction local id -> its charger
+        self._open_chargers: dict[str, Charger] = {}  # charger id -> charger
+        self._open_counts: dict[str, int] = {}  # charger id -> its open transactions
+        # EVSE pk -> (register, status) as last written naming the lease (taken, that is:
+        # batches are written in the order taken).
+        self._leased: dict[int, tuple[float, Any]] = {}
+        self._lease = Lease()
         self.urgent = asyncio.Event()
 
     def sink_for(self, charger: Charger) -> OutboxSink | None:
@@ -510,12 +538,27 @@ class Checkpointer(Listener):
                     state="stopped" if tx.stopped_at else "open",
                 )
                 if tx.stopped_at:
-                    self._open.pop(tx.local_id, None)
+                    closed = self._open.pop(tx.local_id, None)
+                    if closed is not None:
+                        self._closed(closed.id)
                 else:
+                    if tx.local_id not in self._open:
+                        counts = self._open_counts
+                        counts[charger.id] = counts.get(charger.id, 0) + 1
                     self._open[tx.local_id] = charger
+                    self._open_chargers[charger.id] = charger
             self._signal()
         if self.downstream is not None:
             self.downstream.on_transaction(charger, tx)
+
+    def _closed(self, charger_id: str) -> None:
+        counts = self._open_counts
+        left = counts.get(charger_id, 0) - 1
+        if left > 0:
+            counts[charger_id] = left
+        else:
+            counts.pop(charger_id, None)
+            self._open_chargers.pop(charger_id, None)
 
     def on_profiles(self, charger: Charger) -> None:
         if charger.spec.db_id is not None:
@@ -623,14 +666,16 @@ class Checkpointer(Listener):
         An urgent (not `full`) batch carries the registers only of the chargers whose
         transaction messages it makes durable (so no register on the wire is ever above the
         stored one); the others wait for the next periodic checkpoint.
+
+        A full batch also carries the registers of the chargers with an open transaction
+        whose register or status changed since last written, and stamps the lease: the
+        unchanged ones are known alive with their stored register until the batch's time.
         """
         with self._lock:
             owners = self._owners
             if full:
                 dirty, self._dirty = self._dirty, {}
                 dirty.update(owners)
-                for charger in self._open.values():
-                    dirty[charger.id] = charger
             else:
                 dirty = owners
                 for charger_id in owners:
@@ -659,13 +704,43 @@ class Checkpointer(Listener):
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
             self._certificates = {}
-        batch.evses = [
-            (charger.spec.db_id, evse.register_wh, evse.status.value, evse.db_id)
-            for charger in dirty.values()
-            if charger.spec.db_id is not None
-            for evse in charger.evses
-            if evse.db_id is not None
-        ]
+        open_chargers, leased = self._open_chargers, self._leased
+        rows: list[tuple[int, float, str, int]] = []
+        leased_now: set[int] = set()
+        for charger in dirty.values():
+            pk = charger.spec.db_id
+            if pk is None:
+                continue
+            on = charger.id in open_chargers
+            for evse in charger.evses:
+                evse_pk = evse.db_id
+                if evse_pk is None:
+                    continue
+                register, status = evse.register_wh, evse.status
+                rows.append((pk, register, status.value, evse_pk))
+                if on:
+                    leased[evse_pk] = (register, status)
+                    leased_now.add(evse_pk)
+                else:  # no open transaction: the row is its own last word
+                    leased.pop(evse_pk, None)
+        if full:
+            for charger_id, charger in open_chargers.items():
+                pk = charger.spec.db_id
+                if pk is None or charger_id in dirty:
+                    continue
+                for evse in charger.evses:
+                    evse_pk = evse.db_id
+                    if evse_pk is None:
+                        continue
+                    # The status as its member: an enum's `.value` is a property call.
+                    state = (evse.register_wh, evse.status)
+                    if leased.get(evse_pk) != state:
+                        rows.append((pk, state[0], state[1].value, evse_pk))
+                        leased[evse_pk] = state
+                        leased_now.add(evse_pk)
+            batch.stamp = bool(leased)
+        batch.evses = rows
+        batch.lease, batch.leased = self._lease, leased_now
         batch.at = datetime.now(UTC)  # the instant these registers were read
         return batch
 
@@ -675,6 +750,8 @@ class Checkpointer(Listener):
         A message whose row was rejected is not sent either (only what is stored may go
         out): it leaves the queue so that the charger's later messages are not held up.
         """
+        if batch.isolated:  # a row may have been refused: write every open one again
+            self._leased.clear()
         gone, rejected = batch.gone, batch.rejected
         if not (gone or rejected):  # nearly always: every row was stored
             for _sink, item in batch.made_durable:
@@ -713,14 +790,21 @@ class Checkpointer(Listener):
         second); a connection that failed is closed and opened afresh next time.
         """
         try:
+            lease = batch.lease
+            if lease is not None and lease.pk is None and (batch.stamp or batch.leased):
+                lease.pk = EngineLease.objects.stamp(None, batch.at)
             try:
                 with transaction.atomic():
                     _write_batch(batch)
                     frame_log.write(batch.frames, batch.frame_chars, redacted=True)
+                    if batch.stamp and lease is not None:
+                        EngineLease.objects.stamp(lease.pk, batch.at)
             except _DATABASE_DOWN:
                 raise
             except Exception as exc:
                 log.warning("checkpoint refused (%s); saving charger by charger", _brief(exc))
+                # Not stamped: a register refused here must not be vouched for later.
+                batch.isolated = True
                 _write_isolating(batch.parts(), batch)
                 frame_log.write(batch.frames, batch.frame_chars, redacted=True)
         except BaseException:
@@ -781,6 +865,12 @@ class Batch:
     # The message log's entries (full checkpoints only), and how much of a payload to keep.
     frames: list[frame_log.Pending] = field(default_factory=list)
     frame_chars: int = 65_536
+    # The writer's lease, the EVSE pks whose rows name it, and whether to stamp it (full
+    # checkpoints with any charger whose transaction is open).
+    lease: Lease | None = None
+    leased: set[int] = field(default_factory=set)
+    stamp: bool = False
+    isolated: bool = False  # written charger by charger (set by the writer thread)
 
     def __bool__(self) -> bool:
         return bool(
@@ -797,6 +887,7 @@ class Batch:
             or self.local_lists
             or self.firmware
             or self.certificates
+            or self.stamp
         )
 
     def parts(self) -> list[Batch]:
@@ -806,7 +897,17 @@ class Batch:
         def part(pk: int) -> Batch:
             found = by_charger.get(pk)
             if found is None:
-                found = by_charger[pk] = Batch({}, [], [], [], [], at=self.at, charger_pk=pk)
+                found = by_charger[pk] = Batch(
+                    {},
+                    [],
+                    [],
+                    [],
+                    [],
+                    at=self.at,
+                    charger_pk=pk,
+                    lease=self.lease,
+                    leased=self.leased,
+                )
             return found
 
         for row in self.transactions:
@@ -844,7 +945,9 @@ def _write_batch(batch: Batch) -> None:
     TransactionRow.objects.upsert(batch.transactions)
     OutboxMessage.objects.add(batch.outbox_new)
     OutboxMessage.objects.remove(batch.outbox_gone)
-    EvseRow.objects.checkpoint(_registers(batch.evses), batch.at)
+    EvseRow.objects.checkpoint(
+        _registers(batch.evses), batch.at, lease=_lease_pk(batch), leased=batch.leased
+    )
     ConfigurationKey.objects.write_values(batch.config)
     ChargingProfileRecord.objects.store(batch.profiles)
     _write_availability(batch.availability)
@@ -859,6 +962,10 @@ def _write_batch(batch: Batch) -> None:
         ChargerRow.objects.set_firmware_versions(batch.firmware)
     if batch.certificates:
         CertificateStoreRecord.objects.store(batch.certificates)
+
+
+def _lease_pk(batch: Batch) -> int | None:
+    return batch.lease.pk if batch.lease is not None else None
 
 
 def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
@@ -981,7 +1088,13 @@ def _rows(part: Batch) -> Iterator[_Row]:
     for evse in part.evses:
         yield (
             f"register of EVSE {evse[3]}",
-            functools.partial(EvseRow.objects.checkpoint, _registers([evse]), part.at),
+            functools.partial(
+                EvseRow.objects.checkpoint,
+                _registers([evse]),
+                part.at,
+                lease=_lease_pk(part),
+                leased=part.leased,
+            ),
             None,
             None,
         )
