@@ -1,0 +1,68 @@
+"""The readings' decimal texts come from a memo for recurring values: the memo must give
+exactly what formatting the float gives, whatever came before (0.0 and -0.0, NaN, inf)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.core import charge_point
+from simulator.core.charge_point import _TEXT_1, _TEXT_2, _fixed_1, _fixed_2
+from simulator.core.protocol import Measurand
+from tests.engine import COMPACT, runtime_charger
+
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
+# Recurring values, the signed zeros among them: the memo's hits and misses both.
+FEW = st.sampled_from([0.0, -0.0, 230.0, 16.0, 15.996, 11040.0, 0.05, -0.04, 1e300])
+
+
+def text_1(value: float) -> str:
+    return _TEXT_1.get(value) or _fixed_1(value)
+
+
+def text_2(value: float) -> str:
+    return _TEXT_2.get(value) or _fixed_2(value)
+
+
+@given(st.lists(st.one_of(ANY_FLOAT, FEW), max_size=40))
+def test_the_memo_gives_what_formatting_gives(values: list[float]) -> None:
+    for value in values + values:  # each value a miss, then (mostly) a hit
+        assert text_1(value) == f"{value:.1f}"
+        assert text_2(value) == f"{value:.2f}"
+
+
+def test_signed_zero_and_nan_are_never_stored() -> None:
+    for value in (0.0, -0.0, float("nan")):
+        _fixed_1(value)
+        _fixed_2(value)
+    assert text_1(-0.0) == "-0.0" and text_1(0.0) == "0.0"
+    assert text_2(-0.0) == "-0.00" and text_2(0.0) == "0.00"
+    assert not any(not key or key != key for key in (*_TEXT_1, *_TEXT_2))
+
+
+def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(charge_point, "_TEXTS_MAX", 8)
+    for n in range(1, 100):
+        assert text_1(n / 7) == f"{n / 7:.1f}"
+        assert text_2(n / 7) == f"{n / 7:.2f}"
+    assert len(_TEXT_1) <= 8 and len(_TEXT_2) <= 8
+
+
+@given(
+    power=st.one_of(ANY_FLOAT, FEW),
+    amps=st.lists(st.one_of(ANY_FLOAT, FEW), min_size=1, max_size=3),
+    volts=st.lists(st.one_of(ANY_FLOAT, FEW), min_size=1, max_size=3),
+)
+def test_readings_are_the_formatted_values(
+    power: float, amps: list[float], volts: list[float]
+) -> None:
+    charger = runtime_charger("TEXTS-1", "ws://127.0.0.1:1/ocpp", evses=1)
+    charger.plug_in(1, COMPACT, soc=20)
+    evse = charger.evse(1)
+    evse.power_w, evse.current_a, evse.voltage_v = power, tuple(amps), tuple(volts)
+    measurands = [Measurand.POWER_IMPORT, Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
+    for _ in range(2):
+        texts = [text for text, _quantity in charger.readings(evse, measurands)]
+        expected = [f"{power:.1f}", *(f"{a:.2f}" for a in amps), *(f"{v:.1f}" for v in volts)]
+        assert texts == expected
