@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.core import charge_point
-from simulator.core.charge_point import _TEXT_1, _TEXT_2, _fixed_1, _fixed_2
+from simulator.core.charge_point import _AMPS, _TEXT_1, _TEXT_2, _VOLTS, _fixed_1, _fixed_2
 from simulator.core.protocol import Measurand
 from tests.engine import COMPACT, runtime_charger
 
@@ -66,3 +66,30 @@ def test_readings_are_the_formatted_values(
         texts = [text for text, _quantity in charger.readings(evse, measurands)]
         expected = [f"{power:.1f}", *(f"{a:.2f}" for a in amps), *(f"{v:.1f}" for v in volts)]
         assert texts == expected
+
+
+def test_per_phase_readings_of_signed_zeros_and_nan_are_never_stored() -> None:
+    charger = runtime_charger("TEXTS-2", "ws://127.0.0.1:1/ocpp", evses=1)
+    evse = charger.evse(1)
+    measurands = [Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
+    nan = float("nan")
+    for amps, volts, expected in (
+        ((0.0, 1.0), (0.0, 230.0), ["0.00", "1.00", "0.0", "230.0"]),
+        ((-0.0, 1.0), (-0.0, 230.0), ["-0.00", "1.00", "-0.0", "230.0"]),
+        ((nan, 2.0), (nan, 2.0), ["nan", "2.00", "nan", "2.0"]),
+        ((nan, 2.0), (nan, 2.0), ["nan", "2.00", "nan", "2.0"]),
+    ):
+        evse.current_a, evse.voltage_v = amps, volts
+        assert [text for text, _q in charger.readings(evse, measurands)] == expected
+    assert all(all(v and v == v for v in key) for key in (*_AMPS, *_VOLTS))
+
+
+def test_per_phase_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(charge_point, "_TEXTS_MAX", 8)
+    charger = runtime_charger("TEXTS-3", "ws://127.0.0.1:1/ocpp", evses=1)
+    evse = charger.evse(1)
+    for n in range(1, 50):
+        evse.current_a = evse.voltage_v = (n / 7,) * 3
+        texts = [t for t, _q in charger.readings(evse, [Measurand.CURRENT_IMPORT, "Voltage"])]
+        assert texts == [f"{n / 7:.2f}"] * 3 + [f"{n / 7:.1f}"] * 3
+    assert len(_AMPS) <= 8 and len(_VOLTS) <= 8

@@ -1891,8 +1891,9 @@ class Charger:
         values: list[Reading] = []
         add = values.append
         ac = self.spec.power_type == "AC"
-        # The texts of values a fleet repeats (its voltages, currents, powers) come from a
-        # memo (`_TEXT_1`, `_TEXT_2`): a look-up costs a sixth of formatting the float.
+        # The texts of values a fleet repeats (its voltages, currents, powers) come from
+        # memos (`_TEXT_1`, `_TEXT_2`; `_AMPS`, `_VOLTS` per phase): a look-up costs a sixth
+        # of formatting a float.
         text1, text2 = _TEXT_1.get, _TEXT_2.get
         for measurand in measurands:
             if measurand == _ENERGY:
@@ -1905,16 +1906,15 @@ class Charger:
                 add((text1(power) or _fixed_1(power), _Q_POWER))
             elif measurand == _CURRENT:
                 if ac and evse.current_a:
-                    for phase, amps in enumerate(evse.current_a):
-                        add((text2(amps) or _fixed_2(amps), _Q_CURRENT_PHASE[phase]))
+                    per_phase = evse.current_a
+                    values += _AMPS.get(per_phase) or _per_phase(per_phase, _CURRENT)
                 else:
                     amps = evse.current_a[0] if evse.current_a else 0.0
                     add((text2(amps) or _fixed_2(amps), _Q_CURRENT))
             elif measurand == _VOLTAGE:
                 if ac:
                     volts = evse.voltage_v or (self.spec.voltage_v,) * self.spec.phases
-                    for phase, v in enumerate(volts):
-                        add((text1(v) or _fixed_1(v), _Q_VOLTAGE_PHASE[phase]))
+                    values += _VOLTS.get(volts) or _per_phase(volts, _VOLTAGE)
                 else:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
                     add((text1(v) or _fixed_1(v), _Q_VOLTAGE))
@@ -2228,6 +2228,28 @@ def _fixed_1(value: float) -> str:
             _TEXT_1.clear()
         _TEXT_1[value] = text
     return text
+
+
+# An AC connector's per-phase readings of a (current or voltage) tuple, the same way:
+# tuples compare element by element, so one holding a zero or a NaN is never stored.
+_AMPS: dict[tuple[float, ...], list[Reading]] = {}
+_VOLTS: dict[tuple[float, ...], list[Reading]] = {}
+
+
+def _per_phase(per_phase: tuple[float, ...], measurand: Measurand) -> list[Reading]:
+    """The readings of an AC connector's phases (L1, L2, L3 in turn), remembered in
+    `_AMPS` or `_VOLTS` (see there)."""
+    if measurand == _CURRENT:
+        memo = _AMPS
+        readings = [(f"{a:.2f}", _Q_CURRENT_PHASE[n]) for n, a in enumerate(per_phase)]
+    else:
+        memo = _VOLTS
+        readings = [(f"{v:.1f}", _Q_VOLTAGE_PHASE[n]) for n, v in enumerate(per_phase)]
+    if all(value and value == value for value in per_phase):
+        if len(memo) >= _TEXTS_MAX:
+            memo.clear()
+        memo[per_phase] = readings
+    return readings
 
 
 def _fixed_2(value: float) -> str:
