@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from math import isfinite
 
 from simulator.core.dc_voltage import pack_voltage
 from simulator.core.vehicle import VehicleSpec
@@ -292,11 +293,13 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
     target. `step` is the Euler integration (the power at the start of each step) that
     this replaced; property tests keep the two within 0.5 % at 1 s steps.
     """
-    if point.power_w <= 0 or dt_s <= 0 or battery.is_full():
+    spec, start, target = battery.spec, battery.soc, battery.target_soc
+    # `is_full` and `fixed_cap`, inline: this runs on every visit of a charging connector.
+    if point.power_w <= 0 or dt_s <= 0 or start >= target - FULL_EPSILON:
         return 0.0
-    spec, start = battery.spec, battery.soc
-    soc, _ = _walk(spec, start, battery.target_soc, fixed_cap(point), point.tapers, dt_s)
-    if soc >= battery.target_soc - FULL_EPSILON:
+    cap = point.cap_w
+    soc, _ = _walk(spec, start, target, cap if isfinite(cap) else point.power_w, point.tapers, dt_s)
+    if soc >= target - FULL_EPSILON:
         needed = battery.energy_to_target_wh()
         battery.soc = max(start, battery.target_soc)
         return needed
