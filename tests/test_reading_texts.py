@@ -1,5 +1,6 @@
 """The readings' decimal texts come from a memo for recurring values: the memo must give
-exactly what formatting the float gives, whatever came before (0.0 and -0.0, NaN, inf)."""
+exactly what formatting the float gives, whatever came before (0.0 and -0.0, NaN, inf).
+The 1.6 SampledValues of recurring readings are shared: the same as built afresh."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from hypothesis import strategies as st
 
 from simulator.core import charge_point
 from simulator.core.charge_point import _AMPS, _TEXT_1, _TEXT_2, _VOLTS, _fixed_1, _fixed_2
-from simulator.core.protocol import Measurand
+from simulator.core.protocol import QUANTITIES, Measurand, Reading, SampleContext
+from simulator.ocpp16 import messages
+from simulator.ocpp16.messages import CONTEXTS, _template, sampled_values
 from tests.engine import COMPACT, runtime_charger
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
@@ -93,3 +96,35 @@ def test_per_phase_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         texts = [t for t, _q in charger.readings(evse, [Measurand.CURRENT_IMPORT, "Voltage"])]
         assert texts == [f"{n / 7:.2f}"] * 3 + [f"{n / 7:.1f}"] * 3
     assert len(_AMPS) <= 8 and len(_VOLTS) <= 8
+
+
+READINGS = st.lists(
+    st.tuples(
+        st.sampled_from(["230.0", "16.00", "-0.0", "0", "42.4", ""]),
+        st.sampled_from(list(QUANTITIES.values())),
+    ),
+    max_size=12,
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(CONTEXTS)), READINGS), max_size=6))
+def test_shared_sampled_values_are_what_building_them_gives(
+    batches: list[tuple[SampleContext, list[Reading]]],
+) -> None:
+    for context, readings in batches + batches:  # built, then found
+        expected = [
+            {**_template(CONTEXTS[context], quantity), "value": value}
+            for value, quantity in readings
+        ]
+        got = sampled_values(context, readings)
+        assert got == expected
+        assert [list(sampled) for sampled in got] == [list(e) for e in expected]  # key order
+
+
+def test_shared_sampled_values_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(messages, "_SHARED_MAX", 8)
+    quantity = QUANTITIES[Measurand.ENERGY_IMPORT_REGISTER, None]
+    for n in range(50):
+        (sampled,) = sampled_values(SampleContext.PERIODIC, [(str(n), quantity)])
+        assert sampled["value"] == str(n)
+    assert len(messages._SHARED[SampleContext.PERIODIC]) <= 8
