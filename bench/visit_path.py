@@ -62,7 +62,7 @@ def main() -> None:
         )
         charger.plug_in(1, vehicle, soc=20.0)
         charger.start_transaction(1, "BENCH")
-        charger.send = send  # type: ignore[method-assign]
+        charger.send = send  # type: ignore[method-assign,assignment]
         charger.next_heartbeat = math.inf  # not due within the run
         return charger
 

@@ -64,7 +64,7 @@ def test_readings_are_the_formatted_values(
     charger.plug_in(1, COMPACT, soc=20)
     evse = charger.evse(1)
     evse.power_w, evse.current_a, evse.voltage_v = power, tuple(amps), tuple(volts)
-    measurands = [Measurand.POWER_IMPORT, Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
+    measurands: list[str] = [Measurand.POWER_IMPORT, Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
     for _ in range(2):
         texts = [text for text, _quantity in charger.readings(evse, measurands)]
         expected = [f"{power:.1f}", *(f"{a:.2f}" for a in amps), *(f"{v:.1f}" for v in volts)]
@@ -74,7 +74,7 @@ def test_readings_are_the_formatted_values(
 def test_per_phase_readings_of_signed_zeros_and_nan_are_never_stored() -> None:
     charger = runtime_charger("TEXTS-2", "ws://127.0.0.1:1/ocpp", evses=1)
     evse = charger.evse(1)
-    measurands = [Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
+    measurands: list[str] = [Measurand.CURRENT_IMPORT, Measurand.VOLTAGE]
     nan = float("nan")
     for amps, volts, expected in (
         ((0.0, 1.0), (0.0, 230.0), ["0.00", "1.00", "0.0", "230.0"]),
