@@ -2224,9 +2224,7 @@ def _fixed_1(value: float) -> str:
     """`f"{value:.1f}"`, remembered in `_TEXT_1` (see there)."""
     text = f"{value:.1f}"
     if value and value == value:
-        if len(_TEXT_1) >= _TEXTS_MAX:
-            _TEXT_1.clear()
-        _TEXT_1[value] = text
+        _remember(_TEXT_1, value, text)
     return text
 
 
@@ -2246,19 +2244,22 @@ def _per_phase(per_phase: tuple[float, ...], measurand: Measurand) -> list[Readi
         memo = _VOLTS
         readings = [(f"{v:.1f}", _Q_VOLTAGE_PHASE[n]) for n, v in enumerate(per_phase)]
     if all(value and value == value for value in per_phase):
-        if len(memo) >= _TEXTS_MAX:
-            memo.clear()
-        memo[per_phase] = readings
+        _remember(memo, per_phase, readings)
     return readings
+
+
+def _remember(memo: dict[Any, Any], key: object, value: object) -> None:
+    """Keep `value` for `key`; a full memo is emptied first (it stays bounded)."""
+    if len(memo) >= _TEXTS_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 def _fixed_2(value: float) -> str:
     """`f"{value:.2f}"`, remembered in `_TEXT_2` (see there)."""
     text = f"{value:.2f}"
     if value and value == value:
-        if len(_TEXT_2) >= _TEXTS_MAX:
-            _TEXT_2.clear()
-        _TEXT_2[value] = text
+        _remember(_TEXT_2, value, text)
     return text
 
 
