@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from math import isfinite
 
 from simulator.core.dc_voltage import pack_voltage
 from simulator.core.vehicle import VehicleSpec
@@ -184,15 +185,39 @@ def step(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
 # of curve and cap, the target), so one call covers hours exactly, however many ticks.
 
 
-def _piece(curve: tuple[tuple[float, float], ...], soc: float) -> tuple[float, float, float, float]:
-    """The curve piece that holds `soc`: (its upper end in %, p0 W, s0 %, slope W per %),
-    its power being p0 + slope·(s − s0). Beyond the ends the curve is flat (clamped)."""
-    if soc < curve[0][0]:
-        return curve[0][0], curve[0][1] * 1000.0, soc, 0.0
-    for (s0, p0), (s1, p1) in itertools.pairwise(curve):
-        if soc < s1:
-            return s1, p0 * 1000.0, s0, (p1 - p0) * 1000.0 / (s1 - s0)
-    return math.inf, curve[-1][1] * 1000.0, soc, 0.0
+# A curve's pieces, (upper end %, p0 W, s0 %, slope W per %) per pair of points (the power
+# on a piece is p0 + slope·(s − s0); beyond the ends the curve is flat), with its first
+# point (% and W) and last power (W): computed once per curve (a vehicle model's, shared
+# by its EVs), not on every visit of the meter.
+_Pieces = tuple[float, float, tuple[tuple[float, float, float, float], ...], float]
+# Keyed by the curve's id; each entry holds its curve, so that id is not reused meanwhile.
+_PIECES: dict[int, tuple[tuple[tuple[float, float], ...], _Pieces]] = {}
+_PIECES_MAX = 1024
+_UNTAPERED = ((0.0, math.inf),)  # a point that does not taper: its cap throughout
+
+
+def _pieces_of(curve: tuple[tuple[float, float], ...]) -> _Pieces:
+    return (
+        curve[0][0],
+        curve[0][1] * 1000.0,
+        tuple(
+            (s1, p0 * 1000.0, s0, (p1 - p0) * 1000.0 / (s1 - s0))
+            for (s0, p0), (s1, p1) in itertools.pairwise(curve)
+        ),
+        curve[-1][1] * 1000.0,
+    )
+
+
+def _curve_pieces(curve: tuple[tuple[float, float], ...]) -> _Pieces:
+    """`_pieces_of(curve)`, kept per curve object (bounded)."""
+    entry = _PIECES.get(id(curve))
+    if entry is not None and entry[0] is curve:
+        return entry[1]
+    pieces = _pieces_of(curve)
+    if len(_PIECES) >= _PIECES_MAX:
+        _PIECES.clear()
+    _PIECES[id(curve)] = (curve, pieces)
+    return pieces
 
 
 def _walk(
@@ -203,16 +228,28 @@ def _walk(
     not reached within it, and infinite when it is never reached."""
     k = spec.efficiency / (spec.capacity_kwh * 36_000.0)
     if not tapers:
-        curve: tuple[tuple[float, float], ...] = ((0.0, math.inf),)
+        first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
+        count = 1
     elif spec.curve:
-        curve = spec.curve
+        first_s, first_w, pieces, last_w = _curve_pieces(spec.curve)
+        count = len(spec.curve)
     else:  # a DC vehicle without a curve: its DC maximum throughout
-        curve = ((0.0, spec.dc_max_kw),)
+        first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
+        count = 1
     s, elapsed = soc, 0.0
-    for _ in range(4 * len(curve) + 8):  # each pass ends a piece: bounded
+    for _ in range(4 * count + 8):  # each pass ends a piece: bounded
         if s >= target - FULL_EPSILON or elapsed >= budget_s:
             break
-        hi, p0, s0, slope = _piece(curve, s)
+        # The piece that holds `s`; beyond the ends the curve is flat.
+        if s < first_s:
+            hi, p0, s0, slope = first_s, first_w, s, 0.0
+        else:
+            for piece in pieces:
+                if s < piece[0]:
+                    hi, p0, s0, slope = piece
+                    break
+            else:
+                hi, p0, s0, slope = math.inf, last_w, s, 0.0
         end = min(hi, target)
         if slope:
             crossing = s0 + (cap_w - p0) / slope  # where the curve meets the cap
@@ -256,11 +293,13 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
     target. `step` is the Euler integration (the power at the start of each step) that
     this replaced; property tests keep the two within 0.5 % at 1 s steps.
     """
-    if point.power_w <= 0 or dt_s <= 0 or battery.is_full():
+    spec, start, target = battery.spec, battery.soc, battery.target_soc
+    # `is_full` and `fixed_cap`, inline: this runs on every visit of a charging connector.
+    if point.power_w <= 0 or dt_s <= 0 or start >= target - FULL_EPSILON:
         return 0.0
-    spec, start = battery.spec, battery.soc
-    soc, _ = _walk(spec, start, battery.target_soc, fixed_cap(point), point.tapers, dt_s)
-    if soc >= battery.target_soc - FULL_EPSILON:
+    cap = point.cap_w
+    soc, _ = _walk(spec, start, target, cap if isfinite(cap) else point.power_w, point.tapers, dt_s)
+    if soc >= target - FULL_EPSILON:
         needed = battery.energy_to_target_wh()
         battery.soc = max(start, battery.target_soc)
         return needed

@@ -60,8 +60,13 @@ class ConfigValues(dict[str, str]):
         return value
 
     def as_list(self, key: str) -> list[str]:
-        value: list[str] = self.parsed(key, config_keys.as_list)
-        return value
+        # The cache hit inline: the meter asks for the measurands at every sample.
+        try:
+            hit: list[str] = self._parsed[key]
+        except KeyError:
+            value: list[str] = self.parsed(key, config_keys.as_list)
+            return value
+        return hit
 
     def report(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """GetConfiguration: known keys (never a write-only key's value) and unknown ones."""

@@ -12,10 +12,11 @@ reported. The EVSE itself never changes its status: it meters what flows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import isfinite
 
 # One definition of the statuses, shared with the dashboard (simulator.contract).
 from simulator.contract import FAULT_CODES, ConnectorStatus
-from simulator.core.battery import Battery, OperatingPoint, advance, fixed_cap
+from simulator.core.battery import Battery, OperatingPoint, advance
 from simulator.core.revision import FLEET
 from simulator.core.session_series import SessionSeries
 
@@ -169,12 +170,16 @@ class Evse:
             self.stop_flow()
             return 0.0
         wh = advance(battery, point, dt_s)
-        self.add_energy(wh)
+        if not wh >= 0:  # `add_energy`'s check, inline: this runs on every visit
+            raise ValueError(f"connector {self.connector_id}: negative energy {wh} Wh")
+        self.register_wh += wh
         self.soc = battery.soc
         power = wh * 3600.0 / dt_s if dt_s > 0 else point.power_w
         if abs(power - point.power_w) <= 1e-9 * point.power_w:
             power = point.power_w  # float dust of a constant power
-        power = min(power, fixed_cap(point))  # an average never exceeds the offer's cap
+        # An average never exceeds the offer's cap (`fixed_cap`, inline).
+        cap = point.cap_w
+        power = min(power, cap if isfinite(cap) else point.power_w)
         if power != self.power_w:  # on every visit of a charging connector: bump on change only
             self.power_w = power
             FLEET.bump()

@@ -79,13 +79,29 @@ _SAMPLED: dict[SampleContext, dict[Quantity, dict[str, str]]] = {
 }
 
 
+# Whole SampledValues of readings that recur (a fleet's 230.0 V, 16.00 A, 11040.0 W: the
+# readings are even the same tuples), per context: found, not copied again. Shared by the
+# payloads that carry them, which no one mutates once built (as `_SAMPLED`'s). Bounded:
+# cleared when full (the readings that recur come back at once).
+_SHARED: dict[SampleContext, dict[Reading, dict[str, str]]] = {c: {} for c in CONTEXTS}
+_SHARED_MAX = 4096
+
+
 def sampled_values(context: SampleContext, readings: list[Reading]) -> list[dict[str, str]]:
     templates = _SAMPLED[context]
+    shared = _SHARED[context]
+    found = shared.get
     out: list[dict[str, str]] = []
     add = out.append
-    for value, quantity in readings:
-        sampled = templates[quantity].copy()
-        sampled["value"] = value
+    for reading in readings:
+        sampled = found(reading)
+        if sampled is None:
+            value, quantity = reading
+            sampled = templates[quantity].copy()
+            sampled["value"] = value
+            if len(shared) >= _SHARED_MAX:
+                shared.clear()
+            shared[reading] = sampled
         add(sampled)
     return out
 

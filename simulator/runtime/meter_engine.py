@@ -217,12 +217,12 @@ class MeterEngine:
             # Before this tick's periodic samples: the queue stays in timestamp order.
             self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
-            measurands = charger.config_list("MeterValuesSampledData")
+            measurands = charger.config.as_list("MeterValuesSampledData")
             for connector_id in periodic:
                 charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
-        charger.meter_wake = self._next_wake(charger, now, wall_s)
+        charger.meter_wake = self._next_wake(charger, now, wall_s, interval)
 
     @staticmethod
     def _step_to_boundaries(
@@ -249,14 +249,14 @@ class MeterEngine:
             left[connector_id] = rest
         return _Aligned(boundaries, at_boundaries, left, changed)
 
-    def _next_wake(self, charger: Charger, now: float, wall_s: float) -> float:
-        """When the charger must be visited next (monotonic s): its earliest event."""
+    def _next_wake(self, charger: Charger, now: float, wall_s: float, interval: int) -> float:
+        """When the charger must be visited next (monotonic s): its earliest event.
+        `interval`: its ClockAlignedDataInterval (s), as the visit read it."""
         tick = self.tick_seconds
         wake = now + MAX_SLEEP_S
         heartbeat = charger.next_heartbeat
         if heartbeat > now:  # past: offline or not booted; going online wakes it
             wake = min(wake, heartbeat)
-        interval = charger.config.as_int("ClockAlignedDataInterval")
         if interval > 0:
             seconds = int(wall_s)
             midnight = seconds - seconds % _DAY
