@@ -26,6 +26,22 @@ class SchemaViolation(ValueError):
     """A frame does not satisfy the OCPP 1.6 JSON schema."""
 
 
+class Checked(dict[str, Any]):
+    """A MeterValues payload that `messages.Ocpp16Messages.meter_values` built from parts
+    checked once: `send_call` does not run the schema check on it again.
+
+    The builder gives this type only when its inputs make the payload valid by
+    construction (an int connector and transaction id, a str timestamp, at least one
+    reading, every value a str, every (context, quantity) template passing the full check
+    at import); `tests/test_trusted_payloads.py` proves with hypothesis that every payload
+    so marked passes `validate_request`. Every other payload (scenarios, the API, raw
+    sends, a message restored from the database: a plain dict) is checked in full. Only
+    `at_send` changes one after it is built, and only to another int transaction id.
+    """
+
+    __slots__ = ()
+
+
 def validate_request(action: str, payload: dict[str, Any]) -> None:
     try:
         load_validator(action)(payload)

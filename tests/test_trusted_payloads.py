@@ -1,0 +1,173 @@
+"""The adapter's own MeterValues skip the per-message schema check: the proof that they may.
+
+`Ocpp16Messages.meter_values` marks a payload `wire.Checked` only when it is valid by
+construction, and `ChargePointClient.send_call` checks every other payload in full. The
+property tests here show that every payload the builder can mark (every context, quantity,
+phase, location and unit, any connector, with or without a transaction id, confirmed or
+not, through `at_send`) passes the full compiled check, that inputs the builder cannot
+vouch for give a plain dict, and that a payload from anywhere else is still rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.core.protocol import QUANTITIES, SampleContext
+from simulator.ocpp16 import wire
+from simulator.ocpp16.client import ChargePointClient, OcppConnection
+from simulator.ocpp16.messages import OCPP16, _templates_check
+from simulator.ocpp16.wire import Checked, SchemaViolation, validate_request
+from tests.engine import runtime_charger
+
+
+@dataclass
+class Tx:
+    local_id: str
+    transaction_id: Any
+
+
+quantities = st.sampled_from(list(QUANTITIES.values()))
+readings = st.lists(st.tuples(st.text(max_size=12), quantities), min_size=1, max_size=20)
+contexts = st.sampled_from(list(SampleContext))
+ints = st.integers(min_value=-(2**70), max_value=2**70)  # the schema's integer has no bound
+txs = st.none() | st.builds(Tx, st.just("L-1"), st.none() | ints)
+
+
+@given(
+    st.integers(min_value=0, max_value=64) | ints,
+    txs,
+    contexts,
+    st.text(),
+    readings,
+    st.none() | ints,
+)
+def test_every_payload_the_builder_marks_passes_the_full_check(
+    connector: int,
+    tx: Tx | None,
+    context: SampleContext,
+    stamp: str,
+    values: Any,
+    later: int | None,
+) -> None:
+    action, payload = OCPP16.meter_values(connector, tx, context, stamp, values)
+    assert type(payload) is Checked  # well-typed inputs: always marked
+    validate_request(action, payload)
+    if tx is not None and later is not None:
+        tx.transaction_id = later  # confirmed before it goes out
+    sent = OCPP16.at_send(action, payload, tx)
+    if type(sent) is Checked:
+        validate_request(action, sent)
+
+
+@given(contexts, readings)
+def test_the_stop_transaction_samples_share_the_templates(
+    context: SampleContext, values: Any
+) -> None:
+    # StopTransaction's transactionData is made by the same `sampled_values`; it is not
+    # marked (it is checked in full), but its samples are valid for the same reasons.
+    from simulator.core.protocol import MeterSample, StopReason
+
+    sample = MeterSample("2026-01-01T00:00:00Z", context, values)
+    action, payload = OCPP16.transaction_ended(
+        Tx("L-1", 7), 10, "2026-01-01T00:00:00Z", StopReason.LOCAL, "TAG", [sample]
+    )
+    assert type(payload) is dict
+    validate_request(action, OCPP16.at_send(action, payload, Tx("L-1", 7)))
+
+
+def test_the_templates_pass_the_full_check() -> None:
+    assert _templates_check()
+
+
+@pytest.mark.parametrize(
+    "connector, tx, stamp, values",
+    [
+        (1.0, None, "t", [("1", QUANTITIES[next(iter(QUANTITIES))])]),  # a float connector
+        (True, None, "t", [("1", QUANTITIES[next(iter(QUANTITIES))])]),  # a bool is no int
+        (1, None, 5, [("1", QUANTITIES[next(iter(QUANTITIES))])]),  # a timestamp not text
+        (1, None, "t", [(1.5, QUANTITIES[next(iter(QUANTITIES))])]),  # a value not text
+        (1, None, "t", []),  # no sampled value: minItems
+        (1, Tx("L-1", "7"), "t", [("1", QUANTITIES[next(iter(QUANTITIES))])]),  # a str id
+    ],
+)
+async def test_inputs_the_builder_cannot_vouch_for_give_a_plain_dict_that_fails(
+    connector: Any, tx: Any, stamp: Any, values: Any
+) -> None:
+    action, payload = OCPP16.meter_values(connector, tx, SampleContext.PERIODIC, stamp, values)
+    assert type(payload) is dict
+    with pytest.raises(SchemaViolation):
+        validate_request(action, payload)
+    with pytest.raises(SchemaViolation):
+        sink_client().send_call(action, payload, lambda result, error: None)
+
+
+async def test_at_send_drops_the_mark_when_the_id_is_no_int() -> None:
+    quantity = next(iter(QUANTITIES.values()))
+    tx = Tx("L-1", None)
+    action, payload = OCPP16.meter_values(1, tx, SampleContext.PERIODIC, "t", [("1", quantity)])
+    assert type(payload) is Checked and payload["transactionId"] == -1
+    tx.transaction_id = "42"
+    sent = OCPP16.at_send(action, payload, tx)
+    assert type(sent) is dict
+    with pytest.raises(SchemaViolation):
+        sink_client().send_call(action, sent, lambda result, error: None)
+
+
+class Sink(OcppConnection):
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def send_now(self, text: str) -> bool:
+        self.frames.append(text)
+        return True
+
+
+def sink_client() -> ChargePointClient:
+    charger = runtime_charger("TRUST-1", "ws://127.0.0.1:1/ocpp", evses=1)
+    return ChargePointClient(charger, Sink(), timeout=30)
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    check = wire.validate_request
+
+    def counting(action: str, payload: dict[str, Any]) -> None:
+        seen.append(action)
+        check(action, payload)
+
+    monkeypatch.setattr(wire, "validate_request", counting)
+    return seen
+
+
+async def test_a_payload_from_outside_is_checked_and_rejected(checks: list[str]) -> None:
+    client = sink_client()
+    quantity = next(iter(QUANTITIES.values()))
+    _, built = OCPP16.meter_values(1, None, SampleContext.PERIODIC, "t", [("1", quantity)])
+    outside = dict(built)  # equal, but not the builder's: a scenario's or the API's
+    client.send_call("MeterValues", outside, lambda result, error: None)
+    assert checks == ["MeterValues"]
+    outside["meterValue"] = [{"timestamp": "t", "sampledValue": [{"value": 1}]}]
+    with pytest.raises(SchemaViolation):
+        client.send_call("MeterValues", outside, lambda result, error: None)
+    # A marked payload under another action name is checked in full too.
+    with pytest.raises(SchemaViolation):
+        client.send_call("StatusNotification", built, lambda result, error: None)
+
+
+async def test_the_builders_payload_skips_the_check_and_frames_the_same(
+    checks: list[str],
+) -> None:
+    client = sink_client()
+    values = [(str(n), q) for n, q in enumerate(QUANTITIES.values())]
+    _, built = OCPP16.meter_values(2, Tx("L-1", 9), SampleContext.CLOCK, "t", values)
+    client.send_call("MeterValues", built, lambda result, error: None)
+    client.send_call("MeterValues", dict(built), lambda result, error: None)
+    assert checks == ["MeterValues"]  # the plain copy only
+    fast, slow = client._connection.frames
+    assert fast.split(",", 2)[2] == slow.split(",", 2)[2]  # byte for byte but the unique id
