@@ -10,9 +10,11 @@ vouch for give a plain dict, and that a payload from anywhere else is still reje
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -171,3 +173,84 @@ async def test_the_builders_payload_skips_the_check_and_frames_the_same(
     assert checks == ["MeterValues"]  # the plain copy only
     fast, slow = client._connection.frames
     assert fast.split(",", 2)[2] == slow.split(",", 2)[2]  # byte for byte but the unique id
+
+
+# -- encoded once: the durable row's text is the wire's payload ------------------------------
+
+
+def frames_of(payload: Any, tx: Tx | None, confirm: int | None) -> tuple[str, str, str]:
+    """Queue `payload` as the worker does (the Checkpointer takes it for its row), confirm
+    the transaction (or not), send it: (the row's payload text, the frame sent, the frame
+    encoded afresh from what `at_send` gives, with the same unique id)."""
+    from simulator.core.outbox import Outgoing
+    from simulator.runtime.persistence import Checkpointer, OutboxSink
+
+    async def run() -> tuple[str, str, str]:
+        client = sink_client()
+        checkpointer = Checkpointer()
+        item = Outgoing("MeterValues", payload, transactional=True, tx=tx, seq=1)
+        checkpointer.outbox_added(OutboxSink(checkpointer, 1, client.charger), item)
+        ((_, _, _, stored, _),) = checkpointer.take(full=False).outbox_new
+        if tx is not None and confirm is not None:
+            tx.transaction_id = confirm
+        sent = OCPP16.at_send("MeterValues", payload, tx)
+        client.send_call("MeterValues", sent, lambda result, error: None)
+        (frame,) = client._connection.frames
+        (unique_id,) = client._pending
+        assert isinstance(stored, str)
+        return stored, frame, orjson.dumps([2, unique_id, "MeterValues", sent]).decode()
+
+    return asyncio.run(run())
+
+
+@given(st.integers(min_value=0, max_value=64), txs, contexts, st.text(), readings, st.none() | ints)
+def test_the_frame_made_from_the_stored_text_is_the_frame_encoded_afresh(
+    connector: int,
+    tx: Tx | None,
+    context: SampleContext,
+    stamp: str,
+    values: Any,
+    confirm: int | None,
+) -> None:
+    _, payload = OCPP16.meter_values(connector, tx, context, stamp, values)
+    before = orjson.dumps(payload).decode()
+    stored, frame, afresh = frames_of(payload, tx, confirm)
+    assert stored == before  # the row: the payload as queued
+    assert frame == afresh  # the wire: byte for byte what encoding it again gives
+    if type(payload) is Checked and payload.text is not None:
+        assert frame.endswith(f",{stored}]")  # framed from the row's text, not re-encoded
+
+
+def test_an_id_confirmed_after_the_row_was_stored_is_encoded_afresh() -> None:
+    quantity = next(iter(QUANTITIES.values()))
+    tx = Tx("L-1", None)
+    _, payload = OCPP16.meter_values(1, tx, SampleContext.PERIODIC, "t", [("1", quantity)])
+    stored, frame, afresh = frames_of(payload, tx, 4711)
+    assert '"transactionId":-1' in stored
+    assert frame == afresh and '"transactionId":4711' in frame
+
+
+def test_a_payload_that_cannot_be_encoded_goes_to_the_writer_as_a_dict() -> None:
+    # As before: the writer cannot store it, logs it and drops it unsent (test_persistence).
+    from simulator.core.outbox import Outgoing
+    from simulator.runtime.persistence import Checkpointer, OutboxSink
+
+    checkpointer = Checkpointer()
+    payload = {"connectorId": 1, "transactionId": 2**64, "meterValue": []}
+    item = Outgoing("MeterValues", payload, transactional=True, seq=1)
+    charger = runtime_charger("TRUST-2", "ws://127.0.0.1:1/ocpp", evses=1)
+    checkpointer.outbox_added(OutboxSink(checkpointer, 1, charger), item)
+    ((_, _, _, stored, _),) = checkpointer.take(full=False).outbox_new
+    assert stored == payload and stored is not payload
+
+
+def test_a_durable_meter_values_is_not_encoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def encode_call(*args: Any) -> str:
+        raise AssertionError("encoded a second time")
+
+    quantity = next(iter(QUANTITIES.values()))
+    tx = Tx("L-1", 7)
+    _, payload = OCPP16.meter_values(1, tx, SampleContext.PERIODIC, "t", [("1", quantity)])
+    monkeypatch.setattr(wire, "encode_call", encode_call)
+    stored, frame, _ = frames_of(payload, tx, None)
+    assert frame.startswith('[2,"') and frame.endswith(f'","MeterValues",{stored}]')

@@ -195,12 +195,19 @@ class ChargePointClient(OcppChargePoint):
         unique id as soon as the connection parses it, and timeouts are checked by one timer
         per connection that is armed only while a call is pending (not one per call).
         """
-        # The adapter's own MeterValues are valid by construction (`wire.Checked`); every
-        # other payload is checked in full.
-        if type(payload) is not Checked or action != "MeterValues":
+        # The adapter's own MeterValues are valid by construction (`wire.Checked`), and
+        # once durable already encoded; every other payload is checked in full.
+        if type(payload) is Checked and action == "MeterValues":
+            unique_id = wire.new_message_id()
+            stored = payload.text
+            if stored is not None:
+                text = wire.frame_call(unique_id, action, stored)
+            else:
+                text = wire.encode_call(unique_id, action, payload)
+        else:
             wire.validate_request(action, payload)
-        unique_id = wire.new_message_id()
-        text = wire.encode_call(unique_id, action, payload)
+            unique_id = wire.new_message_id()
+            text = wire.encode_call(unique_id, action, payload)
         deadline = self._loop.time() + self._timeout
         self._pending[unique_id] = (action, done, deadline)
         if self._sweeper is None:

@@ -243,7 +243,8 @@ class Ocpp16Messages:
             and all([type(value) is str for value, _ in readings])
         ):
             # Valid by construction: sent without the per-message schema check.
-            payload = Checked(connectorId=connector_id)
+            payload = checked = Checked(connectorId=connector_id)
+            checked.text = None
         else:
             payload = {"connectorId": connector_id}
         payload["meterValue"] = [{"timestamp": timestamp, "sampledValue": sampled}]
@@ -297,9 +298,15 @@ class Ocpp16Messages:
         # A transaction message queued before StartTransaction was confirmed carries the
         # real id if it is known by the time it goes out, else -1.
         if tx is not None and action != "StartTransaction":
-            payload["transactionId"] = tx_id = wire_id(tx)
-            if type(tx_id) is not int and type(payload) is Checked:
-                return dict(payload)  # no longer valid by construction: checked in full
+            tx_id = wire_id(tx)
+            if type(payload) is Checked:
+                if type(tx_id) is not int:  # no longer valid by construction: checked in full
+                    return {**payload, "transactionId": tx_id}
+                if payload.get("transactionId") != tx_id:
+                    payload["transactionId"] = tx_id
+                    payload.text = None  # the stored text is of the payload before
+                return payload
+            payload["transactionId"] = tx_id
         return payload
 
 
