@@ -380,9 +380,9 @@ class OutboxSink:
         self.writer = writer
         self.charger_pk = charger_pk
         self.charger = charger_ref
-
-    def outbox_added(self, item: Outgoing) -> None:
-        self.writer.outbox_added(self, item)
+        # `DurabilitySink.outbox_added`, bound once: the queue's call for every transaction
+        # message goes straight to the writer's.
+        self.outbox_added: Callable[[Outgoing], None] = functools.partial(writer.outbox_added, self)
 
     def outbox_removed(self, item: Outgoing) -> None:
         self.writer.outbox_removed(self, item)
