@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from simulator.core.protocol import QUANTITIES, SampleContext
 from simulator.ocpp16 import wire
-from simulator.ocpp16.client import ChargePointClient, OcppConnection
+from simulator.ocpp16.client import ChargePointClient
 from simulator.ocpp16.messages import OCPP16, _templates_check
 from simulator.ocpp16.wire import Checked, SchemaViolation, validate_request
 from tests.engine import runtime_charger
+from tests.test_meter_values_wire import Capture
 
 
 @dataclass
@@ -120,18 +121,9 @@ async def test_at_send_drops_the_mark_when_the_id_is_no_int() -> None:
         sink_client().send_call(action, sent, lambda result, error: None)
 
 
-class Sink(OcppConnection):
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def send_now(self, text: str) -> bool:
-        self.frames.append(text)
-        return True
-
-
 def sink_client() -> ChargePointClient:
     charger = runtime_charger("TRUST-1", "ws://127.0.0.1:1/ocpp", evses=1)
-    return ChargePointClient(charger, Sink(), timeout=30)
+    return ChargePointClient(charger, Capture(), timeout=30)
 
 
 @pytest.fixture
