@@ -1,6 +1,6 @@
 """The CPU cost of one charger CALL on the send path, in one process, without sockets.
 
-    .venv/bin/python bench/call_path.py [N] [--stored-log] [--socket]   (default 20000 a round)
+    .venv/bin/python bench/call_path.py [N] [--stored-log] [--durable] [--socket]   (N: 20000)
 
 One runtime charger (1 EVSE, in a transaction, the dashboard's frame log on) is attached to
 a real `ChargePointClient` whose connection writes nothing (`send_now` takes the frame);
@@ -17,6 +17,12 @@ nothing), so the framing (`take_text_frames`, `_between_frames`) is measured too
 `--stored-log` puts a `Checkpointer` (the stored message log on) in front of the dashboard's
 log, as the worker chains its listeners, and takes its frames every 1,000 CALLs as a full
 checkpoint would (writing them is the writer thread's part: `bench/message_log.py`).
+
+`--durable` makes each MeterValues a durable outbox message, as in the worker: 200 are
+queued, the `Checkpointer` takes them as one batch, the writer's rows are made
+(`OutboxMessage.objects.add` / `remove` without the SQL statement: `execute_rows` does
+nothing here, `bench/message_log.py` measures writing), and the batch is settled
+(`written`), which sends the first; each answer sends the next.
 
 Like `steady_state.py`, nothing else shares the measurement (no CSMS, no event loop work
 besides this), so two commits compare within a few per cent on a busy machine where
@@ -35,13 +41,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path.cwd()
+BATCH = 200  # --durable: MeterValues per group commit (a tick's worth of a fleet's)
 MEASURANDS = ["Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage"]
 
 
-async def measure(count: int, stored_log: bool, socket: bool = False) -> list[float]:
+async def measure(
+    count: int, stored_log: bool, durable: bool = False, socket: bool = False
+) -> list[float]:
     sys.path.insert(0, str(ROOT))
     listener: Any
-    if stored_log:
+    if stored_log or durable:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
         import django
 
@@ -97,11 +106,20 @@ async def measure(count: int, stored_log: bool, socket: bool = False) -> list[fl
 
     checkpointer = None
     listener = EventPublisher()
-    if stored_log:
+    if stored_log or durable:
         listener = checkpointer = Checkpointer(downstream=listener)
+        if not stored_log:
+            checkpointer._frames = None  # the stored message log off
     charger = runtime_charger("BENCH-1", "ws://127.0.0.1:1/ocpp", evses=1, listener=listener)
-    if stored_log:
+    if stored_log or durable:
         charger.spec.db_id = 1  # a charger from the database: its frames are stored
+    manager: Any = None
+    if durable:
+        import chargers.models
+        from chargers.models import OutboxMessage
+
+        chargers.models.execute_rows = lambda sql, rows, types: None
+        manager = OutboxMessage.objects
     connection = Framed() if socket else Sink()
     client = ChargePointClient(charger, connection, timeout=30)
     if socket:
@@ -125,8 +143,25 @@ async def measure(count: int, stored_log: bool, socket: bool = False) -> list[fl
         answer(answers.get(action, "{}"))
     stamp = "2026-01-01T00:00:00.000Z"
 
+    if durable:
+        assert checkpointer is not None
+        charger.queue.sink = checkpointer.sink_for(charger)
+
     def one_round() -> float:
         started = time.process_time()
+        if manager is not None:
+            assert checkpointer is not None
+            for _ in range(count // BATCH):
+                for _ in range(BATCH):
+                    charger.send_meter_values(1, SampleContext.PERIODIC, MEASURANDS, stamp)
+                # The group commit: take, make the rows, settle (which sends the first).
+                batch = checkpointer.take(full=False)
+                manager.add(batch.outbox_new)
+                manager.remove(batch.outbox_gone)
+                checkpointer.written(batch)
+                for _ in range(BATCH):
+                    answer("{}")
+            return (time.process_time() - started) / count * 1e6
         for n in range(count):
             charger.send_meter_values(1, SampleContext.PERIODIC, MEASURANDS, stamp)
             answer("{}")
@@ -143,10 +178,12 @@ async def measure(count: int, stored_log: bool, socket: bool = False) -> list[fl
 def main(argv: Any = None) -> None:
     args = sys.argv[1:]
     stored_log = "--stored-log" in args
+    durable = "--durable" in args
     socket = "--socket" in args
-    args = [a for a in args if a not in ("--stored-log", "--socket")]
+    args = [a for a in args if a not in ("--stored-log", "--durable", "--socket")]
     count = int(args[0]) if args else 20_000
-    rounds = asyncio.run(measure(count, stored_log, socket))
+    count = count - count % BATCH if durable else count
+    rounds = asyncio.run(measure(count, stored_log, durable, socket))
     print(
         f"one MeterValues CALL and its answer: median {statistics.median(rounds):.2f} µs CPU "
         f"({', '.join(f'{r:.2f}' for r in rounds)})"

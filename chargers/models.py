@@ -547,9 +547,11 @@ class OutboxMessageManager(models.Manager["OutboxMessage"]):
     """At fleet scale a MeterValues is written and deleted every sample: one INSERT and one
     DELETE per batch, no model instances and no query per charger."""
 
-    def add(self, rows: Sequence[tuple[int, int, str, dict[str, Any], str]]) -> None:
-        """(charger pk, seq, action, payload, local transaction id) rows; a row already
-        stored is left as it is (a batch written again after a crash is harmless)."""
+    def add(self, rows: Sequence[tuple[int, int, str, str | dict[str, Any], str]]) -> None:
+        """(charger pk, seq, action, payload, local transaction id) rows, the payload as
+        its JSON text (the engine encodes it once, for this row and the wire) or a dict; a
+        row already stored is left as it is (a batch written again after a crash is
+        harmless)."""
         if not rows:
             return
         jsonb = "::jsonb" if connection.vendor == "postgresql" else ""
@@ -561,7 +563,14 @@ class OutboxMessageManager(models.Manager["OutboxMessage"]):
             f"SELECT v.column1, v.column2, v.column3, v.column4{jsonb}, v.column5, 0, v.column6 "
             "FROM {rows} WHERE true ON CONFLICT DO NOTHING",
             [
-                (pk, seq, action, orjson.dumps(payload).decode(), local_tx, now)
+                (
+                    pk,
+                    seq,
+                    action,
+                    payload if type(payload) is str else orjson.dumps(payload).decode(),
+                    local_tx,
+                    now,
+                )
                 for pk, seq, action, payload, local_tx in rows
             ],
             ("bigint", "bigint", "text", "text", "text", "timestamp with time zone"),

@@ -52,6 +52,7 @@ from simulator.ocpp16.frames import client_text_frame, take_text_frames
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
+from simulator.ocpp16.wire import Checked
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +243,19 @@ class ChargePointClient(OcppChargePoint):
         unique id as soon as the connection parses it, and timeouts are checked by one timer
         per connection that is armed only while a call is pending (not one per call).
         """
-        wire.validate_request(action, payload)
-        unique_id = wire.new_message_id()
-        text = wire.encode_call(unique_id, action, payload)
+        # The adapter's own MeterValues are valid by construction (`wire.Checked`), and
+        # once durable already encoded; every other payload is checked in full.
+        if type(payload) is Checked and action == "MeterValues":
+            unique_id = wire.new_message_id()
+            stored = payload.text
+            if stored is not None:
+                text = wire.frame_call(unique_id, action, stored)
+            else:
+                text = wire.encode_call(unique_id, action, payload)
+        else:
+            wire.validate_request(action, payload)
+            unique_id = wire.new_message_id()
+            text = wire.encode_call(unique_id, action, payload)
         deadline = self._loop.time() + self._timeout
         self._pending[unique_id] = (action, done, deadline)
         if self._sweeper is None:

@@ -26,6 +26,27 @@ class SchemaViolation(ValueError):
     """A frame does not satisfy the OCPP 1.6 JSON schema."""
 
 
+class Checked(dict[str, Any]):
+    """A MeterValues payload that `messages.Ocpp16Messages.meter_values` built from parts
+    checked once: `send_call` does not run the schema check on it again.
+
+    The builder gives this type only when its inputs make the payload valid by
+    construction (an int connector and transaction id, a str timestamp, at least one
+    reading, every value a str, every (context, quantity) template passing the full check
+    at import); `tests/test_trusted_payloads.py` proves with hypothesis that every payload
+    so marked passes `validate_request`. Every other payload (scenarios, the API, raw
+    sends, a message restored from the database: a plain dict) is checked in full. Only
+    `at_send` changes one after it is built, and only to another int transaction id.
+
+    `text` is the payload's JSON as the durable outbox stored it (set when the
+    `Checkpointer` takes the message): `send_call` frames it as is instead of encoding the
+    payload a second time. None until then, and again once `at_send` changes the payload.
+    """
+
+    __slots__ = ("text",)
+    text: str | None
+
+
 def validate_request(action: str, payload: dict[str, Any]) -> None:
     try:
         load_validator(action)(payload)
@@ -59,6 +80,13 @@ def new_message_id() -> str:
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     return orjson.dumps([CALL, unique_id, action, payload]).decode()
+
+
+def frame_call(unique_id: str, action: str, payload_text: str) -> str:
+    """`encode_call` of a payload already encoded (`payload_text` is its `orjson.dumps`):
+    the same text, byte for byte (orjson writes no spaces; our ids and action names need
+    no escaping)."""
+    return f'[2,"{unique_id}","{action}",{payload_text}]'
 
 
 def encode_result(unique_id: str, payload: dict[str, Any]) -> str:

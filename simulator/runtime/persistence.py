@@ -53,6 +53,7 @@ from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
+from simulator.ocpp16.wire import Checked
 from simulator.runtime import frame_log
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
@@ -400,9 +401,9 @@ class OutboxSink:
         self.writer = writer
         self.charger_pk = charger_pk
         self.charger = charger_ref
-
-    def outbox_added(self, item: Outgoing) -> None:
-        self.writer.outbox_added(self, item)
+        # `DurabilitySink.outbox_added`, bound once: the queue's call for every transaction
+        # message goes straight to the writer's.
+        self.outbox_added: Callable[[Outgoing], None] = functools.partial(writer.outbox_added, self)
 
     def outbox_removed(self, item: Outgoing) -> None:
         self.writer.outbox_removed(self, item)
@@ -436,7 +437,7 @@ class Checkpointer(Listener):
         # The transaction messages handed over since the last batch, kept as the batch
         # takes them (its rows, what it makes durable, whose they are): built once per
         # message when it is queued, nothing per message left for `take`.
-        self._outbox_new: list[tuple[int, int, str, dict[str, Any], str]] = []
+        self._outbox_new: list[tuple[int, int, str, str | dict[str, Any], str]] = []
         self._made_durable: list[tuple[OutboxSink, Outgoing]] = []
         self._owners: dict[str, Charger] = {}
         self._outbox_gone: list[tuple[int, int]] = []
@@ -631,6 +632,18 @@ class Checkpointer(Listener):
             self.downstream.on_certificates(charger)
 
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
+        # Encoded here, on the loop thread, as the payload is at this moment: the row stores
+        # this text, and the adapter's own MeterValues goes on the wire framed from it
+        # (`Checked.text`) instead of being encoded a second time.
+        payload = item.payload
+        stored: str | dict[str, Any]
+        try:
+            stored = orjson.dumps(payload).decode()
+        except TypeError:  # orjson's JSONEncodeError: the writer drops the row, logged
+            stored = dict(payload)
+        else:
+            if type(payload) is Checked:
+                payload.text = stored
         with self._lock:
             tx = item.tx
             self._outbox_new.append(
@@ -638,7 +651,7 @@ class Checkpointer(Listener):
                     sink.charger_pk,
                     item.seq,
                     item.action,
-                    dict(item.payload),
+                    stored,
                     tx.local_id if tx is not None else "",
                 )
             )
@@ -843,7 +856,7 @@ def _shared_frame_log(downstream: Listener | None) -> Callable[..., None] | None
 class Batch:
     config: dict[tuple[int, str], str]
     key_writes: list[tuple[int, str, str]]  # (charger pk, key, value): AuthorizationKey...
-    outbox_new: list[tuple[int, int, str, dict[str, Any], str]]
+    outbox_new: list[tuple[int, int, str, str | dict[str, Any], str]]
     outbox_gone: list[tuple[int, int]]
     transactions: list[TransactionValues]
     profiles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
