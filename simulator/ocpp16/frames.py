@@ -30,38 +30,53 @@ except ImportError:  # pragma: no cover - websockets without its C extension
 _FIN_TEXT = 0x81
 _MASKED = 0x80
 _POOL_BYTES = 4096
+# Header and masking key in one `pack` (RFC 6455 5.2), by the payload length's form.
+_SHORT = struct.Struct("!BB4s").pack  # length < 126: in the second byte
+_MEDIUM = struct.Struct("!BBH4s").pack  # length < 65536: 126, then 16 bits
+_LONG = struct.Struct("!BBQ4s").pack  # else 127, then 64 bits
 
 
 class _MaskKeys:
-    """Four-byte masking keys from os.urandom, fetched 4 KiB at a time."""
+    """Four-byte masking keys from os.urandom, fetched 4 KiB at a time and cut into keys
+    at once: taking one is a `list.pop`, no Python call."""
 
     def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
+        self._keys: list[bytes] = []
+        # The next key, or IndexError when the pool is used up (then `refill`).
+        self.pop = self._keys.pop
+
+    def refill(self) -> None:
+        pool = os.urandom(_POOL_BYTES)
+        self._keys[:] = [pool[at : at + 4] for at in range(0, _POOL_BYTES, 4)]
 
     def next(self) -> bytes:
-        at = self._at
-        if at + 4 > len(self._pool):
-            self._pool = os.urandom(_POOL_BYTES)
-            at = 0
-        self._at = at + 4
-        return self._pool[at : at + 4]
+        try:
+            return self.pop()
+        except IndexError:
+            self.refill()
+            return self.pop()
 
 
 _keys = _MaskKeys()
+_next_key = _keys.pop
+# A forked child draws its own keys, never the rest of its parent's pool.
+os.register_at_fork(after_in_child=_keys._keys.clear)
 
 
 def client_text_frame(payload: bytes) -> bytes:
     """A complete, masked text frame carrying `payload` (UTF-8 text)."""
+    try:
+        key = _next_key()  # `_keys.next()` without its call
+    except IndexError:
+        key = _keys.next()
     length = len(payload)
     if length < 126:
-        header = bytes((_FIN_TEXT, _MASKED | length))
+        head = _SHORT(_FIN_TEXT, _MASKED | length, key)
     elif length < 65536:
-        header = struct.pack("!BBH", _FIN_TEXT, _MASKED | 126, length)
+        head = _MEDIUM(_FIN_TEXT, _MASKED | 126, length, key)
     else:
-        header = struct.pack("!BBQ", _FIN_TEXT, _MASKED | 127, length)
-    key = _keys.next()
-    return header + key + apply_mask(payload, key)
+        head = _LONG(_FIN_TEXT, _MASKED | 127, length, key)
+    return head + apply_mask(payload, key)
 
 
 def take_text_frames(data: bytes, sink: Callable[[bytes], bool], max_size: int | None) -> int:
