@@ -177,7 +177,7 @@ class OcppConnection(ClientConnection):
         if (
             self.send_in_progress is not None
             or self.paused
-            or protocol.state is not OPEN
+            or protocol._state is not OPEN  # the `state` property, without its call
             or protocol.expect_continuation_frame
             or protocol.extensions
         ):
@@ -256,12 +256,19 @@ class ChargePointClient(OcppChargePoint):
             wire.validate_request(action, payload)
             unique_id = wire.new_message_id()
             text = wire.encode_call(unique_id, action, payload)
-        deadline = self._loop.time() + self._timeout
+        # time.monotonic is the loop's clock, `loop.time()` (see `_answer`), without a Python call.
+        deadline = time.monotonic() + self._timeout
         self._pending[unique_id] = (action, done, deadline)
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(deadline, self._expire)
-        self.charger.listener.on_frame(self.charger, "out", text, unique_id, action)
-        if self._impairs() and self._impaired(text, unique_id, action):
+        charger = self.charger
+        charger.listener.on_frame(charger, "out", text, unique_id, action)
+        # `_impairs()` without its call: while no network condition is set, this is all the
+        # feature costs every CALL.
+        network = charger.impairments.network
+        if (
+            network.drop_rate or network.latency_ms or network.jitter_ms or self._delayed
+        ) and self._impaired(text, unique_id, action):
             return
         connection = self._connection
         if not (isinstance(connection, OcppConnection) and connection.send_now(text)):
