@@ -116,3 +116,43 @@ async def test_frames_leave_in_the_order_their_events_happened(steps: list[Any])
         if action == "socket" and payload.get("state") == "charging":
             opened = [a for a, _ in transport.sent[sent_before : sent_before + index]]
             assert "session-open" in opened
+
+
+_QUEUED = st.lists(
+    st.tuples(
+        st.booleans(),  # transactional
+        st.booleans(),  # durable (only a transaction message waits to be durable)
+        st.sampled_from([0.0, 999.0, 1_000.0, 1_001.0]),  # not_before around now (1,000)
+        st.integers(0, 2),  # attempts
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(_QUEUED)
+def test_the_outbox_sends_what_next_ready_picks(queued: list[Any]) -> None:
+    # `_send_next` takes the head without asking `next_ready` when it may go now: the
+    # message sent is the one `next_ready` picks (or none), for any queue.
+    from simulator.core.outbox import Outbox
+
+    clock = FakeClock(start=1_000.0)
+    sent: list[str] = []
+
+    class Recorder:
+        def send_call(self, action: str, payload: Any, done: Any) -> None:
+            sent.append(action)
+
+    transport = Recorder()
+    outbox = Outbox(
+        "CP", clock, lambda: transport, lambda: True, lambda: (3, 60), lambda a, p, t: p
+    )
+    for n, (transactional, durable, not_before, attempts) in enumerate(queued):
+        item = Outgoing(f"A{n}", {}, transactional, durable=durable or not transactional)
+        item.not_before, item.attempts = not_before, attempts
+        outbox.queue.restore(item)
+        item.durable = durable or not transactional
+    expected = outbox.queue.next_ready(clock.monotonic())
+    outbox.wake()
+    assert sent == ([] if expected is None else [expected.action])
+    assert outbox.in_flight is expected

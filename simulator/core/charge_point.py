@@ -62,6 +62,7 @@ from simulator.core.protocol import (
     Reading,
     SampleContext,
     StopReason,
+    TransactionRef,
 )
 from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.revision import FLEET
@@ -594,8 +595,15 @@ class Charger:
     def enqueue(self, item: Outgoing) -> None:
         self.outbox.enqueue(item)
 
-    def send(self, message: Message, **kwargs: Any) -> Outgoing:
-        item = Outgoing(message[0], message[1], **kwargs)
+    def send(
+        self,
+        message: Message,
+        transactional: bool = False,
+        tx: TransactionRef | None = None,
+        on_result: Callable[[Payload], None] | None = None,
+    ) -> Outgoing:
+        # Named arguments, not **kwargs: no dict made and unpacked for every message.
+        item = Outgoing(message[0], message[1], transactional, tx, on_result=on_result)
         self.outbox.enqueue(item)
         return item
 

@@ -239,12 +239,17 @@ class Outbox:
 
     def _send_next(self) -> None:
         # The deque itself, not `MessageQueue.__bool__`: one Python call less per message.
-        if self.in_flight is not None or not self.queue._items or self._held:
+        items = self.queue._items
+        if self.in_flight is not None or not items or self._held:
             return
         transport = self._ready()
         if transport is None:
             return
-        item = self.queue.next_ready(self.clock.monotonic())
+        # The head when it may go now (nearly always: the answered message was the head)
+        # is what `next_ready` returns first for it; otherwise ask it.
+        now = self.clock.monotonic()
+        head = items[0]
+        item = head if head.durable and head.not_before <= now else self.queue.next_ready(now)
         if item is None:
             soonest = self.queue.soonest_retry()
             if soonest is not None:
