@@ -401,12 +401,12 @@ class OutboxSink:
         self.writer = writer
         self.charger_pk = charger_pk
         self.charger = charger_ref
-        # `DurabilitySink.outbox_added`, bound once: the queue's call for every transaction
-        # message goes straight to the writer's.
+        # `DurabilitySink.outbox_added` and `outbox_removed`, bound once: the queue's calls
+        # for every transaction message go straight to the writer's.
         self.outbox_added: Callable[[Outgoing], None] = functools.partial(writer.outbox_added, self)
-
-    def outbox_removed(self, item: Outgoing) -> None:
-        self.writer.outbox_removed(self, item)
+        self.outbox_removed: Callable[[Outgoing], None] = functools.partial(
+            writer.outbox_removed, self
+        )
 
 
 class Checkpointer(Listener):
@@ -436,7 +436,9 @@ class Checkpointer(Listener):
         self._key_writes: list[tuple[int, str, str]] = []
         # The transaction messages handed over since the last batch, kept as the batch
         # takes them (its rows, what it makes durable, whose they are): built once per
-        # message when it is queued, nothing per message left for `take`.
+        # message when it is queued, nothing per message left for `take`. Like `_frames`,
+        # these four are changed and taken on the event loop thread only (the outbox's
+        # `DurabilitySink` calls and `take`), so without the lock.
         self._outbox_new: list[tuple[int, int, str, str | dict[str, Any], str]] = []
         self._made_durable: list[tuple[OutboxSink, Outgoing]] = []
         self._owners: dict[str, Charger] = {}
@@ -644,24 +646,19 @@ class Checkpointer(Listener):
         else:
             if type(payload) is Checked:
                 payload.text = stored
-        with self._lock:
-            tx = item.tx
-            self._outbox_new.append(
-                (
-                    sink.charger_pk,
-                    item.seq,
-                    item.action,
-                    stored,
-                    tx.local_id if tx is not None else "",
-                )
-            )
-            self._made_durable.append((sink, item))
-            self._owners[sink.charger.id] = sink.charger
-        self._signal()
+        # On the loop thread, as `take`: no lock (see `__init__`).
+        tx = item.tx
+        self._outbox_new.append(
+            (sink.charger_pk, item.seq, item.action, stored, tx.local_id if tx is not None else "")
+        )
+        self._made_durable.append((sink, item))
+        charger = sink.charger
+        self._owners[charger.id] = charger
+        self.urgent.set()  # `_signal()` without its call
 
     def outbox_removed(self, sink: OutboxSink, item: Outgoing) -> None:
-        with self._lock:
-            self._outbox_gone.append((sink.charger_pk, item.seq))
+        # On the loop thread, as `take`: no lock (see `__init__`).
+        self._outbox_gone.append((sink.charger_pk, item.seq))
 
     def _signal(self) -> None:
         self.urgent.set()
@@ -730,7 +727,8 @@ class Checkpointer(Listener):
                 if evse_pk is None:
                     continue
                 register, status = evse.register_wh, evse.status
-                rows.append((pk, register, status.value, evse_pk))
+                # `_value_`: the member's value without the enum's `value` property call.
+                rows.append((pk, register, status._value_, evse_pk))
                 if on:
                     leased[evse_pk] = (register, status)
                     leased_now.add(evse_pk)
@@ -748,7 +746,7 @@ class Checkpointer(Listener):
                     # The status as its member: an enum's `.value` is a property call.
                     state = (evse.register_wh, evse.status)
                     if leased.get(evse_pk) != state:
-                        rows.append((pk, state[0], state[1].value, evse_pk))
+                        rows.append((pk, state[0], state[1]._value_, evse_pk))
                         leased[evse_pk] = state
                         leased_now.add(evse_pk)
             batch.stamp = bool(leased)
@@ -785,7 +783,7 @@ class Checkpointer(Listener):
                 else:
                     item.durable = True
         for charger in batch.owners:
-            charger.wake()
+            charger.outbox.wake()  # `Charger.wake`, without its call
 
     @staticmethod
     def write(batch: Batch) -> None:
