@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -71,24 +70,23 @@ _response_validators: dict[str, Validator] = {}
 
 
 _PROCESS_PREFIX = f"{os.getpid() % 0xFFFF:04x}{secrets.token_hex(4)}"
+_counter = itertools.count(1)
 
-# Unique per process run (random prefix + counter): at most 36 characters. A bound
-# `__next__` of a map over a counter: every id is `f"{_PROCESS_PREFIX}-{n}"` for n = 1, 2, …,
-# made without a Python call (this is every CALL's).
-new_message_id: Callable[[], str] = map(
-    f"{_PROCESS_PREFIX}-{{}}".format, itertools.count(1)
-).__next__
+
+def new_message_id() -> str:
+    """Unique per process run (random prefix + counter): at most 36 characters."""
+    return f"{_PROCESS_PREFIX}-{next(_counter)}"
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     return orjson.dumps([CALL, unique_id, action, payload]).decode()
 
 
-# `encode_call` of a payload already encoded (`frame_call(unique_id, action, payload_text)`,
-# `payload_text` its `orjson.dumps`): the same text, byte for byte (orjson writes no
-# spaces; our ids and action names need no escaping). `str.format` bound to the template:
-# no Python call, and the arguments are not read as templates themselves.
-frame_call: Callable[[str, str, str], str] = '[2,"{}","{}",{}]'.format
+def frame_call(unique_id: str, action: str, payload_text: str) -> str:
+    """`encode_call` of a payload already encoded (`payload_text` is its `orjson.dumps`):
+    the same text, byte for byte (orjson writes no spaces; our ids and action names need
+    no escaping)."""
+    return f'[2,"{unique_id}","{action}",{payload_text}]'
 
 
 def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
