@@ -438,11 +438,10 @@ class ChargePointClient(OcppChargePoint):
             if pending is not None and (
                 _EMPTY_RESULT_OK.get(action := pending[0]) or _empty_result_ok(action)
             ):
-                done, deadline = pending[1], pending[2]
+                _action, done, deadline = pending
+                charger = self.charger
                 try:
-                    self.charger.listener.on_frame(
-                        self.charger, "in", data.decode(), unique_id, action
-                    )
+                    charger.listener.on_frame(charger, "in", data.decode(), unique_id, action)
                     seconds = time.monotonic() - deadline + self._timeout
                     metrics.answered_as(action, "ok", seconds)  # what `answered` counts for {}
                     if self._pending.pop(unique_id, None) is None:
