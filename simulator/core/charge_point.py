@@ -2062,12 +2062,15 @@ class Charger:
         The session's series records the outcome."""
         changed = self._step_connector(evse, dt)
         session = evse.session
-        tx = self.transactions.get(evse.connector_id)
-        if tx is not None and (session is None or session.ended_at is not None):
-            # A transaction resumed after a restart: its series starts now.
-            session = evse.session = SessionSeries(self.clock.time(), start_wh=tx.meter_start)
-        if session is not None:
-            session.record(self.clock.time(), evse.power_w, evse.soc, evse.register_wh)
+        now = self.clock.time()
+        if session is None or session.ended_at is not None:  # rare: mostly it records on
+            tx = self.transactions.get(evse.connector_id)
+            if tx is not None:
+                # A transaction resumed after a restart: its series starts now.
+                session = evse.session = SessionSeries(now, start_wh=tx.meter_start)
+            if session is None:
+                return changed
+        session.record(now, evse.power_w, evse.soc, evse.register_wh)
         return changed
 
     def _step_connector(self, evse: Evse, dt: float) -> bool:

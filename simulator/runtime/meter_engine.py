@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from simulator.core.battery import FULL_EPSILON
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
@@ -195,7 +196,9 @@ class MeterEngine:
             self._aligned_boundaries(charger, interval, wall_s, since) if interval > 0 else None
         )
         periodic: list[int] | None = None
-        if charger.transactions and (charger.power_shared or len(charger.profiles)):
+        # Asked once a visit (`_next_wake` takes it): a call into the profile store.
+        profiled = bool(charger.transactions) and len(charger.profiles) > 0
+        if charger.transactions and (charger.power_shared or profiled):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()
@@ -222,7 +225,7 @@ class MeterEngine:
                 charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
-        charger.meter_wake = self._next_wake(charger, now, wall_s, interval)
+        charger.meter_wake = self._next_wake(charger, now, wall_s, interval, profiled)
 
     @staticmethod
     def _step_to_boundaries(
@@ -249,9 +252,13 @@ class MeterEngine:
             left[connector_id] = rest
         return _Aligned(boundaries, at_boundaries, left, changed)
 
-    def _next_wake(self, charger: Charger, now: float, wall_s: float, interval: int) -> float:
+    def _next_wake(
+        self, charger: Charger, now: float, wall_s: float, interval: int, profiled: bool
+    ) -> float:
         """When the charger must be visited next (monotonic s): its earliest event.
-        `interval`: its ClockAlignedDataInterval (s), as the visit read it."""
+        `interval`: its ClockAlignedDataInterval (s), as the visit read it; `profiled`:
+        whether it is in a transaction with a charging profile installed, as the visit
+        found it."""
         tick = self.tick_seconds
         wake = now + MAX_SLEEP_S
         heartbeat = charger.next_heartbeat
@@ -266,7 +273,7 @@ class MeterEngine:
             wake = min(wake, now + (boundary - wall_s))
         if not charger.transactions:
             return wake
-        if len(charger.profiles):
+        if profiled:
             return now + tick  # a profile's limit may change at any period: every tick
         # Shared power (the rated power, a site's caps) is shared by demand: constant, and
         # so are the shares, until a connector's curve tapers below what it would draw.
@@ -279,11 +286,18 @@ class MeterEngine:
             status = evse.status
             if status is ConnectorStatus.CHARGING:
                 battery = evse.battery
-                if battery is None or battery.is_full():
+                if battery is None:
+                    return now + tick
+                # `is_full` and `energy_to_target_wh`, inline: on every visit of a
+                # charging connector.
+                soc, target = battery.soc, battery.target_soc
+                if soc >= target - FULL_EPSILON:
                     return now + tick  # its status changes on the next visit
                 # The exact instant only when it could come first: at most the EVSE's
                 # power flows, so the target is not reached sooner than this.
-                soonest = battery.energy_to_target_wh() * 3600.0 / max(evse.max_power_w, 1e-9)
+                spec = battery.spec
+                to_target_wh = max(target - soc, 0.0) * spec.capacity_kwh * 10.0 / spec.efficiency
+                soonest = to_target_wh * 3600.0 / max(evse.max_power_w, 1e-9)
                 if now + soonest < wake:
                     wake = min(wake, now + charger.seconds_to_target(evse))
                 if shared:
