@@ -231,8 +231,13 @@ def _walk(
         first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
         count = 1
     elif spec.curve:
-        first_s, first_w, pieces, last_w = _curve_pieces(spec.curve)
-        count = len(spec.curve)
+        curve = spec.curve
+        entry = _PIECES.get(id(curve))  # `_curve_pieces`' hit, inline: on every visit
+        if entry is not None and entry[0] is curve:
+            first_s, first_w, pieces, last_w = entry[1]
+        else:
+            first_s, first_w, pieces, last_w = _curve_pieces(curve)
+        count = len(curve)
     else:  # a DC vehicle without a curve: its DC maximum throughout
         first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
         count = 1

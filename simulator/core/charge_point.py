@@ -1974,8 +1974,12 @@ class Charger:
     ) -> None:
         """One MeterValues for a connector; transaction-bound ones go through the outbox.
         `outside_transaction`: a sample of an instant before the connector's transaction."""
-        evse = self.evse(connector_id) if connector_id else None
-        if evse is None:
+        evses = self.evses
+        if 0 < connector_id <= len(evses):  # `evse()`, inline: at every sample
+            evse = evses[connector_id - 1]
+        elif connector_id:
+            evse = self.evse(connector_id)  # raises: no such connector
+        else:
             return
         values = self.readings(evse, measurands, register_wh)
         if not values:
@@ -2078,7 +2082,20 @@ class Charger:
         battery = evse.battery
         if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
             return evse.stop_flow() if evse.power_w else False
-        point = self._metering_point(evse, battery)
+        # `_metering_point`'s common case inline: the kept point, while it holds.
+        kept = self._kept_points.get(evse.connector_id)
+        if (
+            kept is not None
+            and battery.soc < kept.below_soc
+            and kept.battery is battery
+            and kept.spec is self.spec
+            and kept.max_power_w == evse.max_power_w
+            and kept.limit is None
+            and not self.limits
+        ):
+            point = kept.point
+        else:
+            point = self._metering_point(evse, battery)
         if point.power_w <= 0.0:
             evse.stop_flow()
             if battery.is_full():

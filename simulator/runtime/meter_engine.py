@@ -112,7 +112,7 @@ class MeterEngine:
         wall = wall or datetime.now(UTC)
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
-        self._last_wall = wall.timestamp()
+        self._last_wall = wall_s = wall.timestamp()  # and its epoch s, read once a tick
         if self.sites is not None:
             try:
                 self.sites.apply(self.chargers)
@@ -126,7 +126,7 @@ class MeterEngine:
             at = charger.metered_at
             dt = 0.0 if at is None else max(now - at, 0.0)
             try:
-                self.advance(charger, dt, now, wall, stamp, charger.metered_wall)
+                self.advance(charger, dt, now, wall, stamp, charger.metered_wall, wall_s)
             except Exception:
                 charger.meter_wake = now + self.tick_seconds  # retried, not every tick twice
                 self._failed(charger)
@@ -160,14 +160,17 @@ class MeterEngine:
         wall: datetime,
         stamp: str | None = None,
         since: float | None = None,
+        wall_s: float | None = None,
     ) -> None:
         """One visit of one charger: advance its connectors by `dt`, heartbeat and sample
         what is due, schedule its next visit. `since` is the wall time (epoch s) of its
-        last visit."""
+        last visit; `wall_s`, `wall`'s (the tick reads it once for all its visits)."""
         self.visits += 1
         self._visiting = charger
+        if wall_s is None:
+            wall_s = wall.timestamp()
         try:
-            self._visit(charger, dt, now, wall, stamp, since)
+            self._visit(charger, dt, now, wall, stamp, since, wall_s)
         finally:
             self._visiting = None
 
@@ -179,12 +182,12 @@ class MeterEngine:
         wall: datetime,
         stamp: str | None,
         since: float | None,
+        wall_s: float,
     ) -> None:
         # At 1 s sampling every charging charger is visited every tick: the common case (no
         # clock-aligned boundary, no heartbeat due) allocates nothing and asks little.
         charger.meter_settle = self._settle
         charger.metered_at = now
-        wall_s = wall.timestamp()
         charger.metered_wall = wall_s
         if stamp is not None and charger.impairments.clock_skew_s:
             stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
