@@ -2063,8 +2063,48 @@ class Charger:
     def step_connector(self, evse: Evse, dt: float) -> bool:
         """Advance one connector in a transaction by dt seconds: energy, then the
         Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed.
-        The session's series records the outcome."""
-        changed = self._step_connector(evse, dt)
+        The session's series records the outcome. (One call: the meter visits every
+        charging connector every second at 1 s sampling.)"""
+        changed = True
+        status = evse.status
+        battery = evse.battery
+        if battery is None or status not in _METERED:
+            changed = evse.stop_flow() if evse.power_w else False
+        else:
+            # `_metering_point`'s common case inline: the kept point, while it holds.
+            kept = self._kept_points.get(evse.connector_id)
+            if (
+                kept is not None
+                and battery.soc < kept.below_soc
+                and kept.battery is battery
+                and kept.spec is self.spec
+                and kept.max_power_w == evse.max_power_w
+                and kept.limit is None
+                and not self.limits
+            ):
+                point = kept.point
+            else:
+                point = self._metering_point(evse, battery)
+            if point.power_w <= 0.0:
+                evse.stop_flow()
+                if battery.is_full():
+                    self.set_status(evse, Status.SUSPENDED_EV)
+                elif status is Status.CHARGING:
+                    self.set_status(evse, Status.SUSPENDED_EVSE)
+            elif status is Status.SUSPENDED_EVSE and battery.paused:
+                # The charger offers again, but the EV wants nothing now.
+                evse.stop_flow()
+                self.set_status(evse, Status.SUSPENDED_EV)
+            else:
+                if status is Status.SUSPENDED_EVSE:
+                    self.set_status(evse, Status.CHARGING)
+                if dt > 0:
+                    evse.meter(point, dt)
+                else:  # nothing metered in no time, but the readings are those of the point now
+                    evse.show(point)
+                # The cheap test first: mostly it flows.
+                if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
+                    self.set_status(evse, Status.SUSPENDED_EV)
         session = evse.session
         now = self.clock.time()
         if session is None or session.ended_at is not None:  # rare: mostly it records on
@@ -2076,47 +2116,6 @@ class Charger:
                 return changed
         session.record(now, evse.power_w, evse.soc, evse.register_wh)
         return changed
-
-    def _step_connector(self, evse: Evse, dt: float) -> bool:
-        status = evse.status
-        battery = evse.battery
-        if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
-            return evse.stop_flow() if evse.power_w else False
-        # `_metering_point`'s common case inline: the kept point, while it holds.
-        kept = self._kept_points.get(evse.connector_id)
-        if (
-            kept is not None
-            and battery.soc < kept.below_soc
-            and kept.battery is battery
-            and kept.spec is self.spec
-            and kept.max_power_w == evse.max_power_w
-            and kept.limit is None
-            and not self.limits
-        ):
-            point = kept.point
-        else:
-            point = self._metering_point(evse, battery)
-        if point.power_w <= 0.0:
-            evse.stop_flow()
-            if battery.is_full():
-                self.set_status(evse, Status.SUSPENDED_EV)
-            elif status is Status.CHARGING:
-                self.set_status(evse, Status.SUSPENDED_EVSE)
-            return True
-        if status is Status.SUSPENDED_EVSE:
-            if battery.paused:  # the charger offers again, but the EV wants nothing now
-                evse.stop_flow()
-                self.set_status(evse, Status.SUSPENDED_EV)
-                return True
-            self.set_status(evse, Status.CHARGING)
-        if dt > 0:
-            evse.meter(point, dt)
-        else:  # nothing metered in no time, but the readings are those of the point now
-            evse.show(point)
-        # The cheap test first: mostly it flows.
-        if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
-            self.set_status(evse, Status.SUSPENDED_EV)
-        return True
 
     def _metering_point(self, evse: Evse, battery: Battery) -> OperatingPoint:
         """`operating_point` at the limit in force, for the meter: the connector's previous
@@ -2214,6 +2213,8 @@ _REMOTE_STARTABLE = frozenset(
 )
 
 
+# The statuses in which a connector in a transaction meters (`step_connector`).
+_METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
 _ENERGY = Measurand.ENERGY_IMPORT_REGISTER
 _POWER = Measurand.POWER_IMPORT
 _CURRENT = Measurand.CURRENT_IMPORT
