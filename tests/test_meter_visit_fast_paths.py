@@ -4,6 +4,7 @@ the tick's epoch seconds (`MeterEngine.advance`), the EVSE of `send_meter_values
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,3 +112,19 @@ def test_meter_values_of_connector_0_is_nothing_and_of_a_missing_one_an_error() 
             charger.send_meter_values(missing, SampleContext.PERIODIC, ["Voltage"])
     charger.send_meter_values(1, SampleContext.PERIODIC, ["Energy.Active.Import.Register"])
     assert len(sent) == 1 and sent[0][0] == "MeterValues"
+
+
+def bits(x: float) -> bytes:
+    return struct.pack("<d", x)  # tells -0.0 from 0.0, and NaN equals itself
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.floats(allow_nan=True, allow_infinity=True), b=st.floats(allow_nan=True))
+def test_the_visits_comparisons_are_the_builtin_min_and_max(a: float, b: float) -> None:
+    # The meter visit writes min(a, b) as `b if b < a else a` and max(a, b) as
+    # `b if b > a else a` (MeterEngine.tick and _next_wake, Evse.meter, battery.advance
+    # and _walk, SessionSeries.record): what the builtins do, without their call.
+    assert bits(b if b < a else a) == bits(min(a, b))
+    assert bits(b if b > a else a) == bits(max(a, b))
+    assert bits(0.0 if a < 0.0 else a) == bits(max(a, 0.0))
+    assert bits(1e-9 if a < 1e-9 else a) == bits(max(a, 1e-9))

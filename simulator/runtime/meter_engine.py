@@ -124,7 +124,9 @@ class MeterEngine:
             if charger.meter_wake > due:
                 continue  # the common case: one float compared per charger and tick
             at = charger.metered_at
-            dt = 0.0 if at is None else max(now - at, 0.0)
+            # No builtin min/max on the visit's path: `max(x, 0.0)` as the comparison it
+            # makes, `0.0 if 0.0 > x else x` (the same result, NaN and -0.0 included).
+            dt = 0.0 if at is None or now - at < 0.0 else now - at
             try:
                 self.advance(charger, dt, now, wall, stamp, charger.metered_wall, wall_s)
             except Exception:
@@ -266,7 +268,7 @@ class MeterEngine:
         wake = now + MAX_SLEEP_S
         heartbeat = charger.next_heartbeat
         if heartbeat > now:  # past: offline or not booted; going online wakes it
-            wake = min(wake, heartbeat)
+            wake = heartbeat if heartbeat < wake else wake
         if interval > 0:
             seconds = int(wall_s)
             midnight = seconds - seconds % _DAY
@@ -282,8 +284,8 @@ class MeterEngine:
         # so are the shares, until a connector's curve tapers below what it would draw.
         shared = charger.power_shared
         for due in charger.next_sample.values():
-            if due:
-                wake = min(wake, due)
+            if due and due < wake:  # min(wake, due)
+                wake = due
         for connector_id in charger.transactions:
             evse = charger.evses[connector_id - 1]
             status = evse.status
@@ -299,8 +301,11 @@ class MeterEngine:
                 # The exact instant only when it could come first: at most the EVSE's
                 # power flows, so the target is not reached sooner than this.
                 spec = battery.spec
-                to_target_wh = max(target - soc, 0.0) * spec.capacity_kwh * 10.0 / spec.efficiency
-                soonest = to_target_wh * 3600.0 / max(evse.max_power_w, 1e-9)
+                # (max(x, 0.0) and max(y, 1e-9), as comparisons.)
+                missing = 0.0 if target - soc < 0.0 else target - soc
+                to_target_wh = missing * spec.capacity_kwh * 10.0 / spec.efficiency
+                most_w = evse.max_power_w
+                soonest = to_target_wh * 3600.0 / (1e-9 if most_w < 1e-9 else most_w)
                 if now + soonest < wake:
                     wake = min(wake, now + charger.seconds_to_target(evse))
                 if shared:
