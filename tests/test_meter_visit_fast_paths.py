@@ -71,16 +71,15 @@ def test_a_limit_set_after_the_point_was_kept_is_metered_at() -> None:
     assert evse.power_w == 4_140.0
 
 
+WALKS = st.tuples(st.floats(0, 99), st.floats(0, 100), st.floats(1, 200_000), st.floats(0, 1e5))
+
+
 @settings(max_examples=100, deadline=None)
-@given(
-    soc=st.floats(0, 99),
-    target=st.floats(0, 100),
-    cap=st.floats(1, 200_000),
-    budget=st.floats(0, 100_000),
-)
+@given(walk=WALKS)
 def test_the_walk_is_the_same_with_the_curve_pieces_kept_or_not(
-    soc: float, target: float, cap: float, budget: float
+    walk: tuple[float, float, float, float],
 ) -> None:
+    soc, target, cap, budget = walk
     battery_module._PIECES.clear()
     first = _walk(COMPACT, soc, target, cap, True, budget)  # computes the pieces
     assert id(COMPACT.curve) in battery_module._PIECES

@@ -2071,20 +2071,28 @@ class Charger:
         if battery is None or status not in _METERED:
             changed = evse.stop_flow() if evse.power_w else False
         else:
-            # `_metering_point`'s common case inline: the kept point, while it holds.
-            kept = self._kept_points.get(evse.connector_id)
+            # `operating_point` at the limit in force, or the connector's previous point
+            # again while it cannot have changed (the same battery, limit, EVSE maximum
+            # and charger spec, the SoC still below where it could move): at 1 s sampling
+            # every charging connector is visited every second, and an AC point is
+            # constant for most of a session (a vehicle's target SoC is fixed when it
+            # plugs in).
+            connector_id = evse.connector_id
+            limits = self.limits
+            limit = limits.get(connector_id) if limits else None
+            kept = self._kept_points.get(connector_id)
             if (
                 kept is not None
                 and battery.soc < kept.below_soc
                 and kept.battery is battery
                 and kept.spec is self.spec
                 and kept.max_power_w == evse.max_power_w
-                and kept.limit is None
-                and not self.limits
+                # A profile's limit is a new object each visit, but mostly an equal one.
+                and (kept.limit is limit or kept.limit == limit)
             ):
                 point = kept.point
             else:
-                point = self._metering_point(evse, battery)
+                point = self._metering_point(evse, battery, limit)
             if point.power_w <= 0.0:
                 evse.stop_flow()
                 if battery.is_full():
@@ -2117,25 +2125,10 @@ class Charger:
         session.record(now, evse.power_w, evse.soc, evse.register_wh)
         return changed
 
-    def _metering_point(self, evse: Evse, battery: Battery) -> OperatingPoint:
-        """`operating_point` at the limit in force, for the meter: the connector's previous
-        point again while it cannot have changed (the same battery, limit, EVSE maximum and
-        charger spec, the SoC still below where it could move). At 1 s sampling every
-        charging connector is visited every second, and an AC point is constant for most of
-        a session; a vehicle's target SoC is fixed when it plugs in."""
+    def _metering_point(self, evse: Evse, battery: Battery, limit: Limit | None) -> OperatingPoint:
+        """`operating_point` at `limit`, for the meter (`step_connector`, when it has no
+        point kept for the connector that still holds); kept while it holds, on AC."""
         connector_id = evse.connector_id
-        limit = self.limits.get(connector_id)
-        kept = self._kept_points.get(connector_id)
-        if (
-            kept is not None
-            and battery.soc < kept.below_soc
-            and kept.battery is battery
-            and kept.spec is self.spec
-            and kept.max_power_w == evse.max_power_w
-            # A profile's limit is a new object each visit, but mostly an equal one.
-            and (kept.limit is limit or kept.limit == limit)
-        ):
-            return kept.point
         point = self.operating_point(evse, limit)
         if self.spec.power_type != "DC":
             below = ac_point_holds_below(battery, point)
