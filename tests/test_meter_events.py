@@ -134,7 +134,9 @@ def test_a_change_between_events_settles_the_register_up_to_the_latest_tick():
 class SteppedEngine(MeterEngine):
     """The engine as it was: every charger visited on every tick."""
 
-    def _next_wake(self, charger, now: float, wall_s: float, interval: int) -> float:
+    def _next_wake(
+        self, charger, now: float, wall_s: float, interval: int, profiled: bool
+    ) -> float:
         return now + self.tick_seconds
 
 

@@ -231,8 +231,13 @@ def _walk(
         first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
         count = 1
     elif spec.curve:
-        first_s, first_w, pieces, last_w = _curve_pieces(spec.curve)
-        count = len(spec.curve)
+        curve = spec.curve
+        entry = _PIECES.get(id(curve))  # `_curve_pieces`' hit, inline: on every visit
+        if entry is not None and entry[0] is curve:
+            first_s, first_w, pieces, last_w = entry[1]
+        else:
+            first_s, first_w, pieces, last_w = _curve_pieces(curve)
+        count = len(curve)
     else:  # a DC vehicle without a curve: its DC maximum throughout
         first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
         count = 1
@@ -250,7 +255,7 @@ def _walk(
                     break
             else:
                 hi, p0, s0, slope = math.inf, last_w, s, 0.0
-        end = min(hi, target)
+        end = target if target < hi else hi  # min(hi, target), without the builtin's call
         if slope:
             crossing = s0 + (cap_w - p0) / slope  # where the curve meets the cap
             if s < crossing < end:
@@ -303,7 +308,7 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
         needed = battery.energy_to_target_wh()
         battery.soc = max(start, battery.target_soc)
         return needed
-    battery.soc = max(start, soc)
+    battery.soc = soc if soc > start else start  # max(start, soc), without the call
     return (battery.soc - start) * spec.capacity_kwh * 10.0 / spec.efficiency
 
 

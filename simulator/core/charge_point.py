@@ -1982,8 +1982,12 @@ class Charger:
     ) -> None:
         """One MeterValues for a connector; transaction-bound ones go through the outbox.
         `outside_transaction`: a sample of an instant before the connector's transaction."""
-        evse = self.evse(connector_id) if connector_id else None
-        if evse is None:
+        evses = self.evses
+        if 0 < connector_id <= len(evses):  # `evse()`, inline: at every sample
+            evse = evses[connector_id - 1]
+        elif connector_id:
+            evse = self.evse(connector_id)  # raises: no such connector
+        else:
             return
         values = self.readings(evse, measurands, register_wh)
         if not values:
@@ -2067,64 +2071,72 @@ class Charger:
     def step_connector(self, evse: Evse, dt: float) -> bool:
         """Advance one connector in a transaction by dt seconds: energy, then the
         Charging / SuspendedEV / SuspendedEVSE decision. True if something visible changed.
-        The session's series records the outcome."""
-        changed = self._step_connector(evse, dt)
-        session = evse.session
-        tx = self.transactions.get(evse.connector_id)
-        if tx is not None and (session is None or session.ended_at is not None):
-            # A transaction resumed after a restart: its series starts now.
-            session = evse.session = SessionSeries(self.clock.time(), start_wh=tx.meter_start)
-        if session is not None:
-            session.record(self.clock.time(), evse.power_w, evse.soc, evse.register_wh)
-        return changed
-
-    def _step_connector(self, evse: Evse, dt: float) -> bool:
+        The session's series records the outcome. (One call: the meter visits every
+        charging connector every second at 1 s sampling.)"""
+        changed = True
         status = evse.status
         battery = evse.battery
-        if battery is None or status not in (Status.CHARGING, Status.SUSPENDED_EVSE):
-            return evse.stop_flow() if evse.power_w else False
-        point = self._metering_point(evse, battery)
-        if point.power_w <= 0.0:
-            evse.stop_flow()
-            if battery.is_full():
-                self.set_status(evse, Status.SUSPENDED_EV)
-            elif status is Status.CHARGING:
-                self.set_status(evse, Status.SUSPENDED_EVSE)
-            return True
-        if status is Status.SUSPENDED_EVSE:
-            if battery.paused:  # the charger offers again, but the EV wants nothing now
+        if battery is None or status not in _METERED:
+            changed = evse.stop_flow() if evse.power_w else False
+        else:
+            # `operating_point` at the limit in force, or the connector's previous point
+            # again while it cannot have changed (the same battery, limit, EVSE maximum
+            # and charger spec, the SoC still below where it could move): at 1 s sampling
+            # every charging connector is visited every second, and an AC point is
+            # constant for most of a session (a vehicle's target SoC is fixed when it
+            # plugs in).
+            connector_id = evse.connector_id
+            limits = self.limits
+            limit = limits.get(connector_id) if limits else None
+            kept = self._kept_points.get(connector_id)
+            if (
+                kept is not None
+                and battery.soc < kept.below_soc
+                and kept.battery is battery
+                and kept.spec is self.spec
+                and kept.max_power_w == evse.max_power_w
+                # A profile's limit is a new object each visit, but mostly an equal one.
+                and (kept.limit is limit or kept.limit == limit)
+            ):
+                point = kept.point
+            else:
+                point = self._metering_point(evse, battery, limit)
+            if point.power_w <= 0.0:
+                evse.stop_flow()
+                if battery.is_full():
+                    self.set_status(evse, Status.SUSPENDED_EV)
+                elif status is Status.CHARGING:
+                    self.set_status(evse, Status.SUSPENDED_EVSE)
+            elif status is Status.SUSPENDED_EVSE and battery.paused:
+                # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
                 self.set_status(evse, Status.SUSPENDED_EV)
-                return True
-            self.set_status(evse, Status.CHARGING)
-        if dt > 0:
-            evse.meter(point, dt)
-        else:  # nothing metered in no time, but the readings are those of the point now
-            evse.show(point)
-        # The cheap test first: mostly it flows.
-        if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
-            self.set_status(evse, Status.SUSPENDED_EV)
-        return True
+            else:
+                if status is Status.SUSPENDED_EVSE:
+                    self.set_status(evse, Status.CHARGING)
+                if dt > 0:
+                    evse.meter(point, dt)
+                else:  # nothing metered in no time, but the readings are those of the point now
+                    evse.show(point)
+                # The cheap test first: mostly it flows.
+                if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
+                    self.set_status(evse, Status.SUSPENDED_EV)
+        session = evse.session
+        now = self.clock.time()
+        if session is None or session.ended_at is not None:  # rare: mostly it records on
+            tx = self.transactions.get(evse.connector_id)
+            if tx is not None:
+                # A transaction resumed after a restart: its series starts now.
+                session = evse.session = SessionSeries(now, start_wh=tx.meter_start)
+            if session is None:
+                return changed
+        session.record(now, evse.power_w, evse.soc, evse.register_wh)
+        return changed
 
-    def _metering_point(self, evse: Evse, battery: Battery) -> OperatingPoint:
-        """`operating_point` at the limit in force, for the meter: the connector's previous
-        point again while it cannot have changed (the same battery, limit, EVSE maximum and
-        charger spec, the SoC still below where it could move). At 1 s sampling every
-        charging connector is visited every second, and an AC point is constant for most of
-        a session; a vehicle's target SoC is fixed when it plugs in."""
+    def _metering_point(self, evse: Evse, battery: Battery, limit: Limit | None) -> OperatingPoint:
+        """`operating_point` at `limit`, for the meter (`step_connector`, when it has no
+        point kept for the connector that still holds); kept while it holds, on AC."""
         connector_id = evse.connector_id
-        limit = self.limits.get(connector_id)
-        kept = self._kept_points.get(connector_id)
-        if (
-            kept is not None
-            and battery.soc < kept.below_soc
-            and kept.battery is battery
-            and kept.spec is self.spec
-            and kept.max_power_w == evse.max_power_w
-            # A profile's limit is a new object each visit, but mostly an equal one.
-            and (kept.limit is limit or kept.limit == limit)
-        ):
-            return kept.point
         point = self.operating_point(evse, limit)
         if self.spec.power_type != "DC":
             below = ac_point_holds_below(battery, point)
@@ -2202,6 +2214,8 @@ _REMOTE_STARTABLE = frozenset(
 )
 
 
+# The statuses in which a connector in a transaction meters (`step_connector`).
+_METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
 _ENERGY = Measurand.ENERGY_IMPORT_REGISTER
 _POWER = Measurand.POWER_IMPORT
 _CURRENT = Measurand.CURRENT_IMPORT

@@ -179,7 +179,9 @@ class Evse:
             power = point.power_w  # float dust of a constant power
         # An average never exceeds the offer's cap (`fixed_cap`, inline).
         cap = point.cap_w
-        power = min(power, cap if isfinite(cap) else point.power_w)
+        limit = cap if isfinite(cap) else point.power_w
+        if limit < power:  # min(power, limit), without the builtin's call
+            power = limit
         if power != self.power_w:  # on every visit of a charging connector: bump on change only
             self.power_w = power
             FLEET.bump()

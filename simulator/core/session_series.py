@@ -57,13 +57,17 @@ class SessionSeries:
             return
         self._power_sum += power_w
         self._power_n += 1
-        offset = max(at - self.started_at, 0.0)
+        offset = at - self.started_at  # max(.., 0.0) as its comparison: on every visit
+        if offset < 0.0:
+            offset = 0.0
         size = len(self._values)  # not len(self): a call, on every visit of the meter
         if size and not last and offset - self._values[size - _WIDTH] < self.step_s:
             return
         power = self._power_sum / self._power_n
         self._power_sum, self._power_n = 0.0, 0
-        energy = max(register_wh - self.start_wh, 0.0)
+        energy = register_wh - self.start_wh
+        if energy < 0.0:
+            energy = 0.0
         self._values.extend((offset, power, _NAN if soc is None else soc, energy))
         if len(self) > self.capacity:
             self._halve()

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from simulator.core.battery import FULL_EPSILON
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
@@ -111,7 +112,7 @@ class MeterEngine:
         wall = wall or datetime.now(UTC)
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
-        self._last_wall = wall.timestamp()
+        self._last_wall = wall_s = wall.timestamp()  # and its epoch s, read once a tick
         if self.sites is not None:
             try:
                 self.sites.apply(self.chargers)
@@ -123,9 +124,11 @@ class MeterEngine:
             if charger.meter_wake > due:
                 continue  # the common case: one float compared per charger and tick
             at = charger.metered_at
-            dt = 0.0 if at is None else max(now - at, 0.0)
+            # No builtin min/max on the visit's path: `max(x, 0.0)` as the comparison it
+            # makes, `0.0 if 0.0 > x else x` (the same result, NaN and -0.0 included).
+            dt = 0.0 if at is None or now - at < 0.0 else now - at
             try:
-                self.advance(charger, dt, now, wall, stamp, charger.metered_wall)
+                self.advance(charger, dt, now, wall, stamp, charger.metered_wall, wall_s)
             except Exception:
                 charger.meter_wake = now + self.tick_seconds  # retried, not every tick twice
                 self._failed(charger)
@@ -159,14 +162,17 @@ class MeterEngine:
         wall: datetime,
         stamp: str | None = None,
         since: float | None = None,
+        wall_s: float | None = None,
     ) -> None:
         """One visit of one charger: advance its connectors by `dt`, heartbeat and sample
         what is due, schedule its next visit. `since` is the wall time (epoch s) of its
-        last visit."""
+        last visit; `wall_s`, `wall`'s (the tick reads it once for all its visits)."""
         self.visits += 1
         self._visiting = charger
+        if wall_s is None:
+            wall_s = wall.timestamp()
         try:
-            self._visit(charger, dt, now, wall, stamp, since)
+            self._visit(charger, dt, now, wall, stamp, since, wall_s)
         finally:
             self._visiting = None
 
@@ -178,12 +184,12 @@ class MeterEngine:
         wall: datetime,
         stamp: str | None,
         since: float | None,
+        wall_s: float,
     ) -> None:
         # At 1 s sampling every charging charger is visited every tick: the common case (no
         # clock-aligned boundary, no heartbeat due) allocates nothing and asks little.
         charger.meter_settle = self._settle
         charger.metered_at = now
-        wall_s = wall.timestamp()
         charger.metered_wall = wall_s
         if stamp is not None and charger.impairments.clock_skew_s:
             stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
@@ -195,7 +201,9 @@ class MeterEngine:
             self._aligned_boundaries(charger, interval, wall_s, since) if interval > 0 else None
         )
         periodic: list[int] | None = None
-        if charger.transactions and (charger.power_shared or len(charger.profiles)):
+        # Asked once a visit (`_next_wake` takes it): a call into the profile store.
+        profiled = bool(charger.transactions) and len(charger.profiles) > 0
+        if charger.transactions and (charger.power_shared or profiled):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()
@@ -222,7 +230,7 @@ class MeterEngine:
                 charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
-        charger.meter_wake = self._next_wake(charger, now, wall_s, interval)
+        charger.meter_wake = self._next_wake(charger, now, wall_s, interval, profiled)
 
     @staticmethod
     def _step_to_boundaries(
@@ -249,14 +257,18 @@ class MeterEngine:
             left[connector_id] = rest
         return _Aligned(boundaries, at_boundaries, left, changed)
 
-    def _next_wake(self, charger: Charger, now: float, wall_s: float, interval: int) -> float:
+    def _next_wake(
+        self, charger: Charger, now: float, wall_s: float, interval: int, profiled: bool
+    ) -> float:
         """When the charger must be visited next (monotonic s): its earliest event.
-        `interval`: its ClockAlignedDataInterval (s), as the visit read it."""
+        `interval`: its ClockAlignedDataInterval (s), as the visit read it; `profiled`:
+        whether it is in a transaction with a charging profile installed, as the visit
+        found it."""
         tick = self.tick_seconds
         wake = now + MAX_SLEEP_S
         heartbeat = charger.next_heartbeat
         if heartbeat > now:  # past: offline or not booted; going online wakes it
-            wake = min(wake, heartbeat)
+            wake = heartbeat if heartbeat < wake else wake
         if interval > 0:
             seconds = int(wall_s)
             midnight = seconds - seconds % _DAY
@@ -266,24 +278,34 @@ class MeterEngine:
             wake = min(wake, now + (boundary - wall_s))
         if not charger.transactions:
             return wake
-        if len(charger.profiles):
+        if profiled:
             return now + tick  # a profile's limit may change at any period: every tick
         # Shared power (the rated power, a site's caps) is shared by demand: constant, and
         # so are the shares, until a connector's curve tapers below what it would draw.
         shared = charger.power_shared
         for due in charger.next_sample.values():
-            if due:
-                wake = min(wake, due)
+            if due and due < wake:  # min(wake, due)
+                wake = due
         for connector_id in charger.transactions:
             evse = charger.evses[connector_id - 1]
             status = evse.status
             if status is ConnectorStatus.CHARGING:
                 battery = evse.battery
-                if battery is None or battery.is_full():
+                if battery is None:
+                    return now + tick
+                # `is_full` and `energy_to_target_wh`, inline: on every visit of a
+                # charging connector.
+                soc, target = battery.soc, battery.target_soc
+                if soc >= target - FULL_EPSILON:
                     return now + tick  # its status changes on the next visit
                 # The exact instant only when it could come first: at most the EVSE's
                 # power flows, so the target is not reached sooner than this.
-                soonest = battery.energy_to_target_wh() * 3600.0 / max(evse.max_power_w, 1e-9)
+                spec = battery.spec
+                # (max(x, 0.0) and max(y, 1e-9), as comparisons.)
+                missing = 0.0 if target - soc < 0.0 else target - soc
+                to_target_wh = missing * spec.capacity_kwh * 10.0 / spec.efficiency
+                most_w = evse.max_power_w
+                soonest = to_target_wh * 3600.0 / (1e-9 if most_w < 1e-9 else most_w)
                 if now + soonest < wake:
                     wake = min(wake, now + charger.seconds_to_target(evse))
                 if shared:
