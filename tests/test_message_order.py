@@ -143,7 +143,7 @@ def test_the_outbox_sends_what_next_ready_picks(queued: list[Any]) -> None:
         def send_call(self, action: str, payload: Any, done: Any) -> None:
             sent.append(action)
 
-    transport = Recorder()
+    transport: Any = Recorder()  # only `send_call` of the Transport protocol is used
     outbox = Outbox(
         "CP", clock, lambda: transport, lambda: True, lambda: (3, 60), lambda a, p, t: p
     )
