@@ -3,7 +3,7 @@ they changed, and one lease row a second says how long they are known alive with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargers.models import EngineLease, Evse
+from simulator.contract import ConnectorStatus
 from simulator.core.clock import now_iso
 from simulator.core.transactions import LocalTransaction
 from simulator.runtime.persistence import (
@@ -29,7 +30,7 @@ from tests.cast import make_charger
 class FakeEvse:
     db_id: int
     register_wh: float = 0.0
-    status: Any = field(default_factory=lambda: SimpleNamespace(value="Available"))
+    status: Any = ConnectorStatus.AVAILABLE
 
 
 class FakeCharger:
@@ -162,7 +163,7 @@ def test_every_full_checkpoint_leaves_each_open_register_known_alive_at_its_time
         elif kind == "meter":
             evse.register_wh += value
         elif kind == "status":
-            evse.status = SimpleNamespace(value="Charging" if value > 25 else "SuspendedEV")
+            evse.status = ConnectorStatus.CHARGING if value > 25 else ConnectorStatus.SUSPENDED_EV
         elif kind == "change":
             checkpointer.on_change(charger)
         elif kind in ("urgent", "full"):
