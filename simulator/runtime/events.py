@@ -209,17 +209,15 @@ class EventPublisher(Listener):
         count = len(frames)
         limit, cap = self.log_limit, self.log_bytes
         if count > 1 and (size > cap or count > limit):  # a full log: once per frame at scale
-            popped = 0
+            popleft, full = frames.popleft, count
             while True:
-                size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
-                popped += 1
+                size -= len(popleft()[2]) + _ENTRY_OVERHEAD
                 count -= 1
-                if count <= 1 or (count <= limit and size <= cap):
+                if count <= 1 or (size <= cap and count <= limit):
                     break
-            DROPPED["message_log"] += popped
+            DROPPED["message_log"] += full - count
         frames.size = size
-        watched = self.watched
-        if watched and charger.spec.db_id in watched:
+        if self.watched and charger.spec.db_id in self.watched:
             self._new_frames.setdefault(cid, []).append(entry)
             self._dirty.setdefault(cid, charger)
 
