@@ -209,15 +209,17 @@ class EventPublisher(Listener):
         count = len(frames)
         limit, cap = self.log_limit, self.log_bytes
         if count > 1 and (size > cap or count > limit):  # a full log: once per frame at scale
-            popleft, full = frames.popleft, count
+            popped = 0
             while True:
-                size -= len(popleft()[2]) + _ENTRY_OVERHEAD
+                size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
+                popped += 1
                 count -= 1
-                if count <= 1 or (size <= cap and count <= limit):
+                if count <= 1 or (count <= limit and size <= cap):
                     break
-            DROPPED["message_log"] += full - count
+            DROPPED["message_log"] += popped
         frames.size = size
-        if self.watched and charger.spec.db_id in self.watched:
+        watched = self.watched
+        if watched and charger.spec.db_id in watched:
             self._new_frames.setdefault(cid, []).append(entry)
             self._dirty.setdefault(cid, charger)
 
