@@ -200,3 +200,59 @@ def test_the_dashboard_log_keeps_the_newest_within_its_count_and_bytes(sizes, li
         assert DROPPED["message_log"] - before == popped
         assert list(publisher.frames["CP-SHARED"]) == list(reference)
         assert publisher.frames["CP-SHARED"].size == size
+
+
+def _reference_values(pending: list[frame_log.Pending], payload_chars: int, redacted: bool) -> list:
+    """`frame_log.values` as it was before it unpacked each entry once (the rows it builds
+    must not change)."""
+    out: list = []
+    calls: dict[tuple[int, str, str], int] = {}
+    for entry in pending:
+        text = entry[7]
+        if (
+            entry[6] > payload_chars
+            or (not redacted and may_hold_secret(text))
+            or len(entry[4]) > frame_log.NAME_CHARS
+            or len(entry[5]) > frame_log.NAME_CHARS
+            or "\x00" in entry[4]
+            or "\x00" in entry[5]
+            or (entry[3] == "in" and "\x00" in text)
+        ):
+            entry = frame_log._cleaned(entry, payload_chars, redacted)
+            text = entry[7]
+        if entry[4] and len(text) > 2 and text[0] == "[" and text[2] == ",":
+            kind = text[1]
+            if kind == "2":
+                calls[(entry[0], entry[4], entry[3])] = len(out)
+            elif kind == "3" or kind == "4":
+                other = {"in": "out", "out": "in", "": ""}[entry[3]]
+                start = calls.pop((entry[0], entry[4], other), None)
+                if start is not None:
+                    out[start + 8 : start + 11] = [entry[1], entry[6], text]
+                    continue
+        out.extend(entry)
+        out.extend((None, None, ""))
+    return out
+
+
+# Frames as recorded, answers to earlier CALLs included (same pk, message id, the other way).
+_PENDING = st.lists(
+    st.tuples(
+        st.integers(1, 2),
+        st.sampled_from(["in", "out", ""]),
+        st.sampled_from(["1", "2", "", "x" * 130, "\x00"]),
+        st.sampled_from(["MeterValues", "", "A" * 130, "a\x00"]),
+        st.sampled_from(
+            ['[2,"1","Heartbeat",{}]', '[3,"1",{}]', '[4,"1","E","",{}]', "[3,", "x", "\x00", KEY]
+        ),
+    ).map(lambda f: (f[0], 1.5, "frame", f[1], f[2], f[3], len(f[4]), f[4])),
+    max_size=16,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pending=_PENDING, payload_chars=st.sampled_from([3, 12, 65_536]), redacted=st.booleans())
+def test_the_stored_values_are_those_the_first_writer_built(pending, payload_chars, redacted):
+    assert frame_log.values(pending, payload_chars, redacted=redacted) == _reference_values(
+        pending, payload_chars, redacted
+    )

@@ -85,28 +85,29 @@ def values(pending: list[Pending], payload_chars: int, *, redacted: bool = False
     calls: dict[tuple[int, str, str], int] = {}
     pop = calls.pop
     for entry in pending:
-        text = entry[7]
+        # One unpacking: cheaper than reading the tuple's items one by one.
+        pk, at, _kind, direction, message_id, action, size, text = entry
         if (
-            entry[6] > payload_chars
+            size > payload_chars
             or (not redacted and may_hold_secret(text))
-            or len(entry[4]) > NAME_CHARS
-            or len(entry[5]) > NAME_CHARS
-            or "\x00" in entry[4]
-            or "\x00" in entry[5]
+            or len(message_id) > NAME_CHARS
+            or len(action) > NAME_CHARS
+            or "\x00" in message_id
+            or "\x00" in action
             # Our own frames are JSON we wrote: only a frame from the CSMS can hold a NUL.
-            or (entry[3] == "in" and "\x00" in text)
+            or (direction == "in" and "\x00" in text)
         ):
             entry = _cleaned(entry, payload_chars, redacted)
-            text = entry[7]
-        if entry[4] and len(text) > 2 and text[0] == "[" and text[2] == ",":
+            pk, at, _kind, direction, message_id, action, size, text = entry
+        if message_id and len(text) > 2 and text[0] == "[" and text[2] == ",":
             kind = text[1]
             if kind == "2":
-                calls[(entry[0], entry[4], entry[3])] = len(out)
+                calls[(pk, message_id, direction)] = len(out)
             elif kind == "3" or kind == "4":
-                start = pop((entry[0], entry[4], _OTHER[entry[3]]), None)
+                start = pop((pk, message_id, _OTHER[direction]), None)
                 if start is not None:
-                    out[start + 8] = entry[1]
-                    out[start + 9] = entry[6]
+                    out[start + 8] = at
+                    out[start + 9] = size
                     out[start + 10] = text
                     continue
         extend(entry)
