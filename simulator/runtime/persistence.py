@@ -52,7 +52,6 @@ from simulator.core.protocol import AuthStatus, IdTagAnswer
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
-from simulator.ocpp16.redaction import SECRET_KEY_LETTER as _KEY
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.ocpp16.wire import Checked
 from simulator.runtime import frame_log
@@ -494,8 +493,7 @@ class Checkpointer(Listener):
         # One entry for both logs: one clock read, one secret test (and for the rare frame
         # that may hold one, one redaction); the stored entries are redacted here.
         at = time.time()
-        # `may_hold_secret` inline (every frame): one call fewer.
-        shown = redact_frame(text) if "@" in text or _KEY in text or "\\" in text else text
+        shown = redact_frame(text) if may_hold_secret(text) else text
         frames = self._frames
         pk = charger.spec.db_id
         if frames is not None and pk is not None:
