@@ -121,11 +121,24 @@ WSGI_APPLICATION = None
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 # Under ASGI every request runs in a fresh thread; persistent connections would leak.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The page size of a new SQLite database (an existing one keeps its own). The engine's
+# writes are mostly rows of about 1 KB (a MeterValues in the outbox and in the message log),
+# thousands a second: with 16 KiB pages the WAL and its checkpoints write the same bytes in
+# a quarter of the pages, and the writer's CPU per message fell by about a third
+# (`bench/sqlite_pages.py`, bench/RESULTS.md). SQLite allows powers of two, 512 to 65,536.
+SQLITE_PAGE_SIZE = env_int("CHARGESIM_SQLITE_PAGE_SIZE", 16_384, minimum=512, maximum=65_536)
+if SQLITE_PAGE_SIZE & (SQLITE_PAGE_SIZE - 1):
+    raise ImproperlyConfigured(
+        f"CHARGESIM_SQLITE_PAGE_SIZE={SQLITE_PAGE_SIZE} is not a power of two (512 to 65536)."
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            # WAL lets the web side read while the engine writes its checkpoints.
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # WAL lets the web side read while the engine writes its checkpoints. The page
+            # size first: it takes effect only before the database's first write, and
+            # switching to WAL writes the file's header.
+            "init_command": f"PRAGMA page_size={SQLITE_PAGE_SIZE}; "
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "timeout": 20,
             # Every transaction takes the write lock when it begins, waiting up to the
             # timeout above. A deferred one that read first can never write once another
