@@ -212,3 +212,42 @@ def test_our_message_ids_are_plain_ascii_without_quotes_or_escapes() -> None:
         unique_id = wire.new_message_id()
         assert unique_id.isascii() and unique_id.isprintable()
         assert '"' not in unique_id and "\\" not in unique_id
+
+
+def test_a_tally_row_is_the_one_answered_as_counts_in_for_good() -> None:
+    # The fast path keeps each action's row (`_EMPTY_RESULT_ROWS`): it must stay the row
+    # the metrics add up, whatever is counted after it was handed out.
+    row = metrics.tally_row("FastPathRowAction", "ok")
+    metrics.answered_as("FastPathRowAction", "ok", 0.2)
+    metrics.answered("FastPathRowAction", {}, 40.0)
+    metrics.answered_as("FastPathRowAction", "callerror", 0.2)
+    assert metrics.tally_row("FastPathRowAction", "ok") is row
+    assert metrics._answers["FastPathRowAction", "ok"] is row
+    assert sum(row[: metrics.SUM]) == 2
+    assert row[metrics.SUM] == pytest.approx(40.2)
+
+
+async def test_the_fast_path_times_an_answer_as_answered_as_does() -> None:
+    # Same buckets (a bound itself is "less or equal") and the same sum, for any wait.
+    side = Side("FAST-TIMES")
+    frame = f'[3,"{IDS[0]}",{{}}]'.encode()
+    bounds = st.sampled_from(metrics.RESPONSE_BUCKETS)
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(seconds=st.one_of(bounds, st.floats(0, 100), st.floats(-1, 0)))
+    def same(seconds: float) -> None:
+        now = 1000.0
+        side.client._pending[IDS[0]] = ("MeterValues", lambda r, e: None, now - seconds + 30)
+        fast_row = metrics.tally_row("MeterValues", "ok")
+        before = list(fast_row)
+        with mock.patch.object(client_module.time, "monotonic", return_value=now):
+            assert side.client.on_text_frame(frame) is True
+        fast = [after - then for after, then in zip(fast_row, before, strict=True)]
+        waited = now - (now - seconds + 30) + 30  # the client's own arithmetic
+        reference = metrics.tally_row("FastPathReference", "ok")
+        before = list(reference)
+        metrics.answered_as("FastPathReference", "ok", waited)
+        expected = [after - then for after, then in zip(reference, before, strict=True)]
+        assert fast == expected
+
+    same()

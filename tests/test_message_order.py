@@ -156,3 +156,47 @@ def test_the_outbox_sends_what_next_ready_picks(queued: list[Any]) -> None:
     outbox.wake()
     assert sent == ([] if expected is None else [expected.action])
     assert outbox.in_flight is expected
+
+
+@given(_QUEUED)
+def test_an_answer_removes_its_message_wherever_it_stands(queued: list[Any]) -> None:
+    # `Outbox._answered` removes the head itself and leaves any other place to
+    # `MessageQueue.remove`: either way the answered message leaves the queue, the others
+    # stay in their order, and the sink hears of a transaction message's removal once.
+    from simulator.core.outbox import Outbox
+
+    clock = FakeClock(start=1_000.0)
+    answers: list[Any] = []
+    removed: list[Outgoing] = []
+
+    class Sink:
+        def outbox_added(self, item: Outgoing) -> None:
+            pass
+
+        def outbox_removed(self, item: Outgoing) -> None:
+            removed.append(item)
+
+    class Recorder:
+        def send_call(self, action: str, payload: Any, done: Any) -> None:
+            answers.append(done)
+
+    transport: Any = Recorder()
+    outbox = Outbox(
+        "CP", clock, lambda: transport, lambda: True, lambda: (3, 60), lambda a, p, t: p
+    )
+    outbox.queue.sink = Sink()
+    for n, (transactional, durable, not_before, attempts) in enumerate(queued):
+        item = Outgoing(f"A{n}", {}, transactional, durable=durable or not transactional)
+        item.not_before, item.attempts = not_before, attempts
+        outbox.queue.restore(item)
+        item.durable = durable or not transactional
+    before = list(outbox.queue)
+    outbox.wake()
+    answered = outbox.in_flight
+    if answered is None:
+        return
+    transport_off: Any = None
+    outbox._ready = lambda: transport_off  # hold what the answer would send next
+    answers[0]({}, None)
+    assert list(outbox.queue) == [item for item in before if item is not answered]
+    assert removed == ([answered] if answered.transactional else [])

@@ -281,7 +281,16 @@ class Outbox:
         self.in_flight = None
         if error is None:  # the common case first
             assert result is not None  # a transport gives a result or an error
-            self.queue.remove(item)
+            queue = self.queue
+            items = queue._items
+            # `queue.remove(item)` for the head, the answered message nearly always (every
+            # MeterValues'), without its call.
+            if items and items[0] is item:
+                items.popleft()
+                if item.transactional and queue.sink is not None:
+                    queue.sink.outbox_removed(item)
+            else:
+                queue.remove(item)
             if item.on_result is not None:
                 try:
                     item.on_result(result)

@@ -119,7 +119,8 @@ _errors_out = _Children(CALLERRORS_SENT)
 # call under the GIL).
 _answers: dict[tuple[str, str], list[float]] = {}
 _unanswered: dict[tuple[str, str], int] = {}
-_SUM: Final = len(RESPONSE_BUCKETS) + 1  # index of the sum in a row of `_answers`
+SUM: Final = len(RESPONSE_BUCKETS) + 1  # index of the sum in a row of `_answers`
+_SUM: Final = SUM
 
 
 def answered(action: str, payload: dict[str, Any], seconds: float) -> None:
@@ -137,6 +138,16 @@ def answered(action: str, payload: dict[str, Any], seconds: float) -> None:
         row = _answers[action, result] = [0] * (_SUM + 1)
     row[bisect.bisect_left(RESPONSE_BUCKETS, seconds)] += 1  # bounds are "less or equal"
     row[_SUM] += seconds
+
+
+def tally_row(action: str, result: str) -> list[float]:
+    """The tally row of `action`'s answers counted as `result`, made on first use. Rows are
+    never replaced nor removed, so a caller may keep one and add to it as `answered_as`
+    does (the client's path for the empty CALLRESULT, without this module's calls)."""
+    row = _answers.get((action, result))
+    if row is None:
+        row = _answers[action, result] = [0] * (_SUM + 1)
+    return row
 
 
 def answered_as(action: str, result: str, seconds: float) -> None:
