@@ -132,7 +132,7 @@ _QUEUED = st.lists(
 
 @given(_QUEUED)
 def test_the_outbox_sends_what_next_ready_picks(queued: list[Any]) -> None:
-    # `_send_next` takes the head without asking `next_ready` when it may go now: the
+    # `wake` takes the head without asking `next_ready` when it may go now: the
     # message sent is the one `next_ready` picks (or none), for any queue.
     from simulator.core.outbox import Outbox
 

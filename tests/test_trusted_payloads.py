@@ -252,3 +252,19 @@ def test_a_durable_meter_values_is_not_encoded_again(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(wire, "encode_call", encode_call)
     stored, frame, _ = frames_of(payload, tx, None)
     assert frame.startswith('[2,"') and frame.endswith(f'","MeterValues",{stored}]')
+
+
+def test_ids_made_inline_for_a_stored_text_share_new_message_ids_counter() -> None:
+    # `send_call` builds a durable MeterValues' id itself: it must take the next number of
+    # the one counter every other id comes from, or ids could repeat within the process.
+    quantity = next(iter(QUANTITIES.values()))
+    ids = []
+    for _ in range(3):
+        ids.append(wire.new_message_id())
+        tx = Tx("L-1", 7)
+        _, payload = OCPP16.meter_values(1, tx, SampleContext.PERIODIC, "t", [("1", quantity)])
+        stored, frame, _ = frames_of(payload, tx, None)
+        assert frame.endswith(f",{stored}]")  # the inline path
+        ids.append(orjson.loads(frame)[1])
+    prefix, first = ids[0].rsplit("-", 1)
+    assert ids == [f"{prefix}-{int(first) + n}" for n in range(6)]

@@ -230,48 +230,51 @@ class Outbox:
             return
         self._pumping = True
         try:
-            self._pump_again = True
-            while self._pump_again:
+            # One round sends at most one message; another follows only when its answer
+            # (or a failure) came while it was being sent. The round is inline, not a
+            # method: every message sent, from a written batch or an answer, comes here.
+            while True:
                 self._pump_again = False
-                self._send_next()
+                # The deque itself, not `MessageQueue.__bool__`: one Python call less.
+                items = self.queue._items
+                if self.in_flight is not None or not items or self._held:
+                    return
+                transport = self._ready()
+                if transport is None:
+                    return
+                # The head when it may go now (nearly always: the answered message was the
+                # head) is what `next_ready` returns first for it; otherwise ask it.
+                now = self.clock.monotonic()
+                head = items[0]
+                item = (
+                    head if head.durable and head.not_before <= now else self.queue.next_ready(now)
+                )
+                if item is None:
+                    soonest = self.queue.soonest_retry()
+                    if soonest is not None:
+                        self._schedule_wake(max(soonest - self.clock.monotonic(), 0.0))
+                    return  # else waiting for durability: the sink wakes us
+                self.in_flight = item
+                try:
+                    transport.send_call(
+                        item.action,
+                        self._prepare(item.action, item.payload, item.tx),
+                        # A partial, not a lambda: its call goes straight to `_answered`.
+                        partial(self._answered, item),
+                    )
+                except Exception as exc:  # a message we built wrong can never go: drop it
+                    log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)
+                    dropped("outbox_unsendable")
+                    if self.in_flight is item:
+                        self.in_flight = None
+                    self.queue.remove(item)
+                    if item.future is not None and not item.future.done():
+                        item.future.set_exception(CallFailed("InternalError", str(exc)))
+                    continue
+                if not self._pump_again:
+                    return
         finally:
             self._pumping = False
-
-    def _send_next(self) -> None:
-        # The deque itself, not `MessageQueue.__bool__`: one Python call less per message.
-        items = self.queue._items
-        if self.in_flight is not None or not items or self._held:
-            return
-        transport = self._ready()
-        if transport is None:
-            return
-        # The head when it may go now (nearly always: the answered message was the head)
-        # is what `next_ready` returns first for it; otherwise ask it.
-        now = self.clock.monotonic()
-        head = items[0]
-        item = head if head.durable and head.not_before <= now else self.queue.next_ready(now)
-        if item is None:
-            soonest = self.queue.soonest_retry()
-            if soonest is not None:
-                self._schedule_wake(max(soonest - self.clock.monotonic(), 0.0))
-            return  # else waiting for durability: the sink wakes us
-        self.in_flight = item
-        try:
-            transport.send_call(
-                item.action,
-                self._prepare(item.action, item.payload, item.tx),
-                # A partial, not a lambda: its call goes straight to `_answered`.
-                partial(self._answered, item),
-            )
-        except Exception as exc:  # a message we built wrong can never go: drop it, loudly
-            log.exception("%s: %s cannot be sent; dropped", self.owner, item.action)
-            dropped("outbox_unsendable")
-            if self.in_flight is item:
-                self.in_flight = None
-            self.queue.remove(item)
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(CallFailed("InternalError", str(exc)))
-            self._pump_again = True
 
     def _answered(
         self, item: Outgoing, result: dict[str, Any] | None, error: Exception | None

@@ -53,7 +53,7 @@ from simulator.ocpp16.frames import client_text_frame, take_text_frames
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
-from simulator.ocpp16.wire import Checked
+from simulator.ocpp16.wire import ID_HEAD, Checked, next_message_number
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +252,14 @@ class ChargePointClient(OcppChargePoint):
         # The adapter's own MeterValues are valid by construction (`wire.Checked`), and
         # once durable already encoded; every other payload is checked in full.
         if type(payload) is Checked and action == "MeterValues":
-            unique_id = wire.new_message_id()
             stored = payload.text
             if stored is not None:
-                text = wire.frame_call(unique_id, action, stored)
+                # `wire.new_message_id()` and `wire.frame_call` without their two calls:
+                # the same id and text (tests/test_wire_framing.py).
+                unique_id = f"{ID_HEAD}{next_message_number()}"
+                text = f'[2,"{unique_id}","MeterValues",{stored}]'
             else:
+                unique_id = wire.new_message_id()
                 text = wire.encode_call(unique_id, action, payload)
         else:
             wire.validate_request(action, payload)

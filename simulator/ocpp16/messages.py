@@ -315,7 +315,9 @@ class Ocpp16Messages:
         # A transaction message queued before StartTransaction was confirmed carries the
         # real id if it is known by the time it goes out, else -1.
         if tx is not None and action != "StartTransaction":
-            tx_id = wire_id(tx)
+            tx_id = tx.transaction_id  # `wire_id(tx)` without its call (every message sent)
+            if tx_id is None:
+                tx_id = UNCONFIRMED
             if type(payload) is Checked:
                 if type(tx_id) is not int:  # no longer valid by construction: checked in full
                     return {**payload, "transactionId": tx_id}
