@@ -1996,7 +1996,7 @@ class Charger:
         message = self.messages.meter_values(
             connector_id, tx, context, timestamp or self.stamp(), values
         )
-        if tx is not None and context is not SampleContext.TRIGGER:
+        if tx is not None and context is not _TRIGGER:
             self.send(message, transactional=True, tx=tx)
         else:
             # A triggered sample names its transaction but is not one of its messages.
@@ -2107,12 +2107,12 @@ class Charger:
                     self.set_status(evse, Status.SUSPENDED_EV)
                 elif status is Status.CHARGING:
                     self.set_status(evse, Status.SUSPENDED_EVSE)
-            elif status is Status.SUSPENDED_EVSE and battery.paused:
+            elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
                 self.set_status(evse, Status.SUSPENDED_EV)
             else:
-                if status is Status.SUSPENDED_EVSE:
+                if status is _SUSPENDED_EVSE:
                     self.set_status(evse, Status.CHARGING)
                 if dt > 0:
                     evse.meter(point, dt)
@@ -2216,22 +2216,30 @@ _REMOTE_STARTABLE = frozenset(
 
 # The statuses in which a connector in a transaction meters (`step_connector`).
 _METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
-_ENERGY = Measurand.ENERGY_IMPORT_REGISTER
-_POWER = Measurand.POWER_IMPORT
-_CURRENT = Measurand.CURRENT_IMPORT
-_VOLTAGE = Measurand.VOLTAGE
-_SOC = Measurand.SOC
-_POWER_OFFERED = Measurand.POWER_OFFERED
-_CURRENT_OFFERED = Measurand.CURRENT_OFFERED
-_Q_ENERGY = QUANTITIES[_ENERGY, None]
-_Q_POWER = QUANTITIES[_POWER, None]
-_Q_CURRENT = QUANTITIES[_CURRENT, None]
-_Q_CURRENT_PHASE = tuple(QUANTITIES[_CURRENT, p] for p in (Phase.L1, Phase.L2, Phase.L3))
-_Q_VOLTAGE = QUANTITIES[_VOLTAGE, None]
-_Q_VOLTAGE_PHASE = tuple(QUANTITIES[_VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_N, Phase.L3_N))
-_Q_SOC = QUANTITIES[_SOC, None]
-_Q_POWER_OFFERED = QUANTITIES[_POWER_OFFERED, None]
-_Q_CURRENT_OFFERED = QUANTITIES[_CURRENT_OFFERED, None]
+# Enum members the meter's visit compares with, as module names: `Enum.MEMBER` goes
+# through the enum metaclass's `__getattr__` hook, a lookup more than a global each time.
+_SUSPENDED_EVSE = Status.SUSPENDED_EVSE
+_TRIGGER = SampleContext.TRIGGER
+_M = Measurand
+_Q_ENERGY = QUANTITIES[_M.ENERGY_IMPORT_REGISTER, None]
+_Q_POWER = QUANTITIES[_M.POWER_IMPORT, None]
+_Q_CURRENT = QUANTITIES[_M.CURRENT_IMPORT, None]
+_Q_CURRENT_PHASE = tuple(QUANTITIES[_M.CURRENT_IMPORT, p] for p in (Phase.L1, Phase.L2, Phase.L3))
+_Q_VOLTAGE = QUANTITIES[_M.VOLTAGE, None]
+_Q_VOLTAGE_PHASE = tuple(QUANTITIES[_M.VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_N, Phase.L3_N))
+_Q_SOC = QUANTITIES[_M.SOC, None]
+_Q_POWER_OFFERED = QUANTITIES[_M.POWER_OFFERED, None]
+_Q_CURRENT_OFFERED = QUANTITIES[_M.CURRENT_OFFERED, None]
+# The measurands' names as plain str, which `readings` compares the configured names
+# (str) with: str == str is the interpreter's specialised compare, str == StrEnum the
+# generic one (a subclass check first), five of them per sample.
+_ENERGY = str(_M.ENERGY_IMPORT_REGISTER)
+_POWER = str(_M.POWER_IMPORT)
+_CURRENT = str(_M.CURRENT_IMPORT)
+_VOLTAGE = str(_M.VOLTAGE)
+_SOC = str(_M.SOC)
+_POWER_OFFERED = str(_M.POWER_OFFERED)
+_CURRENT_OFFERED = str(_M.CURRENT_OFFERED)
 # Memos of readings' decimal texts, one per format ("%.1f", "%.2f"): the meter formats
 # the same few values (230.0 V, 16.00 A, 11040.0 W) for thousands of connectors a second.
 # Exact by construction: equal floats format alike, except 0.0 and -0.0 ("-0.0"), so zero
@@ -2256,7 +2264,7 @@ _AMPS: dict[tuple[float, ...], list[Reading]] = {}
 _VOLTS: dict[tuple[float, ...], list[Reading]] = {}
 
 
-def _per_phase(per_phase: tuple[float, ...], measurand: Measurand) -> list[Reading]:
+def _per_phase(per_phase: tuple[float, ...], measurand: str) -> list[Reading]:
     """The readings of an AC connector's phases (L1, L2, L3 in turn), remembered in
     `_AMPS` or `_VOLTS` (see there)."""
     if measurand == _CURRENT:

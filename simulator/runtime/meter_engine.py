@@ -54,6 +54,11 @@ MAX_SLEEP_S = 60.0
 # ones are not invented.
 _MAX_ALIGNED_PER_TICK = 16
 _DAY = 86_400
+# Enum members the visit compares with, as module names: `Enum.MEMBER` goes through the
+# enum metaclass's `__getattr__` hook, a lookup more than a global each time.
+_PERIODIC = SampleContext.PERIODIC
+_CHARGING = ConnectorStatus.CHARGING
+_SUSPENDED_EVSE = ConnectorStatus.SUSPENDED_EVSE
 
 
 def no_limit(charger: Charger, evse: Evse) -> float | None:
@@ -227,7 +232,7 @@ class MeterEngine:
         if periodic is not None:
             measurands = charger.config.as_list("MeterValuesSampledData")
             for connector_id in periodic:
-                charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
+                charger.send_meter_values(connector_id, _PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
         charger.meter_wake = self._next_wake(charger, now, wall_s, interval, profiled)
@@ -289,7 +294,7 @@ class MeterEngine:
         for connector_id in charger.transactions:
             evse = charger.evses[connector_id - 1]
             status = evse.status
-            if status is ConnectorStatus.CHARGING:
+            if status is _CHARGING:
                 battery = evse.battery
                 if battery is None:
                     return now + tick
@@ -313,7 +318,7 @@ class MeterEngine:
                     if steady <= 0:
                         return now + tick  # tapering: the shares move every tick
                     wake = min(wake, now + steady)
-            elif status is ConnectorStatus.SUSPENDED_EVSE:
+            elif status is _SUSPENDED_EVSE:
                 return now + tick  # the next visit decides whether it charges again
         return wake
 
