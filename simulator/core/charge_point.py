@@ -1927,9 +1927,14 @@ class Charger:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
                     add((text1(v) or _fixed_1(v), _Q_VOLTAGE))
             elif measurand == _SOC:
-                if evse.soc is not None:
-                    # Not memoised: a charging vehicle's SoC differs at every sample.
-                    add((f"{evse.soc:.1f}", _Q_SOC))
+                soc = evse.soc
+                if soc is not None:
+                    # A charging vehicle's SoC differs at every sample, its text mostly not.
+                    known = evse.soc_text
+                    if known is not None and known[0] <= soc <= known[1]:
+                        add((known[2], _Q_SOC))
+                    else:
+                        add((_soc_text(evse, soc), _Q_SOC))
             elif measurand == _POWER_OFFERED:
                 limit = self.limits.get(evse.connector_id)
                 offered = self._power_offered(evse, limit, ac)
@@ -2283,6 +2288,25 @@ def _remember(memo: dict[Any, Any], key: object, value: object) -> None:
     if len(memo) >= _TEXTS_MAX:
         memo.clear()
     memo[key] = value
+
+
+def _soc_text(evse: Evse, soc: float) -> str:
+    """`f"{soc:.1f}"`, remembered on the EVSE (`Evse.soc_text`) with the SoCs from `soc` up
+    to the highest float found that gives the same text: rounding to a decimal is monotonic,
+    so every SoC between two that give a text gives it too. (Only positive finite SoCs:
+    -0.0 gives "-0.0".) A SoC rising at a sample a second needs a format every few dozen
+    samples, not at each."""
+    text = f"{soc:.1f}"
+    if 0.0 < soc < math.inf:
+        hi = float(text) + 0.05  # about where the text changes; below it if need be
+        for _ in range(8):
+            if f"{hi:.1f}" == text:
+                break
+            hi = math.nextafter(hi, -math.inf)
+        else:
+            hi = soc
+        evse.soc_text = (soc, hi if hi > soc else soc, text)
+    return text
 
 
 def _fixed_2(value: float) -> str:

@@ -107,6 +107,9 @@ class Evse:
     db_id: int | None = None  # the database row, for checkpoints
     # The ongoing session's series, or the last one's once it ended (the dashboard's chart).
     session: SessionSeries | None = None
+    # The SoC reading's text, with an interval of SoCs known to give that same text (lo, hi,
+    # text): kept by `Charger.readings`, see `charge_point._soc_text`.
+    soc_text: tuple[float, float, str] | None = None
 
     def __post_init__(self) -> None:
         if self.connector_id < 1:
