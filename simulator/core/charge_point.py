@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core import power_sharing
@@ -217,9 +217,12 @@ class ChargerSpec:
         return f"ChargerSpec({self.charge_point_id!r})"
 
 
-class _KeptPoint(NamedTuple):
+@dataclass(slots=True, frozen=True)
+class _KeptPoint:
     """A connector's operating point and what it was computed from: the same again while
-    these are unchanged and the SoC stays below `below_soc` (`ac_point_holds_below`)."""
+    these are unchanged and the SoC stays below `below_soc` (`ac_point_holds_below`).
+    Slots, not a NamedTuple: the interpreter reads a slot directly, a NamedTuple's field
+    through its descriptor, and the meter reads six of them at every visit."""
 
     point: OperatingPoint
     battery: Battery
@@ -2119,7 +2122,7 @@ class Charger:
             else:
                 if status is _SUSPENDED_EVSE:
                     self.set_status(evse, Status.CHARGING)
-                if dt > 0:
+                if dt > 0.0:  # float to float: the interpreter's fast compare
                     evse.meter(point, dt)
                 else:  # nothing metered in no time, but the readings are those of the point now
                     evse.show(point)
