@@ -2154,13 +2154,17 @@ class Charger:
                 )
         return point
 
-    def sample_due(self, connector_id: int, now: float, tolerance: float) -> bool:
+    def sample_due(
+        self, connector_id: int, now: float, tolerance: float, interval: int | None = None
+    ) -> bool:
         """Whether the connector's periodic sample is due at `now` (within `tolerance`);
-        if so, its next one is scheduled."""
+        if so, its next one is scheduled, `interval` (MeterValueSampleInterval, as the
+        caller read it) after it."""
         due = self.next_sample.get(connector_id, 0.0)
         if not due or now < due - tolerance:
             return False
-        interval = self.config.as_int("MeterValueSampleInterval")
+        if interval is None:
+            interval = self.config.as_int("MeterValueSampleInterval")
         following = due + interval if interval else 0.0
         if following and following < now:
             following = now + interval  # fell behind: resync

@@ -201,7 +201,9 @@ class MeterEngine:
         if now >= charger.next_heartbeat and charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
-        interval = charger.config.as_int("ClockAlignedDataInterval")
+        config = charger.config
+        settings = config.meter or config.meter_settings()  # kept until a change
+        interval = settings.aligned_interval
         boundaries = (
             self._aligned_boundaries(charger, interval, wall_s, since) if interval > 0 else None
         )
@@ -220,7 +222,7 @@ class MeterEngine:
             changed |= charger.step_connector(evse, rest)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
-            if charger.sample_due(connector_id, now, half_tick):
+            if charger.sample_due(connector_id, now, half_tick, settings.sample_interval):
                 if periodic is None:
                     periodic = [connector_id]
                 else:
@@ -230,7 +232,7 @@ class MeterEngine:
             # Before this tick's periodic samples: the queue stays in timestamp order.
             self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
-            measurands = charger.config.as_list("MeterValuesSampledData")
+            measurands = settings.sampled_data
             for connector_id in periodic:
                 charger.send_meter_values(connector_id, _PERIODIC, measurands, stamp)
         if changed:
