@@ -4,6 +4,8 @@ The 1.6 SampledValues of recurring readings are shared: the same as built afresh
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,3 +130,45 @@ def test_shared_sampled_values_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> 
         (sampled,) = sampled_values(SampleContext.PERIODIC, [(str(n), quantity)])
         assert sampled["value"] == str(n)
     assert len(messages._SHARED[SampleContext.PERIODIC]) <= 8
+
+
+# SoCs around the points where a text changes (x.x5, exactly representable or not) and
+# their neighbouring floats: where a wrong interval would show first.
+_HALVES = [n / 10 + 0.05 for n in range(0, 1000, 7)]
+NEAR_HALVES = st.sampled_from(_HALVES).flatmap(
+    lambda b: st.sampled_from(
+        [b, math.nextafter(b, -math.inf), math.nextafter(b, math.inf), b - 1e-9, b + 1e-9]
+    )
+)
+SOCS = st.one_of(st.floats(min_value=0.0, max_value=100.0), NEAR_HALVES, FEW, ANY_FLOAT)
+
+
+@given(st.lists(SOCS, max_size=40), st.booleans())
+def test_the_soc_text_is_the_formatted_soc(socs: list[float], rising: bool) -> None:
+    # `readings` reuses the text of an interval of SoCs (`Evse.soc_text`): whatever came
+    # before, in any order or rising as a charging vehicle's, it is the formatted SoC.
+    charger = runtime_charger("TEXTS-4", "ws://127.0.0.1:1/ocpp", evses=1)
+    evse = charger.evse(1)
+    if rising:
+        socs = sorted(s for s in socs if s == s)
+    for soc in socs + socs:
+        evse.soc = soc
+        ((text, quantity),) = charger.readings(evse, [Measurand.SOC])
+        assert text == f"{soc:.1f}"
+        assert quantity is QUANTITIES[Measurand.SOC, None]
+
+
+def test_the_soc_text_is_reused_across_samples() -> None:
+    # The interval a text holds over covers the next samples of a rising SoC (what makes
+    # the reuse worth it), and is exact at its ends.
+    charger = runtime_charger("TEXTS-5", "ws://127.0.0.1:1/ocpp", evses=1)
+    evse = charger.evse(1)
+    evse.soc = 21.4012
+    assert charger.readings(evse, [Measurand.SOC])[0][0] == "21.4"
+    assert evse.soc_text is not None
+    lo, hi, text = evse.soc_text
+    assert (lo, text) == (21.4012, "21.4") and hi > 21.449
+    assert f"{hi:.1f}" == "21.4" and f"{math.nextafter(hi, math.inf):.1f}" == "21.5"
+    evse.soc = 21.44
+    assert charger.readings(evse, [Measurand.SOC])[0][0] == "21.4"
+    assert evse.soc_text == (lo, hi, text)  # a hit: not formatted again

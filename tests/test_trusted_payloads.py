@@ -71,6 +71,28 @@ def test_every_payload_the_builder_marks_passes_the_full_check(
         validate_request(action, sent)
 
 
+@given(
+    contexts,
+    st.lists(
+        st.tuples(st.one_of(st.text(max_size=3), st.floats(), st.integers()), quantities),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_value_not_text_is_never_vouched_for_also_when_met_again(
+    context: SampleContext, values: Any
+) -> None:
+    # The builder looks at the type of a reading's value only when it is not one of the
+    # shared SampledValues, which hold text values only: met again, an untyped one still
+    # gives a plain dict, checked in full.
+    for _ in range(2):
+        action, payload = OCPP16.meter_values(1, None, context, "t", values)
+        texts = all(type(value) is str for value, _quantity in values)
+        assert (type(payload) is Checked) == texts
+        if texts:
+            validate_request(action, payload)
+
+
 @given(contexts, readings)
 def test_the_stop_transaction_samples_share_the_templates(
     context: SampleContext, values: Any

@@ -197,11 +197,13 @@ _UNTAPERED = ((0.0, math.inf),)  # a point that does not taper: its cap througho
 
 
 def _pieces_of(curve: tuple[tuple[float, float], ...]) -> _Pieces:
+    # The SoC ends as floats, the same values (a curve may be written with ints): `_walk`
+    # compares the SoC with them, and float to float is the interpreter's fast compare.
     return (
-        curve[0][0],
+        float(curve[0][0]),
         curve[0][1] * 1000.0,
         tuple(
-            (s1, p0 * 1000.0, s0, (p1 - p0) * 1000.0 / (s1 - s0))
+            (float(s1), p0 * 1000.0, float(s0), (p1 - p0) * 1000.0 / (s1 - s0))
             for (s0, p0), (s1, p1) in itertools.pairwise(curve)
         ),
         curve[-1][1] * 1000.0,
@@ -265,17 +267,17 @@ def _walk(
         if p0 + slope * (mid - s0) >= cap_w or not slope:
             # % per second, constant on this piece: the cap, or a flat piece of the curve
             rate = k * (min(cap_w, p0) if not slope else cap_w)
-            if rate <= 0:
+            if rate <= 0.0:
                 return s, math.inf
             seconds = (end - s) / rate
             if seconds > left:
                 return s + rate * left, budget_s
         else:
             start_w, end_w = p0 + slope * (s - s0), p0 + slope * (end - s0)
-            if start_w <= 0:
+            if start_w <= 0.0:
                 return s, math.inf
             # The curve falls to zero at `end`: approached, never reached.
-            seconds = math.log(end_w / start_w) / (slope * k) if end_w > 0 else math.inf
+            seconds = math.log(end_w / start_w) / (slope * k) if end_w > 0.0 else math.inf
             if seconds > left:
                 if math.isinf(left):
                     return s, math.inf
@@ -299,8 +301,9 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
     this replaced; property tests keep the two within 0.5 % at 1 s steps.
     """
     spec, start, target = battery.spec, battery.soc, battery.target_soc
-    # `is_full` and `fixed_cap`, inline: this runs on every visit of a charging connector.
-    if point.power_w <= 0 or dt_s <= 0 or start >= target - FULL_EPSILON:
+    # `is_full` and `fixed_cap`, inline: this runs on every visit of a charging connector
+    # (and zeros as floats: float to float is the interpreter's fast compare).
+    if point.power_w <= 0.0 or dt_s <= 0.0 or start >= target - FULL_EPSILON:
         return 0.0
     cap = point.cap_w
     soc, _ = _walk(spec, start, target, cap if isfinite(cap) else point.power_w, point.tapers, dt_s)

@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
 from simulator.core import power_sharing
@@ -217,9 +217,12 @@ class ChargerSpec:
         return f"ChargerSpec({self.charge_point_id!r})"
 
 
-class _KeptPoint(NamedTuple):
+@dataclass(slots=True, frozen=True)
+class _KeptPoint:
     """A connector's operating point and what it was computed from: the same again while
-    these are unchanged and the SoC stays below `below_soc` (`ac_point_holds_below`)."""
+    these are unchanged and the SoC stays below `below_soc` (`ac_point_holds_below`).
+    Slots, not a NamedTuple: the interpreter reads a slot directly, a NamedTuple's field
+    through its descriptor, and the meter reads six of them at every visit."""
 
     point: OperatingPoint
     battery: Battery
@@ -1927,9 +1930,14 @@ class Charger:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
                     add((text1(v) or _fixed_1(v), _Q_VOLTAGE))
             elif measurand == _SOC:
-                if evse.soc is not None:
-                    # Not memoised: a charging vehicle's SoC differs at every sample.
-                    add((f"{evse.soc:.1f}", _Q_SOC))
+                soc = evse.soc
+                if soc is not None:
+                    # A charging vehicle's SoC differs at every sample, its text mostly not.
+                    known = evse.soc_text
+                    if known is not None and known[0] <= soc <= known[1]:
+                        add((known[2], _Q_SOC))
+                    else:
+                        add((_soc_text(evse, soc), _Q_SOC))
             elif measurand == _POWER_OFFERED:
                 limit = self.limits.get(evse.connector_id)
                 offered = self._power_offered(evse, limit, ac)
@@ -1996,7 +2004,7 @@ class Charger:
         message = self.messages.meter_values(
             connector_id, tx, context, timestamp or self.stamp(), values
         )
-        if tx is not None and context is not SampleContext.TRIGGER:
+        if tx is not None and context is not _TRIGGER:
             self.send(message, transactional=True, tx=tx)
         else:
             # A triggered sample names its transaction but is not one of its messages.
@@ -2107,14 +2115,14 @@ class Charger:
                     self.set_status(evse, Status.SUSPENDED_EV)
                 elif status is Status.CHARGING:
                     self.set_status(evse, Status.SUSPENDED_EVSE)
-            elif status is Status.SUSPENDED_EVSE and battery.paused:
+            elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
                 self.set_status(evse, Status.SUSPENDED_EV)
             else:
-                if status is Status.SUSPENDED_EVSE:
+                if status is _SUSPENDED_EVSE:
                     self.set_status(evse, Status.CHARGING)
-                if dt > 0:
+                if dt > 0.0:  # float to float: the interpreter's fast compare
                     evse.meter(point, dt)
                 else:  # nothing metered in no time, but the readings are those of the point now
                     evse.show(point)
@@ -2146,13 +2154,17 @@ class Charger:
                 )
         return point
 
-    def sample_due(self, connector_id: int, now: float, tolerance: float) -> bool:
+    def sample_due(
+        self, connector_id: int, now: float, tolerance: float, interval: int | None = None
+    ) -> bool:
         """Whether the connector's periodic sample is due at `now` (within `tolerance`);
-        if so, its next one is scheduled."""
+        if so, its next one is scheduled, `interval` (MeterValueSampleInterval, as the
+        caller read it) after it."""
         due = self.next_sample.get(connector_id, 0.0)
         if not due or now < due - tolerance:
             return False
-        interval = self.config.as_int("MeterValueSampleInterval")
+        if interval is None:
+            interval = self.config.as_int("MeterValueSampleInterval")
         following = due + interval if interval else 0.0
         if following and following < now:
             following = now + interval  # fell behind: resync
@@ -2216,22 +2228,30 @@ _REMOTE_STARTABLE = frozenset(
 
 # The statuses in which a connector in a transaction meters (`step_connector`).
 _METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
-_ENERGY = Measurand.ENERGY_IMPORT_REGISTER
-_POWER = Measurand.POWER_IMPORT
-_CURRENT = Measurand.CURRENT_IMPORT
-_VOLTAGE = Measurand.VOLTAGE
-_SOC = Measurand.SOC
-_POWER_OFFERED = Measurand.POWER_OFFERED
-_CURRENT_OFFERED = Measurand.CURRENT_OFFERED
-_Q_ENERGY = QUANTITIES[_ENERGY, None]
-_Q_POWER = QUANTITIES[_POWER, None]
-_Q_CURRENT = QUANTITIES[_CURRENT, None]
-_Q_CURRENT_PHASE = tuple(QUANTITIES[_CURRENT, p] for p in (Phase.L1, Phase.L2, Phase.L3))
-_Q_VOLTAGE = QUANTITIES[_VOLTAGE, None]
-_Q_VOLTAGE_PHASE = tuple(QUANTITIES[_VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_N, Phase.L3_N))
-_Q_SOC = QUANTITIES[_SOC, None]
-_Q_POWER_OFFERED = QUANTITIES[_POWER_OFFERED, None]
-_Q_CURRENT_OFFERED = QUANTITIES[_CURRENT_OFFERED, None]
+# Enum members the meter's visit compares with, as module names: `Enum.MEMBER` goes
+# through the enum metaclass's `__getattr__` hook, a lookup more than a global each time.
+_SUSPENDED_EVSE = Status.SUSPENDED_EVSE
+_TRIGGER = SampleContext.TRIGGER
+_M = Measurand
+_Q_ENERGY = QUANTITIES[_M.ENERGY_IMPORT_REGISTER, None]
+_Q_POWER = QUANTITIES[_M.POWER_IMPORT, None]
+_Q_CURRENT = QUANTITIES[_M.CURRENT_IMPORT, None]
+_Q_CURRENT_PHASE = tuple(QUANTITIES[_M.CURRENT_IMPORT, p] for p in (Phase.L1, Phase.L2, Phase.L3))
+_Q_VOLTAGE = QUANTITIES[_M.VOLTAGE, None]
+_Q_VOLTAGE_PHASE = tuple(QUANTITIES[_M.VOLTAGE, p] for p in (Phase.L1_N, Phase.L2_N, Phase.L3_N))
+_Q_SOC = QUANTITIES[_M.SOC, None]
+_Q_POWER_OFFERED = QUANTITIES[_M.POWER_OFFERED, None]
+_Q_CURRENT_OFFERED = QUANTITIES[_M.CURRENT_OFFERED, None]
+# The measurands' names as plain str, which `readings` compares the configured names
+# (str) with: str == str is the interpreter's specialised compare, str == StrEnum the
+# generic one (a subclass check first), five of them per sample.
+_ENERGY = str(_M.ENERGY_IMPORT_REGISTER)
+_POWER = str(_M.POWER_IMPORT)
+_CURRENT = str(_M.CURRENT_IMPORT)
+_VOLTAGE = str(_M.VOLTAGE)
+_SOC = str(_M.SOC)
+_POWER_OFFERED = str(_M.POWER_OFFERED)
+_CURRENT_OFFERED = str(_M.CURRENT_OFFERED)
 # Memos of readings' decimal texts, one per format ("%.1f", "%.2f"): the meter formats
 # the same few values (230.0 V, 16.00 A, 11040.0 W) for thousands of connectors a second.
 # Exact by construction: equal floats format alike, except 0.0 and -0.0 ("-0.0"), so zero
@@ -2256,7 +2276,7 @@ _AMPS: dict[tuple[float, ...], list[Reading]] = {}
 _VOLTS: dict[tuple[float, ...], list[Reading]] = {}
 
 
-def _per_phase(per_phase: tuple[float, ...], measurand: Measurand) -> list[Reading]:
+def _per_phase(per_phase: tuple[float, ...], measurand: str) -> list[Reading]:
     """The readings of an AC connector's phases (L1, L2, L3 in turn), remembered in
     `_AMPS` or `_VOLTS` (see there)."""
     if measurand == _CURRENT:
@@ -2275,6 +2295,25 @@ def _remember(memo: dict[Any, Any], key: object, value: object) -> None:
     if len(memo) >= _TEXTS_MAX:
         memo.clear()
     memo[key] = value
+
+
+def _soc_text(evse: Evse, soc: float) -> str:
+    """`f"{soc:.1f}"`, remembered on the EVSE (`Evse.soc_text`) with the SoCs from `soc` up
+    to the highest float found that gives the same text: rounding to a decimal is monotonic,
+    so every SoC between two that give a text gives it too. (Only positive finite SoCs:
+    -0.0 gives "-0.0".) A SoC rising at a sample a second needs a format every few dozen
+    samples, not at each."""
+    text = f"{soc:.1f}"
+    if 0.0 < soc < math.inf:
+        hi = float(text) + 0.05  # about where the text changes; below it if need be
+        for _ in range(8):
+            if f"{hi:.1f}" == text:
+                break
+            hi = math.nextafter(hi, -math.inf)
+        else:
+            hi = soc
+        evse.soc_text = (soc, hi if hi > soc else soc, text)
+    return text
 
 
 def _fixed_2(value: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.contract import config_keys
@@ -16,23 +17,47 @@ from simulator.contract import config_keys
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class MeterSettings:
+    """The keys the meter reads at every visit of a charging connector, parsed."""
+
+    aligned_interval: int  # ClockAlignedDataInterval (s; 0: none)
+    sample_interval: int  # MeterValueSampleInterval (s; 0: none)
+    sampled_data: list[str]  # MeterValuesSampledData
+
+
 class ConfigValues(dict[str, str]):
     """The configuration as text, with parsed values cached: the meter tick reads several
     keys per charger per second, and parsing them each time costs more than the physics."""
 
-    __slots__ = ("_parsed",)
+    __slots__ = ("_parsed", "meter")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parsed: dict[str, Any] = {}
+        # `meter_settings()` as last made, None after any change: the meter's visit reads
+        # it as `config.meter or config.meter_settings()`, an attribute, not three calls.
+        self.meter: MeterSettings | None = None
 
     def __setitem__(self, key: str, value: str) -> None:
         super().__setitem__(key, value)
         self._parsed.clear()
+        self.meter = None
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         super().update(*args, **kwargs)
         self._parsed.clear()
+        self.meter = None
+
+    def meter_settings(self) -> MeterSettings:
+        settings = self.meter
+        if settings is None:
+            settings = self.meter = MeterSettings(
+                self.as_int("ClockAlignedDataInterval"),
+                self.as_int("MeterValueSampleInterval"),
+                self.as_list("MeterValuesSampledData"),
+            )
+        return settings
 
     def parsed(self, key: str, parse: Callable[[str], Any]) -> Any:
         try:

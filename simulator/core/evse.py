@@ -107,6 +107,9 @@ class Evse:
     db_id: int | None = None  # the database row, for checkpoints
     # The ongoing session's series, or the last one's once it ended (the dashboard's chart).
     session: SessionSeries | None = None
+    # The SoC reading's text, with an interval of SoCs known to give that same text (lo, hi,
+    # text): kept by `Charger.readings`, see `charge_point._soc_text`.
+    soc_text: tuple[float, float, str] | None = None
 
     def __post_init__(self) -> None:
         if self.connector_id < 1:
@@ -166,15 +169,16 @@ class Evse:
         nothing.
         """
         battery = self.battery
-        if battery is None or point.power_w <= 0:
+        # Zeros as floats: float to float is the interpreter's fast compare (every visit).
+        if battery is None or point.power_w <= 0.0:
             self.stop_flow()
             return 0.0
         wh = advance(battery, point, dt_s)
-        if not wh >= 0:  # `add_energy`'s check, inline: this runs on every visit
+        if not wh >= 0.0:  # `add_energy`'s check, inline: this runs on every visit
             raise ValueError(f"connector {self.connector_id}: negative energy {wh} Wh")
         self.register_wh += wh
         self.soc = battery.soc
-        power = wh * 3600.0 / dt_s if dt_s > 0 else point.power_w
+        power = wh * 3600.0 / dt_s if dt_s > 0.0 else point.power_w
         if abs(power - point.power_w) <= 1e-9 * point.power_w:
             power = point.power_w  # float dust of a constant power
         # An average never exceeds the offer's cap (`fixed_cap`, inline).

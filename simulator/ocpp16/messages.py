@@ -86,28 +86,40 @@ _SAMPLED: dict[SampleContext, dict[Quantity, dict[str, str]]] = {
 # Whole SampledValues of readings that recur (a fleet's 230.0 V, 16.00 A, 11040.0 W: the
 # readings are even the same tuples), per context: found, not copied again. Shared by the
 # payloads that carry them, which no one mutates once built (as `_SAMPLED`'s). Bounded:
-# cleared when full (the readings that recur come back at once).
+# cleared when full (the readings that recur come back at once). Only readings whose value
+# is a str are kept: a hit needs no type check (`_sampled`).
 _SHARED: dict[SampleContext, dict[Reading, dict[str, str]]] = {c: {} for c in CONTEXTS}
 _SHARED_MAX = 4096
 
 
 def sampled_values(context: SampleContext, readings: list[Reading]) -> list[dict[str, str]]:
+    return _sampled(context, readings)[0]
+
+
+def _sampled(context: SampleContext, readings: list[Reading]) -> tuple[list[dict[str, str]], bool]:
+    """The readings' SampledValues, and whether every value is a str (the part of
+    `meter_values`' proof that depends on the readings): a shared one's is, so only a
+    reading not met before is looked at, not every reading of every sample."""
     templates = _SAMPLED[context]
     shared = _SHARED[context]
     found = shared.get
     out: list[dict[str, str]] = []
     add = out.append
+    texts = True
     for reading in readings:
         sampled = found(reading)
         if sampled is None:
             value, quantity = reading
             sampled = templates[quantity].copy()
             sampled["value"] = value
-            if len(shared) >= _SHARED_MAX:
-                shared.clear()
-            shared[reading] = sampled
+            if type(value) is str:
+                if len(shared) >= _SHARED_MAX:
+                    shared.clear()
+                shared[reading] = sampled
+            else:
+                texts = False
         add(sampled)
-    return out
+    return out, texts
 
 
 def _templates_check() -> bool:
@@ -249,15 +261,14 @@ class Ocpp16Messages:
         timestamp: str,
         readings: list[Reading],
     ) -> Message:
-        sampled = sampled_values(context, readings)
+        sampled, texts = _sampled(context, readings)
         trusted = (
-            _TEMPLATES_CHECKED and type(connector_id) is int and type(timestamp) is str and sampled
+            texts
+            and _TEMPLATES_CHECKED
+            and type(connector_id) is int
+            and type(timestamp) is str
+            and sampled
         )
-        if trusted:
-            for value, _ in readings:  # a loop in place: no call, no list per message
-                if type(value) is not str:
-                    trusted = False
-                    break
         payload: Payload
         if trusted:  # valid by construction: sent without the per-message schema check
             payload = checked = Checked(connectorId=connector_id)

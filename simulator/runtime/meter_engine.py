@@ -54,6 +54,11 @@ MAX_SLEEP_S = 60.0
 # ones are not invented.
 _MAX_ALIGNED_PER_TICK = 16
 _DAY = 86_400
+# Enum members the visit compares with, as module names: `Enum.MEMBER` goes through the
+# enum metaclass's `__getattr__` hook, a lookup more than a global each time.
+_PERIODIC = SampleContext.PERIODIC
+_CHARGING = ConnectorStatus.CHARGING
+_SUSPENDED_EVSE = ConnectorStatus.SUSPENDED_EVSE
 
 
 def no_limit(charger: Charger, evse: Evse) -> float | None:
@@ -196,7 +201,9 @@ class MeterEngine:
         if now >= charger.next_heartbeat and charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False
-        interval = charger.config.as_int("ClockAlignedDataInterval")
+        config = charger.config
+        settings = config.meter or config.meter_settings()  # kept until a change
+        interval = settings.aligned_interval
         boundaries = (
             self._aligned_boundaries(charger, interval, wall_s, since) if interval > 0 else None
         )
@@ -215,7 +222,7 @@ class MeterEngine:
             changed |= charger.step_connector(evse, rest)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
-            if charger.sample_due(connector_id, now, half_tick):
+            if charger.sample_due(connector_id, now, half_tick, settings.sample_interval):
                 if periodic is None:
                     periodic = [connector_id]
                 else:
@@ -225,9 +232,9 @@ class MeterEngine:
             # Before this tick's periodic samples: the queue stays in timestamp order.
             self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
-            measurands = charger.config.as_list("MeterValuesSampledData")
+            measurands = settings.sampled_data
             for connector_id in periodic:
-                charger.send_meter_values(connector_id, SampleContext.PERIODIC, measurands, stamp)
+                charger.send_meter_values(connector_id, _PERIODIC, measurands, stamp)
         if changed:
             charger.listener.on_change(charger)
         charger.meter_wake = self._next_wake(charger, now, wall_s, interval, profiled)
@@ -289,7 +296,7 @@ class MeterEngine:
         for connector_id in charger.transactions:
             evse = charger.evses[connector_id - 1]
             status = evse.status
-            if status is ConnectorStatus.CHARGING:
+            if status is _CHARGING:
                 battery = evse.battery
                 if battery is None:
                     return now + tick
@@ -313,7 +320,7 @@ class MeterEngine:
                     if steady <= 0:
                         return now + tick  # tapering: the shares move every tick
                     wake = min(wake, now + steady)
-            elif status is ConnectorStatus.SUSPENDED_EVSE:
+            elif status is _SUSPENDED_EVSE:
                 return now + tick  # the next visit decides whether it charges again
         return wake
 
