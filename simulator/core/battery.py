@@ -276,13 +276,17 @@ def _walk(
             start_w, end_w = p0 + slope * (s - s0), p0 + slope * (end - s0)
             if start_w <= 0.0:
                 return s, math.inf
-            # The curve falls to zero at `end`: approached, never reached.
-            seconds = math.log(end_w / start_w) / (slope * k) if end_w > 0.0 else math.inf
+            # The curve falls to zero at `end`: approached, never reached. log1p and expm1,
+            # not log of a ratio and exp minus 1: on a nearly flat piece the ratio is 1 plus
+            # a few ulps, and the plain forms lost six digits (advancing in pieces then
+            # disagreed with advancing at once).
+            seconds = (
+                math.log1p(slope * (end - s) / start_w) / (slope * k) if end_w > 0.0 else math.inf
+            )
             if seconds > left:
                 if math.isinf(left):
                     return s, math.inf
-                reached_w = start_w * math.exp(slope * k * left)
-                return s + (reached_w - start_w) / slope, budget_s
+                return s + start_w * math.expm1(slope * k * left) / slope, budget_s
         s, elapsed = end, elapsed + seconds
     return s, elapsed
 
