@@ -62,12 +62,15 @@ def _walk_reference(
             start_w, end_w = p0 + slope * (s - s0), p0 + slope * (end - s0)
             if start_w <= 0:
                 return s, math.inf
-            seconds = math.log(end_w / start_w) / (slope * k) if end_w > 0 else math.inf
+            # The same integration as the walk (log1p/expm1: see battery._walk); what this
+            # reference keeps is the per-call piece look-up.
+            seconds = (
+                math.log1p(slope * (end - s) / start_w) / (slope * k) if end_w > 0 else math.inf
+            )
             if seconds > left:
                 if math.isinf(left):
                     return s, math.inf
-                reached_w = start_w * math.exp(slope * k * left)
-                return s + (reached_w - start_w) / slope, budget_s
+                return s + start_w * math.expm1(slope * k * left) / slope, budget_s
         s, elapsed = end, elapsed + seconds
     return s, elapsed
 
