@@ -76,22 +76,34 @@ def test_redis_url_is_optional_and_checked():
         env_redis_url("REDIS_URL", {"REDIS_URL": "http://127.0.0.1:6379"})
 
 
-def test_settings_refuse_to_start_without_secret_key_when_debug_is_off(tmp_path):
+def start_django(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`django.setup()` in a fresh process with only these variables set."""
     env = {
         "PATH": os.environ["PATH"],
-        "DEBUG": "false",
         "CHARGESIM_VAR_DIR": str(tmp_path),
         "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+        **variables,
     }
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env=env,
         capture_output=True,
         text=True,
         cwd=BASE_DIR,
     )
+
+
+def test_settings_refuse_to_start_without_secret_key_when_debug_is_off(tmp_path):
+    result = start_django(tmp_path, DEBUG="false")
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+@pytest.mark.parametrize("raw", ["1000", "256", "131072", "big"])
+def test_a_sqlite_page_size_sqlite_would_refuse_stops_start_up_naming_it(tmp_path, raw):
+    result = start_django(tmp_path, CHARGESIM_SQLITE_PAGE_SIZE=raw)
+    assert result.returncode != 0
+    assert "CHARGESIM_SQLITE_PAGE_SIZE" in result.stderr
 
 
 def test_development_secret_key_is_generated_once(tmp_path):
