@@ -68,3 +68,19 @@ def test_a_changed_measurand_list_is_sampled_at_the_next_visit() -> None:
     ]
     # A sample a second from the first due one; the change counts from the visit after it.
     assert measurands == [["Energy.Active.Import.Register"], ["SoC"], ["SoC"]]
+
+
+def test_every_way_a_configuration_changes_drops_what_was_kept() -> None:
+    for change in (
+        lambda c: c.pop("MeterValueSampleInterval"),
+        lambda c: c.__delitem__("MeterValueSampleInterval"),
+        lambda c: c.clear(),
+        lambda c: c.popitem(),
+        lambda c: c.setdefault("MeterValueSampleInterval", "5"),
+    ):
+        config = ConfigValues(config_keys.defaults(1))
+        config["MeterValueSampleInterval"] = "60"
+        assert config.meter_settings().sample_interval == 60
+        assert config.as_int("MeterValueSampleInterval") == 60
+        change(config)
+        assert (config.meter or config.meter_settings()) == parsed(config)

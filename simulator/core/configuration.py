@@ -49,6 +49,36 @@ class ConfigValues(dict[str, str]):
         self._parsed.clear()
         self.meter = None
 
+    # Every other way a dict changes drops the cached values too (nothing calls these on a
+    # charger's configuration today; a stale parse would be a silent wrong answer).
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._parsed.clear()
+        self.meter = None
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self._parsed.clear()
+        self.meter = None
+        return value
+
+    def popitem(self) -> tuple[str, str]:
+        item = super().popitem()
+        self._parsed.clear()
+        self.meter = None
+        return item
+
+    def setdefault(self, key: str, default: str = "") -> str:
+        value = super().setdefault(key, default)
+        self._parsed.clear()
+        self.meter = None
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self._parsed.clear()
+        self.meter = None
+
     def meter_settings(self) -> MeterSettings:
         settings = self.meter
         if settings is None:
