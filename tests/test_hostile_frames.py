@@ -14,7 +14,7 @@ import pytest
 from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
-from chargers.models import ChargingProfileRecord, Transaction
+from chargers.models import ChargingProfileRecord, OutboxMessage, Transaction
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
 from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -103,6 +103,90 @@ async def test_an_integer_key_takes_only_plain_ascii_digits(csms, value):
         assert reply.message_type == 3
         assert reply.payload == {"status": "Rejected"}
         assert charger.config["HeartbeatInterval"] == "300"
+
+
+# -- text that cannot be stored: a NUL character ----------------------------------------------
+
+NUL_CALLS = {
+    "idTag": ("RemoteStartTransaction", {"connectorId": 1, "idTag": "T\x001"}),
+    "configuration value": (
+        "ChangeConfiguration",
+        {"key": "HeartbeatInterval", "value": "60\x00"},
+    ),
+    "local list entry": (
+        "SendLocalList",
+        {
+            "listVersion": 3,
+            "updateType": "Full",
+            "localAuthorizationList": [
+                {"idTag": "T1", "idTagInfo": {"status": "Accepted", "parentIdTag": "P\x00"}}
+            ],
+        },
+    ),
+    "key list": ("GetConfiguration", {"key": ["HeartbeatInterval", "\x00"]}),
+    "vendor id": ("DataTransfer", {"vendorId": "\x00Vendor"}),
+}
+
+
+@pytest.mark.parametrize("action, payload", NUL_CALLS.values(), ids=NUL_CALLS.keys())
+async def test_a_nul_character_in_any_text_of_a_call_is_a_property_constraint_violation(
+    csms, action, payload
+):
+    # PostgreSQL's text and jsonb hold no NUL: an idTag with one would make the charger's
+    # StartTransaction unstorable, and a stored value unreadable. Refused where it enters.
+    charger = runtime_charger("HF-NUL", csms.url, evses=1)
+    async with connected(charger):
+        config, version = dict(charger.config), charger.local_list.version
+        reply = await reply_to(csms, "HF-NUL", frame("n1", action, payload))
+        assert reply.error_code == "PropertyConstraintViolation"
+        assert "NUL character" in reply.payload["errorDescription"]
+        assert dict(charger.config) == config
+        assert charger.local_list.version == version
+        assert not charger.pending_authorizations and not charger.transactions
+        await still_answers(csms, "HF-NUL")
+
+
+async def test_an_answer_with_a_nul_character_fails_the_call_and_is_not_kept(csms, caplog):
+    from ocpp.v16.datatypes import IdTagInfo
+
+    csms.authorize["T8"] = IdTagInfo(status="Accepted", parent_id_tag="P\x00")
+    charger = runtime_charger("HF-NULA", csms.url, evses=1)
+    async with connected(charger):
+        # Treated like a schema-invalid answer: decided offline (unknown tag: Invalid).
+        assert await charger.authorize("T8") == "Invalid"
+        assert "T8" not in charger.auth_cache
+    assert "Authorize failed (FormationViolation" in caplog.text
+    assert "NUL character" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_after_a_refused_nul_id_tag_the_next_session_is_stored_on_every_backend(csms):
+    await database_sync_to_async(make_charger)("HF-NULTX", evses=1, csms_url=csms.url)
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-NULTX"]))
+    await service.start()
+    try:
+        charger = loaded(service, "HF-NULTX")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        charger.plug_in(1, COMPACT, soc=20)
+        start = {"connectorId": 1, "idTag": "T\x001"}
+        reply = await reply_to(csms, "HF-NULTX", frame("n2", "RemoteStartTransaction", start))
+        assert reply.error_code == "PropertyConstraintViolation"
+        answer = await csms.call(
+            "HF-NULTX", call.RemoteStartTransaction(id_tag="T1", connector_id=1)
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="started")
+        await service.checkpoint()
+        rows = await database_sync_to_async(list)(
+            Transaction.objects.filter(charger__charge_point_id="HF-NULTX").values_list(
+                "id_tag", "transaction_id"
+            )
+        )
+        assert rows == [("T1", charger.evse(1).transaction_id)]
+        outbox = await database_sync_to_async(OutboxMessage.objects.count)()
+        assert outbox == 0  # the StartTransaction was stored, sent and confirmed
+    finally:
+        await service.stop()
 
 
 # -- frames ------------------------------------------------------------------------------------

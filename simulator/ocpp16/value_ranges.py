@@ -5,11 +5,15 @@ check formats at all), so a CSMS may send `chargingProfileId` 2^63 or a date who
 lies in year 0 or 10000. Such a value must be refused where it enters, once, instead of
 failing later where it is used: SQLite stores at most 64-bit integers (one such row would
 fail every checkpoint), our id columns are 64-bit (BigIntegerField) on every backend, and
-`datetime` covers years 1-9999 only.
+`datetime` covers years 1-9999 only. Nor may any string hold a NUL character: OCPP's strings
+are printable text, PostgreSQL's text and jsonb cannot hold one, and an idTag or a
+configuration value is stored and sent again (a StartTransaction whose outbox row is
+refused would be lost).
 
 Each schema is compiled once into a small plan that visits only the fields that can hold a
-number or a date-time; a message whose schema has none (MeterValues.conf, the hot path)
-has no plan and costs one dictionary look-up.
+number, a date-time or free text (not an enumeration: the schema allows only its members);
+a message whose schema has none (MeterValues.conf, the hot path) has no plan and costs one
+dictionary look-up.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def utc_datetime(text: str) -> datetime:
 
 @dataclass(slots=True)
 class _Plan:
-    kind: str  # "int", "number", "date", "object", "array"
+    kind: str  # "int", "number", "date", "text", "object", "array"
     bounds: tuple[int, int] = INT64
     properties: dict[str, _Plan] = field(default_factory=dict)
     items: _Plan | None = None
@@ -65,7 +69,9 @@ def _compile(node: dict[str, Any], root: dict[str, Any]) -> _Plan | None:
     if kind == "number":
         return _Plan("number")
     if kind == "string":
-        return _Plan("date") if node.get("format") == "date-time" else None
+        if node.get("format") == "date-time":
+            return _Plan("date")
+        return None if "enum" in node else _Plan("text")
     if kind == "array" and isinstance(node.get("items"), dict):
         items = _compile(node["items"], root)
         return None if items is None else _Plan("array", items=items)
@@ -123,6 +129,9 @@ def _visit(plan: _Plan, value: Any, path: str) -> None:
             assert plan.items is not None
             for index, item in enumerate(value):
                 _visit(plan.items, item, f"{path}[{index}]")
+    elif kind == "text":
+        if isinstance(value, str) and "\x00" in value:
+            raise OutOfRange(f"{path}: a NUL character cannot be stored")
     elif kind == "date":
         if isinstance(value, str):
             try:
