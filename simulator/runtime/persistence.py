@@ -472,8 +472,13 @@ class Checkpointer(Listener):
     # -- listener side (event loop thread) ---------------------------------------------------
 
     def on_change(self, charger: Charger) -> None:
-        with self._lock:
-            self._dirty[charger.id] = charger
+        # The meter calls this at every visit of a charging charger, mostly while it is
+        # marked already: then without the lock. Safe: `take` swaps `_dirty` for a new dict
+        # (or pops from it) under the lock and only then reads the chargers' values, so a
+        # charger found marked here, in either dict, has this change read by a later read.
+        if self._dirty.get(charger.id) is not charger:
+            with self._lock:
+                self._dirty[charger.id] = charger
         if self.downstream is not None:
             self.downstream.on_change(charger)
 
