@@ -122,6 +122,26 @@ def test_an_urgent_batch_names_the_lease_only_for_open_transactions():
     assert batch.leased == {11}
 
 
+def test_a_charger_marked_again_after_a_batch_is_in_the_next_one():
+    """`on_change` skips the lock for a charger marked already: a batch taken in between
+    unmarks it, and its next change is in the next batch; a charger that replaced one of
+    the same id (a reboot) is marked in its place."""
+    checkpointer = Checkpointer()
+    charger = FakeCharger("CP-1", 1, [11])
+    checkpointer.on_change(charger)  # type: ignore[arg-type]
+    checkpointer.on_change(charger)  # type: ignore[arg-type]  # marked already
+    assert [row[1:] for row in checkpointer.take().evses] == [(0.0, "Available", 11)]
+    charger.evses[0].register_wh = 2.0
+    checkpointer.on_change(charger)  # type: ignore[arg-type]
+    assert [row[1:] for row in checkpointer.take().evses] == [(2.0, "Available", 11)]
+    assert checkpointer.take().evses == []  # nothing changed since
+    checkpointer.on_change(charger)  # type: ignore[arg-type]
+    replaced = FakeCharger("CP-1", 1, [11])
+    replaced.evses[0].register_wh = 7.0
+    checkpointer.on_change(replaced)  # type: ignore[arg-type]
+    assert [row[1:] for row in checkpointer.take().evses] == [(7.0, "Available", 11)]
+
+
 # An operation: (kind, charger index, connector index, value)
 _OPS = st.lists(
     st.tuples(

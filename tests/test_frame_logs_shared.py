@@ -188,7 +188,10 @@ def _reference_keep(
     cap=st.integers(100, 5_000),
 )
 def test_the_dashboard_log_keeps_the_newest_within_its_count_and_bytes(sizes, limit, cap):
+    # `_keep` (the publisher's own frames and events) and `log_frame`, which has it inlined
+    # (the frames the checkpoint writer shares): both keep what the reference keeps.
     publisher = EventPublisher(log_limit=limit, log_bytes=cap)
+    shared = EventPublisher(log_limit=limit, log_bytes=cap)
     charger = _charger(publisher)
     reference: deque[tuple[float, str, str]] = deque()
     size = 0
@@ -200,6 +203,11 @@ def test_the_dashboard_log_keeps_the_newest_within_its_count_and_bytes(sizes, li
         assert DROPPED["message_log"] - before == popped
         assert list(publisher.frames["CP-SHARED"]) == list(reference)
         assert publisher.frames["CP-SHARED"].size == size
+        before = DROPPED["message_log"]
+        shared.log_frame(charger, "in", "raw", "1", "X", entry[0], entry[2])
+        assert DROPPED["message_log"] - before == popped
+        assert list(shared.frames["CP-SHARED"]) == list(reference)
+        assert shared.frames["CP-SHARED"].size == size
 
 
 def _reference_values(pending: list[frame_log.Pending], payload_chars: int, redacted: bool) -> list:

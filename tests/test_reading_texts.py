@@ -132,6 +132,39 @@ def test_shared_sampled_values_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(messages._SHARED[SampleContext.PERIODIC]) <= 8
 
 
+def test_recurring_sampled_values_stay_shared_while_registers_grow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fleet's registers differ at every sample and fill the memo; the SampledValues of
+    the readings that recur (a voltage, a current) stay the very same dicts, not copied
+    again after every time it fills."""
+    context = SampleContext.PERIODIC
+    monkeypatch.setitem(messages._SHARED, context, {})
+    energy = QUANTITIES[Measurand.ENERGY_IMPORT_REGISTER, None]
+    recurring: list[Reading] = [
+        ("230.0", QUANTITIES[Measurand.VOLTAGE, None]),
+        ("16.00", QUANTITIES[Measurand.CURRENT_IMPORT, None]),
+    ]
+    first = sampled_values(context, recurring)
+    for register in range(3 * messages._SHARED_MAX):
+        *same, sampled = sampled_values(context, [*recurring, (str(register), energy)])
+        assert sampled["value"] == str(register)
+        assert all(a is b for a, b in zip(same, first, strict=True)), register
+    assert len(messages._SHARED[context]) <= messages._SHARED_MAX
+
+
+def test_a_memo_full_of_other_readings_is_still_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readings that are not registers yet do not recur (a DC curve's powers) cannot hold
+    the memo full: it is emptied as before."""
+    monkeypatch.setattr(messages, "_SHARED_MAX", 8)
+    monkeypatch.setitem(messages._SHARED, SampleContext.PERIODIC, {})
+    power = QUANTITIES[Measurand.POWER_IMPORT, None]
+    for n in range(50):
+        (sampled,) = sampled_values(SampleContext.PERIODIC, [(f"{n}.5", power)])
+        assert sampled["value"] == f"{n}.5"
+        assert len(messages._SHARED[SampleContext.PERIODIC]) <= 8
+
+
 # SoCs around the points where a text changes (x.x5, exactly representable or not) and
 # their neighbouring floats: where a wrong interval would show first.
 _HALVES = [n / 10 + 0.05 for n in range(0, 1000, 7)]

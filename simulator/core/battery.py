@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import isfinite
 
 from simulator.core.dc_voltage import pack_voltage
@@ -35,6 +35,9 @@ class Battery:
     # connector shows SuspendedEV until it resumes. The physics does not read it: the
     # charge point keeps a paused EV out of the session statuses in which energy flows.
     paused: bool = False
+    # The curve piece `advance` last charged on and what holds on it, kept while the SoC
+    # stays on it at the same offer (see `_piece_at`); the meter's, not a setting.
+    piece: _Piece | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.soc <= 100 or not 0 <= self.target_soc <= 100:
@@ -291,6 +294,40 @@ def _walk(
     return s, elapsed
 
 
+# The piece `_walk` starts on from a SoC: (spec, target, cap W, tapers, lo %, end %, p0 W,
+# s0 %, slope W per %, k % per W·s). Its end, p0, s0, slope and k are those `_walk` finds
+# for every SoC in [lo, end) at the same spec, target, cap and tapering (the pieces are
+# searched in order, and `end`, the piece's end, the target or where the curve meets the
+# cap, does not depend on where on the piece the SoC is).
+_Piece = tuple[VehicleSpec, float, float, bool, float, float, float, float, float, float]
+
+
+def _piece_at(spec: VehicleSpec, soc: float, target: float, cap_w: float, tapers: bool) -> _Piece:
+    """`_walk`'s first piece from `soc` (< target), found as `_walk` finds it."""
+    k = spec.efficiency / (spec.capacity_kwh * 36_000.0)
+    if not tapers:
+        first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
+    elif spec.curve:
+        first_s, first_w, pieces, last_w = _curve_pieces(spec.curve)
+    else:
+        first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
+    if soc < first_s:
+        hi, p0, s0, slope = first_s, first_w, soc, 0.0
+    else:
+        for piece in pieces:
+            if soc < piece[0]:
+                hi, p0, s0, slope = piece
+                break
+        else:
+            hi, p0, s0, slope = math.inf, last_w, soc, 0.0
+    end = target if target < hi else hi
+    if slope:
+        crossing = s0 + (cap_w - p0) / slope
+        if soc < crossing < end:
+            end = crossing
+    return (spec, target, cap_w, tapers, soc, end, p0, s0, slope, k)
+
+
 def fixed_cap(point: OperatingPoint) -> float:
     """The most this point's offer lets flow at any SoC (W). A point made without a cap
     (by hand, in a test) is a constant power."""
@@ -310,7 +347,48 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
     if point.power_w <= 0.0 or dt_s <= 0.0 or start >= target - FULL_EPSILON:
         return 0.0
     cap = point.cap_w
-    soc, _ = _walk(spec, start, target, cap if isfinite(cap) else point.power_w, point.tapers, dt_s)
+    cap_w = cap if isfinite(cap) else point.power_w
+    tapers = point.tapers
+    # `_walk`'s first pass, on the piece kept from the last visit: at 1 s sampling a
+    # charging connector is visited every second and stays on one piece of its curve for
+    # minutes, so its search (and the curve's look-up) is skipped. The same operations in
+    # the same order as `_walk`'s, so the same SoC to the bit; a step that leaves the
+    # piece goes through `_walk` itself.
+    piece = battery.piece
+    if (
+        piece is None
+        or piece[0] is not spec
+        or piece[1] != target
+        or piece[2] != cap_w
+        or piece[3] is not tapers
+        or not piece[4] <= start < piece[5]
+    ):
+        piece = battery.piece = _piece_at(spec, start, target, cap_w, tapers)
+    end, p0, s0, slope, k = piece[5:]
+    soc: float | None = None  # None: the step leaves the piece (`_walk` goes on)
+    if p0 + slope * ((start + end) / 2 - s0) >= cap_w or not slope:
+        rate = k * (min(cap_w, p0) if not slope else cap_w)
+        if rate <= 0.0:
+            soc = start
+        elif (end - start) / rate > dt_s:
+            soc = start + rate * dt_s
+    else:
+        start_w, end_w = p0 + slope * (start - s0), p0 + slope * (end - s0)
+        if start_w <= 0.0:
+            soc = start
+        else:
+            seconds = (
+                math.log1p(slope * (end - start) / start_w) / (slope * k)
+                if end_w > 0.0
+                else math.inf
+            )
+            if seconds > dt_s:
+                if math.isinf(dt_s):
+                    soc = start
+                else:
+                    soc = start + start_w * math.expm1(slope * k * dt_s) / slope
+    if soc is None:
+        soc, _ = _walk(spec, start, target, cap_w, tapers, dt_s)
     if soc >= target - FULL_EPSILON:
         needed = battery.energy_to_target_wh()
         battery.soc = max(start, battery.target_soc)

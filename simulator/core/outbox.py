@@ -290,8 +290,8 @@ class Outbox:
             # MeterValues'), without its call.
             if items and items[0] is item:
                 items.popleft()
-                if item.transactional and queue.sink is not None:
-                    queue.sink.outbox_removed(item)
+                if item.transactional and (sink := queue.sink) is not None:
+                    sink.outbox_removed(item)
             else:
                 queue.remove(item)
             if item.on_result is not None:

@@ -20,6 +20,7 @@ from simulator.core.protocol import (
     BootAnswer,
     Identity,
     IdTagAnswer,
+    Measurand,
     Message,
     MeterSample,
     Payload,
@@ -85,11 +86,21 @@ _SAMPLED: dict[SampleContext, dict[Quantity, dict[str, str]]] = {
 
 # Whole SampledValues of readings that recur (a fleet's 230.0 V, 16.00 A, 11040.0 W: the
 # readings are even the same tuples), per context: found, not copied again. Shared by the
-# payloads that carry them, which no one mutates once built (as `_SAMPLED`'s). Bounded:
-# cleared when full (the readings that recur come back at once). Only readings whose value
-# is a str are kept: a hit needs no type check (`_sampled`).
+# payloads that carry them, which no one mutates once built (as `_SAMPLED`'s). Only
+# readings whose value is a str are kept: a hit needs no type check (`_sampled`).
+#
+# Bounded. An energy register's text differs at every sample of its connector (it recurs
+# only across connectors at the same register, e.g. a fleet started together), so most of
+# what fills the memo is registers: when full, those go (`_make_room`) and the readings
+# that recur (voltages, currents, powers, SoCs) stay, instead of being copied again for
+# every connector after each clear. Sorted out when full only, never per reading: a hit
+# and a miss cost what they did.
 _SHARED: dict[SampleContext, dict[Reading, dict[str, str]]] = {c: {} for c in CONTEXTS}
 _SHARED_MAX = 4096
+# Quantities whose readings do not recur for a connector: the first to go.
+_NEVER_RECUR = frozenset(
+    q for q in QUANTITIES.values() if q.measurand is Measurand.ENERGY_IMPORT_REGISTER
+)
 
 
 def sampled_values(context: SampleContext, readings: list[Reading]) -> list[dict[str, str]]:
@@ -114,12 +125,22 @@ def _sampled(context: SampleContext, readings: list[Reading]) -> tuple[list[dict
             sampled["value"] = value
             if type(value) is str:
                 if len(shared) >= _SHARED_MAX:
-                    shared.clear()
+                    _make_room(shared)
                 shared[reading] = sampled
             else:
                 texts = False
         add(sampled)
     return out, texts
+
+
+def _make_room(shared: dict[Reading, dict[str, str]]) -> None:
+    """A full `_SHARED` memo without its registers (see there); emptied if what is left
+    still takes half of it (a fleet whose other readings do not recur either, e.g. DC
+    tapering), so that a full memo is sorted out at most every `_SHARED_MAX / 2` misses."""
+    kept = {r: s for r, s in shared.items() if r[1] not in _NEVER_RECUR}
+    shared.clear()
+    if len(kept) <= _SHARED_MAX // 2:
+        shared.update(kept)
 
 
 def _templates_check() -> bool:
@@ -277,7 +298,10 @@ class Ocpp16Messages:
             payload = {"connectorId": connector_id}
         payload["meterValue"] = [{"timestamp": timestamp, "sampledValue": sampled}]
         if tx is not None:
-            payload["transactionId"] = tx_id = wire_id(tx)
+            tx_id = tx.transaction_id  # `wire_id(tx)` without its call (every sample)
+            if tx_id is None:
+                tx_id = UNCONFIRMED
+            payload["transactionId"] = tx_id
             if type(tx_id) is not int and type(payload) is Checked:
                 payload = dict(payload)
         return "MeterValues", payload

@@ -196,8 +196,34 @@ class EventPublisher(Listener):
         both logs): the same effect without a second clock read and secret test."""
         if self.stream.active:
             self.stream.on_frame(charger, direction, text, message_id, action)
-        if self.log_limit > 0:
-            self._keep(charger, (at, direction, shown))
+        limit = self.log_limit
+        if limit <= 0:
+            return
+        # `self._keep(charger, (at, direction, shown))` inlined: this is every frame's second
+        # Python call into the dashboard's log (tests/test_frame_logs_shared.py holds both to
+        # the same reference bound).
+        entry = (at, direction, shown)
+        cid = charger.id
+        frames = self.frames.get(cid)
+        if frames is None:
+            frames = self.frames[cid] = FrameLog()
+        frames.append(entry)
+        size = frames.size + len(shown) + _ENTRY_OVERHEAD
+        count = len(frames)
+        cap = self.log_bytes
+        if count > 1 and (size > cap or count > limit):  # a full log: once per frame at scale
+            full = count
+            while True:
+                size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
+                count -= 1
+                if count <= 1 or (count <= limit and size <= cap):
+                    break
+            DROPPED["message_log"] += full - count
+        frames.size = size
+        watched = self.watched
+        if watched and charger.spec.db_id in watched:
+            self._new_frames.setdefault(cid, []).append(entry)
+            self._dirty.setdefault(cid, charger)
 
     def _keep(self, charger: Charger, entry: tuple[float, str, str]) -> None:
         cid = charger.id
@@ -209,14 +235,13 @@ class EventPublisher(Listener):
         count = len(frames)
         limit, cap = self.log_limit, self.log_bytes
         if count > 1 and (size > cap or count > limit):  # a full log: once per frame at scale
-            popped = 0
+            full = count
             while True:
                 size -= len(frames.popleft()[2]) + _ENTRY_OVERHEAD
-                popped += 1
                 count -= 1
                 if count <= 1 or (count <= limit and size <= cap):
                     break
-            DROPPED["message_log"] += popped
+            DROPPED["message_log"] += full - count  # the entries popped
         frames.size = size
         watched = self.watched
         if watched and charger.spec.db_id in watched:
