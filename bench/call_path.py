@@ -20,9 +20,9 @@ checkpoint would (writing them is the writer thread's part: `bench/message_log.p
 
 `--durable` makes each MeterValues a durable outbox message, as in the worker: 200 are
 queued, the `Checkpointer` takes them as one batch, the writer's rows are made
-(`OutboxMessage.objects.add` / `remove` without the SQL statement: `execute_rows` does
-nothing here, `bench/message_log.py` measures writing), and the batch is settled
-(`written`), which sends the first; each answer sends the next.
+(`OutboxMessage.objects.add` / `remove` without the SQL statement: `execute_rows` and
+`execute_values` do nothing here, `bench/message_log.py` measures writing), and the batch
+is settled (`written`), which sends the first; each answer sends the next.
 
 Like `steady_state.py`, nothing else shares the measurement (no CSMS, no event loop work
 besides this), so two commits compare within a few per cent on a busy machine where
@@ -119,6 +119,7 @@ async def measure(
         from chargers.models import OutboxMessage
 
         chargers.models.execute_rows = lambda sql, rows, types: None
+        chargers.models.execute_values = lambda sql, values, types: None
         manager = OutboxMessage.objects
     connection = Framed() if socket else Sink()
     client = ChargePointClient(charger, connection, timeout=30)

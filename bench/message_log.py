@@ -39,6 +39,8 @@ METER_VALUES = (
     '{{"value":"{soc}","context":"Sample.Periodic","measurand":"SoC","unit":"Percent"}}]}}]}}]'
 )
 ANSWER = '[3,"{id}",{{}}]'
+# Seconds run before any is measured: the log holds 10 s of rows from the 11th on.
+WARM_UP = 12
 
 
 def main() -> None:
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("chargers", type=int, nargs="?", default=2000)
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
+    if args.seconds <= WARM_UP:
+        parser.error(f"--seconds must be above the {WARM_UP} s of warm-up")
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("CHARGESIM_VAR_DIR", tempfile.mkdtemp())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
@@ -87,7 +91,7 @@ def main() -> None:
         stored = time.process_time()
         Checkpointer.prune_log(policy)
         pruned = time.process_time()
-        if second >= 12:  # warmed up, and pruning as much as it writes
+        if second >= WARM_UP:  # warmed up, and pruning as much as it writes
             per_frame = 1e6 / (2 * args.chargers)
             record.append((recorded - started) * per_frame)
             store.append((stored - recorded) * per_frame)

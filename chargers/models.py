@@ -276,13 +276,15 @@ class Charger(models.Model):
 class EvseManager(models.Manager["Evse"]):
     def checkpoint(
         self,
-        registers: Sequence[tuple[float, str, int]],
+        registers: Sequence[tuple[int, float, str, int]],
         at: datetime,
         *,
         lease: int | None = None,
         leased: Container[int] = (),
     ) -> None:
-        """Write (register Wh, status, EVSE pk) rows read at `at`, in a few statements.
+        """Write (charger pk, register Wh, status, EVSE pk) rows read at `at` (the
+        checkpoint batch's rows as they are; the charger pk is not written), in a few
+        statements.
 
         Registers only go up: MAX/GREATEST(stored, new), even if two writers race. Each
         row carries the time it was read: the charger was known alive with that register
@@ -295,14 +297,15 @@ class EvseManager(models.Manager["Evse"]):
         table = self.model._meta.db_table
         greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
         stamp = connection.ops.adapt_datetimefield_value(at)
-        execute_rows(
+        # One flat list, built in one pass: no tuple per row.
+        values: list[Any] = []
+        for _charger, register, status, pk in registers:
+            values += (register, status, stamp, lease if pk in leased else None, pk)
+        execute_values(
             f"UPDATE {table} SET register_wh = {greatest}({table}.register_wh, v.column1), "
             f"status = v.column2, checkpointed_at = v.column3, lease_id = v.column4 "
             f"FROM {{rows}} WHERE {table}.id = v.column5",
-            [
-                (register, status, stamp, lease if pk in leased else None, pk)
-                for register, status, pk in registers
-            ],
+            values,
             ("double precision", "text", "timestamp with time zone", "bigint", "bigint"),
         )
 
@@ -557,22 +560,24 @@ class OutboxMessageManager(models.Manager["OutboxMessage"]):
         jsonb = "::jsonb" if connection.vendor == "postgresql" else ""
         # Adapted once per batch, not once per row by the driver.
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        execute_rows(
+        # The statement's values in one flat list, each row as given and its time: no
+        # tuple per row (a MeterValues row per charger and second at fleet scale).
+        values: list[Any] = []
+        extend, append = values.extend, values.append
+        for row in rows:
+            extend(row)
+            append(now)
+        payloads = values[3::6]
+        if set(map(type, payloads)) != {str}:  # a dict (rare): the loop could not encode it
+            for n, payload in enumerate(payloads):
+                if type(payload) is not str:
+                    values[3 + 6 * n] = orjson.dumps(payload).decode()
+        execute_values(
             f"INSERT INTO {self.model._meta.db_table} "
             "(charger_id, seq, action, payload, local_tx_id, attempts, created) "
             f"SELECT v.column1, v.column2, v.column3, v.column4{jsonb}, v.column5, 0, v.column6 "
             "FROM {rows} WHERE true ON CONFLICT DO NOTHING",
-            [
-                (
-                    pk,
-                    seq,
-                    action,
-                    payload if type(payload) is str else orjson.dumps(payload).decode(),
-                    local_tx,
-                    now,
-                )
-                for pk, seq, action, payload, local_tx in rows
-            ],
+            values,
             ("bigint", "bigint", "text", "text", "text", "timestamp with time zone"),
         )
 

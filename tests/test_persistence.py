@@ -205,7 +205,8 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
     with transaction.atomic():
         OutboxMessage.objects.add(new)
         Evse.objects.checkpoint(
-            [(100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)], timezone.now()
+            [(evse.charger_id, 100.0 + n, "Charging", evse.pk) for n, evse in enumerate(evses)],
+            timezone.now(),
         )
     rows = {(r.charger_id, r.seq): r for r in OutboxMessage.objects.all()}
     assert set(rows) == {(c.pk, seq) for c in chargers for seq in (1, 2, 3)}

@@ -77,8 +77,8 @@ def values(pending: list[Pending], payload_chars: int, *, redacted: bool = False
     with the dashboard's log), so only their length and names are checked here.
 
     Written for speed (it sees every frame): no tuple is built per row, an answer is
-    written into its CALL's row in place, and a frame's kind is read from its second
-    character."""
+    written into its CALL's row in place, and a frame's kind is read from its first three
+    characters."""
     out: list[Any] = []
     extend = out.extend
     # (charger pk, message id, direction) of a CALL -> where its row starts in `out`
@@ -99,11 +99,13 @@ def values(pending: list[Pending], payload_chars: int, *, redacted: bool = False
         ):
             entry = _cleaned(entry, payload_chars, redacted)
             pk, at, _kind, direction, message_id, action, size, text = entry
-        if message_id and len(text) > 2 and text[0] == "[" and text[2] == ",":
-            kind = text[1]
-            if kind == "2":
+        if message_id:
+            # The frame's kind from its first three characters, in one slice and string
+            # compares (cheaper than reading three characters one by one).
+            head = text[:3]
+            if head == "[2,":
                 calls[(pk, message_id, direction)] = len(out)
-            elif kind == "3" or kind == "4":
+            elif head == "[3," or head == "[4,":
                 start = pop((pk, message_id, _OTHER[direction]), None)
                 if start is not None:
                     out[start + 8] = at

@@ -966,9 +966,7 @@ def _write_batch(batch: Batch) -> None:
     TransactionRow.objects.upsert(batch.transactions)
     OutboxMessage.objects.add(batch.outbox_new)
     OutboxMessage.objects.remove(batch.outbox_gone)
-    EvseRow.objects.checkpoint(
-        _registers(batch.evses), batch.at, lease=_lease_pk(batch), leased=batch.leased
-    )
+    EvseRow.objects.checkpoint(batch.evses, batch.at, lease=_lease_pk(batch), leased=batch.leased)
     ConfigurationKey.objects.write_values(batch.config)
     ChargingProfileRecord.objects.store(batch.profiles)
     _write_availability(batch.availability)
@@ -987,10 +985,6 @@ def _write_batch(batch: Batch) -> None:
 
 def _lease_pk(batch: Batch) -> int | None:
     return batch.lease.pk if batch.lease is not None else None
-
-
-def _registers(evses: list[tuple[int, float, str, int]]) -> list[tuple[float, str, int]]:
-    return [(register, status, pk) for _charger, register, status, pk in evses]
 
 
 def _write_availability(availability: dict[int, tuple[bool, dict[int, str]]]) -> None:
@@ -1111,7 +1105,7 @@ def _rows(part: Batch) -> Iterator[_Row]:
             f"register of EVSE {evse[3]}",
             functools.partial(
                 EvseRow.objects.checkpoint,
-                _registers([evse]),
+                [evse],
                 part.at,
                 lease=_lease_pk(part),
                 leased=part.leased,
