@@ -7,7 +7,9 @@ they are (hostile ones included).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,7 +17,7 @@ from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import ChargingProfileRecord, OutboxMessage, Transaction
-from simulator.core.charge_point import BootState
+from simulator.core.charge_point import BootState, Charger
 from simulator.csms import CentralSystem
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
@@ -53,6 +55,23 @@ async def reply_to(csms: CentralSystem, cp_id: str, text: str, unique_id: str | 
 async def still_answers(csms: CentralSystem, cp_id: str) -> None:
     answer = await csms.call(cp_id, call.GetConfiguration(key=["HeartbeatInterval"]))
     assert answer.configuration_key[0]["key"] == "HeartbeatInterval"
+
+
+@contextlib.asynccontextmanager
+async def booted_service(
+    csms: CentralSystem, cp_id: str
+) -> AsyncIterator[tuple[Simulator, Charger]]:
+    """A worker with one stored charger of one EVSE (checkpoints every 0.1 s), once the
+    charger is booted: (the worker, its runtime charger)."""
+    await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=[cp_id]))
+    await service.start()
+    try:
+        charger = loaded(service, cp_id)
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        yield service, charger
+    finally:
+        await service.stop()
 
 
 # -- values the schema allows but we cannot hold ---------------------------------------------
@@ -146,27 +165,9 @@ async def test_a_nul_character_in_any_text_of_a_call_is_a_property_constraint_vi
         await still_answers(csms, "HF-NUL")
 
 
-async def test_an_answer_with_a_nul_character_fails_the_call_and_is_not_kept(csms, caplog):
-    from ocpp.v16.datatypes import IdTagInfo
-
-    csms.authorize["T8"] = IdTagInfo(status="Accepted", parent_id_tag="P\x00")
-    charger = runtime_charger("HF-NULA", csms.url, evses=1)
-    async with connected(charger):
-        # Treated like a schema-invalid answer: decided offline (unknown tag: Invalid).
-        assert await charger.authorize("T8") == "Invalid"
-        assert "T8" not in charger.auth_cache
-    assert "Authorize failed (FormationViolation" in caplog.text
-    assert "NUL character" in caplog.text
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_after_a_refused_nul_id_tag_the_next_session_is_stored_on_every_backend(csms):
-    await database_sync_to_async(make_charger)("HF-NULTX", evses=1, csms_url=csms.url)
-    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-NULTX"]))
-    await service.start()
-    try:
-        charger = loaded(service, "HF-NULTX")
-        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+    async with booted_service(csms, "HF-NULTX") as (service, charger):
         charger.plug_in(1, COMPACT, soc=20)
         start = {"connectorId": 1, "idTag": "T\x001"}
         reply = await reply_to(csms, "HF-NULTX", frame("n2", "RemoteStartTransaction", start))
@@ -185,8 +186,6 @@ async def test_after_a_refused_nul_id_tag_the_next_session_is_stored_on_every_ba
         assert rows == [("T1", charger.evse(1).transaction_id)]
         outbox = await database_sync_to_async(OutboxMessage.objects.count)()
         assert outbox == 0  # the StartTransaction was stored, sent and confirmed
-    finally:
-        await service.stop()
 
 
 # -- frames ------------------------------------------------------------------------------------
@@ -239,16 +238,7 @@ async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_go_on(csms):
-    await database_sync_to_async(make_charger)(
-        "HF-TXID",
-        evses=1,
-        csms_url=csms.url,
-    )
-    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-TXID"]))
-    await service.start()
-    try:
-        charger = loaded(service, "HF-TXID")
-        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+    async with booted_service(csms, "HF-TXID") as (service, charger):
         charger.config.update(TransactionMessageRetryInterval="1", TransactionMessageAttempts="3")
         csms.next_transaction_id = BEYOND_INT64
         charger.plug_in(1, COMPACT, soc=20)
@@ -271,19 +261,12 @@ async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_g
         await service.checkpoint()
         stored = await database_sync_to_async(ChargingProfileRecord.objects.count)()
         assert stored == 1
-    finally:
-        await service.stop()
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_ids_past_32_bits_are_kept_through_a_checkpoint(csms):
     # The ids are 64-bit on every backend: PostgreSQL's 32-bit integer would refuse these.
-    await database_sync_to_async(make_charger)("HF-WIDE", evses=1, csms_url=csms.url)
-    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["HF-WIDE"]))
-    await service.start()
-    try:
-        charger = loaded(service, "HF-WIDE")
-        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+    async with booted_service(csms, "HF-WIDE") as (service, charger):
         csms.next_transaction_id = 2**40
         charger.plug_in(1, COMPACT, soc=20)
         assert await charger.present_id_tag(1, "T1") == "Accepted"
@@ -303,20 +286,27 @@ async def test_ids_past_32_bits_are_kept_through_a_checkpoint(csms):
             )
         )()
         assert stored == ([2**40], [2**62])
-    finally:
-        await service.stop()
 
 
-async def test_an_authorize_answer_with_an_expiry_date_out_of_range_fails_the_call(csms, caplog):
+@pytest.mark.parametrize(
+    "info, why",
+    [
+        ({"expiry_date": "9999-12-31T23:59:59-01:00"}, "years 1-9999"),
+        ({"parent_id_tag": "P\x00"}, "NUL character"),
+    ],
+    ids=["expiry date out of range", "NUL in the parent idTag"],
+)
+async def test_an_authorize_answer_the_charger_cannot_hold_fails_the_call(csms, caplog, info, why):
     from ocpp.v16.datatypes import IdTagInfo
 
-    csms.authorize["T9"] = IdTagInfo(status="Accepted", expiry_date="9999-12-31T23:59:59-01:00")
+    csms.authorize["T9"] = IdTagInfo(status="Accepted", **info)
     charger = runtime_charger("HF-EXP", csms.url, evses=1)
     async with connected(charger):
         # Treated like a schema-invalid answer: decided offline (unknown tag: Invalid).
         assert await charger.authorize("T9") == "Invalid"
         assert "T9" not in charger.auth_cache
     assert "Authorize failed (FormationViolation" in caplog.text
+    assert why in caplog.text
 
 
 async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):

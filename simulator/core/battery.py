@@ -225,6 +225,39 @@ def _curve_pieces(curve: tuple[tuple[float, float], ...]) -> _Pieces:
     return pieces
 
 
+def _curve_for(spec: VehicleSpec, tapers: bool) -> _Pieces:
+    """The pieces the vehicle charges along at an offer that tapers or not (`_pieces_of`)."""
+    if not tapers:
+        return _curve_pieces(_UNTAPERED)
+    if spec.curve:
+        return _curve_pieces(spec.curve)
+    return _pieces_of(((0.0, spec.dc_max_kw),))  # a DC vehicle without a curve: its maximum
+
+
+def _piece_from(
+    curve: _Pieces, s: float, target: float, cap_w: float
+) -> tuple[float, float, float, float]:
+    """The piece of `curve` that holds the SoC `s` (beyond the ends the curve is flat), as
+    (where charging on it ends %: its end, the target or where it meets the cap; p0 W, s0 %,
+    slope W per %)."""
+    first_s, first_w, pieces, last_w = curve
+    if s < first_s:
+        hi, p0, s0, slope = first_s, first_w, s, 0.0
+    else:
+        for piece in pieces:
+            if s < piece[0]:
+                hi, p0, s0, slope = piece
+                break
+        else:
+            hi, p0, s0, slope = math.inf, last_w, s, 0.0
+    end = target if target < hi else hi  # min(hi, target), without the builtin's call
+    if slope:
+        crossing = s0 + (cap_w - p0) / slope  # where the curve meets the cap
+        if s < crossing < end:
+            end = crossing
+    return end, p0, s0, slope
+
+
 def _walk(
     spec: VehicleSpec, soc: float, target: float, cap_w: float, tapers: bool, budget_s: float
 ) -> tuple[float, float]:
@@ -232,39 +265,12 @@ def _walk(
     (the SoC reached, the seconds that took). The seconds are `budget_s` when the target is
     not reached within it, and infinite when it is never reached."""
     k = spec.efficiency / (spec.capacity_kwh * 36_000.0)
-    if not tapers:
-        first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
-        count = 1
-    elif spec.curve:
-        curve = spec.curve
-        entry = _PIECES.get(id(curve))  # `_curve_pieces`' hit, inline: on every visit
-        if entry is not None and entry[0] is curve:
-            first_s, first_w, pieces, last_w = entry[1]
-        else:
-            first_s, first_w, pieces, last_w = _curve_pieces(curve)
-        count = len(curve)
-    else:  # a DC vehicle without a curve: its DC maximum throughout
-        first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
-        count = 1
+    curve = _curve_for(spec, tapers)
     s, elapsed = soc, 0.0
-    for _ in range(4 * count + 8):  # each pass ends a piece: bounded
+    for _ in range(4 * (len(spec.curve) if tapers and spec.curve else 1) + 8):  # bounded
         if s >= target - FULL_EPSILON or elapsed >= budget_s:
             break
-        # The piece that holds `s`; beyond the ends the curve is flat.
-        if s < first_s:
-            hi, p0, s0, slope = first_s, first_w, s, 0.0
-        else:
-            for piece in pieces:
-                if s < piece[0]:
-                    hi, p0, s0, slope = piece
-                    break
-            else:
-                hi, p0, s0, slope = math.inf, last_w, s, 0.0
-        end = target if target < hi else hi  # min(hi, target), without the builtin's call
-        if slope:
-            crossing = s0 + (cap_w - p0) / slope  # where the curve meets the cap
-            if s < crossing < end:
-                end = crossing
+        end, p0, s0, slope = _piece_from(curve, s, target, cap_w)
         left = budget_s - elapsed
         mid = (s + end) / 2
         if p0 + slope * (mid - s0) >= cap_w or not slope:
@@ -305,26 +311,7 @@ _Piece = tuple[VehicleSpec, float, float, bool, float, float, float, float, floa
 def _piece_at(spec: VehicleSpec, soc: float, target: float, cap_w: float, tapers: bool) -> _Piece:
     """`_walk`'s first piece from `soc` (< target), found as `_walk` finds it."""
     k = spec.efficiency / (spec.capacity_kwh * 36_000.0)
-    if not tapers:
-        first_s, first_w, pieces, last_w = _curve_pieces(_UNTAPERED)
-    elif spec.curve:
-        first_s, first_w, pieces, last_w = _curve_pieces(spec.curve)
-    else:
-        first_s, first_w, pieces, last_w = _pieces_of(((0.0, spec.dc_max_kw),))
-    if soc < first_s:
-        hi, p0, s0, slope = first_s, first_w, soc, 0.0
-    else:
-        for piece in pieces:
-            if soc < piece[0]:
-                hi, p0, s0, slope = piece
-                break
-        else:
-            hi, p0, s0, slope = math.inf, last_w, soc, 0.0
-    end = target if target < hi else hi
-    if slope:
-        crossing = s0 + (cap_w - p0) / slope
-        if soc < crossing < end:
-            end = crossing
+    end, p0, s0, slope = _piece_from(_curve_for(spec, tapers), soc, target, cap_w)
     return (spec, target, cap_w, tapers, soc, end, p0, s0, slope, k)
 
 
