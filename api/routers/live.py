@@ -204,7 +204,11 @@ class PlugInArgs(ConnectorArgs):
 
 
 class PresentIdTagArgs(ConnectorArgs):
-    id_tag: str = Field(min_length=1, max_length=20)
+    id_tag: str = Field(
+        min_length=1,
+        max_length=20,
+        description="printable text (OCPP idTag), no control characters",
+    )
 
 
 class InjectFaultArgs(ConnectorArgs):

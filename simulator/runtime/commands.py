@@ -427,6 +427,10 @@ class CommandServer:
         id_tag = raw.strip() if isinstance(raw, str) else ""
         if not id_tag or len(id_tag) > 20:
             raise InvalidArgument("an idTag has 1 to 20 characters")
+        if not id_tag.isprintable():
+            # OCPP's idTag is printable text; a control character (NUL above all: no
+            # PostgreSQL text holds one) would make the StartTransaction unstorable.
+            raise InvalidArgument("an idTag is printable text, without control characters")
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
             return f"idTag {id_tag} stopped its transaction on connector {connector_id}"

@@ -1,0 +1,41 @@
+"""What a driver command (dashboard, API, MCP, scenario) refuses before the charger acts."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.runtime.commands import CommandError, InvalidArgument
+from tests.engine import runtime_charger
+from tests.test_answer_overrides import PK, command_server
+
+
+@pytest.mark.parametrize(
+    ("id_tag", "message"),
+    [
+        ("", "1 to 20 characters"),
+        ("X" * 21, "1 to 20 characters"),
+        ("T\x001", "printable text"),
+        ("T\n1", "printable text"),
+        ("T\x7f", "printable text"),
+    ],
+    ids=["empty", "too long", "NUL", "newline", "DEL"],
+)
+async def test_an_id_tag_that_no_ocpp_message_can_carry_is_refused(id_tag, message):
+    charger = runtime_charger("ARG-TAG", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(InvalidArgument) as refused:
+        await command_server(charger).execute(
+            PK, "present_id_tag", {"connector_id": 1, "id_tag": id_tag}
+        )
+    assert message in str(refused.value)
+    assert not charger.pending_authorizations and not charger.transactions
+
+
+async def test_a_printable_id_tag_beyond_ascii_is_presented():
+    charger = runtime_charger("ARG-TAG2", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    # Offline and unknown: decided locally (Invalid), but it got past the arguments.
+    with pytest.raises(CommandError) as outcome:
+        await command_server(charger).execute(
+            PK, "present_id_tag", {"connector_id": 1, "id_tag": "Zoë-1"}
+        )
+    assert not isinstance(outcome.value, InvalidArgument)
+    assert "idTag Zoë-1 was not accepted" in str(outcome.value)
