@@ -73,6 +73,24 @@ def admin_client_logged_in(client: Client, db: None) -> Client:
     return client
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test databases, and on PostgreSQL no other session left on them at
+    the end: asgiref's thread of an async test (`sync_to_async`) keeps its own connection,
+    and the test database cannot be dropped while one is open. Without this, whichever of
+    those tests ran last failed the session at teardown (a file run alone, say)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Django deletes the SQLite test file but not its WAL side files (see settings)."""
     from pathlib import Path
