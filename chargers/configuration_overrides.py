@@ -56,6 +56,12 @@ def check_overrides(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
 def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for key, value in pairs:
+        # A file's cell is refused for a NUL before it gets here; the API's JSON can hold
+        # one ("\u0000"), which PostgreSQL cannot store: a clear refusal, not a failed write.
+        if "\x00" in key or "\x00" in value:
+            raise OverrideError(
+                f"{key[:60]!r} holds a NUL character (U+0000), which no text field can store."
+            )
         if key in RESERVED:
             raise OverrideError(RESERVED[key])
         if len(key) > 50:

@@ -152,7 +152,12 @@ def parse(
         raise ScenarioError(errors.found)
     given = data.get("variables")
     values: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
-    values.update(variables or {})
+    for name, value in (variables or {}).items():
+        # The file's own text cannot hold a NUL (YAML refuses it); a variable given through
+        # the API can, and the run's row could not be stored (PostgreSQL refuses it).
+        if _holds_nul(name) or _holds_nul(value):
+            errors.add(("variables", _shown_name(name)), "holds a NUL character (U+0000)")
+        values[name] = value  # also when refused: no second error, "unknown variable"
     for part in ("chargers", "steps"):
         if part in data:
             data[part] = _substitute(data[part], values, (part,), errors)
@@ -275,6 +280,14 @@ def _compose(
         raise ScenarioError(
             [FormatError(file, line, column, "", f"not valid YAML: {problem}")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (a control character): where it is, as the other
+        # errors say it, rather than PyYAML's character offset.
+        at = exc.position
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        problem = f"not valid YAML: character U+{exc.character:04X} is not allowed"
+        raise ScenarioError([FormatError(file, line, column, "", problem)]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([FormatError(file, 1, 1, "", f"not valid YAML: {exc}")]) from None
     if node is None:
@@ -341,6 +354,25 @@ def _shown(path: Path_) -> str:
 
 
 # -- variables --------------------------------------------------------------------------------
+
+
+def _shown_name(name: object) -> str:
+    return str(name).replace("\x00", "\\x00")
+
+
+def variable_path(name: object) -> str:
+    """The `path` of an error about the given (not the file's) variable `name`."""
+    return _shown(("variables", _shown_name(name)))
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _substitute(value: Any, values: Mapping[str, Any], path: Path_, errors: _Errors) -> Any:

@@ -184,6 +184,10 @@ async def test_an_override_of_one_action_leaves_the_others_alone(csms):
             "the answer to GetConfiguration has no status",
         ),
         ({"action": "Reset", "call_error": "Oops"}, "not an OCPP 1.6 CALLERROR code"),
+        (
+            {"action": "Reset", "call_error": "InternalError", "description": "a\x00"},
+            "description holds a NUL character (U+0000)",
+        ),
         ({"action": "Reset", "delay": -1}, "delay must be within"),
         ({"action": "Reset", "no_answer": False}, "no_answer must be true"),
         ({"action": "Reset", "mode": "always", "no_answer": True}, "must be next or every"),

@@ -619,6 +619,40 @@ def test_bulk_create_names_the_row_of_a_wrong_type(api, depot):
     ]
 
 
+NUL_FIELDS = [
+    (
+        "answer_overrides",
+        [{"action": "Reset", "call_error": "InternalError", "description": "a\u0000b"}],
+        "rule 1: description holds a NUL character (U+0000), which cannot be stored",
+    ),
+    (
+        "configuration",
+        {"VendorKey": "a\u0000b"},
+        "'VendorKey' holds a NUL character (U+0000), which no text field can store.",
+    ),
+    (
+        "configuration",
+        {"Vendor\u0000Key": "x"},
+        "'Vendor\\x00Key' holds a NUL character (U+0000), which no text field can store.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), NUL_FIELDS)
+def test_a_nul_inside_a_chargers_json_values_is_refused_by_field(api, depot, field, value, message):
+    # PostgreSQL stores no NUL in text or jsonb: before, these were a 500 from the write.
+    # (The client sends JSON: the NUL travels as "\u0000", as any client's would.)
+    body = charger_body("CP-N", depot, **{field: value})
+    assert errors_of(api.post(f"{V1}/chargers", body)) == [(field, message, None)]
+    items = {"items": [charger_body("CP-1", depot), body]}
+    assert errors_of(api.post(f"{V1}/bulk/chargers", items)) == [(field, message, 1)]
+    make_charger("CP-OLD", location=depot)
+    assert errors_of(api.patch(f"{V1}/chargers/CP-OLD", {field: value})) == [(field, message, None)]
+    assert not Charger.objects.exclude(charge_point_id="CP-OLD").exists()
+    assert not ConfigurationKey.objects.filter(key__startswith="Vendor").exists()
+    assert Charger.objects.get().answer_overrides == []
+
+
 def test_bulk_create_has_a_limit(api, depot):
     items = [charger_body(f"CP-{n}", depot) for n in range(MAX_BULK + 1)]
     response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})

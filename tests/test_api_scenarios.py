@@ -263,6 +263,33 @@ def test_format_errors_are_a_422_with_line_column_and_path(client: Client) -> No
     assert not ScenarioRun.objects.exists()
 
 
+def test_a_nul_in_a_variable_or_the_source_is_a_422_naming_where(client: Client) -> None:
+    # Before: a NUL in a given variable reached the run's row, and PostgreSQL's refusal was
+    # a 500. A NUL in the YAML was a 422 at "line 1, column 1".
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    response = client.post(
+        RUNS,
+        {"source": PASSING, "variables": {"tag": "A\x00B"}},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert response.status_code == 422, response.content
+    assert [(e["field"], e["path"], e["message"]) for e in response.json()["errors"]] == [
+        ("variables", "variables.tag", "holds a NUL character (U+0000)")
+    ]
+    response = client.post(
+        RUNS,
+        {"source": PASSING.replace("API-TAG", "API\x00TAG")},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert response.status_code == 422, response.content
+    assert [(e["field"], e["line"], e["column"]) for e in response.json()["errors"]] == [
+        ("source", 8, 33)
+    ]
+    assert not ScenarioRun.objects.exists()
+
+
 def test_source_or_library_is_needed_and_an_unknown_case_is_named(client: Client) -> None:
     _, token = user_with_token("writer", "view_charger", "change_charger")
     for body, field in (

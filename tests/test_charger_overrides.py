@@ -97,6 +97,13 @@ def test_the_admin_shows_an_example_and_refuses_a_bad_rule_with_its_reason(
     response = admin_client_logged_in.post(url, data)
     assert response.status_code == 200  # the form again, with the error
     assert BAD_STATUS_TEXT in html.unescape(response.content.decode())
+    # A NUL written as JSON's escape: refused with its reason (PostgreSQL cannot store it).
+    data["answer_overrides"] = (
+        '[{"action": "Reset", "call_error": "InternalError", "description": "a\\u0000b"}]'
+    )
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    assert "description holds a NUL character" in html.unescape(response.content.decode())
     data["answer_overrides"] = '[{"action": "RemoteStartTransaction", "status": "Rejected"}]'
     data["network_drop_rate"] = "0.25"
     response = admin_client_logged_in.post(url, data)

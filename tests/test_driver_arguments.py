@@ -39,3 +39,22 @@ async def test_a_printable_id_tag_beyond_ascii_is_presented():
         )
     assert not isinstance(outcome.value, InvalidArgument)
     assert "idTag Zoë-1 was not accepted" in str(outcome.value)
+
+
+@pytest.mark.parametrize("info", ["a\x00b", "line\nbreak"], ids=["NUL", "newline"])
+async def test_a_fault_info_with_a_control_character_is_refused(info):
+    charger = runtime_charger("ARG-FAULT", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(InvalidArgument) as refused:
+        await command_server(charger).execute(
+            PK, "inject_fault", {"connector_id": 1, "error_code": "GroundFailure", "info": info}
+        )
+    assert "info is printable text" in str(refused.value)
+    assert charger.evse(1).status.value == "Available"
+
+
+async def test_a_printable_fault_info_is_kept():
+    charger = runtime_charger("ARG-FAULT2", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    await command_server(charger).execute(
+        PK, "inject_fault", {"connector_id": 1, "error_code": "GroundFailure", "info": "Zoë ok"}
+    )
+    assert charger.evse(1).status.value == "Faulted"

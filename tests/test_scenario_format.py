@@ -171,6 +171,34 @@ def test_unknown_variables_and_bad_yaml_and_duplicates() -> None:
     ]
 
 
+def test_a_character_yaml_refuses_is_named_by_line_and_column() -> None:
+    # PyYAML reports it by character offset: it is shown where the other errors are.
+    assert errors_of("name: smoke\ndescription: a\x00b\n") == [
+        "smoke.yaml:2:15: not valid YAML: character U+0000 is not allowed"
+    ]
+    assert errors_of("name: smoke\x07\n") == [
+        "smoke.yaml:1:12: not valid YAML: character U+0007 is not allowed"
+    ]
+
+
+def test_a_given_variable_may_hold_no_nul_anywhere() -> None:
+    # A file cannot hold one (YAML refuses it); a variable given through the API can, and
+    # no database text field can store it.
+    for name, value in (
+        ("id_tag", "A\x00B"),
+        ("deep", {"list": [1, "x\x00"]}),
+        ("deep", {"k\x00": 1}),
+        ("na\x00me", "fine"),
+    ):
+        with pytest.raises(ScenarioError) as caught:
+            parse(GOOD, file="g.yaml", variables={name: value})
+        assert [(e.path, e.message) for e in caught.value.errors] == [
+            (scenario_format.variable_path(name), "holds a NUL character (U+0000)")
+        ]
+    assert scenario_format.variable_path("na\x00me") == "variables.na\\x00me"
+    assert parse(GOOD, variables={"id_tag": "A-B"}).variables["id_tag"] == "A-B"
+
+
 def test_a_timeout_over_the_engines_limit_is_refused() -> None:
     text = """\
     name: smoke

@@ -60,7 +60,11 @@ class FormatErrorOut(Schema):
     column: int
     path: str = Field(description="Where in the scenario, e.g. steps[2].plug_in.soc.")
     message: str
-    field: str | None = Field(None, description="`source` (the request's field).")
+    field: str | None = Field(
+        None,
+        description="The request's field: `source` (or `library`), or `variables` for a "
+        "given variable.",
+    )
 
 
 class FormatErrorBody(Schema):
@@ -185,6 +189,7 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
     try:
         scenario = await sync_to_async(_scenario)(payload)
     except format.ScenarioError as exc:
+        given = {format.variable_path(name) for name in payload.variables}
         return Status(
             422,
             FormatErrorBody(
@@ -196,7 +201,11 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
                         column=e.column,
                         path=e.path,
                         message=e.message,
-                        field="library" if payload.library else "source",
+                        field="variables"
+                        if e.path in given
+                        else "library"
+                        if payload.library
+                        else "source",
                     )
                     for e in exc.errors
                 ],

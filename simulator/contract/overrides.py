@@ -178,6 +178,9 @@ def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
         description = raw.get("description", "")
         if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
             raise ValueError(f"description must be text of at most {DESCRIPTION_MAX} characters")
+        if "\x00" in description:
+            # A charger's rules are stored: PostgreSQL refuses a NUL in JSON text.
+            raise ValueError("description holds a NUL character (U+0000), which cannot be stored")
         if description:
             rule["description"] = description
     elif kind == "delay":
