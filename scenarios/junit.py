@@ -9,12 +9,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
 
+from scenarios.texts import storable
+
 
 def junit_xml(results: Iterable[dict[str, Any]]) -> bytes:
     suites = ET.Element("testsuites", name="scenarios")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for result in results:
-        suite = _suite(result)
+        # A result stored before its texts were made storable may hold what XML cannot.
+        suite = _suite(storable(result))
         suites.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))

@@ -40,6 +40,7 @@ from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import ScenarioRun
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
+from scenarios.texts import storable
 from scenarios.watch import Watch
 from simulator import contract
 from vehicles.models import VehicleModel
@@ -228,7 +229,7 @@ class Runner:
         else:
             status = ScenarioRun.Status.PASSED
         run.status = status
-        run.message = message
+        run.message = storable(message)
         run.finished = timezone.now()
         events = self.watch.events if self.watch is not None else []
         frames = [e for e in events if e.get("kind") in ("frame", "connection")]
@@ -247,20 +248,23 @@ class Runner:
         the steps done so far. Call it on the loop that runs the scenario."""
         if took is None:
             took = asyncio.get_running_loop().time() - self._t0 if self._t0 else 0.0
-        return {
-            "run": self.run.pk if self.run is not None else None,
-            "scenario": self.scenario.name,
-            "description": self.scenario.description,
-            "file": self.scenario.file,
-            "seed": self.seed,
-            "variables": _jsonable(self.scenario.variables),
-            "status": status,
-            "message": message,
-            "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
-            "duration": round(took, 3),
-            "steps_total": len(self.scenario.steps),
-            "chargers": [c.as_dict() for c in self.chargers],
-        }
+        # Storable: a step's message may quote what the CSMS sent, control characters too.
+        return storable(
+            {
+                "run": self.run.pk if self.run is not None else None,
+                "scenario": self.scenario.name,
+                "description": self.scenario.description,
+                "file": self.scenario.file,
+                "seed": self.seed,
+                "variables": _jsonable(self.scenario.variables),
+                "status": status,
+                "message": message,
+                "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
+                "duration": round(took, 3),
+                "steps_total": len(self.scenario.steps),
+                "chargers": [c.as_dict() for c in self.chargers],
+            }
+        )
 
     # -- chargers --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from channels.db import database_sync_to_async
@@ -24,6 +25,7 @@ from ocpp.v16 import call
 from chargers.engine_client import EngineClient
 from chargers.models import Charger
 from scenarios.format import parse
+from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner, RunningWorkers
 from scenarios.steps import STEPS, StepContext, Target
@@ -181,6 +183,37 @@ async def test_a_failing_expectation_names_the_step_and_skips_the_rest(
         assert charger["status"] == "failed" and charger["message"] == failed["message"]
         assert charger["steps"][3]["message"] == f"skipped after: {failed['message']}"
     assert sum(": failed" in line for line in lines) == 2
+
+
+async def test_a_verdict_quoting_a_hostile_csms_is_stored_and_exported(
+    csms: CentralSystem,
+) -> None:
+    # The CSMS answers Authorize with a CALLERROR whose code holds a NUL and a BEL. The
+    # verdict quotes the code; before, PostgreSQL refused the run's final save (the run was
+    # left "running") and the JUnit file was not XML. Now both show the escapes.
+    csms.fail_actions["Authorize"] = "Internal\x00Err\x07or"
+    run, _ = await run_scenario(
+        """\
+        name: hostile
+        description: x
+        chargers:
+          template:
+            count: 1
+            configuration: {LocalAuthorizeOffline: true, AllowOfflineTxForUnknownId: true}
+        steps:
+          - plug_in: {}
+          - present_id_tag: {id_tag: T1}
+          - expect: {answer: Authorize, status: Accepted, within: 10}
+        """,
+        csms,
+    )
+    stored = await database_sync_to_async(ScenarioRun.objects.get)(pk=run.pk)
+    assert stored.status == "failed"
+    message = stored.result["chargers"][0]["steps"][2]["message"]
+    assert message.endswith(r"the CSMS answered Authorize with CALLERROR Internal\x00Err\x07or")
+    suite = ElementTree.fromstring(junit_xml([stored.result]))
+    failure = suite.find("testsuite/testcase/failure")
+    assert failure is not None and failure.get("message") == message
 
 
 @pytest.mark.csms(boot_interval=30)
