@@ -27,6 +27,8 @@ import jsonschema
 import yaml
 from django.conf import settings
 
+from scenarios.texts import storable
+
 # Filled in per charger by the runner; a file may use them without defining them.
 RUNTIME_VARIABLES = frozenset({"charge_point_id", "charger_id", "csms_url", "csms_control"})
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -156,7 +158,7 @@ def parse(
         # The file's own text cannot hold a NUL (YAML refuses it); a variable given through
         # the API can, and the run's row could not be stored (PostgreSQL refuses it).
         if _holds_nul(name) or _holds_nul(value):
-            errors.add(("variables", _shown_name(name)), "holds a NUL character (U+0000)")
+            errors.add(("variables", storable(str(name))), "holds a NUL character (U+0000)")
         values[name] = value  # also when refused: no second error, "unknown variable"
     for part in ("chargers", "steps"):
         if part in data:
@@ -356,13 +358,9 @@ def _shown(path: Path_) -> str:
 # -- variables --------------------------------------------------------------------------------
 
 
-def _shown_name(name: object) -> str:
-    return str(name).replace("\x00", "\\x00")
-
-
 def variable_path(name: object) -> str:
     """The `path` of an error about the given (not the file's) variable `name`."""
-    return _shown(("variables", _shown_name(name)))
+    return _shown(("variables", storable(str(name))))
 
 
 def _holds_nul(value: Any) -> bool:
