@@ -46,6 +46,7 @@ steps:
   - expect: {status: Accepted}
   - plug_in: {connector: 1, soc: 40}
   - present_id_tag: {id_tag: API-TAG}
+  - wait: {seconds: 2}
   - wait: {status: Charging, timeout: 20}
   - expect: {answer: StartTransaction, status: Accepted}
   - stop: {connector: 1}
@@ -136,17 +137,18 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
     assert done["status"] == "passed", done
     assert done["chargers"] == {"passed": 2, "failed": 0, "error": 0, "total": 2}
     for charger in done["result"]["chargers"]:
-        assert [s["status"] for s in charger["steps"]] == ["passed"] * 7
+        assert [s["status"] for s in charger["steps"]] == ["passed"] * 8
         assert all(s["duration"] >= 0 for s in charger["steps"])
-    # While it ran, the steps done so far were there to read.
+    # While it ran, the steps done so far were there to read (the 2 s wait step holds the
+    # run open across at least one progress save, which comes every second).
     partial = [
         b
         for b in seen
         if b["status"] == "running"
-        and any(0 < len(c["steps"]) < 7 for c in b["result"].get("chargers", []))
+        and any(0 < len(c["steps"]) < 8 for c in b["result"].get("chargers", []))
     ]
     assert partial, [b["result"] for b in seen]
-    assert partial[0]["result"]["steps_total"] == 7
+    assert partial[0]["result"]["steps_total"] == 8
     # Its temporary chargers are gone.
     assert not await database_sync_to_async(
         Charger.objects.filter(charge_point_id__contains=f"-R{body['id']}-").exists
@@ -155,7 +157,7 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
     junit = await api.get(f"{RUNS}/{body['id']}/junit.xml")
     assert junit.status_code == 200 and junit["Content-Type"] == "application/xml"
     suites = ET.fromstring(junit.content)
-    assert suites.get("tests") == "14" and suites.get("failures") == "0"
+    assert suites.get("tests") == "16" and suites.get("failures") == "0"
     result = await api.get(f"{RUNS}/{body['id']}/result.json")
     assert json.loads(result.content)["status"] == "passed"
     assert "attachment" in result["Content-Disposition"]
