@@ -93,9 +93,14 @@ class ManagePy(Process):
         super().__init__(args[0], [sys.executable, "manage.py", *args], environment, var_dir)
 
 
-def run_manage(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_manage(
+    var_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGS` to its end, on a SQLite database in `var_dir` unless `env` names
+    another (DATABASE_URL)."""
     environment = {**os.environ, "CHARGESIM_VAR_DIR": str(var_dir)}
     environment.pop("DATABASE_URL", None)
+    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

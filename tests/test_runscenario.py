@@ -142,10 +142,16 @@ def test_a_bad_file_exits_2_with_line_and_column_and_nothing_runs(tmp_path: Path
 
 def test_options_that_do_not_go_together(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.yaml", PASSING)
-    with pytest.raises(CommandError, match="do not go together"):
+    # Exit status 2 as for a bad file: nothing ran (1 would read as a CSMS that failed).
+    with pytest.raises(CommandError, match="do not go together") as refused:
         call_command("runscenario", path, "--builtin-csms", "--csms-url", "ws://x")
-    with pytest.raises(CommandError, match="NAME=VALUE"):
+    assert refused.value.returncode == 2
+    with pytest.raises(CommandError, match="NAME=VALUE") as refused:
         call_command("runscenario", path, "--var", "oops")
+    assert refused.value.returncode == 2
+    with pytest.raises(CommandError, match="must start with ws://") as refused:
+        call_command("runscenario", path, "--csms-url", "http://x")
+    assert refused.value.returncode == 2
 
 
 def test_the_admin_shows_a_run_and_offers_its_downloads(

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api.models import ApiToken
+from simulator.management.database import check_database
 
 
 class Command(BaseCommand):
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         listing.add_argument("--user", help="Only this user's tokens.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_database(migrated=True)
         getattr(self, f"_{options['action']}")(options)
 
     def _create(self, options: dict[str, Any]) -> None:

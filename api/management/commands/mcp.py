@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from api.auth import Caller
 from api.mcp_calls import CALLER
 from api.mcp_server import server
+from simulator.management.database import check_database
 
 
 class Command(BaseCommand):
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_database(migrated=True)
         model = get_user_model()
         try:
             user = model.objects.get_by_natural_key(options["user"])

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from scenarios import format as scenario_format
 from scenarios.runner import Options, RunningWorkers
 from scenarios.session import EXIT_BAD_FILE, Session, exit_code, load_files, write_reports
+from simulator.management.database import check_database
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 
@@ -116,18 +117,22 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["csms_url"] and options["builtin_csms"]:
-            raise CommandError("--csms-url and --builtin-csms do not go together.")
+            raise CommandError(
+                "--csms-url and --builtin-csms do not go together.", returncode=EXIT_BAD_FILE
+            )
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
-            raise CommandError("--csms-url must start with ws:// or wss://.")
+            raise CommandError(
+                "--csms-url must start with ws:// or wss://.", returncode=EXIT_BAD_FILE
+            )
         seed = options["seed"]
         if seed is not None and not 0 <= seed < 2**63:
-            raise CommandError("--seed must be within 0 and 2**63 - 1.")
+            raise CommandError("--seed must be within 0 and 2**63 - 1.", returncode=EXIT_BAD_FILE)
         variables: dict[str, Any] = {}
         for text in options["var"]:
             try:
                 name, value = scenario_format.parse_var(text)
             except ValueError as exc:
-                raise CommandError(str(exc)) from None
+                raise CommandError(str(exc), returncode=EXIT_BAD_FILE) from None
             variables[name] = value
         scenarios, errors = load_files(options["files"], variables)
         if errors:
@@ -137,6 +142,11 @@ class Command(BaseCommand):
                 f"{len(errors)} problem{'' if len(errors) == 1 else 's'}; nothing ran."
             )
             sys.exit(EXIT_BAD_FILE)
+        # Exit status 2 (nothing ran), not 1: a CI job must not read a database it could
+        # not use as a CSMS that failed its checks.
+        check_database(
+            migrated=not options["migrate"], or_else="add --migrate", returncode=EXIT_BAD_FILE
+        )
         if options["migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         runs = asyncio.run(self._run(scenarios, options))

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from simulator.management.database import check_database
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.metrics import MetricsServerError
 
@@ -189,6 +190,8 @@ class Command(BaseCommand):
             live_status=self.stdout.isatty(),
             status_seconds=options["status_every"],
         )
+        # (Migrating is the default: only --no-migrate can meet a database left behind.)
+        check_database(migrated=options["no_migrate"], or_else="leave out --no-migrate")
         simulator = Simulator.for_process(
             run, write=lambda text: self.stdout.write(text, ending="")
         )
