@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 
 from chargers.models import Evse
+from fleet_io.cells import number_text
 
 MAX_EVSES = 99
 
@@ -96,7 +97,7 @@ def format_evses(specs: Iterable[EvseSpec]) -> str:
         else:
             runs.append((spec, 1))
     return "; ".join(
-        f"{'' if n == 1 else f'{n}*'}{spec.connector_type}:{spec.max_power_kw:g}"
+        f"{'' if n == 1 else f'{n}*'}{spec.connector_type}:{number_text(spec.max_power_kw)}"
         for spec, n in runs
     )
 

@@ -17,6 +17,13 @@ from import_export import widgets
 EMPTY = (None, "")
 
 
+def number_text(value: float) -> str:
+    """The shortest text that reads back as the same number: 52.530234 stays 52.530234
+    (`:g` would cut it to six digits, 52.5302), 22.0 is written 22."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
+
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else str(value)
 
@@ -61,7 +68,7 @@ class NumberCell(widgets.Widget):
             return ""
         if kwargs.get("force_native_type"):
             return value
-        return f"{value:g}" if isinstance(value, float) else str(value)
+        return number_text(value) if isinstance(value, float) else str(value)
 
 
 class BooleanCell(widgets.Widget):

@@ -140,3 +140,40 @@ def test_numbers_and_harmless_cells_are_exported_as_they_are(cell):
 
     assert neutralise(cell) == cell
     assert restore(cell) == cell
+
+
+@pytest.mark.parametrize("file_format", ["csv", "json"])
+def test_an_export_keeps_every_digit_of_its_numbers(file_format):
+    """A text export re-imports to the same numbers: a latitude of 52.530234 is not cut to
+    52.5302 (4 m away), nor a grid limit of 1,234,567 kW to 1.23457e+06."""
+    from chargers.models import Charger, Evse
+    from chargers.resources import ChargerResource
+    from fleet_io.file_formats import CSV, JSON, read_dataset
+    from locations.models import Location
+    from locations.resources import LocationResource
+    from vehicles.models import VehicleModel
+    from vehicles.resources import VehicleModelResource
+
+    site = make_location(
+        "Precise", latitude=52.530234, longitude=13.3720815, grid_limit_kw=1234567.0
+    )
+    make_vehicle(capacity_kwh=77.123456, charging_curve=[[0.0, 100.123456], [33.3333333, 90.0]])
+    charger = make_charger("CP-1", location=site, max_power_kw=22.1234567)
+    Evse.objects.filter(charger=charger).update(max_power_kw=11.0617283)
+    writer: CSV | JSON = CSV() if file_format == "csv" else JSON()
+
+    def numbers() -> list[object]:
+        return [
+            *Location.objects.values_list("latitude", "longitude", "grid_limit_kw").get(),
+            *VehicleModel.objects.values_list("capacity_kwh", "charging_curve").get(),
+            Charger.objects.values_list("max_power_kw", flat=True).get(),
+            sorted(Evse.objects.values_list("connector_id", "max_power_kw")),
+        ]
+
+    before = numbers()
+    for resource in (LocationResource, VehicleModelResource, ChargerResource):
+        exported = writer.export_data(resource().export())
+        data = exported if isinstance(exported, bytes) else exported.encode()
+        result = resource().import_data(read_dataset(data, file_format))
+        assert not result.has_errors(), result.problems()
+    assert numbers() == before

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from fleet_io.cells import number_text
+
 #: Points in one curve (a text curve is also bounded by the cell size of an import).
 MAX_POINTS = 200
 
@@ -44,7 +46,8 @@ def parse_curve(raw: object) -> list[tuple[float, float]]:
 
 
 def format_curve(points: Iterable[Sequence[float]]) -> str:
-    return " ".join(f"{soc:g}:{kw:g}" for soc, kw in points)
+    # Every digit: the text is parsed back (an export, the admin's curve field).
+    return " ".join(f"{number_text(soc)}:{number_text(kw)}" for soc, kw in points)
 
 
 def _parse_text(text: str) -> list[tuple[float, float]]:
