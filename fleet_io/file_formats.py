@@ -250,10 +250,19 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
     """The first sheet's cell values, at most MAX_XLSX_COLUMNS wide and MAX_XLSX_ROWS long.
 
     A sheet may claim to span XFD1048576 in a few bytes; reading row by row within the
-    bounds keeps such a file from being expanded in memory."""
+    bounds keeps such a file from being expanded in memory. A formula cell gives the value
+    the spreadsheet computed and saved with it; a formula saved without one (a workbook
+    written by a script, never opened in a spreadsheet) is refused by its cell, not read as
+    an empty cell, which would mean the default."""
     import openpyxl
 
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    # The same sheet's formulae, read only when the workbook has any.
+    formulae = (
+        openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+        if _has_formulae(data)
+        else None
+    )
     try:
         sheet = book.active
         if sheet is None:
@@ -262,11 +271,18 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
             raise FileProblem(
                 f"The sheet has {sheet.max_row:,} rows; at most {MAX_XLSX_ROWS:,} (MAX_XLSX_ROWS)."
             )
-        rows: list[tuple[Any, ...]] = []
         # One column more than is read, to tell a wider sheet from a sheet of that width.
-        for number, row in enumerate(
-            sheet.iter_rows(max_col=MAX_XLSX_COLUMNS + 1, values_only=True), start=1
-        ):
+        values = sheet.iter_rows(max_col=MAX_XLSX_COLUMNS + 1, values_only=True)
+        texts = (
+            formulae.worksheets[book.worksheets.index(sheet)].iter_rows(
+                max_col=MAX_XLSX_COLUMNS + 1, values_only=True
+            )
+            if formulae is not None
+            else None
+        )
+        rows: list[tuple[Any, ...]] = []
+        uncomputed: list[str] = []
+        for number, row in enumerate(values, start=1):
             if number > MAX_XLSX_ROWS:
                 raise FileProblem(
                     f"The sheet has more than {MAX_XLSX_ROWS:,} rows (MAX_XLSX_ROWS)."
@@ -277,14 +293,66 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
                     f"Row {number} of the sheet has more than {MAX_XLSX_COLUMNS} columns "
                     "(MAX_XLSX_COLUMNS)."
                 )
+            if texts is not None:
+                uncomputed += _uncomputed(number, cells, next(texts, ()), rows)
             while cells and cells[-1] is None:
                 cells.pop()
             if cells or not rows:  # blank rows are skipped, as blank lines are in CSV
                 rows.append(tuple(cells))
+        if uncomputed:
+            shown = "; ".join(uncomputed[:NAMED_FORMULAE])
+            if len(uncomputed) > NAMED_FORMULAE:
+                shown += f"; and {len(uncomputed) - NAMED_FORMULAE:,} more"
+            raise FileProblem(
+                f"Formula cells without a computed value: {shown}. Open the workbook in a "
+                "spreadsheet and save it (which stores the values), or type the values."
+            )
         width = max((len(row) for row in rows), default=0)
         return [row + (None,) * (width - len(row)) for row in rows]
     finally:
         book.close()
+        if formulae is not None:
+            formulae.close()
+
+
+#: Formula cells named in the message about uncomputed formulae.
+NAMED_FORMULAE = 10
+# A formula element (<f>, or <x:f> with a namespace prefix) in a sheet's XML.
+_FORMULA_ELEMENT = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def _has_formulae(data: bytes) -> bool:
+    """Whether any sheet of the workbook holds a formula, read in slices (the parts' sizes
+    are bounded by MAX_XLSX_UNZIPPED_BYTES already)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            if not name.startswith("xl/worksheets/"):
+                continue
+            with archive.open(name) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    if _FORMULA_ELEMENT.search(tail + chunk):
+                        return True
+                    tail = chunk[-8:]
+    return False
+
+
+def _uncomputed(
+    number: int, cells: list[Any], texts: tuple[Any, ...], rows: list[tuple[Any, ...]]
+) -> list[str]:
+    """The cells of sheet row `number` that hold a formula but no value, named by their
+    cell, data row and column (rows count from 1 after the header row, blank rows not)."""
+    from openpyxl.utils import get_column_letter
+
+    found = []
+    for index, (value, text) in enumerate(zip(cells, texts, strict=False)):
+        if value is None and isinstance(text, str) and text.startswith("="):
+            where = f"{get_column_letter(index + 1)}{number}"
+            if rows:  # a data row: name it as every other problem is named
+                header = rows[0][index] if index < len(rows[0]) else None
+                where += f" (row {len(rows)}, column {header})"
+            found.append(f"{where} holds {text[:60]}")
+    return found
 
 
 def fleet_formats() -> list[type[base_formats.Format]]:

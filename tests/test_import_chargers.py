@@ -504,3 +504,46 @@ def test_the_power_sharing_policy_imports_and_exports(depot):
     assert ",first," in ChargerResource().export().csv
     bad = run_import(csv_bytes("CP-3,Depot,fair", header="charge_point_id,location,power_sharing"))
     assert any("'fair' is not one of" in str(p) for p in bad.problems()), bad.problems()
+
+
+def formula_workbook(*, computed: bool) -> bytes:
+    """A charger row whose max_power_kw and vendor are formulae, as a script writes them
+    (no value stored), or with the values a spreadsheet stores when it saves the file."""
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.append(["charge_point_id", "location", "max_power_kw", "vendor"])
+    book.active.append(["CP-1", "Depot", "=50*2", '=CONCAT("Ac","me")'])
+    out = io.BytesIO()
+    book.save(out)
+    if not computed:
+        return out.getvalue()
+    stored = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(out.getvalue())) as source,
+        zipfile.ZipFile(stored, "w") as target,
+    ):
+        for item in source.infolist():
+            part = source.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                # As a spreadsheet saves them: <v>100</v>, and text typed t="str".
+                part = re.sub(rb'(<c r="C2"><f>[^<]*</f>)<v ?/>', rb"\1<v>100</v>", part)
+                part = re.sub(
+                    rb'<c r="D2">(<f>[^<]*</f>)<v ?/>', rb'<c r="D2" t="str">\1<v>Acme</v>', part
+                )
+            target.writestr(item, part)
+    return stored.getvalue()
+
+
+def test_an_xlsx_formula_without_a_computed_value_is_refused_by_its_cell(depot):
+    # Read as an empty cell, it silently became the default (22 kW, vendor ChargeSim).
+    with pytest.raises(FileProblem) as problem:
+        read_dataset(formula_workbook(computed=False), "xlsx")
+    assert "C2 (row 1, column max_power_kw) holds =50*2" in str(problem.value)
+    assert "D2 (row 1, column vendor) holds =CONCAT(" in str(problem.value)
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_an_xlsx_formula_imports_the_value_the_spreadsheet_computed(depot):
+    result = run_import(formula_workbook(computed=True), "xlsx")
+    assert not result.has_errors(), result.problems()
+    assert Charger.objects.values_list("max_power_kw", "vendor").get() == (100.0, "Acme")
