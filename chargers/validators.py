@@ -27,12 +27,25 @@ def validate_charge_point_id(value: str) -> None:
         )
 
 
+# The user info of a URL ("//user:password@"), shown masked in a message about the URL.
+_USER_INFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
 def validate_csms_url(value: str) -> None:
     try:
         parts = urlsplit(value)
         port = parts.port  # raises ValueError on a bad port
     except ValueError:
-        raise ValidationError("%(value)s is not a valid URL.", params={"value": value}) from None
+        # The message may reach an import report or an API body: no password in it.
+        shown = _USER_INFO.sub("***@", value)
+        raise ValidationError("%(value)s is not a valid URL.", params={"value": shown}) from None
+    if "@" in parts.netloc:
+        # A password here would be shown wherever the URL is: pages, exports, the API.
+        raise ValidationError(
+            "The CSMS URL must not hold a user name or password. Set the charger's "
+            "AuthorizationKey and security profile 1 or 2 instead: the charger then sends its "
+            "id and that key as HTTP Basic credentials, and the key is never shown."
+        )
     if parts.scheme not in ("ws", "wss"):
         raise ValidationError(
             "The CSMS URL must start with ws:// or wss://, not %(scheme)s.",

@@ -46,11 +46,20 @@ def test_a_url_safe_id_of_48_characters_is_accepted(location):
         ("ws://", "names no host"),
         ("ws://host:99999/ocpp", "not a valid URL"),
         ("ws://host/ocpp?x=1", "must not have a query"),
+        ("ws://cp1:s3cret@host/ocpp", "must not hold a user name or password"),
+        ("wss://token@host/ocpp", "must not hold a user name or password"),
     ],
 )
 def test_bad_csms_urls_are_rejected(location, url, message):
     with pytest.raises(ValidationError, match=message):
         charger(location, csms_url=url).full_clean()
+
+
+def test_a_bad_url_with_a_password_is_refused_without_showing_it(location):
+    with pytest.raises(ValidationError, match="not a valid URL") as info:
+        charger(location, csms_url="ws://cp1:s3cret@host:99999/ocpp").full_clean()
+    assert "s3cret" not in str(info.value)
+    assert "ws://***@host:99999/ocpp" in str(info.value)
 
 
 def test_tls_profiles_need_wss_and_credentials(location):

@@ -176,6 +176,7 @@ BAD_ROWS = [
     ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
     ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
     ("CP-3,,AC,22,Type2:22,,", "location", "A location is required"),
+    ("CP-3,Depot,AC,22,Type2:22,ws://cp:pw@h/x,", "csms_url", "must not hold a user name"),
 ]
 
 

@@ -36,7 +36,7 @@ from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
-from simulator.ocpp16.client import ChargePointClient
+from simulator.ocpp16.client import ChargePointClient, shown_url
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
@@ -399,7 +399,8 @@ class CommandServer:
         if task is not None and not task.done():
             return f"{charger.id} is already connected"
         self.service.connect(charger)
-        return f"{charger.id} connecting to {charger.spec.csms_url}"
+        # A URL stored before user info was refused may still hold a password.
+        return f"{charger.id} connecting to {shown_url(charger.spec.csms_url)}"
 
     async def _plug_in(
         self,
