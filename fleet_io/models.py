@@ -138,7 +138,12 @@ class ImportJob(models.Model):
         updated: int = 0,
         failed: int = 0,
     ) -> None:
+        # The file is kept only while it may still be imported: a check that found no
+        # problem waits for its confirmation (which copies it). Any other finished job has
+        # done all it will with it, and keeping it would keep every AuthorizationKey it held.
+        keep = self.dry_run and status == self.Status.DONE and not problems
         ImportJob.objects.filter(pk=self.pk).update(
+            **({} if keep else {"data": b""}),
             status=status,
             total_rows=total,
             created_count=created,

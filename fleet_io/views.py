@@ -78,5 +78,7 @@ def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
         dry_run=False,
         created_by_id=request.user.pk,
     )
+    # The import job holds the file now; the check need not (it may hold secrets).
+    ImportJob.objects.filter(pk=checked.pk).update(data=b"")
     jobs.start(job)
     return redirect(job)

@@ -136,6 +136,8 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
         "problems": 0,
     }
     assert Charger.objects.count() == 20
+    # Once imported, no job keeps the file (it may hold AuthorizationKeys).
+    assert [bytes(data) for data in ImportJob.objects.values_list("data", flat=True)] == [b"", b""]
 
 
 def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
@@ -148,6 +150,17 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
     assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
     assert Charger.objects.count() == 0
+    assert bytes(job.data) == b""  # nothing more will be done with it
+
+
+def test_a_check_without_problems_keeps_its_file_for_the_import(depot):
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(2), dry_run=True
+    )
+    ImportJob.objects.run_queued(job.pk)
+    job.refresh_from_db()
+    assert job.finished_ok
+    assert bytes(job.data) == fleet_csv(2)
 
 
 @pytest.mark.parametrize(
