@@ -76,6 +76,14 @@ NETWORK_GROUPS: dict[str, frozenset[str]] = {
 
 Path_ = tuple[str | int, ...]
 
+# The values (mappings, lists and scalars) a file may hold once its aliases are expanded: a
+# 10,000-charger `ids` list fits many times over, and a "billion laughs" file (each alias
+# naming a list of the one before) is refused here instead of filling the memory.
+MAX_VALUES = 100_000
+# How deep a file may nest; PyYAML's composer recurses, and deeper input would exhaust the
+# interpreter's stack before our own check could say so.
+MAX_DEPTH = 50
+
 
 @dataclass(frozen=True)
 class FormatError:
@@ -275,6 +283,9 @@ def _compose(
 ) -> Any:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        problem = f"nested too deeply (more than {MAX_DEPTH} levels)"
+        raise ScenarioError([FormatError(file, 1, 1, "", problem)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -295,10 +306,24 @@ def _compose(
     if node is None:
         raise ScenarioError([FormatError(file, 1, 1, "", "the file is empty")])
     problems: list[FormatError] = []
-    value = _value(node, (), marks, key_marks, problems, file, 0)
+    try:
+        value = _value(node, (), marks, key_marks, problems, file, 0, [MAX_VALUES])
+    except _TooLarge as exc:
+        message = f"more than {MAX_VALUES:,} values in all, aliases expanded: too large"
+        line, column = exc.mark
+        raise ScenarioError([FormatError(file, line, column, _shown(exc.path), message)]) from None
     if problems:
         raise ScenarioError(problems)
     return value
+
+
+class _TooLarge(Exception):
+    """The file's values, aliases expanded, went over MAX_VALUES at `path`."""
+
+    def __init__(self, path: Path_, mark: tuple[int, int]) -> None:
+        super().__init__()
+        self.path = path
+        self.mark = mark
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
@@ -312,9 +337,14 @@ def _value(
     problems: list[FormatError],
     file: str,
     depth: int,
+    left: list[int],
 ) -> Any:
+    """The value of `node`; `left` counts down the values still allowed (MAX_VALUES)."""
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if depth > 50:  # an alias loop or absurd nesting
+    left[0] -= 1
+    if left[0] < 0:
+        raise _TooLarge(path, marks[path])
+    if depth > MAX_DEPTH:  # an alias loop or absurd nesting
         problems.append(FormatError(file, *marks[path], _shown(path), "nested too deeply"))
         return None
     if isinstance(node, yaml.MappingNode):
@@ -334,11 +364,13 @@ def _value(
                     FormatError(file, *key_marks[child], _shown(child), "duplicate key")
                 )
                 continue
-            result[key] = _value(value_node, child, marks, key_marks, problems, file, depth + 1)
+            result[key] = _value(
+                value_node, child, marks, key_marks, problems, file, depth + 1, left
+            )
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _value(item, (*path, n), marks, key_marks, problems, file, depth + 1)
+            _value(item, (*path, n), marks, key_marks, problems, file, depth + 1, left)
             for n, item in enumerate(node.value)
         ]
     try:

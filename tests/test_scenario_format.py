@@ -181,6 +181,30 @@ def test_a_character_yaml_refuses_is_named_by_line_and_column() -> None:
     ]
 
 
+def test_aliases_that_expand_beyond_the_limit_are_refused_not_built() -> None:
+    # A "billion laughs": each alias names a list of ten of the one before. Six levels would
+    # be a million values (nine levels a billion, filling the memory of the web process that
+    # parses a scenario posted to the API); five levels (111,111) already pass the 100,000
+    # of MAX_VALUES.
+    levels = ["  a0: &a0 x"] + [
+        f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 6)
+    ]
+    text = "name: laughs\ndescription: x\nvariables:\n" + "\n".join(levels) + "\n"
+    assert errors_of(text) == [
+        "smoke.yaml:4:7: variables.a5[7][8][8][8][5]: more than 100,000 values in all, "
+        "aliases expanded: too large"
+    ]
+    # Aliases within the limit are ordinary YAML.
+    shared = GOOD.replace("seed: 42", "seed: &seed 42").replace("count: 2", "count: *seed")
+    assert parse(shared).chargers == {"template": {"count": 42, "prefix": "SCN", "connectors": 2}}
+
+
+def test_nesting_deeper_than_the_parser_can_follow_is_a_format_error() -> None:
+    assert errors_of("name: " + "[" * 5000 + "]" * 5000) == [
+        "smoke.yaml:1:1: nested too deeply (more than 50 levels)"
+    ]
+
+
 def test_a_given_variable_may_hold_no_nul_anywhere() -> None:
     # A file cannot hold one (YAML refuses it); a variable given through the API can, and
     # no database text field can store it.
