@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import (
     Http404,
@@ -174,6 +175,20 @@ def on_django_validation_error(request: HttpRequest, exc: Raised) -> HttpRespons
     return _respond(422, "The request is not valid.", errors_from_django(exc))
 
 
+def on_suspicious(request: HttpRequest, exc: Raised) -> HttpResponse:
+    """What Django refuses to read (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, more parameters
+    than DATA_UPLOAD_MAX_NUMBER_FIELDS, ...): the caller's mistake, a 413 or a 400 as Django
+    answers it outside the API, not a 500. Logged as Django logs it, without a traceback."""
+    assert isinstance(exc, SuspiciousOperation)
+    logging.getLogger(f"django.security.{type(exc).__name__}").warning(
+        "%s on %s %s", exc, request.method, request.path
+    )
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _respond(413, f"The request body is larger than the {limit:,} bytes accepted.")
+    return _respond(400, f"The request was refused: {exc}")
+
+
 def on_unexpected(request: HttpRequest, exc: Raised) -> HttpResponse:
     # The traceback goes to the log; the caller gets the same body as for any error.
     exc_info = exc if isinstance(exc, BaseException) else None
@@ -187,6 +202,7 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(Http404, on_not_found)
     api.add_exception_handler(PermissionDenied, on_permission_denied)
     api.add_exception_handler(DjangoValidationError, on_django_validation_error)
+    api.add_exception_handler(SuspiciousOperation, on_suspicious)
     api.add_exception_handler(Exception, on_unexpected)
 
 

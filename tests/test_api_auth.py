@@ -183,6 +183,22 @@ def test_an_unknown_path_or_object_answers_in_the_error_body(client):
     assert "/api/v1/no-such-thing" in body["detail"]
 
 
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1_000, DATA_UPLOAD_MAX_NUMBER_FIELDS=50)
+def test_a_body_or_query_django_refuses_to_read_is_a_4xx_in_the_error_body(client):
+    # Django refuses them with SuspiciousOperation; the API's catch-all made them a 500.
+    _, token = user_with_token("ci", "add_charger", "view_charger")
+    big = {"charge_point_id": "CP-1", "vendor": "x" * 2_000}
+    response = client.post(
+        "/api/v1/chargers", big, content_type="application/json", headers=bearer(token)
+    )
+    assert assert_error_body(response, 413)["detail"] == (
+        "The request body is larger than the 1,000 bytes accepted."
+    )
+    many = "&".join(f"location={n}" for n in range(60))
+    body = assert_error_body(client.get(f"/api/v1/chargers?{many}", headers=bearer(token)), 400)
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in body["detail"]
+
+
 @override_settings(DEBUG=True)
 def test_no_token_reaches_the_log(client, caplog):
     _, token = user_with_token("ci")
