@@ -206,6 +206,47 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(Exception, on_unexpected)
 
 
+def document_refusals(schema: dict[str, Any]) -> None:
+    """Add to the OpenAPI document the refusals ninja answers before a handler runs, where
+    the operation's `response=` does not list them: 422 for an operation with a parameter or
+    a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
+    for a JSON body that cannot be parsed."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            checked = [p for p in operation.get("parameters", ()) if _may_fail(p)]
+            body = operation.get("requestBody", {}).get("content", {})
+            if checked or body:
+                responses.setdefault(
+                    "422",
+                    {
+                        "description": "A parameter or the body is not valid.",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+            if "application/json" in body:
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "The body is not JSON.",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+
+
+def _may_fail(parameter: Mapping[str, Any]) -> bool:
+    """Whether ninja can refuse a parameter's value: anything but free text."""
+    return not _free_text(parameter.get("schema", {}))
+
+
+def _free_text(schema: Mapping[str, Any]) -> bool:
+    plain = {"type", "title", "description", "default"}
+    if "anyOf" in schema and not set(schema) - plain - {"anyOf"}:
+        return all(_free_text(s) or s == {"type": "null"} for s in schema["anyOf"])
+    return schema.get("type") == "string" and not set(schema) - plain
+
+
 def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
     """`view`, with a 405 it answers (ninja's own, a bare text) in the error body."""
 

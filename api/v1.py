@@ -8,8 +8,11 @@ cannot. Each area of the API is a router in api/routers/, added here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
+from ninja.openapi.schema import OpenAPISchema
 
 from api import errors
 from api.auth import docs_access, session_auth, token_auth
@@ -25,6 +28,13 @@ class ChargeSimAPI(NinjaAPI):
             if isinstance(url, URLPattern):
                 url.callback = errors.json_method_not_allowed(url.callback)
         return urls
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        errors.document_refusals(schema)
+        return schema
 
 
 api = ChargeSimAPI(

@@ -230,6 +230,23 @@ def test_the_openapi_document_validates(client):
     assert {"200", "401", "403"} <= set(whoami["responses"])
 
 
+def test_the_openapi_document_lists_the_422_of_every_parameter_that_can_fail(client):
+    _, token = user_with_token("ci", "view_location", "view_charger")
+    spec = client.get("/api/v1/openapi.json", headers=bearer(token)).json()
+    validate(spec)
+    paths = spec["paths"]
+    # What ninja refuses before any handler runs: a list's paging, an id in the path.
+    for operation in ("/api/v1/locations", "/api/v1/locations/{location_id}", "/api/v1/chargers"):
+        assert "422" in paths[operation]["get"]["responses"], operation
+    assert assert_error_body(client.get("/api/v1/locations?limit=0", headers=bearer(token)), 422)
+    assert assert_error_body(client.get("/api/v1/locations/x", headers=bearer(token)), 422)
+    # A JSON body that cannot be parsed is a 400.
+    assert "400" in paths["/api/v1/chargers"]["post"]["responses"]
+    # Free text cannot fail: a charger's id in the path, an operation without parameters.
+    assert "422" not in paths["/api/v1/chargers/{charge_point_id}"]["get"]["responses"]
+    assert "422" not in paths[WHOAMI]["get"]["responses"]
+
+
 def test_the_openapi_document_and_docs_refuse_anonymous_callers(client):
     assert_error_body(client.get("/api/v1/openapi.json"), 401)
     page = client.get("/api/v1/docs", HTTP_ACCEPT="text/html")
