@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Prefetch, ProtectedError, QuerySet
 from django.forms.models import model_to_dict, modelform_factory
 
@@ -321,6 +321,27 @@ def create_many(
             "(POST /api/v1/imports) for more.",
             [ErrorItem(field="items", message=f"At most {MAX_BULK:,} items.")],
         )
+    plans, errors = _checked_new(items, bulk=bulk)
+    if errors:
+        raise _invalid(errors)
+    try:
+        with transaction.atomic():
+            created = create_chargers(plans)
+            notify_fleet_change(report=report.callback)  # joins the batch create_chargers began
+    except IntegrityError:
+        # A concurrent request took one of the ids between the check and the insert: the
+        # check, made again, names it as it would have ("... already exists").
+        _, errors = _checked_new(items, bulk=bulk)
+        if errors:
+            raise _invalid(errors) from None
+        raise
+    return _reloaded(charger_detail(), [c.pk for c in created])
+
+
+def _checked_new(
+    items: Sequence[Mapping[str, Any]], *, bulk: bool
+) -> tuple[list[ChargerPlan], list[ErrorItem]]:
+    """The plans of new chargers and every problem of every item."""
     plans: list[ChargerPlan] = []
     errors: list[ErrorItem] = []
     first: dict[str, int] = {}
@@ -340,12 +361,7 @@ def create_many(
             )
         if checked.plan is not None:
             plans.append(checked.plan)
-    if errors:
-        raise _invalid(errors)
-    with transaction.atomic():
-        created = create_chargers(plans)
-        notify_fleet_change(report=report.callback)  # joins the batch create_chargers began
-    return _reloaded(charger_detail(), [c.pk for c in created])
+    return plans, errors
 
 
 def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerReport) -> Charger:
@@ -353,10 +369,17 @@ def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerRep
     checked = check_charger(given, charger)
     if checked.plan is None:
         raise _invalid(checked.errors)
-    with transaction.atomic():
-        update_chargers([checked.plan], CHARGER_COLUMNS)
-        # A new id may belong to another shard's worker: the old one is told too.
-        notify_fleet_change([(charger.pk, stored_id)], report=report.callback)
+    try:
+        with transaction.atomic():
+            update_chargers([checked.plan], CHARGER_COLUMNS)
+            # A new id may belong to another shard's worker: the old one is told too.
+            notify_fleet_change([(charger.pk, stored_id)], report=report.callback)
+    except IntegrityError:
+        # Renamed onto an id a concurrent request took meanwhile: as create_many says it.
+        again = check_charger(given, Charger.objects.get(pk=charger.pk))
+        if again.errors:
+            raise _invalid(again.errors) from None
+        raise
     return charger_detail().get(pk=charger.pk)
 
 

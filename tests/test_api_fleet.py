@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from api import fleet_writes
 from api.fleet_writes import MAX_BULK
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import Location
@@ -550,6 +551,38 @@ def test_a_rename_onto_a_taken_id_is_refused(api, depot):
     assert fields_of(response) == {
         "charge_point_id": ["Charger with this Charge point id already exists."]
     }
+
+
+def another_request_takes(cp_id: str, location: Location, monkeypatch: Any) -> None:
+    """A concurrent request creates `cp_id` right after this one's check found it free (the
+    race of two scripts creating the same charger at once, made certain)."""
+    check = fleet_writes.check_charger
+    taken: list[Charger] = []
+
+    def checked_then_taken(*args: Any, **kwargs: Any) -> Any:
+        result = check(*args, **kwargs)
+        if not taken:
+            taken.append(make_charger(cp_id, location=location))
+        return result
+
+    monkeypatch.setattr(fleet_writes, "check_charger", checked_then_taken)
+
+
+def test_an_id_taken_between_the_check_and_the_write_is_a_422_not_a_500(api, depot, monkeypatch):
+    another_request_takes("CP-1", depot, monkeypatch)
+    response = api.post(f"{V1}/chargers?wait=false", charger_body("CP-1", depot))
+    assert fields_of(response) == {
+        "charge_point_id": ["Charger with this Charge point id already exists."]
+    }
+    assert Charger.objects.count() == 1  # the other request's
+
+    make_charger("CP-2", location=depot)
+    another_request_takes("CP-3", depot, monkeypatch)
+    response = api.patch(f"{V1}/chargers/CP-2?wait=false", {"charge_point_id": "CP-3"})
+    assert fields_of(response) == {
+        "charge_point_id": ["Charger with this Charge point id already exists."]
+    }
+    assert Charger.objects.filter(charge_point_id="CP-2").exists()
 
 
 def test_a_charger_is_deleted(api, depot):
