@@ -17,7 +17,7 @@ from ninja import Field, FilterLookup, FilterSchema, Schema
 
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import ArrivalProfile, Location, VehicleShare
-from simulator.contract import overrides, traffic
+from simulator.contract import StatusName, overrides, traffic
 from vehicles.models import VehicleModel
 
 
@@ -491,6 +491,7 @@ class ChargerFilters(FilterSchema):
     power_type: Annotated[str | None, FilterLookup("power_type__iexact")] = Field(
         None, description="AC or DC."
     )
-    status: Annotated[str | None, FilterLookup("evses__status")] = Field(
+    # A Literal: a misspelt status (`charging`) is a 422 naming it, not an empty list.
+    status: Annotated[StatusName | None, FilterLookup("evses__status")] = Field(
         None, description="Chargers with an EVSE in this status (e.g. Charging), as last saved."
     )

@@ -464,6 +464,8 @@ def test_chargers_are_listed_with_filters_and_pages(api, depot):
     assert ids(enabled="false") == ["CP-2"]
     assert ids(power_type="dc") == ["DC-1"]
     assert ids(status="Charging") == ["CP-3"]  # once, though both its EVSEs charge
+    # A status that does not exist (a wrong letter case) is refused, not an empty page.
+    assert [f for f, _, _ in errors_of(api.get(f"{V1}/chargers", status="charging"))] == ["status"]
     page = api.get(f"{V1}/chargers", limit=2, offset=2).json()
     assert page["count"] == 6
     assert [c["charge_point_id"] for c in page["items"]] == ["CP-3", "CP-4"]
