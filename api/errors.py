@@ -19,6 +19,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import (
     Http404,
     HttpRequest,
@@ -189,6 +190,21 @@ def on_suspicious(request: HttpRequest, exc: Raised) -> HttpResponse:
     return _respond(400, f"The request was refused: {exc}")
 
 
+def on_conflict(request: HttpRequest, exc: Raised) -> HttpResponse:
+    """A write the database refused for a row written meanwhile (two scripts creating the
+    same location at once: both passed the form's uniqueness check, the second insert hit
+    the constraint). The writes that know their field answer a 422 naming it first; this
+    is what is left: a 409, not a 500, and the request may be sent again."""
+    logging.getLogger(__name__).info(
+        "%s %s conflicted with a concurrent write: %s", request.method, request.path, exc
+    )
+    return _respond(
+        409,
+        "A request made at the same moment changed the same thing first; send this one "
+        "again to see where it stands.",
+    )
+
+
 def on_unexpected(request: HttpRequest, exc: Raised) -> HttpResponse:
     # The traceback goes to the log; the caller gets the same body as for any error.
     exc_info = exc if isinstance(exc, BaseException) else None
@@ -203,18 +219,28 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(PermissionDenied, on_permission_denied)
     api.add_exception_handler(DjangoValidationError, on_django_validation_error)
     api.add_exception_handler(SuspiciousOperation, on_suspicious)
+    api.add_exception_handler(IntegrityError, on_conflict)
     api.add_exception_handler(Exception, on_unexpected)
 
 
 def document_refusals(schema: dict[str, Any]) -> None:
     """Add to the OpenAPI document the refusals ninja answers before a handler runs, where
-    the operation's `response=` does not list them: 422 for an operation with a parameter or
+    the operation's `response=` does not list them: 409 for a write (`on_conflict`), 422 for an operation with a parameter or
     a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
     for a JSON body that cannot be parsed."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
+            if method in ("post", "put", "patch", "delete"):
+                responses.setdefault(
+                    "409",
+                    {
+                        "description": "A concurrent request changed the same thing first "
+                        "(or, for an action, the charger refused it).",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
             checked = [p for p in operation.get("parameters", ()) if _may_fail(p)]
             body = operation.get("requestBody", {}).get("content", {})
             if checked or body:

@@ -570,6 +570,51 @@ def another_request_takes(cp_id: str, location: Location, monkeypatch: Any) -> N
     monkeypatch.setattr(fleet_writes, "check_charger", checked_then_taken)
 
 
+def checked_then_written_meanwhile(form_class: Any, write: Any, monkeypatch: Any) -> None:
+    """A request made at the same moment writes (`write()`) right after this one's form
+    found everything free: the race of two scripts, made certain."""
+    is_valid = form_class.is_valid
+    done: list[bool] = []
+
+    def valid_then_raced(form: Any) -> bool:
+        valid = is_valid(form)
+        if not done:
+            done.append(True)
+            write()
+        return valid
+
+    monkeypatch.setattr(form_class, "is_valid", valid_then_raced)
+
+
+def test_a_unique_value_taken_by_a_concurrent_write_is_a_409_not_a_500(api, monkeypatch):
+    checked_then_written_meanwhile(
+        fleet_writes.LocationForm, lambda: make_location("Hub"), monkeypatch
+    )
+    response = api.post(f"{V1}/locations", {"name": "Hub"})
+    assert response.status_code == 409, response.content
+    assert "send this one again" in response.json()["detail"]
+    assert Location.objects.filter(name="Hub").count() == 1
+    # Sent again, it is refused as any taken name is, naming the field.
+    assert fields_of(api.post(f"{V1}/locations", {"name": "Hub"})) == {
+        "name": ["Location with this Name already exists."]
+    }
+
+
+def test_a_put_of_a_key_created_by_a_concurrent_request_sets_it(api, depot, monkeypatch):
+    charger = make_charger("CP-1", location=depot)
+    checked_then_written_meanwhile(
+        fleet_writes.ConfigurationKeyForm,
+        lambda: ConfigurationKey.objects.create(charger=charger, key="MyKey", value="theirs"),
+        monkeypatch,
+    )
+    response = api.put(f"{V1}/chargers/CP-1/configuration/MyKey", {"value": "mine"})
+    assert response.status_code == 200, response.content
+    assert response.json()["value"] == "mine"
+    assert list(charger.configuration.filter(key="MyKey").values_list("value", flat=True)) == [
+        "mine"
+    ]
+
+
 def test_an_id_taken_between_the_check_and_the_write_is_a_422_not_a_500(api, depot, monkeypatch):
     another_request_takes("CP-1", depot, monkeypatch)
     response = api.post(f"{V1}/chargers?wait=false", charger_body("CP-1", depot))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from ninja import Query, Router
@@ -542,7 +543,18 @@ def set_configuration_key(
     existing = _key(charger, key)
     action = "add" if existing is None else "change"
     check_perms(request, f"chargers.{action}_configurationkey")
-    saved = writes.save_configuration_key(charger, key, existing, payload.value, payload.readonly)
+    try:
+        saved = writes.save_configuration_key(
+            charger, key, existing, payload.value, payload.readonly
+        )
+    except IntegrityError:
+        # Created by a request made at the same moment: a PUT sets it all the same.
+        raced = _key(charger, key) if existing is None else None
+        if raced is None:
+            raise
+        check_perms(request, "chargers.change_configurationkey")
+        saved = writes.save_configuration_key(charger, key, raced, payload.value, payload.readonly)
+        return Status(200, saved)
     return Status(201 if existing is None else 200, saved)
 
 
