@@ -56,6 +56,8 @@ def _lines(detail: str, items: Iterable[ErrorItem]) -> str:
             )
             if part
         )
+        if not where and item.message == detail:
+            continue  # an engine refusal is its detail and its one item: said once
         parts.append(f"{where}: {item.message}" if where else item.message)
     return "\n".join(parts)
 

@@ -221,11 +221,14 @@ async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, c
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_an_unknown_charger_or_kind_is_refused_before_streaming(worker):
+async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()
     missing = await client.get("/api/v1/events", {"charger": "NOPE"}, headers=bearer(token))
     assert missing.status_code == 404 and missing.json()["detail"] == "No charger 'NOPE'."
+    # A location that does not exist would stream nothing for ever: a 404 as for a charger.
+    nowhere = await client.get("/api/v1/events", {"location": "99999"}, headers=bearer(token))
+    assert nowhere.status_code == 404 and nowhere.json()["detail"] == "No location 99999."
     bad = await client.get("/api/v1/events", {"kind": "gossip"}, headers=bearer(token))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "kind.0"
     assert not worker.stream.active

@@ -355,6 +355,13 @@ async def test_a_state_request_waits_until_the_status_holds(worker, driver):
     assert cleared.json()["wait"]["met"] is True
 
 
+async def test_a_state_request_for_a_connector_the_charger_lacks_is_a_422(worker, driver):
+    response = await driver.get(STATE.format("API-2"), connector_id=5)
+    assert response.status_code == 422, response.content
+    assert response.json()["errors"][0]["message"] == "API-2 has no connector 5"
+    assert (await driver.get(STATE.format("API-1"), connector_id=2)).status_code == 200
+
+
 async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver, csms):
     await driver.post(ACTION.format("API-2", "plug-in"), {})
     await driver.post(

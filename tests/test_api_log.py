@@ -274,6 +274,9 @@ async def test_the_fleet_export_covers_a_time_range_of_every_charger(fleet):
     assert ids(both) == ["a8>", "a8<", "a9>", "b8>", "b9>"]
     missing, _ = await download(token, "/api/v1/log.jsonl", since=iso(T0), charger="NOPE")
     assert missing.status_code == 404
+    nowhere, _ = await download(token, "/api/v1/log.jsonl", since=iso(T0), location=99999)
+    assert nowhere.status_code == 404
+    assert nowhere.json()["detail"] == "No location 99999."
     no_since, _ = await download(token, "/api/v1/log.jsonl")
     assert no_since.status_code == 422
     assert no_since.json()["errors"][0]["field"] == "since"

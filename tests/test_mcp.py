@@ -231,6 +231,12 @@ async def test_http_drives_a_session_with_wait_for_and_reads_state_summary_and_l
 
         refused = await client.call_tool("stop", {"charge_point_id": CHARGER})
         assert "no transaction" in error_text(refused).lower()
+        no_connector = await client.call_tool(
+            "plug_in", {"charge_point_id": CHARGER, "connector_id": 9}
+        )
+        # Said once: the engine's refusal is both the body's detail and its one item.
+        assert error_text(no_connector).endswith(f": {CHARGER} has no connector 9")
+        assert error_text(no_connector).count("has no connector") == 1
         unknown = await client.call_tool("charger_state", {"charge_point_id": "NOPE"})
         assert "There is no charger 'NOPE'." in error_text(unknown)
 

@@ -13,15 +13,14 @@ from typing import Any, Literal
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
 from ninja.errors import AuthorizationError
 
-from api import event_stream
+from api import event_stream, scope
 from api.auth import caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody
 from chargers.dashboard.pages import may_see_message_log
-from chargers.models import Charger
 from simulator import contract
 
 router = Router(tags=["events"])
@@ -76,7 +75,9 @@ async def events(
         raise AuthorizationError(
             message="You need the permission 'chargers.view_charger' to watch events."
         )
-    pks = await sync_to_async(_charger_pks)(charger) if charger else None
+    pks = await sync_to_async(scope.charger_pks)(charger) if charger else None
+    if location:
+        await sync_to_async(scope.check_locations)(location)
     layer = get_channel_layer()
     if layer is None:
         raise ApiError(503, "No channel layer is configured: the simulator cannot be reached.")
@@ -90,15 +91,3 @@ async def events(
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
-
-
-def _charger_pks(charge_point_ids: list[str]) -> list[int]:
-    found = dict(
-        Charger.objects.filter(charge_point_id__in=charge_point_ids).values_list(
-            "charge_point_id", "pk"
-        )
-    )
-    for cp_id in charge_point_ids:
-        if cp_id not in found:
-            raise Http404(f"No charger {cp_id!r}.")
-    return list(found.values())

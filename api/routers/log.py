@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 from ninja.errors import AuthorizationError
 
+from api import scope
 from api.auth import caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody, ErrorItem
 from chargers import message_log
@@ -198,15 +199,9 @@ def fleet_log_export(
 ) -> StreamingHttpResponse:
     _may_read_log(request)
     start, end = _range(since, until or datetime.now(UTC))
-    pks = None
-    if charger:
-        found = dict(
-            Charger.objects.filter(charge_point_id__in=charger).values_list("charge_point_id", "pk")
-        )
-        missing = [cp_id for cp_id in charger if cp_id not in found]
-        if missing:
-            raise Http404(f"No charger {missing[0]!r}.")
-        pks = list(found.values())
+    pks = scope.charger_pks(charger) if charger else None
+    if location:
+        scope.check_locations(location)
     rows = message_log.entries(charger_pks=pks, location_pks=location, since=start, until=end)
     return _jsonl_response(rows, "chargesim-log.jsonl")
 

@@ -239,6 +239,10 @@ class CommandServer:
         try:
             if command == contract.STATE:
                 charger = self._charger(charger_id)
+                if args.get("connector_id") is not None:
+                    # The connector the answer (or its wait) is about must exist: a script
+                    # asking for connector 5 of a one-connector charger hears so.
+                    charger.evse(_connector(args))
                 text = f"{charger.id} is {charger.link.value}, boot {charger.boot.value}"
             else:
                 text = await self.execute(charger_id, command, args, catalogue)
