@@ -225,7 +225,8 @@ def install(api: NinjaAPI) -> None:
 
 def document_refusals(schema: dict[str, Any]) -> None:
     """Add to the OpenAPI document the refusals ninja answers before a handler runs, where
-    the operation's `response=` does not list them: 409 for a write (`on_conflict`), 422 for an operation with a parameter or
+    the operation's `response=` does not list them: 409 for a write (`on_conflict`), 413
+    for a body over Django's limit (`on_suspicious`), 422 for an operation with a parameter or
     a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
     for a JSON body that cannot be parsed."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
@@ -248,6 +249,15 @@ def document_refusals(schema: dict[str, Any]) -> None:
                     "422",
                     {
                         "description": "A parameter or the body is not valid.",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+            if body:
+                responses.setdefault(
+                    "413",
+                    {
+                        "description": "The body is larger than the server accepts "
+                        "(DATA_UPLOAD_MAX_MEMORY_SIZE).",
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
