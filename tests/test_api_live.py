@@ -332,6 +332,38 @@ async def test_a_session_end_to_end_plug_in_id_tag_wait_for_charging_then_stop(
     assert unplugged.json()["charger"]["evses"][0]["status"] == "Available"
 
 
+async def test_a_stopped_transaction_is_no_longer_the_connectors(worker, driver, csms):
+    """Once stopped, a connector's state names no transaction: neither its idTag nor the
+    CSMS's id of the transaction that ended (the dashboard showed "– / 6" under a
+    connector back to Available)."""
+    plugged = await driver.post(
+        ACTION.format("API-1", "plug-in"), {"connector_id": 1, "soc": 30}, wait_for="Preparing"
+    )
+    assert plugged.status_code == 200, plugged.content
+    started = await driver.post(
+        ACTION.format("API-1", "present-id-tag"),
+        {"connector_id": 1, "id_tag": "ENDED-TAG"},
+        wait_for="Charging",
+        timeout=10,
+    )
+    assert started.status_code == 200, started.content
+    charger = loaded(worker, "API-1")
+    await wait_until(
+        lambda: charger.evses[0].transaction_id is not None, message="the CSMS's transaction id"
+    )
+    state = (await driver.get(STATE.format("API-1"))).json()
+    assert state["charger"]["evses"][0]["transaction_id"] is not None
+
+    stopped = await driver.post(ACTION.format("API-1", "stop"), wait_for="Finishing")
+    assert stopped.status_code == 200, stopped.content
+    evse = stopped.json()["charger"]["evses"][0]
+    assert (evse["status"], evse["id_tag"], evse["transaction_id"]) == ("Finishing", None, None)
+
+    unplugged = await driver.post(ACTION.format("API-1", "unplug"), wait_for="Available")
+    evse = unplugged.json()["charger"]["evses"][0]
+    assert (evse["status"], evse["id_tag"], evse["transaction_id"]) == ("Available", None, None)
+
+
 async def test_a_wait_that_times_out_is_200_with_met_false(worker, driver):
     response = await driver.post(
         ACTION.format("API-2", "plug-in"), {}, wait_for="Charging", timeout=0.3

@@ -895,7 +895,9 @@ class Charger:
             tx=tx,
         )
         self.next_sample.pop(connector_id, None)
+        # The connector's transaction (as the dashboard and the API show it) is over.
         evse.id_tag = None
+        evse.transaction_id = None
         if evse.status is not Status.FAULTED and evse.status is not Status.UNAVAILABLE:
             held = evse.battery is not None or connector_id in self.locked_cables
             self.set_status(evse, Status.FINISHING if held else Status.AVAILABLE)
