@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
 import urllib.error
 import urllib.request
@@ -54,6 +55,19 @@ def test_bad_options_are_refused_with_a_clear_message(tmp_path):
     assert "--csms-url must start with ws:// or wss://" in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--status-every", "0")
     assert "--status-every must be more than 0 seconds" in result.stderr
+
+
+def test_a_web_port_in_use_stops_the_start_with_a_clear_message(tmp_path):
+    """A second simulator on an occupied port said "Admin and dashboard on ..." and exited
+    0 after a log line of Daphne's: a script or a supervisor took it for a clean stop."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_manage(tmp_path, "runsimulator", "--port", str(port))
+    assert result.returncode != 0
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Admin and dashboard on" not in result.stdout
 
 
 def test_sigterm_saves_the_meter_registers(tmp_path):

@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 WAIT_SHARE = 0.5
 
 
+class WebServerError(Exception):
+    """The web port cannot be listened on, in words for the command line."""
+
+
 @dataclass
 class RunOptions:
     # The process (runsimulator)
@@ -205,7 +209,8 @@ class Simulator:
     def run(self) -> None:
         """Prepare the database, then serve until a signal; returns once all is saved.
         With a metrics port, its server runs first (a port in use stops the start at once:
-        `metrics.MetricsServerError`) and last."""
+        `metrics.MetricsServerError`) and last; a web port in use stops it after the
+        preparation (`WebServerError`)."""
         stop_metrics = None
         if self.options.metrics_port is not None:
             stop_metrics = metrics.serve_http(self.options.metrics_port, self.options.metrics_bind)
@@ -264,20 +269,36 @@ class Simulator:
         from channels.routing import get_default_application
         from daphne.server import Server  # installs Twisted's asyncio reactor
 
+        class WebServer(Server):
+            # Why the port could not be listened on; Daphne itself only logs it and
+            # returns from run() as if the server had stopped.
+            listen_failure: str | None = None
+
+            def listen_error(self, failure: Any) -> None:
+                self.listen_failure = failure.getErrorMessage()
+                self.stop()
+
+        def ready() -> None:
+            # Called, once the port listens, before the reactor runs its loop: the loop
+            # Twisted installed.
+            self.say(
+                f"Admin and dashboard on http://{self.options.host}:{self.options.port}/ "
+                "(Ctrl-C to stop)\n"
+            )
+            self.spawn(self.serve(), "simulator", asyncio.get_event_loop())
+
         endpoint = f"tcp:port={self.options.port}:interface={self.options.host}"
-        server = Server(
+        server = WebServer(
             get_default_application(),  # settings.ASGI_APPLICATION, as Channels finds it
             endpoints=[endpoint],
             signal_handlers=False,
-            # Called before the reactor runs its loop: the loop Twisted installed.
-            ready_callable=lambda: self.spawn(self.serve(), "simulator", asyncio.get_event_loop()),
+            ready_callable=ready,
         )
         self._stop_web = server.stop
-        self.say(
-            f"Admin and dashboard on http://{self.options.host}:{self.options.port}/ "
-            "(Ctrl-C to stop)\n"
-        )
         server.run()
+        if server.listen_failure is not None:
+            reason = server.listen_failure.removeprefix("Couldn't listen on ").rstrip(".")
+            raise WebServerError(f"--port {self.options.port}: cannot listen on {reason}")
 
     async def serve(self) -> None:
         installed = self._install_signals()
