@@ -70,6 +70,21 @@ def test_a_web_port_in_use_stops_the_start_with_a_clear_message(tmp_path):
     assert "Admin and dashboard on" not in result.stdout
 
 
+def test_a_csms_port_in_use_stops_the_demo_with_a_clear_message(tmp_path):
+    """--demo's built-in CSMS on an occupied port: the start failed with a traceback in the
+    log, after "Stopped: 0 chargers saved.", and the command exited 0."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_manage(
+            tmp_path, "runsimulator", "--demo", "--port", str(free_port()), "--csms-port", str(port)
+        )
+    assert result.returncode != 0
+    assert f"--csms-port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_sigterm_saves_the_meter_registers(tmp_path):
     csms_port = free_port()
     sim = ManagePy(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -71,8 +72,14 @@ log = logging.getLogger(__name__)
 WAIT_SHARE = 0.5
 
 
-class WebServerError(Exception):
-    """The web port cannot be listened on, in words for the command line."""
+class StartError(Exception):
+    """What keeps the simulator from starting (a port in use), in words for the command
+    line."""
+
+
+def _cannot_listen(option: str, port: int, exc: OSError) -> StartError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StartError(f"{option} {port}: cannot listen on 127.0.0.1:{port} ({reason})")
 
 
 @dataclass
@@ -179,6 +186,7 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop_web: Callable[[], None] | None = None
+        self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
         self._checkpoint_lock = asyncio.Lock()
         # One writer thread for every checkpoint: batches stay in order and the thread
@@ -209,8 +217,8 @@ class Simulator:
     def run(self) -> None:
         """Prepare the database, then serve until a signal; returns once all is saved.
         With a metrics port, its server runs first (a port in use stops the start at once:
-        `metrics.MetricsServerError`) and last; a web port in use stops it after the
-        preparation (`WebServerError`)."""
+        `metrics.MetricsServerError`) and last; a web or built-in CSMS port in use stops
+        it after the preparation (`StartError`)."""
         stop_metrics = None
         if self.options.metrics_port is not None:
             stop_metrics = metrics.serve_http(self.options.metrics_port, self.options.metrics_bind)
@@ -224,6 +232,8 @@ class Simulator:
                 self._serve_with_web()
             else:
                 asyncio.run(self.serve())
+                if self.start_error is not None:
+                    raise self.start_error
         finally:
             if stop_metrics is not None:
                 stop_metrics()
@@ -298,7 +308,9 @@ class Simulator:
         server.run()
         if server.listen_failure is not None:
             reason = server.listen_failure.removeprefix("Couldn't listen on ").rstrip(".")
-            raise WebServerError(f"--port {self.options.port}: cannot listen on {reason}")
+            raise StartError(f"--port {self.options.port}: cannot listen on {reason}")
+        if self.start_error is not None:
+            raise self.start_error
 
     async def serve(self) -> None:
         installed = self._install_signals()
@@ -306,6 +318,8 @@ class Simulator:
             await self.startup()
             if not self.should_exit:
                 await self.main_loop()
+        except StartError as exc:
+            self.start_error = exc  # run() raises it once all is stopped
         finally:
             self.say("\nStopping: saving state and closing connections...\n")
             await self.stop()
@@ -428,7 +442,10 @@ class Simulator:
             from simulator.csms.files import FileServer
 
             self.csms = CentralSystem(keep_log=False)
-            await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
+            try:
+                await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
+            except OSError as exc:
+                raise _cannot_listen("--csms-port", self.options.csms_port, exc) from None
             url = f"{self.csms.url}/ocpp"
             self.say(f"Built-in CSMS listening on {url}\n")
             wanted = self.options.csms_control_port
@@ -436,11 +453,15 @@ class Simulator:
                 from simulator.csms.control import ControlServer, default_port
 
                 self.csms_control = ControlServer(self.csms)
-                await self.csms_control.start(
-                    "127.0.0.1",
-                    default_port(self.csms.port) if wanted is None else wanted,
-                    or_any=wanted is None,
-                )
+                try:
+                    await self.csms_control.start(
+                        "127.0.0.1",
+                        default_port(self.csms.port) if wanted is None else wanted,
+                        or_any=wanted is None,
+                    )
+                except OSError as exc:
+                    # Only a port given explicitly: the default one falls back to any port.
+                    raise _cannot_listen("--csms-control-port", wanted or 0, exc) from None
                 self.say(
                     f"Its control endpoint (scenarios' csms_control) on {self.csms_control.url}\n"
                 )

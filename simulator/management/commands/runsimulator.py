@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulator.management.database import check_database
-from simulator.runtime.lifecycle import RunOptions, Simulator, WebServerError
+from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 
 
@@ -197,5 +197,5 @@ class Command(BaseCommand):
         )
         try:
             simulator.run()
-        except (MetricsServerError, WebServerError) as exc:
+        except (MetricsServerError, StartError) as exc:
             raise CommandError(str(exc)) from None
