@@ -85,6 +85,20 @@ def test_a_csms_port_in_use_stops_the_demo_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_csms_url_the_chargers_could_not_use_is_refused(tmp_path):
+    """Only the scheme was checked: a URL with no host, a bad port or a query was written
+    into every demo charger, which then retried it forever."""
+    for url, says in (
+        ("ws:///ocpp", "names no host"),
+        ("ws://127.0.0.1:99999/ocpp", "is not a valid URL"),
+        ("ws://127.0.0.1:9000/ocpp?token=1", "must not have a query"),
+    ):
+        result = run_manage(tmp_path, "runsimulator", "--no-web", "--demo", "--csms-url", url)
+        assert result.returncode != 0, url
+        assert "--csms-url" in result.stderr and says in result.stderr, result.stderr
+    assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was written
+
+
 def test_sigterm_saves_the_meter_registers(tmp_path):
     csms_port = free_port()
     sim = ManagePy(

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulator.management.database import check_database
+from chargers.validators import validate_csms_url
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 
@@ -158,6 +160,12 @@ class Command(BaseCommand):
             raise CommandError("--traffic-hours must be more than 0.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
+        if options["csms_url"]:
+            # The demo chargers get it as their CSMS URL: the admin's rules, before any write.
+            try:
+                validate_csms_url(options["csms_url"])
+            except ValidationError as exc:
+                raise CommandError(f"--csms-url: {' '.join(exc.messages)}") from None
         if not options["status_every"] > 0:
             raise CommandError("--status-every must be more than 0 seconds.")
         control_port = options["csms_control_port"]
