@@ -197,3 +197,31 @@ def test_on_a_terminal_the_status_line_is_redrawn_in_place_below_the_log(tmp_pat
     assert "INFO" in rows[logged[0]]
     assert logged[0] < rows.index(status_rows[0])
     assert rows[-1] == "Stopped: 3 chargers saved.", rows
+
+
+def test_on_a_terminal_the_traffic_tally_has_a_line_of_its_own(tmp_path):
+    """With --traffic the status line was some 165 characters, cut to the terminal's width:
+    on 120 columns the tally ended in "…" after "traffic: 0 arrived, 0 charging sessions"
+    and the user never saw who was turned away or left."""
+    term = Terminal(
+        tmp_path,
+        *("--no-web", "--demo", "--demo-chargers", "3", "--traffic"),
+        *("--no-demo-operations", "--csms-port", str(free_port())),
+    )
+    try:
+        term.wait_for(b"fleet: 3/3 accepted")
+        os.killpg(term.proc.pid, signal.SIGINT)
+        assert term.proc.wait(60) == 0
+    finally:
+        term.stop()
+    rows = term.screen()
+    status_rows = [row for row in rows if STATUS.search(row)]
+    assert len(status_rows) == 1, rows
+    assert STATUS.fullmatch(status_rows[0]), status_rows  # nothing cut, nothing after
+    tally = rows[rows.index(status_rows[0]) + 1]
+    assert re.fullmatch(
+        r"traffic: \d+ arrived, \d+ charging sessions, \d+ turned away, \d+ refused, "
+        r"\d+ left, \d+ stayed plugged in",
+        tally,
+    ), rows
+    assert rows[-1] == "Stopped: 3 chargers saved.", rows

@@ -1,9 +1,10 @@
 """The fleet's figures on the terminal while `runsimulator` runs (issue 19).
 
-On a terminal, one status line kept at the bottom and redrawn in place (rich's `Live`),
-with log lines and messages printed above it, never into it. Otherwise (a log file, a
-pipe, a container's log) plain lines: one when the chargers' links change (at most one per
-poll) and one every `every` seconds whatever happens, so a log shows the figures over time.
+On a terminal, one status line (two with --traffic) kept at the bottom and redrawn in
+place (rich's `Live`), with log lines and messages printed above it, never into it.
+Otherwise (a log file, a pipe, a container's log) plain lines: one when the chargers' links
+change (at most one per poll) and one every `every` seconds whatever happens, so a log
+shows the figures over time.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ class FleetStatus:
 
     def text(self) -> str:
         # "fleet: N/M accepted" is what scripts and tests wait for: keep it first.
-        return (
+        return "; ".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """The figures, and the traffic's tally apart: on a terminal each gets a line of
+        its own (together they are wider than most terminals)."""
+        fleet = (
             f"fleet: {self.accepted}/{self.wanted} accepted, {self.connecting} connecting, "
             f"{self.failing} failing, {self.charging} charging, "
             f"{self.messages_per_second:.1f} msg/s"
-        ) + (f"; traffic: {self.traffic}" if self.traffic is not None else "")
+        )
+        return [fleet] if self.traffic is None else [fleet, f"traffic: {self.traffic}"]
 
 
 class MessageRate:
@@ -128,7 +135,8 @@ class LiveStatus:
         live.start()
         try:
             while True:
-                live.update(Text(read().text(), no_wrap=True, overflow="ellipsis"), refresh=True)
+                shown = "\n".join(read().lines())
+                live.update(Text(shown, no_wrap=True, overflow="ellipsis"), refresh=True)
                 await asyncio.sleep(poll)
         finally:
             live.stop()
