@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 import pytest
 from django.urls import reverse
@@ -150,6 +151,55 @@ def test_the_charger_page_has_a_control_for_every_local_action(admin_client_logg
     assert "<option selected>OtherError</option>" in html
     assert 'id="message-log"' in html
     assert "vendor/uplot/uPlot.iife.min.js" in html
+
+
+class UnnamedControls(HTMLParser):
+    """The form controls a screen reader has no name for: neither inside a <label>, nor
+    named by a <label for>, nor with an aria-label (a placeholder is no label)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open_labels = 0
+        self.labelled_ids: set[str] = set()
+        self.controls: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "label":
+            self.open_labels += 1
+            if fields.get("for"):
+                self.labelled_ids.add(fields["for"] or "")
+        elif tag in ("input", "select", "textarea") and fields.get("type") != "hidden":
+            self.controls.append({**fields, "in_label": "yes" if self.open_labels else None})
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.open_labels -= 1
+
+    def unnamed(self) -> list[dict[str, str | None]]:
+        return [
+            c
+            for c in self.controls
+            if not c["in_label"]
+            and not c.get("aria-label")
+            and not c.get("aria-labelledby")
+            and c.get("id") not in self.labelled_ids
+        ]
+
+
+@pytest.mark.parametrize("page", ["chargers:home", "chargers:charger", "chargers:location"])
+def test_every_control_of_the_dashboard_has_a_name_a_screen_reader_says(
+    admin_client_logged_in, page
+):
+    site = make_location("Depot")
+    charger = make_charger("CP-NAMES", evses=2, location=site)
+    args = {"chargers:home": [], "chargers:charger": [charger.pk], "chargers:location": [site.pk]}
+    response = admin_client_logged_in.get(reverse(page, args=args[page]))
+    assert response.status_code == 200
+    parser = UnnamedControls()
+    parser.feed(response.content.decode())
+    assert parser.controls  # the page has controls to check
+    assert parser.unnamed() == []
 
 
 def test_an_unknown_charger_or_location_is_not_found(admin_client_logged_in):
