@@ -307,6 +307,29 @@ def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_kee
     page.screenshot(path=ARTIFACTS / "pages-8-message-log.png", full_page=True)
 
 
+def test_a_command_waiting_for_its_answer_is_named_in_words(site, browser):
+    """Until the engine answers, the result line says which command runs, every underscore
+    a space (it said "present id_tag…"). Nothing reaches the engine here."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0001")
+    expect(page.locator("#live-state")).to_have_text("live")
+    pending = page.evaluate(
+        """() => {
+          const send = WebSocket.prototype.send;
+          WebSocket.prototype.send = function () {};  // the command stays unanswered
+          try {
+            document.querySelector(
+              '.evse-card[data-evse="1"] form[data-command=present_id_tag]').requestSubmit();
+            return document.getElementById("result").textContent;
+          } finally {
+            WebSocket.prototype.send = send;
+          }
+        }"""
+    )
+    assert pending == "present id tag…"
+
+
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])
 def test_the_pages_fit_the_screen_from_360_to_1920_px(site, browser, width):
     from playwright.sync_api import expect

@@ -688,7 +688,7 @@
     function send(command, args) {
       const id = "c" + next++;
       result.className = "result pending";
-      setText(result, command.replace("_", " ") + "…");
+      setText(result, command.replaceAll("_", " ") + "…");
       if (!live.send({ type: "command", request_id: id, charger: pk, command: command, args: args })) {
         result.className = "result error";
         setText(result, "✗ not connected to the server; retrying the connection");
