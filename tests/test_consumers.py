@@ -377,6 +377,44 @@ async def test_a_command_from_the_page_reaches_the_engine_and_is_answered(engine
     await communicator.disconnect()
 
 
+async def test_a_page_left_open_after_its_user_logged_out_can_no_longer_drive(engine, user):
+    """Logging out (in another tab) flushed the session, but a page already open kept its
+    socket: it still received the charger's state and log and drove it. Its next command
+    now closes the socket as logged out (4401), and the engine does nothing."""
+    from chargesim_site.asgi import application
+
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    charger = engine.store.get("CP-DASH")
+    pk = charger.spec.db_id
+    communicator = WebsocketCommunicator(
+        application, f"/ws/chargers/{pk}/", headers=[*SITE, (b"cookie", cookie)]
+    )
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from())["type"] == "hello"
+
+    await sync_to_async(client.logout)()  # the same session, logged out elsewhere
+    await communicator.send_json_to(
+        {
+            "type": "command",
+            "request_id": "r1",
+            "charger": pk,
+            "command": "plug_in",
+            "args": {"connector_id": 1, "soc": 30},
+        }
+    )
+    while True:  # snapshots and log frames may come first
+        output = await communicator.receive_output(5)
+        assert output.get("type") != "websocket.send" or '"command.result"' not in output.get(
+            "text", ""
+        ), output
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == 4401
+    assert charger.evse(1).battery is None
+
+
 async def test_a_command_that_cannot_be_done_answers_with_a_clear_error(engine, user):
     dash = engine.store.get("CP-DASH").spec.db_id
     idle = engine.store.get("CP-IDLE").spec.db_id

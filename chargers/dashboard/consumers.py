@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib import auth
 
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import EngineClient, EngineError
@@ -61,9 +64,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.renewal = asyncio.create_task(self._renew_watch())
 
     async def _renew_watch(self) -> None:
-        """The engine publishes only for watched chargers: keep the page's watch alive."""
+        """The engine publishes only for watched chargers: keep the page's watch alive, as
+        long as the page's login holds."""
         while True:
             await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
+            if not await self._still_logged_in():
+                await self.close(code=4401)
+                return
             if self.watched:
                 await self.request_snapshots(dict(self.watched), command=contract.WATCH)
 
@@ -148,6 +155,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             pk = None
         if name not in contract.DRIVE_COMMANDS:
             await self._result(request_id, pk, False, f"unknown command {name!r}")
+            return
+        if not await self._still_logged_in():  # logged out (or locked out) since it opened
+            await self.close(code=4401)
             return
         if not self.can_drive:
             await self._result(
@@ -248,6 +258,23 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _charge_point_ids(self, pks: set[int]) -> dict[int, str]:
         return dict(Charger.objects.filter(pk__in=pks).values_list("pk", "charge_point_id"))
+
+    @database_sync_to_async
+    def _still_logged_in(self) -> bool:
+        """Whether the session the socket was opened with still logs in its user: not
+        logged out, expired, its password changed or the user deactivated since (the
+        middleware read it once, at connect); `can_drive` follows the user's permission.
+        A socket opened without a session (a test's scope) has nothing to check."""
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None) if session is not None else None
+        if key is None:
+            return True
+        store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        user = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+        if not user.is_authenticated or user.pk != self.scope["user"].pk:
+            return False
+        self.can_drive = user.has_perm("chargers.change_charger")
+        return True
 
     @database_sync_to_async
     def _can_drive(self, user: Any) -> bool:
