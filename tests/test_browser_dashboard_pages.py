@@ -330,6 +330,21 @@ def test_a_command_waiting_for_its_answer_is_named_in_words(site, browser):
     assert pending == "present id tag…"
 
 
+def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):
+    """Logged out in another tab, the page's next command closes its socket (4401): the
+    result line says why instead of showing "clear fault…" for ever."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0001")
+    other = page.context.new_page()
+    other.goto(f"{site.url}/")
+    other.click("form.logout button")
+    other.close()
+    page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]').click()
+    expect(page.locator("#result")).to_have_text("✗ logged out: log in again to drive this charger")
+    expect(page.locator("#live-state")).to_have_text("logged out")
+
+
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])
 def test_the_pages_fit_the_screen_from_360_to_1920_px(site, browser, width):
     from playwright.sync_api import expect

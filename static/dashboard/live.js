@@ -107,8 +107,9 @@
     };
   }
 
-  // A WebSocket that reconnects with backoff; `onOpen` runs after every (re)connect.
-  function socket(path, onMessage, onOpen) {
+  // A WebSocket that reconnects with backoff; `onOpen` runs after every (re)connect,
+  // `onClose` (with the close event) after every loss of it.
+  function socket(path, onMessage, onOpen, onClose) {
     const state = document.getElementById("live-state");
     let ws = null;
     let delay = 500;
@@ -126,6 +127,7 @@
       };
       ws.onclose = function (event) {
         state && state.classList.remove("on");
+        if (onClose) onClose(event);
         if (event.code === 4401) {
           setText(state, "logged out");
           return;
@@ -683,6 +685,13 @@
         result.className = "result " + (message.ok ? "ok" : "error");
         setText(result, (message.ok ? "✓ " : "✗ ") + message.message);
       }
+    }, null, function (event) {
+      // A command still waiting gets no answer on this socket any more: say why.
+      if (!result.classList.contains("pending")) return;
+      result.className = "result error";
+      setText(result, event.code === 4401
+        ? "✗ logged out: log in again to drive this charger"
+        : "✗ the connection to the server was lost before the answer: the command may or may not have run");
     });
 
     function send(command, args) {
