@@ -99,6 +99,21 @@ def test_a_csms_url_the_chargers_could_not_use_is_refused(tmp_path):
     assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was written
 
 
+def test_a_csms_url_without_demo_is_said_to_be_ignored(tmp_path):
+    """--csms-url points the demo fleet only: without --demo it was dropped in silence, and
+    a user who meant their own fleet to use it saw the chargers dial their own URLs."""
+    sim = ManagePy(
+        tmp_path, "runsimulator", "--no-web", "--csms-url", f"ws://127.0.0.1:{free_port()}/ocpp"
+    )
+    try:
+        sim.wait_for_output("--csms-url applies to the demo fleet only (--demo): ignored")
+        sim.wait_for_output("fleet: 0/0 accepted")
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
 def test_sigterm_saves_the_meter_registers(tmp_path):
     csms_port = free_port()
     sim = ManagePy(

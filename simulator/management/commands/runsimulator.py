@@ -92,7 +92,10 @@ class Command(BaseCommand):
             help="with --demo: the built-in CSMS does not send local lists, reserve a "
             "connector, ask for diagnostics or update a charger's firmware",
         )
-        parser.add_argument("--csms-url", help="point the demo fleet at this CSMS instead")
+        parser.add_argument(
+            "--csms-url",
+            help="with --demo: point the demo fleet at this CSMS instead of the built-in one",
+        )
         parser.add_argument(
             "--csms-port",
             type=int,
@@ -160,6 +163,11 @@ class Command(BaseCommand):
             raise CommandError("--traffic-hours must be more than 0.")
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
+        if options["csms_url"] and not options["demo"]:
+            self.stderr.write(
+                "--csms-url applies to the demo fleet only (--demo): ignored; your chargers "
+                "use the CSMS URL each one has in the admin."
+            )
         if options["csms_url"]:
             # The demo chargers get it as their CSMS URL: the admin's rules, before any write.
             try:
