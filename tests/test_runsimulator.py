@@ -114,6 +114,16 @@ def test_a_csms_url_without_demo_is_said_to_be_ignored(tmp_path):
         sim.stop()
 
 
+def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path):
+    """--csms-port 70000 failed the start with an OverflowError's traceback and exit 0;
+    --port 70000 said "cannot listen on bind(): port must be 0-65535"."""
+    for option in ("--port", "--csms-port"):
+        result = run_manage(tmp_path, "runsimulator", "--demo", option, "70000")
+        assert result.returncode != 0, option
+        assert f"{option} must be within 1 and 65535." in result.stderr, result.stderr
+    assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was written
+
+
 def test_sigterm_saves_the_meter_registers(tmp_path):
     csms_port = free_port()
     sim = ManagePy(

@@ -176,6 +176,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--csms-url: {' '.join(exc.messages)}") from None
         if not options["status_every"] > 0:
             raise CommandError("--status-every must be more than 0 seconds.")
+        for option in ("port", "csms_port"):
+            if not 1 <= options[option] <= 65535:
+                raise CommandError(f"--{option.replace('_', '-')} must be within 1 and 65535.")
         control_port = options["csms_control_port"]
         if control_port is not None and not -1 <= control_port <= 65535:
             raise CommandError("--csms-control-port must be within -1 and 65535.")
