@@ -202,6 +202,19 @@ def test_every_control_of_the_dashboard_has_a_name_a_screen_reader_says(
     assert parser.unnamed() == []
 
 
+def test_the_charger_page_shows_its_csms_url_without_the_password_in_it(client, django_user_model):
+    """A CSMS URL may carry HTTP Basic credentials (ws://user:password@host/ocpp), which the
+    message log and the connection events already leave out; the charger page, open to
+    any logged-in user, showed them."""
+    charger = make_charger("CP-CRED", csms_url="ws://cp:s3cret-pw@csms.example:9000/ocpp")
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-1"))
+
+    html = client.get(reverse("chargers:charger", args=[charger.pk])).content.decode()
+
+    assert "s3cret-pw" not in html
+    assert "<code>ws://cp:********@csms.example:9000/ocpp</code>" in html
+
+
 def test_an_unknown_charger_or_location_is_not_found(admin_client_logged_in):
     assert admin_client_logged_in.get(reverse("chargers:charger", args=[424242])).status_code == 404
     assert (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 from django.conf import settings
@@ -181,6 +182,18 @@ class ChargerPage:
     shows_log: bool = False
     log_keeps: LogKeeps | None = None
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
+    csms_url: str = ""  # as shown: without a password in it
+
+
+def shown_csms_url(url: str) -> str:
+    """A CSMS URL to show: the password of ws://user:password@host/... masked, as the
+    message log and the connection events leave it out."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username or ''}:********@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def may_see_message_log(user: Any) -> bool:
@@ -198,6 +211,7 @@ def charger_page(charger: Charger, user: Any) -> ChargerPage:
         transactions=list(charger.transactions.all()[:10]),
         shows_log=may_see_message_log(user),
         log_keeps=LogKeeps.from_settings(),
+        csms_url=shown_csms_url(charger.csms_url),
     )
 
 
