@@ -5,8 +5,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from simulator.management.database import check_database
 from chargers.validators import validate_csms_url
+from simulator.management.database import check_database
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 
