@@ -53,6 +53,22 @@ def test_the_admin_exports_each_resource_without_the_authorization_key(
         assert isinstance(json.loads(body), list)
 
 
+@pytest.mark.parametrize(
+    "url", ["admin:chargers_charger_export", "admin:locations_location_export"]
+)
+def test_an_export_address_with_a_parameter_that_is_no_filter_says_so(admin_client_logged_in, url):
+    response = admin_client_logged_in.get(reverse(url) + "?format=json", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == reverse(url.replace("_export", "_changelist"))
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == [
+        "The export was not made: its address has parameters that are not filters of this "
+        "list (format). Choose the filters on the list, then Export."
+    ]
+    # A real filter of the list still narrows the export.
+    assert admin_client_logged_in.get(reverse(url) + "?id__exact=1").status_code == 200
+
+
 # (A leading tab or CR is neutralised too, see below, but an import strips it as whitespace.)
 FORMULAE = ["=cmd|' /C calc'!A0", "+1+cmd|x", "-2+3", "@SUM(A1)", "-1e5x"]
 
