@@ -223,3 +223,23 @@ def test_bad_traffic_options_are_refused(tmp_path):
     assert "--traffic-speed must be more than 0" in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--traffic-hours", "-1")
     assert "--traffic-hours must be more than 0." in result.stderr
+
+
+def test_a_web_interface_beyond_loopback_with_debug_on_is_warned_of(tmp_path: Path) -> None:
+    # --no-migrate on a new database stops the start right after the options are read.
+    result = run_manage(tmp_path, "runsimulator", "--host", "0.0.0.0", "--no-migrate")
+    assert "DEBUG is on: an error page shows code and settings to anyone who reaches " in (
+        result.stderr
+    )
+    quiet = run_manage(tmp_path, "runsimulator", "--host", "::1", "--no-migrate")
+    assert "DEBUG is on" not in quiet.stderr
+    off = run_manage(
+        tmp_path,
+        "runsimulator",
+        "--host",
+        "0.0.0.0",
+        "--no-migrate",
+        env={"DEBUG": "false", "SECRET_KEY": "x" * 50},
+    )
+    assert "DEBUG is on" not in off.stderr
+    assert "is not migrated" in off.stderr

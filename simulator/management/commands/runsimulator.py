@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -9,6 +11,16 @@ from chargers.validators import validate_csms_url
 from simulator.management.database import check_database
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
+
+
+def _loopback(host: str) -> bool:
+    """Whether the web interface listens on this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: whatever it resolves to may be reachable
+        return False
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -176,6 +188,12 @@ class Command(BaseCommand):
                 raise CommandError(f"--csms-url: {' '.join(exc.messages)}") from None
         if not options["status_every"] > 0:
             raise CommandError("--status-every must be more than 0 seconds.")
+        if settings.DEBUG and not options["no_web"] and not _loopback(options["host"]):
+            self.stderr.write(
+                f"DEBUG is on: an error page shows code and settings to anyone who reaches "
+                f"http://{options['host']}:{options['port']}/. To serve beyond this machine, "
+                "set DEBUG=false and a SECRET_KEY (README, Settings)."
+            )
         for option in ("port", "csms_port"):
             if not 1 <= options[option] <= 65535:
                 raise CommandError(f"--{option.replace('_', '-')} must be within 1 and 65535.")
