@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from ocpp.v16 import call
 
+from simulator.core.protocol import StopReason
 from simulator.core.smart_charging import ChargingProfile
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import SiteController
@@ -110,6 +111,35 @@ async def test_load_management_keeps_the_site_under_its_limit_from_the_next_tick
     assert all(not c.site_caps_w for c in site.chargers)
 
 
+async def test_a_site_too_small_for_two_cars_charges_one_and_pauses_the_other(csms, site):
+    # 6 kW for two three-phase cars: two 3 kW shares would be 4.3 A a phase, on which no
+    # car charges. The first to arrive gets the 6 kW, the other pauses (SuspendedEVSE, as
+    # a real car does when offered less than 6 A) and says so to the CSMS.
+    first, second = sorted(site.chargers, key=lambda c: c.transactions[1].started_at)
+    site.sites.use({SITE: 6_000.0})
+    await wait_until(
+        lambda: second.evse(1).status.value == "SuspendedEVSE", message="the second paused"
+    )
+    assert first.evse(1).power_w == pytest.approx(6_000, abs=1)
+    assert second.evse(1).power_w == 0
+    await wait_until(
+        lambda: (
+            [
+                m.payload["status"]
+                for m in csms.log
+                if m.cp_id == second.id and m.action == "StatusNotification" and m.message_type == 2
+            ][-1:]
+            == ["SuspendedEVSE"]
+        ),
+        message="the CSMS told",
+    )
+    # The limit raised: both charge again.
+    site.sites.use({SITE: GRID_W})
+    await wait_until(
+        lambda: second.evse(1).status.value == "Charging", message="the second resumed"
+    )
+
+
 async def test_what_one_connector_does_not_use_goes_to_the_other(csms):
     # A 3.7 kW plug-in hybrid leaves 26.3 kW of the 30: the 22 kW car gets all it wants,
     # not an equal 15 kW.
@@ -196,3 +226,49 @@ def test_an_amp_limit_counts_on_the_phases_the_car_uses():
     assert hybrid.site_caps_w == {1: pytest.approx(10 * voltage, abs=1)}
     assert full.site_caps_w == {1: pytest.approx(10_000 - 10 * voltage, abs=1)}
     assert sites.held_back == {SITE: 1}
+
+
+def test_an_ac_share_is_never_below_6_a_the_last_to_arrive_pauses_instead():
+    # 15 kW for five three-phase 22 kW cars: equal shares would be 3 kW, 4.3 A a phase,
+    # which no car charges on (IEC 61851-1: 6 A at least, 4,140 W on three phases at 230 V).
+    # The three that arrived first share the 15 kW; the last two get nothing (they pause).
+    # No socket: the controller's arithmetic alone.
+    chargers = [runtime_charger(f"LM-{n}", "", evses=1, location_id=SITE) for n in range(5)]
+    for charger in chargers:
+        charger.plug_in(1, AC22, soc=20)
+        charger.start_transaction(1, "T-" + charger.id)
+    starts = [f"2026-12-03T10:00:0{n}Z" for n in (4, 0, 3, 1, 2)]
+    for charger, started in zip(chargers, starts, strict=True):
+        charger.transactions[1].started_at = started  # arrival order: 1, 3, 4, 2, 0
+    sites = SiteController()
+    sites.use({SITE: 15_000.0})
+    sites.apply(chargers)
+    caps = [charger.site_caps_w[1] for charger in chargers]
+    assert caps == [0.0, 5_000.0, 0.0, 5_000.0, 5_000.0]
+    assert min(c for c in caps if c) >= 6 * chargers[0].spec.voltage_v * 3
+    assert sites.held_back == {SITE: 5}
+    # One of the three leaves: the earlier of the paused two gets its share; the other waits.
+    chargers[1].stop_transaction(1, StopReason.LOCAL)
+    sites.apply(chargers)
+    assert [c.site_caps_w.get(1) for c in chargers] == [0.0, None, 5_000.0, 5_000.0, 5_000.0]
+
+
+def test_a_car_that_cannot_get_its_minimum_pauses_and_a_smaller_one_after_it_charges():
+    # 3 kW: under the three-phase car's 4,140 W minimum though it came first, over the
+    # one-phase hybrid's 1,380 W. The hybrid charges on the 3 kW; the other waits.
+    hybrid, full = (runtime_charger(n, "", evses=1, location_id=SITE) for n in ("LM-1P", "LM-3P"))
+    for charger, car, started in ((hybrid, PHEV, "10:00:01"), (full, AC22, "10:00:00")):
+        charger.plug_in(1, car, soc=20)
+        charger.start_transaction(1, "T-" + charger.id)
+        charger.transactions[1].started_at = f"2026-12-03T{started}Z"
+    sites = SiteController()
+    sites.use({SITE: 3_000.0})
+    sites.apply([hybrid, full])
+    assert (full.site_caps_w[1], hybrid.site_caps_w[1]) == (0.0, 3_000.0)
+    # 6 kW covers both minima (5,520 W) but equal shares (3 kW each) would starve the
+    # three-phase car: each gets its minimum and they share the 480 W left.
+    sites.use({SITE: 6_000.0})
+    sites.apply([hybrid, full])
+    voltage = full.spec.voltage_v
+    assert full.site_caps_w[1] == pytest.approx(6 * voltage * 3 + 240, abs=1e-6)
+    assert hybrid.site_caps_w[1] == pytest.approx(6 * voltage + 240, abs=1e-6)

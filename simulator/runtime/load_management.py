@@ -5,7 +5,10 @@ tick, before the chargers step: every connector in a transaction there says what
 draw (`_wants`: its vehicle's demand, `Charger.demand_w`, under its charging profiles, then
 its charger's rated power shared as that charger shares it), and the grid limit is shared
 among them with `distribute` (equal shares, what one connector does not use goes to the
-others). A connector held to 3 kW by a TxProfile wants 3 kW: the rest of its share goes to
+others). An AC share is never below the 6 A per phase that IEC 61851-1 lets a charger offer
+(no car charges on less): when the limit cannot give every connector that, connectors are
+admitted first come first served while it can, and the others get nothing (their cars
+pause, SuspendedEVSE) until a session ends or the limit rises (`_shares`). A connector held to 3 kW by a TxProfile wants 3 kW: the rest of its share goes to
 the others in the same tick. Each share becomes a cap in watts on that connector
 (`Charger.set_site_caps`), applied like a profile limit, so Power.Offered and
 Power.Active.Import follow it from this tick on. Locations without load management are left
@@ -53,11 +56,12 @@ class SiteController:
         capped: set[Charger] = set()
         held_back: dict[int, int] = {}
         for location, site in wants.items():
-            shares = distribute(limits[location], dict(enumerate(site.values())))
+            given = _shares(limits[location], site)
             caps: dict[Charger, dict[int, float]] = {}
-            for index, ((charger, connector_id), want) in enumerate(site.items()):
-                caps.setdefault(charger, {})[connector_id] = shares[index]
-                if shares[index] < want - 1e-6:
+            for (charger, connector_id), want in site.items():
+                share = given[(charger, connector_id)]
+                caps.setdefault(charger, {})[connector_id] = share
+                if share < want - 1e-6:
                     held_back[location] = held_back.get(location, 0) + 1
             for charger, charger_caps in caps.items():
                 charger.set_site_caps(charger_caps)
@@ -68,6 +72,57 @@ class SiteController:
         if held_back != self.held_back:  # applied on every tick; counted only on a change
             self.held_back = held_back
             FLEET.bump()
+
+
+# The least current a charger may offer on an AC phase (IEC 61851-1's control pilot: 6 A).
+MIN_AC_AMPS = 6.0
+
+Connector = tuple[Charger, int]
+
+
+def _shares(limit_w: float, wants: dict[Connector, float]) -> dict[Connector, float]:
+    """The site's limit shared with no AC connector held below its minimum.
+
+    First come first served: in the order their sessions started, a connector is admitted
+    while the limit still covers the minimum of every one admitted (its minimum, or what
+    its car wants if that is less); one that does not fit gets 0 (its car pauses) and a
+    later, smaller one may still fit. The admitted share the limit in `distribute`'s equal
+    shares; where those would leave one below its minimum (cars of different phases), each
+    gets its minimum and they share what is left."""
+    floor = {key: min(_minimum_w(*key), wants[key]) for key in wants}
+    admitted: list[Connector] = []
+    covered = 0.0
+    for key in sorted(wants, key=_arrival):
+        if covered + floor[key] <= limit_w + 1e-6:
+            admitted.append(key)
+            covered += floor[key]
+    shares = distribute(limit_w, {n: wants[key] for n, key in enumerate(admitted)})
+    given = {key: shares[n] for n, key in enumerate(admitted)}
+    if any(given[key] < floor[key] - 1e-6 for key in admitted):
+        extra = distribute(
+            limit_w - covered, {n: wants[key] - floor[key] for n, key in enumerate(admitted)}
+        )
+        given = {key: floor[key] + extra[n] for n, key in enumerate(admitted)}
+    return {key: given.get(key, 0.0) for key in wants}
+
+
+def _minimum_w(charger: Charger, connector_id: int) -> float:
+    """The least power the connector's car can draw: 6 A on each phase it uses (AC); DC
+    regulates down to nothing."""
+    spec = charger.spec
+    if spec.power_type != "AC":
+        return 0.0
+    battery = charger.evse(connector_id).battery
+    phases = max(1, spec.phases)
+    if battery is not None:
+        phases = max(1, min(battery.spec.ac_phases, phases))
+    return MIN_AC_AMPS * spec.voltage_v * phases
+
+
+def _arrival(key: Connector) -> tuple[str, str, int]:
+    charger, connector_id = key
+    tx = charger.transactions.get(connector_id)
+    return (tx.started_at if tx is not None else "", charger.id, connector_id)
 
 
 def _wants(charger: Charger) -> dict[int, float]:
