@@ -58,6 +58,7 @@ from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
 from simulator.runtime.transfers import FileTransfers, LogJournal
+from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 
 if TYPE_CHECKING:
     from simulator.csms import CentralSystem
@@ -219,6 +220,19 @@ class Simulator:
         With a metrics port, its server runs first (a port in use stops the start at once:
         `metrics.MetricsServerError`) and last; a web or built-in CSMS port in use stops
         it after the preparation (`StartError`)."""
+        # Before the database is written to: another process running this shard of it
+        # would have its transactions ended and its chargers connected twice.
+        lock = WorkerLock(self.shard, self.shards)
+        try:
+            lock.acquire()
+        except WorkerLockError as exc:
+            raise StartError(str(exc)) from None
+        try:
+            self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> None:
         stop_metrics = None
         if self.options.metrics_port is not None:
             stop_metrics = metrics.serve_http(self.options.metrics_port, self.options.metrics_bind)

@@ -14,16 +14,18 @@ import importlib
 import sys
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scenarios import format as scenario_format
-from scenarios.runner import Options, RunningWorkers
+from scenarios.runner import Options, RunningWorkers, SetupError
 from scenarios.session import EXIT_BAD_FILE, Session, exit_code, load_files, write_reports
 from simulator.management.database import check_database
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 
 # The in-process engine publishes events at least this often: a run's checks wait for
 # frames to arrive, so a faster flush makes a shorter run.
@@ -35,8 +37,17 @@ class InProcessEngine:
 
     def __init__(self) -> None:
         self.simulator: Simulator | None = None
+        self.lock: WorkerLock | None = None
 
     async def start(self, charge_point_ids: list[str]) -> None:
+        # A simulator running on this database would load the scenario's chargers too
+        # (and this engine its): refused, as a second runsimulator is.
+        lock = WorkerLock(0, 1)
+        try:
+            await sync_to_async(lock.acquire, thread_sensitive=False)()
+        except WorkerLockError as exc:
+            raise SetupError(str(exc)) from None
+        self.lock = lock
         rate = max(settings.CHARGESIM_EVENTS_PER_SECOND, EVENTS_PER_SECOND)
         publisher = EventPublisher(
             rate=rate,
@@ -47,12 +58,21 @@ class InProcessEngine:
             web=False, demo=False, migrate=False, only_ids=list(charge_point_ids)
         )
         self.simulator = Simulator(options, listener=publisher)
-        await self.simulator.start(channels=True)
+        try:
+            await self.simulator.start(channels=True)
+        except BaseException:
+            # The runner stops only a host that started: the lock is not left held.
+            self.lock.release()
+            self.lock = None
+            raise
 
     async def stop(self) -> None:
         if self.simulator is not None:
             await self.simulator.stop()
             self.simulator = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def embedded() -> bool:

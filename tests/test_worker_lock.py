@@ -1,0 +1,101 @@
+"""One running simulator per database and shard (`simulator.runtime.worker_lock`): a second
+one is refused before it writes, a killed one never holds the next start up."""
+
+from __future__ import annotations
+
+import io
+import signal
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
+from tests.process import ManagePy, free_port, run_manage
+
+
+@pytest.mark.slow
+def test_a_second_simulator_on_the_database_is_refused_and_a_killed_one_frees_it(
+    tmp_path: Path,
+) -> None:
+    first = ManagePy(
+        tmp_path, "runsimulator", "--no-web", "--demo", "--demo-chargers", "1",
+        "--csms-port", str(free_port()),
+    )  # fmt: skip
+    try:
+        first.wait_for_output("fleet: 1/1 accepted")
+        second = run_manage(
+            tmp_path, "runsimulator", "--no-web", "--demo", "--csms-port", str(free_port())
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"Another simulator (pid {first.proc.pid}) runs shard 0/1 of this database" in (
+            second.stderr
+        )
+        assert "Traceback" not in second.stderr
+        assert "DEMO-0001" not in second.stdout  # it loaded nothing
+        # Another shard of the same database runs beside it.
+        other = ManagePy(tmp_path, "runsimulator", "--no-web", "--shard", "1/2")
+        try:
+            other.wait_for_output("loaded")
+        finally:
+            other.stop()
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+        again = ManagePy(
+            tmp_path, "runsimulator", "--no-web", "--demo", "--demo-chargers", "1",
+            "--csms-port", str(free_port()),
+        )  # fmt: skip
+        try:
+            again.wait_for_output("fleet: 1/1 accepted")
+        finally:
+            again.stop()
+    finally:
+        first.stop()
+
+
+@pytest.mark.django_db
+def test_the_lock_is_one_holder_per_shard_until_released() -> None:
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:"):
+        pytest.skip("an in-memory test database has nothing to lock")
+    held = WorkerLock(0, 1)
+    held.acquire()
+    try:
+        with pytest.raises(WorkerLockError, match="runs shard 0/1 of this database"):
+            WorkerLock(0, 1).acquire()
+        beside = WorkerLock(1, 2)
+        beside.acquire()  # another shard
+        beside.release()
+    finally:
+        held.release()
+    after = WorkerLock(0, 1)
+    after.acquire()
+    assert after.held
+    after.release()
+    assert not after.held
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_an_embedded_runscenario_on_the_database_of_a_running_simulator_is_refused(
+    tmp_path: Path,
+) -> None:
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:"):
+        pytest.skip("an in-memory test database has nothing to lock")
+    held = WorkerLock(0, 1)  # as a runsimulator on this database holds it
+    held.acquire()
+    out = io.StringIO()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            call_command(
+                "runscenario",
+                str(Path(__file__).parent.parent / "scenarios/library/boot-accepted.yaml"),
+                "--builtin-csms",
+                stdout=out,
+                stderr=out,
+            )
+    finally:
+        held.release()
+    assert exited.value.code == 1
+    assert "Another simulator" in out.getvalue()
+    assert "runs shard 0/1 of this database" in out.getvalue()
