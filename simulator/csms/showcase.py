@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 
 DEMO_TAGS = {f"DEMO{n:04d}": "Accepted" for n in range(1, 21)} | {"DEMO-BLOCKED": "Blocked"}
 RESERVED_TAG = "DEMO-RESERVED"
-FIRMWARE_NAME = "chargesim-1.1.0.bin"
-FIRMWARE = b"ChargeSim firmware 1.1.0\n" + b"\x00" * 4096
-SIGNED_FIRMWARE_NAME = "chargesim-1.2.0.bin"
-SIGNED_FIRMWARE = b"ChargeSim firmware 1.2.0\n" + b"\x00" * 4096
+FIRMWARE_VERSION = "1.1.0"
+FIRMWARE_NAME = f"chargesim-{FIRMWARE_VERSION}.bin"
+FIRMWARE = f"ChargeSim firmware {FIRMWARE_VERSION}\n".encode() + b"\x00" * 4096
+SIGNED_FIRMWARE_VERSION = "1.2.0"
+SIGNED_FIRMWARE_NAME = f"chargesim-{SIGNED_FIRMWARE_VERSION}.bin"
+SIGNED_FIRMWARE = f"ChargeSim firmware {SIGNED_FIRMWARE_VERSION}\n".encode() + b"\x00" * 4096
 _FREE = ("Available", "NoError")
 
 
@@ -99,10 +101,13 @@ async def _one(
             await csms.get_diagnostics(cp_id, f"{files.url}/diagnostics/")
             await csms.get_log(cp_id, f"{files.url}/logs/", log_type="SecurityLog")
             await csms.extended_trigger(cp_id, "LogStatusNotification")
-        if index == 1:
+        # A firmware update only to a charger not running that version already: a restart
+        # of the demo would otherwise reinstall it and reboot the charger every time.
+        running = str(csms.boot_info.get(cp_id, {}).get("firmwareVersion", ""))
+        if index == 1 and running != FIRMWARE_VERSION:
             await csms.update_firmware(cp_id, firmware_url)
         await csms.install_certificate(cp_id, csms.ca.root_pem)
-        if index == 2:
+        if index == 2 and running != SIGNED_FIRMWARE_VERSION:
             await csms.install_certificate(cp_id, signed.root_pem, "ManufacturerRootCertificate")
             await csms.signed_update_firmware(
                 cp_id,
