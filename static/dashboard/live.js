@@ -107,6 +107,32 @@
     };
   }
 
+  // While the page has no live connection, what it shows is as it was when the connection
+  // was lost: said above the figures, which are greyed, so that nobody reads "Charging
+  // 11 kW" of a simulator that has stopped as live.
+  let staleSince = null;
+  function markStale(stale, loggedOut) {
+    const note = document.getElementById("stale-note");
+    if (!stale) {
+      staleSince = null;
+      document.body.classList.remove("stale");
+      if (note) note.hidden = true;
+      return;
+    }
+    if (staleSince === null) staleSince = new Date(); // the first loss's time
+    document.body.classList.add("stale");
+    if (note) {
+      note.textContent =
+        "Not live since " + staleSince.toLocaleTimeString() +
+        ": the figures below are as they were then " +
+        (loggedOut
+          ? "(you logged out: log in again to see them live)."
+          : "(the simulator stopped, or the connection to it was lost). The page " +
+            "reconnects by itself.");
+      note.hidden = false;
+    }
+  }
+
   // A WebSocket that reconnects with backoff; `onOpen` runs after every (re)connect,
   // `onClose` (with the close event) after every loss of it.
   function socket(path, onMessage, onOpen, onClose) {
@@ -120,6 +146,7 @@
         delay = 500;
         setText(state, "live");
         state && state.classList.add("on");
+        markStale(false);
         if (onOpen) onOpen();
       };
       ws.onmessage = function (event) {
@@ -127,6 +154,7 @@
       };
       ws.onclose = function (event) {
         state && state.classList.remove("on");
+        markStale(true, event.code === 4401);
         if (onClose) onClose(event);
         if (event.code === 4401) {
           setText(state, "logged out");
