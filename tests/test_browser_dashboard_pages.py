@@ -107,6 +107,13 @@ def test_a_bulk_action_plugs_in_and_starts_sessions_on_the_selected_chargers(sit
     expect(page.locator("#bulk-results tbody")).to_contain_text("already")
     page.screenshot(path=ARTIFACTS / "pages-2-bulk-filter.png", full_page=True)
 
+    # A value the API refuses (past the browser's own checks): the refusal names the field.
+    page.evaluate("document.getElementById('bulk').noValidate = true")
+    page.fill("#bulk input[name=soc]", "150")
+    page.click("#bulk button[type=submit]")
+    expect(summary).to_contain_text("The request is not valid.", timeout=20_000)
+    expect(summary).to_contain_text("soc: ")
+
 
 def charger_page(browser: Any, site: DemoSite, cp_id: str, width: int = 1400) -> Any:
     from playwright.sync_api import expect

@@ -307,6 +307,17 @@
     showFields();
     countSelected();
 
+    // The API's error body in words: its detail, then each field's problem (a 422 says
+    // which argument is wrong, not only that one is).
+    function refusal(body, response) {
+      if (!body || !body.detail) return response.status + " " + response.statusText;
+      const problems = (body.errors || []).map(function (item) {
+        const field = item.field ? String(item.field).replace(/^args\./, "") + ": " : "";
+        return field + item.message;
+      }).filter(function (text) { return text !== body.detail; });
+      return problems.length ? body.detail + " " + problems.join("; ") : body.detail;
+    }
+
     async function post(action, filter, args) {
       const response = await fetch(endpoint + action, {
         method: "POST",
@@ -319,7 +330,7 @@
       });
       let body = null;
       try { body = await response.json(); } catch (e) { body = null; }
-      if (!response.ok) throw new Error((body && body.detail) || response.status + " " + response.statusText);
+      if (!response.ok) throw new Error(refusal(body, response));
       return body;
     }
 
