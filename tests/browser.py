@@ -3,6 +3,7 @@ against a real `runsimulator` process."""
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.process import ManagePy, free_port, run_manage, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
+
+#: What a browser test needs: Debian's Chromium, or it is skipped saying how to get it.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Without the background-networking flags Chromium keeps dialling out on a closed network.
 ARGS = [

@@ -3,21 +3,16 @@ beside both sidebars, and no model cell is squeezed into a letter-wide column.""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, chromium, demo_site
+from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, chromium, demo_site
 
 PASSWORD = "pw-admin-list-1"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 # Real makers' names and models at the columns' full length (20 characters), some without

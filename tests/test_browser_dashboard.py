@@ -5,21 +5,17 @@ log. Screenshots of each page go to test-artifacts/."""
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, chromium, demo_site
+from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, chromium, demo_site
 
 PASSWORD = "pw-dashboard-1"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -6,13 +6,19 @@ gauge over the limit, and layouts that hold from 360 px to 1,920 px."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, chromium, demo_site
+from tests.browser import (
+    ARTIFACTS,
+    LAYOUT_PROBLEMS,
+    NEEDS_CHROMIUM,
+    DemoSite,
+    chromium,
+    demo_site,
+)
 
 PASSWORD = "pw-dashboard-pages-1"
 LIVE_MS = 10_000
@@ -20,10 +26,7 @@ LIVE_MS = 10_000
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -4,22 +4,18 @@ progress bar, result counts. Screenshots of each page go to test-artifacts/."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from chargers.models import Charger
-from tests.browser import ARTIFACTS, CHROMIUM, chromium
+from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, chromium
 from tests.cast import make_location
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

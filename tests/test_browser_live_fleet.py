@@ -5,13 +5,12 @@ page without a reload, the admin says what the worker did, and a charging charge
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, DemoSite, chromium, demo_site
+from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, DemoSite, chromium, demo_site
 
 PASSWORD = "pw-live-fleet-1"
 # Waits on what the page shows: long enough for a busy machine, short enough that a page
@@ -21,10 +20,7 @@ LIVE_MS = 8_000
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -6,14 +6,20 @@ shown with its line; and both pages fit the screen from 360 px to 1,920 px."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, LAYOUT_PROBLEMS, DemoSite, chromium, demo_site
+from tests.browser import (
+    ARTIFACTS,
+    LAYOUT_PROBLEMS,
+    NEEDS_CHROMIUM,
+    DemoSite,
+    chromium,
+    demo_site,
+)
 
 PASSWORD = "pw-scenario-pages-1"
 RUN_MS = 90_000
@@ -21,10 +27,7 @@ RUN_MS = 90_000
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 SCENARIO = """\

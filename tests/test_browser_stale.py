@@ -6,13 +6,12 @@ against a real `runsimulator --demo`."""
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, chromium, demo_site
+from tests.browser import NEEDS_CHROMIUM, chromium, demo_site
 from tests.process import ManagePy, wait_for_port
 
 PASSWORD = "pw-stale-page-1"
@@ -20,10 +19,7 @@ PASSWORD = "pw-stale-page-1"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

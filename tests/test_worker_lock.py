@@ -15,14 +15,19 @@ from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 from tests.process import ManagePy, free_port, run_manage
 
 
+def demo_worker(var_dir: Path) -> ManagePy:
+    """`runsimulator --no-web --demo` with one demo charger, on the database in `var_dir`."""
+    return ManagePy(
+        var_dir, "runsimulator", "--no-web", "--demo", "--demo-chargers", "1",
+        "--csms-port", str(free_port()),
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_a_second_simulator_on_the_database_is_refused_and_a_killed_one_frees_it(
     tmp_path: Path,
 ) -> None:
-    first = ManagePy(
-        tmp_path, "runsimulator", "--no-web", "--demo", "--demo-chargers", "1",
-        "--csms-port", str(free_port()),
-    )  # fmt: skip
+    first = demo_worker(tmp_path)
     try:
         first.wait_for_output("fleet: 1/1 accepted")
         second = run_manage(
@@ -42,10 +47,7 @@ def test_a_second_simulator_on_the_database_is_refused_and_a_killed_one_frees_it
             other.stop()
         first.signal(signal.SIGKILL)
         first.wait(10)
-        again = ManagePy(
-            tmp_path, "runsimulator", "--no-web", "--demo", "--demo-chargers", "1",
-            "--csms-port", str(free_port()),
-        )  # fmt: skip
+        again = demo_worker(tmp_path)
         try:
             again.wait_for_output("fleet: 1/1 accepted")
         finally:
