@@ -366,7 +366,15 @@ def _add_up_locations(
             total = sites.setdefault(
                 site["location_id"],
                 contract.SiteCounts(
-                    power_w=0.0, chargers=0, charging=0, statuses={}, links={}, held_back=0
+                    power_w=0.0,
+                    chargers=0,
+                    charging=0,
+                    statuses={},
+                    links={},
+                    held_back=0,
+                    # The location's settings: the same from every worker, not added up.
+                    grid_limit_w=site.get("grid_limit_w"),
+                    load_management=bool(site.get("load_management")),
                 ),
             )
             total["power_w"] = round(total["power_w"] + site["power_w"], 1)

@@ -439,8 +439,10 @@ async def test_the_fleet_summary_counts_every_connector_and_site(worker, driver,
     assert (summary["shards"], summary["answered"], summary["missing"]) == (1, [0], [])
     assert summary["chargers"] == 2
     assert summary["statuses"] == {"Available": 2, "Faulted": 1}
-    assert summary["locations"][0]["location_id"] == site.pk
-    assert summary["locations"][0]["chargers"] == 2
+    located = summary["locations"][0]
+    assert (located["location_id"], located["chargers"], located["held_back"]) == (site.pk, 2, 0)
+    # The site's settings as the worker applies them (make_location: no limit).
+    assert (located["grid_limit_w"], located["load_management"]) == (None, False)
 
 
 async def test_a_bulk_plug_in_on_every_available_connector_of_a_site(worker, driver, site):

@@ -295,6 +295,48 @@ def test_load_management_turned_on_in_the_admin_holds_the_site_under_its_limit(s
         expect(page.locator("#result")).to_contain_text("stopped")
 
 
+def test_an_open_location_page_follows_its_limit_edited_in_the_admin(site, browser):
+    """The Locations list and Amsterdam's page stay open while the operator edits the
+    site in the admin (another window): both show the new grid limit and load management
+    with the engine's next summary, and no gauge once the limit is cleared."""
+    from playwright.sync_api import expect
+
+    watcher = logged_in(browser, site, "/locations/")
+    amsterdam = watcher.locator("tr[data-site]", has_text="Amsterdam")
+    expect(amsterdam.locator("[data-field=limit]")).to_have_text("of 1 kW")
+    page = watcher.context.new_page()
+    page.goto(f"{site.url}{amsterdam.locator('a').get_attribute('href')}")
+    facts = page.locator("#site-facts")
+    expect(facts).to_contain_text("of 1 kW grid limit", timeout=LIVE_MS)
+    admin = logged_in(browser, site, "/admin/locations/location/")
+
+    def edit(limit: str, load_management: bool) -> None:
+        admin.goto(f"{site.url}/admin/locations/location/")
+        admin.locator("a", has_text="Amsterdam").first.click()
+        admin.fill("#id_grid_limit_kw", limit)
+        admin.locator("#id_load_management").set_checked(load_management)
+        admin.locator("input[name=_save]").click()
+        expect(admin.locator(".messagelist")).to_contain_text("changed successfully")
+
+    try:
+        edit("2.5", True)
+        expect(facts).to_contain_text("of 2.5 kW grid limit", timeout=LIVE_MS)
+        expect(facts).to_contain_text("load management on")
+        expect(page.locator("#site-gauge")).to_have_attribute("aria-valuemax", "2.5")
+        expect(amsterdam.locator("[data-field=limit]")).to_have_text("of 2.5 kW", timeout=LIVE_MS)
+        page.screenshot(path=ARTIFACTS / "pages-7c-location-limit-edited.png", full_page=True)
+        edit("", False)
+        expect(facts).to_contain_text("no grid limit", timeout=LIVE_MS)
+        expect(facts).not_to_contain_text("load management")
+        expect(page.locator("#site-gauge")).to_be_hidden()
+        expect(amsterdam.locator("[data-field=limit]")).to_have_text("(no grid limit)")
+        expect(amsterdam.locator("[data-field=gauge]")).to_be_hidden()
+    finally:
+        edit("1", False)
+    expect(facts).to_contain_text("of 1 kW grid limit", timeout=LIVE_MS)
+    expect(page.locator("#site-gauge")).to_be_visible()
+
+
 def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_keeps(site, browser):
     from playwright.sync_api import expect
 
@@ -356,6 +398,37 @@ def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):
     page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]').click()
     expect(page.locator("#result")).to_have_text("✗ logged out: log in again to drive this charger")
     expect(page.locator("#live-state")).to_have_text("logged out")
+
+
+def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browser):
+    """Its page and the fleet page stay open while the operator disables the charger in
+    the admin: both say it is offline because it was disabled (not a lost link)."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0006")
+    fleet = page.context.new_page()
+    fleet.goto(f"{site.url}/")
+    link = row_of(fleet, "DEMO-0006").locator("[data-field=link]")
+    expect(link).to_have_text("online")
+    admin = logged_in(browser, site, "/admin/chargers/charger/")
+
+    def set_enabled(on: bool) -> None:
+        admin.goto(f"{site.url}/admin/chargers/charger/")
+        admin.locator("a", has_text="DEMO-0006").first.click()
+        admin.locator("#id_enabled").set_checked(on)
+        admin.locator("input[name=_save]").click()
+        expect(admin.locator(".messagelist")).to_contain_text("changed successfully")
+
+    set_enabled(False)
+    try:
+        expect(page.locator("#link")).to_have_text("offline", timeout=LIVE_MS)
+        expect(page.locator("#link-error")).to_have_text("disabled in the set-up")
+        expect(link).to_have_text("offline: disabled in the set-up", timeout=LIVE_MS)
+        page.screenshot(path=ARTIFACTS / "pages-9-charger-disabled.png", full_page=True)
+    finally:
+        set_enabled(True)
+    expect(page.locator("#link")).to_have_text("online", timeout=30_000)
+    expect(page.locator("#link-error")).to_be_hidden()
 
 
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])

@@ -281,7 +281,9 @@ async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
     await communicator.disconnect()
 
 
-def site_summary(shard: int, location_id: int, power_w: float, charging: int) -> dict:
+def site_summary(
+    shard: int, location_id: int, power_w: float, charging: int, limit_w: float | None = 50_000.0
+) -> dict:
     return {
         "type": contract.EVENT_LOCATION_SUMMARY,
         "shard": shard,
@@ -292,6 +294,9 @@ def site_summary(shard: int, location_id: int, power_w: float, charging: int) ->
         "charging": charging,
         "statuses": {"Charging": charging},
         "links": {"online": 2, "offline": 1},
+        "held_back": 1,
+        "grid_limit_w": limit_w,
+        "load_management": True,
         "at": 0.0,
     }
 
@@ -322,8 +327,31 @@ async def test_the_locations_list_adds_up_each_sites_power_over_the_shards(user,
         "online": 4,
         "shards": 2,
         "of": 2,
+        # The site's settings as its newest summary says: every worker reports the same.
+        "grid_limit_w": 50_000.0,
+        "load_management": True,
     }
     assert (sites[2]["location_id"], sites[2]["power_w"], sites[2]["shards"]) == (other.pk, 500, 1)
+    await communicator.disconnect()
+
+
+async def test_a_location_page_adds_up_power_but_takes_the_sites_settings_as_they_are(user):
+    """Two workers each report the site's 50 kW limit: the page shows 50 kW, not 100; a
+    limit edited meanwhile (the newer summary) replaces it, and null means none."""
+    depot = await sync_to_async(make_location)("Depot")
+    communicator = page(f"/ws/locations/{depot.pk}/", user)
+    assert (await communicator.connect())[0]
+    layer = get_channel_layer()
+    group = contract.location_group(depot.pk)
+    await layer.group_send(group, site_summary(0, depot.pk, 7000, 1))
+    await layer.group_send(group, site_summary(1, depot.pk, 11000, 2))
+    await receive_until(communicator, lambda m: m["type"] == "location.power")
+    both = await receive_until(communicator, lambda m: m["type"] == "location.power")
+    assert (both["power_w"], both["charging"], both["held_back"]) == (18000.0, 3, 2)
+    assert (both["grid_limit_w"], both["load_management"]) == (50_000.0, True)
+    await layer.group_send(group, site_summary(0, depot.pk, 7000, 1, limit_w=None))
+    edited = await receive_until(communicator, lambda m: m["type"] == "location.power")
+    assert (edited["power_w"], edited["grid_limit_w"]) == (18000.0, None)
     await communicator.disconnect()
 
 
@@ -335,6 +363,7 @@ async def test_the_locations_list_starts_with_every_site_from_the_running_engine
         communicator, lambda m: m["type"] == "location.power" and m["location_id"] == site
     )
     assert (first["chargers"], first["online"], first["shards"], first["of"]) == (2, 1, 1, 1)
+    assert (first["grid_limit_w"], first["load_management"]) == (None, False)
     await communicator.disconnect()
 
 

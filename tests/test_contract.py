@@ -30,7 +30,14 @@ def test_a_bulk_command_carries_its_filters_and_a_shard_summary_its_sites_in_ord
     assert bulk["type"] == contract.BULK_COMMAND
     assert bulk["wait_for"] == {"condition": "Preparing", "timeout": 5}
     site = contract.SiteCounts(
-        power_w=1.0, chargers=1, charging=1, statuses={}, links={}, held_back=0
+        power_w=1.0,
+        chargers=1,
+        charging=1,
+        statuses={},
+        links={},
+        held_back=0,
+        grid_limit_w=None,
+        load_management=False,
     )
     counts = contract.FleetCounts(chargers=2, statuses={}, links={}, power_w=1.0)
     summary = contract.shard_summary("r2", 0, 1, counts, {9: site, 4: site}, 0.0)

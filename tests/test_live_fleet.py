@@ -14,6 +14,7 @@ from chargers.models import ConfigurationKey, Evse
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
+from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
@@ -96,6 +97,7 @@ async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goe
     worker, csms
 ):
     await start_session(worker, "CP-LIVE", csms)
+    charger = loaded(worker, "CP-LIVE")
     pk = await sync_to_async(pk_of)("CP-LIVE")
     await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
     outcomes = await saved(pk)
@@ -104,6 +106,10 @@ async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goe
     assert stop.payload["reason"] == "Other"
     await csms.wait_disconnected("CP-LIVE")
     assert worker.store.get("CP-LIVE") is None
+    # Its last state, as the pages showing it hear it: offline, and why.
+    await wait_until(lambda: charger.link_error != "", message="the reason")
+    state = snapshot(charger)
+    assert (state["link"], state["link_error"]) == ("offline", "disabled in the set-up")
 
 
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):
@@ -371,6 +377,8 @@ async def test_turning_load_management_on_caps_a_running_session(worker, csms):
     )
     assert worker.sites.grid_limits_w == {location.pk: 6_000.0}
     assert worker.sites.held_back == {location.pk: 1}
+    site = worker.tally.counts().locations[location.pk]  # what the location pages are sent
+    assert (site["grid_limit_w"], site["load_management"], site["held_back"]) == (6_000.0, True, 1)
 
 
 async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker, csms):

@@ -14,7 +14,7 @@ from ocpp.v16 import call
 from simulator.core.protocol import StopReason
 from simulator.core.smart_charging import ChargingProfile
 from simulator.runtime.commands import CommandServer
-from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
@@ -88,7 +88,7 @@ async def test_without_load_management_the_site_draws_over_its_limit(csms, site)
 
 
 async def test_load_management_keeps_the_site_under_its_limit_from_the_next_tick(csms, site):
-    site.sites.use({SITE: GRID_W})  # turned on while both are charging
+    site.sites.use({SITE: Site(GRID_W, True)})  # turned on while both are charging
     await wait_until(
         lambda: sum(c.evse(1).power_w for c in site.chargers) <= GRID_W + 1,
         message="the site under its limit",
@@ -116,7 +116,7 @@ async def test_a_site_too_small_for_two_cars_charges_one_and_pauses_the_other(cs
     # car charges. The first to arrive gets the 6 kW, the other pauses (SuspendedEVSE, as
     # a real car does when offered less than 6 A) and says so to the CSMS.
     first, second = sorted(site.chargers, key=lambda c: c.transactions[1].started_at)
-    site.sites.use({SITE: 6_000.0})
+    site.sites.use({SITE: Site(6_000.0, True)})
     await wait_until(
         lambda: second.evse(1).status.value == "SuspendedEVSE", message="the second paused"
     )
@@ -134,7 +134,7 @@ async def test_a_site_too_small_for_two_cars_charges_one_and_pauses_the_other(cs
         message="the CSMS told",
     )
     # The limit raised: both charge again.
-    site.sites.use({SITE: GRID_W})
+    site.sites.use({SITE: Site(GRID_W, True)})
     await wait_until(
         lambda: second.evse(1).status.value == "Charging", message="the second resumed"
     )
@@ -144,7 +144,7 @@ async def test_what_one_connector_does_not_use_goes_to_the_other(csms):
     # A 3.7 kW plug-in hybrid leaves 26.3 kW of the 30: the 22 kW car gets all it wants,
     # not an equal 15 kW.
     async with running_site(csms, PHEV, AC22) as site:
-        site.sites.use({SITE: GRID_W})
+        site.sites.use({SITE: Site(GRID_W, True)})
         await wait_until(lambda: site.chargers[1].site_caps_w, message="capped")
         await asyncio.sleep(0.2)
         hybrid, full = (c.evse(1).power_w for c in site.chargers)
@@ -177,7 +177,7 @@ async def test_what_a_profile_holds_back_goes_to_the_others_in_the_same_tick(csm
         )
         assert answer.status == "Accepted"
         await wait_until(lambda: held.evse(1).power_w <= held_w + 1, message="held to 3 kW")
-        site.sites.use({SITE: grid_w})
+        site.sites.use({SITE: Site(grid_w, True)})
         await wait_until(lambda: held.site_caps_w and other.site_caps_w, message="capped")
         assert held.site_caps_w[1] == pytest.approx(held_w, abs=1)
         assert other.site_caps_w[1] == pytest.approx(grid_w - held_w, abs=1)
@@ -220,7 +220,7 @@ def test_an_amp_limit_counts_on_the_phases_the_car_uses():
     parsed = ChargingProfile.from_dict(profile)
     assert hybrid.profiles.install(1, parsed, active_transaction_id=None) == "Accepted"
     sites = SiteController()
-    sites.use({SITE: 10_000.0})
+    sites.use({SITE: Site(10_000.0, True)})
     sites.apply([hybrid, full])
     voltage = hybrid.spec.voltage_v
     assert hybrid.site_caps_w == {1: pytest.approx(10 * voltage, abs=1)}
@@ -241,7 +241,7 @@ def test_an_ac_share_is_never_below_6_a_the_last_to_arrive_pauses_instead():
     for charger, started in zip(chargers, starts, strict=True):
         charger.transactions[1].started_at = started  # arrival order: 1, 3, 4, 2, 0
     sites = SiteController()
-    sites.use({SITE: 15_000.0})
+    sites.use({SITE: Site(15_000.0, True)})
     sites.apply(chargers)
     caps = [charger.site_caps_w[1] for charger in chargers]
     assert caps == [0.0, 5_000.0, 0.0, 5_000.0, 5_000.0]
@@ -262,12 +262,12 @@ def test_a_car_that_cannot_get_its_minimum_pauses_and_a_smaller_one_after_it_cha
         charger.start_transaction(1, "T-" + charger.id)
         charger.transactions[1].started_at = f"2026-12-03T{started}Z"
     sites = SiteController()
-    sites.use({SITE: 3_000.0})
+    sites.use({SITE: Site(3_000.0, True)})
     sites.apply([hybrid, full])
     assert (full.site_caps_w[1], hybrid.site_caps_w[1]) == (0.0, 3_000.0)
     # 6 kW covers both minima (5,520 W) but equal shares (3 kW each) would starve the
     # three-phase car: each gets its minimum and they share the 480 W left.
-    sites.use({SITE: 6_000.0})
+    sites.use({SITE: Site(6_000.0, True)})
     sites.apply([hybrid, full])
     voltage = full.spec.voltage_v
     assert full.site_caps_w[1] == pytest.approx(6 * voltage * 3 + 240, abs=1e-6)

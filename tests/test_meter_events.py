@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from simulator.core.battery import Battery, step
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.runtime.events import EventPublisher
-from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger
 
@@ -239,7 +239,7 @@ def test_a_site_cap_set_while_a_charger_sleeps_applies_on_that_tick() -> None:
     for k in range(3):
         engine.tick(now=1000.0 + k, wall=at(BASE + k))
     assert charger.evse(1).power_w == 11_000  # shown from the first tick on
-    sites.use({5: 6_000.0})
+    sites.use({5: Site(6_000.0, True)})
     engine.tick(now=1003.0, wall=at(BASE + 3))
     assert charger.evse(1).power_w == 6_000
     assert math.isclose(charger.evse(1).register_wh, 11_000 * 3 / 3600)

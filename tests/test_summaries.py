@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from simulator.contract.statuses import ConnectorStatus as S
 from simulator.core.charge_point import LinkState
 from simulator.runtime.commands import CommandServer
-from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
 from tests.engine import runtime_charger
@@ -29,6 +29,7 @@ def test_summaries_count_statuses_links_and_power_per_fleet_and_location():
     c.evses[0].power_w = 0.0
 
     sites = SiteController()
+    sites.use({1: Site(22_000.0, False)})  # a limit shown, not managed
     server = CommandServer(SimpleNamespace(tally=Tally(store, sites)), layer=None)
     fleet, locations = server.summaries()
 
@@ -46,6 +47,8 @@ def test_summaries_count_statuses_links_and_power_per_fleet_and_location():
             "statuses": {"Charging": 1, "Available": 2},
             "links": {"online": 1, "offline": 1},
             "held_back": 0,
+            "grid_limit_w": 22_000.0,
+            "load_management": False,
         }
     }
     assert all(type(key) is str for key in fleet["statuses"])  # JSON-safe names, not members

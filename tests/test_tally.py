@@ -16,6 +16,7 @@ from simulator.core.link import BootState
 from simulator.runtime import commands
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.load_management import Site
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
@@ -183,7 +184,7 @@ def test_a_site_holding_back_shows_in_the_next_counts(service):
         charger.plug_in(1, COMPACT, soc=20)
         charger.start_transaction(1, "T-" + charger.id)
     assert summaries(service)[1][SITE]["held_back"] == 0
-    service.sites.use({SITE: 1_000.0})
+    service.sites.use({SITE: Site(1_000.0, True)})
     service.sites.apply(service.store)
     assert summaries(service)[1][SITE]["held_back"] == 2
     service.sites.apply(service.store)  # the same on the next tick: nothing to count again
@@ -191,6 +192,25 @@ def test_a_site_holding_back_shows_in_the_next_counts(service):
     service.sites.use({})
     service.sites.apply(service.store)
     assert summaries(service)[1][SITE]["held_back"] == 0
+
+
+def test_a_sites_settings_edited_show_in_the_next_counts(service):
+    """A grid limit or load management changed in the admin reaches the location pages
+    with the next summary, though no charger changed: they are counted as a change."""
+    site = summaries(service)[1][SITE]
+    assert (site["grid_limit_w"], site["load_management"]) == (None, False)
+    service.sites.use({SITE: Site(50_000.0, False)})
+    site = summaries(service)[1][SITE]
+    assert (site["grid_limit_w"], site["load_management"]) == (50_000.0, False)
+    service.sites.use({SITE: Site(50_000.0, False)})  # read again, unchanged
+    assert not recounted(service)
+    service.sites.use({SITE: Site(40_000.0, True)})
+    site = summaries(service)[1][SITE]
+    assert (site["grid_limit_w"], site["load_management"]) == (40_000.0, True)
+    assert service.sites.grid_limits_w == {SITE: 40_000.0}
+    service.sites.use({SITE: Site(None, True)})  # on, without a limit: nothing to manage
+    assert summaries(service)[1][SITE]["grid_limit_w"] is None
+    assert service.sites.grid_limits_w == {}
 
 
 async def test_unchanged_summaries_are_not_published_again_until_the_keep_alive(

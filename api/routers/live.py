@@ -122,6 +122,15 @@ class SiteSummary(Schema):
     power_w: float
     statuses: dict[str, int]
     links: dict[str, int]
+    held_back: int = Field(
+        description="connectors the site's load management holds below what they would draw"
+    )
+    grid_limit_w: float | None = Field(
+        description="the location's grid limit as the workers apply it (null: none)"
+    )
+    load_management: bool = Field(
+        description="whether the site's controller keeps it under its grid limit"
+    )
 
 
 class FleetSummaryOut(Schema):

@@ -27,6 +27,9 @@ from simulator import contract
 
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
+# A location's settings in its summaries: the same from every worker, so not added up.
+_SETTINGS = ("grid_limit_w", "load_management")
+_NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "location_id", *_SETTINGS})
 
 _request_ids = itertools.count(1)
 
@@ -241,9 +244,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
         total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": event["shards"]}
+        # A location's settings, from the newest summary: every worker reports the same.
+        for key in _SETTINGS:
+            if key in event:
+                total[key] = event[key]  # type: ignore[literal-required]
         for e in fresh:
             for key, value in e.items():
-                if key in ("type", "shard", "shards", "at", "location_id"):
+                if key in _NOT_ADDED_UP:
                     continue
                 if isinstance(value, dict):
                     bucket = total.setdefault(key, {})
@@ -358,18 +365,20 @@ class LocationsConsumer(DashboardConsumer):
             return
         for pk in self.location_pks:
             site = overview.locations.get(pk)
-            await self.send_json(
-                {
-                    "type": "location.power",
-                    "location_id": pk,
-                    "power_w": site["power_w"] if site else 0.0,
-                    "charging": site["charging"] if site else 0,
-                    "chargers": site["chargers"] if site else 0,
-                    "online": site["links"].get("online", 0) if site else 0,
-                    "shards": len(overview.answered),
-                    "of": overview.shards,
-                }
-            )
+            message = {
+                "type": "location.power",
+                "location_id": pk,
+                "power_w": site["power_w"] if site else 0.0,
+                "charging": site["charging"] if site else 0,
+                "chargers": site["chargers"] if site else 0,
+                "online": site["links"].get("online", 0) if site else 0,
+                "shards": len(overview.answered),
+                "of": overview.shards,
+            }
+            if site:  # a site without a running charger: the page keeps what it showed
+                message["grid_limit_w"] = site["grid_limit_w"]
+                message["load_management"] = site["load_management"]
+            await self.send_json(message)
 
     async def location_summary(self, event: contract.LocationSummary) -> None:
         now = time.monotonic()
@@ -380,18 +389,20 @@ class LocationsConsumer(DashboardConsumer):
             for at, e in shards.values()
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
-        await self.send_json(
-            {
-                "type": "location.power",
-                "location_id": event["location_id"],
-                "power_w": round(sum(e["power_w"] for e in fresh), 1),
-                "charging": sum(e["charging"] for e in fresh),
-                "chargers": sum(e["chargers"] for e in fresh),
-                "online": sum(e["links"].get("online", 0) for e in fresh),
-                "shards": len(fresh),
-                "of": event["shards"],
-            }
-        )
+        message = {
+            "type": "location.power",
+            "location_id": event["location_id"],
+            "power_w": round(sum(e["power_w"] for e in fresh), 1),
+            "charging": sum(e["charging"] for e in fresh),
+            "chargers": sum(e["chargers"] for e in fresh),
+            "online": sum(e["links"].get("online", 0) for e in fresh),
+            "shards": len(fresh),
+            "of": event["shards"],
+        }
+        for key in _SETTINGS:  # from the newest summary, as `_summary` does
+            if key in event:
+                message[key] = event[key]  # type: ignore[literal-required]
+        await self.send_json(message)
 
     @database_sync_to_async
     def _location_pks(self) -> list[int]:

@@ -487,6 +487,10 @@ class SiteCounts(TypedDict):
     statuses: dict[str, int]
     links: dict[str, int]
     held_back: int  # EVSEs the site's load management holds below what they would draw
+    # The location's settings as the worker applies them (not counts: every worker reports
+    # the same, so they are not added up over the shards).
+    grid_limit_w: float | None
+    load_management: bool
 
 
 class LocationSummary(SiteCounts):

@@ -475,6 +475,12 @@ class Charger:
             self.security_event(SecurityEvent.CONNECTION_LOST, error)
         self.listener.on_change(self)
 
+    def out_of_service(self, why: str) -> None:
+        """Taken out of the running fleet (disabled or deleted in the set-up, or moved to
+        another worker) and offline: its last state says why, in place of a link error."""
+        self.link_error = why
+        self.listener.on_change(self)
+
     def cut_network(self, seconds: float) -> None:
         """Fault injection: the network goes away now and stays down `seconds`.
 

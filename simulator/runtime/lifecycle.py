@@ -54,7 +54,7 @@ from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
-from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_site_limits
+from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_sites
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
 from simulator.runtime.transfers import FileTransfers, LogJournal
@@ -535,7 +535,7 @@ class Simulator:
         )
         for charger in chargers:
             self.store.add(charger)
-        self.sites.use(await database_sync_to_async(load_site_limits, thread_sensitive=False)())
+        self.sites.use(await database_sync_to_async(load_sites, thread_sensitive=False)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:

@@ -60,7 +60,7 @@ from simulator.runtime.persistence import (
     build_loaded,
     charger_spec,
     load_fleet,
-    load_site_limits,
+    load_sites,
     load_vehicles,
     read_chargers,
 )
@@ -246,7 +246,7 @@ class FleetReloader:
 
     async def reload_sites(self) -> None:
         """Locations' load management and grid limits: the controller uses them next tick."""
-        self.service.sites.use(await _db(load_site_limits)())
+        self.service.sites.use(await _db(load_sites)())
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -442,7 +442,7 @@ class FleetReloader:
             live.forget_storage(service.checkpointer.downstream)
         ended = live.end_service(StopReason.OTHER)
         task = asyncio.get_running_loop().create_task(
-            self._go_offline(live), name=f"retire:{live.id}"
+            self._go_offline(live, _OUT_OF_SERVICE.get(why, why)), name=f"retire:{live.id}"
         )
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -450,13 +450,15 @@ class FleetReloader:
             return f"stopped: {why} (its transaction ended, reason Other)"
         return f"stopped: {why}"
 
-    async def _go_offline(self, live: Charger) -> None:
+    async def _go_offline(self, live: Charger, why: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETIRE_PATIENCE_SECONDS
         while live.online and live.queue and loop.time() < deadline:
             await asyncio.sleep(0.05)
         await self.service.disconnect(live)
         live.cancel_timers()
+        # The pages showing it hear this last state: offline, and why (not a lost link).
+        live.out_of_service(why)
 
     def retiring(self) -> list[asyncio.Task[None]]:
         """Chargers still going offline (the simulator's stop cancels and awaits them)."""
@@ -468,6 +470,10 @@ class FleetReloader:
             default = charger.spec.default_vehicle
             fresh = next((v for v in vehicles if default and v.name == default.name), default)
             charger.use_vehicles(vehicles, fresh)
+
+
+# Why a retired charger is offline, as its last state says it to the pages.
+_OUT_OF_SERVICE = {"disabled": "disabled in the set-up", "deleted": "deleted from the set-up"}
 
 
 def _needs_reboot(live: Charger, spec: ChargerSpec, row: ChargerRow) -> bool:

@@ -23,6 +23,7 @@ or split their limit, until the workers share their demand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from simulator.core import power_sharing
 from simulator.core.charge_point import Charger
@@ -30,15 +31,34 @@ from simulator.core.revision import FLEET
 from simulator.core.smart_charging import distribute
 
 
+class Site(NamedTuple):
+    """A location's settings as the controller and the location pages use them."""
+
+    grid_limit_w: float | None
+    load_management: bool
+
+
 class SiteController:
     def __init__(self) -> None:
+        self.sites: dict[int, Site] = {}  # location pk -> its settings, every location
         self.grid_limits_w: dict[int, float] = {}  # location pk -> limit, managed sites only
         self.held_back: dict[int, int] = {}  # location pk -> connectors below their demand
         self._capped: set[Charger] = set()
 
-    def use(self, grid_limits_w: Mapping[int, float]) -> None:
-        """The managed locations and their grid limits (W), as the database says now."""
-        self.grid_limits_w = dict(grid_limits_w)
+    def use(self, sites: Mapping[int, Site]) -> None:
+        """The locations' grid limits and load management, as the database says now.
+
+        A change is counted (`FLEET`), so that the location pages' summaries carry it at
+        once: a page left open follows a limit edited in the admin."""
+        sites = dict(sites)
+        if sites != self.sites:
+            self.sites = sites
+            FLEET.bump()
+        self.grid_limits_w = {
+            pk: site.grid_limit_w
+            for pk, site in sites.items()
+            if site.load_management and site.grid_limit_w is not None
+        }
 
     def apply(self, chargers: Iterable[Charger]) -> None:
         """Cap each charging connector of a managed location at its share of the limit."""

@@ -57,6 +57,7 @@ from simulator.ocpp16.wire import Checked
 from simulator.runtime import frame_log
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
+from simulator.runtime.load_management import Site
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,15 @@ def load_vehicles() -> dict[int, VehicleSpec]:
     return vehicles
 
 
-def load_site_limits() -> dict[int, float]:
-    """The grid limit (W) of each location whose load management is on."""
+def load_sites() -> dict[int, Site]:
+    """Every location's grid limit (W) and whether its load management is on."""
     from locations.models import Location
 
-    managed = Location.objects.filter(load_management=True, grid_limit_kw__isnull=False)
     return {
-        pk: kw * 1000
-        for pk, kw in managed.values_list("pk", "grid_limit_kw")
-        if kw is not None  # excluded by the query; the column type cannot say so
+        pk: Site(None if kw is None else kw * 1000, managed)
+        for pk, kw, managed in Location.objects.values_list(
+            "pk", "grid_limit_kw", "load_management"
+        )
     }
 
 

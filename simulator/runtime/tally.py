@@ -18,7 +18,7 @@ from simulator import contract
 from simulator.contract import ConnectorStatus
 from simulator.core.link import BootState, LinkState
 from simulator.core.revision import FLEET
-from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.store import Store
 
 
@@ -101,6 +101,7 @@ class Tally:
                         site.charging += 1
             charging += is_charging
         held_back = self.sites.held_back
+        settings = self.sites.sites
         return Counts(
             fleet=contract.FleetCounts(
                 chargers=len(self.store),
@@ -116,6 +117,8 @@ class Tally:
                     statuses=_names(site.statuses),
                     links=_names(site.links),
                     held_back=held_back.get(pk, 0),
+                    grid_limit_w=settings.get(pk, _UNKNOWN_SITE).grid_limit_w,
+                    load_management=settings.get(pk, _UNKNOWN_SITE).load_management,
                 )
                 for pk, site in sites.items()
             },
@@ -124,6 +127,10 @@ class Tally:
             failing=failing,
             charging=charging,
         )
+
+
+# A location the worker has not read yet (created after its last reload): as a new one is.
+_UNKNOWN_SITE = Site(None, False)
 
 
 class _Site:

@@ -485,12 +485,35 @@
     }
   }
 
+  // The limit as the pages write it (the template's floatformat:"-1": at most one decimal).
+  function limitText(limitKw) {
+    return String(Math.round(limitKw * 10) / 10);
+  }
+
+  // A location's grid limit (kW, or null) and load management from a summary that carries
+  // them (the engine's, after an edit in the admin): the page follows them without a
+  // reload. Returns the limit to paint with.
+  function followSettings(scope, summary, limitKw) {
+    if (!scope || !("grid_limit_w" in summary)) return limitKw;
+    const limit = summary.grid_limit_w == null ? null : summary.grid_limit_w / 1000;
+    scope.dataset.limit = limit == null ? "" : String(limit);
+    if (summary.load_management && limit != null) scope.dataset.loadManagement = "on";
+    else delete scope.dataset.loadManagement;
+    const gauge = scope.querySelector(".gauge");
+    if (gauge) {
+      gauge.hidden = limit == null;
+      gauge.setAttribute("aria-valuemax", limit == null ? "0" : String(limit));
+    }
+    return limit;
+  }
+
   ChargeSim.locationsPage = function (path) {
     const note = document.getElementById("sites-note");
     const paint = batcher(function (pk, site) {
       const row = document.querySelector('tr[data-site="' + pk + '"]');
       if (!row) return;
-      const limit = row.dataset.limit === "" ? null : Number(row.dataset.limit);
+      const limit = followSettings(row, site, row.dataset.limit === "" ? null : Number(row.dataset.limit));
+      setText(row.querySelector("[data-field=limit]"), limit == null ? "(no grid limit)" : "of " + limitText(limit) + " kW");
       setText(row.querySelector("[data-field=power]"), kw(site.power_w || 0));
       setText(row.querySelector("[data-field=charging]"), String(site.charging || 0));
       setText(row.querySelector("[data-field=online]"), String(site.online || 0));
@@ -520,9 +543,10 @@
     );
     const paint = batcher(function (_key, summary) {
       const power = summary.power_w || 0;
+      limitKw = followSettings(document.querySelector(".site-power"), summary, limitKw);
       setText(document.getElementById("site-power"), kw(power));
       // Only the facts there are, one separator between each two.
-      const facts = [limitKw != null ? "of " + limitKw + " kW grid limit" : "no grid limit"];
+      const facts = [limitKw != null ? "of " + limitText(limitKw) + " kW grid limit" : "no grid limit"];
       facts.push((summary.charging || 0) + " charging");
       if (document.querySelector(".site-power").dataset.loadManagement) {
         facts.push("load management on: " + (summary.held_back || 0) + " held back");
