@@ -105,6 +105,32 @@ def test_the_fleet_is_filtered_by_location_status_power_type_and_search(admin_cl
     ]
 
 
+def test_a_filtered_page_says_its_counts_are_of_the_whole_fleet_or_location(
+    admin_client_logged_in,
+):
+    """The count boxes (and the engine's live counts that replace them) are of the whole
+    fleet or location; with a filter on, the page says so rather than seem to count the
+    chargers that match."""
+    depot = make_location("Depot")
+    make_charger("AC-DEPOT-1", location=depot)
+    home, site = reverse("chargers:home"), reverse("chargers:location", args=[depot.pk])
+
+    def note(url: str, params: dict) -> str | None:
+        page = admin_client_logged_in.get(url, params).content.decode()
+        found = re.search(r'<p class="note counts-scope"[^>]*>([^<]*)</p>', page)
+        return found[1] if found else None
+
+    assert note(home, {}) is None
+    assert note(home, {"page": 1}) is None
+    assert note(home, {"status": "Faulted"}) == (
+        "These counts are for the whole fleet, not only the chargers that match the filter."
+    )
+    assert note(site, {}) is None
+    assert note(site, {"q": "dc"}) == (
+        "These counts are for the whole location, not only the chargers that match the filter."
+    )
+
+
 def test_five_thousand_chargers_are_paged_in_a_constant_number_of_queries(
     admin_client_logged_in, django_assert_max_num_queries
 ):
