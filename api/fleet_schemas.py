@@ -16,7 +16,7 @@ from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 
 from chargers.models import Charger, ConfigurationKey, Evse
-from locations.models import ArrivalProfile, Location, VehicleShare
+from locations.models import MAX_ROTATION_MINUTES, ArrivalProfile, Location, VehicleShare
 from simulator.contract import StatusName, overrides, traffic
 from vehicles.models import VehicleModel
 
@@ -125,6 +125,9 @@ class LocationIn(Schema):
     time_zone: str = Field("UTC", description=doc(Location, "time_zone", "An IANA name."))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
     load_management: bool = Field(False, description=doc(Location, "load_management"))
+    rotation_minutes: int = Field(
+        15, ge=0, le=MAX_ROTATION_MINUTES, description=doc(Location, "rotation_minutes")
+    )
     arrival_profile: ArrivalProfileIn | None = Field(
         None, description=ARRIVAL_PROFILE + " Omitted from a PUT: removed."
     )
@@ -140,6 +143,9 @@ class LocationPatch(Schema):
     time_zone: str | None = Field(None, description=doc(Location, "time_zone"))
     grid_limit_kw: float | None = Field(None, description=doc(Location, "grid_limit_kw"))
     load_management: bool | None = Field(None, description=doc(Location, "load_management"))
+    rotation_minutes: int | None = Field(
+        None, ge=0, le=MAX_ROTATION_MINUTES, description=doc(Location, "rotation_minutes")
+    )
     arrival_profile: ArrivalProfileIn | None = Field(
         None, description=ARRIVAL_PROFILE + " Omitted: unchanged; null: removed."
     )
@@ -156,6 +162,7 @@ class LocationOut(Schema):
     time_zone: str
     grid_limit_kw: float | None
     load_management: bool
+    rotation_minutes: int
     chargers: int = Field(alias="charger_count", description="How many chargers it has.")
     arrival_profile: ArrivalProfileOut | None = Field(description=ARRIVAL_PROFILE)
 

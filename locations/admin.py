@@ -20,6 +20,7 @@ class LocationAdmin(FleetImportExportAdmin):
         "time_zone",
         "grid_limit_kw",
         "load_management",
+        "rotation_minutes",
         "charger_count",
         "traffic",
     ]

@@ -73,6 +73,10 @@ class LocationManager(models.Manager["Location"]):
         return len(self.DEFAULTS)
 
 
+# Turns longer than a day would never come round in a working day's sessions.
+MAX_ROTATION_MINUTES = 24 * 60
+
+
 class Location(models.Model):
     name = models.CharField(max_length=120, unique=True)
     address = models.CharField(max_length=200, blank=True)
@@ -101,8 +105,17 @@ class Location(models.Model):
         "load management",
         default=False,
         help_text="A local controller keeps the site's chargers under the grid limit by "
-        "lowering connector limits every second (equal shares). Off: they draw what they "
+        "lowering connector limits every second (equal shares, never below the 6 A an AC "
+        "car needs: a car that does not fit waits, SuspendedEVSE). Off: they draw what they "
         "want, and the location page shows an overload.",
+    )
+    rotation_minutes = models.PositiveIntegerField(
+        "turns for waiting cars (minutes)",
+        default=15,
+        validators=[MaxValueValidator(MAX_ROTATION_MINUTES)],
+        help_text="With load management: once a car has waited this long, the car that has "
+        "charged longest gives it its place, and so on in turn. 0: first come, first served "
+        "(a waiting car waits until a session ends).",
     )
 
     objects = LocationManager()

@@ -28,6 +28,12 @@ class LocationResource(FleetResource):
         widget=BooleanCell(),
         default=False,
     )
+    rotation_minutes = Field(
+        attribute="rotation_minutes",
+        column_name="rotation_minutes",
+        widget=NumberCell("minutes", integer=True),
+        default=15,
+    )
 
     class Meta:
         model = Location
@@ -41,5 +47,6 @@ class LocationResource(FleetResource):
             "time_zone",
             "grid_limit_kw",
             "load_management",
+            "rotation_minutes",
         )
         import_id_fields = ("name",)

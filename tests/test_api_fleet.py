@@ -239,6 +239,12 @@ def test_a_location_is_created_read_changed_and_deleted(api):
     replaced = api.put(url, {"name": "Hub 2"}).json()
     assert (replaced["city"], replaced["grid_limit_kw"]) == ("", None)
     assert replaced["load_management"] is False
+    assert replaced["rotation_minutes"] == 15  # the default
+    turns = api.patch(url, {"rotation_minutes": 5}).json()
+    assert turns["rotation_minutes"] == 5
+    for bad in (-1, 1441, 2.5):
+        refused = api.patch(url, {"rotation_minutes": bad})
+        assert refused.status_code == 422, (bad, refused.content)
     assert api.delete(url).status_code == 204
     assert api.get(url).status_code == 404
 

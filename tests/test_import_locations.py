@@ -62,3 +62,22 @@ def test_a_bad_location_row_names_row_and_column_and_nothing_is_written(row, col
     assert [(p.row, p.column) for p in problems] == [(2, column)], problems
     assert message in problems[0].message
     assert Location.objects.count() == 0
+
+
+def test_turns_for_waiting_cars_import_as_whole_minutes_with_a_default():
+    header = "name,load_management,rotation_minutes"
+    data = f"{header}\nDepot,yes,5\nGarage,yes,\n".encode()
+    result = LocationResource().import_data(read_dataset(data, "csv"))
+    assert not result.has_errors(), result.problems()
+    assert dict(Location.objects.values_list("name", "rotation_minutes")) == {
+        "Depot": 5,
+        "Garage": 15,  # empty: the default
+    }
+    for value, message in (("2.5", "is not a whole number"), ("1441", "less than or equal")):
+        bad = LocationResource().import_data(
+            read_dataset(f"{header}\nDepot,yes,{value}\n".encode(), "csv")
+        )
+        problems = bad.problems()
+        assert [(p.row, p.column) for p in problems] == [(1, "rotation_minutes")], problems
+        assert message in problems[0].message
+    assert Location.objects.get(name="Depot").rotation_minutes == 5  # nothing half-written

@@ -272,3 +272,98 @@ def test_a_car_that_cannot_get_its_minimum_pauses_and_a_smaller_one_after_it_cha
     voltage = full.spec.voltage_v
     assert full.site_caps_w[1] == pytest.approx(6 * voltage * 3 + 240, abs=1e-6)
     assert hybrid.site_caps_w[1] == pytest.approx(6 * voltage + 240, abs=1e-6)
+
+
+def arrived(*names: str, socs: tuple[int, ...] = ()) -> list:
+    """Chargers at the site, each with a 22 kW car in a session, arrived a second apart in
+    the order named (no socket)."""
+    chargers = [runtime_charger(name, "", evses=1, location_id=SITE) for name in names]
+    for n, charger in enumerate(chargers):
+        charger.plug_in(1, AC22, soc=socs[n] if socs else 20)
+        charger.start_transaction(1, "T-" + charger.id)
+        charger.transactions[1].started_at = f"2026-12-03T10:00:0{n}Z"
+    return chargers
+
+
+def test_waiting_cars_take_turns_round_the_queue():
+    # 15 kW for five three-phase 22 kW cars: three charge (5 kW each), two wait. With turns
+    # of 60 s: after 60 s of waiting the two that charged longest give their places to the
+    # two waiting, and a turn later the next two go: round the queue, no car waits twice
+    # in a row.
+    # No socket: the controller's arithmetic alone, on its own clock.
+    chargers = arrived(*(f"LM-{n}" for n in range(5)))
+    sites = SiteController()
+    sites.use({SITE: Site(15_000.0, True, 60.0)})
+
+    def charging(now: float) -> list[int]:
+        sites.apply(chargers, now)
+        return [n for n, c in enumerate(chargers) if c.site_caps_w.get(1, 0.0) > 0]
+
+    assert charging(0.0) == [0, 1, 2]
+    assert charging(59.0) == [0, 1, 2]  # a turn is not over yet
+    assert charging(60.0) == [2, 3, 4]
+    assert charging(119.0) == [2, 3, 4]
+    assert charging(120.0) == [0, 1, 4]
+    assert charging(180.0) == [1, 2, 3]
+    for now in (0.0, 60.0, 120.0, 180.0):  # the limit holds through every turn
+        sites.apply(chargers, now)
+        assert sum(c.site_caps_w[1] for c in chargers) <= 15_000.0 + 1e-6
+    # A session ends: a waiting car takes its place at once, and nobody waits, so no turns.
+    chargers[0].stop_transaction(1, StopReason.LOCAL)
+    chargers[1].stop_transaction(1, StopReason.LOCAL)
+    assert charging(181.0) == [2, 3, 4]
+    assert charging(1_000.0) == [2, 3, 4]
+
+
+def test_without_turns_a_waiting_car_waits_until_a_session_ends():
+    chargers = arrived("LM-0", "LM-1", "LM-2")
+    sites = SiteController()
+    sites.use({SITE: Site(10_000.0, True, 0.0)})  # room for two
+    for now in (0.0, 3_600.0, 86_400.0):
+        sites.apply(chargers, now)
+        assert [c.site_caps_w[1] > 0 for c in chargers] == [True, True, False]
+
+
+def test_a_full_car_gives_up_no_turn_for_it_frees_nothing():
+    # Room for one 22 kW car's minimum beside a full one (SuspendedEV, wanting nothing): the
+    # turn goes from the car that draws, not from the full one at the head of the queue.
+    full, drawing, waiting = arrived("LM-F", "LM-D", "LM-W", socs=(100, 20, 20))
+    sites = SiteController()
+    sites.use({SITE: Site(5_000.0, True, 60.0)})
+    sites.apply([full, drawing, waiting], 0.0)
+    assert (drawing.site_caps_w[1] > 0, waiting.site_caps_w[1]) == (True, 0.0)
+    sites.apply([full, drawing, waiting], 60.0)
+    assert (drawing.site_caps_w[1], waiting.site_caps_w[1] > 0) == (0.0, True)
+
+
+async def test_the_csms_sees_two_cars_take_turns_on_a_site_too_small_for_both(csms, site):
+    # 6 kW for two three-phase cars, turns of 1 s: the waiting car charges after its turn
+    # and the other pauses; each says so to the CSMS (SuspendedEVSE, then Charging).
+    first, second = sorted(site.chargers, key=lambda c: c.transactions[1].started_at)
+    site.sites.use({SITE: Site(6_000.0, True, 1.0)})
+    await wait_until(
+        lambda: second.evse(1).status.value == "SuspendedEVSE", message="the second waits"
+    )
+    await wait_until(
+        lambda: (
+            second.evse(1).status.value == "Charging"
+            and first.evse(1).status.value == "SuspendedEVSE"
+        ),
+        message="their turns swapped",
+    )
+
+    def told(charger) -> list[str]:
+        return [
+            m.payload["status"]
+            for m in csms.log
+            if m.cp_id == charger.id and m.action == "StatusNotification" and m.message_type == 2
+        ]
+
+    await wait_until(
+        lambda: (
+            told(second)[-2:] == ["SuspendedEVSE", "Charging"]
+            and told(first)[-1:] == ["SuspendedEVSE"]
+        ),
+        message="the CSMS told",
+    )
+    assert sum(c.evse(1).power_w for c in site.chargers) <= 6_000.0 + 1

@@ -14,6 +14,12 @@ the others in the same tick. Each share becomes a cap in watts on that connector
 Power.Active.Import follow it from this tick on. Locations without load management are left
 alone: they draw what they want, and the location page shows the overload.
 
+Waiting cars take turns when the site says so (`Site.rotation_s`, the location's
+`rotation_minutes`): once someone has waited that long, as many of the connectors at the head
+of the site's queue as there are waiting ones go to its back, so each waiting car gets its
+turn and gives it up a turn later (round robin, the way site controllers queue sessions).
+Without turns (0), a waiting car waits until a session ends.
+
 Scaled out (`--shards N`), each worker runs its own controller over the chargers it owns: a
 location whose chargers live on several workers is kept under its limit per worker, not in
 total (each worker gives its part of the site the whole limit). Run such sites in one worker,
@@ -22,6 +28,7 @@ or split their limit, until the workers share their demand.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -36,6 +43,7 @@ class Site(NamedTuple):
 
     grid_limit_w: float | None
     load_management: bool
+    rotation_s: float = 0.0  # waiting cars take turns this often (0: first come, first served)
 
 
 class SiteController:
@@ -44,6 +52,11 @@ class SiteController:
         self.grid_limits_w: dict[int, float] = {}  # location pk -> limit, managed sites only
         self.held_back: dict[int, int] = {}  # location pk -> connectors below their demand
         self._capped: set[Charger] = set()
+        # Managed location pk -> its connectors in a transaction, in the order they are
+        # admitted (arrival order, changed by turns), and when the current turn began
+        # (someone is waiting).
+        self._queues: dict[int, list[Connector]] = {}
+        self._turn_started: dict[int, float] = {}
 
     def use(self, sites: Mapping[int, Site]) -> None:
         """The locations' grid limits and load management, as the database says now.
@@ -60,11 +73,13 @@ class SiteController:
             if site.load_management and site.grid_limit_w is not None
         }
 
-    def apply(self, chargers: Iterable[Charger]) -> None:
-        """Cap each charging connector of a managed location at its share of the limit."""
+    def apply(self, chargers: Iterable[Charger], now: float | None = None) -> None:
+        """Cap each charging connector of a managed location at its share of the limit.
+        `now`: the meter's monotonic clock (turns are timed on it)."""
         limits = self.grid_limits_w
         if not limits and not self._capped:
             return
+        now = time.monotonic() if now is None else now
         wants: dict[int, dict[tuple[Charger, int], float]] = {}
         for charger in chargers:
             location = charger.spec.location_id
@@ -75,8 +90,12 @@ class SiteController:
                 site[(charger, connector_id)] = watts
         capped: set[Charger] = set()
         held_back: dict[int, int] = {}
+        queues: dict[int, list[Connector]] = {}
         for location, site in wants.items():
-            given = _shares(limits[location], site)
+            queue = queues[location] = _queue(self._queues.get(location, []), site)
+            given, waiting = _shares(limits[location], site, queue)
+            if self._take_turns(location, queue, site, waiting, now):
+                given, waiting = _shares(limits[location], site, queue)
             caps: dict[Charger, dict[int, float]] = {}
             for (charger, connector_id), want in site.items():
                 share = given[(charger, connector_id)]
@@ -89,9 +108,54 @@ class SiteController:
         for charger in self._capped - capped:  # no longer managed, or no longer charging
             charger.set_site_caps({})
         self._capped = capped
+        self._queues = queues
+        for location in [pk for pk in self._turn_started if pk not in queues]:
+            del self._turn_started[location]
         if held_back != self.held_back:  # applied on every tick; counted only on a change
             self.held_back = held_back
             FLEET.bump()
+
+    def _take_turns(
+        self,
+        location: int,
+        queue: list[Connector],
+        wants: dict[Connector, float],
+        waiting: list[Connector],
+        now: float,
+    ) -> bool:
+        """Move the head of the queue to its back once a turn is over; True if it moved.
+
+        A turn begins when someone starts waiting and lasts the site's `rotation_s`. Then as
+        many connectors as wait, taken from the head among those that draw (a full car
+        frees nothing), go to the back: the waiting ones move up and are admitted."""
+        rotation_s = self.sites.get(location, _UNMANAGED).rotation_s
+        if not waiting or rotation_s <= 0:
+            self._turn_started.pop(location, None)
+            return False
+        started = self._turn_started.setdefault(location, now)
+        if now - started < rotation_s:
+            return False
+        self._turn_started[location] = now
+        parked = set(waiting)
+        drawing = [key for key in queue if key not in parked and wants[key] > 0]
+        leaving = set(drawing[: len(waiting)])
+        if not leaving:
+            return False
+        queue[:] = [key for key in queue if key not in leaving] + [
+            key for key in queue if key in leaving
+        ]
+        return True
+
+
+_UNMANAGED = Site(None, False)
+
+
+def _queue(previous: list[Connector], wants: dict[Connector, float]) -> list[Connector]:
+    """The site's queue now: the previous one without the connectors whose session ended,
+    then the new ones in the order their sessions started."""
+    kept = [key for key in previous if key in wants]
+    known = set(kept)
+    return kept + sorted((key for key in wants if key not in known), key=_arrival)
 
 
 # The least current a charger may offer on an AC phase (IEC 61851-1's control pilot: 6 A).
@@ -100,22 +164,28 @@ MIN_AC_AMPS = 6.0
 Connector = tuple[Charger, int]
 
 
-def _shares(limit_w: float, wants: dict[Connector, float]) -> dict[Connector, float]:
-    """The site's limit shared with no AC connector held below its minimum.
+def _shares(
+    limit_w: float, wants: dict[Connector, float], queue: list[Connector]
+) -> tuple[dict[Connector, float], list[Connector]]:
+    """The site's limit shared with no AC connector held below its minimum, and the
+    connectors left waiting.
 
-    First come first served: in the order their sessions started, a connector is admitted
-    while the limit still covers the minimum of every one admitted (its minimum, or what
-    its car wants if that is less); one that does not fit gets 0 (its car pauses) and a
-    later, smaller one may still fit. The admitted share the limit in `distribute`'s equal
-    shares; where those would leave one below its minimum (cars of different phases), each
-    gets its minimum and they share what is left."""
+    In the queue's order (the order their sessions started, unless turns changed it), a
+    connector is admitted while the limit still covers the minimum of every one admitted
+    (its minimum, or what its car wants if that is less); one that does not fit gets 0 (its
+    car pauses) and a later, smaller one may still fit. The admitted share the limit in
+    `distribute`'s equal shares; where those would leave one below its minimum (cars of
+    different phases), each gets its minimum and they share what is left."""
     floor = {key: min(_minimum_w(*key), wants[key]) for key in wants}
     admitted: list[Connector] = []
+    waiting: list[Connector] = []
     covered = 0.0
-    for key in sorted(wants, key=_arrival):
+    for key in queue:
         if covered + floor[key] <= limit_w + 1e-6:
             admitted.append(key)
             covered += floor[key]
+        else:
+            waiting.append(key)
     shares = distribute(limit_w, {n: wants[key] for n, key in enumerate(admitted)})
     given = {key: shares[n] for n, key in enumerate(admitted)}
     if any(given[key] < floor[key] - 1e-6 for key in admitted):
@@ -123,7 +193,7 @@ def _shares(limit_w: float, wants: dict[Connector, float]) -> dict[Connector, fl
             limit_w - covered, {n: wants[key] - floor[key] for n, key in enumerate(admitted)}
         )
         given = {key: floor[key] + extra[n] for n, key in enumerate(admitted)}
-    return {key: given.get(key, 0.0) for key in wants}
+    return {key: given.get(key, 0.0) for key in wants}, waiting
 
 
 def _minimum_w(charger: Charger, connector_id: int) -> float:

@@ -120,7 +120,7 @@ class MeterEngine:
         self._last_wall = wall_s = wall.timestamp()  # and its epoch s, read once a tick
         if self.sites is not None:
             try:
-                self.sites.apply(self.chargers)
+                self.sites.apply(self.chargers, now)
             except Exception:
                 log.exception("site load management failed")
         # Visit at the tick nearest to the due time: ticks wake a few ms early or late.

@@ -90,13 +90,14 @@ def load_vehicles() -> dict[int, VehicleSpec]:
 
 
 def load_sites() -> dict[int, Site]:
-    """Every location's grid limit (W) and whether its load management is on."""
+    """Every location's grid limit (W), whether its load management is on, and how often
+    its waiting cars take turns."""
     from locations.models import Location
 
     return {
-        pk: Site(None if kw is None else kw * 1000, managed)
-        for pk, kw, managed in Location.objects.values_list(
-            "pk", "grid_limit_kw", "load_management"
+        pk: Site(None if kw is None else kw * 1000, managed, minutes * 60.0)
+        for pk, kw, managed, minutes in Location.objects.values_list(
+            "pk", "grid_limit_kw", "load_management", "rotation_minutes"
         )
     }
 
