@@ -39,12 +39,11 @@ def test_a_second_simulator_on_the_database_is_refused_and_a_killed_one_frees_it
         )
         assert "Traceback" not in second.stderr
         assert "DEMO-0001" not in second.stdout  # it loaded nothing
-        # Another shard of the same database runs beside it.
-        other = ManagePy(tmp_path, "runsimulator", "--no-web", "--shard", "1/2")
-        try:
-            other.wait_for_output("loaded")
-        finally:
-            other.stop()
+        # A shard of another N would run some of its chargers twice: refused too.
+        overlapping = run_manage(tmp_path, "runsimulator", "--no-web", "--shard", "1/2")
+        assert overlapping.returncode == 1, overlapping.stderr
+        assert "runs this database (SQLite" in overlapping.stderr
+        assert "as 1 shard (--shard K/1), and this one as shard 1/2" in overlapping.stderr
         first.signal(signal.SIGKILL)
         first.wait(10)
         again = demo_worker(tmp_path)
@@ -65,11 +64,26 @@ def test_the_lock_is_one_holder_per_shard_until_released() -> None:
     try:
         with pytest.raises(WorkerLockError, match="runs shard 0/1 of this database"):
             WorkerLock(0, 1).acquire()
-        beside = WorkerLock(1, 2)
-        beside.acquire()  # another shard
-        beside.release()
+        # Any shard of another N overlaps shard 0/1 (which runs every charger).
+        with pytest.raises(WorkerLockError, match=r"as 1 shard \(--shard K/1\)"):
+            WorkerLock(1, 2).acquire()
     finally:
         held.release()
+    # Shards of one N run side by side; then a worker of another N is refused.
+    shards = [WorkerLock(0, 2), WorkerLock(1, 2)]
+    for shard in shards:
+        shard.acquire()
+    try:
+        with pytest.raises(
+            WorkerLockError, match=r"as 2 shards \(--shard K/2\), and this one as shard 0/3"
+        ):
+            WorkerLock(0, 3).acquire()
+    finally:
+        for shard in shards:
+            shard.release()
+    regrown = WorkerLock(0, 3)
+    regrown.acquire()  # once they stopped, the fleet may run as another N
+    regrown.release()
     after = WorkerLock(0, 1)
     after.acquire()
     assert after.held

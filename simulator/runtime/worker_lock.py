@@ -10,7 +10,10 @@ of its database for as long as it runs, and a second one is refused before it wr
 * PostgreSQL: a session advisory lock on a connection of its own.
 
 Both end with the process, however it ends (SIGKILL included): a restarted worker never
-waits for a dead one. Workers of different shards (`--shard K/N`) run side by side.
+waits for a dead one. Workers of different shards (`--shard K/N`) run side by side, but only
+with the same N: `--shard 0/1` beside `--shard 1/2` would run shard 1's chargers twice. So
+each worker also holds a shared lock on its N (a file `...workers-of-N.lock` locked shared,
+or a shared advisory lock keyed N), and is refused while another N is held.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class WorkerLock:
     def __init__(self, shard: int, shards: int, alias: str = DEFAULT_DB_ALIAS) -> None:
         self.shard, self.shards, self.alias = shard, shards, alias
         self._file: IO[str] | None = None
+        self._count_file: IO[str] | None = None
         self._pg: Any = None
 
     @property
@@ -48,15 +52,22 @@ class WorkerLock:
     def acquire(self) -> None:
         """Take the lock, or raise WorkerLockError saying who holds it."""
         conn = connections[self.alias]
-        if conn.vendor == "sqlite":
-            self._lock_file(conn.settings_dict["NAME"])
-        elif conn.vendor == "postgresql":
-            self._lock_postgres(conn)
+        try:
+            if conn.vendor == "sqlite":
+                self._lock_file(conn.settings_dict["NAME"])
+            elif conn.vendor == "postgresql":
+                self._lock_postgres(conn)
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self._file is not None:
             self._file.close()  # closing the descriptor drops the flock
             self._file = None
+        if self._count_file is not None:
+            self._count_file.close()
+            self._count_file = None
         if self._pg is not None:
             try:
                 self._pg.close()  # the session ends: its advisory locks with it
@@ -91,6 +102,34 @@ class WorkerLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._file = handle
+        self._lock_count_file(path)
+
+    def _lock_count_file(self, path: Path) -> None:
+        """Hold this worker's N shared; refuse while another N is held (by anyone)."""
+        assert fcntl is not None  # `_lock_file` returned before calling it otherwise
+        stem = f"{path.name}.workers-of-"
+        mine = path.with_name(f"{stem}{self.shards}.lock")
+        handle = open(mine, "a+")  # noqa: SIM115 (held open while the lock is held)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # shared: never waits on a shared one
+        self._count_file = handle
+        for other in path.parent.glob(f"{stem}*.lock"):
+            count = other.name[len(stem) : -len(".lock")]
+            if other == mine or not count.isdigit():
+                continue
+            with open(other, "a+") as probe:
+                try:
+                    fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # held: a worker runs with that N
+                    raise self._other_count(int(count), f"SQLite {path}") from None
+                # Free: left by a worker that ended; closing `probe` drops the probe's lock.
+
+    def _other_count(self, count: int, database: str) -> WorkerLockError:
+        return WorkerLockError(
+            f"Another simulator runs this database ({database}) as {count} shard"
+            f"{'s' if count != 1 else ''} (--shard K/{count}), and this one as "
+            f"{self._what()}: the shards would overlap and run chargers twice. Every worker "
+            "of one database takes the same N; stop the others first to change it."
+        )
 
     def _lock_postgres(self, conn: Any) -> None:
         import psycopg
@@ -118,9 +157,27 @@ class WorkerLock:
                     f"{f' (PostgreSQL backend pid {holder[0]})' if holder else ''} runs "
                     f"{self._what()} of this database ({config.get('NAME')} on "
                     f"{config.get('HOST') or 'the local socket'}). Stop it first, or run "
-                    "this one as another shard (--shard K/N)."
+                    f"this one as another shard of the {self.shards} (--shard K/{self.shards})."
                 )
+            # This worker's N, shared; any other N held means overlapping shards. The
+            # two-int form keeps N readable in pg_locks (classid: ours, objid: N).
+            session.execute("SELECT pg_advisory_lock_shared(%s, %s)", [_COUNTS, self.shards])
+            other = session.execute(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = %s::bigint::oid AND objsubid = 2 AND objid <> %s::bigint::oid "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "LIMIT 1",
+                [_COUNTS, self.shards],
+            ).fetchone()
+            if other is not None:
+                where = f"{config.get('NAME')} on {config.get('HOST') or 'the local socket'}"
+                raise self._other_count(int(other[0]), where)
         except BaseException:
             session.close()
             raise
         self._pg = session
+
+
+# The first key of the shard-count advisory locks (the second is N): "CSMN" in ASCII, so
+# that no other application's two-int advisory lock is taken for ours by chance.
+_COUNTS = 0x43534D4E
