@@ -400,6 +400,26 @@ def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):
     expect(page.locator("#live-state")).to_have_text("logged out")
 
 
+def test_the_recent_transactions_follow_a_session_without_a_reload(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0006")
+    newest = page.locator("#recent-transactions tbody tr").first
+    start_session(page, 1, "TX-LIVE")
+    expect(newest).to_contain_text("TX-LIVE", timeout=LIVE_MS)
+    expect(newest).to_contain_text("open")
+    # The CSMS's transaction id, once its answer is in.
+    expect(newest.locator("td").nth(2)).to_have_text(re.compile(r"^\d+$"), timeout=LIVE_MS)
+    card = page.locator('.evse-card[data-evse="1"]')
+    card.locator("button[data-command=stop]").click()
+    expect(page.locator("#result")).to_contain_text("stopped")
+    expect(newest).not_to_contain_text("open", timeout=LIVE_MS)
+    expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^\d+ → \d+ Wh$"))
+    page.screenshot(path=ARTIFACTS / "pages-8b-recent-transactions.png", full_page=True)
+    card.locator("button[data-command=unplug]").click()
+    expect(card.locator("[data-field=status]")).to_have_text("Available")
+
+
 def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browser):
     """Its page and the fleet page stay open while the operator disables the charger in
     the admin: both say it is offline because it was disabled (not a lost link)."""

@@ -6,9 +6,10 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
-from chargers.models import Charger, Evse
+from chargers.models import Charger, Evse, Transaction
 from tests.cast import make_charger, make_location, make_vehicle
 
 pytestmark = pytest.mark.django_db
@@ -246,6 +247,33 @@ def test_an_unknown_charger_or_location_is_not_found(admin_client_logged_in):
     assert (
         admin_client_logged_in.get(reverse("chargers:location", args=[424242])).status_code == 404
     )
+
+
+def test_the_recent_transactions_are_served_alone_for_the_page_to_follow(
+    admin_client_logged_in,
+):
+    charger = make_charger("CP-TX")
+    url = reverse("chargers:transactions", args=[charger.pk])
+    empty = admin_client_logged_in.get(url).content.decode()
+    assert 'id="recent-transactions" hidden' in empty  # none yet: the page keeps it hidden
+    for n in range(12):
+        Transaction.objects.create(
+            charger=charger,
+            connector_id=1,
+            local_id=f"L-{n}",
+            id_tag=f"<TAG-{n}>",
+            transaction_id=100 + n if n else None,
+            meter_start=1000 * n,
+            started_at=f"2026-12-03T10:{n:02d}:00Z",
+        )
+    page = admin_client_logged_in.get(url).content.decode()
+    assert 'id="recent-transactions">' in page
+    assert page.count("<tr><td>") == 10  # the newest ten
+    assert "&lt;TAG-11&gt;" in page and "<TAG-11>" not in page  # escaped, as on the page
+    assert "TAG-1&gt;" not in page  # the oldest two are not shown
+    assert Client().get(url).status_code == 302  # a login first
+    missing = reverse("chargers:transactions", args=[424242])
+    assert admin_client_logged_in.get(missing).status_code == 404
 
 
 def test_the_location_page_shows_its_chargers_and_grid_limit(admin_client_logged_in):

@@ -203,12 +203,20 @@ def may_see_message_log(user: Any) -> bool:
     return user.has_perm("chargers.view_charger") or user.has_perm("chargers.change_charger")
 
 
+# The charger page's "Recent transactions": this many, newest first.
+RECENT_TRANSACTIONS = 10
+
+
+def recent_transactions(charger: Charger) -> list[Transaction]:
+    return list(charger.transactions.all()[:RECENT_TRANSACTIONS])
+
+
 def charger_page(charger: Charger, user: Any) -> ChargerPage:
     return ChargerPage(
         charger=charger,
         evses=list(charger.evses.order_by("connector_id")),
         vehicles=list(VehicleModel.objects.all()),
-        transactions=list(charger.transactions.all()[:10]),
+        transactions=recent_transactions(charger),
         shows_log=may_see_message_log(user),
         log_keeps=LogKeeps.from_settings(),
         csms_url=shown_csms_url(charger.csms_url),

@@ -7,6 +7,7 @@ app_name = "chargers"
 urlpatterns = [
     path("", views.fleet, name="home"),
     path("chargers/<int:pk>/", views.charger_detail, name="charger"),
+    path("chargers/<int:pk>/transactions/", views.charger_transactions, name="transactions"),
     path("locations/", views.location_list, name="locations"),
     path("locations/<int:pk>/", views.location_detail, name="location"),
     # /static/ is answered by WhiteNoise (chargesim_site.static_files), DEBUG on or off.

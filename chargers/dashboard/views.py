@@ -34,6 +34,17 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def charger_transactions(request: HttpRequest, pk: int) -> HttpResponse:
+    """The charger page's recent transactions alone (its live script fetches them)."""
+    charger = get_object_or_404(Charger, pk=pk)
+    return render(
+        request,
+        "dashboard/_transactions.html",
+        {"transactions": pages.recent_transactions(charger)},
+    )
+
+
+@login_required
 def location_list(request: HttpRequest) -> HttpResponse:
     locations = pages.locations_overview()
     return render(request, "dashboard/locations.html", {"locations": locations, "nav": "locations"})

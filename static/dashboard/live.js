@@ -650,6 +650,34 @@
     });
     let canDrive = true;
 
+    // The recent-transactions table is the database's: fetched again when a session starts,
+    // gets its CSMS id or ends (soon after, and once more a little later: the checkpoint
+    // that writes it runs beside the snapshot, not before it).
+    let sessions = null;
+    let refetches = [];
+    function followTransactions(snap) {
+      const now = JSON.stringify(snap.evses.map(function (e) {
+        return [e.connector_id, e.transaction_id, e.session && e.session.started_at, e.session && e.session.ended_at];
+      }));
+      if (sessions === null || sessions === now) { sessions = now; return; }
+      sessions = now;
+      refetches.forEach(clearTimeout);
+      refetches = [700, 3000].map(function (ms) { return setTimeout(loadTransactions, ms); });
+    }
+    function loadTransactions() {
+      fetch("/chargers/" + pk + "/transactions/", { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          const old = document.getElementById("recent-transactions");
+          if (html == null || !old) return;
+          // Django's template escaped every value in it: parsed, not trusted as script.
+          const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("recent-transactions");
+          if (fresh && fresh.innerHTML !== old.innerHTML) old.replaceWith(fresh);
+          else if (fresh) old.hidden = fresh.hidden;
+        })
+        .catch(function () { /* the next change fetches it again */ });
+    }
+
     const paint = batcher(function (_key, snap) {
       setLink(document.getElementById("link"), snap, false);
       setText(document.querySelector("[data-field=boot]"), snap.boot);
@@ -663,6 +691,7 @@
       if (!reason || snap.offline_until == null) setText(error, reason ? linkReason(snap, 0) : "");
       paintControls(snap);
       paintMaintenance(snap);
+      followTransactions(snap);
       for (const evse of snap.evses) {
         const card = document.querySelector('.evse-card[data-evse="' + evse.connector_id + '"]');
         if (!card) continue;
