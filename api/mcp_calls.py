@@ -56,8 +56,12 @@ def _lines(detail: str, items: Iterable[ErrorItem]) -> str:
             )
             if part
         )
-        if not where and item.message == detail:
-            continue  # an engine refusal is its detail and its one item: said once
+        if item.message == detail:
+            # An engine refusal is its detail and its one item: said once, naming the
+            # argument when it is about one.
+            if where and parts[0] == detail:
+                parts[0] = f"{where}: {detail}"
+            continue
         parts.append(f"{where}: {item.message}" if where else item.message)
     return "\n".join(parts)
 

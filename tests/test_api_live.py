@@ -257,6 +257,12 @@ async def test_a_refused_action_is_409_with_the_workers_reason(worker, driver):
         await driver.post(ACTION.format("API-2", "unplug"), {"connector_id": 5}), 422
     )
     assert "no connector 5" in no_such["detail"]
+    assert fields_of(no_such) == {"connector_id"}  # found by the worker, named all the same
+    no_vehicle = error_of(
+        await driver.post(ACTION.format("API-2", "plug-in"), {"vehicle_model_id": 424242}), 422
+    )
+    assert no_vehicle["detail"] == "there is no vehicle model #424242"
+    assert fields_of(no_vehicle) == {"vehicle_model_id"}  # as the API calls it
 
 
 async def test_a_charger_no_worker_runs_is_409(worker, driver):

@@ -496,7 +496,9 @@ async def ask_charger(
         error = result.get("error")
         message = result["message"]
         if error == contract.ERROR_INVALID:
-            raise ApiError(422, message, [ErrorItem(field=None, message=message)])
+            field = result.get("field")  # the argument the worker found wrong, if one
+            field = _API_NAMES.get(field, field) if field is not None else None
+            raise ApiError(422, message, [ErrorItem(field=field, message=message)])
         raise ApiError(500 if error == contract.ERROR_FAILED else 409, message)
     if "charger" not in result:  # done, but the charger went away meanwhile
         raise ApiError(409, f"{charge_point_id} is no longer running")
@@ -505,6 +507,10 @@ async def ask_charger(
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+# The engine's argument names that the API spells otherwise (`_engine_args`).
+_API_NAMES = {"vehicle_id": "vehicle_model_id"}
 
 
 def _engine_args(command: str, args: Schema) -> dict[str, Any]:

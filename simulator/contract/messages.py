@@ -238,6 +238,7 @@ class CommandResult(TypedDict):
     error: NotRequired[str]  # when not ok: one of the ERROR_* kinds
     charger: NotRequired[ChargerSnapshot]  # its state after the command (when it runs here)
     wait: NotRequired[WaitOutcome]  # when the command carried wait_for and was done
+    field: NotRequired[str]  # the argument an ERROR_INVALID is about, when one is
 
 
 def command_result(
@@ -250,6 +251,7 @@ def command_result(
     error: str | None = None,
     charger: ChargerSnapshot | None = None,
     wait: WaitOutcome | None = None,
+    field: str | None = None,
 ) -> CommandResult:
     result: CommandResult = {
         "type": EVENT_COMMAND_RESULT,
@@ -265,6 +267,8 @@ def command_result(
         result["charger"] = charger
     if wait is not None:
         result["wait"] = wait
+    if field is not None:
+        result["field"] = field
     return result
 
 

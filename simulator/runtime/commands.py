@@ -84,9 +84,14 @@ class CommandError(Exception):
 
 
 class InvalidArgument(CommandError):
-    """The command or one of its values is wrong: the asker's mistake, not the charger's."""
+    """The command or one of its values is wrong: the asker's mistake, not the charger's.
+    `field`: the argument it is about, when one is (the API names it in its 422)."""
 
     kind = contract.ERROR_INVALID
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotRunning(CommandError):
@@ -110,6 +115,7 @@ class Outcome:
     message: str
     error: str | None = None
     wait: contract.WaitOutcome | None = None
+    field: str | None = None  # the argument an ERROR_INVALID is about
 
 
 class CommandServer:
@@ -207,7 +213,7 @@ class CommandServer:
         try:
             wait = parse_wait(message.get("wait_for"), args)
         except CommandError as exc:
-            outcome = Outcome(False, str(exc), exc.kind)
+            outcome = Outcome(False, str(exc), exc.kind, field=_field_of(exc))
         else:
             outcome = await self.perform(charger_id, command, args, wait)
         pk = _pk(charger_id)
@@ -223,6 +229,7 @@ class CommandServer:
                 error=outcome.error,
                 charger=snapshot(charger) if charger is not None else None,
                 wait=outcome.wait,
+                field=outcome.field,
             ),
         )
 
@@ -247,12 +254,12 @@ class CommandServer:
             else:
                 text = await self.execute(charger_id, command, args, catalogue)
         except CommandError as exc:
-            return Outcome(False, str(exc), exc.kind)
+            return Outcome(False, str(exc), exc.kind, field=_field_of(exc))
         except (ActionError, IllegalTransition) as exc:
             return Outcome(False, str(exc), contract.ERROR_REFUSED)
         except KeyError as exc:  # a connector the charger does not have
             message = str(exc.args[0]) if exc.args else "no such connector"
-            return Outcome(False, message, contract.ERROR_INVALID)
+            return Outcome(False, message, contract.ERROR_INVALID, field="connector_id")
         except Exception as exc:
             log.exception("command %s on charger #%s failed", command, charger_id)
             text = f"the simulator failed: {type(exc).__name__}: {exc}"
@@ -421,7 +428,7 @@ class CommandServer:
             vehicles = catalogue if catalogue is not None else await _catalogue()
             vehicle = vehicles.get(vehicle_id)
             if vehicle is None:
-                raise InvalidArgument(f"there is no vehicle model #{vehicle_id}")
+                raise InvalidArgument(f"there is no vehicle model #{vehicle_id}", "vehicle_id")
         else:
             vehicle = charger.pick_vehicle()
             if vehicle is None:
@@ -434,11 +441,13 @@ class CommandServer:
         raw = args.get("id_tag")
         id_tag = raw.strip() if isinstance(raw, str) else ""
         if not id_tag or len(id_tag) > 20:
-            raise InvalidArgument("an idTag has 1 to 20 characters")
+            raise InvalidArgument("an idTag has 1 to 20 characters", "id_tag")
         if not id_tag.isprintable():
             # OCPP's idTag is printable text; a control character (NUL above all: no
             # PostgreSQL text holds one) would make the StartTransaction unstorable.
-            raise InvalidArgument("an idTag is printable text, without control characters")
+            raise InvalidArgument(
+                "an idTag is printable text, without control characters", "id_tag"
+            )
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
             return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
@@ -858,6 +867,10 @@ def _request_id(raw: Any) -> str | None:
     return raw[:64] if isinstance(raw, str) else None
 
 
+def _field_of(exc: CommandError) -> str | None:
+    return exc.field if isinstance(exc, InvalidArgument) else None
+
+
 def _args(raw: Any) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
@@ -873,23 +886,23 @@ def _number(
     label = name.replace("_", " ")
     if raw in (None, ""):
         if default is None:
-            raise InvalidArgument(f"{label} is required")
+            raise InvalidArgument(f"{label} is required", name)
         return default
     if isinstance(raw, bool):
-        raise InvalidArgument(f"{label} must be a number")
+        raise InvalidArgument(f"{label} must be a number", name)
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{label} must be a number") from None
+        raise InvalidArgument(f"{label} must be a number", name) from None
     if not low <= value <= high:  # NaN fails this too
-        raise InvalidArgument(f"{label} must be within {low:g} and {high:g}")
+        raise InvalidArgument(f"{label} must be within {low:g} and {high:g}", name)
     return value
 
 
 def _connector(args: Mapping[str, Any]) -> int:
     value = _number(args, "connector_id", 1, 99, default=1)
     if value != int(value):
-        raise InvalidArgument("connector id must be a whole number")
+        raise InvalidArgument("connector id must be a whole number", "connector_id")
     return int(value)
 
 
@@ -898,7 +911,7 @@ def _vehicle_id(args: Mapping[str, Any]) -> int | None:
         return None
     value = _number(args, "vehicle_id", 1, 2**31)
     if value != int(value):
-        raise InvalidArgument("vehicle id must be a whole number")
+        raise InvalidArgument("vehicle id must be a whole number", "vehicle_id")
     return int(value)
 
 
