@@ -237,6 +237,15 @@ async def test_bad_values_are_422_naming_the_field(driver):
     assert "choose the chargers" in nothing["errors"][0]["message"]
     bad_status = await driver.post(bulk, {"filter": {"status": "Sleeping"}})
     assert fields_of(error_of(bad_status, 422)) == {"filter.status"}
+    # A name an action or a filter does not take is refused, not ignored: a typo must not
+    # plug in the default car, nor widen a bulk action to a whole site.
+    typo = error_of(await driver.post(plug_in, {"vehicle_id": 3}), 422)
+    assert fields_of(typo) == {"vehicle_id"}
+    assert typo["errors"][0]["message"].startswith("Not an argument of this request")
+    wider = await driver.post(bulk, {"filter": {"location_id": 1, "statuss": "Available"}})
+    assert fields_of(error_of(wider, 422)) == {"filter.statuss"}
+    extra = await driver.post(bulk, {"filter": {"location_id": 1}, "arg": {"soc": 50}})
+    assert fields_of(error_of(extra, 422)) == {"arg"}
 
 
 async def test_an_unknown_charger_or_location_is_404(driver):

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
-from pydantic import create_model, model_validator
+from pydantic import ConfigDict, create_model, model_validator
 
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
@@ -194,11 +194,18 @@ class StateParams(WaitParams):
     connector_id: int = Field(1, ge=1, le=99, description="the connector wait_for looks at")
 
 
+class Arguments(Schema):
+    """An action's arguments: a name it does not take is a 422 naming it, not ignored (a
+    script's `vehicle_id` for `vehicle_model_id` would otherwise plug in the default car)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class NoArgs(Schema):
     pass
 
 
-class ConnectorArgs(Schema):
+class ConnectorArgs(Arguments):
     connector_id: int = Field(1, ge=1, le=99)
 
 
@@ -225,11 +232,11 @@ class InjectFaultArgs(ConnectorArgs):
     info: str = Field("", max_length=50)
 
 
-class CutNetworkArgs(Schema):
+class CutNetworkArgs(Arguments):
     seconds: float = Field(ge=1, le=86_400, description="how long the network stays down")
 
 
-class AnswerOverrideArgs(Schema):
+class AnswerOverrideArgs(Arguments):
     """A rule (action, mode and one of status, call_error, delay, no_answer), or clear."""
 
     action: str | None = Field(None, description="the CSMS's CALL, e.g. RemoteStartTransaction")
@@ -250,7 +257,7 @@ class AnswerOverrideArgs(Schema):
         return self
 
 
-class NetworkArgs(Schema):
+class NetworkArgs(Arguments):
     latency_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
     jitter_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
     drop_rate: float | None = Field(None, ge=0, le=1, description="share of frames lost")
@@ -263,7 +270,7 @@ class NetworkArgs(Schema):
         return self
 
 
-class CloseConnectionArgs(Schema):
+class CloseConnectionArgs(Arguments):
     code: int = Field(1000, description="a close code: 1000-1003, 1007-1014 or 3000-4999")
     reason: str = Field("", description="at most 123 bytes")
 
@@ -273,7 +280,7 @@ class CloseConnectionArgs(Schema):
         return self
 
 
-class ClockSkewArgs(Schema):
+class ClockSkewArgs(Arguments):
     seconds: float = Field(
         ge=-overrides.SKEW_MAX_S,
         le=overrides.SKEW_MAX_S,
@@ -286,7 +293,7 @@ def _given(args: Schema) -> dict[str, Any]:
     return {k: v for k, v in args.dict().items() if v is not None and k != "clear"}
 
 
-class BulkFilter(Schema):
+class BulkFilter(Arguments):
     charge_point_ids: list[str] | None = Field(
         None, max_length=BULK_MAX_IDS, description="these chargers (each gets a result)"
     )
@@ -738,7 +745,7 @@ def _add_bulk(action: Action) -> None:
     args_field: Any = ... if not _all_optional(args_type) else Field(default_factory=args_type)
     body = create_model(
         f"Bulk{_camel(action.command)}In",
-        __base__=Schema,
+        __base__=Arguments,
         filter=(BulkFilter, Field(description="which chargers; the filters combine (and)")),
         args=(args_type, args_field),
     )
