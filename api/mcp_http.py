@@ -9,6 +9,9 @@ beside Django, wrapped by `McpEndpoint`:
   `chargers.view_charger` (the least any tool needs): anonymous or a bad token 401, no
   permission 403, in the API's error body. Each tool then checks its own permission. The
   browser's session is not accepted here: an MCP client is a program with a token;
+- a request body over DATA_UPLOAD_MAX_MEMORY_SIZE (Django's limit, which the API answers
+  with 413 too) is refused with 413 before the SDK reads it: a JSON-RPC call is small, and
+  the SDK would otherwise hold any size in memory;
 - the server runs stateless, answering in JSON: any web process can serve any request
   (no sticky sessions behind a load balancer), and each request runs its own session
   manager for its lifetime, because Daphne does not run ASGI lifespan events (and so
@@ -89,6 +92,49 @@ async def _refuse(send: Send, refused: Refused) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Gone(Exception):
+    """The client went away while sending its body."""
+
+
+async def _bounded(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """The request's body read here, up to `limit` bytes (Refused 413 beyond), and a
+    `receive` that hands it to the app as one message. A request without a body (GET, the
+    SDK's event stream) is passed on as it is."""
+    if scope.get("method") not in ("POST", "PUT", "PATCH"):
+        return receive
+    too_large = Refused(413, f"The request body is larger than the {limit:,} bytes accepted.")
+    length = _header(scope, b"content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Gone
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:  # chunked, or a Content-Length that lied
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body: MutableMapping[str, Any] | None = {
+        "type": "http.request",
+        "body": b"".join(chunks),
+        "more_body": False,
+    }
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal body
+        if body is not None:
+            message, body = body, None
+            return message
+        return await receive()  # after the body: the disconnect, when it comes
+
+    return replay
+
+
 class McpEndpoint:
     """The ASGI app of /mcp (see the module's docstring)."""
 
@@ -98,6 +144,13 @@ class McpEndpoint:
             caller = await sync_to_async(authenticate)(_header(scope, b"authorization"))
         except Refused as refused:
             await _refuse(send, refused)
+            return
+        try:
+            receive = await _bounded(scope, receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        except Refused as refused:
+            await _refuse(send, refused)
+            return
+        except _Gone:
             return
         app = server().streamable_http_app(
             streamable_http_path=PATH,

@@ -365,6 +365,39 @@ def test_http_refuses_anonymous_callers_bad_tokens_and_users_without_view_charge
     assert status == 403 and "chargers.view_charger" in str(body["detail"])
 
 
+def test_http_refuses_a_body_over_the_limit_before_reading_it_all(site):
+    """DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default), as the API: 413 in its error body,
+    whether the client says the length or sends it in chunks; a small call still works."""
+    big = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"x": "a" * 3_000_000}}
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        **bearer(site.admin_token),
+    }
+    for sent in (big, iter([big[:1_000_000], big[1_000_000:]])):  # sized, then chunked
+        request = urllib.request.Request(
+            f"{site.url}/mcp", data=sent, headers=headers, method="POST"
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.HTTPError as refused:
+            with refused:
+                status, body = refused.code, json.loads(refused.read())
+        else:
+            pytest.fail("a body over the limit was accepted")
+        assert status == 413
+        assert body["detail"] == "The request body is larger than the 2,621,440 bytes accepted."
+    small = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}})
+    request = urllib.request.Request(
+        f"{site.url}/mcp", data=small.encode(), headers=headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+        assert "plug_in" in {tool["name"] for tool in json.loads(answer.read())["result"]["tools"]}
+
+
 def test_stdio_refuses_an_unknown_user(site):
     result = run_manage(site.var_dir, "mcp", "--user", "nobody")
     assert result.returncode != 0
