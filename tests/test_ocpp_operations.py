@@ -409,6 +409,43 @@ async def test_a_triggered_boot_can_be_rejected_per_charger(csms):
     assert answer.status == "Rejected"
 
 
+@pytest.mark.parametrize("answer", ["Pending", "Rejected"])
+async def test_a_triggered_boot_answered_pending_or_rejected_is_retried_until_accepted(
+    csms, answer
+):
+    # A charger whose BootNotification is not accepted is not registered: it sends
+    # nothing but BootNotifications, retried after the interval, until one is accepted;
+    # then the statuses of connector 0 and every connector.
+    charger = runtime_charger("OP-TBR", csms.url, evses=1)
+    async with connected(charger):
+        csms.boot_status, csms.boot_interval = answer, 1
+        mark = len(csms.log)
+        status = await csms.call(
+            "OP-TBR", call.TriggerMessage(requested_message="BootNotification")
+        )
+        assert status.status == "Accepted"
+        await wait_until(
+            lambda: len(calls(csms, "OP-TBR", "BootNotification", mark)) >= 2,
+            message="a BootNotification again after the interval",
+            timeout=5,
+        )
+        assert charger.boot is BootState(answer)
+        csms.boot_status = "Accepted"
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="Accepted", timeout=5)
+        await wait_until(
+            lambda: len(calls(csms, "OP-TBR", "StatusNotification", mark)) == 2,
+            message="the statuses once Accepted",
+        )
+    sent = [
+        e.action
+        for e in csms.log[mark:]
+        if e.cp_id == "OP-TBR" and e.direction == "in" and e.message_type == 2
+    ]
+    last_boot = max(i for i, action in enumerate(sent) if action == "BootNotification")
+    assert set(sent[:last_boot]) == {"BootNotification"}
+    assert sent[last_boot + 1 :] == ["StatusNotification", "StatusNotification"]
+
+
 async def test_change_availability_is_scheduled_during_a_transaction(csms, ticking):
     charger = runtime_charger("OP-AV", csms.url, evses=2)
     async with connected(charger):

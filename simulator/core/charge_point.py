@@ -258,6 +258,8 @@ class Charger:
         self.listener = listener or Listener()
         self.vehicles = vehicles or []
         self.boot = BootState.NONE
+        # A boot sequence is sending BootNotifications until one is accepted.
+        self.booting = False
         self.link = LinkState.OFFLINE
         self.link_error = ""
         self.connector0_status = ConnectorStatus.AVAILABLE
@@ -507,12 +509,19 @@ class Charger:
 
     async def boot_sequence(self) -> None:
         """Run after each connect: boot if needed, then report current statuses."""
-        while self.online and self.boot is not BootState.ACCEPTED:
-            status, interval = await self._send_boot_notification()
-            if status is BootState.ACCEPTED:
-                break
-            # Pending or Rejected: retry after the interval (our own backoff if 0).
-            await asyncio.sleep(interval if interval > 0 else 30 + self.rng.uniform(0, 10))
+        transport = self.transport
+        self.booting = True
+        try:
+            while self.online and self.boot is not BootState.ACCEPTED:
+                status, interval = await self._send_boot_notification()
+                if status is BootState.ACCEPTED:
+                    break
+                # Pending or Rejected: retry after the interval (our own backoff if 0).
+                await self._boot_retry_wait(interval)
+                if self.transport is not transport:
+                    return  # a new connection runs its own boot sequence
+        finally:
+            self.booting = False
         if not self.online:
             return
         if self.startup_after is not None:
@@ -572,10 +581,32 @@ class Charger:
         self.listener.on_change(self)
         return status, interval
 
+    async def _boot_retry_wait(self, interval: int) -> None:
+        """The wait before the next BootNotification after Pending or Rejected: the
+        answer's interval, or our own backoff when it is 0."""
+        await asyncio.sleep(interval if interval > 0 else 30 + self.rng.uniform(0, 10))
+
     async def send_triggered_boot(self) -> None:
-        """TriggerMessage(BootNotification) after Accepted: send one, as real chargers do."""
-        if self.online:
-            await self._send_boot_notification()
+        """TriggerMessage(BootNotification) after Accepted: send one, as real chargers do.
+
+        If the CSMS answers this one Pending or Rejected, the charger is no longer
+        registered: it sends nothing else (and, Rejected, answers nothing) until a
+        BootNotification is accepted, so it must go on booting as after a connect (retry
+        after the interval, then the statuses once Accepted); stopping here would leave
+        it silent on this connection for good (no heartbeat, no transaction message)."""
+        transport = self.transport
+        if transport is None or not self.online:
+            return
+        status, interval = await self._send_boot_notification()
+        if status is BootState.ACCEPTED or self.booting:
+            return  # registered, or a boot sequence already goes on until it is
+        self.booting = True
+        try:
+            await self._boot_retry_wait(interval)
+        finally:
+            self.booting = False
+        if self.transport is transport:  # a new connection boots by itself
+            await self.boot_sequence()
 
     def _sync_clock(self, current_time: str | None) -> None:
         if not current_time:
