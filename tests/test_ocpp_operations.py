@@ -446,6 +446,21 @@ async def test_a_triggered_boot_answered_pending_or_rejected_is_retried_until_ac
     assert sent[last_boot + 1 :] == ["StatusNotification", "StatusNotification"]
 
 
+async def test_remote_stop_is_not_allowed_while_pending(csms, ticking):
+    # 1.6 section 4.2: while Pending, RemoteStart and RemoteStop are not allowed; here a
+    # transaction runs when a triggered BootNotification is answered Pending.
+    charger = runtime_charger("OP-RSP", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        tx_id = await charging(csms, charger)
+        csms.boot_status, csms.boot_interval = "Pending", 60
+        await csms.call("OP-RSP", call.TriggerMessage(requested_message="BootNotification"))
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        answer = await csms.call("OP-RSP", call.RemoteStopTransaction(transaction_id=tx_id))
+        assert answer.status == "Rejected"
+        assert charger.evse(1).transaction_id == tx_id
+
+
 async def test_change_availability_is_scheduled_during_a_transaction(csms, ticking):
     charger = runtime_charger("OP-AV", csms.url, evses=2)
     async with connected(charger):

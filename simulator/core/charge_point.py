@@ -1105,6 +1105,11 @@ class Charger:
         self._start_connection_timeout(connector_id)
 
     def remote_stop(self, transaction_id: int) -> str:
+        if self.boot is not BootState.ACCEPTED:
+            # 1.6 section 4.2: RemoteStopTransaction is not allowed while Pending, as
+            # RemoteStart is not (a transaction may run then: a triggered BootNotification
+            # answered Pending, or one started offline before the boot).
+            return "Rejected"
         for connector_id, tx in self.transactions.items():
             if tx.transaction_id == transaction_id:
                 self.stop_transaction(connector_id, StopReason.REMOTE)
