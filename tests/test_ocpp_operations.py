@@ -461,6 +461,23 @@ async def test_remote_stop_is_not_allowed_while_pending(csms, ticking):
         assert charger.evse(1).transaction_id == tx_id
 
 
+async def test_a_pending_charger_sends_the_meter_values_a_trigger_asks_for(csms):
+    # While Pending a charger sends only what TriggerMessage asks for, and that it sends.
+    csms.boot_status, csms.boot_interval = "Pending", 60
+    charger = runtime_charger("OP-TMP", csms.url, evses=2)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        answer = await csms.call(
+            "OP-TMP", call.TriggerMessage(requested_message="MeterValues", connector_id=2)
+        )
+        assert answer.status == "Accepted"
+        meter = await csms.wait_for("OP-TMP", "MeterValues", timeout=5)
+    assert meter.payload["connectorId"] == 2
+    contexts = {sv["context"] for sv in meter.payload["meterValue"][0]["sampledValue"]}
+    assert contexts == {"Trigger"}
+    assert charger.boot is BootState.PENDING
+
+
 async def test_change_availability_is_scheduled_during_a_transaction(csms, ticking):
     charger = runtime_charger("OP-AV", csms.url, evses=2)
     async with connected(charger):

@@ -1826,7 +1826,18 @@ class Charger:
         targets = [connector_id] if connector_id else [e.connector_id for e in self.evses]
         measurands = self.config_list("MeterValuesSampledData")
         for target in targets:
-            self.send_meter_values(target, SampleContext.TRIGGER, measurands)
+            if self.boot is BootState.ACCEPTED:
+                self.send_meter_values(target, SampleContext.TRIGGER, measurands)
+                continue
+            # Pending: the queue sends nothing before Accepted, but a triggered message is
+            # what a Pending charger may send (`send_now`), so it goes out now.
+            values = self.readings(self.evse(target), measurands)
+            if values:
+                tx = self.transactions.get(target)
+                message = self.messages.meter_values(
+                    target, tx, SampleContext.TRIGGER, self.stamp(), values
+                )
+                await self.send_now(message)
 
     async def trigger_diagnostics_status(self) -> None:
         await self.send_now(self.messages.diagnostics_status(self.diagnostics_status_now()))
