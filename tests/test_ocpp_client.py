@@ -74,6 +74,23 @@ async def test_boot_rejected_sends_and_answers_nothing(csms):
     assert actions(csms, "CP-REJ") == ["BootNotification"]
 
 
+@pytest.mark.parametrize("status", ["Pending", "Rejected"])
+async def test_a_reconnect_does_not_cut_short_the_interval_of_a_boot_not_accepted(csms, status):
+    # The interval of a BootNotification not Accepted is the minimum wait before the next
+    # one (1.6 section 4.2): a CSMS that closes the connection of a charger it answered
+    # Pending or Rejected must not get a BootNotification as soon as it reconnects.
+    csms.boot_status, csms.boot_interval = status, 60
+    charger = runtime_charger("CP-REJC", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState(status), message=status)
+        await csms.disconnect("CP-REJC")
+        await wait_until(lambda: charger.link is not LinkState.ONLINE, message="offline")
+        await csms.wait_connected("CP-REJC")
+        await wait_until(lambda: charger.link is LinkState.ONLINE, message="online again")
+        await asyncio.sleep(0.3)
+    assert actions(csms, "CP-REJC") == ["BootNotification"]
+
+
 async def test_authorize_invalid_starts_no_transaction(csms):
     csms.authorize = {"BAD": "Invalid"}
     charger = runtime_charger("CP-AUTH", csms.url, evses=1)

@@ -260,6 +260,8 @@ class Charger:
         self.boot = BootState.NONE
         # A boot sequence is sending BootNotifications until one is accepted.
         self.booting = False
+        # Not Accepted: no BootNotification before this (monotonic s; 0: any time).
+        self.next_boot_at = 0.0
         self.link = LinkState.OFFLINE
         self.link_error = ""
         self.connector0_status = ConnectorStatus.AVAILABLE
@@ -500,6 +502,7 @@ class Charger:
         """A reboot: the next connection starts with a BootNotification, and once it is
         accepted the charger reports the start of its firmware."""
         self.boot = BootState.NONE
+        self.next_boot_at = 0.0  # a reboot starts with a BootNotification at once
         FLEET.bump()
         self.startup_after = why
 
@@ -513,13 +516,15 @@ class Charger:
         self.booting = True
         try:
             while self.online and self.boot is not BootState.ACCEPTED:
-                status, interval = await self._send_boot_notification()
-                if status is BootState.ACCEPTED:
-                    break
-                # Pending or Rejected: retry after the interval (our own backoff if 0).
-                await self._boot_retry_wait(interval)
-                if self.transport is not transport:
-                    return  # a new connection runs its own boot sequence
+                # Pending or Rejected: the interval is the minimum wait before the next
+                # BootNotification, on this connection or on a new one.
+                wait = self.next_boot_at - self.clock.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if self.transport is not transport:
+                        return  # a new connection runs its own boot sequence
+                    continue
+                await self._send_boot_notification()
         finally:
             self.booting = False
         if not self.online:
@@ -565,6 +570,7 @@ class Charger:
             answer = self.messages.read_boot(await self.transport.call(action, payload))
         except CallFailed as exc:
             log.warning("%s: %s failed: %s", self.id, action, exc)
+            self.next_boot_at = self.clock.monotonic() + self._boot_backoff()
             return BootState.REJECTED, 0
         status = answer.status
         # Any int64 passes the range check; a timer or a HeartbeatInterval beyond the key's
@@ -572,6 +578,10 @@ class Charger:
         interval = min(answer.interval, _HEARTBEAT_MAX)
         self._sync_clock(answer.current_time)
         self.boot = status
+        if status is not BootState.ACCEPTED:
+            # The next BootNotification after the interval (our own backoff if 0).
+            wait = interval if interval > 0 else self._boot_backoff()
+            self.next_boot_at = self.clock.monotonic() + wait
         FLEET.bump()
         if status is BootState.ACCEPTED and interval > 0:
             self.config["HeartbeatInterval"] = str(interval)
@@ -581,10 +591,10 @@ class Charger:
         self.listener.on_change(self)
         return status, interval
 
-    async def _boot_retry_wait(self, interval: int) -> None:
-        """The wait before the next BootNotification after Pending or Rejected: the
-        answer's interval, or our own backoff when it is 0."""
-        await asyncio.sleep(interval if interval > 0 else 30 + self.rng.uniform(0, 10))
+    def _boot_backoff(self) -> float:
+        """The wait before the next BootNotification when the CSMS gave none (an interval
+        of 0, or no answer)."""
+        return 30 + self.rng.uniform(0, 10)
 
     async def send_triggered_boot(self) -> None:
         """TriggerMessage(BootNotification) after Accepted: send one, as real chargers do.
@@ -597,14 +607,9 @@ class Charger:
         transport = self.transport
         if transport is None or not self.online:
             return
-        status, interval = await self._send_boot_notification()
+        status, _interval = await self._send_boot_notification()
         if status is BootState.ACCEPTED or self.booting:
             return  # registered, or a boot sequence already goes on until it is
-        self.booting = True
-        try:
-            await self._boot_retry_wait(interval)
-        finally:
-            self.booting = False
         if self.transport is transport:  # a new connection boots by itself
             await self.boot_sequence()
 
