@@ -418,6 +418,10 @@ async def test_a_triggered_boot_answered_pending_or_rejected_is_retried_until_ac
     # then the statuses of connector 0 and every connector.
     charger = runtime_charger("OP-TBR", csms.url, evses=1)
     async with connected(charger):
+        await wait_until(
+            lambda: len(calls(csms, "OP-TBR", "StatusNotification")) == 2,
+            message="the statuses of the first boot",
+        )
         csms.boot_status, csms.boot_interval = answer, 1
         mark = len(csms.log)
         status = await csms.call(
