@@ -675,6 +675,43 @@ async def test_stop_transaction_carries_stop_txn_sampled_data(csms, ticking):
     }
 
 
+async def test_stop_txn_sampled_data_is_sampled_every_interval_up_to_the_maximum(csms, ticking):
+    # StopTxnSampledData (1.6 section 9.1): the measurands in StopTransaction's
+    # transactionData every MeterValueSampleInterval from the start of the transaction;
+    # at most StopTransactionMaxMeterValues of them, the begin and the end kept.
+    charger = runtime_charger(
+        "CK-STP",
+        csms.url,
+        evses=1,
+        config={
+            "MeterValueSampleInterval": "1",
+            "StopTxnSampledData": "Energy.Active.Import.Register",
+            "StopTransactionMaxMeterValues": "4",
+        },
+    )
+    async with connected(charger):
+        ticking(charger)
+        await charging(csms, charger)
+        await wait_until(
+            lambda: len(calls(csms, "CK-STP", "MeterValues")) >= 3,
+            message="three periodic samples",
+        )
+        charger.stop_transaction(1, StopReason.LOCAL)
+        stop = await csms.wait_for("CK-STP", "StopTransaction")
+    data = stop.payload["transactionData"]
+    contexts = [mv["sampledValue"][0]["context"] for mv in data]
+    assert contexts == [
+        "Transaction.Begin",
+        "Sample.Periodic",
+        "Sample.Periodic",
+        "Transaction.End",
+    ]
+    stamps = [mv["timestamp"] for mv in data]
+    assert stamps == sorted(stamps)
+    registers = [int(mv["sampledValue"][0]["value"]) for mv in data]
+    assert registers == sorted(registers)
+
+
 async def test_clock_aligned_values_are_sent_at_interval_boundaries(csms, ticking):
     charger = runtime_charger(
         "CK-CLK",

@@ -116,6 +116,7 @@ async def test_a_whole_session_goes_out_in_the_toy_protocols_words_and_order():
     assert close["why"] == "local" and close["session"] == 77
     assert [context for context, _ in close["samples"]] == [
         "transaction-begin",
+        "periodic",  # StopTxnSampledData, every MeterValueSampleInterval
         "transaction-end",
     ]
 

@@ -926,9 +926,10 @@ class Charger:
         if evse.session is not None:
             evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
         end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
-        samples = [*tx.begin_values, *tx.aligned_values, *end_values][
-            : max(self.config_int("StopTransactionMaxMeterValues"), 2)
-        ]
+        # At most StopTransactionMaxMeterValues, the begin and the end always among them.
+        room = max(self.config_int("StopTransactionMaxMeterValues"), 2)
+        middle = max(room - len(tx.begin_values) - len(end_values), 0)
+        samples = [*tx.begin_values, *tx.aligned_values[:middle], *end_values][:room]
         self.send(
             self.messages.transaction_ended(
                 tx, tx.meter_stop, tx.stopped_at, reason, id_tag, samples
@@ -2241,6 +2242,21 @@ class Charger:
         up to StopTransactionMaxMeterValues."""
         if len(tx.aligned_values) < self.config_int("StopTransactionMaxMeterValues"):
             tx.aligned_values.append(values)
+
+    def keep_periodic_sample(
+        self, connector_id: int, measurands: list[str], timestamp: str | None
+    ) -> None:
+        """A periodic reading of StopTxnSampledData (`measurands`) for the transaction's
+        stop message: 1.6 defines the key as the measurands its transactionData carries
+        every MeterValueSampleInterval from the start of the transaction, not only at its
+        begin and end. Up to StopTransactionMaxMeterValues, with the clock-aligned ones."""
+        tx = self.transactions.get(connector_id)
+        if tx is None or len(tx.aligned_values) >= self.config_int("StopTransactionMaxMeterValues"):
+            return
+        readings = self.readings(self.evses[connector_id - 1], measurands)
+        if readings:
+            stamp = timestamp or self.stamp()
+            tx.aligned_values.append(MeterSample(stamp, SampleContext.PERIODIC, readings))
 
     def now(self) -> datetime:
         """The charger's clock, synchronised to the CSMS's at boot and heartbeat (and off

@@ -25,7 +25,9 @@ class LocalTransaction:
     meter_stop: int | None = None
     stopped_at: str | None = None
     stop_reason: str | None = None
-    # Meter readings kept for the stop message (begin of transaction, clock-aligned).
+    # Meter readings kept for the stop message: the begin of the transaction, then the
+    # clock-aligned (StopTxnAlignedData) and periodic (StopTxnSampledData) ones in time
+    # order.
     begin_values: list[MeterSample] = field(default_factory=list)
     aligned_values: list[MeterSample] = field(default_factory=list)
 

@@ -233,8 +233,11 @@ class MeterEngine:
             self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
             measurands = settings.sampled_data
+            stop_sampled = config.as_list("StopTxnSampledData")
             for connector_id in periodic:
                 charger.send_meter_values(connector_id, _PERIODIC, measurands, stamp)
+                if stop_sampled:
+                    charger.keep_periodic_sample(connector_id, stop_sampled, stamp)
         if changed:
             charger.listener.on_change(charger)
         charger.meter_wake = self._next_wake(charger, now, wall_s, interval, profiled)
