@@ -149,6 +149,18 @@ async def test_remote_start_to_unplug_follows_the_status_sequence(csms):
     assert tx.meter_stop >= tx.meter_start
 
 
+async def test_remote_start_on_connector_0_is_rejected(csms):
+    # connectorId SHALL be > 0 (1.6 section 6.33): 0 names no connector to start on, it
+    # does not mean "any connector" as an absent connectorId does.
+    charger = runtime_charger("CP-RS0", csms.url, evses=2)
+    async with connected(charger):
+        answer = await csms.call("CP-RS0", call.RemoteStartTransaction(id_tag="T1", connector_id=0))
+        await asyncio.sleep(0.1)
+    assert answer.status == "Rejected"
+    assert not charger.pending_authorizations and not charger.transactions
+    assert [charger.evse(n).status for n in (1, 2)] == [ConnectorStatus.AVAILABLE] * 2
+
+
 async def test_remote_stop_of_an_unknown_transaction_is_rejected(csms):
     charger = runtime_charger("CP-RSX", csms.url, evses=1)
     async with connected(charger):

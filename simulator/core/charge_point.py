@@ -1068,7 +1068,11 @@ class Charger:
             except ProfileError as exc:
                 log.info("%s: RemoteStartTransaction profile rejected: %s", self.id, exc)
                 return "Rejected", None
-        candidates = [connector_id] if connector_id else [e.connector_id for e in self.evses]
+        # Absent: any free connector. 0 is no connector to start on (1.6 section 6.33:
+        # connectorId SHALL be > 0): Rejected like any other the charger does not have.
+        candidates = (
+            [connector_id] if connector_id is not None else [e.connector_id for e in self.evses]
+        )
         for candidate in candidates:
             if not 1 <= candidate <= len(self.evses):
                 return "Rejected", None
