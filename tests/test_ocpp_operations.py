@@ -450,6 +450,46 @@ async def test_a_triggered_boot_answered_pending_or_rejected_is_retried_until_ac
     assert sent[last_boot + 1 :] == ["StatusNotification", "StatusNotification"]
 
 
+async def test_the_whole_charger_goes_unavailable_only_after_a_scheduled_change(csms, ticking):
+    # ChangeAvailability(0, Inoperative) during a transaction is Scheduled: it happens
+    # after the transaction, so connector 0 is not reported Unavailable while connector 1
+    # still charges (1.6 section 5.2); the idle connector goes Unavailable at once.
+    charger = runtime_charger("OP-AV0", csms.url, evses=2)
+    async with connected(charger):
+        ticking(charger)
+        tx_id = await charging(csms, charger)
+        mark = len(csms.log)
+        answer = await csms.call(
+            "OP-AV0", call.ChangeAvailability(connector_id=0, type="Inoperative")
+        )
+        assert answer.status == "Scheduled"
+        await wait_until(
+            lambda: charger.evse(2).status is ConnectorStatus.UNAVAILABLE, message="idle one"
+        )
+        await csms.call("OP-AV0", call.RemoteStopTransaction(transaction_id=tx_id))
+        await csms.wait_for(
+            "OP-AV0",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload["connectorId"] == 0,
+        )
+        await wait_until(
+            lambda: charger.evse(1).status is ConnectorStatus.UNAVAILABLE, message="connector 1"
+        )
+    sent = [
+        (e.payload["connectorId"], e.payload["status"])
+        for e in calls(csms, "OP-AV0", "StatusNotification", mark)
+    ]
+    stop = next(i for i, e in enumerate(csms.log) if e.action == "StopTransaction")
+    before_stop = [
+        (e.payload["connectorId"], e.payload["status"])
+        for e in calls(csms, "OP-AV0", "StatusNotification", mark)
+        if csms.log.index(e) < stop
+    ]
+    assert (0, "Unavailable") not in before_stop
+    assert sent[-1] == (0, "Unavailable")
+
+
 async def test_remote_stop_is_not_allowed_while_pending(csms, ticking):
     # 1.6 section 4.2: while Pending, RemoteStart and RemoteStop are not allowed; here a
     # transaction runs when a triggered BootNotification is answered Pending.

@@ -951,6 +951,7 @@ class Charger:
         self.limits.pop(connector_id, None)
         if self.scheduled_availability.pop(connector_id, None) is not None:
             self.apply_availability(connector_id)
+            self._apply_charger_availability()
         return tx
 
     def unplug(self, connector_id: int) -> None:
@@ -1683,10 +1684,6 @@ class Charger:
             if self.charger_unavailable:
                 for reservation in self.reservations.anywhere():
                     self._end_reservation(reservation)
-            self.connector0_status = (
-                Status.UNAVAILABLE if self.charger_unavailable else (Status.AVAILABLE)
-            )
-            self.send_status(0)
         scheduled = False
         for target in targets:
             self.availability[target] = kind
@@ -1696,8 +1693,22 @@ class Charger:
             else:
                 self.scheduled_availability.pop(target, None)
                 self.apply_availability(target)
+        if connector_id == 0:
+            self._apply_charger_availability(report=True)
         self.listener.on_availability(self)
         return "Scheduled" if scheduled else "Accepted"
+
+    def _apply_charger_availability(self, report: bool = False) -> None:
+        """Connector 0 (the charger as a whole) follows `charger_unavailable`, but an
+        Inoperative answered Scheduled happens only after the transactions end (1.6
+        section 5.2): until then connector 0 stays Available, as the connectors still in
+        a transaction stay in theirs. `report`: send its status even if unchanged."""
+        if self.charger_unavailable and self.scheduled_availability:
+            return
+        status = Status.UNAVAILABLE if self.charger_unavailable else Status.AVAILABLE
+        if report or status is not self.connector0_status:
+            self.connector0_status = status
+            self.send_status(0)
 
     def restore_availability(self, charger_unavailable: bool) -> None:
         """After a restart: the whole charger was made Inoperative before it stopped."""
