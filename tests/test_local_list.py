@@ -12,7 +12,7 @@ from ocpp.v16.datatypes import IdTagInfo
 
 from chargers.models import LocalAuthEntry, RuntimeState
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, runtime_charger
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.workers import running
 
 
@@ -151,6 +151,22 @@ async def test_offline_authorization_follows_the_list_and_the_keys(csms, config,
     charger.plug_in(1, COMPACT)
     assert await charger.present_id_tag(1, tag) == expected
     assert (1 in charger.transactions) is (expected == "Accepted")
+
+
+async def test_a_cached_idtag_expires_at_the_expiry_date_the_csms_gave_it(csms):
+    # 1.6 section 3.5.2: when an Authorization Cache entry's validity expires, it is
+    # changed to Expired in the cache: offline, it no longer starts a transaction.
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    csms.authorize["SOON"] = IdTagInfo(status="Accepted", expiry_date=until.isoformat())
+    charger = runtime_charger("LL-EXP", csms.url, evses=1)
+    async with connected(charger):
+        assert await charger.authorize("SOON") == "Accepted"  # now in the cache
+    assert not charger.online
+    await wait_until(lambda: charger.wall_time() > until.timestamp(), message="the expiry")
+    assert charger.auth_cache.offline_status("SOON") == "Expired"
+    charger.plug_in(1, COMPACT)
+    assert await charger.present_id_tag(1, "SOON") == "Expired"
+    assert 1 not in charger.transactions
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,9 +9,11 @@ the cache (1.6 section 3.5: the list takes priority), and the cache does not kee
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
+from simulator.core.clock import parse_iso
 from simulator.core.configuration import ConfigValues
 from simulator.core.local_list import LocalAuthList
 from simulator.core.protocol import AuthStatus, IdTagAnswer
@@ -20,9 +22,10 @@ _STATUSES = {str(s): s for s in AuthStatus}
 
 
 class AuthorizationCache(dict[str, str]):
-    """idTag -> the last status the CSMS gave it (and, in `parents`, its parentIdTag)."""
+    """idTag -> the last status the CSMS gave it (and, in `parents`, its parentIdTag; in
+    `expiries`, its expiryDate)."""
 
-    __slots__ = ("config", "local_list", "now", "parents")
+    __slots__ = ("config", "expiries", "local_list", "now", "parents")
 
     def __init__(
         self,
@@ -35,6 +38,7 @@ class AuthorizationCache(dict[str, str]):
         self.local_list = local_list if local_list is not None else LocalAuthList()
         self.now = now  # the charger's wall clock (list entries expire)
         self.parents: dict[str, str] = {}
+        self.expiries: dict[str, tuple[str, float]] = {}  # idTag -> (expiryDate, epoch s)
 
     @property
     def enabled(self) -> bool:
@@ -47,8 +51,21 @@ class AuthorizationCache(dict[str, str]):
     def clear(self) -> None:
         super().clear()
         self.parents.clear()
+        self.expiries.clear()
 
-    def remember(self, id_tag: str, status: str, parent_id_tag: str | None = None) -> None:
+    def forget(self, id_tag: str) -> None:
+        """Drop one idTag's entry (the local list decides it now)."""
+        self.pop(id_tag, None)
+        self.parents.pop(id_tag, None)
+        self.expiries.pop(id_tag, None)
+
+    def remember(
+        self,
+        id_tag: str,
+        status: str,
+        parent_id_tag: str | None = None,
+        expiry: str | None = None,
+    ) -> None:
         if not self.enabled or (self.list_enabled and id_tag in self.local_list):
             return
         self[id_tag] = status
@@ -56,6 +73,15 @@ class AuthorizationCache(dict[str, str]):
             self.parents[id_tag] = parent_id_tag
         else:
             self.parents.pop(id_tag, None)
+        # 1.6 section 3.5.2: an entry whose validity has expired is Expired in the cache.
+        moment = None
+        if expiry:
+            with contextlib.suppress(ValueError):  # unreadable: as if it had none
+                moment = parse_iso(expiry).timestamp()
+        if moment is None:
+            self.expiries.pop(id_tag, None)
+        else:
+            self.expiries[id_tag] = (expiry or "", moment)
 
     def local_entry(self, id_tag: str) -> IdTagAnswer | None:
         """What the charger knows of an idTag without asking: the local list first."""
@@ -68,9 +94,13 @@ class AuthorizationCache(dict[str, str]):
         cached = self.get(id_tag)
         if cached is None:
             return None
-        return IdTagAnswer(
-            _STATUSES.get(cached, AuthStatus.INVALID), None, self.parents.get(id_tag)
-        )
+        status = _STATUSES.get(cached, AuthStatus.INVALID)
+        expiry = self.expiries.get(id_tag)
+        if expiry is None:
+            return IdTagAnswer(status, None, self.parents.get(id_tag))
+        if status is AuthStatus.ACCEPTED and expiry[1] <= self.now():
+            status = AuthStatus.EXPIRED
+        return IdTagAnswer(status, expiry[0], self.parents.get(id_tag))
 
     def parent_of(self, id_tag: str) -> str | None:
         entry = self.local_entry(id_tag)

@@ -776,7 +776,7 @@ class Charger:
                 log.info("%s: Authorize failed (%s); deciding offline", self.id, exc)
             else:
                 answer = self.messages.read_authorize(result)
-                self.auth_cache.remember(id_tag, answer.status, answer.parent_id_tag)
+                self.auth_cache.remember(id_tag, answer.status, answer.parent_id_tag, answer.expiry)
                 return answer
         status = self.auth_cache.offline_status(id_tag)
         return IdTagAnswer(status, None, self.auth_cache.parent_of(id_tag))
@@ -899,7 +899,7 @@ class Charger:
         if self.transactions.get(tx.connector_id) is tx:
             evse.transaction_id = tx.transaction_id
         status = id_tag_info.status
-        self.auth_cache.remember(tx.id_tag, status, id_tag_info.parent_id_tag)
+        self.auth_cache.remember(tx.id_tag, status, id_tag_info.parent_id_tag, id_tag_info.expiry)
         self.listener.on_transaction(self, tx)
         if status is not AuthStatus.ACCEPTED and self.transactions.get(tx.connector_id) is tx:
             if self.config_bool("StopTransactionOnInvalidId"):
@@ -1375,8 +1375,7 @@ class Charger:
         )
         if change is not None:
             for id_tag in change.entries:  # the list decides these now, not the cache
-                self.auth_cache.pop(id_tag, None)
-                self.auth_cache.parents.pop(id_tag, None)
+                self.auth_cache.forget(id_tag)
             self.listener.on_local_list(self, change)
             self.listener.on_change(self)
         return status
