@@ -211,6 +211,10 @@ async def test_get_configuration_lists_unknown_keys_and_hides_the_authorization_
         ("NumberOfConnectors", "4", "Rejected"),
         ("MeterValuesSampledData", "Energy.Active.Import.Register,Temperature", "Rejected"),
         ("NoSuchKey", "1", "NotSupported"),
+        ("ConnectorPhaseRotation", "0.RST,1.TSR", "Accepted"),
+        # Not a phase rotation (1.6 section 9.1: NotApplicable, Unknown, RST, ... TSR).
+        ("ConnectorPhaseRotation", "banana", "Rejected"),
+        ("ConnectorPhaseRotation", "1.RST,2.XYZ", "Rejected"),
     ],
 )
 async def test_change_configuration_answers(csms, key, value, expected):

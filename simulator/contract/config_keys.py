@@ -36,6 +36,10 @@ DEFAULT_FEATURE_PROFILES = ",".join(FEATURE_PROFILES)
 PREVIOUS_FEATURE_PROFILES = "Core,SmartCharging,RemoteTrigger"
 
 _PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+# ConnectorPhaseRotation's values (1.6 section 9.1), each for the charger or, with a
+# "<connectorId>." prefix, for one connector ("0.RST,1.RTS").
+PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
+_PHASE_ROTATION = re.compile(rf"(?:[0-9]{{1,4}}\.)?(?:{'|'.join(PHASE_ROTATIONS)})")
 
 
 class KeyType(StrEnum):
@@ -44,6 +48,7 @@ class KeyType(StrEnum):
     STR = "str"
     MEASURANDS = "measurands"
     PROFILES = "profiles"
+    PHASE_ROTATION = "phase_rotation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,7 @@ _KEYS = (
     KeySpec("NumberOfConnectors", KeyType.INT, "1", readonly=True),
     KeySpec("GetConfigurationMaxKeys", KeyType.INT, "50", readonly=True),
     KeySpec("SupportedFeatureProfiles", KeyType.PROFILES, DEFAULT_FEATURE_PROFILES, readonly=True),
-    KeySpec("ConnectorPhaseRotation", KeyType.STR, "NotApplicable"),
+    KeySpec("ConnectorPhaseRotation", KeyType.PHASE_ROTATION, "NotApplicable"),
     KeySpec("ResetRetries", KeyType.INT, "3", maximum=100),
     KeySpec("MinimumStatusDuration", KeyType.INT, "0", maximum=3_600),
     KeySpec("WebSocketPingInterval", KeyType.INT, "60", maximum=86_400),
@@ -172,6 +177,15 @@ def normalise(name: str, value: str) -> str:
         if "Core" not in items:
             raise InvalidValue(f"{name} must include Core.")
         return ",".join(dict.fromkeys(items))
+    if spec.type is KeyType.PHASE_ROTATION:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        wrong = [item for item in items if _PHASE_ROTATION.fullmatch(item) is None]
+        if not items or wrong:
+            raise InvalidValue(
+                f"{name} takes [connectorId.]rotation items, rotation one of "
+                f"{', '.join(PHASE_ROTATIONS)}; not {value[:40]!r}."
+            )
+        return ",".join(items)
     if len(value) > 500:
         raise InvalidValue(f"{name} is longer than 500 characters.")
     return value
