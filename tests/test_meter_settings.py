@@ -1,5 +1,5 @@
-"""The meter reads ClockAlignedDataInterval, MeterValueSampleInterval and
-MeterValuesSampledData at every visit from `ConfigValues.meter`, kept between changes: it
+"""The meter reads ClockAlignedDataInterval, MeterValueSampleInterval,
+MeterValuesSampledData and StopTxnSampledData at every visit from `ConfigValues.meter`, kept between changes: it
 must always be what parsing the configuration as it is now gives."""
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from simulator.core.configuration import ConfigValues, MeterSettings
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, runtime_charger
 
-KEYS = ["ClockAlignedDataInterval", "MeterValueSampleInterval", "MeterValuesSampledData"]
+KEYS = [
+    "ClockAlignedDataInterval",
+    "MeterValueSampleInterval",
+    "MeterValuesSampledData",
+    "StopTxnSampledData",
+]
 TEXTS = st.sampled_from(["0", "1", "60", "900", "-5", "x", "", "SoC", "Voltage,SoC"])
 CHANGES = st.lists(
     st.tuples(st.booleans(), st.sampled_from([*KEYS, "HeartbeatInterval"]), TEXTS),
@@ -26,7 +31,12 @@ CHANGES = st.lists(
 
 def parsed(config: ConfigValues) -> MeterSettings:
     fresh = ConfigValues(config)  # nothing kept yet: parses the texts
-    return MeterSettings(fresh.as_int(KEYS[0]), fresh.as_int(KEYS[1]), fresh.as_list(KEYS[2]))
+    return MeterSettings(
+        fresh.as_int(KEYS[0]),
+        fresh.as_int(KEYS[1]),
+        fresh.as_list(KEYS[2]),
+        fresh.as_list(KEYS[3]),
+    )
 
 
 @given(CHANGES)

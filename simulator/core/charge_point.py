@@ -2267,7 +2267,13 @@ class Charger:
         tx = self.transactions.get(connector_id)
         if tx is None or len(tx.aligned_values) >= self.config_int("StopTransactionMaxMeterValues"):
             return
-        readings = self.readings(self.evses[connector_id - 1], measurands)
+        evse = self.evses[connector_id - 1]
+        if len(measurands) == 1 and measurands[0] == _ENERGY:
+            # The key's default, at every sample of a transaction's first readings: the
+            # register alone, as `readings` gives it, without its loop (a third the cost).
+            readings = [(str(int(evse.register_wh)), _Q_ENERGY)]
+        else:
+            readings = self.readings(evse, measurands)
         if readings:
             stamp = timestamp or self.stamp()
             tx.aligned_values.append(MeterSample(stamp, SampleContext.PERIODIC, readings))

@@ -24,6 +24,7 @@ class MeterSettings:
     aligned_interval: int  # ClockAlignedDataInterval (s; 0: none)
     sample_interval: int  # MeterValueSampleInterval (s; 0: none)
     sampled_data: list[str]  # MeterValuesSampledData
+    stop_sampled_data: list[str]  # StopTxnSampledData (kept at each sample for the stop)
 
 
 class ConfigValues(dict[str, str]):
@@ -86,6 +87,7 @@ class ConfigValues(dict[str, str]):
                 self.as_int("ClockAlignedDataInterval"),
                 self.as_int("MeterValueSampleInterval"),
                 self.as_list("MeterValuesSampledData"),
+                self.as_list("StopTxnSampledData"),
             )
         return settings
 

@@ -233,7 +233,7 @@ class MeterEngine:
             self._send_aligned(charger, aligned.boundaries, aligned.registers)
         if periodic is not None:
             measurands = settings.sampled_data
-            stop_sampled = config.as_list("StopTxnSampledData")
+            stop_sampled = settings.stop_sampled_data
             for connector_id in periodic:
                 charger.send_meter_values(connector_id, _PERIODIC, measurands, stamp)
                 if stop_sampled:
