@@ -145,3 +145,85 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
         if second is not None:
             second.stop()
         await csms.stop()
+
+
+def energy_register(payload):
+    for mv in payload["meterValue"]:
+        for sv in mv["sampledValue"]:
+            if sv.get("measurand", "Energy.Active.Import.Register") == (
+                "Energy.Active.Import.Register"
+            ):
+                return float(sv["value"])
+    raise AssertionError(f"no register in {payload}")
+
+
+async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_kill(tmp_path):
+    """A triggered MeterValues is not a transaction message, but the CSMS has the register
+    it carries: a worker killed just after sending it must not stop the transaction
+    (PowerLoss, on the restart) with a meterStop below that register."""
+    csms = CentralSystem()
+    await csms.start(host="127.0.0.1", port=0)
+    cp_id = CHARGERS[0]
+    args = (
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "1",
+        "--demo-share",
+        "0",
+        "--csms-url",
+        csms.url,
+    )
+    # Periodic checkpoints far apart (a setting a large fleet may use): between two of them
+    # the register a triggered sample reads is the live one, above the stored one.
+    env = {
+        "CHARGESIM_TICK_SECONDS": "0.2",
+        "CHARGESIM_RECONNECT_CAP_SECONDS": "1",
+        "CHARGESIM_CHECKPOINT_SECONDS": "120",
+    }
+    first = ManagePy(tmp_path, *args, env=env)
+    second = None
+    try:
+        await csms.wait_connected(cp_id, timeout=30)
+        await csms.wait_for(cp_id, "StatusNotification", timeout=10)
+        result = await csms.call(
+            cp_id, call.ChangeConfiguration(key="MeterValueSampleInterval", value="0")
+        )
+        assert result.status == "Accepted"
+        started = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1))
+        assert started.status == "Accepted"
+        start = await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+        meter_start = float(start.payload["meterStart"])
+        # Charge until the live register is well past meterStart (what the StartTransaction's
+        # batch stored), then ask for a sample of it.
+        sent = meter_start
+        mark = len(csms.log)
+        for _ in range(40):
+            await asyncio.sleep(0.5)
+            mark = len(csms.log)
+            answer = await csms.call(
+                cp_id, call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+            )
+            assert answer.status == "Accepted"
+            sample = await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
+            sent = energy_register(sample.payload)
+            if sent >= meter_start + 2:
+                break
+        assert sent >= meter_start + 2, "the vehicle did not charge"
+        first.signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL
+        await csms.wait_disconnected(cp_id, timeout=10)
+
+        restart = len(csms.log)
+        second = ManagePy(tmp_path, *args, env=env)
+        stop = await csms.wait_for(cp_id, "StopTransaction", after=restart, timeout=30)
+        assert stop.payload["reason"] == "PowerLoss"
+        assert float(stop.payload["meterStop"]) >= sent, (
+            f"meterStop {stop.payload['meterStop']} below the register {sent} sent before"
+        )
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        await csms.stop()

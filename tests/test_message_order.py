@@ -42,6 +42,9 @@ class SlowSink:
     def outbox_removed(self, item: Outgoing) -> None:
         pass
 
+    def held_for_state(self, item: Outgoing) -> None:
+        self.waiting.append(item)
+
     def commit(self) -> None:
         for item in self.waiting:
             item.durable = True
@@ -175,6 +178,9 @@ def test_an_answer_removes_its_message_wherever_it_stands(queued: list[Any]) -> 
 
         def outbox_removed(self, item: Outgoing) -> None:
             removed.append(item)
+
+        def held_for_state(self, item: Outgoing) -> None:
+            pass
 
     class Recorder:
         def send_call(self, action: str, payload: Any, done: Any) -> None:

@@ -335,6 +335,9 @@ class _SlowSink:
     def outbox_removed(self, item: Outgoing) -> None:
         pass
 
+    def held_for_state(self, item: Outgoing) -> None:
+        pass
+
 
 def test_nothing_overtakes_a_transaction_message_waiting_to_be_durable():
     # StatusNotification(Charging) is queued a moment after its session's StartTransaction,

@@ -2081,8 +2081,14 @@ class Charger:
         )
         if tx is not None and context is not _TRIGGER:
             self.send(message, transactional=True, tx=tx)
+        elif tx is not None:
+            # A triggered sample names its transaction but is not one of its messages. Its
+            # register is the live one, above the stored one until the next checkpoint: it
+            # is held until its charger's state is stored (`durable=False`), so that a
+            # worker killed after sending it never ends the transaction (PowerLoss, on the
+            # restart) below a register the CSMS already has.
+            self.outbox.enqueue(Outgoing(message[0], message[1], durable=False))
         else:
-            # A triggered sample names its transaction but is not one of its messages.
             self.send(message)
 
     # -- the meter tick (called by the runtime's meter engine) -------------------------------

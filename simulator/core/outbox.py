@@ -50,6 +50,8 @@ class DurabilitySink(Protocol):
 
     def outbox_removed(self, item: Outgoing) -> None: ...
 
+    def held_for_state(self, item: Outgoing) -> None: ...
+
 
 class MessageQueue:
     def __init__(self, sink: DurabilitySink | None = None) -> None:
@@ -81,6 +83,14 @@ class MessageQueue:
             if self.sink is not None:
                 item.durable = False
                 self.sink.outbox_added(item)
+        elif not item.durable:
+            # Not a transaction message, but it carries a value the store must hold before
+            # the CSMS has it (a triggered sample's live register): it waits for the next
+            # group commit of its charger's state, as a transaction message does.
+            if self.sink is not None:
+                self.sink.held_for_state(item)
+            else:
+                item.durable = True
         self._items.append(item)
 
     def restore(self, item: Outgoing) -> None:
@@ -111,6 +121,8 @@ class MessageQueue:
                     blocked = True  # waiting for its retry: what follows may go ahead
                 elif item.attempts == 0:
                     return None  # not sent yet: nothing queued after it may go first
+            elif not item.durable:
+                return None  # held for its charger's state (`append`): a moment
             elif item.not_before <= now:
                 return item
         return None

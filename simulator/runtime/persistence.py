@@ -409,6 +409,9 @@ class OutboxSink:
         self.outbox_removed: Callable[[Outgoing], None] = functools.partial(
             writer.outbox_removed, self
         )
+        self.held_for_state: Callable[[Outgoing], None] = functools.partial(
+            writer.held_for_state, self
+        )
 
 
 class Checkpointer(Listener):
@@ -671,6 +674,16 @@ class Checkpointer(Listener):
     def outbox_removed(self, sink: OutboxSink, item: Outgoing) -> None:
         # On the loop thread, as `take`: no lock (see `__init__`).
         self._outbox_gone.append((sink.charger_pk, item.seq))
+
+    def held_for_state(self, sink: OutboxSink, item: Outgoing) -> None:
+        """A message that may go only once its charger's registers as of now are stored (a
+        triggered sample reads the live register): the next urgent batch carries them (its
+        charger is an owner) and makes it sendable (`written`), with no outbox row."""
+        # On the loop thread, as `take`: no lock (see `__init__`).
+        self._made_durable.append((sink, item))
+        charger = sink.charger
+        self._owners[charger.id] = charger
+        self.urgent.set()
 
     def _signal(self) -> None:
         self.urgent.set()
