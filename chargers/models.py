@@ -512,6 +512,18 @@ class TransactionManager(models.Manager["Transaction"]):
             [_array_type(field) for field in model_fields],
         )
 
+    def open_on(self, charger_pks: Iterable[int]) -> set[int]:
+        """Which of these chargers have a transaction still open (in batches of 500)."""
+        wanted = sorted(set(charger_pks))
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(
+                self.filter(
+                    charger_id__in=wanted[start : start + 500], state=self.model.State.OPEN
+                ).values_list("charger_id", flat=True)
+            )
+        return found
+
 
 class Transaction(models.Model):
     """A charging session as the simulated charger knows it (survives a restart)."""

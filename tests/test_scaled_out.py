@@ -398,3 +398,42 @@ async def test_fleet_changes_reach_the_worker_of_the_shard_that_owns_each_charge
 
     for cp_id in [*new.values(), moved]:
         assert csms.connects[cp_id] == 1, f"{cp_id} connected {csms.connects[cp_id]} times"
+
+
+async def test_a_charger_moved_to_the_other_shard_mid_session_ends_its_session_once(live, csms):
+    """A charger renamed so that its new identity belongs to the other shard while a
+    session runs: the worker that had it ends the session (reason Other) and lets it go,
+    the other loads it. The transaction ends once: one StopTransaction (a retransmission of
+    the same one allowed), never a second one with another reason and a lower register."""
+    from ocpp.v16 import call
+
+    second = live.by_shard[1]
+    await csms.call(second, call.RemoteStartTransaction(id_tag="TAG-M", connector_id=1))
+    await csms.wait_for(second, "StartTransaction", direction="out", message_type=3, timeout=20)
+    await asyncio.sleep(2.0)  # charging: its register moves on past meterStart
+    moved = next(f"MOVED-{n}" for n in range(1000) if contract.shard_of(f"MOVED-{n}", 2) == 0)
+    pk = await asyncio.to_thread(pk_of, live, second)
+    # Only the new shard hears of it at once: the old one's message was lost (the layer
+    # drops messages over capacity), so its worker sees the move at its reconciliation.
+    await saved(
+        live,
+        f"""
+        charger = Charger.objects.get(pk={pk})
+        charger.charge_point_id = {moved!r}
+        charger.save()
+        """,
+        f"[({pk}, {moved!r})]",
+    )
+    await csms.wait_disconnected(second, timeout=20)
+    await csms.wait_for(moved, "BootNotification", timeout=30)
+    await asyncio.sleep(3.0)  # whatever the new worker would still send
+    stops = [
+        e
+        for e in csms.log
+        if e.direction == "in" and e.message_type == 2 and e.action == "StopTransaction"
+    ]
+    assert stops, csms.describe(moved)
+    assert len({e.payload["transactionId"] for e in stops}) == 1
+    sent = [(e.cp_id, e.payload["reason"], e.payload["meterStop"]) for e in stops]
+    assert len({json.dumps(e.payload, sort_keys=True) for e in stops}) == 1, sent
+    assert stops[0].payload["reason"] == "Other"

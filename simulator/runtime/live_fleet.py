@@ -63,6 +63,7 @@ from simulator.runtime.persistence import (
     load_sites,
     load_vehicles,
     read_chargers,
+    with_open_transactions,
 )
 from simulator.runtime.store import Store
 
@@ -100,6 +101,12 @@ RECONCILE_SECONDS = 3.0
 LOOK_BACK = timedelta(seconds=60)
 LOOK_BACK_EVERY_SECONDS = 30.0
 RETIRE_PATIENCE_SECONDS = 10.0
+# How long a worker waits before taking on a charger of another shard (a new identity)
+# whose transaction is still open: the worker that had it ends that session (reason
+# Other) as soon as it hears of the move, within a reconciliation of it at worst. Past
+# this, that worker is taken to be gone and the session ends as after a power loss.
+HANDOVER_PATIENCE_SECONDS = 2 * RETIRE_PATIENCE_SECONDS
+WAITING_HANDOVER = "waiting for its previous worker to end its session"
 
 _RECONNECT = (
     "csms_url",
@@ -132,6 +139,10 @@ class FleetReloader:
         self._watermark_moved = float("-inf")  # loop time the watermark last moved
         self.count = -1
         self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
+        # pk -> loop time until which a charger come from another shard, its transaction
+        # still open, waits for that shard's worker to end it (`HANDOVER_PATIENCE_SECONDS`).
+        self.waiting_handover: dict[int, float] = {}
+        self._open_elsewhere: set[int] = set()  # of the rows `apply` reads now
         self._incoming: list[tuple[contract.FleetChanged, Any, float]] = []
         # pk -> loop time its row was last read, and what was done with it then: a message
         # for rows read after it arrived (a reconciliation got there first) is answered
@@ -239,6 +250,7 @@ class FleetReloader:
             if (c := self.service.store.by_pk(pk)) is None or not c.transactions
         }
         pks |= ready
+        pks |= set(self.waiting_handover)
         if not pks:
             return []
         log.info("reconciling %d changed chargers", len(pks))
@@ -263,6 +275,17 @@ class FleetReloader:
             reading = asyncio.get_running_loop().time()
             rows, catalogue = await _db(_read)(sorted(set(pks)))
             self.rows_read += len(rows)
+            self._open_elsewhere = set()
+            if service.shards > 1:
+                # A charger not running here yet whose session is still open is another
+                # shard's until that shard's worker lets it go (`_apply_one`).
+                arriving = [
+                    pk
+                    for pk, row in rows.items()
+                    if row.enabled and service.store.by_pk(pk) is None
+                ]
+                if arriving:
+                    self._open_elsewhere = await _db(with_open_transactions)(arriving)
             if vehicles:
                 self._use_vehicles(catalogue)
             outcomes: list[contract.ChargerOutcome] = []
@@ -313,6 +336,7 @@ class FleetReloader:
         only = service.only_ids
         if row is None or not row.enabled or shard != service.shard:
             self.waiting_reboot.discard(pk)
+            self.waiting_handover.pop(pk, None)
             if live is None:
                 return (
                     "saved; disabled, not running"
@@ -332,6 +356,12 @@ class FleetReloader:
         if not row.evses.all():
             return "not running: it has no EVSE"
         if live is None:
+            if pk in self._open_elsewhere and self._handover_pending(pk):
+                # Renamed from another shard mid-session: loaded now, it would end that
+                # session a second time (PowerLoss, with a register below the one the
+                # other worker's StopTransaction sent) while that worker ends it too.
+                return WAITING_HANDOVER
+            self.waiting_handover.pop(pk, None)
             new_rows.append(row)
             if not row.csms_url:
                 return "loaded; it has no CSMS URL"
@@ -345,6 +375,21 @@ class FleetReloader:
             return await self._reboot(live)
         self.waiting_reboot.discard(pk)
         return self._apply_live(live, spec, row)
+
+    def _handover_pending(self, pk: int) -> bool:
+        """Whether a charger arriving with an open session still waits for the worker
+        that had it (True until `HANDOVER_PATIENCE_SECONDS` after it was first seen)."""
+        now = asyncio.get_running_loop().time()
+        until = self.waiting_handover.setdefault(pk, now + HANDOVER_PATIENCE_SECONDS)
+        if now < until:
+            return True
+        log.warning(
+            "charger pk %s: its open transaction was not ended by another worker within "
+            "%gs; taking it on (the transaction ends as after a power loss)",
+            pk,
+            HANDOVER_PATIENCE_SECONDS,
+        )
+        return False
 
     def _apply_live(self, live: Charger, spec: ChargerSpec, row: ChargerRow) -> str:
         reconnect = any(getattr(live.spec, f) != getattr(spec, f) for f in _RECONNECT)

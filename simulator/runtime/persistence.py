@@ -240,6 +240,11 @@ READ_BATCH = 500
 _CHARGER_COLUMNS = frozenset({"AuthorizationKey", "SecurityProfile"})
 
 
+def with_open_transactions(pks: Iterable[int]) -> set[int]:
+    """The chargers among these whose database rows still hold an open transaction."""
+    return TransactionRow.objects.open_on(pks)
+
+
 def load_fleet(
     listener: Listener | None = None,
     *,
