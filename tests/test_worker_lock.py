@@ -4,15 +4,21 @@ one is refused before it writes, a killed one never holds the next start up."""
 from __future__ import annotations
 
 import io
+import os
 import signal
+import urllib.parse
+import uuid
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from scripts.reachable import reachable
 from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 from tests.process import ManagePy, free_port, run_manage
+
+PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def demo_worker(var_dir: Path) -> ManagePy:
@@ -115,3 +121,75 @@ def test_an_embedded_runscenario_on_the_database_of_a_running_simulator_is_refus
     assert exited.value.code == 1
     assert "Another simulator" in out.getvalue()
     assert "runs shard 0/1 of this database" in out.getvalue()
+
+
+def _end_sessions(session_pid: int) -> None:
+    """End a PostgreSQL session from another one, as a failover or an admin would."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [session_pid])
+
+
+@pytest.mark.django_db
+def test_a_lock_lost_with_its_postgresql_session_is_taken_again_at_the_next_check() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("only a PostgreSQL lock lives in a session that can end under it")
+    held = WorkerLock(0, 1)
+    held.acquire()
+    try:
+        assert held.check() is False  # alive: nothing to do
+        _end_sessions(held._pg.info.backend_pid)
+        assert held.check() is True  # taken again
+        with pytest.raises(WorkerLockError, match="runs shard 0/1 of this database"):
+            WorkerLock(0, 1).acquire()
+    finally:
+        held.release()
+
+
+@pytest.mark.django_db
+def test_a_lock_another_worker_took_meanwhile_stops_the_check() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("only a PostgreSQL lock lives in a session that can end under it")
+    held = WorkerLock(0, 1)
+    held.acquire()
+    other = WorkerLock(0, 1)
+    try:
+        _end_sessions(held._pg.info.backend_pid)
+        other.acquire()  # the lock was free: a second worker got it
+        with pytest.raises(WorkerLockError):
+            held.check()
+    finally:
+        other.release()
+        held.release()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not reachable(PG_URL), reason=f"no PostgreSQL at {PG_URL}")
+def test_a_worker_whose_database_sessions_were_ended_keeps_its_shard(tmp_path: Path) -> None:
+    """Every session of the worker's database ended (a failover, pg_terminate_backend): the
+    worker takes its lock again, so a second worker for its shard is still refused."""
+    import psycopg
+
+    name = f"chargesim_lock_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
+    env = {"DATABASE_URL": url}
+    args = ("runsimulator", "--no-web", "--demo", "--demo-chargers", "1")
+    first = ManagePy(tmp_path / "a", *args, "--csms-port", str(free_port()), env=env)
+    try:
+        first.wait_for_output("fleet: 1/1 accepted", timeout=120)
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            )
+        first.wait_for_output("of this database taken again", timeout=30)
+        second = run_manage(tmp_path / "b", *args, "--csms-port", str(free_port()), env=env)
+        assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+        assert "runs shard 0/1 of this database" in second.stderr
+        assert first.proc.poll() is None  # and the first one runs on
+    finally:
+        first.stop()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How often a worker makes sure it still holds its shard's lock (`WorkerLock.check`).
+LOCK_CHECK_SECONDS = 2.0
+
 # The share of the stop timeout that waiting for tasks and connections to end may use: the
 # rest is kept for the final checkpoint, which a slow CSMS must never crowd out.
 WAIT_SHARE = 0.5
@@ -189,6 +192,8 @@ class Simulator:
         self._stop_web: Callable[[], None] | None = None
         self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
+        self.worker_lock: WorkerLock | None = None  # held while `run()` runs
+        self.lock_lost = False  # another process took this shard's lock: no final save
         self._checkpoint_lock = asyncio.Lock()
         # One writer thread for every checkpoint: batches stay in order and the thread
         # keeps its database connection.
@@ -227,9 +232,11 @@ class Simulator:
             lock.acquire()
         except WorkerLockError as exc:
             raise StartError(str(exc)) from None
+        self.worker_lock = lock
         try:
             self._run_locked()
         finally:
+            self.worker_lock = None
             lock.release()
 
     def _run_locked(self) -> None:
@@ -352,6 +359,8 @@ class Simulator:
 
     async def startup(self) -> None:
         self.spawn(self.status_display.run(self.status), "status")
+        if self.worker_lock is not None:
+            self.spawn(self._keep_worker_lock(self.worker_lock), "worker-lock")
         if self.options.demo:
             await self._start_demo_fleet()
         if self.options.gc_tuning:
@@ -419,6 +428,23 @@ class Simulator:
 
             ids = [f"DEMO-{n:04d}" for n in range(1, self.options.demo_chargers + 1)]
             await showcase(self.csms, self.files, ids)
+
+    async def _keep_worker_lock(self, lock: WorkerLock) -> None:
+        """Take the shard's lock again whenever it was lost with its database session; if
+        another worker took it meanwhile, that one runs these chargers now (it ended their
+        open transactions as after a power loss): stop at once, writing nothing more."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(LOCK_CHECK_SECONDS)
+            try:
+                await loop.run_in_executor(None, lock.check)
+            except WorkerLockError as exc:
+                log.error("worker lock lost to another process; stopping: %s", exc)
+                self.say(f"\nStopping: the lock of this shard was lost. {exc}\n")
+                self.lock_lost = True
+                self.handle_exit()
+                self.handle_exit()  # the second time: no waiting for connections to end
+                return
 
     async def main_loop(self) -> None:
         await self._exit.wait()
@@ -711,6 +737,10 @@ class Simulator:
             charger.cancel_timers()
         self.checkpointer.mark_all(self.store)
         try:
+            if self.lock_lost:
+                # Another worker runs this shard from what it read at its start: a write of
+                # ours now (an open transaction it has ended) would undo its own.
+                raise RuntimeError("the shard's lock was taken by another worker")
             final = await asyncio.wait_for(
                 self._checkpoint(full=True), max(deadline - loop.time(), 0.1)
             )

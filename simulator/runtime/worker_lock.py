@@ -18,6 +18,7 @@ or a shared advisory lock keyed N), and is refused while another N is held.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -74,6 +75,40 @@ class WorkerLock:
             except Exception:  # already gone with the server
                 log.debug("worker lock: closing its connection failed", exc_info=True)
             self._pg = None
+
+    def check(self) -> bool:
+        """Make sure the lock is still held; True if it had been lost and is taken again.
+
+        A PostgreSQL session lock lives as long as its connection: a server restart, a
+        failover, `pg_terminate_backend` or an idle-session timeout ends it without a word,
+        and a second worker for this shard could then start beside this one. So the
+        session is asked for a moment of life now and then (which also keeps it from
+        being idle), and a lost lock is taken again at once. Raises WorkerLockError if
+        another process took it meanwhile (this one must stop); a database that cannot be
+        reached yet is retried at the next check."""
+        session = self._pg
+        if session is None:
+            return False  # SQLite's flock ends only with the process, or nothing is locked
+        import psycopg
+
+        try:
+            session.execute("SELECT 1").fetchone()
+            return False
+        except psycopg.Error:
+            log.warning("worker lock: its database session was lost; taking the lock again")
+        with contextlib.suppress(Exception):
+            session.close()
+        self._pg = None
+        try:
+            self._lock_postgres(connections[self.alias])
+        except WorkerLockError:
+            raise
+        except psycopg.Error:
+            # Not reachable yet: keep a closed session so that the next check tries again.
+            self._pg = session
+            return False
+        log.warning("worker lock: %s of this database taken again", self._what())
+        return True
 
     def _what(self) -> str:
         return f"shard {self.shard}/{self.shards}"
