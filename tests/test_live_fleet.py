@@ -4,10 +4,13 @@ real sockets, sent as `fleet_changed` through the real (in-memory) channel layer
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import OperationalError
 
 from chargers.models import Charger as ChargerRow
 from chargers.models import ConfigurationKey, Evse
@@ -18,6 +21,7 @@ from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
+from tests.process import free_port
 from vehicles.models import VehicleModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -399,3 +403,61 @@ async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker,
     after = loaded(worker, "CP-LIVE")
     assert after is not before
     assert [e.kind for e in after.security_log] == ["ResetOrReboot", "StartupOfTheFirmware"]
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+@contextlib.asynccontextmanager
+async def database_away(service: Simulator) -> AsyncIterator[None]:
+    """PostgreSQL out of this worker's reach: its checkpoint session is ended and every new
+    connection of this process goes to a port where nothing listens, until the block ends.
+    Only this process's sessions are touched (other tests may share the server)."""
+    from django.db import connections
+
+    shared = connections["default"].settings_dict  # one dict for every thread's connection
+    port = shared["PORT"]
+    loop = asyncio.get_running_loop()
+    writer = await loop.run_in_executor(service._writer, _backend_pid)
+    shared["PORT"] = str(free_port())
+    try:
+        await sync_to_async(_terminate)(writer)
+        yield
+    finally:
+        shared["PORT"] = port
+
+
+def _terminate(pid: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+async def test_a_power_cycle_while_the_database_is_away_leaves_no_charger_behind(worker, csms):
+    """Asked for a power cycle while the database cannot be reached, a charger must not be
+    taken down and left out of the worker: it runs on (its session too), and is power
+    cycled once the database is back or not at all, never lost until a restart."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: a session of the worker is ended from another")
+    await start_session(worker, "CP-LIVE", csms)
+    before = loaded(worker, "CP-LIVE")
+    async with database_away(worker):
+        with pytest.raises(OperationalError):
+            await worker.reloader.power_cycle(before)
+        # Not taken down: still the worker's, connected, its session on.
+        assert worker.store.get("CP-LIVE") is before
+        assert before.online and 1 in before.transactions
+    mark = len(csms.log)
+    outcome = await worker.reloader.power_cycle(before)
+    assert outcome.startswith("reboots now")
+    stop = await csms.wait_for("CP-LIVE", "StopTransaction", after=mark, timeout=10)
+    assert stop.payload["reason"] == "PowerLoss"
+    assert loaded(worker, "CP-LIVE") is not before

@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError
 
 from simulator import contract
 from simulator.contract import config_keys
@@ -451,20 +452,18 @@ class FleetReloader:
         identity, connectors, NumberOfConnectors), as a restart would."""
         service = self.service
         pk = live.spec.db_id
+        # The charger comes back from what is stored: with the database out of reach it
+        # would be taken down and never loaded again (until a restart). Refused then
+        # (this raises), before anything is torn down: the charger runs on as it was.
+        service.checkpointer.mark_all([live])
+        await service.checkpoint()
         # Durable, so saved below and sent by the charger built afresh once it has booted.
         live.security_event(SecurityEvent.RESET_OR_REBOOT, why)
         await service.disconnect(live)
         live.cancel_timers()
         service.store.remove(live.id)
         service.checkpointer.mark_all([live])
-        await service.checkpoint()
-        loaded = await _db(load_fleet)(
-            service.checkpointer,
-            shard=service.shard,
-            shards=service.shards,
-            pks=[pk],
-            transfers=service.transfers,
-        )
+        loaded = await self._saved_and_loaded(pk)
         if not loaded:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
@@ -477,6 +476,26 @@ class FleetReloader:
             service.connect(charger)
         count = len(charger.evses)
         return f"reboots now ({count} connector{'s' if count != 1 else ''})"
+
+    async def _saved_and_loaded(self, pk: int | None) -> list[Charger]:
+        """Write the checkpoint and load the charger afresh from it; should the database go
+        away in between (it answered a moment ago), wait for it: the charger is down, as a
+        real one stays down until it can boot, and comes back once it is reachable."""
+        service = self.service
+        while True:
+            try:
+                await service.checkpoint()
+                loaded: list[Charger] = await _db(load_fleet)(
+                    service.checkpointer,
+                    shard=service.shard,
+                    shards=service.shards,
+                    pks=[pk],
+                    transfers=service.transfers,
+                )
+                return loaded
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("charger pk %s waits for the database to reboot: %s", pk, exc)
+                await asyncio.sleep(1.0)
 
     def _retire(self, live: Charger, why: str, *, deleted: bool) -> str:
         """Out of service: end its transactions now (reason Other), go offline once the
