@@ -461,3 +461,60 @@ async def test_a_power_cycle_while_the_database_is_away_leaves_no_charger_behind
     stop = await csms.wait_for("CP-LIVE", "StopTransaction", after=mark, timeout=10)
     assert stop.payload["reason"] == "PowerLoss"
     assert loaded(worker, "CP-LIVE") is not before
+
+
+async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_back(
+    worker, csms, monkeypatch, caplog
+):
+    """The database goes away after the worker has read an edited row and before it has
+    acted on it (here a reboot for a new connector, which checkpoints first): the edit is
+    not lost, and the reconciliation applies it once the database is back, although the
+    row's `updated` is the one the worker read."""
+    import threading
+
+    from django.db import connection, connections
+
+    from simulator.runtime import live_fleet
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: a session of the worker is ended from another")
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    loop = asyncio.get_running_loop()
+    writer = await loop.run_in_executor(worker._writer, _backend_pid)
+    shared = connections["default"].settings_dict
+    port = shared["PORT"]
+    cut = threading.Event()
+    read = live_fleet._read
+
+    def read_then_lose_the_database(pks: list[int]):
+        rows = read(pks)
+        if pk in pks and not cut.is_set():
+            shared["PORT"] = str(free_port())
+            _terminate(writer)
+            cut.set()
+        return rows
+
+    monkeypatch.setattr(live_fleet, "_read", read_then_lose_the_database)
+    await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    await get_channel_layer().group_send(contract.engine_group(0), contract.fleet_changed([pk]))
+    try:
+        await wait_until(cut.is_set, message="the edited row read")
+        await wait_until(
+            lambda: any(
+                "fleet" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records
+            ),
+            message="the apply cut short",
+        )
+        assert loaded(worker, "CP-LIVE").config["NumberOfConnectors"] == "2"
+    finally:
+        shared["PORT"] = port
+    await wait_until(
+        lambda: (
+            (c := worker.store.get("CP-LIVE")) is not None and c.config["NumberOfConnectors"] == "3"
+        ),
+        timeout=15,
+        message="the edit applied after the database came back",
+    )
+    await csms.wait_for(
+        "CP-LIVE", "StatusNotification", predicate=lambda e: e.payload.get("connectorId") == 3
+    )

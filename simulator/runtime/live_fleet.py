@@ -154,6 +154,11 @@ class FleetReloader:
         # read BEFORE that version's fleet.changed arrived (the commit comes first): the
         # message's sender hears that outcome, not "no change" from applying it twice.
         self.unheard: dict[int, tuple[datetime, str]] = {}
+        # pks of an `apply` that raised (the database went away in the middle of it): the
+        # next reconciliation applies them again, whatever their `updated` says, since
+        # `seen` and the watermark may already have moved past the version not applied.
+        self.retry: set[int] = set()
+        self.retry_vehicles = False
         self.rows_read = 0
         self._arrived = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -252,10 +257,11 @@ class FleetReloader:
         }
         pks |= ready
         pks |= set(self.waiting_handover)
-        if not pks:
+        pks |= self.retry
+        if not pks and not self.retry_vehicles:
             return []
         log.info("reconciling %d changed chargers", len(pks))
-        return await self.apply(pks, heard=False)
+        return await self.apply(pks, vehicles=self.retry_vehicles, heard=False)
 
     async def reload_sites(self) -> None:
         """Locations' load management and grid limits: the controller uses them next tick."""
@@ -269,60 +275,71 @@ class FleetReloader:
         """Re-read these chargers and act on each; one outcome per charger of this shard.
         `heard`: someone reads the outcomes (a fleet.changed), not the reconciliation."""
         async with self._lock:
-            service = self.service
-            # The engine's own writes first, so that a value it set is not taken for an edit.
-            service.checkpointer.mark_all(service.store)
-            await service.checkpoint()
-            reading = asyncio.get_running_loop().time()
-            rows, catalogue = await _db(_read)(sorted(set(pks)))
-            self.rows_read += len(rows)
-            self._open_elsewhere = set()
-            if service.shards > 1:
-                # A charger not running here yet whose session is still open is another
-                # shard's until that shard's worker lets it go (`_apply_one`).
-                arriving = [
-                    pk
-                    for pk, row in rows.items()
-                    if row.enabled and service.store.by_pk(pk) is None
-                ]
-                if arriving:
-                    self._open_elsewhere = await _db(with_open_transactions)(arriving)
-            if vehicles:
-                self._use_vehicles(catalogue)
-            outcomes: list[contract.ChargerOutcome] = []
-            new_rows: list[ChargerRow] = []
-            for pk in sorted(set(pks)):
-                row = rows.get(pk)
-                live = service.store.by_pk(pk)
-                if row is not None:
-                    self.seen[pk] = row.updated
-                earlier = self.unheard.pop(pk, None)
-                if heard and row is not None and earlier and earlier[0] == row.updated:
-                    outcome: str | None = earlier[1]  # this version is applied already
-                else:
-                    outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
-                    if not heard and row is not None and outcome is not None:
-                        self.unheard[pk] = (row.updated, outcome)
-                self.read_at[pk] = reading
-                self.last_outcome.pop(pk, None)
-                if outcome is not None:
-                    name = live.id if live is not None and row is None else ""
-                    cp_id = row.charge_point_id if row is not None else name
-                    outcomes.append(
-                        contract.ChargerOutcome(
-                            charger_id=pk, charge_point_id=cp_id, outcome=outcome
-                        )
-                    )
-                    self.last_outcome[pk] = outcomes[-1]
-            if new_rows:
-                built = await _db(build_loaded)(
-                    new_rows, catalogue, service.checkpointer, service.transfers
-                )
-                for charger in built:
-                    service.store.add(charger)
-                    if charger.spec.auto_connect and charger.spec.csms_url:
-                        service.connect(charger)
+            pks = set(pks)
+            try:
+                outcomes = await self._apply(pks, vehicles=vehicles, heard=heard)
+            except BaseException:
+                self.retry |= pks
+                self.retry_vehicles |= vehicles
+                raise
+            self.retry -= pks
+            self.retry_vehicles &= not vehicles
             return outcomes
+
+    async def _apply(
+        self, pks: set[int], *, vehicles: bool, heard: bool
+    ) -> list[contract.ChargerOutcome]:
+        """`apply`'s work, under its lock."""
+        service = self.service
+        # The engine's own writes first, so that a value it set is not taken for an edit.
+        service.checkpointer.mark_all(service.store)
+        await service.checkpoint()
+        reading = asyncio.get_running_loop().time()
+        rows, catalogue = await _db(_read)(sorted(set(pks)))
+        self.rows_read += len(rows)
+        self._open_elsewhere = set()
+        if service.shards > 1:
+            # A charger not running here yet whose session is still open is another
+            # shard's until that shard's worker lets it go (`_apply_one`).
+            arriving = [
+                pk for pk, row in rows.items() if row.enabled and service.store.by_pk(pk) is None
+            ]
+            if arriving:
+                self._open_elsewhere = await _db(with_open_transactions)(arriving)
+        if vehicles:
+            self._use_vehicles(catalogue)
+        outcomes: list[contract.ChargerOutcome] = []
+        new_rows: list[ChargerRow] = []
+        for pk in sorted(set(pks)):
+            row = rows.get(pk)
+            live = service.store.by_pk(pk)
+            if row is not None:
+                self.seen[pk] = row.updated
+            earlier = self.unheard.pop(pk, None)
+            if heard and row is not None and earlier and earlier[0] == row.updated:
+                outcome: str | None = earlier[1]  # this version is applied already
+            else:
+                outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                if not heard and row is not None and outcome is not None:
+                    self.unheard[pk] = (row.updated, outcome)
+            self.read_at[pk] = reading
+            self.last_outcome.pop(pk, None)
+            if outcome is not None:
+                name = live.id if live is not None and row is None else ""
+                cp_id = row.charge_point_id if row is not None else name
+                outcomes.append(
+                    contract.ChargerOutcome(charger_id=pk, charge_point_id=cp_id, outcome=outcome)
+                )
+                self.last_outcome[pk] = outcomes[-1]
+        if new_rows:
+            built = await _db(build_loaded)(
+                new_rows, catalogue, service.checkpointer, service.transfers
+            )
+            for charger in built:
+                service.store.add(charger)
+                if charger.spec.auto_connect and charger.spec.csms_url:
+                    service.connect(charger)
+        return outcomes
 
     async def _apply_one(
         self,
