@@ -63,7 +63,9 @@ class Site:
 sites = st.builds(
     Site,
     dc=st.booleans(),
-    evse_max_w=st.floats(1_000, 350_000),
+    # From 4.5 kW: an AC EVSE that cannot offer 6 A on each of three phases at 250 V offers
+    # nothing (`MIN_AC_AMPS`), and these properties are about charging.
+    evse_max_w=st.floats(4_500, 350_000),
     phases=st.sampled_from([1, 3]),
     voltage_v=st.floats(200, 250),
 )

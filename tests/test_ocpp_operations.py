@@ -152,7 +152,8 @@ async def test_the_higher_stack_level_wins_and_the_lower_one_applies_when_it_end
         ticking(charger)
         await charging(csms, charger)
         low = tx_default(1, 1, 7000)
-        high = tx_default(2, 5, 3000)
+        # (5 kW: 7.2 A a phase for this three-phase car; below 6 A it would not charge.)
+        high = tx_default(2, 5, 5000)
         high["chargingSchedule"]["duration"] = 2
         for profile in (low, high):
             answer = await csms.call(
@@ -160,7 +161,7 @@ async def test_the_higher_stack_level_wins_and_the_lower_one_applies_when_it_end
             )
             assert answer.status == "Accepted"
         await wait_until(
-            lambda: charger.evse(1).power_w == pytest.approx(3000, abs=1),
+            lambda: charger.evse(1).power_w == pytest.approx(5000, abs=1),
             message="the stack level 5 limit",
         )
         await wait_until(
@@ -247,7 +248,7 @@ async def test_tx_profile_from_remote_start_applies_and_is_removed_when_it_ends(
     charger = runtime_charger(
         "SC-7", csms.url, evses=1, simulate_ev_on_remote_start=True, default_vehicle=COMPACT
     )
-    profile = tx_default(21, 1, 4000)
+    profile = tx_default(21, 1, 5000)
     profile["chargingProfilePurpose"] = "TxProfile"
     async with connected(charger):
         ticking(charger)
@@ -257,8 +258,8 @@ async def test_tx_profile_from_remote_start_applies_and_is_removed_when_it_ends(
         )
         assert answer.status == "Accepted"
         await wait_until(
-            lambda: charger.evse(1).power_w == pytest.approx(4000, abs=1),
-            message="the TxProfile's 4 kW",
+            lambda: charger.evse(1).power_w == pytest.approx(5000, abs=1),
+            message="the TxProfile's 5 kW",
         )
         await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
         await csms.call(

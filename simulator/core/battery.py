@@ -81,6 +81,11 @@ class OperatingPoint:
     tapers: bool = False
 
 
+# The least current an AC charger can offer on a phase: IEC 61851-1's control pilot signals
+# 6 A at its lowest duty cycle. An offer below it is no offer: the car does not charge.
+MIN_AC_AMPS = 6.0
+
+
 def _offered(evse_max_w: float, limit_w: float | None) -> float:
     offered = evse_max_w if limit_w is None else min(evse_max_w, limit_w)
     return max(offered, 0.0)
@@ -102,7 +107,9 @@ def ac_operating_point(
     curve tapers the power when it is below the AC maximum.
 
     ``limit_a`` is a charging profile's limit in amps: per phase, on each phase the vehicle
-    uses (``limit_w`` is the total power, e.g. a limit in watts).
+    uses (``limit_w`` is the total power, e.g. a limit in watts). An offer below
+    `MIN_AC_AMPS` on each phase the vehicle uses is none (``offered_w`` 0): the EVSE
+    suspends.
     """
     spec = battery.spec
     charger_phases = max(1, charger_phases)
@@ -114,6 +121,8 @@ def ac_operating_point(
         amp_w = limit_a * voltage_v * phases
         limit_w = amp_w if limit_w is None else min(limit_w, amp_w)
     offered = _offered(evse_max_w, limit_w)
+    if offered < MIN_AC_AMPS * voltage_v * phases - 1e-6:
+        offered = 0.0  # below what the control pilot can signal: the EVSE offers nothing
     if battery.is_full() or voltage_v <= 0:
         return OperatingPoint(0.0, voltages, (0.0,) * phases, phases, offered)
     vehicle_w = spec.ac_max_kw * 1000

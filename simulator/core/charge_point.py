@@ -25,6 +25,7 @@ from simulator.contract import FAULT_CODES, config_keys
 from simulator.core import power_sharing
 from simulator.core.authorization import AuthorizationCache
 from simulator.core.battery import (
+    MIN_AC_AMPS,
     Battery,
     OperatingPoint,
     ac_operating_point,
@@ -887,7 +888,8 @@ class Charger:
         )
         battery = evse.battery
         if battery is not None and (battery.is_full() or battery.paused):
-            self.set_status(evse, Status.SUSPENDED_EV)
+            ev_suspended = Status.SUSPENDED_EV if self.offers(evse) else Status.SUSPENDED_EVSE
+            self.set_status(evse, ev_suspended)
         else:
             self.set_status(evse, Status.CHARGING)
         self.listener.on_transaction(self, tx)
@@ -1593,11 +1595,14 @@ class Charger:
         site = self.site_caps_w
         rated = self.spec.max_power_w
         sharing = self.power_shared and (bool(site) or sum(demand_w.values()) > rated)
+        ac = self.spec.power_type != "DC"
         if not sharing:
             if profiled:
                 starts = self.transaction_starts()
                 charging = {c: starts.get(c) for c in demand_w}
-                self.limits = self.profiles.allocate(self.now(), charging, demand_watts=demand_w)
+                self.limits = self.profiles.allocate(
+                    self.now(), charging, demand_watts=demand_w, ac_minimum=ac
+                )
             elif self.limits:
                 self.limits = {}
             return
@@ -1612,15 +1617,20 @@ class Charger:
             physical = self._physical_limit()
             wants = {c: min(physical.watts, w, site.get(c, math.inf)) for c, w in demand_w.items()}
         first: list[int] = []
-        if self.spec.power_sharing == power_sharing.FIRST:
+        # An AC connector cannot be offered less than 6 A a phase: those whose sessions
+        # started last wait rather than all sharing too little to charge.
+        floors = {c: self.minimum_draw_w(c) for c in demand_w} if ac else None
+        if self.spec.power_sharing == power_sharing.FIRST or floors:
             starts = self.transaction_starts()
             first = sorted(demand_w, key=lambda c: (starts[c], c))
-        caps = power_sharing.share(rated, wants, self.spec.power_sharing, first)
+        caps = power_sharing.share(rated, wants, self.spec.power_sharing, first, floors)
         for connector_id, watts in site.items():
             if connector_id in caps:
                 caps[connector_id] = min(caps[connector_id], watts)
         if profiled:
-            limits = self.profiles.allocate(now, charging, demand_watts=caps, own=own)
+            limits = self.profiles.allocate(
+                now, charging, demand_watts=caps, own=own, ac_minimum=ac
+            )
             self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
         else:
             before = self.limits
@@ -1638,6 +1648,18 @@ class Charger:
                 else:
                     limits[c] = capped(physical, cap, voltage)
             self.limits = limits
+
+    def minimum_draw_w(self, connector_id: int) -> float:
+        """The least power the connector's car can be offered and charge: 6 A on each phase
+        it uses (AC, IEC 61851-1's control pilot); DC regulates down to nothing."""
+        spec = self.spec
+        if spec.power_type == "DC":
+            return 0.0
+        battery = self.evses[connector_id - 1].battery
+        phases = max(1, spec.phases)
+        if battery is not None:
+            phases = max(1, min(battery.spec.ac_phases, phases))
+        return MIN_AC_AMPS * spec.voltage_v * phases
 
     def _physical_limit(self) -> Limit:
         """What a connector may draw when nothing but its EVSE limits it."""
@@ -2167,6 +2189,9 @@ class Charger:
         battery = evse.battery
         if battery is None or status not in _METERED:
             changed = evse.stop_flow() if evse.power_w else False
+            if status is _SUSPENDED_EV and battery is not None and not self.offers(evse):
+                # SuspendedEVSE wins over SuspendedEV: the charger offers nothing now.
+                changed = self.set_status(evse, Status.SUSPENDED_EVSE) or changed
         else:
             # `operating_point` at the limit in force, or the connector's previous point
             # again while it cannot have changed (the same battery, limit, EVSE maximum
@@ -2193,7 +2218,7 @@ class Charger:
             if point.power_w <= 0.0:
                 evse.stop_flow()
                 if battery.is_full():
-                    self.set_status(evse, Status.SUSPENDED_EV)
+                    self.set_status(evse, self._full_status(evse))
                 elif status is Status.CHARGING:
                     self.set_status(evse, Status.SUSPENDED_EVSE)
             elif status is _SUSPENDED_EVSE and battery.paused:
@@ -2209,7 +2234,7 @@ class Charger:
                     evse.show(point)
                 # The cheap test first: mostly it flows.
                 if evse.power_w == 0.0 and evse.battery is not None and evse.battery.is_full():
-                    self.set_status(evse, Status.SUSPENDED_EV)
+                    self.set_status(evse, self._full_status(evse))
         session = evse.session
         now = self.clock.time()
         if session is None or session.ended_at is not None:  # rare: mostly it records on
@@ -2221,6 +2246,29 @@ class Charger:
                 return changed
         session.record(now, evse.power_w, evse.soc, evse.register_wh)
         return changed
+
+    def offers(self, evse: Evse) -> bool:
+        """Whether the charger would let the car on this connector charge if it asked now:
+        its own limit (its profiles, the ChargePointMax as if it charged alone, the EVSE's
+        maximum; on AC at least 6 A a phase). Shares of the rated power and the site's
+        caps do not count: they are shared by what the cars ask for, so a full or paused
+        car's share is 0, and one that asks gets a share."""
+        if evse.battery is None:
+            return evse.max_power_w > 0.0
+        limit = None
+        if len(self.profiles) > 0:
+            start = self.transaction_starts().get(evse.connector_id)
+            now = self.now()
+            # A transaction's start is stamped to the millisecond: it may lie a moment
+            # after the clock read here, and its profiles apply from it.
+            at = now if start is None or start <= now else start
+            limit = self.profiles.limit_at(evse.connector_id, at, tx_start=start)
+        return self.operating_point(evse, limit).offered_w > 0.0
+
+    def _full_status(self, evse: Evse) -> ConnectorStatus:
+        """A full car's status: SuspendedEV, or SuspendedEVSE when the charger offers
+        nothing either (it wins: OCPP 1.6, 4.9)."""
+        return Status.SUSPENDED_EV if self.offers(evse) else Status.SUSPENDED_EVSE
 
     def _metering_point(self, evse: Evse, battery: Battery, limit: Limit | None) -> OperatingPoint:
         """`operating_point` at `limit`, for the meter (`step_connector`, when it has no
@@ -2333,6 +2381,7 @@ _METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
 # Enum members the meter's visit compares with, as module names: `Enum.MEMBER` goes
 # through the enum metaclass's `__getattr__` hook, a lookup more than a global each time.
 _SUSPENDED_EVSE = Status.SUSPENDED_EVSE
+_SUSPENDED_EV = Status.SUSPENDED_EV
 _TRIGGER = SampleContext.TRIGGER
 _M = Measurand
 _Q_ENERGY = QUANTITIES[_M.ENERGY_IMPORT_REGISTER, None]

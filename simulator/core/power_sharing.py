@@ -17,36 +17,55 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from simulator.core.smart_charging import Limit, distribute, watts_to_amps
+from simulator.core.smart_charging import Limit, distribute, distribute_above, watts_to_amps
 
 EQUAL: Final = "equal"
 FIRST: Final = "first"
 POLICIES: Final = (EQUAL, FIRST)
 
 
-def first_come(total: float, wants: Mapping[int, float], order: Sequence[int]) -> dict[int, float]:
+def first_come(
+    total: float,
+    wants: Mapping[int, float],
+    order: Sequence[int],
+    floors: Mapping[int, float] | None = None,
+) -> dict[int, float]:
     """``total`` handed out in ``order`` (earliest transaction first): each takes what it
-    wants from what is left. Connectors missing from ``order`` come last, by id."""
+    wants from what is left. Connectors missing from ``order`` come last, by id. With
+    ``floors``, what is left is no share for a connector below its floor (or what it wants,
+    if that is less): it gets 0, and a later one may still fit."""
     remaining = max(0.0, total)
     ranked = [c for c in order if c in wants]
     ranked += sorted(c for c in wants if c not in set(ranked))
     shares: dict[int, float] = {}
     for connector in ranked:
-        shares[connector] = min(max(0.0, wants[connector]), remaining)
-        remaining -= shares[connector]
+        want = max(0.0, wants[connector])
+        given = min(want, remaining)
+        if floors is not None and given < min(floors.get(connector, 0.0), want) - 1e-6:
+            given = 0.0
+        shares[connector] = given
+        remaining -= given
     return {connector: shares[connector] for connector in wants}
 
 
 def share(
-    total: float, wants: Mapping[int, float], policy: str, order: Sequence[int] = ()
+    total: float,
+    wants: Mapping[int, float],
+    policy: str,
+    order: Sequence[int] = (),
+    floors: Mapping[int, float] | None = None,
 ) -> dict[int, float]:
     """Each connector's share of ``total`` under ``policy``; the shares never add up to more
-    than ``total`` and no connector gets more than it wants."""
+    than ``total`` and no connector gets more than it wants. ``floors``: the least each
+    connector can be given (an AC charger's 6 A per phase), else 0: with them, those whose
+    sessions started last (``order``) get 0 rather than a share below their floor."""
     if sum(wants.values()) <= total:  # enough for everyone, whatever the policy
         return {connector: max(0.0, want) for connector, want in wants.items()}
     if policy == FIRST:
-        return first_come(total, wants, order)
+        return first_come(total, wants, order, floors)
     if policy == EQUAL:
+        if floors:
+            return distribute_above(total, wants, floors, order)[0]
         return distribute(total, wants)
     raise ValueError(f"power sharing policy must be one of {', '.join(POLICIES)}, got {policy!r}")
 

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
+
+from simulator.core.battery import MIN_AC_AMPS
 
 Purpose = Literal["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
 Kind = Literal["Absolute", "Relative", "Recurring"]
@@ -56,6 +58,7 @@ PURPOSES: Final = (CHARGE_POINT_MAX, TX_DEFAULT, TX_PROFILE)
 KINDS: Final = ("Absolute", "Relative", "Recurring")
 RECURRENCY_KINDS: Final = ("Daily", "Weekly")
 UNITS: Final = ("A", "W")
+_K = TypeVar("_K", bound=Hashable)
 
 _CYCLES: Final = {"Daily": timedelta(days=1), "Weekly": timedelta(days=7)}
 _SECOND: Final = timedelta(seconds=1)
@@ -576,6 +579,44 @@ class _Constraint:
     period: SchedulePeriod
 
 
+def distribute_above(
+    total: float,
+    wants: Mapping[_K, float],
+    floors: Mapping[_K, float],
+    order: Sequence[_K],
+) -> tuple[dict[_K, float], list[_K]]:
+    """``distribute``, with no connector given less than its floor: the shares, and the
+    connectors left waiting (given 0).
+
+    In ``order`` (the order their sessions started), a connector is admitted while ``total``
+    still covers the floor of every one admitted (its floor, or what it wants if that is
+    less); one that does not fit gets 0 and a later, smaller one may still fit. The admitted
+    share ``total`` in equal shares; where those would leave one below its floor (floors of
+    different sizes), each gets its floor and they share what is left. Keys missing from
+    ``order`` come last. With every floor 0 this is ``distribute``."""
+    floor = {key: min(max(0.0, floors.get(key, 0.0)), max(0.0, wants[key])) for key in wants}
+    ranked = [key for key in order if key in wants]
+    listed = set(ranked)
+    ranked += [key for key in wants if key not in listed]
+    admitted: list[_K] = []
+    waiting: list[_K] = []
+    covered = 0.0
+    for key in ranked:
+        if covered + floor[key] <= total + 1e-6:
+            admitted.append(key)
+            covered += floor[key]
+        else:
+            waiting.append(key)
+    shares = distribute(total, {n: wants[key] for n, key in enumerate(admitted)})
+    given = {key: shares[n] for n, key in enumerate(admitted)}
+    if any(given[key] < floor[key] - 1e-6 for key in admitted):
+        extra = distribute(
+            total - covered, {n: wants[key] - floor[key] for n, key in enumerate(admitted)}
+        )
+        given = {key: floor[key] + extra[n] for n, key in enumerate(admitted)}
+    return {key: given.get(key, 0.0) for key in wants}, waiting
+
+
 def distribute(total: float, wants: Mapping[int, float]) -> dict[int, float]:
     """Share ``total`` among connectors: equal shares, unused share redistributed (water-filling).
 
@@ -955,6 +996,7 @@ class ProfileStore:
         *,
         demand_watts: Mapping[int, float] | None = None,
         own: Mapping[int, Limit] | None = None,
+        ac_minimum: bool = False,
     ) -> dict[int, Limit]:
         """Limits for the connectors drawing power now, sharing the ChargePointMax.
 
@@ -966,6 +1008,9 @@ class ProfileStore:
         each connector simply gets its own limit. Connectors not drawing power should be left
         out, or they would hold back a share they do not use. ``own``: the result of
         ``own_limits`` for the same arguments, when the caller already has it.
+        ``ac_minimum``: an AC charger, which cannot offer less than `MIN_AC_AMPS`: rather
+        than shares below it, the connectors whose sessions started last get 0 and the
+        others at least that (``distribute_above``).
         """
         moment = _utc(at, "at")
         if own is None:
@@ -985,7 +1030,15 @@ class ProfileStore:
                     demand if unit == "W" else watts_to_amps(demand, limit.phases, voltage),
                 )
             wants[connector_id] = want
-        shares = distribute(cap.period.limit, wants)
+        if ac_minimum:
+            floors = {
+                c: MIN_AC_AMPS if unit == "A" else amps_to_watts(MIN_AC_AMPS, limit.phases, voltage)
+                for c, limit in own.items()
+            }
+            first = sorted(charging, key=lambda c: (charging[c] is None, charging[c] or moment, c))
+            shares = distribute_above(cap.period.limit, wants, floors, first)[0]
+        else:
+            shares = distribute(cap.period.limit, wants)
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
             share = shares[connector_id]

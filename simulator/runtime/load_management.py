@@ -35,7 +35,7 @@ from typing import NamedTuple
 from simulator.core import power_sharing
 from simulator.core.charge_point import Charger
 from simulator.core.revision import FLEET
-from simulator.core.smart_charging import distribute
+from simulator.core.smart_charging import distribute_above
 
 
 class Site(NamedTuple):
@@ -158,9 +158,6 @@ def _queue(previous: list[Connector], wants: dict[Connector, float]) -> list[Con
     return kept + sorted((key for key in wants if key not in known), key=_arrival)
 
 
-# The least current a charger may offer on an AC phase (IEC 61851-1's control pilot: 6 A).
-MIN_AC_AMPS = 6.0
-
 Connector = tuple[Charger, int]
 
 
@@ -168,45 +165,10 @@ def _shares(
     limit_w: float, wants: dict[Connector, float], queue: list[Connector]
 ) -> tuple[dict[Connector, float], list[Connector]]:
     """The site's limit shared with no AC connector held below its minimum, and the
-    connectors left waiting.
-
-    In the queue's order (the order their sessions started, unless turns changed it), a
-    connector is admitted while the limit still covers the minimum of every one admitted
-    (its minimum, or what its car wants if that is less); one that does not fit gets 0 (its
-    car pauses) and a later, smaller one may still fit. The admitted share the limit in
-    `distribute`'s equal shares; where those would leave one below its minimum (cars of
-    different phases), each gets its minimum and they share what is left."""
-    floor = {key: min(_minimum_w(*key), wants[key]) for key in wants}
-    admitted: list[Connector] = []
-    waiting: list[Connector] = []
-    covered = 0.0
-    for key in queue:
-        if covered + floor[key] <= limit_w + 1e-6:
-            admitted.append(key)
-            covered += floor[key]
-        else:
-            waiting.append(key)
-    shares = distribute(limit_w, {n: wants[key] for n, key in enumerate(admitted)})
-    given = {key: shares[n] for n, key in enumerate(admitted)}
-    if any(given[key] < floor[key] - 1e-6 for key in admitted):
-        extra = distribute(
-            limit_w - covered, {n: wants[key] - floor[key] for n, key in enumerate(admitted)}
-        )
-        given = {key: floor[key] + extra[n] for n, key in enumerate(admitted)}
-    return {key: given.get(key, 0.0) for key in wants}, waiting
-
-
-def _minimum_w(charger: Charger, connector_id: int) -> float:
-    """The least power the connector's car can draw: 6 A on each phase it uses (AC); DC
-    regulates down to nothing."""
-    spec = charger.spec
-    if spec.power_type != "AC":
-        return 0.0
-    battery = charger.evse(connector_id).battery
-    phases = max(1, spec.phases)
-    if battery is not None:
-        phases = max(1, min(battery.spec.ac_phases, phases))
-    return MIN_AC_AMPS * spec.voltage_v * phases
+    connectors left waiting (`distribute_above`, in the queue's order: the order their
+    sessions started, unless turns changed it)."""
+    floors = {key: key[0].minimum_draw_w(key[1]) for key in wants}
+    return distribute_above(limit_w, wants, floors, queue)
 
 
 def _arrival(key: Connector) -> tuple[str, str, int]:

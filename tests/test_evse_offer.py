@@ -1,0 +1,325 @@
+"""What an EVSE offers a car: no AC offer below 6 A a phase (IEC 61851-1's control pilot), and
+SuspendedEVSE over SuspendedEV when the charger offers nothing to a car that wants nothing
+either (OCPP 1.6, 4.9). Over real loopback WebSockets against the built-in CSMS, plus
+property tests of the sharing with a floor."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ocpp.v16 import call
+
+from simulator.core.battery import MIN_AC_AMPS
+from simulator.core.evse import ConnectorStatus
+from simulator.core.power_sharing import FIRST, share
+from simulator.core.smart_charging import distribute, distribute_above
+from simulator.runtime.meter_engine import MeterEngine
+from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
+
+Status = ConnectorStatus
+THREE_PHASE_6A_W = MIN_AC_AMPS * 230.0 * 3  # 4,140 W
+
+
+@pytest.fixture
+def ticking():
+    tasks = []
+
+    def start(*chargers, tick=0.05):
+        engine = MeterEngine(list(chargers), tick_seconds=tick)
+        tasks.append(asyncio.get_running_loop().create_task(engine.run()))
+        return engine
+
+    yield start
+    for task in tasks:
+        task.cancel()
+
+
+def profile(purpose, limit, unit="A", profile_id=1, **extra):
+    return {
+        "chargingProfileId": profile_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": unit,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+        },
+        **extra,
+    }
+
+
+async def install(csms, cp_id, connector, body):
+    answer = await csms.call(
+        cp_id, call.SetChargingProfile(connector_id=connector, cs_charging_profiles=body)
+    )
+    assert answer.status == "Accepted"
+
+
+async def clear(csms, cp_id, profile_id):
+    answer = await csms.call(cp_id, call.ClearChargingProfile(id=profile_id))
+    assert answer.status == "Accepted"
+
+
+async def session(charger, connector, tag, vehicle=COMPACT, soc=20.0, target=100.0):
+    charger.plug_in(connector, vehicle, soc=soc, target_soc=target)
+    assert await charger.present_id_tag(connector, tag) == "Accepted"
+    await wait_until(
+        lambda: charger.evse(connector).transaction_id is not None, message="StartTransaction.conf"
+    )
+
+
+async def reported(csms, cp_id, connector, status, after):
+    """The CSMS hears this status of this connector (after log index `after`)."""
+    return await csms.wait_for(
+        cp_id,
+        "StatusNotification",
+        after=after,
+        predicate=lambda e: e.payload["connectorId"] == connector and e.payload["status"] == status,
+    )
+
+
+# -- the AC minimum ----------------------------------------------------------------------
+
+
+async def test_an_ac_limit_below_6_a_suspends_the_car_and_6_a_lets_it_charge(csms, ticking):
+    charger = runtime_charger("OF-AMP", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        await wait_until(lambda: charger.evse(1).power_w > 10_000, message="charging")
+        mark = len(csms.log)
+        tx = charger.evse(1).transaction_id
+        await install(csms, "OF-AMP", 1, profile("TxProfile", 5.9, transactionId=tx))
+        await reported(csms, "OF-AMP", 1, "SuspendedEVSE", mark)
+        assert charger.evse(1).power_w == 0.0 and not any(charger.evse(1).current_a)
+        mark = len(csms.log)
+        await install(csms, "OF-AMP", 1, profile("TxProfile", 6, transactionId=tx))
+        await reported(csms, "OF-AMP", 1, "Charging", mark)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="flowing again")
+        assert charger.evse(1).current_a == pytest.approx((6.0, 6.0, 6.0))
+        assert charger.evse(1).power_w == pytest.approx(THREE_PHASE_6A_W)
+
+
+async def test_a_watt_limit_counts_the_phases_the_car_uses(csms, ticking):
+    # 2 kW is 2.9 A on each of three phases (no offer) but 8.7 A on one: a single-phase car
+    # charges under it, a three-phase one does not.
+    charger = runtime_charger("OF-W", csms.url, evses=2, max_kw=44.0)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-W", 0, profile("TxDefaultProfile", 2_000, unit="W"))
+        await session(charger, 1, "A", vehicle=PHEV)
+        await session(charger, 2, "B", vehicle=COMPACT)
+        await wait_until(
+            lambda: charger.evse(2).status is Status.SUSPENDED_EVSE, message="3-phase car held"
+        )
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="1-phase car charging")
+        assert charger.evse(1).status is Status.CHARGING
+        assert charger.evse(1).power_w == pytest.approx(2_000)
+        assert charger.evse(2).power_w == 0.0
+
+
+async def test_a_charge_point_max_too_small_for_every_car_lets_the_first_ones_charge(csms, ticking):
+    # 16 A for three cars: 5.3 A each would charge none of them. The first two charge at 8 A,
+    # the last one waits, and charges when a place is free.
+    charger = runtime_charger("OF-CPM", csms.url, evses=3, max_kw=66.0)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-CPM", 0, profile("ChargePointMaxProfile", 16))
+        for connector, tag in ((1, "A"), (2, "B"), (3, "C")):
+            await session(charger, connector, tag)
+        await wait_until(
+            lambda: charger.evse(3).status is Status.SUSPENDED_EVSE, message="the last waits"
+        )
+        await wait_until(
+            lambda: charger.evse(1).power_w > 0 and charger.evse(2).power_w > 0, message="two"
+        )
+        await asyncio.sleep(0.2)
+        assert [e.current_a for e in charger.evses[:2]] == [
+            pytest.approx((8.0, 8.0, 8.0)),
+            pytest.approx((8.0, 8.0, 8.0)),
+        ]
+        assert charger.evse(3).power_w == 0.0
+        mark = len(csms.log)
+        charger.stop_transaction(1)
+        await reported(csms, "OF-CPM", 3, "Charging", mark)
+        await wait_until(lambda: charger.evse(3).power_w > 0, message="the third charging")
+        assert charger.evse(3).current_a == pytest.approx((8.0, 8.0, 8.0))
+
+
+async def test_a_shared_ac_supply_too_small_for_every_car_admits_as_many_as_it_can(csms, ticking):
+    # 11 kW for three 11 kW connectors and cars: thirds (3.7 kW, 5.3 A a phase) would charge
+    # none; two charge at 5.5 kW and the last waits.
+    charger = runtime_charger("OF-SUP", csms.url, evses=3, max_kw=11.0)
+    async with connected(charger):
+        ticking(charger)
+        for connector, tag in ((1, "A"), (2, "B"), (3, "C")):
+            await session(charger, connector, tag)
+        await wait_until(
+            lambda: charger.evse(3).status is Status.SUSPENDED_EVSE, message="the last waits"
+        )
+        await asyncio.sleep(0.2)
+        drawn = [e.power_w for e in charger.evses]
+        assert drawn == [pytest.approx(5_500), pytest.approx(5_500), 0.0]
+
+
+@pytest.mark.parametrize("policy", ["equal", FIRST])
+async def test_a_shared_ac_supply_gives_no_car_less_than_6_a(csms, ticking, policy):
+    # 11 kW for two single-phase cars (3.67 kW each) and a three-phase one, which needs
+    # 4.14 kW to charge at all. Equal shares: each gets its minimum and they share the rest.
+    # First come: the first two take what they want and the 3.6 kW left is no offer.
+    charger = runtime_charger("OF-MIX", csms.url, evses=3, max_kw=11.0, power_sharing=policy)
+    async with connected(charger):
+        ticking(charger)
+        for connector, tag, vehicle in ((1, "A", PHEV), (2, "B", PHEV), (3, "C", COMPACT)):
+            await session(charger, connector, tag, vehicle=vehicle)
+        await wait_until(lambda: charger.evse(2).power_w > 0, message="sharing")
+        await asyncio.sleep(0.3)
+        drawn = [e.power_w for e in charger.evses]
+        assert sum(drawn) <= 11_000 + 1
+        if policy == "equal":
+            assert drawn[2] >= THREE_PHASE_6A_W - 1e-6
+            assert charger.evse(3).status is Status.CHARGING
+        else:
+            # A single-phase car on this EVSE: a third of its 11 kW.
+            assert drawn[:2] == [pytest.approx(11_000 / 3), pytest.approx(11_000 / 3)]
+            assert drawn[2] == 0.0
+            assert charger.evse(3).status is Status.SUSPENDED_EVSE
+
+
+async def test_dc_charges_under_a_small_limit(csms, ticking):
+    charger = runtime_charger("OF-DC", csms.url, evses=1, power_type="DC", max_kw=150.0)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        tx = charger.evse(1).transaction_id
+        await install(csms, "OF-DC", 1, profile("TxProfile", 1_000, unit="W", transactionId=tx))
+        await wait_until(
+            lambda: 0 < charger.evse(1).power_w <= 1_000 + 1e-6, message="held to 1 kW"
+        )
+        assert charger.evse(1).status is Status.CHARGING
+
+
+# -- SuspendedEVSE wins over SuspendedEV --------------------------------------------------
+
+
+async def test_a_full_car_shows_suspended_evse_while_the_charger_offers_nothing(csms, ticking):
+    charger = runtime_charger("OF-FULL", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        await session(charger, 1, "A", soc=80.0, target=80.0)
+        await reported(csms, "OF-FULL", 1, "SuspendedEV", mark)
+        mark = len(csms.log)
+        await install(csms, "OF-FULL", 1, profile("TxDefaultProfile", 0, profile_id=7))
+        await reported(csms, "OF-FULL", 1, "SuspendedEVSE", mark)
+        mark = len(csms.log)
+        await clear(csms, "OF-FULL", 7)
+        await reported(csms, "OF-FULL", 1, "SuspendedEV", mark)
+
+
+async def test_a_car_that_starts_full_under_a_zero_limit_is_suspended_evse(csms, ticking):
+    charger = runtime_charger("OF-START", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-START", 0, profile("TxDefaultProfile", 0))
+        mark = len(csms.log)
+        await session(charger, 1, "A", soc=80.0, target=80.0)
+        await reported(csms, "OF-START", 1, "SuspendedEVSE", mark)
+        assert not any(
+            e.action == "StatusNotification" and e.payload.get("status") == "SuspendedEV"
+            for e in csms.log[mark:]
+        )
+
+
+async def test_a_paused_car_shows_suspended_evse_while_the_charger_offers_nothing(csms, ticking):
+    charger = runtime_charger("OF-PAUSE", csms.url, evses=1)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        mark = len(csms.log)
+        charger.pause_ev(1)
+        await reported(csms, "OF-PAUSE", 1, "SuspendedEV", mark)
+        mark = len(csms.log)
+        await install(csms, "OF-PAUSE", 0, profile("ChargePointMaxProfile", 0, profile_id=3))
+        await reported(csms, "OF-PAUSE", 1, "SuspendedEVSE", mark)
+        mark = len(csms.log)
+        await clear(csms, "OF-PAUSE", 3)
+        await reported(csms, "OF-PAUSE", 1, "SuspendedEV", mark)
+        mark = len(csms.log)
+        charger.resume_ev(1)
+        await reported(csms, "OF-PAUSE", 1, "Charging", mark)
+
+
+async def test_a_full_car_sharing_the_rated_power_stays_suspended_ev(csms, ticking):
+    # Shares go by what the cars ask for: a full car's is 0, yet the charger would give it
+    # power if it asked. It is the car that suspends, not the charger.
+    charger = runtime_charger("OF-SHARE", csms.url, evses=2, max_kw=11.0)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        mark = len(csms.log)
+        await session(charger, 2, "B", soc=50.0, target=50.003)
+        await reported(csms, "OF-SHARE", 2, "SuspendedEV", mark)
+        await asyncio.sleep(0.3)
+        assert charger.evse(2).status is Status.SUSPENDED_EV
+        assert not any(
+            e.action == "StatusNotification"
+            and e.payload.get("connectorId") == 2
+            and e.payload.get("status") == "SuspendedEVSE"
+            for e in csms.log[mark:]
+        )
+
+
+# -- properties ---------------------------------------------------------------------------
+
+wants_st = st.dictionaries(
+    st.integers(1, 8), st.floats(0, 100_000, allow_nan=False), min_size=1, max_size=8
+)
+
+
+@given(
+    total=st.floats(0, 100_000, allow_nan=False),
+    wants=wants_st,
+    floor=st.floats(0, 20_000, allow_nan=False),
+    order=st.permutations(list(range(1, 9))),
+)
+def test_a_share_is_never_below_its_floor_and_nothing_is_wasted_on_waiting(
+    total, wants, floor, order
+):
+    floors = dict.fromkeys(wants, floor)
+    shares, waiting = distribute_above(total, wants, floors, order)
+    assert shares.keys() == wants.keys()
+    assert sum(shares.values()) <= total + 1e-6
+    for key, given_w in shares.items():
+        assert 0.0 <= given_w <= wants[key] + 1e-6
+        if key in waiting:
+            assert given_w == 0.0
+        else:
+            assert given_w >= min(floor, wants[key]) - 1e-6
+    # One waits only when, with those admitted before it in the order, its floor did not fit.
+    for key in waiting:
+        before = [k for k in order[: order.index(key)] if k in wants and k not in waiting]
+        assert sum(min(floor, wants[k]) for k in before) + min(floor, wants[key]) > total
+
+
+@given(total=st.floats(0, 100_000, allow_nan=False), wants=wants_st)
+def test_with_no_floor_the_shares_are_the_plain_ones(total, wants):
+    shares, waiting = distribute_above(total, wants, {}, sorted(wants))
+    assert waiting == []
+    assert shares == pytest.approx(distribute(total, wants))
+
+
+@given(
+    total=st.floats(0, 100_000, allow_nan=False),
+    wants=wants_st,
+    floor=st.floats(0, 20_000, allow_nan=False),
+)
+def test_first_come_with_a_floor_gives_each_its_floor_or_nothing(total, wants, floor):
+    order = sorted(wants)
+    shares = share(total, wants, FIRST, order, dict.fromkeys(wants, floor))
+    assert sum(shares.values()) <= total + 1e-6
+    for key, given_w in shares.items():
+        assert given_w == 0.0 or given_w >= min(floor, wants[key]) - 1e-6
