@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
+from simulator.core.timers import Clock
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
@@ -54,6 +55,7 @@ def runtime_charger(
     listener: Listener | None = None,
     config: dict[str, str] | None = None,
     transfers: Transfers | None = None,
+    clock: Clock | None = None,
     **spec_fields: Any,
 ) -> Charger:
     spec = ChargerSpec(
@@ -71,6 +73,7 @@ def runtime_charger(
         vehicles=[COMPACT, PHEV],
         messages=OCPP16,
         transfers=transfers if transfers is not None else FileTransfers(timeout=5.0),
+        clock=clock,
     )
 
 

@@ -8,12 +8,16 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from simulator.core.battery import Battery, step
 from simulator.core.evse import ConnectorStatus, Evse
+from simulator.core.operations import Operations
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger
+from tests.toy_protocol import FakeClock
 
 SAMPLED = {
     "MeterValueSampleInterval": "60",
@@ -265,3 +269,66 @@ def test_an_evse_maximum_edited_in_a_session_applies_from_the_next_visit() -> No
     assert charger.evse(1).power_w == 7_400
     charger.settle_meter()
     assert math.isclose(charger.evse(1).register_wh, (11_000 * 2 + 7_400 * 10) / 3600)
+
+
+def profiled_charger(clock: FakeClock):
+    """An AC charger on the test's clock charging an ID.3 (11 kW) under a TxDefaultProfile
+    of 16 A, then 8 A from 10 min, then 32 A from 20 min, for 25 min; after it, nothing."""
+    charger = runtime_charger(
+        "CP-PRO", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED, clock=clock
+    )
+    answer = Operations(charger).on_set_charging_profile(
+        0,
+        {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "startSchedule": at(BASE).isoformat(),
+                "duration": 1500,
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 16},
+                    {"startPeriod": 600, "limit": 8},
+                    {"startPeriod": 1200, "limit": 32},
+                ],
+            },
+        },
+    )
+    assert answer == "Accepted"
+    charger.plug_in(1, COMPACT, soc=20, target_soc=100)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    return charger
+
+
+def test_a_charger_with_profiles_is_visited_at_their_periods_and_meters_as_every_tick():
+    # A profile's limit changes at its periods' starts only: the charger is visited then
+    # and at its samples, not every tick, and meters what the per-tick engine meters.
+    seconds = 1800
+    runs = []
+    for engine_class in (MeterEngine, SteppedEngine):
+        clock = FakeClock(start=1000.0, wall=BASE)
+        charger = profiled_charger(clock)
+        engine = engine_class([charger], tick_seconds=1.0)
+        for k in range(seconds + 1):
+            engine.tick(now=1000.0 + k, wall=at(BASE + k))
+            clock.advance(1.0)
+        runs.append((engine, samples(charger)))
+    (events, taken), (stepped, reference_taken) = runs
+    assert len(taken) == len(reference_taken) == seconds // 60
+    for (stamp, register, soc), (ref_stamp, ref_register, ref_soc) in zip(
+        taken, reference_taken, strict=True
+    ):
+        assert stamp == ref_stamp
+        assert math.isclose(register, ref_register, rel_tol=0.005, abs_tol=1.0)
+        assert math.isclose(soc, ref_soc, rel_tol=0.005, abs_tol=0.05)
+    # 11 kW (the car's most, under 16 A), 5.52 kW (8 A x 3 x 230 V), 11 kW again.
+    by_minute = {round(stamp - BASE) // 60: register for stamp, register, _ in taken}
+    assert by_minute[10] - by_minute[9] == pytest.approx(11_000 / 60, abs=2)
+    assert by_minute[15] - by_minute[14] == pytest.approx(5_520 / 60, abs=2)
+    assert by_minute[25] - by_minute[24] == pytest.approx(11_000 / 60, abs=2)
+    assert stepped.visits == seconds + 1
+    # Its samples, the first tick, and a tick or two at each of its three changes.
+    assert events.visits <= len(taken) + 1 + 2 * 3

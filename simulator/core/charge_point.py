@@ -629,6 +629,10 @@ class Charger:
             return
         offset = moment.timestamp() - self.clock.time()
         step = offset - self._clock_offset
+        if abs(step) >= 0.5 and len(self.profiles) > 0:
+            # The meter visits a charger with profiles when their limits change, as this
+            # clock reads: stepped, it must look again.
+            self.settle_meter()
         self._clock_offset = offset
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
@@ -2153,6 +2157,16 @@ class Charger:
         return seconds_to_target(
             battery, self.operating_point(evse, self.limits.get(evse.connector_id))
         )
+
+    def seconds_to_limit_change(self, horizon_s: float) -> float | None:
+        """How long until a charging profile may change the limit of a connector in a
+        transaction, by time alone (a period starts, a schedule ends): None if not within
+        `horizon_s`. The meter engine visits a charger with profiles then, not every tick."""
+        if not self.transactions or len(self.profiles) == 0:
+            return None
+        now = self.now()
+        change = self.profiles.next_change(now, self.transaction_starts(), horizon_s)
+        return None if change is None else max((change - now).total_seconds(), 0.0)
 
     def seconds_to_demand_change(self, evse: Evse) -> float:
         """How long the connector's demand (what it would draw without a limit, which its

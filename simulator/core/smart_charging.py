@@ -981,6 +981,25 @@ class ProfileStore:
         start = moment if tx_start is None else _utc(tx_start, "tx_start")
         return self._connector_limit(connector_id, moment, start, with_cap=True)
 
+    def next_change(
+        self, at: datetime, tx_starts: Mapping[int, datetime], horizon_s: float
+    ) -> datetime | None:
+        """The first instant after ``at`` and before ``horizon_s`` from it at which the limit
+        of a connector in ``tx_starts`` (connector -> its transaction's start) may change:
+        a period of one of its profiles starts, a schedule or a profile's validity begins
+        or ends, a recurring schedule starts again. None: none within the horizon. (Only
+        time changes them here; an installed or cleared profile is the caller's to see.)"""
+        moment = _utc(at, "at")
+        end = moment + timedelta(seconds=horizon_s)
+        starts = {c: _utc(t, "tx_starts") for c, t in tx_starts.items()}
+        first: datetime | None = None
+        for connector_id in starts:
+            for target, profile in self._relevant(connector_id):
+                for point in profile.breakpoints(moment, end, starts.get(target, moment)):
+                    if first is None or point < first:
+                        first = point
+        return first
+
     def grid_limit_at(
         self, at: datetime, *, tx_starts: Mapping[int, datetime] | None = None
     ) -> Limit:

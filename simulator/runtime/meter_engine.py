@@ -13,11 +13,12 @@ no task per EVSE: a fleet of 10,000 chargers is one loop over one float each per
 What changes the flow between visits (a status, a plug, a transaction, a profile, a site cap,
 a setting) first calls `Charger.settle_meter`: the engine's `settle` brings the charger's
 connectors up to the latest tick (as the per-tick engine had them) and the charger is
-visited, and scheduled again, on the next tick. Chargers with charging profiles are visited
-every tick while in a transaction, as before (a period may start at any instant); chargers
-whose rated power or site caps are shared among their connectors are visited every tick
-only while a connector's curve tapers below what it would draw (its demand, from which the
-shares are computed, then moves continuously), otherwise at their events and at the
+visited, and scheduled again, on the next tick. A charger with charging profiles is also
+visited at the instants its profiles' limits change by time (a period starts, a schedule or
+a profile's validity ends; installing or clearing one settles it); chargers whose rated
+power, ChargePointMax or site caps are shared among their connectors are visited every
+tick only while a connector's curve tapers below what it would draw (its demand, from which
+the shares are computed, then moves continuously), otherwise at their events and at the
 instant a taper begins.
 
 A clock-aligned sample is dated at its boundary, which lies between two ticks: its register
@@ -210,15 +211,32 @@ class MeterEngine:
         periodic: list[int] | None = None
         # Asked once a visit (`_next_wake` takes it): a call into the profile store.
         profiled = bool(charger.transactions) and len(charger.profiles) > 0
+        before = charger.limits
         if charger.transactions and (charger.power_shared or profiled):
             charger.refresh_limits(charger.demand_w())
         elif charger.limits:
             charger.drop_limits()
-        aligned = self._step_to_boundaries(charger, boundaries, dt, wall_s) if boundaries else None
+        if profiled and dt > 0.0 and charger.limits != before:
+            # A profile's period began since the last visit (it is visited then): the time
+            # up to now ran at the limits as they were, and the new ones apply from now.
+            after, charger.limits = charger.limits, before
+            aligned = (
+                self._step_to_boundaries(charger, boundaries, dt, wall_s) if boundaries else None
+            )
+            for connector_id in list(charger.transactions):
+                rest = dt if aligned is None else aligned.rest.get(connector_id, dt)
+                changed |= charger.step_connector(charger.evses[connector_id - 1], rest)
+            charger.limits = after
+            dt, left = 0.0, None
+        else:
+            aligned = (
+                self._step_to_boundaries(charger, boundaries, dt, wall_s) if boundaries else None
+            )
+            left = None if aligned is None else aligned.rest
         half_tick = self.tick_seconds / 2
         for connector_id in list(charger.transactions):
             evse = charger.evses[connector_id - 1]
-            rest = dt if aligned is None else aligned.rest.get(connector_id, dt)
+            rest = dt if left is None else left.get(connector_id, dt)
             changed |= charger.step_connector(evse, rest)
             # Sample at the tick nearest to the due time: ticks wake a few ms early or
             # late, and `now >= due` alone would push a sample due now to the next tick.
@@ -288,11 +306,17 @@ class MeterEngine:
             wake = min(wake, now + (boundary - wall_s))
         if not charger.transactions:
             return wake
-        if profiled:
-            return now + tick  # a profile's limit may change at any period: every tick
         # Shared power (the rated power, a site's caps) is shared by demand: constant, and
         # so are the shares, until a connector's curve tapers below what it would draw.
         shared = charger.power_shared
+        if profiled:
+            # A profile's limit changes at its periods' starts (and when it is installed or
+            # cleared, which settles the charger): visited then. A ChargePointMax is shared
+            # by demand, as the rated power is.
+            change = charger.seconds_to_limit_change(wake - now)
+            if change is not None:
+                wake = min(wake, now + change)
+            shared = shared or len(charger.transactions) > 1
         for due in charger.next_sample.values():
             if due and due < wake:  # min(wake, due)
                 wake = due
