@@ -332,3 +332,31 @@ def test_a_charger_with_profiles_is_visited_at_their_periods_and_meters_as_every
     assert stepped.visits == seconds + 1
     # Its samples, the first tick, and a tick or two at each of its three changes.
     assert events.visits <= len(taken) + 1 + 2 * 3
+
+
+def test_a_clock_stepped_by_the_csms_makes_a_charger_with_profiles_look_again():
+    # Visited when its profile's next period begins by its clock: set an hour on, that
+    # instant has passed, and the charger must not sleep until the safety net's visit.
+    clock = FakeClock(start=1000.0, wall=BASE)
+    charger = profiled_charger(clock)
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    engine.tick(now=1000.0, wall=at(BASE))
+    assert charger.meter_wake == 1060.0  # its first sample, before the period at 600 s
+    charger._sync_clock(at(BASE + 3600).isoformat().replace("+00:00", "Z"))
+    assert charger.meter_wake == 0.0  # visited on the next tick
+    engine.tick(now=1001.0, wall=at(BASE + 1))
+    # Now past the schedule's 25 minutes: no profile limits it, 11 kW flows.
+    assert charger.limits.get(1) is None or charger.limits[1].watts >= 11_000
+
+
+def test_a_period_that_begins_between_the_limits_and_the_next_wake_is_not_missed():
+    # One visit reads the clock twice: for the limits, then for when to come back. A period
+    # that begins between the two reads is in neither unless the second looks from the
+    # first: the charger would sleep past it with the old limit (seen in a test under load).
+    clock = FakeClock(start=1000.0, wall=BASE)
+    charger = profiled_charger(clock)
+    clock.advance(599.9995)  # half a millisecond before the 8 A period
+    charger.refresh_limits(charger.demand_w())
+    assert charger.limits[1].amps == 16
+    clock.advance(0.001)
+    assert charger.seconds_to_limit_change(60.0) == 0.0

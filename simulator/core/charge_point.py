@@ -327,6 +327,8 @@ class Charger:
         self.pending_profiles: dict[int, dict[str, Any]] = {}
         self.profiles = self._new_profile_store()
         self.limits: dict[int, Limit] = {}
+        # The charger's clock when `refresh_limits` last read its profiles.
+        self.limits_at: datetime | None = None
         self.limits_dirty = False
         # Caps in watts per connector set from outside (the site's load management).
         self.site_caps_w: dict[int, float] = {}
@@ -1604,8 +1606,9 @@ class Charger:
             if profiled:
                 starts = self.transaction_starts()
                 charging = {c: starts.get(c) for c in demand_w}
+                self.limits_at = now = self.now()
                 self.limits = self.profiles.allocate(
-                    self.now(), charging, demand_watts=demand_w, ac_minimum=ac
+                    now, charging, demand_watts=demand_w, ac_minimum=ac
                 )
             elif self.limits:
                 self.limits = {}
@@ -1614,7 +1617,7 @@ class Charger:
         if profiled:
             starts = self.transaction_starts()
             charging = {c: starts.get(c) for c in demand_w}
-            now = self.now()
+            self.limits_at = now = self.now()
             own = self.profiles.own_limits(now, charging)
             wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
         else:  # the common case, kept cheap: each connector's own limit is the physical one
@@ -2165,7 +2168,10 @@ class Charger:
         if not self.transactions or len(self.profiles) == 0:
             return None
         now = self.now()
-        change = self.profiles.next_change(now, self.transaction_starts(), horizon_s)
+        # From the instant the limits in force were computed (`refresh_limits`), not from
+        # now: a change that fell between the two clock reads is still ahead of them.
+        since = self.limits_at if self.limits_at is not None and self.limits_at < now else now
+        change = self.profiles.next_change(since, self.transaction_starts(), horizon_s)
         return None if change is None else max((change - now).total_seconds(), 0.0)
 
     def seconds_to_demand_change(self, evse: Evse) -> float:
