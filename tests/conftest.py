@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from locations.models import Location
 from simulator.csms import CentralSystem
 from simulator.csms.control import ControlServer
 from simulator.csms.files import FileServer
+from simulator.runtime.meter_engine import MeterEngine
 from tests.cast import make_location, make_superuser
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "false")
@@ -51,6 +53,22 @@ async def csms_control(csms: CentralSystem) -> AsyncIterator[ControlServer]:
     await server.start(host="127.0.0.1", port=0)
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def ticking() -> Iterator[Callable[..., MeterEngine]]:
+    """`ticking(*chargers, tick=0.05)` runs a meter engine over these chargers on the test's
+    loop until the test ends (a worker's engine, without the rest of the worker)."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(*chargers: Any, tick: float = 0.05) -> MeterEngine:
+        engine = MeterEngine(list(chargers), tick_seconds=tick)
+        tasks.append(asyncio.get_running_loop().create_task(engine.run()))
+        return engine
+
+    yield start
+    for task in tasks:
+        task.cancel()
 
 
 @pytest.fixture

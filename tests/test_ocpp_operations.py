@@ -20,20 +20,6 @@ from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
 
 
-@pytest.fixture
-def ticking():
-    tasks = []
-
-    def start(*chargers, tick=0.05):
-        engine = MeterEngine(list(chargers), tick_seconds=tick)
-        tasks.append(asyncio.get_running_loop().create_task(engine.run()))
-        return engine
-
-    yield start
-    for task in tasks:
-        task.cancel()
-
-
 def calls(csms, cp_id, action, after=0):
     return [
         e

@@ -12,24 +12,9 @@ from ocpp.v16 import call
 
 from simulator.core.power_sharing import EQUAL, FIRST, capped, first_come, share
 from simulator.core.smart_charging import ChargingProfile, Limit
-from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
 RATED_W = 150_000.0
-
-
-@pytest.fixture
-def ticking():
-    tasks = []
-
-    def start(*chargers, tick=0.05):
-        engine = MeterEngine(list(chargers), tick_seconds=tick)
-        tasks.append(asyncio.get_running_loop().create_task(engine.run()))
-        return engine
-
-    yield start
-    for task in tasks:
-        task.cancel()
 
 
 def cabinet(csms, cp_id, policy=EQUAL):
