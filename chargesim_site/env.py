@@ -133,7 +133,25 @@ def env_database(name: str, default: str, environ: Mapping[str, str] | None = No
         ) from None
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}={_redact(raw)!r} names no database.")
+    if scheme != "sqlite":
+        options = config.setdefault("OPTIONS", {})
+        for key, value in POSTGRES_TIMEOUTS.items():
+            options.setdefault(key, value)  # the URL's own (?keepalives_idle=...) win
     return config
+
+
+# A PostgreSQL connection whose peer is gone without a word (a network partition, a database
+# host powered off) would otherwise wait for ever: a worker's writer with it, and with the
+# writer every checkpoint and outbox write. libpq's connect timeout, keepalives and TCP user
+# timeout end it within about a minute, as an OperationalError the engine retries.
+POSTGRES_TIMEOUTS: dict[str, int] = {
+    "connect_timeout": 10,  # s, for the whole connection set-up
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # ms: data unacknowledged this long ends it too
+}
 
 
 def env_redis_url(name: str, environ: Mapping[str, str] | None = None) -> str | None:

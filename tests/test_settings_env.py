@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from chargesim_site.env import (
+    POSTGRES_TIMEOUTS,
     env_bool,
     env_database,
     env_float,
@@ -60,6 +61,66 @@ def test_database_url_supports_sqlite_and_postgres():
     pg = env_database("DATABASE_URL", "", {"DATABASE_URL": "postgres://u:pw@db:5432/fleet"})
     assert pg["ENGINE"] == "django.db.backends.postgresql"
     assert (pg["NAME"], pg["HOST"], pg["PORT"]) == ("fleet", "db", 5432)
+
+
+def test_a_postgresql_connection_gets_timeouts_and_the_url_can_change_them():
+    pg = env_database("DATABASE_URL", "", {"DATABASE_URL": "postgres://u@db/fleet"})
+    assert pg["OPTIONS"] == POSTGRES_TIMEOUTS
+    tuned = env_database(
+        "DATABASE_URL", "", {"DATABASE_URL": "postgres://u@db/fleet?keepalives_idle=5"}
+    )
+    assert tuned["OPTIONS"]["keepalives_idle"] == 5
+    assert tuned["OPTIONS"]["tcp_user_timeout"] == POSTGRES_TIMEOUTS["tcp_user_timeout"]
+    sqlite = env_database("DATABASE_URL", "sqlite:////tmp/x.sqlite3", {})
+    assert not set(POSTGRES_TIMEOUTS) & set(sqlite.get("OPTIONS", {}))
+
+
+@pytest.mark.django_db
+def test_the_live_postgresql_connection_has_the_timeouts():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: libpq's parameters of the live connection")
+    connection.ensure_connection()
+    parameters = connection.connection.info.get_parameters()
+    assert {key: int(parameters[key]) for key in POSTGRES_TIMEOUTS} == POSTGRES_TIMEOUTS
+
+
+def test_a_database_server_that_never_answers_fails_the_connection_instead_of_hanging():
+    # A listener that accepts and then says nothing, as a half-open peer does: with the
+    # timeouts the connection attempt ends with an error (libpq: connect_timeout).
+    import socket
+    import threading
+
+    import psycopg
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    config = env_database(
+        "DATABASE_URL", "", {"DATABASE_URL": f"postgres://u@127.0.0.1:{port}/fleet"}
+    )
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            psycopg.connect(
+                host="127.0.0.1", port=port, user="u", dbname="fleet", **config["OPTIONS"]
+            ).close()
+            outcome.append(None)
+        except psycopg.OperationalError as exc:
+            outcome.append(exc)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(timeout=120)  # a guard against a hang, not a speed check
+    server.close()
+    for peer, _address in accepted:
+        peer.close()
+    assert accepted, "the client never reached the listener"
+    assert outcome and isinstance(outcome[0], psycopg.OperationalError), outcome
+    assert "timeout" in str(outcome[0]).lower()
 
 
 def test_a_bad_database_url_is_named_without_leaking_the_password():
