@@ -309,7 +309,9 @@ class Charger:
         self.next_heartbeat = 0.0
         self.next_sample: dict[int, float] = {}
         self.last_clock_slot = 0
-        self._clock_offset = 0.0
+        # Seconds the charger's clock runs ahead of the host's, as the CSMS's currentTime set
+        # it (0: the host's clock). Owned by `_sync_clock`; the meter engine reads it.
+        self.clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
         self.offline_until = 0.0
         # Answer overrides, network conditions, clock skew: the row's, then run-time ones.
@@ -630,12 +632,21 @@ class Charger:
             log.info("%s: ignoring a currentTime out of range: %r", self.id, current_time)
             return
         offset = moment.timestamp() - self.clock.time()
-        step = offset - self._clock_offset
-        if abs(step) >= 0.5 and len(self.profiles) > 0:
-            # The meter visits a charger with profiles when their limits change, as this
-            # clock reads: stepped, it must look again.
-            self.settle_meter()
-        self._clock_offset = offset
+        # Within a second of the host's clock, or of its own: the answer's time in flight
+        # and its milliseconds, not a clock to follow. The host's (NTP-kept) clock stays,
+        # and with it the meter's shared timestamps; an offset stays as it was set.
+        if -CLOCK_NOISE_S < offset < CLOCK_NOISE_S:
+            offset = 0.0
+        step = offset - self.clock_offset
+        if -CLOCK_NOISE_S < step < CLOCK_NOISE_S:
+            return
+        # Metered up to now on the old clock; the next visit reads the new one (a profile's
+        # periods, the next clock-aligned boundary) and schedules the charger again.
+        self.settle_meter()
+        self.clock_offset = offset
+        # The next clock-aligned boundary is found on the new clock: no sample is made up
+        # for the time a step forward skips.
+        self.last_clock_slot = 0
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,
@@ -1157,7 +1168,7 @@ class Charger:
 
     def wall_time(self) -> float:
         """The charger's clock as epoch seconds (synchronised to the CSMS's)."""
-        return self.clock.time() + self._clock_offset + self.impairments.clock_skew_s
+        return self.clock.time() + self.clock_offset + self.impairments.clock_skew_s
 
     def reserve_now(
         self,
@@ -2358,13 +2369,14 @@ class Charger:
         return datetime.fromtimestamp(self.wall_time(), UTC)
 
     def stamp(self) -> str:
-        """The timestamp of a message the charger makes now: the host's UTC clock, shifted
-        by the charger's clock skew. A skew stays across the CSMS's clock sync: it plays a
-        charger whose clock is wrong however often it is set."""
-        skew = self.impairments.clock_skew_s
-        if not skew:
+        """The timestamp of a message the charger makes now, on its clock: the host's UTC
+        clock, set by the CSMS's currentTime (`clock_offset`) and off by the charger's clock
+        skew. A skew stays across the CSMS's clock sync: it plays a charger whose clock is
+        wrong however often it is set."""
+        shift = self.clock_offset + self.impairments.clock_skew_s
+        if not shift:
             return now_iso()
-        return now_iso(datetime.now(UTC) + timedelta(seconds=skew))
+        return now_iso(datetime.now(UTC) + timedelta(seconds=shift))
 
     def skewed(self, moment: datetime) -> datetime:
         """`moment` as this charger's clock reads it (the meter engine's shared stamps)."""
@@ -2499,6 +2511,9 @@ def _fixed_2(value: float) -> str:
 # 1.6 has no TimeAdjustmentReportingThreshold (2.0.1 does): below this a step is the drift
 # that every Heartbeat answer corrects, and reporting those would flood the security log.
 CLOCK_STEP_REPORTED_S = 60.0
+# A CSMS's currentTime closer than this to the host's clock, or to the charger's own, leaves
+# the charger's clock as it is.
+CLOCK_NOISE_S = 1.0
 # ChangeConfiguration keys that are the whitepaper's "security parameters": a change
 # raises ReconfigurationOfSecurityParameters.
 _SECURITY_PARAMETERS = frozenset({"SecurityProfile", "AuthorizationKey"})

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from simulator.core.battery import FULL_EPSILON
@@ -196,9 +196,17 @@ class MeterEngine:
         # clock-aligned boundary, no heartbeat due) allocates nothing and asks little.
         charger.meter_settle = self._settle
         charger.metered_at = now
-        charger.metered_wall = wall_s
-        if stamp is not None and charger.impairments.clock_skew_s:
+        offset = charger.clock_offset
+        if offset:
+            # Its clock was set by the CSMS's currentTime: its timestamps and clock-aligned
+            # boundaries go by that clock, not by the tick's shared one.
+            wall_s += offset
+            wall += timedelta(seconds=offset)
+            if stamp is not None:
+                stamp = now_iso(charger.skewed(wall))
+        elif stamp is not None and charger.impairments.clock_skew_s:
             stamp = now_iso(charger.skewed(wall))  # its clock is off (a fault injected)
+        charger.metered_wall = wall_s
         if now >= charger.next_heartbeat and charger.heartbeat_due(now):
             charger.send_heartbeat()
         changed = False

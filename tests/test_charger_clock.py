@@ -1,0 +1,132 @@
+"""A charger's clock is the one the CSMS sets with currentTime (BootNotification and Heartbeat
+answers): every timestamp it sends, its transaction's start, a relative profile's periods and
+its clock-aligned boundaries go by it. Over real loopback WebSockets against the built-in
+CSMS, whose answers carry a currentTime away from the host's clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ocpp.v16 import call
+
+from simulator.core.clock import now_iso, parse_iso
+from tests.engine import COMPACT, connected, runtime_charger, wait_until
+
+AHEAD = timedelta(hours=1)
+
+
+def csms_clock(csms, shift: timedelta) -> None:
+    """The built-in CSMS answers with its clock `shift` away from the host's."""
+    csms.current_time = now_iso(datetime.now(UTC) + shift)
+
+
+def lead(event) -> float:
+    """How far the timestamp a message carries is ahead of when the CSMS read it (s)."""
+    return (parse_iso(event.payload["timestamp"]) - event.at).total_seconds()
+
+
+def sent(csms, cp_id, action):
+    return [e for e in csms.log if e.cp_id == cp_id and e.message_type == 2 and e.action == action]
+
+
+async def test_a_charger_set_to_the_csms_clock_stamps_its_messages_by_it(csms, ticking):
+    csms_clock(csms, AHEAD)
+    charger = runtime_charger(
+        "CLK-STAMP", csms.url, evses=1, config={"MeterValueSampleInterval": "1"}
+    )
+    async with connected(charger):
+        ticking(charger)
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "TAG") == "Accepted"
+        meter = await csms.wait_for("CLK-STAMP", "MeterValues", timeout=5)
+        start = await csms.wait_for("CLK-STAMP", "StartTransaction")
+    statuses = sent(csms, "CLK-STAMP", "StatusNotification")
+    assert {e.payload["status"] for e in statuses} >= {"Available", "Preparing", "Charging"}
+    for status in statuses:
+        assert 3_590 < lead(status) < 3_605, status.payload
+    assert 3_590 < lead(start) < 3_605
+    stamp = parse_iso(meter.payload["meterValue"][0]["timestamp"])
+    assert 3_590 < (stamp - meter.at).total_seconds() < 3_605
+    # The transaction's own start is on that clock too: the one its profiles run from.
+    tx = charger.transactions[1]
+    assert (
+        abs((parse_iso(tx.started_at) - parse_iso(start.payload["timestamp"])).total_seconds()) < 1
+    )
+
+
+async def test_a_relative_profile_runs_from_the_transaction_start_on_the_csms_clock(csms, ticking):
+    """A Relative TxProfile's periods count from the transaction's start. The start and the
+    clock that reads the schedule must be the same clock, or a CSMS an hour ahead of the host
+    would find every session an hour old and its later periods in force at once."""
+    csms_clock(csms, AHEAD)
+    charger = runtime_charger("CLK-REL", csms.url, evses=1, max_kw=22.0)
+    async with connected(charger):
+        ticking(charger)
+        charger.plug_in(1, COMPACT, soc=20, target_soc=100)
+        assert await charger.present_id_tag(1, "TAG") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="the start")
+        profile = {
+            "chargingProfileId": 7,
+            "transactionId": charger.evse(1).transaction_id,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 16},
+                    {"startPeriod": 1800, "limit": 8},
+                ],
+            },
+        }
+        answer = await csms.call(
+            "CLK-REL", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: 1 in charger.limits, message="the profile's limit applied")
+        assert charger.limits[1].amps == 16  # the first half hour, not the period after it
+
+
+async def test_a_csms_clock_within_a_second_of_the_host_leaves_the_host_clock(csms):
+    csms_clock(csms, timedelta(milliseconds=400))
+    charger = runtime_charger("CLK-NEAR", csms.url, evses=1)
+    async with connected(charger):
+        assert charger.clock_offset == 0.0
+        csms_clock(csms, timedelta(seconds=-5))
+        charger.send_heartbeat()
+        await wait_until(lambda: charger.clock_offset != 0.0, message="the clock set")
+        assert -5.5 < charger.clock_offset < -4.5
+        # Within a second of its own clock: left as it was set (no step, no new boundary).
+        kept = charger.clock_offset
+        csms_clock(csms, timedelta(seconds=-5.6))
+        beats = csms.counts["Heartbeat"]
+        charger.send_heartbeat()
+        await wait_until(lambda: csms.counts["Heartbeat"] > beats, message="the heartbeat")
+        await wait_until(lambda: not charger.queue, message="its answer")
+        assert charger.clock_offset == kept
+        # And back within a second of the host's: the host's clock again, exactly.
+        csms_clock(csms, timedelta(milliseconds=-300))
+        charger.send_heartbeat()
+        await wait_until(lambda: charger.clock_offset == 0.0, message="the host's clock")
+
+
+async def test_clock_aligned_samples_fall_on_the_boundaries_of_the_charger_clock(csms, ticking):
+    """Half a second off the host's boundaries: a sample aligned on the host's clock would
+    carry x.500 on the charger's; it must carry the charger's whole seconds."""
+    csms_clock(csms, AHEAD + timedelta(milliseconds=500))
+    charger = runtime_charger(
+        "CLK-ALIGN",
+        csms.url,
+        evses=1,
+        config={
+            "ClockAlignedDataInterval": "1",
+            "MeterValuesAlignedData": "Energy.Active.Import.Register",
+        },
+    )
+    async with connected(charger):
+        ticking(charger)
+        meter = await csms.wait_for("CLK-ALIGN", "MeterValues", timeout=5)
+    value = meter.payload["meterValue"][0]
+    assert value["sampledValue"][0]["context"] == "Sample.Clock"
+    assert value["timestamp"].endswith(".000Z")
+    assert 3_590 < (parse_iso(value["timestamp"]) - meter.at).total_seconds() < 3_605
