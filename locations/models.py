@@ -113,9 +113,10 @@ class Location(models.Model):
         "turns for waiting cars (minutes)",
         default=15,
         validators=[MaxValueValidator(MAX_ROTATION_MINUTES)],
-        help_text="With load management: once a car has waited this long, the car that has "
-        "charged longest gives it its place, and so on in turn. 0: first come, first served "
-        "(a waiting car waits until a session ends).",
+        help_text="Cars waiting for power (the site's load management, or a charger's rated "
+        "power or ChargePointMax, cannot give every car 6 A): once a car has waited this long, "
+        "the car that has charged longest gives it its place, and so on in turn. 0: first "
+        "come, first served (a waiting car waits until a session ends).",
     )
 
     objects = LocationManager()

@@ -331,6 +331,11 @@ class Charger:
         self.limits: dict[int, Limit] = {}
         # The charger's clock when `refresh_limits` last read its profiles.
         self.limits_at: datetime | None = None
+        # When not every car fits (the 6 A minimum): connectors in the order they are
+        # admitted (their sessions' start, changed by turns), and when the turn of a waiting
+        # car began (monotonic s; None: nobody waits).
+        self._turn_queue: list[int] = []
+        self._turn_started: float | None = None
         self.limits_dirty = False
         # Caps in watts per connector set from outside (the site's load management).
         self.site_caps_w: dict[int, float] = {}
@@ -1604,10 +1609,23 @@ class Charger:
                 starts[connector_id] = datetime.now(UTC)
         return starts
 
-    def refresh_limits(self, demand_w: dict[int, float]) -> None:
+    def refresh_limits(
+        self, demand_w: dict[int, float], turn_s: float = 0.0, now: float | None = None
+    ) -> None:
         """Share the limits in force among the connectors that want power now: the
         ChargePointMax, the charger's rated power (its `power_sharing` policy) and the site's
-        caps. Each is a cap on the sum or on one connector; the stricter wins per connector."""
+        caps. Each is a cap on the sum or on one connector; the stricter wins per connector.
+
+        An AC car that does not fit above the 6 A minimum waits (SuspendedEVSE). Once one has
+        waited `turn_s` (its location's turns; 0: none), as many of the cars admitted first
+        as wait give up their places to them, and so on in turn (`now`: the meter's
+        monotonic clock, the charger's by default)."""
+        self._share_limits(demand_w)
+        if len(demand_w) > 1 and self._take_turn(demand_w, turn_s, now):
+            self._share_limits(demand_w)
+
+    def _share_limits(self, demand_w: dict[int, float]) -> None:
+        """`refresh_limits`' sharing, in the order the connectors are admitted."""
         profiled = len(self.profiles) > 0
         site = self.site_caps_w
         rated = self.spec.max_power_w
@@ -1619,7 +1637,11 @@ class Charger:
                 charging = {c: starts.get(c) for c in demand_w}
                 self.limits_at = now = self.now()
                 self.limits = self.profiles.allocate(
-                    now, charging, demand_watts=demand_w, ac_minimum=ac
+                    now,
+                    charging,
+                    demand_watts=demand_w,
+                    ac_minimum=ac,
+                    order=self._admission_order(demand_w, starts) if ac else (),
                 )
             elif self.limits:
                 self.limits = {}
@@ -1635,19 +1657,18 @@ class Charger:
             physical = self._physical_limit()
             wants = {c: min(physical.watts, w, site.get(c, math.inf)) for c, w in demand_w.items()}
         first: list[int] = []
-        # An AC connector cannot be offered less than 6 A a phase: those whose sessions
-        # started last wait rather than all sharing too little to charge.
+        # An AC connector cannot be offered less than 6 A a phase: those admitted last wait
+        # rather than all sharing too little to charge.
         floors = {c: self.minimum_draw_w(c) for c in demand_w} if ac else None
         if self.spec.power_sharing == power_sharing.FIRST or floors:
-            starts = self.transaction_starts()
-            first = sorted(demand_w, key=lambda c: (starts[c], c))
+            first = self._admission_order(demand_w, self.transaction_starts())
         caps = power_sharing.share(rated, wants, self.spec.power_sharing, first, floors)
         for connector_id, watts in site.items():
             if connector_id in caps:
                 caps[connector_id] = min(caps[connector_id], watts)
         if profiled:
             limits = self.profiles.allocate(
-                now, charging, demand_watts=caps, own=own, ac_minimum=ac
+                now, charging, demand_watts=caps, own=own, ac_minimum=ac, order=first
             )
             self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
         else:
@@ -1666,6 +1687,53 @@ class Charger:
                 else:
                     limits[c] = capped(physical, cap, voltage)
             self.limits = limits
+
+    def _admission_order(
+        self, demand_w: dict[int, float], starts: dict[int, datetime]
+    ) -> list[int]:
+        """The connectors wanting power in the order they are admitted when not all of them
+        fit: the order their sessions started, as turns changed it."""
+        queue = [c for c in self._turn_queue if c in demand_w]
+        if len(queue) < len(demand_w):
+            known = set(queue)
+            queue += sorted((c for c in demand_w if c not in known), key=lambda c: (starts[c], c))
+        self._turn_queue = queue
+        return queue
+
+    def _take_turn(self, demand_w: dict[int, float], turn_s: float, now: float | None) -> bool:
+        """Whether a turn is over: True once the cars at the head of the queue moved to its
+        back (then the limits are shared again). A car waits when it wants power, its share
+        is nothing, and its own limit (`offers`) would let it charge alone."""
+        limits = self.limits
+        waiting = [
+            c
+            for c, want in demand_w.items()
+            if want > 0.0
+            and (limit := limits.get(c)) is not None
+            and limit.watts <= 0.0
+            and self.offers(self.evses[c - 1])
+        ]
+        if not waiting or turn_s <= 0.0:
+            self._turn_started = None
+            return False
+        now = self.clock.monotonic() if now is None else now
+        started = self._turn_started
+        if started is None:
+            self._turn_started = now
+            return False
+        if now - started < turn_s:
+            return False
+        self._turn_started = now
+        parked = set(waiting)
+        queue = self._turn_queue
+        drawing = [c for c in queue if c not in parked and (c in limits and limits[c].watts > 0.0)]
+        leaving = set(drawing[: len(waiting)])
+        if not leaving:
+            return False
+        self._turn_queue = [c for c in queue if c not in leaving] + [
+            c for c in queue if c in leaving
+        ]
+        return True
 
     def minimum_draw_w(self, connector_id: int) -> float:
         """The least power the connector's car can be offered and charge: 6 A on each phase

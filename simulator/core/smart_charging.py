@@ -1016,6 +1016,7 @@ class ProfileStore:
         demand_watts: Mapping[int, float] | None = None,
         own: Mapping[int, Limit] | None = None,
         ac_minimum: bool = False,
+        order: Sequence[int] = (),
     ) -> dict[int, Limit]:
         """Limits for the connectors drawing power now, sharing the ChargePointMax.
 
@@ -1029,7 +1030,8 @@ class ProfileStore:
         ``own_limits`` for the same arguments, when the caller already has it.
         ``ac_minimum``: an AC charger, which cannot offer less than `MIN_AC_AMPS`: rather
         than shares below it, the connectors whose sessions started last get 0 and the
-        others at least that (``distribute_above``).
+        others at least that (``distribute_above``); ``order``, when given, is the order
+        they are admitted in instead (the charger's turns).
         """
         moment = _utc(at, "at")
         if own is None:
@@ -1054,7 +1056,9 @@ class ProfileStore:
                 c: MIN_AC_AMPS if unit == "A" else amps_to_watts(MIN_AC_AMPS, limit.phases, voltage)
                 for c, limit in own.items()
             }
-            first = sorted(charging, key=lambda c: (charging[c] is None, charging[c] or moment, c))
+            first = list(order) or sorted(
+                charging, key=lambda c: (charging[c] is None, charging[c] or moment, c)
+            )
             shares = distribute_above(cap.period.limit, wants, floors, first)[0]
         else:
             shares = distribute(cap.period.limit, wants)

@@ -18,7 +18,9 @@ Waiting cars take turns when the site says so (`Site.rotation_s`, the location's
 `rotation_minutes`): once someone has waited that long, as many of the connectors at the head
 of the site's queue as there are waiting ones go to its back, so each waiting car gets its
 turn and gives it up a turn later (round robin, the way site controllers queue sessions).
-Without turns (0), a waiting car waits until a session ends.
+Without turns (0), a waiting car waits until a session ends. The same turns serve the cars
+that wait on one charger (its rated power or ChargePointMax cannot give each 6 A:
+`Charger.refresh_limits`), whether the site's load management is on or off (`turn_s`).
 
 Scaled out (`--shards N`), each worker runs its own controller over the chargers it owns: a
 location whose chargers live on several workers is kept under its limit per worker, not in
@@ -44,6 +46,11 @@ class Site(NamedTuple):
     grid_limit_w: float | None
     load_management: bool
     rotation_s: float = 0.0  # waiting cars take turns this often (0: first come, first served)
+
+
+# How often cars waiting on a charger without a location take turns: the locations' default
+# (`Location.rotation_minutes`).
+UNPLACED_TURN_S = 15 * 60.0
 
 
 class SiteController:
@@ -72,6 +79,11 @@ class SiteController:
             for pk, site in sites.items()
             if site.load_management and site.grid_limit_w is not None
         }
+
+    def turn_s(self, location: int | None) -> float:
+        """How often cars waiting on one charger at this location take turns (s; 0: never)."""
+        site = self.sites.get(location) if location is not None else None
+        return UNPLACED_TURN_S if site is None else site.rotation_s
 
     def apply(self, chargers: Iterable[Charger], now: float | None = None) -> None:
         """Cap each charging connector of a managed location at its share of the limit.

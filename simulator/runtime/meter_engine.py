@@ -41,7 +41,7 @@ from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.protocol import MeterSample, SampleContext
-from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_management import UNPLACED_TURN_S, SiteController
 from simulator.runtime.metrics import TICK_DURATION, TICK_LAG
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,9 @@ class MeterEngine:
         profiled = bool(charger.transactions) and len(charger.profiles) > 0
         before = charger.limits
         if charger.transactions and (charger.power_shared or profiled):
-            charger.refresh_limits(charger.demand_w())
+            sites = self.sites
+            turn_s = UNPLACED_TURN_S if sites is None else sites.turn_s(charger.spec.location_id)
+            charger.refresh_limits(charger.demand_w(), turn_s, now)
         elif charger.limits:
             charger.drop_limits()
         if profiled and dt > 0.0 and charger.limits != before:
