@@ -75,6 +75,19 @@ def test_without_turns_a_car_waits_on_the_charger_until_a_session_ends():
     assert charging(charger, 86_401.0, turn_s=0.0) == [2, 3]
 
 
+def test_a_new_session_on_a_connector_queues_behind_the_cars_already_there():
+    # Connector 1's session ends and a new one starts there between two visits of the
+    # meter: it is the newest session, so it waits and connectors 2 and 3 charge.
+    charger = in_sessions("TURN-NEW", max_kw=11.0)
+    assert charging(charger, 0.0) == [1, 2]
+    charger.stop_transaction(1)
+    charger.unplug(1)
+    charger.plug_in(1, COMPACT, soc=20, target_soc=100)
+    charger.start_transaction(1, "TAG-NEW")
+    charger.transactions[1].started_at = "2026-12-04T10:05:00Z"
+    assert charging(charger, 2.0) == [2, 3]
+
+
 def test_a_charge_point_max_too_small_for_all_takes_turns_too():
     # 16 A for three cars: two at 8 A, one waiting, and turns as with the rated power.
     charger = in_sessions("TURN-CPM", max_kw=66.0)

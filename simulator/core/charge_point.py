@@ -335,6 +335,7 @@ class Charger:
         # admitted (their sessions' start, changed by turns), and when the turn of a waiting
         # car began (monotonic s; None: nobody waits).
         self._turn_queue: list[int] = []
+        self._turn_sessions: dict[int, LocalTransaction] = {}  # the session each queued for
         self._turn_started: float | None = None
         self.limits_dirty = False
         # Caps in watts per connector set from outside (the site's load management).
@@ -1693,10 +1694,13 @@ class Charger:
     ) -> list[int]:
         """The connectors wanting power in the order they are admitted when not all of them
         fit: the order their sessions started, as turns changed it."""
-        queue = [c for c in self._turn_queue if c in demand_w]
+        sessions, transactions = self._turn_sessions, self.transactions
+        # A place is its session's: a new session on the connector queues at the back.
+        queue = [c for c in self._turn_queue if c in demand_w and sessions[c] is transactions[c]]
         if len(queue) < len(demand_w):
             known = set(queue)
             queue += sorted((c for c in demand_w if c not in known), key=lambda c: (starts[c], c))
+            self._turn_sessions = {c: transactions[c] for c in queue}
         self._turn_queue = queue
         return queue
 
