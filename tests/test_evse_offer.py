@@ -99,6 +99,75 @@ async def test_an_ac_limit_below_6_a_suspends_the_car_and_6_a_lets_it_charge(csm
         assert charger.evse(1).power_w == pytest.approx(THREE_PHASE_6A_W)
 
 
+OFFERED = {
+    "MeterValueSampleInterval": "1",
+    "MeterValuesSampledData": "Power.Active.Import,Current.Offered,Power.Offered",
+}
+
+
+async def sampled(csms, cp_id, connector, after):
+    """The readings of the next periodic MeterValues of `connector` (after log index `after`)."""
+    meter = await csms.wait_for(
+        cp_id,
+        "MeterValues",
+        after=after,
+        predicate=lambda e: e.payload["connectorId"] == connector,
+        timeout=4,
+    )
+    return {
+        sv["measurand"]: float(sv["value"]) for sv in meter.payload["meterValue"][0]["sampledValue"]
+    }
+
+
+async def test_an_offer_below_6_a_is_reported_as_nothing_offered(csms, ticking):
+    # The car draws nothing under 4 A: the EVSE offers nothing (it cannot signal 4 A), and
+    # its Offered readings say so rather than report a limit nobody can use.
+    charger = runtime_charger("OF-REP", csms.url, evses=1, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        tx = charger.evse(1).transaction_id
+        mark = len(csms.log)
+        await install(csms, "OF-REP", 1, profile("TxProfile", 4, transactionId=tx))
+        await reported(csms, "OF-REP", 1, "SuspendedEVSE", mark)
+        held = await sampled(csms, "OF-REP", 1, len(csms.log))
+        mark = len(csms.log)
+        await install(csms, "OF-REP", 1, profile("TxProfile", 6, transactionId=tx))
+        await reported(csms, "OF-REP", 1, "Charging", mark)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="flowing again")
+        flowing = await sampled(csms, "OF-REP", 1, len(csms.log))
+    assert held == {"Power.Active.Import": 0.0, "Current.Offered": 0.0, "Power.Offered": 0.0}
+    assert flowing == {
+        "Power.Active.Import": pytest.approx(THREE_PHASE_6A_W),
+        "Current.Offered": 6.0,
+        "Power.Offered": pytest.approx(THREE_PHASE_6A_W),
+    }
+
+
+async def test_a_watt_limit_offers_the_current_on_the_phases_the_car_uses(csms, ticking):
+    # 2 kW to a single-phase car is 8.7 A on its phase, and it draws that; to a three-phase
+    # car it is 2.9 A a phase, no offer.
+    charger = runtime_charger("OF-WREP", csms.url, evses=2, max_kw=44.0, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-WREP", 0, profile("TxDefaultProfile", 2_000, unit="W"))
+        await session(charger, 1, "A", vehicle=PHEV)
+        await session(charger, 2, "B", vehicle=COMPACT)
+        await wait_until(
+            lambda: charger.evse(2).status is Status.SUSPENDED_EVSE, message="3-phase car held"
+        )
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="1-phase car charging")
+        mark = len(csms.log)
+        one_phase = await sampled(csms, "OF-WREP", 1, mark)
+        three_phase = await sampled(csms, "OF-WREP", 2, mark)
+    assert one_phase == {
+        "Power.Active.Import": pytest.approx(2_000),
+        "Current.Offered": pytest.approx(8.7),
+        "Power.Offered": pytest.approx(2_000),
+    }
+    assert three_phase == {"Power.Active.Import": 0.0, "Current.Offered": 0.0, "Power.Offered": 0.0}
+
+
 async def test_a_watt_limit_counts_the_phases_the_car_uses(csms, ticking):
     # 2 kW is 2.9 A on each of three phases (no offer) but 8.7 A on one: a single-phase car
     # charges under it, a three-phase one does not.

@@ -2131,33 +2131,49 @@ class Charger:
                 add((text1(offered) or _fixed_1(offered), _Q_POWER_OFFERED))
             elif measurand == _CURRENT_OFFERED:
                 limit = self.limits.get(evse.connector_id)
-                phases = self.spec.phases if ac else 1
-                # One line voltage (a float), not the per-phase readings of "Voltage" above.
-                line_v = self.spec.voltage_v
-                if not ac:
+                if ac:
+                    # The current on each phase the car uses, coherent with Power.Offered
+                    # and with what it may draw (a watt limit is more amps on one phase
+                    # than on three; below 6 A a phase there is no offer).
+                    amps = self._power_offered(evse, limit, ac) / (
+                        self.spec.voltage_v * self._offer_phases(evse)
+                    )
+                else:
+                    # One line voltage (a float), not the per-phase readings of "Voltage".
                     line_v = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
-                amps = evse.max_power_w / (line_v * phases)
-                if limit is not None:
-                    amps = min(amps, limit.amps)
+                    amps = evse.max_power_w / line_v
+                    if limit is not None:
+                        amps = min(amps, limit.amps)
                 add((text1(amps) or _fixed_1(amps), _Q_CURRENT_OFFERED))
         return values
 
     def _power_offered(self, evse: Evse, limit: Limit | None, ac: bool) -> float:
         """The most the EVSE offers the vehicle now. On AC a vehicle on fewer phases than
-        the EVSE is offered the EVSE's and an amp limit's current on its phases only, as
-        `battery.ac_operating_point` lets it draw. Below the EV's minimum rate the offer is
-        still the limit itself (see `Limit.below_minimum`)."""
+        the EVSE is offered the EVSE's and an amp limit's current on its phases only, and an
+        offer below 6 A on each of them is none (0), as `battery.ac_operating_point` lets it
+        draw. Below the EV's own minimum rate the offer is still the limit itself (see
+        `Limit.below_minimum`): the EVSE offers it, the car refuses it."""
         offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
-        battery = evse.battery
-        if not ac or battery is None:
+        if not ac:
             return offered
         evse_phases = max(1, self.spec.phases)
-        phases = max(1, min(battery.spec.ac_phases, evse_phases))
+        phases = self._offer_phases(evse)
+        volts = self.spec.voltage_v
         if phases < evse_phases:
             offered = min(offered, evse.max_power_w * phases / evse_phases)
         if limit is not None and limit.amp_cap is not None:
-            offered = min(offered, limit.amp_cap * self.spec.voltage_v * phases)
+            offered = min(offered, limit.amp_cap * volts * phases)
+        if offered < MIN_AC_AMPS * volts * phases - 1e-6:
+            return 0.0  # below what the control pilot can signal (IEC 61851-1)
         return offered
+
+    def _offer_phases(self, evse: Evse) -> int:
+        """The phases an AC offer is made on: those the car uses, else the EVSE's."""
+        evse_phases = max(1, self.spec.phases)
+        battery = evse.battery
+        if battery is None:
+            return evse_phases
+        return max(1, min(battery.spec.ac_phases, evse_phases))
 
     def _stop_txn_samples(self, evse: Evse, context: SampleContext) -> list[MeterSample]:
         measurands = self.config_list("StopTxnSampledData")
