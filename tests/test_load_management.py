@@ -368,3 +368,52 @@ async def test_the_csms_sees_two_cars_take_turns_on_a_site_too_small_for_both(cs
         message="the CSMS told",
     )
     assert sum(c.evse(1).power_w for c in site.chargers) <= 6_000.0 + 1
+
+
+def charging_on_three(*, max_kw: float, grid_w: float, cpmax_a: float | None = None):
+    """One charger at a managed site with an 11 kW three-phase car on each of 3 connectors,
+    after two meter ticks (no socket): the power each connector draws."""
+    charger = runtime_charger("LM-3", "", evses=3, max_kw=max_kw, location_id=SITE)
+    if cpmax_a is not None:
+        body = {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "ChargePointMaxProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": cpmax_a}],
+            },
+        }
+        status = charger.profiles.install(
+            0, ChargingProfile.from_dict(body), active_transaction_id=None
+        )
+        assert status == "Accepted"
+    for connector in (1, 2, 3):
+        charger.plug_in(connector, COMPACT, soc=20, target_soc=100)
+        charger.start_transaction(connector, f"T-{connector}")
+        charger.transactions[connector].started_at = f"2026-12-04T10:00:0{connector}Z"
+    sites = SiteController()
+    sites.use({SITE: Site(grid_w, True, 0.0)})
+    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites)
+    engine.tick(now=100.0)
+    engine.tick(now=101.0)
+    return [evse.power_w for evse in charger.evses]
+
+
+@pytest.mark.parametrize("grid_w", [100_000.0, 9_000.0])
+def test_a_managed_site_asks_a_charger_only_for_what_it_lets_its_cars_draw(grid_w):
+    # 11 kW rated for three 11 kW cars: the charger lets two charge (no car below 6 A). The
+    # site used to ask for a third each (3.7 kW, no offer) and cap them there, so no car
+    # charged at all, with a grid limit to spare or a tight one.
+    drawn = charging_on_three(max_kw=11.0, grid_w=grid_w)
+    charging = [w for w in drawn if w > 0]
+    assert len(charging) == 2 and drawn[2] == 0.0
+    assert sum(drawn) <= min(11_000.0, grid_w) + 1e-6
+    assert min(charging) >= 6 * 230 * 3 - 1e-6
+
+
+def test_a_managed_site_asks_a_charger_only_for_what_its_charge_point_max_allows():
+    # 16 A of ChargePointMax for three cars: two at 8 A, the third waits, as without a site.
+    drawn = charging_on_three(max_kw=66.0, grid_w=100_000.0, cpmax_a=16.0)
+    assert drawn == [pytest.approx(8 * 230 * 3), pytest.approx(8 * 230 * 3), 0.0]

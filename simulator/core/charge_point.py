@@ -1627,8 +1627,38 @@ class Charger:
 
     def _share_limits(self, demand_w: dict[int, float]) -> None:
         """`refresh_limits`' sharing, in the order the connectors are admitted."""
+        limits, at = self._limits_for(demand_w, self.site_caps_w, self.limits)
+        if at is not None:
+            self.limits_at = at
+        if limits or self.limits:
+            self.limits = limits
+
+    def site_wants_w(self) -> dict[int, float]:
+        """What each connector in a transaction would draw now without its site's caps: its
+        vehicle's demand under the charger's own limits, shared as the charger shares them
+        (its profiles and ChargePointMax, its rated power, no AC share below 6 A, in the
+        order it admits cars). What the site's load management shares out: asked for less,
+        a car the charger holds back would be given power it cannot use, and the others
+        pieces too small to charge on."""
+        demand = self.demand_w()
+        if not demand:
+            return demand
+        limits, _at = self._limits_for(demand, {}, {})
+        evses = self.evses
+        return {
+            c: w
+            if (limit := limits.get(c)) is None
+            else min(w, self.operating_point(evses[c - 1], limit).power_w)
+            for c, w in demand.items()
+        }
+
+    def _limits_for(
+        self, demand_w: dict[int, float], site: dict[int, float], before: dict[int, Limit]
+    ) -> tuple[dict[int, Limit], datetime | None]:
+        """The limits of the connectors wanting power (`demand_w`) under the charger's own
+        limits and the site's caps (`site`), and the instant the profiles were read (None:
+        none were). `before`: the limits in force, whose objects are kept while equal."""
         profiled = len(self.profiles) > 0
-        site = self.site_caps_w
         rated = self.spec.max_power_w
         sharing = self.power_shared and (bool(site) or sum(demand_w.values()) > rated)
         ac = self.spec.power_type != "DC"
@@ -1636,22 +1666,20 @@ class Charger:
             if profiled:
                 starts = self.transaction_starts()
                 charging = {c: starts.get(c) for c in demand_w}
-                self.limits_at = now = self.now()
-                self.limits = self.profiles.allocate(
-                    now,
+                at = self.now()
+                return self.profiles.allocate(
+                    at,
                     charging,
                     demand_watts=demand_w,
                     ac_minimum=ac,
                     order=self._admission_order(demand_w, starts) if ac else (),
-                )
-            elif self.limits:
-                self.limits = {}
-            return
+                ), at
+            return {}, None
         voltage = self.profiles.electrical.voltage
-        if profiled:
+        now = self.now() if profiled else None
+        if now is not None:
             starts = self.transaction_starts()
             charging = {c: starts.get(c) for c in demand_w}
-            self.limits_at = now = self.now()
             own = self.profiles.own_limits(now, charging)
             wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
         else:  # the common case, kept cheap: each connector's own limit is the physical one
@@ -1667,27 +1695,25 @@ class Charger:
         for connector_id, watts in site.items():
             if connector_id in caps:
                 caps[connector_id] = min(caps[connector_id], watts)
-        if profiled:
+        if now is not None:
             limits = self.profiles.allocate(
                 now, charging, demand_watts=caps, own=own, ac_minimum=ac, order=first
             )
-            self.limits = {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}
-        else:
-            before = self.limits
-            limits = {}
-            for c, cap in caps.items():
-                previous = before.get(c)
-                # The same cap as last tick (steady charging): keep its Limit.
-                if (
-                    previous is not None
-                    and previous.watts == cap
-                    and previous.phases == physical.phases
-                    and not previous.profile_ids
-                ):
-                    limits[c] = previous
-                else:
-                    limits[c] = capped(physical, cap, voltage)
-            self.limits = limits
+            return {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}, now
+        limits = {}
+        for c, cap in caps.items():
+            previous = before.get(c)
+            # The same cap as last tick (steady charging): keep its Limit.
+            if (
+                previous is not None
+                and previous.watts == cap
+                and previous.phases == physical.phases
+                and not previous.profile_ids
+            ):
+                limits[c] = previous
+            else:
+                limits[c] = capped(physical, cap, voltage)
+        return limits, None
 
     def _admission_order(
         self, demand_w: dict[int, float], starts: dict[int, datetime]

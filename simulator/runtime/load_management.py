@@ -2,14 +2,15 @@
 
 For each location whose load management is on (and that has a grid limit), once per meter
 tick, before the chargers step: every connector in a transaction there says what it would
-draw (`_wants`: its vehicle's demand, `Charger.demand_w`, under its charging profiles, then
-its charger's rated power shared as that charger shares it), and the grid limit is shared
-among them with `distribute` (equal shares, what one connector does not use goes to the
-others). An AC share is never below the 6 A per phase that IEC 61851-1 lets a charger offer
-(no car charges on less): when the limit cannot give every connector that, connectors are
-admitted first come first served while it can, and the others get nothing (their cars
-pause, SuspendedEVSE) until a session ends or the limit rises (`_shares`). A connector held to 3 kW by a TxProfile wants 3 kW: the rest of its share goes to
-the others in the same tick. Each share becomes a cap in watts on that connector
+draw (`_wants`: its vehicle's demand under its charger's own limits, shared as that charger
+shares them, `Charger.site_wants_w`: a car its charger holds back wants nothing), and the
+grid limit is shared among them with `distribute` (equal shares, what one connector does
+not use goes to the others). An AC share is never below the 6 A per phase that IEC 61851-1
+lets a charger offer (no car charges on less): when the limit cannot give every connector
+that, connectors are admitted first come first served while it can, and the others get
+nothing (their cars pause, SuspendedEVSE) until a session ends or the limit rises
+(`_shares`). A connector held to 3 kW by a TxProfile wants 3 kW: the rest of its share goes
+to the others in the same tick. Each share becomes a cap in watts on that connector
 (`Charger.set_site_caps`), applied like a profile limit, so Power.Offered and
 Power.Active.Import follow it from this tick on. Locations without load management are left
 alone: they draw what they want, and the location page shows the overload.
@@ -34,7 +35,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from simulator.core import power_sharing
 from simulator.core.charge_point import Charger
 from simulator.core.revision import FLEET
 from simulator.core.smart_charging import distribute_above
@@ -191,26 +191,8 @@ def _arrival(key: Connector) -> tuple[str, str, int]:
 
 def _wants(charger: Charger) -> dict[int, float]:
     """What each connector could draw now without the site: its vehicle's demand under the
-    charger's charging profiles (Tx/TxDefault, the ChargePointMax shared among them), then the
-    charger's rated power shared as it shares it. What a profile holds back is not wanted, so
-    `distribute` gives it to the other connectors of the site in the same tick."""
-    demand = charger.demand_w()
-    if demand and len(charger.profiles) > 0:
-        starts = charger.transaction_starts()
-        charging = {c: starts.get(c) for c in demand}
-        limits = charger.profiles.allocate(charger.now(), charging, demand_watts=demand)
-        # The vehicle's draw under the limit, not the limit: an amp limit on a car with
-        # fewer phases than the EVSE, or a limit below the car's own maximum, binds as the
-        # meter will apply it.
-        demand = {
-            c: min(w, charger.operating_point(charger.evse(c), limits[c]).power_w)
-            if c in limits
-            else w
-            for c, w in demand.items()
-        }
-    rated = charger.spec.max_power_w
-    if sum(demand.values()) <= rated:
-        return demand
-    starts = charger.transaction_starts()
-    first = sorted(starts, key=lambda c: (starts[c], c))
-    return power_sharing.share(rated, demand, charger.spec.power_sharing, first)
+    charger's own limits, shared as the charger shares them (`Charger.site_wants_w`). What a
+    profile holds back is not wanted, so `distribute` gives it to the other connectors of the
+    site in the same tick; a car the charger itself holds back (not enough for every car's
+    6 A) wants nothing from the site."""
+    return charger.site_wants_w()
