@@ -370,9 +370,9 @@ async def test_the_csms_sees_two_cars_take_turns_on_a_site_too_small_for_both(cs
     assert sum(c.evse(1).power_w for c in site.chargers) <= 6_000.0 + 1
 
 
-def charging_on_three(*, max_kw: float, grid_w: float, cpmax_a: float | None = None):
+def on_three(*, max_kw: float, grid_w: float, cpmax_a: float | None = None, turn_s=0.0):
     """One charger at a managed site with an 11 kW three-phase car on each of 3 connectors,
-    after two meter ticks (no socket): the power each connector draws."""
+    and a meter engine over it (no socket, ticked by the caller)."""
     charger = runtime_charger("LM-3", "", evses=3, max_kw=max_kw, location_id=SITE)
     if cpmax_a is not None:
         body = {
@@ -394,8 +394,13 @@ def charging_on_three(*, max_kw: float, grid_w: float, cpmax_a: float | None = N
         charger.start_transaction(connector, f"T-{connector}")
         charger.transactions[connector].started_at = f"2026-12-04T10:00:0{connector}Z"
     sites = SiteController()
-    sites.use({SITE: Site(grid_w, True, 0.0)})
-    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites)
+    sites.use({SITE: Site(grid_w, True, turn_s)})
+    return charger, MeterEngine([charger], tick_seconds=1.0, sites=sites)
+
+
+def charging_on_three(*, max_kw: float, grid_w: float, cpmax_a: float | None = None):
+    """`on_three` after two meter ticks: the power each connector draws."""
+    charger, engine = on_three(max_kw=max_kw, grid_w=grid_w, cpmax_a=cpmax_a)
     engine.tick(now=100.0)
     engine.tick(now=101.0)
     return [evse.power_w for evse in charger.evses]
@@ -417,3 +422,20 @@ def test_a_managed_site_asks_a_charger_only_for_what_its_charge_point_max_allows
     # 16 A of ChargePointMax for three cars: two at 8 A, the third waits, as without a site.
     drawn = charging_on_three(max_kw=66.0, grid_w=100_000.0, cpmax_a=16.0)
     assert drawn == [pytest.approx(8 * 230 * 3), pytest.approx(8 * 230 * 3), 0.0]
+
+
+def test_cars_held_back_by_their_charger_at_a_managed_site_take_turns():
+    # The site has room; the charger's 11 kW does not. With turns of 60 s, the car that
+    # waited charges after its turn and the one that charged longest pauses.
+    charger, engine = on_three(max_kw=11.0, grid_w=100_000.0, turn_s=60.0)
+
+    def drawing(now: float) -> list[int]:
+        engine.tick(now=now)
+        return [evse.connector_id for evse in charger.evses if evse.power_w > 0]
+
+    assert drawing(100.0) == drawing(101.0) == [1, 2]
+    assert drawing(160.0) == [1, 2]  # a turn is not over yet
+    for now in (162.0, 163.0, 164.0):
+        drawing(now)
+    assert drawing(165.0) == [2, 3]
+    assert sum(evse.power_w for evse in charger.evses) <= 11_000.0 + 1e-6
