@@ -168,6 +168,8 @@ async def test_a_signed_update_installs_no_earlier_than_its_install_date(
     async with connected(charger):
         await csms.install_certificate("SFW-7", manufacturer.root_pem, MF_ROOT)
         install = datetime.now(UTC) + timedelta(seconds=2)
+        # the install date goes on the wire to the millisecond: compare with what was sent
+        install = install.replace(microsecond=install.microsecond // 1000 * 1000)
         answer = await csms.signed_update_firmware(
             "SFW-7", url, signer.certificate_pem, signer.sign(IMAGE), install_date=install
         )
