@@ -9,10 +9,12 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from ocpp.v16 import call
 
 from simulator.core.protocol import StopReason
-from simulator.core.smart_charging import ChargingProfile
+from simulator.core.smart_charging import ChargingProfile, Limit
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
@@ -439,3 +441,37 @@ def test_cars_held_back_by_their_charger_at_a_managed_site_take_turns():
         drawing(now)
     assert drawing(165.0) == [2, 3]
     assert sum(evse.power_w for evse in charger.evses) <= 11_000.0 + 1e-6
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    dc=st.booleans(),
+    charger_phases=st.sampled_from([1, 3]),
+    evse_kw=st.floats(1.0, 350.0),
+    car=st.sampled_from([COMPACT, PHEV, AC22]),
+    soc=st.floats(0.0, 100.0),
+    limit_w=st.floats(-10.0, 200_000.0),
+    min_amps=st.none() | st.floats(0.0, 40.0),
+)
+def test_what_a_car_draws_under_a_limit_in_watts_is_its_operating_point(
+    dc, charger_phases, evse_kw, car, soc, limit_w, min_amps
+):
+    """The site controller's closed form (`draw_under`) gives the operating point's power:
+    the least of the car's demand and the limit, nothing under the 6 A AC minimum."""
+    assume(not dc or car.dc_max_kw > 0)
+    power_type = "DC" if dc else "AC"
+    charger = runtime_charger(
+        "LM-DRAW", "", evses=1, max_kw=evse_kw, power_type=power_type, phases=charger_phases
+    )
+    charger.plug_in(1, car, soc=soc, target_soc=100)
+    evse = charger.evse(1)
+    demand = charger.operating_point(evse, None).power_w
+    limit = Limit(
+        amps=max(0.0, limit_w) / (230 * charger_phases),
+        watts=limit_w,
+        phases=charger_phases,
+        min_amps=min_amps,
+    )
+    assert charger.draw_under(1, demand, limit) == min(
+        demand, charger.operating_point(evse, limit).power_w
+    )

@@ -1644,13 +1644,24 @@ class Charger:
         if not demand:
             return demand
         limits, _at = self._limits_for(demand, {}, {})
-        evses = self.evses
         return {
-            c: w
-            if (limit := limits.get(c)) is None
-            else min(w, self.operating_point(evses[c - 1], limit).power_w)
+            c: w if (limit := limits.get(c)) is None else self.draw_under(c, w, limit)
             for c, w in demand.items()
         }
+
+    def draw_under(self, connector_id: int, demand_w: float, limit: Limit) -> float:
+        """What the car on this connector, drawing `demand_w` with no limit, draws under
+        `limit`: `operating_point`'s power, in closed form when the limit is in watts only.
+        Then the power is the least of the EVSE, the car and its curve (`demand_w`) and the
+        limit, or nothing under the AC minimum offer; worked out directly because a managed
+        site's controller asks it of every connector every tick."""
+        if limit.amp_cap is not None:  # binds per phase the car uses: the full computation
+            return min(demand_w, self.operating_point(self.evses[connector_id - 1], limit).power_w)
+        watts = max(0.0, limit.usable_watts)
+        # The same tolerance as the operating point's test of the 6 A minimum.
+        if watts < self.minimum_draw_w(connector_id) - 1e-6:
+            return 0.0
+        return min(demand_w, watts)
 
     def _limits_for(
         self, demand_w: dict[int, float], site: dict[int, float], before: dict[int, Limit]
