@@ -15,6 +15,10 @@ to the others in the same tick. Each share becomes a cap in watts on that connec
 Power.Active.Import follow it from this tick on. Locations without load management are left
 alone: they draw what they want, and the location page shows the overload.
 
+What a charger wants is kept between its meter visits (it is worked out from what only a
+visit or a settle moves), and a site whose wants and limit are those of the last tick keeps
+its shares: a steady managed site costs a loop over its chargers a tick, not their physics.
+
 Waiting cars take turns when the site says so (`Site.rotation_s`, the location's
 `rotation_minutes`): once someone has waited that long, as many of the connectors at the head
 of the site's queue as there are waiting ones go to its back, so each waiting car gets its
@@ -64,6 +68,10 @@ class SiteController:
         # (someone is waiting).
         self._queues: dict[int, list[Connector]] = {}
         self._turn_started: dict[int, float] = {}
+        # Charger -> what its connectors wanted (`_wants`) and its `metered_at` then: kept
+        # while the charger is not visited (see `_wants_of`).
+        self._kept: dict[Charger, tuple[float | None, dict[int, float]]] = {}
+        self._shared: dict[int, _Shared] = {}  # managed location pk -> its last shares
 
     def use(self, sites: Mapping[int, Site]) -> None:
         """The locations' grid limits and load management, as the database says now.
@@ -85,38 +93,68 @@ class SiteController:
         site = self.sites.get(location) if location is not None else None
         return UNPLACED_TURN_S if site is None else site.rotation_s
 
-    def apply(self, chargers: Iterable[Charger], now: float | None = None) -> None:
+    def apply(
+        self, chargers: Iterable[Charger], now: float | None = None, due: float | None = None
+    ) -> None:
         """Cap each charging connector of a managed location at its share of the limit.
-        `now`: the meter's monotonic clock (turns are timed on it)."""
+        `now`: the meter's monotonic clock (turns are timed on it). `due`: the meter visits
+        the chargers whose `meter_wake` is no later this tick (None: it is not known, and
+        what each charger wants is worked out again)."""
         limits = self.grid_limits_w
         if not limits and not self._capped:
             return
         now = time.monotonic() if now is None else now
         wants: dict[int, dict[tuple[Charger, int], float]] = {}
+        kept: dict[Charger, tuple[float | None, dict[int, float]]] = {}
         for charger in chargers:
             location = charger.spec.location_id
             if location is None or location not in limits or not charger.transactions:
                 continue
             site = wants.setdefault(location, {})
-            for connector_id, watts in _wants(charger).items():
+            for connector_id, watts in self._wants_of(charger, due, kept).items():
                 site[(charger, connector_id)] = watts
+        self._kept = kept  # only the chargers asked this tick: none is kept once gone
         capped: set[Charger] = set()
         held_back: dict[int, int] = {}
         queues: dict[int, list[Connector]] = {}
+        shared: dict[int, _Shared] = {}
         for location, site in wants.items():
             queue = queues[location] = _queue(self._queues.get(location, []), site)
-            given, waiting = _shares(limits[location], site, queue)
+            limit_w = limits[location]
+            last = self._shared.get(location)
+            # The same wants and limit as on the last tick: the same shares, and the caps
+            # they set are in force (a steady site costs a comparison a tick). The queue
+            # moves only with the connectors wanting (the keys of `site`) or by a turn.
+            same = last is not None and last.limit_w == limit_w and last.wants == site
+            if same:
+                assert last is not None
+                given, waiting = last.given, last.waiting
+            else:
+                given, waiting = _shares(limit_w, site, queue)
             if self._take_turns(location, queue, site, waiting, now):
-                given, waiting = _shares(limits[location], site, queue)
-            caps: dict[Charger, dict[int, float]] = {}
-            for (charger, connector_id), want in site.items():
-                share = given[(charger, connector_id)]
-                caps.setdefault(charger, {})[connector_id] = share
-                if share < want - 1e-6:
-                    held_back[location] = held_back.get(location, 0) + 1
-            for charger, charger_caps in caps.items():
-                charger.set_site_caps(charger_caps)
-                capped.add(charger)
+                same = False
+                given, waiting = _shares(limit_w, site, queue)
+            if same:
+                assert last is not None
+                held = last.held
+                capped.update(last.chargers)
+            else:
+                held = 0
+                caps: dict[Charger, dict[int, float]] = {}
+                for (charger, connector_id), want in site.items():
+                    share = given[(charger, connector_id)]
+                    caps.setdefault(charger, {})[connector_id] = share
+                    if share < want - 1e-6:
+                        held += 1
+                for charger, charger_caps in caps.items():
+                    charger.set_site_caps(charger_caps)
+                    capped.add(charger)
+            if held:
+                held_back[location] = held
+            shared[location] = _Shared(
+                limit_w, site, given, waiting, held, {key[0] for key in site}
+            )
+        self._shared = shared  # only the sites managed this tick: a reuse needs two in a row
         for charger in self._capped - capped:  # no longer managed, or no longer charging
             charger.set_site_caps({})
         self._capped = capped
@@ -126,6 +164,28 @@ class SiteController:
         if held_back != self.held_back:  # applied on every tick; counted only on a change
             self.held_back = held_back
             FLEET.bump()
+
+    def _wants_of(
+        self,
+        charger: Charger,
+        due: float | None,
+        kept: dict[Charger, tuple[float | None, dict[int, float]]],
+    ) -> dict[int, float]:
+        """`_wants(charger)`, kept from the last tick while the charger is not visited: what
+        it is worked out from (the cars' state of charge and status, the sessions, the
+        charger's limits and queue) moves only at a meter visit (which moves `metered_at`)
+        or when something settles the meter first (which makes the charger due). A managed
+        site thus costs its chargers' visits, not chargers × ticks."""
+        if due is not None:
+            last = self._kept.get(charger)
+            at = charger.metered_at
+            if last is not None and last[0] == at and charger.meter_wake > due:
+                kept[charger] = last
+                return last[1]
+            wanted = _wants(charger)
+            kept[charger] = (at, wanted)
+            return wanted
+        return _wants(charger)
 
     def _take_turns(
         self,
@@ -161,6 +221,19 @@ class SiteController:
 
 _UNMANAGED = Site(None, False)
 
+Connector = tuple[Charger, int]
+
+
+class _Shared(NamedTuple):
+    """A managed site's shares on the last tick, and what they were worked out from."""
+
+    limit_w: float
+    wants: dict[Connector, float]
+    given: dict[Connector, float]
+    waiting: list[Connector]
+    held: int  # connectors held below what they want
+    chargers: set[Charger]
+
 
 def _queue(previous: list[Connector], wants: dict[Connector, float]) -> list[Connector]:
     """The site's queue now: the previous one without the connectors whose session ended,
@@ -168,9 +241,6 @@ def _queue(previous: list[Connector], wants: dict[Connector, float]) -> list[Con
     kept = [key for key in previous if key in wants]
     known = set(kept)
     return kept + sorted((key for key in wants if key not in known), key=_arrival)
-
-
-Connector = tuple[Charger, int]
 
 
 def _shares(

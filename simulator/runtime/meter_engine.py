@@ -119,13 +119,13 @@ class MeterEngine:
         self.ticks += 1
         stamp = now_iso(wall)  # one sampling instant for the whole tick
         self._last_wall = wall_s = wall.timestamp()  # and its epoch s, read once a tick
-        if self.sites is not None:
-            try:
-                self.sites.apply(self.chargers, now)
-            except Exception:
-                log.exception("site load management failed")
         # Visit at the tick nearest to the due time: ticks wake a few ms early or late.
         due = now + self.tick_seconds / 2
+        if self.sites is not None:
+            try:
+                self.sites.apply(self.chargers, now, due)
+            except Exception:
+                log.exception("site load management failed")
         for charger in self.chargers:
             if charger.meter_wake > due:
                 continue  # the common case: one float compared per charger and tick
