@@ -119,17 +119,18 @@ class SiteController:
         queues: dict[int, list[Connector]] = {}
         shared: dict[int, _Shared] = {}
         for location, site in wants.items():
-            queue = queues[location] = _queue(self._queues.get(location, []), site)
             limit_w = limits[location]
             last = self._shared.get(location)
-            # The same wants and limit as on the last tick: the same shares, and the caps
-            # they set are in force (a steady site costs a comparison a tick). The queue
-            # moves only with the connectors wanting (the keys of `site`) or by a turn.
+            # The same wants and limit as on the last tick: the same queue and shares, and
+            # the caps they set are in force (a steady site costs a comparison a tick). The
+            # queue moves only with the connectors wanting (the keys of `site`) or by a turn.
             same = last is not None and last.limit_w == limit_w and last.wants == site
             if same:
                 assert last is not None
+                queue = queues[location] = self._queues[location]
                 given, waiting = last.given, last.waiting
             else:
+                queue = queues[location] = _queue(self._queues.get(location, []), site)
                 given, waiting = _shares(limit_w, site, queue)
             if self._take_turns(location, queue, site, waiting, now):
                 same = False
