@@ -5,6 +5,7 @@ keeps its shares. The meter must give what it gave when both were worked out eve
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger
 from tests.test_load_management import AC22
+from tests.toy_protocol import FakeClock
 
 SITES = (7, 8)
 START = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -25,11 +27,13 @@ class EveryTick(SiteController):
     """The controller as it was: every charger asked, every site shared, on every tick."""
 
     def apply(self, chargers, now=None, due=None):
-        self._shared = {}
+        self._kept, self._shared = {}, {}
         super().apply(chargers, now)
 
 
-def tx_default(amps: float) -> dict:
+def tx_default(amps: float, start: datetime) -> dict:
+    """A TxDefaultProfile from `start`: `amps`, and 20 s later another limit (the charger
+    is visited then, and its site shares again)."""
     return {
         "chargingProfileId": 1,
         "stackLevel": 0,
@@ -37,12 +41,16 @@ def tx_default(amps: float) -> dict:
         "chargingProfileKind": "Absolute",
         "chargingSchedule": {
             "chargingRateUnit": "A",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}],
+            "startSchedule": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": amps},
+                {"startPeriod": 20, "limit": max(6.0, 36.0 - amps)},
+            ],
         },
     }
 
 
-def fleet(seed: int) -> list[Charger]:
+def fleet(seed: int, clock: FakeClock) -> list[Charger]:
     """Eight chargers at two managed sites, cars at random states of charge (some taper or
     fill up within the run), sample intervals from 1 s to 60 s."""
     rng = random.Random(seed)
@@ -55,6 +63,7 @@ def fleet(seed: int) -> list[Charger]:
             max_kw=rng.choice([11.0, 22.0]),
             location_id=SITES[n % 2],
             config={"MeterValueSampleInterval": str(rng.choice([1, 5, 10, 60]))},
+            clock=clock,
         )
         for connector in (1, 2):
             if rng.random() < 0.75:
@@ -69,11 +78,11 @@ def fleet(seed: int) -> list[Charger]:
 
 def events(seed: int, ticks: int) -> dict[int, list[tuple[str, int, int, float]]]:
     """At random ticks: a session ends, a car arrives, a site's limit changes, a charger
-    gets a TxDefaultProfile."""
+    gets a TxDefaultProfile, a charger is moved to the other site (edited in the admin)."""
     rng = random.Random(seed * 7919 + 1)
     plan: dict[int, list[tuple[str, int, int, float]]] = {}
     for _ in range(12):
-        kind = rng.choice(["stop", "arrive", "grid", "profile"])
+        kind = rng.choice(["stop", "arrive", "grid", "profile", "move"])
         plan.setdefault(rng.randrange(1, ticks), []).append(
             (
                 kind,
@@ -96,14 +105,18 @@ def happen(event, chargers: list[Charger], sites: SiteController, tick: int) -> 
         charger.start_transaction(connector, f"T-{tick}")
     elif kind == "grid":
         sites.use({pk: Site(watts if pk == SITES[n % 2] else 30_000.0, True, 20.0) for pk in SITES})
+    elif kind == "move":
+        other = SITES[1] if charger.spec.location_id == SITES[0] else SITES[0]
+        charger.respec(replace(charger.spec, location_id=other), {})
     elif kind == "profile":
-        assert Operations(charger).on_set_charging_profile(0, tx_default(watts / 2_000)) == (
-            "Accepted"
-        )
+        profile = tx_default(watts / 2_000, charger.now())
+        assert Operations(charger).on_set_charging_profile(0, profile) == "Accepted"
 
 
 def run(controller: type[SiteController], seed: int, ticks: int) -> list:
-    chargers = fleet(seed)
+    # The chargers' clock is the ticks' (their profiles' periods begin in simulated time).
+    clock = FakeClock(start=100.0, wall=(START + timedelta(seconds=60)).timestamp())
+    chargers = fleet(seed, clock)
     plan = events(seed, ticks)
     sites = controller()
     # One site tight from the start, the other with room for every car.
@@ -114,6 +127,7 @@ def run(controller: type[SiteController], seed: int, ticks: int) -> list:
         for event in plan.get(tick, []):
             happen(event, chargers, sites, tick)
         engine.tick(now=100.0 + tick, wall=START + timedelta(seconds=60 + tick))
+        clock.advance(1.0)
         seen.append(
             [
                 (
@@ -139,12 +153,17 @@ def test_a_managed_site_meters_as_when_everything_was_worked_out_every_tick(seed
 
 def test_a_steady_site_asks_a_charger_what_it_wants_only_around_its_visits():
     # Two cars charging steadily on each of 10 chargers, MeterValues every 10 s: each
-    # charger is visited once in 10 ticks, and asked before that visit and on the tick after
-    # it (the visit may have changed what it wants), not on every tick.
+    # charger is visited once in 10 ticks, and asked on the tick after it (the visit may
+    # have changed what it wants), not on every tick.
+    clock = FakeClock(start=100.0, wall=START.timestamp())
     chargers = []
     for n in range(10):
         charger = runtime_charger(
-            f"LM-ASK-{n}", "", location_id=SITES[0], config={"MeterValueSampleInterval": "10"}
+            f"LM-ASK-{n}",
+            "",
+            location_id=SITES[0],
+            config={"MeterValueSampleInterval": "10"},
+            clock=clock,
         )
         for connector in (1, 2):
             charger.plug_in(connector, COMPACT, soc=30.0)
@@ -155,6 +174,8 @@ def test_a_steady_site_asks_a_charger_what_it_wants_only_around_its_visits():
     engine = MeterEngine(chargers, tick_seconds=1.0, sites=sites)
     for tick in range(20):  # settle in
         engine.tick(now=100.0 + tick, wall=START + timedelta(seconds=tick))
+        clock.advance(1.0)
+    visits = engine.visits
     asked = []
     for charger in chargers:
         wants = charger.site_wants_w
@@ -166,5 +187,8 @@ def test_a_steady_site_asks_a_charger_what_it_wants_only_around_its_visits():
         charger.site_wants_w = counted  # type: ignore[method-assign]
     for tick in range(20, 120):
         engine.tick(now=100.0 + tick, wall=START + timedelta(seconds=tick))
-    assert 0 < len(asked) <= 2 * 10 * 100 // 10
+        clock.advance(1.0)
+    assert engine.visits - visits == 10 * 100 // 10
+    # Once per visit (the tick after it), and once more for a visit still to come.
+    assert len(asked) <= 10 * 100 // 10 + 10
     assert all(charger.site_caps_w == {1: 11_000.0, 2: 11_000.0} for charger in chargers)

@@ -68,9 +68,9 @@ class SiteController:
         # (someone is waiting).
         self._queues: dict[int, list[Connector]] = {}
         self._turn_started: dict[int, float] = {}
-        # Charger -> what its connectors wanted (`_wants`) and its `metered_at` then: kept
-        # while the charger is not visited (see `_wants_of`).
-        self._kept: dict[Charger, tuple[float | None, dict[int, float]]] = {}
+        # Charger -> what its connectors wanted (`_wants`), with its `metered_at` and
+        # location then: kept while the charger is not visited (see `_gather`).
+        self._kept: dict[Charger, _Kept] = {}
         self._shared: dict[int, _Shared] = {}  # managed location pk -> its last shares
 
     def use(self, sites: Mapping[int, Site]) -> None:
@@ -104,16 +104,7 @@ class SiteController:
         if not limits and not self._capped:
             return
         now = time.monotonic() if now is None else now
-        wants: dict[int, dict[tuple[Charger, int], float]] = {}
-        kept: dict[Charger, tuple[float | None, dict[int, float]]] = {}
-        for charger in chargers:
-            location = charger.spec.location_id
-            if location is None or location not in limits or not charger.transactions:
-                continue
-            site = wants.setdefault(location, {})
-            for connector_id, watts in self._wants_of(charger, due, kept).items():
-                site[(charger, connector_id)] = watts
-        self._kept = kept  # only the chargers asked this tick: none is kept once gone
+        wants, changed = self._gather(chargers, limits, due)
         capped: set[Charger] = set()
         held_back: dict[int, int] = {}
         queues: dict[int, list[Connector]] = {}
@@ -122,9 +113,9 @@ class SiteController:
             limit_w = limits[location]
             last = self._shared.get(location)
             # The same wants and limit as on the last tick: the same queue and shares, and
-            # the caps they set are in force (a steady site costs a comparison a tick). The
-            # queue moves only with the connectors wanting (the keys of `site`) or by a turn.
-            same = last is not None and last.limit_w == limit_w and last.wants == site
+            # the caps they set are in force. The queue moves only with the connectors
+            # wanting (the keys of `site`) or by a turn.
+            same = last is not None and location not in changed and last.limit_w == limit_w
             if same:
                 assert last is not None
                 queue = queues[location] = self._queues[location]
@@ -166,27 +157,59 @@ class SiteController:
             self.held_back = held_back
             FLEET.bump()
 
-    def _wants_of(
-        self,
-        charger: Charger,
-        due: float | None,
-        kept: dict[Charger, tuple[float | None, dict[int, float]]],
-    ) -> dict[int, float]:
-        """`_wants(charger)`, kept from the last tick while the charger is not visited: what
-        it is worked out from (the cars' state of charge and status, the sessions, the
-        charger's limits and queue) moves only at a meter visit (which moves `metered_at`)
-        or when something settles the meter first (which makes the charger due). A managed
-        site thus costs its chargers' visits, not chargers × ticks."""
-        if due is not None:
-            last = self._kept.get(charger)
+    def _gather(
+        self, chargers: Iterable[Charger], limits: Mapping[int, float], due: float | None
+    ) -> tuple[dict[int, dict[Connector, float]], set[int]]:
+        """What each connector in a transaction at a managed site wants, by site, and the
+        sites where that changed since the last tick (the others keep their last dict).
+
+        A charger's wants (`_wants`) are kept while it is not visited: what they are worked
+        out from (the cars' state of charge and status, the sessions, the charger's limits
+        and queue) moves only at a meter visit (which moves `metered_at`), when something
+        settles the meter first (which makes the charger due at once: `meter_wake` 0) or,
+        for a charger with profiles, when a period begins (it is due then). With `due` None
+        (not known) each charger is asked again. A steady managed fleet thus costs a few
+        comparisons per charger and tick, and one question per visit."""
+        old = self._kept
+        kept: dict[Charger, _Kept] = {}
+        changed: set[int] = set()
+        carried = 0
+        for charger in chargers:
+            location = charger.spec.location_id
+            if location is None or location not in limits or not charger.transactions:
+                continue
+            last = old.get(charger)
             at = charger.metered_at
-            if last is not None and last[0] == at and charger.meter_wake > due:
-                kept[charger] = last
-                return last[1]
+            if last is not None:
+                carried += 1
+                wake = charger.meter_wake
+                if (
+                    due is not None
+                    and last.at == at
+                    and last.location == location
+                    # Not due, or due only for a sample or a heartbeat (0: settled): only a
+                    # profile's limits move with time alone (a period begins).
+                    and (wake > due or (wake > 0.0 and not len(charger.profiles)))
+                ):
+                    kept[charger] = last
+                    continue
             wanted = _wants(charger)
-            kept[charger] = (at, wanted)
-            return wanted
-        return _wants(charger)
+            kept[charger] = _Kept(at, wanted, location)
+            if last is None or last.location != location or last.wants != wanted:
+                changed.add(location)
+                if last is not None:
+                    changed.add(last.location)
+        if carried < len(old):  # a charger left its site, stopped charging or was removed
+            changed.update(k.location for c, k in old.items() if c not in kept)
+        self._kept = kept
+        sites = {pk: last.wants for pk, last in self._shared.items() if pk not in changed}
+        if changed:
+            for charger, k in kept.items():  # in the fleet's order, as the shares were
+                if k.location in changed:
+                    site = sites.setdefault(k.location, {})
+                    for connector_id, watts in k.wants.items():
+                        site[(charger, connector_id)] = watts
+        return sites, changed
 
     def _take_turns(
         self,
@@ -223,6 +246,14 @@ class SiteController:
 _UNMANAGED = Site(None, False)
 
 Connector = tuple[Charger, int]
+
+
+class _Kept(NamedTuple):
+    """What a charger's connectors wanted, and when (its `metered_at`) and where."""
+
+    at: float | None
+    wants: dict[int, float]
+    location: int
 
 
 class _Shared(NamedTuple):
