@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
@@ -43,6 +44,24 @@ PHEV = VehicleSpec(
     curve=((0, 3.7), (90, 3.7), (100, 1.5)),
     efficiency=0.88,
 )
+
+
+def tx_default_profile(*periods: tuple[int, float], start: datetime | None = None) -> dict:
+    """A TxDefaultProfile (id 1, stack level 0) in amps: (startPeriod s, limit A) periods,
+    Absolute, from `start` (None: no startSchedule, from when it is installed)."""
+    schedule: dict[str, Any] = {
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": s, "limit": a} for s, a in periods],
+    }
+    if start is not None:
+        schedule["startSchedule"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": schedule,
+    }
 
 
 def runtime_charger(

@@ -20,7 +20,14 @@ from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
-from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
+from tests.engine import (
+    COMPACT,
+    PHEV,
+    connected,
+    runtime_charger,
+    tx_default_profile,
+    wait_until,
+)
 
 SITE = 7
 GRID_W = 30_000.0
@@ -210,17 +217,7 @@ def test_an_amp_limit_counts_on_the_phases_the_car_uses():
     for charger, car in ((hybrid, PHEV), (full, AC22)):
         charger.plug_in(1, car, soc=20)
         charger.start_transaction(1, "T-" + charger.id)
-    profile = {
-        "chargingProfileId": 1,
-        "stackLevel": 0,
-        "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Absolute",
-        "chargingSchedule": {
-            "chargingRateUnit": "A",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
-        },
-    }
-    parsed = ChargingProfile.from_dict(profile)
+    parsed = ChargingProfile.from_dict(tx_default_profile((0, 10)))
     assert hybrid.profiles.install(1, parsed, active_transaction_id=None) == "Accepted"
     sites = SiteController()
     sites.use({SITE: Site(10_000.0, True)})

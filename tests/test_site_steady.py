@@ -15,7 +15,7 @@ from simulator.core.operations import Operations
 from simulator.core.protocol import StopReason
 from simulator.runtime.load_management import Site, SiteController
 from simulator.runtime.meter_engine import MeterEngine
-from tests.engine import COMPACT, PHEV, runtime_charger
+from tests.engine import COMPACT, PHEV, runtime_charger, tx_default_profile
 from tests.test_load_management import AC22
 from tests.toy_protocol import FakeClock
 
@@ -29,25 +29,6 @@ class EveryTick(SiteController):
     def apply(self, chargers, now=None, due=None):
         self._kept, self._shared = {}, {}
         super().apply(chargers, now)
-
-
-def tx_default(amps: float, start: datetime) -> dict:
-    """A TxDefaultProfile from `start`: `amps`, and 20 s later another limit (the charger
-    is visited then, and its site shares again)."""
-    return {
-        "chargingProfileId": 1,
-        "stackLevel": 0,
-        "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Absolute",
-        "chargingSchedule": {
-            "chargingRateUnit": "A",
-            "startSchedule": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "chargingSchedulePeriod": [
-                {"startPeriod": 0, "limit": amps},
-                {"startPeriod": 20, "limit": max(6.0, 36.0 - amps)},
-            ],
-        },
-    }
 
 
 def fleet(seed: int, clock: FakeClock) -> list[Charger]:
@@ -109,7 +90,10 @@ def happen(event, chargers: list[Charger], sites: SiteController, tick: int) -> 
         other = SITES[1] if charger.spec.location_id == SITES[0] else SITES[0]
         charger.respec(replace(charger.spec, location_id=other), {})
     elif kind == "profile":
-        profile = tx_default(watts / 2_000, charger.now())
+        # `amps`, and 20 s later another limit (the charger is visited then, and its site
+        # shares again).
+        amps = watts / 2_000
+        profile = tx_default_profile((0, amps), (20, max(6.0, 36.0 - amps)), start=charger.now())
         assert Operations(charger).on_set_charging_profile(0, profile) == "Accepted"
 
 
