@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from simulator.core.clock import now_iso, parse_iso
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, runtime_charger
+from tests.toy_protocol import FakeClock
 
 ALIGNED = {
     "ClockAlignedDataInterval": "10",
@@ -116,3 +118,40 @@ def test_one_chargers_failing_step_costs_only_its_own_tick(caplog) -> None:
     assert len(meter_values(fine)) == 5
     logged = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(logged) == 1 and "CP-SAMPLE" in logged[0].getMessage()
+
+
+@pytest.mark.parametrize("step_s", [1.2, -3.0, 25.0])
+def test_a_clock_step_loses_no_boundary_after_it_and_makes_up_none_it_skipped(step_s: float):
+    """The CSMS's currentTime sets the charger's clock between two ticks. A boundary that its
+    new clock passes after the step (here the next tick's) is sampled; one that a step
+    forward jumps over is not made up, and none is sampled twice. Boundaries are those of
+    the new clock from the step on."""
+    clock = FakeClock(start=1000.0, wall=time.time())
+    charger = runtime_charger("CP-STEP", "ws://127.0.0.1:1", evses=1, config=ALIGNED, clock=clock)
+    charger.plug_in(1, COMPACT, soc=30)
+    tx = charger.start_transaction(1, "TAG")
+    first = math.ceil(parse_iso(tx.started_at).timestamp() / 10) * 10 + 10
+    # Ticks 0.3 s past each second of the host's clock; the step comes at first - 1.5.
+    walls = [first - 4.7 + k for k in range(40)]
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    step_at = first - 1.5
+    offset = 0.0
+    for k, wall in enumerate(walls):
+        if wall > step_at and not offset:
+            clock.advance(step_at - clock.time())
+            charger._sync_clock(now_iso(at(step_at + step_s)))
+            offset = charger.clock_offset
+            assert offset == pytest.approx(step_s)
+        clock.advance(wall - clock.time())
+        engine.tick(now=1000.0 + k, wall=at(wall))
+    stamps = [
+        parse_iso(i.payload["meterValue"][0]["timestamp"]).timestamp()
+        for i in charger.queue
+        if i.action == "MeterValues"
+    ]
+    before = [b for b in range(first - 10, first + 40, 10) if walls[0] < b <= step_at]
+    # On the new clock: from the step's instant to the last tick's.
+    after = [
+        b for b in range(first - 10, first + 60, 10) if step_at + offset < b <= walls[-1] + offset
+    ]
+    assert stamps == before + after

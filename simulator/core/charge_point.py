@@ -650,9 +650,12 @@ class Charger:
         # periods, the next clock-aligned boundary) and schedules the charger again.
         self.settle_meter()
         self.clock_offset = offset
-        # The next clock-aligned boundary is found on the new clock: no sample is made up
-        # for the time a step forward skips.
-        self.last_clock_slot = 0
+        # Clock-aligned boundaries are the new clock's from this instant: the next visit
+        # samples one that the new clock passes from now on (even in this tick), and none
+        # that a step forward jumps over, which the charger never lived through.
+        if self.metered_wall is not None:
+            self.metered_wall = self.clock.time() + offset
+        self.last_clock_slot = CLOCK_STEPPED
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,
@@ -2639,6 +2642,9 @@ CLOCK_STEP_REPORTED_S = 60.0
 # A CSMS's currentTime closer than this to the host's clock, or to the charger's own, leaves
 # the charger's clock as it is.
 CLOCK_NOISE_S = 1.0
+# `last_clock_slot` after a clock step: the next visit finds the boundaries passed since the
+# step's instant (`metered_wall`, on the new clock), not from a slot of the old clock.
+CLOCK_STEPPED = -1
 # ChangeConfiguration keys that are the whitepaper's "security parameters": a change
 # raises ReconfigurationOfSecurityParameters.
 _SECURITY_PARAMETERS = frozenset({"SecurityProfile", "AuthorizationKey"})

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from simulator.core.battery import FULL_EPSILON
-from simulator.core.charge_point import Charger
+from simulator.core.charge_point import CLOCK_STEPPED, Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.protocol import MeterSample, SampleContext
@@ -370,7 +370,8 @@ class MeterEngine:
 
         Boundaries are counted from midnight UTC, as OCPP 1.6 aligns them. The first tick
         of a charger only finds its place; a boundary before the previous tick is not
-        invented (nothing was measured there).
+        invented (nothing was measured there). After a clock step the boundaries are the
+        new clock's from the step's instant on (`Charger._sync_clock`).
         """
         seconds = int(wall_s)
         midnight = seconds - seconds % _DAY
@@ -378,6 +379,8 @@ class MeterEngine:
         if slot == charger.last_clock_slot:
             return []
         last = charger.pass_clock_slot(slot)
+        if last == CLOCK_STEPPED and since is not None:
+            last = int(since)  # the step's instant on the new clock (`_sync_clock`)
         if not last or since is None or slot < last:
             return []
         found: list[int] = []
