@@ -423,20 +423,23 @@ def test_a_managed_site_asks_a_charger_only_for_what_its_charge_point_max_allows
     assert drawn == [pytest.approx(8 * 230 * 3), pytest.approx(8 * 230 * 3), 0.0]
 
 
-def test_cars_held_back_by_their_charger_at_a_managed_site_take_turns():
+@pytest.mark.parametrize("managed", [True, False])
+def test_cars_held_back_by_their_charger_at_a_managed_site_take_turns(managed):
     # The site has room; the charger's 11 kW does not. With turns of 60 s, the car that
-    # waited charges after its turn and the one that charged longest pauses.
+    # waited charges after its turn and the one that charged longest pauses: on the tick the
+    # turn ends, with load management on as with it off (the site's limit cannot bind).
     charger, engine = on_three(max_kw=11.0, grid_w=100_000.0, turn_s=60.0)
+    engine.sites.use({SITE: Site(100_000.0, managed, 60.0)})
 
     def drawing(now: float) -> list[int]:
         engine.tick(now=now)
         return [evse.connector_id for evse in charger.evses if evse.power_w > 0]
 
     assert drawing(100.0) == drawing(101.0) == [1, 2]
-    assert drawing(160.0) == [1, 2]  # a turn is not over yet
-    for now in (162.0, 163.0, 164.0):
-        drawing(now)
-    assert drawing(165.0) == [2, 3]
+    assert drawing(159.0) == [1, 2]  # a turn is not over yet
+    assert drawing(160.0) == [2, 3]
+    assert drawing(219.0) == [2, 3]
+    assert drawing(220.0) == [1, 3]
     assert sum(evse.power_w for evse in charger.evses) <= 11_000.0 + 1e-6
 
 
@@ -472,3 +475,64 @@ def test_what_a_car_draws_under_a_limit_in_watts_is_its_operating_point(
     assert charger.draw_under(1, demand, limit) == min(
         demand, charger.operating_point(evse, limit).power_w
     )
+
+
+def test_a_site_whose_limit_cannot_bind_caps_nothing_until_it_can():
+    """While the connectors charging at a managed site can draw no more than its limit
+    together (each EVSE at its maximum, no charger above its rating), they charge as at an
+    unmanaged site: no cap, so no sharing at each meter visit, and Power.Offered is their
+    EVSE's. A third session makes the limit able to bind: from the next tick all three are
+    capped and the site stays under it; once it ends, the caps go."""
+    chargers = [
+        runtime_charger(f"LM-ROOM-{n}", "", evses=1, max_kw=22.0, location_id=SITE)
+        for n in range(3)
+    ]
+    for charger in chargers[:2]:
+        charger.plug_in(1, AC22, soc=20, target_soc=100)
+        charger.start_transaction(1, "T")
+    sites = SiteController()
+    sites.use({SITE: Site(50_000.0, True, 0.0)})
+    engine = MeterEngine(chargers, tick_seconds=1.0, sites=sites)
+    for now in (100.0, 101.0, 102.0):
+        engine.tick(now=now)
+    for charger in chargers[:2]:
+        assert charger.site_caps_w == {} and not charger.power_shared
+        assert charger.evse(1).power_w == pytest.approx(22_000.0)
+    assert sites.held_back == {}
+
+    third = chargers[2]
+    third.plug_in(1, AC22, soc=20, target_soc=100)
+    third.start_transaction(1, "T")
+    for now in (103.0, 104.0):
+        engine.tick(now=now)
+    assert all(charger.site_caps_w for charger in chargers)
+    assert sum(charger.evse(1).power_w for charger in chargers) <= 50_000.0 + 1e-6
+    assert sites.held_back == {SITE: 3}
+
+    third.stop_transaction(1)
+    for now in (105.0, 106.0):
+        engine.tick(now=now)
+    assert all(charger.site_caps_w == {} for charger in chargers)
+    assert [charger.evse(1).power_w for charger in chargers[:2]] == [
+        pytest.approx(22_000.0),
+        pytest.approx(22_000.0),
+    ]
+
+
+def test_what_a_site_can_draw_counts_each_charger_at_most_at_its_rating():
+    # Two 22 kW EVSEs on a charger rated 22 kW can draw 22 kW, not 44: a 30 kW site cannot
+    # bind, so the charger shares its own rating (11 kW a car) with no cap from the site.
+    charger = runtime_charger("LM-RATED", "", evses=2, max_kw=22.0, location_id=SITE)
+    for connector in (1, 2):
+        charger.plug_in(connector, AC22, soc=20, target_soc=100)
+        charger.start_transaction(connector, f"T-{connector}")
+    sites = SiteController()
+    sites.use({SITE: Site(30_000.0, True, 0.0)})
+    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites)
+    engine.tick(now=100.0)
+    engine.tick(now=101.0)
+    assert charger.site_caps_w == {}
+    assert [evse.power_w for evse in charger.evses] == [
+        pytest.approx(11_000.0),
+        pytest.approx(11_000.0),
+    ]

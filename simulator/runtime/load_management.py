@@ -13,7 +13,10 @@ nothing (their cars pause, SuspendedEVSE) until a session ends or the limit rise
 to the others in the same tick. Each share becomes a cap in watts on that connector
 (`Charger.set_site_caps`), applied like a profile limit, so Power.Offered and
 Power.Active.Import follow it from this tick on. Locations without load management are left
-alone: they draw what they want, and the location page shows the overload.
+alone: they draw what they want, and the location page shows the overload. So is a managed
+site whose limit cannot bind (its connectors in a transaction, each at its EVSE's maximum
+and no charger above its rating, draw no more than the limit): no cap until a session makes
+it able to, so its chargers meter, and offer, as unmanaged ones do.
 
 What a charger wants is kept between its meter visits (it is worked out from what only a
 visit or a settle moves), and a site whose wants and limit are those of the last tick keeps
@@ -128,8 +131,12 @@ class SiteController:
                 given, waiting = _shares(limit_w, site, queue)
             if same:
                 assert last is not None
-                held = last.held
-                capped.update(last.chargers)
+                held, mine = last.held, last.chargers
+            elif _most_w(site) <= limit_w:
+                # The limit cannot bind: all these connectors together can draw no more than
+                # it. They draw as at a site without load management, with no cap (a capped
+                # charger shares its power at every meter visit), until that changes.
+                held, mine = 0, set()
             else:
                 held = 0
                 caps: dict[Charger, dict[int, float]] = {}
@@ -140,12 +147,11 @@ class SiteController:
                         held += 1
                 for charger, charger_caps in caps.items():
                     charger.set_site_caps(charger_caps)
-                    capped.add(charger)
+                mine = set(caps)
+            capped.update(mine)
             if held:
                 held_back[location] = held
-            shared[location] = _Shared(
-                limit_w, site, given, waiting, held, {key[0] for key in site}
-            )
+            shared[location] = _Shared(limit_w, site, given, waiting, held, mine)
         self._shared = shared  # only the sites managed this tick: a reuse needs two in a row
         for charger in self._capped - capped:  # no longer managed, or no longer charging
             charger.set_site_caps({})
@@ -264,7 +270,7 @@ class _Shared(NamedTuple):
     given: dict[Connector, float]
     waiting: list[Connector]
     held: int  # connectors held below what they want
-    chargers: set[Charger]
+    chargers: set[Charger]  # the chargers capped (none where the limit cannot bind)
 
 
 def _queue(previous: list[Connector], wants: dict[Connector, float]) -> list[Connector]:
@@ -283,6 +289,15 @@ def _shares(
     sessions started, unless turns changed it)."""
     floors = {key: key[0].minimum_draw_w(key[1]) for key in wants}
     return distribute_above(limit_w, wants, floors, queue)
+
+
+def _most_w(site: Mapping[Connector, float]) -> float:
+    """The most that these connectors can draw together, whatever their cars: each at its
+    EVSE's maximum, and no charger's above its rated power (its own sharing holds it there)."""
+    evses_w: dict[Charger, float] = {}
+    for charger, connector_id in site:
+        evses_w[charger] = evses_w.get(charger, 0.0) + charger.evses[connector_id - 1].max_power_w
+    return sum(min(charger.spec.max_power_w, watts) for charger, watts in evses_w.items())
 
 
 def _arrival(key: Connector) -> tuple[str, str, int]:
