@@ -132,11 +132,6 @@ class SiteController:
             if same:
                 assert last is not None
                 held, mine = last.held, last.chargers
-            elif _most_w(site) <= limit_w:
-                # The limit cannot bind: all these connectors together can draw no more than
-                # it. They draw as at a site without load management, with no cap (a capped
-                # charger shares its power at every meter visit), until that changes.
-                held, mine = 0, set()
             else:
                 held = 0
                 caps: dict[Charger, dict[int, float]] = {}
@@ -168,6 +163,11 @@ class SiteController:
     ) -> tuple[dict[int, dict[Connector, float]], set[int]]:
         """What each connector in a transaction at a managed site wants, by site, and the
         sites where that changed since the last tick (the others keep their last dict).
+        Only sites whose limit can bind are listed: where the connectors in a transaction,
+        each at its EVSE's maximum and no charger above its rating (`_most_w`), can draw no
+        more than the limit together, nobody is asked and nothing is capped. Such a site's
+        chargers draw, offer and are metered as unmanaged ones, until a session makes the
+        limit able to bind.
 
         A charger's wants (`_wants`) are kept while it is not visited: what they are worked
         out from (the cars' state of charge and status, the sessions, the charger's limits
@@ -180,6 +180,8 @@ class SiteController:
         kept: dict[Charger, _Kept] = {}
         changed: set[int] = set()
         carried = 0
+        most: dict[int, float] = {}  # location -> what its connectors can draw at most
+        fresh: list[tuple[Charger, _Kept | None]] = []  # (charger, its last entry): to ask
         for charger in chargers:
             location = charger.spec.location_id
             if location is None or location not in limits or not charger.transactions:
@@ -198,20 +200,44 @@ class SiteController:
                     and (wake > due or (wake > 0.0 and not len(charger.profiles)))
                 ):
                     kept[charger] = last
+                    most[location] = most.get(location, 0.0) + last.most_w
                     continue
-            wanted = _wants(charger)
-            kept[charger] = _Kept(at, wanted, location)
-            if last is None or last.location != location or last.wants != wanted:
-                changed.add(location)
-                if last is not None:
-                    changed.add(last.location)
+            entry = kept[charger] = _Kept(at, None, location, _most_w(charger))
+            most[location] = most.get(location, 0.0) + entry.most_w
+            fresh.append((charger, last))
+            if last is not None and last.location != location:
+                changed.add(last.location)
         if carried < len(old):  # a charger left its site, stopped charging or was removed
             changed.update(k.location for c, k in old.items() if c not in kept)
+        binding = {pk for pk, watts in most.items() if watts > limits[pk]}
+        # A site whose limit could not bind on the last tick asked nobody: all of its
+        # chargers are asked now.
+        newly = {pk for pk in binding if pk not in self._shared}
+        if newly:
+            changed |= newly
+            fresh = [(c, k) for c, k in kept.items() if k.location in newly] + [
+                (c, last) for c, last in fresh if kept[c].location not in newly
+            ]
+        for charger, last in fresh:
+            entry = kept[charger]
+            location = entry.location
+            if location not in binding or entry.wants is not None:
+                continue
+            wanted = _wants(charger)
+            kept[charger] = entry._replace(wants=wanted)
+            if last is None or last.location != location or last.wants != wanted:
+                changed.add(location)
         self._kept = kept
-        sites = {pk: last.wants for pk, last in self._shared.items() if pk not in changed}
+        sites = {
+            pk: last.wants
+            for pk, last in self._shared.items()
+            if pk not in changed and pk in binding
+        }
+        changed &= binding
         if changed:
             for charger, k in kept.items():  # in the fleet's order, as the shares were
                 if k.location in changed:
+                    assert k.wants is not None
                     site = sites.setdefault(k.location, {})
                     for connector_id, watts in k.wants.items():
                         site[(charger, connector_id)] = watts
@@ -255,11 +281,13 @@ Connector = tuple[Charger, int]
 
 
 class _Kept(NamedTuple):
-    """What a charger's connectors wanted, and when (its `metered_at`) and where."""
+    """What a charger's connectors wanted (None: not asked, its site's limit could not
+    bind), and when (its `metered_at`) and where; and the most they can draw (`_most_w`)."""
 
     at: float | None
-    wants: dict[int, float]
+    wants: dict[int, float] | None
     location: int
+    most_w: float
 
 
 class _Shared(NamedTuple):
@@ -291,13 +319,15 @@ def _shares(
     return distribute_above(limit_w, wants, floors, queue)
 
 
-def _most_w(site: Mapping[Connector, float]) -> float:
-    """The most that these connectors can draw together, whatever their cars: each at its
-    EVSE's maximum, and no charger's above its rated power (its own sharing holds it there)."""
-    evses_w: dict[Charger, float] = {}
-    for charger, connector_id in site:
-        evses_w[charger] = evses_w.get(charger, 0.0) + charger.evses[connector_id - 1].max_power_w
-    return sum(min(charger.spec.max_power_w, watts) for charger, watts in evses_w.items())
+def _most_w(charger: Charger) -> float:
+    """The most that the charger's connectors in a transaction can draw together, whatever
+    their cars: each at its EVSE's maximum, and not above the charger's rated power (its own
+    sharing holds them there)."""
+    evses = charger.evses
+    watts = 0.0
+    for connector_id in charger.transactions:
+        watts += evses[connector_id - 1].max_power_w
+    return min(charger.spec.max_power_w, watts)
 
 
 def _arrival(key: Connector) -> tuple[str, str, int]:
