@@ -211,13 +211,11 @@ class SiteController:
             changed.update(k.location for c, k in old.items() if c not in kept)
         binding = {pk for pk, watts in most.items() if watts > limits[pk]}
         # A site whose limit could not bind on the last tick asked nobody: all of its
-        # chargers are asked now.
+        # chargers not asked yet are asked now (it is rebuilt whatever they answer).
         newly = {pk for pk in binding if pk not in self._shared}
         if newly:
             changed |= newly
-            fresh = [(c, k) for c, k in kept.items() if k.location in newly] + [
-                (c, last) for c, last in fresh if kept[c].location not in newly
-            ]
+            fresh += [(c, None) for c, k in kept.items() if k.location in newly]
         for charger, last in fresh:
             entry = kept[charger]
             location = entry.location
