@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.core import battery
-from simulator.core.battery import FULL_EPSILON, VehicleSpec, _walk
+from simulator.core.battery import (
+    FULL_EPSILON,
+    Battery,
+    OperatingPoint,
+    VehicleSpec,
+    _walk,
+    advance,
+    seconds_to_target,
+)
 from tests.engine import COMPACT, PHEV
 from tests.test_battery import vehicles
 
@@ -62,11 +70,11 @@ def _walk_reference(
             start_w, end_w = p0 + slope * (s - s0), p0 + slope * (end - s0)
             if start_w <= 0:
                 return s, math.inf
-            # The same integration as the walk (log1p/expm1: see battery._walk); what this
-            # reference keeps is the per-call piece look-up.
-            seconds = (
-                math.log1p(slope * (end - s) / start_w) / (slope * k) if end_w > 0 else math.inf
-            )
+            # The same integration as the walk (log1p/expm1, a ratio of -1 or below is a
+            # curve at 0 kW: see battery._walk); what this reference keeps is the per-call
+            # piece look-up.
+            ratio = slope * (end - s) / start_w
+            seconds = math.log1p(ratio) / (slope * k) if end_w > 0 and ratio > -1 else math.inf
             if seconds > left:
                 if math.isinf(left):
                     return s, math.inf
@@ -106,3 +114,38 @@ def test_a_curve_s_pieces_are_kept_once_and_bounded(monkeypatch: pytest.MonkeyPa
         curve = ((0.0, float(n)), (50.0, 2.0 * n), (100.0, 1.0))
         assert battery._curve_pieces(curve) == battery._pieces_of(curve)
     assert len(battery._PIECES) <= 4
+
+
+# Found by the property test above: the curve falls to 0 kW at 18 %, the charge meets it at
+# the cap (68,408 W) and the piece's end power was left a few ulps above zero, the log's
+# argument a few below zero: the walk raised "math domain error", so the meter's visit of
+# such a car failed on every tick. A car whose curve ends at 0 kW at its target (a curve
+# the admin accepts) meets the same piece.
+FALLS_TO_ZERO = VehicleSpec(
+    name="falls to zero",
+    capacity_kwh=5.0,
+    ac_max_kw=1.0,
+    ac_phases=1,
+    dc_max_kw=0.0,
+    dc_min_v=150.0,
+    dc_nominal_v=150.0,
+    dc_max_v=150.0,
+    curve=((0.0, 1.0), (1.0, 249.37399184939187), (18.0, 0.0), (19.0, 0.0)),
+    efficiency=1.0,
+)
+
+
+def test_a_curve_that_falls_to_zero_kw_is_approached_without_an_error() -> None:
+    point = OperatingPoint(68_408.0, (150.0,), (456.0,), 1, cap_w=68_408.0, tapers=True)
+    battery = Battery(FALLS_TO_ZERO, soc=0.0, target_soc=18.0)
+    assert seconds_to_target(battery, point) == math.inf
+    soc, elapsed = _walk(FALLS_TO_ZERO, 0.0, 18.0, 68_408.0, True, 38.0)
+    assert (elapsed, 1.0 < soc < 18.0) == (38.0, True)
+    metered_wh = advance(battery, point, 38.0)
+    assert battery.soc == soc  # the same SoC whether walked or advanced
+    assert metered_wh == pytest.approx(soc * 5.0 * 10.0)
+    socs = [battery.soc]
+    for _ in range(100):  # an hour in 36 s visits: ever closer to 18 % (full within epsilon)
+        advance(battery, point, 36.0)
+        socs.append(battery.soc)
+    assert socs == sorted(socs) and socs[-1] == 18.0

@@ -297,10 +297,10 @@ def _walk(
             # The curve falls to zero at `end`: approached, never reached. log1p and expm1,
             # not log of a ratio and exp minus 1: on a nearly flat piece the ratio is 1 plus
             # a few ulps, and the plain forms lost six digits (advancing in pieces then
-            # disagreed with advancing at once).
-            seconds = (
-                math.log1p(slope * (end - s) / start_w) / (slope * k) if end_w > 0.0 else math.inf
-            )
+            # disagreed with advancing at once). A curve that falls to 0 kW at `end` can
+            # leave `end_w` a few ulps above zero and the ratio a few below -1: zero too.
+            ratio = slope * (end - s) / start_w
+            seconds = math.log1p(ratio) / (slope * k) if end_w > 0.0 and ratio > -1.0 else math.inf
             if seconds > left:
                 if math.isinf(left):
                     return s, math.inf
@@ -373,11 +373,8 @@ def advance(battery: Battery, point: OperatingPoint, dt_s: float) -> float:
         if start_w <= 0.0:
             soc = start
         else:
-            seconds = (
-                math.log1p(slope * (end - start) / start_w) / (slope * k)
-                if end_w > 0.0
-                else math.inf
-            )
+            ratio = slope * (end - start) / start_w  # as in `_walk`: -1 or below is 0 kW
+            seconds = math.log1p(ratio) / (slope * k) if end_w > 0.0 and ratio > -1.0 else math.inf
             if seconds > dt_s:
                 if math.isinf(dt_s):
                     soc = start
