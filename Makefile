@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); 0 runs the suite in this process, one test at a time.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 TYPED := chargesim_site chargers locations vehicles fleet_io simulator scripts tests bench api scenarios
 
 .PHONY: run test lint bench clean
@@ -26,12 +29,12 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py runsimulator --demo
 
 ## make test: install runtime and dev requirements, run the whole suite on SQLite, then the
-## database tests again on PostgreSQL when one is reachable.
+## database tests again on PostgreSQL when one is reachable; TEST_WORKERS processes (2).
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@if $(BIN)/python -m scripts.reachable "$(PG_TEST_URL)"; then \
 		echo "== database tests again on PostgreSQL ($(PG_TEST_URL)) =="; \
-		DATABASE_URL="$(PG_TEST_URL)" $(BIN)/python -m pytest -m "django_db and not browser" $(PYTEST_ARGS); \
+		DATABASE_URL="$(PG_TEST_URL)" $(BIN)/python -m pytest -m "django_db and not browser" $(PYTEST_PARALLEL) $(PYTEST_ARGS); \
 	else \
 		echo "== PostgreSQL not reachable at $(PG_TEST_URL): database tests ran on SQLite only =="; \
 	fi

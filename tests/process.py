@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,6 +18,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Redis databases the tests deploy onto (0 is left to whoever else uses this Redis).
+_TEST_REDIS_DATABASES = range(8, 16)
+
+
+def redis_database(base_url: str) -> str:
+    """`base_url` with a Redis database for one deployment, emptied first.
+
+    Under pytest-xdist each worker draws from its own part of the test databases, so that two
+    deployments running at once never share one (their workers would hear each other's
+    groups and take each other's Celery tasks); a test of the same worker before may have
+    left queued tasks in it, hence the flush. Beyond as many workers as databases, workers
+    share them and nothing is flushed."""
+    import redis
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    parts = min(workers, len(_TEST_REDIS_DATABASES))
+    mine = [db for db in _TEST_REDIS_DATABASES if (db - 8) % parts == worker % parts]
+    url = f"{base_url.rstrip('/')}/{random.choice(mine)}"
+    if workers <= len(_TEST_REDIS_DATABASES):
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+    return url
 
 
 def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:

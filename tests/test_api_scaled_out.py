@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.process import ROOT, Process, daphne, free_port, wait_for_port
+from tests.process import ROOT, Process, daphne, free_port, redis_database, wait_for_port
 from tests.test_import_jobs import fleet_csv
 from tests.test_scaled_out import REDIS_URL, database  # noqa: F401
 from tests.test_scaled_out import pytestmark as scaled_out
@@ -59,7 +58,7 @@ def test_scaled_out_a_job_runs_on_a_celery_worker(tmp_path, database):  # noqa: 
     env = {
         **os.environ,
         "DATABASE_URL": database,
-        "REDIS_URL": f"{REDIS_URL.rstrip('/')}/{random.randint(8, 15)}",
+        "REDIS_URL": redis_database(REDIS_URL),
         "CHARGESIM_VAR_DIR": str(tmp_path),
         "SECRET_KEY": "scaled-out-import-" + uuid.uuid4().hex,
         "PYTHONUNBUFFERED": "1",

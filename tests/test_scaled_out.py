@@ -8,7 +8,6 @@ import asyncio
 import http.cookiejar
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 
 from scripts.reachable import reachable
 from simulator import contract
-from tests.process import ROOT, Process, daphne, free_port, wait_for_port
+from tests.process import ROOT, Process, daphne, free_port, redis_database, wait_for_port
 
 PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
@@ -98,8 +97,7 @@ def deploy(
     web_port = free_port()
     own_csms = csms_port is None
     csms_port = free_port() if csms_port is None else csms_port
-    # A Redis database of its own (0 is left to whoever else uses this Redis).
-    redis_url = f"{REDIS_URL.rstrip('/')}/{random.randint(8, 15)}"
+    redis_url = redis_database(REDIS_URL)
     env = {
         **os.environ,
         "DATABASE_URL": database,
