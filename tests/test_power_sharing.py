@@ -45,7 +45,7 @@ def alone_w(charger, connector):
 async def offered(csms, cp_id, connector, after):
     """Power.Offered of the next periodic MeterValues of `connector`."""
     while True:
-        meter = await csms.wait_for(cp_id, "MeterValues", after=after, timeout=3)
+        meter = await csms.wait_for(cp_id, "MeterValues", after=after, timeout=10)
         after = csms.log.index(meter) + 1
         if meter.payload["connectorId"] != connector:
             continue
