@@ -32,11 +32,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.types import ToolAnnotations
 from ninja import Field, Router, Schema
 from ninja.responses import Status
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticUndefined
 
 from api.fleet_schemas import (
@@ -508,9 +509,31 @@ TOOLS: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
 ]
 
 
+class _Server(MCPServer):
+    """The SDK's server, with the arguments it refuses worded as the API words a 422.
+
+    The SDK checks a call's arguments against the tool's signature before the tool runs,
+    and its refusal is pydantic's own text: the arguments model's name, error type codes
+    and a link per problem. The model gets the endpoint's form instead: "The request is
+    not valid.", then each argument and what is wrong with it (`refusal`)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # Only the SDK's own check raises with pydantic's error as the cause: a tool's
+            # refusals come wrapped in our ToolError (`tool_errors`), crashes unexpected.
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(
+                cause, PydanticValidationError
+            ):
+                raise
+            raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
+
+
 def build() -> MCPServer:
     """The server with every tool and resource."""
-    server = MCPServer(
+    server = _Server(
         "ChargeSim",
         title="ChargeSim",
         instructions=INSTRUCTIONS,

@@ -190,6 +190,14 @@ async def test_stdio_lists_the_tools_and_answers_a_call(site):
         # This process runs no engine and the default channel layer is its own: said so.
         state = await client.call_tool("charger_state", {"charge_point_id": CHARGER})
         assert "No simulator worker is running" in error_text(state)
+        # Arguments the SDK refuses are worded as the API's 422, not in pydantic's words.
+        wrong = error_text(await client.call_tool("list_chargers", {"limit": "ten", "offset": -1}))
+        assert wrong.startswith("Error executing tool list_chargers: The request is not valid.")
+        assert "\nlimit: Input should be a valid integer" in wrong
+        assert "\noffset: Input should be greater than or equal to 0" in wrong
+        assert "pydantic" not in wrong and "type=" not in wrong
+        missing = error_text(await client.call_tool("get_location", {}))
+        assert missing.endswith("The request is not valid.\nlocation_id: Field required")
 
 
 async def test_http_drives_a_session_with_wait_for_and_reads_state_summary_and_log(site):
