@@ -37,7 +37,7 @@ def redis_database(base_url: str) -> str:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     parts = min(workers, len(_TEST_REDIS_DATABASES))
-    mine = [db for db in _TEST_REDIS_DATABASES if (db - 8) % parts == worker % parts]
+    mine = _TEST_REDIS_DATABASES[worker % parts :: parts]
     url = f"{base_url.rstrip('/')}/{random.choice(mine)}"
     if workers <= len(_TEST_REDIS_DATABASES):
         with redis.Redis.from_url(url) as client:
