@@ -117,10 +117,10 @@ def test_a_curve_s_pieces_are_kept_once_and_bounded(monkeypatch: pytest.MonkeyPa
 
 
 # Found by the property test above: the curve falls to 0 kW at 18 %, the charge meets it at
-# the cap (68,408 W) and the piece's end power was left a few ulps above zero, the log's
-# argument a few below zero: the walk raised "math domain error", so the meter's visit of
-# such a car failed on every tick. A car whose curve ends at 0 kW at its target (a curve
-# the admin accepts) meets the same piece.
+# the cap (68,408 W) and the piece's end power was left a few ulps above zero, log1p's
+# argument a few ulps below -1: the walk raised "math domain error", so the meter's visit of
+# such a car failed on every tick. Any curve with a piece falling to 0 kW (the admin accepts
+# one, e.g. 0:50 80:20 100:0) can meet the same rounding.
 FALLS_TO_ZERO = VehicleSpec(
     name="falls to zero",
     capacity_kwh=5.0,
