@@ -306,6 +306,37 @@ async def test_stop_transaction_records_meter_stop_reason_and_transaction_data(c
     assert tx.transaction_data == [sample]
 
 
+@pytest.mark.csms(keep_log=False)
+async def test_without_its_log_the_csms_keeps_open_and_the_newest_stopped_transactions(
+    csms,
+) -> None:
+    """A demo or `runcsms` runs for days: what it keeps of transactions must follow the
+    fleet, not its history (it kept every transaction and each StopTransaction's samples)."""
+    csms.STOPPED_KEPT = 3
+    sample = {"timestamp": now_iso(), "sampledValue": [{"value": "1500"}]}
+    async with charger(csms, "CP-1") as cp:
+
+        async def start(connector: int) -> int:
+            answer = await cp.call(
+                "StartTransaction",
+                {"connectorId": connector, "idTag": "T1", "meterStart": 0, "timestamp": now_iso()},
+            )
+            return int(answer[2]["transactionId"])
+
+        async def stop(tx_id: int) -> None:
+            stop = {"transactionId": tx_id, "meterStop": 10, "timestamp": now_iso()}
+            await cp.call("StopTransaction", stop | {"transactionData": [sample]})
+
+        kept_open = await start(2)
+        ids = [await start(1) for _ in range(6)]
+        for tx_id in ids:
+            await stop(tx_id)
+        await stop(ids[-1])  # a retried stop is not a second stopped transaction
+    assert sorted(csms.transactions) == sorted([kept_open, *ids[-3:]])
+    assert not csms.transactions[kept_open].stopped
+    assert all(csms.transactions[i].transaction_data is None for i in ids[-3:])
+
+
 async def test_stop_transaction_for_an_id_never_started_here_is_still_recorded(csms) -> None:
     async with charger(csms, "CP-1") as cp:
         reply = await cp.call(

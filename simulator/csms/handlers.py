@@ -109,6 +109,8 @@ class Central(Protocol):
     @property
     def ca(self) -> CertificateAuthority: ...
 
+    def stopped(self, transaction: Transaction) -> None: ...
+
     async def certificate_signed(self, cp_id: str, chain: str) -> str: ...
 
     def _spawn(self, awaitable: Any) -> None: ...
@@ -431,11 +433,15 @@ class CSMSConnection(ChargePoint):
                 started_here=False,
             )
             csms.transactions[transaction_id] = transaction
+        first_stop = not transaction.stopped
         transaction.meter_stop = meter_stop
         transaction.stop_timestamp = timestamp
         transaction.reason = reason
         transaction.stop_id_tag = id_tag
-        transaction.transaction_data = self._payload.get("transactionData")
+        if csms.keep_log:  # its samples, as MeterValues' (`on_meter_values`)
+            transaction.transaction_data = self._payload.get("transactionData")
+        if first_stop:
+            csms.stopped(transaction)
         info = self._id_tag_info(id_tag) if id_tag is not None else None
         return call_result.StopTransaction(id_tag_info=info)
 

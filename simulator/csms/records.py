@@ -85,6 +85,9 @@ class Transaction:
     # camelCase MeterValue objects ({"timestamp", "sampledValue": [...]}) received in
     # MeterValues for this transaction; only kept when the CSMS keeps its log.
     meter_values: list[dict[str, Any]] = field(default_factory=list)
+    # StopTransaction's transactionData as received; kept, as `meter_values`, only with the
+    # log (up to StopTransactionMaxMeterValues samples a transaction: the bulk of a
+    # transaction's memory in a long run).
     transaction_data: list[dict[str, Any]] | None = None
     # False when the CSMS never saw the StartTransaction (StopTransaction for an id it did
     # not allocate, e.g. -1 after an unconfirmed start).

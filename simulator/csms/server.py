@@ -92,6 +92,9 @@ def cp_id_from_path(path: str) -> str:
 class CentralSystem:
     """A small real OCPP 1.6J central system on the `ocpp` library's server side."""
 
+    # Stopped transactions kept when the log is not (see `transactions`).
+    STOPPED_KEPT = 1000
+
     # The handlers of each connection; a test double may swap in a subclass with a broken one.
     connection_class: type[CSMSConnection] = CSMSConnection
 
@@ -143,7 +146,11 @@ class CentralSystem:
         self.connects: Counter[str] = Counter()  # cp id -> accepted websocket connections
         self.refusals: deque[Refusal] = deque(maxlen=1000)
         self.closures: deque[Closure] = deque(maxlen=1000)  # connections that ended
+        # Every transaction with the log kept (tests read them all); without it (the demo,
+        # scenarios, `runcsms`: runs of days) the open ones and the newest `STOPPED_KEPT`
+        # stopped ones, so that memory follows the fleet, not its history.
         self.transactions: dict[int, Transaction] = {}
+        self._stopped: deque[int] = deque()  # stopped transaction ids, oldest first
         self.next_transaction_id = 1
         self.status: dict[str, dict[int, ConnectorStatus]] = {}
         self.registration: dict[str, str] = {}  # cp id -> last BootNotification status we sent
@@ -674,6 +681,16 @@ class CentralSystem:
                 waiter.set_result(None)
 
     # -- recording (called by CSMSConnection) -------------------------------------------------
+
+    def stopped(self, transaction: Transaction) -> None:
+        """A transaction was stopped for the first time: without the log, the oldest
+        stopped one is forgotten once more than `STOPPED_KEPT` are kept."""
+        if self.keep_log:
+            return
+        stopped = self._stopped
+        stopped.append(transaction.transaction_id)
+        while len(stopped) > self.STOPPED_KEPT:
+            self.transactions.pop(stopped.popleft(), None)
 
     def _record(
         self,
