@@ -49,31 +49,40 @@ def execute_values(sql: str, values: list[Any], types: Sequence[str]) -> None:
     count = len(values) // width
     if not count:
         return
+    connection.ensure_connection()
+    # The driver's own cursor, in Django's transaction. Django's debug wrapper (DEBUG on,
+    # the default) would keep each of these statements, with every value in its text, in
+    # the connection's query log: up to 9,000 of them, megabytes each on PostgreSQL (a
+    # second of the message log), and on SQLite it would quote every parameter first.
+    # `wrap_database_errors` still turns the driver's errors into Django's: the checkpoint
+    # writer tells a database that is down or full (OperationalError: write it all again
+    # later) from a row it refuses (drop that row) by them.
+    raw = connection.connection.cursor()
     if connection.vendor == "postgresql":
         table = (
             f"unnest({', '.join(f'%s::{kind}[]' for kind in types)}) "
             f"AS v({', '.join(f'column{n}' for n in range(1, width + 1))})"
         )
         statement = sql.replace("{rows}", table)
-        with connection.cursor() as cursor:
-            for start in range(0, count, ROWS_PER_ARRAY):
-                chunk = values[start * width : (start + ROWS_PER_ARRAY) * width]
-                cursor.execute(statement, [chunk[n::width] for n in range(width)])
+        try:
+            with connection.wrap_database_errors:
+                for start in range(0, count, ROWS_PER_ARRAY):
+                    chunk = values[start * width : (start + ROWS_PER_ARRAY) * width]
+                    raw.execute(statement, [chunk[n::width] for n in range(width)])
+        finally:
+            raw.close()
         return
-    connection.ensure_connection()
-    # The driver's own cursor, in Django's transaction: Django's debug wrapper would quote
-    # every parameter of these long statements for its query log.
-    raw = connection.connection.cursor()
     try:
         limit = max(1, min(ROWS_PER_STATEMENT, _sqlite_max_params() // width))
         start = 0
-        while start < count:
-            size = 1 << (min(limit, count - start).bit_length() - 1)
-            raw.execute(
-                _sqlite_statement(sql, width, size),
-                values[start * width : (start + size) * width],
-            )
-            start += size
+        with connection.wrap_database_errors:
+            while start < count:
+                size = 1 << (min(limit, count - start).bit_length() - 1)
+                raw.execute(
+                    _sqlite_statement(sql, width, size),
+                    values[start * width : (start + size) * width],
+                )
+                start += size
     finally:
         raw.close()
 

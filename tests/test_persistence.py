@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async
 from ocpp.v16 import call
@@ -351,6 +352,73 @@ def test_a_refused_row_is_logged_with_its_charger_and_only_it_is_dropped(caplog)
     assert not any(f"pk {gone_pk}" in m for m in logged), logged
     deleted = [r for r in caplog.records if f"pk {gone_pk} was deleted meanwhile" in r.getMessage()]
     assert [r.levelname for r in deleted] == ["INFO"], caplog.text
+
+
+def _full_batch(charger_pk: int, seqs: range):
+    """A checkpoint of transaction messages big enough to need new database pages."""
+    from django.utils import timezone
+
+    from simulator.runtime.persistence import Batch
+
+    value = {"value": "1", "context": "Sample.Periodic", "format": "Raw" * 1000}
+    text = orjson.dumps(
+        {"connectorId": 1, "transactionId": 7, "meterValue": [{"sampledValue": [value]}]}
+    ).decode()
+    return Batch(
+        config={},
+        key_writes=[],
+        outbox_new=[(charger_pk, seq, "MeterValues", text, "") for seq in seqs],
+        outbox_gone=[],
+        transactions=[],
+        at=timezone.now(),
+    )
+
+
+def test_a_full_database_fails_the_checkpoint_to_be_written_again_and_drops_nothing(caplog):
+    """A full disk (here SQLite's page limit on the writer's connection) is the database's
+    trouble, not a row's: the batch fails as if the database were down, and is written
+    whole once there is room. It used to be taken for rows the database refused, and the
+    transaction messages were dropped unsent, one by one."""
+    from django.db import OperationalError, connection
+
+    from chargers.models import OutboxMessage
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the page limit is SQLite's (PostgreSQL's full disk is the same error)")
+    charger = make_charger("CP-FULL", evses=1)
+    batch = _full_batch(charger.pk, range(1, 41))
+    try:
+        with connection.cursor() as cursor:
+            pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(OperationalError, match="full"):
+            Checkpointer.write(batch)  # closes the connection, and with it the limit
+        assert not OutboxMessage.objects.exists()
+        Checkpointer.write(batch)
+    finally:
+        Checkpointer.close()
+    assert sorted(OutboxMessage.objects.values_list("seq", flat=True)) == list(range(1, 41))
+    assert not batch.rejected and not batch.isolated
+    assert "could not be saved" not in caplog.text and "not saved" not in caplog.text
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["DEBUG", "no-DEBUG"])
+def test_a_checkpoints_statements_stay_out_of_djangos_query_log(settings, debug):
+    """With DEBUG on (the default) Django keeps every statement's text with its values in
+    the connection's query log, up to 9,000 of them: a checkpoint's bulk statements, a
+    megabyte or more each on PostgreSQL, grew a long-running worker by gigabytes."""
+    from django.db import connection, reset_queries
+
+    settings.DEBUG = debug
+    charger = make_charger("CP-LOG", evses=1)
+    try:
+        connection.ensure_connection()
+        reset_queries()
+        Checkpointer.write(_full_batch(charger.pk, range(1, 41)))
+        logged = [len(query["sql"]) for query in connection.queries_log]
+    finally:
+        Checkpointer.close()
+    assert sum(logged) < 10_000, logged  # the transaction's own statements, a few bytes each
 
 
 async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_restart(csms):
