@@ -168,3 +168,31 @@ async def test_every_task_it_started_has_ended_when_serve_returns():
     assert left == []
     assert demo[0].cancelled()
     assert "Stopped: 2 chargers saved.\n" in output
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_task_that_outlasts_the_stops_wait_is_named_in_the_warning(caplog):
+    """A warning of "1 tasks still ending" gives a user nothing to act on: it names them."""
+    simulator = Simulator(
+        RunOptions(web=False, tick_seconds=0.1, stop_timeout=1.0), write=lambda _text: None
+    )
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:  # outlasts its cancellation, as a close handshake with a silent peer does
+            await asyncio.shield(release.wait())
+
+    serving = asyncio.create_task(simulator.serve())
+    await wait_until(
+        lambda: any(t.get_name() == "checkpoints" for t in simulator._tasks),
+        message="the engine started",
+        timeout=20,
+    )
+    simulator.spawn(stubborn(), "stubborn-task")
+    simulator.request_stop()
+    await wait_until(lambda: "still ending" in caplog.text, message="the warning", timeout=20)
+    release.set()
+    await serving
+    assert "1 tasks still ending after the wait; not waiting longer: stubborn-task" in caplog.text

@@ -732,7 +732,13 @@ class Simulator:
             task.cancel()
         left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)
         if left:
-            log.warning("%d tasks still ending after the wait; not waiting longer", len(left))
+            names = sorted(task.get_name() for task in left)
+            log.warning(
+                "%d tasks still ending after the wait; not waiting longer: %s%s",
+                len(left),
+                ", ".join(names[:10]),
+                ", ..." if len(names) > 10 else "",
+            )
         for charger in self.store:
             charger.cancel_timers()
         self.checkpointer.mark_all(self.store)
