@@ -54,6 +54,7 @@ from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
+from simulator.runtime.outage import OutageLog
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_sites
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
@@ -192,6 +193,8 @@ class Simulator:
         self._stop_web: Callable[[], None] | None = None
         self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
+        # The checkpoint loop's failures: the first in full, then a line a minute.
+        self.checkpoint_outage = OutageLog(log, "checkpoint")
         self.worker_lock: WorkerLock | None = None  # held while `run()` runs
         self.lock_lost = False  # another process took this shard's lock: no final save
         self._checkpoint_lock = asyncio.Lock()
@@ -649,6 +652,7 @@ class Simulator:
         loop = asyncio.get_running_loop()
         next_full = loop.time() + every
         next_prune = loop.time()
+        failing = self.checkpoint_outage
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(urgent.wait(), max(next_full - loop.time(), 0.0))
@@ -658,10 +662,11 @@ class Simulator:
                 next_full = loop.time() + every
             try:
                 await self.checkpoint(full=full)
+                failing.succeeded(loop.time())
                 if full and loop.time() >= next_prune:
                     next_prune = loop.time() + await self._prune_log()
-            except Exception:
-                log.exception("checkpoint failed; retrying")
+            except Exception as exc:
+                failing.failed(exc, loop.time())
                 self.checkpointer.trim_frames()
                 await asyncio.sleep(min(every, 1.0))
 

@@ -58,6 +58,7 @@ from simulator.runtime import frame_log
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from simulator.runtime.load_management import Site
+from simulator.runtime.outage import brief as _brief
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
@@ -1217,9 +1218,3 @@ def _charger_name(pk: int | None) -> str:
         return "charger ?"
     name = ChargerRow.objects.filter(pk=pk).values_list("charge_point_id", flat=True).first()
     return f"charger {name or '?'} (pk {pk})"
-
-
-def _brief(exc: BaseException) -> str:
-    """An error for a log line: its type and first line, never the statement's values."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
