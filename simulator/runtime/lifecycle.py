@@ -661,10 +661,15 @@ class Simulator:
             if full:
                 next_full = loop.time() + every
             try:
-                await self.checkpoint(full=full)
-                failing.succeeded(loop.time())
+                # Only a round that reached the database ends an outage: one with nothing
+                # to write says nothing about it.
+                reached = self._failed_batch is not None
+                reached = await self._checkpoint(full=full) is not None or reached
                 if full and loop.time() >= next_prune:
                     next_prune = loop.time() + await self._prune_log()
+                    reached = True
+                if reached:
+                    failing.succeeded(loop.time())
             except Exception as exc:
                 failing.failed(exc, loop.time())
                 self.checkpointer.trim_frames()
