@@ -4,8 +4,6 @@ real sockets, sent as `fleet_changed` through the real (in-memory) channel layer
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,6 +18,7 @@ from simulator.csms import CentralSystem
 from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
+from tests.database_away import backend_pid, database_away, terminate_backend
 from tests.engine import COMPACT, loaded, wait_until
 from tests.process import free_port
 from vehicles.models import VehicleModel
@@ -405,40 +404,6 @@ async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker,
     assert [e.kind for e in after.security_log] == ["ResetOrReboot", "StartupOfTheFirmware"]
 
 
-def _backend_pid() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
-
-
-@contextlib.asynccontextmanager
-async def database_away(service: Simulator) -> AsyncIterator[None]:
-    """PostgreSQL out of this worker's reach: its checkpoint session is ended and every new
-    connection of this process goes to a port where nothing listens, until the block ends.
-    Only this process's sessions are touched (other tests may share the server)."""
-    from django.db import connections
-
-    shared = connections["default"].settings_dict  # one dict for every thread's connection
-    port = shared["PORT"]
-    loop = asyncio.get_running_loop()
-    writer = await loop.run_in_executor(service._writer, _backend_pid)
-    shared["PORT"] = str(free_port())
-    try:
-        await sync_to_async(_terminate)(writer)
-        yield
-    finally:
-        shared["PORT"] = port
-
-
-def _terminate(pid: int) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-
-
 async def test_a_power_cycle_while_the_database_is_away_leaves_no_charger_behind(worker, csms):
     """Asked for a power cycle while the database cannot be reached, a charger must not be
     taken down and left out of the worker: it runs on (its session too), and is power
@@ -480,7 +445,7 @@ async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_
         pytest.skip("PostgreSQL: a session of the worker is ended from another")
     pk = await sync_to_async(pk_of)("CP-LIVE")
     loop = asyncio.get_running_loop()
-    writer = await loop.run_in_executor(worker._writer, _backend_pid)
+    writer = await loop.run_in_executor(worker._writer, backend_pid)
     shared = connections["default"].settings_dict
     port = shared["PORT"]
     cut = threading.Event()
@@ -490,7 +455,7 @@ async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_
         rows = read(pks)
         if pk in pks and not cut.is_set():
             shared["PORT"] = str(free_port())
-            _terminate(writer)
+            terminate_backend(writer)
             cut.set()
         return rows
 
