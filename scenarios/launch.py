@@ -25,11 +25,11 @@ import random
 from typing import Any
 
 from celery import current_app
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from chargers.engine_client import EngineClient
+from chargers.orm_threads import in_thread
 from scenarios import format
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
@@ -116,7 +116,7 @@ def request_cancel(run: ScenarioRun) -> ScenarioRun:
 
 async def execute_queued(pk: int) -> None:
     """Run a queued run (once: the first caller claims it), saving progress as it goes."""
-    claimed = await database_sync_to_async(_claim)(pk)
+    claimed = await in_thread(_claim, thread_sensitive=True)(pk)
     if claimed is None:
         return
     run, scenario = claimed
@@ -144,7 +144,7 @@ async def execute_queued(pk: int) -> None:
                 break
             snapshot = runner.result(ScenarioRun.Status.RUNNING)
             try:
-                asked = await database_sync_to_async(_save_progress)(pk, snapshot)
+                asked = await in_thread(_save_progress, thread_sensitive=True)(pk, snapshot)
             except Exception:
                 # A progress save that fails (the database is busy) must not stop the run:
                 # its final save still comes, and the next progress save in a second.
@@ -162,10 +162,10 @@ async def execute_queued(pk: int) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await database_sync_to_async(_note_stop)(pk, STOPPED)
+        await in_thread(_note_stop, thread_sensitive=True)(pk, STOPPED)
         raise
     if cancelled:
-        await database_sync_to_async(_note_stop)(pk, CANCELLED)
+        await in_thread(_note_stop, thread_sensitive=True)(pk, CANCELLED)
 
 
 def _claim(pk: int) -> tuple[ScenarioRun, format.Scenario | None] | None:

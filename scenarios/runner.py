@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,6 +34,7 @@ from chargers.engine_client import EngineClient, EngineError
 from chargers.evse_layout import EvseSpec
 from chargers.fleet import ChargerPlan, create_chargers
 from chargers.models import Charger, Evse
+from chargers.orm_threads import in_thread
 from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
@@ -151,7 +151,7 @@ class Runner:
     async def execute(self) -> ScenarioRun:
         """Run the scenario; the stored run, finished (never raises for a failing CSMS)."""
         if self.run is None:
-            self.run = await database_sync_to_async(self._create_run)()
+            self.run = await in_thread(self._create_run, thread_sensitive=True)()
         self._t0 = asyncio.get_running_loop().time()
         self._started_at = time.time()
         targets: list[Target] = []
@@ -159,7 +159,7 @@ class Runner:
         host_started = False
         interrupted = False
         try:
-            targets = await database_sync_to_async(self._resolve)()
+            targets = await in_thread(self._resolve, thread_sensitive=True)()
             await self.host.start([t.charge_point_id for t in targets])
             host_started = True
             await self._until_loaded(targets)
@@ -198,9 +198,9 @@ class Runner:
             if host_started:
                 await self.host.stop()
             if any(t.temporary for t in targets):
-                await database_sync_to_async(_delete_temporary)(targets)
+                await in_thread(_delete_temporary, thread_sensitive=True)(targets)
         took = asyncio.get_running_loop().time() - self._t0
-        run = await database_sync_to_async(self._finish)(message, took)
+        run = await in_thread(self._finish, thread_sensitive=True)(message, took)
         if interrupted:
             raise asyncio.CancelledError
         return run

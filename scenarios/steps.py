@@ -25,9 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from chargers.engine_client import EngineClient, EngineError
+from chargers.orm_threads import in_thread
 from locations.models import Location
 from scenarios.format import PERCENTILES, duration
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
@@ -584,7 +583,7 @@ async def traffic(ctx: StepContext, args: dict[str, Any]) -> str:
     worker; with `wait`, until every worker's traffic there is over."""
     if ctx.location is None:
         raise StepError("the scenario has no location for its traffic (chargers: location)")
-    location_id = await database_sync_to_async(_location_id)(ctx.location)
+    location_id = await in_thread(_location_id, thread_sensitive=True)(ctx.location)
     where = f"traffic at {ctx.location}"
     if args.get("stop"):
         answers = await _traffic(ctx, "stop", location_id)

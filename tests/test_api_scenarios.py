@@ -16,7 +16,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.test import Client
@@ -166,6 +166,32 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
     lines = [json.loads(line) for line in (await joined(frames.streaming_content)).splitlines()]
     assert lines and any(line["kind"] == "frame" for line in lines), lines[:3]
     assert any("StartTransaction" in json.dumps(line["data"]) for line in lines)
+
+
+def _query_log() -> int:
+    from django.db import connections
+
+    return sum(len(conn.queries_log) for conn in connections.all(initialized_only=True))
+
+
+@pytest.mark.slow
+async def test_with_debug_on_a_run_leaves_no_query_log_behind(
+    worker: Simulator, csms: CentralSystem, settings: Any
+) -> None:
+    """A run saves its progress every second, the whole result each time. With DEBUG on
+    (the default), Django would keep every statement's text in the thread's query log (up
+    to 9,000), which nothing outside a web request clears: for a large fleet's run, its
+    result's JSON a second, in the server's or Celery worker's memory until it stops."""
+    run = await database_sync_to_async(stored)(
+        status="queued", source=PASSING, csms_url=csms.url, seed=7
+    )
+    settings.DEBUG = True
+    await launch.execute_queued(run.pk)
+    # The thread that ran the run's ORM calls (asgiref's one thread, out of any request).
+    assert await sync_to_async(_query_log)() == 0
+    settings.DEBUG = False
+    done = await database_sync_to_async(ScenarioRun.objects.get)(pk=run.pk)
+    assert done.status == "passed" and done.result["steps_total"] == 8, done.message
 
 
 @pytest.mark.slow

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 
+from chargers.orm_threads import in_thread
 from simulator import contract
 from simulator.contract import overrides, traffic
 from simulator.core.charge_point import ActionError, Charger
@@ -522,14 +522,12 @@ class CommandServer:
         if profile is None:
             # The site's stored profile, even if --traffic leaves it out (disabled): the
             # caller asked for this site's traffic.
-            stored = await sync_to_async(_fresh(load_profiles), thread_sensitive=False)(
-                location_id, disabled=True
-            )
+            stored = await in_thread(load_profiles)(location_id, disabled=True)
             profile = dict(stored.get(location_id) or traffic.default_profile())
         elif not isinstance(profile, dict):
             raise traffic.ProfileError("profile", "Give the profile as an object.")
         elif "time_zone" not in profile:  # hours of day are the site's local hours
-            zone = await sync_to_async(_fresh(site_time_zone), thread_sensitive=False)(location_id)
+            zone = await in_thread(site_time_zone)(location_id)
             profile = {**profile, "time_zone": zone}
         duration = _optional_number(message.get("duration"), "duration")
         speed = _optional_number(message.get("speed"), "speed")
@@ -799,27 +797,11 @@ class CommandServer:
         await self.layer.group_send(group, message)
 
 
-def _fresh(function: Any) -> Any:
-    """Run an ORM function in a worker thread and close its connection afterwards."""
-    from django.db import close_old_connections
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return run
-
-
 async def _catalogue() -> dict[int, VehicleSpec]:
     """The vehicle models as the physics sees them, read now (they may have been edited)."""
     from simulator.runtime.persistence import load_vehicles
 
-    vehicles: dict[int, VehicleSpec] = await sync_to_async(
-        _fresh(load_vehicles), thread_sensitive=False
-    )()
+    vehicles: dict[int, VehicleSpec] = await in_thread(load_vehicles)()
     return vehicles
 
 

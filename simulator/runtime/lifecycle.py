@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chargers.orm_threads import in_thread
 from simulator.contract import builtin_csms, loop_tasks
 from simulator.core import revision
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
@@ -383,7 +383,7 @@ class Simulator:
         from simulator.runtime.traffic import load_profiles
 
         driver = await self.traffic_driver()
-        profiles = await database_sync_to_async(load_profiles, thread_sensitive=False)()
+        profiles = await in_thread(load_profiles)()
         sites = [pk for pk in driver.locations() if pk in profiles]
         self.say(
             f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
@@ -391,7 +391,7 @@ class Simulator:
         )
         await driver.run(
             profiles,
-            reload=lambda: database_sync_to_async(load_profiles, thread_sensitive=False)(),
+            reload=lambda: in_thread(load_profiles)(),
             every=max(self.options.reconcile_seconds, 1.0),
         )
 
@@ -402,10 +402,8 @@ class Simulator:
         from simulator.runtime.traffic import TrafficDriver, load_site_connectors
 
         if self.traffic is None:
-            vehicles = await database_sync_to_async(load_vehicles, thread_sensitive=False)()
-            connectors = await database_sync_to_async(
-                load_site_connectors, thread_sensitive=False
-            )()
+            vehicles = await in_thread(load_vehicles)()
+            connectors = await in_thread(load_site_connectors)()
             if self.traffic is None:  # nobody made it while the catalogue loaded
                 self.traffic = TrafficDriver(
                     self.store,
@@ -517,7 +515,9 @@ class Simulator:
                 self.files = FileServer()
                 self.files.start(host="127.0.0.1", port=0)
                 self.say(f"Its file server (firmware, diagnostics) on {self.files.url}\n")
-        made = await database_sync_to_async(ensure_demo_fleet)(self.options.demo_chargers, url)
+        made = await in_thread(ensure_demo_fleet, thread_sensitive=True)(
+            self.options.demo_chargers, url
+        )
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
     async def _freeze_when_up(self, patience: float = 120.0) -> None:
@@ -555,7 +555,7 @@ class Simulator:
         dashboard commands (and fleet.changed messages) too."""
         await self.reloader.prime()  # before loading: a change saved meanwhile is re-applied
         logging.getLogger("simulator").addHandler(self.log_journal)
-        chargers = await database_sync_to_async(load_fleet, thread_sensitive=False)(
+        chargers = await in_thread(load_fleet)(
             self.checkpointer,
             shard=self.shard,
             shards=self.shards,
@@ -564,7 +564,7 @@ class Simulator:
         )
         for charger in chargers:
             self.store.add(charger)
-        self.sites.use(await database_sync_to_async(load_sites, thread_sensitive=False)())
+        self.sites.use(await in_thread(load_sites)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:

@@ -45,9 +45,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError
 
+from chargers.orm_threads import in_thread
 from simulator import contract
 from simulator.contract import config_keys
 from simulator.core.charge_point import Charger, ChargerSpec
@@ -174,7 +174,7 @@ class FleetReloader:
 
     async def prime(self) -> None:
         """Before the fleet is loaded: what the database holds now is what gets loaded."""
-        self.seen, self.watermark, self.count = await _db(_all_versions)()
+        self.seen, self.watermark, self.count = await in_thread(_all_versions)()
         self._watermark_moved = asyncio.get_running_loop().time()
 
     async def run(self, reconcile_seconds: float = RECONCILE_SECONDS) -> None:
@@ -232,7 +232,7 @@ class FleetReloader:
             self._looked_back = now
             self.look_backs += 1
             start -= LOOK_BACK
-        changed, count = await _db(_changed_since)(start, self.count)
+        changed, count = await in_thread(_changed_since)(start, self.count)
         service = self.service
         pks = set()
         for pk, (updated, cp_id) in changed.items():
@@ -265,7 +265,7 @@ class FleetReloader:
 
     async def reload_sites(self) -> None:
         """Locations' load management and grid limits: the controller uses them next tick."""
-        self.service.sites.use(await _db(load_sites)())
+        self.service.sites.use(await in_thread(load_sites)())
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class FleetReloader:
         service.checkpointer.mark_all(service.store)
         await service.checkpoint()
         reading = asyncio.get_running_loop().time()
-        rows, catalogue = await _db(_read)(sorted(set(pks)))
+        rows, catalogue = await in_thread(_read)(sorted(set(pks)))
         self.rows_read += len(rows)
         self._open_elsewhere = set()
         if service.shards > 1:
@@ -305,7 +305,7 @@ class FleetReloader:
                 pk for pk, row in rows.items() if row.enabled and service.store.by_pk(pk) is None
             ]
             if arriving:
-                self._open_elsewhere = await _db(with_open_transactions)(arriving)
+                self._open_elsewhere = await in_thread(with_open_transactions)(arriving)
         if vehicles:
             self._use_vehicles(catalogue)
         outcomes: list[contract.ChargerOutcome] = []
@@ -332,7 +332,7 @@ class FleetReloader:
                 )
                 self.last_outcome[pk] = outcomes[-1]
         if new_rows:
-            built = await _db(build_loaded)(
+            built = await in_thread(build_loaded)(
                 new_rows, catalogue, service.checkpointer, service.transfers
             )
             for charger in built:
@@ -502,11 +502,11 @@ class FleetReloader:
         while True:
             try:
                 await service.checkpoint()
-                loaded: list[Charger] = await _db(load_fleet)(
+                loaded: list[Charger] = await in_thread(load_fleet)(
                     service.checkpointer,
                     shard=service.shard,
                     shards=service.shards,
-                    pks=[pk],
+                    pks=[] if pk is None else [pk],
                     transfers=service.transfers,
                 )
                 return loaded
@@ -580,20 +580,6 @@ def _read_only_keys_changed(live: Charger, row: ChargerRow) -> bool:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _db(function: Any) -> Any:
-    """Run an ORM function in a worker thread, its connection closed afterwards."""
-    from django.db import close_old_connections
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
 
 
 def _read(pks: list[int]) -> tuple[dict[int, ChargerRow], dict[int, Any]]:

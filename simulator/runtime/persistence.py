@@ -37,6 +37,7 @@ from chargers.models import (
 from chargers.models import Charger as ChargerRow
 from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
+from chargers.orm_threads import forget_queries
 from simulator import contract
 from simulator.contract import overrides
 from simulator.core.answer_overrides import Override
@@ -852,6 +853,8 @@ class Checkpointer(Listener):
         except BaseException:
             connection.close()
             raise
+        finally:
+            forget_queries()  # DEBUG's query log: see chargers.orm_threads
 
     @staticmethod
     def prune_log(policy: FrameLogPolicy) -> int:
@@ -861,6 +864,8 @@ class Checkpointer(Listener):
         except BaseException:
             connection.close()
             raise
+        finally:
+            forget_queries()
 
     @staticmethod
     def close() -> None:
