@@ -4,14 +4,20 @@ driver's traceback; a password in DATABASE_URL is not printed."""
 
 from __future__ import annotations
 
+import os
+import urllib.parse
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.process import ROOT, free_port, run_manage
+from scripts.reachable import reachable
+from simulator.management.database import described, upkeep_text, upkeep_warnings
+from tests.process import ROOT, ManagePy, free_port, run_manage
 
 pytestmark = pytest.mark.slow
 
+PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 CASE = str(ROOT / "scenarios" / "library" / "boot-accepted.yaml")
 
 
@@ -62,3 +68,59 @@ def test_a_database_server_that_is_down_is_named_without_its_password(
     assert "Check DATABASE_URL" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_upkeep_warning_names_each_setting_found_off() -> None:
+    where = "PostgreSQL u@h:5432/fleet"
+    assert upkeep_text([], where, "fleet") == []
+    (one,) = upkeep_text(["autovacuum"], where, "fleet")
+    assert one.startswith(f"autovacuum is off on {where}: ") and "`vacuumdb fleet`" in one
+    (two,) = upkeep_text(["autovacuum", "track_counts"], where, "fleet")
+    assert two.startswith("autovacuum and track_counts are off on ")
+
+
+@pytest.mark.django_db
+def test_the_upkeep_warnings_follow_the_servers_settings() -> None:
+    """SQLite has nothing to say; PostgreSQL names what of autovacuum's needs is off on the
+    server (this machine's test server may have autovacuum off: both are right)."""
+    from django.db import connection
+
+    warnings = upkeep_warnings()
+    if connection.vendor != "postgresql":
+        assert warnings == []
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        autovacuum = cursor.fetchone()[0]
+        cursor.execute("SHOW track_counts")
+        track_counts = cursor.fetchone()[0]
+    off = [
+        name
+        for name, value in (("autovacuum", autovacuum), ("track_counts", track_counts))
+        if value == "off"
+    ]
+    assert warnings == upkeep_text(off, described(), connection.settings_dict["NAME"])
+    assert bool(warnings) == bool(off)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not reachable(PG_URL), reason=f"no PostgreSQL at {PG_URL}")
+def test_runsimulator_says_at_start_when_postgresql_will_not_vacuum(tmp_path: Path) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        off = admin.execute("SHOW autovacuum").fetchone()[0] == "off"  # type: ignore[index]
+        name = f"chargesim_upkeep_{uuid.uuid4().hex[:10]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
+    worker = ManagePy(tmp_path, "runsimulator", "--no-web", env={"DATABASE_URL": url})
+    try:
+        worker.wait_for_output("fleet: 0/0", timeout=120)
+        said = "autovacuum is off on PostgreSQL" in worker.output
+        assert said == off, worker.output[-3000:]
+        if off:
+            assert f"`vacuumdb {name}`" in worker.output
+    finally:
+        worker.stop()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -62,3 +62,36 @@ def check_database(
             + (f", or {or_else}." if or_else else "."),
             returncode=returncode,
         )
+
+
+def upkeep_warnings(alias: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """What about the database's upkeep would hurt a long-running worker, in words for its
+    operator (nothing to say on SQLite, which reuses its free pages itself).
+
+    The worker inserts and deletes rows all day: a transaction message's outbox row lives
+    until the CSMS confirms it, and the message log is pruned as it grows. PostgreSQL
+    reclaims deleted rows only by VACUUM, which autovacuum runs; with it off (or without
+    `track_counts`, which it needs) those tables and their indexes grow for ever, and
+    every scan of the outbox reads the dead rows too."""
+    conn = connections[alias]
+    if conn.vendor != "postgresql":
+        return []
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM pg_settings WHERE name IN ('autovacuum', 'track_counts') "
+            "AND setting = 'off' ORDER BY name"
+        )
+        off = [name for (name,) in cursor.fetchall()]
+    return upkeep_text(off, described(alias), conn.settings_dict.get("NAME") or "")
+
+
+def upkeep_text(off: list[str], where: str, name: str) -> list[str]:
+    """The warning for PostgreSQL settings found off (none: nothing to say)."""
+    if not off:
+        return []
+    return [
+        f"{' and '.join(off)} {'is' if len(off) == 1 else 'are'} off on {where}: the "
+        "outbox and message-log tables, written and deleted all the time, will grow without "
+        "bound. Turn autovacuum on in postgresql.conf, or VACUUM on a schedule (e.g. "
+        f"`vacuumdb {name}` every few minutes)."
+    ]

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chargers.validators import validate_csms_url
-from simulator.management.database import check_database
+from simulator.management.database import check_database, upkeep_warnings
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 
@@ -229,6 +229,8 @@ class Command(BaseCommand):
         )
         # (Migrating is the default: only --no-migrate can meet a database left behind.)
         check_database(migrated=options["no_migrate"], or_else="leave out --no-migrate")
+        for warning in upkeep_warnings():
+            self.stderr.write(warning)
         simulator = Simulator.for_process(
             run, write=lambda text: self.stdout.write(text, ending="")
         )
