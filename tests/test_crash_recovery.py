@@ -4,12 +4,17 @@ winds a meter register back."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import urllib.parse
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from ocpp.v16 import call
 
+from scripts.reachable import reachable
 from simulator.core.clock import parse_iso
 from simulator.csms import CentralSystem
 from tests.process import ManagePy
@@ -17,6 +22,28 @@ from tests.process import ManagePy
 pytestmark = pytest.mark.slow
 
 CHARGERS = ("DEMO-0001", "DEMO-0002")
+PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request) -> Iterator[dict[str, str]]:
+    """The worker's database: its own SQLite file, or a PostgreSQL database of its own (the
+    scaled-out mode's store; dropped at the end)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    if not reachable(PG_URL):
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
+    import psycopg
+
+    name = f"chargesim_crash_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()}
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def frames(csms, action):
@@ -47,7 +74,7 @@ def registers_in_order(csms, cp_id):
     return seen
 
 
-async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
+async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path, store):
     csms = CentralSystem()
     await csms.start(host="127.0.0.1", port=0)
     args = (
@@ -61,7 +88,7 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path):
         "--csms-url",
         csms.url,
     )
-    env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1"}
+    env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1", **store}
     first = ManagePy(tmp_path, *args, env=env)
     second = None
     try:
@@ -157,7 +184,7 @@ def energy_register(payload):
     raise AssertionError(f"no register in {payload}")
 
 
-async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_kill(tmp_path):
+async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_kill(tmp_path, store):
     """A triggered MeterValues is not a transaction message, but the CSMS has the register
     it carries: a worker killed just after sending it must not stop the transaction
     (PowerLoss, on the restart) with a meterStop below that register."""
@@ -181,6 +208,7 @@ async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_ki
         "CHARGESIM_TICK_SECONDS": "0.2",
         "CHARGESIM_RECONNECT_CAP_SECONDS": "1",
         "CHARGESIM_CHECKPOINT_SECONDS": "120",
+        **store,
     }
     first = ManagePy(tmp_path, *args, env=env)
     second = None
