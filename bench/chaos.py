@@ -24,7 +24,9 @@ last worker runs 30 s and stops cleanly (SIGINT). Then, from every frame the CSM
 - **nothing overtakes a stop:** no MeterValues of a transaction arrives after its
   StopTransaction, unless it is a copy of one delivered before it;
 - no StopTransaction names a transaction the CSMS never opened, and no CALLERROR passes
-  either way.
+  either way;
+- **no stop is dropped:** every transaction the database holds as stopped had its
+  StopTransaction reach the CSMS, or has it waiting in the outbox.
 
 It prints what it counted and each violation, and exits 1 if there was one.
 """
@@ -171,18 +173,54 @@ def check(log: list[Any], open_at_end: set[tuple[str, int]]) -> Findings:
     return found
 
 
-def open_sessions() -> set[tuple[str, int]]:
-    """(charge point, connector) of the transactions the database holds open."""
+@dataclass
+class Stored:
+    """What the database holds once the last worker has stopped."""
+
+    open_sessions: set[tuple[str, int]]  # (charge point, connector) of open transactions
+    stopped: list[tuple[str, int, str]]  # (charge point, CSMS transaction id, local id)
+    stops_unsent: set[str]  # local ids whose StopTransaction waits in the outbox
+
+
+def stored() -> Stored:
     from django.db import close_old_connections
 
-    from chargers.models import Transaction
+    from chargers.models import OutboxMessage, Transaction
 
     close_old_connections()
-    return set(
-        Transaction.objects.filter(state=Transaction.State.OPEN).values_list(
-            "charger__charge_point_id", "connector_id"
-        )
+    rows = Transaction.objects.values_list(
+        "charger__charge_point_id", "connector_id", "state", "transaction_id", "local_id"
     )
+    return Stored(
+        open_sessions={(cp, c) for cp, c, state, _, _ in rows if state == Transaction.State.OPEN},
+        stopped=[
+            (cp, tx, local)
+            for cp, _, state, tx, local in rows
+            if state == Transaction.State.STOPPED and tx is not None
+        ],
+        stops_unsent=set(
+            OutboxMessage.objects.filter(action="StopTransaction").values_list(
+                "local_tx_id", flat=True
+            )
+        ),
+    )
+
+
+def check_stored(found: Findings, log: list[Any], db: Stored) -> None:
+    """Every transaction the database holds as stopped had its StopTransaction reach the
+    CSMS, or has it waiting in the outbox: a stop is never dropped on the way."""
+    stops = {
+        (e.cp_id, int(e.payload["transactionId"]))
+        for e in log
+        if e.direction == "in" and e.message_type == 2 and e.action == "StopTransaction"
+    }
+    for cp, tx, local in db.stopped:
+        if (cp, tx) in stops:
+            continue
+        if local in db.stops_unsent:
+            found.counts["stop waiting in the outbox"] += 1
+        else:
+            found.violation(f"{cp}: transaction {tx} stopped in the database, its stop never sent")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -253,10 +291,11 @@ async def run(args: argparse.Namespace) -> int:
         code = await asyncio.to_thread(worker.wait, 60)
         print(f"last worker stopped cleanly: exit {code}", flush=True)
         await asyncio.sleep(1)  # the last frames in
-        open_at_end = await asyncio.to_thread(open_sessions)
+        db = await asyncio.to_thread(stored)
     finally:
         await csms.stop()
-    found = check(list(csms.log), open_at_end)
+    found = check(list(csms.log), db.open_sessions)
+    check_stored(found, list(csms.log), db)
     for name, count in sorted(found.counts.items()):
         print(f"  {name}: {count}")
     problems = [

@@ -136,3 +136,22 @@ def test_answers_pair_with_their_own_call_when_ids_start_again(chaos: Any) -> No
     second = log.start("2026-12-04T10:01:00Z", 1100)
     log.stop(second, "2026-12-04T10:01:10Z", 1200)
     assert chaos.check(log.entries, set()).violations == []
+
+
+def test_a_stop_stored_but_never_sent_is_named_unless_it_waits_in_the_outbox(chaos: Any) -> None:
+    log = Log()
+    sent = log.start("2026-12-04T10:00:00Z", 1000)
+    log.stop(sent, "2026-12-04T10:00:10Z", 1100)
+    waiting = log.start("2026-12-04T10:01:00Z", 1100)
+    dropped = log.start("2026-12-04T10:02:00Z", 1200)
+    db = chaos.Stored(
+        open_sessions=set(),
+        stopped=[("CP", sent, "L1"), ("CP", waiting, "L2"), ("CP", dropped, "L3")],
+        stops_unsent={"L2"},
+    )
+    found = chaos.Findings()
+    chaos.check_stored(found, log.entries, db)
+    assert found.violations == [
+        f"CP: transaction {dropped} stopped in the database, its stop never sent"
+    ]
+    assert found.counts["stop waiting in the outbox"] == 1
