@@ -82,9 +82,18 @@ def _register_wh(sampled: list[dict[str, Any]]) -> float | None:
     return None
 
 
-def check(log: list[Any], open_at_end: set[tuple[str, int]]) -> Findings:
-    """The rules above, over the CSMS's log (`LogEntry`s in arrival order).
-    `open_at_end`: (charge point, connector) whose session the last worker left running."""
+@dataclass
+class Stored:
+    """What the database holds once the last worker has stopped."""
+
+    open_sessions: set[tuple[str, int]]  # (charge point, connector) of open transactions
+    stopped: list[tuple[str, int, str]]  # (charge point, CSMS transaction id, local id)
+    stops_unsent: set[str]  # local ids whose StopTransaction waits in the outbox
+
+
+def check(log: list[Any], db: Stored) -> Findings:
+    """The rules above, over the CSMS's log (`LogEntry`s in arrival order) and what the
+    database holds after the last worker's stop."""
     found = Findings()
     # Each CALL's answer: the next answer with its id on its charger's connection (ids
     # start again with each worker: they are unique only among a connection's open CALLs).
@@ -157,6 +166,10 @@ def check(log: list[Any], open_at_end: set[tuple[str, int]]) -> Findings:
                     f"{cp}#{connector}: register went back {wh0} ({what0}, {t0.isoformat()}) "
                     f"-> {wh1} ({what1}, {t1.isoformat()})"
                 )
+    # (charge point, CSMS transaction id) of those stopped in the database with their stop
+    # still in the outbox (the last worker stopped before it went out: it goes at the next
+    # start).
+    unsent = {(cp, tx) for cp, tx, local in db.stopped if local in db.stops_unsent}
     last_on: dict[tuple[str, int], int] = {}
     for tx, (cp, connector, _) in started.items():
         last_on[(cp, connector)] = max(tx, last_on.get((cp, connector), tx))
@@ -164,22 +177,20 @@ def check(log: list[Any], open_at_end: set[tuple[str, int]]) -> Findings:
     for tx, (cp, connector, at) in started.items():
         if tx in stopped:
             continue
-        if last_on[(cp, connector)] == tx and (cp, connector) in open_at_end:
+        if (cp, tx) in unsent:
+            found.counts["stop waiting in the outbox"] += 1
+        elif last_on[(cp, connector)] == tx and (cp, connector) in db.open_sessions:
             found.counts["open at the end"] += 1
         elif by_start[(cp, connector, at)] > 1:
             found.counts["start delivered twice (orphaned id)"] += 1
         else:
             found.violation(f"{cp}#{connector}: transaction {tx} (started {at}) never stopped")
+    # Every transaction the database holds as stopped had its StopTransaction reach the
+    # CSMS, or has it waiting in the outbox: a stop is never dropped on the way.
+    for cp, tx, local in db.stopped:
+        if tx not in stopped and local not in db.stops_unsent:
+            found.violation(f"{cp}: transaction {tx} stopped in the database, its stop never sent")
     return found
-
-
-@dataclass
-class Stored:
-    """What the database holds once the last worker has stopped."""
-
-    open_sessions: set[tuple[str, int]]  # (charge point, connector) of open transactions
-    stopped: list[tuple[str, int, str]]  # (charge point, CSMS transaction id, local id)
-    stops_unsent: set[str]  # local ids whose StopTransaction waits in the outbox
 
 
 def stored() -> Stored:
@@ -204,23 +215,6 @@ def stored() -> Stored:
             )
         ),
     )
-
-
-def check_stored(found: Findings, log: list[Any], db: Stored) -> None:
-    """Every transaction the database holds as stopped had its StopTransaction reach the
-    CSMS, or has it waiting in the outbox: a stop is never dropped on the way."""
-    stops = {
-        (e.cp_id, int(e.payload["transactionId"]))
-        for e in log
-        if e.direction == "in" and e.message_type == 2 and e.action == "StopTransaction"
-    }
-    for cp, tx, local in db.stopped:
-        if (cp, tx) in stops:
-            continue
-        if local in db.stops_unsent:
-            found.counts["stop waiting in the outbox"] += 1
-        else:
-            found.violation(f"{cp}: transaction {tx} stopped in the database, its stop never sent")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -294,8 +288,7 @@ async def run(args: argparse.Namespace) -> int:
         db = await asyncio.to_thread(stored)
     finally:
         await csms.stop()
-    found = check(list(csms.log), db.open_sessions)
-    check_stored(found, list(csms.log), db)
+    found = check(list(csms.log), db)
     for name, count in sorted(found.counts.items()):
         print(f"  {name}: {count}")
     problems = [

@@ -81,7 +81,7 @@ def test_a_clean_history_with_copies_delivered_again_passes(chaos: Any) -> None:
     log.stop(tx, "2026-12-04T10:00:11Z", 1400)
     open_tx = log.start("2026-12-04T10:01:00Z", 1400)
     log.sample(open_tx, "2026-12-04T10:01:05Z", 1500)
-    found = chaos.check(log.entries, {("CP", 1)})
+    found = chaos.check(log.entries, chaos.Stored({("CP", 1)}, [], set()))
     assert found.violations == []
     assert found.counts["MeterValues delivered again"] == 1
     assert found.counts["open at the end"] == 1
@@ -92,7 +92,7 @@ def test_a_register_wound_back_is_named(chaos: Any) -> None:
     tx = log.start("2026-12-04T10:00:00Z", 1000)
     log.sample(tx, "2026-12-04T10:00:05Z", 1200)
     log.stop(tx, "2026-12-04T10:00:06Z", 1100)  # below the sample before it
-    (violation,) = chaos.check(log.entries, set()).violations
+    (violation,) = chaos.check(log.entries, chaos.Stored(set(), [], set())).violations
     assert "register went back 1200.0" in violation and f"stop of {tx}" in violation
 
 
@@ -105,7 +105,7 @@ def test_a_transaction_never_stopped_is_named_but_a_start_delivered_twice_is_all
     first = log.start("2026-12-04T10:05:00Z", 2000)
     again = log.start("2026-12-04T10:05:00Z", 2000)
     log.stop(again, "2026-12-04T10:06:00Z", 2500)
-    found = chaos.check(log.entries, set())
+    found = chaos.check(log.entries, chaos.Stored(set(), [], set()))
     assert found.violations == [
         f"CP#1: transaction {lost} (started 2026-12-04T10:00:00Z) never stopped"
     ]
@@ -119,7 +119,7 @@ def test_a_sample_after_its_stop_and_a_stop_of_an_unknown_transaction_are_named(
     log.stop(tx, "2026-12-04T10:00:10Z", 1300)
     log.sample(tx, "2026-12-04T10:00:11Z", 1300)
     log.stop(999, "2026-12-04T10:00:12Z", 1300)
-    violations = chaos.check(log.entries, set()).violations
+    violations = chaos.check(log.entries, chaos.Stored(set(), [], set())).violations
     assert violations == [
         f"CP: MeterValues of transaction {tx} after its stop",
         "CP: StopTransaction of transaction 999, never opened",
@@ -135,13 +135,14 @@ def test_answers_pair_with_their_own_call_when_ids_start_again(chaos: Any) -> No
     log.ids = 0  # a new worker
     second = log.start("2026-12-04T10:01:00Z", 1100)
     log.stop(second, "2026-12-04T10:01:10Z", 1200)
-    assert chaos.check(log.entries, set()).violations == []
+    assert chaos.check(log.entries, chaos.Stored(set(), [], set())).violations == []
 
 
 def test_a_stop_stored_but_never_sent_is_named_unless_it_waits_in_the_outbox(chaos: Any) -> None:
     log = Log()
     sent = log.start("2026-12-04T10:00:00Z", 1000)
     log.stop(sent, "2026-12-04T10:00:10Z", 1100)
+    # Stopped in the database as the last worker stopped: its stop goes at the next start.
     waiting = log.start("2026-12-04T10:01:00Z", 1100)
     dropped = log.start("2026-12-04T10:02:00Z", 1200)
     db = chaos.Stored(
@@ -149,9 +150,9 @@ def test_a_stop_stored_but_never_sent_is_named_unless_it_waits_in_the_outbox(cha
         stopped=[("CP", sent, "L1"), ("CP", waiting, "L2"), ("CP", dropped, "L3")],
         stops_unsent={"L2"},
     )
-    found = chaos.Findings()
-    chaos.check_stored(found, log.entries, db)
+    found = chaos.check(log.entries, db)
     assert found.violations == [
-        f"CP: transaction {dropped} stopped in the database, its stop never sent"
+        f"CP#1: transaction {dropped} (started 2026-12-04T10:02:00Z) never stopped",
+        f"CP: transaction {dropped} stopped in the database, its stop never sent",
     ]
     assert found.counts["stop waiting in the outbox"] == 1
