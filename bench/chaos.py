@@ -295,9 +295,9 @@ async def run(args: argparse.Namespace) -> int:
         line
         for path in outputs
         for line in path.read_text(errors="replace").splitlines()
-        if " ERROR " in line or "Traceback" in line
+        if " ERROR " in line or " WARNING " in line or "Traceback" in line
     ]
-    print(f"worker ERROR/Traceback lines: {len(problems)}")
+    print(f"worker WARNING/ERROR/Traceback lines: {len(problems)}")
     for line in problems[:10]:
         print("  " + line[:200])
     print(f"violations: {len(found.violations)}")
