@@ -4,20 +4,17 @@ driver's traceback; a password in DATABASE_URL is not printed."""
 
 from __future__ import annotations
 
-import os
-import urllib.parse
-import uuid
 from pathlib import Path
 
 import pytest
 
 from scripts.reachable import reachable
 from simulator.management.database import described, upkeep_text, upkeep_warnings
+from tests.pg_database import PG_URL, database_name, own_database
 from tests.process import ROOT, ManagePy, free_port, run_manage
 
 pytestmark = pytest.mark.slow
 
-PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 CASE = str(ROOT / "scenarios" / "library" / "boot-accepted.yaml")
 
 
@@ -110,17 +107,13 @@ def test_runsimulator_says_at_start_when_postgresql_will_not_vacuum(tmp_path: Pa
 
     with psycopg.connect(PG_URL, autocommit=True) as admin:
         off = admin.execute("SHOW autovacuum").fetchone()[0] == "off"  # type: ignore[index]
-        name = f"chargesim_upkeep_{uuid.uuid4().hex[:10]}"
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
-    worker = ManagePy(tmp_path, "runsimulator", "--no-web", env={"DATABASE_URL": url})
-    try:
-        worker.wait_for_output("fleet: 0/0", timeout=120)
-        said = "autovacuum is off on PostgreSQL" in worker.output
-        assert said == off, worker.output[-3000:]
-        if off:
-            assert f"`vacuumdb {name}`" in worker.output
-    finally:
-        worker.stop()
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database("chargesim_upkeep") as url:
+        worker = ManagePy(tmp_path, "runsimulator", "--no-web", env={"DATABASE_URL": url})
+        try:
+            worker.wait_for_output("fleet: 0/0", timeout=120)
+            said = "autovacuum is off on PostgreSQL" in worker.output
+            assert said == off, worker.output[-3000:]
+            if off:
+                assert f"`vacuumdb {database_name(url)}`" in worker.output
+        finally:
+            worker.stop()

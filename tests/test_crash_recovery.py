@@ -4,10 +4,7 @@ winds a meter register back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -17,12 +14,12 @@ from ocpp.v16 import call
 from scripts.reachable import reachable
 from simulator.core.clock import parse_iso
 from simulator.csms import CentralSystem
+from tests.pg_database import PG_URL, own_database
 from tests.process import ManagePy
 
 pytestmark = pytest.mark.slow
 
 CHARGERS = ("DEMO-0001", "DEMO-0002")
-PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -34,16 +31,8 @@ def store(request) -> Iterator[dict[str, str]]:
         return
     if not reachable(PG_URL):
         pytest.skip(f"no PostgreSQL at {PG_URL}")
-    import psycopg
-
-    name = f"chargesim_crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"DATABASE_URL": urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()}
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database("chargesim_crash") as url:
+        yield {"DATABASE_URL": url}
 
 
 def frames(csms, action):

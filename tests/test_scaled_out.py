@@ -25,9 +25,9 @@ import pytest
 
 from scripts.reachable import reachable
 from simulator import contract
+from tests.pg_database import PG_URL, own_database
 from tests.process import ROOT, Process, daphne, free_port, redis_database, wait_for_port
 
-PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 PASSWORD = "pw-scaled-1"
 
@@ -43,17 +43,8 @@ pytestmark = [
 @pytest.fixture
 def database() -> Iterator[str]:
     """A PostgreSQL database of its own, dropped at the end."""
-    import psycopg
-
-    name = f"chargesim_scaled_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
-    try:
+    with own_database("chargesim_scaled") as url:
         yield url
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ids_for_both_shards(prefix: str = "SCALE-") -> dict[int, str]:

@@ -4,10 +4,7 @@ one is refused before it writes, a killed one never holds the next start up."""
 from __future__ import annotations
 
 import io
-import os
 import signal
-import urllib.parse
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,8 @@ from django.db import connection
 
 from scripts.reachable import reachable
 from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
+from tests.pg_database import PG_URL, database_name, own_database
 from tests.process import ManagePy, free_port, run_manage
-
-PG_URL = os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def demo_worker(var_dir: Path) -> ManagePy:
@@ -170,26 +166,21 @@ def test_a_worker_whose_database_sessions_were_ended_keeps_its_shard(tmp_path: P
     worker takes its lock again, so a second worker for its shard is still refused."""
     import psycopg
 
-    name = f"chargesim_lock_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = urllib.parse.urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
-    env = {"DATABASE_URL": url}
-    args = ("runsimulator", "--no-web", "--demo", "--demo-chargers", "1")
-    first = ManagePy(tmp_path / "a", *args, "--csms-port", str(free_port()), env=env)
-    try:
-        first.wait_for_output("fleet: 1/1 accepted", timeout=120)
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                [name],
-            )
-        first.wait_for_output("of this database taken again", timeout=30)
-        second = run_manage(tmp_path / "b", *args, "--csms-port", str(free_port()), env=env)
-        assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
-        assert "runs shard 0/1 of this database" in second.stderr
-        assert first.proc.poll() is None  # and the first one runs on
-    finally:
-        first.stop()
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database("chargesim_lock") as url:
+        env = {"DATABASE_URL": url}
+        args = ("runsimulator", "--no-web", "--demo", "--demo-chargers", "1")
+        first = ManagePy(tmp_path / "a", *args, "--csms-port", str(free_port()), env=env)
+        try:
+            first.wait_for_output("fleet: 1/1 accepted", timeout=120)
+            with psycopg.connect(PG_URL, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    [database_name(url)],
+                )
+            first.wait_for_output("of this database taken again", timeout=30)
+            second = run_manage(tmp_path / "b", *args, "--csms-port", str(free_port()), env=env)
+            assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+            assert "runs shard 0/1 of this database" in second.stderr
+            assert first.proc.poll() is None  # and the first one runs on
+        finally:
+            first.stop()
