@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,6 +261,7 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"the worker did not come up: {path.read_text()[-2000:]}")
 
     began = time.monotonic()
+    worker: subprocess.Popen[bytes] | None = None
     try:
         for n in range(args.rounds):
             worker = start(n)
@@ -286,7 +288,16 @@ async def run(args: argparse.Namespace) -> int:
         print(f"last worker stopped cleanly: exit {code}", flush=True)
         await asyncio.sleep(1)  # the last frames in
         db = await asyncio.to_thread(stored)
+    except BaseException:
+        # A worker that did not come up, or an interrupted bench: no worker left running,
+        # and no temp dir left behind unless asked.
+        if not args.keep:
+            shutil.rmtree(var_dir, ignore_errors=True)
+        raise
     finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            await asyncio.to_thread(worker.wait, 10)
         await csms.stop()
     found = check(list(csms.log), db)
     for name, count in sorted(found.counts.items()):
@@ -304,8 +315,6 @@ async def run(args: argparse.Namespace) -> int:
     for line in found.violations[:40]:
         print("  " + line)
     if not args.keep:
-        import shutil
-
         shutil.rmtree(var_dir, ignore_errors=True)
     else:
         print(f"kept {var_dir}")

@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def chaos() -> Any:
+    saved = list(sys.path)  # the bench adds its own directories when imported
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         return importlib.import_module("chaos")
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path[:] = saved
 
 
 class Log:
