@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simulator.core.charge_point import BootState, Charger, ChargerSpec, LinkState, Listener
 from simulator.core.evse import Evse
@@ -15,10 +15,8 @@ from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import run_connection
 from simulator.ocpp16.messages import OCPP16
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.transfers import FileTransfers
-
-if TYPE_CHECKING:
-    from simulator.runtime.lifecycle import Simulator
 
 COMPACT = VehicleSpec(
     name="Volkswagen ID.3 Pro (58 kWh)",
@@ -139,3 +137,16 @@ async def connected(charger: Charger, *, booted: bool = True) -> AsyncIterator[C
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         charger.cancel_timers()
+
+
+async def started(*ids: str) -> Simulator:
+    """A simulator of the database's chargers of these ids, quick to tick and checkpoint,
+    once every one of them is booted (its CSMS is each charger's own csms_url)."""
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids))
+    )
+    await service.start()
+    for cp_id in ids:
+        charger = loaded(service, cp_id)
+        await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
+    return service

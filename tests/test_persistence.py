@@ -11,26 +11,14 @@ from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
-from simulator.core.charge_point import BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.protocol import StopReason
-from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.lifecycle import Simulator
 from simulator.runtime.persistence import Checkpointer, _last_checkpoints
 from tests.cast import make_charger
-from tests.engine import COMPACT, loaded, register_now, wait_until
+from tests.engine import COMPACT, loaded, register_now, started, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def started(csms, *ids: str) -> Simulator:
-    service = Simulator(
-        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, only_ids=list(ids))
-    )
-    await service.start()
-    for cp_id in ids:
-        charger = loaded(service, cp_id)
-        await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
-    return service
 
 
 async def crash(service: Simulator) -> None:
@@ -66,7 +54,7 @@ async def test_it_loads_enabled_chargers_with_their_evses_and_configuration(csms
 
 async def test_an_accepted_change_configuration_survives_a_restart(csms):
     await database_sync_to_async(make_charger)("CP-CFG", evses=1, csms_url=csms.url)
-    service = await started(csms, "CP-CFG")
+    service = await started("CP-CFG")
     try:
         result = await csms.call(
             "CP-CFG", call.ChangeConfiguration(key="MeterValueSampleInterval", value="42")
@@ -88,7 +76,7 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
 
 async def test_a_new_authorization_key_is_stored_but_never_logged(csms, caplog):
     await database_sync_to_async(make_charger)("CP-KEY", evses=1, csms_url=csms.url)
-    service = await started(csms, "CP-KEY")
+    service = await started("CP-KEY")
     try:
         result = await csms.call(
             "CP-KEY", call.ChangeConfiguration(key="AuthorizationKey", value="n3w-s3cret-key-16")
@@ -105,7 +93,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
     await database_sync_to_async(make_charger)(
         "CP-REG", evses=1, csms_url=csms.url, max_power_kw=50
     )
-    service = await started(csms, "CP-REG")
+    service = await started("CP-REG")
     charger = loaded(service, "CP-REG")
     try:
         charger.plug_in(1, COMPACT, soc=20)
@@ -145,7 +133,7 @@ async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(
 
 async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
     await database_sync_to_async(make_charger)("CP-AV", evses=2, csms_url=csms.url)
-    service = await started(csms, "CP-AV")
+    service = await started("CP-AV")
     profile = {
         "chargingProfileId": 5,
         "stackLevel": 1,
@@ -169,7 +157,7 @@ async def test_inoperative_and_charging_profiles_survive_a_restart(csms):
     finally:
         await service.stop()
     mark = len(csms.log)
-    again = await started(csms, "CP-AV")
+    again = await started("CP-AV")
     try:
         charger = loaded(again, "CP-AV")
         assert charger.evse(2).status.value == "Unavailable"
@@ -230,7 +218,7 @@ def test_batched_writes_touch_exactly_their_rows_in_any_chunking(monkeypatch, pe
 async def test_one_chargers_out_of_range_value_does_not_stop_the_others_being_saved(csms, caplog):
     for cp_id in ("CP-HUGE", "CP-FINE", "CP-LATER"):
         await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
-    service = await started(csms, "CP-HUGE", "CP-FINE", "CP-LATER")
+    service = await started("CP-HUGE", "CP-FINE", "CP-LATER")
     huge, fine, later = (loaded(service, c) for c in ("CP-HUGE", "CP-FINE", "CP-LATER"))
     try:
         huge.plug_in(1, COMPACT, soc=20)
@@ -426,7 +414,7 @@ def test_a_checkpoints_statements_stay_out_of_djangos_query_log(settings, debug)
 
 async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_restart(csms):
     await database_sync_to_async(make_charger)("CP-PL", evses=1, csms_url=csms.url, max_power_kw=50)
-    service = await started(csms, "CP-PL")
+    service = await started("CP-PL")
     charger = loaded(service, "CP-PL")
     charger.plug_in(1, COMPACT, soc=20)
     assert await charger.present_id_tag(1, "TAG") == "Accepted"
@@ -445,7 +433,7 @@ async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_rest
     await asyncio.sleep(0.3)  # the restart comes clearly later than the last checkpoint
     restarted_at = datetime.now(UTC)
     mark = len(csms.log)
-    again = await started(csms, "CP-PL")
+    again = await started("CP-PL")
     try:
         stop = await csms.wait_for("CP-PL", "StopTransaction", after=mark, timeout=5)
     finally:
@@ -460,7 +448,7 @@ async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_t
     csms, caplog
 ):
     await database_sync_to_async(make_charger)("CP-UNSAVED", evses=1, csms_url=csms.url)
-    service = await started(csms, "CP-UNSAVED")
+    service = await started("CP-UNSAVED")
     charger = loaded(service, "CP-UNSAVED")
     try:
         charger.plug_in(1, COMPACT, soc=20)

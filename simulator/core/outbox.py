@@ -218,6 +218,25 @@ class Outbox:
         if item.durable:  # else the group commit that makes it durable wakes the queue
             self.wake()
 
+    def can_send(self) -> bool:
+        """Whether the queue may send now: its charger is online and booted."""
+        return self._ready() is not None
+
+    def finishing(self, within: float) -> list[Outgoing]:
+        """What this queue can send, in order, within `within` seconds if the central system
+        answers: the conversations a graceful stop lets finish. Nothing while it cannot send,
+        and nothing from the first message that waits for a retry later than that (the
+        simple bound: a message behind it may be held back by it)."""
+        if self._ready() is None:
+            return []
+        until = self.clock.monotonic() + within
+        kept = []
+        for item in self.queue:
+            if item.not_before > until:
+                break
+            kept.append(item)
+        return kept
+
     def hold(self) -> None:
         """Send nothing new until `release` (the answer to a CALL is being made)."""
         self._held = True

@@ -7,13 +7,14 @@ web interface is on, so the admin and dashboard share the engine's event loop):
    and connected, the meter engine, checkpoints, event publishing, the command server, the
    demo driver;
 2. the main loop: wait until asked to stop;
-3. shutdown, bounded by ONE timeout (`RunOptions.stop_timeout`): every task the
+3. shutdown, bounded by ONE timeout (`RunOptions.stop_timeout`): the messages the
+   chargers hold are answered first (`draining`, a short bounded wait), then every task the
    simulator started is cancelled and awaited together, then the final checkpoint is
    written, then the CSMS and the web server stop; the last line says how many chargers'
    state that checkpoint saved.
 
 The first SIGINT/SIGTERM starts that graceful stop. A second one skips the waiting for
-tasks and connections to end, but still writes the final checkpoint: nothing ever exits
+answers, tasks and connections to end, but still writes the final checkpoint: nothing ever exits
 past the final save. Every task is started through `spawn()`, so the simulator owns it and
 cancels it.
 
@@ -48,6 +49,7 @@ from simulator.ocpp16.metrics import calls_total
 from simulator.runtime import gc_policy, metrics
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
+from simulator.runtime.draining import drain
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.fleet_status import FleetStatus, LiveStatus, MessageRate, PlainStatus
 from simulator.runtime.frame_log import FrameLogPolicy
@@ -75,6 +77,9 @@ LOCK_CHECK_SECONDS = 2.0
 # The share of the stop timeout that waiting for tasks and connections to end may use: the
 # rest is kept for the final checkpoint, which a slow CSMS must never crowd out.
 WAIT_SHARE = 0.5
+# The part of that share that letting the messages in progress be answered may use first
+# (`draining`): a central system that answers at all answers well within it.
+DRAIN_SHARE = 0.2
 
 
 class StartError(Exception):
@@ -721,9 +726,10 @@ class Simulator:
         """Cancel every task and connection, save the state, stop the CSMS: all within one
         `timeout` (the options' by default).
 
-        Tasks and connections end together, in one wait that may use `WAIT_SHARE` of the
-        timeout (none after a second signal); the final checkpoint always follows, within
-        what is left. A write already in the database's hands is waited for (it cannot be
+        The messages in progress are answered first, within `DRAIN_SHARE` of the timeout;
+        then tasks and connections end together, in one wait that may use what is left of
+        `WAIT_SHARE` of it (none of either after a second signal); the final checkpoint
+        always follows, within what is left. A write already in the database's hands is waited for (it cannot be
         interrupted; the database's own lock timeout bounds it).
         """
         if self._stopping:
@@ -731,7 +737,10 @@ class Simulator:
         self._stopping = True
         loop = asyncio.get_running_loop()
         timeout = self.options.stop_timeout if timeout is None else timeout
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
+        if not self.force_exit:
+            await self._finish_in_progress(timeout * DRAIN_SHARE)
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()
@@ -740,7 +749,7 @@ class Simulator:
             ending += self.traffic.tasks()
         for task in ending:
             task.cancel()
-        left = await self._wait_unless_forced(ending, loop.time() + timeout * WAIT_SHARE)
+        left = await self._wait_unless_forced(ending, started + timeout * WAIT_SHARE)
         if left:
             names = sorted(task.get_name() for task in left)
             log.warning(
@@ -781,6 +790,24 @@ class Simulator:
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
         logging.getLogger("simulator").removeHandler(self.log_journal)
+
+    async def _finish_in_progress(self, within: float) -> None:
+        """Let the messages the chargers hold at the stop be answered before their
+        connections close (`draining`), for at most `within` seconds."""
+        drained = await drain(self.store, within, self._force)
+        if drained.left:
+            names = drained.chargers_left
+            log.warning(
+                "stop: %d of %d messages in progress not answered within %.1f s (%s%s); "
+                "transaction messages among them stay in the outbox for the next start",
+                drained.left,
+                drained.waited_for,
+                within,
+                ", ".join(names[:10]),
+                ", ..." if len(names) > 10 else "",
+            )
+        elif drained.finished:
+            log.info("stop: the %d messages in progress were answered", drained.finished)
 
     async def _wait_unless_forced(
         self, tasks: list[asyncio.Task[None]], until: float
