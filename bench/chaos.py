@@ -11,8 +11,8 @@ database, which must hold no chargers yet), every site with `--arrivals` drivers
 `runsimulator --demo --traffic` starts, runs a random `--up` seconds after its fleet is
 up (or, in an `--early` share of the rounds, 0.5–5 s after it started, while it boots and
 delivers what the last one left), and is killed with SIGKILL; a random `--down` seconds
-later the next one starts. A
-last worker runs 30 s and stops cleanly (SIGINT). Then, from every frame the CSMS saw:
+later the next one starts. A last worker runs 30 s and stops cleanly (SIGINT). Then, from
+every frame the CSMS saw:
 
 - **registers never go back:** per connector, the Energy.Active.Import.Register of every
   StartTransaction, MeterValues sample and StopTransaction, in the order of their
@@ -322,7 +322,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--chargers", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--up", type=float, nargs=2, default=(5.0, 25.0), metavar=("MIN", "MAX"))
