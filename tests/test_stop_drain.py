@@ -7,15 +7,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 
 from chargers.models import OutboxMessage
+from locations.models import ArrivalProfile
 from simulator.core.charge_point import Charger
 from simulator.core.outbox import Outgoing
 from simulator.runtime import draining
-from tests.cast import make_charger
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.cast import make_charger, make_location
 from tests.engine import (
     COMPACT,
     connected,
@@ -150,3 +153,33 @@ async def test_a_second_signal_ends_the_wait_at_once(csms):
         forced.set()
         drained = await asyncio.wait_for(waiting, 10)
     assert (drained.finished, drained.left) == (0, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_simulated_drivers_have_stopped_when_the_wait_begins(csms, monkeypatch):
+    """A driver leaving during the wait would make a StopTransaction it does not wait for:
+    the background traffic's tasks have all ended before it takes stock."""
+
+    def site() -> None:
+        location = make_location("Drain Site", time_zone="UTC")
+        make_charger("CP-TRAFFIC", location=location, evses=2, csms_url=csms.url)
+        ArrivalProfile.objects.create(location=location, hourly_arrivals=[60.0] * 24)
+
+    await database_sync_to_async(site)()
+    service = Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, traffic=True, traffic_speed=600.0)
+    )
+    await service.start()
+    service.spawn(service.run_traffic(), "traffic")
+    await wait_until(lambda: service.traffic is not None and service.traffic.tasks())
+    assert service.traffic is not None
+    drivers = [*service.traffic.tasks(), *(t for t in service._tasks if t.get_name() == "traffic")]
+    seen: list[bool] = []
+
+    async def taking_stock(*args: Any) -> draining.Drained:
+        seen.extend(task.done() for task in drivers)
+        return await draining.drain(*args)
+
+    monkeypatch.setattr("simulator.runtime.lifecycle.drain", taking_stock)
+    await service.stop()
+    assert len(seen) >= 2 and all(seen), seen

@@ -80,6 +80,8 @@ WAIT_SHARE = 0.5
 # The part of that share that letting the messages in progress be answered may use first
 # (`draining`): a central system that answers at all answers well within it.
 DRAIN_SHARE = 0.2
+# The tasks of the simulated drivers (`startup`), stopped before that wait.
+DRIVER_TASKS = frozenset({"traffic", "demo-driver"})
 
 
 class StartError(Exception):
@@ -740,7 +742,8 @@ class Simulator:
         started = loop.time()
         deadline = started + timeout
         if not self.force_exit:
-            await self._finish_in_progress(timeout * DRAIN_SHARE)
+            await self._stop_drivers(started + timeout * DRAIN_SHARE)
+            await self._finish_in_progress(max(started + timeout * DRAIN_SHARE - loop.time(), 0.0))
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()
@@ -790,6 +793,19 @@ class Simulator:
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
         logging.getLogger("simulator").removeHandler(self.log_journal)
+
+    async def _stop_drivers(self, until: float) -> None:
+        """The simulated drivers act no more once a stop begins, so that what the chargers
+        hold when the wait for answers starts is all there is to wait for (a driver leaving
+        during it would leave a StopTransaction unsent)."""
+        drivers = [task for task in self._tasks if task.get_name() in DRIVER_TASKS]
+        if self.traffic is not None:
+            drivers += self.traffic.tasks()
+        for task in drivers:
+            task.cancel()
+        if drivers:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait(drivers, timeout=max(until - loop.time(), 0.0))
 
     async def _finish_in_progress(self, within: float) -> None:
         """Let the messages the chargers hold at the stop be answered before their
