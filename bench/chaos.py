@@ -168,8 +168,8 @@ def check(log: list[Any], db: Stored) -> Findings:
                     f"-> {wh1} ({what1}, {t1.isoformat()})"
                 )
     # (charge point, CSMS transaction id) of those stopped in the database with their stop
-    # still in the outbox (the last worker stopped before it went out: it goes at the next
-    # start).
+    # still in the outbox (not answered within the last worker's stop, which waits a
+    # bounded time for it: it goes at the next start).
     unsent = {(cp, tx) for cp, tx, local in db.stopped if local in db.stops_unsent}
     last_on: dict[tuple[str, int], int] = {}
     for tx, (cp, connector, _) in started.items():

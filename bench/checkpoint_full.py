@@ -6,7 +6,7 @@ N chargers with C EVSEs each (default 2, created as bench/fleet.py creates them,
 throwaway SQLite file) are loaded as the worker loads them, and every EVSE starts a
 transaction offline. Then SECONDS "seconds" are run, each: the registers of a tenth of the
 EVSEs move (a rotating slice, as the event-driven meter visits each connector once per
-10 s sampling interval), then one full checkpoint (`Checkpointer.take` + `write` +
+10 s sampling interval, and tells the checkpointer so), then one full checkpoint (`Checkpointer.take` + `write` +
 `written`, as the checkpoint loop and the writer thread do). No meter tick, no sockets: only
 what the periodic checkpoint costs per charger.
 
@@ -46,7 +46,7 @@ def main() -> None:
         for evse in charger.evses:
             charger.plug_in(evse.connector_id, COMPACT, soc=20)
             charger.start_transaction(evse.connector_id, "TAG")
-            evses.append(evse)
+            evses.append((charger, evse))
 
     def checkpoint() -> None:
         batch = checkpointer.take(full=True)
@@ -58,8 +58,9 @@ def main() -> None:
     times = []
     for second in range(seconds):
         started = time.process_time()
-        for evse in evses[second % 10 :: 10]:
+        for charger, evse in evses[second % 10 :: 10]:
             evse.register_wh += 1.0
+            checkpointer.on_change(charger)  # as the meter's visit tells it
         checkpoint()
         times.append((time.process_time() - started) * 1000)
     print(

@@ -3,6 +3,7 @@ they changed, and one lease row a second says how long they are known alive with
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -24,6 +25,7 @@ from simulator.runtime.persistence import (
     _power_loss_time,
 )
 from tests.cast import make_charger
+from tests.engine import COMPACT, connected, register_now, runtime_charger, wait_until
 
 
 @dataclass
@@ -93,6 +95,7 @@ def test_unchanged_registers_are_not_rewritten_but_stay_known_alive():
     assert second.evses == [] and second.stamp and bool(second)
     assert stored.alive(11)[2] == second.at and stored.alive(12)[2] == second.at
     charger.evses[1].register_wh = 5.0
+    checkpointer.on_metered(charger)  # type: ignore[arg-type]  # as the meter says it
     third = checkpointer.take()
     stored.apply(third)
     assert [row[3] for row in third.evses] == [12] and third.stamp
@@ -180,10 +183,14 @@ def test_every_full_checkpoint_leaves_each_open_register_known_alive_at_its_time
             tx = open_txs.pop((which, connector))
             stop(tx)
             checkpointer.on_transaction(charger, tx)
+        # The meter tells that it moved a register or a status: `on_change` at a visit,
+        # `on_metered` at a settle; the weaker of the two here.
         elif kind == "meter":
             evse.register_wh += value
+            checkpointer.on_metered(charger)
         elif kind == "status":
             evse.status = ConnectorStatus.CHARGING if value > 25 else ConnectorStatus.SUSPENDED_EV
+            checkpointer.on_metered(charger)
         elif kind == "change":
             checkpointer.on_change(charger)
         elif kind in ("urgent", "full"):
@@ -285,3 +292,41 @@ def test_a_refused_batch_does_not_stamp_the_lease():
     assert batch.isolated and batch.gone == {row.pk + 1000}
     assert EngineLease.objects.get(pk=lease.pk).alive_at == start
     assert Evse.objects.get(charger=row).checkpointed_at == batch.at  # its row still saved
+
+
+async def test_whatever_the_meter_advances_is_in_the_next_full_checkpoint(csms, ticking):
+    """A register moves only when the meter advances its charger, at a visit (which tells
+    `on_change`) or at a settle between visits (`on_metered`): the full checkpoint looks
+    only at the chargers so named, so a register moved either way is in the next one, as
+    it stands."""
+    checkpointer = Checkpointer()
+    charger = runtime_charger(
+        "CP-METERED",
+        csms.url,
+        evses=1,
+        listener=checkpointer,
+        config={"MeterValueSampleInterval": "1"},  # a visit every second
+        db_id=1,
+    )
+    evse = charger.evses[0]
+    evse.db_id = 11
+    ticking(charger, tick=0.05)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "TAG1") == "Accepted"
+        await wait_until(lambda: evse.status is ConnectorStatus.CHARGING, message="charging")
+        assert [row[3] for row in checkpointer.take().evses] == [11]
+        # A visit (the next sample) moves the register, and nothing visible changes.
+        written = evse.register_wh
+        await wait_until(lambda: evse.register_wh > written, message="a visit")
+        assert [row[1:] for row in checkpointer.take().evses] == [
+            (evse.register_wh, "Charging", 11)
+        ]
+        # A settle between visits (what a reader of "now" does) moves it too.
+        written = evse.register_wh
+        await asyncio.sleep(0.15)  # ticks without a visit: the meter's latest tick moves on
+        assert register_now(charger) > written
+        assert [row[1:] for row in checkpointer.take().evses] == [
+            (evse.register_wh, "Charging", 11)
+        ]
+        assert checkpointer.take().evses == []  # nothing moved since

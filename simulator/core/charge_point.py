@@ -113,6 +113,12 @@ class Listener:
     def on_change(self, charger: Charger) -> None:
         """Anything visible changed (status, power, link, boot)."""
 
+    def on_metered(self, charger: Charger) -> None:
+        """The meter settled the charger between visits (before something changes what
+        flows, or for a reader of "now"): its registers moved, and nothing else was said.
+        A register moves only so or at a visit, which reports a metered connector by
+        `on_change`."""
+
     def on_config(self, charger: Charger, key: str, value: str) -> None:
         """A configuration value changed and must be persisted."""
 
