@@ -6,9 +6,9 @@ N chargers with C EVSEs each (default 2, created as bench/fleet.py creates them,
 throwaway SQLite file) are loaded as the worker loads them, and every EVSE starts a
 transaction offline. Then SECONDS "seconds" are run, each: the registers of a tenth of the
 EVSEs move (a rotating slice, as the event-driven meter visits each connector once per
-10 s sampling interval, and tells the checkpointer so), then one full checkpoint (`Checkpointer.take` + `write` +
-`written`, as the checkpoint loop and the writer thread do). No meter tick, no sockets: only
-what the periodic checkpoint costs per charger.
+10 s sampling interval, and tells the checkpointer so), then one full checkpoint
+(`Checkpointer.take` + `write` + `written`, as the checkpoint loop and the writer thread
+do). No meter tick, no sockets: only what the periodic checkpoint costs per charger.
 
 Under callgrind the set-up cancels out of the difference of two runs:
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/tmp/cp.%p \\

@@ -14,8 +14,8 @@ web interface is on, so the admin and dashboard share the engine's event loop):
    state that checkpoint saved.
 
 The first SIGINT/SIGTERM starts that graceful stop. A second one skips the waiting for
-answers, tasks and connections to end, but still writes the final checkpoint: nothing ever exits
-past the final save. Every task is started through `spawn()`, so the simulator owns it and
+answers, tasks and connections to end, but still writes the final checkpoint: nothing ever
+exits past the final save. Every task is started through `spawn()`, so the simulator owns it and
 cancels it.
 
 Tests and benchmarks drive the same class without a process: `start()` and `stop()`.
@@ -731,8 +731,8 @@ class Simulator:
         The messages in progress are answered first, within `DRAIN_SHARE` of the timeout;
         then tasks and connections end together, in one wait that may use what is left of
         `WAIT_SHARE` of it (none of either after a second signal); the final checkpoint
-        always follows, within what is left. A write already in the database's hands is waited for (it cannot be
-        interrupted; the database's own lock timeout bounds it).
+        always follows, within what is left. A write already in the database's hands is
+        waited for (it cannot be interrupted; the database's own lock timeout bounds it).
         """
         if self._stopping:
             return
@@ -742,8 +742,9 @@ class Simulator:
         started = loop.time()
         deadline = started + timeout
         if not self.force_exit:
-            await self._stop_drivers(started + timeout * DRAIN_SHARE)
-            await self._finish_in_progress(max(started + timeout * DRAIN_SHARE - loop.time(), 0.0))
+            answered_by = started + timeout * DRAIN_SHARE
+            await self._stop_drivers(answered_by)
+            await self._finish_in_progress(max(answered_by - loop.time(), 0.0))
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()

@@ -148,10 +148,11 @@ class MeterEngine:
             return  # nothing to settle, or a change made by the visit itself
         charger.metered_at = last  # first: a status change inside does not settle again
         dt = last - at
-        for connector_id in list(charger.transactions):
-            charger.step_connector(charger.evses[connector_id - 1], dt)
-        # Registers moved, and unlike a visit, nothing has told the listener.
-        charger.listener.on_metered(charger)
+        if charger.transactions:
+            for connector_id in list(charger.transactions):
+                charger.step_connector(charger.evses[connector_id - 1], dt)
+            # Registers moved, and unlike a visit, nothing has told the listener.
+            charger.listener.on_metered(charger)
 
     def _failed(self, charger: Charger) -> None:
         """One charger's failure costs that charger's step, never the rest of the fleet's
