@@ -11,6 +11,10 @@ that can send has had the messages it held at that instant answered. Messages ma
 the wait are not waited for: the wait ends even though the meter goes on sampling. A
 charger that goes offline meanwhile is given up on. The durability rules stay as they
 are: what is not answered by the end stays in the outbox if it is a transaction message.
+
+Not `Charger.drain` once per charger: that one (a reboot's) waits for one charger's whole
+queue, new messages included, and says nothing of what was left; here one loop watches the
+fleet's snapshot and reports what no answer came for.
 """
 
 from __future__ import annotations
