@@ -158,7 +158,8 @@ async def test_a_second_signal_ends_the_wait_at_once(csms):
 @pytest.mark.django_db(transaction=True)
 async def test_the_simulated_drivers_have_stopped_when_the_wait_begins(csms, monkeypatch):
     """A driver leaving during the wait would make a StopTransaction it does not wait for:
-    the background traffic's tasks have all ended before it takes stock."""
+    the background traffic (as `runsimulator --traffic` starts it) has ended before the
+    wait takes stock."""
 
     def site() -> None:
         location = make_location("Drain Site", time_zone="UTC")
@@ -169,11 +170,11 @@ async def test_the_simulated_drivers_have_stopped_when_the_wait_begins(csms, mon
     service = Simulator(
         RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, traffic=True, traffic_speed=600.0)
     )
-    await service.start()
-    service.spawn(service.run_traffic(), "traffic")
+    await service.startup()
     await wait_until(lambda: service.traffic is not None and service.traffic.tasks())
     assert service.traffic is not None
-    drivers = [*service.traffic.tasks(), *(t for t in service._tasks if t.get_name() == "traffic")]
+    drivers = [*service.traffic.tasks(), *service._drivers]
+    assert [t.get_name() for t in service._drivers] == ["traffic"]
     seen: list[bool] = []
 
     async def taking_stock(*args: Any) -> draining.Drained:
@@ -183,3 +184,27 @@ async def test_the_simulated_drivers_have_stopped_when_the_wait_begins(csms, mon
     monkeypatch.setattr("simulator.runtime.lifecycle.drain", taking_stock)
     await service.stop()
     assert len(seen) >= 2 and all(seen), seen
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_driver_is_halted_before_the_wait_whatever_its_name(monkeypatch):
+    """What marks a driver is how it was spawned, not its name; the simulator's other
+    tasks (the meter, the checkpoints) still run during the wait."""
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1))
+    await service.start(connect=False)
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    driver = service.spawn(forever(), "fleet-operator-script", driver=True)
+    other = service.spawn(forever(), "traffic")
+    seen: list[tuple[bool, bool]] = []
+
+    async def taking_stock(*args: Any) -> draining.Drained:
+        seen.append((driver.done(), other.done()))
+        return await draining.drain(*args)
+
+    monkeypatch.setattr("simulator.runtime.lifecycle.drain", taking_stock)
+    await service.stop()
+    assert seen == [(True, False)]
+    assert other.cancelled() and not service._drivers

@@ -80,8 +80,6 @@ WAIT_SHARE = 0.5
 # The part of that share that letting the messages in progress be answered may use first
 # (`draining`): a central system that answers at all answers well within it.
 DRAIN_SHARE = 0.2
-# The tasks of the simulated drivers (`startup`), stopped before that wait.
-DRIVER_TASKS = frozenset({"traffic", "demo-driver"})
 
 
 class StartError(Exception):
@@ -196,6 +194,9 @@ class Simulator:
         self._exit = asyncio.Event()
         self._force = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The simulated drivers' tasks among them (`spawn(driver=True)`): a stop halts these
+        # before it waits for the messages in progress.
+        self._drivers: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop_web: Callable[[], None] | None = None
         self.start_error: StartError | None = None
@@ -380,9 +381,9 @@ class Simulator:
             gc_policy.fleet_loaded()
             self.spawn(self._freeze_when_up(), "gc-freeze")
         if self.options.traffic:
-            self.spawn(self.run_traffic(), "traffic")
+            self.spawn(self.run_traffic(), "traffic", driver=True)
         if self.options.demo:
-            self.spawn(self._demo(), "demo-driver")
+            self.spawn(self._demo(), "demo-driver", driver=True)
 
     async def run_traffic(self) -> None:
         """Background traffic at every site this worker runs, each by its arrival profile
@@ -544,15 +545,22 @@ class Simulator:
         coro: Coroutine[Any, Any, None],
         name: str,
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        driver: bool = False,
     ) -> asyncio.Task[None]:
-        """Start a task the simulator owns: `stop()` cancels it and waits for it."""
+        """Start a task the simulator owns: `stop()` cancels it and waits for it. A
+        `driver` task acts as the simulated drivers do (plugs in, starts and ends sessions):
+        a stop halts it first, before it lets the messages in progress be answered."""
         task = (loop or asyncio.get_running_loop()).create_task(coro, name=name)
         self._tasks.add(task)
+        if driver:
+            self._drivers.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._drivers.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
 
@@ -799,7 +807,7 @@ class Simulator:
         """The simulated drivers act no more once a stop begins, so that what the chargers
         hold when the wait for answers starts is all there is to wait for (a driver leaving
         during it would leave a StopTransaction unsent)."""
-        drivers = [task for task in self._tasks if task.get_name() in DRIVER_TASKS]
+        drivers = list(self._drivers)
         if self.traffic is not None:
             drivers += self.traffic.tasks()
         for task in drivers:
