@@ -1,4 +1,5 @@
-"""Our hot-path text frames are exactly what websockets' own parser expects of a client."""
+"""Our hot-path text frames (and keepalive pings) are exactly what websockets' own parser
+expects of a client."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from simulator.ocpp16.frames import client_text_frame
+from simulator.ocpp16.frames import client_ping_frame, client_text_frame, ping_payload
 
 
 def parse_as_server(raw: bytes) -> Frame:
@@ -29,6 +30,27 @@ def test_websockets_reads_back_the_payload_of_every_length_class(length: int) ->
     assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, payload)
     header = 2 + (0 if length < 126 else 2 if length < 65536 else 8)
     assert len(raw) == header + 4 + length  # header, masking key, payload: nothing else
+
+
+@pytest.mark.parametrize("length", [0, 4, 125])
+def test_a_ping_is_websockets_own_byte_for_byte_with_the_same_key(
+    length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import websockets.frames
+
+    payload = bytes((n * 13 + 1) % 256 for n in range(length))
+    raw = client_ping_frame(payload)
+    frame = parse_as_server(raw)
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.PING, True, payload)
+    monkeypatch.setattr(websockets.frames.secrets, "token_bytes", lambda n: raw[2:6])
+    assert raw == Frame(Opcode.PING, payload).serialize(mask=True)
+
+
+def test_a_ping_carries_at_most_125_bytes_and_its_payloads_differ() -> None:
+    with pytest.raises(ValueError):
+        client_ping_frame(bytes(126))
+    payloads = {ping_payload() for _ in range(2000)}
+    assert len(payloads) > 1990 and {len(p) for p in payloads} == {4}
 
 
 def test_each_frame_gets_its_own_masking_key() -> None:

@@ -22,6 +22,7 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -50,6 +51,7 @@ from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
 from simulator.ocpp16.frames import client_text_frame, take_text_frames
+from simulator.ocpp16.keepalive import KeepaliveConnection
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
@@ -72,6 +74,7 @@ _RAW_UTF8_ABOVE = 65_536
 # Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
 _AT_EOF = StreamReader.at_eof.__code__
 _FIN_TEXT = 0x81  # the first byte of an unfragmented text frame without RSV bits
+_FIN_PONG = 0x8A  # ... of a pong
 # A CALLRESULT whose payload is `{}`, as the CSMS frames it (see `on_text_frame`).
 _RESULT_HEAD = b'[3,"'
 _EMPTY_RESULT_TAIL = b'",{}]'
@@ -96,7 +99,7 @@ def _empty_result_row(action: str) -> list[float] | None:
     return row
 
 
-class OcppConnection(ClientConnection):
+class OcppConnection(KeepaliveConnection):
     """websockets' client connection with a synchronous path for the hot frames.
 
     `send_now` writes a text frame at once when nothing stands in the way (open, no
@@ -104,8 +107,9 @@ class OcppConnection(ClientConnection):
     sees every complete text frame as soon as it is parsed and may take it (answers to
     our calls), so that a MeterValues round trip needs no task switch at all; plain text
     frames that arrive while websockets' parser waits between frames are read here
-    (`data_received`), without it. Everything else (closing, back-pressure, fragments,
-    pings, the CSMS's CALLs) keeps websockets' own path.
+    (`data_received`), without it, and so are the pongs to the keepalive pings
+    (`KeepaliveConnection`). Everything else (closing, back-pressure, fragments, the
+    CSMS's pings and CALLs) keeps websockets' own path.
     """
 
     text_sink: Callable[[bytes], bool] | None = None
@@ -134,6 +138,11 @@ class OcppConnection(ClientConnection):
             if 0 <= length < 126 and data[0] == _FIN_TEXT and data[1] == length:
                 if (max_size is None or length <= max_size) and sink(data[2:]):
                     return
+            elif 0 <= length < 126 and data[0] == _FIN_PONG and data[1] == length:
+                # A chunk of one pong (a keepalive's, every WebSocketPingInterval): what
+                # websockets' parser would do with it, without the parser.
+                self.acknowledge_pings(data[2:])
+                return
             else:
                 taken = take_text_frames(data, sink, max_size)
                 if taken == len(data):
@@ -889,7 +898,10 @@ class ChargePointClient(OcppChargePoint):
     # -- security whitepaper, edition 3: SecurityProfile, GetLog, ExtendedTriggerMessage ----
 
     @after(Action.change_configuration)
-    def after_change_configuration(self, **_: Any) -> None:
+    def after_change_configuration(self, key: str = "", **_: Any) -> None:
+        connection = self._connection
+        if key == "WebSocketPingInterval" and isinstance(connection, KeepaliveConnection):
+            connection.keepalive_changed()  # a no-op when the change was not taken
         self.spawn(self.operations.after_change_configuration())
 
     @on(Action.get_log, skip_schema_validation=True)
@@ -1207,6 +1219,9 @@ async def _open(charger: Charger) -> ClientConnection:
         raise ConnectError(
             f"CSMS did not accept the ocpp1.6 subprotocol (answered {connection.subprotocol!r})"
         )
+    if isinstance(connection, KeepaliveConnection):
+        # From the next ping on, the interval configured then (ChangeConfiguration).
+        connection.ping_every = partial(charger.config_int, "WebSocketPingInterval")
     return connection
 
 
@@ -1222,6 +1237,8 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     except ConnectionClosed as exc:
         if client.closing is not None:  # close_connection: the charger closed it
             reason = f"closed by the charger ({client.closing[0]})"
+        elif isinstance(connection, KeepaliveConnection) and connection.pong_missed:
+            reason = f"no pong to a keepalive ping within {connection.pong_missed:g} s"
         else:
             reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
     except Exception as exc:

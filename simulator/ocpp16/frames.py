@@ -1,5 +1,6 @@
-"""The WebSocket frames of the hot path: the masked text frame a charge point sends, and
-the server's unmasked text frames it reads (the answers to its calls).
+"""The WebSocket frames of the hot path: the masked text frame a charge point sends (and
+its keepalive ping), and the server's unmasked text frames it reads (the answers to its
+calls).
 
 websockets builds a frame through its Sans-I/O protocol (a Frame object, a BytesIO, and
 `secrets.token_bytes(4)`, one getrandom system call per frame). A client's unfragmented,
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover - websockets without its C extension
     from websockets.utils import apply_mask
 
 _FIN_TEXT = 0x81
+_FIN_PING = 0x89
 _MASKED = 0x80
 _POOL_BYTES = 4096
 # Header and masking key in one `pack` (RFC 6455 5.2), by the payload length's form.
@@ -78,6 +80,22 @@ def client_text_frame(payload: bytes) -> bytes:
     else:
         head = _LONG(_FIN_TEXT, _MASKED | 127, length, key)
     return head + apply_mask(payload, key)
+
+
+def ping_payload() -> bytes:
+    """Four unpredictable bytes for a ping's payload (websockets' own choice of size)."""
+    try:
+        return _next_key()
+    except IndexError:
+        return _keys.next()
+
+
+def client_ping_frame(payload: bytes) -> bytes:
+    """A complete, masked ping frame carrying `payload` (at most 125 bytes, RFC 6455 5.5)."""
+    if len(payload) > 125:
+        raise ValueError("a control frame carries at most 125 bytes")
+    key = ping_payload()  # a masking key, drawn as a payload is
+    return _SHORT(_FIN_PING, _MASKED | len(payload), key) + apply_mask(payload, key)
 
 
 def take_text_frames(data: bytes, sink: Callable[[bytes], bool], max_size: int | None) -> int:
