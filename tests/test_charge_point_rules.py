@@ -127,3 +127,14 @@ async def test_a_stop_whose_start_was_never_confirmed_goes_out_with_transaction_
         transport.release()  # StartTransaction fails once and is dropped (1 attempt)
     stop = next(p for a, p in transport.sent if a == "StopTransaction")
     assert stop["transactionId"] == -1
+
+
+def test_a_changed_websocket_ping_interval_is_passed_to_the_connection():
+    cp = charger(FakeClock())
+    transport = FakeTransport(csms())
+    cp.attach(transport)
+    assert cp.change_configuration("WebSocketPingInterval", "-1") == "Rejected"
+    assert cp.change_configuration("HeartbeatInterval", "30") == "Accepted"
+    assert transport.keepalive_changes == 0
+    assert cp.change_configuration("WebSocketPingInterval", "15") == "Accepted"
+    assert transport.keepalive_changes == 1

@@ -213,6 +213,9 @@ async def test_a_changed_websocket_ping_interval_applies_at_once(csms) -> None:
         )
         assert refused.status == "Rejected"
         assert connection.ping_interval == 1
+        # An edit from the admin or the API reaches the charger as this call (live_fleet).
+        assert charger.change_configuration("WebSocketPingInterval", "2") == "Accepted"
+        assert connection.ping_interval == 2
         off = await csms.call("CP-PING", call.ChangeConfiguration("WebSocketPingInterval", "0"))
         assert off.status == "Accepted"
         await wait_until(lambda: connection.ping_interval is None, message="no pings")

@@ -122,6 +122,9 @@ class Wire:
     def abort(self) -> None:
         pass
 
+    def keepalive_changed(self) -> None:
+        pass
+
 
 @dataclass
 class Run:

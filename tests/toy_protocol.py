@@ -151,6 +151,7 @@ class FakeTransport:
     hold: bool = False
     held: list[tuple[str, Payload, AnswerCallback]] = field(default_factory=list)
     closed: bool = False
+    keepalive_changes: int = 0
 
     def send_call(self, action: str, payload: Payload, done: AnswerCallback) -> None:
         # A copy: the frame as it went out, whatever the core does to the payload later.
@@ -183,6 +184,9 @@ class FakeTransport:
 
     def abort(self) -> None:
         self.closed = True
+
+    def keepalive_changed(self) -> None:
+        self.keepalive_changes += 1
 
     def actions(self) -> list[str]:
         return [action for action, _ in self.sent]

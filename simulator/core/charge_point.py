@@ -456,6 +456,8 @@ class Charger:
                 self.next_sample[connector_id] = now + interval if interval else 0.0
         elif key == "AuthorizationCacheEnabled" and not self.config_bool(key):
             self.auth_cache.clear()
+        elif key == "WebSocketPingInterval" and self.transport is not None:
+            self.transport.keepalive_changed()
 
     # -- connection lifecycle (called by the connection runner) ----------------------------
 

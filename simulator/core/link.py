@@ -51,3 +51,7 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
     def abort(self) -> None: ...
+
+    def keepalive_changed(self) -> None:
+        """The configured interval of the connection's keepalive pings changed: apply it
+        now (WebSocketPingInterval in 1.6)."""

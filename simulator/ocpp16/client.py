@@ -507,6 +507,11 @@ class ChargePointClient(OcppChargePoint):
         if transport is not None:
             transport.abort()
 
+    def keepalive_changed(self) -> None:
+        connection = self._connection
+        if isinstance(connection, KeepaliveConnection):
+            connection.keepalive_changed()  # nothing when the interval in force is the same
+
     def fail_pending(self, reason: str) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
@@ -898,10 +903,7 @@ class ChargePointClient(OcppChargePoint):
     # -- security whitepaper, edition 3: SecurityProfile, GetLog, ExtendedTriggerMessage ----
 
     @after(Action.change_configuration)
-    def after_change_configuration(self, key: str = "", **_: Any) -> None:
-        connection = self._connection
-        if key == "WebSocketPingInterval" and isinstance(connection, KeepaliveConnection):
-            connection.keepalive_changed()  # a no-op when the change was not taken
+    def after_change_configuration(self, **_: Any) -> None:
         self.spawn(self.operations.after_change_configuration())
 
     @on(Action.get_log, skip_schema_validation=True)
@@ -1207,7 +1209,7 @@ async def _open(charger: Charger) -> ClientConnection:
         ssl=_ssl_context(charger),
         compression=None,
         ping_interval=ping or None,
-        ping_timeout=ping or None,
+        ping_timeout=ping or None,  # equal: a pong is due by the next ping (keepalive.py)
         open_timeout=max(charger.config_int("MessageTimeout"), 5),
         max_size=2**20,
         user_agent_header="ChargeSim",
