@@ -1222,7 +1222,7 @@ async def _open(charger: Charger) -> ClientConnection:
             f"CSMS did not accept the ocpp1.6 subprotocol (answered {connection.subprotocol!r})"
         )
     if isinstance(connection, KeepaliveConnection):
-        # From the next ping on, the interval configured then (ChangeConfiguration).
+        # The interval configured at each ping, and at a change (`keepalive_changed`).
         connection.ping_every = partial(charger.config_int, "WebSocketPingInterval")
     return connection
 
