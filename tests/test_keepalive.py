@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from ocpp.v16 import call
+from prometheus_client import REGISTRY
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
@@ -21,6 +22,8 @@ from websockets.typing import Subprotocol
 from simulator.core.charge_point import Charger, Listener
 from simulator.ocpp16.client import OcppConnection, connect
 from tests.engine import connected, runtime_charger, wait_until
+
+TIMEOUTS = "chargesim_keepalive_timeouts_total"
 
 
 class Server:
@@ -188,12 +191,15 @@ async def test_a_charger_whose_csms_stops_answering_pings_says_so_and_reconnects
     charger = runtime_charger(
         "CP-DEAF", url, listener=events, config={"WebSocketPingInterval": "1"}
     )
+    before = REGISTRY.get_sample_value(TIMEOUTS) or 0.0
     async with connected(charger, booted=False):
         await wait_until(
             lambda: len(peer.connections) >= 2, timeout=10.0, message="a second connection"
         )
     closed = [detail for event, detail in events.events if event == "closed"]
     assert closed and closed[0]["summary"] == "no pong to a keepalive ping within 1 s"
+    missed = [detail for detail in closed if detail["summary"].startswith("no pong")]
+    assert REGISTRY.get_sample_value(TIMEOUTS) == before + len(missed)
 
 
 @pytest.mark.django_db(transaction=True)

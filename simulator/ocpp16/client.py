@@ -1241,6 +1241,7 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
             reason = f"closed by the charger ({client.closing[0]})"
         elif isinstance(connection, KeepaliveConnection) and connection.pong_missed:
             reason = f"no pong to a keepalive ping within {connection.pong_missed:g} s"
+            metrics.KEEPALIVE_TIMEOUTS.inc()
         else:
             reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
     except Exception as exc:

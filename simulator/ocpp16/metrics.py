@@ -92,6 +92,11 @@ CONNECT_FAILURES = Counter(
     "chargesim_connect_failures",
     "Attempts to connect to the CSMS that failed (refused, 401/404, TLS, timeout...).",
 )
+KEEPALIVE_TIMEOUTS = Counter(
+    "chargesim_keepalive_timeouts",
+    "Connections the chargers closed (1011) because the CSMS did not answer a WebSocket "
+    "keepalive ping before the next one was due (WebSocketPingInterval).",
+)
 
 
 class _Children(dict[Any, Any]):
