@@ -173,7 +173,9 @@ class Children:
 class CsmsControl:
     """The load CSMS child, driven by JSON lines over its stdin/stdout."""
 
-    def __init__(self, children: Children, heartbeat_interval: int) -> None:
+    def __init__(
+        self, children: Children, heartbeat_interval: int, ping_interval: float = 0.0
+    ) -> None:
         self.proc = children.add(
             subprocess.Popen(
                 [
@@ -185,6 +187,8 @@ class CsmsControl:
                     "0",
                     "--heartbeat-interval",
                     str(heartbeat_interval),
+                    "--ping-interval",
+                    str(ping_interval),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -472,7 +476,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.csms_url:
             url = args.csms_url
         else:
-            csms = CsmsControl(children, args.heartbeat_interval)
+            csms = CsmsControl(children, args.heartbeat_interval, args.csms_ping_interval)
             url = csms.url
         made = create_fleet(n, url, args.sample_interval, args.connectors)
         say(f"created {n} chargers in {made:.1f} s -> {url}")
@@ -662,6 +666,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra["connectors"] = args.connectors
     extra["idle"] = args.idle
     extra["warmup"] = args.warmup
+    extra["csms_ping_interval"] = args.csms_ping_interval
     extra["sample_interval"] = args.sample_interval
     extra["duration"] = args.duration
     return {**result, **extra}
@@ -708,6 +713,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--csms-url", help="an external CSMS (ws://...) instead of load_csms.py")
     parser.add_argument("--heartbeat-interval", type=int, default=300, metavar="SEC")
+    parser.add_argument(
+        "--csms-ping-interval",
+        type=float,
+        default=0.0,
+        metavar="SEC",
+        help="the load CSMS pings every connection this often, as many CSMSs do (0: never)",
+    )
     parser.add_argument("--tick-seconds", type=float, default=1.0, help="CHARGESIM_TICK_SECONDS")
     parser.add_argument("--remote-start-spread", type=float, default=1.0, metavar="SEC")
     parser.add_argument(

@@ -361,7 +361,9 @@ async def main_async(args: argparse.Namespace) -> None:
         args.port,
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         compression=None,
-        ping_interval=None,  # the chargers ping (WebSocketPingInterval); no extra load here
+        # The chargers ping (WebSocketPingInterval); this CSMS only with --ping-interval, as
+        # many real ones do (websockets' default is every 20 s).
+        ping_interval=args.ping_interval or None,
         max_size=2**20,
         close_timeout=2,
         backlog=4096,
@@ -397,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument(
         "--heartbeat-interval", type=int, default=300, help="BootNotification interval (s)"
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=0.0,
+        help="ping every connection every this many seconds (0: never)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
