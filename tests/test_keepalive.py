@@ -8,6 +8,7 @@ stop answering them, and the built-in CSMS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,11 +52,14 @@ class Pinged(ServerConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pings: list[bytes] = []
+        self.pongs: list[bytes] = []
         self.peer.connections.append(self)
 
     def process_event(self, event: Event) -> None:
         if isinstance(event, Frame) and event.opcode is Opcode.PING:
             self.pings.append(bytes(event.data))
+        if isinstance(event, Frame) and event.opcode is Opcode.PONG:
+            self.pongs.append(bytes(event.data))
         super().process_event(event)
 
     def send_data(self) -> None:
@@ -65,8 +69,8 @@ class Pinged(ServerConnection):
         super().send_data()
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[Server, str]]:
+@contextlib.asynccontextmanager
+async def serving(ping_interval: float | None = None) -> AsyncIterator[tuple[Server, str]]:
     peer = Server()
 
     class Here(Pinged):
@@ -81,10 +85,17 @@ async def server() -> AsyncIterator[tuple[Server, str]]:
         compression=None,
         subprotocols=[Subprotocol("ocpp1.6")],
         create_connection=Here,
-        ping_interval=None,  # the server's own pings would be answered by the client: none
+        ping_interval=ping_interval,
+        ping_timeout=1.0,
     ) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
         yield peer, f"ws://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Server, str]]:
+    async with serving() as served:  # no pings of its own: only the client's are counted
+        yield served
 
 
 def client_to(url: str, every: float | None, **options: Any) -> Any:
@@ -147,6 +158,8 @@ async def test_a_pong_is_read_whole_or_cut_anywhere(server: tuple[Server, str]) 
             if cut < len(whole):
                 client.data_received(whole[cut:])
             assert data not in client.pending_pings, cut
+            if cut == 0:  # whole: websockets' parser was not fed, so it is still idle
+                assert client._idle_parser is client.protocol.parser
         assert client.protocol.state is State.OPEN
 
 
@@ -172,6 +185,35 @@ async def test_the_interval_can_be_switched_on_off_and_on_again(
         every[0] = 0.1
         client.keepalive_changed()
         await wait_until(lambda: len(peer.pings) >= seen + 2, message="pings again")
+
+
+async def test_the_csms_pings_are_answered() -> None:
+    async with serving(ping_interval=0.1) as (peer, url), client_to(url, None) as client:
+        await wait_until(lambda: len(peer.connections[0].pongs) >= 3, message="three pongs")
+        assert peer.connections[0].latency > 0  # its pings acknowledged by our pongs
+        assert client.protocol.state is State.OPEN
+
+
+async def test_a_ping_is_answered_whole_or_cut_anywhere(server: tuple[Server, str]) -> None:
+    """A ping alone in a chunk is answered without websockets' parser; cut, websockets
+    answers it: the same pong either way, in order."""
+    peer, url = server
+    async with client_to(url, None) as client:
+        assert isinstance(client, OcppConnection)
+        client.text_sink = lambda data: False
+        sent = []
+        for cut in range(8):
+            payload = b"ping-%d" % cut
+            ping = Frame(Opcode.PING, payload).serialize(mask=False)
+            client.data_received(ping[:cut])
+            if cut < len(ping):
+                client.data_received(ping[cut:])
+            if cut == 0:  # whole: websockets' parser was not fed, so it is still idle
+                assert client._idle_parser is client.protocol.parser
+            sent.append(payload)
+        await wait_until(lambda: len(peer.connections[0].pongs) == len(sent), message="pongs")
+        assert peer.connections[0].pongs == sent
+        assert client.protocol.state is State.OPEN
 
 
 class Connections(Listener):

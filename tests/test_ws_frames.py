@@ -3,11 +3,18 @@ expects of a client."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from simulator.ocpp16.frames import client_ping_frame, client_text_frame, ping_payload
+from simulator.ocpp16.frames import (
+    client_ping_frame,
+    client_pong_frame,
+    client_text_frame,
+    ping_payload,
+)
 
 
 def parse_as_server(raw: bytes) -> Frame:
@@ -33,22 +40,27 @@ def test_websockets_reads_back_the_payload_of_every_length_class(length: int) ->
 
 
 @pytest.mark.parametrize("length", [0, 4, 125])
-def test_a_ping_is_websockets_own_byte_for_byte_with_the_same_key(
-    length: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("build", "opcode"), [(client_ping_frame, Opcode.PING), (client_pong_frame, Opcode.PONG)]
+)
+def test_a_ping_or_pong_is_websockets_own_byte_for_byte_with_the_same_key(
+    length: int, build: Any, opcode: Opcode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import websockets.frames
 
     payload = bytes((n * 13 + 1) % 256 for n in range(length))
-    raw = client_ping_frame(payload)
+    raw = build(payload)
     frame = parse_as_server(raw)
-    assert (frame.opcode, frame.fin, frame.data) == (Opcode.PING, True, payload)
+    assert (frame.opcode, frame.fin, frame.data) == (opcode, True, payload)
     monkeypatch.setattr(websockets.frames.secrets, "token_bytes", lambda n: raw[2:6])
-    assert raw == Frame(Opcode.PING, payload).serialize(mask=True)
+    assert raw == Frame(opcode, payload).serialize(mask=True)
 
 
 def test_a_ping_carries_at_most_125_bytes_and_its_payloads_differ() -> None:
     with pytest.raises(ValueError):
         client_ping_frame(bytes(126))
+    with pytest.raises(ValueError):
+        client_pong_frame(bytes(126))
     payloads = {ping_payload() for _ in range(2000)}
     assert len(payloads) > 1990 and {len(p) for p in payloads} == {4}
 

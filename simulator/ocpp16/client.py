@@ -50,7 +50,7 @@ from simulator.core.operations import Operations
 from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import check_call, readable_call_id
-from simulator.ocpp16.frames import client_text_frame, take_text_frames
+from simulator.ocpp16.frames import client_pong_frame, client_text_frame, take_text_frames
 from simulator.ocpp16.keepalive import KeepaliveConnection
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
 from simulator.ocpp16.value_ranges import OutOfRange
@@ -74,6 +74,7 @@ _RAW_UTF8_ABOVE = 65_536
 # Where websockets' parser waits between frames (see `OcppConnection._between_frames`).
 _AT_EOF = StreamReader.at_eof.__code__
 _FIN_TEXT = 0x81  # the first byte of an unfragmented text frame without RSV bits
+_FIN_PING = 0x89  # ... of a ping
 _FIN_PONG = 0x8A  # ... of a pong
 # A CALLRESULT whose payload is `{}`, as the CSMS frames it (see `on_text_frame`).
 _RESULT_HEAD = b'[3,"'
@@ -108,8 +109,8 @@ class OcppConnection(KeepaliveConnection):
     our calls), so that a MeterValues round trip needs no task switch at all; plain text
     frames that arrive while websockets' parser waits between frames are read here
     (`data_received`), without it, and so are the pongs to the keepalive pings
-    (`KeepaliveConnection`). Everything else (closing, back-pressure, fragments, the
-    CSMS's pings and CALLs) keeps websockets' own path.
+    (`KeepaliveConnection`) and the CSMS's pings, answered at once. Everything else
+    (closing, back-pressure, fragments, the CSMS's CALLs) keeps websockets' own path.
     """
 
     text_sink: Callable[[bytes], bool] | None = None
@@ -142,6 +143,15 @@ class OcppConnection(KeepaliveConnection):
                 # A chunk of one pong (a keepalive's, every WebSocketPingInterval): what
                 # websockets' parser would do with it, without the parser.
                 self.acknowledge_pings(data[2:])
+                return
+            elif 0 <= length < 126 and data[0] == _FIN_PING and data[1] == length:
+                # A chunk of one ping from the CSMS (many ping each connection every 20 to
+                # 60 s): its pong at once, as websockets' protocol answers (RFC 6455 5.5.2).
+                try:
+                    self.transport.write(client_pong_frame(data[2:]))
+                except Exception as exc:  # as in send_context: the connection is done for
+                    self.set_connection_exc(exc)
+                    self.transport.abort()
                 return
             else:
                 taken = take_text_frames(data, sink, max_size)

@@ -1,6 +1,6 @@
 """The WebSocket frames of the hot path: the masked text frame a charge point sends (and
-its keepalive ping), and the server's unmasked text frames it reads (the answers to its
-calls).
+its keepalive ping, and its pong to the CSMS's), and the server's unmasked text frames it
+reads (the answers to its calls).
 
 websockets builds a frame through its Sans-I/O protocol (a Frame object, a BytesIO, and
 `secrets.token_bytes(4)`, one getrandom system call per frame). A client's unfragmented,
@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - websockets without its C extension
 
 _FIN_TEXT = 0x81
 _FIN_PING = 0x89
+_FIN_PONG = 0x8A
 _MASKED = 0x80
 _POOL_BYTES = 4096
 # Header and masking key in one `pack` (RFC 6455 5.2), by the payload length's form.
@@ -92,10 +93,19 @@ def ping_payload() -> bytes:
 
 def client_ping_frame(payload: bytes) -> bytes:
     """A complete, masked ping frame carrying `payload` (at most 125 bytes, RFC 6455 5.5)."""
+    return _control_frame(_FIN_PING, payload)
+
+
+def client_pong_frame(payload: bytes) -> bytes:
+    """The masked pong answering a ping that carried `payload` (RFC 6455 5.5.3)."""
+    return _control_frame(_FIN_PONG, payload)
+
+
+def _control_frame(first: int, payload: bytes) -> bytes:
     if len(payload) > 125:
         raise ValueError("a control frame carries at most 125 bytes")
     key = ping_payload()  # a masking key, drawn as a payload is
-    return _SHORT(_FIN_PING, _MASKED | len(payload), key) + apply_mask(payload, key)
+    return _SHORT(first, _MASKED | len(payload), key) + apply_mask(payload, key)
 
 
 def take_text_frames(data: bytes, sink: Callable[[bytes], bool], max_size: int | None) -> int:
