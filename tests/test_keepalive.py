@@ -163,6 +163,23 @@ async def test_a_pong_is_read_whole_or_cut_anywhere(server: tuple[Server, str]) 
         assert client.protocol.state is State.OPEN
 
 
+async def test_a_ping_that_cannot_be_written_ends_the_connection(
+    server: tuple[Server, str],
+) -> None:
+    _, url = server
+    async with client_to(url, None, close_timeout=0.1) as client:
+        assert isinstance(client, OcppConnection)
+
+        def broken(data: Any) -> None:
+            raise OSError("the socket is gone")
+
+        client.transport.write = broken  # type: ignore[method-assign]
+        assert client._send_ping() is None
+        await asyncio.wait_for(client.wait_closed(), 5.0)
+        assert isinstance(client.connection_exc, OSError)
+        assert not client.pending_pings
+
+
 async def test_the_interval_can_be_switched_on_off_and_on_again(
     server: tuple[Server, str],
 ) -> None:

@@ -147,11 +147,7 @@ class OcppConnection(KeepaliveConnection):
             elif 0 <= length < 126 and data[0] == _FIN_PING and data[1] == length:
                 # A chunk of one ping from the CSMS (many ping each connection every 20 to
                 # 60 s): its pong at once, as websockets' protocol answers (RFC 6455 5.5.2).
-                try:
-                    self.transport.write(client_pong_frame(data[2:]))
-                except Exception as exc:  # as in send_context: the connection is done for
-                    self.set_connection_exc(exc)
-                    self.transport.abort()
+                self.write_control(client_pong_frame(data[2:]))
                 return
             else:
                 taken = take_text_frames(data, sink, max_size)

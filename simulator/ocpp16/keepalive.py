@@ -109,11 +109,7 @@ class KeepaliveConnection(ClientConnection):
         data = ping_payload()
         while data in pending:
             data = ping_payload()
-        try:
-            self.transport.write(client_ping_frame(data))
-        except Exception as exc:  # as in send_context: the connection is done for
-            self.set_connection_exc(exc)
-            self.transport.abort()
+        if not self.write_control(client_ping_frame(data)):
             return None
         answered = self._answered
         if answered is None:
@@ -121,6 +117,19 @@ class KeepaliveConnection(ClientConnection):
             answered.set_result(0.0)
         pending[data] = (answered, self.loop.time())
         return data
+
+    def write_control(self, frame: bytes) -> bool:
+        """Write a control frame now (a ping or a pong: RFC 6455 lets them go between the
+        frames of a message, and websockets writes them whatever the back-pressure); False
+        if the write failed, which ends the connection as websockets' `send_context`
+        would."""
+        try:
+            self.transport.write(frame)
+        except Exception as exc:
+            self.set_connection_exc(exc)
+            self.transport.abort()
+            return False
+        return True
 
     async def _fail_keepalive(self) -> None:
         # websockets' own ending of `Connection.keepalive`: close with 1011, then wait (at
