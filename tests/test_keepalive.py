@@ -139,6 +139,26 @@ async def test_no_pong_within_the_interval_fails_the_connection_with_1011(
         assert len(peer.pings) == 1  # the next ping was due when its pong was missed
 
 
+async def test_a_ping_keeps_its_deadline_when_the_interval_changes(
+    server: tuple[Server, str],
+) -> None:
+    """Changed (or switched off) while a ping waits for its pong: that pong is still due
+    within the interval the ping went with, and the failure names that interval."""
+    peer, url = server
+    peer.deaf = True
+    every = [0.3]
+    async with client_to(url, 0.3, close_timeout=0.2) as client:
+        assert isinstance(client, OcppConnection)
+        client.ping_every = lambda: every[0]
+        await wait_until(lambda: len(peer.pings) == 1, message="the first ping")
+        every[0] = 0.0
+        client.keepalive_changed()
+        await asyncio.wait_for(client.wait_closed(), 5.0)
+        assert client.pong_missed == 0.3
+        assert client.protocol.close_sent is not None
+        assert client.protocol.close_sent.code == CloseCode.INTERNAL_ERROR
+
+
 async def test_a_pong_is_read_whole_or_cut_anywhere(server: tuple[Server, str]) -> None:
     """A pong alone in a chunk is read without websockets' parser; cut, or after other
     frames, websockets reads it: the ping is acknowledged either way."""

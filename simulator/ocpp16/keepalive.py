@@ -41,6 +41,8 @@ class KeepaliveConnection(ClientConnection):
     pong_missed: float | None = None
     _keepalive_timer: asyncio.TimerHandle | None = None
     _ping_out: bytes | None = None  # our last ping's payload (in `pending_pings` until its pong)
+    # Within how long that ping's pong is due (the interval when it went; None: never).
+    _pong_within: float | None = None
     _keepalive_failing: asyncio.Task[None] | None = None
     # What our pings put in `pending_pings` for websockets' `acknowledge_pings`: a future
     # already done. It records the latency as for any ping, and nobody awaits our pongs, so
@@ -89,8 +91,8 @@ class KeepaliveConnection(ClientConnection):
         if self.protocol._state is not OPEN:
             return  # closing: `connection_lost` follows
         out = self._ping_out
-        if out is not None and out in self.pending_pings and self.ping_timeout is not None:
-            self.pong_missed = self.ping_timeout
+        if out is not None and out in self.pending_pings and self._pong_within is not None:
+            self.pong_missed = self._pong_within
             self._keepalive_failing = self.loop.create_task(self._fail_keepalive())
             return
         every = self._interval()
@@ -101,6 +103,7 @@ class KeepaliveConnection(ClientConnection):
         if self.ping_timeout is not None:
             self.ping_timeout = every
         self._ping_out = self._send_ping()
+        self._pong_within = self.ping_timeout
         if self._ping_out is not None:
             self._keepalive_timer = self.loop.call_later(every, self._keepalive_due)
 
