@@ -47,3 +47,10 @@ def test_the_status_counts_match_progress_and_the_connectors_for_every_mix_of_st
     assert status.accepted > 0 and status.connecting > 0 and status.failing > 0
     assert status.charging == expected_charging > 0
     assert status.wanted == len(service.connections)
+
+
+def test_until_the_fleet_is_read_the_status_line_says_it_is_loading():
+    service = Simulator(RunOptions())
+    assert service.status().text() == "fleet: loading the chargers..."
+    service.fleet_loaded = True  # what `start` sets once the chargers are read
+    assert service.status().text().startswith("fleet: 0/0 accepted, 0 connecting")

@@ -77,6 +77,10 @@ async def test_plain_status_lines_follow_the_fleet_and_the_last_line_counts_the_
         await csms.stop()
     lines = status_lines(sim.output)
     assert len(set(lines)) >= 3, lines  # up, charging, down: the figures moved
+    # Before the fleet is read the line says so: never "0/0 accepted", which a script
+    # waiting for "N/N accepted" would take for a fleet that is up.
+    assert "fleet: loading the chargers..." in sim.output.splitlines()
+    assert not lines_with("fleet: 0/0 accepted"), lines
     assert "\r" not in sim.output  # no carriage-return tricks in a log file
     assert "Stopped: 2 chargers saved." in sim.output
     assert checkpointed_chargers(tmp_path) == ["DEMO-0001", "DEMO-0002"]

@@ -33,10 +33,14 @@ class FleetStatus:
     charging: int  # chargers with a connector in Charging
     messages_per_second: float
     traffic: str | None = None  # background traffic's tally (--traffic)
+    # The fleet is still being read from the database: no figure is known yet. Said as
+    # such, not as "0/0 accepted", which a script waiting for "N/N accepted" would take
+    # for a fleet that is up.
+    loading: bool = False
 
     @property
-    def links(self) -> tuple[int, int, int, int]:
-        return (self.wanted, self.accepted, self.connecting, self.failing)
+    def links(self) -> tuple[int, int, int, int, bool]:
+        return (self.wanted, self.accepted, self.connecting, self.failing, self.loading)
 
     def text(self) -> str:
         # "fleet: N/M accepted" is what scripts and tests wait for: keep it first.
@@ -45,6 +49,8 @@ class FleetStatus:
     def lines(self) -> list[str]:
         """The figures, and the traffic's tally apart: on a terminal each gets a line of
         its own (together they are wider than most terminals)."""
+        if self.loading:
+            return ["fleet: loading the chargers..."]
         fleet = (
             f"fleet: {self.accepted}/{self.wanted} accepted, {self.connecting} connecting, "
             f"{self.failing} failing, {self.charging} charging, "

@@ -198,6 +198,8 @@ class Simulator:
         # before it waits for the messages in progress.
         self._drivers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Until `start` has read the fleet, the status line says so instead of "0/0".
+        self.fleet_loaded = False
         self._stop_web: Callable[[], None] | None = None
         self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
@@ -586,6 +588,7 @@ class Simulator:
             for charger in chargers:
                 if charger.spec.auto_connect and charger.spec.csms_url:
                     self.connect(charger)
+        self.fleet_loaded = True
         self.spawn(self.engine.run(), "meter-engine")
         self.spawn(self._checkpoint_loop(), "checkpoints")
         self.spawn(self.reloader.run(self.options.reconcile_seconds), "fleet-reloader")
@@ -728,6 +731,7 @@ class Simulator:
             charging=counts.charging,
             messages_per_second=self._message_rate.sample(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),
+            loading=not self.fleet_loaded,
         )
 
     # -- shutdown ------------------------------------------------------------------------------
