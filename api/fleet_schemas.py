@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from django.conf import settings
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 
@@ -317,6 +318,12 @@ def _charger(name: str, extra: str = "") -> Any:
     return Field(default(Charger, name), description=doc(Charger, name, extra))
 
 
+def _default_csms_url() -> str:
+    # Read at each request, not at import: the setting is the simulator's, and a test (or
+    # a deployment that changes it) must not be held to the value at start-up.
+    return str(settings.CHARGESIM_DEFAULT_CSMS_URL)
+
+
 class ChargerIn(Schema):
     charge_point_id: str = Field(
         description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
@@ -332,7 +339,15 @@ class ChargerIn(Schema):
     max_power_kw: float = _charger("max_power_kw")
     phases: int = _charger("phases", "1 or 3.")
     nominal_voltage: float = _charger("nominal_voltage")
-    csms_url: str = _charger("csms_url", "Empty uses the simulator's default CSMS.")
+    csms_url: str = Field(
+        default_factory=_default_csms_url,
+        description=doc(
+            Charger,
+            "csms_url",
+            "Not given: the simulator's default CSMS (the setting CHARGESIM_DEFAULT_CSMS_URL, "
+            "as the admin's form suggests). Empty: none; the charger does not connect.",
+        ),
+    )
     security_profile: int = _charger("security_profile", "0 to 3.")
     authorization_key: str | None = Field(None, description=AUTHORIZATION_KEY)
     ca_bundle_path: str = _charger("ca_bundle_path")

@@ -50,7 +50,11 @@ async def scrape(api: Api) -> Scrape:
 async def test_create_connect_charge_stop_then_the_log_and_the_metrics_show_it(
     worker,  # noqa: F811
     csms,
+    settings,
 ):
+    # As the README's CSMS test runs: the simulator's default CSMS is the one under test,
+    # and the charger is created without a URL of its own.
+    settings.CHARGESIM_DEFAULT_CSMS_URL = csms.url
     _, token = await database_sync_to_async(user_with_token)("pipeline", *PERMISSIONS)
     api = Api(token)
     before = await scrape(api)
@@ -64,11 +68,11 @@ async def test_create_connect_charge_stop_then_the_log_and_the_metrics_show_it(
         {
             "charge_point_id": "CP-E2E",
             "location": location,
-            "csms_url": csms.url,
             "evses": [{"connector_type": "Type2", "max_power_kw": 11}],
         },
     )
     assert created.status_code == 201, created.content
+    assert created.json()["charger"]["csms_url"] == csms.url
     await csms.wait_for("CP-E2E", "BootNotification")
     state = await api.get("/api/v1/chargers/CP-E2E/state?wait_for=Accepted&timeout=30")
     assert state.status_code == 200, state.content

@@ -326,6 +326,21 @@ def test_vehicle_models_are_filtered_and_deleted(api, depot):
 # -- chargers ------------------------------------------------------------------------------
 
 
+def test_a_charger_created_without_a_csms_url_gets_the_simulators_default(api, depot, settings):
+    settings.CHARGESIM_DEFAULT_CSMS_URL = "ws://csms.example:9000/ocpp"
+    given = api.post(f"{V1}/chargers?wait=false", charger_body("CP-DEFAULT", depot))
+    assert given.status_code == 201, given.content
+    assert given.json()["charger"]["csms_url"] == "ws://csms.example:9000/ocpp"
+    # Empty says "none": such a charger is kept off the network.
+    empty = api.post(f"{V1}/chargers?wait=false", charger_body("CP-NONE", depot, csms_url=""))
+    assert empty.status_code == 201, empty.content
+    assert Charger.objects.get(charge_point_id="CP-NONE").csms_url == ""
+    # In bulk too (the MCP tool takes the same schema).
+    bulk = api.post(f"{V1}/bulk/chargers?wait=false", {"items": [charger_body("CP-BULK", depot)]})
+    assert bulk.status_code == 201, bulk.content
+    assert Charger.objects.get(charge_point_id="CP-BULK").csms_url == "ws://csms.example:9000/ocpp"
+
+
 def test_a_charger_is_created_as_the_import_makes_one(api, depot):
     response = api.post(
         f"{V1}/chargers?wait=false",
