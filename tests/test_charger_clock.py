@@ -130,3 +130,15 @@ async def test_clock_aligned_samples_fall_on_the_boundaries_of_the_charger_clock
     assert value["sampledValue"][0]["context"] == "Sample.Clock"
     assert value["timestamp"].endswith(".000Z")
     assert 3_590 < (parse_iso(value["timestamp"]) - meter.at).total_seconds() < 3_605
+
+
+async def test_a_triggered_heartbeats_answer_sets_the_clock_too(csms):
+    csms_clock(csms, timedelta(milliseconds=200))
+    charger = runtime_charger("CLK-TRIG", csms.url, evses=1)
+    async with connected(charger):
+        assert charger.clock_offset == 0.0
+        csms_clock(csms, AHEAD)
+        answer = await csms.call("CLK-TRIG", call.TriggerMessage(requested_message="Heartbeat"))
+        assert answer.status == "Accepted"
+        await wait_until(lambda: charger.clock_offset != 0.0, message="the clock set")
+        assert 3_599 < charger.clock_offset < 3_601

@@ -791,10 +791,10 @@ class Charger:
 
     def send_heartbeat(self) -> None:
         self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
-        self.send(
-            self.messages.heartbeat(),
-            on_result=lambda r: self._sync_clock(self.messages.read_clock(r)),
-        )
+        self.send(self.messages.heartbeat(), on_result=self._heartbeat_answered)
+
+    def _heartbeat_answered(self, result: dict[str, Any]) -> None:
+        self._sync_clock(self.messages.read_clock(result))
 
     # -- authorization -------------------------------------------------------------------
 
@@ -1972,19 +1972,24 @@ class Charger:
             status, error_code, info = evse.status, evse.error_code, evse.info
         return self.messages.connector_status(connector_id, status, error_code, info, self.stamp())
 
-    async def send_now(self, message: Message) -> None:
+    async def send_now(
+        self, message: Message, on_result: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         """A triggered message: through the queue once booted, directly while Pending (the
-        only messages a Pending charger may send)."""
+        only messages a Pending charger may send). `on_result` hears its answer either way."""
         if self.boot is BootState.ACCEPTED:
-            self.send(message)
+            self.send(message, on_result=on_result)
             return
         transport = self.transport
         if transport is None:
             return
         try:
-            await transport.call(*message)
+            result = await transport.call(*message)
         except (CallFailed, LinkLost) as exc:
             log.info("%s: triggered %s failed: %s", self.id, message[0], exc)
+            return
+        if on_result is not None:
+            on_result(result)
 
     # -- triggered messages (TriggerMessage, ExtendedTriggerMessage: `core.triggers`) ------
 
@@ -1992,7 +1997,9 @@ class Charger:
         await self.send_triggered_boot()
 
     async def trigger_heartbeat(self) -> None:
-        await self.send_now(self.messages.heartbeat())
+        # Its answer sets the clock as a periodic Heartbeat's does (the currentTime of every
+        # Heartbeat.conf, as the README promises).
+        await self.send_now(self.messages.heartbeat(), on_result=self._heartbeat_answered)
 
     async def trigger_status(self, connector_id: int | None) -> None:
         """One connector's status (0: the charger's), or all when none is named."""
