@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 MAX_STORED_PROBLEMS = 1000
 
 
+class NotConfirmable(Exception):
+    """Why a job cannot be confirmed (not a check, confirmed already, has problems)."""
+
+
 class ImportJobManager(models.Manager["ImportJob"]):
     def visible_to(self, user: Any) -> models.QuerySet[ImportJob]:
         """A job holds its file's rows: only the user who started it (or a superuser) sees
@@ -73,6 +77,12 @@ class ImportJob(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # A check is confirmed once: the import it became (null if that job was deleted since),
+    # and when. Its file went with the confirmation.
+    confirmed_as = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    confirmed = models.DateTimeField(null=True, blank=True)
 
     objects = ImportJobManager()
 
@@ -91,6 +101,19 @@ class ImportJob(models.Model):
     @property
     def finished_ok(self) -> bool:
         return self.status == self.Status.DONE and not self.problem_count
+
+    @property
+    def confirmable(self) -> bool:
+        """A check that found no problem and has not been confirmed yet."""
+        return self.dry_run and self.finished_ok and self.confirmed is None
+
+    def confirmed_text(self) -> str:
+        into = (
+            f"import job {self.confirmed_as_id}"
+            if self.confirmed_as_id is not None
+            else "an import job deleted since"
+        )
+        return f"Check {self.pk} was confirmed already, into {into}: upload the file again."
 
     @property
     def progress_key(self) -> str:

@@ -6,7 +6,7 @@ Confirming writes the file, so it needs the permissions of every model the impor
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleet_io import jobs, registry
-from fleet_io.models import ImportJob
+from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.registry import may_import
 
 
@@ -36,8 +36,8 @@ def _status(job: ImportJob) -> dict[str, object]:
 
 def _own_job(request: HttpRequest, pk: int, **lookups: object) -> ImportJob:
     # The file's bytes are loaded only where they are used (a deferred field loads on access).
-    jobs = ImportJob.objects.visible_to(request.user).defer("data")
-    return get_object_or_404(jobs, pk=pk, **lookups)
+    visible = ImportJob.objects.visible_to(request.user).defer("data")
+    return get_object_or_404(visible, pk=pk, **lookups)
 
 
 @staff_member_required
@@ -68,17 +68,9 @@ def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     checked = _own_job(request, pk, dry_run=True)
     if not may_import(request.user, checked.resource):
         raise PermissionDenied("Importing this file needs the add and change permissions.")
-    if not checked.finished_ok:
+    try:
+        job = jobs.confirm(checked, request.user.pk)
+    except NotConfirmable as exc:
+        messages.warning(request, str(exc))
         return redirect(checked)
-    job = ImportJob.objects.create(
-        resource=checked.resource,
-        file_name=checked.file_name,
-        file_format=checked.file_format,
-        data=checked.data,
-        dry_run=False,
-        created_by_id=request.user.pk,
-    )
-    # The import job holds the file now; the check need not (it may hold secrets).
-    ImportJob.objects.filter(pk=checked.pk).update(data=b"")
-    jobs.start(job)
     return redirect(job)

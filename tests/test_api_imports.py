@@ -215,6 +215,52 @@ def test_a_queued_or_finished_job_is_cancelled_but_a_running_one_is_not(importer
 
 
 @pytest.mark.usefixtures("jobs_run_inline")
+def test_a_check_is_confirmed_once_and_gives_its_file_to_the_import(
+    importer, depot, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        check = upload(importer, fleet_csv(1)).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = importer.post(f"{IMPORTS}/{check['id']}/confirm")
+    assert first.status_code == 202, first.content
+    assert Charger.objects.filter(charge_point_id="CP-001").update(vendor="Changed since") == 1
+    # A second confirmation would import the file again and undo the change: refused.
+    with django_capture_on_commit_callbacks(execute=True):
+        again = importer.post(f"{IMPORTS}/{check['id']}/confirm")
+    assert again.status_code == 409, again.content
+    assert f"into import job {first.json()['id']}" in again.json()["detail"]
+    assert Charger.objects.get(charge_point_id="CP-001").vendor == "Changed since"
+    assert ImportJob.objects.count() == 2
+    followed = importer.get(f"{IMPORTS}/{check['id']}").json()
+    assert followed["confirmed_as"] == first.json()["id"]
+    # The check holds the file no longer (it may hold AuthorizationKeys).
+    assert bytes(ImportJob.objects.get(pk=check["id"]).data) == b""
+    # Its import deleted, the check stays confirmed.
+    assert importer.delete(f"{IMPORTS}/{first.json()['id']}").status_code == 204
+    assert importer.post(f"{IMPORTS}/{check['id']}/confirm").status_code == 409
+    assert importer.get(f"{IMPORTS}/{check['id']}").json()["confirmed_as"] is None
+
+
+def test_a_job_running_when_asked_is_not_deleted_though_it_ends_meanwhile(
+    importer, depot, monkeypatch
+):
+    """On SQLite the DELETE waits for the import's write lock, so the job may be done by the
+    time it runs: still 409, as it was running when asked (not a 204 for an import that went
+    through, with its record deleted)."""
+    from api.routers import imports as router_module
+
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=b"", status="done"
+    )
+    seen_running = ImportJob.objects.get(pk=job.pk)
+    seen_running.status = ImportJob.Status.RUNNING  # as read before the import committed
+    monkeypatch.setattr(router_module, "_own", lambda request, job_id: seen_running)
+    refused = importer.delete(f"{IMPORTS}/{job.pk}")
+    assert refused.status_code == 409, refused.content
+    assert ImportJob.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
 def test_an_import_cannot_be_confirmed_again(importer, depot, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         job = upload(importer, fleet_csv(1), dry_run="false").json()

@@ -139,6 +139,19 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
     # Once imported, no job keeps the file (it may hold AuthorizationKeys).
     assert [bytes(data) for data in ImportJob.objects.values_list("data", flat=True)] == [b"", b""]
 
+    # Confirmed once only: the check's page says into which import, offers no second
+    # confirmation, and a second POST (a stale page, a double click) imports nothing.
+    page = admin_client_logged_in.get(check.get_absolute_url()).content.decode()
+    assert "Confirm import" not in page
+    assert job.get_absolute_url() in page
+    with django_capture_on_commit_callbacks(execute=True):
+        again = admin_client_logged_in.post(
+            reverse("imports:job_confirm", args=[check.pk]), follow=True
+        )
+    assert again.redirect_chain[-1][0] == check.get_absolute_url()
+    assert f"was confirmed already, into import job {job.pk}" in again.content.decode()
+    assert ImportJob.objects.count() == 2
+
 
 def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     data = fleet_csv(3) + b"\nCP-004,Nowhere,AC,22,Type2:22\n"

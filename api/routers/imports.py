@@ -25,7 +25,7 @@ from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.pagination import Paged
 from fleet_io import jobs, registry
 from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES, FileProblem, check_size
-from fleet_io.models import ImportJob
+from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.resource import Problem
 
 router = Router(tags=["import jobs"])
@@ -66,6 +66,11 @@ class ImportJobOut(Schema):
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    confirmed_as: int | None = Field(
+        alias="confirmed_as_id",
+        description="A confirmed check: the id of the import it became (null otherwise, or "
+        "once that job is deleted).",
+    )
 
     # Resolvers, not aliases: "finished" and "created" name other fields here.
     @staticmethod
@@ -209,27 +214,16 @@ def import_errors(request: HttpRequest, job_id: int) -> Any:
     response={202: ImportJobOut, **CONFLICT},
     summary="Confirm a check: import the file",
     description="A check (`dry_run`) that finished with no problems becomes an import of the "
-    "same file (a new job, answered here). Needs the import permissions.",
+    "same file (a new job, answered here), once: a check confirmed already is refused (409), "
+    "and `confirmed_as` names the import it became. Needs the import permissions.",
 )
 def confirm_import(request: HttpRequest, job_id: int) -> Any:
     checked = _own(request, job_id)
     _may_import(request, checked.resource)
-    if not checked.dry_run:
-        raise ApiError(409, f"Import job {job_id} is an import, not a check: nothing to confirm.")
-    if not checked.finished_ok:
-        state = "has problems" if checked.problem_count else f"is {checked.status}"
-        raise ApiError(
-            409, f"The check {state}: only a check that finished with no problems can be confirmed."
-        )
-    data = ImportJob.objects.filter(pk=checked.pk).values_list("data", flat=True).get()
-    job = _queue(
-        request,
-        resource=checked.resource,
-        file_name=checked.file_name,
-        file_format=checked.file_format,
-        data=data,
-        dry_run=False,
-    )
+    try:
+        job = jobs.confirm(checked, caller(request).user.pk)
+    except NotConfirmable as exc:
+        raise ApiError(409, str(exc)) from None
     return Status(202, job)
 
 
@@ -243,6 +237,11 @@ def confirm_import(request: HttpRequest, job_id: int) -> Any:
 )
 def delete_import(request: HttpRequest, job_id: int) -> Any:
     job = _own(request, job_id)
+    # Running when asked: refused, even if it ends while the DELETE waits for the database
+    # (SQLite's writer lock is the import's until it commits): a 204 would say the import
+    # was cancelled when it went through, and would delete the record saying so.
+    if job.status == ImportJob.Status.RUNNING:
+        raise ApiError(409, f"Import job {job_id} is running; it cannot be stopped.")
     # Not while running: a worker may claim a queued job at any moment, hence the status
     # in the DELETE itself.
     deleted, _ = (
