@@ -86,9 +86,25 @@ async def test_the_download_waits_for_the_retrieve_date_and_retries_on_the_clock
     assert transfers.attempts == [start + 3600, start + 3660, start + 3720]
     await job
     await settle()
-    assert firmware_reports(transport) == ["Downloading", "Downloaded", "Installing", "Installed"]
+    assert firmware_reports(transport) == ["Downloading", "Downloaded", "Installing"]
     assert charger.spec.firmware_version == "9.1.0"
     assert transport.closed  # the reboot
+    # Installed is said by the new firmware, once its BootNotification is accepted.
+    after = await boot_again(charger)
+    assert after.actions()[0] == "hello"
+    assert firmware_reports(after) == ["Installed"]
+    assert firmware_reports(await boot_again(charger)) == []  # said once
+
+
+async def boot_again(charger: Charger) -> FakeTransport:
+    """The connection after a reboot, through the boot: what the charger sent on it."""
+    await settle()  # the reboot's close
+    transport = FakeTransport(lambda action, payload: {"verdict": "welcome"})
+    charger.attach(transport)
+    charger.boot = BootState.NONE
+    await charger.boot_sequence()
+    await settle()
+    return transport
 
 
 async def test_a_session_begun_while_installing_ends_with_reason_reboot_before_the_reboot():
@@ -110,7 +126,7 @@ async def test_a_session_begun_while_installing_ends_with_reason_reboot_before_t
         for action, payload in transport.sent
         if action in ("firmware", "session-open", "session-close")
     ]
-    assert events[-4:] == ["Installing", "session-open", "Installed", "session-close"]
+    assert events[-3:] == ["Installing", "session-open", "session-close"]
     close = next(payload for action, payload in transport.sent if action == "session-close")
     assert close["why"] == "reboot"
     await settle()  # the reboot closes the link in a task of its own

@@ -304,6 +304,11 @@ class Charger:
         # Why the charger last went down, until the boot after it reports the firmware's
         # startup (StartupOfTheFirmware); None on the first start of the process.
         self.startup_after: str | None = None
+        # A firmware installed before a reboot, reported once the charger has booted into
+        # it (OCPP 1.6: reboot into the new firmware, then FirmwareStatusNotification
+        # Installed): (the version before, the version now, the signed update's requestId,
+        # or None for UpdateFirmware).
+        self.installed_firmware: tuple[str, str, int | None] | None = None
         self.pending_authorizations: dict[int, str] = {}  # connector -> idTag awaiting a plug
         # Sessions a Reset cut short with the vehicle still plugged in and wanting energy:
         # connector -> its idTag, to start again once the reboot's boot is accepted.
@@ -554,6 +559,7 @@ class Charger:
             self.security_event(
                 SecurityEvent.STARTUP_OF_THE_FIRMWARE, f"firmware {version} started after {why}"
             )
+        self._report_installed()
         self.send_all_statuses()
         self.wake()
         resume, self.resume_after_boot = self.resume_after_boot, {}
@@ -1578,12 +1584,30 @@ class Charger:
         self.listener.on_certificates(self)
         self.listener.on_change(self)
 
-    async def install_firmware(self, version: str) -> None:
-        """The new firmware is in place: remember it and reboot to run it."""
+    async def install_firmware(self, version: str, signed_request: int | None = None) -> None:
+        """The new firmware is in place: remember it and reboot to run it. That it is
+        installed (and the FirmwareUpdated security event) is reported by the new firmware,
+        after the reboot's BootNotification is accepted (`boot_sequence`)."""
         previous, self.spec.firmware_version = self.spec.firmware_version, version
         self.listener.on_firmware(self)
-        self.security_event(SecurityEvent.FIRMWARE_UPDATED, f"{previous} -> {version}")
+        self.installed_firmware = (previous, version, signed_request)
         await self.restart(f"firmware {version} installed")
+
+    def _report_installed(self) -> None:
+        """The first words of a firmware booted after its installation: queued, in order,
+        before the connectors' statuses."""
+        installed, self.installed_firmware = self.installed_firmware, None
+        if installed is None:
+            return
+        previous, version, signed_request = installed
+        self.security_event(SecurityEvent.FIRMWARE_UPDATED, f"{previous} -> {version}")
+        status = FirmwareStatus.INSTALLED
+        self.firmware_status, self.signed_firmware_request = status, signed_request
+        self.listener.on_change(self)
+        if signed_request is None:
+            self.send(self.messages.firmware_status(status))
+        else:
+            self.send(self.messages.signed_firmware_status(status, signed_request))
 
     # -- charging profiles and the limits in force -------------------------------------------
 

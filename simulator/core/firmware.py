@@ -6,8 +6,10 @@ passes on its injected clock. OCPP 1.6 sections 3.11 / 3.15 and 5.9 / 5.19:
 UpdateFirmware
     Wait until retrieveDate, then download (1 + `retries` attempts, `retry_interval`
     seconds apart), reporting Downloading, then Downloaded or DownloadFailed. Install once
-    no transaction is going on (Installing, then Installed or InstallationFailed), then
-    reboot: the next BootNotification carries the new firmwareVersion. The version is read
+    no transaction is going on (Installing, or InstallationFailed), then reboot into it:
+    the next BootNotification carries the new firmwareVersion, and once it is accepted the
+    new firmware reports Installed (and the FirmwareUpdated security event), as a real
+    charger can only after running the new image. The version is read
     from the image (a first line ``ChargeSim firmware <version>``), else from the file
     name (``chargesim-2.1.0.bin``), else it is the old one with the image's digest; an
     empty file cannot be installed. An operator may make a charger fail on purpose
@@ -182,13 +184,13 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         log.info("%s: firmware installation failed (%s)", charger.id, why)
         await report(FirmwareStatus.INSTALLATION_FAILED)
         return
-    await report(FirmwareStatus.INSTALLED)
-    log.info("%s: firmware %s installed; rebooting", charger.id, version)
+    log.info("%s: firmware %s installed; rebooting into it", charger.id, version)
     # A session begun while it was installing ends with the reboot; its StopTransaction
     # goes out first if the CSMS is there (`Charger.restart`; it is durable anyway).
     for connector_id in list(charger.transactions):
         charger.stop_transaction(connector_id, StopReason.REBOOT)
-    await charger.install_firmware(version)
+    # Installed is said by the new firmware, after the reboot's BootNotification.
+    await charger.install_firmware(version, None if signed is None else signed.request_id)
 
 
 def diagnostics_file(charger: Charger, start: float | None, stop: float | None) -> bytes:
