@@ -1,7 +1,9 @@
 """JUnit XML of scenario runs, for CI: one <testsuite> per scenario file, one <testcase>
-per charger x step (classname "scenario.charger", name "steps[i] kind"). A failed step
+per charger x step (classname "scenario.charger", the charger's id without the run's, name
+"steps[i] kind"; each charger's full id in the suite's properties). A failed step
 carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
-set up its chargers is one errored testcase named "setup"."""
+set up its chargers is one errored testcase named "setup", and a charger in error whose
+steps say nothing of it (it never connected: all skipped) one named "charger"."""
 
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ def _suite(result: dict[str, Any]) -> ET.Element:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="seed", value=str(result.get("seed", "")))
     ET.SubElement(props, "property", name="run", value=str(result.get("run", "")))
+    for charger in result.get("chargers") or ():
+        cp_id = str(charger.get("charge_point_id"))
+        ET.SubElement(props, "property", name="charge_point_id", value=cp_id)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     if result.get("message"):
         case = ET.SubElement(suite, "testcase", classname=name, name="setup", time="0")
@@ -47,8 +52,22 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         counts["tests"] += 1
         counts["errors"] += 1
     for charger in result.get("chargers") or ():
-        classname = f"{name}.{charger.get('charge_point_id')}"
-        for step in charger.get("steps") or ():
+        cp_id = str(charger.get("charge_point_id"))
+        # A template's chargers are named "{prefix}-R{run}-{n}": without the run's id the
+        # classname is the same test in every run (CI keeps each test's history by name).
+        stable = cp_id.replace(f"-R{result.get('run')}-", "-", 1) if result.get("run") else cp_id
+        classname = f"{name}.{stable}"
+        steps = charger.get("steps") or ()
+        if charger.get("status") == "error" and not any(
+            step.get("status") in ("failed", "error") for step in steps
+        ):
+            # An error of the charger itself (it never connected, say) leaves its steps
+            # skipped: said by a testcase of its own, or CI would read the run as green.
+            case = ET.SubElement(suite, "testcase", classname=classname, name="charger", time="0")
+            ET.SubElement(case, "error", message=str(charger.get("message", "")))
+            counts["tests"] += 1
+            counts["errors"] += 1
+        for step in steps:
             case = ET.SubElement(
                 suite,
                 "testcase",
