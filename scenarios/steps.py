@@ -31,6 +31,7 @@ from locations.models import Location
 from scenarios.format import PERCENTILES, duration
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
+from simulator.contract import config_keys
 from simulator.contract.traffic import TrafficResult
 
 DEFAULT_TIMEOUT = 30.0
@@ -233,7 +234,39 @@ async def wait(ctx: StepContext, args: dict[str, Any]) -> str:
     return f"the CSMS sent {action} after {max(frame.at - ctx.since, 0):.2f} s"
 
 
+def _hidden_values(payload: Any) -> list[str]:
+    """The write-only configuration keys (AuthorizationKey) whose value `payload` expects.
+    Every record of a frame hides such a value, the frames a scenario sees included: it
+    cannot be checked, and the expectation must not be echoed in a message either."""
+    found: list[str] = []
+    if isinstance(payload, list):
+        for item in payload:
+            found += _hidden_values(item)
+    elif isinstance(payload, dict):
+        named = payload.get("key")
+        if isinstance(named, str) and "value" in payload and _write_only(named):
+            found.append(named)
+        for name, item in payload.items():
+            if _write_only(name):
+                found.append(name)
+            found += _hidden_values(item)
+    return found
+
+
+def _write_only(name: str) -> bool:
+    spec = config_keys.KEYS.get(name)
+    return spec is not None and spec.write_only
+
+
 async def _csms_call(ctx: StepContext, action: str, payload: Any, within: float) -> Frame | None:
+    hidden = _hidden_values(payload)
+    if hidden:
+        raise StepError(
+            f"the payload expects the value of {hidden[0]}, which is write-only: no record of "
+            "a frame holds it (the scenario's neither), so it cannot be checked; leave the "
+            "value out to check that the CSMS set the key"
+        )
+
     def found(frames: list[Frame]) -> Frame | None:
         for frame in frames:
             if (

@@ -726,3 +726,25 @@ async def test_fault_steps_against_the_engine_that_has_them(csms: CentralSystem)
         csms_control=await _hooks(csms),
     )
     passed_all(run)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {
+            "csms_call": "ChangeConfiguration",
+            "payload": {"key": "AuthorizationKey", "value": "KEY-4242"},
+        },
+        {"no_csms_call": "ChangeConfiguration", "payload": {"AuthorizationKey": "KEY-4242"}},
+    ],
+)
+async def test_an_expected_write_only_value_is_an_error_that_does_not_echo_it(args):
+    """Every record of a frame hides an AuthorizationKey's value, the frames a scenario
+    checks included: matching it would fail a CSMS that sent it, and the failure would
+    print the key. The step is an error instead, which names the key, not its value."""
+    from scenarios.steps import StepError, expect
+
+    with pytest.raises(StepError) as raised:
+        await expect(None, {**args, "within": 0.1})  # type: ignore[arg-type]  # never read
+    assert "AuthorizationKey" in str(raised.value)
+    assert "KEY-4242" not in str(raised.value)
