@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from django.conf import settings
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
+from pydantic import ConfigDict
 
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import MAX_ROTATION_MINUTES, ArrivalProfile, Location, VehicleShare
@@ -39,6 +40,14 @@ def default(model: type[models.Model], name: str) -> Any:
     return field.get_default()
 
 
+class Strict(Schema):
+    """A request body: a name it does not know is refused (422, "Not an argument of this
+    request"), as the actions' are, not ignored; a misspelt field would otherwise answer
+    200 for a change that did not happen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 # -- locations ------------------------------------------------------------------------
 
 
@@ -60,7 +69,7 @@ def _distribution(prefix: str, given: traffic.DistributionDict, extra: str) -> A
     )
 
 
-class ArrivalProfileIn(Schema):
+class ArrivalProfileIn(Strict):
     """A location's background traffic (`runsimulator --traffic`); fields not given take
     the default profile's values (a typical public AC site)."""
 
@@ -116,7 +125,7 @@ ARRIVAL_PROFILE = (
 )
 
 
-class LocationIn(Schema):
+class LocationIn(Strict):
     name: str = Field(description=doc(Location, "name", "Unique."))
     address: str = Field("", description=doc(Location, "address"))
     city: str = Field("", description=doc(Location, "city"))
@@ -134,7 +143,7 @@ class LocationIn(Schema):
     )
 
 
-class LocationPatch(Schema):
+class LocationPatch(Strict):
     name: str | None = Field(None, description=doc(Location, "name", "Unique."))
     address: str | None = Field(None, description=doc(Location, "address"))
     city: str | None = Field(None, description=doc(Location, "city"))
@@ -187,7 +196,7 @@ class LocationFilters(FilterSchema):
 # -- vehicle models -------------------------------------------------------------------
 
 
-class VehicleModelIn(Schema):
+class VehicleModelIn(Strict):
     make: str = Field(description=doc(VehicleModel, "make"))
     model: str = Field(description=doc(VehicleModel, "model", "Make and model are unique."))
     capacity_kwh: float = Field(description=doc(VehicleModel, "capacity_kwh"))
@@ -211,7 +220,7 @@ class VehicleModelIn(Schema):
     )
 
 
-class VehicleModelPatch(Schema):
+class VehicleModelPatch(Strict):
     make: str | None = Field(None, description=doc(VehicleModel, "make"))
     model: str | None = Field(None, description=doc(VehicleModel, "model"))
     capacity_kwh: float | None = Field(None, description=doc(VehicleModel, "capacity_kwh"))
@@ -256,7 +265,7 @@ class VehicleModelFilters(FilterSchema):
 CONNECTOR_TYPES = ", ".join(Evse.ConnectorType.values)
 
 
-class EvseIn(Schema):
+class EvseIn(Strict):
     connector_type: str = Field(
         description=f"One of {CONNECTOR_TYPES}.", examples=[Evse.ConnectorType.TYPE2]
     )
@@ -269,7 +278,7 @@ class EvseCreate(EvseIn):
     )
 
 
-class EvsePatch(Schema):
+class EvsePatch(Strict):
     connector_id: int | None = Field(None, description="Renumber the connector (1..99).")
     connector_type: str | None = Field(None, description=f"One of {CONNECTOR_TYPES}.")
     max_power_kw: float | None = Field(None, description=doc(Evse, "max_power_kw"))
@@ -284,7 +293,7 @@ class EvseOut(Schema):
     register_wh: float = Field(description=doc(Evse, "register_wh"))
 
 
-class ConfigurationKeyIn(Schema):
+class ConfigurationKeyIn(Strict):
     value: str = Field(description=doc(ConfigurationKey, "value"))
     readonly: bool = Field(
         False, description="Whether the CSMS may not change it (ChangeConfiguration)."
@@ -324,7 +333,7 @@ def _default_csms_url() -> str:
     return str(settings.CHARGESIM_DEFAULT_CSMS_URL)
 
 
-class ChargerIn(Schema):
+class ChargerIn(Strict):
     charge_point_id: str = Field(
         description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
     )
@@ -374,7 +383,7 @@ class ChargerIn(Schema):
     configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
 
 
-class ChargerPatch(Schema):
+class ChargerPatch(Strict):
     """Only the fields given change."""
 
     charge_point_id: str | None = Field(None, description=doc(Charger, "charge_point_id"))
@@ -492,7 +501,7 @@ class ChargerDeleted(Schema):
     workers: list[WorkerNote] | None = Field(None, description=WORKERS)
 
 
-class ChargersIn(Schema):
+class ChargersIn(Strict):
     items: list[ChargerIn] = Field(description="The chargers to create, all or none.")
 
 

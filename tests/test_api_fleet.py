@@ -326,6 +326,27 @@ def test_vehicle_models_are_filtered_and_deleted(api, depot):
 # -- chargers ------------------------------------------------------------------------------
 
 
+def test_a_field_the_api_does_not_know_is_refused_not_ignored(api, depot):
+    """A misspelt field must not answer 200 for a change that did not happen."""
+    charger = make_charger("CP-TYPO", location=depot)
+    unknown = "Not an argument of this request (see its schema for the names)."
+    patched = api.patch(f"{V1}/chargers/CP-TYPO", {"enabeld": False})
+    assert errors_of(patched) == [("enabeld", unknown, None)]
+    charger.refresh_from_db()
+    assert charger.enabled is True
+    assert errors_of(api.patch(f"{V1}/locations/{depot.pk}", {"grid_limt_kw": 50})) == [
+        ("grid_limt_kw", unknown, None)
+    ]
+    created = api.post(f"{V1}/locations", {"name": "Typo", "bogus": 1})
+    assert errors_of(created) == [("bogus", unknown, None)]
+    nested = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body("CP-NEW", depot, evses=[{"connector_type": "Type2", "max_kw": 11}]),
+    )
+    assert ("evses.0.max_kw", unknown, None) in errors_of(nested)
+    assert not Charger.objects.filter(charge_point_id="CP-NEW").exists()
+
+
 def test_a_charger_created_without_a_csms_url_gets_the_simulators_default(api, depot, settings):
     settings.CHARGESIM_DEFAULT_CSMS_URL = "ws://csms.example:9000/ocpp"
     given = api.post(f"{V1}/chargers?wait=false", charger_body("CP-DEFAULT", depot))
