@@ -296,7 +296,9 @@ class EvseOut(Schema):
 class ConfigurationKeyIn(Strict):
     value: str = Field(description=doc(ConfigurationKey, "value"))
     readonly: bool = Field(
-        False, description="Whether the CSMS may not change it (ChangeConfiguration)."
+        False,
+        description="Whether the CSMS may not change it (ChangeConfiguration). An OCPP key "
+        "ChargeSim knows keeps the protocol's flag, whatever is given (the charger reports it).",
     )
 
 

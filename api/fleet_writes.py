@@ -26,7 +26,12 @@ from django.forms.models import model_to_dict, modelform_factory
 
 from api.errors import ApiError, ErrorItem, errors_from_mapping
 from api.fleet_schemas import WorkerNote
-from chargers.configuration_overrides import OverrideError, check_custom_total, check_overrides
+from chargers.configuration_overrides import (
+    RESERVED,
+    OverrideError,
+    check_custom_total,
+    check_overrides,
+)
 from chargers.evse_layout import MAX_EVSES, EvseSpec, LayoutError, evse_spec
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
@@ -427,6 +432,9 @@ def delete_evse(charger: Charger, evse: Evse) -> None:
 def save_configuration_key(
     charger: Charger, key: str, existing: ConfigurationKey | None, value: str, readonly: bool
 ) -> ConfigurationKey:
+    if key in RESERVED and key != "AuthorizationKey":  # (the model's check says that one)
+        # Kept by the charger itself: a value stored here would never take effect.
+        raise _invalid([ErrorItem(field="key", message=RESERVED[key])])
     data = {"charger": charger.pk, "key": key, "value": value, "readonly": readonly}
     form = ConfigurationKeyForm(data=data, instance=existing)
     if not form.is_valid():

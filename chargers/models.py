@@ -470,11 +470,15 @@ class ConfigurationKey(models.Model):
             raise ValidationError(
                 {"key": "AuthorizationKey is set on the charger itself (it is write-only)."}
             )
-        if self.key in config_keys.KEYS:
+        spec = config_keys.KEYS.get(self.key)
+        if spec is not None:
             try:
                 self.value = config_keys.normalise(self.key, self.value)
             except config_keys.InvalidValue as exc:
                 raise ValidationError({"value": str(exc)}) from None
+            # An OCPP key's flag is the protocol's: the charger reports it so whatever is
+            # stored (GetConfiguration), and a stored flag saying otherwise would mislead.
+            self.readonly = spec.readonly
 
 
 class TransactionValues(TypedDict):

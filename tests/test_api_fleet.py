@@ -846,6 +846,27 @@ def test_a_configuration_key_gets_the_admins_messages(api, depot):
     assert not ConfigurationKey.objects.filter(key="AuthorizationKey").exists()
 
 
+def test_an_ocpp_keys_readonly_flag_is_the_protocols_and_the_chargers_own_keys_are_refused(
+    api, depot
+):
+    make_charger("CP-1", location=depot, evses=2)
+    url = f"{V1}/chargers/CP-1/configuration"
+    # The charger reports SupportedFeatureProfiles read-only whatever is stored: a PUT
+    # (readonly left out: false) must not store, and then show, that it is writable.
+    put = api.put(f"{url}/SupportedFeatureProfiles", {"value": "Core"})
+    assert put.status_code == 200, put.content
+    assert put.json()["readonly"] is True
+    assert (
+        api.put(f"{url}/HeartbeatInterval", {"value": "60", "readonly": True}).json()["readonly"]
+        is False
+    )
+    # NumberOfConnectors follows the EVSEs: a value stored here would never take effect.
+    assert fields_of(api.put(f"{url}/NumberOfConnectors", {"value": "7"})) == {
+        "key": ["NumberOfConnectors follows the number of EVSEs: use the evses column."]
+    }
+    assert api.get(f"{url}/NumberOfConnectors").json()["value"] == "2"
+
+
 # -- changes reach the workers --------------------------------------------------------------
 
 
