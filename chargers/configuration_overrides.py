@@ -31,7 +31,7 @@ class OverrideError(ValueError):
 
 def parse_overrides(text: str) -> dict[str, str]:
     # Counted before anything is built from them: one cell once made a million rows.
-    items = [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+    items = [part.strip() for part in _items(text) if part.strip()]
     _check_count(len(items))
     pairs = []
     for item in items:
@@ -110,7 +110,45 @@ def custom_keys(keys: Iterable[str]) -> set[str]:
 
 
 def format_overrides(overrides: Mapping[str, str]) -> str:
-    return "; ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
+    return "; ".join(f"{key}={_escaped(value)}" for key, value in sorted(overrides.items()))
+
+
+# A value may hold the separator: written `\;` (and a backslash `\\`), so that an export
+# imports back as it was. Any other backslash is itself (a path such as C:\temp in a file
+# written by hand, or before escaping existed, reads as before).
+_ESCAPES = {"\\": "\\\\", ";": "\\;"}
+
+
+def _escaped(value: str) -> str:
+    if "\\" not in value and ";" not in value:
+        return value
+    return "".join(_ESCAPES.get(char, char) for char in value)
+
+
+def _items(text: str) -> list[str]:
+    """The cell's items: split at each `;` or line break that is not escaped."""
+    if "\\" not in text:
+        return text.replace("\n", ";").split(";")
+    items: list[str] = []
+    current: list[str] = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            if following in ("\\", ";"):
+                current.append(following)
+            elif following == "\n":  # a value ending in a backslash, then the next line
+                items.append("".join(current) + char)
+                current = []
+            else:
+                current.append(char + following)
+        elif char in ";\n":
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return items
 
 
 def overrides_of(stored: Iterable[tuple[str, str]]) -> dict[str, str]:

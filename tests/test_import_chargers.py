@@ -130,6 +130,9 @@ def test_an_export_reimports_to_the_same_fleet(depot):
         "DC-1", location=make_location("Hub"), evses=1, power_type="DC"
     )
     ConfigurationKey.objects.filter(charger=dc, key="MeterValueSampleInterval").update(value="15")
+    # Custom values holding the cell's separator and backslashes come back as they were.
+    for key, value in [("Tariff", "a;b=c"), ("Path", "C:\\temp\\"), ("Odd", "\\;x;")]:
+        ConfigurationKey.objects.create(charger=dc, key=key, value=value)
     before = fleet_snapshot()
     exported = ChargerResource().export().csv.encode()
     Charger.objects.all().delete()
