@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,11 @@ RETRY_MILLISECONDS = 3_000
 # layer's own capacity drops the rest (the next batch then says how many were dropped).
 INBOX_BATCHES = 100
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+# How often an open stream asks whether its caller may still watch (a revoked token, a
+# user deactivated or without the permission now): the longest a revoked caller still
+# receives events.
+ACCESS_CHECK_SECONDS = 5.0
+REVOKED = "The credentials this stream was opened with are no longer valid."
 
 
 def subscription(
@@ -52,9 +57,14 @@ async def sse(
     shards: int,
     *,
     keepalive: float | None = None,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
+    check_every: float | None = None,
 ) -> AsyncIterator[bytes]:
-    """The stream's bytes, until the client goes away (the server then cancels it)."""
+    """The stream's bytes, until the client goes away (the server then cancels it), or
+    until `allowed()`, asked every `check_every` seconds, says its caller may no longer
+    watch (a token revoked since the stream opened): then a last `revoked` event ends it."""
     keepalive = KEEPALIVE_SECONDS if keepalive is None else keepalive
+    check_every = ACCESS_CHECK_SECONDS if check_every is None else check_every
     group = subscribe["subscription"]
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
@@ -64,14 +74,22 @@ async def sse(
     try:
         await _tell_workers(layer, subscribe, shards)
         renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
+        check_at = loop.time() + check_every
         yield f"retry: {RETRY_MILLISECONDS}\n: subscribed\n\n".encode()
         last_id = 0
         while True:
             try:
-                wait = min(keepalive, max(renew_at - loop.time(), 0.0))
+                due = min(renew_at, check_at) if allowed is not None else renew_at
+                wait = min(keepalive, max(due - loop.time(), 0.0))
                 message = await asyncio.wait_for(inbox.get(), wait)
             except TimeoutError:
                 message = None
+            if allowed is not None and loop.time() >= check_at:
+                if not await allowed():
+                    last_id += 1
+                    yield _sse(last_id, "revoked", {"detail": REVOKED})
+                    return
+                check_at = loop.time() + check_every
             if loop.time() >= renew_at:
                 await _tell_workers(layer, subscribe, shards)
                 renew_at = loop.time() + contract.WATCH_RENEW_SECONDS

@@ -16,6 +16,7 @@ from django.test import AsyncClient
 from ocpp.v16 import call
 
 from api import event_stream
+from api.models import ApiToken
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
@@ -218,6 +219,35 @@ async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, c
     serving.cancel()
     await asyncio.gather(serving, return_exceptions=True)
     await wait_until(lambda: not worker.stream.active, message="the worker to unsubscribe")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+async def test_a_stream_ends_once_its_token_is_revoked(worker, monkeypatch):
+    """A token revoked while its stream is open: the stream says so and ends, as a new
+    request with it is refused (it went on streaming before)."""
+    monkeypatch.setattr(event_stream, "ACCESS_CHECK_SECONDS", 0.2)
+    monkeypatch.setattr(event_stream, "KEEPALIVE_SECONDS", 0.2)
+    user, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get("/api/v1/events", headers=bearer(token))
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        async for chunk in response.streaming_content:
+            chunks.append(chunk)
+
+    reading = asyncio.create_task(read())
+    try:
+        await wait_until(lambda: len(chunks) >= 2, message="the stream to run")
+        assert not reading.done()  # still allowed: keep-alives, no end
+        await database_sync_to_async(lambda: ApiToken.objects.get(user=user).revoke())()
+        await asyncio.wait_for(reading, 10)  # ends by itself
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+    assert b"event: revoked" in chunks[-1]
+    assert b"no longer valid" in chunks[-1]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,18 +8,21 @@ closes, and nothing at all while none is open.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
 from ninja.errors import AuthorizationError
 
 from api import event_stream, scope
-from api.auth import caller
+from api.auth import Caller, caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody
+from api.models import ApiToken
 from chargers.dashboard.pages import may_see_message_log
 from simulator import contract
 
@@ -62,7 +65,10 @@ _EXAMPLE = (
     "reconnecting, network_cut), of the chargers (charge point ids), locations (ids) and "
     "kinds given (all by default). Each event has an `id` counting up from 1 on this "
     "stream and its `kind` as the event name; `dropped` says how many events a slow reader "
-    "missed. A comment is sent every 15 s when nothing else is. Needs "
+    "missed. A reconnect opens a new stream: nothing is replayed (`Last-Event-ID` is not "
+    "read), so read the message log for what happened meanwhile. A comment is sent every "
+    "15 s when nothing else is. A token revoked (or a permission taken away) while the "
+    "stream is open ends it within seconds, with a last `revoked` event. Needs "
     "`chargers.view_charger`.",
 )
 async def events(
@@ -71,7 +77,8 @@ async def events(
     location: list[int] | None = LOCATIONS,
     kind: list[Kind] | None = KINDS,
 ) -> Any:
-    if not await sync_to_async(may_see_message_log)(caller(request).user):
+    who = caller(request)
+    if not await sync_to_async(may_see_message_log)(who.user):
         raise AuthorizationError(
             message="You need the permission 'chargers.view_charger' to watch events."
         )
@@ -85,9 +92,26 @@ async def events(
         chargers=pks, locations=location, kinds=list(kind or contract.STREAM_KINDS)
     )
     response = StreamingHttpResponse(
-        event_stream.sse(layer, subscribe, settings.CHARGESIM_SHARDS),
+        event_stream.sse(
+            layer,
+            subscribe,
+            settings.CHARGESIM_SHARDS,
+            allowed=sync_to_async(partial(_still_allowed, who)),
+        ),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+def _still_allowed(who: Caller) -> bool:
+    """Asked again while a stream is open: a token revoked since, or a user deactivated or
+    without the permission now, ends it (a new request would be refused the same way)."""
+    if (
+        who.token is not None
+        and not ApiToken.objects.filter(pk=who.token.pk, revoked__isnull=True).exists()
+    ):
+        return False
+    user = get_user_model().objects.filter(pk=who.user.pk, is_active=True).first()
+    return user is not None and may_see_message_log(user)
