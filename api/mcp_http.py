@@ -45,10 +45,11 @@ PERMISSION = "chargers.view_charger"
 
 
 class Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -84,12 +85,20 @@ def authenticate(header: str | None) -> Caller:
 
 
 async def _refuse(send: Send, refused: Refused) -> None:
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json"), *refused.headers]
     if refused.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="ChargeSim API"'))
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     body = json.dumps(errors.body(refused.detail)).encode()
     await send({"type": "http.response.body", "body": body})
+
+
+NO_STREAM = Refused(
+    405,
+    "This MCP server is stateless: it sends nothing of its own, so there is no stream to "
+    "GET. POST the JSON-RPC requests.",
+    ((b"allow", b"POST"),),
+)
 
 
 class _Gone(Exception):
@@ -144,6 +153,12 @@ class McpEndpoint:
             caller = await sync_to_async(authenticate)(_header(scope, b"authorization"))
         except Refused as refused:
             await _refuse(send, refused)
+            return
+        if scope.get("method") == "GET":
+            # The stream a client may open for the server's own messages: a stateless
+            # server sends none, and the SDK would hold the GET open for ever. The
+            # transport's spec allows 405 for "no such stream here".
+            await _refuse(send, NO_STREAM)
             return
         try:
             receive = await _bounded(scope, receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

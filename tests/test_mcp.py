@@ -373,6 +373,22 @@ def test_http_refuses_anonymous_callers_bad_tokens_and_users_without_view_charge
     assert status == 403 and "chargers.view_charger" in str(body["detail"])
 
 
+def test_http_answers_a_get_405_at_once_instead_of_holding_it_open(site):
+    """A client may GET /mcp for the server's own messages; a stateless server has none,
+    and the SDK held the request open with no answer at all."""
+    request = urllib.request.Request(
+        f"{site.url}/mcp",
+        headers={"Accept": "text/event-stream", **bearer(site.admin_token)},
+        method="GET",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10).close()
+    with refused.value as answer:
+        assert answer.code == 405
+        assert answer.headers["Allow"] == "POST"
+        assert "stateless" in json.loads(answer.read())["detail"]
+
+
 def test_http_refuses_a_body_over_the_limit_before_reading_it_all(site):
     """DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default), as the API: 413 in its error body,
     whether the client says the length or sends it in chunks; a small call still works."""
