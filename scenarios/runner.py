@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,12 +36,13 @@ from chargers.evse_layout import EvseSpec
 from chargers.fleet import ChargerPlan, create_chargers
 from chargers.models import Charger, Evse
 from chargers.orm_threads import in_thread
+from chargers.validators import validate_csms_url
 from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import ScenarioRun
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
-from scenarios.texts import storable
+from scenarios.texts import shown_variables, storable
 from scenarios.watch import Watch
 from simulator import contract
 from vehicles.models import VehicleModel
@@ -211,7 +213,7 @@ class Runner:
             file=self.scenario.file,
             source=self.scenario.source,
             seed=self.seed,
-            variables=_jsonable(self.scenario.variables),
+            variables=shown_variables(_jsonable(self.scenario.variables)),
             status=ScenarioRun.Status.RUNNING,
             started=timezone.now(),
         )
@@ -231,6 +233,9 @@ class Runner:
         run.status = status
         run.message = storable(message)
         run.finished = timezone.now()
+        # A run queued through the API kept its variables as given until it ran; a secret
+        # one (by its name) is kept no longer.
+        run.variables = shown_variables(run.variables)
         events = self.watch.events if self.watch is not None else []
         frames = [e for e in events if e.get("kind") in ("frame", "connection")]
         run.store_frames(
@@ -256,7 +261,7 @@ class Runner:
                 "description": self.scenario.description,
                 "file": self.scenario.file,
                 "seed": self.seed,
-                "variables": _jsonable(self.scenario.variables),
+                "variables": shown_variables(_jsonable(self.scenario.variables)),
                 "status": status,
                 "message": message,
                 "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
@@ -304,6 +309,10 @@ class Runner:
                 "the template's chargers need a CSMS: give the template a csms_url, or "
                 "runscenario --csms-url URL (or --builtin-csms)"
             )
+        try:
+            validate_csms_url(csms_url)  # the chargers' own rules (no password in it)
+        except ValidationError as exc:
+            raise SetupError(f"the template's CSMS URL: {' '.join(exc.messages)}") from None
         location_name = str(template.get("location") or DEFAULT_LOCATION)
         location = Location.objects.filter(name=location_name).first()
         if location is None:

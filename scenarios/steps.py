@@ -29,6 +29,7 @@ from chargers.engine_client import EngineClient, EngineError
 from chargers.orm_threads import in_thread
 from locations.models import Location
 from scenarios.format import PERCENTILES, duration
+from scenarios.texts import shown_url
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
 from simulator.contract import config_keys
@@ -694,18 +695,19 @@ async def trigger(ctx: StepContext, args: dict[str, Any]) -> str:
         headers.setdefault("Content-Type", "application/json")
     status = await asyncio.to_thread(_http, method, url, data, headers, timeout)
     expected = args.get("expect_status")
+    shown = shown_url(url)  # the verdict's text is kept and shown: no credentials in it
     if expected is not None and status != expected:
-        raise StepFailed(f"{method} {url} answered {status}, expected {expected}")
+        raise StepFailed(f"{method} {shown} answered {status}, expected {expected}")
     if expected is None and not 200 <= status < 300:
-        raise StepFailed(f"{method} {url} answered {status}")
-    return f"{method} {url}: {status}"
+        raise StepFailed(f"{method} {shown} answered {status}")
+    return f"{method} {shown}: {status}"
 
 
 def _http(
     method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float
 ) -> int:
     if not url.startswith(("http://", "https://")):
-        raise StepError(f"{url!r} is not an http(s) URL")
+        raise StepError(f"{shown_url(url)!r} is not an http(s) URL")
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -715,7 +717,7 @@ def _http(
         return int(exc.code)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise StepError(f"{method} {url} failed: {reason}") from None
+        raise StepError(f"{method} {shown_url(url)} failed: {reason}") from None
 
 
 STEPS: dict[str, Handler] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Control characters other than tab and line breaks: PostgreSQL stores no NUL (in text or
 # jsonb), and XML 1.0 (the JUnit file) allows none of them.
@@ -21,3 +22,40 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+# A name that says its value is a secret (a variable, a URL's query parameter): its value
+# is shown as HIDDEN in everything a run keeps and shows (result, JUnit, messages, pages).
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|sig|credential|cookie", re.IGNORECASE)
+HIDDEN = "********"
+
+
+def secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def shown_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """A run's variables as kept and shown: a secret one's value hidden (it still runs
+    with the real value)."""
+    return {name: HIDDEN if secret_name(name) else value for name, value in variables.items()}
+
+
+def shown_url(url: str) -> str:
+    """A URL as a message may show it: without a password, nor a secret query value."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user_info, _, host = netloc.rpartition("@")
+            user = user_info.partition(":")[0]
+            netloc = f"{user}:{HIDDEN}@{host}" if ":" in user_info else f"{user}@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(name, HIDDEN if secret_name(name) else value) for name, value in pairs],
+                safe="*",
+            )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not a URL one can take apart: shown not at all
+        return "(a URL that cannot be parsed)"

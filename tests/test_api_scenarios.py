@@ -348,6 +348,27 @@ def test_reading_needs_view_and_starting_and_cancelling_need_change(client: Clie
     assert client.get(f"{RUNS}/999999", headers=bearer(viewer)).status_code == 404
 
 
+def test_no_credential_reaches_a_run_shown_through_the_api(client: Client) -> None:
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    # A CSMS URL with a password is refused as a charger's is: it would be shown with the run.
+    refused = client.post(
+        RUNS,
+        {"source": PASSING, "csms_url": "ws://user:URLPASSWORD@127.0.0.1:9/ocpp"},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["errors"][0]["field"] == "csms_url"
+    assert "URLPASSWORD" not in refused.content.decode()
+    assert not ScenarioRun.objects.exists()
+    # A variable named as a secret is shown hidden (the run itself used the value).
+    run = stored(variables={"password": "Hunter2-VARSECRET", "api_token": "tok-1", "soc": 20})
+    shown = client.get(f"{RUNS}/{run.pk}", headers=bearer(token)).json()
+    assert shown["variables"] == {"password": "********", "api_token": "********", "soc": 20}
+    listed = client.get(RUNS, headers=bearer(token)).content.decode()
+    assert "VARSECRET" not in listed and "tok-1" not in listed
+
+
 def test_the_list_pages_and_filters(client: Client) -> None:
     for n in range(5):
         stored(name="a" if n % 2 else "b", status="passed" if n < 3 else "failed")

@@ -201,6 +201,24 @@ def test_the_admin_shows_the_verdicts_that_did_not_pass_first_and_caps_them(
     assert "2 more in the result (JSON)." in text
 
 
+def test_shown_urls_and_variables_keep_no_credentials() -> None:
+    from scenarios.texts import shown_url, shown_variables
+
+    assert (
+        shown_url("http://admin:URLPASS@127.0.0.1:9149/x?token=QUERYSECRET&n=1")
+        == "http://admin:********@127.0.0.1:9149/x?token=********&n=1"
+    )
+    assert shown_url("https://h/x?access_token=abc&page=2") == (
+        "https://h/x?access_token=********&page=2"
+    )
+    assert shown_url("http://h/hook") == "http://h/hook"
+    assert shown_variables({"Password": "x", "apiKey": "y", "soc": 20}) == {
+        "Password": "********",
+        "apiKey": "********",
+        "soc": 20,
+    }
+
+
 def test_a_charger_that_never_connected_is_an_errored_testcase_not_a_green_run() -> None:
     from scenarios.junit import junit_xml
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import orjson
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
@@ -22,9 +23,11 @@ from ninja.responses import Status
 from api.auth import require
 from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.pagination import Paged
+from chargers.validators import validate_csms_url
 from scenarios import format, launch, library
 from scenarios.junit import junit_xml
 from scenarios.models import ACTIVE, ScenarioRun
+from scenarios.texts import shown_variables
 
 router = Router(tags=["scenarios"])
 
@@ -97,6 +100,10 @@ class RunSummaryOut(Schema):
     @staticmethod
     def resolve_chargers(run: ScenarioRun) -> dict[str, int]:
         return run.charger_counts()
+
+    @staticmethod
+    def resolve_variables(run: ScenarioRun) -> dict[str, Any]:
+        return shown_variables(run.variables)  # a secret one (by its name) is never shown
 
 
 class RunOut(RunSummaryOut):
@@ -211,6 +218,15 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
                 ],
             ),
         )
+    if payload.csms_url:
+        try:
+            validate_csms_url(payload.csms_url)  # the chargers' own rules: no password in it
+        except DjangoValidationError as exc:
+            raise ApiError(
+                422,
+                "The request is not valid.",
+                [ErrorItem(field="csms_url", message=message) for message in exc.messages],
+            ) from None
     try:
         run = await sync_to_async(launch.queue)(
             scenario,
