@@ -22,10 +22,25 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from import_export.admin import ImportExportModelAdmin
+from import_export.tmp_storages import CacheStorage
 
 from fleet_io import jobs, registry
 from fleet_io.file_formats import FileProblem, fleet_formats
 from fleet_io.models import ImportJob
+
+
+class PreviewStorage(CacheStorage):
+    """Where a previewed file waits for its confirmation: the cache (in memory embedded,
+    Redis scaled out), for an hour, under a random name.
+
+    django-import-export's default writes it to the server's temp folder, where a preview
+    never confirmed stayed for good, AuthorizationKeys and all, and the confirmation's
+    hidden file name could name any file there (read into the import's errors, then
+    deleted). A cache entry expires, and its name reaches nothing but other previews, by a
+    random 128-bit key."""
+
+    CACHE_LIFETIME = 3600
+    CACHE_PREFIX = "chargesim:import-preview:"
 
 
 def preview_rows() -> int:
@@ -35,6 +50,7 @@ def preview_rows() -> int:
 class FleetImportExportAdmin(ImportExportModelAdmin):
     formats = fleet_formats()
     import_template_name = "admin/fleet_io/fleet_import.html"
+    tmp_storage_class = PreviewStorage
     #: The name this admin's resource is registered under (fleet_io.registry).
     import_job_resource: str = ""
 
@@ -105,6 +121,15 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
         )
         data = storage.read()
         storage.remove()
+        if data is None:  # expired (an hour), or confirmed already
+            messages.error(
+                request,
+                "This preview is no longer kept (an hour after it was made, or it was "
+                "confirmed already): choose the file again.",
+            )
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_import")
+            )
         job = self._queue_job(
             request,
             data,

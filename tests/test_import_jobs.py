@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -59,6 +61,42 @@ def test_a_small_file_is_previewed_then_imported_by_a_background_job(
     assert "Import finished." in page
     assert '<td id="count-created">3</td>' in page
     assert Charger.objects.count() == 3
+
+
+def test_a_preview_waits_in_the_cache_not_in_a_file_and_names_nothing_else(
+    admin_client_logged_in, depot, jobs_run_inline, django_capture_on_commit_callbacks, tmp_path
+):
+    """django-import-export's default kept a preview in the server's temp folder: one never
+    confirmed stayed there with its AuthorizationKeys, and the confirmation's hidden file
+    name could name any file there, which was read into the import and deleted."""
+    import tempfile
+
+    canary = Path(tempfile.gettempdir()) / f"canary-{tmp_path.name}.csv"
+    canary.write_bytes(fleet_csv(1).replace(b"CP-001", b"CANARY-1"))
+    try:
+        preview = upload(admin_client_logged_in, fleet_csv(2))
+        assert "Confirm import" in preview.content.decode()
+        confirm = preview.context["confirm_form"]
+        kept_as = confirm.initial["import_file_name"]
+        assert not (Path(tempfile.gettempdir()) / kept_as).exists()  # no file written
+        forged = {**confirm.initial, "import_file_name": canary.name, "resource": "0"}
+        process = reverse("admin:chargers_charger_process_import")
+        with django_capture_on_commit_callbacks(execute=True):
+            refused = admin_client_logged_in.post(process, forged, follow=True)
+        assert "no longer kept" in refused.content.decode()
+        assert canary.exists() and not Charger.objects.filter(charge_point_id="CANARY-1").exists()
+        # The real one still imports, once.
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_client_logged_in.post(process, {**confirm.initial, "resource": "0"})
+        assert Charger.objects.count() == 2
+        with django_capture_on_commit_callbacks(execute=True):
+            again = admin_client_logged_in.post(
+                process, {**confirm.initial, "resource": "0"}, follow=True
+            )
+        assert "no longer kept" in again.content.decode()
+        assert ImportJob.objects.count() == 1
+    finally:
+        canary.unlink(missing_ok=True)
 
 
 def test_a_file_with_bad_rows_lists_them_all_and_offers_no_confirmation(
