@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from django.test import Client
 
 from chargers.models import Charger
 from scenarios.models import ScenarioRun
+from tests.process import ManagePy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -271,3 +274,37 @@ def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bound
     run.store_frames(({"n": n} for n in range(5)), dropped=2)
     assert (run.frame_count, run.frames_dropped) == (3, 4)
     assert run.frame_events() == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+LONG = """\
+name: long
+description: waits long enough to be ended by a signal
+chargers: {template: {count: 2, prefix: TERM}}
+steps:
+  - wait: {seconds: 0.1}
+  - wait: {seconds: 120}
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_stores_the_run_as_an_error_and_deletes_its_chargers(tmp_path: Path) -> None:
+    """What a CI job's timeout or cancel sends: it ended the process at once, leaving the
+    run 'running' for good and its chargers in the database (connecting at the next start
+    of the simulator)."""
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(LONG)
+    run = ManagePy(tmp_path, "runscenario", str(scenario), "--builtin-csms", "--migrate")
+    try:
+        run.wait_for_output("steps[0] wait: passed")
+        run.signal(signal.SIGTERM)
+        assert run.wait(60) == 143
+    finally:
+        run.stop()
+    assert "Terminated (SIGTERM)" in run.output
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        (status,) = db.execute("select status from scenarios_scenariorun").fetchone()
+        left = db.execute(
+            "select count(*) from chargers_charger where charge_point_id like 'TERM-%'"
+        ).fetchone()
+    assert status == "error"
+    assert left == (0,)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -30,6 +32,14 @@ from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 # The in-process engine publishes events at least this often: a run's checks wait for
 # frames to arrive, so a faster flush makes a shorter run.
 EVENTS_PER_SECOND = 20.0
+
+
+# A process ended by SIGTERM exits 128 + 15, as the shell reports one killed by it.
+EXIT_TERMINATED = 143
+
+
+class Terminated(Exception):
+    """SIGTERM ended the runs (see `Command._terminable`)."""
 
 
 class InProcessEngine:
@@ -169,13 +179,44 @@ class Command(BaseCommand):
         )
         if options["migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
-        runs = asyncio.run(self._run(scenarios, options))
+        try:
+            runs = asyncio.run(self._terminable(self._run(scenarios, options)))
+        except Terminated:
+            self.stderr.write(
+                "Terminated (SIGTERM): the runs in progress are stored as errors and their "
+                "chargers deleted; no report written."
+            )
+            sys.exit(EXIT_TERMINATED)
         write_reports(runs, junit=options["junit"], json_path=options["json"])
         code = exit_code(runs)
         self.stdout.write(
             f"{sum(r.status == 'passed' for r in runs)} of {len(runs)} scenarios passed."
         )
         sys.exit(code)
+
+    @staticmethod
+    async def _terminable(work: Coroutine[Any, Any, Any]) -> Any:
+        """`work`, ended by SIGTERM as by Ctrl-C: cancelled, so that a run in progress is
+        stored as an error and its temporary chargers deleted (what a CI job's timeout or
+        cancel sends; without a handler the process died at once and left both behind)."""
+        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        terminated = False
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if terminated:
+                raise Terminated from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
 
     async def _run(self, scenarios: list[scenario_format.Scenario], options: dict[str, Any]) -> Any:
         csms = None
