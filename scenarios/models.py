@@ -9,8 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
+
+from chargers.models import Charger
+from fleet_io.fleet_changes import notify_fleet_change
 
 # Frames kept per run; beyond this they are counted, not stored.
 MAX_FRAMES = 100_000
@@ -32,11 +35,31 @@ class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
         # Read first: every poll of a run calls this, and a write would take SQLite's lock.
         if not stale.exists():
             return 0
-        return stale.update(
-            status="error",
-            message="the process running it stopped before it finished",
-            finished=timezone.now(),
-        )
+        with transaction.atomic():
+            results = list(stale.values_list("result", flat=True))
+            marked = stale.update(
+                status="error",
+                message="the process running it stopped before it finished",
+                finished=timezone.now(),
+            )
+            # Its temporary chargers (named in the progress it saved) went with the process
+            # that would have deleted them: deleted here, or they would stay in the fleet
+            # and connect to the CSMS at every start.
+            temporary = [
+                str(charger.get("charge_point_id"))
+                for result in results
+                for charger in (result or {}).get("chargers") or ()
+                if charger.get("temporary")
+            ]
+            left = list(
+                Charger.objects.filter(charge_point_id__in=temporary).values_list(
+                    "pk", "charge_point_id"
+                )
+            )
+            if left:
+                notify_fleet_change(left)
+                Charger.objects.filter(pk__in=[pk for pk, _ in left]).delete()
+        return marked
 
 
 class ScenarioRun(models.Model):

@@ -30,7 +30,7 @@ from simulator.csms import CentralSystem
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
-from tests.cast import make_vehicle
+from tests.cast import make_charger, make_vehicle
 from tests.test_api_live import Api, api_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -433,13 +433,31 @@ def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, setti
 
 def test_a_run_whose_process_stopped_is_stored_as_error(client: Client) -> None:
     old = timezone.now() - timedelta(seconds=120)
-    lost = stored(status="running", heartbeat=old)
-    alive = stored(status="running", heartbeat=timezone.now())
+
+    def progress(*chargers: tuple[str, bool]) -> dict[str, Any]:
+        return {"chargers": [{"charge_point_id": c, "temporary": t} for c, t in chargers]}
+
+    for cp_id in ("SCN-R1-1", "SCN-R1-2", "KEPT-1", "ALIVE-R2-1"):
+        make_charger(cp_id)
+    lost = stored(
+        status="running",
+        heartbeat=old,
+        result=progress(("SCN-R1-1", True), ("SCN-R1-2", True), ("KEPT-1", False)),
+    )
+    alive = stored(
+        status="running", heartbeat=timezone.now(), result=progress(("ALIVE-R2-1", True))
+    )
     _, token = user_with_token("viewer", "view_charger")
     body = client.get(f"{RUNS}/{lost.pk}", headers=bearer(token)).json()
     assert body["status"] == "error"
     assert body["message"] == "the process running it stopped before it finished"
     assert client.get(f"{RUNS}/{alive.pk}", headers=bearer(token)).json()["status"] == "running"
+    # The lost run's temporary chargers went with it (they would connect at every start); a
+    # charger it only used, and the live run's, stay.
+    assert sorted(Charger.objects.values_list("charge_point_id", flat=True)) == [
+        "ALIVE-R2-1",
+        "KEPT-1",
+    ]
 
 
 def test_a_queued_run_cancelled_is_stored_as_error_at_once(client: Client) -> None:

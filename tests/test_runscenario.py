@@ -308,3 +308,41 @@ def test_sigterm_stores_the_run_as_an_error_and_deletes_its_chargers(tmp_path: P
         ).fetchone()
     assert status == "error"
     assert left == (0,)
+
+
+LOST_RUN = """
+from datetime import timedelta
+from django.utils import timezone
+from scenarios.models import ScenarioRun
+from tests.cast import make_charger
+make_charger("LOST-R1-1", csms_url="ws://127.0.0.1:9/ocpp")
+ScenarioRun.objects.create(
+    name="lost", source="x", seed=1, status="running",
+    heartbeat=timezone.now() - timedelta(minutes=5),
+    result={"chargers": [{"charge_point_id": "LOST-R1-1", "temporary": True}]},
+)
+"""
+
+
+@pytest.mark.slow
+def test_the_simulator_marks_a_lost_run_and_deletes_its_chargers_before_loading(
+    tmp_path: Path,
+) -> None:
+    """A run whose process was killed (SIGKILL: no clean-up) left its chargers: the next
+    start must not load them and connect them to the CSMS."""
+    from tests.process import run_manage
+
+    assert run_manage(tmp_path, "migrate").returncode == 0
+    made = run_manage(tmp_path, "shell", "-c", LOST_RUN)
+    assert made.returncode == 0, made.stderr
+    sim = ManagePy(tmp_path, "runsimulator", "--no-web", "--status-every", "1")
+    try:
+        sim.wait_for_output("fleet: 0/0 accepted")
+        sim.signal(signal.SIGINT)
+        assert sim.wait(60) == 0
+    finally:
+        sim.stop()
+    assert "loaded 0 chargers" in sim.output
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        assert db.execute("select status from scenarios_scenariorun").fetchone() == ("error",)
+        assert db.execute("select count(*) from chargers_charger").fetchone() == (0,)

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from chargers.validators import validate_csms_url
+from scenarios.models import ScenarioRun
 from simulator.management.database import check_database, upkeep_warnings
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
+
+log = logging.getLogger(__name__)
 
 
 def _loopback(host: str) -> bool:
@@ -231,6 +236,7 @@ class Command(BaseCommand):
         check_database(migrated=options["no_migrate"], or_else="leave out --no-migrate")
         for warning in upkeep_warnings():
             self.stderr.write(warning)
+        _mark_lost_scenario_runs()
         simulator = Simulator.for_process(
             run, write=lambda text: self.stdout.write(text, ending="")
         )
@@ -238,3 +244,14 @@ class Command(BaseCommand):
             simulator.run()
         except (MetricsServerError, StartError) as exc:
             raise CommandError(str(exc)) from None
+
+
+def _mark_lost_scenario_runs() -> None:
+    """Before the fleet is loaded: a scenario run whose process was killed is stored as an
+    error and its temporary chargers deleted, or they would be loaded and connect now."""
+    try:
+        lost = ScenarioRun.objects.mark_stale()
+    except DatabaseError:  # a database not migrated yet has no run to mark
+        return
+    if lost:
+        log.info("%d scenario run(s) whose process stopped marked as errors", lost)
