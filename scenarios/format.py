@@ -14,6 +14,7 @@ URL, ...) are left in place and replaced per charger by the runner.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -21,13 +22,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jsonschema
 import yaml
 from django.conf import settings
 
 from scenarios.texts import storable
+from simulator.contract.overrides import ANSWER_STATUSES
 
 # Filled in per charger by the runner; a file may use them without defining them.
 RUNTIME_VARIABLES = frozenset({"charge_point_id", "charger_id", "csms_url", "csms_control"})
@@ -551,8 +553,10 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
         args = args or {}
         if kind == "wait":
             _check_variant(args, WAIT_VARIANTS, path, errors, "wait")
+            _check_actions(args, path, errors)
         elif kind == "expect":
             _check_variant(args, EXPECT_VARIANTS, path, errors, "expect")
+            _check_actions(args, path, errors)
             if isinstance(args.get("response_time"), dict):
                 _check_response_time(args["response_time"], (*path, "response_time"), errors)
         elif kind == "network":
@@ -592,6 +596,62 @@ def _check_variant(
     for key in args:
         if key not in allowed:
             errors.add((*path, key), f"'{key}' does not go with {kind}: {main[0]}", at_key=True)
+
+
+# The CALLs a charger makes (OCPP 1.6 and its security whitepaper), with the statuses their
+# answers carry (idTagInfo.status for Authorize, StartTransaction and StopTransaction; none:
+# the answer has no status). The CSMS's CALLs are `overrides.ANSWER_STATUSES`' keys. Both are
+# closed sets: a misspelt name or status is a format error, not a CSMS failing a check.
+_ID_TAG_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
+CHARGER_CALLS: dict[str, tuple[str, ...]] = {
+    "Authorize": _ID_TAG_STATUSES,
+    "BootNotification": ("Accepted", "Pending", "Rejected"),
+    "DataTransfer": ("Accepted", "Rejected", "UnknownMessageId", "UnknownVendorId"),
+    "DiagnosticsStatusNotification": (),
+    "FirmwareStatusNotification": (),
+    "Heartbeat": (),
+    "LogStatusNotification": (),
+    "MeterValues": (),
+    "SecurityEventNotification": (),
+    "SignCertificate": ("Accepted", "Rejected"),
+    "SignedFirmwareStatusNotification": (),
+    "StartTransaction": _ID_TAG_STATUSES,
+    "StatusNotification": (),
+    "StopTransaction": _ID_TAG_STATUSES,
+}
+
+
+def _check_actions(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    """The action a wait or expect names, and the answer status it expects, are OCPP's."""
+    for key in ("csms_call", "no_csms_call"):
+        action = args.get(key)
+        if _literal(action) and action not in ANSWER_STATUSES:
+            errors.add((*path, key), _unknown(action, "an action a CSMS sends", ANSWER_STATUSES))
+    action = args.get("answer")
+    if not _literal(action):
+        return
+    if action not in CHARGER_CALLS:
+        errors.add((*path, "answer"), _unknown(action, "an action a charger sends", CHARGER_CALLS))
+        return
+    status = args.get("status")
+    if not _literal(status):
+        return
+    statuses = CHARGER_CALLS[action]
+    if not statuses:
+        errors.add((*path, "status"), f"the answer to {action} has no status: check its payload")
+    elif status not in statuses:
+        errors.add((*path, "status"), _unknown(status, f"a status of {action}'s answer", statuses))
+
+
+def _literal(value: Any) -> TypeGuard[str]:
+    """A string as written (a variable's `${...}` is checked once it is filled in, at run)."""
+    return isinstance(value, str) and "${" not in value
+
+
+def _unknown(given: str, what: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(given, list(known), n=1)
+    hint = f"; did you mean {close[0]}?" if close else f" (one of: {', '.join(known)})"
+    return f"{given!r} is not {what} in OCPP 1.6{hint}"
 
 
 def _check_response_time(spec: dict[str, Any], path: Path_, errors: _Errors) -> None:

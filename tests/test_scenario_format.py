@@ -279,3 +279,58 @@ def test_the_sample_in_the_docs_parses() -> None:
     text = docs.read_text()
     sample = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert parse(sample).name == "remote-start"
+
+
+def test_a_misspelt_action_or_answer_status_is_a_format_error_with_a_hint() -> None:
+    """A typo used to pass the format and then fail the CSMS's check ("expected Acepted"),
+    or wait 30 s for an action nobody sends."""
+    errors = errors_of(
+        """\
+        name: typos
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - expect: {answer: BootNotification, status: Acepted}
+          - expect: {answer: BootNotificaton}
+          - wait: {csms_call: RemoteStartTransacton}
+          - expect: {no_csms_call: Rest, within: 1}
+          - expect: {answer: Heartbeat, status: Accepted}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:5:48: steps[0].expect.status: 'Acepted' is not a status of "
+        "BootNotification's answer in OCPP 1.6; did you mean Accepted?",
+        "smoke.yaml:6:22: steps[1].expect.answer: 'BootNotificaton' is not an action a "
+        "charger sends in OCPP 1.6; did you mean BootNotification?",
+        "smoke.yaml:7:23: steps[2].wait.csms_call: 'RemoteStartTransacton' is not an action "
+        "a CSMS sends in OCPP 1.6; did you mean RemoteStartTransaction?",
+        "smoke.yaml:8:28: steps[3].expect.no_csms_call: 'Rest' is not an action a CSMS "
+        "sends in OCPP 1.6; did you mean Reset?",
+        "smoke.yaml:9:41: steps[4].expect.status: the answer to Heartbeat has no status: "
+        "check its payload",
+    ]
+
+
+def test_the_chargers_calls_and_their_statuses_are_the_ocpp_packages() -> None:
+    import json
+
+    import ocpp
+
+    folder = Path(ocpp.__file__).parent / "v16" / "schemas"
+    for action, statuses in scenario_format.CHARGER_CALLS.items():
+        schema = json.loads((folder / f"{action}Response.json").read_text())
+        props = schema.get("properties", {})
+        status = props.get("status") or props.get("idTagInfo", {}).get("properties", {}).get(
+            "status"
+        )
+        if status is None:
+            assert statuses == (), action
+            continue
+        if "$ref" in status:
+            status = schema["definitions"][status["$ref"].rsplit("/", 1)[-1]]
+        assert tuple(status["enum"]) == statuses, action
+    requests = {p.name.removesuffix(".json") for p in folder.glob("*.json")}
+    requests = {name for name in requests if not name.endswith("Response")}
+    csms_calls = set(scenario_format.ANSWER_STATUSES)
+    # DataTransfer goes both ways.
+    assert set(scenario_format.CHARGER_CALLS) == (requests - csms_calls) | {"DataTransfer"}
