@@ -92,9 +92,15 @@ class StepContext:
             raise StepFailed(message)
         wait = result.get("wait")
         if wait is not None and not wait.get("met"):
+            # Offline: why its last attempt to connect failed (a CSMS down, a wrong URL) says
+            # more than "offline" (the charger's URL holds no password: chargers refuse one).
+            charger = result.get("charger")
+            why = charger["link_error"] if charger and charger["link"] != "online" else None
+            where = f"; its last attempt to connect to {self.target.csms_url}: {why}" if why else ""
             raise StepFailed(
                 f"{_condition(wait['condition'])} did not happen within "
-                f"{wait_for['timeout'] if wait_for else '?'} s (it is {wait.get('status')})"
+                f"{wait_for['timeout'] if wait_for else '?'} s (it is {wait.get('status')}"
+                f"{where})"
             )
         return result
 

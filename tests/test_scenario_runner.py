@@ -752,3 +752,29 @@ async def test_an_expected_write_only_value_is_an_error_that_does_not_echo_it(ar
         await expect(None, {**args, "within": 0.1})  # type: ignore[arg-type]  # never read
     assert "AuthorizationKey" in str(raised.value)
     assert "KEY-4242" not in str(raised.value)
+
+
+async def test_a_charger_that_cannot_connect_says_why_and_where(
+    csms: CentralSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSMS that is down (or a wrong URL): the verdict names the URL and the reason of
+    the last attempt, not only "offline"."""
+    from scenarios import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "CONNECT_SECONDS", 3.0)
+    run, _ = await run_scenario(
+        """\
+        name: down
+        description: x
+        chargers: {template: {count: 1, csms_url: "ws://127.0.0.1:9/ocpp"}}
+        steps:
+          - plug_in: {}
+        """,
+        csms,
+    )
+    charger = run.result["chargers"][0]
+    assert charger["status"] == "error"
+    assert "did not connect" in charger["message"]
+    assert charger["message"].endswith(
+        "(it is offline; its last attempt to connect to ws://127.0.0.1:9/ocpp: connection refused)"
+    ), charger
