@@ -237,7 +237,10 @@ async def wait(ctx: StepContext, args: dict[str, Any]) -> str:
     action = str(args["csms_call"])
     frame = await _csms_call(ctx, action, args.get("payload"), timeout)
     if frame is None:
-        raise StepFailed(f"the CSMS sent no {action}{_matching(args)} within {timeout:g} s")
+        raise StepFailed(
+            f"the CSMS sent no {action}{_matching(args)} within {timeout:g} s"
+            f"{_sent_instead(ctx, action, args)}"
+        )
     return f"the CSMS sent {action} after {max(frame.at - ctx.since, 0):.2f} s"
 
 
@@ -290,6 +293,29 @@ async def _csms_call(ctx: StepContext, action: str, payload: Any, within: float)
     return result
 
 
+def _sent_instead(ctx: StepContext, action: str, args: Mapping[str, Any]) -> str:
+    """What the CSMS did send of that action in the step's time, when a payload did not
+    match: the failure then says what differed (the frames are redacted already)."""
+    if args.get("payload") is None:
+        return ""
+    sent = [
+        frame
+        for frame in ctx.watch.frames.get(ctx.target.pk, [])
+        if frame.at >= ctx.since
+        and frame.direction == "in"
+        and frame.message_type == CALL
+        and frame.action == action
+    ]
+    if not sent:
+        return ""
+    last = json.dumps(sent[-1].payload, sort_keys=True)
+    shown = last if len(last) <= _SHOWN_PAYLOAD else last[: _SHOWN_PAYLOAD - 1] + "…"
+    return f" (it sent {len(sent)}; the last: {shown})"
+
+
+_SHOWN_PAYLOAD = 300  # characters of a payload quoted in a verdict
+
+
 def _matching(args: Mapping[str, Any]) -> str:
     payload = args.get("payload")
     return "" if payload is None else f" matching {json.dumps(payload, sort_keys=True)}"
@@ -314,7 +340,10 @@ async def expect(ctx: StepContext, args: dict[str, Any]) -> str:
         action = str(args["csms_call"])
         frame = await _csms_call(ctx, action, args.get("payload"), within)
         if frame is None:
-            raise StepFailed(f"the CSMS sent no {action}{_matching(args)} within {within:g} s")
+            raise StepFailed(
+                f"the CSMS sent no {action}{_matching(args)} within {within:g} s"
+                f"{_sent_instead(ctx, action, args)}"
+            )
         return f"the CSMS sent {action} after {max(frame.at - ctx.since, 0):.2f} s"
     if "no_csms_call" in args:
         action = str(args["no_csms_call"])

@@ -330,9 +330,43 @@ async def test_a_trigger_makes_the_csms_call_and_waits_and_expectations_see_it(
     )
     steps = run.result["chargers"][0]["steps"]
     assert [s["status"] for s in steps] == ["passed"] * 7 + ["failed"]
-    assert steps[7]["message"].endswith(
-        'the CSMS sent no RemoteStartTransaction matching {"idTag": "NOBODY"} within 0.5 s'
+    # What it did send of that action in the step's window (from the previous step's start:
+    # R-2 falls in it or not, by a few ms) is quoted: the failure then says what differed.
+    message = steps[7]["message"]
+    assert 'the CSMS sent no RemoteStartTransaction matching {"idTag": "NOBODY"} within 0.5 s' in (
+        message
     )
+    assert message.endswith(
+        (" 0.5 s", ' (it sent 1; the last: {"connectorId": 1, "idTag": "R-2"})')
+    )
+
+
+def test_a_payload_that_did_not_match_is_quoted_from_what_the_csms_sent() -> None:
+    from types import SimpleNamespace
+
+    from scenarios.steps import _sent_instead
+    from scenarios.watch import CALL, Frame
+
+    def call(at: float, action: str, payload: Any, direction: str = "in") -> Frame:
+        return Frame(at, direction, CALL, f"m{at}", action, payload)
+
+    frames = [
+        call(1.0, "RemoteStartTransaction", {"idTag": "BEFORE"}),  # before the window
+        call(5.0, "RemoteStartTransaction", {"idTag": "AAA"}),
+        call(6.0, "Reset", {"type": "Soft"}),
+        call(7.0, "RemoteStartTransaction", {"idTag": "x" * 400}),
+    ]
+    ctx = SimpleNamespace(watch=SimpleNamespace(frames={7: frames}), target=SimpleNamespace(pk=7))
+    ctx.since = 2.0
+    args = {"csms_call": "RemoteStartTransaction", "payload": {"idTag": "BBB"}}
+    shown = _sent_instead(ctx, "RemoteStartTransaction", args)  # type: ignore[arg-type]
+    assert shown.startswith(' (it sent 2; the last: {"idTag": "xxx')
+    assert shown.endswith("…)") and len(shown) < 340
+    ctx.watch.frames = {7: frames[:3]}
+    assert _sent_instead(ctx, "RemoteStartTransaction", args) == (  # type: ignore[arg-type]
+        ' (it sent 1; the last: {"idTag": "AAA"})'
+    )
+    assert _sent_instead(ctx, "Reset", {"csms_call": "Reset"}) == ""  # type: ignore[arg-type]
 
 
 async def test_a_trigger_that_answers_badly_fails_and_one_unreachable_errors(
