@@ -611,7 +611,9 @@ class ChargePointClient(OcppChargePoint):
         error = check_call(raw_msg, message, self._handled)
         if error is not None:
             if error.code not in _NOT_HOSTILE:
-                self._invalid_message(error.code, self._routing_action)
+                self._invalid_message(
+                    error.code, self._routing_action, answered=error.unique_id is not None
+                )
             if error.unique_id is not None:
                 await self._send(wire.encode_error(error.unique_id, error.code, error.description))
             else:
@@ -656,9 +658,11 @@ class ChargePointClient(OcppChargePoint):
         self._answer_delay = override.delay_s
         return False
 
-    def _invalid_message(self, code: str, action: str) -> None:
-        """A CALL that breaks the protocol goes in the security log (InvalidMessages)."""
-        what = f"{action[:40]} answered {code}" if action else f"a frame answered {code}"
+    def _invalid_message(self, code: str, action: str, *, answered: bool = True) -> None:
+        """A CALL that breaks the protocol goes in the security log (InvalidMessages): the
+        error it got, or, without a unique id to answer, that it was ignored."""
+        outcome = f"answered {code}" if answered else f"ignored ({code}, no unique id to answer)"
+        what = f"{action[:40]} {outcome}" if action else f"a frame {outcome}"
         self.charger.security_event(SecurityEvent.INVALID_MESSAGES, what, push=False)
 
     def _frame_ids(self, message: Any) -> tuple[str, str]:
