@@ -7,6 +7,7 @@ session with exit code 2 and every problem of every file. Then each scenario run
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,21 @@ def summary(run: ScenarioRun) -> str:
 def exit_code(runs: Sequence[ScenarioRun]) -> int:
     passed = all(run.status == ScenarioRun.Status.PASSED for run in runs)
     return EXIT_PASSED if passed else EXIT_FAILED
+
+
+def unwritable(path: str | None) -> str:
+    """Why a report could not be written at `path` ("" if it can, or none is asked for)."""
+    if not path:
+        return ""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return "is a directory"
+    if not folder.is_dir():
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return "cannot be written (permissions)"
+    return ""
 
 
 def write_reports(runs: Sequence[ScenarioRun], *, junit: str | None, json_path: str | None) -> None:

@@ -95,6 +95,23 @@ def test_a_passing_run_exits_0_with_reports(tmp_path: Path) -> None:
     assert not Charger.objects.filter(charge_point_id__startswith="SCN-").exists()
 
 
+@pytest.mark.parametrize("option", ["--junit", "--json"])
+def test_a_report_that_cannot_be_written_is_refused_before_anything_runs(
+    tmp_path: Path, option: str
+) -> None:
+    """It was found only after the run: the verdicts printed, then a traceback."""
+    scenario = write(tmp_path, "ok.yaml", PASSING)
+    for target, problem in [
+        (tmp_path / "missing" / "out.xml", f"its folder {tmp_path / 'missing'} does not exist"),
+        (tmp_path, "is a directory"),
+    ]:
+        with pytest.raises(CommandError) as refused:
+            call_command("runscenario", scenario, "--builtin-csms", option, str(target))
+        assert refused.value.returncode == 2
+        assert str(refused.value) == f"{option} {target}: {problem}"
+    assert not ScenarioRun.objects.exists()
+
+
 def test_a_failing_expectation_exits_1_and_the_junit_names_the_step(tmp_path: Path) -> None:
     junit = tmp_path / "out.xml"
     code, out, _ = runscenario(

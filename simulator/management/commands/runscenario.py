@@ -23,7 +23,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scenarios import format as scenario_format
 from scenarios.runner import Options, RunningWorkers, SetupError
-from scenarios.session import EXIT_BAD_FILE, Session, exit_code, load_files, write_reports
+from scenarios.session import (
+    EXIT_BAD_FILE,
+    Session,
+    exit_code,
+    load_files,
+    unwritable,
+    write_reports,
+)
 from simulator.management.database import check_database
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -164,6 +171,14 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc), returncode=EXIT_BAD_FILE) from None
             variables[name] = value
+        for option in ("junit", "json"):
+            # Checked before anything runs: a report that cannot be written after a long run
+            # lost its verdicts (the run printed PASSED, then a traceback).
+            problem = unwritable(options[option])
+            if problem:
+                raise CommandError(
+                    f"--{option} {options[option]}: {problem}", returncode=EXIT_BAD_FILE
+                )
         scenarios, errors = load_files(options["files"], variables)
         if errors:
             for error in errors:
