@@ -187,6 +187,7 @@ class Runner:
             # Ctrl-C: still clean up and store the run as interrupted, then stop.
             interrupted = True
             message = self.stop_message
+            self._cut_short(message)
         except SetupError as exc:
             message = str(exc)
         except EngineError as exc:
@@ -206,6 +207,29 @@ class Runner:
         if interrupted:
             raise asyncio.CancelledError
         return run
+
+    def _cut_short(self, why: str) -> None:
+        """A cancelled run: each charger that had not finished is in error, its step in
+        progress errored and the steps after it skipped, so that the verdicts (and the
+        JUnit's count of tests) cover the whole scenario, not just what was done."""
+        elapsed = asyncio.get_running_loop().time() - self._t0
+        for charger in self.chargers:
+            done = len(charger.steps)
+            if done >= len(self.scenario.steps):
+                continue
+            for step in self.scenario.steps[done:]:
+                first = len(charger.steps) == done
+                charger.steps.append(
+                    _verdict(
+                        step,
+                        ERROR if first else SKIPPED,
+                        why if first else f"skipped after: {why}",
+                        elapsed,
+                        0.0,
+                    )
+                )
+            if charger.status == PASSED:
+                charger.status, charger.message = ERROR, why
 
     def _create_run(self) -> ScenarioRun:
         return ScenarioRun.objects.create(

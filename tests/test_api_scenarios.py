@@ -266,6 +266,16 @@ async def test_a_running_run_cancelled_through_the_api_is_stored_as_error(
     assert cancelled.status_code == 202, cancelled.content
     done = await finished(api, run_id)
     assert done["status"] == "error" and done["message"] == launch.CANCELLED
+    # No charger counts as passed, and every step of the scenario has its verdict: the one
+    # in progress errored, the rest skipped (the JUnit counts the whole scenario).
+    assert done["chargers"] == {"passed": 0, "failed": 0, "error": 2, "total": 2}
+    for charger in done["result"]["chargers"]:
+        assert charger["status"] == "error"
+        verdicts = [step["status"] for step in charger["steps"]]
+        assert len(verdicts) == 8
+        cut = verdicts.index("error")
+        assert set(verdicts[:cut]) == {"passed"} and set(verdicts[cut + 1 :]) <= {"skipped"}
+        assert charger["steps"][cut]["message"] == launch.CANCELLED
     assert not await database_sync_to_async(
         Charger.objects.filter(charge_point_id__contains=f"-R{run_id}-").exists
     )()
