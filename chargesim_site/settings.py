@@ -267,6 +267,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own configuration gives "django" a console handler of its own (with
+        # DEBUG on): each 4xx warning was printed twice, bare and formatted. Root's only.
+        "django": {"handlers": [], "level": "INFO"},
         # The ocpp library logs every frame at INFO; our own message log keeps them.
         "ocpp": {"level": "WARNING", "filters": ["redact_secrets"]},
         "chargesim.ocpp.frames": {"filters": ["redact_secrets"]},

@@ -283,3 +283,25 @@ def test_each_https_setting_can_be_turned_off_by_its_variable(tmp_path):
     bad = deploy_check(tmp_path, **PRODUCTION, SECURE_SSL_REDIRECT="sometimes")
     assert bad.returncode != 0
     assert "SECURE_SSL_REDIRECT='sometimes' is not a boolean" in bad.stderr
+
+
+def test_a_django_warning_is_printed_once(tmp_path):
+    """Django's own logging gave "django" a console handler besides root's: every 4xx
+    warning (a bad token, a 404) was printed twice, once bare and once formatted."""
+    script = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('Unauthorized: /api/v1/whoami')"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+        "DEBUG": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=BASE_DIR
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "/api/v1/whoami" in line]
+    assert len(lines) == 1, lines
+    assert "WARNING django.request: Unauthorized: /api/v1/whoami" in lines[0]
