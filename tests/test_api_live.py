@@ -139,6 +139,10 @@ def test_the_openapi_document_validates_and_describes_every_live_operation():
     spec = Client().get("/api/v1/openapi.json", headers=bearer(token)).json()
     validate(spec)
     operations = {op["operationId"]: op for ops in spec["paths"].values() for op in ops.values()}
+    # One id per operation, named as a client's method would be (not ninja's module path).
+    assert len(operations) == sum(len(ops) for ops in spec["paths"].values())
+    assert {"list_chargers", "upload_import", "stream_events", "start_run"} <= set(operations)
+    assert not [name for name in operations if name.startswith("api_")]
     for action in live.ACTIONS:
         for name in (f"charger_{action.command}", f"bulk_{action.command}"):
             assert operations[name]["summary"] and operations[name]["description"]

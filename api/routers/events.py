@@ -71,7 +71,7 @@ _EXAMPLE = (
     "stream is open ends it within seconds, with a last `revoked` event. Needs "
     "`chargers.view_charger`.",
 )
-async def events(
+async def stream_events(
     request: HttpRequest,
     charger: list[str] | None = CHARGERS,
     location: list[int] | None = LOCATIONS,

@@ -155,7 +155,9 @@ def _queue(request: HttpRequest, **fields: Any) -> ImportJob:
     f"{MAX_FILE_BYTES // 1024 // 1024} MiB. Needs the permissions the admin's import of "
     "the resource needs (add and change of every model it writes).",
 )
-def upload(request: HttpRequest, file: File[UploadedFile], options: Form[ImportUpload]) -> Any:
+def upload_import(
+    request: HttpRequest, file: File[UploadedFile], options: Form[ImportUpload]
+) -> Any:
     _may_import(request, options.resource)
     name = file.name or "upload"
     file_format = _format(options, name)
