@@ -39,7 +39,12 @@ DEFAULT_TIMEOUT = 30.0
 # Answers whose status sits in idTagInfo rather than at the top.
 ID_TAG_INFO_ACTIONS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
 # Command errors that mean the step could not be carried out, not that it failed.
-ENGINE_ERRORS = frozenset({contract.ERROR_FAILED, contract.ERROR_NOT_RUNNING})
+# A refusal that is not the CSMS's doing errors a step instead of failing it: the simulator
+# could not do it, or the scenario asked for something invalid (an idTag that a runtime
+# variable made longer than 20 characters, say).
+ENGINE_ERRORS = frozenset(
+    {contract.ERROR_FAILED, contract.ERROR_NOT_RUNNING, contract.ERROR_INVALID}
+)
 
 
 class StepFailed(Exception):

@@ -334,3 +334,35 @@ def test_the_chargers_calls_and_their_statuses_are_the_ocpp_packages() -> None:
     csms_calls = set(scenario_format.ANSWER_STATUSES)
     # DataTransfer goes both ways.
     assert set(scenario_format.CHARGER_CALLS) == (requests - csms_calls) | {"DataTransfer"}
+
+
+def test_a_text_with_a_runtime_variable_is_not_held_to_its_written_length() -> None:
+    """`TAG-${charge_point_id}` is 22 characters as written but as long as each charger's
+    id makes it: refused before ("must be at most 20 characters")."""
+    scenario = parse(
+        textwrap.dedent(
+            """\
+            name: per-charger-tags
+            description: x
+            chargers: {template: {count: 1, prefix: CP}}
+            steps:
+              - plug_in: {}
+              - present_id_tag: {id_tag: "TAG-${charge_point_id}"}
+            """
+        ),
+        file="tags.yaml",
+    )
+    assert scenario.steps[1].args == {"id_tag": "TAG-${charge_point_id}"}
+    # Written out, the limit holds.
+    assert any(
+        "must be at most 20 characters" in error
+        for error in errors_of(
+            """\
+            name: long
+            description: x
+            chargers: {template: {count: 1}}
+            steps:
+              - present_id_tag: {id_tag: "TAG-ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+            """
+        )
+    )

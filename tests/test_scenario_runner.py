@@ -601,10 +601,11 @@ async def test_network_conditions_carry_a_seed_from_the_run() -> None:
 
 
 @pytest.mark.django_db(transaction=False)
-async def test_a_worker_that_does_not_know_the_command_fails_the_step_with_its_message() -> None:
-    from scenarios.steps import StepFailed
+async def test_a_worker_that_does_not_know_the_command_errors_the_step_with_its_message() -> None:
+    # (An older worker of a scaled-out fleet: not the CSMS failing a check, so an error.)
+    from scenarios.steps import StepError
 
-    with pytest.raises(StepFailed, match="unknown command 'set_clock_skew'"):
+    with pytest.raises(StepError, match="unknown command 'set_clock_skew'"):
         await STEPS["clock_skew"](_context(FakeClient(known=False)), {"seconds": 5})
 
 
@@ -812,3 +813,24 @@ async def test_a_charger_that_cannot_connect_says_why_and_where(
     assert charger["message"].endswith(
         "(it is offline; its last attempt to connect to ws://127.0.0.1:9/ocpp: connection refused)"
     ), charger
+
+
+async def test_an_argument_a_runtime_variable_made_invalid_errors_the_step(
+    csms: CentralSystem,
+) -> None:
+    """The scenario's mistake, not the CSMS's: an error, not a failure of the CSMS."""
+    run, _ = await run_scenario(
+        """\
+        name: long-tags
+        description: x
+        chargers: {template: {count: 1, prefix: VERYLONGPREFIX}}
+        steps:
+          - plug_in: {}
+          - present_id_tag: {id_tag: "TAG-${charge_point_id}"}
+        """,
+        csms,
+    )
+    step = run.result["chargers"][0]["steps"][1]
+    assert step["status"] == "error", step
+    assert "20 characters" in step["message"]
+    assert run.status == "error"
