@@ -16,6 +16,7 @@ import io
 import json
 import re
 import zipfile
+from collections import Counter
 from typing import Any
 
 import tablib
@@ -128,9 +129,24 @@ def parse_csv(text: str) -> tablib.Dataset:
     return dataset
 
 
+class _Object(dict[str, Any]):
+    """A JSON object as read, with the keys it gave more than once (a plain dict keeps the
+    last silently: a row naming charge_point_id twice imported the second)."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    found = _Object(pairs)
+    if len(found) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        found.twice = tuple(key for key, count in counts.items() if count > 1)
+    return found
+
+
 def parse_json(text: str) -> tablib.Dataset:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise FileProblem(
             f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
@@ -148,6 +164,8 @@ def parse_json(text: str) -> tablib.Dataset:
     headers: list[str] = []
     seen: set[str] = set()
     for number, item in enumerate(data, start=1):
+        if getattr(item, "twice", ()):
+            raise FileProblem(f"Row {number}: {item.twice[0]!r} is given twice.")
         for key, value in item.items():
             if key not in seen:
                 seen.add(key)
