@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from import_export.fields import Field
@@ -231,6 +232,10 @@ class ChargerResource(FleetResource):
     # -- import -------------------------------------------------------------------------
 
     def after_init_instance(self, instance: Charger, new: bool, row: Any, **kwargs: Any) -> None:
+        if new and "csms_url" not in row:
+            # A file without the column, as the API without the field: the simulator's
+            # default CSMS (an empty cell says "none", as an empty field does).
+            instance.csms_url = settings.CHARGESIM_DEFAULT_CSMS_URL
         instance.evse_layout = None  # type: ignore[attr-defined]  # set per import row, not a model field
         instance.configuration_overrides = {}  # type: ignore[attr-defined]  # set per import row, not a model field
 
