@@ -45,7 +45,7 @@ class Strict(Schema):
     request"), as the actions' are, not ignored; a misspelt field would otherwise answer
     200 for a change that did not happen."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # -- locations ------------------------------------------------------------------------

@@ -250,6 +250,12 @@ async def test_bad_values_are_422_naming_the_field(driver):
     assert fields_of(error_of(wider, 422)) == {"filter.statuss"}
     extra = await driver.post(bulk, {"filter": {"location_id": 1}, "arg": {"soc": 50}})
     assert fields_of(error_of(extra, 422)) == {"arg"}
+    # A NaN is no number at all: said so, not as a range it misses.
+    skew = error_of(
+        await driver.post(ACTION.format("API-1", "set-clock-skew"), {"seconds": "NaN"}), 422
+    )
+    assert fields_of(skew) == {"seconds"}
+    assert skew["errors"][0]["message"] == "Input should be a finite number"
 
 
 async def test_an_unknown_charger_or_location_is_404(driver):

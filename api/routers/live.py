@@ -198,7 +198,9 @@ class Arguments(Schema):
     """An action's arguments: a name it does not take is a 422 naming it, not ignored (a
     script's `vehicle_id` for `vehicle_model_id` would otherwise plug in the default car)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A NaN or an infinity is refused as such ("a finite number"), not by a range check
+    # that it fails for being no number at all ("less than or equal to ...").
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NoArgs(Schema):
