@@ -12,6 +12,7 @@ import pytest
 from scenarios import format as scenario_format
 from scenarios.format import ScenarioError, duration, parse, parse_var
 from scenarios.steps import STEPS
+from tests import ocpp_schemas
 
 GOOD = """\
 name: remote-start
@@ -312,28 +313,12 @@ def test_a_misspelt_action_or_answer_status_is_a_format_error_with_a_hint() -> N
 
 
 def test_the_chargers_calls_and_their_statuses_are_the_ocpp_packages() -> None:
-    import json
-
-    import ocpp
-
-    folder = Path(ocpp.__file__).parent / "v16" / "schemas"
     for action, statuses in scenario_format.CHARGER_CALLS.items():
-        schema = json.loads((folder / f"{action}Response.json").read_text())
-        props = schema.get("properties", {})
-        status = props.get("status") or props.get("idTagInfo", {}).get("properties", {}).get(
-            "status"
-        )
-        if status is None:
-            assert statuses == (), action
-            continue
-        if "$ref" in status:
-            status = schema["definitions"][status["$ref"].rsplit("/", 1)[-1]]
-        assert tuple(status["enum"]) == statuses, action
-    requests = {p.name.removesuffix(".json") for p in folder.glob("*.json")}
-    requests = {name for name in requests if not name.endswith("Response")}
+        assert (ocpp_schemas.answer_statuses(action) or ()) == statuses, action
+    # Every action the CSMS does not send; DataTransfer goes both ways.
     csms_calls = set(scenario_format.ANSWER_STATUSES)
-    # DataTransfer goes both ways.
-    assert set(scenario_format.CHARGER_CALLS) == (requests - csms_calls) | {"DataTransfer"}
+    expected = (ocpp_schemas.requests() - csms_calls) | {"DataTransfer"}
+    assert set(scenario_format.CHARGER_CALLS) == expected
 
 
 def test_a_text_with_a_runtime_variable_is_not_held_to_its_written_length() -> None:
