@@ -51,15 +51,22 @@ class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
                 for charger in (result or {}).get("chargers") or ()
                 if charger.get("temporary")
             ]
-            left = list(
+            delete_chargers(
                 Charger.objects.filter(charge_point_id__in=temporary).values_list(
                     "pk", "charge_point_id"
                 )
             )
-            if left:
-                notify_fleet_change(left)
-                Charger.objects.filter(pk__in=[pk for pk, _ in left]).delete()
         return marked
+
+
+def delete_chargers(chargers: Iterable[tuple[int, str]]) -> None:
+    """Delete a run's temporary chargers, (pk, charge point id), telling the workers."""
+    chosen = list(chargers)
+    if not chosen:
+        return
+    with transaction.atomic():
+        notify_fleet_change(chosen)
+        Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
 
 
 class ScenarioRun(models.Model):

@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from chargers.engine_client import EngineClient, EngineError
@@ -37,10 +36,9 @@ from chargers.fleet import ChargerPlan, create_chargers
 from chargers.models import Charger, Evse
 from chargers.orm_threads import in_thread
 from chargers.validators import validate_csms_url
-from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
-from scenarios.models import ScenarioRun
+from scenarios.models import ScenarioRun, delete_chargers
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import shown_variables, storable
 from scenarios.watch import Watch
@@ -555,10 +553,7 @@ def _vehicle(name: Any) -> VehicleModel:
 
 
 def _delete_temporary(targets: list[Target]) -> None:
-    temporary = [t for t in targets if t.temporary]
-    with transaction.atomic():
-        notify_fleet_change((t.pk, t.charge_point_id) for t in temporary)
-        Charger.objects.filter(pk__in=[t.pk for t in temporary]).delete()
+    delete_chargers((t.pk, t.charge_point_id) for t in targets if t.temporary)
 
 
 def _stored_event(event: contract.StreamEvent) -> dict[str, Any]:
