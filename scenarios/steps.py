@@ -21,7 +21,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,14 +283,8 @@ async def _csms_call(ctx: StepContext, action: str, payload: Any, within: float)
         )
 
     def found(frames: list[Frame]) -> Frame | None:
-        for frame in frames:
-            if (
-                frame.at >= ctx.since
-                and frame.direction == "in"
-                and frame.message_type == CALL
-                and frame.action == action
-                and (payload is None or contains(frame.payload, payload))
-            ):
+        for frame in _calls_of(ctx, action, frames):
+            if payload is None or contains(frame.payload, payload):
                 return frame
         return None
 
@@ -298,19 +292,24 @@ async def _csms_call(ctx: StepContext, action: str, payload: Any, within: float)
     return result
 
 
+def _calls_of(ctx: StepContext, action: str, frames: list[Frame]) -> Iterator[Frame]:
+    """The CALLs of `action` the CSMS sent the charger in the step's window."""
+    for frame in frames:
+        if (
+            frame.at >= ctx.since
+            and frame.direction == "in"
+            and frame.message_type == CALL
+            and frame.action == action
+        ):
+            yield frame
+
+
 def _sent_instead(ctx: StepContext, action: str, args: Mapping[str, Any]) -> str:
     """What the CSMS did send of that action in the step's time, when a payload did not
     match: the failure then says what differed (the frames are redacted already)."""
     if args.get("payload") is None:
         return ""
-    sent = [
-        frame
-        for frame in ctx.watch.frames.get(ctx.target.pk, [])
-        if frame.at >= ctx.since
-        and frame.direction == "in"
-        and frame.message_type == CALL
-        and frame.action == action
-    ]
+    sent = list(_calls_of(ctx, action, ctx.watch.frames.get(ctx.target.pk, [])))
     if not sent:
         return ""
     last = json.dumps(sent[-1].payload, sort_keys=True)
