@@ -250,6 +250,9 @@ async def test_bad_values_are_422_naming_the_field(driver):
     assert fields_of(error_of(wider, 422)) == {"filter.statuss"}
     extra = await driver.post(bulk, {"filter": {"location_id": 1}, "arg": {"soc": 50}})
     assert fields_of(error_of(extra, 422)) == {"arg"}
+    close = ACTION.format("API-1", "close-connection")
+    assert fields_of(error_of(await driver.post(close, {"code": 99999}), 422)) == {"code"}
+    assert fields_of(error_of(await driver.post(close, {"reason": "x" * 200}), 422)) == {"reason"}
     # A NaN is no number at all: said so, not as a range it misses.
     skew = error_of(
         await driver.post(ACTION.format("API-1", "set-clock-skew"), {"seconds": "NaN"}), 422

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict, create_model, model_validator
+from pydantic import ConfigDict, create_model, field_validator, model_validator
 
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
@@ -276,10 +276,19 @@ class CloseConnectionArgs(Arguments):
     code: int = Field(1000, description="a close code: 1000-1003, 1007-1014 or 3000-4999")
     reason: str = Field("", description="at most 123 bytes")
 
-    @model_validator(mode="after")
-    def checked(self) -> "CloseConnectionArgs":
-        overrides.check_close({"code": self.code, "reason": self.reason})
-        return self
+    # Each checked on its own, so that a refusal names its field (a model validator's
+    # error names none).
+    @field_validator("code")
+    @classmethod
+    def code_checked(cls, code: int) -> int:
+        overrides.check_close({"code": code})
+        return code
+
+    @field_validator("reason")
+    @classmethod
+    def reason_checked(cls, reason: str) -> str:
+        overrides.check_close({"reason": reason})
+        return reason
 
 
 class ClockSkewArgs(Arguments):
