@@ -337,6 +337,15 @@ def test_a_field_the_api_does_not_know_is_refused_not_ignored(api, depot):
     assert errors_of(api.patch(f"{V1}/locations/{depot.pk}", {"grid_limt_kw": 50})) == [
         ("grid_limt_kw", unknown, None)
     ]
+    # A null for a field that cannot be empty is named as such, not "This field is required".
+    assert errors_of(api.patch(f"{V1}/locations/{depot.pk}", {"name": None})) == [
+        ("name", "name cannot be null: leave it out to keep it.", None)
+    ]
+    assert errors_of(api.patch(f"{V1}/chargers/CP-TYPO", {"location": None})) == [
+        ("location", "location cannot be null: leave it out to keep it.", None)
+    ]
+    cleared = api.patch(f"{V1}/chargers/CP-TYPO", {"default_vehicle": None})
+    assert cleared.status_code == 200, cleared.content  # this one may be null
     created = api.post(f"{V1}/locations", {"name": "Typo", "bogus": 1})
     assert errors_of(created) == [("bogus", unknown, None)]
     nested = api.post(

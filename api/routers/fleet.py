@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError
+from django.core.exceptions import FieldDoesNotExist
+from django.db import IntegrityError, models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from ninja import Query, Router
@@ -21,7 +22,7 @@ from ninja.responses import Status
 
 from api import fleet_writes as writes
 from api.auth import check_perms, require
-from api.errors import READ_ERRORS, WRITE_ERRORS, ErrorBody
+from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.fleet_schemas import (
     ChargerDeleted,
     ChargerDetail,
@@ -72,8 +73,31 @@ def found(queryset: QuerySet[Any], what: str, **lookup: Any) -> Any:
     return obj
 
 
-def _given(payload: Any, *, partial: bool) -> dict[str, Any]:
-    return payload.dict(exclude_unset=True) if partial else payload.dict()
+def _given(
+    payload: Any, *, partial: bool, model: type[models.Model] | None = None
+) -> dict[str, Any]:
+    if not partial:
+        return payload.dict()
+    given: dict[str, Any] = payload.dict(exclude_unset=True)
+    if model is not None:
+        # A PATCH's null for a field that cannot be empty: said as such, not as the form's
+        # "This field is required" for a field the caller did give.
+        nulls = [
+            ErrorItem(field=name, message=f"{name} cannot be null: leave it out to keep it.")
+            for name, value in given.items()
+            if value is None and not _nullable(model, name)
+        ]
+        if nulls:
+            raise ApiError(422, "The request is not valid.", nulls)
+    return given
+
+
+def _nullable(model: type[models.Model], name: str) -> bool:
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:  # not a column (evses, configuration): the writer decides
+        return True
+    return bool(getattr(field, "null", True))
 
 
 # -- locations ----------------------------------------------------------------------------
@@ -141,7 +165,7 @@ def replace_location(request: HttpRequest, location_id: int, payload: LocationIn
 @require("locations.change_location")
 def change_location(request: HttpRequest, location_id: int, payload: LocationPatch) -> Any:
     location = found(Location.objects.all(), "location", pk=location_id)
-    return writes.save_location(location, _given(payload, partial=True))
+    return writes.save_location(location, _given(payload, partial=True, model=Location))
 
 
 @router.delete(
@@ -228,7 +252,7 @@ def change_vehicle_model(
     request: HttpRequest, vehicle_model_id: int, payload: VehicleModelPatch
 ) -> Any:
     vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
-    return writes.save_vehicle_model(vehicle, _given(payload, partial=True))
+    return writes.save_vehicle_model(vehicle, _given(payload, partial=True, model=VehicleModel))
 
 
 @router.delete(
@@ -372,7 +396,7 @@ def replace_charger(
 def change_charger(
     request: HttpRequest, charge_point_id: str, payload: ChargerPatch, wait: bool = WAIT
 ) -> Any:
-    given = _given(payload, partial=True)
+    given = _given(payload, partial=True, model=Charger)
     _write_perms(request, given, creating=False)
     report = writes.WorkerReport(wait)
     charger = writes.update_charger(_charger(charge_point_id), given, report)
@@ -472,7 +496,9 @@ def change_evse(
     request: HttpRequest, charge_point_id: str, connector_id: int, payload: EvsePatch
 ) -> Any:
     charger = _charger(charge_point_id)
-    return writes.save_evse(charger, _evse(charger, connector_id), _given(payload, partial=True))
+    return writes.save_evse(
+        charger, _evse(charger, connector_id), _given(payload, partial=True, model=Evse)
+    )
 
 
 @router.delete(
