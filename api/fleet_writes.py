@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Prefetch, ProtectedError, QuerySet
 from django.forms.models import model_to_dict, modelform_factory
@@ -85,8 +86,24 @@ class WorkerReport:
 
 
 def form_errors(form: forms.BaseForm, *, row: int | None = None) -> list[ErrorItem]:
-    messages = {name: [str(m) for m in found] for name, found in form.errors.items()}
+    messages = {
+        name: [_message(form, name, error) for error in found]
+        for name, found in form.errors.as_data().items()
+    }
     return errors_from_mapping(messages, row=row)
+
+
+def _message(form: forms.BaseForm, name: str, error: ValidationError) -> str:
+    field = form.fields.get(name)
+    if (
+        error.code == "invalid_choice"
+        and isinstance(field, forms.ModelChoiceField)
+        and field.queryset is not None
+    ):
+        # The admin's "Select a valid choice" fits a drop-down, not an id in a request.
+        model = field.queryset.model
+        return f"No {model._meta.verbose_name} with id {form.data.get(name)!r}."
+    return " ".join(error.messages)
 
 
 def _invalid(errors: Sequence[ErrorItem]) -> ApiError:

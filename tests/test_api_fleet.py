@@ -423,6 +423,9 @@ def admin_form_errors(data: dict[str, Any]) -> dict[str, list[str]]:
     return {k: list(v) for k, v in response.context["adminform"].form.errors.items()}
 
 
+INVALID_CHOICE = "Select a valid choice. That choice is not one of the available choices."
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -452,6 +455,11 @@ def test_a_charger_gets_the_admins_messages_for_the_admins_rules(api, depot, cha
     }
     expected = admin_form_errors(form_data)
     assert expected, "the admin found nothing wrong either"
+    # An id that names nothing: the admin's drop-down says "Select a valid choice", the
+    # API names the id it was given.
+    for name, model in (("location", "location"), ("default_vehicle", "vehicle model")):
+        if name in changes and expected.get(name) == [INVALID_CHOICE]:
+            expected[name] = [f"No {model} with id {changes[name]!r}."]
     assert {("__all__" if k is None else k): v for k, v in found.items()} == expected
 
 
