@@ -638,6 +638,11 @@ def _check_actions(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
         if _literal(action) and action not in ANSWER_STATUSES:
             errors.add((*path, key), _unknown(action, "an action a CSMS sends", ANSWER_STATUSES))
     action = args.get("answer")
+    if action is not None and args.get("call_error") is True and "status" in args:
+        errors.add(
+            (*path, "status"),
+            "a CALLERROR has no status: expect call_error: true, or a status, not both",
+        )
     if not _literal(action):
         return
     if action not in CHARGER_CALLS:

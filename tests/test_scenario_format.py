@@ -296,6 +296,7 @@ def test_a_misspelt_action_or_answer_status_is_a_format_error_with_a_hint() -> N
           - wait: {csms_call: RemoteStartTransacton}
           - expect: {no_csms_call: Rest, within: 1}
           - expect: {answer: Heartbeat, status: Accepted}
+          - expect: {answer: Authorize, status: Accepted, call_error: true}
         """
     )
     assert errors == [
@@ -309,6 +310,8 @@ def test_a_misspelt_action_or_answer_status_is_a_format_error_with_a_hint() -> N
         "sends in OCPP 1.6; did you mean Reset?",
         "smoke.yaml:9:41: steps[4].expect.status: the answer to Heartbeat has no status: "
         "check its payload",
+        "smoke.yaml:10:41: steps[5].expect.status: a CALLERROR has no status: expect "
+        "call_error: true, or a status, not both",
     ]
 
 
