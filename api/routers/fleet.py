@@ -88,7 +88,7 @@ def _given(
             if value is None and not _nullable(model, name)
         ]
         if nulls:
-            raise ApiError(422, "The request is not valid.", nulls)
+            raise ApiError(422, writes.INVALID, nulls)
     return given
 
 
