@@ -138,8 +138,12 @@ class Scenario:
 # -- public ---------------------------------------------------------------------------------
 
 
-def load(path: str | Path, variables: Mapping[str, Any] | None = None) -> Scenario:
-    """Read and check a scenario file; raises ScenarioError (with every problem)."""
+def load(
+    path: str | Path, variables: Mapping[str, Any] | None = None, *, shown: str | None = None
+) -> Scenario:
+    """Read and check a scenario file; raises ScenarioError (with every problem). `shown`:
+    the name its messages and results give it (its file name by default: a built-in case's
+    path on the server is nobody's business)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -148,7 +152,7 @@ def load(path: str | Path, variables: Mapping[str, Any] | None = None) -> Scenar
         raise ScenarioError(
             [FormatError(str(path), 1, 1, "", f"cannot read it: {reason}")]
         ) from None
-    return parse(text, file=path.name, variables=variables)
+    return parse(text, file=shown or path.name, variables=variables)
 
 
 def parse(

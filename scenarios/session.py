@@ -36,7 +36,9 @@ def load_files(
     errors: list[format.FormatError] = []
     for path in paths:
         try:
-            scenarios.append(format.load(path, variables))
+            # Named as given (scenarios/smoke.yaml, not smoke.yaml): an editor opens it from
+            # the message, and two files of one name in two folders stay apart.
+            scenarios.append(format.load(path, variables, shown=str(path)))
         except format.ScenarioError as exc:
             errors += exc.errors
     return scenarios, errors

@@ -83,7 +83,9 @@ def test_a_passing_run_exits_0_with_reports(tmp_path: Path) -> None:
     suites = ET.parse(junit).getroot()
     assert suites.tag == "testsuites"
     (suite,) = suites.findall("testsuite")
-    assert suite.get("name") == "boot-and-session" and suite.get("file") == "ok.yaml"
+    # The file as it was given on the command line (not only its name).
+    assert suite.get("name") == "boot-and-session"
+    assert suite.get("file") == str(tmp_path / "ok.yaml")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("10", "0", "0")
     assert suite.find("testcase") is not None and suite.find(".//failure") is None
     (result,) = json.loads(report.read_text())
@@ -153,8 +155,8 @@ def test_a_bad_file_exits_2_with_line_and_column_and_nothing_runs(tmp_path: Path
     )
     assert code == 2
     assert err.splitlines() == [
-        "bad.yaml:11:39: steps[3].wait.timeout: must be a duration (a number of seconds, or a "
-        'string such as "30s", "2m")',
+        f"{tmp_path / 'bad.yaml'}:11:39: steps[3].wait.timeout: must be a duration (a number "
+        'of seconds, or a string such as "30s", "2m")',
         "1 problem; nothing ran.",
     ]
     assert not ScenarioRun.objects.exists()
