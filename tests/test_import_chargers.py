@@ -95,31 +95,21 @@ def test_imported_chargers_get_the_same_configuration_as_chargers_saved_one_by_o
 def test_a_new_charger_without_a_csms_url_column_gets_the_default_one(depot, settings):
     """As the API without the field; an empty cell says "none", as an empty field does."""
     settings.CHARGESIM_DEFAULT_CSMS_URL = "ws://csms.example:9000/ocpp"
-    result = run_import(
-        csv_bytes(
-            "NOURL-1,Depot,AC,22,2*Type2:11",
-            header="charge_point_id,location,power_type,max_power_kw,evses",
+    columns = "charge_point_id,location,power_type,max_power_kw,evses"
+
+    def url_after_import(cp_id: str, *url_cell: str) -> str:
+        header = f"{columns},csms_url" if url_cell else columns
+        result = run_import(
+            csv_bytes(",".join([cp_id, "Depot,AC,22,2*Type2:11", *url_cell]), header=header)
         )
-    )
-    assert not result.has_errors(), result.problems()
-    assert Charger.objects.get(charge_point_id="NOURL-1").csms_url == "ws://csms.example:9000/ocpp"
-    result = run_import(
-        csv_bytes(
-            "EMPTY-1,Depot,AC,22,2*Type2:11,",
-            header="charge_point_id,location,power_type,max_power_kw,evses,csms_url",
-        )
-    )
-    assert not result.has_errors(), result.problems()
-    assert Charger.objects.get(charge_point_id="EMPTY-1").csms_url == ""
+        assert not result.has_errors(), result.problems()
+        return str(Charger.objects.get(charge_point_id=cp_id).csms_url)
+
+    assert url_after_import("NOURL-1") == "ws://csms.example:9000/ocpp"
+    assert url_after_import("EMPTY-1", "") == ""
     # An update without the column keeps the charger's own.
     Charger.objects.filter(charge_point_id="EMPTY-1").update(csms_url="ws://mine/ocpp")
-    run_import(
-        csv_bytes(
-            "EMPTY-1,Depot,AC,22,2*Type2:11",
-            header="charge_point_id,location,power_type,max_power_kw,evses",
-        )
-    )
-    assert Charger.objects.get(charge_point_id="EMPTY-1").csms_url == "ws://mine/ocpp"
+    assert url_after_import("EMPTY-1") == "ws://mine/ocpp"
 
 
 def test_importing_the_same_file_twice_updates_instead_of_duplicating(depot):
