@@ -122,13 +122,43 @@ async def session_cookie(user) -> bytes:
 # -- who may connect -----------------------------------------------------------------------
 
 
+async def refused_with(communicator: WebsocketCommunicator) -> int:
+    """The close code of a socket refused as the consumer refuses one: accepted, then
+    closed at once with a code, because a close before the accept reaches a browser as
+    Daphne's bare HTTP 403 (tests/test_dashboard_socket_codes.py sees it over TCP)."""
+    connected, _ = await communicator.connect()
+    assert connected
+    closed = await communicator.receive_output()
+    assert closed["type"] == "websocket.close", closed
+    return closed["code"]
+
+
 async def test_an_anonymous_connection_is_refused():
     from chargesim_site.asgi import application
 
     communicator = WebsocketCommunicator(application, "/ws/fleet/", headers=SITE)
-    connected, code = await communicator.connect()
-    assert not connected
-    assert code == 4401
+    assert await refused_with(communicator) == 4401
+
+
+async def test_what_a_refused_socket_sends_before_its_close_subscribes_nothing(engine):
+    """The page sends its watch list as soon as the socket opens: on a refused socket it
+    arrives after the close went out, and must neither subscribe a logged-out page nor
+    break the consumer (Daphne logs that as an error)."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from chargers.models import Charger
+
+    pk = await sync_to_async(lambda: Charger.objects.get(charge_point_id="CP-DASH").pk)()
+    communicator = page(f"/ws/chargers/{pk}/", AnonymousUser())
+    assert await refused_with(communicator) == 4401
+    await communicator.send_json_to({"type": "watch", "chargers": [pk]})
+    await communicator.send_json_to(
+        {"type": "command", "request_id": "r1", "charger": pk, "command": "plug_in"}
+    )
+    # A watch would bring the charger's snapshot within a tick; a command, its result.
+    assert await communicator.receive_nothing(timeout=1.0)
+    assert not get_channel_layer().groups.get(contract.charger_group(pk))
+    await communicator.disconnect()  # raises what the consumer raised meanwhile, if anything
 
 
 async def test_a_logged_in_session_connects_from_the_site_but_not_from_another_origin(user):
@@ -199,9 +229,7 @@ async def test_a_socket_to_a_host_not_in_allowed_hosts_or_without_origin_is_refu
 
 async def test_a_page_of_a_charger_that_does_not_exist_is_refused(user):
     communicator = page("/ws/chargers/999999/", user)
-    connected, code = await communicator.connect()
-    assert not connected
-    assert code == 4404
+    assert await refused_with(communicator) == 4404
 
 
 # -- engine to page ------------------------------------------------------------------------

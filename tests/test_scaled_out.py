@@ -5,7 +5,6 @@ One browser socket drives a charger on each shard and sees both shards' events."
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from scripts.reachable import reachable
 from simulator import contract
 from tests.pg_database import PG_URL, own_database
 from tests.process import ROOT, Process, daphne, free_port, redis_database, wait_for_port
+from tests.web_session import log_in
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 PASSWORD = "pw-scaled-1"
@@ -156,25 +156,6 @@ def deployment(tmp_path, database):
         yield running.host, running.by_shard
 
 
-def log_in(host: str) -> str:
-    """Log in through the admin form like a person; return the session cookie."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(f"http://{host}/admin/login/", timeout=10).read().decode()
-    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert found is not None, "no CSRF token on the login page"
-    token = found.group(1)
-    form = urllib.parse.urlencode(
-        {"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": token, "next": "/"}
-    ).encode()
-    request = urllib.request.Request(
-        f"http://{host}/admin/login/", data=form, headers={"Referer": f"http://{host}/"}
-    )
-    fleet = opener.open(request, timeout=10).read().decode()
-    assert "/ws/fleet/" in fleet  # landed on the dashboard
-    return next(c.value for c in jar if c.name == "sessionid" and c.value is not None)
-
-
 def charger_pks(host: str, session: str) -> dict[str, int]:
     """Charge point id -> pk, as the fleet page lists them."""
     request = urllib.request.Request(f"http://{host}/", headers={"Cookie": f"sessionid={session}"})
@@ -191,7 +172,7 @@ def test_a_browser_socket_drives_and_watches_chargers_on_both_shards(deployment)
     from websockets.sync.client import connect
 
     host, by_shard = deployment
-    session = log_in(host)
+    session = log_in(host, PASSWORD)
     pks = charger_pks(host, session)
     assert set(pks) == set(by_shard.values())
 
@@ -252,7 +233,7 @@ def test_an_idle_charger_page_stays_connected_in_scaled_out_mode(deployment):
     from websockets.sync.client import connect
 
     host, _ = deployment
-    session = log_in(host)
+    session = log_in(host, PASSWORD)
     pk = next(iter(charger_pks(host, session).values()))
     with connect(
         f"ws://{host}/ws/chargers/{pk}/",

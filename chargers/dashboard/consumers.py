@@ -43,11 +43,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     wants_log = False
     # The sessions' series (a chart of each) only to pages that draw them.
     wants_series = False
+    refused = False  # accepted only to be closed with a code the page can read
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+            await self._refuse(4401)
             return
         self.watched: dict[int, str] = {}  # charger pk -> charge point id
         self.pending: dict[str, asyncio.Task[None]] = {}
@@ -57,7 +58,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.can_drive = await self._can_drive(user)
         self.static_groups = await self.page_groups()
         if self.static_groups is None:
-            await self.close(code=4404)
+            await self._refuse(4404)
             return
         for group in self.static_groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -65,6 +66,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "hello", "can_drive": self.can_drive})
         await self.page_connected()
         self.renewal = asyncio.create_task(self._renew_watch())
+
+    async def _refuse(self, code: int) -> None:
+        """Accept, then close with `code`: a close before the accept reaches a browser as
+        Daphne's HTTP 403, which the page cannot tell from a server that is down, so a
+        page reconnecting after its user logged out kept trying for ever."""
+        self.refused = True
+        await self.accept()
+        await self.close(code=code)
 
     async def _renew_watch(self) -> None:
         """The engine publishes only for watched chargers: keep the page's watch alive, as
@@ -100,7 +109,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # -- from the browser --------------------------------------------------------------------
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict):
+        # A refused socket is open until its close is answered: what it sends meanwhile
+        # (the page's first watch) must not subscribe a logged-out user to anything.
+        if self.refused or not isinstance(content, dict):
             return
         kind = content.get("type")
         if kind == "watch":

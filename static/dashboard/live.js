@@ -111,7 +111,11 @@
   // was lost: said above the figures, which are greyed, so that nobody reads "Charging
   // 11 kW" of a simulator that has stopped as live.
   let staleSince = null;
-  function markStale(stale, loggedOut) {
+  // The close codes the server refuses or ends a page's socket with
+  // (chargers/dashboard/consumers.py).
+  const LOGGED_OUT = 4401;
+  const NOT_FOUND = 4404;
+  function markStale(stale, code) {
     const note = document.getElementById("stale-note");
     if (!stale) {
       staleSince = null;
@@ -125,8 +129,10 @@
       note.textContent =
         "Not live since " + staleSince.toLocaleTimeString() +
         ": the figures below are as they were then " +
-        (loggedOut
+        (code === LOGGED_OUT
           ? "(you logged out: log in again to see them live)."
+          : code === NOT_FOUND
+          ? "(what this page shows no longer exists)."
           : "(the simulator stopped, or the connection to it was lost). The page " +
             "reconnects by itself.");
       note.hidden = false;
@@ -142,23 +148,29 @@
     function connect() {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       ws = new WebSocket(scheme + location.host + path);
+      // Live from the server's hello, not from the open: a refused socket (logged out, or
+      // its charger deleted) is opened only to be closed with a code that says why.
+      let live = false;
       ws.onopen = function () {
         delay = 500;
-        setText(state, "live");
-        state && state.classList.add("on");
-        markStale(false);
         if (onOpen) onOpen();
       };
       ws.onmessage = function (event) {
+        if (!live) {
+          live = true;
+          setText(state, "live");
+          state && state.classList.add("on");
+          markStale(false);
+        }
         onMessage(JSON.parse(event.data));
       };
       ws.onclose = function (event) {
         state && state.classList.remove("on");
-        markStale(true, event.code === 4401);
+        markStale(true, event.code);
         if (onClose) onClose(event);
-        if (event.code === 4401) {
-          setText(state, "logged out");
-          return;
+        if (event.code === LOGGED_OUT || event.code === NOT_FOUND) {
+          setText(state, event.code === LOGGED_OUT ? "logged out" : "not found");
+          return;  // reconnecting cannot help
         }
         setText(state, "reconnecting…");
         setTimeout(connect, delay);
@@ -758,9 +770,11 @@
 
     let next = 1;
     let seen = false;
+    let lostCommand = false; // a command's connection was lost and no socket has opened since
     setTimeout(function () { if (!seen) markNotRunning(document); }, NOT_RUNNING_AFTER_MS);
     const live = socket("/ws/chargers/" + pk + "/", function (message) {
       if (message.type === "hello") {
+        lostCommand = false;
         canDrive = message.can_drive;
         document.querySelectorAll("[data-command] button, button[data-command]").forEach(function (b) {
           b.disabled = !canDrive;
@@ -778,16 +792,24 @@
         setText(result, (message.ok ? "✓ " : "✗ ") + message.message);
       }
     }, null, function (event) {
-      // A command still waiting gets no answer on this socket any more: say why.
-      if (!result.classList.contains("pending")) return;
-      result.className = "result error";
-      setText(result, event.code === 4401
-        ? "✗ logged out: log in again to drive this charger"
-        : "✗ the connection to the server was lost before the answer: the command may or may not have run");
+      // A command still waiting gets no answer on this socket any more: say why. When the
+      // connection was lost for another reason first, the reconnect may be the one that
+      // learns the user logged out: that is said too, as what to do next.
+      const waiting = result.classList.contains("pending");
+      if (event.code === LOGGED_OUT && (waiting || lostCommand)) {
+        result.className = "result error";
+        setText(result, "✗ logged out: log in again to drive this charger" +
+          (waiting ? "" : "; the connection was lost before the answer, so the command may or may not have run"));
+      } else if (waiting) {
+        lostCommand = true;
+        result.className = "result error";
+        setText(result, "✗ the connection to the server was lost before the answer: the command may or may not have run");
+      }
     });
 
     function send(command, args) {
       const id = "c" + next++;
+      lostCommand = false;
       result.className = "result pending";
       setText(result, command.replaceAll("_", " ") + "…");
       if (!live.send({ type: "command", request_id: id, charger: pk, command: command, args: args })) {
