@@ -133,6 +133,9 @@ class Scenario:
     source: str
     file: str = "<scenario>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The variables the file declares or names (`${name}`), runtime ones included: what
+    # a `--var` may set here.
+    uses: frozenset[str] = frozenset()
 
 
 # -- public ---------------------------------------------------------------------------------
@@ -174,8 +177,10 @@ def parse(
         if _holds_nul(name) or _holds_nul(value):
             errors.add(("variables", storable(str(name))), "holds a NUL character (U+0000)")
         values[name] = value  # also when refused: no second error, "unknown variable"
+    uses = set(given) if isinstance(given, dict) else set()
     for part in ("chargers", "steps"):
         if part in data:
+            uses.update(unresolved(data[part]))
             data[part] = _substitute(data[part], values, (part,), errors)
     broken: set[int] = set()
     for error in _schema_errors(data):
@@ -211,6 +216,7 @@ def parse(
         source=text,
         file=file,
         raw=data,
+        uses=frozenset(str(name) for name in uses),
     )
 
 
@@ -243,7 +249,8 @@ def substitute_runtime(value: Any, values: Mapping[str, Any]) -> Any:
 
 
 def unresolved(value: Any) -> set[str]:
-    """The names of variables still left in a value (after `substitute_runtime`)."""
+    """The names of the variables a value's strings hold, at any depth: those a file
+    names, or those still left after `substitute_runtime`."""
     if isinstance(value, str):
         return set(_VARIABLE.findall(value))
     if isinstance(value, dict):

@@ -148,6 +148,23 @@ def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
     assert ScenarioRun.objects.get().variables == {"minimum": 60}
 
 
+def test_a_var_that_no_file_declares_or_uses_exits_2_naming_the_nearest(tmp_path: Path) -> None:
+    """A misspelt --var was ignored: the run used the file's own value without a word."""
+    files = write(tmp_path, "ok.yaml", PASSING), write(tmp_path, "bad-csms.yaml", FAILING)
+    code, _, err = runscenario(*files, "--builtin-csms", "--var", "minimun=60", "--var", "zzz=1")
+    assert code == 2
+    assert err.splitlines() == [
+        "--var minimun: no scenario declares or uses ${minimun} (did you mean minimum?)",
+        "--var zzz: no scenario declares or uses ${zzz}",
+        "2 problems; nothing ran.",
+    ]
+    assert not ScenarioRun.objects.exists()
+    # One file's variable is no problem for the other file, nor a runtime one for either.
+    runtime = "csms_control=http://127.0.0.1:9"
+    code, out, _ = runscenario(*files, "--builtin-csms", "--var", "minimum=60", "--var", runtime)
+    assert code == 0, out
+
+
 def test_a_bad_file_exits_2_with_line_and_column_and_nothing_runs(tmp_path: Path) -> None:
     bad = PASSING.replace("timeout: 20", "timeout: soon")
     code, _, err = runscenario(

@@ -10,6 +10,7 @@ running workers run them. The work is `scenarios.session`'s.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib
 import signal
 import sys
@@ -111,6 +112,24 @@ async def _start_control(csms: Any) -> Any:
     return server
 
 
+def unused_variables(
+    variables: dict[str, Any], scenarios: list[scenario_format.Scenario]
+) -> list[str]:
+    """A `--var` no file declares or names, said with the nearest name that one does: a
+    misspelt one was ignored, and the run used the file's own value without a word. The
+    runtime variables (`--var csms_control=URL`) describe the CSMS, not a file: a job may
+    give them to every case, used or not."""
+    known = set(scenario_format.RUNTIME_VARIABLES).union(*(s.uses for s in scenarios))
+    problems = []
+    for name in variables:
+        if name in known:
+            continue
+        near = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        problems.append(f"--var {name}: no scenario declares or uses ${{{name}}}{hint}")
+    return problems
+
+
 def settle_seconds() -> float:
     """How late a worker's events may arrive: two of its flushes, and some slack."""
     rate = settings.CHARGESIM_EVENTS_PER_SECOND
@@ -185,6 +204,14 @@ class Command(BaseCommand):
                 self.stderr.write(str(error))
             self.stderr.write(
                 f"{len(errors)} problem{'' if len(errors) == 1 else 's'}; nothing ran."
+            )
+            sys.exit(EXIT_BAD_FILE)
+        unused = unused_variables(variables, scenarios)
+        if unused:
+            for problem in unused:
+                self.stderr.write(problem)
+            self.stderr.write(
+                f"{len(unused)} problem{'' if len(unused) == 1 else 's'}; nothing ran."
             )
             sys.exit(EXIT_BAD_FILE)
         # Exit status 2 (nothing ran), not 1: a CI job must not read a database it could
