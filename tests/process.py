@@ -111,12 +111,24 @@ def daphne(port: int, env: dict[str, str], logs: Path) -> Process:
 class ManagePy(Process):
     """`manage.py <args>` with its own state directory (and so its own SQLite file)."""
 
-    def __init__(self, var_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        var_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        sigint_ignored: bool = False,
+    ) -> None:
+        """`sigint_ignored`: started as a shell starts a background job (a CI job's
+        commands), SIGINT ignored from the start; a handler of the process's own may
+        still take it."""
         self.var_dir = var_dir
         environment = {**os.environ, "CHARGESIM_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
         environment.pop("DATABASE_URL", None)
         environment.update(env or {})
-        super().__init__(args[0], [sys.executable, "manage.py", *args], environment, var_dir)
+        command = [sys.executable, "manage.py", *args]
+        if sigint_ignored:  # an ignored signal stays ignored across exec
+            command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+        super().__init__(args[0], command, environment, var_dir)
 
 
 def run_manage(

@@ -323,20 +323,36 @@ steps:
 
 
 @pytest.mark.slow
-def test_sigterm_stores_the_run_as_an_error_and_deletes_its_chargers(tmp_path: Path) -> None:
-    """What a CI job's timeout or cancel sends: it ended the process at once, leaving the
-    run 'running' for good and its chargers in the database (connecting at the next start
-    of the simulator)."""
+@pytest.mark.parametrize(
+    ("sent", "code", "said"),
+    [(signal.SIGTERM, 143, "Terminated (SIGTERM)"), (signal.SIGINT, 130, "Interrupted (Ctrl-C)")],
+)
+def test_a_signal_stores_the_run_as_an_error_and_deletes_its_chargers(
+    tmp_path: Path, sent: signal.Signals, code: int, said: str
+) -> None:
+    """SIGTERM is what a CI job's timeout or cancel sends: it ended the process at once,
+    leaving the run 'running' for good and its chargers in the database (connecting at the
+    next start of the simulator). Ctrl-C cleaned up, then printed a traceback; and started
+    as a CI job starts a background process, with SIGINT ignored, it never ended: this
+    one is started so."""
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG)
-    run = ManagePy(tmp_path, "runscenario", str(scenario), "--builtin-csms", "--migrate")
+    run = ManagePy(
+        tmp_path,
+        "runscenario",
+        str(scenario),
+        "--builtin-csms",
+        "--migrate",
+        sigint_ignored=sent is signal.SIGINT,
+    )
     try:
         run.wait_for_output("steps[0] wait: passed")
-        run.signal(signal.SIGTERM)
-        assert run.wait(60) == 143
+        run.signal(sent)
+        assert run.wait(60) == code
     finally:
         run.stop()
-    assert "Terminated (SIGTERM)" in run.output
+    assert said in run.output
+    assert "Traceback" not in run.output
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         (status,) = db.execute("select status from scenarios_scenariorun").fetchone()
         left = db.execute(

@@ -44,10 +44,18 @@ EVENTS_PER_SECOND = 20.0
 
 # A process ended by SIGTERM exits 128 + 15, as the shell reports one killed by it.
 EXIT_TERMINATED = 143
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+ENDED_EARLY = (
+    "the runs in progress are stored as errors and their chargers deleted; no report written."
+)
 
 
 class Terminated(Exception):
-    """SIGTERM ended the runs (see `Command._terminable`)."""
+    """A signal (SIGTERM, SIGINT) ended the runs (see `Command._terminable`)."""
+
+    def __init__(self, sent: signal.Signals) -> None:
+        super().__init__(sent.name)
+        self.signal = sent
 
 
 class InProcessEngine:
@@ -223,11 +231,11 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         try:
             runs = asyncio.run(self._terminable(self._run(scenarios, options)))
-        except Terminated:
-            self.stderr.write(
-                "Terminated (SIGTERM): the runs in progress are stored as errors and their "
-                "chargers deleted; no report written."
-            )
+        except Terminated as ended:
+            if ended.signal is signal.SIGINT:
+                self.stderr.write(f"Interrupted (Ctrl-C): {ENDED_EARLY}")
+                sys.exit(EXIT_INTERRUPTED)
+            self.stderr.write(f"Terminated (SIGTERM): {ENDED_EARLY}")
             sys.exit(EXIT_TERMINATED)
         write_reports(runs, junit=options["junit"], json_path=options["json"])
         code = exit_code(runs)
@@ -238,27 +246,30 @@ class Command(BaseCommand):
 
     @staticmethod
     async def _terminable(work: Coroutine[Any, Any, Any]) -> Any:
-        """`work`, ended by SIGTERM as by Ctrl-C: cancelled, so that a run in progress is
-        stored as an error and its temporary chargers deleted (what a CI job's timeout or
-        cancel sends; without a handler the process died at once and left both behind)."""
+        """`work`, ended by SIGTERM or SIGINT (Ctrl-C): cancelled, so that a run in progress
+        is stored as an error and its temporary chargers deleted (what a CI job's timeout or
+        cancel sends; without a handler the process died at once and left both behind).
+        SIGINT has a handler of its own too: a process started in the background (a CI
+        job's) inherits SIGINT ignored, and Python's Ctrl-C then never came."""
         task = asyncio.ensure_future(work)
         loop = asyncio.get_running_loop()
-        terminated = False
+        ended_by: list[signal.Signals] = []
 
-        def terminate() -> None:
-            nonlocal terminated
-            terminated = True
+        def end(sent: signal.Signals) -> None:
+            ended_by.append(sent)
             task.cancel()
 
-        loop.add_signal_handler(signal.SIGTERM, terminate)
+        for sent in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sent, end, sent)
         try:
             return await task
         except asyncio.CancelledError:
-            if terminated:
-                raise Terminated from None
+            if ended_by:
+                raise Terminated(ended_by[0]) from None
             raise
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sent in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sent)
 
     async def _run(self, scenarios: list[scenario_format.Scenario], options: dict[str, Any]) -> Any:
         csms = None
