@@ -64,10 +64,10 @@ class NumberCell(widgets.Widget):
         return number
 
     def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
+        if kwargs.get("force_native_type"):
+            return value  # None too: JSON's null, XLSX's empty cell
         if value is None:
             return ""
-        if kwargs.get("force_native_type"):
-            return value
         return number_text(value) if isinstance(value, float) else str(value)
 
 

@@ -381,6 +381,13 @@ def fleet_formats() -> list[type[base_formats.Format]]:
 FORMATS_BY_NAME: dict[str, type[base_formats.Format]] = {"csv": CSV, "json": JSON, "xlsx": XLSX}
 
 
+def typed_cells(file_format: base_formats.Format) -> bool:
+    """Whether an export in this format writes numbers and booleans as such (JSON, XLSX),
+    not as text, as a CSV must. django-import-export decides it by its own classes, which
+    ours only subclass: every JSON and XLSX cell was text ("22", "true")."""
+    return isinstance(file_format, JSON | XLSX)
+
+
 def read_dataset(data: bytes, format_name: str) -> tablib.Dataset:
     try:
         format_class = FORMATS_BY_NAME[format_name]

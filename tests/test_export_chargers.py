@@ -193,3 +193,64 @@ def test_an_export_keeps_every_digit_of_its_numbers(file_format):
         result = resource().import_data(read_dataset(data, file_format))
         assert not result.has_errors(), result.problems()
     assert numbers() == before
+
+
+def admin_export(client, url: str, file_format: str) -> bytes:
+    """What the admin's export writes for this list, every column chosen."""
+    formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
+    form = client.get(reverse(url)).context["form"]
+    columns = [name for name, field in form.fields.items() if field.initial is True]
+    response = client.post(
+        reverse(url),
+        {"format": formats.index(file_format), "resource": 0} | dict.fromkeys(columns, "on"),
+    )
+    assert response.status_code == 200
+    return b"".join(response) if response.streaming else response.content
+
+
+def test_json_and_xlsx_exports_hold_numbers_and_booleans_as_such(admin_client_logged_in):
+    """They held every cell as text ("22", "true"): a script reading the JSON had to
+    convert, and a spreadsheet summed nothing. A CSV has only text; an empty number is
+    JSON's null. Each export still imports back to the same rows."""
+    openpyxl = pytest.importorskip("openpyxl")
+    from chargers.models import Charger
+    from chargers.resources import ChargerResource
+    from fleet_io.file_formats import read_dataset
+
+    make_vehicle()
+    make_charger("CP-1", location=make_location("Depot", grid_limit_kw=400), max_power_kw=22.5)
+    client = admin_client_logged_in
+    (site,) = json.loads(admin_export(client, "admin:locations_location_export", "json"))
+    assert (site["grid_limit_kw"], site["latitude"], site["load_management"]) == (400, None, False)
+    (charger,) = json.loads(admin_export(client, "admin:chargers_charger_export", "json"))
+    assert (charger["max_power_kw"], charger["phases"], charger["enabled"]) == (22.5, 3, True)
+    assert charger["charge_point_id"] == "CP-1" and charger["evses"] == "2*Type2:22.5"
+    (vehicle,) = json.loads(admin_export(client, "admin:vehicles_vehiclemodel_export", "json"))
+    assert isinstance(vehicle["capacity_kwh"], float) and isinstance(vehicle["ac_phases"], int)
+
+    workbook = admin_export(client, "admin:chargers_charger_export", "xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook)).active
+    header, row = [[cell.value for cell in line] for line in sheet.iter_rows()]
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["max_power_kw"], cells["phases"], cells["enabled"]) == (22.5, 3, True)
+
+    def stored() -> list[dict]:  # but when each row was saved
+        return [
+            {k: v for k, v in row.items() if k != "updated"} for row in Charger.objects.values()
+        ]
+
+    before = stored()
+    for data, name in ((workbook, "xlsx"), (json.dumps([charger]).encode(), "json")):
+        result = ChargerResource().import_data(read_dataset(data, name))
+        assert not result.has_errors(), result.problems()
+        assert stored() == before
+
+
+def test_the_export_command_writes_json_numbers_as_such():
+    from django.core.management import call_command
+
+    make_charger("CP-1", location=make_location("Depot"))
+    out = io.StringIO()
+    call_command("export", "JSON", "chargers.resources.ChargerResource", stdout=out)
+    (charger,) = json.loads(out.getvalue())
+    assert (charger["max_power_kw"], charger["auto_connect"]) == (22, True)

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
-from fleet_io.file_formats import FORMATS_BY_NAME
+from fleet_io.file_formats import FORMATS_BY_NAME, typed_cells
 
 
 class Command(BaseCommand):
@@ -34,7 +34,8 @@ class Command(BaseCommand):
         if name == "xlsx" and self.stdout.isatty():
             raise CommandError("XLSX is binary: redirect the output to a file.")
         resource = get_resource_class(options["resource"])()
-        data = format_class().export_data(resource.export())
+        file_format = format_class()
+        data = file_format.export_data(resource.export(force_native_type=typed_cells(file_format)))
         stream = getattr(self.stdout, "buffer", None)  # OutputWrapper passes it on
         if isinstance(data, str):
             if stream is None:  # call_command(stdout=StringIO())
