@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -257,6 +258,38 @@ def test_an_idle_charger_page_stays_connected_in_scaled_out_mode(deployment):
                 break
         assert message["ok"], message
         assert message["message"].endswith("is already connected")
+
+
+def test_the_workers_join_again_when_redis_lost_its_data(tmp_path, database):
+    """A Redis restarted without its data (flushed, failed over) forgets which channel each
+    worker listens on, and the worker sees no error: every command was answered "No
+    simulator worker is running" until its hourly rejoin."""
+    import redis
+
+    with deploy(tmp_path, database) as running:
+        token = running.shell(
+            "from django.contrib.auth import get_user_model\n"
+            "from api.models import ApiToken\n"
+            "print(ApiToken.objects.issue(get_user_model().objects.get(), 'ci')[1])\n"
+        ).split()[-1]
+
+        def answered(cp_id: str) -> int:
+            request = urllib.request.Request(
+                f"http://{running.host}/api/v1/chargers/{cp_id}/state",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert [answered(cp_id) for cp_id in running.by_shard.values()] == [200, 200]
+        redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
+        deadline = time.monotonic() + 30
+        while (codes := [answered(cp_id) for cp_id in running.by_shard.values()]) != [200, 200]:
+            assert time.monotonic() < deadline, f"still {codes} 30 s after the flush"
+            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
+from simulator.runtime.layer_outage import Outage
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
@@ -50,8 +51,11 @@ log = logging.getLogger(__name__)
 # A summary that did not change is sent again this often, so a page that joins later (or a
 # shard that restarted) is known within this time.
 SUMMARY_KEEPALIVE_SECONDS = 5.0
-# channels-redis forgets group members after a day; join again well before that.
-REJOIN_SECONDS = 3600.0
+# How often the worker joins its group again (one ZADD): channels-redis forgets members after
+# a day, and a Redis restarted without its data, flushed or failed over forgets them at
+# once, with no error for the worker to see. Until it joined again, every command was
+# answered "No simulator worker is running" (it was once an hour).
+REJOIN_SECONDS = 5.0
 # Most chargers one bulk command may list (a shard of 10,000 chargers fits).
 BULK_MAX_CHARGERS = 100_000
 
@@ -152,16 +156,20 @@ class CommandServer:
     # -- commands ----------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
+        outage = Outage("receiving commands")
         while True:
             try:
+                if outage.ongoing:  # Redis may have come back without its data
+                    await self.layer.group_add(self.group, self.channel)
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # e.g. redis-py's read timeout on an idle channel; the message waits in Redis.
-                log.warning("receiving commands failed (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(0.1)
+                # Redis away, or redis-py's read timeout on an idle channel (the message
+                # then waits in Redis).
+                await asyncio.sleep(outage.failed(exc))
                 continue
+            outage.recovered()
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == contract.FLEET_CHANGED:
                 reply_to = message.get("reply_channel")
@@ -742,15 +750,18 @@ class CommandServer:
 
     async def _summary_loop(self) -> None:
         joined = time.monotonic()
+        outage = Outage("publishing summaries")
         while True:
             await asyncio.sleep(self.summary_seconds)
             try:
-                await self.publish_summaries()
                 if time.monotonic() - joined > REJOIN_SECONDS:
                     await self.layer.group_add(self.group, self.channel)
                     joined = time.monotonic()
-            except Exception:
-                log.exception("publishing summaries failed")
+                await self.publish_summaries()
+            except Exception as exc:
+                outage.failed(exc)  # at the summaries' own pace: no wait of its own
+                continue
+            outage.recovered()
 
     def summaries(self) -> tuple[contract.FleetCounts, dict[int, contract.SiteCounts]]:
         """The shard's counts; the same objects while nothing they count changed (shared:
