@@ -776,6 +776,10 @@ class Simulator:
             )
         for charger in self.store:
             charger.cancel_timers()
+            if charger.transactions:
+                # Metered only at its events (a sample, a status change): the register as of
+                # the last tick is what the next start's StopTransaction(PowerLoss) reports.
+                charger.settle_meter()
         self.checkpointer.mark_all(self.store)
         try:
             if self.lock_lost:
