@@ -7,8 +7,17 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    if not any(arg.startswith("--settings") for arg in sys.argv[1:]):
+        # Read the settings now: a bad environment variable (CHARGESIM_TICK_SECONDS=abc)
+        # is one line naming it, not the last line of a traceback.
+        try:
+            settings.INSTALLED_APPS  # noqa: B018  # the first read loads the module
+        except ImproperlyConfigured as exc:
+            sys.exit(f"Settings: {exc}")
     execute_from_command_line(sys.argv)
 
 

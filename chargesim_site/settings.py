@@ -253,6 +253,18 @@ CHARGESIM_SHARDS = env_int("CHARGESIM_SHARDS", 1, minimum=1, maximum=1024)
 # How many scenario runs started through the API or the dashboard may be queued or running
 # at once; one more is refused (429) until one finishes.
 CHARGESIM_SCENARIO_RUNS = env_int("CHARGESIM_SCENARIO_RUNS", 4, minimum=1, maximum=1000)
+# A file with more rows than this is not previewed row by row in the admin's request: a
+# background dry run checks it (fleet_io/import_admin.py).
+CHARGESIM_IMPORT_PREVIEW_ROWS = env_int(
+    "CHARGESIM_IMPORT_PREVIEW_ROWS", 2000, minimum=1, maximum=1_000_000
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in LOG_LEVELS:  # logging's own refusal is a traceback about the root logger
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={env_str('LOG_LEVEL', '')!r} is not one of {', '.join(LOG_LEVELS)}."
+    )
 
 LOGGING = {
     "version": 1,
@@ -265,7 +277,7 @@ LOGGING = {
         "count_group_drops": {"()": "simulator.runtime.channel_layers.CountGroupDrops"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own configuration gives "django" a console handler of its own (with
         # DEBUG on): each 4xx warning was printed twice, bare and formatted. Root's only.

@@ -44,7 +44,7 @@ class PreviewStorage(CacheStorage):
 
 
 def preview_rows() -> int:
-    return getattr(settings, "CHARGESIM_IMPORT_PREVIEW_ROWS", 2000)
+    return int(settings.CHARGESIM_IMPORT_PREVIEW_ROWS)
 
 
 class FleetImportExportAdmin(ImportExportModelAdmin):

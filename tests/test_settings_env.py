@@ -305,3 +305,55 @@ def test_a_django_warning_is_printed_once(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "/api/v1/whoami" in line]
     assert len(lines) == 1, lines
     assert "WARNING django.request: Unauthorized: /api/v1/whoami" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "said"),
+    [
+        (
+            "CHARGESIM_TICK_SECONDS",
+            "abc",
+            "Settings: CHARGESIM_TICK_SECONDS='abc' is not a number.",
+        ),
+        (
+            "LOG_LEVEL",
+            "loud",
+            "Settings: LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL.",
+        ),
+    ],
+)
+def test_manage_py_says_a_bad_variable_in_one_line(tmp_path, variable, raw, said):
+    """It was the last line of a 35-line traceback (LOG_LEVEL's, one about the root
+    logger that did not name the variable at all)."""
+    env = {"PATH": os.environ["PATH"], "CHARGESIM_VAR_DIR": str(tmp_path), variable: raw}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [said]
+
+
+def test_the_import_preview_limit_and_the_log_level_come_from_the_environment(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "CHARGESIM_IMPORT_PREVIEW_ROWS": "50",
+        "LOG_LEVEL": "warning",
+    }
+    code = (
+        "from django.conf import settings; from fleet_io.import_admin import preview_rows; "
+        "print(preview_rows(), settings.LOGGING['root']['level'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["50", "WARNING"]
