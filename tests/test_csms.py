@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -708,3 +709,28 @@ async def test_runcsms_management_command_serves_and_stops_on_ctrl_c() -> None:
     assert "CP-PROC <- [2," in output
     assert "CSMS control on http://127.0.0.1:" in output
     assert "CSMS stopped" in output
+
+
+@pytest.mark.parametrize(
+    ("launcher", "prefix"),
+    [
+        ((sys.executable, "manage.py", "runcsms"), "CommandError: "),
+        ((sys.executable, "-m", "simulator.csms"), "python -m simulator.csms: "),
+    ],
+)
+@pytest.mark.parametrize("option", ["--port", "--control-port"])
+def test_a_taken_port_is_one_line_naming_its_option(launcher, prefix, option) -> None:
+    """It was asyncio's 40-line traceback, as `runsimulator` no longer gives."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = ["--port", str(port)] if option == "--port" else ["--port", "0", option, str(port)]
+        done = subprocess.run(
+            [*launcher, *ports], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"{prefix}{option} {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )
+    assert "Traceback" not in done.stderr

@@ -23,19 +23,24 @@ TOKEN_VARIABLE = "CHARGESIM_CSMS_CONTROL_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=9000, help="port (0 = any free port)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=9000, help="port (0 = any free port; default: 9000)"
+    )
     parser.add_argument(
         "--boot-status",
         choices=("Accepted", "Pending", "Rejected"),
         default="Accepted",
-        help="BootNotification answer",
+        help="BootNotification answer (default: Accepted)",
     )
     parser.add_argument(
         "--interval",
         type=int,
         default=300,
-        help="BootNotification interval: heartbeat interval, or retry interval if not Accepted",
+        help="BootNotification interval: heartbeat interval, or retry interval if not "
+        "Accepted (seconds; default: 300)",
     )
     parser.add_argument(
         "--password",
@@ -64,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control-host",
         default="127.0.0.1",
-        help="address of the control endpoint (loopback unless --control-allow-remote)",
+        help="address of the control endpoint (loopback unless --control-allow-remote; "
+        "default: 127.0.0.1)",
     )
     parser.add_argument(
         "--control-allow-remote",
@@ -141,10 +147,19 @@ def configure_logging(verbosity: int) -> None:
     )
 
 
+class CannotListen(Exception):
+    """A port the CSMS or its control endpoint cannot listen on, said in one line."""
+
+    def __init__(self, option: str, host: str, port: int, exc: OSError) -> None:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        super().__init__(f"{option} {port}: cannot listen on {host}:{port} ({reason})")
+
+
 async def run_until_stopped(
     csms: CentralSystem, host: str, port: int, control: Control | None = None
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then close every connection cleanly."""
+    """Serve until SIGINT/SIGTERM, then close every connection cleanly; CannotListen when
+    a port is taken (it was asyncio's traceback)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,11 +167,17 @@ async def run_until_stopped(
         # KeyboardInterrupt, which the callers catch.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    await csms.start(host=host, port=port)
+    try:
+        await csms.start(host=host, port=port)
+    except OSError as exc:
+        raise CannotListen("--port", host, port, exc) from None
     print(f"CSMS listening on {csms.url}/<charge point id> (Ctrl-C to stop)", flush=True)
     try:
         if control is not None:
-            await control.server.start(control.host, control.port, or_any=control.or_any)
+            try:
+                await control.server.start(control.host, control.port, or_any=control.or_any)
+            except OSError as exc:
+                raise CannotListen("--control-port", control.host, control.port, exc) from None
             print(f"CSMS control on {control.server.url} (scenarios' csms_control)", flush=True)
         await stop.wait()
     finally:
@@ -180,5 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_until_stopped(csms, args.host, args.port, control))
+        try:
+            asyncio.run(run_until_stopped(csms, args.host, args.port, control))
+        except CannotListen as exc:
+            parser.exit(1, f"{parser.prog}: {exc}\n")
     return 0

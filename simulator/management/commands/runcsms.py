@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulator.csms.run import (
+    CannotListen,
     add_arguments,
     build,
     build_control,
@@ -32,4 +33,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         # The server is plain asyncio; Django is only the launcher here.
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_until_stopped(csms, options["host"], options["port"], control))
+            try:
+                asyncio.run(run_until_stopped(csms, options["host"], options["port"], control))
+            except CannotListen as exc:
+                raise CommandError(str(exc)) from None
