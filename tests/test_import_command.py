@@ -230,6 +230,20 @@ def test_a_file_in_another_encoding_imports_when_named(depot, tmp_path):
     assert Charger.objects.get().vendor == "“Acme”"
 
 
+@pytest.mark.django_db
+def test_an_unknown_format_is_named_as_given(tmp_path):
+    """--format yaml was answered "Cannot tell the format of 'fleet.csv': give --format",
+    as if no --format had been given."""
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "fleet.csv"
+    path.write_bytes(csv_file(GOOD_ROW))
+    with pytest.raises(CommandError, match=r"^Unknown format 'yaml': use csv, json or xlsx\.$"):
+        call_command("import", RESOURCES["chargers"], str(path), "--format", "yaml")
+    with pytest.raises(CommandError, match=r"^Cannot tell the format of .*: give --format"):
+        call_command("import", RESOURCES["chargers"], str(tmp_path / "fleet.txt"))
+
+
 # -- the README's command, as a user runs it ------------------------------------------------
 
 SUBPROCESS_CASES = [

@@ -119,6 +119,10 @@ class FileImport:
         try:
             return FORMATS_BY_NAME[name]
         except KeyError:
+            if format_name:  # it did not tell "--format yaml" from no --format at all
+                raise CommandError(
+                    f"Unknown format {format_name!r}: use csv, json or xlsx."
+                ) from None
             raise CommandError(
                 f"Cannot tell the format of {file_name!r}: give --format csv, json or xlsx."
             ) from None
