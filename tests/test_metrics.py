@@ -329,3 +329,14 @@ def test_a_fleet_whose_event_loop_has_closed_is_not_counted():
     assert chargers_counted() == 1  # a loop not running yet (loading) is counted on the spot
     loop.close()
     assert chargers_counted() == 0
+
+
+def test_the_readme_names_every_reason_a_drop_is_counted_under():
+    """Four reasons were counted that its metrics table did not list."""
+    from pathlib import Path
+
+    from simulator.core.drops import REASONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if "`chargesim_dropped_events_total`" in line]
+    assert [reason for reason in REASONS if f"`{reason}`" not in row] == []
