@@ -10,6 +10,10 @@ problems are written when the job ends.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -25,6 +29,16 @@ from fleet_io.file_formats import FileProblem, read_dataset
 logger = logging.getLogger(__name__)
 
 MAX_STORED_PROBLEMS = 1000
+# A running job says it is alive in the cache every BEAT_SECONDS (the cache, not its row:
+# the import's own transaction holds SQLite's write lock). A running job that has not said
+# so for LOST_SECONDS lost its process (a Celery worker killed, a web process stopped) and
+# is failed: it stayed "running" for good, and could not be deleted.
+BEAT_SECONDS = 10.0
+LOST_SECONDS = 30.0
+LOST_MESSAGE = (
+    "The import stopped: the process running it ended before it finished (killed or "
+    "lost); nothing was imported. Upload the file again."
+)
 
 
 class NotConfirmable(Exception):
@@ -34,8 +48,31 @@ class NotConfirmable(Exception):
 class ImportJobManager(models.Manager["ImportJob"]):
     def visible_to(self, user: Any) -> models.QuerySet[ImportJob]:
         """A job holds its file's rows: only the user who started it (or a superuser) sees
-        it, whatever their other permissions."""
+        it, whatever their other permissions. Every reader of jobs comes here, so the jobs
+        whose process was lost are failed here first (`mark_lost`)."""
+        self.mark_lost()
         return self.all() if user.is_superuser else self.filter(created_by_id=user.pk)
+
+    def mark_lost(self) -> int:
+        """Fail the running jobs whose process stopped saying it is alive; how many."""
+        cutoff = timezone.now() - timedelta(seconds=LOST_SECONDS)
+        # Read first: every poll of a job comes here, and a write would take SQLite's lock.
+        running = list(self.filter(status=ImportJob.Status.RUNNING, started__lt=cutoff))
+        if not running:
+            return 0
+        alive = cache.get_many([job.alive_key for job in running])
+        lost = [job.pk for job in running if job.alive_key not in alive]
+        if not lost:
+            return 0
+        for pk in lost:
+            logger.warning("Import job %s lost its process; marked failed", pk)
+        return self.filter(pk__in=lost, status=ImportJob.Status.RUNNING).update(
+            status=ImportJob.Status.FAILED,
+            data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
+            problems=[LOST_MESSAGE],
+            problem_count=1,
+            finished=timezone.now(),
+        )
 
     def claim(self, pk: int) -> bool:
         """Mark a queued job running; False when another worker got it first."""
@@ -119,6 +156,10 @@ class ImportJob(models.Model):
     def progress_key(self) -> str:
         return f"chargesim:import-job:{self.pk}"
 
+    @property
+    def alive_key(self) -> str:
+        return f"chargesim:import-job:{self.pk}:alive"
+
     def progress(self) -> tuple[int, int]:
         """(rows done, rows in total) while running; the whole file once finished."""
         if self.status in (self.Status.DONE, self.Status.FAILED):
@@ -127,6 +168,10 @@ class ImportJob(models.Model):
         return done, total
 
     def run(self) -> None:
+        with _beating(self.alive_key):
+            self._run()
+
+    def _run(self) -> None:
         try:
             dataset = read_dataset(bytes(self.data), self.file_format)
             ImportJob.objects.filter(pk=self.pk).update(total_rows=len(dataset))
@@ -181,3 +226,27 @@ class ImportJob(models.Model):
 
 def _report_progress(key: str, done: int, total: int) -> None:
     cache.set(key, (done, total), timeout=3600)
+
+
+@contextmanager
+def _beating(key: str) -> Iterator[None]:
+    """Say in the cache that the job is alive, every BEAT_SECONDS while the block runs."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                cache.set(key, 1, timeout=LOST_SECONDS)
+            except Exception:  # the cache away for a while: the next beat may reach it
+                logger.warning("Import job heartbeat not saved", exc_info=True)
+            if done.wait(BEAT_SECONDS):
+                return
+
+    beating = threading.Thread(target=beat, name=f"{key}-beat", daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beating.join()
+        cache.delete(key)

@@ -288,3 +288,70 @@ def test_an_embedded_job_runs_in_a_thread_of_the_web_process_and_is_followed():
     assert (state["created"], state["done"], state["total"]) == (300, 300, 300)
     assert Charger.objects.count() == 300
     assert [done for _, done in seen] == sorted(done for _, done in seen)
+
+
+def test_a_job_whose_process_was_lost_is_failed_and_can_be_deleted(importer, depot):
+    """A Celery worker killed mid-import left its job "running" for good: GET said so
+    forever and DELETE was 409. A running job that stopped saying it is alive (in the
+    cache, every BEAT_SECONDS) for LOST_SECONDS is failed by the next reader."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet_io.models import LOST_MESSAGE, LOST_SECONDS
+
+    job = upload(importer, fleet_csv(1)).json()
+    assert ImportJob.objects.claim(job["id"])
+    url = f"{IMPORTS}/{job['id']}"
+    assert importer.get(url).json()["status"] == "running"  # just started: not lost
+    long_ago = timezone.now() - timedelta(seconds=LOST_SECONDS + 1)
+    ImportJob.objects.filter(pk=job["id"]).update(started=long_ago)
+    lost = importer.get(url).json()
+    assert lost["status"] == "failed"
+    assert [p["message"] for p in importer.get(f"{url}/errors").json()["items"]] == [LOST_MESSAGE]
+    assert ImportJob.objects.get(pk=job["id"]).data == b""  # the file may hold secrets
+    assert importer.delete(url).status_code == 204
+    assert not Charger.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_runs_longer_than_the_lost_limit_is_not_failed(depot, monkeypatch):
+    """Its heartbeat keeps it alive however long the import takes."""
+    import threading
+
+    from django.db import connections
+
+    from fleet_io import models
+
+    monkeypatch.setattr(models, "BEAT_SECONDS", 0.05)
+    monkeypatch.setattr(models, "LOST_SECONDS", 0.3)
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(2)
+    )
+    assert ImportJob.objects.claim(job.pk)
+    importing, release = threading.Event(), threading.Event()
+    slow_import = models.ImportJob._run
+
+    def run_slowly(self: ImportJob) -> None:
+        importing.set()
+        release.wait(10)
+        slow_import(self)
+
+    monkeypatch.setattr(models.ImportJob, "_run", run_slowly)
+
+    def run() -> None:
+        try:
+            ImportJob.objects.get(pk=job.pk).run()
+        finally:
+            connections.close_all()  # this thread's
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        assert importing.wait(10)
+        time.sleep(0.6)  # twice the lost limit, in the middle of the import
+        assert ImportJob.objects.mark_lost() == 0
+    finally:
+        release.set()
+        runner.join(10)
+    assert ImportJob.objects.get(pk=job.pk).status == "done"
