@@ -34,6 +34,7 @@ from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
 from simulator.contract import config_keys
 from simulator.contract.traffic import TrafficResult
+from simulator.contract.url_login import basic_login, without_login
 
 DEFAULT_TIMEOUT = 30.0
 # Answers whose status sits in idTagInfo rather than at the top.
@@ -747,7 +748,9 @@ def _http(
 ) -> int:
     if not url.startswith(("http://", "https://")):
         raise StepError(f"{shown_url(url)!r} is not an http(s) URL")
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    # A login in the URL (http://user:pw@host/) as urllib cannot take it: a Basic header.
+    headers = {**basic_login(url), **headers}
+    request = urllib.request.Request(without_login(url), data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()

@@ -19,7 +19,6 @@ error message: URLs are shown without their user information.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ftplib
 import logging
@@ -36,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from simulator.contract.url_login import basic_login, without_login
 from simulator.core.clock import now_iso
 from simulator.core.transfer import TransferFailed
 
@@ -136,7 +136,7 @@ class FileTransfers:
     # -- HTTP(S) -------------------------------------------------------------------------------
 
     def _http_get(self, url: str, ca_bundle: str) -> bytes:
-        request = urllib.request.Request(_without_userinfo(url), headers=_headers(url))
+        request = urllib.request.Request(without_login(url), headers=_headers(url))
         limit = _Limit(url, self.max_bytes, self.max_seconds)
         chunks = []
         with self._open(request, url, ca_bundle) as response:
@@ -152,7 +152,7 @@ class FileTransfers:
         target = _join(url, file_name)
         headers = {**_headers(url), "Content-Type": "application/octet-stream"}
         request = urllib.request.Request(
-            _without_userinfo(target), data=data, headers=headers, method="PUT"
+            without_login(target), data=data, headers=headers, method="PUT"
         )
         with self._open(request, target, ca_bundle):
             pass
@@ -173,7 +173,7 @@ class FileTransfers:
             "Content-Type": f"multipart/form-data; boundary={boundary}",
         }
         request = urllib.request.Request(
-            _without_userinfo(url), data=body, headers=headers, method="POST"
+            without_login(url), data=body, headers=headers, method="POST"
         )
         with self._open(request, url, ca_bundle):
             pass
@@ -278,19 +278,7 @@ def _scheme(url: str) -> str:
 
 
 def _headers(url: str) -> dict[str, str]:
-    headers = {"User-Agent": _USER_AGENT}
-    parts = urlsplit(url)
-    if parts.username:
-        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-    return headers
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return {"User-Agent": _USER_AGENT, **basic_login(url)}
 
 
 def _join(url: str, file_name: str) -> str:
