@@ -61,6 +61,16 @@ class NotFinished(EngineError):
     """The worker acknowledged but did not answer in time."""
 
 
+class LayerDown(EngineError):
+    """The channel layer (Redis) could not be reached: nobody can be asked."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(
+            f"The channel layer (Redis) cannot be reached ({type(exc).__name__}: {exc}): "
+            "the simulator workers cannot be asked until it is back"
+        )
+
+
 @dataclass
 class FleetOverview:
     """The fleet summary added up over the shards that answered."""
@@ -109,7 +119,10 @@ class EngineClient:
 
     async def _group_send(self, group: str, message: Any) -> None:
         async with _per_loop(self._sends, MAX_CONCURRENT_SENDS):
-            await self.layer.group_send(group, message)
+            try:
+                await self.layer.group_send(group, message)
+            except Exception as exc:  # redis-py's ConnectionError, an OSError: an API 500
+                raise LayerDown(exc) from exc
 
     def shard_of(self, charge_point_id: str) -> int:
         return contract.shard_of(charge_point_id, self.shards)
@@ -329,6 +342,8 @@ class EngineClient:
                 message = await asyncio.wait_for(self.layer.receive(channel), left)
             except TimeoutError:
                 return None
+            except Exception as exc:
+                raise LayerDown(exc) from exc
             if isinstance(message, dict) and message.get("request_id") in request_ids:
                 return message
 

@@ -341,3 +341,23 @@ async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, se
     finally:
         for service in workers:
             await service.stop()
+
+
+async def test_a_channel_layer_that_cannot_be_reached_is_an_engine_error_saying_so():
+    """Redis away: the API answered a bare 500 with a traceback in the web log. Now every
+    caller gets the EngineError it already answers 503 with, naming the layer."""
+    import socket
+
+    from channels_redis.core import RedisChannelLayer
+
+    from chargers.engine_client import LayerDown
+
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/0"])
+    client = EngineClient(layer, shards=1, ack_seconds=0.5, result_seconds=0.5)
+    with pytest.raises(LayerDown) as down:
+        await client.summary()
+    assert str(down.value).startswith("The channel layer (Redis) cannot be reached (")
+    assert "the simulator workers cannot be asked until it is back" in str(down.value)
