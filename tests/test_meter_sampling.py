@@ -155,3 +155,29 @@ def test_a_clock_step_loses_no_boundary_after_it_and_makes_up_none_it_skipped(st
         b for b in range(first - 10, first + 60, 10) if step_at + offset < b <= walls[-1] + offset
     ]
     assert stamps == before + after
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed_at", "next_at"),
+    [
+        (60, 10, 59, 59),  # shorter, and 10 s since the last sample are past: at once
+        (60, 30, 20, 30),  # shorter: 30 s after the last sample
+        (10, 60, 5, 60),  # longer: 60 s after the last sample, not 60 s after the change
+    ],
+)
+def test_a_new_sample_interval_counts_from_the_last_sample(old, new, changed_at, next_at):
+    """A QA run lowered it from 60 s to 10 s a second before a sample was due: the next
+    one came 69 s after the last (from the change, plus the new interval)."""
+    clock = FakeClock()
+    charger = runtime_charger("CP-NEW-INTERVAL", "ws://127.0.0.1:1", evses=1, clock=clock)
+    charger.config["MeterValueSampleInterval"] = str(old)
+    charger.plug_in(1, COMPACT, soc=30)
+    charger.start_transaction(1, "TAG")
+    last = charger.next_sample[1]  # a sample is due old s after the start: taken there
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    clock.advance(last - clock.monotonic())
+    engine.tick(now=last)
+    assert len(meter_values(charger)) == 1
+    clock.advance(changed_at)
+    assert charger.change_configuration("MeterValueSampleInterval", str(new)) == "Accepted"
+    assert charger.next_sample[1] == last + next_at

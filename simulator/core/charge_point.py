@@ -396,6 +396,7 @@ class Charger:
         status, value = check_change(self.id, key, value)
         if status not in ("Accepted", "RebootRequired"):
             return status
+        before: str | None = None
         if key == "SecurityProfile":
             refusal = self._security_profile_refusal(int(value))
             if refusal:
@@ -408,9 +409,10 @@ class Charger:
         elif is_write_only(key):
             self.spec.authorization_key = value
         else:
+            before = self.config.get(key)
             self.config[key] = value
         self.listener.on_config(self, key, value)
-        self._apply_config(key)
+        self._apply_config(key, before if key == "MeterValueSampleInterval" else None)
         if key in _SECURITY_PARAMETERS:
             # Reported once the answer is out (`security_parameters_changed`).
             self.security_change = key
@@ -450,15 +452,25 @@ class Charger:
             return "no client certificate"
         return ""
 
-    def _apply_config(self, key: str) -> None:
+    def _apply_config(self, key: str, before: str | None = None) -> None:
         self.settle_meter()  # sample, heartbeat and clock-aligned times may move
         now = self.clock.monotonic()
         if key == "HeartbeatInterval":
             self.next_heartbeat = now + self.config_int("HeartbeatInterval")
         elif key == "MeterValueSampleInterval":
             interval = self.config_int("MeterValueSampleInterval")
+            old = int(before) if before and before.isdigit() else 0
             for connector_id in self.transactions:
-                self.next_sample[connector_id] = now + interval if interval else 0.0
+                due = self.next_sample.get(connector_id, 0.0)
+                if not interval:
+                    self.next_sample[connector_id] = 0.0
+                elif due and old:
+                    # The new interval counts from the last sample (or the start), at once
+                    # if that is past: from now, 60 s to 10 s sent the next one 69 s after
+                    # the last, later than either interval.
+                    self.next_sample[connector_id] = max(now, due - old + interval)
+                else:
+                    self.next_sample[connector_id] = now + interval
         elif key == "AuthorizationCacheEnabled" and not self.config_bool(key):
             self.auth_cache.clear()
         elif key == "WebSocketPingInterval" and self.transport is not None:
