@@ -105,8 +105,31 @@ class EvseInline(admin.TabularInline):
         }
 
 
+class ConfigurationKeyForm(forms.ModelForm):
+    # Keys the charger sets from its other fields: an edit here was saved as "no change
+    # for the running charger" and quietly put back, where the API refuses it (422).
+    FOLLOWS = {
+        "NumberOfConnectors": "NumberOfConnectors follows the number of EVSEs: add or "
+        "remove EVSEs above instead.",
+        "SecurityProfile": "SecurityProfile follows the charger's security profile: "
+        "change that field above instead.",
+    }
+
+    class Meta:
+        model = ConfigurationKey
+        fields = ["key", "value", "readonly"]
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        key = self.cleaned_data.get("key")
+        if key in self.FOLLOWS and (self.instance.pk is None or self.has_changed()):
+            raise forms.ValidationError(self.FOLLOWS[key])
+        return cleaned
+
+
 class ConfigurationKeyInline(admin.TabularInline):
     model = ConfigurationKey
+    form = ConfigurationKeyForm
     extra = 0
     fields = ["key", "value", "readonly"]
 
@@ -420,6 +443,7 @@ class EvseAdmin(admin.ModelAdmin):
 
 @admin.register(ConfigurationKey)
 class ConfigurationKeyAdmin(admin.ModelAdmin):
+    form = ConfigurationKeyForm
     list_display = ["charger", "key", "value", "readonly"]
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]

@@ -101,3 +101,27 @@ def test_the_evse_form_does_not_post_the_register(admin_client_logged_in):
     assert admin_client_logged_in.post(url, data).status_code == 302
     evse.refresh_from_db()
     assert (evse.max_power_kw, evse.register_wh) == (11.0, 5000.0)
+
+
+def test_an_edit_of_a_key_the_charger_sets_itself_is_refused_saying_where(admin_client_logged_in):
+    """NumberOfConnectors set to 5 was saved as "no change for the running charger" and
+    quietly put back to 2; the API refuses it."""
+    from chargers.models import ConfigurationKey
+
+    charger = make_charger("CFG-1", evses=2)
+    url = reverse("admin:chargers_charger_change", args=[charger.pk])
+    data = form_values(admin_client_logged_in.get(url).content.decode())
+    rows = {
+        data[f"configuration-{n}-key"]: n for n in range(int(data["configuration-TOTAL_FORMS"]))
+    }
+    data[f"configuration-{rows['NumberOfConnectors']}-value"] = "5"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    assert "NumberOfConnectors follows the number of EVSEs" in response.content.decode()
+    assert ConfigurationKey.objects.get(charger=charger, key="NumberOfConnectors").value == "2"
+
+    # The same form with the key left alone saves; so does another key's edit.
+    data[f"configuration-{rows['NumberOfConnectors']}-value"] = "2"
+    data[f"configuration-{rows['HeartbeatInterval']}-value"] = "120"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert ConfigurationKey.objects.get(charger=charger, key="HeartbeatInterval").value == "120"
