@@ -232,3 +232,34 @@ def test_the_status_table_matches_the_ocpp_packages_answer_schemas():
         if hasattr(member := getattr(ChargePointClient, name), "_on_action")
     }
     assert set(overrides.ANSWER_STATUSES) == handled
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"action": "RemoteStartTransaction", "status": "Maybe"}, "status"),
+        ({"action": "Heartbeat", "status": "Accepted"}, "action"),
+        ({"action": "Reset", "call_error": "Oops"}, "call_error"),
+        ({"action": "Reset", "delay": -1}, "delay"),
+        ({"action": "Reset", "mode": "always", "no_answer": True}, "mode"),
+        ({"action": "Reset"}, None),  # no one field is wrong
+    ],
+)
+async def test_a_bad_rule_names_its_field(args, field):
+    """The API's 422 said `field: null` for a bad status (README: errors are named)."""
+    charger = runtime_charger("AO-FIELD", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(InvalidArgument) as refused:
+        await command_server(charger).execute(PK, "set_answer_override", args)
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("next", "answers the next Reset"), ("every", "answers every Reset")],
+)
+async def test_the_answer_says_which_calls_the_rule_answers(mode, said):
+    """It said "answers the every RemoteStartTransaction"."""
+    charger = runtime_charger("AO-SAID", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    rule = {"action": "Reset", "mode": mode, "status": "Rejected"}
+    text = await command_server(charger).execute(PK, "set_answer_override", rule)
+    assert text == f"AO-SAID {said} with status Rejected"

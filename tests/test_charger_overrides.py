@@ -235,6 +235,7 @@ async def test_the_api_actions_drive_the_running_charger(worker, csms):  # noqa:
     refused = await api("post", path + "set-answer-override", BAD_STATUS)
     assert refused.status_code == 422
     assert "status 'Maybe' is not valid in a RemoteStartTransaction answer" in refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["status"]
     done = await api("post", path + "set-answer-override", {**REJECT_REMOTE_START, "mode": "next"})
     assert done.status_code == 200, done.content
     assert await remote_start_status(csms, "CP-LIVE") == "Rejected"

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict, create_model, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
@@ -238,6 +239,17 @@ class CutNetworkArgs(Arguments):
     seconds: float = Field(ge=1, le=86_400, description="how long the network stays down")
 
 
+def _at_field(field: str, message: str, value: Any) -> ValidationError:
+    """A model validator's refusal located at one field: a plain ValueError there is the
+    whole body's (`errors[].field` null), though the check knows which field is wrong."""
+    error = InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}),
+        loc=(field,),
+        input=value,
+    )
+    return ValidationError.from_exception_data("arguments", [error])
+
+
 class AnswerOverrideArgs(Arguments):
     """A rule (action, mode and one of status, call_error, delay, no_answer), or clear."""
 
@@ -253,7 +265,12 @@ class AnswerOverrideArgs(Arguments):
     @model_validator(mode="after")
     def checked(self) -> "AnswerOverrideArgs":
         if not self.clear:
-            overrides.check_rule(_given(self))  # its ValueError is a 422 naming the problem
+            try:
+                overrides.check_rule(_given(self))  # its ValueError is a 422 naming the problem
+            except overrides.FieldError as exc:
+                if exc.field is None or exc.field not in type(self).model_fields:
+                    raise
+                raise _at_field(exc.field, str(exc), getattr(self, exc.field)) from None
         elif self.action is not None and self.action not in overrides.ANSWER_STATUSES:
             raise ValueError(f"{self.action!r} is not a CALL the CSMS sends")
         return self

@@ -121,6 +121,15 @@ class AnswerOverrideArgs(TypedDict, total=False):
     action: str
 
 
+class FieldError(ValueError):
+    """A bad value; `field`, the argument it is about, when one is (the API's 422 names it
+    in `errors[].field`)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
     """One rule from outside, checked and normalised; ValueError says what is wrong.
 
@@ -134,18 +143,20 @@ def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} in a rule (known: {_list(known)})")
     action = raw.get("action")
     if not isinstance(action, str) or action not in ANSWER_STATUSES:
-        raise ValueError(
+        raise FieldError(
             f"action {_short(action)} is not a CALL the CSMS sends a 1.6 charger "
-            f"(one of {_list(ANSWER_STATUSES)})"
+            f"(one of {_list(ANSWER_STATUSES)})",
+            "action",
         )
     mode = raw.get("mode", "every" if stored else "next")
     if stored and mode != "every":
-        raise ValueError(
+        raise FieldError(
             f"mode {_short(mode)}: a charger's stored rules apply to every call (mode "
-            '"every", or leave it out); "next" is for a scenario step or a drive command'
+            '"every", or leave it out); "next" is for a scenario step or a drive command',
+            "mode",
         )
     if mode not in MODES:
-        raise ValueError(f"mode {_short(mode)} must be next or every")
+        raise FieldError(f"mode {_short(mode)} must be next or every", "mode")
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
         raise ValueError(
@@ -155,39 +166,46 @@ def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
     rule: AnswerRule = {"action": action, "mode": mode}
     value = raw[kind]
     if "description" in raw and kind != "call_error":
-        raise ValueError("description goes only with call_error")
+        raise FieldError("description goes only with call_error", "description")
     if kind == "status":
         allowed = ANSWER_STATUSES[action]
         if not allowed:
-            raise ValueError(
-                f"the answer to {action} has no status: use call_error, delay or no_answer"
+            raise FieldError(
+                f"the answer to {action} has no status: use call_error, delay or no_answer",
+                "status",
             )
         if value not in allowed:
-            raise ValueError(
+            raise FieldError(
                 f"status {_short(value)} is not valid in a {action} answer "
-                f"(one of {', '.join(allowed)})"
+                f"(one of {', '.join(allowed)})",
+                "status",
             )
         rule["status"] = value
     elif kind == "call_error":
         if value not in CALL_ERROR_CODES:
-            raise ValueError(
+            raise FieldError(
                 f"call_error {_short(value)} is not an OCPP 1.6 CALLERROR code "
-                f"(one of {', '.join(CALL_ERROR_CODES)})"
+                f"(one of {', '.join(CALL_ERROR_CODES)})",
+                "call_error",
             )
         rule["call_error"] = value
         description = raw.get("description", "")
         if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-            raise ValueError(f"description must be text of at most {DESCRIPTION_MAX} characters")
+            raise FieldError(
+                f"description must be text of at most {DESCRIPTION_MAX} characters", "description"
+            )
         if "\x00" in description:
             # A charger's rules are stored: PostgreSQL refuses a NUL in JSON text.
-            raise ValueError("description holds a NUL character (U+0000), which cannot be stored")
+            raise FieldError(
+                "description holds a NUL character (U+0000), which cannot be stored", "description"
+            )
         if description:
             rule["description"] = description
     elif kind == "delay":
         rule["delay"] = number(value, "delay", 0.001, DELAY_MAX_S)
     else:
         if value is not True:
-            raise ValueError("no_answer must be true (leave it out otherwise)")
+            raise FieldError("no_answer must be true (leave it out otherwise)", "no_answer")
         rule["no_answer"] = True
     return rule
 
@@ -242,13 +260,13 @@ def check_skew(raw: Any) -> float:
 
 def number(raw: Any, name: str, low: float, high: float) -> float:
     if isinstance(raw, bool) or raw is None:
-        raise ValueError(f"{name} must be a number")
+        raise FieldError(f"{name} must be a number", name)
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, not {_short(raw)}") from None
+        raise FieldError(f"{name} must be a number, not {_short(raw)}", name) from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be within {low:g} and {high:g}")
+        raise FieldError(f"{name} must be within {low:g} and {high:g}", name)
     return value
 
 

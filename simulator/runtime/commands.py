@@ -314,7 +314,7 @@ class CommandServer:
             try:
                 return await self._impair(charger, command, args)
             except ValueError as exc:
-                raise InvalidArgument(str(exc)) from None
+                raise InvalidArgument(str(exc), getattr(exc, "field", None)) from None
         if command == "plug_in":
             return await self._plug_in(charger, args, catalogue)
         if command == "present_id_tag":
@@ -367,7 +367,8 @@ class CommandServer:
             rule = overrides.check_rule(raw)
             impairments.answers.add(rule)
             what = next(f"{k} {rule[k]}" for k in overrides.KINDS if k in rule)  # type: ignore[literal-required]
-            return f"{charger.id} answers the {rule['mode']} {rule['action']} with {what}"
+            which = "every" if rule["mode"] == "every" else "the next"
+            return f"{charger.id} answers {which} {rule['action']} with {what}"
         if command == "set_network":
             checked = overrides.check_network(args)
             seed = args.get("seed")
