@@ -279,7 +279,7 @@ def test_the_sample_in_the_docs_parses() -> None:
     docs = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
     text = docs.read_text()
     sample = text.split("```yaml\n", 1)[1].split("```", 1)[0]
-    assert parse(sample).name == "remote-start"
+    assert parse(sample).name == "local-start"
 
 
 def test_a_misspelt_action_or_answer_status_is_a_format_error_with_a_hint() -> None:
