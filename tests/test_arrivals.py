@@ -265,3 +265,12 @@ def test_a_whole_profile_names_the_field_of_its_error() -> None:
     with pytest.raises(ProfileError) as zone:
         check_profile({"time_zone": "Mars/Olympus"})
     assert zone.value.field == "time_zone"
+
+
+def test_a_distribution_of_another_shape_says_which_shape_it_takes() -> None:
+    """{"dist": "fixed", "value": 10} was refused as "None is not a distribution"."""
+    with pytest.raises(ProfileError) as caught:
+        check_profile({"dwell_minutes": {"dist": "fixed", "value": 10}})
+    assert caught.value.field == "dwell_minutes"
+    assert caught.value.message.startswith("Unknown key(s) dist, value: a distribution is ")
+    assert '{"kind": "fixed", "a": value}' in caught.value.message

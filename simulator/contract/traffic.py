@@ -255,9 +255,18 @@ def check_profile(given: Mapping[str, Any]) -> ProfileDict:
     return profile
 
 
+_DISTRIBUTION_SHAPE = (
+    'a distribution is {"kind": "fixed", "a": value}, {"kind": "uniform", "a": min, '
+    '"b": max} or {"kind": "normal", "a": mean, "b": standard deviation}'
+)
+
+
 def _distribution(value: object, quantity: tuple[float, float, str]) -> DistributionDict:
     if not isinstance(value, Mapping):
-        raise ValueError('Give {"kind": ..., "a": ..., "b": ...}.')
+        raise ValueError(f"Give {_DISTRIBUTION_SHAPE}.")
+    unknown = sorted(str(key) for key in value if key not in ("kind", "a", "b"))
+    if unknown:  # {"dist": "fixed", "value": 10} said "None is not a distribution"
+        raise ValueError(f"Unknown key(s) {', '.join(unknown)}: {_DISTRIBUTION_SHAPE}.")
     return check_distribution(value.get("kind"), value.get("a"), value.get("b"), quantity)
 
 
