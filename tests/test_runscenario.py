@@ -179,6 +179,16 @@ def test_a_bad_file_exits_2_with_line_and_column_and_nothing_runs(tmp_path: Path
     assert not ScenarioRun.objects.exists()
 
 
+def test_a_template_without_a_csms_exits_2_before_anything_runs(tmp_path: Path) -> None:
+    """It was a stored run with an error and exit 1, as if a CSMS had failed a check."""
+    path = write(tmp_path, "ok.yaml", PASSING)
+    with pytest.raises(CommandError) as refused:
+        call_command("runscenario", path)
+    assert refused.value.returncode == 2
+    assert str(refused.value).startswith(f"{path}: the template's chargers need a CSMS")
+    assert not ScenarioRun.objects.exists()
+
+
 def test_options_that_do_not_go_together(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.yaml", PASSING)
     # Exit status 2 as for a bad file: nothing ran (1 would read as a CSMS that failed).

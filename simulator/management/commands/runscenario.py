@@ -214,6 +214,19 @@ class Command(BaseCommand):
                 f"{len(errors)} problem{'' if len(errors) == 1 else 's'}; nothing ran."
             )
             sys.exit(EXIT_BAD_FILE)
+        if not (options["csms_url"] or options["builtin_csms"]):
+            # Known before anything runs: the run used to be stored as an error, exit 1.
+            homeless = [
+                s.file
+                for s in scenarios
+                if "template" in s.chargers and not s.chargers["template"].get("csms_url")
+            ]
+            if homeless:
+                raise CommandError(
+                    f"{', '.join(homeless)}: the template's chargers need a CSMS: give the "
+                    "template a csms_url, or --csms-url URL (or --builtin-csms); nothing ran.",
+                    returncode=EXIT_BAD_FILE,
+                )
         unused = unused_variables(variables, scenarios)
         if unused:
             for problem in unused:
