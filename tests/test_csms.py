@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -734,3 +735,20 @@ def test_a_taken_port_is_one_line_naming_its_option(launcher, prefix, option) ->
         f"{prefix}{option} {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_restarted_csms_does_not_hand_out_the_ids_of_the_run_before() -> None:
+    """The demo's CSMS and `runcsms` keep nothing between runs: counted from 1 each time,
+    a restart gave a new transaction the id of one the run before had (two sessions under
+    one id on a charger's page)."""
+    from simulator.csms.run import add_arguments, build
+    from simulator.csms.server import restart_safe_first_id
+
+    start = 1_764_000_000.0
+    # An hour at up to ten transactions a second, then a restart a second later.
+    assert restart_safe_first_id(start + 3600 + 1) > restart_safe_first_id(start) + 10 * 3600
+    assert restart_safe_first_id(1_893_456_000.0) < 2**31  # 2030-01-01: still an int32
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert build(vars(parser.parse_args([]))).next_transaction_id > 10 * 3600
+    assert CentralSystem().next_transaction_id == 1  # a test's own CSMS counts from 1

@@ -15,7 +15,7 @@ from typing import Any
 from simulator.ocpp16.redaction import RedactSecrets
 
 from .control import ControlServer, default_port, is_loopback
-from .server import CentralSystem
+from .server import CentralSystem, restart_safe_first_id
 
 # The bearer token the control endpoint asks for; from the environment, so that it shows
 # neither in `ps` nor in a shell's history.
@@ -84,6 +84,7 @@ def build(options: dict[str, Any]) -> CentralSystem:
     # A long-running process has nobody to read the in-memory log: frames go to the logger.
     csms = CentralSystem(
         keep_log=False,
+        first_transaction_id=restart_safe_first_id(),
         boot_status=options["boot_status"],
         boot_interval=options["interval"],
         validate_messages=not options["no_validate"],

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import http
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,19 @@ def cp_id_from_path(path: str) -> str:
     return unquote(urlsplit(path).path.rstrip("/").rpartition("/")[2])
 
 
+# Tenths of a second since this instant: a first transaction id that a CSMS started later
+# has not handed out yet (unless the run before averaged more than ten transactions a
+# second), and below 2**31 until 2030.
+_IDS_EPOCH = 1_700_000_000
+
+
+def restart_safe_first_id(now: float | None = None) -> int:
+    """A first transaction id for a CSMS that keeps nothing between runs (the demo's,
+    `runcsms`): counted from 1 each time, a restart handed out the ids of the run before
+    again, and pages and CSMS logs showed two transactions under one id."""
+    return max(1, int(((time.time() if now is None else now) - _IDS_EPOCH) * 10))
+
+
 class CentralSystem:
     """A small real OCPP 1.6J central system on the `ocpp` library's server side."""
 
@@ -106,6 +120,7 @@ class CentralSystem:
         boot_interval: int = 300,
         response_timeout: float = 30.0,
         validate_messages: bool = True,
+        first_transaction_id: int = 1,
     ) -> None:
         # -- behaviour (change at any time) --
         self.boot_status = boot_status  # "Accepted" | "Pending" | "Rejected"
@@ -151,7 +166,7 @@ class CentralSystem:
         # stopped ones, so that memory follows the fleet, not its history.
         self.transactions: dict[int, Transaction] = {}
         self._stopped: deque[int] = deque()  # stopped transaction ids, oldest first
-        self.next_transaction_id = 1
+        self.next_transaction_id = first_transaction_id
         self.status: dict[str, dict[int, ConnectorStatus]] = {}
         self.registration: dict[str, str] = {}  # cp id -> last BootNotification status we sent
         self.boot_info: dict[str, dict[str, Any]] = {}  # cp id -> last BootNotification payload

@@ -491,8 +491,9 @@ class Simulator:
         if url is None:
             from simulator.csms import CentralSystem
             from simulator.csms.files import FileServer
+            from simulator.csms.server import restart_safe_first_id
 
-            self.csms = CentralSystem(keep_log=False)
+            self.csms = CentralSystem(keep_log=False, first_transaction_id=restart_safe_first_id())
             try:
                 await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             except OSError as exc:
