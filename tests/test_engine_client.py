@@ -193,7 +193,9 @@ async def test_pause_and_resume_ev_move_the_connector_between_suspended_ev_and_c
     assert again["message"] == "the EV on connector 1 is not paused"
 
 
-async def test_reboot_ends_a_session_as_a_power_loss_and_boots_again(worker, rows, client, csms):
+async def test_reboot_ends_a_session_as_a_power_loss_boots_again_and_resumes_it(
+    worker, rows, client, csms
+):
     pk = rows["CL-2"].pk
     await client.command(pk, "CL-2", "plug_in", {})
     await client.command(pk, "CL-2", "present_id_tag", {"id_tag": "T"}, wait_for=wait("Charging"))
@@ -208,7 +210,12 @@ async def test_reboot_ends_a_session_as_a_power_loss_and_boots_again(worker, row
     assert csms.counts["BootNotification"] == boots + 1
     stop = await csms.wait_for("CL-2", "StopTransaction", message_type=2)
     assert stop.payload["reason"] == "PowerLoss"
-    assert rebooted["charger"]["evses"][0]["status"] == "Available"
+    # The car stays plugged in, and its session starts again with its idTag.
+    assert rebooted["charger"]["evses"][0]["status"] in ("Preparing", "Charging")
+    again = await csms.wait_for(
+        "CL-2", "StartTransaction", message_type=2, after=csms.log.index(stop) + 1
+    )
+    assert again.payload["idTag"] == "T"
 
 
 async def test_a_charger_this_worker_does_not_run_is_reported_not_running(worker, rows, client):

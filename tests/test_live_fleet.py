@@ -4,6 +4,7 @@ real sockets, sent as `fleet_changed` through the real (in-memory) channel layer
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -402,6 +403,43 @@ async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker,
     after = loaded(worker, "CP-LIVE")
     assert after is not before
     assert [e.kind for e in after.security_log] == ["ResetOrReboot", "StartupOfTheFirmware"]
+
+
+async def test_a_power_cycle_leaves_the_cars_plugged_in_and_resumes_their_session(worker, csms):
+    """The vehicles vanished: a parked car's connector went Available, its session ended
+    (PowerLoss) and never began again, unlike after a Reset. Now the car stays, with its
+    SoC, and the session starts again with the same idTag once the boot is accepted; a
+    car that was only plugged in stays plugged in (Preparing)."""
+    from simulator.core.evse import ConnectorStatus
+
+    before = loaded(worker, "CP-LIVE")
+    before.plug_in(1, COMPACT, soc=30, target_soc=90)
+    assert await before.present_id_tag(1, "TAG-KEPT") == "Accepted"
+    await wait_until(lambda: before.evse(1).power_w > 0, message="charging")
+    before.plug_in(2, COMPACT, soc=55)
+
+    def soc_of(charger: Any, connector_id: int) -> float | None:
+        battery = charger.evse(connector_id).battery
+        return None if battery is None else battery.soc
+
+    soc = soc_of(before, 1)
+    assert soc is not None
+    assert (await worker.reloader.power_cycle(before)).startswith("reboots now")
+    after = loaded(worker, "CP-LIVE")
+    ended = await csms.wait_for("CP-LIVE", "StopTransaction", message_type=2, timeout=10)
+    assert ended.payload["reason"] == "PowerLoss"
+    started = await csms.wait_for(
+        "CP-LIVE",
+        "StartTransaction",
+        message_type=2,
+        after=csms.log.index(ended) + 1,
+        timeout=10,
+    )
+    assert (started.payload["connectorId"], started.payload["idTag"]) == (1, "TAG-KEPT")
+    await wait_until(lambda: after.evse(1).status is ConnectorStatus.CHARGING, message="again")
+    assert (soc_of(after, 1) or 0) >= soc
+    assert soc_of(after, 2) == 55
+    assert after.evse(2).status is ConnectorStatus.PREPARING
 
 
 async def test_a_power_cycle_while_the_database_is_away_leaves_no_charger_behind(worker, csms):

@@ -1959,6 +1959,27 @@ class Charger:
         if transport is not None:
             self._reboot_task = asyncio.get_running_loop().create_task(transport.close())
 
+    def keep_vehicles_of(self, before: Charger) -> None:
+        """A power cycle of `before` made this charger: the vehicles plugged into it stay
+        plugged in (the same battery state) and, as after a Reset, a session one was
+        charging in starts again once the boot is accepted, with the same idTag. The
+        vehicles used to vanish, leaving connectors Available under parked cars."""
+        for old in before.evses:
+            battery = old.battery
+            if battery is None or old.connector_id > len(self.evses):
+                continue
+            try:
+                self.plug_in(old.connector_id, battery.spec, battery.soc, battery.target_soc)
+            except ActionError as exc:  # the connector changed under it (an edit)
+                log.info("%s: vehicle on connector %d not kept: %s", self.id, old.connector_id, exc)
+                continue
+            kept = self.evse(old.connector_id).battery
+            assert kept is not None
+            kept.paused = battery.paused
+            tx = before.transactions.get(old.connector_id)
+            if tx is not None and not battery.is_full() and not battery.paused:
+                self.resume_after_boot[old.connector_id] = tx.id_tag
+
     # -- changes made by the operator (the fleet edited while running) ----------------------
 
     def respec(self, spec: ChargerSpec, evse_power_w: dict[int, float]) -> None:

@@ -451,8 +451,8 @@ class FleetReloader:
 
     async def power_cycle(self, live: Charger) -> str:
         """A person asked for a power cycle (`reboot`): the charger goes down as after a
-        power loss and boots again, as a restart of the simulator does to it (an open
-        transaction ends with reason PowerLoss; the plugged-in vehicles are gone). A charger
+        power loss and boots again (an open transaction ends with reason PowerLoss; the
+        plugged-in vehicles stay, and a session resumes as after a Reset). A charger
         that was connected reconnects, auto-connect or not. Edits that waited for the end of
         a session take effect now."""
         async with self._lock:
@@ -485,6 +485,7 @@ class FleetReloader:
             return "stopped: it can no longer be loaded"
         charger = loaded[0]
         charger.security_log = live.security_log  # the same charger's memory, rebooted
+        charger.keep_vehicles_of(live)
         same_stored = charger.spec.impairments == live.spec.impairments
         charger.impairments.carry_over(live.impairments, same_stored=same_stored)
         charger.startup_after = why
