@@ -198,6 +198,14 @@ class EngineClient:
                 break
             if reply.get("type") == contract.EVENT_SHARD_SUMMARY:
                 answers[int(reply["shard"])] = cast(contract.ShardSummary, reply)
+        theirs = sorted({int(a["shards"]) for a in answers.values()} - {self.shards})
+        if theirs:
+            # Counts of the wrong shards, added up as if whole, were a fleet silently short.
+            shown = " or ".join(f"--shard K/{n}" for n in theirs)
+            raise EngineError(
+                f"The simulator workers run as {shown}, but CHARGESIM_SHARDS is "
+                f"{self.shards} here: set it to the workers' N on every web process"
+            )
         return FleetOverview(
             shards=self.shards,
             answered=sorted(answers),

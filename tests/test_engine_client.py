@@ -368,3 +368,17 @@ async def test_a_channel_layer_that_cannot_be_reached_is_an_engine_error_saying_
         await client.summary()
     assert str(down.value).startswith("The channel layer (Redis) cannot be reached (")
     assert "the simulator workers cannot be asked until it is back" in str(down.value)
+
+
+async def test_a_summary_from_workers_of_another_shard_count_says_so(worker, rows):
+    """A web process with CHARGESIM_SHARDS=1 beside workers of --shard K/2 showed half the
+    fleet as the whole (no shard missing), without a word."""
+    from chargers.engine_client import EngineError
+
+    client = EngineClient(shards=2, ack_seconds=1.0)  # the worker runs shard 0 of 1
+    with pytest.raises(EngineError) as refused:
+        await client.summary()
+    assert str(refused.value) == (
+        "The simulator workers run as --shard K/1, but CHARGESIM_SHARDS is 2 here: set it "
+        "to the workers' N on every web process"
+    )
