@@ -4,6 +4,7 @@ one is refused before it writes, a killed one never holds the next start up."""
 from __future__ import annotations
 
 import io
+import os
 import signal
 from pathlib import Path
 
@@ -64,8 +65,11 @@ def test_the_lock_is_one_holder_per_shard_until_released() -> None:
     held = WorkerLock(0, 1)
     held.acquire()
     try:
-        with pytest.raises(WorkerLockError, match="runs shard 0/1 of this database"):
+        with pytest.raises(WorkerLockError, match="runs shard 0/1 of this database") as refused:
             WorkerLock(0, 1).acquire()
+        # The holder named as its process (and host), not as the PostgreSQL backend that
+        # serves its session (README: "naming the process that holds it").
+        assert f"Another simulator (pid {os.getpid()}" in str(refused.value)
         # Any shard of another N overlaps shard 0/1 (which runs every charger).
         with pytest.raises(WorkerLockError, match=r"as 1 shard \(--shard K/1\)"):
             WorkerLock(1, 2).acquire()

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import IO, Any
 
@@ -176,20 +177,25 @@ class WorkerLock:
             digest_size=8,
         ).digest()
         key = int.from_bytes(digest, "big", signed=True)
-        session = psycopg.connect(**conn.get_connection_params(), autocommit=True)
+        params = conn.get_connection_params()
+        # Named in pg_stat_activity, so that a refused worker can say which process (and
+        # machine) holds the shard, not the PostgreSQL backend serving it.
+        params["application_name"] = _session_name()
+        session = psycopg.connect(**params, autocommit=True)
         try:
             row = session.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
             if row is None or not row[0]:
                 # A bigint key shows in pg_locks as its high and low 32 bits.
                 holder = session.execute(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = %s::bigint::oid AND objid = %s::bigint::oid "
-                    "AND objsubid = 1",
+                    "SELECT l.pid, a.application_name FROM pg_locks l "
+                    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid "
+                    "AND l.objsubid = 1",
                     [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
                 ).fetchone()
                 raise WorkerLockError(
-                    f"Another simulator"
-                    f"{f' (PostgreSQL backend pid {holder[0]})' if holder else ''} runs "
+                    f"Another simulator{_holder_text(holder)} runs "
                     f"{self._what()} of this database ({config.get('NAME')} on "
                     f"{config.get('HOST') or 'the local socket'}). Stop it first, or run "
                     f"this one as another shard of the {self.shards} (--shard K/{self.shards})."
@@ -216,3 +222,22 @@ class WorkerLock:
 # The first key of the shard-count advisory locks (the second is N): "CSMN" in ASCII, so
 # that no other application's two-int advisory lock is taken for ours by chance.
 _COUNTS = 0x43534D4E
+
+
+_SESSION_PREFIX = "chargesim worker "
+
+
+def _session_name() -> str:
+    """`chargesim worker pid 24403 on host-a`: at most 63 bytes, as PostgreSQL keeps."""
+    return f"{_SESSION_PREFIX}pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
+def _holder_text(holder: tuple[int, str | None] | None) -> str:
+    """Who holds a shard's lock, as the refusal says it: the worker's process and host
+    when its session says so, else the PostgreSQL backend's pid."""
+    if holder is None:
+        return ""
+    backend, name = holder
+    if name and name.startswith(_SESSION_PREFIX):
+        return f" ({name.removeprefix(_SESSION_PREFIX)})"
+    return f" (PostgreSQL backend pid {backend})"
