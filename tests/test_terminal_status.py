@@ -26,14 +26,21 @@ from tests.process import ROOT, ManagePy, free_port
 
 pytestmark = pytest.mark.slow
 
-STATUS = re.compile(
+FIGURES = (
     r"fleet: (\d+)/(\d+) accepted, (\d+) connecting, (\d+) failing, (\d+) charging, "
     r"([\d.]+) msg/s"
 )
+# The status line redrawn on a terminal.
+TERMINAL = re.compile(FIGURES)
+# A status line in a file or pipe, dated as the log lines are (so that a log file's lines
+# line up).
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+STATUS = re.compile(STAMP + "(" + FIGURES + ")")
 
 
 def status_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if STATUS.fullmatch(line)]
+    """The status lines' figures, without their time."""
+    return [m.group(1) for line in output.splitlines() if (m := STATUS.fullmatch(line))]
 
 
 def checkpointed_chargers(var_dir: Path) -> list[str]:
@@ -79,7 +86,10 @@ async def test_plain_status_lines_follow_the_fleet_and_the_last_line_counts_the_
     assert len(set(lines)) >= 3, lines  # up, charging, down: the figures moved
     # Before the fleet is read the line says so: never "0/0 accepted", which a script
     # waiting for "N/N accepted" would take for a fleet that is up.
-    assert "fleet: loading the chargers..." in sim.output.splitlines()
+    assert any(
+        re.fullmatch(STAMP + "fleet: loading the chargers...", line)
+        for line in sim.output.splitlines()
+    )
     assert not lines_with("fleet: 0/0 accepted"), lines
     assert "\r" not in sim.output  # no carriage-return tricks in a log file
     assert "Stopped: 2 chargers saved." in sim.output
@@ -189,15 +199,15 @@ def test_on_a_terminal_the_status_line_is_redrawn_in_place_below_the_log(tmp_pat
     rows = term.screen()
     raw = term.raw.decode(errors="replace")
     # Several states were drawn (0/0 at first, 3/3 at the end) ...
-    assert len(set(STATUS.findall(raw))) >= 2, raw[-3000:]
+    assert len(set(TERMINAL.findall(raw))) >= 2, raw[-3000:]
     # ... in one place: the screen holds one status line, the last state.
-    status_rows = [row for row in rows if STATUS.search(row)]
+    status_rows = [row for row in rows if TERMINAL.search(row)]
     assert len(status_rows) == 1, rows
-    last = STATUS.search(status_rows[0])
+    last = TERMINAL.search(status_rows[0])
     assert last is not None and last.group(1, 2) == ("3", "3"), status_rows
     # Log lines have rows of their own, above it.
     logged = [i for i, row in enumerate(rows) if "the connected fleet frozen too" in row]
-    assert len(logged) == 1 and not STATUS.search(rows[logged[0]]), rows
+    assert len(logged) == 1 and not TERMINAL.search(rows[logged[0]]), rows
     assert "INFO" in rows[logged[0]]
     assert logged[0] < rows.index(status_rows[0])
     assert rows[-1] == "Stopped: 3 chargers saved.", rows
@@ -219,9 +229,9 @@ def test_on_a_terminal_the_traffic_tally_has_a_line_of_its_own(tmp_path):
     finally:
         term.stop()
     rows = term.screen()
-    status_rows = [row for row in rows if STATUS.search(row)]
+    status_rows = [row for row in rows if TERMINAL.search(row)]
     assert len(status_rows) == 1, rows
-    assert STATUS.fullmatch(status_rows[0]), status_rows  # nothing cut, nothing after
+    assert TERMINAL.fullmatch(status_rows[0]), status_rows  # nothing cut, nothing after
     tally = rows[rows.index(status_rows[0]) + 1]
     assert re.fullmatch(
         r"traffic: \d+ arrived, \d+ charging sessions, \d+ turned away, \d+ refused, "

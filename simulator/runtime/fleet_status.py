@@ -101,7 +101,8 @@ class PlainStatus:
             status = read()
             now = loop.time()
             if status.links != shown or now - shown_at >= self.every:
-                self._write(status.text() + "\n")
+                # Dated as the log lines are (local time): a log file's lines line up.
+                self._write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {status.text()}\n")
                 shown, shown_at = status.links, now
             await asyncio.sleep(poll)
 
