@@ -229,6 +229,21 @@ def test_every_control_of_the_dashboard_has_a_name_a_screen_reader_says(
     assert parser.unnamed() == []
 
 
+@pytest.mark.parametrize(("page", "charts"), [("chargers:charger", 2), ("chargers:location", 1)])
+def test_every_chart_has_a_text_a_screen_reader_says(admin_client_logged_in, page, charts):
+    """A chart is a canvas: without a role and a label a screen reader skipped it."""
+    site = make_location("Depot")
+    charger = make_charger("CP-CHARTS", evses=2, location=site)
+    pk = charger.pk if page == "chargers:charger" else site.pk
+    html = admin_client_logged_in.get(reverse(page, args=[pk])).content.decode()
+    found = re.findall(r'<div[^>]*class="chart"[^>]*>', html)
+    assert len(found) == charts
+    for tag in found:
+        assert 'role="img"' in tag
+        label = re.search(r'aria-label="([^"]+)"', tag)
+        assert label is not None and "over time" in label.group(1), tag
+
+
 def test_the_charger_page_shows_its_csms_url_without_the_password_in_it(client, django_user_model):
     """A CSMS URL may carry HTTP Basic credentials (ws://user:password@host/ocpp), which the
     message log and the connection events already leave out; the charger page, open to
