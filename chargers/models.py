@@ -381,6 +381,12 @@ class Evse(models.Model):
     def __str__(self) -> str:
         return f"{self.charger_id and self.charger.charge_point_id} #{self.connector_id}"
 
+    @property
+    def reported_register_wh(self) -> int:
+        """The register as the charger reports it to the CSMS: whole Wh, cut, not rounded
+        (meterStop 48 where 48.9 Wh rounded to 49 on the page)."""
+        return int(self.register_wh)
+
     @classmethod
     def from_db(cls, db: Any, field_names: Any, values: Any) -> Evse:
         instance = super().from_db(db, field_names, values)

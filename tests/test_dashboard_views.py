@@ -385,3 +385,12 @@ def test_the_bulk_filter_is_the_page_filter_in_the_api_terms(admin_client_logged
         "location_id": site.pk,
         "charge_point_ids": ["CP-F-1"],
     }
+
+
+def test_the_energy_on_the_charger_page_is_the_register_the_csms_is_sent(admin_client_logged_in):
+    """48.9 Wh showed as 49 while StopTransaction said meterStop 48: the charger reports
+    whole Wh, cut (the live update does the same, in live.js)."""
+    charger = make_charger("CP-WH", evses=1)
+    charger.evses.update(register_wh=48.9)
+    html = admin_client_logged_in.get(reverse("chargers:charger", args=[charger.pk])).content
+    assert b'<span data-field="energy">48</span> Wh' in html

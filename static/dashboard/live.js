@@ -711,7 +711,8 @@
         setStatus(field("status"), evse.status);
         setText(field("power"), kw(evse.power_w));
         setText(field("soc"), pct(evse.soc));
-        setText(field("energy"), evse.register_wh.toFixed(0));
+        // Whole Wh cut, as the charger reports the register to the CSMS (meterStop).
+        setText(field("energy"), String(Math.floor(evse.register_wh)));
         // Voltage and current apply only while a vehicle is plugged in.
         const plugged = evse.vehicle != null;
         setText(field("current"), plugged && evse.current_a.length ? evse.current_a.map(function (a) { return a.toFixed(1); }).join(" / ") : "–");
