@@ -307,6 +307,14 @@ def test_a_django_warning_is_printed_once(tmp_path):
     assert "WARNING django.request: Unauthorized: /api/v1/whoami" in lines[0]
 
 
+def manage_py(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGS` in a fresh process with only these variables set."""
+    env = {"PATH": os.environ["PATH"], "CHARGESIM_VAR_DIR": str(tmp_path), **variables}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], env=env, capture_output=True, text=True, cwd=BASE_DIR
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "raw", "said"),
     [
@@ -325,35 +333,17 @@ def test_a_django_warning_is_printed_once(tmp_path):
 def test_manage_py_says_a_bad_variable_in_one_line(tmp_path, variable, raw, said):
     """It was the last line of a 35-line traceback (LOG_LEVEL's, one about the root
     logger that did not name the variable at all)."""
-    env = {"PATH": os.environ["PATH"], "CHARGESIM_VAR_DIR": str(tmp_path), variable: raw}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=BASE_DIR,
-    )
+    result = manage_py(tmp_path, "check", **{variable: raw})
     assert result.returncode == 1
     assert result.stderr.splitlines() == [said]
 
 
 def test_the_import_preview_limit_and_the_log_level_come_from_the_environment(tmp_path):
-    env = {
-        "PATH": os.environ["PATH"],
-        "CHARGESIM_VAR_DIR": str(tmp_path),
-        "CHARGESIM_IMPORT_PREVIEW_ROWS": "50",
-        "LOG_LEVEL": "warning",
-    }
     code = (
         "from django.conf import settings; from fleet_io.import_admin import preview_rows; "
         "print(preview_rows(), settings.LOGGING['root']['level'])"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=BASE_DIR,
-    )
+    variables = {"CHARGESIM_IMPORT_PREVIEW_ROWS": "50", "LOG_LEVEL": "warning"}
+    result = manage_py(tmp_path, "shell", "-c", code, **variables)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["50", "WARNING"]
