@@ -288,7 +288,8 @@ def test_the_workers_join_again_when_redis_lost_its_data(tmp_path, database):
         redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
         deadline = time.monotonic() + 30
         while (codes := [answered(cp_id) for cp_id in running.by_shard.values()]) != [200, 200]:
-            assert time.monotonic() < deadline, f"still {codes} 30 s after the flush"
+            if time.monotonic() > deadline:  # a worker that never joins again, not a speed check
+                pytest.fail(f"still {codes} 30 s after the flush")
             time.sleep(0.5)
 
 
