@@ -484,11 +484,19 @@ def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browse
         expect(page.locator("#link")).to_have_text("offline", timeout=LIVE_MS)
         expect(page.locator("#link-error")).to_have_text("disabled in the set-up")
         expect(link).to_have_text("offline: disabled in the set-up", timeout=LIVE_MS)
+        # Its connectors no longer run (they kept their last status, as a reload did not).
+        for status in (
+            page.locator(".evse-card [data-field=status]"),
+            row_of(fleet, "DEMO-0006").locator("[data-field=status]"),
+        ):
+            expect(status).to_have_text(["not running"] * 2)
+            expect(status.first).to_have_class(re.compile(r"\bstatus-not-running\b"))
         page.screenshot(path=ARTIFACTS / "pages-9-charger-disabled.png", full_page=True)
     finally:
         set_enabled(True)
     expect(page.locator("#link")).to_have_text("online", timeout=30_000)
     expect(page.locator("#link-error")).to_be_hidden()
+    expect(page.locator(".evse-card [data-field=status]").first).not_to_have_text("not running")
 
 
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])

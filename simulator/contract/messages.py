@@ -413,6 +413,9 @@ class ChargerSnapshot(TypedDict):
     location_id: int | None
     link: str
     link_error: str | None
+    # False in the last snapshot of a charger taken out of the running fleet (disabled,
+    # deleted, moved to another worker): its connectors no longer run.
+    in_service: bool
     offline_until: float | None  # a network cut ends then (epoch s)
     boot: str
     power_type: str

@@ -271,6 +271,7 @@ class Charger:
         self.next_boot_at = 0.0
         self.link = LinkState.OFFLINE
         self.link_error = ""
+        self.in_service = True  # False once taken out of the running fleet (out_of_service)
         self.connector0_status = ConnectorStatus.AVAILABLE
         self.charger_unavailable = False
         self.transport: Transport | None = None
@@ -519,6 +520,7 @@ class Charger:
         """Taken out of the running fleet (disabled or deleted in the set-up, or moved to
         another worker) and offline: its last state says why, in place of a link error."""
         self.link_error = why
+        self.in_service = False
         self.listener.on_change(self)
 
     def cut_network(self, seconds: float) -> None:

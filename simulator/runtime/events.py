@@ -41,6 +41,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         location_id=charger.spec.location_id,
         link=charger.link.value,
         link_error=charger.link_error,
+        in_service=charger.in_service,
         offline_until=round(clock.time() + left, 1) if left > 0 else None,
         boot=charger.boot.value,
         power_type=charger.spec.power_type,

@@ -24,7 +24,7 @@
   function setStatus(el, status) {
     if (!el) return;
     setText(el, status);
-    el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + status.toLowerCase();
+    el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + status.toLowerCase().replace(/\s+/g, "-");
   }
   // -- countdowns: a deadline from the engine, shown in seconds left, every second ------
 
@@ -209,6 +209,12 @@
     });
   }
 
+  // A charger taken out of the running fleet (disabled, deleted) sends a last snapshot: its
+  // connectors no longer run, whatever they last did (they kept showing "Charging").
+  function statusOf(snap, evse) {
+    return snap.in_service === false ? "not running" : evse.status;
+  }
+
   // -- charger rows (fleet and location pages) --------------------------------------------
 
   function paintRow(pk, snap) {
@@ -218,7 +224,7 @@
     for (const evse of snap.evses) {
       const cell = row.querySelector('[data-evse="' + evse.connector_id + '"]');
       if (!cell) continue;
-      setStatus(cell.querySelector("[data-field=status]"), evse.status);
+      setStatus(cell.querySelector("[data-field=status]"), statusOf(snap, evse));
       setText(cell.querySelector("[data-field=power]"), kw(evse.power_w) + " kW");
       setText(cell.querySelector("[data-field=soc]"), evse.soc == null ? "" : pct(evse.soc) + " %");
     }
@@ -668,6 +674,7 @@
     let sessions = null;
     let refetches = [];
     function followTransactions(snap) {
+      if (snap.in_service === false) return;  // deleted, maybe: its transactions are gone
       const now = JSON.stringify(snap.evses.map(function (e) {
         return [e.connector_id, e.transaction_id, e.session && e.session.started_at, e.session && e.session.ended_at];
       }));
@@ -708,7 +715,7 @@
         const card = document.querySelector('.evse-card[data-evse="' + evse.connector_id + '"]');
         if (!card) continue;
         const field = function (name) { return card.querySelector("[data-field=" + name + "]"); };
-        setStatus(field("status"), evse.status);
+        setStatus(field("status"), statusOf(snap, evse));
         setText(field("power"), kw(evse.power_w));
         setText(field("soc"), pct(evse.soc));
         // Whole Wh cut, as the charger reports the register to the CSMS (meterStop).
