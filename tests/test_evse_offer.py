@@ -186,6 +186,52 @@ async def test_a_watt_limit_counts_the_phases_the_car_uses(csms, ticking):
         assert charger.evse(2).power_w == 0.0
 
 
+@pytest.mark.parametrize(
+    ("limit", "unit", "drawn_w"),
+    [
+        (10, "A", 10 * 230.0),  # 10 A on its one phase
+        (3_000, "W", 3_000.0),  # above its 6 A minimum (1,380 W), under its 3.7 kW
+    ],
+)
+async def test_a_charge_point_max_binds_a_single_phase_car_on_the_phase_it_uses(
+    csms, ticking, limit, unit, drawn_w
+):
+    """A ChargePointMax was converted over the EVSE's three phases: a single-phase car's
+    3.7 kW wanted 5.3 A "a phase", under 6 A, and 3 kW fell short of a 4.1 kW minimum, so
+    the car waited (SuspendedEVSE) where the same limit as a TxProfile let it charge."""
+    charger = runtime_charger(f"OF-CPM1-{unit}", csms.url, evses=1, max_kw=22.0, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, charger.id, 0, profile("ChargePointMaxProfile", limit, unit=unit))
+        await session(charger, 1, "A", vehicle=PHEV)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the car charging")
+        await asyncio.sleep(0.2)
+        assert charger.evse(1).status is Status.CHARGING
+        assert charger.evse(1).power_w == pytest.approx(drawn_w, rel=1e-3)
+
+
+async def test_a_charge_point_max_lets_a_single_phase_and_a_three_phase_car_charge(csms, ticking):
+    """8 kW covers a single-phase car's 6 A minimum (1.4 kW) and a three-phase one's
+    (4.1 kW): both charge. The single-phase minimum was counted over three phases, and the
+    second car waited."""
+    from dataclasses import replace
+
+    # A single-phase car that could take 7.4 kW (32 A): it does not leave room by itself.
+    strong = replace(PHEV, ac_max_kw=7.4, curve=((0, 7.4), (90, 7.4), (100, 1.5)))
+    charger = runtime_charger("OF-CPM2", csms.url, evses=2, max_kw=44.0)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-CPM2", 0, profile("ChargePointMaxProfile", 8_000, unit="W"))
+        await session(charger, 1, "A", vehicle=strong)
+        await session(charger, 2, "B", vehicle=COMPACT)
+        await wait_until(
+            lambda: charger.evse(1).power_w > 0 and charger.evse(2).power_w > 0, message="both"
+        )
+        await asyncio.sleep(0.2)
+        assert charger.evse(1).power_w + charger.evse(2).power_w <= 8_000 + 1e-6
+        assert charger.evse(2).status is Status.CHARGING
+
+
 async def test_a_charge_point_max_too_small_for_every_car_lets_the_first_ones_charge(csms, ticking):
     # 16 A for three cars: 5.3 A each would charge none of them. The first two charge at 8 A,
     # the last one waits, and charges when a place is free.

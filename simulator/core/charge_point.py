@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1733,6 +1733,7 @@ class Charger:
                     demand_watts=demand_w,
                     ac_minimum=ac,
                     order=self._admission_order(demand_w, starts) if ac else (),
+                    phases=self._car_phases(demand_w) if ac else None,
                 ), at
             return {}, None
         voltage = self.profiles.electrical.voltage
@@ -1757,7 +1758,13 @@ class Charger:
                 caps[connector_id] = min(caps[connector_id], watts)
         if now is not None:
             limits = self.profiles.allocate(
-                now, charging, demand_watts=caps, own=own, ac_minimum=ac, order=first
+                now,
+                charging,
+                demand_watts=caps,
+                own=own,
+                ac_minimum=ac,
+                order=first,
+                phases=self._car_phases(demand_w) if ac else None,
             )
             return {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}, now
         limits = {}
@@ -1831,11 +1838,18 @@ class Charger:
         spec = self.spec
         if spec.power_type == "DC":
             return 0.0
+        return MIN_AC_AMPS * spec.voltage_v * self._phases_used(connector_id)
+
+    def _phases_used(self, connector_id: int) -> int:
+        """The AC phases the connector's car draws on: both sides have them."""
+        phases = max(1, self.spec.phases)
         battery = self.evses[connector_id - 1].battery
-        phases = max(1, spec.phases)
         if battery is not None:
             phases = max(1, min(battery.spec.ac_phases, phases))
-        return MIN_AC_AMPS * spec.voltage_v * phases
+        return phases
+
+    def _car_phases(self, connectors: Iterable[int]) -> dict[int, int]:
+        return {c: self._phases_used(c) for c in connectors}
 
     def _physical_limit(self) -> Limit:
         """What a connector may draw when nothing but its EVSE limits it."""

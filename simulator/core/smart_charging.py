@@ -1017,6 +1017,7 @@ class ProfileStore:
         own: Mapping[int, Limit] | None = None,
         ac_minimum: bool = False,
         order: Sequence[int] = (),
+        phases: Mapping[int, int] | None = None,
     ) -> dict[int, Limit]:
         """Limits for the connectors drawing power now, sharing the ChargePointMax.
 
@@ -1031,7 +1032,11 @@ class ProfileStore:
         ``ac_minimum``: an AC charger, which cannot offer less than `MIN_AC_AMPS`: rather
         than shares below it, the connectors whose sessions started last get 0 and the
         others at least that (``distribute_above``); ``order``, when given, is the order
-        they are admitted in instead (the charger's turns).
+        they are admitted in instead (the charger's turns). ``phases``: the phases each
+        connector's car draws on, where fewer than its limit's (a single-phase car on a
+        three-phase EVSE): a share converts between amps and watts over those, as the car
+        draws (over the EVSE's three, 20 A were 10.6 A for a single-phase car's 7.3 kW,
+        and its 6 A minimum 4.1 kW, so it waited under a cap that had room for it).
         """
         moment = _utc(at, "at")
         if own is None:
@@ -1041,6 +1046,9 @@ class ProfileStore:
             return dict(own)
         unit = cap.profile.schedule.charging_rate_unit
         voltage = self.electrical.voltage
+        used = {
+            c: min(limit.phases, (phases or {}).get(c, limit.phases)) for c, limit in own.items()
+        }
         wants: dict[int, float] = {}
         for connector_id, limit in own.items():
             want = limit.value(unit)
@@ -1048,13 +1056,13 @@ class ProfileStore:
             if demand is not None:
                 want = min(
                     want,
-                    demand if unit == "W" else watts_to_amps(demand, limit.phases, voltage),
+                    demand if unit == "W" else watts_to_amps(demand, used[connector_id], voltage),
                 )
             wants[connector_id] = want
         if ac_minimum:
             floors = {
-                c: MIN_AC_AMPS if unit == "A" else amps_to_watts(MIN_AC_AMPS, limit.phases, voltage)
-                for c, limit in own.items()
+                c: MIN_AC_AMPS if unit == "A" else amps_to_watts(MIN_AC_AMPS, used[c], voltage)
+                for c in own
             }
             first = list(order) or sorted(
                 charging, key=lambda c: (charging[c] is None, charging[c] or moment, c)
@@ -1066,17 +1074,18 @@ class ProfileStore:
         for connector_id, limit in own.items():
             share = shares[connector_id]
             amp_cap = limit.amp_cap
+            drawn_on = used[connector_id]
             if unit == "A":
                 amps = min(limit.amps, share)
-                watts = min(limit.watts, amps_to_watts(share, limit.phases, voltage))
+                watts = min(limit.watts, amps_to_watts(share, drawn_on, voltage))
                 amp_cap = share if amp_cap is None else min(amp_cap, share)
             else:
                 watts = min(limit.watts, share)
-                amps = min(limit.amps, watts_to_amps(share, limit.phases, voltage))
+                amps = min(limit.amps, watts_to_amps(share, drawn_on, voltage))
             minimum = cap.profile.schedule.min_charging_rate
             min_amps = limit.min_amps
             if minimum is not None:
-                cap_min = minimum if unit == "A" else watts_to_amps(minimum, limit.phases, voltage)
+                cap_min = minimum if unit == "A" else watts_to_amps(minimum, drawn_on, voltage)
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
             result[connector_id] = Limit(
                 amps=amps,
