@@ -210,6 +210,26 @@ async def test_a_charge_point_max_binds_a_single_phase_car_on_the_phase_it_uses(
         assert charger.evse(1).power_w == pytest.approx(drawn_w, rel=1e-3)
 
 
+@pytest.mark.parametrize(("limit", "unit"), [(16, "A"), (7_000, "W")])
+async def test_a_profile_of_one_phase_has_a_three_phase_car_draw_on_one(csms, ticking, limit, unit):
+    """numberPhases 1 (OCPP 1.6: the phases that can be used): 16 A was 3.7 kW spread
+    over three phases (5.3 A each: SuspendedEVSE), and 7 kW was drawn on three phases,
+    where GetCompositeSchedule said one. On one phase the car takes a third of its 11 kW
+    on-board charger: 16 A, 3.68 kW, under either limit."""
+    charger = runtime_charger(f"OF-1PH-{unit}", csms.url, evses=1, max_kw=22.0)
+    async with connected(charger):
+        ticking(charger)
+        body = profile("TxDefaultProfile", limit, unit=unit)
+        body["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+        await install(csms, charger.id, 0, body)
+        await session(charger, 1, "A", vehicle=COMPACT)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the car charging")
+        await asyncio.sleep(0.2)
+        assert charger.evse(1).status is Status.CHARGING
+        assert charger.evse(1).current_a == pytest.approx((11_000 / 3 / 230.0,))
+        assert charger.evse(1).power_w == pytest.approx(11_000 / 3)
+
+
 async def test_a_charge_point_max_lets_a_single_phase_and_a_three_phase_car_charge(csms, ticking):
     """8 kW covers a single-phase car's 6 A minimum (1.4 kW) and a three-phase one's
     (4.1 kW): both charge. The single-phase minimum was counted over three phases, and the

@@ -98,6 +98,7 @@ def ac_operating_point(
     charger_phases: int,
     voltage_v: float,
     limit_a: float | None = None,
+    limit_phases: int | None = None,
 ) -> OperatingPoint:
     """AC charging over min(vehicle phases, charger phases) at ``voltage_v`` (line-to-neutral).
 
@@ -109,11 +110,14 @@ def ac_operating_point(
     ``limit_a`` is a charging profile's limit in amps: per phase, on each phase the vehicle
     uses (``limit_w`` is the total power, e.g. a limit in watts). An offer below
     `MIN_AC_AMPS` on each phase the vehicle uses is none (``offered_w`` 0): the EVSE
-    suspends.
+    suspends. ``limit_phases``: the profile's numberPhases, the phases it lets the vehicle
+    use (a three-phase car limited to one draws on one, within the EVSE's rating of it).
     """
     spec = battery.spec
     charger_phases = max(1, charger_phases)
     phases = max(1, min(spec.ac_phases, charger_phases))
+    if limit_phases is not None and limit_phases < phases:
+        phases = max(1, limit_phases)
     voltages = (voltage_v,) * phases
     if phases < charger_phases:
         evse_max_w *= phases / charger_phases

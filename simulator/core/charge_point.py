@@ -2364,6 +2364,7 @@ class Charger:
             self.spec.phases,
             self.spec.voltage_v,
             None if limit is None else limit.usable_amp_cap,
+            None if limit is None else limit.phases,
         )
 
     def demand_w(self) -> dict[int, float]:
