@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 
+from simulator.contract.url_login import without_login
 from simulator.core.certificates import verify_signature
 from simulator.core.charge_point import Charger
 from simulator.core.clock import now_iso
@@ -166,7 +167,11 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         wrong_checksum = failure is FirmwareFailure.INVALID_SIGNATURE
         if wrong_checksum or not verify_signature(signed.certificate, signed.signature, data):
             log.info("%s: the firmware's signature does not verify", charger.id)
-            charger.security_event("InvalidFirmwareSignature", request.location[:200])
+            # The location without its login: the event goes to the CSMS, the log, the
+            # security log's uploads and the pages.
+            charger.security_event(
+                "InvalidFirmwareSignature", without_login(request.location)[:200]
+            )
             await report(FirmwareStatus.INVALID_SIGNATURE)
             return
         await report(FirmwareStatus.SIGNATURE_VERIFIED)
