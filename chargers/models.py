@@ -246,6 +246,19 @@ class Charger(models.Model):
         """NumberOfConnectors follows the EVSEs, which forms save after the charger."""
         self.configuration.filter(key="NumberOfConnectors").update(value=str(self.evses.count()))
 
+    def has_signed_certificate(self) -> bool:
+        """Whether its store holds a certificate its CSMS signed (SignCertificate and
+        CertificateSigned): a TLS client certificate of security profile 3, as the files
+        are (the connection uses it first)."""
+        if self.pk is None:
+            return False
+        stored = (
+            CertificateStoreRecord.objects.filter(charger_id=self.pk)
+            .values_list("certificates", flat=True)
+            .first()
+        )
+        return bool(stored and stored.get("chain"))
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         scheme = self.csms_url.split("://", 1)[0] if self.csms_url else ""
@@ -258,9 +271,12 @@ class Charger(models.Model):
             errors["authorization_key"] = (
                 f"Security profile {profile} needs an AuthorizationKey (HTTP Basic password)."
             )
-        if profile == 3 and not (self.client_cert_path and self.client_key_path):
+        if profile == 3 and not (
+            (self.client_cert_path and self.client_key_path) or self.has_signed_certificate()
+        ):
             errors["client_cert_path"] = (
-                "Security profile 3 needs a client certificate and key path."
+                "Security profile 3 needs a client certificate: a certificate and key path, "
+                "or one its CSMS signed (SignCertificate, CertificateSigned)."
             )
         if self.power_type == self.PowerType.DC:
             self.phases = 3

@@ -67,7 +67,7 @@ def test_tls_profiles_need_wss_and_credentials(location):
         charger(location, csms_url="ws://h/ocpp", security_profile=2).full_clean()
     assert "needs a wss:// CSMS URL" in str(info.value)
     assert "needs an AuthorizationKey" in str(info.value)
-    with pytest.raises(ValidationError, match="client certificate and key"):
+    with pytest.raises(ValidationError, match="needs a client certificate: a certificate and"):
         charger(location, csms_url="wss://h/ocpp", security_profile=3).full_clean()
     charger(
         location, csms_url="wss://h/ocpp", security_profile=2, authorization_key="0123456789abcdef"
@@ -117,3 +117,21 @@ def test_configuration_values_are_checked_by_type(location):
     key = ConfigurationKey(charger=cp, key="MeterValuesSampledData", value="Energy.Reactive")
     with pytest.raises(ValidationError, match="unsupported measurand"):
         key.full_clean()
+
+
+def test_a_certificate_its_csms_signed_is_a_profile_3_client_certificate(location):
+    """It was refused ("needs a client certificate and key path") though the charger had
+    one from SignCertificate / CertificateSigned, and connected with it."""
+    from chargers.models import CertificateStoreRecord
+
+    signed = charger(location, csms_url="wss://h/ocpp", security_profile=2)
+    signed.authorization_key = "0123456789abcdef"
+    signed.save()
+    CertificateStoreRecord.objects.create(charger=signed, certificates={"roots": [], "chain": ""})
+    signed.security_profile = 3
+    with pytest.raises(ValidationError, match="needs a client certificate"):
+        signed.full_clean()
+    CertificateStoreRecord.objects.filter(charger=signed).update(
+        certificates={"roots": [], "chain": "-----BEGIN CERTIFICATE-----..."}
+    )
+    signed.full_clean()

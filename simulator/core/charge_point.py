@@ -449,7 +449,12 @@ class Charger:
             return "no AuthorizationKey for HTTP Basic authentication"
         if profile >= 2 and not spec.csms_url.lower().startswith("wss://"):
             return "the Central System URL is not wss:// (TLS)"
-        if profile == 3 and not (spec.client_cert_path and spec.client_key_path):
+        if profile == 3 and not (
+            # One signed through SignCertificate / CertificateSigned counts too (the
+            # connection uses it first): it was refused as "no client certificate".
+            self.certificates.has_client_certificate
+            or (spec.client_cert_path and spec.client_key_path)
+        ):
             return "no client certificate"
         return ""
 
