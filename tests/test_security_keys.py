@@ -58,6 +58,21 @@ async def test_a_lower_profile_or_one_the_charger_cannot_use_is_rejected(csms):
     assert "SK-2" not in csms.security_events
 
 
+async def test_an_empty_authorization_key_is_rejected_where_it_is_the_password(csms):
+    """Accepted, it left a profile 1 or 2 charger with no Basic password: 401 on every
+    retry, and the charger out of its CSMS's reach for good."""
+    csms.passwords = {"SK-E": "0123456789abcdef"}
+    charger = runtime_charger(
+        "SK-E", csms.url, evses=1, security_profile=1, authorization_key="0123456789abcdef"
+    )
+    async with connected(charger):
+        assert await change(csms, "SK-E", "AuthorizationKey", "") == "Rejected"
+        assert await change(csms, "SK-E", "AuthorizationKey", "fedcba9876543210") == "Accepted"
+    assert charger.spec.authorization_key == "fedcba9876543210"
+    plain = runtime_charger("SK-E0", "ws://127.0.0.1:9/ocpp", evses=1)  # profile 0: no password
+    assert plain.change_configuration("AuthorizationKey", "") == "Accepted"
+
+
 async def test_a_higher_profile_is_taken_on_a_new_connection(csms):
     charger = runtime_charger("SK-3", csms.url, evses=1, authorization_key="0123456789abcdef")
     async with connected(charger):
