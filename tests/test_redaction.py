@@ -53,6 +53,30 @@ async def test_a_key_set_over_a_real_socket_is_in_no_frame_log_nor_log_record(cs
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
 
+async def test_a_key_of_the_wrong_type_is_quoted_in_no_call_error_nor_frame_log(csms):
+    """A number where the schema wants a string got its TypeConstraintViolation, whose
+    description quoted the value: in clear in the charger's frame log and the CSMS's."""
+    import json
+
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-SECRET-N", csms.url, evses=1, listener=publisher)
+    digits = "123456789012345678"
+    async with connected(charger):
+        frame = json.dumps([2, "k1", "ChangeConfiguration", {"key": "AuthorizationKey"}])
+        frame = frame.replace('"AuthorizationKey"}', f'"AuthorizationKey", "value": {digits}}}')
+        await csms.send_raw("CP-SECRET-N", frame)
+        error = await csms.wait_for("CP-SECRET-N", direction="in", unique_id="k1", timeout=3)
+    assert error.message_type == 4 and error.payload["errorCode"] == "TypeConstraintViolation"
+    assert "AuthorizationKey" in error.payload["errorDescription"]
+    frames = " ".join(text for _at, _direction, text in publisher.frames["CP-SECRET-N"])
+    assert digits not in frames
+    assert all(
+        digits not in entry.raw + str(entry.payload)
+        for entry in csms.log
+        if entry.direction == "in"
+    )
+
+
 @pytest.mark.parametrize("name", FRAME_LOGGERS)
 def test_every_frame_logger_redacts_the_key_as_the_library_logs_a_frame(name, caplog):
     caplog.set_level(logging.DEBUG, logger=name)

@@ -21,6 +21,7 @@ from typing import Any
 from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
+from simulator.ocpp16.redaction import SECRET_KEY_NAME
 from simulator.ocpp16.schema_check import SCHEMA_DIR
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check as check_ranges
@@ -109,7 +110,14 @@ def _classify(raw: str, action: str, unique_id: str) -> CallError | None:
         if error is None:
             return None
         where = "/".join(str(p) for p in error.absolute_path) or "payload"
-        return CallError(unique_id, _code(error.validator), _short(f"{where}: {error.message}"))
+        message = error.message
+        if isinstance(exact, dict) and exact.get("key") == SECRET_KEY_NAME:
+            # jsonschema's message quotes the value, here the AuthorizationKey: the answer
+            # goes to the frame logs, which redact it by name, not inside a text.
+            message = (
+                f"fails {error.validator} {error.validator_value!r} (AuthorizationKey, not shown)"
+            )
+        return CallError(unique_id, _code(error.validator), _short(f"{where}: {message}"))
     except (RecursionError, ValueError):
         # Nested deeper than json (or a message's repr) can follow, or digits beyond
         # int()'s limit: malformed either way, and not worth a closer look.
