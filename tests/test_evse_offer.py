@@ -333,6 +333,100 @@ async def test_dc_charges_under_a_small_limit(csms, ticking):
         assert charger.evse(1).status is Status.CHARGING
 
 
+DC_SAMPLED = {
+    "MeterValueSampleInterval": "1",
+    "MeterValuesSampledData": (
+        "Power.Active.Import,Current.Import,Voltage,Current.Offered,Power.Offered"
+    ),
+}
+
+
+@pytest.mark.parametrize("amps", [100, 250])
+async def test_a_dc_amp_limit_is_the_dc_current_at_the_pack_voltage(csms, ticking, amps):
+    # It was converted into watts over 230 V x 3: 100 A were 69 kW, which an ID.3 at 350 V
+    # draws at 198 A.
+    charger = runtime_charger("OF-DCA", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A", soc=20.0)
+        tx = charger.evse(1).transaction_id
+        await install(csms, "OF-DCA", 1, profile("TxProfile", amps, transactionId=tx))
+        await wait_until(lambda: charger.limits.get(1) is not None, message="limit in force")
+        mark = len(csms.log)
+        await sampled(csms, "OF-DCA", 1, mark)  # the first may straddle the change
+        read = await sampled(csms, "OF-DCA", 1, len(csms.log))
+    volts = read["Voltage"]
+    assert 300 < volts < 410
+    drawn = min(amps, 120_000 / volts)  # the car's own 120 kW bind above ~340 A
+    assert read["Current.Import"] == pytest.approx(drawn, abs=0.02)
+    assert read["Power.Active.Import"] == pytest.approx(drawn * volts, rel=1e-3)
+    assert read["Current.Offered"] == pytest.approx(amps, abs=0.1)
+    assert read["Power.Offered"] == pytest.approx(amps * volts, rel=1e-3)
+
+
+async def test_a_dc_watt_limit_offers_its_current_at_the_pack_voltage(csms, ticking):
+    # Current.Offered was the watts over 230 V x 3 (72.5 A for 50 kW) while the car drew
+    # 50 kW at its pack voltage (~140 A).
+    charger = runtime_charger("OF-DCW", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A", soc=20.0)
+        tx = charger.evse(1).transaction_id
+        await install(csms, "OF-DCW", 1, profile("TxProfile", 50_000, unit="W", transactionId=tx))
+        await wait_until(lambda: charger.limits.get(1) is not None, message="limit in force")
+        await sampled(csms, "OF-DCW", 1, len(csms.log))
+        read = await sampled(csms, "OF-DCW", 1, len(csms.log))
+    volts = read["Voltage"]
+    assert read["Power.Active.Import"] == pytest.approx(50_000, rel=1e-3)
+    assert read["Current.Import"] == pytest.approx(50_000 / volts, abs=0.02)
+    assert read["Power.Offered"] == pytest.approx(50_000, abs=0.1)
+    assert read["Current.Offered"] == pytest.approx(50_000 / volts, abs=0.1)
+
+
+@pytest.mark.parametrize(("policy", "left_w"), [("equal", 50_000.0), ("first", 0.0)])
+async def test_a_connector_drawing_nothing_is_offered_what_the_others_leave(
+    csms, ticking, policy, left_w
+):
+    # A 100 kW cabinet with two 100 kW connectors: one car is full, the other draws all
+    # of the cabinet. Both were offered 100 kW. The full one is offered what it would get
+    # if it asked: half under equal shares, nothing while the other comes first.
+    charger = runtime_charger("OF-LEFT", csms.url, evses=2, power_type="DC", max_kw=100.0,
+                              config=OFFERED, power_sharing=policy)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        await session(charger, 2, "B", soc=50.0, target=50.0)
+        await reported(csms, "OF-LEFT", 2, "SuspendedEV", mark)
+        await session(charger, 1, "A", soc=20.0)
+        await wait_until(lambda: charger.evse(1).power_w == 100_000, message="first at 100 kW")
+        mark = len(csms.log)
+        drawing = await sampled(csms, "OF-LEFT", 1, mark)
+        full = await sampled(csms, "OF-LEFT", 2, mark)
+    assert drawing["Power.Offered"] == pytest.approx(100_000)
+    assert full["Power.Active.Import"] == 0.0
+    assert full["Power.Offered"] == pytest.approx(left_w)
+
+
+async def test_a_full_car_is_offered_what_its_profile_allows(csms, ticking):
+    # A connector drawing nothing had no limit in force: its offer was the EVSE's 22 kW
+    # whatever its profiles said.
+    charger = runtime_charger("OF-IDLE", csms.url, evses=1, max_kw=22.0, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-IDLE", 0, profile("TxDefaultProfile", 10))
+        mark = len(csms.log)
+        await session(charger, 1, "A", soc=80.0, target=80.0)
+        await reported(csms, "OF-IDLE", 1, "SuspendedEV", mark)
+        read = await sampled(csms, "OF-IDLE", 1, len(csms.log))
+    assert read == {
+        "Power.Active.Import": 0.0,
+        "Current.Offered": pytest.approx(10.0),
+        "Power.Offered": pytest.approx(10 * 230.0 * 3),
+    }
+
+
 # -- SuspendedEVSE wins over SuspendedEV --------------------------------------------------
 
 

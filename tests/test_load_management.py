@@ -471,6 +471,7 @@ def test_what_a_car_draws_under_a_limit_in_watts_is_its_operating_point(
         watts=limit_w,
         phases=charger_phases,
         min_amps=min_amps,
+        watt_cap=limit_w,
     )
     assert charger.draw_under(1, demand, limit) == min(
         demand, charger.operating_point(evse, limit).power_w

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from simulator.core.battery import Battery, step
+from simulator.core.battery import DC_AMP_REVISIT_S, Battery, step
 from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.operations import Operations
 from simulator.runtime.events import EventPublisher
@@ -332,6 +332,50 @@ def test_a_charger_with_profiles_is_visited_at_their_periods_and_meters_as_every
     assert stepped.visits == seconds + 1
     # Its samples, the first tick, and a tick or two at each of its three changes.
     assert events.visits <= len(taken) + 1 + 2 * 3
+
+
+def test_a_dc_car_under_an_amp_limit_meters_as_every_tick_as_its_voltage_rises():
+    # 250 A into an ID.3 from 2 %: its power is the current at the pack voltage, which
+    # rises steeply at the ends of the SoC range; the closed form holds the power of the
+    # visit, so the engine looks again every `DC_AMP_REVISIT_S`.
+    seconds = 1800
+    runs = []
+    for engine_class in (MeterEngine, SteppedEngine):
+        clock = FakeClock(start=1000.0, wall=BASE)
+        charger = runtime_charger("CP-DCA", "ws://127.0.0.1:1", evses=1, power_type="DC",
+                                  max_kw=150, config=SAMPLED, clock=clock)  # fmt: skip
+        profile = {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "startSchedule": at(BASE).isoformat(),
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 250}],
+            },
+        }
+        assert Operations(charger).on_set_charging_profile(0, profile) == "Accepted"
+        charger.plug_in(1, COMPACT, soc=2, target_soc=100)
+        charger.start_transaction(1, "TAG")
+        charger.next_sample[1] = 1060.0
+        engine = engine_class([charger], tick_seconds=1.0)
+        for k in range(seconds + 1):
+            engine.tick(now=1000.0 + k, wall=at(BASE + k))
+            clock.advance(1.0)
+        runs.append((engine, samples(charger)))
+    (events, taken), (stepped, reference_taken) = runs
+    assert len(taken) == len(reference_taken) == seconds // 60
+    for (stamp, register, soc), (ref_stamp, ref_register, ref_soc) in zip(
+        taken, reference_taken, strict=True
+    ):
+        assert stamp == ref_stamp
+        assert math.isclose(register, ref_register, rel_tol=0.005, abs_tol=1.0)
+        assert abs(soc - ref_soc) <= 0.1 + 1e-9  # one digit of the reported SoC
+    # 250 A at 300-375 V: 75-94 kW, not the car's 100-120 kW unlimited.
+    assert 75_000 * 0.49 < taken[-1][1] < 94_000 * 0.5
+    assert stepped.visits == seconds + 1
+    assert events.visits <= seconds // DC_AMP_REVISIT_S + len(taken) + 2
 
 
 def test_a_clock_stepped_by_the_csms_makes_a_charger_with_profiles_look_again():

@@ -1720,6 +1720,9 @@ class Charger:
         site's controller asks it of every connector every tick."""
         if limit.amp_cap is not None:  # binds per phase the car uses: the full computation
             return min(demand_w, self.operating_point(self.evses[connector_id - 1], limit).power_w)
+        if self.spec.power_type == "DC":  # only the caps bind (see `Limit`); no minimum
+            cap = limit.usable_watt_cap
+            return demand_w if cap is None else min(demand_w, max(0.0, cap))
         watts = max(0.0, limit.usable_watts)
         # The same tolerance as the operating point's test of the 6 A minimum.
         if watts < self.minimum_draw_w(connector_id) - 1e-6:
@@ -1756,7 +1759,12 @@ class Charger:
             starts = self.transaction_starts()
             charging = {c: starts.get(c) for c in demand_w}
             own = self.profiles.own_limits(now, charging)
-            wants = {c: min(own[c].watts, demand_w[c], site.get(c, math.inf)) for c in demand_w}
+            # What each car draws under its own limit: an amp limit's watts over the
+            # nominal supply are more than a single-phase or DC car draws under it.
+            wants = {
+                c: min(self.draw_under(c, demand_w[c], own[c]), site.get(c, math.inf))
+                for c in demand_w
+            }
         else:  # the common case, kept cheap: each connector's own limit is the physical one
             physical = self._physical_limit()
             wants = {c: min(physical.watts, w, site.get(c, math.inf)) for c, w in demand_w.items()}
@@ -2268,36 +2276,86 @@ class Charger:
                     else:
                         add((_soc_text(evse, soc), _Q_SOC))
             elif measurand == _POWER_OFFERED:
-                limit = self.limits.get(evse.connector_id)
-                offered = self._power_offered(evse, limit, ac)
+                offered = self._power_offered(evse, self._offer_limit(evse), ac)
                 add((text1(offered) or _fixed_1(offered), _Q_POWER_OFFERED))
             elif measurand == _CURRENT_OFFERED:
-                limit = self.limits.get(evse.connector_id)
+                offered = self._power_offered(evse, self._offer_limit(evse), ac)
+                # The current coherent with Power.Offered and with what the car may draw:
+                # on AC on each phase the car uses (a watt limit is more amps on one phase
+                # than on three; below 6 A a phase there is no offer), on DC at the line
+                # voltage.
                 if ac:
-                    # The current on each phase the car uses, coherent with Power.Offered
-                    # and with what it may draw (a watt limit is more amps on one phase
-                    # than on three; below 6 A a phase there is no offer).
-                    amps = self._power_offered(evse, limit, ac) / (
-                        self.spec.voltage_v * self._offer_phases(evse)
-                    )
+                    amps = offered / (self.spec.voltage_v * self._offer_phases(evse))
                 else:
-                    # One line voltage (a float), not the per-phase readings of "Voltage".
-                    line_v = evse.voltage_v[0] if evse.voltage_v and evse.voltage_v[0] else 400.0
-                    amps = evse.max_power_w / line_v
-                    if limit is not None:
-                        amps = min(amps, limit.amps)
+                    amps = offered / _dc_line_v(evse)
                 add((text1(amps) or _fixed_1(amps), _Q_CURRENT_OFFERED))
         return values
+
+    def _offer_limit(self, evse: Evse) -> Limit | None:
+        """The limit an offer to this connector is made under: the one it draws power
+        under, or, for a connector drawing nothing now (a full or paused car, no car), what
+        it would be given if its car asked: its own limit (as `offers` reads it) within
+        what the connectors wanting power now leave of a ChargePointMax and of the
+        charger's rated power, as they are shared (so two connectors of a 150 kW cabinet do
+        not each offer 150 kW while one of them draws it)."""
+        connector_id = evse.connector_id
+        limits = self.limits
+        limit = limits.get(connector_id) if limits else None
+        profiled = len(self.profiles) > 0
+        if limit is not None or not (profiled or self.power_shared):
+            return limit  # it draws, or nothing limits a connector: the common cases
+        others = self.demand_w()
+        others.pop(connector_id, None)
+        ac = self.spec.power_type != "DC"
+        if profiled:
+            starts = self.transaction_starts()
+            start = starts.get(connector_id)
+            now = self.now()
+            at = now if start is None or start <= now else start
+            if others:
+                charging = {c: starts.get(c) for c in others}
+                charging[connector_id] = start
+                demand = {**others, connector_id: evse.max_power_w}
+                limit = self.profiles.allocate(
+                    at,
+                    charging,
+                    demand_watts=demand,
+                    ac_minimum=ac,
+                    phases=self._car_phases(charging) if ac else None,
+                )[connector_id]
+            else:
+                limit = self.profiles.limit_at(connector_id, at, tx_start=start)
+        if others and self.power_shared:
+            wants = {
+                c: w if (own := limits.get(c)) is None else self.draw_under(c, w, own)
+                for c, w in others.items()
+            }
+            wants[connector_id] = evse.max_power_w
+            queued = [c for c in self._turn_queue if c in others]
+            order = [*queued, *sorted(set(others) - set(queued)), connector_id]
+            rated = self.spec.max_power_w
+            shares = power_sharing.share(rated, wants, self.spec.power_sharing, order)
+            room = min(shares[connector_id], self.site_caps_w.get(connector_id, math.inf))
+            base = limit if limit is not None else self._physical_limit()
+            limit = capped(base, room, self.profiles.electrical.voltage)
+        return limit
 
     def _power_offered(self, evse: Evse, limit: Limit | None, ac: bool) -> float:
         """The most the EVSE offers the vehicle now. On AC a vehicle on fewer phases than
         the EVSE is offered the EVSE's and an amp limit's current on its phases only, and an
         offer below 6 A on each of them is none (0), as `battery.ac_operating_point` lets it
-        draw. Below the EV's own minimum rate the offer is still the limit itself (see
-        `Limit.below_minimum`): the EVSE offers it, the car refuses it."""
-        offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
+        draw. On DC an amp limit is the DC current at the line voltage. Below the EV's own
+        minimum rate the offer is still the limit itself (see `Limit.below_minimum`): the
+        EVSE offers it, the car refuses it."""
         if not ac:
-            return offered
+            offered = evse.max_power_w
+            if limit is not None:
+                if limit.watt_cap is not None:
+                    offered = min(offered, limit.watt_cap)
+                if limit.amp_cap is not None:
+                    offered = min(offered, limit.amp_cap * _dc_line_v(evse))
+            return max(0.0, offered)
+        offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
         evse_phases = max(1, self.spec.phases)
         phases = self._offer_phases(evse)
         volts = self.spec.voltage_v
@@ -2370,7 +2428,12 @@ class Charger:
         assert battery is not None
         limit_w = None if limit is None else limit.usable_watts
         if self.spec.power_type == "DC":
-            return dc_operating_point(battery, evse.max_power_w, limit_w)
+            if limit is None:
+                return dc_operating_point(battery, evse.max_power_w, None)
+            # The caps as they were set: an amp limit is the DC current, at the pack voltage.
+            return dc_operating_point(
+                battery, evse.max_power_w, limit.usable_watt_cap, limit.usable_amp_cap
+            )
         return ac_operating_point(
             battery,
             evse.max_power_w,
@@ -2674,6 +2737,12 @@ _CURRENT_OFFERED = str(_M.CURRENT_OFFERED)
 _TEXT_1: dict[float, str] = {}
 _TEXT_2: dict[float, str] = {}
 _TEXTS_MAX = 4096
+
+
+def _dc_line_v(evse: Evse) -> float:
+    """A DC connector's line voltage: its car's pack voltage, else a nominal 400 V."""
+    volts = evse.voltage_v
+    return volts[0] if volts and volts[0] > 0.0 else 400.0
 
 
 def _fixed_1(value: float) -> str:

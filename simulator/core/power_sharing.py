@@ -72,15 +72,19 @@ def share(
 
 def capped(limit: Limit, watts: float, voltage: float) -> Limit:
     """``limit`` with one more cap in watts: the stricter wins, in both units."""
-    if watts >= limit.watts:
+    if watts >= limit.watts and limit.amp_cap is None:
         return limit
+    # (With an amp cap, ``watts`` converts it over the nominal supply, which is not what
+    # the car draws under it on fewer phases or on DC: the watt cap is kept beside it.)
+    cap = max(0.0, watts)
     # Built directly: dataclasses.replace costs several times more, once per connector
     # and tick.
     return Limit(
-        amps=min(limit.amps, max(0.0, watts_to_amps(watts, limit.phases, voltage))),
-        watts=max(0.0, watts),
+        amps=min(limit.amps, watts_to_amps(cap, limit.phases, voltage)),
+        watts=min(limit.watts, cap),
         phases=limit.phases,
         min_amps=limit.min_amps,
         profile_ids=limit.profile_ids,
         amp_cap=limit.amp_cap,
+        watt_cap=cap if limit.watt_cap is None else min(limit.watt_cap, cap),
     )

@@ -533,7 +533,10 @@ class Limit:
     ``amp_cap`` is the strictest limit set in amps (None: none was): a current per phase,
     which binds on each phase a vehicle uses however many it uses, whereas ``watts``
     converts it over the EVSE's phases (a 10 A limit is 6.9 kW on three phases, but a
-    single-phase car under it still draws only 10 A, 2.3 kW).
+    single-phase car under it still draws only 10 A, 2.3 kW). ``watt_cap`` is the
+    strictest limit set in watts (None: none was). On DC the two caps are all that binds:
+    an amp limit is the DC current, in watts only at the pack voltage of the moment, so
+    ``watts`` (converted over the nominal AC supply) is no measure of it there.
     """
 
     amps: float
@@ -542,6 +545,7 @@ class Limit:
     min_amps: float | None = None
     profile_ids: tuple[int, ...] = ()
     amp_cap: float | None = None
+    watt_cap: float | None = None
 
     @property
     def below_minimum(self) -> bool:
@@ -568,6 +572,13 @@ class Limit:
         if self.amp_cap is None:
             return None
         return 0.0 if self.below_minimum else self.amp_cap
+
+    @property
+    def usable_watt_cap(self) -> float | None:
+        """``watt_cap`` as the EV may use it: 0 when below its minimum rate."""
+        if self.watt_cap is None:
+            return None
+        return 0.0 if self.below_minimum else self.watt_cap
 
     def value(self, unit: RateUnit) -> float:
         return self.amps if unit == "A" else self.watts
@@ -890,6 +901,7 @@ class ProfileStore:
         watts = amps_to_watts(amps, phases, voltage)
         minimums: list[float] = []
         amp_cap: float | None = None
+        watt_cap: float | None = None
         for constraint in constraints:
             limit = constraint.period.limit
             minimum = constraint.profile.schedule.min_charging_rate
@@ -901,6 +913,7 @@ class ProfileStore:
                     minimums.append(minimum)
             else:
                 watts = min(watts, limit)
+                watt_cap = limit if watt_cap is None else min(watt_cap, limit)
                 amps = min(amps, watts_to_amps(limit, phases, voltage))
                 if minimum is not None:
                     minimums.append(watts_to_amps(minimum, phases, voltage))
@@ -911,6 +924,7 @@ class ProfileStore:
             min_amps=max(minimums) if minimums else None,
             profile_ids=tuple(c.profile.id for c in constraints),
             amp_cap=amp_cap,
+            watt_cap=watt_cap,
         )
 
     def _connector_limit(
@@ -1073,7 +1087,7 @@ class ProfileStore:
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
             share = shares[connector_id]
-            amp_cap = limit.amp_cap
+            amp_cap, watt_cap = limit.amp_cap, limit.watt_cap
             drawn_on = used[connector_id]
             if unit == "A":
                 amps = min(limit.amps, share)
@@ -1081,6 +1095,7 @@ class ProfileStore:
                 amp_cap = share if amp_cap is None else min(amp_cap, share)
             else:
                 watts = min(limit.watts, share)
+                watt_cap = share if watt_cap is None else min(watt_cap, share)
                 amps = min(limit.amps, watts_to_amps(share, drawn_on, voltage))
             minimum = cap.profile.schedule.min_charging_rate
             min_amps = limit.min_amps
@@ -1094,6 +1109,7 @@ class ProfileStore:
                 min_amps=min_amps,
                 profile_ids=(cap.profile.id, *limit.profile_ids),
                 amp_cap=amp_cap,
+                watt_cap=watt_cap,
             )
         return result
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from simulator.core.battery import FULL_EPSILON
+from simulator.core.battery import DC_AMP_REVISIT_S, FULL_EPSILON
 from simulator.core.charge_point import CLOCK_STEPPED, Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus, Evse
@@ -329,6 +329,12 @@ class MeterEngine:
             change = charger.seconds_to_limit_change(wake - now)
             if change is not None:
                 wake = min(wake, now + change)
+            if charger.spec.power_type == "DC" and any(
+                limit.amp_cap is not None for limit in charger.limits.values()
+            ):
+                # An amp limit's power follows the pack voltage, which the closed form
+                # between two visits holds fixed.
+                wake = min(wake, now + DC_AMP_REVISIT_S)
             shared = shared or len(charger.transactions) > 1
         for due in charger.next_sample.values():
             if due and due < wake:  # min(wake, due)
