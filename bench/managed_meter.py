@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from in_process import in_process  # bench/ is the script's directory
+
 ROOT = Path.cwd()
 MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
 WARMUP = 20
@@ -30,7 +32,7 @@ PER_LOCATION = 20
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 120
-    sys.path.insert(0, str(ROOT))
+    in_process(ROOT)
     from simulator.runtime.load_management import Site, SiteController
     from simulator.runtime.meter_engine import MeterEngine
     from tests.engine import COMPACT, runtime_charger

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from in_process import in_process  # bench/ is the script's directory
+
 ROOT = Path.cwd()
 MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
 WARMUP = 20
@@ -38,7 +40,7 @@ PROFILE = {
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 300
-    sys.path.insert(0, str(ROOT))
+    in_process(ROOT)
     from simulator.core.operations import Operations
     from simulator.runtime.meter_engine import MeterEngine
     from tests.engine import COMPACT, runtime_charger

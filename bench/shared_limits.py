@@ -25,12 +25,14 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from in_process import in_process  # bench/ is the script's directory
+
 ROOT = Path.cwd()
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    sys.path.insert(0, str(ROOT))
+    in_process(ROOT)
     from simulator.core.charge_point import Charger
     from tests.engine import COMPACT, runtime_charger
 

@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from in_process import in_process  # bench/ is the script's directory
+
 ROOT = Path.cwd()
 MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
 WARMUP = 100
@@ -41,7 +43,7 @@ EACH = 20  # chargers of each kind
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 900
     only = sys.argv[2] if len(sys.argv) > 2 else None
-    sys.path.insert(0, str(ROOT))
+    in_process(ROOT)
     from simulator.core.charge_point import Charger
     from simulator.core.vehicle import VehicleSpec
     from simulator.runtime.meter_engine import MeterEngine
