@@ -174,3 +174,33 @@ def test_a_charging_charger_saves_and_a_new_sample_interval_applies_live(site, b
     # The running session samples at the new interval: MeterValues arrive within seconds.
     expect(meter_values.nth(seen + 1)).to_be_attached(timeout=LIVE_MS)
     expect(card.locator("[data-field=status]")).to_have_text("Charging")
+
+
+def test_an_open_charger_page_says_when_its_set_up_was_changed(site, browser):
+    from playwright.sync_api import expect
+
+    # The page shows the set-up as it was read: edited meanwhile (a new rated power), it
+    # kept showing the old one, as current, until someone happened to reload it.
+    charger = logged_in(browser, site, "/")
+    row_of(charger, "DEMO-0001").locator("a", has_text="DEMO-0001").click()
+    expect(charger.locator("#link")).to_have_text("online", timeout=LIVE_MS)
+    notice = charger.locator("#setup-changed")
+    identity = charger.locator("section.identity")
+    expect(identity).to_contain_text("AC, 22 kW")
+    expect(notice).to_be_hidden()
+
+    admin = charger.context.new_page()
+    admin.goto(f"{site.url}/admin/chargers/charger/")
+    admin.locator("a", has_text="DEMO-0001").click()
+    admin.fill("#id_max_power_kw", "11")
+    saved(admin, "input[name=_save]")
+    expect(admin_messages(admin)).to_contain_text(["DEMO-0001 applied live."])
+
+    expect(notice).to_be_visible(timeout=LIVE_MS)
+    expect(notice).to_have_attribute("role", "status")
+    charger.screenshot(path=ARTIFACTS / "live-fleet-6-setup-changed.png", full_page=True)
+    with charger.expect_navigation():
+        notice.locator("a", has_text="reload the page").click()
+    expect(charger.locator("section.identity")).to_contain_text("AC, 11 kW")
+    expect(charger.locator("#link")).to_have_text("online", timeout=LIVE_MS)
+    expect(charger.locator("#setup-changed")).to_be_hidden()

@@ -4,6 +4,7 @@ real sockets, sent as `fleet_changed` through the real (in-memory) channel layer
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -521,3 +522,29 @@ async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_
     await csms.wait_for(
         "CP-LIVE", "StatusNotification", predicate=lambda e: e.payload.get("connectorId") == 3
     )
+
+
+async def test_a_snapshot_says_when_an_edit_last_reached_the_running_charger(worker, csms):
+    # A charger page rendered before that instant shows an older set-up (it says so).
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    live = loaded(worker, "CP-LIVE")
+    assert snapshot(live)["setup_at"] is None  # nothing edited since it was loaded
+    assert (await saved(pk))[0]["outcome"] == "no change for the running charger"
+    assert snapshot(live)["setup_at"] is None
+
+    before = time.time()
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(max_power_kw=11.0)
+    assert (await saved(pk))[0]["outcome"] == "applied live"
+    applied = snapshot(live)["setup_at"]
+    assert applied is not None and before <= applied <= time.time()
+
+    # A new connector: the charger is built afresh, and says so too.
+    await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    assert (await saved(pk))[0]["outcome"] == "reboots now (3 connectors)"
+    rebuilt = loaded(worker, "CP-LIVE")
+    assert rebuilt is not live
+    assert (snapshot(rebuilt)["setup_at"] or 0.0) > applied
+
+    # A power cycle with no edit waiting changes nothing of the set-up.
+    await worker.reloader.power_cycle(rebuilt)
+    assert snapshot(loaded(worker, "CP-LIVE"))["setup_at"] is None

@@ -7,6 +7,7 @@ before its socket connects and for chargers no worker runs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -183,6 +184,9 @@ class ChargerPage:
     log_keeps: LogKeeps | None = None
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
     csms_url: str = ""  # as shown: without a password in it
+    # When its set-up was read (Unix time): an edit that reaches the running charger later
+    # is not on the page, which then says so.
+    rendered_at: float = 0.0
 
 
 def shown_csms_url(url: str) -> str:
@@ -211,7 +215,9 @@ def recent_transactions(charger: Charger) -> list[Transaction]:
     return list(charger.transactions.all()[:RECENT_TRANSACTIONS])
 
 
-def charger_page(charger: Charger, user: Any) -> ChargerPage:
+def charger_page(charger: Charger, user: Any, read_at: float | None = None) -> ChargerPage:
+    """The charger page of this row, read from the database at `read_at` (Unix time; now
+    if None)."""
     return ChargerPage(
         charger=charger,
         evses=list(charger.evses.order_by("connector_id")),
@@ -220,6 +226,7 @@ def charger_page(charger: Charger, user: Any) -> ChargerPage:
         shows_log=may_see_message_log(user),
         log_keeps=LogKeeps.from_settings(),
         csms_url=shown_csms_url(charger.csms_url),
+        rendered_at=time.time() if read_at is None else read_at,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -26,10 +28,11 @@ def fleet(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    read_at = time.time()  # before the read: an edit applied meanwhile is then not missed
     charger = get_object_or_404(
         Charger.objects.select_related("location", "default_vehicle"), pk=pk
     )
-    page = pages.charger_page(charger, request.user)
+    page = pages.charger_page(charger, request.user, read_at)
     return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
 
 

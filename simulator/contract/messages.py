@@ -416,6 +416,9 @@ class ChargerSnapshot(TypedDict):
     # False in the last snapshot of a charger taken out of the running fleet (disabled,
     # deleted, moved to another worker): its connectors no longer run.
     in_service: bool
+    # When an edit of its set-up last reached the running charger (Unix time; None: none
+    # since it was loaded): a page rendered before then shows an older set-up.
+    setup_at: float | None
     offline_until: float | None  # a network cut ends then (epoch s)
     boot: str
     power_type: str

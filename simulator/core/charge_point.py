@@ -272,6 +272,9 @@ class Charger:
         self.link = LinkState.OFFLINE
         self.link_error = ""
         self.in_service = True  # False once taken out of the running fleet (out_of_service)
+        # When an edit of its set-up last reached this running charger (Unix time; None:
+        # none since it was loaded): a page rendered before it shows an older set-up.
+        self.setup_at: float | None = None
         self.connector0_status = ConnectorStatus.AVAILABLE
         self.charger_unavailable = False
         self.transport: Transport | None = None

@@ -42,6 +42,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         link=charger.link.value,
         link_error=charger.link_error,
         in_service=charger.in_service,
+        setup_at=charger.setup_at,
         offline_until=round(clock.time() + left, 1) if left > 0 else None,
         boot=charger.boot.value,
         power_type=charger.spec.power_type,

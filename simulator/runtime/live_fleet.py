@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -431,6 +432,9 @@ class FleetReloader:
                 changed = True
             else:
                 rejected.append(f"{key} {status.lower()}")
+        if reconnect or changed:
+            live.setup_at = time.time()
+            live.listener.on_change(live)  # its pages learn that their set-up is old
         if reconnect:
             self._reconnect(live)
             text = "reconnects now"
@@ -456,14 +460,20 @@ class FleetReloader:
         that was connected reconnects, auto-connect or not. Edits that waited for the end of
         a session take effect now."""
         async with self._lock:
+            edited = live.spec.db_id in self.waiting_reboot
             if live.spec.db_id is not None:
                 self.waiting_reboot.discard(live.spec.db_id)
             task = self.service.connections.get(live.id)
             connected = task is not None and not task.done()
-            return await self._reboot(live, reconnect=connected, why="a power cycle")
+            return await self._reboot(live, reconnect=connected, why="a power cycle", edited=edited)
 
     async def _reboot(
-        self, live: Charger, *, reconnect: bool = False, why: str = "an edit that needs a reboot"
+        self,
+        live: Charger,
+        *,
+        reconnect: bool = False,
+        why: str = "an edit that needs a reboot",
+        edited: bool = True,
     ) -> str:
         """Power-cycle: save everything, then build the charger afresh from its row (new
         identity, connectors, NumberOfConnectors), as a restart would."""
@@ -489,6 +499,8 @@ class FleetReloader:
         same_stored = charger.spec.impairments == live.spec.impairments
         charger.impairments.carry_over(live.impairments, same_stored=same_stored)
         charger.startup_after = why
+        if edited:
+            charger.setup_at = time.time()  # built afresh from its edited row
         service.store.add(charger)
         if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
             service.connect(charger)

@@ -656,7 +656,9 @@
     document.querySelectorAll("button[data-command=disconnect]").forEach(function (b) { b.hidden = offline; });
   }
 
-  ChargeSim.chargerPage = function (pk) {
+  // `renderedAt`: when the server rendered the page's set-up (Unix time). A set-up edit
+  // that reached the running charger later (`setup_at`) is not on the page: it says so.
+  ChargeSim.chargerPage = function (pk, renderedAt) {
     const result = document.getElementById("result");
     const charts = {};
     const shown = {}; // connector -> the session its chart shows: {started, ended}
@@ -711,6 +713,9 @@
       paintControls(snap);
       paintMaintenance(snap);
       followTransactions(snap);
+      if (snap.setup_at != null && renderedAt != null && snap.setup_at > renderedAt) {
+        document.getElementById("setup-changed").hidden = false;
+      }
       for (const evse of snap.evses) {
         const card = document.querySelector('.evse-card[data-evse="' + evse.connector_id + '"]');
         if (!card) continue;
