@@ -230,6 +230,25 @@ async def test_a_profile_of_one_phase_has_a_three_phase_car_draw_on_one(csms, ti
         assert charger.evse(1).power_w == pytest.approx(11_000 / 3)
 
 
+async def test_a_profile_of_one_phase_offers_its_current_on_that_phase(csms, ticking):
+    # 10 A on one phase: the car drew 2.3 kW on L1 while the offer read 0 (10 A counted
+    # over three phases is 2.3 kW, under the 6 A x 3 phase minimum).
+    charger = runtime_charger("OF-1PHO", csms.url, evses=1, max_kw=22.0, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        body = profile("TxDefaultProfile", 10)
+        body["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+        await install(csms, charger.id, 0, body)
+        await session(charger, 1, "A", vehicle=COMPACT)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the car charging")
+        read = await sampled(csms, charger.id, 1, len(csms.log))
+    assert read == {
+        "Power.Active.Import": pytest.approx(2_300),
+        "Current.Offered": pytest.approx(10.0),
+        "Power.Offered": pytest.approx(2_300),
+    }
+
+
 async def test_a_charge_point_max_lets_a_single_phase_and_a_three_phase_car_charge(csms, ticking):
     """8 kW covers a single-phase car's 6 A minimum (1.4 kW) and a three-phase one's
     (4.1 kW): both charge. The single-phase minimum was counted over three phases, and the
@@ -385,21 +404,33 @@ async def test_a_dc_watt_limit_offers_its_current_at_the_pack_voltage(csms, tick
     assert read["Current.Offered"] == pytest.approx(50_000 / volts, abs=0.1)
 
 
-@pytest.mark.parametrize(("policy", "left_w"), [("equal", 50_000.0), ("first", 0.0)])
+@pytest.mark.parametrize(
+    ("policy", "full_first", "left_w"),
+    [
+        ("equal", True, 50_000.0),
+        ("equal", False, 50_000.0),
+        ("first", True, 100_000.0),  # its session came first: it would get all it asks
+        ("first", False, 0.0),  # the other came first and takes all of it
+    ],
+)
 async def test_a_connector_drawing_nothing_is_offered_what_the_others_leave(
-    csms, ticking, policy, left_w
+    csms, ticking, policy, full_first, left_w
 ):
     # A 100 kW cabinet with two 100 kW connectors: one car is full, the other draws all
     # of the cabinet. Both were offered 100 kW. The full one is offered what it would get
-    # if it asked: half under equal shares, nothing while the other comes first.
+    # if it asked: half under equal shares; under first come first served, all of it or
+    # nothing, by whose session started first.
     charger = runtime_charger("OF-LEFT", csms.url, evses=2, power_type="DC", max_kw=100.0,
                               config=OFFERED, power_sharing=policy)  # fmt: skip
     async with connected(charger):
         ticking(charger)
+        if not full_first:
+            await session(charger, 1, "A", soc=20.0)
         mark = len(csms.log)
         await session(charger, 2, "B", soc=50.0, target=50.0)
         await reported(csms, "OF-LEFT", 2, "SuspendedEV", mark)
-        await session(charger, 1, "A", soc=20.0)
+        if full_first:
+            await session(charger, 1, "A", soc=20.0)
         await wait_until(lambda: charger.evse(1).power_w == 100_000, message="first at 100 kW")
         mark = len(csms.log)
         drawing = await sampled(csms, "OF-LEFT", 1, mark)
@@ -407,6 +438,100 @@ async def test_a_connector_drawing_nothing_is_offered_what_the_others_leave(
     assert drawing["Power.Offered"] == pytest.approx(100_000)
     assert full["Power.Active.Import"] == 0.0
     assert full["Power.Offered"] == pytest.approx(left_w)
+
+
+async def dc_draws(charger, cp_id, csms, *profiles, sessions=((1, 20.0),)):
+    """Install `profiles` ((connector, body), ...) on a DC charger, start a car on each
+    of `sessions` ((connector, SoC), ...), and return each connector's readings of a
+    MeterValues sampled once the limits are in force."""
+    for connector, body in profiles:
+        await install(csms, cp_id, connector, body)
+    for connector, soc in sessions:
+        await session(charger, connector, f"T{connector}", soc=soc)
+    await wait_until(
+        lambda: all(charger.limits.get(c) is not None for c, _ in sessions), message="limits"
+    )
+    await sampled(csms, cp_id, sessions[-1][0], len(csms.log))  # past any change
+    mark = len(csms.log)
+    return [await sampled(csms, cp_id, c, mark) for c, _ in sessions]
+
+
+async def test_a_dc_charge_point_max_in_amps_that_does_not_bind_changes_nothing(csms, ticking):
+    # Its shares were worked out over 230 V x 3 and then applied as DC current: under a
+    # 400 A ChargePointMax an ID.3 that draws 336 A got 170 A.
+    charger = runtime_charger("OF-CPA", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        (read,) = await dc_draws(
+            charger, "OF-CPA", csms, (0, profile("ChargePointMaxProfile", 400))
+        )
+    assert read["Power.Active.Import"] == pytest.approx(117_500, rel=0.01)  # its curve at 20 %
+    assert read["Current.Import"] - 0.1 <= read["Current.Offered"] <= 400
+
+
+async def test_a_dc_charge_point_max_in_amps_is_shared_as_dc_current(csms, ticking):
+    # A 150 kW cabinet gives two ID.3s 75 kW each (~215 A), and a 300 A ChargePointMax
+    # holds them to 150 A each: they got 108.7 A (75 kW over 690 V, as DC current).
+    charger = runtime_charger("OF-CPS", csms.url, evses=2, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        reads = await dc_draws(
+            charger, "OF-CPS", csms, (0, profile("ChargePointMaxProfile", 300)),
+            sessions=((1, 20.0), (2, 20.0)),
+        )  # fmt: skip
+    for read in reads:
+        assert read["Current.Import"] == pytest.approx(150, abs=0.05)
+        assert read["Power.Active.Import"] == pytest.approx(150 * read["Voltage"], rel=1e-3)
+
+
+async def test_a_dc_watt_profile_under_a_charge_point_max_in_amps_keeps_its_watts(csms, ticking):
+    # 90 kW under a 300 A cap that does not bind: it drew 45.6 kW (90 kW over 690 V, as amps).
+    charger = runtime_charger("OF-CPW", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        (read,) = await dc_draws(
+            charger, "OF-CPW", csms,
+            (0, profile("ChargePointMaxProfile", 300, profile_id=2)),
+            (1, profile("TxDefaultProfile", 90_000, unit="W", profile_id=3)),
+        )  # fmt: skip
+    assert read["Power.Active.Import"] == pytest.approx(90_000, rel=1e-3)
+    assert read["Current.Import"] == pytest.approx(90_000 / read["Voltage"], abs=0.05)
+
+
+async def test_a_dc_least_rate_in_amps_is_dc_current(csms, ticking):
+    # 100 A with minChargingRate 50 A under a 30 kW ChargePointMax: 30 kW is ~86 A at the
+    # pack's ~350 V, above the least rate, so it charges (it was 43.5 A "nominal": suspended).
+    charger = runtime_charger("OF-MIN", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    tx_default = profile("TxDefaultProfile", 100, profile_id=3)
+    tx_default["chargingSchedule"]["minChargingRate"] = 50
+    async with connected(charger):
+        ticking(charger)
+        (read,) = await dc_draws(
+            charger, "OF-MIN", csms,
+            (0, profile("ChargePointMaxProfile", 30_000, unit="W", profile_id=2)),
+            (1, tx_default),
+        )  # fmt: skip
+        assert charger.evse(1).status is Status.CHARGING
+    assert read["Power.Active.Import"] == pytest.approx(30_000, rel=1e-3)
+
+
+async def test_a_dc_least_rate_above_the_offer_suspends_the_car(csms, ticking):
+    # 100 A offered, 120 A the least the car may take: it does not charge.
+    charger = runtime_charger("OF-MIN2", csms.url, evses=1, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED)  # fmt: skip
+    tx_default = profile("TxDefaultProfile", 100, profile_id=3)
+    tx_default["chargingSchedule"]["minChargingRate"] = 120
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-MIN2", 1, tx_default)
+        mark = len(csms.log)
+        await session(charger, 1, "A", soc=20.0)
+        await reported(csms, "OF-MIN2", 1, "SuspendedEVSE", mark)
+        assert charger.evse(1).power_w == 0.0
 
 
 async def test_a_full_car_is_offered_what_its_profile_allows(csms, ticking):

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from simulator.core.battery import (
 from simulator.core.certificates import CertificateError, CertificateStore
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.configuration import ConfigValues, check_change, is_write_only
+from simulator.core.dc_voltage import pack_voltage
 from simulator.core.evse import ConnectorStatus, Evse, IllegalTransition
 from simulator.core.impairments import Impairments, StoredImpairments
 from simulator.core.link import (
@@ -1721,11 +1722,16 @@ class Charger:
         Then the power is the least of the EVSE, the car and its curve (`demand_w`) and the
         limit, or nothing under the AC minimum offer; worked out directly because a managed
         site's controller asks it of every connector every tick."""
-        if limit.amp_cap is not None:  # binds per phase the car uses: the full computation
-            return min(demand_w, self.operating_point(self.evses[connector_id - 1], limit).power_w)
-        if self.spec.power_type == "DC":  # only the caps bind (see `Limit`); no minimum
-            cap = limit.usable_watt_cap
-            return demand_w if cap is None else min(demand_w, max(0.0, cap))
+        evse = self.evses[connector_id - 1]
+        dc = self.spec.power_type == "DC"
+        if evse.battery is not None and (dc or limit.amp_cap is not None):
+            # Per phase the car uses, or at the pack voltage: the full computation.
+            return min(demand_w, self.operating_point(evse, limit).power_w)
+        if dc:  # no car to ask (a caller's guess at a demand): at the nominal voltage
+            watts = demand_w if limit.watt_cap is None else min(demand_w, limit.watt_cap)
+            if limit.amp_cap is not None:
+                watts = min(watts, limit.amp_cap * _dc_line_v(evse))
+            return max(0.0, watts)
         watts = max(0.0, limit.usable_watts)
         # The same tolerance as the operating point's test of the 6 A minimum.
         if watts < self.minimum_draw_w(connector_id) - 1e-6:
@@ -1754,6 +1760,7 @@ class Charger:
                     ac_minimum=ac,
                     order=self._admission_order(demand_w, starts) if ac else (),
                     phases=self._car_phases(demand_w) if ac else None,
+                    dc_volts=None if ac else self._dc_volts(demand_w),
                 ), at
             return {}, None
         voltage = self.profiles.electrical.voltage
@@ -1790,6 +1797,7 @@ class Charger:
                 ac_minimum=ac,
                 order=first,
                 phases=self._car_phases(demand_w) if ac else None,
+                dc_volts=None if ac else self._dc_volts(demand_w),
             )
             return {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}, now
         limits = {}
@@ -1812,15 +1820,34 @@ class Charger:
     ) -> list[int]:
         """The connectors wanting power in the order they are admitted when not all of them
         fit: the order their sessions started, as turns changed it."""
-        sessions, transactions = self._turn_sessions, self.transactions
-        # A place is its session's: a new session on the connector queues at the back.
-        queue = [c for c in self._turn_queue if c in demand_w and sessions[c] is transactions[c]]
-        if len(queue) < len(demand_w):
-            known = set(queue)
-            queue += sorted((c for c in demand_w if c not in known), key=lambda c: (starts[c], c))
+        queue, joined = self._admission_queue(demand_w, starts)
+        if joined:
+            transactions = self.transactions
             self._turn_sessions = {c: transactions[c] for c in queue}
         self._turn_queue = queue
         return queue
+
+    def _admission_queue(
+        self, wanting: Mapping[int, float], starts: Mapping[int, datetime]
+    ) -> tuple[list[int], bool]:
+        """`_admission_order` without keeping it (an offer asks what would happen): those
+        queued in the same session first, then the others by when their sessions started
+        (a connector without one last); and whether any joined the queue."""
+        sessions, transactions = self._turn_sessions, self.transactions
+        # A place is its session's: a new session on the connector queues at the back.
+        queue = [
+            c
+            for c in self._turn_queue
+            if c in wanting and c in transactions and sessions.get(c) is transactions[c]
+        ]
+        if len(queue) < len(wanting):
+            known = set(queue)
+            far = datetime.max.replace(tzinfo=UTC)
+            queue += sorted(
+                (c for c in wanting if c not in known), key=lambda c: (starts.get(c, far), c)
+            )
+            return queue, True
+        return queue, False
 
     def _take_turn(self, demand_w: dict[int, float], turn_s: float, now: float | None) -> bool:
         """Whether a turn is over: True once the cars at the head of the queue moved to its
@@ -1875,6 +1902,10 @@ class Charger:
 
     def _car_phases(self, connectors: Iterable[int]) -> dict[int, int]:
         return {c: self._phases_used(c) for c in connectors}
+
+    def _dc_volts(self, connectors: Iterable[int]) -> dict[int, float]:
+        """The line voltage of each of these DC connectors (see `_dc_line_v`)."""
+        return {c: _dc_line_v(self.evses[c - 1]) for c in connectors}
 
     def _physical_limit(self) -> Limit:
         """What a connector may draw when nothing but its EVSE limits it."""
@@ -2282,13 +2313,14 @@ class Charger:
                 offered = self._power_offered(evse, self._offer_limit(evse), ac)
                 add((text1(offered) or _fixed_1(offered), _Q_POWER_OFFERED))
             elif measurand == _CURRENT_OFFERED:
-                offered = self._power_offered(evse, self._offer_limit(evse), ac)
+                limit = self._offer_limit(evse)
+                offered = self._power_offered(evse, limit, ac)
                 # The current coherent with Power.Offered and with what the car may draw:
                 # on AC on each phase the car uses (a watt limit is more amps on one phase
                 # than on three; below 6 A a phase there is no offer), on DC at the line
                 # voltage.
                 if ac:
-                    amps = offered / (self.spec.voltage_v * self._offer_phases(evse))
+                    amps = offered / (self.spec.voltage_v * self._offer_phases(evse, limit))
                 else:
                     amps = offered / _dc_line_v(evse)
                 add((text1(amps) or _fixed_1(amps), _Q_CURRENT_OFFERED))
@@ -2324,7 +2356,9 @@ class Charger:
                     charging,
                     demand_watts=demand,
                     ac_minimum=ac,
+                    order=self._admission_queue(demand, starts)[0] if ac else (),
                     phases=self._car_phases(charging) if ac else None,
+                    dc_volts=None if ac else self._dc_volts(charging),
                 )[connector_id]
             else:
                 limit = self.profiles.limit_at(connector_id, at, tx_start=start)
@@ -2334,8 +2368,7 @@ class Charger:
                 for c, w in others.items()
             }
             wants[connector_id] = evse.max_power_w
-            queued = [c for c in self._turn_queue if c in others]
-            order = [*queued, *sorted(set(others) - set(queued)), connector_id]
+            order = self._admission_queue(wants, self.transaction_starts())[0]
             rated = self.spec.max_power_w
             shares = power_sharing.share(rated, wants, self.spec.power_sharing, order)
             room = min(shares[connector_id], self.site_caps_w.get(connector_id, math.inf))
@@ -2360,7 +2393,7 @@ class Charger:
             return max(0.0, offered)
         offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
         evse_phases = max(1, self.spec.phases)
-        phases = self._offer_phases(evse)
+        phases = self._offer_phases(evse, limit)
         volts = self.spec.voltage_v
         if phases < evse_phases:
             offered = min(offered, evse.max_power_w * phases / evse_phases)
@@ -2370,13 +2403,16 @@ class Charger:
             return 0.0  # below what the control pilot can signal (IEC 61851-1)
         return offered
 
-    def _offer_phases(self, evse: Evse) -> int:
-        """The phases an AC offer is made on: those the car uses, else the EVSE's."""
-        evse_phases = max(1, self.spec.phases)
+    def _offer_phases(self, evse: Evse, limit: Limit | None) -> int:
+        """The phases an AC offer is made on: those the car uses, else the EVSE's, and no
+        more than the limit's numberPhases lets it use."""
+        phases = max(1, self.spec.phases)
         battery = evse.battery
-        if battery is None:
-            return evse_phases
-        return max(1, min(battery.spec.ac_phases, evse_phases))
+        if battery is not None:
+            phases = max(1, min(battery.spec.ac_phases, phases))
+        if limit is not None and limit.phases < phases:
+            phases = max(1, limit.phases)
+        return phases
 
     def _stop_txn_samples(self, evse: Evse, context: SampleContext) -> list[MeterSample]:
         measurands = self.config_list("StopTxnSampledData")
@@ -2433,9 +2469,10 @@ class Charger:
         if self.spec.power_type == "DC":
             if limit is None:
                 return dc_operating_point(battery, evse.max_power_w, None)
-            # The caps as they were set: an amp limit is the DC current, at the pack voltage.
+            # The caps as they were set: an amp limit (and a least rate) is the DC current,
+            # at the pack voltage.
             return dc_operating_point(
-                battery, evse.max_power_w, limit.usable_watt_cap, limit.usable_amp_cap
+                battery, evse.max_power_w, limit.watt_cap, limit.amp_cap, limit.min_amps
             )
         return ac_operating_point(
             battery,
@@ -2743,9 +2780,17 @@ _TEXTS_MAX = 4096
 
 
 def _dc_line_v(evse: Evse) -> float:
-    """A DC connector's line voltage: its car's pack voltage, else a nominal 400 V."""
+    """A DC connector's line voltage: its car's pack voltage (also while it draws
+    nothing), else a nominal 400 V."""
     volts = evse.voltage_v
-    return volts[0] if volts and volts[0] > 0.0 else 400.0
+    if volts and volts[0] > 0.0:
+        return volts[0]
+    battery = evse.battery
+    if battery is not None:
+        packed = pack_voltage(battery.spec, battery.soc)
+        if packed > 0.0:
+            return packed
+    return 400.0
 
 
 def _fixed_1(value: float) -> str:

@@ -573,13 +573,6 @@ class Limit:
             return None
         return 0.0 if self.below_minimum else self.amp_cap
 
-    @property
-    def usable_watt_cap(self) -> float | None:
-        """``watt_cap`` as the EV may use it: 0 when below its minimum rate."""
-        if self.watt_cap is None:
-            return None
-        return 0.0 if self.below_minimum else self.watt_cap
-
     def value(self, unit: RateUnit) -> float:
         return self.amps if unit == "A" else self.watts
 
@@ -1032,6 +1025,7 @@ class ProfileStore:
         ac_minimum: bool = False,
         order: Sequence[int] = (),
         phases: Mapping[int, int] | None = None,
+        dc_volts: Mapping[int, float] | None = None,
     ) -> dict[int, Limit]:
         """Limits for the connectors drawing power now, sharing the ChargePointMax.
 
@@ -1051,6 +1045,10 @@ class ProfileStore:
         three-phase EVSE): a share converts between amps and watts over those, as the car
         draws (over the EVSE's three, 20 A were 10.6 A for a single-phase car's 7.3 kW,
         and its 6 A minimum 4.1 kW, so it waited under a cap that had room for it).
+        ``dc_volts``: a DC charger's connectors' line voltages. There amps are the DC
+        current: what each wants and the share it gets convert at its own voltage, and
+        the share becomes its ``amp_cap`` or ``watt_cap`` alone (a cap in amps converted
+        over the nominal AC supply is no DC current: 300 A shared were 108 A each).
         """
         moment = _utc(at, "at")
         if own is None:
@@ -1058,6 +1056,8 @@ class ProfileStore:
         cap = self._charge_point_max(moment, moment)
         if cap is None or not own:
             return dict(own)
+        if dc_volts is not None:
+            return self._allocate_dc(cap, own, demand_watts or {}, dc_volts)
         unit = cap.profile.schedule.charging_rate_unit
         voltage = self.electrical.voltage
         used = {
@@ -1101,6 +1101,52 @@ class ProfileStore:
             min_amps = limit.min_amps
             if minimum is not None:
                 cap_min = minimum if unit == "A" else watts_to_amps(minimum, drawn_on, voltage)
+                min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
+            result[connector_id] = Limit(
+                amps=amps,
+                watts=watts,
+                phases=limit.phases,
+                min_amps=min_amps,
+                profile_ids=(cap.profile.id, *limit.profile_ids),
+                amp_cap=amp_cap,
+                watt_cap=watt_cap,
+            )
+        return result
+
+    @staticmethod
+    def _allocate_dc(
+        cap: _Constraint,
+        own: Mapping[int, Limit],
+        demand_watts: Mapping[int, float],
+        dc_volts: Mapping[int, float],
+    ) -> dict[int, Limit]:
+        """`allocate` on DC: the ChargePointMax shared in its own unit, each connector
+        wanting what it draws under its own caps at its line voltage."""
+        unit = cap.profile.schedule.charging_rate_unit
+        minimum = cap.profile.schedule.min_charging_rate
+        wants: dict[int, float] = {}
+        for connector_id, limit in own.items():
+            volts = dc_volts[connector_id]
+            draw = demand_watts.get(connector_id, limit.watts)
+            if limit.watt_cap is not None:
+                draw = min(draw, limit.watt_cap)
+            if limit.amp_cap is not None:
+                draw = min(draw, limit.amp_cap * volts)
+            wants[connector_id] = max(0.0, draw if unit == "W" else draw / volts)
+        shares = distribute(cap.period.limit, wants)
+        result: dict[int, Limit] = {}
+        for connector_id, limit in own.items():
+            share = shares[connector_id]
+            amps, watts = limit.amps, limit.watts
+            amp_cap, watt_cap, min_amps = limit.amp_cap, limit.watt_cap, limit.min_amps
+            if unit == "A":
+                amps = min(amps, share)
+                amp_cap = share if amp_cap is None else min(amp_cap, share)
+            else:
+                watts = min(watts, share)
+                watt_cap = share if watt_cap is None else min(watt_cap, share)
+            if minimum is not None:
+                cap_min = minimum if unit == "A" else minimum / dc_volts[connector_id]
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
             result[connector_id] = Limit(
                 amps=amps,
