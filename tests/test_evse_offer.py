@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from ocpp.v16 import call
 
 from simulator.core.battery import MIN_AC_AMPS
+from simulator.core.dc_voltage import pack_voltage
 from simulator.core.evse import ConnectorStatus
+from simulator.core.operations import Operations
 from simulator.core.power_sharing import FIRST, share
 from simulator.core.smart_charging import distribute, distribute_above
 from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
@@ -665,3 +667,57 @@ def test_first_come_with_a_floor_gives_each_its_floor_or_nothing(total, wants, f
     assert sum(shares.values()) <= total + 1e-6
     for key, given_w in shares.items():
         assert given_w == 0.0 or given_w >= min(floor, wants[key]) - 1e-6
+
+
+# -- GetCompositeSchedule on DC -----------------------------------------------------------
+
+
+def dc_composite(charger, connector, unit, *profiles):
+    operations = Operations(charger)
+    for target, body in profiles:
+        assert operations.on_set_charging_profile(target, body) == "Accepted"
+    status, schedule = operations.on_get_composite_schedule(connector, 600, unit)
+    assert status == "Accepted" and schedule is not None
+    return schedule["chargingSchedulePeriod"]
+
+
+@pytest.mark.parametrize(
+    ("body", "unit", "expected"),
+    [
+        # It converted over 230 V x 3: 100 A were 69 kW, 40 kW were 57.9 A.
+        (profile("TxDefaultProfile", 100), "W", lambda volts: 100 * volts),
+        (profile("TxDefaultProfile", 100), "A", lambda volts: 100.0),
+        (profile("TxDefaultProfile", 40_000, unit="W"), "A", lambda volts: 40_000 / volts),
+        # More current than the EVSE's 150 kW give at the pack voltage: that binds.
+        (profile("TxDefaultProfile", 600), "A", lambda volts: 150_000 / volts),
+    ],
+)
+def test_a_dc_composite_schedule_converts_at_the_pack_voltage(body, unit, expected):
+    charger = runtime_charger("CS-DC", "", evses=1, power_type="DC", max_kw=150.0)
+    charger.plug_in(1, COMPACT, soc=20.0)
+    volts = pack_voltage(COMPACT, 20.0)
+    (period,) = dc_composite(charger, 1, unit, (0, body))
+    assert period["limit"] == pytest.approx(expected(volts), abs=0.1)
+    assert "numberPhases" not in period  # no phases on DC
+
+
+def test_a_dc_composite_schedule_of_connector_0_sums_the_connectors_as_dc():
+    # One car at its pack voltage under 100 A, one connector idle (400 V) under 40 kW; a
+    # 300 A ChargePointMax: 100 A + 100 A = 200 A, under it. It said 109 kW, and 217 A for
+    # the cabinet's 150 kW with no profile.
+    charger = runtime_charger("CS-DC0", "", evses=2, power_type="DC", max_kw=150.0)
+    charger.plug_in(1, COMPACT, soc=20.0)
+    volts = pack_voltage(COMPACT, 20.0)
+    # The cabinet's 150 kW at the connectors' average voltage (the car's and 400 V).
+    average = 300_000 / (150_000 / volts + 150_000 / 400)
+    (rated,) = dc_composite(charger, 0, "A")
+    assert rated["limit"] == pytest.approx(150_000 / average, abs=0.1)
+    periods = dc_composite(
+        charger, 0, "A",
+        (1, profile("TxDefaultProfile", 100, profile_id=1)),
+        (2, profile("TxDefaultProfile", 40_000, unit="W", profile_id=2)),
+        (0, profile("ChargePointMaxProfile", 300, profile_id=3)),
+    )  # fmt: skip
+    assert periods == [{"startPeriod": 0, "limit": pytest.approx(200.0, abs=0.1)}]
+    (watts,) = dc_composite(charger, 0, "W")
+    assert watts["limit"] == pytest.approx(100 * volts + 40_000, abs=0.1)

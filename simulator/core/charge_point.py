@@ -1907,6 +1907,13 @@ class Charger:
         """The line voltage of each of these DC connectors (see `_dc_line_v`)."""
         return {c: _dc_line_v(self.evses[c - 1]) for c in connectors}
 
+    def dc_line_volts(self) -> dict[int, float] | None:
+        """Each connector's line voltage on a DC charger (its car's pack voltage, else a
+        nominal 400 V), which its amp limits are DC current at; None on AC."""
+        if self.spec.power_type != "DC":
+            return None
+        return self._dc_volts(evse.connector_id for evse in self.evses)
+
     def _physical_limit(self) -> Limit:
         """What a connector may draw when nothing but its EVSE limits it."""
         electrical = self.profiles.electrical

@@ -92,7 +92,12 @@ class Operations:
         # A long window costs time (about 1.5 s for a year of daily profiles): cap it at a week.
         duration = min(duration, 7 * 86_400)
         schedule = charger.profiles.composite_schedule(
-            connector_id, now, duration, unit, tx_starts=charger.transaction_starts()
+            connector_id,
+            now,
+            duration,
+            unit,
+            tx_starts=charger.transaction_starts(),
+            dc_volts=charger.dc_line_volts(),
         )
         if schedule is None:
             return "Rejected", None

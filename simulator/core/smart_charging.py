@@ -1173,6 +1173,50 @@ class ProfileStore:
 
     # ---- GetCompositeSchedule ----------------------------------------------------------
 
+    def _dc_watts(self, limit: Limit, volts: float) -> float:
+        """What a DC connector may draw under `limit` at `volts`: its EVSE's power, the
+        caps in watts and its amp caps at that voltage."""
+        electrical = self.electrical
+        watts = electrical.max_current * electrical.voltage * electrical.phases
+        if limit.watt_cap is not None:
+            watts = min(watts, limit.watt_cap)
+        if limit.amp_cap is not None:
+            watts = min(watts, limit.amp_cap * volts)
+        return max(0.0, watts)
+
+    def _dc_value_at(
+        self,
+        connector_id: int,
+        moment: datetime,
+        starts: Mapping[int, datetime],
+        default_start: datetime,
+        unit: RateUnit,
+        dc_volts: Mapping[int, float],
+    ) -> float:
+        """`composite_schedule`'s value at `moment` on a DC charger, in `unit`."""
+        if connector_id > 0:
+            volts = dc_volts[connector_id]
+            anchor = starts.get(connector_id, default_start)
+            limit = self._connector_limit(connector_id, moment, anchor, with_cap=True)
+            watts = self._dc_watts(limit, volts)
+            return watts if unit == "W" else watts / volts
+        watts = amps = 0.0
+        for c in range(1, self.connectors + 1):
+            own = self._connector_limit(c, moment, starts.get(c, default_start), with_cap=False)
+            drawn = self._dc_watts(own, dc_volts[c])
+            watts += drawn
+            amps += drawn / dc_volts[c]
+        volts = watts / amps if amps > 0 else sum(dc_volts.values()) / max(1, len(dc_volts))
+        cap = self._charge_point_max(moment, default_start)
+        if cap is not None:
+            if cap.profile.schedule.charging_rate_unit == "A":
+                amps, watts = min(amps, cap.period.limit), min(watts, cap.period.limit * volts)
+            else:
+                watts, amps = min(watts, cap.period.limit), min(amps, cap.period.limit / volts)
+        if self.rated_w is not None:
+            watts, amps = min(watts, self.rated_w), min(amps, self.rated_w / volts)
+        return watts if unit == "W" else amps
+
     def _relevant(self, connector_id: int) -> list[tuple[int, ChargingProfile]]:
         """(connector whose anchor applies, profile) for every profile that can shape the
         schedule of ``connector_id`` (0: every connector)."""
@@ -1202,6 +1246,7 @@ class ProfileStore:
         unit: str | None = None,
         *,
         tx_starts: Mapping[int, datetime] | None = None,
+        dc_volts: Mapping[int, float] | None = None,
     ) -> dict[str, Any] | None:
         """The GetCompositeSchedule.conf ``chargingSchedule`` for ``start .. start+duration_s``.
 
@@ -1218,6 +1263,10 @@ class ProfileStore:
         (anchor of Relative profiles); others are anchored at ``start``. Limits are rounded
         down to 0.1 (the schema's multipleOf); ``numberPhases`` is given when it is not 3, the
         value a reader assumes otherwise. Equal neighbouring periods are merged.
+
+        ``dc_volts``: on a DC charger, each connector's line voltage. Amps are DC current
+        there, so a limit converts between the units at its connector's voltage (the sum's
+        average for connector 0), and no numberPhases is given.
         """
         if not 0 <= connector_id <= self.connectors:
             return None
@@ -1229,6 +1278,11 @@ class ProfileStore:
         starts = {c: _utc(t, "tx_starts") for c, t in (tx_starts or {}).items()}
 
         def value_at(moment: datetime) -> tuple[float, int]:
+            if dc_volts is not None:  # 3 phases: none said
+                value = self._dc_value_at(
+                    connector_id, moment, starts, window_start, rate_unit, dc_volts
+                )
+                return _floor_tenth(value), 3
             if connector_id == 0:
                 limit = self._grid_limit(moment, starts, window_start)
             else:
