@@ -536,6 +536,49 @@ async def test_a_dc_least_rate_above_the_offer_suspends_the_car(csms, ticking):
         assert charger.evse(1).power_w == 0.0
 
 
+def with_least(body, rate, **period):
+    body["chargingSchedule"]["minChargingRate"] = rate
+    body["chargingSchedule"]["chargingSchedulePeriod"][0].update(period)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("profiles", "charges_w"),
+    [
+        # 15 kW offered, 20 kW the least: no charge (it charged, the 20 kW taken for
+        # 29 A over 690 V and tested at the pack's ~350 V as 10 kW).
+        ([(1, with_least(profile("TxDefaultProfile", 15_000, unit="W"), 20_000))], None),
+        # 40 A is 14 kW at the pack voltage, under the 20 kW least.
+        (
+            [
+                (1, with_least(profile("TxDefaultProfile", 40_000, unit="W"), 20_000)),
+                (0, profile("ChargePointMaxProfile", 40, profile_id=2)),
+            ],
+            None,
+        ),
+        # numberPhases means nothing on DC: 25 kW above a 20 kW least charges (the least
+        # was taken over 230 V, as 87 A, and tested as 30 kW).
+        ([(1, with_least(profile("TxDefaultProfile", 25_000, unit="W"), 20_000, numberPhases=1))],
+         25_000.0),
+    ],
+)  # fmt: skip
+async def test_a_dc_least_rate_in_watts_is_compared_in_watts(csms, ticking, profiles, charges_w):
+    charger = runtime_charger("OF-LW", csms.url, evses=1, power_type="DC", max_kw=150.0)
+    async with connected(charger):
+        ticking(charger)
+        for connector, body in profiles:
+            await install(csms, "OF-LW", connector, body)
+        mark = len(csms.log)
+        await session(charger, 1, "A", soc=20.0)
+        if charges_w is None:
+            await reported(csms, "OF-LW", 1, "SuspendedEVSE", mark)
+            assert charger.evse(1).power_w == 0.0
+        else:
+            await wait_until(lambda: charger.evse(1).power_w > 0, message="charging")
+            assert charger.evse(1).power_w == pytest.approx(charges_w)
+            assert charger.evse(1).status is Status.CHARGING
+
+
 async def test_a_full_car_is_offered_what_its_profile_allows(csms, ticking):
     # A connector drawing nothing had no limit in force: its offer was the EVSE's 22 kW
     # whatever its profiles said.

@@ -168,21 +168,24 @@ def dc_operating_point(
     limit_w: float | None,
     limit_a: float | None = None,
     min_a: float | None = None,
+    min_w: float | None = None,
 ) -> OperatingPoint:
     """DC charging: min(EVSE max, vehicle DC max, curve at this SoC, limit) at the pack voltage.
 
     ``limit_a``, a limit in amps, is the DC current: its power is that current at the pack
     voltage of the moment, so it follows the SoC (the meter revisits such a connector
-    often enough to follow it: `DC_AMP_REVISIT_S`). ``min_a``: the profiles' least
-    charging rate, a DC current too; an offer below it is none (the car cannot charge on
-    it)."""
+    often enough to follow it: `DC_AMP_REVISIT_S`). ``min_a`` and ``min_w``: the profiles'
+    least charging rates in amps (a DC current too) and in watts; an offer below either is
+    none (the car cannot charge on it)."""
     spec = battery.spec
     volts = pack_voltage(spec, battery.soc)
     if limit_a is not None and volts > 0:
         amp_w = limit_a * volts
         limit_w = amp_w if limit_w is None else min(limit_w, amp_w)
     offered = _offered(evse_max_w, limit_w)
-    if min_a is not None and volts > 0 and offered < min_a * volts - 1e-6:
+    if (min_a is not None and volts > 0 and offered < min_a * volts - 1e-6) or (
+        min_w is not None and offered < min_w - 1e-6
+    ):
         offered = 0.0
     if battery.is_full() or spec.dc_max_kw <= 0 or volts <= 0:
         return OperatingPoint(0.0, (volts,), (0.0,), 1, offered)

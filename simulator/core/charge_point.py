@@ -2479,7 +2479,12 @@ class Charger:
             # The caps as they were set: an amp limit (and a least rate) is the DC current,
             # at the pack voltage.
             return dc_operating_point(
-                battery, evse.max_power_w, limit.watt_cap, limit.amp_cap, limit.min_amps
+                battery,
+                evse.max_power_w,
+                limit.watt_cap,
+                limit.amp_cap,
+                limit.least_a,
+                limit.least_w,
             )
         return ac_operating_point(
             battery,

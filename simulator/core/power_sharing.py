@@ -87,4 +87,6 @@ def capped(limit: Limit, watts: float, voltage: float) -> Limit:
         profile_ids=limit.profile_ids,
         amp_cap=limit.amp_cap,
         watt_cap=cap if limit.watt_cap is None else min(limit.watt_cap, cap),
+        least_a=limit.least_a,
+        least_w=limit.least_w,
     )

@@ -546,6 +546,10 @@ class Limit:
     profile_ids: tuple[int, ...] = ()
     amp_cap: float | None = None
     watt_cap: float | None = None
+    # The strictest minChargingRate stated in amps and in watts (None: none was), for DC,
+    # where `min_amps` (the watt minima converted over the nominal AC supply) is no current.
+    least_a: float | None = None
+    least_w: float | None = None
 
     @property
     def below_minimum(self) -> bool:
@@ -575,6 +579,19 @@ class Limit:
 
     def value(self, unit: RateUnit) -> float:
         return self.amps if unit == "A" else self.watts
+
+
+def _least(
+    limit: Limit, unit: RateUnit, minimum: float | None
+) -> tuple[float | None, float | None]:
+    """`limit`'s least rates in amps and in watts with one more `minimum` in `unit`."""
+    least_a, least_w = limit.least_a, limit.least_w
+    if minimum is not None:
+        if unit == "A":
+            least_a = minimum if least_a is None else max(least_a, minimum)
+        else:
+            least_w = minimum if least_w is None else max(least_w, minimum)
+    return least_a, least_w
 
 
 @dataclass(slots=True, frozen=True)
@@ -895,6 +912,8 @@ class ProfileStore:
         minimums: list[float] = []
         amp_cap: float | None = None
         watt_cap: float | None = None
+        least_a: float | None = None
+        least_w: float | None = None
         for constraint in constraints:
             limit = constraint.period.limit
             minimum = constraint.profile.schedule.min_charging_rate
@@ -904,12 +923,14 @@ class ProfileStore:
                 watts = min(watts, amps_to_watts(limit, phases, voltage))
                 if minimum is not None:
                     minimums.append(minimum)
+                    least_a = minimum if least_a is None else max(least_a, minimum)
             else:
                 watts = min(watts, limit)
                 watt_cap = limit if watt_cap is None else min(watt_cap, limit)
                 amps = min(amps, watts_to_amps(limit, phases, voltage))
                 if minimum is not None:
                     minimums.append(watts_to_amps(minimum, phases, voltage))
+                    least_w = minimum if least_w is None else max(least_w, minimum)
         return Limit(
             amps=amps,
             watts=watts,
@@ -918,6 +939,8 @@ class ProfileStore:
             profile_ids=tuple(c.profile.id for c in constraints),
             amp_cap=amp_cap,
             watt_cap=watt_cap,
+            least_a=least_a,
+            least_w=least_w,
         )
 
     def _connector_limit(
@@ -1102,6 +1125,7 @@ class ProfileStore:
             if minimum is not None:
                 cap_min = minimum if unit == "A" else watts_to_amps(minimum, drawn_on, voltage)
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
+            least_a, least_w = _least(limit, unit, minimum)
             result[connector_id] = Limit(
                 amps=amps,
                 watts=watts,
@@ -1110,6 +1134,8 @@ class ProfileStore:
                 profile_ids=(cap.profile.id, *limit.profile_ids),
                 amp_cap=amp_cap,
                 watt_cap=watt_cap,
+                least_a=least_a,
+                least_w=least_w,
             )
         return result
 
@@ -1148,6 +1174,7 @@ class ProfileStore:
             if minimum is not None:
                 cap_min = minimum if unit == "A" else minimum / dc_volts[connector_id]
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
+            least_a, least_w = _least(limit, unit, minimum)
             result[connector_id] = Limit(
                 amps=amps,
                 watts=watts,
@@ -1156,6 +1183,8 @@ class ProfileStore:
                 profile_ids=(cap.profile.id, *limit.profile_ids),
                 amp_cap=amp_cap,
                 watt_cap=watt_cap,
+                least_a=least_a,
+                least_w=least_w,
             )
         return result
 
