@@ -579,6 +579,37 @@ async def test_a_dc_least_rate_in_watts_is_compared_in_watts(csms, ticking, prof
             assert charger.evse(1).status is Status.CHARGING
 
 
+@pytest.mark.parametrize("policy", ["equal", "first"])
+@pytest.mark.parametrize("paused_first", [True, False])
+@pytest.mark.parametrize(
+    "cap",
+    [profile("ChargePointMaxProfile", 300), profile("ChargePointMaxProfile", 120_000, unit="W")],
+)
+async def test_a_paused_car_is_offered_what_it_draws_when_it_resumes(
+    csms, ticking, policy, paused_first, cap
+):
+    # A 150 kW cabinet, two ID.3s that want ~117 kW each, a ChargePointMax. The offer was
+    # an equal share of the cap taken before the cabinet's policy, where the sharing takes
+    # it after: under "first" 150 A offered, 207 A drawn on resuming.
+    charger = runtime_charger("OF-RES", csms.url, evses=2, power_type="DC", max_kw=150.0,
+                              config=DC_SAMPLED, power_sharing=policy)  # fmt: skip
+    paused, other = (2, 1) if paused_first else (1, 2)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-RES", 0, cap)
+        await session(charger, paused, "P", soc=20.0)
+        charger.pause_ev(paused)
+        await session(charger, other, "O", soc=20.0)
+        await wait_until(lambda: charger.evse(other).power_w > 0, message="the other charging")
+        await sampled(csms, "OF-RES", paused, len(csms.log))
+        offered = (await sampled(csms, "OF-RES", paused, len(csms.log)))["Power.Offered"]
+        charger.resume_ev(paused)
+        await wait_until(lambda: charger.evse(paused).power_w > 0, message="resumed")
+        await sampled(csms, "OF-RES", paused, len(csms.log))
+        drawn = (await sampled(csms, "OF-RES", paused, len(csms.log)))["Power.Active.Import"]
+    assert drawn == pytest.approx(offered, rel=0.01, abs=1.0)
+
+
 async def test_a_full_car_is_offered_what_its_profile_allows(csms, ticking):
     # A connector drawing nothing had no limit in force: its offer was the EVSE's 22 kW
     # whatever its profiles said.

@@ -2339,7 +2339,8 @@ class Charger:
         it would be given if its car asked: its own limit (as `offers` reads it) within
         what the connectors wanting power now leave of a ChargePointMax and of the
         charger's rated power, as they are shared (so two connectors of a 150 kW cabinet do
-        not each offer 150 kW while one of them draws it)."""
+        not each offer 150 kW while one of them draws it). A paused car is offered what it
+        draws when it resumes."""
         connector_id = evse.connector_id
         limits = self.limits
         limit = limits.get(connector_id) if limits else None
@@ -2349,38 +2350,53 @@ class Charger:
         others = self.demand_w()
         others.pop(connector_id, None)
         ac = self.spec.power_type != "DC"
-        if profiled:
-            starts = self.transaction_starts()
-            start = starts.get(connector_id)
-            now = self.now()
-            at = now if start is None or start <= now else start
-            if others:
-                charging = {c: starts.get(c) for c in others}
-                charging[connector_id] = start
-                demand = {**others, connector_id: evse.max_power_w}
-                limit = self.profiles.allocate(
-                    at,
-                    charging,
-                    demand_watts=demand,
-                    ac_minimum=ac,
-                    order=self._admission_queue(demand, starts)[0] if ac else (),
-                    phases=self._car_phases(charging) if ac else None,
-                    dc_volts=None if ac else self._dc_volts(charging),
-                )[connector_id]
-            else:
+        starts = self.transaction_starts()
+        now = self.now()
+        if not others:  # nothing to share with: its own limit, within the rated power
+            if profiled:
+                start = starts.get(connector_id)
+                at = now if start is None or start <= now else start
                 limit = self.profiles.limit_at(connector_id, at, tx_start=start)
-        if others and self.power_shared:
-            wants = {
-                c: w if (own := limits.get(c)) is None else self.draw_under(c, w, own)
-                for c, w in others.items()
-            }
-            wants[connector_id] = evse.max_power_w
-            order = self._admission_queue(wants, self.transaction_starts())[0]
-            rated = self.spec.max_power_w
-            shares = power_sharing.share(rated, wants, self.spec.power_sharing, order)
-            room = min(shares[connector_id], self.site_caps_w.get(connector_id, math.inf))
+            return limit
+        # As `_limits_for` shares them, this connector asking for what its car would draw
+        # (a paused one, on resuming), or for all it can take (a full car, no car).
+        battery = evse.battery
+        ask = evse.max_power_w
+        if battery is not None and not battery.is_full():
+            ask = self.operating_point(evse, None).power_w
+        asking = {**others, connector_id: ask}
+        charging = {c: starts.get(c) for c in asking}
+        site = self.site_caps_w
+        own: dict[int, Limit] = {}
+        if profiled:
+            own = self.profiles.own_limits(now, charging)
+            wants = {c: self.draw_under(c, w, own[c]) for c, w in others.items()}
+            wants[connector_id] = min(ask, self._power_offered(evse, own[connector_id], ac))
+        else:
+            physical = self._physical_limit().watts
+            wants = {c: min(physical, w) for c, w in asking.items()}
+        wants = {c: min(w, site.get(c, math.inf)) for c, w in wants.items()}
+        order = self._admission_queue(asking, starts)[0]
+        rated = self.spec.max_power_w
+        sharing = self.power_shared and (bool(site) or sum(wants.values()) > rated)
+        shares = wants
+        if sharing:
+            floors = {c: self.minimum_draw_w(c) for c in asking} if ac else None
+            shares = power_sharing.share(rated, wants, self.spec.power_sharing, order, floors)
+        if profiled:
+            limit = self.profiles.allocate(
+                now,
+                charging,
+                demand_watts=shares,
+                own=own,
+                ac_minimum=ac,
+                order=order if ac else (),
+                phases=self._car_phases(charging) if ac else None,
+                dc_volts=None if ac else self._dc_volts(charging),
+            )[connector_id]
+        if sharing:
             base = limit if limit is not None else self._physical_limit()
-            limit = capped(base, room, self.profiles.electrical.voltage)
+            limit = capped(base, shares[connector_id], self.profiles.electrical.voltage)
         return limit
 
     def _power_offered(self, evse: Evse, limit: Limit | None, ac: bool) -> float:
