@@ -536,6 +536,29 @@ async def test_a_dc_least_rate_above_the_offer_suspends_the_car(csms, ticking):
         assert charger.evse(1).power_w == 0.0
 
 
+async def test_a_dc_charge_point_max_too_small_for_every_car_lets_the_first_charge(csms, ticking):
+    # 100 A for two cars that may take no less than 60 A: 50 A each suspended both.
+    charger = runtime_charger("OF-DCQ", csms.url, evses=2, power_type="DC", max_kw=150.0)
+    tx_default = with_least(profile("TxDefaultProfile", 200, profile_id=3), 60)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, "OF-DCQ", 0, tx_default)
+        await install(csms, "OF-DCQ", 0, profile("ChargePointMaxProfile", 100, profile_id=2))
+        await session(charger, 1, "A", soc=20.0)
+        mark = len(csms.log)
+        await session(charger, 2, "B", soc=20.0)
+        await reported(csms, "OF-DCQ", 2, "SuspendedEVSE", mark)
+        await wait_until(
+            lambda: (
+                charger.evse(1).current_a
+                and charger.evse(1).current_a[0] == pytest.approx(100, abs=0.05)
+            ),
+            message="the first car at 100 A",
+        )
+        assert charger.evse(1).status is Status.CHARGING
+        assert charger.evse(2).power_w == 0.0
+
+
 def with_least(body, rate, **period):
     body["chargingSchedule"]["minChargingRate"] = rate
     body["chargingSchedule"]["chargingSchedulePeriod"][0].update(period)

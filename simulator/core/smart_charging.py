@@ -1080,7 +1080,10 @@ class ProfileStore:
         if cap is None or not own:
             return dict(own)
         if dc_volts is not None:
-            return self._allocate_dc(cap, own, demand_watts or {}, dc_volts)
+            first = list(order) or sorted(
+                charging, key=lambda c: (charging[c] is None, charging[c] or moment, c)
+            )
+            return self._allocate_dc(cap, own, demand_watts or {}, dc_volts, first)
         unit = cap.profile.schedule.charging_rate_unit
         voltage = self.electrical.voltage
         used = {
@@ -1145,12 +1148,16 @@ class ProfileStore:
         own: Mapping[int, Limit],
         demand_watts: Mapping[int, float],
         dc_volts: Mapping[int, float],
+        first: Sequence[int],
     ) -> dict[int, Limit]:
         """`allocate` on DC: the ChargePointMax shared in its own unit, each connector
-        wanting what it draws under its own caps at its line voltage."""
+        wanting what it draws under its own caps at its line voltage. A connector is
+        given no share below its least charging rate: those `first` in the queue are
+        admitted while the cap covers them, the others wait (given 0)."""
         unit = cap.profile.schedule.charging_rate_unit
         minimum = cap.profile.schedule.min_charging_rate
         wants: dict[int, float] = {}
+        floors: dict[int, float] = {}
         for connector_id, limit in own.items():
             volts = dc_volts[connector_id]
             draw = demand_watts.get(connector_id, limit.watts)
@@ -1158,8 +1165,15 @@ class ProfileStore:
                 draw = min(draw, limit.watt_cap)
             if limit.amp_cap is not None:
                 draw = min(draw, limit.amp_cap * volts)
-            wants[connector_id] = max(0.0, draw if unit == "W" else draw / volts)
-        shares = distribute(cap.period.limit, wants)
+            least_a, least_w = _least(limit, unit, minimum)
+            floor_w = max(least_w or 0.0, (least_a or 0.0) * volts)
+            per_unit = 1.0 if unit == "W" else volts
+            wants[connector_id] = max(0.0, draw / per_unit)
+            floors[connector_id] = floor_w / per_unit
+        if any(floors.values()):
+            shares = distribute_above(cap.period.limit, wants, floors, first)[0]
+        else:
+            shares = distribute(cap.period.limit, wants)
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
             share = shares[connector_id]
