@@ -1789,16 +1789,7 @@ class Charger:
             if connector_id in caps:
                 caps[connector_id] = min(caps[connector_id], watts)
         if now is not None:
-            limits = self.profiles.allocate(
-                now,
-                charging,
-                demand_watts=caps,
-                own=own,
-                ac_minimum=ac,
-                order=first,
-                phases=self._car_phases(demand_w) if ac else None,
-                dc_volts=None if ac else self._dc_volts(demand_w),
-            )
+            limits = self._allocate(now, charging, caps, own, first)
             return {c: capped(limit, caps[c], voltage) for c, limit in limits.items()}, now
         limits = {}
         for c, cap in caps.items():
@@ -1814,6 +1805,28 @@ class Charger:
             else:
                 limits[c] = capped(physical, cap, voltage)
         return limits, None
+
+    def _allocate(
+        self,
+        now: datetime,
+        charging: dict[int, datetime | None],
+        shares: dict[int, float],
+        own: dict[int, Limit],
+        order: list[int],
+    ) -> dict[int, Limit]:
+        """The ChargePointMax shared among `charging`, each wanting its `shares` of the
+        rated power under its `own` limit, admitted in `order` (see `_limits_for`)."""
+        ac = self.spec.power_type != "DC"
+        return self.profiles.allocate(
+            now,
+            charging,
+            demand_watts=shares,
+            own=own,
+            ac_minimum=ac,
+            order=order,
+            phases=self._car_phases(charging) if ac else None,
+            dc_volts=None if ac else self._dc_volts(charging),
+        )
 
     def _admission_order(
         self, demand_w: dict[int, float], starts: dict[int, datetime]
@@ -2384,16 +2397,7 @@ class Charger:
             floors = {c: self.minimum_draw_w(c) for c in asking} if ac else None
             shares = power_sharing.share(rated, wants, self.spec.power_sharing, order, floors)
         if profiled:
-            limit = self.profiles.allocate(
-                now,
-                charging,
-                demand_watts=shares,
-                own=own,
-                ac_minimum=ac,
-                order=order if ac else (),
-                phases=self._car_phases(charging) if ac else None,
-                dc_volts=None if ac else self._dc_volts(charging),
-            )[connector_id]
+            limit = self._allocate(now, charging, shares, own, order)[connector_id]
         if sharing:
             base = limit if limit is not None else self._physical_limit()
             limit = capped(base, shares[connector_id], self.profiles.electrical.voltage)

@@ -594,6 +594,33 @@ def _least(
     return least_a, least_w
 
 
+def _with_share(
+    limit: Limit, cap: _Constraint, share: float, amps: float, watts: float, min_amps: float | None
+) -> Limit:
+    """`limit` given its `share` of the ChargePointMax `cap` (in the cap's unit, a cap of
+    its own), with `amps` and `watts` converted from it as the caller's supply has them."""
+    unit = cap.profile.schedule.charging_rate_unit
+    amp_cap, watt_cap = limit.amp_cap, limit.watt_cap
+    if unit == "A":
+        amps = min(amps, share)
+        amp_cap = share if amp_cap is None else min(amp_cap, share)
+    else:
+        watts = min(watts, share)
+        watt_cap = share if watt_cap is None else min(watt_cap, share)
+    least_a, least_w = _least(limit, unit, cap.profile.schedule.min_charging_rate)
+    return Limit(
+        amps=amps,
+        watts=watts,
+        phases=limit.phases,
+        min_amps=min_amps,
+        profile_ids=(cap.profile.id, *limit.profile_ids),
+        amp_cap=amp_cap,
+        watt_cap=watt_cap,
+        least_a=least_a,
+        least_w=least_w,
+    )
+
+
 @dataclass(slots=True, frozen=True)
 class _Constraint:
     profile: ChargingProfile
@@ -1113,33 +1140,19 @@ class ProfileStore:
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
             share = shares[connector_id]
-            amp_cap, watt_cap = limit.amp_cap, limit.watt_cap
             drawn_on = used[connector_id]
             if unit == "A":
-                amps = min(limit.amps, share)
                 watts = min(limit.watts, amps_to_watts(share, drawn_on, voltage))
-                amp_cap = share if amp_cap is None else min(amp_cap, share)
+                amps = limit.amps
             else:
-                watts = min(limit.watts, share)
-                watt_cap = share if watt_cap is None else min(watt_cap, share)
                 amps = min(limit.amps, watts_to_amps(share, drawn_on, voltage))
+                watts = limit.watts
             minimum = cap.profile.schedule.min_charging_rate
             min_amps = limit.min_amps
             if minimum is not None:
                 cap_min = minimum if unit == "A" else watts_to_amps(minimum, drawn_on, voltage)
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
-            least_a, least_w = _least(limit, unit, minimum)
-            result[connector_id] = Limit(
-                amps=amps,
-                watts=watts,
-                phases=limit.phases,
-                min_amps=min_amps,
-                profile_ids=(cap.profile.id, *limit.profile_ids),
-                amp_cap=amp_cap,
-                watt_cap=watt_cap,
-                least_a=least_a,
-                least_w=least_w,
-            )
+            result[connector_id] = _with_share(limit, cap, share, amps, watts, min_amps)
         return result
 
     @staticmethod
@@ -1176,30 +1189,12 @@ class ProfileStore:
             shares = distribute(cap.period.limit, wants)
         result: dict[int, Limit] = {}
         for connector_id, limit in own.items():
-            share = shares[connector_id]
-            amps, watts = limit.amps, limit.watts
-            amp_cap, watt_cap, min_amps = limit.amp_cap, limit.watt_cap, limit.min_amps
-            if unit == "A":
-                amps = min(amps, share)
-                amp_cap = share if amp_cap is None else min(amp_cap, share)
-            else:
-                watts = min(watts, share)
-                watt_cap = share if watt_cap is None else min(watt_cap, share)
+            min_amps = limit.min_amps
             if minimum is not None:
                 cap_min = minimum if unit == "A" else minimum / dc_volts[connector_id]
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
-            least_a, least_w = _least(limit, unit, minimum)
-            result[connector_id] = Limit(
-                amps=amps,
-                watts=watts,
-                phases=limit.phases,
-                min_amps=min_amps,
-                profile_ids=(cap.profile.id, *limit.profile_ids),
-                amp_cap=amp_cap,
-                watt_cap=watt_cap,
-                least_a=least_a,
-                least_w=least_w,
-            )
+            share = shares[connector_id]
+            result[connector_id] = _with_share(limit, cap, share, limit.amps, limit.watts, min_amps)
         return result
 
     def own_limits(self, at: datetime, charging: Mapping[int, datetime | None]) -> dict[int, Limit]:
