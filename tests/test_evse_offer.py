@@ -508,8 +508,7 @@ async def test_a_dc_least_rate_in_amps_is_dc_current(csms, ticking):
     # pack's ~350 V, above the least rate, so it charges (it was 43.5 A "nominal": suspended).
     charger = runtime_charger("OF-MIN", csms.url, evses=1, power_type="DC", max_kw=150.0,
                               config=DC_SAMPLED)  # fmt: skip
-    tx_default = profile("TxDefaultProfile", 100, profile_id=3)
-    tx_default["chargingSchedule"]["minChargingRate"] = 50
+    tx_default = with_least(profile("TxDefaultProfile", 100, profile_id=3), 50)
     async with connected(charger):
         ticking(charger)
         (read,) = await dc_draws(
@@ -525,8 +524,7 @@ async def test_a_dc_least_rate_above_the_offer_suspends_the_car(csms, ticking):
     # 100 A offered, 120 A the least the car may take: it does not charge.
     charger = runtime_charger("OF-MIN2", csms.url, evses=1, power_type="DC", max_kw=150.0,
                               config=DC_SAMPLED)  # fmt: skip
-    tx_default = profile("TxDefaultProfile", 100, profile_id=3)
-    tx_default["chargingSchedule"]["minChargingRate"] = 120
+    tx_default = with_least(profile("TxDefaultProfile", 100, profile_id=3), 120)
     async with connected(charger):
         ticking(charger)
         await install(csms, "OF-MIN2", 1, tx_default)
