@@ -97,6 +97,26 @@ def test_a_charge_point_max_too_small_for_all_takes_turns_too():
     assert [charger.limits[c].amps for c in (1, 2, 3)] == [0.0, 8.0, 8.0]
 
 
+def test_dc_cars_a_charge_point_max_holds_back_take_turns_too():
+    # 100 A for two DC cars that take no less than 60 A: one charges, the other waits and
+    # takes its turn (it waited until a session ended).
+    charger = runtime_charger("TURN-DC", "", evses=2, power_type="DC", max_kw=150.0)
+    least = {**cpmax(200, profile_id=2), "chargingProfilePurpose": "TxDefaultProfile"}
+    least["chargingSchedule"] = {**least["chargingSchedule"], "minChargingRate": 60}
+    operations = Operations(charger)
+    assert operations.on_set_charging_profile(0, cpmax(100)) == "Accepted"
+    assert operations.on_set_charging_profile(0, least) == "Accepted"
+    for connector in (1, 2):
+        charger.plug_in(connector, COMPACT, soc=20, target_soc=100)
+        charger.start_transaction(connector, f"TAG-{connector}")
+        charger.transactions[connector].started_at = f"2026-12-04T10:00:0{connector}Z"
+    assert charging(charger, 0.0) == [1]
+    assert charging(charger, 59.0) == [1]
+    assert charging(charger, 60.0) == [2]
+    assert charging(charger, 120.0) == [1]
+    assert charger.limits[1].amp_cap == 100.0 and charger.limits[2].amp_cap == 0.0
+
+
 def test_a_car_its_own_profile_holds_at_nothing_takes_no_turn():
     # Connector 3's TxProfile offers 0 A: it wants power, gets none, and would get none alone
     # either. No turn would help it, so the others keep charging.

@@ -1758,7 +1758,7 @@ class Charger:
                     charging,
                     demand_watts=demand_w,
                     ac_minimum=ac,
-                    order=self._admission_order(demand_w, starts) if ac else (),
+                    order=self._admission_order(demand_w, starts),
                     phases=self._car_phases(demand_w) if ac else None,
                     dc_volts=None if ac else self._dc_volts(demand_w),
                 ), at
@@ -1782,7 +1782,8 @@ class Charger:
         # An AC connector cannot be offered less than 6 A a phase: those admitted last wait
         # rather than all sharing too little to charge.
         floors = {c: self.minimum_draw_w(c) for c in demand_w} if ac else None
-        if self.spec.power_sharing == power_sharing.FIRST or floors:
+        # (On DC too with profiles: a ChargePointMax below the least rates admits in turn.)
+        if self.spec.power_sharing == power_sharing.FIRST or floors or (not ac and profiled):
             first = self._admission_order(demand_w, self.transaction_starts())
         caps = power_sharing.share(rated, wants, self.spec.power_sharing, first, floors)
         for connector_id, watts in site.items():
@@ -1836,7 +1837,7 @@ class Charger:
         queue, joined = self._admission_queue(demand_w, starts)
         if joined:
             transactions = self.transactions
-            self._turn_sessions = {c: transactions[c] for c in queue}
+            self._turn_sessions = {c: transactions[c] for c in queue if c in transactions}
         self._turn_queue = queue
         return queue
 

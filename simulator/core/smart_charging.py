@@ -1194,7 +1194,12 @@ class ProfileStore:
                 cap_min = minimum if unit == "A" else minimum / dc_volts[connector_id]
                 min_amps = cap_min if min_amps is None else max(min_amps, cap_min)
             share = shares[connector_id]
-            result[connector_id] = _with_share(limit, cap, share, limit.amps, limit.watts, min_amps)
+            # Both units at its line voltage: a share of 0 is no power either (a car
+            # waiting for its turn), as on AC.
+            volts = dc_volts[connector_id]
+            amps = limit.amps if unit == "A" else min(limit.amps, share / volts)
+            watts = limit.watts if unit == "W" else min(limit.watts, share * volts)
+            result[connector_id] = _with_share(limit, cap, share, amps, watts, min_amps)
         return result
 
     def own_limits(self, at: datetime, charging: Mapping[int, datetime | None]) -> dict[int, Limit]:
