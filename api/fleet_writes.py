@@ -33,6 +33,7 @@ from chargers.configuration_overrides import (
     check_custom_total,
     check_overrides,
 )
+from chargers.deadlocks import retrying_deadlocks
 from chargers.evse_layout import MAX_EVSES, EvseSpec, LayoutError, evse_spec
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
@@ -406,9 +407,12 @@ def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerRep
 
 
 def delete_charger(charger: Charger, report: WorkerReport) -> None:
-    with transaction.atomic():
-        notify_fleet_change([(charger.pk, charger.charge_point_id)], report=report.callback)
-        charger.delete()
+    def delete() -> None:
+        with transaction.atomic():
+            notify_fleet_change([(charger.pk, charger.charge_point_id)], report=report.callback)
+            Charger.objects.filter(pk=charger.pk).delete()
+
+    retrying_deadlocks(delete)
 
 
 def _reloaded(queryset: QuerySet[Charger], pks: Sequence[int]) -> list[Charger]:

@@ -12,6 +12,7 @@ import orjson
 from django.db import models, transaction
 from django.utils import timezone
 
+from chargers.deadlocks import retrying_deadlocks
 from chargers.models import Charger
 from fleet_io.fleet_changes import notify_fleet_change
 
@@ -64,9 +65,13 @@ def delete_chargers(chargers: Iterable[tuple[int, str]]) -> None:
     chosen = list(chargers)
     if not chosen:
         return
-    with transaction.atomic():
-        notify_fleet_change(chosen)
-        Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
+
+    def delete() -> None:
+        with transaction.atomic():
+            notify_fleet_change(chosen)
+            Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
+
+    retrying_deadlocks(delete)
 
 
 class ScenarioRun(models.Model):
