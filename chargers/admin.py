@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from chargers.deadlocks import retrying_deadlocks
 from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm
@@ -195,16 +196,22 @@ class ChargerAdmin(FleetImportExportAdmin):
         )
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            notify_fleet_change([(obj.pk, obj.charge_point_id)], report=self._reporter(request))
-            super().delete_model(request, obj)
+        def delete() -> None:
+            with transaction.atomic():
+                notify_fleet_change([(obj.pk, obj.charge_point_id)], report=self._reporter(request))
+                super(ChargerAdmin, self).delete_model(request, obj)
+
+        retrying_deadlocks(delete)  # a running charger's worker may be writing its rows
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            notify_fleet_change(
-                queryset.values_list("pk", "charge_point_id"), report=self._reporter(request)
-            )
-            super().delete_queryset(request, queryset)
+        def delete() -> None:
+            with transaction.atomic():
+                notify_fleet_change(
+                    queryset.values_list("pk", "charge_point_id"), report=self._reporter(request)
+                )
+                super(ChargerAdmin, self).delete_queryset(request, queryset)
+
+        retrying_deadlocks(delete)
 
     def _reporter(self, request: HttpRequest):
         """Show, after commit, what the workers did with the change (or that none runs)."""

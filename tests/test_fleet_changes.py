@@ -267,6 +267,20 @@ def test_an_admin_action_on_many_chargers_is_one_message_per_shard(
 
 
 @pytest.mark.django_db
+def test_deleting_one_charger_in_the_admin_tells_its_shard(
+    inbox, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    with setup(inbox):
+        (cp_id,) = cp_ids_in_shard(1, 1)
+        charger = make_charger(cp_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged_in.post(admin_url("delete", charger.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert charger_pks(inbox.take()) == {0: [], 1: [[charger.pk]]}
+    assert not Charger.objects.filter(pk=charger.pk).exists()
+
+
+@pytest.mark.django_db
 def test_the_fleet_generator_tells_the_shards_and_counts_connectors(
     inbox, admin_client_logged_in, django_capture_on_commit_callbacks
 ):
