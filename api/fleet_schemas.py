@@ -498,6 +498,14 @@ class ChargerWritten(Schema):
     workers: list[WorkerNote] | None = Field(None, description=WORKERS)
 
 
+class EvseWritten(EvseOut):
+    workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+
+
+class ConfigurationKeyWritten(ConfigurationKeyOut):
+    workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+
+
 class ChargerDeleted(Schema):
     charge_point_id: str
     workers: list[WorkerNote] | None = Field(None, description=WORKERS)

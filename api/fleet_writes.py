@@ -423,7 +423,12 @@ def _reloaded(queryset: QuerySet[Charger], pks: Sequence[int]) -> list[Charger]:
 # -- EVSEs and configuration keys: as the EVSE and configuration key admins save them --
 
 
-def save_evse(charger: Charger, evse: Evse | None, given: Mapping[str, Any]) -> Evse:
+def save_evse(
+    charger: Charger,
+    evse: Evse | None,
+    given: Mapping[str, Any],
+    report: WorkerReport | None = None,
+) -> Evse:
     values = {"charger": charger.pk, **{k: v for k, v in given.items() if v is not None}}
     if evse is None and values.get("connector_id") is None:
         last = charger.evses.order_by("-connector_id").values_list("connector_id", flat=True)
@@ -439,7 +444,9 @@ def save_evse(charger: Charger, evse: Evse | None, given: Mapping[str, Any]) -> 
             # Only what a person edits: the register and status are the engine's.
             saved.save(update_fields=Evse.WEB_FIELDS)
         charger.sync_number_of_connectors()
-        notify_fleet_change([(charger.pk, charger.charge_point_id)])
+        notify_fleet_change(
+            [(charger.pk, charger.charge_point_id)], report=report and report.callback
+        )
     return saved
 
 
@@ -451,7 +458,12 @@ def delete_evse(charger: Charger, evse: Evse) -> None:
 
 
 def save_configuration_key(
-    charger: Charger, key: str, existing: ConfigurationKey | None, value: str, readonly: bool
+    charger: Charger,
+    key: str,
+    existing: ConfigurationKey | None,
+    value: str,
+    readonly: bool,
+    report: WorkerReport | None = None,
 ) -> ConfigurationKey:
     if key in RESERVED and key != "AuthorizationKey":  # (the model's check says that one)
         # Kept by the charger itself: a value stored here would never take effect.
@@ -462,7 +474,9 @@ def save_configuration_key(
         raise _invalid(form_errors(form))
     with transaction.atomic():
         saved = form.save()
-        notify_fleet_change([(charger.pk, charger.charge_point_id)])
+        notify_fleet_change(
+            [(charger.pk, charger.charge_point_id)], report=report and report.callback
+        )
     return saved
 
 

@@ -842,7 +842,12 @@ def test_a_configuration_key_is_set_read_and_deleted(api, depot):
     url = f"{V1}/chargers/CP-1/configuration"
     changed = api.put(f"{url}/HeartbeatInterval", {"value": " 120 "})
     assert changed.status_code == 200
-    assert changed.json() == {"key": "HeartbeatInterval", "value": "120", "readonly": False}
+    assert changed.json() == {
+        "key": "HeartbeatInterval",
+        "value": "120",
+        "readonly": False,
+        "workers": None,  # (no commit in this test: nobody was told)
+    }
     created = api.put(f"{url}/VendorSpecific", {"value": "on", "readonly": True})
     assert created.status_code == 201
     assert api.get(f"{url}/VendorSpecific").json()["readonly"] is True
@@ -953,6 +958,37 @@ def test_a_charger_write_answers_what_the_worker_did(depot):
         worker.join(5)
     assert response.status_code == 200, response.content
     assert response.json()["workers"] == [{"reached": True, "message": "DEMO-0001 reconnects now."}]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("put", "configuration/MeterValueSampleInterval", {"value": "10"}),
+        ("patch", "evses/1", {"max_power_kw": 11}),
+        ("put", "evses/1", {"connector_type": "Type2", "max_power_kw": 11}),
+        ("post", "evses", {"connector_type": "Type2", "max_power_kw": 11}),
+    ],
+)
+def test_an_evse_or_configuration_write_answers_what_the_worker_did(depot, method, path, body):
+    # They answered the row alone: a script could not tell whether the running charger
+    # took the change (a value it refused shows only in the worker's answer).
+    _, token = user_with_token("writer", *EVERY_PERMISSION)
+    api = TokenClient(token)
+    charger = make_charger("DEMO-0001", location=depot)
+    worker = FakeWorker("applied live")
+    worker.names[charger.pk] = charger.charge_point_id
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        response = getattr(api, method)(f"{V1}/chargers/DEMO-0001/{path}", body)
+        quiet = getattr(api, method)(f"{V1}/chargers/DEMO-0001/{path}?wait=false", body)
+    finally:
+        worker.done = True
+        worker.join(5)
+    assert response.status_code in (200, 201), response.content
+    assert response.json()["workers"] == [{"reached": True, "message": "DEMO-0001 applied live."}]
+    assert quiet.json()["workers"] is None
 
 
 @pytest.mark.django_db(transaction=True)

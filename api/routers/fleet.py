@@ -35,10 +35,12 @@ from api.fleet_schemas import (
     ChargerWritten,
     ConfigurationKeyIn,
     ConfigurationKeyOut,
+    ConfigurationKeyWritten,
     EvseCreate,
     EvseIn,
     EvseOut,
     EvsePatch,
+    EvseWritten,
     LocationFilters,
     LocationIn,
     LocationOut,
@@ -296,6 +298,13 @@ def _written(charger: Charger, report: writes.WorkerReport) -> dict[str, Any]:
     return {"charger": charger, "workers": report.notes}
 
 
+def _with_workers(
+    schema: type[EvseOut] | type[ConfigurationKeyOut], row: Any, report: writes.WorkerReport
+) -> dict[str, Any]:
+    """An EVSE's or a configuration key's answer, with what the workers did with it."""
+    return {**schema.model_validate(row).model_dump(), "workers": report.notes}
+
+
 @router.get(
     "/chargers",
     response={200: list[ChargerOut], **READ_ERRORS},
@@ -446,14 +455,18 @@ def list_evses(request: HttpRequest, charge_point_id: str) -> Any:
 
 @router.post(
     "/chargers/{charge_point_id}/evses",
-    response={201: EvseOut, **WRITE_ERRORS},
+    response={201: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Add an EVSE",
     description="NumberOfConnectors follows. Needs `chargers.add_evse`.",
 )
 @require("chargers.add_evse")
-def create_evse(request: HttpRequest, charge_point_id: str, payload: EvseCreate) -> Any:
-    return Status(201, writes.save_evse(_charger(charge_point_id), None, payload.dict()))
+def create_evse(
+    request: HttpRequest, charge_point_id: str, payload: EvseCreate, wait: bool = WAIT
+) -> Any:
+    report = writes.WorkerReport(wait)
+    saved = writes.save_evse(_charger(charge_point_id), None, payload.dict(), report)
+    return Status(201, _with_workers(EvseOut, saved, report))
 
 
 @router.get(
@@ -470,7 +483,7 @@ def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> A
 
 @router.put(
     "/chargers/{charge_point_id}/evses/{connector_id}",
-    response={200: EvseOut, **WRITE_ERRORS},
+    response={200: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Replace an EVSE's connector type and power",
     description="The meter register, status and availability are the simulator's. Needs "
@@ -478,27 +491,38 @@ def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> A
 )
 @require("chargers.change_evse")
 def replace_evse(
-    request: HttpRequest, charge_point_id: str, connector_id: int, payload: EvseIn
+    request: HttpRequest,
+    charge_point_id: str,
+    connector_id: int,
+    payload: EvseIn,
+    wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
-    return writes.save_evse(charger, _evse(charger, connector_id), payload.dict())
+    report = writes.WorkerReport(wait)
+    saved = writes.save_evse(charger, _evse(charger, connector_id), payload.dict(), report)
+    return _with_workers(EvseOut, saved, report)
 
 
 @router.patch(
     "/chargers/{charge_point_id}/evses/{connector_id}",
-    response={200: EvseOut, **WRITE_ERRORS},
+    response={200: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Change an EVSE",
     description="Only the fields given change. Needs `chargers.change_evse`.",
 )
 @require("chargers.change_evse")
 def change_evse(
-    request: HttpRequest, charge_point_id: str, connector_id: int, payload: EvsePatch
+    request: HttpRequest,
+    charge_point_id: str,
+    connector_id: int,
+    payload: EvsePatch,
+    wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
-    return writes.save_evse(
-        charger, _evse(charger, connector_id), _given(payload, partial=True, model=Evse)
-    )
+    report = writes.WorkerReport(wait)
+    given = _given(payload, partial=True, model=Evse)
+    saved = writes.save_evse(charger, _evse(charger, connector_id), given, report)
+    return _with_workers(EvseOut, saved, report)
 
 
 @router.delete(
@@ -554,7 +578,7 @@ def get_configuration_key(request: HttpRequest, charge_point_id: str, key: str) 
 
 @router.put(
     "/chargers/{charge_point_id}/configuration/{key}",
-    response={200: ConfigurationKeyOut, 201: ConfigurationKeyOut, **WRITE_ERRORS},
+    response={200: ConfigurationKeyWritten, 201: ConfigurationKeyWritten, **WRITE_ERRORS},
     tags=CONFIGURATION,
     summary="Set a configuration key",
     description="Creates the key (201) or changes its value (200); a known OCPP key's value "
@@ -563,15 +587,20 @@ def get_configuration_key(request: HttpRequest, charge_point_id: str, key: str) 
     "`chargers.change_configurationkey` for a stored one.",
 )
 def set_configuration_key(
-    request: HttpRequest, charge_point_id: str, key: str, payload: ConfigurationKeyIn
+    request: HttpRequest,
+    charge_point_id: str,
+    key: str,
+    payload: ConfigurationKeyIn,
+    wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
     existing = _key(charger, key)
     action = "add" if existing is None else "change"
     check_perms(request, f"chargers.{action}_configurationkey")
+    report = writes.WorkerReport(wait)
     try:
         saved = writes.save_configuration_key(
-            charger, key, existing, payload.value, payload.readonly
+            charger, key, existing, payload.value, payload.readonly, report
         )
     except IntegrityError:
         # Created by a request made at the same moment: a PUT sets it all the same.
@@ -579,9 +608,12 @@ def set_configuration_key(
         if raced is None:
             raise
         check_perms(request, "chargers.change_configurationkey")
-        saved = writes.save_configuration_key(charger, key, raced, payload.value, payload.readonly)
-        return Status(200, saved)
-    return Status(201 if existing is None else 200, saved)
+        saved = writes.save_configuration_key(
+            charger, key, raced, payload.value, payload.readonly, report
+        )
+        return Status(200, _with_workers(ConfigurationKeyOut, saved, report))
+    status = 201 if existing is None else 200
+    return Status(status, _with_workers(ConfigurationKeyOut, saved, report))
 
 
 @router.delete(
