@@ -4,7 +4,9 @@ messages, pagination and filters, secrets never returned, changes told to the wo
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -942,20 +944,27 @@ def test_a_new_charge_point_id_tells_the_old_and_the_new_shard(api, site, inbox)
     assert charger_pks(inbox.take()) == {0: [[charger.pk]], 1: [[charger.pk]]}
 
 
+@contextlib.contextmanager
+def worker_answering(charger: Charger, outcome: str) -> Iterator[None]:
+    """A worker that answers every change of `charger` with `outcome`, for the block."""
+    worker = FakeWorker(outcome)
+    worker.names[charger.pk] = charger.charge_point_id
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        yield
+    finally:
+        worker.done = True
+        worker.join(5)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_charger_write_answers_what_the_worker_did(depot):
     _, token = user_with_token("writer", *EVERY_PERMISSION)
     api = TokenClient(token)
     charger = make_charger("DEMO-0001", location=depot)
-    worker = FakeWorker("reconnects now")
-    worker.names[charger.pk] = charger.charge_point_id
-    worker.start()
-    worker.ready.wait(5)
-    try:
+    with worker_answering(charger, "reconnects now"):
         response = api.patch(f"{V1}/chargers/DEMO-0001", {"csms_url": "ws://127.0.0.1:9/x"})
-    finally:
-        worker.done = True
-        worker.join(5)
     assert response.status_code == 200, response.content
     assert response.json()["workers"] == [{"reached": True, "message": "DEMO-0001 reconnects now."}]
 
@@ -976,16 +985,9 @@ def test_an_evse_or_configuration_write_answers_what_the_worker_did(depot, metho
     _, token = user_with_token("writer", *EVERY_PERMISSION)
     api = TokenClient(token)
     charger = make_charger("DEMO-0001", location=depot)
-    worker = FakeWorker("applied live")
-    worker.names[charger.pk] = charger.charge_point_id
-    worker.start()
-    worker.ready.wait(5)
-    try:
+    with worker_answering(charger, "applied live"):
         response = getattr(api, method)(f"{V1}/chargers/DEMO-0001/{path}", body)
         quiet = getattr(api, method)(f"{V1}/chargers/DEMO-0001/{path}?wait=false", body)
-    finally:
-        worker.done = True
-        worker.join(5)
     assert response.status_code in (200, 201), response.content
     assert response.json()["workers"] == [{"reached": True, "message": "DEMO-0001 applied live."}]
     assert quiet.json()["workers"] is None
