@@ -548,3 +548,40 @@ async def test_a_snapshot_says_when_an_edit_last_reached_the_running_charger(wor
     # A power cycle with no edit waiting changes nothing of the set-up.
     await worker.reloader.power_cycle(rebuilt)
     assert snapshot(loaded(worker, "CP-LIVE"))["setup_at"] is None
+
+
+async def test_an_edit_that_waited_for_the_session_dates_the_set_up_from_when_it_was_seen(
+    worker, csms
+):
+    # The stamp was the reboot's, at the session's end: a page loaded after the edit (and
+    # showing it) was told its set-up was old.
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    before = time.time()
+    assert (await saved(pk))[0]["outcome"] == "takes effect when its session ends"
+    seen = time.time()
+    await asyncio.sleep(0.2)
+    ended = time.time()  # a page loaded now shows the third connector already
+    loaded(worker, "CP-LIVE").stop_transaction(1)
+    await wait_until(
+        lambda: (c := worker.store.get("CP-LIVE")) is not None and len(c.evses) == 3,
+        message="rebooted with 3 connectors",
+    )
+    stamp = snapshot(loaded(worker, "CP-LIVE"))["setup_at"]
+    assert stamp is not None and before <= stamp <= seen < ended
+
+
+async def test_a_charger_enabled_again_says_its_set_up_may_differ_from_its_pages(worker, csms):
+    # Disabled, edited, enabled: it came back at the new power with no stamp, so a page
+    # opened before still showed the old one, as current.
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    live = loaded(worker, "CP-LIVE")
+    before = time.time()
+    assert (await saved(pk))[0]["outcome"].startswith("stopped: disabled")
+    assert (snapshot(live)["setup_at"] or 0.0) >= before  # its pages show it enabled
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=True, max_power_kw=11.0)
+    before = time.time()
+    assert (await saved(pk))[0]["outcome"].startswith("loaded")
+    assert (snapshot(loaded(worker, "CP-LIVE"))["setup_at"] or 0.0) >= before

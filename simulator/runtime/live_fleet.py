@@ -140,7 +140,9 @@ class FleetReloader:
         self.watermark: datetime | None = None
         self._watermark_moved = float("-inf")  # loop time the watermark last moved
         self.count = -1
-        self.waiting_reboot: set[int] = set()  # pks that reboot when their session ends
+        # pks that reboot when their session ends -> when their edit was first seen (Unix
+        # time): the instant their pages' set-up is old from (`Charger.setup_at`).
+        self.waiting_reboot: dict[int, float] = {}
         # pk -> loop time until which a charger come from another shard, its transaction
         # still open, waits for that shard's worker to end it (`HANDOVER_PATIENCE_SECONDS`).
         self.waiting_handover: dict[int, float] = {}
@@ -296,6 +298,7 @@ class FleetReloader:
         service.checkpointer.mark_all(service.store)
         await service.checkpoint()
         reading = asyncio.get_running_loop().time()
+        seen_at = time.time()
         rows, catalogue = await in_thread(_read)(sorted(set(pks)))
         self.rows_read += len(rows)
         self._open_elsewhere = set()
@@ -337,6 +340,9 @@ class FleetReloader:
                 new_rows, catalogue, service.checkpointer, service.transfers
             )
             for charger in built:
+                # Loaded while running (enabled again, say): a page of it shows the set-up
+                # as it was before.
+                charger.setup_at = seen_at
                 service.store.add(charger)
                 if charger.spec.auto_connect and charger.spec.csms_url:
                     service.connect(charger)
@@ -354,7 +360,7 @@ class FleetReloader:
         shard = None if row is None else contract.shard_of(row.charge_point_id, service.shards)
         only = service.only_ids
         if row is None or not row.enabled or shard != service.shard:
-            self.waiting_reboot.discard(pk)
+            self.waiting_reboot.pop(pk, None)
             self.waiting_handover.pop(pk, None)
             if live is None:
                 return (
@@ -388,11 +394,11 @@ class FleetReloader:
         spec = charger_spec(row, catalogue)
         if _needs_reboot(live, spec, row):
             if live.transactions:
-                self.waiting_reboot.add(pk)
+                self.waiting_reboot.setdefault(pk, time.time())
                 return "takes effect when its session ends"
-            self.waiting_reboot.discard(pk)
-            return await self._reboot(live)
-        self.waiting_reboot.discard(pk)
+            seen = self.waiting_reboot.pop(pk, None)
+            return await self._reboot(live, edited_at=time.time() if seen is None else seen)
+        self.waiting_reboot.pop(pk, None)
         return self._apply_live(live, spec, row)
 
     def _handover_pending(self, pk: int) -> bool:
@@ -460,12 +466,14 @@ class FleetReloader:
         that was connected reconnects, auto-connect or not. Edits that waited for the end of
         a session take effect now."""
         async with self._lock:
-            edited = live.spec.db_id in self.waiting_reboot
+            edited_at = None
             if live.spec.db_id is not None:
-                self.waiting_reboot.discard(live.spec.db_id)
+                edited_at = self.waiting_reboot.pop(live.spec.db_id, None)
             task = self.service.connections.get(live.id)
             connected = task is not None and not task.done()
-            return await self._reboot(live, reconnect=connected, why="a power cycle", edited=edited)
+            return await self._reboot(
+                live, reconnect=connected, why="a power cycle", edited_at=edited_at
+            )
 
     async def _reboot(
         self,
@@ -473,10 +481,11 @@ class FleetReloader:
         *,
         reconnect: bool = False,
         why: str = "an edit that needs a reboot",
-        edited: bool = True,
+        edited_at: float | None = None,
     ) -> str:
         """Power-cycle: save everything, then build the charger afresh from its row (new
-        identity, connectors, NumberOfConnectors), as a restart would."""
+        identity, connectors, NumberOfConnectors), as a restart would. `edited_at`: when
+        the edit it takes on was first seen (None: it takes on none)."""
         service = self.service
         pk = live.spec.db_id
         # The charger comes back from what is stored: with the database out of reach it
@@ -499,8 +508,7 @@ class FleetReloader:
         same_stored = charger.spec.impairments == live.spec.impairments
         charger.impairments.carry_over(live.impairments, same_stored=same_stored)
         charger.startup_after = why
-        if edited:
-            charger.setup_at = time.time()  # built afresh from its edited row
+        charger.setup_at = edited_at  # built afresh from its edited row, or as it was
         service.store.add(charger)
         if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
             service.connect(charger)
@@ -534,6 +542,8 @@ class FleetReloader:
         service.store.remove(live.id)
         if deleted:
             live.forget_storage(service.checkpointer.downstream)
+        else:  # disabled or moved: its pages show it enabled, or here
+            live.setup_at = time.time()
         ended = live.end_service(StopReason.OTHER)
         task = asyncio.get_running_loop().create_task(
             self._go_offline(live, _OUT_OF_SERVICE.get(why, why)), name=f"retire:{live.id}"
