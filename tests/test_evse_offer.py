@@ -366,17 +366,7 @@ DC_SAMPLED = {
 async def test_a_dc_amp_limit_is_the_dc_current_at_the_pack_voltage(csms, ticking, amps):
     # It was converted into watts over 230 V x 3: 100 A were 69 kW, which an ID.3 at 350 V
     # draws at 198 A.
-    charger = runtime_charger("OF-DCA", csms.url, evses=1, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    async with connected(charger):
-        ticking(charger)
-        await session(charger, 1, "A", soc=20.0)
-        tx = charger.evse(1).transaction_id
-        await install(csms, "OF-DCA", 1, profile("TxProfile", amps, transactionId=tx))
-        await wait_until(lambda: charger.limits.get(1) is not None, message="limit in force")
-        mark = len(csms.log)
-        await sampled(csms, "OF-DCA", 1, mark)  # the first may straddle the change
-        read = await sampled(csms, "OF-DCA", 1, len(csms.log))
+    (read,) = await dc_draws(csms, ticking, "OF-DCA", (1, profile("TxDefaultProfile", amps)))
     volts = read["Voltage"]
     assert 300 < volts < 410
     drawn = min(amps, 120_000 / volts)  # the car's own 120 kW bind above ~340 A
@@ -389,16 +379,9 @@ async def test_a_dc_amp_limit_is_the_dc_current_at_the_pack_voltage(csms, tickin
 async def test_a_dc_watt_limit_offers_its_current_at_the_pack_voltage(csms, ticking):
     # Current.Offered was the watts over 230 V x 3 (72.5 A for 50 kW) while the car drew
     # 50 kW at its pack voltage (~140 A).
-    charger = runtime_charger("OF-DCW", csms.url, evses=1, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    async with connected(charger):
-        ticking(charger)
-        await session(charger, 1, "A", soc=20.0)
-        tx = charger.evse(1).transaction_id
-        await install(csms, "OF-DCW", 1, profile("TxProfile", 50_000, unit="W", transactionId=tx))
-        await wait_until(lambda: charger.limits.get(1) is not None, message="limit in force")
-        await sampled(csms, "OF-DCW", 1, len(csms.log))
-        read = await sampled(csms, "OF-DCW", 1, len(csms.log))
+    (read,) = await dc_draws(
+        csms, ticking, "OF-DCW", (1, profile("TxDefaultProfile", 50_000, unit="W"))
+    )
     volts = read["Voltage"]
     assert read["Power.Active.Import"] == pytest.approx(50_000, rel=1e-3)
     assert read["Current.Import"] == pytest.approx(50_000 / volts, abs=0.02)
@@ -442,32 +425,34 @@ async def test_a_connector_drawing_nothing_is_offered_what_the_others_leave(
     assert full["Power.Offered"] == pytest.approx(left_w)
 
 
-async def dc_draws(charger, cp_id, csms, *profiles, sessions=((1, 20.0),)):
-    """Install `profiles` ((connector, body), ...) on a DC charger, start a car on each
-    of `sessions` ((connector, SoC), ...), and return each connector's readings of a
-    MeterValues sampled once the limits are in force."""
-    for connector, body in profiles:
-        await install(csms, cp_id, connector, body)
-    for connector, soc in sessions:
-        await session(charger, connector, f"T{connector}", soc=soc)
-    await wait_until(
-        lambda: all(charger.limits.get(c) is not None for c, _ in sessions), message="limits"
-    )
-    await sampled(csms, cp_id, sessions[-1][0], len(csms.log))  # past any change
-    mark = len(csms.log)
-    return [await sampled(csms, cp_id, c, mark) for c, _ in sessions]
+async def dc_draws(csms, ticking, cp_id, *profiles, sessions=((1, 20.0),)):
+    """A DC charger rated 150 kW (each EVSE too) on the built-in CSMS: install `profiles`
+    ((connector, body), ...), start a car on each of `sessions` ((connector, SoC), ...),
+    and return each connector's readings of a MeterValues sampled once the limits are in
+    force, with its status then (`status`)."""
+    charger = runtime_charger(cp_id, csms.url, evses=max(c for c, _ in sessions),
+                              power_type="DC", max_kw=150.0, config=DC_SAMPLED)  # fmt: skip
+    async with connected(charger):
+        ticking(charger)
+        for connector, body in profiles:
+            await install(csms, cp_id, connector, body)
+        for connector, soc in sessions:
+            await session(charger, connector, f"T{connector}", soc=soc)
+        await wait_until(
+            lambda: all(charger.limits.get(c) is not None for c, _ in sessions), message="limits"
+        )
+        await sampled(csms, cp_id, sessions[-1][0], len(csms.log))  # past any change
+        mark = len(csms.log)
+        reads = [await sampled(csms, cp_id, c, mark) for c, _ in sessions]
+        for read, (connector, _) in zip(reads, sessions, strict=True):
+            read["status"] = str(charger.evse(connector).status)
+    return reads
 
 
 async def test_a_dc_charge_point_max_in_amps_that_does_not_bind_changes_nothing(csms, ticking):
     # Its shares were worked out over 230 V x 3 and then applied as DC current: under a
     # 400 A ChargePointMax an ID.3 that draws 336 A got 170 A.
-    charger = runtime_charger("OF-CPA", csms.url, evses=1, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    async with connected(charger):
-        ticking(charger)
-        (read,) = await dc_draws(
-            charger, "OF-CPA", csms, (0, profile("ChargePointMaxProfile", 400))
-        )
+    (read,) = await dc_draws(csms, ticking, "OF-CPA", (0, profile("ChargePointMaxProfile", 400)))
     assert read["Power.Active.Import"] == pytest.approx(117_500, rel=0.01)  # its curve at 20 %
     assert read["Current.Import"] - 0.1 <= read["Current.Offered"] <= 400
 
@@ -475,14 +460,10 @@ async def test_a_dc_charge_point_max_in_amps_that_does_not_bind_changes_nothing(
 async def test_a_dc_charge_point_max_in_amps_is_shared_as_dc_current(csms, ticking):
     # A 150 kW cabinet gives two ID.3s 75 kW each (~215 A), and a 300 A ChargePointMax
     # holds them to 150 A each: they got 108.7 A (75 kW over 690 V, as DC current).
-    charger = runtime_charger("OF-CPS", csms.url, evses=2, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    async with connected(charger):
-        ticking(charger)
-        reads = await dc_draws(
-            charger, "OF-CPS", csms, (0, profile("ChargePointMaxProfile", 300)),
-            sessions=((1, 20.0), (2, 20.0)),
-        )  # fmt: skip
+    reads = await dc_draws(
+        csms, ticking, "OF-CPS", (0, profile("ChargePointMaxProfile", 300)),
+        sessions=((1, 20.0), (2, 20.0)),
+    )  # fmt: skip
     for read in reads:
         assert read["Current.Import"] == pytest.approx(150, abs=0.05)
         assert read["Power.Active.Import"] == pytest.approx(150 * read["Voltage"], rel=1e-3)
@@ -490,15 +471,11 @@ async def test_a_dc_charge_point_max_in_amps_is_shared_as_dc_current(csms, ticki
 
 async def test_a_dc_watt_profile_under_a_charge_point_max_in_amps_keeps_its_watts(csms, ticking):
     # 90 kW under a 300 A cap that does not bind: it drew 45.6 kW (90 kW over 690 V, as amps).
-    charger = runtime_charger("OF-CPW", csms.url, evses=1, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    async with connected(charger):
-        ticking(charger)
-        (read,) = await dc_draws(
-            charger, "OF-CPW", csms,
-            (0, profile("ChargePointMaxProfile", 300, profile_id=2)),
-            (1, profile("TxDefaultProfile", 90_000, unit="W", profile_id=3)),
-        )  # fmt: skip
+    (read,) = await dc_draws(
+        csms, ticking, "OF-CPW",
+        (0, profile("ChargePointMaxProfile", 300, profile_id=2)),
+        (1, profile("TxDefaultProfile", 90_000, unit="W", profile_id=3)),
+    )  # fmt: skip
     assert read["Power.Active.Import"] == pytest.approx(90_000, rel=1e-3)
     assert read["Current.Import"] == pytest.approx(90_000 / read["Voltage"], abs=0.05)
 
@@ -506,17 +483,12 @@ async def test_a_dc_watt_profile_under_a_charge_point_max_in_amps_keeps_its_watt
 async def test_a_dc_least_rate_in_amps_is_dc_current(csms, ticking):
     # 100 A with minChargingRate 50 A under a 30 kW ChargePointMax: 30 kW is ~86 A at the
     # pack's ~350 V, above the least rate, so it charges (it was 43.5 A "nominal": suspended).
-    charger = runtime_charger("OF-MIN", csms.url, evses=1, power_type="DC", max_kw=150.0,
-                              config=DC_SAMPLED)  # fmt: skip
-    tx_default = with_least(profile("TxDefaultProfile", 100, profile_id=3), 50)
-    async with connected(charger):
-        ticking(charger)
-        (read,) = await dc_draws(
-            charger, "OF-MIN", csms,
-            (0, profile("ChargePointMaxProfile", 30_000, unit="W", profile_id=2)),
-            (1, tx_default),
-        )  # fmt: skip
-        assert charger.evse(1).status is Status.CHARGING
+    (read,) = await dc_draws(
+        csms, ticking, "OF-MIN",
+        (0, profile("ChargePointMaxProfile", 30_000, unit="W", profile_id=2)),
+        (1, with_least(profile("TxDefaultProfile", 100, profile_id=3), 50)),
+    )  # fmt: skip
+    assert read["status"] == "Charging"
     assert read["Power.Active.Import"] == pytest.approx(30_000, rel=1e-3)
 
 
