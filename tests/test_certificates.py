@@ -40,17 +40,18 @@ def security_events(csms: CentralSystem, cp_id: str) -> list[str]:
     ]
 
 
-def expected_ids(pem: str) -> dict[str, str]:
-    """A root's hash data, worked out here without the charger's code: SHA256 of its DER
+def expected_ids(pem: str, algorithm: str = "SHA256") -> dict[str, str]:
+    """A root's hash data, worked out here without the charger's code: the hash of its DER
     subject (it is its own issuer) and of its public key's BIT STRING (an EC point)."""
     certificate = x509.load_pem_x509_certificate(pem.encode())
     point = certificate.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+    digest = getattr(hashlib, algorithm.lower())
     return {
-        "hashAlgorithm": "SHA256",
-        "issuerNameHash": hashlib.sha256(certificate.subject.public_bytes()).hexdigest(),
-        "issuerKeyHash": hashlib.sha256(point).hexdigest(),
+        "hashAlgorithm": algorithm,
+        "issuerNameHash": digest(certificate.subject.public_bytes()).hexdigest(),
+        "issuerKeyHash": digest(point).hexdigest(),
         "serialNumber": format(certificate.serial_number, "x"),
     }
 
@@ -225,6 +226,26 @@ async def test_install_list_and_delete_root_certificates(csms):
         # Profile 0 here: the last CSMS root may go (no connection depends on it).
         [root_id] = (await csms.get_installed_certificate_ids("CERT-4"))[1]
         assert await csms.delete_certificate("CERT-4", root_id) == "Accepted"
+
+
+async def test_delete_certificate_matches_with_the_hash_algorithm_it_names(csms):
+    """A CSMS may name a certificate by SHA384 or SHA512 hashes (HashAlgorithmEnumType): the
+    charger hashes its certificates the same way to find it, not with SHA256 alone."""
+    charger = runtime_charger("CERT-4H", csms.url, evses=1)
+    first, second = (CertificateAuthority(f"ChargeSim Root {n}") for n in (1, 2))
+    async with connected(charger):
+        for authority in (first, second):
+            assert await csms.install_certificate("CERT-4H", authority.root_pem, MF_ROOT) == (
+                "Accepted"
+            )
+        # The SHA256 hashes under another name find nothing: the names must agree.
+        mislabelled = {**expected_ids(first.root_pem), "hashAlgorithm": "SHA384"}
+        assert await csms.delete_certificate("CERT-4H", mislabelled) == "NotFound"
+        by_sha384 = expected_ids(first.root_pem, "SHA384")
+        assert await csms.delete_certificate("CERT-4H", by_sha384) == "Accepted"
+        by_sha512 = expected_ids(second.root_pem, "SHA512")
+        assert await csms.delete_certificate("CERT-4H", by_sha512) == "Accepted"
+        assert await csms.get_installed_certificate_ids("CERT-4H", MF_ROOT) == ("NotFound", [])
 
 
 async def test_install_certificate_fails_or_is_rejected_when_it_must(csms):

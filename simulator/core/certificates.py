@@ -102,18 +102,32 @@ def parse_pem_chain(text: str) -> list[x509.Certificate]:
     return chain
 
 
-def hash_data(certificate: x509.Certificate, issuer: x509.Certificate | None = None) -> HashData:
-    """The hash data of a certificate: SHA256 of its issuer's DER name and of the issuer's
-    public key (the BIT STRING, as OCSP hashes it), and its serial number in hex. A root
-    is its own issuer."""
+# HashAlgorithmEnumType: the hashes a CSMS may name a certificate by. What the charger
+# lists it hashes with SHA256; a DeleteCertificate is matched with the hash it names.
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "SHA256": hashes.SHA256,
+    "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512,
+}
+
+
+def hash_data(
+    certificate: x509.Certificate,
+    issuer: x509.Certificate | None = None,
+    algorithm: str = "SHA256",
+) -> HashData:
+    """The hash data of a certificate: the hash (`algorithm`, one of HashAlgorithmEnumType)
+    of its issuer's DER name and of the issuer's public key (the BIT STRING, as OCSP
+    hashes it), and its serial number in hex. A root is its own issuer."""
     issuer = issuer or certificate
     request = (
-        ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA256()).build()
+        ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, _HASHES[algorithm]()).build()
     )
     return HashData(
         issuer_name_hash=request.issuer_name_hash.hex(),
         issuer_key_hash=request.issuer_key_hash.hex(),
         serial_number=format(request.serial_number, "x"),
+        hash_algorithm=algorithm,
     )
 
 
@@ -270,9 +284,14 @@ class CertificateStore:
 
     def delete(self, wanted: HashData, *, keep_last_central_root: bool) -> str:
         """DeleteCertificate: Accepted, NotFound, or Failed (the last CSMS root while the
-        charger's connection depends on it, or the charge point's own certificate)."""
+        charger's connection depends on it, or the charge point's own certificate). The
+        certificates are hashed with the algorithm `wanted` names (NotFound for one the
+        enum does not hold: nothing is hashed so)."""
+        algorithm = wanted.hash_algorithm
+        if algorithm not in _HASHES:
+            return "NotFound"
         for root in self.roots:
-            if self._matches(self._id(root), wanted):
+            if self._matches(hash_data(root.certificate, algorithm=algorithm), wanted):
                 if (
                     keep_last_central_root
                     and root.use is CertificateUse.CENTRAL_SYSTEM_ROOT
@@ -282,7 +301,7 @@ class CertificateStore:
                 self.roots.remove(root)
                 return "Accepted"
         chain = self.client_chain()
-        if chain and self._matches(hash_data(chain[0], self._issuer_of(chain)), wanted):
+        if chain and self._matches(hash_data(chain[0], self._issuer_of(chain), algorithm), wanted):
             return "Failed"  # the whitepaper does not let the CSMS delete the charger's own
         return "NotFound"
 
