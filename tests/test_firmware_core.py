@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
+
+import ocpp.v16
 
 from simulator.core.charge_point import Charger, ChargerSpec
 from simulator.core.evse import Evse
 from simulator.core.firmware import FirmwareRequest, update_firmware
 from simulator.core.link import BootState
 from simulator.core.protocol import Payload
-from simulator.core.transfer import TransferFailed
+from simulator.core.transfer import FirmwareStatus, TransferFailed
 from tests.engine import COMPACT
 from tests.toy_protocol import FakeClock, FakeTransport, Toy
 
@@ -131,3 +135,21 @@ async def test_a_session_begun_while_installing_ends_with_reason_reboot_before_t
     assert close["why"] == "reboot"
     await settle()  # the reboot closes the link in a task of its own
     assert not charger.transactions and charger.boot is BootState.NONE and transport.closed
+
+
+def test_a_triggered_firmware_status_says_only_what_its_schema_allows():
+    """TriggerMessage(FirmwareStatusNotification) during a signed update answers in the
+    plain message's words: each of the whitepaper's own statuses has its nearest plain one
+    (InstallRebooting is still Installing)."""
+    schema = json.loads(
+        (Path(ocpp.v16.__file__).parent / "schemas/FirmwareStatusNotification.json").read_text()
+    )
+    plain = set(schema["properties"]["status"]["enum"])
+    charger, _transport = booted(FakeClock(), FakeTransfers(FakeClock()), lambda a, p: {})
+    said = {}
+    for status in FirmwareStatus:
+        charger.firmware_status = status
+        said[status] = charger.firmware_status_now()
+    assert set(said.values()) <= plain
+    assert said[FirmwareStatus.INSTALL_REBOOTING] is FirmwareStatus.INSTALLING
+    assert said[FirmwareStatus.SIGNATURE_VERIFIED] is FirmwareStatus.DOWNLOADED

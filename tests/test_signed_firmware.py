@@ -16,7 +16,14 @@ from tests.test_certificates import security_events
 from tests.test_firmware import IMAGE, boots, finished
 
 MF_ROOT = "ManufacturerRootCertificate"
-SIGNED = ["Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"]
+SIGNED = [
+    "Downloading",
+    "Downloaded",
+    "SignatureVerified",
+    "Installing",
+    "InstallRebooting",
+    "Installed",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,7 @@ async def test_a_signed_update_is_verified_installed_and_booted_into(
             "SFW-1", url, signer.certificate_pem, signer.sign(IMAGE), request_id=7
         )
         assert status == "Accepted"
-        assert await finished(csms, "SFW-1", 5) == SIGNED
+        assert await finished(csms, "SFW-1", len(SIGNED)) == SIGNED
         await wait_until(lambda: boots(csms, "SFW-1", mark), timeout=10, message="the reboot")
         assert boots(csms, "SFW-1", mark)[0]["firmwareVersion"] == "2.4.0"
     request_ids = {
@@ -67,7 +74,7 @@ async def test_a_signed_update_over_ftp(csms, tmp_path, manufacturer, signer):
                 "SFW-2", ftp.url("chargesim-3.3.0.bin"), signer.certificate_pem, signer.sign(image)
             )
             assert status == "Accepted"
-            assert await finished(csms, "SFW-2", 5) == SIGNED
+            assert await finished(csms, "SFW-2", len(SIGNED)) == SIGNED
             await wait_until(lambda: boots(csms, "SFW-2", mark), timeout=10, message="reboot")
     assert boots(csms, "SFW-2", mark)[0]["firmwareVersion"] == "3.3.0"
 
@@ -173,7 +180,7 @@ async def test_a_signed_update_replacing_a_running_one_is_accepted_canceled(
             "SFW-6", url, signer.certificate_pem, signer.sign(IMAGE), request_id=2
         )
         assert now == "AcceptedCanceled"
-        assert (await finished(csms, "SFW-6", 6))[1:] == SIGNED
+        assert (await finished(csms, "SFW-6", 1 + len(SIGNED)))[1:] == SIGNED
 
 
 async def test_a_signed_update_installs_no_earlier_than_its_install_date(
@@ -190,7 +197,7 @@ async def test_a_signed_update_installs_no_earlier_than_its_install_date(
             "SFW-7", url, signer.certificate_pem, signer.sign(IMAGE), install_date=install
         )
         assert answer == "Accepted"
-        statuses = await finished(csms, "SFW-7", 6)
+        statuses = await finished(csms, "SFW-7", 1 + len(SIGNED))
     assert statuses == [*SIGNED[:3], "InstallScheduled", *SIGNED[3:]]
     [installing] = [
         e

@@ -2761,6 +2761,7 @@ _SIGNED_ONLY = {
     FirmwareStatus.DOWNLOAD_SCHEDULED: FirmwareStatus.IDLE,
     FirmwareStatus.SIGNATURE_VERIFIED: FirmwareStatus.DOWNLOADED,
     FirmwareStatus.INSTALL_SCHEDULED: FirmwareStatus.DOWNLOADED,
+    FirmwareStatus.INSTALL_REBOOTING: FirmwareStatus.INSTALLING,
     FirmwareStatus.INVALID_SIGNATURE: FirmwareStatus.IDLE,
 }
 

@@ -190,6 +190,8 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         await report(FirmwareStatus.INSTALLATION_FAILED)
         return
     log.info("%s: firmware %s installed; rebooting into it", charger.id, version)
+    if signed is not None:
+        await report(FirmwareStatus.INSTALL_REBOOTING)
     # A session begun while it was installing ends with the reboot; its StopTransaction
     # goes out first if the CSMS is there (`Charger.restart`; it is durable anyway).
     for connector_id in list(charger.transactions):

@@ -28,6 +28,9 @@ class FirmwareStatus(StrEnum):
     SIGNATURE_VERIFIED = "SignatureVerified"
     INVALID_SIGNATURE = "InvalidSignature"
     INSTALL_SCHEDULED = "InstallScheduled"
+    # Installed and about to reboot into it (the whitepaper lets a charger skip it; a real
+    # one that can say it does, and a CSMS then knows the reboot is expected).
+    INSTALL_REBOOTING = "InstallRebooting"
 
 
 FIRMWARE_BUSY = frozenset(
@@ -38,6 +41,7 @@ FIRMWARE_BUSY = frozenset(
         FirmwareStatus.DOWNLOAD_SCHEDULED,
         FirmwareStatus.SIGNATURE_VERIFIED,
         FirmwareStatus.INSTALL_SCHEDULED,
+        FirmwareStatus.INSTALL_REBOOTING,
     }
 )
 
