@@ -25,7 +25,7 @@ from import_export.admin import ImportExportModelAdmin
 from import_export.tmp_storages import CacheStorage
 
 from fleet_io import jobs, registry
-from fleet_io.file_formats import FileProblem, fleet_formats, typed_cells
+from fleet_io.file_formats import CSV, FileProblem, fleet_formats, typed_cells
 from fleet_io.models import ImportJob
 
 
@@ -82,7 +82,13 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
         data = self.get_data_for_export(
             request, queryset, force_native_type=typed_cells(file_format), **kwargs
         )
-        return file_format.export_data(data)  # our formats are all binary: no encoding
+        exported = file_format.export_data(data)  # our formats are all binary: no encoding
+        if isinstance(file_format, CSV):
+            # A download from the admin is opened in a spreadsheet: Excel reads a CSV
+            # without a byte order mark in the machine's code page ("ZÃ¼rich"). The
+            # `export` command writes none, for scripts; every import takes either.
+            return "\ufeff" + exported
+        return exported
 
     def export_action(self, request: HttpRequest) -> HttpResponse:
         # The export applies the change list's filters from the query string; one that is

@@ -142,6 +142,36 @@ def test_the_admin_csv_export_neutralises_formula_cells(admin_client_logged_in):
     assert "=cmd|' /C calc'!A0" not in cells
 
 
+def test_the_admin_csv_export_opens_in_a_spreadsheet_and_imports_again(admin_client_logged_in):
+    """Excel reads a CSV without a byte order mark in the machine's code page, so the
+    admin's download starts with one; the file imports again unchanged, and the command
+    line's export (for scripts) has none."""
+    from django.core.management import call_command
+
+    from fleet_io.file_formats import read_dataset
+    from locations.resources import LocationResource
+
+    make_location("Zürich Hauptbahnhof – Süd")
+    url = reverse("admin:locations_location_export")
+    formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
+    form = admin_client_logged_in.get(url).context["form"]
+    columns = [name for name, field in form.fields.items() if field.initial is True]
+    response = admin_client_logged_in.post(
+        url, {"format": formats.index("csv"), "resource": 0} | dict.fromkeys(columns, "on")
+    )
+    data = b"".join(response) if response.streaming else response.content
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert "Zürich Hauptbahnhof – Süd" in data.decode("utf-8-sig")
+    dataset = read_dataset(data, "csv")
+    assert dataset.headers[0] == "name"
+    result = LocationResource().import_data(dataset, dry_run=True)
+    assert not result.has_errors()
+    assert [row.import_type for row in result.rows] == ["update"]
+    out = io.StringIO()
+    call_command("export", "CSV", "locations.resources.LocationResource", stdout=out)
+    assert out.getvalue().startswith("name,")
+
+
 @pytest.mark.parametrize("cell", ["\t=1+1", "\r=1+1", "=1", "+x", "-x", "@x", "-", "+"])
 def test_every_formula_start_is_neutralised_and_restored(cell):
     from fleet_io.file_formats import neutralise, restore
