@@ -28,6 +28,7 @@ from django.http import (
     HttpResponseNotAllowed,
     JsonResponse,
 )
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -233,7 +234,14 @@ def document_refusals(schema: dict[str, Any]) -> None:
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
-            responses = operation.setdefault("responses", {})
+            # ninja keys an operation's responses by int (422), these by str ("422"): both
+            # were written, and a JSON object with a key twice is not valid YAML, which is
+            # how Swagger UI reads it ("duplicated mapping key": the docs page stayed
+            # empty). One key per code, ninja's own answer kept.
+            responses: dict[str, Any] = {}
+            for code, answer in operation.get("responses", {}).items():
+                responses.setdefault(str(code), answer)
+            operation["responses"] = responses
             if method in ("post", "put", "patch", "delete"):
                 responses.setdefault(
                     "409",
@@ -312,6 +320,8 @@ def _converted(request: HttpRequest, response: HttpResponseBase) -> HttpResponse
     return answer
 
 
+@csrf_exempt  # it changes nothing: a POST must get this 404, not Django's CSRF page
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    """Any other path under /api/: a 404 in the API's error body, not Django's HTML page."""
+    """Any other path under /api/, by any method: a 404 in the API's error body, not
+    Django's HTML page."""
     return _respond(404, f"No API endpoint at {request.path}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import re
 
@@ -181,6 +182,12 @@ def test_an_unknown_path_or_object_answers_in_the_error_body(client):
     _, token = user_with_token("ci")
     body = assert_error_body(client.get("/api/v1/no-such-thing", headers=bearer(token)), 404)
     assert "/api/v1/no-such-thing" in body["detail"]
+    # Any method: a script's POST to a mistyped path got Django's HTML CSRF page (403).
+    strict = Client(enforce_csrf_checks=True)
+    for method in ("post", "put", "patch", "delete"):
+        answer = getattr(strict, method)("/api/v1/chargers/CP-1/actions/fly", headers=bearer(token))
+        body = assert_error_body(answer, 404)
+        assert "/api/v1/chargers/CP-1/actions/fly" in body["detail"]
 
 
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1_000, DATA_UPLOAD_MAX_NUMBER_FIELDS=50)
@@ -228,6 +235,26 @@ def test_the_openapi_document_validates(client):
     assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
     whoami = spec["paths"]["/api/v1/whoami"]["get"]
     assert {"200", "401", "403"} <= set(whoami["responses"])
+
+
+def test_the_openapi_document_names_no_key_twice(client):
+    """Swagger UI reads the document as YAML, which refuses an object with a key twice
+    ("duplicated mapping key": the docs page showed nothing); `json.loads` keeps the last
+    silently, so the text is read here with a hook that sees every pair."""
+    _, token = user_with_token("ci")
+    text = client.get("/api/v1/openapi.json", headers=bearer(token)).content
+    twice: list[list[str]] = []
+
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _value in pairs]
+        if len(set(keys)) != len(keys):
+            twice.append(keys)
+        return dict(pairs)
+
+    spec = json.loads(text, object_pairs_hook=unique)
+    assert twice == []
+    post = spec["paths"]["/api/v1/locations"]["post"]["responses"]
+    assert {"201", "409", "422"} <= set(post)
 
 
 def test_the_openapi_document_lists_the_422_of_every_parameter_that_can_fail(client):
