@@ -216,6 +216,26 @@ async def test_an_answer_with_a_list_or_object_id_is_ignored_without_dropping_th
     assert csms.connects["HF-AID"] == 1
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_binary_frame_is_ignored_and_the_link_stays(csms, caplog):
+    """OCPP-J sends text frames only. A binary one (here a CALL's bytes, and junk) is no
+    message: it is logged and ignored. It used to end the connection with a TypeError
+    in the message log's secret test, and the charger reported ConnectionLost."""
+    async with booted_service(csms, "HF-BIN"):
+        websocket = csms.connection("HF-BIN").websocket
+        await websocket.send(b'[2,"bin-1","GetLocalListVersion",{}]')
+        await websocket.send(bytes.fromhex("00ff00ff"))
+        await still_answers(csms, "HF-BIN")
+        assert csms.connects["HF-BIN"] == 1
+        unanswered = [e for e in csms.log if e.cp_id == "HF-BIN" and e.unique_id == "bin-1"]
+        assert unanswered == []
+    assert "binary frame of 36 bytes, ignored" in caplog.text
+    assert "binary frame of 4 bytes, ignored" in caplog.text
+    assert "SecurityEventNotification" not in [
+        e.action for e in csms.log if e.cp_id == "HF-BIN" and e.direction == "in"
+    ]
+
+
 async def test_a_protocol_error_for_an_over_long_id_echoes_the_id_as_sent(csms):
     charger = runtime_charger("HF-LONG", csms.url, evses=1)
     long_id = "x" * 30 + "-" + "y" * 30

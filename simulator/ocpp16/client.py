@@ -547,8 +547,16 @@ class ChargePointClient(OcppChargePoint):
         if not (self._impairs() and self._impaired(message, "", action)):
             await self._connection.send(message)
 
-    async def route_message(self, raw_msg: str) -> None:
+    async def route_message(self, raw_msg: str | bytes) -> None:
         """Route one frame from the CSMS; nothing in it may end the connection."""
+        if isinstance(raw_msg, bytes):
+            # OCPP-J carries its messages in text frames only: a binary one is not a
+            # message (nothing to answer), and must not end the connection either.
+            dropped("frame_ignored")
+            note = f"binary frame of {len(raw_msg)} bytes, ignored (OCPP-J uses text frames)"
+            self.charger.listener.on_frame(self.charger, "in", f"[{note}]", "")
+            log.warning("%s: %s", self.id, note)
+            return
         try:
             await self._route(raw_msg)
         except (ConnectionClosed, asyncio.CancelledError):
