@@ -283,6 +283,52 @@ async def test_a_transaction_id_beyond_64_bits_is_never_stored_and_checkpoints_g
         assert stored == 1
 
 
+async def test_an_answer_with_vendor_fields_is_taken_once_not_sent_again(csms, caplog):
+    """A StartTransaction answer with properties the schema does not name (a CSMS's vendor
+    fields, at the top and inside idTagInfo) is read for the fields it knows. It used to
+    fail the call: the charger sent the StartTransaction again and the CSMS opened a
+    second transaction for one session."""
+    charger = runtime_charger(
+        "HF-VEND", csms.url, evses=1, config={"TransactionMessageRetryInterval": "1"}
+    )
+    async with connected(charger):
+        conn = csms.connection("HF-VEND")
+        plain = conn._send
+
+        async def with_vendor_fields(message: str) -> None:
+            if message.startswith("[3,") and '"transactionId"' in message:
+                message = message.replace(
+                    '{"transactionId"', '{"vendorExt":{"a":1},"transactionId"'
+                )
+                message = message.replace('"idTagInfo":{', '"idTagInfo":{"tier":"gold",')
+            await plain(message)
+
+        conn._send = with_vendor_fields
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "T1") == "Accepted"
+        answer = await csms.wait_for("HF-VEND", "StartTransaction", message_type=3, direction="out")
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="the id")
+        await asyncio.sleep(1.5)  # past the retry interval: nothing is sent again
+        starts = [
+            e
+            for e in csms.log
+            if e.cp_id == "HF-VEND" and e.action == "StartTransaction" and e.message_type == 2
+        ]
+        assert len(starts) == 1
+        assert charger.evse(1).transaction_id == answer.payload["transactionId"]
+        assert len(csms.transactions) == 1
+        # A second session's answer is taken the same way, and the warning is not repeated.
+        charger.stop_transaction(1)
+        charger.unplug(1)
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "T2") == "Accepted"
+        await wait_until(lambda: len(csms.transactions) == 2, message="the second session")
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="its id")
+    warnings = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "StartTransactionResponse" in warnings[0] and "vendorExt" in warnings[0]
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_ids_past_32_bits_are_kept_through_a_checkpoint(csms):
     # The ids are 64-bit on every backend: PostgreSQL's 32-bit integer would refuse these.

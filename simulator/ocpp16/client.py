@@ -237,6 +237,8 @@ class ChargePointClient(OcppChargePoint):
         # (message id, action) of the frame being routed: our answer to it repeats them.
         self._answering: tuple[str, str] = ("", "")
         self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
+        # Actions whose answers came with properties their schema does not name (logged once)
+        self._extra_fields_seen: set[str] = set()
         self._firmware: FirmwareRequest | None = None
         self._diagnostics: DiagnosticsRequest | None = None
         self._log_request: LogRequest | None = None
@@ -425,7 +427,7 @@ class ChargePointClient(OcppChargePoint):
             self._settle(unique_id, None, error)
             return
         try:
-            wire.validate_response(action, result)
+            ignored = wire.validate_response(action, result)
             # A value we cannot hold (transactionId 2^63, a date in year 10000) fails the
             # call like a schema violation: the usual failure and retry path, nothing stored.
             check_ranges(action, result)
@@ -433,6 +435,11 @@ class ChargePointClient(OcppChargePoint):
             metrics.answered_as(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
             return
+        if ignored is not None and action not in self._extra_fields_seen:
+            # Once per action and connection: a CSMS that adds vendor fields adds them to
+            # every answer (the message log keeps each frame as it came).
+            self._extra_fields_seen.add(action)
+            log.warning("%s: %s (not in OCPP 1.6's schema)", self.id, ignored)
         metrics.answered(action, result, seconds)
         # `_settle` inlined: this is every MeterValues' answer.
         if self._pending.pop(unique_id, None) is None:

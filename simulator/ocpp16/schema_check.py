@@ -683,10 +683,23 @@ def compile_schema(schema: dict[str, Any], *, name: str = "payload") -> Validato
 
 
 @cache
-def load_validator(name: str) -> Validator:
-    """The compiled validator of `<SCHEMA_DIR>/<name>.json`, e.g. "MeterValuesResponse"."""
+def load_validator(name: str, *, open_objects: bool = False) -> Validator:
+    """The compiled validator of `<SCHEMA_DIR>/<name>.json`, e.g. "MeterValuesResponse".
+
+    `open_objects`: every object of the schema takes properties it does not name (its
+    `additionalProperties: false` dropped); the ones it names are checked as ever."""
     with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as handle:
         schema = json.load(handle)
+    if open_objects:
+        schema = _opened(schema)
     validate = compile_schema(schema)
-    validate.__name__ = validate.__qualname__ = f"validate_{name}"
+    validate.__name__ = validate.__qualname__ = f"validate_{name}" + "_open" * open_objects
     return validate
+
+
+def _opened(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _opened(v) for k, v in schema.items() if k != "additionalProperties"}
+    if isinstance(schema, list):
+        return [_opened(item) for item in schema]
+    return schema
