@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chargers.models import Charger
-from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, chromium
+from tests.browser import ARTIFACTS, LAYOUT_PROBLEMS, NEEDS_CHROMIUM, chromium
 from tests.cast import make_location
 
 pytestmark = [
@@ -61,6 +61,10 @@ def test_an_admin_imports_chargers_with_a_preview_and_a_progress_bar(
         expect(page.locator("#count-failed")).to_have_text("0")
         assert page.locator("#import-progress").get_attribute("value") == "40"
         page.screenshot(path=ARTIFACTS / "import-4-result.png", full_page=True)
+        # On a phone the job's page fits too (the bar was 30em wide: the page scrolled).
+        page.set_viewport_size({"width": 390, "height": 900})
+        assert page.evaluate(LAYOUT_PROBLEMS) == []
+        page.screenshot(path=ARTIFACTS / "import-4-result-390.png", full_page=True)
         browser.close()
 
     assert Charger.objects.filter(charge_point_id__startswith="WEB-").count() == 40
