@@ -117,6 +117,18 @@ async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goe
     assert (state["link"], state["link_error"]) == ("offline", "disabled in the set-up")
 
 
+async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, csms):
+    await start_session(worker, "CP-LIVE", csms)
+    charger = loaded(worker, "CP-LIVE")
+    charger.plug_in(2, COMPACT, soc=30)
+    assert await charger.present_id_tag(2, "TAG-2") == "Accepted"
+    await wait_until(lambda: len(charger.transactions) == 2, message="two sessions")
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "stopped: disabled (its 2 transactions ended, reason Other)"
+
+
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
     boots = csms.counts["BootNotification"]

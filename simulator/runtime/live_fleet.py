@@ -550,6 +550,8 @@ class FleetReloader:
         )
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        if len(ended) > 1:
+            return f"stopped: {why} (its {len(ended)} transactions ended, reason Other)"
         if ended:
             return f"stopped: {why} (its transaction ended, reason Other)"
         return f"stopped: {why}"
