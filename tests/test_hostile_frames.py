@@ -250,6 +250,10 @@ async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(
     async with connected(charger):
         reply = await reply_to(csms, "HF-TRUNC", '[2,"cut","Reset",{"type":"So', "cut")
         assert reply.error_code == "FormationViolation"
+        # A byte order mark before the JSON (RFC 8259 forbids one): answered, not ignored.
+        bom = '\ufeff[2,"bom-1","GetLocalListVersion",{}]'
+        reply = await reply_to(csms, "HF-TRUNC", bom, "bom-1")
+        assert reply.error_code == "FormationViolation"
         await still_answers(csms, "HF-TRUNC")
 
 

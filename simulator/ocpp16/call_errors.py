@@ -131,7 +131,8 @@ def _short(text: str) -> str:
 
 
 # The start of a CALL, `[2, "<uniqueId>"`, read without parsing the rest of the frame.
-_CALL_HEAD = re.compile(r'\A\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
+# A byte order mark first is not JSON (RFC 8259 forbids one), but the id is still readable.
+_CALL_HEAD = re.compile(r'\A\ufeff?\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
 
 
 def readable_call_id(raw: str) -> str | None:
