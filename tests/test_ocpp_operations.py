@@ -626,6 +626,45 @@ async def test_an_invalid_id_at_start_stops_with_deauthorized(csms):
     assert stop.payload["reason"] == "DeAuthorized"
 
 
+async def test_a_refused_id_that_may_not_stop_the_transaction_gets_no_energy(csms, ticking):
+    """StopTransactionOnInvalidId=false: a StartTransaction answered Blocked goes on, but the
+    charger "SHALL only stop energy delivery" (OCPP 1.6, 5.16). It used to say
+    SuspendedEVSE once, and the meter's next visit charged on."""
+    csms.start_transaction_status = "Blocked"
+    charger = runtime_charger(
+        "CK-BLK",
+        csms.url,
+        evses=1,
+        config={"StopTransactionOnInvalidId": "false", "MeterValueSampleInterval": "1"},
+    )
+    async with connected(charger):
+        ticking(charger)
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "LATE") == "Accepted"  # Authorize says so
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="the answer")
+        evse = charger.evse(1)
+        mark = len(csms.log)
+        register = evse.register_wh
+        await csms.wait_for("CK-BLK", "MeterValues", after=mark, timeout=3)
+        await csms.wait_for("CK-BLK", "MeterValues", after=len(csms.log), timeout=3)
+        assert 1 in charger.transactions
+        assert evse.status is ConnectorStatus.SUSPENDED_EVSE
+        assert evse.power_w == 0.0
+        assert evse.register_wh == register
+        statuses = [
+            e.payload["status"]
+            for e in csms.log[mark:]
+            if e.cp_id == "CK-BLK" and e.action == "StatusNotification" and e.direction == "in"
+        ]
+        assert "Charging" not in statuses
+        # Its end frees the connector: the next session, accepted, charges.
+        charger.stop_transaction(1)
+        csms.start_transaction_status = None
+        charger.unplug(1)
+        await charging(csms, charger, tag="T2")
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the next session charging")
+
+
 async def test_authorize_remote_tx_requests_authorizes_before_starting(csms):
     charger = runtime_charger(
         "CK-ART",

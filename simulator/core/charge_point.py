@@ -978,8 +978,15 @@ class Charger:
         if status is not AuthStatus.ACCEPTED and self.transactions.get(tx.connector_id) is tx:
             if self.config_bool("StopTransactionOnInvalidId"):
                 self.stop_transaction(tx.connector_id, StopReason.DEAUTHORIZED)
-            elif evse.status in (Status.CHARGING, Status.SUSPENDED_EV):
-                self.set_status(evse, Status.SUSPENDED_EVSE)
+            else:
+                # The transaction goes on without energy: held here, not only in the
+                # status, or the meter's next visit would find power offered and charge.
+                self.settle_meter()
+                evse.deauthorized = True
+                self._kept_points.pop(tx.connector_id, None)
+                evse.stop_flow()
+                if evse.status in (Status.CHARGING, Status.SUSPENDED_EV):
+                    self.set_status(evse, Status.SUSPENDED_EVSE)
         self.listener.on_change(self)
 
     def stop_transaction(
@@ -994,6 +1001,7 @@ class Charger:
         if tx is None:
             raise ActionError(f"connector {connector_id} has no transaction")
         evse.stop_flow()
+        evse.deauthorized = False
         tx.meter_stop = max(int(evse.register_wh), tx.meter_start)
         tx.stopped_at = self.stamp()
         tx.stop_reason = reason
@@ -2494,14 +2502,16 @@ class Charger:
         battery = evse.battery
         assert battery is not None
         limit_w = None if limit is None else limit.usable_watts
+        # A transaction whose idTag the CSMS refused is offered nothing (`Evse.deauthorized`).
+        max_w = 0.0 if evse.deauthorized else evse.max_power_w
         if self.spec.power_type == "DC":
             if limit is None:
-                return dc_operating_point(battery, evse.max_power_w, None)
+                return dc_operating_point(battery, max_w, None)
             # The caps as they were set: an amp limit (and a least rate) is the DC current,
             # at the pack voltage.
             return dc_operating_point(
                 battery,
-                evse.max_power_w,
+                max_w,
                 limit.watt_cap,
                 limit.amp_cap,
                 limit.least_a,
@@ -2509,7 +2519,7 @@ class Charger:
             )
         return ac_operating_point(
             battery,
-            evse.max_power_w,
+            max_w,
             limit_w,
             self.spec.phases,
             self.spec.voltage_v,

@@ -104,6 +104,10 @@ class Evse:
     transaction_id: int | None = None
     id_tag: str | None = None
     battery: Battery | None = None
+    # The CSMS refused the idTag of the transaction going on (StartTransaction.conf not
+    # Accepted) and StopTransactionOnInvalidId is false: the charger "SHALL only stop energy
+    # delivery" (OCPP 1.6, 5.16), so nothing is offered until the transaction ends.
+    deauthorized: bool = False
     db_id: int | None = None  # the database row, for checkpoints
     # The ongoing session's series, or the last one's once it ended (the dashboard's chart).
     session: SessionSeries | None = None
