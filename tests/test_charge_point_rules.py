@@ -138,3 +138,27 @@ def test_a_changed_websocket_ping_interval_is_passed_to_the_connection():
     assert transport.keepalive_changes == 0
     assert cp.change_configuration("WebSocketPingInterval", "15") == "Accepted"
     assert transport.keepalive_changes == 1
+
+
+async def test_a_heartbeat_held_up_in_the_queue_is_not_queued_twice():
+    """A Heartbeat falls due while the last one still waits behind a message that waits
+    for its answer: one goes when the queue moves, not two back to back."""
+    clock = FakeClock()
+    cp = charger(clock, HeartbeatInterval="10")
+    transport = FakeTransport(csms(), hold=True)
+    cp.attach(transport)
+    await cp.boot_sequence()  # its statuses go out one at a time, each held for its answer
+    cp.send_heartbeat()
+    clock.advance(10)
+    cp.send_heartbeat()  # due again: the first has not even gone
+    clock.advance(10)
+    cp.send_heartbeat()
+    while transport.held:
+        transport.release()
+    assert transport.actions().count("Heartbeat") == 1
+    # Answered, the next one goes as usual.
+    clock.advance(10)
+    cp.send_heartbeat()
+    while transport.held:
+        transport.release()
+    assert transport.actions().count("Heartbeat") == 2

@@ -323,6 +323,7 @@ class Charger:
         self._claimed: dict[int, int] = {}  # connector -> reservation its authorized idTag uses
         self.scheduled_availability: dict[int, str] = {}
         self.next_heartbeat = 0.0
+        self._heartbeat: Outgoing | None = None  # the last periodic Heartbeat queued
         self.next_sample: dict[int, float] = {}
         self.last_clock_slot = 0
         # Seconds the charger's clock runs ahead of the host's, as the CSMS's currentTime set
@@ -829,7 +830,13 @@ class Charger:
 
     def send_heartbeat(self) -> None:
         self.next_heartbeat = self.clock.monotonic() + self.config_int("HeartbeatInterval")
-        self.send(self.messages.heartbeat(), on_result=self._heartbeat_answered)
+        waiting = self._heartbeat
+        if waiting is not None and any(item is waiting for item in self.queue):
+            # The last one has not gone (or not been answered) yet, held up behind a
+            # message that waits for its answer: a second would say nothing more, and
+            # both would leave back to back once the queue moves.
+            return
+        self._heartbeat = self.send(self.messages.heartbeat(), on_result=self._heartbeat_answered)
 
     def _heartbeat_answered(self, result: dict[str, Any]) -> None:
         self._sync_clock(self.messages.read_clock(result))
