@@ -348,6 +348,22 @@ async def test_hard_reset_gives_reason_hard_reset(csms, ticking):
     assert stop.payload["reason"] == "HardReset"
 
 
+async def test_a_triggered_meter_values_with_no_measurand_configured_sends_the_register(csms):
+    """MeterValuesSampledData may be empty (no periodic samples); a TriggerMessage for
+    MeterValues answered Accepted still sends one, with the register. It sent nothing."""
+    charger = runtime_charger("OP-TRG0", csms.url, evses=1, config={"MeterValuesSampledData": ""})
+    async with connected(charger):
+        mark = len(csms.log)
+        answer = await csms.call(
+            "OP-TRG0", call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+        )
+        assert answer.status == "Accepted"
+        meter = await csms.wait_for("OP-TRG0", "MeterValues", after=mark, timeout=3)
+    [sampled] = meter.payload["meterValue"][0]["sampledValue"]
+    assert sampled["measurand"] == "Energy.Active.Import.Register"
+    assert sampled["context"] == "Trigger"
+
+
 async def test_trigger_message_answers_first_then_sends(csms, ticking):
     charger = runtime_charger("OP-TRG", csms.url, evses=2)
     async with connected(charger):

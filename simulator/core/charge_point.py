@@ -2176,7 +2176,11 @@ class Charger:
         """Meter values (context Trigger) of one connector, or of all when none (or 0)."""
         self.settle_meter()
         targets = [connector_id] if connector_id else [e.connector_id for e in self.evses]
-        measurands = self.config_list("MeterValuesSampledData")
+        # Accepted means a MeterValues goes out: with no measurand configured, the register
+        # (what a sampled value without a measurand means in OCPP 1.6).
+        measurands = self.config_list("MeterValuesSampledData") or [
+            Measurand.ENERGY_IMPORT_REGISTER.value
+        ]
         for target in targets:
             if self.boot is BootState.ACCEPTED:
                 self.send_meter_values(target, SampleContext.TRIGGER, measurands)
