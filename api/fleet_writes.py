@@ -444,6 +444,7 @@ def save_evse(
             # Only what a person edits: the register and status are the engine's.
             saved.save(update_fields=Evse.WEB_FIELDS)
         charger.sync_number_of_connectors()
+        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change(
             [(charger.pk, charger.charge_point_id)], report=report and report.callback
         )
@@ -454,6 +455,7 @@ def delete_evse(charger: Charger, evse: Evse) -> None:
     with transaction.atomic():
         evse.delete()
         charger.sync_number_of_connectors()
+        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change([(charger.pk, charger.charge_point_id)])
 
 
@@ -474,6 +476,7 @@ def save_configuration_key(
         raise _invalid(form_errors(form))
     with transaction.atomic():
         saved = form.save()
+        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change(
             [(charger.pk, charger.charge_point_id)], report=report and report.callback
         )
@@ -483,4 +486,5 @@ def save_configuration_key(
 def delete_configuration_key(charger: Charger, row: ConfigurationKey) -> None:
     with transaction.atomic():
         row.delete()
+        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change([(charger.pk, charger.charge_point_id)])

@@ -431,12 +431,14 @@ class EvseAdmin(admin.ModelAdmin):
         else:
             super().save_model(request, obj, form, change)
         obj.charger.sync_number_of_connectors()
+        Charger.objects.mark_changed([obj.charger_id])
         notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
     def delete_model(self, request, obj):
         with transaction.atomic():
             super().delete_model(request, obj)
             obj.charger.sync_number_of_connectors()
+            Charger.objects.mark_changed([obj.charger_id])
             notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
     def delete_queryset(self, request, queryset):
@@ -445,6 +447,7 @@ class EvseAdmin(admin.ModelAdmin):
             super().delete_queryset(request, queryset)
             for charger in chargers:
                 charger.sync_number_of_connectors()
+            Charger.objects.mark_changed(c.pk for c in chargers)
             notify_fleet_change((c.pk, c.charge_point_id) for c in chargers)
 
 
@@ -458,15 +461,18 @@ class ConfigurationKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        Charger.objects.mark_changed([obj.charger_id])
         notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
     def delete_model(self, request, obj):
         with transaction.atomic():
             super().delete_model(request, obj)
+            Charger.objects.mark_changed([obj.charger_id])
             notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
             rows = set(queryset.values_list("charger_id", "charger__charge_point_id"))
             super().delete_queryset(request, queryset)
+            Charger.objects.mark_changed(pk for pk, _ in rows)
             notify_fleet_change(rows)

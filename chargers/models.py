@@ -50,6 +50,12 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         else:
             raise ValueError(f"{key} is not a column of the charger row")
 
+    def mark_changed(self, charger_pks: Iterable[int]) -> None:
+        """An operator's edit of these chargers' EVSEs or configuration keys, which does not
+        save the charger row: `updated` says so, for a worker that missed the change
+        message finds changes by it (its reconciliation)."""
+        self.filter(pk__in=list(charger_pks)).update(updated=timezone.now())
+
     def set_firmware_versions(self, versions: dict[int, str]) -> None:
         """Firmware the engine installed (UpdateFirmware). A plain UPDATE: `updated` is
         the operator's edits, and this is none (the running charger has it already)."""

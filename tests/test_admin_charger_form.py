@@ -1,9 +1,12 @@
 """The admin's charger pages as a person uses them (issue 19): a new charger's form starts
 filled in, and the meter register reads as a number of kWh."""
 
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from chargers.admin import register_text
 from chargers.models import Charger, Evse
@@ -125,3 +128,33 @@ def test_an_edit_of_a_key_the_charger_sets_itself_is_refused_saying_where(admin_
     data[f"configuration-{rows['HeartbeatInterval']}-value"] = "120"
     assert admin_client_logged_in.post(url, data).status_code == 302
     assert ConfigurationKey.objects.get(charger=charger, key="HeartbeatInterval").value == "120"
+
+
+def test_an_edit_in_the_evse_or_configuration_key_admin_marks_the_charger_changed(
+    admin_client_logged_in,
+):
+    # A worker that missed the change message finds it by the charger's `updated` time.
+    charger = make_charger("UPD-1", evses=1)
+    before = timezone.now() - timedelta(hours=1)
+    edits = [
+        (
+            reverse("admin:chargers_evse_change", args=[charger.evses.get().pk]),
+            "max_power_kw",
+            "11",
+        ),
+        (
+            reverse(
+                "admin:chargers_configurationkey_change",
+                args=[charger.configuration.get(key="HeartbeatInterval").pk],
+            ),
+            "value",
+            "120",
+        ),
+    ]
+    for url, name, value in edits:
+        Charger.objects.filter(pk=charger.pk).update(updated=before)
+        data = form_values(admin_client_logged_in.get(url).content.decode())
+        data[name] = value
+        assert admin_client_logged_in.post(url, data).status_code == 302
+        charger.refresh_from_db()
+        assert charger.updated > before, url

@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from api import fleet_writes
 from api.fleet_writes import MAX_BULK
@@ -837,6 +839,32 @@ def test_an_evse_gets_the_admins_messages(api, depot):
         "connector_type": ["Select a valid choice. Type9 is not one of the available choices."],
         "max_power_kw": ["Ensure this value is greater than or equal to 0.1."],
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "evses", {"connector_type": "Type2", "max_power_kw": 11}),
+        ("patch", "evses/2", {"max_power_kw": 11}),
+        ("put", "evses/2", {"connector_type": "CCS2", "max_power_kw": 50}),
+        ("delete", "evses/2", None),
+        ("put", "configuration/HeartbeatInterval", {"value": "30"}),
+        ("put", "configuration/VendorKey", {"value": "on"}),
+        ("delete", "configuration/VendorKey", None),
+    ],
+)
+def test_an_evse_or_configuration_write_marks_the_charger_changed(api, depot, method, path, body):
+    # A worker that missed the change message finds it by the charger's `updated` time
+    # (README, "Editing the fleet while it runs"): these writes left it as it was.
+    charger = make_charger("CP-1", location=depot, evses=2)
+    ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="off")
+    before = timezone.now() - timedelta(hours=1)
+    Charger.objects.filter(pk=charger.pk).update(updated=before)
+    url = f"{V1}/chargers/CP-1/{path}?wait=false"
+    response = api.delete(url) if method == "delete" else getattr(api, method)(url, body)
+    assert response.status_code in (200, 201, 204), response.content
+    charger.refresh_from_db()
+    assert charger.updated > before
 
 
 def test_a_configuration_key_is_set_read_and_deleted(api, depot):
