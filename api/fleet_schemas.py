@@ -274,12 +274,18 @@ class EvseIn(Strict):
 
 class EvseCreate(EvseIn):
     connector_id: int | None = Field(
-        None, description="1..99; empty takes the next number after the charger's last EVSE."
+        None,
+        description="The next connector, N + 1 (empty takes it): a charger's connectors are "
+        "numbered 1..N without gaps.",
     )
 
 
 class EvsePatch(Strict):
-    connector_id: int | None = Field(None, description="Renumber the connector (1..99).")
+    connector_id: int | None = Field(
+        None,
+        description="Renumber the connector, only so that the charger's connectors stay "
+        "numbered 1..N without gaps (closing a gap an earlier version left).",
+    )
     connector_type: str | None = Field(None, description=f"One of {CONNECTOR_TYPES}.")
     max_power_kw: float | None = Field(None, description=doc(Evse, "max_power_kw"))
 

@@ -34,7 +34,14 @@ from chargers.configuration_overrides import (
     check_overrides,
 )
 from chargers.deadlocks import retrying_deadlocks
-from chargers.evse_layout import MAX_EVSES, EvseSpec, LayoutError, evse_spec
+from chargers.evse_layout import (
+    MAX_EVSES,
+    EvseSpec,
+    LayoutError,
+    evse_spec,
+    next_connector_id,
+    numbering_problem,
+)
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -431,8 +438,9 @@ def save_evse(
 ) -> Evse:
     values = {"charger": charger.pk, **{k: v for k, v in given.items() if v is not None}}
     if evse is None and values.get("connector_id") is None:
-        last = charger.evses.order_by("-connector_id").values_list("connector_id", flat=True)
-        values["connector_id"] = (last.first() or 0) + 1
+        stored = list(charger.evses.values_list("connector_id", flat=True))
+        values["connector_id"] = next_connector_id(stored)
+    old_id = None if evse is None else evse.connector_id
     form = EvseForm(data=_data(Evse, evse, ["charger", *Evse.WEB_FIELDS], values), instance=evse)
     if not form.is_valid():
         raise _invalid(form_errors(form))
@@ -443,8 +451,10 @@ def save_evse(
         else:
             # Only what a person edits: the register and status are the engine's.
             saved.save(update_fields=Evse.WEB_FIELDS)
+        problem = _numbering_problem(charger, old=old_id, new=saved.connector_id)
+        if problem:
+            raise _invalid([ErrorItem(field="connector_id", message=problem)])
         charger.sync_number_of_connectors()
-        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change(
             [(charger.pk, charger.charge_point_id)], report=report and report.callback
         )
@@ -454,9 +464,24 @@ def save_evse(
 def delete_evse(charger: Charger, evse: Evse) -> None:
     with transaction.atomic():
         evse.delete()
+        problem = _numbering_problem(charger, old=evse.connector_id, new=None)
+        if problem:
+            raise ApiError(409, problem, [ErrorItem(field="connector_id", message=problem)])
         charger.sync_number_of_connectors()
-        Charger.objects.mark_changed([charger.pk])
         notify_fleet_change([(charger.pk, charger.charge_point_id)])
+
+
+def _numbering_problem(charger: Charger, *, old: int | None, new: int | None) -> str | None:
+    """Whether the EVSE write just made (connector `old` became `new`; None: no EVSE was,
+    or is) leaves the charger's connectors numbered 1..N; the caller rolls it back if not.
+    Checked after the write and after `updated` is set, which locks the charger row: two
+    writes of one charger's EVSEs are checked one after the other (both checked before
+    writing, an EVSE added while another is deleted would leave a gap). The worker's
+    checkpoints write EVSE rows before charger rows too."""
+    Charger.objects.mark_changed([charger.pk])
+    after = Evse.objects.connector_ids(charger.pk)
+    before = [n for n in after if n != new] + ([] if old is None else [old])
+    return numbering_problem(charger.charge_point_id, before, after)
 
 
 def save_configuration_key(

@@ -3,13 +3,17 @@
 Each item is `[count*]connector_type:max_kW`; items are separated by ';' (or spaces) and
 number the connectors from 1 in order. Checked with the Evse model's own choices and
 validators, so the messages match the admin's.
+
+Whatever writes EVSEs keeps that numbering (`numbering_problem`): OCPP 1.6 numbers a
+charger's connectors 1..NumberOfConnectors, and the engine finds connector n at position
+n (`simulator.core.charge_point.Charger.evse`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -107,3 +111,41 @@ def specs_of(evses: Iterable[Evse]) -> list[EvseSpec]:
         EvseSpec(e.connector_type, e.max_power_kw)
         for e in sorted(evses, key=lambda e: e.connector_id)
     ]
+
+
+NUMBERING = "a charger's connectors are numbered 1..N without gaps (OCPP 1.6)"
+
+
+def numbering_problem(name: str, stored: Collection[int], after: Collection[int]) -> str | None:
+    """Why charger `name` may not go from connector ids `stored` to `after` (None: it may),
+    said as what to do instead. A write that leaves the ids as they were passes, so that
+    a charger stored with a gap by an earlier version can still be edited (and its gap
+    closed by renumbering the connector after it)."""
+    before, now = set(stored), set(after)
+    if now == before or sorted(now) == list(range(1, len(now) + 1)):
+        return None
+    removed, added = before - now, now - before
+    if removed and not added:
+        first = min(removed)
+        above = sorted(n for n in now if n > first)
+        if above:
+            return f"Connector {first} is not {name}'s last: {NUMBERING}, so delete {_connectors(above)} first."
+    if added and not removed:
+        following = min(set(range(1, len(now) + 1)) - now)
+        return f"The next connector of {name} is {following}: {NUMBERING}."
+    if len(removed) == len(added) == 1:
+        return f"Connector {min(removed)} of {name} cannot become {min(added)}: {NUMBERING}."
+    listed = ", ".join(str(n) for n in sorted(now))
+    return f"{name}'s connectors would be {listed}: {NUMBERING}."
+
+
+def _connectors(ids: list[int]) -> str:
+    if len(ids) == 1:
+        return f"connector {ids[0]}"
+    return f"connectors {', '.join(str(n) for n in ids[:-1])} and {ids[-1]}"
+
+
+def next_connector_id(stored: Collection[int]) -> int:
+    """The connector a new EVSE gets: N + 1 (or the first gap an earlier version left)."""
+    taken = set(stored)
+    return min(set(range(1, len(taken) + 2)) - taken)

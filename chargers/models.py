@@ -331,6 +331,9 @@ class EvseManager(models.Manager["Evse"]):
             ("double precision", "text", "timestamp with time zone", "bigint", "bigint"),
         )
 
+    def connector_ids(self, charger_pk: int) -> list[int]:
+        return list(self.filter(charger_id=charger_pk).values_list("connector_id", flat=True))
+
     def set_availability(self, charger_pk: int, connectors: dict[int, str]) -> None:
         for connector_id, value in connectors.items():
             self.filter(charger_id=charger_pk, connector_id=connector_id).update(availability=value)

@@ -96,7 +96,7 @@ ENDPOINTS = [
     ("get", "/chargers/CP-1/evses/1", "view_evse"),
     ("put", "/chargers/CP-1/evses/1", "change_evse"),
     ("patch", "/chargers/CP-1/evses/1", "change_evse"),
-    ("delete", "/chargers/CP-1/evses/1", "delete_evse"),
+    ("delete", "/chargers/CP-1/evses/2", "delete_evse"),  # the last: only it may go
     ("get", "/chargers/CP-1/configuration", "view_configurationkey"),
     ("get", "/chargers/CP-1/configuration/HeartbeatInterval", "view_configurationkey"),
     ("put", "/chargers/CP-1/configuration/HeartbeatInterval", "change_configurationkey"),
@@ -839,6 +839,78 @@ def test_an_evse_gets_the_admins_messages(api, depot):
         "connector_type": ["Select a valid choice. Type9 is not one of the available choices."],
         "max_power_kw": ["Ensure this value is greater than or equal to 0.1."],
     }
+
+
+def connector_ids(charger: Charger) -> list[int]:
+    return list(charger.evses.order_by("connector_id").values_list("connector_id", flat=True))
+
+
+def test_only_the_last_evse_can_be_removed_so_connectors_stay_numbered_without_gaps(api, depot):
+    # OCPP 1.6 numbers connectors 1..NumberOfConnectors, and the engine finds connector n
+    # at position n: deleting connector 2 of 3 left [1, 3], and connector 3 unreachable.
+    charger = make_charger("CP-1", location=depot, evses=3)
+    url = f"{V1}/chargers/CP-1/evses"
+    refused = api.delete(f"{url}/2")
+    assert errors_of(refused, 409) == [
+        (
+            "connector_id",
+            "Connector 2 is not CP-1's last: a charger's connectors are numbered 1..N "
+            "without gaps (OCPP 1.6), so delete connector 3 first.",
+            None,
+        )
+    ]
+    assert connector_ids(charger) == [1, 2, 3]
+    assert api.delete(f"{url}/3").status_code == 204
+    assert api.delete(f"{url}/2").status_code == 204
+    assert connector_ids(charger) == [1]
+    assert charger.configuration.get(key="NumberOfConnectors").value == "1"
+
+
+def test_a_new_evse_is_the_next_connector(api, depot):
+    # connector_id 7 on a 2-EVSE charger answered 201, giving [1, 2, 7].
+    charger = make_charger("CP-1", location=depot, evses=2)
+    url = f"{V1}/chargers/CP-1/evses"
+    refused = api.post(url, {"connector_id": 7, "connector_type": "Type2", "max_power_kw": 11})
+    assert fields_of(refused) == {
+        "connector_id": [
+            "The next connector of CP-1 is 3: a charger's connectors are numbered 1..N "
+            "without gaps (OCPP 1.6)."
+        ]
+    }
+    assert connector_ids(charger) == [1, 2]
+    given = api.post(url, {"connector_id": 3, "connector_type": "Type2", "max_power_kw": 11})
+    assert given.status_code == 201, given.content
+    assert connector_ids(charger) == [1, 2, 3]
+
+
+def test_an_evse_cannot_be_renumbered_into_a_gap(api, depot):
+    charger = make_charger("CP-1", location=depot, evses=2)
+    refused = api.patch(f"{V1}/chargers/CP-1/evses/2", {"connector_id": 5})
+    assert fields_of(refused) == {
+        "connector_id": [
+            "Connector 2 of CP-1 cannot become 5: a charger's connectors are numbered 1..N "
+            "without gaps (OCPP 1.6)."
+        ]
+    }
+    assert connector_ids(charger) == [1, 2]
+    # Other fields of the same EVSE still change.
+    assert (
+        api.patch(f"{V1}/chargers/CP-1/evses/2", {"connector_id": 2, "max_power_kw": 7}).json()[
+            "max_power_kw"
+        ]
+        == 7
+    )
+
+
+def test_a_gap_left_by_an_earlier_version_can_be_closed(api, depot):
+    # Chargers saved before the numbering was checked may have one: renumbering the
+    # connector after the gap closes it, and the rest of the EVSE can still be edited.
+    charger = make_charger("CP-1", location=depot, evses=2)
+    charger.evses.filter(connector_id=2).update(connector_id=3)
+    url = f"{V1}/chargers/CP-1/evses"
+    assert api.patch(f"{url}/3", {"max_power_kw": 7}).status_code == 200
+    assert api.patch(f"{url}/3", {"connector_id": 2}).status_code == 200
+    assert connector_ids(charger) == [1, 2]
 
 
 @pytest.mark.parametrize(

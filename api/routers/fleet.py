@@ -458,7 +458,9 @@ def list_evses(request: HttpRequest, charge_point_id: str) -> Any:
     response={201: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Add an EVSE",
-    description="NumberOfConnectors follows. Needs `chargers.add_evse`.",
+    description="As the next connector, N + 1: a charger's connectors are numbered 1..N "
+    "without gaps, as OCPP 1.6 numbers them, so another `connector_id` is refused (422). "
+    "NumberOfConnectors follows. Needs `chargers.add_evse`.",
 )
 @require("chargers.add_evse")
 def create_evse(
@@ -508,7 +510,8 @@ def replace_evse(
     response={200: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Change an EVSE",
-    description="Only the fields given change. Needs `chargers.change_evse`.",
+    description="Only the fields given change. A new `connector_id` that would leave a gap "
+    "in the charger's connectors 1..N is refused (422). Needs `chargers.change_evse`.",
 )
 @require("chargers.change_evse")
 def change_evse(
@@ -527,10 +530,12 @@ def change_evse(
 
 @router.delete(
     "/chargers/{charge_point_id}/evses/{connector_id}",
-    response={204: None, **READ_ERRORS},
+    response={204: None, **READ_ERRORS, 409: ErrorBody},
     tags=EVSES,
     summary="Remove an EVSE",
-    description="NumberOfConnectors follows. Needs `chargers.delete_evse`.",
+    description="Only the charger's last connector (the highest number) may go; another is "
+    "refused (409), as a charger's connectors are numbered 1..N without gaps. "
+    "NumberOfConnectors follows. Needs `chargers.delete_evse`.",
 )
 @require("chargers.delete_evse")
 def delete_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
