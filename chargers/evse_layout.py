@@ -118,18 +118,33 @@ NUMBERING = "a charger's connectors are numbered 1..N without gaps (OCPP 1.6)"
 
 def numbering_problem(name: str, stored: Collection[int], after: Collection[int]) -> str | None:
     """Why charger `name` may not go from connector ids `stored` to `after` (None: it may),
-    said as what to do instead. A write that leaves the ids as they were passes, so that
-    a charger stored with a gap by an earlier version can still be edited (and its gap
-    closed by renumbering the connector after it)."""
+    said as what to do instead: no EVSE at all, or a gap in 1..N. A write that leaves the
+    ids as they were passes, so that a charger stored with a gap by an earlier version can
+    still be edited (and its gap closed by renumbering the connector after it)."""
     before, now = set(stored), set(after)
-    if now == before or sorted(now) == list(range(1, len(now) + 1)):
+    if now == before:
+        return None
+    if not now:
+        # The engine cannot run a charger without one (nor a CSMS talk to it).
+        if len(before) == 1:
+            return (
+                f"Connector {min(before)} is {name}'s only EVSE: a charger keeps at least one "
+                "(delete the charger instead)."
+            )
+        return (
+            f"{name} would have no EVSE: a charger keeps at least one (delete the charger instead)."
+        )
+    if sorted(now) == list(range(1, len(now) + 1)):
         return None
     removed, added = before - now, now - before
     if removed and not added:
         first = min(removed)
         above = sorted(n for n in now if n > first)
         if above:
-            return f"Connector {first} is not {name}'s last: {NUMBERING}, so delete {_connectors(above)} first."
+            return (
+                f"Connector {first} is not {name}'s last: {NUMBERING}, so delete "
+                f"{_connectors(above)} first."
+            )
     if added and not removed:
         following = min(set(range(1, len(now) + 1)) - now)
         return f"The next connector of {name} is {following}: {NUMBERING}."

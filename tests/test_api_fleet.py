@@ -866,6 +866,21 @@ def test_only_the_last_evse_can_be_removed_so_connectors_stay_numbered_without_g
     assert charger.configuration.get(key="NumberOfConnectors").value == "1"
 
 
+def test_the_last_evse_cannot_be_removed(api, depot):
+    # One by one, every EVSE went (204 each time), leaving a charger the engine cannot run.
+    charger = make_charger("CP-1", location=depot, evses=1)
+    refused = api.delete(f"{V1}/chargers/CP-1/evses/1")
+    assert errors_of(refused, 409) == [
+        (
+            "connector_id",
+            "Connector 1 is CP-1's only EVSE: a charger keeps at least one (delete the "
+            "charger instead).",
+            None,
+        )
+    ]
+    assert connector_ids(charger) == [1]
+
+
 def test_a_new_evse_is_the_next_connector(api, depot):
     # connector_id 7 on a 2-EVSE charger answered 201, giving [1, 2, 7].
     charger = make_charger("CP-1", location=depot, evses=2)

@@ -534,7 +534,8 @@ def change_evse(
     tags=EVSES,
     summary="Remove an EVSE",
     description="Only the charger's last connector (the highest number) may go; another is "
-    "refused (409), as a charger's connectors are numbered 1..N without gaps. "
+    "refused (409), as a charger's connectors are numbered 1..N without gaps, and so is its "
+    "only EVSE (a charger keeps at least one: delete the charger instead). "
     "NumberOfConnectors follows. Needs `chargers.delete_evse`.",
 )
 @require("chargers.delete_evse")
