@@ -5,17 +5,22 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
 from django.contrib.admin import helpers
 from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
 
 from chargers.deadlocks import retrying_deadlocks
+from chargers.evse_layout import numbering_problem
 from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm
@@ -54,6 +59,20 @@ def recent_csms_url(user: Any) -> str:
     return settings.CHARGESIM_DEFAULT_CSMS_URL
 
 
+def deletion_problem(evses: list[Evse]) -> str | None:
+    """Why these EVSEs may not be deleted (a charger would be left with a gap in its
+    connectors 1..N, or with no EVSE), or None."""
+    gone: dict[Charger, set[int]] = {}
+    for evse in evses:
+        gone.setdefault(evse.charger, set()).add(evse.connector_id)
+    problems = []
+    for charger, ids in gone.items():
+        stored = Evse.objects.connector_ids(charger.pk)
+        after = [n for n in stored if n not in ids]
+        problems.append(numbering_problem(charger.charge_point_id, stored, after))
+    return " ".join(p for p in problems if p) or None
+
+
 class EvseForm(forms.ModelForm):
     def has_changed(self) -> bool:
         # A new charger's pre-filled connector row is saved as shown, typed over or not
@@ -64,6 +83,28 @@ class EvseForm(forms.ModelForm):
 
 
 class EvseFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return  # each row's own problems first (a connector id given twice, say)
+        charger = self.instance
+        stored = dict(Evse.objects.filter(charger_id=charger.pk).values_list("pk", "connector_id"))
+        after = dict(stored)
+        added = []
+        for form in self.forms:
+            deleted = self.can_delete and form.cleaned_data.get("DELETE", False)
+            if form.instance.pk in stored:
+                if deleted:
+                    del after[form.instance.pk]
+                else:
+                    after[form.instance.pk] = form.cleaned_data["connector_id"]
+            elif form.has_changed() and not deleted:  # as the formset saves new rows
+                added.append(form.cleaned_data["connector_id"])
+        name = charger.charge_point_id or "this charger"
+        problem = numbering_problem(name, stored.values(), [*after.values(), *added])
+        if problem:
+            raise forms.ValidationError(problem)
+
     def save_existing(self, form, obj, commit=True):
         # Only the columns a person edits: the register, status and availability in the
         # row were read with the page and may be behind the engine by now.
@@ -405,8 +446,28 @@ class ChargerAdmin(FleetImportExportAdmin):
         return TemplateResponse(request, "admin/chargers/charger/generate_fleet.html", context)
 
 
+class EvseAdminForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        # (Read-only on a change: the stored one.)
+        charger = self.cleaned_data.get("charger") or (
+            self.instance.charger if self.instance.charger_id else None
+        )
+        connector = self.cleaned_data.get("connector_id")
+        if charger is not None and connector is not None:
+            stored = Evse.objects.connector_ids(charger.pk)
+            old = self.initial.get("connector_id") if self.instance.pk else None
+            after = [n for n in stored if n != old] + [connector]
+            problem = numbering_problem(charger.charge_point_id, stored, after)
+            if problem:
+                self.add_error("connector_id", problem)
+        return cleaned
+
+
 @admin.register(Evse)
 class EvseAdmin(admin.ModelAdmin):
+    form = EvseAdminForm
+    actions = ["delete_selected"]
     list_display = [
         "__str__",
         "connector_type",
@@ -424,6 +485,29 @@ class EvseAdmin(admin.ModelAdmin):
     @admin.display(description="meter register", ordering="register_wh")
     def register(self, obj: Evse) -> str:
         return register_text(obj.register_wh)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moved to another charger, an EVSE would renumber two chargers' connectors.
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else ["charger", *fields]
+
+    def delete_view(self, request, object_id, extra_context=None):
+        evse = self.get_object(request, unquote(object_id))
+        if evse is not None and (problem := deletion_problem([evse])):
+            self.message_user(request, problem, level=messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:chargers_evse_change", args=[evse.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(
+        permissions=["delete"], description=gettext_lazy("Delete selected %(verbose_name_plural)s")
+    )
+    def delete_selected(self, request, queryset):
+        """Django's delete action, refused as `deletion_problem` says."""
+        problem = deletion_problem(list(queryset.select_related("charger")))
+        if problem:
+            self.message_user(request, problem, level=messages.ERROR)
+            return None
+        return admin_actions.delete_selected(self, request, queryset)
 
     def save_model(self, request, obj, form, change):
         if change:

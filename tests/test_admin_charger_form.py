@@ -158,3 +158,106 @@ def test_an_edit_in_the_evse_or_configuration_key_admin_marks_the_charger_change
         assert admin_client_logged_in.post(url, data).status_code == 302
         charger.refresh_from_db()
         assert charger.updated > before, url
+
+
+# -- connectors numbered 1..N without gaps (OCPP 1.6) ----------------------------------------
+
+
+def change_page(client, charger: Charger) -> tuple[str, dict[str, str]]:
+    url = reverse("admin:chargers_charger_change", args=[charger.pk])
+    return url, form_values(client.get(url).content.decode())
+
+
+def connector_ids(charger: Charger) -> list[int]:
+    return list(charger.evses.order_by("connector_id").values_list("connector_id", flat=True))
+
+
+def test_the_evse_inline_refuses_a_connector_that_leaves_a_gap(admin_client_logged_in):
+    # Connector 5 on a 1-EVSE charger was saved: [1, 5], connector 5 unreachable by its id.
+    charger = make_charger("GAP-1", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    data.update(
+        {
+            "evses-TOTAL_FORMS": "2",
+            "evses-1-connector_id": "5",
+            "evses-1-connector_type": "Type2",
+            "evses-1-max_power_kw": "11",
+        }
+    )
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    assert "The next connector of GAP-1 is 2" in response.content.decode()
+    assert connector_ids(charger) == [1]
+    data["evses-1-connector_id"] = "2"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert connector_ids(charger) == [1, 2]
+    assert charger.configuration.get(key="NumberOfConnectors").value == "2"
+
+
+def test_the_evse_inline_deletes_only_the_last_connector(admin_client_logged_in):
+    charger = make_charger("GAP-2", evses=3)
+    url, data = change_page(admin_client_logged_in, charger)
+    rows = {data[f"evses-{n}-connector_id"]: n for n in range(3)}
+    data[f"evses-{rows['2']}-DELETE"] = "on"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    assert "delete connector 3 first" in response.content.decode()
+    assert connector_ids(charger) == [1, 2, 3]
+    data[f"evses-{rows['3']}-DELETE"] = "on"  # 2 and 3 together: the last two
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert connector_ids(charger) == [1]
+
+
+def test_the_evse_inline_keeps_at_least_one_connector(admin_client_logged_in):
+    charger = make_charger("GAP-3", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    data["evses-0-DELETE"] = "on"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    assert "only EVSE: a charger keeps at least one" in response.content.decode()
+    assert connector_ids(charger) == [1]
+
+
+def test_the_evse_admin_refuses_a_gap(admin_client_logged_in):
+    charger = make_charger("GAP-4", evses=2)
+    second = charger.evses.get(connector_id=2)
+    url = reverse("admin:chargers_evse_change", args=[second.pk])
+    data = form_values(admin_client_logged_in.get(url).content.decode())
+    data["connector_id"] = "5"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    assert "Connector 2 of GAP-4 cannot become 5" in response.content.decode()
+
+    add = reverse("admin:chargers_evse_add")
+    data = form_values(admin_client_logged_in.get(add).content.decode())
+    data.update(charger=str(charger.pk), connector_id="7", max_power_kw="11")
+    response = admin_client_logged_in.post(add, data)
+    assert response.status_code == 200
+    assert "The next connector of GAP-4 is 3" in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
+
+
+def test_the_evse_admin_deletes_only_the_last_connector(admin_client_logged_in):
+    charger = make_charger("GAP-5", evses=2)
+    first = charger.evses.get(connector_id=1)
+    url = reverse("admin:chargers_evse_delete", args=[first.pk])
+    response = admin_client_logged_in.post(url, {"post": "yes"}, follow=True)
+    assert "delete connector 2 first" in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
+
+    changelist = reverse("admin:chargers_evse_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [first.pk], "post": "yes"}
+    response = admin_client_logged_in.post(changelist, selected, follow=True)
+    assert "delete connector 2 first" in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
+
+    every = [e.pk for e in charger.evses.all()]
+    selected["_selected_action"] = every
+    response = admin_client_logged_in.post(changelist, selected, follow=True)
+    assert "would have no EVSE" in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
+
+    last = charger.evses.get(connector_id=2)
+    url = reverse("admin:chargers_evse_delete", args=[last.pk])
+    assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
+    assert connector_ids(charger) == [1]
