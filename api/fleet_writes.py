@@ -509,6 +509,9 @@ def save_configuration_key(
 
 
 def delete_configuration_key(charger: Charger, row: ConfigurationKey) -> None:
+    refused = ConfigurationKey.deletion_refused(row.key, "PUT a value instead")
+    if refused:
+        raise ApiError(409, refused, [ErrorItem(field="key", message=refused)])
     with transaction.atomic():
         row.delete()
         Charger.objects.mark_changed([charger.pk])

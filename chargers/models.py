@@ -511,6 +511,16 @@ class ConfigurationKey(models.Model):
             # stored (GetConfiguration), and a stored flag saying otherwise would mislead.
             self.readonly = spec.readonly
 
+    @staticmethod
+    def deletion_refused(key: str, instead: str) -> str | None:
+        """Why key `key` may not be deleted (or renamed), `instead` saying what to do; None
+        for a custom key."""
+        if not config_keys.is_standard(key):
+            return None
+        return (
+            f"{key} is a standard OCPP key (every charger has it): it cannot be deleted; {instead}."
+        )
+
 
 class TransactionValues(TypedDict):
     """A transaction row as the engine writes it: the one list of its fields."""

@@ -101,7 +101,7 @@ ENDPOINTS = [
     ("get", "/chargers/CP-1/configuration/HeartbeatInterval", "view_configurationkey"),
     ("put", "/chargers/CP-1/configuration/HeartbeatInterval", "change_configurationkey"),
     ("put", "/chargers/CP-1/configuration/NewKey", "add_configurationkey"),
-    ("delete", "/chargers/CP-1/configuration/HeartbeatInterval", "delete_configurationkey"),
+    ("delete", "/chargers/CP-1/configuration/VendorKey", "delete_configurationkey"),
 ]
 
 # A valid body for each write, so that what answers is the permission check.
@@ -141,7 +141,8 @@ BODIES: dict[tuple[str, str], Any] = {
 
 @pytest.fixture
 def cast(depot: Location) -> dict[str, int]:
-    make_charger("CP-1", location=depot, evses=2)
+    charger = make_charger("CP-1", location=depot, evses=2)
+    ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="on")
     vehicle = make_vehicle()
     spare = make_location("Spare")
     return {"location": spare.pk, "vehicle": vehicle.pk, "depot": depot.pk}
@@ -983,6 +984,27 @@ def test_a_configuration_key_gets_the_admins_messages(api, depot):
         "key": ["AuthorizationKey is set on the charger itself (it is write-only)."]
     }
     assert not ConfigurationKey.objects.filter(key="AuthorizationKey").exists()
+
+
+@pytest.mark.parametrize(
+    "key", ["HeartbeatInterval", "NumberOfConnectors", "SupportedFeatureProfiles"]
+)
+def test_a_standard_configuration_key_cannot_be_deleted(api, depot, key):
+    # The DELETE answered 204 and the key was gone from the API while the running charger
+    # went on reporting it (GetConfiguration): every charger has the OCPP keys.
+    make_charger("CP-1", location=depot)
+    url = f"{V1}/chargers/CP-1/configuration/{key}"
+    refused = api.delete(url)
+    assert errors_of(refused, 409) == [
+        (
+            "key",
+            f"{key} is a standard OCPP key (every charger has it): it cannot be deleted; "
+            "PUT a value instead.",
+            None,
+        )
+    ]
+    assert refused.json()["detail"] == errors_of(refused, 409)[0][1]
+    assert api.get(url).status_code == 200
 
 
 def test_an_ocpp_keys_readonly_flag_is_the_protocols_and_the_chargers_own_keys_are_refused(

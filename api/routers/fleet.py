@@ -624,10 +624,11 @@ def set_configuration_key(
 
 @router.delete(
     "/chargers/{charge_point_id}/configuration/{key}",
-    response={204: None, **READ_ERRORS},
+    response={204: None, **READ_ERRORS, 409: ErrorBody},
     tags=CONFIGURATION,
     summary="Delete a configuration key",
-    description="Needs `chargers.delete_configurationkey`.",
+    description="A custom key. A standard OCPP key, which every charger has, is refused "
+    "(409): PUT a value instead. Needs `chargers.delete_configurationkey`.",
 )
 @require("chargers.delete_configurationkey")
 def delete_configuration_key(request: HttpRequest, charge_point_id: str, key: str) -> Any:

@@ -142,6 +142,13 @@ def defaults(number_of_connectors: int) -> dict[str, str]:
     return values
 
 
+def is_standard(name: str) -> bool:
+    """A key every charger has (one of `defaults`): its value may change, the key not go, as
+    the running charger goes on reporting it (GetConfiguration)."""
+    spec = KEYS.get(name)
+    return spec is not None and not (spec.write_only or spec.on_charger)
+
+
 def normalise(name: str, value: str) -> str:
     """Check a value for a known key and return its canonical text; raise InvalidValue."""
     spec = KEYS[name]
