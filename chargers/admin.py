@@ -164,14 +164,36 @@ class ConfigurationKeyForm(forms.ModelForm):
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         key = self.cleaned_data.get("key")
+        stored = self.initial.get("key") if self.instance.pk else None
+        if stored and key != stored:  # renamed: the stored key goes
+            refused = ConfigurationKey.deletion_refused(stored, INSTEAD)
+            if refused:
+                self.add_error("key", refused)
         if key in self.FOLLOWS and (self.instance.pk is None or self.has_changed()):
             raise forms.ValidationError(self.FOLLOWS[key])
         return cleaned
 
 
+# What to do rather than delete a standard key, in the admin's words.
+INSTEAD = "change its value instead"
+
+
+class ConfigurationKeyFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        refused = [
+            ConfigurationKey.deletion_refused(form.initial["key"], INSTEAD)
+            for form in self.forms
+            if form.instance.pk and self.can_delete and form.cleaned_data.get("DELETE", False)
+        ]
+        if any(refused):
+            raise forms.ValidationError([message for message in refused if message])
+
+
 class ConfigurationKeyInline(admin.TabularInline):
     model = ConfigurationKey
     form = ConfigurationKeyForm
+    formset = ConfigurationKeyFormSet
     extra = 0
     fields = ["key", "value", "readonly"]
 
@@ -538,10 +560,31 @@ class EvseAdmin(admin.ModelAdmin):
 @admin.register(ConfigurationKey)
 class ConfigurationKeyAdmin(admin.ModelAdmin):
     form = ConfigurationKeyForm
+    actions = ["delete_selected"]
     list_display = ["charger", "key", "value", "readonly"]
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id", "key"]
+
+    def delete_view(self, request, object_id, extra_context=None):
+        row = self.get_object(request, unquote(object_id))
+        if row is not None and (refused := ConfigurationKey.deletion_refused(row.key, INSTEAD)):
+            self.message_user(request, refused, level=messages.ERROR)
+            url = reverse("admin:chargers_configurationkey_change", args=[row.pk])
+            return HttpResponseRedirect(url)
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(
+        permissions=["delete"], description=gettext_lazy("Delete selected %(verbose_name_plural)s")
+    )
+    def delete_selected(self, request, queryset):
+        """Django's delete action, refused for a standard key."""
+        keys = sorted(set(queryset.values_list("key", flat=True)))
+        refused = [ConfigurationKey.deletion_refused(key, INSTEAD) for key in keys]
+        if any(refused):
+            self.message_user(request, " ".join(m for m in refused if m), level=messages.ERROR)
+            return None
+        return admin_actions.delete_selected(self, request, queryset)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

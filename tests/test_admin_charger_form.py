@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chargers.admin import register_text
-from chargers.models import Charger, Evse
+from chargers.models import Charger, ConfigurationKey, Evse
 from tests.admin_forms import form_values
 from tests.cast import make_charger, make_location
 
@@ -261,3 +261,67 @@ def test_the_evse_admin_deletes_only_the_last_connector(admin_client_logged_in):
     url = reverse("admin:chargers_evse_delete", args=[last.pk])
     assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
     assert connector_ids(charger) == [1]
+
+
+# -- the standard OCPP configuration keys stay -----------------------------------------------
+
+
+def test_the_configuration_inline_keeps_the_standard_keys(admin_client_logged_in):
+    # Deleted here, HeartbeatInterval was gone from the admin and the API while the running
+    # charger went on reporting it; renamed, the same.
+    charger = make_charger("KEY-1", evses=1)
+    ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="on")
+    url, data = change_page(admin_client_logged_in, charger)
+    rows = {
+        data[f"configuration-{n}-key"]: n for n in range(int(data["configuration-TOTAL_FORMS"]))
+    }
+    deleted = {**data, f"configuration-{rows['HeartbeatInterval']}-DELETE": "on"}
+    response = admin_client_logged_in.post(url, deleted)
+    assert response.status_code == 200
+    assert (
+        "HeartbeatInterval is a standard OCPP key (every charger has it): it cannot be "
+        "deleted; change its value instead." in response.content.decode()
+    )
+    renamed = {**data, f"configuration-{rows['HeartbeatInterval']}-key": "HeartbeatIntervall"}
+    response = admin_client_logged_in.post(url, renamed)
+    assert response.status_code == 200
+    assert "HeartbeatInterval is a standard OCPP key" in response.content.decode()
+    assert charger.configuration.filter(key="HeartbeatInterval").exists()
+    assert not charger.configuration.filter(key="HeartbeatIntervall").exists()
+
+    custom = {**data, f"configuration-{rows['VendorKey']}-DELETE": "on"}
+    assert admin_client_logged_in.post(url, custom).status_code == 302
+    assert not charger.configuration.filter(key="VendorKey").exists()
+
+
+def test_the_configuration_key_admin_keeps_the_standard_keys(admin_client_logged_in):
+    charger = make_charger("KEY-2", evses=1)
+    standard = charger.configuration.get(key="SupportedFeatureProfiles")
+    custom = ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="on")
+    delete = reverse("admin:chargers_configurationkey_delete", args=[standard.pk])
+    response = admin_client_logged_in.post(delete, {"post": "yes"}, follow=True)
+    assert "SupportedFeatureProfiles is a standard OCPP key" in response.content.decode()
+
+    change = reverse("admin:chargers_configurationkey_change", args=[standard.pk])
+    data = form_values(admin_client_logged_in.get(change).content.decode())
+    data["key"] = "Other"
+    response = admin_client_logged_in.post(change, data)
+    assert response.status_code == 200
+    assert "SupportedFeatureProfiles is a standard OCPP key" in response.content.decode()
+
+    changelist = reverse("admin:chargers_configurationkey_changelist")
+    selected = {
+        "action": "delete_selected",
+        "_selected_action": [standard.pk, custom.pk],
+        "post": "yes",
+    }
+    response = admin_client_logged_in.post(changelist, selected, follow=True)
+    assert "SupportedFeatureProfiles is a standard OCPP key" in response.content.decode()
+    assert set(charger.configuration.values_list("key", flat=True)) >= {
+        "SupportedFeatureProfiles",
+        "VendorKey",
+    }
+    selected["_selected_action"] = [custom.pk]
+    assert admin_client_logged_in.post(changelist, selected).status_code == 302
+    assert not charger.configuration.filter(key="VendorKey").exists()
+    assert charger.configuration.filter(key="SupportedFeatureProfiles").exists()
