@@ -141,6 +141,19 @@ def test_a_second_import_changes_fields_and_reshapes_evses_keeping_meter_registe
     assert cp1.configuration.get(key="HeartbeatInterval").value == "120"
 
 
+def test_an_import_numbers_the_connectors_1_to_n_itself(depot):
+    # The evses cell has no connector ids: a re-import can shrink or grow a charger but
+    # never leave a gap in its connectors (OCPP 1.6's 1..N), and closes one an earlier
+    # version of the API or admin let in.
+    run_import(csv_bytes(GOOD[0]))
+    cp1 = Charger.objects.get(charge_point_id="CP-1")
+    cp1.evses.filter(connector_id=2).update(connector_id=3, register_wh=700)
+    result = run_import(csv_bytes("CP-1,Depot,AC,22,2*Type2:11,ws://csms.example:9000/ocpp,"))
+    assert not result.has_errors(), result.problems()
+    assert list(cp1.evses.values_list("connector_id", "register_wh")) == [(1, 0), (2, 0)]
+    assert cp1.configuration.get(key="NumberOfConnectors").value == "2"
+
+
 def test_an_export_reimports_to_the_same_fleet(depot):
     vehicle = make_vehicle()
     charger_like_the_admin_makes(
