@@ -6,6 +6,7 @@ property tests of the sharing with a floor."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from hypothesis import given
@@ -788,3 +789,58 @@ def test_a_dc_composite_schedule_of_connector_0_sums_the_connectors_as_dc():
     assert periods == [{"startPeriod": 0, "limit": pytest.approx(200.0, abs=0.1)}]
     (watts,) = dc_composite(charger, 0, "W")
     assert watts["limit"] == pytest.approx(100 * volts + 40_000, abs=0.1)
+
+
+# -- a charger rated below its EVSEs ------------------------------------------------------
+
+
+async def test_an_idle_connector_is_offered_no_more_than_the_charger_is_rated(csms, ticking):
+    """An AC charger rated 11 kW with two 22 kW EVSEs: a car charging alone draws 11 kW, and
+    a connector with no car is offered 11 kW, in its MeterValues and in its composite
+    schedule. Both said 22 kW (the EVSE's) while nothing else drew."""
+    charger = runtime_charger("OF-RATED", csms.url, evses=2, config=OFFERED)
+    charger.respec(dataclasses.replace(charger.spec, max_power_w=11_000.0), {})
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        answer = await csms.call(
+            "OF-RATED", call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+        )
+        assert answer.status == "Accepted"
+        meter = await csms.wait_for("OF-RATED", "MeterValues", after=mark, timeout=3)
+        idle = {
+            sv["measurand"]: float(sv["value"])
+            for sv in meter.payload["meterValue"][0]["sampledValue"]
+        }
+        assert idle["Power.Offered"] == pytest.approx(11_000)
+        assert idle["Current.Offered"] == pytest.approx(11_000 / 690, abs=0.05)
+        for unit, expected in (("W", 11_000), ("A", 15.9)):
+            answer = await csms.call(
+                "OF-RATED",
+                call.GetCompositeSchedule(connector_id=1, duration=600, charging_rate_unit=unit),
+            )
+            assert answer.status == "Accepted"
+            periods = answer.charging_schedule["charging_schedule_period"]
+            assert [float(p["limit"]) for p in periods] == [pytest.approx(expected)]
+        await session(charger, 1, "A")
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="charging")
+        assert charger.evse(1).power_w == pytest.approx(11_000)
+        drawing = await sampled(csms, "OF-RATED", 1, len(csms.log))
+    assert drawing["Power.Offered"] == pytest.approx(11_000)
+
+
+async def test_a_transaction_whose_id_tag_was_refused_is_offered_nothing(csms, ticking):
+    """StopTransactionOnInvalidId=false and a Blocked StartTransaction: no energy flows, and
+    the offer it reports says so (it said the EVSE's 22 kW while drawing 0)."""
+    csms.start_transaction_status = "Blocked"
+    charger = runtime_charger(
+        "OF-BLK", csms.url, evses=1, config={**OFFERED, "StopTransactionOnInvalidId": "false"}
+    )
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "LATE")
+        await sampled(csms, "OF-BLK", 1, len(csms.log))  # past the answer
+        read = await sampled(csms, "OF-BLK", 1, len(csms.log))
+    assert read["Power.Active.Import"] == 0.0
+    assert read["Power.Offered"] == 0.0
+    assert read["Current.Offered"] == 0.0

@@ -2390,6 +2390,12 @@ class Charger:
                 start = starts.get(connector_id)
                 at = now if start is None or start <= now else start
                 limit = self.profiles.limit_at(connector_id, at, tx_start=start)
+            # Alone it may have all the rated power and its site's cap, not more: an 11 kW
+            # charger's 22 kW EVSE is offered 11 kW (as its car, once charging, is).
+            room = min(self.spec.max_power_w, self.site_caps_w.get(connector_id, math.inf))
+            base = limit if limit is not None else self._physical_limit()
+            if room < base.watts:
+                limit = capped(base, room, self.profiles.electrical.voltage)
             return limit
         # As `_limits_for` shares them, this connector asking for what its car would draw
         # (a paused one, on resuming), or for all it can take (a full car, no car).
@@ -2430,6 +2436,8 @@ class Charger:
         draw. On DC an amp limit is the DC current at the line voltage. Below the EV's own
         minimum rate the offer is still the limit itself (see `Limit.below_minimum`): the
         EVSE offers it, the car refuses it."""
+        if evse.deauthorized:  # its idTag refused, its transaction going on: nothing
+            return 0.0
         if not ac:
             offered = evse.max_power_w
             if limit is not None:

@@ -1242,6 +1242,8 @@ class ProfileStore:
             anchor = starts.get(connector_id, default_start)
             limit = self._connector_limit(connector_id, moment, anchor, with_cap=True)
             watts = self._dc_watts(limit, volts)
+            if self.rated_w is not None:  # alone it may have the charger's rated power
+                watts = min(watts, self.rated_w)
             return watts if unit == "W" else watts / volts
         watts = amps = 0.0
         for c in range(1, self.connectors + 1):
@@ -1331,6 +1333,14 @@ class ProfileStore:
             else:
                 anchor = starts.get(connector_id, window_start)
                 limit = self._connector_limit(connector_id, moment, anchor, with_cap=True)
+                if self.rated_w is not None and limit.watts > self.rated_w:
+                    # One connector alone may have the charger's rated power, not more (an
+                    # 11 kW charger's 22 kW EVSE): the same cap connector 0's total has.
+                    watts = self.rated_w
+                    amps = min(
+                        limit.amps, watts_to_amps(watts, limit.phases, self.electrical.voltage)
+                    )
+                    limit = Limit(amps=amps, watts=watts, phases=limit.phases)
             return _floor_tenth(limit.value(rate_unit)), limit.phases
 
         changes: set[datetime] = set()
