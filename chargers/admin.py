@@ -166,7 +166,7 @@ class ConfigurationKeyForm(forms.ModelForm):
         key = self.cleaned_data.get("key")
         stored = self.initial.get("key") if self.instance.pk else None
         if stored and key != stored:  # renamed: the stored key goes
-            refused = ConfigurationKey.deletion_refused(stored, INSTEAD)
+            refused = ConfigurationKey.deletion_refused(stored, INSTEAD, done="renamed")
             if refused:
                 self.add_error("key", refused)
         if key in self.FOLLOWS and (self.instance.pk is None or self.has_changed()):

@@ -512,13 +512,13 @@ class ConfigurationKey(models.Model):
             self.readonly = spec.readonly
 
     @staticmethod
-    def deletion_refused(key: str, instead: str) -> str | None:
-        """Why key `key` may not be deleted (or renamed), `instead` saying what to do; None
-        for a custom key."""
+    def deletion_refused(key: str, instead: str, *, done: str = "deleted") -> str | None:
+        """Why key `key` may not be deleted (or, `done`, renamed), `instead` saying what to
+        do; None for a custom key."""
         if not config_keys.is_standard(key):
             return None
         return (
-            f"{key} is a standard OCPP key (every charger has it): it cannot be deleted; {instead}."
+            f"{key} is a standard OCPP key (every charger has it): it cannot be {done}; {instead}."
         )
 
 

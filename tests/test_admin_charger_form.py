@@ -285,7 +285,10 @@ def test_the_configuration_inline_keeps_the_standard_keys(admin_client_logged_in
     renamed = {**data, f"configuration-{rows['HeartbeatInterval']}-key": "HeartbeatIntervall"}
     response = admin_client_logged_in.post(url, renamed)
     assert response.status_code == 200
-    assert "HeartbeatInterval is a standard OCPP key" in response.content.decode()
+    assert (
+        "HeartbeatInterval is a standard OCPP key (every charger has it): it cannot be "
+        "renamed; change its value instead." in response.content.decode()
+    )
     assert charger.configuration.filter(key="HeartbeatInterval").exists()
     assert not charger.configuration.filter(key="HeartbeatIntervall").exists()
 
