@@ -8,7 +8,13 @@ import logging
 import pytest
 from ocpp.v16 import call
 
-from simulator.ocpp16.redaction import REDACTED, WITHHELD, RedactSecrets, redact_frame
+from simulator.ocpp16.redaction import (
+    LINE_WITHHELD,
+    REDACTED,
+    WITHHELD,
+    RedactSecrets,
+    redact_frame,
+)
 from simulator.runtime.events import EventPublisher
 from tests.engine import connected, runtime_charger
 
@@ -113,7 +119,29 @@ def test_a_log_line_that_names_the_key_without_a_frame_is_withheld_whole():
         None,
     )
     assert RedactSecrets().filter(record)
-    assert record.getMessage() == WITHHELD
+    assert record.getMessage() == f"Error while handling request {LINE_WITHHELD}"
+
+
+def test_a_log_line_with_an_escape_keeps_its_words_and_says_why_the_rest_is_withheld():
+    """A non-JSON frame with a backslash may spell the name in an escape: its text is
+    withheld, but the line keeps the charger and what happened, and does not claim the
+    frame names the key. It read '[withheld: names AuthorizationKey ...]' alone."""
+    record = logging.LogRecord(
+        "simulator.ocpp16.client",
+        logging.INFO,
+        __file__,
+        1,
+        "%s: ignoring a frame that is not JSON: %.200r",
+        ("QA-1", '\ufeff\ufeff[2,"b","Reset",{}]'),
+        None,
+    )
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == f"QA-1: ignoring a frame that is not JSON: {LINE_WITHHELD}"
+    line = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "AuthorizationKey set: %r", ("s\u0033cret",), None
+    )
+    assert RedactSecrets().filter(line)
+    assert line.getMessage() == LINE_WITHHELD  # its words name the key: nothing kept
 
 
 def test_a_deeply_nested_frame_naming_the_key_is_withheld_not_raised():

@@ -23,6 +23,9 @@ SECRET_KEY_NAME = "AuthorizationKey"
 SECRET_KEY_LETTER = "K"
 REDACTED = "********"
 WITHHELD = f"[withheld: names {SECRET_KEY_NAME} and is not a JSON frame]"
+# A log line's rest after its plain words, when it may spell the name with an escape (a
+# backslash is enough to be unsure) and holds no frame that can be redacted.
+LINE_WITHHELD = f"[withheld: may name {SECRET_KEY_NAME} and is not a JSON frame]"
 
 # scheme://user:PASSWORD@ (slashes possibly JSON-escaped as \/): the password goes.
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\"@:]*:)[^/\\\s\"@]+@")
@@ -123,4 +126,10 @@ def _redact_line(message: str) -> str:
         frame = redact_frame(message[start:])
         if frame != WITHHELD:
             return prefix + frame
-    return WITHHELD
+    # The words before the first quote, bracket, brace or "=" (whose charger, what it did)
+    # are kept when they hold neither the name nor an escape; the rest is withheld.
+    cut = min((i for i in map(message.find, "['\"{=") if i >= 0), default=len(message))
+    words = message[:cut]
+    if _BACKSLASH in words or SECRET_KEY_NAME in words:
+        return LINE_WITHHELD
+    return words + LINE_WITHHELD
