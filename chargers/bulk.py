@@ -10,9 +10,9 @@ so a statement names its rows as one derived table, `{rows}`, with columns
   statement per connection, and one statement per batch size would grow without bound.
   One multi-row statement is one step of the driver; `executemany` steps once per row and
   releases the GIL each time, which costs the event loop more than the writes themselves.
-- PostgreSQL: `unnest(%s::type[], ...) AS v(column1, ...)`, one array per column:
-  psycopg then sends a few parameters, not 300,000 (multi-row VALUES with thousands of
-  placeholders spent most of a large import in psycopg's query conversion).
+- PostgreSQL: `unnest(%b::type[], ...) AS v(column1, ...)`, one array per column, sent in
+  binary: psycopg then sends a few parameters, not 300,000 (multi-row VALUES with
+  thousands of placeholders spent most of a large import in psycopg's query conversion).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 ROWS_PER_STATEMENT = 2_048  # SQLite: above this, longer statements gain nothing
@@ -57,10 +58,15 @@ def execute_values(sql: str, values: list[Any], types: Sequence[str]) -> None:
     # `wrap_database_errors` still turns the driver's errors into Django's: the checkpoint
     # writer tells a database that is down or full (OperationalError: write it all again
     # later) from a row it refuses (drop that row) by them.
-    raw = connection.connection.cursor()
     if connection.vendor == "postgresql":
+        # A server-side binding cursor, with the arrays sent in binary (`%b`): Django's
+        # client-side cursor would write each array as text, and psycopg quotes every
+        # element of a text array with a regular expression, one Python call per double
+        # quote. The JSON payloads of the outbox and the message log are full of them: that
+        # quoting was 60 % of a worker's CPU at 2,000 chargers sampling every second.
+        raw = psycopg.Cursor(connection.connection)
         table = (
-            f"unnest({', '.join(f'%s::{kind}[]' for kind in types)}) "
+            f"unnest({', '.join(f'%b::{kind}[]' for kind in types)}) "
             f"AS v({', '.join(f'column{n}' for n in range(1, width + 1))})"
         )
         statement = sql.replace("{rows}", table)
@@ -72,6 +78,7 @@ def execute_values(sql: str, values: list[Any], types: Sequence[str]) -> None:
         finally:
             raw.close()
         return
+    raw = connection.connection.cursor()
     try:
         limit = max(1, min(ROWS_PER_STATEMENT, _sqlite_max_params() // width))
         start = 0
