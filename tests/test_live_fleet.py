@@ -455,6 +455,59 @@ async def test_a_power_cycle_leaves_the_cars_plugged_in_and_resumes_their_sessio
     assert after.evse(2).status is ConnectorStatus.PREPARING
 
 
+async def test_a_traffic_driver_takes_its_car_away_after_a_power_cycle(worker, csms):
+    """A power cycle during a driver's dwell builds the charger afresh, the car plugged into
+    the new one and its session resumed. The driver held the old charger: at the end of
+    the dwell it stopped and unplugged nothing, and the car stayed for ever."""
+    from simulator.core.arrivals import Arrival
+    from simulator.runtime.traffic import SimClock, SiteTraffic, TrafficDriver
+
+    class DwellClock(SimClock):
+        """The dwell ends when the test says so, not after some wall-clock time."""
+
+        def __init__(self) -> None:
+            super().__init__(1.0)
+            self.over = asyncio.Event()
+
+        async def sleep_until(self, t: float, interrupt: asyncio.Event | None = None) -> bool:
+            await self.over.wait()
+            return True
+
+    before = loaded(worker, "CP-LIVE")
+    location_id = before.spec.location_id
+    assert location_id is not None
+    driver = TrafficDriver(worker.store, {1: COMPACT})
+    clock = DwellClock()
+    site = SiteTraffic(
+        driver, location_id, driver.arrival_profile(location_id, None), clock, 0, None
+    )
+    arrival = Arrival(clock.now(), 1, 30.0, 90.0, 600.0, "TAG-TRAFFIC", False, 0.0)
+    session = asyncio.create_task(site._session(arrival, None))
+    first = await csms.wait_for("CP-LIVE", "StartTransaction", message_type=2, timeout=10)
+    assert first.payload["idTag"] == "TAG-TRAFFIC"
+    await wait_until(lambda: before.evse(1).power_w > 0, message="the driver's car charging")
+    assert (await worker.reloader.power_cycle(before)).startswith("reboots now")
+    after = loaded(worker, "CP-LIVE")
+    assert after is not before
+    resumed = await csms.wait_for(
+        "CP-LIVE",
+        "StartTransaction",
+        message_type=2,
+        after=csms.log.index(first) + 1,
+        timeout=10,
+    )
+    assert resumed.payload["idTag"] == "TAG-TRAFFIC"
+    await wait_until(lambda: 1 in after.transactions, message="the session resumed")
+    clock.over.set()
+    await asyncio.wait_for(session, 10)
+    assert after.evse(1).battery is None and 1 not in after.transactions
+    stop = await csms.wait_for(
+        "CP-LIVE", "StopTransaction", message_type=2, after=csms.log.index(resumed), timeout=10
+    )
+    assert stop.payload["reason"] == "Local"
+    assert site.tally.left == 1
+
+
 async def test_a_power_cycle_while_the_database_is_away_leaves_no_charger_behind(worker, csms):
     """Asked for a power cycle while the database cannot be reached, a charger must not be
     taken down and left out of the worker: it runs on (its session too), and is power

@@ -35,6 +35,10 @@ class Battery:
     # connector shows SuspendedEV until it resumes. The physics does not read it: the
     # charge point keeps a paused EV out of the session statuses in which energy flows.
     paused: bool = False
+    # Who brought it: the traffic driver's arrival (None: a person, the API or a
+    # scenario plugged it in). A power cycle plugs a new Battery into a new charger and
+    # carries this over, so that the driver who brought the car still takes it away.
+    brought_by: object = field(default=None, repr=False)
     # The curve piece `advance` last charged on and what holds on it, kept while the SoC
     # stays on it at the same offer (see `_piece_at`); the meter's, not a setting.
     piece: _Piece | None = field(default=None, init=False, repr=False)

@@ -2083,7 +2083,7 @@ class Charger:
                 continue
             kept = self.evse(old.connector_id).battery
             assert kept is not None
-            kept.paused = battery.paused
+            kept.paused, kept.brought_by = battery.paused, battery.brought_by
             tx = before.transactions.get(old.connector_id)
             if tx is not None and not battery.is_full() and not battery.paused:
                 self.resume_after_boot[old.connector_id] = tx.id_tag

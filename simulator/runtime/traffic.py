@@ -227,35 +227,48 @@ class SiteTraffic:
         cid = evse.connector_id
         try:
             charger.plug_in(cid, vehicle, soc=arrival.soc, target_soc=arrival.target_soc)
-            battery = evse.battery
+            if evse.battery is not None:
+                evse.battery.brought_by = arrival
             status = await charger.present_id_tag(cid, arrival.id_tag)
         except ActionError as exc:
             log.info("%s/%d: traffic session not started: %s", charger.id, cid, exc)
             tally.count(arrival, FAILED, slot)
-            self._leave(charger, evse, None)
+            self._leave(charger, cid, arrival)
             return
         if status != "Accepted":
             tally.count(arrival, REFUSED, slot)
-            self._leave(charger, evse, battery)
+            self._leave(charger, cid, arrival)
             return
         tally.count(arrival, STARTED, slot)
         await self.clock.sleep_until(arrival.at + arrival.dwell_s)
         if arrival.never_unplug:
             tally.departed(STAYED)
             return
-        tx = charger.transactions.get(cid)
-        if tx is not None and tx.id_tag == arrival.id_tag and evse.battery is battery:
-            with contextlib.suppress(ActionError):
-                await charger.present_id_tag(cid, arrival.id_tag)  # stops it: reason Local
-        self._leave(charger, evse, battery)
+        # The charger as it is now: a power cycle during the dwell (an edit, the API's
+        # reboot) built it afresh, with this car plugged into the new one.
+        charger = self.driver.current(charger) or charger
+        if self._brought(charger, cid, arrival):
+            tx = charger.transactions.get(cid)
+            if tx is not None and tx.id_tag == arrival.id_tag:
+                with contextlib.suppress(ActionError):
+                    await charger.present_id_tag(cid, arrival.id_tag)  # stops it: reason Local
+        self._leave(charger, cid, arrival)
         tally.departed(LEFT)
 
     @staticmethod
-    def _leave(charger: Charger, evse: Evse, battery: object) -> None:
+    def _brought(charger: Charger, connector_id: int, arrival: Arrival) -> bool:
+        """Is the car on this connector the one `arrival` brought?"""
+        if connector_id > len(charger.evses):  # connectors removed by an edit
+            return False
+        battery = charger.evse(connector_id).battery
+        return battery is not None and battery.brought_by is arrival
+
+    @classmethod
+    def _leave(cls, charger: Charger, connector_id: int, arrival: Arrival) -> None:
         """Unplug this driver's vehicle, if it is still the one plugged in."""
-        if evse.battery is not None and (battery is None or evse.battery is battery):
+        if cls._brought(charger, connector_id, arrival):
             with contextlib.suppress(ActionError):
-                charger.unplug(evse.connector_id)
+                charger.unplug(connector_id)
 
 
 class TrafficDriver:
@@ -308,6 +321,12 @@ class TrafficDriver:
     def chargers_at(self, location_id: int) -> list[Charger]:
         # A charger removed since the index was read is left out (the store is the truth).
         return [c for c in self._sites_index().get(location_id, ()) if self.store.get(c.id) is c]
+
+    def current(self, charger: Charger) -> Charger | None:
+        """The live charger `charger` is now (by its row: a power cycle builds a new one,
+        with a new id if it was renamed); None if it left this worker."""
+        pk = charger.spec.db_id
+        return self.store.get(charger.id) if pk is None else self.store.by_pk(pk)
 
     def locations(self) -> list[int]:
         return sorted(self._sites_index())
