@@ -20,9 +20,10 @@ from typing import Any, TypeVar, cast
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError
+from ninja.operation import Operation
 from ninja.security.base import AuthBase
 from ninja.utils import check_csrf
 
@@ -132,6 +133,7 @@ def require(*perms: str) -> Callable[[F], F]:
     """
 
     def decorate(view: F) -> F:
+        # Checked again in the handler: the MCP tools call handlers without ninja.
         if inspect.iscoroutinefunction(view):
 
             @functools.wraps(view)
@@ -139,6 +141,7 @@ def require(*perms: str) -> Callable[[F], F]:
                 await acheck_perms(request, *perms)
                 return await view(request, *args, **kwargs)
 
+            checked_async.required_perms = perms  # type: ignore[attr-defined]  # read by gate_operation
             return _resolved(checked_async, view)
 
         @functools.wraps(view)
@@ -146,9 +149,46 @@ def require(*perms: str) -> Callable[[F], F]:
             check_perms(request, *perms)
             return view(request, *args, **kwargs)
 
+        checked.required_perms = perms  # type: ignore[attr-defined]  # read by gate_operation
         return _resolved(checked, view)
 
     return decorate
+
+
+def gate_operation(operation: Operation) -> None:
+    """Check the permissions an operation `require`s right after ninja authenticated the
+    caller, before it reads the request's parameters and body: a caller who may not write
+    gets 403, not a 422 for a body it should never have sent (whose detail would show it
+    what a valid write looks like). Idempotent; the OpenAPI document is unchanged."""
+    perms: tuple[str, ...] = getattr(operation.view_func, "required_perms", ())
+    if not perms or getattr(operation, "gated", False):
+        return
+    checks = operation._run_checks
+    if inspect.iscoroutinefunction(checks):
+
+        async def gated_async(request: HttpRequest) -> HttpResponse | None:
+            error: HttpResponse | None = await checks(request)
+            if error is None:
+                try:
+                    await acheck_perms(request, *perms)
+                except AuthorizationError as exc:
+                    return operation.api.on_exception(request, exc)
+            return error
+
+        operation._run_checks = gated_async  # type: ignore[method-assign,assignment]  # an AsyncOperation's own is async
+    else:
+
+        def gated(request: HttpRequest) -> HttpResponse | None:
+            error = checks(request)
+            if error is None:
+                try:
+                    check_perms(request, *perms)
+                except AuthorizationError as exc:
+                    return operation.api.on_exception(request, exc)
+            return error
+
+        operation._run_checks = gated  # type: ignore[method-assign]
+    operation.gated = True  # type: ignore[attr-defined]
 
 
 def _resolved(wrapper: Any, view: F) -> F:

@@ -16,7 +16,7 @@ from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
 
 from api import errors
-from api.auth import docs_access, session_auth, token_auth
+from api.auth import docs_access, gate_operation, session_auth, token_auth
 from api.routers import account, events, fleet, imports, live, log, scenarios
 
 
@@ -25,6 +25,12 @@ class ChargeSimAPI(NinjaAPI):
         # ninja answers a method a path does not take with a bare text 405: give it the
         # API's error body too.
         urls = super()._get_urls()
+        # Built with the URLs (every router is added by then): each operation's required
+        # permissions are checked before its request is validated.
+        for bound in self._get_bound_routers():
+            for path_view in bound.path_operations.values():
+                for operation in path_view.operations:
+                    gate_operation(operation)
         for url in urls:
             if isinstance(url, URLPattern):
                 url.callback = errors.json_method_not_allowed(url.callback)

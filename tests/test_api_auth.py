@@ -158,6 +158,27 @@ def test_a_caller_without_the_permission_gets_403_naming_it(client):
     assert "chargers.change_charger" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/locations", {"name": 7, "max_power_kw": "lots"}),  # a sync handler
+        ("/api/v1/chargers/CP-NONE/actions/plug-in", {"connector_id": "one", "soc": "x"}),
+    ],
+)
+def test_a_caller_without_the_permission_gets_403_before_the_body_is_read(client, path, body):
+    """A view-only user's write with a bad body got 422 (ninja validates before the handler
+    runs, and the permission was checked in it): it must be refused for who it is first."""
+    _, token = user_with_token("viewer", "view_charger", "view_location")
+    response = client.post(path, body, content_type="application/json", headers=bearer(token))
+    detail = assert_error_body(response, 403)["detail"]
+    assert "chargers.change_charger" in detail or "locations.add_location" in detail
+    _, writer = user_with_token("writer", "change_charger", "add_location")
+    assert (
+        client.post(path, body, content_type="application/json", headers=bearer(writer)).status_code
+        == 422
+    )
+
+
 @pytest.mark.urls(__name__)
 def test_require_guards_an_async_handler_and_keeps_its_typed_parameters(client):
     _, reader = user_with_token("reader", "view_charger")
