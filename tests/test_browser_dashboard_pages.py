@@ -499,6 +499,34 @@ def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browse
     expect(page.locator(".evse-card [data-field=status]").first).not_to_have_text("not running")
 
 
+def test_the_charts_tell_the_time_in_the_sites_zone_not_the_browsers(site, browser):
+    """A user in New York looking at a Berlin site saw its chart in New York's hours."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(timezone_id="America/New_York")
+    context.set_default_timeout(LIVE_MS)
+    page = context.new_page()
+    page.goto(f"{site.url}/admin/login/?next=/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    row = row_of(page, "DEMO-0003")  # Berlin
+    charger = row.locator("a", has_text="DEMO-0003").get_attribute("href")
+    berlin = row.locator("td a").nth(1).get_attribute("href")
+    # 12:00 UTC on a winter's day: 13:00 in Berlin, 07:00 in New York.
+    label_of_noon_utc = """(el) => {
+      const u = el.uplot;
+      return [u.axes[0].values(u, [Date.UTC(2026, 0, 5, 12) / 1000], 0, 50, 3600)[0],
+              u.axes[0].label];
+    }"""
+    for path, chart in ((berlin, "#site-chart"), (charger, '.chart[data-chart="1"]')):
+        page.goto(f"{site.url}{path}")
+        expect(page.locator("#live-state")).to_have_text("live")
+        tick, axis = page.locator(chart).evaluate(label_of_noon_utc)
+        assert (tick.splitlines()[0], axis) == ("1pm", "time in Europe/Berlin")
+    context.close()
+
+
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])
 def test_the_pages_fit_the_screen_from_360_to_1920_px(site, browser, width):
     from playwright.sync_api import expect

@@ -437,7 +437,20 @@
       },
       legend: { live: false },
     };
+    // Times in the site's zone (data-time-zone), as its arrivals and the location page
+    // name them, not in the zone of whoever looks.
+    const zone = el.dataset.timeZone;
+    if (zone) {
+      try {
+        uPlot.tzDate(new Date(), zone);
+        opts.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); };
+        opts.axes[0] = { label: "time in " + zone, labelSize: 20 };
+      } catch (error) {
+        // A zone this browser does not know: its own, rather than no chart.
+      }
+    }
     const plot = new uPlot(opts, data, el);
+    el.uplot = plot; // for the page's tests: the plot as drawn
     el.classList.add("empty");
     el.dataset.points = "0";
     window.addEventListener("resize", function () {
