@@ -527,6 +527,36 @@ def test_the_charts_tell_the_time_in_the_sites_zone_not_the_browsers(site, brows
     context.close()
 
 
+@pytest.mark.parametrize("width", [390, 1400])
+def test_the_fleets_connectors_stay_in_place_and_on_screen(site, browser, width):
+    """Connector 2 moved sideways whenever connector 1's status changed (the badge is as
+    wide as its word); on a phone the table scrolled, with status and power off-screen."""
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/", width)
+    row = row_of(page, "DEMO-0001")
+    expect(row.locator("[data-field=link]")).not_to_have_text("no live data")
+    for connector in row.locator("[data-evse]").all():
+        for field in ("status", "power"):
+            expect(connector.locator(f"[data-field={field}]")).to_be_in_viewport(ratio=1)
+    # Connector 2's place, for each status connector 1 can show.
+    places = page.evaluate(
+        """(statuses) => {
+          const row = [...document.querySelectorAll("tr[data-charger]")]
+            .find((tr) => tr.querySelector("a").textContent.trim() === "DEMO-0001");
+          const first = row.querySelector('[data-evse="1"] [data-field=status]');
+          const second = row.querySelector('[data-evse="2"]');
+          return statuses.map((status) => {
+            first.textContent = status;
+            const box = second.getBoundingClientRect();
+            return [Math.round(box.left), Math.round(box.top)];
+          });
+        }""",
+        ["Available", "Charging", "SuspendedEVSE", "SuspendedEV", "Faulted", "not running"],
+    )
+    assert len(set(map(tuple, places))) == 1, places
+
+
 @pytest.mark.parametrize("width", [360, 420, 1400, 1920])
 def test_the_pages_fit_the_screen_from_360_to_1920_px(site, browser, width):
     from playwright.sync_api import expect
