@@ -753,6 +753,36 @@ class EngineLease(models.Model):
         return f"engine lease {self.pk} (alive at {self.alive_at})"
 
 
+class PluggedVehicleManager(models.Manager["PluggedVehicle"]):
+    def store(self, vehicles: dict[int, dict[int, dict[str, Any] | None]]) -> None:
+        """Charger pk -> {EVSE pk: its vehicle's record, or None: none plugged in}. An
+        EVSE deleted meanwhile is left out (a few rows: plug-ins are rare)."""
+        records = {evse: record for per in vehicles.values() for evse, record in per.items()}
+        if not records:
+            return
+        self.filter(evse_id__in=list(records)).delete()
+        kept = {pk: record for pk, record in records.items() if record is not None}
+        if kept:
+            alive = Evse.objects.filter(pk__in=list(kept)).values_list("pk", flat=True)
+            self.bulk_create(self.model(evse_id=pk, record=kept[pk]) for pk in alive)
+
+
+class PluggedVehicle(models.Model):
+    """The vehicle plugged into an EVSE, as the engine last wrote it, so that a restart of
+    the simulator plugs it back in (a restart is a power cycle: the car stays parked).
+    The engine's, as the register: `simulator.core.vehicle.plugged_record`."""
+
+    evse = models.OneToOneField(
+        Evse, on_delete=models.CASCADE, primary_key=True, related_name="plugged_vehicle"
+    )
+    record = models.JSONField()
+
+    objects = PluggedVehicleManager()
+
+    def __str__(self) -> str:
+        return f"vehicle on EVSE {self.evse_id}"
+
+
 class RuntimeStateManager(models.Manager["RuntimeState"]):
     def set_unavailable(self, charger_pk: int, unavailable: bool) -> None:
         """The whole charger's availability (ChangeAvailability on connector 0)."""

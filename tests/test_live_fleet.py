@@ -129,6 +129,26 @@ async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, cs
     assert outcomes[0]["outcome"] == "stopped: disabled (its 2 transactions ended, reason Other)"
 
 
+async def test_a_disabled_charger_keeps_no_parked_car_for_when_it_is_enabled_again(worker, csms):
+    """Cars are plugged back in after a restart, not after a charger was out of service:
+    enabled a week later, it would find last week's car and start charging it."""
+    from chargers.models import PluggedVehicle
+
+    charger = loaded(worker, "CP-LIVE")
+    charger.plug_in(1, COMPACT, soc=30)
+    await worker.checkpoint()
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    stored = sync_to_async(lambda: list(PluggedVehicle.objects.filter(evse__charger_id=pk)))
+    assert [row.record["soc"] for row in await stored()] == [30]
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await saved(pk)
+    await worker.checkpoint()
+    assert await stored() == []
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=True)
+    assert (await saved(pk))[0]["outcome"] == "loaded, connecting"
+    assert all(evse.battery is None for evse in loaded(worker, "CP-LIVE").evses)
+
+
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
     boots = csms.counts["BootNotification"]

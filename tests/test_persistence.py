@@ -444,6 +444,61 @@ async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_rest
     assert stop.payload["meterStop"] == int(stored.register_wh)
 
 
+async def test_a_restart_plugs_the_parked_cars_back_in_and_resumes_their_sessions(csms):
+    """A restart of the simulator is a power cycle of its chargers, and the cars stay
+    parked. They vanished: the connectors went Available under them, and a session ended
+    (PowerLoss) never began again. A car of the background traffic is not kept: its
+    driver's plan does not survive the restart."""
+    from simulator.core.evse import ConnectorStatus
+
+    await database_sync_to_async(make_charger)(
+        "CP-PARK", evses=3, csms_url=csms.url, max_power_kw=50
+    )
+    service = await started("CP-PARK")
+    charger = loaded(service, "CP-PARK")
+    charger.plug_in(1, COMPACT, soc=30, target_soc=90)
+    assert await charger.present_id_tag(1, "TAG-PARK") == "Accepted"
+    charger.plug_in(2, COMPACT, soc=55, target_soc=80)
+    charger.pause_ev(2)
+    charger.plug_in(3, COMPACT, soc=40, brought_by=object())  # the traffic's
+    await wait_until(lambda: register_now(charger) > 5, message="energy flowing")
+    await service.checkpoint()
+    battery = charger.evse(1).battery
+    assert battery is not None
+    soc_then = battery.soc
+    await crash(service)
+    stored = await database_sync_to_async(Evse.objects.get)(
+        charger__charge_point_id="CP-PARK", connector_id=1
+    )
+    mark = len(csms.log)
+    again = await started("CP-PARK")
+    try:
+        stop = await csms.wait_for("CP-PARK", "StopTransaction", after=mark, timeout=5)
+        assert stop.payload["reason"] == "PowerLoss"
+        start = await csms.wait_for(
+            "CP-PARK", "StartTransaction", after=csms.log.index(stop) + 1, timeout=10
+        )
+        assert (start.payload["connectorId"], start.payload["idTag"]) == (1, "TAG-PARK")
+        assert start.payload["meterStart"] == stop.payload["meterStop"]
+        after = loaded(again, "CP-PARK")
+        await wait_until(
+            lambda: after.evse(1).status is ConnectorStatus.CHARGING, message="charging again"
+        )
+        first, second = after.evse(1).battery, after.evse(2).battery
+        assert first is not None and second is not None
+        assert first.spec == COMPACT and first.target_soc == 90
+        # The SoC its stored register says: at least where it was plugged in, at most where
+        # it was when the process died (the register written before then).
+        assert 30 < first.soc <= soc_then + 1e-6
+        assert stored.register_wh > 0
+        assert (second.soc, second.target_soc, second.paused) == (55, 80, True)
+        assert after.evse(2).status is ConnectorStatus.PREPARING
+        assert after.evse(3).battery is None
+        assert after.evse(3).status is ConnectorStatus.AVAILABLE
+    finally:
+        await again.stop()
+
+
 async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_the_next(
     csms, caplog
 ):

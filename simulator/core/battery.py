@@ -15,6 +15,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from math import isfinite
+from typing import Any
 
 from simulator.core.dc_voltage import pack_voltage
 from simulator.core.vehicle import VehicleSpec
@@ -38,7 +39,7 @@ class Battery:
     # Who brought it: the traffic driver's arrival (None: a person, the API or a
     # scenario plugged it in). A power cycle plugs a new Battery into a new charger and
     # carries this over, so that the driver who brought the car still takes it away.
-    brought_by: object = field(default=None, repr=False)
+    brought_by: object = field(default=None, repr=False, kw_only=True)
     # The curve piece `advance` last charged on and what holds on it, kept while the SoC
     # stays on it at the same offer (see `_piece_at`); the meter's, not a setting.
     piece: _Piece | None = field(default=None, init=False, repr=False)
@@ -52,6 +53,45 @@ class Battery:
 
     def is_full(self) -> bool:
         return self.soc >= self.target_soc - FULL_EPSILON
+
+    def record(self, register_wh: float) -> dict[str, Any]:
+        """What a restart needs to plug this vehicle back in: its model as the physics sees
+        it (not a catalogue id: the car does not change when the catalogue is edited), and
+        its SoC with the EVSE's register at this moment, so that the SoC after a restart
+        follows from the register then (`from_record`), without writing the SoC at every
+        visit of the meter."""
+        spec = self.spec
+        return {
+            "spec": {
+                "name": spec.name,
+                "capacity_kwh": spec.capacity_kwh,
+                "ac_max_kw": spec.ac_max_kw,
+                "ac_phases": spec.ac_phases,
+                "dc_max_kw": spec.dc_max_kw,
+                "dc_min_v": spec.dc_min_v,
+                "dc_nominal_v": spec.dc_nominal_v,
+                "dc_max_v": spec.dc_max_v,
+                "curve": [list(point) for point in spec.curve],
+                "efficiency": spec.efficiency,
+            },
+            "soc": self.soc,
+            "register_wh": register_wh,
+            "target_soc": self.target_soc,
+            "paused": self.paused,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], register_wh: float) -> Battery:
+        """The vehicle of a `record`, its SoC moved on by the energy metered since (never
+        past its target). Raises ValueError (or KeyError, TypeError) for a bad record."""
+        fields = dict(record["spec"])
+        fields["curve"] = tuple((float(soc), float(kw)) for soc, kw in fields["curve"])
+        battery = cls(VehicleSpec(**fields), float(record["soc"]), float(record["target_soc"]))
+        since = float(register_wh) - float(record["register_wh"])
+        if since > 0:
+            battery.accept(since)
+        battery.paused = bool(record.get("paused", False))
+        return battery
 
     def energy_to_target_wh(self) -> float:
         """Metered (grid-side) energy still needed to reach the target SoC."""

@@ -156,6 +156,10 @@ class Listener:
     def on_certificates(self, charger: Charger) -> None:
         """The certificate store changed (persist `certificates`, its keys encrypted)."""
 
+    def on_vehicle(self, charger: Charger, evse: Evse) -> None:
+        """A vehicle was plugged into or out of this EVSE, paused or resumed (persist
+        `evse.battery`, so that a restart plugs it back in)."""
+
 
 class Fanout(Listener):
     """Tells several listeners, in order (e.g. the dashboard's publisher and the waits of
@@ -864,7 +868,13 @@ class Charger:
     # -- local actions (dashboard, API, tests) --------------------------------------------
 
     def plug_in(
-        self, connector_id: int, vehicle: VehicleSpec, soc: float = 20.0, target_soc: float = 100.0
+        self,
+        connector_id: int,
+        vehicle: VehicleSpec,
+        soc: float = 20.0,
+        target_soc: float = 100.0,
+        *,
+        brought_by: object = None,
     ) -> None:
         self.settle_meter()
         evse = self.evse(connector_id)
@@ -876,8 +886,9 @@ class Charger:
             raise ActionError("SoC must be within 0–100 %")
         if self.spec.power_type == "DC" and vehicle.dc_max_kw <= 0:
             raise ActionError(f"{vehicle.name} cannot charge on DC")
-        evse.battery = Battery(vehicle, soc, max(target_soc, soc))
+        evse.battery = Battery(vehicle, soc, max(target_soc, soc), brought_by=brought_by)
         evse.soc = soc
+        self.listener.on_vehicle(self, evse)
         self._cancel_timer("connection-timeout", connector_id)
         tx = self.transactions.get(connector_id)
         if tx is not None:
@@ -1050,6 +1061,7 @@ class Charger:
             raise ActionError("no vehicle plugged in")
         evse.battery = None
         evse.soc = None
+        self.listener.on_vehicle(self, evse)
         # Nothing is connected: no reading applies any more (not the last one's 230 V).
         evse.voltage_v = ()
         evse.current_a = ()
@@ -1094,6 +1106,7 @@ class Charger:
         if battery.paused:
             raise ActionError(f"the EV on connector {connector_id} is already paused")
         battery.paused = True
+        self.listener.on_vehicle(self, evse)
         if evse.status is Status.CHARGING:
             evse.stop_flow()
             self.set_status(evse, Status.SUSPENDED_EV)
@@ -1110,6 +1123,7 @@ class Charger:
         if not battery.paused:
             raise ActionError(f"the EV on connector {connector_id} is not paused")
         battery.paused = False
+        self.listener.on_vehicle(self, evse)
         if (
             evse.status is Status.SUSPENDED_EV
             and connector_id in self.transactions
@@ -2077,13 +2091,22 @@ class Charger:
             if battery is None or old.connector_id > len(self.evses):
                 continue
             try:
-                self.plug_in(old.connector_id, battery.spec, battery.soc, battery.target_soc)
+                self.plug_in(
+                    old.connector_id,
+                    battery.spec,
+                    battery.soc,
+                    battery.target_soc,
+                    brought_by=battery.brought_by,
+                )
             except ActionError as exc:  # the connector changed under it (an edit)
                 log.info("%s: vehicle on connector %d not kept: %s", self.id, old.connector_id, exc)
                 continue
-            kept = self.evse(old.connector_id).battery
+            evse = self.evse(old.connector_id)
+            kept = evse.battery
             assert kept is not None
-            kept.paused, kept.brought_by = battery.paused, battery.brought_by
+            if battery.paused:
+                kept.paused = True
+                self.listener.on_vehicle(self, evse)
             tx = before.transactions.get(old.connector_id)
             if tx is not None and not battery.is_full() and not battery.paused:
                 self.resume_after_boot[old.connector_id] = tx.id_tag

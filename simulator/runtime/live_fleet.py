@@ -529,6 +529,7 @@ class FleetReloader:
                     shards=service.shards,
                     pks=[] if pk is None else [pk],
                     transfers=service.transfers,
+                    plugged=False,  # `keep_vehicles_of` carries the live ones over
                 )
                 return loaded
             except (OperationalError, InterfaceError) as exc:
@@ -544,6 +545,7 @@ class FleetReloader:
             live.forget_storage(service.checkpointer.downstream)
         else:  # disabled or moved: its pages show it enabled, or here
             live.setup_at = time.time()
+            service.checkpointer.forget_vehicles(live)
         ended = live.end_service(StopReason.OTHER)
         task = asyncio.get_running_loop().create_task(
             self._go_offline(live, _OUT_OF_SERVICE.get(why, why)), name=f"retire:{live.id}"

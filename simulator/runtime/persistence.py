@@ -30,6 +30,7 @@ from chargers.models import (
     LocalAuthEntry,
     LocalListChange,
     OutboxMessage,
+    PluggedVehicle,
     ReservationRecord,
     RuntimeState,
     TransactionValues,
@@ -41,8 +42,15 @@ from chargers.orm_threads import forget_queries
 from simulator import contract
 from simulator.contract import overrides
 from simulator.core.answer_overrides import Override
+from simulator.core.battery import Battery
 from simulator.core.certificates import CertificateStore
-from simulator.core.charge_point import Charger, ChargerSpec, Listener, LocalTransaction
+from simulator.core.charge_point import (
+    ActionError,
+    Charger,
+    ChargerSpec,
+    Listener,
+    LocalTransaction,
+)
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.drops import dropped
 from simulator.core.evse import ConnectorStatus, Evse
@@ -255,9 +263,11 @@ def load_fleet(
     ids: Iterable[str] | None = None,
     pks: Iterable[int] | None = None,
     transfers: Transfers | None = None,
+    plugged: bool = True,
 ) -> list[Charger]:
     """Runtime chargers for every enabled charger of this shard, in a constant number of
-    queries (only those of `ids` or `pks` when given)."""
+    queries (only those of `ids` or `pks` when given); `plugged`: with their parked
+    vehicles (see `restore`)."""
     vehicles = load_vehicles()
     rows = charger_rows().filter(enabled=True)
     if ids is not None:
@@ -273,7 +283,7 @@ def load_fleet(
             continue
         chargers.append(build_charger(row, vehicles, listener, transfers))
     if isinstance(listener, Checkpointer):
-        restore(chargers, listener)
+        restore(chargers, listener, plugged=plugged)
     return chargers
 
 
@@ -292,14 +302,18 @@ def build_loaded(
     return chargers
 
 
-def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
+def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: bool = True) -> None:
     """After a restart: attach the durable outbox, put back unconfirmed transaction
-    messages in order, and end transactions that were open when the process stopped.
+    messages in order, end transactions that were open when the process stopped, and
+    plug the parked vehicles back in (unless `plugged` is False: a power cycle carries
+    them over itself).
 
     A restart of the simulator is a power cycle of its chargers (they boot again), so an
     open transaction is ended with reason PowerLoss and the last checkpointed register,
     dated at the checkpoint that wrote that register (the last time the charger was known
-    alive, not the restart), queued behind whatever was still unconfirmed.
+    alive, not the restart), queued behind whatever was still unconfirmed. As after a
+    power cycle, the vehicles stay, and a session one was charging in starts again for
+    the same idTag once the boot is accepted.
     """
     by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
     for charger in by_pk.values():
@@ -342,10 +356,14 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
             queued_at=row.created.timestamp(),
         )
     last_alive = _last_checkpoints({pk for c, _tx in open_txs if (pk := c.spec.db_id) is not None})
+    ended: dict[tuple[str, int], str] = {}
     for owner, tx in open_txs:
         if 1 <= tx.connector_id <= len(owner.evses) and owner.spec.db_id is not None:
             at = last_alive.get((owner.spec.db_id, tx.connector_id))
             owner.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
+            ended[(owner.id, tx.connector_id)] = tx.id_tag
+    if plugged:
+        _plug_back(by_pk, ended)
     if rows or open_txs:
         log.info(
             "restored %d unconfirmed transaction messages; ended %d interrupted "
@@ -353,6 +371,43 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer) -> None:
             len(rows),
             len(open_txs),
         )
+
+
+def _plug_back(by_pk: dict[int, Charger], ended: dict[tuple[str, int], str]) -> None:
+    """Plug the stored vehicles back in, each with the SoC its register says; one whose
+    session was just ended (PowerLoss) charges on in a new one after the boot."""
+    evses = {
+        evse.db_id: (charger, evse)
+        for charger in by_pk.values()
+        for evse in charger.evses
+        if evse.db_id is not None
+    }
+    rows = PluggedVehicle.objects.all()
+    if len(by_pk) <= READ_BATCH:  # a few chargers loaded while running: read only theirs
+        rows = rows.filter(evse_id__in=list(evses))
+    count = 0
+    for row in rows:
+        found = evses.get(row.evse_id)
+        if found is None:
+            continue
+        charger, evse = found
+        cid = evse.connector_id
+        try:
+            battery = Battery.from_record(row.record, evse.register_wh)
+            charger.plug_in(cid, battery.spec, battery.soc, battery.target_soc)
+        except (ActionError, KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "%s: the vehicle on connector %d not plugged back in: %s", charger.id, cid, exc
+            )
+            continue
+        count += 1
+        if battery.paused:
+            charger.pause_ev(cid)
+        id_tag = ended.get((charger.id, cid))
+        if id_tag is not None and not battery.is_full() and not battery.paused:
+            charger.resume_after_boot[cid] = id_tag
+    if count:
+        log.info("plugged %d parked vehicles back in", count)
 
 
 def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
@@ -462,6 +517,8 @@ class Checkpointer(Listener):
         self._local_lists: dict[int, LocalListChange] = {}
         self._certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         self._firmware: dict[int, str] = {}
+        # charger pk -> {EVSE pk: the record of the vehicle plugged in, None: none}
+        self._vehicles: dict[int, dict[int, dict[str, Any] | None]] = {}
         # Chargers with an open transaction ride along in every full checkpoint, so that
         # how long they are known to have lived is the last full checkpoint's time. Their
         # rows name this process's lease and are written again only when their register or
@@ -672,6 +729,29 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_certificates(charger)
 
+    def on_vehicle(self, charger: Charger, evse: Evse) -> None:
+        # Rare (a plug-in, a pause): written with the next full checkpoint. A car of the
+        # background traffic is not kept: its driver's plan does not survive a restart, so
+        # it would stay parked for ever.
+        pk, evse_pk = charger.spec.db_id, evse.db_id
+        if pk is not None and evse_pk is not None:
+            battery = evse.battery
+            record = None
+            if battery is not None and battery.brought_by is None:
+                record = battery.record(evse.register_wh)
+            with self._lock:
+                self._vehicles.setdefault(pk, {})[evse_pk] = record
+        if self.downstream is not None:
+            self.downstream.on_vehicle(charger, evse)
+
+    def forget_vehicles(self, charger: Charger) -> None:
+        """The charger went out of service (disabled, moved away): no vehicle of its is
+        plugged back in when it is loaded again."""
+        pk = charger.spec.db_id
+        if pk is not None:
+            with self._lock:
+                self._vehicles[pk] = {e.db_id: None for e in charger.evses if e.db_id is not None}
+
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         # Encoded here, on the loop thread, as the payload is at this moment: the row stores
         # this text, and the adapter's own MeterValues goes on the wire framed from it
@@ -752,6 +832,7 @@ class Checkpointer(Listener):
                 local_lists=self._local_lists,
                 firmware=self._firmware,
                 certificates=self._certificates,
+                vehicles=self._vehicles,
             )
             if full and self._frames:
                 batch.frames, self._frames = self._frames, []
@@ -763,7 +844,7 @@ class Checkpointer(Listener):
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
-            self._certificates = {}
+            self._certificates, self._vehicles = {}, {}
         open_chargers, leased = self._open_chargers, self._leased
         rows: list[tuple[int, float, str, int]] = []
         leased_now: set[int] = set()
@@ -920,6 +1001,8 @@ class Batch:
     firmware: dict[int, str] = field(default_factory=dict)
     # charger pk -> (its certificates, its private keys: sealed by the manager)
     certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
+    # charger pk -> {EVSE pk: the record of its vehicle, None: none plugged in}
+    vehicles: dict[int, dict[int, dict[str, Any] | None]] = field(default_factory=dict)
     # (charger pk, register Wh, status, EVSE pk)
     evses: list[tuple[int, float, str, int]] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -954,6 +1037,7 @@ class Batch:
             or self.local_lists
             or self.firmware
             or self.certificates
+            or self.vehicles
             or self.stamp
         )
 
@@ -1001,6 +1085,8 @@ class Batch:
             part(pk).firmware[pk] = version
         for pk, store in self.certificates.items():
             part(pk).certificates[pk] = store
+        for pk, vehicles in self.vehicles.items():
+            part(pk).vehicles[pk] = vehicles
         return list(by_charger.values())
 
 
@@ -1027,6 +1113,8 @@ def _write_batch(batch: Batch) -> None:
         ChargerRow.objects.set_firmware_versions(batch.firmware)
     if batch.certificates:
         CertificateStoreRecord.objects.store(batch.certificates)
+    if batch.vehicles:
+        PluggedVehicle.objects.store(batch.vehicles)
 
 
 def _lease_pk(batch: Batch) -> int | None:
@@ -1216,6 +1304,13 @@ def _rows(part: Batch) -> Iterator[_Row]:
         yield (
             "certificate store",  # never its content: it holds private keys
             functools.partial(CertificateStoreRecord.objects.store, {pk: store}),
+            None,
+            None,
+        )
+    for pk, vehicles in part.vehicles.items():
+        yield (
+            "plugged-in vehicles",
+            functools.partial(PluggedVehicle.objects.store, {pk: vehicles}),
             None,
             None,
         )

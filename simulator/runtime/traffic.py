@@ -226,9 +226,9 @@ class SiteTraffic:
         charger, evse = free[choose(free, arrival.pick)]
         cid = evse.connector_id
         try:
-            charger.plug_in(cid, vehicle, soc=arrival.soc, target_soc=arrival.target_soc)
-            if evse.battery is not None:
-                evse.battery.brought_by = arrival
+            charger.plug_in(
+                cid, vehicle, soc=arrival.soc, target_soc=arrival.target_soc, brought_by=arrival
+            )
             status = await charger.present_id_tag(cid, arrival.id_tag)
         except ActionError as exc:
             log.info("%s/%d: traffic session not started: %s", charger.id, cid, exc)
