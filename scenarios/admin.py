@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
+from scenarios.texts import shown_variables
 
 # Verdicts shown on a run's page (the download has every one).
 VERDICT_ROWS = 500
@@ -29,16 +31,26 @@ class ScenarioRunAdmin(admin.ModelAdmin):
         "status",
         "message",
         "seed",
-        "variables",
+        "shown_variables",
         "started",
         "finished",
         "verdicts",
         "downloads",
         "frame_count",
         "frames_dropped",
-        "source",
+        "shown_source",
     )
     readonly_fields = fields
+
+    # A secret variable's value (by its name) never reaches a page: while the run is queued
+    # or running, the row still holds it (the run needs it).
+    @admin.display(description="variables")
+    def shown_variables(self, run: ScenarioRun) -> str:
+        return json.dumps(shown_variables(run.variables or {}), indent=2)
+
+    @admin.display(description="source")
+    def shown_source(self, run: ScenarioRun) -> str:
+        return format_html("<pre>{}</pre>", run.shown_source())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -132,7 +144,7 @@ class ScenarioRunAdmin(admin.ModelAdmin):
     def source_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         run = self._run(request, pk)
         name = run.file or f"{run.name}.yaml"
-        return _download(run.source.encode(), "application/yaml", name)
+        return _download(run.shown_source().encode(), "application/yaml", name)
 
 
 def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:

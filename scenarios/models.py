@@ -9,12 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import yaml
 from django.db import models, transaction
 from django.utils import timezone
 
 from chargers.deadlocks import retrying_deadlocks
 from chargers.models import Charger
 from fleet_io.fleet_changes import notify_fleet_change
+from scenarios.texts import hiding
 
 # Frames kept per run; beyond this they are counted, not stored.
 MAX_FRAMES = 100_000
@@ -113,6 +115,19 @@ class ScenarioRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk} ({self.status})"
+
+    def shown_source(self) -> str:
+        """The scenario's text as pages and downloads show it: the values of its secret
+        variables (by name: its own `variables:` and those the run was given) hidden."""
+        given: dict[str, Any] = {}
+        try:
+            data = yaml.safe_load(self.source)
+        except yaml.YAMLError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("variables"), dict):
+            given.update({str(k): v for k, v in data["variables"].items()})
+        given.update(self.variables or {})
+        return str(hiding(given)(self.source))
 
     @property
     def duration(self) -> float | None:

@@ -40,7 +40,7 @@ from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import ScenarioRun, delete_chargers
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
-from scenarios.texts import shown_variables, storable
+from scenarios.texts import hiding, shown_variables, storable
 from scenarios.watch import Watch
 from simulator import contract
 from vehicles.models import VehicleModel
@@ -145,6 +145,8 @@ class Runner:
         self._moved = asyncio.Condition()
         self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self.location = _location_of(scenario.chargers)
+        # Every message the run keeps or shows, with its secret variables' values hidden.
+        self.hide: Callable[[Any], Any] = hiding(scenario.variables)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -253,15 +255,16 @@ class Runner:
         else:
             status = ScenarioRun.Status.PASSED
         run.status = status
-        run.message = storable(message)
+        run.message = storable(self.hide(message))
         run.finished = timezone.now()
         # A run queued through the API kept its variables as given until it ran; a secret
         # one (by its name) is kept no longer.
+        run.source = run.shown_source()  # before the variables it reads are hidden
         run.variables = shown_variables(run.variables)
         events = self.watch.events if self.watch is not None else []
         frames = [e for e in events if e.get("kind") in ("frame", "connection")]
         run.store_frames(
-            (_stored_event(e) for e in frames), self.watch.dropped if self.watch else 0
+            (self.hide(_stored_event(e)) for e in frames), self.watch.dropped if self.watch else 0
         )
         run.result = {
             **self.result(status, message, took),
@@ -277,20 +280,22 @@ class Runner:
             took = asyncio.get_running_loop().time() - self._t0 if self._t0 else 0.0
         # Storable: a step's message may quote what the CSMS sent, control characters too.
         return storable(
-            {
-                "run": self.run.pk if self.run is not None else None,
-                "scenario": self.scenario.name,
-                "description": self.scenario.description,
-                "file": self.scenario.file,
-                "seed": self.seed,
-                "variables": shown_variables(_jsonable(self.scenario.variables)),
-                "status": status,
-                "message": message,
-                "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
-                "duration": round(took, 3),
-                "steps_total": len(self.scenario.steps),
-                "chargers": [c.as_dict() for c in self.chargers],
-            }
+            self.hide(
+                {
+                    "run": self.run.pk if self.run is not None else None,
+                    "scenario": self.scenario.name,
+                    "description": self.scenario.description,
+                    "file": self.scenario.file,
+                    "seed": self.seed,
+                    "variables": shown_variables(_jsonable(self.scenario.variables)),
+                    "status": status,
+                    "message": message,
+                    "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
+                    "duration": round(took, 3),
+                    "steps_total": len(self.scenario.steps),
+                    "chargers": [c.as_dict() for c in self.chargers],
+                }
+            )
         )
 
     # -- chargers --------------------------------------------------------------------------------
@@ -456,6 +461,7 @@ class Runner:
                 status, message = await self._run_fleet_step(step, ctx, values)
             else:
                 status, message = await self._run_step(step, ctx, values)
+            message = self.hide(message)
             took = loop.time() - started
             charger.steps.append(_verdict(step, status, message, started - self._t0, took))
             self.progress(

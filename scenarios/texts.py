@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +40,39 @@ def shown_variables(variables: dict[str, Any]) -> dict[str, Any]:
     """A run's variables as kept and shown: a secret one's value hidden (it still runs
     with the real value)."""
     return {name: HIDDEN if secret_name(name) else value for name, value in variables.items()}
+
+
+# A secret value shorter than this is not looked for in messages: hiding every "ab" of
+# every message would garble them, and no real password or token is that short.
+SECRET_MIN_CHARS = 3
+
+
+def hiding(variables: Mapping[str, Any]) -> Callable[[Any], Any]:
+    """A function that shows `value` (JSON-like) with the values of the secret variables
+    among `variables` replaced by HIDDEN wherever they appear: a step's message quotes what
+    it sent and what it expected (`idTag SECRTAG accepted`), and the result, the JUnit file,
+    the pages and the command's output show those messages."""
+    texts: set[str] = set()
+    for name, value in variables.items():
+        if secret_name(name) and value is not None:
+            text = value if isinstance(value, str) else json.dumps(value)
+            texts.add(text)
+            texts.add(json.dumps(text)[1:-1])  # as JSON writes it inside a string
+    secrets = sorted((t for t in texts if len(t) >= SECRET_MIN_CHARS), key=len, reverse=True)
+
+    def hide(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                if secret in value:
+                    value = value.replace(secret, HIDDEN)
+            return value
+        if isinstance(value, dict):
+            return {k: hide(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [hide(v) for v in value]
+        return value
+
+    return hide
 
 
 def shown_url(url: str) -> str:

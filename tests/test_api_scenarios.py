@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import orjson
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
@@ -242,6 +243,56 @@ async def test_a_failing_run_through_the_api_names_the_step(
     assert charger["steps"][3]["status"] == "skipped"
     listed = await api.get(RUNS, status="failed")
     assert [r["id"] for r in listed.json()["items"]] == [done["id"]]
+
+
+SECRET_STEPS = """\
+name: api-secrets
+description: Secret variables quoted by the steps' messages.
+variables: {auth_tag: SECRTAG12345, cp_password: pw-in-message-999}
+chargers:
+  template: {count: 1}
+steps:
+  - plug_in: {connector: 1}
+  - present_id_tag: {id_tag: "${auth_tag}", wait: Charging}
+  - expect: {answer: Authorize, payload: {idTagInfo: {status: "${cp_password}"}}, within: 2}
+"""
+
+
+@pytest.mark.slow
+async def test_a_secret_variable_quoted_by_a_step_is_hidden_in_all_the_run_keeps(
+    worker: Simulator, csms: CentralSystem, admin_client_logged_in: Client
+) -> None:
+    """The variables were hidden, but the steps' messages quoted their values: the result,
+    the JUnit file, the frames, the admin's pages and the source download showed them."""
+    api = await api_as("runner", "view_charger", "change_charger")
+    started = await api.post(
+        RUNS, {"source": SECRET_STEPS, "csms_url": csms.url, "variables": {"api_key": "k-77777"}}
+    )
+    assert started.status_code == 202, started.content
+    run_id = started.json()["id"]
+    # Queued: the row holds the values (the run needs them), the admin's page does not.
+    page = await database_sync_to_async(admin_client_logged_in.get)(
+        f"/admin/scenarios/scenariorun/{run_id}/change/"
+    )
+    done = await finished(api, run_id)
+    assert done["status"] == "failed"
+    messages = [step["message"] for step in done["result"]["chargers"][0]["steps"]]
+    assert "********" in messages[1] and "********" in messages[2], messages
+    shown = [page.content, orjson.dumps(done)]
+    for kind in ("result", "junit", "frames", "source", "change"):
+        response = await database_sync_to_async(admin_client_logged_in.get)(
+            f"/admin/scenarios/scenariorun/{run_id}/{kind}/"
+        )
+        assert response.status_code == 200, kind
+        shown.append(
+            b"".join(response.streaming_content) if response.streaming else response.content
+        )
+    for body in shown:
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        for secret in ("SECRTAG12345", "pw-in-message-999", "k-77777"):
+            assert secret not in text
+    row = await database_sync_to_async(ScenarioRun.objects.get)(pk=run_id)
+    assert "SECRTAG12345" not in row.source and "auth_tag: ********" in row.source
 
 
 @pytest.mark.slow
