@@ -260,6 +260,24 @@ def unresolved(value: Any) -> set[str]:
     return set()
 
 
+def unknown_variables(
+    variables: Iterable[str], scenarios: Iterable[Scenario]
+) -> list[tuple[str, str]]:
+    """(name, why) for each given variable no scenario declares or names, said with the
+    nearest name that one does: a misspelt override is ignored otherwise, and the run uses
+    the file's own value without a word. The runtime variables (`csms_control`, ...)
+    describe the CSMS, not a file: a job may give them to every case, used or not."""
+    known = set(RUNTIME_VARIABLES).union(*(s.uses for s in scenarios))
+    problems = []
+    for name in variables:
+        if name in known:
+            continue
+        near = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        problems.append((name, f"no scenario declares or uses ${{{name}}}{hint}"))
+    return problems
+
+
 def parse_var(text: str) -> tuple[str, Any]:
     """A `--var name=value` option; the value read as a YAML scalar (5 is a number)."""
     name, sep, raw = text.partition("=")

@@ -248,7 +248,7 @@ async def test_a_failing_run_through_the_api_names_the_step(
 SECRET_STEPS = """\
 name: api-secrets
 description: Secret variables quoted by the steps' messages.
-variables: {auth_tag: SECRTAG12345, cp_password: pw-in-message-999}
+variables: {auth_tag: SECRTAG12345, cp_password: pw-in-message-999, api_key: k-in-file}
 chargers:
   template: {count: 1}
 steps:
@@ -350,6 +350,31 @@ def test_format_errors_are_a_422_with_line_column_and_path(client: Client) -> No
     }
     assert all(e["column"] >= 1 and e["message"] and e["field"] == "source" for e in errors)
     assert not ScenarioRun.objects.exists()
+
+
+def test_an_unknown_field_or_a_misspelt_variable_is_a_422_not_ignored(client: Client) -> None:
+    """Both were accepted (202): the run went ahead with the file's own value, where
+    `runscenario --var` refuses the same mistake."""
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    source = SECRET_STEPS.replace("api-secrets", "typo")
+
+    def post(body: dict[str, Any]) -> Any:
+        return client.post(RUNS, body, content_type="application/json", headers=bearer(token))
+
+    unknown = post({"source": source, "bogus": 1})
+    assert unknown.status_code == 422, unknown.content
+    assert [e["field"] for e in unknown.json()["errors"]] == ["bogus"]
+    misspelt = post({"source": source, "variables": {"auth_tg": "X", "csms_control": "x"}})
+    assert misspelt.status_code == 422, misspelt.content
+    assert misspelt.json()["errors"] == [
+        {
+            "field": "variables",
+            "message": "auth_tg: no scenario declares or uses ${auth_tg} (did you mean auth_tag?)",
+            "row": None,
+        }
+    ]
+    assert not ScenarioRun.objects.exists()
+    assert post({"source": source, "variables": {"auth_tag": "Y"}}).status_code == 202
 
 
 def test_a_nul_in_a_variable_or_the_source_is_a_422_naming_where(client: Client) -> None:
@@ -548,13 +573,18 @@ def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: 
     writer = user_with_token("writer", "view_charger", "change_charger")[1]
     started = client.post(
         RUNS,
-        {"library": "boot", "variables": {"id_tag": "X"}},
+        # (a variable the case can take: one it does not name is a 422)
+        {"library": "boot", "variables": {"csms_control": "http://127.0.0.1:9/"}},
         content_type="application/json",
         headers=bearer(writer),
     )
     assert started.status_code == 202, started.content
     run = ScenarioRun.objects.get(pk=started.json()["id"])
-    assert (run.file, run.source, run.variables) == ("boot.yaml", PASSING, {"id_tag": "X"})
+    assert (run.file, run.source, run.variables) == (
+        "boot.yaml",
+        PASSING,
+        {"csms_control": "http://127.0.0.1:9/"},
+    )
 
 
 def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: Client) -> None:

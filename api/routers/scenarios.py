@@ -22,6 +22,7 @@ from ninja.responses import Status
 
 from api.auth import require
 from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.fleet_schemas import Strict
 from api.pagination import Paged
 from chargers.validators import validate_csms_url
 from scenarios import format, launch, library
@@ -36,7 +37,7 @@ JSONL = "application/x-ndjson"
 RunStatus = Literal["queued", "running", "passed", "failed", "error"]
 
 
-class RunIn(Schema):
+class RunIn(Strict):
     source: str | None = Field(
         None, description="The scenario's YAML text (docs/scenarios.md). Or `library`."
     )
@@ -171,9 +172,18 @@ def _scenario(payload: RunIn) -> format.Scenario:
                     )
                 ],
             )
-        return format.load(case.path, payload.variables)
-    assert payload.source is not None
-    return format.parse(payload.source, file="<api>", variables=payload.variables)
+        scenario = format.load(case.path, payload.variables)
+    else:
+        assert payload.source is not None
+        scenario = format.parse(payload.source, file="<api>", variables=payload.variables)
+    unknown = format.unknown_variables(payload.variables, [scenario])
+    if unknown:
+        raise ApiError(
+            422,
+            "The request is not valid.",
+            [ErrorItem(field="variables", message=f"{name}: {why}") for name, why in unknown],
+        )
+    return scenario
 
 
 @router.post(

@@ -10,7 +10,6 @@ running workers run them. The work is `scenarios.session`'s.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import importlib
 import signal
 import sys
@@ -123,19 +122,11 @@ async def _start_control(csms: Any) -> Any:
 def unused_variables(
     variables: dict[str, Any], scenarios: list[scenario_format.Scenario]
 ) -> list[str]:
-    """A `--var` no file declares or names, said with the nearest name that one does: a
-    misspelt one was ignored, and the run used the file's own value without a word. The
-    runtime variables (`--var csms_control=URL`) describe the CSMS, not a file: a job may
-    give them to every case, used or not."""
-    known = set(scenario_format.RUNTIME_VARIABLES).union(*(s.uses for s in scenarios))
-    problems = []
-    for name in variables:
-        if name in known:
-            continue
-        near = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
-        problems.append(f"--var {name}: no scenario declares or uses ${{{name}}}{hint}")
-    return problems
+    """A `--var` no file declares or names (`scenarios.format.unknown_variables`)."""
+    return [
+        f"--var {name}: {why}"
+        for name, why in scenario_format.unknown_variables(variables, scenarios)
+    ]
 
 
 def settle_seconds() -> float:
