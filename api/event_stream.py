@@ -77,10 +77,13 @@ async def sse(
         check_at = loop.time() + check_every
         yield f"retry: {RETRY_MILLISECONDS}\n: subscribed\n\n".encode()
         last_id = 0
+        # A keep-alive after `keepalive` seconds without anything sent, not at each of the
+        # access checks and lease renewals the waits also end for.
+        quiet_until = loop.time() + keepalive
         while True:
             try:
                 due = min(renew_at, check_at) if allowed is not None else renew_at
-                wait = min(keepalive, max(due - loop.time(), 0.0))
+                wait = max(min(quiet_until, due) - loop.time(), 0.0)
                 message = await asyncio.wait_for(inbox.get(), wait)
             except TimeoutError:
                 message = None
@@ -94,11 +97,14 @@ async def sse(
                 await _tell_workers(layer, subscribe, shards)
                 renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
             if message is None:
-                yield b": keep-alive\n\n"
+                if loop.time() >= quiet_until:
+                    yield b": keep-alive\n\n"
+                    quiet_until = loop.time() + keepalive
                 continue
             chunk, last_id = _events(message, last_id)
             if chunk:
                 yield chunk
+                quiet_until = loop.time() + keepalive
     finally:
         receiver.cancel()
         # Shielded: the server cancels this generator when the client leaves, and the

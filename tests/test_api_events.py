@@ -251,6 +251,36 @@ async def test_a_stream_ends_once_its_token_is_revoked(worker, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_keep_alive_goes_after_the_quiet_time_not_at_every_access_check(
+    worker, monkeypatch
+):
+    """The stream sent a keep-alive at each access check (every 5 s) and lease renewal,
+    not after 15 s of quiet as documented. Load only makes them rarer."""
+    monkeypatch.setattr(event_stream, "ACCESS_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(event_stream, "KEEPALIVE_SECONDS", 0.5)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get(
+        "/api/v1/events", {"kind": "transaction"}, headers=bearer(token)
+    )
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        async for chunk in response.streaming_content:
+            chunks.append(chunk)
+
+    reading = asyncio.create_task(read())
+    try:
+        await wait_until(lambda: b"keep-alive" in b"".join(chunks), message="a keep-alive")
+        await asyncio.sleep(1.2)
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+    # 1.2 s after the first: two more at most (about 24 access checks meanwhile).
+    assert 1 <= b"".join(chunks).count(b": keep-alive") <= 3, chunks
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()
