@@ -64,6 +64,7 @@ PERCENTILES: dict[str, float] = {
 }
 TRAFFIC_START_KEYS = frozenset({"duration", "speed", "profile", "wait", "timeout"})
 # Step arguments that are durations.
+MAX_WAIT_SECONDS = 3600
 DURATION_KEYS = frozenset(
     {"timeout", "within", "seconds", "delay", "cut", "answers_within", "duration"}
 )
@@ -613,6 +614,14 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
                 errors.add((*path, key), "must be a finite number of seconds")
             elif key in ("timeout", "within") and seconds > 300:
                 errors.add((*path, key), "must be at most 300 seconds")
+            elif kind == "wait" and key == "seconds" and seconds > MAX_WAIT_SECONDS:
+                # A typo (100000 for 100) held one of the CHARGESIM_SCENARIO_RUNS slots for
+                # a day; a longer pause is several waits.
+                errors.add(
+                    (*path, key),
+                    f"must be at most {MAX_WAIT_SECONDS} seconds (an hour): for longer, "
+                    "wait several times",
+                )
 
 
 def _check_variant(

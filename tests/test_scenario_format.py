@@ -237,6 +237,22 @@ def test_a_timeout_over_the_engines_limit_is_refused() -> None:
     ]
 
 
+def test_a_wait_of_more_than_an_hour_is_refused() -> None:
+    # A typo (100000 for 100) held one of the CHARGESIM_SCENARIO_RUNS slots for a day.
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - wait: {seconds: 100000}
+      - wait: {seconds: 1h}
+    """
+    assert errors_of(text) == [
+        "smoke.yaml:5:21: steps[0].wait.seconds: must be at most 3600 seconds (an hour): "
+        "for longer, wait several times"
+    ]
+
+
 def test_durations_must_be_finite_and_seeds_fit_the_store() -> None:
     text = """\
     name: smoke
