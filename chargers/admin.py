@@ -16,6 +16,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
@@ -290,7 +291,12 @@ class ChargerAdmin(FleetImportExportAdmin):
     def _update_and_notify(self, request, queryset, **values) -> int:
         with transaction.atomic():
             rows = list(queryset.values_list("pk", "charge_point_id"))
-            count = Charger.objects.filter(pk__in=[pk for pk, _ in rows]).update(**values)
+            # `updated` too: a worker compares it with the version it applied, and one
+            # that had applied a later version of a row (by its reconciliation) took this
+            # message for that version and left the charger running.
+            count = Charger.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                **values, updated=timezone.now()
+            )
             notify_fleet_change(rows, report=self._reporter(request))
         return count
 
@@ -317,6 +323,7 @@ class ChargerAdmin(FleetImportExportAdmin):
             )
             idle = [(pk, cp_id) for pk, cp_id in rows if cp_id not in busy]
             Evse.objects.filter(charger_id__in=[pk for pk, _ in idle]).update(register_wh=0)
+            Charger.objects.mark_changed([pk for pk, _ in idle])
             notify_fleet_change(idle, report=self._reporter(request))
         if busy:
             self.message_user(

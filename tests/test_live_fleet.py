@@ -129,6 +129,28 @@ async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, cs
     assert outcomes[0]["outcome"] == "stopped: disabled (its 2 transactions ended, reason Other)"
 
 
+async def test_the_admins_disable_action_stops_a_charger_whose_last_edit_was_reconciled(
+    worker, csms, admin_client_logged_in
+):
+    """The action's UPDATE left `updated` as it was. A worker that had applied the row's
+    last version by its reconciliation (an edit it was not told of) took the message for
+    that version, answered "applied live", and the charger ran on, disabled, for ever."""
+    from django.utils import timezone
+
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
+        max_power_kw=21, updated=timezone.now()
+    )
+    await worker.reloader.reconcile()
+    response = await sync_to_async(admin_client_logged_in.post)(
+        "/admin/chargers/charger/", {"action": "disable", "_selected_action": [pk]}, follow=True
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert "CP-LIVE stopped: disabled." in shown, shown
+    await csms.wait_disconnected("CP-LIVE")
+    assert worker.store.get("CP-LIVE") is None
+
+
 async def test_a_disabled_charger_keeps_no_parked_car_for_when_it_is_enabled_again(worker, csms):
     """Cars are plugged back in after a restart, not after a charger was out of service:
     enabled a week later, it would find last week's car and start charging it."""
