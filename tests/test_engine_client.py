@@ -20,6 +20,7 @@ from chargers.engine_client import (
 )
 from chargers.models import Charger as ChargerRow
 from locations.models import Location
+from scripts.reachable import reachable
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.core.link import LinkState
@@ -368,6 +369,61 @@ async def test_a_channel_layer_that_cannot_be_reached_is_an_engine_error_saying_
         await client.summary()
     assert str(down.value).startswith("The channel layer (Redis) cannot be reached (")
     assert "the simulator workers cannot be asked until it is back" in str(down.value)
+
+
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_a_worker_started_while_redis_was_away_answers_once_it_is_back(rows):
+    """The command server joined its group before its retry loop: a worker started while
+    Redis could not be reached lost that task at once, and answered no command (503 "No
+    simulator worker is running") after Redis came back, while its log looked healthy."""
+    from channels_redis.core import RedisChannelLayer
+
+    from simulator.runtime.commands import CommandServer
+    from tests.process import free_port, redis_database
+
+    url = redis_database(REDIS_URL)
+    database = url.rsplit("/", 1)[1]
+    port = free_port()  # Redis behind a relay on this port, not listening yet
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 6379)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    service = Simulator(RunOptions(only_ids=["CP-A"], tick_seconds=0.1, checkpoint_seconds=0.1))
+    await service.start(channels=False)
+    worker_layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/{database}"])
+    service.spawn(CommandServer(service, worker_layer).run(), "commands")
+    client = EngineClient(RedisChannelLayer(hosts=[url]), shards=1, ack_seconds=1.0)
+    server = None
+    try:
+        # Nobody answers: the worker cannot reach Redis.
+        assert (await client.summary()).missing == [0]
+        await asyncio.sleep(0.5)  # a few of its attempts fail
+        server = await asyncio.start_server(relay, "127.0.0.1", port)
+        for _ in range(60):  # its retries back off to 5 s at most: a few tries suffice
+            if (await client.summary()).missing == []:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            pytest.fail("the worker never answered after Redis came back")
+    finally:
+        if server is not None:
+            server.close()
+        await service.stop()
 
 
 async def test_a_summary_from_workers_of_another_shard_count_says_so(worker, rows):

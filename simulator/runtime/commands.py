@@ -140,27 +140,42 @@ class CommandServer:
         return contract.engine_group(self.service.shard)
 
     async def run(self) -> None:
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, self.channel)
-        log.info("answering dashboard commands on %s", self.group)
+        # Joined here first, before anything else runs on the loop (the worker's caller may
+        # send a command right after the start); if Redis cannot be reached, `_receive_loop`
+        # goes on trying. A worker started while Redis was away ended this task at its first
+        # step, and never answered a command, however soon Redis came back.
+        outage = Outage("receiving commands")
+        joined = False
+        try:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+            joined = True
+            log.info("answering dashboard commands on %s", self.group)
+        except Exception as exc:
+            await asyncio.sleep(outage.failed(exc))
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._receive_loop())
+                tasks.create_task(self._receive_loop(outage, joined=joined))
                 tasks.create_task(self._summary_loop())
         finally:
             for task in self._running:
                 task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.layer.group_discard(self.group, self.channel))
+            if self.channel:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.layer.group_discard(self.group, self.channel))
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        outage = Outage("receiving commands")
+    async def _receive_loop(self, outage: Outage, *, joined: bool) -> None:
         while True:
             try:
-                if outage.ongoing:  # Redis may have come back without its data
+                if not self.channel:
+                    self.channel = await self.layer.new_channel()
+                if not joined or outage.ongoing:  # Redis may have come back without its data
                     await self.layer.group_add(self.group, self.channel)
+                    if not joined:
+                        joined = True
+                        log.info("answering dashboard commands on %s", self.group)
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
