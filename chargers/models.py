@@ -607,6 +607,19 @@ class OutboxMessageManager(models.Manager["OutboxMessage"]):
     """At fleet scale a MeterValues is written and deleted every sample: one INSERT and one
     DELETE per batch, no model instances and no query per charger."""
 
+    def held_for(self, charger_pks: Iterable[int]) -> set[int]:
+        """Which of these chargers have transaction messages in the outbox (unconfirmed, or
+        confirmed and not yet deleted by their worker's next checkpoint)."""
+        wanted = sorted(set(charger_pks))
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(
+                self.filter(charger_id__in=wanted[start : start + 500])
+                .values_list("charger_id", flat=True)
+                .distinct()
+            )
+        return found
+
     def add(self, rows: Sequence[tuple[int, int, str, str | dict[str, Any], str]]) -> None:
         """(charger pk, seq, action, payload, local transaction id) rows, the payload as
         its JSON text (the engine encodes it once, for this row and the wire) or a dict; a

@@ -17,6 +17,7 @@ from chargers.models import ConfigurationKey, Evse
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
+from simulator.runtime import live_fleet
 from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
@@ -169,6 +170,34 @@ async def test_a_disabled_charger_keeps_no_parked_car_for_when_it_is_enabled_aga
     await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=True)
     assert (await saved(pk))[0]["outcome"] == "loaded, connecting"
     assert all(evse.battery is None for evse in loaded(worker, "CP-LIVE").evses)
+
+
+async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_empty(csms):
+    """Moved to this shard mid-session: the other worker's StopTransaction was confirmed,
+    but its outbox row waited for that worker's next checkpoint, and this worker, seeing
+    no open transaction, loaded the charger and sent the StopTransaction a second time,
+    under the charger's new identity."""
+    from chargers.models import OutboxMessage
+
+    cp_id = next(f"ARRIVE-{n}" for n in range(100) if contract.shard_of(f"ARRIVE-{n}", 2) == 0)
+    service = Simulator(
+        RunOptions(
+            shard=0, shards=2, tick_seconds=0.1, checkpoint_seconds=0.1, reconcile_seconds=0.2
+        )
+    )
+    await service.start(channels=True)
+    try:
+        row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+        stop = {"transactionId": 7, "meterStop": 10, "timestamp": "2026-12-05T12:00:00Z"}
+        await sync_to_async(OutboxMessage.objects.add)([(row.pk, 1, "StopTransaction", stop, "")])
+        assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_HANDOVER
+        # The other worker's next checkpoint deletes the confirmed row: this one loads it.
+        await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).delete)()
+        await wait_until(lambda: service.store.get(cp_id) is not None, message="taken on")
+        await csms.wait_for(cp_id, "BootNotification")
+        assert csms.counts["StopTransaction"] == 0
+    finally:
+        await service.stop()
 
 
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):

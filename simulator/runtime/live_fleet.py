@@ -61,11 +61,11 @@ from simulator.runtime.persistence import (
     Checkpointer,
     build_loaded,
     charger_spec,
+    held_elsewhere,
     load_fleet,
     load_sites,
     load_vehicles,
     read_chargers,
-    with_open_transactions,
 )
 from simulator.runtime.store import Store
 
@@ -144,7 +144,8 @@ class FleetReloader:
         # time): the instant their pages' set-up is old from (`Charger.setup_at`).
         self.waiting_reboot: dict[int, float] = {}
         # pk -> loop time until which a charger come from another shard, its transaction
-        # still open, waits for that shard's worker to end it (`HANDOVER_PATIENCE_SECONDS`).
+        # still open or its transaction messages still in the outbox, waits for that
+        # shard's worker to let it go (`HANDOVER_PATIENCE_SECONDS`).
         self.waiting_handover: dict[int, float] = {}
         self._open_elsewhere: set[int] = set()  # of the rows `apply` reads now
         self._incoming: list[tuple[contract.FleetChanged, Any, float]] = []
@@ -309,7 +310,7 @@ class FleetReloader:
                 pk for pk, row in rows.items() if row.enabled and service.store.by_pk(pk) is None
             ]
             if arriving:
-                self._open_elsewhere = await in_thread(with_open_transactions)(arriving)
+                self._open_elsewhere = await in_thread(held_elsewhere)(arriving)
         if vehicles:
             self._use_vehicles(catalogue)
         outcomes: list[contract.ChargerOutcome] = []
@@ -409,8 +410,9 @@ class FleetReloader:
         if now < until:
             return True
         log.warning(
-            "charger pk %s: its open transaction was not ended by another worker within "
-            "%gs; taking it on (the transaction ends as after a power loss)",
+            "charger pk %s: another worker did not let it go within %gs (a transaction "
+            "open, or transaction messages unconfirmed); taking it on (an open transaction "
+            "ends as after a power loss, the messages are sent)",
             pk,
             HANDOVER_PATIENCE_SECONDS,
         )

@@ -250,9 +250,14 @@ READ_BATCH = 500
 _CHARGER_COLUMNS = frozenset({"AuthorizationKey", "SecurityProfile"})
 
 
-def with_open_transactions(pks: Iterable[int]) -> set[int]:
-    """The chargers among these whose database rows still hold an open transaction."""
-    return TransactionRow.objects.open_on(pks)
+def held_elsewhere(pks: Iterable[int]) -> set[int]:
+    """The chargers among these that a worker may still be ending: a transaction still
+    open, or transaction messages still in the outbox. The StopTransaction a worker sends
+    when it lets a charger go stays there until its next checkpoint after the CSMS
+    confirmed it; a worker that loaded the charger meanwhile sent it a second time, under
+    the charger's new identity."""
+    wanted = list(pks)
+    return TransactionRow.objects.open_on(wanted) | OutboxMessage.objects.held_for(wanted)
 
 
 def load_fleet(
