@@ -59,6 +59,7 @@ async def sse(
     keepalive: float | None = None,
     allowed: Callable[[], Awaitable[bool]] | None = None,
     check_every: float | None = None,
+    channel: str | None = None,
 ) -> AsyncIterator[bytes]:
     """The stream's bytes, until the client goes away (the server then cancels it), or
     until `allowed()`, asked every `check_every` seconds, says its caller may no longer
@@ -66,8 +67,8 @@ async def sse(
     keepalive = KEEPALIVE_SECONDS if keepalive is None else keepalive
     check_every = ACCESS_CHECK_SECONDS if check_every is None else check_every
     group = subscribe["subscription"]
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
+    if channel is None:  # else `join` took it, before the response began
+        channel = await join(layer, subscribe)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_BATCHES)
     receiver = asyncio.create_task(_receive(layer, channel, inbox), name=f"sse:{group}")
     loop = asyncio.get_running_loop()
@@ -111,6 +112,15 @@ async def sse(
         # workers should hear of it now rather than when the lease runs out.
         with contextlib.suppress(Exception):
             await asyncio.shield(_end(layer, group, channel, shards))
+
+
+async def join(layer: Any, subscribe: contract.EventsSubscribe) -> str:
+    """A channel in the stream's group. Called by the view before the response starts: a
+    layer that cannot be reached is then a 503, where inside the stream it left the client
+    waiting for headers that never came."""
+    channel: str = await layer.new_channel()
+    await layer.group_add(subscribe["subscription"], channel)
+    return channel
 
 
 def _events(message: dict[str, Any], last_id: int) -> tuple[bytes, int]:

@@ -281,6 +281,30 @@ async def test_a_keep_alive_goes_after_the_quiet_time_not_at_every_access_check(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_layer_that_cannot_be_reached_is_a_503_not_a_stream_that_never_starts(
+    monkeypatch,
+):
+    """A web process whose Redis is away answered other requests 503 at once, but a stream
+    waited for headers that never came: joining the group failed inside the stream."""
+    from channels_redis.core import RedisChannelLayer
+
+    from api.routers import events
+
+    port = free_port()  # nobody listens there
+    monkeypatch.setattr(
+        events,
+        "get_channel_layer",
+        lambda: RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/0"]),
+    )
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await asyncio.wait_for(
+        AsyncClient().get("/api/v1/events", headers=bearer(token)), 30
+    )
+    assert response.status_code == 503, response
+    assert response.json()["detail"].startswith("The channel layer (Redis) cannot be reached (")
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()

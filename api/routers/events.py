@@ -24,6 +24,7 @@ from api.auth import Caller, caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody
 from api.models import ApiToken
 from chargers.dashboard.pages import may_see_message_log
+from chargers.engine_client import LayerDown
 from simulator import contract
 
 router = Router(tags=["events"])
@@ -91,12 +92,17 @@ async def stream_events(
     subscribe = event_stream.subscription(
         chargers=pks, locations=location, kinds=list(kind or contract.STREAM_KINDS)
     )
+    try:
+        channel = await event_stream.join(layer, subscribe)
+    except Exception as exc:  # Redis away: any of redis-py's errors, or the OS's
+        raise ApiError(503, str(LayerDown(exc))) from None
     response = StreamingHttpResponse(
         event_stream.sse(
             layer,
             subscribe,
             settings.CHARGESIM_SHARDS,
             allowed=sync_to_async(partial(_still_allowed, who)),
+            channel=channel,
         ),
         content_type="text/event-stream",
     )
