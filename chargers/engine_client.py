@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
@@ -154,7 +155,13 @@ class EngineClient:
         channel = await self.layer.new_channel()
         request_id = uuid.uuid4().hex
         message = contract.engine_command(
-            command, charger_pk, args or {}, channel, request_id, wait_for=wait_for
+            command,
+            charger_pk,
+            args or {},
+            channel,
+            request_id,
+            wait_for=wait_for,
+            expires=time.time() + self.ack_seconds,
         )
         group = contract.engine_group(self.shard_of(charge_point_id))
         await self._group_send(group, message)
@@ -247,7 +254,13 @@ class EngineClient:
         shard_of_request = {f"{base}.{shard}": shard for shard in sends}
         for request_id, shard in shard_of_request.items():
             message = contract.bulk_command(
-                command, args or {}, sends[shard], channel, request_id, wait_for=wait_for
+                command,
+                args or {},
+                sends[shard],
+                channel,
+                request_id,
+                wait_for=wait_for,
+                expires=time.time() + self.ack_seconds,
             )
             await self._group_send(contract.engine_group(shard), message)
         outcome = BulkOutcome(asked=sorted(sends))

@@ -371,6 +371,35 @@ async def test_a_channel_layer_that_cannot_be_reached_is_an_engine_error_saying_
     assert "the simulator workers cannot be asked until it is back" in str(down.value)
 
 
+async def test_a_command_read_after_its_sender_gave_up_is_not_carried_out(worker, rows):
+    """A worker paused past the API's wait: the API answered 503 "No simulator worker is
+    running", and the worker, once it ran again, unplugged the car all the same (a script
+    that retried got it done twice)."""
+    import time
+    import uuid
+
+    layer = get_channel_layer()
+    pk = rows["CL-2"].pk
+    reply = await layer.new_channel()
+
+    async def send(expires: float) -> str:
+        request_id = uuid.uuid4().hex
+        message = contract.engine_command(
+            "plug_in", pk, {"soc": 30}, reply, request_id, expires=expires
+        )
+        await layer.group_send(contract.engine_group(0), message)
+        return request_id
+
+    await send(time.time() - 2 * contract.CLOCK_SKEW_SECONDS)  # given up on already
+    fresh = await send(time.time() + 5.0)
+    # The worker reads in order: the first answer it sends is the second command's.
+    ack = await asyncio.wait_for(layer.receive(reply), 10)
+    assert (ack["type"], ack["request_id"]) == (contract.EVENT_COMMAND_ACK, fresh)
+    result = await asyncio.wait_for(layer.receive(reply), 10)
+    assert result["request_id"] == fresh and result["ok"], result
+    assert loaded(worker, "CL-2").evse(1).battery is not None  # plugged in once
+
+
 REDIS_URL = "redis://127.0.0.1:6379"
 
 

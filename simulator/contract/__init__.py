@@ -24,6 +24,7 @@ from simulator.contract.groups import (
 from simulator.contract.messages import (
     ACCEPTED,
     BULK_COMMAND,
+    CLOCK_SKEW_SECONDS,
     COMMAND,
     COMMANDS,
     CONNECTOR_COMMANDS,
@@ -109,6 +110,7 @@ from simulator.contract.messages import (
     events_batch,
     events_subscribe,
     events_unsubscribe,
+    expired,
     fleet_applied,
     fleet_changed,
     fleet_received,
@@ -130,6 +132,7 @@ from simulator.contract.statuses import (
 __all__ = [
     "ACCEPTED",
     "BULK_COMMAND",
+    "CLOCK_SKEW_SECONDS",
     "COMMAND",
     "COMMANDS",
     "CONNECTOR_COMMANDS",
@@ -226,6 +229,7 @@ __all__ = [
     "events_batch",
     "events_subscribe",
     "events_unsubscribe",
+    "expired",
     "fleet_applied",
     "fleet_changed",
     "fleet_received",

@@ -157,6 +157,10 @@ class EngineCommand(TypedDict):
     charger_id: NotRequired[int | None]  # drive commands and `state` only
     request_id: NotRequired[str]  # not for watch requests: the ack and result repeat it
     wait_for: NotRequired[WaitFor]  # drive commands and `state` only
+    # Unix time after which the sender no longer waits for the ack: it has answered that no
+    # worker runs the charger. A worker that reads the command later (paused, overloaded)
+    # drops it, rather than do what the caller was told did not happen (`expired`).
+    expires: NotRequired[float]
 
 
 def engine_command(
@@ -167,6 +171,7 @@ def engine_command(
     request_id: str,
     *,
     wait_for: WaitFor | None = None,
+    expires: float | None = None,
 ) -> EngineCommand:
     """A drive command, or `state` (args empty): answered with `command_ack` at once, then
     `command_result`."""
@@ -180,6 +185,8 @@ def engine_command(
     }
     if wait_for is not None:
         message["wait_for"] = wait_for
+    if expires is not None:
+        message["expires"] = expires
     return message
 
 
@@ -297,6 +304,7 @@ class BulkCommand(TypedDict):
     reply_channel: str
     request_id: str
     wait_for: NotRequired[WaitFor]  # each charger waits for its own condition
+    expires: NotRequired[float]  # as EngineCommand's
 
 
 def bulk_command(
@@ -307,6 +315,7 @@ def bulk_command(
     request_id: str,
     *,
     wait_for: WaitFor | None = None,
+    expires: float | None = None,
 ) -> BulkCommand:
     """Answered with `command_ack` at once, then one `bulk_result`."""
     message: BulkCommand = {
@@ -319,7 +328,20 @@ def bulk_command(
     }
     if wait_for is not None:
         message["wait_for"] = wait_for
+    if expires is not None:
+        message["expires"] = expires
     return message
+
+
+# How far the clocks of a web process and a worker may disagree (NTP keeps hosts within
+# milliseconds): a command is dropped only this long after its sender gave up on it.
+CLOCK_SKEW_SECONDS = 1.0
+
+
+def expired(message: Mapping[str, Any], now: float) -> bool:
+    """Whether the sender of this command has given up on it (see EngineCommand.expires)."""
+    expires = message.get("expires")
+    return isinstance(expires, int | float) and now > expires + CLOCK_SKEW_SECONDS
 
 
 class ChargerResult(TypedDict):

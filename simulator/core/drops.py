@@ -26,6 +26,7 @@ REASONS: Final[dict[str, str]] = {
     "frame_ignored": "a frame from the CSMS that was neither a CALL nor an awaited answer",
     "channel_layer_full": "a channel-layer message refused because its channel was full",
     "reply_undelivered": "an answer to a page or API caller that could not be sent",
+    "command_expired": "a command read after its sender had answered that no worker runs it",
     "network_drop": "an outgoing OCPP frame lost on purpose (the charger's drop_rate)",
 }
 

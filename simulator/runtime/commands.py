@@ -197,6 +197,19 @@ class CommandServer:
                     await self._deliver(reply_to, received)
                 self.service.reloader.submit(message, self.layer)
                 continue
+            if kind in (contract.COMMAND, contract.BULK_COMMAND) and contract.expired(
+                message, time.time()
+            ):
+                # Its sender answered "no worker runs it" already (this worker was paused,
+                # or behind): done now, it would happen after the caller was told it did
+                # not, and a script that retried would get it twice.
+                dropped("command_expired")
+                log.warning(
+                    "%s %r dropped: read after its sender had given up on it",
+                    "bulk command" if kind == contract.BULK_COMMAND else "command",
+                    message.get("command"),
+                )
+                continue
             if kind in (contract.EVENTS_SUBSCRIBE, contract.EVENTS_UNSUBSCRIBE):
                 self.subscription(message)
             elif kind == contract.COMMAND:
