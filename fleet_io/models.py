@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -35,6 +35,8 @@ MAX_STORED_PROBLEMS = 1000
 # is failed: it stayed "running" for good, and could not be deleted.
 BEAT_SECONDS = 10.0
 LOST_SECONDS = 30.0
+# A job queued this long with Redis (Celery) says that no worker may be running.
+QUEUED_NOTE_SECONDS = 15.0
 LOST_MESSAGE = (
     "The import stopped: the process running it ended before it finished (killed or "
     "lost); nothing was imported. Upload the file again."
@@ -134,6 +136,19 @@ class ImportJob(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("imports:job", args=[self.pk])
+
+    def waiting_note(self, now: datetime | None = None) -> str:
+        """What to say of a job queued for a while: with Redis, jobs wait for a Celery worker,
+        and one queued with none running waited for ever without a word."""
+        if self.status != self.Status.QUEUED or settings.CELERY_TASK_ALWAYS_EAGER:
+            return ""
+        waited = ((now or timezone.now()) - self.created).total_seconds()
+        if waited < QUEUED_NOTE_SECONDS:
+            return ""
+        return (
+            f"Queued for {waited:.0f} s: no background worker has taken it. Is a Celery "
+            "worker running (celery -A chargesim_site worker)?"
+        )
 
     @property
     def finished_ok(self) -> bool:

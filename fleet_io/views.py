@@ -31,6 +31,7 @@ def _status(job: ImportJob) -> dict[str, object]:
         "updated": job.updated_count,
         "failed": job.failed_count,
         "problems": job.problem_count,
+        "note": job.waiting_note(),
     }
 
 

@@ -172,6 +172,7 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
         "updated": 0,
         "failed": 0,
         "problems": 0,
+        "note": "",
     }
     assert Charger.objects.count() == 20
     # Once imported, no job keeps the file (it may hold AuthorizationKeys).
@@ -202,6 +203,34 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
     assert Charger.objects.count() == 0
     assert bytes(job.data) == b""  # nothing more will be done with it
+
+
+def test_a_job_queued_with_no_celery_worker_says_so_on_its_page(
+    admin_client_logged_in, depot, settings
+):
+    """With Redis set, a job waits for a Celery worker; with none running it stayed
+    "queued" for ever, on its page and in the API, without a word of why."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # as with REDIS_URL set
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(2)
+    )
+    assert job.waiting_note() == ""  # just queued
+    ImportJob.objects.filter(pk=job.pk).update(created=timezone.now() - timedelta(seconds=40))
+    job.refresh_from_db()
+    note = job.waiting_note()
+    assert note.startswith("Queued for 40 s: no background worker has taken it.")
+    assert "celery -A chargesim_site worker" in note
+    status = admin_client_logged_in.get(reverse("imports:job_status", args=[job.pk])).json()
+    assert status["note"] == note
+    page = admin_client_logged_in.get(reverse("imports:job", args=[job.pk])).content.decode()
+    assert "no background worker has taken it" in page
+    ImportJob.objects.run_queued(job.pk)
+    job.refresh_from_db()
+    assert job.waiting_note() == ""  # taken
 
 
 def test_a_check_without_problems_keeps_its_file_for_the_import(depot):

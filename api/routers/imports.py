@@ -66,6 +66,10 @@ class ImportJobOut(Schema):
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    note: str = Field(
+        description="Queued for a while with Redis set: that no background (Celery) worker "
+        "has taken it, and how to start one; empty otherwise."
+    )
     confirmed_as: int | None = Field(
         alias="confirmed_as_id",
         description="A confirmed check: the id of the import it became (null otherwise, or "
@@ -84,6 +88,10 @@ class ImportJobOut(Schema):
     @staticmethod
     def resolve_finished_at(job: ImportJob) -> datetime | None:
         return job.finished
+
+    @staticmethod
+    def resolve_note(job: ImportJob) -> str:
+        return job.waiting_note()
 
     @staticmethod
     def resolve_finished(job: ImportJob) -> bool:
