@@ -190,6 +190,24 @@ class ConfigurationKeyFormSet(BaseInlineFormSet):
         if any(refused):
             raise forms.ValidationError([message for message in refused if message])
 
+    def save_new(self, form, commit=True):
+        # On the add page the standard keys' defaults are created with the charger row,
+        # after this row was checked (no charger to check it against then): a standard key
+        # given here updates its default, the value given winning as in the API's
+        # `configuration`, where a second row for the key was an IntegrityError (HTTP 500).
+        row = super().save_new(form, commit=False)
+        default = (
+            ConfigurationKey.objects.filter(charger_id=row.charger_id, key=row.key)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if default is not None:
+            row.pk = default
+            row._state.adding = False
+        if commit:
+            row.save()
+        return row
+
 
 class ConfigurationKeyInline(admin.TabularInline):
     model = ConfigurationKey

@@ -328,3 +328,31 @@ def test_the_configuration_key_admin_keeps_the_standard_keys(admin_client_logged
     assert admin_client_logged_in.post(changelist, selected).status_code == 302
     assert not charger.configuration.filter(key="VendorKey").exists()
     assert charger.configuration.filter(key="SupportedFeatureProfiles").exists()
+
+
+def test_the_add_form_takes_a_standard_key_given_in_the_configuration_inline(
+    admin_client_logged_in,
+):
+    # The defaults are created with the charger row, after the inline was checked: a
+    # standard key given here was a second row for the key (HTTP 500, IntegrityError).
+    # The value given wins over the default, as in the API's `configuration`.
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data.update(
+        {
+            "charge_point_id": "CFG-1",
+            "location": str(location.pk),
+            "configuration-TOTAL_FORMS": "2",
+            "configuration-0-key": "MeterValueSampleInterval",
+            "configuration-0-value": "5",
+            "configuration-1-key": "VendorKey",
+            "configuration-1-value": "on",
+        }
+    )
+    response = admin_client_logged_in.post(ADD, data)
+    assert response.status_code == 302, response.context["errors"] if response.context else ""
+    charger = Charger.objects.get(charge_point_id="CFG-1")
+    assert charger.configuration.filter(key="MeterValueSampleInterval").count() == 1
+    assert charger.configuration.get(key="MeterValueSampleInterval").value == "5"
+    assert charger.configuration.get(key="VendorKey").value == "on"
+    assert charger.configuration.filter(key="HeartbeatInterval").exists()  # the other defaults
