@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from django.conf import settings
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 from pydantic import ConfigDict
 
+from chargers.default_csms import default_csms_url
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import MAX_ROTATION_MINUTES, ArrivalProfile, Location, VehicleShare
 from simulator.contract import StatusName, overrides, traffic
@@ -336,9 +336,9 @@ def _charger(name: str, extra: str = "") -> Any:
 
 
 def _default_csms_url() -> str:
-    # Read at each request, not at import: the setting is the simulator's, and a test (or
-    # a deployment that changes it) must not be held to the value at start-up.
-    return str(settings.CHARGESIM_DEFAULT_CSMS_URL)
+    # Read at each request, not at import: the setting is the simulator's (a test or a
+    # deployment may change it), and `runsimulator --demo` starts its CSMS after import.
+    return default_csms_url()
 
 
 class ChargerIn(Strict):

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin import helpers
@@ -21,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
 from chargers.deadlocks import retrying_deadlocks
+from chargers.default_csms import default_csms_url
 from chargers.evse_layout import numbering_problem
 from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
@@ -57,7 +57,7 @@ def recent_csms_url(user: Any) -> str:
     for pk in ids:
         if pk in urls:
             return urls[pk]
-    return settings.CHARGESIM_DEFAULT_CSMS_URL
+    return default_csms_url()
 
 
 def deletion_problem(evses: list[Evse]) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from import_export.fields import Field
@@ -25,6 +24,7 @@ from chargers.configuration_overrides import (
     overrides_of,
     parse_overrides,
 )
+from chargers.default_csms import default_csms_url
 from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.models import Charger, ConfigurationKey
@@ -235,7 +235,7 @@ class ChargerResource(FleetResource):
         if new and "csms_url" not in row:
             # A file without the column, as the API without the field: the simulator's
             # default CSMS (an empty cell says "none", as an empty field does).
-            instance.csms_url = settings.CHARGESIM_DEFAULT_CSMS_URL
+            instance.csms_url = default_csms_url()
         instance.evse_layout = None  # type: ignore[attr-defined]  # set per import row, not a model field
         instance.configuration_overrides = {}  # type: ignore[attr-defined]  # set per import row, not a model field
 

@@ -247,6 +247,10 @@ CHARGESIM_MESSAGE_LOG_PAYLOAD_CHARS = env_int(
 # cost about a quarter of the worker's CPU and 100-350 ms pauses.
 CHARGESIM_GC_TUNING = env_bool("CHARGESIM_GC_TUNING", True)
 CHARGESIM_DEFAULT_CSMS_URL = env_str("CHARGESIM_DEFAULT_CSMS_URL", "ws://127.0.0.1:9000/ocpp")
+# Whether the environment names it: if not, a process running the built-in CSMS
+# (`runsimulator --demo`) gives new chargers that CSMS's URL instead, whatever its port
+# (chargers/default_csms.py).
+CHARGESIM_DEFAULT_CSMS_URL_GIVEN = "CHARGESIM_DEFAULT_CSMS_URL" in os.environ
 # How many `runsimulator --shard K/N` workers run (N): the web side routes a charger's
 # commands to the worker of shard_of(charge point id, N).
 CHARGESIM_SHARDS = env_int("CHARGESIM_SHARDS", 1, minimum=1, maximum=1024)
