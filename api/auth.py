@@ -27,7 +27,7 @@ from ninja.operation import Operation
 from ninja.security.base import AuthBase
 from ninja.utils import check_csrf
 
-from api.errors import on_http_error
+from api.errors import DATABASE_DOWN, on_database_down, on_http_error
 from api.models import ApiToken
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -209,6 +209,8 @@ def docs_access(view: Callable[..., Any]) -> Callable[..., Any]:
             who = token_auth(request) or session_auth(request)
         except HttpError as exc:
             return on_http_error(request, exc)
+        except DATABASE_DOWN as exc:  # as the endpoints answer it, not Django's error page
+            return on_database_down(request, exc)
         if who is not None:
             return view(request, *args, **kwargs)
         if "text/html" in request.headers.get("Accept", ""):

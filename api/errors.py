@@ -19,7 +19,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import (
     Http404,
     HttpRequest,
@@ -207,6 +207,23 @@ def on_conflict(request: HttpRequest, exc: Raised) -> HttpResponse:
     )
 
 
+# What a database out of reach raises (down, restarting, the network cut, a connection
+# lost): the connection failing, not the request.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def on_database_down(request: HttpRequest, exc: Raised) -> HttpResponse:
+    """A 503 the caller may send again later, as the channel layer's, not a 500. The
+    driver's message stays in the log: with DEBUG on, Django's error page showed the
+    connection string, password and all."""
+    logger.warning("%s %s: the database cannot be reached: %r", request.method, request.path, exc)
+    return _respond(
+        503,
+        "The database cannot be reached or is not answering: the API cannot answer until "
+        "it is back.",
+    )
+
+
 def on_unexpected(request: HttpRequest, exc: Raised) -> HttpResponse:
     # The traceback goes to the log; the caller gets the same body as for any error.
     exc_info = exc if isinstance(exc, BaseException) else None
@@ -222,6 +239,8 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(DjangoValidationError, on_django_validation_error)
     api.add_exception_handler(SuspiciousOperation, on_suspicious)
     api.add_exception_handler(IntegrityError, on_conflict)
+    for error in DATABASE_DOWN:
+        api.add_exception_handler(error, on_database_down)
     api.add_exception_handler(Exception, on_unexpected)
 
 

@@ -21,7 +21,7 @@ from ninja.errors import AuthenticationError, HttpError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import check_perms, session_auth, token_auth
-from api.errors import on_http_error
+from api.errors import DATABASE_DOWN, on_database_down, on_http_error
 
 PERMISSION = "chargers.view_charger"
 
@@ -41,4 +41,6 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         await sync_to_async(_authorize)(request)
     except HttpError as exc:
         return on_http_error(request, exc)
+    except DATABASE_DOWN as exc:  # the token or session is read from the database
+        return on_database_down(request, exc)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

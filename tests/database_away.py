@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,3 +63,28 @@ async def database_away(service: Simulator) -> AsyncIterator[None]:
             yield
         finally:
             shared[key] = kept
+
+
+@contextlib.contextmanager
+def unreachable_database(password: str) -> Iterator[None]:
+    """The database down for the web side of this process until the block ends: this
+    thread's connection closed and every new one going nowhere, with `password` as the
+    database password (what an error page must not show). Outside a test transaction: a
+    connection closed inside one breaks the test's rollback."""
+    from django.db import connections
+
+    connection = connections["default"]
+    shared = connection.settings_dict  # one dict for every thread's connection
+    key = "PORT" if shared["ENGINE"].endswith("postgresql") else "NAME"
+    kept = {key: shared[key], "PASSWORD": shared["PASSWORD"]}
+    connection.close()
+    with tempfile.TemporaryDirectory(prefix="chargesim-away-") as scratch:
+        # As database_away: PostgreSQL on a port where nothing listens; SQLite a file in a
+        # directory that is never made.
+        shared[key] = str(free_port()) if key == "PORT" else str(Path(scratch) / "gone" / "db")
+        shared["PASSWORD"] = password
+        try:
+            yield
+        finally:
+            connection.close()
+            shared.update(kept)
