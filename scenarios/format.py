@@ -3,12 +3,13 @@
 A file is composed into YAML nodes first (not loaded straight into Python values) so that
 every value keeps where it was written: each problem, the schema's or ours, is reported as
 `file:line:col: path: message`, line and column counted from 1, the path written as in
-the file (`steps[2].wait.timeout`). The schema (docs/scenario.schema.json) is the one
-authority on shape and types; what it cannot say well (which keys go together in a `wait`
+the file (`steps[2].wait.timeout`). The schema (scenarios/scenario.schema.json) is the
+one authority on shape and types; what it cannot say well (which keys go together in a `wait`
 or an `expect`, which variables exist) is checked here, reported the same way.
 
 Variables (`${name}`) are replaced before the schema check, so a `timeout: "${timeout}"`
-is checked as the number it becomes. The runtime variables (the charger's id, its CSMS
+is checked as the number it becomes. The schema published for editors, who check the file
+as written (docs/scenario.schema.json), is made from this one (`scenarios.published_schema`). The runtime variables (the charger's id, its CSMS
 URL, ...) are left in place and replaced per charger by the runner.
 """
 
@@ -28,6 +29,7 @@ import jsonschema
 import yaml
 from django.conf import settings
 
+from scenarios.published_schema import published
 from scenarios.texts import storable
 from simulator.contract.overrides import ANSWER_STATUSES
 
@@ -295,9 +297,17 @@ def parse_var(text: str) -> tuple[str, Any]:
 
 @cache
 def schema() -> dict[str, Any]:
-    path = Path(settings.BASE_DIR) / "docs" / "scenario.schema.json"
+    """The loader's schema: for the values once the variables are replaced."""
+    path = Path(settings.BASE_DIR) / "scenarios" / "scenario.schema.json"
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
+
+
+@cache
+def published_schema() -> dict[str, Any]:
+    """The schema for a file as written (docs/scenario.schema.json): a `${var}` in a typed
+    value is taken too; the loader's schema refused it, and editors marked valid files."""
+    return published(schema())
 
 
 def step_kinds() -> list[str]:

@@ -8,7 +8,8 @@ to the engine through `chargers.engine_client.EngineClient`, as the API's do; fr
 from the run's `Watch`.
 
 To add a kind: a handler here (or `STEPS[kind] = handler` from another module) and its
-arguments in docs/scenario.schema.json under `$defs.step.properties`.
+arguments in scenarios/scenario.schema.json under `$defs.step.properties` (then
+`python -m scenarios.published_schema` for docs/scenario.schema.json).
 """
 
 from __future__ import annotations

@@ -379,11 +379,12 @@ async def _chunks(lines: Iterator[bytes], size: int = 1000) -> AsyncIterator[byt
     "/scenarios/schema",
     response={200: dict[str, Any], **AUTH_ERRORS},
     summary="The scenario format's JSON Schema",
-    description="docs/scenario.schema.json. Needs `chargers.view_charger`.",
+    description="docs/scenario.schema.json: a file as written, a `${var}` taken where a value "
+    "is typed (it is checked once replaced). Needs `chargers.view_charger`.",
 )
 @require(VIEW)
 def scenario_schema(request: HttpRequest) -> Any:
-    return format.schema()
+    return format.published_schema()
 
 
 @router.get(
