@@ -309,6 +309,58 @@ async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
     await communicator.disconnect()
 
 
+async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(user, settings):
+    """The page's watch lived in the killed worker's memory: the restarted one sent the
+    page nothing of its chargers until the next renewal (30 s), and the page showed their
+    state from before the crash, green and online. Meanwhile its rows say no live data."""
+    settings.CHARGESIM_SHARDS = 2
+    ids = {
+        shard: next(f"R-{n}" for n in range(100) if contract.shard_of(f"R-{n}", 2) == shard)
+        for shard in (0, 1)
+    }
+    rows = {
+        shard: await sync_to_async(make_charger)(cp_id, evses=1) for shard, cp_id in ids.items()
+    }
+    layer = get_channel_layer()
+    engine = await layer.new_channel()  # hears what the page asks the worker of shard 1
+    await layer.group_add(contract.engine_group(1), engine)
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
+    asked = await asyncio.wait_for(layer.receive(engine), 5)
+    assert asked["command"] == contract.SNAPSHOT and asked["args"]["chargers"] == [rows[1].pk]
+
+    async def summary(shard: int, started: float) -> dict:
+        await layer.group_send(
+            contract.FLEET_SUMMARY_GROUP,
+            {
+                "type": contract.EVENT_FLEET_SUMMARY,
+                "shard": shard,
+                "shards": 2,
+                "chargers": 1,
+                "statuses": {"Available": 1},
+                "links": {"online": 1},
+                "power_w": 0.0,
+                "started": started,
+            },
+        )
+        return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
+
+    only_zero = await summary(0, 100.0)
+    assert (only_zero["shards"], only_zero["unreported"]) == (1, [rows[1].pk])
+    both = await summary(1, 100.0)
+    assert both["shards"] == 2 and "unreported" not in both
+    # The same worker: nothing asked again (the page's counts go out after any request, and
+    # the in-memory layer queues a message as it is sent: none is waiting).
+    await summary(1, 100.0)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(engine), 0.1)
+    await summary(1, 200.0)  # restarted
+    again = await asyncio.wait_for(layer.receive(engine), 5)
+    assert again["command"] == contract.SNAPSHOT and again["args"]["chargers"] == [rows[1].pk]
+    await communicator.disconnect()
+
+
 def site_summary(
     shard: int, location_id: int, power_w: float, charging: int, limit_w: float | None = 50_000.0
 ) -> dict:

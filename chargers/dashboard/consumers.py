@@ -29,7 +29,7 @@ from simulator import contract
 SUMMARY_STALE_SECONDS = 15.0
 # A location's settings in its summaries: the same from every worker, so not added up.
 _SETTINGS = ("grid_limit_w", "load_management")
-_NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "location_id", *_SETTINGS})
+_NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "started", "location_id", *_SETTINGS})
 
 _request_ids = itertools.count(1)
 
@@ -55,6 +55,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.summaries: dict[
             int, tuple[float, contract.FleetSummary | contract.LocationSummary]
         ] = {}
+        self.connected_at = time.monotonic()
         self.can_drive = await self._can_drive(user)
         self.static_groups = await self.page_groups()
         if self.static_groups is None:
@@ -246,15 +247,44 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def _summary(
         self, event: contract.FleetSummary | contract.LocationSummary, kind: str
     ) -> None:
-        """Add up the shards' summaries (each shard sends its own, at least every 5 s)."""
+        """Add up the shards' summaries (each shard sends its own, at least every 5 s).
+
+        A worker that restarted (its summary's `started` changed, or it was silent) or came
+        up after the page was opened knows nothing of this page: its chargers are asked for
+        again (the page showed their state from before the crash until the next renewal,
+        up to 30 s). The total says which watched chargers no worker reports for."""
         now = time.monotonic()
-        self.summaries[event["shard"]] = (now, event)
+        shard = event["shard"]
+        previous = self.summaries.get(shard)
+        if previous is None:
+            new_worker = now - self.connected_at >= SUMMARY_STALE_SECONDS
+        else:
+            new_worker = now - previous[0] >= SUMMARY_STALE_SECONDS or previous[1].get(
+                "started"
+            ) != event.get("started")
+        self.summaries[shard] = (now, event)
+        if new_worker and self.watched:
+            shards = event["shards"]
+            theirs = {
+                pk: cp_id
+                for pk, cp_id in self.watched.items()
+                if contract.shard_of(cp_id, shards) == shard
+            }
+            if theirs:
+                await self.request_snapshots(theirs)
         fresh = [
             e
             for at, e in self.summaries.values()
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
         total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": event["shards"]}
+        if len(fresh) < event["shards"]:
+            reporting = {e["shard"] for e in fresh}
+            total["unreported"] = sorted(
+                pk
+                for pk, cp_id in self.watched.items()
+                if contract.shard_of(cp_id, event["shards"]) not in reporting
+            )
         # A location's settings, from the newest summary: every worker reports the same.
         for key in _SETTINGS:
             if key in event:

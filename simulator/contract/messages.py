@@ -506,10 +506,25 @@ class FleetSummary(FleetCounts):
     shard: int
     shards: int
     at: float
+    # When the worker that sends it started (Unix time): a page that sees it change (the
+    # worker restarted) asks that worker again for the chargers it shows, which the new
+    # process knew nothing of (`chargers.dashboard.consumers`).
+    started: NotRequired[float]
 
 
-def fleet_summary(shard: int, shards: int, counts: FleetCounts, at: float) -> FleetSummary:
-    return {"type": EVENT_FLEET_SUMMARY, "shard": shard, "shards": shards, **counts, "at": at}
+def fleet_summary(
+    shard: int, shards: int, counts: FleetCounts, at: float, started: float | None = None
+) -> FleetSummary:
+    message: FleetSummary = {
+        "type": EVENT_FLEET_SUMMARY,
+        "shard": shard,
+        "shards": shards,
+        **counts,
+        "at": at,
+    }
+    if started is not None:
+        message["started"] = started
+    return message
 
 
 class SiteCounts(TypedDict):
@@ -531,12 +546,18 @@ class LocationSummary(SiteCounts):
     shards: int
     location_id: int
     at: float
+    started: NotRequired[float]  # as FleetSummary's
 
 
 def location_summary(
-    shard: int, shards: int, location_id: int, counts: SiteCounts, at: float
+    shard: int,
+    shards: int,
+    location_id: int,
+    counts: SiteCounts,
+    at: float,
+    started: float | None = None,
 ) -> LocationSummary:
-    return {
+    message: LocationSummary = {
         "type": EVENT_LOCATION_SUMMARY,
         "shard": shard,
         "shards": shards,
@@ -544,6 +565,9 @@ def location_summary(
         **counts,
         "at": at,
     }
+    if started is not None:
+        message["started"] = started
+    return message
 
 
 class LocationCounts(SiteCounts):

@@ -128,6 +128,7 @@ class CommandServer:
         self.layer = layer
         self.summary_seconds = summary_seconds
         self.channel = ""
+        self.started = time.time()  # said in its summaries: pages see a restart by it
         self._running: set[asyncio.Task[None]] = set()
         # What each group was last sent (without its time) and when, to skip repeats.
         self._last_sent: dict[str, tuple[dict[str, object], float]] = {}
@@ -812,11 +813,13 @@ class CommandServer:
             return
         shard, shards, now = self.service.shard, self.service.shards, time.time()
         await self._publish_if_changed(
-            contract.FLEET_SUMMARY_GROUP, contract.fleet_summary(shard, shards, fleet, now)
+            contract.FLEET_SUMMARY_GROUP,
+            contract.fleet_summary(shard, shards, fleet, now, self.started),
         )
         for pk, site in locations.items():
             await self._publish_if_changed(
-                contract.location_group(pk), contract.location_summary(shard, shards, pk, site, now)
+                contract.location_group(pk),
+                contract.location_summary(shard, shards, pk, site, now, self.started),
             )
         # Only once all went out: after a failed send, the next round compares them again.
         self._published, self._compared = fleet, started

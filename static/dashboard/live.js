@@ -207,6 +207,18 @@
     document.querySelectorAll("[data-total-power]").forEach(function (el) {
       setText(el, kw(summary.power_w || 0));
     });
+    // A worker gone (killed, its machine down): its chargers' counts are missing, and the
+    // rows it ran show their last state no longer.
+    const note = document.getElementById("shards-note");
+    const partial = summary.of > 1 && summary.shards < summary.of;
+    if (note) {
+      note.hidden = !partial;
+      setText(note, partial ? summary.shards + " of " + summary.of + " workers reporting: the counts are partial" : "");
+    }
+    (summary.unreported || []).forEach(function (pk) {
+      const row = document.querySelector('tr[data-charger="' + pk + '"]');
+      if (row) markNotRunning(row, "no live data");
+    });
   }
 
   // A charger taken out of the running fleet (disabled, deleted) sends a last snapshot: its
@@ -234,11 +246,12 @@
   // (grey), not the status last checkpointed.
   const NOT_RUNNING_AFTER_MS = 5000;
 
-  function markNotRunning(scope) {
+  function markNotRunning(scope, why) {
+    const text = why || "not running";
     const link = scope.querySelector("[data-field=link]");
-    if (link) { setText(link, "not running"); link.dataset.link = "not-running"; }
+    if (link) { setText(link, text); link.dataset.link = "not-running"; }
     scope.querySelectorAll("[data-field=status]").forEach(function (el) {
-      setStatus(el, "not running");
+      setStatus(el, text);
       el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-not-running";
     });
   }
