@@ -36,6 +36,11 @@ ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 # receives events.
 ACCESS_CHECK_SECONDS = 5.0
 REVOKED = "The credentials this stream was opened with are no longer valid."
+GAP = (
+    "The worker of this shard restarted: its events from before it heard this stream "
+    "again (a session it ended at its start, say) are not in the stream; read them in the "
+    "message log."
+)
 
 
 def subscription(
@@ -69,6 +74,7 @@ async def sse(
     group = subscribe["subscription"]
     if channel is None:  # else `join` took it, before the response began
         channel = await join(layer, subscribe)
+    started: dict[int, float] = {}  # shard -> when its worker started, from its summaries
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_BATCHES)
     receiver = asyncio.create_task(_receive(layer, channel, inbox), name=f"sse:{group}")
     loop = asyncio.get_running_loop()
@@ -102,6 +108,19 @@ async def sse(
                     yield b": keep-alive\n\n"
                     quiet_until = loop.time() + keepalive
                 continue
+            if message.get("type") == contract.EVENT_FLEET_SUMMARY:
+                # A worker new to this stream, or restarted: the subscription lived in the
+                # memory of the one before (or reached nobody), so it is sent again now,
+                # not at the next renewal (30 s of its events lost). A restart also says
+                # that events went missing meanwhile.
+                restarted = _worker_restarted(started, message)
+                if restarted is not None:
+                    await _tell_workers(layer, subscribe, shards)
+                if restarted:
+                    last_id += 1
+                    yield _sse(last_id, "restarted", {"shard": message["shard"], "detail": GAP})
+                    quiet_until = loop.time() + keepalive
+                continue
             chunk, last_id = _events(message, last_id)
             if chunk:
                 yield chunk
@@ -120,6 +139,8 @@ async def join(layer: Any, subscribe: contract.EventsSubscribe) -> str:
     waiting for headers that never came."""
     channel: str = await layer.new_channel()
     await layer.group_add(subscribe["subscription"], channel)
+    # The workers' summaries say when each started: a restarted one is subscribed again.
+    await layer.group_add(contract.FLEET_SUMMARY_GROUP, channel)
     return channel
 
 
@@ -149,16 +170,39 @@ def _sse(event_id: int, name: str, data: dict[str, Any]) -> bytes:
 
 
 async def _receive(layer: Any, channel: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+    # Redis away: one line when it starts and one when it ends, and waits that grow to 5 s,
+    # not a line every half second for every open stream.
+    wait, failing_since = 0.5, None
+    loop = asyncio.get_running_loop()
     while True:
         try:
             message = await layer.receive(channel)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # e.g. a Redis read timeout on a quiet stream
-            log.info("event stream: receiving failed (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(0.5)
+        except Exception as exc:  # Redis away, or its read timeout on a quiet stream
+            if failing_since is None:
+                failing_since = loop.time()
+                log.info("event stream: receiving failed (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
             continue
+        if failing_since is not None:
+            log.info("event stream: receiving again after %.1f s", loop.time() - failing_since)
+            wait, failing_since = 0.5, None
         await inbox.put(message)
+
+
+def _worker_restarted(started: dict[int, float], message: dict[str, Any]) -> bool | None:
+    """From a worker's fleet summary: None if its worker is the one known already, False if
+    it is new to this stream, True if it replaced another (the worker restarted)."""
+    shard, now_started = message.get("shard"), message.get("started")
+    if not isinstance(shard, int) or not isinstance(now_started, int | float):
+        return None
+    before = started.get(shard)
+    if before == now_started:
+        return None
+    started[shard] = now_started
+    return before is not None
 
 
 async def _tell_workers(
@@ -171,3 +215,4 @@ async def _tell_workers(
 async def _end(layer: Any, group: str, channel: str, shards: int) -> None:
     await _tell_workers(layer, contract.events_unsubscribe(group), shards)
     await layer.group_discard(group, channel)
+    await layer.group_discard(contract.FLEET_SUMMARY_GROUP, channel)

@@ -305,6 +305,54 @@ async def test_a_layer_that_cannot_be_reached_is_a_503_not_a_stream_that_never_s
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_restarted_worker_is_subscribed_again_and_the_stream_says_so():
+    """The subscription lived in the killed worker's memory: the restarted one sent the
+    stream nothing until the next renewal (30 s), and nothing said events were missed."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    engine = await layer.new_channel()  # hears what the stream asks the worker of shard 0
+    await layer.group_add(contract.engine_group(0), engine)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get("/api/v1/events", headers=bearer(token))
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def read() -> None:
+        async for chunk in response.streaming_content:
+            await chunks.put(chunk)
+
+    reading = asyncio.create_task(read())
+
+    async def summary(started: float) -> None:
+        await layer.group_send(
+            contract.FLEET_SUMMARY_GROUP,
+            contract.fleet_summary(
+                0, 1, {"chargers": 0, "statuses": {}, "links": {}, "power_w": 0.0}, 1.0, started
+            ),
+        )
+
+    try:
+        assert b"subscribed" in await asyncio.wait_for(chunks.get(), 5)
+        first = await asyncio.wait_for(layer.receive(engine), 5)
+        assert first["type"] == contract.EVENTS_SUBSCRIBE
+        await summary(100.0)  # a worker new to the stream: told again, quietly
+        again = await asyncio.wait_for(layer.receive(engine), 5)
+        assert again["subscription"] == first["subscription"]
+        await summary(100.0)  # the same worker
+        await summary(200.0)  # restarted
+        renewed = await asyncio.wait_for(layer.receive(engine), 5)
+        assert renewed["subscription"] == first["subscription"]
+        said = await asyncio.wait_for(chunks.get(), 5)
+        assert b"event: restarted" in said and b'"shard":0' in said, said
+        with pytest.raises(TimeoutError):  # the same worker's summary asked nothing
+            await asyncio.wait_for(layer.receive(engine), 0.2)
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()
