@@ -51,8 +51,10 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
-def logged_in(browser: Any, site: DemoSite, path: str = "/", width: int = 1400) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 1000})
+def logged_in(
+    browser: Any, site: DemoSite, path: str = "/", width: int = 1400, **context_options: Any
+) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 1000}, **context_options)
     context.set_default_timeout(LIVE_MS)
     page = context.new_page()
     page.goto(f"{site.url}/admin/login/?next={path}")
@@ -503,13 +505,7 @@ def test_the_charts_tell_the_time_in_the_sites_zone_not_the_browsers(site, brows
     """A user in New York looking at a Berlin site saw its chart in New York's hours."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(timezone_id="America/New_York")
-    context.set_default_timeout(LIVE_MS)
-    page = context.new_page()
-    page.goto(f"{site.url}/admin/login/?next=/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page = logged_in(browser, site, timezone_id="America/New_York")
     row = row_of(page, "DEMO-0003")  # Berlin
     charger = row.locator("a", has_text="DEMO-0003").get_attribute("href")
     berlin = row.locator("td a").nth(1).get_attribute("href")
@@ -524,7 +520,7 @@ def test_the_charts_tell_the_time_in_the_sites_zone_not_the_browsers(site, brows
         expect(page.locator("#live-state")).to_have_text("live")
         tick, axis = page.locator(chart).evaluate(label_of_noon_utc)
         assert (tick.splitlines()[0], axis) == ("1pm", "time in Europe/Berlin")
-    context.close()
+    page.context.close()
 
 
 @pytest.mark.parametrize("width", [390, 1400])
