@@ -80,6 +80,24 @@ async def test_an_update_over_ftp_with_a_login_never_shows_the_password(csms, tm
     assert ftp.password not in caplog.text
 
 
+async def test_a_signed_urls_signature_never_shows(csms, files, caplog):
+    # Pre-signed storage URLs (S3, GCS, Azure SAS) carry their access in the query: whoever
+    # reads the message log or a log line could fetch the image with it.
+    caplog.set_level(logging.INFO)
+    url = files.publish("chargesim-4.0.0.bin", IMAGE)
+    url += "?X-Amz-Credential=AKIAS3CRET&X-Amz-Signature=5s3cret5&token=t0ks3cret&v=4"
+    publisher = EventPublisher()
+    charger = runtime_charger("FW-SIGNED", csms.url, evses=1, listener=publisher)
+    async with connected(charger):
+        await csms.update_firmware("FW-SIGNED", url)
+        assert await finished(csms, "FW-SIGNED", 4) == SUCCESS
+    assert files.requests == [("GET", "chargesim-4.0.0.bin")]
+    frames = " ".join(text for _at, _way, text in publisher.frames["FW-SIGNED"])
+    assert "X-Amz-Signature=********&token=********&v=4" in frames
+    assert "S3CRET" not in frames.upper()
+    assert "S3CRET" not in caplog.text.upper()
+
+
 async def test_an_https_download_trusts_the_chargers_ca_bundle(csms, tmp_path):
     ca = trustme.CA()
     certificate = ca.issue_cert("127.0.0.1")

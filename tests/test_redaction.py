@@ -170,6 +170,45 @@ def test_a_password_in_a_location_url_is_redacted(text, expected):
     assert redact_frame(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # a pre-signed S3 URL: its signature and credential, not its other parameters
+            '{"location":"https://b.s3.amazonaws.com/fw.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256'
+            '&X-Amz-Credential=AKIA%2F20261205&X-Amz-Signature=5e1f&X-Amz-Expires=900"}',
+            '{"location":"https://b.s3.amazonaws.com/fw.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256'
+            '&X-Amz-Credential=********&X-Amz-Signature=********&X-Amz-Expires=900"}',
+        ),
+        (  # Azure SAS, a token, an API key; a fragment ends the value
+            '{"location":"https://a.blob/fw?sv=2024&sig=Zm9v%3D&se=x","u":"http://h/?token=t0k#f",'
+            '"k":"ftp://h/?api_key=k3y&v=2"}',
+            '{"location":"https://a.blob/fw?sv=2024&sig=********&se=x","u":"http://h/?token=********#f",'
+            '"k":"ftp://h/?api_key=********&v=2"}',
+        ),
+        # No such parameter: the same text.
+        (
+            '{"location":"https://h/fw.bin?version=2&arch=arm"}',
+            '{"location":"https://h/fw.bin?version=2&arch=arm"}',
+        ),
+    ],
+)
+def test_a_signed_urls_access_granting_parameters_are_redacted(text, expected):
+    assert redact_frame(text) == expected
+
+
+def test_a_query_secret_spelled_with_json_escapes_is_redacted():
+    frame = '[2,"u4","UpdateFirmware",{"location":"https://h/fw\\u003ftoken=s3cret"}]'
+    assert "s3cret" in frame
+    assert "s3cret" not in redact_frame(frame)
+
+
+def test_a_log_line_with_a_signed_url_is_redacted():
+    url = "https://h/fw.bin?X-Amz-Signature=s3cret&v=1"
+    record = logging.LogRecord("simulator", logging.INFO, "", 0, "get %s", (url,), None)
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == "get https://h/fw.bin?X-Amz-Signature=********&v=1"
+
+
 def test_a_log_line_with_a_url_password_is_redacted():
     record = logging.LogRecord("simulator", logging.INFO, "", 0, "send %s", ("ftp://a:b@h/",), None)
     assert RedactSecrets().filter(record)

@@ -107,10 +107,12 @@ async def test_a_signing_certificate_no_installed_root_issued_is_refused(
 async def test_a_wrong_signature_ends_in_invalid_signature(
     csms, files, manufacturer, signer, caplog
 ):
-    """The location's password stays out of the security event (it was its techInfo, in
-    clear: sent to the CSMS, logged, uploaded with the security log, shown on the page)."""
+    """The location's password and query (a signed URL's signature) stay out of the security
+    event (its techInfo, sent to the CSMS, logged, uploaded with the security log, shown on
+    the page)."""
     files.credentials = ("fw", "Secret-Pw-1")
     url = files.publish("chargesim-6.0.0.bin", IMAGE).replace("://", "://fw:Secret-Pw-1@", 1)
+    url += "?sig=Secret-Sig-1"
     charger = runtime_charger("SFW-4", csms.url, evses=1, firmware_version="1.0.0")
     async with connected(charger):
         await csms.install_certificate("SFW-4", manufacturer.root_pem, MF_ROOT)
@@ -132,9 +134,10 @@ async def test_a_wrong_signature_ends_in_invalid_signature(
         and e.payload["type"] == "InvalidFirmwareSignature"
     ]
     assert event["techInfo"].endswith("/chargesim-6.0.0.bin")
-    assert "Secret-Pw-1" not in event["techInfo"]
-    assert all("Secret-Pw-1" not in (e.tech_info or "") for e in charger.security_log)
-    assert "Secret-Pw-1" not in caplog.text
+    for secret in ("Secret-Pw-1", "Secret-Sig-1"):
+        assert secret not in event["techInfo"]
+        assert all(secret not in (e.tech_info or "") for e in charger.security_log)
+        assert secret not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -167,10 +167,11 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         wrong_checksum = failure is FirmwareFailure.INVALID_SIGNATURE
         if wrong_checksum or not verify_signature(signed.certificate, signed.signature, data):
             log.info("%s: the firmware's signature does not verify", charger.id)
-            # The location without its login: the event goes to the CSMS, the log, the
-            # security log's uploads and the pages.
+            # The location without its login or query (a signed URL's signature is one):
+            # the event goes to the CSMS, the log, the security log's uploads and the pages.
             charger.security_event(
-                "InvalidFirmwareSignature", without_login(request.location)[:200]
+                "InvalidFirmwareSignature",
+                without_login(request.location).partition("?")[0][:200],
             )
             await report(FirmwareStatus.INVALID_SIGNATURE)
             return

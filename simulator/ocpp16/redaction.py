@@ -3,7 +3,8 @@ message log, the pages it is sent to, and log lines.
 
 A CSMS sets a charger's HTTP Basic password with ChangeConfiguration(AuthorizationKey),
 so that frame carries the secret in clear; UpdateFirmware and GetDiagnostics locations
-may carry one too (ftp://user:password@host/). Every place that records a frame's text
+may carry one too: a password (ftp://user:password@host/) or a signed URL's query
+(https://bucket/fw.bin?X-Amz-Signature=…&token=…). Every place that records a frame's text
 runs it through `redact_frame` first. The tests are substring searches before any parsing:
 the message log sees every frame, thousands a second, and almost none holds either.
 """
@@ -38,6 +39,24 @@ def redact_urls(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 
+# A query parameter that grants access: pre-signed and SAS URLs (X-Amz-Signature,
+# X-Amz-Credential, X-Amz-Security-Token, X-Goog-Signature, Azure's sig), tokens and API
+# keys. Matched by a part of the name, as services spell them in many ways; masking a
+# harmless one in a log costs nothing, showing a signature lets anyone fetch the file.
+_QUERY_SECRET = re.compile(
+    r"([?&][\w.\-\[\]]*?(?:token|sig|secret|passw|pwd|credential|key|auth|session)"
+    r"[\w.\-\[\]]*=)[^&#\s\"\\]+",
+    re.IGNORECASE,
+)
+
+
+def redact_query_secrets(text: str) -> str:
+    """The text with the value of every access-granting URL query parameter replaced."""
+    if "?" not in text:
+        return text
+    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
 # A JSON escape: "\u0041uthorizationKey" is the name, and "\u0040" an "@", to whoever
 # parses the frame, but not to a substring test. Found by its backslash first: one
 # character is a memchr, a two-character search steps through the text.
@@ -46,9 +65,9 @@ _ESCAPE = "\\u"
 
 
 def may_hold_secret(text: str) -> bool:
-    """False only for a text that `redact_frame` returns unchanged: no "@", no
-    `SECRET_KEY_LETTER`, no backslash (three memchr for nearly every frame)."""
-    return "@" in text or SECRET_KEY_LETTER in text or _BACKSLASH in text
+    """False only for a text that `redact_frame` returns unchanged: no "@", no "?", no
+    `SECRET_KEY_LETTER`, no backslash (four memchr for nearly every frame)."""
+    return "@" in text or "?" in text or SECRET_KEY_LETTER in text or _BACKSLASH in text
 
 
 def redact_frame(text: str) -> str:
@@ -59,6 +78,8 @@ def redact_frame(text: str) -> str:
         text = _unescaped(text)
     if "@" in text:
         text = redact_urls(text)
+    if "?" in text:
+        text = redact_query_secrets(text)
     if SECRET_KEY_LETTER not in text or SECRET_KEY_NAME not in text:
         return text
     try:
@@ -76,7 +97,7 @@ def _unescaped(text: str) -> str:
         plain = orjson.dumps(orjson.loads(text)).decode()
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
         return text  # not JSON: nothing parses it into a configuration or a URL
-    if "@" in plain or SECRET_KEY_NAME in plain:
+    if "@" in plain or "?" in plain or SECRET_KEY_NAME in plain:
         return plain
     return text
 
@@ -105,8 +126,8 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "@" in message:
-            message, before = redact_urls(message), message
+        if "@" in message or "?" in message:
+            message, before = redact_query_secrets(redact_urls(message)), message
             if message != before:
                 record.msg, record.args = message, None
         if _BACKSLASH not in message and (

@@ -586,8 +586,8 @@ class Checkpointer(Listener):
         # One entry for both logs: one clock read, one secret test (and for the rare frame
         # that may hold one, one redaction); the stored entries are redacted here.
         at = time.time()
-        # `may_hold_secret(text)` inlined (its three memchr; a Python call less per frame).
-        if "@" in text or SECRET_KEY_LETTER in text or "\\" in text:
+        # `may_hold_secret(text)` inlined (its four memchr; a Python call less per frame).
+        if "@" in text or "?" in text or SECRET_KEY_LETTER in text or "\\" in text:
             shown = redact_frame(text)
         else:
             shown = text
