@@ -50,6 +50,9 @@ class Applied:
     shards: list[int]  # the shards the change was sent to
     answers: list[contract.FleetApplied]
     received: list[int] = field(default_factory=list)  # shards whose worker got it
+    # Why the change could not be sent (the channel layer unreachable): the workers were
+    # not told, and take it at their next reconciliation instead.
+    unsent: str = ""
 
     @property
     def outcomes(self) -> list[contract.ChargerOutcome]:
@@ -88,11 +91,12 @@ class _Batch:
         self.sent = True
         try:
             applied = send(self)
-        except Exception:
-            # The rows are committed; a worker reads them when it starts. Say so in the log
-            # rather than turn a saved change into an error page.
+        except Exception as exc:
+            # The rows are committed; a running worker finds them at its reconciliation, a
+            # stopped one when it starts. Say so in the log and to whoever waits for the
+            # answer, rather than turn a saved change into an error page.
             log.exception("could not tell the simulator workers about a fleet change")
-            applied = Applied(shards=[], answers=[])
+            applied = Applied(shards=[], answers=[], unsent=type(exc).__name__)
         for report in self.reports:
             report(applied)
 
@@ -213,6 +217,17 @@ async def _send_and_wait(
 
 def describe(applied: Applied) -> list[tuple[bool, str]]:
     """The admin's messages for a change: (it reached a worker, text), one per charger."""
+    if applied.unsent:
+        # Not silence (an empty list reads as "nothing to tell"): the change is saved but
+        # reaches the workers only through their periodic look at the database.
+        return [
+            (
+                False,
+                f"Saved, but the simulator workers could not be told ({applied.unsent}: the "
+                "channel layer, Redis, cannot be reached): running workers take the change "
+                "at their next check of the database, within seconds.",
+            )
+        ]
     if not applied.shards:
         return []
     if not applied.answered and not applied.received:

@@ -1143,6 +1143,28 @@ def test_a_charger_write_says_so_when_no_worker_runs(depot):
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_charger_write_says_so_when_the_channel_layer_cannot_be_reached(depot, monkeypatch):
+    """It answered `"workers": []`, which reads as "nothing to tell": the change is saved,
+    but the workers learn it only at their next look at the database."""
+    from channels_redis.core import RedisChannelLayer
+
+    from fleet_io import fleet_changes
+    from tests.process import free_port
+
+    port = free_port()  # nobody listens there
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/0"])
+    monkeypatch.setattr(fleet_changes, "get_channel_layer", lambda: layer)
+    _, token = user_with_token("writer", *EVERY_PERMISSION)
+    response = TokenClient(token).post(f"{V1}/chargers", charger_body("CP-1", depot))
+    assert response.status_code == 201, response.content
+    (note,) = response.json()["workers"]
+    assert note["reached"] is False
+    assert note["message"].startswith("Saved, but the simulator workers could not be told (")
+    assert "next check of the database" in note["message"]
+    assert Charger.objects.filter(charge_point_id="CP-1").exists()
+
+
 def test_every_field_the_admin_form_writes_can_be_written_and_read_through_the_api():
     """A new charger field (a model and admin-form change) is not silently left out of the
     API: create, update and read all carry it (AuthorizationKey is write-only)."""
