@@ -49,8 +49,12 @@ def test_apitoken_on_a_database_never_migrated_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("command", "code"),
-    [(("runsimulator", "--no-web"), 1), (("runscenario", CASE, "--builtin-csms"), 2)],
-    ids=["runsimulator", "runscenario"],
+    [
+        (("runsimulator", "--no-web"), 1),
+        (("runscenario", CASE, "--builtin-csms"), 2),
+        (("migrate",), 1),
+    ],
+    ids=["runsimulator", "runscenario", "migrate"],
 )
 def test_a_database_server_that_is_down_is_named_without_its_password(
     tmp_path: Path, command: tuple[str, ...], code: int
