@@ -249,7 +249,8 @@ def document_refusals(schema: dict[str, Any]) -> None:
     the operation's `response=` does not list them: 409 for a write (`on_conflict`), 413
     for a body over Django's limit (`on_suspicious`), 422 for an operation with a parameter or
     a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
-    for a JSON body that cannot be parsed."""
+    for a JSON body that cannot be parsed, and 503 for a database out of reach (any
+    operation)."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
@@ -289,6 +290,16 @@ def document_refusals(schema: dict[str, Any]) -> None:
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
+            # Any operation reads the database (the token, the rows): one that is down is a
+            # 503 (`on_database_down`), which a client should retry, not a 500.
+            responses.setdefault(
+                "503",
+                {
+                    "description": "The database (or, for what asks the simulator, the "
+                    "channel layer or a worker) cannot be reached: try again later.",
+                    "content": {"application/json": {"schema": ref}},
+                },
+            )
             if "application/json" in body:
                 responses.setdefault(
                     "400",

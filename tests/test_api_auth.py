@@ -297,6 +297,16 @@ def test_the_openapi_document_lists_the_422_of_every_parameter_that_can_fail(cli
     assert "422" not in paths[WHOAMI]["get"]["responses"]
 
 
+def test_the_openapi_document_lists_a_503_for_every_operation(client):
+    # Any operation may find the database down: a 503 a client should retry, not a 500.
+    _, token = user_with_token("ci", "view_location", "view_charger")
+    spec = client.get("/api/v1/openapi.json", headers=bearer(token)).json()
+    validate(spec)
+    for url, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "503" in operation["responses"], (method, url)
+
+
 def test_the_openapi_document_and_docs_refuse_anonymous_callers(client):
     assert_error_body(client.get("/api/v1/openapi.json"), 401)
     page = client.get("/api/v1/docs", HTTP_ACCEPT="text/html")
