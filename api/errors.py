@@ -212,16 +212,17 @@ def on_conflict(request: HttpRequest, exc: Raised) -> HttpResponse:
 DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
+DATABASE_DOWN_TEXT = (
+    "The database cannot be reached or is not answering: the API cannot answer until it is back."
+)
+
+
 def on_database_down(request: HttpRequest, exc: Raised) -> HttpResponse:
     """A 503 the caller may send again later, as the channel layer's, not a 500. The
     driver's message stays in the log: with DEBUG on, Django's error page showed the
     connection string, password and all."""
     logger.warning("%s %s: the database cannot be reached: %r", request.method, request.path, exc)
-    return _respond(
-        503,
-        "The database cannot be reached or is not answering: the API cannot answer until "
-        "it is back.",
-    )
+    return _respond(503, DATABASE_DOWN_TEXT)
 
 
 def on_unexpected(request: HttpRequest, exc: Raised) -> HttpResponse:

@@ -10,6 +10,7 @@ errors (`is_error`) with the endpoint's message, for the model to read.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -23,7 +24,9 @@ from ninja.errors import AuthorizationError, HttpError
 from pydantic import ValidationError as PydanticValidationError
 
 from api.auth import Caller
-from api.errors import ApiError, ErrorItem, errors_from_django
+from api.errors import DATABASE_DOWN, DATABASE_DOWN_TEXT, ApiError, ErrorItem, errors_from_django
+
+logger = logging.getLogger(__name__)
 
 # Who the current MCP request acts as; set by the transport before it runs a request.
 CALLER: ContextVar[Caller] = ContextVar("chargesim_mcp_caller")
@@ -82,6 +85,11 @@ def refusal(exc: Exception) -> str | None:
         return str(exc) or "You do not have permission to do that."
     if isinstance(exc, DjangoValidationError):
         return _lines("The request is not valid.", errors_from_django(exc))
+    if isinstance(exc, DATABASE_DOWN):
+        # The endpoint's 503, not a crash: the driver's message (it names the server) only
+        # in the log, as `errors.on_database_down` keeps it.
+        logger.warning("MCP tool: the database cannot be reached: %r", exc)
+        return DATABASE_DOWN_TEXT
     if isinstance(exc, PydanticValidationError):
         items = [
             ErrorItem(field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])

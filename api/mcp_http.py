@@ -21,6 +21,7 @@ beside Django, wrapped by `McpEndpoint`:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -34,6 +35,8 @@ from api.auth import Caller
 from api.mcp_calls import CALLER
 from api.mcp_server import server
 from api.models import ApiToken
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -153,6 +156,12 @@ class McpEndpoint:
             caller = await sync_to_async(authenticate)(_header(scope, b"authorization"))
         except Refused as refused:
             await _refuse(send, refused)
+            return
+        except errors.DATABASE_DOWN as exc:
+            # Reading the token meets the database first: a 503 to retry, as the API's
+            # (`errors.on_database_down`), not the ASGI server's bare 500.
+            logger.warning("/mcp: the database cannot be reached: %r", exc)
+            await _refuse(send, Refused(503, errors.DATABASE_DOWN_TEXT))
             return
         if scope.get("method") == "GET":
             # The stream a client may open for the server's own messages: a stateless

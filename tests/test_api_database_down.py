@@ -4,7 +4,8 @@ all, to a /metrics scraper)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -52,3 +53,44 @@ def test_a_browser_session_gets_the_same(down):
     down.cookies["sessionid"] = "a" * 32  # the session is read from the database
     assert_database_down(down.get("/api/v1/chargers"))
     assert_database_down(down.get("/metrics"))
+
+
+def test_mcp_answers_a_503_saying_so_not_the_servers_bare_500(down):
+    """/mcp reads the caller's token before anything: with the database away that raised
+    out of the endpoint, and the ASGI server answered a bare 500."""
+    from asgiref.sync import async_to_sync
+
+    from api.mcp_http import McpEndpoint
+
+    sent: list[MutableMapping[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            *[(k.lower().encode(), v.encode()) for k, v in bearer("csk_anything").items()],
+        ],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async_to_sync(McpEndpoint())(scope, receive, send)
+    start, body = sent
+    assert start["status"] == 503
+    text = body["body"].decode()
+    assert PASSWORD not in text
+    assert json.loads(text) == {"detail": DOWN, "errors": []}
+
+
+def test_an_mcp_tool_that_meets_the_database_away_refuses_with_the_apis_words():
+    from django.db import OperationalError
+
+    from api.mcp_calls import refusal
+
+    driver = OperationalError(f'connection to server at "127.0.0.1" failed (password {PASSWORD})')
+    assert refusal(driver) == DOWN
