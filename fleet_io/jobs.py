@@ -34,6 +34,8 @@ def confirm(check: ImportJob, user_pk: int | None) -> ImportJob:
         )
     if check.confirmed is not None:
         raise NotConfirmable(check.confirmed_text())
+    if check.file_let_go:
+        raise NotConfirmable(check.let_go_text())
     if not check.finished_ok:
         state = "has problems" if check.problem_count else f"is {check.status}"
         raise NotConfirmable(

@@ -37,6 +37,9 @@ BEAT_SECONDS = 10.0
 LOST_SECONDS = 30.0
 # A job queued this long with Redis (Celery) says that no worker may be running.
 QUEUED_NOTE_SECONDS = 15.0
+# A check that found no problem keeps its file this long for its confirmation, then lets
+# it go: a file may hold AuthorizationKeys, and a check nobody confirms kept it for good.
+CHECK_KEPT_SECONDS = 24 * 3600.0
 LOST_MESSAGE = (
     "The import stopped: the process running it ended before it finished (killed or "
     "lost); nothing was imported. Upload the file again."
@@ -51,8 +54,10 @@ class ImportJobManager(models.Manager["ImportJob"]):
     def visible_to(self, user: Any) -> models.QuerySet[ImportJob]:
         """A job holds its file's rows: only the user who started it (or a superuser) sees
         it, whatever their other permissions. Every reader of jobs comes here, so the jobs
-        whose process was lost are failed here first (`mark_lost`)."""
+        whose process was lost are failed here first (`mark_lost`), and the files of the
+        checks that were never confirmed in time let go (`forget_unconfirmed`)."""
         self.mark_lost()
+        self.forget_unconfirmed()
         return self.all() if user.is_superuser else self.filter(created_by_id=user.pk)
 
     def mark_lost(self) -> int:
@@ -75,6 +80,19 @@ class ImportJobManager(models.Manager["ImportJob"]):
             problem_count=1,
             finished=timezone.now(),
         )
+
+    def forget_unconfirmed(self) -> int:
+        """Let go the files of the checks not confirmed within CHECK_KEPT_SECONDS of their
+        end (they can no longer be confirmed: `ImportJob.confirmable`)."""
+        cutoff = timezone.now() - timedelta(seconds=CHECK_KEPT_SECONDS)
+        # Read first, as `mark_lost`: every poll comes here, a write would take SQLite's lock.
+        stale = self.filter(
+            dry_run=True, confirmed__isnull=True, finished__lt=cutoff, status=ImportJob.Status.DONE
+        ).exclude(data=b"")
+        pks = list(stale.values_list("pk", flat=True))
+        if not pks:
+            return 0
+        return self.filter(pk__in=pks).update(data=b"")
 
     def claim(self, pk: int) -> bool:
         """Mark a queued job running; False when another worker got it first."""
@@ -156,8 +174,27 @@ class ImportJob(models.Model):
 
     @property
     def confirmable(self) -> bool:
-        """A check that found no problem and has not been confirmed yet."""
-        return self.dry_run and self.finished_ok and self.confirmed is None
+        """A check that found no problem, has not been confirmed yet and still keeps its
+        file (CHECK_KEPT_SECONDS)."""
+        return self.dry_run and self.finished_ok and self.confirmed is None and not self.file_let_go
+
+    @property
+    def file_let_go(self) -> bool:
+        """A check that waited longer than CHECK_KEPT_SECONDS for its confirmation."""
+        return (
+            self.dry_run
+            and self.finished_ok
+            and self.confirmed is None
+            and self.finished is not None
+            and (timezone.now() - self.finished).total_seconds() > CHECK_KEPT_SECONDS
+        )
+
+    def let_go_text(self) -> str:
+        hours = CHECK_KEPT_SECONDS / 3600
+        return (
+            f"Check {self.pk} was not confirmed within {hours:g} hours, and its file is no "
+            "longer kept (it may hold AuthorizationKeys): upload the file again."
+        )
 
     def confirmed_text(self) -> str:
         into = (

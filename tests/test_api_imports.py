@@ -80,6 +80,7 @@ def test_a_checked_file_is_imported_on_confirmation(
         "status": "done",
         "finished": True,
         "ok": True,
+        "confirmable": True,
         "done": 3,
         "total": 3,
         "created": 3,
@@ -239,6 +240,34 @@ def test_a_check_is_confirmed_once_and_gives_its_file_to_the_import(
     assert importer.delete(f"{IMPORTS}/{first.json()['id']}").status_code == 204
     assert importer.post(f"{IMPORTS}/{check['id']}/confirm").status_code == 409
     assert importer.get(f"{IMPORTS}/{check['id']}").json()["confirmed_as"] is None
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_a_check_not_confirmed_within_a_day_lets_its_file_go(
+    importer, depot, django_capture_on_commit_callbacks
+):
+    """A check nobody confirmed kept its file, and every AuthorizationKey in it, for good."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet_io.models import CHECK_KEPT_SECONDS
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check = upload(importer, fleet_csv(1)).json()
+        fresh = upload(importer, fleet_csv(1)).json()
+    assert importer.get(f"{IMPORTS}/{check['id']}").json()["confirmable"] is True
+    long_ago = timezone.now() - timedelta(seconds=CHECK_KEPT_SECONDS + 60)
+    ImportJob.objects.filter(pk=check["id"]).update(finished=long_ago)
+    followed = importer.get(f"{IMPORTS}/{check['id']}").json()  # any read lets it go
+    assert followed["confirmable"] is False and followed["ok"] is True
+    assert bytes(ImportJob.objects.get(pk=check["id"]).data) == b""
+    assert bytes(ImportJob.objects.get(pk=fresh["id"]).data) != b""  # a day not yet passed
+    refused = importer.post(f"{IMPORTS}/{check['id']}/confirm")
+    assert refused.status_code == 409, refused.content
+    assert "not confirmed within 24 hours" in refused.json()["detail"]
+    assert "upload the file again" in refused.json()["detail"]
+    assert not Charger.objects.filter(charge_point_id="CP-001").exists()
 
 
 def test_a_job_running_when_asked_is_not_deleted_though_it_ends_meanwhile(

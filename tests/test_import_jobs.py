@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from chargers.models import Charger, ConfigurationKey
 from chargers.resources import ChargerResource
 from fleet_io import jobs
 from fleet_io.file_formats import read_dataset
 from fleet_io.import_admin import FleetImportExportAdmin
-from fleet_io.models import ImportJob
+from fleet_io.models import CHECK_KEPT_SECONDS, ImportJob
 from tests.cast import make_charger, make_location, make_user
 
 pytestmark = pytest.mark.django_db
@@ -190,6 +192,27 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
     assert again.redirect_chain[-1][0] == check.get_absolute_url()
     assert f"was confirmed already, into import job {job.pk}" in again.content.decode()
     assert ImportJob.objects.count() == 2
+
+
+def test_a_check_not_confirmed_within_a_day_says_its_file_is_no_longer_kept(
+    admin_client_logged_in, depot, jobs_run_inline, django_capture_on_commit_callbacks, settings
+):
+    settings.CHARGESIM_IMPORT_PREVIEW_ROWS = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(admin_client_logged_in, fleet_csv(20))
+    check = ImportJob.objects.get()
+    long_ago = timezone.now() - timedelta(seconds=CHECK_KEPT_SECONDS + 60)
+    ImportJob.objects.filter(pk=check.pk).update(finished=long_ago)
+    page = admin_client_logged_in.get(check.get_absolute_url()).content.decode()
+    assert "The file is ready to import." not in page and "Confirm import" not in page
+    assert "was not confirmed within 24 hours" in page
+    assert bytes(ImportJob.objects.get(pk=check.pk).data) == b""
+    with django_capture_on_commit_callbacks(execute=True):
+        again = admin_client_logged_in.post(
+            reverse("imports:job_confirm", args=[check.pk]), follow=True
+        )
+    assert "upload the file again" in again.content.decode()
+    assert Charger.objects.count() == 0 and ImportJob.objects.count() == 1
 
 
 def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):

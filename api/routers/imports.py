@@ -57,6 +57,10 @@ class ImportJobOut(Schema):
     status: str = Field(description="queued, running, done or failed.")
     finished: bool
     ok: bool = Field(description="Finished with no problems (a check can then be confirmed).")
+    confirmable: bool = Field(
+        description="A check that can be confirmed now: finished with no problems, not "
+        "confirmed yet, and its file still kept (for 24 hours after the check)."
+    )
     done: int = Field(description="Rows read so far.")
     total: int = Field(description="Rows in the file (once read).")
     created: int = Field(alias="created_count", description="Rows that create (or created).")
@@ -92,6 +96,10 @@ class ImportJobOut(Schema):
     @staticmethod
     def resolve_note(job: ImportJob) -> str:
         return job.waiting_note()
+
+    @staticmethod
+    def resolve_confirmable(job: ImportJob) -> bool:
+        return job.confirmable
 
     @staticmethod
     def resolve_finished(job: ImportJob) -> bool:
