@@ -796,6 +796,56 @@ class PluggedVehicle(models.Model):
         return f"vehicle on EVSE {self.evse_id}"
 
 
+class SecurityLogEntryManager(models.Manager["SecurityLogEntry"]):
+    def store(
+        self,
+        events: dict[int, list[tuple[str, str, str | None, bool]]],
+        keep: int,
+        *,
+        full: Iterable[int] = (),
+    ) -> None:
+        """Charger pk -> its new security events (type, timestamp, techInfo, pushed), oldest
+        first. The chargers in `full` keep their newest `keep` (their log in memory was full:
+        it dropped its oldest; the others have fewer, and no query looks). A charger deleted
+        meanwhile is left out (events are rare: a few rows)."""
+        if not events:
+            return
+        alive = set(Charger.objects.filter(pk__in=list(events)).values_list("pk", flat=True))
+        self.bulk_create(
+            self.model(
+                charger_id=pk, kind=kind[:50], timestamp=at[:40], tech_info=info or "", sent=sent
+            )
+            for pk, new in events.items()
+            if pk in alive
+            for kind, at, info, sent in new
+        )
+        for pk in alive.intersection(full):
+            newest = self.filter(charger_id=pk).order_by("-pk").values_list("pk", flat=True)
+            oldest_kept = list(newest[keep - 1 : keep])
+            if oldest_kept:
+                self.filter(charger_id=pk, pk__lt=oldest_kept[0]).delete()
+
+
+class SecurityLogEntry(models.Model):
+    """A security event of a charger's security log (1.6 security whitepaper), as the engine
+    wrote it, so that the log survives a restart as a charger's flash keeps it (GetLog
+    uploads it, the charger page shows it). The engine's: `simulator.core.security_log`."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField("type", max_length=50)
+    timestamp = models.CharField(max_length=40, help_text="As sent: ISO 8601, UTC.")
+    tech_info = models.TextField(blank=True, help_text="Empty: none was given.")
+    sent = models.BooleanField(help_text="Pushed to the CSMS, or only logged.")
+
+    objects = SecurityLogEntryManager()
+
+    class Meta:
+        verbose_name_plural = "security log entries"
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.timestamp}"
+
+
 class RuntimeStateManager(models.Manager["RuntimeState"]):
     def set_unavailable(self, charger_pk: int, unavailable: bool) -> None:
         """The whole charger's availability (ChangeAvailability on connector 0)."""

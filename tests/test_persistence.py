@@ -528,3 +528,49 @@ async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_t
         assert "MeterValues #2 could not be saved; dropped unsent" in caplog.text
     finally:
         await service.stop()
+
+
+async def test_a_restart_keeps_the_security_log_as_a_chargers_flash_does(csms):
+    """The security log lived in memory: after a restart GetLog(SecurityLog) uploaded, and
+    the charger page showed, nothing of what happened before."""
+    await database_sync_to_async(make_charger)("CP-SECLOG", csms_url=csms.url)
+    service = await started("CP-SECLOG")
+    charger = loaded(service, "CP-SECLOG")
+    charger.security_event("TamperDetectionActivated", "lid opened")
+    charger.security_event("InvalidMessages", "a bad frame", push=False)
+    await service.checkpoint()
+    before = [e.as_dict() for e in charger.security_log]
+    await crash(service)
+    again = await started("CP-SECLOG")
+    try:
+        after = [e.as_dict() for e in loaded(again, "CP-SECLOG").security_log]
+        assert after[: len(before)] == before
+        kinds = [e["type"] for e in before]
+        assert kinds[-2:] == ["TamperDetectionActivated", "InvalidMessages"]
+        assert before[-1]["sent"] is False and before[-1]["techInfo"] == "a bad frame"
+    finally:
+        await again.stop()
+
+
+@pytest.mark.django_db
+def test_the_stored_security_log_keeps_a_full_logs_newest_events():
+    from chargers.models import SecurityLogEntry
+
+    row = make_charger("CP-SECFULL")
+    other = make_charger("CP-SECOTHER")
+    events: list[tuple[str, str, str | None, bool]] = [
+        (f"Kind{n}", f"2026-12-05T10:00:{n:02d}Z", None, True) for n in range(5)
+    ]
+    SecurityLogEntry.objects.store({row.pk: events[:3], other.pk: events}, keep=3)
+    # Not full: nothing dropped (the log in memory dropped nothing either).
+    assert SecurityLogEntry.objects.filter(charger=row).count() == 3
+    SecurityLogEntry.objects.store({row.pk: events[3:]}, keep=3, full=[row.pk])
+    kept = SecurityLogEntry.objects.filter(charger=row).order_by("pk")
+    assert [e.kind for e in kept] == ["Kind2", "Kind3", "Kind4"]
+    assert SecurityLogEntry.objects.filter(charger=other).count() == 5
+    # A charger deleted meanwhile is left out, not an error.
+    gone = make_charger("CP-SECGONE")
+    gone_pk = gone.pk
+    gone.delete()
+    SecurityLogEntry.objects.store({gone_pk: events}, keep=3)
+    assert not SecurityLogEntry.objects.filter(charger_id=gone_pk).exists()

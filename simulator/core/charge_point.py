@@ -160,6 +160,10 @@ class Listener:
         """A vehicle was plugged into or out of this EVSE, paused or resumed (persist
         `evse.battery`, so that a restart plugs it back in)."""
 
+    def on_security_event(self, charger: Charger, event: LoggedEvent) -> None:
+        """A security event was added to `charger.security_log` (persist it, so that the
+        log survives a restart as a charger's flash keeps it)."""
+
 
 class Fanout(Listener):
     """Tells several listeners, in order (e.g. the dashboard's publisher and the waits of
@@ -1555,8 +1559,10 @@ class Charger:
         bad frame back to that peer would let it fill the outbox.
         """
         timestamp = now_iso(self.now())
-        self.security_log.add(LoggedEvent(str(kind), timestamp, tech_info, sent=push))
+        event = LoggedEvent(str(kind), timestamp, tech_info, sent=push)
+        self.security_log.add(event)
         log.info("%s: security event %s (%s)", self.id, kind, tech_info or "")
+        self.listener.on_security_event(self, event)
         self.listener.on_change(self)
         if push:
             self.send(self.messages.security_event(kind, timestamp, tech_info), transactional=True)

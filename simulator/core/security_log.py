@@ -98,6 +98,11 @@ class SecurityLog:
     def __len__(self) -> int:
         return len(self._events)
 
+    @property
+    def full(self) -> bool:
+        """Whether the next event drops the oldest (a stored copy must drop it too)."""
+        return len(self._events) == self._events.maxlen
+
     def __iter__(self) -> Iterator[LoggedEvent]:
         return iter(self._events)
 

@@ -33,6 +33,7 @@ from chargers.models import (
     PluggedVehicle,
     ReservationRecord,
     RuntimeState,
+    SecurityLogEntry,
     TransactionValues,
 )
 from chargers.models import Charger as ChargerRow
@@ -58,6 +59,7 @@ from simulator.core.impairments import StoredImpairments
 from simulator.core.local_list import ListChange
 from simulator.core.outbox import Outgoing
 from simulator.core.protocol import AuthStatus, IdTagAnswer
+from simulator.core.security_log import LOG_SIZE, LoggedEvent
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
@@ -246,6 +248,8 @@ def read_chargers(pks: Iterable[int]) -> dict[int, ChargerRow]:
 
 
 READ_BATCH = 500
+# A security event as stored: (type, timestamp, techInfo, pushed to the CSMS)
+SecurityRow = tuple[str, str, str | None, bool]
 # Configuration keys that are columns of the charger row (write-only or charger-level).
 _CHARGER_COLUMNS = frozenset({"AuthorizationKey", "SecurityProfile"})
 
@@ -367,6 +371,7 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
             at = last_alive.get((owner.spec.db_id, tx.connector_id))
             owner.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
             ended[(owner.id, tx.connector_id)] = tx.id_tag
+    _read_security_logs(by_pk)
     if plugged:
         _plug_back(by_pk, ended)
     if rows or open_txs:
@@ -376,6 +381,18 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
             len(rows),
             len(open_txs),
         )
+
+
+def _read_security_logs(by_pk: dict[int, Charger]) -> None:
+    """Each charger's stored security log, oldest first, as its flash gives it back."""
+    rows = SecurityLogEntry.objects.order_by("charger_id", "pk")
+    if len(by_pk) <= READ_BATCH:  # a few chargers loaded while running: read only theirs
+        rows = rows.filter(charger_id__in=list(by_pk))
+    fields = ("charger_id", "kind", "timestamp", "tech_info", "sent")
+    for pk, kind, timestamp, tech_info, sent in rows.values_list(*fields).iterator():
+        charger = by_pk.get(pk)
+        if charger is not None:
+            charger.security_log.add(LoggedEvent(kind, timestamp, tech_info or None, sent=sent))
 
 
 def _plug_back(by_pk: dict[int, Charger], ended: dict[tuple[str, int], str]) -> None:
@@ -524,6 +541,10 @@ class Checkpointer(Listener):
         self._firmware: dict[int, str] = {}
         # charger pk -> {EVSE pk: the record of the vehicle plugged in, None: none}
         self._vehicles: dict[int, dict[int, dict[str, Any] | None]] = {}
+        # charger pk -> its new security events; the chargers whose log was full (the
+        # stored log drops its oldest too)
+        self._security: dict[int, list[SecurityRow]] = {}
+        self._security_full: set[int] = set()
         # Chargers with an open transaction ride along in every full checkpoint, so that
         # how long they are known to have lived is the last full checkpoint's time. Their
         # rows name this process's lease and are written again only when their register or
@@ -749,6 +770,18 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_vehicle(charger, evse)
 
+    def on_security_event(self, charger: Charger, event: LoggedEvent) -> None:
+        # Rare (a reboot, a lost link, a key changed): written with the next full checkpoint.
+        pk = charger.spec.db_id
+        if pk is not None:
+            row = (event.kind, event.timestamp, event.tech_info, event.sent)
+            with self._lock:
+                self._security.setdefault(pk, []).append(row)
+                if charger.security_log.full:
+                    self._security_full.add(pk)
+        if self.downstream is not None:
+            self.downstream.on_security_event(charger, event)
+
     def forget_vehicles(self, charger: Charger) -> None:
         """The charger went out of service (disabled, moved away): no vehicle of its is
         plugged back in when it is loaded again."""
@@ -838,6 +871,8 @@ class Checkpointer(Listener):
                 firmware=self._firmware,
                 certificates=self._certificates,
                 vehicles=self._vehicles,
+                security=self._security,
+                security_full=self._security_full,
             )
             if full and self._frames:
                 batch.frames, self._frames = self._frames, []
@@ -850,6 +885,7 @@ class Checkpointer(Listener):
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
             self._certificates, self._vehicles = {}, {}
+            self._security, self._security_full = {}, set()
         open_chargers, leased = self._open_chargers, self._leased
         rows: list[tuple[int, float, str, int]] = []
         leased_now: set[int] = set()
@@ -1008,6 +1044,9 @@ class Batch:
     certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
     # charger pk -> {EVSE pk: the record of its vehicle, None: none plugged in}
     vehicles: dict[int, dict[int, dict[str, Any] | None]] = field(default_factory=dict)
+    # charger pk -> its new security events; those whose stored log drops its oldest
+    security: dict[int, list[SecurityRow]] = field(default_factory=dict)
+    security_full: set[int] = field(default_factory=set)
     # (charger pk, register Wh, status, EVSE pk)
     evses: list[tuple[int, float, str, int]] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -1043,6 +1082,7 @@ class Batch:
             or self.firmware
             or self.certificates
             or self.vehicles
+            or self.security
             or self.stamp
         )
 
@@ -1092,6 +1132,11 @@ class Batch:
             part(pk).certificates[pk] = store
         for pk, vehicles in self.vehicles.items():
             part(pk).vehicles[pk] = vehicles
+        for pk, events in self.security.items():
+            own = part(pk)
+            own.security[pk] = events
+            if pk in self.security_full:
+                own.security_full.add(pk)
         return list(by_charger.values())
 
 
@@ -1120,6 +1165,8 @@ def _write_batch(batch: Batch) -> None:
         CertificateStoreRecord.objects.store(batch.certificates)
     if batch.vehicles:
         PluggedVehicle.objects.store(batch.vehicles)
+    if batch.security:
+        SecurityLogEntry.objects.store(batch.security, LOG_SIZE, full=batch.security_full)
 
 
 def _lease_pk(batch: Batch) -> int | None:
@@ -1316,6 +1363,15 @@ def _rows(part: Batch) -> Iterator[_Row]:
         yield (
             "plugged-in vehicles",
             functools.partial(PluggedVehicle.objects.store, {pk: vehicles}),
+            None,
+            None,
+        )
+    for pk, events in part.security.items():
+        yield (
+            "security log",
+            functools.partial(
+                SecurityLogEntry.objects.store, {pk: events}, LOG_SIZE, full=part.security_full
+            ),
             None,
             None,
         )
