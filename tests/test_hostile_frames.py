@@ -245,6 +245,28 @@ async def test_a_protocol_error_for_an_over_long_id_echoes_the_id_as_sent(csms):
     assert reply.error_code == "ProtocolError"
 
 
+@pytest.mark.parametrize("number", ["123", "-7", "1.5", "123456789012345678901234567890"])
+async def test_a_call_whose_id_is_a_number_gets_a_formation_violation_echoing_it(csms, number):
+    """OCPP-J 1.6 (4.1.3): the unique id is a string. A number is not, but it can be echoed
+    exactly as sent (beyond 64 bits too), so that the CSMS learns why its call failed; the
+    call itself is not acted on (here a Reset, which would reboot the charger)."""
+    charger = runtime_charger("HF-NUMID", csms.url, evses=1)
+    async with connected(charger):
+        await csms.send_raw("HF-NUMID", f'[2, {number}, "Reset", {{"type": "Soft"}}]')
+        reply = await csms.wait_for(
+            "HF-NUMID", predicate=lambda e: e.raw.startswith(f"[4,{number},"), timeout=3
+        )
+        await still_answers(csms, "HF-NUMID")
+        assert charger.boot is BootState.ACCEPTED
+    code, description, details = json.loads(reply.raw)[2:]
+    assert code == "FormationViolation"
+    assert "uniqueId must be a string" in description and details == {}
+    answers = [e for e in csms.log if e.cp_id == "HF-NUMID" and e.raw.startswith("[4,")]
+    assert answers == [reply]  # one answer, and no CALLRESULT: the Reset was not done
+    assert csms.counts["BootNotification"] == 1
+    assert csms.connects["HF-NUMID"] == 1
+
+
 async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(csms):
     charger = runtime_charger("HF-TRUNC", csms.url, evses=1)
     async with connected(charger):

@@ -6,7 +6,8 @@ ourselves first and answer with the 1.6 codes: NotImplemented for an unknown act
 NotSupported for a known one this charger does not handle, OccurenceConstraintViolation for
 a missing field, TypeConstraintViolation for a wrong type, PropertyConstraintViolation for a
 value out of range or not in an enumeration (also one the schema allows but we cannot hold:
-see `value_ranges`), FormationViolation for anything else malformed.
+see `value_ranges`), FormationViolation for anything else malformed, a unique id that is
+not a string included.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from simulator.ocpp16.redaction import SECRET_KEY_NAME
 from simulator.ocpp16.schema_check import SCHEMA_DIR
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check as check_ranges
-from simulator.ocpp16.wire import SchemaViolation, decode, validate_request
+from simulator.ocpp16.wire import (
+    SchemaViolation,
+    decode,
+    encode_error,
+    encode_error_to_id_text,
+    validate_request,
+)
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
@@ -53,9 +60,21 @@ _MAX_DESCRIPTION = 255
 
 @dataclass(frozen=True, slots=True)
 class CallError:
-    unique_id: str | None  # None: the id cannot be read, there is nobody to answer
+    unique_id: str | None  # None: no string id (see id_text)
     code: str
     description: str
+    # A unique id that is a JSON number, not the string OCPP-J asks for: its text as sent.
+    # The answer echoes it exactly, so the CSMS can match it to its call (orjson reads an
+    # integer beyond 64 bits as a float, which would echo another number).
+    id_text: str | None = None
+
+    def answer(self) -> str | None:
+        """The CALLERROR frame, or None when the CALL has no id to address one to."""
+        if self.unique_id is not None:
+            return encode_error(self.unique_id, self.code, self.description)
+        if self.id_text is not None:
+            return encode_error_to_id_text(self.id_text, self.code, self.description)
+        return None
 
 
 @cache
@@ -68,12 +87,19 @@ def _validator(action: str) -> Draft4Validator:
 def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> CallError | None:
     """A CALLERROR to answer this CALL with, or None if it is well formed and handled.
 
-    `message` is the decoded frame (a list starting with 2). A frame whose unique id cannot be
-    read gets a CallError with unique id None: the caller ignores it, as there is nothing to
-    address an answer to.
+    `message` is the decoded frame (a list starting with 2). A unique id that is a number
+    gets FormationViolation with that number echoed; one that cannot be echoed (none, null, a
+    boolean, a list, an object) gets a CallError without an answer (`answer()` is None): the
+    caller ignores the frame, as there is nothing to address an answer to.
     """
     unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
     if unique_id is None:
+        id_text = _number_id_text(raw)
+        if id_text is not None:
+            # OCPP-J 1.6 section 4.1.3: the id is a string. The frame does not have the
+            # RPC structure, so it is not acted on, but the CSMS can still be told.
+            text = "The uniqueId must be a string (OCPP-J 1.6, 4.1.3), not a number."
+            return CallError(None, "FormationViolation", text, id_text=id_text)
         return CallError(None, "ProtocolError", "no unique id")
     if len(message) != 4 or not isinstance(message[2], str):
         return CallError(unique_id, "ProtocolError", "A CALL is [2, uniqueId, action, payload].")
@@ -133,6 +159,19 @@ def _short(text: str) -> str:
 # The start of a CALL, `[2, "<uniqueId>"`, read without parsing the rest of the frame.
 # A byte order mark first is not JSON (RFC 8259 forbids one), but the id is still readable.
 _CALL_HEAD = re.compile(r'\A\ufeff?\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
+
+
+# The start of a CALL whose unique id is a JSON number, `[2, -12.5e3,`: the number's text.
+# Only for a frame that decoded (so only JSON whitespace, no byte order mark).
+_NUMBER_ID_HEAD = re.compile(
+    r"\A[ \t\n\r]*\[[ \t\n\r]*2[ \t\n\r]*,[ \t\n\r]*"
+    r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)[ \t\n\r]*[,\]]"
+)
+
+
+def _number_id_text(raw: str) -> str | None:
+    head = _NUMBER_ID_HEAD.match(raw)
+    return head.group(1) if head is not None else None
 
 
 def readable_call_id(raw: str) -> str | None:

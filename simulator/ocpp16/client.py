@@ -625,12 +625,11 @@ class ChargePointClient(OcppChargePoint):
             return
         error = check_call(raw_msg, message, self._handled)
         if error is not None:
+            answer = error.answer()
             if error.code not in _NOT_HOSTILE:
-                self._invalid_message(
-                    error.code, self._routing_action, answered=error.unique_id is not None
-                )
-            if error.unique_id is not None:
-                await self._send(wire.encode_error(error.unique_id, error.code, error.description))
+                self._invalid_message(error.code, self._routing_action, answered=answer is not None)
+            if answer is not None:
+                await self._send(answer)
             else:
                 dropped("frame_ignored")
                 log.info("%s: ignoring a CALL without a unique id: %.200r", self.id, raw_msg)

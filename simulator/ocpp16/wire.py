@@ -116,5 +116,14 @@ def encode_error(
     return orjson.dumps([CALLERROR, unique_id, code, description, details or {}]).decode()
 
 
+def encode_error_to_id_text(
+    id_text: str, code: str, description: str = "", details: dict | None = None
+) -> str:
+    """`encode_error` for a CALL whose unique id was no string: `id_text` is the id's JSON
+    text as the CSMS sent it (a number), written back unchanged."""
+    tail = orjson.dumps([code, description, details or {}]).decode()
+    return f"[{CALLERROR},{id_text},{tail[1:]}"
+
+
 def decode(raw: str | bytes) -> Any:
     return orjson.loads(raw)
