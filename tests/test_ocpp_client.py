@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from ocpp.v16 import call
@@ -201,6 +202,38 @@ async def test_get_configuration_lists_unknown_keys_and_hides_the_authorization_
     assert {"MeterValueSampleInterval", "NumberOfConnectors"} <= {
         item["key"] for item in everything.configuration_key
     }
+
+
+async def test_get_configuration_answers_a_key_named_twice_once(csms):
+    charger = runtime_charger("CP-GC2", csms.url, evses=1)
+    async with connected(charger):
+        result = await csms.call(
+            "CP-GC2",
+            call.GetConfiguration(
+                key=["HeartbeatInterval", "NoSuchKey", "HeartbeatInterval", "NoSuchKey"]
+            ),
+        )
+    assert [item["key"] for item in result.configuration_key] == ["HeartbeatInterval"]
+    assert result.unknown_key == ["NoSuchKey"]
+
+
+async def test_get_configuration_naming_more_keys_than_its_maximum_is_refused(csms):
+    """1.6 (5.8) lets a charger limit the keys one GetConfiguration names to
+    GetConfigurationMaxKeys: more is a field occurring more often than allowed. Naming a
+    key twice does not count it twice (it is answered once)."""
+    limit = {"GetConfigurationMaxKeys": "3"}
+    charger = runtime_charger("CP-GCMAX", csms.url, evses=1, config=limit)
+    four = ["HeartbeatInterval", "MeterValueSampleInterval", "ConnectionTimeOut", "NoSuchKey"]
+    async with connected(charger):
+        await csms.send_raw(
+            "CP-GCMAX", json.dumps([2, "too-many", "GetConfiguration", {"key": four}])
+        )
+        refused = await csms.wait_for("CP-GCMAX", unique_id="too-many", timeout=3)
+        within = await csms.call("CP-GCMAX", call.GetConfiguration(key=four[:3] + four[:2]))
+    assert refused.message_type == 4
+    assert refused.error_code == "OccurenceConstraintViolation"
+    assert "GetConfigurationMaxKeys" in refused.payload["errorDescription"]
+    assert [item["key"] for item in within.configuration_key] == four[:3]
 
 
 @pytest.mark.parametrize(

@@ -126,8 +126,13 @@ class ConfigValues(dict[str, str]):
         return hit
 
     def report(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
-        """GetConfiguration: known keys (never a write-only key's value) and unknown ones."""
-        wanted = keys or [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
+        """GetConfiguration: known keys (never a write-only key's value) and unknown ones,
+        each once, however often the request names it."""
+        wanted = (
+            list(dict.fromkeys(keys))
+            if keys
+            else [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
+        )
         known: list[dict[str, Any]] = []
         unknown: list[str] = []
         for key in wanted:

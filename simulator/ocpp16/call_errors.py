@@ -84,8 +84,12 @@ def _validator(action: str) -> Draft4Validator:
     return Draft4Validator(schema)
 
 
-def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> CallError | None:
+def check_call(
+    raw: str, message: Any, handled: frozenset[str] | set[str], *, max_keys: int = 0
+) -> CallError | None:
     """A CALLERROR to answer this CALL with, or None if it is well formed and handled.
+
+    `max_keys` is the charger's GetConfigurationMaxKeys (0: no limit).
 
     `message` is the decoded frame (a list starting with 2). A unique id that is a number
     gets FormationViolation with that number echoed; one that cannot be echoed (none, null, a
@@ -124,7 +128,21 @@ def check_call(raw: str, message: Any, handled: frozenset[str] | set[str]) -> Ca
         check_ranges(action, payload)
     except OutOfRange as exc:
         return CallError(unique_id, "PropertyConstraintViolation", _short(str(exc)))
+    if action == "GetConfiguration" and max_keys > 0:
+        return _too_many_keys(unique_id, payload.get("key"), max_keys)
     return None
+
+
+def _too_many_keys(unique_id: str, keys: list[str] | None, max_keys: int) -> CallError | None:
+    """1.6 (5.8): the number of keys one GetConfiguration names MAY be limited, and
+    GetConfigurationMaxKeys says to what. More is a field that occurs more often than allowed:
+    answered as a whole, not cut short (a shortened answer would drop keys without a word).
+    A key named twice counts once, as it is answered once."""
+    wanted = len(set(keys or ()))
+    if wanted <= max_keys:
+        return None
+    text = f"{wanted} keys requested; at most {max_keys} per request (GetConfigurationMaxKeys)."
+    return CallError(unique_id, "OccurenceConstraintViolation", text)
 
 
 def _classify(raw: str, action: str, unique_id: str) -> CallError | None:

@@ -623,7 +623,12 @@ class ChargePointClient(OcppChargePoint):
             # Rejected: send nothing and answer nothing until the next boot attempt.
             metrics.call_received(self._routing_action, None)
             return
-        error = check_call(raw_msg, message, self._handled)
+        error = check_call(
+            raw_msg,
+            message,
+            self._handled,
+            max_keys=max(self.charger.config_int("GetConfigurationMaxKeys"), 1),
+        )
         if error is not None:
             answer = error.answer()
             if error.code not in _NOT_HOSTILE:
