@@ -275,6 +275,27 @@ async def test_profiles_with_decimal_limits_and_bad_periods(csms):
     assert (cleared.status, nothing.status) == ("Accepted", "Unknown")
 
 
+@pytest.mark.parametrize("field", ["chargingProfileId", "stackLevel"])
+async def test_a_profile_with_a_negative_id_or_stack_level_is_rejected(csms, field):
+    """The schema says integer; neither can be negative in any meaning 1.6 gives them.
+    Rejected as other invalid profiles are, on SetChargingProfile and RemoteStart alike."""
+    charger = runtime_charger("SC-NEG", csms.url, evses=1)
+    negative = tx_default(40, 1, 5000) | {field: -1}
+    tx_profile = negative | {"chargingProfilePurpose": "TxProfile"}
+    async with connected(charger):
+        answer = await csms.call(
+            "SC-NEG", call.SetChargingProfile(connector_id=0, cs_charging_profiles=negative)
+        )
+        start = await csms.call(
+            "SC-NEG",
+            call.RemoteStartTransaction(id_tag="T1", connector_id=1, charging_profile=tx_profile),
+        )
+    assert answer.status == "Rejected"
+    assert start.status == "Rejected"
+    assert len(charger.profiles) == 0
+    assert not charger.transactions and not charger.pending_authorizations
+
+
 # -- core operations ----------------------------------------------------------------------
 
 

@@ -201,6 +201,7 @@ def test_rejected_profile_leaves_the_store_unchanged() -> None:
         ),
         (lambda p: p.update(chargingProfileKind="Recurring"), "recurrencyKind is required"),
         (lambda p: p.update(stackLevel=-1), "stackLevel"),
+        (lambda p: p.update(chargingProfileId=-1), "chargingProfileId must be >= 0"),
         (lambda p: p.update(transactionId=3), "only allowed in a TxProfile"),
         (lambda p: p.update(chargingProfilePurpose="Tx"), "chargingProfilePurpose"),
         (lambda p: p.pop("chargingSchedule"), "chargingSchedule is required"),

@@ -397,6 +397,10 @@ def _validate(profile: ChargingProfile) -> None:
     for name, value in (("chargingProfileId", profile.id), ("stackLevel", profile.stack_level)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProfileError(f"{name} must be an integer, got {value!r}")
+    # The schema says only "integer": a negative id or stackLevel is a CSMS's slip (an
+    # unset -1), not a profile to act on, and is Rejected as other invalid profiles are.
+    if profile.id < 0:
+        raise ProfileError(f"chargingProfileId must be >= 0, got {profile.id}")
     if profile.stack_level < 0:
         raise ProfileError(f"stackLevel must be >= 0, got {profile.stack_level}")
     _choice(profile.purpose, "chargingProfilePurpose", PURPOSES)
