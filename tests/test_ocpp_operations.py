@@ -230,6 +230,41 @@ async def test_a_recurring_daily_profile_applies_in_its_current_period(csms):
     assert any(p["limit"] == 16.0 for p in periods[1:])
 
 
+async def test_a_daily_profile_that_lasts_longer_than_a_day_is_rejected(csms):
+    """A Daily profile cannot recur daily if its schedule (its duration, or its last
+    period's start) runs past one day: Rejected, as other invalid profiles are."""
+    charger = runtime_charger("SC-DAY", csms.url, evses=1)
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+
+    def daily(profile_id: int, last_start: int, duration: int | None) -> dict:
+        profile = tx_default(profile_id, 2, 0, unit="A")
+        profile.update(chargingProfileKind="Recurring", recurrencyKind="Daily")
+        profile["chargingSchedule"] = {
+            "chargingRateUnit": "A",
+            "startSchedule": start,
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 6.0},
+                {"startPeriod": last_start, "limit": 16.0},
+            ],
+        }
+        if duration is not None:
+            profile["chargingSchedule"]["duration"] = duration
+        return profile
+
+    async def install(profile: dict) -> str:
+        answer = await csms.call(
+            "SC-DAY", call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile)
+        )
+        return answer.status
+
+    async with connected(charger):
+        too_long = await install(daily(50, 3600, 86_400 + 3600))
+        too_late = await install(daily(51, 86_400, None))
+        one_day = await install(daily(52, 3600, 86_400))
+    assert (too_long, too_late, one_day) == ("Rejected", "Rejected", "Accepted")
+    assert [profile.id for _connector, profile in charger.profiles.installed()] == [52]
+
+
 async def test_tx_profile_from_remote_start_applies_and_is_removed_when_it_ends(csms, ticking):
     charger = runtime_charger(
         "SC-7", csms.url, evses=1, simulate_ev_on_remote_start=True, default_vehicle=COMPACT

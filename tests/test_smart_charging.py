@@ -227,6 +227,16 @@ def test_recurring_profile_needs_start_schedule_and_periods_within_one_day() -> 
         ChargingProfile.from_dict(make(kind="Recurring", periods=((0, 1), (86400, 2))))
 
 
+@pytest.mark.parametrize(("recurrency", "cycle"), [("Daily", 86_400), ("Weekly", 7 * 86_400)])
+def test_a_recurring_schedule_longer_than_its_recurrence_is_refused(
+    recurrency: str, cycle: int
+) -> None:
+    """It cannot repeat every day (week): the next instance would start before it ended."""
+    ChargingProfile.from_dict(make(kind="Recurring", recurrency=recurrency, duration=cycle))
+    with pytest.raises(ProfileError, match=f"longer than one {recurrency} recurrence"):
+        ChargingProfile.from_dict(make(kind="Recurring", recurrency=recurrency, duration=cycle + 1))
+
+
 def test_decimal_input_is_converted_to_float_and_round_trips_as_json() -> None:
     # Exactly how the ocpp library hands the payload over: floats parsed as Decimal.
     text = json.dumps(

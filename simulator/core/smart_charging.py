@@ -24,7 +24,8 @@ Readings of the specification (OCPP 1.6 edition 2 with errata) that the code rel
   composite window start, or the instant asked about). A Relative ChargePointMaxProfile has no
   start point at all and is Rejected (OCPP 2.0.1 K01.FR.38 says the same). Recurring profiles
   need ``startSchedule`` and repeat every 24 h / 7 days from it (exact UTC days: OCPP times are
-  UTC, so no DST shifts); before ``startSchedule`` they are not in force.
+  UTC, so no DST shifts); before ``startSchedule`` they are not in force. Their schedule
+  (``duration``, every period's start) must fit in one recurrence, or it could not repeat.
 * Connector limit = min(ChargePointMax, Tx or TxDefault, the EVSE's physical maximum). The
   ChargePointMax caps the *sum* over connectors; ``ProfileStore.allocate`` shares it out.
 * Units: ``W = A x V x phases``; phases = the period's ``numberPhases`` (never more than the EVSE
@@ -449,6 +450,17 @@ def _validate(profile: ChargingProfile) -> None:
     _check_horizon(profile)
     kind = profile.recurrency_kind  # set for a Recurring profile (checked above)
     cycle = _CYCLES[kind] if profile.kind == "Recurring" and kind is not None else None
+    if (
+        cycle is not None
+        and schedule.duration is not None
+        and schedule.duration > cycle.total_seconds()
+    ):
+        # It cannot recur every day (week): each instance would still run when the next
+        # starts, and the later one would silently cut it short.
+        raise ProfileError(
+            f"chargingSchedule.duration ({schedule.duration} s) is longer than one "
+            f"{kind} recurrence ({int(cycle.total_seconds())} s)"
+        )
     previous: int | None = None
     for index, period in enumerate(schedule.periods):
         path = f"chargingSchedule.chargingSchedulePeriod[{index}]"
