@@ -25,7 +25,7 @@ from tests.engine import loaded, wait_until
 pytestmark = pytest.mark.django_db
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
-SECRET = "Very-Secret-Basic-Password-42"
+SECRET = "bad5ec2e7bad5ec2e7bad5ec2e7bad5ec2e7ba42"  # 20 bytes in hex: a key it takes
 
 
 def iso(at: float) -> str:

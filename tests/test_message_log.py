@@ -24,7 +24,7 @@ from tests.engine import COMPACT, loaded, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SECRET = "S3cret-Key-of-the-CSMS-0123456789"
+SECRET = "5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec2"  # 16 bytes in hex: a key the charger takes
 
 
 def options(*ids: str, **policy: object) -> RunOptions:

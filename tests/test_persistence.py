@@ -75,18 +75,19 @@ async def test_an_accepted_change_configuration_survives_a_restart(csms):
 
 
 async def test_a_new_authorization_key_is_stored_but_never_logged(csms, caplog):
+    NEW_KEY = "4e3e5ec2e74e3e5ec2e74e3e5ec2e716"  # 16 bytes in hex: a key the charger takes
     await database_sync_to_async(make_charger)("CP-KEY", evses=1, csms_url=csms.url)
     service = await started("CP-KEY")
     try:
         result = await csms.call(
-            "CP-KEY", call.ChangeConfiguration(key="AuthorizationKey", value="n3w-s3cret-key-16")
+            "CP-KEY", call.ChangeConfiguration(key="AuthorizationKey", value=NEW_KEY)
         )
         assert result.status == "Accepted"
     finally:
         await service.stop()
     row = await database_sync_to_async(Charger.objects.get)(charge_point_id="CP-KEY")
-    assert row.authorization_key == "n3w-s3cret-key-16"
-    assert "n3w-s3cret-key-16" not in caplog.text
+    assert row.authorization_key == NEW_KEY
+    assert NEW_KEY not in caplog.text
 
 
 async def test_registers_and_transactions_are_checkpointed_and_never_wound_back(csms):

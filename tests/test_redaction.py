@@ -18,7 +18,7 @@ from simulator.ocpp16.redaction import (
 from simulator.runtime.events import EventPublisher
 from tests.engine import connected, runtime_charger
 
-SECRET = "n3w-s3cret-key-16"
+SECRET = "a3e5ec2e7a3e5ec2e7a3e5ec2e7a3e16"  # 16 bytes in hex: a key the charger takes
 # Every logger a frame's text can reach: the ocpp library's, the charger's and the CSMS's.
 FRAME_LOGGERS = (
     "ocpp",

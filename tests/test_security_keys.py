@@ -60,17 +60,60 @@ async def test_a_lower_profile_or_one_the_charger_cannot_use_is_rejected(csms):
 
 async def test_an_empty_authorization_key_is_rejected_where_it_is_the_password(csms):
     """Accepted, it left a profile 1 or 2 charger with no Basic password: 401 on every
-    retry, and the charger out of its CSMS's reach for good."""
+    retry, and the charger out of its CSMS's reach for good. Nor is it a key on a profile 0
+    charger: the whitepaper's key is 16 to 20 bytes."""
     csms.passwords = {"SK-E": "0123456789abcdef"}
     charger = runtime_charger(
         "SK-E", csms.url, evses=1, security_profile=1, authorization_key="0123456789abcdef"
     )
+    new_key = "fedcba9876543210" * 2
     async with connected(charger):
         assert await change(csms, "SK-E", "AuthorizationKey", "") == "Rejected"
-        assert await change(csms, "SK-E", "AuthorizationKey", "fedcba9876543210") == "Accepted"
-    assert charger.spec.authorization_key == "fedcba9876543210"
+        assert await change(csms, "SK-E", "AuthorizationKey", new_key) == "Accepted"
+    assert charger.spec.authorization_key == new_key
     plain = runtime_charger("SK-E0", "ws://127.0.0.1:9/ocpp", evses=1)  # profile 0: no password
-    assert plain.change_configuration("AuthorizationKey", "") == "Accepted"
+    assert plain.change_configuration("AuthorizationKey", "") == "Rejected"
+
+
+# Security whitepaper (1.6, edition 3): the AuthorizationKey is 16 to 20 bytes, in hex.
+OLD_KEY = "0123456789abcdef0123456789abcdef"
+NOT_KEYS = [
+    "",  # no bytes
+    "a1" * 15,  # 15 bytes
+    "a1" * 21,  # 21 bytes
+    "a1" * 16 + "b",  # 33 digits: not a whole number of bytes
+    "g1" * 16,  # 32 characters, not hexadecimal
+    "a1" * 15 + "z1",
+    "S3cret-Key-of-the-CSMS-0123456789",
+    "٣" * 32,  # digits to Python's int(), not hexadecimal ones
+]
+NEW_KEYS = ["A1" * 16, "fe" * 20]  # 16 and 20 bytes, either case
+
+
+async def test_an_authorization_key_must_be_16_to_20_bytes_in_hex(csms, caplog):
+    """Anything else is Rejected and the key in use stays; no value, refused or taken,
+    reaches a log line, an answer, the charger's frame log or the test's output."""
+    caplog.set_level("DEBUG")
+    csms.passwords = {"SK-HEX": OLD_KEY}
+    charger = runtime_charger(
+        "SK-HEX", csms.url, evses=1, security_profile=1, authorization_key=OLD_KEY
+    )
+    async with connected(charger):
+        refused = [await change(csms, "SK-HEX", "AuthorizationKey", v) for v in NOT_KEYS]
+        kept = charger.spec.authorization_key == OLD_KEY
+        taken = []
+        for value in NEW_KEYS:
+            taken.append(await change(csms, "SK-HEX", "AuthorizationKey", value))
+            taken.append(charger.spec.authorization_key == value)
+        await wait_until(lambda: not charger.queue, message="the security events to go")
+    assert refused == ["Rejected"] * len(NOT_KEYS)
+    assert kept, "a refused key replaced the one in use"
+    assert taken == ["Accepted", True, "Accepted", True]
+    answers = [e.raw for e in csms.log if e.cp_id == "SK-HEX" and e.direction == "in"]
+    seen = [caplog.text, *answers, repr(charger.security_log.last(100))]
+    # A boolean, not `assert value not in text`: a failure would print the key.
+    leaked = [i for i, v in enumerate(NOT_KEYS + NEW_KEYS) if v and any(v in t for t in seen)]
+    assert leaked == [], "these keys (by index) reached a log line or an answer"
 
 
 async def test_a_higher_profile_is_taken_on_a_new_connection(csms):

@@ -36,6 +36,8 @@ DEFAULT_FEATURE_PROFILES = ",".join(FEATURE_PROFILES)
 PREVIOUS_FEATURE_PROFILES = "Core,SmartCharging,RemoteTrigger"
 
 _PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+# The AuthorizationKey (1.6 security whitepaper, edition 3): 16 to 20 bytes, written in hex.
+_HEX_KEY = re.compile(r"(?:[0-9a-fA-F]{2}){16,20}")
 # ConnectorPhaseRotation's values (1.6 section 9.1), each for the charger or, with a
 # "<connectorId>." prefix, for one connector ("0.RST,1.RTS").
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
@@ -49,6 +51,7 @@ class KeyType(StrEnum):
     MEASURANDS = "measurands"
     PROFILES = "profiles"
     PHASE_ROTATION = "phase_rotation"
+    HEX_KEY = "hex_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ _KEYS = (
     KeySpec("WebSocketPingInterval", KeyType.INT, "60", maximum=86_400),
     KeySpec("MessageTimeout", KeyType.INT, "30", minimum=1, maximum=600),
     KeySpec("StopTransactionMaxMeterValues", KeyType.INT, "50", readonly=True),
-    KeySpec("AuthorizationKey", KeyType.STR, "", write_only=True),
+    KeySpec("AuthorizationKey", KeyType.HEX_KEY, "", write_only=True),
     KeySpec("ChargeProfileMaxStackLevel", KeyType.INT, "10", readonly=True),
     KeySpec("ChargingScheduleAllowedChargingRateUnit", KeyType.STR, "Current,Power", readonly=True),
     KeySpec("ChargingScheduleMaxPeriods", KeyType.INT, "24", readonly=True),
@@ -193,6 +196,14 @@ def normalise(name: str, value: str) -> str:
                 f"{', '.join(PHASE_ROTATIONS)}; not {value[:40]!r}."
             )
         return ",".join(items)
+    if spec.type is KeyType.HEX_KEY:
+        # The value is a secret: the message never quotes it, as it goes to the log. Kept
+        # as written (not lower-cased): it is the HTTP Basic password the CSMS expects.
+        if _HEX_KEY.fullmatch(value) is None:
+            raise InvalidValue(
+                f"{name} takes 16 to 20 bytes written as 32 to 40 hexadecimal digits."
+            )
+        return value
     if len(value) > 500:
         raise InvalidValue(f"{name} is longer than 500 characters.")
     return value

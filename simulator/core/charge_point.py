@@ -421,15 +421,8 @@ class Charger:
             self.spec.security_profile = int(value)
             self.reconnect_due = True  # with the new profile, once the answer is out
         elif is_write_only(key):
-            if not value and self.spec.security_profile in (1, 2):
-                # Its profile sends the key as the Basic password: an empty one would lock
-                # the charger out of its CSMS (401 on every retry).
-                log.info(
-                    "%s: an empty AuthorizationKey rejected (security profile %d)",
-                    self.id,
-                    self.spec.security_profile,
-                )
-                return "Rejected"
+            # Never empty (`check_change` takes only 16 to 20 bytes in hex): an empty key
+            # would lock a profile 1 or 2 charger out of its CSMS (401 on every retry).
             self.spec.authorization_key = value
         else:
             before = self.config.get(key)
