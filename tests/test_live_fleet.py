@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import OperationalError
+from ocpp.v16 import call
 
 from chargers.models import Charger as ChargerRow
 from chargers.models import ConfigurationKey, Evse
@@ -271,6 +272,43 @@ async def test_an_invalid_configuration_value_is_rejected_as_change_configuratio
     assert (
         outcomes[0]["outcome"] == "no change for the running charger (HeartbeatInterval rejected)"
     )
+
+
+def _configuration(answer: Any) -> dict[str, tuple[bool, str | None]]:
+    return {k["key"]: (k["readonly"], k.get("value")) for k in answer.configuration_key}
+
+
+async def test_the_operators_own_keys_reach_the_running_charger_and_its_csms(worker, csms):
+    """A vendor key set in the admin, the API or an import was stored and loaded, but the
+    charger answered it as an unknown key, left it out of GetConfiguration, refused its
+    ChangeConfiguration (NotSupported), and never took on a new one while running."""
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    make = sync_to_async(ConfigurationKey.objects.create)
+    await make(charger_id=pk, key="VendorMode", value="eco")
+    await make(charger_id=pk, key="VendorSerial", value="X-1", readonly=True)
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "applied live"
+    everything = _configuration(await csms.call("CP-LIVE", call.GetConfiguration()))
+    assert everything["VendorMode"] == (False, "eco")
+    assert everything["VendorSerial"] == (True, "X-1")
+    assert "HeartbeatInterval" in everything  # with all the standard keys: none cut off
+    named = await csms.call("CP-LIVE", call.GetConfiguration(key=["VendorMode", "Nope"]))
+    assert _configuration(named) == {"VendorMode": (False, "eco")}
+    assert named.unknown_key == ["Nope"]
+    changed = await csms.call("CP-LIVE", call.ChangeConfiguration(key="VendorMode", value="fast"))
+    assert changed.status == "Accepted"
+    locked = await csms.call("CP-LIVE", call.ChangeConfiguration(key="VendorSerial", value="Y"))
+    assert locked.status == "Rejected"
+    await worker.checkpoint()
+    stored = await sync_to_async(
+        lambda: dict(ConfigurationKey.objects.filter(charger_id=pk).values_list("key", "value"))
+    )()
+    assert (stored["VendorMode"], stored["VendorSerial"]) == ("fast", "X-1")
+    # Deleted in the admin: gone from the running charger too.
+    await sync_to_async(ConfigurationKey.objects.filter(charger_id=pk, key="VendorMode").delete)()
+    await saved(pk)
+    named = await csms.call("CP-LIVE", call.GetConfiguration(key=["VendorMode"]))
+    assert named.unknown_key == ["VendorMode"]
 
 
 async def test_a_charger_added_without_a_message_is_picked_up_by_reconciliation(worker, csms):

@@ -575,3 +575,23 @@ def test_the_stored_security_log_keeps_a_full_logs_newest_events():
     gone.delete()
     SecurityLogEntry.objects.store({gone_pk: events}, keep=3)
     assert not SecurityLogEntry.objects.filter(charger_id=gone_pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_loaded_charger_holds_the_operators_own_keys_with_their_read_only_flags():
+    from simulator.runtime.persistence import load_fleet
+
+    row = make_charger("CP-VENDOR")
+    ConfigurationKey.objects.create(charger=row, key="VendorSerial", value="X-1", readonly=True)
+    ConfigurationKey.objects.create(charger=row, key="VendorMode", value="eco")
+    (charger,) = load_fleet(None, ids=["CP-VENDOR"])
+    known, unknown = charger.get_configuration(["VendorSerial", "VendorMode"])
+    assert known == [
+        {"key": "VendorSerial", "readonly": True, "value": "X-1"},
+        {"key": "VendorMode", "readonly": False, "value": "eco"},
+    ]
+    assert unknown == []
+    assert charger.change_configuration("VendorSerial", "Y") == "Rejected"
+    assert charger.change_configuration("VendorMode", "x" * 501) == "Rejected"
+    assert charger.change_configuration("VendorMode", "fast") == "Accepted"
+    assert charger.config["VendorMode"] == "fast"

@@ -35,6 +35,8 @@ DEFAULT_FEATURE_PROFILES = ",".join(FEATURE_PROFILES)
 # that kept it to the new default).
 PREVIOUS_FEATURE_PROFILES = "Core,SmartCharging,RemoteTrigger"
 
+# The longest value a key holds (the 1.6 CiString500 of ChangeConfiguration's value).
+MAX_VALUE_CHARS = 500
 _PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
 # The AuthorizationKey (1.6 security whitepaper, edition 3): 16 to 20 bytes, written in hex.
 _HEX_KEY = re.compile(r"(?:[0-9a-fA-F]{2}){16,20}")
@@ -204,8 +206,8 @@ def normalise(name: str, value: str) -> str:
                 f"{name} takes 16 to 20 bytes written as 32 to 40 hexadecimal digits."
             )
         return value
-    if len(value) > 500:
-        raise InvalidValue(f"{name} is longer than 500 characters.")
+    if len(value) > MAX_VALUE_CHARS:
+        raise InvalidValue(f"{name} is longer than {MAX_VALUE_CHARS} characters.")
     return value
 
 

@@ -407,6 +407,15 @@ class Charger:
 
     def change_configuration(self, key: str, value: str) -> str:
         """ChangeConfiguration: Accepted, RebootRequired, Rejected or NotSupported."""
+        config = self.config
+        if key in config and key not in config_keys.KEYS:
+            # One of the operator's own keys (a vendor's): the charger holds it as text, and
+            # a CSMS may change it unless the operator made it read-only.
+            if key in config.custom_readonly or len(value) > config_keys.MAX_VALUE_CHARS:
+                return "Rejected"
+            config[key] = value
+            self.listener.on_config(self, key, value)
+            return "Accepted"
         status, value = check_change(self.id, key, value)
         if status not in ("Accepted", "RebootRequired"):
             return status

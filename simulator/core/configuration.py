@@ -31,11 +31,14 @@ class ConfigValues(dict[str, str]):
     """The configuration as text, with parsed values cached: the meter tick reads several
     keys per charger per second, and parsing them each time costs more than the physics."""
 
-    __slots__ = ("_parsed", "meter")
+    __slots__ = ("_parsed", "custom_readonly", "meter")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parsed: dict[str, Any] = {}
+        # The operator's own keys (a vendor's, beside the table's) that are read-only: the
+        # others a CSMS may change. Every key in this dict outside the table is one of them.
+        self.custom_readonly: frozenset[str] = frozenset()
         # `meter_settings()` as last made, None after any change: the meter's visit reads
         # it as `config.meter or config.meter_settings()`, an attribute, not three calls.
         self.meter: MeterSettings | None = None
@@ -125,20 +128,31 @@ class ConfigValues(dict[str, str]):
             return value
         return hit
 
+    def custom_keys(self) -> list[str]:
+        """The operator's own keys (admin, API, import), in the order they were given."""
+        return [key for key in self if key not in config_keys.KEYS]
+
     def report(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
-        """GetConfiguration: known keys (never a write-only key's value) and unknown ones,
-        each once, however often the request names it."""
+        """GetConfiguration: known keys (never a write-only key's value), the operator's own
+        keys among them, and unknown ones, each once, however often the request names it.
+        Without keys, all of them (1.6 section 5.8: GetConfigurationMaxKeys limits what a
+        request names, not this answer)."""
         wanted = (
             list(dict.fromkeys(keys))
             if keys
             else [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
+            + self.custom_keys()
         )
         known: list[dict[str, Any]] = []
         unknown: list[str] = []
         for key in wanted:
             spec = config_keys.KEYS.get(key)
             if spec is None:
-                unknown.append(key)
+                if key in self:  # one of the operator's own keys
+                    readonly = key in self.custom_readonly
+                    known.append({"key": key, "readonly": readonly, "value": self[key]})
+                else:
+                    unknown.append(key)
             elif spec.write_only:
                 # The spec lets a write-only key be reported without its value.
                 known.append({"key": key, "readonly": False})
@@ -146,8 +160,7 @@ class ConfigValues(dict[str, str]):
                 # A key kept on the charger (SecurityProfile) is filled in by the charger.
                 value = self.get(key, spec.default)
                 known.append({"key": key, "readonly": spec.readonly, "value": value})
-        limit = self.as_int("GetConfigurationMaxKeys")
-        return known[: max(limit, 1)] if keys is None else known, unknown
+        return known, unknown
 
 
 def check_change(owner: str, key: str, value: str) -> tuple[str, str]:

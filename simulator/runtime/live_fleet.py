@@ -61,6 +61,7 @@ from simulator.runtime.persistence import (
     Checkpointer,
     build_loaded,
     charger_spec,
+    custom_readonly,
     held_elsewhere,
     load_fleet,
     load_sites,
@@ -71,6 +72,7 @@ from simulator.runtime.store import Store
 
 if TYPE_CHECKING:
     from chargers.models import Charger as ChargerRow
+    from chargers.models import ConfigurationKey
 
 
 class Service(Protocol):
@@ -428,7 +430,9 @@ class FleetReloader:
         changed |= spec.default_vehicle != live.spec.default_vehicle
         live.respec(spec, powers)
         rejected = []
-        for item in row.configuration.all():
+        keys = row.configuration.all()
+        changed |= _apply_custom_keys(live, keys)
+        for item in keys:
             key, value = item.key, item.value
             known = config_keys.KEYS.get(key)
             if known is None or known.readonly or key in _NOT_EDITABLE:
@@ -637,3 +641,23 @@ def _changed_since(
     if count == known_count:
         return changed, None
     return changed, (set(ChargerRow.objects.values_list("pk", flat=True)), count)
+
+
+def _apply_custom_keys(live: Charger, keys: Iterable[ConfigurationKey]) -> bool:
+    """The operator's own keys (outside the key table) as the row has them now: added,
+    changed, made read-only or deleted. A charger holds them as text and checks nothing,
+    so they are taken as they are. Whether anything changed."""
+    config = live.config
+    given = {k.key: k.value for k in keys if k.key not in config_keys.KEYS}
+    readonly = custom_readonly(keys)
+    changed = readonly != config.custom_readonly
+    config.custom_readonly = readonly
+    for key in config.custom_keys():
+        if key not in given:
+            del config[key]
+            changed = True
+    for key, value in given.items():
+        if config.get(key) != value:
+            config[key] = value
+            changed = True
+    return changed

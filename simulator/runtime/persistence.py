@@ -41,7 +41,7 @@ from chargers.models import Evse as EvseRow
 from chargers.models import Transaction as TransactionRow
 from chargers.orm_threads import forget_queries
 from simulator import contract
-from simulator.contract import overrides
+from simulator.contract import config_keys, overrides
 from simulator.core.answer_overrides import Override
 from simulator.core.battery import Battery
 from simulator.core.certificates import CertificateStore
@@ -161,6 +161,11 @@ def stored_impairments(row: ChargerRow) -> StoredImpairments:
     )
 
 
+def custom_readonly(keys: Iterable[ConfigurationKey]) -> frozenset[str]:
+    """The operator's own keys (outside the key table) marked read-only."""
+    return frozenset(k.key for k in keys if k.readonly and k.key not in config_keys.KEYS)
+
+
 def build_charger(
     row: ChargerRow,
     vehicles: dict[int, VehicleSpec],
@@ -178,7 +183,8 @@ def build_charger(
             db_id=evse_row.pk,
         )
         evses.append(evse)
-    config = {item.key: item.value for item in row.configuration.all()}
+    keys = row.configuration.all()
+    config = {item.key: item.value for item in keys}
     charger = Charger(
         charger_spec(row, vehicles),
         evses,
@@ -188,6 +194,7 @@ def build_charger(
         messages=OCPP16,
         transfers=transfers,
     )
+    charger.config.custom_readonly = custom_readonly(keys)
     runtime = getattr(row, "runtime", None)
     if runtime is not None and runtime.charger_unavailable:
         charger.restore_availability(True)
