@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -312,7 +313,7 @@ async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
 async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(user, settings):
     """The page's watch lived in the killed worker's memory: the restarted one sent the
     page nothing of its chargers until the next renewal (30 s), and the page showed their
-    state from before the crash, green and online. Meanwhile its rows say no live data."""
+    state from before the crash, green and online."""
     settings.CHARGESIM_SHARDS = 2
     ids = {
         shard: next(f"R-{n}" for n in range(100) if contract.shard_of(f"R-{n}", 2) == shard)
@@ -347,7 +348,8 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
         return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
 
     only_zero = await summary(0, 100.0)
-    assert (only_zero["shards"], only_zero["unreported"]) == (1, [rows[1].pk])
+    # Not heard yet is not gone: the worker of shard 1 answers the page's snapshots.
+    assert (only_zero["shards"], only_zero["unreported"]) == (1, [])
     both = await summary(1, 100.0)
     assert both["shards"] == 2 and "unreported" not in both
     # The same worker: nothing asked again (the page's counts go out after any request, and
@@ -358,6 +360,56 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
     await summary(1, 200.0)  # restarted
     again = await asyncio.wait_for(layer.receive(engine), 5)
     assert again["command"] == contract.SNAPSHOT and again["args"]["chargers"] == [rows[1].pk]
+    await communicator.disconnect()
+
+
+async def test_the_rows_of_a_worker_silent_for_the_stale_time_say_no_live_data(
+    user, settings, monkeypatch
+):
+    """A worker not heard yet on a page just opened only has not sent its summary yet (one
+    every 5 s): its rows, live from its snapshots, were marked "no live data" and stayed so
+    while it reported. Only a worker silent for the stale time, since its last summary or
+    since the page connected, is gone."""
+    settings.CHARGESIM_SHARDS = 2
+    now = 1000.0
+    clock = SimpleNamespace(monotonic=lambda: now)
+    monkeypatch.setattr(consumers, "time", clock)
+    ids = {
+        shard: next(f"S-{n}" for n in range(100) if contract.shard_of(f"S-{n}", 2) == shard)
+        for shard in (0, 1)
+    }
+    rows = {
+        shard: await sync_to_async(make_charger)(cp_id, evses=1) for shard, cp_id in ids.items()
+    }
+    layer = get_channel_layer()
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
+
+    async def summary(shard: int) -> dict:
+        await layer.group_send(
+            contract.FLEET_SUMMARY_GROUP,
+            {
+                "type": contract.EVENT_FLEET_SUMMARY,
+                "shard": shard,
+                "shards": 2,
+                "chargers": 1,
+                "statuses": {"Available": 1},
+                "links": {"online": 1},
+                "power_w": 0.0,
+                "started": 100.0,
+            },
+        )
+        return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
+
+    assert (await summary(0))["unreported"] == []
+    now += consumers.SUMMARY_STALE_SECONDS - 1
+    assert (await summary(0))["unreported"] == []
+    now += 1  # shard 1 silent since the page connected: gone
+    assert (await summary(0))["unreported"] == [rows[1].pk]
+    assert "unreported" not in await summary(1)
+    now += consumers.SUMMARY_STALE_SECONDS  # shard 0 silent since its last summary
+    assert (await summary(1))["unreported"] == [rows[0].pk]
     await communicator.disconnect()
 
 

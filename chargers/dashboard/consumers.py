@@ -252,7 +252,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         A worker that restarted (its summary's `started` changed, or it was silent) or came
         up after the page was opened knows nothing of this page: its chargers are asked for
         again (the page showed their state from before the crash until the next renewal,
-        up to 30 s). The total says which watched chargers no worker reports for."""
+        up to 30 s). The total says which watched chargers no worker reports for: those of
+        a worker silent for SUMMARY_STALE_SECONDS, since its last summary or, not heard
+        yet, since the page connected."""
         now = time.monotonic()
         shard = event["shard"]
         previous = self.summaries.get(shard)
@@ -280,10 +282,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": event["shards"]}
         if len(fresh) < event["shards"]:
             reporting = {e["shard"] for e in fresh}
+            # A worker not heard yet on a page just opened (each sends a summary every 5 s)
+            # is not gone: it answered the page's snapshots, its rows are live. Marked
+            # "no live data", they stayed so while it reported, until a charger changed.
+            waited = now - self.connected_at >= SUMMARY_STALE_SECONDS
             total["unreported"] = sorted(
                 pk
                 for pk, cp_id in self.watched.items()
-                if contract.shard_of(cp_id, event["shards"]) not in reporting
+                if (owner := contract.shard_of(cp_id, event["shards"])) not in reporting
+                and (waited or owner in self.summaries)
             )
         # A location's settings, from the newest summary: every worker reports the same.
         for key in _SETTINGS:
