@@ -82,14 +82,21 @@ class Deployment:
 
 @contextmanager
 def deploy(
-    tmp_path, database: str, *, csms_port: int | None = None, web: bool = True, **fields: Any
+    tmp_path,
+    database: str,
+    *,
+    csms_port: int | None = None,
+    web: bool = True,
+    redis_url: str | None = None,
+    **fields: Any,
 ) -> Iterator[Deployment]:
     """Two workers (and Daphne, and the CSMS as a process unless `csms_port` is given) on
-    Redis and PostgreSQL, with one charger per shard made with `fields`."""
+    Redis (one of the tests' databases unless `redis_url` names one) and PostgreSQL, with
+    one charger per shard made with `fields`."""
     web_port = free_port()
     own_csms = csms_port is None
     csms_port = free_port() if csms_port is None else csms_port
-    redis_url = redis_database(REDIS_URL)
+    redis_url = redis_url or redis_database(REDIS_URL)
     env = {
         **os.environ,
         "DATABASE_URL": database,
