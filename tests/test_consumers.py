@@ -487,6 +487,39 @@ async def test_a_location_page_adds_up_power_but_takes_the_sites_settings_as_the
     await communicator.disconnect()
 
 
+async def test_a_site_counts_only_the_workers_that_run_its_chargers(user, settings):
+    """A worker reports a site only while it runs a charger there: a site whose chargers
+    all ran on one of two workers said "1 of 2 workers reporting: the figures are partial"
+    for ever, on the Locations list and on its own page."""
+    settings.CHARGESIM_SHARDS = 2
+    ids = [f"O-{n}" for n in range(100)]
+    on = {shard: [i for i in ids if contract.shard_of(i, 2) == shard] for shard in (0, 1)}
+    solo = await sync_to_async(make_location)("Solo")
+    split = await sync_to_async(make_location)("Split")
+    for cp_id, where in ((on[0][0], solo), (on[0][1], split), (on[1][0], split)):
+        await sync_to_async(make_charger)(cp_id, evses=1, location=where)
+    layer = get_channel_layer()
+    listing = page("/ws/locations/", user)
+    assert (await listing.connect())[0]
+    own = page(f"/ws/locations/{solo.pk}/", user)
+    assert (await own.connect())[0]
+    await layer.group_send(contract.location_group(solo.pk), site_summary(0, solo.pk, 7000, 1))
+    await layer.group_send(contract.location_group(split.pk), site_summary(0, split.pk, 500, 1))
+
+    def power_of(pk: int) -> Callable[[dict[str, Any]], bool]:
+        return lambda m: m["type"] == "location.power" and m.get("location_id") == pk
+
+    whole = await receive_until(listing, power_of(solo.pk))
+    assert (whole["shards"], whole["of"]) == (1, 1)
+    partial = await receive_until(listing, power_of(split.pk))
+    assert (partial["shards"], partial["of"]) == (1, 2)
+    page_total = await receive_until(own, lambda m: m["type"] == "location.power")
+    assert (page_total["shards"], page_total["of"]) == (1, 1)
+    assert "unreported" not in page_total
+    await listing.disconnect()
+    await own.disconnect()
+
+
 async def test_the_locations_list_starts_with_every_site_from_the_running_engine(engine, user):
     site = engine.store.get("CP-DASH").spec.location_id
     communicator = page("/ws/locations/", user)

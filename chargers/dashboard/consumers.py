@@ -27,6 +27,9 @@ from simulator import contract
 
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
+# How long a page trusts what it read of which workers run a site's chargers (a charger
+# moved or added meanwhile is seen after this).
+OWNERS_SECONDS = 30.0
 # A location's settings in its summaries: the same from every worker, so not added up.
 _SETTINGS = ("grid_limit_w", "load_management")
 _NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "started", "location_id", *_SETTINGS})
@@ -279,8 +282,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             for at, e in self.summaries.values()
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
-        total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": event["shards"]}
-        if len(fresh) < event["shards"]:
+        expected = await self.expected_shards(event)
+        of = event["shards"] if expected is None else len(expected | {e["shard"] for e in fresh})
+        total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": of}
+        if len(fresh) < of:
             reporting = {e["shard"] for e in fresh}
             # A worker not heard yet on a page just opened (each sends a summary every 5 s)
             # is not gone: it answered the page's snapshots, its rows are live. Marked
@@ -307,6 +312,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 elif isinstance(value, int | float):
                     total[key] = total.get(key, 0) + value
         await self.send_json(total)
+
+    async def expected_shards(
+        self, event: contract.FleetSummary | contract.LocationSummary
+    ) -> set[int] | None:
+        """The shards whose summaries this total waits for; None: every shard (a worker
+        reports the fleet even without a charger)."""
+        return None
 
     # -- database ----------------------------------------------------------------------------
 
@@ -370,6 +382,32 @@ class ChargerConsumer(DashboardConsumer):
         await super().watch([self.charger_pk])
 
 
+class SiteOwners:
+    """Which workers run the chargers of some sites, read from the database and read again
+    after OWNERS_SECONDS. A worker reports a site only while it runs a charger there: a
+    site whose chargers all run on one of two workers said "1 of 2 workers reporting: the
+    figures are partial" for ever."""
+
+    def __init__(self, location_pks: list[int]) -> None:
+        self.location_pks = location_pks
+        self.read_at = -OWNERS_SECONDS
+        self.shards: dict[int, set[int]] = {}
+
+    async def of(self, location_pk: int, shards: int) -> set[int]:
+        if time.monotonic() - self.read_at >= OWNERS_SECONDS:
+            self.shards = await self._read(shards)
+            self.read_at = time.monotonic()
+        return self.shards.get(location_pk, set())
+
+    @database_sync_to_async
+    def _read(self, shards: int) -> dict[int, set[int]]:
+        owners: dict[int, set[int]] = {}
+        rows = Charger.objects.filter(location_id__in=self.location_pks, enabled=True)
+        for location_pk, cp_id in rows.values_list("location_id", "charge_point_id"):
+            owners.setdefault(location_pk, set()).add(contract.shard_of(cp_id, shards))
+        return owners
+
+
 class LocationConsumer(DashboardConsumer):
     """A location's page: the site's live power, and the chargers of the shown page."""
 
@@ -377,7 +415,15 @@ class LocationConsumer(DashboardConsumer):
         from locations.models import Location
 
         pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        self.owners = SiteOwners([pk])
         return [contract.location_group(pk)] if await self._exists(Location, pk) else None
+
+    async def expected_shards(
+        self, event: contract.FleetSummary | contract.LocationSummary
+    ) -> set[int] | None:
+        if "location_id" not in event:  # the fleet's summary (restarts are heard there)
+            return None
+        return await self.owners.of(event["location_id"], event["shards"])  # type: ignore[typeddict-item]
 
 
 class LocationsConsumer(DashboardConsumer):
@@ -388,6 +434,7 @@ class LocationsConsumer(DashboardConsumer):
 
     async def page_groups(self) -> list[str] | None:
         self.location_pks = await self._location_pks()
+        self.owners = SiteOwners(self.location_pks)
         # location pk -> shard -> (when received, that shard's summary of the site)
         self.sites: dict[int, dict[int, tuple[float, contract.LocationSummary]]] = {}
         return [contract.location_group(pk) for pk in self.location_pks]
@@ -411,8 +458,12 @@ class LocationsConsumer(DashboardConsumer):
         if overview is None or not overview.answered:
             await self.send_json({"type": "locations.unknown", "message": "no simulator worker"})
             return
+        answered = set(overview.answered)
         for pk in self.location_pks:
             site = overview.locations.get(pk)
+            # The workers that run its chargers, of those that answered: a site is partial
+            # only when one of its own workers is missing.
+            owners = await self.owners.of(pk, overview.shards)
             message = {
                 "type": "location.power",
                 "location_id": pk,
@@ -420,8 +471,8 @@ class LocationsConsumer(DashboardConsumer):
                 "charging": site["charging"] if site else 0,
                 "chargers": site["chargers"] if site else 0,
                 "online": site["links"].get("online", 0) if site else 0,
-                "shards": len(overview.answered),
-                "of": overview.shards,
+                "shards": len(owners & answered),
+                "of": len(owners),
             }
             if site:  # a site without a running charger: the page keeps what it showed
                 message["grid_limit_w"] = site["grid_limit_w"]
@@ -437,6 +488,7 @@ class LocationsConsumer(DashboardConsumer):
             for at, e in shards.values()
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
+        owners = await self.owners.of(event["location_id"], event["shards"])
         message = {
             "type": "location.power",
             "location_id": event["location_id"],
@@ -445,7 +497,7 @@ class LocationsConsumer(DashboardConsumer):
             "chargers": sum(e["chargers"] for e in fresh),
             "online": sum(e["links"].get("online", 0) for e in fresh),
             "shards": len(fresh),
-            "of": event["shards"],
+            "of": len(owners | {e["shard"] for e in fresh}),
         }
         for key in _SETTINGS:  # from the newest summary, as `_summary` does
             if key in event:
