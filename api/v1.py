@@ -17,6 +17,7 @@ from ninja.operation import Operation
 
 from api import errors
 from api.auth import docs_access, gate_operation, session_auth, token_auth
+from api.query_params import refuse_unknown_query
 from api.routers import account, events, fleet, imports, live, log, scenarios
 
 
@@ -26,11 +27,13 @@ class ChargeSimAPI(NinjaAPI):
         # API's error body too.
         urls = super()._get_urls()
         # Built with the URLs (every router is added by then): each operation's required
-        # permissions are checked before its request is validated.
+        # permissions are checked before its request is validated, and a query parameter
+        # it does not take is refused.
         for bound in self._get_bound_routers():
             for path_view in bound.path_operations.values():
                 for operation in path_view.operations:
                     gate_operation(operation)
+                    refuse_unknown_query(operation)
         for url in urls:
             if isinstance(url, URLPattern):
                 url.callback = errors.json_method_not_allowed(url.callback)

@@ -263,6 +263,13 @@ def unresolved(value: Any) -> set[str]:
     return set()
 
 
+def nearest_name(given: str, known: Iterable[str]) -> str | None:
+    """The known name a misspelt one most likely meant (None: none is close), for a "did
+    you mean" hint: here for variables and OCPP names, in the API for query parameters."""
+    close = difflib.get_close_matches(given, list(known), n=1)
+    return close[0] if close else None
+
+
 def unknown_variables(
     variables: Iterable[str], scenarios: Iterable[Scenario]
 ) -> list[tuple[str, str]]:
@@ -275,8 +282,8 @@ def unknown_variables(
     for name in variables:
         if name in known:
             continue
-        near = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        near = nearest_name(name, sorted(known))
+        hint = f" (did you mean {near}?)" if near else ""
         problems.append((name, f"no scenario declares or uses ${{{name}}}{hint}"))
     return problems
 
@@ -712,8 +719,8 @@ def _literal(value: Any) -> TypeGuard[str]:
 
 
 def _unknown(given: str, what: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(given, list(known), n=1)
-    hint = f"; did you mean {close[0]}?" if close else f" (one of: {', '.join(known)})"
+    close = nearest_name(given, known)
+    hint = f"; did you mean {close}?" if close else f" (one of: {', '.join(known)})"
     return f"{given!r} is not {what} in OCPP 1.6{hint}"
 
 

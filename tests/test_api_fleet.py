@@ -148,10 +148,16 @@ def cast(depot: Location) -> dict[str, int]:
     return {"location": spare.pk, "vehicle": vehicle.pk, "depot": depot.pk}
 
 
+def takes_wait(method: str, path: str) -> bool:
+    """Whether a write waits for the workers (`?wait=`): a charger's writes and its EVSE and
+    configuration key writes, but for the last two's deletes, which answer at once."""
+    if method == "get" or not path.startswith(("/chargers", "/bulk")):
+        return False
+    return not (method == "delete" and path.count("/") > 2)
+
+
 def call(client: Any, method: str, path: str, ids: dict[str, int]) -> Any:
-    url = (
-        V1 + path.format(**ids) + ("?wait=false" if path.startswith(("/chargers", "/bulk")) else "")
-    )
+    url = V1 + path.format(**ids) + ("?wait=false" if takes_wait(method, path) else "")
     make_body = BODIES.get((method, path))
     body = None if make_body is None else make_body(ids)
     if isinstance(client, TokenClient):
@@ -534,6 +540,30 @@ def test_chargers_are_listed_with_filters_and_pages(api, depot):
     assert page["count"] == 6
     assert [c["charge_point_id"] for c in page["items"]] == ["CP-3", "CP-4"]
     assert [e["connector_id"] for e in page["items"][0]["evses"]] == [1, 2]
+
+
+def test_a_query_parameter_a_list_does_not_take_is_refused_not_ignored(api, depot):
+    """A misspelt filter answered the whole fleet, and a script acted on all of it."""
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=make_location("Elsewhere"))
+    assert errors_of(api.get(f"{V1}/chargers", locaton=depot.pk)) == [
+        ("locaton", "Not a query parameter of this request: did you mean 'location'?", None)
+    ]
+    # Nothing close: the parameters it takes; with another problem, both.
+    assert errors_of(api.get(f"{V1}/locations", sort="name", limit=0)) == [
+        (
+            "sort",
+            "Not a query parameter of this request: it takes country, limit, offset, q.",
+            None,
+        ),
+        ("limit", "Input should be greater than or equal to 1", None),
+    ]
+    # What a list does take works as before: its filters and its paging.
+    page = api.get(f"{V1}/chargers", location=depot.pk, limit=1, offset=0).json()
+    assert [c["charge_point_id"] for c in page["items"]] == ["CP-1"]
+    # A write's too: `?wiat=false` must not wait for the workers unnoticed.
+    assert [f for f, _, _ in errors_of(api.delete(f"{V1}/chargers/CP-2?wiat=false"))] == ["wiat"]
+    assert Charger.objects.filter(charge_point_id="CP-2").exists()
 
 
 def test_no_response_carries_the_authorization_key(api, depot):

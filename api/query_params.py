@@ -1,0 +1,64 @@
+"""Query parameters an operation does not take are refused, not ignored.
+
+ninja reads the parameters an operation declares and drops the rest: a misspelt filter
+(`/chargers?locaton=1`) answered every charger, and a script acting on that list acted on
+the whole fleet. An operation that takes query parameters answers 422 for any other, named
+as `field`, with the nearest parameter it does take as a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.operation import Operation
+
+from scenarios.format import nearest_name
+
+
+def query_names(operation: Operation) -> set[str]:
+    """The query parameters an operation takes, as a caller spells them (a filter schema's
+    and the paging's fields included)."""
+    return {
+        name
+        for model in operation.models
+        if model.__ninja_param_source__ == "query"
+        for name in model.__ninja_flatten_map__
+    }
+
+
+def unknown_message(name: str, known: Collection[str]) -> str:
+    near = nearest_name(name, sorted(known))
+    hint = f"did you mean {near!r}?" if near else f"it takes {', '.join(sorted(known))}."
+    return f"Not a query parameter of this request: {hint}"
+
+
+def refuse_unknown_query(operation: Operation) -> None:
+    """Make `operation` refuse the query parameters it does not declare (422), with those
+    it does that fail validation. An operation without query parameters is left as it is
+    (the OpenAPI document says it cannot fail on one). Idempotent."""
+    known = query_names(operation)
+    if not known or getattr(operation, "query_checked", False):
+        return
+    get_values = operation._get_values
+
+    def checked(
+        request: HttpRequest, path_params: Any, temporal_response: HttpResponse
+    ) -> dict[str, Any]:
+        unknown = [
+            {"loc": ("query", name), "msg": unknown_message(name, known), "type": "unknown"}
+            for name in request.GET
+            if name not in known
+        ]
+        try:
+            values = get_values(request, path_params, temporal_response)
+        except NinjaValidationError as exc:
+            raise NinjaValidationError([*unknown, *exc.errors]) from None
+        if unknown:
+            raise NinjaValidationError(unknown)
+        return values
+
+    operation._get_values = checked  # type: ignore[method-assign]
+    operation.query_checked = True  # type: ignore[attr-defined]
