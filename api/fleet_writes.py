@@ -41,6 +41,7 @@ from chargers.evse_layout import (
     evse_spec,
     next_connector_id,
     numbering_problem,
+    power_type_problems,
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
@@ -299,10 +300,18 @@ def check_charger(
     form = ChargerForm(data=data, instance=instance)
     errors = [] if form.is_valid() else form_errors(form, row=row)
 
+    # The power type the EVSEs must fit (None: its own field is wrong, and said so).
+    power_type = None if "power_type" in form.errors else form.instance.power_type
     specs: list[EvseSpec] | None = None
     if given.get("evses") is not None:
-        specs, problems = _check_evses(given["evses"], row=row)
+        specs, problems = _check_evses(given["evses"], power_type, row=row)
         errors += problems
+    elif power_type is not None:
+        # A new power type the stored EVSEs no longer fit.
+        errors += [
+            ErrorItem(field="power_type", message=f"Connector {n}: {why}", row=row)
+            for n, why in power_type_problems(power_type, None, instance.pk if instance else None)
+        ]
     overrides: dict[str, str] = {}
     if given.get("configuration") is not None:
         try:
@@ -318,7 +327,7 @@ def check_charger(
 
 
 def _check_evses(
-    items: Sequence[Mapping[str, Any]], *, row: int | None
+    items: Sequence[Mapping[str, Any]], power_type: str | None, *, row: int | None
 ) -> tuple[list[EvseSpec], list[ErrorItem]]:
     if not items:
         return [], [ErrorItem(field="evses", message="Give at least one EVSE.", row=row)]
@@ -329,9 +338,14 @@ def _check_evses(
     for n, item in enumerate(items):
         connector, power = str(item["connector_type"]), item["max_power_kw"]
         try:
-            specs.append(evse_spec(connector, str(power), f"{connector}:{power:g}"))
+            spec = evse_spec(connector, str(power), f"{connector}:{power:g}")
         except LayoutError as exc:
             errors.append(ErrorItem(field=f"evses.{n}", message=str(exc), row=row))
+            continue
+        specs.append(spec)
+        problem = power_type and Evse.power_type_problem(spec.connector_type, power_type)
+        if problem:
+            errors.append(ErrorItem(field=f"evses.{n}", message=problem, row=row))
     return specs, errors
 
 

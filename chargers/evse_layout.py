@@ -106,6 +106,24 @@ def format_evses(specs: Iterable[EvseSpec]) -> str:
     )
 
 
+def power_type_problems(
+    power_type: str, specs: Iterable[EvseSpec] | None, charger_pk: int | None = None
+) -> list[tuple[int, str]]:
+    """(connector id, why) for each EVSE whose connector type does not fit the charger's
+    power type (`Evse.power_type_problem`), for a whole list: the import's cell or the
+    API's `evses`; None, the EVSEs stored for `charger_pk` (kept by a write that changes
+    the power type only; a new charger gets one EVSE of its power type)."""
+    if specs is None:
+        if charger_pk is None:
+            return []
+        specs = specs_of(Evse.objects.filter(charger_id=charger_pk))
+    return [
+        (n, problem)
+        for n, spec in enumerate(specs, start=1)
+        if (problem := Evse.power_type_problem(spec.connector_type, power_type))
+    ]
+
+
 def specs_of(evses: Iterable[Evse]) -> list[EvseSpec]:
     return [
         EvseSpec(e.connector_type, e.max_power_kw)

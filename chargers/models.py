@@ -392,6 +392,10 @@ class Evse(models.Model):
     # What a person edits; the rest of an EVSE is the engine's (register, status, the
     # availability a CSMS set, the checkpoint time).
     WEB_FIELDS = ["connector_id", "connector_type", "max_power_kw"]
+    # The connectors that deliver DC; the others deliver AC. A charger's power type decides
+    # which it may have: the engine simulates the whole charger as AC or as DC (phases,
+    # DC voltage), so a CCS2 on an AC charger would charge as a 3-phase AC socket.
+    DC_CONNECTORS = frozenset({ConnectorType.CCS2, ConnectorType.CCS1, ConnectorType.CHADEMO})
 
     class Meta:
         ordering = ["charger", "connector_id"]
@@ -421,12 +425,45 @@ class Evse(models.Model):
         return instance
 
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         if self.pk and self.register_wh != getattr(self, "_loaded_register_wh", None):
             stored = Evse.objects.filter(pk=self.pk).values_list("register_wh", flat=True).first()
             if stored is not None and self.register_wh < stored:
-                raise ValidationError(
-                    {"register_wh": f"The meter register never goes back (it is at {stored:g} Wh)."}
+                errors["register_wh"] = (
+                    f"The meter register never goes back (it is at {stored:g} Wh)."
                 )
+        try:
+            # The admin's inline sets the charger being saved (its new power type), unsaved
+            # for a new one; a form without a charger leaves it unset.
+            charger: Charger | None = self.charger
+        except Charger.DoesNotExist:
+            charger = None
+        if charger is not None:
+            problem = self.power_type_problem(self.connector_type, charger.power_type)
+            if problem:
+                errors["connector_type"] = problem
+        if errors:
+            raise ValidationError(errors)
+
+    @classmethod
+    def power_type_problem(cls, connector_type: str, power_type: str) -> str | None:
+        """Why an EVSE with this connector type cannot be on a charger of this power type
+        (None: it can, or either is not a known value, which its own field reports). Every
+        EVSE write asks this: the model's clean (admin, API), the import and the API's
+        EVSE lists (`chargers.evse_layout.power_type_problems`)."""
+        if connector_type not in cls.ConnectorType.values:
+            return None
+        if power_type not in Charger.PowerType.values:
+            return None
+        dc = connector_type in cls.DC_CONNECTORS
+        if dc == (power_type == Charger.PowerType.DC):
+            return None
+        fits = [t for t in cls.ConnectorType.values if (t in cls.DC_CONNECTORS) != dc]
+        kind, charger = ("a DC", "an AC") if dc else ("an AC", "a DC")
+        return (
+            f"{connector_type} is {kind} connector; {charger} charger takes {power_type} "
+            f"connectors only ({', '.join(fits)})."
+        )
 
 
 class ConfigurationKeyManager(models.Manager["ConfigurationKey"]):

@@ -25,7 +25,13 @@ from chargers.configuration_overrides import (
     parse_overrides,
 )
 from chargers.default_csms import default_csms_url
-from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
+from chargers.evse_layout import (
+    LayoutError,
+    format_evses,
+    parse_evses,
+    power_type_problems,
+    specs_of,
+)
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.models import Charger, ConfigurationKey
 from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
@@ -256,6 +262,14 @@ class ChargerResource(FleetResource):
                 check_custom_total(custom, stored)
             except OverrideError as exc:
                 errors["configuration_overrides"] = [ValidationError(str(exc))]
+        if not {"power_type", "evse_layout"} & set(errors):
+            layout = instance.evse_layout  # type: ignore[attr-defined]  # set per import row, not a model field
+            # Named on the evses cell when the row gives it, else on the power type that
+            # no longer fits the stored EVSEs.
+            column = "power_type" if layout is None else "evse_layout"
+            problems = power_type_problems(instance.power_type, layout, instance.pk)
+            if problems:
+                errors[column] = [ValidationError(f"Connector {n}: {why}") for n, why in problems]
         super().validate_instance(instance, errors, validate_unique)
 
     def bulk_create(

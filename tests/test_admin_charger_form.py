@@ -62,6 +62,43 @@ def test_a_form_posted_without_connector_rows_still_gets_one(admin_client_logged
     ]
 
 
+def connector_errors(response) -> list[list[str]]:
+    """The connector rows' errors on the connector type, as the form shows them again."""
+    assert response.status_code == 200  # the form again, with its errors
+    (evses,) = [
+        f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "evses"
+    ]
+    return [list(row.get("connector_type", [])) for row in evses.errors]
+
+
+def test_a_connector_that_does_not_fit_the_power_type_is_a_form_error(admin_client_logged_in):
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data.update(charge_point_id="AC-1", location=str(location.pk), power_type="AC")
+    data.update({"evses-0-connector_type": "CCS2", "evses-0-max_power_kw": "150"})
+    assert connector_errors(admin_client_logged_in.post(ADD, data)) == [
+        [
+            "CCS2 is a DC connector; an AC charger takes AC connectors only "
+            "(Type2, Type2Cable, Type1, Schuko)."
+        ]
+    ]
+    assert not Charger.objects.exists()
+    # A stored AC charger made DC keeps its Type 2 socket: refused on that connector's row.
+    charger = make_charger("AC-2", location=location, evses=1)
+    change = reverse("admin:chargers_charger_change", args=[charger.pk])
+    data = form_values(admin_client_logged_in.get(change).content.decode())
+    data.update(power_type="DC")
+    assert connector_errors(admin_client_logged_in.post(change, data)) == [
+        ["Type2 is an AC connector; a DC charger takes DC connectors only (CCS2, CCS1, CHAdeMO)."]
+    ]
+    charger.refresh_from_db()
+    assert charger.power_type == "AC"
+    # With its connector changed too, it saves.
+    data.update({"evses-0-connector_type": "CCS2"})
+    assert admin_client_logged_in.post(change, data).status_code == 302
+    assert list(charger.evses.values_list("connector_type", flat=True)) == ["CCS2"]
+
+
 def test_the_next_add_form_starts_with_the_users_last_csms_url(admin_client_logged_in):
     location = make_location()
     make_charger("OTHER-1", location=location, csms_url="ws://someone-else.example/ocpp")

@@ -392,7 +392,7 @@ def test_a_charger_is_created_as_the_import_makes_one(api, depot):
             authorization_key=SECRET,
             evses=[
                 {"connector_type": "type2", "max_power_kw": 11},
-                {"connector_type": "CCS2", "max_power_kw": 50},
+                {"connector_type": "Type2Cable", "max_power_kw": 22},
             ],
             configuration={"HeartbeatInterval": "60", "VendorKey": "x"},
         ),
@@ -404,7 +404,7 @@ def test_a_charger_is_created_as_the_import_makes_one(api, depot):
     assert SECRET not in response.content.decode()
     assert [(e["connector_id"], e["connector_type"]) for e in body["evses"]] == [
         (1, "Type2"),
-        (2, "CCS2"),
+        (2, "Type2Cable"),
     ]
     keys = {row["key"]: row["value"] for row in body["configuration"]}
     assert keys["NumberOfConnectors"] == "2"
@@ -508,6 +508,65 @@ def test_the_evse_list_and_configuration_get_the_imports_messages(api, depot):
         "configuration": ["HeartbeatInterval takes a whole number, not 'soon'."]
     }
     assert not Charger.objects.exists()
+
+
+def test_a_connector_that_does_not_fit_the_chargers_power_type_is_refused(api, depot):
+    """A CCS2 on an AC charger (or a Type 2 socket on a DC one) was stored, and the
+    engine ran it as the charger's power type."""
+    response = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body(
+            "CP-AC",
+            depot,
+            power_type="AC",
+            evses=[
+                {"connector_type": "Type2", "max_power_kw": 22},
+                {"connector_type": "CCS2", "max_power_kw": 150},
+                {"connector_type": "CHAdeMO", "max_power_kw": 50},
+            ],
+        ),
+    )
+    dc_on_ac = "is a DC connector; an AC charger takes AC connectors only (Type2, Type2Cable, "
+    assert fields_of(response) == {
+        "evses.1": [f"CCS2 {dc_on_ac}Type1, Schuko)."],
+        "evses.2": [f"CHAdeMO {dc_on_ac}Type1, Schuko)."],
+    }
+    response = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body(
+            "CP-DC", depot, power_type="DC", evses=[{"connector_type": "Type2", "max_power_kw": 22}]
+        ),
+    )
+    assert fields_of(response) == {
+        "evses.0": [
+            "Type2 is an AC connector; a DC charger takes DC connectors only (CCS2, CCS1, CHAdeMO)."
+        ]
+    }
+    assert not Charger.objects.exists()
+    # A stored AC charger: neither a DC EVSE nor a power type its EVSEs do not fit.
+    charger = make_charger("CP-1", location=depot, evses=1)
+    added = api.post(
+        f"{V1}/chargers/CP-1/evses?wait=false", {"connector_type": "CCS2", "max_power_kw": 150}
+    )
+    assert fields_of(added) == {"connector_type": [f"CCS2 {dc_on_ac}Type1, Schuko)."]}
+    changed = api.patch(f"{V1}/chargers/CP-1/evses/1?wait=false", {"connector_type": "CCS1"})
+    assert list(fields_of(changed)) == ["connector_type"]
+    to_dc = api.patch(f"{V1}/chargers/CP-1?wait=false", {"power_type": "DC"})
+    assert fields_of(to_dc) == {
+        "power_type": [
+            "Connector 1: Type2 is an AC connector; a DC charger takes DC connectors only "
+            "(CCS2, CCS1, CHAdeMO)."
+        ]
+    }
+    charger.refresh_from_db()
+    assert charger.power_type == "AC"
+    assert list(charger.evses.values_list("connector_type", flat=True)) == ["Type2"]
+    # Both at once is a consistent change.
+    both = api.patch(
+        f"{V1}/chargers/CP-1?wait=false",
+        {"power_type": "DC", "evses": [{"connector_type": "CCS2", "max_power_kw": 150}]},
+    )
+    assert both.status_code == 200, both.content
 
 
 def test_a_wrong_type_names_the_field_in_the_admins_words(api, depot):
@@ -841,18 +900,18 @@ def test_bulk_create_has_a_limit(api, depot):
 def test_an_evse_is_added_changed_and_removed_and_number_of_connectors_follows(api, depot):
     charger = make_charger("CP-1", location=depot, evses=1)
     url = f"{V1}/chargers/CP-1/evses"
-    added = api.post(url, {"connector_type": "CCS2", "max_power_kw": 50})
+    added = api.post(url, {"connector_type": "Type2Cable", "max_power_kw": 11})
     assert added.status_code == 201, added.content
     assert added.json()["connector_id"] == 2
     number = lambda: charger.configuration.get(key="NumberOfConnectors").value  # noqa: E731
     assert number() == "2"
     assert [e["connector_id"] for e in api.get(url).json()] == [1, 2]
-    assert api.patch(f"{url}/2", {"max_power_kw": 75}).json()["max_power_kw"] == 75
+    assert api.patch(f"{url}/2", {"max_power_kw": 7.4}).json()["max_power_kw"] == 7.4
     assert (
-        api.put(f"{url}/2", {"connector_type": "CHAdeMO", "max_power_kw": 50}).json()[
+        api.put(f"{url}/2", {"connector_type": "Schuko", "max_power_kw": 3.7}).json()[
             "connector_type"
         ]
-        == "CHAdeMO"
+        == "Schuko"
     )
     assert api.delete(f"{url}/2").status_code == 204
     assert number() == "1"
@@ -964,7 +1023,7 @@ def test_a_gap_left_by_an_earlier_version_can_be_closed(api, depot):
     [
         ("post", "evses", {"connector_type": "Type2", "max_power_kw": 11}),
         ("patch", "evses/2", {"max_power_kw": 11}),
-        ("put", "evses/2", {"connector_type": "CCS2", "max_power_kw": 50}),
+        ("put", "evses/2", {"connector_type": "Type1", "max_power_kw": 7.4}),
         ("delete", "evses/2", None),
         ("put", "configuration/HeartbeatInterval", {"value": "30"}),
         ("put", "configuration/VendorKey", {"value": "on"}),

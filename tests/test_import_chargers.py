@@ -207,6 +207,20 @@ BAD_ROWS = [
     ("CP-3,Depot,AC,22,100000000000*Type2:22,,", "evses", "at most 99 (MAX_EVSES)"),
     ("CP-3,Depot,AC,22,60*Type2:22;40*CCS2:50,,", "evses", "at most 99 (MAX_EVSES)"),
     ("CP-3,Depot,AC,22,²*Type2:22,,", "evses", "must be a whole number"),
+    (
+        "CP-3,Depot,AC,150,Type2:22;CCS2:150,,",
+        "evses",
+        "Connector 2: CCS2 is a DC connector; an AC charger takes AC connectors only "
+        "(Type2, Type2Cable, Type1, Schuko).",
+    ),
+    (
+        "CP-3,Depot,DC,150,Type2:22,,",
+        "evses",
+        "Connector 1: Type2 is an AC connector; a DC charger takes DC connectors only "
+        "(CCS2, CCS1, CHAdeMO).",
+    ),
+    # The power type alone, for a charger whose stored EVSEs (CP-0's Type2) stay.
+    ("CP-0,Depot,DC,22,,,", "power_type", "Connector 1: Type2 is an AC connector"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=²", "configuration", "takes a whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=soon", "configuration", "whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
