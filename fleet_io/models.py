@@ -68,18 +68,21 @@ class ImportJobManager(models.Manager["ImportJob"]):
         if not running:
             return 0
         alive = cache.get_many([job.alive_key for job in running])
-        lost = [job.pk for job in running if job.alive_key not in alive]
-        if not lost:
-            return 0
-        for pk in lost:
-            logger.warning("Import job %s lost its process; marked failed", pk)
-        return self.filter(pk__in=lost, status=ImportJob.Status.RUNNING).update(
-            status=ImportJob.Status.FAILED,
-            data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
-            problems=[LOST_MESSAGE],
-            problem_count=1,
-            finished=timezone.now(),
-        )
+        lost = [job for job in running if job.alive_key not in alive]
+        failed = 0
+        for job in lost:
+            logger.warning("Import job %s lost its process; marked failed", job.pk)
+            # The last progress it reported stays in the cache after its process is gone.
+            failed += self.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+                status=ImportJob.Status.FAILED,
+                data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
+                problems=[LOST_MESSAGE],
+                problem_count=1,
+                done_rows=job.progress()[0],
+                finished=timezone.now(),
+            )
+            cache.delete(job.progress_key)
+        return failed
 
     def forget_unconfirmed(self) -> int:
         """Let go the files of the checks not confirmed within CHECK_KEPT_SECONDS of their
@@ -123,6 +126,9 @@ class ImportJob(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     total_rows = models.PositiveIntegerField(default=0)
+    # How far a failed job got (rows read when it stopped): a job killed at row 1,200 of
+    # 3,000 showed "3000 / 3000 rows", as if it had gone through the whole file.
+    done_rows = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     updated_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
@@ -213,9 +219,12 @@ class ImportJob(models.Model):
         return f"chargesim:import-job:{self.pk}:alive"
 
     def progress(self) -> tuple[int, int]:
-        """(rows done, rows in total) while running; the whole file once finished."""
-        if self.status in (self.Status.DONE, self.Status.FAILED):
+        """(rows done, rows in total) while running; the whole file once done; how far it
+        got once failed."""
+        if self.status == self.Status.DONE:
             return self.total_rows, self.total_rows
+        if self.status == self.Status.FAILED:
+            return self.done_rows, self.total_rows
         done, total = cache.get(self.progress_key, (0, self.total_rows))
         return done, total
 
@@ -224,9 +233,11 @@ class ImportJob(models.Model):
             self._run()
 
     def _run(self) -> None:
+        total = 0
         try:
             dataset = read_dataset(bytes(self.data), self.file_format)
-            ImportJob.objects.filter(pk=self.pk).update(total_rows=len(dataset))
+            total = len(dataset)
+            ImportJob.objects.filter(pk=self.pk).update(total_rows=total)
             resource = registry.get(self.resource).resource(
                 progress=partial(_report_progress, self.progress_key), fast=True
             )
@@ -236,7 +247,9 @@ class ImportJob(models.Model):
             return
         except Exception as exc:
             logger.exception("Import job %s failed", self.pk)
-            self._finish(self.Status.FAILED, total=0, problems=[f"The import stopped: {exc}"])
+            done, _ = cache.get(self.progress_key, (0, total))
+            problems = [f"The import stopped: {exc}"]
+            self._finish(self.Status.FAILED, total=total, done=done, problems=problems)
             return
         problems = [str(problem) for problem in result.problems()]
         self._finish(
@@ -254,6 +267,7 @@ class ImportJob(models.Model):
         *,
         total: int,
         problems: list[str],
+        done: int = 0,
         created: int = 0,
         updated: int = 0,
         failed: int = 0,
@@ -266,6 +280,7 @@ class ImportJob(models.Model):
             **({} if keep else {"data": b""}),
             status=status,
             total_rows=total,
+            done_rows=done,
             created_count=created,
             updated_count=updated,
             failed_count=failed,

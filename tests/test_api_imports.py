@@ -17,7 +17,12 @@ from fleet_io.models import ImportJob
 from locations.models import Location
 from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_location
-from tests.test_import_jobs import CHARGER_IMPORT, fleet_csv, jobs_run_inline  # noqa: F401
+from tests.test_import_jobs import (  # noqa: F401
+    CHARGER_IMPORT,
+    fleet_csv,
+    jobs_run_inline,
+    run_until_row_60,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -341,6 +346,14 @@ def test_a_job_whose_process_was_lost_is_failed_and_can_be_deleted(importer, dep
     assert ImportJob.objects.get(pk=job["id"]).data == b""  # the file may hold secrets
     assert importer.delete(url).status_code == 204
     assert not Charger.objects.exists()
+
+
+def test_a_job_killed_midway_says_how_far_it_got(importer, depot, monkeypatch):
+    job = upload(importer, fleet_csv(100)).json()
+    run_until_row_60(monkeypatch, ImportJob.objects.get(pk=job["id"]), SystemExit)
+    state = importer.get(f"{IMPORTS}/{job['id']}").json()
+    assert (state["status"], state["done"], state["total"]) == ("failed", 60, 100)
+    assert (state["finished"], state["ok"]) == (True, False)
 
 
 @pytest.mark.django_db(transaction=True)

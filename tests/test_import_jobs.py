@@ -308,6 +308,51 @@ def test_an_import_reports_its_progress_up_to_the_last_row(depot):
     assert len(seen) > 10
 
 
+def run_until_row_60(monkeypatch, job: ImportJob, stop: type[BaseException]) -> None:
+    """Run `job` on a 100-row file until the import raises `stop` at row 60. SystemExit is
+    a worker stopped mid-import: it escapes the job, which stays "running" until a reader
+    finds it lost (its heartbeat ended LOST_SECONDS ago); RuntimeError, an import that
+    raised."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet_io import models
+
+    report = models._report_progress
+
+    def stopping_at_row_60(key: str, done: int, total: int) -> None:
+        report(key, done, total)
+        if done == 60:
+            raise stop("stopped at row 60")
+
+    monkeypatch.setattr(models, "_report_progress", stopping_at_row_60)
+    if stop is SystemExit:
+        with pytest.raises(SystemExit):
+            ImportJob.objects.run_queued(job.pk)
+        long_ago = timezone.now() - timedelta(seconds=models.LOST_SECONDS + 1)
+        ImportJob.objects.filter(pk=job.pk).update(started=long_ago)
+    else:
+        ImportJob.objects.run_queued(job.pk)
+
+
+@pytest.mark.parametrize("stop", [SystemExit, RuntimeError], ids=["killed", "raised"])
+def test_a_job_that_stopped_midway_says_how_far_it_got(
+    admin_client_logged_in, depot, monkeypatch, stop
+):
+    """A job killed at row 60 of 100 and marked failed said "100 / 100 rows", as if it had
+    read the whole file."""
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(100)
+    )
+    run_until_row_60(monkeypatch, job, stop)
+    state = admin_client_logged_in.get(reverse("imports:job_status", args=[job.pk])).json()
+    assert (state["status"], state["done"], state["total"]) == ("failed", 60, 100)
+    page = admin_client_logged_in.get(reverse("imports:job", args=[job.pk])).content.decode()
+    assert "60 / 100 rows" in page
+    assert Charger.objects.count() == 0
+
+
 @pytest.mark.parametrize("name", ["job", "job_status"])
 def test_job_pages_are_behind_staff_login(client, depot, name):
     job = ImportJob.objects.create(

@@ -61,7 +61,7 @@ class ImportJobOut(Schema):
         description="A check that can be confirmed now: finished with no problems, not "
         "confirmed yet, and its file still kept (for 24 hours after the check)."
     )
-    done: int = Field(description="Rows read so far.")
+    done: int = Field(description="Rows read so far (a failed job: when it stopped).")
     total: int = Field(description="Rows in the file (once read).")
     created: int = Field(alias="created_count", description="Rows that create (or created).")
     updated: int = Field(alias="updated_count", description="Rows that update (or updated).")
