@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
-from pydantic import ConfigDict
+from pydantic import BeforeValidator, ConfigDict, WithJsonSchema
 
 from chargers.default_csms import default_csms_url
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -299,8 +299,31 @@ class EvseOut(Schema):
     register_wh: float = Field(description=doc(Evse, "register_wh"))
 
 
+def ocpp_text(value: Any) -> Any:
+    """A JSON number or boolean as the text OCPP 1.6 sends for it (configuration values
+    are strings on the wire): 60 -> "60", 60.0 -> "60", 0.5 -> "0.5", true -> "true". A
+    script writing `{"value": 60}` got a 422 for the type. Anything else is left for the
+    string check to refuse."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# A configuration value: a string, or a number or boolean taken as its OCPP text.
+OcppValue = Annotated[
+    str,
+    BeforeValidator(ocpp_text),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}),
+]
+OCPP_TEXT = 'A number or a boolean is stored as OCPP sends it: 60 as "60", true as "true".'
+
+
 class ConfigurationKeyIn(Strict):
-    value: str = Field(description=doc(ConfigurationKey, "value"))
+    value: OcppValue = Field(description=doc(ConfigurationKey, "value", OCPP_TEXT))
     readonly: bool = Field(
         False,
         description="Whether the CSMS may not change it (ChangeConfiguration). An OCPP key "
@@ -327,7 +350,7 @@ EVSES = (
 )
 CONFIGURATION = (
     'OCPP configuration keys to set, e.g. {"HeartbeatInterval": "60"}, checked as the '
-    "import checks its configuration column; keys not named keep their values."
+    "import checks its configuration column; keys not named keep their values. " + OCPP_TEXT
 )
 
 
@@ -388,7 +411,7 @@ class ChargerIn(Strict):
     network_drop_rate: float = _charger("network_drop_rate")
     clock_skew_seconds: float = _charger("clock_skew_seconds")
     evses: list[EvseIn] | None = Field(None, description=EVSES)
-    configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
+    configuration: dict[str, OcppValue] | None = Field(None, description=CONFIGURATION)
 
 
 class ChargerPatch(Strict):
@@ -430,7 +453,7 @@ class ChargerPatch(Strict):
     network_drop_rate: float | None = Field(None, description=doc(Charger, "network_drop_rate"))
     clock_skew_seconds: float | None = Field(None, description=doc(Charger, "clock_skew_seconds"))
     evses: list[EvseIn] | None = Field(None, description=EVSES)
-    configuration: dict[str, str] | None = Field(None, description=CONFIGURATION)
+    configuration: dict[str, OcppValue] | None = Field(None, description=CONFIGURATION)
 
 
 class ChargerOut(Schema):

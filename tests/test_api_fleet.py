@@ -1063,6 +1063,42 @@ def test_a_configuration_key_is_set_read_and_deleted(api, depot):
     assert api.get(f"{url}/VendorSpecific").status_code == 404
 
 
+def test_a_configuration_value_may_be_sent_as_a_json_number_or_boolean(api, depot):
+    """OCPP sends configuration values as strings; a script's `{"value": 60}` got a 422."""
+    charger = make_charger("CP-1", location=depot)
+    url = f"{V1}/chargers/CP-1/configuration"
+    for key, value, stored in [
+        ("HeartbeatInterval", 60, "60"),
+        ("MeterValueSampleInterval", 30.0, "30"),
+        ("LocalAuthorizeOffline", False, "false"),
+        ("LocalPreAuthorize", True, "true"),
+        ("VendorRatio", 0.25, "0.25"),
+    ]:
+        response = api.put(f"{url}/{key}", {"value": value})
+        assert response.status_code in (200, 201), response.content
+        assert response.json()["value"] == stored
+        assert charger.configuration.get(key=key).value == stored
+    # Still checked as the key's text: 1.5 is not a whole number of seconds.
+    assert fields_of(api.put(f"{url}/HeartbeatInterval", {"value": 1.5})) == {
+        "value": ["HeartbeatInterval takes a whole number, not '1.5'."]
+    }
+    for other in (None, [60], {"seconds": 60}):
+        assert list(fields_of(api.put(f"{url}/HeartbeatInterval", {"value": other}))) == ["value"]
+    # A charger write's `configuration` takes them alike.
+    patched = api.patch(
+        f"{V1}/chargers/CP-1?wait=false",
+        {"configuration": {"HeartbeatInterval": 90, "LocalAuthorizeOffline": True}},
+    )
+    assert patched.status_code == 200, patched.content
+    keys = {row["key"]: row["value"] for row in patched.json()["charger"]["configuration"]}
+    assert (keys["HeartbeatInterval"], keys["LocalAuthorizeOffline"]) == ("90", "true")
+    # The OpenAPI document says so.
+    spec = api.get(f"{V1}/openapi.json").json()
+    value = spec["components"]["schemas"]["ConfigurationKeyIn"]["properties"]["value"]
+    assert value["anyOf"] == [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+    assert '60 as "60", true as "true"' in value["description"]
+
+
 def test_a_configuration_key_gets_the_admins_messages(api, depot):
     make_charger("CP-1", location=depot)
     url = f"{V1}/chargers/CP-1/configuration"
