@@ -476,6 +476,9 @@ def save_evse(
 
 
 def delete_evse(charger: Charger, evse: Evse) -> None:
+    refused = evse.deletion_refused()
+    if refused:
+        raise ApiError(409, refused, [ErrorItem(field="connector_id", message=refused)])
     with transaction.atomic():
         evse.delete()
         problem = _numbering_problem(charger, old=evse.connector_id, new=None)

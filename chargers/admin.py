@@ -61,12 +61,12 @@ def recent_csms_url(user: Any) -> str:
 
 
 def deletion_problem(evses: list[Evse]) -> str | None:
-    """Why these EVSEs may not be deleted (a charger would be left with a gap in its
-    connectors 1..N, or with no EVSE), or None."""
+    """Why these EVSEs may not be deleted (a transaction in progress on one, a charger
+    left with a gap in its connectors 1..N, or with no EVSE), or None."""
     gone: dict[Charger, set[int]] = {}
+    problems = [evse.deletion_refused() for evse in evses]
     for evse in evses:
         gone.setdefault(evse.charger, set()).add(evse.connector_id)
-    problems = []
     for charger, ids in gone.items():
         stored = Evse.objects.connector_ids(charger.pk)
         after = [n for n in stored if n not in ids]

@@ -445,6 +445,30 @@ class Evse(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def deletion_refused(self) -> str | None:
+        """Why this connector may not be deleted now (None: it may): a transaction is open
+        on it. Its meterStart and MeterValues count on this row's register, which the
+        engine's checkpoints then no longer write (a crash would lose it), and the engine
+        keeps the connector until the session ends anyway. A charger taken out of service
+        (deleted or disabled) ends its sessions itself; a connector is not, so the caller
+        stops the session first."""
+        open_ = (
+            Transaction.objects.filter(
+                charger_id=self.charger_id,
+                connector_id=self.connector_id,
+                state=Transaction.State.OPEN,
+            )
+            .order_by("id")
+            .first()
+        )
+        if open_ is None:
+            return None
+        name = open_.transaction_id if open_.transaction_id is not None else open_.local_id
+        return (
+            f"Connector {self.connector_id} of {self.charger.charge_point_id} has transaction "
+            f"{name} in progress; stop it first."
+        )
+
     @classmethod
     def power_type_problem(cls, connector_type: str, power_type: str) -> str | None:
         """Why an EVSE with this connector type cannot be on a charger of this power type

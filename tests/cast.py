@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
 
-from chargers.models import Charger, Evse
+from chargers.models import Charger, Evse, Transaction
 from locations.models import Location
 from vehicles.models import CATALOGUE, VehicleModel
 
@@ -61,6 +61,22 @@ def make_charger(
     )
     charger.sync_number_of_connectors()
     return charger
+
+
+def make_open_transaction(
+    charger: Charger, connector_id: int = 1, transaction_id: int | None = None
+) -> Transaction:
+    """A session in progress as the engine stores it (`transaction_id` None: the CSMS has
+    not confirmed it yet)."""
+    return Transaction.objects.create(
+        charger=charger,
+        connector_id=connector_id,
+        local_id=f"{charger.charge_point_id}-{connector_id}",
+        id_tag="TAG-1",
+        transaction_id=transaction_id,
+        meter_start=1000,
+        started_at="2026-12-01T10:00:00Z",
+    )
 
 
 ADMIN_PASSWORD = "pw-admin-1"

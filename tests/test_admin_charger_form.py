@@ -11,7 +11,7 @@ from django.utils import timezone
 from chargers.admin import register_text
 from chargers.models import Charger, ConfigurationKey, Evse
 from tests.admin_forms import form_values
-from tests.cast import make_charger, make_location
+from tests.cast import make_charger, make_location, make_open_transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -298,6 +298,23 @@ def test_the_evse_admin_deletes_only_the_last_connector(admin_client_logged_in):
     url = reverse("admin:chargers_evse_delete", args=[last.pk])
     assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
     assert connector_ids(charger) == [1]
+
+
+def test_the_evse_admin_does_not_delete_a_connector_with_a_transaction_in_progress(
+    admin_client_logged_in,
+):
+    charger = make_charger("BUSY-1", evses=2)
+    make_open_transaction(charger, connector_id=2, transaction_id=12)
+    last = charger.evses.get(connector_id=2)
+    message = "Connector 2 of BUSY-1 has transaction 12 in progress; stop it first."
+    url = reverse("admin:chargers_evse_delete", args=[last.pk])
+    response = admin_client_logged_in.post(url, {"post": "yes"}, follow=True)
+    assert message in response.content.decode()
+    changelist = reverse("admin:chargers_evse_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [last.pk], "post": "yes"}
+    response = admin_client_logged_in.post(changelist, selected, follow=True)
+    assert message in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
 
 
 # -- the standard OCPP configuration keys stay -----------------------------------------------

@@ -17,11 +17,17 @@ from django.utils import timezone
 
 from api import fleet_writes
 from api.fleet_writes import MAX_BULK
-from chargers.models import Charger, ConfigurationKey, Evse
+from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from locations.models import Location
 from simulator import contract
 from tests.api_client import TokenClient, user_with_token
-from tests.cast import make_charger, make_location, make_superuser, make_vehicle
+from tests.cast import (
+    make_charger,
+    make_location,
+    make_open_transaction,
+    make_superuser,
+    make_vehicle,
+)
 from tests.test_admin_pages import change_form_data
 from tests.test_fleet_changes import SHARDS, FakeWorker, charger_pks, inbox, setup  # noqa: F401
 from vehicles.models import VehicleModel
@@ -954,6 +960,28 @@ def test_only_the_last_evse_can_be_removed_so_connectors_stay_numbered_without_g
     assert api.delete(f"{url}/2").status_code == 204
     assert connector_ids(charger) == [1]
     assert charger.configuration.get(key="NumberOfConnectors").value == "1"
+
+
+def test_an_evse_with_a_transaction_in_progress_is_not_removed(api, depot):
+    """It answered 204 and said nothing, while the session went on on a connector whose
+    row (and register) was gone."""
+    charger = make_charger("CP-1", location=depot, evses=2)
+    session = make_open_transaction(charger, connector_id=2, transaction_id=4711)
+    refused = api.delete(f"{V1}/chargers/CP-1/evses/2")
+    message = "Connector 2 of CP-1 has transaction 4711 in progress; stop it first."
+    assert refused.json()["detail"] == message
+    assert errors_of(refused, 409) == [("connector_id", message, None)]
+    assert connector_ids(charger) == [1, 2]
+    # Before the CSMS confirmed it, it is named by the charger's own id.
+    Transaction.objects.filter(pk=session.pk).update(transaction_id=None)
+    assert (
+        "has transaction CP-1-2 in progress"
+        in api.delete(f"{V1}/chargers/CP-1/evses/2").json()["detail"]
+    )
+    # Once it has ended, the connector may go.
+    Transaction.objects.filter(pk=session.pk).update(state=Transaction.State.STOPPED)
+    assert api.delete(f"{V1}/chargers/CP-1/evses/2").status_code == 204
+    assert connector_ids(charger) == [1]
 
 
 def test_the_last_evse_cannot_be_removed(api, depot):

@@ -535,8 +535,9 @@ def change_evse(
     summary="Remove an EVSE",
     description="Only the charger's last connector (the highest number) may go; another is "
     "refused (409), as a charger's connectors are numbered 1..N without gaps, and so is its "
-    "only EVSE (a charger keeps at least one: delete the charger instead). "
-    "NumberOfConnectors follows. Needs `chargers.delete_evse`.",
+    "only EVSE (a charger keeps at least one: delete the charger instead), and one with a "
+    "transaction in progress (stop it first). NumberOfConnectors follows. Needs "
+    "`chargers.delete_evse`.",
 )
 @require("chargers.delete_evse")
 def delete_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
