@@ -4,7 +4,8 @@ Not the built-in CSMS (`simulator.csms`): that one goes through the `ocpp` libra
 (dataclasses, case conversion, jsonschema) at a few hundred µs a message, which would make
 the CSMS, not the simulator, the bottleneck of a fleet benchmark. This one parses each frame
 once with orjson and answers BootNotification, StatusNotification, Heartbeat, MeterValues,
-Authorize, StartTransaction, StopTransaction and DataTransfer with fixed payloads.
+Authorize, StartTransaction, StopTransaction, DataTransfer and SecurityEventNotification
+with fixed payloads.
 
 Run by `bench/fleet.py` as a child process and driven over stdin/stdout, one JSON object a
 line, one reply line per command:
@@ -208,6 +209,9 @@ class LoadCSMS:
             answer = {"idTagInfo": {"status": "Accepted"}}
         elif action == "DataTransfer":
             answer = {"status": "UnknownVendorId"}
+        elif action == "SecurityEventNotification":
+            # A charger reports its firmware's startup once loaded (1.6 security whitepaper).
+            answer = {}
         else:
             self.errors[f"unexpected CALL {action}"] += 1
             await ws.send(orjson.dumps([CALLERROR, unique_id, "NotImplemented", "", {}]), text=True)

@@ -249,6 +249,13 @@ async def test_the_running_worker_prunes_its_log_to_the_bound(csms):
     service = await started("LOG-CAP", max_rows=6, prune_seconds=0.01)
     rows = database_sync_to_async(FrameLogEntry.objects.count)
     try:
+        # What the boot sends (the firmware's startup, durable, then the statuses) out first:
+        # the GetConfiguration exchanges below are then the newest entries.
+        charger = loaded(service, "LOG-CAP")
+        await wait_until(
+            lambda: not charger.queue and charger.outbox.in_flight is None,
+            message="the boot's messages answered",
+        )
         for _ in range(10):
             await csms.call("LOG-CAP", call.GetConfiguration(key=["HeartbeatInterval"]))
         last = [e for e in csms.log if e.cp_id == "LOG-CAP" and e.action == "GetConfiguration"][-1]

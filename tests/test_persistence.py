@@ -526,7 +526,7 @@ async def test_a_message_that_cannot_be_saved_is_not_sent_and_does_not_hold_up_t
         await csms.wait_for("CP-UNSAVED", "StopTransaction", timeout=5)
         assert unsaved not in charger.queue
         assert not [e for e in csms.log if e.action == "MeterValues" and e.message_type == 2]
-        assert "MeterValues #2 could not be saved; dropped unsent" in caplog.text
+        assert f"MeterValues #{unsaved.seq} could not be saved; dropped unsent" in caplog.text
     finally:
         await service.stop()
 

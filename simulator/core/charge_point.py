@@ -314,8 +314,8 @@ class Charger:
         self.security_log = SecurityLog()
         self.reconnect_due = False  # SecurityProfile raised: reconnect after the answer
         self.security_change: str | None = None  # a security key changed: report it then
-        # Why the charger last went down, until the boot after it reports the firmware's
-        # startup (StartupOfTheFirmware); None on the first start of the process.
+        # Why the charger last went down (or "power-up" once loaded), until the boot after
+        # it reports the firmware's startup (StartupOfTheFirmware); None: nothing to report.
         self.startup_after: str | None = None
         # A firmware installed before a reboot, reported once the charger has booted into
         # it (OCPP 1.6: reboot into the new firmware, then FirmwareStatusNotification

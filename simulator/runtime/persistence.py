@@ -255,6 +255,8 @@ def read_chargers(pks: Iterable[int]) -> dict[int, ChargerRow]:
 
 
 READ_BATCH = 500
+# Why a charger loaded from the database starts (StartupOfTheFirmware's techInfo).
+POWER_UP = "power-up"
 # A security event as stored: (type, timestamp, techInfo, pushed to the CSMS)
 SecurityRow = tuple[str, str, str | None, bool]
 # Configuration keys that are columns of the charger row (write-only or charger-level).
@@ -334,6 +336,9 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
     by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
     for charger in by_pk.values():
         charger.queue.sink = checkpointer.sink_for(charger)
+        # Loaded is powered up: its first boot reports the firmware's startup, as a real
+        # charge point's does at every start (a reboot in this process says why instead).
+        charger.startup_after = POWER_UP
     outbox = OutboxMessage.objects.order_by("charger_id", "seq")
     open_q = Q(state=TransactionRow.State.OPEN)
     if len(by_pk) <= READ_BATCH:  # a few chargers loaded while running: read only theirs
