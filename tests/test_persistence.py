@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -595,3 +596,33 @@ def test_a_loaded_charger_holds_the_operators_own_keys_with_their_read_only_flag
     assert charger.change_configuration("VendorMode", "x" * 501) == "Rejected"
     assert charger.change_configuration("VendorMode", "fast") == "Accepted"
     assert charger.config["VendorMode"] == "fast"
+
+
+@pytest.mark.django_db
+def test_a_stored_profile_this_version_refuses_is_dropped_alone(caplog):
+    """A profile stored by an earlier version whose rules were looser (a negative id, now
+    Rejected) made the load refuse every profile of its charger."""
+    from chargers.models import ChargingProfileRecord
+    from simulator.runtime.persistence import load_fleet
+
+    row = make_charger("CP-OLDPROF", evses=1)
+
+    def profile(profile_id: int) -> dict[str, Any]:
+        return {
+            "chargingProfileId": profile_id,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "startSchedule": "2026-01-01T00:00:00Z",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+            },
+        }
+
+    ChargingProfileRecord.objects.store(
+        {row.pk: [{"connectorId": 1, "csChargingProfiles": profile(n)} for n in (-1, 7)]}
+    )
+    (charger,) = load_fleet(None, ids=["CP-OLDPROF"])
+    assert [p["csChargingProfiles"]["chargingProfileId"] for p in charger.profiles.all()] == [7]
+    assert "stored charging profile -1 not loaded" in caplog.text

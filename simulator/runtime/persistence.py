@@ -60,6 +60,7 @@ from simulator.core.local_list import ListChange
 from simulator.core.outbox import Outgoing
 from simulator.core.protocol import AuthStatus, IdTagAnswer
 from simulator.core.security_log import LOG_SIZE, LoggedEvent
+from simulator.core.smart_charging import ChargingProfile
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
@@ -223,9 +224,21 @@ def build_charger(
     stored = getattr(row, "certificate_store", None)
     if stored is not None:
         charger.certificates = CertificateStore.restore(stored.certificates, stored.secrets())
-    records = [
-        {"connectorId": r.connector_id, "csChargingProfiles": r.body} for r in row.profiles.all()
-    ]
+    records = []
+    for r in row.profiles.all():
+        # One by one: a profile this version refuses (stored by an earlier one, whose rules
+        # were looser) is dropped alone, not with every other profile of the charger.
+        try:
+            ChargingProfile.from_dict(r.body)
+        except ValueError as exc:
+            log.warning(
+                "%s: stored charging profile %s not loaded: %s",
+                row.charge_point_id,
+                r.profile_id,
+                exc,
+            )
+            continue
+        records.append({"connectorId": r.connector_id, "csChargingProfiles": r.body})
     if records:
         try:
             charger.profiles.load(records)
