@@ -42,6 +42,7 @@ from chargers.evse_layout import (
     next_connector_id,
     numbering_problem,
     power_type_problems,
+    removal_problems,
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm
@@ -306,6 +307,11 @@ def check_charger(
     if given.get("evses") is not None:
         specs, problems = _check_evses(given["evses"], power_type, row=row)
         errors += problems
+        if instance is not None and specs:
+            errors += [
+                ErrorItem(field="evses", message=message, row=row)
+                for message in removal_problems(instance.pk, len(specs))
+            ]
     elif power_type is not None:
         # A new power type the stored EVSEs no longer fit.
         errors += [

@@ -105,6 +105,15 @@ class EvseFormSet(BaseInlineFormSet):
         problem = numbering_problem(name, stored.values(), [*after.values(), *added])
         if problem:
             raise forms.ValidationError(problem)
+        # A connector with a session in progress stays, as the EVSE admin keeps it.
+        removed = [
+            form.instance
+            for form in self.forms
+            if form.instance.pk in stored and form.instance.pk not in after
+        ]
+        refused = [why for evse in removed if (why := evse.deletion_refused())]
+        if refused:
+            raise forms.ValidationError(refused)
 
     def save_existing(self, form, obj, commit=True):
         # Only the columns a person edits: the register, status and availability in the

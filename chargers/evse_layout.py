@@ -124,6 +124,17 @@ def power_type_problems(
     ]
 
 
+def removal_problems(charger_pk: int | None, keep: int) -> list[str]:
+    """Why a list of `keep` EVSEs may not replace the stored ones of `charger_pk`: a
+    transaction in progress on a connector it removes (`Evse.deletion_refused`). A charger
+    PUT or PATCH with fewer EVSEs, an import row and the admin's inline remove connectors
+    as the EVSE endpoint's DELETE does, and are refused alike."""
+    if charger_pk is None:
+        return []
+    removed = Evse.objects.filter(charger_id=charger_pk, connector_id__gt=keep)
+    return [p for evse in removed.select_related("charger") if (p := evse.deletion_refused())]
+
+
 def specs_of(evses: Iterable[Evse]) -> list[EvseSpec]:
     return [
         EvseSpec(e.connector_type, e.max_power_kw)

@@ -30,6 +30,7 @@ from chargers.evse_layout import (
     format_evses,
     parse_evses,
     power_type_problems,
+    removal_problems,
     specs_of,
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
@@ -270,6 +271,10 @@ class ChargerResource(FleetResource):
             problems = power_type_problems(instance.power_type, layout, instance.pk)
             if problems:
                 errors[column] = [ValidationError(f"Connector {n}: {why}") for n, why in problems]
+            elif layout is not None and instance.pk:
+                removing = removal_problems(instance.pk, len(layout))
+                if removing:
+                    errors["evse_layout"] = [ValidationError(why) for why in removing]
         super().validate_instance(instance, errors, validate_unique)
 
     def bulk_create(

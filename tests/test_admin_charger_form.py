@@ -317,6 +317,20 @@ def test_the_evse_admin_does_not_delete_a_connector_with_a_transaction_in_progre
     assert connector_ids(charger) == [1, 2]
 
 
+def test_the_evse_inline_does_not_delete_a_connector_with_a_transaction_in_progress(
+    admin_client_logged_in,
+):
+    charger = make_charger("BUSY-2", evses=2)
+    make_open_transaction(charger, connector_id=2, transaction_id=13)
+    url, data = change_page(admin_client_logged_in, charger)
+    rows = {data[f"evses-{n}-connector_id"]: n for n in range(2)}
+    data[f"evses-{rows['2']}-DELETE"] = "on"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    assert "Connector 2 of BUSY-2 has transaction 13 in progress" in response.content.decode()
+    assert connector_ids(charger) == [1, 2]
+
+
 # -- the standard OCPP configuration keys stay -----------------------------------------------
 
 

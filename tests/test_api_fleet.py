@@ -984,6 +984,18 @@ def test_an_evse_with_a_transaction_in_progress_is_not_removed(api, depot):
     assert connector_ids(charger) == [1]
 
 
+def test_a_charger_write_with_fewer_evses_keeps_a_connector_in_session(api, depot):
+    """The EVSE endpoint refused it, but a PUT or PATCH of the charger with a shorter
+    `evses` list removed the connector of a session in progress all the same."""
+    charger = make_charger("CP-1", location=depot, evses=2)
+    make_open_transaction(charger, connector_id=2, transaction_id=4711)
+    shorter = {"evses": [{"connector_type": "Type2", "max_power_kw": 22}]}
+    refused = api.patch(f"{V1}/chargers/CP-1?wait=false", shorter)
+    message = "Connector 2 of CP-1 has transaction 4711 in progress; stop it first."
+    assert ("evses", message, None) in errors_of(refused, 422)
+    assert connector_ids(charger) == [1, 2]
+
+
 def test_the_last_evse_cannot_be_removed(api, depot):
     # One by one, every EVSE went (204 each time), leaving a charger the engine cannot run.
     charger = make_charger("CP-1", location=depot, evses=1)

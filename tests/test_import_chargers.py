@@ -602,3 +602,18 @@ def test_an_xlsx_formula_imports_the_value_the_spreadsheet_computed(depot):
     result = run_import(formula_workbook(computed=True), "xlsx")
     assert not result.has_errors(), result.problems()
     assert Charger.objects.values_list("max_power_kw", "vendor").get() == (100.0, "Acme")
+
+
+def test_an_update_row_with_fewer_evses_keeps_a_connector_in_session(depot):
+    """The EVSE endpoint and the admin refuse to remove a connector with a session in
+    progress; an import row that lists fewer EVSEs removed it all the same."""
+    from tests.cast import make_open_transaction
+
+    charger = make_charger("CP-1", location=depot, evses=2)
+    make_open_transaction(charger, connector_id=2, transaction_id=99)
+    result = run_import(csv_bytes("CP-1,Depot,AC,22,Type2:22,,"))
+    assert result.has_errors()
+    [problem] = result.problems()
+    assert (problem.row, problem.column) == (1, "evses")
+    assert "Connector 2 of CP-1 has transaction 99 in progress" in problem.message
+    assert list(charger.evses.values_list("connector_id", flat=True)) == [1, 2]
