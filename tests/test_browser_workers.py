@@ -89,6 +89,7 @@ def test_the_fleet_page_says_which_worker_stopped_reporting_until_it_is_back(dep
         expect(gone.locator("[data-field=status]")).to_have_class(
             re.compile(r"\bstatus-not-running\b")
         )
+        expect(gone.locator("[data-field=power]")).to_have_text("–")  # not its last kW
         expect(online).to_have_text("1")
         live(rows[0])
         page.screenshot(path=ARTIFACTS / "workers-2-one-gone.png", full_page=True)

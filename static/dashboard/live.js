@@ -254,6 +254,10 @@
       setStatus(el, text);
       el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + " status-not-running";
     });
+    // The last power and charge level are no one's now: "22.0 kW" beside "no live data"
+    // read as a charger still delivering it.
+    scope.querySelectorAll("[data-field=power]").forEach(function (el) { setText(el, "–"); });
+    scope.querySelectorAll("[data-field=soc]").forEach(function (el) { setText(el, ""); });
   }
 
   function rowsPage(path, ids, onMessage) {
