@@ -310,6 +310,20 @@ async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
     await communicator.disconnect()
 
 
+def one_charger_summary(shard: int, started: float) -> dict[str, Any]:
+    """A fleet summary of one of two workers, with one idle charger online."""
+    return {
+        "type": contract.EVENT_FLEET_SUMMARY,
+        "shard": shard,
+        "shards": 2,
+        "chargers": 1,
+        "statuses": {"Available": 1},
+        "links": {"online": 1},
+        "power_w": 0.0,
+        "started": started,
+    }
+
+
 async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(user, settings):
     """The page's watch lived in the killed worker's memory: the restarted one sent the
     page nothing of its chargers until the next renewal (30 s), and the page showed their
@@ -332,19 +346,7 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
     assert asked["command"] == contract.SNAPSHOT and asked["args"]["chargers"] == [rows[1].pk]
 
     async def summary(shard: int, started: float) -> dict:
-        await layer.group_send(
-            contract.FLEET_SUMMARY_GROUP,
-            {
-                "type": contract.EVENT_FLEET_SUMMARY,
-                "shard": shard,
-                "shards": 2,
-                "chargers": 1,
-                "statuses": {"Available": 1},
-                "links": {"online": 1},
-                "power_w": 0.0,
-                "started": started,
-            },
-        )
+        await layer.group_send(contract.FLEET_SUMMARY_GROUP, one_charger_summary(shard, started))
         return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
 
     only_zero = await summary(0, 100.0)
@@ -387,19 +389,7 @@ async def test_the_rows_of_a_worker_silent_for_the_stale_time_say_no_live_data(
     await communicator.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
 
     async def summary(shard: int) -> dict:
-        await layer.group_send(
-            contract.FLEET_SUMMARY_GROUP,
-            {
-                "type": contract.EVENT_FLEET_SUMMARY,
-                "shard": shard,
-                "shards": 2,
-                "chargers": 1,
-                "statuses": {"Available": 1},
-                "links": {"online": 1},
-                "power_w": 0.0,
-                "started": 100.0,
-            },
-        )
+        await layer.group_send(contract.FLEET_SUMMARY_GROUP, one_charger_summary(shard, 100.0))
         return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
 
     assert (await summary(0))["unreported"] == []
