@@ -260,6 +260,33 @@ async def test_a_new_sample_interval_brings_meter_values_at_that_interval(worker
     await csms.wait_for("CP-LIVE", "MeterValues", after=csms.log.index(first) + 1, timeout=5)
 
 
+async def test_a_value_applied_from_the_database_is_not_written_back_over_a_newer_one(csms):
+    """Two quick PUTs of a key: the worker applied the first and queued it to be written
+    back; the second was stored meanwhile, and the checkpoint wrote the first over it. The
+    charger and the database kept the older value, and the second PUT's worker said "no
+    change". A value the worker takes from its row is the row's already: nothing is written
+    back."""
+    await sync_to_async(make_charger)("CP-RACE", evses=1, csms_url=csms.url)
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=3600, reconnect_cap=0.5))
+    await service.start(channels=True)
+    try:
+        charger = loaded(service, "CP-RACE")
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="CP-RACE boot")
+        await service.checkpoint()  # what the boot changed (HeartbeatInterval), stored first
+        pk = await sync_to_async(pk_of)("CP-RACE")
+        key = ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval")
+        await sync_to_async(key.update)(value="40")
+        assert (await saved(pk))[0]["outcome"] == "applied live"
+        assert charger.config["MeterValueSampleInterval"] == "40"
+        await sync_to_async(key.update)(value="45")  # the second PUT, stored
+        await service.checkpoint()  # before the worker hears of it
+        assert await sync_to_async(lambda: key.get().value)() == "45"
+        assert (await saved(pk))[0]["outcome"] == "applied live"
+        assert charger.config["MeterValueSampleInterval"] == "45"
+    finally:
+        await service.stop()
+
+
 async def test_an_invalid_configuration_value_is_rejected_as_change_configuration_would(
     worker, csms
 ):

@@ -442,6 +442,8 @@ class FleetReloader:
             status = live.change_configuration(key, value)
             if status in ("Accepted", "RebootRequired"):
                 changed = True
+                if live.config.get(key) == value:  # as stored: no write back (a newer may come)
+                    self.service.checkpointer.stored_already(live, key)
             else:
                 rejected.append(f"{key} {status.lower()}")
         if reconnect or changed:

@@ -626,6 +626,14 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_config(charger, key, value)
 
+    def stored_already(self, charger: Charger, key: str) -> None:
+        """The value just set for `key` came from the charger's row (an edit applied live):
+        it is not written back. Written with the next checkpoint, it could overwrite a newer
+        value stored meanwhile (a second edit), and the charger and its row kept the older."""
+        if charger.spec.db_id is not None:
+            with self._lock:
+                self._config.pop((charger.spec.db_id, key), None)
+
     def on_frame(
         self, charger: Charger, direction: str, text: str, message_id: str = "", action: str = ""
     ) -> None:
