@@ -34,6 +34,8 @@ MAX_EVENTS = 200_000
 MAX_FRAMES_PER_CHARGER = 50_000
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+# Connection events after which no answer to a CALL sent before can arrive.
+LINK_DOWN = frozenset({"closed", "network_cut"})
 # How long stop() keeps cancelling its tasks, and how often.
 STOP_SECONDS = 30.0
 STOP_RETRY_SECONDS = 0.2
@@ -96,6 +98,8 @@ class Watch:
         self.events: list[contract.StreamEvent] = []
         self.dropped = 0
         self.frames: dict[int, list[Frame]] = {pk: [] for pk in chargers}
+        # charger pk -> when its link went down (`LINK_DOWN`), oldest first
+        self.link_down: dict[int, list[float]] = {}
         self._changed = asyncio.Event()
         self._channel: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,10 +185,16 @@ class Watch:
                 self.events.append(event)
             else:
                 self.dropped += 1
-            if event.get("kind") == "frame":
+            kind = event.get("kind")
+            if kind == "frame":
                 frames = self.frames.setdefault(int(event["charger_id"]), [])
                 frames.append(Frame.of(event))
                 if len(frames) > MAX_FRAMES_PER_CHARGER:
                     del frames[: MAX_FRAMES_PER_CHARGER // 10]
+            elif kind == "connection" and event["data"].get("event") in LINK_DOWN:
+                downs = self.link_down.setdefault(int(event["charger_id"]), [])
+                downs.append(float(event["at"]))
+                if len(downs) > MAX_FRAMES_PER_CHARGER:
+                    del downs[: MAX_FRAMES_PER_CHARGER // 10]
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -19,7 +19,7 @@ from chargers.engine_client import EngineClient
 from scenarios.format import ScenarioError, parse
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
-from scenarios.steps import percentile, response_times
+from scenarios.steps import StepFailed, answers_within, percentile, response_times
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame
 from simulator.csms import CentralSystem
 from simulator.management.commands.runscenario import InProcessEngine
@@ -224,6 +224,24 @@ def test_response_times_pair_calls_with_answers_and_leave_out_young_unanswered_o
     ]
     assert response_times(frames, now=20.0, grace=2.0) == [0.5, 3.0, math.inf]
     assert response_times(frames, now=20.0, grace=2.0, action="Authorize") == [3.0]
+    # The link went down 1 s after "c" was sent: no answer could come, it is left out. A
+    # link lost long after the CALL (the CSMS had its time) leaves it infinitely slow.
+    assert response_times(frames, now=20.0, grace=2.0, link_down=[13.0]) == [0.5, 3.0]
+    assert response_times(frames, now=20.0, grace=2.0, link_down=[15.0]) == [0.5, 3.0, math.inf]
+
+
+def test_answers_within_leaves_out_a_call_the_link_going_down_cut_off() -> None:
+    """A CALL sent just before a network cut (the firmware's startup report, right after
+    the boot) was never answered: a library case failed for it, though the CSMS could not
+    have answered over a link that was down."""
+    frames = [_frame(10.0, CALL, "a"), _frame(10.1, CALLRESULT, "a"), _frame(11.0, CALL, "b")]
+    with pytest.raises(StepFailed, match="did not answer Heartbeat"):
+        answers_within(frames, now=20.0, limit=5.0)
+    assert answers_within(frames, now=20.0, limit=5.0, link_down=[11.004]) == (
+        "1 CALLs answered, the slowest in 0.10 s (1 cut off by the link going down)"
+    )
+    with pytest.raises(StepFailed):  # the CSMS had its 5 s before the link went
+        answers_within(frames, now=20.0, limit=5.0, link_down=[17.0])
     ordered = sorted(float(n) for n in range(1, 101))
     assert percentile(ordered, 99) == 99.0
     assert percentile(ordered, 50) == 50.0
