@@ -360,6 +360,30 @@ async def test_a_session_end_to_end_plug_in_id_tag_wait_for_charging_then_stop(
     assert unplugged.json()["charger"]["evses"][0]["status"] == "Available"
 
 
+async def test_a_state_request_reads_the_register_as_of_now_not_the_last_sample(worker, driver):
+    """The meter visits a steadily charging AC connector only at its events: between two
+    samples (60 s) the state's register and SoC stood still, then jumped."""
+    # No wait_for: a charger someone waits on is watched, and a watched one is brought up
+    # to date at every flush for its page anyway.
+    await driver.post(ACTION.format("API-1", "plug-in"), {"connector_id": 1, "soc": 30})
+    await driver.post(
+        ACTION.format("API-1", "present-id-tag"), {"connector_id": 1, "id_tag": "NOW-TAG"}
+    )
+    charger = loaded(worker, "API-1")
+    await wait_until(lambda: charger.evse(1).power_w > 0, timeout=10, message="charging")
+    assert charger.config.as_int("MeterValueSampleInterval") >= 30
+
+    async def register() -> float:
+        state = (await driver.get(STATE.format("API-1"))).json()
+        return float(state["charger"]["evses"][0]["register_wh"])
+
+    first = await register()
+    deadline = asyncio.get_running_loop().time() + 10  # a sample is 30 s or more away
+    while await register() <= first:
+        assert asyncio.get_running_loop().time() < deadline, "the register stood still"
+        await asyncio.sleep(0.2)
+
+
 async def test_a_stopped_transaction_is_no_longer_the_connectors(worker, driver, csms):
     """Once stopped, a connector's state names no transaction: neither its idTag nor the
     CSMS's id of the transaction that ended (the dashboard showed "– / 6" under a

@@ -287,6 +287,9 @@ class CommandServer:
                     # The connector the answer (or its wait) is about must exist: a script
                     # asking for connector 5 of a one-connector charger hears so.
                     charger.evse(_connector(args))
+                # The meter visits a steadily charging connector only at its events (a sample
+                # due, a limit): its register and SoC as of now, not as of the last sample.
+                charger.settle_meter()
                 text = f"{charger.id} is {charger.link.value}, boot {charger.boot.value}"
             else:
                 text = await self.execute(charger_id, command, args, catalogue)
