@@ -104,11 +104,17 @@ def test_an_embedded_runscenario_on_the_database_of_a_running_simulator_is_refus
 ) -> None:
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:"):
         pytest.skip("an in-memory test database has nothing to lock")
+    from django.core.management.base import CommandError
+
+    from scenarios.models import ScenarioRun
+
     held = WorkerLock(0, 1)  # as a runsimulator on this database holds it
     held.acquire()
     out = io.StringIO()
     try:
-        with pytest.raises(SystemExit) as exited:
+        # Refused before it writes or starts anything: it stored a run as an error and
+        # exited 1, which a CI job reads as a CSMS that failed its checks.
+        with pytest.raises(CommandError) as refused:
             call_command(
                 "runscenario",
                 str(Path(__file__).parent.parent / "scenarios/library/boot-accepted.yaml"),
@@ -118,9 +124,11 @@ def test_an_embedded_runscenario_on_the_database_of_a_running_simulator_is_refus
             )
     finally:
         held.release()
-    assert exited.value.code == 1
-    assert "Another simulator" in out.getvalue()
-    assert "runs shard 0/1 of this database" in out.getvalue()
+    assert refused.value.returncode == 2  # nothing ran
+    assert "Another simulator" in str(refused.value)
+    assert "runs shard 0/1 of this database" in str(refused.value)
+    assert "Built-in CSMS on" not in out.getvalue()
+    assert not ScenarioRun.objects.exists()
 
 
 def _end_sessions(session_pid: int) -> None:

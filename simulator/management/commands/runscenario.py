@@ -100,6 +100,16 @@ class InProcessEngine:
             self.lock = None
 
 
+def _check_free() -> None:
+    """CommandError (exit 2: nothing ran) when a simulator runs on this database."""
+    lock = WorkerLock(0, 1)
+    try:
+        lock.acquire()
+    except WorkerLockError as exc:
+        raise CommandError(str(exc), returncode=EXIT_BAD_FILE) from None
+    lock.release()
+
+
 def embedded() -> bool:
     """The channel layer is this process's memory: no worker elsewhere can be reached."""
     backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
@@ -233,6 +243,10 @@ class Command(BaseCommand):
         )
         if options["migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
+        if embedded():
+            # Refused before anything starts or is stored (a run recorded as an error, exit
+            # 1 as if the CSMS had failed): the engine's own check comes only with its run.
+            _check_free()
         try:
             runs = asyncio.run(self._terminable(self._run(scenarios, options)))
         except Terminated as ended:
