@@ -529,7 +529,9 @@ async def ask_charger(
         raise ApiError(503, _sentence(str(exc))) from None
     if not result["ok"]:
         error = result.get("error")
-        message = result["message"]
+        # A worker that does not run the charger knows only its row's number: the caller
+        # named it by charge point id.
+        message = result["message"].replace(f"charger #{pk} ", f"{charge_point_id} ", 1)
         if error == contract.ERROR_INVALID:
             field = result.get("field")  # the argument the worker found wrong, if one
             field = _API_NAMES.get(field, field) if field is not None else None
