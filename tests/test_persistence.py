@@ -14,7 +14,7 @@ from ocpp.v16 import call
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.protocol import StopReason
-from simulator.runtime.lifecycle import Simulator
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer, _last_checkpoints
 from tests.cast import make_charger
 from tests.engine import COMPACT, loaded, register_now, started, wait_until
@@ -626,3 +626,37 @@ def test_a_stored_profile_this_version_refuses_is_dropped_alone(caplog):
     (charger,) = load_fleet(None, ids=["CP-OLDPROF"])
     assert [p["csChargingProfiles"]["chargingProfileId"] for p in charger.profiles.all()] == [7]
     assert "stored charging profile -1 not loaded" in caplog.text
+
+
+async def test_a_session_a_restart_ended_starts_again_after_a_later_boot(csms):
+    """A restart ended the session (PowerLoss) and was to start it again once booted, but
+    its CSMS was out of reach: stopped before any boot, the next start forgot it, and the
+    parked car stayed Preparing for good."""
+    from tests.process import free_port
+
+    await database_sync_to_async(make_charger)("CP-LATER", evses=1, csms_url=csms.url)
+    service = await started("CP-LATER")
+    charger = loaded(service, "CP-LATER")
+    charger.plug_in(1, COMPACT, soc=30, target_soc=90)
+    assert await charger.present_id_tag(1, "TAG-LATER") == "Accepted"
+    await wait_until(lambda: register_now(charger) > 1, message="energy flowing")
+    await service.checkpoint()
+    await crash(service)
+    rows = Charger.objects.filter(charge_point_id="CP-LATER")
+    await database_sync_to_async(rows.update)(csms_url=f"ws://127.0.0.1:{free_port()}/ocpp")
+    offline = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["CP-LATER"]))
+    await offline.start()
+    unbooted = loaded(offline, "CP-LATER")
+    assert unbooted.resume_after_boot == {1: "TAG-LATER"}
+    await offline.stop()  # before any boot
+    await database_sync_to_async(rows.update)(csms_url=csms.url)
+    mark = len(csms.log)
+    again = await started("CP-LATER")
+    try:
+        start = await csms.wait_for("CP-LATER", "StartTransaction", after=mark, timeout=10)
+        assert (start.payload["connectorId"], start.payload["idTag"]) == (1, "TAG-LATER")
+        # Started once: not again after yet another restart.
+        battery = loaded(again, "CP-LATER").evse(1).battery
+        assert battery is not None and battery.resume_id_tag is None
+    finally:
+        await again.stop()

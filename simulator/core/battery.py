@@ -40,6 +40,10 @@ class Battery:
     # scenario plugged it in). A power cycle plugs a new Battery into a new charger and
     # carries this over, so that the driver who brought the car still takes it away.
     brought_by: object = field(default=None, repr=False, kw_only=True)
+    # The idTag of a session a power loss ended while this car was charging, to start again
+    # once the charger's boot is accepted: stored with the car, so that a restart before
+    # that boot (a CSMS out of reach) does not forget it.
+    resume_id_tag: str | None = field(default=None, kw_only=True)
     # The curve piece `advance` last charged on and what holds on it, kept while the SoC
     # stays on it at the same offer (see `_piece_at`); the meter's, not a setting.
     piece: _Piece | None = field(default=None, init=False, repr=False)
@@ -78,6 +82,7 @@ class Battery:
             "register_wh": register_wh,
             "target_soc": self.target_soc,
             "paused": self.paused,
+            "resume_id_tag": self.resume_id_tag,
         }
 
     @classmethod
@@ -91,6 +96,8 @@ class Battery:
         if since > 0:
             battery.accept(since)
         battery.paused = bool(record.get("paused", False))
+        resume = record.get("resume_id_tag")
+        battery.resume_id_tag = str(resume) if resume else None
         return battery
 
     def energy_to_target_wh(self) -> float:

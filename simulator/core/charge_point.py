@@ -615,9 +615,13 @@ class Charger:
         as chargers that resume after a power loss do. Nothing happens if the vehicle has
         left, a session is already running, or the connector cannot charge now."""
         evse = self.evse(connector_id)
+        battery = evse.battery
+        if battery is not None and battery.resume_id_tag is not None:
+            battery.resume_id_tag = None  # tried now: not again after another restart
+            self.listener.on_vehicle(self, evse)
         if (
-            evse.battery is None
-            or evse.battery.is_full()
+            battery is None
+            or battery.is_full()
             or connector_id in self.transactions
             or evse.status in (Status.FAULTED, Status.UNAVAILABLE)
         ):
@@ -2117,7 +2121,17 @@ class Charger:
                 self.listener.on_vehicle(self, evse)
             tx = before.transactions.get(old.connector_id)
             if tx is not None and not battery.is_full() and not battery.paused:
-                self.resume_after_boot[old.connector_id] = tx.id_tag
+                self.resume_after_boot_for(old.connector_id, tx.id_tag)
+
+    def resume_after_boot_for(self, connector_id: int, id_tag: str) -> None:
+        """Start a session for `id_tag` on this connector once the boot is accepted (its car
+        charged in one a power loss ended). Kept with the car (`Battery.resume_id_tag`), so
+        that a restart before that boot still starts it."""
+        self.resume_after_boot[connector_id] = id_tag
+        evse = self.evse(connector_id)
+        if evse.battery is not None and evse.battery.resume_id_tag != id_tag:
+            evse.battery.resume_id_tag = id_tag
+            self.listener.on_vehicle(self, evse)
 
     # -- changes made by the operator (the fleet edited while running) ----------------------
 

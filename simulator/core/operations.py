@@ -114,7 +114,9 @@ class Operations:
             battery = charger.evse(connector_id).battery
             if battery is not None and not battery.is_full() and not battery.paused:
                 # The vehicle stays plugged in: its session starts again after the boot.
-                charger.resume_after_boot[connector_id] = charger.transactions[connector_id].id_tag
+                charger.resume_after_boot_for(
+                    connector_id, charger.transactions[connector_id].id_tag
+                )
             charger.stop_transaction(connector_id, reason)
         # This runs once the answer has gone out: the grace counts from it.
         await charger.restart(f"{kind} reset requested by the Central System", RESET_GRACE_SECONDS)

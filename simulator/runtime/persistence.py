@@ -450,9 +450,10 @@ def _plug_back(by_pk: dict[int, Charger], ended: dict[tuple[str, int], str]) -> 
         count += 1
         if battery.paused:
             charger.pause_ev(cid)
-        id_tag = ended.get((charger.id, cid))
+        # Its session ended now (PowerLoss), or by an earlier restart whose boot never came.
+        id_tag = ended.get((charger.id, cid)) or battery.resume_id_tag
         if id_tag is not None and not battery.is_full() and not battery.paused:
-            charger.resume_after_boot[cid] = id_tag
+            charger.resume_after_boot_for(cid, id_tag)
     if count:
         log.info("plugged %d parked vehicles back in", count)
 
