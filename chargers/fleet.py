@@ -18,6 +18,7 @@ from django.utils import timezone
 from chargers.bulk import execute_rows
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
+from chargers.sealed import SealedTextField
 from fleet_io.fleet_changes import notify_fleet_change
 from simulator.contract import config_keys
 
@@ -103,7 +104,8 @@ PLAIN = (str, int, float, bool, type(None))
 
 def _prep(field: models.Field, value: Any) -> Any:
     # Plain values go to the driver as they are: preparing 300,000 of them costs seconds.
-    if type(value) in PLAIN:
+    # Not a sealed one: its text must never reach the database as it is.
+    if type(value) in PLAIN and not isinstance(field, SealedTextField):
         return value
     return field.get_db_prep_save(value, connection)
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chargers.bulk import execute_rows, execute_values
-from chargers.sealed import seal, unseal
+from chargers.sealed import SealedTextField, seal, unseal
 from chargers.validators import (
     validate_answer_overrides,
     validate_charge_point_id,
@@ -130,11 +130,14 @@ class Charger(models.Model):
     security_profile = models.PositiveSmallIntegerField(
         choices=SecurityProfile.choices, default=SecurityProfile.NONE
     )
-    authorization_key = models.CharField(
+    authorization_key = SealedTextField(
         "AuthorizationKey (password)",
-        max_length=100,
+        text_max_length=100,
         blank=True,
-        help_text="HTTP Basic password for security profiles 1 and 2. Write-only.",
+        help_text=(
+            "HTTP Basic password for security profiles 1 and 2. Write-only; the database "
+            "holds it sealed under SECRET_KEY."
+        ),
     )
     ca_bundle_path = models.CharField(
         "TLS CA bundle path",
