@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +18,7 @@ from django.test import Client
 
 from chargers.models import Charger
 from scenarios.models import ScenarioRun
-from tests.process import ManagePy
+from tests.process import ManagePy, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -333,6 +334,60 @@ steps:
 
 
 @pytest.mark.slow
+def test_builtin_csms_listens_on_the_port_asked_for(tmp_path: Path) -> None:
+    """It took any free port: two runs at once each with a port a firewall or a CSMS-side
+    tool expects, or a run beside a busy default, had no way to say which."""
+    port, control = free_port(), free_port()
+    code, out, _ = runscenario(
+        write(tmp_path, "ok.yaml", PASSING),
+        "--builtin-csms",
+        "--csms-port",
+        str(port),
+        "--csms-control-port",
+        str(control),
+    )
+    assert code == 0, out
+    assert f"Built-in CSMS on ws://127.0.0.1:{port}\n" in out
+    assert f"Its control endpoint (${{csms_control}}) on http://127.0.0.1:{control}\n" in out
+    assert ScenarioRun.objects.get().result["status"] == "passed"
+
+
+@pytest.mark.parametrize("option", ["--csms-port", "--csms-control-port"])
+def test_a_builtin_csms_port_in_use_exits_2_before_anything_runs(
+    tmp_path: Path, option: str
+) -> None:
+    """A clear line naming the option and the port (as runsimulator's), not a traceback;
+    the CSMS started before its control endpoint failed is stopped again."""
+    path = write(tmp_path, "ok.yaml", PASSING)
+    csms_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--csms-port": str(port), "--csms-control-port": str(port)}
+        if option == "--csms-control-port":
+            ports["--csms-port"] = str(csms_port)
+        args = [arg for pair in ports.items() for arg in pair]
+        with pytest.raises(CommandError) as refused:
+            call_command("runscenario", path, "--builtin-csms", *args, stdout=io.StringIO())
+    assert refused.value.returncode == 2
+    assert str(refused.value).startswith(f"{option} {port}: cannot listen on 127.0.0.1:{port} (")
+    assert not ScenarioRun.objects.exists()
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", csms_port))  # nothing left listening on it
+
+
+def test_the_builtin_csms_ports_need_builtin_csms(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.yaml", PASSING)
+    for option in ("--csms-port", "--csms-control-port"):
+        with pytest.raises(CommandError, match="add --builtin-csms") as refused:
+            call_command("runscenario", path, "--csms-url", "ws://x", option, "9000")
+        assert refused.value.returncode == 2
+    with pytest.raises(CommandError, match="within 1 and 65535") as refused:
+        call_command("runscenario", path, "--builtin-csms", "--csms-port", "0")
+    assert refused.value.returncode == 2
+
+
 @pytest.mark.parametrize(
     ("sent", "code", "said"),
     [(signal.SIGTERM, 143, "Terminated (SIGTERM)"), (signal.SIGINT, 130, "Interrupted (Ctrl-C)")],

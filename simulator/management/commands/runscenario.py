@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -116,16 +117,35 @@ def embedded() -> bool:
     return "InMemory" in backend
 
 
-async def _start_control(csms: Any) -> Any:
+def _cannot_listen(option: str, port: int, exc: OSError) -> CommandError:
+    """A port the built-in CSMS or its control endpoint cannot have, in one line (exit 2:
+    nothing ran), as runsimulator says it."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return CommandError(
+        f"{option} {port}: cannot listen on 127.0.0.1:{port} ({reason}); nothing ran.",
+        returncode=EXIT_BAD_FILE,
+    )
+
+
+async def _start_control(csms: Any, csms_port: int, wanted: int | None) -> Any:
     """The built-in CSMS's control endpoint (the scenarios' `${csms_control}`: what their
-    `trigger` steps call), on a free loopback port; None where this tree has none. Imported
-    by name because the endpoint comes from a branch of its own (the scenario library)."""
+    `trigger` steps call) on loopback: on `wanted` (0: any free port), else next to a
+    CSMS port that was asked for or any free port when that one is taken; None with
+    `wanted` -1 or where this tree has none. Imported by name because the endpoint comes
+    from a branch of its own (the scenario library)."""
+    if wanted is not None and wanted < 0:
+        return None
     try:
         control = importlib.import_module("simulator.csms.control")
     except ImportError:
         return None
     server = control.ControlServer(csms)
-    await server.start("127.0.0.1", 0)
+    port = control.default_port(csms_port) if wanted is None else wanted
+    try:
+        await server.start("127.0.0.1", port, or_any=wanted is None)
+    except OSError as exc:
+        # Only a port given explicitly: the default one falls back to any free port.
+        raise _cannot_listen("--csms-control-port", port, exc) from None
     return server
 
 
@@ -162,7 +182,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--builtin-csms",
             action="store_true",
-            help="start the built-in CSMS on a free loopback port for the temporary chargers",
+            help="start the built-in CSMS on loopback (on --csms-port, else on any free port) "
+            "for the temporary chargers",
+        )
+        parser.add_argument(
+            "--csms-port",
+            type=int,
+            help="with --builtin-csms: its port on 127.0.0.1 (default: any free port)",
+        )
+        parser.add_argument(
+            "--csms-control-port",
+            type=int,
+            help="with --builtin-csms: port of its control endpoint on 127.0.0.1 (scenarios' "
+            "${csms_control}; 0 = any free port; -1 = none; default: --csms-port + 1, or any "
+            "free port when that one is taken or without --csms-port)",
         )
         parser.add_argument("--junit", metavar="OUT.xml", help="write a JUnit XML report")
         parser.add_argument("--json", metavar="OUT.json", help="write the runs' results as JSON")
@@ -188,6 +221,19 @@ class Command(BaseCommand):
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError(
                 "--csms-url must start with ws:// or wss://.", returncode=EXIT_BAD_FILE
+            )
+        for option in ("csms_port", "csms_control_port"):
+            if options[option] is not None and not options["builtin_csms"]:
+                raise CommandError(
+                    f"--{option.replace('_', '-')} is the built-in CSMS's: add --builtin-csms.",
+                    returncode=EXIT_BAD_FILE,
+                )
+        if options["csms_port"] is not None and not 1 <= options["csms_port"] <= 65535:
+            raise CommandError("--csms-port must be within 1 and 65535.", returncode=EXIT_BAD_FILE)
+        control_port = options["csms_control_port"]
+        if control_port is not None and not -1 <= control_port <= 65535:
+            raise CommandError(
+                "--csms-control-port must be within -1 and 65535.", returncode=EXIT_BAD_FILE
             )
         seed = options["seed"]
         if seed is not None and not 0 <= seed < 2**63:
@@ -298,10 +344,18 @@ class Command(BaseCommand):
             from simulator.csms import CentralSystem
 
             csms = CentralSystem(keep_log=False)
-            await csms.start(host="127.0.0.1", port=0)
+            port = options["csms_port"] or 0
+            try:
+                await csms.start(host="127.0.0.1", port=port)
+            except OSError as exc:
+                raise _cannot_listen("--csms-port", port, exc) from None
             csms_url = csms.url
             self.stdout.write(f"Built-in CSMS on {csms_url}")
-            control_server = await _start_control(csms)
+            try:
+                control_server = await _start_control(csms, port, options["csms_control_port"])
+            except BaseException:
+                await csms.stop()
+                raise
             if control_server is not None:
                 control = str(control_server.url)
                 self.stdout.write(f"Its control endpoint (${{csms_control}}) on {control}")
