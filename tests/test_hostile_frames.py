@@ -270,6 +270,25 @@ async def test_a_call_whose_id_is_a_number_gets_a_formation_violation_echoing_it
     assert csms.connects["HF-NUMID"] == 1
 
 
+@pytest.mark.parametrize("number", ["123", "-7", "1.5e3", "123456789012345678901234567890"])
+async def test_a_truncated_call_whose_id_is_a_number_gets_a_formation_violation_echoing_it(
+    csms, number
+):
+    """A CALL that does not parse, with a string id, was answered and one with a numeric id
+    ignored: the CSMS waited out its timeout. Its id is echoed as sent, as for a CALL that
+    parses (test above)."""
+    charger = runtime_charger("HF-NUMCUT", csms.url, evses=1)
+    async with connected(charger):
+        await csms.send_raw("HF-NUMCUT", f'[2, {number}, "Heartbeat", {{')
+        reply = await csms.wait_for(
+            "HF-NUMCUT", predicate=lambda e: e.raw.startswith(f"[4,{number},"), timeout=3
+        )
+        await still_answers(csms, "HF-NUMCUT")
+    code, _, details = json.loads(reply.raw)[2:]
+    assert (code, details) == ("FormationViolation", {})
+    assert csms.connects["HF-NUMCUT"] == 1
+
+
 async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(csms):
     charger = runtime_charger("HF-TRUNC", csms.url, evses=1)
     async with connected(charger):

@@ -160,6 +160,32 @@ async def test_an_authorization_key_the_csms_sets_is_never_stored(csms):
     assert not any(SECRET in r.payload for r in rows)
 
 
+async def test_a_call_with_a_numeric_id_and_its_call_error_show_the_id_as_sent(csms):
+    """The CALLERROR answering `[2, 123, ...]` echoes 123, but both frames were logged with
+    no message id: the log could not pair them, nor show which call of the CSMS failed."""
+    await database_sync_to_async(make_charger)("LOG-NUM", evses=1, csms_url=csms.url)
+    service = await started("LOG-NUM")
+    try:
+        await csms.send_raw("LOG-NUM", '[2, 123, "Heartbeat", {}]')
+        await csms.send_raw("LOG-NUM", '[2, 4.5e1, "Heartbeat", {')  # cut short
+        rows = await stored_until(
+            "LOG-NUM",
+            lambda rows: sum(r.payload.startswith("[4,") for r in rows) == 2,
+            "the two CALLERRORs",
+        )
+    finally:
+        await service.stop()
+    numbered = [
+        (r.direction, r.message_id, r.action) for r in rows if r.message_id in {"123", "4.5e1"}
+    ]
+    assert numbered == [
+        ("in", "123", "Heartbeat"),
+        ("out", "123", "Heartbeat"),
+        ("in", "4.5e1", ""),
+        ("out", "4.5e1", ""),
+    ]
+
+
 async def test_a_huge_or_hostile_frame_is_stored_cut_and_the_checkpoints_go_on(csms):
     await database_sync_to_async(make_charger)("LOG-BIG", evses=1, csms_url=csms.url)
     service = await started("LOG-BIG", payload_chars=300)

@@ -98,7 +98,7 @@ def check_call(
     """
     unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
     if unique_id is None:
-        id_text = _number_id_text(raw)
+        id_text = readable_number_id(raw)
         if id_text is not None:
             # OCPP-J 1.6 section 4.1.3: the id is a string. The frame does not have the
             # RPC structure, so it is not acted on, but the CSMS can still be told.
@@ -179,15 +179,18 @@ def _short(text: str) -> str:
 _CALL_HEAD = re.compile(r'\A\ufeff?\s*\[\s*2\s*,\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
 
 
-# The start of a CALL whose unique id is a JSON number, `[2, -12.5e3,`: the number's text.
-# Only for a frame that decoded (so only JSON whitespace, no byte order mark).
+# The start of a CALL whose unique id is a JSON number, `[2, -12.5e3,`: the number's text,
+# read without parsing the rest of the frame (a byte order mark first, as `_CALL_HEAD`).
+# The number must end (`,` or `]`): `[2, 12` may be 123 cut short.
 _NUMBER_ID_HEAD = re.compile(
-    r"\A[ \t\n\r]*\[[ \t\n\r]*2[ \t\n\r]*,[ \t\n\r]*"
+    r"\A\ufeff?[ \t\n\r]*\[[ \t\n\r]*2[ \t\n\r]*,[ \t\n\r]*"
     r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)[ \t\n\r]*[,\]]"
 )
 
 
-def _number_id_text(raw: str) -> str | None:
+def readable_number_id(raw: str) -> str | None:
+    """The unique id of a frame that starts as a CALL whose id is a JSON number, as its
+    text as sent (parsed or not: a CALLERROR echoes it, and the message log shows it)."""
     head = _NUMBER_ID_HEAD.match(raw)
     return head.group(1) if head is not None else None
 

@@ -49,7 +49,7 @@ from simulator.core.logs import LogRequest
 from simulator.core.operations import Operations
 from simulator.core.security_log import SecurityEvent
 from simulator.ocpp16 import metrics, wire
-from simulator.ocpp16.call_errors import check_call, readable_call_id
+from simulator.ocpp16.call_errors import check_call, readable_call_id, readable_number_id
 from simulator.ocpp16.frames import client_pong_frame, client_text_frame, take_text_frames
 from simulator.ocpp16.keepalive import KeepaliveConnection
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
@@ -584,19 +584,28 @@ class ChargePointClient(OcppChargePoint):
             message = wire.decode(raw_msg)
         except ValueError:
             unique_id = readable_call_id(raw_msg)
-            self._answering = (unique_id or "", "")
-            self.charger.listener.on_frame(self.charger, "in", raw_msg, unique_id or "")
-            if unique_id is None:
+            # A number is no OCPP-J id (a string), but echoed it tells the CSMS, as for a
+            # CALL that parses (`check_call`).
+            id_text = readable_number_id(raw_msg) if unique_id is None else None
+            shown_id = unique_id or id_text or ""
+            self._answering = (shown_id, "")
+            self.charger.listener.on_frame(self.charger, "in", raw_msg, shown_id)
+            if not shown_id:
                 dropped("frame_ignored")
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
             elif self.charger.boot.value != "Rejected":
                 self._invalid_message("FormationViolation", "")
                 text = "The frame is not JSON (or nested too deeply to read)."
-                await self._send(wire.encode_error(unique_id, "FormationViolation", text))
+                if unique_id is not None:
+                    await self._send(wire.encode_error(unique_id, "FormationViolation", text))
+                else:
+                    await self._send(
+                        wire.encode_error_to_id_text(shown_id, "FormationViolation", text)
+                    )
             else:
                 metrics.call_received("unknown", None)
             return
-        self._answering = message_id, action = self._frame_ids(message)
+        self._answering = message_id, action = self._frame_ids(message, raw_msg)
         self.charger.listener.on_frame(self.charger, "in", raw_msg, message_id, action)
         if not isinstance(message, list) or not message or type(message[0]) is not int:
             dropped("frame_ignored")
@@ -684,11 +693,17 @@ class ChargePointClient(OcppChargePoint):
         what = f"{action[:40]} {outcome}" if action else f"a frame {outcome}"
         self.charger.security_event(SecurityEvent.INVALID_MESSAGES, what, push=False)
 
-    def _frame_ids(self, message: Any) -> tuple[str, str]:
+    def _frame_ids(self, message: Any, raw: str) -> tuple[str, str]:
         """The message id and action of a decoded frame ("" where it has none): a CALL
-        names its action, an answer's is that of our call it answers."""
-        if type(message) is not list or len(message) < 2 or type(message[1]) is not str:
+        names its action, an answer's is that of our call it answers. A CALL's id that is
+        a number is its text as sent, which its CALLERROR echoes (`check_call`)."""
+        if type(message) is not list or len(message) < 2:
             return "", ""
+        if type(message[1]) is not str:
+            if message[0] != wire.CALL or type(message[1]) not in (int, float):
+                return "", ""
+            action = message[2] if len(message) > 2 and type(message[2]) is str else ""
+            return readable_number_id(raw) or "", action
         if message[0] == wire.CALL and len(message) > 2 and type(message[2]) is str:
             return message[1], message[2]
         pending = self._pending.get(message[1])
