@@ -351,7 +351,7 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
 
     only_zero = await summary(0, 100.0)
     # Not heard yet is not gone: the worker of shard 1 answers the page's snapshots.
-    assert (only_zero["shards"], only_zero["unreported"]) == (1, [])
+    assert (only_zero["shards"], only_zero.get("unreported", [])) == (1, [])
     both = await summary(1, 100.0)
     assert both["shards"] == 2 and "unreported" not in both
     # The same worker: nothing asked again (the page's counts go out after any request, and
@@ -392,7 +392,7 @@ async def test_the_rows_of_a_worker_silent_for_the_stale_time_say_no_live_data(
         await layer.group_send(contract.FLEET_SUMMARY_GROUP, one_charger_summary(shard, 100.0))
         return await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
 
-    assert (await summary(0))["unreported"] == []
+    assert (await summary(0)).get("unreported", []) == []
     now += consumers.SUMMARY_STALE_SECONDS - 1
     assert (await summary(0))["unreported"] == []
     now += 1  # shard 1 silent since the page connected: gone
@@ -401,6 +401,86 @@ async def test_the_rows_of_a_worker_silent_for_the_stale_time_say_no_live_data(
     now += consumers.SUMMARY_STALE_SECONDS  # shard 0 silent since its last summary
     assert (await summary(1))["unreported"] == [rows[0].pk]
     await communicator.disconnect()
+
+
+async def test_a_page_just_opened_waits_for_each_workers_first_summary_before_partial(
+    user, settings, monkeypatch
+):
+    """Each worker sends its summary at least every 5 s, one after the other: a page with
+    two said "1 of 2 workers reporting: the figures are partial" at every opening, until
+    the second one's came. A worker not heard yet is awaited once it had its turn
+    (FIRST_SUMMARY_SECONDS after the page connected), and its rows only once it is gone
+    (SUMMARY_STALE_SECONDS, as before)."""
+    settings.CHARGESIM_SHARDS = 2
+    now = 1000.0
+    clock = SimpleNamespace(monotonic=lambda: now)
+    monkeypatch.setattr(consumers, "time", clock)
+    ids = {
+        shard: next(f"F-{n}" for n in range(100) if contract.shard_of(f"F-{n}", 2) == shard)
+        for shard in (0, 1)
+    }
+    depot = await sync_to_async(make_location)("Depot")
+    rows = {
+        shard: await sync_to_async(make_charger)(cp_id, evses=1, location=depot)
+        for shard, cp_id in ids.items()
+    }
+    layer = get_channel_layer()
+    fleet = page("/ws/fleet/", user)
+    assert (await fleet.connect())[0]
+    await fleet.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
+    site = page(f"/ws/locations/{depot.pk}/", user)
+    assert (await site.connect())[0]
+    monkeypatch.setattr(consumers.LocationsConsumer, "ack_timeout", 0.2)
+    listing = page("/ws/locations/", user)
+    assert (await listing.connect())[0]
+    await receive_until(listing, lambda m: m["type"] == "locations.unknown")
+
+    async def counts(shard: int) -> dict:
+        await layer.group_send(contract.FLEET_SUMMARY_GROUP, one_charger_summary(shard, 100.0))
+        return await receive_until(fleet, lambda m: m["type"] == "fleet.counts")
+
+    async def power(shard: int) -> tuple[dict, dict]:
+        await layer.group_send(
+            contract.location_group(depot.pk), site_summary(shard, depot.pk, 7000, 1)
+        )
+        return (
+            await receive_until(site, lambda m: m["type"] == "location.power"),
+            await receive_until(listing, lambda m: m["type"] == "location.power"),
+        )
+
+    def partial(total: dict) -> bool:  # what the pages show the note for
+        return total["of"] > 1 and total["shards"] < total["of"]
+
+    first = await counts(0)
+    assert not partial(first) and "unreported" not in first
+    assert not any(partial(total) for total in await power(0))
+    now += consumers.FIRST_SUMMARY_SECONDS - 0.1
+    assert not partial(await counts(0))
+    both = await counts(1)
+    assert (both["shards"], both["of"]) == (2, 2)
+
+    # A worker that never reports after the page opened: the figures are partial once it
+    # had its turn; its rows say "no live data" once it counts as gone.
+    for communicator in (fleet, site, listing):
+        await communicator.disconnect()
+    now = 2000.0
+    fleet = page("/ws/fleet/", user)
+    assert (await fleet.connect())[0]
+    await fleet.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
+    site = page(f"/ws/locations/{depot.pk}/", user)
+    assert (await site.connect())[0]
+    listing = page("/ws/locations/", user)
+    assert (await listing.connect())[0]
+    await receive_until(listing, lambda m: m["type"] == "locations.unknown")
+    assert not partial(await counts(0))
+    now += consumers.FIRST_SUMMARY_SECONDS
+    late = await counts(0)
+    assert (late["shards"], late["of"], late["unreported"]) == (1, 2, [])
+    assert all(partial(total) for total in await power(0))
+    now += consumers.SUMMARY_STALE_SECONDS
+    assert (await counts(0))["unreported"] == [rows[1].pk]
+    for communicator in (fleet, site, listing):
+        await communicator.disconnect()
 
 
 def site_summary(
@@ -477,11 +557,13 @@ async def test_a_location_page_adds_up_power_but_takes_the_sites_settings_as_the
     await communicator.disconnect()
 
 
-async def test_a_site_counts_only_the_workers_that_run_its_chargers(user, settings):
+async def test_a_site_counts_only_the_workers_that_run_its_chargers(user, settings, monkeypatch):
     """A worker reports a site only while it runs a charger there: a site whose chargers
     all ran on one of two workers said "1 of 2 workers reporting: the figures are partial"
     for ever, on the Locations list and on its own page."""
     settings.CHARGESIM_SHARDS = 2
+    # Pages open for longer than their workers' first summaries take.
+    monkeypatch.setattr(consumers, "FIRST_SUMMARY_SECONDS", 0.0)
     ids = [f"O-{n}" for n in range(100)]
     on = {shard: [i for i in ids if contract.shard_of(i, 2) == shard] for shard in (0, 1)}
     solo = await sync_to_async(make_location)("Solo")

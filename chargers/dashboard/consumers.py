@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Collection
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -27,6 +28,12 @@ from simulator import contract
 
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
+# A page just opened hears every running worker's summary within this time (each sends
+# one at least every SUMMARY_KEEPALIVE_SECONDS, looked at every SUMMARY_CHECK_SECONDS; a
+# second more for the layer): until then a worker not heard yet has only not had its turn,
+# and the figures do not wait for it ("1 of 2 workers reporting: the figures are partial"
+# showed at every opening, until the second worker's summary came).
+FIRST_SUMMARY_SECONDS = contract.SUMMARY_KEEPALIVE_SECONDS + contract.SUMMARY_CHECK_SECONDS + 1.0
 # How long a page trusts what it read of which workers run a site's chargers (a charger
 # moved or added meanwhile is seen after this).
 OWNERS_SECONDS = 30.0
@@ -283,7 +290,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
         expected = await self.expected_shards(event)
-        of = event["shards"] if expected is None else len(expected | {e["shard"] for e in fresh})
+        wanted = set(range(event["shards"])) if expected is None else expected
+        of = len(self.awaited(wanted, self.summaries, now) | {e["shard"] for e in fresh})
         total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": of}
         if len(fresh) < of:
             reporting = {e["shard"] for e in fresh}
@@ -319,6 +327,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """The shards whose summaries this total waits for; None: every shard (a worker
         reports the fleet even without a charger)."""
         return None
+
+    def awaited(self, shards: set[int], heard: Collection[int], now: float) -> set[int]:
+        """Of the `shards` a total is expected to add up, those it waits for now: all of
+        them once FIRST_SUMMARY_SECONDS passed since the page connected, before that only
+        those `heard` since (the others' summaries are on their way)."""
+        if now - self.connected_at >= FIRST_SUMMARY_SECONDS:
+            return shards
+        return {shard for shard in shards if shard in heard}
 
     # -- database ----------------------------------------------------------------------------
 
@@ -489,6 +505,7 @@ class LocationsConsumer(DashboardConsumer):
             if now - at < SUMMARY_STALE_SECONDS and e["shards"] == event["shards"]
         ]
         owners = await self.owners.of(event["location_id"], event["shards"])
+        awaited = self.awaited(owners, shards, now)
         message = {
             "type": "location.power",
             "location_id": event["location_id"],
@@ -497,7 +514,7 @@ class LocationsConsumer(DashboardConsumer):
             "chargers": sum(e["chargers"] for e in fresh),
             "online": sum(e["links"].get("online", 0) for e in fresh),
             "shards": len(fresh),
-            "of": len(owners | {e["shard"] for e in fresh}),
+            "of": len(awaited | {e["shard"] for e in fresh}),
         }
         for key in _SETTINGS:  # from the newest summary, as `_summary` does
             if key in event:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from simulator.contract.groups import (
     ENGINE_GROUP_PREFIX,
     FLEET_SUMMARY_GROUP,
+    SUMMARY_CHECK_SECONDS,
+    SUMMARY_KEEPALIVE_SECONDS,
     WATCH_LEASE_SECONDS,
     WATCH_RENEW_SECONDS,
     charger_group,
@@ -165,6 +167,8 @@ __all__ = [
     "STATE",
     "STREAM_KINDS",
     "SUMMARY",
+    "SUMMARY_CHECK_SECONDS",
+    "SUMMARY_KEEPALIVE_SECONDS",
     "WAIT_CONDITIONS",
     "WAIT_TIMEOUT_DEFAULT",
     "WAIT_TIMEOUT_MAX",

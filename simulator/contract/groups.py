@@ -10,6 +10,11 @@ ENGINE_GROUP_PREFIX: Final = "engine.shard"
 # Per-shard aggregates for the fleet page's counts (the chargers' own groups carry every
 # snapshot, far too much for a page that shows 50 of 5,000 chargers).
 FLEET_SUMMARY_GROUP: Final = "fleet.summary"
+# A worker publishes its fleet and site summaries when they changed, looked at every
+# SUMMARY_CHECK_SECONDS, and unchanged ones again at least every SUMMARY_KEEPALIVE_SECONDS:
+# a page just opened hears from every running worker within about their sum.
+SUMMARY_CHECK_SECONDS: Final = 1.0
+SUMMARY_KEEPALIVE_SECONDS: Final = 5.0
 
 # The engine publishes snapshots only for chargers a page watches: a page asks for a
 # snapshot when it connects and renews the watch; a watch not renewed in time lapses.

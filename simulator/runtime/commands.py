@@ -49,8 +49,8 @@ from simulator.runtime.traffic import TrafficDriver, load_profiles, site_time_zo
 log = logging.getLogger(__name__)
 
 # A summary that did not change is sent again this often, so a page that joins later (or a
-# shard that restarted) is known within this time.
-SUMMARY_KEEPALIVE_SECONDS = 5.0
+# shard that restarted) is known within this time (the pages count on it: the contract's).
+SUMMARY_KEEPALIVE_SECONDS = contract.SUMMARY_KEEPALIVE_SECONDS
 # How often the worker joins its group again (one ZADD): channels-redis forgets members after
 # a day, and a Redis restarted without its data, flushed or failed over forgets them at
 # once, with no error for the worker to see. Until it joined again, every command was
@@ -123,7 +123,12 @@ class Outcome:
 
 
 class CommandServer:
-    def __init__(self, service: Fleet, layer: Any, summary_seconds: float = 1.0):
+    def __init__(
+        self,
+        service: Fleet,
+        layer: Any,
+        summary_seconds: float = contract.SUMMARY_CHECK_SECONDS,
+    ):
         self.service = service
         self.layer = layer
         self.summary_seconds = summary_seconds
