@@ -81,6 +81,8 @@ class FleetOverview:
     missing: list[int]  # shards without a worker
     counts: contract.FleetCounts
     locations: dict[int, contract.SiteCounts]
+    # Each shard's own answer (a page adds them up with the summaries published later).
+    answers: dict[int, contract.ShardSummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -219,6 +221,7 @@ class EngineClient:
             missing=[s for s in range(self.shards) if s not in answers],
             counts=add_up(answers.values()),
             locations=_add_up_locations(answers.values()),
+            answers=answers,
         )
 
     async def bulk(

@@ -324,6 +324,14 @@ def one_charger_summary(shard: int, started: float) -> dict[str, Any]:
     }
 
 
+async def asked_of_worker(layer, engine: str, timeout: float = 5) -> dict:
+    """The next command a page sent a worker, past the summary it asks for as it opens."""
+    async with asyncio.timeout(timeout):
+        while (message := await layer.receive(engine))["command"] == contract.SUMMARY:
+            pass
+    return message
+
+
 async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(user, settings):
     """The page's watch lived in the killed worker's memory: the restarted one sent the
     page nothing of its chargers until the next renewal (30 s), and the page showed their
@@ -342,7 +350,7 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
     communicator = page("/ws/fleet/", user)
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"type": "watch", "chargers": [r.pk for r in rows.values()]})
-    asked = await asyncio.wait_for(layer.receive(engine), 5)
+    asked = await asked_of_worker(layer, engine)
     assert asked["command"] == contract.SNAPSHOT and asked["args"]["chargers"] == [rows[1].pk]
 
     async def summary(shard: int, started: float) -> dict:
@@ -358,9 +366,9 @@ async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(u
     # the in-memory layer queues a message as it is sent: none is waiting).
     await summary(1, 100.0)
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(layer.receive(engine), 0.1)
+        await asked_of_worker(layer, engine, 0.1)
     await summary(1, 200.0)  # restarted
-    again = await asyncio.wait_for(layer.receive(engine), 5)
+    again = await asked_of_worker(layer, engine)
     assert again["command"] == contract.SNAPSHOT and again["args"]["chargers"] == [rows[1].pk]
     await communicator.disconnect()
 
@@ -501,6 +509,78 @@ def site_summary(
         "load_management": True,
         "at": 0.0,
     }
+
+
+async def answer_summaries(layer, shard: int, location_id: int, power_w: float) -> None:
+    """A worker of shard `shard` of 2, answering the pages' summary requests: one charger
+    online at the site, drawing `power_w`."""
+    channel = await layer.new_channel()
+    await layer.group_add(contract.engine_group(shard), channel)
+    site = {
+        key: value
+        for key, value in site_summary(shard, location_id, power_w, 1).items()
+        if key not in ("type", "shard", "shards", "location_id", "at")
+    }
+    counts = {"chargers": 1, "statuses": {"Charging": 1}, "links": {"online": 1}}
+    while True:
+        asked = await layer.receive(channel)
+        if asked["command"] == contract.SUMMARY:
+            answer = contract.shard_summary(
+                asked["request_id"],
+                shard,
+                2,
+                {**counts, "power_w": power_w},  # type: ignore[typeddict-item]
+                {location_id: site},  # type: ignore[dict-item]
+                0.0,
+                started=100.0,
+            )
+            await layer.send(asked["reply_channel"], answer)
+
+
+async def test_a_page_opened_asks_every_worker_so_its_first_totals_are_whole(user, settings):
+    """Each worker publishes its summary at least every 5 s: a page just opened heard one
+    worker first and showed its share alone ("1 of 2 workers reporting", or, while waiting
+    for the second, one worker's power as the site's). Pages ask every worker as they open,
+    and add up what later summaries say with those answers."""
+    settings.CHARGESIM_SHARDS = 2
+    depot = await sync_to_async(make_location)("Depot")
+    for cp_id in ("W-0", "W-1", "W-2", "W-3", "W-4", "W-5"):  # chargers on both shards
+        await sync_to_async(make_charger)(cp_id, evses=1, location=depot)
+    assert {contract.shard_of(f"W-{n}", 2) for n in range(6)} == {0, 1}
+    layer = get_channel_layer()
+    workers = [
+        asyncio.create_task(answer_summaries(layer, shard, depot.pk, power))
+        for shard, power in ((0, 7000.0), (1, 11000.0))
+    ]
+    try:
+        fleet = page("/ws/fleet/", user)
+        assert (await fleet.connect())[0]
+        counts = await receive_until(fleet, lambda m: m["type"] == "fleet.counts")
+        assert (counts["shards"], counts["of"], counts["power_w"]) == (2, 2, 18000.0)
+        assert counts["chargers"] == 2 and counts["statuses"] == {"Charging": 2}
+
+        site = page(f"/ws/locations/{depot.pk}/", user)
+        assert (await site.connect())[0]
+        power = await receive_until(site, lambda m: m["type"] == "location.power")
+        assert (power["shards"], power["of"], power["power_w"]) == (2, 2, 18000.0)
+
+        listing = page("/ws/locations/", user)
+        assert (await listing.connect())[0]
+        first = await receive_until(listing, lambda m: m["type"] == "location.power")
+        assert (first["shards"], first["of"], first["power_w"]) == (2, 2, 18000.0)
+
+        # Worker 0 publishes a change: the totals add it to worker 1's answer, not alone.
+        await layer.group_send(
+            contract.location_group(depot.pk), site_summary(0, depot.pk, 9000.0, 1)
+        )
+        for communicator in (site, listing):
+            later = await receive_until(communicator, lambda m: m["type"] == "location.power")
+            assert (later["shards"], later["power_w"]) == (2, 20000.0)
+        for communicator in (fleet, site, listing):
+            await communicator.disconnect()
+    finally:
+        for worker in workers:
+            worker.cancel()
 
 
 async def test_the_locations_list_adds_up_each_sites_power_over_the_shards(user, monkeypatch):

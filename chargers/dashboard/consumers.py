@@ -22,18 +22,18 @@ from django.conf import settings
 from django.contrib import auth
 
 from chargers.dashboard.pages import may_see_message_log
-from chargers.engine_client import EngineClient, EngineError
+from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
 from simulator import contract
 
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
-# A page just opened hears every running worker's summary within this time (each sends
-# one at least every SUMMARY_KEEPALIVE_SECONDS, looked at every SUMMARY_CHECK_SECONDS; a
-# second more for the layer): until then a worker not heard yet has only not had its turn,
-# and the figures do not wait for it ("1 of 2 workers reporting: the figures are partial"
-# showed at every opening, until the second worker's summary came).
-FIRST_SUMMARY_SECONDS = contract.SUMMARY_KEEPALIVE_SECONDS + contract.SUMMARY_CHECK_SECONDS + 1.0
+# A page just opened asks every worker for its summary (`first_totals`) and waits
+# DashboardConsumer.ack_timeout for the answers, a second more for the layer: until then a
+# worker not heard yet has only not answered yet, and the figures do not wait for it ("1 of
+# 2 workers reporting: the figures are partial" showed at every opening, until the second
+# worker's own summary came, up to SUMMARY_KEEPALIVE_SECONDS later).
+FIRST_SUMMARY_SECONDS = 5.0
 # How long a page trusts what it read of which workers run a site's chargers (a charger
 # moved or added meanwhile is seen after this).
 OWNERS_SECONDS = 30.0
@@ -328,6 +328,47 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         reports the fleet even without a charger)."""
         return None
 
+    async def ask_every_worker(self) -> FleetOverview | None:
+        """Every worker's summary now (None: none answered, or the shards do not match)."""
+        client = EngineClient(
+            self.channel_layer, shards=settings.CHARGESIM_SHARDS, ack_seconds=self.ack_timeout
+        )
+        try:
+            overview = await client.summary()
+        except EngineError:
+            return None
+        return overview if overview.answered else None
+
+    def first_totals(self) -> None:
+        """Ask every worker for its summary as the page opens, rather than wait for each
+        one's next (up to SUMMARY_KEEPALIVE_SECONDS): the first totals are then whole."""
+        task = asyncio.create_task(self._first_totals())
+        self.pending["first-summary"] = task
+        task.add_done_callback(lambda _task: self.pending.pop("first-summary", None))
+
+    async def _first_totals(self) -> None:
+        overview = await self.ask_every_worker()
+        if overview is None:
+            return
+        now = time.monotonic()
+        events = [
+            event
+            for answer in overview.answers.values()
+            if (event := self.summary_of(answer)) is not None
+            and event["shard"] not in self.summaries  # one published meanwhile is newer
+        ]
+        for event in events[:-1]:
+            self.summaries[event["shard"]] = (now, event)
+        if events:  # one total of them all
+            kind = "fleet.counts" if "location_id" not in events[-1] else "location.power"
+            await self._summary(events[-1], kind)
+
+    def summary_of(
+        self, answer: contract.ShardSummary
+    ) -> contract.FleetSummary | contract.LocationSummary | None:
+        """What of a worker's asked-for summary this page adds up (None: nothing)."""
+        return None
+
     def awaited(self, shards: set[int], heard: Collection[int], now: float) -> set[int]:
         """Of the `shards` a total is expected to add up, those it waits for now: all of
         them once FIRST_SUMMARY_SECONDS passed since the page connected, before that only
@@ -377,6 +418,12 @@ class FleetConsumer(DashboardConsumer):
 
     async def page_groups(self) -> list[str] | None:
         return [contract.FLEET_SUMMARY_GROUP]
+
+    async def page_connected(self) -> None:
+        self.first_totals()
+
+    def summary_of(self, answer: contract.ShardSummary) -> contract.FleetSummary | None:
+        return contract.published_summaries(answer)[0]
 
 
 class ChargerConsumer(DashboardConsumer):
@@ -430,9 +477,16 @@ class LocationConsumer(DashboardConsumer):
     async def page_groups(self) -> list[str] | None:
         from locations.models import Location
 
-        pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        self.location_pk = pk = int(self.scope["url_route"]["kwargs"]["pk"])
         self.owners = SiteOwners([pk])
         return [contract.location_group(pk)] if await self._exists(Location, pk) else None
+
+    async def page_connected(self) -> None:
+        self.first_totals()
+
+    def summary_of(self, answer: contract.ShardSummary) -> contract.LocationSummary | None:
+        # None from a worker that runs no charger of the site: it does not report it.
+        return contract.published_summaries(answer)[1].get(self.location_pk)
 
     async def expected_shards(
         self, event: contract.FleetSummary | contract.LocationSummary
@@ -464,17 +518,18 @@ class LocationsConsumer(DashboardConsumer):
         task.add_done_callback(lambda _task: self.pending.pop("first-summary", None))
 
     async def _first_summary(self) -> None:
-        client = EngineClient(
-            self.channel_layer, shards=settings.CHARGESIM_SHARDS, ack_seconds=self.ack_timeout
-        )
-        try:
-            overview = await client.summary()
-        except EngineError:
-            overview = None
-        if overview is None or not overview.answered:
+        overview = await self.ask_every_worker()
+        if overview is None:
             await self.send_json({"type": "locations.unknown", "message": "no simulator worker"})
             return
         answered = set(overview.answered)
+        # Kept as if published, so that the sums of the summaries published later hold
+        # every worker's share from the start (one published meanwhile is newer).
+        now = time.monotonic()
+        for answer in overview.answers.values():
+            for pk, site_summary in contract.published_summaries(answer)[1].items():
+                if pk in self.location_pks:
+                    self.sites.setdefault(pk, {}).setdefault(answer["shard"], (now, site_summary))
         for pk in self.location_pks:
             site = overview.locations.get(pk)
             # The workers that run its chargers, of those that answered: a site is partial

@@ -583,6 +583,7 @@ class ShardSummary(FleetCounts):
     shards: int
     locations: list[LocationCounts]
     at: float
+    started: NotRequired[float]  # as FleetSummary's
 
 
 def shard_summary(
@@ -592,8 +593,9 @@ def shard_summary(
     counts: FleetCounts,
     locations: Mapping[int, SiteCounts],
     at: float,
+    started: float | None = None,
 ) -> ShardSummary:
-    return {
+    message: ShardSummary = {
         "type": EVENT_SHARD_SUMMARY,
         "request_id": request_id,
         "shard": shard,
@@ -604,6 +606,30 @@ def shard_summary(
         ],
         "at": at,
     }
+    if started is not None:
+        message["started"] = started
+    return message
+
+
+def published_summaries(
+    answer: ShardSummary,
+) -> tuple[FleetSummary, dict[int, LocationSummary]]:
+    """A shard's asked-for summary as the summaries it publishes: a page that asked every
+    worker when it opened adds them up with those published later."""
+    counts: FleetCounts = {
+        "chargers": answer["chargers"],
+        "statuses": answer["statuses"],
+        "links": answer["links"],
+        "power_w": answer["power_w"],
+    }
+    shard, shards, at = answer["shard"], answer["shards"], answer["at"]
+    started = answer.get("started")
+    sites: dict[int, LocationSummary] = {}
+    for site in answer["locations"]:
+        pk = site["location_id"]
+        own: SiteCounts = {key: value for key, value in site.items() if key != "location_id"}  # type: ignore[assignment]
+        sites[pk] = location_summary(shard, shards, pk, own, at, started)
+    return fleet_summary(shard, shards, counts, at, started), sites
 
 
 # -- fleet changes (issue 14: what you edit is what runs) -----------------------------------

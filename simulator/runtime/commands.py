@@ -810,7 +810,9 @@ class CommandServer:
     def shard_summary(self, request_id: str | None) -> contract.ShardSummary:
         fleet, locations = self.summaries()
         shard, shards = self.service.shard, self.service.shards
-        return contract.shard_summary(request_id, shard, shards, fleet, locations, time.time())
+        return contract.shard_summary(
+            request_id, shard, shards, fleet, locations, time.time(), self.started
+        )
 
     async def publish_summaries(self) -> None:
         fleet, locations = self.summaries()
