@@ -114,6 +114,24 @@ def test_a_csms_url_without_demo_is_said_to_be_ignored(tmp_path):
         sim.stop()
 
 
+def test_the_built_in_csms_options_without_demo_are_said_to_be_ignored(tmp_path):
+    """Without --demo there is no built-in CSMS: its port options were dropped in silence,
+    and a user who meant to move the CSMS off a busy port saw nothing happen."""
+    sim = ManagePy(
+        tmp_path, "runsimulator", "--no-web", "--csms-port", "9123", "--csms-control-port", "0"
+    )
+    try:
+        sim.wait_for_output(
+            "--csms-port and --csms-control-port concern the built-in CSMS that --demo "
+            "starts: ignored without --demo."
+        )
+        sim.wait_for_output("fleet: 0/0 accepted")
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
 def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path):
     """--csms-port 70000 failed the start with an OverflowError's traceback and exit 0;
     --port 70000 said "cannot listen on bind(): port must be 0-65535"."""

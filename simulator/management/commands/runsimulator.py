@@ -17,6 +17,10 @@ from simulator.runtime.metrics import MetricsServerError
 
 log = logging.getLogger(__name__)
 
+DEMO_CSMS_PORT = 9000
+# Options of the built-in CSMS that --demo starts (--csms-url has its own message).
+_BUILTIN_CSMS = ("csms_port", "csms_control_port", "no_demo_operations")
+
 
 def _loopback(host: str) -> bool:
     """Whether the web interface listens on this machine only."""
@@ -116,8 +120,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--csms-port",
             type=int,
-            default=9000,
-            help="port of the built-in CSMS with --demo (default %(default)s)",
+            help=f"port of the built-in CSMS with --demo (default {DEMO_CSMS_PORT})",
         )
         parser.add_argument(
             "--csms-control-port",
@@ -185,6 +188,20 @@ class Command(BaseCommand):
                 "--csms-url applies to the demo fleet only (--demo): ignored; your chargers "
                 "use the CSMS URL each one has in the admin."
             )
+        if not options["demo"]:
+            # Said, not dropped in silence: a user who gave one meant it to do something.
+            ignored = [
+                f"--{name.replace('_', '-')}"
+                for name in _BUILTIN_CSMS
+                if options[name] is not None and options[name] is not False  # 0 is a port
+            ]
+            if ignored:
+                self.stderr.write(
+                    f"{' and '.join(ignored)} concern{'s' if len(ignored) == 1 else ''} the "
+                    "built-in CSMS that --demo starts: ignored without --demo."
+                )
+        if options["csms_port"] is None:
+            options["csms_port"] = DEMO_CSMS_PORT
         if options["csms_url"]:
             # The demo chargers get it as their CSMS URL: the admin's rules, before any write.
             try:
