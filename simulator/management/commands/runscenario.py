@@ -10,7 +10,6 @@ running workers run them. The work is `scenarios.session`'s.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import sys
@@ -131,16 +130,14 @@ async def _start_control(csms: Any, csms_port: int, wanted: int | None) -> Any:
     """The built-in CSMS's control endpoint (the scenarios' `${csms_control}`: what their
     `trigger` steps call) on loopback: on `wanted` (0: any free port), else next to a
     CSMS port that was asked for or any free port when that one is taken; None with
-    `wanted` -1 or where this tree has none. Imported by name because the endpoint comes
-    from a branch of its own (the scenario library)."""
+    `wanted` -1."""
     if wanted is not None and wanted < 0:
         return None
-    try:
-        control = importlib.import_module("simulator.csms.control")
-    except ImportError:
-        return None
-    server = control.ControlServer(csms)
-    port = control.default_port(csms_port) if wanted is None else wanted
+    # Here, not at the top: only a run with --builtin-csms loads the CSMS.
+    from simulator.csms.control import ControlServer, default_port
+
+    server = ControlServer(csms)
+    port = default_port(csms_port) if wanted is None else wanted
     try:
         await server.start("127.0.0.1", port, or_any=wanted is None)
     except OSError as exc:
