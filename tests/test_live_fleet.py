@@ -215,6 +215,31 @@ async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(w
     )
 
 
+async def test_a_connected_charger_without_auto_connect_comes_back_after_an_edit_reboot(
+    worker, csms
+):
+    """A charger an operator connected by hand (auto-connect off) went offline for good
+    after an edit that reboots it, while the admin said "reboots now"; a power cycle of
+    the same charger came back."""
+    row = await sync_to_async(make_charger)(
+        "CP-MAN", evses=1, csms_url=csms.url, auto_connect=False
+    )
+    assert (await saved(row.pk))[0]["outcome"] == "loaded (auto-connect is off)"
+    worker.connect(loaded(worker, "CP-MAN"))
+    await wait_until(lambda: loaded(worker, "CP-MAN").online, message="connected by hand")
+    boots = csms.connects["CP-MAN"]
+    await sync_to_async(ChargerRow.objects.filter(pk=row.pk).update)(vendor="Another vendor")
+    assert (await saved(row.pk))[0]["outcome"] == "reboots now (1 connector)"
+    await wait_until(lambda: csms.connects["CP-MAN"] > boots, message="connected again")
+    boot = await csms.wait_for(
+        "CP-MAN",
+        "BootNotification",
+        predicate=lambda e: e.payload.get("chargePointVendor") == "Another vendor",
+    )
+    assert boot is not None
+    await wait_until(lambda: loaded(worker, "CP-MAN").online, message="online again")
+
+
 async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_end(worker, csms):
     await start_session(worker, "CP-LIVE", csms)
     pk = await sync_to_async(pk_of)("CP-LIVE")

@@ -400,7 +400,11 @@ class FleetReloader:
                 self.waiting_reboot.setdefault(pk, time.time())
                 return "takes effect when its session ends"
             seen = self.waiting_reboot.pop(pk, None)
-            return await self._reboot(live, edited_at=time.time() if seen is None else seen)
+            return await self._reboot(
+                live,
+                reconnect=self._connected(live),
+                edited_at=time.time() if seen is None else seen,
+            )
         self.waiting_reboot.pop(pk, None)
         return self._apply_live(live, spec, row)
 
@@ -477,11 +481,15 @@ class FleetReloader:
             edited_at = None
             if live.spec.db_id is not None:
                 edited_at = self.waiting_reboot.pop(live.spec.db_id, None)
-            task = self.service.connections.get(live.id)
-            connected = task is not None and not task.done()
             return await self._reboot(
-                live, reconnect=connected, why="a power cycle", edited_at=edited_at
+                live, reconnect=self._connected(live), why="a power cycle", edited_at=edited_at
             )
+
+    def _connected(self, live: Charger) -> bool:
+        """Whether the charger has a connection (its task runs), auto-connect or not: one an
+        operator connected by hand comes back after a reboot as one that connects itself."""
+        task = self.service.connections.get(live.id)
+        return task is not None and not task.done()
 
     async def _reboot(
         self,
