@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
-from pydantic import BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, WithJsonSchema, WrapValidator
 
 from chargers.default_csms import default_csms_url
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -38,6 +38,28 @@ def default(model: type[models.Model], name: str) -> Any:
     field = model._meta.get_field(name)
     assert isinstance(field, models.Field)  # a column, not a relation
     return field.get_default()
+
+
+READ_ONLY = (
+    "Read-only here: a PUT may send it back as a GET answered it (the stored value is "
+    "accepted), but another value is refused (422)."
+)
+
+
+def read_only(description: str = "") -> Any:
+    """A field of a GET's answer that a PUT takes back unchanged (`read_only_fields`), so
+    that a script may read a resource, change a field and send it back whole."""
+    return Field(
+        None, description=f"{description} {READ_ONLY}".strip(), json_schema_extra={"readOnly": True}
+    )
+
+
+def read_only_fields(schema: type[Schema]) -> list[str]:
+    return [
+        name
+        for name, info in schema.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("readOnly")
+    ]
 
 
 class Strict(Schema):
@@ -143,6 +165,13 @@ class LocationIn(Strict):
     )
 
 
+class LocationPut(LocationIn):
+    """A PUT's body: a location, and what a GET answers besides (read-only)."""
+
+    id: int | None = read_only()
+    chargers: int | None = read_only("How many chargers it has.")
+
+
 class LocationPatch(Strict):
     name: str | None = Field(None, description=doc(Location, "name", "Unique."))
     address: str | None = Field(None, description=doc(Location, "address"))
@@ -220,6 +249,12 @@ class VehicleModelIn(Strict):
     )
 
 
+class VehicleModelPut(VehicleModelIn):
+    """A PUT's body: a vehicle model, and its id as a GET answers it (read-only)."""
+
+    id: int | None = read_only()
+
+
 class VehicleModelPatch(Strict):
     make: str | None = Field(None, description=doc(VehicleModel, "make"))
     model: str | None = Field(None, description=doc(VehicleModel, "model"))
@@ -270,6 +305,19 @@ class EvseIn(Strict):
         description=f"One of {CONNECTOR_TYPES}.", examples=[Evse.ConnectorType.TYPE2]
     )
     max_power_kw: float = Field(description=doc(Evse, "max_power_kw"), examples=[22])
+
+
+class EvseReplace(EvseIn):
+    """An EVSE in a PUT (its own, or in its charger's list), with what a GET answers
+    besides: the connector (the path's, or its place in the list) and what the simulator
+    keeps (read-only)."""
+
+    connector_id: int | None = read_only(
+        "The connector: the path's, or for an item of a charger's list its place (1..N)."
+    )
+    availability: str | None = read_only("Operative or Inoperative (a CSMS sets it).")
+    status: str | None = read_only(doc(Evse, "status"))
+    register_wh: float | None = read_only(doc(Evse, "register_wh"))
 
 
 class EvseCreate(EvseIn):
@@ -337,6 +385,15 @@ class ConfigurationKeyOut(Schema):
     readonly: bool
 
 
+class ConfigurationKeyItem(Strict):
+    """A configuration key in a charger's PUT, as a GET lists it: a value other than the
+    stored one is set (as in the object form), the same is left as it is."""
+
+    key: str
+    value: OcppValue = Field(description=OCPP_TEXT)
+    readonly: bool | None = read_only("Whether the CSMS may not change it.")
+
+
 # -- chargers ------------------------------------------------------------------------
 
 AUTHORIZATION_KEY = (
@@ -364,7 +421,9 @@ def _default_csms_url() -> str:
     return default_csms_url()
 
 
-class ChargerIn(Strict):
+class ChargerFields(Strict):
+    """A charger's own fields, as a POST and a PUT take them."""
+
     charge_point_id: str = Field(
         description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
     )
@@ -410,8 +469,41 @@ class ChargerIn(Strict):
     network_jitter_ms: int = _charger("network_jitter_ms")
     network_drop_rate: float = _charger("network_drop_rate")
     clock_skew_seconds: float = _charger("clock_skew_seconds")
+
+
+class ChargerIn(ChargerFields):
     evses: list[EvseIn] | None = Field(None, description=EVSES)
     configuration: dict[str, OcppValue] | None = Field(None, description=CONFIGURATION)
+
+
+_CONFIGURATION_FORMS: dict[type, TypeAdapter[Any]] = {
+    dict: TypeAdapter(dict[str, OcppValue]),
+    list: TypeAdapter(list[ConfigurationKeyItem]),
+}
+
+
+def _one_form(value: Any, handler: Any) -> Any:
+    """A configuration's object or list form, checked as the one it is: a union's errors
+    would name both forms ("configuration.dict[str,...].X") for a mistake in one."""
+    form = _CONFIGURATION_FORMS.get(type(value))
+    return handler(value) if form is None else form.validate_python(value)
+
+
+class ChargerPut(ChargerFields):
+    """A PUT's body: a charger, and what a GET answers besides (read-only), so that a GET's
+    answer, changed, can be sent back. Its `configuration` may be the GET's list too."""
+
+    id: int | None = read_only()
+    location_name: str | None = read_only()
+    authorization_key_set: bool | None = read_only(
+        "Whether an AuthorizationKey is stored (set one with `authorization_key`)."
+    )
+    created: datetime | None = read_only()
+    updated: datetime | None = read_only()
+    evses: list[EvseReplace] | None = Field(None, description=EVSES)
+    configuration: Annotated[
+        dict[str, OcppValue] | list[ConfigurationKeyItem] | None, WrapValidator(_one_form)
+    ] = Field(None, description=CONFIGURATION + " Or a list of keys as a GET answers it.")
 
 
 class ChargerPatch(Strict):

@@ -15,18 +15,33 @@ These functions take plain values and no request, so that the MCP tools can call
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Prefetch, ProtectedError, QuerySet
 from django.forms.models import model_to_dict, modelform_factory
 
 from api.errors import ApiError, ErrorItem, errors_from_mapping
-from api.fleet_schemas import WorkerNote
+from api.fleet_schemas import (
+    ChargerDetail,
+    ChargerPut,
+    EvseOut,
+    EvseReplace,
+    LocationOut,
+    LocationPut,
+    VehicleModelOut,
+    VehicleModelPut,
+    WorkerNote,
+    default,
+    read_only_fields,
+)
 from chargers.configuration_overrides import (
     RESERVED,
     OverrideError,
@@ -49,7 +64,7 @@ from chargers.forms import ChargerForm
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from locations.models import ArrivalProfile, Location, VehicleShare
-from simulator.contract import traffic
+from simulator.contract import config_keys, traffic
 from vehicles.forms import VehicleModelForm as VehicleCurveForm
 from vehicles.models import VehicleModel
 
@@ -142,6 +157,99 @@ def _save(form_class: type[forms.ModelForm], instance: Any, given: Mapping[str, 
         raise _invalid(form_errors(form))
     with transaction.atomic():
         return form.save()
+
+
+# -- a PUT of what a GET answered -----------------------------------------------------
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, cls=DjangoJSONEncoder)
+
+
+def _answered(value: Any) -> Any:
+    """A value as a GET's answer carries it: a time to the millisecond (DjangoJSONEncoder)."""
+    if isinstance(value, datetime):
+        return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+    return value
+
+
+def read_only_problems(
+    given: dict[str, Any], stored: Mapping[str, Any], names: Sequence[str], *, prefix: str = ""
+) -> list[ErrorItem]:
+    """Take the read-only fields `names` out of `given` (a PUT's body, as a GET answered
+    it), and say which of them differ from what is `stored` (None: not given). None of
+    them is a secret, so the stored value is named."""
+    problems = []
+    for name in names:
+        value = given.pop(name, None)
+        if value is None or _answered(value) == _answered(stored.get(name)):
+            continue
+        message = (
+            f"{name} is read-only here: it is {_shown(stored.get(name))}, not {_shown(value)}. "
+            "Send it as a GET answers it, or leave it out."
+        )
+        problems.append(ErrorItem(field=f"{prefix}{name}", message=message))
+    return problems
+
+
+def _put_given(
+    given: dict[str, Any], stored: Mapping[str, Any], schema: type[Any]
+) -> dict[str, Any]:
+    problems = read_only_problems(given, stored, read_only_fields(schema))
+    if problems:
+        raise _invalid(problems)
+    return given
+
+
+def location_put(location: Location, given: dict[str, Any]) -> dict[str, Any]:
+    """A location PUT's fields, its read-only ones checked against `location` and taken out."""
+    stored = LocationOut.model_validate(locations().get(pk=location.pk)).model_dump()
+    return _put_given(given, stored, LocationPut)
+
+
+def vehicle_model_put(vehicle: VehicleModel, given: dict[str, Any]) -> dict[str, Any]:
+    return _put_given(given, VehicleModelOut.model_validate(vehicle).model_dump(), VehicleModelPut)
+
+
+def evse_put(evse: Evse, given: dict[str, Any]) -> dict[str, Any]:
+    return _put_given(given, EvseOut.model_validate(evse).model_dump(), EvseReplace)
+
+
+#: What a new EVSE starts with: an item of a charger's PUT past its stored EVSEs has these.
+NEW_EVSE = {
+    "availability": Evse.Availability.OPERATIVE,
+    "status": default(Evse, "status"),
+    "register_wh": 0.0,
+}
+
+
+def charger_put(charger: Charger, given: dict[str, Any]) -> dict[str, Any]:
+    """A charger PUT's fields as `update_charger` takes them: its read-only fields (its
+    EVSEs' too) checked against `charger` and taken out, and a configuration given as the
+    GET's list turned into the keys whose value it changes."""
+    stored = ChargerDetail.model_validate(charger_detail().get(pk=charger.pk)).model_dump()
+    problems = read_only_problems(given, stored, read_only_fields(ChargerPut))
+    evses = {evse["connector_id"]: evse for evse in stored["evses"]}
+    for n, item in enumerate(given.get("evses") or ()):
+        was = evses.get(n + 1, {**NEW_EVSE, "connector_id": n + 1})
+        problems += read_only_problems(
+            item, was, read_only_fields(EvseReplace), prefix=f"evses.{n}."
+        )
+    listed = given.get("configuration")
+    if isinstance(listed, list):
+        keys = {row["key"]: row for row in stored["configuration"]}
+        changed: dict[str, str] = {}
+        for n, item in enumerate(listed):
+            known = config_keys.KEYS.get(item["key"])
+            was = keys.get(item["key"], {"readonly": bool(known and known.readonly)})
+            problems += read_only_problems(item, was, ["readonly"], prefix=f"configuration.{n}.")
+            if item["value"] != was.get("value"):
+                changed[item["key"]] = item["value"]
+        # None when it changes nothing: as if not given (no key permission needed).
+        given["configuration"] = changed or None
+    if problems:
+        raise _invalid(problems)
+    return given
 
 
 # -- locations and vehicle models (their saves tell the workers through signals) -------

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.django_db
 
 V1 = "/api/v1"
 SECRET = "s3cr3t-AuthKey-via-API"
+HEX_KEY = "00112233445566778899aabbccddeeff"
 FLEET_MODELS = ("location", "vehiclemodel", "charger", "evse", "configurationkey")
 EVERY_PERMISSION = [
     f"{action}_{model}" for model in FLEET_MODELS for action in ("view", "add", "change", "delete")
@@ -1340,3 +1341,124 @@ def test_every_field_the_admin_form_writes_can_be_written_and_read_through_the_a
     assert written <= set(ChargerIn.model_fields)
     assert written <= set(ChargerPatch.model_fields)
     assert written - {"authorization_key"} <= set(ChargerOut.model_fields)
+
+
+# -- GET then PUT: what a GET answers may be sent back ------------------------------------
+
+READ_ONLY_CHANGED = "is read-only here"
+
+
+def test_an_evse_put_takes_back_what_its_get_answered(api, depot):
+    """A script reads an EVSE, changes its power and sends it back whole: the fields it
+    cannot change (the path's connector id, the simulator's register, status and
+    availability) came back as they were, and were refused as unknown."""
+    make_charger("CP-1", location=depot, evses=2)
+    Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=2).update(
+        register_wh=1234.5, status="Charging"
+    )
+    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    body = api.get(url).json()
+    body["max_power_kw"] = 11
+    put = api.put(url, body)
+    assert put.status_code == 200, put.content
+    assert (put.json()["max_power_kw"], put.json()["register_wh"]) == (11, 1234.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("connector_id", 1),
+        ("register_wh", 99.0),
+        ("status", "Faulted"),
+        ("availability", "Inoperative"),
+    ],
+)
+def test_an_evse_put_refuses_a_read_only_field_with_another_value(api, depot, field, value):
+    make_charger("CP-1", location=depot, evses=2)
+    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    body = {**api.get(url).json(), "max_power_kw": 11, field: value}
+    found = errors_of(api.put(url, body))
+    assert [(f, row) for f, _, row in found] == [(field, None)]
+    assert READ_ONLY_CHANGED in found[0][1]
+    evse = Evse.objects.get(charger__charge_point_id="CP-1", connector_id=2)
+    assert (evse.max_power_kw, evse.register_wh) == (22, 0)  # nothing changed
+
+
+def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
+    make_charger("CP-1", location=depot, evses=2, security_profile=1, authorization_key=HEX_KEY)
+    url = f"{V1}/chargers/CP-1?wait=false"
+    body = api.get(url).json()
+    body["vendor"] = "Elsewhere"
+    put = api.put(url, body)
+    assert put.status_code == 200, put.content
+    charger = Charger.objects.get(charge_point_id="CP-1")
+    assert (charger.vendor, charger.authorization_key, charger.evses.count()) == (
+        "Elsewhere",
+        HEX_KEY,
+        2,
+    )
+    # A configuration value changed in the list the GET answered is set, as in the object form.
+    body = api.get(url).json()
+    for row in body["configuration"]:
+        if row["key"] == "HeartbeatInterval":
+            row["value"] = "120"
+    put = api.put(url, body)
+    assert put.status_code == 200, put.content
+    assert charger.configuration.get(key="HeartbeatInterval").value == "120"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda body: body.update(id=body["id"] + 1), "id"),
+        (lambda body: body.update(location_name="Elsewhere"), "location_name"),
+        (lambda body: body.update(authorization_key_set=True), "authorization_key_set"),
+        (lambda body: body.update(created="2020-01-01T00:00:00Z"), "created"),
+        (lambda body: body["evses"][1].update(connector_id=3), "evses.1.connector_id"),
+        (lambda body: body["evses"][0].update(register_wh=5.0), "evses.0.register_wh"),
+        (lambda body: body["configuration"][0].update(readonly=True), "configuration.0.readonly"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_a_charger_put_refuses_a_read_only_field_with_another_value(api, depot, change, field):
+    make_charger("CP-1", location=depot, evses=2)
+    url = f"{V1}/chargers/CP-1?wait=false"
+    body = api.get(url).json()
+    body["vendor"] = "Elsewhere"
+    body["configuration"].sort(key=lambda row: row["readonly"])  # a writable key first
+    change(body)
+    found = errors_of(api.put(url, body))
+    assert [(f, row) for f, _, row in found] == [(field, None)]
+    assert READ_ONLY_CHANGED in found[0][1]
+    assert Charger.objects.get(charge_point_id="CP-1").vendor == "ChargeSim"
+
+
+def test_a_location_put_takes_back_what_its_get_answered(api, depot):
+    make_charger("CP-1", location=depot)
+    url = f"{V1}/locations/{depot.pk}"
+    assert api.put(url, {"name": "Depot", "arrival_profile": {}}).status_code == 200
+    body = api.get(url).json()
+    body["city"] = "Bonn"
+    put = api.put(url, body)
+    assert put.status_code == 200, put.content
+    assert put.json()["city"] == "Bonn"
+    for field, value in (("id", depot.pk + 1), ("chargers", 5)):
+        found = errors_of(api.put(url, {**body, "city": "Köln", field: value}))
+        assert [(f, row) for f, _, row in found] == [(field, None)]
+        assert READ_ONLY_CHANGED in found[0][1]
+    assert Location.objects.get(pk=depot.pk).city == "Bonn"
+
+
+def test_a_vehicle_model_put_takes_back_what_its_get_answered(api):
+    vehicle = make_vehicle(0)
+    url = f"{V1}/vehicle-models/{vehicle.pk}"
+    body = api.get(url).json()
+    body["capacity_kwh"] = 60
+    put = api.put(url, body)
+    assert put.status_code == 200, put.content
+    assert put.json()["capacity_kwh"] == 60
+    found = errors_of(api.put(url, {**body, "capacity_kwh": 61, "id": vehicle.pk + 1}))
+    assert [(f, row) for f, _, row in found] == [("id", None)]
+    assert READ_ONLY_CHANGED in found[0][1]
+    vehicle.refresh_from_db()
+    assert vehicle.capacity_kwh == 60

@@ -30,6 +30,7 @@ from api.fleet_schemas import (
     ChargerIn,
     ChargerOut,
     ChargerPatch,
+    ChargerPut,
     ChargersCreated,
     ChargersIn,
     ChargerWritten,
@@ -37,18 +38,20 @@ from api.fleet_schemas import (
     ConfigurationKeyOut,
     ConfigurationKeyWritten,
     EvseCreate,
-    EvseIn,
     EvseOut,
     EvsePatch,
+    EvseReplace,
     EvseWritten,
     LocationFilters,
     LocationIn,
     LocationOut,
     LocationPatch,
+    LocationPut,
     VehicleModelFilters,
     VehicleModelIn,
     VehicleModelOut,
     VehicleModelPatch,
+    VehicleModelPut,
 )
 from api.pagination import Paged
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -149,12 +152,15 @@ def get_location(request: HttpRequest, location_id: int) -> Any:
     response={200: LocationOut, **WRITE_ERRORS},
     tags=LOCATIONS,
     summary="Replace a location",
-    description="Fields not given take their defaults. Needs `locations.change_location`.",
+    description="Fields not given take their defaults. What a GET answers may be sent "
+    "back: a read-only field (`id`, `chargers`) with its value is taken, with another "
+    "refused (422). Needs `locations.change_location`.",
 )
 @require("locations.change_location")
-def replace_location(request: HttpRequest, location_id: int, payload: LocationIn) -> Any:
+def replace_location(request: HttpRequest, location_id: int, payload: LocationPut) -> Any:
     location = found(Location.objects.all(), "location", pk=location_id)
-    return writes.save_location(location, _given(payload, partial=False))
+    given = writes.location_put(location, _given(payload, partial=False))
+    return writes.save_location(location, given)
 
 
 @router.patch(
@@ -232,14 +238,17 @@ def get_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
     response={200: VehicleModelOut, **WRITE_ERRORS},
     tags=VEHICLES,
     summary="Replace a vehicle model",
-    description="Fields not given take their defaults. Needs `vehicles.change_vehiclemodel`.",
+    description="Fields not given take their defaults. What a GET answers may be sent "
+    "back: `id` with its value is taken, with another refused (422). Needs "
+    "`vehicles.change_vehiclemodel`.",
 )
 @require("vehicles.change_vehiclemodel")
 def replace_vehicle_model(
-    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelIn
+    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelPut
 ) -> Any:
     vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
-    return writes.save_vehicle_model(vehicle, _given(payload, partial=False))
+    given = writes.vehicle_model_put(vehicle, _given(payload, partial=False))
+    return writes.save_vehicle_model(vehicle, given)
 
 
 @router.patch(
@@ -378,18 +387,21 @@ def get_charger(request: HttpRequest, charge_point_id: str) -> Any:
     summary="Replace a charger",
     description="Fields not given take their defaults (the AuthorizationKey, EVSEs and "
     "configuration are kept unless given). A running charger takes the change as after an "
-    "admin save (reconnect, reboot or a configuration change). Needs "
-    "`chargers.change_charger` (and the EVSE and configuration key permissions when "
-    "giving `evses` or `configuration`).",
+    "admin save (reconnect, reboot or a configuration change). What a GET answers may be "
+    "sent back: a read-only field (`id`, `created`, an EVSE's `register_wh`, ...) with its "
+    "value is taken, with another refused (422), and `configuration` may be the GET's list "
+    "(the keys whose value it changes are set). Needs `chargers.change_charger` (and the "
+    "EVSE and configuration key permissions when giving `evses` or `configuration`).",
 )
 @require("chargers.change_charger")
 def replace_charger(
-    request: HttpRequest, charge_point_id: str, payload: ChargerIn, wait: bool = WAIT
+    request: HttpRequest, charge_point_id: str, payload: ChargerPut, wait: bool = WAIT
 ) -> Any:
-    given = _given(payload, partial=False)
+    charger = _charger(charge_point_id)
+    given = writes.charger_put(charger, _given(payload, partial=False))
     _write_perms(request, given, creating=False)
     report = writes.WorkerReport(wait)
-    charger = writes.update_charger(_charger(charge_point_id), given, report)
+    charger = writes.update_charger(charger, given, report)
     return _written(charger, report)
 
 
@@ -488,20 +500,23 @@ def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> A
     response={200: EvseWritten, **WRITE_ERRORS},
     tags=EVSES,
     summary="Replace an EVSE's connector type and power",
-    description="The meter register, status and availability are the simulator's. Needs "
-    "`chargers.change_evse`.",
+    description="The meter register, status and availability are the simulator's, and the "
+    "connector id the path's (PATCH renumbers): they may be sent back as a GET answers "
+    "them, but another value is refused (422). Needs `chargers.change_evse`.",
 )
 @require("chargers.change_evse")
 def replace_evse(
     request: HttpRequest,
     charge_point_id: str,
     connector_id: int,
-    payload: EvseIn,
+    payload: EvseReplace,
     wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
+    evse = _evse(charger, connector_id)
+    given = writes.evse_put(evse, payload.dict())
     report = writes.WorkerReport(wait)
-    saved = writes.save_evse(charger, _evse(charger, connector_id), payload.dict(), report)
+    saved = writes.save_evse(charger, evse, given, report)
     return _with_workers(EvseOut, saved, report)
 
 
