@@ -4,8 +4,10 @@ from typing import Any
 
 import orjson
 from django import forms
+from django.core.exceptions import ValidationError
 
-from chargers.models import Charger
+from chargers.models import KEY_MISSING, Charger
+from chargers.validators import validate_authorization_key
 from simulator.contract import overrides
 
 # Issue 16: stored answer overrides, network conditions and clock skew.
@@ -19,6 +21,19 @@ FAULT_INJECTION_FIELDS = [
 EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
 
 
+def without_missing_key(error: ValidationError) -> ValidationError | None:
+    """The model's errors less "needs an AuthorizationKey", for a write whose key was
+    refused (`validate_authorization_key`): a key was given, so that would mislead."""
+    if not hasattr(error, "error_dict"):
+        return error
+    kept = {}
+    for name, errors in error.error_dict.items():
+        left = [e for e in errors if not (name == "authorization_key" and e.code == KEY_MISSING)]
+        if left:
+            kept[name] = left
+    return ValidationError(kept) if kept else None
+
+
 class ChargerForm(forms.ModelForm):
     """The AuthorizationKey is write-only: never rendered back, blank keeps the stored one."""
 
@@ -27,8 +42,9 @@ class ChargerForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="HTTP Basic password for security profiles 1 and 2. Leave empty to keep the "
-        "current one.",
+        help_text="HTTP Basic password for security profiles 1 and 2: 16 to 20 bytes written "
+        "as 32 to 40 hexadecimal digits (as OCPP's ChangeConfiguration sets it). Leave empty to "
+        "keep the current one.",
     )
     clear_authorization_key = forms.BooleanField(label="Clear the AuthorizationKey", required=False)
 
@@ -102,8 +118,18 @@ class ChargerForm(forms.ModelForm):
         if self.cleaned_data.get("clear_authorization_key"):
             return ""
         if not value and self.instance.pk:
-            return self.instance.authorization_key
+            return self.instance.authorization_key  # kept as stored, not checked again
+        if value:
+            validate_authorization_key(value)
         return value
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        if "authorization_key" in self.errors:
+            left = without_missing_key(errors)
+            if left is None:
+                return
+            errors = left
+        super()._update_errors(errors)  # type: ignore[misc]  # BaseModelForm's, not in django-stubs
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

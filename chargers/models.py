@@ -32,6 +32,11 @@ ANSWER_OVERRIDES_HELP = (
 )
 
 
+# The code of "profile 1 or 2 needs an AuthorizationKey": not said where a key was given
+# but refused (`chargers.forms.without_missing_key`), which the instance then lacks.
+KEY_MISSING = "authorization_key_missing"
+
+
 class ChargerQuerySet(models.QuerySet["Charger"]):
     def enabled(self) -> ChargerQuerySet:
         return self.filter(enabled=True)
@@ -269,7 +274,7 @@ class Charger(models.Model):
         return bool(stored and stored.get("chain"))
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, str | ValidationError] = {}
         scheme = self.csms_url.split("://", 1)[0] if self.csms_url else ""
         profile = self.security_profile
         if profile in (2, 3) and scheme and scheme != "wss":
@@ -277,8 +282,9 @@ class Charger(models.Model):
                 f"Security profile {profile} needs a wss:// CSMS URL (TLS)."
             )
         if profile in (1, 2) and not self.authorization_key:
-            errors["authorization_key"] = (
-                f"Security profile {profile} needs an AuthorizationKey (HTTP Basic password)."
+            errors["authorization_key"] = ValidationError(
+                f"Security profile {profile} needs an AuthorizationKey (HTTP Basic password).",
+                code=KEY_MISSING,
             )
         if profile == 3 and not (
             (self.client_cert_path and self.client_key_path) or self.has_signed_certificate()

@@ -34,7 +34,9 @@ from chargers.evse_layout import (
     specs_of,
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
+from chargers.forms import without_missing_key
 from chargers.models import Charger, ConfigurationKey
+from chargers.validators import validate_authorization_key
 from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from fleet_io.resource import FleetResource
 from locations.models import Location
@@ -97,6 +99,22 @@ class EvseCell(Widget):
         return format_evses(value) if value else ""
 
 
+class AuthorizationKeyCell(SecretCell):
+    """A new AuthorizationKey, checked as the admin's form and the API check it (an empty
+    cell keeps the stored key, unchecked)."""
+
+    def clean(  # type: ignore[override]  # as SecretCell's: None keeps the stored key
+        self, value: Any, row: Any = None, **kwargs: Any
+    ) -> str | None:
+        key = super().clean(value, row, **kwargs)
+        if key is not None:
+            try:
+                validate_authorization_key(key)
+            except ValidationError as exc:
+                raise ValueError(" ".join(exc.messages)) from None
+        return key
+
+
 class OverridesCell(Widget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> dict[str, str]:
         if value in (None, ""):
@@ -157,7 +175,7 @@ class ChargerResource(FleetResource):
         ChoiceCell(Charger.SecurityProfile),
         default=_default("security_profile"),
     )
-    authorization_key = _field("authorization_key", SecretCell(), saves_null_values=False)
+    authorization_key = _field("authorization_key", AuthorizationKeyCell(), saves_null_values=False)
     ca_bundle_path = _field("ca_bundle_path", TextCell())
     client_cert_path = _field("client_cert_path", TextCell())
     client_key_path = _field("client_key_path", TextCell())
@@ -275,7 +293,12 @@ class ChargerResource(FleetResource):
                 removing = removal_problems(instance.pk, len(layout))
                 if removing:
                     errors["evse_layout"] = [ValidationError(why) for why in removing]
-        super().validate_instance(instance, errors, validate_unique)
+        try:
+            super().validate_instance(instance, errors, validate_unique)
+        except ValidationError as exc:
+            left = without_missing_key(exc) if "authorization_key" in errors else exc
+            if left is not None:
+                raise left from None
 
     def bulk_create(
         self,

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from simulator.contract import overrides
+from simulator.contract import config_keys, overrides
 
 CHARGE_POINT_ID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,48}$")
 
@@ -70,3 +70,14 @@ def validate_answer_overrides(value: object) -> None:
     except ValueError as exc:
         # The rule text holds quotes and braces, never "%(": safe as a message.
         raise ValidationError(str(exc).replace("%", "%%")) from None
+
+
+def validate_authorization_key(value: str) -> None:
+    """An AuthorizationKey an operator sets (admin, API, import), by the rule the charger
+    applies to ChangeConfiguration (`config_keys`, the 1.6 security whitepaper: 16 to 20
+    bytes written in hex), so that the fleet cannot hold a key its own CSMS could not set.
+    Empty ("no key") is the caller's to allow. The message never quotes the key."""
+    try:
+        config_keys.normalise("AuthorizationKey", value)
+    except config_keys.InvalidValue as exc:
+        raise ValidationError(str(exc), code="invalid") from None

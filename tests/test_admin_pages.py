@@ -191,3 +191,32 @@ def test_the_firmware_failure_and_upload_method_are_set_on_the_form(admin_client
     response = admin_client_logged_in.post(admin_url(Charger, "change", cp.pk), bad)
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
+
+
+HEX_RULE = "AuthorizationKey takes 16 to 20 bytes written as 32 to 40 hexadecimal digits."
+VALID_KEY = "0011223344556677889900AABBCCDDEEFF001122"  # 20 bytes, kept as written
+
+
+@pytest.mark.parametrize(
+    "key", ["short-key", "s3cr3t-not-hex-but-long-enough-for-it", "00" * 15, "00" * 21, "0" * 33]
+)
+def test_a_new_authorization_key_must_be_16_to_20_bytes_in_hex(
+    admin_client_logged_in, fleet, caplog, key
+):
+    """As the charger checks one its CSMS sets (ChangeConfiguration): a key the operator
+    types is the same HTTP Basic password."""
+    cp = fleet[0]
+    url = admin_url(Charger, "change", cp.pk)
+    response = admin_client_logged_in.post(url, change_form_data(cp, authorization_key=key))
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors == {"authorization_key": [HEX_RULE]}
+    assert key not in response.content.decode()
+    assert key not in caplog.text
+    cp.refresh_from_db()
+    assert cp.authorization_key == SECRET
+    # A valid one is taken as written; empty keeps the stored one (not checked again).
+    data = {**change_form_data(cp, authorization_key=VALID_KEY), **evse_forms(cp)}
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    cp.refresh_from_db()
+    assert cp.authorization_key == VALID_KEY

@@ -35,7 +35,8 @@ from vehicles.models import VehicleModel
 pytestmark = pytest.mark.django_db
 
 V1 = "/api/v1"
-SECRET = "s3cr3t-AuthKey-via-API"
+# A valid AuthorizationKey (16 bytes in hex), as the API takes one.
+SECRET = "5ec2e75ec2e75ec2e75ec2e75ec2e700"
 HEX_KEY = "00112233445566778899aabbccddeeff"
 FLEET_MODELS = ("location", "vehiclemodel", "charger", "evse", "configurationkey")
 EVERY_PERMISSION = [
@@ -641,7 +642,7 @@ def test_no_response_carries_the_authorization_key(api, depot):
         api.patch(f"{V1}/chargers/CP-1?wait=false", {"vendor": "V"}),
         api.put(
             f"{V1}/chargers/CP-1?wait=false",
-            charger_body("CP-1", depot, security_profile=1, authorization_key=SECRET + "2"),
+            charger_body("CP-1", depot, security_profile=1, authorization_key=SECRET + "22"),
         ),
         api.post(
             f"{V1}/bulk/chargers?wait=false",
@@ -656,7 +657,7 @@ def test_no_response_carries_the_authorization_key(api, depot):
         assert response.status_code < 500
         assert SECRET not in response.content.decode()
     charger.refresh_from_db()
-    assert charger.authorization_key == SECRET + "2"
+    assert charger.authorization_key == SECRET + "22"
 
 
 def test_the_authorization_key_is_kept_set_or_cleared(api, depot):
@@ -664,14 +665,50 @@ def test_the_authorization_key_is_kept_set_or_cleared(api, depot):
     url = f"{V1}/chargers/CP-1?wait=false"
     assert api.patch(url, {"vendor": "V"}).json()["charger"]["authorization_key_set"] is True
     assert Charger.objects.get().authorization_key == SECRET
-    api.patch(url, {"authorization_key": "new-key-1"})
-    assert Charger.objects.get().authorization_key == "new-key-1"
+    api.patch(url, {"authorization_key": HEX_KEY})
+    assert Charger.objects.get().authorization_key == HEX_KEY
     cleared = api.patch(url, {"authorization_key": ""})
     # Profile 1 needs a key: the admin's rule refuses the clear.
     assert fields_of(cleared) == {
         "authorization_key": ["Security profile 1 needs an AuthorizationKey (HTTP Basic password)."]
     }
     api.patch(url, {"authorization_key": "", "security_profile": 0})
+    assert Charger.objects.get().authorization_key == ""
+
+
+HEX_RULE = "AuthorizationKey takes 16 to 20 bytes written as 32 to 40 hexadecimal digits."
+
+
+@pytest.mark.parametrize("key", ["new-key-1", "0" * 31, "0" * 41, "00" * 21, "g" * 32])
+def test_an_authorization_key_must_be_16_to_20_bytes_in_hex(api, depot, caplog, key):
+    """As the charger checks one its CSMS sets (ChangeConfiguration)."""
+    make_charger("CP-1", location=depot, security_profile=1, authorization_key=SECRET)
+    url = f"{V1}/chargers/CP-1?wait=false"
+    answers = [
+        api.patch(url, {"authorization_key": key}),
+        api.put(url, charger_body("CP-1", depot, security_profile=1, authorization_key=key)),
+        api.post(f"{V1}/chargers?wait=false", charger_body("CP-2", depot, authorization_key=key)),
+    ]
+    for answer in answers:
+        assert errors_of(answer) == [("authorization_key", HEX_RULE, None)]
+        assert key not in answer.content.decode()
+    bulk = api.post(
+        f"{V1}/bulk/chargers?wait=false",
+        {
+            "items": [
+                charger_body("CP-3", depot),
+                charger_body("CP-4", depot, authorization_key=key),
+            ]
+        },
+    )
+    assert errors_of(bulk) == [("authorization_key", HEX_RULE, 1)]
+    assert key not in caplog.text
+    assert Charger.objects.get().authorization_key == SECRET
+    # 16 and 20 bytes, in either letter case, are taken as written; empty still clears.
+    for valid in (HEX_KEY, "00112233445566778899AABBCCDDEEFF00112233"):
+        assert api.patch(url, {"authorization_key": valid}).status_code == 200
+        assert Charger.objects.get().authorization_key == valid
+    assert api.patch(url, {"authorization_key": "", "security_profile": 0}).status_code == 200
     assert Charger.objects.get().authorization_key == ""
 
 

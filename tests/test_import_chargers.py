@@ -175,17 +175,44 @@ def test_an_export_reimports_to_the_same_fleet(depot):
 
 
 def test_the_authorization_key_is_imported_but_never_exported(depot):
-    row = "CP-1,Depot,AC,22,Type2:22,ws://h/ocpp,1,s3cr3t-key"
+    row = "CP-1,Depot,AC,22,Type2:22,ws://h/ocpp,1,5ec2e75ec2e75ec2e75ec2e75ec2e700"
     header = HEADER.rsplit(",", 1)[0] + ",security_profile,authorization_key"
     run_import(csv_bytes(row, header=header))
-    assert Charger.objects.get().authorization_key == "s3cr3t-key"
+    assert Charger.objects.get().authorization_key == "5ec2e75ec2e75ec2e75ec2e75ec2e700"
     for dataset in (ChargerResource().export(),):
         assert "authorization_key" not in dataset.headers
-        assert "s3cr3t-key" not in dataset.csv + dataset.json
+        assert "5ec2e75ec2e75ec2e75ec2e75ec2e700" not in dataset.csv + dataset.json
     # An empty cell keeps the stored key, so an export re-imports.
     result = run_import(ChargerResource().export().csv.encode())
     assert not result.has_errors(), result.problems()
-    assert Charger.objects.get().authorization_key == "s3cr3t-key"
+    assert Charger.objects.get().authorization_key == "5ec2e75ec2e75ec2e75ec2e75ec2e700"
+
+
+@pytest.mark.parametrize("key", ["s3cr3t-key", "0" * 31, "0" * 42, "xy" * 16])
+def test_an_imported_authorization_key_must_be_16_to_20_bytes_in_hex(depot, caplog, key):
+    """As the charger checks one its CSMS sets (ChangeConfiguration), named by row and
+    column and never quoted."""
+    header = HEADER.rsplit(",", 1)[0] + ",security_profile,authorization_key"
+    good = "CP-1,Depot,AC,22,Type2:22,ws://h/ocpp,1,00112233445566778899aabbccddeeff"
+    result = run_import(
+        csv_bytes(good, f"CP-2,Depot,AC,22,Type2:22,ws://h/ocpp,1,{key}", header=header)
+    )
+    problems = [(p.row, p.column, p.message) for p in result.problems()]
+    assert problems == [
+        (
+            2,
+            "authorization_key",
+            "AuthorizationKey takes 16 to 20 bytes written as 32 to 40 hexadecimal digits.",
+        )
+    ]
+    assert key not in " ".join(str(p) for p in result.problems())
+    assert key not in caplog.text
+    assert not Charger.objects.exists()
+    # An empty cell is no key (profile 0) or, on re-import, the stored one, unchecked.
+    assert not run_import(
+        csv_bytes("CP-3,Depot,AC,22,Type2:22,ws://h/ocpp,0,", header=header)
+    ).has_errors()
+    assert Charger.objects.get().authorization_key == ""
 
 
 BAD_ROWS = [
