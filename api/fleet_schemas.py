@@ -9,14 +9,26 @@ of the input only: an output says whether one is set, never what it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
-from pydantic import BeforeValidator, ConfigDict, TypeAdapter, WithJsonSchema, WrapValidator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chargers.default_csms import default_csms_url
+from chargers.evse_layout import EvseSpec, check_evse
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import MAX_ROTATION_MINUTES, ArrivalProfile, Location, VehicleShare
 from simulator.contract import StatusName, overrides, traffic
@@ -421,8 +433,75 @@ def _default_csms_url() -> str:
     return default_csms_url()
 
 
-class ChargerFields(Strict):
+def evse_problems(
+    item: Mapping[str, Any], power_type: str | None
+) -> tuple[EvseSpec | None, list[str]]:
+    """An item of a charger's `evses` as the import checks its cell's (every problem of
+    it), and whether it fits the charger's power type (None: unknown, not checked)."""
+    connector, power = str(item["connector_type"]), item["max_power_kw"]
+    return check_evse(connector, str(power), f"{connector}:{power:g}", power_type or None)
+
+
+_FLOAT = TypeAdapter(float)
+
+
+def _evse_rule_errors(data: Mapping[str, Any], power_type: str | None) -> list[InitErrorDetails]:
+    """The EVSE rules' problems of a body that failed on types, as pydantic errors: the
+    well-typed items of its `evses` checked as `fleet_writes.check_charger` checks them."""
+    items = data.get("evses")
+    if not isinstance(items, list):
+        return []
+    given = data.get("power_type", power_type)
+    power_type = given if given in Charger.PowerType.values else None
+    errors: list[InitErrorDetails] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("connector_type"), str):
+            continue
+        try:
+            power = _FLOAT.validate_python(item.get("max_power_kw"))
+        except ValidationError:
+            continue  # its own type error is said
+        _, problems = evse_problems({**item, "max_power_kw": power}, power_type)
+        errors += [
+            {"type": PydanticCustomError("evse", p), "loc": ("evses", n), "input": item}
+            for p in problems
+        ]
+    return errors
+
+
+class ChargerBody(Strict):
+    """A charger's body: a wrong type anywhere in it (answered before the EVSE rules are
+    checked) does not hide what is wrong with its EVSEs; both are answered."""
+
+    # The power type of a body that gives none (None: the stored one, not known here).
+    default_power_type: ClassVar[str | None] = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _evse_rules_too(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            rules = (
+                _evse_rule_errors(data, cls.default_power_type) if isinstance(data, dict) else []
+            )
+            if not rules:
+                raise
+            again: list[InitErrorDetails] = [
+                {
+                    "type": PydanticCustomError(e["type"], e["msg"]),
+                    "loc": e["loc"],
+                    "input": e["input"],
+                }
+                for e in exc.errors(include_url=False)
+            ]
+            raise ValidationError.from_exception_data(exc.title, [*again, *rules]) from None
+
+
+class ChargerFields(ChargerBody):
     """A charger's own fields, as a POST and a PUT take them."""
+
+    default_power_type: ClassVar[str | None] = default(Charger, "power_type")
 
     charge_point_id: str = Field(
         description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
@@ -506,7 +585,7 @@ class ChargerPut(ChargerFields):
     ] = Field(None, description=CONFIGURATION + " Or a list of keys as a GET answers it.")
 
 
-class ChargerPatch(Strict):
+class ChargerPatch(ChargerBody):
     """Only the fields given change."""
 
     charge_point_id: str | None = Field(None, description=doc(Charger, "charge_point_id"))

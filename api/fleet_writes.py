@@ -40,6 +40,7 @@ from api.fleet_schemas import (
     VehicleModelPut,
     WorkerNote,
     default,
+    evse_problems,
     read_only_fields,
 )
 from chargers.configuration_overrides import (
@@ -52,8 +53,6 @@ from chargers.deadlocks import retrying_deadlocks
 from chargers.evse_layout import (
     MAX_EVSES,
     EvseSpec,
-    LayoutError,
-    evse_spec,
     next_connector_id,
     numbering_problem,
     power_type_problems,
@@ -450,16 +449,10 @@ def _check_evses(
         return [], [ErrorItem(field="evses", message=message, row=row)]
     specs, errors = [], []
     for n, item in enumerate(items):
-        connector, power = str(item["connector_type"]), item["max_power_kw"]
-        try:
-            spec = evse_spec(connector, str(power), f"{connector}:{power:g}")
-        except LayoutError as exc:
-            errors.append(ErrorItem(field=f"evses.{n}", message=str(exc), row=row))
-            continue
-        specs.append(spec)
-        problem = power_type and Evse.power_type_problem(spec.connector_type, power_type)
-        if problem:
-            errors.append(ErrorItem(field=f"evses.{n}", message=problem, row=row))
+        spec, problems = evse_problems(item, power_type)
+        errors += [ErrorItem(field=f"evses.{n}", message=p, row=row) for p in problems]
+        if spec is not None:
+            specs.append(spec)
     return specs, errors
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -31,11 +31,22 @@ class EvseSpec:
 
 
 class LayoutError(ValueError):
-    pass
+    """What is wrong with an EVSE list: every problem found (`problems`), and each
+    connector's type where it was readable (`connector_types`, None where not), so that
+    a caller can still say which connectors do not fit the charger's power type."""
+
+    def __init__(self, *problems: str, connector_types: Sequence[str | None] = ()) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = list(problems)
+        self.connector_types = list(connector_types)
 
 
 def parse_evses(text: str) -> list[EvseSpec]:
+    """The EVSEs of a cell, or a LayoutError with the problems of every item (each item's
+    all: an unknown connector type and a power out of range are both said)."""
     specs: list[EvseSpec] = []
+    types: list[str | None] = []
+    problems: list[str] = []
     items = text.replace(",", ";").replace(";", " ").split()
     if not items:
         raise LayoutError("Give at least one EVSE, e.g. 2*Type2:22.")
@@ -48,43 +59,65 @@ def parse_evses(text: str) -> list[EvseSpec]:
         # ASCII digits only ('²'.isdigit() is true), and the total compared before the
         # specs are built: "100000000000*Type2:22" must not allocate a list of that size.
         if not (count_text.isascii() and count_text.isdigit()) or not count_text.strip("0"):
-            raise LayoutError(f"{item!r}: the count before '*' must be a whole number ≥ 1.")
-        digits = count_text.lstrip("0")
-        count = int(digits) if len(digits) <= 3 else MAX_EVSES + 1
-        if len(specs) + count > MAX_EVSES:
-            raise LayoutError(
+            problems.append(f"{item!r}: the count before '*' must be a whole number ≥ 1.")
+            count = 1
+        else:
+            digits = count_text.lstrip("0")
+            count = int(digits) if len(digits) <= 3 else MAX_EVSES + 1
+        if len(types) + count > MAX_EVSES:
+            problems.append(
                 f"{item!r} makes more than {MAX_EVSES} EVSEs; a charger has at most "
                 f"{MAX_EVSES} (MAX_EVSES)."
             )
+            break  # the connectors after it have no number
         connector, colon, power_text = rest.partition(":")
         if not colon:
-            raise LayoutError(f"{item!r} is not of the form type:kW (e.g. Type2:22).")
-        spec = evse_spec(connector, power_text, item)
-        specs.extend([spec] * count)
+            problems.append(f"{item!r} is not of the form type:kW (e.g. Type2:22).")
+            types.extend([None] * count)
+            continue
+        spec, found = check_evse(connector, power_text, item)
+        problems += found
+        types.extend([_connector_types().get(connector.lower())] * count)
+        if spec is not None:
+            specs.extend([spec] * count)
+    if problems:
+        raise LayoutError(*problems, connector_types=types)
     return specs
 
 
-def evse_spec(connector: str, power_text: str, item: str) -> EvseSpec:
-    """One EVSE's connector type (any letter case) and power, checked; `item` names it in
-    a message (the cell's item, or what the API was sent)."""
-    try:
-        connector_type = _connector_types()[connector.lower()]
-    except KeyError:
-        raise LayoutError(
+def check_evse(
+    connector: str, power_text: str, item: str, power_type: str | None = None
+) -> tuple[EvseSpec | None, list[str]]:
+    """One EVSE's connector type (any letter case) and power, and, given the charger's
+    power type, whether the connector fits it (`Evse.power_type_problem`): the EVSE
+    (None if its type or power is wrong) and every problem found; `item` names it in a
+    message (the cell's item, or what the API was sent)."""
+    problems = []
+    connector_type = _connector_types().get(connector.lower())
+    if connector_type is None:
+        problems.append(
             f"Unknown connector type {connector!r}; use one of "
             f"{', '.join(Evse.ConnectorType.values)}."
-        ) from None
+        )
     try:
         power = float(power_text)
     except ValueError:
         power = math.nan
     if not math.isfinite(power):  # float() reads "nan" and "inf"; the database does not
-        raise LayoutError(f"{item!r}: {power_text!r} is not a number of kW.")
-    try:
-        Evse._meta.get_field("max_power_kw").run_validators(power)
-    except ValidationError as exc:
-        raise LayoutError(f"{item!r}: {' '.join(exc.messages)}") from None
-    return EvseSpec(connector_type, power)
+        problems.append(f"{item!r}: {power_text!r} is not a number of kW.")
+    else:
+        try:
+            Evse._meta.get_field("max_power_kw").run_validators(power)
+        except ValidationError as exc:
+            problems.append(f"{item!r}: {' '.join(exc.messages)}")
+    wrong = bool(problems)
+    if connector_type is not None and power_type is not None:
+        fit = Evse.power_type_problem(connector_type, power_type)
+        if fit:
+            problems.append(fit)
+    if wrong or connector_type is None:
+        return None, problems
+    return EvseSpec(connector_type, power), problems
 
 
 @functools.cache

@@ -35,7 +35,7 @@ from chargers.evse_layout import (
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import without_missing_key
-from chargers.models import Charger, ConfigurationKey
+from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.validators import validate_authorization_key
 from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from fleet_io.resource import FleetResource
@@ -90,10 +90,8 @@ class EvseCell(Widget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
         if value in (None, "") or (isinstance(value, str) and not value.strip()):
             return None
-        try:
-            return parse_evses(str(value))
-        except LayoutError as exc:
-            raise ValueError(str(exc)) from None
+        # A LayoutError (a ValueError) is the resource's to report (`import_field`).
+        return parse_evses(str(value))
 
     def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
         return format_evses(value) if value else ""
@@ -262,12 +260,33 @@ class ChargerResource(FleetResource):
             # default CSMS (an empty cell says "none", as an empty field does).
             instance.csms_url = default_csms_url()
         instance.evse_layout = None  # type: ignore[attr-defined]  # set per import row, not a model field
+        instance.evse_problems = None  # type: ignore[attr-defined]  # set per import row, not a model field
         instance.configuration_overrides = {}  # type: ignore[attr-defined]  # set per import row, not a model field
+
+    def import_field(
+        self, field: Field, instance: Charger, row: Any, is_m2m: bool = False, **kwargs: Any
+    ) -> None:
+        try:
+            super().import_field(field, instance, row, is_m2m, **kwargs)
+        except LayoutError as exc:
+            # Each problem of the evses cell said on its own, with the power type check
+            # of the connectors it could read (validate_instance), not one joined message.
+            instance.evse_problems = exc  # type: ignore[attr-defined]  # set per import row, not a model field
 
     def validate_instance(
         self, instance: Charger, import_validation_errors: Any = None, validate_unique: bool = True
     ) -> None:
         errors = dict(import_validation_errors or {})
+        layout_error: LayoutError | None = instance.evse_problems  # type: ignore[attr-defined]  # set per import row, not a model field
+        if layout_error is not None:
+            errors["evse_layout"] = [ValidationError(p) for p in layout_error.problems]
+            if "power_type" not in errors:
+                errors["evse_layout"] += [
+                    ValidationError(f"Connector {n}: {why}")
+                    for n, connector_type in enumerate(layout_error.connector_types, start=1)
+                    if connector_type
+                    and (why := Evse.power_type_problem(connector_type, instance.power_type))
+                ]
         if instance.location_id is None and "location" not in errors:
             errors["location"] = [
                 ValidationError("A location is required: the name of an existing location.")

@@ -501,7 +501,11 @@ def test_the_evse_list_and_configuration_get_the_imports_messages(api, depot):
         "Unknown connector type 'Type9'; use one of Type2, Type2Cable, Type1, CCS2, CCS1, "
         "CHAdeMO, Schuko."
     ]
-    assert found["evses.2"] == ["'CCS2:5000': Ensure this value is less than or equal to 1000."]
+    assert found["evses.2"] == [
+        "'CCS2:5000': Ensure this value is less than or equal to 1000.",
+        "CCS2 is a DC connector; an AC charger takes AC connectors only (Type2, Type2Cable, "
+        "Type1, Schuko).",
+    ]
     assert found["configuration"] == [
         "NumberOfConnectors follows the number of EVSEs: use the evses column."
     ]
@@ -575,6 +579,81 @@ def test_a_connector_that_does_not_fit_the_chargers_power_type_is_refused(api, d
         {"power_type": "DC", "evses": [{"connector_type": "CCS2", "max_power_kw": 150}]},
     )
     assert both.status_code == 200, both.content
+
+
+DC_ON_AC = (
+    "CCS2 is a DC connector; an AC charger takes AC connectors only (Type2, Type2Cable, "
+    "Type1, Schuko)."
+)
+UNKNOWN_TYPE9 = (
+    "Unknown connector type 'Type9'; use one of Type2, Type2Cable, Type1, CCS2, CCS1, "
+    "CHAdeMO, Schuko."
+)
+TWO_BAD_EVSES = [
+    {"connector_type": "Type9", "max_power_kw": 5000},
+    {"connector_type": "CCS2", "max_power_kw": 5000},
+]
+BAD_EVSE_PROBLEMS = {
+    "evses.0": [UNKNOWN_TYPE9, "'Type9:5000': Ensure this value is less than or equal to 1000."],
+    "evses.1": ["'CCS2:5000': Ensure this value is less than or equal to 1000.", DC_ON_AC],
+}
+
+
+def test_every_problem_of_an_evse_is_answered(api, depot):
+    """An EVSE with an unknown connector type and too much power was answered with the
+    first only; a DC connector of too much power on an AC charger, with its power only."""
+    created = api.post(
+        f"{V1}/chargers?wait=false", charger_body("CP-1", depot, evses=TWO_BAD_EVSES)
+    )
+    assert fields_of(created) == BAD_EVSE_PROBLEMS
+    make_charger("CP-2", location=depot, evses=1)
+    patched = api.patch(f"{V1}/chargers/CP-2?wait=false", {"evses": TWO_BAD_EVSES})
+    assert fields_of(patched) == BAD_EVSE_PROBLEMS
+    assert not Charger.objects.filter(charge_point_id="CP-1").exists()
+
+
+def test_a_wrong_type_does_not_hide_the_evse_problems(api, depot):
+    """A wrong type is answered before the rules are checked: the EVSEs' were not."""
+    body = charger_body("CP-1", depot, phases=2.5, evses=TWO_BAD_EVSES)
+    assert fields_of(api.post(f"{V1}/chargers?wait=false", body)) == {
+        "phases": ["Enter a whole number."],
+        **BAD_EVSE_PROBLEMS,
+    }
+    bulk = api.post(
+        f"{V1}/bulk/chargers?wait=false",
+        {"items": [charger_body("CP-0", depot), {**body, "enabled": "maybe"}]},
+    )
+    assert {(f, row) for f, _, row in errors_of(bulk)} == {
+        ("phases", 1),
+        ("enabled", 1),
+        ("evses.0", 1),
+        ("evses.1", 1),
+    }
+    make_charger("CP-2", location=depot, evses=1)
+    put = api.put(f"{V1}/chargers/CP-2?wait=false", {**body, "charge_point_id": "CP-2"})
+    assert fields_of(put) == {"phases": ["Enter a whole number."], **BAD_EVSE_PROBLEMS}
+    # A PATCH without a power type: the stored one is not known before the types pass, so
+    # a DC connector is not said then (it is once the types are right).
+    patched = api.patch(
+        f"{V1}/chargers/CP-2?wait=false", {"max_power_kw": "lots", "evses": TWO_BAD_EVSES}
+    )
+    assert fields_of(patched) == {
+        "max_power_kw": ["Enter a number."],
+        "evses.0": BAD_EVSE_PROBLEMS["evses.0"],
+        "evses.1": ["'CCS2:5000': Ensure this value is less than or equal to 1000."],
+    }
+    # With a wrong type in an EVSE, its own type error and the other EVSEs' problems.
+    typed = api.post(
+        f"{V1}/chargers?wait=false",
+        charger_body(
+            "CP-3", depot, evses=[{"connector_type": "CCS2", "max_power_kw": "x"}, TWO_BAD_EVSES[0]]
+        ),
+    )
+    assert fields_of(typed) == {
+        "evses.0.max_power_kw": ["Enter a number."],
+        "evses.1": BAD_EVSE_PROBLEMS["evses.0"],
+    }
+    assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["CP-2"]
 
 
 def test_a_wrong_type_names_the_field_in_the_admins_words(api, depot):

@@ -215,6 +215,33 @@ def test_an_imported_authorization_key_must_be_16_to_20_bytes_in_hex(depot, capl
     assert Charger.objects.get().authorization_key == ""
 
 
+def test_every_problem_of_the_evses_cell_is_reported_each_on_its_own(depot):
+    """The cell's first problem was all: "Type9:5000" said only its connector type, and a
+    DC connector of too much power on an AC charger only its power; a wrong number in
+    another column does not hide them."""
+    result = run_import(csv_bytes("CP-1,Depot,AC,lots,Type9:5000;2*CCS2:5000;Type2:22,,"))
+    assert [(p.row, p.column, p.message) for p in result.problems()] == [
+        (1, "max_power_kw", "'lots' is not a number."),
+        (
+            1,
+            "evses",
+            "Unknown connector type 'Type9'; use one of Type2, Type2Cable, Type1, CCS2, CCS1, "
+            "CHAdeMO, Schuko.",
+        ),
+        (1, "evses", "'Type9:5000': Ensure this value is less than or equal to 1000."),
+        (1, "evses", "'2*CCS2:5000': Ensure this value is less than or equal to 1000."),
+        (1, "evses", f"Connector 2: {DC_ON_AC}"),
+        (1, "evses", f"Connector 3: {DC_ON_AC}"),
+    ]
+    assert not Charger.objects.exists()
+
+
+DC_ON_AC = (
+    "CCS2 is a DC connector; an AC charger takes AC connectors only (Type2, Type2Cable, "
+    "Type1, Schuko)."
+)
+
+
 BAD_ROWS = [
     ("CP-3,Atlantis,AC,22,Type2:22,,", "location", "No location named 'Atlantis'"),
     ("CP-1,Depot,AC,22,Type2:22,,", "charge_point_id", "'CP-1' is already on row 1"),
