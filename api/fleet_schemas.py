@@ -56,21 +56,36 @@ READ_ONLY = (
     "Read-only here: a PUT may send it back as a GET answered it (the stored value is "
     "accepted), but another value is refused (422)."
 )
+LIVE = (
+    "Read-only, and it changes as the simulator runs: a PUT may send back any value, which "
+    "is ignored (a GET a moment earlier may have answered an older one)."
+)
 
 
-def read_only(description: str = "") -> Any:
+def read_only(description: str = "", *, live: bool = False) -> Any:
     """A field of a GET's answer that a PUT takes back unchanged (`read_only_fields`), so
-    that a script may read a resource, change a field and send it back whole."""
+    that a script may read a resource, change a field and send it back whole. A `live`
+    one (a register, a status, a count) is ignored whatever its value: between the GET
+    and the PUT the simulator may have moved it on, and the PUT must not fail for that."""
+    extra: dict[str, Any] = {"readOnly": True}
+    if live:
+        extra["x-ignored"] = True
     return Field(
-        None, description=f"{description} {READ_ONLY}".strip(), json_schema_extra={"readOnly": True}
+        None,
+        description=f"{description} {LIVE if live else READ_ONLY}".strip(),
+        json_schema_extra=extra,
     )
 
 
-def read_only_fields(schema: type[Schema]) -> list[str]:
+def read_only_fields(schema: type[Schema], *, live: bool = False) -> list[str]:
+    """The read-only fields of a PUT's body; with `live`, only those ignored whatever
+    their value."""
     return [
         name
         for name, info in schema.model_fields.items()
-        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("readOnly")
+        if isinstance(info.json_schema_extra, dict)
+        and info.json_schema_extra.get("readOnly")
+        and (not live or info.json_schema_extra.get("x-ignored"))
     ]
 
 
@@ -181,7 +196,7 @@ class LocationPut(LocationIn):
     """A PUT's body: a location, and what a GET answers besides (read-only)."""
 
     id: int | None = read_only()
-    chargers: int | None = read_only("How many chargers it has.")
+    chargers: int | None = read_only("How many chargers it has.", live=True)
 
 
 class LocationPatch(Strict):
@@ -327,9 +342,9 @@ class EvseReplace(EvseIn):
     connector_id: int | None = read_only(
         "The connector: the path's, or for an item of a charger's list its place (1..N)."
     )
-    availability: str | None = read_only("Operative or Inoperative (a CSMS sets it).")
-    status: str | None = read_only(doc(Evse, "status"))
-    register_wh: float | None = read_only(doc(Evse, "register_wh"))
+    availability: str | None = read_only("Operative or Inoperative (a CSMS sets it).", live=True)
+    status: str | None = read_only(doc(Evse, "status"), live=True)
+    register_wh: float | None = read_only(doc(Evse, "register_wh"), live=True)
 
 
 class EvseCreate(EvseIn):
@@ -578,7 +593,7 @@ class ChargerPut(ChargerFields):
         "Whether an AuthorizationKey is stored (set one with `authorization_key`)."
     )
     created: datetime | None = read_only()
-    updated: datetime | None = read_only()
+    updated: datetime | None = read_only(live=True)
     evses: list[EvseReplace] | None = Field(None, description=EVSES)
     configuration: Annotated[
         dict[str, OcppValue] | list[ConfigurationKeyItem] | None, WrapValidator(_one_form)

@@ -16,7 +16,7 @@ These functions take plain values and no request, so that the MCP tools can call
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -173,15 +173,21 @@ def _answered(value: Any) -> Any:
 
 
 def read_only_problems(
-    given: dict[str, Any], stored: Mapping[str, Any], names: Sequence[str], *, prefix: str = ""
+    given: dict[str, Any],
+    stored: Mapping[str, Any],
+    names: Sequence[str],
+    *,
+    prefix: str = "",
+    ignored: Collection[str] = (),
 ) -> list[ErrorItem]:
     """Take the read-only fields `names` out of `given` (a PUT's body, as a GET answered
-    it), and say which of them differ from what is `stored` (None: not given). None of
-    them is a secret, so the stored value is named."""
+    it), and say which of them differ from what is `stored` (None: not given), but for
+    the `ignored` ones (they change as the simulator runs). None of them is a secret, so
+    the stored value is named."""
     problems = []
     for name in names:
         value = given.pop(name, None)
-        if value is None or _answered(value) == _answered(stored.get(name)):
+        if name in ignored or value is None or _answered(value) == _answered(stored.get(name)):
             continue
         message = (
             f"{name} is read-only here: it is {_shown(stored.get(name))}, not {_shown(value)}. "
@@ -194,7 +200,9 @@ def read_only_problems(
 def _put_given(
     given: dict[str, Any], stored: Mapping[str, Any], schema: type[Any]
 ) -> dict[str, Any]:
-    problems = read_only_problems(given, stored, read_only_fields(schema))
+    problems = read_only_problems(
+        given, stored, read_only_fields(schema), ignored=read_only_fields(schema, live=True)
+    )
     if problems:
         raise _invalid(problems)
     return given
@@ -227,12 +235,21 @@ def charger_put(charger: Charger, given: dict[str, Any]) -> dict[str, Any]:
     EVSEs' too) checked against `charger` and taken out, and a configuration given as the
     GET's list turned into the keys whose value it changes."""
     stored = ChargerDetail.model_validate(charger_detail().get(pk=charger.pk)).model_dump()
-    problems = read_only_problems(given, stored, read_only_fields(ChargerPut))
+    problems = read_only_problems(
+        given,
+        stored,
+        read_only_fields(ChargerPut),
+        ignored=read_only_fields(ChargerPut, live=True),
+    )
     evses = {evse["connector_id"]: evse for evse in stored["evses"]}
     for n, item in enumerate(given.get("evses") or ()):
         was = evses.get(n + 1, {**NEW_EVSE, "connector_id": n + 1})
         problems += read_only_problems(
-            item, was, read_only_fields(EvseReplace), prefix=f"evses.{n}."
+            item,
+            was,
+            read_only_fields(EvseReplace),
+            prefix=f"evses.{n}.",
+            ignored=read_only_fields(EvseReplace, live=True),
         )
     listed = given.get("configuration")
     if isinstance(listed, list):

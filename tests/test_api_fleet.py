@@ -1480,24 +1480,52 @@ def test_an_evse_put_takes_back_what_its_get_answered(api, depot):
     assert (put.json()["max_power_kw"], put.json()["register_wh"]) == (11, 1234.5)
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("connector_id", 1),
-        ("register_wh", 99.0),
-        ("status", "Faulted"),
-        ("availability", "Inoperative"),
-    ],
-)
-def test_an_evse_put_refuses_a_read_only_field_with_another_value(api, depot, field, value):
+def test_an_evse_put_refuses_another_connector_id(api, depot):
     make_charger("CP-1", location=depot, evses=2)
     url = f"{V1}/chargers/CP-1/evses/2?wait=false"
-    body = {**api.get(url).json(), "max_power_kw": 11, field: value}
+    body = {**api.get(url).json(), "max_power_kw": 11, "connector_id": 1}
     found = errors_of(api.put(url, body))
-    assert [(f, row) for f, _, row in found] == [(field, None)]
+    assert [(f, row) for f, _, row in found] == [("connector_id", None)]
     assert READ_ONLY_CHANGED in found[0][1]
     evse = Evse.objects.get(charger__charge_point_id="CP-1", connector_id=2)
     assert (evse.max_power_kw, evse.register_wh) == (22, 0)  # nothing changed
+
+
+def test_a_put_ignores_what_the_simulator_moved_on_since_the_get(api, depot):
+    """The register, status and availability of a running charger (its `updated`, a
+    location's charger count) may change between a script's GET and its PUT: a PUT must
+    not fail for it, nor wind the register back."""
+    make_charger("CP-1", location=depot, evses=2)
+    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    body = api.get(url).json()
+    Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=2).update(
+        register_wh=1234.5, status="Charging"
+    )
+    body["max_power_kw"] = 11
+    put = api.put(url, {**body, "availability": "Inoperative"})
+    assert put.status_code == 200, put.content
+    evse = Evse.objects.get(charger__charge_point_id="CP-1", connector_id=2)
+    assert (evse.max_power_kw, evse.register_wh, evse.status) == (11, 1234.5, "Charging")
+    assert evse.availability == Evse.Availability.OPERATIVE
+
+    charger_url = f"{V1}/chargers/CP-1?wait=false"
+    body = api.get(charger_url).json()
+    Evse.objects.filter(charger__charge_point_id="CP-1").update(register_wh=2000.0)
+    Charger.objects.filter(charge_point_id="CP-1").update(vendor="ChargeSim")  # a later edit
+    body["vendor"] = "Elsewhere"
+    body["updated"] = "2020-01-01T00:00:00Z"
+    put = api.put(charger_url, body)
+    assert put.status_code == 200, put.content
+    assert set(
+        Evse.objects.filter(charger__charge_point_id="CP-1").values_list("register_wh", flat=True)
+    ) == {2000.0}
+
+    location_url = f"{V1}/locations/{depot.pk}"
+    body = api.get(location_url).json()
+    make_charger("CP-2", location=depot)
+    put = api.put(location_url, {**body, "city": "Bonn"})
+    assert put.status_code == 200, put.content
+    assert put.json()["chargers"] == 2
 
 
 def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
@@ -1531,7 +1559,6 @@ def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
         (lambda body: body.update(authorization_key_set=True), "authorization_key_set"),
         (lambda body: body.update(created="2020-01-01T00:00:00Z"), "created"),
         (lambda body: body["evses"][1].update(connector_id=3), "evses.1.connector_id"),
-        (lambda body: body["evses"][0].update(register_wh=5.0), "evses.0.register_wh"),
         (lambda body: body["configuration"][0].update(readonly=True), "configuration.0.readonly"),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
@@ -1558,7 +1585,7 @@ def test_a_location_put_takes_back_what_its_get_answered(api, depot):
     put = api.put(url, body)
     assert put.status_code == 200, put.content
     assert put.json()["city"] == "Bonn"
-    for field, value in (("id", depot.pk + 1), ("chargers", 5)):
+    for field, value in (("id", depot.pk + 1),):
         found = errors_of(api.put(url, {**body, "city": "Köln", field: value}))
         assert [(f, row) for f, _, row in found] == [(field, None)]
         assert READ_ONLY_CHANGED in found[0][1]
