@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -471,6 +472,22 @@ async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver
     assert gone.json()["charger"]["link"] == "offline"
     again = await driver.post(ACTION.format("API-2", "connect"), wait_for="Accepted")
     assert again.json()["wait"]["met"] is True
+
+
+async def test_a_network_cuts_count_is_as_of_each_state_request(worker, driver):
+    """The state said "network cut (11 s left)" for the whole of a 12 s cut: the count was
+    the one of the moment the link went down."""
+    await driver.post(ACTION.format("API-2", "cut-network"), {"seconds": 8})
+    left = []
+    for _ in range(2):
+        state = (await driver.get(STATE.format("API-2"))).json()["charger"]
+        found = re.fullmatch(r"network cut \((\d+) s left\)", state["link_error"])
+        assert found is not None, state["link_error"]
+        left.append(int(found.group(1)))
+        await asyncio.sleep(2.5)
+    assert left[1] < left[0] <= 8
+    back = await driver.get(STATE.format("API-2"), wait_for="Accepted", timeout=20)
+    assert back.json()["wait"]["met"] is True
 
 
 async def test_request_certificate_gets_the_charger_a_certificate_from_its_csms(

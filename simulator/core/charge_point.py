@@ -192,6 +192,9 @@ def _in_turn(methods: list[Callable[..., None]]) -> Callable[..., None]:
     return tell_each
 
 
+# Why a charger is offline during a fault-injected outage (`cut_network`); the connection
+# runner adds the seconds left.
+NETWORK_CUT = "network cut"
 _LISTENER_METHODS = tuple(name for name in vars(Listener) if name.startswith("on_"))
 
 
@@ -544,6 +547,18 @@ class Charger:
             # Sent once the charger is back (the event is durable), stamped now.
             self.security_event(SecurityEvent.CONNECTION_LOST, error)
         self.listener.on_change(self)
+
+    def link_error_now(self) -> str:
+        """`link_error` as of now: a network cut's count of seconds left was true when the
+        link went down, and a snapshot read later (the API's state, a page opened then)
+        must not show it frozen. Only an offline charger has a link error to show."""
+        error = self.link_error
+        if self.link is not LinkState.OFFLINE:
+            return error
+        left = self.offline_until - self.clock.monotonic()
+        if left > 0:  # the cut is why, also while the lost link is still being told
+            return f"{NETWORK_CUT} ({left:.0f} s left)"
+        return f"{NETWORK_CUT} (over)" if error.startswith(NETWORK_CUT) else error
 
     def out_of_service(self, why: str) -> None:
         """Taken out of the running fleet (disabled or deleted in the set-up, or moved to

@@ -41,7 +41,7 @@ from websockets.proxy import get_proxy
 from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
-from simulator.core.charge_point import Charger
+from simulator.core.charge_point import NETWORK_CUT, Charger
 from simulator.core.drops import dropped
 from simulator.core.firmware import DiagnosticsRequest, FirmwareRequest
 from simulator.core.link import AnswerCallback, CallFailed, LinkLost
@@ -1189,7 +1189,7 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
     while True:
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
-            charger.detach(f"network cut ({outage:.0f} s left)")
+            charger.detach(f"{NETWORK_CUT} ({outage:.0f} s left)")
             charger.listener.on_connection(
                 charger, "network_cut", {"seconds_left": round(outage, 1)}
             )
