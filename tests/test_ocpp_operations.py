@@ -16,6 +16,7 @@ from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
 from simulator.core.operations import RESET_GRACE_SECONDS
 from simulator.core.protocol import StopReason
+from simulator.runtime.events import snapshot
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
 
@@ -663,6 +664,25 @@ async def test_connection_timeout_returns_preparing_to_available(csms):
             message="Available after ConnectionTimeOut",
         )
     assert not calls(csms, "CK-CT", "StartTransaction")
+
+
+async def test_a_fault_ends_an_authorization_waiting_for_its_cable(csms):
+    """An idTag accepted with no vehicle survived a fault: after the fault cleared the
+    connector was Available with the countdown still running, and a plug-in then started
+    a transaction at once."""
+    charger = runtime_charger("CK-CF", csms.url, evses=1, config={"ConnectionTimeOut": "60"})
+    async with connected(charger):
+        assert await charger.present_id_tag(1, "T") == "Accepted"
+        assert charger.evse(1).status is ConnectorStatus.PREPARING
+        charger.inject_fault(1)
+        charger.clear_fault(1)
+        assert charger.evse(1).status is ConnectorStatus.AVAILABLE
+        assert 1 not in charger.pending_authorizations
+        assert snapshot(charger)["evses"][0]["authorization_expires_at"] is None
+        charger.plug_in(1, COMPACT, soc=50)
+        assert charger.evse(1).status is ConnectorStatus.PREPARING
+        assert 1 not in charger.transactions
+    assert not calls(csms, "CK-CF", "StartTransaction")
 
 
 async def test_ev_side_disconnect_without_stopping_suspends(csms, ticking):

@@ -1167,6 +1167,14 @@ class Charger:
         self.settle_meter()
         evse = self.evse(connector_id)
         evse.cut_power()
+        if connector_id in self.pending_authorizations:
+            # A fault ends the incipient session: authorized with no cable yet, it would
+            # otherwise start at the next plug-in after the fault cleared, the connector
+            # Available meanwhile. The driver presents the card again.
+            self._cancel_timer("connection-timeout", connector_id)
+            self.pending_authorizations.pop(connector_id, None)
+            self.authorization_expires.pop(connector_id, None)
+            self._claimed.pop(connector_id, None)
         self.set_status(evse, Status.FAULTED, error_code, info)
 
     def clear_fault(self, connector_id: int) -> None:
