@@ -230,6 +230,28 @@ class FakeLayer:
         pass
 
 
+async def test_a_charger_shown_in_a_session_it_resumed_before_the_page_came_follows_at_once():
+    """A session resumed at boot, before the page asked for the charger: nothing changed
+    after the watch until the next sample, a minute away, and the page's chart stayed at
+    its first point meanwhile."""
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-RESUMED", "ws://127.0.0.1:1", evses=1, max_kw=11,
+                              config=SAMPLED, listener=publisher, db_id=7)  # fmt: skip
+    charger.plug_in(1, COMPACT, soc=30)
+    charger.start_transaction(1, "TAG")
+    charger.next_sample[1] = 1060.0
+    engine = MeterEngine([charger], tick_seconds=1.0)
+    for k in range(5):
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    await publisher.flush(FakeLayer())  # the changes of the start, published to nobody
+    unwatched = engine.visits
+    publisher.watch(7, charger=charger)  # the page's first snapshot: no change since
+    for k in range(5, 10):
+        await publisher.flush(FakeLayer())
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+    assert engine.visits == unwatched + 5
+
+
 def test_a_site_cap_set_while_a_charger_sleeps_applies_on_that_tick() -> None:
     # Load management turned on between two samples: the charger is settled up to the
     # tick at the old limit, then visited at once and shown (and metered) at its cap.

@@ -720,10 +720,11 @@ class CommandServer:
         publisher = self.service.publisher
         if publisher is None:
             return
+        store = self.service.store
         for raw in pks[:1000]:
             pk = _pk(raw)
             if pk is not None:
-                publisher.watch(pk)
+                publisher.watch(pk, charger=store.by_pk(pk))
 
     def subscription(self, message: dict[str, Any]) -> None:
         """An API event stream starts, renews or ends its subscription."""
@@ -746,9 +747,10 @@ class CommandServer:
             pk = _pk(raw)
             if pk is None:
                 continue
-            if publisher is not None:
-                publisher.watch(pk)  # also when not loaded: it may be enabled or added later
             charger = self.service.store.by_pk(pk)
+            if publisher is not None:
+                # Also when not loaded: it may be enabled or added later.
+                publisher.watch(pk, charger=charger)
             if charger is None:
                 continue
             await self._reply(reply_to, contract.charger_state(snapshot(charger, series=series)))

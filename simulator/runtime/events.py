@@ -141,9 +141,20 @@ class EventPublisher(Listener):
         # The API's event streams (nothing is collected while none subscribes).
         self.stream = EventStream()
 
-    def watch(self, pk: int, lease: float = contract.WATCH_LEASE_SECONDS) -> None:
-        """A page shows this charger: publish its snapshots until the lease runs out."""
+    def watch(
+        self,
+        pk: int,
+        lease: float = contract.WATCH_LEASE_SECONDS,
+        *,
+        charger: Charger | None = None,
+    ) -> None:
+        """A page shows this charger: publish its snapshots until the lease runs out. Given
+        the `charger` (running here), it follows the meter every tick from now, not from
+        its next change: one in a session resumed at boot, before the page asked, changed
+        next at its next sample (a minute away), and its chart stayed empty until then."""
         self.watched[pk] = time.monotonic() + lease
+        if charger is not None:
+            self._shown[pk] = charger
 
     def on_change(self, charger: Charger) -> None:
         self._dirty[charger.id] = charger
