@@ -24,10 +24,12 @@ from chargers.engine_client import EngineClient
 from locations.models import Location
 from simulator import contract
 from simulator.csms import CentralSystem
+from simulator.ocpp16 import client as client_module
 from simulator.runtime.lifecycle import Simulator
 from tests.api_client import bearer, user_with_token
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.engine import loaded, wait_until
+from tests.process import free_port
 from tests.test_engine_client import booted, ids_on_both_shards, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -488,6 +490,35 @@ async def test_a_network_cuts_count_is_as_of_each_state_request(worker, driver):
     assert left[1] < left[0] <= 8
     back = await driver.get(STATE.format("API-2"), wait_for="Accepted", timeout=20)
     assert back.json()["wait"]["met"] is True
+
+
+async def test_connect_tries_at_once_a_charger_waiting_out_its_backoff(driver, monkeypatch):
+    """A charger whose CSMS was down waits longer and longer between tries (up to a
+    minute): `connect`, say after the CSMS came back, answered "already connected" and it
+    waited on; it now tries at once."""
+    monkeypatch.setattr(client_module.Backoff, "next_delay", lambda self: 120.0)
+    port = free_port()
+    location = await database_sync_to_async(make_location)("Backoff Site")
+    await database_sync_to_async(make_charger)(
+        "API-DEAD", evses=1, csms_url=f"ws://127.0.0.1:{port}/ocpp", location=location
+    )
+    service = await start_worker(["API-DEAD"])
+    csms = CentralSystem()
+    try:
+        charger = loaded(service, "API-DEAD")
+        await wait_until(lambda: charger.link_error != "", message="a failed connection")
+        await csms.start(host="127.0.0.1", port=port)
+        answer = await driver.post(
+            ACTION.format("API-DEAD", "connect"), wait_for="Accepted", timeout=15
+        )
+        assert answer.status_code == 200, answer.content
+        assert "was waiting to retry" in answer.json()["message"]
+        assert answer.json()["wait"]["met"] is True
+        again = await driver.post(ACTION.format("API-DEAD", "connect"))
+        assert again.json()["message"] == "API-DEAD is already connected"
+    finally:
+        await service.stop()
+        await csms.stop()
 
 
 async def test_request_certificate_gets_the_charger_a_certificate_from_its_csms(

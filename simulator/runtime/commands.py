@@ -34,6 +34,7 @@ from simulator.contract import overrides, traffic
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
+from simulator.core.link import LinkState
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
@@ -452,10 +453,27 @@ class CommandServer:
     def _connect(self, charger: Charger) -> str:
         if not charger.spec.csms_url:
             raise CommandError("the charger has no CSMS URL")
-        task = self.service.connections.get(charger.id)
+        service = self.service
+        task = service.connections.get(charger.id)
         if task is not None and not task.done():
-            return f"{charger.id} is already connected"
-        self.service.connect(charger)
+            if charger.link is LinkState.ONLINE:
+                return f"{charger.id} is already connected"
+            if charger.link is LinkState.CONNECTING:
+                return f"{charger.id} is connecting already"
+            left = charger.offline_until - charger.clock.monotonic()
+            if left > 0:
+                return f"{charger.id} reconnects when its network cut ends ({left:.0f} s left)"
+            # Waiting out its backoff (up to a minute): someone who asks to connect, say
+            # after bringing the CSMS back, means now, not at the next try.
+            service.connections.pop(charger.id, None)
+            task.cancel()
+            service.connect(charger)
+            why = f" ({charger.link_error})" if charger.link_error else ""
+            return (
+                f"{charger.id} was waiting to retry{why}: connecting now to "
+                f"{shown_url(charger.spec.csms_url)}"
+            )
+        service.connect(charger)
         # A URL stored before user info was refused may still hold a password.
         return f"{charger.id} connecting to {shown_url(charger.spec.csms_url)}"
 
