@@ -176,7 +176,8 @@ WHITENOISE_USE_FINDERS = True
 # request too): served by the same middleware, so no view and no 404 in the log.
 WHITENOISE_ROOT = BASE_DIR / "chargesim_site" / "root_files"
 
-LOGIN_URL = "admin:login"
+# The dashboard's login (staff or not); the admin keeps its own, for staff only.
+LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 
 REDIS_URL = env_redis_url("REDIS_URL")

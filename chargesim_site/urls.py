@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from api.errors import not_found_view
@@ -11,6 +12,14 @@ admin.site.index_title = "Fleet set-up"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The dashboard's own login: the admin's refuses users who are not staff, and a user
+    # who only watches the fleet should not reach the set-up.
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="dashboard/login.html"),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("imports/", include("fleet_io.urls")),
     # The automation API; any other path under api/ answers in the API's error body.
     path("api/v1/", api.urls),

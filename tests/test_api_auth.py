@@ -311,7 +311,7 @@ def test_the_openapi_document_and_docs_refuse_anonymous_callers(client):
     assert_error_body(client.get("/api/v1/openapi.json"), 401)
     page = client.get("/api/v1/docs", HTTP_ACCEPT="text/html")
     assert page.status_code == 302
-    assert page["Location"].startswith(reverse("admin:login"))
+    assert page["Location"].startswith(reverse("login"))
 
 
 def test_the_docs_page_is_served_from_the_projects_own_static_files(client):

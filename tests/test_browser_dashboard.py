@@ -40,10 +40,10 @@ def test_a_user_drives_a_dc_session_from_the_charger_page_and_sees_it_live(simul
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{simulator}/")
-        expect(page).to_have_url(re.compile(r"/admin/login/\?next=/$"))
+        expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
         page.fill("#id_username", "admin")
         page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
+        page.click(".login button[type=submit]")
 
         # Fleet: every charger online, live counts from the engine.
         expect(page.locator("h1")).to_contain_text("Fleet")
@@ -132,7 +132,7 @@ def test_the_charger_page_shows_reservations_the_local_list_firmware_and_diagnos
         page.goto(f"{site.url}/")
         page.fill("#id_username", "admin")
         page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
+        page.click(".login button[type=submit]")
 
         def open_charger(cp_id: str) -> None:
             page.goto(f"{site.url}/")

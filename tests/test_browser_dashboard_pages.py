@@ -34,12 +34,18 @@ pytestmark = [
 def site(tmp_path_factory) -> Iterator[DemoSite]:
     """Six demo chargers over the three default sites (DEMO-0001 and -0004 on the A9,
     -0002 and -0005 in Amsterdam, -0003 and -0006, DC, in Berlin), sampling every 2 s.
-    Amsterdam's grid limit is 1 kW, so one AC session is over it; ConnectionTimeOut 12 s."""
-    setup = """
+    Amsterdam's grid limit is 1 kW, so one AC session is over it; ConnectionTimeOut 12 s.
+    Besides "admin", "watcher": not staff, with the view permissions only."""
+    setup = f"""
         from chargers.models import ConfigurationKey
+        from django.contrib.auth.models import Permission
         ConfigurationKey.objects.filter(key="MeterValueSampleInterval").update(value="2")
         ConfigurationKey.objects.filter(key="ConnectionTimeOut").update(value="12")
         Location.objects.filter(name__startswith="Amsterdam").update(grid_limit_kw=1)
+        watcher = get_user_model().objects.create_user("watcher", password={PASSWORD!r})
+        watcher.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_charger", "view_location"])
+        )
     """
     with demo_site(tmp_path_factory.mktemp("pages"), PASSWORD, 6, setup) as running:
         yield running
@@ -382,6 +388,54 @@ def test_a_command_waiting_for_its_answer_is_named_in_words(site, browser):
         }"""
     )
     assert pending == "present id tag…"
+
+
+def test_a_user_who_only_watches_logs_in_watches_live_and_cannot_drive(site, browser):
+    """Not staff, no "change charger": the dashboard's own login lets them in (the admin's
+    refuses them), the pages are live over their sockets, every control is disabled and a
+    command sent anyway is refused; the admin stays closed, and logging out works."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(LIVE_MS)
+    page = context.new_page()
+    page.goto(f"{site.url}/locations/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/locations/$"))
+    page.fill("#id_username", "watcher")
+    page.fill("#id_password", PASSWORD)
+    page.click(".login button[type=submit]")
+    expect(page).to_have_url(f"{site.url}/locations/")
+    expect(page.locator("#live-state")).to_have_text("live")
+    expect(
+        page.locator("tr[data-site]", has_text="Amsterdam").locator("[data-field=online]")
+    ).to_have_text(re.compile(r"^\d+$"))  # live, "–" until then
+    expect(page.locator(".topbar nav a", has_text="Set-up")).to_have_count(0)
+
+    page.goto(f"{site.url}/")
+    expect(row_of(page, "DEMO-0002").locator("[data-field=link]")).to_have_text("online")
+    expect(page.locator("#bulk")).to_have_count(0)
+    row_of(page, "DEMO-0002").locator("a", has_text="DEMO-0002").click()
+    expect(page.locator("#link")).to_have_text("online")
+    buttons = page.locator("[data-command] button, button[data-command]")
+    expect(buttons.first).to_be_disabled()
+    assert buttons.evaluate_all("all => all.every(b => b.disabled)")
+    # Enabled by hand, a control's command is refused by the server all the same.
+    clear = page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]')
+    clear.evaluate("b => { b.disabled = false; }")
+    clear.click()
+    expect(page.locator("#result")).to_have_text(
+        "✗ you may watch but not drive chargers (no change permission)"
+    )
+    page.screenshot(path=ARTIFACTS / "pages-watcher-charger.png", full_page=True)
+
+    page.goto(f"{site.url}/admin/")
+    expect(page.locator("#content")).to_contain_text("not authorized to access this page")
+    page.goto(f"{site.url}/")
+    with page.expect_navigation():
+        page.click("form.logout button")
+    expect(page).to_have_url(f"{site.url}/accounts/login/")
+    page.goto(f"{site.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
 
 
 def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):

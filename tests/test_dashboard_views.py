@@ -53,7 +53,7 @@ def bulk_fleet(count: int, location, power_type: str = "AC") -> None:
 def test_every_page_asks_an_anonymous_visitor_to_log_in(client, url):
     response = client.get(url)
     assert response.status_code == 302
-    assert response["Location"].startswith(reverse("admin:login"))
+    assert response["Location"].startswith(reverse("login"))
 
 
 def test_the_home_page_is_the_fleet_with_counts_by_status(admin_client_logged_in):
