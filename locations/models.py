@@ -72,6 +72,20 @@ class LocationManager(models.Manager["Location"]):
         self.bulk_create([self.model(**values) for values in self.DEFAULTS])
         return len(self.DEFAULTS)
 
+    def delete_if_unused(self, name: str) -> bool:
+        """Delete the location of that name if nothing uses it: no charger at it, no arrival
+        profile, and nothing set but its name (as `create(name=...)` makes it); whether it
+        was deleted."""
+        untouched = {
+            field.name: field.get_default()
+            for field in self.model._meta.concrete_fields
+            if not field.primary_key and field.name != "name"
+        }
+        deleted, _ = self.filter(
+            name=name, chargers=None, arrival_profile=None, **untouched
+        ).delete()
+        return deleted > 0
+
 
 # Turns longer than a day would never come round in a working day's sessions.
 MAX_ROTATION_MINUTES = 24 * 60

@@ -16,6 +16,7 @@ from django.utils import timezone
 from chargers.deadlocks import retrying_deadlocks
 from chargers.models import Charger
 from fleet_io.fleet_changes import notify_fleet_change
+from locations.models import Location
 from scenarios.texts import hiding
 
 # Frames kept per run; beyond this they are counted, not stored.
@@ -24,6 +25,8 @@ MAX_FRAMES = 100_000
 # whose last save is older than this lost its process (stopped, killed) and is an error.
 STALE_SECONDS = 30
 ACTIVE = ("queued", "running")
+# Where a template's chargers go when it names no location; made when missing.
+DEFAULT_LOCATION = "Scenarios"
 
 
 class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
@@ -74,6 +77,18 @@ def delete_chargers(chargers: Iterable[tuple[int, str]]) -> None:
             Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
 
     retrying_deadlocks(delete)
+
+
+def delete_default_location(besides: int) -> bool:
+    """Delete the location runs make for template chargers once none is left in it (after
+    the run `besides` deleted its own), so that it does not stay in the operator's lists
+    and filters as a site of no chargers. Not while another run is active (it may be about
+    to put its chargers there), nor once someone set it up (a grid limit, an address, an
+    arrival profile...): it is theirs then."""
+    with transaction.atomic():
+        if ScenarioRun.objects.active().exclude(pk=besides).exists():
+            return False
+        return Location.objects.delete_if_unused(DEFAULT_LOCATION)
 
 
 class ScenarioRun(models.Model):

@@ -10,7 +10,8 @@
    until its worker runs it, and the run subscribes to their events (`Watch`).
 4. Each charger waits its seeded share of `spread`, connects (template chargers), then
    runs the steps in order; a failed step skips the rest of that charger's steps.
-5. The verdicts, timings and frames are stored; temporary chargers are deleted.
+5. The verdicts, timings and frames are stored; temporary chargers are deleted, and so is
+   the default location they were made at once it is empty (`delete_default_location`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from chargers.orm_threads import in_thread
 from chargers.validators import validate_csms_url
 from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
-from scenarios.models import ScenarioRun, delete_chargers
+from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import hiding, shown_variables, storable
 from scenarios.watch import Watch
@@ -48,7 +49,6 @@ from vehicles.models import VehicleModel
 log = logging.getLogger(__name__)
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
-DEFAULT_LOCATION = "Scenarios"
 # How long a charger may take to be loaded by its worker (a new row is applied within a
 # coalescing delay), and to connect and boot when the run connects it.
 LOAD_SECONDS = 30.0
@@ -145,6 +145,8 @@ class Runner:
         self._moved = asyncio.Condition()
         self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self.location = _location_of(scenario.chargers)
+        # The template's chargers went to DEFAULT_LOCATION, named by no one: removed after.
+        self._default_location_used = False
         # Every message the run keeps or shows, with its secret variables' values hidden.
         self.hide: Callable[[Any], Any] = hiding(scenario.variables)
 
@@ -202,6 +204,8 @@ class Runner:
                 await self.host.stop()
             if any(t.temporary for t in targets):
                 await in_thread(_delete_temporary, thread_sensitive=True)(targets)
+            if self._default_location_used and self.run is not None:
+                await in_thread(delete_default_location, thread_sensitive=True)(self.run.pk)
         took = asyncio.get_running_loop().time() - self._t0
         run = await in_thread(self._finish, thread_sensitive=True)(message, took)
         if interrupted:
@@ -346,6 +350,7 @@ class Runner:
             if "location" in template:
                 raise SetupError(f"no location named {location_name!r}")
             location = Location.objects.create(name=DEFAULT_LOCATION)
+        self._default_location_used = not template.get("location")
         power_type = str(template.get("power_type", "AC"))
         max_kw = float(template.get("max_power_kw", 22))
         connector = Evse.ConnectorType.CCS2 if power_type == "DC" else Evse.ConnectorType.TYPE2

@@ -24,6 +24,7 @@ from ocpp.v16 import call
 
 from chargers.engine_client import EngineClient
 from chargers.models import Charger
+from locations.models import Location
 from scenarios.format import parse
 from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
@@ -653,6 +654,50 @@ async def test_an_interrupted_run_is_stored_as_such_and_cleans_up(csms: CentralS
     assert not await database_sync_to_async(
         Charger.objects.filter(charge_point_id__startswith="SCN-").exists
     )()
+
+
+BRIEF = """\
+name: brief
+description: One template charger at the default location boots.
+chargers:
+  template: {count: 1}
+steps:
+  - expect: {status: Accepted}
+"""
+
+
+def default_location_exists() -> bool:
+    return Location.objects.filter(name="Scenarios").exists()
+
+
+async def test_the_default_location_a_run_made_goes_with_its_chargers(csms: CentralSystem) -> None:
+    """It is not left in the locations list and filters as a site of 0 chargers."""
+    run, _ = await run_scenario(BRIEF, csms)
+
+    passed_all(run)
+    assert not await database_sync_to_async(default_location_exists)()
+
+
+def set_up_default_location() -> None:
+    make_location("Scenarios", grid_limit_kw=50)
+
+
+def another_run_is_active() -> None:
+    make_location("Scenarios", city="", country="", time_zone="UTC")  # as a run makes it
+    ScenarioRun.objects.create(name="other", source="", seed=1, status="running")
+
+
+@pytest.mark.parametrize("before", [set_up_default_location, another_run_is_active])
+async def test_the_default_location_stays_when_set_up_or_another_run_may_use_it(
+    csms: CentralSystem, before: Any
+) -> None:
+    await database_sync_to_async(before)()
+
+    run, _ = await run_scenario(BRIEF, csms)
+
+    passed_all(run)
+    assert await database_sync_to_async(default_location_exists)()
+    assert not await database_sync_to_async(Charger.objects.exists)()
 
 
 async def test_a_templates_hardware_location_and_vehicle_and_a_charger_that_starts_offline(
