@@ -85,6 +85,47 @@ def test_a_csms_port_in_use_stops_the_demo_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_the_demo_file_server_listens_on_the_port_given(tmp_path):
+    """It took any free port, a new one at every start: a firewall rule or a CSMS under
+    test that serves the same firmware URLs could not count on it."""
+    files_port = free_port()
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        *("--demo", "--no-web", "--demo-chargers", "1"),
+        *("--csms-port", str(free_port()), "--csms-files-port", str(files_port)),
+    )
+    try:
+        sim.wait_for_output(
+            f"Its file server (firmware, diagnostics) on http://127.0.0.1:{files_port}"
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:  # nothing published there
+            urllib.request.urlopen(f"http://127.0.0.1:{files_port}/nothing", timeout=10)
+        with answer.value as refused:
+            assert refused.code == 404
+            assert refused.headers["Server"].startswith("ChargeSimFiles/")
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
+def test_a_files_port_in_use_stops_the_demo_with_a_clear_message(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_manage(
+            tmp_path,
+            "runsimulator",
+            *("--demo", "--no-web", "--csms-port", str(free_port())),
+            *("--csms-files-port", str(port)),
+        )
+    assert result.returncode != 0
+    assert f"--csms-files-port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_a_csms_url_the_chargers_could_not_use_is_refused(tmp_path):
     """Only the scheme was checked: a URL with no host, a bad port or a query was written
     into every demo charger, which then retried it forever."""
@@ -139,6 +180,9 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path):
         result = run_manage(tmp_path, "runsimulator", "--demo", option, "70000")
         assert result.returncode != 0, option
         assert f"{option} must be within 1 and 65535." in result.stderr, result.stderr
+    result = run_manage(tmp_path, "runsimulator", "--demo", "--csms-files-port", "70000")
+    assert result.returncode != 0
+    assert "--csms-files-port must be within 0 and 65535." in result.stderr, result.stderr
     assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was written
 
 

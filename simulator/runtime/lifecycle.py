@@ -112,6 +112,8 @@ class RunOptions:
     # The built-in CSMS's control endpoint on loopback: None next to csms_port (or any free
     # port when that one is taken), 0 any free port, -1 none
     csms_control_port: int | None = None
+    # Its file server (firmware, diagnostics) on loopback, with demo_operations: 0 any free port
+    csms_files_port: int = 0
     migrate: bool = True
     gc_tuning: bool = False
     metrics_port: int | None = None  # serve this worker's metrics on it (--metrics-port)
@@ -524,7 +526,13 @@ class Simulator:
             )
             if self.options.demo_operations:
                 self.files = FileServer()
-                self.files.start(host="127.0.0.1", port=0)
+                try:
+                    self.files.start(host="127.0.0.1", port=self.options.csms_files_port)
+                except OSError as exc:
+                    self.files = None
+                    raise _cannot_listen(
+                        "--csms-files-port", self.options.csms_files_port, exc
+                    ) from None
                 self.say(f"Its file server (firmware, diagnostics) on {self.files.url}\n")
         made = await in_thread(ensure_demo_fleet, thread_sensitive=True)(
             self.options.demo_chargers, url

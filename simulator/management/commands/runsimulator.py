@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 DEMO_CSMS_PORT = 9000
 # Options of the built-in CSMS that --demo starts (--csms-url has its own message).
-_BUILTIN_CSMS = ("csms_port", "csms_control_port", "no_demo_operations")
+_BUILTIN_CSMS = ("csms_port", "csms_control_port", "csms_files_port", "no_demo_operations")
 
 
 def _loopback(host: str) -> bool:
@@ -130,6 +130,12 @@ class Command(BaseCommand):
             "--csms-port + 1, or any free port when that one is taken)",
         )
         parser.add_argument(
+            "--csms-files-port",
+            type=int,
+            help="with --demo: port of the built-in CSMS's file server (firmware to download, "
+            "diagnostics to upload) on 127.0.0.1 (default 0 = any free port)",
+        )
+        parser.add_argument(
             "--shard",
             default="0/1",
             metavar="K/N",
@@ -222,6 +228,14 @@ class Command(BaseCommand):
         control_port = options["csms_control_port"]
         if control_port is not None and not -1 <= control_port <= 65535:
             raise CommandError("--csms-control-port must be within -1 and 65535.")
+        files_port = options["csms_files_port"]
+        if files_port is not None and not 0 <= files_port <= 65535:
+            raise CommandError("--csms-files-port must be within 0 and 65535.")
+        if files_port is not None and options["demo"] and options["no_demo_operations"]:
+            self.stderr.write(
+                "--csms-files-port: the file server serves the demo operations: ignored "
+                "with --no-demo-operations."
+            )
         metrics_port = options["metrics_port"]
         if metrics_port is not None and not 1 <= metrics_port <= 65535:
             raise CommandError("--metrics-port must be within 1 and 65535.")
@@ -240,6 +254,7 @@ class Command(BaseCommand):
             csms_url=options["csms_url"],
             csms_port=options["csms_port"],
             csms_control_port=control_port,
+            csms_files_port=files_port or 0,
             shard=shard,
             shards=shards,
             migrate=not options["no_migrate"],
