@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from fleet_io import jobs, registry
+from fleet_io import formats_doc, jobs, registry
 from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.registry import may_import
 
@@ -75,3 +76,21 @@ def job_confirm(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, str(exc))
         return redirect(checked)
     return redirect(job)
+
+
+@login_required
+def import_formats(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Import and export formats",
+        "document": formats_doc.import_formats_html(),
+    }
+    return TemplateResponse(request, "fleet_io/import_formats.html", context)
+
+
+@login_required
+def import_sample(request: HttpRequest, name: str) -> FileResponse:
+    path = formats_doc.sample_file(name)
+    if path is None:
+        raise Http404("No such sample file.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
