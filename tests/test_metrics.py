@@ -257,6 +257,25 @@ async def test_a_scrape_while_no_simulator_runs_shows_an_empty_fleet(metrics_url
     )
 
 
+async def test_known_label_values_show_from_the_start_and_no_created_series(metrics_url):
+    """A series born at its first increment hides that first event from rate(); the
+    `_created` series came with some counters and not others, doubling the page."""
+    _, _, text = await asyncio.to_thread(fetch, metrics_url)
+    page = Scrape.parse(text)
+    for name in (
+        "chargesim_ocpp_callerrors_received_total",
+        "chargesim_ocpp_callerrors_sent_total",
+    ):
+        for code in ("FormationViolation", "InternalError", "NotSupported", "other"):
+            assert (name, frozenset({("code", code)})) in page.samples, (name, code)
+    for outcome in ("started", "turned_away", "refused", "failed"):
+        labels = frozenset({("outcome", outcome)})
+        assert ("chargesim_traffic_arrivals_total", labels) in page.samples
+    for kind in ("left", "stayed"):
+        assert ("chargesim_traffic_departures_total", frozenset({("kind", kind)})) in page.samples
+    assert not [line for line in text.splitlines() if "_created" in line.split(" ")[0]]
+
+
 async def test_a_metrics_port_in_use_is_refused_clearly():
     port = free_port()
     stop = serve_http(port)

@@ -24,7 +24,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any, Final
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -65,6 +65,11 @@ ERROR_CODES: Final = frozenset(
         "GenericError",
     }
 )
+
+# No `_created` series: the collectors of the hot tally have none, so counters had them or
+# not by how they are counted, and they double the series a scrape carries. The counters'
+# start is the process's (process_start_time_seconds).
+disable_created_metrics()
 
 CALLS_RECEIVED = Counter(
     "chargesim_ocpp_calls_received",
@@ -115,6 +120,11 @@ class _Children(dict[Any, Any]):
 _received = _Children(CALLS_RECEIVED)
 _errors_in = _Children(CALLERRORS_RECEIVED)
 _errors_out = _Children(CALLERRORS_SENT)
+# The codes are known: each shows from the start at 0, so that rate() and increase() see
+# a first CALLERROR (a series born at its first increment hides it).
+for _code in (*sorted(ERROR_CODES), "other"):
+    _errors_in[_code]
+    _errors_out[_code]
 
 # The hot tally: (action, result) -> the answers' count per bucket (the one after the
 # largest bound is +Inf's) followed by the sum of their times; a count of the unanswered.

@@ -64,6 +64,12 @@ TRAFFIC_DEPARTURES = PromCounter(
     "or stayed (a driver who never unplugs).",
     ["kind"],
 )
+# Every label value shown from the start at 0: a series that appears only at its first
+# increment makes rate() and increase() miss that first event.
+for _outcome in ("started", "turned_away", "refused", "failed"):
+    TRAFFIC_ARRIVALS.labels(outcome=_outcome)
+for _kind in ("left", "stayed"):
+    TRAFFIC_DEPARTURES.labels(kind=_kind)
 
 
 @dataclass
