@@ -64,6 +64,9 @@ def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
             )
         if key in RESERVED:
             raise OverrideError(RESERVED[key])
+        twin = config_keys.case_twin_problem(key)
+        if twin is not None:
+            raise OverrideError(twin)
         if len(key) > 50:
             raise OverrideError(f"{key[:60]!r} is longer than 50 characters.")
         if key in overrides:

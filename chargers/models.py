@@ -571,6 +571,9 @@ class ConfigurationKey(models.Model):
             raise ValidationError(
                 {"key": "AuthorizationKey is set on the charger itself (it is write-only)."}
             )
+        twin = config_keys.case_twin_problem(self.key)
+        if twin is not None:
+            raise ValidationError({"key": twin})
         spec = config_keys.KEYS.get(self.key)
         if spec is not None:
             try:

@@ -1480,6 +1480,23 @@ def test_an_evse_put_takes_back_what_its_get_answered(api, depot):
     assert (put.json()["max_power_kw"], put.json()["register_wh"]) == (11, 1234.5)
 
 
+def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(api, depot):
+    make_charger("CP-1", location=depot)
+    found = errors_of(
+        api.put(f"{V1}/chargers/CP-1/configuration/heartbeatinterval", {"value": "5"})
+    )
+    assert [f for f, _, _ in found] == ["key"]
+    assert "differs from the OCPP key HeartbeatInterval only in case" in found[0][1]
+    body = {**charger_body("CP-2", depot), "configuration": {"AUTHORIZATIONKEY": "00"}}
+    found = errors_of(api.post(f"{V1}/chargers", body))
+    assert "differs from the OCPP key AuthorizationKey only in case" in found[0][1]
+    assert (
+        not ConfigurationKey.objects.filter(key__iexact="heartbeatinterval")
+        .exclude(key="HeartbeatInterval")
+        .exists()
+    )
+
+
 def test_an_evse_put_refuses_another_connector_id(api, depot):
     make_charger("CP-1", location=depot, evses=2)
     url = f"{V1}/chargers/CP-1/evses/2?wait=false"

@@ -326,6 +326,17 @@ def test_custom_configuration_keys_are_capped_per_cell_and_nothing_is_written(de
         assert table_sizes() == (0, 0, 0)
 
 
+def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(depot):
+    """ "authorizationkey" was stored as a key of its own and shown in plain text, while the
+    AuthorizationKey it was meant to be is write-only."""
+    result = run_import(csv_bytes('CP-1,Depot,AC,22,Type2:22,,"authorizationkey=0011"'))
+    [problem] = result.problems()
+    assert (problem.row, problem.column) == (1, "configuration")
+    assert "differs from the OCPP key AuthorizationKey only in case" in problem.message
+    assert "0011" not in problem.message
+    assert table_sizes() == (0, 0, 0)
+
+
 def test_a_million_configuration_keys_in_a_json_cell_are_refused_by_size(depot):
     cell = custom_keys_cell(1_000_000)
     data = json.dumps([{"charge_point_id": "CP-1", "location": "Depot", "configuration": cell}])

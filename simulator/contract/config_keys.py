@@ -147,6 +147,29 @@ def defaults(number_of_connectors: int) -> dict[str, str]:
     return values
 
 
+_FOLDED = {key.casefold(): key for key in KEYS}
+
+
+def case_twin(name: str) -> str | None:
+    """The OCPP key `name` differs from only in case (None: none). Key names compare
+    exactly (a charger reports "authorizationkey" as a key of its own), so such a name is
+    nearly always a typing slip, and one that would show a secret's value in plain text
+    where the real key is write-only."""
+    twin = _FOLDED.get(name.casefold())
+    return twin if twin is not None and twin != name else None
+
+
+def case_twin_problem(name: str) -> str | None:
+    """Why `name` is refused as a custom key (`case_twin`); None when it is not one."""
+    twin = case_twin(name)
+    if twin is None:
+        return None
+    return (
+        f"{name!r} differs from the OCPP key {twin} only in case; key names are compared "
+        f"exactly, so it would be a key of its own: write {twin}."
+    )
+
+
 def is_standard(name: str) -> bool:
     """A key every charger has (one of `defaults`): its value may change, the key not go, as
     the running charger goes on reporting it (GetConfiguration)."""
