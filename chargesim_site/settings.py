@@ -7,6 +7,7 @@ Set DATABASE_URL (PostgreSQL) and REDIS_URL to scale out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -27,6 +28,24 @@ from chargesim_site.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CHARGESIM_VAR_DIR", str(BASE_DIR / "var")))
 
+
+def _private_var_dir() -> None:
+    """The embedded mode keeps its database (charger credentials, sealed or not, the
+    message log), SECRET_KEY and the admin's first password here: for this user alone.
+    SQLite creates its files (and their -wal) readable by all under the usual umask, so
+    the directory is what keeps them private. A directory named by CHARGESIM_VAR_DIR that
+    already exists is the operator's to set; the default one is made private."""
+    # A read-only file system (a container with its database elsewhere) is not an error
+    # here: whatever needs the directory says so when it does.
+    with contextlib.suppress(OSError):
+        if not VAR_DIR.exists():
+            VAR_DIR.mkdir(mode=0o700, parents=True)
+        elif VAR_DIR == BASE_DIR / "var" and VAR_DIR.stat().st_mode & 0o077:
+            VAR_DIR.chmod(0o700)
+
+
+_private_var_dir()
+
 DEBUG = env_bool("DEBUG", True)
 
 
@@ -40,7 +59,6 @@ def _secret_key() -> str:
     path = VAR_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
     path.write_text(key)
     path.chmod(0o600)

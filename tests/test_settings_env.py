@@ -347,3 +347,13 @@ def test_the_import_preview_limit_and_the_log_level_come_from_the_environment(tm
     result = manage_py(tmp_path, "shell", "-c", code, **variables)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["50", "WARNING"]
+
+
+def test_a_new_data_directory_is_for_this_user_alone(tmp_path):
+    """The embedded mode's database (and its -wal) is created readable by all under the
+    usual umask: the directory that holds it, with SECRET_KEY and the admin's password,
+    keeps it private."""
+    var = tmp_path / "var"
+    result = start_django(tmp_path, CHARGESIM_VAR_DIR=str(var))
+    assert result.returncode == 0, result.stderr
+    assert var.stat().st_mode & 0o777 == 0o700
