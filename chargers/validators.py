@@ -68,8 +68,9 @@ def validate_answer_overrides(value: object) -> None:
     try:
         overrides.check_rules(value)
     except ValueError as exc:
-        # The rule text holds quotes and braces, never "%(": safe as a message.
-        raise ValidationError(str(exc).replace("%", "%%")) from None
+        # As it is: Django formats a message only when it has params, so a "%" from the
+        # rule (a status '50%') is shown as typed, not doubled.
+        raise ValidationError(str(exc)) from None
 
 
 def validate_authorization_key(value: str) -> None:

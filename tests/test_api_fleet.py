@@ -1009,6 +1009,20 @@ def test_a_nul_inside_a_chargers_json_values_is_refused_by_field(api, depot, fie
     assert Charger.objects.get().answer_overrides == []
 
 
+def test_a_percent_sign_in_a_refused_answer_override_is_shown_as_sent(api, depot):
+    rule = [{"action": "Reset", "mode": "every", "status": "50%"}]
+    found = errors_of(
+        api.post(f"{V1}/chargers", charger_body("CP-P", depot, answer_overrides=rule))
+    )
+    assert found == [
+        (
+            "answer_overrides",
+            "rule 1: status '50%' is not valid in a Reset answer (one of Accepted, Rejected)",
+            None,
+        )
+    ]
+
+
 def test_bulk_create_has_a_limit(api, depot):
     items = [charger_body(f"CP-{n}", depot) for n in range(MAX_BULK + 1)]
     response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
