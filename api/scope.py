@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.http import Http404
 
+from api.errors import ApiError, ErrorItem
 from chargers.models import Charger
 from locations.models import Location
 
@@ -30,3 +31,20 @@ def check_locations(location_ids: list[int]) -> None:
     for pk in location_ids:
         if pk not in found:
             raise Http404(f"No location {pk}.")
+
+
+def check_chargers_at(charger_pks: list[int], location_ids: list[int]) -> None:
+    """Both filters given select the chargers named that are at those sites: refuse (422)
+    a pair that selects none, which would answer nothing for ever. (A charger moved there
+    later would match; a caller who means that names the site alone.)"""
+    sites = dict(
+        Charger.objects.filter(pk__in=charger_pks).values_list("charge_point_id", "location_id")
+    )
+    if any(site in location_ids for site in sites.values()):
+        return
+    where = ", ".join(f"{cp_id} is at location {site}" for cp_id, site in sorted(sites.items()))
+    raise ApiError(
+        422,
+        f"None of the chargers named is at the locations named, so nothing would match: {where}.",
+        [ErrorItem(field="location", message=f"no charger named is there ({where})")],
+    )

@@ -23,7 +23,7 @@ from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
 from tests.api_streams import SseReader, close_request_connections, http_chunks  # noqa: F401  (a fixture, found by name)
-from tests.cast import make_charger
+from tests.cast import make_charger, make_location
 from tests.engine import loaded, wait_until
 from tests.process import ManagePy, free_port, run_manage, wait_for_port
 
@@ -363,6 +363,13 @@ async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(w
     assert nowhere.status_code == 404 and nowhere.json()["detail"] == "No location 99999."
     bad = await client.get("/api/v1/events", {"kind": "gossip"}, headers=bearer(token))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "kind.0"
+    # A charger and a site it is not at: both filters hold for an event, so none would.
+    elsewhere = await database_sync_to_async(make_location)("Elsewhere")
+    query = {"charger": "SSE-IN", "location": str(elsewhere.pk)}
+    apart = await client.get("/api/v1/events", query, headers=bearer(token))
+    assert apart.status_code == 422, apart.content
+    assert "None of the chargers named is at the locations named" in apart.json()["detail"]
+    assert apart.json()["errors"][0]["field"] == "location"
     assert not worker.stream.active
 
 

@@ -87,6 +87,8 @@ async def stream_events(
     pks = await sync_to_async(scope.charger_pks)(charger) if charger else None
     if location:
         await sync_to_async(scope.check_locations)(location)
+        if pks is not None:
+            await sync_to_async(scope.check_chargers_at)(pks, location)
     layer = get_channel_layer()
     if layer is None:
         raise ApiError(503, "No channel layer is configured: the simulator cannot be reached.")
