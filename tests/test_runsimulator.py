@@ -68,6 +68,9 @@ def test_a_web_port_in_use_stops_the_start_with_a_clear_message(tmp_path):
     assert result.returncode != 0
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Admin and dashboard on" not in result.stdout
+    # Said before any database work: a first start no longer migrated, seeded and made
+    # an admin account only to stop.
+    assert "Seeded" not in result.stdout and "admin account" not in result.stdout
 
 
 def test_a_csms_port_in_use_stops_the_demo_with_a_clear_message(tmp_path):

@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -263,6 +264,10 @@ class Simulator:
                 "/metrics\n"
             )
         try:
+            if self.options.web:
+                # Before the migration and the seeding: a port in use is said at once, not
+                # after a first start's minute of database work that then stops.
+                self._check_web_port()
             self.prepare()
             if self.options.web:
                 self._serve_with_web()
@@ -273,6 +278,17 @@ class Simulator:
         finally:
             if stop_metrics is not None:
                 stop_metrics()
+
+    def _check_web_port(self) -> None:
+        """StartError if the web port cannot be listened on now (as Daphne will, with
+        SO_REUSEADDR: a port a stopped server left in TIME_WAIT is not refused)."""
+        host, port = self.options.host, self.options.port
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartError(f"--port {port}: cannot listen on {host}:{port} ({reason})") from None
 
     def prepare(self) -> None:
         """Synchronous preparation, before any loop runs: migrate, seed, the admin account."""
