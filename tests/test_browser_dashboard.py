@@ -62,12 +62,12 @@ def test_a_user_drives_a_dc_session_from_the_charger_page_and_sees_it_live(simul
         plug.locator("select[name=vehicle_id]").select_option(label="Volkswagen ID.3 Pro (58 kWh)")
         plug.locator("input[name=soc]").fill("20")
         plug.locator("button").click()
-        expect(page.locator("#result")).to_contain_text("plugged into connector 1 at 20 %")
+        expect(card.locator("[data-result]")).to_contain_text("plugged into connector 1 at 20 %")
         expect(card.locator("[data-field=status]")).to_have_text("Preparing")
 
         card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill("DRIVER-1")
         card.locator("form[data-command=present_id_tag] button").click()
-        expect(page.locator("#result")).to_contain_text("transaction started on connector 1")
+        expect(card.locator("[data-result]")).to_contain_text("transaction started on connector 1")
         expect(card.locator("[data-field=status]")).to_have_text("Charging")
         expect(card.locator("[data-field=transaction]")).not_to_have_text("–")
 
@@ -105,16 +105,16 @@ def test_a_user_drives_a_dc_session_from_the_charger_page_and_sees_it_live(simul
         # Stop: the transaction ends, the vehicle is still plugged in.
         page.select_option("#log-action", "")
         card.locator("button[data-command=stop]").click()
-        expect(page.locator("#result")).to_contain_text("transaction on connector 1 stopped")
+        expect(card.locator("[data-result]")).to_contain_text("transaction on connector 1 stopped")
         expect(card.locator("[data-field=status]")).to_have_text("Finishing")
         expect(card.locator("[data-field=power]")).to_have_text("0.0")
         expect(log.locator('tr[data-action="StopTransaction"]').first).to_be_visible()
 
         # An action that cannot be done now says why.
         card.locator("button[data-command=unplug]").click()
-        expect(page.locator("#result")).to_contain_text("vehicle unplugged")
+        expect(card.locator("[data-result]")).to_contain_text("vehicle unplugged")
         card.locator("button[data-command=unplug]").click()
-        expect(page.locator("#result")).to_have_text("✗ no vehicle plugged in")
+        expect(card.locator("[data-result]")).to_have_text("✗ no vehicle plugged in")
         expect(card.locator("[data-field=status]")).to_have_text("Available")
         page.screenshot(path=ARTIFACTS / "dashboard-4-charger-stopped.png", full_page=True)
 

@@ -140,10 +140,12 @@ def start_session(page: Any, connector: int, id_tag: str) -> None:
 
     card = page.locator(f'.evse-card[data-evse="{connector}"]')
     card.locator("form[data-command=plug_in] button").click()
-    expect(page.locator("#result")).to_contain_text(f"plugged into connector {connector}")
+    expect(card.locator("[data-result]")).to_contain_text(f"plugged into connector {connector}")
     card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill(id_tag)
     card.locator("form[data-command=present_id_tag] button").click()
-    expect(page.locator("#result")).to_contain_text(f"transaction started on connector {connector}")
+    expect(card.locator("[data-result]")).to_contain_text(
+        f"transaction started on connector {connector}"
+    )
     expect(card.locator("[data-field=status]")).to_have_text("Charging")
 
 
@@ -186,6 +188,22 @@ def test_the_chart_shows_the_whole_session_after_a_reload_and_the_last_one_after
     assert int(chart.get_attribute("data-points")) >= 4  # the series, start to end
 
 
+def test_a_connectors_command_answers_next_to_its_buttons_on_a_phone(site, browser):
+    """The answer went to one line above the connector cards: off screen (by 447 px on a
+    phone) when the user had scrolled down to the button."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0003", width=360)
+    card = page.locator('.evse-card[data-evse="2"]')
+    expect(card.locator("[data-field=status]")).to_have_text("Available")
+    card.locator("button[data-command=unplug]").click()
+    answer = page.get_by_text("✗ no vehicle plugged in")
+    expect(answer).to_be_visible()
+    expect(answer).to_be_in_viewport()
+    assert card.locator("[data-result]").inner_text() == "✗ no vehicle plugged in"
+    page.context.close()
+
+
 def test_a_network_cut_and_an_authorization_without_a_vehicle_count_down_live(site, browser):
     from playwright.sync_api import expect
 
@@ -214,7 +232,7 @@ def test_a_network_cut_and_an_authorization_without_a_vehicle_count_down_live(si
     card = page.locator('.evse-card[data-evse="2"]')
     card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill("NOCAR-1")
     card.locator("form[data-command=present_id_tag] button").click()
-    expect(page.locator("#result")).to_contain_text(
+    expect(card.locator("[data-result]")).to_contain_text(
         re.compile(r"plug in a vehicle on connector 2 within \d+ s \(ConnectionTimeOut\)")
     )
     authorization = card.locator("[data-field=authorization]")
@@ -264,7 +282,7 @@ def test_the_locations_list_and_the_location_page_show_live_power_against_the_li
     page.goto(charger_url)  # the session ends with the test
     expect(page.locator("#link")).to_have_text("online")
     page.locator('.evse-card[data-evse="1"] button[data-command=stop]').click()
-    expect(page.locator("#result")).to_contain_text("stopped")
+    expect(page.locator('.evse-card[data-evse="1"] [data-result]')).to_contain_text("stopped")
 
 
 def test_load_management_turned_on_in_the_admin_holds_the_site_under_its_limit(site, browser):
@@ -300,7 +318,7 @@ def test_load_management_turned_on_in_the_admin_holds_the_site_under_its_limit(s
         page.goto(charger_url)
         expect(page.locator("#link")).to_have_text("online")
         page.locator('.evse-card[data-evse="2"] button[data-command=stop]').click()
-        expect(page.locator("#result")).to_contain_text("stopped")
+        expect(page.locator('.evse-card[data-evse="2"] [data-result]')).to_contain_text("stopped")
 
 
 def test_an_open_location_page_follows_its_limit_edited_in_the_admin(site, browser):
@@ -381,7 +399,8 @@ def test_a_command_waiting_for_its_answer_is_named_in_words(site, browser):
           try {
             document.querySelector(
               '.evse-card[data-evse="1"] form[data-command=present_id_tag]').requestSubmit();
-            return document.getElementById("result").textContent;
+            return document.querySelector(
+              '.evse-card[data-evse="1"] [data-result]').textContent;
           } finally {
             WebSocket.prototype.send = send;
           }
@@ -454,7 +473,7 @@ def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):
     page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]').click()
     # Whether the command's own socket is closed as logged out or its reconnect is (a CI
     # run once saw the socket lost another way first; the next test shows that path).
-    expect(page.locator("#result")).to_have_text(
+    expect(page.locator('.evse-card[data-evse="1"] [data-result]')).to_have_text(
         re.compile("^✗ logged out: log in again to drive this charger")
     )
     expect(page.locator("#live-state")).to_have_text("logged out")
@@ -485,9 +504,10 @@ def test_a_page_whose_connection_drops_after_its_user_logged_out_says_logged_out
         other.click("form.logout button")
     page.evaluate("() => { window.__sockets.at(-1).send = function () {}; }")  # unanswered
     page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]').click()
-    expect(page.locator("#result")).to_have_text("clear fault…")
+    result = page.locator('.evse-card[data-evse="1"] [data-result]')
+    expect(result).to_have_text("clear fault…")
     page.evaluate("() => window.__sockets.at(-1).close(4000)")  # lost, not as logged out
-    expect(page.locator("#result")).to_have_text(
+    expect(result).to_have_text(
         "✗ logged out: log in again to drive this charger; the connection was lost before "
         "the answer, so the command may or may not have run"
     )
@@ -508,7 +528,7 @@ def test_the_recent_transactions_follow_a_session_without_a_reload(site, browser
     expect(newest.locator("td").nth(2)).to_have_text(re.compile(r"^\d+$"), timeout=LIVE_MS)
     card = page.locator('.evse-card[data-evse="1"]')
     card.locator("button[data-command=stop]").click()
-    expect(page.locator("#result")).to_contain_text("stopped")
+    expect(card.locator("[data-result]")).to_contain_text("stopped")
     expect(newest).not_to_contain_text("open", timeout=LIVE_MS)
     expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^\d+ → \d+ Wh$"))
     page.screenshot(path=ARTIFACTS / "pages-8b-recent-transactions.png", full_page=True)

@@ -146,10 +146,10 @@ def test_a_charging_charger_saves_and_a_new_sample_interval_applies_live(site, b
     expect(charger.locator("#link")).to_have_text("online", timeout=LIVE_MS)
     card = charger.locator('.evse-card[data-evse="1"]')
     card.locator("form[data-command=plug_in] button").click()
-    expect(charger.locator("#result")).to_contain_text("plugged into connector 1")
+    expect(card.locator("[data-result]")).to_contain_text("plugged into connector 1")
     card.locator("form[data-command=present_id_tag] input[name=id_tag]").fill("DRIVER-1")
     card.locator("form[data-command=present_id_tag] button").click()
-    expect(charger.locator("#result")).to_contain_text("transaction started on connector 1")
+    expect(card.locator("[data-result]")).to_contain_text("transaction started on connector 1")
     expect(card.locator("[data-field=status]")).to_have_text("Charging")
     # At 300 s, the next MeterValues is minutes away.
     meter_values = charger.locator('#message-log tr.call[data-action="MeterValues"]')

@@ -689,7 +689,10 @@
   // `renderedAt`: when the server rendered the page's set-up (Unix time). A set-up edit
   // that reached the running charger later (`setup_at`) is not on the page: it says so.
   ChargeSim.chargerPage = function (pk, renderedAt) {
-    const result = document.getElementById("result");
+    // Each command's answer shows next to the control that sent it (in its card): one line
+    // above the connector cards was off screen by the time a user reached connector 1.
+    const waiting = new Map(); // request id -> the result line its answer goes to
+    let lastResult = null; // the line of the last command sent
     const charts = {};
     const shown = {}; // connector -> the session its chart shows: {started, ended}
     document.querySelectorAll("[data-chart]").forEach(function (el) {
@@ -831,47 +834,60 @@
       }
       else if (message.type === "charger.log" && log) log.add(message.frames, message.full);
       else if (message.type === "command.result") {
-        result.className = "result " + (message.ok ? "ok" : "error");
-        setText(result, (message.ok ? "✓ " : "✗ ") + message.message);
+        const line = waiting.get(message.request_id);
+        if (!line) return;
+        waiting.delete(message.request_id);
+        showResult(line, message.ok ? "ok" : "error", (message.ok ? "✓ " : "✗ ") + message.message);
       }
     }, null, function (event) {
       // A command still waiting gets no answer on this socket any more: say why. When the
       // connection was lost for another reason first, the reconnect may be the one that
       // learns the user logged out: that is said too, as what to do next.
-      const waiting = result.classList.contains("pending");
-      if (event.code === LOGGED_OUT && (waiting || lostCommand)) {
-        result.className = "result error";
-        setText(result, "✗ logged out: log in again to drive this charger" +
-          (waiting ? "" : "; the connection was lost before the answer, so the command may or may not have run"));
-      } else if (waiting) {
-        lostCommand = true;
-        result.className = "result error";
-        setText(result, "✗ the connection to the server was lost before the answer: the command may or may not have run");
+      const lines = new Set(waiting.values());
+      waiting.clear();
+      if (event.code === LOGGED_OUT && !lines.size && lostCommand && lastResult) {
+        showResult(lastResult, "error", "✗ logged out: log in again to drive this charger" +
+          "; the connection was lost before the answer, so the command may or may not have run");
       }
+      lines.forEach(function (line) {
+        if (event.code === LOGGED_OUT) {
+          showResult(line, "error", "✗ logged out: log in again to drive this charger");
+        } else {
+          lostCommand = true;
+          showResult(line, "error", "✗ the connection to the server was lost before the answer: the command may or may not have run");
+        }
+      });
     });
 
-    function send(command, args) {
+    function showResult(line, kind, text) {
+      line.className = "result " + kind;
+      setText(line, text);
+    }
+    // `origin`: the control that sent it; its card's result line gets the answer.
+    function send(command, args, origin) {
       const id = "c" + next++;
+      const line = origin.closest(".card").querySelector("[data-result]");
       lostCommand = false;
-      result.className = "result pending";
-      setText(result, command.replaceAll("_", " ") + "…");
+      lastResult = line;
+      showResult(line, "pending", command.replaceAll("_", " ") + "…");
       if (!live.send({ type: "command", request_id: id, charger: pk, command: command, args: args })) {
-        result.className = "result error";
-        setText(result, "✗ not connected to the server; retrying the connection");
+        showResult(line, "error", "✗ not connected to the server; retrying the connection");
+        return;
       }
+      waiting.set(id, line);
     }
     document.querySelectorAll("form[data-command]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         event.preventDefault();
         const args = {};
         new FormData(form).forEach(function (value, key) { args[key] = value; });
-        send(form.dataset.command, args);
+        send(form.dataset.command, args, form);
       });
     });
     document.querySelectorAll("button[data-command]").forEach(function (button) {
       button.addEventListener("click", function () {
         const args = button.dataset.connector ? { connector_id: button.dataset.connector } : {};
-        send(button.dataset.command, args);
+        send(button.dataset.command, args, button);
       });
     });
   };
