@@ -125,6 +125,23 @@ def test_a_bulk_action_plugs_in_and_starts_sessions_on_the_selected_chargers(sit
     expect(summary).to_contain_text("The request is not valid.", timeout=20_000)
     expect(summary).to_contain_text("soc: ")
 
+    # An action that interrupts the chargers asks first, naming itself and how many it hits
+    # (a Reboot of every charger ran at one click); declined, nothing runs.
+    page.goto(f"{site.url}/")
+    page.select_option("#bulk select[name=action]", "reboot")
+    page.check("#bulk input[name=target][value=filter]")
+    asked: list[str] = []
+
+    def decline(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", decline)
+    page.click("#bulk button[type=submit]")
+    expect(summary).to_have_text("not run: reboot was not confirmed")
+    assert asked == ["Run “Reboot” on 6 chargers?"]
+    expect(page.locator("#bulk-results")).to_be_hidden()
+
 
 def charger_page(browser: Any, site: DemoSite, cp_id: str, width: int = 1400) -> Any:
     from playwright.sync_api import expect

@@ -406,6 +406,20 @@
       } else {
         filter = filterOfPage;
       }
+      // One click must not reboot or stop a whole fleet: what interrupts the chargers is
+      // said, with how many, and runs only once confirmed.
+      const option = form.elements.action.selectedOptions[0];
+      if (option.hasAttribute("data-confirm")) {
+        const count = form.elements.target.value === "selected"
+          ? filter.charge_point_ids.length
+          : Number(form.querySelector("input[name=target][value=filter]").dataset.count);
+        const chargers = count + " charger" + (count === 1 ? "" : "s");
+        if (!window.confirm("Run “" + option.textContent + "” on " + chargers + "?")) {
+          summary.className = "bulk-summary";
+          setText(summary, "not run: " + option.textContent.toLowerCase() + " was not confirmed");
+          return;
+        }
+      }
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
       table.tBodies[0].textContent = "";
