@@ -99,11 +99,42 @@ def test_the_fleet_is_filtered_by_location_status_power_type_and_search(admin_cl
     assert rows(admin_client_logged_in.get(home, {"q": "garage", "status": "Available"})) == [
         "AC-GARAGE-3"
     ]
-    assert rows(admin_client_logged_in.get(home, {"status": "Bogus"})) == [
-        "AC-DEPOT-1",
-        "AC-GARAGE-3",
-        "DC-DEPOT-2",
-    ]
+    assert rows(admin_client_logged_in.get(home, {"status": "Bogus"})) == []
+
+
+def test_a_filter_value_the_fleet_does_not_know_is_said_and_matches_no_charger(
+    admin_client_logged_in,
+):
+    """A stale link (a location since deleted) said "2 chargers match the filter" of the
+    whole fleet, and a bulk action over "every charger that matches the filter" ran on
+    all of them, while the selects showed "All locations"."""
+    depot = make_location("Depot")
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=depot)
+    home = reverse("chargers:home")
+
+    for params, problem in (
+        ({"location": "999"}, "Location: no location has the id “999”"),
+        ({"status": "Bogus"}, "Status: “Bogus” is not a connector status"),
+        ({"power_type": "XX"}, "Power: “XX” is not a power type (AC or DC)"),
+    ):
+        response = admin_client_logged_in.get(home, params)
+        html = response.content.decode()
+        assert rows(response) == [], params
+        assert problem in html
+        assert (
+            "<small>no charger shown: the filter has a value this fleet does not know</small>"
+            in html
+        )
+        assert response.context["bulk_filter"] == {"charge_point_ids": []}
+        assert re.search(r'<input type="radio" name="target" value="filter"[^>]* disabled>', html)
+
+    # A parameter the filter does not have filters nothing: no "match the filter" either.
+    response = admin_client_logged_in.get(home, {"power": "DC"})
+    assert rows(response) == ["CP-1", "CP-2"]
+    html = response.content.decode()
+    assert "<small>2 chargers</small>" in html
+    assert "every charger of the fleet (2)" in html
 
 
 def test_a_filtered_page_says_its_counts_are_of_the_whole_fleet_or_location(

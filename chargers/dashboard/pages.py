@@ -35,26 +35,43 @@ class FleetFilter(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "id, model, serial…", "type": "search"}),
     )
     location = forms.ModelChoiceField(
-        queryset=Location.objects.all(), required=False, empty_label="All locations"
+        queryset=Location.objects.all(),
+        required=False,
+        empty_label="All locations",
+        error_messages={"invalid_choice": "no location has the id “%(value)s”"},
     )
     status = forms.ChoiceField(
         choices=[("", "Any status"), *((s, s) for s in contract.CONNECTOR_STATUSES)],
         required=False,
         help_text="An EVSE of the charger has this status.",
+        error_messages={"invalid_choice": "“%(value)s” is not a connector status"},
     )
     power_type = forms.ChoiceField(
         label="Power",
         choices=[("", "AC and DC"), *Charger.PowerType.choices],
         required=False,
+        error_messages={"invalid_choice": "“%(value)s” is not a power type (AC or DC)"},
     )
 
+    def problems(self) -> list[str]:
+        """An unknown value (a stale link: a location since deleted), in words per field."""
+        if self.is_valid():
+            return []
+        return [
+            f"{self.fields[name].label or name.capitalize()}: {message}"
+            for name, messages in self.errors.items()
+            for message in messages
+        ]
+
     def chargers(self) -> QuerySet[Charger]:
-        """The chargers that match, with what a row shows, in a constant number of queries."""
+        """The chargers that match, with what a row shows, in a constant number of queries.
+        None with an unknown value: the whole fleet is not what such a filter matches (a
+        bulk action "over the filter" then ran on every charger)."""
         rows = Charger.objects.select_related("location").prefetch_related(
             Prefetch("evses", queryset=Evse.objects.order_by("connector_id"))
         )
         if not self.is_valid():
-            return rows
+            return rows.none()
         data = self.cleaned_data
         if data["q"]:
             q = data["q"].strip()
@@ -78,7 +95,9 @@ class FleetFilter(forms.Form):
         """The filter in the terms of the API's bulk actions (`BulkFilter`): a location and a
         status pass through (the workers apply them to their live chargers); a search, a
         power type or no filter at all become the matching chargers' ids."""
-        data = self.cleaned_data if self.is_valid() else {}
+        if not self.is_valid():
+            return {"charge_point_ids": []}  # an unknown value matches no charger
+        data = self.cleaned_data
         chosen: dict[str, Any] = {}
         if data.get("location"):
             chosen["location_id"] = data["location"].pk
@@ -143,7 +162,13 @@ def fleet_page(
         page=paginator.get_page(page_number),
         counts=status_counts(evses),
         total_chargers=paginator.count,
-        filtered=any(value for key, value in params.items() if key != "page"),
+        # A filter's field given, valid or not; not a parameter it does not know (`page`,
+        # `power`): "11 chargers match the filter" of a filter that filtered nothing.
+        filtered=any(
+            params.get(name)
+            for name in FleetFilter.base_fields
+            if location is None or name != "location"
+        ),
         can_change=user is not None and user.has_perm("chargers.change_charger"),
     )
 
