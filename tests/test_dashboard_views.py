@@ -163,6 +163,24 @@ def test_a_filtered_page_says_its_counts_are_of_the_whole_fleet_or_location(
     )
 
 
+def test_the_fleet_page_says_how_many_chargers_match_in_good_grammar(admin_client_logged_in):
+    """It said "1 charger match the filter"."""
+    make_charger("CP-1")
+    make_charger("CP-2", evses=1)
+    Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=1).update(status="Reserved")
+    home = reverse("chargers:home")
+
+    def title(params: dict) -> str:
+        page = admin_client_logged_in.get(home, params).content.decode()
+        found = re.search(r"<h1>Fleet <small>([^<]*)</small>", page)
+        assert found, page
+        return found[1]
+
+    assert title({"status": "Reserved"}) == "1 charger matches the filter"
+    assert title({"q": "CP-"}) == "2 chargers match the filter"
+    assert title({}) == "2 chargers"
+
+
 def test_five_thousand_chargers_are_paged_in_a_constant_number_of_queries(
     admin_client_logged_in, django_assert_max_num_queries
 ):
