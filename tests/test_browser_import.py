@@ -59,6 +59,8 @@ def test_an_admin_imports_chargers_with_a_preview_and_a_progress_bar(
         expect(page.locator("#import-result")).to_have_text("Import finished.", timeout=20_000)
         expect(page.locator("#count-created")).to_have_text("40")
         expect(page.locator("#count-failed")).to_have_text("0")
+        # No note, no box (the admin's .errornote showed an empty red one).
+        expect(page.locator("#import-note")).to_be_hidden()
         assert page.locator("#import-progress").get_attribute("value") == "40"
         page.screenshot(path=ARTIFACTS / "import-4-result.png", full_page=True)
         # On a phone the job's page fits too (the bar was 30em wide: the page scrolled).
