@@ -373,6 +373,11 @@ def test_the_message_log_is_shown_only_to_a_user_with_the_view_permission(
     user.user_permissions.add(Permission.objects.get(codename="view_charger"))
     html = client.get(url).content.decode()
     assert 'id="message-log"' in html
+    # Every column has a header a screen reader says (the direction's was empty).
+    head = re.search(r'<table class="log" id="message-log">\s*<thead>(.*?)</thead>', html, re.S)
+    assert head, html
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", head[1])
+    assert len(headers) == 5 and all(re.sub(r"<[^>]+>", "", h).strip() for h in headers), headers
 
 
 def test_a_disabled_charger_shows_not_running_and_is_not_counted_available(
