@@ -448,3 +448,6 @@ def test_the_energy_on_the_charger_page_is_the_register_the_csms_is_sent(admin_c
     charger.evses.update(register_wh=48.9)
     html = admin_client_logged_in.get(reverse("chargers:charger", args=[charger.pk])).content
     assert b'<span data-field="energy">48</span> Wh' in html
+    # Named as what it is: "Energy" read as the session's (2,398 Wh for an 18 Wh session).
+    label = re.search(r"<dt[^>]*>([^<]*)</dt><dd><span data-field=\"energy\">", html.decode())
+    assert label and label[1] == "Meter register"
