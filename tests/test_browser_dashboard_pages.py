@@ -606,11 +606,30 @@ def test_the_charts_tell_the_time_in_the_sites_zone_not_the_browsers(site, brows
       return [u.axes[0].values(u, [Date.UTC(2026, 0, 5, 12) / 1000], 0, 50, 3600)[0],
               u.axes[0].label];
     }"""
+    page.context.add_init_script(KEEP_SOCKETS)
     for path, chart in ((berlin, "#site-chart"), (charger, '.chart[data-chart="1"]')):
         page.goto(f"{site.url}{path}")
         expect(page.locator("#live-state")).to_have_text("live")
         tick, axis = page.locator(chart).evaluate(label_of_noon_utc)
-        assert (tick.splitlines()[0], axis) == ("1pm", "time in Europe/Berlin")
+        # 24-hour, the date as ISO under it, as every other time (it said "1pm", "1/5/26").
+        assert (tick.splitlines(), axis) == (["13:00", "2026-01-05"], "time in Europe/Berlin")
+
+    # Every time on the charger page in the site's zone, 24-hour, as the page says: the
+    # log said New York's time, the security events UTC ("...T21:55:14Z").
+    expect(page.locator(".identity .time-zone")).to_have_text(
+        "(times on this page are in Europe/Berlin)"
+    )
+    expect(page.locator("#message-log th").first).to_have_text("time (Europe/Berlin)")
+    events = page.locator("#maintenance [data-field=security_events] li").first
+    expect(events).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d StartupOfTheFirmware"))
+    page.evaluate(
+        """() => window.__sockets.at(-1).onmessage({data: JSON.stringify({
+          type: "charger.log", full: false,
+          frames: [[Date.UTC(2026, 0, 5, 12) / 1000 + 0.25, "event", '{"event": "noon"}']],
+        })})"""
+    )
+    noon = page.locator('#message-log tr[data-action="noon"] td').first
+    expect(noon).to_have_text("13:00:00.250")
     page.context.close()
 
 

@@ -333,6 +333,11 @@ def test_the_recent_transactions_are_served_alone_for_the_page_to_follow(
     page = admin_client_logged_in.get(url).content.decode()
     assert 'id="recent-transactions">' in page
     assert page.count("<tr><td>") == 10  # the newest ten
+    # In the location's zone (Berlin, UTC+1 in December), 24-hour, named in the header:
+    # the page's chart, log and events tell the time the same way.
+    assert "<td>2026-12-03 11:11:00</td>" in page
+    assert "T10:11:00Z" not in page
+    assert "<th>started <small>(Europe/Berlin)</small></th>" in page
     assert "&lt;TAG-11&gt;" in page and "<TAG-11>" not in page  # escaped, as on the page
     assert "TAG-1&gt;" not in page  # the oldest two are not shown
     assert Client().get(url).status_code == 302  # a login first

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
@@ -204,7 +206,7 @@ class ChargerPage:
     charger: Charger
     evses: list[Evse]
     vehicles: list[VehicleModel]
-    transactions: list[Transaction]
+    transactions: list[TransactionRow]
     shows_log: bool = False
     log_keeps: LogKeeps | None = None
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
@@ -236,8 +238,43 @@ def may_see_message_log(user: Any) -> bool:
 RECENT_TRANSACTIONS = 10
 
 
-def recent_transactions(charger: Charger) -> list[Transaction]:
-    return list(charger.transactions.all()[:RECENT_TRANSACTIONS])
+@dataclass(frozen=True)
+class TransactionRow:
+    """A recent transaction as the charger page shows it: its times (which the charger
+    wrote in UTC) in the location's time zone, as every time on that page."""
+
+    transaction: Transaction
+    started: str
+    stopped: str  # "" while it is open
+
+
+def location_zone(charger: Charger) -> ZoneInfo:
+    try:
+        return ZoneInfo(charger.location.time_zone)
+    except (ValueError, ZoneInfoNotFoundError):  # validated on save; a row written past it
+        return ZoneInfo("UTC")
+
+
+def shown_time(iso: str, zone: ZoneInfo) -> str:
+    """An ISO 8601 time (UTC when it names no zone) in `zone`, 24-hour, to the second;
+    as it is when it does not parse."""
+    if not iso:
+        return ""
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def recent_transactions(charger: Charger) -> list[TransactionRow]:
+    zone = location_zone(charger)
+    return [
+        TransactionRow(tx, shown_time(tx.started_at, zone), shown_time(tx.stopped_at, zone))
+        for tx in charger.transactions.all()[:RECENT_TRANSACTIONS]
+    ]
 
 
 def charger_page(charger: Charger, user: Any, read_at: float | None = None) -> ChargerPage:

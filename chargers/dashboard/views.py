@@ -39,11 +39,14 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def charger_transactions(request: HttpRequest, pk: int) -> HttpResponse:
     """The charger page's recent transactions alone (its live script fetches them)."""
-    charger = get_object_or_404(Charger, pk=pk)
+    charger = get_object_or_404(Charger.objects.select_related("location"), pk=pk)
     return render(
         request,
         "dashboard/_transactions.html",
-        {"transactions": pages.recent_transactions(charger)},
+        {
+            "transactions": pages.recent_transactions(charger),
+            "time_zone": charger.location.time_zone,
+        },
     )
 
 

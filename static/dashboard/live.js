@@ -53,8 +53,42 @@
     setText(el, render(secondsLeft(c)));
     if (!ticker) ticker = setInterval(tick, 1000);
   }
+  // Times as a page tells them: 24-hour, in one zone. The charger page's is its
+  // location's (its chart, log, transactions and events alike); other pages use the
+  // browser's. `zone`: an IANA name, or null (or one this browser does not know) for the
+  // browser's own.
+  function zoneClock(zone) {
+    const options = {
+      year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    };
+    let format;
+    try {
+      format = new Intl.DateTimeFormat("en-GB", Object.assign({ timeZone: zone || undefined }, options));
+    } catch (error) {
+      format = new Intl.DateTimeFormat("en-GB", options);
+    }
+    function parts(epoch) {
+      const found = {};
+      format.formatToParts(new Date(epoch * 1000)).forEach(function (p) { found[p.type] = p.value; });
+      return found;
+    }
+    return {
+      time: function (epoch) { const p = parts(epoch); return p.hour + ":" + p.minute + ":" + p.second; },
+      minutes: function (epoch) { const p = parts(epoch); return p.hour + ":" + p.minute; },
+      date: function (epoch) { const p = parts(epoch); return p.year + "-" + p.month + "-" + p.day; },
+      // An ISO 8601 time from the engine (UTC), or the text as it is if it does not parse.
+      iso: function (text) {
+        const ms = Date.parse(text);
+        if (isNaN(ms)) return text;
+        const p = parts(ms / 1000);
+        return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+      },
+    };
+  }
+  let pageClock = zoneClock(null);
   function clock(epoch) {
-    return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+    return pageClock.time(epoch);
   }
 
   // Why the charger is offline; a network cut counts down to its end.
@@ -123,11 +157,11 @@
       if (note) note.hidden = true;
       return;
     }
-    if (staleSince === null) staleSince = new Date(); // the first loss's time
+    if (staleSince === null) staleSince = Date.now() / 1000; // the first loss's time
     document.body.classList.add("stale");
     if (note) {
       note.textContent =
-        "Not live since " + staleSince.toLocaleTimeString() +
+        "Not live since " + clock(staleSince) +
         ": the figures below are as they were then " +
         (code === LOGGED_OUT
           ? "(you logged out: log in again to see them live)."
@@ -469,17 +503,31 @@
       legend: { live: false },
     };
     // Times in the site's zone (data-time-zone), as its arrivals and the location page
-    // name them, not in the zone of whoever looks.
-    const zone = el.dataset.timeZone;
+    // name them, not in the zone of whoever looks; 24-hour, the date (ISO) under the
+    // first tick and under each new day's, as everywhere else on the pages.
+    let zone = el.dataset.timeZone || null;
     if (zone) {
       try {
         uPlot.tzDate(new Date(), zone);
         opts.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); };
         opts.axes[0] = { label: "time in " + zone, labelSize: 20 };
       } catch (error) {
-        // A zone this browser does not know: its own, rather than no chart.
+        zone = null; // a zone this browser does not know: its own, rather than no chart
       }
     }
+    const ticks = zoneClock(zone);
+    opts.axes[0] = Object.assign(opts.axes[0], {
+      values: function (_u, splits, _axis, _space, step) {
+        let day = null;
+        return splits.map(function (t) {
+          const time = step < 60 ? ticks.time(t) : ticks.minutes(t);
+          const date = ticks.date(t);
+          const first = date !== day;
+          day = date;
+          return first ? time + "\n" + date : time;
+        });
+      },
+    });
     const plot = new uPlot(opts, data, el);
     el.uplot = plot; // for the page's tests: the plot as drawn
     el.classList.add("empty");
@@ -632,7 +680,7 @@
   function reservationText(r) {
     const where = r.connector_id === 0 ? "any connector" : "connector " + r.connector_id;
     const group = r.parent_id_tag ? " (or group " + r.parent_id_tag + ")" : "";
-    return "#" + r.reservation_id + ": " + where + " for " + r.id_tag + group + " until " + r.expiry;
+    return "#" + r.reservation_id + ": " + where + " for " + r.id_tag + group + " until " + pageClock.iso(r.expiry);
   }
 
   // Reservations, the local list, firmware and diagnostics (text only: nothing of a CSMS's
@@ -665,7 +713,7 @@
 
   // A security event as one line: when, what, why (and whether the CSMS was told).
   function securityEventText(e) {
-    return e.timestamp + " " + e.type + (e.tech_info ? ": " + e.tech_info : "") +
+    return pageClock.iso(e.timestamp) + " " + e.type + (e.tech_info ? ": " + e.tech_info : "") +
       (e.sent ? "" : " (logged only)");
   }
 
@@ -702,7 +750,8 @@
 
   // `renderedAt`: when the server rendered the page's set-up (Unix time). A set-up edit
   // that reached the running charger later (`setup_at`) is not on the page: it says so.
-  ChargeSim.chargerPage = function (pk, renderedAt) {
+  ChargeSim.chargerPage = function (pk, renderedAt, timeZone) {
+    pageClock = zoneClock(timeZone);
     // Each command's answer shows next to the control that sent it (in its card): one line
     // above the connector cards was off screen by the time a user reached connector 1.
     const waiting = new Map(); // request id -> the result line its answer goes to
@@ -956,9 +1005,8 @@
       const tr = document.createElement("tr");
       tr.dataset.action = info.action;
       tr.className = "frame " + info.kind;
-      const time = new Date(t * 1000);
       const cells = [
-        time.toLocaleTimeString([], { hour12: false }) + "." + String(time.getMilliseconds()).padStart(3, "0"),
+        clock(t) + "." + String(Math.floor(t * 1000) % 1000).padStart(3, "0"),
         direction === "event" ? "connection" : direction === "out" ? "→ CSMS" : "← CSMS",
         info.id,
         info.action + (info.kind === "call" || info.kind === "connection" ? "" : " " + info.kind),
