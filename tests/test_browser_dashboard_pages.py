@@ -380,6 +380,41 @@ def test_an_open_location_page_follows_its_limit_edited_in_the_admin(site, brows
     expect(page.locator("#site-gauge")).to_be_visible()
 
 
+def test_the_location_chart_draws_the_grid_limit_as_a_step(site, browser):
+    """A limit raised from 1 to 3 kW between two summaries was drawn as a diagonal, as
+    if it had been 2 kW half-way. Drawn here from samples at 0, 10 and 20 s: at 15 s the
+    limit line is at 1 kW, and nothing of it is near 2 kW."""
+    from playwright.sync_api import expect
+
+    page = logged_in(browser, site, "/locations/")
+    page.locator("tr[data-site]", has_text="Berlin").locator("a").click()
+    expect(page.locator("#live-state")).to_have_text("live")
+    rows = page.locator("#site-chart").evaluate(
+        """async (el) => {
+          const u = el.uplot;
+          u.setData([[0, 10, 20], [0, 0, 0], [1, 1, 3]]);
+          u.setScale("x", { min: 0, max: 20 });
+          // uPlot draws in a microtask: after it, before any live summary (a task) can.
+          await null;
+          const ctx = u.ctx;
+          const x0 = Math.round(u.valToPos(13, "x", true));
+          const x1 = Math.round(u.valToPos(17, "x", true));
+          const image = ctx.getImageData(x0, 0, x1 - x0, ctx.canvas.height).data;
+          const width = x1 - x0;
+          const red = new Set();
+          for (let i = 0; i < image.length; i += 4) {
+            const [r, g, b, a] = image.slice(i, i + 4);
+            if (a > 128 && r > 180 && g < 100 && b < 100) red.add(Math.floor(i / 4 / width));
+          }
+          const at = (kw) => Math.round(u.valToPos(kw, "kW", true));
+          return { red: [...red], one: at(1), two: at(2) };
+        }"""
+    )
+    assert rows["red"], rows  # the limit is drawn there
+    assert all(abs(y - rows["one"]) <= 2 for y in rows["red"]), rows
+    page.context.close()
+
+
 def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_keeps(site, browser):
     from playwright.sync_api import expect
 

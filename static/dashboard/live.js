@@ -647,7 +647,12 @@
       document.getElementById("site-chart"),
       [
         { label: "site power (kW)", scale: "kW", stroke: "#2563eb", width: 2, fill: "rgba(37,99,235,0.08)" },
-        { label: "grid limit (kW)", scale: "kW", stroke: "#dc2626", dash: [6, 4] },
+        // A step: the limit holds until an edit changes it, it does not slide between two
+        // summaries (a diagonal from 1 kW to 2.5 kW read as a limit that was 1.7 kW).
+        {
+          label: "grid limit (kW)", scale: "kW", stroke: "#dc2626", dash: [6, 4],
+          paths: window.uPlot && uPlot.paths.stepped({ align: 1 }),
+        },
       ],
       180
     );
