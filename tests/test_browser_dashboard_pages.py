@@ -494,7 +494,7 @@ def test_a_user_who_only_watches_logs_in_watches_live_and_cannot_drive(site, bro
     clear = page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]')
     clear.evaluate("b => { b.disabled = false; }")
     clear.click()
-    expect(page.locator("#result")).to_have_text(
+    expect(page.locator('.evse-card[data-evse="1"] [data-result]')).to_have_text(
         "✗ you may watch but not drive chargers (no change permission)"
     )
     page.screenshot(path=ARTIFACTS / "pages-watcher-charger.png", full_page=True)
