@@ -139,3 +139,25 @@ def test_the_dashboards_logout_is_a_post_with_the_csrf_token(watcher):
     assert response.status_code == 302
     assert response["Location"] == reverse("login")
     assert client.get(reverse("chargers:home")).status_code == 302
+
+
+def test_the_charger_pages_controls_are_served_disabled_to_a_user_who_only_watches(watcher):
+    """Enabled as served and disabled only by the socket's first message, they looked
+    usable for a moment to someone who may not use them."""
+    charger = make_charger("CP-D", location=make_location("Depot"))
+    url = reverse("chargers:charger", args=[charger.pk])
+
+    def buttons(username: str, password: str) -> list[str]:
+        client = Client()
+        assert client.login(username=username, password=password)
+        html = client.get(url).content.decode()
+        forms = re.findall(r"<form[^>]*data-command[^>]*>.*?</form>", html, re.DOTALL)
+        return re.findall(r"<button[^>]*data-command[^>]*>", html) + [
+            tag for form in forms for tag in re.findall(r"<button[^>]*>", form)
+        ]
+
+    watched = buttons("watcher", PASSWORD)
+    assert len(watched) >= 9 and all(" disabled" in tag for tag in watched)
+    make_superuser()
+    driven = buttons("admin", ADMIN_PASSWORD)
+    assert len(driven) == len(watched) and not any(" disabled" in tag for tag in driven)
