@@ -193,6 +193,11 @@ def test_the_chart_shows_the_whole_session_after_a_reload_and_the_last_one_after
     card = page.locator('.evse-card[data-evse="1"]')
     card.locator("button[data-command=stop]").click()
     expect(chart).to_have_attribute("data-session", "ended")
+    # The session's energy, beside the connector's lifetime register: the register's rise
+    # since the start: more than nothing, and no more than the whole register.
+    session_wh = int(card.locator("[data-field=session_energy]").inner_text())
+    register_wh = int(card.locator("[data-field=energy]").inner_text())
+    assert 0 < session_wh <= register_wh
     card.locator("button[data-command=unplug]").click()
     expect(card.locator("[data-field=status]")).to_have_text("Available")
     # Unplugged: no reading applies any more.

@@ -89,6 +89,10 @@ async def test_the_first_snapshot_of_a_page_carries_the_session_from_its_start()
     assert len(points) <= CAPACITY
     assert points[0][0] == started and points[-1][0] == clock.time()
     assert (points[-1][1] or 0) > 0 and (points[-1][2] or 0) > 20  # power flows, SoC rose
+    # The register at the start: the page shows the session's energy (the card's register
+    # is the connector's lifetime one), as the series' last point counts it.
+    assert session["start_wh"] == cp.transactions[1].meter_start
+    assert evse["register_wh"] - session["start_wh"] == pytest.approx(points[-1][3], abs=1.0)
     # Later snapshots (every change, a few a second) carry only the session's times.
     assert "points" not in (snapshot(cp)["evses"][0]["session"] or {})
 

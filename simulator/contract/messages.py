@@ -407,6 +407,8 @@ class EvseSnapshot(TypedDict):
 class SessionSnapshot(TypedDict):
     started_at: float  # epoch s
     ended_at: float | None
+    # The register when it started (Wh): the session's energy is the register's since.
+    start_wh: float
     # [epoch s, power W, SoC % or None, energy Wh since the start], at most a few hundred
     # (simulator.core.session_series): only in the snapshot a page gets when it connects.
     points: NotRequired[list[list[float | None]]]

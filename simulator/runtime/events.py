@@ -99,7 +99,9 @@ def _session(session: SessionSeries | None, series: bool) -> contract.SessionSna
         return None
     ended = session.ended_at
     shown = contract.SessionSnapshot(
-        started_at=round(session.started_at, 1), ended_at=None if ended is None else round(ended, 1)
+        started_at=round(session.started_at, 1),
+        ended_at=None if ended is None else round(ended, 1),
+        start_wh=session.start_wh,
     )
     if series:
         shown["points"] = session.points()

@@ -826,6 +826,10 @@
         setText(field("soc"), pct(evse.soc));
         // Whole Wh cut, as the charger reports the register to the CSMS (meterStop).
         setText(field("energy"), String(Math.floor(evse.register_wh)));
+        // This session's (or the last one's, once it ended: the register stood still since).
+        setText(field("session_energy"), evse.session
+          ? String(Math.max(0, Math.floor(evse.register_wh - evse.session.start_wh)))
+          : "–");
         // Voltage and current apply only while a vehicle is plugged in.
         const plugged = evse.vehicle != null;
         setText(field("current"), plugged && evse.current_a.length ? evse.current_a.map(function (a) { return a.toFixed(1); }).join(" / ") : "–");
