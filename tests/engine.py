@@ -139,6 +139,14 @@ async def connected(charger: Charger, *, booted: bool = True) -> AsyncIterator[C
         charger.cancel_timers()
 
 
+async def boot_reports_answered(charger: Charger) -> None:
+    """What a charger sends after its boot (its startup security event, then a status a
+    connector, one CALL at a time) is answered. A test that stops its CSMS answering, or
+    builds a queue of its own, waits for this first: on a busy machine those reports were
+    still queued, and the queue was not the one the test built."""
+    await wait_until(lambda: not charger.queue, message=f"{charger.id}'s boot reports answered")
+
+
 async def started(*ids: str) -> Simulator:
     """A simulator of the database's chargers of these ids, quick to tick and checkpoint,
     once every one of them is booted (its CSMS is each charger's own csms_url)."""

@@ -11,7 +11,7 @@ from ocpp.v16 import call
 from simulator.core.charge_point import ActionError, BootState, LinkState
 from simulator.core.evse import ConnectorStatus
 from simulator.runtime.meter_engine import MeterEngine
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.engine import COMPACT, boot_reports_answered, connected, runtime_charger, wait_until
 
 
 def actions(csms, cp_id, direction="in"):
@@ -318,6 +318,7 @@ async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
     charger = runtime_charger("CP-TIMEOUT", csms.url, evses=1)
     charger.config["MessageTimeout"] = "1"
     async with connected(charger):
+        await boot_reports_answered(charger)
         csms.respond = False
         first = asyncio.ensure_future(charger.request(("Heartbeat", {})))
         second = asyncio.ensure_future(charger.request(("DataTransfer", {"vendorId": "x"})))

@@ -21,6 +21,7 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_location
 from tests.engine import (
     COMPACT,
+    boot_reports_answered,
     connected,
     loaded,
     register_now,
@@ -102,6 +103,7 @@ async def test_what_a_stop_waits_for_ends_before_a_retry_it_cannot_live_to_see(c
     is queued behind it, is not waited for; what is before it is."""
     charger = runtime_charger("CP-RETRY", csms.url, evses=1)
     async with connected(charger):
+        await boot_reports_answered(charger)
         csms.respond = False  # nothing is answered: the queue stays as built
         before = Outgoing("DataTransfer", {"vendorId": "before"})
         retry = Outgoing("DataTransfer", {"vendorId": "retry"}, transactional=True)
@@ -128,6 +130,7 @@ async def one_unanswered(csms, cp_id: str) -> AsyncIterator[Charger]:
     """A connected charger with one message sent that its CSMS will never answer."""
     charger = runtime_charger(cp_id, csms.url, evses=1)
     async with connected(charger):
+        await boot_reports_answered(charger)
         csms.respond = False
         charger.outbox.queue.append(Outgoing("DataTransfer", {"vendorId": "x"}))
         charger.outbox.wake()
