@@ -64,10 +64,13 @@ class Api:
             finally:
                 await _close_connections()
 
-    async def post(self, path: str, body: Any = None, **query: Any) -> Any:
+    async def post(
+        self, path: str, body: Any = None, *, raw: str | None = None, **query: Any
+    ) -> Any:
+        """POST `body` as JSON (none: an empty body), or the text `raw` as it is."""
         if query:
             path = f"{path}?" + "&".join(f"{k}={v}" for k, v in query.items())
-        data = "" if body is None else json.dumps(body)
+        data = raw if raw is not None else "" if body is None else json.dumps(body)
         async with ThreadSensitiveContext():
             try:
                 return await self.client.post(
@@ -262,6 +265,21 @@ async def test_bad_values_are_422_naming_the_field(driver):
     )
     assert fields_of(skew) == {"seconds"}
     assert skew["errors"][0]["message"] == "Input should be a finite number"
+
+
+async def test_a_null_or_empty_body_is_the_actions_own_422_not_a_500(driver):
+    """A body left out (or `null`, which the document allows) means "no arguments": for
+    an action that needs one of them, that is its own refusal, as MCP words it."""
+    for charger in ("API-1", "NOPE"):
+        network = ACTION.format(charger, "set-network")
+        for response in (await driver.post(network), await driver.post(network, raw="null")):
+            body = error_of(response, 422)
+            assert body["errors"][0]["message"] == "give latency_ms, jitter_ms, drop_rate or seed"
+        override = error_of(await driver.post(ACTION.format(charger, "set-answer-override")), 422)
+        assert fields_of(override) == {"action"}
+        assert "is required" in override["errors"][0]["message"]
+    bulk = await driver.post(BULK.format("set-network"), {"filter": {"location_id": 1}})
+    assert "give latency_ms" in error_of(bulk, 422)["errors"][0]["message"]
 
 
 async def test_an_unknown_charger_or_location_is_404(driver):

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
+from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ConfigDict, create_model, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
@@ -588,7 +589,7 @@ def _add_action(action: Action) -> None:
     args_type = action.args
 
     async def run(charge_point_id: str, payload: Schema | None, params: WaitParams) -> ActionOut:
-        args = _engine_args(action.command, payload or args_type())
+        args = _engine_args(action.command, payload or no_arguments(args_type))
         result = await ask_charger(charge_point_id, action.command, args, params.wait())
         return ActionOut.model_validate(
             {
@@ -638,6 +639,18 @@ def _add_action(action: Action) -> None:
         f"Needs `{CHANGE}`." + ERRORS_DOC,
         operation_id=f"charger_{action.command}",
     )(require(CHANGE)(act))
+
+
+def no_arguments(args_type: type[Schema]) -> Schema:
+    """The arguments of a body left out (or `null`): none given, validated as `{}` would
+    be. An action that needs one of them (set-network: "give latency_ms, ...") is refused
+    with its own 422, as ninja refuses a body that fails it, not a 500."""
+    try:
+        return args_type.model_validate({})
+    except ValidationError as exc:
+        raise NinjaValidationError(
+            [{**error, "loc": ("body", "payload", *error["loc"])} for error in exc.errors()]
+        ) from None
 
 
 def _all_optional(schema: type[Schema]) -> bool:

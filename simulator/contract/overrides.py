@@ -142,6 +142,12 @@ def check_rule(raw: Any, *, stored: bool = False) -> AnswerRule:
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} in a rule (known: {_list(known)})")
     action = raw.get("action")
+    if action is None:
+        raise FieldError(
+            f"action is required: the CSMS's CALL the rule is for (one of "
+            f"{_list(ANSWER_STATUSES)})",
+            "action",
+        )
     if not isinstance(action, str) or action not in ANSWER_STATUSES:
         raise FieldError(
             f"action {_short(action)} is not a CALL the CSMS sends a 1.6 charger "
