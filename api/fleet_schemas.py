@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from api.query_params import DB_INT_MAX
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import EvseSpec, check_evse
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -737,7 +738,7 @@ class ChargersCreated(Schema):
 
 class ChargerFilters(FilterSchema):
     location: Annotated[int | None, FilterLookup("location_id")] = Field(
-        None, description="A location's id."
+        None, ge=1, le=DB_INT_MAX, description="A location's id."
     )
     charge_point_id: Annotated[str | None, FilterLookup("charge_point_id__icontains")] = Field(
         None, description="Part of the charge point id (any letter case)."

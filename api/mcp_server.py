@@ -58,6 +58,7 @@ from api.fleet_schemas import (
 )
 from api.mcp_calls import caller_request, in_thread, refusal, tool_errors
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
+from api.query_params import DB_INT_MAX
 from api.routers import account, fleet, live, log, scenarios
 from simulator import contract
 
@@ -78,7 +79,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world
 Answer = dict[str, Any]
 
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many items to return.")]
-Offset = Annotated[int, Field(ge=0, description="How many items to skip.")]
+Offset = Annotated[int, Field(ge=0, le=DB_INT_MAX, description="How many items to skip.")]
 ChargePointId = Annotated[str, Field(description="The charger's charge point id.")]
 WaitFor = Annotated[
     contract.WaitCondition | None,

@@ -12,6 +12,8 @@ from typing import Any
 from ninja import Field, Schema
 from ninja.pagination import LimitOffsetPagination
 
+from api.query_params import DB_INT_MAX
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -24,7 +26,7 @@ class Paged(LimitOffsetPagination):
             le=MAX_LIMIT,
             description=f"How many items to return (at most {MAX_LIMIT}).",
         )
-        offset: int = Field(0, ge=0, description="How many items to skip.")
+        offset: int = Field(0, ge=0, le=DB_INT_MAX, description="How many items to skip.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_limit=MAX_LIMIT, **kwargs)

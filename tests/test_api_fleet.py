@@ -235,6 +235,37 @@ def test_a_page_size_out_of_range_is_refused_naming_limit(api, limit):
     assert [f for f, _, _ in errors_of(api.get(f"{V1}/locations", limit=limit))] == ["limit"]
 
 
+@pytest.mark.parametrize("number", [str(2**63), "99999999999999999999999", "-1"])
+def test_an_offset_or_id_past_the_databases_integers_is_a_422_naming_it(depot, number):
+    """Past 2**63 - 1 no database column holds it: SQLite refused the query with an
+    IntegrityError (answered as the retryable 409, which a script retried for ever) and
+    PostgreSQL with a 500. It is the caller's mistake, said as such."""
+    make_charger("BIG-1", location=depot)
+    _, token = user_with_token("big-admin", is_superuser=True)
+    api = TokenClient(token)
+    reads = {
+        f"/chargers?offset={number}": "offset",
+        f"/locations?offset={number}": "offset",
+        f"/vehicle-models?offset={number}": "offset",
+        f"/imports?offset={number}": "offset",
+        f"/scenarios/runs?offset={number}": "offset",
+        f"/chargers?location={number}": "location",
+        f"/log.jsonl?since=2026-01-01T00:00:00&location={number}": "location.0",
+        f"/locations/{number}": "location_id",
+        f"/vehicle-models/{number}": "vehicle_model_id",
+        f"/chargers/BIG-1/evses/{number}": "connector_id",
+        f"/imports/{number}": "job_id",
+        f"/scenarios/runs/{number}": "run_id",
+    }
+    for path, field in reads.items():
+        assert [f for f, _, _ in errors_of(api.get(V1 + path))] == [field], path
+    for path in ("/locations/", "/vehicle-models/", "/chargers/BIG-1/evses/", "/imports/"):
+        assert len(errors_of(api.delete(f"{V1}{path}{number}"))) == 1, path
+    # The largest offset a database takes is a page past the end, as any other.
+    last = api.get(f"{V1}/locations", offset=2**63 - 1).json()
+    assert last["items"] == [] and last["count"] == 1
+
+
 def test_locations_are_filtered_by_name_city_and_country(api):
     make_location("Depot North", city="Hamburg", country="DE")
     make_location("Garage", city="Amsterdam", country="NL")

@@ -23,6 +23,7 @@ from api import event_stream, scope
 from api.auth import Caller, caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody
 from api.models import ApiToken
+from api.query_params import LocationId
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import LayerDown
 from simulator import contract
@@ -76,7 +77,7 @@ _EXAMPLE = (
 async def stream_events(
     request: HttpRequest,
     charger: list[str] | None = CHARGERS,
-    location: list[int] | None = LOCATIONS,
+    location: list[LocationId] | None = LOCATIONS,
     kind: list[Kind] | None = KINDS,
 ) -> Any:
     who = caller(request)

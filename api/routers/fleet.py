@@ -54,6 +54,7 @@ from api.fleet_schemas import (
     VehicleModelPut,
 )
 from api.pagination import Paged
+from api.query_params import path_id
 from chargers.models import Charger, ConfigurationKey, Evse
 from locations.models import Location
 from vehicles.models import VehicleModel
@@ -143,7 +144,7 @@ def create_location(request: HttpRequest, payload: LocationIn) -> Any:
     description="Needs `locations.view_location`.",
 )
 @require("locations.view_location")
-def get_location(request: HttpRequest, location_id: int) -> Any:
+def get_location(request: HttpRequest, location_id: int = path_id()) -> Any:
     return found(writes.locations(), "location", pk=location_id)
 
 
@@ -157,7 +158,9 @@ def get_location(request: HttpRequest, location_id: int) -> Any:
     "refused (422). Needs `locations.change_location`.",
 )
 @require("locations.change_location")
-def replace_location(request: HttpRequest, location_id: int, payload: LocationPut) -> Any:
+def replace_location(
+    request: HttpRequest, payload: LocationPut, location_id: int = path_id()
+) -> Any:
     location = found(Location.objects.all(), "location", pk=location_id)
     given = writes.location_put(location, _given(payload, partial=False))
     return writes.save_location(location, given)
@@ -171,7 +174,9 @@ def replace_location(request: HttpRequest, location_id: int, payload: LocationPu
     description="Only the fields given change. Needs `locations.change_location`.",
 )
 @require("locations.change_location")
-def change_location(request: HttpRequest, location_id: int, payload: LocationPatch) -> Any:
+def change_location(
+    request: HttpRequest, payload: LocationPatch, location_id: int = path_id()
+) -> Any:
     location = found(Location.objects.all(), "location", pk=location_id)
     return writes.save_location(location, _given(payload, partial=True, model=Location))
 
@@ -185,7 +190,7 @@ def change_location(request: HttpRequest, location_id: int, payload: LocationPat
     "`locations.delete_location`.",
 )
 @require("locations.delete_location")
-def delete_location(request: HttpRequest, location_id: int) -> Any:
+def delete_location(request: HttpRequest, location_id: int = path_id()) -> Any:
     writes.delete_location(found(Location.objects.all(), "location", pk=location_id))
     return Status(204, None)
 
@@ -229,7 +234,7 @@ def create_vehicle_model(request: HttpRequest, payload: VehicleModelIn) -> Any:
     description="Needs `vehicles.view_vehiclemodel`.",
 )
 @require("vehicles.view_vehiclemodel")
-def get_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
+def get_vehicle_model(request: HttpRequest, vehicle_model_id: int = path_id()) -> Any:
     return found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
 
 
@@ -244,7 +249,7 @@ def get_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
 )
 @require("vehicles.change_vehiclemodel")
 def replace_vehicle_model(
-    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelPut
+    request: HttpRequest, payload: VehicleModelPut, vehicle_model_id: int = path_id()
 ) -> Any:
     vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
     given = writes.vehicle_model_put(vehicle, _given(payload, partial=False))
@@ -260,7 +265,7 @@ def replace_vehicle_model(
 )
 @require("vehicles.change_vehiclemodel")
 def change_vehicle_model(
-    request: HttpRequest, vehicle_model_id: int, payload: VehicleModelPatch
+    request: HttpRequest, payload: VehicleModelPatch, vehicle_model_id: int = path_id()
 ) -> Any:
     vehicle = found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
     return writes.save_vehicle_model(vehicle, _given(payload, partial=True, model=VehicleModel))
@@ -275,7 +280,7 @@ def change_vehicle_model(
     "`vehicles.delete_vehiclemodel`.",
 )
 @require("vehicles.delete_vehiclemodel")
-def delete_vehicle_model(request: HttpRequest, vehicle_model_id: int) -> Any:
+def delete_vehicle_model(request: HttpRequest, vehicle_model_id: int = path_id()) -> Any:
     found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id).delete()
     return Status(204, None)
 
@@ -491,7 +496,7 @@ def create_evse(
     description="Needs `chargers.view_evse`.",
 )
 @require("chargers.view_evse")
-def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
+def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int = path_id()) -> Any:
     return _evse(_charger(charge_point_id), connector_id)
 
 
@@ -508,8 +513,8 @@ def get_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> A
 def replace_evse(
     request: HttpRequest,
     charge_point_id: str,
-    connector_id: int,
     payload: EvseReplace,
+    connector_id: int = path_id(),
     wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
@@ -532,8 +537,8 @@ def replace_evse(
 def change_evse(
     request: HttpRequest,
     charge_point_id: str,
-    connector_id: int,
     payload: EvsePatch,
+    connector_id: int = path_id(),
     wait: bool = WAIT,
 ) -> Any:
     charger = _charger(charge_point_id)
@@ -555,7 +560,7 @@ def change_evse(
     "`chargers.delete_evse`.",
 )
 @require("chargers.delete_evse")
-def delete_evse(request: HttpRequest, charge_point_id: str, connector_id: int) -> Any:
+def delete_evse(request: HttpRequest, charge_point_id: str, connector_id: int = path_id()) -> Any:
     charger = _charger(charge_point_id)
     writes.delete_evse(charger, _evse(charger, connector_id))
     return Status(204, None)

@@ -23,6 +23,7 @@ from ninja.responses import Status
 from api.auth import caller
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.pagination import Paged
+from api.query_params import path_id
 from fleet_io import jobs, registry
 from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES, FileProblem, check_size
 from fleet_io.models import ImportJob, NotConfirmable
@@ -210,7 +211,7 @@ def list_imports(request: HttpRequest) -> Any:
     description="Its status and progress (rows done of total), then its counts. Poll it "
     "until `finished`.",
 )
-def get_import(request: HttpRequest, job_id: int) -> Any:
+def get_import(request: HttpRequest, job_id: int = path_id()) -> Any:
     return _own(request, job_id)
 
 
@@ -222,7 +223,7 @@ def get_import(request: HttpRequest, job_id: int) -> Any:
     "(`limit`, `offset`). The first 1,000 are kept (`problems` in the job counts all).",
 )
 @paginate(Paged)
-def import_errors(request: HttpRequest, job_id: int) -> Any:
+def import_errors(request: HttpRequest, job_id: int = path_id()) -> Any:
     job = _own(request, job_id)
     return [Problem.parse(text) for text in job.problems]
 
@@ -235,7 +236,7 @@ def import_errors(request: HttpRequest, job_id: int) -> Any:
     "same file (a new job, answered here), once: a check confirmed already is refused (409), "
     "and `confirmed_as` names the import it became. Needs the import permissions.",
 )
-def confirm_import(request: HttpRequest, job_id: int) -> Any:
+def confirm_import(request: HttpRequest, job_id: int = path_id()) -> Any:
     checked = _own(request, job_id)
     _may_import(request, checked.resource)
     try:
@@ -253,7 +254,7 @@ def confirm_import(request: HttpRequest, job_id: int) -> Any:
     "you will not confirm) is discarded with its stored file. A running job cannot be "
     "stopped (409): an import is all or nothing, so wait for it.",
 )
-def delete_import(request: HttpRequest, job_id: int) -> Any:
+def delete_import(request: HttpRequest, job_id: int = path_id()) -> Any:
     job = _own(request, job_id)
     # Running when asked: refused, even if it ends while the DELETE waits for the database
     # (SQLite's writer lock is the import's until it commits): a 204 would say the import

@@ -33,6 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.query_params import DB_INT_MAX
 from chargers.engine_client import (
     BulkOutcome,
     EngineClient,
@@ -215,7 +216,10 @@ class ConnectorArgs(Arguments):
 
 class PlugInArgs(ConnectorArgs):
     vehicle_model_id: int | None = Field(
-        None, ge=1, description="the vehicle model; none: the charger's default vehicle"
+        None,
+        ge=1,
+        le=DB_INT_MAX,
+        description="the vehicle model; none: the charger's default vehicle",
     )
     soc: float = Field(20.0, ge=0, le=100, description="the vehicle's state of charge, percent")
     target_soc: float = Field(
@@ -326,7 +330,9 @@ class BulkFilter(Arguments):
     charge_point_ids: list[str] | None = Field(
         None, max_length=BULK_MAX_IDS, description="these chargers (each gets a result)"
     )
-    location_id: int | None = Field(None, ge=1, description="the chargers at this location")
+    location_id: int | None = Field(
+        None, ge=1, le=DB_INT_MAX, description="the chargers at this location"
+    )
     status: ConnectorStatusName | None = Field(
         None,
         description="the connectors in this status now: a connector action runs on each of "

@@ -18,6 +18,7 @@ from ninja.errors import AuthorizationError
 from api import scope
 from api.auth import caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.query_params import LocationId
 from chargers import message_log
 from chargers.dashboard.pages import may_see_message_log
 from chargers.models import Charger
@@ -195,7 +196,7 @@ def fleet_log_export(
     since: datetime = EXPORT_SINCE,
     until: datetime | None = EXPORT_UNTIL,
     charger: list[str] | None = CHARGERS,
-    location: list[int] | None = LOCATIONS,
+    location: list[LocationId] | None = LOCATIONS,
 ) -> StreamingHttpResponse:
     _may_read_log(request)
     start, end = _range(since, until or datetime.now(UTC))

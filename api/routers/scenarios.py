@@ -24,6 +24,7 @@ from api.auth import require
 from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.fleet_schemas import Strict
 from api.pagination import Paged
+from api.query_params import path_id
 from chargers.validators import validate_csms_url
 from scenarios import format, launch, library
 from scenarios.junit import junit_xml
@@ -278,7 +279,7 @@ def list_runs(request: HttpRequest, filters: Query[RunFilters]) -> Any:
     "passed, failed or error. Needs `chargers.view_charger`.",
 )
 @require(VIEW)
-def get_run(request: HttpRequest, run_id: int) -> Any:
+def get_run(request: HttpRequest, run_id: int = path_id()) -> Any:
     return _run(run_id)
 
 
@@ -291,7 +292,7 @@ def get_run(request: HttpRequest, run_id: int) -> Any:
     "finished`). A finished run is a 409. Needs `chargers.change_charger`.",
 )
 @require(CHANGE)
-def cancel_run(request: HttpRequest, run_id: int) -> Any:
+def cancel_run(request: HttpRequest, run_id: int = path_id()) -> Any:
     run = _run(run_id)
     if run.status not in ACTIVE:
         raise ApiError(409, f"Scenario run {run_id} has finished ({run.status}).")
@@ -315,7 +316,7 @@ def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
     "`chargers.view_charger`.",
 )
 @require(VIEW)
-def run_junit(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_junit(request: HttpRequest, run_id: int = path_id()) -> HttpResponse:
     run = _run(run_id)
     return _download(junit_xml([run.result]), "application/xml", f"scenario-run-{run.pk}.xml")
 
@@ -331,7 +332,7 @@ def run_junit(request: HttpRequest, run_id: int) -> HttpResponse:
     "writes them. Needs `chargers.view_charger`.",
 )
 @require(VIEW)
-def run_result(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_result(request: HttpRequest, run_id: int = path_id()) -> HttpResponse:
     run = _run(run_id)
     body = orjson.dumps(run.result, option=orjson.OPT_INDENT_2) + b"\n"
     return _download(body, "application/json", f"scenario-run-{run.pk}.json")
@@ -354,7 +355,7 @@ def run_result(request: HttpRequest, run_id: int) -> HttpResponse:
     "`chargers.view_charger`.",
 )
 @require(VIEW)
-def run_frames(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+def run_frames(request: HttpRequest, run_id: int = path_id()) -> StreamingHttpResponse:
     _run(run_id)
     run = ScenarioRun.objects.only("pk", "frames").get(pk=run_id)
     response = StreamingHttpResponse(_chunks(run.frame_lines()), content_type=JSONL)
