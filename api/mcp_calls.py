@@ -10,10 +10,12 @@ errors (`is_error`) with the endpoint's message, for the model to read.
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, Union, cast, get_args, get_origin
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
@@ -21,10 +23,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest
 from mcp.server.mcpserver.exceptions import ToolError
 from ninja.errors import AuthorizationError, HttpError
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from api.auth import Caller
 from api.errors import DATABASE_DOWN, DATABASE_DOWN_TEXT, ApiError, ErrorItem, errors_from_django
+from api.query_params import did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def caller_request(method: str = "GET") -> HttpRequest:
     return request
 
 
-def _lines(detail: str, items: Iterable[ErrorItem]) -> str:
+def error_text(detail: str, items: Iterable[ErrorItem]) -> str:
     """An endpoint's error body as text for the model: its detail, then each problem."""
     parts = [detail]
     for item in items:
@@ -73,7 +77,7 @@ def refusal(exc: Exception) -> str | None:
     """What the endpoint would answer for `exc`, as text; None for a crash (a bug), which
     the SDK logs and shows only as the tool's failure."""
     if isinstance(exc, ApiError):
-        return _lines(str(exc.message), exc.errors)
+        return error_text(str(exc.message), exc.errors)
     if isinstance(exc, HttpError):
         message = str(exc.message)
         if isinstance(exc, AuthorizationError) and message == "Forbidden":
@@ -84,7 +88,7 @@ def refusal(exc: Exception) -> str | None:
     if isinstance(exc, PermissionDenied):
         return str(exc) or "You do not have permission to do that."
     if isinstance(exc, DjangoValidationError):
-        return _lines("The request is not valid.", errors_from_django(exc))
+        return error_text("The request is not valid.", errors_from_django(exc))
     if isinstance(exc, DATABASE_DOWN):
         # The endpoint's 503, not a crash: the driver's message (it names the server) only
         # in the log, as `errors.on_database_down` keeps it.
@@ -95,8 +99,93 @@ def refusal(exc: Exception) -> str | None:
             ErrorItem(field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])
             for e in exc.errors()
         ]
-        return _lines("The request is not valid.", items)
+        return error_text("The request is not valid.", items)
     return None
+
+
+def unknown_arguments(
+    model: type[BaseModel], given: Mapping[str, Any], prefix: str = ""
+) -> list[ErrorItem]:
+    """The names in `given`, and in the objects nested in it, that `model` does not take,
+    each with the nearest name it does: the SDK's argument models ignore them, and a
+    misspelt filter (`locaton`) answered every charger, as a REST query once did."""
+    fields = model.model_fields
+    by_name = {name: info for name, info in fields.items()}
+    by_name.update({info.alias: info for info in fields.values() if info.alias})
+    problems = []
+    for key, value in given.items():
+        info = by_name.get(key)
+        if info is None:
+            if model.model_config.get("extra") != "allow":
+                problems.append(
+                    ErrorItem(field=f"{prefix}{key}", message=_not_an_argument(key, model))
+                )
+            continue
+        inner, many = _model_in(info.annotation)
+        if inner is None:
+            continue
+        if isinstance(value, str):  # the SDK reads an object sent as JSON text too
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        if many and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    problems += unknown_arguments(inner, item, f"{prefix}{key}.{index}.")
+        elif not many and isinstance(value, Mapping):
+            problems += unknown_arguments(inner, value, f"{prefix}{key}.")
+    return problems
+
+
+def _not_an_argument(name: str, model: type[BaseModel]) -> str:
+    known = set(model.model_fields)
+    filters = model.model_fields.get("filters")
+    if filters is not None:
+        inner, _ = _model_in(filters.annotation)
+        if inner is not None and name in inner.model_fields:
+            # A list tool's filters are one argument, an object: the flat form is refused
+            # with the form it takes, not ignored.
+            return f'a filter: give it inside filters, as {{"filters": {{"{name}": ...}}}}.'
+    return f"Not an argument of this tool: {did_you_mean(name, known)}"
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model an argument's type holds (through Optional and Annotated), and whether it
+    is a list of them."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _model_in(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        for arm in get_args(annotation):
+            found = _model_in(arm)
+            if found[0] is not None:
+                return found
+        return None, False
+    if origin is list:
+        inner, _ = _model_in(get_args(annotation)[0])
+        return inner, inner is not None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+def closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema with `additionalProperties: false` on every object of named
+    properties (the arguments and the models nested in them), as the tool refuses any
+    other name (`unknown_arguments`). A free-form object (`args` of bulk_action, a
+    charger's configuration) is left open."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            if isinstance(value, dict):
+                closed(value)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        closed(item)
+    return schema
 
 
 def tool_errors(fn: F) -> F:

@@ -56,7 +56,15 @@ from api.fleet_schemas import (
     VehicleModelIn,
     VehicleModelOut,
 )
-from api.mcp_calls import caller_request, in_thread, refusal, tool_errors
+from api.mcp_calls import (
+    caller_request,
+    closed,
+    error_text,
+    in_thread,
+    refusal,
+    tool_errors,
+    unknown_arguments,
+)
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
 from api.query_params import DB_INT_MAX
 from api.routers import account, fleet, live, log, scenarios
@@ -370,6 +378,9 @@ async def bulk_action(
     action). A charger that refuses is a failed result, not an error. Needs
     `chargers.change_charger`."""
     chosen = next(a for a in live.ACTIONS if a.command == action)
+    unknown = unknown_arguments(chosen.args, args or {}, "args.")
+    if unknown:
+        raise ToolError(error_text("The request is not valid.", unknown))
     view, _doc = endpoint(live.router, f"/fleet/actions/{chosen.path}", "POST")
     body_type = inspect.signature(view).parameters["payload"].annotation
     payload = body_type(filter=filter, args=chosen.args(**(args or {})))
@@ -518,7 +529,18 @@ class _Server(MCPServer):
     and a link per problem. The model gets the endpoint's form instead: "The request is
     not valid.", then each argument and what is wrong with it (`refusal`)."""
 
+    def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().add_tool(fn, *args, **kwargs)
+        tool = self._tool_manager.get_tool(kwargs.get("name") or fn.__name__)
+        if tool is not None:
+            closed(tool.parameters)
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        unknown = [] if tool is None else unknown_arguments(tool.fn_metadata.arg_model, arguments)
+        if unknown:
+            text = error_text("The request is not valid.", unknown)
+            raise ToolError(f"Error executing tool {name}: {text}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

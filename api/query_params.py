@@ -48,10 +48,14 @@ def query_names(operation: Operation) -> set[str]:
     }
 
 
-def unknown_message(name: str, known: Collection[str]) -> str:
+def did_you_mean(name: str, known: Collection[str]) -> str:
+    """A hint for a name that is not one of `known`: the nearest, or them all."""
     near = nearest_name(name, sorted(known))
-    hint = f"did you mean {near!r}?" if near else f"it takes {', '.join(sorted(known))}."
-    return f"Not a query parameter of this request: {hint}"
+    return f"did you mean {near!r}?" if near else f"it takes {', '.join(sorted(known))}."
+
+
+def unknown_message(name: str, known: Collection[str]) -> str:
+    return f"Not a query parameter of this request: {did_you_mean(name, known)}"
 
 
 def refuse_unknown_query(operation: Operation) -> None:

@@ -1,0 +1,114 @@
+"""The MCP tools' arguments, called in this process through the server's own `call_tool`:
+a name a tool does not take is refused with the nearest it does, never ignored."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult
+
+from api.auth import Caller
+from api.mcp_calls import CALLER
+from api.mcp_server import build
+from tests.cast import make_charger, make_location, make_superuser
+
+
+def refusal_of(name: str, arguments: dict[str, Any]) -> str:
+    """The text of the tool error a call is refused with."""
+    server = build()
+
+    async def call() -> None:
+        await server.call_tool(name, arguments)
+
+    with pytest.raises(ToolError) as refused:
+        asyncio.run(call())
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "wanted"),
+    [
+        ("list_chargers", {"filters": {"locaton": 999}}, "filters.locaton: Not an argument"),
+        ("list_chargers", {"filters": {"locaton": 999}}, "did you mean 'location'?"),
+        (
+            "list_chargers",
+            {"location": 999},
+            'location: a filter: give it inside filters, as {"filters": {"location": ...}}',
+        ),
+        (
+            "list_locations",
+            {"limt": 5},
+            "limt: Not an argument of this tool: did you mean 'limit'?",
+        ),
+        (
+            "get_charger",
+            {"charge_point_id": "CP", "extra": 1},
+            "extra: Not an argument of this tool",
+        ),
+        (
+            "plug_in",
+            {"charge_point_id": "CP", "socc": 99},
+            "socc: Not an argument of this tool: did you mean 'soc'?",
+        ),
+        (
+            "create_location",
+            {"location": {"name": "X", "citty": "Y"}},
+            "location.citty: Not an argument of this tool: did you mean 'city'?",
+        ),
+        (
+            "create_chargers",
+            {"chargers": [{"charge_point_id": "A", "locaton": 1}]},
+            "chargers.0.locaton",
+        ),
+        (
+            "bulk_action",
+            {"action": "plug_in", "filter": {"location_id": 1}, "args": {"socc": 1}},
+            "args.socc: Not an argument of this tool: did you mean 'soc'?",
+        ),
+    ],
+)
+def test_a_name_a_tool_does_not_take_is_refused_with_the_nearest_it_does(tool, arguments, wanted):
+    text = refusal_of(tool, arguments)
+    assert "The request is not valid." in text
+    assert wanted in text
+
+
+def test_every_tools_schema_says_it_takes_no_other_names():
+    tools = asyncio.run(build().list_tools())
+    open_objects = []
+
+    def walk(schema: Any, where: str) -> None:
+        if isinstance(schema, dict):
+            if "properties" in schema and schema.get("additionalProperties") is not False:
+                open_objects.append(where)
+            for key, value in schema.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(schema, list):
+            for index, item in enumerate(schema):
+                walk(item, f"{where}/{index}")
+
+    for tool in tools:
+        assert tool.input_schema["additionalProperties"] is False, tool.name
+        walk(tool.input_schema, tool.name)
+    assert open_objects == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_filters_a_tool_takes_still_filter():
+    depot = await sync_to_async(make_location)("Depot")
+    other = await sync_to_async(make_location)("Other")
+    await sync_to_async(make_charger)("AT-DEPOT", location=depot)
+    await sync_to_async(make_charger)("ELSEWHERE", location=other)
+    admin = await sync_to_async(make_superuser)()
+    token = CALLER.set(Caller(user=admin))
+    try:
+        result = await build().call_tool("list_chargers", {"filters": {"location": depot.pk}})
+    finally:
+        CALLER.reset(token)
+    assert isinstance(result, CallToolResult) and result.structured_content is not None
+    page = result.structured_content.get("result", result.structured_content)
+    assert [c["charge_point_id"] for c in page["items"]] == ["AT-DEPOT"]
