@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 from pydantic import (
@@ -88,6 +89,39 @@ def read_only_fields(schema: type[Schema], *, live: bool = False) -> list[str]:
         and info.json_schema_extra.get("readOnly")
         and (not live or info.json_schema_extra.get("x-ignored"))
     ]
+
+
+def nullable(model: type[models.Model], name: str) -> bool:
+    """Whether a PATCH may set a field to null: a column that may be empty (a location's
+    coordinates, a charger's default vehicle); a field that is no column (a charger's
+    evses and configuration, a location's arrival profile) is the writer's to decide."""
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return True
+    return bool(getattr(field, "null", True))
+
+
+def patch_schema(model: type[models.Model]) -> Any:
+    """A PATCH body's `json_schema_extra`: its fields are optional (left out: unchanged),
+    but only those `nullable` take null, as the API answers (a null `vendor` is refused:
+    "leave it out to keep it"). pydantic writes each as `anyOf [type, null]` with default
+    null; the document says what the server takes, so that a generated client does not
+    send a null it will have refused."""
+
+    def not_null(schema: dict[str, Any]) -> None:
+        for name, field in schema.get("properties", {}).items():
+            if nullable(model, name) or "anyOf" not in field:
+                continue
+            kinds = [kind for kind in field.pop("anyOf") if kind != {"type": "null"}]
+            if len(kinds) == 1:
+                field.update(kinds[0])
+            else:
+                field["anyOf"] = kinds
+            if field.get("default", ...) is None:
+                del field["default"]
+
+    return not_null
 
 
 class Strict(Schema):
@@ -201,6 +235,8 @@ class LocationPut(LocationIn):
 
 
 class LocationPatch(Strict):
+    model_config = ConfigDict(json_schema_extra=patch_schema(Location))
+
     name: str | None = Field(None, description=doc(Location, "name", "Unique."))
     address: str | None = Field(None, description=doc(Location, "address"))
     city: str | None = Field(None, description=doc(Location, "city"))
@@ -284,6 +320,8 @@ class VehicleModelPut(VehicleModelIn):
 
 
 class VehicleModelPatch(Strict):
+    model_config = ConfigDict(json_schema_extra=patch_schema(VehicleModel))
+
     make: str | None = Field(None, description=doc(VehicleModel, "make"))
     model: str | None = Field(None, description=doc(VehicleModel, "model"))
     capacity_kwh: float | None = Field(None, description=doc(VehicleModel, "capacity_kwh"))
@@ -357,6 +395,8 @@ class EvseCreate(EvseIn):
 
 
 class EvsePatch(Strict):
+    model_config = ConfigDict(json_schema_extra=patch_schema(Evse))
+
     connector_id: int | None = Field(
         None,
         description="Renumber the connector, only so that the charger's connectors stay "
@@ -603,6 +643,8 @@ class ChargerPut(ChargerFields):
 
 class ChargerPatch(ChargerBody):
     """Only the fields given change."""
+
+    model_config = ConfigDict(json_schema_extra=patch_schema(Charger))
 
     charge_point_id: str | None = Field(None, description=doc(Charger, "charge_point_id"))
     location: int | None = Field(None, description="The id of the charger's location.")

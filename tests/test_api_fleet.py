@@ -1667,3 +1667,26 @@ def test_a_vehicle_model_put_takes_back_what_its_get_answered(api):
     assert READ_ONLY_CHANGED in found[0][1]
     vehicle.refresh_from_db()
     assert vehicle.capacity_kwh == 60
+
+
+def test_a_patch_schema_allows_null_exactly_where_the_server_takes_it(api, depot):
+    """A generated client follows the document: a field it says may be null must not be
+    refused for it ("cannot be null: leave it out"), nor one it says may not be taken."""
+    make_charger("CP-1", location=depot)
+    vehicle = make_vehicle()
+    spec = api.get(f"{V1}/openapi.json").json()["components"]["schemas"]
+    paths = {
+        "LocationPatch": f"{V1}/locations/{depot.pk}",
+        "VehicleModelPatch": f"{V1}/vehicle-models/{vehicle.pk}",
+        "ChargerPatch": f"{V1}/chargers/CP-1?wait=false",
+        "EvsePatch": f"{V1}/chargers/CP-1/evses/1?wait=false",
+    }
+    for schema, path in paths.items():
+        for name, field in spec[schema]["properties"].items():
+            documented = {"type": "null"} in field.get("anyOf", ())
+            answer = api.patch(path, {name: None})
+            refused = answer.status_code == 422 and any(
+                "cannot be null" in e["message"] for e in answer.json()["errors"]
+            )
+            assert documented != refused, (schema, name, answer.content)
+            assert documented or field.get("default", "none") is not None, (schema, name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -52,6 +51,7 @@ from api.fleet_schemas import (
     VehicleModelOut,
     VehicleModelPatch,
     VehicleModelPut,
+    nullable,
 )
 from api.pagination import Paged
 from api.query_params import path_id
@@ -91,19 +91,11 @@ def _given(
         nulls = [
             ErrorItem(field=name, message=f"{name} cannot be null: leave it out to keep it.")
             for name, value in given.items()
-            if value is None and not _nullable(model, name)
+            if value is None and not nullable(model, name)
         ]
         if nulls:
             raise ApiError(422, writes.INVALID, nulls)
     return given
-
-
-def _nullable(model: type[models.Model], name: str) -> bool:
-    try:
-        field = model._meta.get_field(name)
-    except FieldDoesNotExist:  # not a column (evses, configuration): the writer decides
-        return True
-    return bool(getattr(field, "null", True))
 
 
 # -- locations ----------------------------------------------------------------------------
