@@ -282,6 +282,18 @@ async def test_a_null_or_empty_body_is_the_actions_own_422_not_a_500(driver):
     assert "give latency_ms" in error_of(bulk, 422)["errors"][0]["message"]
 
 
+@pytest.mark.parametrize("args", [[1, 2], "hello", 5, {"bogus": 1}])
+async def test_arguments_an_action_does_not_take_are_refused_not_ignored(driver, args):
+    """An action without arguments runs on none: anything given is a 422 naming `args`
+    (the fleet's) or the body, not an action run as if nothing had been sent."""
+    for action in ("request-certificate", "connect", "disconnect", "reboot", "stop"):
+        bulk = {"filter": {"charge_point_ids": ["NOPE"]}, "args": args}
+        fields = fields_of(error_of(await driver.post(BULK.format(action), bulk), 422))
+        assert {(field or "").split(".")[0] for field in fields} == {"args"}, action
+        one = error_of(await driver.post(ACTION.format("NOPE", action), args), 422)
+        assert one["errors"], action
+
+
 async def test_an_unknown_charger_or_location_is_404(driver):
     for response in (
         await driver.get(STATE.format("NOPE")),

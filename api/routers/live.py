@@ -28,7 +28,15 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import ValidationError as NinjaValidationError
-from pydantic import ConfigDict, create_model, field_validator, model_validator
+from ninja.schema import DjangoGetter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from api.auth import require
@@ -205,9 +213,19 @@ class Arguments(Schema):
     # that it fails for being no number at all ("less than or equal to ...").
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def an_object(cls, values: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # ninja's schemas read attributes from any object (`from_attributes`, for ORM
+        # rows): a list, a string or a number had none to refuse and ran the action with
+        # the defaults.
+        if not isinstance(values, Mapping | BaseModel | DjangoGetter):
+            raise PydanticCustomError("model_type", "The arguments must be an object (JSON {...}).")
+        return handler(values)
 
-class NoArgs(Schema):
-    pass
+
+class NoArgs(Arguments):
+    """An action that takes no arguments: any given is refused (422), never ignored."""
 
 
 class ConnectorArgs(Arguments):
@@ -607,16 +625,9 @@ def _add_action(action: Action) -> None:
             }
         )
 
-    if args_type is NoArgs:
+    if _all_optional(args_type):  # connect's too: a body it does not take is refused
 
         async def act(
-            request: HttpRequest, charge_point_id: str, params: Query[WaitParams]
-        ) -> ActionOut:
-            return await run(charge_point_id, None, params)
-
-    elif _all_optional(args_type):
-
-        async def act(  # type: ignore[misc]  # one signature per kind of body
             request: HttpRequest,
             charge_point_id: str,
             params: Query[WaitParams],
