@@ -9,21 +9,25 @@ of the input only: an output says whether one is set, never what it is.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from ninja import Field, FilterLookup, FilterSchema, Schema
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     WrapValidator,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -124,10 +128,47 @@ def patch_schema(model: type[models.Model]) -> Any:
     return not_null
 
 
-class Strict(Schema):
+def number_kind(annotation: Any) -> str | None:
+    """ "int" or "float" for a field that takes only numbers (or null), else None: one that
+    takes text or a boolean too (a configuration value) is not a number field."""
+    if get_origin(annotation) is Annotated:
+        return number_kind(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = {number_kind(arm) for arm in get_args(annotation) if arm is not type(None)}
+        if kinds == {"int"}:
+            return "int"
+        return "float" if kinds and kinds <= {"int", "float"} else None
+    if annotation is int:
+        return "int"
+    return "float" if annotation is float else None
+
+
+def json_number(model: type[BaseModel], name: str, value: Any) -> None:
+    """Refuse a boolean or a string for a number field of `model`: pydantic's lax mode
+    reads `false` as 0 and "22" as 22 (`{"connector_id": true}` acted on connector 1).
+    A JSON body has numbers; a query parameter is text on the wire and keeps its
+    conversion (its schemas are not these)."""
+    field = model.model_fields.get(name)
+    kind = None if field is None else number_kind(field.annotation)
+    if kind is not None and isinstance(value, bool | str):
+        raise PydanticCustomError(f"{kind}_type", f"Input should be a JSON number, not {value!r}.")
+
+
+class JsonNumbers(Schema):
+    """A part of a request body whose numbers must be JSON numbers (`json_number`)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is not None:
+            json_number(cls, info.field_name, value)
+        return value
+
+
+class Strict(JsonNumbers):
     """A request body: a name it does not know is refused (422, "Not an argument of this
     request"), as the actions' are, not ignored; a misspelt field would otherwise answer
-    200 for a change that did not happen."""
+    200 for a change that did not happen. Its numbers are JSON numbers."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -135,13 +176,13 @@ class Strict(Schema):
 # -- locations ------------------------------------------------------------------------
 
 
-class Distribution(Schema):
+class Distribution(JsonNumbers):
     kind: str = Field(description="fixed, uniform or normal.", examples=["uniform"])
     a: float = Field(description="fixed: the value; uniform: the min; normal: the mean.")
     b: float = Field(0, description="uniform: the max; normal: the standard deviation.")
 
 
-class VehicleWeight(Schema):
+class VehicleWeight(JsonNumbers):
     vehicle: int = Field(description="The id of a vehicle model.")
     weight: float = Field(description=doc(VehicleShare, "weight"))
 

@@ -25,9 +25,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from ninja.errors import AuthorizationError, HttpError
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
 from api.auth import Caller
 from api.errors import DATABASE_DOWN, DATABASE_DOWN_TEXT, ApiError, ErrorItem, errors_from_django
+from api.fleet_schemas import json_number
 from api.query_params import did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -135,6 +137,20 @@ def unknown_arguments(
                     problems += unknown_arguments(inner, item, f"{prefix}{key}.{index}.")
         elif not many and isinstance(value, Mapping):
             problems += unknown_arguments(inner, value, f"{prefix}{key}.")
+    return problems
+
+
+def not_numbers(model: type[BaseModel], given: Mapping[str, Any]) -> list[ErrorItem]:
+    """The arguments of `given` that `model` takes as numbers but that came as a boolean
+    or a string: the SDK reads "1" as JSON first, then pydantic's lax mode any number
+    text, where the REST body refuses both (`json_number`). An object argument checks its
+    own (its schema is a request body's)."""
+    problems = []
+    for key, value in given.items():
+        try:
+            json_number(model, key, value)
+        except PydanticCustomError as exc:
+            problems.append(ErrorItem(field=key, message=str(exc)))
     return problems
 
 

@@ -61,6 +61,7 @@ from api.mcp_calls import (
     closed,
     error_text,
     in_thread,
+    not_numbers,
     refusal,
     tool_errors,
     unknown_arguments,
@@ -537,9 +538,12 @@ class _Server(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         tool = self._tool_manager.get_tool(name)
-        unknown = [] if tool is None else unknown_arguments(tool.fn_metadata.arg_model, arguments)
-        if unknown:
-            text = error_text("The request is not valid.", unknown)
+        problems = []
+        if tool is not None:
+            model = tool.fn_metadata.arg_model
+            problems = unknown_arguments(model, arguments) + not_numbers(model, arguments)
+        if problems:
+            text = error_text("The request is not valid.", problems)
             raise ToolError(f"Error executing tool {name}: {text}")
         try:
             return await super().call_tool(name, arguments, context)

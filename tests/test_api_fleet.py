@@ -699,6 +699,67 @@ def test_a_wrong_type_names_the_field_in_the_admins_words(api, depot):
     }
 
 
+def test_a_boolean_or_a_string_for_a_number_is_refused_not_read_as_one(api, depot):
+    """JSON has numbers: `false` is not 0 (pydantic's lax mode read it so, and a location
+    got rotation_minutes 0), nor "22" a number; a query parameter is text on the wire and
+    stays read as one (`?limit=2`)."""
+    vehicle = make_vehicle()
+    refusals = [
+        (api.post(f"{V1}/locations", {"name": "L", "rotation_minutes": False}), "rotation_minutes"),
+        (api.post(f"{V1}/locations", {"name": "L", "latitude": "52.5"}), "latitude"),
+        (
+            api.put(
+                f"{V1}/vehicle-models/{vehicle.pk}",
+                {
+                    "make": "M",
+                    "model": "X",
+                    "capacity_kwh": 50,
+                    "ac_max_kw": 11,
+                    "charging_curve": "0:100",
+                    "dc_max_v": False,
+                },
+            ),
+            "dc_max_v",
+        ),
+        (api.patch(f"{V1}/vehicle-models/{vehicle.pk}", {"efficiency": True}), "efficiency"),
+        (
+            api.post(
+                f"{V1}/chargers?wait=false",
+                {
+                    "charge_point_id": "B-1",
+                    "location": depot.pk,
+                    "phases": True,
+                },
+            ),
+            "phases",
+        ),
+        (
+            api.post(
+                f"{V1}/chargers?wait=false",
+                {
+                    "charge_point_id": "B-1",
+                    "location": str(depot.pk),
+                },
+            ),
+            "location",
+        ),
+        (
+            api.patch(
+                f"{V1}/locations/{depot.pk}",
+                {
+                    "arrival_profile": {"soc": {"kind": "fixed", "a": True}},
+                },
+            ),
+            "arrival_profile.soc.a",
+        ),
+    ]
+    for response, field in refusals:
+        assert field in fields_of(response), response.content
+    assert not Location.objects.filter(name="L").exists()
+    assert not Charger.objects.filter(charge_point_id="B-1").exists()
+    assert api.get(f"{V1}/locations", limit="1", offset="0").status_code == 200
+
+
 def test_chargers_are_listed_with_filters_and_pages(api, depot):
     elsewhere = make_location("Elsewhere")
     for n in range(1, 6):

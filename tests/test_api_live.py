@@ -261,7 +261,7 @@ async def test_bad_values_are_422_naming_the_field(driver):
     assert fields_of(error_of(await driver.post(close, {"reason": "x" * 200}), 422)) == {"reason"}
     # A NaN is no number at all: said so, not as a range it misses.
     skew = error_of(
-        await driver.post(ACTION.format("API-1", "set-clock-skew"), {"seconds": "NaN"}), 422
+        await driver.post(ACTION.format("API-1", "set-clock-skew"), raw='{"seconds": NaN}'), 422
     )
     assert fields_of(skew) == {"seconds"}
     assert skew["errors"][0]["message"] == "Input should be a finite number"
@@ -292,6 +292,26 @@ async def test_arguments_an_action_does_not_take_are_refused_not_ignored(driver,
         assert {(field or "").split(".")[0] for field in fields} == {"args"}, action
         one = error_of(await driver.post(ACTION.format("NOPE", action), args), 422)
         assert one["errors"], action
+
+
+async def test_a_boolean_or_a_string_for_a_number_is_refused(driver):
+    """`{"connector_id": true}` acted on connector 1 and a fleet clock skew of `false` was
+    0 s: JSON numbers only, in the actions' bodies (query parameters are text)."""
+    cases = [
+        (ACTION.format("NOPE", "stop"), {"connector_id": True}, "connector_id"),
+        (ACTION.format("NOPE", "cut-network"), {"seconds": "1"}, "seconds"),
+        (ACTION.format("NOPE", "plug-in"), {"soc": "50"}, "soc"),
+        (
+            BULK.format("set-clock-skew"),
+            {"filter": {"location_id": 1}, "args": {"seconds": False}},
+            "args.seconds",
+        ),
+        (BULK.format("stop"), {"filter": {"location_id": True}}, "filter.location_id"),
+    ]
+    for path, body, field in cases:
+        assert field in fields_of(error_of(await driver.post(path, body), 422)), path
+    # A query parameter is text on the wire: `?timeout=5` is a number.
+    assert (await driver.post(ACTION.format("NOPE", "stop"), timeout="5")).status_code == 404
 
 
 async def test_an_unknown_charger_or_location_is_404(driver):

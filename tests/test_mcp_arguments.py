@@ -77,6 +77,25 @@ def test_a_name_a_tool_does_not_take_is_refused_with_the_nearest_it_does(tool, a
     assert wanted in text
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("cut_network", {"charge_point_id": "CP", "seconds": "1"}, "seconds"),
+        ("plug_in", {"charge_point_id": "CP", "connector_id": True}, "connector_id"),
+        ("list_locations", {"limit": "5"}, "limit"),
+        ("set_clock_skew", {"charge_point_id": "CP", "seconds": False}, "seconds"),
+        (
+            "create_location",
+            {"location": {"name": "X", "rotation_minutes": False}},
+            "location.rotation_minutes",
+        ),
+    ],
+)
+def test_a_boolean_or_a_string_for_a_number_is_refused(tool, arguments, field):
+    text = refusal_of(tool, arguments)
+    assert f"{field}: " in text and "number" in text, text
+
+
 def test_every_tools_schema_says_it_takes_no_other_names():
     tools = asyncio.run(build().list_tools())
     open_objects = []

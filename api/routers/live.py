@@ -31,7 +31,6 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.schema import DjangoGetter
 from pydantic import (
     BaseModel,
-    ConfigDict,
     ModelWrapValidatorHandler,
     create_model,
     field_validator,
@@ -41,6 +40,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.fleet_schemas import Strict
 from api.query_params import DB_INT_MAX
 from chargers.engine_client import (
     BulkOutcome,
@@ -205,13 +205,12 @@ class StateParams(WaitParams):
     connector_id: int = Field(1, ge=1, le=99, description="the connector wait_for looks at")
 
 
-class Arguments(Schema):
+class Arguments(Strict):
     """An action's arguments: a name it does not take is a 422 naming it, not ignored (a
-    script's `vehicle_id` for `vehicle_model_id` would otherwise plug in the default car)."""
-
-    # A NaN or an infinity is refused as such ("a finite number"), not by a range check
-    # that it fails for being no number at all ("less than or equal to ...").
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    script's `vehicle_id` for `vehicle_model_id` would otherwise plug in the default car);
+    a number is a JSON number (`true` is not connector 1). A NaN or an infinity is refused
+    as such ("a finite number"), not by a range check that it fails for being no number
+    at all ("less than or equal to ...")."""
 
     @model_validator(mode="wrap")
     @classmethod
