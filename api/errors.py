@@ -250,8 +250,8 @@ def document_refusals(schema: dict[str, Any]) -> None:
     the operation's `response=` does not list them: 409 for a write (`on_conflict`), 413
     for a body over Django's limit (`on_suspicious`), 422 for an operation with a parameter or
     a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
-    for a JSON body that cannot be parsed, and 503 for a database out of reach (any
-    operation)."""
+    for a JSON body that cannot be parsed, 415 for one sent as another type
+    (`api.request_bodies`), and 503 for a database out of reach (any operation)."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
@@ -302,6 +302,14 @@ def document_refusals(schema: dict[str, Any]) -> None:
                 },
             )
             if "application/json" in body:
+                responses.setdefault(
+                    "415",
+                    {
+                        "description": "The body was sent with a Content-Type other than "
+                        "application/json.",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
                 responses.setdefault(
                     "400",
                     {

@@ -18,6 +18,7 @@ from ninja.operation import Operation
 from api import errors
 from api.auth import docs_access, gate_operation, session_auth, token_auth
 from api.query_params import refuse_unknown_query
+from api.request_bodies import refuse_other_content_types
 from api.routers import account, events, fleet, imports, live, log, scenarios
 
 
@@ -34,6 +35,7 @@ class ChargeSimAPI(NinjaAPI):
                 for operation in path_view.operations:
                     gate_operation(operation)
                     refuse_unknown_query(operation)
+                    refuse_other_content_types(operation)
         for url in urls:
             if isinstance(url, URLPattern):
                 url.callback = errors.json_method_not_allowed(url.callback)

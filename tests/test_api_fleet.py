@@ -1751,3 +1751,31 @@ def test_a_patch_schema_allows_null_exactly_where_the_server_takes_it(api, depot
             )
             assert documented != refused, (schema, name, answer.content)
             assert documented or field.get("default", "none") is not None, (schema, name)
+
+
+def test_a_body_sent_as_another_type_than_json_is_a_415(api, depot):
+    """ninja parsed any body as JSON: a form post (`curl -d` without the header) or
+    text/plain holding JSON created a location. A body without a Content-Type is still
+    read as JSON, and an empty one is no body, whatever its type."""
+    client, headers = api.client, api.headers
+    body = json.dumps({"name": "Typed"})
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=XX",
+    ):
+        answer = client.post(f"{V1}/locations", body, content_type=content_type, headers=headers)
+        assert answer.status_code == 415, (content_type, answer.content)
+        assert "Content-Type: application/json" in answer.json()["detail"]
+    assert not Location.objects.filter(name="Typed").exists()
+    untyped = client.post(f"{V1}/locations", body, content_type="", headers=headers)
+    assert untyped.status_code == 201, untyped.content
+    typed = client.post(
+        f"{V1}/locations",
+        json.dumps({"name": "Typed 2"}),
+        content_type="application/json; charset=utf-8",
+        headers=headers,
+    )
+    assert typed.status_code == 201, typed.content
+    spec = api.get(f"{V1}/openapi.json").json()
+    assert "415" in spec["paths"]["/api/v1/locations"]["post"]["responses"]
