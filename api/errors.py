@@ -353,7 +353,11 @@ def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
 def _converted(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     if not isinstance(response, HttpResponseNotAllowed):
         return response
-    allowed = response["Allow"]
+    return method_not_allowed(request, response["Allow"])
+
+
+def method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
+    """A 405 in the error body, with the Allow header (`allowed`: "GET, POST")."""
     answer = _respond(405, f"{request.method} is not allowed here; use {allowed}.")
     answer["Allow"] = allowed
     return answer

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 from ninja.errors import AuthenticationError, HttpError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.auth import check_perms, session_auth, token_auth
-from api.errors import DATABASE_DOWN, on_database_down, on_http_error
+from api.errors import DATABASE_DOWN, method_not_allowed, on_database_down, on_http_error
 
 PERMISSION = "chargers.view_charger"
 
@@ -35,8 +35,10 @@ def _authorize(request: HttpRequest) -> None:
     check_perms(request, PERMISSION)
 
 
-@require_GET
+@csrf_exempt  # nothing but GET is served: a POST gets the 405, not Django's CSRF page
 async def metrics(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return method_not_allowed(request, "GET")
     try:
         await sync_to_async(_authorize)(request)
     except HttpError as exc:

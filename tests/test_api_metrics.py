@@ -54,6 +54,12 @@ def test_a_logged_in_browser_with_the_permission_reads_it_and_nothing_but_get_is
     client.force_login(make_user("browser", "view_charger"))
     assert client.get("/metrics").status_code == 200
     assert client.post("/metrics").status_code == 405
+    # With the CSRF check a real server makes: a 405 saying what is allowed, not Django's
+    # HTML CSRF page (403) for a method that would change nothing anyway.
+    checked = Client(enforce_csrf_checks=True)
+    for answer in (checked.post("/metrics"), checked.delete("/metrics"), checked.put("/metrics")):
+        assert "GET" in error_of(answer, 405)
+        assert answer["Allow"] == "GET"
 
 
 @pytest.mark.django_db(transaction=True)
