@@ -200,11 +200,13 @@ def on_conflict(request: HttpRequest, exc: Raised) -> HttpResponse:
     logging.getLogger(__name__).info(
         "%s %s conflicted with a concurrent write: %s", request.method, request.path, exc
     )
-    return _respond(
-        409,
-        "A request made at the same moment changed the same thing first; send this one "
-        "again to see where it stands.",
-    )
+    return _respond(409, CONFLICT_TEXT)
+
+
+CONFLICT_TEXT = (
+    "A request made at the same moment changed the same thing first; send this one again "
+    "to see where it stands."
+)
 
 
 # What a database out of reach raises (down, restarting, the network cut, a connection

@@ -28,7 +28,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Prefetch, ProtectedError, QuerySet
 from django.forms.models import model_to_dict, modelform_factory
 
-from api.errors import ApiError, ErrorItem, errors_from_mapping
+from api.errors import CONFLICT_TEXT, ApiError, ErrorItem, errors_from_mapping
 from api.fleet_schemas import (
     ChargerDetail,
     ChargerPut,
@@ -575,12 +575,18 @@ def save_evse(
     report: WorkerReport | None = None,
 ) -> Evse:
     values = {"charger": charger.pk, **{k: v for k, v in given.items() if v is not None}}
-    if evse is None and values.get("connector_id") is None:
+    numbered = evse is None and values.get("connector_id") is None
+    if numbered:
         stored = list(charger.evses.values_list("connector_id", flat=True))
         values["connector_id"] = next_connector_id(stored)
     old_id = None if evse is None else evse.connector_id
     form = EvseForm(data=_data(Evse, evse, ["charger", *Evse.WEB_FIELDS], values), instance=evse)
     if not form.is_valid():
+        if numbered and _taken(form):
+            # The number this request chose was free when counted: a create at the same
+            # moment saved it first. The caller gave none, so nothing of theirs is wrong:
+            # the retryable 409 a concurrent insert gets, not a 422 naming no field.
+            raise ApiError(409, CONFLICT_TEXT)
         raise _invalid(form_errors(form))
     with transaction.atomic():
         saved = form.save(commit=False)
@@ -597,6 +603,15 @@ def save_evse(
             [(charger.pk, charger.charge_point_id)], report=report and report.callback
         )
     return saved
+
+
+def _taken(form: forms.BaseForm) -> bool:
+    """Whether the form refused its row as another's (charger, connector_id)."""
+    return any(
+        error.code == "unique_together"
+        for errors in form.errors.as_data().values()
+        for error in errors
+    )
 
 
 def delete_evse(charger: Charger, evse: Evse) -> None:

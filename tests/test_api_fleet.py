@@ -1779,3 +1779,24 @@ def test_a_body_sent_as_another_type_than_json_is_a_415(api, depot):
     assert typed.status_code == 201, typed.content
     spec = api.get(f"{V1}/openapi.json").json()
     assert "415" in spec["paths"]["/api/v1/locations"]["post"]["responses"]
+
+
+def test_an_evse_whose_next_number_a_concurrent_create_took_is_a_retryable_409(
+    api, depot, monkeypatch
+):
+    """Two creates at once both count N EVSEs and take N + 1: the one that saves second
+    lost a race, not sent a bad connector_id (it sent none), so it gets the 409 to send
+    it again, not a 422 about a field it never gave."""
+    make_charger("CP-1", location=depot, evses=2)
+    # As the loser saw the charger: before the winner's connector 2 was saved.
+    monkeypatch.setattr(fleet_writes, "next_connector_id", lambda stored: 2)
+    body = {"connector_type": "Type2", "max_power_kw": 22}
+    lost = api.post(f"{V1}/chargers/CP-1/evses?wait=false", body)
+    assert lost.status_code == 409, lost.content
+    assert "send this one again" in lost.json()["detail"]
+    monkeypatch.undo()
+    again = api.post(f"{V1}/chargers/CP-1/evses?wait=false", body)
+    assert again.status_code == 201 and again.json()["connector_id"] == 3
+    # A connector_id the caller gives is still the caller's to fix.
+    given = api.post(f"{V1}/chargers/CP-1/evses?wait=false", {**body, "connector_id": 2})
+    assert given.status_code == 422
