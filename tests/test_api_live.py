@@ -314,6 +314,19 @@ async def test_a_boolean_or_a_string_for_a_number_is_refused(driver):
     assert (await driver.post(ACTION.format("NOPE", "stop"), timeout="5")).status_code == 404
 
 
+async def test_a_target_below_the_soc_or_an_id_tag_beyond_ascii_is_a_422(driver):
+    plug_in = ACTION.format("NOPE", "plug-in")
+    below = error_of(await driver.post(plug_in, {"soc": 80, "target_soc": 50}), 422)
+    assert fields_of(below) == {"target_soc"} and "below" in below["errors"][0]["message"]
+    tag = ACTION.format("NOPE", "present-id-tag")
+    for id_tag in ("Zoë-1", "TAG\u00a01"):
+        refused = error_of(await driver.post(tag, {"id_tag": id_tag}), 422)
+        assert fields_of(refused) == {"id_tag"}
+        assert "printable ASCII" in refused["errors"][0]["message"]
+    # Equal is a full battery's session, not a mistake: past the arguments, to the 404.
+    error_of(await driver.post(plug_in, {"soc": 80, "target_soc": 80}), 404)
+
+
 async def test_an_unknown_charger_or_location_is_404(driver):
     for response in (
         await driver.get(STATE.format("NOPE")),

@@ -14,11 +14,12 @@ from tests.test_answer_overrides import PK, command_server
     [
         ("", "1 to 20 characters"),
         ("X" * 21, "1 to 20 characters"),
-        ("T\x001", "printable text"),
-        ("T\n1", "printable text"),
-        ("T\x7f", "printable text"),
+        ("T\x001", "printable ASCII"),
+        ("T\n1", "printable ASCII"),
+        ("T\x7f", "printable ASCII"),
+        ("Zoë-1", "printable ASCII"),
     ],
-    ids=["empty", "too long", "NUL", "newline", "DEL"],
+    ids=["empty", "too long", "NUL", "newline", "DEL", "beyond ASCII"],
 )
 async def test_an_id_tag_that_no_ocpp_message_can_carry_is_refused(id_tag, message):
     charger = runtime_charger("ARG-TAG", "ws://127.0.0.1:9/", evses=1, db_id=PK)
@@ -30,15 +31,26 @@ async def test_an_id_tag_that_no_ocpp_message_can_carry_is_refused(id_tag, messa
     assert not charger.pending_authorizations and not charger.transactions
 
 
-async def test_a_printable_id_tag_beyond_ascii_is_presented():
+async def test_a_printable_ascii_id_tag_is_presented():
+    """OCPP 1.6's idTag is a CiString20Type: "only printable ASCII allowed"."""
     charger = runtime_charger("ARG-TAG2", "ws://127.0.0.1:9/", evses=1, db_id=PK)
     # Offline and unknown: decided locally (Invalid), but it got past the arguments.
     with pytest.raises(CommandError) as outcome:
         await command_server(charger).execute(
-            PK, "present_id_tag", {"connector_id": 1, "id_tag": "Zoë-1"}
+            PK, "present_id_tag", {"connector_id": 1, "id_tag": "Zoe 1~"}
         )
     assert not isinstance(outcome.value, InvalidArgument)
-    assert "idTag Zoë-1 was not accepted" in str(outcome.value)
+    assert "idTag Zoe 1~ was not accepted" in str(outcome.value)
+
+
+async def test_a_target_soc_below_the_soc_is_refused():
+    charger = runtime_charger("ARG-SOC", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(InvalidArgument) as refused:
+        await command_server(charger).execute(
+            PK, "plug_in", {"connector_id": 1, "soc": 80, "target_soc": 50}
+        )
+    assert refused.value.field == "target_soc"
+    assert "below" in str(refused.value)
 
 
 @pytest.mark.parametrize("info", ["a\x00b", "line\nbreak"], ids=["NUL", "newline"])

@@ -96,6 +96,13 @@ def test_a_boolean_or_a_string_for_a_number_is_refused(tool, arguments, field):
     assert f"{field}: " in text and "number" in text, text
 
 
+def test_the_actions_own_rules_hold_for_their_tools():
+    below = refusal_of("plug_in", {"charge_point_id": "CP", "soc": 80, "target_soc": 50})
+    assert "target_soc: " in below and "below" in below
+    tag = refusal_of("present_id_tag", {"charge_point_id": "CP", "id_tag": "Zoë-1"})
+    assert "id_tag: " in tag and "printable ASCII" in tag
+
+
 def test_every_tools_schema_says_it_takes_no_other_names():
     tools = asyncio.run(build().list_tools())
     open_objects = []

@@ -52,7 +52,7 @@ from chargers.engine_client import (
 from chargers.models import Charger
 from locations.models import Location
 from simulator import contract
-from simulator.contract import overrides
+from simulator.contract import overrides, traffic
 
 router = Router(tags=["live"])
 
@@ -240,16 +240,37 @@ class PlugInArgs(ConnectorArgs):
     )
     soc: float = Field(20.0, ge=0, le=100, description="the vehicle's state of charge, percent")
     target_soc: float = Field(
-        100.0, ge=1, le=100, description="the EV stops drawing power here (SuspendedEV)"
+        100.0,
+        ge=1,
+        le=100,
+        description="the EV stops drawing power here (SuspendedEV); not below soc",
     )
+
+    @model_validator(mode="after")
+    def a_target_to_charge_to(self) -> "PlugInArgs":
+        if self.target_soc < self.soc:
+            message = (
+                f"target_soc {self.target_soc:g} % is below soc {self.soc:g} %: the EV would "
+                "draw nothing"
+            )
+            raise _at_field("target_soc", message, self.target_soc)
+        return self
 
 
 class PresentIdTagArgs(ConnectorArgs):
     id_tag: str = Field(
         min_length=1,
         max_length=20,
-        description="printable text (OCPP idTag), no control characters",
+        description="printable ASCII (OCPP 1.6 idTag, a CiString20Type)",
     )
+
+    @field_validator("id_tag")
+    @classmethod
+    def an_id_tag(cls, id_tag: str) -> str:
+        problem = traffic.id_tag_problem(id_tag.strip())  # the engine strips it
+        if problem is not None:
+            raise ValueError(problem)
+        return id_tag
 
 
 class InjectFaultArgs(ConnectorArgs):

@@ -152,6 +152,20 @@ def check_share(value: object) -> float:
 _RANGE = re.compile(r"^(?P<prefix>.*?)(?P<first>\d+)\.\.(?P=prefix)(?P<last>\d+)$")
 
 
+def id_tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot be an OCPP 1.6 idTag, or None. An IdToken is a CiString20Type: at
+    most 20 characters, "only printable ASCII allowed" (no control character, which no
+    PostgreSQL text holds either, and no letter beyond ASCII, which a CSMS may refuse)."""
+    if not 1 <= len(tag) <= ID_TAG_MAX_LENGTH:
+        return f"an idTag has 1 to {ID_TAG_MAX_LENGTH} characters"
+    if not all(" " <= char <= "~" for char in tag):
+        return (
+            "an idTag is printable ASCII (OCPP 1.6 CiString20Type): no control characters, "
+            "no letters beyond ASCII"
+        )
+    return None
+
+
 def parse_id_tags(text: str) -> list[str]:
     """The idTag pool: idTags separated by spaces, commas or new lines; ``PREFIX0001..
     PREFIX0200`` expands to the numbers between, zero-padded to the first's width."""
@@ -185,6 +199,9 @@ def parse_id_tags(text: str) -> list[str]:
                 f"The idTag {tag!r} has {len(tag)} characters; OCPP 1.6 allows at most "
                 f"{ID_TAG_MAX_LENGTH}."
             )
+        problem = id_tag_problem(tag)
+        if problem is not None:
+            raise ValueError(f"The idTag {tag!r}: {problem}.")
     return tags
 
 

@@ -486,6 +486,11 @@ class CommandServer:
         connector_id = _connector(args)
         soc = _number(args, "soc", 0, 100, default=20.0)
         target = _number(args, "target_soc", 1, 100, default=100.0)
+        if target < soc:
+            raise InvalidArgument(
+                f"target_soc {target:g} % is below soc {soc:g} %: the EV would draw nothing",
+                "target_soc",
+            )
         vehicle_id = _vehicle_id(args)
         vehicle = None
         if vehicle_id is not None:
@@ -504,14 +509,11 @@ class CommandServer:
         connector_id = _connector(args)
         raw = args.get("id_tag")
         id_tag = raw.strip() if isinstance(raw, str) else ""
-        if not id_tag or len(id_tag) > 20:
-            raise InvalidArgument("an idTag has 1 to 20 characters", "id_tag")
-        if not id_tag.isprintable():
-            # OCPP's idTag is printable text; a control character (NUL above all: no
-            # PostgreSQL text holds one) would make the StartTransaction unstorable.
-            raise InvalidArgument(
-                "an idTag is printable text, without control characters", "id_tag"
-            )
+        # A control character (NUL above all: no PostgreSQL text holds one) would make
+        # the StartTransaction unstorable; OCPP 1.6 allows printable ASCII only.
+        problem = traffic.id_tag_problem(id_tag)
+        if problem is not None:
+            raise InvalidArgument(problem, "id_tag")
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
             return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
