@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -1800,3 +1801,20 @@ def test_an_evse_whose_next_number_a_concurrent_create_took_is_a_retryable_409(
     # A connector_id the caller gives is still the caller's to fix.
     given = api.post(f"{V1}/chargers/CP-1/evses?wait=false", {**body, "connector_id": 2})
     assert given.status_code == 422
+
+
+def test_a_location_name_is_one_line_of_printable_text(api, depot):
+    for name in ("Two\nlines", "Bell\x07", "Tab\there"):
+        answer = api.post(f"{V1}/locations", {"name": name})
+        assert "name" in fields_of(answer), answer.content
+        renamed = api.patch(f"{V1}/locations/{depot.pk}", {"name": name})
+        assert "name" in fields_of(renamed), renamed.content
+    # The admin's and the import's check: the model's own.
+    with pytest.raises(ValidationError) as refused:
+        Location(name="Two\nlines").full_clean()
+    assert "name" in refused.value.message_dict
+    assert api.post(f"{V1}/locations", {"name": "München Süd"}).status_code == 201
+    # A site's idTag pool takes only what a charger may send: printable ASCII.
+    profile = api.patch(f"{V1}/locations/{depot.pk}", {"arrival_profile": {"id_tags": "TAG1 TÄG2"}})
+    [message] = fields_of(profile)["arrival_profile.id_tags"]
+    assert "'TÄG2'" in message and "printable ASCII" in message
