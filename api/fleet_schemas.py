@@ -151,7 +151,13 @@ def json_number(model: type[BaseModel], name: str, value: Any) -> None:
     field = model.model_fields.get(name)
     kind = None if field is None else number_kind(field.annotation)
     if kind is not None and isinstance(value, bool | str):
-        raise PydanticCustomError(f"{kind}_type", f"Input should be a JSON number, not {value!r}.")
+        # pydantic's own words for its type errors (the API's 422 gives the admin's).
+        raise PydanticCustomError(
+            f"{kind}_type",
+            "Input should be a valid integer"
+            if kind == "int"
+            else "Input should be a valid number",
+        )
 
 
 class JsonNumbers(Schema):

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticUndefined
 
+from api.errors import ErrorItem
 from api.fleet_schemas import (
     ChargerDetail,
     ChargerFilters,
@@ -542,7 +543,17 @@ class _Server(MCPServer):
         if tool is not None:
             model = tool.fn_metadata.arg_model
             problems = unknown_arguments(model, arguments) + not_numbers(model, arguments)
-        if problems:
+        if tool is not None and problems:
+            # Said with what else the SDK's check finds, as one answer names every problem.
+            named = {item.field for item in problems}
+            try:
+                tool.fn_metadata.validate_arguments(arguments)
+            except PydanticValidationError as exc:
+                problems += [
+                    ErrorItem(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
+                    for e in exc.errors()
+                    if e["loc"] and str(e["loc"][0]) not in named
+                ]
             text = error_text("The request is not valid.", problems)
             raise ToolError(f"Error executing tool {name}: {text}")
         try:
