@@ -342,11 +342,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     def first_totals(self) -> None:
         """Ask every worker for its summary as the page opens, rather than wait for each
         one's next (up to SUMMARY_KEEPALIVE_SECONDS): the first totals are then whole."""
-        task = asyncio.create_task(self._first_totals())
+        task = asyncio.create_task(self.first_summary())
         self.pending["first-summary"] = task
         task.add_done_callback(lambda _task: self.pending.pop("first-summary", None))
 
-    async def _first_totals(self) -> None:
+    async def first_summary(self) -> None:
+        """Add up every worker's answer (`first_totals`) with what is published later."""
         overview = await self.ask_every_worker()
         if overview is None:
             return
@@ -513,11 +514,9 @@ class LocationsConsumer(DashboardConsumer):
         # The engine publishes a site's summary when it changes (and every few seconds):
         # ask every worker now, so that the page is complete at once, sites without a
         # running charger included.
-        task = asyncio.create_task(self._first_summary())
-        self.pending["first-summary"] = task
-        task.add_done_callback(lambda _task: self.pending.pop("first-summary", None))
+        self.first_totals()
 
-    async def _first_summary(self) -> None:
+    async def first_summary(self) -> None:
         overview = await self.ask_every_worker()
         if overview is None:
             await self.send_json({"type": "locations.unknown", "message": "no simulator worker"})
