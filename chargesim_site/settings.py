@@ -44,7 +44,8 @@ def _private_var_dir() -> None:
             VAR_DIR.chmod(0o700)
 
 
-_private_var_dir()
+if not env_str("DATABASE_URL", ""):  # the embedded mode's SQLite file is made here
+    _private_var_dir()
 
 DEBUG = env_bool("DEBUG", True)
 
@@ -59,6 +60,7 @@ def _secret_key() -> str:
     path = VAR_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
     path.write_text(key)
     path.chmod(0o600)
