@@ -27,7 +27,7 @@ from ninja.operation import Operation
 from ninja.security.base import AuthBase
 from ninja.utils import check_csrf
 
-from api.errors import DATABASE_DOWN, on_database_down, on_http_error
+from api.errors import DATABASE_DOWN, InvalidToken, on_database_down, on_http_error
 from api.models import ApiToken
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -61,7 +61,7 @@ class TokenAuth(AuthBase):
             raise AuthenticationError(message="The Authorization header must be 'Bearer <token>'.")
         row = ApiToken.objects.authenticate(token.strip())
         if row is None:
-            raise AuthenticationError(message="The API token is not valid or was revoked.")
+            raise InvalidToken(message=ApiToken.objects.refusal(token.strip()))
         # Views and forms that read request.user see the token's user.
         request.user = row.user
         return Caller(user=row.user, token=row)

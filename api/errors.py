@@ -140,10 +140,22 @@ def body(detail: str, errors: Iterable[ErrorItem] = ()) -> dict[str, Any]:
     return ErrorBody(detail=detail, errors=list(errors)).model_dump()
 
 
-def _respond(status: int, detail: str, errors: Iterable[ErrorItem] = ()) -> HttpResponse:
+# RFC 6750 section 3: the challenge of a 401, and the one for a token that was sent and
+# refused (a client then knows to get a new token rather than to send one).
+CHALLENGE = 'Bearer realm="ChargeSim API"'
+INVALID_TOKEN_CHALLENGE = f'{CHALLENGE}, error="invalid_token"'
+
+
+class InvalidToken(AuthenticationError):
+    """A Bearer token was sent and is refused (unknown, revoked, its user deactivated)."""
+
+
+def _respond(
+    status: int, detail: str, errors: Iterable[ErrorItem] = (), *, challenge: str = CHALLENGE
+) -> HttpResponse:
     response = JsonResponse(body(detail, errors), status=status)
     if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="ChargeSim API"'
+        response["WWW-Authenticate"] = challenge
     return response
 
 
@@ -162,7 +174,8 @@ def on_http_error(request: HttpRequest, exc: Raised) -> HttpResponse:
     message = exc.message
     if isinstance(exc, AuthenticationError) and message == "Unauthorized":
         message = "Authentication required: send 'Authorization: Bearer <token>' or log in."
-    return _respond(exc.status_code, message, errors)
+    challenge = INVALID_TOKEN_CHALLENGE if isinstance(exc, InvalidToken) else CHALLENGE
+    return _respond(exc.status_code, message, errors, challenge=challenge)
 
 
 def on_not_found(request: HttpRequest, exc: Raised) -> HttpResponse:

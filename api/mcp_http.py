@@ -81,7 +81,8 @@ def authenticate(header: str | None) -> Caller:
         raise Refused(401, "The Authorization header must be 'Bearer <token>'.")
     row = ApiToken.objects.authenticate(token.strip())
     if row is None:
-        raise Refused(401, "The API token is not valid or was revoked.")
+        challenge = ((b"www-authenticate", errors.INVALID_TOKEN_CHALLENGE.encode()),)
+        raise Refused(401, ApiToken.objects.refusal(token.strip()), challenge)
     if not row.user.has_perm(PERMISSION):
         raise Refused(403, f"You need the permission '{PERMISSION}' for this.")
     return Caller(user=row.user, token=row)
@@ -89,8 +90,8 @@ def authenticate(header: str | None) -> Caller:
 
 async def _refuse(send: Send, refused: Refused) -> None:
     headers = [(b"content-type", b"application/json"), *refused.headers]
-    if refused.status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="ChargeSim API"'))
+    if refused.status == 401 and not any(name == b"www-authenticate" for name, _ in headers):
+        headers.append((b"www-authenticate", errors.CHALLENGE.encode()))
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     body = json.dumps(errors.body(refused.detail)).encode()
     await send({"type": "http.response.body", "body": body})

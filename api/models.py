@@ -22,6 +22,7 @@ TOKEN_PREFIX = "csim_"
 SHOWN_LENGTH = len(TOKEN_PREFIX) + 8
 # `last_used` is written at most this often per token: not a write for every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+INVALID_TOKEN = "The API token is not valid or was revoked."
 
 
 def digest_of(token: str) -> str:
@@ -37,6 +38,19 @@ class ApiTokenManager(models.Manager["ApiToken"]):
             user=user, name=name, prefix=token[:SHOWN_LENGTH], digest=digest_of(token)
         )
         return row, token
+
+    def refusal(self, token: str) -> str:
+        """Why `token` is refused (`authenticate` gave None), in words for its holder: one
+        whose user was deactivated says so (its holder asks an administrator), any other
+        is not valid or was revoked."""
+        if self.filter(
+            digest=digest_of(token), revoked__isnull=True, user__is_active=False
+        ).exists():
+            return (
+                "The API token's user is deactivated: an administrator can activate them "
+                "again, or make a token for an active user."
+            )
+        return INVALID_TOKEN
 
     def authenticate(self, token: str) -> ApiToken | None:
         """The live token `token` is (not revoked, its user active), or None."""

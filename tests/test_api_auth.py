@@ -102,11 +102,23 @@ def test_a_revoked_token_is_401_even_with_a_logged_in_session(client):
     assert token not in body["detail"]
 
 
-def test_an_inactive_users_token_is_401(client):
+def test_an_inactive_users_token_is_401_saying_so(client):
+    """It said "not valid or was revoked": its holder looked for a revocation."""
     user, token = user_with_token("ci")
     user.is_active = False
     user.save()
-    assert_error_body(client.get(WHOAMI, headers=bearer(token)), 401)
+    response = client.get(WHOAMI, headers=bearer(token))
+    body = assert_error_body(response, 401)
+    assert "user is deactivated" in body["detail"] and token not in body["detail"]
+    assert response["WWW-Authenticate"] == 'Bearer realm="ChargeSim API", error="invalid_token"'
+
+
+def test_a_refused_token_says_invalid_token_in_its_challenge(client):
+    """RFC 6750 3.1: a token that was sent and refused is `invalid_token`; a request that
+    sent none gets the bare challenge."""
+    refused = client.get(WHOAMI, headers=bearer("csim_not-a-real-token"))
+    assert refused["WWW-Authenticate"] == 'Bearer realm="ChargeSim API", error="invalid_token"'
+    assert client.get(WHOAMI)["WWW-Authenticate"] == 'Bearer realm="ChargeSim API"'
 
 
 def test_only_the_digest_is_stored():

@@ -153,6 +153,12 @@ def stdio_client(site: Site, user: str) -> Client:
 
 
 def post_mcp(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    status, body, _ = post_mcp_answer(site, headers)
+    return status, body
+
+
+def post_mcp_answer(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object], Any]:
+    """`post_mcp`, with the answer's headers."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     request = urllib.request.Request(
         f"{site.url}/mcp",
@@ -162,10 +168,10 @@ def post_mcp(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
+            return answer.status, json.loads(answer.read()), answer.headers
     except urllib.error.HTTPError as refused:
         with refused:
-            return refused.code, json.loads(refused.read())
+            return refused.code, json.loads(refused.read()), refused.headers
 
 
 def structured(result) -> dict[str, Any]:
@@ -367,8 +373,10 @@ async def test_a_viewer_reads_but_may_not_drive_a_charger(site):
 def test_http_refuses_anonymous_callers_bad_tokens_and_users_without_view_charger(site):
     status, body = post_mcp(site, {})
     assert status == 401 and "Bearer" in str(body["detail"])
-    status, body = post_mcp(site, bearer("not-a-token"))
+    status, body, headers = post_mcp_answer(site, bearer("not-a-token"))
     assert status == 401 and body["detail"] == "The API token is not valid or was revoked."
+    assert headers["WWW-Authenticate"] == 'Bearer realm="ChargeSim API", error="invalid_token"'
+    assert post_mcp_answer(site, {})[2]["WWW-Authenticate"] == 'Bearer realm="ChargeSim API"'
     status, body = post_mcp(site, bearer(site.watcher_token))
     assert status == 403 and "chargers.view_charger" in str(body["detail"])
 
