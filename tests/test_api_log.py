@@ -128,6 +128,19 @@ def test_a_page_is_newest_first_and_the_cursor_walks_the_whole_log(fleet):
     assert len({item["id"] for item in newest}) == 3
 
 
+def test_a_window_backwards_says_how_its_times_were_read(fleet):
+    """`until=4` is Unix seconds, 1970: the 422 said only "`until` must be after `since`",
+    and the caller did not see why."""
+    api = TokenClient(fleet["token"])
+    response = api.get("/api/v1/chargers/LOG-A/log", since="2020-01-01", until="4")
+    assert response.status_code == 422, response.content
+    message = response.json()["errors"][0]["message"]
+    assert "read as since 2020-01-01T00:00:00+00:00, until 1970-01-01T00:00:04+00:00" in message
+    # Unix seconds are a time too.
+    epoch = api.get("/api/v1/chargers/LOG-A/log", order="asc", since=str(T0 + 7)).json()
+    assert ids(epoch["items"]) == answered("a", [7, 8, 9])
+
+
 def test_oldest_first_and_a_time_window(fleet):
     api = TokenClient(fleet["token"])
     response = api.get(

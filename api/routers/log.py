@@ -31,13 +31,19 @@ JSONL = "application/x-ndjson"
 
 CHARGERS = Query(None, description="Only these charge point ids.")
 LOCATIONS = Query(None, description="Only the chargers of these location ids.")
-EXPORT_SINCE = Query(..., description="From this time (ISO 8601; UTC if no zone).")
+EXPORT_SINCE = Query(..., description="From this time (ISO 8601, UTC if no zone; or Unix seconds).")
 EXPORT_UNTIL = Query(None, description="Up to this time (default: now).")
 ORDER = Query("desc", description="desc: newest first.")
 LIMIT = Query(100, ge=1, le=MAX_LIMIT, description="Entries per page.")
 CURSOR = Query(None, description="The `next_cursor` of the previous page.")
-SINCE = Query(None, description="Entries logged at or after this time (ISO 8601; UTC if no zone).")
-UNTIL = Query(None, description="Entries logged before this time (ISO 8601; UTC if no zone).")
+SINCE = Query(
+    None,
+    description="Entries logged at or after this time (ISO 8601, UTC if no zone; or Unix seconds).",
+)
+UNTIL = Query(
+    None,
+    description="Entries logged before this time (ISO 8601, UTC if no zone; or Unix seconds).",
+)
 
 
 class LogEntryOut(Schema):
@@ -101,9 +107,20 @@ def _range(since: datetime | None, until: datetime | None) -> tuple[float | None
         raise ApiError(
             422,
             "The request is not valid.",
-            [ErrorItem(field="until", message="`until` must be after `since`.")],
+            [
+                ErrorItem(
+                    field="until",
+                    message=f"`until` must be after `since` ({_read_as(start, end)}).",
+                )
+            ],
         )
     return start, end
+
+
+def _read_as(start: float, end: float) -> str:
+    """The two times as read, in UTC: a bare number is Unix seconds (`until=4` is 1970)."""
+    since, until = (datetime.fromtimestamp(t, UTC).isoformat() for t in (start, end))
+    return f"read as since {since}, until {until}"
 
 
 def _jsonl_response(rows: Any, filename: str) -> StreamingHttpResponse:
