@@ -144,15 +144,15 @@ class Location(models.Model):
     def clean(self) -> None:
         # Checked by validate_country_code, which runs before clean().
         self.country = self.country.upper()
-        if not self.name.isprintable():
-            # Shown in lists, pages, logs and exports on one line: a line break or a
-            # control character there is a mistake (or an attack on a log), not a name.
-            raise ValidationError(
-                {
-                    "name": "A name is one line of printable text (no line breaks or control "
-                    "characters)."
-                }
-            )
+        # Shown in lists, pages, logs and exports on one line: a line break or a control
+        # character there is a mistake (or an attack on a log), not a name or an address.
+        unprintable = {
+            field: f"{label} is one line of printable text (no line breaks or control characters)."
+            for field, label in (("name", "A name"), ("address", "An address"), ("city", "A city"))
+            if not getattr(self, field).isprintable()
+        }
+        if unprintable:
+            raise ValidationError(unprintable)
         if (self.latitude is None) != (self.longitude is None):
             raise ValidationError("Give both latitude and longitude, or neither.")
 

@@ -1814,6 +1814,10 @@ def test_a_location_name_is_one_line_of_printable_text(api, depot):
         Location(name="Two\nlines").full_clean()
     assert "name" in refused.value.message_dict
     assert api.post(f"{V1}/locations", {"name": "München Süd"}).status_code == 201
+    # Its address and city alike, each named.
+    both = api.patch(f"{V1}/locations/{depot.pk}", {"address": "Line 1\nLine 2", "city": "B\x00n"})
+    assert set(fields_of(both)) == {"address", "city"}, both.content
+    assert api.patch(f"{V1}/locations/{depot.pk}", {"city": "Köln"}).status_code == 200
     # A site's idTag pool takes only what a charger may send: printable ASCII.
     profile = api.patch(f"{V1}/locations/{depot.pk}", {"arrival_profile": {"id_tags": "TAG1 TÄG2"}})
     [message] = fields_of(profile)["arrival_profile.id_tags"]
