@@ -252,7 +252,7 @@ async def test_http_drives_a_session_with_wait_for_and_reads_state_summary_and_l
         assert error_text(no_connector).endswith(f"connector_id: {CHARGER} has no connector 9")
         assert error_text(no_connector).count("has no connector") == 1
         unknown = await client.call_tool("charger_state", {"charge_point_id": "NOPE"})
-        assert "There is no charger 'NOPE'." in error_text(unknown)
+        assert "No charger 'NOPE'." in error_text(unknown)
 
         # The stored message log holds the session (written with the checkpoints).
         async def actions() -> set[str]:

@@ -551,7 +551,7 @@ async def _charger_pk(charge_point_id: str) -> int:
         .afirst()
     )
     if pk is None:
-        raise ApiError(404, f"There is no charger {charge_point_id!r}.")
+        raise ApiError(404, f"No charger {charge_point_id!r}.")
     return pk
 
 
@@ -742,7 +742,7 @@ async def ask_bulk(
     ApiError for what fails as a whole (404 location, 422, 503)."""
     location = chosen.location_id
     if location is not None and not await Location.objects.filter(pk=location).aexists():
-        raise ApiError(404, f"There is no location #{location}.")
+        raise ApiError(404, f"No location {location}.")
     listed: dict[int, str] | None = None
     not_found: list[str] = []
     if chosen.charge_point_ids is not None:
