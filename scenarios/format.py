@@ -32,6 +32,7 @@ from django.conf import settings
 from scenarios.published_schema import published
 from scenarios.texts import storable
 from simulator.contract.overrides import ANSWER_STATUSES
+from simulator.contract.traffic import id_tag_problem
 
 # Filled in per charger by the runner; a file may use them without defining them.
 RUNTIME_VARIABLES = frozenset({"charge_point_id", "charger_id", "csms_url", "csms_control"})
@@ -620,8 +621,16 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
-        elif kind == "present_id_tag" and "expect" in args and "wait" in args:
-            errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
+        elif kind == "present_id_tag":
+            if "expect" in args and "wait" in args:
+                errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
+            tag = args.get("id_tag")
+            # Said with its line here, not at run time by the charger (one set at run time,
+            # `${...}` still in it, is checked when sent; a NUL is said at its variable).
+            if isinstance(tag, str) and "${" not in tag and "\x00" not in tag:
+                problem = id_tag_problem(tag)
+                if problem is not None:
+                    errors.add((*path, "id_tag"), problem)
         for key in DURATION_KEYS & set(args):
             try:
                 seconds = duration(args[key])

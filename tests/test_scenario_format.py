@@ -370,3 +370,21 @@ def test_a_text_with_a_runtime_variable_is_not_held_to_its_written_length() -> N
             """
         )
     )
+
+
+def test_an_id_tag_a_charger_could_not_send_is_named_by_its_line() -> None:
+    """It was refused only at run time, by the charger, after the run had started."""
+    text = """\
+        name: tags
+        description: idTags a charger could not send
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {connector: 1}
+          - present_id_tag: {id_tag: "Zoë-1"}
+          - present_id_tag: {id_tag: "${tag}"}
+        """
+    found = errors_of(text, tag="TAB\tHERE")
+    assert len(found) == 2, found
+    assert all("printable ASCII" in error for error in found)
+    assert found[0].startswith("smoke.yaml:6:") and "steps[1].present_id_tag.id_tag" in found[0]
+    assert found[1].startswith("smoke.yaml:7:")
