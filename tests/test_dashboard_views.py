@@ -122,6 +122,14 @@ def test_a_filter_value_the_fleet_does_not_know_is_said_and_matches_no_charger(
         html = response.content.decode()
         assert rows(response) == [], params
         assert problem in html
+        # The select keeps the unknown value, selected, not its first option ("All
+        # locations"): a page that says it matches no charger must not seem to show all.
+        ((name, value),) = params.items()
+        select = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', html, re.S)
+        assert select is not None
+        assert re.findall(r"<option[^>]* selected>([^<]*)</option>", select.group(1)) == [
+            f"unknown: {value}"
+        ]
         assert (
             "<small>no charger shown: the filter has a value this fleet does not know</small>"
             in html

@@ -65,6 +65,19 @@ class FleetFilter(forms.Form):
             for message in messages
         ]
 
+    def full_clean(self) -> None:
+        """A select also shows its unknown value, selected: otherwise the browser selects
+        its first option ("All locations") for a filter that matches no charger, and the
+        next submit silently drops the value the page says it does not know."""
+        super().full_clean()
+        for name in self.errors:
+            field = self.fields.get(name)
+            value = self.data.get(name)
+            if isinstance(field, forms.ChoiceField) and value:
+                widget = field.widget
+                assert isinstance(widget, forms.Select)
+                widget.choices = [*widget.choices, (value, f"unknown: {value}")]
+
     def chargers(self) -> QuerySet[Charger]:
         """The chargers that match, with what a row shows, in a constant number of queries.
         None with an unknown value: the whole fleet is not what such a filter matches (a
