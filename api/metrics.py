@@ -18,7 +18,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja.errors import AuthenticationError, HttpError
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from api.auth import check_perms, session_auth, token_auth
 from api.errors import DATABASE_DOWN, method_not_allowed, on_database_down, on_http_error
@@ -45,4 +46,7 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         return on_http_error(request, exc)
     except DATABASE_DOWN as exc:  # the token or session is read from the database
         return on_database_down(request, exc)
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    # The format the scraper asks for, as a worker's --metrics-port server (prometheus_client's
+    # own) answers it: OpenMetrics for `Accept: application/openmetrics-text`, else text 0.0.4.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(REGISTRY), content_type=content_type)

@@ -45,6 +45,13 @@ def test_anonymous_callers_get_401_and_callers_without_view_charger_403(client: 
     assert page.status_code == 200
     assert page["Content-Type"].startswith("text/plain; version=")
     assert "process_cpu_seconds_total" in page.content.decode()
+    # A scraper that asks for OpenMetrics gets it, as from a worker's --metrics-port.
+    page = client.get(
+        "/metrics",
+        headers={**bearer(token), "Accept": "application/openmetrics-text; version=1.0.0"},
+    )
+    assert page["Content-Type"].startswith("application/openmetrics-text; version=")
+    assert page.content.decode().endswith("# EOF\n")
 
 
 @pytest.mark.django_db
