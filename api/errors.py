@@ -123,7 +123,6 @@ _FORM_MESSAGES = {
     "int_parsing": forms.IntegerField.default_error_messages["invalid"],
     "int_type": forms.IntegerField.default_error_messages["invalid"],
     "int_from_float": forms.IntegerField.default_error_messages["invalid"],
-    "extra_forbidden": "Not an argument of this request (see its schema for the names).",
 }
 
 

@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from api.query_params import DB_INT_MAX
+from api.query_params import DB_INT_MAX, did_you_mean
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import EvseSpec, check_evse
 from chargers.models import Charger, ConfigurationKey, Evse
@@ -177,6 +177,40 @@ class Strict(JsonNumbers):
     200 for a change that did not happen. Its numbers are JSON numbers."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _named_typos(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """A name this body does not take is answered with the nearest it does ("did you
+        mean 'enabled'?"), as a query parameter's is: pydantic knows the names here only."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if not any(_own_extra(e) for e in errors):
+                raise
+            known = {field.alias or name for name, field in cls.model_fields.items()}
+            again: list[InitErrorDetails] = [
+                {
+                    "type": PydanticCustomError(
+                        "unknown_name",
+                        "Not an argument of this request: {hint}",
+                        {"hint": did_you_mean(str(e["loc"][0]), known)},
+                    )
+                    if _own_extra(e)
+                    else PydanticCustomError(e["type"], e["msg"]),
+                    "loc": e["loc"],
+                    "input": e["input"],
+                }
+                for e in errors
+            ]
+            raise ValidationError.from_exception_data(exc.title, again) from None
+
+
+def _own_extra(error: Mapping[str, Any]) -> bool:
+    """A name the model that raised `error` does not take (not one of a nested model's,
+    which that model has named already)."""
+    return error["type"] == "extra_forbidden" and len(error["loc"]) == 1
 
 
 # -- locations ------------------------------------------------------------------------
