@@ -62,6 +62,9 @@ class ScenarioRunQuerySet(models.QuerySet["ScenarioRun"]):
                     "pk", "charge_point_id"
                 )
             )
+            if temporary:
+                # And the location such chargers went to, as the run would have after them.
+                delete_default_location()
         return marked
 
 
@@ -79,14 +82,17 @@ def delete_chargers(chargers: Iterable[tuple[int, str]]) -> None:
     retrying_deadlocks(delete)
 
 
-def delete_default_location(besides: int) -> bool:
+def delete_default_location(besides: int | None = None) -> bool:
     """Delete the location runs make for template chargers once none is left in it (after
     the run `besides` deleted its own), so that it does not stay in the operator's lists
     and filters as a site of no chargers. Not while another run is active (it may be about
     to put its chargers there), nor once someone set it up (a grid limit, an address, an
     arrival profile...): it is theirs then."""
+    others = ScenarioRun.objects.active()
+    if besides is not None:
+        others = others.exclude(pk=besides)
     with transaction.atomic():
-        if ScenarioRun.objects.active().exclude(pk=besides).exists():
+        if others.exists():
             return False
         return Location.objects.delete_if_unused(DEFAULT_LOCATION)
 

@@ -25,13 +25,14 @@ from django.utils import timezone
 from openapi_spec_validator import validate
 
 from chargers.models import Charger
+from locations.models import Location
 from scenarios import launch, library
-from scenarios.models import ScenarioRun
+from scenarios.models import DEFAULT_LOCATION, ScenarioRun
 from simulator.csms import CentralSystem
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
-from tests.cast import make_charger, make_vehicle
+from tests.cast import make_charger, make_location, make_vehicle
 from tests.test_api_live import Api, api_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -523,8 +524,10 @@ def test_a_run_whose_process_stopped_is_stored_as_error(client: Client) -> None:
     def progress(*chargers: tuple[str, bool]) -> dict[str, Any]:
         return {"chargers": [{"charge_point_id": c, "temporary": t} for c, t in chargers]}
 
-    for cp_id in ("SCN-R1-1", "SCN-R1-2", "KEPT-1", "ALIVE-R2-1"):
-        make_charger(cp_id)
+    scenarios = Location.objects.create(name=DEFAULT_LOCATION)  # as a run makes it
+    for cp_id in ("SCN-R1-1", "SCN-R1-2", "ALIVE-R2-1"):
+        make_charger(cp_id, location=scenarios)
+    make_charger("KEPT-1", location=make_location("Depot"))
     lost = stored(
         status="running",
         heartbeat=old,
@@ -544,6 +547,13 @@ def test_a_run_whose_process_stopped_is_stored_as_error(client: Client) -> None:
         "ALIVE-R2-1",
         "KEPT-1",
     ]
+    # The live run may still put chargers at the default location: kept while it runs.
+    assert Location.objects.filter(name=DEFAULT_LOCATION).exists()
+    ScenarioRun.objects.filter(pk=alive.pk).update(heartbeat=old)
+    assert client.get(f"{RUNS}/{alive.pk}", headers=bearer(token)).json()["status"] == "error"
+    # Once no run is left, the location goes with its chargers, as after a run that ended.
+    assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["KEPT-1"]
+    assert not Location.objects.filter(name=DEFAULT_LOCATION).exists()
 
 
 def test_a_queued_run_cancelled_is_stored_as_error_at_once(client: Client) -> None:
