@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from django.db.models import Q, QuerySet
 from chargers.models import FrameLogEntry, LoggedFrame, logged_frames
 
 Order = Literal["asc", "desc"]
+# The largest row id either database holds (SQLite's INTEGER, PostgreSQL's bigint).
+ROW_ID_MAX = 2**63 - 1
 # Rows read per query while streaming (one query per chunk, never the whole range at once).
 STREAM_CHUNK = 1_000
 
@@ -67,6 +70,14 @@ class Position:
             position = cls(float(at), int(row), int(part))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadCursor("The cursor is not one this log handed out.") from None
+        # Forged ones too (a cursor is plain text in base64): a row id past the databases'
+        # integers was a 500 on PostgreSQL, and NaN compares with no row.
+        if not (
+            math.isfinite(position.at)
+            and 0 <= position.row <= ROW_ID_MAX
+            and position.part in (0, 1)
+        ):
+            raise BadCursor("The cursor is not one this log handed out.")
         if given_order != order:
             raise BadCursor(f"The cursor is for order={given_order}, not order={order}.")
         return position

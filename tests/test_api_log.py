@@ -3,6 +3,7 @@ download, the fleet's export; who may read them; no secret in any of them."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -172,6 +173,11 @@ def test_rows_logged_after_a_page_do_not_shift_the_next_one(fleet):
     assert ids(rest["items"]) == ["a6<", "a6>", "a5>", "a4<"]
 
 
+def forged(raw: str) -> str:
+    """A cursor made by hand, as a caller could (they are base64 of plain text)."""
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -180,6 +186,11 @@ def test_rows_logged_after_a_page_do_not_shift_the_next_one(fleet):
         ({"order": "sideways"}, "order"),
         ({"since": "yesterday"}, "since"),
         ({"cursor": "not-a-cursor"}, "cursor"),
+        # Forged: a row id past the databases' 64-bit integers, a part no row has, a time
+        # that is not a number.
+        ({"cursor": forged(f"desc:1.0:{2**63}:0")}, "cursor"),
+        ({"cursor": forged("desc:1.0:5:7")}, "cursor"),
+        ({"cursor": forged("desc:nan:5:0")}, "cursor"),
         ({"since": iso(T0 + 5), "until": iso(T0 + 5)}, "until"),
     ],
 )
