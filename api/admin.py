@@ -16,15 +16,15 @@ _issued: weakref.WeakKeyDictionary[HttpRequest, str] = weakref.WeakKeyDictionary
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created", "last_used", "revoked"]
+    list_display = ["name", "user", "prefix", "created", "last_used", "expires", "revoked"]
     list_filter = [("revoked", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "user__username"]
     actions = ["revoke"]
 
     def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("user", "name")
-        return ("user", "name", "prefix", "created", "last_used", "revoked")
+            return ("user", "name", "expires")
+        return ("user", "name", "prefix", "created", "last_used", "expires", "revoked")
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         if obj is None:
@@ -36,7 +36,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        row, token = ApiToken.objects.issue(obj.user, obj.name)
+        row, token = ApiToken.objects.issue(obj.user, obj.name, expires=obj.expires)
         obj.pk, obj.prefix, obj.digest, obj.created = row.pk, row.prefix, row.digest, row.created
         obj._state.adding = False
         # Shown once, by response_add, and kept nowhere: not in the session, not in a

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 # Tokens start with this, so that a secret scanner (or a person) recognises one.
@@ -30,33 +31,49 @@ def digest_of(token: str) -> str:
 
 
 class ApiTokenManager(models.Manager["ApiToken"]):
-    def issue(self, user: Any, name: str) -> tuple[ApiToken, str]:
-        """A new token for `user`: the saved row, and the token itself, which exists only
-        in the caller's hands from now on."""
+    def issue(self, user: Any, name: str, expires: datetime | None = None) -> tuple[ApiToken, str]:
+        """A new token for `user` (refused after `expires`; None: never): the saved row, and
+        the token itself, which exists only in the caller's hands from now on."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = self.create(
-            user=user, name=name, prefix=token[:SHOWN_LENGTH], digest=digest_of(token)
+            user=user,
+            name=name,
+            prefix=token[:SHOWN_LENGTH],
+            digest=digest_of(token),
+            expires=expires,
         )
         return row, token
 
     def refusal(self, token: str) -> str:
         """Why `token` is refused (`authenticate` gave None), in words for its holder: one
-        whose user was deactivated says so (its holder asks an administrator), any other
-        is not valid or was revoked."""
-        if self.filter(
-            digest=digest_of(token), revoked__isnull=True, user__is_active=False
-        ).exists():
+        whose user was deactivated or that expired says so (its holder asks an
+        administrator, or makes a new one), any other is not valid or was revoked."""
+        row = (
+            self.select_related("user")
+            .filter(digest=digest_of(token), revoked__isnull=True)
+            .first()
+        )
+        if row is None:
+            return INVALID_TOKEN
+        if not row.user.is_active:
             return (
                 "The API token's user is deactivated: an administrator can activate them "
                 "again, or make a token for an active user."
             )
+        if row.expired:
+            assert row.expires is not None
+            return (
+                f"The API token expired at {row.expires:%Y-%m-%d %H:%M} UTC: make a new one "
+                "(the admin's API tokens page, or manage.py apitoken create)."
+            )
         return INVALID_TOKEN
 
     def authenticate(self, token: str) -> ApiToken | None:
-        """The live token `token` is (not revoked, its user active), or None."""
+        """The live token `token` is (not revoked, not expired, its user active), or None."""
         row = (
             self.select_related("user")
             .filter(digest=digest_of(token), revoked__isnull=True, user__is_active=True)
+            .filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now()))
             .first()
         )
         if row is not None:
@@ -78,6 +95,11 @@ class ApiToken(models.Model):
     revoked = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the token was revoked."
     )
+    expires = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The token is refused from this time on. Empty: it never expires.",
+    )
 
     objects: ClassVar[ApiTokenManager] = ApiTokenManager()
 
@@ -90,7 +112,12 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
+        """Not revoked (an expired token is not revoked: it only stopped working)."""
         return self.revoked is None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and self.expires <= timezone.now()
 
     def revoke(self) -> None:
         if self.revoked is None:

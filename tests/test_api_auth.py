@@ -8,12 +8,14 @@ import io
 import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client, override_settings
 from django.urls import path, reverse
+from django.utils import timezone
 from ninja import NinjaAPI, Query, Router, Schema
 from openapi_spec_validator import validate
 
@@ -397,3 +399,78 @@ def test_the_command_creates_lists_and_revokes_tokens(client):
         call_command("apitoken", "revoke", str(row.pk))
     with pytest.raises(CommandError, match="No user"):
         call_command("apitoken", "create", "--user", "nobody", "--name", "x")
+
+
+def test_a_token_with_an_expiry_works_until_then_and_then_says_it_expired(client):
+    make_user("ci")
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "apitoken", "create", "--user", "ci", "--name", "nightly", "--expires", "2h",
+        stdout=out, stderr=err,
+    )  # fmt: skip
+    token = out.getvalue().strip()
+    row = ApiToken.objects.get()
+    assert row.expires is not None
+    assert timedelta(hours=1, minutes=59) < row.expires - timezone.now() <= timedelta(hours=2)
+    assert row.expires.microsecond == 0  # whole seconds, as the API shows it
+    assert f"until {row.expires:%Y-%m-%d %H:%M} UTC" in err.getvalue()
+    me = client.get(WHOAMI, headers=bearer(token)).json()
+    assert datetime.fromisoformat(me["token"]["expires"]) == row.expires
+    listing = io.StringIO()
+    call_command("apitoken", "list", stdout=listing)
+    assert f"active until {row.expires:%Y-%m-%d %H:%M}" in listing.getvalue()
+
+    ended = timezone.now() - timedelta(seconds=1)
+    ApiToken.objects.filter(pk=row.pk).update(expires=ended)
+    response = client.get(WHOAMI, headers=bearer(token))
+    body = assert_error_body(response, 401)
+    # Its holder is told to make a new one, not to look for a revocation.
+    assert f"expired at {ended:%Y-%m-%d %H:%M} UTC" in body["detail"]
+    assert token not in body["detail"]
+    assert response["WWW-Authenticate"] == 'Bearer realm="ChargeSim API", error="invalid_token"'
+    listing = io.StringIO()
+    call_command("apitoken", "list", stdout=listing)
+    assert f"expired {ended:%Y-%m-%d %H:%M}" in listing.getvalue()
+
+
+def test_apitoken_create_takes_a_span_or_a_moment_in_the_future(client):
+    make_user("ci")
+
+    def create(expires: str) -> ApiToken:
+        call_command(
+            "apitoken", "create", "--user", "ci", "--name", expires, "--expires", expires,
+            stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
+        return ApiToken.objects.get(name=expires)
+
+    assert create("2099-06-30").expires == datetime(2099, 6, 30, tzinfo=UTC)
+    assert create("2099-06-30T18:00").expires == datetime(2099, 6, 30, 18, tzinfo=UTC)
+    assert create("2099-06-30T18:00+02:00").expires == datetime(2099, 6, 30, 16, tzinfo=UTC)
+    week = create("1w").expires
+    assert week is not None and week - timezone.now() > timedelta(days=6, hours=23)
+    for wrong, said in (
+        ("tomorrow", "neither a span"),
+        ("2099-13-01", "neither a span"),
+        ("2020-01-01", "not in the future"),
+        ("0d", "not in the future"),
+        ("99999d", "neither a span"),
+    ):
+        with pytest.raises(CommandError, match=said):
+            create(wrong)
+    assert ApiToken.objects.count() == 4
+
+
+def test_the_admin_issues_a_token_with_an_expiry(admin_client_logged_in, client):
+    alice = make_user("alice", "view_charger")
+    response = admin_client_logged_in.post(
+        reverse("admin:api_apitoken_add"),
+        {"user": alice.pk, "name": "CI", "expires_0": "2099-01-31", "expires_1": "12:00:00"},
+    )
+    assert response.status_code == 200, response.content
+    token = re.search(r'<code id="api-token"[^>]*>(csim_[^<]+)</code>', response.content.decode())
+    assert token is not None
+    row = ApiToken.objects.get()
+    assert row.expires == datetime(2099, 1, 31, 12, tzinfo=UTC)
+    assert client.get(WHOAMI, headers=bearer(token.group(1))).status_code == 200
+    changelist = admin_client_logged_in.get(reverse("admin:api_apitoken_changelist"))
+    assert "Expires" in changelist.content.decode()

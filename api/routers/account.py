@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 
 from api.auth import caller
 from api.errors import AUTH_ERRORS
@@ -14,6 +16,10 @@ router = Router(tags=["account"])
 class TokenOut(Schema):
     name: str
     prefix: str
+    expires: datetime | None = Field(
+        description="From when the token is refused (null: never), so that a pipeline can "
+        "renew it in time."
+    )
 
 
 class WhoAmI(Schema):
@@ -37,7 +43,9 @@ def whoami(request: HttpRequest) -> WhoAmI:
     return WhoAmI(
         username=who.user.get_username(),
         via=who.via,
-        token=None if token is None else TokenOut(name=token.name, prefix=token.prefix),
+        token=None
+        if token is None
+        else TokenOut(name=token.name, prefix=token.prefix, expires=token.expires),
         is_superuser=who.user.is_superuser,
         permissions=sorted(who.user.get_all_permissions()),
     )
