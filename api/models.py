@@ -44,6 +44,12 @@ class ApiTokenManager(models.Manager["ApiToken"]):
         )
         return row, token
 
+    def usable(self) -> models.QuerySet[ApiToken]:
+        """Tokens neither revoked nor expired (whatever their users)."""
+        return self.filter(
+            Q(expires__isnull=True) | Q(expires__gt=timezone.now()), revoked__isnull=True
+        )
+
     def refusal(self, token: str) -> str:
         """Why `token` is refused (`authenticate` gave None), in words for its holder: one
         whose user was deactivated or that expired says so (its holder asks an
@@ -71,9 +77,9 @@ class ApiTokenManager(models.Manager["ApiToken"]):
     def authenticate(self, token: str) -> ApiToken | None:
         """The live token `token` is (not revoked, not expired, its user active), or None."""
         row = (
-            self.select_related("user")
-            .filter(digest=digest_of(token), revoked__isnull=True, user__is_active=True)
-            .filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now()))
+            self.usable()
+            .select_related("user")
+            .filter(digest=digest_of(token), user__is_active=True)
             .first()
         )
         if row is not None:

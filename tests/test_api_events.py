@@ -13,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
+from django.utils import timezone
 from ocpp.v16 import call
 
 from api import event_stream
@@ -223,9 +224,10 @@ async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, c
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-async def test_a_stream_ends_once_its_token_is_revoked(worker, monkeypatch):
-    """A token revoked while its stream is open: the stream says so and ends, as a new
-    request with it is refused (it went on streaming before)."""
+@pytest.mark.parametrize("ended", ["revoked", "expired"])
+async def test_a_stream_ends_once_its_token_is_revoked_or_expires(worker, monkeypatch, ended):
+    """A token revoked (or past its expiry) while its stream is open: the stream says so and
+    ends, as a new request with it is refused (it went on streaming before)."""
     monkeypatch.setattr(event_stream, "ACCESS_CHECK_SECONDS", 0.2)
     monkeypatch.setattr(event_stream, "KEEPALIVE_SECONDS", 0.2)
     user, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
@@ -241,7 +243,10 @@ async def test_a_stream_ends_once_its_token_is_revoked(worker, monkeypatch):
     try:
         await wait_until(lambda: len(chunks) >= 2, message="the stream to run")
         assert not reading.done()  # still allowed: keep-alives, no end
-        await database_sync_to_async(lambda: ApiToken.objects.get(user=user).revoke())()
+        if ended == "revoked":
+            await database_sync_to_async(lambda: ApiToken.objects.get(user=user).revoke())()
+        else:
+            await ApiToken.objects.filter(user=user).aupdate(expires=timezone.now())
         await asyncio.wait_for(reading, 10)  # ends by itself
     finally:
         reading.cancel()

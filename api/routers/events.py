@@ -70,7 +70,7 @@ _EXAMPLE = (
     "missed; `restarted` (`shard`) that a worker restarted, its events from before it was "
     "subscribed again only in the message log. A reconnect opens a new stream: nothing is replayed (`Last-Event-ID` is not "
     "read), so read the message log for what happened meanwhile. A comment is sent every "
-    "15 s when nothing else is. A token revoked (or a permission taken away) while the "
+    "15 s when nothing else is. A token revoked or expired (or a permission taken away) while the "
     "stream is open ends it within seconds, with a last `revoked` event. Needs "
     "`chargers.view_charger`.",
 )
@@ -116,12 +116,10 @@ async def stream_events(
 
 
 def _still_allowed(who: Caller) -> bool:
-    """Asked again while a stream is open: a token revoked since, or a user deactivated or
-    without the permission now, ends it (a new request would be refused the same way)."""
-    if (
-        who.token is not None
-        and not ApiToken.objects.filter(pk=who.token.pk, revoked__isnull=True).exists()
-    ):
+    """Asked again while a stream is open: a token revoked or expired since, or a user
+    deactivated or without the permission now, ends it (a new request would be refused the
+    same way)."""
+    if who.token is not None and not ApiToken.objects.usable().filter(pk=who.token.pk).exists():
         return False
     user = get_user_model().objects.filter(pk=who.user.pk, is_active=True).first()
     return user is not None and may_see_message_log(user)
