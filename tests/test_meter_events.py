@@ -423,3 +423,131 @@ def test_a_period_that_begins_between_the_limits_and_the_next_wake_is_not_missed
     assert charger.limits[1].amps == 16
     clock.advance(0.001)
     assert charger.seconds_to_limit_change(60.0) == 0.0
+
+
+class HostClock:
+    """The host's monotonic clock, as the engine reads it when it runs on its own."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def host_driven(charger, host: HostClock, sites: SiteController | None = None) -> MeterEngine:
+    engine = MeterEngine([charger], tick_seconds=1.0, sites=sites, monotonic=host)
+    charger.plug_in(1, COMPACT, soc=20, target_soc=100)
+    for k in range(2):  # ticks at 1000 and 1001, nothing flowing yet
+        host.now = 1000.0 + k
+        engine.tick(wall=at(BASE + k))
+    return engine
+
+
+def tick_at(engine: MeterEngine, host: HostClock, t: float) -> None:
+    host.now = t
+    engine.tick(wall=at(BASE + t - 1000.0))
+
+
+def test_a_session_that_starts_between_ticks_meters_from_its_start_up_to_its_stop():
+    """Its first visit stepped it from the tick before its start, which is not its time
+    (QA: 11.5 Wh in the 1.03 s after meterStart at 22 kW, 6.3 Wh due); its stop settled only
+    up to the latest tick."""
+    charger = runtime_charger("CP-MID", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
+    host = HostClock(1000.0)
+    engine = host_driven(charger, host)
+    host.now = 1001.6
+    charger.start_transaction(1, "TAG")
+    for t in (1002.0, 1003.0):
+        tick_at(engine, host, t)
+    assert charger.evse(1).power_w == 11_000
+    charger.settle_meter()  # it sleeps until its sample: brought up to now (1003)
+    assert math.isclose(charger.evse(1).register_wh, 11_000 * 1.4 / 3600)
+    host.now = 1003.5
+    charger.stop_transaction(1)
+    assert math.isclose(charger.evse(1).register_wh, 11_000 * 1.9 / 3600)
+
+
+def test_a_session_under_a_profile_draws_its_limit_from_its_start():
+    """Its first step ran at no limit at all: the limits "as they were" before its first
+    visit were none (QA: 22 kW until the first visit under a 6 A TxDefaultProfile)."""
+    charger = runtime_charger("CP-LIM", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
+    assert Operations(charger).on_set_charging_profile(0, tx_default_profile((0, 6))) == "Accepted"
+    host = HostClock(1000.0)
+    engine = host_driven(charger, host)
+    host.now = 1001.6
+    charger.start_transaction(1, "TAG")
+    for t in (1002.0, 1003.0):
+        tick_at(engine, host, t)
+    watts = 6 * 230 * 3
+    assert charger.evse(1).power_w == watts
+    charger.settle_meter()
+    assert math.isclose(charger.evse(1).register_wh, watts * 1.4 / 3600)
+
+
+def test_a_connector_keeps_its_whole_share_until_a_second_session_starts():
+    """Two 11 kW cars on an 11 kW charger share it from the second's start, not from the
+    tick before it."""
+    charger = runtime_charger("CP-SHR", "ws://127.0.0.1:1", evses=2, max_kw=11, config=SAMPLED)
+    assert charger.power_shared
+    host = HostClock(1000.0)
+    engine = host_driven(charger, host)
+    charger.start_transaction(1, "TAG")  # at 1001, on the tick
+    tick_at(engine, host, 1002.0)
+    assert charger.evse(1).power_w == 11_000
+    charger.plug_in(2, COMPACT, soc=20, target_soc=100)
+    host.now = 1002.25
+    charger.start_transaction(2, "TAG2")
+    for t in (1003.0, 1004.0):
+        tick_at(engine, host, t)
+    assert charger.evse(1).power_w == charger.evse(2).power_w == 5_500
+    charger.settle_meter()
+    assert math.isclose(charger.evse(1).register_wh, (11_000 * 1.25 + 5_500 * 1.75) / 3600)
+    assert math.isclose(charger.evse(2).register_wh, 5_500 * 1.75 / 3600)
+
+
+def test_a_settle_whose_step_changes_a_status_settles_once():
+    """A car that fills inside a settle changes its status, which settles again: with the
+    host's clock moved on by then, that settle stepped again, and so on without end."""
+
+    class Creeping(HostClock):
+        def __call__(self) -> float:
+            self.now += 1e-6  # every read of the host's clock is a little later
+            return self.now
+
+    charger = runtime_charger("CP-FILL", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
+    host = Creeping(1000.0)
+    engine = MeterEngine([charger], tick_seconds=1.0, monotonic=host)
+    charger.plug_in(1, PHEV, soc=99.99, target_soc=100)
+    host.now = 1000.0
+    engine.tick(wall=at(BASE))
+    charger.start_transaction(1, "TAG")
+    host.now = 1001.0
+    engine.tick(wall=at(BASE + 1))
+    host.now = 4600.0  # it fills within this hour
+    charger.settle_meter()
+    host.now = 4601.0  # and the next step finds it full
+    charger.settle_meter()
+    assert charger.evse(1).status is ConnectorStatus.SUSPENDED_EV
+
+
+async def test_an_operation_settles_once_however_many_changes_it_makes():
+    """Pausing a car settles, stops its flow, then changes its status, which settles
+    again: a moment later, that settle stepped the car as if it still drew, and its power
+    came back under SuspendedEV."""
+
+    class Creeping(HostClock):
+        def __call__(self) -> float:
+            self.now += 1e-6
+            return self.now
+
+    charger = runtime_charger("CP-PAU", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
+    host = Creeping(1000.0)
+    engine = host_driven(charger, host)
+    charger.start_transaction(1, "TAG")
+    tick_at(engine, host, 1002.0)
+    assert charger.evse(1).power_w == 11_000
+    host.now = 1002.5
+    charger.pause_ev(1)
+    assert charger.evse(1).status is ConnectorStatus.SUSPENDED_EV
+    assert charger.evse(1).power_w == 0.0

@@ -979,6 +979,7 @@ class Charger:
             # in, passes through Preparing.
             self.set_status(evse, Status.PREPARING)
         tx = LocalTransaction(connector_id, id_tag, int(evse.register_wh), self.stamp())
+        tx.metered_from = self.metered_at  # the settle above brought the meter up to now
         self.transactions[connector_id] = tx
         evse.session = SessionSeries(self.clock.time(), start_wh=evse.register_wh)
         evse.session.record(self.clock.time(), 0.0, evse.soc, evse.register_wh)
@@ -2667,8 +2668,8 @@ class Charger:
     def settle_meter(self) -> None:
         """Something is about to change what flows (a status, a limit, a plug, a setting),
         or to read the register as of now: the meter engine first brings every connector
-        up to its latest tick (in closed form), and visits the charger on its next tick to
-        schedule it again. Without an engine (a charger alone, in a test) nothing moves."""
+        up to now (in closed form), and visits the charger on its next tick to schedule it
+        again. Without an engine (a charger alone, in a test) nothing moves."""
         settle = self.meter_settle
         if settle is not None:
             settle(self)

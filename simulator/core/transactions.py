@@ -30,6 +30,9 @@ class LocalTransaction:
     # order.
     begin_values: list[MeterSample] = field(default_factory=list)
     aligned_values: list[MeterSample] = field(default_factory=list)
+    # The meter engine's time (monotonic s) the transaction began at, once the engine runs
+    # the charger: what flowed before it is not the transaction's, nor under its limits.
+    metered_from: float | None = None
 
     @property
     def stopped(self) -> bool:

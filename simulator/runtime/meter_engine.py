@@ -75,17 +75,30 @@ class _Aligned(NamedTuple):
     changed: bool  # something visible changed
 
 
+def _began_since(charger: Charger, connector_id: int, since: float) -> bool:
+    """Whether the connector's transaction began at or after `since` (the engine's time)."""
+    tx = charger.transactions.get(connector_id)
+    began = None if tx is None else tx.metered_from
+    return began is not None and began >= since - 1e-6
+
+
 class MeterEngine:
     def __init__(
         self,
         chargers: Iterable[Charger],
         tick_seconds: float = 1.0,
         sites: SiteController | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.chargers = chargers
         self.sites = sites  # site load management: caps set before the chargers step
         self.tick_seconds = tick_seconds
+        self._monotonic = monotonic  # the host's clock, read once a tick and at a settle
         self._last: float | None = None
+        # Whether the latest tick read the host's clock (False: its caller gave the time, as
+        # a test driving the engine does; then no time passes between ticks).
+        self._on_host_clock = False
+        self._held_now: float | None = None  # the settles' now in this turn of the loop
         self._last_wall: float | None = None  # wall time (epoch s) of the previous tick
         self.ticks = 0
         self.visits = 0  # charger visits (advances), for tests and the bench
@@ -113,7 +126,8 @@ class MeterEngine:
             await asyncio.sleep(delay)
 
     def tick(self, now: float | None = None, wall: datetime | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        self._on_host_clock = now is None
+        now = self._monotonic() if now is None else now
         self._last = now
         wall = wall or datetime.now(UTC)
         self.ticks += 1
@@ -140,19 +154,55 @@ class MeterEngine:
                 self._failed(charger)
 
     def settle(self, charger: Charger) -> None:
-        """Bring the charger's connectors in a transaction up to the latest tick, in closed
-        form (`Charger.settle_meter` calls this before something changes the flow). Its
-        next visit (the next tick) takes its samples and schedules it again."""
+        """Bring the charger's connectors in a transaction up to now, in closed form
+        (`Charger.settle_meter` calls this before something changes the flow). Its next
+        visit (the next tick) takes its samples and schedules it again.
+
+        Up to now, not to the latest tick: a transaction that starts between two ticks
+        meters from its start (the tick before it is not its time), one that stops meters
+        up to its stop, and a connector whose share a new session halves keeps its whole
+        share until then. (Driven by a caller's times, the engine knows no time between
+        ticks: "now" is the latest tick.)"""
         at, last = charger.metered_at, self._last
-        if at is None or last is None or last <= at or charger is self._visiting:
+        if at is None or last is None or charger is self._visiting:
             return  # nothing to settle, or a change made by the visit itself
-        charger.metered_at = last  # first: a status change inside does not settle again
-        dt = last - at
+        now = self._settle_time(last)
+        if now <= at:
+            return
+        charger.metered_at = now
+        dt = now - at
         if charger.transactions:
-            for connector_id in list(charger.transactions):
-                charger.step_connector(charger.evses[connector_id - 1], dt)
+            # A status change inside settles again: it is this settle's own (the host's
+            # clock has moved on by then, so `metered_at` alone would not tell).
+            visiting, self._visiting = self._visiting, charger
+            try:
+                for connector_id in list(charger.transactions):
+                    charger.step_connector(charger.evses[connector_id - 1], dt)
+            finally:
+                self._visiting = visiting
             # Registers moved, and unlike a visit, nothing has told the listener.
             charger.listener.on_metered(charger)
+
+    def _settle_time(self, last: float) -> float:
+        """The time a settle brings a charger up to: the host's now, one for everything
+        that runs in this turn of the event loop. An operation settles, changes its state
+        (a car paused, its flow stopped), then changes a status, which settles again: at
+        a later now, that settle would step the changed state as if it had held, and a
+        paused car's flow come back."""
+        if not self._on_host_clock:
+            return last
+        now = self._held_now
+        if now is None:
+            now = self._monotonic()
+            try:
+                asyncio.get_running_loop().call_soon(self._release_now)
+                self._held_now = now
+            except RuntimeError:
+                pass  # no event loop (a test stepping it by hand): each settle reads it
+        return now if now > last else last
+
+    def _release_now(self) -> None:
+        self._held_now = None
 
     def _failed(self, charger: Charger) -> None:
         """One charger's failure costs that charger's step, never the rest of the fleet's
@@ -232,7 +282,14 @@ class MeterEngine:
         if profiled and dt > 0.0 and charger.limits != before:
             # A profile's period began since the last visit (it is visited then): the time
             # up to now ran at the limits as they were, and the new ones apply from now.
-            after, charger.limits = charger.limits, before
+            # But a session that began since (its settle brought the charger up to its
+            # start) had no limits "as they were": its profiles held from its start.
+            after = charger.limits
+            charger.limits = {
+                c: limit
+                for c, limit in after.items()
+                if c not in before and _began_since(charger, c, now - dt)
+            } | before
             aligned = (
                 self._step_to_boundaries(charger, boundaries, dt, wall_s) if boundaries else None
             )
