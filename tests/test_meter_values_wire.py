@@ -100,19 +100,21 @@ async def test_a_transaction_meter_values_frame_is_exactly_the_reference() -> No
         sv("230.0", "Voltage", "V", "L3-N"),
         sv("42.4", "SoC", "Percent", location="EV"),
         sv("22000.0", "Power.Offered", "W"),
-        sv("31.9", "Current.Offered", "A"),
+        sv("31.88", "Current.Offered", "A"),  # to 0.01 A, as Current.Import
     ]
     assert without_id(frame) == meter_values_frame(values)
 
 
-async def test_a_triggered_sample_without_phases_is_exactly_the_reference() -> None:
+async def test_a_triggered_sample_of_nothing_flowing_reads_0_a_on_each_phase() -> None:
+    """A connector drawing nothing read one Current.Import without a phase, while charging
+    it reads one per phase: a CSMS keying the series by phase lost it."""
     charger, _client, capture = await charging_client()
     charger.evse(1).current_a = ()
     charger.send_meter_values(1, SampleContext.TRIGGER, ["Current.Import", "Voltage"], STAMP)
     (frame,) = capture.frames
     trigger = {"context": "Trigger"}
     values = [
-        sv("0.00", "Current.Import", "A", **trigger),
+        *(sv("0.00", "Current.Import", "A", p, **trigger) for p in ("L1", "L2", "L3")),
         *(sv("230.0", "Voltage", "V", p, **trigger) for p in ("L1-N", "L2-N", "L3-N")),
     ]
     assert without_id(frame) == meter_values_frame(values)

@@ -2396,8 +2396,10 @@ class Charger:
                 power = evse.power_w
                 add((text1(power) or _fixed_1(power), _Q_POWER))
             elif measurand == _CURRENT:
-                if ac and evse.current_a:
-                    per_phase = evse.current_a
+                if ac:
+                    # Nothing flowing: 0 A on each phase it would use, not one reading
+                    # without a phase (a CSMS keying Current.Import by phase lost it).
+                    per_phase = evse.current_a or (0.0,) * self._phases_used(evse.connector_id)
                     values += _AMPS.get(per_phase) or _per_phase(per_phase, _CURRENT)
                 else:
                     amps = evse.current_a[0] if evse.current_a else 0.0
@@ -2432,7 +2434,9 @@ class Charger:
                     amps = offered / (self.spec.voltage_v * self._offer_phases(evse, limit))
                 else:
                     amps = offered / _dc_line_v(evse)
-                add((text1(amps) or _fixed_1(amps), _Q_CURRENT_OFFERED))
+                # To the 0.01 A of Current.Import: at 0.1 A a draw at the offer read above
+                # it (7.25 A drawn, 7.2 A offered).
+                add((text2(amps) or _fixed_2(amps), _Q_CURRENT_OFFERED))
         return values
 
     def _offer_limit(self, evse: Evse) -> Limit | None:
