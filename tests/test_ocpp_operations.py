@@ -385,6 +385,14 @@ async def test_after_a_reset_the_plugged_in_vehicle_charges_again_in_a_new_sessi
             "OP-RESUME", "StartTransaction", after=csms.log.index(boot), timeout=10
         )
         assert start.payload["idTag"] == "DRIVER-7"
+        # The boot reports the plugged-in car as it is after the reboot (Preparing), not
+        # the Finishing of the session the reset ended.
+        booted = csms.log[csms.log.index(boot) : csms.log.index(start)]
+        assert [
+            e.payload["status"]
+            for e in booted
+            if e.action == "StatusNotification" and e.payload.get("connectorId") == 1
+        ] == ["Preparing"]
         await wait_until(
             lambda: (
                 charger.evse(1).status is ConnectorStatus.CHARGING

@@ -2110,6 +2110,11 @@ class Charger:
             evse.stop_flow()
             if evse.status in (Status.FINISHING, Status.PREPARING) and evse.battery is None:
                 evse.transition(Status.AVAILABLE)
+            elif evse.status is Status.FINISHING:
+                # The session it finished is gone with the reboot; the car is still plugged
+                # in: the boot reports Preparing, not the state before it (QA saw Finishing,
+                # then Preparing 4 ms later).
+                evse.transition(Status.PREPARING)
         self.pending_authorizations.clear()
         self._claimed.clear()
         self.power_cycle(why)
