@@ -737,6 +737,82 @@ def test_first_come_with_a_floor_gives_each_its_floor_or_nothing(total, wants, f
         assert given_w == 0.0 or given_w >= min(floor, wants[key]) - 1e-6
 
 
+# -- GetCompositeSchedule on AC -----------------------------------------------------------
+
+
+async def composite(csms, cp_id, connector, unit):
+    """The (limit, numberPhases) periods of a 600 s GetCompositeSchedule, as the CSMS reads them."""
+    answer = await csms.call(
+        cp_id,
+        call.GetCompositeSchedule(connector_id=connector, duration=600, charging_rate_unit=unit),
+    )
+    assert answer.status == "Accepted"
+    return [
+        (float(p["limit"]), p.get("number_phases"))
+        for p in answer.charging_schedule["charging_schedule_period"]
+    ]
+
+
+async def test_an_ac_composite_schedule_converts_on_the_phases_the_car_uses(csms, ticking):
+    """2 kW to a single-phase car: it draws 8.7 A on its phase and its meter says so. The
+    composite schedule said 2.8 A with no numberPhases (three phases: below 6 A, no
+    charging to a reader); it is 8.6 A (rounded down to 0.1) on one phase."""
+    charger = runtime_charger("OF-CSW", csms.url, evses=1, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A", vehicle=PHEV)
+        tx = charger.evse(1).transaction_id
+        await install(csms, charger.id, 1, profile("TxProfile", 2_000, "W", transactionId=tx))
+        await wait_until(lambda: charger.evse(1).power_w == pytest.approx(2_000), message="2 kW")
+        read = await sampled(csms, charger.id, 1, len(csms.log))
+        amps = await composite(csms, charger.id, 1, "A")
+        watts = await composite(csms, charger.id, 1, "W")
+        grid = await composite(csms, charger.id, 0, "A")
+    assert read["Current.Offered"] == pytest.approx(8.7)
+    assert amps == [(8.6, 1)]
+    assert amps[0][0] >= MIN_AC_AMPS
+    assert watts == [(2_000.0, 1)]
+    assert grid == [(8.6, 1)]
+
+
+async def test_an_ac_composite_in_watts_is_what_the_car_draws_under_an_amp_limit(csms, ticking):
+    """A 16 A TxDefaultProfile and a single-phase car on a three-phase EVSE: it draws 3.68 kW.
+    Connector 1 and connector 0 said 11,040 W (16 A on three phases). Without a car both
+    still say 11,040 W: the EVSE's phases."""
+    charger = runtime_charger("OF-CSA", csms.url, evses=1, config=OFFERED)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, charger.id, 0, profile("TxDefaultProfile", 16))
+        empty = [await composite(csms, charger.id, c, "W") for c in (1, 0)]
+        await session(charger, 1, "A", vehicle=PHEV)
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the car charging")
+        read = await sampled(csms, charger.id, 1, len(csms.log))
+        plugged = [await composite(csms, charger.id, c, "W") for c in (1, 0)]
+        amps = await composite(csms, charger.id, 1, "A")
+    assert empty == [[(11_040.0, None)], [(11_040.0, None)]]
+    assert read["Power.Active.Import"] == pytest.approx(3_680)
+    assert read["Power.Offered"] == pytest.approx(3_680)
+    assert plugged == [[(3_680.0, 1)], [(3_680.0, 1)]]
+    assert amps == [(16.0, 1)]
+
+
+async def test_an_ac_composite_of_connector_0_sums_each_car_on_its_phases(csms, ticking):
+    """16 A on each connector: a single-phase car (3.68 kW) and a three-phase one (11.04 kW)
+    draw 14.72 kW in all, at most 32 A on a phase. It said 22,080 W. With two single-phase
+    cars it is 7,360 W and 32 A, both on one phase."""
+    charger = runtime_charger("OF-CS0", csms.url, evses=2, max_kw=44.0)
+    async with connected(charger):
+        await install(csms, charger.id, 0, profile("TxDefaultProfile", 16))
+        charger.plug_in(1, PHEV, soc=20.0)
+        charger.plug_in(2, COMPACT, soc=20.0)
+        mixed = [await composite(csms, charger.id, 0, unit) for unit in ("W", "A")]
+        charger.unplug(2)
+        charger.plug_in(2, PHEV, soc=20.0)
+        single = [await composite(csms, charger.id, 0, unit) for unit in ("W", "A")]
+    assert mixed == [[(14_720.0, None)], [(32.0, None)]]
+    assert single == [[(7_360.0, 1)], [(32.0, 1)]]
+
+
 # -- GetCompositeSchedule on DC -----------------------------------------------------------
 
 

@@ -712,6 +712,98 @@ def test_composite_schedule_of_zero_duration_has_one_period() -> None:
     assert periods_of(store.composite_schedule(1, T0, 0)) == [(0, 32.0)]
 
 
+def phased(schedule: dict[str, Any] | None) -> list[tuple[float, int | None]]:
+    """(limit, numberPhases) of each period."""
+    assert schedule is not None, "no composite schedule"
+    return [(p["limit"], p.get("numberPhases")) for p in schedule["chargingSchedulePeriod"]]
+
+
+@pytest.mark.parametrize(
+    ("limit", "unit", "asked", "expected"),
+    [
+        # 2 kW is 8.7 A on the car's one phase; over three it read 2.8 A, under 6 A.
+        (2_000, "W", "A", 8.6),
+        (2_000, "W", "W", 2_000.0),
+        # 16 A on one phase is 3.68 kW; it read 11,040 W.
+        (16, "A", "W", 3_680.0),
+        (16, "A", "A", 16.0),
+        # 6 A on one phase, exactly: not 2 A.
+        (1_380, "W", "A", 6.0),
+    ],
+)
+def test_composite_schedule_converts_on_the_phases_the_car_uses(
+    limit: float, unit: str, asked: str, expected: float
+) -> None:
+    store = ProfileStore(1)
+    install(store, 1, make(unit=unit, periods=((0, limit),)))
+    schedule = store.composite_schedule(1, T0, 600, asked, car_phases={1: 1})
+    assert phased(schedule) == [(expected, 1)]
+    assert_valid_response(schedule)
+
+
+def test_composite_schedule_without_a_car_converts_on_the_evses_phases() -> None:
+    store = ProfileStore(2)
+    install(store, 0, make(unit="W", periods=((0, 2_000),)))
+    assert phased(store.composite_schedule(1, T0, 600, "A")) == [(2.8, None)]
+    # A car on the other connector changes nothing here; a three-phase car neither.
+    assert phased(store.composite_schedule(1, T0, 600, "A", car_phases={2: 1})) == [(2.8, None)]
+    assert phased(store.composite_schedule(1, T0, 600, "A", car_phases={1: 3})) == [(2.8, None)]
+
+
+def test_composite_schedule_uses_no_more_phases_than_the_evse_or_the_profile() -> None:
+    single = ProfileStore(1, electrical=Electrical(phases=1))
+    install(single, 1, make(periods=((0, 16),)))
+    assert phased(single.composite_schedule(1, T0, 60, "W", car_phases={1: 3})) == [(3_680.0, 1)]
+    store = ProfileStore(1)
+    data = make(periods=((0, 16),))
+    data["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] = 2
+    install(store, 1, data)
+    assert phased(store.composite_schedule(1, T0, 60, "W", car_phases={1: 3})) == [(7_360.0, 2)]
+    assert phased(store.composite_schedule(1, T0, 60, "W", car_phases={1: 1})) == [(3_680.0, 1)]
+
+
+def test_composite_schedule_on_connector_0_sums_each_connector_on_its_cars_phases() -> None:
+    store = ProfileStore(2, electrical=Electrical(max_current=16.0))
+    # Two single-phase cars: 16 A each, 7,360 W in all, 32 A on their phase.
+    both = {1: 1, 2: 1}
+    assert phased(store.composite_schedule(0, T0, 60, "W", car_phases=both)) == [(7_360.0, 1)]
+    assert phased(store.composite_schedule(0, T0, 60, "A", car_phases=both)) == [(32.0, 1)]
+    # One on three phases: the total is 14,720 W; a phase still carries up to 32 A.
+    mixed = {1: 1, 2: 3}
+    assert phased(store.composite_schedule(0, T0, 60, "W", car_phases=mixed)) == [(14_720.0, None)]
+    assert phased(store.composite_schedule(0, T0, 60, "A", car_phases=mixed)) == [(32.0, None)]
+    # No car: as before, 16 A on three phases each.
+    assert phased(store.composite_schedule(0, T0, 60, "W")) == [(22_080.0, None)]
+
+
+@pytest.mark.parametrize(
+    ("cap", "unit", "asked", "expected"),
+    [
+        # 2 kW drawn by a single-phase car is 8.7 A on its phase; it read 2.8 A.
+        (2_000, "W", "A", 8.6),
+        # 10 A shared by single-phase cars is 2.3 kW in all; it read 6,900 W.
+        (10, "A", "W", 2_300.0),
+    ],
+)
+def test_a_charge_point_max_on_connector_0_converts_on_the_cars_phases(
+    cap: float, unit: str, asked: str, expected: float
+) -> None:
+    store = ProfileStore(2)
+    install(store, 0, make(purpose="ChargePointMaxProfile", unit=unit, periods=((0, cap),)))
+    schedule = store.composite_schedule(0, T0, 60, asked, car_phases={1: 1, 2: 1})
+    assert phased(schedule) == [(expected, 1)]
+    without = store.composite_schedule(0, T0, 60, asked)
+    assert phased(without) == [(2.8 if asked == "A" else 6_900.0, None)]
+
+
+def test_a_rated_power_on_connector_0_converts_on_the_fewest_phases() -> None:
+    # 3 kW rated, single-phase cars: all of it may go to one, 13 A on its phase.
+    store = ProfileStore(2, rated_w=3_000.0)
+    schedule = store.composite_schedule(0, T0, 60, "A", car_phases={1: 1, 2: 1})
+    assert phased(schedule) == [(13.0, 1)]
+    assert phased(store.composite_schedule(0, T0, 60, "A")) == [(4.3, None)]
+
+
 # --------------------------------------------------------------------------- properties
 
 MINUTE = 60

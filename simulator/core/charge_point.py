@@ -1993,6 +1993,18 @@ class Charger:
             return None
         return self._dc_volts(evse.connector_id for evse in self.evses)
 
+    def plugged_car_phases(self) -> dict[int, int] | None:
+        """The phases the car plugged into each connector draws on (`_phases_used`), for
+        the connectors with a car, which an AC limit converts between amps and watts over
+        (as its offer does); None on DC."""
+        if self.spec.power_type == "DC":
+            return None
+        return {
+            evse.connector_id: self._phases_used(evse.connector_id)
+            for evse in self.evses
+            if evse.battery is not None
+        }
+
     def _physical_limit(self) -> Limit:
         """What a connector may draw when nothing but its EVSE limits it."""
         electrical = self.profiles.electrical

@@ -98,6 +98,7 @@ class Operations:
             unit,
             tx_starts=charger.transaction_starts(),
             dc_volts=charger.dc_line_volts(),
+            car_phases=charger.plugged_car_phases(),
         )
         if schedule is None:
             return "Rejected", None

@@ -30,7 +30,8 @@ Readings of the specification (OCPP 1.6 edition 2 with errata) that the code rel
   ChargePointMax caps the *sum* over connectors; ``ProfileStore.allocate`` shares it out.
 * Units: ``W = A x V x phases``; phases = the period's ``numberPhases`` (never more than the EVSE
   has) or else the EVSE's phase count. When constraints name different phase counts the smallest
-  wins, so the result respects every A, W and phase constraint at once.
+  wins, so the result respects every A, W and phase constraint at once. A composite schedule
+  converts over the phases a connector's car draws on when they are fewer (``car_phases``).
 """
 
 from __future__ import annotations
@@ -946,10 +947,14 @@ class ProfileStore:
         # An EVSE cannot use more phases than it has, whatever the profile says.
         return min(self.electrical.phases, period.number_phases or self.electrical.phases)
 
-    def _combine(self, constraints: list[_Constraint]) -> Limit:
-        """min of the physical maximum and every constraint, in both units at once."""
+    def _combine(self, constraints: list[_Constraint], car_phases: int | None = None) -> Limit:
+        """min of the physical maximum and every constraint, in both units at once.
+        ``car_phases``: the phases the connector's car draws on, which the units convert
+        over when fewer (see ``composite_schedule``)."""
         voltage = self.electrical.voltage
         phases = min([self._phases(c.period) for c in constraints] + [self.electrical.phases])
+        if car_phases is not None:
+            phases = max(1, min(phases, car_phases))
         amps = self.electrical.max_current
         watts = amps_to_watts(amps, phases, voltage)
         minimums: list[float] = []
@@ -987,22 +992,38 @@ class ProfileStore:
         )
 
     def _connector_limit(
-        self, connector_id: int, moment: datetime, relative_start: datetime, *, with_cap: bool
+        self,
+        connector_id: int,
+        moment: datetime,
+        relative_start: datetime,
+        *,
+        with_cap: bool,
+        car_phases: int | None = None,
     ) -> Limit:
         constraints = []
         if with_cap and (cap := self._charge_point_max(moment, relative_start)) is not None:
             constraints.append(cap)
         if (tx := self._transaction_constraint(connector_id, moment, relative_start)) is not None:
             constraints.append(tx)
-        return self._combine(constraints)
+        return self._combine(constraints, car_phases)
 
     def _grid_limit(
-        self, moment: datetime, relative_starts: Mapping[int, datetime], default_start: datetime
+        self,
+        moment: datetime,
+        relative_starts: Mapping[int, datetime],
+        default_start: datetime,
+        car_phases: Mapping[int, int] | None = None,
     ) -> Limit:
         """Connector 0: what the grid connection may draw if every connector charges.
 
-        Sum over connectors of min(Tx/TxDefault, physical), capped by the ChargePointMax. Amps
-        are summed as if all connectors used the same phases (the worst case for one phase).
+        Sum over connectors of min(Tx/TxDefault, physical), each on the phases its car
+        draws on (``car_phases``; the EVSE's without a car), capped by the ChargePointMax
+        and the rated power. Watts are the total. Amps are the most one phase may carry:
+        the connectors' amps summed, as if every car drew on the same phases (the worst
+        case), and no more than a cap in watts gives on the fewest phases a connector uses.
+        ``phases`` is the most any connector uses: with every connector on the same phases
+        W = A x V x phases; in a mix (a single-phase and a three-phase car) A x V x phases
+        is more than the total, never less.
         """
         limits = [
             self._connector_limit(
@@ -1010,33 +1031,32 @@ class ProfileStore:
                 moment,
                 relative_starts.get(connector_id, default_start),
                 with_cap=False,
+                car_phases=(car_phases or {}).get(connector_id),
             )
             for connector_id in range(1, self.connectors + 1)
         ]
         amps = sum(limit.amps for limit in limits)
         watts = sum(limit.watts for limit in limits)
         phases = max(limit.phases for limit in limits)
+        fewest = min(limit.phases for limit in limits)
+        voltage = self.electrical.voltage
         ids = tuple(sorted({pid for limit in limits for pid in limit.profile_ids}))
         cap = self._charge_point_max(moment, default_start)
         if cap is not None:
             cap_phases = self._phases(cap.period)
-            voltage = self.electrical.voltage
+            phases, fewest = min(phases, cap_phases), min(fewest, cap_phases)
             if cap.profile.schedule.charging_rate_unit == "A":
                 cap_amps = cap.period.limit
-                cap_watts = amps_to_watts(cap_amps, cap_phases, voltage)
+                cap_watts = amps_to_watts(cap_amps, phases, voltage)
             else:
                 cap_watts = cap.period.limit
-                cap_amps = watts_to_amps(cap_watts, cap_phases, voltage)
-            amps, watts, phases = (
-                min(amps, cap_amps),
-                min(watts, cap_watts),
-                min(phases, cap_phases),
-            )
+                cap_amps = watts_to_amps(cap_watts, fewest, voltage)
+            amps, watts = min(amps, cap_amps), min(watts, cap_watts)
             ids = (cap.profile.id, *ids)
         if self.rated_w is not None and watts > self.rated_w:
             # The charger's rated power caps the sum of its connectors (power sharing).
             watts = self.rated_w
-            amps = min(amps, watts_to_amps(watts, phases, self.electrical.voltage))
+            amps = min(amps, watts_to_amps(watts, fewest, voltage))
         return Limit(amps=amps, watts=watts, phases=phases, profile_ids=ids)
 
     def limit_at(
@@ -1308,6 +1328,7 @@ class ProfileStore:
         *,
         tx_starts: Mapping[int, datetime] | None = None,
         dc_volts: Mapping[int, float] | None = None,
+        car_phases: Mapping[int, int] | None = None,
     ) -> dict[str, Any] | None:
         """The GetCompositeSchedule.conf ``chargingSchedule`` for ``start .. start+duration_s``.
 
@@ -1328,6 +1349,13 @@ class ProfileStore:
         ``dc_volts``: on a DC charger, each connector's line voltage. Amps are DC current
         there, so a limit converts between the units at its connector's voltage (the sum's
         average for connector 0), and no numberPhases is given.
+
+        ``car_phases``: on an AC charger, the phases the car plugged into a connector draws
+        on (connectors without a car left out). Its limit converts between the units over
+        those, as the car draws, never over more than the EVSE's or a profile's numberPhases
+        (2 kW to a single-phase car is 8.6 A on one phase, not 2.8 A on three: under the 6 A
+        a reader would take as no charging); without a car over the EVSE's phases. Connector
+        0 sums the connectors so (see ``_grid_limit``).
         """
         if not 0 <= connector_id <= self.connectors:
             return None
@@ -1345,10 +1373,16 @@ class ProfileStore:
                 )
                 return _floor_tenth(value), 3
             if connector_id == 0:
-                limit = self._grid_limit(moment, starts, window_start)
+                limit = self._grid_limit(moment, starts, window_start, car_phases)
             else:
                 anchor = starts.get(connector_id, window_start)
-                limit = self._connector_limit(connector_id, moment, anchor, with_cap=True)
+                limit = self._connector_limit(
+                    connector_id,
+                    moment,
+                    anchor,
+                    with_cap=True,
+                    car_phases=(car_phases or {}).get(connector_id),
+                )
                 if self.rated_w is not None and limit.watts > self.rated_w:
                     # One connector alone may have the charger's rated power, not more (an
                     # 11 kW charger's 22 kW EVSE): the same cap connector 0's total has.
