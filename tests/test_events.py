@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from channels.layers import InMemoryChannelLayer
+import asyncio
+import logging
+import os
+import uuid
 
+import pytest
+from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
+
+from scripts.reachable import reachable
 from simulator import contract
 from simulator.core.drops import DROPPED
 from simulator.runtime.events import EventPublisher, snapshot
@@ -129,3 +137,62 @@ async def test_a_snapshot_carries_the_log_upload_and_the_newest_security_events(
     assert len(events) == 5  # the newest few, newest first
     assert events[0]["type"] == "InvalidMessages" and events[0]["sent"] is False
     assert events[1]["tech_info"] == "reboot 6" and events[1]["sent"] is True
+
+
+REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
+
+
+async def published_on_redis(count: int, max_connections: int, flushes: int, caplog) -> set[str]:
+    """`count` watched chargers, each changed with a frame, flushed `flushes` times over a
+    Redis layer whose pool holds `max_connections`: the charge point ids whose snapshot a
+    page's channel received."""
+    prefix = f"chargesim-test-{uuid.uuid4().hex[:8]}"
+    hosts = [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": max_connections}]
+    layer = RedisChannelLayer(hosts=hosts, capacity=10_000, prefix=prefix)
+    publisher = EventPublisher()
+    try:
+        page = await layer.new_channel()
+        for pk in range(1, count + 1):
+            charger = runtime_charger(f"EV-R{pk}", "ws://127.0.0.1:1", evses=1)
+            charger.spec.db_id = pk
+            await layer.group_add(contract.charger_group(pk), page)
+            publisher.watch(pk)
+            publisher.on_change(charger)
+            publisher.on_frame(charger, "out", '[2,"1","Heartbeat",{}]')
+        with caplog.at_level(logging.WARNING, logger="simulator.runtime.events"):
+            for _ in range(flushes):
+                await publisher.flush(layer)
+        seen: set[str] = set()
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(page), 0.5)
+            except TimeoutError:
+                return seen
+            if message["type"] == "charger.state":
+                seen.add(message["charger"]["charge_point_id"])
+    finally:
+        await layer.flush()
+        await layer.close_pools()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_a_burst_of_changes_stays_within_a_redis_pool(caplog):
+    """60 chargers changing at once sent 120 messages at once, more than a Redis pool's
+    connections (redis-py's default is 100; 25 here): the flush failed, and the changes it
+    had taken were lost, uncounted (QA: "Too many connections" at a fleet-wide start)."""
+    expected = {f"EV-R{pk}" for pk in range(1, 61)}
+    assert await published_on_redis(60, 25, 1, caplog) == expected
+    assert "failed" not in caplog.text
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_what_the_layer_refuses_goes_with_the_next_flush_said_once(caplog):
+    """A pool smaller than a flush's sends: the refused snapshots and log entries go with
+    the next flushes, and the failure is said once, not at every flush."""
+    expected = {f"EV-R{pk}" for pk in range(1, 31)}
+    assert await published_on_redis(30, 6, 12, caplog) == expected
+    said = [r for r in caplog.records if "publishing to pages failed" in r.getMessage()]
+    assert len(said) == 1
+    assert "publishing to pages works again" in caplog.text

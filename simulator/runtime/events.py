@@ -20,6 +20,7 @@ from simulator.core.drops import DROPPED
 from simulator.core.session_series import SessionSeries
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.runtime.event_stream import EventStream
+from simulator.runtime.layer_outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,13 @@ class FrameLog(deque[tuple[float, str, str]]):
         self.size = 0
 
 
+# Chargers published at once in a flush: up to twice as many sends in flight (a snapshot and
+# a log each), well under a Redis connection pool's 100 (redis-py's default), which the
+# worker's commands and streams share. At 50 a burst (a fleet-wide RemoteStart, a page of
+# chargers sampling on one clock-aligned instant) ran the pool out of connections.
+CHUNK = 10
+
+
 class EventPublisher(Listener):
     def __init__(self, rate: float = 2.0, log_limit: int = 100, log_bytes: int = 24 * 1024) -> None:
         self.rate = rate
@@ -142,6 +150,7 @@ class EventPublisher(Listener):
         self._shown: dict[int, Charger] = {}
         # The API's event streams (nothing is collected while none subscribes).
         self.stream = EventStream()
+        self._outage = Outage("publishing to pages", log)
 
     def watch(
         self,
@@ -273,7 +282,7 @@ class EventPublisher(Listener):
             except Exception:
                 log.exception("publishing events failed")
 
-    async def flush(self, layer: Any, chunk: int = 50) -> None:
+    async def flush(self, layer: Any, chunk: int = CHUNK) -> None:
         """Send each changed charger's snapshot (and new frames) to its group.
 
         Built and sent in small chunks that yield to the event loop in between, so that a
@@ -301,16 +310,46 @@ class EventPublisher(Listener):
         # Snapshots nobody watches are not built: at fleet scale they were a fifth of the
         # worker's CPU. The frame log is still kept for a page that connects later.
         chargers = [c for c in dirty.values() if c.spec.db_id in watched]
+        failed: list[tuple[Charger, list[tuple[float, str, str]] | None]] = []
+        failure: BaseException | None = None
         for start in range(0, len(chargers), chunk):
             sends = []
+            owners: list[tuple[Charger, list[tuple[float, str, str]] | None]] = []
             for charger in chargers[start : start + chunk]:
                 pk = charger.spec.db_id
                 assert pk is not None  # filtered above: only chargers from the database
                 group = contract.charger_group(pk)
                 sends.append(layer.group_send(group, contract.charger_state(snapshot(charger))))
+                owners.append((charger, None))
                 new = frames.get(charger.id)
                 if new:
                     log_event = contract.charger_log(pk, new[-self.log_limit :])
                     sends.append(layer.group_send(group, log_event))
-            await asyncio.gather(*sends)
+                    owners.append((charger, new))
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for owner, result in zip(owners, results, strict=True):
+                if isinstance(result, Exception):
+                    failed.append(owner)
+                    failure = result
+                elif isinstance(result, BaseException):
+                    raise result  # cancelled: the flush goes with its task
             await asyncio.sleep(0)
+        if failure is not None:
+            self._again(failed, failure)
+        elif self._outage.ongoing:
+            self._outage.recovered()
+
+    def _again(
+        self,
+        failed: list[tuple[Charger, list[tuple[float, str, str]] | None]],
+        failure: BaseException,
+    ) -> None:
+        """What the layer refused (Redis down, or its pool out of connections in a burst)
+        goes with the next flush: a charger's snapshot is built again then, its new log
+        entries are kept ahead of those logged since. Said once an outage, not per flush."""
+        for charger, entries in failed:
+            self._dirty.setdefault(charger.id, charger)
+            if entries is not None:
+                since = self._new_frames.get(charger.id, [])
+                self._new_frames[charger.id] = [*entries, *since][-self.log_limit :]
+        self._outage.failed(failure)
