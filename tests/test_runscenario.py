@@ -199,9 +199,17 @@ def test_options_that_do_not_go_together(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="NAME=VALUE") as refused:
         call_command("runscenario", path, "--var", "oops")
     assert refused.value.returncode == 2
-    with pytest.raises(CommandError, match="must start with ws://") as refused:
-        call_command("runscenario", path, "--csms-url", "http://x")
-    assert refused.value.returncode == 2
+    # The URL by the chargers' own rule: one they would refuse is refused before a run.
+    for url, said in (
+        ("http://x", "must start with ws:// or wss://"),
+        ("ws://u:secret@127.0.0.1:9/x", "must not hold a user name or password"),
+        ("ws://127.0.0.1:99999/x", "is not a valid URL"),
+    ):
+        with pytest.raises(CommandError, match=said) as refused:
+            call_command("runscenario", path, "--csms-url", url)
+        assert refused.value.returncode == 2
+        assert "secret" not in str(refused.value)
+    assert not ScenarioRun.objects.exists()
 
 
 def test_the_admin_shows_a_run_and_offers_its_downloads(

@@ -18,9 +18,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from chargers.validators import validate_csms_url
 from scenarios import format as scenario_format
 from scenarios.runner import Options, RunningWorkers, SetupError
 from scenarios.session import (
@@ -215,10 +217,15 @@ class Command(BaseCommand):
             raise CommandError(
                 "--csms-url and --builtin-csms do not go together.", returncode=EXIT_BAD_FILE
             )
-        if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
-            raise CommandError(
-                "--csms-url must start with ws:// or wss://.", returncode=EXIT_BAD_FILE
-            )
+        if options["csms_url"]:
+            # The charger's own rule (scheme, host, port, no password in it), checked before
+            # anything runs: a URL the chargers refuse failed the run later, as an error (1).
+            try:
+                validate_csms_url(options["csms_url"])
+            except ValidationError as exc:
+                raise CommandError(
+                    f"--csms-url: {' '.join(exc.messages)}", returncode=EXIT_BAD_FILE
+                ) from None
         for option in ("csms_port", "csms_control_port"):
             if options[option] is not None and not options["builtin_csms"]:
                 raise CommandError(
