@@ -848,6 +848,13 @@ class ConfigurationKeyWritten(ConfigurationKeyOut):
 class ChargerDeleted(Schema):
     charge_point_id: str
     workers: list[WorkerNote] | None = Field(None, description=WORKERS)
+    forced: list[str] = Field(
+        default_factory=list,
+        description="What `?force=true` went past (a transaction in progress, transaction "
+        "messages not confirmed), a sentence per charger; empty when nothing was. Whether "
+        "the StopTransaction still left is in `workers` (a charger online sends it as it "
+        "stops; one offline, or with no worker running it, never does).",
+    )
 
 
 class ChargersIn(Strict):

@@ -551,13 +551,29 @@ def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerRep
     return charger_detail().get(pk=charger.pk)
 
 
-def delete_charger(charger: Charger, report: WorkerReport) -> None:
+def delete_charger(charger: Charger, report: WorkerReport, *, force: bool = False) -> list[str]:
+    """Delete the charger, refused (409) while that would lose a transaction message
+    (`ChargerQuerySet.deletion_losses`) unless `force`; what `force` went past."""
+    losses: list[str] = []
+
     def delete() -> None:
+        nonlocal losses
         with transaction.atomic():
+            losses = Charger.objects.filter(pk=charger.pk).deletion_losses()
+            if losses and not force:
+                text = f"{' '.join(losses)} {FORCE_DELETE}"
+                raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
             notify_fleet_change([(charger.pk, charger.charge_point_id)], report=report.callback)
             Charger.objects.filter(pk=charger.pk).delete()
 
     retrying_deadlocks(delete)
+    return losses
+
+
+FORCE_DELETE = (
+    "(DELETE with ?force=true deletes it anyway: a StopTransaction it cannot send at once "
+    "is then never sent.)"
+)
 
 
 def _reloaded(queryset: QuerySet[Charger], pks: Sequence[int]) -> list[Charger]:

@@ -244,7 +244,7 @@ class ChargerAdmin(FleetImportExportAdmin):
     form = ChargerForm
     resource_classes = [ChargerResource]
     import_job_resource = "chargers"
-    actions = ["generate_fleet", "enable", "disable", "reset_registers"]
+    actions = ["generate_fleet", "enable", "disable", "reset_registers", "delete_selected"]
     inlines = [EvseInline, ConfigurationKeyInline]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
@@ -285,6 +285,33 @@ class ChargerAdmin(FleetImportExportAdmin):
         notify_fleet_change(
             [(charger.pk, cp_id) for cp_id in ids if cp_id], report=self._reporter(request)
         )
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # A charger whose deletion would lose a transaction message is deleted only from a
+        # confirmation page that said so (its form sends `force`): one confirmed on a page
+        # that did not (a session began since) is shown the page again, saying it.
+        charger = self.get_object(request, unquote(object_id))
+        losses = [] if charger is None else Charger.objects.filter(pk=charger.pk).deletion_losses()
+        if losses and request.method == "POST" and request.POST.get("force") != "yes":
+            self.message_user(request, " ".join(losses), level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        context = {**(extra_context or {}), "deletion_losses": losses}
+        return super().delete_view(request, object_id, context)
+
+    @admin.action(
+        permissions=["delete"], description=gettext_lazy("Delete selected %(verbose_name_plural)s")
+    )
+    def delete_selected(self, request, queryset):
+        """Django's delete action; chargers whose deletion would lose a transaction message
+        only from a confirmation page that said so, as `delete_view`."""
+        losses = queryset.deletion_losses()
+        if losses and request.POST.get("post") and request.POST.get("force") != "yes":
+            self.message_user(request, " ".join(losses), level=messages.ERROR)
+            return None
+        response = admin_actions.delete_selected(self, request, queryset)
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            response.context_data["deletion_losses"] = losses  # the confirmation page
+        return response
 
     def delete_model(self, request, obj):
         def delete() -> None:

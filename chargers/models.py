@@ -67,6 +67,52 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         for charger_pk, version in versions.items():
             self.filter(pk=charger_pk).update(firmware_version=version[:50])
 
+    def deletion_losses(self) -> list[str]:
+        """What deleting these chargers now would lose, one sentence per charger (empty:
+        nothing): a transaction still open, or transaction messages the CSMS has not
+        confirmed. A deleted charger's rows go with it, its outbox included, so a
+        StopTransaction it could not send at once (offline, its worker not running) would
+        never be sent, and the CSMS would keep the transaction open for ever. Read from the
+        database, not asked of a worker: true whether one runs the charger or not."""
+        pks = dict(self.values_list("pk", "charge_point_id"))
+        open_: dict[int, list[str]] = {}
+        for pk, transaction_id, local_id in (
+            Transaction.objects.filter(charger_id__in=list(pks), state=Transaction.State.OPEN)
+            .order_by("charger_id", "connector_id")
+            .values_list("charger_id", "transaction_id", "local_id")
+        ):
+            open_.setdefault(pk, []).append(
+                str(local_id if transaction_id is None else transaction_id)
+            )
+        held = dict(
+            # A transaction's own (a SecurityEventNotification, durable too, is none).
+            OutboxMessage.objects.filter(charger_id__in=list(pks))
+            .exclude(local_tx_id="")
+            .values("charger_id")
+            .annotate(n=models.Count("seq"))
+            .values_list("charger_id", "n")
+        )
+        losses = []
+        for pk, cp_id in sorted(pks.items(), key=lambda item: item[1]):
+            if pk in open_:
+                names = open_[pk]
+                many = len(names) > 1
+                which = f"transaction{'s' if many else ''} {', '.join(names)}"
+                losses.append(
+                    f"{cp_id} has {which} in progress: deleted now, it would never send "
+                    "the StopTransaction. Stop the session (or disable the charger) and "
+                    "delete it once its CSMS has confirmed the StopTransaction."
+                )
+            elif pk in held:
+                n = held[pk]
+                losses.append(
+                    f"{cp_id} has {n} transaction message{'s' if n != 1 else ''} its CSMS "
+                    "has not confirmed yet: deleted now, it would never send "
+                    f"{'them' if n != 1 else 'it'}. Let it deliver them (enabled, with its "
+                    "CSMS in reach) and delete it then."
+                )
+        return losses
+
 
 class Charger(models.Model):
     class PowerType(models.TextChoices):

@@ -424,3 +424,55 @@ def test_the_add_form_takes_a_standard_key_given_in_the_configuration_inline(
     assert charger.configuration.get(key="MeterValueSampleInterval").value == "5"
     assert charger.configuration.get(key="VendorKey").value == "on"
     assert charger.configuration.filter(key="HeartbeatInterval").exists()  # the other defaults
+
+
+def test_a_charger_in_a_session_is_deleted_only_from_a_page_that_said_what_is_lost(
+    admin_client_logged_in,
+):
+    """The charger's outbox goes with its row: a StopTransaction it could not send at once
+    would never be sent. A delete confirmed without being told (the session began after the
+    page was shown) is refused and shown the page again; the page that says it deletes."""
+    charger = make_charger("BUSY-3", evses=2)
+    make_open_transaction(charger, connector_id=1, transaction_id=14)
+    lost = "BUSY-3 has transaction 14 in progress: deleted now, it would never send"
+    url = reverse("admin:chargers_charger_delete", args=[charger.pk])
+    response = admin_client_logged_in.post(url, {"post": "yes"}, follow=True)
+    assert lost in response.content.decode()
+    assert Charger.objects.filter(pk=charger.pk).exists()
+
+    page = admin_client_logged_in.get(url).content.decode()
+    assert lost in page
+    confirmed = form_values(page)
+    assert confirmed["force"] == "yes"
+    assert admin_client_logged_in.post(url, confirmed).status_code == 302
+    assert not Charger.objects.filter(pk=charger.pk).exists()
+
+
+def test_the_delete_action_deletes_a_charger_in_a_session_only_from_a_page_that_said_so(
+    admin_client_logged_in,
+):
+    charger = make_charger("BUSY-4", evses=1)
+    make_open_transaction(charger, connector_id=1, transaction_id=15)
+    lost = "BUSY-4 has transaction 15 in progress: deleted now, it would never send"
+    changelist = reverse("admin:chargers_charger_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [charger.pk], "post": "yes"}
+    response = admin_client_logged_in.post(changelist, selected, follow=True)
+    assert lost in response.content.decode()
+    assert Charger.objects.filter(pk=charger.pk).exists()
+
+    asked = {"action": "delete_selected", "_selected_action": [charger.pk]}
+    page = admin_client_logged_in.post(changelist, asked).content.decode()
+    assert lost in page
+    confirmed = form_values(page)
+    assert confirmed["force"] == "yes"
+    assert admin_client_logged_in.post(changelist, confirmed).status_code == 302
+    assert not Charger.objects.filter(pk=charger.pk).exists()
+
+
+def test_a_charger_with_nothing_to_lose_is_deleted_as_before(admin_client_logged_in):
+    charger = make_charger("IDLE-1", evses=1)
+    url = reverse("admin:chargers_charger_delete", args=[charger.pk])
+    page = admin_client_logged_in.get(url).content.decode()
+    assert "would never send" not in page and 'name="force"' not in page
+    assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
+    assert not Charger.objects.exists()

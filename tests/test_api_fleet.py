@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from api import fleet_writes
 from api.fleet_writes import MAX_BULK
-from chargers.models import Charger, ConfigurationKey, Evse, Transaction
+from chargers.models import Charger, ConfigurationKey, Evse, OutboxMessage, Transaction
 from locations.models import Location
 from simulator import contract
 from tests.api_client import TokenClient, user_with_token
@@ -1009,9 +1009,50 @@ def test_a_charger_is_deleted(api, depot):
     make_charger("CP-1", location=depot)
     response = api.delete(f"{V1}/chargers/CP-1?wait=false")
     assert response.status_code == 200
-    assert response.json() == {"charge_point_id": "CP-1", "workers": None}
+    assert response.json() == {"charge_point_id": "CP-1", "workers": None, "forced": []}
     assert not Charger.objects.exists()
     assert api.delete(f"{V1}/chargers/CP-1").status_code == 404
+
+
+def test_a_charger_in_a_session_is_not_deleted_unless_forced(api, depot):
+    """Deleted, a charger's rows go, its outbox with them: a StopTransaction it could not
+    send at once (offline, no worker running it) would never be sent, while the answer said
+    its transaction ended. Read from the database: no worker runs here."""
+    charger = make_charger("CP-1", location=depot)
+    make_open_transaction(charger, connector_id=2, transaction_id=77)
+    refused = api.delete(f"{V1}/chargers/CP-1?wait=false")
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert detail.startswith(
+        "CP-1 has transaction 77 in progress: deleted now, it would never send the "
+        "StopTransaction. Stop the session (or disable the charger) and delete it once its "
+        "CSMS has confirmed the StopTransaction."
+    )
+    assert "?force=true" in detail
+    assert Charger.objects.filter(pk=charger.pk).exists()
+    forced = api.delete(f"{V1}/chargers/CP-1?wait=false&force=true")
+    assert forced.status_code == 200
+    assert forced.json()["forced"] == [detail.removesuffix(f" {fleet_writes.FORCE_DELETE}")]
+    assert not Charger.objects.exists()
+
+
+def test_a_charger_with_unconfirmed_transaction_messages_is_not_deleted_unless_forced(api, depot):
+    """Its session ended (disabled while its CSMS was out of reach, say): the StopTransaction
+    waits in the outbox for the CSMS, and would go with the row."""
+    charger = make_charger("CP-1", location=depot)
+    event = {"type": "StartupOfTheFirmware", "timestamp": "2026-12-01T10:00:00Z"}
+    OutboxMessage.objects.add([(charger.pk, 1, "SecurityEventNotification", event, "")])
+    assert Charger.objects.filter(pk=charger.pk).deletion_losses() == []  # no transaction's
+    stop = {"transactionId": 77, "meterStop": 1500, "timestamp": "2026-12-01T11:00:00Z"}
+    OutboxMessage.objects.add([(charger.pk, 2, "StopTransaction", stop, "CP-1-1")])
+    refused = api.delete(f"{V1}/chargers/CP-1?wait=false")
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(
+        "CP-1 has 1 transaction message its CSMS has not confirmed yet: deleted now, it "
+        "would never send it."
+    )
+    assert api.delete(f"{V1}/chargers/CP-1?wait=false&force=true").status_code == 200
+    assert not OutboxMessage.objects.exists()
 
 
 def test_setting_evses_or_configuration_needs_their_permissions(depot):

@@ -66,6 +66,12 @@ WAIT = Query(
     description="Wait (a few seconds at most) for the simulator workers to say what they did "
     "with the change, and answer it in `workers`; false answers at once.",
 )
+FORCE = Query(
+    False,
+    description="Delete a charger even though a transaction is in progress on it or its "
+    "CSMS has not confirmed its transaction messages (what would be lost is answered in "
+    "`forced`).",
+)
 CONFLICT = {**WRITE_ERRORS, 409: ErrorBody}
 # A list's filters, from the query string.
 FILTERS = Query(...)
@@ -423,19 +429,26 @@ def change_charger(
 
 @router.delete(
     "/chargers/{charge_point_id}",
-    response={200: ChargerDeleted, **READ_ERRORS},
+    response={200: ChargerDeleted, **READ_ERRORS, 409: ErrorBody},
     tags=CHARGERS,
     summary="Delete a charger",
-    description="With its EVSEs, configuration and sessions; a running charger stops. Needs "
+    description="With its EVSEs, configuration and sessions; a running charger stops. "
+    "Refused (409) while the charger has a transaction in progress or transaction messages "
+    "its CSMS has not confirmed (a deleted charger's outbox goes with it: a StopTransaction "
+    "it could not send at once would never be sent): stop the session, or disable the "
+    "charger, and delete it once the CSMS has confirmed. `?force=true` deletes it anyway "
+    "and answers what it went past in `forced`. Needs "
     "`chargers.delete_charger`, `chargers.delete_evse` and "
     "`chargers.delete_configurationkey` (as the admin's delete does).",
 )
 @require("chargers.delete_charger", "chargers.delete_evse", "chargers.delete_configurationkey")
-def delete_charger(request: HttpRequest, charge_point_id: str, wait: bool = WAIT) -> Any:
+def delete_charger(
+    request: HttpRequest, charge_point_id: str, wait: bool = WAIT, force: bool = FORCE
+) -> Any:
     charger = _charger(charge_point_id)
     report = writes.WorkerReport(wait)
-    writes.delete_charger(charger, report)
-    return ChargerDeleted(charge_point_id=charge_point_id, workers=report.notes)
+    forced = writes.delete_charger(charger, report, force=force)
+    return ChargerDeleted(charge_point_id=charge_point_id, workers=report.notes, forced=forced)
 
 
 # -- EVSEs --------------------------------------------------------------------------------
