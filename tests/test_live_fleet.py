@@ -119,6 +119,38 @@ async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goe
     assert (state["link"], state["link_error"]) == ("offline", "disabled in the set-up")
 
 
+async def test_a_charger_deleted_online_in_a_session_ends_it_with_reason_other(worker, csms):
+    """A forced delete (the web side refuses the others): online, the StopTransaction
+    leaves as the charger stops, and the answer says the transaction ended."""
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).delete)()
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == "stopped: deleted (its transaction ended, reason Other)"
+    stop = await csms.wait_for("CP-LIVE", "StopTransaction")
+    assert stop.payload["reason"] == "Other"
+    await csms.wait_disconnected("CP-LIVE")
+
+
+async def test_a_charger_deleted_offline_in_a_session_does_not_say_its_transaction_ended(
+    worker, csms
+):
+    """Its outbox went with its row: the StopTransaction it could not send (the network
+    cut) is never sent, and the answer says so rather than "its transaction ended"."""
+    await start_session(worker, "CP-LIVE", csms)
+    charger = loaded(worker, "CP-LIVE")
+    charger.cut_network(120)
+    await wait_until(lambda: not charger.online, message="offline")
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(ChargerRow.objects.filter(pk=pk).delete)()
+    outcomes = await saved(pk)
+    assert outcomes[0]["outcome"] == (
+        "stopped: deleted while offline: 1 transaction left open at its CSMS "
+        "(its StopTransaction never sent)"
+    )
+    assert worker.store.get("CP-LIVE") is None
+
+
 async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, csms):
     await start_session(worker, "CP-LIVE", csms)
     charger = loaded(worker, "CP-LIVE")

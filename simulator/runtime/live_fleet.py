@@ -564,21 +564,41 @@ class FleetReloader:
             service.checkpointer.forget_vehicles(live)
         ended = live.end_service(StopReason.OTHER)
         task = asyncio.get_running_loop().create_task(
-            self._go_offline(live, _OUT_OF_SERVICE.get(why, why)), name=f"retire:{live.id}"
+            self._go_offline(live, _OUT_OF_SERVICE.get(why, why), deleted=deleted),
+            name=f"retire:{live.id}",
         )
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        unsent = _transaction_messages(live)
+        if deleted and unsent and not live.online:
+            # Its rows are gone, its outbox with them: what it could not send now never
+            # goes (only a forced delete gets here: the web side refuses the others).
+            stops = "its StopTransaction" if len(ended) == 1 else "their StopTransactions"
+            what = (
+                f"{len(ended)} transaction{'s' if len(ended) != 1 else ''} left open at its "
+                f"CSMS ({stops} never sent)"
+                if ended
+                else f"{unsent} transaction message{'s' if unsent != 1 else ''} never sent"
+            )
+            return f"stopped: deleted while offline: {what}"
         if len(ended) > 1:
             return f"stopped: {why} (its {len(ended)} transactions ended, reason Other)"
         if ended:
             return f"stopped: {why} (its transaction ended, reason Other)"
         return f"stopped: {why}"
 
-    async def _go_offline(self, live: Charger, why: str) -> None:
+    async def _go_offline(self, live: Charger, why: str, *, deleted: bool = False) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETIRE_PATIENCE_SECONDS
         while live.online and live.queue and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if deleted and (unsent := _transaction_messages(live)):
+            log.warning(
+                "%s deleted with %d transaction message(s) its CSMS did not confirm: never "
+                "sent again (its outbox went with its row)",
+                live.id,
+                unsent,
+            )
         await self.service.disconnect(live)
         live.cancel_timers()
         # The pages showing it hear this last state: offline, and why (not a lost link).
@@ -598,6 +618,11 @@ class FleetReloader:
 
 # Why a retired charger is offline, as its last state says it to the pages.
 _OUT_OF_SERVICE = {"disabled": "disabled in the set-up", "deleted": "deleted from the set-up"}
+
+
+def _transaction_messages(live: Charger) -> int:
+    """How many transaction messages the charger holds that its CSMS has not confirmed."""
+    return sum(1 for message in live.queue if message.transactional and message.tx is not None)
 
 
 def _needs_reboot(live: Charger, spec: ChargerSpec, row: ChargerRow) -> bool:
