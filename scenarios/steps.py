@@ -412,9 +412,9 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
         if answer.message_type != CALLERROR:
             raise StepFailed(f"the CSMS answered {action} with a CALLRESULT, expected a CALLERROR")
         return f"the CSMS answered {action} with CALLERROR {answer.payload[0]}"
-    if answer.message_type == CALLERROR:
-        code = answer.payload[0] if answer.payload else "?"
-        raise StepFailed(f"the CSMS answered {action} with CALLERROR {code}")
+    fault = answer_fault(action, answer)
+    if fault is not None:
+        raise StepFailed(fault)
     if "status" in args:
         status = answer_status(action, answer.payload)
         if status is None:
@@ -431,6 +431,19 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
     return f"the CSMS answered {action}" + (f" {shown}" if shown else "")
 
 
+def answer_fault(action: str, answer: Frame) -> str | None:
+    """What makes `answer` no good answer to the charger's `action` CALL, as a verdict says
+    it: a CALLERROR, or a CALLRESULT the charger refused (it breaks the OCPP 1.6 schema);
+    None for a CALLRESULT the charger took. A step must not pass on an answer the charger
+    threw away: its call failed, whatever the answer's status seemed to say."""
+    if answer.message_type == CALLERROR:
+        code = answer.payload[0] if answer.payload else "?"
+        return f"the CSMS answered {action} with CALLERROR {code}"
+    if answer.refused is not None:
+        return f"the CSMS's answer to {action} {answer.refused}"
+    return None
+
+
 def answer_status(action: str, payload: Any) -> str | None:
     if not isinstance(payload, dict):
         return None
@@ -443,7 +456,9 @@ def answer_status(action: str, payload: Any) -> str | None:
 
 async def _expect_heartbeat(ctx: StepContext, at_least: float) -> str:
     await ctx.watch.settle()
-    interval, source = heartbeat_interval(ctx.watch.frames.get(ctx.target.pk, []))
+    interval, source, refused = heartbeat_interval(ctx.watch.frames.get(ctx.target.pk, []))
+    if refused is not None:
+        raise StepFailed(refused)
     if interval is None:
         raise StepFailed(
             "no BootNotification answer (nor ChangeConfiguration of HeartbeatInterval) was "
@@ -456,11 +471,13 @@ async def _expect_heartbeat(ctx: StepContext, at_least: float) -> str:
     return f"heartbeat interval {interval:g} s (from {source})"
 
 
-def heartbeat_interval(frames: list[Frame]) -> tuple[float | None, str]:
+def heartbeat_interval(frames: list[Frame]) -> tuple[float | None, str, str | None]:
     """The latest interval the CSMS set: a BootNotification answer's `interval`, or an
-    accepted ChangeConfiguration of HeartbeatInterval."""
+    accepted ChangeConfiguration of HeartbeatInterval; and, when the latest
+    BootNotification answer came after it and the charger refused it, why (`answer_fault`)."""
     interval: float | None = None
     source = ""
+    refused: str | None = None
     answers = {
         f.message_id: f for f in frames if f.direction == "out" and f.message_type == CALLRESULT
     }
@@ -470,10 +487,17 @@ def heartbeat_interval(frames: list[Frame]) -> tuple[float | None, str]:
             frame.direction == "in"
             and frame.message_type == CALLRESULT
             and frame.action == "BootNotification"
+            and frame.refused is not None
+        ):
+            refused = answer_fault("BootNotification", frame)
+        elif (
+            frame.direction == "in"
+            and frame.message_type == CALLRESULT
+            and frame.action == "BootNotification"
             and isinstance(payload, dict)
             and isinstance(payload.get("interval"), int | float)
         ):
-            interval, source = float(payload["interval"]), "BootNotification"
+            interval, source, refused = float(payload["interval"]), "BootNotification", None
         elif (
             frame.direction == "in"
             and frame.message_type == CALL
@@ -489,8 +513,8 @@ def heartbeat_interval(frames: list[Frame]) -> tuple[float | None, str]:
                     interval = float(payload.get("value", ""))
                 except ValueError:
                     continue
-                source = "ChangeConfiguration"
-    return interval, source
+                source, refused = "ChangeConfiguration", None
+    return interval, source, refused
 
 
 async def _expect_answers_within(ctx: StepContext, limit: float) -> str:
@@ -533,6 +557,8 @@ def answers_within(
                     f"within {limit:g} s"
                 )
             continue
+        if answer.refused is not None:
+            raise StepFailed(str(answer_fault(call.action, answer)))
         took = answer.at - call.at
         slowest = max(slowest, took)
         if took > limit:

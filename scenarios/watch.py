@@ -51,6 +51,9 @@ class Frame:
     message_id: str
     action: str  # for an answer: the action of the CALL it answers
     payload: Any  # the CALL's or CALLRESULT's payload; a CALLERROR's [code, description]
+    # A CALLRESULT the charger refused (it breaks the OCPP 1.6 schema, ...): why. Its call
+    # failed at the charger, so it is no answer to judge the CSMS's by.
+    refused: str | None = None
 
     @classmethod
     def of(cls, event: contract.StreamEvent) -> Frame:
@@ -76,6 +79,7 @@ class Frame:
             message_id=str(data.get("message_id", "")),
             action=str(data.get("action", "")),
             payload=payload,
+            refused=data.get("refused"),
         )
 
 

@@ -793,6 +793,10 @@ class FrameData(TypedDict):
     action: str
     payload: str  # the frame's text, redacted, cut to `size` at most the log's limit
     size: int  # the frame's length; more than len(payload) when it was cut
+    # An answer to the charger's own CALL that the charger refused (its call failed as a
+    # FormationViolation): why, e.g. "breaks the OCPP 1.6 schema: currentTime: 123 is not
+    # of type 'string'". Absent when it took the answer, and on every other frame.
+    refused: NotRequired[str]
 
 
 class ConnectionData(TypedDict):

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from simulator.ocpp16.schema_check import SchemaError, Validator, load_validator
+from simulator.ocpp16.value_ranges import OutOfRange, check_response
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -81,6 +82,25 @@ def validate_response(action: str, payload: dict[str, Any]) -> str | None:
 
 
 _response_validators: dict[str, Validator] = {}
+
+
+def answer_refusal(action: str, payload: Any) -> str | None:
+    """Why the charger refuses `payload`, a CALLRESULT's payload to its own `action` CALL
+    (the call then fails as a FormationViolation): the checks of
+    `ChargePointClient._answer`, for a reader that has the frame only (the event stream's,
+    which a scenario judges the CSMS by). None: the charger takes it."""
+    if not isinstance(payload, dict):
+        return "is not a JSON object"
+    try:
+        validate_response(action, payload)
+        check_response(action, payload)
+    except SchemaViolation as exc:
+        # The violation names the schema ("HeartbeatResponse: "); the reader names the action.
+        text = str(exc).removeprefix(f"{action}Response: ")
+        return f"breaks the OCPP 1.6 schema: {text}"
+    except OutOfRange as exc:
+        return f"holds a value the charger cannot take: {exc}"
+    return None
 
 
 _PROCESS_PREFIX = f"{os.getpid() % 0xFFFF:04x}{secrets.token_hex(4)}"

@@ -16,9 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from simulator import contract
 from simulator.core.charge_point import Charger, LocalTransaction
 from simulator.core.drops import dropped
+from simulator.ocpp16 import wire
 from simulator.ocpp16.redaction import redact_frame
 
 log = logging.getLogger(__name__)
@@ -154,6 +157,7 @@ class EventStream:
     ) -> None:
         if not self._wanted("frame", charger):
             return
+        refused = _refused(text, action) if direction == "in" and action else None
         text = redact_frame(text)
         data: contract.FrameData = {
             "direction": direction,
@@ -162,6 +166,8 @@ class EventStream:
             "payload": text[:PAYLOAD_CHARS],
             "size": len(text),
         }
+        if refused is not None:
+            data["refused"] = refused[:PAYLOAD_CHARS]
         self._emit("frame", charger, data)
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
@@ -212,6 +218,20 @@ class EventStream:
                 dropped("event_stream", len(events))
                 log.info("event stream %s: batch not delivered (%s)", group, exc)
         self._update_active()
+
+
+def _refused(text: str, action: str) -> str | None:
+    """Why the charger refused this frame, when it is a CALLRESULT to its `action` CALL
+    that it refused. Judged on the frame as it came (not redacted, not cut), by the
+    charger's own checks: a reader of the stream (a scenario's verdict) must not take an
+    answer for good that the charger threw away."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(message) is not list or len(message) < 3 or message[0] != wire.CALLRESULT:
+        return None
+    return wire.answer_refusal(action, message[2])
 
 
 def _statuses(charger: Charger) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,140 @@
+"""Scenario verdicts on what the CSMS answered: an answer the charger refused (it breaks the
+OCPP 1.6 schema) is no answer a step may pass on (scenarios/steps.py).
+
+The built-in CSMS answers the charger's CALLs over real sockets; `ScriptedAnswers` makes
+it answer some actions with frames written here (or not at all), as a broken CSMS does."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+from channels.layers import get_channel_layer
+
+from chargers.engine_client import EngineClient
+from scenarios.format import parse
+from scenarios.models import ScenarioRun
+from scenarios.runner import Options, Runner
+from simulator.csms import CALL, CentralSystem, CSMSConnection
+from simulator.management.commands.runscenario import InProcessEngine
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+async def clean_layer() -> AsyncIterator[None]:
+    yield
+    await get_channel_layer().flush()
+
+
+class ScriptedAnswers(CSMSConnection):
+    """Answers the CALLs of the actions in `answers` with that frame (`{id}`: the CALL's
+    unique id, as JSON), or not at all (None); every other CALL as the built-in CSMS does."""
+
+    answers: ClassVar[dict[str, str | None]] = {}
+
+    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
+        if action not in self.answers:
+            await super()._route_call(raw, unique_id, action, payload)
+            return
+        self.csms.counts[action] += 1
+        self.csms._record(self, "in", CALL, unique_id, action, payload, raw)
+        frame = self.answers[action]
+        if frame is not None:
+            await self._send(frame.replace("{id}", orjson.dumps(unique_id).decode()))
+
+
+def answering(csms: CentralSystem, answers: dict[str, str | None]) -> None:
+    """The CSMS answers these actions so from the next connection on."""
+    csms.connection_class = type("Scripted", (ScriptedAnswers,), {"answers": answers})
+
+
+async def run_scenario(text: str, csms: CentralSystem) -> ScenarioRun:
+    runner = Runner(
+        parse(textwrap.dedent(text), file="test.yaml"),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, seed=7, settle_seconds=0.3),
+    )
+    return await runner.execute()
+
+
+def steps_of(run: ScenarioRun) -> list[tuple[str, str]]:
+    [charger] = run.result["chargers"]
+    return [(s["status"], s["message"]) for s in charger["steps"]]
+
+
+async def test_answers_the_charger_refused_fail_the_steps_that_judge_answers(
+    csms: CentralSystem,
+) -> None:
+    csms.boot_interval = 1  # a Heartbeat a second
+    answering(csms, {"Heartbeat": '[3,{id},{"currentTime":123}]'})
+    heartbeat = "the CSMS's answer to Heartbeat breaks the OCPP 1.6 schema: currentTime: 123"
+    for step in ("expect: {answer: Heartbeat}", "expect: {answers_within: 5}"):
+        run = await run_scenario(
+            f"""\
+            name: heartbeat
+            description: x
+            chargers: {{template: {{count: 1}}}}
+            steps:
+              - wait: {{seconds: 2.5}}
+              - {step}
+            """,
+            csms,
+        )
+        status, message = steps_of(run)[-1]
+        assert status == "failed", message
+        assert heartbeat in message
+
+    answering(
+        csms,
+        {"StartTransaction": '[3,{id},{"transactionId":"abc","idTagInfo":{"status":"Accepted"}}]'},
+    )
+    run = await run_scenario(
+        """\
+        name: start
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - present_id_tag: {id_tag: TAG1}
+          - expect: {answer: StartTransaction, status: Accepted}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed", message
+    assert (
+        "the CSMS's answer to StartTransaction breaks the OCPP 1.6 schema: transactionId" in message
+    )
+
+
+async def test_a_boot_answer_the_charger_refused_fails_the_heartbeat_interval(
+    csms: CentralSystem,
+) -> None:
+    answering(
+        csms,
+        {
+            "BootNotification": (
+                '[3,{id},{"currentTime":"not a date","interval":"300","status":"Accepted"}]'
+            )
+        },
+    )
+    run = await run_scenario(
+        """\
+        name: boot
+        description: x
+        chargers: {template: {count: 1, connect: false}}
+        steps:
+          - connect: {}
+          - wait: {seconds: 1.5}
+          - expect: {heartbeat_interval_at_least: 60}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed", message
+    assert "the CSMS's answer to BootNotification breaks the OCPP 1.6 schema: interval" in message
