@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from chargers.engine_client import EngineClient, EngineError
@@ -171,51 +172,37 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
     when the CSMS refused it: its answer to the charger's Authorize, or to the
     StartTransaction of a tag the charger let start from its cache or local list."""
     if "expect" not in args:
-        return await _present_id_tag(ctx, args)
+        return await _present_accepted(ctx, args)
     expected = str(args["expect"])
     id_tag = str(args["id_tag"])
     within = duration(args.get("timeout", DEFAULT_TIMEOUT))
     since = time.time()
     sent = {"connector_id": _connector(args), "id_tag": id_tag}
-    refused_here: str | None = None
+    # The charger's own word: it may wait for an Authorize longer than the step may.
+    left = ctx.deadline(within) - asyncio.get_running_loop().time()
     try:
-        await ctx.command("present_id_tag", sent)
-    except StepFailed as exc:
-        found = _NOT_ACCEPTED.search(str(exc))
-        if found is None:
-            raise  # not a refusal: e.g. the connector is faulted
-        refused_here = found.group(1)
-
-    def decided(frames: list[Frame]) -> tuple[str, str] | None:
-        calls = {
-            f.message_id: f
-            for f in frames
-            if f.direction == "out"
-            and f.message_type == CALL
-            and f.action in ("Authorize", "StartTransaction")
-            and f.at >= since
-            and isinstance(f.payload, dict)
-            and f.payload.get("idTag") == id_tag
-        }
-        accepted: tuple[str, str] | None = None
-        for frame in frames:
-            call = calls.get(frame.message_id)
-            if call is None or frame.direction != "in" or frame.message_type != CALLRESULT:
-                continue
-            status = answer_status(call.action, frame.payload) or "?"
-            if status != "Accepted":
-                return call.action, status
-            if call.action == "StartTransaction":
-                accepted = (call.action, status)
-        return accepted
-
-    outcome = await ctx.watch.wait_for(ctx.target.pk, decided, ctx.deadline(within))
-    if outcome is None and refused_here is not None:
-        # Refused by the charger without asking (its local list or cache said so).
-        outcome = ("the charger's local authorization", refused_here)
+        refused_here = await asyncio.wait_for(_charger_refusal(ctx, sent), max(left, 0.0))
+    except TimeoutError:
+        await ctx.watch.settle()
+        authorize = _authorize_of(ctx, id_tag, since)
+        fault = _authorize_fault(ctx, authorize) if authorize else None
+        if fault == _NO_ANSWER:
+            fault = f"{fault} of idTag {id_tag} within {within:g} s"
+        raise StepFailed(
+            fault or f"the charger did not decide on idTag {id_tag} within {within:g} s"
+        ) from None
+    outcome: tuple[str, str] | None
+    if refused_here is not None:
+        outcome = await _refusal_source(ctx, id_tag, since, refused_here)
+    else:
+        outcome = await ctx.watch.wait_for(
+            ctx.target.pk, partial(_decided, id_tag, since), ctx.deadline(within)
+        ) or _accepted_by_authorize(ctx, id_tag, since)
     if outcome is None:
         raise StepFailed(f"no answer refused or accepted idTag {id_tag} within {within:g} s")
     source, status = outcome
+    if source == _FAULT:
+        raise StepFailed(status)
     if status == "Accepted":
         raise StepFailed(f"the CSMS accepted idTag {id_tag} ({source}), expected it {expected}")
     if expected != "refused" and status != expected:
@@ -224,6 +211,151 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
 
 
 _present_id_tag = _action("present_id_tag", {"id_tag": "id_tag"})
+# An outcome whose "source" is this is no verdict of the CSMS's on the tag: its second
+# part says what the CSMS did instead (no answer, a CALLERROR, a broken answer).
+_FAULT = ""
+_LOCAL = "the charger's local authorization"
+_NO_ANSWER = "the CSMS did not answer the charger's Authorize"
+
+
+async def _present_accepted(ctx: StepContext, args: dict[str, Any]) -> str:
+    """`present_id_tag` without `expect`: the tag must be accepted. A refusal says what the
+    CSMS did, when the charger did not have the CSMS's word on it (the charger then
+    decides offline, and "Invalid" alone would blame the tag)."""
+    since = time.time()
+    try:
+        return await _present_id_tag(ctx, args)
+    except StepFailed as exc:
+        found = _NOT_ACCEPTED.search(str(exc))
+        if found is None:
+            raise
+        id_tag = str(args["id_tag"])
+        source, said = await _refusal_source(ctx, id_tag, since, found.group(1))
+        if source == _FAULT:
+            raise StepFailed(f"idTag {id_tag} was not accepted: {said}") from None
+        if source == _LOCAL:
+            raise StepFailed(
+                f"{exc}: the charger refused it without asking the CSMS (its local list, "
+                "cache or offline rules)"
+            ) from None
+        raise
+
+
+async def _charger_refusal(ctx: StepContext, sent: dict[str, Any]) -> str | None:
+    """Present the tag: the status the charger refused it with, or None (accepted)."""
+    try:
+        await ctx.command("present_id_tag", sent)
+    except StepFailed as exc:
+        found = _NOT_ACCEPTED.search(str(exc))
+        if found is None:
+            raise  # not a refusal: e.g. the connector is faulted
+        return found.group(1)
+    return None
+
+
+async def _refusal_source(
+    ctx: StepContext, id_tag: str, since: float, status: str
+) -> tuple[str, str]:
+    """Whose refusal the charger's `status` is: the CSMS's (its answer to the Authorize),
+    the charger's own when it sent no Authorize (its local list, cache or offline rules),
+    or, when it sent one that got no usable answer, a fault of the CSMS's (`_FAULT`): it
+    then decided offline, and its "Invalid" is no word of the CSMS's on the tag."""
+    await ctx.watch.settle()  # the Authorize and its answer reach the watch a flush later
+    authorize = _authorize_of(ctx, id_tag, since)
+    if authorize is None:
+        return _LOCAL, status
+    fault = _authorize_fault(ctx, authorize)
+    if fault is not None:
+        return _FAULT, f"{fault} (the charger then refused it itself: {status})"
+    answer = _answer_to(ctx.watch.frames.get(ctx.target.pk, []), authorize)
+    assert answer is not None  # no fault: a CALLRESULT the charger took
+    return "Authorize", answer_status("Authorize", answer.payload) or "?"
+
+
+def _authorize_of(ctx: StepContext, id_tag: str, since: float) -> Frame | None:
+    """The charger's latest Authorize of `id_tag` since `since`."""
+    found = None
+    for frame in ctx.watch.frames.get(ctx.target.pk, []):
+        if (
+            frame.direction == "out"
+            and frame.message_type == CALL
+            and frame.action == "Authorize"
+            and frame.at >= since
+            and isinstance(frame.payload, dict)
+            and frame.payload.get("idTag") == id_tag
+        ):
+            found = frame
+    return found
+
+
+def _answer_to(frames: list[Frame], call: Frame) -> Frame | None:
+    for frame in frames:
+        if (
+            frame.direction == "in"
+            and frame.message_id == call.message_id
+            and frame.message_type in (CALLRESULT, CALLERROR)
+        ):
+            return frame
+    return None
+
+
+def _authorize_fault(ctx: StepContext, authorize: Frame) -> str | None:
+    """What the CSMS did instead of answering this Authorize usably (None: it did)."""
+    answer = _answer_to(ctx.watch.frames.get(ctx.target.pk, []), authorize)
+    if answer is None:
+        # Nothing with its message id came back: silence, an answer to another id, or a
+        # frame that is no OCPP-J message.
+        return _NO_ANSWER
+    return answer_fault("Authorize", answer)
+
+
+def _decided(id_tag: str, since: float, frames: list[Frame]) -> tuple[str, str] | None:
+    """After the charger accepted the tag: the CSMS's refusal in an answer to its Authorize
+    or StartTransaction of the tag, or its accepting the StartTransaction; a fault
+    (`_FAULT`) when such an answer is a CALLERROR or one the charger refused."""
+    calls = {
+        f.message_id: f
+        for f in frames
+        if f.direction == "out"
+        and f.message_type == CALL
+        and f.action in ("Authorize", "StartTransaction")
+        and f.at >= since
+        and isinstance(f.payload, dict)
+        and f.payload.get("idTag") == id_tag
+    }
+    accepted: tuple[str, str] | None = None
+    for frame in frames:
+        call = calls.get(frame.message_id)
+        if (
+            call is None
+            or frame.direction != "in"
+            or frame.message_type
+            not in (
+                CALLRESULT,
+                CALLERROR,
+            )
+        ):
+            continue
+        fault = answer_fault(call.action, frame)
+        if fault is not None:
+            return _FAULT, fault
+        status = answer_status(call.action, frame.payload) or "?"
+        if status != "Accepted":
+            return call.action, status
+        if call.action == "StartTransaction":
+            accepted = (call.action, status)
+    return accepted
+
+
+def _accepted_by_authorize(ctx: StepContext, id_tag: str, since: float) -> tuple[str, str] | None:
+    """The CSMS's accepting the tag in its answer to the Authorize, when no StartTransaction
+    followed (no vehicle plugged in): the step's time is up, that is its word."""
+    authorize = _authorize_of(ctx, id_tag, since)
+    if authorize is None or _authorize_fault(ctx, authorize) is not None:
+        return None
+    answer = _answer_to(ctx.watch.frames.get(ctx.target.pk, []), authorize)
+    status = answer_status("Authorize", answer.payload) if answer else None
+    return ("Authorize", status) if status == "Accepted" else None
 
 
 # -- waits ------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Scenario verdicts on what the CSMS answered: an answer the charger refused (it breaks the
-OCPP 1.6 schema) is no answer a step may pass on (scenarios/steps.py).
+OCPP 1.6 schema), a CALLERROR or no answer at all is no answer a step may pass on
+(scenarios/steps.py), and the charger's own refusal of a tag it asked the CSMS about is
+not "the charger's local authorization".
 
 The built-in CSMS answers the charger's CALLs over real sockets; `ScriptedAnswers` makes
 it answer some actions with frames written here (or not at all), as a broken CSMS does."""
@@ -65,6 +67,89 @@ async def run_scenario(text: str, csms: CentralSystem) -> ScenarioRun:
 def steps_of(run: ScenarioRun) -> list[tuple[str, str]]:
     [charger] = run.result["chargers"]
     return [(s["status"], s["message"]) for s in charger["steps"]]
+
+
+REFUSED = """\
+name: refused
+description: x
+chargers: {template: {count: 1}}
+steps:
+  - plug_in: {wait: Preparing}
+  - present_id_tag: {id_tag: BADTAG, expect: refused, timeout: 3}
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            '[4,{id},"InternalError","down",{}]',
+            "the CSMS answered Authorize with CALLERROR InternalError",
+        ),
+        (
+            "[3,{id},{}]",
+            "the CSMS's answer to Authorize breaks the OCPP 1.6 schema: idTagInfo: "
+            "required property missing",
+        ),
+        ('[3,"not-the-id",{"idTagInfo":{"status":"Invalid"}}]', "the CSMS did not answer"),
+        ("[3,{id},{", "the CSMS did not answer"),
+        (None, "the CSMS did not answer the charger's Authorize of idTag BADTAG within 3 s"),
+    ],
+    ids=["callerror", "schema", "unknown-id", "malformed", "silent"],
+)
+async def test_a_tag_the_csms_did_not_answer_for_is_not_refused(
+    csms: CentralSystem, answer: str | None, said: str
+) -> None:
+    answering(csms, {"Authorize": answer})
+    run = await run_scenario(REFUSED, csms)
+    [_, (status, message)] = steps_of(run)
+    assert status == "failed", message
+    assert said in message
+    assert "local authorization" not in message
+
+
+async def test_a_tag_the_charger_refuses_without_asking_is_a_local_refusal(
+    csms: CentralSystem,
+) -> None:
+    run = await run_scenario(
+        """\
+        name: offline-refusal
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - disconnect: {}
+          - present_id_tag: {id_tag: NOBODY, expect: refused, timeout: 5}
+        """,
+        csms,
+    )
+    assert steps_of(run)[-1] == (
+        "passed",
+        "idTag NOBODY refused: Invalid (the charger's local authorization)",
+    )
+
+
+async def test_a_tag_refused_for_want_of_an_answer_says_what_the_csms_did(
+    csms: CentralSystem,
+) -> None:
+    answering(csms, {"Authorize": '[4,{id},"InternalError","down",{}]'})
+    run = await run_scenario(
+        """\
+        name: plain
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - present_id_tag: {id_tag: TAG1}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed"
+    assert message.endswith(
+        "idTag TAG1 was not accepted: the CSMS answered Authorize with CALLERROR InternalError "
+        "(the charger then refused it itself: Invalid)"
+    )
 
 
 async def test_answers_the_charger_refused_fail_the_steps_that_judge_answers(
