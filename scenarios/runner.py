@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
@@ -42,7 +43,7 @@ from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import hiding, shown_variables, storable
-from scenarios.watch import Watch
+from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
 from vehicles.models import VehicleModel
 
@@ -53,6 +54,14 @@ PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 # coalescing delay), and to connect and boot when the run connects it.
 LOAD_SECONDS = 30.0
 CONNECT_SECONDS = 60.0
+# How long the end of a run waits for the StopTransactions of the sessions it ends on its
+# temporary chargers to be answered, before it deletes them anyway.
+END_SESSIONS_SECONDS = 5.0
+# The reason those sessions end with. The charger is taken out of service mid-session: no
+# driver stopped at the reader (Local), no CSMS asked (Remote), no power was cut (PowerLoss,
+# which a charger reports only after it boots again, which this one never will). OCPP 1.6's
+# "Other" claims nothing that did not happen; a CSMS closes the transaction either way.
+END_SESSIONS_REASON = "Other"
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 Progress = Callable[[str], None]
@@ -198,6 +207,8 @@ class Runner:
             log.exception("scenario %s failed", self.scenario.name)
             message = f"the runner failed: {type(exc).__name__}: {exc}"
         finally:
+            if host_started and await self._end_sessions(targets):
+                interrupted = True  # cancelled meanwhile: the waiting was cut short, no more
             if self.watch is not None:
                 await self.watch.stop()
             if host_started:
@@ -211,6 +222,49 @@ class Runner:
         if interrupted:
             raise asyncio.CancelledError
         return run
+
+    async def _end_sessions(self, targets: list[Target]) -> bool:
+        """Stop the sessions still running on the run's temporary chargers, and wait (at
+        most END_SESSIONS_SECONDS) for the CSMS to answer each StopTransaction, before they
+        are deleted: a charger deleted mid-session left its transaction open at the CSMS
+        for good, and one that tracks them refused the idTag's next start (ConcurrentTx).
+        Whether the run was cancelled meanwhile: a second Ctrl-C skips the waiting, never
+        the deleting."""
+        temporary = [t for t in targets if t.temporary]
+        if not temporary:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            since = time.time()
+            stopped = await asyncio.gather(*(self._stop_sessions(t) for t in temporary))
+            deadline = loop.time() + END_SESSIONS_SECONDS
+            watch = self.watch
+            for target, count in zip(temporary, stopped, strict=True):
+                if count and watch is not None:
+                    await watch.wait_for(
+                        target.pk, partial(_stops_answered, since, count), deadline
+                    )
+        except asyncio.CancelledError:
+            return True
+        except Exception as exc:  # the chargers are deleted all the same
+            log.warning("scenario %s: ending its sessions failed: %s", self.scenario.name, exc)
+        return False
+
+    async def _stop_sessions(self, target: Target) -> int:
+        """Stop the charger's running transactions (END_SESSIONS_REASON); how many
+        StopTransactions went to a CSMS that is there to answer them (none offline: the
+        charger only queues them)."""
+        state = await self.client.state(target.pk, target.charge_point_id)
+        charger = state.get("charger")
+        if not state.get("ok") or charger is None:
+            return 0
+        running = [e["connector_id"] for e in charger["evses"] if e["id_tag"] is not None]
+        for connector in running:
+            args: contract.StopArgs = {"connector_id": connector, "reason": END_SESSIONS_REASON}
+            result = await self.client.command(target.pk, target.charge_point_id, "stop", args)
+            if not result.get("ok"):
+                log.info("%s: %s", target.charge_point_id, result.get("message"))
+        return len(running) if charger["link"] == "online" else 0
 
     def _cut_short(self, why: str) -> None:
         """A cancelled run: each charger that had not finished is in error, its step in
@@ -561,6 +615,25 @@ def _vehicle(name: Any) -> VehicleModel:
     if first is None:
         raise SetupError("no vehicle model to plug in")
     return first
+
+
+def _stops_answered(since: float, count: int, frames: list[Frame]) -> bool:
+    """Whether `count` StopTransactions sent since `since` were answered (CALLRESULT or
+    CALLERROR: either way the CSMS has heard of the stop)."""
+    calls = {
+        f.message_id
+        for f in frames
+        if f.direction == "out"
+        and f.message_type == CALL
+        and f.action == "StopTransaction"
+        and f.at >= since
+    }
+    answered = {
+        f.message_id
+        for f in frames
+        if f.direction == "in" and f.message_type in (CALLRESULT, CALLERROR)
+    }
+    return len(calls & answered) >= count
 
 
 def _delete_temporary(targets: list[Target]) -> None:

@@ -656,6 +656,50 @@ async def test_an_interrupted_run_is_stored_as_such_and_cleans_up(csms: CentralS
     )()
 
 
+SESSION_LEFT_RUNNING = """\
+name: left-running
+description: A session that the scenario leaves running.
+chargers: {template: {count: 1, connectors: 2}}
+steps:
+  - plug_in: {connector: 2, wait: Preparing}
+  - present_id_tag: {connector: 2, id_tag: STAYS, wait: Charging}
+"""
+
+
+def stopped_as(csms: CentralSystem) -> list[tuple[int, str | None]]:
+    return [(tx.connector_id, tx.reason) for tx in csms.transactions.values()]
+
+
+async def test_a_session_left_running_is_stopped_before_its_charger_goes(
+    csms: CentralSystem,
+) -> None:
+    run, _ = await run_scenario(SESSION_LEFT_RUNNING, csms)
+    passed_all(run)
+    # Ended as a charger taken out of service ends it, and answered before it was deleted:
+    # the CSMS holds no transaction open for a charger that is gone.
+    assert stopped_as(csms) == [(2, "Other")]
+    assert all(tx.stop_timestamp is not None for tx in csms.transactions.values())
+
+
+async def test_a_run_cancelled_mid_session_stops_the_session_too(csms: CentralSystem) -> None:
+    runner = Runner(
+        parse(SESSION_LEFT_RUNNING + "  - wait: {seconds: 60}\n"),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+    )
+    task = asyncio.create_task(runner.execute())
+    while not runner.chargers or len(runner.chargers[0].steps) < 2:
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped_as(csms) == [(2, "Other")]
+    assert not await database_sync_to_async(
+        Charger.objects.filter(charge_point_id__startswith="SCN-").exists
+    )()
+
+
 BRIEF = """\
 name: brief
 description: One template charger at the default location boots.

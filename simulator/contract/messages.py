@@ -102,9 +102,15 @@ WAIT_TIMEOUT_MAX: Final = 300.0  # seconds; a longer wait is refused, not shorte
 # Arguments of the drive commands. They come from a browser, so the engine checks every
 # value (simulator.runtime.commands) and answers a bad one with a message, never a crash.
 class ConnectorArgs(TypedDict, total=False):
-    """stop, unplug, clear_fault (connector 1 when missing)."""
+    """unplug, clear_fault (connector 1 when missing); stop: `StopArgs`."""
 
     connector_id: int
+
+
+class StopArgs(ConnectorArgs, total=False):
+    # The StopTransaction's reason, an OCPP 1.6 Reason; Local (a driver's stop at the
+    # charger) when missing.
+    reason: str
 
 
 class PlugInArgs(ConnectorArgs, total=False):

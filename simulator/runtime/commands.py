@@ -359,7 +359,7 @@ class CommandServer:
             return await self._present_id_tag(charger, args)
         connector_id = _connector(args)
         if command == "stop":
-            charger.stop_transaction(connector_id, StopReason.LOCAL)
+            charger.stop_transaction(connector_id, _stop_reason(args))
             return f"transaction on connector {connector_id} stopped"
         if command == "unplug":
             charger.unplug(connector_id)
@@ -954,6 +954,16 @@ def _number(
     if not low <= value <= high:  # NaN fails this too
         raise InvalidArgument(f"{label} must be within {low:g} and {high:g}", name)
     return value
+
+
+def _stop_reason(args: Mapping[str, Any]) -> StopReason:
+    """`stop`'s reason (`contract.StopArgs`): Local when not given."""
+    raw = args.get("reason", StopReason.LOCAL.value)
+    try:
+        return StopReason(raw)
+    except ValueError:
+        known = ", ".join(reason.value for reason in StopReason)
+        raise InvalidArgument(f"{raw!r} is not a stop reason (one of: {known})", "reason") from None
 
 
 def _connector(args: Mapping[str, Any]) -> int:
