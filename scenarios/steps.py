@@ -105,15 +105,39 @@ class StepContext:
             charger = result.get("charger")
             why = charger["link_error"] if charger and charger["link"] != "online" else None
             where = f"; its last attempt to connect to {self.target.csms_url}: {why}" if why else ""
+            said = f"it is {wait.get('status')}{where}"
+            if wait["condition"] == contract.ACCEPTED:
+                # "it is None" said nothing: what the CSMS answered (or did not) to the
+                # charger's BootNotification says why its boot was not accepted.
+                said = await self._boot_answer() or said
             raise StepFailed(
                 f"{_condition(wait['condition'])} did not happen within "
-                f"{wait_for['timeout'] if wait_for else '?'} s (it is {wait.get('status')}"
-                f"{where})"
+                f"{wait_for['timeout'] if wait_for else '?'} s ({said})"
             )
         return result
 
     def deadline(self, seconds: float) -> float:
         return self.started + seconds
+
+    async def _boot_answer(self) -> str | None:
+        """What the CSMS answered to the charger's latest BootNotification during the run,
+        said for a boot that was not accepted; None when the charger sent none."""
+        await self.watch.settle()
+        frames = self.watch.frames.get(self.target.pk, [])
+        boots = [
+            f
+            for f in frames
+            if f.direction == "out" and f.message_type == CALL and f.action == "BootNotification"
+        ]
+        if not boots:
+            return None
+        answer = _answer_to(frames, boots[-1])
+        if answer is None:
+            return "the CSMS did not answer its BootNotification"
+        fault = answer_fault("BootNotification", answer)
+        if fault is not None:
+            return fault
+        return f"the CSMS answered its BootNotification {answer_status('BootNotification', answer.payload)}"
 
 
 Handler = Callable[[StepContext, dict[str, Any]], Awaitable[str]]

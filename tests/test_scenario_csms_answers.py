@@ -223,3 +223,38 @@ async def test_a_boot_answer_the_charger_refused_fails_the_heartbeat_interval(
     status, message = steps_of(run)[-1]
     assert status == "failed", message
     assert "the CSMS's answer to BootNotification breaks the OCPP 1.6 schema: interval" in message
+
+
+BOOT = """\
+name: boot
+description: x
+chargers: {template: {count: 1, connect: false}}
+steps:
+  - connect: {wait: Accepted, timeout: 3}
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            '[3,{id},{"currentTime":"2026-01-01T00:00:00Z","interval":"sixty","status":"Accepted"}]',
+            "the CSMS's answer to BootNotification breaks the OCPP 1.6 schema: interval: 'sixty'",
+        ),
+        ('[4,{id},"InternalError","down",{}]', "the CSMS answered BootNotification with CALLERROR"),
+        (None, "the CSMS did not answer its BootNotification"),
+        (
+            '[3,{id},{"currentTime":"2026-01-01T00:00:00Z","interval":300,"status":"Rejected"}]',
+            "the CSMS answered its BootNotification Rejected",
+        ),
+    ],
+    ids=["schema", "callerror", "silent", "rejected"],
+)
+async def test_a_boot_that_was_not_accepted_says_what_the_csms_answered(
+    csms: CentralSystem, answer: str | None, said: str
+) -> None:
+    answering(csms, {"BootNotification": answer})
+    run = await run_scenario(BOOT, csms)
+    [(status, message)] = steps_of(run)
+    assert status == "failed"
+    assert f"boot Accepted did not happen within 3.0 s ({said}" in message
