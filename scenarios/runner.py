@@ -42,7 +42,7 @@ from locations.models import Location
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
-from scenarios.texts import hiding, shown_variables, storable
+from scenarios.texts import hiding, one_line, shown_variables, storable
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
 from simulator import contract
 from vehicles.models import VehicleModel
@@ -524,8 +524,10 @@ class Runner:
             took = loop.time() - started
             charger.steps.append(_verdict(step, status, message, started - self._t0, took))
             self.progress(
-                f"{self.scenario.name} {target.charge_point_id} {step.label}: {status}"
-                f" ({took:.2f} s){'' if status == PASSED else ': ' + message}"
+                one_line(
+                    f"{self.scenario.name} {target.charge_point_id} {step.label}: {status}"
+                    f" ({took:.2f} s){'' if status == PASSED else ': ' + message}"
+                )
             )
             if status != PASSED:
                 failed = message

@@ -26,6 +26,13 @@ def storable(value: Any) -> Any:
     return value
 
 
+def one_line(text: str) -> str:
+    """`storable(text)` with its line breaks escaped too: a line of the command's output
+    that quotes a CSMS (a step's message) must not draw on the terminal (ANSI escapes,
+    a carriage return over the line) nor forge lines of its own in a CI log."""
+    return str(storable(text)).replace("\r", "\\r").replace("\n", "\\n")
+
+
 # A name that says its value is a secret (a variable, a URL's query parameter): its value
 # is shown as HIDDEN in everything a run keeps and shows (result, JUnit, messages, pages).
 _SECRET_NAME = re.compile(r"pass|secret|token|key|auth|sig|credential|cookie", re.IGNORECASE)

@@ -30,6 +30,7 @@ from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner, RunningWorkers
 from scenarios.steps import STEPS, StepContext, Target
+from scenarios.texts import one_line
 from simulator import contract
 from simulator.csms import CentralSystem
 from simulator.management.commands.runscenario import InProcessEngine
@@ -192,8 +193,8 @@ async def test_a_verdict_quoting_a_hostile_csms_is_stored_and_exported(
     # The CSMS answers Authorize with a CALLERROR whose code holds a NUL and a BEL. The
     # verdict quotes the code; before, PostgreSQL refused the run's final save (the run was
     # left "running") and the JUnit file was not XML. Now both show the escapes.
-    csms.fail_actions["Authorize"] = "Internal\x00Err\x07or"
-    run, _ = await run_scenario(
+    csms.fail_actions["Authorize"] = "Internal\x00Err\x07or\x1b[31m"
+    run, lines = await run_scenario(
         """\
         name: hostile
         description: x
@@ -211,10 +212,19 @@ async def test_a_verdict_quoting_a_hostile_csms_is_stored_and_exported(
     stored = await database_sync_to_async(ScenarioRun.objects.get)(pk=run.pk)
     assert stored.status == "failed"
     message = stored.result["chargers"][0]["steps"][2]["message"]
-    assert message.endswith(r"the CSMS answered Authorize with CALLERROR Internal\x00Err\x07or")
+    assert message.endswith(
+        r"the CSMS answered Authorize with CALLERROR Internal\x00Err\x07or\x1b[31m"
+    )
     suite = ElementTree.fromstring(junit_xml([stored.result]))
     failure = suite.find("testsuite/testcase/failure")
     assert failure is not None and failure.get("message") == message
+    # The command's line per step shows the escapes too: no ANSI escape reaches a terminal.
+    assert lines[-1].endswith(message)
+    assert not any(char in line for line in lines for char in "\x00\x07\x1b")
+
+
+def test_a_progress_line_is_one_line_of_text() -> None:
+    assert one_line("a\x1b[2Kb\rc\nd\te") == r"a\x1b[2Kb\rc\nd" + "\te"
 
 
 @pytest.mark.csms(boot_interval=30)
