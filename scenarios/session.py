@@ -111,6 +111,14 @@ def unwritable(path: str | None) -> str:
     return ""
 
 
+def remove_report(path: str | None) -> None:
+    """Remove a report an earlier invocation left at `path`: a run that writes none (it
+    was interrupted, or nothing could run) must not leave the old verdicts to a CI step
+    that publishes the report whatever happened."""
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
 def write_reports(runs: Sequence[ScenarioRun], *, junit: str | None, json_path: str | None) -> None:
     results = [run.result for run in runs]
     if junit:

@@ -410,12 +410,21 @@ def test_a_signal_stores_the_run_as_an_error_and_deletes_its_chargers(
     one is started so."""
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG)
+    # Reports of an earlier invocation: a CI step that publishes them "always" must not
+    # show their verdicts for this one.
+    junit, json_report = tmp_path / "old.xml", tmp_path / "old.json"
+    junit.write_text("<testsuites/>")
+    json_report.write_text("[]")
     run = ManagePy(
         tmp_path,
         "runscenario",
         str(scenario),
         "--builtin-csms",
         "--migrate",
+        "--junit",
+        str(junit),
+        "--json",
+        str(json_report),
         sigint_ignored=sent is signal.SIGINT,
     )
     try:
@@ -433,6 +442,7 @@ def test_a_signal_stores_the_run_as_an_error_and_deletes_its_chargers(
         ).fetchone()
     assert status == "error"
     assert left == (0,)
+    assert not junit.exists() and not json_report.exists()
 
 
 LOST_RUN = """

@@ -30,6 +30,7 @@ from scenarios.session import (
     Session,
     exit_code,
     load_files,
+    remove_report,
     unwritable,
     write_reports,
 )
@@ -257,6 +258,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"--{option} {options[option]}: {problem}", returncode=EXIT_BAD_FILE
                 )
+            remove_report(options[option])
         scenarios, errors = load_files(options["files"], variables)
         if errors:
             for error in errors:
