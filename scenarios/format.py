@@ -20,6 +20,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -175,12 +176,15 @@ def parse(
         raise ScenarioError(errors.found)
     given = data.get("variables")
     values: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+    said_nul: set[str] = set()  # given variables whose NUL is said at them
     for name, value in (variables or {}).items():
-        # The file's own text cannot hold a NUL (YAML refuses it); a variable given through
-        # the API can, and the run's row could not be stored (PostgreSQL refuses it).
+        # The file's own text cannot hold a raw NUL (YAML refuses it); a variable given
+        # through the API can, and the run's row could not be stored (PostgreSQL refuses it).
         if _holds_nul(name) or _holds_nul(value):
             errors.add(("variables", storable(str(name))), "holds a NUL character (U+0000)")
+            said_nul.add(str(name))
         values[name] = value  # also when refused: no second error, "unknown variable"
+    written_steps = data.get("steps")  # before the variables are replaced
     uses = set(given) if isinstance(given, dict) else set()
     for part in ("chargers", "steps"):
         if part in data:
@@ -194,7 +198,12 @@ def parse(
             broken.add(path[1])
     steps = data.get("steps")
     if isinstance(steps, list):
-        _check_steps(steps, errors, skip=broken)
+        _check_steps(
+            steps,
+            errors,
+            skip=broken,
+            id_tags_said=_id_tags_said(written_steps, said_nul),
+        )
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
     if errors.found:
         raise ScenarioError(errors.found)
@@ -461,6 +470,7 @@ def _substitute(value: Any, values: Mapping[str, Any], path: Path_, errors: _Err
             if name not in values and name not in RUNTIME_VARIABLES:
                 known = ", ".join(sorted({*values, *RUNTIME_VARIABLES}))
                 errors.add(path, f"unknown variable ${{{name}}} (known: {known})")
+                errors.unknown_variables.add(path)
         whole = _VARIABLE.fullmatch(value)
         if whole and whole.group(1) in values:
             return values[whole.group(1)]
@@ -503,6 +513,9 @@ class _Errors:
         self.marks = marks
         self.key_marks = key_marks
         self.found: list[FormatError] = []
+        # Where an unknown variable was said: the schema's word on the `${...}` text left
+        # there (not a duration, not a number) would only say it again, worse.
+        self.unknown_variables: set[Path_] = set()
 
     def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
         mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
@@ -517,7 +530,12 @@ class _Errors:
 
     def add_schema(self, error: jsonschema.ValidationError) -> None:
         path: Path_ = tuple(error.absolute_path)
+        if path in self.unknown_variables:
+            return
         custom = error.schema.get("x-error") if isinstance(error.schema, dict) else None
+        if custom and _negative_duration(error):
+            self.add(path, "must not be negative")
+            return
         kind = error.validator
         if kind == "additionalProperties" and isinstance(error.instance, dict):
             allowed = sorted(error.schema.get("properties", {}))
@@ -547,6 +565,19 @@ class _Errors:
             self.add(path, custom)
             return
         self.add(path, _message(error))
+
+
+_NEGATIVE_DURATION = re.compile(r"^-[0-9]+(\.[0-9]+)?(ms|s|m|h)$")
+
+
+def _negative_duration(error: jsonschema.ValidationError) -> bool:
+    """A duration refused for its minus sign alone: said so, not "must be a duration"."""
+    if error.schema != schema()["$defs"]["duration"]:
+        return False
+    value = error.instance
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value < 0
+    return isinstance(value, str) and _NEGATIVE_DURATION.match(value.strip()) is not None
 
 
 def value_list(value: Any) -> list[Any]:
@@ -600,9 +631,29 @@ def _message(error: jsonschema.ValidationError) -> str:
     return str(error.message)
 
 
-def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
+def _id_tags_said(written: Any, said_nul: set[str]) -> set[int]:
+    """The steps whose idTag, as written, takes a variable whose NUL is said at it."""
+    found: set[int] = set()
+    if not isinstance(written, list) or not said_nul:
+        return found
+    for n, item in enumerate(written):
+        args = next(iter(item.values()), None) if isinstance(item, dict) and item else None
+        tag = args.get("id_tag") if isinstance(args, dict) else None
+        if isinstance(tag, str) and said_nul & set(_VARIABLE.findall(tag)):
+            found.add(n)
+    return found
+
+
+def _check_steps(
+    steps: list[Any],
+    errors: _Errors,
+    *,
+    skip: set[int],
+    id_tags_said: AbstractSet[int] = frozenset(),
+) -> None:
     """What the schema cannot say well: which keys of a step go together (for the steps
-    the schema found nothing wrong with)."""
+    the schema found nothing wrong with). `id_tags_said`: steps whose idTag's problem
+    (a NUL) is said at the variable it came from."""
     for n, item in enumerate(steps):
         if n in skip or not isinstance(item, dict) or len(item) != 1:
             continue
@@ -626,8 +677,9 @@ def _check_steps(steps: list[Any], errors: _Errors, *, skip: set[int]) -> None:
                 errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
             tag = args.get("id_tag")
             # Said with its line here, not at run time by the charger (one set at run time,
-            # `${...}` still in it, is checked when sent; a NUL is said at its variable).
-            if isinstance(tag, str) and "${" not in tag and "\x00" not in tag:
+            # `${...}` still in it, is checked when sent; a NUL a given variable brought is
+            # said at that variable, one written in the file, "\u0000", here).
+            if isinstance(tag, str) and "${" not in tag and n not in id_tags_said:
                 problem = id_tag_problem(tag)
                 if problem is not None:
                     errors.add((*path, "id_tag"), problem)

@@ -224,6 +224,51 @@ def test_a_given_variable_may_hold_no_nul_anywhere() -> None:
     assert parse(GOOD, variables={"id_tag": "A-B"}).variables["id_tag"] == "A-B"
 
 
+def test_a_nul_written_in_an_id_tag_is_said_at_its_line() -> None:
+    # YAML's "\u0000" escape writes one: the charger would refuse it only at run time,
+    # after the run's chargers were made.
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - present_id_tag: {id_tag: "AB\\u0000"}
+    """
+    [error] = errors_of(text)
+    assert error.startswith(
+        "smoke.yaml:5:30: steps[0].present_id_tag.id_tag: an idTag is printable"
+    )
+
+
+@pytest.mark.parametrize("value", ["-5", '"-5s"', "-0.5"])
+def test_a_negative_duration_is_said_to_be_negative(value: str) -> None:
+    text = f"""\
+    name: smoke
+    description: x
+    chargers: {{ids: [CP-1]}}
+    steps:
+      - wait: {{status: Charging, timeout: {value}}}
+    """
+    assert errors_of(text) == ["smoke.yaml:5:39: steps[0].wait.timeout: must not be negative"]
+
+
+def test_an_unknown_variable_is_said_once() -> None:
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - wait: {seconds: "${nope}"}
+      - plug_in: {connector: "${nope}"}
+    """
+    errors = errors_of(text)
+    assert [e.split(": ")[1] for e in errors] == [
+        "steps[0].wait.seconds",
+        "steps[1].plug_in.connector",
+    ]
+    assert all("unknown variable ${nope}" in e for e in errors)
+
+
 def test_a_timeout_over_the_engines_limit_is_refused() -> None:
     text = """\
     name: smoke
