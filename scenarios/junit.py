@@ -7,6 +7,7 @@ steps say nothing of it (it never connected: all skipped) one named "charger".""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
@@ -53,9 +54,11 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         counts["errors"] += 1
     for charger in result.get("chargers") or ():
         cp_id = str(charger.get("charge_point_id"))
-        # A template's chargers are named "{prefix}-R{run}-{n}": without the run's id the
-        # classname is the same test in every run (CI keeps each test's history by name).
-        stable = cp_id.replace(f"-R{result.get('run')}-", "-", 1) if result.get("run") else cp_id
+        # A template's chargers are named "{prefix}-R{run}.{token}-{n}" (before the token,
+        # "{prefix}-R{run}-{n}"): without the run's part the classname is the same test in
+        # every run (CI keeps each test's history by name).
+        run = result.get("run")
+        stable = re.sub(rf"-R{run}(\.[0-9a-z]+)?-", "-", cp_id, count=1) if run else cp_id
         classname = f"{name}.{stable}"
         steps = charger.get("steps") or ()
         if charger.get("status") == "error" and not any(

@@ -21,6 +21,7 @@ import fnmatch
 import logging
 import random
 import re
+import secrets
 import time
 import traceback
 from collections.abc import Callable
@@ -63,6 +64,12 @@ END_SESSIONS_SECONDS = 5.0
 # "Other" claims nothing that did not happen; a CSMS closes the transaction either way.
 END_SESSIONS_REASON = "Other"
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+# A template's charger ids carry the run's id and a token drawn for the run: two CI jobs
+# with databases of their own both have a run 1, and against one CSMS their chargers
+# took each other's connections (and per-charger behaviour). Four characters of 36 keep
+# the id short (SCN-R12.k3x9-1) and make a clash of two runs one in 1.7 million.
+RUN_TOKEN_CHARS = 4
+_RUN_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 Progress = Callable[[str], None]
 
@@ -154,6 +161,7 @@ class Runner:
         self._moved = asyncio.Condition()
         self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self.location = _location_of(scenario.chargers)
+        self.token = "".join(secrets.choice(_RUN_TOKEN_ALPHABET) for _ in range(RUN_TOKEN_CHARS))
         # The template's chargers went to DEFAULT_LOCATION, named by no one: removed after.
         self._default_location_used = False
         # Every message the run keeps or shows, with its secret variables' values hidden.
@@ -417,7 +425,10 @@ class Runner:
         extra = {
             k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
         }
-        ids = [f"{prefix}-R{self.run.pk}-{n}" for n in range(1, int(template["count"]) + 1)]
+        ids = [
+            f"{prefix}-R{self.run.pk}.{self.token}-{n}"
+            for n in range(1, int(template["count"]) + 1)
+        ]
         taken = set(
             Charger.objects.filter(charge_point_id__in=ids).values_list(
                 "charge_point_id", flat=True

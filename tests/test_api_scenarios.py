@@ -153,7 +153,7 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
     assert partial[0]["result"]["steps_total"] == 8
     # Its temporary chargers are gone.
     assert not await database_sync_to_async(
-        Charger.objects.filter(charge_point_id__contains=f"-R{body['id']}-").exists
+        Charger.objects.filter(charge_point_id__contains=f"-R{body['id']}.").exists
     )()
 
     junit = await api.get(f"{RUNS}/{body['id']}/junit.xml")
@@ -329,7 +329,7 @@ async def test_a_running_run_cancelled_through_the_api_is_stored_as_error(
         assert set(verdicts[:cut]) == {"passed"} and set(verdicts[cut + 1 :]) <= {"skipped"}
         assert charger["steps"][cut]["message"] == launch.CANCELLED
     assert not await database_sync_to_async(
-        Charger.objects.filter(charge_point_id__contains=f"-R{run_id}-").exists
+        Charger.objects.filter(charge_point_id__contains=f"-R{run_id}.").exists
     )()
     again = await api.post(f"{RUNS}/{run_id}/cancel")
     assert again.status_code == 409

@@ -280,7 +280,9 @@ def test_shown_urls_and_variables_keep_no_credentials() -> None:
 def test_a_charger_that_never_connected_is_an_errored_testcase_not_a_green_run() -> None:
     from scenarios.junit import junit_xml
 
-    why = "SCN-R45-1 did not connect: boot Accepted did not happen within 60.0 s (it is offline)"
+    why = (
+        "SCN-R45.k3x9-1 did not connect: boot Accepted did not happen within 60.0 s (it is offline)"
+    )
     skipped = {"status": "skipped", "message": f"skipped after: {why}", "kind": "plug_in"}
     result = {
         "scenario": "s",
@@ -288,7 +290,7 @@ def test_a_charger_that_never_connected_is_an_errored_testcase_not_a_green_run()
         "status": "error",
         "chargers": [
             {
-                "charge_point_id": "SCN-R45-1",
+                "charge_point_id": "SCN-R45.k3x9-1",
                 "status": "error",
                 "message": why,
                 "steps": [{**skipped, "index": 0}, {**skipped, "index": 1}],
@@ -298,13 +300,14 @@ def test_a_charger_that_never_connected_is_an_errored_testcase_not_a_green_run()
     suites = ET.fromstring(junit_xml([result]))
     assert (suites.get("errors"), suites.get("skipped"), suites.get("tests")) == ("1", "2", "3")
     errored = [case for case in suites.iter("testcase") if case.find("error") is not None]
-    # Named without the run's id: the same test in every run (CI keeps history by name).
+    # Named without the run's id and token: the same test in every run (CI keeps history
+    # by name).
     assert [(case.get("classname"), case.get("name")) for case in errored] == [
         ("s.SCN-1", "charger")
     ]
     assert {case.get("classname") for case in suites.iter("testcase")} == {"s.SCN-1"}
     ids = [p.get("value") for p in suites.iter("property") if p.get("name") == "charge_point_id"]
-    assert ids == ["SCN-R45-1"]
+    assert ids == ["SCN-R45.k3x9-1"]
     error = errored[0].find("error")
     assert error is not None and error.get("message") == why
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import re
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -131,7 +132,9 @@ async def test_local_actions_waits_and_expectations_pass_against_the_builtin_csm
     assert all(step["duration"] >= 0 for step in charger["steps"])
     # The CSMS saw what the steps did ...
     cp_id = charger["charge_point_id"]
-    assert cp_id.startswith(f"SCN-R{run.pk}-")
+    # The run's id and a token of its own: another database's run of the same id, against
+    # the same CSMS, makes other chargers.
+    assert re.fullmatch(rf"SCN-R{run.pk}\.[0-9a-z]{{4}}-1", cp_id), cp_id
     assert csms.counts["StartTransaction"] == 1
     assert csms.counts["StopTransaction"] == 1
     assert csms.counts["BootNotification"] >= 2  # connect and reboot (a reconnect need not boot)
@@ -787,7 +790,7 @@ async def test_a_templates_hardware_location_and_vehicle_and_a_charger_that_star
     (charger,) = run.result["chargers"]
     boot = csms.boot_info[charger["charge_point_id"]]
     assert (boot["chargePointVendor"], boot["chargePointModel"]) == ("Acme", "Fast 150")
-    assert charger["charge_point_id"] == f"TPL-R{run.pk}-1"
+    assert re.fullmatch(rf"TPL-R{run.pk}\.[0-9a-z]{{4}}-1", charger["charge_point_id"])
 
 
 @pytest.mark.parametrize(
