@@ -449,17 +449,23 @@ def tick_at(engine: MeterEngine, host: HostClock, t: float) -> None:
     engine.tick(wall=at(BASE + t - 1000.0))
 
 
+def started_between_ticks(charger, host: HostClock) -> MeterEngine:
+    """Ticks at 1000 and 1001, a session started at 1001.6, ticks at 1002 and 1003."""
+    engine = host_driven(charger, host)
+    host.now = 1001.6
+    charger.start_transaction(1, "TAG")
+    for t in (1002.0, 1003.0):
+        tick_at(engine, host, t)
+    return engine
+
+
 def test_a_session_that_starts_between_ticks_meters_from_its_start_up_to_its_stop():
     """Its first visit stepped it from the tick before its start, which is not its time
     (QA: 11.5 Wh in the 1.03 s after meterStart at 22 kW, 6.3 Wh due); its stop settled only
     up to the latest tick."""
     charger = runtime_charger("CP-MID", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
     host = HostClock(1000.0)
-    engine = host_driven(charger, host)
-    host.now = 1001.6
-    charger.start_transaction(1, "TAG")
-    for t in (1002.0, 1003.0):
-        tick_at(engine, host, t)
+    started_between_ticks(charger, host)
     assert charger.evse(1).power_w == 11_000
     charger.settle_meter()  # it sleeps until its sample: brought up to now (1003)
     assert math.isclose(charger.evse(1).register_wh, 11_000 * 1.4 / 3600)
@@ -473,12 +479,7 @@ def test_a_session_under_a_profile_draws_its_limit_from_its_start():
     visit were none (QA: 22 kW until the first visit under a 6 A TxDefaultProfile)."""
     charger = runtime_charger("CP-LIM", "ws://127.0.0.1:1", evses=1, max_kw=22, config=SAMPLED)
     assert Operations(charger).on_set_charging_profile(0, tx_default_profile((0, 6))) == "Accepted"
-    host = HostClock(1000.0)
-    engine = host_driven(charger, host)
-    host.now = 1001.6
-    charger.start_transaction(1, "TAG")
-    for t in (1002.0, 1003.0):
-        tick_at(engine, host, t)
+    started_between_ticks(charger, HostClock(1000.0))
     watts = 6 * 230 * 3
     assert charger.evse(1).power_w == watts
     charger.settle_meter()
