@@ -33,6 +33,7 @@ from django.conf import settings
 from scenarios.published_schema import published
 from scenarios.texts import storable
 from simulator.contract.overrides import ANSWER_STATUSES
+from simulator.contract.statuses import fault_info_problem
 from simulator.contract.traffic import id_tag_problem
 
 # Filled in per charger by the runner; a file may use them without defining them.
@@ -683,6 +684,12 @@ def _check_steps(
                 problem = id_tag_problem(tag)
                 if problem is not None:
                     errors.add((*path, "id_tag"), problem)
+        elif kind == "fault":
+            info = args.get("info")
+            if isinstance(info, str) and "${" not in info:
+                problem = fault_info_problem(info)
+                if problem is not None:
+                    errors.add((*path, "info"), problem)
         for key in DURATION_KEYS & set(args):
             try:
                 seconds = duration(args[key])

@@ -240,6 +240,20 @@ def test_a_nul_written_in_an_id_tag_is_said_at_its_line() -> None:
     )
 
 
+def test_a_control_character_written_in_a_faults_info_is_said_at_its_line() -> None:
+    # As the idTag's: the charger refused it only at run time, an error (1), not a bad
+    # file (2), after the run's chargers were made (QA).
+    text = """\
+    name: smoke
+    description: x
+    chargers: {ids: [CP-1]}
+    steps:
+      - fault: {error_code: OtherError, info: "x\\u0000y\\u001b[31m"}
+    """
+    [error] = errors_of(text)
+    assert error.startswith("smoke.yaml:5:43: steps[0].fault.info: info is printable text")
+
+
 @pytest.mark.parametrize("value", ["-5", '"-5s"', "-0.5"])
 def test_a_negative_duration_is_said_to_be_negative(value: str) -> None:
     text = f"""\

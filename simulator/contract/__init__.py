@@ -131,6 +131,7 @@ from simulator.contract.statuses import (
     ConnectorStatus,
     FaultCode,
     StatusName,
+    fault_info_problem,
 )
 
 __all__ = [
@@ -237,6 +238,7 @@ __all__ = [
     "events_subscribe",
     "events_unsubscribe",
     "expired",
+    "fault_info_problem",
     "fleet_applied",
     "fleet_changed",
     "fleet_received",

@@ -54,3 +54,12 @@ FaultCode = Literal[
     "WeakSignal",
 ]
 FAULT_CODES: Final[tuple[str, ...]] = get_args(FaultCode)
+
+
+def fault_info_problem(info: str) -> str | None:
+    """Why a fault's `info` cannot be sent (StatusNotification's info is a CiString50:
+    printable text, as an idTag), or None. The engine and a scenario file's check say it
+    alike."""
+    if not info[:50].isprintable():
+        return "info is printable text, without control characters"
+    return None

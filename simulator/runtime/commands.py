@@ -377,9 +377,9 @@ class CommandServer:
             if code not in contract.FAULT_CODES:
                 raise InvalidArgument(f"{code!r} is not an OCPP 1.6 error code")
             info = str(args.get("info") or "")[:50] or None
-            if info is not None and not info.isprintable():
-                # StatusNotification's info is a CiString50: printable text, as an idTag.
-                raise InvalidArgument("info is printable text, without control characters")
+            problem = None if info is None else contract.fault_info_problem(info)
+            if problem is not None:
+                raise InvalidArgument(problem)
             charger.inject_fault(connector_id, code, info)
             return f"connector {connector_id} faulted ({code})"
         if command == "clear_fault":
