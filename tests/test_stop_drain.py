@@ -55,6 +55,10 @@ async def charging(csms, cp_id: str):
     charger.plug_in(1, COMPACT, soc=20)
     assert await charger.present_id_tag(1, "TAG1") == "Accepted"
     await wait_until(lambda: register_now(charger) > 0, message="energy flowing")
+    # And what the start sent answered (StartTransaction, its StatusNotification): energy
+    # flows from the start's instant, before those answers, and a test that then stops its
+    # CSMS answering would find the StopTransaction queued behind them.
+    await boot_reports_answered(charger)
     return service, charger
 
 
