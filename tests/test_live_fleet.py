@@ -74,6 +74,13 @@ def pk_of(cp_id: str) -> int:
     return ChargerRow.objects.get(charge_point_id=cp_id).pk
 
 
+def edit(pk: int, **values: Any) -> None:
+    """Change the row as an edit (admin, API, import) saves it: a new version (`updated`).
+    With the version unchanged, the worker may answer an outcome it gave that version
+    (the look-ahead of a reconciliation) for this edit's."""
+    ChargerRow.objects.filter(pk=pk).update(updated=timezone.now(), **values)
+
+
 async def start_session(service: Simulator, cp_id: str, csms: CentralSystem) -> None:
     charger = loaded(service, cp_id)
     charger.plug_in(1, COMPACT, soc=30)
@@ -96,7 +103,7 @@ async def test_the_fleet_counts_follow_chargers_loaded_and_stopped_live(worker, 
     await saved(row.pk)
     assert (worker.tally.counts().fleet["chargers"], worker.status().wanted) == (2, 2)
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await sync_to_async(edit)(pk, enabled=False)
     await saved(pk)
     assert worker.tally.counts().fleet["chargers"] == 1
 
@@ -107,7 +114,7 @@ async def test_a_disabled_charger_ends_its_transaction_with_reason_other_and_goe
     await start_session(worker, "CP-LIVE", csms)
     charger = loaded(worker, "CP-LIVE")
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await sync_to_async(edit)(pk, enabled=False)
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "stopped: disabled (its transaction ended, reason Other)"
     stop = await csms.wait_for("CP-LIVE", "StopTransaction")
@@ -159,7 +166,7 @@ async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, cs
     assert await charger.present_id_tag(2, "TAG-2") == "Accepted"
     await wait_until(lambda: len(charger.transactions) == 2, message="two sessions")
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await sync_to_async(edit)(pk, enabled=False)
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "stopped: disabled (its 2 transactions ended, reason Other)"
 
@@ -197,11 +204,11 @@ async def test_a_disabled_charger_keeps_no_parked_car_for_when_it_is_enabled_aga
     pk = await sync_to_async(pk_of)("CP-LIVE")
     stored = sync_to_async(lambda: list(PluggedVehicle.objects.filter(evse__charger_id=pk)))
     assert [row.record["soc"] for row in await stored()] == [30]
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await sync_to_async(edit)(pk, enabled=False)
     await saved(pk)
     await worker.checkpoint()
     assert await stored() == []
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=True)
+    await sync_to_async(edit)(pk, enabled=True)
     assert (await saved(pk))[0]["outcome"] == "loaded, connecting"
     assert all(evse.battery is None for evse in loaded(worker, "CP-LIVE").evses)
 
@@ -238,6 +245,7 @@ async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(w
     pk = await sync_to_async(pk_of)("CP-LIVE")
     boots = csms.counts["BootNotification"]
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "reboots now (3 connectors)"
     await wait_until(lambda: csms.counts["BootNotification"] > boots, message="a new boot")
@@ -282,6 +290,7 @@ async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_en
     await start_session(worker, "CP-LIVE", csms)
     pk = await sync_to_async(pk_of)("CP-LIVE")
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "takes effect when its session ends"
     charger = loaded(worker, "CP-LIVE")
@@ -299,7 +308,7 @@ async def test_a_new_csms_url_reconnects_the_charger_there(worker, csms):
     await other.start(host="127.0.0.1", port=0)
     try:
         pk = await sync_to_async(pk_of)("CP-LIVE")
-        await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(csms_url=other.url)
+        await sync_to_async(edit)(pk, csms_url=other.url)
         outcomes = await saved(pk)
         assert outcomes[0]["outcome"] == "reconnects now"
         await other.wait_connected("CP-LIVE")
@@ -317,6 +326,7 @@ async def test_a_new_sample_interval_brings_meter_values_at_that_interval(worker
         ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
     )(value="1")
     mark = len(csms.log)
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "applied live"
     first = await csms.wait_for("CP-LIVE", "MeterValues", after=mark, timeout=5)
@@ -339,6 +349,7 @@ async def test_a_value_applied_from_the_database_is_not_written_back_over_a_newe
         pk = await sync_to_async(pk_of)("CP-RACE")
         key = ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval")
         await sync_to_async(key.update)(value="40")
+        await sync_to_async(edit)(pk)  # its save marks the charger row
         assert (await saved(pk))[0]["outcome"] == "applied live"
         assert charger.config["MeterValueSampleInterval"] == "40"
         await sync_to_async(key.update)(value="45")  # the second PUT, stored
@@ -358,6 +369,7 @@ async def test_an_invalid_configuration_value_is_rejected_as_change_configuratio
     await sync_to_async(
         ConfigurationKey.objects.filter(charger_id=pk, key="HeartbeatInterval").update
     )(value="-5")
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert (
         outcomes[0]["outcome"] == "no change for the running charger (HeartbeatInterval rejected)"
@@ -376,6 +388,7 @@ async def test_the_operators_own_keys_reach_the_running_charger_and_its_csms(wor
     make = sync_to_async(ConfigurationKey.objects.create)
     await make(charger_id=pk, key="VendorMode", value="eco")
     await make(charger_id=pk, key="VendorSerial", value="X-1", readonly=True)
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "applied live"
     everything = _configuration(await csms.call("CP-LIVE", call.GetConfiguration()))
@@ -396,6 +409,7 @@ async def test_the_operators_own_keys_reach_the_running_charger_and_its_csms(wor
     assert (stored["VendorMode"], stored["VendorSerial"]) == ("fast", "X-1")
     # Deleted in the admin: gone from the running charger too.
     await sync_to_async(ConfigurationKey.objects.filter(charger_id=pk, key="VendorMode").delete)()
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     await saved(pk)
     named = await csms.call("CP-LIVE", call.GetConfiguration(key=["VendorMode"]))
     assert named.unknown_key == ["VendorMode"]
@@ -452,9 +466,7 @@ async def test_new_credentials_reconnect_the_charger_with_them(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
     connects, boots = csms.connects["CP-LIVE"], csms.counts["BootNotification"]
     csms.passwords["CP-LIVE"] = "a-new-password-16"
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
-        security_profile=1, authorization_key="a-new-password-16"
-    )
+    await sync_to_async(edit)(pk, security_profile=1, authorization_key="a-new-password-16")
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "reconnects now"
     await wait_until(lambda: csms.connects["CP-LIVE"] > connects, message="a new connection")
@@ -466,7 +478,7 @@ async def test_new_credentials_reconnect_the_charger_with_them(worker, csms):
 async def test_an_edited_vehicle_model_is_used_from_the_next_session(worker, csms):
     vehicle = await sync_to_async(make_vehicle)(0)
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(default_vehicle=vehicle)
+    await sync_to_async(edit)(pk, default_vehicle=vehicle)
     await saved(pk)
     await sync_to_async(VehicleModel.objects.filter(pk=vehicle.pk).update)(capacity_kwh=123.0)
     layer = get_channel_layer()
@@ -541,6 +553,7 @@ async def test_a_new_feature_profile_list_reboots_the_charger_into_it(worker, cs
     await sync_to_async(
         ConfigurationKey.objects.filter(charger_id=pk, key="SupportedFeatureProfiles").update
     )(value="Core,SmartCharging")
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "reboots now (2 connectors)"
     await wait_until(lambda: csms.counts["BootNotification"] > boots, message="a new boot")
@@ -553,8 +566,8 @@ async def test_a_new_feature_profile_list_reboots_the_charger_into_it(worker, cs
 
 async def test_a_firmware_failure_mode_applies_live(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
-        firmware_failure="InstallationFailed", diagnostics_upload_method="POST"
+    await sync_to_async(edit)(
+        pk, firmware_failure="InstallationFailed", diagnostics_upload_method="POST"
     )
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "applied live"
@@ -564,9 +577,7 @@ async def test_a_firmware_failure_mode_applies_live(worker, csms):
 
 async def test_the_power_sharing_policy_and_rating_apply_live(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(
-        power_sharing="first", max_power_kw=5.0
-    )
+    await sync_to_async(edit)(pk, power_sharing="first", max_power_kw=5.0)
     outcomes = await saved(pk)
     assert outcomes[0]["outcome"] == "applied live"
     live = loaded(worker, "CP-LIVE")
@@ -803,13 +814,14 @@ async def test_a_snapshot_says_when_an_edit_last_reached_the_running_charger(wor
     assert snapshot(live)["setup_at"] is None
 
     before = time.time()
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(max_power_kw=11.0)
+    await sync_to_async(edit)(pk, max_power_kw=11.0)
     assert (await saved(pk))[0]["outcome"] == "applied live"
     applied = snapshot(live)["setup_at"]
     assert applied is not None and before <= applied <= time.time()
 
     # A new connector: the charger is built afresh, and says so too.
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     assert (await saved(pk))[0]["outcome"] == "reboots now (3 connectors)"
     rebuilt = loaded(worker, "CP-LIVE")
     assert rebuilt is not live
@@ -829,6 +841,7 @@ async def test_an_edit_that_waited_for_the_session_dates_the_set_up_from_when_it
     pk = await sync_to_async(pk_of)("CP-LIVE")
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
     before = time.time()
+    await sync_to_async(edit)(pk)  # its save marks the charger row
     assert (await saved(pk))[0]["outcome"] == "takes effect when its session ends"
     seen = time.time()
     await asyncio.sleep(0.2)
@@ -846,12 +859,12 @@ async def test_a_charger_enabled_again_says_its_set_up_may_differ_from_its_pages
     # Disabled, edited, enabled: it came back at the new power with no stamp, so a page
     # opened before still showed the old one, as current.
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=False)
+    await sync_to_async(edit)(pk, enabled=False)
     live = loaded(worker, "CP-LIVE")
     before = time.time()
     assert (await saved(pk))[0]["outcome"].startswith("stopped: disabled")
     assert (snapshot(live)["setup_at"] or 0.0) >= before  # its pages show it enabled
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).update)(enabled=True, max_power_kw=11.0)
+    await sync_to_async(edit)(pk, enabled=True, max_power_kw=11.0)
     before = time.time()
     assert (await saved(pk))[0]["outcome"].startswith("loaded")
     assert (snapshot(loaded(worker, "CP-LIVE"))["setup_at"] or 0.0) >= before
