@@ -40,8 +40,8 @@ from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
-from simulator.runtime.layer_outage import Outage
 from simulator.runtime.live_fleet import FleetReloader
+from simulator.runtime.outage import Outage
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally

@@ -20,7 +20,7 @@ from simulator.core.drops import DROPPED
 from simulator.core.session_series import SessionSeries
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.runtime.event_stream import EventStream
-from simulator.runtime.layer_outage import Outage
+from simulator.runtime.outage import Outage
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.meter_engine import MeterEngine
-from simulator.runtime.outage import OutageLog
+from simulator.runtime.outage import Outage
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_sites
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
@@ -207,7 +207,7 @@ class Simulator:
         self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
         # The checkpoint loop's failures: the first in full, then a line a minute.
-        self.checkpoint_outage = OutageLog(log, "checkpoint")
+        self.checkpoint_outage = Outage("checkpoint", log, level=logging.ERROR)
         self.worker_lock: WorkerLock | None = None  # held while `run()` runs
         self.lock_lost = False  # another process took this shard's lock: no final save
         self._checkpoint_lock = asyncio.Lock()
@@ -712,7 +712,7 @@ class Simulator:
                     next_prune = loop.time() + await self._prune_log()
                     reached = True
                 if reached:
-                    failing.succeeded(loop.time())
+                    failing.recovered(loop.time())
             except Exception as exc:
                 failing.failed(exc, loop.time())
                 self.checkpointer.trim_frames()
