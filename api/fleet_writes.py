@@ -59,7 +59,7 @@ from chargers.evse_layout import (
     removal_problems,
 )
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
-from chargers.forms import ChargerForm
+from chargers.forms import ChargerForm, rename_losses
 from chargers.models import Charger, ConfigurationKey, Evse
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from locations.models import ArrivalProfile, Location, VehicleShare
@@ -411,7 +411,11 @@ class CheckedCharger:
 
 
 def check_charger(
-    given: Mapping[str, Any], instance: Charger | None = None, *, row: int | None = None
+    given: Mapping[str, Any],
+    instance: Charger | None = None,
+    *,
+    row: int | None = None,
+    force: bool = False,
 ) -> CheckedCharger:
     """Check a charger as the admin's form checks it, with its EVSE list and configuration
     as the import checks them; `given` are the request's fields (an update: those to
@@ -422,6 +426,8 @@ def check_charger(
         data["clear_authorization_key"] = True  # the admin's "Clear the AuthorizationKey"
     elif key is not None:
         data["authorization_key"] = key
+    if force:
+        data["move_anyway"] = True  # a rename into another shard, refused without it
     form = ChargerForm(data=data, instance=instance)
     errors = [] if form.is_valid() else form_errors(form, row=row)
 
@@ -532,9 +538,21 @@ def _checked_new(
     return plans, errors
 
 
-def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerReport) -> Charger:
+def update_charger(
+    charger: Charger, given: Mapping[str, Any], report: WorkerReport, *, force: bool = False
+) -> Charger:
+    """Change a charger; a rename into another shard is refused (422) while it would break
+    a transaction (`ChargerQuerySet.move_losses`) unless `force`."""
     stored_id = charger.charge_point_id
-    checked = check_charger(given, charger)
+    new_id = given.get("charge_point_id")
+    if not force and isinstance(new_id, str):
+        losses = rename_losses(charger.pk, stored_id, new_id)
+        if losses:
+            text = f"{' '.join(losses)} {FORCE_RENAME}"
+            raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
+    # The form's own check of a move: made above, as a 409 (a conflict with the charger's
+    # state, as a delete's), not a 422.
+    checked = check_charger(given, charger, force=True)
     if checked.plan is None:
         raise _invalid(checked.errors)
     try:
@@ -544,7 +562,7 @@ def update_charger(charger: Charger, given: Mapping[str, Any], report: WorkerRep
             notify_fleet_change([(charger.pk, stored_id)], report=report.callback)
     except IntegrityError:
         # Renamed onto an id a concurrent request took meanwhile: as create_many says it.
-        again = check_charger(given, Charger.objects.get(pk=charger.pk))
+        again = check_charger(given, Charger.objects.get(pk=charger.pk), force=True)
         if again.errors:
             raise _invalid(again.errors) from None
         raise
@@ -570,6 +588,7 @@ def delete_charger(charger: Charger, report: WorkerReport, *, force: bool = Fals
     return losses
 
 
+FORCE_RENAME = "(With ?force=true it is renamed anyway.)"
 FORCE_DELETE = (
     "(DELETE with ?force=true deletes it anyway: a StopTransaction it cannot send at once "
     "is then never sent.)"

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin import helpers
@@ -246,6 +247,16 @@ class ChargerAdmin(FleetImportExportAdmin):
     import_job_resource = "chargers"
     actions = ["generate_fleet", "enable", "disable", "reset_registers", "delete_selected"]
     inlines = [EvseInline, ConfigurationKeyInline]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or settings.CHARGESIM_SHARDS == 1:
+            return fieldsets
+        # Several workers: a rename may move the charger to another (`ChargerForm`).
+        (name, first), *rest = fieldsets
+        fields = list(first["fields"])
+        fields.insert(fields.index("charge_point_id") + 1, "move_anyway")
+        return [(name, {**first, "fields": fields}), *rest]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)

@@ -4,11 +4,12 @@ from typing import Any
 
 import orjson
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from chargers.models import KEY_MISSING, Charger
 from chargers.validators import validate_authorization_key
-from simulator.contract import overrides
+from simulator.contract import overrides, shard_of
 
 # Issue 16: stored answer overrides, network conditions and clock skew.
 FAULT_INJECTION_FIELDS = [
@@ -19,6 +20,7 @@ FAULT_INJECTION_FIELDS = [
     "clock_skew_seconds",
 ]
 EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
+MOVE_ANYWAY = "(To rename it anyway, tick 'Rename even so'.)"
 
 
 def without_missing_key(error: ValidationError) -> ValidationError | None:
@@ -47,6 +49,15 @@ class ChargerForm(forms.ModelForm):
         "keep the current one.",
     )
     clear_authorization_key = forms.BooleanField(label="Clear the AuthorizationKey", required=False)
+    # Only with several workers (`CHARGESIM_SHARDS` > 1): a new id may belong to another.
+    move_anyway = forms.BooleanField(
+        label="Rename even so",
+        required=False,
+        help_text="A new charge point id of another shard moves the charger to that shard's "
+        "worker. That is refused while a transaction is in progress or its messages are not "
+        "confirmed (the worker running it ends the session under the old id, but if that "
+        "worker is not running, the new id would). Tick to rename it anyway.",
+    )
 
     class Meta:
         model = Charger
@@ -90,6 +101,8 @@ class ChargerForm(forms.ModelForm):
         for name in FAULT_INJECTION_FIELDS:
             if name in self.fields:
                 self.fields[name].required = False
+        if settings.CHARGESIM_SHARDS == 1:
+            del self.fields["move_anyway"]  # one worker runs every id
 
     def _kept(self, name: str, empty: Any = 0) -> Any:
         """Not posted: the charger's value; posted empty: `empty` (none)."""
@@ -137,4 +150,27 @@ class ChargerForm(forms.ModelForm):
         if cleaned.get("clear_authorization_key"):
             cleaned["authorization_key"] = ""
             self.instance.authorization_key = ""
+        self._check_move(cleaned)
         return cleaned
+
+    def _check_move(self, cleaned: dict[str, Any]) -> None:
+        """A rename into another shard is refused while it would break a transaction
+        (`rename_losses`), unless `move_anyway`."""
+        new_id = cleaned.get("charge_point_id")
+        old_id = self.initial.get("charge_point_id")
+        if "move_anyway" not in self.fields or cleaned.get("move_anyway"):
+            return
+        if self.instance.pk and isinstance(old_id, str) and isinstance(new_id, str):
+            losses = rename_losses(self.instance.pk, old_id, new_id)
+            if losses:
+                self.add_error("charge_point_id", f"{' '.join(losses)} {MOVE_ANYWAY}")
+
+
+def rename_losses(pk: int, old_id: str, new_id: str) -> list[str]:
+    """What renaming charger `pk` from `old_id` to `new_id` would break: nothing (empty)
+    unless the new id is another shard's (`ChargerQuerySet.move_losses`)."""
+    shards = settings.CHARGESIM_SHARDS
+    shard = shard_of(new_id, shards)
+    if shard == shard_of(old_id, shards):
+        return []
+    return Charger.objects.filter(pk=pk).move_losses(new_id, shard)

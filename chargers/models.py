@@ -74,6 +74,49 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         StopTransaction it could not send at once (offline, its worker not running) would
         never be sent, and the CSMS would keep the transaction open for ever. Read from the
         database, not asked of a worker: true whether one runs the charger or not."""
+        losses = []
+        for cp_id, open_, held in self._transaction_holds():
+            if open_:
+                losses.append(
+                    f"{cp_id} has {_transactions(open_)} in progress: deleted now, it would "
+                    "never send the StopTransaction. Stop the session (or disable the "
+                    "charger) and delete it once its CSMS has confirmed the StopTransaction."
+                )
+            else:
+                losses.append(
+                    f"{cp_id} has {_messages(held)} its CSMS has not confirmed yet: deleted "
+                    f"now, it would never send {'them' if held != 1 else 'it'}. Let it "
+                    "deliver them (enabled, with its CSMS in reach) and delete it then."
+                )
+        return losses
+
+    def move_losses(self, new_id: str, shard: int) -> list[str]:
+        """What renaming these chargers to `new_id`, which another shard's worker runs,
+        would break (empty: nothing): the session in progress ends at once (StopTransaction
+        reason Other from the worker running it), but with that worker not running, the new
+        shard's worker ends it as after a power loss, under the new id, a transaction its
+        CSMS opened under the old one; the same for transaction messages not confirmed.
+        Read from the database, as `deletion_losses`: the web side cannot know in advance
+        whether the old shard's worker runs."""
+        losses = []
+        for cp_id, open_, held in self._transaction_holds():
+            what = (
+                f"{_transactions(open_)} in progress"
+                if open_
+                else f"{_messages(held)} its CSMS has not confirmed yet"
+            )
+            losses.append(
+                f"{cp_id} has {what}: renamed to {new_id}, it moves to the worker of shard "
+                f"{shard}, and if the worker running it now is not there to end "
+                f"{'the session' if open_ else 'them'} under {cp_id}, {new_id} would: its "
+                f"CSMS opened {'it' if open_ else 'them'} under {cp_id}. Stop the session, "
+                "and rename it once its CSMS has confirmed the StopTransaction."
+            )
+        return losses
+
+    def _transaction_holds(self) -> list[tuple[str, list[str], int]]:
+        """(charge point id, its open transactions' ids, its unconfirmed transaction
+        messages) of each of these chargers with either, by charge point id."""
         pks = dict(self.values_list("pk", "charge_point_id"))
         open_: dict[int, list[str]] = {}
         for pk, transaction_id, local_id in (
@@ -92,26 +135,19 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
             .annotate(n=models.Count("seq"))
             .values_list("charger_id", "n")
         )
-        losses = []
-        for pk, cp_id in sorted(pks.items(), key=lambda item: item[1]):
-            if pk in open_:
-                names = open_[pk]
-                many = len(names) > 1
-                which = f"transaction{'s' if many else ''} {', '.join(names)}"
-                losses.append(
-                    f"{cp_id} has {which} in progress: deleted now, it would never send "
-                    "the StopTransaction. Stop the session (or disable the charger) and "
-                    "delete it once its CSMS has confirmed the StopTransaction."
-                )
-            elif pk in held:
-                n = held[pk]
-                losses.append(
-                    f"{cp_id} has {n} transaction message{'s' if n != 1 else ''} its CSMS "
-                    "has not confirmed yet: deleted now, it would never send "
-                    f"{'them' if n != 1 else 'it'}. Let it deliver them (enabled, with its "
-                    "CSMS in reach) and delete it then."
-                )
-        return losses
+        return [
+            (cp_id, open_.get(pk, []), held.get(pk, 0))
+            for pk, cp_id in sorted(pks.items(), key=lambda item: item[1])
+            if pk in open_ or pk in held
+        ]
+
+
+def _transactions(names: list[str]) -> str:
+    return f"transaction{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
+def _messages(n: int) -> str:
+    return f"{n} transaction message{'s' if n != 1 else ''}"
 
 
 class Charger(models.Model):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chargers.admin import register_text
 from chargers.models import Charger, ConfigurationKey, Evse
+from simulator.contract import shard_of
 from tests.admin_forms import form_values
 from tests.cast import make_charger, make_location, make_open_transaction
 
@@ -476,3 +477,39 @@ def test_a_charger_with_nothing_to_lose_is_deleted_as_before(admin_client_logged
     assert "would never send" not in page and 'name="force"' not in page
     assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
     assert not Charger.objects.exists()
+
+
+def test_a_rename_into_another_shard_mid_session_asks_to_be_ticked(
+    admin_client_logged_in, settings
+):
+    """With several workers, a new id of another shard moves the charger to that shard's
+    worker: refused while a session is in progress (the API's 409), unless ticked."""
+    settings.CHARGESIM_SHARDS = 2
+    charger = make_charger("BUSY-5", evses=1)
+    make_open_transaction(charger, connector_id=1, transaction_id=16)
+    moved = next(
+        f"MOVED-{n}" for n in range(100) if shard_of(f"MOVED-{n}", 2) != shard_of("BUSY-5", 2)
+    )
+    url, data = change_page(admin_client_logged_in, charger)
+    assert "move_anyway" not in data  # offered (unticked)...
+    assert 'name="move_anyway"' in admin_client_logged_in.get(url).content.decode()
+    data["charge_point_id"] = moved
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    page = response.content.decode()
+    assert f"BUSY-5 has transaction 16 in progress: renamed to {moved}, it moves" in page
+    assert "tick &#x27;Rename even so&#x27;" in page
+    assert Charger.objects.get(pk=charger.pk).charge_point_id == "BUSY-5"
+    data["move_anyway"] = "on"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert Charger.objects.get(pk=charger.pk).charge_point_id == moved
+
+
+def test_one_worker_offers_no_rename_box(admin_client_logged_in, settings):
+    settings.CHARGESIM_SHARDS = 1
+    charger = make_charger("BUSY-6", evses=1)
+    make_open_transaction(charger, connector_id=1, transaction_id=17)
+    url, data = change_page(admin_client_logged_in, charger)
+    assert 'name="move_anyway"' not in admin_client_logged_in.get(url).content.decode()
+    data["charge_point_id"] = "BUSY-7"
+    assert admin_client_logged_in.post(url, data).status_code == 302

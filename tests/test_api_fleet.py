@@ -1055,6 +1055,74 @@ def test_a_charger_with_unconfirmed_transaction_messages_is_not_deleted_unless_f
     assert not OutboxMessage.objects.exists()
 
 
+def _other_shard(cp_id: str, shards: int = 2) -> tuple[str, str]:
+    """A new id of `cp_id`'s shard and one of the other."""
+    mine = contract.shard_of(cp_id, shards)
+    ids = [f"MOVED-{n}" for n in range(100)]
+    same = next(i for i in ids if contract.shard_of(i, shards) == mine)
+    other = next(i for i in ids if contract.shard_of(i, shards) != mine)
+    return same, other
+
+
+def test_a_rename_into_another_shard_mid_session_is_refused_unless_forced(api, depot, settings):
+    """The worker running it ends the session under the old id; with that worker not
+    running, the new shard's took it on after 20 s and ended the session as after a power
+    loss under the new id, a transaction its CSMS opened under the old one."""
+    settings.CHARGESIM_SHARDS = 2
+    charger = make_charger("CP-1", location=depot)
+    make_open_transaction(charger, connector_id=1, transaction_id=77)
+    same, other = _other_shard("CP-1")
+    refused = api.patch(f"{V1}/chargers/CP-1?wait=false", {"charge_point_id": other})
+    assert refused.status_code == 409, refused.content
+    detail = refused.json()["detail"]
+    assert detail.startswith(
+        f"CP-1 has transaction 77 in progress: renamed to {other}, it moves to the worker of "
+        f"shard {contract.shard_of(other, 2)}, and if the worker running it now is not there "
+        f"to end the session under CP-1, {other} would"
+    )
+    assert detail.endswith(fleet_writes.FORCE_RENAME)
+    assert refused.json()["errors"][0]["field"] == "charge_point_id"
+    body = {**api.get(f"{V1}/chargers/CP-1").json(), "charge_point_id": other}
+    put = api.put(f"{V1}/chargers/CP-1?wait=false", body)
+    assert put.status_code == 409, put.content
+    assert Charger.objects.get(pk=charger.pk).charge_point_id == "CP-1"
+
+    # Within its shard the rename waits for the session's end (the worker says so).
+    assert api.patch(f"{V1}/chargers/CP-1?wait=false", {"charge_point_id": same}).status_code == 200
+    forced = api.patch(f"{V1}/chargers/{same}?wait=false&force=true", {"charge_point_id": other})
+    assert forced.status_code == 200, forced.content
+    assert Charger.objects.get(pk=charger.pk).charge_point_id == other
+
+
+def test_a_rename_into_another_shard_waits_for_unconfirmed_transaction_messages(
+    api, depot, settings
+):
+    settings.CHARGESIM_SHARDS = 2
+    charger = make_charger("CP-1", location=depot)
+    stop = {"transactionId": 77, "meterStop": 1500, "timestamp": "2026-12-01T11:00:00Z"}
+    OutboxMessage.objects.add([(charger.pk, 2, "StopTransaction", stop, "CP-1-1")])
+    _, other = _other_shard("CP-1")
+    refused = api.patch(f"{V1}/chargers/CP-1?wait=false", {"charge_point_id": other})
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(
+        "CP-1 has 1 transaction message its CSMS has not confirmed yet: renamed to "
+    )
+    OutboxMessage.objects.all().delete()  # confirmed
+    assert (
+        api.patch(f"{V1}/chargers/CP-1?wait=false", {"charge_point_id": other}).status_code == 200
+    )
+
+
+def test_one_worker_runs_every_id_so_any_rename_goes_through(api, depot, settings):
+    settings.CHARGESIM_SHARDS = 1
+    charger = make_charger("CP-1", location=depot)
+    make_open_transaction(charger, connector_id=1, transaction_id=77)
+    _, other = _other_shard("CP-1")
+    assert (
+        api.patch(f"{V1}/chargers/CP-1?wait=false", {"charge_point_id": other}).status_code == 200
+    )
+
+
 def test_setting_evses_or_configuration_needs_their_permissions(depot):
     make_charger("CP-1", location=depot)
     adder = client_with("add_charger")

@@ -66,6 +66,18 @@ WAIT = Query(
     description="Wait (a few seconds at most) for the simulator workers to say what they did "
     "with the change, and answer it in `workers`; false answers at once.",
 )
+FORCE_RENAME = Query(
+    False,
+    description="Rename a charger into another shard (another worker runs its new id) even "
+    "though a transaction is in progress on it or its CSMS has not confirmed its transaction "
+    "messages (refused with 409 otherwise).",
+)
+RENAME_NOTE = (
+    "With several workers, a new `charge_point_id` that another shard's worker runs is "
+    "refused (409) while a transaction is in progress or transaction messages are not "
+    "confirmed (with the worker that runs it now not running, the new id would end the "
+    "session its CSMS opened under the old one); `?force=true` renames it anyway."
+)
 FORCE = Query(
     False,
     description="Delete a charger even though a transaction is in progress on it or its "
@@ -394,17 +406,22 @@ def get_charger(request: HttpRequest, charge_point_id: str) -> Any:
     "sent back: a read-only field (`id`, `created`, an EVSE's `register_wh`, ...) with its "
     "value is taken, with another refused (422), and `configuration` may be the GET's list "
     "(the keys whose value it changes are set). Needs `chargers.change_charger` (and the "
-    "EVSE and configuration key permissions when giving `evses` or `configuration`).",
+    "EVSE and configuration key permissions when giving `evses` or `configuration`). "
+    + RENAME_NOTE,
 )
 @require("chargers.change_charger")
 def replace_charger(
-    request: HttpRequest, charge_point_id: str, payload: ChargerPut, wait: bool = WAIT
+    request: HttpRequest,
+    charge_point_id: str,
+    payload: ChargerPut,
+    wait: bool = WAIT,
+    force: bool = FORCE_RENAME,
 ) -> Any:
     charger = _charger(charge_point_id)
     given = writes.charger_put(charger, _given(payload, partial=False))
     _write_perms(request, given, creating=False)
     report = writes.WorkerReport(wait)
-    charger = writes.update_charger(charger, given, report)
+    charger = writes.update_charger(charger, given, report, force=force)
     return _written(charger, report)
 
 
@@ -414,16 +431,20 @@ def replace_charger(
     tags=CHARGERS,
     summary="Change a charger",
     description="Only the fields given change. Needs `chargers.change_charger` (and the EVSE "
-    "and configuration key permissions when giving `evses` or `configuration`).",
+    "and configuration key permissions when giving `evses` or `configuration`). " + RENAME_NOTE,
 )
 @require("chargers.change_charger")
 def change_charger(
-    request: HttpRequest, charge_point_id: str, payload: ChargerPatch, wait: bool = WAIT
+    request: HttpRequest,
+    charge_point_id: str,
+    payload: ChargerPatch,
+    wait: bool = WAIT,
+    force: bool = FORCE_RENAME,
 ) -> Any:
     given = _given(payload, partial=True, model=Charger)
     _write_perms(request, given, creating=False)
     report = writes.WorkerReport(wait)
-    charger = writes.update_charger(_charger(charge_point_id), given, report)
+    charger = writes.update_charger(_charger(charge_point_id), given, report, force=force)
     return _written(charger, report)
 
 
