@@ -524,10 +524,21 @@ async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver
     resumed = await driver.post(ACTION.format("API-2", "resume-ev"), wait_for="Charging")
     assert resumed.json()["wait"]["met"] is True
 
+    connects = csms.connects["API-2"]
     cut = await driver.post(ACTION.format("API-2", "cut-network"), {"seconds": 1})
     assert cut.json()["message"] == "network of API-2 cut for 1 s"
+    # Answered once the link is down: its snapshot said "online" while the network was cut.
+    assert cut.json()["charger"]["link"] == "offline"
+    assert cut.json()["charger"]["link_error"].startswith("network cut (")
     back = await driver.get(STATE.format("API-2"), wait_for="Accepted", timeout=15)
     assert back.json()["wait"]["met"] is True
+    assert csms.connects["API-2"] == connects + 1
+    # Waiting for Accepted is waiting for the reconnect (it was met at once, still online).
+    again = await driver.post(
+        ACTION.format("API-2", "cut-network"), {"seconds": 1}, wait_for="Accepted", timeout=15
+    )
+    assert again.json()["wait"]["met"] is True
+    assert csms.connects["API-2"] == connects + 2
 
     rebooted = await driver.post(ACTION.format("API-2", "reboot"), wait_for="Accepted")
     assert rebooted.json()["wait"]["met"] is True

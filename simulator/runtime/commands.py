@@ -49,6 +49,9 @@ from simulator.runtime.traffic import TrafficDriver, load_profiles, site_time_zo
 
 log = logging.getLogger(__name__)
 
+# At most this many 10 ms turns for a cut connection to be seen closed (a few, in practice).
+CUT_SETTLE_TURNS = 200
+
 # A summary that did not change is sent again this often, so a page that joins later (or a
 # shard that restarted) is known within this time (the pages count on it: the contract's).
 SUMMARY_KEEPALIVE_SECONDS = contract.SUMMARY_KEEPALIVE_SECONDS
@@ -342,6 +345,13 @@ class CommandServer:
             if charger.id not in self.service.connections:
                 raise CommandError("charger is offline")
             charger.cut_network(seconds)
+            # The abort reaches the connection on the loop's next turns: answered before,
+            # the charger still read as online (its snapshot, a `wait_for` Accepted met at
+            # once while the network was down).
+            for _ in range(CUT_SETTLE_TURNS):
+                if not charger.online:
+                    break
+                await asyncio.sleep(0.01)
             return f"network of {charger.id} cut for {seconds:g} s"
         if command == "request_certificate":
             if charger.id not in self.service.connections:
