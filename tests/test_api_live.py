@@ -551,6 +551,25 @@ async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver
     assert again.json()["wait"]["met"] is True
 
 
+async def test_a_stop_during_a_network_cut_says_its_stop_transaction_waits(worker, driver, csms):
+    """QA: "transaction on connector 1 stopped" while the StopTransaction reached the CSMS
+    only after the reconnect, 3 s later."""
+    await driver.post(ACTION.format("API-2", "plug-in"), {})
+    await driver.post(
+        ACTION.format("API-2", "present-id-tag"), {"id_tag": "T"}, wait_for="Charging"
+    )
+    await csms.wait_for("API-2", "StartTransaction", direction="out", message_type=3)
+    await driver.post(ACTION.format("API-2", "cut-network"), {"seconds": 2})
+    stopped = await driver.post(ACTION.format("API-2", "stop"), {"connector_id": 1})
+    assert stopped.json()["message"] == (
+        "transaction on connector 1 stopped; its StopTransaction is sent once the charger is "
+        "back online"
+    )
+    assert not [e for e in csms.log if e.action == "StopTransaction"]
+    stop = await csms.wait_for("API-2", "StopTransaction", message_type=2, timeout=15)
+    assert stop.payload["reason"] == "Local"
+
+
 async def test_a_network_cuts_count_is_as_of_each_state_request(worker, driver):
     """The state said "network cut (11 s left)" for the whole of a 12 s cut: the count was
     the one of the moment the link went down."""

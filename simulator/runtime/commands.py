@@ -370,6 +370,12 @@ class CommandServer:
         connector_id = _connector(args)
         if command == "stop":
             charger.stop_transaction(connector_id, _stop_reason(args))
+            if not charger.online:
+                # Offline (a network cut): the StopTransaction waits in the outbox.
+                return (
+                    f"transaction on connector {connector_id} stopped; its StopTransaction "
+                    "is sent once the charger is back online"
+                )
             return f"transaction on connector {connector_id} stopped"
         if command == "unplug":
             charger.unplug(connector_id)
