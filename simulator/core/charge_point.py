@@ -281,6 +281,10 @@ class Charger:
         self.booting = False
         # Not Accepted: no BootNotification before this (monotonic s; 0: any time).
         self.next_boot_at = 0.0
+        # Held by each CALL sent outside the queue (a BootNotification, a message triggered
+        # while Pending): OCPP-J allows one CALL outstanding, and the queue sends nothing
+        # before Accepted, so these wait for one another's answers here.
+        self._unqueued = asyncio.Lock()
         self.link = LinkState.OFFLINE
         self.link_error = ""
         self.in_service = True  # False once taken out of the running fleet (out_of_service)
@@ -652,9 +656,15 @@ class Charger:
 
     async def _send_boot_notification(self) -> tuple[BootState, int]:
         action, payload = self.messages.boot(self.spec)
-        assert self.transport is not None
         try:
-            answer = self.messages.read_boot(await self.transport.call(action, payload))
+            raw: dict[str, Any] | None
+            if self.boot is BootState.ACCEPTED:
+                # Triggered while registered: in turn, behind the CALL the queue has out.
+                raw = await self.request((action, payload))
+            else:
+                raw = await self._call_unqueued(action, payload, boot=True)
+            assert raw is not None  # a BootNotification always goes
+            answer = self.messages.read_boot(raw)
         except CallFailed as exc:
             log.warning("%s: %s failed: %s", self.id, action, exc)
             self.next_boot_at = self.clock.monotonic() + self._boot_backoff()
@@ -2227,20 +2237,52 @@ class Charger:
         self, message: Message, on_result: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
         """A triggered message: through the queue once booted, directly while Pending (the
-        only messages a Pending charger may send). `on_result` hears its answer either way."""
+        only messages a Pending charger may send). `on_result` hears its answer either way.
+
+        Triggered while the BootNotification has no answer yet, it waits for that answer
+        (one CALL outstanding), then goes as the answer says: through the queue once
+        Accepted, directly if Pending, not at all otherwise (a charger not registered sends
+        nothing but BootNotifications)."""
         if self.boot is BootState.ACCEPTED:
             self.send(message, on_result=on_result)
             return
-        transport = self.transport
-        if transport is None:
-            return
         try:
-            result = await transport.call(*message)
+            result = await self._call_unqueued(*message, on_accepted=on_result)
         except (CallFailed, LinkLost) as exc:
             log.info("%s: triggered %s failed: %s", self.id, message[0], exc)
             return
-        if on_result is not None:
+        if result is not None and on_result is not None:
             on_result(result)
+
+    async def _call_unqueued(
+        self,
+        action: str,
+        payload: Payload,
+        *,
+        boot: bool = False,
+        on_accepted: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any] | None:
+        """Send a CALL outside the queue once no other such CALL awaits its answer; its
+        answer. A message other than the `boot` notification goes only while Pending: once
+        the one before it made the charger Accepted, through the queue (None); with no boot
+        accepted or pending, not at all (None, logged)."""
+        async with self._unqueued:
+            if not boot:
+                if self.boot is BootState.ACCEPTED:
+                    self.send((action, payload), on_result=on_accepted)
+                    return None
+                if self.boot is not BootState.PENDING:
+                    log.info(
+                        "%s: triggered %s not sent: its BootNotification is %s",
+                        self.id,
+                        action,
+                        "rejected" if self.boot is BootState.REJECTED else "not answered",
+                    )
+                    return None
+            transport = self.transport
+            if transport is None:
+                raise LinkLost(f"{self.id} is offline")
+            return await transport.call(action, payload)
 
     # -- triggered messages (TriggerMessage, ExtendedTriggerMessage: `core.triggers`) ------
 
