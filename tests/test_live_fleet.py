@@ -292,7 +292,9 @@ async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_en
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
     await sync_to_async(edit)(pk)  # its save marks the charger row
     outcomes = await saved(pk)
-    assert outcomes[0]["outcome"] == "takes effect when its session ends"
+    assert outcomes[0]["outcome"] == (
+        "the new number of connectors (3) takes effect when its session ends (it reboots then)"
+    )
     charger = loaded(worker, "CP-LIVE")
     assert len(charger.evses) == 2 and 1 in charger.transactions
     boots = csms.counts["BootNotification"]
@@ -832,6 +834,48 @@ async def test_a_snapshot_says_when_an_edit_last_reached_the_running_charger(wor
     assert snapshot(loaded(worker, "CP-LIVE"))["setup_at"] is None
 
 
+async def test_in_a_session_only_what_needs_a_reboot_waits_for_its_end(worker, csms):
+    """QA: one save changing the firmware version, a configuration key and a connector's
+    power during a session said "takes effect when its session ends" for all of it, and
+    so did every later edit: the demo's sessions never end, and the CSMS saw none of them."""
+    await start_session(worker, "CP-LIVE", csms)
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="17")
+    await sync_to_async(Evse.objects.filter(charger_id=pk, connector_id=1).update)(max_power_kw=3.7)
+    await sync_to_async(edit)(pk, firmware_version="9.9")
+    assert (await saved(pk))[0]["outcome"] == (
+        "applied live; the new firmware version takes effect when its session ends (it "
+        "reboots then)"
+    )
+    charger = loaded(worker, "CP-LIVE")
+    assert charger.config["MeterValueSampleInterval"] == "17"
+    assert charger.evse(1).max_power_w == 3700
+    assert charger.spec.firmware_version != "9.9"  # what it booted with, until it reboots
+    assert 1 in charger.transactions
+    # A later edit of a key alone: applied, the reboot still to come.
+    await sync_to_async(
+        ConfigurationKey.objects.filter(charger_id=pk, key="MeterValueSampleInterval").update
+    )(value="23")
+    await sync_to_async(edit)(pk)
+    assert (await saved(pk))[0]["outcome"] == (
+        "applied live; the new firmware version takes effect when its session ends (it "
+        "reboots then)"
+    )
+    assert loaded(worker, "CP-LIVE").config["MeterValueSampleInterval"] == "23"
+    boots = csms.counts["BootNotification"]
+    charger.stop_transaction(1)
+    await wait_until(lambda: csms.counts["BootNotification"] > boots, message="the reboot")
+    boot = await csms.wait_for(
+        "CP-LIVE",
+        "BootNotification",
+        predicate=lambda e: e.payload.get("firmwareVersion") == "9.9",
+        timeout=10,
+    )
+    assert boot is not None
+
+
 async def test_an_edit_that_waited_for_the_session_dates_the_set_up_from_when_it_was_seen(
     worker, csms
 ):
@@ -842,7 +886,7 @@ async def test_an_edit_that_waited_for_the_session_dates_the_set_up_from_when_it
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
     before = time.time()
     await sync_to_async(edit)(pk)  # its save marks the charger row
-    assert (await saved(pk))[0]["outcome"] == "takes effect when its session ends"
+    assert (await saved(pk))[0]["outcome"].endswith("when its session ends (it reboots then)")
     seen = time.time()
     await asyncio.sleep(0.2)
     ended = time.time()  # a page loaded now shows the third connector already

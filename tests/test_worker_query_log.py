@@ -65,7 +65,9 @@ async def test_with_debug_on_the_workers_threads_keep_no_query_log(csms, setting
         # An edit, read by the live fleet's reconciliation in the pool.
         await database_sync_to_async(_edit)("CP-LOG")
         outcomes = await service.reloader.reconcile()
-        assert [o["outcome"] for o in outcomes] == ["takes effect when its session ends"]
+        assert [o["outcome"] for o in outcomes] == [
+            "the new vendor takes effect when its session ends (it reboots then)"
+        ]
         for _ in range(3):  # checkpoints of a running session (the loop's go on meanwhile)
             service.checkpointer.on_change(charger)
             await service.checkpoint()

@@ -701,7 +701,7 @@ class ChargerOutcome(TypedDict):
 
     charger_id: int
     charge_point_id: str
-    outcome: str  # e.g. "reconnects now", "applied live", "takes effect when its session ends"
+    outcome: str  # e.g. "reconnects now", "applied live", "... when its session ends ..."
 
 
 class FleetApplied(TypedDict):

@@ -121,6 +121,15 @@ _RECONNECT = (
     "client_key_path",
 )
 _BOOT_IDENTITY = ("vendor", "model", "serial_number", "firmware_version")
+_BOOT_IDENTITY_WORDS = {
+    "vendor": "vendor",
+    "model": "model",
+    "serial_number": "serial number",
+    "firmware_version": "firmware version",
+}
+NO_CHANGE = "no change for the running charger"
+# The end of an outcome whose edit waits for a reboot at the session's end.
+WHEN_SESSION_ENDS = "effect when its session ends (it reboots then)"
 # Keys the operator cannot set: the engine derives them, or they live on the charger row.
 _NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey", "SecurityProfile"}
 
@@ -395,10 +404,23 @@ class FleetReloader:
                 return "loaded; it has no CSMS URL"
             return "loaded, connecting" if row.auto_connect else "loaded (auto-connect is off)"
         spec = charger_spec(row, catalogue)
-        if _needs_reboot(live, spec, row):
+        parts = _reboot_parts(live, spec, row)
+        if parts:
             if live.transactions:
                 self.waiting_reboot.setdefault(pk, time.time())
-                return "takes effect when its session ends"
+                # What needs no reboot (configuration, power, CSMS URL) applies now: a
+                # session that never ends held back every later edit of the charger.
+                now = replace(
+                    spec,
+                    charge_point_id=live.id,
+                    **{f: getattr(live.spec, f) for f in _BOOT_IDENTITY},
+                )
+                applied = self._apply_live(live, now, row)
+                takes = "takes" if len(parts) == 1 else "take"
+                later = f"{_listed(parts)} {takes} {WHEN_SESSION_ENDS}"
+                if applied == NO_CHANGE:
+                    return later
+                return f"{applied}; {later}"
             seen = self.waiting_reboot.pop(pk, None)
             return await self._reboot(
                 live,
@@ -459,7 +481,7 @@ class FleetReloader:
         elif changed:
             text = "applied live"
         else:
-            text = "no change for the running charger"
+            text = NO_CHANGE
         return f"{text} ({'; '.join(rejected)})" if rejected else text
 
     def _reconnect(self, live: Charger) -> None:
@@ -625,25 +647,37 @@ def _transaction_messages(live: Charger) -> int:
     return sum(1 for message in live.queue if message.transactional and message.tx is not None)
 
 
-def _needs_reboot(live: Charger, spec: ChargerSpec, row: ChargerRow) -> bool:
-    return (
-        spec.charge_point_id != live.id
-        or len(row.evses.all()) != len(live.evses)
-        or any(getattr(live.spec, f) != getattr(spec, f) for f in _BOOT_IDENTITY)
-        or _read_only_keys_changed(live, row)
-    )
+def _reboot_parts(live: Charger, spec: ChargerSpec, row: ChargerRow) -> list[str]:
+    """What of the edit needs a reboot, in words (none: it applies live)."""
+    parts = []
+    if spec.charge_point_id != live.id:
+        parts.append(f"the new charge point id {spec.charge_point_id}")
+    count = len(row.evses.all())
+    if count != len(live.evses):
+        parts.append(f"the new number of connectors ({count})")
+    parts += [
+        f"the new {_BOOT_IDENTITY_WORDS[f]}"
+        for f in _BOOT_IDENTITY
+        if getattr(live.spec, f) != getattr(spec, f)
+    ]
+    return parts + _read_only_keys_changed(live, row)
 
 
-def _read_only_keys_changed(live: Charger, row: ChargerRow) -> bool:
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _read_only_keys_changed(live: Charger, row: ChargerRow) -> list[str]:
     """A read-only key says what the charger is (SupportedFeatureProfiles, the list
     lengths...): no CSMS may change it, so an operator's new value takes a reboot."""
+    changed = []
     for item in row.configuration.all():
         known = config_keys.KEYS.get(item.key)
         if known is None or not known.readonly or item.key in _NOT_EDITABLE:
             continue
         if live.config.get(item.key, known.default) != item.value:
-            return True
-    return False
+            changed.append(f"the new {item.key} ({item.value})")
+    return changed
 
 
 def _is_int(value: object) -> bool:
