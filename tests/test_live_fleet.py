@@ -54,13 +54,13 @@ async def worker(csms):
         await service.stop()
 
 
-async def saved(pk: int) -> list[contract.ChargerOutcome]:
-    """Send fleet_changed for one charger as the web side does after commit; the answer."""
+async def saved(*pks: int) -> list[contract.ChargerOutcome]:
+    """Send fleet_changed for these chargers as the web side does after commit; the answer."""
     layer = get_channel_layer()
     reply = await layer.new_channel()
     await layer.group_send(
         contract.engine_group(0),
-        contract.fleet_changed([pk], reply_channel=reply, request_id="r1"),
+        contract.fleet_changed(list(pks), reply_channel=reply, request_id="r1"),
     )
     # First, at once, that the worker got it; then what it did.
     receipt = await asyncio.wait_for(layer.receive(reply), 10)
@@ -284,6 +284,38 @@ async def test_a_connected_charger_without_auto_connect_comes_back_after_an_edit
     )
     assert boot is not None
     await wait_until(lambda: loaded(worker, "CP-MAN").online, message="online again")
+
+
+async def test_chargers_an_edit_reboots_together_each_boot_again_under_their_new_set_up(
+    worker, csms
+):
+    """Rebooted together (one checkpoint and one load for all: one at a time, an import
+    rebooting 1,000 chargers held every other edit for a minute), each comes back as its
+    own row says, with its own outcome; one in a session waits for its end."""
+    await sync_to_async(make_charger)("CP-TWO", evses=1, csms_url=csms.url)
+    await sync_to_async(make_charger)("CP-BUSY", evses=1, csms_url=csms.url)
+    pks = [await sync_to_async(pk_of)(cp_id) for cp_id in ("CP-LIVE", "CP-TWO", "CP-BUSY")]
+    await saved(*pks[1:])
+    await wait_until(lambda: csms.counts["BootNotification"] >= 3, message="three boots")
+    await start_session(worker, "CP-BUSY", csms)
+    for pk, vendor in zip(pks, ("Vendor A", "Vendor B", "Vendor C"), strict=True):
+        await sync_to_async(edit)(pk, vendor=vendor)
+    outcomes = {o["charge_point_id"]: o["outcome"] for o in await saved(*pks)}
+    assert outcomes == {
+        "CP-LIVE": "reboots now (2 connectors)",
+        "CP-TWO": "reboots now (1 connector)",
+        "CP-BUSY": "the new vendor takes effect when its session ends (it reboots then)",
+    }
+    for cp_id, vendor in (("CP-LIVE", "Vendor A"), ("CP-TWO", "Vendor B")):
+        boot = await csms.wait_for(
+            cp_id,
+            "BootNotification",
+            predicate=lambda e, v=vendor: e.payload.get("chargePointVendor") == v,
+            timeout=10,
+        )
+        assert boot is not None
+        assert loaded(worker, cp_id).spec.vendor == vendor
+    assert loaded(worker, "CP-BUSY").transactions
 
 
 async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_end(worker, csms):

@@ -128,10 +128,26 @@ _BOOT_IDENTITY_WORDS = {
     "firmware_version": "firmware version",
 }
 NO_CHANGE = "no change for the running charger"
+REBOOT_WHY = "an edit that needs a reboot"
 # The end of an outcome whose edit waits for a reboot at the session's end.
 WHEN_SESSION_ENDS = "effect when its session ends (it reboots then)"
 # Keys the operator cannot set: the engine derives them, or they live on the charger row.
 _NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey", "SecurityProfile"}
+
+
+@dataclass
+class _Reboot:
+    """A charger an apply reboots, with the chargers the same apply reboots (`_reboot_all`)."""
+
+    pk: int | None
+    live: Charger
+    reconnect: bool
+    why: str
+    edited_at: float | None
+
+
+# The outcome `_apply_one` gives a charger it left to the apply's reboots.
+_REBOOTING = "rebooting"
 
 
 @dataclass
@@ -326,6 +342,8 @@ class FleetReloader:
             self._use_vehicles(catalogue)
         outcomes: list[contract.ChargerOutcome] = []
         new_rows: list[ChargerRow] = []
+        reboots: list[_Reboot] = []
+        rebooting: dict[int, contract.ChargerOutcome] = {}
         for pk in sorted(set(pks)):
             row = rows.get(pk)
             live = service.store.by_pk(pk)
@@ -335,9 +353,18 @@ class FleetReloader:
             if heard and row is not None and earlier and earlier[0] == row.updated:
                 outcome: str | None = earlier[1]  # this version is applied already
             else:
-                outcome = await self._apply_one(pk, row, live, catalogue, new_rows)
+                outcome = await self._apply_one(pk, row, live, catalogue, new_rows, reboots)
                 if not heard and row is not None and outcome is not None:
                     self.unheard[pk] = (row.updated, outcome)
+            if outcome is _REBOOTING:
+                # Read, and answered, once rebooted: a message arriving meanwhile is
+                # applied after (answered then), not answered "rebooting" at once.
+                assert row is not None
+                rebooting[pk] = contract.ChargerOutcome(
+                    charger_id=pk, charge_point_id=row.charge_point_id, outcome=outcome
+                )
+                outcomes.append(rebooting[pk])
+                continue
             self.read_at[pk] = reading
             self.last_outcome.pop(pk, None)
             if outcome is not None:
@@ -347,6 +374,23 @@ class FleetReloader:
                     contract.ChargerOutcome(charger_id=pk, charge_point_id=cp_id, outcome=outcome)
                 )
                 self.last_outcome[pk] = outcomes[-1]
+        if reboots:
+            # Together: one checkpoint and one load for all (one each cost 2 checkpoints and
+            # a load per charger: an import that rebooted 1,000 held every edit for a minute).
+            try:
+                texts = await self._reboot_all(reboots)
+            except BaseException:
+                for reboot in reboots:  # applied again by the retry, not answered "rebooting"
+                    self.unheard.pop(reboot.pk or 0, None)
+                raise
+            for reboot, text in zip(reboots, texts, strict=True):
+                pk = reboot.pk or 0
+                if pk in self.unheard:
+                    self.unheard[pk] = (self.unheard[pk][0], text)
+                if pk in rebooting:
+                    rebooting[pk]["outcome"] = text
+                    self.read_at[pk] = reading
+                    self.last_outcome[pk] = rebooting[pk]
         if new_rows:
             built = await in_thread(build_loaded)(
                 new_rows, catalogue, service.checkpointer, service.transfers
@@ -367,7 +411,10 @@ class FleetReloader:
         live: Charger | None,
         catalogue: dict[int, Any],
         new_rows: list[ChargerRow],
+        reboots: list[_Reboot],
     ) -> str | None:
+        """What the edit of charger `pk` does; a charger to load is added to `new_rows`, one
+        to reboot to `reboots` (its outcome `_REBOOTING` until they have rebooted)."""
         service = self.service
         shard = None if row is None else contract.shard_of(row.charge_point_id, service.shards)
         only = service.only_ids
@@ -422,11 +469,9 @@ class FleetReloader:
                     return later
                 return f"{applied}; {later}"
             seen = self.waiting_reboot.pop(pk, None)
-            return await self._reboot(
-                live,
-                reconnect=self._connected(live),
-                edited_at=time.time() if seen is None else seen,
-            )
+            edited_at = time.time() if seen is None else seen
+            reboots.append(_Reboot(pk, live, self._connected(live), REBOOT_WHY, edited_at))
+            return _REBOOTING
         self.waiting_reboot.pop(pk, None)
         return self._apply_live(live, spec, row)
 
@@ -518,45 +563,58 @@ class FleetReloader:
         live: Charger,
         *,
         reconnect: bool = False,
-        why: str = "an edit that needs a reboot",
+        why: str = REBOOT_WHY,
         edited_at: float | None = None,
     ) -> str:
-        """Power-cycle: save everything, then build the charger afresh from its row (new
-        identity, connectors, NumberOfConnectors), as a restart would. `edited_at`: when
-        the edit it takes on was first seen (None: it takes on none)."""
-        service = self.service
-        pk = live.spec.db_id
-        # The charger comes back from what is stored: with the database out of reach it
-        # would be taken down and never loaded again (until a restart). Refused then
-        # (this raises), before anything is torn down: the charger runs on as it was.
-        service.checkpointer.mark_all([live])
-        await service.checkpoint()
-        # Durable, so saved below and sent by the charger built afresh once it has booted.
-        live.security_event(SecurityEvent.RESET_OR_REBOOT, why)
-        await service.disconnect(live)
-        live.cancel_timers()
-        service.store.remove(live.id)
-        service.checkpointer.mark_all([live])
-        loaded = await self._saved_and_loaded(pk)
-        if not loaded:
-            return "stopped: it can no longer be loaded"
-        charger = loaded[0]
-        charger.security_log = live.security_log  # the same charger's memory, rebooted
-        charger.keep_vehicles_of(live)
-        same_stored = charger.spec.impairments == live.spec.impairments
-        charger.impairments.carry_over(live.impairments, same_stored=same_stored)
-        charger.startup_after = why
-        charger.setup_at = edited_at  # built afresh from its edited row, or as it was
-        service.store.add(charger)
-        if (charger.spec.auto_connect or reconnect) and charger.spec.csms_url:
-            service.connect(charger)
-        count = len(charger.evses)
-        return f"reboots now ({count} connector{'s' if count != 1 else ''})"
+        """Power-cycle one charger (`_reboot_all`); its outcome."""
+        reboot = _Reboot(live.spec.db_id, live, reconnect, why, edited_at)
+        return (await self._reboot_all([reboot]))[0]
 
-    async def _saved_and_loaded(self, pk: int | None) -> list[Charger]:
-        """Write the checkpoint and load the charger afresh from it; should the database go
-        away in between (it answered a moment ago), wait for it: the charger is down, as a
-        real one stays down until it can boot, and comes back once it is reachable."""
+    async def _reboot_all(self, reboots: list[_Reboot]) -> list[str]:
+        """Power-cycle: save everything, then build each charger afresh from its row (new
+        identity, connectors, NumberOfConnectors), as a restart would; their outcomes.
+        `edited_at`: when the edit it takes on was first seen (None: it takes on none)."""
+        service = self.service
+        lives = [r.live for r in reboots]
+        # The chargers come back from what is stored: with the database out of reach they
+        # would be taken down and never loaded again (until a restart). Refused then
+        # (this raises), before anything is torn down: they run on as they were.
+        service.checkpointer.mark_all(lives)
+        await service.checkpoint()
+        for r in reboots:
+            # Durable, so saved below and sent by the charger built afresh once it has booted.
+            r.live.security_event(SecurityEvent.RESET_OR_REBOOT, r.why)
+        await asyncio.gather(*(service.disconnect(live) for live in lives))
+        for live in lives:
+            live.cancel_timers()
+            service.store.remove(live.id)
+        service.checkpointer.mark_all(lives)
+        pks = [r.pk for r in reboots if r.pk is not None]
+        loaded = {charger.spec.db_id: charger for charger in await self._saved_and_loaded(pks)}
+        outcomes: list[str] = []
+        for r in reboots:
+            live = r.live
+            charger = loaded.get(r.pk) if r.pk is not None else None
+            if charger is None:
+                outcomes.append("stopped: it can no longer be loaded")
+                continue
+            charger.security_log = live.security_log  # the same charger's memory, rebooted
+            charger.keep_vehicles_of(live)
+            same_stored = charger.spec.impairments == live.spec.impairments
+            charger.impairments.carry_over(live.impairments, same_stored=same_stored)
+            charger.startup_after = r.why
+            charger.setup_at = r.edited_at  # built afresh from its edited row, or as it was
+            service.store.add(charger)
+            if (charger.spec.auto_connect or r.reconnect) and charger.spec.csms_url:
+                service.connect(charger)
+            count = len(charger.evses)
+            outcomes.append(f"reboots now ({count} connector{'s' if count != 1 else ''})")
+        return outcomes
+
+    async def _saved_and_loaded(self, pks: list[int]) -> list[Charger]:
+        """Write the checkpoint and load the chargers afresh from it; should the database go
+        away in between (it answered a moment ago), wait for it: the chargers are down, as
+        a real one stays down until it can boot, and come back once it is reachable."""
         service = self.service
         while True:
             try:
@@ -565,13 +623,13 @@ class FleetReloader:
                     service.checkpointer,
                     shard=service.shard,
                     shards=service.shards,
-                    pks=[] if pk is None else [pk],
+                    pks=pks,
                     transfers=service.transfers,
                     plugged=False,  # `keep_vehicles_of` carries the live ones over
                 )
                 return loaded
             except (OperationalError, InterfaceError) as exc:
-                log.warning("charger pk %s waits for the database to reboot: %s", pk, exc)
+                log.warning("%d chargers wait for the database to reboot: %s", len(pks), exc)
                 await asyncio.sleep(1.0)
 
     def _retire(self, live: Charger, why: str, *, deleted: bool) -> str:
