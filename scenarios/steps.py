@@ -732,27 +732,31 @@ async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> st
     targets = ctx.fleet if fleet else [ctx.target]
     await ctx.watch.settle()
     now = time.time() - ctx.watch.settle_seconds  # what has arrived is known up to here
-    times: list[float] = []
+    timed: list[tuple[Target, Timed]] = []
     for target in targets:
-        times += response_times(
-            ctx.watch.frames.get(target.pk, []),
-            now,
-            max(limits.values()),
-            action,
-            ctx.watch.link_down.get(target.pk, ()),
+        timed += (
+            (target, t)
+            for t in timed_calls(
+                ctx.watch.frames.get(target.pk, []),
+                now,
+                max(limits.values()),
+                action,
+                ctx.watch.link_down.get(target.pk, ()),
+            )
         )
     which = f"{action} " if action else ""
     whose = f"of {len(targets)} chargers " if fleet else ""
-    if not times:
+    if not timed:
         raise StepFailed(f"no {which}CALL {whose}was answered during the run: nothing to measure")
-    times.sort()
-    unanswered = sum(1 for t in times if math.isinf(t))
+    times = sorted(t.seconds for _, t in timed)
+    missing = [(target, t) for target, t in timed if math.isinf(t.seconds)]
     shown = []
     for name, limit in limits.items():
         value = percentile(times, PERCENTILES[name])
         if value > limit:
             got = (
-                f"no answer ({unanswered} of {len(times)} CALLs unanswered)"
+                f"no answer ({len(missing)} of {len(times)} CALLs got no valid answer: "
+                f"{_without_answer(missing, ctx.run_started, fleet)})"
                 if math.isinf(value)
                 else f"{value:.3f} s"
             )
@@ -761,7 +765,69 @@ async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> st
                 f"limit {limit:g} s"
             )
         shown.append(f"{name} {value:.3f} s")
-    return f"{len(times)} {which}CALLs {whose}answered: {', '.join(shown)}"
+    text = f"{len(times)} {which}CALLs {whose}answered: {', '.join(shown)}"
+    return text + (f" ({len(missing)} got no valid answer)" if missing else "")
+
+
+# CALLs without a valid answer named in a response_time failure; the rest are counted.
+_LISTED_CALLS = 3
+
+
+def _without_answer(missing: list[tuple[Target, Timed]], run_started: float, fleet: bool) -> str:
+    """Which CALLs got no valid answer, and why, as a failure says it (the first few)."""
+    said = []
+    for target, t in missing[:_LISTED_CALLS]:
+        whose = f" of {target.charge_point_id}" if fleet else ""
+        sent = max(t.call.at - run_started, 0.0)
+        said.append(f"{t.call.action}{whose} sent {sent:.1f} s into the run: {t.why}")
+    more = len(missing) - _LISTED_CALLS
+    return "; ".join(said) + (f"; {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """A CALL of the charger's and how long the CSMS took to answer it: `math.inf` when it
+    got no valid answer, and then `why` says so."""
+
+    call: Frame
+    seconds: float
+    why: str = ""
+
+
+def timed_calls(
+    frames: list[Frame],
+    now: float,
+    grace: float,
+    action: str | None = None,
+    link_down: Iterable[float] = (),
+) -> list[Timed]:
+    """Each CALL the charger sent (of `action`, or all) with the seconds to the CSMS's
+    answer (CALLRESULT or CALLERROR). A CALL whose answer the charger refused (it breaks
+    the OCPP 1.6 schema, `Frame.refused`) got no answer: its call failed, and no other
+    answer will come for it, so it counts as infinitely slow at once, as `answers_within`
+    fails on it. An unanswered CALL counts as infinitely slow once it is older than
+    `grace` (a younger one may still be answered: it is left out, and so is one the link
+    going down cut off: `cut_off`)."""
+    downs = list(link_down)
+    answers = {
+        f.message_id: f
+        for f in frames
+        if f.direction == "in" and f.message_type in (CALLRESULT, CALLERROR)
+    }
+    timed = []
+    for frame in frames:
+        if frame.direction != "out" or frame.message_type != CALL:
+            continue
+        if action is not None and frame.action != action:
+            continue
+        answer = answers.get(frame.message_id)
+        if answer is not None and answer.refused is None:
+            timed.append(Timed(frame, max(answer.at - frame.at, 0.0)))
+        elif answer is not None:
+            timed.append(Timed(frame, math.inf, str(answer_fault(frame.action, answer))))
+        elif now - frame.at > grace and not cut_off(frame, downs, grace):
+            timed.append(Timed(frame, math.inf, f"no answer after {now - frame.at:.1f} s"))
+    return timed
 
 
 def response_times(
@@ -771,28 +837,8 @@ def response_times(
     action: str | None = None,
     link_down: Iterable[float] = (),
 ) -> list[float]:
-    """Seconds from each CALL the charger sent (of `action`, or all) to the CSMS's answer
-    (CALLRESULT or CALLERROR); an unanswered CALL counts as infinitely slow once it is
-    older than `grace` (a younger one may still be answered: it is left out, and so is
-    one the link going down cut off: `cut_off`)."""
-    downs = list(link_down)
-    answers = {
-        f.message_id: f.at
-        for f in frames
-        if f.direction == "in" and f.message_type in (CALLRESULT, CALLERROR)
-    }
-    times = []
-    for frame in frames:
-        if frame.direction != "out" or frame.message_type != CALL:
-            continue
-        if action is not None and frame.action != action:
-            continue
-        answered = answers.get(frame.message_id)
-        if answered is not None:
-            times.append(max(answered - frame.at, 0.0))
-        elif now - frame.at > grace and not cut_off(frame, downs, grace):
-            times.append(math.inf)
-    return times
+    """The seconds of `timed_calls`, in the order the CALLs were sent."""
+    return [t.seconds for t in timed_calls(frames, now, grace, action, link_down)]
 
 
 def percentile(ordered: list[float], q: float) -> float:

@@ -158,7 +158,12 @@ async def test_answers_the_charger_refused_fail_the_steps_that_judge_answers(
     csms.boot_interval = 1  # a Heartbeat a second
     answering(csms, {"Heartbeat": '[3,{id},{"currentTime":123}]'})
     heartbeat = "the CSMS's answer to Heartbeat breaks the OCPP 1.6 schema: currentTime: 123"
-    for step in ("expect: {answer: Heartbeat}", "expect: {answers_within: 5}"):
+    for step in (
+        "expect: {answer: Heartbeat}",
+        "expect: {answers_within: 5}",
+        # Not an answer to time either: the one Heartbeat got none, whatever its speed.
+        "expect: {response_time: {max: 5, action: Heartbeat}}",
+    ):
         run = await run_scenario(
             f"""\
             name: heartbeat

@@ -19,7 +19,13 @@ from chargers.engine_client import EngineClient
 from scenarios.format import ScenarioError, parse
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
-from scenarios.steps import StepFailed, answers_within, percentile, response_times
+from scenarios.steps import (
+    StepFailed,
+    answers_within,
+    percentile,
+    response_times,
+    timed_calls,
+)
 from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame
 from simulator.csms import CentralSystem
 from simulator.management.commands.runscenario import InProcessEngine
@@ -203,8 +209,12 @@ async def test_unanswered_calls_count_as_infinitely_slow(csms: CentralSystem) ->
     )
     assert run.status == "failed"
     message = run.result["chargers"][0]["steps"][2]["message"]
-    assert message.endswith(
-        "the p50 response time of 1 CALLs is no answer (1 of 1 CALLs unanswered), limit 0.5 s"
+    # Which CALL got no answer, when it went, and for how long it went unanswered.
+    assert re.search(
+        r"the p50 response time of 1 CALLs is no answer \(1 of 1 CALLs got no valid answer: "
+        r"BootNotification sent \d+\.\d s into the run: no answer after \d+\.\d s\), "
+        r"limit 0\.5 s$",
+        message,
     ), message
 
 
@@ -228,6 +238,22 @@ def test_response_times_pair_calls_with_answers_and_leave_out_young_unanswered_o
     # link lost long after the CALL (the CSMS had its time) leaves it infinitely slow.
     assert response_times(frames, now=20.0, grace=2.0, link_down=[13.0]) == [0.5, 3.0]
     assert response_times(frames, now=20.0, grace=2.0, link_down=[15.0]) == [0.5, 3.0, math.inf]
+
+
+def test_an_answer_the_charger_refused_is_no_answer_to_time() -> None:
+    """The charger threw it away (it breaks the schema): its call failed, as
+    `answers_within` says. No valid answer will come for that CALL: it counts as infinitely
+    slow at once, young or not, and says why."""
+    broken = "breaks the OCPP 1.6 schema: currentTime: 123 is not of type 'string'"
+    frames = [
+        _frame(10.0, CALL, "a"),
+        _frame(10.5, CALLRESULT, "a"),
+        _frame(19.0, CALL, "b"),
+        Frame(19.1, "in", CALLRESULT, "b", "Heartbeat", {"currentTime": 123}, refused=broken),
+    ]
+    assert response_times(frames, now=20.0, grace=2.0) == [0.5, math.inf]
+    [_, refused] = timed_calls(frames, now=20.0, grace=2.0)
+    assert refused.why == f"the CSMS's answer to Heartbeat {broken}"
 
 
 def test_answers_within_leaves_out_a_call_the_link_going_down_cut_off() -> None:
