@@ -133,7 +133,9 @@ class StepContext:
             return None
         answer = _answer_to(frames, boots[-1])
         if answer is None:
-            return "the CSMS did not answer its BootNotification"
+            return (
+                f"the CSMS did not answer its BootNotification{malformed_after(frames, boots[-1])}"
+            )
         fault = answer_fault("BootNotification", answer)
         if fault is not None:
             return fault
@@ -209,9 +211,8 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
     except TimeoutError:
         await ctx.watch.settle()
         authorize = _authorize_of(ctx, id_tag, since)
-        fault = _authorize_fault(ctx, authorize) if authorize else None
-        if fault == _NO_ANSWER:
-            fault = f"{fault} of idTag {id_tag} within {within:g} s"
+        said = f" of idTag {id_tag} within {within:g} s"
+        fault = _authorize_fault(ctx, authorize, said=said) if authorize else None
         raise StepFailed(
             fault or f"the charger did not decide on idTag {id_tag} within {within:g} s"
         ) from None
@@ -323,13 +324,37 @@ def _answer_to(frames: list[Frame], call: Frame) -> Frame | None:
     return None
 
 
-def _authorize_fault(ctx: StepContext, authorize: Frame) -> str | None:
-    """What the CSMS did instead of answering this Authorize usably (None: it did)."""
-    answer = _answer_to(ctx.watch.frames.get(ctx.target.pk, []), authorize)
+def malformed_after(frames: list[Frame], call: Frame) -> str:
+    """What a verdict adds to "the CSMS did not answer" the charger's `call` when the CSMS
+    sent a frame the charger could not read as an OCPP-J message after it (and before the
+    charger's next CALL: it sends one at a time), most likely its answer: what was wrong
+    with it, as the charger read it (`Frame.malformed`, which quotes none of it). "" when
+    the CSMS sent none."""
+    after = False
+    for frame in frames:
+        if frame is call:
+            after = True
+        elif not after:
+            continue
+        elif frame.direction == "out" and frame.message_type == CALL:
+            break
+        elif frame.direction == "in" and frame.malformed is not None:
+            return (
+                f": the CSMS sent a malformed frame {max(frame.at - call.at, 0.0):.2f} s after "
+                f"the CALL, which {frame.malformed}"
+            )
+    return ""
+
+
+def _authorize_fault(ctx: StepContext, authorize: Frame, *, said: str = "") -> str | None:
+    """What the CSMS did instead of answering this Authorize usably (None: it did); `said`
+    goes after "the CSMS did not answer the charger's Authorize"."""
+    frames = ctx.watch.frames.get(ctx.target.pk, [])
+    answer = _answer_to(frames, authorize)
     if answer is None:
         # Nothing with its message id came back: silence, an answer to another id, or a
-        # frame that is no OCPP-J message.
-        return _NO_ANSWER
+        # frame that is no OCPP-J message (said).
+        return f"{_NO_ANSWER}{said}{malformed_after(frames, authorize)}"
     return answer_fault("Authorize", answer)
 
 
@@ -556,12 +581,17 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
         await ctx.watch.settle()
         pair = answered(ctx.watch.frames.get(ctx.target.pk, []))
     if pair is None:
-        sent = any(
-            f.direction == "out" and f.message_type == CALL and f.action == action
-            for f in ctx.watch.frames.get(ctx.target.pk, [])
-        )
+        frames = ctx.watch.frames.get(ctx.target.pk, [])
+        sent = [
+            f
+            for f in frames
+            if f.direction == "out" and f.message_type == CALL and f.action == action
+        ]
         if sent:
-            raise StepFailed(f"the CSMS did not answer {action} within {within:g} s")
+            raise StepFailed(
+                f"the CSMS did not answer {action} within {within:g} s"
+                f"{malformed_after(frames, sent[-1])}"
+            )
         raise StepFailed(f"the charger sent no {action} during the run (within {within:g} s)")
     _, answer = pair
     if args.get("call_error"):
@@ -710,7 +740,7 @@ def answers_within(
                     continue
                 raise StepFailed(
                     f"the CSMS did not answer {call.action} (sent {now - call.at:.1f} s ago) "
-                    f"within {limit:g} s"
+                    f"within {limit:g} s{malformed_after(frames, call)}"
                 )
             continue
         if answer.refused is not None:
@@ -826,7 +856,8 @@ def timed_calls(
         elif answer is not None:
             timed.append(Timed(frame, math.inf, str(answer_fault(frame.action, answer))))
         elif now - frame.at > grace and not cut_off(frame, downs, grace):
-            timed.append(Timed(frame, math.inf, f"no answer after {now - frame.at:.1f} s"))
+            why = f"no answer after {now - frame.at:.1f} s{malformed_after(frames, frame)}"
+            timed.append(Timed(frame, math.inf, why))
     return timed
 
 

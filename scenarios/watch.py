@@ -54,14 +54,18 @@ class Frame:
     # A CALLRESULT the charger refused (it breaks the OCPP 1.6 schema, ...): why. Its call
     # failed at the charger, so it is no answer to judge the CSMS's by.
     refused: str | None = None
+    # A frame from the CSMS that is no OCPP-J message at all (not JSON, no message type, an
+    # answer too short to read): why, as the charger read it. No answer to anything either.
+    malformed: str | None = None
 
     @classmethod
     def of(cls, event: contract.StreamEvent) -> Frame:
         data: Any = event["data"]
         message_type: int | None = None
         payload: Any = None
+        malformed = data.get("malformed")
         try:
-            message = orjson.loads(data["payload"])
+            message = None if malformed else orjson.loads(data["payload"])
         except (orjson.JSONDecodeError, TypeError, KeyError):
             message = None
         if isinstance(message, list) and message and isinstance(message[0], int):
@@ -80,6 +84,7 @@ class Frame:
             action=str(data.get("action", "")),
             payload=payload,
             refused=data.get("refused"),
+            malformed=malformed,
         )
 
 

@@ -13,6 +13,7 @@ from simulator import contract
 from simulator.core.drops import DROPPED
 from simulator.core.evse import ConnectorStatus
 from simulator.core.transactions import LocalTransaction
+from simulator.ocpp16 import wire
 from simulator.runtime import event_stream
 from simulator.runtime.event_stream import EventStream
 from simulator.runtime.events import EventPublisher
@@ -154,6 +155,35 @@ async def test_a_frame_carries_no_authorization_key_and_a_huge_one_is_cut(monkey
     assert "hunter22" not in str(batch)
     assert '"value":"********"' in key["payload"]
     assert huge["payload"] == "x" * 10 and huge["size"] == 50
+
+
+async def test_a_frame_the_charger_could_not_read_or_refused_says_why():
+    """What the charger made of each frame from the CSMS, for a reader that has only the
+    frame (a scenario's verdict): no OCPP-J message at all (`malformed`, quoting none of
+    it), an answer it threw away (`refused`), or neither."""
+    layer, channel = await listening()
+    stream = EventStream()
+    one = charger("ES-M", 1)
+    subscribe(stream, [one], kinds=["frame"])
+    stream.on_frame(one, "in", '[3,"m1",{', "", "")
+    stream.on_frame(one, "in", '[3,"m2"]', "m2", "Heartbeat")
+    stream.on_frame(one, "in", "\x07\x1b[2J", "", "")
+    stream.on_frame(one, "in", wire.BINARY_FRAME_NOTE.format(size=3), "", "")
+    stream.on_frame(one, "in", '[3,"m3",{"currentTime":123}]', "m3", "Heartbeat")
+    stream.on_frame(one, "in", '[3,"m4",{"currentTime":"2026-01-01T00:00:00Z"}]', "m4", "Heartbeat")
+    stream.on_frame(one, "out", "[2,", "", "")  # the charger's own frames are not judged
+    await stream.flush(layer)
+    [batch] = await batches(layer, channel)
+    said = [(e["data"].get("malformed"), e["data"].get("refused")) for e in batch["events"]]
+    assert said == [
+        ("is not JSON (unexpected end of data at character 9)", None),
+        ("is a CALLRESULT of 2 elements (3 expected)", None),
+        ("is not JSON (unexpected character, expected a JSON value at character 0)", None),
+        ("is a binary frame (OCPP-J uses text frames)", None),
+        (None, "breaks the OCPP 1.6 schema: currentTime: 123 is not of type 'string'"),
+        (None, None),
+        (None, None),
+    ]
 
 
 async def test_publishing_stops_when_the_lease_runs_out_or_on_unsubscribe():

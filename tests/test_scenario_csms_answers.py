@@ -8,6 +8,7 @@ it answer some actions with frames written here (or not at all), as a broken CSM
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -106,6 +107,60 @@ async def test_a_tag_the_csms_did_not_answer_for_is_not_refused(
     assert status == "failed", message
     assert said in message
     assert "local authorization" not in message
+
+
+@pytest.mark.parametrize(
+    ("answer", "which"),
+    [
+        ("[3,{id},{", r"is not JSON \(unexpected end of data at character \d+\)"),
+        ("{}", r"is a JSON object, not an OCPP-J array"),
+        ("[5,{id},{}]", r"has the unknown message type 5"),
+        ("[3,{id}]", r"is a CALLRESULT of 2 elements \(3 expected\)"),
+        # Nothing of the frame is quoted: no control character reaches a verdict.
+        (
+            "\x07\x1b[31m",
+            r"is not JSON \(unexpected character, expected a JSON value at character 0\)",
+        ),
+    ],
+    ids=["not-json", "object", "unknown-type", "short", "control-characters"],
+)
+async def test_a_malformed_answer_is_said_as_such_not_as_silence(
+    csms: CentralSystem, answer: str, which: str
+) -> None:
+    answering(csms, {"Authorize": answer})
+    run = await run_scenario(REFUSED, csms)
+    [_, (status, message)] = steps_of(run)
+    assert status == "failed", message
+    assert re.search(
+        "the CSMS did not answer the charger's Authorize of idTag BADTAG within 3 s: the CSMS "
+        rf"sent a malformed frame \d+\.\d\d s after the CALL, which {which}$",
+        message,
+    ), message
+
+
+async def test_an_answer_too_short_to_read_is_no_answer_to_pass_on(csms: CentralSystem) -> None:
+    """[3, id] has no payload: the charger ignored it, and its Heartbeat went unanswered.
+    The run's watch took it for an answer, and `expect: answer` passed on it."""
+    csms.boot_interval = 1  # a Heartbeat a second
+    answering(csms, {"Heartbeat": "[3,{id}]"})
+    run = await run_scenario(
+        """\
+        name: heartbeat
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - wait: {seconds: 1.5}
+          - expect: {answer: Heartbeat, within: 1}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed", message
+    assert re.search(
+        r"the CSMS did not answer Heartbeat within 1 s: the CSMS sent a malformed frame "
+        r"\d+\.\d\d s after the CALL, which is a CALLRESULT of 2 elements \(3 expected\)$",
+        message,
+    ), message
 
 
 async def test_a_tag_the_charger_refuses_without_asking_is_a_local_refusal(

@@ -803,6 +803,10 @@ class FrameData(TypedDict):
     # FormationViolation): why, e.g. "breaks the OCPP 1.6 schema: currentTime: 123 is not
     # of type 'string'". Absent when it took the answer, and on every other frame.
     refused: NotRequired[str]
+    # A frame from the CSMS that is no OCPP-J message (the charger ignored it, or answered
+    # it with a CALLERROR): why, without quoting it, e.g. "is not JSON (unexpected end of
+    # data at character 22)", "has the unknown message type 5". Absent on every other frame.
+    malformed: NotRequired[str]
 
 
 class ConnectionData(TypedDict):

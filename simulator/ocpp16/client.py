@@ -560,9 +560,9 @@ class ChargePointClient(OcppChargePoint):
             # OCPP-J carries its messages in text frames only: a binary one is not a
             # message (nothing to answer), and must not end the connection either.
             dropped("frame_ignored")
-            note = f"binary frame of {len(raw_msg)} bytes, ignored (OCPP-J uses text frames)"
-            self.charger.listener.on_frame(self.charger, "in", f"[{note}]", "")
-            log.warning("%s: %s", self.id, note)
+            note = wire.BINARY_FRAME_NOTE.format(size=len(raw_msg))
+            self.charger.listener.on_frame(self.charger, "in", note, "")
+            log.warning("%s: %s", self.id, note[1:-1])
             return
         try:
             await self._route(raw_msg)

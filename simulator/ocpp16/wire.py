@@ -103,6 +103,55 @@ def answer_refusal(action: str, payload: Any) -> str | None:
     return None
 
 
+_ENVELOPE_LENGTHS = {CALL: ("CALL", 4), CALLRESULT: ("CALLRESULT", 3), CALLERROR: ("CALLERROR", 5)}
+# How `ChargePointClient.route_message` writes a binary frame to the listeners (it has no
+# text): such a frame is no OCPP-J message either.
+BINARY_FRAME_NOTE = "[binary frame of {size} bytes, ignored (OCPP-J uses text frames)]"
+_BINARY_HEAD, _BINARY_TAIL = BINARY_FRAME_NOTE.split("{size}")
+_JSON_KINDS = {
+    dict: "object",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def frame_problem(text: str) -> str | None:
+    """What makes `text`, a frame the CSMS sent, no OCPP-J message the charger can read
+    (it ignores it, or answers a CALL it cannot read with a CALLERROR), said briefly and
+    without quoting the frame: "is not JSON (unexpected end of data at character 22)".
+    None when it is a message: a JSON array of a message type (2, 3 or 4), a string id and
+    the elements of that type. Whether an answer's payload is good is `answer_refusal`'s."""
+    if text.startswith(_BINARY_HEAD) and text.endswith(_BINARY_TAIL):
+        return "is a binary frame (OCPP-J uses text frames)"
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return f"is not JSON ({exc.msg} at character {exc.pos})"
+    return message_problem(message)
+
+
+def message_problem(message: Any) -> str | None:
+    """`frame_problem` of a frame already decoded."""
+    if type(message) is not list:
+        return f"is a JSON {_JSON_KINDS.get(type(message), 'value')}, not an OCPP-J array"
+    if not message or type(message[0]) is not int:
+        return "does not start with a message type (2, 3 or 4)"
+    envelope = _ENVELOPE_LENGTHS.get(message[0])
+    if envelope is None:
+        return f"has the unknown message type {message[0]}"
+    name, length = envelope
+    # The charger reads an answer of 3 elements (a CALLERROR's code alone, say); a CALL
+    # needs its action and payload.
+    if len(message) < (length if message[0] == CALL else 3):
+        return f"is a {name} of {len(message)} elements ({length} expected)"
+    if type(message[1]) is not str:
+        return "has a message id that is not a string"
+    return None
+
+
 _PROCESS_PREFIX = f"{os.getpid() % 0xFFFF:04x}{secrets.token_hex(4)}"
 # What every id is made of, for `ChargePointClient.send_call` to build one inline (a Python
 # call less per CALL): the same counter, so ids stay unique whichever way they are made.

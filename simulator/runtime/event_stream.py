@@ -157,7 +157,7 @@ class EventStream:
     ) -> None:
         if not self._wanted("frame", charger):
             return
-        refused = _refused(text, action) if direction == "in" and action else None
+        refused, malformed = _judged(text, action) if direction == "in" else (None, None)
         text = redact_frame(text)
         data: contract.FrameData = {
             "direction": direction,
@@ -168,6 +168,8 @@ class EventStream:
         }
         if refused is not None:
             data["refused"] = refused[:PAYLOAD_CHARS]
+        if malformed is not None:
+            data["malformed"] = malformed
         self._emit("frame", charger, data)
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
@@ -220,18 +222,23 @@ class EventStream:
         self._update_active()
 
 
-def _refused(text: str, action: str) -> str | None:
-    """Why the charger refused this frame, when it is a CALLRESULT to its `action` CALL
-    that it refused. Judged on the frame as it came (not redacted, not cut), by the
-    charger's own checks: a reader of the stream (a scenario's verdict) must not take an
-    answer for good that the charger threw away."""
+def _judged(text: str, action: str) -> tuple[str | None, str | None]:
+    """A frame from the CSMS as the charger read it: why it refused it, when it is a
+    CALLRESULT to its `action` CALL that it refused; and why it is no OCPP-J message at all,
+    when it is not one (`wire.frame_problem`). Judged on the frame as it came (not
+    redacted, not cut), by the charger's own checks: a reader of the stream (a scenario's
+    verdict) must not take an answer for good that the charger threw away, nor say "no
+    answer" when the CSMS sent one the charger could not read."""
     try:
         message = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return None
-    if type(message) is not list or len(message) < 3 or message[0] != wire.CALLRESULT:
-        return None
-    return wire.answer_refusal(action, message[2])
+        return None, wire.frame_problem(text)
+    malformed = wire.message_problem(message)
+    if malformed is not None:
+        return None, malformed
+    if not action or message[0] != wire.CALLRESULT:
+        return None, None
+    return wire.answer_refusal(action, message[2]), None
 
 
 def _statuses(charger: Charger) -> tuple[tuple[str, str], ...]:
