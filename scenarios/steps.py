@@ -32,7 +32,7 @@ from chargers.orm_threads import in_thread
 from locations.models import Location
 from scenarios.format import PERCENTILES, duration
 from scenarios.texts import shown_url
-from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
+from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, LinkEvent, Watch
 from simulator import contract
 from simulator.contract import config_keys
 from simulator.contract.traffic import TrafficResult
@@ -592,7 +592,10 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
                 f"the CSMS did not answer {action} within {within:g} s"
                 f"{malformed_after(frames, sent[-1])}"
             )
-        raise StepFailed(f"the charger sent no {action} during the run (within {within:g} s)")
+        why = not_sent_because(
+            frames, ctx.watch.links.get(ctx.target.pk, []), action, ctx.run_started
+        )
+        raise StepFailed(f"the charger sent no {action} during the run (within {within:g} s){why}")
     _, answer = pair
     if args.get("call_error"):
         if answer.message_type != CALLERROR:
@@ -615,6 +618,86 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
         )
     shown = answer_status(action, answer.payload)
     return f"the CSMS answered {action}" + (f" {shown}" if shown else "")
+
+
+# The charger's CALLs that are transaction messages: sent in order, each retried on a
+# CALLERROR or no answer (TransactionMessageAttempts) before the next goes.
+TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+
+
+def _is_transaction_message(call: Frame) -> bool:
+    if call.action == "MeterValues":  # a clock-aligned one outside a session is not
+        return isinstance(call.payload, dict) and "transactionId" in call.payload
+    return call.action in TRANSACTION_ACTIONS
+
+
+def not_sent_because(
+    frames: list[Frame], links: list[LinkEvent], action: str, run_started: float
+) -> str:
+    """What a verdict adds to "the charger sent no `action`" when the run saw why the
+    charger held it back ("" when it did not): it is offline; the CALL it sent last still
+    waits for its answer (it sends one at a time); or, for a transaction message, the one
+    before it got no good answer, and the charger retries that first (transaction messages
+    go in order). The CSMS's fault then, not the charger's."""
+    offline = _offline_since(links)
+    if offline is not None:
+        since, what = offline
+        return (
+            f": the charger has been offline since {max(since - run_started, 0.0):.1f} s "
+            f"into the run ({what})"
+        )
+    calls = [f for f in frames if f.direction == "out" and f.message_type == CALL]
+    if not calls:
+        return ""
+    last = calls[-1]
+    if _answer_to(frames, last) is None:
+        return (
+            f": the charger sends one CALL at a time, and the CSMS did not answer its "
+            f"{last.action} sent {max(last.at - run_started, 0.0):.1f} s into the run"
+            f"{malformed_after(frames, last)}"
+        )
+    if action not in TRANSACTION_ACTIONS:
+        return ""
+    held = [c for c in calls if _is_transaction_message(c)]
+    if not held:
+        return ""
+    before = held[-1]
+    answer = _answer_to(frames, before)
+    if answer is None:
+        fault = f"the CSMS did not answer the charger's {before.action}"
+    elif answer.message_type == CALLERROR:
+        code, description = answer.payload or ("?", "")  # a CALLERROR's [code, description]
+        fault = f"the CSMS answered the charger's {before.action} with CALLERROR {code}"
+        fault += f": {str(description)[:_SHOWN_PAYLOAD]}" if description else ""
+    elif answer.refused is not None:
+        fault = f"the CSMS's answer to the charger's {before.action} {answer.refused}"
+    else:
+        return ""
+    sent = max(before.at - run_started, 0.0)
+    return (
+        f": {fault} (sent {sent:.1f} s into the run), and the charger sends its transaction "
+        f"messages in order: it retries that {before.action} first "
+        "(TransactionMessageAttempts, TransactionMessageRetryInterval)"
+    )
+
+
+def _offline_since(links: list[LinkEvent]) -> tuple[float, str] | None:
+    """When the charger's link went down and has not come back since, and why (the last
+    word on it: a failed attempt to connect, or how it closed); None while online."""
+    since: float | None = None
+    what = ""
+    for link in links:
+        if link.event == "connected":
+            since, what = None, ""
+        elif link.event in ("closed", "network_cut", "connect_failed"):
+            since = link.at if since is None else since
+            if link.event == "connect_failed":
+                what = f"its last attempt to connect: {link.detail.get('reason', '?')}"
+            elif link.event == "network_cut":
+                what = "its network is cut"
+            elif not what:
+                what = str(link.detail.get("summary") or "its connection closed")
+    return None if since is None else (since, what)
 
 
 def answer_fault(action: str, answer: Frame) -> str | None:

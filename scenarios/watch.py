@@ -88,6 +88,15 @@ class Frame:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """One event of a charger's connection (`contract.ConnectionData`)."""
+
+    at: float
+    event: str  # connected, connect_failed, closed, reconnecting, network_cut
+    detail: dict[str, Any]
+
+
 class Watch:
     """The run's subscription, and the events it brought, per charger."""
 
@@ -109,6 +118,8 @@ class Watch:
         self.frames: dict[int, list[Frame]] = {pk: [] for pk in chargers}
         # charger pk -> when its link went down (`LINK_DOWN`), oldest first
         self.link_down: dict[int, list[float]] = {}
+        # charger pk -> the events of its connection, oldest first
+        self.links: dict[int, list[LinkEvent]] = {}
         self._changed = asyncio.Event()
         self._channel: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,10 +211,20 @@ class Watch:
                 frames.append(Frame.of(event))
                 if len(frames) > MAX_FRAMES_PER_CHARGER:
                     del frames[: MAX_FRAMES_PER_CHARGER // 10]
-            elif kind == "connection" and event["data"].get("event") in LINK_DOWN:
-                downs = self.link_down.setdefault(int(event["charger_id"]), [])
-                downs.append(float(event["at"]))
-                if len(downs) > MAX_FRAMES_PER_CHARGER:
-                    del downs[: MAX_FRAMES_PER_CHARGER // 10]
+            elif kind == "connection":
+                self._add_link(int(event["charger_id"]), float(event["at"]), event["data"])
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def _add_link(self, pk: int, at: float, data: Any) -> None:
+        name = str(data.get("event", ""))
+        detail = data.get("detail")
+        links = self.links.setdefault(pk, [])
+        links.append(LinkEvent(at, name, dict(detail) if isinstance(detail, dict) else {}))
+        if len(links) > MAX_FRAMES_PER_CHARGER:
+            del links[: MAX_FRAMES_PER_CHARGER // 10]
+        if name in LINK_DOWN:
+            downs = self.link_down.setdefault(pk, [])
+            downs.append(at)
+            if len(downs) > MAX_FRAMES_PER_CHARGER:
+                del downs[: MAX_FRAMES_PER_CHARGER // 10]

@@ -318,3 +318,49 @@ async def test_a_boot_that_was_not_accepted_says_what_the_csms_answered(
     [(status, message)] = steps_of(run)
     assert status == "failed"
     assert f"boot Accepted did not happen within 3.0 s ({said}" in message
+
+
+STOP_EXPECTED = """\
+name: stop
+description: x
+chargers: {template: {count: 1, configuration: {MeterValueSampleInterval: 1}}}
+steps:
+  - plug_in: {wait: Preparing}
+  - present_id_tag: {id_tag: TAG1, wait: Charging}
+  - wait: {seconds: 1.5}
+  - stop: {}
+  - expect: {answer: StopTransaction, within: 2}
+"""
+
+
+async def test_a_stop_held_behind_a_meter_values_the_csms_refused_says_why(
+    csms: CentralSystem,
+) -> None:
+    """The charger sends its transaction messages in order: a MeterValues the CSMS answered
+    with a CALLERROR is retried (in 20 s) before the StopTransaction goes. "The charger
+    sent no StopTransaction" alone blamed the charger."""
+    csms.fail_actions["MeterValues"] = "InternalError"
+    run = await run_scenario(STOP_EXPECTED, csms)
+    status, message = steps_of(run)[-1]
+    assert status == "failed", message
+    assert re.search(
+        r"the charger sent no StopTransaction during the run \(within 2 s\): the CSMS answered "
+        r"the charger's MeterValues with CALLERROR InternalError: MeterValues refused by test "
+        r"configuration \(sent \d+\.\d s into the run\), and the charger sends its transaction "
+        r"messages in order: it retries that MeterValues first \(TransactionMessageAttempts, "
+        r"TransactionMessageRetryInterval\)$",
+        message,
+    ), message
+
+
+async def test_a_stop_held_while_the_charger_is_offline_says_why(csms: CentralSystem) -> None:
+    run = await run_scenario(
+        STOP_EXPECTED.replace("  - stop: {}\n", "  - disconnect: {}\n  - stop: {}\n"), csms
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed", message
+    assert re.search(
+        r"the charger sent no StopTransaction during the run \(within 2 s\): the charger has "
+        r"been offline since \d+\.\d s into the run \(",
+        message,
+    ), message
