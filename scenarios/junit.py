@@ -66,7 +66,15 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         ):
             # An error of the charger itself (it never connected, say) leaves its steps
             # skipped: said by a testcase of its own, or CI would read the run as green.
-            case = ET.SubElement(suite, "testcase", classname=classname, name="charger", time="0")
+            # Its time is the charger's: from the start of its case to its verdict (the
+            # minute it tried to connect), as a step's testcase has the step's.
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=classname,
+                name="charger",
+                time=f"{float(charger.get('duration') or 0):.3f}",
+            )
             ET.SubElement(case, "error", message=str(charger.get("message", "")))
             counts["tests"] += 1
             counts["errors"] += 1

@@ -113,6 +113,9 @@ class ChargerRun:
     status: str = PASSED
     message: str = ""
     position: int = -1  # the index of the step it is at (len(steps): done)
+    # Seconds from the start of its case (after its start delay) to its last verdict; None
+    # while it runs.
+    duration: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +125,7 @@ class ChargerRun:
             "status": self.status,
             "message": self.message,
             "start_delay": round(self.start_delay, 3),
+            "duration": None if self.duration is None else round(self.duration, 3),
             "steps": list(self.steps),  # a copy: a run in progress is saved from a thread
         }
 
@@ -296,6 +300,8 @@ class Runner:
                 )
             if charger.status == PASSED:
                 charger.status, charger.message = ERROR, why
+            if charger.duration is None:
+                charger.duration = max(elapsed - charger.start_delay, 0.0)
 
     def _create_run(self) -> ScenarioRun:
         return ScenarioRun.objects.create(
@@ -496,6 +502,7 @@ class Runner:
             **self.scenario.variables,
         }
         loop = asyncio.get_running_loop()
+        case_started = loop.time()
         since = time.time()
         failed: str | None = None
         if target.connect_first:
@@ -543,6 +550,7 @@ class Runner:
             if status != PASSED:
                 failed = message
                 charger.status, charger.message = status, message
+        charger.duration = loop.time() - case_started
         await self._move(charger, len(self.scenario.steps))
 
     async def _move(self, charger: ChargerRun, position: int) -> None:

@@ -918,6 +918,12 @@ async def test_a_charger_that_cannot_connect_says_why_and_where(
     assert charger["message"].endswith(
         "(it is offline; its last attempt to connect to ws://127.0.0.1:9/ocpp: connection refused)"
     ), charger
+    # The time the run spent on it (its attempt to connect), in the JSON and the JUnit, as
+    # a step's testcase has the step's: not 0.
+    assert 3.0 <= charger["duration"] < 10.0, charger
+    suite = ElementTree.fromstring(junit_xml([run.result]))
+    [case] = [case for case in suite.iter("testcase") if case.get("name") == "charger"]
+    assert float(case.get("time", "0")) == charger["duration"]
 
 
 async def test_an_argument_a_runtime_variable_made_invalid_errors_the_step(
