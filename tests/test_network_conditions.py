@@ -109,6 +109,52 @@ async def test_close_connection_sends_the_code_and_the_charger_reconnects_withou
     assert len(boots) == 1  # a reconnect, not a reboot
 
 
+class Closes(Listener):
+    """Each `closed` event of the charger's connection: who closed it, and the summary."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[str, str]] = []
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        if event == "closed":
+            self.closed.append((detail["by"], detail["summary"]))
+
+
+async def test_a_closed_connection_says_who_closed_it(csms):
+    """A reader of the events (a scenario's report) tells a close of the CSMS's from the
+    charger's own doing: its close step, a reconnect it starts (a new security profile),
+    its network cut; and a link lost without a close frame (the CSMS went away)."""
+    closes = Closes()
+    charger = runtime_charger("NET-BY", csms.url, evses=1, db_id=PK, listener=closes)
+    server = command_server(charger)
+
+    async def closed_then_back(count: int) -> None:
+        await wait_until(lambda: len(closes.closed) == count, message=f"close {count}")
+        await wait_until(lambda: charger.online, message="online again")
+
+    async with connected(charger):
+        await csms.disconnect("NET-BY", code=4000, reason="bye")
+        await closed_then_back(1)
+        await server.execute(PK, "close_connection", {"code": 4001})
+        await closed_then_back(2)
+        assert charger.transport is not None
+        await charger.transport.close()  # as a reconnect for a new security profile does
+        await closed_then_back(3)
+        charger.cut_network(0.3)
+        await closed_then_back(4)
+        transport = csms.connection("NET-BY").websocket.transport
+        transport.abort()  # the CSMS's end gone without a close frame
+        await closed_then_back(5)
+    assert closes.closed == [
+        ("csms", "closed by peer (4000)"),
+        ("charger", "closed by the charger (4001)"),
+        ("charger", "closed by the charger (1000)"),
+        ("network_cut", "connection lost"),
+        ("lost", "connection lost"),
+        ("charger", "closed"),  # its connection task cancelled: a disconnect, a reboot
+    ]
+
+
 async def test_clock_skew_shifts_the_timestamps_the_charger_sends(csms):
     charger = runtime_charger("NET-SKEW", csms.url, evses=1, db_id=PK)
     server = command_server(charger)

@@ -814,6 +814,20 @@ class ConnectionData(TypedDict):
     detail: dict[str, Any]
 
 
+# Who ended a connection: the `by` of a `closed` event's detail (with the close `code` and
+# `reason` as received, and a `summary` in words). The charger itself (a disconnect, a
+# reboot, a close step, a reconnect for a new security profile); the CSMS (its close
+# frame came first); nobody said (no close frame: the CSMS went away, or the network
+# failed); the charger's own simulated network cut; the charger, for want of a pong to its
+# keepalive ping; an internal error.
+CLOSED_BY_CHARGER: Final = "charger"
+CLOSED_BY_CSMS: Final = "csms"
+CLOSED_LOST: Final = "lost"
+CLOSED_BY_NETWORK_CUT: Final = "network_cut"
+CLOSED_BY_KEEPALIVE: Final = "keepalive"
+CLOSED_BY_ERROR: Final = "error"
+
+
 class StreamEvent(TypedDict):
     kind: str  # one of STREAM_KINDS
     at: float  # Unix time

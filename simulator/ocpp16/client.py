@@ -41,6 +41,14 @@ from websockets.proxy import get_proxy
 from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
+from simulator.contract import (
+    CLOSED_BY_CHARGER,
+    CLOSED_BY_CSMS,
+    CLOSED_BY_ERROR,
+    CLOSED_BY_KEEPALIVE,
+    CLOSED_BY_NETWORK_CUT,
+    CLOSED_LOST,
+)
 from simulator.core.charge_point import NETWORK_CUT, Charger
 from simulator.core.drops import dropped
 from simulator.core.firmware import DiagnosticsRequest, FirmwareRequest
@@ -1278,6 +1286,7 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     charger.attach(client)
     boot = asyncio.create_task(_logged(charger.boot_sequence(), charger.id))
     reason = "closed"
+    by = CLOSED_BY_CHARGER  # cancelled: a disconnect, a reboot, the worker stopping
     try:
         await client.start()
     except ConnectionClosed as exc:
@@ -1285,13 +1294,25 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
             reason = f"closed by the charger ({client.closing[0]})"
         elif isinstance(connection, KeepaliveConnection) and connection.pong_missed:
             reason = f"no pong to a keepalive ping within {connection.pong_missed:g} s"
+            by = CLOSED_BY_KEEPALIVE
             metrics.KEEPALIVE_TIMEOUTS.inc()
+        elif exc.rcvd is not None and exc.sent is not None and exc.rcvd_then_sent is False:
+            # The charger's closing handshake (a reconnect for a new security profile),
+            # which the CSMS answered: no close of the CSMS's.
+            reason = f"closed by the charger ({exc.sent.code})"
+        elif exc.rcvd is not None:
+            reason, by = f"closed by peer ({exc.rcvd.code})", CLOSED_BY_CSMS
         else:
-            reason = f"closed by peer ({exc.rcvd.code})" if exc.rcvd else "connection lost"
+            # No close frame: the CSMS went away or the network failed, unless it is the
+            # charger's own network cut (`Charger.cut_network` aborts the socket).
+            reason = "connection lost"
+            cut = charger.offline_until > time.monotonic()
+            by = CLOSED_BY_NETWORK_CUT if cut else CLOSED_LOST
     except Exception as exc:
         # A bug must cost this connection, never the charger's reconnect loop.
         log.exception("%s: the connection failed", charger.id)
         reason = f"internal error ({type(exc).__name__})"
+        by = CLOSED_BY_ERROR
     finally:
         if isinstance(connection, OcppConnection):
             connection.text_sink = None
@@ -1309,6 +1330,7 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
                     "code": connection.close_code,
                     "reason": connection.close_reason or "",
                     "summary": reason,
+                    "by": by,
                 },
             )
     return reason
