@@ -56,6 +56,7 @@ EXPECT_VARIANTS: dict[str, frozenset[str]] = {
     "heartbeat_interval_at_least": frozenset(),
     "answers_within": frozenset(),
     "response_time": frozenset(),
+    "connection_kept": frozenset(),
     "status": frozenset({"connector"}),
 }
 # The percentiles a `response_time` expectation may bound (name -> q); `max` is the slowest.

@@ -3,7 +3,9 @@ per charger x step (classname "scenario.charger", the charger's id without the r
 "steps[i] kind"; each charger's full id in the suite's properties). A failed step
 carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
 set up its chargers is one errored testcase named "setup", and a charger in error whose
-steps say nothing of it (it never connected: all skipped) one named "charger"."""
+steps say nothing of it (it never connected: all skipped) one named "charger". A close
+of a charger's connection that was not the scenario's doing is in the <system-out> of the
+step it happened in (the suite's, before the charger's first step)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         cp_id = str(charger.get("charge_point_id"))
         ET.SubElement(props, "property", name="charge_point_id", value=cp_id)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    unplaced: list[str] = []
     if result.get("message"):
         case = ET.SubElement(suite, "testcase", classname=name, name="setup", time="0")
         ET.SubElement(case, "error", message=str(result["message"]))
@@ -98,6 +101,15 @@ def _suite(result: dict[str, Any]) -> ET.Element:
             elif status == "skipped":
                 ET.SubElement(case, "skipped", message=message)
                 counts["skipped"] += 1
+            if step.get("notes"):
+                # What happened meanwhile that the step did not judge: a connection the
+                # CSMS closed, say.
+                ET.SubElement(case, "system-out").text = "\n".join(map(str, step["notes"]))
+        for disconnect in charger.get("disconnects") or ():
+            if disconnect.get("step") is None:  # before its first step: said by the suite
+                unplaced.append(f"{cp_id}: {disconnect.get('message', '')}")
+    if unplaced:
+        ET.SubElement(suite, "system-out").text = "\n".join(unplaced)
     for key, value in counts.items():
         suite.set(key, str(value))
     return suite

@@ -44,7 +44,16 @@ from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import hiding, one_line, shown_variables, storable
-from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, Watch
+from scenarios.watch import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    Frame,
+    Watch,
+    close_said,
+    closed_by,
+    closes_not_ours,
+)
 from simulator import contract
 from vehicles.models import VehicleModel
 
@@ -116,6 +125,10 @@ class ChargerRun:
     # Seconds from the start of its case (after its start delay) to its last verdict; None
     # while it runs.
     duration: float | None = None
+    # The closes of its connection that were not the scenario's doing (`_note_disconnects`),
+    # and the time (Unix) of the last one taken.
+    disconnects: list[dict[str, Any]] = field(default_factory=list)
+    closes_seen: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +139,7 @@ class ChargerRun:
             "message": self.message,
             "start_delay": round(self.start_delay, 3),
             "duration": None if self.duration is None else round(self.duration, 3),
+            "disconnects": list(self.disconnects),
             "steps": list(self.steps),  # a copy: a run in progress is saved from a thread
         }
 
@@ -206,6 +220,11 @@ class Runner:
                     for c, s in zip(self.chargers, seeds, strict=True)
                 )
             )
+            # A close in the last moments of a charger's last step reaches the watch a
+            # flush later: the report must not miss it.
+            await self.watch.settle()
+            for charger in self.chargers:
+                self._note_disconnects(charger)
         except asyncio.CancelledError:
             # Ctrl-C: still clean up and store the run as interrupted, then stop.
             interrupted = True
@@ -541,10 +560,11 @@ class Runner:
             message = self.hide(message)
             took = loop.time() - started
             charger.steps.append(_verdict(step, status, message, started - self._t0, took))
+            notes = "".join(f"; {note}" for note in self._note_disconnects(charger))
             self.progress(
                 one_line(
                     f"{self.scenario.name} {target.charge_point_id} {step.label}: {status}"
-                    f" ({took:.2f} s){'' if status == PASSED else ': ' + message}"
+                    f" ({took:.2f} s){'' if status == PASSED else ': ' + message}{notes}"
                 )
             )
             if status != PASSED:
@@ -552,6 +572,38 @@ class Runner:
                 charger.status, charger.message = status, message
         charger.duration = loop.time() - case_started
         await self._move(charger, len(self.scenario.steps))
+
+    def _note_disconnects(self, charger: ChargerRun) -> list[str]:
+        """Take the closes of the charger's connection that were not the scenario's doing
+        (the CSMS closed it, it was lost, a keepalive ping got no pong) and have reached
+        the watch since the last look: each goes in the charger's `disconnects` and, as a
+        note, on the step it happened in (or the last before it: the JUnit's system-out).
+        A run whose CSMS dropped a connection mid-session passed without a word; whether
+        it fails is the scenario's to say (`expect: {connection_kept: true}`). Returns the
+        notes taken, for the command's step line."""
+        assert self.watch is not None
+        links = self.watch.links.get(charger.target.pk, [])
+        closes = [c for c in closes_not_ours(links) if c.at > charger.closes_seen]
+        notes = []
+        for close in closes:
+            charger.closes_seen = close.at
+            at = close.at - self._started_at
+            note = self.hide(close_said(close, self._started_at))
+            step = _step_at(charger.steps, at)
+            if step is not None:
+                step.setdefault("notes", []).append(note)
+            charger.disconnects.append(
+                {
+                    "at": round(at, 3),
+                    "by": closed_by(close.detail),
+                    "code": close.detail.get("code"),
+                    "reason": self.hide(str(close.detail.get("reason") or "")),
+                    "step": None if step is None else step["index"],
+                    "message": note,
+                }
+            )
+            notes.append(note)
+        return notes
 
     async def _move(self, charger: ChargerRun, position: int) -> None:
         async with self._moved:
@@ -611,6 +663,16 @@ def _verdict(step: Step, status: str, message: str, started: float, took: float)
         "started": round(started, 3),
         "duration": round(took, 3),
     }
+
+
+def _step_at(steps: list[dict[str, Any]], at: float) -> dict[str, Any] | None:
+    """The verdict of the step that was running `at` seconds into the run (or the last to
+    start before it); None before the first (the charger was connecting)."""
+    found = None
+    for step in steps:
+        if step["status"] != SKIPPED and step["started"] <= at:
+            found = step
+    return found
 
 
 def _location_of(chargers: dict[str, Any]) -> str | None:

@@ -22,6 +22,8 @@ from scenarios.models import ScenarioRun
 from scenarios.runner import EngineHost, Options, Progress, Runner
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_FILE = 0, 1, 2
+# Closes of connections a summary lists; the rest are counted.
+SHOWN_CLOSES = 10
 # How long a worker may take to acknowledge a request: longer than an API call's, since a
 # scenario across a thousand chargers sends a burst of them to a worker that is busy with
 # those same chargers (and this process reads its replies one at a time).
@@ -88,6 +90,16 @@ def summary(run: ScenarioRun) -> str:
     for charger in chargers:
         if charger.get("status") != "passed" and charger.get("message"):
             text += f"\n  {charger['message']}"
+    # Closes of the chargers' connections that were not the scenario's doing, passed or not.
+    closes = [
+        f"{charger['charge_point_id']}: {close.get('message', '')}"
+        for charger in chargers
+        for close in charger.get("disconnects") or ()
+    ]
+    for line in closes[:SHOWN_CLOSES]:
+        text += f"\n  {line}"
+    if len(closes) > SHOWN_CLOSES:
+        text += f"\n  ... and {len(closes) - SHOWN_CLOSES} more closes (the --json report has them)"
     return text
 
 

@@ -32,7 +32,16 @@ from chargers.orm_threads import in_thread
 from locations.models import Location
 from scenarios.format import PERCENTILES, duration
 from scenarios.texts import shown_url
-from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, LinkEvent, Watch
+from scenarios.watch import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    Frame,
+    LinkEvent,
+    Watch,
+    close_said,
+    closes_not_ours,
+)
 from simulator import contract
 from simulator.contract import config_keys
 from simulator.contract.traffic import TrafficResult
@@ -549,6 +558,8 @@ async def expect(ctx: StepContext, args: dict[str, Any]) -> str:
         return await _expect_answers_within(ctx, duration(args["answers_within"]))
     if "response_time" in args:
         return await _expect_response_time(ctx, args["response_time"])
+    if "connection_kept" in args:
+        return await _expect_connection_kept(ctx)
     return await _expect_status(ctx, str(args["status"]), _connector(args))
 
 
@@ -696,7 +707,7 @@ def _offline_since(links: list[LinkEvent]) -> tuple[float, str] | None:
             elif link.event == "network_cut":
                 what = "its network is cut"
             elif not what:
-                what = str(link.detail.get("summary") or "its connection closed")
+                what = close_said(link)
     return None if since is None else (since, what)
 
 
@@ -960,6 +971,18 @@ def percentile(ordered: list[float], q: float) -> float:
     at least q % of the values at or below it (so p99 of 100 values is the 99th)."""
     rank = max(math.ceil(q / 100 * len(ordered)), 1)
     return ordered[rank - 1]
+
+
+async def _expect_connection_kept(ctx: StepContext) -> str:
+    """No close of the charger's connection during the run so far that was not the
+    scenario's own doing (a close, disconnect or reboot step, a network cut): none by the
+    CSMS, none lost without a close frame, no keepalive ping left without its pong."""
+    await ctx.watch.settle()
+    closes = closes_not_ours(ctx.watch.links.get(ctx.target.pk, []), ctx.run_started)
+    if closes:
+        more = f" (and {len(closes) - 1} more after it)" if len(closes) > 1 else ""
+        raise StepFailed(close_said(closes[0], ctx.run_started) + more)
+    return "the connection was kept: the CSMS closed none, none was lost"
 
 
 async def _expect_status(ctx: StepContext, status: str, connector: int) -> str:

@@ -97,6 +97,65 @@ class LinkEvent:
     detail: dict[str, Any]
 
 
+# Who ended a connection (`contract.CLOSED_BY_*`) when the scenario did not: the CSMS, or
+# nobody said (the CSMS went away), or the charger for want of a pong. A close of the
+# charger's own (a close, disconnect or reboot step, a network cut) is the scenario's doing.
+NOT_OURS = frozenset({contract.CLOSED_BY_CSMS, contract.CLOSED_LOST, contract.CLOSED_BY_KEEPALIVE})
+
+
+def closed_by(detail: dict[str, Any]) -> str:
+    """Who ended the connection a `closed` event reports (`contract.CLOSED_BY_*`); from its
+    summary for a worker that does not say (an older one of a scaled-out fleet)."""
+    by = detail.get("by")
+    if isinstance(by, str):
+        return by
+    summary = str(detail.get("summary", ""))
+    if summary.startswith("closed by peer"):
+        return contract.CLOSED_BY_CSMS
+    if summary.startswith("connection lost"):
+        return contract.CLOSED_LOST
+    if summary.startswith("no pong"):
+        return contract.CLOSED_BY_KEEPALIVE
+    return contract.CLOSED_BY_CHARGER
+
+
+def closes_not_ours(links: list[LinkEvent], since: float = 0.0) -> list[LinkEvent]:
+    """The `closed` events from `since` on whose close was not the scenario's doing."""
+    return [
+        link
+        for link in links
+        if link.event == "closed" and link.at >= since and closed_by(link.detail) in NOT_OURS
+    ]
+
+
+def close_said(link: LinkEvent, run_started: float | None = None) -> str:
+    """A close as a report says it: who closed the connection, with the close code and
+    reason as received, and (given the run's start) when, in seconds into the run."""
+    detail = link.detail
+    by = closed_by(detail)
+    code = detail.get("code")
+    reason = str(detail.get("reason") or "")
+    when = "" if run_started is None else f" {max(link.at - run_started, 0.0):.1f} s into the run"
+    if by == contract.CLOSED_BY_CSMS:
+        said = f'"{reason[:_SHOWN_REASON]}"' if reason else "no reason"
+        return f"the CSMS closed the connection{when} (code {code}, {said})"
+    if by == contract.CLOSED_LOST:
+        return (
+            f"the connection was lost{when}, without a close frame (code {code}): the CSMS "
+            "went away or the network failed"
+        )
+    if by == contract.CLOSED_BY_KEEPALIVE:
+        return f"the charger closed the connection{when}: {detail.get('summary', '')}"
+    if by == contract.CLOSED_BY_NETWORK_CUT:
+        return f"the charger's network was cut{when}"
+    if by == contract.CLOSED_BY_ERROR:
+        return f"the connection failed{when}: {detail.get('summary', '')}"
+    return f"the charger closed the connection{when}"
+
+
+_SHOWN_REASON = 123  # a close reason is at most 123 bytes (RFC 6455)
+
+
 class Watch:
     """The run's subscription, and the events it brought, per charger."""
 

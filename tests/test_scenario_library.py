@@ -77,6 +77,10 @@ async def test_the_case_passes_against_the_builtin_csms(path: Path, csms: Centra
     finally:
         await control.stop()
     assert run.status == "passed", problems(run)
+    # The built-in CSMS closes no connection: the cases' own closes, disconnects, reboots
+    # and network cuts are none to report.
+    closes = [close for c in run.result["chargers"] for close in c["disconnects"]]
+    assert closes == [], closes
 
 
 BROKEN_CASES = [

@@ -30,6 +30,7 @@ from scenarios.format import parse
 from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner, RunningWorkers
+from scenarios.session import summary
 from scenarios.steps import STEPS, StepContext, Target
 from scenarios.texts import one_line
 from simulator import contract
@@ -118,6 +119,7 @@ steps:
   - wait: {seconds: 1.5}
   - wait: {status: Accepted, timeout: 60}
   - expect: {no_csms_call: Reset, within: 0.5}
+  - expect: {connection_kept: true}
 """
 
 
@@ -128,7 +130,9 @@ async def test_local_actions_waits_and_expectations_pass_against_the_builtin_csm
     passed_all(run)
     (charger,) = run.result["chargers"]
     assert charger["temporary"] is True
-    assert len(charger["steps"]) == 24
+    assert len(charger["steps"]) == 25
+    # Its own disconnect, reboot and network cut are the scenario's doing: nothing to report.
+    assert charger["disconnects"] == []
     assert all(step["duration"] >= 0 for step in charger["steps"])
     # The CSMS saw what the steps did ...
     cp_id = charger["charge_point_id"]
@@ -146,7 +150,7 @@ async def test_local_actions_waits_and_expectations_pass_against_the_builtin_csm
     assert {f["data"]["action"] for f in frames} >= {"StartTransaction", "StopTransaction"}
     assert run.result["seed"] == 3
     # A line per step done, and the temporary charger is gone.
-    assert len(lines) == 24 and lines[0].startswith(f"session {cp_id} steps[0] expect: passed")
+    assert len(lines) == 25 and lines[0].startswith(f"session {cp_id} steps[0] expect: passed")
     assert not await database_sync_to_async(Charger.objects.filter(charge_point_id=cp_id).exists)()
 
 
@@ -864,6 +868,7 @@ async def test_fault_steps_against_the_engine_that_has_them(csms: CentralSystem)
           - wait: {status: Accepted, timeout: 60}
           - network: {close_code: 4000}
           - wait: {status: Accepted, timeout: 60}
+          - expect: {connection_kept: true}
         """,
         csms,
         seed=3,
@@ -945,3 +950,69 @@ async def test_an_argument_a_runtime_variable_made_invalid_errors_the_step(
     assert step["status"] == "error", step
     assert "20 characters" in step["message"]
     assert run.status == "error"
+
+
+DROPPED = """\
+name: dropped
+description: The CSMS drops the connection in the middle of a session.
+chargers: {template: {count: 1}}
+steps:
+  - plug_in: {wait: Preparing}
+  - present_id_tag: {id_tag: TAG-1, wait: Charging}
+  - wait: {seconds: 2}
+  - stop: {wait: Finishing, timeout: 10}
+  - expect: {connection_kept: true}
+"""
+
+
+async def test_a_connection_the_csms_closes_mid_session_is_reported_and_can_be_expected(
+    csms: CentralSystem,
+) -> None:
+    """The charger reconnects and the session ends well, so every step that does not judge
+    the connection passes, as before; but the report says the CSMS closed it (the step's
+    line, the JSON, the JUnit's system-out, the summary), and `connection_kept` fails on
+    it. A run with such a close passed without a word."""
+    lines: list[str] = []
+    runner = Runner(
+        parse(DROPPED),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+        progress=lines.append,
+    )
+    task = asyncio.create_task(runner.execute())
+    while not runner.chargers or len(runner.chargers[0].steps) < 2:
+        await asyncio.sleep(0.02)
+    cp_id = runner.chargers[0].target.charge_point_id
+    await csms.disconnect(cp_id, code=1011, reason="worker restarted")
+    run = await task
+
+    [charger] = run.result["chargers"]
+    assert [s["status"] for s in charger["steps"]] == ["passed"] * 4 + ["failed"], charger
+    said = re.compile(
+        r'the CSMS closed the connection \d+\.\d s into the run \(code 1011, "worker restarted"\)'
+    )
+    [close] = charger["disconnects"]
+    assert (close["by"], close["code"], close["reason"], close["step"]) == (
+        "csms",
+        1011,
+        "worker restarted",
+        2,
+    )
+    assert said.fullmatch(close["message"]), close
+    wait = charger["steps"][2]
+    assert wait["notes"] == [close["message"]]
+    assert wait["started"] <= close["at"] <= wait["started"] + wait["duration"]
+    assert "notes" not in charger["steps"][3]
+    assert charger["steps"][4]["message"].endswith(close["message"])
+    # The command's line of the step it happened in, and its summary.
+    [line] = [line for line in lines if " steps[2] wait: " in line]
+    assert line.endswith(f"passed ({wait['duration']:.2f} s); {close['message']}"), line
+    assert f"{cp_id}: {close['message']}" in summary(run)
+    # The JUnit: the step's testcase passed, and says it in its system-out.
+    suite = ElementTree.fromstring(junit_xml([run.result]))
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    out = cases["steps[2] wait"].find("system-out")
+    assert out is not None and out.text == close["message"]
+    assert cases["steps[2] wait"].find("failure") is None
+    assert cases["steps[3] stop"].find("system-out") is None
