@@ -36,6 +36,7 @@ from scenarios.watch import (
     CALL,
     CALLERROR,
     CALLRESULT,
+    LINK_DOWN,
     Frame,
     LinkEvent,
     Watch,
@@ -661,7 +662,8 @@ def not_sent_because(
     if not calls:
         return ""
     last = calls[-1]
-    if _answer_to(frames, last) is None:
+    lost = any(link.event in LINK_DOWN and link.at >= last.at for link in links)
+    if _answer_to(frames, last) is None and not lost:  # (the link going down ended its wait)
         return (
             f": the charger sends one CALL at a time, and the CSMS did not answer its "
             f"{last.action} sent {max(last.at - run_started, 0.0):.1f} s into the run"

@@ -21,6 +21,9 @@ from chargers.engine_client import EngineClient
 from scenarios.format import parse
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
+from scenarios.steps import not_sent_because
+from scenarios.watch import CALL as CALL_FRAME
+from scenarios.watch import Frame, LinkEvent
 from simulator.csms import CALL, CentralSystem, CSMSConnection
 from simulator.management.commands.runscenario import InProcessEngine
 
@@ -364,3 +367,20 @@ async def test_a_stop_held_while_the_charger_is_offline_says_why(csms: CentralSy
         r"been offline since \d+\.\d s into the run \(",
         message,
     ), message
+
+
+def test_a_call_whose_wait_the_link_ended_holds_nothing_back() -> None:
+    """One CALL at a time: an unanswered one holds the next back, until the link goes
+    down (its wait ends; a transaction message goes again after the reconnect)."""
+    heartbeat = Frame(10.0, "out", CALL_FRAME, "a", "Heartbeat", {})
+    closed = LinkEvent(11.0, "closed", {"by": "csms", "code": 1011, "reason": "bye"})
+    connected = LinkEvent(12.0, "connected", {})
+    assert not_sent_because([heartbeat], [], "StatusNotification", 0.0) == (
+        ": the charger sends one CALL at a time, and the CSMS did not answer its Heartbeat "
+        "sent 10.0 s into the run"
+    )
+    assert not_sent_because([heartbeat], [closed], "StatusNotification", 0.0) == (
+        ": the charger has been offline since 11.0 s into the run (the CSMS closed the "
+        'connection (code 1011, "bye"))'
+    )
+    assert not_sent_because([heartbeat], [closed, connected], "StatusNotification", 0.0) == ""
