@@ -882,7 +882,7 @@ async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> st
         if value > limit:
             got = (
                 f"no answer ({len(missing)} of {len(times)} CALLs got no valid answer: "
-                f"{_without_answer(missing, ctx.run_started, fleet)})"
+                f"{_without_answer(missing, ctx.watch.frames, ctx.run_started, fleet)})"
                 if math.isinf(value)
                 else f"{value:.3f} s"
             )
@@ -899,13 +899,22 @@ async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> st
 _LISTED_CALLS = 3
 
 
-def _without_answer(missing: list[tuple[Target, Timed]], run_started: float, fleet: bool) -> str:
-    """Which CALLs got no valid answer, and why, as a failure says it (the first few)."""
+def _without_answer(
+    missing: list[tuple[Target, Timed]],
+    frames: Mapping[int, list[Frame]],
+    run_started: float,
+    fleet: bool,
+) -> str:
+    """Which CALLs got no valid answer, and why, as a failure says it (the first few; the
+    malformed frame the CSMS sent instead of an answer, looked for only for those)."""
     said = []
     for target, t in missing[:_LISTED_CALLS]:
         whose = f" of {target.charge_point_id}" if fleet else ""
         sent = max(t.call.at - run_started, 0.0)
-        said.append(f"{t.call.action}{whose} sent {sent:.1f} s into the run: {t.why}")
+        why = t.why
+        if t.unanswered:
+            why += malformed_after(frames.get(target.pk, []), t.call)
+        said.append(f"{t.call.action}{whose} sent {sent:.1f} s into the run: {why}")
     more = len(missing) - _LISTED_CALLS
     return "; ".join(said) + (f"; {more} more" if more > 0 else "")
 
@@ -918,6 +927,7 @@ class Timed:
     call: Frame
     seconds: float
     why: str = ""
+    unanswered: bool = False  # no answer at all (not one the charger refused)
 
 
 def timed_calls(
@@ -952,8 +962,8 @@ def timed_calls(
         elif answer is not None:
             timed.append(Timed(frame, math.inf, str(answer_fault(frame.action, answer))))
         elif now - frame.at > grace and not cut_off(frame, downs, grace):
-            why = f"no answer after {now - frame.at:.1f} s{malformed_after(frames, frame)}"
-            timed.append(Timed(frame, math.inf, why))
+            why = f"no answer after {now - frame.at:.1f} s"
+            timed.append(Timed(frame, math.inf, why, unanswered=True))
     return timed
 
 

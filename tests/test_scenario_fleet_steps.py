@@ -21,6 +21,8 @@ from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
 from scenarios.steps import (
     StepFailed,
+    Target,
+    _without_answer,
     answers_within,
     percentile,
     response_times,
@@ -254,6 +256,21 @@ def test_an_answer_the_charger_refused_is_no_answer_to_time() -> None:
     assert response_times(frames, now=20.0, grace=2.0) == [0.5, math.inf]
     [_, refused] = timed_calls(frames, now=20.0, grace=2.0)
     assert refused.why == f"the CSMS's answer to Heartbeat {broken}"
+
+
+def test_a_call_without_an_answer_says_the_malformed_frame_the_csms_sent_instead() -> None:
+    not_json = "is not JSON (unexpected end of data at character 22)"
+    frames = [
+        _frame(10.0, CALL, "a", "Authorize"),
+        Frame(10.1, "in", None, "", "", None, malformed=not_json),
+        _frame(15.0, CALL, "b"),
+    ]
+    missing = [(Target(7, "CP-7", "ws://x"), t) for t in timed_calls(frames, 20.0, 2.0)]
+    assert _without_answer(missing, {7: frames}, 0.0, fleet=False) == (
+        "Authorize sent 10.0 s into the run: no answer after 10.0 s: the CSMS sent a malformed "
+        f"frame 0.10 s after the CALL, which {not_json}; "
+        "Heartbeat sent 15.0 s into the run: no answer after 5.0 s"
+    )
 
 
 def test_answers_within_leaves_out_a_call_the_link_going_down_cut_off() -> None:
