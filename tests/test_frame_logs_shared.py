@@ -21,6 +21,7 @@ KEY = '[2,"k1","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cret"}
 URL = '[2,"u1","UpdateFirmware",{"location":"ftp://fw:s3cret@10.0.0.1/a.bin"}]'
 ESCAPED = '[2,"e1","ChangeConfiguration",{"key":"\\u0041uthorizationKey","value":"s3cret"}]'
 SIGNED = '[2,"s1","GetDiagnostics",{"location":"https://h/up/?sig=s3cret&v=1"}]'
+LOWER = '[2,"k2","ChangeConfiguration",{"key":"authorizationkey","value":"s3cret"}]'
 
 
 class Frames(Listener):
@@ -44,7 +45,7 @@ def test_the_dashboard_log_takes_the_stored_entrys_time_and_redacted_text():
     checkpointer = Checkpointer(downstream=Fanout(publisher, Listener()))
     assert checkpointer._log_frame == publisher.log_frame
     charger = _charger(checkpointer)
-    for text in ('[2,"1","Heartbeat",{}]', KEY, URL, ESCAPED, SIGNED):
+    for text in ('[2,"1","Heartbeat",{}]', KEY, URL, ESCAPED, SIGNED, LOWER):
         checkpointer.on_frame(charger, "in", text, "1", "X")
     stored = checkpointer.take().frames
     shown = list(publisher.frames["CP-SHARED"])
@@ -113,6 +114,7 @@ _PIECES = st.sampled_from(
         KEY,
         URL,
         ESCAPED,
+        LOWER,
         '{"a":"K\\\\"}',
         "a@b",
         "\x00",

@@ -163,6 +163,31 @@ async def test_an_authorization_key_the_csms_sets_is_never_stored(csms):
     assert not any(SECRET in r.payload for r in rows)
 
 
+async def test_a_key_named_in_another_case_is_never_stored_either(csms):
+    """QA: ChangeConfiguration(authorizationkey) was stored with its value in clear (the
+    redaction matched the exact name), though the CSMS meant it as the key."""
+    await database_sync_to_async(make_charger)("LOG-KEY-LC", evses=1, csms_url=csms.url)
+    service = await started("LOG-KEY-LC")
+    try:
+        result = await csms.call(
+            "LOG-KEY-LC", call.ChangeConfiguration(key="authorizationkey", value=SECRET)
+        )
+        assert result.status == "NotSupported"
+        await stored_until(
+            "LOG-KEY-LC",
+            lambda rows: any(
+                r.action == "ChangeConfiguration" and r.direction == "in" for r in rows
+            ),
+            "the ChangeConfiguration frame",
+        )
+    finally:
+        await service.stop()
+    rows = await stored("LOG-KEY-LC")
+    change = next(r for r in rows if r.action == "ChangeConfiguration" and r.direction == "in")
+    assert json.loads(change.payload)[3] == {"key": "authorizationkey", "value": "********"}
+    assert not any(SECRET in r.payload for r in rows)
+
+
 async def test_a_call_with_a_numeric_id_and_its_call_error_show_the_id_as_sent(csms):
     """The CALLERROR answering `[2, 123, ...]` echoes 123, but both frames were logged with
     no message id: the log could not pair them, nor show which call of the CSMS failed."""

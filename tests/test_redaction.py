@@ -13,6 +13,7 @@ from simulator.ocpp16.redaction import (
     REDACTED,
     WITHHELD,
     RedactSecrets,
+    may_hold_secret,
     redact_frame,
 )
 from simulator.runtime.events import EventPublisher
@@ -57,6 +58,54 @@ async def test_a_key_set_over_a_real_socket_is_in_no_frame_log_nor_log_record(cs
     assert any("ChangeConfiguration" in line and REDACTED in line for line in lines)
     assert SECRET not in caplog.text
     assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+async def test_a_key_named_in_another_case_is_in_no_frame_log_nor_log_record(csms, caplog):
+    """QA: ChangeConfiguration(authorizationkey) is answered NotSupported, but the value the
+    CSMS meant as the key was kept in clear: the redaction matched the exact name only."""
+    publisher = EventPublisher()
+    charger = runtime_charger("CP-SECRET-LC", csms.url, evses=1, listener=publisher)
+    async with connected(charger):
+        for name in FRAME_LOGGERS:
+            caplog.set_level(logging.DEBUG, logger=name)
+        for unique_id, key in (("l1", "authorizationkey"), ("l2", "AUTHORIZATIONKEY")):
+            frame = f'[2,"{unique_id}","ChangeConfiguration",{{"key":"{key}","value":"{SECRET}"}}]'
+            await csms.send_raw("CP-SECRET-LC", frame)
+            answer = await csms.wait_for(
+                "CP-SECRET-LC", direction="in", unique_id=unique_id, timeout=3
+            )
+            assert answer.payload == {"status": "NotSupported"}
+    frames = [text for _at, _direction, text in publisher.frames["CP-SECRET-LC"]]
+    change = [text for text in frames if '"ChangeConfiguration"' in text]
+    assert len(change) == 2
+    assert f'{{"key":"authorizationkey","value":"{REDACTED}"}}' in change[0]
+    assert f'{{"key":"AUTHORIZATIONKEY","value":"{REDACTED}"}}' in change[1]
+    assert all(SECRET not in text for text in frames)
+    assert all(SECRET not in entry.raw + str(entry.payload) for entry in csms.log)
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["authorizationkey", "AUTHORIZATIONKEY", "authorizationKey"])
+def test_the_key_is_redacted_whatever_the_case_of_its_name(name):
+    frames = [
+        f'[2,"u1","ChangeConfiguration",{{"key":"{name}","value":"s3cret"}}]',
+        f'[2,"u1","ChangeConfiguration",{{"value":"s3cret","key":"{name}"}}]',
+        f'[2,"u1","DataTransfer",{{"vendorId":"x","data":{{"{name}":"s3cret"}}}}]',
+        f'[3,"u1",{{"configurationKey":[{{"key":"{name}","readonly":false,"value":"s3cret"}}]}}]',
+    ]
+    for frame in frames:
+        assert may_hold_secret(frame)
+        assert "s3cret" not in redact_frame(frame), frame
+    record = logging.LogRecord("ocpp", logging.INFO, "", 0, "CP-1 -> %s", (frames[0],), None)
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == (
+        f'CP-1 -> [2,"u1","ChangeConfiguration",{{"key":"{name}","value":"{REDACTED}"}}]'
+    )
+
+
+def test_a_key_named_in_another_case_with_escapes_is_redacted():
+    frame = '[2,"u1","ChangeConfiguration",{"key":"\\u0061uthorizationkey","value":"s3cret"}]'
+    assert "s3cret" not in redact_frame(frame)
 
 
 async def test_a_key_of_the_wrong_type_is_quoted_in_no_call_error_nor_frame_log(csms):

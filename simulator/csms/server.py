@@ -30,7 +30,7 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from simulator.ocpp16.redaction import SECRET_KEY_NAME, redact_frame, redact_value
+from simulator.ocpp16.redaction import names_secret, redact_frame, redact_value
 
 from .certificate_authority import CertificateAuthority
 from .handlers import LOGGER, CSMSConnection
@@ -721,7 +721,7 @@ class CentralSystem:
             FRAMES.info("%s <- %s", conn.id, raw)
         if not self.keep_log:
             return
-        if SECRET_KEY_NAME in raw:  # a ChangeConfiguration(AuthorizationKey) we sent
+        if names_secret(raw):  # a ChangeConfiguration(AuthorizationKey) we sent
             raw, payload = redact_frame(raw), redact_value(payload)
         self.log.append(
             LogEntry(

@@ -22,7 +22,7 @@ from typing import Any
 from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
-from simulator.ocpp16.redaction import SECRET_KEY_NAME
+from simulator.ocpp16.redaction import is_secret_name
 from simulator.ocpp16.schema_check import SCHEMA_DIR
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check as check_ranges
@@ -155,7 +155,7 @@ def _classify(raw: str, action: str, unique_id: str) -> CallError | None:
             return None
         where = "/".join(str(p) for p in error.absolute_path) or "payload"
         message = error.message
-        if isinstance(exact, dict) and exact.get("key") == SECRET_KEY_NAME:
+        if isinstance(exact, dict) and is_secret_name(exact.get("key")):
             # jsonschema's message quotes the value, here the AuthorizationKey: the answer
             # goes to the frame logs, which redact it by name, not inside a text.
             message = (

@@ -7,6 +7,11 @@ may carry one too: a password (ftp://user:password@host/) or a signed URL's quer
 (https://bucket/fw.bin?X-Amz-Signature=…&token=…). Every place that records a frame's text
 runs it through `redact_frame` first. The tests are substring searches before any parsing:
 the message log sees every frame, thousands a second, and almost none holds either.
+
+The key's name is matched whatever its case ("authorizationkey", "AUTHORIZATIONKEY"): the
+charger answers such a ChangeConfiguration NotSupported (key names are case-sensitive),
+but the value the CSMS sent is the secret all the same. ASCII letters only, as the
+search for `SECRET_KEY_LETTERS` finds them.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from typing import Any
 import orjson
 
 SECRET_KEY_NAME = "AuthorizationKey"
-# The name's rarest letter in OCPP frames (units are "kWh", message ids lower-case hex): a
-# text without it cannot hold the name, and one character is found by memchr, ten times
-# faster than the name (whose search steps over JSON nearly character by character).
-SECRET_KEY_LETTER = "K"
+_SECRET_KEY_FOLDED = SECRET_KEY_NAME.lower()
+# The name's rarest letter in OCPP frames, in both cases (the meter's units are "Wh" and
+# "W", message ids lower-case hex): a text with neither cannot hold the name in any case,
+# and one character is found by memchr, ten times faster than the name (whose search steps
+# over JSON nearly character by character).
+SECRET_KEY_LETTERS = ("K", "k")
+# The name in any case of its ASCII letters: only for a text that holds one of the letters.
+_SECRET_KEY_ANY_CASE = re.compile(re.escape(SECRET_KEY_NAME), re.IGNORECASE | re.ASCII)
 REDACTED = "********"
 WITHHELD = f"[withheld: names {SECRET_KEY_NAME} and is not a JSON frame]"
 # A log line's rest after its plain words, when it may spell the name with an escape (a
@@ -65,9 +74,25 @@ _ESCAPE = "\\u"
 
 
 def may_hold_secret(text: str) -> bool:
-    """False only for a text that `redact_frame` returns unchanged: no "@", no "?", no
-    `SECRET_KEY_LETTER`, no backslash (four memchr for nearly every frame)."""
-    return "@" in text or "?" in text or SECRET_KEY_LETTER in text or _BACKSLASH in text
+    """False only for a text that `redact_frame` returns unchanged: no "@", no "?", neither
+    of `SECRET_KEY_LETTERS`, no backslash (five memchr for nearly every frame)."""
+    return "@" in text or "?" in text or "K" in text or "k" in text or _BACKSLASH in text
+
+
+def names_secret(text: str) -> bool:
+    """Whether the text spells the AuthorizationKey's name, in any case."""
+    return ("K" in text or "k" in text) and _SECRET_KEY_ANY_CASE.search(text) is not None
+
+
+def is_secret_name(name: object) -> bool:
+    """Whether `name` (a member's name, a configuration key) is AuthorizationKey in any case
+    of its ASCII letters."""
+    return (
+        isinstance(name, str)
+        and len(name) == len(SECRET_KEY_NAME)
+        and name.isascii()
+        and name.lower() == _SECRET_KEY_FOLDED
+    )
 
 
 def redact_frame(text: str) -> str:
@@ -80,7 +105,7 @@ def redact_frame(text: str) -> str:
         text = redact_urls(text)
     if "?" in text:
         text = redact_query_secrets(text)
-    if SECRET_KEY_LETTER not in text or SECRET_KEY_NAME not in text:
+    if not names_secret(text):
         return text
     try:
         return orjson.dumps(redact_value(orjson.loads(text))).decode()
@@ -97,7 +122,7 @@ def _unescaped(text: str) -> str:
         plain = orjson.dumps(orjson.loads(text)).decode()
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
         return text  # not JSON: nothing parses it into a configuration or a URL
-    if "@" in plain or "?" in plain or SECRET_KEY_NAME in plain:
+    if "@" in plain or "?" in plain or names_secret(plain):
         return plain
     return text
 
@@ -105,18 +130,22 @@ def _unescaped(text: str) -> str:
 def redact_value(value: Any) -> Any:
     """A copy of a decoded frame (or payload) without AuthorizationKey values: the
     `value` beside `"key": "AuthorizationKey"` (ChangeConfiguration, a configuration
-    entry) and any member named AuthorizationKey."""
+    entry) and any member named AuthorizationKey, the names in any case."""
     if isinstance(value, list):
         return [redact_value(item) for item in value]
     if not isinstance(value, dict):
         return value
-    names_key = value.get("key") == SECRET_KEY_NAME
+    names_key = any(is_secret_name(item) for name, item in value.items() if _folded(name) == "key")
     return {
         name: REDACTED
-        if name == SECRET_KEY_NAME or (names_key and name == "value")
+        if is_secret_name(name) or (names_key and _folded(name) == "value")
         else redact_value(item)
         for name, item in value.items()
     }
+
+
+def _folded(name: object) -> str:
+    return name.lower() if isinstance(name, str) else ""
 
 
 class RedactSecrets(logging.Filter):
@@ -130,9 +159,7 @@ class RedactSecrets(logging.Filter):
             message, before = redact_query_secrets(redact_urls(message)), message
             if message != before:
                 record.msg, record.args = message, None
-        if _BACKSLASH not in message and (
-            SECRET_KEY_LETTER not in message or SECRET_KEY_NAME not in message
-        ):
+        if _BACKSLASH not in message and not names_secret(message):
             return True
         record.msg, record.args = _redact_line(message), None
         return True
@@ -151,6 +178,6 @@ def _redact_line(message: str) -> str:
     # are kept when they hold neither the name nor an escape; the rest is withheld.
     cut = min((i for i in map(message.find, "['\"{=") if i >= 0), default=len(message))
     words = message[:cut]
-    if _BACKSLASH in words or SECRET_KEY_NAME in words:
+    if _BACKSLASH in words or names_secret(words):
         return LINE_WITHHELD
     return words + LINE_WITHHELD

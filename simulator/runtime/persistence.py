@@ -64,7 +64,7 @@ from simulator.core.smart_charging import ChargingProfile
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.messages import OCPP16
-from simulator.ocpp16.redaction import SECRET_KEY_LETTER, may_hold_secret, redact_frame
+from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.ocpp16.wire import Checked
 from simulator.runtime import frame_log
 from simulator.runtime.events import EventPublisher
@@ -641,8 +641,8 @@ class Checkpointer(Listener):
         # One entry for both logs: one clock read, one secret test (and for the rare frame
         # that may hold one, one redaction); the stored entries are redacted here.
         at = time.time()
-        # `may_hold_secret(text)` inlined (its four memchr; a Python call less per frame).
-        if "@" in text or "?" in text or SECRET_KEY_LETTER in text or "\\" in text:
+        # `may_hold_secret(text)` inlined (its five memchr; a Python call less per frame).
+        if "@" in text or "?" in text or "K" in text or "k" in text or "\\" in text:
             shown = redact_frame(text)
         else:
             shown = text
