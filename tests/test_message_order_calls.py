@@ -125,6 +125,9 @@ class Wire:
     def keepalive_changed(self) -> None:
         pass
 
+    def answer_timeout_changed(self) -> None:
+        pass
+
 
 @dataclass
 class Run:

@@ -312,6 +312,36 @@ async def test_a_fault_needs_an_ocpp_error_code(csms):
     assert charger.evse(1).status is ConnectorStatus.AVAILABLE
 
 
+async def test_a_message_timeout_the_csms_changes_applies_to_the_next_call_at_once(csms):
+    """QA: ChangeConfiguration(MessageTimeout) was Accepted but read only at the next
+    connection: set to 5, an unanswered Heartbeat still timed out after 30 s."""
+    from simulator.core.charge_point import CallFailed
+
+    charger = runtime_charger("CP-TIMEOUT-SET", csms.url, evses=1)  # MessageTimeout 30
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        result = await csms.call(
+            "CP-TIMEOUT-SET", call.ChangeConfiguration(key="MessageTimeout", value="1")
+        )
+        assert result.status == "Accepted"
+        csms.respond = False
+        with pytest.raises(CallFailed) as failed:
+            await asyncio.wait_for(charger.request(("Heartbeat", {})), 15)
+        assert failed.value.code == "Timeout"
+        assert failed.value.description == "no answer to Heartbeat in 1 s"
+        # A call in flight when it changes waits the new time too, from when it was sent.
+        await csms.call(
+            "CP-TIMEOUT-SET", call.ChangeConfiguration(key="MessageTimeout", value="30")
+        )
+        in_flight = asyncio.ensure_future(charger.request(("DataTransfer", {"vendorId": "x"})))
+        await csms.wait_for("CP-TIMEOUT-SET", "DataTransfer")
+        await csms.call("CP-TIMEOUT-SET", call.ChangeConfiguration(key="MessageTimeout", value="1"))
+        with pytest.raises(CallFailed) as failed:
+            await asyncio.wait_for(in_flight, 15)
+        assert failed.value.description == "no answer to DataTransfer in 1 s"
+        csms.respond = True
+
+
 async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
     from simulator.core.charge_point import CallFailed
 

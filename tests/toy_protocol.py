@@ -152,6 +152,7 @@ class FakeTransport:
     held: list[tuple[str, Payload, AnswerCallback]] = field(default_factory=list)
     closed: bool = False
     keepalive_changes: int = 0
+    timeout_changes: int = 0
 
     def send_call(self, action: str, payload: Payload, done: AnswerCallback) -> None:
         # A copy: the frame as it went out, whatever the core does to the payload later.
@@ -187,6 +188,9 @@ class FakeTransport:
 
     def keepalive_changed(self) -> None:
         self.keepalive_changes += 1
+
+    def answer_timeout_changed(self) -> None:
+        self.timeout_changes += 1
 
     def actions(self) -> list[str]:
         return [action for action, _ in self.sent]

@@ -512,6 +512,9 @@ class Charger:
             self.auth_cache.clear()
         elif key == "WebSocketPingInterval" and self.transport is not None:
             self.transport.keepalive_changed()
+        elif key == "MessageTimeout" and self.transport is not None:
+            # Accepted means applied (1.6 section 5.3): not from the next connection on.
+            self.transport.answer_timeout_changed()
 
     # -- connection lifecycle (called by the connection runner) ----------------------------
 

@@ -55,3 +55,7 @@ class Transport(Protocol):
     def keepalive_changed(self) -> None:
         """The configured interval of the connection's keepalive pings changed: apply it
         now (WebSocketPingInterval in 1.6)."""
+
+    def answer_timeout_changed(self) -> None:
+        """The configured time to wait for the answer to a CALL changed (MessageTimeout in
+        1.6): apply it now, to the next CALL and to the one in flight."""

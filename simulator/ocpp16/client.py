@@ -533,6 +533,26 @@ class ChargePointClient(OcppChargePoint):
         if isinstance(connection, KeepaliveConnection):
             connection.keepalive_changed()  # nothing when the interval in force is the same
 
+    def answer_timeout_changed(self) -> None:
+        """MessageTimeout changed: the next CALL waits that long for its answer, and so does
+        the one in flight, counted from when it was sent (its deadline moves by the
+        difference, so the time it waited is still its deadline less the timeout)."""
+        timeout = self.charger.config_int("MessageTimeout")
+        shift = timeout - self._timeout
+        if not shift:
+            return
+        self._timeout = timeout
+        self._response_timeout = timeout  # the library's own `call()`, should it be used
+        pending = self._pending
+        for unique_id, (action, done, deadline) in list(pending.items()):
+            pending[unique_id] = (action, done, deadline + shift)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        if pending:
+            soonest = min(deadline for _a, _d, deadline in pending.values())
+            self._sweeper = self._loop.call_at(soonest, self._expire)
+
     def fail_pending(self, reason: str) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
