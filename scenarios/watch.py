@@ -98,9 +98,17 @@ class LinkEvent:
 
 
 # Who ended a connection (`contract.CLOSED_BY_*`) when the scenario did not: the CSMS, or
-# nobody said (the CSMS went away), or the charger for want of a pong. A close of the
-# charger's own (a close, disconnect or reboot step, a network cut) is the scenario's doing.
-NOT_OURS = frozenset({contract.CLOSED_BY_CSMS, contract.CLOSED_LOST, contract.CLOSED_BY_KEEPALIVE})
+# nobody said (the CSMS went away), the charger for want of a pong, or the charger for a
+# frame of the CSMS's it had to fail the link for. A close of the charger's own (a close,
+# disconnect or reboot step, a network cut) is the scenario's doing.
+NOT_OURS = frozenset(
+    {
+        contract.CLOSED_BY_CSMS,
+        contract.CLOSED_LOST,
+        contract.CLOSED_BY_KEEPALIVE,
+        contract.CLOSED_FAILED,
+    }
+)
 
 
 def closed_by(detail: dict[str, Any]) -> str:
@@ -116,6 +124,8 @@ def closed_by(detail: dict[str, Any]) -> str:
         return contract.CLOSED_LOST
     if summary.startswith("no pong"):
         return contract.CLOSED_BY_KEEPALIVE
+    if summary.startswith("failed by the charger"):
+        return contract.CLOSED_FAILED
     return contract.CLOSED_BY_CHARGER
 
 
@@ -148,6 +158,13 @@ def close_said(link: LinkEvent, run_started: float | None = None) -> str:
         return f"the charger closed the connection{when}: {detail.get('summary', '')}"
     if by == contract.CLOSED_BY_NETWORK_CUT:
         return f"the charger's network was cut{when}"
+    if by == contract.CLOSED_FAILED:
+        code, reason = detail.get("sent_code"), str(detail.get("sent_reason") or "")
+        said = f'"{reason[:_SHOWN_REASON]}"' if reason else "no reason"
+        return (
+            f"the charger failed the connection{when} for a frame the CSMS sent (code "
+            f"{code}, {said})"
+        )
     if by == contract.CLOSED_BY_ERROR:
         return f"the connection failed{when}: {detail.get('summary', '')}"
     return f"the charger closed the connection{when}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from typing import Any
 
 import pytest
 from ocpp.v16 import call
 
-from simulator.core.charge_point import ActionError, BootState, LinkState
+from simulator.core.charge_point import ActionError, BootState, Charger, LinkState, Listener
 from simulator.core.evse import ConnectorStatus
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, boot_reports_answered, connected, runtime_charger, wait_until
@@ -362,3 +364,78 @@ async def test_calls_the_csms_never_answers_time_out_one_after_the_other(csms):
         answer = await asyncio.wait_for(charger.request(("Heartbeat", {})), 10)
         assert "currentTime" in answer
         assert charger.online
+
+
+class Connections(Listener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        self.events.append((event, detail))
+
+    def closed(self) -> list[dict[str, Any]]:
+        return [detail for event, detail in self.events if event == "closed"]
+
+
+_BAD_UTF8 = b'[2,"u8","DataTransfer",{"vendorId":"a\xffb"}]'
+# Over the charger's 1 MiB limit (`max_size`): sent as a text frame through the CSMS.
+_TOO_BIG = '[2,"big","DataTransfer",{"vendorId":"ChargeSim","data":"' + "x" * 1100 * 1024 + '"}]'
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "why"),
+    [
+        pytest.param(
+            _TOO_BIG.encode(),
+            1009,
+            f"frame with {len(_TOO_BIG)} bytes exceeds limit of 1048576 bytes",
+            id="too-big",
+        ),
+        pytest.param(b"\x83\x00", 1002, "invalid opcode", id="bad-opcode"),
+        pytest.param(
+            bytes([0x81, len(_BAD_UTF8)]) + _BAD_UTF8,
+            1007,
+            "invalid start byte at position 37",
+            id="bad-utf8",
+        ),
+    ],
+)
+async def test_a_connection_the_charger_fails_for_a_bad_frame_says_what_it_sent(
+    csms, caplog, frame, code, why
+):
+    """QA: the charger failed the connection as RFC 6455 requires (the CSMS got 1009, 1002,
+    1007 with a reason), but its logs said only "connection lost" (1006)."""
+    caplog.set_level(logging.INFO, logger="simulator.ocpp16.client")
+    events = Connections()
+    charger = runtime_charger("CP-FAIL", csms.url, evses=1, listener=events)
+    async with connected(charger):
+        if code == 1009:
+            await csms.send_raw("CP-FAIL", _TOO_BIG)
+        else:
+            websocket = csms.connection("CP-FAIL").websocket
+            websocket.transport.write(frame)
+        await wait_until(lambda: events.closed(), timeout=10.0, message="the connection closed")
+    (detail,) = events.closed()[:1]
+    summary = f"failed by the charger with {code}: {why}"
+    assert detail["summary"] == summary
+    assert (detail["sent_code"], detail["sent_reason"]) == (code, why)
+    assert f"CP-FAIL: connection closed ({summary}); reconnecting in" in caplog.text
+    assert "connection lost" not in caplog.text
+
+
+async def test_a_connection_the_charger_closes_to_reboot_says_the_charger_closed_it(csms, caplog):
+    """QA: after a Reset the charger closes the socket itself, but its log said "closed by
+    peer (1000)": only a close through `close_with` counted as the charger's."""
+    caplog.set_level(logging.INFO, logger="simulator.ocpp16.client")
+    events = Connections()
+    charger = runtime_charger("CP-RESET-LOG", csms.url, evses=1, listener=events)
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        answer = await csms.call("CP-RESET-LOG", call.Reset(type="Soft"))
+        assert answer.status == "Accepted"
+        await wait_until(lambda: events.closed(), timeout=10.0, message="the connection closed")
+    detail = events.closed()[0]
+    assert detail["summary"] == "closed by the charger (1000)"
+    assert (detail["code"], detail["sent_code"]) == (1000, 1000)  # the CSMS answered it
+    assert "CP-RESET-LOG: connection closed (closed by the charger (1000))" in caplog.text
+    assert "closed by peer" not in caplog.text

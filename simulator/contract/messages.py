@@ -826,6 +826,10 @@ CLOSED_LOST: Final = "lost"
 CLOSED_BY_NETWORK_CUT: Final = "network_cut"
 CLOSED_BY_KEEPALIVE: Final = "keepalive"
 CLOSED_BY_ERROR: Final = "error"
+# The charger failed the connection for a frame of the CSMS's, as RFC 6455 requires (1009
+# a frame over the size limit, 1007 text that is not UTF-8, 1002 a protocol error): the
+# `sent_code` and `sent_reason` of the detail say which.
+CLOSED_FAILED: Final = "failed"
 
 
 class StreamEvent(TypedDict):

@@ -131,8 +131,9 @@ class Listener:
         could parse: no listener has to parse a frame again)."""
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
-        """The link to the CSMS changed: "connected", "connect_failed", "closed" (with its
-        close code), "reconnecting" (after a backoff delay), "network_cut"; `detail` holds
+        """The link to the CSMS changed: "connected", "connect_failed", "closed" (with the
+        CSMS's close code, and the charger's own as `sent_code` and `sent_reason` when it
+        sent one), "reconnecting" (after a backoff delay), "network_cut"; `detail` holds
         plain values (no credentials)."""
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:

@@ -35,7 +35,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
 from websockets.proxy import get_proxy
 from websockets.streams import StreamReader
@@ -47,6 +47,7 @@ from simulator.contract import (
     CLOSED_BY_ERROR,
     CLOSED_BY_KEEPALIVE,
     CLOSED_BY_NETWORK_CUT,
+    CLOSED_FAILED,
     CLOSED_LOST,
 )
 from simulator.core.charge_point import NETWORK_CUT, Charger
@@ -1307,21 +1308,25 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     boot = asyncio.create_task(_logged(charger.boot_sequence(), charger.id))
     reason = "closed"
     by = CLOSED_BY_CHARGER  # cancelled: a disconnect, a reboot, the worker stopping
+    sent: Close | None = None
     try:
         await client.start()
     except ConnectionClosed as exc:
+        sent = exc.sent
         if client.closing is not None:  # close_connection: the charger closed it
             reason = f"closed by the charger ({client.closing[0]})"
         elif isinstance(connection, KeepaliveConnection) and connection.pong_missed:
             reason = f"no pong to a keepalive ping within {connection.pong_missed:g} s"
             by = CLOSED_BY_KEEPALIVE
             metrics.KEEPALIVE_TIMEOUTS.inc()
-        elif exc.rcvd is not None and exc.sent is not None and exc.rcvd_then_sent is False:
-            # The charger's closing handshake (a reconnect for a new security profile),
-            # which the CSMS answered: no close of the CSMS's.
-            reason = f"closed by the charger ({exc.sent.code})"
+        elif sent is not None and not exc.rcvd_then_sent:
+            # The charger's close came first: its own (a reconnect for a new security
+            # profile, a reboot), or a frame of the CSMS's it had to fail the link for.
+            reason = _closed_first(sent)
+            if not _own_close(sent):
+                by = CLOSED_FAILED
         elif exc.rcvd is not None:
-            reason, by = f"closed by peer ({exc.rcvd.code})", CLOSED_BY_CSMS
+            reason, by = f"closed by peer ({_said(exc.rcvd)})", CLOSED_BY_CSMS
         else:
             # No close frame: the CSMS went away or the network failed, unless it is the
             # charger's own network cut (`Charger.cut_network` aborts the socket).
@@ -1342,15 +1347,36 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
         try:
             await connection.close()
         finally:
-            charger.listener.on_connection(
-                charger,
-                "closed",
-                {
-                    # As received from the CSMS; 1006 when none came (the link was lost).
-                    "code": connection.close_code,
-                    "reason": connection.close_reason or "",
-                    "summary": reason,
-                    "by": by,
-                },
-            )
+            detail: dict[str, Any] = {
+                # As received from the CSMS; 1006 when none came (the link was lost, or
+                # the charger failed it and no longer read what came).
+                "code": connection.close_code,
+                "reason": connection.close_reason or "",
+                "summary": reason,
+                "by": by,
+            }
+            if sent is not None:  # what the charger's own close frame said
+                detail["sent_code"] = sent.code
+                detail["sent_reason"] = sent.reason
+            charger.listener.on_connection(charger, "closed", detail)
     return reason
+
+
+def _closed_first(sent: Close) -> str:
+    """Why the link ended when the charger sent its close frame first: its own close (a
+    reboot, a new security profile: 1000), or a frame from the CSMS it had to fail the
+    connection for, as RFC 6455 requires (1009 over the size limit, 1007 text that is not
+    UTF-8, 1002 a protocol error such as an unknown opcode). Only the first is a close:
+    the others are the link's error, on the charger's page and in its ConnectionLost."""
+    if _own_close(sent):
+        return f"closed by the charger ({_said(sent)})"
+    return f"failed by the charger with {_said(sent)}"
+
+
+def _own_close(sent: Close) -> bool:
+    return sent.code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
+
+
+def _said(close: Close) -> str:
+    """A close frame's code, and its reason when it gave one."""
+    return f"{close.code}: {close.reason}" if close.reason else str(close.code)
