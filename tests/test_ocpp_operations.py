@@ -629,6 +629,52 @@ async def test_change_availability_is_scheduled_during_a_transaction(csms, ticki
     assert all(e.status is ConnectorStatus.UNAVAILABLE for e in charger.evses)
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["connector", "charger"])
+@pytest.mark.parametrize("car", [False, True], ids=["no-car", "car"])
+async def test_a_fault_cleared_while_inoperative_leaves_the_connector_unavailable(csms, whole, car):
+    """QA: ChangeAvailability(Inoperative), then a fault injected and cleared: the charger
+    reported Available (or Preparing) while it still refused RemoteStart. Once made
+    Operative again it is Available, or Preparing with a car plugged in."""
+    cp_id = f"OP-AVF-{int(whole)}{int(car)}"
+    charger = runtime_charger(cp_id, csms.url, evses=1)
+    async with connected(charger):
+        if car:
+            charger.plug_in(1, COMPACT, soc=30)
+        answer = await csms.call(
+            cp_id, call.ChangeAvailability(connector_id=0 if whole else 1, type="Inoperative")
+        )
+        assert answer.status == "Accepted"
+        assert charger.evse(1).status is ConnectorStatus.UNAVAILABLE
+        charger.inject_fault(1, "GroundFailure")
+        faulted = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            predicate=lambda e: e.payload["connectorId"] == 1 and e.payload["status"] == "Faulted",
+        )
+        charger.clear_fault(1)
+        status = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            after=csms.log.index(faulted) + 1,
+            predicate=lambda e: e.payload["connectorId"] == 1,
+        )
+        assert status.payload["status"] == "Unavailable"
+        assert charger.evse(1).status is ConnectorStatus.UNAVAILABLE
+        refused = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="X", connector_id=1))
+        assert refused.status == "Rejected"
+        mark = len(csms.log)
+        await csms.call(
+            cp_id, call.ChangeAvailability(connector_id=0 if whole else 1, type="Operative")
+        )
+        back = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload["connectorId"] == 1,
+        )
+    assert back.payload["status"] == ("Preparing" if car else "Available")
+
+
 async def test_unlock_connector_stops_the_transaction_first(csms, ticking):
     charger = runtime_charger("OP-UL", csms.url, evses=1)
     async with connected(charger):

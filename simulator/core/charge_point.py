@@ -1198,8 +1198,14 @@ class Charger:
         if evse.status is not Status.FAULTED:
             raise ActionError(f"connector {connector_id} is not faulted")
         if connector_id in self.transactions:
+            # An Inoperative set meanwhile is Scheduled: it waits for the session's end.
             paused = evse.battery is not None and evse.battery.paused
             self.set_status(evse, Status.SUSPENDED_EV if paused else Status.CHARGING)
+        elif self.availability.get(connector_id) == "Inoperative":
+            # Made Inoperative (the connector, or the whole charger) by the CSMS: it is
+            # Unavailable again, a car plugged in or not, until made Operative (then
+            # Preparing with a car, `apply_availability`), as it refuses to start.
+            self.set_status(evse, Status.UNAVAILABLE)
         elif evse.battery is not None:
             self.set_status(evse, Status.PREPARING)
         else:
