@@ -87,6 +87,34 @@ async def test_an_update_the_charger_cannot_hold_fails_and_changes_nothing(csms)
         assert set(charger.local_list.entries) == {"A", "B"}
 
 
+async def test_a_list_with_entries_under_a_version_below_one_fails(csms):
+    """QA: listVersion -1 or 0 with entries was Accepted, and GetLocalListVersion then
+    answered -1 ("not supported") or 0 ("empty list") for a list with entries (1.6
+    section 5.10). An update that leaves the list empty may carry 0."""
+    charger = runtime_charger("LL-V0", csms.url, evses=1)
+    async with connected(charger):
+        assert await csms.send_local_list("LL-V0", 2, {"A": "Accepted"}) == "Accepted"
+        for version in (0, -1):
+            assert await csms.send_local_list("LL-V0", version, {"B": "Accepted"}) == "Failed"
+        assert set(charger.local_list.entries) == {"A"}
+        assert await csms.get_local_list_version("LL-V0") == 2
+        # -1 is no version of any list, not even an empty one.
+        assert await csms.send_local_list("LL-V0", -1, {}) == "Failed"
+        assert await csms.get_local_list_version("LL-V0") == 2
+        # Version 0 for a Full update with no entries: the list is cleared.
+        assert await csms.send_local_list("LL-V0", 0, {}) == "Accepted"
+        assert charger.local_list.entries == {}
+        assert await csms.get_local_list_version("LL-V0") == 0
+        # From an empty list at version 0, a Differential must still be newer than 0.
+        assert await csms.send_local_list("LL-V0", 0, {"C": "Accepted"}, "Differential") == (
+            "VersionMismatch"
+        )
+        assert await csms.send_local_list("LL-V0", 1, {"C": "Accepted"}, "Differential") == (
+            "Accepted"
+        )
+        assert await csms.get_local_list_version("LL-V0") == 1
+
+
 async def test_without_the_profile_the_list_is_not_supported(csms):
     charger = runtime_charger(
         "LL-4", csms.url, evses=1, config={"SupportedFeatureProfiles": "Core,RemoteTrigger"}

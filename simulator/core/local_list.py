@@ -9,7 +9,15 @@ Plain Python. OCPP 1.6 section 3.5.3 and 5.15 (SendLocalList), 5.9 (GetLocalList
 - an update with more entries than SendLocalListMaxLength, or one that would leave more than
   LocalAuthListMaxLength entries, or that names an idTag twice, or a Full update entry
   without idTagInfo, fails (Failed) and changes nothing;
-- GetLocalListVersion answers the version of the list, 0 when the list is empty.
+- GetLocalListVersion answers the version of the list, 0 when the list is empty (and -1
+  when the charger has no list: section 5.10, "A version number of 0 (zero) SHALL be used
+  to indicate that the local authorization list is empty, and a version number of -1
+  SHALL be used to indicate that the Charge Point does not support Local Authorization
+  Lists"). The listVersion of a SendLocalList is the version the charger "MUST associate
+  with the local authorization list after it has been updated" (5.15): a list with entries
+  under version 0 or -1 could only be reported as empty or as no list at all, so such an
+  update fails (Failed), as does any negative version; an update that leaves the list
+  empty may carry 0 (a Full update with no entries clears the list).
 
 What an entry means for authorization (it takes priority over the authorization cache,
 online with LocalPreAuthorize and offline with LocalAuthorizeOffline) is decided in
@@ -106,6 +114,8 @@ class LocalAuthList:
                     entries[tag] = answer
         if len(entries) > max_length:
             return UpdateStatus.FAILED, None
+        if version < 0 or (version == 0 and entries):
+            return UpdateStatus.FAILED, None  # a version GetLocalListVersion cannot report
         self.version = version
         self.entries = entries
         self._expiry_cache.clear()
