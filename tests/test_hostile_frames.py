@@ -113,6 +113,77 @@ async def test_a_date_outside_years_1_to_9999_in_utc_is_a_property_constraint_vi
         await still_answers(csms, "HF-DATE")
 
 
+# QA: these passed as dates (datetime.fromisoformat reads much of ISO 8601), one without an
+# offset read as UTC; a leap second, valid RFC 3339, was refused.
+NOT_RFC3339 = {
+    "week date": ("2030-W01-1T00:00:00Z", "is not an RFC 3339 date-time"),
+    "date alone": ("2030-01-01", "is not an RFC 3339 date-time"),
+    "basic format": ("20300101T000000Z", "is not an RFC 3339 date-time"),
+    "no seconds": ("2030-01-01T00:00Z", "is not an RFC 3339 date-time"),
+    "space for T": ("2030-01-01 00:00:00Z", "is not an RFC 3339 date-time"),
+    "no offset": ("2030-01-01T00:00:00", "has no UTC offset"),
+    "offset of 24 h": ("2030-01-01T00:00:00+24:00", "has an offset out of range"),
+    "February 30th": ("2030-02-30T00:00:00Z", "is not a valid date-time"),
+}
+
+
+@pytest.mark.parametrize(("moment", "why"), NOT_RFC3339.values(), ids=NOT_RFC3339.keys())
+async def test_a_date_that_is_not_rfc_3339_is_a_property_constraint_violation(csms, moment, why):
+    charger = runtime_charger("HF-3339", csms.url, evses=1)
+    async with connected(charger):
+        reserve = {"connectorId": 1, "expiryDate": moment, "idTag": "D", "reservationId": 1}
+        reply = await reply_to(csms, "HF-3339", frame("r1", "ReserveNow", reserve))
+        assert reply.error_code == "PropertyConstraintViolation"
+        assert reply.payload["errorDescription"].startswith(f"expiryDate: {moment!r} {why}")
+        assert not charger.reservations
+        schedule = {
+            "chargingRateUnit": "A",
+            "startSchedule": moment,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+        }
+        payload = {"connectorId": 0, "csChargingProfiles": profile(chargingSchedule=schedule)}
+        reply = await reply_to(csms, "HF-3339", frame("p1", "SetChargingProfile", payload))
+        assert reply.error_code == "PropertyConstraintViolation"
+        assert len(charger.profiles) == 0
+        await still_answers(csms, "HF-3339")
+
+
+def test_an_answer_with_a_date_that_is_not_rfc_3339_is_refused():
+    from simulator.ocpp16.wire import answer_refusal
+
+    refusal = answer_refusal("Heartbeat", {"currentTime": "2030-01-01T00:00:00"})
+    assert refusal is not None and "has no UTC offset" in refusal
+    assert answer_refusal("Heartbeat", {"currentTime": "2030-06-30T23:59:60Z"}) is None
+
+
+async def test_a_leap_second_and_any_rfc_3339_spelling_are_taken(csms):
+    charger = runtime_charger("HF-LEAP", csms.url, evses=1)
+    async with connected(charger):
+        reserve = {
+            "connectorId": 1,
+            "expiryDate": "2099-06-30T23:59:60Z",
+            "idTag": "D",
+            "reservationId": 1,
+        }
+        reply = await reply_to(csms, "HF-LEAP", frame("r1", "ReserveNow", reserve))
+        assert reply.payload == {"status": "Accepted"}
+        (reservation,) = charger.reservations
+        assert reservation.expiry == "2099-06-30T23:59:59.999Z"  # the end of the second before
+        for n, moment in enumerate(
+            ["2030-06-30T23:59:60Z", "2030-01-01t00:00:00.123456789z", "2030-01-01T05:30:00+05:30"]
+        ):
+            schedule = {
+                "chargingRateUnit": "A",
+                "startSchedule": moment,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+            }
+            body = profile(chargingProfileId=10 + n, stackLevel=n, chargingSchedule=schedule)
+            payload = {"connectorId": 0, "csChargingProfiles": body}
+            reply = await reply_to(csms, "HF-LEAP", frame(f"p{n}", "SetChargingProfile", payload))
+            assert reply.payload == {"status": "Accepted"}, moment
+        assert len(charger.profiles) == 3
+
+
 @pytest.mark.parametrize("value", ["--5", "²", "٣", "1_000", "9" * 30])
 async def test_an_integer_key_takes_only_plain_ascii_digits(csms, value):
     charger = runtime_charger("HF-CFG", csms.url, evses=1)

@@ -45,6 +45,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
 from simulator.core.battery import MIN_AC_AMPS
+from simulator.core.clock import parse_rfc3339
 
 Purpose = Literal["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
 Kind = Literal["Absolute", "Relative", "Recurring"]
@@ -121,7 +122,10 @@ def parse_datetime(value: object, path: str = "date-time") -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ProfileError(f"{path} is not a valid ISO 8601 date-time: {value!r}") from None
+        try:  # Python has no 60th second; RFC 3339 (and so a CSMS) has
+            parsed = parse_rfc3339(text, offset_required=False)
+        except ValueError:
+            raise ProfileError(f"{path} is not a valid ISO 8601 date-time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:

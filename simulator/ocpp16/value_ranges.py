@@ -1,8 +1,8 @@
 """Values the OCPP 1.6 schemas allow but our storage and clocks cannot hold.
 
 The schemas say "integer" and "date-time" without bounds (and the `ocpp` library does not
-check formats at all), so a CSMS may send `chargingProfileId` 2^63 or a date whose UTC value
-lies in year 0 or 10000. Such a value must be refused where it enters, once, instead of
+check formats at all), so a CSMS may send `chargingProfileId` 2^63, a date whose UTC value
+lies in year 0 or 10000, or a "date-time" that is no RFC 3339 date-time at all. Such a value must be refused where it enters, once, instead of
 failing later where it is used: SQLite stores at most 64-bit integers (one such row would
 fail every checkpoint), our id columns are 64-bit (BigIntegerField) on every backend, and
 `datetime` covers years 1-9999 only. Nor may any string hold a NUL character: OCPP's strings
@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from simulator.core.clock import parse_rfc3339
 from simulator.ocpp16.schema_check import SCHEMA_DIR
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -34,21 +35,19 @@ class OutOfRange(ValueError):
 
 
 def utc_datetime(text: str) -> datetime:
-    """An OCPP date-time as an aware UTC datetime; ValueError if unreadable or out of range.
+    """A date-time from the CSMS as an aware UTC datetime; ValueError saying why not.
 
-    Lenient where central systems are (no offset means UTC, a lower-case z), strict where
-    Python is not: the UTC value must lie within years 1-9999.
+    What the schemas' `format: date-time` names, an RFC 3339 date-time, and nothing else
+    of ISO 8601; with its offset, as OCPP 1.6 prescribes no time zone and a time without
+    one names no instant (a CSMS in local time would be read hours off). A leap second is
+    read as the end of the second before (`parse_rfc3339`). Strict where Python is not:
+    the UTC value must lie within years 1-9999.
     """
-    stripped = text.strip()
-    if stripped[-1:] in ("z", "Z"):
-        stripped = stripped[:-1] + "+00:00"
-    value = datetime.fromisoformat(stripped)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+    value = parse_rfc3339(text)
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{text!r} lies outside the years 1-9999 in UTC") from None
+        raise ValueError(f"{text[:40]!r} lies outside the years 1-9999 in UTC") from None
 
 
 @dataclass(slots=True)
@@ -136,10 +135,8 @@ def _visit(plan: _Plan, value: Any, path: str) -> None:
         if isinstance(value, str):
             try:
                 utc_datetime(value)
-            except ValueError:
-                raise OutOfRange(
-                    f"{path}: {value[:40]!r} is not a date-time within the years 1-9999"
-                ) from None
+            except ValueError as exc:
+                raise OutOfRange(f"{path}: {exc}") from None
     elif isinstance(value, int) and not isinstance(value, bool):
         low, high = plan.bounds
         if not low <= value <= high:
