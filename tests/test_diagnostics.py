@@ -159,3 +159,23 @@ async def test_an_unreachable_location_ends_in_upload_failed(csms, journal):
             "DG-7", call.TriggerMessage(requested_message="DiagnosticsStatusNotification")
         )
         assert await finished(csms, "DG-7", 3) == ["Uploading", "UploadFailed", "Idle"]
+
+
+async def test_a_location_that_is_no_url_is_named_as_given_in_the_log(csms, journal, caplog):
+    """QA: GetDiagnostics {"location":"not a url"} was logged as "unsupported location
+    ://not a url": rebuilt from its URL parts, what the CSMS sent was lost."""
+    caplog.set_level(logging.INFO, logger="simulator")
+    charger = recording_charger("DG-NOURL", csms, journal)
+    async with connected(charger):
+        await csms.get_diagnostics("DG-NOURL", "not a url", retries=0)
+        assert await finished(csms, "DG-NOURL", 2) == ["Uploading", "UploadFailed"]
+    assert "unsupported location 'not a url': http, https or ftp only" in caplog.text
+    assert "://not a url" not in caplog.text
+
+
+def test_a_location_that_is_no_url_is_shown_without_what_may_be_a_login():
+    from simulator.runtime.transfers import shown
+
+    assert shown("ftp://fw:s3cret@10.0.0.1/up/") == "ftp://10.0.0.1/up/"
+    assert shown("fw:s3cret@host/up") == "'host/up'"
+    assert shown("") == "''"

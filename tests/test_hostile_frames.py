@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -182,6 +183,24 @@ async def test_a_leap_second_and_any_rfc_3339_spelling_are_taken(csms):
             reply = await reply_to(csms, "HF-LEAP", frame(f"p{n}", "SetChargingProfile", payload))
             assert reply.payload == {"status": "Accepted"}, moment
         assert len(charger.profiles) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[3]", "ignoring a CALLRESULT too short to answer any call (1 element; it is [3, "),
+        ('[4,"x"]', "ignoring a CALLERROR too short to answer any call (2 elements; it is [4, "),
+        ("[5]", "ignoring a frame of unknown message type 5"),
+    ],
+)
+async def test_an_answer_too_short_to_read_is_said_to_be_so(csms, caplog, text, said):
+    """QA: [3] was logged as "a frame of unknown message type 3": 3 is CALLRESULT."""
+    caplog.set_level(logging.INFO, logger="simulator.ocpp16.client")
+    charger = runtime_charger("HF-SHORT", csms.url, evses=1)
+    async with connected(charger):
+        await csms.send_raw("HF-SHORT", text)
+        await still_answers(csms, "HF-SHORT")
+    assert f"HF-SHORT: {said}" in caplog.text
 
 
 @pytest.mark.parametrize("value", ["--5", "²", "٣", "1_000", "9" * 30])

@@ -74,6 +74,13 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 
 _ANSWERS = (wire.CALLRESULT, wire.CALLERROR)
+_ANSWER_SHAPES = {
+    wire.CALLRESULT: ("CALLRESULT", "[3, uniqueId, payload]"),
+    wire.CALLERROR: (
+        "CALLERROR",
+        "[4, uniqueId, errorCode, errorDescription, errorDetails]",
+    ),
+}
 _RESPONSE_BUCKETS = metrics.RESPONSE_BUCKETS
 _SUM = metrics.SUM
 # CALLERRORs for well-formed CALLs this charger does not take: no sign of a hostile peer.
@@ -653,7 +660,19 @@ class ChargePointClient(OcppChargePoint):
             return
         if kind != wire.CALL:
             dropped("frame_ignored")
-            log.info("%s: ignoring a frame of unknown message type %r", self.id, kind)
+            if kind in _ANSWERS:  # a CALLRESULT or CALLERROR without its id and payload
+                log.info(
+                    "%s: ignoring a %s too short to answer any call (%d element%s; it is %s):"
+                    " %.200r",
+                    self.id,
+                    _ANSWER_SHAPES[kind][0],
+                    len(message),
+                    "" if len(message) == 1 else "s",
+                    _ANSWER_SHAPES[kind][1],
+                    raw_msg,
+                )
+            else:
+                log.info("%s: ignoring a frame of unknown message type %r", self.id, kind)
             return
         if len(message) > 2 and type(message[2]) is str:
             self._routing_action = message[2]

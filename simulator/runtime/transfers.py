@@ -51,13 +51,17 @@ Frame = tuple[float, str, str]
 
 
 def shown(url: str) -> str:
-    """A URL for a message: without user name and password."""
+    """A URL for a message: without user name and password. A text that is no URL with a
+    scheme and a host (a CSMS's "not a url") is shown as given, quoted, less anything up to
+    an "@" (which might be a login): rebuilt from its parts it read "://not a url"."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
         return "<unreadable URL>"
+    if not parts.scheme or not parts.netloc:
+        return repr(url.rpartition("@")[2][:200])
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
