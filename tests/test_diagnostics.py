@@ -179,3 +179,30 @@ def test_a_location_that_is_no_url_is_shown_without_what_may_be_a_login():
     assert shown("ftp://fw:s3cret@10.0.0.1/up/") == "ftp://10.0.0.1/up/"
     assert shown("fw:s3cret@host/up") == "'host/up'"
     assert shown("") == "''"
+
+
+async def test_a_newer_request_replaces_an_upload_still_retrying_and_closes_its_status(
+    csms, files, journal, caplog
+):
+    """QA: four GetDiagnostics in a row got four Uploading and one UploadFailed: the
+    earlier uploads stopped, with nothing said. Each now ends before the next begins."""
+    caplog.set_level(logging.INFO, logger="simulator.core")
+    files.failures["slow/"] = 10
+    charger = recording_charger("DG-TWICE", csms, journal)
+    async with connected(charger):
+        first = await csms.get_diagnostics(
+            "DG-TWICE", f"{files.url}/slow/", retries=5, retry_interval=600
+        )
+        await wait_until(lambda: len(files.requests) == 1, message="the first attempt")
+        second = await csms.get_diagnostics("DG-TWICE", f"{files.url}/fast/", retries=0)
+        assert await finished(csms, "DG-TWICE", 4) == [
+            "Uploading",
+            "UploadFailed",
+            "Uploading",
+            "Uploaded",
+        ]
+    assert files.requests == [("PUT", f"slow/{first}"), ("PUT", f"fast/{second}")]
+    assert (
+        "DG-TWICE: the running diagnostics job is replaced by a newer request; it ends as "
+        "UploadFailed" in caplog.text
+    )

@@ -4,6 +4,7 @@ FirmwareStatusNotification and reboots into the new firmware."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from datetime import UTC, datetime, timedelta
@@ -227,6 +228,76 @@ async def test_it_installs_only_once_the_transaction_is_over(csms, files):
         assert events.index("StopTransaction") < events.index("Installing")
         assert events.index("Installing") < events.index("BootNotification")
         assert events.index("BootNotification") < events.index("Installed")
+
+
+async def test_a_newer_update_replaces_a_download_still_retrying_and_closes_its_status(
+    csms, files, caplog
+):
+    """QA: an update still downloading stopped, with nothing said, when a second came: the
+    CSMS kept reading Downloading. It now ends as DownloadFailed before the newer one."""
+    caplog.set_level(logging.INFO, logger="simulator.core")
+    url = files.publish("chargesim-3.0.0.bin", IMAGE)
+    files.failures["chargesim-3.0.0.bin"] = 10
+    charger = runtime_charger("FW-TWICE", csms.url, evses=1)
+    async with connected(charger):
+        await csms.update_firmware("FW-TWICE", url, retries=5, retry_interval=600)
+        await wait_until(lambda: len(files.requests) == 1, message="the first attempt")
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await csms.update_firmware("FW-TWICE", url, later)  # waits for its retrieveDate
+        assert await finished(csms, "FW-TWICE", 2) == ["Downloading", "DownloadFailed"]
+        await csms.call(
+            "FW-TWICE", call.TriggerMessage(requested_message="FirmwareStatusNotification")
+        )
+        assert await finished(csms, "FW-TWICE", 3) == ["Downloading", "DownloadFailed", "Idle"]
+    assert len(files.requests) == 1
+    assert (
+        "FW-TWICE: the running firmware job is replaced by a newer request; it ends as "
+        "DownloadFailed" in caplog.text
+    )
+
+
+async def test_a_newer_update_replaces_an_image_waiting_to_install(csms, files):
+    first = files.publish("chargesim-6.1.0.bin", IMAGE)
+    second = files.publish("chargesim-6.2.0.bin", IMAGE.replace(b"2.4.0", b"6.2.0"))
+    charger = runtime_charger("FW-WAIT", csms.url, evses=1)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT)
+        assert await charger.present_id_tag(1, "T1") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="start")
+        await csms.update_firmware("FW-WAIT", first)
+        assert await finished(csms, "FW-WAIT", 2) == ["Downloading", "Downloaded"]
+        await csms.update_firmware("FW-WAIT", second)
+        statuses = await finished(csms, "FW-WAIT", 5)
+        assert statuses == [
+            "Downloading",
+            "Downloaded",
+            "InstallationFailed",  # the first image is not installed
+            "Downloading",
+            "Downloaded",
+        ]
+        charger.stop_transaction(1)
+        assert (await finished(csms, "FW-WAIT", 7))[5:] == ["Installing", "Installed"]
+    assert charger.spec.firmware_version == "6.2.0"
+
+
+async def test_an_update_already_installing_is_not_cancelled_by_a_newer_one():
+    from simulator.core.charge_point import JOB_FIRMWARE
+    from simulator.core.transfer import FirmwareStatus
+
+    charger = runtime_charger("FW-INST", "ws://127.0.0.1:1/ocpp", evses=1)
+    installing = asyncio.Event()
+    charger.start_job(JOB_FIRMWARE, installing.wait())
+    older = charger.jobs[JOB_FIRMWARE]
+    charger.firmware_status = FirmwareStatus.INSTALLING  # rebooting into its image
+    assert not charger.would_cancel(JOB_FIRMWARE)
+    newer = asyncio.Event()
+    charger.start_job(JOB_FIRMWARE, newer.wait())
+    await asyncio.sleep(0)
+    assert not older.cancelled() and not older.done()
+    assert charger.jobs[JOB_FIRMWARE] is not older
+    installing.set()
+    newer.set()
+    await asyncio.gather(older, charger.jobs[JOB_FIRMWARE])
 
 
 async def test_a_triggered_firmware_status_is_idle_when_nothing_is_going_on(csms):

@@ -1549,17 +1549,85 @@ class Charger:
 
     # -- firmware and diagnostics -------------------------------------------------------------
 
-    def start_job(self, name: str, job: Any) -> None:
+    def start_job(self, name: str, job: Any, *, answered_canceled: bool = False) -> None:
         """Run a firmware or diagnostics procedure (a coroutine) as the charger's own task,
-        replacing one of the same kind still running; it outlives the connection."""
+        replacing one of the same kind still running (`_replace_job`; `answered_canceled`:
+        the newer request's answer, AcceptedCanceled, told the CSMS so); it outlives the
+        connection."""
         running = self.jobs.get(name)
         if running is not None and not running.done():
-            running.cancel()
+            self._replace_job(name, running, answered_canceled)
         # The task runs the job itself (not a wrapper awaiting it): cancelled before its
         # first step, the job is closed with it instead of left never awaited.
         task = asyncio.get_running_loop().create_task(job, name=f"{self.id}:{name}")
         self.jobs[name] = task
         task.add_done_callback(lambda done: self._job_done(name, done))
+
+    def would_cancel(self, name: str) -> bool:
+        """Whether a new request of this kind would cancel one still running (answered
+        AcceptedCanceled where the request has that answer: SignedUpdateFirmware, GetLog)."""
+        running = self.jobs.get(name)
+        if running is None or running.done():
+            return False
+        return not (name == JOB_FIRMWARE and self.firmware_status in _INSTALL_UNDER_WAY)
+
+    def _replace_job(self, name: str, running: asyncio.Task[None], answered_canceled: bool) -> None:
+        """A newer request of a kind the charger runs one at a time (UpdateFirmware or
+        SignedUpdateFirmware, GetDiagnostics, GetLog) replaces the older one still running:
+        the CSMS asked again. The security whitepaper's requests say so in their answer
+        (AcceptedCanceled); 1.6's UpdateFirmware and GetDiagnostics have no such answer, so
+        the older one's last status, when it left one open (Downloading, Downloaded,
+        Uploading), is closed with the failure it amounts to (DownloadFailed,
+        InstallationFailed, UploadFailed), queued before the newer one says anything: each
+        Downloading or Uploading the CSMS got has its end. The log says why either way. An
+        update already installing is let be (it is rebooting into its image): the newer one
+        runs beside it and after the reboot."""
+        if name == JOB_FIRMWARE and self.firmware_status in _INSTALL_UNDER_WAY:
+            log.info(
+                "%s: a new firmware update waits for the one installing (%s) to reboot",
+                self.id,
+                self.firmware_status,
+            )
+            return
+        running.cancel()
+        if answered_canceled:
+            log.info(
+                "%s: the running %s job is replaced by a newer request (AcceptedCanceled)",
+                self.id,
+                name,
+            )
+            return
+        closing: Message | None = None
+        ended = ""
+        firmware = _FIRMWARE_CLOSING.get(self.firmware_status)
+        if name == JOB_FIRMWARE and firmware is not None:
+            request = self.signed_firmware_request
+            self.firmware_status = firmware
+            ended = firmware
+            closing = (
+                self.messages.firmware_status(firmware)
+                if request is None
+                else self.messages.signed_firmware_status(firmware, request)
+            )
+        elif name == JOB_DIAGNOSTICS and self.diagnostics_status is DiagnosticsStatus.UPLOADING:
+            self.diagnostics_status = DiagnosticsStatus.UPLOAD_FAILED
+            ended = self.diagnostics_status
+            closing = self.messages.diagnostics_status(self.diagnostics_status)
+        elif name == JOB_LOG and self.log_status is LogStatus.UPLOADING:
+            self.log_status = LogStatus.UPLOAD_FAILURE
+            ended = self.log_status
+            closing = self.messages.log_status(self.log_status, self.log_request_id)
+        if closing is None:
+            log.info("%s: the running %s job is replaced by a newer request", self.id, name)
+            return
+        log.info(
+            "%s: the running %s job is replaced by a newer request; it ends as %s",
+            self.id,
+            name,
+            ended,
+        )
+        self.listener.on_change(self)
+        self.send(closing)
 
     def _job_done(self, name: str, task: asyncio.Task[None]) -> None:
         if self.jobs.get(name) is task:
@@ -2927,6 +2995,20 @@ class Charger:
 _CLOCK_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
 
+
+# The charger's jobs that run one at a time, a newer request replacing an older one.
+JOB_FIRMWARE = "firmware"  # UpdateFirmware, SignedUpdateFirmware
+JOB_DIAGNOSTICS = "diagnostics"  # GetDiagnostics
+JOB_LOG = "log"  # GetLog
+# A firmware update replaced before it ended: the failure its last status amounts to.
+_FIRMWARE_CLOSING = {
+    FirmwareStatus.DOWNLOAD_SCHEDULED: FirmwareStatus.DOWNLOAD_FAILED,
+    FirmwareStatus.DOWNLOADING: FirmwareStatus.DOWNLOAD_FAILED,
+    FirmwareStatus.DOWNLOADED: FirmwareStatus.INSTALLATION_FAILED,
+    FirmwareStatus.SIGNATURE_VERIFIED: FirmwareStatus.INSTALLATION_FAILED,
+    FirmwareStatus.INSTALL_SCHEDULED: FirmwareStatus.INSTALLATION_FAILED,
+}
+_INSTALL_UNDER_WAY = frozenset({FirmwareStatus.INSTALLING, FirmwareStatus.INSTALL_REBOOTING})
 
 _SIGNED_ONLY = {
     FirmwareStatus.DOWNLOAD_SCHEDULED: FirmwareStatus.IDLE,

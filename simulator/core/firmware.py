@@ -22,7 +22,10 @@ GetDiagnostics
     reporting Uploading, then Uploaded or UploadFailed.
 
 Each job is one task the charger owns (`Charger.start_job`); a new request of the same kind
-replaces a job still running.
+replaces a job still running, except an update already installing. A plain UpdateFirmware or
+GetDiagnostics closes the older one's open status first (a download as DownloadFailed, an
+image waiting to install as InstallationFailed, an upload as UploadFailed); a signed update
+says AcceptedCanceled instead (`Charger._replace_job`).
 """
 
 from __future__ import annotations

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from simulator.core.charge_point import Charger
+from simulator.core.charge_point import JOB_LOG, Charger
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.firmware import attempts, diagnostics_file, upload_file
 from simulator.core.transfer import LogStatus, TransferFailed
 
 log = logging.getLogger(__name__)
 
-JOB = "log"  # the charger's job name for a GetLog upload
+JOB = JOB_LOG  # the charger's job name for a GetLog upload
 SCHEMES = ("http://", "https://", "ftp://")
 
 

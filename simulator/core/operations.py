@@ -16,7 +16,7 @@ from typing import Any
 
 from simulator.core import triggers
 from simulator.core.certificates import CertificateError, CertificateUse, HashData, decode_signature
-from simulator.core.charge_point import Charger
+from simulator.core.charge_point import JOB_DIAGNOSTICS, JOB_FIRMWARE, Charger
 from simulator.core.clock import parse_iso
 from simulator.core.firmware import (
     DEFAULT_RETRIES,
@@ -217,7 +217,12 @@ class Operations:
         return FirmwareRequest(location, retrieve_at, *_retry_policy(retries, retry_interval))
 
     def after_update_firmware(self, request: FirmwareRequest) -> None:
-        self.charger.start_job("firmware", update_firmware(self.charger, request))
+        # A signed update's answer said AcceptedCanceled if it replaces one (`would_cancel`).
+        self.charger.start_job(
+            JOB_FIRMWARE,
+            update_firmware(self.charger, request),
+            answered_canceled=request.signed is not None,
+        )
 
     def on_get_diagnostics(
         self,
@@ -244,7 +249,7 @@ class Operations:
         )
 
     def after_get_diagnostics(self, request: DiagnosticsRequest) -> None:
-        self.charger.start_job("diagnostics", upload_diagnostics(self.charger, request))
+        self.charger.start_job(JOB_DIAGNOSTICS, upload_diagnostics(self.charger, request))
 
     # -- the security whitepaper (edition 3): SecurityProfile, GetLog ------------------------
 
@@ -277,12 +282,11 @@ class Operations:
         except BadRequest as exc:
             log.info("%s: GetLog rejected: %s", charger.id, exc)
             return "Rejected", None
-        running = charger.jobs.get(LOG_JOB)
-        busy = running is not None and not running.done()
+        busy = charger.would_cancel(LOG_JOB)
         return ("AcceptedCanceled" if busy else "Accepted"), request
 
     def after_get_log(self, request: LogRequest) -> None:
-        self.charger.start_job(LOG_JOB, upload_log(self.charger, request))
+        self.charger.start_job(LOG_JOB, upload_log(self.charger, request), answered_canceled=True)
 
     # -- security whitepaper (edition 3): certificates and signed firmware -------------------
 
@@ -358,8 +362,7 @@ class Operations:
             *_retry_policy(retries, retry_interval),
             signed=FirmwareSignature(certificate, signature, request_id, install_at),
         )
-        running = charger.jobs.get("firmware")
-        busy = running is not None and not running.done()
+        busy = charger.would_cancel(JOB_FIRMWARE)
         return ("AcceptedCanceled" if busy else "Accepted"), request
 
 
