@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
+from simulator import contract
 from simulator.core.charge_point import ActionError, BootState, Charger, LinkState, Listener
 from simulator.core.evse import ConnectorStatus
 from simulator.runtime.meter_engine import MeterEngine
@@ -419,6 +420,7 @@ async def test_a_connection_the_charger_fails_for_a_bad_frame_says_what_it_sent(
     summary = f"failed by the charger with {code}: {why}"
     assert detail["summary"] == summary
     assert (detail["sent_code"], detail["sent_reason"]) == (code, why)
+    assert detail["by"] == contract.CLOSED_FAILED  # a scenario reports it (the CSMS's doing)
     assert f"CP-FAIL: connection closed ({summary}); reconnecting in" in caplog.text
     assert "connection lost" not in caplog.text
 
@@ -437,5 +439,6 @@ async def test_a_connection_the_charger_closes_to_reboot_says_the_charger_closed
     detail = events.closed()[0]
     assert detail["summary"] == "closed by the charger (1000)"
     assert (detail["code"], detail["sent_code"]) == (1000, 1000)  # the CSMS answered it
+    assert detail["by"] == contract.CLOSED_BY_CHARGER
     assert "CP-RESET-LOG: connection closed (closed by the charger (1000))" in caplog.text
     assert "closed by peer" not in caplog.text

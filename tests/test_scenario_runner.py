@@ -1016,3 +1016,26 @@ async def test_a_connection_the_csms_closes_mid_session_is_reported_and_can_be_e
     assert out is not None and out.text == close["message"]
     assert cases["steps[2] wait"].find("failure") is None
     assert cases["steps[3] stop"].find("system-out") is None
+
+
+def test_a_connection_the_charger_failed_for_a_csms_frame_is_reported_as_such() -> None:
+    """The charger fails the link for a frame over the size limit (1009), text that is not
+    UTF-8 (1007) or a protocol error (1002): the CSMS's doing, not the scenario's."""
+    from scenarios.watch import LinkEvent, close_said, closes_not_ours
+
+    detail = {
+        "code": 1006,
+        "reason": "",
+        "summary": "failed by the charger with 1009: frame with 1126519 bytes exceeds limit",
+        "by": "failed",
+        "sent_code": 1009,
+        "sent_reason": "frame with 1126519 bytes exceeds limit",
+    }
+    link = LinkEvent(at=12.5, event="closed", detail=detail)
+    assert closes_not_ours([link]) == [link]
+    assert close_said(link, run_started=10.0) == (
+        "the charger failed the connection 2.5 s into the run for a frame the CSMS sent (code "
+        '1009, "frame with 1126519 bytes exceeds limit")'
+    )
+    del detail["by"]  # a worker that does not say: from its summary
+    assert closes_not_ours([link]) == [link]
