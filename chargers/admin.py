@@ -25,7 +25,7 @@ from chargers.default_csms import default_csms_url
 from chargers.evse_layout import numbering_problem
 from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
-from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm
+from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm, KeepsLaterWrites
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
@@ -73,6 +73,15 @@ def deletion_problem(evses: list[Evse]) -> str | None:
         after = [n for n in stored if n not in ids]
         problems.append(numbering_problem(charger.charge_point_id, stored, after))
     return " ".join(p for p in problems if p) or None
+
+
+def say_overtaken(request: HttpRequest, forms_saved: list[forms.BaseForm]) -> None:
+    """Tell the user which of their edits replaced a value changed since the page was
+    loaded (a CSMS's ChangeConfiguration, say): saved, not silently."""
+    for saved in forms_saved:
+        if isinstance(saved, KeepsLaterWrites) and not saved.cleaned_data.get("DELETE"):
+            for overtaken in saved.overtaken:
+                messages.warning(request, str(overtaken))
 
 
 class EvseForm(forms.ModelForm):
@@ -158,7 +167,9 @@ class EvseInline(admin.TabularInline):
         }
 
 
-class ConfigurationKeyForm(forms.ModelForm):
+class ConfigurationKeyForm(KeepsLaterWrites):
+    # A CSMS's ChangeConfiguration writes the value (`KeepsLaterWrites`).
+    LATER_WRITES = ("value",)
     # Keys the charger sets from its other fields: an edit here was saved as "no change
     # for the running charger" and quietly put back, where the API refuses it (422).
     FOLLOWS = {
@@ -182,7 +193,12 @@ class ConfigurationKeyForm(forms.ModelForm):
                 self.add_error("key", refused)
         if key in self.FOLLOWS and (self.instance.pk is None or self.has_changed()):
             raise forms.ValidationError(self.FOLLOWS[key])
+        if cleaned is not None:
+            self.keep_later_writes(cleaned)
         return cleaned
+
+    def later_write_label(self, name: str) -> str:
+        return self.instance.key if name == "value" else super().later_write_label(name)
 
 
 # What to do rather than delete a standard key, in the admin's words.
@@ -280,6 +296,7 @@ class ChargerAdmin(FleetImportExportAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        say_overtaken(request, [form, *(f for formset in formsets for f in formset.forms)])
         charger = form.instance
         if not change and not charger.evses.exists():
             # A form posted without EVSE rows (a script, say): one default connector, as
@@ -660,6 +677,7 @@ class ConfigurationKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        say_overtaken(request, [form])
         Charger.objects.mark_changed([obj.charger_id])
         notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 

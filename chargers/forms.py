@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,8 +37,87 @@ def without_missing_key(error: ValidationError) -> ValidationError | None:
     return ValidationError(kept) if kept else None
 
 
-class ChargerForm(forms.ModelForm):
+@dataclass(frozen=True, slots=True)
+class Overtaken:
+    """A value the user edited that had changed since the page showed it."""
+
+    label: str  # the field's label, or the configuration key
+    shown: Any  # on the page
+    stored: Any  # when the form was posted (the CSMS's, say)
+    given: Any  # the user's, saved
+
+    def __str__(self) -> str:
+        return (
+            f"{self.label}: changed from {self.shown} to {self.stored} after this page was "
+            f"loaded (by the charger's CSMS, or another edit); your {self.given} replaced it."
+        )
+
+
+_NOT_SHOWN = object()
+
+
+class KeepsLaterWrites(forms.ModelForm):
+    """A form of a row the running charger writes to as well (`LATER_WRITES`: what a CSMS's
+    ChangeConfiguration, UpdateFirmware... set, saved by the engine's checkpoint).
+
+    Django counts a field as edited when the posted value differs from the one stored when
+    the form is posted: a page opened before the CSMS changed a value posted the old one
+    back, and the save silently undid the CSMS's change. These fields are compared with the
+    value the page showed instead (`show_hidden_initial`): one the user left alone keeps the
+    stored value. One the user edited wins, as the later change, and `overtaken` says what it
+    replaced (the admin shows it). A form posted without the shown values (a script) is
+    taken as it is posted, as before."""
+
+    LATER_WRITES: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.overtaken: list[Overtaken] = []
+        for name in self.LATER_WRITES:
+            if name in self.fields:
+                self.fields[name].show_hidden_initial = True
+
+    def keep_later_writes(self, cleaned: dict[str, Any]) -> None:
+        """In `clean`: the stored value for each `LATER_WRITES` field the user left alone."""
+        self.overtaken = []
+        if self.instance.pk is None:
+            return
+        for name in self.LATER_WRITES:
+            if name not in self.fields or name not in cleaned:
+                continue
+            stored = getattr(self.instance, name)  # as read when the form was posted
+            if name not in self.changed_data:
+                cleaned[name] = stored
+                continue
+            shown = self._shown(name)
+            if shown is not _NOT_SHOWN and shown != stored and cleaned[name] != stored:
+                self.overtaken.append(
+                    Overtaken(self.later_write_label(name), shown, stored, cleaned[name])
+                )
+
+    def later_write_label(self, name: str) -> str:
+        return str(self.fields[name].label or name)
+
+    def _shown(self, name: str) -> Any:
+        """The value the page showed (its hidden initial), or `_NOT_SHOWN`."""
+        field = self.fields[name]
+        posted_as = self[name].html_initial_name
+        if posted_as not in self.data:
+            return _NOT_SHOWN
+        try:
+            value = field.to_python(self.data.get(posted_as))
+            coerce = getattr(field, "_coerce", None)  # a TypedChoiceField's (an int choice)
+            return coerce(value) if coerce is not None else value
+        except ValidationError:
+            return _NOT_SHOWN
+
+
+class ChargerForm(KeepsLaterWrites):
     """The AuthorizationKey is write-only: never rendered back, blank keeps the stored one."""
+
+    # What the engine writes to the charger row (UpdateFirmware, a CSMS's ChangeConfiguration
+    # SecurityProfile); its AuthorizationKey is never shown, and a blank one keeps it.
+    LATER_WRITES = ("firmware_version", "security_profile")
 
     authorization_key = forms.CharField(
         label="AuthorizationKey (password)",
@@ -150,6 +230,7 @@ class ChargerForm(forms.ModelForm):
         if cleaned.get("clear_authorization_key"):
             cleaned["authorization_key"] = ""
             self.instance.authorization_key = ""
+        self.keep_later_writes(cleaned)
         self._check_move(cleaned)
         return cleaned
 

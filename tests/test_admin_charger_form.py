@@ -513,3 +513,76 @@ def test_one_worker_offers_no_rename_box(admin_client_logged_in, settings):
     assert 'name="move_anyway"' not in admin_client_logged_in.get(url).content.decode()
     data["charge_point_id"] = "BUSY-7"
     assert admin_client_logged_in.post(url, data).status_code == 302
+
+
+# -- a form opened before the running charger changed a value --------------------------------
+
+
+def config_rows(data: dict[str, str]) -> dict[str, int]:
+    return {
+        data[f"configuration-{n}-key"]: n for n in range(int(data["configuration-TOTAL_FORMS"]))
+    }
+
+
+def csms_changes(charger: Charger) -> None:
+    """What the engine's checkpoint writes after a CSMS's ChangeConfiguration (a key, and
+    SecurityProfile with the AuthorizationKey it needs), an UpdateFirmware and a session."""
+    ConfigurationKey.objects.write_values({(charger.pk, "MeterValueSampleInterval"): "45"})
+    Charger.objects.set_key_column(charger.pk, "AuthorizationKey", "ab" * 16)
+    Charger.objects.set_key_column(charger.pk, "SecurityProfile", "1")
+    Charger.objects.set_firmware_versions({charger.pk: "2.0.0"})
+    Evse.objects.filter(charger=charger).update(register_wh=1234, status="Charging")
+
+
+def test_a_stale_form_does_not_undo_what_the_csms_changed_since(admin_client_logged_in):
+    """QA F2: the form posted every key as it showed it, and Django counts a row changed
+    when it differs from the database at POST: MeterValueSampleInterval went back to 60."""
+    charger = make_charger("STALE-1", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    assert data[f"configuration-{config_rows(data)['MeterValueSampleInterval']}-value"] == "60"
+    csms_changes(charger)
+
+    data["network_latency_ms"] = "25"  # the one edit on the page
+    response = admin_client_logged_in.post(url, data, follow=True)
+    assert response.redirect_chain, response.context["errors"]
+    charger.refresh_from_db()
+    assert charger.network_latency_ms == 25
+    assert charger.configuration.get(key="MeterValueSampleInterval").value == "45"
+    assert (charger.security_profile, charger.authorization_key) == (1, "ab" * 16)
+    assert charger.firmware_version == "2.0.0"
+    evse = charger.evses.get()
+    assert (evse.register_wh, evse.status) == (1234, "Charging")
+    assert "changed from" not in response.content.decode()
+
+
+def test_an_edit_of_a_value_the_csms_changed_since_wins_and_says_so(admin_client_logged_in):
+    charger = make_charger("STALE-2", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    csms_changes(charger)
+
+    data[f"configuration-{config_rows(data)['MeterValueSampleInterval']}-value"] = "30"
+    data["firmware_version"] = "3.0.0"
+    response = admin_client_logged_in.post(url, data, follow=True)
+    assert response.redirect_chain, response.context["errors"]
+    charger.refresh_from_db()
+    assert charger.configuration.get(key="MeterValueSampleInterval").value == "30"
+    assert charger.firmware_version == "3.0.0"
+    said = [str(m) for m in response.context["messages"]]
+    assert (
+        "MeterValueSampleInterval: changed from 60 to 45 after this page was loaded (by the "
+        "charger's CSMS, or another edit); your 30 replaced it." in said
+    )
+    assert any(m.startswith("Firmware version: changed from 1.0.0 to 2.0.0") for m in said)
+    assert not any("Security profile" in m for m in said)  # left alone: the CSMS's stays
+    assert charger.security_profile == 1
+
+
+def test_the_configuration_key_admin_keeps_what_the_csms_changed_since(admin_client_logged_in):
+    charger = make_charger("STALE-3", evses=1)
+    row = charger.configuration.get(key="MeterValueSampleInterval")
+    url = reverse("admin:chargers_configurationkey_change", args=[row.pk])
+    data = form_values(admin_client_logged_in.get(url).content.decode())
+    csms_changes(charger)
+    assert admin_client_logged_in.post(url, data).status_code == 302  # saved as shown
+    row.refresh_from_db()
+    assert row.value == "45"
