@@ -944,3 +944,27 @@ async def test_a_charger_enabled_again_says_its_set_up_may_differ_from_its_pages
     before = time.time()
     assert (await saved(pk))[0]["outcome"].startswith("loaded")
     assert (snapshot(loaded(worker, "CP-LIVE"))["setup_at"] or 0.0) >= before
+
+
+async def test_auto_connect_turned_on_connects_the_running_charger(worker, csms):
+    """QA F4: "applied live", and the charger stayed offline (an import turning it on for
+    1,000 chargers left them all offline)."""
+    row = await sync_to_async(make_charger)(
+        "CP-AUTO", evses=1, csms_url=csms.url, auto_connect=False
+    )
+    assert (await saved(row.pk))[0]["outcome"] == "loaded (auto-connect is off)"
+    await sync_to_async(edit)(row.pk, auto_connect=True)
+    assert (await saved(row.pk))[0]["outcome"] == "auto-connect on: connecting now"
+    await csms.wait_for("CP-AUTO", "BootNotification")
+    await wait_until(lambda: loaded(worker, "CP-AUTO").online, message="connected")
+
+
+async def test_auto_connect_turned_off_leaves_a_connected_charger_connected_and_says_so(
+    worker, csms
+):
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(edit)(pk, auto_connect=False)
+    assert (await saved(pk))[0]["outcome"] == (
+        "auto-connect off: it stays connected until disconnected or restarted"
+    )
+    assert loaded(worker, "CP-LIVE").online

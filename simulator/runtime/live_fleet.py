@@ -16,6 +16,7 @@ read in batches, and each charger of this shard acts as a real charger would:
 - a new CSMS URL, security profile or credentials: it reconnects (no reboot);
 - edited configuration keys are applied as a local ChangeConfiguration (same validation
   and side effects: a new MeterValueSampleInterval moves the next sample at once);
+- auto-connect turned on connects an offline charger now; turned off, it stays connected;
 - other fields (power, vehicles, location...) apply live, from the next tick or session.
 
 Engine-owned state (registers, statuses, CSMS-set availability, open transactions, the
@@ -493,6 +494,7 @@ class FleetReloader:
 
     def _apply_live(self, live: Charger, spec: ChargerSpec, row: ChargerRow) -> str:
         reconnect = any(getattr(live.spec, f) != getattr(spec, f) for f in _RECONNECT)
+        auto_connect = spec.auto_connect != live.spec.auto_connect
         changed = reconnect or live.spec != replace(spec, default_vehicle=live.spec.default_vehicle)
         powers = {e.connector_id: e.max_power_kw * 1000 for e in row.evses.all()}
         changed |= any(
@@ -523,11 +525,31 @@ class FleetReloader:
         if reconnect:
             self._reconnect(live)
             text = "reconnects now"
+        elif auto_connect:
+            text = self._auto_connect_changed(live)
         elif changed:
             text = "applied live"
         else:
             text = NO_CHANGE
         return f"{text} ({'; '.join(rejected)})" if rejected else text
+
+    def _auto_connect_changed(self, live: Charger) -> str:
+        """Auto-connect turned on connects the charger now, as it connects a new one: "applied
+        live" and offline read as a broken promise (QA: an import turning it on for 1,000
+        chargers left them offline). Turned off, a connected charger stays connected, as
+        one an operator connected by hand does: until it is disconnected, or the simulator
+        restarts without connecting it."""
+        connected = self._connected(live)
+        if not live.spec.auto_connect:
+            if connected:
+                return "auto-connect off: it stays connected until disconnected or restarted"
+            return "auto-connect off"
+        if connected:
+            return "auto-connect on: connected already"
+        if not live.spec.csms_url:
+            return "auto-connect on, but it has no CSMS URL: not connecting"
+        self.service.connect(live)
+        return "auto-connect on: connecting now"
 
     def _reconnect(self, live: Charger) -> None:
         service = self.service
