@@ -85,6 +85,15 @@ def say_overtaken(request: HttpRequest, forms_saved: list[forms.BaseForm]) -> No
 
 
 class EvseForm(forms.ModelForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding:
+            # "Add another EVSE" (and a page without JavaScript): left blank, the next
+            # number (`EvseFormSet.clean`), as the API numbers a new EVSE N+1 itself.
+            field = self.fields["connector_id"]
+            field.required = False
+            field.widget.attrs["placeholder"] = "next"
+
     def has_changed(self) -> bool:
         # A new charger's pre-filled connector row is saved as shown, typed over or not
         # (an untouched extra row is otherwise dropped, leaving a charger without EVSEs).
@@ -101,7 +110,7 @@ class EvseFormSet(BaseInlineFormSet):
         charger = self.instance
         stored = dict(Evse.objects.filter(charger_id=charger.pk).values_list("pk", "connector_id"))
         after = dict(stored)
-        added = []
+        new = []
         for form in self.forms:
             deleted = self.can_delete and form.cleaned_data.get("DELETE", False)
             if form.instance.pk in stored:
@@ -110,7 +119,14 @@ class EvseFormSet(BaseInlineFormSet):
                 else:
                     after[form.instance.pk] = form.cleaned_data["connector_id"]
             elif form.has_changed() and not deleted:  # as the formset saves new rows
-                added.append(form.cleaned_data["connector_id"])
+                new.append(form)
+        given = [f.cleaned_data["connector_id"] for f in new if f.cleaned_data["connector_id"]]
+        last = max([*after.values(), *given], default=0)
+        for form in new:
+            if form.cleaned_data["connector_id"] is None:  # left blank: the next number
+                last += 1
+                form.cleaned_data["connector_id"] = form.instance.connector_id = last
+        added = [form.cleaned_data["connector_id"] for form in new]
         name = charger.charge_point_id or "this charger"
         problem = numbering_problem(name, stored.values(), [*after.values(), *added])
         if problem:
@@ -494,6 +510,7 @@ class ChargerAdmin(FleetImportExportAdmin):
 
     class Media:
         css = {"all": ["chargers/admin.css"]}
+        js = ["chargers/evse_inline.js"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_evse_count=Count("evses"))

@@ -232,6 +232,43 @@ def test_the_evse_inline_refuses_a_connector_that_leaves_a_gap(admin_client_logg
     assert charger.configuration.get(key="NumberOfConnectors").value == "2"
 
 
+def test_a_new_evse_row_left_without_a_connector_id_takes_the_next(admin_client_logged_in):
+    """QA F8: "Add another EVSE" gave a row whose Connector ID was empty and required:
+    the save failed with "This field is required." (the API numbers a new EVSE itself)."""
+    charger = make_charger("NEXT-1", evses=2)
+    url, data = change_page(admin_client_logged_in, charger)
+    for n in (2, 3):  # as a page without JavaScript posts two added rows
+        data.update(
+            {
+                f"evses-{n}-connector_id": "",
+                f"evses-{n}-connector_type": "Type2",
+                f"evses-{n}-max_power_kw": "11",
+            }
+        )
+    data["evses-TOTAL_FORMS"] = "4"
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 302, response.context["errors"]
+    assert connector_ids(charger) == [1, 2, 3, 4]
+    assert charger.configuration.get(key="NumberOfConnectors").value == "4"
+
+
+def test_a_new_charger_with_a_second_evse_row_left_blank_numbers_it_2(admin_client_logged_in):
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data.update(
+        {
+            "charge_point_id": "NEXT-2",
+            "location": str(location.pk),
+            "evses-TOTAL_FORMS": "2",
+            "evses-1-connector_type": "Type2",
+            "evses-1-max_power_kw": "11",
+        }
+    )
+    response = admin_client_logged_in.post(ADD, data)
+    assert response.status_code == 302, response.context["errors"]
+    assert connector_ids(Charger.objects.get(charge_point_id="NEXT-2")) == [1, 2]
+
+
 def test_the_evse_inline_deletes_only_the_last_connector(admin_client_logged_in):
     charger = make_charger("GAP-2", evses=3)
     url, data = change_page(admin_client_logged_in, charger)

@@ -78,3 +78,24 @@ def test_the_chargers_list_fits_1400_px(tmp_path):
         assert {"security", "enabled"} <= set(found["headers"]), found
         cell = page.locator('tr:has-text("LONG-MODEL-0001") td.field-power')
         expect(cell).to_have_text("DC 180 kW")
+
+
+def test_add_another_evse_shows_the_next_connector_id(tmp_path):
+    """QA F8: the new row's Connector ID was empty and required ("This field is
+    required."); it shows the next number, 1..N without gaps."""
+    from playwright.sync_api import expect
+
+    with (
+        demo_site(tmp_path, PASSWORD, 1) as site,
+        chromium() as browser,
+    ):
+        page = browser.new_page()
+        page.goto(f"{site.url}/admin/chargers/charger/add/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator("#id_evses-0-connector_id")).to_have_value("1")
+        page.click("#evses-group .add-row a")
+        expect(page.locator("#id_evses-1-connector_id")).to_have_value("2")
+        page.click("#evses-group .add-row a")
+        expect(page.locator("#id_evses-2-connector_id")).to_have_value("3")
