@@ -7,8 +7,9 @@ shard, not 5,000. A rolled-back write sends nothing. A charger goes to the shard
 charge point id it had (an id changed in the admin may move it to another shard); vehicle
 models and locations go to every shard.
 
-A caller that shows the outcome to a person (the admin) passes `report`: the message then
-carries a reply channel, and after sending we wait briefly for each shard's
+A caller that shows the outcome to a person (the admin) passes `report`, or runs the write
+inside `reporting(report)` (an import job, whose writes are deep in a resource): the message
+then carries a reply channel, and after sending we wait briefly for each shard's
 `contract.fleet_applied`. No answer means no worker is running; the change waits in the
 database for the worker's start. It lives here, in the lowest web app, because locations
 and vehicles write fleet rows too and may not import `chargers`.
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -85,7 +88,7 @@ class _Batch:
             self.chargers.setdefault(shard, set()).update(pks)
         self.vehicles |= other.vehicles
         self.locations |= other.locations
-        self.reports += other.reports
+        self.reports += [report for report in other.reports if report not in self.reports]
 
     def flush(self) -> None:
         self.sent = True
@@ -118,12 +121,29 @@ def notify_fleet_change(
         batch.chargers.setdefault(contract.shard_of(charge_point_id, shards), set()).add(pk)
     batch.vehicles.update(vehicles)
     batch.locations.update(locations)
-    if report is not None:
-        batch.reports.append(report)
+    for wanted in (report, getattr(_reporting, "report", None)):
+        if wanted is not None and wanted not in batch.reports:
+            batch.reports.append(wanted)
     if not connection.in_atomic_block:  # autocommit: the rows are already committed
         batch.flush()
         return
     _current_batch().merge(batch)
+
+
+_reporting = threading.local()
+
+
+@contextmanager
+def reporting(report: Report) -> Iterator[None]:
+    """Every change notified in this thread while the block runs is reported to `report`
+    too, after its commit: an import job gathers what the workers did with its rows, which
+    the resource writes and notifies far below the job."""
+    previous = getattr(_reporting, "report", None)
+    _reporting.report = report
+    try:
+        yield
+    finally:
+        _reporting.report = previous
 
 
 def _current_batch() -> _Batch:
@@ -217,6 +237,16 @@ async def _send_and_wait(
 
 def describe(applied: Applied) -> list[tuple[bool, str]]:
     """The admin's messages for a change: (it reached a worker, text), one per charger."""
+    lines = [
+        (True, f"{outcome['charge_point_id']} {outcome['outcome']}.".replace("..", "."))
+        for outcome in applied.outcomes
+    ]
+    return lines + notes(applied)
+
+
+def notes(applied: Applied) -> list[tuple[bool, str]]:
+    """What `describe` says beside the chargers' outcomes: that no worker runs, or some
+    did not answer, or are still applying the change."""
     if applied.unsent:
         # Not silence (an empty list reads as "nothing to tell"): the change is saved but
         # reaches the workers only through their periodic look at the database.
@@ -232,10 +262,7 @@ def describe(applied: Applied) -> list[tuple[bool, str]]:
         return []
     if not applied.answered and not applied.received:
         return [(False, "No simulator worker is running: saved; it starts with the worker.")]
-    lines = [
-        (True, f"{outcome['charge_point_id']} {outcome['outcome']}.".replace("..", "."))
-        for outcome in applied.outcomes
-    ]
+    lines = []
     busy = len(set(applied.received) - {a.get("shard", 0) for a in applied.answers})
     if busy:
         lines.append(
@@ -257,3 +284,49 @@ def describe(applied: Applied) -> list[tuple[bool, str]]:
             )
         )
     return lines
+
+
+# The chargers named per outcome in a summary; the others are counted.
+FIRST_CHARGERS = 5
+
+
+class OutcomeCount(TypedDict):
+    outcome: str  # as a worker says it: "reboots now (2 connectors)"
+    count: int
+    chargers: list[str]  # the first FIRST_CHARGERS charge point ids, in order
+
+
+class FleetSummary(TypedDict):
+    outcomes: list[OutcomeCount]  # the most frequent first
+    notes: list[str]  # no worker running, some still applying...
+
+
+def summarise(applied: Iterable[Applied]) -> FleetSummary:
+    """What the workers did with many chargers' changes (an import's), counted by outcome:
+    a message per charger, as an admin save shows, would be 1,000 lines."""
+    chargers: dict[str, list[str]] = {}
+    said: list[str] = []
+    for one in applied:
+        for outcome in one.outcomes:
+            chargers.setdefault(outcome["outcome"], []).append(outcome["charge_point_id"])
+        said += [text for _reached, text in notes(one) if text not in said]
+    counted = sorted(chargers.items(), key=lambda item: (-len(item[1]), item[0]))
+    return FleetSummary(
+        outcomes=[
+            OutcomeCount(outcome=outcome, count=len(ids), chargers=sorted(ids)[:FIRST_CHARGERS])
+            for outcome, ids in counted
+        ],
+        notes=said,
+    )
+
+
+def summary_lines(summary: FleetSummary) -> list[str]:
+    """The summary as a person reads it: "reboots now (2 connectors): 1,000 chargers
+    (CP-0001, ..., CP-0005 and 995 more)"."""
+    lines = []
+    for item in summary["outcomes"]:
+        count, named = item["count"], item["chargers"]
+        more = f" and {count - len(named):,} more" if count > len(named) else ""
+        noun = "charger" if count == 1 else "chargers"
+        lines.append(f"{item['outcome']}: {count:,} {noun} ({', '.join(named)}{more})")
+    return lines + summary["notes"]

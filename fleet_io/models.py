@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from fleet_io import registry
 from fleet_io.file_formats import FileProblem, read_dataset
+from fleet_io.fleet_changes import Applied, FleetSummary, reporting, summarise, summary_lines
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,9 @@ class ImportJob(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     confirmed = models.DateTimeField(null=True, blank=True)
+    # What the simulator workers did with the imported rows (`fleet_changes.FleetSummary`:
+    # counts by outcome, the first chargers of each); null for a check or a failed import.
+    running_chargers = models.JSONField(null=True, blank=True, default=None)
 
     objects = ImportJobManager()
 
@@ -228,12 +232,17 @@ class ImportJob(models.Model):
         done, total = cache.get(self.progress_key, (0, self.total_rows))
         return done, total
 
+    def running_lines(self) -> list[str]:
+        """What the running chargers did, as the job's page says it."""
+        return summary_lines(self.running_chargers) if self.running_chargers else []
+
     def run(self) -> None:
         with _beating(self.alive_key):
             self._run()
 
     def _run(self) -> None:
         total = 0
+        heard: list[Applied] = []
         try:
             dataset = read_dataset(bytes(self.data), self.file_format)
             total = len(dataset)
@@ -241,7 +250,10 @@ class ImportJob(models.Model):
             resource = registry.get(self.resource).resource(
                 progress=partial(_report_progress, self.progress_key), fast=True
             )
-            result = resource.import_data(dataset, dry_run=self.dry_run)
+            # After its commit the import waits for the workers' answers (a few seconds at
+            # most), as an admin save does, to say what the running chargers did.
+            with reporting(heard.append):
+                result = resource.import_data(dataset, dry_run=self.dry_run)
         except FileProblem as exc:
             self._finish(self.Status.DONE, total=0, problems=[f"File: {exc}"])
             return
@@ -259,6 +271,7 @@ class ImportJob(models.Model):
             created=0 if problems else result.totals["new"],
             updated=0 if problems else result.totals["update"],
             failed=result.failed_rows(),
+            running=summarise(heard) if heard else None,
         )
 
     def _finish(
@@ -271,6 +284,7 @@ class ImportJob(models.Model):
         created: int = 0,
         updated: int = 0,
         failed: int = 0,
+        running: FleetSummary | None = None,
     ) -> None:
         # The file is kept only while it may still be imported: a check that found no
         # problem waits for its confirmation (which copies it). Any other finished job has
@@ -286,6 +300,7 @@ class ImportJob(models.Model):
             failed_count=failed,
             problem_count=len(problems),
             problems=problems[:MAX_STORED_PROBLEMS],
+            running_chargers=running,
             finished=timezone.now(),
         )
         cache.delete(self.progress_key)

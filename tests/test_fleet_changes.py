@@ -442,6 +442,78 @@ def test_the_admin_says_so_when_no_worker_runs(admin_client):
     assert charger.vendor == "X"
 
 
+# -- an import says what the running chargers did ------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_job_says_what_the_running_chargers_did(admin_client):
+    """QA F6: the result page said only "Import finished. created 0 updated 1", and the
+    API's job body nothing either, while a charger's own admin save says it per charger."""
+    from fleet_io.models import ImportJob
+    from tests.api_client import TokenClient, user_with_token
+
+    location = make_location("Depot")
+    chargers = [make_charger(f"CP-{n:03d}", location=location) for n in range(1, 8)]
+    rows = "\n".join(f"CP-{n:03d},RebootMe" for n in range(1, 8))
+    user, token = user_with_token("importer", is_superuser=True, is_staff=True)
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="vendor.csv",
+        file_format="csv",
+        data=f"charge_point_id,vendor\n{rows}\n".encode(),
+        created_by=user,
+    )
+    worker = FakeWorker("reboots now (2 connectors)", receipt=True)
+    worker.names.update({c.pk: c.charge_point_id for c in chargers})
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        ImportJob.objects.run_queued(job.pk)
+    finally:
+        worker.done = True
+        worker.join(5)
+    job.refresh_from_db()
+    assert job.updated_count == 7
+    assert job.running_chargers == {
+        "outcomes": [
+            {
+                "outcome": "reboots now (2 connectors)",
+                "count": 7,
+                "chargers": ["CP-001", "CP-002", "CP-003", "CP-004", "CP-005"],
+            }
+        ],
+        "notes": [],
+    }
+    admin_client.force_login(user)
+    page = admin_client.get(job.get_absolute_url()).content.decode()
+    assert (
+        "<li>reboots now (2 connectors): 7 chargers (CP-001, CP-002, CP-003, CP-004, CP-005 "
+        "and 2 more)</li>" in page
+    )
+    body = TokenClient(token).get(f"/api/v1/imports/{job.pk}").json()
+    assert body["running_chargers"] == job.running_chargers
+    schema = TokenClient(token).get("/api/v1/openapi.json").json()
+    assert "running_chargers" in schema["components"]["schemas"]["ImportJobOut"]["properties"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_job_says_when_no_worker_runs(depot):
+    from fleet_io.models import ImportJob
+
+    make_charger("CP-001", location=depot)
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="vendor.csv",
+        file_format="csv",
+        data=b"charge_point_id,vendor\nCP-001,X\n",
+    )
+    ImportJob.objects.run_queued(job.pk)
+    job.refresh_from_db()
+    assert job.running_lines() == [
+        "No simulator worker is running: saved; it starts with the worker."
+    ]
+
+
 # -- register reset -------------------------------------------------------------------------
 
 

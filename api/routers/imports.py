@@ -49,6 +49,26 @@ class ImportUpload(Schema):
     )
 
 
+class OutcomeCountOut(Schema):
+    outcome: str = Field(
+        description="What the running chargers did, as a worker says it: 'reboots now (2 "
+        "connectors)', 'applied live', 'loaded, connecting', 'takes effect when its "
+        "session ends'..."
+    )
+    count: int = Field(description="How many chargers did so.")
+    chargers: list[str] = Field(
+        description="The charge point ids of the first of them (up to 5, in order)."
+    )
+
+
+class RunningChargersOut(Schema):
+    outcomes: list[OutcomeCountOut] = Field(description="By outcome, the most frequent first.")
+    notes: list[str] = Field(
+        description="What else the workers said: none running (the rows are saved and taken "
+        "when one starts), some still applying the change, some not answering."
+    )
+
+
 class ImportJobOut(Schema):
     id: int
     resource: str
@@ -79,6 +99,12 @@ class ImportJobOut(Schema):
         alias="confirmed_as_id",
         description="A confirmed check: the id of the import it became (null otherwise, or "
         "once that job is deleted).",
+    )
+    running_chargers: RunningChargersOut | None = Field(
+        description="An import that finished: what the simulator workers did with its rows "
+        "(the running chargers reboot, reconnect, apply the change live, or wait for their "
+        "session to end), counted by outcome. Null for a check, a failed import, or an "
+        "import whose commit told no worker anything."
     )
 
     # Resolvers, not aliases: "finished" and "created" name other fields here.
