@@ -26,6 +26,7 @@ from import_export.tmp_storages import CacheStorage
 
 from fleet_io import jobs, registry
 from fleet_io.file_formats import CSV, FileProblem, fleet_formats, typed_cells
+from fleet_io.fleet_changes import Applied, notes, notify_fleet_change
 from fleet_io.models import ImportJob
 
 
@@ -157,6 +158,27 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
         )
         messages.info(request, "The import runs in the background; this page follows it.")
         return HttpResponseRedirect(job.get_absolute_url())
+
+    def say_what_running_chargers_do(
+        self,
+        request: HttpRequest,
+        what: str,
+        *,
+        locations: tuple[int, ...] = (),
+        vehicles: tuple[int, ...] = (),
+    ) -> None:
+        """After the save commits: `what` the running chargers do with a change of rows every
+        worker uses (a location's, a vehicle model's), once a worker got it, or that none
+        runs. A charger's own save says it per charger; these said only "changed
+        successfully". The save's own signal notified the change: this joins its batch."""
+
+        def report(applied: Applied) -> None:
+            if (applied.answered or applied.received) and not applied.unsent:
+                messages.info(request, what)
+            for reached, text in notes(applied):
+                messages.add_message(request, messages.INFO if reached else messages.WARNING, text)
+
+        notify_fleet_change(locations=locations, vehicles=vehicles, report=report)
 
     def _queue_job(
         self, request: HttpRequest, data: bytes, name: str, format_class: type, *, dry_run: bool

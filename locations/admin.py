@@ -35,6 +35,17 @@ class LocationAdmin(FleetImportExportAdmin):
             .select_related("arrival_profile")
         )
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        count = obj.chargers.count()
+        what = (
+            f"{obj} has no chargers: no running charger changes."
+            if not count
+            else f"The running chargers at {obj} ({count}) use its grid limit, load "
+            "management and rotation from the next tick, within a second."
+        )
+        self.say_what_running_chargers_do(request, what, locations=(obj.pk,))
+
     @admin.display(description="chargers", ordering="_charger_count")
     def charger_count(self, obj: Location) -> int:
         return obj._charger_count  # type: ignore[attr-defined]  # annotated by get_queryset

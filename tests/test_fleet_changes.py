@@ -514,6 +514,67 @@ def test_an_import_job_says_when_no_worker_runs(depot):
     ]
 
 
+# -- a location's or vehicle model's save says what the running chargers do ----------------
+
+
+def save_in_admin(client: Client, url: str, **changes: str) -> list[str]:
+    from tests.admin_forms import form_values
+
+    data = {**form_values(client.get(url).content.decode()), **changes}
+    response = client.post(url, data, follow=True)
+    assert response.redirect_chain, response.context["errors"]
+    return [str(m) for m in response.context["messages"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_location_save_says_when_its_running_chargers_use_it(admin_client):
+    """QA F7: the grid limit reached the chargers within 1.5 s; the admin said only
+    "changed successfully"."""
+    location = make_location("Depot")
+    make_charger("CP-001", location=location)
+    url = reverse("admin:locations_location_change", args=[location.pk])
+    worker = FakeWorker("unused", receipt=True)
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        shown = save_in_admin(admin_client, url, grid_limit_kw="8", load_management="on")
+    finally:
+        worker.done = True
+        worker.join(5)
+    assert (
+        "The running chargers at Depot (1) use its grid limit, load management and rotation "
+        "from the next tick, within a second." in shown
+    )
+    assert not any("No simulator worker" in m for m in shown)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vehicle_model_save_says_it_applies_from_the_next_plug_in(admin_client):
+    vehicle = make_vehicle()
+    url = reverse("admin:vehicles_vehiclemodel_change", args=[vehicle.pk])
+    worker = FakeWorker("unused", receipt=True)
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        shown = save_in_admin(admin_client, url, capacity_kwh="70")
+    finally:
+        worker.done = True
+        worker.join(5)
+    assert (
+        f"The running chargers use {vehicle} as it is now from their next plug-in; a car "
+        "plugged in now keeps the battery it came with." in shown
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_location_save_without_a_worker_says_none_runs(admin_client):
+    location = make_location("Depot")
+    url = reverse("admin:locations_location_change", args=[location.pk])
+    shown = save_in_admin(admin_client, url, grid_limit_kw="8")
+    assert "No simulator worker is running: saved; it starts with the worker." in shown
+    assert not any("use its grid limit" in m for m in shown)
+
+
 # -- register reset -------------------------------------------------------------------------
 
 

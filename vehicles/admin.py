@@ -21,3 +21,12 @@ class VehicleModelAdmin(FleetImportExportAdmin):
     ]
     list_filter = ["make", "ac_phases"]
     search_fields = ["make", "model"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self.say_what_running_chargers_do(
+            request,
+            f"The running chargers use {obj} as it is now from their next plug-in; a car "
+            "plugged in now keeps the battery it came with.",
+            vehicles=(obj.pk,),
+        )
