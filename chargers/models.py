@@ -355,6 +355,18 @@ class Charger(models.Model):
         )
         return bool(stored and stored.get("chain"))
 
+    def clean_fields(self, exclude: Any = None) -> None:
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            # A charge point id too long is said once, by its own validator ("... is 60
+            # characters long; at most 48 are allowed."), not again by max_length's.
+            errors = exc.error_dict
+            found = errors.get("charge_point_id", [])
+            if len(found) > 1:
+                errors["charge_point_id"] = [e for e in found if e.code != "max_length"]
+            raise ValidationError(errors) from None
+
     def clean(self) -> None:
         errors: dict[str, str | ValidationError] = {}
         scheme = self.csms_url.split("://", 1)[0] if self.csms_url else ""

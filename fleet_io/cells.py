@@ -48,8 +48,8 @@ class NumberCell(widgets.Widget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> float | int | None:
         if value in EMPTY or (isinstance(value, str) and not value.strip()):
             return None
-        if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a number.")
+        if isinstance(value, bool):  # JSON's true and false, said as the file has them
+            raise ValueError(f"{str(value).lower()} is not a number.")
         try:
             number = float(_text(value))
         except ValueError:

@@ -277,6 +277,18 @@ BAD_ROWS = [
     ("CP-0,Depot,DC,22,,,", "power_type", "Connector 1: Type2 is an AC connector"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=²", "configuration", "takes a whole number"),
     ("CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=soon", "configuration", "whole number"),
+    # A whole number far out of range is said to be out of range (it said "takes a whole
+    # number"), as 100000 is; a charge point id too long is said once, not twice.
+    (
+        "CP-3,Depot,AC,22,Type2:22,,HeartbeatInterval=99999999999999999999",
+        "configuration",
+        "HeartbeatInterval must be at most 86400.",
+    ),
+    (
+        f"CP-{'X' * 57},Depot,AC,22,Type2:22,,",
+        "charge_point_id",
+        "is 60 characters long; at most 48 are allowed.",
+    ),
     ("CP-3,Depot,AC,22,Type2:22,,NumberOfConnectors=4", "configuration", "follows the number"),
     ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
     ("CP-3,,AC,22,Type2:22,,", "location", "A location is required"),
@@ -378,6 +390,12 @@ def test_an_object_or_list_in_a_json_cell_is_refused_by_row_and_column(depot, co
     problems = [(p.row, p.column) for p in result.problems() if kind in p.message]
     assert problems == [(2, column)], result.problems()
     assert table_sizes() == (0, 0, 0)
+
+
+def test_a_json_boolean_in_a_number_column_is_said_as_json_writes_it(depot):
+    rows = [{"charge_point_id": "CP-1", "location": "Depot", "max_power_kw": True}]
+    [problem] = run_import(json.dumps(rows).encode(), "json").problems()
+    assert (problem.column, problem.message) == ("max_power_kw", "true is not a number.")
 
 
 def test_a_cell_over_the_size_limit_is_refused_by_row_and_column(depot):

@@ -38,6 +38,7 @@ PREVIOUS_FEATURE_PROFILES = "Core,SmartCharging,RemoteTrigger"
 # The longest value a key holds (the 1.6 CiString500 of ChangeConfiguration's value).
 MAX_VALUE_CHARS = 500
 _PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_LONG_INTEGER = re.compile(r"-?[0-9]{19,}")
 # The AuthorizationKey (1.6 security whitepaper, edition 3): 16 to 20 bytes, written in hex.
 _HEX_KEY = re.compile(r"(?:[0-9a-fA-F]{2}){16,20}")
 # ConnectorPhaseRotation's values (1.6 section 9.1), each for the charger or, with a
@@ -186,6 +187,12 @@ def normalise(name: str, value: str) -> str:
         # "1_000", none of which a charger's configuration should read back. At most 18
         # digits: every bound fits, and int() never meets its digit limit.
         if _PLAIN_INTEGER.fullmatch(text) is None:
+            if _LONG_INTEGER.fullmatch(text) is not None:  # whole, but far out of range
+                below = text.startswith("-")
+                bound = spec.minimum if below else spec.maximum
+                if bound is not None:
+                    raise InvalidValue(f"{name} must be at {'least' if below else 'most'} {bound}.")
+                raise InvalidValue(f"{name}: {value[:40]!r} is out of range.")
             raise InvalidValue(f"{name} takes a whole number, not {value[:40]!r}.")
         number = int(text)
         if spec.minimum is not None and number < spec.minimum:
