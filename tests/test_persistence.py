@@ -660,3 +660,37 @@ async def test_a_session_a_restart_ended_starts_again_after_a_later_boot(csms):
         assert battery is not None and battery.resume_id_tag is None
     finally:
         await again.stop()
+
+
+@pytest.mark.django_db
+def test_a_restart_with_only_other_durable_messages_says_what_it_restored_at_debug(caplog):
+    """QA: every edit reboot logged "restored 1 unconfirmed transaction messages; ended 0
+    interrupted transactions" at INFO for chargers without a transaction (905 lines in one
+    bulk reboot): the message was the reboot's SecurityEventNotification."""
+    import logging
+
+    from chargers.models import OutboxMessage
+    from simulator.runtime.persistence import load_fleet
+
+    row = make_charger("CP-QUIET")
+    event = {"type": "ResetOrReboot", "timestamp": "2026-12-01T10:00:00Z"}
+    OutboxMessage.objects.add([(row.pk, 1, "SecurityEventNotification", event, "")])
+    with caplog.at_level(logging.DEBUG, logger="simulator.runtime.persistence"):
+        load_fleet(Checkpointer(), ids=["CP-QUIET"])
+    (said,) = [r for r in caplog.records if r.getMessage().startswith("restored")]
+    assert (said.levelname, said.getMessage()) == (
+        "DEBUG",
+        "restored 0 unconfirmed transaction message(s) and 1 other durable message(s) "
+        "(1 SecurityEventNotification); ended 0 interrupted transaction(s) (PowerLoss)",
+    )
+
+    caplog.clear()
+    stop = {"transactionId": 77, "meterStop": 1500, "timestamp": "2026-12-01T11:00:00Z"}
+    OutboxMessage.objects.add([(row.pk, 2, "StopTransaction", stop, "CP-QUIET-1")])
+    with caplog.at_level(logging.DEBUG, logger="simulator.runtime.persistence"):
+        load_fleet(Checkpointer(), ids=["CP-QUIET"])
+    (said,) = [r for r in caplog.records if r.getMessage().startswith("restored")]
+    assert said.levelname == "INFO"
+    assert said.getMessage().startswith(
+        "restored 1 unconfirmed transaction message(s) and 1 other durable message(s)"
+    )

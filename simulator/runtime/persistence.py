@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -400,10 +401,21 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
     if plugged:
         _plug_back(by_pk, ended)
     if rows or open_txs:
-        log.info(
-            "restored %d unconfirmed transaction messages; ended %d interrupted "
-            "transactions (PowerLoss)",
-            len(rows),
+        # The outbox holds other durable messages too (a SecurityEventNotification, say):
+        # every edit reboot said "restored 1 unconfirmed transaction messages" for a charger
+        # without any (905 lines in one bulk reboot). Worth an INFO line only when a
+        # transaction is concerned.
+        transactional = sum(1 for row in rows if row.local_tx_id)
+        others = Counter(row.action for row in rows if not row.local_tx_id)
+        log.log(
+            logging.INFO if transactional or open_txs else logging.DEBUG,
+            "restored %d unconfirmed transaction message(s) and %d other durable message(s)%s; "
+            "ended %d interrupted transaction(s) (PowerLoss)",
+            transactional,
+            sum(others.values()),
+            f" ({', '.join(f'{n} {action}' for action, n in sorted(others.items()))})"
+            if others
+            else "",
             len(open_txs),
         )
 
