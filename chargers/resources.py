@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from import_export.fields import Field
@@ -36,7 +37,7 @@ from chargers.evse_layout import (
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import without_missing_key
 from chargers.models import Charger, ConfigurationKey, Evse
-from chargers.validators import validate_authorization_key
+from chargers.validators import validate_authorization_key, validate_csms_url
 from fleet_io.cells import BooleanCell, ChoiceCell, LookupCell, NumberCell, SecretCell, TextCell
 from fleet_io.resource import FleetResource
 from locations.models import Location
@@ -221,11 +222,45 @@ class ChargerResource(FleetResource):
         batch_size = 2000
         chunk_size = 1000
 
-    def __init__(self, **kwargs: Any) -> None:
+    takes_csms_url = True
+
+    def __init__(self, *, csms_url: str | None = None, **kwargs: Any) -> None:
+        """`csms_url`: the CSMS of a new charger whose file has no csms_url column (None:
+        the simulator's default, `default_csms_url`)."""
         super().__init__(**kwargs)
         for field in self.fields.values():
             if isinstance(field.widget, LookupCell):
                 field.widget.reset()  # each import sees the locations as they are now
+        if csms_url is not None:
+            validate_csms_url(csms_url)
+        self.csms_url = csms_url
+        self.csms_url_given: dict[str, int] = {}  # URL -> new chargers given it
+
+    def import_notes(self, *, dry_run: bool) -> list[str]:
+        """Which CSMS the new chargers of a file without a csms_url column connect to. The
+        command runs in its own process: it cannot see the built-in CSMS of a running
+        `runsimulator --demo --csms-port P`, which the admin's import uses (QA: the same
+        file gave ws://127.0.0.1:9100/ocpp in the admin and :9000 on the command line)."""
+        notes = []
+        for url, count in self.csms_url_given.items():
+            chargers = f"{count} new charger{'s' if count != 1 else ''}"
+            verb = "would connect" if dry_run else "connects" if count == 1 else "connect"
+            if self.csms_url is not None:
+                source = "--csms-url"
+            elif settings.CHARGESIM_DEFAULT_CSMS_URL_GIVEN:
+                source = "CHARGESIM_DEFAULT_CSMS_URL"
+            else:
+                notes.append(
+                    f"The file has no csms_url column: {chargers} {verb} to {url}, "
+                    "CHARGESIM_DEFAULT_CSMS_URL's default. The built-in CSMS of a "
+                    "simulator started with --csms-port P is at ws://127.0.0.1:P/ocpp: "
+                    "give the file a csms_url column (and import it again to change these), "
+                    "or choose the new chargers' CSMS with --csms-url or the "
+                    "CHARGESIM_DEFAULT_CSMS_URL setting."
+                )
+                continue
+            notes.append(f"The file has no csms_url column: {chargers} {verb} to {url} ({source}).")
+        return notes
 
     # -- export -------------------------------------------------------------------------
 
@@ -258,7 +293,9 @@ class ChargerResource(FleetResource):
         if new and "csms_url" not in row:
             # A file without the column, as the API without the field: the simulator's
             # default CSMS (an empty cell says "none", as an empty field does).
-            instance.csms_url = default_csms_url()
+            instance.csms_url = self.csms_url or default_csms_url()
+            given = self.csms_url_given
+            given[instance.csms_url] = given.get(instance.csms_url, 0) + 1
         instance.evse_layout = None  # type: ignore[attr-defined]  # set per import row, not a model field
         instance.evse_problems = None  # type: ignore[attr-defined]  # set per import row, not a model field
         instance.configuration_overrides = {}  # type: ignore[attr-defined]  # set per import row, not a model field

@@ -156,6 +156,8 @@ class FleetResource(resources.ModelResource):
     clean_exclude: tuple[str, ...] = ()
     #: Columns that take a list from a JSON file (a charging curve); others take one value.
     list_columns: tuple[str, ...] = ()
+    #: Whether the resource takes `csms_url=` (the `import` command's --csms-url).
+    takes_csms_url = False
 
     class Meta:
         clean_model_instances = True
@@ -178,6 +180,11 @@ class FleetResource(resources.ModelResource):
         self._first_row_of_key: dict[tuple, int] = {}
         self._total = 0
         self._every = 1
+
+    def import_notes(self, *, dry_run: bool) -> list[str]:
+        """What the `import` command says after a successful import beside its counts (a
+        value the file did not give, and where it came from)."""
+        return []
 
     # -- natural keys -------------------------------------------------------------------
 

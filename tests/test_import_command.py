@@ -223,6 +223,54 @@ def test_the_dry_run_writes_nothing(depot, tmp_path):
 
 
 @pytest.mark.django_db
+def test_it_says_which_csms_new_chargers_without_a_csms_url_column_get(depot, tmp_path, settings):
+    """QA F5: under `runsimulator --demo --csms-port 9100` the admin's import gave a file
+    without the column ws://127.0.0.1:9100/ocpp, this command :9000, without a word."""
+    settings.CHARGESIM_DEFAULT_CSMS_URL = "ws://127.0.0.1:9000/ocpp"
+    settings.CHARGESIM_DEFAULT_CSMS_URL_GIVEN = False
+    path = tmp_path / "fleet.csv"
+    path.write_bytes(csv_file(GOOD_ROW, GOOD_ROW.replace("CP-1", "CP-2")))
+    stderr = io.StringIO()
+    call_command("import", RESOURCES["chargers"], str(path), stderr=stderr)
+    said = stderr.getvalue()
+    assert (
+        "The file has no csms_url column: 2 new chargers connect to ws://127.0.0.1:9000/ocpp, "
+        "CHARGESIM_DEFAULT_CSMS_URL's default. The built-in CSMS of a simulator started with "
+        "--csms-port P is at ws://127.0.0.1:P/ocpp" in said
+    )
+    assert "--csms-url" in said
+
+    path.write_bytes(csv_file(GOOD_ROW.replace("CP-1", "CP-3")))
+    stderr = io.StringIO()
+    call_command(
+        "import",
+        RESOURCES["chargers"],
+        str(path),
+        "--csms-url",
+        "ws://127.0.0.1:9100/ocpp",
+        stderr=stderr,
+    )
+    assert Charger.objects.get(charge_point_id="CP-3").csms_url == "ws://127.0.0.1:9100/ocpp"
+    assert (
+        "The file has no csms_url column: 1 new charger connects to ws://127.0.0.1:9100/ocpp "
+        "(--csms-url)." in stderr.getvalue()
+    )
+
+
+@pytest.mark.django_db
+def test_a_bad_csms_url_option_is_refused_before_anything_is_read(depot, tmp_path):
+    from django.core.management import CommandError
+
+    path = tmp_path / "fleet.csv"
+    path.write_bytes(csv_file(GOOD_ROW))
+    with pytest.raises(CommandError, match="--csms-url: .*ws://"):
+        call_command("import", RESOURCES["chargers"], str(path), "--csms-url", "http://x/ocpp")
+    with pytest.raises(CommandError, match="--csms-url is for chargers"):
+        call_command("import", RESOURCES["locations"], str(path), "--csms-url", "ws://x/ocpp")
+    assert Charger.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_a_file_in_another_encoding_imports_when_named(depot, tmp_path):
     path = tmp_path / "cp1252.csv"
     path.write_bytes(csv_file("CP-1,Depot,AC,22,Type2:22,“Acme”,").decode().encode("cp1252"))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
@@ -43,6 +44,13 @@ class Command(BaseCommand):
             "-n", "--dry-run", action="store_true", help="check the file; write nothing"
         )
         parser.add_argument(
+            "--csms-url",
+            help="chargers: the CSMS URL of new chargers when the file has no csms_url "
+            "column (default: CHARGESIM_DEFAULT_CSMS_URL; this command cannot see the "
+            "built-in CSMS of a running `runsimulator --demo --csms-port P`, whose URL is "
+            "ws://127.0.0.1:P/ocpp)",
+        )
+        parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
@@ -56,6 +64,7 @@ class Command(BaseCommand):
             file_name=options["import_file_name"],
             format_name=options["format"],
             encoding=options["encoding"],
+            csms_url=options["csms_url"],
         )
         try:
             result = run.import_file(dry_run=options["dry_run"])
@@ -82,6 +91,8 @@ class Command(BaseCommand):
                 + (" Dry run: nothing was written." if options["dry_run"] else "")
             )
         )
+        for note in run.notes(dry_run=options["dry_run"]):
+            self.stderr.write(note)
 
     def _fail(self, problems: list[Problem], rows: int = 0) -> None:
         for problem in problems:
@@ -97,7 +108,12 @@ class FileImport:
     """One file into one resource, read the way the admin and the background job read it."""
 
     def __init__(
-        self, resource_path: str, file_name: str, format_name: str | None, encoding: str | None
+        self,
+        resource_path: str,
+        file_name: str,
+        format_name: str | None,
+        encoding: str | None,
+        csms_url: str | None = None,
     ) -> None:
         self.resource_class = get_resource_class(resource_path)
         if not (
@@ -108,9 +124,23 @@ class FileImport:
                 "LocationResource, vehicles.resources.VehicleModelResource or "
                 "chargers.resources.ChargerResource."
             )
+        options: dict[str, Any] = {}
+        if csms_url is not None:
+            if not self.resource_class.takes_csms_url:
+                raise CommandError(
+                    "--csms-url is for chargers (chargers.resources.ChargerResource)."
+                )
+            options["csms_url"] = csms_url
+        try:
+            self.resource = self.resource_class(**options)
+        except ValidationError as exc:
+            raise CommandError(f"--csms-url: {' '.join(exc.messages)}") from None
         self.file_name = file_name
         self.format_class = self._format(format_name, file_name)
         self.encoding = encoding
+
+    def notes(self, *, dry_run: bool) -> list[str]:
+        return self.resource.import_notes(dry_run=dry_run)
 
     @staticmethod
     def _format(format_name: str | None, file_name: str) -> type:
@@ -149,4 +179,4 @@ class FileImport:
 
     def import_file(self, *, dry_run: bool) -> FleetImportResult:
         dataset = self.format_class().create_dataset(self.read())
-        return self.resource_class().import_data(dataset, dry_run=dry_run)
+        return self.resource.import_data(dataset, dry_run=dry_run)
