@@ -24,7 +24,7 @@ from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
 from tests.database_away import backend_pid, database_away, terminate_backend
-from tests.engine import COMPACT, loaded, wait_until
+from tests.engine import COMPACT, boot_reports_answered, loaded, wait_until
 from tests.process import free_port
 from vehicles.models import VehicleModel
 
@@ -648,6 +648,9 @@ async def test_a_power_cycle_reports_the_reboot_and_the_startup_after_it(worker,
     the security log is the same charger's. Its first boot, once loaded, reported the
     firmware's startup too, as a real charge point does at every start."""
     before = loaded(worker, "CP-LIVE")
+    # Its first boot's reports sent (the startup event is raised once the boot is
+    # accepted: a power cycle a moment after Accepted came before it).
+    await boot_reports_answered(before)
     outcome = await worker.reloader.power_cycle(before)
     assert outcome.startswith("reboots now")
     await wait_until(
@@ -934,14 +937,16 @@ async def test_an_edit_that_waited_for_the_session_dates_the_set_up_from_when_it
 async def test_a_charger_enabled_again_says_its_set_up_may_differ_from_its_pages(worker, csms):
     # Disabled, edited, enabled: it came back at the new power with no stamp, so a page
     # opened before still showed the old one, as current.
+    # Each `before` is taken before its edit: the reconciliation (every 0.3 s here) may
+    # apply the edit before its message.
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(edit)(pk, enabled=False)
     live = loaded(worker, "CP-LIVE")
     before = time.time()
+    await sync_to_async(edit)(pk, enabled=False)
     assert (await saved(pk))[0]["outcome"].startswith("stopped: disabled")
     assert (snapshot(live)["setup_at"] or 0.0) >= before  # its pages show it enabled
-    await sync_to_async(edit)(pk, enabled=True, max_power_kw=11.0)
     before = time.time()
+    await sync_to_async(edit)(pk, enabled=True, max_power_kw=11.0)
     assert (await saved(pk))[0]["outcome"].startswith("loaded")
     assert (snapshot(loaded(worker, "CP-LIVE"))["setup_at"] or 0.0) >= before
 
