@@ -262,8 +262,8 @@ def install(api: NinjaAPI) -> None:
 def document_refusals(schema: dict[str, Any]) -> None:
     """Add to the OpenAPI document the refusals ninja answers before a handler runs, where
     the operation's `response=` does not list them: 409 for a write (`on_conflict`), 413
-    for a body over Django's limit (`on_suspicious`), 422 for an operation with a parameter or
-    a body that can fail validation (ninja checks them all, e.g. `?limit=0` of any list), 400
+    for a body over Django's limit (`on_suspicious`), 422 for any operation (a query parameter
+    it does not take, and a parameter or a body that fails validation: `?limit=0`), 400
     for a JSON body that cannot be parsed, 415 for one sent as another type
     (`api.request_bodies`), and 503 for a database out of reach (any operation)."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
@@ -286,16 +286,17 @@ def document_refusals(schema: dict[str, Any]) -> None:
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
-            checked = [p for p in operation.get("parameters", ()) if _may_fail(p)]
             body = operation.get("requestBody", {}).get("content", {})
-            if checked or body:
-                responses.setdefault(
-                    "422",
-                    {
-                        "description": "A parameter or the body is not valid.",
-                        "content": {"application/json": {"schema": ref}},
-                    },
-                )
+            # Any operation refuses a query parameter it does not take
+            # (`api.query_params`), besides a parameter or a body that does not validate.
+            responses.setdefault(
+                "422",
+                {
+                    "description": "A parameter or the body is not valid, or a query "
+                    "parameter is one the operation does not take.",
+                    "content": {"application/json": {"schema": ref}},
+                },
+            )
             if body:
                 responses.setdefault(
                     "413",
@@ -331,18 +332,6 @@ def document_refusals(schema: dict[str, Any]) -> None:
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
-
-
-def _may_fail(parameter: Mapping[str, Any]) -> bool:
-    """Whether ninja can refuse a parameter's value: anything but free text."""
-    return not _free_text(parameter.get("schema", {}))
-
-
-def _free_text(schema: Mapping[str, Any]) -> bool:
-    plain = {"type", "title", "description", "default"}
-    if "anyOf" in schema and not set(schema) - plain - {"anyOf"}:
-        return all(_free_text(s) or s == {"type": "null"} for s in schema["anyOf"])
-    return schema.get("type") == "string" and not set(schema) - plain
 
 
 def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,8 +2,10 @@
 
 ninja reads the parameters an operation declares and drops the rest: a misspelt filter
 (`/chargers?locaton=1`) answered every charger, and a script acting on that list acted on
-the whole fleet. An operation that takes query parameters answers 422 for any other, named
-as `field`, with the nearest parameter it does take as a hint.
+the whole fleet. Every operation answers 422 for a parameter it does not take, named as
+`field`, with the nearest parameter it does take as a hint; one that takes none says so
+(`/fleet/summary?location=3` answered the whole fleet's counts to a script that read them
+as one site's).
 """
 
 from __future__ import annotations
@@ -48,22 +50,26 @@ def query_names(operation: Operation) -> set[str]:
     }
 
 
-def did_you_mean(name: str, known: Collection[str]) -> str:
-    """A hint for a name that is not one of `known`: the nearest, or them all."""
+def did_you_mean(name: str, known: Collection[str], kind: str = "arguments") -> str:
+    """A hint for a name that is not one of `known`: the nearest, or them all, or that
+    there are none (of this `kind`: "arguments", "query parameters")."""
+    if not known:
+        return f"it takes no {kind}."
     near = nearest_name(name, sorted(known))
     return f"did you mean {near!r}?" if near else f"it takes {', '.join(sorted(known))}."
 
 
 def unknown_message(name: str, known: Collection[str]) -> str:
-    return f"Not a query parameter of this request: {did_you_mean(name, known)}"
+    hint = did_you_mean(name, known, "query parameters")
+    return f"Not a query parameter of this request: {hint}"
 
 
 def refuse_unknown_query(operation: Operation) -> None:
     """Make `operation` refuse the query parameters it does not declare (422), with those
-    it does that fail validation. An operation without query parameters is left as it is
-    (the OpenAPI document says it cannot fail on one). Idempotent."""
+    it does that fail validation; one that declares none refuses any (the OpenAPI document
+    lists a 422 for every operation). Idempotent."""
     known = query_names(operation)
-    if not known or getattr(operation, "query_checked", False):
+    if getattr(operation, "query_checked", False):
         return
     get_values = operation._get_values
 

@@ -809,6 +809,31 @@ def test_a_query_parameter_a_list_does_not_take_is_refused_not_ignored(api, depo
     assert Charger.objects.filter(charge_point_id="CP-2").exists()
 
 
+def test_a_query_parameter_is_refused_by_an_operation_that_takes_none(depot):
+    """They were ignored: `/fleet/summary?location=3` answered the whole fleet's counts to
+    a script reading one site's, `?wait_for=` on a GET did not wait, `?force=true` on a
+    location's delete looked taken. Refused before the handler runs (no worker needed)."""
+    api = client_with(*EVERY_PERMISSION, "view_charger", "change_charger")
+    make_charger("CP-1", location=depot)
+    none = "Not a query parameter of this request: it takes no query parameters."
+    for path, name in [
+        ("/fleet/summary?location=3", "location"),
+        ("/chargers/CP-1?wait_for=Available", "wait_for"),
+        ("/chargers/CP-1/evses?status=Charging", "status"),
+        ("/chargers/CP-1/configuration?key=HeartbeatInterval", "key"),
+        ("/whoami?x=1", "x"),
+        ("/scenarios/library?name=boot", "name"),
+    ]:
+        assert errors_of(api.get(V1 + path)) == [(name, none, None)], path
+    assert errors_of(api.delete(f"{V1}/locations/{depot.pk}?force=true")) == [("force", none, None)]
+    assert Location.objects.filter(pk=depot.pk).exists()
+    # With a path parameter that fails too, both are said.
+    assert [f for f, _, _ in errors_of(api.get(f"{V1}/locations/0?x=1"))] == ["x", "location_id"]
+    # Without one, they answer as before.
+    assert api.get(f"{V1}/chargers/CP-1/evses").status_code == 200
+    assert api.get(f"{V1}/whoami").status_code == 200
+
+
 def test_no_response_carries_the_authorization_key(api, depot):
     charger = make_charger("CP-1", location=depot, security_profile=1, authorization_key=SECRET)
     responses = [
@@ -1414,8 +1439,11 @@ def test_an_evse_or_configuration_write_marks_the_charger_changed(api, depot, me
     ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="off")
     before = timezone.now() - timedelta(hours=1)
     Charger.objects.filter(pk=charger.pk).update(updated=before)
-    url = f"{V1}/chargers/CP-1/{path}?wait=false"
-    response = api.delete(url) if method == "delete" else getattr(api, method)(url, body)
+    url = f"{V1}/chargers/CP-1/{path}"
+    # A delete answers 204 without waiting for the workers: it takes no `wait`.
+    response = (
+        api.delete(url) if method == "delete" else getattr(api, method)(url + "?wait=false", body)
+    )
     assert response.status_code in (200, 201, 204), response.content
     charger.refresh_from_db()
     assert charger.updated > before
@@ -1692,10 +1720,10 @@ def test_an_evse_put_takes_back_what_its_get_answered(api, depot):
     Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=2).update(
         register_wh=1234.5, status="Charging"
     )
-    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    url = f"{V1}/chargers/CP-1/evses/2"
     body = api.get(url).json()
     body["max_power_kw"] = 11
-    put = api.put(url, body)
+    put = api.put(f"{url}?wait=false", body)
     assert put.status_code == 200, put.content
     assert (put.json()["max_power_kw"], put.json()["register_wh"]) == (11, 1234.5)
 
@@ -1719,9 +1747,9 @@ def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(api, depot):
 
 def test_an_evse_put_refuses_another_connector_id(api, depot):
     make_charger("CP-1", location=depot, evses=2)
-    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    url = f"{V1}/chargers/CP-1/evses/2"
     body = {**api.get(url).json(), "max_power_kw": 11, "connector_id": 1}
-    found = errors_of(api.put(url, body))
+    found = errors_of(api.put(f"{url}?wait=false", body))
     assert [(f, row) for f, _, row in found] == [("connector_id", None)]
     assert READ_ONLY_CHANGED in found[0][1]
     evse = Evse.objects.get(charger__charge_point_id="CP-1", connector_id=2)
@@ -1733,25 +1761,25 @@ def test_a_put_ignores_what_the_simulator_moved_on_since_the_get(api, depot):
     location's charger count) may change between a script's GET and its PUT: a PUT must
     not fail for it, nor wind the register back."""
     make_charger("CP-1", location=depot, evses=2)
-    url = f"{V1}/chargers/CP-1/evses/2?wait=false"
+    url = f"{V1}/chargers/CP-1/evses/2"
     body = api.get(url).json()
     Evse.objects.filter(charger__charge_point_id="CP-1", connector_id=2).update(
         register_wh=1234.5, status="Charging"
     )
     body["max_power_kw"] = 11
-    put = api.put(url, {**body, "availability": "Inoperative"})
+    put = api.put(f"{url}?wait=false", {**body, "availability": "Inoperative"})
     assert put.status_code == 200, put.content
     evse = Evse.objects.get(charger__charge_point_id="CP-1", connector_id=2)
     assert (evse.max_power_kw, evse.register_wh, evse.status) == (11, 1234.5, "Charging")
     assert evse.availability == Evse.Availability.OPERATIVE
 
-    charger_url = f"{V1}/chargers/CP-1?wait=false"
+    charger_url = f"{V1}/chargers/CP-1"
     body = api.get(charger_url).json()
     Evse.objects.filter(charger__charge_point_id="CP-1").update(register_wh=2000.0)
     Charger.objects.filter(charge_point_id="CP-1").update(vendor="ChargeSim")  # a later edit
     body["vendor"] = "Elsewhere"
     body["updated"] = "2020-01-01T00:00:00Z"
-    put = api.put(charger_url, body)
+    put = api.put(f"{charger_url}?wait=false", body)
     assert put.status_code == 200, put.content
     assert set(
         Evse.objects.filter(charger__charge_point_id="CP-1").values_list("register_wh", flat=True)
@@ -1767,10 +1795,10 @@ def test_a_put_ignores_what_the_simulator_moved_on_since_the_get(api, depot):
 
 def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
     make_charger("CP-1", location=depot, evses=2, security_profile=1, authorization_key=HEX_KEY)
-    url = f"{V1}/chargers/CP-1?wait=false"
+    url = f"{V1}/chargers/CP-1"
     body = api.get(url).json()
     body["vendor"] = "Elsewhere"
-    put = api.put(url, body)
+    put = api.put(f"{url}?wait=false", body)
     assert put.status_code == 200, put.content
     charger = Charger.objects.get(charge_point_id="CP-1")
     assert (charger.vendor, charger.authorization_key, charger.evses.count()) == (
@@ -1783,7 +1811,7 @@ def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
     for row in body["configuration"]:
         if row["key"] == "HeartbeatInterval":
             row["value"] = "120"
-    put = api.put(url, body)
+    put = api.put(f"{url}?wait=false", body)
     assert put.status_code == 200, put.content
     assert charger.configuration.get(key="HeartbeatInterval").value == "120"
 
@@ -1802,12 +1830,12 @@ def test_a_charger_put_takes_back_what_its_get_answered(api, depot):
 )
 def test_a_charger_put_refuses_a_read_only_field_with_another_value(api, depot, change, field):
     make_charger("CP-1", location=depot, evses=2)
-    url = f"{V1}/chargers/CP-1?wait=false"
+    url = f"{V1}/chargers/CP-1"
     body = api.get(url).json()
     body["vendor"] = "Elsewhere"
     body["configuration"].sort(key=lambda row: row["readonly"])  # a writable key first
     change(body)
-    found = errors_of(api.put(url, body))
+    found = errors_of(api.put(f"{url}?wait=false", body))
     assert [(f, row) for f, _, row in found] == [(field, None)]
     assert READ_ONLY_CHANGED in found[0][1]
     assert Charger.objects.get(charge_point_id="CP-1").vendor == "ChargeSim"
