@@ -128,53 +128,62 @@ def patch_schema(model: type[models.Model]) -> Any:
     return not_null
 
 
-def number_kind(annotation: Any) -> str | None:
-    """ "int" or "float" for a field that takes only numbers (or null), else None: one that
-    takes text or a boolean too (a configuration value) is not a number field."""
+def json_kind(annotation: Any) -> str | None:
+    """ "int", "float" or "bool" for a field that takes only numbers, or only booleans (or
+    null), else None: one that takes text too (a configuration value) is none of them."""
     if get_origin(annotation) is Annotated:
-        return number_kind(get_args(annotation)[0])
+        return json_kind(get_args(annotation)[0])
     if get_origin(annotation) in (Union, types.UnionType):
-        kinds = {number_kind(arm) for arm in get_args(annotation) if arm is not type(None)}
-        if kinds == {"int"}:
-            return "int"
+        kinds = {json_kind(arm) for arm in get_args(annotation) if arm is not type(None)}
+        if len(kinds) == 1 and kinds <= {"int", "bool"}:
+            return kinds.pop()
         return "float" if kinds and kinds <= {"int", "float"} else None
+    if annotation is bool:
+        return "bool"
     if annotation is int:
         return "int"
     return "float" if annotation is float else None
 
 
-def json_number(model: type[BaseModel], name: str, value: Any) -> None:
-    """Refuse a boolean or a string for a number field of `model`: pydantic's lax mode
-    reads `false` as 0 and "22" as 22 (`{"connector_id": true}` acted on connector 1).
-    A JSON body has numbers; a query parameter is text on the wire and keeps its
-    conversion (its schemas are not these)."""
+# pydantic's own words for its type errors (the API's 422 gives the admin's for numbers);
+# a boolean's says what it takes, as its lax mode read "no", "off", "0" and 0 as false.
+_JSON_TYPE_ERRORS = {
+    "int": "Input should be a valid integer",
+    "float": "Input should be a valid number",
+    "bool": "Input should be a JSON boolean: true or false",
+}
+
+
+def json_type(model: type[BaseModel], name: str, value: Any) -> None:
+    """Refuse a boolean or a string for a number field of `model`, and anything but true or
+    false for a boolean field: pydantic's lax mode reads `false` as 0 and "22" as 22
+    (`{"connector_id": true}` acted on connector 1), and "no", "off", "0" or 0 as false
+    (`{"auto_connect": "no"}`). A JSON body has numbers and booleans; a query parameter is
+    text on the wire and keeps its conversion (its schemas are not these)."""
     field = model.model_fields.get(name)
-    kind = None if field is None else number_kind(field.annotation)
-    if kind is not None and isinstance(value, bool | str):
-        # pydantic's own words for its type errors (the API's 422 gives the admin's).
-        raise PydanticCustomError(
-            f"{kind}_type",
-            "Input should be a valid integer"
-            if kind == "int"
-            else "Input should be a valid number",
-        )
+    kind = None if field is None else json_kind(field.annotation)
+    if kind is None or value is None:
+        return
+    wrong = not isinstance(value, bool) if kind == "bool" else isinstance(value, bool | str)
+    if wrong:
+        raise PydanticCustomError(f"{kind}_type", _JSON_TYPE_ERRORS[kind])
 
 
-class JsonNumbers(Schema):
-    """A part of a request body whose numbers must be JSON numbers (`json_number`)."""
+class JsonTypes(Schema):
+    """A part of a request body whose numbers and booleans must be JSON's (`json_type`)."""
 
     @field_validator("*", mode="before")
     @classmethod
-    def a_number(cls, value: Any, info: ValidationInfo) -> Any:
+    def a_json_type(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name is not None:
-            json_number(cls, info.field_name, value)
+            json_type(cls, info.field_name, value)
         return value
 
 
-class Strict(JsonNumbers):
+class Strict(JsonTypes):
     """A request body: a name it does not know is refused (422, "Not an argument of this
     request"), as the actions' are, not ignored; a misspelt field would otherwise answer
-    200 for a change that did not happen. Its numbers are JSON numbers."""
+    200 for a change that did not happen. Its numbers and booleans are JSON's."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -216,13 +225,13 @@ def _own_extra(error: Mapping[str, Any]) -> bool:
 # -- locations ------------------------------------------------------------------------
 
 
-class Distribution(JsonNumbers):
+class Distribution(JsonTypes):
     kind: str = Field(description="fixed, uniform or normal.", examples=["uniform"])
     a: float = Field(description="fixed: the value; uniform: the min; normal: the mean.")
     b: float = Field(0, description="uniform: the max; normal: the standard deviation.")
 
 
-class VehicleWeight(JsonNumbers):
+class VehicleWeight(JsonTypes):
     vehicle: int = Field(description="The id of a vehicle model.")
     weight: float = Field(description=doc(VehicleShare, "weight"))
 

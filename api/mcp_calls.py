@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from api.auth import Caller
 from api.errors import DATABASE_DOWN, DATABASE_DOWN_TEXT, ApiError, ErrorItem, errors_from_django
-from api.fleet_schemas import json_number
+from api.fleet_schemas import json_type
 from api.query_params import did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -140,15 +140,16 @@ def unknown_arguments(
     return problems
 
 
-def not_numbers(model: type[BaseModel], given: Mapping[str, Any]) -> list[ErrorItem]:
+def not_json_types(model: type[BaseModel], given: Mapping[str, Any]) -> list[ErrorItem]:
     """The arguments of `given` that `model` takes as numbers but that came as a boolean
-    or a string: the SDK reads "1" as JSON first, then pydantic's lax mode any number
-    text, where the REST body refuses both (`json_number`). An object argument checks its
-    own (its schema is a request body's)."""
+    or a string, or as booleans but came as anything else: the SDK reads "1" or "true" as
+    JSON first, then pydantic's lax mode any number text and "no" or 0 as false, where the
+    REST body refuses them (`json_type`). An object argument checks its own (its schema is
+    a request body's)."""
     problems = []
     for key, value in given.items():
         try:
-            json_number(model, key, value)
+            json_type(model, key, value)
         except PydanticCustomError as exc:
             problems.append(ErrorItem(field=key, message=str(exc)))
     return problems

@@ -62,7 +62,7 @@ from api.mcp_calls import (
     closed,
     error_text,
     in_thread,
-    not_numbers,
+    not_json_types,
     refusal,
     tool_errors,
     unknown_arguments,
@@ -385,7 +385,15 @@ async def bulk_action(
         raise ToolError(error_text("The request is not valid.", unknown))
     view, _doc = endpoint(live.router, f"/fleet/actions/{chosen.path}", "POST")
     body_type = inspect.signature(view).parameters["payload"].annotation
-    payload = body_type(filter=filter, args=chosen.args(**(args or {})))
+    try:
+        given = chosen.args(**(args or {}))
+    except PydanticValidationError as exc:  # named as the REST body names them: args.<name>
+        problems = [
+            ErrorItem(field=".".join(["args", *(str(p) for p in e["loc"])]), message=e["msg"])
+            for e in exc.errors()
+        ]
+        raise ToolError(error_text("The request is not valid.", problems)) from None
+    payload = body_type(filter=filter, args=given)
     params = live.WaitParams(wait_for=wait_for, timeout=timeout)
     result: live.BulkOut = await view(caller_request("POST"), payload=payload, params=params)
     return result.model_dump(mode="json")
@@ -542,7 +550,7 @@ class _Server(MCPServer):
         problems = []
         if tool is not None:
             model = tool.fn_metadata.arg_model
-            problems = unknown_arguments(model, arguments) + not_numbers(model, arguments)
+            problems = unknown_arguments(model, arguments) + not_json_types(model, arguments)
         if tool is not None and problems:
             # Said with what else the SDK's check finds, as one answer names every problem.
             named = {item.field for item in problems}

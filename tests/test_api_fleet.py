@@ -765,6 +765,46 @@ def test_a_boolean_or_a_string_for_a_number_is_refused_not_read_as_one(api, depo
     assert api.get(f"{V1}/locations", limit="1", offset="0").status_code == 200
 
 
+BOOLEAN = "Input should be a JSON boolean: true or false"
+
+
+@pytest.mark.parametrize("value", ["false", "no", "off", "0", 0, 1, "yes", "true"])
+def test_a_boolean_field_takes_only_true_or_false(api, depot, value):
+    """pydantic's lax mode read "no", "off", "0" and 0 as false and 1 or "yes" as true: a
+    script's `{"auto_connect": "false"}` went through as whatever it happened to mean. As
+    for numbers, a JSON body's booleans are JSON's; a query parameter is text and keeps
+    its reading (`?enabled=false`)."""
+    charger = make_charger("CP-1", location=depot)
+    refusals = [
+        (api.patch(f"{V1}/chargers/CP-1?wait=false", {"auto_connect": value}), "auto_connect"),
+        (
+            api.post(f"{V1}/chargers?wait=false", charger_body("B-1", depot, enabled=value)),
+            "enabled",
+        ),
+        (api.patch(f"{V1}/locations/{depot.pk}", {"load_management": value}), "load_management"),
+        (
+            api.post(f"{V1}/locations", {"name": "L", "arrival_profile": {"enabled": value}}),
+            "arrival_profile.enabled",
+        ),
+        (
+            api.put(f"{V1}/chargers/CP-1/configuration/K", {"value": "v", "readonly": value}),
+            "readonly",
+        ),
+    ]
+    for response, field in refusals:
+        assert (field, BOOLEAN, None) in errors_of(response), response.content
+    charger.refresh_from_db()
+    depot.refresh_from_db()
+    assert (charger.auto_connect, depot.load_management) == (True, False)
+    assert not Charger.objects.filter(charge_point_id="B-1").exists()
+    assert not Location.objects.filter(name="L").exists()
+    assert not ConfigurationKey.objects.filter(key="K").exists()
+    # true and false themselves, and a query string's text.
+    patched = api.patch(f"{V1}/chargers/CP-1?wait=false", {"auto_connect": False})
+    assert patched.json()["charger"]["auto_connect"] is False
+    assert api.get(f"{V1}/chargers", auto_connect="false").json()["count"] == 1
+
+
 def test_chargers_are_listed_with_filters_and_pages(api, depot):
     elsewhere = make_location("Elsewhere")
     for n in range(1, 6):

@@ -314,6 +314,33 @@ async def test_a_boolean_or_a_string_for_a_number_is_refused(driver):
     assert (await driver.post(ACTION.format("NOPE", "stop"), timeout="5")).status_code == 404
 
 
+async def test_a_string_or_a_number_for_a_boolean_is_refused(driver):
+    """`{"clear": "true"}` cleared the rules, `{"no_answer": 1}` set one: JSON booleans
+    only, as for numbers."""
+    cases = [
+        (ACTION.format("NOPE", "set-answer-override"), {"clear": "true"}, "clear"),
+        (
+            ACTION.format("NOPE", "set-answer-override"),
+            {"action": "Reset", "no_answer": 1},
+            "no_answer",
+        ),
+        (
+            BULK.format("set-answer-override"),
+            {"filter": {"location_id": 1}, "args": {"clear": "yes"}},
+            "args.clear",
+        ),
+    ]
+    for path, body, field in cases:
+        refused = error_of(await driver.post(path, body), 422)
+        assert {
+            "field": field,
+            "message": "Input should be a JSON boolean: true or false",
+            "row": None,
+        } in refused["errors"], refused
+    # true itself is past the arguments, to the unknown charger's 404.
+    error_of(await driver.post(ACTION.format("NOPE", "set-answer-override"), {"clear": True}), 404)
+
+
 async def test_a_target_below_the_soc_or_an_id_tag_beyond_ascii_is_a_422(driver):
     plug_in = ACTION.format("NOPE", "plug-in")
     below = error_of(await driver.post(plug_in, {"soc": 80, "target_soc": 50}), 422)

@@ -96,6 +96,33 @@ def test_a_boolean_or_a_string_for_a_number_is_refused(tool, arguments, field):
     assert f"{field}: Input should be a valid " in text, text
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("set_answer_override", {"charge_point_id": "CP", "clear": "true"}, "clear"),
+        ("set_answer_override", {"charge_point_id": "CP", "clear": 1}, "clear"),
+        (
+            "change_charger",
+            {"charge_point_id": "CP", "changes": {"enabled": "no"}},
+            "changes.enabled",
+        ),
+        (
+            "create_charger",
+            {"charger": {"charge_point_id": "CP", "location": 1}, "wait": "false"},
+            "wait",
+        ),
+        (
+            "bulk_action",
+            {"action": "set_answer_override", "filter": {"location_id": 1}, "args": {"clear": 0}},
+            "args.clear",
+        ),
+    ],
+)
+def test_a_string_or_a_number_for_a_boolean_is_refused(tool, arguments, field):
+    text = refusal_of(tool, arguments)
+    assert f"{field}: Input should be a JSON boolean: true or false" in text, text
+
+
 def test_the_actions_own_rules_hold_for_their_tools():
     below = refusal_of("plug_in", {"charge_point_id": "CP", "soc": 80, "target_soc": 50})
     assert "target_soc: " in below and "below" in below
