@@ -12,7 +12,7 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -454,6 +454,8 @@ class VehicleModelFilters(FilterSchema):
 # -- EVSEs and configuration keys -----------------------------------------------------
 
 CONNECTOR_TYPES = ", ".join(Evse.ConnectorType.values)
+# Evse.Availability's values (a test holds them equal).
+EvseAvailability = Literal["Operative", "Inoperative"]
 
 
 class EvseIn(Strict):
@@ -500,8 +502,8 @@ class EvseOut(Schema):
     connector_id: int
     connector_type: str
     max_power_kw: float
-    availability: str = Field(description="Operative or Inoperative (a CSMS sets it).")
-    status: str = Field(description=doc(Evse, "status"))
+    availability: EvseAvailability = Field(description="Operative or Inoperative (a CSMS sets it).")
+    status: StatusName = Field(description=doc(Evse, "status"))
     register_wh: float = Field(description=doc(Evse, "register_wh"))
 
 

@@ -20,9 +20,14 @@ from django.test import AsyncClient, Client
 from openapi_spec_validator import validate
 
 from api.routers import live
+from chargers import engine_client
 from chargers.engine_client import EngineClient
+from chargers.models import Evse
+from fleet_io.models import ImportJob
 from locations.models import Location
 from simulator import contract
+from simulator.core.evse import ERROR_CODES
+from simulator.core.link import BootState, LinkState
 from simulator.csms import CentralSystem
 from simulator.ocpp16 import client as client_module
 from simulator.runtime.lifecycle import Simulator
@@ -171,6 +176,42 @@ def test_the_openapi_document_validates_and_describes_every_live_operation():
         "503",
         "504",
     }
+
+
+def test_the_answers_closed_value_sets_are_enums_of_the_values_the_code_gives():
+    """A generated client got a plain string for a link, a boot state, an error code, a
+    status, an availability, a job's status or a bulk result's error: each lists what the
+    code that fills it can give (read from that code, so that they cannot drift apart)."""
+    _, token = user_with_token("reader", "view_charger")
+    spec = Client().get("/api/v1/openapi.json", headers=bearer(token)).json()
+    validate(spec)
+    schemas = spec["components"]["schemas"]
+
+    def values(schema: str, field: str) -> set[str]:
+        found = schemas[schema]["properties"][field]
+        arms = found.get("anyOf", [found])
+        return {v for arm in arms for v in arm.get("enum", [])} | (
+            {"<string>"}
+            if any(arm.get("type") == "string" and "enum" not in arm for arm in arms)
+            else set()
+        )
+
+    assert values("ChargerState", "link") == {str(s) for s in LinkState}
+    assert values("ChargerState", "boot") == {str(s) for s in BootState}
+    assert values("EvseState", "error_code") == set(ERROR_CODES)
+    assert values("EvseState", "status") == set(contract.CONNECTOR_STATUSES)
+    assert values("EvseOut", "status") == set(contract.CONNECTOR_STATUSES)
+    assert values("EvseOut", "availability") == set(Evse.Availability.values)
+    assert values("ImportJobOut", "status") == set(ImportJob.Status.values)
+    engine = {
+        contract.ERROR_INVALID,
+        contract.ERROR_REFUSED,
+        contract.ERROR_NOT_RUNNING,
+        contract.ERROR_FAILED,
+        contract.ERROR_SKIPPED,
+    }
+    client_side = {engine_client.ERROR_NO_WORKER, engine_client.ERROR_TIMEOUT, "not_found"}
+    assert values("BulkItem", "error") == engine | client_side
 
 
 # -- who may call -------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ router = Router(tags=["import jobs"])
 CONFLICT = {**READ_ERRORS, 409: ErrorBody}
 Resource = Literal["locations", "vehicles", "chargers"]
 Format = Literal["csv", "json", "xlsx"]
+# ImportJob.Status's values (a test holds them equal).
+JobStatus = Literal["queued", "running", "done", "failed"]
 
 
 class ImportUpload(Schema):
@@ -75,7 +77,7 @@ class ImportJobOut(Schema):
     file_name: str
     format: str = Field(alias="file_format")
     dry_run: bool = Field(description="A check: it writes nothing; confirm it to import.")
-    status: str = Field(description="queued, running, done or failed.")
+    status: JobStatus = Field(description="queued, running, done or failed.")
     finished: bool
     ok: bool = Field(description="Finished with no problems (a check can then be confirmed).")
     confirmable: bool = Field(

@@ -67,6 +67,11 @@ WaitCondition = contract.WaitCondition
 ConnectorStatusName = contract.StatusName
 FaultCode = contract.FaultCode
 BULK_MAX_IDS = 10_000
+# Why a charger's bulk result is not ok: the engine's kinds (contract.ERROR_*), the engine
+# client's (no_worker, timeout) and the API's own (not_found); a test holds them equal.
+BulkError = Literal[
+    "invalid", "refused", "not_running", "failed", "skipped", "no_worker", "timeout", "not_found"
+]
 
 
 def client() -> EngineClient:
@@ -80,7 +85,9 @@ def client() -> EngineClient:
 class EvseState(Schema):
     connector_id: int
     status: ConnectorStatusName
-    error_code: str = Field(description="OCPP ChargePointErrorCode; NoError when not faulted")
+    error_code: contract.ErrorCodeName = Field(
+        description="OCPP ChargePointErrorCode; NoError when not faulted"
+    )
     power_w: float
     register_wh: float = Field(description="Energy.Active.Import.Register")
     soc: float | None = Field(description="the plugged-in vehicle's state of charge, percent")
@@ -95,9 +102,11 @@ class ChargerState(Schema):
     id: int | None = Field(description="the charger's primary key")
     charge_point_id: str
     location_id: int | None
-    link: str = Field(description="offline, connecting or online")
+    link: contract.LinkName = Field(description="offline, connecting or online")
     link_error: str | None
-    boot: str = Field(description="None (not booted since power-on), Pending, Accepted, Rejected")
+    boot: contract.BootName = Field(
+        description="None (not booted since power-on), Pending, Accepted, Rejected"
+    )
     power_type: str
     evses: list[EvseState]
     at: float = Field(description="Unix time of the snapshot")
@@ -160,7 +169,7 @@ class BulkItem(Schema):
     connector_id: int | None = Field(description="the connector a connector action ran on")
     ok: bool
     message: str
-    error: str | None = Field(
+    error: BulkError | None = Field(
         None,
         description="when not ok: invalid, refused, not_running, skipped (a listed charger "
         "the other filters leave out), not_found, no_worker, timeout, failed",

@@ -55,6 +55,15 @@ FaultCode = Literal[
 ]
 FAULT_CODES: Final[tuple[str, ...]] = get_args(FaultCode)
 
+# Every ChargePointErrorCode a connector may report: NoError, or a fault's (the engine
+# refuses any other, `simulator.core.evse.ERROR_CODES`).
+ErrorCodeName = Literal["NoError", FaultCode]
+
+# A charger's link to its CSMS and its boot state, as a snapshot spells them (the core's
+# `LinkState` and `BootState`; "None": not booted since power-on).
+LinkName = Literal["offline", "connecting", "online"]
+BootName = Literal["None", "Pending", "Accepted", "Rejected"]
+
 
 def fault_info_problem(info: str) -> str | None:
     """Why a fault's `info` cannot be sent (StatusNotification's info is a CiString50:
