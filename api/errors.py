@@ -71,9 +71,12 @@ class ApiError(HttpError):
         status_code: int,
         detail: str,
         errors: Iterable[ErrorItem] = (),
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(status_code, detail)
         self.errors = list(errors)
+        self.headers = dict(headers or {})
 
 
 def errors_from_django(
@@ -126,13 +129,41 @@ _FORM_MESSAGES = {
 }
 
 
-def _message_of(error: Mapping[str, Any]) -> str:
-    known = _FORM_MESSAGES.get(str(error.get("type")))
-    if known is not None:
-        return str(known)
+# pydantic's words for a time it cannot read say how the reading failed ("input is too
+# short" for `?since=1e20`, `nan` or `inf`), not what it takes.
+TIME_TEXT = (
+    "Enter a time: ISO 8601 (2026-12-02T10:00:00Z; UTC when it has no zone) or Unix seconds "
+    "(1796205600), up to the year 9999."
+)
+_TIME_ERRORS = {
+    "datetime_parsing",
+    "datetime_from_date_parsing",
+    "datetime_type",
+    "datetime_object_invalid",
+}
+
+# A body left out (or empty) where the request needs one: pydantic says the parameter is
+# missing, and its name (`payload`) is the handler's, not the caller's.
+EMPTY_BODY_TEXT = "The body is empty: this request takes a JSON object ({...})."
+
+
+def pydantic_text(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message for a person (the REST API's and the MCP tools')."""
+    if error.get("type") in _TIME_ERRORS:
+        return TIME_TEXT
     message = str(error.get("msg", "Invalid value."))
     # pydantic's "Value error, ..." prefix is noise for a person reading the message.
     return message.removeprefix("Value error, ")
+
+
+def _message_of(error: Mapping[str, Any]) -> str:
+    location = list(error.get("loc", ()))
+    if error.get("type") == "missing" and len(location) == 2 and location[0] == "body":
+        return EMPTY_BODY_TEXT
+    known = _FORM_MESSAGES.get(str(error.get("type")))
+    if known is not None:
+        return str(known)
+    return pydantic_text(error)
 
 
 def body(detail: str, errors: Iterable[ErrorItem] = ()) -> dict[str, Any]:
@@ -174,7 +205,10 @@ def on_http_error(request: HttpRequest, exc: Raised) -> HttpResponse:
     if isinstance(exc, AuthenticationError) and message == "Unauthorized":
         message = "Authentication required: send 'Authorization: Bearer <token>' or log in."
     challenge = INVALID_TOKEN_CHALLENGE if isinstance(exc, InvalidToken) else CHALLENGE
-    return _respond(exc.status_code, message, errors, challenge=challenge)
+    response = _respond(exc.status_code, message, errors, challenge=challenge)
+    for name, value in (exc.headers if isinstance(exc, ApiError) else {}).items():
+        response[name] = value
+    return response
 
 
 def on_not_found(request: HttpRequest, exc: Raised) -> HttpResponse:

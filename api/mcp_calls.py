@@ -28,7 +28,14 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from api.auth import Caller
-from api.errors import DATABASE_DOWN, DATABASE_DOWN_TEXT, ApiError, ErrorItem, errors_from_django
+from api.errors import (
+    DATABASE_DOWN,
+    DATABASE_DOWN_TEXT,
+    ApiError,
+    ErrorItem,
+    errors_from_django,
+    pydantic_text,
+)
 from api.fleet_schemas import json_type
 from api.query_params import did_you_mean
 
@@ -98,7 +105,7 @@ def refusal(exc: Exception) -> str | None:
         return DATABASE_DOWN_TEXT
     if isinstance(exc, PydanticValidationError):
         items = [
-            ErrorItem(field=".".join(str(p) for p in e["loc"]) or None, message=e["msg"])
+            ErrorItem(field=".".join(str(p) for p in e["loc"]) or None, message=pydantic_text(e))
             for e in exc.errors()
         ]
         return error_text("The request is not valid.", items)

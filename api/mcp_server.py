@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticUndefined
 
-from api.errors import ErrorItem
+from api.errors import ErrorItem, pydantic_text
 from api.fleet_schemas import (
     ChargerDetail,
     ChargerFilters,
@@ -91,6 +91,9 @@ Answer = dict[str, Any]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many items to return.")]
 Offset = Annotated[int, Field(ge=0, le=DB_INT_MAX, description="How many items to skip.")]
 ChargePointId = Annotated[str, Field(description="The charger's charge point id.")]
+# A row's id, checked as the REST path's (`path_id`): -1 is refused as out of range, not
+# looked up and answered "No location -1.".
+RowId = Annotated[int, Field(ge=1, le=DB_INT_MAX)]
 WaitFor = Annotated[
     contract.WaitCondition | None,
     Field(
@@ -201,7 +204,7 @@ async def list_locations(
 
 
 @tool_errors
-async def get_location(location_id: int) -> Answer:
+async def get_location(location_id: RowId) -> Answer:
     return await _sync_call(_GET_LOCATION, LocationOut, "GET", location_id=location_id)
 
 
@@ -226,7 +229,7 @@ async def list_vehicle_models(
 
 
 @tool_errors
-async def get_vehicle_model(vehicle_model_id: int) -> Answer:
+async def get_vehicle_model(vehicle_model_id: RowId) -> Answer:
     return await _sync_call(_GET_VEHICLE, VehicleModelOut, "GET", vehicle_model_id=vehicle_model_id)
 
 
@@ -389,7 +392,9 @@ async def bulk_action(
         given = chosen.args(**(args or {}))
     except PydanticValidationError as exc:  # named as the REST body names them: args.<name>
         problems = [
-            ErrorItem(field=".".join(["args", *(str(p) for p in e["loc"])]), message=e["msg"])
+            ErrorItem(
+                field=".".join(["args", *(str(p) for p in e["loc"])]), message=pydantic_text(e)
+            )
             for e in exc.errors()
         ]
         raise ToolError(error_text("The request is not valid.", problems)) from None
@@ -456,7 +461,7 @@ async def start_scenario_run(run: scenarios.RunIn) -> Answer:
 
 
 @tool_errors
-async def get_scenario_run(run_id: int) -> Answer:
+async def get_scenario_run(run_id: RowId) -> Answer:
     return await _sync_call(_GET_RUN, scenarios.RunOut, "GET", run_id=run_id)
 
 
@@ -474,7 +479,7 @@ async def list_scenario_runs(
 
 
 @tool_errors
-async def cancel_scenario_run(run_id: int) -> Answer:
+async def cancel_scenario_run(run_id: RowId) -> Answer:
     return await _sync_call(_CANCEL_RUN, scenarios.RunOut, "POST", run_id=run_id)
 
 
@@ -552,16 +557,17 @@ class _Server(MCPServer):
             model = tool.fn_metadata.arg_model
             problems = unknown_arguments(model, arguments) + not_json_types(model, arguments)
         if tool is not None and problems:
-            # Said with what else the SDK's check finds, as one answer names every problem.
+            # Said with what else the SDK's check finds, as one answer names every problem;
+            # a name said already is not said again (a nested model's own check names its
+            # unknown names too, "of this request").
             named = {item.field for item in problems}
             try:
                 tool.fn_metadata.validate_arguments(arguments)
             except PydanticValidationError as exc:
-                problems += [
-                    ErrorItem(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
-                    for e in exc.errors()
-                    if e["loc"] and str(e["loc"][0]) not in named
-                ]
+                for e in exc.errors():
+                    field = ".".join(str(p) for p in e["loc"])
+                    if e["loc"] and str(e["loc"][0]) not in named and field not in named:
+                        problems.append(ErrorItem(field=field, message=pydantic_text(e)))
             text = error_text("The request is not valid.", problems)
             raise ToolError(f"Error executing tool {name}: {text}")
         try:

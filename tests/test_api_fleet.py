@@ -805,6 +805,18 @@ def test_a_boolean_field_takes_only_true_or_false(api, depot, value):
     assert api.get(f"{V1}/chargers", auto_connect="false").json()["count"] == 1
 
 
+def test_an_empty_body_is_said_to_be_empty(api, depot):
+    """It was `{"field": null, "message": "This field is required."}`: no field named, and
+    the caller did not know what was required."""
+    empty = "The body is empty: this request takes a JSON object ({...})."
+    for path in (f"{V1}/locations", f"{V1}/chargers", f"{V1}/locations/{depot.pk}"):
+        send = api.client.patch if path.endswith(str(depot.pk)) else api.client.post
+        response = send(path, b"", content_type="application/json", headers=api.headers)
+        assert errors_of(response) == [(None, empty, None)], path
+    # A body that is there, missing a field, still names the field.
+    assert fields_of(api.post(f"{V1}/locations", {})) == {"name": ["This field is required."]}
+
+
 def test_chargers_are_listed_with_filters_and_pages(api, depot):
     elsewhere = make_location("Elsewhere")
     for n in range(1, 6):

@@ -355,6 +355,16 @@ async def test_a_boolean_or_a_string_for_a_number_is_refused(driver):
     assert (await driver.post(ACTION.format("NOPE", "stop"), timeout="5")).status_code == 404
 
 
+async def test_an_argument_of_an_action_that_takes_none_is_refused_saying_so(driver):
+    """It said "Not an argument of this request: it takes ." (nothing after "takes")."""
+    none = "Not an argument of this request: it takes no arguments."
+    one = error_of(await driver.post(ACTION.format("NOPE", "connect"), {"x": 1}), 422)
+    assert one["errors"] == [{"field": "x", "message": none, "row": None}]
+    bulk = {"filter": {"location_id": 1}, "args": {"x": 1}}
+    many = error_of(await driver.post(BULK.format("connect"), bulk), 422)
+    assert many["errors"] == [{"field": "args.x", "message": none, "row": None}]
+
+
 async def test_a_string_or_a_number_for_a_boolean_is_refused(driver):
     """`{"clear": "true"}` cleared the rules, `{"no_answer": 1}` set one: JSON booleans
     only, as for numbers."""

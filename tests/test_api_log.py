@@ -200,6 +200,21 @@ def test_a_bad_query_is_a_422_naming_the_field(fleet, query, field):
     assert [e["field"] for e in response.json()["errors"]] == [field]
 
 
+@pytest.mark.parametrize("since", ["1e20", "nan", "inf", "yesterday", "99999999999999999"])
+def test_a_time_that_cannot_be_read_is_refused_saying_what_a_time_is(fleet, since):
+    """pydantic said "Input should be a valid datetime or date, input is too short"."""
+    response = TokenClient(fleet["token"]).get("/api/v1/chargers/LOG-A/log", since=since)
+    assert response.status_code == 422, response.content
+    assert response.json()["errors"] == [
+        {
+            "field": "since",
+            "message": "Enter a time: ISO 8601 (2026-12-02T10:00:00Z; UTC when it has no zone) "
+            "or Unix seconds (1796205600), up to the year 9999.",
+            "row": None,
+        }
+    ]
+
+
 def test_a_cursor_of_the_other_order_is_refused(fleet):
     api = TokenClient(fleet["token"])
     cursor = api.get("/api/v1/chargers/LOG-A/log", limit=2).json()["next_cursor"]

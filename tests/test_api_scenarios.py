@@ -416,6 +416,20 @@ def test_source_or_library_is_needed_and_an_unknown_case_is_named(client: Client
         response = client.post(RUNS, body, content_type="application/json", headers=bearer(token))
         assert response.status_code == 422, (body, response.content)
         assert response.json()["errors"][0]["field"] == field
+    # Both given is said as such, not as if neither was.
+    both = client.post(
+        RUNS,
+        {"source": PASSING, "library": "boot-accepted"},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert both.json()["errors"][0]["message"] == (
+        "Give the scenario's `source` or a `library` name, not both."
+    )
+    neither = client.post(RUNS, {}, content_type="application/json", headers=bearer(token))
+    assert neither.json()["errors"][0]["message"] == (
+        "Give the scenario's `source` or a `library` name."
+    )
 
 
 def test_reading_needs_view_and_starting_and_cancelling_need_change(client: Client) -> None:
@@ -515,6 +529,11 @@ def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, setti
     )
     assert response.status_code == 429, response.content
     assert "CHARGESIM_SCENARIO_RUNS" in response.json()["detail"]
+    # When to ask again, as RFC 9110 has a 429 say it, and the document declares it.
+    assert response["Retry-After"] == "10"
+    spec = client.get("/api/v1/openapi.json", headers=bearer(token)).json()
+    declared = spec["paths"][RUNS]["post"]["responses"]["429"]
+    assert declared["headers"]["Retry-After"]["schema"] == {"type": "integer"}
     assert ScenarioRun.objects.count() == 1
 
 

@@ -123,6 +123,39 @@ def test_a_string_or_a_number_for_a_boolean_is_refused(tool, arguments, field):
     assert f"{field}: Input should be a JSON boolean: true or false" in text, text
 
 
+def test_an_unknown_name_inside_an_object_argument_is_said_once():
+    text = refusal_of("change_charger", {"charge_point_id": "CP", "changes": {"vendr": "x"}})
+    assert text.count("vendr") == 1, text
+    assert "changes.vendr: Not an argument of this tool: did you mean 'vendor'?" in text
+
+
+def test_a_tool_that_takes_no_arguments_says_so():
+    text = refusal_of("whoami", {"x": 1})
+    assert "x: Not an argument of this tool: it takes no arguments." in text, text
+
+
+@pytest.mark.parametrize(
+    ("tool", "name"),
+    [
+        ("get_location", "location_id"),
+        ("get_vehicle_model", "vehicle_model_id"),
+        ("get_scenario_run", "run_id"),
+        ("cancel_scenario_run", "run_id"),
+    ],
+)
+def test_an_id_out_of_range_is_refused_as_the_rest_path_refuses_it(tool, name):
+    """get_location -1 answered "No location -1." where REST answers 422 "greater than or
+    equal to 1"."""
+    text = refusal_of(tool, {name: -1})
+    assert f"{name}: Input should be greater than or equal to 1" in text, text
+    assert "The request is not valid." in text
+
+
+def test_a_time_that_cannot_be_read_says_what_a_time_is():
+    text = refusal_of("charger_log", {"charge_point_id": "CP", "since": "1e20"})
+    assert "since: Enter a time: ISO 8601" in text, text
+
+
 def test_the_actions_own_rules_hold_for_their_tools():
     below = refusal_of("plug_in", {"charge_point_id": "CP", "soc": 80, "target_soc": 50})
     assert "target_soc: " in below and "below" in below

@@ -36,6 +36,9 @@ router = Router(tags=["scenarios"])
 VIEW, CHANGE = "chargers.view_charger", "chargers.change_charger"
 JSONL = "application/x-ndjson"
 RunStatus = Literal["queued", "running", "passed", "failed", "error"]
+# A 429's Retry-After: a run saves its progress every second and a built-in case lasts
+# seconds, so a place is often free again within this; a client waits and asks again.
+RETRY_AFTER_SECONDS = 10
 
 
 class RunIn(Strict):
@@ -150,14 +153,14 @@ def _run(run_id: int) -> ScenarioRun:
 
 def _scenario(payload: RunIn) -> format.Scenario:
     if (payload.source is None) == (payload.library is None):
+        both = payload.source is not None
+        message = (
+            "Give the scenario's `source` or a `library` name, not both."
+            if both
+            else "Give the scenario's `source` or a `library` name."
+        )
         raise ApiError(
-            422,
-            "The request is not valid.",
-            [
-                ErrorItem(
-                    field="source", message="Give the scenario's `source` or a `library` name."
-                )
-            ],
+            422, "The request is not valid.", [ErrorItem(field="source", message=message)]
         )
     if payload.library is not None:
         case = library.find(payload.library)
@@ -195,12 +198,26 @@ def _scenario(payload: RunIn) -> format.Scenario:
         422: FormatErrorBody | ErrorBody,
         429: ErrorBody,
     },
+    openapi_extra={
+        "responses": {
+            429: {
+                "description": "CHARGESIM_SCENARIO_RUNS runs are queued or running.",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before starting a run again.",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            }
+        }
+    },
     summary="Start a scenario run",
     description="The scenario's YAML (`source`) or a built-in case (`library`), run inside "
     "the running simulator against its workers; answered at once (202, status `queued`): "
     "follow it with GET /scenarios/runs/{id}. A scenario with format errors is a 422 listing "
     "each with its line, column and path. At most CHARGESIM_SCENARIO_RUNS runs (default 4) "
-    "may be queued or running: one more is a 429. Needs `chargers.change_charger`.",
+    "may be queued or running: one more is a 429 (with Retry-After). Needs "
+    "`chargers.change_charger`.",
 )
 @require(CHANGE)
 async def start_run(request: HttpRequest, payload: RunIn) -> Any:
@@ -246,7 +263,8 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
             csms_url=payload.csms_url,
         )
     except launch.TooManyRuns as exc:
-        raise ApiError(429, str(exc)) from None
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        raise ApiError(429, str(exc), headers=headers) from None
     launch.dispatch(run)
     return Status(202, run)
 
