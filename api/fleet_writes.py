@@ -391,6 +391,32 @@ def save_vehicle_model(instance: VehicleModel | None, given: Mapping[str, Any]) 
     return _save(VehicleModelForm, instance, given)
 
 
+def delete_vehicle_model(vehicle: VehicleModel) -> None:
+    """Refused (409) while a site's arrival profile names it in its vehicle mix: deleted,
+    it would leave the mix unsaid (one that held only it draws every model alike). A
+    charger whose default vehicle it is keeps none; a vehicle plugged in keeps charging
+    as it was plugged in (the engine holds its own copy of the model)."""
+    try:
+        with transaction.atomic():
+            vehicle.delete()
+    except ProtectedError as exc:
+        names = sorted(
+            {
+                share.profile.location.name
+                for share in exc.protected_objects
+                if isinstance(share, VehicleShare)
+            }
+        )
+        shown = ", ".join(repr(n) for n in names[:10])
+        if len(names) > 10:
+            shown += f" and {len(names) - 10} more"
+        raise ApiError(
+            409,
+            f"The vehicle model {str(vehicle)!r} is in the vehicle mix of the arrival profile "
+            f"of {len(names)} location(s) ({shown}): take it out of their mix first.",
+        ) from None
+
+
 # -- chargers ---------------------------------------------------------------------------
 
 

@@ -314,7 +314,10 @@ class VehicleShare(models.Model):
         ArrivalProfile, on_delete=models.CASCADE, related_name="vehicle_mix"
     )
     # By name, not by import: locations and vehicles are sibling apps (import-linter).
-    vehicle = models.ForeignKey("vehicles.VehicleModel", on_delete=models.CASCADE)
+    # Protected: a vehicle model named in a mix is not deleted (the admin and the API say
+    # which sites name it). Cascading took the share away unsaid, and a site whose mix held
+    # only it drew every vehicle model alike (an empty mix), its traffic changed for good.
+    vehicle = models.ForeignKey("vehicles.VehicleModel", on_delete=models.PROTECT)
     weight = models.FloatField(
         default=1.0,
         validators=[MinValueValidator(0.001), MaxValueValidator(traffic.MAX_VEHICLE_WEIGHT)],
@@ -328,4 +331,5 @@ class VehicleShare(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.vehicle} × {self.weight:g}"
+        # The site first: the admin's refusal to delete a vehicle model lists these.
+        return f"{self.profile.location}'s vehicle mix: {self.vehicle} × {self.weight:g}"

@@ -5,6 +5,7 @@ messages, pagination and filters, secrets never returned, changes told to the wo
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -372,6 +373,45 @@ def test_vehicle_models_are_filtered_and_deleted(api, depot):
     assert api.delete(f"{V1}/vehicle-models/{ford.pk}").status_code == 204
     charger.refresh_from_db()
     assert charger.default_vehicle is None
+
+
+def test_a_vehicle_model_in_a_sites_vehicle_mix_is_not_deleted(api, depot, admin_client_logged_in):
+    """Deleting it took its share out of the mix unsaid: a site whose mix held only it drew
+    every vehicle model alike from then on (an empty mix). Refused, naming the sites, in
+    the API and in the admin, as a location with chargers is."""
+    only = make_vehicle(0)
+    other = make_vehicle(1)
+    for site, mix in ((depot, [only]), (make_location("Harbour"), [only, other])):
+        written = api.patch(
+            f"{V1}/locations/{site.pk}",
+            {"arrival_profile": {"vehicle_mix": [{"vehicle": v.pk, "weight": 1} for v in mix]}},
+        )
+        assert written.status_code == 200, written.content
+    refused = api.delete(f"{V1}/vehicle-models/{only.pk}")
+    assert refused.status_code == 409, refused.content
+    detail = refused.json()["detail"]
+    assert "2 location(s) ('Depot', 'Harbour')" in detail and "out of their mix" in detail
+    assert VehicleModel.objects.filter(pk=only.pk).exists()
+    mix = api.get(f"{V1}/locations/{depot.pk}").json()["arrival_profile"]["vehicle_mix"]
+    assert mix == [{"vehicle": only.pk, "weight": 1.0}]
+    # The admin's delete page says the same and deletes nothing.
+    page = html.unescape(
+        admin_client_logged_in.get(
+            reverse("admin:vehicles_vehiclemodel_delete", args=[only.pk])
+        ).content.decode()
+    )
+    assert "Cannot delete vehicle model" in page
+    assert "Depot's vehicle mix" in page and "Harbour's vehicle mix" in page
+    posted = admin_client_logged_in.post(
+        reverse("admin:vehicles_vehiclemodel_delete", args=[only.pk]), {"post": "yes"}
+    )
+    assert posted.status_code in (200, 403)
+    assert VehicleModel.objects.filter(pk=only.pk).exists()
+    # Out of every mix, it goes; a model no mix names goes at once.
+    for site in Location.objects.all():
+        api.patch(f"{V1}/locations/{site.pk}", {"arrival_profile": {"vehicle_mix": []}})
+    assert api.delete(f"{V1}/vehicle-models/{only.pk}").status_code == 204
+    assert api.delete(f"{V1}/vehicle-models/{other.pk}").status_code == 204
 
 
 # -- chargers ------------------------------------------------------------------------------

@@ -283,15 +283,21 @@ def change_vehicle_model(
 
 @router.delete(
     "/vehicle-models/{vehicle_model_id}",
-    response={204: None, **READ_ERRORS},
+    response={204: None, **READ_ERRORS, 409: ErrorBody},
     tags=VEHICLES,
     summary="Delete a vehicle model",
-    description="Chargers that had it as their default vehicle keep none. Needs "
-    "`vehicles.delete_vehiclemodel`.",
+    description="Refused (409, naming the locations) while a location's arrival profile "
+    "names it in its vehicle mix: take it out of the mix first (deleted, it would change the "
+    "site's traffic unsaid; a mix left empty draws every vehicle model alike). Chargers that "
+    "had it as their default vehicle keep none (their simulated drivers then plug in any "
+    "model that fits); a vehicle of this model plugged in now keeps charging as it was "
+    "plugged in. Needs `vehicles.delete_vehiclemodel`.",
 )
 @require("vehicles.delete_vehiclemodel")
 def delete_vehicle_model(request: HttpRequest, vehicle_model_id: int = path_id()) -> Any:
-    found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id).delete()
+    writes.delete_vehicle_model(
+        found(VehicleModel.objects.all(), "vehicle model", pk=vehicle_model_id)
+    )
     return Status(204, None)
 
 
