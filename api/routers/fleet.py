@@ -459,7 +459,9 @@ def change_charger(
     response={200: ChargerDeleted, **READ_ERRORS, 409: ErrorBody},
     tags=CHARGERS,
     summary="Delete a charger",
-    description="With its EVSEs, configuration and sessions; a running charger stops. "
+    description="With its EVSEs, configuration, sessions and stored message log (fetch "
+    "`/chargers/{id}/log.jsonl` first if you need it: afterwards it is a 404); a running "
+    "charger stops. "
     "Refused (409) while the charger has a transaction in progress or transaction messages "
     "its CSMS has not confirmed (a deleted charger's outbox goes with it: a StopTransaction "
     "it could not send at once would never be sent): stop the session, or disable the "
