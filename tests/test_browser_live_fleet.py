@@ -164,7 +164,7 @@ def test_a_charging_charger_saves_and_a_new_sample_interval_applies_live(site, b
     key_row = admin.locator(
         "#configuration-group tr.form-row:has(input[value=MeterValueSampleInterval])"
     )
-    key_row.locator("input[name$='-value']").fill("1")
+    key_row.locator("input[name$='-value']:not([type=hidden])").fill("1")
     saved(admin, "input[name=_save]")
     expect(admin_messages(admin)).to_contain_text(
         [re.compile("was changed successfully"), "DEMO-0001 applied live."]

@@ -973,3 +973,38 @@ async def test_auto_connect_turned_off_leaves_a_connected_charger_connected_and_
         "auto-connect off: it stays connected until disconnected or restarted"
     )
     assert loaded(worker, "CP-LIVE").online
+
+
+async def test_an_answer_waits_for_the_apply_that_already_read_its_row(worker, csms, monkeypatch):
+    """CI, under load: the reconciliation read the re-enabled row and noted "loaded,
+    connecting" before it had built the charger; the edit's message, arriving meanwhile,
+    was answered from that note at once, and the charger was not running yet."""
+    import threading
+
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(edit)(pk, enabled=False)
+    await saved(pk)
+    gate = threading.Event()
+    build = live_fleet.build_loaded
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(10)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(live_fleet, "build_loaded", held)
+    monkeypatch.setattr(live_fleet, "COALESCE_SECONDS", 1.0)
+    reloader = worker.reloader
+    read_before = reloader.read_at.get(pk, 0.0)
+    await sync_to_async(edit)(pk, enabled=True)
+    # The message arrives, then the reconciliation reads the row before the message is
+    # applied: the message is answered from what the reconciliation noted.
+    answer = asyncio.create_task(saved(pk))
+    await wait_until(lambda: reloader._incoming, message="the message to arrive")
+    reconciling = asyncio.create_task(reloader.reconcile())
+    await wait_until(lambda: reloader.read_at.get(pk, 0.0) > read_before, message="row read")
+    await asyncio.sleep(1.5)  # the message coalesced, and met the apply in progress
+    assert not answer.done()
+    gate.set()
+    assert (await answer)[0]["outcome"] == "loaded, connecting"
+    assert loaded(worker, "CP-LIVE").spec.db_id == pk
+    await reconciling

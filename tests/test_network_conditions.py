@@ -146,7 +146,7 @@ async def test_a_closed_connection_says_who_closed_it(csms):
         transport.abort()  # the CSMS's end gone without a close frame
         await closed_then_back(5)
     assert closes.closed == [
-        ("csms", "closed by peer (4000)"),
+        ("csms", "closed by peer (4000: bye)"),
         ("charger", "closed by the charger (4001)"),
         ("charger", "closed by the charger (1000)"),
         ("network_cut", "connection lost"),

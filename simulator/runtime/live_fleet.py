@@ -237,6 +237,12 @@ class FleetReloader:
             except Exception:
                 log.exception("applying a fleet change failed; the reconciliation retries it")
                 continue
+            if request.replies and self._lock.locked():
+                # An apply in progress (a reconciliation) read these rows already: its
+                # outcomes are noted before it has loaded or rebooted the chargers, and a
+                # sender told "loaded" must find the charger running.
+                async with self._lock:
+                    pass
             for layer, reply_to, request_id, pks in request.replies:
                 mine = [self.last_outcome[pk] for pk in sorted(pks) if pk in self.last_outcome]
                 with contextlib.suppress(Exception):
