@@ -28,7 +28,8 @@ KEEPALIVE_SECONDS = 15.0
 # The client reconnects after this many milliseconds if the connection drops.
 RETRY_MILLISECONDS = 3_000
 # Batches waiting to be written to the client; beyond this the stream is behind and the
-# layer's own capacity drops the rest (the next batch then says how many were dropped).
+# layer's own capacity drops the rest (the next batch that arrives says how many events
+# were lost: `_events` reads the gap in the workers' counts).
 INBOX_BATCHES = 100
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 # How often an open stream asks whether its caller may still watch (a revoked token, a
@@ -75,6 +76,7 @@ async def sse(
     if channel is None:  # else `join` took it, before the response began
         channel = await join(layer, subscribe)
     started: dict[int, float] = {}  # shard -> when its worker started, from its summaries
+    through: dict[int, int] = {}  # shard -> its worker's event count at its last batch here
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_BATCHES)
     receiver = asyncio.create_task(_receive(layer, channel, inbox), name=f"sse:{group}")
     loop = asyncio.get_running_loop()
@@ -121,7 +123,7 @@ async def sse(
                     yield _sse(last_id, "restarted", {"shard": message["shard"], "detail": GAP})
                     quiet_until = loop.time() + keepalive
                 continue
-            chunk, last_id = _events(message, last_id)
+            chunk, last_id = _events(message, last_id, through)
             if chunk:
                 yield chunk
                 quiet_until = loop.time() + keepalive
@@ -144,18 +146,29 @@ async def join(layer: Any, subscribe: contract.EventsSubscribe) -> str:
     return channel
 
 
-def _events(message: dict[str, Any], last_id: int) -> tuple[bytes, int]:
-    """The SSE text of one batch from a worker, and the last event id used."""
+def _events(message: dict[str, Any], last_id: int, through: dict[int, int]) -> tuple[bytes, int]:
+    """The SSE text of one batch from a worker, and the last event id used. What was
+    missed before the batch comes first, as a `dropped` event: those the worker says it
+    dropped, and the events of batches lost on the way (the layer drops what a full
+    channel cannot take), read from the gap in the shard's count (`through`: each shard's
+    count at its last batch here)."""
     if message.get("type") != contract.EVENT_EVENTS_BATCH:
         return b"", last_id
-    parts = []
-    for event in message.get("events") or ():
-        last_id += 1
-        parts.append(_sse(last_id, event["kind"], _shown(event)))
+    events = message.get("events") or ()
     dropped = message.get("dropped") or 0
+    shard, count = message.get("shard"), message.get("through")
+    if isinstance(shard, int) and isinstance(count, int):
+        before = through.get(shard)
+        lost = count - len(events) - dropped - before if before is not None else 0
+        dropped += max(lost, 0)  # below 0: a restarted worker's count (`restarted` says so)
+        through[shard] = count
+    parts = []
     if dropped:
         last_id += 1
         parts.append(_sse(last_id, "dropped", {"dropped": dropped}))
+    for event in events:
+        last_id += 1
+        parts.append(_sse(last_id, event["kind"], _shown(event)))
     return b"".join(parts), last_id
 
 

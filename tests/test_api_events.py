@@ -358,6 +358,71 @@ async def test_a_restarted_worker_is_subscribed_again_and_the_stream_says_so():
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_reader_that_stopped_reading_is_told_how_many_events_it_missed():
+    """Batches the channel layer dropped while the reader was not reading (its channel
+    full) were lost without a word: the stream went on as if nothing was missing."""
+    from channels.layers import get_channel_layer
+
+    from simulator.runtime.event_stream import EventStream
+    from tests.engine import runtime_charger
+
+    layer = get_channel_layer()
+    engine = await layer.new_channel()
+    await layer.group_add(contract.engine_group(0), engine)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get("/api/v1/events?kind=connection", headers=bearer(token))
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    content = response.streaming_content
+    reader = SseReader(aiter(content))
+    try:
+        assert "subscribed" in (await asyncio.wait_for(reader.next(), 5))["comments"][0]
+        subscribe = await asyncio.wait_for(layer.receive(engine), 5)
+        charger = runtime_charger("SSE-GAP", "ws://127.0.0.1:1", evses=1)
+        charger.spec.db_id, charger.spec.location_id = 1, 1
+        worker = EventStream(shard=0)
+        assert worker.subscribe(dict(subscribe), [charger])
+        # One event a batch, far more batches than the stream holds while nobody reads.
+        sent = event_stream.INBOX_BATCHES + layer.capacity + 50
+        for n in range(sent):
+            worker.on_connection(charger, "connected", {"n": n})
+            await worker.flush(layer)
+            await asyncio.sleep(0)  # the stream's receiver moves what it can to its inbox
+        # The reader reads again (a task of its own: a cancelled read would end the stream).
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            while True:
+                await events.put(await reader.next())
+
+        reading = asyncio.create_task(read())
+        seen, missed = [], 0
+
+        async def take(until: int | None) -> None:
+            nonlocal missed
+            while not seen or seen[-1] != until:
+                event = await events.get()
+                if event["event"] == "dropped":
+                    missed += event["data"]["dropped"]
+                else:
+                    seen.append(event["data"]["data"]["detail"]["n"])
+
+        # First what the stream held, until nothing more comes ...
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(take(None), 2)
+        assert missed == 0 and seen == list(range(len(seen)))
+        # ... then the next batch that arrives says how many went missing before it.
+        worker.on_connection(charger, "connected", {"n": sent})
+        await worker.flush(layer)
+        await asyncio.wait_for(take(sent), 5)
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        assert missed > 0 and seen == sorted(seen)
+        assert len(seen) + missed == sent + 1  # every event read or counted as missed
+    finally:
+        await content.aclose()  # the stream's end: it unsubscribes
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()

@@ -218,6 +218,13 @@ async def test_a_stream_that_falls_behind_loses_its_oldest_events_counted(monkey
     assert [e["data"]["message_id"] for e in batch["events"]] == ["3", "4", "5", "6", "7"]
     assert batch["dropped"] == 3
     assert DROPPED["event_stream"] - before == 3  # the metric counts them too
+    # The running count, dropped ones included: the web side reads a batch lost on the
+    # way as a gap in it.
+    assert batch["through"] == 8
+    stream.on_frame(one, "out", "[8]", "8", "Heartbeat")
+    await stream.flush(layer)
+    [batch] = await batches(layer, channel)
+    assert (batch["through"], batch["dropped"]) == (9, 0)
 
 
 @pytest.mark.parametrize(

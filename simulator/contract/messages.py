@@ -864,7 +864,17 @@ class EventsBatch(TypedDict):
     shard: int
     events: list[StreamEvent]
     dropped: int  # events left out since the last batch (the stream fell behind)
+    # The subscription's events from this worker so far, this batch's and any dropped
+    # included: a batch the channel layer dropped on the way (its channel full because the
+    # reader stopped reading) shows on the web side as a gap in this count.
+    through: int
 
 
-def events_batch(shard: int, events: list[StreamEvent], dropped: int) -> EventsBatch:
-    return {"type": EVENT_EVENTS_BATCH, "shard": shard, "events": events, "dropped": dropped}
+def events_batch(shard: int, events: list[StreamEvent], dropped: int, through: int) -> EventsBatch:
+    return {
+        "type": EVENT_EVENTS_BATCH,
+        "shard": shard,
+        "events": events,
+        "dropped": dropped,
+        "through": through,
+    }

@@ -44,6 +44,7 @@ class Subscription:
     expires: float  # time.monotonic()
     pending: list[contract.StreamEvent] = field(default_factory=list)
     dropped: int = 0
+    through: int = 0  # events so far, sent or dropped (`contract.EventsBatch.through`)
 
     def wants(self, kind: str, charger: Charger) -> bool:
         return (
@@ -214,8 +215,10 @@ class EventStream:
                 continue
             events, sub.pending = sub.pending, []
             lost, sub.dropped = sub.dropped, 0
+            sub.through += len(events) + lost
+            batch = contract.events_batch(self.shard, events, lost, sub.through)
             try:
-                await layer.group_send(group, contract.events_batch(self.shard, events, lost))
+                await layer.group_send(group, batch)
             except Exception as exc:  # e.g. the layer's channel is full: the stream is behind
                 dropped("event_stream", len(events))
                 log.info("event stream %s: batch not delivered (%s)", group, exc)
