@@ -42,6 +42,11 @@ GAP = (
     "again (a session it ended at its start, say) are not in the stream; read them in the "
     "message log."
 )
+STOPPED_WORKER = -1.0  # a shard's start time in `sse` once its worker said it stopped
+STOPPED = (
+    "The worker of this shard stopped: no events of its chargers until it runs again (the "
+    "stream then says `restarted`)."
+)
 
 
 def subscription(
@@ -123,6 +128,10 @@ async def sse(
                     yield _sse(last_id, "restarted", {"shard": message["shard"], "detail": GAP})
                     quiet_until = loop.time() + keepalive
                 continue
+            if message.get("stopping") and isinstance(message.get("shard"), int):
+                # Its worker stopped: the next one of the shard is a restart, also when
+                # this stream never had a summary of the one that stopped.
+                started[message["shard"]] = STOPPED_WORKER
             chunk, last_id = _events(message, last_id, through)
             if chunk:
                 yield chunk
@@ -169,6 +178,9 @@ def _events(message: dict[str, Any], last_id: int, through: dict[int, int]) -> t
     for event in events:
         last_id += 1
         parts.append(_sse(last_id, event["kind"], _shown(event)))
+    if message.get("stopping"):
+        last_id += 1
+        parts.append(_sse(last_id, "stopped", {"shard": shard, "detail": STOPPED}))
     return b"".join(parts), last_id
 
 

@@ -224,7 +224,7 @@ async def test_a_stream_that_falls_behind_loses_its_oldest_events_counted(monkey
     stream.on_frame(one, "out", "[8]", "8", "Heartbeat")
     await stream.flush(layer)
     [batch] = await batches(layer, channel)
-    assert (batch["through"], batch["dropped"]) == (9, 0)
+    assert (batch["through"], batch["dropped"], batch.get("stopping")) == (9, 0, None)
 
 
 @pytest.mark.parametrize(
@@ -257,3 +257,15 @@ def test_a_lease_is_capped():
 
     left = stream.subscriptions[GROUP].expires - time.monotonic()
     assert left <= event_stream.MAX_LEASE_SECONDS
+
+
+async def test_the_last_flush_tells_every_subscription_that_the_worker_stops():
+    layer, channel = await listening()
+    stream = EventStream(shard=1)
+    one = charger("ES-S", 1)
+    subscribe(stream, [one], kinds=["frame"])
+    await stream.flush(layer)  # nothing pending: nothing sent
+    assert await batches(layer, channel) == []
+    await stream.flush(layer, stopping=True)
+    [batch] = await batches(layer, channel)
+    assert (batch["shard"], batch["events"], batch.get("stopping")) == (1, [], True)

@@ -5,9 +5,11 @@ One browser socket drives a charger on each shard and sees both shards' events."
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -78,6 +80,14 @@ class Deployment:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
+
+    def token(self) -> str:
+        """An API token of the deployment's superuser."""
+        return self.shell(
+            "from django.contrib.auth import get_user_model\n"
+            "from api.models import ApiToken\n"
+            "print(ApiToken.objects.issue(get_user_model().objects.get(), 'ci')[1])\n"
+        ).split()[-1]
 
 
 @contextmanager
@@ -274,11 +284,7 @@ def test_the_workers_join_again_when_redis_lost_its_data(tmp_path, database):
     import redis
 
     with deploy(tmp_path, database) as running:
-        token = running.shell(
-            "from django.contrib.auth import get_user_model\n"
-            "from api.models import ApiToken\n"
-            "print(ApiToken.objects.issue(get_user_model().objects.get(), 'ci')[1])\n"
-        ).split()[-1]
+        token = running.token()
 
         def answered(cp_id: str) -> int:
             request = urllib.request.Request(
@@ -298,6 +304,75 @@ def test_the_workers_join_again_when_redis_lost_its_data(tmp_path, database):
             if time.monotonic() > deadline:  # a worker that never joins again, not a speed check
                 pytest.fail(f"still {codes} 30 s after the flush")
             time.sleep(0.5)
+
+
+def test_an_event_stream_hears_a_worker_stop_and_its_return(tmp_path, database):
+    """A worker stopped (SIGTERM, as a deploy does) left the API's event streams quiet
+    without a word: a script watching could not tell a quiet fleet from a stopped shard."""
+    with deploy(tmp_path, database) as running:
+        token = running.token()
+        connection = http.client.HTTPConnection(running.host, timeout=30)
+        connection.request(
+            "GET", "/api/v1/events?kind=connection", headers={"Authorization": f"Bearer {token}"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        events = sse_events(response)
+        stopping = running.workers[0]
+        try:
+            assert next(events)["comment"] == "subscribed"
+            stopping.signal(signal.SIGTERM)
+            assert stopping.wait(60) == 0
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["event"] != "stopped":
+                seen.append(next(events))
+            # What the worker still held went first: its charger's connection closing.
+            closed = [e for e in seen if e["event"] == "connection"]
+            assert [e["data"]["charge_point_id"] for e in closed] == [running.by_shard[0]]
+            assert closed[0]["data"]["data"]["event"] == "closed"
+            assert seen[-1]["data"]["shard"] == 0
+            assert "stopped" in seen[-1]["data"]["detail"]
+            again = Process(
+                "worker-0-again",
+                [
+                    sys.executable,
+                    "manage.py",
+                    "runsimulator",
+                    "--no-web",
+                    "--no-migrate",
+                    "--shard",
+                    "0/2",
+                ],
+                running.env,
+                tmp_path,
+            )
+            try:
+                while (event := next(events))["event"] != "restarted":
+                    pass
+                assert event["data"]["shard"] == 0
+            finally:
+                again.stop()
+        finally:
+            connection.close()
+
+
+def sse_events(response: Any) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events read from an HTTP response, each as its fields (`data` parsed),
+    or {"comment": text} for a comment (keep-alives skipped)."""
+    fields: dict[str, Any] = {}
+    while line := response.fp.readline():
+        text = line.decode().rstrip("\r\n")
+        if not text:
+            if "event" in fields:  # not the `retry` block
+                yield fields
+            fields = {}
+        elif text.startswith(":"):
+            if text != ": keep-alive":
+                yield {"comment": text[1:].strip()}
+        else:
+            name, _, value = text.partition(": ")
+            fields[name] = json.loads(value) if name == "data" else value
+    raise AssertionError("the stream ended")
 
 
 @pytest.fixture

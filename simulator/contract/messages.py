@@ -868,13 +868,20 @@ class EventsBatch(TypedDict):
     # included: a batch the channel layer dropped on the way (its channel full because the
     # reader stopped reading) shows on the web side as a gap in this count.
     through: int
+    # The worker is stopping: this is its last batch (the stream says so: `stopped`).
+    stopping: NotRequired[bool]
 
 
-def events_batch(shard: int, events: list[StreamEvent], dropped: int, through: int) -> EventsBatch:
-    return {
+def events_batch(
+    shard: int, events: list[StreamEvent], dropped: int, through: int, *, stopping: bool = False
+) -> EventsBatch:
+    batch: EventsBatch = {
         "type": EVENT_EVENTS_BATCH,
         "shard": shard,
         "events": events,
         "dropped": dropped,
         "through": through,
     }
+    if stopping:
+        batch["stopping"] = True
+    return batch

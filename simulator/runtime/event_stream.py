@@ -203,20 +203,22 @@ class EventStream:
 
     # -- publishing --------------------------------------------------------------------------
 
-    async def flush(self, layer: Any) -> None:
-        """Send each subscription its events; forget those whose lease ran out."""
+    async def flush(self, layer: Any, *, stopping: bool = False) -> None:
+        """Send each subscription its events; forget those whose lease ran out. `stopping`:
+        the worker's last flush, sent to every live subscription, events or not, so that
+        each stream can say that this shard's events stop here."""
         now = time.monotonic()
         for group, sub in list(self.subscriptions.items()):
             if sub.expires < now:
                 del self.subscriptions[group]
                 log.info("event stream %s lapsed (not renewed)", group)
                 continue
-            if not sub.pending and not sub.dropped:
+            if not sub.pending and not sub.dropped and not stopping:
                 continue
             events, sub.pending = sub.pending, []
             lost, sub.dropped = sub.dropped, 0
             sub.through += len(events) + lost
-            batch = contract.events_batch(self.shard, events, lost, sub.through)
+            batch = contract.events_batch(self.shard, events, lost, sub.through, stopping=stopping)
             try:
                 await layer.group_send(group, batch)
             except Exception as exc:  # e.g. the layer's channel is full: the stream is behind

@@ -169,6 +169,7 @@ class Simulator:
         # The dashboard's publisher (if the listener is one), and the actions that wait for
         # a condition: both hear every change the chargers report, after the checkpoints.
         self.publisher = listener if isinstance(listener, EventPublisher) else None
+        self._layer: Any = None  # the channel layer, once `start` has one
         self.conditions = Conditions(self.store)
         self.checkpointer = Checkpointer(
             downstream=self.conditions if listener is None else Fanout(listener, self.conditions),
@@ -622,6 +623,7 @@ class Simulator:
 
             layer = get_channel_layer()
             if layer is not None:
+                self._layer = layer
                 if self.publisher is not None:
                     self.spawn(self.publisher.run(layer), "events")
                 self.spawn(CommandServer(self, layer).run(), "commands")
@@ -799,6 +801,7 @@ class Simulator:
                 ", ".join(names[:10]),
                 ", ..." if len(names) > 10 else "",
             )
+        await self._say_stopping(deadline)
         for charger in self.store:
             charger.cancel_timers()
             if charger.transactions:
@@ -835,6 +838,19 @@ class Simulator:
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
         logging.getLogger("simulator").removeHandler(self.log_journal)
+
+    async def _say_stopping(self, deadline: float) -> None:
+        """The API's event streams get what this worker still holds for them, and hear that
+        its events stop here (a stream otherwise went quiet without a word). At most a
+        second: the final checkpoint comes first."""
+        stream = self.publisher.stream if self.publisher is not None else None
+        if self._layer is None or stream is None or not stream.subscriptions:
+            return
+        within = min(1.0, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(stream.flush(self._layer, stopping=True), max(within, 0.1))
+        except Exception as exc:  # the layer away or slow: the streams see `restarted` later
+            log.info("stop: the event streams were not told (%s)", type(exc).__name__)
 
     async def _stop_drivers(self, until: float) -> None:
         """The simulated drivers act no more once a stop begins, so that what the chargers
