@@ -61,8 +61,8 @@ async def test_a_key_set_over_a_real_socket_is_in_no_frame_log_nor_log_record(cs
 
 
 async def test_a_key_named_in_another_case_is_in_no_frame_log_nor_log_record(csms, caplog):
-    """QA: ChangeConfiguration(authorizationkey) is answered NotSupported, but the value the
-    CSMS meant as the key was kept in clear: the redaction matched the exact name only."""
+    """QA: ChangeConfiguration(authorizationkey) is the AuthorizationKey (key names are
+    CiString50), but its value was kept in clear: the redaction matched the exact name only."""
     publisher = EventPublisher()
     charger = runtime_charger("CP-SECRET-LC", csms.url, evses=1, listener=publisher)
     async with connected(charger):
@@ -74,7 +74,7 @@ async def test_a_key_named_in_another_case_is_in_no_frame_log_nor_log_record(csm
             answer = await csms.wait_for(
                 "CP-SECRET-LC", direction="in", unique_id=unique_id, timeout=3
             )
-            assert answer.payload == {"status": "NotSupported"}
+            assert answer.payload == {"status": "Accepted"}
     frames = [text for _at, _direction, text in publisher.frames["CP-SECRET-LC"]]
     change = [text for text in frames if '"ChangeConfiguration"' in text]
     assert len(change) == 2

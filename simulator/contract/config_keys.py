@@ -151,12 +151,18 @@ def defaults(number_of_connectors: int) -> dict[str, str]:
 _FOLDED = {key.casefold(): key for key in KEYS}
 
 
+def standard_spelling(name: str) -> str | None:
+    """The table's key `name` names in any case (None: none). OCPP 1.6 keys are CiString50,
+    compared without regard to case: a CSMS may write "heartbeatinterval"."""
+    return _FOLDED.get(name.casefold())
+
+
 def case_twin(name: str) -> str | None:
-    """The OCPP key `name` differs from only in case (None: none). Key names compare
-    exactly (a charger reports "authorizationkey" as a key of its own), so such a name is
-    nearly always a typing slip, and one that would show a secret's value in plain text
-    where the real key is write-only."""
-    twin = _FOLDED.get(name.casefold())
+    """The OCPP key `name` differs from only in case (None: none). A charger compares key
+    names without regard to case (CiString50), so such a custom key could never be read or
+    changed by a CSMS: it is nearly always a typing slip, and one that would show a
+    secret's value in plain text where the real key is write-only."""
+    twin = standard_spelling(name)
     return twin if twin is not None and twin != name else None
 
 
@@ -166,8 +172,8 @@ def case_twin_problem(name: str) -> str | None:
     if twin is None:
         return None
     return (
-        f"{name!r} differs from the OCPP key {twin} only in case; key names are compared "
-        f"exactly, so it would be a key of its own: write {twin}."
+        f"{name!r} differs from the OCPP key {twin} only in case, and chargers compare key "
+        f"names without regard to case: write {twin}."
     )
 
 

@@ -414,8 +414,11 @@ class Charger:
         return known, unknown
 
     def change_configuration(self, key: str, value: str) -> str:
-        """ChangeConfiguration: Accepted, RebootRequired, Rejected or NotSupported."""
+        """ChangeConfiguration: Accepted, RebootRequired, Rejected or NotSupported. The key
+        is matched without regard to case (CiString50) and handled, stored and reported
+        in the charger's own spelling."""
         config = self.config
+        key = config.spelling(key) or key  # no such key: NotSupported below
         if key in config and key not in config_keys.KEYS:
             # One of the operator's own keys (a vendor's): the charger holds it as text, and
             # a CSMS may change it unless the operator made it read-only.

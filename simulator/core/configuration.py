@@ -132,27 +132,55 @@ class ConfigValues(dict[str, str]):
         """The operator's own keys (admin, API, import), in the order they were given."""
         return [key for key in self if key not in config_keys.KEYS]
 
+    def spelling(self, name: str) -> str | None:
+        """The charger's own spelling of the key a CSMS names `name`, None if it has no such
+        key. 1.6 keys are CiString50, compared without regard to case: "heartbeatinterval"
+        is HeartbeatInterval. An exact match comes first, and a key of the table before
+        one of the operator's own (a custom key differing from a table key only in case is
+        refused where keys are written; an older one must not shadow the table's key, the
+        write-only AuthorizationKey least of all)."""
+        if name in config_keys.KEYS:
+            return name
+        standard = config_keys.standard_spelling(name)
+        if standard is not None:
+            return standard
+        if name in self:
+            return name
+        folded = name.casefold()
+        return next((key for key in self.custom_keys() if key.casefold() == folded), None)
+
     def report(self, keys: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """GetConfiguration: known keys (never a write-only key's value), the operator's own
         keys among them, and unknown ones, each once, however often the request names it.
         Without keys, all of them (1.6 section 5.8: GetConfigurationMaxKeys limits what a
         request names, not this answer)."""
-        wanted = (
-            list(dict.fromkeys(keys))
-            if keys
-            else [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only]
-            + self.custom_keys()
-        )
-        known: list[dict[str, Any]] = []
         unknown: list[str] = []
+        if keys:
+            # Each key in the charger's spelling (`spelling`), once however it was written;
+            # a key it does not have is reported as the CSMS wrote it (first spelling).
+            found: dict[str, None] = {}
+            missing: dict[str, str] = {}
+            for name in keys:
+                key = self.spelling(name)
+                if key is not None:
+                    found[key] = None
+                else:
+                    missing.setdefault(name.casefold(), name)
+            wanted = list(found)
+            unknown = list(missing.values())
+        else:
+            wanted = [k for k in config_keys.KEYS if not config_keys.KEYS[k].write_only] + [
+                # A case twin of a table key is the table key to a CSMS (`spelling`).
+                k
+                for k in self.custom_keys()
+                if config_keys.case_twin(k) is None
+            ]
+        known: list[dict[str, Any]] = []
         for key in wanted:
             spec = config_keys.KEYS.get(key)
-            if spec is None:
-                if key in self:  # one of the operator's own keys
-                    readonly = key in self.custom_readonly
-                    known.append({"key": key, "readonly": readonly, "value": self[key]})
-                else:
-                    unknown.append(key)
+            if spec is None:  # one of the operator's own keys
+                readonly = key in self.custom_readonly
+                known.append({"key": key, "readonly": readonly, "value": self[key]})
             elif spec.write_only:
                 # The spec lets a write-only key be reported without its value.
                 known.append({"key": key, "readonly": False})

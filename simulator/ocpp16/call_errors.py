@@ -137,8 +137,9 @@ def _too_many_keys(unique_id: str, keys: list[str] | None, max_keys: int) -> Cal
     """1.6 (5.8): the number of keys one GetConfiguration names MAY be limited, and
     GetConfigurationMaxKeys says to what. More is a field that occurs more often than allowed:
     answered as a whole, not cut short (a shortened answer would drop keys without a word).
-    A key named twice counts once, as it is answered once."""
-    wanted = len(set(keys or ()))
+    A key named twice, in any case (keys are CiString50), counts once, as it is answered
+    once."""
+    wanted = len({key.casefold() for key in keys or ()})
     if wanted <= max_keys:
         return None
     text = f"{wanted} keys requested; at most {max_keys} per request (GetConfigurationMaxKeys)."
