@@ -675,6 +675,59 @@ async def test_a_fault_cleared_while_inoperative_leaves_the_connector_unavailabl
     assert back.payload["status"] == ("Preparing" if car else "Available")
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["connector", "charger"])
+@pytest.mark.parametrize("car", [False, True], ids=["no-car", "car"])
+async def test_a_faulted_connector_made_inoperative_reports_faulted_until_the_fault_clears(
+    csms, whole, car
+):
+    """Faulted is the more specific inoperative state: ChangeAvailability(Inoperative) of a
+    faulted connector (or of the whole charger) is Accepted but does not hide the fault
+    behind Unavailable; the connector is Unavailable once the fault clears, and Available
+    (Preparing with a car) once made Operative."""
+    cp_id = f"OP-FAV-{int(whole)}{int(car)}"
+    charger = runtime_charger(cp_id, csms.url, evses=2)
+    target = 0 if whole else 1
+    async with connected(charger):
+        if car:
+            charger.plug_in(1, COMPACT, soc=30)
+        charger.inject_fault(1, "GroundFailure")
+        faulted = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            predicate=lambda e: e.payload["connectorId"] == 1 and e.payload["status"] == "Faulted",
+        )
+        answer = await csms.call(
+            cp_id, call.ChangeAvailability(connector_id=target, type="Inoperative")
+        )
+        assert answer.status == "Accepted"
+        assert charger.evse(1).status is ConnectorStatus.FAULTED
+        if whole:  # the rest of the charger is Unavailable, connector 0 with it
+            await wait_until(lambda: charger.evse(2).status is ConnectorStatus.UNAVAILABLE)
+            await csms.wait_for(
+                cp_id,
+                "StatusNotification",
+                predicate=lambda e: (
+                    e.payload["connectorId"] == 0 and e.payload["status"] == "Unavailable"
+                ),
+            )
+        charger.clear_fault(1)
+        cleared = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            after=csms.log.index(faulted) + 1,
+            predicate=lambda e: e.payload["connectorId"] == 1,
+        )
+        assert cleared.payload["status"] == "Unavailable"  # the first since the fault
+        await csms.call(cp_id, call.ChangeAvailability(connector_id=target, type="Operative"))
+        back = await csms.wait_for(
+            cp_id,
+            "StatusNotification",
+            after=csms.log.index(cleared) + 1,
+            predicate=lambda e: e.payload["connectorId"] == 1,
+        )
+    assert back.payload["status"] == ("Preparing" if car else "Available")
+
+
 async def test_unlock_connector_stops_the_transaction_first(csms, ticking):
     charger = runtime_charger("OP-UL", csms.url, evses=1)
     async with connected(charger):

@@ -2173,6 +2173,12 @@ class Charger:
 
     def apply_availability(self, connector_id: int) -> None:
         evse = self.evse(connector_id)
+        if evse.status is Status.FAULTED:
+            # Faulted is the more specific of the two inoperative states: it is reported
+            # while the fault lasts, and `clear_fault` then reports Unavailable if the
+            # connector (or the charger) is Inoperative. Made Unavailable here, the fault
+            # was hidden from the CSMS, and clearing it was refused ("not faulted").
+            return
         inoperative = self.availability.get(connector_id) == "Inoperative"
         if inoperative and evse.status is not Status.UNAVAILABLE:
             if evse.status is Status.PREPARING:
