@@ -4,6 +4,7 @@ CSMS over a real socket: the charger answers first, then sends what was asked fo
 from __future__ import annotations
 
 from simulator.core import triggers
+from simulator.core.link import BootState
 from tests.engine import connected, runtime_charger, wait_until
 
 
@@ -98,6 +99,9 @@ async def test_a_connector_it_does_not_have_or_a_refused_boot_is_rejected(csms):
 async def test_a_message_missing_from_the_table_is_not_implemented():
     charger = runtime_charger("ET-4", "ws://127.0.0.1:9", evses=1)
     assert triggers.answer(charger, {}, "Heartbeat", None) == "NotImplemented"
+    # Not registered yet (no boot answered): it would not be sent, so not Accepted.
+    assert triggers.answer(charger, triggers.EXTENDED_TRIGGERS, "Heartbeat", None) == "Rejected"
+    charger.boot = BootState.ACCEPTED
     assert triggers.answer(charger, triggers.EXTENDED_TRIGGERS, "Heartbeat", None) == "Accepted"
     # TriggerMessage and ExtendedTriggerMessage each have their own list.
     assert "DiagnosticsStatusNotification" not in triggers.EXTENDED_TRIGGERS

@@ -189,6 +189,22 @@ async def test_simulated_ev_plugs_in_on_remote_start_and_leaves_after_stop(csms)
         )
 
 
+async def test_a_trigger_before_the_boot_is_answered_is_rejected_and_nothing_is_sent(csms):
+    """A TriggerMessage while the BootNotification has no answer was Accepted, then the
+    message dropped when the boot timed out: Accepted promises it will be sent."""
+    csms.respond = False  # the BootNotification is never answered
+    charger = runtime_charger("CP-TRIG-NB", csms.url, evses=1, config={"MessageTimeout": "1"})
+    async with connected(charger, booted=False):
+        await csms.wait_for("CP-TRIG-NB", "BootNotification", timeout=3)
+        early = await csms.call("CP-TRIG-NB", call.TriggerMessage(requested_message="Heartbeat"))
+        await wait_until(lambda: charger.next_boot_at > 0, message="the boot to time out")
+        late = await csms.call(
+            "CP-TRIG-NB", call.TriggerMessage(requested_message="StatusNotification")
+        )
+    assert (early.status, late.status) == ("Rejected", "Rejected")
+    assert actions(csms, "CP-TRIG-NB") == ["BootNotification"]
+
+
 async def test_get_configuration_lists_unknown_keys_and_hides_the_authorization_key(csms):
     charger = runtime_charger("CP-GC", csms.url, evses=1, authorization_key="secret-1")
     async with connected(charger):

@@ -97,12 +97,14 @@ async def late_csms() -> AsyncIterator[tuple[LateCsms, str]]:
         yield csms, f"ws://127.0.0.1:{port}/ocpp"
 
 
-async def triggered(csms: LateCsms, message: str, connector_id: int | None = None) -> None:
+async def triggered(
+    csms: LateCsms, message: str, connector_id: int | None = None, expect: str = "Accepted"
+) -> None:
     payload: dict[str, Any] = {"requestedMessage": message}
     if connector_id is not None:
         payload["connectorId"] = connector_id
     answer = await csms.call("TriggerMessage", payload)
-    assert answer[2] == {"status": "Accepted"}, answer
+    assert answer[2] == {"status": expect}, answer
 
 
 async def settled() -> None:
@@ -112,19 +114,24 @@ async def settled() -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_triggers_during_an_unanswered_boot_wait_for_its_answer_then_go_one_by_one() -> None:
+async def test_triggers_while_pending_go_one_by_one() -> None:
+    """Triggers during the unanswered boot are Rejected (they would not be sent if the boot
+    timed out or were Rejected: below); once Pending, triggered messages go one at a time,
+    each after the one before it is answered."""
     async with late_csms() as (csms, url):
         csms.hold = {"BootNotification", "Heartbeat", "StatusNotification"}
         csms.boot_status = "Pending"
         charger = runtime_charger("CP-LATE", url, evses=1)
         async with connected(charger, booted=False):
             boot = await csms.next_held("BootNotification")
-            await triggered(csms, "Heartbeat")
-            await triggered(csms, "StatusNotification", connector_id=1)
-            await settled()
-            assert csms.calls == ["BootNotification"]  # nothing beside it
+            await triggered(csms, "Heartbeat", expect="Rejected")
+            await triggered(csms, "StatusNotification", connector_id=1, expect="Rejected")
             await csms.answer(boot)  # Pending: triggered messages may go, one at a time
             await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+            await settled()
+            assert csms.calls == ["BootNotification"]  # the rejected triggers sent nothing
+            await triggered(csms, "Heartbeat")
+            await triggered(csms, "StatusNotification", connector_id=1)
             heartbeat = await csms.next_held("Heartbeat")
             await settled()
             assert csms.calls == ["BootNotification", "Heartbeat"]
@@ -139,18 +146,40 @@ async def test_triggers_during_an_unanswered_boot_wait_for_its_answer_then_go_on
     assert csms.overlaps == []
 
 
-async def test_a_trigger_whose_boot_was_not_answered_is_not_sent() -> None:
-    """The BootNotification timed out: the charger is not registered, and sends nothing
-    but its next BootNotification (after its backoff)."""
+async def test_a_trigger_during_an_unanswered_boot_is_rejected_as_it_would_not_be_sent() -> None:
+    """QA: a TriggerMessage while the BootNotification had no answer was Accepted, and the
+    message dropped when the boot timed out. Accepted says "will be sent" (1.6 section
+    5.17); a charger whose boot may end unregistered cannot promise it: Rejected, before
+    and after the boot timed out (it sends nothing but its next BootNotification)."""
     async with late_csms() as (csms, url):
         csms.hold = {"BootNotification"}
         charger = runtime_charger("CP-LATE", url, evses=1, config={"MessageTimeout": "1"})
         async with connected(charger, booted=False):
             await csms.next_held("BootNotification")
-            await triggered(csms, "Heartbeat")
+            await triggered(csms, "Heartbeat", expect="Rejected")
             await wait_until(lambda: charger.next_boot_at > 0, message="the boot to time out")
+            await triggered(csms, "StatusNotification", expect="Rejected")
             await settled()
     assert csms.calls == ["BootNotification"]
+
+
+async def test_a_trigger_while_a_pending_chargers_next_boot_awaits_its_answer_is_rejected() -> None:
+    """Pending, the charger boots again after the interval: while that BootNotification
+    has no answer, a Rejected answer to it would leave the charger unable to send the
+    triggered message, so the trigger is Rejected."""
+    async with late_csms() as (csms, url):
+        csms.hold = {"BootNotification"}
+        csms.boot_status = "Pending"
+        charger = runtime_charger("CP-LATE", url, evses=1)
+        async with connected(charger, booted=False):
+            await csms.answer(await csms.next_held("BootNotification"), interval=1)
+            await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+            again = await csms.next_held("BootNotification")  # after the 1 s interval
+            await triggered(csms, "Heartbeat", expect="Rejected")
+            await csms.answer(again, status="Rejected", interval=300)
+            await wait_until(lambda: charger.boot is BootState.REJECTED, message="Rejected")
+            await settled()
+    assert csms.calls == ["BootNotification", "BootNotification"]
 
 
 async def test_a_triggered_boot_once_accepted_waits_for_the_call_the_queue_has_out() -> None:

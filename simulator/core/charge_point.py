@@ -282,6 +282,9 @@ class Charger:
         self.booting = False
         # Not Accepted: no BootNotification before this (monotonic s; 0: any time).
         self.next_boot_at = 0.0
+        # A BootNotification sent outside the queue (not registered yet, or Pending) awaits
+        # its answer, which may leave the charger unable to send anything.
+        self.boot_unanswered = False
         # Held by each CALL sent outside the queue (a BootNotification, a message triggered
         # while Pending): OCPP-J allows one CALL outstanding, and the queue sends nothing
         # before Accepted, so these wait for one another's answers here.
@@ -603,6 +606,17 @@ class Charger:
     def online(self) -> bool:
         return self.link is LinkState.ONLINE and self.transport is not None
 
+    @property
+    def may_send_triggered(self) -> bool:
+        """Whether a message triggered now is sure to go out: once Accepted (through the
+        queue), or while Pending (directly) with no BootNotification awaiting its answer.
+        With no boot answered yet, Rejected, or a boot whose answer may leave the charger
+        unregistered (timed out, Rejected), it would be dropped: TriggerMessage answers
+        Rejected then ("will not be sent"), not Accepted."""
+        if self.boot is BootState.ACCEPTED:
+            return True
+        return self.boot is BootState.PENDING and not self.boot_unanswered
+
     async def boot_sequence(self) -> None:
         """Run after each connect: boot if needed, then report current statuses."""
         transport = self.transport
@@ -669,7 +683,11 @@ class Charger:
                 # Triggered while registered: in turn, behind the CALL the queue has out.
                 raw = await self.request((action, payload))
             else:
-                raw = await self._call_unqueued(action, payload, boot=True)
+                self.boot_unanswered = True
+                try:
+                    raw = await self._call_unqueued(action, payload, boot=True)
+                finally:
+                    self.boot_unanswered = False
             assert raw is not None  # a BootNotification always goes
             answer = self.messages.read_boot(raw)
         except CallFailed as exc:
@@ -2326,10 +2344,11 @@ class Charger:
         """A triggered message: through the queue once booted, directly while Pending (the
         only messages a Pending charger may send). `on_result` hears its answer either way.
 
-        Triggered while the BootNotification has no answer yet, it waits for that answer
-        (one CALL outstanding), then goes as the answer says: through the queue once
-        Accepted, directly if Pending, not at all otherwise (a charger not registered sends
-        nothing but BootNotifications)."""
+        A trigger is accepted only when the message will go (`may_send_triggered`). Should
+        a BootNotification still come first (its retry fell due meanwhile), the message
+        waits for its answer (one CALL outstanding), then goes as the answer says: through
+        the queue once Accepted, directly if Pending, not at all otherwise (a charger not
+        registered sends nothing but BootNotifications)."""
         if self.boot is BootState.ACCEPTED:
             self.send(message, on_result=on_result)
             return

@@ -10,8 +10,12 @@ method and one line here.
 from __future__ import annotations
 
 import inspect
+import logging
 
 from simulator.core.charge_point import Charger
+from simulator.core.link import BootState
+
+log = logging.getLogger(__name__)
 
 # Triggers that name a connector (the method takes `connector_id`, None when not given).
 _PER_CONNECTOR = frozenset({"MeterValues", "StatusNotification"})
@@ -41,9 +45,21 @@ def answer(
     charger: Charger, table: dict[str, str], requested: str, connector_id: int | None
 ) -> str:
     """Accepted, Rejected (a connector it does not have; BootNotification when the charger
-    is set to refuse it) or NotImplemented (a message it cannot be asked for)."""
+    is set to refuse it; any message while the charger may not send it, as when its
+    BootNotification has no answer yet) or NotImplemented (a message it cannot be asked
+    for)."""
     if requested not in table:
         return "NotImplemented"
+    if not charger.may_send_triggered:
+        # Accepted means "will be sent" (1.6 section 5.17): a charger not registered with
+        # its CSMS (no boot answered Accepted or Pending, or one awaiting its answer) sends
+        # nothing but BootNotifications, and the message would be dropped.
+        if charger.boot_unanswered:
+            why = "awaits its answer"
+        else:
+            why = "was rejected" if charger.boot is BootState.REJECTED else "had no answer"
+        log.info("%s: trigger of %s rejected: its BootNotification %s", charger.id, requested, why)
+        return "Rejected"
     if connector_id is not None and not 0 <= connector_id <= len(charger.evses):
         return "Rejected"
     if requested == "BootNotification" and charger.spec.reject_triggered_boot:
