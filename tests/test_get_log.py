@@ -110,21 +110,28 @@ async def test_a_server_that_takes_no_uploads_is_not_supported_operation(csms, f
         assert (await statuses(csms, "GL-6", 4))[3] == ("BadMessage", rid)
 
 
-async def test_a_new_get_log_cancels_the_running_one(csms, files):
+async def test_a_new_get_log_cancels_the_running_one_and_ends_its_upload(csms, files):
+    """AcceptedCanceled names no requestId: the cancelled upload's Uploading gets its end,
+    UploadFailure (the whitepaper's UploadLogStatusEnumType has no Canceled), before the
+    new request's Uploading; a CSMS tracking the older request learns it is over."""
     files.failures["slow/"] = 100
     charger = runtime_charger("GL-7", csms.url, evses=1)
     async with connected(charger):
         first, _name, _rid = await csms.get_log(
-            "GL-7", f"{files.url}/slow/", retries=5, retry_interval=60
+            "GL-7", f"{files.url}/slow/", request_id=98, retries=5, retry_interval=60
         )
         assert first == "Accepted"
         await statuses(csms, "GL-7", 1)  # Uploading, then waiting a minute to retry
         second, name, _rid = await csms.get_log("GL-7", f"{files.url}/fast/", request_id=99)
         assert second == "AcceptedCanceled"
-        got = await statuses(csms, "GL-7", 3)
+        got = await statuses(csms, "GL-7", 4)
         await wait_until(lambda: JOB not in charger.jobs, message="the job to end")
-    assert got[1:] == [("Uploading", 99), ("Uploaded", 99)]
+    assert got == [("Uploading", 98), ("UploadFailure", 98), ("Uploading", 99), ("Uploaded", 99)]
     assert name in files.received
+    # Every notification is one the whitepaper's schema allows.
+    validate = load_validator("LogStatusNotification")
+    for status in csms.log_statuses["GL-7"]:
+        validate(status)
 
 
 async def test_a_location_it_cannot_upload_to_is_rejected(csms):

@@ -1600,9 +1600,11 @@ class Charger:
         the older one's last status, when it left one open (Downloading, Downloaded,
         Uploading), is closed with the failure it amounts to (DownloadFailed,
         InstallationFailed, UploadFailed), queued before the newer one says anything: each
-        Downloading or Uploading the CSMS got has its end. The log says why either way. An
-        update already installing is let be (it is rebooting into its image): the newer one
-        runs beside it and after the reboot."""
+        Downloading or Uploading the CSMS got has its end. A GetLog's Uploading is closed
+        too, AcceptedCanceled or not: that answer names no requestId, and a CSMS tracking
+        the older request by its id would wait for its end for ever. The log says why
+        either way. An update already installing is let be (it is rebooting into its
+        image): the newer one runs beside it and after the reboot."""
         if name == JOB_FIRMWARE and self.firmware_status in _INSTALL_UNDER_WAY:
             log.info(
                 "%s: a new firmware update waits for the one installing (%s) to reboot",
@@ -1611,7 +1613,7 @@ class Charger:
             )
             return
         running.cancel()
-        if answered_canceled:
+        if answered_canceled and name != JOB_LOG:
             log.info(
                 "%s: the running %s job is replaced by a newer request (AcceptedCanceled)",
                 self.id,
@@ -1635,6 +1637,9 @@ class Charger:
             ended = self.diagnostics_status
             closing = self.messages.diagnostics_status(self.diagnostics_status)
         elif name == JOB_LOG and self.log_status is LogStatus.UPLOADING:
+            # The whitepaper's UploadLogStatusEnumType has no Canceled (OCPP 2.0.1 added
+            # AcceptedCanceled to it later for exactly this): of the statuses it allows,
+            # UploadFailure says what happened, the file never arrived.
             self.log_status = LogStatus.UPLOAD_FAILURE
             ended = self.log_status
             closing = self.messages.log_status(self.log_status, self.log_request_id)

@@ -12,7 +12,9 @@ UploadFailure. Every notification carries the request's requestId.
   lines and OCPP frames the process kept) between oldestTimestamp and latestTimestamp.
 - SecurityLog: the security events of the charger's security log in that window.
 
-A GetLog while another upload runs cancels it and is answered AcceptedCanceled.
+A GetLog while another upload runs cancels it and is answered AcceptedCanceled; the
+cancelled upload's Uploading ends with UploadFailure and its own requestId
+(`Charger._replace_job`: the whitepaper's UploadLogStatusEnumType has no Canceled).
 """
 
 from __future__ import annotations
