@@ -629,6 +629,16 @@ async def test_change_availability_is_scheduled_during_a_transaction(csms, ticki
     assert all(e.status is ConnectorStatus.UNAVAILABLE for e in charger.evses)
 
 
+async def next_status(csms, cp_id, connector_id, *, after):
+    """The first StatusNotification of that connector from log index `after` on."""
+    return await csms.wait_for(
+        cp_id,
+        "StatusNotification",
+        after=after,
+        predicate=lambda e: e.payload["connectorId"] == connector_id,
+    )
+
+
 @pytest.mark.parametrize("whole", [False, True], ids=["connector", "charger"])
 @pytest.mark.parametrize("car", [False, True], ids=["no-car", "car"])
 async def test_a_fault_cleared_while_inoperative_leaves_the_connector_unavailable(csms, whole, car):
@@ -652,12 +662,7 @@ async def test_a_fault_cleared_while_inoperative_leaves_the_connector_unavailabl
             predicate=lambda e: e.payload["connectorId"] == 1 and e.payload["status"] == "Faulted",
         )
         charger.clear_fault(1)
-        status = await csms.wait_for(
-            cp_id,
-            "StatusNotification",
-            after=csms.log.index(faulted) + 1,
-            predicate=lambda e: e.payload["connectorId"] == 1,
-        )
+        status = await next_status(csms, cp_id, 1, after=csms.log.index(faulted) + 1)
         assert status.payload["status"] == "Unavailable"
         assert charger.evse(1).status is ConnectorStatus.UNAVAILABLE
         refused = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="X", connector_id=1))
@@ -666,12 +671,7 @@ async def test_a_fault_cleared_while_inoperative_leaves_the_connector_unavailabl
         await csms.call(
             cp_id, call.ChangeAvailability(connector_id=0 if whole else 1, type="Operative")
         )
-        back = await csms.wait_for(
-            cp_id,
-            "StatusNotification",
-            after=mark,
-            predicate=lambda e: e.payload["connectorId"] == 1,
-        )
+        back = await next_status(csms, cp_id, 1, after=mark)
     assert back.payload["status"] == ("Preparing" if car else "Available")
 
 
@@ -711,20 +711,10 @@ async def test_a_faulted_connector_made_inoperative_reports_faulted_until_the_fa
                 ),
             )
         charger.clear_fault(1)
-        cleared = await csms.wait_for(
-            cp_id,
-            "StatusNotification",
-            after=csms.log.index(faulted) + 1,
-            predicate=lambda e: e.payload["connectorId"] == 1,
-        )
+        cleared = await next_status(csms, cp_id, 1, after=csms.log.index(faulted) + 1)
         assert cleared.payload["status"] == "Unavailable"  # the first since the fault
         await csms.call(cp_id, call.ChangeAvailability(connector_id=target, type="Operative"))
-        back = await csms.wait_for(
-            cp_id,
-            "StatusNotification",
-            after=csms.log.index(cleared) + 1,
-            predicate=lambda e: e.payload["connectorId"] == 1,
-        )
+        back = await next_status(csms, cp_id, 1, after=csms.log.index(cleared) + 1)
     assert back.payload["status"] == ("Preparing" if car else "Available")
 
 
