@@ -524,6 +524,84 @@ async def test_an_edited_vehicle_model_is_used_from_the_next_session(worker, csm
     )
 
 
+async def plug_in(service: Simulator, cp_id: str, connector_id: int) -> str:
+    """A car plugged in as the dashboard's button does it, with no model chosen: the
+    charger's default, or any model that fits it."""
+    from simulator.runtime.commands import CommandServer
+
+    server = CommandServer(service, get_channel_layer())
+    pk = loaded(service, cp_id).spec.db_id
+    return await server.execute(pk, "plug_in", {"connector_id": connector_id, "soc": 30})
+
+
+def quiet_profile() -> dict[str, Any]:
+    """The default profile (its mix: the whole catalogue) with about one arrival a month:
+    the site runs and draws from the catalogue, and no driver comes during the test."""
+    from simulator.contract.traffic import default_profile
+
+    profile: dict[str, Any] = dict(default_profile())
+    profile["hourly_arrivals"] = [0.001] * 24
+    return profile
+
+
+async def test_a_deleted_default_vehicle_model_is_no_longer_plugged_in(worker, csms):
+    """The charger kept the deleted model as its default (matched by name in the catalogue
+    read after the delete, else kept as it was) and the traffic kept its catalogue of the
+    start: the next car was the deleted model until the worker restarted. Now the next one
+    is what the data says; the car charging already keeps its battery and its session."""
+    gone = await sync_to_async(make_vehicle)(0)
+    other = await sync_to_async(make_vehicle)(3)  # the only other model: single-phase
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(edit)(pk, default_vehicle=gone)
+    await saved(pk)
+    charger = loaded(worker, "CP-LIVE")
+    assert await plug_in(worker, "CP-LIVE", 1) == f"{gone} plugged into connector 1 at 30 %"
+    assert await charger.present_id_tag(1, "TAG-1") == "Accepted"
+    await csms.wait_for("CP-LIVE", "StartTransaction", direction="out", message_type=3)
+    await wait_until(lambda: charger.evse(1).power_w > 0, message="the first car charging")
+    driver = await worker.traffic_driver()
+    location_id = charger.spec.location_id
+    assert location_id is not None
+    site = driver.start_site(location_id, quiet_profile())
+    assert set(site.stream.profile.vehicles) == {gone.pk, other.pk}
+
+    await sync_to_async(VehicleModel.objects.filter(pk=gone.pk).delete)()  # its signal tells
+
+    await wait_until(lambda: gone.pk not in driver.vehicles, message="the traffic told")
+    assert site.stream.profile.vehicles == (other.pk,)
+    assert charger.spec.default_vehicle is None
+    assert await plug_in(worker, "CP-LIVE", 2) == f"{other} plugged into connector 2 at 30 %"
+    first = charger.evse(1).battery
+    assert first is not None and first.spec.name == str(gone)
+    assert 1 in charger.transactions and charger.evse(1).power_w > 0
+    assert not [e for e in csms.log if e.action == "StopTransaction"]
+
+
+async def test_an_edited_vehicle_model_reaches_the_next_car_of_the_traffic(worker, csms):
+    """The traffic's catalogue was read once, at its start: an edited model (capacity,
+    phases, curve) never reached its drivers."""
+    vehicle = await sync_to_async(make_vehicle)(0)
+    driver = await worker.traffic_driver()
+    assert driver.vehicles[vehicle.pk].ac_phases == 3
+
+    def edit_vehicle() -> None:
+        row = VehicleModel.objects.get(pk=vehicle.pk)
+        row.capacity_kwh, row.ac_phases, row.charging_curve = 40.0, 1, [[0, 50], [100, 10]]
+        row.save()  # its signal tells the workers
+
+    await sync_to_async(edit_vehicle)()
+    await wait_until(
+        lambda: driver.vehicles[vehicle.pk].capacity_kwh == 40.0, message="the traffic told"
+    )
+    edited = driver.vehicle(vehicle.pk)
+    assert edited is not None
+    assert (edited.ac_phases, edited.curve) == (1, ((0.0, 50.0), (100.0, 10.0)))
+    answer = await plug_in(worker, "CP-LIVE", 1)  # no default: any model that fits
+    assert answer == f"{vehicle} plugged into connector 1 at 30 %"
+    battery = loaded(worker, "CP-LIVE").evse(1).battery
+    assert battery is not None and battery.spec == edited
+
+
 async def test_a_row_committed_late_is_found_by_the_periodic_look_back(worker, csms):
     """A save stamped before the newest change seen (committed late, or by a machine whose
     clock is behind) is not in the quick look, which reads only newer rows; the look-back
@@ -808,8 +886,8 @@ async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_
     cut = threading.Event()
     read = live_fleet._read
 
-    def read_then_lose_the_database(pks: list[int]):
-        rows = read(pks)
+    def read_then_lose_the_database(pks: list[int], vehicles: bool):
+        rows = read(pks, vehicles)
         if pk in pks and not cut.is_set():
             shared["PORT"] = str(free_port())
             terminate_backend(writer)

@@ -74,6 +74,7 @@ from simulator.runtime.store import Store
 if TYPE_CHECKING:
     from chargers.models import Charger as ChargerRow
     from chargers.models import ConfigurationKey
+    from simulator.runtime.traffic import TrafficDriver
 
 
 class Service(Protocol):
@@ -87,6 +88,7 @@ class Service(Protocol):
     checkpointer: Checkpointer
     transfers: Transfers
     sites: SiteController
+    traffic: TrafficDriver | None
 
     @property
     def only_ids(self) -> list[str] | None: ...
@@ -334,7 +336,7 @@ class FleetReloader:
         await service.checkpoint()
         reading = asyncio.get_running_loop().time()
         seen_at = time.time()
-        rows, catalogue = await in_thread(_read)(sorted(set(pks)))
+        rows, catalogue, defaults = await in_thread(_read)(sorted(set(pks)), vehicles)
         self.rows_read += len(rows)
         self._open_elsewhere = set()
         if service.shards > 1:
@@ -346,7 +348,7 @@ class FleetReloader:
             if arriving:
                 self._open_elsewhere = await in_thread(held_elsewhere)(arriving)
         if vehicles:
-            self._use_vehicles(catalogue)
+            self._use_vehicles(catalogue, defaults)
         outcomes: list[contract.ChargerOutcome] = []
         new_rows: list[ChargerRow] = []
         reboots: list[_Reboot] = []
@@ -716,12 +718,23 @@ class FleetReloader:
         """Chargers still going offline (the simulator's stop cancels and awaits them)."""
         return list(self._retiring)
 
-    def _use_vehicles(self, catalogue: dict[int, Any]) -> None:
+    def _use_vehicles(self, catalogue: dict[int, Any], defaults: dict[int, int]) -> None:
+        """The vehicle models as the database has them now, for the next plug-in of every
+        charger and the next arrival of the traffic. A charger's default is found by its
+        row's id (`defaults`, charger pk -> vehicle pk): a deleted model left the row with
+        none (SET_NULL, which does not stamp `updated`), and kept by name it would still be
+        plugged in. A car plugged in keeps the battery it came with."""
         vehicles = list(catalogue.values())
         for charger in self.service.store:
+            pk = charger.spec.db_id
             default = charger.spec.default_vehicle
-            fresh = next((v for v in vehicles if default and v.name == default.name), default)
-            charger.use_vehicles(vehicles, fresh)
+            if pk is not None:
+                default = catalogue.get(defaults.get(pk, -1))
+            elif default is not None:  # not from a row: by name, as it was given
+                default = next((v for v in vehicles if v.name == default.name), None)
+            charger.use_vehicles(vehicles, default)
+        if self.service.traffic is not None:
+            self.service.traffic.use_vehicles(catalogue)
 
 
 # Why a retired charger is offline, as its last state says it to the pages.
@@ -770,8 +783,18 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read(pks: list[int]) -> tuple[dict[int, ChargerRow], dict[int, Any]]:
-    return read_chargers(pks), load_vehicles()
+def _read(
+    pks: list[int], vehicles: bool
+) -> tuple[dict[int, ChargerRow], dict[int, Any], dict[int, int]]:
+    """The chargers' rows, the vehicle catalogue and, when the catalogue changed, every
+    charger's default vehicle (charger pk -> vehicle pk; a charger with none is left out)."""
+    defaults: dict[int, int] = {}
+    if vehicles:
+        from chargers.models import Charger as ChargerRow
+
+        named = ChargerRow.objects.filter(default_vehicle__isnull=False)
+        defaults = dict(named.values_list("pk", "default_vehicle_id"))
+    return read_chargers(pks), load_vehicles(), defaults
 
 
 def _all_versions() -> tuple[dict[int, datetime], datetime | None, int]:

@@ -298,6 +298,9 @@ class TrafficDriver:
         self.speed = speed
         self.start = start  # simulated epoch time each site starts at; None: when it starts
         self.sites: dict[int, SiteTraffic] = {}
+        # The profile each site was started with (None: the default), read again against
+        # a new vehicle catalogue (`use_vehicles`): an empty mix draws from the catalogue.
+        self._given: dict[int, Mapping[str, Any] | None] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         # Sites stopped or replaced whose drivers are still finishing their dwell.
         self._draining: set[asyncio.Task[None]] = set()
@@ -334,6 +337,22 @@ class TrafficDriver:
     def vehicle(self, vehicle_id: int | None) -> VehicleSpec | None:
         return None if vehicle_id is None else self.vehicles.get(vehicle_id)
 
+    def use_vehicles(self, vehicles: Mapping[int, VehicleSpec]) -> None:
+        """The vehicle models were edited: the next arrival brings one as it is now, and a
+        site whose mix is the whole catalogue draws from the new one (a deleted model no
+        longer arrives). A car plugged in keeps the battery it came with."""
+        self.vehicles = dict(vehicles)
+        for location_id, given in self._given.items():
+            site = self.sites.get(location_id)
+            if site is None or not self.running(location_id):
+                continue
+            try:
+                arrivals = self.arrival_profile(location_id, given)
+            except ProfileError:  # it was checked at its start; a vehicle cannot break it
+                continue
+            if arrivals != site.stream.profile:
+                site.stream.use(arrivals)
+
     def start_site(
         self,
         location_id: int,
@@ -366,6 +385,7 @@ class TrafficDriver:
             k, n = self.shard
             site.stream.rng = random.Random(f"traffic:{site.seed}:{location_id}:{k}/{n}")
         self.sites[location_id] = site
+        self._given[location_id] = profile
         self._tasks[location_id] = asyncio.create_task(
             site.run(), name=f"traffic-site:{location_id}"
         )
