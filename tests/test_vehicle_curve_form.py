@@ -117,3 +117,51 @@ def test_the_model_import_and_api_refuse_an_empty_curve_with_the_same_words():
         ("charging_curve", CURVE_REQUIRED)
     ]
     assert VehicleModel.objects.count() == 0
+
+
+ZERO_AT_80 = (
+    "Point 3: 0 kW at 80 % SoC would stop a car charging at 80 %, and it would never reach "
+    "a higher target. Give every point more than 0 kW (a car stops at its target SoC by "
+    "itself)."
+)
+
+
+@pytest.mark.parametrize("typed", ["0:100 50:60 80:0", "[[0, 100], [50, 60], [80, 0]]"])
+def test_the_admin_refuses_a_curve_that_falls_to_0_kw(admin_client_logged_in, typed):
+    """Accepted, it left a car in SuspendedEV below its target for ever."""
+    errors = curve_errors(post_vehicle(admin_client_logged_in, typed))
+    assert errors == {"charging_curve": [ZERO_AT_80]}
+    assert not VehicleModel.objects.exists()
+
+
+def test_an_import_refuses_a_curve_with_a_0_kw_point_by_row_and_column_and_imports_nothing():
+    rows = (
+        b"make,model,capacity_kwh,ac_max_kw,charging_curve\n"
+        b"Acme,Van,60,11,0:100 80:50 100:7\n"
+        b"Acme,Truck,90,11,0:100 50:60 80:0 100:5\n"
+    )
+    result = VehicleModelResource().import_data(read_dataset(rows, "csv"))
+    assert [(p.row, p.column, p.message) for p in result.problems()] == [
+        (2, "charging_curve", ZERO_AT_80)
+    ]
+    assert not VehicleModel.objects.exists()  # not the good row either
+
+
+def test_the_api_refuses_a_curve_with_a_0_kw_point_with_422_on_the_field():
+    vehicle = make_vehicle(0)
+    _, token = user_with_token(
+        "fleet", "add_vehiclemodel", "change_vehiclemodel", "view_vehiclemodel"
+    )
+    api = TokenClient(token)
+    body = {"make": "Acme", "model": "Van", "capacity_kwh": 60, "ac_max_kw": 11}
+    for sent in ("0:100 50:60 80:0", [[0, 100], [50, 60], [80, 0]]):
+        created = api.post("/api/v1/vehicle-models", {**body, "charging_curve": sent})
+        assert created.status_code == 422
+        errors = created.json()["errors"]
+        assert [(e["field"], e["message"]) for e in errors] == [("charging_curve", ZERO_AT_80)]
+    changed = api.patch(
+        f"/api/v1/vehicle-models/{vehicle.pk}", {"charging_curve": "0:100 50:60 80:0"}
+    )
+    assert changed.status_code == 422
+    assert [e["field"] for e in changed.json()["errors"]] == ["charging_curve"]
+    assert VehicleModel.objects.get().charging_curve == vehicle.charging_curve

@@ -34,6 +34,14 @@ def parse_curve(raw: object) -> list[tuple[float, float]]:
             raise CurveError(f"Point {index}: SoC {soc:g} % is outside 0–100.")
         if kw < 0:
             raise CurveError(f"Point {index}: power {kw:g} kW is negative.")
+        if kw == 0:
+            # The car's power falls to nothing there and it sits below its target, plugged
+            # in, for ever; it stops at its target SoC by itself, wherever the curve ends.
+            raise CurveError(
+                f"Point {index}: 0 kW at {soc:g} % SoC would stop a car charging at "
+                f"{soc:g} %, and it would never reach a higher target. Give every point "
+                "more than 0 kW (a car stops at its target SoC by itself)."
+            )
         if points and soc <= points[-1][0]:
             raise CurveError(
                 f"Point {index}: SoC {soc:g} % does not increase "

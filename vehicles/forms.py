@@ -112,8 +112,8 @@ class ChargingCurveField(forms.Field):
 class VehicleModelForm(forms.ModelForm):
     charging_curve = ChargingCurveField(
         label="Charging curve",
-        help_text="Points SoC:kW with SoC rising, e.g. 0:100 50:90 80:50 100:7 (JSON pairs "
-        "such as [[0, 100], [80, 50]] work too).",
+        help_text="Points SoC:kW with SoC rising and every kW above 0, e.g. 0:100 50:90 "
+        "80:50 100:7 (JSON pairs such as [[0, 100], [80, 50]] work too).",
         widget=CurveInput(attrs={"size": 60, "spellcheck": "false"}),
     )
 
