@@ -663,7 +663,15 @@ class ChargerFields(ChargerBody):
     firmware_version: str = _charger("firmware_version")
     power_type: str = _charger("power_type", "AC or DC.")
     max_power_kw: float = _charger("max_power_kw")
-    phases: int = _charger("phases", "1 or 3.")
+    phases: int | None = Field(
+        None,
+        description=doc(
+            Charger,
+            "phases",
+            f"1 or 3. Not given: 1 for AC up to {Charger.SINGLE_PHASE_MAX_KW:g} kW (a "
+            "wallbox), else 3.",
+        ),
+    )
     nominal_voltage: float = _charger("nominal_voltage")
     csms_url: str = Field(
         default_factory=_default_csms_url,

@@ -447,6 +447,8 @@ def check_charger(
     as the import checks them; `given` are the request's fields (an update: those to
     change). On success, the plan the import's row execution writes."""
     data = _data(Charger, instance, CHARGER_FIELDS, given)
+    if given.get("phases") is None and (instance is None or "phases" in given):
+        data["phases"] = ""  # by its power (`ChargerForm.clean_phases`), not the model's 3
     key = given.get("authorization_key")
     if key == "":
         data["clear_authorization_key"] = True  # the admin's "Clear the AuthorizationKey"

@@ -22,6 +22,7 @@ FAULT_INJECTION_FIELDS = [
 ]
 EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
 MOVE_ANYWAY = "(To rename it anyway, tick 'Rename even so'.)"
+PHASES_BY_POWER = f"by its power: 1 up to {Charger.SINGLE_PHASE_MAX_KW:g} kW AC (a wallbox), else 3"
 
 
 def without_missing_key(error: ValidationError) -> ValidationError | None:
@@ -183,6 +184,15 @@ class ChargerForm(KeepsLaterWrites):
                 self.fields[name].required = False
         if settings.CHARGESIM_SHARDS == 1:
             del self.fields["move_anyway"]  # one worker runs every id
+        if "phases" in self.fields:
+            # Left empty (an API call or an import without them too): by its power, so
+            # that a 3.7 or 7.4 kW wallbox is the single-phase one it is in real life.
+            phases = self.fields["phases"]
+            assert isinstance(phases, forms.ChoiceField)  # the model field's choices
+            phases.required = False
+            phases.choices = [("", PHASES_BY_POWER), (1, "1"), (3, "3")]
+            if self.instance.pk is None:
+                self.initial["phases"] = ""
 
     def _kept(self, name: str, empty: Any = 0) -> Any:
         """Not posted: the charger's value; posted empty: `empty` (none)."""
@@ -190,6 +200,13 @@ class ChargerForm(KeepsLaterWrites):
             return getattr(self.instance, name)
         value = self.cleaned_data.get(name)
         return empty if value is None else value
+
+    def clean_phases(self) -> Any:
+        phases = self.cleaned_data.get("phases")
+        if phases in (None, ""):
+            get = self.cleaned_data.get
+            return Charger.phases_for(get("power_type"), get("max_power_kw"))
+        return phases
 
     def clean_answer_overrides(self) -> Any:
         return self._kept("answer_overrides", [])

@@ -151,6 +151,11 @@ def _messages(n: int) -> str:
 
 
 class Charger(models.Model):
+    # The largest single-phase AC wallbox (32 A at 230 V). A charger given no phases is
+    # single-phase up to it, as 3.7 kW (16 A) and 7.4 kW wallboxes are: modelled as three
+    # phases, 3.7 kW is 5.4 A a phase, below the 6 A a car can charge on (IEC 61851-1).
+    SINGLE_PHASE_MAX_KW = 7.4
+
     class PowerType(models.TextChoices):
         AC = "AC", "AC"
         DC = "DC", "DC"
@@ -337,6 +342,14 @@ class Charger(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("admin:chargers_charger_change", args=[self.pk])
+
+    @classmethod
+    def phases_for(cls, power_type: str | None, max_power_kw: float | None) -> int:
+        """The AC phases of a charger whose phases were not given: one up to
+        `SINGLE_PHASE_MAX_KW`, three above (and for DC, whose phases are not used)."""
+        if power_type == cls.PowerType.AC and max_power_kw is not None:
+            return 1 if max_power_kw <= cls.SINGLE_PHASE_MAX_KW else 3
+        return 3
 
     def sync_number_of_connectors(self) -> None:
         """NumberOfConnectors follows the EVSEs, which forms save after the charger."""

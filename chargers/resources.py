@@ -160,7 +160,7 @@ class ChargerResource(FleetResource):
     power_type = _field("power_type", ChoiceCell(Charger.PowerType), default=_default("power_type"))
     max_power_kw = _field("max_power_kw", NumberCell("kW"), default=_default("max_power_kw"))
     evses = Field(attribute="evse_layout", column_name="evses", widget=EvseCell())
-    phases = _field("phases", NumberCell(integer=True), default=_default("phases"))
+    phases = _field("phases", NumberCell(integer=True))
     nominal_voltage = _field(
         "nominal_voltage", NumberCell("V"), default=_default("nominal_voltage")
     )
@@ -288,6 +288,13 @@ class ChargerResource(FleetResource):
         return format_overrides(overrides_of((c.key, c.value) for c in charger.configuration.all()))
 
     # -- import -------------------------------------------------------------------------
+
+    def import_instance(self, instance: Any, row: dict, **kwargs: Any) -> None:
+        super().import_instance(instance, row, **kwargs)
+        # An empty phases cell, or a new charger's file without the column: by its power
+        # (a 3.7 kW wallbox is single-phase), as the admin's form and the API decide it.
+        if row.get("phases") in (None, "") and ("phases" in row or instance.pk is None):
+            instance.phases = Charger.phases_for(instance.power_type, instance.max_power_kw)
 
     def after_init_instance(self, instance: Charger, new: bool, row: Any, **kwargs: Any) -> None:
         if new and "csms_url" not in row:

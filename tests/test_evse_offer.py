@@ -920,3 +920,50 @@ async def test_a_transaction_whose_id_tag_was_refused_is_offered_nothing(csms, t
     assert read["Power.Active.Import"] == 0.0
     assert read["Power.Offered"] == 0.0
     assert read["Current.Offered"] == 0.0
+
+
+# -- a 3.7 kW wallbox --------------------------------------------------------------------
+
+CURRENTS = {"MeterValueSampleInterval": "1", "MeterValuesSampledData": "Current.Import"}
+
+
+def currents(meter) -> dict[str, float]:
+    """Current.Import by phase of one MeterValues request."""
+    values = meter.payload["meterValue"][0]["sampledValue"]
+    return {v.get("phase", ""): float(v["value"]) for v in values}
+
+
+@pytest.mark.parametrize("vehicle", [COMPACT, PHEV], ids=["three-phase car", "one-phase car"])
+async def test_a_single_phase_3_7_kw_wallbox_charges_any_car_at_16_a_on_one_phase(
+    csms, ticking, vehicle
+):
+    charger = runtime_charger("OF-WB1", csms.url, evses=1, max_kw=3.7, phases=1, config=CURRENTS)
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        await session(charger, 1, "A", vehicle=vehicle)
+        meter = await csms.wait_for("OF-WB1", "MeterValues", after=mark, timeout=4)
+        assert list(currents(meter)) == ["L1"]
+        assert currents(meter)["L1"] == pytest.approx(16, abs=0.2)
+        assert statuses_heard(csms, 1, mark) == ["Preparing", "Charging"]
+
+
+@pytest.mark.parametrize("vehicle", [COMPACT, PHEV], ids=["three-phase car", "one-phase car"])
+async def test_a_three_phase_3_7_kw_evse_suspends_the_car_and_says_why(
+    csms, ticking, caplog, vehicle
+):
+    """5.4 A a phase: no car charges (IEC 61851-1). It went Charging, then SuspendedEVSE
+    with no word of why, which read as the car's doing; now SuspendedEVSE at once, its
+    StatusNotification's info and the log saying what the EVSE offers."""
+    why = "offered 5.4 A per phase, below the 6 A minimum"
+    charger = runtime_charger("OF-WB3", csms.url, evses=1, max_kw=3.7, phases=3)
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        await session(charger, 1, "A", vehicle=vehicle)
+        suspended = await reported(csms, "OF-WB3", 1, "SuspendedEVSE", mark)
+        assert suspended.payload["info"] == why
+        await asyncio.sleep(0.3)  # a few meter visits: it stays so, saying nothing new
+        assert statuses_heard(csms, 1, mark) == ["Preparing", "SuspendedEVSE"]
+        assert charger.evse(1).power_w == 0.0
+        assert f"OF-WB3: connector 1 cannot charge a car: {why}" in caplog.messages

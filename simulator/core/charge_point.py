@@ -1041,6 +1041,8 @@ class Charger:
         if battery is not None and (battery.is_full() or battery.paused):
             ev_suspended = Status.SUSPENDED_EV if self.offers(evse) else Status.SUSPENDED_EVSE
             self.set_status(evse, ev_suspended)
+        elif (below := self.below_ac_minimum(evse)) is not None:
+            self._suspend_below_minimum(evse, below)  # never Charging: nothing can flow
         else:
             self.set_status(evse, Status.CHARGING)
         self.listener.on_transaction(self, tx)
@@ -2890,7 +2892,11 @@ class Charger:
                 if battery.is_full():
                     self.set_status(evse, self._full_status(evse))
                 elif status is Status.CHARGING:
-                    self.set_status(evse, Status.SUSPENDED_EVSE)
+                    below = self.below_ac_minimum(evse)
+                    if below is None:
+                        self.set_status(evse, Status.SUSPENDED_EVSE)
+                    else:
+                        self._suspend_below_minimum(evse, below)
             elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
@@ -2934,6 +2940,25 @@ class Charger:
             at = now if start is None or start <= now else start
             limit = self.profiles.limit_at(evse.connector_id, at, tx_start=start)
         return self.operating_point(evse, limit).offered_w > 0.0
+
+    def below_ac_minimum(self, evse: Evse) -> str | None:
+        """Why this AC connector's own rating lets no car charge, in words (None: it does).
+        Its power over the charger's phases under 6 A a phase (a 3.7 kW EVSE wired to
+        three phases is 5.4 A each): IEC 61851-1's pilot cannot signal it, whatever the car."""
+        spec = self.spec
+        phases = max(1, spec.phases)
+        if spec.power_type != "AC" or spec.voltage_v <= 0:
+            return None
+        amps = evse.max_power_w / (spec.voltage_v * phases)
+        if amps >= MIN_AC_AMPS - 1e-9:
+            return None
+        return f"offered {amps:.1f} A per phase, below the {MIN_AC_AMPS:g} A minimum"
+
+    def _suspend_below_minimum(self, evse: Evse, why: str) -> None:
+        """SuspendedEVSE, saying why (the StatusNotification's info, the log): the EVSE is
+        what holds the car, not the car's own choice."""
+        if self.set_status(evse, Status.SUSPENDED_EVSE, info=why):
+            log.info("%s: connector %d cannot charge a car: %s", self.id, evse.connector_id, why)
 
     def _full_status(self, evse: Evse) -> ConnectorStatus:
         """A full car's status: SuspendedEV, or SuspendedEVSE when the charger offers
