@@ -42,6 +42,7 @@ from scenarios.watch import (
     Watch,
     close_said,
     closes_not_ours,
+    not_ours,
 )
 from simulator import contract
 from simulator.contract import config_keys
@@ -803,21 +804,43 @@ async def _expect_answers_within(ctx: StepContext, limit: float) -> str:
     await ctx.watch.settle()
     pk = ctx.target.pk
     now = time.time() - ctx.watch.settle_seconds  # what has arrived is known up to here
-    return answers_within(ctx.watch.frames.get(pk, []), now, limit, ctx.watch.link_down.get(pk, ()))
+    return answers_within(
+        ctx.watch.frames.get(pk, []),
+        now,
+        limit,
+        ctx.watch.link_down.get(pk, ()),
+        run_started=ctx.run_started,
+    )
 
 
-def cut_off(call: Frame, link_down: Iterable[float], limit: float) -> bool:
-    """Whether the charger's link went down (closed, or a network cut) before the CSMS had
-    `limit` seconds to answer this CALL: no answer could come, the CSMS is not to blame (the
-    charger sends a transaction message again after the reconnect, under a new id)."""
-    return any(call.at <= down < call.at + limit for down in link_down)
+def cut_off(call: Frame, link_down: Iterable[LinkEvent], limit: float) -> LinkEvent | None:
+    """The charger's link going down (closed, or a network cut) before the CSMS had `limit`
+    seconds to answer this CALL, if it did: no answer can come after it (the charger sends
+    a transaction message again after the reconnect, under a new id)."""
+    return next((down for down in link_down if call.at <= down.at < call.at + limit), None)
+
+
+def dropped_unanswered(call: Frame, down: LinkEvent | None) -> str | None:
+    """Why a CALL got no answer when the link going down that cut it off was the CSMS's
+    doing (`not_ours`: it closed the connection or went away instead of answering), as a
+    verdict says it ("the CSMS closed the connection 0.40 s later (code ...)"); None when
+    the scenario took the link down, or nothing did."""
+    if down is None or not not_ours(down):
+        return None
+    return close_said(down, later_than=call.at)
 
 
 def answers_within(
-    frames: list[Frame], now: float, limit: float, link_down: Iterable[float] = ()
+    frames: list[Frame],
+    now: float,
+    limit: float,
+    link_down: Iterable[LinkEvent] = (),
+    *,
+    run_started: float = 0.0,
 ) -> str:
-    """`answers_within`: every CALL answered within `limit` s (one cut off by the link going
-    down is left out, `cut_off`); StepFailed for the first that was not."""
+    """`answers_within`: every CALL answered within `limit` s; StepFailed for the first
+    that was not. One the CSMS dropped the connection on counts as not answered; one cut
+    off by the scenario's own taking the link down is left out (`cut_off`)."""
     answers = {
         f.message_id: f
         for f in frames
@@ -830,8 +853,15 @@ def answers_within(
     for call in calls:
         answer = answers.get(call.message_id)
         if answer is None:
+            down = cut_off(call, downs, limit)
+            dropped = dropped_unanswered(call, down)
+            if dropped is not None:
+                raise StepFailed(
+                    f"{call.action} sent {max(call.at - run_started, 0.0):.1f} s into the run "
+                    f"was not answered: {dropped}{malformed_after(frames, call)}"
+                )
             if now - call.at > limit:
-                if cut_off(call, downs, limit):
+                if down is not None:
                     lost += 1
                     continue
                 raise StepFailed(
@@ -935,15 +965,16 @@ def timed_calls(
     now: float,
     grace: float,
     action: str | None = None,
-    link_down: Iterable[float] = (),
+    link_down: Iterable[LinkEvent] = (),
 ) -> list[Timed]:
     """Each CALL the charger sent (of `action`, or all) with the seconds to the CSMS's
     answer (CALLRESULT or CALLERROR). A CALL whose answer the charger refused (it breaks
     the OCPP 1.6 schema, `Frame.refused`) got no answer: its call failed, and no other
     answer will come for it, so it counts as infinitely slow at once, as `answers_within`
-    fails on it. An unanswered CALL counts as infinitely slow once it is older than
-    `grace` (a younger one may still be answered: it is left out, and so is one the link
-    going down cut off: `cut_off`)."""
+    fails on it. So does one the CSMS dropped the connection on (`dropped_unanswered`). An
+    unanswered CALL counts as infinitely slow once it is older than `grace` (a younger one
+    may still be answered: it is left out, and so is one the scenario's taking the link
+    down cut off: `cut_off`)."""
     downs = list(link_down)
     answers = {
         f.message_id: f
@@ -961,9 +992,14 @@ def timed_calls(
             timed.append(Timed(frame, max(answer.at - frame.at, 0.0)))
         elif answer is not None:
             timed.append(Timed(frame, math.inf, str(answer_fault(frame.action, answer))))
-        elif now - frame.at > grace and not cut_off(frame, downs, grace):
-            why = f"no answer after {now - frame.at:.1f} s"
-            timed.append(Timed(frame, math.inf, why, unanswered=True))
+        else:
+            down = cut_off(frame, downs, grace)
+            dropped = dropped_unanswered(frame, down)
+            if dropped is not None:  # no answer can come: infinitely slow at once
+                timed.append(Timed(frame, math.inf, dropped, unanswered=True))
+            elif now - frame.at > grace and down is None:
+                why = f"no answer after {now - frame.at:.1f} s"
+                timed.append(Timed(frame, math.inf, why, unanswered=True))
     return timed
 
 
@@ -972,7 +1008,7 @@ def response_times(
     now: float,
     grace: float,
     action: str | None = None,
-    link_down: Iterable[float] = (),
+    link_down: Iterable[LinkEvent] = (),
 ) -> list[float]:
     """The seconds of `timed_calls`, in the order the CALLs were sent."""
     return [t.seconds for t in timed_calls(frames, now, grace, action, link_down)]

@@ -129,23 +129,32 @@ def closed_by(detail: dict[str, Any]) -> str:
     return contract.CLOSED_BY_CHARGER
 
 
+def not_ours(link: LinkEvent) -> bool:
+    """Whether this is a `closed` event whose close was not the scenario's doing."""
+    return link.event == "closed" and closed_by(link.detail) in NOT_OURS
+
+
 def closes_not_ours(links: list[LinkEvent], since: float = 0.0) -> list[LinkEvent]:
     """The `closed` events from `since` on whose close was not the scenario's doing."""
-    return [
-        link
-        for link in links
-        if link.event == "closed" and link.at >= since and closed_by(link.detail) in NOT_OURS
-    ]
+    return [link for link in links if link.at >= since and not_ours(link)]
 
 
-def close_said(link: LinkEvent, run_started: float | None = None) -> str:
+def close_said(
+    link: LinkEvent, run_started: float | None = None, *, later_than: float | None = None
+) -> str:
     """A close as a report says it: who closed the connection, with the close code and
-    reason as received, and (given the run's start) when, in seconds into the run."""
+    reason as received, and when: in seconds into the run (given the run's start), or
+    in seconds after `later_than` (a CALL the close left without its answer)."""
     detail = link.detail
     by = closed_by(detail)
     code = detail.get("code")
     reason = str(detail.get("reason") or "")
-    when = "" if run_started is None else f" {max(link.at - run_started, 0.0):.1f} s into the run"
+    if later_than is not None:
+        when = f" {max(link.at - later_than, 0.0):.2f} s later"
+    elif run_started is not None:
+        when = f" {max(link.at - run_started, 0.0):.1f} s into the run"
+    else:
+        when = ""
     if by == contract.CLOSED_BY_CSMS:
         said = f'"{reason[:_SHOWN_REASON]}"' if reason else "no reason"
         return f"the CSMS closed the connection{when} (code {code}, {said})"
@@ -192,8 +201,8 @@ class Watch:
         self.events: list[contract.StreamEvent] = []
         self.dropped = 0
         self.frames: dict[int, list[Frame]] = {pk: [] for pk in chargers}
-        # charger pk -> when its link went down (`LINK_DOWN`), oldest first
-        self.link_down: dict[int, list[float]] = {}
+        # charger pk -> its link going down (`LINK_DOWN`), oldest first
+        self.link_down: dict[int, list[LinkEvent]] = {}
         # charger pk -> the events of its connection, oldest first
         self.links: dict[int, list[LinkEvent]] = {}
         self._changed = asyncio.Event()
@@ -295,12 +304,13 @@ class Watch:
     def _add_link(self, pk: int, at: float, data: Any) -> None:
         name = str(data.get("event", ""))
         detail = data.get("detail")
+        link = LinkEvent(at, name, dict(detail) if isinstance(detail, dict) else {})
         links = self.links.setdefault(pk, [])
-        links.append(LinkEvent(at, name, dict(detail) if isinstance(detail, dict) else {}))
+        links.append(link)
         if len(links) > MAX_FRAMES_PER_CHARGER:
             del links[: MAX_FRAMES_PER_CHARGER // 10]
         if name in LINK_DOWN:
             downs = self.link_down.setdefault(pk, [])
-            downs.append(at)
+            downs.append(link)
             if len(downs) > MAX_FRAMES_PER_CHARGER:
                 del downs[: MAX_FRAMES_PER_CHARGER // 10]

@@ -384,3 +384,50 @@ def test_a_call_whose_wait_the_link_ended_holds_nothing_back() -> None:
         'connection (code 1011, "bye"))'
     )
     assert not_sent_because([heartbeat], [closed, connected], "StatusNotification", 0.0) == ""
+
+
+class ClosingInstead(CSMSConnection):
+    """Closes the connection instead of answering the first StatusNotification Preparing
+    (of the CSMS's life: the charger sends it again after the reconnect, and that one is
+    answered)."""
+
+    closed: ClassVar[list[str]] = []
+
+    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
+        preparing = action == "StatusNotification" and payload.get("status") == "Preparing"
+        if not preparing or self.closed:
+            await super()._route_call(raw, unique_id, action, payload)
+            return
+        self.closed.append(str(unique_id))
+        self.csms._record(self, "in", CALL, unique_id, action, payload, raw)
+        await self.websocket.close(1011, "going away")
+
+
+DROPPED = """\
+name: dropped
+description: x
+chargers: {template: {count: 1}}
+steps:
+  - plug_in: {wait: Preparing}
+  - wait: {seconds: 1}
+"""
+# The CALL the CSMS closed the connection on, as a verdict says it.
+DROPPED_SAID = (
+    r"StatusNotification sent \d+\.\d s into the run(?: was not answered)?: the CSMS closed the "
+    r'connection \d\.\d\d s later \(code 1011, "going away"\)'
+)
+
+
+@pytest.mark.parametrize(
+    "expect", ["{answers_within: 5}", "{response_time: {max: 5}}"], ids=["within", "time"]
+)
+async def test_a_call_the_csms_closed_the_connection_on_was_not_answered(
+    csms: CentralSystem, expect: str
+) -> None:
+    """A CSMS that drops the socket instead of answering passed `answers_within` and
+    `response_time`: the CALL was left out as one the link going down cut off."""
+    csms.connection_class = type("Closing", (ClosingInstead,), {"closed": []})
+    run = await run_scenario(DROPPED + f"  - expect: {expect}\n", csms)
+    [_, _, (status, message)] = steps_of(run)
+    assert status == "failed", message
+    assert re.search(DROPPED_SAID, message), message

@@ -28,7 +28,7 @@ from scenarios.steps import (
     response_times,
     timed_calls,
 )
-from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame
+from scenarios.watch import CALL, CALLERROR, CALLRESULT, Frame, LinkEvent
 from simulator.csms import CentralSystem
 from simulator.management.commands.runscenario import InProcessEngine
 from simulator.runtime.traffic import SiteTraffic
@@ -225,6 +225,36 @@ def _frame(at: float, kind: int, message_id: str, action: str = "Heartbeat") -> 
     return Frame(at, direction, kind, message_id, action, {})
 
 
+def _cut(at: float) -> LinkEvent:
+    """The scenario's network step cutting the charger's link."""
+    return LinkEvent(at, "network_cut", {})
+
+
+def _csms_closed(at: float) -> LinkEvent:
+    detail = {"by": "csms", "code": 1011, "reason": "going away", "summary": "closed by peer"}
+    return LinkEvent(at, "closed", detail)
+
+
+def test_a_call_the_csms_closed_the_connection_on_was_not_answered() -> None:
+    """A CSMS that drops the socket instead of answering passed `answers_within` (the
+    CALL was left out as cut off) and `response_time` (not timed): it did not answer."""
+    frames = [_frame(10.0, CALL, "a"), _frame(10.1, CALLRESULT, "a"), _frame(11.0, CALL, "b")]
+    with pytest.raises(StepFailed) as failed:
+        answers_within(frames, now=20.0, limit=5.0, link_down=[_csms_closed(11.4)], run_started=9.0)
+    assert str(failed.value) == (
+        "Heartbeat sent 2.0 s into the run was not answered: the CSMS closed the connection "
+        '0.40 s later (code 1011, "going away")'
+    )
+    # Young as it is, no answer can come for it after the close.
+    with pytest.raises(StepFailed, match="was not answered: the CSMS closed"):
+        answers_within(frames, now=11.5, limit=5.0, link_down=[_csms_closed(11.4)])
+    [_, dropped] = timed_calls(frames, now=11.5, grace=5.0, link_down=[_csms_closed(11.4)])
+    assert (dropped.seconds, dropped.why) == (
+        math.inf,
+        'the CSMS closed the connection 0.40 s later (code 1011, "going away")',
+    )
+
+
 def test_response_times_pair_calls_with_answers_and_leave_out_young_unanswered_ones() -> None:
     frames = [
         _frame(10.0, CALL, "a"),
@@ -238,8 +268,12 @@ def test_response_times_pair_calls_with_answers_and_leave_out_young_unanswered_o
     assert response_times(frames, now=20.0, grace=2.0, action="Authorize") == [3.0]
     # The link went down 1 s after "c" was sent: no answer could come, it is left out. A
     # link lost long after the CALL (the CSMS had its time) leaves it infinitely slow.
-    assert response_times(frames, now=20.0, grace=2.0, link_down=[13.0]) == [0.5, 3.0]
-    assert response_times(frames, now=20.0, grace=2.0, link_down=[15.0]) == [0.5, 3.0, math.inf]
+    assert response_times(frames, now=20.0, grace=2.0, link_down=[_cut(13.0)]) == [0.5, 3.0]
+    assert response_times(frames, now=20.0, grace=2.0, link_down=[_cut(15.0)]) == [
+        0.5,
+        3.0,
+        math.inf,
+    ]
 
 
 def test_an_answer_the_charger_refused_is_no_answer_to_time() -> None:
@@ -280,11 +314,11 @@ def test_answers_within_leaves_out_a_call_the_link_going_down_cut_off() -> None:
     frames = [_frame(10.0, CALL, "a"), _frame(10.1, CALLRESULT, "a"), _frame(11.0, CALL, "b")]
     with pytest.raises(StepFailed, match="did not answer Heartbeat"):
         answers_within(frames, now=20.0, limit=5.0)
-    assert answers_within(frames, now=20.0, limit=5.0, link_down=[11.004]) == (
+    assert answers_within(frames, now=20.0, limit=5.0, link_down=[_cut(11.004)]) == (
         "1 CALLs answered, the slowest in 0.10 s (1 cut off by the link going down)"
     )
     with pytest.raises(StepFailed):  # the CSMS had its 5 s before the link went
-        answers_within(frames, now=20.0, limit=5.0, link_down=[17.0])
+        answers_within(frames, now=20.0, limit=5.0, link_down=[_cut(17.0)])
     ordered = sorted(float(n) for n in range(1, 101))
     assert percentile(ordered, 99) == 99.0
     assert percentile(ordered, 50) == 50.0
