@@ -8,7 +8,9 @@ breaks one handler the way real CSMSs get it wrong, and names the library cases
   (a CSMS that looks the tag up in the wrong table);
 - ``silent-heartbeat``: Heartbeat is never answered (a CSMS whose handler swallows it);
 - ``zero-heartbeat-interval``: every BootNotification answer has an interval of 0 (a
-  CSMS that sends an unset setting), Pending and Rejected ones too.
+  CSMS that sends an unset setting), Pending and Rejected ones too;
+- ``closes-instead-of-answering``: the first MeterValues is answered by closing the
+  connection (a CSMS whose handler crashes and takes the socket with it).
 
 `python -m tests.broken_csms KIND [--port P] [--control-port C]` serves one, with its
 control endpoint, until Ctrl-C; it prints both URLs, for
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ocpp.routing import on
 from ocpp.v16 import call_result
@@ -62,6 +64,22 @@ class ZeroHeartbeatInterval(CSMSConnection):
         )
 
 
+class ClosesInsteadOfAnswering(CSMSConnection):
+    """Closes the connection instead of answering the first MeterValues (of the process:
+    the charger reconnects and sends it again, and that and the rest are answered)."""
+
+    closed: ClassVar[list[str]] = []  # the unique id of the CALL it closed on
+
+    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
+        if action != "MeterValues" or self.closed:
+            await super()._route_call(raw, unique_id, action, payload)
+            return
+        self.closed.append(str(unique_id))
+        self.csms.counts[action] += 1
+        self.csms._record(self, "in", CALL, unique_id, action, payload, raw)
+        await self.websocket.close(1011, "going away")
+
+
 # kind -> (connection class, the library cases it must fail)
 KINDS: dict[str, tuple[type[CSMSConnection], tuple[str, ...]]] = {
     "start-transaction-invalid": (InvalidStart, ("auth-accepted-tag-charges",)),
@@ -70,6 +88,7 @@ KINDS: dict[str, tuple[type[CSMSConnection], tuple[str, ...]]] = {
         ZeroHeartbeatInterval,
         ("boot-heartbeat-interval", "boot-pending-then-accepted", "boot-rejected"),
     ),
+    "closes-instead-of-answering": (ClosesInsteadOfAnswering, ("meter-values-answered",)),
 }
 
 

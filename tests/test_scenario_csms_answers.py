@@ -26,6 +26,7 @@ from scenarios.watch import CALL as CALL_FRAME
 from scenarios.watch import Frame, LinkEvent
 from simulator.csms import CALL, CentralSystem, CSMSConnection
 from simulator.management.commands.runscenario import InProcessEngine
+from tests.broken_csms import ClosesInsteadOfAnswering
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -386,34 +387,19 @@ def test_a_call_whose_wait_the_link_ended_holds_nothing_back() -> None:
     assert not_sent_because([heartbeat], [closed, connected], "StatusNotification", 0.0) == ""
 
 
-class ClosingInstead(CSMSConnection):
-    """Closes the connection instead of answering the first StatusNotification Preparing
-    (of the CSMS's life: the charger sends it again after the reconnect, and that one is
-    answered)."""
-
-    closed: ClassVar[list[str]] = []
-
-    async def _route_call(self, raw: str, unique_id: str | None, action: str, payload: Any) -> None:
-        preparing = action == "StatusNotification" and payload.get("status") == "Preparing"
-        if not preparing or self.closed:
-            await super()._route_call(raw, unique_id, action, payload)
-            return
-        self.closed.append(str(unique_id))
-        self.csms._record(self, "in", CALL, unique_id, action, payload, raw)
-        await self.websocket.close(1011, "going away")
-
-
 DROPPED = """\
 name: dropped
 description: x
-chargers: {template: {count: 1}}
+chargers:
+  template: {count: 1, connectors: 1, configuration: {MeterValueSampleInterval: "1"}}
 steps:
   - plug_in: {wait: Preparing}
-  - wait: {seconds: 1}
+  - present_id_tag: {id_tag: TAG-1, wait: Charging}
+  - wait: {seconds: 3}
 """
 # The CALL the CSMS closed the connection on, as a verdict says it.
 DROPPED_SAID = (
-    r"StatusNotification sent \d+\.\d s into the run(?: was not answered)?: the CSMS closed the "
+    r"MeterValues sent \d+\.\d s into the run(?: was not answered)?: the CSMS closed the "
     r'connection \d\.\d\d s later \(code 1011, "going away"\)'
 )
 
@@ -426,8 +412,9 @@ async def test_a_call_the_csms_closed_the_connection_on_was_not_answered(
 ) -> None:
     """A CSMS that drops the socket instead of answering passed `answers_within` and
     `response_time`: the CALL was left out as one the link going down cut off."""
-    csms.connection_class = type("Closing", (ClosingInstead,), {"closed": []})
+    csms.connection_class = type("Closing", (ClosesInsteadOfAnswering,), {"closed": []})
     run = await run_scenario(DROPPED + f"  - expect: {expect}\n", csms)
-    [_, _, (status, message)] = steps_of(run)
+    *passed, (status, message) = steps_of(run)
+    assert [verdict for verdict, _ in passed] == ["passed"] * 3, passed
     assert status == "failed", message
     assert re.search(DROPPED_SAID, message), message
