@@ -2,7 +2,8 @@
 per charger x step (classname "scenario.charger", the charger's id without the run's, name
 "steps[i] kind"; each charger's full id in the suite's properties). A failed step
 carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
-set up its chargers is one errored testcase named "setup", and a charger in error whose
+set up its chargers is one errored testcase named "setup" (its time: how long the setup
+went on before it failed), and a charger in error whose
 steps say nothing of it (it never connected: all skipped) one named "charger". A close
 of a charger's connection that was not the scenario's doing is in the <system-out> of the
 step it happened in (the suite's, before the charger's first step)."""
@@ -51,7 +52,13 @@ def _suite(result: dict[str, Any]) -> ET.Element:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     unplaced: list[str] = []
     if result.get("message"):
-        case = ET.SubElement(suite, "testcase", classname=name, name="setup", time="0")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=name,
+            name="setup",
+            time=f"{float(result.get('setup_duration') or 0):.3f}",
+        )
         ET.SubElement(case, "error", message=str(result["message"]))
         counts["tests"] += 1
         counts["errors"] += 1

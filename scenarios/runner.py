@@ -174,6 +174,9 @@ class Runner:
         self.stop_message = "interrupted before it finished"
         self._t0 = 0.0  # loop time of the start
         self._started_at = 0.0  # Unix time of the start
+        # Seconds the setup took (chargers found or made, loaded, watched), as far as it
+        # got; None while it runs.
+        self._setup_seconds: float | None = None
         # Fleet steps (`is_fleet_step`): the chargers' positions, and each such step's one
         # verdict (by step index), shared by every charger that reached it.
         self._moved = asyncio.Condition()
@@ -209,6 +212,7 @@ class Runner:
                 settle_seconds=self.options.settle_seconds,
             )
             await self.watch.start()
+            self._end_setup()
             spread = self.scenario.spread
             self.chargers = [
                 ChargerRun(t, self.rng.uniform(0, spread) if spread else 0.0) for t in targets
@@ -238,6 +242,7 @@ class Runner:
             log.exception("scenario %s failed", self.scenario.name)
             message = f"the runner failed: {type(exc).__name__}: {exc}"
         finally:
+            self._end_setup()  # one that failed or was cut short took this long
             if host_started and await self._end_sessions(targets):
                 interrupted = True  # cancelled meanwhile: the waiting was cut short, no more
             if self.watch is not None:
@@ -253,6 +258,10 @@ class Runner:
         if interrupted:
             raise asyncio.CancelledError
         return run
+
+    def _end_setup(self) -> None:
+        if self._setup_seconds is None:
+            self._setup_seconds = asyncio.get_running_loop().time() - self._t0
 
     async def _end_sessions(self, targets: list[Target]) -> bool:
         """Stop the sessions still running on the run's temporary chargers, and wait (at
@@ -383,6 +392,9 @@ class Runner:
                     "message": message,
                     "started": datetime.fromtimestamp(self._started_at, UTC).strftime(ISO),
                     "duration": round(took, 3),
+                    "setup_duration": (
+                        None if self._setup_seconds is None else round(self._setup_seconds, 3)
+                    ),
                     "steps_total": len(self.scenario.steps),
                     "chargers": [c.as_dict() for c in self.chargers],
                 }

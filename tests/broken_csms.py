@@ -22,8 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import re
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 from ocpp.routing import on
@@ -34,6 +37,7 @@ from ocpp.v16.enums import Action
 from simulator.csms import CALL, CentralSystem, CSMSConnection
 from simulator.csms.control import ControlServer
 from simulator.csms.run import Control, run_until_stopped
+from tests.process import ROOT
 
 
 class InvalidStart(CSMSConnection):
@@ -117,6 +121,32 @@ async def running_broken_csms(
     finally:
         await control.stop()
         await csms.stop()
+
+
+@contextlib.contextmanager
+def broken_csms_process(kind: str) -> Iterator[tuple[str, str]]:
+    """`python -m tests.broken_csms KIND`: its CSMS URL and its control endpoint's."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.broken_csms", kind],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        # A process that never prints fails the test through pytest-timeout.
+        text = process.stdout.readline() + process.stdout.readline()
+        ws = re.search(r"listening on (ws://\S+?)/<", text)
+        control = re.search(r"control on (http://\S+)", text)
+        assert ws and control, text
+        yield ws.group(1), control.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> int:

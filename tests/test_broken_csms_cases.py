@@ -7,17 +7,11 @@ The runner lives on its own branch (scen-core); until it is in the tree these sk
 from __future__ import annotations
 
 import io
-import os
-import re
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command
 
-from tests.broken_csms import KINDS
+from tests.broken_csms import KINDS, broken_csms_process
 from tests.process import ROOT
 
 pytest.importorskip("scenarios.session", reason="the scenario runner is not in this tree yet")
@@ -34,32 +28,6 @@ def runscenario(*args: str) -> tuple[int, str]:
     code = exited.value.code
     assert isinstance(code, int)
     return code, out.getvalue() + err.getvalue()
-
-
-@contextmanager
-def broken_csms_process(kind: str) -> Iterator[tuple[str, str]]:
-    """`python -m tests.broken_csms KIND`: its CSMS URL and its control endpoint's."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.broken_csms", kind],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        # A process that never prints fails the test through pytest-timeout.
-        text = process.stdout.readline() + process.stdout.readline()
-        ws = re.search(r"listening on (ws://\S+?)/<", text)
-        control = re.search(r"control on (http://\S+)", text)
-        assert ws and control, text
-        yield ws.group(1), control.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

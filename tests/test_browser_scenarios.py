@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.broken_csms import broken_csms_process
 from tests.browser import (
     ARTIFACTS,
     LAYOUT_PROBLEMS,
@@ -72,10 +73,10 @@ def logged_in(browser: Any, site: DemoSite, path: str, width: int = 1400) -> Any
     return page
 
 
-def start(page: Any, site: DemoSite, source: str) -> None:
+def start(page: Any, site: DemoSite, source: str, csms_url: str | None = None) -> None:
     form = page.locator("#start-run")
     form.locator("textarea[name=source]").fill(source)
-    form.locator("input[name=csms_url]").fill(site.csms_url)
+    form.locator("input[name=csms_url]").fill(csms_url or site.csms_url)
     form.locator("button[type=submit]").click()
 
 
@@ -122,6 +123,47 @@ def test_a_run_started_from_the_page_passes_live(site: DemoSite, browser: Any) -
     expect(row.locator("[data-field=status]")).to_have_text("passed")
     expect(row).to_contain_text("2 / 0 of 2")
     expect(page.locator("#start-run textarea[name=source]")).to_have_value("typed, not lost")
+
+
+CLOSED_ON = """\
+name: browser-closed-on
+description: A session against a CSMS that closes the connection on a MeterValues.
+chargers:
+  template: {count: 1, connectors: 1, configuration: {MeterValueSampleInterval: "1"}}
+steps:
+  - plug_in: {wait: Preparing}
+  - present_id_tag: {id_tag: BROWSER-TAG, wait: Charging}
+  - wait: {seconds: 3}
+  - expect: {answers_within: 5}
+"""
+
+
+def test_a_runs_page_shows_the_connections_the_csms_closed(site: DemoSite, browser: Any) -> None:
+    """The JSON and the JUnit said that the CSMS closed the connection during a step (its
+    notes, the charger's disconnects); the page showed only the verdicts. And the setup's
+    time, which the JSON now has."""
+    from playwright.sync_api import expect
+
+    with broken_csms_process("closes-instead-of-answering") as (ws_url, _):
+        page = logged_in(browser, site, "/scenarios/")
+        start(page, site, CLOSED_ON, ws_url)
+        page.wait_for_url(re.compile(r"/scenarios/runs/\d+/$"))
+        expect(page.locator("#run-status")).to_have_text("failed", timeout=RUN_MS)
+    said = re.compile(
+        r'^the CSMS closed the connection \d+\.\d s into the run \(code 1011, "going away"\)'
+    )
+    card = page.locator(".scenario-charger")
+    expect(card.locator('tr[data-step="2"] p.step-note')).to_have_text(said)
+    expect(card.locator("p.step-note")).to_have_count(1)
+    drops = card.locator(".scenario-disconnects li")
+    expect(drops).to_have_count(1)
+    expect(drops).to_have_attribute("data-by", "csms")
+    expect(drops).to_have_text(re.compile(said.pattern + r" \(during steps\[2\]\)$"))
+    expect(card.locator('tr[data-step="3"] td.message')).to_contain_text(
+        "MeterValues sent", use_inner_text=True
+    )
+    expect(page.locator("#run-setup")).to_have_text(re.compile(r"^\d+\.\d s$"))
+    page.screenshot(path=ARTIFACTS / "scenario-run-closed.png", full_page=True)
 
 
 def test_a_format_error_is_shown_with_its_line(site: DemoSite, browser: Any) -> None:

@@ -504,6 +504,36 @@ async def test_chargers_that_cannot_be_found_error_the_run(
     assert run.result["chargers"] == []
 
 
+async def test_a_setup_that_failed_has_its_time_in_the_json_and_the_junit(
+    csms: CentralSystem,
+) -> None:
+    """No worker runs the charger: the setup waits for one (the engine's ack) and fails.
+    Its testcase had a time of 0 whatever the wait; it has the setup's, as measured."""
+    await database_sync_to_async(make_charger)("LONELY-1", csms_url=csms.url)
+    runner = Runner(
+        parse(NO_WORKER),
+        client=EngineClient(ack_seconds=0.2),
+        host=RunningWorkers(),
+        options=Options(settle_seconds=0.3),
+    )
+    run = await runner.execute()
+    assert run.status == "error" and run.message.startswith("the engine: "), run.message
+    setup = run.result["setup_duration"]
+    assert 0 < setup <= run.result["duration"]  # the wait for the ack is in it
+    [case] = ElementTree.fromstring(junit_xml([run.result])).iter("testcase")
+    assert case.get("name") == "setup" and case.find("error") is not None
+    assert case.get("time") == f"{setup:.3f}"
+
+
+NO_WORKER = """\
+name: no-worker
+description: x
+chargers: {ids: [LONELY-1]}
+steps:
+  - wait: {seconds: 0}
+"""
+
+
 SPREAD = """\
 name: spread
 description: x

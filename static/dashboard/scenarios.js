@@ -202,9 +202,13 @@
       table.append(el("thead"), el("tbody"));
       table.tHead.append(headRow);
       wrap.append(table);
-      card.append(head, note, wrap);
+      // The closes of its connection that were not the scenario's doing (the CSMS's, a
+      // lost link, a keepalive ping without its pong): a run can pass with them.
+      const drops = el("div", { class: "scenario-disconnects", hidden: "" });
+      drops.append(el("h3", {}, "Connections the scenario did not close"), el("ul"));
+      card.append(head, note, wrap, drops);
       holder.append(card);
-      return { card, verdict, note, body: table.tBodies[0] };
+      return { card, verdict, note, body: table.tBodies[0], drops };
     }
 
     function paintCharger(charger, running, total) {
@@ -228,6 +232,11 @@
           el("td", { class: "num" }, seconds(step.duration)),
           el("td", { class: "message" }, step.message || "")
         );
+        // What happened during the step that it did not judge (a connection the CSMS
+        // closed, say), as the JSON's notes and the JUnit's system-out say it.
+        for (const text of step.notes || []) {
+          row.children[5].append(el("p", { class: "step-note" }, text));
+        }
         const verdict = el("span");
         badge(verdict, step.status);
         row.children[2].append(verdict);
@@ -239,6 +248,14 @@
         rows.push(row);
       }
       view.body.replaceChildren(...rows);
+      const drops = charger.disconnects || [];
+      view.drops.hidden = drops.length === 0;
+      view.drops.querySelector("ul").replaceChildren(
+        ...drops.map((drop) => {
+          const where = drop.step == null ? "before the first step" : `during steps[${drop.step}]`;
+          return el("li", { "data-by": drop.by }, `${drop.message} (${where})`);
+        })
+      );
     }
 
     function paint(run) {
@@ -251,6 +268,7 @@
       document.getElementById("run-duration").textContent = seconds(
         run.duration != null ? run.duration : result.duration
       );
+      document.getElementById("run-setup").textContent = seconds(result.setup_duration);
       // While running, the progress says how many steps a charger has; once finished,
       // every charger lists every step (the ones after a failure as skipped).
       const total =
