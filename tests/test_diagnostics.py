@@ -17,6 +17,7 @@ from simulator.runtime.events import EventPublisher
 from simulator.runtime.transfers import FileTransfers, LogJournal
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
+from tests.timeline import Timeline, TimelineClock, TimelineTransfers
 
 
 @pytest.fixture
@@ -32,14 +33,20 @@ def journal():
     logger.setLevel(level)
 
 
-def recording_charger(cp_id, csms, journal, **fields):
-    """A charger whose diagnostics hold its frames (the dashboard's frame log) and log."""
+def recording_charger(cp_id, csms, journal, timeline=None, **fields):
+    """A charger whose diagnostics hold its frames (the dashboard's frame log) and log;
+    with a `timeline`, its uploads and the waits on its clock are noted there."""
     publisher = EventPublisher()
-    transfers = FileTransfers(
-        timeout=5.0,
-        frames=lambda charger_id: publisher.frames.get(charger_id, ()),
-        log_journal=journal,
-    )
+    options = {
+        "timeout": 5.0,
+        "frames": lambda charger_id: publisher.frames.get(charger_id, ()),
+        "log_journal": journal,
+    }
+    if timeline is None:
+        transfers = FileTransfers(**options)
+    else:
+        transfers = TimelineTransfers(timeline, **options)
+        fields["clock"] = TimelineClock(timeline)
     return runtime_charger(
         cp_id, csms.url, evses=1, listener=publisher, transfers=transfers, **fields
     )
@@ -135,14 +142,19 @@ async def test_a_failing_upload_is_retried_then_uploaded(csms, files, journal):
 
 
 async def test_retries_and_retry_interval_then_upload_failed(csms, files, journal):
+    """Each retry waits the retryInterval on the charger's clock (seen on its timeline,
+    not timed on the host's)."""
     files.failures["y/"] = 10
-    charger = recording_charger("DG-6", csms, journal)
+    timeline = Timeline()
+    charger = recording_charger("DG-6", csms, journal, timeline)
     async with connected(charger):
         name = await csms.get_diagnostics("DG-6", f"{files.url}/y/", retries=2, retry_interval=1)
         assert await finished(csms, "DG-6", 2) == ["Uploading", "UploadFailed"]
     assert files.requests == [("PUT", f"y/{name}")] * 3  # 1 + retries
-    first, second, third = files.request_times
-    assert second - first >= 1.0 and third - second >= 1.0
+    assert timeline.of("upload", "wait 1", "waited 1") == [
+        *("upload", "wait 1", "waited 1") * 2,
+        "upload",
+    ]
     assert name not in files.received
 
 

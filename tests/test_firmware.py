@@ -21,6 +21,7 @@ from simulator.runtime.events import EventPublisher
 from tests.cast import make_charger
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
+from tests.timeline import Timeline, TimelineClock, TimelineTransfers
 from tests.workers import running
 
 SUCCESS = ["Downloading", "Downloaded", "Installing", "Installed"]
@@ -121,15 +122,26 @@ async def test_an_https_download_trusts_the_chargers_ca_bundle(csms, tmp_path):
 
 
 async def test_a_failing_download_is_retried_retry_interval_apart(csms, files):
+    """Each retry waits the retryInterval on the charger's clock (seen on its timeline,
+    not timed on the host's)."""
     url = files.publish("chargesim-2.0.1.bin", IMAGE)
     files.failures["chargesim-2.0.1.bin"] = 2
-    charger = runtime_charger("FW-5", csms.url, evses=1)
+    timeline = Timeline()
+    charger = runtime_charger(
+        "FW-5",
+        csms.url,
+        evses=1,
+        clock=TimelineClock(timeline),
+        transfers=TimelineTransfers(timeline, timeout=5.0),
+    )
     async with connected(charger):
         await csms.update_firmware("FW-5", url, retries=2, retry_interval=1)
         assert await finished(csms, "FW-5", 4) == SUCCESS
     assert [path for _method, path in files.requests] == ["chargesim-2.0.1.bin"] * 3
-    first, second, third = files.request_times
-    assert second - first >= 1.0 and third - second >= 1.0
+    assert timeline.of("download", "wait 1", "waited 1") == [
+        *("download", "wait 1", "waited 1") * 2,
+        "download",
+    ]
 
 
 async def test_a_download_that_keeps_failing_ends_in_download_failed(csms, files):
