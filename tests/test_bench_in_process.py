@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("shared_limits.py", ["100"], r"site of 100 chargers, grid 500 kW: [\d.]+ µs"),
         ("profiled_meter.py", ["20", "3"], r"20 profiled chargers: [\d.]+ ms CPU"),
         ("managed_meter.py", ["20", "3"], r"load management on, 300 kW: [\d.]+ ms CPU"),
+        ("edit_reboots.py", ["--chargers", "5"], r'"chargers": 5, "apply_seconds": [\d.]+'),
     ],
 )
 def test_an_in_process_bench_runs_to_its_report(tmp_path, script, args, report):
