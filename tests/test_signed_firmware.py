@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from simulator.csms.certificate_authority import CertificateAuthority
+from simulator.ocpp16.schema_check import load_validator
 from tests.engine import connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
 from tests.test_certificates import security_events
@@ -163,27 +164,75 @@ async def test_signed_updates_fail_as_the_charger_is_set_to(
         assert charger.spec.firmware_version == "1.0.0"
 
 
-async def test_a_signed_update_replacing_a_running_one_is_accepted_canceled(
-    csms, files, manufacturer, signer
+def signed_statuses(csms, cp_id):
+    """(status, requestId) of each SignedFirmwareStatusNotification the charger sent."""
+    return [
+        (e.payload["status"], e.payload.get("requestId"))
+        for e in csms.log
+        if e.cp_id == cp_id
+        and e.message_type == 2
+        and e.action == "SignedFirmwareStatusNotification"
+    ]
+
+
+FAR = "2099-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("cp_id", "older", "ended"),
+    [
+        # The image never arrived: the download failed.
+        ("SFW-6", {"retrieve_date": FAR}, [("DownloadScheduled", 1), ("DownloadFailed", 1)]),
+        (
+            "SFW-6R",  # every attempt meets a 503; the next is ten minutes away
+            {"retries": 5, "retry_interval": 600},
+            [("Downloading", 1), ("DownloadFailed", 1)],
+        ),
+        # The image arrived and verified but was never installed.
+        (
+            "SFW-6I",
+            {"install_date": FAR},
+            [
+                ("Downloading", 1),
+                ("Downloaded", 1),
+                ("SignatureVerified", 1),
+                ("InstallScheduled", 1),
+                ("InstallationFailed", 1),
+            ],
+        ),
+    ],
+)
+async def test_a_signed_update_replacing_a_running_one_is_accepted_canceled_and_ends_it(
+    csms, files, manufacturer, signer, cp_id, older, ended
 ):
-    url = files.publish("chargesim-8.0.0.bin", IMAGE)
-    charger = runtime_charger("SFW-6", csms.url, evses=1)
+    """AcceptedCanceled names no requestId: the cancelled update's last status gets its end
+    under its own requestId (the whitepaper's FirmwareStatusEnumType has no Canceled),
+    before the newer request's first status."""
+    files.failures["unreachable/"] = 100
+    older_url = files.publish("unreachable/chargesim-8.0.0.bin", IMAGE)
+    if "retries" not in older:
+        older_url = files.publish("chargesim-8.0.0.bin", IMAGE)
+    url = files.publish("chargesim-8.0.1.bin", IMAGE)
+    charger = runtime_charger(cp_id, csms.url, evses=1)
     async with connected(charger):
-        await csms.install_certificate("SFW-6", manufacturer.root_pem, MF_ROOT)
-        later = await csms.signed_update_firmware(
-            "SFW-6",
-            url,
-            signer.certificate_pem,
-            signer.sign(IMAGE),
-            retrieve_date="2099-01-01T00:00:00Z",
+        await csms.install_certificate(cp_id, manufacturer.root_pem, MF_ROOT)
+        first = await csms.signed_update_firmware(
+            cp_id, older_url, signer.certificate_pem, signer.sign(IMAGE), **older
         )
-        assert later == "Accepted"
-        assert await finished(csms, "SFW-6", 1) == ["DownloadScheduled"]
+        assert first == "Accepted"
+        await finished(csms, cp_id, len(ended) - 1)
         now = await csms.signed_update_firmware(
-            "SFW-6", url, signer.certificate_pem, signer.sign(IMAGE), request_id=2
+            cp_id, url, signer.certificate_pem, signer.sign(IMAGE), request_id=2
         )
         assert now == "AcceptedCanceled"
-        assert (await finished(csms, "SFW-6", 1 + len(SIGNED)))[1:] == SIGNED
+        await wait_until(
+            lambda: signed_statuses(csms, cp_id)[-1:] == [("Installed", 2)],
+            message="the newer update installed",
+        )
+    assert signed_statuses(csms, cp_id) == [*ended, *((status, 2) for status in SIGNED)]
+    validate = load_validator("SignedFirmwareStatusNotification")
+    for status, request_id in signed_statuses(csms, cp_id):
+        validate({"status": status, "requestId": request_id})
 
 
 async def test_a_signed_update_installs_no_earlier_than_its_install_date(

@@ -1572,14 +1572,13 @@ class Charger:
 
     # -- firmware and diagnostics -------------------------------------------------------------
 
-    def start_job(self, name: str, job: Any, *, answered_canceled: bool = False) -> None:
+    def start_job(self, name: str, job: Any) -> None:
         """Run a firmware or diagnostics procedure (a coroutine) as the charger's own task,
-        replacing one of the same kind still running (`_replace_job`; `answered_canceled`:
-        the newer request's answer, AcceptedCanceled, told the CSMS so); it outlives the
+        replacing one of the same kind still running (`_replace_job`); it outlives the
         connection."""
         running = self.jobs.get(name)
         if running is not None and not running.done():
-            self._replace_job(name, running, answered_canceled)
+            self._replace_job(name, running)
         # The task runs the job itself (not a wrapper awaiting it): cancelled before its
         # first step, the job is closed with it instead of left never awaited.
         task = asyncio.get_running_loop().create_task(job, name=f"{self.id}:{name}")
@@ -1594,19 +1593,19 @@ class Charger:
             return False
         return not (name == JOB_FIRMWARE and self.firmware_status in _INSTALL_UNDER_WAY)
 
-    def _replace_job(self, name: str, running: asyncio.Task[None], answered_canceled: bool) -> None:
+    def _replace_job(self, name: str, running: asyncio.Task[None]) -> None:
         """A newer request of a kind the charger runs one at a time (UpdateFirmware or
         SignedUpdateFirmware, GetDiagnostics, GetLog) replaces the older one still running:
-        the CSMS asked again. The security whitepaper's requests say so in their answer
-        (AcceptedCanceled); 1.6's UpdateFirmware and GetDiagnostics have no such answer, so
-        the older one's last status, when it left one open (Downloading, Downloaded,
+        the CSMS asked again. The older one's last status, when it left one open
+        (DownloadScheduled, Downloading, Downloaded, SignatureVerified, InstallScheduled,
         Uploading), is closed with the failure it amounts to (DownloadFailed,
-        InstallationFailed, UploadFailed), queued before the newer one says anything: each
-        Downloading or Uploading the CSMS got has its end. A GetLog's Uploading is closed
-        too, AcceptedCanceled or not: that answer names no requestId, and a CSMS tracking
-        the older request by its id would wait for its end for ever. The log says why
-        either way. An update already installing is let be (it is rebooting into its
-        image): the newer one runs beside it and after the reboot."""
+        InstallationFailed, UploadFailed, UploadFailure), queued before the newer one says
+        anything: each status the CSMS got has its end. The security whitepaper's requests
+        also answer AcceptedCanceled, but that answer names no requestId: a CSMS tracking
+        the older request by its id would wait for its end for ever, so a signed update
+        and a GetLog are closed under their own requestId too. The log says why either
+        way. An update already installing is let be (it is rebooting into its image): the
+        newer one runs beside it and after the reboot."""
         if name == JOB_FIRMWARE and self.firmware_status in _INSTALL_UNDER_WAY:
             log.info(
                 "%s: a new firmware update waits for the one installing (%s) to reboot",
@@ -1615,13 +1614,6 @@ class Charger:
             )
             return
         running.cancel()
-        if answered_canceled and name != JOB_LOG:
-            log.info(
-                "%s: the running %s job is replaced by a newer request (AcceptedCanceled)",
-                self.id,
-                name,
-            )
-            return
         closing: Message | None = None
         ended = ""
         firmware = _FIRMWARE_CLOSING.get(self.firmware_status)
@@ -3058,7 +3050,10 @@ _HEARTBEAT_MAX = config_keys.KEYS["HeartbeatInterval"].maximum or 86_400
 JOB_FIRMWARE = "firmware"  # UpdateFirmware, SignedUpdateFirmware
 JOB_DIAGNOSTICS = "diagnostics"  # GetDiagnostics
 JOB_LOG = "log"  # GetLog
-# A firmware update replaced before it ended: the failure its last status amounts to.
+# A firmware update replaced before it ended: the failure its last status amounts to. The
+# whitepaper's FirmwareStatusEnumType has no Canceled (as 1.6's FirmwareStatus has not):
+# an image that never arrived is DownloadFailed, one that arrived (and verified) but was
+# never installed is InstallationFailed, for a signed update as for a plain one.
 _FIRMWARE_CLOSING = {
     FirmwareStatus.DOWNLOAD_SCHEDULED: FirmwareStatus.DOWNLOAD_FAILED,
     FirmwareStatus.DOWNLOADING: FirmwareStatus.DOWNLOAD_FAILED,

@@ -22,10 +22,11 @@ GetDiagnostics
     reporting Uploading, then Uploaded or UploadFailed.
 
 Each job is one task the charger owns (`Charger.start_job`); a new request of the same kind
-replaces a job still running, except an update already installing. A plain UpdateFirmware or
-GetDiagnostics closes the older one's open status first (a download as DownloadFailed, an
-image waiting to install as InstallationFailed, an upload as UploadFailed); a signed update
-says AcceptedCanceled instead (`Charger._replace_job`).
+replaces a job still running, except an update already installing, and closes the older
+one's open status first (a download as DownloadFailed, an image waiting to install as
+InstallationFailed, an upload as UploadFailed). A signed update also answers
+AcceptedCanceled, and the one it replaces ends under its own requestId
+(`Charger._replace_job`: the whitepaper's FirmwareStatusEnumType has no Canceled).
 """
 
 from __future__ import annotations

@@ -217,12 +217,9 @@ class Operations:
         return FirmwareRequest(location, retrieve_at, *_retry_policy(retries, retry_interval))
 
     def after_update_firmware(self, request: FirmwareRequest) -> None:
-        # A signed update's answer said AcceptedCanceled if it replaces one (`would_cancel`).
-        self.charger.start_job(
-            JOB_FIRMWARE,
-            update_firmware(self.charger, request),
-            answered_canceled=request.signed is not None,
-        )
+        # A signed update's answer said AcceptedCanceled if it replaces one (`would_cancel`);
+        # the one it replaces is closed under its own requestId all the same.
+        self.charger.start_job(JOB_FIRMWARE, update_firmware(self.charger, request))
 
     def on_get_diagnostics(
         self,
@@ -286,7 +283,7 @@ class Operations:
         return ("AcceptedCanceled" if busy else "Accepted"), request
 
     def after_get_log(self, request: LogRequest) -> None:
-        self.charger.start_job(LOG_JOB, upload_log(self.charger, request), answered_canceled=True)
+        self.charger.start_job(LOG_JOB, upload_log(self.charger, request))
 
     # -- security whitepaper (edition 3): certificates and signed firmware -------------------
 
