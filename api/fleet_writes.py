@@ -46,7 +46,7 @@ from api.fleet_schemas import (
 from chargers.configuration_overrides import (
     RESERVED,
     OverrideError,
-    check_custom_total,
+    check_against_stored,
     check_overrides,
 )
 from chargers.deadlocks import retrying_deadlocks
@@ -482,7 +482,7 @@ def check_charger(
             overrides = check_overrides(list(given["configuration"].items()))
             if instance is not None:
                 stored = instance.configuration.values_list("key", flat=True)
-                check_custom_total(overrides, stored)
+                check_against_stored(overrides, stored)
         except OverrideError as exc:
             errors.append(ErrorItem(field="configuration", message=str(exc), row=row))
     if errors:

@@ -31,6 +31,7 @@ from chargers.resources import ChargerResource
 from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract
+from simulator.contract import config_keys
 
 
 def register_text(register_wh: float) -> str:
@@ -231,6 +232,27 @@ class ConfigurationKeyFormSet(BaseInlineFormSet):
         ]
         if any(refused):
             raise forms.ValidationError([message for message in refused if message])
+        self._refuse_case_twins()
+
+    def _refuse_case_twins(self) -> None:
+        """Two rows of this page whose keys differ only in case, one of them new or
+        renamed (the model's check sees only stored rows: two new ones pass it)."""
+        kept = [
+            form
+            for form in self.forms
+            if form.has_changed() or form.instance.pk
+            if not (self.can_delete and form.cleaned_data.get("DELETE", False))
+            if form.cleaned_data.get("key")
+        ]
+        keys = [form.cleaned_data["key"] for form in kept]
+        for n, form in enumerate(kept):
+            if form.instance.pk and "key" not in form.changed_data:
+                continue  # stored as it is: an older pair is let be
+            if "key" in form.errors:
+                continue  # said already (by the model's check against stored rows)
+            twin = config_keys.custom_twin_problem(keys[n], keys[:n] + keys[n + 1 :])
+            if twin is not None:
+                form.add_error("key", twin)
 
     def save_new(self, form, commit=True):
         # On the add page the standard keys' defaults are created with the charger row,

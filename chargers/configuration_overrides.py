@@ -71,6 +71,9 @@ def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise OverrideError(f"{key[:60]!r} is longer than 50 characters.")
         if key in overrides:
             raise OverrideError(f"{key} is given twice.")
+        twin = config_keys.custom_twin_problem(key, overrides)
+        if twin is not None:
+            raise OverrideError(twin)
         if key in config_keys.KEYS:
             try:
                 value = config_keys.normalise(key, value)
@@ -89,8 +92,19 @@ def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return overrides
 
 
-def check_custom_total(overrides: Iterable[str], stored: Iterable[str]) -> None:
-    """An update adds to the custom keys a charger has: the cap is on the sum."""
+def check_against_stored(overrides: Iterable[str], stored: Iterable[str]) -> None:
+    """An update adds to the keys a charger has: a new custom key may not differ from a
+    stored one only in case (`config_keys.custom_twin_problem`; a stored key is set as it
+    is, an older pair let be), and the cap on custom keys is on the sum."""
+    given, kept = list(overrides), set(stored)
+    for key in given:
+        twin = None if key in kept else config_keys.custom_twin_problem(key, kept)
+        if twin is not None:
+            raise OverrideError(twin)
+    _check_custom_total(given, kept)
+
+
+def _check_custom_total(overrides: Iterable[str], stored: Iterable[str]) -> None:
     total = len(custom_keys(overrides) | custom_keys(stored))
     if total > MAX_CUSTOM_KEYS:
         raise OverrideError(

@@ -678,7 +678,7 @@ class ConfigurationKey(models.Model):
             raise ValidationError(
                 {"key": "AuthorizationKey is set on the charger itself (it is write-only)."}
             )
-        twin = config_keys.case_twin_problem(self.key)
+        twin = config_keys.case_twin_problem(self.key) or self.stored_twin_problem()
         if twin is not None:
             raise ValidationError({"key": twin})
         spec = config_keys.KEYS.get(self.key)
@@ -690,6 +690,20 @@ class ConfigurationKey(models.Model):
             # An OCPP key's flag is the protocol's: the charger reports it so whatever is
             # stored (GetConfiguration), and a stored flag saying otherwise would mislead.
             self.readonly = spec.readonly
+
+    def stored_twin_problem(self) -> str | None:
+        """Why this row's key, new or renamed, may not join its charger's stored keys: one
+        differs from it only in case (`config_keys.custom_twin_problem`). A row keeping
+        its key is let be: an older pair stays editable until one of it is deleted."""
+        if self.charger_id is None:  # a charger being added: no stored keys yet
+            return None
+        stored = dict(
+            ConfigurationKey.objects.filter(charger_id=self.charger_id).values_list("pk", "key")
+        )
+        if stored.get(self.pk) == self.key:
+            return None
+        others = [key for pk, key in stored.items() if pk != self.pk]
+        return config_keys.custom_twin_problem(self.key, others)
 
     @staticmethod
     def deletion_refused(key: str, instead: str, *, done: str = "deleted") -> str | None:

@@ -19,7 +19,7 @@ from import_export.widgets import Widget
 
 from chargers.configuration_overrides import (
     OverrideError,
-    check_custom_total,
+    check_against_stored,
     custom_keys,
     format_overrides,
     overrides_of,
@@ -341,7 +341,7 @@ class ChargerResource(FleetResource):
                 "key", flat=True
             )
             try:
-                check_custom_total(custom, stored)
+                check_against_stored(custom, stored)
             except OverrideError as exc:
                 errors["configuration_overrides"] = [ValidationError(str(exc))]
         if not {"power_type", "evse_layout"} & set(errors):

@@ -1,6 +1,7 @@
 """The admin's charger pages as a person uses them (issue 19): a new charger's form starts
 filled in, and the meter register reads as a number of kWh."""
 
+import html
 from datetime import timedelta
 
 import pytest
@@ -623,3 +624,87 @@ def test_the_configuration_key_admin_keeps_what_the_csms_changed_since(admin_cli
     assert admin_client_logged_in.post(url, data).status_code == 302  # saved as shown
     row.refresh_from_db()
     assert row.value == "45"
+
+
+# -- custom keys differing only in case (CiString50) -----------------------------------------
+
+TWIN = "'vendorx' differs from the key VendorX this charger has only in case"
+
+
+def with_new_row(data: dict[str, str], key: str, value: str = "1") -> dict[str, str]:
+    n = int(data["configuration-TOTAL_FORMS"])
+    return {
+        **data,
+        "configuration-TOTAL_FORMS": str(n + 1),
+        f"configuration-{n}-key": key,
+        f"configuration-{n}-value": value,
+    }
+
+
+def test_the_configuration_inline_refuses_a_key_differing_from_another_only_in_case(
+    admin_client_logged_in,
+):
+    """A CSMS names VendorX and vendorx the same way and reaches one: the second was stored
+    all the same, never to be read or changed."""
+    charger = make_charger("TWIN-1", evses=1)
+    ConfigurationKey.objects.create(charger=charger, key="VendorX", value="on")
+    url, data = change_page(admin_client_logged_in, charger)
+    response = admin_client_logged_in.post(url, with_new_row(data, "vendorx"))
+    assert response.status_code == 200
+    assert TWIN in html.unescape(response.content.decode())
+    # Two new rows, neither stored yet; and a stored key renamed into a twin.
+    twins = with_new_row(with_new_row(data, "VendorY"), "VENDORY")
+    response = admin_client_logged_in.post(url, twins)
+    assert response.status_code == 200
+    assert "'VENDORY' differs from the key VendorY this charger has only in case" in (
+        html.unescape(response.content.decode())
+    )
+    renamed = with_new_row(data, "Other")
+    renamed[f"configuration-{config_rows(data)['VendorX']}-key"] = "OTHER"
+    response = admin_client_logged_in.post(url, renamed)
+    assert response.status_code == 200
+    assert "differs from the key Other this charger has only in case" in (
+        html.unescape(response.content.decode())
+    )
+    assert sorted(charger.configuration.filter(key__istartswith="v").values_list("key")) == [
+        ("VendorX",)
+    ]
+    assert not charger.configuration.filter(key__iexact="other").exists()
+    # A key of another spelling altogether is a key like any other.
+    assert admin_client_logged_in.post(url, with_new_row(data, "VendorX2")).status_code == 302
+
+
+def test_the_add_form_refuses_two_keys_differing_only_in_case(admin_client_logged_in):
+    location = make_location()
+    data = add_form(admin_client_logged_in)
+    data.update({"charge_point_id": "TWIN-2", "location": str(location.pk)})
+    data = with_new_row(with_new_row(data, "VendorX"), "vendorx")
+    response = admin_client_logged_in.post(ADD, data)
+    assert response.status_code == 200
+    assert TWIN in html.unescape(response.content.decode())
+    assert not Charger.objects.filter(charge_point_id="TWIN-2").exists()
+
+
+def test_the_configuration_key_admin_refuses_a_key_differing_from_another_only_in_case(
+    admin_client_logged_in,
+):
+    charger = make_charger("TWIN-3", evses=1)
+    ConfigurationKey.objects.create(charger=charger, key="VendorX", value="on")
+    other = ConfigurationKey.objects.create(charger=charger, key="Other", value="on")
+    change = reverse("admin:chargers_configurationkey_change", args=[other.pk])
+    data = form_values(admin_client_logged_in.get(change).content.decode())
+    response = admin_client_logged_in.post(change, {**data, "key": "vendorx"})
+    assert response.status_code == 200
+    assert TWIN in html.unescape(response.content.decode())
+    assert charger.configuration.get(pk=other.pk).key == "Other"
+
+
+def test_an_older_pair_differing_only_in_case_stays_editable(admin_client_logged_in):
+    """Stored before the check: changing a value is not adding a key, and the page saves."""
+    charger = make_charger("TWIN-4", evses=1)
+    ConfigurationKey.objects.create(charger=charger, key="VendorX", value="on")
+    ConfigurationKey.objects.create(charger=charger, key="vendorx", value="on")
+    url, data = change_page(admin_client_logged_in, charger)
+    data[f"configuration-{config_rows(data)['vendorx']}-value"] = "off"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert charger.configuration.get(key="vendorx").value == "off"

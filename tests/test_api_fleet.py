@@ -1837,6 +1837,30 @@ def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(api, depot):
     )
 
 
+def test_a_key_differing_from_another_custom_key_only_in_case_is_refused(api, depot):
+    """Keys are CiString50: a CSMS names VendorX and vendorx the same way and reaches only
+    one. Each way the API writes keys refuses the second, naming the field."""
+    twin = "'vendorx' differs from the key VendorX this charger has only in case"
+    charger = make_charger("CP-1", location=depot)
+    ConfigurationKey.objects.create(charger=charger, key="VendorX", value="1")
+    found = errors_of(api.put(f"{V1}/chargers/CP-1/configuration/vendorx", {"value": "2"}))
+    assert [(field, twin in message) for field, message, _ in found] == [("key", True)]
+    found = errors_of(api.patch(f"{V1}/chargers/CP-1", {"configuration": {"vendorx": "2"}}))
+    assert [(field, twin in message) for field, message, _ in found] == [("configuration", True)]
+    body = {**charger_body("CP-2", depot), "configuration": {"VendorX": "1", "vendorx": "2"}}
+    found = errors_of(api.post(f"{V1}/chargers", body))
+    assert [(field, twin in message) for field, message, _ in found] == [("configuration", True)]
+    bulk = {"items": [charger_body("CP-3", depot), body]}
+    found = errors_of(api.post(f"{V1}/bulk/chargers?wait=false", bulk))
+    assert [(f, row, twin in message) for f, message, row in found] == [("configuration", 1, True)]
+    assert list(ConfigurationKey.objects.filter(key__iexact="vendorx").values_list("key")) == [
+        ("VendorX",)
+    ]
+    assert not Charger.objects.filter(charge_point_id__in=["CP-2", "CP-3"]).exists()
+    # The key as it is stored is set like any other.
+    assert api.put(f"{V1}/chargers/CP-1/configuration/VendorX", {"value": "3"}).status_code == 200
+
+
 def test_an_evse_put_refuses_another_connector_id(api, depot):
     make_charger("CP-1", location=depot, evses=2)
     url = f"{V1}/chargers/CP-1/evses/2"

@@ -349,6 +349,34 @@ def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(depot):
     assert table_sizes() == (0, 0, 0)
 
 
+def test_a_key_differing_from_another_custom_key_only_in_case_is_refused(depot):
+    """Keys are CiString50: a CSMS names VendorX and vendorx the same way and reaches only
+    one; the other was stored all the same. Refused in one cell and against the stored
+    keys, by row and column, and nothing of the file is written."""
+    result = run_import(csv_bytes('CP-1,Depot,AC,22,Type2:22,,"VendorX=1; vendorx=2"'))
+    [problem] = result.problems()
+    assert (problem.row, problem.column) == (1, "configuration")
+    assert "'vendorx' differs from the key VendorX this charger has only in case" in (
+        problem.message
+    )
+    assert table_sizes() == (0, 0, 0)
+
+    run_import(csv_bytes("CP-0,Depot,AC,22,Type2:22,,VendorX=1"))
+    before = fleet_snapshot()
+    result = run_import(csv_bytes(GOOD[0], "CP-0,Depot,AC,22,Type2:22,,vendorx=2"))
+    [problem] = result.problems()
+    assert (problem.row, problem.column) == (2, "configuration")
+    assert "'vendorx' differs from the key VendorX this charger has only in case" in (
+        problem.message
+    )
+    assert fleet_snapshot() == before
+    # The key as it is stored is set like any other.
+    assert not run_import(csv_bytes("CP-0,Depot,AC,22,Type2:22,,VendorX=3")).has_errors()
+    assert Charger.objects.get(charge_point_id="CP-0").configuration.get(key="VendorX").value == (
+        "3"
+    )
+
+
 def test_a_million_configuration_keys_in_a_json_cell_are_refused_by_size(depot):
     cell = custom_keys_cell(1_000_000)
     data = json.dumps([{"charge_point_id": "CP-1", "location": "Depot", "configuration": cell}])

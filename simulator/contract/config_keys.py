@@ -7,6 +7,7 @@ to give new chargers their defaults, so each key is defined exactly once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -174,6 +175,24 @@ def case_twin_problem(name: str) -> str | None:
     return (
         f"{name!r} differs from the OCPP key {twin} only in case, and chargers compare key "
         f"names without regard to case: write {twin}."
+    )
+
+
+def custom_twin_problem(name: str, keys: Iterable[str]) -> str | None:
+    """Why `name` is refused as a new custom key beside the charger's keys `keys`: one of
+    them differs from it only in case. A CSMS names both the same way (CiString50) and the
+    charger answers it with one (`ConfigValues.spelling`), so the other could never be
+    read or changed. None when none does, and for a key of the table, which always wins."""
+    if name in KEYS:
+        return None
+    folded = name.casefold()
+    twin = next((key for key in keys if key != name and key.casefold() == folded), None)
+    if twin is None:
+        return None
+    return (
+        f"{name!r} differs from the key {twin} this charger has only in case, and chargers "
+        f"compare key names without regard to case (a CSMS could reach only one of them): "
+        f"write {twin}."
     )
 
 
