@@ -1193,8 +1193,10 @@ class Charger:
             and not battery.is_full()
         ):
             limit = self.limits.get(connector_id)
-            offered = self.operating_point(evse, limit).power_w > 0.0
-            self.set_status(evse, Status.CHARGING if offered else Status.SUSPENDED_EVSE)
+            if self.operating_point(evse, limit).power_w > 0.0:
+                self.set_status(evse, Status.CHARGING)
+            else:
+                self._suspend_evse(evse, limit)
         self.listener.on_change(self)
 
     def inject_fault(
@@ -2683,16 +2685,21 @@ class Charger:
                 if limit.amp_cap is not None:
                     offered = min(offered, limit.amp_cap * _dc_line_v(evse))
             return max(0.0, offered)
+        phases = self._offer_phases(evse, limit)
+        offered = self._ac_offer_w(evse, limit, phases)
+        if offered < MIN_AC_AMPS * self.spec.voltage_v * phases - 1e-6:
+            return 0.0  # below what the control pilot can signal (IEC 61851-1)
+        return offered
+
+    def _ac_offer_w(self, evse: Evse, limit: Limit | None, phases: int) -> float:
+        """The AC power `limit` lets the EVSE offer on `phases`, before the 6 A minimum
+        turns an offer under it into none (`_power_offered`)."""
         offered = evse.max_power_w if limit is None else min(limit.watts, evse.max_power_w)
         evse_phases = max(1, self.spec.phases)
-        phases = self._offer_phases(evse, limit)
-        volts = self.spec.voltage_v
         if phases < evse_phases:
             offered = min(offered, evse.max_power_w * phases / evse_phases)
         if limit is not None and limit.amp_cap is not None:
-            offered = min(offered, limit.amp_cap * volts * phases)
-        if offered < MIN_AC_AMPS * volts * phases - 1e-6:
-            return 0.0  # below what the control pilot can signal (IEC 61851-1)
+            offered = min(offered, limit.amp_cap * self.spec.voltage_v * phases)
         return offered
 
     def _offer_phases(self, evse: Evse, limit: Limit | None) -> int:
@@ -2884,11 +2891,7 @@ class Charger:
                 if battery.is_full():
                     self.set_status(evse, self._full_status(evse))
                 elif status is Status.CHARGING:
-                    below = self.below_ac_minimum(evse)
-                    if below is None:
-                        self.set_status(evse, Status.SUSPENDED_EVSE)
-                    else:
-                        self._suspend_below_minimum(evse, below)
+                    self._suspend_evse(evse, limit)
             elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
@@ -2923,15 +2926,19 @@ class Charger:
         car's share is 0, and one that asks gets a share."""
         if evse.battery is None:
             return evse.max_power_w > 0.0
-        limit = None
-        if len(self.profiles) > 0:
-            start = self.transaction_starts().get(evse.connector_id)
-            now = self.now()
-            # A transaction's start is stamped to the millisecond: it may lie a moment
-            # after the clock read here, and its profiles apply from it.
-            at = now if start is None or start <= now else start
-            limit = self.profiles.limit_at(evse.connector_id, at, tx_start=start)
-        return self.operating_point(evse, limit).offered_w > 0.0
+        return self.operating_point(evse, self._own_limit(evse)).offered_w > 0.0
+
+    def _own_limit(self, evse: Evse) -> Limit | None:
+        """The connector's limit under its profiles alone (the ChargePointMax as if it
+        charged alone), before any sharing; None without profiles."""
+        if len(self.profiles) == 0:
+            return None
+        start = self.transaction_starts().get(evse.connector_id)
+        now = self.now()
+        # A transaction's start is stamped to the millisecond: it may lie a moment
+        # after the clock read here, and its profiles apply from it.
+        at = now if start is None or start <= now else start
+        return self.profiles.limit_at(evse.connector_id, at, tx_start=start)
 
     def below_ac_minimum(self, evse: Evse) -> str | None:
         """Why this AC connector's own rating lets no car charge, in words (None: it does).
@@ -2945,6 +2952,50 @@ class Charger:
         if amps >= MIN_AC_AMPS - 1e-9:
             return None
         return f"offered {amps:.1f} A per phase, below the {MIN_AC_AMPS:g} A minimum"
+
+    def _suspend_evse(self, evse: Evse, limit: Limit | None) -> None:
+        """SuspendedEVSE for a car that wants energy the charger lets none of flow under
+        `limit` (the one in force), saying why when the EVSE's rating or a limit under the
+        6 A minimum is the cause. Worked out on the change of status only, never per tick."""
+        below = self.below_ac_minimum(evse)
+        if below is not None:
+            self._suspend_below_minimum(evse, below)
+            return
+        why = self._limit_reason(evse, limit)
+        if self.set_status(evse, Status.SUSPENDED_EVSE, info=why) and why is not None:
+            log.info("%s: connector %d suspends the car: %s", self.id, evse.connector_id, why)
+
+    def _limit_reason(self, evse: Evse, limit: Limit | None) -> str | None:
+        """Why `limit` lets the car on this AC connector draw nothing, in words short
+        enough for a StatusNotification's info (50 characters): a charging profile, the
+        charger's power share or the site's load limit leaves under 6 A a phase (IEC
+        61851-1), or a profile is under its minChargingRate. None when no limit is why (DC,
+        an idTag the CSMS refused, no limit in force)."""
+        spec = self.spec
+        if limit is None or spec.power_type == "DC" or spec.voltage_v <= 0 or evse.deauthorized:
+            return None
+        if limit.below_minimum:
+            return "charging profile is below its minChargingRate"
+        amps = self._offer_amps(evse, limit)
+        if amps >= MIN_AC_AMPS - 1e-6:
+            return None
+        source = "charging profile"
+        own = self._own_limit(evse)
+        own_amps = math.inf if own is None else self._offer_amps(evse, own)
+        if own_amps < MIN_AC_AMPS - 1e-6:
+            amps = own_amps  # the profile alone holds the car, whatever is shared
+        elif self.site_caps_w.get(evse.connector_id, math.inf) <= limit.watts + 1e-6:
+            source = "site load limit"
+        elif self.power_shared:
+            source = "power share"
+        # Rounded down: 5.96 A is no "6.0 A ... below the 6 A minimum".
+        shown = math.floor(amps * 10) / 10
+        return f"{source} allows {shown:.1f} A per phase ({MIN_AC_AMPS:g} A min)"
+
+    def _offer_amps(self, evse: Evse, limit: Limit) -> float:
+        """The current per phase `limit` lets this AC EVSE offer, the 6 A minimum aside."""
+        phases = self._offer_phases(evse, limit)
+        return self._ac_offer_w(evse, limit, phases) / (self.spec.voltage_v * phases)
 
     def _suspend_below_minimum(self, evse: Evse, why: str) -> None:
         """SuspendedEVSE, saying why (the StatusNotification's info, the log): the EVSE is
