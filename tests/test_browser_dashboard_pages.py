@@ -5,7 +5,9 @@ gauge over the limit, and layouts that hold from 360 px to 1,920 px."""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -589,6 +591,55 @@ def test_the_recent_transactions_follow_a_session_without_a_reload(site, browser
     expect(newest).not_to_contain_text("open", timeout=LIVE_MS)
     expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^\d+ → \d+ Wh$"))
     page.screenshot(path=ARTIFACTS / "pages-8b-recent-transactions.png", full_page=True)
+    card.locator("button[data-command=unplug]").click()
+    expect(card.locator("[data-field=status]")).to_have_text("Available")
+
+
+def control(site: DemoSite, path: str, body: dict[str, Any]) -> None:
+    """POST to the built-in CSMS's control endpoint (the port the demo announced)."""
+    found = re.search(r"control endpoint \(scenarios' csms_control\) on (\S+)", site.sim.output)
+    assert found is not None, site.sim.output[-2000:]
+    sent = urllib.request.Request(
+        found.group(1) + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(sent, timeout=LIVE_MS / 1000) as answer:
+        assert answer.status == 200
+
+
+def test_a_suspended_connector_says_why_next_to_its_status(site, browser):
+    """A TxProfile of 4 A from the CSMS holds the car back (SuspendedEVSE): the card says
+    why beside the status, and nothing once the profile is cleared and the car charges."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0004")
+    start_session(page, 2, "WHY-1")
+    card = page.locator('.evse-card[data-evse="2"]')
+    why = card.locator("[data-field=status_info]")
+    expect(why).to_be_hidden()
+    transaction = card.locator("[data-field=transaction]")
+    expect(transaction).to_have_text(re.compile(r"^\d+$"))
+    profile = {
+        "chargingProfileId": 41,
+        "transactionId": int(transaction.inner_text()),
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 4}],
+        },
+    }
+    body = {"connectorId": 2, "csChargingProfiles": profile}
+    control(site, "/chargers/DEMO-0004/SetChargingProfile", body)
+    expect(card.locator("[data-field=status]")).to_have_text("SuspendedEVSE")
+    expect(why).to_be_visible()
+    expect(why).to_have_text("charging profile allows 4.0 A per phase (6 A min)")
+    page.screenshot(path=ARTIFACTS / "pages-8c-suspended-why.png", full_page=True)
+    control(site, "/chargers/DEMO-0004/ClearChargingProfile", {"id": 41})
+    expect(card.locator("[data-field=status]")).to_have_text("Charging")
+    expect(why).to_be_hidden()
+    card.locator("button[data-command=stop]").click()
+    expect(card.locator("[data-result]")).to_contain_text("stopped")
     card.locator("button[data-command=unplug]").click()
     expect(card.locator("[data-field=status]")).to_have_text("Available")
 

@@ -396,6 +396,9 @@ class EvseSnapshot(TypedDict):
     connector_id: int
     status: str  # a ConnectorStatus value
     error_code: str
+    # Why, in words, as the last StatusNotification said it (its info): what holds a
+    # SuspendedEVSE car back, a fault's text; None when it says nothing.
+    info: str | None
     power_w: float
     register_wh: float
     soc: float | None

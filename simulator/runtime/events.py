@@ -52,6 +52,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
                 connector_id=evse.connector_id,
                 status=str(evse.status),
                 error_code=evse.error_code,
+                info=evse.info,
                 power_w=round(evse.power_w, 1),
                 register_wh=round(evse.register_wh, 1),
                 soc=None if evse.soc is None else round(evse.soc, 1),

@@ -822,6 +822,11 @@
         if (!card) continue;
         const field = function (name) { return card.querySelector("[data-field=" + name + "]"); };
         setStatus(field("status"), statusOf(snap, evse));
+        // Why it is in that status (the StatusNotification's info), while it runs.
+        const statusInfo = field("status_info");
+        const why = snap.in_service !== false && evse.info ? evse.info : "";
+        if (statusInfo) statusInfo.hidden = !why;
+        setText(statusInfo, why);
         setText(field("power"), kw(evse.power_w));
         setText(field("soc"), pct(evse.soc));
         // Whole Wh cut, as the charger reports the register to the CSMS (meterStop).
