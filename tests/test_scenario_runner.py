@@ -954,8 +954,10 @@ async def test_a_charger_that_cannot_connect_says_why_and_where(
         "(it is offline; its last attempt to connect to ws://127.0.0.1:9/ocpp: connection refused)"
     ), charger
     # The time the run spent on it (its attempt to connect), in the JSON and the JUnit, as
-    # a step's testcase has the step's: not 0.
-    assert 3.0 <= charger["duration"] < 10.0, charger
+    # a step's testcase has the step's: not 0. Read on the runner's own stamps: the whole
+    # connect wait (CONNECT_SECONDS) is in it, and it is a part of the run's duration; how
+    # long the host took is not the test's business.
+    assert 3.0 <= charger["duration"] <= run.result["duration"], (charger, run.result)
     suite = ElementTree.fromstring(junit_xml([run.result]))
     [case] = [case for case in suite.iter("testcase") if case.get("name") == "charger"]
     assert float(case.get("time", "0")) == charger["duration"]
