@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from simulator.runtime.events import EventPublisher
 from tests.cast import make_charger
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.file_servers import ftp_server
-from tests.timeline import Timeline, TimelineClock, TimelineTransfers
+from tests.timeline import StoppedDateClock, Timeline, TimelineClock, TimelineTransfers
 from tests.workers import running
 
 SUCCESS = ["Downloading", "Downloaded", "Installing", "Installed"]
@@ -161,16 +162,23 @@ async def test_a_download_that_keeps_failing_ends_in_download_failed(csms, files
 
 
 async def test_the_download_waits_for_a_retrieve_date_in_the_future(csms, files):
+    """The charger waits on its clock until the retrieveDate, then downloads (seen on its
+    timeline; its date stands still, so the wait is exactly the 2 s to that date)."""
     url = files.publish("chargesim-2.2.0.bin", IMAGE)
-    charger = runtime_charger("FW-7", csms.url, evses=1)
+    timeline = Timeline()
+    charger = runtime_charger(
+        "FW-7",
+        csms.url,
+        evses=1,
+        clock=StoppedDateClock(timeline, time.time()),
+        transfers=TimelineTransfers(timeline, timeout=5.0),
+    )
     async with connected(charger):
-        retrieve = datetime.now(UTC) + timedelta(seconds=2)
+        retrieve = datetime.fromtimestamp(charger.wall_time() + 2, UTC).isoformat()
         await csms.update_firmware("FW-7", url, retrieve)
         assert await finished(csms, "FW-7", 4) == SUCCESS
-    [(at, _path)] = [
-        (at, path) for at, path in zip(files.request_times, files.requests, strict=True)
-    ]
-    assert at >= retrieve.timestamp()
+    assert timeline.of("download", "wait 2", "waited 2") == ["wait 2", "waited 2", "download"]
+    assert len(files.requests) == 1
 
 
 @pytest.mark.parametrize(

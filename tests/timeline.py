@@ -37,6 +37,19 @@ class TimelineClock(LoopClock):
         return super().call_later(delay, went_off)
 
 
+class StoppedDateClock(TimelineClock):
+    """A `TimelineClock` whose date (`time()`) stands still at `date` while its timers run
+    on the loop: a wait for a date the test gives relative to the charger's own
+    (`Charger.wall_time()`) is then exactly that many seconds, whatever the host took."""
+
+    def __init__(self, timeline: Timeline, date: float) -> None:
+        super().__init__(timeline)
+        self.date = date
+
+    def time(self) -> float:
+        return self.date
+
+
 class TimelineTransfers(FileTransfers):
     """Real transfers (`FileTransfers`), each attempt noted ("download", "upload") as it
     starts."""
