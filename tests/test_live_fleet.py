@@ -524,6 +524,47 @@ async def test_an_edited_vehicle_model_is_used_from_the_next_session(worker, csm
     )
 
 
+async def test_a_vehicle_model_changed_without_a_message_is_found_by_the_reconciliation(
+    worker, csms, monkeypatch
+):
+    """A queryset update sends no message (nor SQL, nor a message the channel layer lost):
+    the worker kept the old catalogue until it restarted. The periodic look finds the
+    catalogue changed, the next car is the edited model, and a look that finds nothing
+    changed does not read the catalogue again."""
+    vehicle = await sync_to_async(make_vehicle)(0)  # its signal tells the worker
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    await sync_to_async(edit)(pk, default_vehicle=vehicle)
+    await saved(pk)
+    charger = loaded(worker, "CP-LIVE")
+    await wait_until(
+        lambda: (v := charger.pick_vehicle()) is not None and v.name == str(vehicle),
+        message="the new model known",
+    )
+    catalogues = []
+    read = live_fleet.load_vehicles
+
+    def counted_read() -> Any:
+        catalogues.append(1)
+        return read()
+
+    monkeypatch.setattr(live_fleet, "load_vehicles", counted_read)
+
+    await sync_to_async(VehicleModel.objects.filter(pk=vehicle.pk).update)(capacity_kwh=123.0)
+
+    await wait_until(
+        lambda: (v := charger.pick_vehicle()) is not None and v.capacity_kwh == 123.0,
+        message="the edited model picked for the next session",
+    )
+    assert await plug_in(worker, "CP-LIVE", 1) == f"{vehicle} plugged into connector 1 at 30 %"
+    battery = charger.evse(1).battery
+    assert battery is not None and battery.spec.capacity_kwh == 123.0
+    read_when_changed = len(catalogues)
+    assert read_when_changed >= 1
+    assert await worker.reloader.reconcile() == []
+    assert await worker.reloader.reconcile() == []
+    assert len(catalogues) == read_when_changed  # nothing changed since: not read again
+
+
 async def plug_in(service: Simulator, cp_id: str, connector_id: int) -> str:
     """A car plugged in as the dashboard's button does it, with no model chosen: the
     charger's default, or any model that fits it."""

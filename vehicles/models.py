@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -106,6 +107,13 @@ class VehicleModelManager(models.Manager["VehicleModel"]):
 
     def get_by_natural_key(self, make: str, model: str) -> VehicleModel:
         return self.get(make=make, model=model)
+
+    def version(self) -> list[tuple[Any, ...]]:
+        """The catalogue as it stands, to compare with an earlier look: any edit, addition
+        or deletion changes it, however it was made (a form, a queryset update, SQL). The
+        model has no `updated` stamp, and one would not see the last two; the catalogue is
+        a few rows (tens, not the fleet's thousands), so one query reads them all."""
+        return list(self.order_by("pk").values_list("pk", *VehicleModel.EDITABLE_FIELDS))
 
 
 class VehicleModel(models.Model):

@@ -34,6 +34,11 @@ newest change seen arrived, every row that could surface behind it has (a save c
 within `LOOK_BACK` of its stamp), so look-backs stop until a newer change moves the
 watermark. Before, a fleet imported and then left alone had all its rows inside the
 look-back of its unmoving watermark, read again every 30 s.
+
+Vehicle models have no `updated` stamp (and a queryset update or SQL would not set one):
+the same look reads the catalogue's few rows (`VehicleModel.objects.version()`) and, when
+they differ from those last applied, the chargers and the traffic take the catalogue
+again. Before, a lost message left a worker on the old catalogue until it restarted.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from simulator.runtime.persistence import (
     read_chargers,
 )
 from simulator.runtime.store import Store
+from vehicles.models import VehicleModel
 
 if TYPE_CHECKING:
     from chargers.models import Charger as ChargerRow
@@ -170,6 +176,9 @@ class FleetReloader:
         self.watermark: datetime | None = None
         self._watermark_moved = float("-inf")  # loop time the watermark last moved
         self.count = -1
+        # The vehicle catalogue as last read for the chargers (`VehicleModel.objects.version`,
+        # read before the catalogue itself: a change in between is only applied twice).
+        self.vehicles_version: list[tuple[Any, ...]] | None = None
         # pks that reboot when their session ends -> when their edit was first seen (Unix
         # time): the instant their pages' set-up is old from (`Charger.setup_at`).
         self.waiting_reboot: dict[int, float] = {}
@@ -208,7 +217,9 @@ class FleetReloader:
 
     async def prime(self) -> None:
         """Before the fleet is loaded: what the database holds now is what gets loaded."""
-        self.seen, self.watermark, self.count = await in_thread(_all_versions)()
+        self.seen, self.watermark, self.count, self.vehicles_version = await in_thread(
+            _all_versions
+        )()
         self._watermark_moved = asyncio.get_running_loop().time()
 
     async def run(self, reconcile_seconds: float = RECONCILE_SECONDS) -> None:
@@ -272,7 +283,7 @@ class FleetReloader:
             self._looked_back = now
             self.look_backs += 1
             start -= LOOK_BACK
-        changed, count = await in_thread(_changed_since)(start, self.count)
+        changed, count, vehicles_version = await in_thread(_changed_since)(start, self.count)
         service = self.service
         pks = set()
         for pk, (updated, cp_id) in changed.items():
@@ -298,10 +309,15 @@ class FleetReloader:
         pks |= ready
         pks |= set(self.waiting_handover)
         pks |= self.retry
-        if not pks and not self.retry_vehicles:
+        vehicles = self.retry_vehicles or vehicles_version != self.vehicles_version
+        if not pks and not vehicles:
             return []
-        log.info("reconciling %d changed chargers", len(pks))
-        return await self.apply(pks, vehicles=self.retry_vehicles, heard=False)
+        log.info(
+            "reconciling %d changed chargers%s",
+            len(pks),
+            " and the vehicle catalogue" if vehicles else "",
+        )
+        return await self.apply(pks, vehicles=vehicles, heard=False)
 
     async def reload_sites(self) -> None:
         """Locations' load management and grid limits: the controller uses them next tick."""
@@ -336,7 +352,9 @@ class FleetReloader:
         await service.checkpoint()
         reading = asyncio.get_running_loop().time()
         seen_at = time.time()
-        rows, catalogue, defaults = await in_thread(_read)(sorted(set(pks)), vehicles)
+        rows, catalogue, defaults, vehicles_version = await in_thread(_read)(
+            sorted(set(pks)), vehicles
+        )
         self.rows_read += len(rows)
         self._open_elsewhere = set()
         if service.shards > 1:
@@ -349,6 +367,7 @@ class FleetReloader:
                 self._open_elsewhere = await in_thread(held_elsewhere)(arriving)
         if vehicles:
             self._use_vehicles(catalogue, defaults)
+            self.vehicles_version = vehicles_version
         outcomes: list[contract.ChargerOutcome] = []
         new_rows: list[ChargerRow] = []
         reboots: list[_Reboot] = []
@@ -785,30 +804,34 @@ def _is_int(value: object) -> bool:
 
 def _read(
     pks: list[int], vehicles: bool
-) -> tuple[dict[int, ChargerRow], dict[int, Any], dict[int, int]]:
+) -> tuple[dict[int, ChargerRow], dict[int, Any], dict[int, int], list[tuple[Any, ...]] | None]:
     """The chargers' rows, the vehicle catalogue and, when the catalogue changed, every
-    charger's default vehicle (charger pk -> vehicle pk; a charger with none is left out)."""
+    charger's default vehicle (charger pk -> vehicle pk; a charger with none is left out)
+    and the catalogue's version, read before it."""
     defaults: dict[int, int] = {}
+    version = None
     if vehicles:
         from chargers.models import Charger as ChargerRow
 
+        version = VehicleModel.objects.version()
         named = ChargerRow.objects.filter(default_vehicle__isnull=False)
         defaults = dict(named.values_list("pk", "default_vehicle_id"))
-    return read_chargers(pks), load_vehicles(), defaults
+    return read_chargers(pks), load_vehicles(), defaults, version
 
 
-def _all_versions() -> tuple[dict[int, datetime], datetime | None, int]:
+def _all_versions() -> tuple[dict[int, datetime], datetime | None, int, list[tuple[Any, ...]]]:
     from chargers.models import Charger as ChargerRow
 
     seen = dict(ChargerRow.objects.values_list("pk", "updated"))
-    return seen, max(seen.values(), default=None), len(seen)
+    return seen, max(seen.values(), default=None), len(seen), VehicleModel.objects.version()
 
 
 def _changed_since(
     since: datetime, known_count: int
-) -> tuple[dict[int, tuple[datetime, str]], tuple[set[int], int] | None]:
+) -> tuple[dict[int, tuple[datetime, str]], tuple[set[int], int] | None, list[tuple[Any, ...]]]:
     """Rows changed since `since` (an indexed range), and, only when the number of rows
-    differs from `known_count`, every pk (to find the deleted ones)."""
+    differs from `known_count`, every pk (to find the deleted ones); and the vehicle
+    catalogue's version."""
     from chargers.models import Charger as ChargerRow
 
     recent = ChargerRow.objects.filter(updated__gte=since)
@@ -816,9 +839,10 @@ def _changed_since(
         pk: (at, cp_id) for pk, at, cp_id in recent.values_list("pk", "updated", "charge_point_id")
     }
     count = ChargerRow.objects.count()
+    vehicles = VehicleModel.objects.version()
     if count == known_count:
-        return changed, None
-    return changed, (set(ChargerRow.objects.values_list("pk", flat=True)), count)
+        return changed, None, vehicles
+    return changed, (set(ChargerRow.objects.values_list("pk", flat=True)), count), vehicles
 
 
 def _apply_custom_keys(live: Charger, keys: Iterable[ConfigurationKey]) -> bool:
