@@ -19,7 +19,14 @@ from simulator.core.evse import ConnectorStatus
 from simulator.core.operations import Operations
 from simulator.core.power_sharing import FIRST, share
 from simulator.core.smart_charging import distribute, distribute_above
-from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
+from tests.engine import (
+    COMPACT,
+    PHEV,
+    boot_reports_answered,
+    connected,
+    runtime_charger,
+    wait_until,
+)
 
 Status = ConnectorStatus
 THREE_PHASE_6A_W = MIN_AC_AMPS * 230.0 * 3  # 4,140 W
@@ -940,6 +947,7 @@ async def test_a_single_phase_3_7_kw_wallbox_charges_any_car_at_16_a_on_one_phas
     charger = runtime_charger("OF-WB1", csms.url, evses=1, max_kw=3.7, phases=1, config=CURRENTS)
     async with connected(charger):
         ticking(charger)
+        await boot_reports_answered(charger)  # its Available, before the mark (CI, loaded)
         mark = len(csms.log)
         await session(charger, 1, "A", vehicle=vehicle)
         meter = await csms.wait_for("OF-WB1", "MeterValues", after=mark, timeout=4)
