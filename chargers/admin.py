@@ -688,11 +688,19 @@ class EvseAdmin(admin.ModelAdmin):
 @admin.register(ConfigurationKey)
 class ConfigurationKeyAdmin(admin.ModelAdmin):
     form = ConfigurationKeyForm
+    # The form is the charger page's inline one, which gets its charger from the page: here
+    # the add page asks for it (without, saving was an IntegrityError), and a stored key
+    # stays the charger's (`get_readonly_fields`).
+    fields = ["charger", "key", "value", "readonly"]
+    autocomplete_fields = ["charger"]
     actions = ["delete_selected"]
     list_display = ["charger", "key", "value", "readonly"]
     list_filter = ["key", "readonly"]
     list_select_related = ["charger"]
     search_fields = ["charger__charge_point_id", "key"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["charger"] if obj is not None else []
 
     def delete_view(self, request, object_id, extra_context=None):
         row = self.get_object(request, unquote(object_id))

@@ -708,3 +708,28 @@ def test_an_older_pair_differing_only_in_case_stays_editable(admin_client_logged
     data[f"configuration-{config_rows(data)['vendorx']}-value"] = "off"
     assert admin_client_logged_in.post(url, data).status_code == 302
     assert charger.configuration.get(key="vendorx").value == "off"
+
+
+def test_the_configuration_key_admin_adds_a_key_to_the_charger_chosen(admin_client_logged_in):
+    """Its add page had no charger field: saving it was an IntegrityError (a 500)."""
+    charger = make_charger("KEY-ADD", evses=1)
+    add = reverse("admin:chargers_configurationkey_add")
+    page = admin_client_logged_in.get(add)
+    assert page.status_code == 200
+    data = form_values(page.content.decode())
+    assert "charger" in data
+    chosen = {**data, "charger": str(charger.pk), "key": "VendorMode", "value": "eco"}
+    response = admin_client_logged_in.post(add, chosen)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert charger.configuration.get(key="VendorMode").value == "eco"
+    # Without a charger: the form says so, no 500.
+    response = admin_client_logged_in.post(add, {**data, "charger": "", "key": "VendorTwo"})
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    # A key is the charger's for good: its change page shows the charger, not a choice.
+    row = charger.configuration.get(key="VendorMode")
+    change = admin_client_logged_in.get(
+        reverse("admin:chargers_configurationkey_change", args=[row.pk])
+    )
+    assert "charger" not in form_values(change.content.decode())
+    assert "KEY-ADD" in change.content.decode()
