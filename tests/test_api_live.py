@@ -530,6 +530,28 @@ async def test_a_state_request_reads_the_register_as_of_now_not_the_last_sample(
         await asyncio.sleep(0.2)
 
 
+async def test_a_suspended_connectors_state_says_why(worker, driver, csms):
+    """The reason a connector is in its status (the StatusNotification's info) was on the
+    charger page only: a script reading the state saw SuspendedEVSE and no cause."""
+    from tests.test_evse_offer import install, profile
+
+    await driver.post(ACTION.format("API-1", "plug-in"), {"connector_id": 1, "soc": 30})
+    await driver.post(
+        ACTION.format("API-1", "present-id-tag"), {"connector_id": 1, "id_tag": "WHY-TAG"}
+    )
+    charger = loaded(worker, "API-1")
+    await wait_until(lambda: charger.evse(1).power_w > 0, timeout=10, message="charging")
+    state = (await driver.get(STATE.format("API-1"))).json()["charger"]["evses"][0]
+    assert (state["status"], state["info"]) == ("Charging", None)
+    await install(csms, "API-1", 1, profile("TxDefaultProfile", 4))
+    answer = await driver.get(
+        STATE.format("API-1"), wait_for="SuspendedEVSE", connector_id=1, timeout=10
+    )
+    state = answer.json()["charger"]["evses"][0]
+    assert state["status"] == "SuspendedEVSE"
+    assert state["info"] == "charging profile allows 4.0 A per phase (6 A min)"
+
+
 async def test_a_stopped_transaction_is_no_longer_the_connectors(worker, driver, csms):
     """Once stopped, a connector's state names no transaction: neither its idTag nor the
     CSMS's id of the transaction that ended (the dashboard showed "– / 6" under a

@@ -96,6 +96,10 @@ class EvseState(Schema):
     transaction_id: int | None = Field(description="the CSMS's id, once it confirmed the start")
     id_tag: str | None
     vehicle: str | None = Field(description="the plugged-in vehicle model")
+    info: str | None = Field(
+        description="why the connector is in its status, as its last StatusNotification's "
+        "info said it (e.g. what holds a car in SuspendedEVSE); null when it said nothing"
+    )
 
 
 class ChargerState(Schema):
