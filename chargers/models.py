@@ -1049,6 +1049,71 @@ class RuntimeStateManager(models.Manager["RuntimeState"]):
         for charger_pk, version in versions.items():
             self.update_or_create(charger_id=charger_pk, defaults={"local_list_version": version})
 
+    def claim(self, charger_pks: Iterable[int], lease: int) -> None:
+        """These chargers are run by the engine of `lease` from now on (`holder`), under a
+        new claims version (`ChargerClaims`): an engine that ran them before finds them in
+        `claimed_since` at its next write, and writes nothing more of theirs. The version
+        is moved first: its row lock waits for the writes in progress (see
+        `ChargerClaims.read`), so that the claimer then reads what they wrote."""
+        pks = list(charger_pks)
+        with transaction.atomic():
+            version = ChargerClaims.objects.bump()
+            self.filter(charger_id__in=pks).update(holder=lease, claim=version)
+            have = set(self.filter(charger_id__in=pks).values_list("charger_id", flat=True))
+            self.bulk_create(
+                [
+                    RuntimeState(charger_id=pk, holder=lease, claim=version)
+                    for pk in pks
+                    if pk not in have
+                ],
+                ignore_conflicts=True,
+            )
+
+    def claimed_since(self, seen: int | None, lease: int) -> tuple[int, set[int]]:
+        """The claims version now, and the chargers another engine than `lease`'s claimed
+        after version `seen` (None: ever). Inside a writing transaction: one small read
+        when nothing was claimed since (the fleet's checkpoints ask it at every write)."""
+        version = ChargerClaims.objects.read()
+        if version == seen:
+            return version, set()
+        found = self.filter(holder__isnull=False).exclude(holder=lease)
+        if seen is not None:
+            found = found.filter(claim__gt=seen)
+        return version, set(found.values_list("charger_id", flat=True))
+
+
+class ChargerClaimsManager(models.Manager["ChargerClaims"]):
+    def bump(self) -> int:
+        """The next claims version (in the caller's transaction, its row locked till then)."""
+        if not self.filter(pk=1).update(version=models.F("version") + 1):
+            self.get_or_create(pk=1)
+            self.filter(pk=1).update(version=models.F("version") + 1)
+        return int(self.values_list("version", flat=True).get(pk=1))
+
+    def read(self) -> int:
+        """The claims version, in a writing transaction: on PostgreSQL its row is share-
+        locked until that commits, so a claim (`bump`) waits for the write in progress and
+        one made first is seen. SQLite lets one writer at a time anyway."""
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT version FROM {table} WHERE id = 1{lock}")
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+class ChargerClaims(models.Model):
+    """One row: how many times chargers were claimed (`RuntimeStateManager.claim`). A worker
+    compares it with what it saw at its last write: unchanged, no charger of its can have
+    been taken on by another."""
+
+    version = models.BigIntegerField(default=0)
+
+    objects = ChargerClaimsManager()
+
+    def __str__(self) -> str:
+        return f"charger claims, version {self.version}"
+
 
 class RuntimeState(models.Model):
     """Per-charger state the engine keeps across restarts (boot, availability, caches)."""
@@ -1059,6 +1124,11 @@ class RuntimeState(models.Model):
     auth_cache = models.JSONField(default=dict, blank=True)
     # 64-bit, as the CSMS's other numbers: SendLocalList's listVersion is any integer.
     local_list_version = models.BigIntegerField(default=0)
+    # The engine that runs the charger (its `EngineLease`), in the scaled-out mode: one
+    # taking on a charger from another shard claims it, and a worker that had it and
+    # stalled meanwhile then finds its later writes refused (`claimed_since`).
+    holder = models.BigIntegerField(null=True, blank=True, editable=False)
+    claim = models.BigIntegerField(default=0, editable=False)  # its `ChargerClaims` version
     updated = models.DateTimeField(auto_now=True)
 
     objects = RuntimeStateManager()

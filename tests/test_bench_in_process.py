@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
         ("profiled_meter.py", ["20", "3"], r"20 profiled chargers: [\d.]+ ms CPU"),
         ("managed_meter.py", ["20", "3"], r"load management on, 300 kW: [\d.]+ ms CPU"),
         ("edit_reboots.py", ["--chargers", "5"], r'"chargers": 5, "apply_seconds": [\d.]+'),
+        (
+            "fence_check.py",
+            ["--chargers", "5", "--repeat", "3"],
+            r'"us_unchanged": [\d.]+, "us_after_a_claim": [\d.]+',
+        ),
     ],
 )
 def test_an_in_process_bench_runs_to_its_report(tmp_path, script, args, report):

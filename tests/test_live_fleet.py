@@ -241,6 +241,47 @@ async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_emp
         await service.stop()
 
 
+async def test_a_charger_another_worker_took_on_is_dropped_sending_nothing_more(csms, caplog):
+    """QA (scaled-out): a worker stalled past the hand-over wait while its charger moved to
+    the other shard; the other worker took it on (ending the session, PowerLoss), and once
+    the stalled one ran again it stored a MeterValues and a StopTransaction of the session
+    already ended, which the other worker sent at its next start: the transaction stopped
+    twice, its energy counted twice."""
+    from chargers.models import EngineLease, OutboxMessage, RuntimeState
+
+    cp_id = next(f"TAKEN-{n}" for n in range(100) if contract.shard_of(f"TAKEN-{n}", 2) == 0)
+    row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    service = Simulator(
+        RunOptions(
+            shard=0, shards=2, tick_seconds=0.1, checkpoint_seconds=0.1, reconcile_seconds=0.2
+        )
+    )
+    await service.start(channels=True)
+    try:
+        charger = loaded(service, cp_id)
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+        holder = await sync_to_async(lambda: RuntimeState.objects.get(charger_id=row.pk).holder)()
+        assert holder is not None  # claimed at its load
+        await start_session(service, cp_id, csms)
+        await service.checkpoint()
+        rows_before = await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).count)()
+        # The other worker takes it on: its load claims the charger (this one is "stalled").
+        other = await sync_to_async(EngineLease.objects.stamp)(None, timezone.now())
+        await sync_to_async(RuntimeState.objects.claim)([row.pk], other)
+        stops = csms.counts["StopTransaction"]
+        charger.stop_transaction(1)  # a transaction message of the session ended elsewhere
+        await wait_until(lambda: service.store.get(cp_id) is None, message="dropped")
+        await wait_until(lambda: not charger.online, message="offline")
+        assert csms.counts["StopTransaction"] == stops  # nothing more sent from here
+        await service.checkpoint()
+        rows_after = await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).count)()
+        assert rows_after == rows_before  # nor stored for the other worker to send
+        assert f"{cp_id}: another worker runs it now" in caplog.text
+        assert charger.link_error == live_fleet.RUNS_ELSEWHERE
+    finally:
+        await service.stop()
+
+
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):
     pk = await sync_to_async(pk_of)("CP-LIVE")
     boots = csms.counts["BootNotification"]

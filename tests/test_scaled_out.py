@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -529,3 +530,59 @@ async def test_a_charger_moved_to_the_other_shard_mid_session_ends_its_session_o
     sent = [(e.cp_id, e.payload["reason"], e.payload["meterStop"]) for e in stops]
     assert len({json.dumps(e.payload, sort_keys=True) for e in stops}) == 1, sent
     assert stops[0].payload["reason"] == "Other"
+
+
+async def test_a_worker_stalled_past_the_hand_over_sends_nothing_more_of_its_charger(live, csms):
+    """QA: the worker running a charger in a session stalled (SIGSTOP) while the charger
+    was renamed to the other shard; the other worker took it on after its wait (ending the
+    session, PowerLoss, under the new identity). The stalled worker, running again, stored
+    a MeterValues and a StopTransaction of that session, and the other worker sent them at
+    its next start: the transaction stopped twice, its energy counted twice."""
+    from ocpp.v16 import call
+
+    second = live.by_shard[1]
+    await csms.call(second, call.RemoteStartTransaction(id_tag="TAG-S", connector_id=1))
+    await csms.wait_for(second, "StartTransaction", direction="out", message_type=3, timeout=20)
+    await asyncio.sleep(2.0)  # charging: its register moves on past meterStart
+    moved = next(f"STALL-{n}" for n in range(1000) if contract.shard_of(f"STALL-{n}", 2) == 0)
+    pk = await asyncio.to_thread(pk_of, live, second)
+    stalled = live.workers[1]
+    stalled.signal(signal.SIGSTOP)
+    try:
+        rename = f"charger = Charger.objects.get(pk={pk})\ncharger.charge_point_id = {moved!r}\ncharger.save()"
+        await saved(live, rename, f"[({pk}, {moved!r})]")
+        # The other worker waits out the hand-over, then takes it on: PowerLoss.
+        await csms.wait_for(moved, "StopTransaction", timeout=60)
+    finally:
+        stalled.signal(signal.SIGCONT)
+    await asyncio.to_thread(stalled.wait_for_output, "another worker runs it now", 30)
+    # Whatever the stalled worker stored now goes out at the other worker's next start.
+    taker = live.workers[0]
+    taker.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(taker.wait, 60) == 0
+    again = Process(
+        "worker-0-again",
+        [sys.executable, "manage.py", "runsimulator", "--no-web", "--no-migrate", "--shard", "0/2"],
+        live.env,
+        taker.log_path.parent,
+    )
+    try:
+        await asyncio.to_thread(again.wait_for_output, "fleet: 2/2 accepted")
+        await asyncio.sleep(3.0)  # what it would send from its outbox
+    finally:
+        again.stop()
+    calls = [e for e in csms.log if e.direction == "in" and e.message_type == 2]
+    stops = Counter(e.payload["transactionId"] for e in calls if e.action == "StopTransaction")
+    assert stops and set(stops.values()) == {1}, csms.describe(moved)
+    for tx, _ in stops.items():
+        stop_at = next(
+            i
+            for i, e in enumerate(calls)
+            if e.action == "StopTransaction" and e.payload["transactionId"] == tx
+        )
+        late = [
+            e
+            for e in calls[stop_at:]
+            if e.action == "MeterValues" and e.payload.get("transactionId") == tx
+        ]
+        assert late == [], late

@@ -186,6 +186,12 @@ class Simulator:
             log_journal=self.log_journal,
         )
         self.reloader = FleetReloader(self)
+        if self.shards > 1:
+            # A charger may move to another shard's worker (renamed), which takes it on once
+            # this one lets it go, or after a wait if this one stalls: then this one must
+            # write nothing more of it (`Checkpointer.fenced`).
+            self.checkpointer.fenced = True
+            self.checkpointer.on_lost = self.reloader.drop_lost
         self.connections: dict[str, asyncio.Task[None]] = {}
         # The fleet pages' and the status line's counts, in one pass kept until a change.
         self.tally = Tally(self.store, self.sites, self.connections)

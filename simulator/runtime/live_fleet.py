@@ -120,6 +120,7 @@ RETIRE_PATIENCE_SECONDS = 10.0
 # this, that worker is taken to be gone and the session ends as after a power loss.
 HANDOVER_PATIENCE_SECONDS = 2 * RETIRE_PATIENCE_SECONDS
 WAITING_HANDOVER = "waiting for its previous worker to end its session"
+RUNS_ELSEWHERE = "runs on another worker now"
 
 _RECONNECT = (
     "csms_url",
@@ -715,6 +716,34 @@ class FleetReloader:
         if ended:
             return f"stopped: {why} (its transaction ended, reason Other)"
         return f"stopped: {why}"
+
+    def drop_lost(self, pks: set[int]) -> None:
+        """Chargers another worker has taken on (moved to its shard while this worker
+        stalled, past `HANDOVER_PATIENCE_SECONDS`): that worker ended their sessions and
+        runs them now, so this one sends nothing more of theirs, not even a
+        StopTransaction, and goes offline with them at once."""
+        service = self.service
+        for pk in pks:
+            live = service.store.by_pk(pk)
+            if live is None:
+                continue
+            log.warning(
+                "%s: another worker runs it now (it took it on while this one did not "
+                "answer); dropped here, sending nothing more",
+                live.id,
+            )
+            service.store.remove(live.id)
+            service.checkpointer.forget(live)  # if the batch did not name it
+            for item in list(live.queue):
+                live.queue.remove(item)
+            task = asyncio.get_running_loop().create_task(self._drop(live), name=f"drop:{live.id}")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _drop(self, live: Charger) -> None:
+        await self.service.disconnect(live)
+        live.cancel_timers()
+        live.out_of_service(RUNS_ELSEWHERE)
 
     async def _go_offline(self, live: Charger, why: str, *, deleted: bool = False) -> None:
         loop = asyncio.get_running_loop()

@@ -348,6 +348,11 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
     the same idTag once the boot is accepted.
     """
     by_pk = {c.spec.db_id: c for c in chargers if c.spec.db_id is not None}
+    if checkpointer.fenced and by_pk:
+        # Claimed before anything is read: a worker that ran them before and writes now is
+        # refused from here on, and what it wrote until now is read below.
+        RuntimeState.objects.claim(by_pk, checkpointer.lease_pk())
+        checkpointer.lease.lost.difference_update(by_pk)  # taken back, if it had lost them
     for charger in by_pk.values():
         charger.queue.sink = checkpointer.sink_for(charger)
         # Loaded is powered up: its first boot reports the firmware's startup, as a real
@@ -505,12 +510,18 @@ def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
 
 
 class Lease:
-    """This process's `EngineLease` row (made by the writer thread when first needed)."""
+    """This process's `EngineLease` row (made by the writer thread when first needed).
 
-    __slots__ = ("pk",)
+    In the scaled-out mode it is also what this engine claims its chargers with
+    (`RuntimeState.holder`); the writer keeps the claims version it last saw and the
+    chargers found claimed by another engine since (`_leave_out_lost`)."""
+
+    __slots__ = ("claims_seen", "lost", "pk")
 
     def __init__(self) -> None:
         self.pk: int | None = None
+        self.claims_seen: int | None = None
+        self.lost: set[int] = set()
 
 
 class OutboxSink:
@@ -600,7 +611,37 @@ class Checkpointer(Listener):
         # EVSEs a second at 10,000 chargers with two sessions each).
         self._metered: dict[str, Charger] = {}
         self._lease = Lease()
+        # The scaled-out mode: chargers are claimed at load (`restore`), and a batch writes
+        # nothing of a charger another worker has claimed since (it took the charger on
+        # while this one stalled); `on_lost` hears of those chargers (their pks).
+        self.fenced = False
+        self.on_lost: Callable[[set[int]], None] | None = None
         self.urgent = asyncio.Event()
+
+    @property
+    def lease(self) -> Lease:
+        return self._lease
+
+    def lease_pk(self) -> int:
+        """This engine's lease (made now if the writer has not made it yet); in a thread
+        that may use the ORM."""
+        lease = self._lease
+        if lease.pk is None:
+            lease.pk = EngineLease.objects.stamp(None, datetime.now(UTC))
+        return lease.pk
+
+    def forget(self, charger: Charger) -> None:
+        """Another worker runs this charger now: nothing of it is written any more."""
+        charger.forget_storage(self.downstream)
+        cid = charger.id
+        with self._lock:
+            self._dirty.pop(cid, None)
+            self._metered.pop(cid, None)
+        self._owners.pop(cid, None)
+        self._open_chargers.pop(cid, None)
+        self._open_counts.pop(cid, None)
+        for local_id in [k for k, owner in self._open.items() if owner is charger]:
+            del self._open[local_id]
 
     def sink_for(self, charger: Charger) -> OutboxSink | None:
         if charger.spec.db_id is None:
@@ -970,6 +1011,7 @@ class Checkpointer(Listener):
             batch.stamp = bool(leased)
         batch.evses = rows
         batch.lease, batch.leased = self._lease, leased_now
+        batch.fenced = self.fenced
         batch.at = datetime.now(UTC)  # the instant these registers were read
         return batch
 
@@ -983,6 +1025,8 @@ class Checkpointer(Listener):
             self._leased.clear()
             with self._lock:
                 self._metered.update(self._open_chargers)
+        if batch.lost:
+            self._lost(batch)
         gone, rejected = batch.gone, batch.rejected
         if not (gone or rejected):  # nearly always: every row was stored
             for _sink, item in batch.made_durable:
@@ -1005,6 +1049,24 @@ class Checkpointer(Listener):
         for charger in batch.owners:
             charger.outbox.wake()  # `Charger.wake`, without its call
 
+    def _lost(self, batch: Batch) -> None:
+        """Chargers another worker claimed: their messages of this batch are not stored,
+        so never sent from here; the service drops the chargers (`on_lost`)."""
+        lost = batch.lost
+        kept = []
+        chargers = {c.spec.db_id: c for c in batch.owners if c.spec.db_id in lost}
+        for sink, item in batch.made_durable:
+            if sink.charger_pk in lost:
+                sink.charger.queue.remove(item)
+                chargers[sink.charger_pk] = sink.charger
+            else:
+                kept.append((sink, item))
+        batch.made_durable = kept
+        for charger in chargers.values():
+            self.forget(charger)
+        if self.on_lost is not None:
+            self.on_lost(set(lost))
+
     @staticmethod
     def write(batch: Batch) -> None:
         """Write one batch in one database transaction; runs in the writer thread.
@@ -1026,6 +1088,8 @@ class Checkpointer(Listener):
                 lease.pk = EngineLease.objects.stamp(None, batch.at)
             try:
                 with transaction.atomic():
+                    if batch.fenced:
+                        _leave_out_lost(batch)
                     _write_batch(batch)
                     frame_log.write(batch.frames, batch.frame_chars, redacted=True)
                     if batch.stamp and lease is not None:
@@ -1111,6 +1175,10 @@ class Batch:
     leased: set[int] = field(default_factory=set)
     stamp: bool = False
     isolated: bool = False  # written charger by charger (set by the writer thread)
+    # The scaled-out mode's check (`Checkpointer.fenced`), and the chargers it found claimed
+    # by another worker: none of their rows written (set by the writer thread).
+    fenced: bool = False
+    lost: set[int] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(
@@ -1213,6 +1281,65 @@ def _write_batch(batch: Batch) -> None:
         PluggedVehicle.objects.store(batch.vehicles)
     if batch.security:
         SecurityLogEntry.objects.store(batch.security, LOG_SIZE, full=batch.security_full)
+
+
+def _leave_out_lost(batch: Batch) -> None:
+    """Drop the rows of the chargers another worker has claimed since this one loaded them
+    (inside the writing transaction: see `ChargerClaimsManager.read`). Its message log
+    stays: those frames did go over this worker's connections."""
+    lease = batch.lease
+    if lease is None or lease.pk is None:
+        return
+    version, claimed = RuntimeState.objects.claimed_since(lease.claims_seen, lease.pk)
+    lease.claims_seen = version
+    lease.lost |= claimed
+    if not lease.lost:
+        return
+    lost = _batch_chargers(batch) & lease.lost
+    if not lost:
+        return
+    log.warning(
+        "checkpoint: %s run by another worker now (it took them on while this one did "
+        "not answer): their rows from here not saved, and they are dropped here",
+        ", ".join(_charger_name(pk) for pk in sorted(lost)),
+    )
+    batch.lost |= lost
+    batch.leased -= {row[3] for row in batch.evses if row[0] in lost}
+    batch.transactions = [t for t in batch.transactions if t["charger_id"] not in lost]
+    batch.outbox_new = [row for row in batch.outbox_new if row[0] not in lost]
+    batch.outbox_gone = [row for row in batch.outbox_gone if row[0] not in lost]
+    batch.evses = [row for row in batch.evses if row[0] not in lost]
+    batch.key_writes = [row for row in batch.key_writes if row[0] not in lost]
+    batch.config = {key: v for key, v in batch.config.items() if key[0] not in lost}
+    for rows in _per_charger(batch):
+        for pk in lost & rows.keys():
+            del rows[pk]
+
+
+def _per_charger(batch: Batch) -> tuple[dict[int, Any], ...]:
+    return (
+        batch.profiles,
+        batch.availability,
+        batch.reservations,
+        batch.local_lists,
+        batch.firmware,
+        batch.certificates,
+        batch.vehicles,
+        batch.security,
+    )
+
+
+def _batch_chargers(batch: Batch) -> set[int]:
+    """The chargers a batch writes rows of (its message log aside)."""
+    pks = {t["charger_id"] for t in batch.transactions}
+    pks.update(row[0] for row in batch.outbox_new)
+    pks.update(row[0] for row in batch.outbox_gone)
+    pks.update(row[0] for row in batch.evses)
+    pks.update(row[0] for row in batch.key_writes)
+    pks.update(key[0] for key in batch.config)
+    for rows in _per_charger(batch):
+        pks.update(rows)
+    return pks
 
 
 def _lease_pk(batch: Batch) -> int | None:
