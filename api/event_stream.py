@@ -42,6 +42,11 @@ GAP = (
     "again (a session it ended at its start, say) are not in the stream; read them in the "
     "message log."
 )
+LAPSED = (
+    "This stream's subscription at the worker of this shard ran out before the worker heard "
+    "it renewed (the renewals were lost on the way, say): its events from `since` until "
+    "now are not in the stream; read them in the message log."
+)
 STOPPED_WORKER = -1.0  # a shard's start time in `sse` once its worker said it stopped
 STOPPED = (
     "The worker of this shard stopped: no events of its chargers until it runs again (the "
@@ -160,7 +165,8 @@ def _events(message: dict[str, Any], last_id: int, through: dict[int, int]) -> t
     missed before the batch comes first, as a `dropped` event: those the worker says it
     dropped, and the events of batches lost on the way (the layer drops what a full
     channel cannot take), read from the gap in the shard's count (`through`: each shard's
-    count at its last batch here)."""
+    count at its last batch here); then a `lapsed` event if the worker had let the
+    subscription lapse (its count starts again then, as a restarted worker's does)."""
     if message.get("type") != contract.EVENT_EVENTS_BATCH:
         return b"", last_id
     events = message.get("events") or ()
@@ -169,12 +175,19 @@ def _events(message: dict[str, Any], last_id: int, through: dict[int, int]) -> t
     if isinstance(shard, int) and isinstance(count, int):
         before = through.get(shard)
         lost = count - len(events) - dropped - before if before is not None else 0
-        dropped += max(lost, 0)  # below 0: a restarted worker's count (`restarted` says so)
+        # Below 0: the count started again (`restarted` or `lapsed` says why).
+        dropped += max(lost, 0)
         through[shard] = count
     parts = []
     if dropped:
         last_id += 1
         parts.append(_sse(last_id, "dropped", {"dropped": dropped}))
+    lapsed = message.get("lapsed")
+    if isinstance(lapsed, int | float):
+        # Events the worker never collected: no count can say how many.
+        last_id += 1
+        since = datetime.fromtimestamp(lapsed, UTC).strftime(ISO)
+        parts.append(_sse(last_id, "lapsed", {"shard": shard, "since": since, "detail": LAPSED}))
     for event in events:
         last_id += 1
         parts.append(_sse(last_id, event["kind"], _shown(event)))

@@ -5,8 +5,9 @@ process, through Django's ASGI request path, for keep-alives and the end of a st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -361,26 +362,12 @@ async def test_a_restarted_worker_is_subscribed_again_and_the_stream_says_so():
 async def test_a_reader_that_stopped_reading_is_told_how_many_events_it_missed():
     """Batches the channel layer dropped while the reader was not reading (its channel
     full) were lost without a word: the stream went on as if nothing was missing."""
+    import time
+
     from channels.layers import get_channel_layer
 
-    from simulator.runtime.event_stream import EventStream
-    from tests.engine import runtime_charger
-
     layer = get_channel_layer()
-    engine = await layer.new_channel()
-    await layer.group_add(contract.engine_group(0), engine)
-    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
-    response = await AsyncClient().get("/api/v1/events?kind=connection", headers=bearer(token))
-    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
-    content = response.streaming_content
-    reader = SseReader(aiter(content))
-    try:
-        assert "subscribed" in (await asyncio.wait_for(reader.next(), 5))["comments"][0]
-        subscribe = await asyncio.wait_for(layer.receive(engine), 5)
-        charger = runtime_charger("SSE-GAP", "ws://127.0.0.1:1", evses=1)
-        charger.spec.db_id, charger.spec.location_id = 1, 1
-        worker = EventStream(shard=0)
-        assert worker.subscribe(dict(subscribe), [charger])
+    async with a_stream_and_its_worker(time.monotonic) as (reader, worker, charger, _):
         # One event a batch, far more batches than the stream holds while nobody reads.
         sent = event_stream.INBOX_BATCHES + layer.capacity + 50
         for n in range(sent):
@@ -395,7 +382,8 @@ async def test_a_reader_that_stopped_reading_is_told_how_many_events_it_missed()
                 await events.put(await reader.next())
 
         reading = asyncio.create_task(read())
-        seen, missed = [], 0
+        seen: list[int] = []
+        missed = 0
 
         async def take(until: int | None) -> None:
             nonlocal missed
@@ -418,8 +406,92 @@ async def test_a_reader_that_stopped_reading_is_told_how_many_events_it_missed()
         await asyncio.gather(reading, return_exceptions=True)
         assert missed > 0 and seen == sorted(seen)
         assert len(seen) + missed == sent + 1  # every event read or counted as missed
+
+
+@contextlib.asynccontextmanager
+async def a_stream_and_its_worker(
+    clock: Callable[[], float],
+) -> AsyncIterator[tuple[SseReader, Any, Any, Callable[[], Awaitable[None]]]]:
+    """A stream of connection events opened over the API, and the worker's side of it in
+    this process on the leases' `clock`: (the reader, the worker's EventStream, a charger
+    of it, the stream's subscription as the worker reads it again: a renewal)."""
+    from channels.layers import get_channel_layer
+
+    from simulator.runtime.event_stream import EventStream
+    from tests.engine import runtime_charger
+
+    layer = get_channel_layer()
+    engine = await layer.new_channel()
+    await layer.group_add(contract.engine_group(0), engine)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get("/api/v1/events?kind=connection", headers=bearer(token))
+    assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+    content = response.streaming_content
+    reader = SseReader(aiter(content))
+    try:
+        assert "subscribed" in (await asyncio.wait_for(reader.next(), 5))["comments"][0]
+        subscribe = dict(await asyncio.wait_for(layer.receive(engine), 5))
+        charger = runtime_charger("SSE-LEASE", "ws://127.0.0.1:1", evses=1)
+        charger.spec.db_id, charger.spec.location_id = 1, 1
+        worker = EventStream(shard=0, clock=clock)
+
+        async def renew() -> None:
+            assert worker.subscribe(subscribe, [charger])
+
+        await renew()
+        yield reader, worker, charger, renew
     finally:
         await content.aclose()  # the stream's end: it unsubscribes
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_held_up_longer_than_the_lease_still_sends_what_it_does_on_its_return():
+    """A worker stopped (`kill -STOP`) for longer than the lease came back with the
+    stream's renewals unread in its channel, forgot the subscription on its own clock, and
+    the stream silently missed the connections closing and retrying at its return."""
+    from channels.layers import get_channel_layer
+
+    now = [1_000.0]
+    async with a_stream_and_its_worker(lambda: now[0]) as (reader, worker, charger, _):
+        worker.on_connection(charger, "connected", {})
+        await worker.flush(get_channel_layer())
+        assert (await asyncio.wait_for(reader.next(), 5))["data"]["data"]["event"] == "connected"
+        now[0] += contract.WATCH_LEASE_SECONDS + 10  # held up: no flush, no renewal read
+        worker.on_connection(charger, "closed", {"by": "lost"})
+        worker.on_connection(charger, "reconnecting", {})
+        await worker.flush(get_channel_layer())
+        seen = [(await asyncio.wait_for(reader.next(), 5))["data"] for _ in range(2)]
+        assert [event["data"]["event"] for event in seen] == ["closed", "reconnecting"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_subscription_that_lapsed_at_the_worker_and_was_renewed_says_what_was_missed():
+    """A worker that ran on but heard no renewal (lost on the way) forgot the subscription
+    and started it afresh at the next one: its count began again, which the stream took for
+    nothing missed, and the events in between were gone without a word."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    now = [1_000.0]
+    async with a_stream_and_its_worker(lambda: now[0]) as (reader, worker, charger, renew):
+        worker.on_connection(charger, "connected", {})
+        await worker.flush(layer)
+        assert (await asyncio.wait_for(reader.next(), 5))["event"] == "connection"
+        # The worker flushes every second, so it was not held up; the lease runs out.
+        while worker.subscriptions:
+            now[0] += 1
+            if now[0] > 1_000 + contract.WATCH_LEASE_SECONDS:
+                worker.on_connection(charger, "closed", {})  # held when the lease ran out
+            await worker.flush(layer)
+        worker.on_connection(charger, "reconnecting", {})  # nobody subscribed: not collected
+        await renew()
+        worker.on_connection(charger, "connected", {})
+        await worker.flush(layer)
+        seen = [await asyncio.wait_for(reader.next(), 5) for _ in range(3)]
+        assert [event["event"] for event in seen] == ["dropped", "lapsed", "connection"]
+        assert seen[0]["data"] == {"dropped": 1}
+        assert seen[1]["data"]["shard"] == 0 and "message log" in seen[1]["data"]["detail"]
+        assert seen[1]["data"]["since"].endswith("Z")
 
 
 @pytest.mark.django_db(transaction=True)

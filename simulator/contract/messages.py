@@ -873,10 +873,20 @@ class EventsBatch(TypedDict):
     through: int
     # The worker is stopping: this is its last batch (the stream says so: `stopped`).
     stopping: NotRequired[bool]
+    # The subscription had lapsed at this worker (not renewed in time) and a renewal started
+    # it again: since this Unix time none of its events were collected (`through` starts
+    # again from this batch; the events it held when it lapsed are in `dropped`).
+    lapsed: NotRequired[float]
 
 
 def events_batch(
-    shard: int, events: list[StreamEvent], dropped: int, through: int, *, stopping: bool = False
+    shard: int,
+    events: list[StreamEvent],
+    dropped: int,
+    through: int,
+    *,
+    stopping: bool = False,
+    lapsed: float | None = None,
 ) -> EventsBatch:
     batch: EventsBatch = {
         "type": EVENT_EVENTS_BATCH,
@@ -887,4 +897,6 @@ def events_batch(
     }
     if stopping:
         batch["stopping"] = True
+    if lapsed is not None:
+        batch["lapsed"] = lapsed
     return batch

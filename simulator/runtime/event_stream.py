@@ -6,6 +6,11 @@ transactions, frames, connection events of the chargers, locations and kinds ask
 and sends them to the stream's group in one batch per flush. With no live lease nothing is
 collected: each listener method returns at its first test. A stream that falls behind
 loses its oldest events, counted in the next batch (`dropped`), never the worker's memory.
+
+A lease runs on the worker's running time: while the worker itself was held up (stopped by
+a signal, its loop blocked) the stream's renewals waited unread in its channel, so that
+time does not count against them. A subscription that lapsed anyway and is renewed later
+says so in its first batch (`lapsed`): its events in between were never collected.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +38,12 @@ PENDING_LIMIT = 10_000
 PAYLOAD_CHARS = 65_536
 # Leases longer than this are cut: a stream that died must not keep a worker publishing.
 MAX_LEASE_SECONDS = 3_600.0
+# A flush this much later than the one before (they come every 1/rate s) means the worker
+# was held up: the excess is added to every lease (`EventStream._forgive_stall`).
+STALL_SECONDS = 5.0
+# Lapsed subscriptions remembered, so that a renewal that starts one again says what was
+# missed; the oldest are forgotten beyond this (streams that died without a word).
+LAPSED_KEPT = 1_000
 _GROUP = re.compile(r"^events\.[A-Za-z0-9]{1,64}$")
 
 
@@ -45,6 +57,8 @@ class Subscription:
     pending: list[contract.StreamEvent] = field(default_factory=list)
     dropped: int = 0
     through: int = 0  # events so far, sent or dropped (`contract.EventsBatch.through`)
+    # Started again after it lapsed here: since when (Unix time) nothing was collected.
+    lapsed: float | None = None
 
     def wants(self, kind: str, charger: Charger) -> bool:
         return (
@@ -64,9 +78,14 @@ class Subscription:
 
 
 class EventStream:
-    def __init__(self, shard: int = 0) -> None:
+    def __init__(self, shard: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.shard = shard
+        self._clock = clock  # the leases' clock (a test moves it)
         self.subscriptions: dict[str, Subscription] = {}
+        # When the last flush ran while subscriptions were live (None: none are).
+        self._flushed_at: float | None = None
+        # Group -> (when it lapsed, Unix time; its events lost with it), oldest first.
+        self._lapsed: dict[str, tuple[float, int]] = {}
         # True while any lease is live: the one test every listener method makes first.
         self.active = False
         # Charger id -> (status, error code) per connector as last seen: a status event is
@@ -87,7 +106,8 @@ class EventStream:
             return False
         if not isinstance(lease, int | float) or not lease > 0:
             return False
-        expires = time.monotonic() + min(float(lease), MAX_LEASE_SECONDS)
+        now = self._clock()
+        expires = now + min(float(lease), MAX_LEASE_SECONDS)
         found = self.subscriptions.get(group)
         if found is not None:
             found.expires = expires
@@ -99,9 +119,13 @@ class EventStream:
             return False
         if not self.active:
             self._statuses = {charger.id: _statuses(charger) for charger in chargers}
-        self.subscriptions[group] = Subscription(
-            group, wanted_chargers, wanted_locations, frozenset(kinds), expires
-        )
+            self._flushed_at = now
+        sub = Subscription(group, wanted_chargers, wanted_locations, frozenset(kinds), expires)
+        lapse = self._lapsed.pop(group, None)
+        if lapse is not None:
+            # A renewal of one that lapsed: its next batch says so, with what it held then.
+            sub.lapsed, sub.dropped = lapse
+        self.subscriptions[group] = sub
         self.active = True
         log.info("event stream %s subscribed (%s)", group, ", ".join(sorted(kinds)))
         return True
@@ -115,6 +139,28 @@ class EventStream:
         self.active = bool(self.subscriptions)
         if not self.active:
             self._statuses = {}
+            self._flushed_at = None
+
+    def _forgive_stall(self, now: float) -> None:
+        """Add the time this worker was held up to every lease: the renewals that came
+        meanwhile are still unread in its channel (or expired there), and a stream that
+        renewed on time must not lose this worker's events for it."""
+        last, self._flushed_at = self._flushed_at, now
+        if last is None:
+            return
+        stalled = now - last - STALL_SECONDS
+        if stalled <= 0:
+            return
+        for sub in self.subscriptions.values():
+            sub.expires += stalled
+        log.warning("this worker was held up for %.0f s: event stream leases extended", stalled)
+
+    def _lapse(self, group: str, sub: Subscription) -> None:
+        del self.subscriptions[group]
+        self._lapsed[group] = (time.time(), sub.dropped + len(sub.pending))
+        while len(self._lapsed) > LAPSED_KEPT:
+            del self._lapsed[next(iter(self._lapsed))]
+        log.info("event stream %s lapsed (not renewed)", group)
 
     # -- events (listener side, event loop thread; callers test `active` first) -------------
 
@@ -207,18 +253,21 @@ class EventStream:
         """Send each subscription its events; forget those whose lease ran out. `stopping`:
         the worker's last flush, sent to every live subscription, events or not, so that
         each stream can say that this shard's events stop here."""
-        now = time.monotonic()
+        now = self._clock()
+        self._forgive_stall(now)
         for group, sub in list(self.subscriptions.items()):
             if sub.expires < now:
-                del self.subscriptions[group]
-                log.info("event stream %s lapsed (not renewed)", group)
+                self._lapse(group, sub)
                 continue
-            if not sub.pending and not sub.dropped and not stopping:
+            if not sub.pending and not sub.dropped and sub.lapsed is None and not stopping:
                 continue
             events, sub.pending = sub.pending, []
             lost, sub.dropped = sub.dropped, 0
+            lapsed, sub.lapsed = sub.lapsed, None
             sub.through += len(events) + lost
-            batch = contract.events_batch(self.shard, events, lost, sub.through, stopping=stopping)
+            batch = contract.events_batch(
+                self.shard, events, lost, sub.through, stopping=stopping, lapsed=lapsed
+            )
             try:
                 await layer.group_send(group, batch)
             except Exception as exc:  # e.g. the layer's channel is full: the stream is behind
