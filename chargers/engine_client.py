@@ -5,7 +5,9 @@ simulator worker that runs it, the worker of its shard (`contract.shard_of(charg
 id, CHARGESIM_SHARDS)`). Each request here gets a fresh reply channel, goes to that
 worker's group, and waits for its acknowledgement (`ACK_SECONDS`: without one, no worker
 runs that shard) and then for its answer (`RESULT_SECONDS`, plus the action's own
-`wait_for` timeout). A bulk action and the fleet summary go to every shard and gather the
+`wait_for` timeout), asking the shard every `PROBE_SECONDS` meanwhile whether the worker
+that acknowledged still runs it: one that stopped answering or restarted ends the wait
+then (`WorkerGone`), not a minute after the timeout. A bulk action and the fleet summary go to every shard and gather the
 answers; a shard without a worker is reported, charger by charger where the caller knows
 them, never silently left out.
 
@@ -38,6 +40,9 @@ ERROR_TIMEOUT = "timeout"
 
 ACK_SECONDS = 4.0
 RESULT_SECONDS = 60.0
+# While a command runs, how often its worker is asked whether it is still there (it then
+# has ACK_SECONDS to answer): a worker that went away is known within the two.
+PROBE_SECONDS = 5.0
 # Sends in flight at once per event loop: each holds one of the Redis layer's pooled
 # connections (100 by default, and redis-py raises MaxConnectionsError past them rather
 # than wait), so a thousand concurrent requests (a scenario across 1,000 chargers) queue
@@ -60,6 +65,10 @@ class NoWorker(EngineError):
 
 class NotFinished(EngineError):
     """The worker acknowledged but did not answer in time."""
+
+
+class WorkerGone(EngineError):
+    """The worker acknowledged, then stopped answering or restarted before its answer."""
 
 
 class LayerDown(EngineError):
@@ -106,6 +115,7 @@ class EngineClient:
         shards: int | None = None,
         ack_seconds: float = ACK_SECONDS,
         result_seconds: float = RESULT_SECONDS,
+        probe_seconds: float = PROBE_SECONDS,
     ) -> None:
         self.layer = layer if layer is not None else get_channel_layer()
         if self.layer is None:
@@ -113,6 +123,7 @@ class EngineClient:
         self.shards = shards if shards is not None else settings.CHARGESIM_SHARDS
         self.ack_seconds = ack_seconds
         self.result_seconds = result_seconds
+        self.probe_seconds = probe_seconds
         self._sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -142,7 +153,7 @@ class EngineClient:
         wait_for: contract.WaitFor | None = None,
     ) -> contract.CommandResult:
         """Run a drive command (or `state`) on one charger; its result, which carries the
-        charger's state afterwards. Raises NoWorker or NotFinished."""
+        charger's state afterwards. Raises NoWorker, WorkerGone or NotFinished."""
         async with _per_loop(self._in_flight, MAX_IN_FLIGHT):
             return await self._command(charger_pk, charge_point_id, command, args, wait_for)
 
@@ -165,18 +176,49 @@ class EngineClient:
             wait_for=wait_for,
             expires=time.time() + self.ack_seconds,
         )
-        group = contract.engine_group(self.shard_of(charge_point_id))
-        await self._group_send(group, message)
+        shard = self.shard_of(charge_point_id)
+        await self._group_send(contract.engine_group(shard), message)
         loop = asyncio.get_running_loop()
         reply = await self._receive(channel, {request_id}, loop.time() + self.ack_seconds)
         if reply is None:
             raise NoWorker(NO_WORKER)
         if reply.get("type") == contract.EVENT_COMMAND_ACK:
             deadline = loop.time() + self.result_seconds + _wait_seconds(wait_for)
-            reply = await self._receive(channel, {request_id}, deadline)
+            waiting = _Waiting(command, shard, reply.get("started"))
+            reply = await self._result(channel, request_id, waiting, deadline)
         if reply is None or reply.get("type") != contract.EVENT_COMMAND_RESULT:
             raise NotFinished(NOT_FINISHED)
         return cast(contract.CommandResult, reply)
+
+    async def _result(
+        self, channel: str, request_id: str, waiting: _Waiting, deadline: float
+    ) -> dict[str, Any] | None:
+        """The command's result, or None at the deadline; between its messages the shard is
+        asked every `probe_seconds` for its summary, whose `started` says whether the worker
+        that acknowledged still runs it. Raises WorkerGone when it does not."""
+        loop = asyncio.get_running_loop()
+        probe: str | None = None  # the request id of the question in flight
+        due = loop.time() + self.probe_seconds  # when to ask, or when the answer is late
+        while True:
+            ids = {request_id} if probe is None else {request_id, probe}
+            reply = await self._receive(channel, ids, min(deadline, due))
+            if reply is None:
+                if loop.time() >= deadline:
+                    return None
+                if probe is not None:
+                    raise WorkerGone(waiting.gone(restarted=False))
+                probe = uuid.uuid4().hex
+                question = contract.summary_request(channel, probe)
+                await self._group_send(contract.engine_group(waiting.shard), question)
+                due = loop.time() + self.ack_seconds
+            elif reply["request_id"] == probe:
+                if waiting.started is not None and reply.get("started") != waiting.started:
+                    raise WorkerGone(waiting.gone(restarted=True))
+                probe, due = None, loop.time() + self.probe_seconds
+            elif reply.get("type") == contract.EVENT_COMMAND_DONE:
+                waiting.done = str(reply.get("message"))
+            else:
+                return reply
 
     async def state(
         self,
@@ -370,6 +412,29 @@ class EngineClient:
                 raise LayerDown(exc) from exc
             if isinstance(message, dict) and message.get("request_id") in request_ids:
                 return message
+
+
+@dataclass
+class _Waiting:
+    """A command acknowledged by the worker of `shard`, started at `started`, whose result
+    is awaited; `done`: what the worker said it did before its `wait_for`, if it did."""
+
+    command: str
+    shard: int
+    started: Any
+    done: str | None = None
+
+    def gone(self, *, restarted: bool) -> str:
+        what = "restarted" if restarted else "stopped answering"
+        head = f"the worker of shard {self.shard} {what} before it answered"
+        if self.command == contract.STATE:
+            return f"{head}: ask for the charger's state again"
+        if self.done is not None:
+            return (
+                f"{head}; the action was carried out ({self.done}), but whether its wait_for "
+                "condition came is not known: read the charger's state"
+            )
+        return f"{head}; the action may or may not have been carried out: read the charger's state"
 
 
 def _per_loop(

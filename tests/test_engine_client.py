@@ -17,6 +17,7 @@ from chargers.engine_client import (
     NO_WORKER,
     EngineClient,
     NoWorker,
+    WorkerGone,
 )
 from chargers.models import Charger as ChargerRow
 from locations.models import Location
@@ -232,6 +233,60 @@ async def test_without_a_worker_the_client_says_no_worker_is_running(rows):
         await client.command(rows["CL-1"].pk, "CL-1", "connect")
     overview = await client.summary()
     assert (overview.answered, overview.missing) == ([], [0])
+
+
+async def worker_gone(shard: int = 0) -> None:
+    """The worker of `shard` goes away as far as its callers can tell (killed, or paused):
+    nothing sent to the shard reaches it any more."""
+    layer = get_channel_layer()
+    group = contract.engine_group(shard)
+    for channel in list(layer.groups.get(group, {})):
+        await layer.group_discard(group, channel)
+
+
+async def test_a_worker_that_stops_answering_during_a_wait_is_known_before_the_timeout(
+    worker, rows
+):
+    """A worker killed while an API call waited for Charging (timeout 10): the caller was
+    told "the simulator did not finish in time" (504) only 70 s later, and not whether the
+    car had been plugged in."""
+    client = EngineClient(ack_seconds=1.0, result_seconds=10.0, probe_seconds=0.5)
+    pk = rows["CL-2"].pk
+    waiting = asyncio.create_task(
+        client.command(pk, "CL-2", "plug_in", {}, wait_for=wait("Charging", 30))
+    )
+    await wait_until(lambda: len(worker.conditions) == 1, message="the wait to register")
+    await worker_gone()
+    with pytest.raises(WorkerGone) as gone:
+        await asyncio.wait_for(waiting, 10)
+    said = str(gone.value)
+    assert said.startswith("the worker of shard 0 stopped answering before it answered;"), said
+    assert "the action was carried out (" in said and "read the charger's state" in said
+
+
+async def test_a_worker_restarted_during_a_wait_is_known_by_its_new_start_time(worker, rows):
+    """The restarted worker answers the shard's questions, but knows nothing of the wait."""
+    import time
+
+    layer = get_channel_layer()
+    client = EngineClient(ack_seconds=1.0, result_seconds=10.0, probe_seconds=0.5)
+    waiting = asyncio.create_task(client.state(rows["CL-2"].pk, "CL-2", wait_for=wait("Charging")))
+    await wait_until(lambda: len(worker.conditions) == 1, message="the wait to register")
+    await worker_gone()
+    restarted = await layer.new_channel()
+    await layer.group_add(contract.engine_group(0), restarted)
+    question = await asyncio.wait_for(layer.receive(restarted), 5)
+    assert question["command"] == contract.SUMMARY
+    counts = contract.FleetCounts(chargers=0, statuses={}, links={}, power_w=0.0)
+    answer = contract.shard_summary(
+        question["request_id"], 0, 1, counts, {}, time.time(), started=time.time()
+    )
+    await layer.send(question["reply_channel"], answer)
+    with pytest.raises(WorkerGone) as gone:
+        await asyncio.wait_for(waiting, 5)
+    assert str(gone.value) == (
+        "the worker of shard 0 restarted before it answered: ask for the charger's state again"
+    )
 
 
 # -- the fleet ---------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ COMMAND: Final = "engine.command"
 EVENT_CHARGER_STATE: Final = "charger.state"  # full idempotent snapshot of one charger
 EVENT_CHARGER_LOG: Final = "charger.log"  # OCPP frames, newest last
 EVENT_COMMAND_ACK: Final = "command.ack"  # the owning worker received the command
+# ... and, for one with `wait_for`, did it and now waits (a caller whose worker goes away
+# during the wait can then say the action was carried out)
+EVENT_COMMAND_DONE: Final = "command.done"
 EVENT_COMMAND_RESULT: Final = "command.result"  # answer to a command
 EVENT_FLEET_SUMMARY: Final = "fleet.summary"  # one shard's counts by status and link
 EVENT_LOCATION_SUMMARY: Final = "location.summary"  # one shard's power and counts of a site
@@ -225,10 +228,26 @@ def watch_request(
 class CommandAck(TypedDict):
     type: Literal["command.ack"]
     request_id: str | None
+    # When the worker started, as in its summaries: the caller, asking the shard meanwhile
+    # (`summary_request`), tells a restarted worker by it.
+    started: NotRequired[float]
 
 
-def command_ack(request_id: str | None) -> CommandAck:
-    return {"type": EVENT_COMMAND_ACK, "request_id": request_id}
+def command_ack(request_id: str | None, started: float | None = None) -> CommandAck:
+    ack: CommandAck = {"type": EVENT_COMMAND_ACK, "request_id": request_id}
+    if started is not None:
+        ack["started"] = started
+    return ack
+
+
+class CommandDone(TypedDict):
+    type: Literal["command.done"]
+    request_id: str | None
+    message: str  # what was done, as a result's message says it
+
+
+def command_done(request_id: str | None, message: str) -> CommandDone:
+    return {"type": EVENT_COMMAND_DONE, "request_id": request_id, "message": message}
 
 
 # Why a command was not done (`CommandResult.error`), so that a caller can tell its own

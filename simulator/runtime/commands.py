@@ -22,7 +22,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -254,14 +254,18 @@ class CommandServer:
         if command == contract.SUMMARY:
             await self._reply(reply_to, self.shard_summary(request_id))
             return
-        await self._reply(reply_to, contract.command_ack(request_id))
+        await self._reply(reply_to, contract.command_ack(request_id, self.started))
         charger_id = message.get("charger_id")
+
+        async def done(text: str) -> None:
+            await self._reply(reply_to, contract.command_done(request_id, text))
+
         try:
             wait = parse_wait(message.get("wait_for"), args)
         except CommandError as exc:
             outcome = Outcome(False, str(exc), exc.kind, field=_field_of(exc))
         else:
-            outcome = await self.perform(charger_id, command, args, wait)
+            outcome = await self.perform(charger_id, command, args, wait, done=done)
         pk = _pk(charger_id)
         charger = self.service.store.by_pk(pk) if pk is not None else None
         await self._reply(
@@ -286,9 +290,12 @@ class CommandServer:
         args: dict[str, Any],
         wait: Wait | None = None,
         catalogue: Mapping[int, VehicleSpec] | None = None,
+        *,
+        done: Callable[[str], Awaitable[None]] | None = None,
     ) -> Outcome:
         """Run one command (or `state`) on one charger and, if it was done, wait for the
-        condition; never raises."""
+        condition (telling `done` first what was done, for a caller that may lose this
+        worker during the wait); never raises."""
         try:
             if command == contract.STATE:
                 charger = self._charger(charger_id)
@@ -316,6 +323,8 @@ class CommandServer:
         outcome = Outcome(True, text)
         pk = _pk(charger_id)
         if wait is not None and pk is not None:
+            if done is not None and command != contract.STATE:
+                await done(text)
             outcome.wait = await self.service.conditions.wait(
                 pk, wait.condition, wait.connector_id, wait.timeout
             )
@@ -625,7 +634,7 @@ class CommandServer:
         raw_command = message.get("command")
         command = raw_command if isinstance(raw_command, str) else None
         args = _args(message.get("args"))
-        await self._reply(reply_to, contract.command_ack(request_id))
+        await self._reply(reply_to, contract.command_ack(request_id, self.started))
         shard = self.service.shard
         try:
             if command not in contract.DRIVE_COMMANDS:
@@ -800,6 +809,7 @@ class CommandServer:
         self,
         channel: str,
         message: contract.CommandAck
+        | contract.CommandDone
         | contract.CommandResult
         | contract.ChargerState
         | contract.ChargerLog
