@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any, NamedTuple, TypedDict
@@ -419,14 +419,17 @@ class EvseManager(models.Manager["Evse"]):
         *,
         lease: int | None = None,
         leased: Container[int] = (),
+        metered: Mapping[int, datetime] | None = None,
     ) -> None:
         """Write (charger pk, register Wh, status, EVSE pk) rows read at `at` (the
         checkpoint batch's rows as they are; the charger pk is not written), in a few
         statements.
 
         Registers only go up: MAX/GREATEST(stored, new), even if two writers race. Each
-        row carries the time it was read: the charger was known alive with that register
-        then (a PowerLoss stop after a crash is dated there). The rows whose pk is in
+        row carries the time its register was true: when the engine last metered its
+        charger (`metered`, by charger pk), else `at` (a PowerLoss stop after a crash is
+        dated there). The meter moves a register only at its charger's events: read at
+        `at`, it was true then, not at `at` (a car drew power since). The rows whose pk is in
         `leased` name the writer's `lease` (`EngineLease`): while the lease is stamped the
         register is known unchanged, so the charger is known alive until the lease's time;
         the others name none."""
@@ -434,11 +437,21 @@ class EvseManager(models.Manager["Evse"]):
             return
         table = self.model._meta.db_table
         greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
-        stamp = connection.ops.adapt_datetimefield_value(at)
+        adapt = connection.ops.adapt_datetimefield_value
+        stamp = adapt(at)
+        # Chargers metered at one tick share its time: adapted once (a string on SQLite).
+        stamps: dict[datetime, Any] = {}
         # One flat list, built in one pass: no tuple per row.
         values: list[Any] = []
-        for _charger, register, status, pk in registers:
-            values += (register, status, stamp, lease if pk in leased else None, pk)
+        for charger, register, status, pk in registers:
+            when = metered.get(charger) if metered else None
+            if when is None:
+                row_stamp = stamp
+            else:
+                row_stamp = stamps.get(when)
+                if row_stamp is None:
+                    row_stamp = stamps[when] = adapt(when)
+            values += (register, status, row_stamp, lease if pk in leased else None, pk)
         execute_values(
             f"UPDATE {table} SET register_wh = {greatest}({table}.register_wh, v.column1), "
             f"status = v.column2, checkpointed_at = v.column3, lease_id = v.column4 "
@@ -494,13 +507,14 @@ class Evse(models.Model):
         editable=False,
         help_text="Last status the simulator reported.",
     )
-    # The time of the checkpoint that wrote register_wh: the last moment the engine is known
-    # to have been alive with this register (a PowerLoss stop after a crash is dated here).
+    # When register_wh was true, as the checkpoint that wrote it says: the engine last
+    # metered the connector then (a PowerLoss stop after a crash is dated here).
     checkpointed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The engine's lease (`EngineLease`) that vouches for this row after checkpointed_at:
     # the writer kept the register unchanged while it stamped the lease, so the charger is
     # known alive with this register until the lease's time too (None: only until
-    # checkpointed_at). A plain number, not a foreign key: leases are never joined.
+    # checkpointed_at), and the register true then if the connector was not charging.
+    # A plain number, not a foreign key: leases are never joined.
     lease_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = EvseManager()

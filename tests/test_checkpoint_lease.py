@@ -42,6 +42,7 @@ class FakeCharger:
         self.id = cp_id
         self.spec = SimpleNamespace(db_id=pk)
         self.evses = [FakeEvse(evse_pk) for evse_pk in evse_pks]
+        self.registers_at: float | None = None  # never metered: the batch's time
 
 
 def transaction(connector_id: int, local_id: str) -> LocalTransaction:
@@ -259,6 +260,39 @@ def test_the_lease_dates_a_power_loss_at_the_last_full_checkpoint():
         Checkpointer.close()
     assert Evse.objects.get(pk=evse_pks[0]).lease_id is None
     assert _last_checkpoints({row.pk}) == {(row.pk, 1): third.at, (row.pk, 2): third.at}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charging_register_is_dated_when_it_was_metered_not_by_the_lease():
+    """The meter moves a charging connector's register only at its events: the car draws
+    power in between, so its stored register was true when metered, not at the checkpoint
+    that read it, nor at a later stamp of the lease (a stop dated there reports too little
+    energy for its time)."""
+    row = make_charger("CP-METERED", evses=2)
+    evse_pks = list(
+        Evse.objects.filter(charger=row).order_by("connector_id").values_list("pk", flat=True)
+    )
+    charger = FakeCharger("CP-METERED", row.pk, evse_pks)
+    charger.evses[0].register_wh = 120.0
+    charger.evses[0].status = ConnectorStatus.CHARGING
+    checkpointer = Checkpointer()
+    tx = transaction(1, "metered-1")
+    checkpointer.on_transaction(charger, tx)  # type: ignore[arg-type]
+    metered = timezone.now() - timedelta(seconds=30)
+    charger.registers_at = metered.timestamp()
+    try:
+        first = checkpointer.take()
+        Checkpointer.write(first)
+        second = checkpointer.take()  # the register unchanged: only the lease moves
+        second.at = first.at + timedelta(seconds=5)
+        assert second.evses == []
+        Checkpointer.write(second)
+    finally:
+        Checkpointer.close()
+    evse = Evse.objects.get(pk=evse_pks[0])
+    assert evse.register_wh == 120.0 and evse.checkpointed_at == metered
+    # Connector 2 draws nothing: its register is true as long as the charger lived.
+    assert _last_checkpoints({row.pk}) == {(row.pk, 1): metered, (row.pk, 2): second.at}
 
 
 def test_the_rows_named_by_the_lease_go_again_after_a_refused_batch():

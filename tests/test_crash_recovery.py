@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from ocpp.v16 import call
@@ -244,3 +244,92 @@ async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_ki
         if second is not None:
             second.stop()
         await csms.stop()
+
+
+async def test_a_killed_workers_stop_is_dated_when_its_register_was_true(tmp_path, store):
+    """The event-driven meter moves a charging connector's register only at its events (a
+    sample, a status change): between them the car draws power that no stored register
+    holds. A worker killed 5 s after a sample sent a PowerLoss stop with that sample's
+    register dated at the kill (the worker's last sign of life): too little energy for
+    the time, as a CSMS bills it. The stop is dated when its register was true, and
+    nothing the CSMS got goes back in register or time, up to the resumed session."""
+    csms = CentralSystem()
+    await csms.start(host="127.0.0.1", port=0)
+    cp_id = CHARGERS[0]  # AC: the meter visits it only at its events
+    args = (
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "1",
+        "--demo-share",
+        "0",
+        "--csms-url",
+        csms.url,
+    )
+    env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1", **store}
+    first = ManagePy(tmp_path, *args, env=env)
+    second = None
+    try:
+        await csms.wait_connected(cp_id, timeout=30)
+        await csms.wait_for(cp_id, "StatusNotification", timeout=10)
+        # No periodic or clock-aligned sample, no heartbeat: no meter event after the sample.
+        for key, value in (
+            ("MeterValueSampleInterval", "0"),
+            ("ClockAlignedDataInterval", "0"),
+            ("HeartbeatInterval", "3600"),
+        ):
+            result = await csms.call(cp_id, call.ChangeConfiguration(key=key, value=value))
+            assert result.status == "Accepted"
+        started = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1))
+        assert started.status == "Accepted"
+        start = await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+        await asyncio.sleep(1)
+        mark = len(csms.log)
+        answer = await csms.call(
+            cp_id, call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+        )
+        assert answer.status == "Accepted"
+        sample = await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
+        sent = energy_register(sample.payload)
+        assert sent > float(start.payload["meterStart"]), "the vehicle did not charge"
+        await asyncio.sleep(5)  # charging on: nothing reads the register meanwhile
+        first.signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL
+        await csms.wait_disconnected(cp_id, timeout=10)
+
+        restart = len(csms.log)
+        second = ManagePy(tmp_path, *args, env=env)
+        stop = await csms.wait_for(cp_id, "StopTransaction", after=restart, timeout=30)
+        resumed = await csms.wait_for(cp_id, "StartTransaction", after=restart, timeout=30)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        await csms.stop()
+    assert stop.payload["reason"] == "PowerLoss"
+    # Nothing goes back: the stop comes after the sample, in register and in time (both
+    # read the host's clock, to the millisecond).
+    meter_stop = float(stop.payload["meterStop"])
+    stopped_at = parse_iso(stop.payload["timestamp"])
+    sampled_at = parse_iso(sample.payload["meterValue"][-1]["timestamp"])
+    assert meter_stop >= sent and stopped_at + timedelta(milliseconds=1) >= sampled_at
+    # At the sample's power (the car at a low SoC on AC draws it steadily), the energy from
+    # the sample to the stop's time is on the meter: at most the two figures' rounding to
+    # whole Wh (1 each) is missing. Dated at the kill, 5 s of it (15 Wh at 11 kW) were.
+    power_w = float(
+        next(
+            sv["value"]
+            for sv in sample.payload["meterValue"][-1]["sampledValue"]
+            if sv.get("measurand") == "Power.Active.Import"
+        )
+    )
+    assert power_w > 0, "the vehicle did not charge"
+    drawn_wh = power_w * (stopped_at - sampled_at).total_seconds() / 3600
+    assert meter_stop - sent >= drawn_wh - 2, (
+        f"meterStop {meter_stop} at {stopped_at}: {meter_stop - sent} Wh since the sample of "
+        f"{sent} Wh at {sampled_at}, in which {drawn_wh:.1f} Wh were drawn at {power_w} W"
+    )
+    # The car charges on in a new session from that register, later.
+    assert float(resumed.payload["meterStart"]) >= meter_stop
+    assert parse_iso(resumed.payload["timestamp"]) >= stopped_at

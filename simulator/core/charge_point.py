@@ -385,6 +385,9 @@ class Charger:
         # keeps the times; only this class changes a connector's register, SoC and status.
         self.metered_at: float | None = None
         self.metered_wall: float | None = None
+        # The host's time (epoch s) of `metered_at`, on no charger's clock: its registers
+        # were true then (a checkpoint stores them with it; they move only when metered).
+        self.registers_at: float | None = None
         self.meter_wake = 0.0
         self.meter_settle: Callable[[Charger], None] | None = None
         self._kept_points: dict[int, _KeptPoint] = {}  # connector -> its metering point

@@ -170,6 +170,8 @@ class MeterEngine:
         if now <= at:
             return
         charger.metered_at = now
+        if self._last_wall is not None:
+            charger.registers_at = self._last_wall + (now - last)
         dt = now - at
         if charger.transactions:
             # A status change inside settles again: it is this settle's own (the host's
@@ -249,6 +251,7 @@ class MeterEngine:
         # clock-aligned boundary, no heartbeat due) allocates nothing and asks little.
         charger.meter_settle = self._settle
         charger.metered_at = now
+        charger.registers_at = wall_s
         offset = charger.clock_offset
         if offset:
             # Its clock was set by the CSMS's currentTime: its timestamps and clock-aligned

@@ -75,6 +75,7 @@ from simulator.runtime.outage import brief as _brief
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
+_CHARGING = ConnectorStatus.CHARGING.value
 
 
 def vehicle_spec(row: VehicleModel) -> VehicleSpec:
@@ -342,8 +343,9 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
 
     A restart of the simulator is a power cycle of its chargers (they boot again), so an
     open transaction is ended with reason PowerLoss and the last checkpointed register,
-    dated at the checkpoint that wrote that register (the last time the charger was known
-    alive, not the restart), queued behind whatever was still unconfirmed. As after a
+    dated at the last time that register is known true (when the engine last metered it,
+    or for a connector not charging, the last time the charger was known alive; never the
+    restart), queued behind whatever was still unconfirmed. As after a
     power cycle, the vehicles stay, and a session one was charging in starts again for
     the same idTag once the boot is accepted.
     """
@@ -476,16 +478,21 @@ def _plug_back(by_pk: dict[int, Charger], ended: dict[tuple[str, int], str]) -> 
 
 
 def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
-    """(charger pk, connector id) -> the last time it is known alive with its stored
-    register: when the register was last checkpointed, or later, the last stamp of the
-    lease its row names (the writer kept that register unchanged while stamping it)."""
+    """(charger pk, connector id) -> the last time its stored register is known true: when
+    the engine last metered it (its row's time), or later, for a connector not charging,
+    the last stamp of the lease its row names (the writer kept that register unchanged
+    while stamping it). Not for a charging one: the event-driven meter moves its register
+    only at its events (a sample, a status change) and the car drew power in between, so
+    its register at the lease's time is unknown (a stop dated there reported too little)."""
     if not charger_pks:
         return {}
-    rows = list(
-        EvseRow.objects.filter(
-            charger_id__in=charger_pks, checkpointed_at__isnull=False
-        ).values_list("charger_id", "connector_id", "checkpointed_at", "lease_id")
-    )
+    stored = EvseRow.objects.filter(
+        charger_id__in=charger_pks, checkpointed_at__isnull=False
+    ).values_list("charger_id", "connector_id", "checkpointed_at", "lease_id", "status")
+    rows = [
+        (pk, connector, at, None if status == _CHARGING else lease)
+        for pk, connector, at, lease, status in stored
+    ]
     leases = EngineLease.objects.alive({lease for *_, lease in rows if lease is not None})
     found: dict[tuple[int, int], datetime] = {}
     for pk, connector, at, lease in rows:
@@ -507,6 +514,25 @@ def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
     except ValueError:
         pass
     return now_iso(at.astimezone(UTC))
+
+
+class _MeteredAt:
+    """Charger pk -> when the engine last metered it (`Charger.registers_at`), as the
+    checkpoint's datetimes: the chargers of one tick share one."""
+
+    __slots__ = ("_seen", "by_pk")
+
+    def __init__(self) -> None:
+        self.by_pk: dict[int, datetime] = {}
+        self._seen: dict[float, datetime] = {}
+
+    def add(self, pk: int, charger: Charger) -> None:
+        at = charger.registers_at
+        if at is not None:
+            found = self._seen.get(at)
+            if found is None:
+                found = self._seen[at] = datetime.fromtimestamp(at, UTC)
+            self.by_pk[pk] = found
 
 
 class Lease:
@@ -976,10 +1002,12 @@ class Checkpointer(Listener):
         open_chargers, leased = self._open_chargers, self._leased
         rows: list[tuple[int, float, str, int]] = []
         leased_now: set[int] = set()
+        metered_at = _MeteredAt()
         for charger in dirty.values():
             pk = charger.spec.db_id
             if pk is None:
                 continue
+            metered_at.add(pk, charger)
             on = charger.id in open_chargers
             for evse in charger.evses:
                 evse_pk = evse.db_id
@@ -1005,11 +1033,12 @@ class Checkpointer(Listener):
                     # The status as its member: an enum's `.value` is a property call.
                     state = (evse.register_wh, evse.status)
                     if leased.get(evse_pk) != state:
+                        metered_at.add(pk, charger)
                         rows.append((pk, state[0], state[1]._value_, evse_pk))
                         leased[evse_pk] = state
                         leased_now.add(evse_pk)
             batch.stamp = bool(leased)
-        batch.evses = rows
+        batch.evses, batch.metered = rows, metered_at.by_pk
         batch.lease, batch.leased = self._lease, leased_now
         batch.fenced = self.fenced
         batch.at = datetime.now(UTC)  # the instant these registers were read
@@ -1159,6 +1188,8 @@ class Batch:
     security_full: set[int] = field(default_factory=set)
     # (charger pk, register Wh, status, EVSE pk)
     evses: list[tuple[int, float, str, int]] = field(default_factory=list)
+    # charger pk -> when its registers were true (last metered); absent: `at`
+    metered: dict[int, datetime] = field(default_factory=dict)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     made_durable: list[tuple[OutboxSink, Outgoing]] = field(default_factory=list)
     owners: list[Charger] = field(default_factory=list)
@@ -1214,6 +1245,7 @@ class Batch:
                     [],
                     [],
                     at=self.at,
+                    metered=self.metered,
                     charger_pk=pk,
                     lease=self.lease,
                     leased=self.leased,
@@ -1262,7 +1294,13 @@ def _write_batch(batch: Batch) -> None:
     TransactionRow.objects.upsert(batch.transactions)
     OutboxMessage.objects.add(batch.outbox_new)
     OutboxMessage.objects.remove(batch.outbox_gone)
-    EvseRow.objects.checkpoint(batch.evses, batch.at, lease=_lease_pk(batch), leased=batch.leased)
+    EvseRow.objects.checkpoint(
+        batch.evses,
+        batch.at,
+        lease=_lease_pk(batch),
+        leased=batch.leased,
+        metered=batch.metered,
+    )
     ConfigurationKey.objects.write_values(batch.config)
     ChargingProfileRecord.objects.store(batch.profiles)
     _write_availability(batch.availability)
@@ -1468,6 +1506,7 @@ def _rows(part: Batch) -> Iterator[_Row]:
                 part.at,
                 lease=_lease_pk(part),
                 leased=part.leased,
+                metered=part.metered,
             ),
             None,
             None,
