@@ -658,7 +658,15 @@ class ChargerFields(ChargerBody):
     enabled: bool = _charger("enabled")
     auto_connect: bool = _charger("auto_connect")
     vendor: str = _charger("vendor")
-    model: str = _charger("model")
+    model: str | None = Field(
+        None,
+        description=doc(
+            Charger,
+            "model",
+            "Not given or empty: by its power type and power, such as Virtual DC 150 or "
+            "Virtual AC 22.",
+        ),
+    )
     serial_number: str = _charger("serial_number")
     firmware_version: str = _charger("firmware_version")
     power_type: str = _charger("power_type", "AC or DC.")

@@ -449,6 +449,8 @@ def check_charger(
     data = _data(Charger, instance, CHARGER_FIELDS, given)
     if given.get("phases") is None and (instance is None or "phases" in given):
         data["phases"] = ""  # by its power (`ChargerForm.clean_phases`), not the model's 3
+    if not given.get("model") and (instance is None or "model" in given):
+        data["model"] = ""  # by its power type and power (`ChargerForm.clean`)
     key = given.get("authorization_key")
     if key == "":
         data["clear_authorization_key"] = True  # the admin's "Clear the AuthorizationKey"

@@ -23,6 +23,7 @@ FAULT_INJECTION_FIELDS = [
 EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
 MOVE_ANYWAY = "(To rename it anyway, tick 'Rename even so'.)"
 PHASES_BY_POWER = f"by its power: 1 up to {Charger.SINGLE_PHASE_MAX_KW:g} kW AC (a wallbox), else 3"
+MODEL_BY_POWER = "Left empty: by its power type and power, such as Virtual DC 150."
 
 
 def without_missing_key(error: ValidationError) -> ValidationError | None:
@@ -193,6 +194,14 @@ class ChargerForm(KeepsLaterWrites):
             phases.choices = [("", PHASES_BY_POWER), (1, "1"), (3, "3")]
             if self.instance.pk is None:
                 self.initial["phases"] = ""
+        if "model" in self.fields:
+            # Left empty (an API call or an import without it too): by its power type and
+            # power, so that a DC charger does not boot as the default "Virtual AC 22".
+            model = self.fields["model"]
+            model.required = False
+            model.help_text = MODEL_BY_POWER
+            if self.instance.pk is None:
+                self.initial["model"] = ""
 
     def _kept(self, name: str, empty: Any = 0) -> Any:
         """Not posted: the charger's value; posted empty: `empty` (none)."""
@@ -244,6 +253,11 @@ class ChargerForm(KeepsLaterWrites):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         assert cleaned is not None  # ModelForm.clean returns cleaned_data
+        if not cleaned.get("model") and "model" in self.fields:
+            # Here, not in clean_model: the power fields come after it in the form.
+            cleaned["model"] = Charger.model_for(
+                cleaned.get("power_type"), cleaned.get("max_power_kw")
+            )
         if cleaned.get("clear_authorization_key"):
             cleaned["authorization_key"] = ""
             self.instance.authorization_key = ""

@@ -351,6 +351,14 @@ class Charger(models.Model):
             return 1 if max_power_kw <= cls.SINGLE_PHASE_MAX_KW else 3
         return 3
 
+    @classmethod
+    def model_for(cls, power_type: str | None, max_power_kw: float | None) -> str:
+        """The BootNotification model of a charger given none: its power type and power,
+        "Virtual DC 150" or "Virtual AC 22" (the field's default is the default charger's),
+        so that a DC charger does not tell its CSMS it is an AC one."""
+        kind = cls.PowerType.DC.value if power_type == cls.PowerType.DC else cls.PowerType.AC.value
+        return f"Virtual {kind} {22.0 if max_power_kw is None else max_power_kw:g}"
+
     def sync_number_of_connectors(self) -> None:
         """NumberOfConnectors follows the EVSEs, which forms save after the charger."""
         self.configuration.filter(key="NumberOfConnectors").update(value=str(self.evses.count()))

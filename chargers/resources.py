@@ -165,7 +165,7 @@ class ChargerResource(FleetResource):
         "nominal_voltage", NumberCell("V"), default=_default("nominal_voltage")
     )
     vendor = _field("vendor", TextCell(), default=_default("vendor"))
-    model = _field("model", TextCell(), default=_default("model"))
+    model = _field("model", TextCell())
     serial_number = _field("serial_number", TextCell())
     firmware_version = _field("firmware_version", TextCell(), default=_default("firmware_version"))
     csms_url = _field("csms_url", TextCell())
@@ -295,6 +295,9 @@ class ChargerResource(FleetResource):
         # (a 3.7 kW wallbox is single-phase), as the admin's form and the API decide it.
         if row.get("phases") in (None, "") and ("phases" in row or instance.pk is None):
             instance.phases = Charger.phases_for(instance.power_type, instance.max_power_kw)
+        # So is its model: a DC charger's file without one must not boot "Virtual AC 22".
+        if row.get("model") in (None, "") and ("model" in row or instance.pk is None):
+            instance.model = Charger.model_for(instance.power_type, instance.max_power_kw)
 
     def after_init_instance(self, instance: Charger, new: bool, row: Any, **kwargs: Any) -> None:
         if new and "csms_url" not in row:
