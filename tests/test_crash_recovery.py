@@ -7,6 +7,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from ocpp.v16 import call
@@ -63,20 +64,50 @@ def registers_in_order(csms, cp_id):
     return seen
 
 
-async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path, store):
-    csms = CentralSystem()
-    await csms.start(host="127.0.0.1", port=0)
-    args = (
+def demo_args(csms: CentralSystem, chargers: int) -> tuple[str, ...]:
+    """A worker of `chargers` demo chargers (no session of their own) pointed at `csms`."""
+    return (
         "runsimulator",
         "--no-web",
         "--demo",
         "--demo-chargers",
-        "2",
+        str(chargers),
         "--demo-share",
         "0",
         "--csms-url",
         csms.url,
     )
+
+
+async def kill(worker: ManagePy, csms: CentralSystem, *cp_ids: str) -> None:
+    """SIGKILL: no last checkpoint, no close frame."""
+    worker.signal(signal.SIGKILL)
+    assert worker.wait(10) == -signal.SIGKILL
+    for cp_id in cp_ids:
+        await csms.wait_disconnected(cp_id, timeout=10)
+
+
+async def remote_start(csms: CentralSystem, cp_id: str) -> Any:
+    """A session on connector 1 (the demo charger plugs a car in for it); its start."""
+    started = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1))
+    assert started.status == "Accepted"
+    return await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+
+
+async def triggered_sample(csms: CentralSystem, cp_id: str) -> Any:
+    """A MeterValues of connector 1 asked for now (TriggerMessage); the frame."""
+    mark = len(csms.log)
+    answer = await csms.call(
+        cp_id, call.TriggerMessage(requested_message="MeterValues", connector_id=1)
+    )
+    assert answer.status == "Accepted"
+    return await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
+
+
+async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path, store):
+    csms = CentralSystem()
+    await csms.start(host="127.0.0.1", port=0)
+    args = demo_args(csms, 2)
     env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1", **store}
     first = ManagePy(tmp_path, *args, env=env)
     second = None
@@ -107,10 +138,7 @@ async def test_sigkill_mid_transaction_loses_no_transaction_message(tmp_path, st
         ]
         assert unanswered
         killed_at = datetime.now(UTC)
-        first.signal(signal.SIGKILL)
-        assert first.wait(10) == -signal.SIGKILL
-        for cp_id in CHARGERS:
-            await csms.wait_disconnected(cp_id, timeout=10)
+        await kill(first, csms, *CHARGERS)
 
         csms.respond = True
         restart = len(csms.log)
@@ -180,17 +208,7 @@ async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_ki
     csms = CentralSystem()
     await csms.start(host="127.0.0.1", port=0)
     cp_id = CHARGERS[0]
-    args = (
-        "runsimulator",
-        "--no-web",
-        "--demo",
-        "--demo-chargers",
-        "1",
-        "--demo-share",
-        "0",
-        "--csms-url",
-        csms.url,
-    )
+    args = demo_args(csms, 1)
     # Periodic checkpoints far apart (a setting a large fleet may use): between two of them
     # the register a triggered sample reads is the live one, above the stored one.
     env = {
@@ -208,29 +226,18 @@ async def test_a_register_sent_in_a_triggered_sample_is_never_wound_back_by_a_ki
             cp_id, call.ChangeConfiguration(key="MeterValueSampleInterval", value="0")
         )
         assert result.status == "Accepted"
-        started = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1))
-        assert started.status == "Accepted"
-        start = await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+        start = await remote_start(csms, cp_id)
         meter_start = float(start.payload["meterStart"])
         # Charge until the live register is well past meterStart (what the StartTransaction's
         # batch stored), then ask for a sample of it.
         sent = meter_start
-        mark = len(csms.log)
         for _ in range(40):
             await asyncio.sleep(0.5)
-            mark = len(csms.log)
-            answer = await csms.call(
-                cp_id, call.TriggerMessage(requested_message="MeterValues", connector_id=1)
-            )
-            assert answer.status == "Accepted"
-            sample = await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
-            sent = energy_register(sample.payload)
+            sent = energy_register((await triggered_sample(csms, cp_id)).payload)
             if sent >= meter_start + 2:
                 break
         assert sent >= meter_start + 2, "the vehicle did not charge"
-        first.signal(signal.SIGKILL)
-        assert first.wait(10) == -signal.SIGKILL
-        await csms.wait_disconnected(cp_id, timeout=10)
+        await kill(first, csms, cp_id)
 
         restart = len(csms.log)
         second = ManagePy(tmp_path, *args, env=env)
@@ -256,17 +263,7 @@ async def test_a_killed_workers_stop_is_dated_when_its_register_was_true(tmp_pat
     csms = CentralSystem()
     await csms.start(host="127.0.0.1", port=0)
     cp_id = CHARGERS[0]  # AC: the meter visits it only at its events
-    args = (
-        "runsimulator",
-        "--no-web",
-        "--demo",
-        "--demo-chargers",
-        "1",
-        "--demo-share",
-        "0",
-        "--csms-url",
-        csms.url,
-    )
+    args = demo_args(csms, 1)
     env = {"CHARGESIM_TICK_SECONDS": "0.2", "CHARGESIM_RECONNECT_CAP_SECONDS": "1", **store}
     first = ManagePy(tmp_path, *args, env=env)
     second = None
@@ -281,22 +278,13 @@ async def test_a_killed_workers_stop_is_dated_when_its_register_was_true(tmp_pat
         ):
             result = await csms.call(cp_id, call.ChangeConfiguration(key=key, value=value))
             assert result.status == "Accepted"
-        started = await csms.call(cp_id, call.RemoteStartTransaction(id_tag="TAG", connector_id=1))
-        assert started.status == "Accepted"
-        start = await csms.wait_for(cp_id, "StartTransaction", timeout=10)
+        start = await remote_start(csms, cp_id)
         await asyncio.sleep(1)
-        mark = len(csms.log)
-        answer = await csms.call(
-            cp_id, call.TriggerMessage(requested_message="MeterValues", connector_id=1)
-        )
-        assert answer.status == "Accepted"
-        sample = await csms.wait_for(cp_id, "MeterValues", after=mark, timeout=10)
+        sample = await triggered_sample(csms, cp_id)
         sent = energy_register(sample.payload)
         assert sent > float(start.payload["meterStart"]), "the vehicle did not charge"
         await asyncio.sleep(5)  # charging on: nothing reads the register meanwhile
-        first.signal(signal.SIGKILL)
-        assert first.wait(10) == -signal.SIGKILL
-        await csms.wait_disconnected(cp_id, timeout=10)
+        await kill(first, csms, cp_id)
 
         restart = len(csms.log)
         second = ManagePy(tmp_path, *args, env=env)
