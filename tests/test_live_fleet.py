@@ -24,7 +24,7 @@ from simulator.runtime.events import snapshot
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_vehicle
 from tests.database_away import backend_pid, database_away, terminate_backend
-from tests.engine import COMPACT, boot_reports_answered, loaded, wait_until
+from tests.engine import COMPACT, boot_reports_answered, loaded, register_now, wait_until
 from tests.process import free_port
 from vehicles.models import VehicleModel
 
@@ -193,24 +193,77 @@ async def test_the_admins_disable_action_stops_a_charger_whose_last_edit_was_rec
     assert worker.store.get("CP-LIVE") is None
 
 
-async def test_a_disabled_charger_keeps_no_parked_car_for_when_it_is_enabled_again(worker, csms):
-    """Cars are plugged back in after a restart, not after a charger was out of service:
-    enabled a week later, it would find last week's car and start charging it."""
-    from chargers.models import PluggedVehicle
+async def test_a_disabled_charger_enabled_again_finds_its_cars_still_plugged_in(worker, csms):
+    """Disabled, then enabled, a charger's connectors came back Available under the cars
+    plugged into it (a restart keeps them). A charger switched off and on finds them
+    plugged in: Preparing, with the SoC they had, and no session starts by itself (the
+    operator ended them), not even one a power loss ended whose boot never came."""
+    from simulator.core.evse import ConnectorStatus
 
-    charger = loaded(worker, "CP-LIVE")
-    charger.plug_in(1, COMPACT, soc=30)
-    await worker.checkpoint()
     pk = await sync_to_async(pk_of)("CP-LIVE")
-    stored = sync_to_async(lambda: list(PluggedVehicle.objects.filter(evse__charger_id=pk)))
-    assert [row.record["soc"] for row in await stored()] == [30]
+    await start_session(worker, "CP-LIVE", csms)  # connector 1: a car at 30 %, charging
+    charger = loaded(worker, "CP-LIVE")
+    charger.plug_in(2, COMPACT, soc=55)
+    charger.resume_after_boot_for(2, "TAG-2")  # as after a restart whose boot never came
+    await wait_until(lambda: register_now(charger) > 1, message="energy flowing")
     await sync_to_async(edit)(pk, enabled=False)
-    await saved(pk)
-    await worker.checkpoint()
-    assert await stored() == []
+    assert (await saved(pk))[0][
+        "outcome"
+    ] == "stopped: disabled (its transaction ended, reason Other)"
+    battery = charger.evse(1).battery
+    assert battery is not None
+    soc = battery.soc
+    await csms.wait_disconnected("CP-LIVE")
+    mark = len(csms.log)
     await sync_to_async(edit)(pk, enabled=True)
     assert (await saved(pk))[0]["outcome"] == "loaded, connecting"
-    assert all(evse.battery is None for evse in loaded(worker, "CP-LIVE").evses)
+    await csms.wait_for("CP-LIVE", "BootNotification", after=mark)
+    again = loaded(worker, "CP-LIVE")
+    for connector_id, expected in ((1, soc), (2, 55)):
+        await csms.wait_for(
+            "CP-LIVE",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e, c=connector_id: (
+                e.payload["connectorId"] == c and e.payload["status"] == "Preparing"
+            ),
+        )
+        kept = again.evse(connector_id).battery
+        assert kept is not None and kept.soc == pytest.approx(expected, abs=0.1)
+        assert again.evse(connector_id).status is ConnectorStatus.PREPARING
+    await asyncio.sleep(0.5)  # a session resumed would start now, after the boot
+    assert not again.transactions
+    assert not [e for e in csms.log[mark:] if e.action == "StartTransaction"]
+
+
+async def test_a_charger_moved_to_another_shard_is_taken_on_with_its_cars_plugged_in(csms):
+    """Renamed into another shard (several workers), the charger's car vanished: the
+    worker it left forgot it, and the one taking it on found its connector empty."""
+    ids = [f"MOVE-{n}" for n in range(100)]
+    here = next(cp_id for cp_id in ids if contract.shard_of(cp_id, 2) == 0)
+    there = next(cp_id for cp_id in ids if contract.shard_of(cp_id, 2) == 1)
+    row = await sync_to_async(make_charger)(here, evses=1, csms_url=csms.url)
+
+    def options(shard: int) -> RunOptions:
+        return RunOptions(shard=shard, shards=2, tick_seconds=0.1, checkpoint_seconds=0.1)
+
+    first = Simulator(options(0))
+    await first.start(connect=False, channels=True)
+    try:
+        loaded(first, here).plug_in(1, COMPACT, soc=40)
+        await first.checkpoint()
+        await sync_to_async(edit)(row.pk, charge_point_id=there)
+        assert (await saved(row.pk))[0]["outcome"] == "stopped: moved to shard 1"
+        await first.checkpoint()
+    finally:
+        await first.stop()
+    second = Simulator(options(1))
+    await second.start(connect=False)
+    try:
+        kept = loaded(second, there).evse(1).battery
+        assert kept is not None and kept.soc == pytest.approx(40)
+    finally:
+        await second.stop()
 
 
 async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_empty(csms):

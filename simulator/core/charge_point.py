@@ -2321,7 +2321,15 @@ class Charger:
 
     def end_service(self, reason: StopReason = StopReason.OTHER) -> list[LocalTransaction]:
         """Taken out of service by the operator: every ongoing transaction ends now (its
-        StopTransaction queued like any other), and the charger may then go offline."""
+        StopTransaction queued like any other), and the charger may then go offline. The
+        cars stay plugged in, and none resumes a session a power loss ended (its boot not
+        yet accepted) when the charger is back in service: the operator ended that too."""
+        self.resume_after_boot.clear()
+        for evse in self.evses:
+            battery = evse.battery
+            if battery is not None and battery.resume_id_tag is not None:
+                battery.resume_id_tag = None
+                self.listener.on_vehicle(self, evse)
         return [self.stop_transaction(c, reason) for c in list(self.transactions)]
 
     def forget_storage(self, listener: Listener | None) -> None:

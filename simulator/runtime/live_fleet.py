@@ -690,8 +690,9 @@ class FleetReloader:
         if deleted:
             live.forget_storage(service.checkpointer.downstream)
         else:  # disabled or moved: its pages show it enabled, or here
+            # Its cars stay parked (their rows kept): enabled again, or loaded by the worker
+            # it moved to, it finds them plugged in, as a charger switched off and on does.
             live.setup_at = time.time()
-            service.checkpointer.forget_vehicles(live)
         ended = live.end_service(StopReason.OTHER)
         task = asyncio.get_running_loop().create_task(
             self._go_offline(live, _OUT_OF_SERVICE.get(why, why), deleted=deleted),

@@ -895,14 +895,6 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_security_event(charger, event)
 
-    def forget_vehicles(self, charger: Charger) -> None:
-        """The charger went out of service (disabled, moved away): no vehicle of its is
-        plugged back in when it is loaded again."""
-        pk = charger.spec.db_id
-        if pk is not None:
-            with self._lock:
-                self._vehicles[pk] = {e.db_id: None for e in charger.evses if e.db_id is not None}
-
     def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
         # Encoded here, on the loop thread, as the payload is at this moment: the row stores
         # this text, and the adapter's own MeterValues goes on the wire framed from it
