@@ -819,18 +819,28 @@ class Transaction(models.Model):
         return f"{self.charger_id}#{self.connector_id} {self.transaction_id or self.local_id}"
 
 
+# A transaction's messages, whatever their local transaction id says.
+_TRANSACTION_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
+
+
 class OutboxMessageManager(models.Manager["OutboxMessage"]):
     """At fleet scale a MeterValues is written and deleted every sample: one INSERT and one
     DELETE per batch, no model instances and no query per charger."""
 
-    def held_for(self, charger_pks: Iterable[int]) -> set[int]:
-        """Which of these chargers have transaction messages in the outbox (unconfirmed, or
-        confirmed and not yet deleted by their worker's next checkpoint)."""
+    def held_for(self, charger_pks: Iterable[int], *, sessions: bool = False) -> set[int]:
+        """Which of these chargers have messages in the outbox (unconfirmed, or confirmed
+        and not yet deleted by their worker's next checkpoint); `sessions`: only a
+        transaction's (a SecurityEventNotification, say, is no session's)."""
         wanted = sorted(set(charger_pks))
+        rows = self.all()
+        if sessions:
+            rows = rows.filter(
+                ~models.Q(local_tx_id="") | models.Q(action__in=_TRANSACTION_ACTIONS)
+            )
         found: set[int] = set()
         for start in range(0, len(wanted), 500):
             found.update(
-                self.filter(charger_id__in=wanted[start : start + 500])
+                rows.filter(charger_id__in=wanted[start : start + 500])
                 .values_list("charger_id", flat=True)
                 .distinct()
             )

@@ -434,8 +434,9 @@ async def test_a_refused_action_is_409_with_the_workers_reason(worker, driver):
 
 async def test_a_charger_no_worker_runs_is_409(worker, driver):
     body = error_of(await driver.get(STATE.format("API-OFF")), 409)
-    # Named as the caller named it, not by its row's number ("charger #13 is ...").
-    assert body["detail"].startswith("API-OFF is not running on this simulator worker")
+    # Named as the caller named it, not by its row's number ("charger #13 is ..."), and
+    # why: not a guess among disabled, deleted or a shard setting.
+    assert body["detail"] == "API-OFF is disabled"
 
 
 async def test_without_a_worker_the_answer_is_503(site, driver, monkeypatch):
@@ -767,6 +768,7 @@ async def test_a_bulk_by_ids_answers_for_each_one_known_or_not(worker, driver):
     by_id = {r["charge_point_id"]: r for r in bulk["results"]}
     assert by_id["API-1"]["ok"] is True
     assert (by_id["API-OFF"]["ok"], by_id["API-OFF"]["error"]) == (False, "not_running")
+    assert by_id["API-OFF"]["message"] == "API-OFF is disabled"
     assert (by_id["NOPE"]["ok"], by_id["NOPE"]["error"]) == (False, "not_found")
     assert (bulk["total"], bulk["succeeded"], bulk["failed"]) == (3, 1, 2)
     refused = await driver.post(BULK.format("stop"), {"filter": {"charge_point_ids": ["API-2"]}})

@@ -223,7 +223,7 @@ async def test_reboot_ends_a_session_as_a_power_loss_boots_again_and_resumes_it(
 async def test_a_charger_this_worker_does_not_run_is_reported_not_running(worker, rows, client):
     result = await client.command(rows["CL-OFF"].pk, "CL-OFF", "connect")
     assert (result["ok"], result["error"]) == (False, contract.ERROR_NOT_RUNNING)
-    assert "not running" in result["message"]
+    assert result["message"] == f"charger #{rows['CL-OFF'].pk} is disabled"
     assert "charger" not in result
 
 

@@ -14,6 +14,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from ocpp.v16 import call
 
+from chargers.engine_client import EngineClient
 from chargers.models import Charger as ChargerRow
 from chargers.models import ConfigurationKey, Evse
 from simulator import contract
@@ -68,6 +69,12 @@ async def saved(*pks: int) -> list[contract.ChargerOutcome]:
     answer = await asyncio.wait_for(layer.receive(reply), 10)
     assert answer["type"] == contract.EVENT_FLEET_APPLIED and answer["request_id"] == "r1"
     return answer["outcomes"]
+
+
+async def state_of(pk: int, cp_id: str) -> str:
+    """What the worker answers a `state` command for the charger, as the web side asks."""
+    result = await EngineClient().command(pk, cp_id, contract.STATE)
+    return result["message"]
 
 
 def pk_of(cp_id: str) -> int:
@@ -285,6 +292,11 @@ async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_emp
         stop = {"transactionId": 7, "meterStop": 10, "timestamp": "2026-12-05T12:00:00Z"}
         await sync_to_async(OutboxMessage.objects.add)([(row.pk, 1, "StopTransaction", stop, "")])
         assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_HANDOVER
+        # Its state says so too, not a guess among disabled, deleted or a shard setting.
+        assert (await state_of(row.pk, cp_id)).startswith(
+            f"charger #{row.pk} is waiting for its previous worker (shard 1) to end its "
+            "session (up to "
+        )
         # The other worker's next checkpoint deletes the confirmed row: this one loads it.
         await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).delete)()
         await wait_until(lambda: service.store.get(cp_id) is not None, message="taken on")
@@ -333,6 +345,42 @@ async def test_a_charger_another_worker_took_on_is_dropped_sending_nothing_more(
         assert charger.link_error == live_fleet.RUNS_ELSEWHERE
     finally:
         await service.stop()
+
+
+async def test_an_idle_charger_arriving_from_another_shard_waits_for_its_last_messages(csms):
+    """Renamed to another shard and straight back while idle: the first worker still had
+    the SecurityEventNotification of its boot there in the outbox, and the charger was
+    said to wait "for its previous worker to end its session", of which it had none."""
+    from chargers.models import OutboxMessage
+
+    cp_id = next(f"ARRIVE-{n}" for n in range(100) if contract.shard_of(f"ARRIVE-{n}", 2) == 0)
+    service = Simulator(
+        RunOptions(
+            shard=0, shards=2, tick_seconds=0.1, checkpoint_seconds=0.1, reconcile_seconds=0.2
+        )
+    )
+    await service.start(channels=True)
+    try:
+        row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+        event = {"type": "StartupOfTheFirmware", "timestamp": "2026-12-05T12:00:00Z"}
+        await sync_to_async(OutboxMessage.objects.add)(
+            [(row.pk, 1, "SecurityEventNotification", event, "")]
+        )
+        assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_MESSAGES
+        assert (await state_of(row.pk, cp_id)).startswith(
+            f"charger #{row.pk} is waiting for its previous worker (shard 1) to deliver its "
+            "last messages (up to "
+        )
+    finally:
+        await service.stop()
+
+
+async def test_a_deleted_chargers_state_says_it_is_deleted(worker):
+    row = await sync_to_async(make_charger)("CP-GONE", evses=1, enabled=False)
+    pk = row.pk
+    assert await state_of(pk, "CP-GONE") == f"charger #{pk} is disabled"
+    await sync_to_async(row.delete)()
+    assert await state_of(pk, "CP-GONE") == f"charger #{pk} is deleted"
 
 
 async def test_a_new_connector_count_reboots_with_the_new_number_of_connectors(worker, csms):

@@ -791,6 +791,15 @@ async def ask_bulk(
     return _bulk_out(command, outcome, listed or {}, not_found)
 
 
+def _named(result: contract.ChargerResult, listed: Mapping[int, str]) -> str:
+    """The result's message with the charger named as the caller names it (a worker that
+    does not run the charger says "charger #13 ...")."""
+    pk = result["charger_id"]
+    cp_id = result["charge_point_id"] or listed.get(pk)
+    message = result["message"]
+    return message.replace(f"charger #{pk} ", f"{cp_id} ", 1) if cp_id else message
+
+
 def _bulk_out(
     command: str, outcome: BulkOutcome, listed: Mapping[int, str], not_found: list[str]
 ) -> BulkOut:
@@ -800,7 +809,7 @@ def _bulk_out(
                 "charge_point_id": result["charge_point_id"] or listed.get(result["charger_id"]),
                 "connector_id": result["connector_id"],
                 "ok": result["ok"],
-                "message": result["message"],
+                "message": _named(result, listed),
                 "error": result.get("error"),
                 "status": result.get("status"),
                 "wait": result.get("wait"),

@@ -38,6 +38,7 @@ from simulator.core.link import LinkState
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
+from simulator.runtime.absence import why_not_running
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
@@ -103,9 +104,14 @@ class InvalidArgument(CommandError):
 
 
 class NotRunning(CommandError):
-    """This worker does not run the charger (disabled, deleted, another shard)."""
+    """This worker does not run the charger (disabled, deleted, another shard): `why`
+    says which, once the charger's row is read."""
 
     kind = contract.ERROR_NOT_RUNNING
+
+    def __init__(self, pk: int) -> None:
+        super().__init__(f"charger #{pk} is not running on this simulator worker")
+        self.pk = pk
 
 
 @dataclass(slots=True, frozen=True)
@@ -309,6 +315,8 @@ class CommandServer:
                 text = f"{charger.id} is {charger.link.value}, boot {charger.boot.value}"
             else:
                 text = await self.execute(charger_id, command, args, catalogue)
+        except NotRunning as exc:
+            return Outcome(False, (await self._not_running([exc.pk]))[exc.pk], exc.kind)
         except CommandError as exc:
             return Outcome(False, str(exc), exc.kind, field=_field_of(exc))
         except (ActionError, IllegalTransition) as exc:
@@ -465,15 +473,12 @@ class CommandServer:
             raise InvalidArgument("no charger given")
         charger = self.service.store.by_pk(pk)
         if charger is None:
-            raise NotRunning(self._not_running(pk))
+            raise NotRunning(pk)
         return charger
 
-    def _not_running(self, pk: int) -> str:
-        shard = f" (shard {self.service.shard}/{self.service.shards})"
-        return (
-            f"charger #{pk} is not running on this simulator worker{shard}: it is "
-            "disabled, deleted, or CHARGESIM_SHARDS differs from the workers' --shard N"
-        )
+    async def _not_running(self, pks: list[int]) -> dict[int, str]:
+        service = self.service
+        return await why_not_running(pks, service.reloader, service.shard, service.shards)
 
     def _connect(self, charger: Charger) -> str:
         if not charger.spec.csms_url:
@@ -649,9 +654,11 @@ class CommandServer:
                 reply_to, contract.bulk_result(request_id, shard, command, [], str(exc))
             )
             return
+        # Why a listed charger does not run here: its rows read once, not once each.
+        absent = await self._not_running([pk for pk, charger, _ in targets if charger is None])
         results = await asyncio.gather(
             *(
-                self._bulk_one(pk, charger, connector_id, command, args, wait, catalogue)
+                self._bulk_one(pk, charger, connector_id, command, args, wait, catalogue, absent)
                 for pk, charger, connector_id in targets
             )
         )
@@ -718,7 +725,9 @@ class CommandServer:
         args: dict[str, Any],
         wait: Wait | None,
         catalogue: Mapping[int, VehicleSpec] | None,
+        absent: Mapping[int, str],
     ) -> contract.ChargerResult:
+        """`absent`: why each listed charger that is not running here is not."""
         if not isinstance(charger, Charger):
             skipped = isinstance(charger, str)
             return contract.ChargerResult(
@@ -726,7 +735,7 @@ class CommandServer:
                 charge_point_id=None,
                 connector_id=None,
                 ok=False,
-                message=charger if isinstance(charger, str) else self._not_running(pk),
+                message=charger if isinstance(charger, str) else absent[pk],
                 error=contract.ERROR_SKIPPED if skipped else contract.ERROR_NOT_RUNNING,
             )
         cp_id = charger.id

@@ -121,6 +121,9 @@ RETIRE_PATIENCE_SECONDS = 10.0
 HANDOVER_PATIENCE_SECONDS = 2 * RETIRE_PATIENCE_SECONDS
 WAITING_HANDOVER = "waiting for its previous worker to end its session"
 RUNS_ELSEWHERE = "runs on another worker now"
+# A charger come without a session whose previous worker still sends it durable messages
+# (the SecurityEventNotification of its boot, say): loaded now, it would send them twice.
+WAITING_MESSAGES = "waiting for its previous worker to deliver its last messages (no session)"
 
 _RECONNECT = (
     "csms_url",
@@ -187,7 +190,8 @@ class FleetReloader:
         # still open or its transaction messages still in the outbox, waits for that
         # shard's worker to let it go (`HANDOVER_PATIENCE_SECONDS`).
         self.waiting_handover: dict[int, float] = {}
-        self._open_elsewhere: set[int] = set()  # of the rows `apply` reads now
+        # pk -> whether a session is concerned, of the rows `apply` reads now
+        self._open_elsewhere: dict[int, bool] = {}
         self._incoming: list[tuple[contract.FleetChanged, Any, float]] = []
         # pk -> loop time its row was last read, and what was done with it then: a message
         # for rows read after it arrived (a reconciliation got there first) is answered
@@ -357,7 +361,7 @@ class FleetReloader:
             sorted(set(pks)), vehicles
         )
         self.rows_read += len(rows)
-        self._open_elsewhere = set()
+        self._open_elsewhere = {}
         if service.shards > 1:
             # A charger not running here yet whose session is still open is another
             # shard's until that shard's worker lets it go (`_apply_one`).
@@ -473,7 +477,7 @@ class FleetReloader:
                 # Renamed from another shard mid-session: loaded now, it would end that
                 # session a second time (PowerLoss, with a register below the one the
                 # other worker's StopTransaction sent) while that worker ends it too.
-                return WAITING_HANDOVER
+                return WAITING_HANDOVER if self._open_elsewhere[pk] else WAITING_MESSAGES
             self.waiting_handover.pop(pk, None)
             new_rows.append(row)
             if not row.csms_url:
@@ -519,6 +523,17 @@ class FleetReloader:
             HANDOVER_PATIENCE_SECONDS,
         )
         return False
+
+    def handover_wait(self, pk: int) -> tuple[str, float] | None:
+        """What a charger come from another shard waits for (`WAITING_HANDOVER` or
+        `WAITING_MESSAGES`) and the seconds left at most; None if it is not waiting."""
+        until = self.waiting_handover.get(pk)
+        last = self.last_outcome.get(pk)
+        if until is None or last is None:
+            return None
+        if last["outcome"] not in (WAITING_HANDOVER, WAITING_MESSAGES):
+            return None
+        return last["outcome"], max(0.0, until - asyncio.get_running_loop().time())
 
     def _apply_live(self, live: Charger, spec: ChargerSpec, row: ChargerRow) -> str:
         reconnect = any(getattr(live.spec, f) != getattr(spec, f) for f in _RECONNECT)

@@ -278,14 +278,18 @@ SecurityRow = tuple[str, str, str | None, bool]
 _CHARGER_COLUMNS = frozenset({"AuthorizationKey", "SecurityProfile"})
 
 
-def held_elsewhere(pks: Iterable[int]) -> set[int]:
-    """The chargers among these that a worker may still be ending: a transaction still
-    open, or transaction messages still in the outbox. The StopTransaction a worker sends
-    when it lets a charger go stays there until its next checkpoint after the CSMS
-    confirmed it; a worker that loaded the charger meanwhile sent it a second time, under
-    the charger's new identity."""
+def held_elsewhere(pks: Iterable[int]) -> dict[int, bool]:
+    """The chargers among these that a worker may still be ending, each with whether a
+    session is concerned: a transaction still open or its messages still in the outbox
+    (True), or only other durable messages there (a SecurityEventNotification). The
+    StopTransaction a worker sends when it lets a charger go stays there until its next
+    checkpoint after the CSMS confirmed it; a worker that loaded the charger meanwhile
+    sent it a second time, under the charger's new identity."""
     wanted = list(pks)
-    return TransactionRow.objects.open_on(wanted) | OutboxMessage.objects.held_for(wanted)
+    sessions = TransactionRow.objects.open_on(wanted)
+    held = OutboxMessage.objects.held_for(wanted)
+    sessions |= OutboxMessage.objects.held_for(held, sessions=True)
+    return {pk: pk in sessions for pk in sessions | held}
 
 
 def load_fleet(
