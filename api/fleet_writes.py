@@ -61,7 +61,7 @@ from chargers.evse_layout import (
 from chargers.fleet import ChargerPlan, create_chargers, update_chargers
 from chargers.forms import ChargerForm, rename_losses
 from chargers.models import Charger, ConfigurationKey, Evse
-from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
+from fleet_io.fleet_changes import DELETED, DISABLED, Applied, describe, notify_fleet_change
 from locations.models import ArrivalProfile, Location, VehicleShare
 from simulator.contract import config_keys, traffic
 from vehicles.forms import VehicleModelForm as VehicleCurveForm
@@ -582,6 +582,8 @@ def update_charger(
             raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
     # The form's own check of a move: made above, as a 409 (a conflict with the charger's
     # state, as a delete's), not a 422.
+    # Before the form's check, which sets the instance's fields to the values given.
+    change = DISABLED if charger.enabled and given.get("enabled") is False else ""
     checked = check_charger(given, charger, force=True)
     if checked.plan is None:
         raise _invalid(checked.errors)
@@ -589,7 +591,7 @@ def update_charger(
         with transaction.atomic():
             update_chargers([checked.plan], CHARGER_COLUMNS)
             # A new id may belong to another shard's worker: the old one is told too.
-            notify_fleet_change([(charger.pk, stored_id)], report=report.callback)
+            notify_fleet_change([(charger.pk, stored_id)], report=report.callback, change=change)
     except IntegrityError:
         # Renamed onto an id a concurrent request took meanwhile: as create_many says it.
         again = check_charger(given, Charger.objects.get(pk=charger.pk), force=True)
@@ -611,7 +613,9 @@ def delete_charger(charger: Charger, report: WorkerReport, *, force: bool = Fals
             if losses and not force:
                 text = f"{' '.join(losses)} {FORCE_DELETE}"
                 raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
-            notify_fleet_change([(charger.pk, charger.charge_point_id)], report=report.callback)
+            notify_fleet_change(
+                [(charger.pk, charger.charge_point_id)], report=report.callback, change=DELETED
+            )
             Charger.objects.filter(pk=charger.pk).delete()
 
     retrying_deadlocks(delete)

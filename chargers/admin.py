@@ -28,7 +28,7 @@ from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm, KeepsLaterWrites
 from chargers.models import Charger, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
-from fleet_io.fleet_changes import Applied, describe, notify_fleet_change
+from fleet_io.fleet_changes import DELETED, DISABLED, Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract
 from simulator.contract import config_keys
@@ -382,7 +382,9 @@ class ChargerAdmin(FleetImportExportAdmin):
     def delete_model(self, request, obj):
         def delete() -> None:
             with transaction.atomic():
-                notify_fleet_change([(obj.pk, obj.charge_point_id)], report=self._reporter(request))
+                notify_fleet_change(
+                    [(obj.pk, obj.charge_point_id)], report=self._reporter(request), change=DELETED
+                )
                 super(ChargerAdmin, self).delete_model(request, obj)
 
         retrying_deadlocks(delete)  # a running charger's worker may be writing its rows
@@ -391,7 +393,9 @@ class ChargerAdmin(FleetImportExportAdmin):
         def delete() -> None:
             with transaction.atomic():
                 notify_fleet_change(
-                    queryset.values_list("pk", "charge_point_id"), report=self._reporter(request)
+                    queryset.values_list("pk", "charge_point_id"),
+                    report=self._reporter(request),
+                    change=DELETED,
                 )
                 super(ChargerAdmin, self).delete_queryset(request, queryset)
 
@@ -417,7 +421,8 @@ class ChargerAdmin(FleetImportExportAdmin):
             count = Charger.objects.filter(pk__in=[pk for pk, _ in rows]).update(
                 **values, updated=timezone.now()
             )
-            notify_fleet_change(rows, report=self._reporter(request))
+            change = DISABLED if values.get("enabled") is False else ""
+            notify_fleet_change(rows, report=self._reporter(request), change=change)
         return count
 
     @admin.action(description="Enable the selected chargers (they start)")

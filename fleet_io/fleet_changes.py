@@ -53,6 +53,10 @@ class Applied:
     shards: list[int]  # the shards the change was sent to
     answers: list[contract.FleetApplied]
     received: list[int] = field(default_factory=list)  # shards whose worker got it
+    # shard -> charger pk -> the charge point id it was sent under: the chargers whose
+    # worker did not answer are named.
+    chargers: dict[int, dict[int, str]] = field(default_factory=dict)
+    changes: dict[int, str] = field(default_factory=dict)  # pk -> DELETED or DISABLED
     # Why the change could not be sent (the channel layer unreachable): the workers were
     # not told, and take it at their next reconciliation instead.
     unsent: str = ""
@@ -77,15 +81,17 @@ _sending: set[asyncio.Task[tuple[list[Any], list[int]]]] = (
 class _Batch:
     """The changes of one transaction, sent when it commits."""
 
-    chargers: dict[int, set[int]] = field(default_factory=dict)  # shard -> charger pks
+    chargers: dict[int, dict[int, str]] = field(default_factory=dict)  # shard -> pk -> id
+    changes: dict[int, str] = field(default_factory=dict)  # pk -> DELETED or DISABLED
     vehicles: set[int] = field(default_factory=set)
     locations: set[int] = field(default_factory=set)
     reports: list[Report] = field(default_factory=list)
     sent: bool = False
 
     def merge(self, other: _Batch) -> None:
-        for shard, pks in other.chargers.items():
-            self.chargers.setdefault(shard, set()).update(pks)
+        for shard, named in other.chargers.items():
+            self.chargers.setdefault(shard, {}).update(named)
+        self.changes.update(other.changes)
         self.vehicles |= other.vehicles
         self.locations |= other.locations
         self.reports += [report for report in other.reports if report not in self.reports]
@@ -110,15 +116,20 @@ def notify_fleet_change(
     vehicles: Iterable[int] = (),
     locations: Iterable[int] = (),
     report: Report | None = None,
+    change: str = "",
 ) -> None:
     """Tell the owning workers, after the current transaction commits, that these rows
     changed. `chargers` are (pk, charge point id) pairs; give a charger twice, with its old
-    and its new id, when the id changed. `report` is called after commit with what the
-    workers answered (an admin save shows it)."""
+    and its new id, when the id changed. `change`: DELETED or DISABLED when the chargers
+    were, for what the report says of a worker that does not answer. `report` is called
+    after commit with what the workers answered (an admin save shows it)."""
     batch = _Batch()
     shards = settings.CHARGESIM_SHARDS
     for pk, charge_point_id in chargers:
-        batch.chargers.setdefault(contract.shard_of(charge_point_id, shards), set()).add(pk)
+        shard = contract.shard_of(charge_point_id, shards)
+        batch.chargers.setdefault(shard, {})[pk] = charge_point_id
+        if change:
+            batch.changes[pk] = change
     batch.vehicles.update(vehicles)
     batch.locations.update(locations)
     for wanted in (report, getattr(_reporting, "report", None)):
@@ -178,9 +189,9 @@ def send(batch: _Batch) -> Applied:
         task = loop.create_task(_send_and_wait(batch, shards, 0.0))
         _sending.add(task)
         task.add_done_callback(_sending.discard)
-        return Applied(shards=shards, answers=[])
+        return Applied(shards, [], chargers=batch.chargers, changes=batch.changes)
     answers, received = async_to_sync(_send_and_wait)(batch, shards, wait)
-    return Applied(shards=shards, answers=answers, received=received)
+    return Applied(shards, answers, received, chargers=batch.chargers, changes=batch.changes)
 
 
 async def _send_and_wait(
@@ -195,7 +206,7 @@ async def _send_and_wait(
     request_id = uuid.uuid4().hex if wait else None
     for shard in shards:
         message = contract.fleet_changed(
-            batch.chargers.get(shard, ()),
+            batch.chargers.get(shard, {}),
             vehicles=batch.vehicles,
             locations=batch.locations,
             reply_channel=reply_channel,
@@ -260,8 +271,6 @@ def notes(applied: Applied) -> list[tuple[bool, str]]:
         ]
     if not applied.shards:
         return []
-    if not applied.answered and not applied.received:
-        return [(False, "No simulator worker is running: saved; it starts with the worker.")]
     lines = []
     busy = len(set(applied.received) - {a.get("shard", 0) for a in applied.answers})
     if busy:
@@ -272,18 +281,55 @@ def notes(applied: Applied) -> list[tuple[bool, str]]:
                 "(the charger pages show when it takes effect).",
             )
         )
-    missing = len(applied.shards) - len(
-        set(applied.received) | {a.get("shard", 0) for a in applied.answers}
-    )
-    if missing:
-        lines.append(
-            (
-                False,
-                f"{missing} of {len(applied.shards)} simulator workers did not answer: "
-                "saved; their chargers take the change when they start.",
-            )
+    return lines + _unanswered(*_silent(applied))
+
+
+# What a worker that did not answer (paused, busy, or not running: the web side cannot
+# tell) does with each kind of change when it next reads the fleet, or when it starts.
+DELETED, DISABLED = "deleted", "disabled"
+_LATER = {
+    DELETED: "it drops the charger when it next reads the fleet",
+    DISABLED: "it stops the charger when it next reads the fleet",
+    "": "it takes the change when it next reads the fleet, or when it starts",
+}
+
+
+def _silent(applied: Applied) -> tuple[dict[str, set[str]], int, int]:
+    """The chargers whose worker did not answer by kind of change (DELETED, DISABLED or
+    ""), how many workers did not answer, and of how many told."""
+    heard = set(applied.received) | {a.get("shard", 0) for a in applied.answers}
+    silent = [shard for shard in applied.shards if shard not in heard]
+    kinds: dict[str, set[str]] = {}
+    for shard in silent:
+        for pk, cp_id in applied.chargers.get(shard, {}).items():
+            kinds.setdefault(applied.changes.get(pk, ""), set()).add(cp_id)
+    return kinds, len(silent), len(applied.shards)
+
+
+def _unanswered(kinds: dict[str, set[str]], silent: int, told: int) -> list[tuple[bool, str]]:
+    """A line per kind of change, naming the chargers whose worker did not answer."""
+    lines = []
+    for kind, later in _LATER.items():
+        ids = sorted(kinds.get(kind, ()))
+        if ids:
+            its = "its worker" if len(ids) == 1 else "their workers"
+            text = f"{_named(ids)} {kind or 'saved'}; {its} did not answer: {later}."
+            lines.append((False, text))
+    if silent and not kinds:  # a vehicle model or a location: every worker was told
+        who = (
+            "No simulator worker answered"
+            if silent == told
+            else f"{silent} of {told} simulator workers did not answer"
         )
+        text = f"{who}: saved; a worker takes the change when it next reads the fleet, or when it starts."
+        lines.append((False, text))
     return lines
+
+
+def _named(ids: list[str]) -> str:
+    """The first FIRST_CHARGERS ids, and how many more."""
+    more = f" and {len(ids) - FIRST_CHARGERS:,} more" if len(ids) > FIRST_CHARGERS else ""
+    return ", ".join(ids[:FIRST_CHARGERS]) + more
 
 
 # The chargers named per outcome in a summary; the others are counted.
@@ -306,10 +352,19 @@ def summarise(applied: Iterable[Applied]) -> FleetSummary:
     a message per charger, as an admin save shows, would be 1,000 lines."""
     chargers: dict[str, list[str]] = {}
     said: list[str] = []
+    # The chargers no worker answered for, named once for the whole import, not per batch.
+    kinds: dict[str, set[str]] = {}
+    silent = told = 0
     for one in applied:
         for outcome in one.outcomes:
             chargers.setdefault(outcome["outcome"], []).append(outcome["charge_point_id"])
-        said += [text for _reached, text in notes(one) if text not in said]
+        unheard, missing, shards = _silent(one)
+        for kind, ids in unheard.items():
+            kinds.setdefault(kind, set()).update(ids)
+        silent, told = max(silent, missing), max(told, shards)
+        quiet = {text for _reached, text in _unanswered(unheard, missing, shards)}
+        said += [text for _reached, text in notes(one) if text not in said and text not in quiet]
+    said += [text for _reached, text in _unanswered(kinds, silent, told)]
     counted = sorted(chargers.items(), key=lambda item: (-len(item[1]), item[0]))
     return FleetSummary(
         outcomes=[

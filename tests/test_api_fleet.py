@@ -1760,7 +1760,35 @@ def test_a_charger_write_says_so_when_no_worker_runs(depot):
     assert response.json()["workers"] == [
         {
             "reached": False,
-            "message": "No simulator worker is running: saved; it starts with the worker.",
+            "message": "CP-1 saved; its worker did not answer: it takes the change when it "
+            "next reads the fleet, or when it starts.",
+        }
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_or_disable_no_worker_answers_says_what_the_worker_does_later(depot):
+    """A forced delete while the worker was paused answered "No simulator worker is
+    running: saved; it starts with the worker.": a deleted charger does not start, and a
+    paused worker is running. A disable said the same."""
+    _, token = user_with_token("writer", *EVERY_PERMISSION)
+    api = TokenClient(token)
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=depot)
+    disabled = api.patch(f"{V1}/chargers/CP-1", {"enabled": False})
+    assert disabled.json()["workers"] == [
+        {
+            "reached": False,
+            "message": "CP-1 disabled; its worker did not answer: it stops the charger when "
+            "it next reads the fleet.",
+        }
+    ]
+    deleted = api.delete(f"{V1}/chargers/CP-2?force=true")
+    assert deleted.json()["workers"] == [
+        {
+            "reached": False,
+            "message": "CP-2 deleted; its worker did not answer: it drops the charger when "
+            "it next reads the fleet.",
         }
     ]
 

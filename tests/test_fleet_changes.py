@@ -437,9 +437,33 @@ def test_the_admin_says_so_when_no_worker_runs(admin_client):
     data = {**change_form_data(charger, vendor="X"), **evse_form_data(charger)}
     response = admin_client.post(admin_url("change", charger.pk), data, follow=True)
     shown = [str(m) for m in response.context["messages"]]
-    assert "No simulator worker is running: saved; it starts with the worker." in shown
+    # Not "no worker is running": a paused one does not answer either.
+    assert (
+        "CP-1 saved; its worker did not answer: it takes the change when it next reads the "
+        "fleet, or when it starts." in shown
+    )
     charger.refresh_from_db()
     assert charger.vendor == "X"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admins_disable_and_delete_say_what_a_worker_that_did_not_answer_does(admin_client):
+    ids = [make_charger("CP-1").pk, make_charger("CP-2").pk]
+    url = reverse("admin:chargers_charger_changelist")
+    response = admin_client.post(
+        url, {"action": "disable", "_selected_action": ids[:1]}, follow=True
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert (
+        "CP-1 disabled; its worker did not answer: it stops the charger when it next reads "
+        "the fleet." in shown
+    )
+    response = admin_client.post(admin_url("delete", ids[1]), {"post": "yes"}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert (
+        "CP-2 deleted; its worker did not answer: it drops the charger when it next reads "
+        "the fleet." in shown
+    )
 
 
 # -- an import says what the running chargers did ------------------------------------------
@@ -510,7 +534,41 @@ def test_an_import_job_says_when_no_worker_runs(depot):
     ImportJob.objects.run_queued(job.pk)
     job.refresh_from_db()
     assert job.running_lines() == [
-        "No simulator worker is running: saved; it starts with the worker."
+        "CP-001 saved; its worker did not answer: it takes the change when it next reads the "
+        "fleet, or when it starts."
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_names_the_chargers_whose_worker_did_not_answer(depot, settings):
+    """With one of two workers stopped, an import reported the outcomes of the running
+    worker's chargers and "1 of 2 simulator workers did not answer", naming none."""
+    from fleet_io.models import ImportJob
+
+    settings.CHARGESIM_SHARDS = 2
+    ids = {contract.shard_of(f"CP-{n:03}", 2): f"CP-{n:03}" for n in range(1, 20)}
+    answered = make_charger(ids[0], location=depot)
+    make_charger(ids[1], location=depot)
+    worker = FakeWorker("applied live", receipt=True)
+    worker.names[answered.pk] = ids[0]
+    worker.start()
+    worker.ready.wait(5)
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="vendor.csv",
+        file_format="csv",
+        data=f"charge_point_id,vendor\n{ids[0]},X\n{ids[1]},X\n".encode(),
+    )
+    try:
+        ImportJob.objects.run_queued(job.pk)
+    finally:
+        worker.done = True
+        worker.join(5)
+    job.refresh_from_db()
+    assert job.running_lines() == [
+        f"applied live: 1 charger ({ids[0]})",
+        f"{ids[1]} saved; its worker did not answer: it takes the change when it next reads "
+        "the fleet, or when it starts.",
     ]
 
 
@@ -571,7 +629,10 @@ def test_a_location_save_without_a_worker_says_none_runs(admin_client):
     location = make_location("Depot")
     url = reverse("admin:locations_location_change", args=[location.pk])
     shown = save_in_admin(admin_client, url, grid_limit_kw="8")
-    assert "No simulator worker is running: saved; it starts with the worker." in shown
+    assert (
+        "No simulator worker answered: saved; a worker takes the change when it next reads "
+        "the fleet, or when it starts." in shown
+    )
     assert not any("use its grid limit" in m for m in shown)
 
 
