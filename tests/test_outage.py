@@ -4,11 +4,16 @@ waits that grow instead of a retry every 100 ms."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from types import SimpleNamespace
 
 import pytest
 from django.db import OperationalError
+from redis import exceptions as redis_exceptions
 
+from simulator.runtime.commands import CommandServer
 from simulator.runtime.outage import FIRST_RETRY_S, MAX_RETRY_S, Outage
 
 
@@ -72,3 +77,64 @@ def test_a_second_outage_of_the_same_kind_starts_with_a_line_not_a_traceback(cap
     assert second.exc_info is None
     assert second.getMessage().endswith("OperationalError: terminating connection")
     assert other.exc_info is not None
+
+
+class _FlakyLayer:
+    """A channel layer whose receive gives these in turn (an exception is raised, None is
+    a message of no interest), then waits for ever."""
+
+    def __init__(self, *script: BaseException | None) -> None:
+        self.script = list(script)
+        self.done = asyncio.Event()
+
+    async def new_channel(self) -> str:
+        return "worker-channel"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        pass
+
+    async def receive(self, channel: str) -> dict[str, str]:
+        if not self.script:
+            self.done.set()
+            await asyncio.Event().wait()
+        step = self.script.pop(0)
+        if step is not None:
+            raise step
+        return {"type": "nothing.here"}
+
+
+async def test_the_command_receiver_logs_a_layer_timeout_in_one_line(caplog) -> None:
+    """After SIGCONT a worker logged "receiving commands failed; retrying: TimeoutError"
+    and redis-py's 65-line traceback: the line says all there is. An error the receiver
+    does not expect keeps its traceback."""
+    layer = _FlakyLayer(
+        redis_exceptions.TimeoutError("Timeout reading from 127.0.0.1:6379"),
+        None,
+        ConnectionRefusedError(111, "Connection refused"),
+        None,
+        RuntimeError("a bug"),
+        None,
+    )
+    server = CommandServer(SimpleNamespace(shard=0, shards=1), layer, summary_seconds=3600)
+    with caplog.at_level(logging.INFO, logger="simulator.runtime.outage"):
+        task = asyncio.create_task(server.run())
+        await asyncio.wait_for(layer.done.wait(), 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    failures = _lines(caplog, "receiving commands failed")
+    assert [(r.getMessage(), r.exc_info is not None) for r in failures] == [
+        (
+            "receiving commands failed; retrying: TimeoutError: Timeout reading from 127.0.0.1:6379",
+            False,
+        ),
+        (
+            "receiving commands failed; retrying: ConnectionRefusedError: [Errno 111] Connection refused",
+            False,
+        ),
+        ("receiving commands failed; retrying: RuntimeError: a bug", True),
+    ]
+    assert len(_lines(caplog, "receiving commands works again")) == 3

@@ -42,7 +42,7 @@ from simulator.runtime.absence import why_not_running
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
-from simulator.runtime.outage import Outage
+from simulator.runtime.outage import Outage, layer_errors
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally
@@ -160,7 +160,7 @@ class CommandServer:
         # send a command right after the start); if Redis cannot be reached, `_receive_loop`
         # goes on trying. A worker started while Redis was away ended this task at its first
         # step, and never answered a command, however soon Redis came back.
-        outage = Outage("receiving commands")
+        outage = Outage("receiving commands", known=layer_errors())
         joined = False
         try:
             self.channel = await self.layer.new_channel()
@@ -845,7 +845,7 @@ class CommandServer:
 
     async def _summary_loop(self) -> None:
         joined = time.monotonic()
-        outage = Outage("publishing summaries")
+        outage = Outage("publishing summaries", known=layer_errors())
         while True:
             await asyncio.sleep(self.summary_seconds)
             try:

@@ -20,7 +20,7 @@ from simulator.core.drops import DROPPED
 from simulator.core.session_series import SessionSeries
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.runtime.event_stream import EventStream
-from simulator.runtime.outage import Outage
+from simulator.runtime.outage import Outage, layer_errors
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class EventPublisher(Listener):
         self._shown: dict[int, Charger] = {}
         # The API's event streams (nothing is collected while none subscribes).
         self.stream = EventStream()
-        self._outage = Outage("publishing to pages", log)
+        self._outage = Outage("publishing to pages", log, known=layer_errors())
 
     def watch(
         self,

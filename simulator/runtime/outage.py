@@ -37,8 +37,12 @@ class Outage:
         *,
         level: int = logging.WARNING,
         every: float = 60.0,
+        known: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.what = what
+        # Errors whose line says all there is (the channel layer's timeouts and lost
+        # connections): never a traceback, which only says where in redis-py it was read.
+        self.known = known
         self.log = logger
         self.level = level
         self.every = every
@@ -62,7 +66,7 @@ class Outage:
         if self.since is None:
             self.since = self._reported = now
             self.retry_s = FIRST_RETRY_S
-            if type(exc) in self._shown:
+            if type(exc) in self._shown or isinstance(exc, self.known):
                 self.log.log(self.level, "%s failed; retrying: %s", self.what, brief(exc))
             else:
                 self._shown.add(type(exc))
@@ -98,6 +102,16 @@ class Outage:
         )
         self.since, self.failures, self.retry_s = None, 0, FIRST_RETRY_S
         return True
+
+
+def layer_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a channel layer that cannot be reached or does not answer in time (a
+    worker resumed after a pause reads a timeout first): Redis's own, and the socket's."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory layer: no Redis installed
+        return (OSError,)
+    return (OSError, exceptions.ConnectionError, exceptions.TimeoutError)
 
 
 def brief(exc: BaseException) -> str:
