@@ -20,7 +20,7 @@ from chargers.validators import (
     validate_charge_point_id,
     validate_csms_url,
 )
-from simulator.contract import config_keys, overrides
+from simulator.contract import config_keys, overrides, shard_of
 
 ANSWER_OVERRIDES_HELP = (
     "How this charger answers the CSMS's calls of an action, on every call: a list of rules "
@@ -40,6 +40,15 @@ KEY_MISSING = "authorization_key_missing"
 class ChargerQuerySet(models.QuerySet["Charger"]):
     def enabled(self) -> ChargerQuerySet:
         return self.filter(enabled=True)
+
+    def per_shard(self, shards: int) -> dict[int, int]:
+        """How many of these chargers each shard's worker runs (by their charge point id):
+        the fleet's totals count the chargers of a worker that does not answer too."""
+        counts: dict[int, int] = {}
+        for cp_id in self.values_list("charge_point_id", flat=True).iterator(chunk_size=5000):
+            shard = shard_of(cp_id, shards)
+            counts[shard] = counts.get(shard, 0) + 1
+        return counts
 
     def set_authorization_key(self, charger_pk: int, value: str) -> None:
         """A key the CSMS set (ChangeConfiguration AuthorizationKey); it is a secret."""

@@ -734,6 +734,8 @@ async def test_the_fleet_summary_counts_every_connector_and_site(worker, driver,
     summary = (await driver.get(SUMMARY)).json()
     assert (summary["shards"], summary["answered"], summary["missing"]) == (1, [0], [])
     assert summary["chargers"] == 2
+    # API-OFF is disabled: not a charger of the fleet's running count nor of any shard's.
+    assert (summary["chargers_enabled"], summary["chargers_on_missing_shards"]) == (2, 0)
     assert summary["statuses"] == {"Available": 2, "Faulted": 1}
     located = summary["locations"][0]
     assert (located["location_id"], located["chargers"], located["held_back"]) == (site.pk, 2, 0)
@@ -807,7 +809,11 @@ async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, dr
         assert set(results) == set(every)
         assert all(results[cp_id]["error"] == "no_worker" for cp_id in by_shard[0])
         assert all(results[cp_id]["ok"] for cp_id in by_shard[1])
-        assert (await driver.get(SUMMARY)).json()["missing"] == [0]
+        # The totals say how many chargers there are in all, not only the running shard's.
+        partial = (await driver.get(SUMMARY)).json()
+        assert (partial["missing"], partial["chargers"]) == ([0], len(by_shard[1]))
+        assert partial["chargers_enabled"] == len(every)
+        assert partial["chargers_on_missing_shards"] == len(by_shard[0])
     finally:
         for service in workers:
             await service.stop()

@@ -101,7 +101,9 @@ def test_the_fleet_page_says_which_worker_stopped_reporting_until_it_is_back(dep
         # and its row shows no live data while the other stays live.
         deployment.workers[1].stop()
         expect(note).to_be_visible(timeout=GONE_MS)
-        expect(note).to_have_text("1 of 2 workers reporting: the counts are partial")
+        expect(note).to_have_text(
+            "1 of 2 chargers reporting (shard 1 not answering): the counts are partial"
+        )
         gone = rows[1]
         expect(gone.locator("[data-field=link]")).to_have_text("no live data")
         expect(gone.locator("[data-field=status]")).to_have_text("no live data")

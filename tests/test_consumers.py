@@ -411,6 +411,33 @@ async def test_the_rows_of_a_worker_silent_for_the_stale_time_say_no_live_data(
     await communicator.disconnect()
 
 
+async def test_the_fleet_counts_with_a_worker_gone_say_how_many_chargers_there_are_in_all(
+    user, settings, monkeypatch
+):
+    """With shard 0 stopped the page's counters showed only shard 1's chargers, and "1 of 2
+    workers reporting" did not say how many chargers that left out: the database knows."""
+    settings.CHARGESIM_SHARDS = 2
+    now = 1000.0
+    monkeypatch.setattr(consumers, "time", SimpleNamespace(monotonic=lambda: now))
+    on = {
+        shard: [f"T-{n}" for n in range(40) if contract.shard_of(f"T-{n}", 2) == shard]
+        for shard in (0, 1)
+    }
+    for cp_id in on[0][:3] + on[1][:1]:
+        await sync_to_async(make_charger)(cp_id, evses=1)
+    await sync_to_async(make_charger)(on[0][3], evses=1, enabled=False)  # runs nowhere
+    layer = get_channel_layer()
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    now += consumers.SUMMARY_STALE_SECONDS  # shard 0 silent since the page connected
+    await layer.group_send(contract.FLEET_SUMMARY_GROUP, one_charger_summary(1, 100.0))
+    counts = await receive_until(communicator, lambda m: m["type"] == "fleet.counts")
+    assert (counts["chargers"], counts["shards"], counts["of"]) == (1, 1, 2)
+    assert counts["missing_shards"] == [0]
+    assert (counts["chargers_enabled"], counts["chargers_on_missing_shards"]) == (4, 3)
+    await communicator.disconnect()
+
+
 async def test_a_page_just_opened_waits_for_each_workers_first_summary_before_partial(
     user, settings, monkeypatch
 ):

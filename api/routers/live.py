@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import ValidationError as NinjaValidationError
@@ -161,7 +162,15 @@ class FleetSummaryOut(Schema):
     shards: int = Field(description="CHARGESIM_SHARDS: the workers the web side addresses")
     answered: list[int] = Field(description="shards whose worker answered")
     missing: list[int] = Field(description="shards without a worker (their chargers missing)")
-    chargers: int
+    chargers: int = Field(description="chargers the answering workers run")
+    chargers_enabled: int = Field(
+        description="enabled chargers in the database, of every shard: `chargers` plus those "
+        "of missing shards (and any not loaded yet)"
+    )
+    chargers_on_missing_shards: int = Field(
+        description="enabled chargers of the shards in `missing`: not running, not in the "
+        "other counts"
+    )
     statuses: dict[str, int] = Field(description="connectors by status")
     links: dict[str, int] = Field(description="chargers by link state")
     power_w: float
@@ -717,7 +726,9 @@ def _all_optional(schema: type[Schema]) -> bool:
     summary="Get the fleet summary",
     description="Every worker's counts now, added up: chargers, connectors by status, "
     "chargers by link state, power, and the same per location. Shards without a worker are "
-    f"listed in `missing` (503 when none answers). Needs `{VIEW}`.",
+    "listed in `missing` (503 when none answers); `chargers_enabled` counts the fleet's "
+    "chargers from the database, and `chargers_on_missing_shards` those of the missing "
+    f"shards, which the other counts leave out. Needs `{VIEW}`.",
 )
 @require(VIEW)
 async def fleet_summary(request: HttpRequest) -> FleetSummaryOut:
@@ -732,12 +743,21 @@ async def ask_summary() -> FleetSummaryOut:
         raise ApiError(503, _sentence(str(exc))) from None
     if not overview.answered:
         raise ApiError(503, "No simulator worker is running.")
+    enabled = Charger.objects.enabled()
+    if overview.missing:
+        per_shard = await sync_to_async(enabled.per_shard)(overview.shards)
+        in_all = sum(per_shard.values())
+        on_missing = sum(per_shard.get(shard, 0) for shard in overview.missing)
+    else:
+        in_all, on_missing = await enabled.acount(), 0
     return FleetSummaryOut.model_validate(
         {
             "shards": overview.shards,
             "answered": overview.answered,
             "missing": overview.missing,
             **overview.counts,
+            "chargers_enabled": in_all,
+            "chargers_on_missing_shards": on_missing,
             "locations": [
                 {"location_id": pk, **site} for pk, site in sorted(overview.locations.items())
             ],

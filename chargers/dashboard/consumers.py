@@ -295,6 +295,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         total: dict[str, Any] = {"type": kind, "shards": len(fresh), "of": of}
         if len(fresh) < of:
             reporting = {e["shard"] for e in fresh}
+            missing = self.awaited(wanted, self.summaries, now) - reporting
+            total.update(await self.not_reporting(missing, event["shards"]))
             # A worker not heard yet on a page just opened (each sends a summary every 5 s)
             # is not gone: it answered the page's snapshots, its rows are live. Marked
             # "no live data", they stayed so while it reported, until a charger changed.
@@ -327,6 +329,25 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """The shards whose summaries this total waits for; None: every shard (a worker
         reports the fleet even without a charger)."""
         return None
+
+    # The page's chargers (enabled): the fleet's; a location page's, its own.
+    chargers_shown: dict[str, Any] = {}
+
+    async def not_reporting(self, missing: set[int], shards: int) -> dict[str, Any]:
+        """For a total that lacks the `missing` shards: those shards, and how many of the
+        page's chargers there are in all and on them (from the database, read again after
+        OWNERS_SECONDS): "10 of 20 chargers running", not 10 alone."""
+        now = time.monotonic()
+        if self._per_shard is None or now - self._per_shard[0] >= OWNERS_SECONDS:
+            self._per_shard = (now, await self._chargers_per_shard(shards))
+        per_shard = self._per_shard[1]
+        return {
+            "missing_shards": sorted(missing),
+            "chargers_enabled": sum(per_shard.values()),
+            "chargers_on_missing_shards": sum(per_shard.get(shard, 0) for shard in missing),
+        }
+
+    _per_shard: tuple[float, dict[int, int]] | None = None
 
     async def ask_every_worker(self) -> FleetOverview | None:
         """Every worker's summary now (None: none answered, or the shards do not match)."""
@@ -379,6 +400,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return {shard for shard in shards if shard in heard}
 
     # -- database ----------------------------------------------------------------------------
+
+    @database_sync_to_async
+    def _chargers_per_shard(self, shards: int) -> dict[int, int]:
+        return Charger.objects.enabled().filter(**self.chargers_shown).per_shard(shards)
 
     @database_sync_to_async
     def _charge_point_ids(self, pks: set[int]) -> dict[int, str]:
@@ -480,6 +505,7 @@ class LocationConsumer(DashboardConsumer):
 
         self.location_pk = pk = int(self.scope["url_route"]["kwargs"]["pk"])
         self.owners = SiteOwners([pk])
+        self.chargers_shown = {"location_id": pk}
         return [contract.location_group(pk)] if await self._exists(Location, pk) else None
 
     async def page_connected(self) -> None:

@@ -247,12 +247,25 @@
     const partial = summary.of > 1 && summary.shards < summary.of;
     if (note) {
       note.hidden = !partial;
-      setText(note, partial ? summary.shards + " of " + summary.of + " workers reporting: the counts are partial" : "");
+      setText(note, partial ? partialNote(summary) : "");
     }
     (summary.unreported || []).forEach(function (pk) {
       const row = document.querySelector('tr[data-charger="' + pk + '"]');
       if (row) markNotRunning(row, "no live data");
     });
+  }
+
+  // The chargers in all come from the database: "1 of 2 chargers reporting" rather than a
+  // count of the running shards' chargers alone, which read as the whole fleet.
+  function partialNote(summary) {
+    const missing = summary.missing_shards || [];
+    if (summary.chargers_enabled == null || !missing.length) {
+      return summary.shards + " of " + summary.of + " workers reporting: the counts are partial";
+    }
+    // Reporting, not running: a paused worker's chargers may run on unseen.
+    const which = (missing.length === 1 ? "shard " : "shards ") + missing.join(", ");
+    return (summary.chargers || 0) + " of " + summary.chargers_enabled + " chargers reporting (" +
+      which + " not answering): the counts are partial";
   }
 
   // A charger taken out of the running fleet (disabled, deleted) sends a last snapshot: its
