@@ -333,6 +333,21 @@ async def test_entries_of_a_deleted_charger_are_not_exported(fleet):
     assert len(lines) == 25
 
 
+def test_a_renamed_chargers_log_keeps_its_frames_under_its_current_id(fleet, client):
+    """QA: a renamed charger's frames sent under its old id were listed under its new one,
+    and the old id was a 404, unexplained: the log is per charger, as its documentation
+    now says (a `connected` event's url holds the id used on the wire)."""
+    fleet["one"].charge_point_id = "LOG-RENAMED"
+    fleet["one"].save(update_fields=["charge_point_id"])
+    api = TokenClient(fleet["token"])
+    items = api.get("/api/v1/chargers/LOG-RENAMED/log?limit=100").json()["items"]
+    assert len(items) == 15 and {item["charge_point_id"] for item in items} == {"LOG-RENAMED"}
+    assert api.get("/api/v1/chargers/LOG-A/log").status_code == 404
+    spec = client.get("/api/v1/openapi.json", headers=bearer(fleet["token"])).json()
+    described = spec["components"]["schemas"]["LogEntryOut"]["properties"]["charge_point_id"]
+    assert "renamed" in described["description"] and "`url`" in described["description"]
+
+
 def test_the_openapi_document_describes_the_log_and_validates(fleet, client):
     response = client.get("/api/v1/openapi.json", headers=bearer(fleet["token"]))
     spec = response.json()

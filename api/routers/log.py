@@ -55,7 +55,12 @@ class LogEntryOut(Schema):
         description="When the worker logged it: ISO 8601, UTC, with microseconds.",
         json_schema_extra={"format": "date-time"},
     )
-    charge_point_id: str
+    charge_point_id: str = Field(
+        description="The charger's id now: the log is kept per charger, so a renamed "
+        "charger's frames from before the rename are listed under its new id (its old id "
+        "answers 404). The id used on the wire then is the last one of a `connected` "
+        "event's `url` before them."
+    )
     kind: Literal["frame", "connection"] = Field(
         description="An OCPP frame, or an event of the connection to the CSMS."
     )
