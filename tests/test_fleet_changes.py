@@ -469,6 +469,18 @@ def test_the_admins_disable_and_delete_say_what_a_worker_that_did_not_answer_doe
 # -- an import says what the running chargers did ------------------------------------------
 
 
+def run_with(worker: FakeWorker, job: Any) -> None:
+    """Run the import job while the worker answers; `job` as it ended."""
+    worker.start()
+    worker.ready.wait(5)
+    try:
+        job.__class__.objects.run_queued(job.pk)
+    finally:
+        worker.done = True
+        worker.join(5)
+    job.refresh_from_db()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_import_job_says_what_the_running_chargers_did(admin_client):
     """QA F6: the result page said only "Import finished. created 0 updated 1", and the
@@ -489,14 +501,7 @@ def test_an_import_job_says_what_the_running_chargers_did(admin_client):
     )
     worker = FakeWorker("reboots now (2 connectors)", receipt=True)
     worker.names.update({c.pk: c.charge_point_id for c in chargers})
-    worker.start()
-    worker.ready.wait(5)
-    try:
-        ImportJob.objects.run_queued(job.pk)
-    finally:
-        worker.done = True
-        worker.join(5)
-    job.refresh_from_db()
+    run_with(worker, job)
     assert job.updated_count == 7
     assert job.running_chargers == {
         "outcomes": [
@@ -551,20 +556,13 @@ def test_an_import_names_the_chargers_whose_worker_did_not_answer(depot, setting
     make_charger(ids[1], location=depot)
     worker = FakeWorker("applied live", receipt=True)
     worker.names[answered.pk] = ids[0]
-    worker.start()
-    worker.ready.wait(5)
     job = ImportJob.objects.create(
         resource="chargers",
         file_name="vendor.csv",
         file_format="csv",
         data=f"charge_point_id,vendor\n{ids[0]},X\n{ids[1]},X\n".encode(),
     )
-    try:
-        ImportJob.objects.run_queued(job.pk)
-    finally:
-        worker.done = True
-        worker.join(5)
-    job.refresh_from_db()
+    run_with(worker, job)
     assert job.running_lines() == [
         f"applied live: 1 charger ({ids[0]})",
         f"{ids[1]} saved; its worker did not answer: it takes the change when it next reads "

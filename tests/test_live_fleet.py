@@ -273,13 +273,9 @@ async def test_a_charger_moved_to_another_shard_is_taken_on_with_its_cars_plugge
         await second.stop()
 
 
-async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_empty(csms):
-    """Moved to this shard mid-session: the other worker's StopTransaction was confirmed,
-    but its outbox row waited for that worker's next checkpoint, and this worker, seeing
-    no open transaction, loaded the charger and sent the StopTransaction a second time,
-    under the charger's new identity."""
-    from chargers.models import OutboxMessage
-
+@pytest.fixture
+async def shard_zero(csms):
+    """The worker of shard 0 of two, and an id of its shard for a charger arriving there."""
     cp_id = next(f"ARRIVE-{n}" for n in range(100) if contract.shard_of(f"ARRIVE-{n}", 2) == 0)
     service = Simulator(
         RunOptions(
@@ -288,22 +284,34 @@ async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_emp
     )
     await service.start(channels=True)
     try:
-        row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
-        stop = {"transactionId": 7, "meterStop": 10, "timestamp": "2026-12-05T12:00:00Z"}
-        await sync_to_async(OutboxMessage.objects.add)([(row.pk, 1, "StopTransaction", stop, "")])
-        assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_HANDOVER
-        # Its state says so too, not a guess among disabled, deleted or a shard setting.
-        assert (await state_of(row.pk, cp_id)).startswith(
-            f"charger #{row.pk} is waiting for its previous worker (shard 1) to end its "
-            "session (up to "
-        )
-        # The other worker's next checkpoint deletes the confirmed row: this one loads it.
-        await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).delete)()
-        await wait_until(lambda: service.store.get(cp_id) is not None, message="taken on")
-        await csms.wait_for(cp_id, "BootNotification")
-        assert csms.counts["StopTransaction"] == 0
+        yield service, cp_id
     finally:
         await service.stop()
+
+
+async def test_a_charger_arriving_from_another_shard_waits_for_its_outbox_to_empty(
+    csms, shard_zero
+):
+    """Moved to this shard mid-session: the other worker's StopTransaction was confirmed,
+    but its outbox row waited for that worker's next checkpoint, and this worker, seeing
+    no open transaction, loaded the charger and sent the StopTransaction a second time,
+    under the charger's new identity."""
+    from chargers.models import OutboxMessage
+
+    service, cp_id = shard_zero
+    row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    stop = {"transactionId": 7, "meterStop": 10, "timestamp": "2026-12-05T12:00:00Z"}
+    await sync_to_async(OutboxMessage.objects.add)([(row.pk, 1, "StopTransaction", stop, "")])
+    assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_HANDOVER
+    # Its state says so too, not a guess among disabled, deleted or a shard setting.
+    assert (await state_of(row.pk, cp_id)).startswith(
+        f"charger #{row.pk} is waiting for its previous worker (shard 1) to end its session (up to "
+    )
+    # The other worker's next checkpoint deletes the confirmed row: this one loads it.
+    await sync_to_async(OutboxMessage.objects.filter(charger_id=row.pk).delete)()
+    await wait_until(lambda: service.store.get(cp_id) is not None, message="taken on")
+    await csms.wait_for(cp_id, "BootNotification")
+    assert csms.counts["StopTransaction"] == 0
 
 
 async def test_a_charger_another_worker_took_on_is_dropped_sending_nothing_more(csms, caplog):
@@ -347,32 +355,25 @@ async def test_a_charger_another_worker_took_on_is_dropped_sending_nothing_more(
         await service.stop()
 
 
-async def test_an_idle_charger_arriving_from_another_shard_waits_for_its_last_messages(csms):
+async def test_an_idle_charger_arriving_from_another_shard_waits_for_its_last_messages(
+    csms, shard_zero
+):
     """Renamed to another shard and straight back while idle: the first worker still had
     the SecurityEventNotification of its boot there in the outbox, and the charger was
     said to wait "for its previous worker to end its session", of which it had none."""
     from chargers.models import OutboxMessage
 
-    cp_id = next(f"ARRIVE-{n}" for n in range(100) if contract.shard_of(f"ARRIVE-{n}", 2) == 0)
-    service = Simulator(
-        RunOptions(
-            shard=0, shards=2, tick_seconds=0.1, checkpoint_seconds=0.1, reconcile_seconds=0.2
-        )
+    _, cp_id = shard_zero
+    row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    event = {"type": "StartupOfTheFirmware", "timestamp": "2026-12-05T12:00:00Z"}
+    await sync_to_async(OutboxMessage.objects.add)(
+        [(row.pk, 1, "SecurityEventNotification", event, "")]
     )
-    await service.start(channels=True)
-    try:
-        row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
-        event = {"type": "StartupOfTheFirmware", "timestamp": "2026-12-05T12:00:00Z"}
-        await sync_to_async(OutboxMessage.objects.add)(
-            [(row.pk, 1, "SecurityEventNotification", event, "")]
-        )
-        assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_MESSAGES
-        assert (await state_of(row.pk, cp_id)).startswith(
-            f"charger #{row.pk} is waiting for its previous worker (shard 1) to deliver its "
-            "last messages (up to "
-        )
-    finally:
-        await service.stop()
+    assert (await saved(row.pk))[0]["outcome"] == live_fleet.WAITING_MESSAGES
+    assert (await state_of(row.pk, cp_id)).startswith(
+        f"charger #{row.pk} is waiting for its previous worker (shard 1) to deliver its "
+        "last messages (up to "
+    )
 
 
 async def test_a_deleted_chargers_state_says_it_is_deleted(worker):
