@@ -34,7 +34,10 @@ from .server import CentralSystem
 
 log = logging.getLogger(__name__)
 
+# The demo's idTags: its drivers present the Accepted ones, and the CSMS answers every one
+# of them as its local list says, whether a charger asks it or reads the list.
 DEMO_TAGS = {f"DEMO{n:04d}": "Accepted" for n in range(1, 21)} | {"DEMO-BLOCKED": "Blocked"}
+DRIVER_TAGS = tuple(tag for tag, status in DEMO_TAGS.items() if status == "Accepted")
 RESERVED_TAG = "DEMO-RESERVED"
 FIRMWARE_VERSION = "1.1.0"
 FIRMWARE_NAME = f"chargesim-{FIRMWARE_VERSION}.bin"
@@ -43,6 +46,13 @@ SIGNED_FIRMWARE_VERSION = "1.2.0"
 SIGNED_FIRMWARE_NAME = f"chargesim-{SIGNED_FIRMWARE_VERSION}.bin"
 SIGNED_FIRMWARE = f"ChargeSim firmware {SIGNED_FIRMWARE_VERSION}\n".encode() + b"\x00" * 4096
 _FREE = ("Available", "NoError")
+
+
+def answer_demo_tags(csms: CentralSystem) -> None:
+    """Have the CSMS answer Authorize and StartTransaction for the demo's idTags as the
+    local list it sends them says: it accepted every idTag, DEMO-BLOCKED included, while
+    that list told the chargers it was Blocked."""
+    csms.authorize.update(DEMO_TAGS)
 
 
 async def showcase(

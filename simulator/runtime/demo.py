@@ -12,6 +12,7 @@ from chargers.models import Charger as ChargerRow
 from chargers.models import Evse as EvseRow
 from locations.models import Location
 from simulator.core.charge_point import ActionError, BootState, Charger
+from simulator.csms.showcase import DRIVER_TAGS
 from simulator.runtime.store import Store
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,6 @@ async def _start_sessions(charger: Charger, share: float) -> None:
             continue
         try:
             charger.plug_in(evse.connector_id, vehicle, soc=round(random.uniform(10, 60), 1))
-            await charger.present_id_tag(evse.connector_id, f"DEMO{random.randint(1, 999):04d}")
+            await charger.present_id_tag(evse.connector_id, random.choice(DRIVER_TAGS))
         except ActionError as exc:
             log.info("%s: demo session not started: %s", charger.id, exc)

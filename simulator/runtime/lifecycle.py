@@ -517,8 +517,10 @@ class Simulator:
             from simulator.csms import CentralSystem
             from simulator.csms.files import FileServer
             from simulator.csms.server import restart_safe_first_id
+            from simulator.csms.showcase import answer_demo_tags
 
             self.csms = CentralSystem(keep_log=False, first_transaction_id=restart_safe_first_id())
+            answer_demo_tags(self.csms)  # before the control endpoint takes it as its default
             try:
                 await self.csms.start(host="127.0.0.1", port=self.options.csms_port)
             except OSError as exc:
