@@ -73,15 +73,20 @@ def ensure_demo_fleet(count: int, csms_url: str) -> int:
 
 
 async def drive_demo(store: Store, share: float = 0.5) -> None:
-    """Plug a vehicle into about `share` of the demo connectors and start a session,
-    once each charger has booted."""
-    pending = [c for c in store if c.id.startswith(DEMO_PREFIX)]
-    random.seed(7)
+    """Have a vehicle charging on `share` of the demo connectors: plug one in and start a
+    session on enough free connectors, each once its charger has booted.
+
+    The vehicles a restart plugged back in (parked cars resume after the power cycle)
+    count towards the share: each restart of the demo added a new share on top of them."""
+    chargers = [c for c in store if c.id.startswith(DEMO_PREFIX)]
+    rng = random.Random(7)
+    picked = _connectors_to_fill(chargers, share, rng)
+    pending = [c for c in chargers if c.id in picked]
     for _ in range(120):
         still = []
         for charger in pending:
             if charger.boot is BootState.ACCEPTED and charger.online:
-                await _start_sessions(charger, share)
+                await _start_sessions(charger, picked[charger.id], rng)
             else:
                 still.append(charger)
         pending = still
@@ -90,15 +95,29 @@ async def drive_demo(store: Store, share: float = 0.5) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _start_sessions(charger: Charger, share: float) -> None:
-    for evse in charger.evses:
-        if random.random() > share or evse.battery is not None:
+def _connectors_to_fill(
+    chargers: list[Charger], share: float, rng: random.Random
+) -> dict[str, list[int]]:
+    """Charger id -> the free connectors to start a session on, so that with the ones
+    that have a vehicle already, `share` of all the demo connectors have one."""
+    free = [(c.id, e.connector_id) for c in chargers for e in c.evses if e.battery is None]
+    taken = sum(len(c.evses) for c in chargers) - len(free)
+    wanted = round(share * (len(free) + taken)) - taken
+    picked: dict[str, list[int]] = {}
+    for cp_id, connector_id in sorted(rng.sample(free, max(0, min(wanted, len(free))))):
+        picked.setdefault(cp_id, []).append(connector_id)
+    return picked
+
+
+async def _start_sessions(charger: Charger, connector_ids: list[int], rng: random.Random) -> None:
+    for connector_id in connector_ids:
+        if charger.evse(connector_id).battery is not None:  # plugged in meanwhile
             continue
         vehicle = charger.pick_vehicle()
         if vehicle is None:
             continue
         try:
-            charger.plug_in(evse.connector_id, vehicle, soc=round(random.uniform(10, 60), 1))
-            await charger.present_id_tag(evse.connector_id, random.choice(DRIVER_TAGS))
+            charger.plug_in(connector_id, vehicle, soc=round(rng.uniform(10, 60), 1))
+            await charger.present_id_tag(connector_id, rng.choice(DRIVER_TAGS))
         except ActionError as exc:
             log.info("%s: demo session not started: %s", charger.id, exc)

@@ -73,8 +73,8 @@ class Command(BaseCommand):
             default=None,
             metavar="F",
             help="deprecated, use --traffic: with --demo, a driver starts a session that never "
-            "ends on this share of the demo connectors (0 to 1, default 0.5); ignored with "
-            "--traffic",
+            "ends on this share of the demo connectors (0 to 1, default 0.5; the cars a restart "
+            "plugs back in count towards it); ignored with --traffic",
         )
         parser.add_argument(
             "--traffic",
