@@ -394,6 +394,7 @@ class VehicleModelIn(Strict):
     dc_nominal_v: float | None = Field(None, description=doc(VehicleModel, "dc_nominal_v"))
     dc_max_v: float | None = Field(None, description=doc(VehicleModel, "dc_max_v"))
     charging_curve: list[Any] | str = Field(
+        [],  # an AC-only vehicle may do without; the model requires one of a DC-capable one
         description=doc(
             VehicleModel, "charging_curve", 'Or the import\'s text form, "0:100 80:50".'
         ),

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from vehicles.curve import CurveError, format_curve, parse_curve
-from vehicles.models import CURVE_REQUIRED, VehicleModel
+from vehicles.models import VehicleModel
 
 # The chart's drawing area in SVG units, and the margins its axis labels use.
 WIDTH, HEIGHT, LEFT, BOTTOM = 240, 90, 44, 16
@@ -90,14 +90,15 @@ class ChargingCurveField(forms.Field):
     """One field, two spellings: "0:100 80:50" (as in the import) or JSON pairs."""
 
     widget = CurveInput
-    default_error_messages = {"required": CURVE_REQUIRED}
 
-    def to_python(self, value: Any) -> list[list[float]] | None:
+    def to_python(self, value: Any) -> list[list[float]]:
+        # Empty is no curve: the model says whether this vehicle needs one (one that
+        # charges on DC does).
         try:
             points = read_curve(value)
         except CurveError as exc:
             raise ValidationError(str(exc), code="invalid") from None
-        return None if points is None else [list(point) for point in points]
+        return [] if points is None else [list(point) for point in points]
 
     def prepare_value(self, value: Any) -> Any:
         # The stored list is shown in the short form; what a person typed is shown as typed.
@@ -112,8 +113,11 @@ class ChargingCurveField(forms.Field):
 class VehicleModelForm(forms.ModelForm):
     charging_curve = ChargingCurveField(
         label="Charging curve",
+        required=False,
         help_text="Points SoC:kW with SoC rising and every kW above 0, e.g. 0:100 50:90 "
-        "80:50 100:7 (JSON pairs such as [[0, 100], [80, 50]] work too).",
+        "80:50 100:7 (JSON pairs such as [[0, 100], [80, 50]] work too). Required when the "
+        "vehicle charges on DC; an AC-only vehicle may leave it empty (it then charges at "
+        "its AC maximum up to its target).",
         widget=CurveInput(attrs={"size": 60, "spellcheck": "false"}),
     )
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -84,7 +85,14 @@ CATALOGUE = (
 )
 
 
-CURVE_REQUIRED = "Give a charging curve of at least two points (SoC %, max kW), e.g. 0:100 80:50."
+CURVE_REQUIRED = (
+    "A vehicle that charges on DC needs a charging curve: give at least two points "
+    "(SoC %, max kW), e.g. 0:100 80:50. (Its DC power follows the curve; an AC-only "
+    "vehicle, DC 0 kW, may leave it empty.)"
+)
+CANNOT_CHARGE = (
+    "This vehicle could not charge at all: give a max AC power or a max DC power above 0 kW."
+)
 
 
 def validate_charging_curve(value: object) -> None:
@@ -156,13 +164,17 @@ class VehicleModel(models.Model):
     dc_min_v = models.FloatField("DC min voltage (V)", null=True, blank=True)
     dc_nominal_v = models.FloatField("DC nominal voltage (V)", null=True, blank=True)
     dc_max_v = models.FloatField("DC max voltage (V)", null=True, blank=True)
-    # Required, with no default: the curve is what tapers the power, and an empty one
-    # would pass for valid until validation refused it (issue 19).
+    # The DC power follows the curve, so `clean` requires one of a DC-capable vehicle
+    # (issue 19); on AC it only tapers the power near full, and an AC-only vehicle
+    # (DC 0 kW) may do without: it then charges at its AC maximum up to its target.
     charging_curve = models.JSONField(
+        default=list,
+        blank=True,
         validators=[validate_charging_curve],
-        error_messages={"null": CURVE_REQUIRED, "blank": CURVE_REQUIRED},
+        error_messages={"null": CURVE_REQUIRED},
         help_text="Points (SoC %, max kW), SoC strictly increasing: 0:100 80:50 or "
-        "[[0, 100], [80, 50]].",
+        "[[0, 100], [80, 50]]. Required when the vehicle charges on DC; on AC it tapers "
+        "the power near full.",
     )
     efficiency = models.FloatField(
         "charging efficiency",
@@ -184,6 +196,24 @@ class VehicleModel(models.Model):
 
     def natural_key(self) -> tuple[str, str]:
         return (self.make, self.model)
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        """The checks across the power fields and the curve, here rather than in `clean`
+        (as Django's docs advise) to skip those whose field failed already: a form leaves
+        such a field at its default, which would be refused a second time."""
+        errors: dict[str, list[ValidationError]] = {}
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        skip = set(exclude or ()) | set(errors)
+        dc = bool(self.dc_max_kw and self.dc_max_kw > 0)
+        if not skip & {"ac_max_kw", "dc_max_kw"} and not dc and not self.ac_max_kw:
+            errors.setdefault("ac_max_kw", []).append(ValidationError(CANNOT_CHARGE))
+        if not skip & {"dc_max_kw", "charging_curve"} and dc and not self.charging_curve:
+            errors.setdefault("charging_curve", []).append(ValidationError(CURVE_REQUIRED))
+        if errors:
+            raise ValidationError(errors)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
