@@ -1046,6 +1046,8 @@ class Charger:
             self.set_status(evse, ev_suspended)
         elif (below := self.below_ac_minimum(evse)) is not None:
             self._suspend_below_minimum(evse, below)  # never Charging: nothing can flow
+        elif battery is not None and not battery.spec.takes(self.spec.power_type):
+            self._suspend_evse(evse, self.limits.get(connector_id))  # the car's own doing
         else:
             self.set_status(evse, Status.CHARGING)
         self.listener.on_transaction(self, tx)
@@ -1326,8 +1328,9 @@ class Charger:
     def pick_vehicle(self) -> VehicleSpec | None:
         if self.spec.default_vehicle is not None:
             return self.spec.default_vehicle
-        dc = self.spec.power_type == "DC"
-        fitting = [v for v in self.vehicles if not dc or v.dc_max_kw > 0]
+        # Not a car that takes nothing here (a DC-only one on AC): a simulated driver
+        # would not plug it in.
+        fitting = [v for v in self.vehicles if v.takes(self.spec.power_type)]
         return self.rng.choice(fitting) if fitting else None
 
     # -- reservations -------------------------------------------------------------------
@@ -2901,7 +2904,10 @@ class Charger:
                 evse.stop_flow()
                 if battery.is_full():
                     self.set_status(evse, self._full_status(evse))
-                elif status is Status.CHARGING:
+                elif status is Status.CHARGING or not battery.spec.takes(self.spec.power_type):
+                    # The second: a car that takes nothing here waits in SuspendedEV,
+                    # not SuspendedEVSE, once the charger offers again (such a car is
+                    # rare: its check on each visit is not worth keeping state for).
                     self._suspend_evse(evse, limit)
             elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
@@ -2967,7 +2973,18 @@ class Charger:
     def _suspend_evse(self, evse: Evse, limit: Limit | None) -> None:
         """SuspendedEVSE for a car that wants energy the charger lets none of flow under
         `limit` (the one in force), saying why when the EVSE's rating or a limit under the
-        6 A minimum is the cause. Worked out on the change of status only, never per tick."""
+        6 A minimum is the cause. Worked out on the change of status only, never per tick.
+
+        A car that takes no power of this charger's kind (AC or DC) at all is the one
+        holding the session when the charger offers: SuspendedEV, "the EV does not take
+        energy" (OCPP 1.6, 4.9), saying why; SuspendedEVSE would blame the charger."""
+        kind = self.spec.power_type
+        battery = evse.battery
+        if battery is not None and not battery.spec.takes(kind) and self.offers(evse):
+            takes_none = f"the car takes no {kind} power"
+            if self.set_status(evse, Status.SUSPENDED_EV, info=takes_none):
+                log.info("%s: connector %d: %s", self.id, evse.connector_id, takes_none)
+            return
         below = self.below_ac_minimum(evse)
         if below is not None:
             self._suspend_below_minimum(evse, below)

@@ -50,6 +50,10 @@ class VehicleSpec:
         if problems:
             raise ValueError(f"vehicle {self.name!r}: " + "; ".join(problems))
 
+    def takes(self, power_type: str) -> bool:
+        """Whether the vehicle takes any power on a charger of this kind ("AC" or "DC")."""
+        return (self.dc_max_kw if power_type == "DC" else self.ac_max_kw) > 0
+
     def curve_max_kw(self, soc: float) -> float:
         """Linear interpolation of the charging curve at this SoC, clamped to its ends."""
         curve = self.curve

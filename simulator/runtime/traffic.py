@@ -201,7 +201,7 @@ class SiteTraffic:
         for charger in self.driver.chargers_at(self.location_id):
             if charger.boot is not BootState.ACCEPTED or charger.charger_unavailable:
                 continue
-            if charger.spec.power_type == "DC" and vehicle.dc_max_kw <= 0:
+            if not vehicle.takes(charger.spec.power_type):  # a DC-only car on AC too
                 continue
             for evse in charger.evses:
                 if (
