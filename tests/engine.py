@@ -158,3 +158,17 @@ async def started(*ids: str) -> Simulator:
         charger = loaded(service, cp_id)
         await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=f"{cp_id} boot")
     return service
+
+
+def demo_simulator(**options: Any) -> Simulator:
+    """`runsimulator --demo` in-process, quick to tick, with no web server, its built-in
+    CSMS on a free port and no demo operations; `options` add to or override these."""
+    settings: dict[str, Any] = {
+        "web": False,
+        "demo": True,
+        "demo_operations": False,
+        "csms_port": 0,
+        "csms_control_port": -1,
+        "tick_seconds": 0.1,
+    }
+    return Simulator(RunOptions(**(settings | options)), write=lambda _text: None)

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.lifecycle import Simulator
 from tests.cast import make_vehicle
-from tests.engine import wait_until
+from tests.engine import demo_simulator, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,19 +23,7 @@ def plugged(simulator: Simulator) -> int:
 async def run_demo_once() -> int:
     """`runsimulator --demo --demo-share 0.5` until its drivers are done, then stopped as
     by Ctrl-C: how many connectors had a vehicle."""
-    simulator = Simulator(
-        RunOptions(
-            web=False,
-            demo=True,
-            demo_chargers=CHARGERS,
-            demo_share=0.5,
-            demo_operations=False,
-            csms_port=0,
-            csms_control_port=-1,
-            tick_seconds=0.1,
-        ),
-        write=lambda _text: None,
-    )
+    simulator = demo_simulator(demo_chargers=CHARGERS, demo_share=0.5)
     serving = asyncio.create_task(simulator.serve())
     try:
         await wait_until(

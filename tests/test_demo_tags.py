@@ -9,8 +9,8 @@ import pytest
 
 from simulator.csms import CentralSystem
 from simulator.csms.showcase import DEMO_TAGS
-from simulator.runtime.lifecycle import RunOptions, Simulator
-from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from simulator.runtime.lifecycle import Simulator
+from tests.engine import COMPACT, connected, demo_simulator, loaded, runtime_charger, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,19 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def demo() -> AsyncIterator[Simulator]:
     """`runsimulator --demo` in-process with one charger, no drivers and no demo
     operations: no local list, so every idTag goes to the CSMS."""
-    simulator = Simulator(
-        RunOptions(
-            web=False,
-            demo=True,
-            demo_chargers=1,
-            demo_share=0,
-            demo_operations=False,
-            csms_port=0,
-            csms_control_port=-1,
-            tick_seconds=0.1,
-        ),
-        write=lambda _text: None,
-    )
+    simulator = demo_simulator(demo_chargers=1, demo_share=0)
     serving = asyncio.create_task(simulator.serve())
     try:
         await wait_until(lambda: simulator.progress()["accepted"] == 1, message="demo", timeout=30)
