@@ -89,10 +89,11 @@ async def sse(
     through: dict[int, int] = {}  # shard -> its worker's event count at its last batch here
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_BATCHES)
     receiver = asyncio.create_task(_receive(layer, channel, inbox), name=f"sse:{group}")
+    renewer: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     try:
         await _tell_workers(layer, subscribe, shards)
-        renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
+        renewer = asyncio.create_task(_renew(layer, subscribe, channel, shards), name="renew")
         check_at = loop.time() + check_every
         yield f"retry: {RETRY_MILLISECONDS}\n: subscribed\n\n".encode()
         last_id = 0
@@ -101,9 +102,8 @@ async def sse(
         quiet_until = loop.time() + keepalive
         while True:
             try:
-                due = min(renew_at, check_at) if allowed is not None else renew_at
-                wait = max(min(quiet_until, due) - loop.time(), 0.0)
-                message = await asyncio.wait_for(inbox.get(), wait)
+                due = min(quiet_until, check_at) if allowed is not None else quiet_until
+                message = await asyncio.wait_for(inbox.get(), max(due - loop.time(), 0.0))
             except TimeoutError:
                 message = None
             if allowed is not None and loop.time() >= check_at:
@@ -112,9 +112,6 @@ async def sse(
                     yield _sse(last_id, "revoked", {"detail": REVOKED})
                     return
                 check_at = loop.time() + check_every
-            if loop.time() >= renew_at:
-                await _tell_workers(layer, subscribe, shards)
-                renew_at = loop.time() + contract.WATCH_RENEW_SECONDS
             if message is None:
                 if loop.time() >= quiet_until:
                     yield b": keep-alive\n\n"
@@ -143,10 +140,30 @@ async def sse(
                 quiet_until = loop.time() + keepalive
     finally:
         receiver.cancel()
+        if renewer is not None:
+            renewer.cancel()
         # Shielded: the server cancels this generator when the client leaves, and the
         # workers should hear of it now rather than when the lease runs out.
         with contextlib.suppress(Exception):
             await asyncio.shield(_end(layer, group, channel, shards))
+
+
+async def _renew(
+    layer: Any, subscribe: contract.EventsSubscribe, channel: str, shards: int
+) -> None:
+    """The workers' lease, every WATCH_RENEW_SECONDS, whether the reader reads or not: in
+    the stream's loop it waited while a stalled reader held the stream still, and past the
+    lease the workers forgot the stream for good. The channel joins its groups again too:
+    the in-memory layer drops a channel from its groups once a message has waited in it
+    past its expiry (a minute), as it does for a stalled reader."""
+    while True:
+        await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
+        try:
+            await layer.group_add(subscribe["subscription"], channel)
+            await layer.group_add(contract.FLEET_SUMMARY_GROUP, channel)
+            await _tell_workers(layer, subscribe, shards)
+        except Exception as exc:  # the layer away: `_receive` says so; the next round retries
+            log.debug("event stream: renewing failed (%s)", type(exc).__name__)
 
 
 async def join(layer: Any, subscribe: contract.EventsSubscribe) -> str:

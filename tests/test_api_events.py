@@ -495,6 +495,35 @@ async def test_a_subscription_that_lapsed_at_the_worker_and_was_renewed_says_wha
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_stream_renews_its_lease_while_its_reader_does_not_read(monkeypatch):
+    """QA: a reader that stopped reading for a few minutes lost its stream for good: the
+    renewal ran in the stream's loop, which waited for the reader, so the workers let the
+    lease lapse; and the in-memory layer had dropped the channel from its groups."""
+    from channels.layers import get_channel_layer
+
+    monkeypatch.setattr(contract, "WATCH_RENEW_SECONDS", 0.2)
+    layer = get_channel_layer()
+    engine = await layer.new_channel()
+    await layer.group_add(contract.engine_group(0), engine)
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    response = await AsyncClient().get("/api/v1/events", headers=bearer(token))
+    assert isinstance(response, StreamingHttpResponse)
+    content = response.streaming_content
+    try:
+        assert b"subscribed" in await anext(aiter(content))
+        first = await asyncio.wait_for(layer.receive(engine), 5)
+        # The reader reads nothing from here: the renewals go on all the same.
+        for _ in range(3):
+            again = await asyncio.wait_for(layer.receive(engine), 5)
+            assert (again["type"], again["subscription"]) == (
+                contract.EVENTS_SUBSCRIBE,
+                first["subscription"],
+            )
+    finally:
+        await content.aclose()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_charger_location_or_kind_is_refused_before_streaming(worker):
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
     client = AsyncClient()
