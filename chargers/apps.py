@@ -6,6 +6,8 @@ class ChargersConfig(AppConfig):
     verbose_name = "Chargers"
 
     def ready(self) -> None:
+        # A log-out closes the dashboard's sockets of its session (a signal receiver).
+        import chargers.dashboard.access  # noqa: F401
         from chargers.resources import ChargerResource
         from fleet_io.registry import Importable, register
 

@@ -37,7 +37,8 @@ def site(tmp_path_factory) -> Iterator[DemoSite]:
     """Six demo chargers over the three default sites (DEMO-0001 and -0004 on the A9,
     -0002 and -0005 in Amsterdam, -0003 and -0006, DC, in Berlin), sampling every 2 s.
     Amsterdam's grid limit is 1 kW, so one AC session is over it; ConnectionTimeOut 12 s.
-    Besides "admin", "watcher": not staff, with the view permissions only."""
+    Besides "admin", "watcher": not staff, with the view permissions only, and "leaver",
+    the same, whose account a test deactivates."""
     setup = f"""
         from chargers.models import ConfigurationKey
         from django.contrib.auth.models import Permission
@@ -48,6 +49,8 @@ def site(tmp_path_factory) -> Iterator[DemoSite]:
         watcher.user_permissions.add(
             *Permission.objects.filter(codename__in=["view_charger", "view_location"])
         )
+        leaver = get_user_model().objects.create_user("leaver", password={PASSWORD!r})
+        leaver.user_permissions.add(*watcher.user_permissions.all())
     """
     with demo_site(tmp_path_factory.mktemp("pages"), PASSWORD, 6, setup) as running:
         yield running
@@ -516,6 +519,50 @@ def test_a_user_who_only_watches_logs_in_watches_live_and_cannot_drive(site, bro
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
 
 
+def test_an_open_page_stops_being_live_when_its_user_logs_out_in_another_tab(site, browser):
+    """It went on streaming snapshots and OCPP frames for as long as it stayed open."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0004")
+    expect(page.locator("#live-state")).to_have_text("live")
+    other = page.context.new_page()
+    other.goto(f"{site.url}/")
+    with other.expect_navigation():
+        other.click("form.logout button")
+
+    expect(page.locator("#live-state")).to_have_text("logged out")
+    expect(page.locator("#stale-note")).to_contain_text(
+        "You were logged out: log in again to watch. The figures below are as they were then."
+    )
+    page.screenshot(path=ARTIFACTS / "pages-logged-out-elsewhere.png", full_page=True)
+
+
+def test_an_open_page_stops_being_live_when_its_users_account_is_deactivated(site, browser):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(LIVE_MS)
+    page = context.new_page()
+    page.goto(f"{site.url}/accounts/login/?next=/")
+    page.fill("#id_username", "leaver")
+    page.fill("#id_password", PASSWORD)
+    page.click(".login button[type=submit]")
+    row_of(page, "DEMO-0005").locator("a", has_text="DEMO-0005").click()
+    expect(page.locator("#live-state")).to_have_text("live")
+
+    admin = logged_in(browser, site, "/admin/auth/user/?q=leaver")
+    admin.locator("#result_list a", has_text="leaver").click()
+    admin.locator("#id_is_active").set_checked(False)
+    admin.locator("input[name=_save]").click()
+    expect(admin.locator(".messagelist")).to_contain_text("changed successfully")
+
+    # Within a check of the page's socket (every 5 s).
+    expect(page.locator("#live-state")).to_have_text("no access", timeout=LIVE_MS)
+    expect(page.locator("#stale-note")).to_contain_text(
+        "Your account can no longer watch chargers."
+    )
+
+
 def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):
     """Logged out in another tab, the page's next command closes its socket (4401): the
     result line says why instead of showing "clear fault…" for ever."""
@@ -550,17 +597,15 @@ KEEP_SOCKETS = """
 def test_a_page_whose_connection_drops_after_its_user_logged_out_says_logged_out(site, browser):
     """The reconnect is refused as logged out (4401) and the page says so, also of the
     command whose answer the lost connection took with it. Before, Daphne refused the
-    reconnect with a bare HTTP 403 and the page said "reconnecting…" for ever."""
+    reconnect with a bare HTTP 403 and the page said "reconnecting…" for ever. (The
+    browser's cookies cleared: a log-out would close the open socket itself, at once.)"""
     from playwright.sync_api import expect
 
     page = logged_in(browser, site, "/")
     page.context.add_init_script(KEEP_SOCKETS)
     row_of(page, "DEMO-0001").locator("a", has_text="DEMO-0001").click()
     expect(page.locator("#live-state")).to_have_text("live")
-    other = page.context.new_page()
-    other.goto(f"{site.url}/")
-    with other.expect_navigation():
-        other.click("form.logout button")
+    page.context.clear_cookies()
     page.evaluate("() => { window.__sockets.at(-1).send = function () {}; }")  # unanswered
     page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]').click()
     result = page.locator('.evse-card[data-evse="1"] [data-result]')

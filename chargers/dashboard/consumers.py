@@ -12,15 +12,13 @@ import asyncio
 import itertools
 import time
 from collections.abc import Collection
-from importlib import import_module
-from types import SimpleNamespace
 from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib import auth
 
+from chargers.dashboard import access
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
@@ -54,11 +52,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # The sessions' series (a chart of each) only to pages that draw them.
     wants_series = False
     refused = False  # accepted only to be closed with a code the page can read
+    access_check_seconds = access.ACCESS_CHECK_SECONDS
+    session_group: str | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
-            await self._refuse(4401)
+            await self._refuse(access.LOGGED_OUT)
             return
         self.watched: dict[int, str] = {}  # charger pk -> charge point id
         self.pending: dict[str, asyncio.Task[None]] = {}
@@ -69,14 +69,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.can_drive = await self._can_drive(user)
         self.static_groups = await self.page_groups()
         if self.static_groups is None:
-            await self._refuse(4404)
+            await self._refuse(access.NOT_FOUND)
             return
+        key = getattr(self.scope.get("session"), "session_key", None)
+        if key is not None:  # a log-out tells the sockets of its session at once
+            self.session_group = access.session_group(key)
+            await self.channel_layer.group_add(self.session_group, self.channel_name)
         for group in self.static_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "can_drive": self.can_drive})
         await self.page_connected()
         self.renewal = asyncio.create_task(self._renew_watch())
+        self.guard = asyncio.create_task(self._guard_access())
 
     async def _refuse(self, code: int) -> None:
         """Accept, then close with `code`: a close before the accept reaches a browser as
@@ -87,26 +92,65 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     async def _renew_watch(self) -> None:
-        """The engine publishes only for watched chargers: keep the page's watch alive, as
-        long as the page's login holds."""
+        """The engine publishes only for watched chargers: keep the page's watch alive
+        (`_guard_access` ends it with the page's login)."""
         while True:
             await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
-            if not await self._still_logged_in():
-                await self.close(code=4401)
-                return
             if self.watched:
                 await self.request_snapshots(dict(self.watched), command=contract.WATCH)
 
+    async def _guard_access(self) -> None:
+        """Ask every few seconds whether the page's user may still watch; if not, say why
+        and close."""
+        while True:
+            await asyncio.sleep(self.access_check_seconds)
+            if not await self._still_allowed():
+                return
+
+    async def _still_allowed(self) -> bool:
+        """Whether the page may go on (`can_drive` follows the user's permission); if
+        not, it was told why and its socket closed."""
+        verdict = await self._access()
+        if verdict.ended is not None:
+            await self._end(verdict.ended)
+            return False
+        self.can_drive = verdict.can_drive
+        return True
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The page's session logged out (`access.tell_sockets_of_session`)."""
+        await self._end(access.WAS_LOGGED_OUT)
+
+    async def _end(self, ended: access.Ended) -> None:
+        """A last message the page shows, then a close code it does not reconnect after;
+        nothing more reaches it meanwhile (its groups are left now, not at the close)."""
+        if self.refused:
+            return
+        self.refused = True
+        await self._stop()
+        await self.send_json({"type": "access.ended", "message": ended.message})
+        await self.close(code=ended.code)
+
     async def disconnect(self, code: int) -> None:
-        renewal = getattr(self, "renewal", None)
-        if renewal is not None:
-            renewal.cancel()
+        await self._stop()
+
+    async def _stop(self) -> None:
+        current = asyncio.current_task()
+        for name in ("renewal", "guard"):
+            task = getattr(self, name, None)
+            if task is not None and task is not current:
+                task.cancel()
         for task in list(getattr(self, "pending", {}).values()):
-            task.cancel()
-        for group in getattr(self, "static_groups", None) or ():
-            await self.channel_layer.group_discard(group, self.channel_name)
-        for pk in list(getattr(self, "watched", {})):
-            await self.channel_layer.group_discard(contract.charger_group(pk), self.channel_name)
+            if task is not current:
+                task.cancel()
+        groups = [*(getattr(self, "static_groups", None) or ()), self.session_group]
+        groups += [contract.charger_group(pk) for pk in getattr(self, "watched", {})]
+        for group in groups:
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        self.static_groups = []
+        self.session_group = None
+        self.watched = {}
 
     # -- what a page is about (subclasses) --------------------------------------------------
 
@@ -181,8 +225,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if name not in contract.DRIVE_COMMANDS:
             await self._result(request_id, pk, False, f"unknown command {name!r}")
             return
-        if not await self._still_logged_in():  # logged out (or locked out) since it opened
-            await self.close(code=4401)
+        if not await self._still_allowed():  # logged out (or locked out) since it opened
             return
         if not self.can_drive:
             await self._result(
@@ -410,21 +453,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return dict(Charger.objects.filter(pk__in=pks).values_list("pk", "charge_point_id"))
 
     @database_sync_to_async
-    def _still_logged_in(self) -> bool:
-        """Whether the session the socket was opened with still logs in its user: not
-        logged out, expired, its password changed or the user deactivated since (the
-        middleware read it once, at connect); `can_drive` follows the user's permission.
-        A socket opened without a session (a test's scope) has nothing to check."""
-        session = self.scope.get("session")
-        key = getattr(session, "session_key", None) if session is not None else None
-        if key is None:
-            return True
-        store = import_module(settings.SESSION_ENGINE).SessionStore(key)
-        user = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
-        if not user.is_authenticated or user.pk != self.scope["user"].pk:
-            return False
-        self.can_drive = user.has_perm("chargers.change_charger")
-        return True
+    def _access(self) -> access.Access:
+        """Whether the page's user may still watch (the middleware read the session once,
+        at connect)."""
+        key = getattr(self.scope.get("session"), "session_key", None)
+        return access.check(self.scope["user"], key, shows_log=self.wants_log)
 
     @database_sync_to_async
     def _can_drive(self, user: Any) -> bool:

@@ -148,8 +148,11 @@
   // The close codes the server refuses or ends a page's socket with
   // (chargers/dashboard/consumers.py).
   const LOGGED_OUT = 4401;
+  const NO_ACCESS = 4403;  // deactivated, or without the permission the page needs now
   const NOT_FOUND = 4404;
-  function markStale(stale, code) {
+  const FINAL = { 4401: "logged out", 4403: "no access", 4404: "not found" };
+  // `why`: the server's last message before it closed the socket, if it sent one.
+  function markStale(stale, code, why) {
     const note = document.getElementById("stale-note");
     if (!stale) {
       staleSince = null;
@@ -160,8 +163,10 @@
     if (staleSince === null) staleSince = Date.now() / 1000; // the first loss's time
     document.body.classList.add("stale");
     if (note) {
-      note.textContent =
-        "Not live since " + clock(staleSince) +
+      note.textContent = why
+        ? "Not live since " + clock(staleSince) + ". " + why +
+          " The figures below are as they were then."
+        : "Not live since " + clock(staleSince) +
         ": the figures below are as they were then " +
         (code === LOGGED_OUT
           ? "(you logged out: log in again to see them live)."
@@ -179,31 +184,41 @@
     const state = document.getElementById("live-state");
     let ws = null;
     let delay = 500;
+    let finalCode = null; // the close code the page stopped at (FINAL), if it did
     function connect() {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       ws = new WebSocket(scheme + location.host + path);
       // Live from the server's hello, not from the open: a refused socket (logged out, or
       // its charger deleted) is opened only to be closed with a code that says why.
       let live = false;
+      let why = null; // the server's reason for closing, said just before the close
       ws.onopen = function () {
         delay = 500;
         if (onOpen) onOpen();
       };
       ws.onmessage = function (event) {
+        const message = JSON.parse(event.data);
+        // The page's user may no longer watch (logged out elsewhere, deactivated): the
+        // close follows, and the page says this.
+        if (message.type === "access.ended") {
+          why = message.message;
+          return;
+        }
         if (!live) {
           live = true;
           setText(state, "live");
           state && state.classList.add("on");
           markStale(false);
         }
-        onMessage(JSON.parse(event.data));
+        onMessage(message);
       };
       ws.onclose = function (event) {
         state && state.classList.remove("on");
-        markStale(true, event.code);
+        markStale(true, event.code, why);
         if (onClose) onClose(event);
-        if (event.code === LOGGED_OUT || event.code === NOT_FOUND) {
-          setText(state, event.code === LOGGED_OUT ? "logged out" : "not found");
+        if (FINAL[event.code]) {
+          finalCode = event.code;
+          setText(state, FINAL[event.code]);
           return;  // reconnecting cannot help
         }
         setText(state, "reconnecting…");
@@ -220,6 +235,8 @@
         }
         return false;
       },
+      // Why the page stopped for good (LOGGED_OUT, NO_ACCESS, NOT_FOUND), or null.
+      ended: function () { return finalCode; },
     };
   }
 
@@ -942,6 +959,8 @@
       lines.forEach(function (line) {
         if (event.code === LOGGED_OUT) {
           showResult(line, "error", "✗ logged out: log in again to drive this charger");
+        } else if (event.code === NO_ACCESS) {
+          showResult(line, "error", "✗ your account can no longer drive this charger");
         } else {
           lostCommand = true;
           showResult(line, "error", "✗ the connection to the server was lost before the answer: the command may or may not have run");
@@ -961,7 +980,14 @@
       lastResult = line;
       showResult(line, "pending", command.replaceAll("_", " ") + "…");
       if (!live.send({ type: "command", request_id: id, charger: pk, command: command, args: args })) {
-        showResult(line, "error", "✗ not connected to the server; retrying the connection");
+        const ended = live.ended();
+        showResult(line, "error", ended === LOGGED_OUT
+          ? "✗ logged out: log in again to drive this charger"
+          : ended === NO_ACCESS
+          ? "✗ your account can no longer drive this charger"
+          : ended === NOT_FOUND
+          ? "✗ this charger no longer exists"
+          : "✗ not connected to the server; retrying the connection");
         return;
       }
       waiting.set(id, line);
