@@ -500,6 +500,13 @@ def test_a_user_who_only_watches_logs_in_watches_live_and_cannot_drive(site, bro
     buttons = page.locator("[data-command] button, button[data-command]")
     expect(buttons.first).to_be_disabled()
     assert buttons.evaluate_all("all => all.every(b => b.disabled)")
+    # Their inputs too, and the page says why (it did not).
+    inputs = page.locator("form[data-command] input:not([type=hidden]), form[data-command] select")
+    assert inputs.evaluate_all("all => all.length > 0 && all.every(i => i.disabled)")
+    expect(page.locator("#watch-only")).to_be_visible()
+    expect(page.locator("#watch-only")).to_have_text(
+        "You can watch but not drive chargers (your account lacks the 'change charger' permission)."
+    )
     # Enabled by hand, a control's command is refused by the server all the same.
     clear = page.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]')
     clear.evaluate("b => { b.disabled = false; }")

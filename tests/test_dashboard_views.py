@@ -464,3 +464,68 @@ def test_the_energy_on_the_charger_page_is_the_register_the_csms_is_sent(admin_c
     # Named as what it is: "Energy" read as the session's (2,398 Wh for an 18 Wh session).
     label = re.search(r"<dt[^>]*>([^<]*)</dt><dd><span data-field=\"energy\">", html.decode())
     assert label and label[1] == "Meter register"
+
+
+class Controls(HTMLParser):
+    """The buttons, inputs and selects of a page's control boxes (<div class="controls">),
+    hidden inputs left out: each as (tag, name or command, disabled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # of <div>s, from the control box's own
+        self.found: list[tuple[str, str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "div" and (self.depth or fields.get("class") == "controls"):
+            self.depth += 1
+        elif self.depth and tag in ("button", "input", "select") and fields.get("type") != "hidden":
+            name = fields.get("name") or fields.get("data-command") or fields.get("type") or ""
+            self.found.append((tag, name, "disabled" in fields))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.depth:
+            self.depth -= 1
+
+
+WATCH_ONLY = (
+    "You can watch but not drive chargers (your account lacks the 'change charger' permission)."
+)
+
+
+def controls_of(html: str) -> list[tuple[str, str, bool]]:
+    parser = Controls()
+    parser.feed(html)
+    return parser.found
+
+
+def test_a_user_who_only_watches_is_told_why_the_controls_are_disabled_inputs_too(
+    client, django_user_model
+):
+    """Every button was disabled with no word of why, and the inputs beside them took
+    values no button would send."""
+    from django.contrib.auth.models import Permission
+
+    make_vehicle(0)
+    charger = make_charger("CP-WATCH", evses=2)
+    user = django_user_model.objects.create_user("watcher", password="pw-watcher-1")
+    user.user_permissions.add(Permission.objects.get(codename="view_charger"))
+    client.force_login(user)
+    url = reverse("chargers:charger", args=[charger.pk])
+
+    html = client.get(url).content.decode()
+    controls = controls_of(html)
+    assert len(controls) == 4 + 2 * 12  # the connection's 4, and 12 per connector
+    assert [c for c in controls if not c[2]] == []
+    assert re.search(
+        rf'<p class="watch-only" id="watch-only" role="note">{re.escape(WATCH_ONLY)}', html
+    )
+    fleet = client.get(reverse("chargers:home")).content.decode()
+    assert re.search(rf'<p class="watch-only"[^>]*role="note">{re.escape(WATCH_ONLY)}', fleet)
+
+    user.user_permissions.add(Permission.objects.get(codename="change_charger"))
+    client.force_login(django_user_model.objects.get(pk=user.pk))  # perms cached per object
+    html = client.get(url).content.decode()
+    assert [c for c in controls_of(html) if c[2]] == []
+    assert re.search(r'<p class="watch-only" id="watch-only" role="note" hidden>', html)
+    assert WATCH_ONLY not in client.get(reverse("chargers:home")).content.decode()

@@ -800,6 +800,14 @@
       ]);
     });
     let canDrive = true;
+    // The controls, their inputs too, only for a user who may drive; the page says why not.
+    function paintDriving() {
+      document.querySelectorAll(
+        "[data-command] button, button[data-command], form[data-command] input:not([type=hidden]), form[data-command] select"
+      ).forEach(function (el) { el.disabled = !canDrive; });
+      const note = document.getElementById("watch-only");
+      if (note) note.hidden = canDrive;
+    }
 
     // The recent-transactions table is the database's: fetched again when a session starts,
     // gets its CSMS id or ends (soon after, and once more a little later: the checkpoint
@@ -929,9 +937,7 @@
       if (message.type === "hello") {
         lostCommand = false;
         canDrive = message.can_drive;
-        document.querySelectorAll("[data-command] button, button[data-command]").forEach(function (b) {
-          b.disabled = !canDrive;
-        });
+        paintDriving();
       } else if (message.type === "charger.state") {
         seen = true;
         // Now, not in the next frame: a later snapshot in the same frame replaces this
