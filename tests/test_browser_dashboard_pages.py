@@ -702,6 +702,11 @@ def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browse
     from playwright.sync_api import expect
 
     page = charger_page(browser, site, "DEMO-0006")
+    controls = page.locator(
+        "button[data-command], form[data-command] button, "
+        "form[data-command] input:not([type=hidden]), form[data-command] select"
+    )
+    expect(controls.first).to_be_enabled()
     fleet = page.context.new_page()
     fleet.goto(f"{site.url}/")
     link = row_of(fleet, "DEMO-0006").locator("[data-field=link]")
@@ -727,10 +732,24 @@ def test_a_charger_disabled_in_the_admin_says_why_on_the_open_pages(site, browse
         ):
             expect(status).to_have_text(["not running"] * 2)
             expect(status.first).to_have_class(re.compile(r"\bstatus-not-running\b"))
+        # Its controls are off, the reason next to them (a click answered with the
+        # worker's "not running on this simulator worker").
+        expect(controls.first).to_be_disabled()
+        assert controls.evaluate_all("all => all.every(c => c.disabled)")
+        expect(page.locator("[data-out-of-service]")).to_have_text(
+            [
+                "This charger is not running (disabled in the set-up): nothing to drive "
+                "until it runs again."
+            ]
+            * 3
+        )
         page.screenshot(path=ARTIFACTS / "pages-9-charger-disabled.png", full_page=True)
     finally:
         set_enabled(True)
     expect(page.locator("#link")).to_have_text("online", timeout=30_000)
+    expect(controls.first).to_be_enabled()
+    assert controls.evaluate_all("all => all.every(c => !c.disabled)")
+    expect(page.locator("[data-out-of-service]").first).to_be_hidden()
     expect(page.locator("#link-error")).to_be_hidden()
     expect(page.locator(".evse-card [data-field=status]").first).not_to_have_text("not running")
 

@@ -529,3 +529,25 @@ def test_a_user_who_only_watches_is_told_why_the_controls_are_disabled_inputs_to
     assert [c for c in controls_of(html) if c[2]] == []
     assert re.search(r'<p class="watch-only" id="watch-only" role="note" hidden>', html)
     assert WATCH_ONLY not in client.get(reverse("chargers:home")).content.decode()
+
+
+def test_a_disabled_chargers_page_disables_its_controls_and_says_why(admin_client_logged_in):
+    """They stayed live, and a click answered with the worker's "not running on this
+    simulator worker" error."""
+    off = make_charger("CP-OFF", evses=2, enabled=False)
+    on = make_charger("CP-ON", evses=1)
+    note = (
+        "This charger is not running (disabled in the set-up): nothing to drive until it "
+        "runs again."
+    )
+
+    html = admin_client_logged_in.get(reverse("chargers:charger", args=[off.pk])).content
+    page = html.decode()
+    assert controls_of(page) and [c for c in controls_of(page) if not c[2]] == []
+    # Next to each box of controls: the connection's and each connector's.
+    assert page.count(f'<p class="watch-only" data-out-of-service role="note">{note}</p>') == 3
+    assert 'id="watch-only" role="note" hidden>' in page  # only the charger is why
+
+    page = admin_client_logged_in.get(reverse("chargers:charger", args=[on.pk])).content.decode()
+    assert [c for c in controls_of(page) if c[2]] == []
+    assert page.count('<p class="watch-only" data-out-of-service role="note" hidden></p>') == 2

@@ -227,6 +227,14 @@ class ChargerPage:
     # When its set-up was read (Unix time): an edit that reaches the running charger later
     # is not on the page, which then says so.
     rendered_at: float = 0.0
+    can_change: bool = False  # the user may drive chargers
+    # Why no worker runs it, as served ("" while it is enabled); its snapshots say it later.
+    out_of_service: str = ""
+
+    @property
+    def controls_off(self) -> bool:
+        """Its controls are disabled as served: nobody to drive, or nothing running."""
+        return not self.can_change or bool(self.out_of_service)
 
 
 def shown_csms_url(url: str) -> str:
@@ -290,6 +298,11 @@ def recent_transactions(charger: Charger) -> list[TransactionRow]:
     ]
 
 
+# Why a disabled charger is not running, in the engine's words (its last snapshot's
+# link_error: simulator.runtime.live_fleet).
+DISABLED = "disabled in the set-up"
+
+
 def charger_page(charger: Charger, user: Any, read_at: float | None = None) -> ChargerPage:
     """The charger page of this row, read from the database at `read_at` (Unix time; now
     if None)."""
@@ -302,6 +315,8 @@ def charger_page(charger: Charger, user: Any, read_at: float | None = None) -> C
         log_keeps=LogKeeps.from_settings(),
         csms_url=shown_csms_url(charger.csms_url),
         rendered_at=time.time() if read_at is None else read_at,
+        can_change=user.has_perm("chargers.change_charger"),
+        out_of_service="" if charger.enabled else DISABLED,
     )
 
 

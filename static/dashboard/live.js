@@ -785,7 +785,8 @@
 
   // `renderedAt`: when the server rendered the page's set-up (Unix time). A set-up edit
   // that reached the running charger later (`setup_at`) is not on the page: it says so.
-  ChargeSim.chargerPage = function (pk, renderedAt, timeZone) {
+  // `outOfService`: why the charger is not running as the page was served ("" if it runs).
+  ChargeSim.chargerPage = function (pk, renderedAt, timeZone, outOfService) {
     pageClock = zoneClock(timeZone);
     // Each command's answer shows next to the control that sent it (in its card): one line
     // above the connector cards was off screen by the time a user reached connector 1.
@@ -800,13 +801,27 @@
       ]);
     });
     let canDrive = true;
-    // The controls, their inputs too, only for a user who may drive; the page says why not.
+    // The controls, their inputs too, only for a user who may drive a charger that runs
+    // (a disabled or deleted one's answered every click with a worker's error); the page
+    // says why not, next to them.
     function paintDriving() {
+      const off = !canDrive || !!outOfService;
       document.querySelectorAll(
         "[data-command] button, button[data-command], form[data-command] input:not([type=hidden]), form[data-command] select"
-      ).forEach(function (el) { el.disabled = !canDrive; });
+      ).forEach(function (el) { el.disabled = off; });
       const note = document.getElementById("watch-only");
       if (note) note.hidden = canDrive;
+      document.querySelectorAll("[data-out-of-service]").forEach(function (el) {
+        el.hidden = !outOfService;
+        setText(el, outOfService ? "This charger is not running (" + outOfService + "): nothing to drive until it runs again." : "");
+      });
+    }
+    // Its snapshots say when it is taken out of the running fleet, and when it runs again.
+    function followService(snap) {
+      const now = snap.in_service === false ? snap.link_error || "not running" : "";
+      if (now === outOfService) return;
+      outOfService = now;
+      paintDriving();
     }
 
     // The recent-transactions table is the database's: fetched again when a session starts,
@@ -850,6 +865,7 @@
       });
       if (!reason || snap.offline_until == null) setText(error, reason ? linkReason(snap, 0) : "");
       paintControls(snap);
+      followService(snap);
       paintMaintenance(snap);
       followTransactions(snap);
       if (snap.setup_at != null && renderedAt != null && snap.setup_at > renderedAt) {
