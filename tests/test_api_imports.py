@@ -192,6 +192,24 @@ def test_a_bad_upload_names_the_field(importer, depot, monkeypatch):
     assert not ImportJob.objects.exists()
 
 
+def test_a_form_field_the_upload_does_not_take_is_refused_not_ignored(importer, depot):
+    """QA: `dryrun=false` (for `dry_run`) was ignored, and what was meant as an import was
+    queued as a check (202), its rows never written."""
+    typo = upload(importer, fleet_csv(1), dryrun="false")
+    assert typo.status_code == 422, typo.content
+    [error] = typo.json()["errors"]
+    assert error["field"] == "dryrun"
+    assert "did you mean 'dry_run'?" in error["message"]
+    other_file = importer.upload(
+        IMPORTS,
+        file=SimpleUploadedFile("a.csv", fleet_csv(1)),
+        resource="chargers",
+        attachment=SimpleUploadedFile("b.csv", b"x"),
+    )
+    assert [e["field"] for e in other_file.json()["errors"]] == ["attachment"]
+    assert not ImportJob.objects.exists()
+
+
 def test_someone_elses_job_is_not_found_but_a_superuser_sees_it(importer, depot):
     job = ImportJob.objects.create(
         resource="chargers", file_name="f.csv", file_format="csv", data=b"x"

@@ -23,7 +23,7 @@ from ninja.responses import Status
 from api.auth import caller
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.pagination import Paged
-from api.query_params import path_id
+from api.query_params import did_you_mean, path_id
 from fleet_io import jobs, registry
 from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES, FileProblem, check_size
 from fleet_io.models import ImportJob, NotConfirmable
@@ -184,6 +184,24 @@ def _format(options: ImportUpload, name: str) -> str:
     )
 
 
+# The upload's form fields and its file's, as a caller spells them.
+_FORM_FIELDS = frozenset(ImportUpload.model_fields)
+_FILE_FIELDS = frozenset({"file"})
+
+
+def _refuse_unknown_fields(request: HttpRequest) -> None:
+    """A form field the upload does not take is refused, not ignored: `dryrun=false`
+    (for `dry_run`) made a check of what was meant as an import, answered 202."""
+    errors = [
+        ErrorItem(field=name, message=f"Not a field of this upload: {did_you_mean(name, known)}")
+        for names, known in ((request.POST, _FORM_FIELDS), (request.FILES, _FILE_FIELDS))
+        for name in names
+        if name not in known
+    ]
+    if errors:
+        raise ApiError(422, "The request is not valid.", errors)
+
+
 def _queue(request: HttpRequest, **fields: Any) -> ImportJob:
     with transaction.atomic():
         job = ImportJob.objects.create(created_by_id=caller(request).user.pk, **fields)
@@ -203,6 +221,7 @@ def _queue(request: HttpRequest, **fields: Any) -> ImportJob:
 def upload_import(
     request: HttpRequest, file: File[UploadedFile], options: Form[ImportUpload]
 ) -> Any:
+    _refuse_unknown_fields(request)
     _may_import(request, options.resource)
     name = file.name or "upload"
     file_format = _format(options, name)
