@@ -290,7 +290,15 @@ class ChargerResource(FleetResource):
     # -- import -------------------------------------------------------------------------
 
     def import_instance(self, instance: Any, row: dict, **kwargs: Any) -> None:
-        super().import_instance(instance, row, **kwargs)
+        try:
+            super().import_instance(instance, row, **kwargs)
+        finally:
+            # Also when another cell of the row failed: the row's report then names that
+            # cell only, not an empty phases cell as "cannot be null" beside it (QA).
+            self._by_power(instance, row)
+
+    @staticmethod
+    def _by_power(instance: Any, row: dict) -> None:
         # An empty phases cell, or a new charger's file without the column: by its power
         # (a 3.7 kW wallbox is single-phase), as the admin's form and the API decide it.
         if row.get("phases") in (None, "") and ("phases" in row or instance.pk is None):

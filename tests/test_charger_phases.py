@@ -58,6 +58,15 @@ def test_an_import_without_phases_wires_a_wallbox_to_one_phase():
     assert (stored["WB-3.7"], stored["WB-7.4"]) == (3, 1)
 
 
+def test_an_empty_phases_cell_is_not_reported_beside_another_cells_error():
+    """QA: a row with an empty phases cell and any other problem was also told "This field
+    cannot be null." for phases, a cell that was fine."""
+    make_location("Depot")
+    header = "charge_point_id,location,power_type,max_power_kw,evses,phases,model"
+    result = run_import(csv_bytes("WB-X,Nowhere,AC,3.7,Type2:3.7,,", header=header))
+    assert [problem.column for problem in result.problems()] == ["location"]
+
+
 def test_the_api_without_phases_wires_a_wallbox_to_one_phase():
     location = make_location()
     _, token = user_with_token("fleet", "add_charger", "view_charger")
