@@ -10,14 +10,17 @@ as one site's).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Path
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.operation import Operation
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from scenarios.format import nearest_name
 
@@ -37,6 +40,26 @@ def path_id() -> Any:
 
 # A location's id in a query (`?location=3`, repeated).
 LocationId = Annotated[int, Field(ge=1, le=DB_INT_MAX)]
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def _unix_seconds(value: Any) -> Any:
+    """A number as Unix seconds, however large: pydantic reads one above 2·10^10 as
+    milliseconds, so `since=253402300799` (the year 9999, as the error text offers) was
+    the year 1978, and a time past the year 9999 was read as one in the 1970s."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            # Past the year 9999 (or nan): as pydantic's own words for a time it cannot
+            # read, which the API answers with what a time may be.
+            raise PydanticCustomError("datetime_parsing", "not a time") from None
+    return value
+
+
+# A time in a query: ISO 8601 (UTC when it has no zone) or Unix seconds.
+Moment = Annotated[datetime, BeforeValidator(_unix_seconds)]
 
 
 def query_names(operation: Operation) -> set[str]:

@@ -18,7 +18,7 @@ from ninja.errors import AuthorizationError
 from api import scope
 from api.auth import caller
 from api.errors import READ_ERRORS, ApiError, ErrorBody, ErrorItem
-from api.query_params import LocationId
+from api.query_params import LocationId, Moment
 from chargers import message_log
 from chargers.dashboard.pages import may_see_message_log
 from chargers.models import Charger
@@ -159,8 +159,8 @@ def _streamed(description: str) -> dict[str, Any]:
 def charger_log(
     request: HttpRequest,
     charge_point_id: str,
-    since: datetime | None = SINCE,
-    until: datetime | None = UNTIL,
+    since: Moment | None = SINCE,
+    until: Moment | None = UNTIL,
     order: Literal["asc", "desc"] = ORDER,
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
@@ -194,8 +194,8 @@ def charger_log(
 def charger_log_download(
     request: HttpRequest,
     charge_point_id: str,
-    since: datetime | None = SINCE,
-    until: datetime | None = UNTIL,
+    since: Moment | None = SINCE,
+    until: Moment | None = UNTIL,
 ) -> StreamingHttpResponse:
     _may_read_log(request)
     charger = _charger(charge_point_id)
@@ -215,8 +215,8 @@ def charger_log_download(
 )
 def fleet_log_export(
     request: HttpRequest,
-    since: datetime = EXPORT_SINCE,
-    until: datetime | None = EXPORT_UNTIL,
+    since: Moment = EXPORT_SINCE,
+    until: Moment | None = EXPORT_UNTIL,
     charger: list[str] | None = CHARGERS,
     location: list[LocationId] | None = LOCATIONS,
 ) -> StreamingHttpResponse:
