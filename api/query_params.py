@@ -1,4 +1,5 @@
-"""Query parameters an operation does not take are refused, not ignored.
+"""Query parameters an operation does not take are refused, not ignored; so is a second
+value of one that takes one.
 
 ninja reads the parameters an operation declares and drops the rest: a misspelt filter
 (`/chargers?locaton=1`) answered every charger, and a script acting on that list acted on
@@ -94,15 +95,33 @@ def refuse_unknown_query(operation: Operation) -> None:
     known = query_names(operation)
     if getattr(operation, "query_checked", False):
         return
+    lists = {
+        name
+        for model in operation.models
+        if model.__ninja_param_source__ == "query"
+        for name in getattr(model, "__ninja_collection_fields__", ())
+    }
     get_values = operation._get_values
 
     def checked(
         request: HttpRequest, path_params: Any, temporal_response: HttpResponse
     ) -> dict[str, Any]:
+        query = request.GET
         unknown = [
             {"loc": ("query", name), "msg": unknown_message(name, known), "type": "unknown"}
-            for name in request.GET
+            for name in query
             if name not in known
+        ]
+        # ninja takes the last of a repeated one-value parameter: `?location=1&location=2`
+        # answered site 2's chargers alone to a caller who asked for both (QA).
+        unknown += [
+            {
+                "loc": ("query", name),
+                "msg": f"Given {len(query.getlist(name))} times: it takes one value.",
+                "type": "repeated",
+            }
+            for name in query
+            if name in known and name not in lists and len(query.getlist(name)) > 1
         ]
         try:
             values = get_values(request, path_params, temporal_response)

@@ -901,6 +901,20 @@ def test_a_query_parameter_a_list_does_not_take_is_refused_not_ignored(api, depo
     assert Charger.objects.filter(charge_point_id="CP-2").exists()
 
 
+def test_a_one_value_query_parameter_given_twice_is_refused(api, depot):
+    """QA: ninja took the last value: `?location=1&location=2` answered one site's chargers
+    to a caller who asked for both, and `?limit=1&limit=2` two items."""
+    other = make_location("Elsewhere")
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=other)
+    both = api.get(f"{V1}/chargers?location={depot.pk}&location={other.pk}")
+    assert errors_of(both) == [("location", "Given 2 times: it takes one value.", None)]
+    assert [f for f, _, _ in errors_of(api.get(f"{V1}/chargers?limit=1&limit=2"))] == ["limit"]
+    # A parameter that takes several still does.
+    log = api.get(f"{V1}/log.jsonl?since=0&location={depot.pk}&location={other.pk}")
+    assert log.status_code == 200, log.content
+
+
 def test_a_query_parameter_is_refused_by_an_operation_that_takes_none(depot):
     """They were ignored: `/fleet/summary?location=3` answered the whole fleet's counts to
     a script reading one site's, `?wait_for=` on a GET did not wait, `?force=true` on a
