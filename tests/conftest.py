@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from django.test import Client
 
 from locations.models import Location
@@ -53,6 +54,15 @@ async def csms_control(csms: CentralSystem) -> AsyncIterator[ControlServer]:
     await server.start(host="127.0.0.1", port=0)
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def flushed_layer() -> AsyncIterator[None]:
+    """The channel layer emptied after the test (modules take it with
+    `pytest.mark.usefixtures("flushed_layer")`): the in-memory layer is one per process, and
+    a group or message a test left behind would reach the next test's consumers."""
+    yield
+    await get_channel_layer().flush()
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from tests.api_client import user_with_token
 from tests.scrape import Scrape
 from tests.test_api_live import Api
 from tests.test_api_live import _close_connections as close_connections
-from tests.test_live_fleet import clean_layer, worker  # noqa: F401
+from tests.test_live_fleet import worker  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 SENT = "chargesim_ocpp_calls_sent_total"
 PERMISSIONS = ("add_charger", "add_evse", "add_vehiclemodel", "change_charger", "view_charger")

@@ -14,9 +14,9 @@ from chargers.models import Charger
 from simulator.core.charge_point import BootState
 from tests.api_client import user_with_token
 from tests.engine import loaded, wait_until
-from tests.test_live_fleet import clean_layer, worker  # noqa: F401
+from tests.test_live_fleet import worker  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 V1 = "/api/v1"
 PERMISSIONS = (

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.db import connections
 from django.test import AsyncClient, Client
 from openapi_spec_validator import validate
@@ -37,18 +36,12 @@ from tests.engine import loaded, wait_until
 from tests.process import free_port
 from tests.test_engine_client import booted, ids_on_both_shards, start_worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 STATE = "/api/v1/chargers/{}/state"
 ACTION = "/api/v1/chargers/{}/actions/{}"
 SUMMARY = "/api/v1/fleet/summary"
 BULK = "/api/v1/fleet/actions/{}"
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer():
-    yield
-    await get_channel_layer().flush()
 
 
 class Api:

@@ -19,7 +19,6 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.test import Client
 from django.utils import timezone
 from openapi_spec_validator import validate
@@ -35,7 +34,7 @@ from tests.api_client import bearer, user_with_token
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.test_api_live import Api, api_as
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 RUNS = "/api/v1/scenarios/runs"
 
@@ -76,12 +75,6 @@ steps:
   - plug_in: {soc: lots}
   - fly: {}
 """
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer() -> AsyncIterator[None]:
-    yield
-    await get_channel_layer().flush()
 
 
 @pytest.fixture

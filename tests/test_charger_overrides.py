@@ -22,8 +22,10 @@ from tests.cast import make_charger, make_superuser
 from tests.engine import loaded, wait_until
 from tests.test_answer_overrides import answer_to, send
 from tests.test_api_fleet_live import PERMISSIONS, Api
-from tests.test_live_fleet import clean_layer, worker  # noqa: F401
+from tests.test_live_fleet import worker  # noqa: F401
 from tests.workers import running
+
+pytestmark = pytest.mark.usefixtures("flushed_layer")
 
 REJECT_REMOTE_START = {"action": "RemoteStartTransaction", "status": "Rejected"}
 BAD_STATUS = {"action": "RemoteStartTransaction", "status": "Maybe"}

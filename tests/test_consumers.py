@@ -25,15 +25,9 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_location, make_superuser, make_vehicle
 from tests.engine import COMPACT, loaded, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 SITE = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer():
-    yield
-    await get_channel_layer().flush()
 
 
 @pytest.fixture

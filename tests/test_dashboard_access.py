@@ -19,16 +19,9 @@ from django.urls import reverse
 from chargers.dashboard import consumers
 from simulator import contract
 from tests.cast import make_charger
+from tests.test_consumers import SITE
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-SITE = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer():
-    yield
-    await get_channel_layer().flush()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 
 @pytest.fixture

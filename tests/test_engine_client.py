@@ -30,13 +30,7 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.engine import loaded, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer():
-    yield
-    await get_channel_layer().flush()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 
 def wait(condition: str, timeout: float = 5.0) -> contract.WaitFor:

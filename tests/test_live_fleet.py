@@ -29,13 +29,7 @@ from tests.engine import COMPACT, boot_reports_answered, loaded, register_now, w
 from tests.process import free_port
 from vehicles.models import VehicleModel
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer():
-    yield
-    await get_channel_layer().flush()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
 
 @pytest.fixture

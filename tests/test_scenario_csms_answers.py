@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import orjson
 import pytest
-from channels.layers import get_channel_layer
 
 from chargers.engine_client import EngineClient
 from scenarios.format import parse
@@ -28,13 +26,11 @@ from simulator.csms import CALL, CentralSystem, CSMSConnection
 from simulator.management.commands.runscenario import InProcessEngine
 from tests.broken_csms import ClosesInsteadOfAnswering
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer() -> AsyncIterator[None]:
-    yield
-    await get_channel_layer().flush()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
 
 
 class ScriptedAnswers(CSMSConnection):

@@ -9,11 +9,9 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import AsyncIterator
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from chargers.engine_client import EngineClient
 from scenarios.format import ScenarioError, parse
@@ -34,13 +32,11 @@ from simulator.management.commands.runscenario import InProcessEngine
 from simulator.runtime.traffic import SiteTraffic
 from tests.cast import make_location, make_vehicle
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer() -> AsyncIterator[None]:
-    yield
-    await get_channel_layer().flush()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
 
 
 class KeptEngine(InProcessEngine):

@@ -8,12 +8,10 @@ double come from the library's own branch; until they are in the tree these test
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
 
 from chargers.engine_client import EngineClient
 from scenarios.format import load
@@ -22,7 +20,11 @@ from scenarios.runner import Options, Runner
 from simulator.csms import CentralSystem
 from simulator.management.commands.runscenario import InProcessEngine
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
 
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios" / "library"
 CASES = sorted(LIBRARY.glob("*.yaml"))
@@ -40,12 +42,6 @@ BROKEN = _module("tests.broken_csms")
 needs_library = pytest.mark.skipif(
     not CASES or CONTROL is None, reason="the scenario library is not in this tree"
 )
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer() -> AsyncIterator[None]:
-    yield
-    await get_channel_layer().flush()
 
 
 async def run_case(path: Path, csms: CentralSystem, control_url: str) -> ScenarioRun:

@@ -20,7 +20,6 @@ from xml.etree import ElementTree
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from ocpp.v16 import call
 
 from chargers.engine_client import EngineClient
@@ -41,13 +40,11 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.test_engine_client import booted
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-async def clean_layer() -> AsyncIterator[None]:
-    yield
-    await get_channel_layer().flush()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
 
 
 async def run_scenario(
