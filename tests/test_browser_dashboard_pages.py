@@ -21,6 +21,7 @@ from tests.browser import (
     chromium,
     demo_site,
 )
+from tests.process import run_manage
 
 PASSWORD = "pw-dashboard-pages-1"
 LIVE_MS = 10_000
@@ -37,8 +38,9 @@ def site(tmp_path_factory) -> Iterator[DemoSite]:
     """Six demo chargers over the three default sites (DEMO-0001 and -0004 on the A9,
     -0002 and -0005 in Amsterdam, -0003 and -0006, DC, in Berlin), sampling every 2 s.
     Amsterdam's grid limit is 1 kW, so one AC session is over it; ConnectionTimeOut 12 s.
-    Besides "admin", "watcher": not staff, with the view permissions only, and "leaver",
-    the same, whose account a test deactivates."""
+    Besides "admin", "watcher": not staff, with the view permissions only, "leaver", the
+    same, whose account a test deactivates, and "driver", with "change charger" too, which
+    a test takes away and gives back."""
     setup = f"""
         from chargers.models import ConfigurationKey
         from django.contrib.auth.models import Permission
@@ -51,6 +53,10 @@ def site(tmp_path_factory) -> Iterator[DemoSite]:
         )
         leaver = get_user_model().objects.create_user("leaver", password={PASSWORD!r})
         leaver.user_permissions.add(*watcher.user_permissions.all())
+        driver = get_user_model().objects.create_user("driver", password={PASSWORD!r})
+        driver.user_permissions.add(
+            *watcher.user_permissions.all(), Permission.objects.get(codename="change_charger")
+        )
     """
     with demo_site(tmp_path_factory.mktemp("pages"), PASSWORD, 6, setup) as running:
         yield running
@@ -568,6 +574,59 @@ def test_an_open_page_stops_being_live_when_its_users_account_is_deactivated(sit
     expect(page.locator("#stale-note")).to_contain_text(
         "Your account can no longer watch chargers."
     )
+
+
+def set_change_permission(site: DemoSite, username: str, granted: bool) -> None:
+    """Gives or takes "change charger" on the site's database, as an admin would."""
+    verb = "add" if granted else "remove"
+    script = (
+        "from django.contrib.auth import get_user_model\n"
+        "from django.contrib.auth.models import Permission\n"
+        f"user = get_user_model().objects.get(username={username!r})\n"
+        f"user.user_permissions.{verb}(Permission.objects.get(codename='change_charger'))\n"
+    )
+    result = run_manage(site.sim.var_dir, "shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+
+
+def test_open_pages_follow_a_user_losing_and_regaining_the_change_permission(site, browser):
+    """The controls stayed enabled until a reload, and every click was refused; now the
+    pages' sockets say so at their next access check (every 5 s) and the controls follow."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(LIVE_MS)
+    fleet = context.new_page()
+    fleet.goto(f"{site.url}/accounts/login/?next=/")
+    fleet.fill("#id_username", "driver")
+    fleet.fill("#id_password", PASSWORD)
+    fleet.click(".login button[type=submit]")
+    expect(fleet.locator("#live-state")).to_have_text("live")
+    run = fleet.locator("#bulk button[type=submit]")
+    expect(run).to_be_enabled()
+    charger = context.new_page()
+    charger.goto(fleet.url)
+    row_of(charger, "DEMO-0002").locator("a", has_text="DEMO-0002").click()
+    expect(charger.locator("#live-state")).to_have_text("live")
+    clear = charger.locator('.evse-card[data-evse="1"] button[data-command=clear_fault]')
+    expect(clear).to_be_enabled()
+    expect(charger.locator("#watch-only")).to_be_hidden()
+
+    set_change_permission(site, "driver", granted=False)
+    expect(clear).to_be_disabled()
+    expect(charger.locator("#watch-only")).to_be_visible()
+    expect(run).to_be_disabled()
+    expect(fleet.locator("#bulk-no-access")).to_be_visible()
+    assert fleet.locator("#bulk select[name=action]").is_disabled()
+
+    set_change_permission(site, "driver", granted=True)
+    expect(clear).to_be_enabled()
+    expect(charger.locator("#watch-only")).to_be_hidden()
+    expect(run).to_be_enabled()
+    expect(fleet.locator("#bulk-no-access")).to_be_hidden()
+    # The fields of the chosen action only: the others stay off, as before.
+    assert fleet.locator("#bulk input[name=id_tag]").is_disabled()
+    context.close()
 
 
 def test_a_command_from_a_page_whose_user_logged_out_says_so(site, browser):

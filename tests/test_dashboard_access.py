@@ -135,3 +135,30 @@ async def test_a_log_out_closes_the_pages_of_its_session_at_once(
     assert code == 4401
     assert await other.receive_nothing(0.3)
     await other.disconnect()
+
+
+async def test_a_page_hears_at_once_when_its_user_loses_or_regains_the_change_permission(
+    often, charger_pk, django_user_model
+):
+    """Its controls stayed enabled until a reload, and every command was refused."""
+    user = await watcher(django_user_model, "view_charger", "change_charger")
+    change = await sync_to_async(Permission.objects.get)(codename="change_charger")
+    for path in (f"/ws/chargers/{charger_pk}/", "/ws/fleet/"):
+        communicator, _client = await open_page(user, path)
+
+        await sync_to_async(user.user_permissions.remove)(change)
+        assert await access_said(communicator) == [False]
+        await sync_to_async(user.user_permissions.add)(change)
+        assert await access_said(communicator) == [True]  # and said once, not at every check
+        await communicator.disconnect()
+
+
+async def access_said(communicator: WebsocketCommunicator) -> list[bool]:
+    """What the page's `access` messages said within a second (five access checks), the
+    page's other messages (summaries, notes) left aside."""
+    said: list[bool] = []
+    while not await communicator.receive_nothing(1.0):
+        message = await communicator.receive_json_from()
+        if message["type"] == "access":
+            said.append(message["can_drive"])
+    return said

@@ -40,6 +40,8 @@ _SETTINGS = ("grid_limit_w", "load_management")
 _NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "started", "location_id", *_SETTINGS})
 
 _request_ids = itertools.count(1)
+# Sent when the page's user gains or loses "change charger" while the page is open.
+ACCESS_CHANGED = "access"
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -114,7 +116,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if verdict.ended is not None:
             await self._end(verdict.ended)
             return False
-        self.can_drive = verdict.can_drive
+        if verdict.can_drive != self.can_drive:
+            # The page's controls follow at once: they stayed enabled until a reload, and
+            # every click was refused.
+            self.can_drive = verdict.can_drive
+            await self.send_json({"type": ACCESS_CHANGED, "can_drive": self.can_drive})
         return True
 
     async def session_ended(self, event: dict[str, Any]) -> None:

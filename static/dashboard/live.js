@@ -351,7 +351,19 @@
   }
 
   ChargeSim.fleetPage = function (path, ids) {
-    rowsPage(path, ids);
+    rowsPage(path, ids, function (message) {
+      // The user gained or lost "change charger" while the page is open: the bulk
+      // actions follow (bulkActions), rather than have every run refused until a reload.
+      if (message.type !== "access") return;
+      document.dispatchEvent(new CustomEvent("chargesim:access", { detail: message.can_drive }));
+      // Opened without it, the page has no bulk actions to enable: it says how to get them.
+      const watchOnly = document.getElementById("watch-only");
+      if (watchOnly && !document.getElementById("bulk")) {
+        setText(watchOnly, message.can_drive
+          ? "Your account may drive chargers now: reload the page for the bulk actions."
+          : "You can watch but not drive chargers (your account lacks the 'change charger' permission).");
+      }
+    });
   };
 
   // -- bulk actions (fleet page) -----------------------------------------------------------
@@ -396,6 +408,15 @@
       setText(form.querySelector("[data-selected]"), String(chosen().length));
     }
     form.elements.action.addEventListener("change", showFields);
+    document.addEventListener("chargesim:access", function (event) {
+      const canDrive = !!event.detail;
+      form.querySelectorAll("select, input:not([type=hidden]), button").forEach(function (el) {
+        el.disabled = !canDrive || el.hasAttribute("data-stays-off");
+      });
+      if (canDrive) showFields(); // the fields of other actions stay off
+      const note = document.getElementById("bulk-no-access");
+      if (note) note.hidden = canDrive;
+    });
     document.addEventListener("change", function (event) {
       if (event.target.id === "pick-all") picks().forEach(function (p) { p.checked = event.target.checked; });
       if (event.target.name === "pick" || event.target.id === "pick-all") {
@@ -950,8 +971,9 @@
     let lostCommand = false; // a command's connection was lost and no socket has opened since
     setTimeout(function () { if (!seen) markNotRunning(document); }, NOT_RUNNING_AFTER_MS);
     const live = socket("/ws/chargers/" + pk + "/", function (message) {
-      if (message.type === "hello") {
-        lostCommand = false;
+      if (message.type === "hello" || message.type === "access") {
+        // "access": the user gained or lost "change charger" while the page is open.
+        if (message.type === "hello") lostCommand = false;
         canDrive = message.can_drive;
         paintDriving();
       } else if (message.type === "charger.state") {
