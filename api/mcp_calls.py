@@ -112,6 +112,13 @@ def refusal(exc: Exception) -> str | None:
     return None
 
 
+def not_found(exc: BaseException | None) -> bool:
+    """Whether `exc` is the endpoint's 404: what the caller named does not exist."""
+    if isinstance(exc, Http404):
+        return True
+    return isinstance(exc, HttpError) and exc.status_code == 404
+
+
 def unknown_arguments(
     model: type[BaseModel], given: Mapping[str, Any], prefix: str = ""
 ) -> list[ErrorItem]:

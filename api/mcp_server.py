@@ -32,7 +32,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
 from mcp.types import ToolAnnotations
 from ninja import Field, Router, Schema
 from ninja.responses import Status
@@ -62,6 +67,7 @@ from api.mcp_calls import (
     closed,
     error_text,
     in_thread,
+    not_found,
     not_json_types,
     refusal,
     tool_errors,
@@ -487,10 +493,15 @@ async def cancel_scenario_run(run_id: RowId) -> Answer:
 
 
 async def _resource(read: Awaitable[Answer]) -> str:
-    """A tool's answer as a resource's JSON text; its refusal as the resource's error."""
+    """A tool's answer as a resource's JSON text; its refusal as the resource's error: a
+    charger that does not exist is the caller's mistake, -32602 naming it (the SDK's
+    ResourceNotFoundError, as SEP-2164 says), not -32603, an internal error, which a
+    client reads as the server's fault."""
     try:
         return json.dumps(await read)
     except ToolError as exc:
+        if not_found(exc.__cause__):
+            raise ResourceNotFoundError(str(exc)) from exc
         raise ResourceError(str(exc)) from exc
 
 

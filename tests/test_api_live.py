@@ -18,12 +18,14 @@ from django.db import connections
 from django.test import AsyncClient, Client
 from openapi_spec_validator import validate
 
+from api import no_worker
 from api.routers import live
 from chargers import engine_client
 from chargers.engine_client import EngineClient
 from chargers.models import Evse
 from fleet_io.models import ImportJob
 from locations.models import Location
+from scripts.reachable import reachable
 from simulator import contract
 from simulator.core.evse import ERROR_CODES
 from simulator.core.link import BootState, LinkState
@@ -33,8 +35,8 @@ from simulator.runtime.lifecycle import Simulator
 from tests.api_client import bearer, user_with_token
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.engine import loaded, wait_until
-from tests.process import free_port
-from tests.test_engine_client import booted, ids_on_both_shards, start_worker
+from tests.process import free_port, redis_database
+from tests.test_engine_client import REDIS_URL, booted, ids_on_both_shards, start_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
@@ -433,13 +435,55 @@ async def test_a_charger_no_worker_runs_is_409(worker, driver):
 
 
 async def test_without_a_worker_the_answer_is_503(site, driver, monkeypatch):
+    """No engine in this process and the layer in memory: no worker anywhere can answer,
+    and the 503 says what to use instead (QA: "No simulator worker is running" from
+    `manage.py mcp` over stdio, beside a running simulator, said nothing to do)."""
     monkeypatch.setattr(live, "client", lambda: EngineClient(ack_seconds=0.2))
     body = error_of(await driver.post(ACTION.format("API-1", "connect")), 503)
-    assert body["detail"] == "No simulator worker is running for this charger."
-    error_of(await driver.get(STATE.format("API-1")), 503)
-    error_of(await driver.get(SUMMARY), 503)
+    assert body["detail"] == no_worker.UNREACHABLE
+    assert "REDIS_URL" in body["detail"] and "python manage.py runsimulator" in body["detail"]
+    assert error_of(await driver.get(STATE.format("API-1")), 503) == body
+    assert error_of(await driver.get(SUMMARY), 503) == body
     bulk = await driver.post(BULK.format("connect"), {"filter": {"location_id": site.pk}})
-    error_of(bulk, 503)
+    assert error_of(bulk, 503) == body
+
+
+async def test_a_worker_that_listens_but_does_not_answer_is_503_saying_to_start_one(
+    site, driver, monkeypatch
+):
+    """The engine's group has a member in this process (a worker paused or stuck): the
+    caller is told to start a worker, not that this process cannot reach one."""
+    monkeypatch.setattr(live, "client", lambda: EngineClient(ack_seconds=0.2))
+    await get_channel_layer().group_add(contract.engine_group(0), "stuck-worker!1")
+    body = error_of(await driver.get(STATE.format("API-1")), 503)
+    assert body["detail"] == (
+        "No simulator worker is running for this charger: start one with `python manage.py "
+        "runsimulator` (`--no-web` beside a separate web tier)."
+    )
+    summary = error_of(await driver.get(SUMMARY), 503)
+    assert summary["detail"].startswith("No simulator worker is running: start one with `")
+
+
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_a_shard_without_a_worker_is_503_naming_the_shard_and_how_to_start_it(
+    site, driver, monkeypatch
+):
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[redis_database(REDIS_URL)])
+    monkeypatch.setattr(live, "client", lambda: EngineClient(layer, shards=2, ack_seconds=0.3))
+    shard = contract.shard_of("API-1", 2)
+    body = error_of(await driver.get(STATE.format("API-1")), 503)
+    assert body["detail"] == (
+        f"No simulator worker is running for this charger's shard ({shard}/2): start it "
+        f"with `python manage.py runsimulator --no-web --shard {shard}/2`."
+    )
+    summary = error_of(await driver.get(SUMMARY), 503)
+    assert summary["detail"] == (
+        "No simulator worker is running (shards 0/2, 1/2): start one per shard with "
+        "`python manage.py runsimulator --no-web --shard K/2`."
+    )
+    await layer.flush()
 
 
 async def test_a_worker_that_does_not_answer_in_time_is_504(worker, driver, csms, monkeypatch):

@@ -22,6 +22,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 from tests.api_client import bearer
 from tests.process import ROOT, ManagePy, free_port, run_manage, wait_for_port
@@ -193,9 +195,13 @@ async def test_stdio_lists_the_tools_and_answers_a_call(site):
         page = structured(await client.call_tool("list_chargers", {"limit": 5}))
         assert page["count"] == 1 and page["items"][0]["charge_point_id"] == CHARGER
         assert "authorization_key" not in page["items"][0]
-        # This process runs no engine and the default channel layer is its own: said so.
-        state = await client.call_tool("charger_state", {"charge_point_id": CHARGER})
-        assert "No simulator worker is running" in error_text(state)
+        # This process runs no engine and the default channel layer is its own: said so,
+        # with what to use instead (QA: "No simulator worker is running" beside a running
+        # simulator said nothing a user could do).
+        state = error_text(await client.call_tool("charger_state", {"charge_point_id": CHARGER}))
+        assert "No simulator worker can be reached from this process" in state
+        assert "in memory (REDIS_URL is not set)" in state
+        assert "/mcp of the process that runs `python manage.py runsimulator`" in state
         # Arguments the SDK refuses are worded as the API's 422, not in pydantic's words.
         wrong = error_text(await client.call_tool("list_chargers", {"limit": "ten", "offset": -1}))
         assert wrong.startswith("Error executing tool list_chargers: The request is not valid.")
@@ -271,6 +277,21 @@ async def test_http_drives_a_session_with_wait_for_and_reads_state_summary_and_l
         text = resource.contents[0].text  # type: ignore[union-attr]
         assert json.loads(text)["charger"]["charge_point_id"] == CHARGER
     assert site.admin_token not in site.process.output  # never logged
+
+
+async def test_http_a_charger_that_does_not_exist_is_the_callers_mistake_naming_it(site):
+    """A resource of an unknown charger answered JSON-RPC -32603, an internal error; it is
+    -32602 (invalid params, the SDK's "not found") naming the charger, and a tool's call is
+    a tool error (isError) naming it, as every other refusal of a tool."""
+    async with http_client(site, site.admin_token) as client:
+        for uri in ("chargesim://chargers/NOPE/state", "chargesim://chargers/NOPE/log"):
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            assert refused.value.code == INVALID_PARAMS, uri
+            assert refused.value.message == "No charger 'NOPE'.", uri
+        for tool in ("get_charger", "charger_log", "charger_state", "inject_fault"):
+            answer = await client.call_tool(tool, {"charge_point_id": "NOPE"})
+            assert error_text(answer).endswith("No charger 'NOPE'."), tool
 
 
 async def test_http_creates_a_charger_that_connects_without_a_restart(site):

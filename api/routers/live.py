@@ -39,6 +39,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from api import no_worker
 from api.auth import require
 from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
 from api.fleet_schemas import Strict
@@ -586,10 +587,11 @@ async def ask_charger(
     """The worker's result of a command (or `state`) that it did; an ApiError with the
     status to answer otherwise. The routers and the MCP tools call this."""
     pk = await _charger_pk(charge_point_id)
+    engine = client()
     try:
-        result = await client().command(pk, charge_point_id, command, args, wait_for=wait)
-    except NoWorker as exc:
-        raise ApiError(503, _sentence(str(exc))) from None
+        result = await engine.command(pk, charge_point_id, command, args, wait_for=wait)
+    except NoWorker:
+        raise ApiError(503, no_worker.for_charger(engine, charge_point_id)) from None
     except NotFinished as exc:
         raise ApiError(504, _sentence(str(exc))) from None
     except EngineError as exc:
@@ -737,12 +739,13 @@ async def fleet_summary(request: HttpRequest) -> FleetSummaryOut:
 
 async def ask_summary() -> FleetSummaryOut:
     """Every shard's counts, added up; an ApiError (503) when no worker answers."""
+    engine = client()
     try:
-        overview = await client().summary()
+        overview = await engine.summary()
     except EngineError as exc:
         raise ApiError(503, _sentence(str(exc))) from None
     if not overview.answered:
-        raise ApiError(503, "No simulator worker is running.")
+        raise ApiError(503, no_worker.for_fleet(engine, overview.missing))
     enabled = Charger.objects.enabled()
     if overview.missing:
         per_shard = await sync_to_async(enabled.per_shard)(overview.shards)
@@ -791,8 +794,9 @@ async def ask_bulk(
         if chosen.location_id is not None:
             rows = rows.filter(location_id=chosen.location_id)
         known = {pk: cp_id async for pk, cp_id in rows.values_list("pk", "charge_point_id")}
+    engine = client()
     try:
-        outcome = await client().bulk(
+        outcome = await engine.bulk(
             command,
             args,
             chargers=listed,
@@ -807,7 +811,7 @@ async def ask_bulk(
         message = outcome.refused[0]
         raise ApiError(422, message, [ErrorItem(field=None, message=message)])
     if outcome.asked and outcome.missing == outcome.asked:
-        raise ApiError(503, "No simulator worker is running.")
+        raise ApiError(503, no_worker.for_fleet(engine, outcome.missing))
     return _bulk_out(command, outcome, listed or {}, not_found)
 
 

@@ -5,7 +5,8 @@ tools act as the named user, with that user's permissions (whoever may run manag
 read the database anyway; a token is for the HTTP endpoint, /mcp). Live state and actions
 go to the simulator workers over the channel layer: with REDIS_URL set (scaled-out mode)
 they reach the workers; with the default in-memory layer only the process itself, which
-runs no engine, so those tools answer that no worker runs (use /mcp of `runsimulator`).
+runs no engine, so those tools answer that no worker can be reached from it and what to
+use instead (/mcp of `runsimulator`, or REDIS_URL).
 """
 
 from __future__ import annotations
