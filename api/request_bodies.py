@@ -1,17 +1,24 @@
-"""A JSON body comes as JSON: another Content-Type is refused (415), not parsed as JSON.
+"""A JSON body comes as JSON, each key of an object once.
 
 ninja parses any request body as JSON, whatever its Content-Type says: a form post
 (`curl -d` sends application/x-www-form-urlencoded) or text/plain that happened to hold
 JSON created a charger. An operation that takes a JSON body answers 415 for a body sent
 as something else; a body without a Content-Type is read as JSON, and an empty body is no
 body, whatever its type (`curl -X POST .../confirm`).
+
+A key given twice in one object (`{"enabled": true, "enabled": false}`) is refused with a
+422 naming it: JSON parsers keep the last, and a script whose body was assembled from two
+sources never learnt which of its values was used (RFC 8259: names SHOULD be unique).
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from ninja.errors import ValidationError as NinjaValidationError
 from ninja.operation import Operation
 
 from api.errors import ApiError
@@ -47,7 +54,45 @@ def refuse_other_content_types(operation: Operation) -> None:
                 f"The body must be JSON, sent with 'Content-Type: application/json' (it "
                 f"came as {kind!r}).",
             )
+        if request.body:
+            refuse_duplicate_keys(request.body)
         return get_values(request, path_params, temporal_response)
 
     operation._get_values = checked  # type: ignore[method-assign]
     operation.content_type_checked = True  # type: ignore[attr-defined]
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key-value pairs in order, duplicates kept."""
+
+
+def refuse_duplicate_keys(body: bytes) -> None:
+    """Raise a 422 naming every key given more than once in one of the body's objects
+    (`items.2.location` inside a list); a body that is not JSON is left to ninja's 400."""
+    try:
+        tree = json.loads(body, object_pairs_hook=_Pairs)
+    except ValueError:
+        return
+    problems = [
+        {
+            "loc": ("body", "payload", *path),
+            "msg": f"Given {times} times in one object: give each key once.",
+            "type": "duplicate_key",
+        }
+        for path, times in dict(_duplicates(tree, ())).items()  # each path once
+    ]
+    if problems:
+        raise NinjaValidationError(problems)
+
+
+def _duplicates(value: Any, path: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], int]]:
+    found: list[tuple[tuple[str | int, ...], int]] = []
+    if isinstance(value, _Pairs):
+        counts = Counter(key for key, _ in value)
+        found += [((*path, key), times) for key, times in counts.items() if times > 1]
+        for key, inner in value:
+            found += _duplicates(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found += _duplicates(inner, (*path, index))
+    return found

@@ -2081,6 +2081,45 @@ def test_a_body_sent_as_another_type_than_json_is_a_415(api, depot):
     assert "415" in spec["paths"]["/api/v1/locations"]["post"]["responses"]
 
 
+def test_a_key_given_twice_in_a_body_is_a_422_naming_it_not_the_last_one_taken(api, depot):
+    """QA: `{"enabled": true, "enabled": false}` disabled the charger (the parser keeps the
+    last value), and the script that sent it never learnt that one of its values was
+    dropped."""
+    make_charger("CP-1", location=depot, evses=1)
+    client, headers = api.client, api.headers
+    twice = '{"enabled": true, "enabled": false}'
+    answer = client.patch(
+        f"{V1}/chargers/CP-1?wait=false", twice, content_type="application/json", headers=headers
+    )
+    assert answer.status_code == 422, answer.content
+    assert answer.json()["errors"] == [
+        {
+            "field": "enabled",
+            "message": "Given 2 times in one object: give each key once.",
+            "row": None,
+        }
+    ]
+    assert Charger.objects.get(charge_point_id="CP-1").enabled is True
+    # Inside a bulk body's items: named with its row, as the other problems of a row are.
+    first = f'{{"charge_point_id": "CP-2", "location": {depot.pk}}}'
+    second = f'{{"charge_point_id": "CP-3", "location": {depot.pk}, "location": {depot.pk}}}'
+    nested = f'{{"items": [{first}, {second}]}}'
+    bulk = client.post(
+        f"{V1}/bulk/chargers?wait=false", nested, content_type="application/json", headers=headers
+    )
+    assert bulk.status_code == 422, bulk.content
+    assert [(e["row"], e["field"]) for e in bulk.json()["errors"]] == [(1, "location")]
+    assert not Charger.objects.filter(charge_point_id__in=["CP-2", "CP-3"]).exists()
+    # The same key in two objects is no duplicate.
+    fine = client.post(
+        f"{V1}/bulk/chargers?wait=false",
+        nested.replace(f', "location": {depot.pk}}}]', "}]"),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert fine.status_code == 201, fine.content
+
+
 def test_an_evse_whose_next_number_a_concurrent_create_took_is_a_retryable_409(
     api, depot, monkeypatch
 ):
