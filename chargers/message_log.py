@@ -47,7 +47,18 @@ class Entry(TypedDict):
 
 
 class BadCursor(ValueError):
-    """A cursor that this log did not hand out (or for the other order)."""
+    """A cursor that this log did not hand out (or for another order, charger or window)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a page is of: one charger's entries in [since, until). A cursor carries the
+    window it was handed out for: another charger's cursor paged this one's log from the
+    other's position, silently, and so did one taken with other times."""
+
+    charger: int
+    since: float | None
+    until: float | None
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,18 @@ class Position:
     row: int
     part: int
 
-    def encode(self, order: Order) -> str:
-        raw = f"{order}:{self.at!r}:{self.row}:{self.part}".encode()
+    def encode(self, order: Order, window: Window) -> str:
+        scope = f"{window.charger}:{window.since!r}:{window.until!r}"
+        raw = f"{order}:{self.at!r}:{self.row}:{self.part}:{scope}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, cursor: str, order: Order) -> Position:
+    def decode(cls, cursor: str, order: Order, window: Window) -> Position:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            given_order, at, row, part = raw.split(":")
+            given_order, at, row, part, charger, since, until = raw.split(":")
             position = cls(float(at), int(row), int(part))
+            given = Window(int(charger), _bound(since), _bound(until))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadCursor("The cursor is not one this log handed out.") from None
         # Forged ones too (a cursor is plain text in base64): a row id past the databases'
@@ -80,7 +93,20 @@ class Position:
             raise BadCursor("The cursor is not one this log handed out.")
         if given_order != order:
             raise BadCursor(f"The cursor is for order={given_order}, not order={order}.")
+        if given.charger != window.charger:
+            raise BadCursor(
+                "The cursor is from another charger's log: a cursor continues only the log "
+                "it came from."
+            )
+        if (given.since, given.until) != (window.since, window.until):
+            raise BadCursor(
+                "The cursor is for other since/until: send the ones of the page it came from."
+            )
         return position
+
+
+def _bound(text: str) -> float | None:
+    return None if text == "None" else float(text)
 
 
 def timestamp(moment: datetime | None) -> float | None:

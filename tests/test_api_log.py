@@ -188,13 +188,21 @@ def forged(raw: str) -> str:
         ({"cursor": "not-a-cursor"}, "cursor"),
         # Forged: a row id past the databases' 64-bit integers, a part no row has, a time
         # that is not a number.
-        ({"cursor": forged(f"desc:1.0:{2**63}:0")}, "cursor"),
-        ({"cursor": forged("desc:1.0:5:7")}, "cursor"),
-        ({"cursor": forged("desc:nan:5:0")}, "cursor"),
+        # LOG-A's window ({scope}) otherwise, as the log hands them out.
+        ({"cursor": f"desc:1.0:{2**63}:0:{{scope}}"}, "cursor"),
+        ({"cursor": "desc:1.0:5:7:{scope}"}, "cursor"),
+        ({"cursor": "desc:nan:5:0:{scope}"}, "cursor"),
+        ({"cursor": "desc:1.0:5:0"}, "cursor"),  # as they were before they named a window
         ({"since": iso(T0 + 5), "until": iso(T0 + 5)}, "until"),
     ],
 )
 def test_a_bad_query_is_a_422_naming_the_field(fleet, query, field):
+    if "cursor" in query:
+        scope = f"{fleet['one'].pk}:None:None"
+        query = {"cursor": forged(query["cursor"].replace("{scope}", scope))}
+        good = forged(f"desc:1.0:5:0:{scope}")
+        ok = TokenClient(fleet["token"]).get("/api/v1/chargers/LOG-A/log", cursor=good)
+        assert ok.status_code == 200, ok.content  # the same with nothing forged
     response = TokenClient(fleet["token"]).get("/api/v1/chargers/LOG-A/log", **query)
     assert response.status_code == 422, response.content
     assert [e["field"] for e in response.json()["errors"]] == [field]
@@ -231,6 +239,42 @@ def test_a_cursor_of_the_other_order_is_refused(fleet):
     response = api.get("/api/v1/chargers/LOG-A/log", limit=2, order="asc", cursor=cursor)
     assert response.status_code == 422
     assert "order=desc" in response.json()["errors"][0]["message"]
+
+
+def test_a_cursor_of_another_chargers_log_or_of_other_times_is_refused(fleet):
+    """QA: a cursor taken from LOG-A's log, used on LOG-B's, paged LOG-B's from LOG-A's
+    position without a word; so did one used with other since/until."""
+    api = TokenClient(fleet["token"])
+    cursor = api.get("/api/v1/chargers/LOG-A/log", limit=2).json()["next_cursor"]
+    other = api.get("/api/v1/chargers/LOG-B/log", limit=2, cursor=cursor)
+    assert other.status_code == 422, other.content
+    assert other.json()["errors"] == [
+        {
+            "field": "cursor",
+            "message": "The cursor is from another charger's log: a cursor continues only "
+            "the log it came from.",
+            "row": None,
+        }
+    ]
+    since = iso(T0 + 2)
+    windowed = api.get("/api/v1/chargers/LOG-A/log", limit=2, since=since).json()
+    for query in ({}, {"since": iso(T0 + 3)}, {"since": since, "until": iso(T0 + 9)}):
+        moved = api.get(
+            "/api/v1/chargers/LOG-A/log", limit=2, cursor=windowed["next_cursor"], **query
+        )
+        assert moved.status_code == 422, (query, moved.content)
+        assert moved.json()["errors"][0]["message"] == (
+            "The cursor is for other since/until: send the ones of the page it came from."
+        )
+    # With its own window it goes on, a time given as another text of the same moment too.
+    rest = api.get(
+        "/api/v1/chargers/LOG-A/log",
+        limit=2,
+        since=str(T0 + 2),
+        cursor=windowed["next_cursor"],
+    )
+    assert rest.status_code == 200, rest.content
+    assert ids(windowed["items"]) + ids(rest.json()["items"]) == ["a9>", "a8<", "a8>", "a7>"]
 
 
 def test_an_unknown_charger_is_404(fleet):

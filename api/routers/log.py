@@ -87,8 +87,9 @@ class LogEntryOut(Schema):
 class LogPage(Schema):
     items: list[LogEntryOut]
     next_cursor: str | None = Field(
-        description="Pass as `cursor` (with the same filters and order) for the next page; "
-        "null on the last page."
+        description="Pass as `cursor` (with the same charger, since, until and order) for the "
+        "next page; null on the last page. A cursor of another charger's log, or of other "
+        "times or order, is refused (422)."
     )
 
 
@@ -168,8 +169,9 @@ def charger_log(
     _may_read_log(request)
     charger = _charger(charge_point_id)
     start, end = _range(since, until)
+    window = message_log.Window(charger.pk, start, end)
     try:
-        after = None if cursor is None else message_log.Position.decode(cursor, order)
+        after = None if cursor is None else message_log.Position.decode(cursor, order, window)
     except message_log.BadCursor as exc:
         raise ApiError(
             422, "The request is not valid.", [ErrorItem(field="cursor", message=str(exc))]
@@ -178,7 +180,7 @@ def charger_log(
     items, last = message_log.page(rows, order=order, limit=limit, after=after)
     return LogPage(
         items=[LogEntryOut.model_validate(item) for item in items],
-        next_cursor=None if last is None else last.encode(order),
+        next_cursor=None if last is None else last.encode(order, window),
     )
 
 
