@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from chargers.message_log import shown_at
 from simulator import contract
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,9 @@ def _events(message: dict[str, Any], last_id: int, through: dict[int, int]) -> t
 
 
 def _shown(event: contract.StreamEvent) -> dict[str, Any]:
-    """An event as a client reads it: the time as ISO 8601 (UTC), like the message log."""
-    return {**event, "at": datetime.fromtimestamp(event["at"], UTC).strftime(ISO)}
+    """An event as a client reads it: the time as ISO 8601 (UTC), as the message log shows
+    it (a frame's `at` the same text in both)."""
+    return {**event, "at": shown_at(event["at"])}
 
 
 def _sse(event_id: int, name: str, data: dict[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ import binascii
 import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypedDict
 
 import orjson
@@ -107,6 +107,26 @@ class Position:
 
 def _bound(text: str) -> float | None:
     return None if text == "None" else float(text)
+
+
+def shown_at(at: float) -> str:
+    """A stored time (Unix seconds, a float) as the log shows it: ISO 8601, UTC, in whole
+    microseconds, so that the shown text given back as `since` selects the entry and as
+    `until` does not (`timestamp` reads it back).
+
+    Stored times are finer than a microsecond, and rounding to the nearest one (what
+    `datetime.fromtimestamp` does) showed some a little after they were stored: given back
+    as `since`, the entry's own time left the entry out, and as `until` took it in. Shown
+    here is the latest microsecond that reads back at or before the stored time."""
+    micros = math.floor(at * 1_000_000)  # close: the loops make it exact
+    while micros / 1_000_000 > at:  # int / int: the float `timestamp` makes of it
+        micros -= 1
+    while (micros + 1) / 1_000_000 <= at:
+        micros += 1
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def timestamp(moment: datetime | None) -> float | None:
@@ -218,7 +238,7 @@ _COLUMNS = (
 def _entry(row_id: int, charge_point_id: str, frame: LoggedFrame) -> Entry:
     return {
         "id": row_id * 2 + frame.part,
-        "at": datetime.fromtimestamp(frame.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "at": shown_at(frame.at),
         "charge_point_id": charge_point_id,
         "kind": frame.kind,
         "direction": frame.direction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -275,6 +275,30 @@ def test_a_cursor_of_another_chargers_log_or_of_other_times_is_refused(fleet):
     )
     assert rest.status_code == 200, rest.content
     assert ids(windowed["items"]) + ids(rest.json()["items"]) == ["a9>", "a8<", "a8>", "a7>"]
+
+
+def test_an_entrys_shown_time_selects_it_as_since_and_leaves_it_out_as_until(fleet):
+    """QA: stored times are finer than the microseconds shown, and the shown time was the
+    nearest microsecond: for one stored just before it, `since=<its at>` left the entry
+    out and `until=<its at>` took it in. Shown is the latest microsecond at or before it."""
+    charger = make_charger("LOG-FINE", location=fleet["north"], evses=1)
+    # Each a little before a microsecond (or a second) that the nearest would show.
+    ats = [T0 + 0.1234567, T0 + 1.9999996, T0 + 2.5000004, T0 + 3.0000009]
+    log_rows(charger.pk, ats, "f")
+    api = TokenClient(fleet["token"])
+    path = "/api/v1/chargers/LOG-FINE/log"
+    shown = {item["message_id"]: item["at"] for item in api.get(path, order="asc").json()["items"]}
+    assert shown["f0"] == "2026-05-28T20:26:40.123456Z"
+    assert shown["f1"] == "2026-05-28T20:26:41.999999Z"
+    for n in range(len(ats)):
+        at = shown[f"f{n}"]
+        since = api.get(path, order="asc", since=at).json()["items"]
+        assert [item["message_id"] for item in since] == [f"f{m}" for m in range(n, len(ats))]
+        until = api.get(path, order="asc", until=at).json()["items"]
+        assert [item["message_id"] for item in until] == [f"f{m}" for m in range(n)]
+        after = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%f%z") + timedelta(microseconds=1)
+        through = api.get(path, order="asc", until=after.isoformat()).json()["items"]
+        assert through[-1]["message_id"] == f"f{n}"
 
 
 def test_an_unknown_charger_is_404(fleet):

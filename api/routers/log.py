@@ -52,7 +52,9 @@ class LogEntryOut(Schema):
     )
     # A string, not a datetime: the same text as in a download's line (microseconds, "Z").
     at: str = Field(
-        description="When the worker logged it: ISO 8601, UTC, with microseconds.",
+        description="When the worker logged it: ISO 8601, UTC, in whole microseconds (the "
+        "stored time is finer: shown is the last microsecond at or before it, so this text "
+        "given as `since` selects the entry, and as `until` leaves it out).",
         json_schema_extra={"format": "date-time"},
     )
     charge_point_id: str = Field(
