@@ -645,6 +645,40 @@ async def test_a_state_request_waits_until_the_status_holds(worker, driver):
     assert cleared.json()["wait"]["met"] is True
 
 
+async def test_a_repeated_fault_is_a_409_saying_it_is_already_faulted(worker, driver, csms):
+    """QA: the same fault injected again answered 200 as if it had done something (no
+    StatusNotification went out). Refused as a second pause-ev is; another error code on
+    the faulted connector is a change, and is done."""
+
+    def status_of(code: str) -> Any:
+        return csms.wait_for(
+            "API-2",
+            "StatusNotification",
+            predicate=lambda entry: entry.payload.get("errorCode") == code,
+            message_type=2,
+        )
+
+    fault = ACTION.format("API-2", "inject-fault")
+    first = await driver.post(fault, {"error_code": "HighTemperature"}, wait_for="Faulted")
+    assert first.status_code == 200 and first.json()["wait"]["met"] is True
+    faulted = await status_of("HighTemperature")
+    again = error_of(await driver.post(fault, {"error_code": "HighTemperature"}), 409)
+    assert again["detail"] == "connector 1 is already faulted (HighTemperature)"
+    other = await driver.post(fault, {"error_code": "GroundFailure"})
+    assert other.status_code == 200, other.content
+    assert other.json()["charger"]["evses"][0]["error_code"] == "GroundFailure"
+    changed = await status_of("GroundFailure")
+    # Nothing went to the CSMS for the repeat: the next StatusNotification is the change's.
+    between = csms.log[csms.log.index(faulted) + 1 : csms.log.index(changed)]
+    assert not [
+        e
+        for e in between
+        if e.cp_id == "API-2" and e.action == "StatusNotification" and e.message_type == 2
+    ]
+    cleared = await driver.post(ACTION.format("API-2", "clear-fault"), wait_for="Available")
+    assert cleared.json()["wait"]["met"] is True
+
+
 async def test_a_state_request_for_a_connector_the_charger_lacks_is_a_422(worker, driver):
     response = await driver.get(STATE.format("API-2"), connector_id=5)
     assert response.status_code == 422, response.content

@@ -1209,8 +1209,12 @@ class Charger:
     ) -> None:
         if error_code not in FAULT_CODES:
             raise ActionError(f"{error_code!r} is not an OCPP 1.6 fault code")
-        self.settle_meter()
         evse = self.evse(connector_id)
+        if evse.status is Status.FAULTED and evse.error_code == error_code:
+            # Nothing would change (no StatusNotification either): refused as a second
+            # pause_ev is, so that a script can tell it did nothing.
+            raise ActionError(f"connector {connector_id} is already faulted ({error_code})")
+        self.settle_meter()
         evse.cut_power()
         if connector_id in self.pending_authorizations:
             # A fault ends the incipient session: authorized with no cable yet, it would
