@@ -233,9 +233,15 @@ def on_suspicious(request: HttpRequest, exc: Raised) -> HttpResponse:
         "%s on %s %s", exc, request.method, request.path
     )
     if isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return _respond(413, f"The request body is larger than the {limit:,} bytes accepted.")
+        return _respond(413, too_large_text(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
     return _respond(400, f"The request was refused: {exc}")
+
+
+def too_large_text(limit: int, what: str = "request body", hint: str = "") -> str:
+    """The 413's detail, one wording wherever a size limit is met (a body over Django's
+    limit, /mcp's, an uploaded fleet file over its own): an import over its limit was a
+    422, as if the file's content were wrong."""
+    return f"The {what} is larger than the {limit:,} bytes accepted{hint}."
 
 
 def on_conflict(request: HttpRequest, exc: Raised) -> HttpResponse:
@@ -336,7 +342,8 @@ def document_refusals(schema: dict[str, Any]) -> None:
                     "413",
                     {
                         "description": "The body is larger than the server accepts "
-                        "(DATA_UPLOAD_MAX_MEMORY_SIZE).",
+                        "(DATA_UPLOAD_MAX_MEMORY_SIZE; an uploaded fleet file, "
+                        "MAX_FILE_BYTES).",
                         "content": {"application/json": {"schema": ref}},
                     },
                 )

@@ -115,7 +115,7 @@ async def _bounded(scope: Scope, receive: Receive, limit: int) -> Receive:
     SDK's event stream) is passed on as it is."""
     if scope.get("method") not in ("POST", "PUT", "PATCH"):
         return receive
-    too_large = Refused(413, f"The request body is larger than the {limit:,} bytes accepted.")
+    too_large = Refused(413, errors.too_large_text(limit))
     length = _header(scope, b"content-length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
         raise too_large

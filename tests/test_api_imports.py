@@ -9,6 +9,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from chargers.models import Charger
@@ -185,11 +186,27 @@ def test_a_bad_upload_names_the_field(importer, depot, monkeypatch):
     assert [e["field"] for e in unknown.json()["errors"]] == ["resource"]
     missing = importer.upload(IMPORTS, resource="chargers")
     assert [e["field"] for e in missing.json()["errors"]] == ["file"]
+    assert not ImportJob.objects.exists()
+
+
+def test_a_file_over_the_upload_limit_is_a_413_worded_as_any_body_over_a_limit(
+    importer, depot, monkeypatch
+):
+    """QA: a file over MAX_FILE_BYTES was a 422, as if its content were wrong, where a body
+    over Django's limit is a 413: both are 413, in one wording."""
     monkeypatch.setattr(file_formats, "MAX_FILE_BYTES", 10)
     too_big = upload(importer, fleet_csv(1))
-    assert too_big.status_code == 422
-    assert "MAX_FILE_BYTES" in too_big.json()["errors"][0]["message"]
+    assert too_big.status_code == 413, too_big.content
+    text = "The file is larger than the 10 bytes accepted (MAX_FILE_BYTES): split it into smaller files."
+    assert too_big.json() == {
+        "detail": text,
+        "errors": [{"field": "file", "message": text, "row": None}],
+    }
     assert not ImportJob.objects.exists()
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = importer.post("/api/v1/locations", {"name": "x" * (limit + 1)})
+    assert body.status_code == 413, body.content
+    assert body.json()["detail"] == f"The request body is larger than the {limit:,} bytes accepted."
 
 
 def test_a_form_field_the_upload_does_not_take_is_refused_not_ignored(importer, depot):

@@ -21,11 +21,18 @@ from ninja.pagination import paginate
 from ninja.responses import Status
 
 from api.auth import caller
-from api.errors import READ_ERRORS, WRITE_ERRORS, ApiError, ErrorBody, ErrorItem
+from api.errors import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    ApiError,
+    ErrorBody,
+    ErrorItem,
+    too_large_text,
+)
 from api.pagination import Paged
 from api.query_params import did_you_mean, path_id
-from fleet_io import jobs, registry
-from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES, FileProblem, check_size
+from fleet_io import file_formats, jobs, registry
+from fleet_io.file_formats import FORMATS_BY_NAME, MAX_FILE_BYTES
 from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.resource import Problem
 
@@ -225,10 +232,11 @@ def upload_import(
     _may_import(request, options.resource)
     name = file.name or "upload"
     file_format = _format(options, name)
-    try:
-        check_size(file.size or 0)
-    except FileProblem as exc:
-        raise ApiError(422, str(exc), [ErrorItem(field="file", message=str(exc))]) from None
+    limit = file_formats.MAX_FILE_BYTES
+    if (file.size or 0) > limit:
+        # A 413 as for any body over a limit (it was a 422, as if the content were wrong).
+        text = too_large_text(limit, "file", " (MAX_FILE_BYTES): split it into smaller files")
+        raise ApiError(413, text, [ErrorItem(field="file", message=text)])
     job = _queue(
         request,
         resource=options.resource,
