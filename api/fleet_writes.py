@@ -49,7 +49,7 @@ from chargers.configuration_overrides import (
     check_against_stored,
     check_overrides,
 )
-from chargers.deadlocks import retrying_deadlocks
+from chargers.deadlocks import retrying_races
 from chargers.evse_layout import (
     MAX_EVSES,
     EvseSpec,
@@ -608,17 +608,18 @@ def delete_charger(charger: Charger, report: WorkerReport, *, force: bool = Fals
 
     def delete() -> None:
         nonlocal losses
-        with transaction.atomic():
-            losses = Charger.objects.filter(pk=charger.pk).deletion_losses()
-            if losses and not force:
-                text = f"{' '.join(losses)} {FORCE_DELETE}"
-                raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
-            notify_fleet_change(
-                [(charger.pk, charger.charge_point_id)], report=report.callback, change=DELETED
-            )
-            Charger.objects.filter(pk=charger.pk).delete()
+        # Checked again by a second attempt: the worker may have written a transaction
+        # message meanwhile (what made the first attempt lose the race, say).
+        losses = Charger.objects.filter(pk=charger.pk).deletion_losses()
+        if losses and not force:
+            text = f"{' '.join(losses)} {FORCE_DELETE}"
+            raise ApiError(409, text, [ErrorItem(field="charge_point_id", message=text)])
+        notify_fleet_change(
+            [(charger.pk, charger.charge_point_id)], report=report.callback, change=DELETED
+        )
+        Charger.objects.filter(pk=charger.pk).delete()
 
-    retrying_deadlocks(delete)
+    retrying_races(delete)
     return losses
 
 

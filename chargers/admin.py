@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
-from chargers.deadlocks import retrying_deadlocks
+from chargers.deadlocks import retrying_races
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import numbering_problem
 from chargers.fleet import copy_charger, default_evses
@@ -381,25 +381,25 @@ class ChargerAdmin(FleetImportExportAdmin):
 
     def delete_model(self, request, obj):
         def delete() -> None:
-            with transaction.atomic():
-                notify_fleet_change(
-                    [(obj.pk, obj.charge_point_id)], report=self._reporter(request), change=DELETED
-                )
-                super(ChargerAdmin, self).delete_model(request, obj)
+            notify_fleet_change(
+                [(obj.pk, obj.charge_point_id)], report=self._reporter(request), change=DELETED
+            )
+            # Not `obj.delete()` (the base's): it sets `obj.pk` to None, and a second
+            # attempt would have nothing to delete.
+            Charger.objects.filter(pk=obj.pk).delete()
 
-        retrying_deadlocks(delete)  # a running charger's worker may be writing its rows
+        retrying_races(delete)  # a running charger's worker may be writing its rows
 
     def delete_queryset(self, request, queryset):
         def delete() -> None:
-            with transaction.atomic():
-                notify_fleet_change(
-                    queryset.values_list("pk", "charge_point_id"),
-                    report=self._reporter(request),
-                    change=DELETED,
-                )
-                super(ChargerAdmin, self).delete_queryset(request, queryset)
+            notify_fleet_change(
+                queryset.values_list("pk", "charge_point_id"),
+                report=self._reporter(request),
+                change=DELETED,
+            )
+            super(ChargerAdmin, self).delete_queryset(request, queryset)
 
-        retrying_deadlocks(delete)
+        retrying_races(delete)
 
     def _reporter(self, request: HttpRequest):
         """Show, after commit, what the workers did with the change (or that none runs)."""

@@ -13,7 +13,7 @@ import yaml
 from django.db import models, transaction
 from django.utils import timezone
 
-from chargers.deadlocks import retrying_deadlocks
+from chargers.deadlocks import retrying_races
 from chargers.models import Charger
 from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
@@ -75,11 +75,10 @@ def delete_chargers(chargers: Iterable[tuple[int, str]]) -> None:
         return
 
     def delete() -> None:
-        with transaction.atomic():
-            notify_fleet_change(chosen)
-            Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
+        notify_fleet_change(chosen)
+        Charger.objects.filter(pk__in=[pk for pk, _ in chosen]).delete()
 
-    retrying_deadlocks(delete)
+    retrying_races(delete)
 
 
 def delete_default_location(besides: int | None = None) -> bool:

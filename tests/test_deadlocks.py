@@ -11,7 +11,7 @@ import time
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 
-from chargers.deadlocks import retrying_deadlocks
+from chargers.deadlocks import retrying_races
 from chargers.models import Charger
 from tests.cast import make_charger
 
@@ -26,7 +26,7 @@ def test_an_error_other_than_a_deadlock_is_not_retried():
         raise OperationalError("no such table")
 
     with pytest.raises(OperationalError):
-        retrying_deadlocks(work)
+        retrying_races(work)
     assert calls == [1]
 
 
@@ -72,9 +72,9 @@ def test_a_real_deadlock_is_retried_until_the_delete_goes_through(nested):
     assert holding.wait(5)
     if nested:
         with transaction.atomic():
-            retrying_deadlocks(delete_both)
+            retrying_races(delete_both)
     else:
-        retrying_deadlocks(delete_both)
+        retrying_races(delete_both)
     writer.join(10)
     assert not Charger.objects.filter(pk__in=[first.pk, second.pk]).exists()
     assert errors == []  # the other writer went through

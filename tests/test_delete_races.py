@@ -1,0 +1,123 @@
+"""A charger deleted while its worker writes one of its rows is deleted, on PostgreSQL too.
+
+PostgreSQL checks Django's foreign keys at COMMIT (DEFERRABLE INITIALLY DEFERRED). A
+delete collects the charger's rows, deletes them, then deletes the charger: an outbox row
+the worker's checkpoint committed in between was not collected, and the delete's COMMIT
+failed its foreign-key check (the admin showed a 500, the API a 409 "send it again"). The
+race is real here and made to happen every time: a second connection commits the row,
+as the worker's checkpoint does, at the moment the delete has deleted the charger's EVSE
+(after its outbox rows, before its own row)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import connection, connections
+from django.db.models.signals import post_delete
+from django.test import Client
+from django.urls import reverse
+
+from chargers.models import Charger, Evse, OutboxMessage
+from scenarios.models import delete_chargers
+from tests.api_client import TokenClient, user_with_token
+from tests.cast import make_charger
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BOOT_REPORT = {"type": "StartupOfTheFirmware", "timestamp": "2026-12-01T10:00:00Z"}
+
+
+@pytest.fixture(autouse=True)
+def postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: its foreign keys are checked at COMMIT; SQLite lets one writer "
+            "at a time (set DATABASE_URL to a PostgreSQL server to run it)"
+        )
+
+
+@contextlib.contextmanager
+def worker_writes_during_the_delete(charger: Charger) -> Iterator[list[int]]:
+    """While `charger` is being deleted, once: the worker commits a new outbox row of it
+    (a boot's SecurityEventNotification, no transaction message: nothing the delete must
+    refuse for). Yields the pks of the EVSEs deleted, one per attempt of the delete."""
+    deleted: list[int] = []
+    errors: list[BaseException] = []
+
+    def commit_a_row() -> None:
+        try:
+            OutboxMessage.objects.add(
+                [(charger.pk, 1, "SecurityEventNotification", BOOT_REPORT, "")]
+            )
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def on_evse_deleted(sender: type[Evse], instance: Evse, **kwargs: object) -> None:
+        if instance.charger_id != charger.pk:
+            return
+        deleted.append(instance.pk)
+        if len(deleted) == 1:
+            # Its own connection, committed before the delete goes on: the worker's.
+            worker = threading.Thread(target=commit_a_row)
+            worker.start()
+            worker.join(10)
+            assert not worker.is_alive(), "the worker's insert waited on the delete"
+
+    post_delete.connect(on_evse_deleted, sender=Evse, weak=False)
+    try:
+        yield deleted
+    finally:
+        post_delete.disconnect(on_evse_deleted, sender=Evse)
+    assert errors == []  # the worker's row was committed (and then went with the charger)
+
+
+def delete_in_the_admin_page(charger: Charger, client: TokenClient, admin: Client) -> None:
+    url = reverse("admin:chargers_charger_delete", args=[charger.pk])
+    assert admin.post(url, {"post": "yes"}).status_code == 302
+
+
+def delete_with_the_admin_action(charger: Charger, client: TokenClient, admin: Client) -> None:
+    changelist = reverse("admin:chargers_charger_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [charger.pk], "post": "yes"}
+    assert admin.post(changelist, selected).status_code == 302
+
+
+def delete_through_the_api(charger: Charger, client: TokenClient, admin: Client) -> None:
+    response = client.delete(f"/api/v1/chargers/{charger.charge_point_id}?wait=false")
+    assert response.status_code == 200, response.content
+    assert response.json()["forced"] == []
+
+
+def delete_as_a_scenario_run(charger: Charger, client: TokenClient, admin: Client) -> None:
+    delete_chargers([(charger.pk, charger.charge_point_id)])
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [
+        delete_in_the_admin_page,
+        delete_with_the_admin_action,
+        delete_through_the_api,
+        delete_as_a_scenario_run,
+    ],
+    ids=["admin-page", "admin-action", "api", "scenario"],
+)
+def test_a_charger_is_deleted_while_its_worker_writes_an_outbox_row(
+    delete: Callable[[Charger, TokenClient, Client], None], admin_client_logged_in
+):
+    _, token = user_with_token(
+        "deleter", "view_charger", "delete_charger", "delete_evse", "delete_configurationkey"
+    )
+    charger = make_charger("RACE-1", evses=1)
+    with worker_writes_during_the_delete(charger) as deleted:
+        delete(charger, TokenClient(token), admin_client_logged_in)
+    assert not Charger.objects.filter(pk=charger.pk).exists()
+    # The worker's row went with it (the charger's messages go with it, as documented)...
+    assert not OutboxMessage.objects.filter(charger_id=charger.pk).exists()
+    # ... collected by a second attempt, the first having lost the race.
+    assert len(deleted) == 2
