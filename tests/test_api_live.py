@@ -588,6 +588,12 @@ async def test_a_suspended_connectors_state_says_why(worker, driver, csms):
     state = answer.json()["charger"]["evses"][0]
     assert state["status"] == "SuspendedEVSE"
     assert state["info"] == "charging profile allows 4.0 A per phase (6 A min)"
+    # A lower limit while the car waits: the state says the new figure, not the first.
+    await install(csms, "API-1", 1, profile("TxDefaultProfile", 3))
+    why = "charging profile allows 3.0 A per phase (6 A min)"
+    await wait_until(lambda: charger.evse(1).info == why, timeout=10, message="the new reason")
+    state = (await driver.get(STATE.format("API-1"))).json()["charger"]["evses"][0]
+    assert (state["status"], state["info"]) == ("SuspendedEVSE", why)
 
 
 async def test_a_stopped_transaction_is_no_longer_the_connectors(worker, driver, csms):

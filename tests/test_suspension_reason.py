@@ -72,3 +72,34 @@ async def test_a_site_load_limit_under_6_a_says_so_and_lifting_it_resumes(csms, 
         charger.set_site_caps({})
         await reported(csms, "SR-SITE", 1, "Charging", mark)
         assert charger.evse(1).status is Status.CHARGING and charger.evse(1).info is None
+
+
+async def test_the_reason_follows_a_limit_that_changes_while_the_car_waits(csms, ticking):
+    """4 A, then 3 A: the car stays SuspendedEVSE, and the reason said its first figure
+    (4.0 A) until it resumed. A changed reason is a new StatusNotification (the same status,
+    the new info), as a real charger reports a changed error; an equal limit again is none."""
+    async with charging(csms, ticking, "SR-MOVE") as charger:
+        tx = charger.evse(1).transaction_id
+        mark = len(csms.log)
+        await install(csms, "SR-MOVE", 1, profile("TxProfile", 4, transactionId=tx))
+        first = await reported(csms, "SR-MOVE", 1, "SuspendedEVSE", mark)
+        assert first.payload["info"] == "charging profile allows 4.0 A per phase (6 A min)"
+        mark = len(csms.log)
+        await install(csms, "SR-MOVE", 1, profile("TxProfile", 3, transactionId=tx))
+        why = "charging profile allows 3.0 A per phase (6 A min)"
+        again = await csms.wait_for(
+            "SR-MOVE",
+            "StatusNotification",
+            after=mark,
+            predicate=lambda e: e.payload["connectorId"] == 1 and e.payload.get("info") == why,
+        )
+        assert again.payload["status"] == "SuspendedEVSE"
+        assert charger.evse(1).status is Status.SUSPENDED_EVSE and charger.evse(1).info == why
+        mark = len(csms.log)
+        # The same limit once more (a new profile object, an equal limit): nothing to say;
+        # then 2 A, which is: the CSMS hears the 2 A reason alone.
+        await install(csms, "SR-MOVE", 1, profile("TxProfile", 3, transactionId=tx))
+        await install(csms, "SR-MOVE", 1, profile("TxProfile", 2, transactionId=tx))
+        last = await reported(csms, "SR-MOVE", 1, "SuspendedEVSE", mark)
+        assert last.payload["info"] == "charging profile allows 2.0 A per phase (6 A min)"
+        assert statuses_heard(csms, 1, mark) == ["SuspendedEVSE"]

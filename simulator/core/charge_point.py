@@ -378,7 +378,7 @@ class Charger:
         self.site_caps_w: dict[int, float] = {}
         self.power_shared = self._rated_binds()  # the meter must share power each tick
         self._physical: tuple[Electrical, Limit] | None = None  # cache of _physical_limit
-        self.last_sent_status: dict[int, tuple[str, str]] = {}
+        self.last_sent_status: dict[int, tuple[str, str, str | None]] = {}
         # The meter engine's bookkeeping: when it last advanced the connectors (its monotonic
         # and wall time), when it must visit the charger next (0: on its next tick), and its
         # hook that brings the connectors up to its latest tick (`settle_meter`). The engine
@@ -391,6 +391,9 @@ class Charger:
         self.meter_wake = 0.0
         self.meter_settle: Callable[[Charger], None] | None = None
         self._kept_points: dict[int, _KeptPoint] = {}  # connector -> its metering point
+        # Connector -> the limit its SuspendedEVSE reason was worked out under, and that
+        # reason: worked out again only when the limit moves (`_follow_suspension`).
+        self._suspended_under: dict[int, tuple[Limit | None, str | None]] = {}
 
     def __repr__(self) -> str:
         return f"<Charger {self.id} {self.link} boot={self.boot}>"
@@ -853,7 +856,8 @@ class Charger:
             # Only a status that lasts MinimumStatusDuration is reported.
             self._start_timer("status", connector_id, minimum, self._send_settled_status)
             return
-        key = (str(status), error_code)
+        # The info too: a changed reason (a SuspendedEVSE's figure) is news to the CSMS.
+        key = (str(status), error_code, info)
         if settled and self.last_sent_status.get(connector_id) == key:
             return
         self.last_sent_status[connector_id] = key
@@ -2913,6 +2917,8 @@ class Charger:
                     # not SuspendedEVSE, once the charger offers again (such a car is
                     # rare: its check on each visit is not worth keeping state for).
                     self._suspend_evse(evse, limit)
+                elif status is _SUSPENDED_EVSE:
+                    self._follow_suspension(evse, limit)
             elif status is _SUSPENDED_EVSE and battery.paused:
                 # The charger offers again, but the EV wants nothing now.
                 evse.stop_flow()
@@ -2994,8 +3000,31 @@ class Charger:
             self._suspend_below_minimum(evse, below)
             return
         why = self._limit_reason(evse, limit)
+        self._suspended_under[evse.connector_id] = (limit, why)
         if self.set_status(evse, Status.SUSPENDED_EVSE, info=why) and why is not None:
             log.info("%s: connector %d suspends the car: %s", self.id, evse.connector_id, why)
+
+    def _follow_suspension(self, evse: Evse, limit: Limit | None) -> None:
+        """A car still held under a limit that moved (a 4 A profile, then 3 A): the reason
+        `_suspend_evse` gave says the new figure, in a new StatusNotification of the same
+        status (a real charger reports a changed error so), and on the charger's page and
+        state. Only for a reason given under a limit, and only when the limit moved: on
+        most visits of a waiting car, one comparison."""
+        under = self._suspended_under.get(evse.connector_id)
+        if under is None or under[1] is None or under[1] != evse.info:
+            return  # suspended otherwise (a deauthorized idTag, ...): nothing to follow
+        if under[0] is limit or under[0] == limit:
+            return
+        why = self._limit_reason(evse, limit)
+        self._suspended_under[evse.connector_id] = (limit, why)
+        if why == evse.info:
+            return
+        # None: the limit no longer explains it; the old figure would mislead.
+        evse.info = why
+        self._status_notification(evse.connector_id, evse.status, evse.error_code, why)
+        self.listener.on_change(self)
+        if why is not None:
+            log.info("%s: connector %d still suspends the car: %s", self.id, evse.connector_id, why)
 
     def _limit_reason(self, evse: Evse, limit: Limit | None) -> str | None:
         """Why `limit` lets the car on this AC connector draw nothing, in words short
