@@ -1,6 +1,6 @@
 """Network conditions, a close with a code, and clock skew, set by drive commands, against
-the built-in CSMS over real sockets. Delays are measured between the charger's record of a
-frame it sent and the CSMS's record of receiving it, never on the test's own duration."""
+the built-in CSMS over real sockets. A delay is read as a wait on the charger's own clock,
+never timed on the host."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from simulator.csms import CentralSystem
 from simulator.runtime.commands import InvalidArgument
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 from tests.test_answer_overrides import PK, answer_to, command_server, send
+from tests.timeline import StoppedClock, Timeline
 
 
 class Sent(Listener):
@@ -59,9 +60,24 @@ async def test_latency_and_jitter_delay_each_frame_and_keep_their_order(csms):
     order = [uid for uid, _action, _at in sent.of("GetLocalListVersion")]
     assert order == asked
     assert [e.unique_id for e in answers] == asked
-    when_sent = {uid: at for uid, _action, at in sent.frames}
-    for entry in answers:
-        assert (entry.at - when_sent[entry.unique_id]).total_seconds() >= 0.1
+
+
+async def test_latency_holds_a_frame_that_long_on_the_chargers_clock(csms):
+    """The hold is a wait on the charger's clock from the moment it sent the frame: on a
+    clock that stands still, exactly the latency, whatever the host took; read on its
+    timeline (the wait went off before the CSMS had the frame), not timed on the host."""
+    timeline = Timeline()
+    clock = StoppedClock(timeline)
+    charger = runtime_charger("NET-HOLD", csms.url, evses=1, db_id=PK, clock=clock)
+    server = command_server(charger)
+    async with connected(charger):
+        await server.execute(PK, "set_network", {"latency_ms": 300})
+        asked = await send(csms, "NET-HOLD", "GetLocalListVersion", {})
+        await answer_to(csms, "NET-HOLD", asked)
+        timeline.events.append("answered")
+    # (Another frame the charger sent meanwhile may be held behind it: its own wait.)
+    held = timeline.of("wait 0.3", "waited 0.3", "answered")
+    assert held[:2] == ["wait 0.3", "waited 0.3"] and "answered" in held[2:], held
 
 
 async def test_a_dropped_transaction_message_is_sent_again_once_frames_get_through(csms):

@@ -4,6 +4,7 @@ clock instead of timing the host (no wall-clock assertion in the suite)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,21 @@ class StoppedDateClock(TimelineClock):
 
     def time(self) -> float:
         return self.date
+
+
+class StoppedClock(TimelineClock):
+    """A `TimelineClock` whose monotonic time stands still while its timers run on the
+    loop: a wait the charger works out on it from a moment it read before (a Reset's grace
+    from its answer, a frame's latency from its sending) is then exactly what it was
+    meant to be, whatever the host took meanwhile. (Nothing on it falls due by itself:
+    for a test of one such wait, not of a charger's heartbeats.)"""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__(timeline)
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 class TimelineTransfers(FileTransfers):

@@ -78,7 +78,7 @@ from simulator.core.smart_charging import (
     parse_remote_start_profile,
     units_from_config,
 )
-from simulator.core.timers import Clock, LoopClock, Timers
+from simulator.core.timers import Clock, LoopClock, Timers, sleep
 from simulator.core.transactions import LocalTransaction
 from simulator.core.transfer import (
     FIRMWARE_BUSY,
@@ -2227,14 +2227,17 @@ class Charger:
         """Go down and boot again (Reset, new firmware) as a real charger does: report
         ResetOrReboot, give what is queued (that event, the StopTransactions of sessions cut
         short) up to REBOOT_PATIENCE_S to go out while online, then reboot; the socket
-        stays open at least `grace` seconds from now (a Reset's answer has just gone)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        stays open at least `grace` seconds from now (a Reset's answer has just gone).
+
+        The grace is kept on the charger's clock, as its other timers: a test's clock says
+        how long it was, rather than the test timing the host."""
+        clock = self.clock
+        started = clock.monotonic()
         self.security_event(SecurityEvent.RESET_OR_REBOOT, why)
         await self.drain(REBOOT_PATIENCE_S)
-        left = started + grace - loop.time()
+        left = started + grace - clock.monotonic()
         if left > 0:
-            await asyncio.sleep(left)
+            await sleep(clock, left)
         self.reboot(why)
 
     async def drain(self, patience: float) -> None:
