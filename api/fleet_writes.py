@@ -688,13 +688,18 @@ def delete_evse(charger: Charger, evse: Evse) -> None:
     refused = evse.deletion_refused()
     if refused:
         raise ApiError(409, refused, [ErrorItem(field="connector_id", message=refused)])
-    with transaction.atomic():
-        evse.delete()
+
+    def delete() -> None:
+        # Not `evse.delete()`: it sets `evse.pk` to None, and a second attempt would have
+        # nothing to delete.
+        Evse.objects.filter(pk=evse.pk).delete()
         problem = _numbering_problem(charger, old=evse.connector_id, new=None)
         if problem:
             raise ApiError(409, problem, [ErrorItem(field="connector_id", message=problem)])
         charger.sync_number_of_connectors()
         notify_fleet_change([(charger.pk, charger.charge_point_id)])
+
+    retrying_races(delete)  # its worker may be storing the car plugged into it
 
 
 def _numbering_problem(charger: Charger, *, old: int | None, new: int | None) -> str | None:

@@ -674,20 +674,26 @@ class EvseAdmin(admin.ModelAdmin):
         notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            super().delete_model(request, obj)
+        def delete() -> None:
+            # Through a queryset: `obj.delete()` sets `obj.pk` to None, and a second
+            # attempt would delete nothing.
+            Evse.objects.filter(pk=obj.pk).delete()
             obj.charger.sync_number_of_connectors()
             Charger.objects.mark_changed([obj.charger_id])
             notify_fleet_change([(obj.charger_id, obj.charger.charge_point_id)])
 
+        retrying_races(delete)  # its worker may be storing the car plugged into it
+
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
+        def delete() -> None:
             chargers = list(Charger.objects.filter(evses__in=queryset).distinct())
-            super().delete_queryset(request, queryset)
+            super(EvseAdmin, self).delete_queryset(request, queryset)
             for charger in chargers:
                 charger.sync_number_of_connectors()
             Charger.objects.mark_changed(c.pk for c in chargers)
             notify_fleet_change((c.pk, c.charge_point_id) for c in chargers)
+
+        retrying_races(delete)
 
 
 @admin.register(ConfigurationKey)

@@ -20,7 +20,7 @@ from django.db.models.signals import post_delete
 from django.test import Client
 from django.urls import reverse
 
-from chargers.models import Charger, Evse, OutboxMessage
+from chargers.models import Charger, Evse, OutboxMessage, PluggedVehicle
 from scenarios.models import delete_chargers
 from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_charger
@@ -121,3 +121,72 @@ def test_a_charger_is_deleted_while_its_worker_writes_an_outbox_row(
     assert not OutboxMessage.objects.filter(charger_id=charger.pk).exists()
     # ... collected by a second attempt, the first having lost the race.
     assert len(deleted) == 2
+
+
+# -- an EVSE: the worker stores the car plugged into it (`PluggedVehicle`) ---------------
+
+
+@contextlib.contextmanager
+def worker_plugs_in_during_the_delete(evse: Evse) -> Iterator[list[str]]:
+    """Once, just before the delete deletes `evse`'s row (after the rows that reference it,
+    Django deletes those first), the worker commits the record of a car plugged into it.
+    Yields the EVSE deletes made, one per attempt."""
+    deletes: list[str] = []
+    errors: list[BaseException] = []
+
+    def commit_a_row() -> None:
+        try:
+            PluggedVehicle.objects.store({evse.charger_id: {evse.pk: {"soc": 20.0}}})
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def wrapper(execute, sql, params, many, context):
+        if sql.startswith(f'DELETE FROM "{Evse._meta.db_table}"'):
+            deletes.append(sql)
+            if len(deletes) == 1:
+                worker = threading.Thread(target=commit_a_row)
+                worker.start()
+                worker.join(10)
+                assert not worker.is_alive(), "the worker's insert waited on the delete"
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield deletes
+    assert errors == []
+
+
+def delete_evse_in_the_admin_page(evse: Evse, client: TokenClient, admin: Client) -> None:
+    url = reverse("admin:chargers_evse_delete", args=[evse.pk])
+    assert admin.post(url, {"post": "yes"}).status_code == 302
+
+
+def delete_evse_with_the_admin_action(evse: Evse, client: TokenClient, admin: Client) -> None:
+    changelist = reverse("admin:chargers_evse_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [evse.pk], "post": "yes"}
+    assert admin.post(changelist, selected).status_code == 302
+
+
+def delete_evse_through_the_api(evse: Evse, client: TokenClient, admin: Client) -> None:
+    cp_id = evse.charger.charge_point_id
+    response = client.delete(f"/api/v1/chargers/{cp_id}/evses/{evse.connector_id}")
+    assert response.status_code == 204, response.content
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [delete_evse_in_the_admin_page, delete_evse_with_the_admin_action, delete_evse_through_the_api],
+    ids=["admin-page", "admin-action", "api"],
+)
+def test_an_evse_is_deleted_while_its_worker_stores_the_car_plugged_into_it(
+    delete: Callable[[Evse, TokenClient, Client], None], admin_client_logged_in
+):
+    _, token = user_with_token("deleter", "view_charger", "view_evse", "delete_evse")
+    charger = make_charger("RACE-2", evses=2)
+    evse = charger.evses.get(connector_id=2)
+    with worker_plugs_in_during_the_delete(evse) as deletes:
+        delete(evse, TokenClient(token), admin_client_logged_in)
+    assert list(charger.evses.values_list("connector_id", flat=True)) == [1]
+    assert not PluggedVehicle.objects.filter(evse_id=evse.pk).exists()
+    assert len(deletes) == 2  # the first attempt lost the race; the second collected the row
