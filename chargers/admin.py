@@ -26,7 +26,7 @@ from chargers.evse_layout import numbering_problem
 from chargers.fleet import copy_charger, default_evses
 from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm, KeepsLaterWrites
-from chargers.models import Charger, ConfigurationKey, Evse, Transaction
+from chargers.models import Charger, ChargerQuerySet, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
 from fleet_io.fleet_changes import DELETED, DISABLED, Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
@@ -38,6 +38,20 @@ def register_text(register_wh: float) -> str:
     """The meter register as a person reads it: kWh to the Wh (the engine keeps fractions
     of a Wh, which say nothing on a page)."""
     return f"{register_wh / 1000:,.3f} kWh"
+
+
+class LossFound(Exception):
+    """A charger delete, not forced, found in its own transaction what it would lose (a
+    transaction message written after its page checked: one that made a first attempt
+    lose its race with the worker, say). Raised to roll it back; the view says it."""
+
+
+def refuse_losses(chargers: ChargerQuerySet, forced: bool) -> None:
+    """Raise `LossFound` unless `forced` if deleting `chargers` (a queryset) now would lose
+    a transaction message, as `ChargerQuerySet.deletion_losses` says."""
+    losses = [] if forced else chargers.deletion_losses()
+    if losses:
+        raise LossFound(" ".join(losses))
 
 
 def recent_csms_url(user: Any) -> str:
@@ -362,7 +376,11 @@ class ChargerAdmin(FleetImportExportAdmin):
             self.message_user(request, " ".join(losses), level=messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
         context = {**(extra_context or {}), "deletion_losses": losses}
-        return super().delete_view(request, object_id, context)
+        try:
+            return super().delete_view(request, object_id, context)
+        except LossFound as found:  # since the check above; nothing was deleted
+            self.message_user(request, str(found), level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     @admin.action(
         permissions=["delete"], description=gettext_lazy("Delete selected %(verbose_name_plural)s")
@@ -374,13 +392,22 @@ class ChargerAdmin(FleetImportExportAdmin):
         if losses and request.POST.get("post") and request.POST.get("force") != "yes":
             self.message_user(request, " ".join(losses), level=messages.ERROR)
             return None
-        response = admin_actions.delete_selected(self, request, queryset)
+        try:
+            # Atomic: the action logs the deletions before it deletes.
+            with transaction.atomic():
+                response = admin_actions.delete_selected(self, request, queryset)
+        except LossFound as found:  # since the check above; nothing was deleted
+            self.message_user(request, str(found), level=messages.ERROR)
+            return None
         if isinstance(response, TemplateResponse) and response.context_data is not None:
             response.context_data["deletion_losses"] = losses  # the confirmation page
         return response
 
     def delete_model(self, request, obj):
+        forced = request.POST.get("force") == "yes"
+
         def delete() -> None:
+            refuse_losses(Charger.objects.filter(pk=obj.pk), forced)
             notify_fleet_change(
                 [(obj.pk, obj.charge_point_id)], report=self._reporter(request), change=DELETED
             )
@@ -391,7 +418,10 @@ class ChargerAdmin(FleetImportExportAdmin):
         retrying_races(delete)  # a running charger's worker may be writing its rows
 
     def delete_queryset(self, request, queryset):
+        forced = request.POST.get("force") == "yes"
+
         def delete() -> None:
+            refuse_losses(queryset, forced)
             notify_fleet_change(
                 queryset.values_list("pk", "charge_point_id"),
                 report=self._reporter(request),

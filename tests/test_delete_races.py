@@ -40,18 +40,19 @@ def postgresql() -> None:
 
 
 @contextlib.contextmanager
-def worker_writes_during_the_delete(charger: Charger) -> Iterator[list[int]]:
-    """While `charger` is being deleted, once: the worker commits a new outbox row of it
-    (a boot's SecurityEventNotification, no transaction message: nothing the delete must
-    refuse for). Yields the pks of the EVSEs deleted, one per attempt of the delete."""
+def worker_writes_during_the_delete(
+    charger: Charger, row: tuple[str, str] = ("SecurityEventNotification", "")
+) -> Iterator[list[int]]:
+    """While `charger` is being deleted, once: the worker commits a new outbox row of it,
+    `row` (action, local transaction id; by default a boot's SecurityEventNotification, no
+    transaction message: nothing the delete must refuse for). Yields the pks of the EVSEs
+    deleted, one per attempt of the delete."""
     deleted: list[int] = []
     errors: list[BaseException] = []
 
     def commit_a_row() -> None:
         try:
-            OutboxMessage.objects.add(
-                [(charger.pk, 1, "SecurityEventNotification", BOOT_REPORT, "")]
-            )
+            OutboxMessage.objects.add([(charger.pk, 1, row[0], BOOT_REPORT, row[1])])
         except BaseException as exc:  # the test reports it
             errors.append(exc)
         finally:
@@ -121,6 +122,46 @@ def test_a_charger_is_deleted_while_its_worker_writes_an_outbox_row(
     assert not OutboxMessage.objects.filter(charger_id=charger.pk).exists()
     # ... collected by a second attempt, the first having lost the race.
     assert len(deleted) == 2
+
+
+def refused_in_the_admin_page(charger: Charger, client: TokenClient, admin: Client) -> str:
+    url = reverse("admin:chargers_charger_delete", args=[charger.pk])
+    return admin.post(url, {"post": "yes"}, follow=True).content.decode()
+
+
+def refused_by_the_admin_action(charger: Charger, client: TokenClient, admin: Client) -> str:
+    changelist = reverse("admin:chargers_charger_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [charger.pk], "post": "yes"}
+    return admin.post(changelist, selected, follow=True).content.decode()
+
+
+def refused_by_the_api(charger: Charger, client: TokenClient, admin: Client) -> str:
+    response = client.delete(f"/api/v1/chargers/{charger.charge_point_id}?wait=false")
+    assert response.status_code == 409, response.content
+    return str(response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [refused_in_the_admin_page, refused_by_the_admin_action, refused_by_the_api],
+    ids=["admin-page", "admin-action", "api"],
+)
+def test_a_transaction_message_written_during_the_delete_refuses_it_unless_forced(
+    delete: Callable[[Charger, TokenClient, Client], str], admin_client_logged_in
+):
+    """The row the worker wrote meanwhile is a transaction message (the session's
+    StopTransaction, say): the second attempt, which would delete it, finds it and refuses
+    as the page or the API would have had it been there before; nothing is deleted."""
+    _, token = user_with_token(
+        "deleter", "view_charger", "delete_charger", "delete_evse", "delete_configurationkey"
+    )
+    charger = make_charger("RACE-3", evses=1)
+    with worker_writes_during_the_delete(charger, ("StopTransaction", "L-1")) as deleted:
+        said = delete(charger, TokenClient(token), admin_client_logged_in)
+    assert "RACE-3 has 1 transaction message its CSMS has not confirmed yet" in said
+    assert Charger.objects.filter(pk=charger.pk).exists()
+    assert OutboxMessage.objects.filter(charger_id=charger.pk, local_tx_id="L-1").exists()
+    assert len(deleted) == 1  # the first attempt lost the race, the second refused
 
 
 # -- an EVSE: the worker stores the car plugged into it (`PluggedVehicle`) ---------------
