@@ -515,7 +515,8 @@ def test_a_user_who_only_watches_is_told_why_the_controls_are_disabled_inputs_to
 
     html = client.get(url).content.decode()
     controls = controls_of(html)
-    assert len(controls) == 4 + 2 * 12  # the connection's 4, and 12 per connector
+    # The connection's 4, a reboot, set-network's 4, and 14 per connector.
+    assert len(controls) == 4 + 1 + 4 + 2 * 14
     assert [c for c in controls if not c[2]] == []
     assert re.search(
         rf'<p class="watch-only" id="watch-only" role="note">{re.escape(WATCH_ONLY)}', html

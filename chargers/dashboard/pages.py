@@ -22,6 +22,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from chargers.models import Charger, Evse, Transaction
 from locations.models import Location
 from simulator import contract
+from simulator.contract import overrides
 from vehicles.models import VehicleModel
 
 PAGE_SIZE = 50
@@ -223,6 +224,7 @@ class ChargerPage:
     shows_log: bool = False
     log_keeps: LogKeeps | None = None
     fault_codes: tuple[str, ...] = contract.FAULT_CODES
+    latency_max_ms: int = overrides.LATENCY_MAX_MS  # the engine's bound (set_network)
     csms_url: str = ""  # as shown: without a password in it
     # When its set-up was read (Unix time): an edit that reaches the running charger later
     # is not on the page, which then says so.

@@ -457,6 +457,15 @@ class SecurityEventSnapshot(TypedDict):
     sent: bool  # pushed to the CSMS (SecurityEventNotification), or only logged
 
 
+class NetworkSnapshot(TypedDict):
+    """The network conditions a charger runs with now: its row's, or those a drive command
+    (`set_network`) set since (a cut shows as `offline_until` and the link)."""
+
+    latency_ms: int
+    jitter_ms: int
+    drop_rate: float  # share of its outgoing frames lost, 0..1
+
+
 class ChargerSnapshot(TypedDict):
     """The full, idempotent state of one charger as the dashboard shows it."""
 
@@ -472,6 +481,7 @@ class ChargerSnapshot(TypedDict):
     # since it was loaded): a page rendered before then shows an older set-up.
     setup_at: float | None
     offline_until: float | None  # a network cut ends then (epoch s)
+    network: NetworkSnapshot
     boot: str
     power_type: str
     evses: list[EvseSnapshot]

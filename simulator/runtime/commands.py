@@ -453,6 +453,8 @@ class CommandServer:
             network.latency_ms = checked.get("latency_ms", network.latency_ms)
             network.jitter_ms = checked.get("jitter_ms", network.jitter_ms)
             network.drop_rate = checked.get("drop_rate", network.drop_rate)
+            # Its page shows the conditions: a snapshot now, not at its next change.
+            charger.listener.on_change(charger)
             return (
                 f"network of {charger.id}: latency {network.latency_ms} ms, jitter "
                 f"{network.jitter_ms} ms, drop rate {network.drop_rate:g}"

@@ -36,6 +36,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
     each connector's session series too (a page's first snapshot, not every one)."""
     clock = charger.clock
     left = charger.offline_until - clock.monotonic()
+    network = charger.impairments.network
     return contract.ChargerSnapshot(
         id=charger.spec.db_id,
         charge_point_id=charger.id,
@@ -45,6 +46,11 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         in_service=charger.in_service,
         setup_at=charger.setup_at,
         offline_until=round(clock.time() + left, 1) if left > 0 else None,
+        network=contract.NetworkSnapshot(
+            latency_ms=network.latency_ms,
+            jitter_ms=network.jitter_ms,
+            drop_rate=network.drop_rate,
+        ),
         boot=charger.boot.value,
         power_type=charger.spec.power_type,
         evses=[

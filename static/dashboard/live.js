@@ -796,6 +796,23 @@
     if (until == null) setText(el, "");
   }
 
+  // The network conditions it runs with (set by the API, a scenario, its row or this
+  // page) and a cut, counting down: a slow or lossy charger looked like a healthy one.
+  function paintNetwork(el, snap) {
+    if (!el || !snap.network) return;
+    const n = snap.network;
+    const parts = [];
+    if (n.latency_ms || n.jitter_ms) parts.push("latency " + n.latency_ms + " ms" + (n.jitter_ms ? " ± " + n.jitter_ms + " ms" : ""));
+    if (n.drop_rate) parts.push(+(n.drop_rate * 100).toFixed(2) + " % of its frames lost");
+    const text = function (seconds) {
+      const cut = snap.offline_until == null ? [] : ["cut (" + (seconds > 0 ? seconds + " s left" : "ending now") + ")"];
+      const all = cut.concat(parts);
+      return all.length ? all.join("; ") : "normal (no latency, loss or cut)";
+    };
+    countdown(el, snap.offline_until, snap.at, text);
+    if (snap.offline_until == null) setText(el, text(0));
+  }
+
   // The connection's main button follows the state: Disconnect while online or
   // connecting, Connect while offline.
   function paintControls(snap) {
@@ -886,6 +903,7 @@
       });
       if (!reason || snap.offline_until == null) setText(error, reason ? linkReason(snap, 0) : "");
       paintControls(snap);
+      paintNetwork(document.querySelector(".identity [data-field=network]"), snap);
       followService(snap);
       paintMaintenance(snap);
       followTransactions(snap);
@@ -1041,12 +1059,22 @@
         event.preventDefault();
         const args = {};
         new FormData(form).forEach(function (value, key) { args[key] = value; });
+        // A value shown in other units than the engine's (a loss in %, sent as a share).
+        form.querySelectorAll("input[data-scale]").forEach(function (input) {
+          if (input.value !== "") args[input.name] = Number(input.value) * Number(input.dataset.scale);
+        });
         send(form.dataset.command, args, form);
       });
     });
     document.querySelectorAll("button[data-command]").forEach(function (button) {
       button.addEventListener("click", function () {
         const args = button.dataset.connector ? { connector_id: button.dataset.connector } : {};
+        // What interrupts the charger (a reboot) runs only once confirmed, as on the fleet page.
+        if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+          showResult(button.closest(".card").querySelector("[data-result]"), "",
+            "not run: " + button.textContent.toLowerCase() + " was not confirmed");
+          return;
+        }
         send(button.dataset.command, args, button);
       });
     });

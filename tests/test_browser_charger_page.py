@@ -1,0 +1,192 @@
+"""The charger page's own controls and what it explains, in headless Chromium against a
+real `runsimulator --demo` with the built-in CSMS: reboot, pause and resume as the fleet
+page has them, the network conditions the API sets, and a user who only watches."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, DemoSite, chromium, demo_site
+
+PASSWORD = "pw-charger-page-1"
+LIVE_MS = 10_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    NEEDS_CHROMIUM,
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[tuple[DemoSite, str]]:
+    """Three demo chargers (DEMO-0003 DC in Berlin), an API token of "admin" and a
+    "watcher" with the view permissions only."""
+    var_dir = tmp_path_factory.mktemp("charger-page")
+    token_file = var_dir / "token"
+    setup = f"""
+        from api.models import ApiToken
+        from django.contrib.auth.models import Permission
+        admin = get_user_model().objects.get(username="admin")
+        _, token = ApiToken.objects.issue(admin, "charger page tests")
+        open({str(token_file)!r}, "w").write(token)
+        watcher = get_user_model().objects.create_user("watcher", password={PASSWORD!r})
+        watcher.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_charger", "view_location"])
+        )
+    """
+    with demo_site(var_dir, PASSWORD, 3, setup) as running:
+        yield running, token_file.read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+def api(site: tuple[DemoSite, str], path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST to the automation API with admin's token."""
+    running, token = site
+    sent = urllib.request.Request(
+        f"{running.url}/api/v1{path}",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(sent, timeout=LIVE_MS / 1000) as answer:
+        result: dict[str, Any] = json.load(answer)
+        return result
+
+
+def charger_page(
+    browser: Any, site: tuple[DemoSite, str], cp_id: str, user: str = "admin", **options: Any
+) -> Any:
+    from playwright.sync_api import expect
+
+    running, _ = site
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **options)
+    context.set_default_timeout(LIVE_MS)
+    page = context.new_page()
+    page.goto(f"{running.url}/accounts/login/?next=/")
+    page.fill("#id_username", user)
+    page.fill("#id_password", PASSWORD)
+    page.click(".login button[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/login/)"))
+    page.locator(f'tr[data-charger]:has(a:text-is("{cp_id}"))').locator("a", has_text=cp_id).click()
+    expect(page.locator("#link")).to_have_text("online")
+    return page
+
+
+def test_the_charger_page_shows_the_network_conditions_the_api_sets_and_sets_them(site, browser):
+    """Latency, jitter and loss set over the API (or a scenario) were nowhere on the page;
+    a cut only as the link's error."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0001")
+    network = page.locator(".identity [data-field=network]")
+    expect(network).to_have_text("normal (no latency, loss or cut)")
+
+    api(site, "/chargers/DEMO-0001/actions/set-network", {"latency_ms": 200, "jitter_ms": 50})
+    expect(network).to_have_text("latency 200 ms ± 50 ms")
+    api(site, "/chargers/DEMO-0001/actions/set-network", {"drop_rate": 0.1})
+    expect(network).to_have_text("latency 200 ms ± 50 ms; 10 % of its frames lost")
+    page.screenshot(path=ARTIFACTS / "charger-page-network.png", full_page=True)
+
+    # The page's own form: the same action; the loss in %, an empty field left as it is.
+    form = page.locator("form[data-command=set_network]")
+    form.locator("input[name=drop_rate]").fill("25")
+    form.locator("button").click()
+    expect(page.locator(".identity [data-result]")).to_have_text(
+        "✓ network of DEMO-0001: latency 200 ms, jitter 50 ms, drop rate 0.25"
+    )
+    expect(network).to_have_text("latency 200 ms ± 50 ms; 25 % of its frames lost")
+    for name in ("latency_ms", "jitter_ms", "drop_rate"):
+        form.locator(f"input[name={name}]").fill("0")
+    form.locator("button").click()
+    expect(network).to_have_text("normal (no latency, loss or cut)")
+
+    api(site, "/chargers/DEMO-0001/actions/cut-network", {"seconds": 3})
+    expect(network).to_have_text(re.compile(r"^cut \((\d s left|ending now)\)$"))
+    expect(page.locator("#link")).to_have_text("online", timeout=30_000)
+    expect(network).to_have_text("normal (no latency, loss or cut)")
+    page.context.close()
+
+
+def test_the_charger_page_reboots_pauses_and_resumes_as_the_fleet_page_does(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0003")
+    card = page.locator('.evse-card[data-evse="1"]')
+    card.locator("form[data-command=plug_in] button").click()
+    expect(card.locator("[data-result]")).to_contain_text("plugged into connector 1")
+    card.locator("form[data-command=present_id_tag] button").click()
+    expect(card.locator("[data-field=status]")).to_have_text("Charging")
+
+    card.locator("button[data-command=pause_ev]").click()
+    expect(card.locator("[data-result]")).to_have_text(
+        "✓ the EV on connector 1 stopped drawing power (SuspendedEV)"
+    )
+    expect(card.locator("[data-field=status]")).to_have_text("SuspendedEV")
+    card.locator("button[data-command=resume_ev]").click()
+    expect(card.locator("[data-result]")).to_have_text(
+        "✓ the EV on connector 1 requests power again (Charging)"
+    )
+    expect(card.locator("[data-field=status]")).to_have_text("Charging")
+
+    # A reboot interrupts the session: asked first, as on the fleet page; declined, nothing.
+    reboot = page.locator(".identity button[data-command=reboot]")
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def handle(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return handle
+
+    page.once("dialog", answer(False))
+    reboot.click()
+    expect(page.locator(".identity [data-result]")).to_have_text(
+        "not run: reboot was not confirmed"
+    )
+    expect(card.locator("[data-field=status]")).to_have_text("Charging")
+    page.once("dialog", answer(True))
+    reboot.click()
+    expect(page.locator(".identity [data-result]")).to_have_text(re.compile(r"^✓ DEMO-0003 "))
+    assert (
+        asked
+        == [
+            "Reboot DEMO-0003? It goes down as after a power loss: its transactions end (PowerLoss)."
+        ]
+        * 2
+    )
+    stop = page.locator('#message-log tr.call[data-action="StopTransaction"]').first
+    expect(stop).to_contain_text('"reason": "PowerLoss"', timeout=30_000)
+    expect(page.locator("#link")).to_have_text("online", timeout=30_000)
+    expect(page.locator("[data-field=boot]")).to_have_text("Accepted")
+    page.context.close()
+
+
+def test_a_user_who_only_watches_sees_the_new_controls_disabled_and_why(site, browser):
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0002", user="watcher")
+    for control in (
+        ".identity button[data-command=reboot]",
+        "form[data-command=set_network] button",
+        "form[data-command=set_network] input[name=latency_ms]",
+        '.evse-card[data-evse="1"] button[data-command=pause_ev]',
+        '.evse-card[data-evse="1"] button[data-command=resume_ev]',
+    ):
+        expect(page.locator(control)).to_be_disabled()
+    expect(page.locator("#watch-only")).to_be_visible()
+    expect(page.locator(".identity [data-field=network]")).to_have_text(
+        "normal (no latency, loss or cut)"
+    )
+    page.context.close()
