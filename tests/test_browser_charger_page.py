@@ -190,3 +190,60 @@ def test_a_user_who_only_watches_sees_the_new_controls_disabled_and_why(site, br
         "normal (no latency, loss or cut)"
     )
     page.context.close()
+
+
+# Run before the page's script: its sockets kept, and `__lose()` closes the live one with
+# every reconnect failing (a server that went away), so the page stays "not live".
+LOSE_SOCKETS = """
+  window.__sockets = [];
+  const Real = window.WebSocket;
+  window.WebSocket = class extends Real {
+    constructor(...args) { super(...args); window.__sockets.push(this); }
+  };
+  window.__lose = function () {
+    window.WebSocket = class { send() {} close() {} };
+    window.__sockets.at(-1).close();
+  };
+"""
+
+
+@pytest.mark.parametrize(
+    ("page_of", "zone"),
+    [
+        ("charger", "Europe/Berlin"),  # a site's page: the site's zone, as its chart and log
+        ("location", "Europe/Berlin"),
+        ("fleet", "America/New_York"),  # many sites: the browser's zone
+    ],
+)
+def test_not_live_since_names_its_zone_by_one_rule_on_every_page(site, browser, page_of, zone):
+    """The charger page said its time in the site's zone and the others in the browser's,
+    neither saying which: "Not live since 07:00:03" in New York of a Berlin charger."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0003", timezone_id="America/New_York")
+    page.context.add_init_script(LOSE_SOCKETS)
+    if page_of == "location":
+        page.locator(".identity dd a").first.click()
+    elif page_of == "fleet":
+        page.goto(site[0].url + "/")
+    else:
+        page.reload()
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("() => window.__lose()")
+    note = page.locator("#stale-note")
+    expect(note).to_be_visible()
+    found = re.match(r"^Not live since (\d\d):(\d\d):(\d\d) (\S+?)[:.] ", note.inner_text())
+    assert found, note.inner_text()
+    assert found.group(4) == zone
+    now = datetime.now(ZoneInfo(zone))
+    shown = now.replace(
+        hour=int(found.group(1)), minute=int(found.group(2)), second=int(found.group(3))
+    )
+    # The hour of that zone (New York's is 6 hours off Berlin's); a minute for the test's pace.
+    assert abs((now - shown).total_seconds()) % 86_400 < 120 or (
+        86_400 - abs((now - shown).total_seconds()) % 86_400 < 120
+    )
+    page.context.close()

@@ -53,10 +53,12 @@
     setText(el, render(secondsLeft(c)));
     if (!ticker) ticker = setInterval(tick, 1000);
   }
-  // Times as a page tells them: 24-hour, in one zone. The charger page's is its
-  // location's (its chart, log, transactions and events alike); other pages use the
-  // browser's. `zone`: an IANA name, or null (or one this browser does not know) for the
-  // browser's own.
+  // Times as a page tells them: 24-hour, in one zone. One rule for every page: a page
+  // about one site (a charger's, a location's) tells them in that site's zone (its chart,
+  // log, transactions, events and its "Not live since" alike); a page about many sites
+  // (the fleet, the locations) in the browser's. A time standing alone in a sentence
+  // names its zone (`name`). `zone`: an IANA name, or null (or one this browser does not
+  // know) for the browser's own.
   function zoneClock(zone) {
     const options = {
       year: "numeric", month: "2-digit", day: "2-digit",
@@ -68,12 +70,14 @@
     } catch (error) {
       format = new Intl.DateTimeFormat("en-GB", options);
     }
+    const name = format.resolvedOptions().timeZone || "UTC";
     function parts(epoch) {
       const found = {};
       format.formatToParts(new Date(epoch * 1000)).forEach(function (p) { found[p.type] = p.value; });
       return found;
     }
     return {
+      name: name,
       time: function (epoch) { const p = parts(epoch); return p.hour + ":" + p.minute + ":" + p.second; },
       minutes: function (epoch) { const p = parts(epoch); return p.hour + ":" + p.minute; },
       date: function (epoch) { const p = parts(epoch); return p.year + "-" + p.month + "-" + p.day; },
@@ -163,10 +167,10 @@
     if (staleSince === null) staleSince = Date.now() / 1000; // the first loss's time
     document.body.classList.add("stale");
     if (note) {
+      const since = "Not live since " + clock(staleSince) + " " + pageClock.name;
       note.textContent = why
-        ? "Not live since " + clock(staleSince) + ". " + why +
-          " The figures below are as they were then."
-        : "Not live since " + clock(staleSince) +
+        ? since + ". " + why + " The figures below are as they were then."
+        : since +
         ": the figures below are as they were then " +
         (code === LOGGED_OUT
           ? "(you logged out: log in again to see them live)."
@@ -694,6 +698,9 @@
   };
 
   ChargeSim.locationPage = function (path, ids, limitKw) {
+    // A site's page: its times in the site's zone, as its chart (`zoneClock`).
+    const siteChart = document.getElementById("site-chart");
+    pageClock = zoneClock(siteChart ? siteChart.dataset.timeZone : null);
     const chart = timeChart(
       document.getElementById("site-chart"),
       [
