@@ -247,3 +247,47 @@ def test_not_live_since_names_its_zone_by_one_rule_on_every_page(site, browser, 
         86_400 - abs((now - shown).total_seconds()) % 86_400 < 120
     )
     page.context.close()
+
+
+def test_a_bulk_pause_says_which_connectors_had_no_session_to_pause(site, browser):
+    """Three of three "succeeded" when two of them had no transaction to pause."""
+    from playwright.sync_api import expect
+
+    running, _ = site
+    for cp_id in ("DEMO-0001", "DEMO-0002"):
+        api(site, f"/chargers/{cp_id}/actions/plug-in", {"connector_id": 1, "soc": 20})
+    api(site, "/chargers/DEMO-0001/actions/present-id-tag", {"connector_id": 1, "id_tag": "P-1"})
+    page = charger_page(browser, site, "DEMO-0001")
+    page.goto(f"{running.url}/")
+    for cp_id in ("DEMO-0001", "DEMO-0002", "DEMO-0003"):
+        page.locator(f'tr[data-charger]:has(a:text-is("{cp_id}"))').locator(
+            "input[name=pick]"
+        ).check()
+    page.select_option("#bulk select[name=action]", "pause-ev")
+    page.click("#bulk button[type=submit]")
+    summary = page.locator("#bulk-summary")
+    # DEMO-0003 has no vehicle: refused; DEMO-0002's car is plugged in, no transaction.
+    expect(summary).to_have_text(
+        "✗ pause-ev: paused 1 of 3; 1 had no session; 1 failed", timeout=20_000
+    )
+    idle = page.locator('#bulk-results tr[data-charger="DEMO-0002"]')
+    expect(idle).to_contain_text(
+        "⚠ pause-ev: the EV on connector 1 has no session to pause (Preparing)"
+    )
+    expect(page.locator('#bulk-results tr[data-charger="DEMO-0001"]')).to_contain_text(
+        "✓ pause-ev: the EV on connector 1 stopped drawing power (SuspendedEV)"
+    )
+
+    page.locator('tr[data-charger]:has(a:text-is("DEMO-0003")) input[name=pick]').uncheck()
+    page.select_option("#bulk select[name=action]", "resume-ev")
+    page.click("#bulk button[type=submit]")
+    expect(summary).to_have_text("✓ resume-ev: 2 of 2 succeeded", timeout=20_000)
+    page.select_option("#bulk select[name=action]", "pause-ev")
+    page.locator('tr[data-charger]:has(a:text-is("DEMO-0001")) input[name=pick]').uncheck()
+    page.click("#bulk button[type=submit]")
+    expect(summary).to_have_text("⚠ pause-ev: paused 0 of 1; 1 had no session", timeout=20_000)
+    page.screenshot(path=ARTIFACTS / "charger-page-bulk-pause.png", full_page=True)
+    api(site, "/chargers/DEMO-0001/actions/stop", {"connector_id": 1})
+    for cp_id in ("DEMO-0001", "DEMO-0002"):
+        api(site, f"/chargers/{cp_id}/actions/unplug", {"connector_id": 1})
+    page.context.close()

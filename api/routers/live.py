@@ -189,6 +189,11 @@ class BulkItem(Schema):
         "the other filters leave out), not_found, no_worker, timeout, failed",
     )
     status: str | None = Field(None, description="the connector's status afterwards")
+    session: bool | None = Field(
+        None,
+        description="connector actions: whether a transaction runs on the connector "
+        "afterwards (a pause-ev without one paused no session)",
+    )
     wait: WaitOut | None = None
 
 
@@ -836,6 +841,7 @@ def _bulk_out(
                 "message": _named(result, listed),
                 "error": result.get("error"),
                 "status": result.get("status"),
+                "session": result.get("session"),
                 "wait": result.get("wait"),
             }
         )
@@ -849,6 +855,7 @@ def _bulk_out(
             message=f"there is no charger {cp_id!r}",
             error="not_found",
             status=None,
+            session=None,
         )
         for cp_id in not_found
     )

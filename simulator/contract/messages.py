@@ -379,6 +379,9 @@ class ChargerResult(TypedDict):
     message: str
     error: NotRequired[str]  # when not ok: one of the ERROR_* kinds
     status: NotRequired[str]  # the connector's status afterwards (connector commands)
+    # Whether a transaction runs on the connector afterwards (connector commands): a
+    # pause-ev that succeeds without one paused no session, which a total has to say.
+    session: NotRequired[bool]
     wait: NotRequired[WaitOutcome]
 
 

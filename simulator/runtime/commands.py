@@ -400,6 +400,12 @@ class CommandServer:
         if command == "pause_ev":
             charger.pause_ev(connector_id)
             status = charger.evse(connector_id).status
+            if connector_id not in charger.transactions:
+                # Allowed (the car will not ask for power), but no session was paused.
+                return (
+                    f"the EV on connector {connector_id} has no session to pause ({status}): "
+                    "it is marked paused, so a session started later begins SuspendedEV"
+                )
             return f"the EV on connector {connector_id} stopped drawing power ({status})"
         if command == "resume_ev":
             charger.resume_ev(connector_id)
@@ -766,6 +772,7 @@ class CommandServer:
         now = self.service.store.by_pk(pk)  # a reboot replaced the charger
         if connector_id is not None and now is not None and connector_id <= len(now.evses):
             result["status"] = str(now.evses[connector_id - 1].status)
+            result["session"] = connector_id in now.transactions
         return result
 
     # -- pages' snapshots ----------------------------------------------------------------------

@@ -462,12 +462,13 @@
       const rows = table.tBodies[0];
       for (const item of body.results) {
         const tr = document.createElement("tr");
-        tr.className = item.ok ? "ok" : "failed";
+        const idle = item.ok && action === "pause-ev" && item.session === false;
+        tr.className = idle ? "ok no-session" : item.ok ? "ok" : "failed";
         tr.dataset.charger = item.charge_point_id || "";
         const cells = [
           item.charge_point_id || "–",
           item.connector_id == null ? "–" : String(item.connector_id),
-          (item.ok ? "✓ " : "✗ ") + action + ": " + item.message,
+          (idle ? "⚠ " : item.ok ? "✓ " : "✗ ") + action + ": " + item.message,
           item.status || "–",
         ];
         for (const text of cells) {
@@ -517,16 +518,28 @@
       setText(summary, "running " + steps.join(", then ") + "…");
       const lines = [];
       let failed = false;
+      let noSession = false;
       try {
         for (const action of steps) {
           const body = await post(action, filter, bulkArgs(action, form));
           addRows(action, body);
-          lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" +
-            (body.missing_shards.length ? " (no worker for shard " + body.missing_shards.join(", ") + ")" : ""));
+          const missing = body.missing_shards.length ? " (no worker for shard " + body.missing_shards.join(", ") + ")" : "";
+          // A pause on a connector without a transaction succeeds (the car is marked
+          // paused) but pauses no session: "5 of 5 succeeded" read as 5 sessions paused.
+          const idle = action === "pause-ev"
+            ? body.results.filter(function (item) { return item.ok && item.session === false; }).length
+            : 0;
+          if (idle) {
+            lines.push(action + ": paused " + (body.succeeded - idle) + " of " + body.total +
+              "; " + idle + " had no session" + (body.failed ? "; " + body.failed + " failed" : "") + missing);
+          } else {
+            lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" + missing);
+          }
           failed = failed || body.failed > 0;
+          noSession = noSession || idle > 0;
         }
-        summary.className = "bulk-summary " + (failed ? "error" : "ok");
-        setText(summary, (failed ? "✗ " : "✓ ") + lines.join("; "));
+        summary.className = "bulk-summary " + (failed ? "error" : noSession ? "warning" : "ok");
+        setText(summary, (failed ? "✗ " : noSession ? "⚠ " : "✓ ") + lines.join("; "));
       } catch (error) {
         summary.className = "bulk-summary error";
         setText(summary, "✗ " + lines.concat([error.message]).join("; "));
