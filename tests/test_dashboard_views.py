@@ -137,12 +137,25 @@ def test_a_filter_value_the_fleet_does_not_know_is_said_and_matches_no_charger(
         assert response.context["bulk_filter"] == {"charge_point_ids": []}
         assert re.search(r'<input type="radio" name="target" value="filter"[^>]* disabled>', html)
 
-    # A parameter the filter does not have filters nothing: no "match the filter" either.
-    response = admin_client_logged_in.get(home, {"power": "DC"})
+    # A parameter the filter does not have (the label "Power" for power_type) is not
+    # understood either: it showed every charger as if it were the DC ones, and a bulk
+    # action "over the filter" ran on all of them.
+    for params in ({"power": "banana"}, {"power": "DC", "page": "1"}):
+        response = admin_client_logged_in.get(home, params)
+        assert rows(response) == [], params
+        html = response.content.decode()
+        assert (
+            "No charger is shown: “power” is not a filter here: did you mean power_type (AC "
+            "or DC)? The filters are q, location, status and power_type. Choose again, or "
+            "clear the filter." in html
+        )
+        assert response.context["bulk_filter"] == {"charge_point_ids": []}
+        assert re.search(r'<input type="radio" name="target" value="filter"[^>]* disabled>', html)
+        assert '<a href="?">Clear</a>' in html
+    # `page` is no filter, and no problem.
+    response = admin_client_logged_in.get(home, {"page": "1"})
     assert rows(response) == ["CP-1", "CP-2"]
-    html = response.content.decode()
-    assert "<small>2 chargers</small>" in html
-    assert "every charger of the fleet (2)" in html
+    assert "every charger of the fleet (2)" in response.content.decode()
 
 
 def test_a_filtered_page_says_its_counts_are_of_the_whole_fleet_or_location(

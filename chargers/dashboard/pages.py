@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
@@ -56,12 +57,54 @@ class FleetFilter(forms.Form):
         error_messages={"invalid_choice": "“%(value)s” is not a power type (AC or DC)"},
     )
 
+    # What a fleet page's query string may hold besides the filter's fields.
+    NOT_FILTERS = frozenset({"page"})
+
+    def unknown_parameters(self) -> list[str]:
+        """The query's parameters that are no filter (?power=DC for ?power_type=DC)."""
+        return [
+            name for name in self.data if name not in self.fields and name not in self.NOT_FILTERS
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        """A parameter the filter does not have is not understood, said as an unknown value
+        is: read as no filter, ?power=DC showed every charger as if it were the DC ones,
+        and a bulk action "over the filter" ran on all of them."""
+        cleaned = super().clean() or {}
+        *others, last = self.fields
+        names = f"{', '.join(others)} and {last}"
+        for name in self.unknown_parameters():
+            # Its label ("Power" of power_type) or its name in other case ("Status").
+            hint = next(
+                (
+                    f"did you mean {field_name}{self._values(field)}? "
+                    for field_name, field in self.fields.items()
+                    if name.lower() in {(field.label or "").lower(), field_name}
+                ),
+                "",
+            )
+            the = "The" if hint else "the"
+            self.add_error(None, f"“{name}” is not a filter here: {hint}{the} filters are {names}")
+        return cleaned
+
+    @staticmethod
+    def _values(field: forms.Field) -> str:
+        """A choice field's values, as its refusal of another one lists them: " (AC or DC)"."""
+        if not isinstance(field, forms.ChoiceField):
+            return ""
+        choices: Any = field.choices  # a list of (value, label) pairs on these fields
+        values = [str(value) for value, _ in choices if value != ""]
+        return f" ({', '.join(values[:-1])} or {values[-1]})" if len(values) > 1 else ""
+
     def problems(self) -> list[str]:
-        """An unknown value (a stale link: a location since deleted), in words per field."""
+        """An unknown value (a stale link: a location since deleted) or parameter, in words
+        per field."""
         if self.is_valid():
             return []
         return [
-            f"{self.fields[name].label or name.capitalize()}: {message}"
+            str(message)
+            if name == NON_FIELD_ERRORS
+            else f"{self.fields[name].label or name.capitalize()}: {message}"
             for name, messages in self.errors.items()
             for message in messages
         ]
@@ -178,13 +221,14 @@ def fleet_page(
         page=paginator.get_page(page_number),
         counts=status_counts(evses),
         total_chargers=paginator.count,
-        # A filter's field given, valid or not; not a parameter it does not know (`page`,
-        # `power`): "11 chargers match the filter" of a filter that filtered nothing.
+        # A filter's field given, valid or not, or a parameter it does not know (said as a
+        # problem, with a "Clear" beside it); not `page`.
         filtered=any(
             params.get(name)
             for name in FleetFilter.base_fields
             if location is None or name != "location"
-        ),
+        )
+        or bool(fleet_filter.unknown_parameters()),
         can_change=user is not None and user.has_perm("chargers.change_charger"),
     )
 
