@@ -291,3 +291,46 @@ def test_a_bulk_pause_says_which_connectors_had_no_session_to_pause(site, browse
     for cp_id in ("DEMO-0001", "DEMO-0002"):
         api(site, f"/chargers/{cp_id}/actions/unplug", {"connector_id": 1})
     page.context.close()
+
+
+def control(site: tuple[DemoSite, str], path: str, body: dict[str, Any]) -> None:
+    """POST to the built-in CSMS's control endpoint (the port the demo announced)."""
+    running, _ = site
+    found = re.search(r"control endpoint \(scenarios' csms_control\) on (\S+)", running.sim.output)
+    assert found is not None, running.sim.output[-2000:]
+    sent = urllib.request.Request(
+        found.group(1) + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(sent, timeout=LIVE_MS / 1000) as answer:
+        assert answer.status == 200
+
+
+def test_a_40_kb_frame_wraps_in_the_log_and_shows_whole_on_request(site, browser):
+    """A DataTransfer of 40 kB on one line made the log table 40 kB of text wide."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0002")
+    data = "QUJD" * 10_000  # base64-like: no space to break at
+    control(site, "/chargers/DEMO-0002/DataTransfer", {"vendorId": "ChargeSim", "data": data})
+    row = page.locator('#message-log tr.call[data-action="DataTransfer"]').first
+    expect(row).to_be_visible()
+    message = row.locator("td").last
+    wrap = page.locator("#message-log").evaluate(
+        "t => [t.scrollWidth, t.parentElement.clientWidth, document.documentElement.scrollWidth,"
+        " window.innerWidth]"
+    )
+    assert wrap[0] <= wrap[1] + 1 and wrap[2] <= wrap[3], wrap
+    show = message.locator("button.show-all")
+    expect(show).to_have_text(re.compile(r"^show all \d{2},\d{3} characters$"))
+    assert len(message.locator("pre").inner_text()) < 5_000
+    show.click()
+    expect(show).to_have_text("show less")
+    assert data in message.locator("pre").inner_text().replace("\n", "")
+    wrap = page.locator("#message-log").evaluate(
+        "t => [t.scrollWidth, t.parentElement.clientWidth]"
+    )
+    assert wrap[0] <= wrap[1] + 1, wrap
+    page.screenshot(path=ARTIFACTS / "charger-page-long-frame.png", full_page=True)
+    show.click()
+    expect(show).to_have_text(re.compile(r"^show all "))
+    page.context.close()

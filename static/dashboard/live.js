@@ -9,6 +9,8 @@
   const ChargeSim = (window.ChargeSim = {});
   const LOG_ROWS = 500;
   const CHART_POINTS = 7200;
+  // Characters of a logged frame shown before "show all".
+  const LOG_TEXT_SHOWN = 2000;
 
   // -- small helpers ---------------------------------------------------------------------
 
@@ -1164,8 +1166,8 @@
       }
       const td = document.createElement("td");
       const pre = document.createElement("pre");
-      pre.textContent = info.pretty;
       td.appendChild(pre);
+      showText(td, pre, info.pretty);
       tr.appendChild(td);
       if (!actions.has(info.action) && info.action !== "?") {
         actions.add(info.action);
@@ -1175,6 +1177,29 @@
       }
       tr.hidden = !!select.value && select.value !== info.action;
       return tr;
+    }
+
+    // A long frame (a 40 kB DataTransfer) shows its start, and all of it on request: whole,
+    // it was a table as wide as the frame was long. Long lines wrap (dashboard.css).
+    function showText(td, pre, text) {
+      if (text.length <= LOG_TEXT_SHOWN) {
+        pre.textContent = text;
+        return;
+      }
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "show-all";
+      let whole = false;
+      function paint() {
+        pre.textContent = whole ? text : text.slice(0, LOG_TEXT_SHOWN) + "…";
+        button.textContent = whole
+          ? "show less"
+          : "show all " + text.length.toLocaleString("en") + " characters";
+        pre.classList.toggle("whole", whole);
+      }
+      button.addEventListener("click", function () { whole = !whole; paint(); });
+      paint();
+      td.appendChild(button);
     }
 
     function flush() {
