@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from django import forms
@@ -247,6 +248,33 @@ class ConfigurationKeyFormSet(BaseInlineFormSet):
         if any(refused):
             raise forms.ValidationError([message for message in refused if message])
         self._refuse_case_twins()
+
+    def validate_unique(self) -> None:
+        """Two rows of one key: Django's "Please correct the duplicate data for key."
+        named no key, on a page of some forty."""
+        # The rows Django compares, read first: it takes the key out of a repeat's data.
+        kept = [
+            form.cleaned_data["key"]
+            for form in self.forms
+            if form.is_valid() and form not in self.deleted_forms
+            if form.cleaned_data.get("key")
+        ]
+        try:
+            super().validate_unique()
+        except forms.ValidationError:
+            twice = [(key, n) for key, n in Counter(kept).items() if n > 1]
+            if not twice:
+                raise
+            raise forms.ValidationError(
+                [
+                    f"The key {key} is on {n} rows: a charger has each key once, so keep one."
+                    for key, n in twice
+                ]
+            ) from None
+
+    def get_form_error(self) -> str:
+        # Beside the row that repeats a key (the page's message above names it).
+        return "This key is on another row too."
 
     def _refuse_case_twins(self) -> None:
         """Two rows of this page whose keys differ only in case, one of them new or

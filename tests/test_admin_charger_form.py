@@ -733,3 +733,26 @@ def test_the_configuration_key_admin_adds_a_key_to_the_charger_chosen(admin_clie
     )
     assert "charger" not in form_values(change.content.decode())
     assert "KEY-ADD" in change.content.decode()
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_key_given_twice_in_the_configuration_inline_is_named(admin_client_logged_in, stored):
+    """Two rows of one key (both new, or a new one beside the stored one) got Django's
+    "Please correct the duplicate data for key, which must be unique.", not which key."""
+    charger = make_charger("DUP-1", evses=1)
+    if stored:
+        ConfigurationKey.objects.create(charger=charger, key="VendorKey", value="on")
+    url, data = change_page(admin_client_logged_in, charger)
+    n = int(data["configuration-TOTAL_FORMS"])
+    new_rows = 1 if stored else 2
+    for row in range(n, n + new_rows):
+        data[f"configuration-{row}-key"] = "VendorKey"
+        data[f"configuration-{row}-value"] = f"v{row}"
+    data["configuration-TOTAL_FORMS"] = str(n + new_rows)
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert "Please correct the duplicate" not in page
+    assert "The key VendorKey is on 2 rows: a charger has each key once, so keep one." in page
+    assert page.count("This key is on another row too.") == 1  # beside the repeat
+    assert charger.configuration.filter(key="VendorKey").count() == (1 if stored else 0)
