@@ -334,3 +334,49 @@ def test_a_40_kb_frame_wraps_in_the_log_and_shows_whole_on_request(site, browser
     show.click()
     expect(show).to_have_text(re.compile(r"^show all "))
     page.context.close()
+
+
+def test_a_firmware_update_says_what_it_waits_for(site, browser, tmp_path):
+    """An update waiting for its retrieveDate showed "Idle", one waiting for a session to
+    end "Downloaded", with no word of why nothing happened."""
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    from tests.file_servers import ftp_server
+
+    page = charger_page(browser, site, "DEMO-0001")
+    status = page.locator("#maintenance [data-field=firmware_status]")
+    waiting = page.locator("#maintenance [data-field=firmware_waiting]")
+    expect(status).to_have_text("Idle")
+    expect(waiting).to_be_hidden()
+
+    (tmp_path / "chargesim-9.9.0.bin").write_text("ChargeSim firmware 9.9.0\n")
+    with ftp_server(tmp_path) as ftp:
+        later = (datetime.now(UTC) + timedelta(minutes=10)).isoformat(timespec="seconds")
+        update = {"location": ftp.url("chargesim-9.9.0.bin"), "retrieveDate": later}
+        control(site, "/chargers/DEMO-0001/UpdateFirmware", update)
+        expect(waiting).to_have_text(
+            re.compile(
+                r"^\(waiting: the download starts at its retrieveDate, \d\d:\d\d:\d\d, "
+                r"in (59\d|600) s\)$"
+            )
+        )
+        expect(status).to_have_text("Idle")
+        page.screenshot(path=ARTIFACTS / "charger-page-firmware-waiting.png", full_page=True)
+
+        # Now, during a session: downloaded, it waits for the session to end.
+        api(site, "/chargers/DEMO-0001/actions/plug-in", {"connector_id": 1, "soc": 20})
+        api(site, "/chargers/DEMO-0001/actions/present-id-tag", {"connector_id": 1, "id_tag": "F"})
+        update = {"location": ftp.url("chargesim-9.9.0.bin")}
+        control(site, "/chargers/DEMO-0001/UpdateFirmware", update)
+        expect(status).to_have_text("Downloaded")
+        expect(waiting).to_have_text(
+            "(waiting: the installation starts once the transaction on connector 1 ends "
+            "(never during a session))"
+        )
+        api(site, "/chargers/DEMO-0001/actions/stop", {"connector_id": 1})
+        expect(page.locator("[data-field=firmware_version]")).to_have_text("9.9.0", timeout=30_000)
+        expect(waiting).to_be_hidden()
+    api(site, "/chargers/DEMO-0001/actions/unplug", {"connector_id": 1})
+    page.context.close()

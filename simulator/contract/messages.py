@@ -494,6 +494,10 @@ class ChargerSnapshot(TypedDict):
     local_list_size: int
     firmware_version: str
     firmware_status: str  # the last FirmwareStatusNotification's status, or "Idle"
+    # What an update waits for now, in words (None: it does not wait), and until when
+    # (epoch s; None: until something happens, e.g. a transaction ends).
+    firmware_waiting: str | None
+    firmware_waiting_until: float | None
     diagnostics_status: str  # the same for DiagnosticsStatusNotification
     log_status: str  # the last LogStatusNotification's status (GetLog), or "Idle"
     log_request_id: int | None  # the GetLog it is about

@@ -316,6 +316,9 @@ class Charger:
         self.transfers = transfers  # how firmware and diagnostics files move (runtime)
         self.firmware_status = FirmwareStatus.IDLE  # the last one reported
         self.signed_firmware_request: int | None = None  # its requestId, if a signed update
+        # What a firmware update waits for now, in words, and until when (the clock's
+        # monotonic time; None: until something happens): its page says why it sits still.
+        self.firmware_waiting: tuple[str, float | None] | None = None
         self.diagnostics_status = DiagnosticsStatus.IDLE
         self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics", "log"
         self.certificates = CertificateStore()
@@ -1342,6 +1345,13 @@ class Charger:
         return self.rng.choice(fitting) if fitting else None
 
     # -- reservations -------------------------------------------------------------------
+
+    def firmware_waits(self, what: str | None, seconds: float | None = None) -> None:
+        """A firmware update now waits for `what` (None: no longer waits), `seconds` long
+        if it is a time; the page is told."""
+        until = None if seconds is None else self.clock.monotonic() + seconds
+        self.firmware_waiting = None if what is None else (what, until)
+        self.listener.on_change(self)
 
     def wall_time(self) -> float:
         """The charger's clock as epoch seconds (synchronised to the CSMS's)."""

@@ -132,7 +132,6 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
     is checked with the signing certificate's key (SignatureVerified, or InvalidSignature
     and the security event InvalidFirmwareSignature, and the update ends there), and it is
     installed no earlier than its installDateTime."""
-    transfers = charger.transfers
     signed = request.signed
 
     async def report(status: FirmwareStatus) -> None:
@@ -141,12 +140,29 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         else:
             await charger.report_signed_firmware(status, signed.request_id)
 
+    try:
+        await _update_firmware(charger, request, report)
+    finally:
+        # Replaced or cancelled mid-wait (a new request, a reboot): it waits for nothing
+        # any more. Not published from here: a charger a reboot replaced must not publish.
+        charger.firmware_waiting = None
+
+
+async def _update_firmware(
+    charger: Charger,
+    request: FirmwareRequest,
+    report: Callable[[FirmwareStatus], Awaitable[None]],
+) -> None:
+    transfers = charger.transfers
+    signed = request.signed
     delay = request.retrieve_at - charger.wall_time()
     if delay >= SCHEDULED_AFTER and signed is not None:
         await report(FirmwareStatus.DOWNLOAD_SCHEDULED)
     if delay > 0:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
+        charger.firmware_waits("the download starts at its retrieveDate", delay)
         await sleep(charger.clock, delay)
+        charger.firmware_waits(None)
     try:
         failure = FirmwareFailure(charger.spec.firmware_failure or "")
     except ValueError:  # a value no form let through: nothing to simulate
@@ -184,9 +200,24 @@ async def update_firmware(charger: Charger, request: FirmwareRequest) -> None:
         if wait >= SCHEDULED_AFTER:
             await report(FirmwareStatus.INSTALL_SCHEDULED)
         if wait > 0:
+            charger.firmware_waits("the installation starts at its installDateTime", wait)
             await sleep(charger.clock, wait)
+            charger.firmware_waits(None)
+    waiting_for: list[int] = []
     while charger.transactions:  # never during a session: install once it is over
+        if sorted(charger.transactions) != waiting_for:
+            waiting_for = sorted(charger.transactions)
+            which = ", ".join(map(str, waiting_for))
+            charger.firmware_waits(
+                f"the installation starts once the transaction on connector "
+                f"{which} ends (never during a session)"
+                if len(waiting_for) == 1
+                else f"the installation starts once the transactions on connectors "
+                f"{which} end (never during a session)"
+            )
         await sleep(charger.clock, IDLE_POLL_SECONDS)
+    if waiting_for:
+        charger.firmware_waits(None)
     await report(FirmwareStatus.INSTALLING)
     version = firmware_version_of(data, request.location, charger.spec.firmware_version)
     if failure is FirmwareFailure.INSTALLATION_FAILED or version is None:

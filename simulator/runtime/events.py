@@ -37,6 +37,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
     clock = charger.clock
     left = charger.offline_until - clock.monotonic()
     network = charger.impairments.network
+    waiting = charger.firmware_waiting
     return contract.ChargerSnapshot(
         id=charger.spec.db_id,
         charge_point_id=charger.id,
@@ -86,6 +87,12 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         local_list_size=len(charger.local_list),
         firmware_version=charger.spec.firmware_version,
         firmware_status=str(charger.firmware_status),
+        firmware_waiting=waiting[0] if waiting else None,
+        firmware_waiting_until=(
+            round(clock.time() + waiting[1] - clock.monotonic(), 1)
+            if waiting and waiting[1] is not None
+            else None
+        ),
         diagnostics_status=str(charger.diagnostics_status),
         log_status=str(charger.log_status),
         log_request_id=charger.log_request_id,

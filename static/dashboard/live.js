@@ -769,6 +769,7 @@
     const field = function (name) { return box.querySelector("[data-field=" + name + "]"); };
     setText(document.querySelector("[data-field=firmware_version]"), snap.firmware_version);
     setText(field("firmware_status"), snap.firmware_status);
+    paintWaiting(field("firmware_waiting"), snap);
     setText(field("diagnostics_status"), snap.diagnostics_status);
     if (snap.log_status !== undefined) {
       setText(field("log_status"), snap.log_status +
@@ -787,6 +788,19 @@
       item.textContent = text;
       return item;
     }));
+  }
+
+  // What a firmware update waits for, and till when (counting down) if it is a time.
+  function paintWaiting(el, snap) {
+    if (!el || snap.firmware_waiting === undefined) return;
+    const what = snap.firmware_waiting;
+    const until = snap.firmware_waiting_until;
+    el.hidden = !what;
+    countdown(el, what ? until : null, snap.at, function (seconds) {
+      return "(waiting: " + what + ", " + clock(until) + ", in " + seconds + " s)";
+    });
+    if (!what) setText(el, "");
+    else if (until == null) setText(el, "(waiting: " + what + ")");
   }
 
   // A security event as one line: when, what, why (and whether the CSMS was told).
