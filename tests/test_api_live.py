@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connections
 from django.test import AsyncClient, Client
 from openapi_spec_validator import validate
@@ -566,6 +568,21 @@ async def test_a_state_request_reads_the_register_as_of_now_not_the_last_sample(
     while await register() <= first:
         assert asyncio.get_running_loop().time() < deadline, "the register stood still"
         await asyncio.sleep(0.2)
+
+
+async def test_a_chargers_state_gives_its_network_conditions_and_a_cut(worker, driver):
+    """What the charger page shows of them: a script that set them reads them back."""
+    before = (await driver.get(STATE.format("API-1"))).json()["charger"]
+    assert before["network"] == {"latency_ms": 0, "jitter_ms": 0, "drop_rate": 0.0}
+    assert before["offline_until"] is None
+    assert before["firmware_status"] == "Idle" and before["firmware_waiting"] is None
+    args = {"latency_ms": 120, "jitter_ms": 30, "drop_rate": 0.25}
+    await driver.post(ACTION.format("API-1", "set-network"), args)
+    state = (await driver.get(STATE.format("API-1"))).json()["charger"]
+    assert state["network"] == args
+    cut = await driver.post(ACTION.format("API-1", "cut-network"), {"seconds": 30})
+    offline_until = cut.json()["charger"]["offline_until"]
+    assert offline_until is not None and 0 < offline_until - time.time() <= 30
 
 
 async def test_a_suspended_connectors_state_says_why(worker, driver, csms):

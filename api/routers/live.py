@@ -104,6 +104,12 @@ class EvseState(Schema):
     )
 
 
+class NetworkState(Schema):
+    latency_ms: int = Field(description="added to each frame each way")
+    jitter_ms: int = Field(description="up to this much more, at random")
+    drop_rate: float = Field(description="share of the charger's outgoing frames lost, 0..1")
+
+
 class ChargerState(Schema):
     id: int | None = Field(description="the charger's primary key")
     charge_point_id: str
@@ -115,6 +121,23 @@ class ChargerState(Schema):
     )
     power_type: str
     evses: list[EvseState]
+    # What the charger page shows too: a script that set the network or started a firmware
+    # update reads them here rather than from the page.
+    network: NetworkState = Field(
+        description="the network conditions the charger runs with now (set-network)"
+    )
+    offline_until: float | None = Field(
+        None, description="Unix time a network cut (cut-network) ends; null: no cut"
+    )
+    firmware_status: str = Field(
+        "Idle", description="the last FirmwareStatusNotification's status, or Idle"
+    )
+    firmware_waiting: str | None = Field(
+        None, description="what a firmware update waits for now, in words; null: it does not wait"
+    )
+    firmware_waiting_until: float | None = Field(
+        None, description="Unix time that wait ends; null: until something happens (a session ends)"
+    )
     at: float = Field(description="Unix time of the snapshot")
 
 
