@@ -6,10 +6,11 @@ id, CHARGESIM_SHARDS)`). Each request here gets a fresh reply channel, goes to t
 worker's group, and waits for its acknowledgement (`ACK_SECONDS`: without one, no worker
 runs that shard) and then for its answer (`RESULT_SECONDS`, plus the action's own
 `wait_for` timeout), asking the shard every `PROBE_SECONDS` meanwhile whether the worker
-that acknowledged still runs it: one that stopped answering or restarted ends the wait
-then (`WorkerGone`), not a minute after the timeout. A bulk action and the fleet summary go to every shard and gather the
-answers; a shard without a worker is reported, charger by charger where the caller knows
-them, never silently left out.
+that acknowledged still runs it (one question per shard for all the waits of the event
+loop: `chargers.shard_probe`): one that stopped answering or restarted ends the wait then
+(`WorkerGone`), not a minute after the timeout. A bulk action and the fleet summary go to
+every shard and gather the answers; a shard without a worker is reported, charger by
+charger where the caller knows them, never silently left out.
 
 Used by the API (`api.routers.live`); the dashboard's consumers keep their own socket-bound
 way of asking (their answers arrive as channel events of the page's socket).
@@ -29,6 +30,7 @@ from typing import Any, cast
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from chargers.shard_probe import Gone, probe_of
 from simulator import contract
 from simulator.contract.traffic import EVENT_TRAFFIC_RESULT, TrafficResult, traffic_command
 
@@ -41,7 +43,8 @@ ERROR_TIMEOUT = "timeout"
 ACK_SECONDS = 4.0
 RESULT_SECONDS = 60.0
 # While a command runs, how often its worker is asked whether it is still there (it then
-# has ACK_SECONDS to answer): a worker that went away is known within the two.
+# has ACK_SECONDS to answer): a worker that went away is known within the two. One
+# question per shard and interval, however many commands wait on it.
 PROBE_SECONDS = 5.0
 # Sends in flight at once per event loop: each holds one of the Redis layer's pooled
 # connections (100 by default, and redis-py raises MaxConnectionsError past them rather
@@ -193,32 +196,28 @@ class EngineClient:
     async def _result(
         self, channel: str, request_id: str, waiting: _Waiting, deadline: float
     ) -> dict[str, Any] | None:
-        """The command's result, or None at the deadline; between its messages the shard is
-        asked every `probe_seconds` for its summary, whose `started` says whether the worker
+        """The command's result, or None at the deadline. Meanwhile the shard's probe
+        (shared by every wait on the shard) asks every `probe_seconds` whether the worker
         that acknowledged still runs it. Raises WorkerGone when it does not."""
-        loop = asyncio.get_running_loop()
-        probe: str | None = None  # the request id of the question in flight
-        due = loop.time() + self.probe_seconds  # when to ask, or when the answer is late
-        while True:
-            ids = {request_id} if probe is None else {request_id, probe}
-            reply = await self._receive(channel, ids, min(deadline, due))
-            if reply is None:
-                if loop.time() >= deadline:
-                    return None
-                if probe is not None:
-                    raise WorkerGone(waiting.gone(restarted=False))
-                probe = uuid.uuid4().hex
-                question = contract.summary_request(channel, probe)
-                await self._group_send(contract.engine_group(waiting.shard), question)
-                due = loop.time() + self.ack_seconds
-            elif reply["request_id"] == probe:
-                if waiting.started is not None and reply.get("started") != waiting.started:
-                    raise WorkerGone(waiting.gone(restarted=True))
-                probe, due = None, loop.time() + self.probe_seconds
-            elif reply.get("type") == contract.EVENT_COMMAND_DONE:
-                waiting.done = str(reply.get("message"))
-            else:
+        probe = probe_of(self.layer, waiting.shard, self.probe_seconds, self.ack_seconds)
+        verdict = probe.watch(waiting.started)
+        receiving: asyncio.Task[dict[str, Any] | None] | None = None
+        try:
+            while True:
+                if receiving is None:
+                    receiving = asyncio.create_task(self._receive(channel, {request_id}, deadline))
+                await asyncio.wait((receiving, verdict), return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    raise _gone(verdict, waiting)
+                reply, receiving = receiving.result(), None
+                if reply is not None and reply.get("type") == contract.EVENT_COMMAND_DONE:
+                    waiting.done = str(reply.get("message"))
+                    continue
                 return reply
+        finally:
+            probe.unwatch(verdict)
+            if receiving is not None:
+                receiving.cancel()
 
     async def state(
         self,
@@ -435,6 +434,15 @@ class _Waiting:
                 "condition came is not known: read the charger's state"
             )
         return f"{head}; the action may or may not have been carried out: read the charger's state"
+
+
+def _gone(verdict: asyncio.Future[Gone], waiting: _Waiting) -> EngineError:
+    """What a wait ends with once its shard's probe gave its `verdict`."""
+    try:
+        gone = verdict.result()
+    except Exception as exc:  # the probe could not ask: the layer is away
+        return LayerDown(exc)
+    return WorkerGone(waiting.gone(restarted=gone is Gone.RESTARTED))
 
 
 def _per_loop(

@@ -283,6 +283,46 @@ async def test_a_worker_restarted_during_a_wait_is_known_by_its_new_start_time(w
     )
 
 
+async def test_the_waits_on_one_worker_share_one_question_per_interval(worker, rows):
+    """Each waiting call asked its worker every 5 s on its own whether it was still there:
+    1,000 open waits were some 200 summaries a second for one worker to make."""
+    layer = get_channel_layer()
+    asked = await layer.new_channel()  # hears what the worker of shard 0 is sent
+    await layer.group_add(contract.engine_group(0), asked)
+    every = 0.5
+    client = EngineClient(ack_seconds=1.0, result_seconds=10.0, probe_seconds=every)
+    pk = rows["CL-2"].pk
+    waits = [
+        asyncio.create_task(client.state(pk, "CL-2", wait_for=wait("Faulted", 30)))
+        for _ in range(50)
+    ]
+    try:
+        await wait_until(lambda: len(worker.conditions) == 50, message="the waits to register")
+
+        async def next_question() -> dict[str, Any]:
+            while True:
+                message = await asyncio.wait_for(layer.receive(asked), 5)
+                if message.get("command") == contract.SUMMARY:
+                    return message
+
+        await next_question()
+        # The questions of the next three intervals (a slow loop only makes them fewer).
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3 * every
+        questions = []
+        while (left := end - loop.time()) > 0:
+            try:
+                questions.append(await asyncio.wait_for(next_question(), left))
+            except TimeoutError:
+                break
+        assert len(questions) <= 4, f"{len(questions)} questions for 50 waits"
+        assert not any(w.done() for w in waits)  # the worker still runs: nobody was told else
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
 # -- the fleet ---------------------------------------------------------------------------------
 
 
