@@ -30,7 +30,7 @@ from typing import Any, cast
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chargers.shard_probe import Gone, probe_of
+from chargers.shard_probe import Gone, ShardProbe, probe_of
 from simulator import contract
 from simulator.contract.traffic import EVENT_TRAFFIC_RESULT, TrafficResult, traffic_command
 
@@ -39,6 +39,7 @@ NOT_FINISHED = "the simulator did not finish in time"
 # Set by this client on a per-charger result (the engine's kinds are contract.ERROR_*).
 ERROR_NO_WORKER = "no_worker"
 ERROR_TIMEOUT = "timeout"
+ERROR_WORKER_GONE = "worker_gone"
 
 ACK_SECONDS = 4.0
 RESULT_SECONDS = 60.0
@@ -105,6 +106,8 @@ class BulkOutcome:
     asked: list[int] = field(default_factory=list)  # shards sent the command
     missing: list[int] = field(default_factory=list)  # shards without a worker
     unfinished: list[int] = field(default_factory=list)  # acknowledged, no answer in time
+    # Acknowledged, then its worker stopped answering or restarted: shard -> what to say.
+    gone: dict[int, str] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)  # whole-command refusals, by shard
 
 
@@ -308,7 +311,9 @@ class EngineClient:
             )
             await self._group_send(contract.engine_group(shard), message)
         outcome = BulkOutcome(asked=sorted(sends))
-        await self._gather_bulk(channel, shard_of_request, outcome, _wait_seconds(wait_for))
+        await self._gather_bulk(
+            channel, shard_of_request, outcome, command, _wait_seconds(wait_for)
+        )
         expected = dict(known or {})
         expected.update(chargers or {})
         for pk, cp_id in sorted(expected.items()):
@@ -317,6 +322,9 @@ class EngineClient:
                 outcome.results.append(_unanswered(pk, cp_id, NO_WORKER, ERROR_NO_WORKER))
             elif shard in outcome.unfinished:
                 outcome.results.append(_unanswered(pk, cp_id, NOT_FINISHED, ERROR_TIMEOUT))
+            elif shard in outcome.gone:
+                gone = outcome.gone[shard]
+                outcome.results.append(_unanswered(pk, cp_id, gone, ERROR_WORKER_GONE))
         return outcome
 
     async def _gather_bulk(
@@ -324,35 +332,69 @@ class EngineClient:
         channel: str,
         shard_of_request: dict[str, int],
         outcome: BulkOutcome,
+        command: str,
         wait_seconds: float,
     ) -> None:
+        """Each shard's acknowledgement, then its results; meanwhile the probe of each shard
+        that acknowledged asks whether its worker still runs it, as for one charger: a
+        worker that went away (`outcome.gone`) is known within seconds, not after the wait's
+        timeout and the minute after it."""
         loop = asyncio.get_running_loop()
         ack_deadline = loop.time() + self.ack_seconds
         result_deadline = ack_deadline + self.result_seconds + wait_seconds
         unacked = set(shard_of_request.values())
-        working: set[int] = set()
-        while unacked or working:
-            deadline = ack_deadline if unacked else result_deadline
-            reply = await self._receive(channel, set(shard_of_request), deadline)
-            if reply is None:
-                if unacked:  # the acknowledgements are due first
-                    outcome.missing.extend(sorted(unacked))
-                    unacked.clear()
+        working: dict[int, tuple[ShardProbe, asyncio.Future[Gone]]] = {}
+        receiving: asyncio.Task[dict[str, Any] | None] | None = None
+        try:
+            while unacked or working:
+                if receiving is None:
+                    deadline = ack_deadline if unacked else result_deadline
+                    receiving = asyncio.create_task(
+                        self._receive(channel, set(shard_of_request), deadline)
+                    )
+                verdicts = {verdict: shard for shard, (_, verdict) in working.items()}
+                awaited: list[asyncio.Future[Any]] = [receiving, *verdicts]
+                await asyncio.wait(awaited, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    for verdict, shard in verdicts.items():
+                        if verdict.done():
+                            probe, _ = working.pop(shard)
+                            probe.unwatch(verdict)
+                            waiting = _Waiting(command, shard, None)
+                            error = _gone(verdict, waiting)
+                            if isinstance(error, LayerDown):
+                                raise error
+                            outcome.gone[shard] = str(error)
                     continue
-                outcome.unfinished.extend(sorted(working))
-                return
-            shard = shard_of_request[reply["request_id"]]
-            if reply.get("type") == contract.EVENT_COMMAND_ACK:
-                if shard in unacked:
+                reply, receiving = receiving.result(), None
+                if reply is None:
+                    if unacked:  # the acknowledgements are due first
+                        outcome.missing.extend(sorted(unacked))
+                        unacked.clear()
+                        continue
+                    outcome.unfinished.extend(sorted(working))
+                    return
+                shard = shard_of_request[reply["request_id"]]
+                if reply.get("type") == contract.EVENT_COMMAND_ACK:
+                    if shard in unacked:
+                        unacked.discard(shard)
+                        probe = probe_of(self.layer, shard, self.probe_seconds, self.ack_seconds)
+                        working[shard] = (probe, probe.watch(reply.get("started")))
+                elif reply.get("type") == contract.EVENT_BULK_RESULT:
                     unacked.discard(shard)
-                    working.add(shard)
-            elif reply.get("type") == contract.EVENT_BULK_RESULT:
-                unacked.discard(shard)
-                working.discard(shard)
-                outcome.results.extend(reply.get("results") or [])
-                if reply.get("message"):
-                    outcome.refused.append(str(reply["message"]))
-        outcome.missing.sort()
+                    if shard in working:
+                        probe, verdict = working.pop(shard)
+                        probe.unwatch(verdict)
+                    outcome.gone.pop(shard, None)  # its answer came after all
+                    outcome.results.extend(reply.get("results") or [])
+                    if reply.get("message"):
+                        outcome.refused.append(str(reply["message"]))
+        finally:
+            for probe, verdict in working.values():
+                probe.unwatch(verdict)
+            if receiving is not None:
+                receiving.cancel()
+            outcome.missing.sort()
 
     async def traffic(
         self,

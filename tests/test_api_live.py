@@ -207,7 +207,12 @@ def test_the_answers_closed_value_sets_are_enums_of_the_values_the_code_gives():
         contract.ERROR_FAILED,
         contract.ERROR_SKIPPED,
     }
-    client_side = {engine_client.ERROR_NO_WORKER, engine_client.ERROR_TIMEOUT, "not_found"}
+    client_side = {
+        engine_client.ERROR_NO_WORKER,
+        engine_client.ERROR_TIMEOUT,
+        engine_client.ERROR_WORKER_GONE,
+        "not_found",
+    }
     assert values("BulkItem", "error") == engine | client_side
 
 

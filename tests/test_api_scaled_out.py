@@ -1,10 +1,13 @@
 """The API in the scaled-out mode (Redis, PostgreSQL, Daphne and Celery as processes): an
-import job uploaded through the API runs on a Celery worker."""
+import job uploaded through the API runs on a Celery worker; a bulk action's wait names the
+chargers of a worker killed meanwhile."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +20,7 @@ import pytest
 
 from tests.process import ROOT, Process, daphne, free_port, redis_database, wait_for_port
 from tests.test_import_jobs import fleet_csv
-from tests.test_scaled_out import REDIS_URL, database  # noqa: F401
+from tests.test_scaled_out import REDIS_URL, database, deploy  # noqa: F401
 from tests.test_scaled_out import pytestmark as scaled_out
 
 # The scaled-out tests' needs (Redis, PostgreSQL) and marks.
@@ -124,3 +127,53 @@ def test_scaled_out_a_job_runs_on_a_celery_worker(tmp_path, database):  # noqa: 
     finally:
         web.stop()
         celery.stop()
+
+
+def test_scaled_out_a_bulk_wait_names_the_chargers_of_a_worker_killed_meanwhile(
+    tmp_path,
+    database,  # noqa: F811
+):
+    """A worker killed while a bulk action waited for Charging: the answer came only after
+    the wait's timeout and a minute more, every charger of that shard "did not finish in
+    time". Now the killed worker's chargers are named `worker_gone` (seconds after the
+    kill: the answer waits only for the other worker's timeout), and the other worker's
+    result comes as it is."""
+    with deploy(tmp_path, database) as live:
+        token = live.token()
+        first, second = live.by_shard[0], live.by_shard[1]
+        query = "wait_for=Charging&timeout=8"
+        body = json.dumps({"filter": {"charge_point_ids": [first, second]}}).encode()
+
+        def bulk() -> Any:
+            path = f"{V1}/fleet/actions/plug-in?{query}"
+            request = urllib.request.Request(
+                f"http://{live.host}{path}",
+                body,
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                method="POST",
+            )
+            # Well below the minute and more the answer took before.
+            with urllib.request.urlopen(request, timeout=45) as response:
+                return json.loads(response.read())
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(bulk)
+            # Plugged in: the worker of shard 1 did the action and now waits for Charging.
+            deadline = time.monotonic() + 30
+            while (
+                http(live.host, token, "GET", f"{V1}/chargers/{second}/state")["charger"]["evses"][
+                    0
+                ]["status"]
+                != "Preparing"
+            ):
+                assert time.monotonic() < deadline and not answer.done(), "not plugged in"
+                time.sleep(0.1)
+            live.workers[1].signal(signal.SIGKILL)
+            result = answer.result()
+        assert result["gone_shards"] == [1], result
+        by_id = {item["charge_point_id"]: item for item in result["results"]}
+        assert by_id[first]["ok"] and by_id[first]["wait"]["met"] is False, by_id[first]
+        assert (by_id[second]["ok"], by_id[second]["error"]) == (False, "worker_gone")
+        assert by_id[second]["message"].startswith(
+            "the worker of shard 1 stopped answering before it answered"
+        ), by_id[second]

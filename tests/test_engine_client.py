@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 
 from chargers.engine_client import (
     ERROR_NO_WORKER,
+    ERROR_WORKER_GONE,
     NO_WORKER,
     EngineClient,
     NoWorker,
@@ -434,6 +435,49 @@ async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, se
             assert (results[cp_id]["error"], results[cp_id]["message"]) == (
                 ERROR_NO_WORKER,
                 NO_WORKER,
+            )
+    finally:
+        for service in workers:
+            await service.stop()
+
+
+async def test_a_bulk_wait_names_the_chargers_of_a_worker_that_went_away_and_keeps_the_rest(
+    csms, settings
+):
+    """A worker stopped while a bulk action waited for Charging: the caller heard nothing
+    until the wait's timeout and a minute more, then only "did not finish in time" for
+    every charger of that shard. Now its chargers are named within seconds, and the other
+    shard's results come as they are."""
+    settings.CHARGESIM_SHARDS = 2
+    by_shard = ids_on_both_shards("GONE-")
+    site = await database_sync_to_async(make_location)("Gone Site")
+    await database_sync_to_async(make_vehicle)()
+    every = [cp_id for ids in by_shard.values() for cp_id in ids]
+    for cp_id in every:
+        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
+    pks: dict[int, str] = await database_sync_to_async(pk_map)(every)
+    workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
+    try:
+        for shard, service in enumerate(workers):
+            await booted(service, *by_shard[shard])
+        client = EngineClient(ack_seconds=1.0, result_seconds=30.0, probe_seconds=0.5)
+        bulk = asyncio.create_task(
+            client.bulk("plug_in", {}, location_id=site.pk, wait_for=wait("Charging", 3), known=pks)
+        )
+        await wait_until(lambda: len(workers[1].conditions) == 2, message="shard 1's waits")
+        await workers[1].stop()  # as far as its callers can tell, a worker killed
+        outcome = await asyncio.wait_for(bulk, 15)
+        assert list(outcome.gone) == [1]
+        assert (outcome.missing, outcome.unfinished) == ([], [])
+        results = {r["charge_point_id"]: r for r in outcome.results}
+        assert set(results) == set(every)
+        for cp_id in by_shard[0]:  # the wait ran out: a result all the same
+            assert results[cp_id]["ok"] and results[cp_id]["wait"]["met"] is False
+        for cp_id in by_shard[1]:
+            assert (results[cp_id]["ok"], results[cp_id]["error"]) == (False, ERROR_WORKER_GONE)
+            assert results[cp_id]["message"] == (
+                "the worker of shard 1 stopped answering before it answered; the action may "
+                "or may not have been carried out: read the charger's state"
             )
     finally:
         for service in workers:

@@ -70,9 +70,18 @@ ConnectorStatusName = contract.StatusName
 FaultCode = contract.FaultCode
 BULK_MAX_IDS = 10_000
 # Why a charger's bulk result is not ok: the engine's kinds (contract.ERROR_*), the engine
-# client's (no_worker, timeout) and the API's own (not_found); a test holds them equal.
+# client's (no_worker, timeout, worker_gone) and the API's own (not_found); a test holds them
+# equal.
 BulkError = Literal[
-    "invalid", "refused", "not_running", "failed", "skipped", "no_worker", "timeout", "not_found"
+    "invalid",
+    "refused",
+    "not_running",
+    "failed",
+    "skipped",
+    "no_worker",
+    "timeout",
+    "worker_gone",
+    "not_found",
 ]
 
 
@@ -209,7 +218,9 @@ class BulkItem(Schema):
     error: BulkError | None = Field(
         None,
         description="when not ok: invalid, refused, not_running, skipped (a listed charger "
-        "the other filters leave out), not_found, no_worker, timeout, failed",
+        "the other filters leave out), not_found, no_worker, timeout, worker_gone (its "
+        "worker stopped answering or restarted before it answered: the action may or may "
+        "not have been done), failed",
     )
     status: str | None = Field(None, description="the connector's status afterwards")
     session: bool | None = Field(
@@ -228,6 +239,10 @@ class BulkOut(Schema):
     results: list[BulkItem]
     missing_shards: list[int] = Field(description="shards without a worker")
     unfinished_shards: list[int] = Field(description="shards that did not answer in time")
+    gone_shards: list[int] = Field(
+        description="shards whose worker acknowledged, then stopped answering or restarted "
+        "before it answered (its chargers' results say worker_gone)"
+    )
 
 
 # -- schemas: what a caller sends ---------------------------------------------------------------
@@ -892,6 +907,7 @@ def _bulk_out(
         results=items,
         missing_shards=outcome.missing,
         unfinished_shards=outcome.unfinished,
+        gone_shards=sorted(outcome.gone),
     )
 
 
@@ -924,8 +940,9 @@ def _add_bulk(action: Action) -> None:
         description=f"{action.description} On every charger the filter chooses, with a "
         "result per charger (per connector, for a connector action); each worker runs its "
         "own chargers at once. A charger that refuses is a failed result, not an error of "
-        "the request; unknown ids and chargers of a shard without a worker get a result that "
-        f"says so. Needs `{CHANGE}`. Errors: 404 no such location; 422 a bad value; 503 no "
+        "the request; unknown ids, chargers of a shard without a worker and those of a worker "
+        "that went away before it answered get a result that says so. Needs "
+        f"`{CHANGE}`. Errors: 404 no such location; 422 a bad value; 503 no "
         "worker runs any shard.",
         operation_id=f"bulk_{action.command}",
     )(require(CHANGE)(act))
