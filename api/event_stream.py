@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from chargers.message_log import shown_at
+from chargers.watch_lease import keep_watching
 from simulator import contract
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,18 @@ async def sse(
     loop = asyncio.get_running_loop()
     try:
         await _tell_workers(layer, subscribe, shards)
-        renewer = asyncio.create_task(_renew(layer, subscribe, channel, shards), name="renew")
+        # Renewed whether the reader reads or not: in the stream's loop, the renewal waited
+        # while a stalled reader held the stream still, and the workers forgot the stream.
+        renewer = asyncio.create_task(
+            keep_watching(
+                layer,
+                channel,
+                lambda: (subscribe["subscription"], contract.FLEET_SUMMARY_GROUP),
+                lambda: _tell_workers(layer, subscribe, shards),
+                what=f"event stream {group}",
+            ),
+            name="renew",
+        )
         check_at = loop.time() + check_every
         yield f"retry: {RETRY_MILLISECONDS}\n: subscribed\n\n".encode()
         last_id = 0
@@ -147,24 +159,6 @@ async def sse(
         # workers should hear of it now rather than when the lease runs out.
         with contextlib.suppress(Exception):
             await asyncio.shield(_end(layer, group, channel, shards))
-
-
-async def _renew(
-    layer: Any, subscribe: contract.EventsSubscribe, channel: str, shards: int
-) -> None:
-    """The workers' lease, every WATCH_RENEW_SECONDS, whether the reader reads or not: in
-    the stream's loop it waited while a stalled reader held the stream still, and past the
-    lease the workers forgot the stream for good. The channel joins its groups again too:
-    the in-memory layer drops a channel from its groups once a message has waited in it
-    past its expiry (a minute), as it does for a stalled reader."""
-    while True:
-        await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
-        try:
-            await layer.group_add(subscribe["subscription"], channel)
-            await layer.group_add(contract.FLEET_SUMMARY_GROUP, channel)
-            await _tell_workers(layer, subscribe, shards)
-        except Exception as exc:  # the layer away: `_receive` says so; the next round retries
-            log.debug("event stream: renewing failed (%s)", type(exc).__name__)
 
 
 async def join(layer: Any, subscribe: contract.EventsSubscribe) -> str:

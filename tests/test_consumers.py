@@ -4,6 +4,7 @@ who may connect, the snapshot on connect, live changes, commands and their answe
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from django.test import Client
 
 from chargers.dashboard import consumers
 from chargers.dashboard.routing import websocket_urlpatterns
+from scripts.reachable import reachable
 from simulator import contract
 from simulator.core.charge_point import BootState
 from simulator.runtime.events import EventPublisher
@@ -277,6 +279,48 @@ async def test_a_page_that_stopped_watching_a_charger_gets_no_more_of_its_change
     await communicator.disconnect()
 
 
+async def test_a_page_held_up_past_the_layers_expiry_joins_its_groups_again(
+    engine, user, monkeypatch
+):
+    """The in-memory layer drops a channel from all its groups once a message has waited in
+    it past its expiry (a minute): a web process held up that long (a laptop asleep with
+    `make run`'s dashboard open, a consumer busy) left its pages without live updates for
+    good. The renewal renewed the workers' lease, but the page was in no group any more."""
+    import time
+
+    monkeypatch.setattr(contract, "WATCH_RENEW_SECONDS", 0.2)
+    layer = get_channel_layer()
+    monkeypatch.setattr(layer, "expiry", 0.5)
+    dropped: list[str] = []
+    drop = layer._remove_from_groups
+
+    def remove_from_groups(channel: str) -> None:  # the layer's own, seen doing it
+        dropped.append(channel)
+        drop(channel)
+
+    monkeypatch.setattr(layer, "_remove_from_groups", remove_from_groups)
+    charger = engine.store.get("CP-DASH")
+    pk = charger.spec.db_id
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [pk]})
+    state = await receive_until(communicator, evse_status(1, "Available"))
+    (channel,) = layer.groups[contract.charger_group(pk)]
+    # The page takes the first; the others wait in its channel while the process is held up.
+    for _ in range(3):
+        await layer.group_send(contract.charger_group(pk), state)
+    time.sleep(1.0)  # noqa: ASYNC251 - the whole process held up, as a laptop asleep
+
+    def joined_again() -> bool:
+        groups = (contract.charger_group(pk), contract.FLEET_SUMMARY_GROUP)
+        return channel in dropped and all(channel in layer.groups.get(g, {}) for g in groups)
+
+    await wait_until(joined_again, message="the page to join its groups again")
+    charger.plug_in(2, COMPACT, soc=35)
+    await receive_until(communicator, evse_status(2, "Preparing"))
+    await communicator.disconnect()
+
+
 async def test_the_fleet_page_adds_up_the_counts_of_every_shard(user):
     communicator = page("/ws/fleet/", user)
     assert (await communicator.connect())[0]
@@ -324,6 +368,75 @@ async def asked_of_worker(layer, engine: str, timeout: float = 5) -> dict:
         while (message := await layer.receive(engine))["command"] == contract.SUMMARY:
             pass
     return message
+
+
+REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
+async def test_a_page_open_past_redis_group_expiry_is_still_in_its_groups(user, monkeypatch):
+    """channels-redis forgets a group's members after its group expiry (a day): a
+    dashboard page left open that long got no more live updates, saying nothing."""
+    from channels.layers import channel_layers
+
+    from simulator.runtime.channel_layers import CountingRedisChannelLayer
+    from tests.process import redis_database
+
+    monkeypatch.setattr(contract, "WATCH_RENEW_SECONDS", 0.2)
+    layer = CountingRedisChannelLayer(
+        hosts=[redis_database(REDIS_URL)], group_expiry=1, prefix=f"lease{os.getpid()}"
+    )
+    monkeypatch.setitem(channel_layers.backends, "default", layer)
+    row = await sync_to_async(make_charger)("CP-DAY", evses=1)
+    state = {"type": "charger.state", "charger": {"id": row.pk, "evses": []}}
+    communicator = page("/ws/fleet/", user)
+    try:
+        assert (await communicator.connect())[0]
+        await communicator.send_json_to({"type": "watch", "chargers": [row.pk]})
+
+        async def published() -> bool:
+            await layer.group_send(contract.charger_group(row.pk), state)
+            return not await communicator.receive_nothing(timeout=0.2)
+
+        async with asyncio.timeout(10):
+            while not await published():  # until the page is in its charger's group
+                pass
+        await communicator.receive_json_from()
+        await asyncio.sleep(2.5)  # past the group expiry, as a day for a page left open
+        assert await published(), "the page is no longer in its charger's group"
+    finally:
+        await communicator.disconnect()
+        await layer.flush()
+
+
+async def test_a_page_renews_its_watch_after_a_renewal_the_layer_failed(user, monkeypatch):
+    """Redis away for a moment as a renewal was sent: the error ended the page's renewals
+    for good, and 90 s later the workers stopped publishing its chargers, the page still
+    open and saying nothing."""
+    monkeypatch.setattr(contract, "WATCH_RENEW_SECONDS", 0.2)
+    row = await sync_to_async(make_charger)("CP-LEASE", evses=1)
+    layer = get_channel_layer()
+    engine = await layer.new_channel()  # hears what the page asks the worker of its shard
+    await layer.group_add(contract.engine_group(0), engine)
+    send = layer.group_send
+    failed: list[str] = []
+
+    async def group_send(group: str, message: dict) -> None:
+        if message.get("command") == contract.WATCH and not failed:
+            failed.append(group)  # Redis away this once: what redis-py raises then
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        await send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    communicator = page("/ws/fleet/", user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "watch", "chargers": [row.pk]})
+    assert (await asked_of_worker(layer, engine))["command"] == contract.SNAPSHOT
+    renewed = await asked_of_worker(layer, engine)
+    assert failed, "no renewal failed"
+    assert (renewed["command"], renewed["args"]["chargers"]) == (contract.WATCH, [row.pk])
+    await communicator.disconnect()
 
 
 async def test_a_worker_restarted_is_asked_again_for_the_chargers_a_page_shows(user, settings):

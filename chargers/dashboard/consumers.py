@@ -22,6 +22,7 @@ from chargers.dashboard import access
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
+from chargers.watch_lease import keep_watching
 from simulator import contract
 
 # Shard summaries older than this are from a worker that stopped.
@@ -94,12 +95,22 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     async def _renew_watch(self) -> None:
-        """The engine publishes only for watched chargers: keep the page's watch alive
-        (`_guard_access` ends it with the page's login)."""
-        while True:
-            await asyncio.sleep(contract.WATCH_RENEW_SECONDS)
+        """The engine publishes only for watched chargers: keep the page's watch alive, and
+        its channel in its groups, while the page is held up too (`_guard_access` ends it
+        with the page's login)."""
+
+        async def renew() -> None:
             if self.watched:
                 await self.request_snapshots(dict(self.watched), command=contract.WATCH)
+
+        await keep_watching(
+            self.channel_layer, self.channel_name, self._groups, renew, what="dashboard page"
+        )
+
+    def _groups(self) -> list[str]:
+        """Every group the page's channel is in now."""
+        groups = [*(self.static_groups or ()), *map(contract.charger_group, self.watched)]
+        return groups if self.session_group is None else [*groups, self.session_group]
 
     async def _guard_access(self) -> None:
         """Ask every few seconds whether the page's user may still watch; if not, say why
