@@ -299,6 +299,14 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(Exception, on_unexpected)
 
 
+# What a 503 means, for any operation (an operation's own description lists its cases).
+UNAVAILABLE_TEXT = (
+    "The database cannot be reached, or, for what asks the simulator, the channel layer "
+    "(Redis) cannot be, no worker runs the shard, or the worker stopped answering or "
+    "restarted before it answered (`detail` says which): try again later."
+)
+
+
 def document_refusals(schema: dict[str, Any]) -> None:
     """Add to the OpenAPI document the refusals ninja answers before a handler runs, where
     the operation's `response=` does not list them: 409 for a write (`on_conflict`), 413
@@ -348,15 +356,13 @@ def document_refusals(schema: dict[str, Any]) -> None:
                     },
                 )
             # Any operation reads the database (the token, the rows): one that is down is a
-            # 503 (`on_database_down`), which a client should retry, not a 500.
-            responses.setdefault(
-                "503",
-                {
-                    "description": "The database (or, for what asks the simulator, the "
-                    "channel layer or a worker) cannot be reached: try again later.",
-                    "content": {"application/json": {"schema": ref}},
-                },
+            # 503 (`on_database_down`), which a client should retry, not a 500. Ninja's
+            # own 503 of an operation that asks the workers says only "Service Unavailable".
+            unavailable = responses.setdefault(
+                "503", {"content": {"application/json": {"schema": ref}}}
             )
+            if unavailable.get("description") in (None, "Service Unavailable"):
+                unavailable["description"] = UNAVAILABLE_TEXT
             if "application/json" in body:
                 responses.setdefault(
                     "415",

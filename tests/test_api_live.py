@@ -38,7 +38,13 @@ from tests.api_client import bearer, user_with_token
 from tests.cast import make_charger, make_location, make_vehicle
 from tests.engine import loaded, wait_until
 from tests.process import free_port, redis_database
-from tests.test_engine_client import REDIS_URL, booted, ids_on_both_shards, start_worker
+from tests.test_engine_client import (
+    REDIS_URL,
+    booted,
+    ids_on_both_shards,
+    start_worker,
+    worker_gone,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
 
@@ -491,6 +497,33 @@ async def test_a_shard_without_a_worker_is_503_naming_the_shard_and_how_to_start
         "`python manage.py runsimulator --no-web --shard K/2`."
     )
     await layer.flush()
+
+
+async def test_a_worker_gone_during_a_wait_is_a_503_its_operation_documents(
+    worker, driver, monkeypatch
+):
+    """The operations documented 503 as "no worker runs its shard" only: a worker that went
+    away during a wait answers it too, as do a channel layer and a database out of reach."""
+    from simulator.runtime import commands
+
+    monkeypatch.setattr(commands, "REJOIN_SECONDS", 3600.0)  # gone for good, as if killed
+    monkeypatch.setattr(live, "client", lambda: EngineClient(ack_seconds=1.0, probe_seconds=0.5))
+    waiting = asyncio.create_task(
+        driver.post(ACTION.format("API-2", "plug-in"), {}, wait_for="Charging", timeout=30)
+    )
+    await wait_until(lambda: len(worker.conditions) == 1, message="the wait to register")
+    await worker_gone()
+    body = error_of(await asyncio.wait_for(waiting, 10), 503)
+    assert body["detail"].startswith(
+        "The worker of shard 0 stopped answering before it answered; the action was carried out"
+    ), body
+    spec = (await driver.get("/api/v1/openapi.json")).json()
+    operations = {op["operationId"]: op for ops in spec["paths"].values() for op in ops.values()}
+    cases = ("no worker runs", "stopped answering or restarted", "channel layer", "database")
+    for name in ("charger_plug_in", "get_state"):
+        operation = operations[name]
+        for said in (operation["description"], operation["responses"]["503"]["description"]):
+            assert [case for case in cases if case not in said] == [], (name, said)
 
 
 async def test_a_worker_that_does_not_answer_in_time_is_504(worker, driver, csms, monkeypatch):

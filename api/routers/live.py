@@ -17,8 +17,9 @@ status of the action's connector, or `Accepted`: online with its boot accepted),
 the action itself was done, and a client that took a 504 for "not done" and sent it again
 would plug in a second time. Errors: 404 no such charger (or location); 409 the charger
 refuses (the worker's words: "no vehicle plugged in") or no worker runs it (disabled); 422
-a bad value; 503 no worker acknowledged (none runs that shard); 504 the worker
-acknowledged but did not answer in time.
+a bad value; 503 (`UNAVAILABLE`) no worker acknowledged (none runs that shard), the worker
+that acknowledged went away before it answered, or the channel layer or the database is
+out of reach; 504 the worker acknowledged but did not answer in time.
 """
 
 from collections.abc import Mapping
@@ -601,9 +602,17 @@ STATE_RESPONSES: dict[int, Any] = {
     504: ErrorBody,
 }
 BULK_RESPONSES: dict[int, Any] = {200: BulkOut, **WRITE_ERRORS, 503: ErrorBody}
+# Every 503 an operation that asks the workers answers (each worth sending again later):
+# the engine client's NoWorker, WorkerGone and LayerDown, and `api.errors.on_database_down`.
+UNAVAILABLE = (
+    "503 (`detail` says which; send it again later): no worker runs the charger's shard; "
+    "the worker that acknowledged stopped answering or restarted before it answered "
+    "(`detail` says whether the action was carried out); the channel layer (Redis) or the "
+    "database cannot be reached"
+)
 ERRORS_DOC = (
     " Errors: 404 no such charger; 409 the charger refuses, with the worker's reason, or no "
-    "worker runs it; 422 a bad value; 503 no worker runs its shard; 504 no answer in time."
+    f"worker runs it; 422 a bad value; {UNAVAILABLE}; 504 no answer in time."
 )
 
 
@@ -771,7 +780,9 @@ def _all_optional(schema: type[Schema]) -> bool:
     summary="Get the fleet summary",
     description="Every worker's counts now, added up: chargers, connectors by status, "
     "chargers by link state, power, and the same per location. Shards without a worker are "
-    "listed in `missing` (503 when none answers); `chargers_enabled` counts the fleet's "
+    "listed in `missing` (503 when none answers, when the channel layer (Redis) or the "
+    "database cannot be reached, or when the workers run another number of shards than "
+    "CHARGESIM_SHARDS says); `chargers_enabled` counts the fleet's "
     "chargers from the database, and `chargers_on_missing_shards` those of the missing "
     f"shards, which the other counts leave out. Needs `{VIEW}`.",
 )
@@ -942,8 +953,9 @@ def _add_bulk(action: Action) -> None:
         "own chargers at once. A charger that refuses is a failed result, not an error of "
         "the request; unknown ids, chargers of a shard without a worker and those of a worker "
         "that went away before it answered get a result that says so. Needs "
-        f"`{CHANGE}`. Errors: 404 no such location; 422 a bad value; 503 no "
-        "worker runs any shard.",
+        f"`{CHANGE}`. Errors: 404 no such location; 422 a bad value; 503 no worker runs any "
+        "shard, or the channel layer (Redis) or the database cannot be reached (a worker "
+        "that goes away during the action is a result per charger: `gone_shards`).",
         operation_id=f"bulk_{action.command}",
     )(require(CHANGE)(act))
 
