@@ -4,7 +4,9 @@ A row names its location by name, its default vehicle by make and model, describ
 EVSEs in one cell (`chargers.evse_layout`) and its OCPP configuration overrides in
 another (`chargers.configuration_overrides`). The AuthorizationKey may be imported (an
 empty cell keeps the stored one) and is never exported. Rows are written in bulk, with
-the same validation as one at a time (see `chargers.fleet`).
+the same validation as one at a time (see `chargers.fleet`). A row that changes nothing
+(its EVSEs and configuration keys included) is not written, and its running charger is not
+told (`ChargerResource.unchanged`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from chargers.configuration_overrides import (
 )
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import (
+    EvseSpec,
     LayoutError,
     format_evses,
     parse_evses,
@@ -235,6 +238,9 @@ class ChargerResource(FleetResource):
             validate_csms_url(csms_url)
         self.csms_url = csms_url
         self.csms_url_given: dict[str, int] = {}  # URL -> new chargers given it
+        # The stored EVSEs and NumberOfConnectors of the chargers the file names (`loaded`).
+        self._stored_evses: dict[int, list[tuple[int, EvseSpec]]] = {}
+        self._stored_connectors: dict[int, str] = {}
 
     def import_notes(self, *, dry_run: bool) -> list[str]:
         """Which CSMS the new chargers of a file without a csms_url column connect to. The
@@ -405,6 +411,49 @@ class ChargerResource(FleetResource):
                 self.handle_import_error(result, exc, raise_errors)
             finally:
                 self.update_instances.clear()
+
+    # -- unchanged rows -----------------------------------------------------------------
+
+    def loaded(self, objects: list[Any]) -> None:
+        pks = [charger.pk for charger in objects]
+        rows = Evse.objects.filter(charger_id__in=pks).values_list(
+            "charger_id", "connector_id", "connector_type", "max_power_kw"
+        )
+        for charger_id, connector_id, connector_type, max_power_kw in rows:
+            self._stored_evses.setdefault(charger_id, []).append(
+                (connector_id, EvseSpec(connector_type, max_power_kw))
+            )
+        for found in self._stored_evses.values():
+            found.sort(key=lambda item: item[0])
+        self._stored_connectors.update(
+            ConfigurationKey.objects.filter(
+                charger_id__in=pks, key="NumberOfConnectors"
+            ).values_list("charger_id", "value")
+        )
+
+    def unchanged(self, instance: Any, row: dict) -> bool:
+        """The charger's columns as stored, and its EVSEs and configuration keys too: the
+        same connectors (and NumberOfConnectors their count, as `update_chargers` would
+        write it), and each key of the configuration cell stored with that value."""
+        if not super().unchanged(instance, row) or instance.evse_problems is not None:
+            return False
+        layout = instance.evse_layout
+        overrides = dict(instance.configuration_overrides)
+        if layout is not None:
+            # Numbered as `update_chargers` numbers them: stored connectors 1 and 3 are
+            # renumbered 1 and 2 by a re-import, which is a change.
+            if list(enumerate(layout, start=1)) != self._stored_evses.get(instance.pk, []):
+                return False
+            if self._stored_connectors.get(instance.pk) != str(len(layout)):
+                return False
+        if not overrides:
+            return True
+        stored = dict(
+            ConfigurationKey.objects.filter(charger_id=instance.pk, key__in=overrides).values_list(
+                "key", "value"
+            )
+        )
+        return stored == overrides
 
     @staticmethod
     def _plan(charger: Charger) -> ChargerPlan:

@@ -132,6 +132,9 @@ class ImportJob(models.Model):
     done_rows = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     updated_count = models.PositiveIntegerField(default=0)
+    # Rows naming a stored object that they would leave as it is: not written, and no
+    # running charger told (a re-imported export said "updated" of every row).
+    unchanged_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     problem_count = models.PositiveIntegerField(default=0)
     problems = models.JSONField(default=list, blank=True)
@@ -270,6 +273,7 @@ class ImportJob(models.Model):
             problems=problems,
             created=0 if problems else result.totals["new"],
             updated=0 if problems else result.totals["update"],
+            unchanged=0 if problems else result.totals["skip"],
             failed=result.failed_rows(),
             running=summarise(heard) if heard else None,
         )
@@ -283,6 +287,7 @@ class ImportJob(models.Model):
         done: int = 0,
         created: int = 0,
         updated: int = 0,
+        unchanged: int = 0,
         failed: int = 0,
         running: FleetSummary | None = None,
     ) -> None:
@@ -297,6 +302,7 @@ class ImportJob(models.Model):
             done_rows=done,
             created_count=created,
             updated_count=updated,
+            unchanged_count=unchanged,
             failed_count=failed,
             problem_count=len(problems),
             problems=problems[:MAX_STORED_PROBLEMS],

@@ -1,7 +1,7 @@
 """What every fleet import shares: strict columns, natural keys, all-or-nothing, clear reports.
 
 `FleetResource` is the base of LocationResource, VehicleModelResource and ChargerResource.
-It changes three things in django-import-export's workflow:
+It changes these things in django-import-export's workflow:
 
 * a file with any bad row imports nothing: `FleetImportResult.has_errors()` counts
   validation errors too, so `import_data` rolls the whole transaction back, the admin
@@ -10,6 +10,9 @@ It changes three things in django-import-export's workflow:
   typo in a header is not silently ignored;
 * rows are matched on their natural key, loaded in one query, and a key that appears
   twice in one file is an error instead of a silent second update;
+* a row that would change nothing of what is stored is reported as skipped ("unchanged")
+  and not written: re-importing an export rewrote every row and told every running
+  charger, and said "updated" of each (`FleetResource.unchanged`);
 * a cell is one value: a JSON object or list where a column takes text or a number, or
   a cell longer than MAX_CELL_CHARS, is an error of its row and column (so a JSON object
   is never stored as its Python repr), and the quote an export puts before a formula-like
@@ -18,6 +21,7 @@ It changes three things in django-import-export's workflow:
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -141,8 +145,10 @@ class NaturalKeyLoader(ModelInstanceLoader):
             self._remember(queryset)  # a small table (vehicle models): load it whole
 
     def _remember(self, objects: Iterable[Any]) -> None:
-        for obj in objects:
+        found = list(objects)
+        for obj in found:
             self.instances[self.resource.instance_key(obj)] = obj
+        self.resource.loaded(found)
 
     def get_instance(self, row: dict) -> Any:
         key = self.resource.row_key(row)
@@ -162,6 +168,9 @@ class FleetResource(resources.ModelResource):
     class Meta:
         clean_model_instances = True
         use_transactions = True
+        # The library's skip_unchanged compares before validation (a curve cell as text
+        # against the stored list) and not at all with skip_diff (our background jobs):
+        # `unchanged` decides instead, after validation, the same way for both.
         skip_unchanged = False
         report_skipped = True
         instance_loader_class = NaturalKeyLoader
@@ -180,6 +189,10 @@ class FleetResource(resources.ModelResource):
         self._first_row_of_key: dict[tuple, int] = {}
         self._total = 0
         self._every = 1
+        # The current row's stored object as loaded (`stored_values`), None for a new one;
+        # and whether `save_instance` found that the row changes nothing.
+        self._stored: dict[str, Any] | None = None
+        self._unchanged = False
 
     def import_notes(self, *, dry_run: bool) -> list[str]:
         """What the `import` command says after a successful import beside its counts (a
@@ -274,13 +287,19 @@ class FleetResource(resources.ModelResource):
         return result
 
     def import_row(self, row: dict, instance_loader: Any, **kwargs: Any) -> RowResult:
+        self._stored = None
+        self._unchanged = False
         row_result = super().import_row(row, instance_loader, **kwargs)
+        if self._unchanged and row_result.import_type == RowResult.IMPORT_TYPE_UPDATE:
+            row_result.import_type = RowResult.IMPORT_TYPE_SKIP
         number = kwargs["row_number"]
         if self.progress and (number % self._every == 0 or number == self._total):
             self.progress(number, self._total)
         return row_result
 
     def import_instance(self, instance: Any, row: dict, **kwargs: Any) -> None:
+        if instance.pk is not None:
+            self._stored = self.stored_values(instance)
         errors: dict[str, Any] = {}
         bad_cells = self.cell_problems(row)
         for column, message in bad_cells.items():
@@ -305,6 +324,36 @@ class FleetResource(resources.ModelResource):
                 )
         if errors:
             raise ValidationError(errors)
+
+    # -- unchanged rows -------------------------------------------------------------------
+
+    def loaded(self, objects: list[Any]) -> None:
+        """The stored objects the file names, as the loader read them (a chunk at a time):
+        a resource whose rows write more than the model's columns reads what `unchanged`
+        compares here, in a few queries rather than one per row."""
+
+    def stored_values(self, instance: Any) -> dict[str, Any]:
+        """The model's columns of a stored object before the row is applied to it."""
+        return copy.deepcopy(
+            {
+                field.attname: getattr(instance, field.attname)
+                for field in instance._meta.concrete_fields
+                if not field.primary_key
+            }
+        )
+
+    def unchanged(self, instance: Any, row: dict) -> bool:
+        """Whether the validated row leaves the stored object as it was. A resource that
+        writes more than the model's columns (a charger's EVSEs) extends it."""
+        return self._stored is not None and self.stored_values(instance) == self._stored
+
+    def save_instance(self, instance: Any, is_create: bool, row: Any, **kwargs: Any) -> None:
+        # After validation, so that values are compared as they would be stored (a
+        # curve parsed, a number as a float).
+        if not is_create and self.unchanged(instance, row):
+            self._unchanged = True  # not written, so no running charger is told either
+            return
+        super().save_instance(instance, is_create, row, **kwargs)
 
     def cell_problems(self, row: dict) -> dict[str, str]:
         """Cells that are not one value of a sane size, by column."""

@@ -30,6 +30,7 @@ def _status(job: ImportJob) -> dict[str, object]:
         "total": total,
         "created": job.created_count,
         "updated": job.updated_count,
+        "unchanged": job.unchanged_count,
         "failed": job.failed_count,
         "problems": job.problem_count,
         "note": job.waiting_note(),

@@ -17,13 +17,15 @@ from fleet_io import file_formats
 from fleet_io.models import ImportJob
 from locations.models import Location
 from tests.api_client import TokenClient, user_with_token
-from tests.cast import make_location
+from tests.cast import make_charger, make_location
+from tests.test_import_chargers import exported_rows
 from tests.test_import_jobs import (  # noqa: F401
     CHARGER_IMPORT,
     fleet_csv,
     jobs_run_inline,
     run_until_row_60,
 )
+from tests.test_import_jobs import upload as admin_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -91,6 +93,7 @@ def test_a_checked_file_is_imported_on_confirmation(
         "total": 3,
         "created": 3,
         "updated": 0,
+        "unchanged": 0,
         "failed": 0,
         "problems": 0,
         "queued_at": None,
@@ -176,6 +179,30 @@ def test_json_and_xlsx_files_and_an_import_without_a_check(
         assert importer.get(f"{IMPORTS}/{job['id']}").json()["created"] == 1
     assert Location.objects.get(name="Garage").grid_limit_kw == 150
     assert Location.objects.get(name="Hub").city == "Bonn"
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+def test_the_preview_the_check_and_the_import_count_unchanged_rows_alike(
+    importer, depot, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    """QA: a re-imported export said "updated" of every row. The admin's preview (a row by
+    row diff) and the background jobs (counts only) must say the same of the same file."""
+    chargers = [make_charger(f"CP-{n}", location=depot) for n in range(1, 4)]
+    data = exported_rows((1, "vendor", "Acme"))
+    before = {c.pk: c.updated for c in chargers}
+    preview = admin_upload(admin_client_logged_in, data)
+    totals = preview.context["result"].totals
+    assert (totals["new"], totals["update"], totals["skip"]) == (0, 1, 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        check = upload(importer, data).json()
+    checked = importer.get(f"{IMPORTS}/{check['id']}").json()
+    assert (checked["created"], checked["updated"], checked["unchanged"]) == (0, 1, 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = importer.post(f"{IMPORTS}/{check['id']}/confirm").json()
+    job = importer.get(f"{IMPORTS}/{confirmed['id']}").json()
+    assert (job["status"], job["created"], job["updated"], job["unchanged"]) == ("done", 0, 1, 2)
+    after = dict(Charger.objects.values_list("pk", "updated"))
+    assert [pk for pk in before if after[pk] != before[pk]] == [chargers[1].pk]
 
 
 def test_a_bad_upload_names_the_field(importer, depot, monkeypatch):

@@ -12,12 +12,13 @@ import pytest
 from django.core.management import call_command
 
 from chargers.configuration_overrides import MAX_CUSTOM_KEYS
-from chargers.evse_layout import LayoutError, parse_evses
+from chargers.evse_layout import LayoutError, format_evses, parse_evses, specs_of
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.resources import ChargerResource
 from fleet_io.file_formats import FileProblem, read_dataset
 from simulator.contract import config_keys
 from tests.cast import make_charger, make_location, make_vehicle
+from tests.test_export_chargers import admin_export
 
 pytestmark = pytest.mark.django_db
 
@@ -112,12 +113,12 @@ def test_a_new_charger_without_a_csms_url_column_gets_the_default_one(depot, set
     assert url_after_import("EMPTY-1") == "ws://mine/ocpp"
 
 
-def test_importing_the_same_file_twice_updates_instead_of_duplicating(depot):
+def test_importing_the_same_file_twice_matches_the_stored_chargers_instead_of_duplicating(depot):
     run_import(csv_bytes(*GOOD))
     before = fleet_snapshot()
     result = run_import(csv_bytes(*GOOD))
-    assert result.totals["new"] == 0
-    assert result.totals["update"] == 2
+    # Matched on the charge point id, and nothing to change: unchanged, not "updated".
+    assert (result.totals["new"], result.totals["update"], result.totals["skip"]) == (0, 0, 2)
     assert fleet_snapshot() == before
     # 2 chargers, 4 EVSEs, every configuration key of each charger once
     assert table_sizes() == (2, 4, 2 * len(config_keys.defaults(2)))
@@ -172,6 +173,85 @@ def test_an_export_reimports_to_the_same_fleet(depot):
     result = run_import(exported)
     assert not result.has_errors(), result.problems()
     assert fleet_snapshot() == before
+
+
+def stored_fleet() -> list:
+    """Every stored column of the chargers, their EVSEs and configuration keys, `updated`
+    included: what an import that writes nothing leaves as it was."""
+    return [
+        list(Charger.objects.order_by("pk").values()),
+        list(Evse.objects.order_by("pk").values()),
+        list(ConfigurationKey.objects.order_by("pk").values()),
+    ]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "json", "xlsx"])
+def test_a_reimported_admin_export_is_unchanged_and_writes_nothing(
+    admin_client_logged_in, file_format
+):
+    """QA: importing the file the admin had just exported said "updated" of every row,
+    rewrote every charger and told (and so rebooted) every running one."""
+    depot = make_location("Depot")
+    charger_like_the_admin_makes(
+        "AC-1", location=depot, evses=2, default_vehicle=make_vehicle(), auto_connect=False
+    )
+    dc = charger_like_the_admin_makes("DC-1", location=depot, evses=1, power_type="DC")
+    ConfigurationKey.objects.filter(charger=dc, key="MeterValueSampleInterval").update(value="15")
+    ConfigurationKey.objects.create(charger=dc, key="Tariff", value="a;b=c")
+    Charger.objects.filter(pk=dc.pk).update(authorization_key="5ec2e75ec2e75ec2e75ec2e75ec2e700")
+    before = stored_fleet()
+    exported = admin_export(admin_client_logged_in, "admin:chargers_charger_export", file_format)
+    result = run_import(exported, file_format)
+    assert not result.has_errors(), result.problems()
+    assert (result.totals["new"], result.totals["update"], result.totals["skip"]) == (0, 0, 2)
+    assert stored_fleet() == before
+
+
+def exported_rows(*changes: tuple[int, str, str]) -> bytes:
+    """The chargers' export as CSV, with (row index, column, new value) changes."""
+    dataset = ChargerResource().export()
+    rows = [dict(row) for row in dataset.dict]
+    headers = list(dataset.headers)
+    for index, column, value in changes:
+        if column not in headers:
+            headers.append(column)
+        rows[index][column] = value
+    lines = [",".join(headers)]
+    lines += [",".join(str(row.get(h, "")) for h in headers) for row in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("vendor", "Acme"),
+        ("location", "Hub"),
+        ("evses", "2*Type2:11"),
+        ("evses", "3*Type2:22"),
+        ("configuration", "MeterValueSampleInterval=30"),
+        ("configuration", "Tariff=peak"),
+        ("authorization_key", "00112233445566778899aabbccddeeff"),
+    ],
+)
+def test_a_row_that_changes_one_thing_is_an_update_beside_unchanged_rows(depot, column, value):
+    make_location("Hub")
+    for cp_id in ("CP-1", "CP-2"):
+        charger_like_the_admin_makes(cp_id, location=depot, evses=2)
+    unchanged_row = Charger.objects.filter(charge_point_id="CP-2").values().get()
+    result = run_import(exported_rows((0, column, value)))
+    assert not result.has_errors(), result.problems()
+    assert (result.totals["update"], result.totals["skip"]) == (1, 1)
+    assert Charger.objects.filter(charge_point_id="CP-2").values().get() == unchanged_row
+    cp1 = Charger.objects.get(charge_point_id="CP-1")
+    key = value.partition("=")[0]
+    written = {
+        "vendor": lambda: cp1.vendor,
+        "location": lambda: cp1.location.name,
+        "evses": lambda: format_evses(specs_of(cp1.evses.all())),
+        "configuration": lambda: f"{key}={cp1.configuration.get(key=key).value}",
+        "authorization_key": lambda: cp1.authorization_key,
+    }
+    assert written[column]() == value
 
 
 def test_the_authorization_key_is_imported_but_never_exported(depot):

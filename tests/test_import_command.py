@@ -189,7 +189,7 @@ def test_excel_csv_utf8_with_a_byte_order_mark_imports(depot, tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + csv_file(GOOD_ROW).replace(b"\n", b"\r\n"))
     stderr = io.StringIO()
     call_command("import", RESOURCES["chargers"], str(path), stderr=stderr)
-    assert "1 new, 0 updated chargers" in stderr.getvalue()
+    assert "1 new, 0 updated, 0 unchanged chargers" in stderr.getvalue()
     assert Charger.objects.get().evses.count() == 2
 
 
@@ -353,4 +353,4 @@ def test_the_readme_export_command_writes_a_file_the_import_command_reads(var_di
     path.write_text(done.stdout)
     again = run_manage(var_dir, "import", RESOURCES["chargers"], str(path))
     assert again.returncode == 0, again.stderr
-    assert "0 new, 1 updated chargers" in again.stderr
+    assert "0 new, 0 updated, 1 unchanged chargers" in again.stderr

@@ -172,6 +172,7 @@ def test_a_large_file_is_checked_in_the_background_then_imported_on_confirmation
         "total": 20,
         "created": 20,
         "updated": 0,
+        "unchanged": 0,
         "failed": 0,
         "problems": 0,
         "note": "",
@@ -523,3 +524,76 @@ def test_the_job_list_in_the_admin_shows_a_staff_user_only_their_own_jobs(
     assert theirs.get_absolute_url() not in listing
     page = client.get(reverse("admin:fleet_io_importjob_change", args=[theirs.pk]))
     assert page.status_code == 302  # the admin's "does not exist" redirect
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reimported_export_leaves_the_running_chargers_it_does_not_change_alone(csms):
+    """QA: importing an unchanged export told every running charger of its row; only the
+    rows that change something may reach the workers (here: a firmware version, which
+    reboots that charger)."""
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+
+    from simulator.core.charge_point import BootState
+    from simulator.runtime.lifecycle import RunOptions, Simulator
+    from tests.engine import loaded, wait_until
+
+    def make_fleet() -> None:
+        location = make_location("Depot")
+        for cp_id in ("CP-KEEP", "CP-EDIT"):
+            make_charger(cp_id, location=location, csms_url=csms.url)
+
+    def export_and_import() -> ImportJob:
+        dataset = ChargerResource().export()
+        rows = [dict(row) for row in dataset.dict]
+        for row in rows:
+            if row["charge_point_id"] == "CP-EDIT":
+                row["firmware_version"] = "2.0.0"
+        edited = type(dataset)(headers=dataset.headers)
+        for row in rows:
+            edited.append([row[h] for h in dataset.headers])
+        job = ImportJob.objects.create(
+            resource="chargers",
+            file_name="fleet.json",
+            file_format="json",
+            data=edited.json.encode(),
+        )
+        ImportJob.objects.run_queued(job.pk)
+        job.refresh_from_db()
+        return job
+
+    def stamps() -> dict[str, object]:
+        return dict(Charger.objects.values_list("charge_point_id", "updated"))
+
+    def boots(cp_id: str) -> int:
+        return sum(
+            1
+            for e in csms.log
+            if e.cp_id == cp_id and e.action == "BootNotification" and e.direction == "in"
+        )
+
+    await sync_to_async(make_fleet)()
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5))
+    await service.start(channels=True)
+    try:
+        for cp_id in ("CP-KEEP", "CP-EDIT"):
+            charger = loaded(service, cp_id)
+            await wait_until(lambda c=charger: c.boot is BootState.ACCEPTED, message=cp_id)
+        before = await sync_to_async(stamps)()
+        job = await sync_to_async(export_and_import, thread_sensitive=False)()
+        assert (job.created_count, job.updated_count, job.unchanged_count) == (0, 1, 1)
+        # The worker answered for the changed charger only, and did reboot it.
+        assert job.running_chargers is not None
+        told = [c for outcome in job.running_chargers["outcomes"] for c in outcome["chargers"]]
+        assert told == ["CP-EDIT"], job.running_chargers
+        await csms.wait_for(
+            "CP-EDIT",
+            "BootNotification",
+            predicate=lambda e: e.payload.get("firmwareVersion") == "2.0.0",
+        )
+        assert (boots("CP-KEEP"), boots("CP-EDIT")) == (1, 2)
+        after = await sync_to_async(stamps)()
+        assert after["CP-KEEP"] == before["CP-KEEP"] and after["CP-EDIT"] != before["CP-EDIT"]
+    finally:
+        await service.stop()
+        await get_channel_layer().flush()

@@ -95,6 +95,11 @@ class ImportJobOut(Schema):
     total: int = Field(description="Rows in the file (once read).")
     created: int = Field(alias="created_count", description="Rows that create (or created).")
     updated: int = Field(alias="updated_count", description="Rows that update (or updated).")
+    unchanged: int = Field(
+        alias="unchanged_count",
+        description="Rows naming a stored object that they leave as it is: not written, and "
+        "no running charger is told (a re-imported export is all unchanged).",
+    )
     failed: int = Field(alias="failed_count", description="Rows with problems.")
     problems: int = Field(alias="problem_count", description="Problems found (all rows).")
     queued_at: datetime

@@ -86,7 +86,8 @@ class Command(BaseCommand):
         verb = "Would import" if options["dry_run"] else "Imported"
         self.stderr.write(
             self.style.SUCCESS(
-                f"{verb} {run.file_name}: {totals['new']} new, {totals['update']} updated "
+                f"{verb} {run.file_name}: {totals['new']} new, {totals['update']} updated, "
+                f"{totals['skip']} unchanged "
                 f"{run.resource_class._meta.model._meta.verbose_name_plural}."
                 + (" Dry run: nothing was written." if options["dry_run"] else "")
             )
