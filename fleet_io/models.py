@@ -2,9 +2,11 @@
 
 A confirmed admin import, and the check of a file too large to preview row by row,
 becomes an `ImportJob`. The job keeps the file's bytes in the database so that a Celery
-worker on another machine can read it (`fleet_io.jobs` starts it). Progress goes to the
-cache (the import's own transaction would hide it in the database); the counts and
-problems are written when the job ends.
+worker on another machine can read it (`fleet_io.jobs` starts it). Progress goes to a
+cache other processes read (`fleet_io.job_cache`: the import's own transaction would hide
+it in the database); the counts and problems are written when the job ends, in the
+import's own transaction: a job whose process is lost imported nothing, and one whose
+rows were committed says so however it ends.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from fleet_io import registry
 from fleet_io.file_formats import FileProblem, read_dataset
-from fleet_io.fleet_changes import Applied, FleetSummary, reporting, summarise, summary_lines
+from fleet_io.fleet_changes import Applied, reporting, summarise, summary_lines
+from fleet_io.job_cache import job_cache
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +43,27 @@ QUEUED_NOTE_SECONDS = 15.0
 # A check that found no problem keeps its file this long for its confirmation, then lets
 # it go: a file may hold AuthorizationKeys, and a check nobody confirms kept it for good.
 CHECK_KEPT_SECONDS = 24 * 3600.0
-LOST_MESSAGE = (
-    "The import stopped: the process running it ended before it finished (killed or "
-    "lost); nothing was imported. Upload the file again."
+# What a job found lost after its rows were committed (while it waited for the workers'
+# answers) says of the running chargers.
+UNANSWERED_NOTE = (
+    "The process running the import ended before the simulator workers' answers were read: "
+    "the rows are imported, and a running worker takes them at its next look at the database."
 )
+
+
+def lost_message(dry_run: bool, done: int, total: int) -> str:
+    """What a job whose process was lost before its outcome was committed says."""
+    where = f" at row {done:,} of {total:,}" if total else ""
+    if dry_run:
+        return (
+            f"The check stopped{where}: the process running it ended before it finished "
+            "(killed or lost). Upload the file again to check it."
+        )
+    return (
+        f"The import stopped{where}: the process running it ended before it finished "
+        "(killed or lost); nothing was imported, as an import is all or nothing. Upload "
+        "the file again."
+    )
 
 
 class NotConfirmable(Exception):
@@ -62,28 +81,43 @@ class ImportJobManager(models.Manager["ImportJob"]):
         return self.all() if user.is_superuser else self.filter(created_by_id=user.pk)
 
     def mark_lost(self) -> int:
-        """Fail the running jobs whose process stopped saying it is alive; how many."""
+        """End the running jobs whose process stopped saying it is alive; how many. One
+        that had committed its outcome is done (its rows are imported); any other failed,
+        having imported nothing."""
         cutoff = timezone.now() - timedelta(seconds=LOST_SECONDS)
         # Read first: every poll of a job comes here, and a write would take SQLite's lock.
         running = list(self.filter(status=ImportJob.Status.RUNNING, started__lt=cutoff))
         if not running:
             return 0
-        alive = cache.get_many([job.alive_key for job in running])
+        alive = job_cache().get_many([job.alive_key for job in running])
         lost = [job for job in running if job.alive_key not in alive]
-        failed = 0
+        ended = 0
         for job in lost:
-            logger.warning("Import job %s lost its process; marked failed", job.pk)
-            # The last progress it reported stays in the cache after its process is gone.
-            failed += self.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
-                status=ImportJob.Status.FAILED,
-                data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
-                problems=[LOST_MESSAGE],
-                problem_count=1,
-                done_rows=job.progress()[0],
-                finished=timezone.now(),
-            )
-            cache.delete(job.progress_key)
-        return failed
+            still_running = self.filter(pk=job.pk, status=ImportJob.Status.RUNNING)
+            if job.committed is not None:
+                logger.warning("Import job %s lost its process after its commit", job.pk)
+                told = not job.dry_run and not job.problem_count
+                ended += still_running.update(
+                    status=ImportJob.Status.DONE,
+                    running_chargers=(
+                        {"outcomes": [], "notes": [UNANSWERED_NOTE]} if told else None
+                    ),
+                    finished=timezone.now(),
+                )
+            else:
+                logger.warning("Import job %s lost its process; marked failed", job.pk)
+                # The last progress it reported outlives its process (`job_cache`).
+                done, total = job.progress()
+                ended += still_running.update(
+                    status=ImportJob.Status.FAILED,
+                    data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
+                    problems=[lost_message(job.dry_run, done, total)],
+                    problem_count=1,
+                    done_rows=done,
+                    finished=timezone.now(),
+                )
+            job_cache().delete(job.progress_key)
+        return ended
 
     def forget_unconfirmed(self) -> int:
         """Let go the files of the checks not confirmed within CHECK_KEPT_SECONDS of their
@@ -143,6 +177,10 @@ class ImportJob(models.Model):
     )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
+    # When its outcome (counts, problems) was committed, in the import's own transaction
+    # and so with its rows; it is then still running while it waits for the workers'
+    # answers, and a job lost in that wait is done, not failed (`mark_lost`).
+    committed = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
     # A check is confirmed once: the import it became (null if that job was deleted since),
     # and when. Its file went with the confirmation.
@@ -232,7 +270,7 @@ class ImportJob(models.Model):
             return self.total_rows, self.total_rows
         if self.status == self.Status.FAILED:
             return self.done_rows, self.total_rows
-        done, total = cache.get(self.progress_key, (0, self.total_rows))
+        done, total = job_cache().get(self.progress_key, (0, self.total_rows))
         return done, total
 
     def running_lines(self) -> list[str]:
@@ -253,29 +291,47 @@ class ImportJob(models.Model):
             resource = registry.get(self.resource).resource(
                 progress=partial(_report_progress, self.progress_key), fast=True
             )
-            # After its commit the import waits for the workers' answers (a few seconds at
-            # most), as an admin save does, to say what the running chargers did.
-            with reporting(heard.append):
+            # The outcome is written in the import's own transaction, committed with its
+            # rows or not at all: a process lost after the commit (while it waited for the
+            # workers' answers) left the job "running", and it was then failed as having
+            # imported nothing, its rows imported.
+            # Leaving the block commits, sends the change to the workers and waits for
+            # their answers (a few seconds at most), as an admin save does.
+            with reporting(heard.append), transaction.atomic():
                 result = resource.import_data(dataset, dry_run=self.dry_run)
+                self._save_outcome(result, total)
         except FileProblem as exc:
             self._finish(self.Status.DONE, total=0, problems=[f"File: {exc}"])
-            return
         except Exception as exc:
             logger.exception("Import job %s failed", self.pk)
-            done, _ = cache.get(self.progress_key, (0, total))
-            problems = [f"The import stopped: {exc}"]
-            self._finish(self.Status.FAILED, total=total, done=done, problems=problems)
-            return
+            if ImportJob.objects.filter(pk=self.pk, committed__isnull=False).exists():
+                self._close([])  # its rows are committed: what failed came after
+            else:
+                done, _ = job_cache().get(self.progress_key, (0, total))
+                problems = [f"The import stopped: {exc}"]
+                self._finish(self.Status.FAILED, total=total, done=done, problems=problems)
+        else:
+            self._close(heard)
+        job_cache().delete(self.progress_key)
+
+    def _save_outcome(self, result: Any, total: int) -> None:
         problems = [str(problem) for problem in result.problems()]
         self._finish(
-            self.Status.DONE,
-            total=len(dataset),
+            self.Status.RUNNING,  # until the workers have answered (`_close`)
+            total=total,
             problems=problems,
             created=0 if problems else result.totals["new"],
             updated=0 if problems else result.totals["update"],
             unchanged=0 if problems else result.totals["skip"],
             failed=result.failed_rows(),
-            running=summarise(heard) if heard else None,
+        )
+
+    def _close(self, heard: list[Applied]) -> None:
+        """Done, with what the workers said of its committed rows."""
+        ImportJob.objects.filter(pk=self.pk).update(
+            status=self.Status.DONE,
+            running_chargers=summarise(heard) if heard else None,
+            finished=timezone.now(),
         )
 
     def _finish(
@@ -289,14 +345,15 @@ class ImportJob(models.Model):
         updated: int = 0,
         unchanged: int = 0,
         failed: int = 0,
-        running: FleetSummary | None = None,
     ) -> None:
         # The file is kept only while it may still be imported: a check that found no
         # problem waits for its confirmation (which copies it). Any other finished job has
         # done all it will with it, and keeping it would keep every AuthorizationKey it held.
-        keep = self.dry_run and status == self.Status.DONE and not problems
+        keep = self.dry_run and status != self.Status.FAILED and not problems
+        committed = status == self.Status.RUNNING
         ImportJob.objects.filter(pk=self.pk).update(
             **({} if keep else {"data": b""}),
+            **({"committed": timezone.now()} if committed else {"finished": timezone.now()}),
             status=status,
             total_rows=total,
             done_rows=done,
@@ -306,25 +363,23 @@ class ImportJob(models.Model):
             failed_count=failed,
             problem_count=len(problems),
             problems=problems[:MAX_STORED_PROBLEMS],
-            running_chargers=running,
-            finished=timezone.now(),
         )
-        cache.delete(self.progress_key)
 
 
 def _report_progress(key: str, done: int, total: int) -> None:
-    cache.set(key, (done, total), timeout=3600)
+    job_cache().set(key, (done, total), timeout=3600)
 
 
 @contextmanager
 def _beating(key: str) -> Iterator[None]:
     """Say in the cache that the job is alive, every BEAT_SECONDS while the block runs."""
     done = threading.Event()
+    store = job_cache()
 
     def beat() -> None:
         while True:
             try:
-                cache.set(key, 1, timeout=LOST_SECONDS)
+                store.set(key, 1, timeout=LOST_SECONDS)
             except Exception:  # the cache away for a while: the next beat may reach it
                 logger.warning("Import job heartbeat not saved", exc_info=True)
             if done.wait(BEAT_SECONDS):
@@ -337,4 +392,4 @@ def _beating(key: str) -> Iterator[None]:
     finally:
         done.set()
         beating.join()
-        cache.delete(key)
+        store.delete(key)

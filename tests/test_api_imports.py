@@ -4,7 +4,9 @@ column, confirm a check or cancel a job; the admin's import machinery (fleet_io)
 from __future__ import annotations
 
 import io
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -18,6 +20,7 @@ from fleet_io.models import ImportJob
 from locations.models import Location
 from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_charger, make_location
+from tests.process import ManagePy, free_port, run_manage, wait_for_port
 from tests.test_import_chargers import exported_rows
 from tests.test_import_jobs import (  # noqa: F401
     CHARGER_IMPORT,
@@ -394,7 +397,7 @@ def test_a_job_whose_process_was_lost_is_failed_and_can_be_deleted(importer, dep
 
     from django.utils import timezone
 
-    from fleet_io.models import LOST_MESSAGE, LOST_SECONDS
+    from fleet_io.models import LOST_SECONDS
 
     job = upload(importer, fleet_csv(1)).json()
     assert ImportJob.objects.claim(job["id"])
@@ -404,7 +407,10 @@ def test_a_job_whose_process_was_lost_is_failed_and_can_be_deleted(importer, dep
     ImportJob.objects.filter(pk=job["id"]).update(started=long_ago)
     lost = importer.get(url).json()
     assert lost["status"] == "failed"
-    assert [p["message"] for p in importer.get(f"{url}/errors").json()["items"]] == [LOST_MESSAGE]
+    assert [p["message"] for p in importer.get(f"{url}/errors").json()["items"]] == [
+        "The check stopped: the process running it ended before it finished (killed or "
+        "lost). Upload the file again to check it."
+    ]
     assert ImportJob.objects.get(pk=job["id"]).data == b""  # the file may hold secrets
     assert importer.delete(url).status_code == 204
     assert not Charger.objects.exists()
@@ -459,3 +465,123 @@ def test_a_job_that_runs_longer_than_the_lost_limit_is_not_failed(depot, monkeyp
         release.set()
         runner.join(10)
     assert ImportJob.objects.get(pk=job.pk).status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_lost_after_its_commit_is_done_not_failed_as_having_imported_nothing(monkeypatch):
+    """After its commit an import waits for the workers' answers; a process lost then
+    (a worker killed, a web process stopped) left the job "running", and the next reader
+    failed it: "nothing was imported", its 5 chargers imported. The job's outcome is now
+    committed with its rows."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet_io import fleet_changes, models
+    from fleet_io.models import LOST_SECONDS
+
+    make_location("Depot")
+    user, token = user_with_token("importer", *CHARGER_IMPORT)
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="f.csv",
+        file_format="csv",
+        data=fleet_csv(5),
+        created_by=user,
+    )
+
+    def process_ends(batch: Any) -> Any:  # as the commit tells the workers
+        raise SystemExit("the worker process was stopped")
+
+    monkeypatch.setattr(fleet_changes, "send", process_ends)
+    with pytest.raises(SystemExit):
+        ImportJob.objects.run_queued(job.pk)
+    assert Charger.objects.count() == 5  # committed before the process ended
+    long_ago = timezone.now() - timedelta(seconds=LOST_SECONDS + 1)
+    ImportJob.objects.filter(pk=job.pk).update(started=long_ago)
+    state = TokenClient(token).get(f"{IMPORTS}/{job.pk}").json()
+    assert (state["status"], state["finished"], state["ok"]) == ("done", True, True)
+    assert (state["created"], state["done"], state["total"], state["problems"]) == (5, 5, 5, 0)
+    assert state["running_chargers"] == {"outcomes": [], "notes": [models.UNANSWERED_NOTE]}
+    assert ImportJob.objects.get(pk=job.pk).data == b""  # imported: its file let go
+
+
+EMBEDDED_SETUP = """
+from api.models import ApiToken
+from tests.cast import make_location, make_user
+make_location("Depot")
+user = make_user("importer", {permissions})
+print(ApiToken.objects.issue(user, "import test")[1])
+"""
+
+AGE_THE_JOB = """
+from datetime import timedelta
+from django.utils import timezone
+from fleet_io.job_cache import job_cache
+from fleet_io.models import LOST_SECONDS, ImportJob
+job = ImportJob.objects.get(pk={pk})
+print(job.status)
+# What LOST_SECONDS after the kill brings: its last heartbeat expired, its start long ago.
+job_cache().delete(job.alive_key)
+ImportJob.objects.filter(pk=job.pk).update(started=timezone.now() - timedelta(seconds=LOST_SECONDS + 1))
+"""
+
+
+def embedded_site(var_dir: Path) -> tuple[Any, str]:
+    port = free_port()
+    site = ManagePy(var_dir, "runsimulator", "--no-migrate", "--port", str(port))
+    try:
+        wait_for_port(port, 60.0, site.proc)
+    except BaseException:
+        site.stop()
+        raise
+    return site, f"127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db  # the test's own database stays empty: the processes have their own
+def test_an_embedded_import_killed_with_its_process_says_how_far_it_got(tmp_path):
+    """QA: `runsimulator` killed mid-import (the job runs in a thread of it) and started
+    again: the job said `done: 0`, its progress gone with the process's memory."""
+    from tests.test_api_scaled_out import http, multipart
+
+    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
+    permissions = [*CHARGER_IMPORT, "view_charger"]
+    setup = EMBEDDED_SETUP.format(permissions=", ".join(repr(p) for p in permissions))
+    made = run_manage(tmp_path, "shell", "-c", setup)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    rows = 5000
+    site, host = embedded_site(tmp_path)
+    try:
+        body, kind = multipart(
+            {"resource": "chargers", "dry_run": "false"}, "f.csv", fleet_csv(rows)
+        )
+        job = http(host, token, "POST", IMPORTS, body, kind)
+        deadline = time.monotonic() + 120
+        while (state := http(host, token, "GET", f"{IMPORTS}/{job['id']}"))["done"] == 0:
+            assert not state["finished"] and time.monotonic() < deadline, state
+            time.sleep(0.05)
+        assert not state["finished"] and state["done"] < rows, state  # killed midway
+        site.signal(signal.SIGKILL)
+        site.wait()
+    finally:
+        site.stop()
+    aged = run_manage(tmp_path, "shell", "-c", AGE_THE_JOB.format(pk=job["id"]))
+    assert aged.returncode == 0, aged.stderr
+    assert aged.stdout.split()[-1] == "running"  # as the killed process left it
+    site, host = embedded_site(tmp_path)
+    try:
+        after = http(host, token, "GET", f"{IMPORTS}/{job['id']}")
+        problems = http(host, token, "GET", f"{IMPORTS}/{job['id']}/errors")["items"]
+        chargers = http(host, token, "GET", f"{V1}/chargers?limit=1")["count"]
+    finally:
+        site.stop()
+    assert (after["status"], after["finished"], after["total"]) == ("failed", True, rows)
+    assert state["done"] <= after["done"] < rows, (state, after)
+    assert [p["message"] for p in problems] == [
+        f"The import stopped at row {after['done']:,} of {rows:,}: the process running it "
+        "ended before it finished (killed or lost); nothing was imported, as an import is "
+        "all or nothing. Upload the file again."
+    ]
+    assert chargers == 0  # all or nothing

@@ -118,7 +118,8 @@ class ImportJobOut(Schema):
         description="An import that finished: what the simulator workers did with its rows "
         "(the running chargers reboot, reconnect, apply the change live, or wait for their "
         "session to end), counted by outcome. Null for a check, a failed import, or an "
-        "import whose commit told no worker anything."
+        "import whose commit told no worker anything; an import whose process ended while "
+        "it waited for the answers (its rows imported) has only a note saying so."
     )
 
     # Resolvers, not aliases: "finished" and "created" name other fields here.
