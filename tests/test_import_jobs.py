@@ -533,6 +533,7 @@ async def test_a_reimported_export_leaves_the_running_chargers_it_does_not_chang
     reboots that charger)."""
     from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
+    from django.db import connections
 
     from simulator.core.charge_point import BootState
     from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -558,8 +559,11 @@ async def test_a_reimported_export_leaves_the_running_chargers_it_does_not_chang
             file_format="json",
             data=edited.json.encode(),
         )
-        ImportJob.objects.run_queued(job.pk)
-        job.refresh_from_db()
+        try:
+            ImportJob.objects.run_queued(job.pk)
+            job.refresh_from_db()
+        finally:
+            connections.close_all()  # this worker thread's, as a job's own thread does
         return job
 
     def stamps() -> dict[str, object]:
