@@ -56,24 +56,50 @@ def check_size(size: int) -> None:
         )
 
 
-def decode(data: bytes | str) -> str:
-    """UTF-8 text, with or without Excel's byte order mark; anything else is named."""
+# How to save a file as UTF-8, by the format it was uploaded as: a JSON file was told to
+# save itself as "CSV UTF-8" from Excel.
+SAVE_AS_UTF8 = {
+    "CSV": "save it as CSV UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)')",
+    "JSON": "save it as UTF-8, as JSON must be",
+}
+# A zip archive starts so; an Excel workbook (.xlsx) is one.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def decode(data: bytes | str, kind: str = "CSV") -> str:
+    """UTF-8 text, with or without Excel's byte order mark; anything else is named, with
+    advice for the `kind` of file it was uploaded as (CSV or JSON)."""
     if isinstance(data, str):
         return data.removeprefix("\ufeff")
     check_size(len(data))
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data.startswith(ZIP_MAGIC):
         raise FileProblem(
-            "The file is not UTF-8 (it is UTF-16): save it as CSV UTF-8 "
-            "(in Excel: 'CSV UTF-8 (comma delimited)')."
+            f"The file is a zip archive, such as an Excel workbook, not {kind} text: import "
+            "a workbook as XLSX (a file name ending in .xlsx, or the format xlsx)."
         )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileProblem(f"The file is not UTF-8 (it is UTF-16): {SAVE_AS_UTF8[kind]}.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        if kind == "CSV":  # as it always said, Excel being where most CSV files come from
+            raise FileProblem(
+                f"The file is not UTF-8 (save it as CSV UTF-8): byte 0x{data[exc.start]:02x} "
+                f"on line {line} cannot be read. In Excel: 'CSV UTF-8 (comma delimited)'."
+            ) from None
         raise FileProblem(
-            f"The file is not UTF-8 (save it as CSV UTF-8): byte 0x{data[exc.start]:02x} on "
-            f"line {line} cannot be read. In Excel: 'CSV UTF-8 (comma delimited)'."
+            f"The file is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} cannot "
+            f"be read. Is it a {kind} file? {SAVE_AS_UTF8[kind][0].upper()}"
+            f"{SAVE_AS_UTF8[kind][1:]}."
         ) from None
+
+
+def no_rows(where: str) -> FileProblem:
+    """The same problem, whichever the format, for a file that names columns but has no
+    row: a header-only CSV imported nothing and said so as a success, an empty JSON list
+    was told a column was missing."""
+    return FileProblem(f"The file has no rows to import: {where}.")
 
 
 def neutralise(value: Any) -> Any:
@@ -102,6 +128,11 @@ def neutralised(dataset: tablib.Dataset) -> tablib.Dataset:
 
 
 def parse_csv(text: str) -> tablib.Dataset:
+    if text.lstrip().startswith(("[", "{")) and _is_json(text):
+        raise FileProblem(
+            "The file is JSON, not CSV: import it as JSON (a file name ending in .json, or "
+            "the format json)."
+        )
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         rows = list(reader)
@@ -126,7 +157,17 @@ def parse_csv(text: str) -> tablib.Dataset:
                 'comma are quoted ("...").'
             )
         dataset.append(row)
+    if not len(dataset):
+        raise no_rows("it has only its header line")
     return dataset
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 class _Object(dict[str, Any]):
@@ -145,6 +186,11 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def parse_json(text: str) -> tablib.Dataset:
+    if not text.strip():
+        raise FileProblem(
+            'The file is empty: a JSON import is a list of objects, one per row: [{"name": '
+            "...}, ...]."
+        )
     try:
         data = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
@@ -161,6 +207,8 @@ def parse_json(text: str) -> tablib.Dataset:
         raise FileProblem(
             'A JSON import must be a list of objects, one per row: [{"name": ...}, ...].'
         )
+    if not data:
+        raise no_rows("its list is empty ([])")
     headers: list[str] = []
     seen: set[str] = set()
     for number, item in enumerate(data, start=1):
@@ -225,7 +273,7 @@ class JSON(base_formats.JSON):
         return "rb"
 
     def create_dataset(self, in_stream: bytes | str, **kwargs: Any) -> tablib.Dataset:
-        return parse_json(decode(in_stream))
+        return parse_json(decode(in_stream, "JSON"))
 
 
 class XLSX(base_formats.XLSX):
@@ -240,6 +288,8 @@ class XLSX(base_formats.XLSX):
             raise FileProblem(f"The file is not an Excel workbook (.xlsx): {exc}") from None
         if not rows or not any(cell is not None for cell in rows[0]):
             raise FileProblem("The file is empty: the first row must name the columns.")
+        if len(rows) == 1:
+            raise no_rows("its sheet has only its header row")
         dataset = tablib.Dataset(headers=[str(h).strip() if h is not None else "" for h in rows[0]])
         for row in rows[1:]:
             dataset.append(row)
@@ -254,6 +304,12 @@ def _check_unzipped_size(data: bytes) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unzipped = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if not data.startswith(ZIP_MAGIC):
+            raise FileProblem(
+                "The file is not an Excel workbook (.xlsx), which is a zip archive: is it a "
+                "CSV or JSON file? Import it in that format (a file name ending in .csv or "
+                ".json)."
+            ) from None
         raise FileProblem(
             f"The file is not an Excel workbook (.xlsx): it is not a complete zip file ({exc})."
         ) from None

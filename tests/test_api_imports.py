@@ -208,6 +208,46 @@ def test_the_preview_the_check_and_the_import_count_unchanged_rows_alike(
     assert [pk for pk in before if after[pk] != before[pk]] == [chargers[1].pk]
 
 
+def workbook(*rows: list[Any]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.usefixtures("jobs_run_inline")
+@pytest.mark.parametrize(
+    ("name", "data", "where"),
+    [
+        ("fleet.csv", b"charge_point_id,location\r\n\r\n", "it has only its header line"),
+        ("fleet.json", b"[ ]", "its list is empty ([])"),
+        (
+            "fleet.xlsx",
+            workbook(["charge_point_id", "location"]),
+            "its sheet has only its header row",
+        ),
+    ],
+    ids=["csv", "json", "xlsx"],
+)
+def test_a_file_without_rows_is_the_same_problem_in_every_format(
+    importer, depot, django_capture_on_commit_callbacks, name, data, where
+):
+    """QA: a header-only CSV was a check that found nothing wrong ("ready to import", 0
+    rows), an empty JSON list a missing charge_point_id column."""
+    with django_capture_on_commit_callbacks(execute=True):
+        job = upload(importer, data, name).json()
+    state = importer.get(f"{IMPORTS}/{job['id']}").json()
+    assert (state["status"], state["ok"], state["problems"]) == ("done", False, 1)
+    problems = importer.get(f"{IMPORTS}/{job['id']}/errors").json()["items"]
+    assert problems == [
+        {"row": None, "column": None, "message": f"The file has no rows to import: {where}."}
+    ]
+
+
 def test_a_bad_upload_names_the_field(importer, depot, monkeypatch):
     no_format = upload(importer, fleet_csv(1), "fleet.txt")
     assert no_format.status_code == 422

@@ -562,6 +562,66 @@ def test_a_json_file_of_the_wrong_shape_is_named_as_such(data, message):
         read_dataset(data, "json")
 
 
+def a_workbook() -> bytes:
+    from fleet_io.file_formats import XLSX
+
+    return XLSX().export_data(read_dataset(csv_bytes(*GOOD), "csv"))
+
+
+@pytest.mark.parametrize(
+    ("data", "file_format", "message"),
+    [
+        (
+            bytes(range(256)),
+            "json",
+            "The file is not UTF-8 text: byte 0x80 on line 2 cannot be read. Is it a JSON "
+            "file? Save it as UTF-8, as JSON must be.",
+        ),
+        (
+            '[{"charge_point_id": "CP-1"}]'.encode("utf-16"),
+            "json",
+            "The file is not UTF-8 (it is UTF-16): save it as UTF-8, as JSON must be.",
+        ),
+        (
+            b"",
+            "json",
+            'The file is empty: a JSON import is a list of objects, one per row: [{"name": '
+            "...}, ...].",
+        ),
+        (
+            a_workbook,
+            "json",
+            "The file is a zip archive, such as an Excel workbook, not JSON text: import a "
+            "workbook as XLSX (a file name ending in .xlsx, or the format xlsx).",
+        ),
+        (
+            a_workbook,
+            "csv",
+            "The file is a zip archive, such as an Excel workbook, not CSV text: import a "
+            "workbook as XLSX (a file name ending in .xlsx, or the format xlsx).",
+        ),
+        (
+            b'[{"charge_point_id": "CP-1", "location": "Depot"}]',
+            "csv",
+            "The file is JSON, not CSV: import it as JSON (a file name ending in .json, or the "
+            "format json).",
+        ),
+        (
+            csv_bytes(*GOOD),
+            "xlsx",
+            "The file is not an Excel workbook (.xlsx), which is a zip archive: is it a CSV or "
+            "JSON file? Import it in that format (a file name ending in .csv or .json).",
+        ),
+    ],
+    ids=["binary", "utf-16", "empty", "workbook", "workbook-as-csv", "json-as-csv", "csv-as-xlsx"],
+)
+def test_a_file_of_another_kind_is_told_so_for_the_format_it_came_as(data, file_format, message):
+    """QA: a binary file named .json was told to save itself as 'CSV UTF-8' from Excel."""
+    with pytest.raises(FileProblem) as raised:
+        read_dataset(data() if callable(data) else data, file_format)
+    assert str(raised.value) == message
+
+
 def test_a_broken_xlsx_file_is_named_as_such(depot):
     pytest.importorskip("openpyxl")
     from fleet_io.file_formats import XLSX
