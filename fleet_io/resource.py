@@ -32,7 +32,8 @@ from import_export import resources
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Error, Result, RowResult
 
-from fleet_io.file_formats import MAX_CELL_CHARS, FileProblem, restore
+from fleet_io.cells import NumberCell
+from fleet_io.file_formats import MAX_CELL_CHARS, FileProblem, SheetDate, restore
 
 Progress = Callable[[int, int], None]
 
@@ -364,6 +365,15 @@ class FleetResource(resources.ModelResource):
                 kind = "an object" if isinstance(value, dict) else "a list"
                 problems[field.column_name] = (
                     f"The cell holds {kind}; this column takes one value (text or a number)."
+                )
+            elif isinstance(value, SheetDate):
+                expected = "a number" if isinstance(field.widget, NumberCell) else "text"
+                problems[field.column_name] = (
+                    f"The cell is {value.kind} ({value}) in the workbook, where {expected} is "
+                    "expected: Excel turns a value such as 2026-01-01 or 12:30 typed into a "
+                    "General cell into a date. Format the column as Text (Home > Number "
+                    "Format > Text) and type the value again, or type it after an "
+                    f"apostrophe ('{value})."
                 )
             elif isinstance(value, str) and "\x00" in value:
                 problems[field.column_name] = (

@@ -868,3 +868,66 @@ def test_an_update_row_with_fewer_evses_keeps_a_connector_in_session(depot):
     assert (problem.row, problem.column) == (1, "evses")
     assert "Connector 2 of CP-1 has transaction 99 in progress" in problem.message
     assert list(charger.evses.values_list("connector_id", flat=True)) == [1, 2]
+
+
+def dated_workbook(*rows: tuple[object, str | None]) -> bytes:
+    """A sheet of chargers whose serial_number cells are given as (value, number format)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["charge_point_id", "location", "evses", "serial_number"])
+    for n, (value, number_format) in enumerate(rows, start=1):
+        sheet.append([f"CP-{n}", "Depot", "Type2:22", value])
+        if number_format is not None:
+            sheet.cell(row=n + 1, column=4).number_format = number_format
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_an_xlsx_date_where_text_is_expected_is_refused_by_row_and_column(depot):
+    """QA: Excel turned a serial number typed as 2026-01-01 (or a firmware version as 12:30)
+    into a date cell, stored as the text "2026-01-01 00:00:00". What the sheet showed
+    depends on the cell's format and the machine's locale (1/1/2026): the cell is refused,
+    saying how to keep it text in Excel."""
+    import datetime as dt
+
+    data = dated_workbook(
+        (dt.datetime(2026, 1, 1), "mm-dd-yy"),  # Excel's short date, shown as the locale says
+        (dt.time(12, 30), "h:mm"),
+        (dt.datetime(2026, 1, 1, 7, 5), "m/d/yy h:mm"),
+        ("SN-1", None),
+    )
+    result = run_import(data, "xlsx")
+    assert [str(p) for p in result.problems()] == [
+        f"Row {row}, column serial_number: The cell is {kind} ({shown}) in the workbook, where "
+        "text is expected: Excel turns a value such as 2026-01-01 or 12:30 typed into a "
+        "General cell into a date. Format the column as Text (Home > Number Format > Text) and "
+        f"type the value again, or type it after an apostrophe ('{shown})."
+        for row, kind, shown in [
+            (1, "a date", "2026-01-01"),
+            (2, "a time", "12:30"),
+            (3, "a date and time", "2026-01-01 07:05"),
+        ]
+    ]
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_an_xlsx_date_in_a_format_every_spreadsheet_shows_alike_is_read_as_that_text(depot):
+    """An ISO format (as LibreOffice keeps a date typed so) shows the same text anywhere."""
+    import datetime as dt
+
+    data = dated_workbook(
+        (dt.datetime(2026, 1, 1), "YYYY-MM-DD"),
+        (dt.time(9, 5), "hh:mm"),
+        (dt.datetime(2026, 1, 1, 7, 5, 9), "yyyy-mm-dd hh:mm:ss"),
+    )
+    result = run_import(data, "xlsx")
+    assert not result.has_errors(), result.problems()
+    assert list(Charger.objects.order_by("charge_point_id").values_list("serial_number")) == [
+        ("2026-01-01",),
+        ("09:05",),
+        ("2026-01-01 07:05:09",),
+    ]
