@@ -270,8 +270,15 @@ class ImportJob(models.Model):
             return self.total_rows, self.total_rows
         if self.status == self.Status.FAILED:
             return self.done_rows, self.total_rows
-        done, total = job_cache().get(self.progress_key, (0, self.total_rows))
-        return done, total
+        found = job_cache().get(self.progress_key)
+        if found is not None:
+            done, total = found
+            return done, total
+        # None reported yet, or the job ended since this row was read (its progress goes
+        # when it ends): "0 / 300 rows" came between "231" and "300 / 300".
+        now = ImportJob.objects.filter(pk=self.pk).only("status", "total_rows", "done_rows")
+        ended = now.exclude(status__in=[self.Status.QUEUED, self.Status.RUNNING]).first()
+        return ended.progress() if ended is not None else (0, self.total_rows)
 
     def running_lines(self) -> list[str]:
         """What the running chargers did, as the job's page says it."""

@@ -309,6 +309,21 @@ def test_an_import_reports_its_progress_up_to_the_last_row(depot):
     assert len(seen) > 10
 
 
+def test_a_job_read_running_just_before_it_ended_says_how_far_it_got(depot):
+    """A poll reads the job's row, then its progress; a job that ended in between has no
+    progress left, and the poll said "0 / 300 rows" between "231" and "300 / 300" (seen
+    on PostgreSQL)."""
+    job = ImportJob.objects.create(
+        resource="chargers", file_name="f.csv", file_format="csv", data=fleet_csv(3)
+    )
+    assert ImportJob.objects.claim(job.pk)
+    read_while_running = ImportJob.objects.get(pk=job.pk)
+    ImportJob.objects.run_queued(job.pk)  # claimed already: runs nothing
+    read_while_running.run()  # as its worker does; the row read before it stays as read
+    assert read_while_running.status == ImportJob.Status.RUNNING
+    assert read_while_running.progress() == (3, 3)
+
+
 def run_until_row_60(monkeypatch, job: ImportJob, stop: type[BaseException]) -> None:
     """Run `job` on a 100-row file until the import raises `stop` at row 60. SystemExit is
     a worker stopped mid-import: it escapes the job, which stays "running" until a reader
