@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
         ("managed_meter.py", ["20", "3"], r"load management on, 300 kW: [\d.]+ ms CPU"),
         ("edit_reboots.py", ["--chargers", "5"], r'"chargers": 5, "apply_seconds": [\d.]+'),
         (
+            "reimport_memory.py",
+            ["--chargers", "5", "--rounds", "2", "--settle", "1"],
+            r'"chargers": 5, "rounds": 2, .*"after": "re-import 2[^"]*", "rss_mib": [\d.]+',
+        ),
+        (
             "fence_check.py",
             ["--chargers", "5", "--repeat", "3"],
             r'"us_unchanged": [\d.]+, "us_after_a_claim": [\d.]+',

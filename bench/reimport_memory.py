@@ -1,0 +1,223 @@
+"""Re-import memory benchmark: the worker's memory over K fleet-wide edits that reboot every
+charger (a re-import of the whole charger file with a new vendor, say).
+
+    python bench/reimport_memory.py [--chargers 5000] [--rounds 3] [--no-tracemalloc]
+
+What it does: a throwaway SQLite database gets N chargers (bench/fleet.py's fleet, one EVSE
+each) pointed at `bench/load_csms.py`, run as a child process so that its memory is not
+counted. The worker runs in this process as `runsimulator --no-web` runs it
+(`Simulator.for_process(...).startup()`: the dashboard's event publisher, the command
+server on the in-memory channel layer, the garbage-collector policy of the settings,
+CHARGESIM_GC_TUNING, on by default), and the chargers boot. Then, K times, every row's
+vendor changes in one UPDATE (as an import's commit) and the worker applies it as it
+applies a `fleet.changed` (`FleetReloader.apply`): every charger reboots, and the round
+ends when the CSMS has every new BootNotification and a few seconds more have passed (the
+status reports answered, a checkpoint written).
+
+After the first start and after each round, with `gc.collect()` first (what it cannot
+reach, the frozen generation, it leaves, as the process does), one line:
+
+- rss_mib (VmRSS) and hwm_mib (VmHWM, the process's peak RSS so far);
+- traced_mib / traced_peak_mib: tracemalloc's current and peak (the peak since the
+  previous line) traced memory; tracemalloc's own bookkeeping is in the RSS, not in these;
+- frozen: objects in the collector's permanent generation (`gc.get_freeze_count()`);
+- old_chargers_alive: charger objects of earlier rounds (replaced by a reboot) that are
+  still alive, by weak reference (alive_by_generation: of the first start's, of the first
+  round's, ...);
+- then the 10 allocation sites that grew most since the first start (snapshot diff).
+
+`--no-tracemalloc` leaves tracemalloc off (its traces add about as much as they trace to
+the RSS): the RSS figures are then the worker's alone. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+import weakref
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fleet import (
+    Children,
+    CsmsControl,
+    create_fleet,
+    prepare_database,
+    raise_open_files,
+    say,
+    setup_django,
+)
+
+MIB = 1024 * 1024
+
+
+def proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure(
+    label: str, baseline: tracemalloc.Snapshot | None, old: list[weakref.WeakSet[Any]]
+) -> dict[str, Any]:
+    gc.collect()
+    figures: dict[str, Any] = {
+        "after": label,
+        "rss_mib": round(proc_status_kib("VmRSS") / 1024, 1),
+        "hwm_mib": round(proc_status_kib("VmHWM") / 1024, 1),
+        "frozen": gc.get_freeze_count(),
+        "old_chargers_alive": sum(len(generation) for generation in old),
+        "alive_by_generation": [len(generation) for generation in old],
+    }
+    line = (
+        f"{label}: RSS {figures['rss_mib']} MiB (peak {figures['hwm_mib']}), "
+        f"frozen {figures['frozen']}, old chargers alive {figures['old_chargers_alive']} "
+        f"(by generation {figures['alive_by_generation']})"
+    )
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        figures["traced_mib"] = round(current / MIB, 1)
+        figures["traced_peak_mib"] = round(peak / MIB, 1)
+        line += f", traced {figures['traced_mib']} MiB (peak {figures['traced_peak_mib']})"
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        if baseline is not None:
+            top = snapshot.compare_to(baseline, "lineno")[:10]
+            figures["top"] = [
+                {
+                    "site": f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}",
+                    "size_diff_kib": round(stat.size_diff / 1024),
+                    "count_diff": stat.count_diff,
+                }
+                for stat in top
+            ]
+            for stat in top:
+                line += (
+                    f"\n    {stat.size_diff / 1024:+10.0f} KiB {stat.count_diff:+8d} blocks  "
+                    f"{_short(stat.traceback[0].filename)}:{stat.traceback[0].lineno}"
+                )
+        figures["_snapshot"] = snapshot
+    say(line)
+    return figures
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/fixb/", "/main/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+async def wait_boots(csms: CsmsControl, wanted: int, timeout: float, service: Any) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = await asyncio.to_thread(csms.ask, "status")
+        boots = status["by_action"].get("BootNotification", 0)
+        if boots >= wanted:
+            return
+        if loop.time() > deadline:
+            raise RuntimeError(
+                f"only {boots} of {wanted} BootNotifications within {timeout} s; the "
+                f"chargers: {dict(service.progress())} (on a loaded host, try --timeout)"
+            )
+        await asyncio.sleep(0.2)
+
+
+async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
+    from asgiref.sync import sync_to_async
+    from django.utils import timezone
+
+    from chargers.models import Charger as ChargerRow
+    from simulator.runtime.lifecycle import RunOptions, Simulator
+
+    n = args.chargers
+    options = RunOptions.from_settings(web=False, migrate=False, status_seconds=3600.0)
+    service = Simulator.for_process(options, write=lambda text: None)
+    await service.startup()
+    rounds: list[dict[str, Any]] = []
+    # The charger objects each reboot replaced, one weak set per generation.
+    old: list[weakref.WeakSet[Any]] = []
+    try:
+        await wait_boots(csms, n, args.timeout, service)
+        await asyncio.sleep(args.settle)  # boots answered, fleet frozen (gc policy), saved
+        first = measure("first start", None, old)
+        baseline = first.pop("_snapshot", None)
+        rounds.append(first)
+        pks = await sync_to_async(lambda: list(ChargerRow.objects.values_list("pk", flat=True)))()
+        for number in range(1, args.rounds + 1):
+            old.append(weakref.WeakSet(service.store))
+            await sync_to_async(ChargerRow.objects.update)(
+                vendor=f"Edited-{number}", updated=timezone.now()
+            )
+            started = time.monotonic()
+            outcomes = await service.reloader.apply(pks)
+            await wait_boots(csms, n * (number + 1), args.timeout, service)
+            booted = time.monotonic() - started
+            await asyncio.sleep(args.settle)
+            figures = measure(
+                f"re-import {number} (all booted again in {booted:.0f} s)", baseline, old
+            )
+            figures.pop("_snapshot", None)
+            figures["all_booted_seconds"] = round(booted, 1)
+            figures["outcomes"] = dict(Counter(o["outcome"] for o in outcomes))
+            rounds.append(figures)
+    finally:
+        await service.stop()
+    return {
+        "chargers": n,
+        "rounds": args.rounds,
+        "tracemalloc": args.tracemalloc,
+        "gc_tuning": options.gc_tuning,
+        "figures": rounds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--chargers", type=int, default=5000, metavar="N")
+    parser.add_argument("--rounds", type=int, default=3, metavar="K")
+    parser.add_argument(
+        "--no-tracemalloc", dest="tracemalloc", action="store_false", help="RSS figures only"
+    )
+    parser.add_argument("--frames", type=int, default=1, help="tracemalloc's frames per trace")
+    parser.add_argument("--settle", type=float, default=15.0, metavar="S")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S")
+    args = parser.parse_args(argv)
+    raise_open_files(4 * args.chargers + 2048)
+    # Each charger logs a line or two per boot: at 5,000 that drowns the figures.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    setup_django(Path(tempfile.mkdtemp(prefix="chargesim-reimport-memory-")))
+    prepare_database()
+    children = Children()
+    try:
+        csms = CsmsControl(children, heartbeat_interval=300)
+        create_fleet(args.chargers, csms.url, 60)
+        if args.tracemalloc:
+            tracemalloc.start(args.frames)
+        figures = asyncio.run(run(args, csms))
+    finally:
+        children.stop_all()
+    last = figures["figures"][-1]
+    say(
+        f"{figures['chargers']} chargers, {figures['rounds']} re-imports: RSS "
+        f"{figures['figures'][0]['rss_mib']} -> {last['rss_mib']} MiB, old chargers alive "
+        f"{last['old_chargers_alive']}"
+    )
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
