@@ -31,6 +31,7 @@ import secrets
 import signal
 import socket
 import sys
+import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,11 @@ WAIT_SHARE = 0.5
 # The part of that share that letting the messages in progress be answered may use first
 # (`draining`): a central system that answers at all answers well within it.
 DRAIN_SHARE = 0.2
+# The share of the frozen fleet replaced (rebooted, retired) that makes the process free it
+# (`Simulator._keep_frozen`): one power cycle is not worth a full collection of the fleet,
+# and what stays frozen meanwhile is at most this share of the fleet.
+REFREEZE_SHARE = 0.1
+REFREEZE_CHECK_SECONDS = 5.0
 
 
 class StartError(Exception):
@@ -406,7 +412,7 @@ class Simulator:
         await self.start(channels=True)
         if self.options.gc_tuning:
             gc_policy.fleet_loaded()
-            self.spawn(self._freeze_when_up(), "gc-freeze")
+            self.spawn(self._keep_frozen(), "gc-freeze")
         if self.options.traffic:
             self.spawn(self.run_traffic(), "traffic", driver=True)
         if self.options.demo:
@@ -564,15 +570,39 @@ class Simulator:
         )
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
-    async def _freeze_when_up(self, patience: float = 120.0) -> None:
-        """Once every auto-connecting charger is accepted (or after `patience` seconds),
+    async def _keep_frozen(self, patience: float = 120.0) -> None:
+        """Freeze the connected fleet once it is up (`_freeze_when_up`); then, whenever
+        `REFREEZE_SHARE` of the frozen chargers have been replaced (a reboot builds a
+        charger afresh, a retired one goes), free them once the fleet edit is applied
+        (`gc_policy.thaw`: frozen, they would never be), and freeze the fleet again once
+        it is up (`gc_policy.refreeze`)."""
+        await self._freeze_when_up(patience)
+        frozen = weakref.WeakSet(self.store)
+        while True:
+            await asyncio.sleep(REFREEZE_CHECK_SECONDS)
+            # Alive (kept by the freeze, or still going offline) and no longer running.
+            replaced = sum(1 for charger in frozen if self.store.get(charger.id) is not charger)
+            if replaced < max(1.0, REFREEZE_SHARE * len(frozen)) or self.reloader.busy():
+                continue
+            gc_policy.thaw(replaced)
+            await self._until_up(patience)
+            gc_policy.refreeze()
+            # One still referenced at the freeze (so frozen again) stays counted as replaced.
+            frozen = weakref.WeakSet([*self.store, *frozen])
+
+    async def _freeze_when_up(self, patience: float) -> None:
+        """Once every charger with a connection is accepted (or after `patience` seconds),
         take the connections out of the garbage collector's sight too."""
+        await self._until_up(patience)
+        gc_policy.fleet_up()
+
+    async def _until_up(self, patience: float) -> None:
+        """Until every charger with a connection is accepted, `patience` seconds at most."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         wanted = len(self.connections)
         while loop.time() < deadline and self.progress()["accepted"] < wanted:
             await asyncio.sleep(1.0)
-        gc_policy.fleet_up()
 
     # -- the engine ----------------------------------------------------------------------------
 

@@ -778,6 +778,11 @@ class FleetReloader:
         # The pages showing it hear this last state: offline, and why (not a lost link).
         live.out_of_service(why)
 
+    def busy(self) -> bool:
+        """Whether an apply runs or chargers are still going offline: the chargers it
+        replaces are not all garbage yet."""
+        return self._lock.locked() or bool(self._retiring)
+
     def retiring(self) -> list[asyncio.Task[None]]:
         """Chargers still going offline (the simulator's stop cancels and awaits them)."""
         return list(self._retiring)
