@@ -11,6 +11,7 @@ told (`ChargerResource.unchanged`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -238,9 +239,22 @@ class ChargerResource(FleetResource):
             validate_csms_url(csms_url)
         self.csms_url = csms_url
         self.csms_url_given: dict[str, int] = {}  # URL -> new chargers given it
-        # The stored EVSEs and NumberOfConnectors of the chargers the file names (`loaded`).
+        # The stored EVSEs of the chargers the file names, and their values of the keys its
+        # configuration cells name and of NumberOfConnectors (`loaded`, a chunk at a time:
+        # a query per row made an unchanged re-import slower than writing it had been).
         self._stored_evses: dict[int, list[tuple[int, EvseSpec]]] = {}
-        self._stored_connectors: dict[int, str] = {}
+        self._stored_keys: dict[int, dict[str, str]] = {}
+        self._file_keys: set[str] = {"NumberOfConnectors"}
+
+    def before_import(self, dataset: Any, **kwargs: Any) -> None:
+        super().before_import(dataset, **kwargs)
+        if "configuration" not in (dataset.headers or ()):
+            return
+        cell = OverridesCell()
+        for value in dataset["configuration"]:
+            # A bad cell is the row's own problem, said when the row is imported.
+            with contextlib.suppress(ValueError):
+                self._file_keys.update(cell.clean(value))
 
     def import_notes(self, *, dry_run: bool) -> list[str]:
         """Which CSMS the new chargers of a file without a csms_url column connect to. The
@@ -425,11 +439,9 @@ class ChargerResource(FleetResource):
             )
         for found in self._stored_evses.values():
             found.sort(key=lambda item: item[0])
-        self._stored_connectors.update(
-            ConfigurationKey.objects.filter(
-                charger_id__in=pks, key="NumberOfConnectors"
-            ).values_list("charger_id", "value")
-        )
+        keys = ConfigurationKey.objects.filter(charger_id__in=pks, key__in=self._file_keys)
+        for charger_id, key, value in keys.values_list("charger_id", "key", "value"):
+            self._stored_keys.setdefault(charger_id, {})[key] = value
 
     def unchanged(self, instance: Any, row: dict) -> bool:
         """The charger's columns as stored, and its EVSEs and configuration keys too: the
@@ -439,21 +451,21 @@ class ChargerResource(FleetResource):
             return False
         layout = instance.evse_layout
         overrides = dict(instance.configuration_overrides)
+        stored = self._stored_keys.get(instance.pk, {})
         if layout is not None:
             # Numbered as `update_chargers` numbers them: stored connectors 1 and 3 are
             # renumbered 1 and 2 by a re-import, which is a change.
             if list(enumerate(layout, start=1)) != self._stored_evses.get(instance.pk, []):
                 return False
-            if self._stored_connectors.get(instance.pk) != str(len(layout)):
+            if stored.get("NumberOfConnectors") != str(len(layout)):
                 return False
-        if not overrides:
-            return True
-        stored = dict(
-            ConfigurationKey.objects.filter(charger_id=instance.pk, key__in=overrides).values_list(
-                "key", "value"
+        if not overrides.keys() <= self._file_keys:  # not read ahead (no such column?)
+            stored = dict(
+                ConfigurationKey.objects.filter(
+                    charger_id=instance.pk, key__in=overrides
+                ).values_list("key", "value")
             )
-        )
-        return stored == overrides
+        return all(stored.get(key) == value for key, value in overrides.items())
 
     @staticmethod
     def _plan(charger: Charger) -> ChargerPlan:

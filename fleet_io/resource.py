@@ -335,13 +335,17 @@ class FleetResource(resources.ModelResource):
 
     def stored_values(self, instance: Any) -> dict[str, Any]:
         """The model's columns of a stored object before the row is applied to it."""
-        return copy.deepcopy(
-            {
-                field.attname: getattr(instance, field.attname)
-                for field in instance._meta.concrete_fields
-                if not field.primary_key
-            }
-        )
+        # Copied only where a value can be changed in place (a JSON list or object): a
+        # deep copy of every column cost more than the comparison it serves.
+        values = {
+            field.attname: getattr(instance, field.attname)
+            for field in instance._meta.concrete_fields
+            if not field.primary_key
+        }
+        return {
+            name: copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+            for name, value in values.items()
+        }
 
     def unchanged(self, instance: Any, row: dict) -> bool:
         """Whether the validated row leaves the stored object as it was. A resource that
