@@ -16,6 +16,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from chargers.bulk import execute_rows
+from chargers.deadlocks import retrying_races
 from chargers.evse_layout import EvseSpec
 from chargers.models import Charger, ConfigurationKey, Evse
 from chargers.sealed import SealedTextField
@@ -188,8 +189,17 @@ def update_chargers(plans: Sequence[ChargerPlan], fields: Sequence[str]) -> None
                 kept.max_power_kw = spec.max_power_kw
                 changed.append(kept)
         gone += [evse.pk for evse in current.values()]
-    for start in range(0, len(gone), BATCH):
-        Evse.objects.filter(pk__in=gone[start : start + BATCH]).delete()
+
+    def delete_gone() -> None:
+        for start in range(0, len(gone), BATCH):
+            Evse.objects.filter(pk__in=gone[start : start + BATCH]).delete()
+
+    if gone:
+        # The running worker may store a car plugged into one of them meanwhile: the
+        # delete's foreign-key check, deferred to COMMIT on PostgreSQL, would then fail
+        # the whole update (the API's 409, an import's error). Run again alone, in its
+        # savepoint, the delete collects that row too, inside an import's transaction too.
+        retrying_races(delete_gone)
     Evse.objects.bulk_update(changed, ["connector_type", "max_power_kw"], batch_size=500)
     Evse.objects.bulk_create(new, batch_size=BATCH)
 

@@ -21,6 +21,8 @@ from django.test import Client
 from django.urls import reverse
 
 from chargers.models import Charger, Evse, OutboxMessage, PluggedVehicle
+from chargers.resources import ChargerResource
+from fleet_io.file_formats import read_dataset
 from scenarios.models import delete_chargers
 from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_charger
@@ -230,4 +232,65 @@ def test_an_evse_is_deleted_while_its_worker_stores_the_car_plugged_into_it(
         delete(evse, TokenClient(token), admin_client_logged_in)
     assert list(charger.evses.values_list("connector_id", flat=True)) == [1]
     assert not PluggedVehicle.objects.filter(evse_id=evse.pk).exists()
+    assert len(deletes) == 2  # the first attempt lost the race; the second collected the row
+
+
+# -- a reshape: a charger given fewer EVSEs deletes the others (`update_chargers`) -------
+
+
+def reshape_through_the_api_patch(evse: Evse, client: TokenClient) -> None:
+    kept = {"connector_type": evse.connector_type, "max_power_kw": evse.max_power_kw}
+    cp_id = evse.charger.charge_point_id
+    response = client.patch(f"/api/v1/chargers/{cp_id}?wait=false", {"evses": [kept]})
+    assert response.status_code == 200, response.content
+    assert [e["connector_id"] for e in response.json()["charger"]["evses"]] == [1]
+
+
+def reshape_through_the_api_put(evse: Evse, client: TokenClient) -> None:
+    charger = evse.charger
+    kept = {"connector_type": evse.connector_type, "max_power_kw": evse.max_power_kw}
+    body = {
+        "charge_point_id": charger.charge_point_id,
+        "location": charger.location_id,
+        "evses": [kept],
+    }
+    response = client.put(f"/api/v1/chargers/{charger.charge_point_id}?wait=false", body)
+    assert response.status_code == 200, response.content
+
+
+def reshape_by_an_import(evse: Evse, client: TokenClient) -> None:
+    """An import row giving the charger one EVSE: the import's outer transaction holds
+    the reshape's."""
+    charger = evse.charger
+    rows = (
+        "charge_point_id,location,power_type,max_power_kw,evses\n"
+        f"{charger.charge_point_id},{charger.location.name},{charger.power_type},"
+        f"{charger.max_power_kw},{evse.connector_type}:{evse.max_power_kw:g}\n"
+    )
+    result = ChargerResource().import_data(read_dataset(rows.encode(), "csv"))
+    assert not result.has_errors(), result.problems()
+    assert result.totals["update"] == 1
+
+
+@pytest.mark.parametrize(
+    "reshape",
+    [reshape_through_the_api_patch, reshape_through_the_api_put, reshape_by_an_import],
+    ids=["api-patch", "api-put", "import"],
+)
+def test_a_charger_loses_an_evse_while_its_worker_stores_the_car_plugged_into_it(
+    reshape: Callable[[Evse, TokenClient], None],
+):
+    """The EVSE the reshape drops gets a car plugged in meanwhile: the reshape deletes the
+    EVSE again, the car's record with it, instead of failing at COMMIT (the API's 409
+    "send it again", an import's error row)."""
+    _, token = user_with_token(
+        "reshaper", "view_charger", "change_charger", "add_evse", "change_evse", "delete_evse"
+    )
+    charger = make_charger("RACE-4", evses=2)
+    dropped = charger.evses.get(connector_id=2)
+    with worker_plugs_in_during_the_delete(dropped) as deletes:
+        reshape(charger.evses.get(connector_id=1), TokenClient(token))
+    assert list(charger.evses.values_list("connector_id", flat=True)) == [1]
+    assert charger.configuration.get(key="NumberOfConnectors").value == "1"
+    assert not PluggedVehicle.objects.filter(evse_id=dropped.pk).exists()
     assert len(deletes) == 2  # the first attempt lost the race; the second collected the row
