@@ -2,22 +2,28 @@
 report and which rows have no live data, then, with the worker restarted, shows them live
 again without a reload; the rows of a worker that only has not reported yet stay live, and
 the page does not call its figures partial while the second worker's summary is on its way.
+A bulk action whose worker is killed while it runs it names that worker in its summary.
 Headless Chromium against the scaled-out mode (Daphne, two
 `runsimulator --no-web --shard K/2` workers, the built-in CSMS) on this machine's Redis and
 PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from simulator.contract.overrides import LATENCY_MAX_MS
 from tests import test_scaled_out
 from tests.browser import ARTIFACTS, NEEDS_CHROMIUM, chromium
 from tests.process import Process
+from tests.test_api_scaled_out import http
 from tests.test_scaled_out import PASSWORD, REDIS_URL, Deployment, deploy
 
 pytestmark = [pytest.mark.browser, *test_scaled_out.pytestmark, NEEDS_CHROMIUM]
@@ -129,3 +135,71 @@ def test_the_fleet_page_says_which_worker_stopped_reporting_until_it_is_back(dep
             page.screenshot(path=ARTIFACTS / "workers-3-back.png", full_page=True)
         finally:
             again.stop()
+
+
+def test_the_bulk_panel_names_the_worker_that_went_away_before_it_answered(tmp_path, database):
+    """A bulk action whose worker is killed while it runs the action: the API's answer
+    names the shard (`gone_shards`), its chargers' results fail `worker_gone`. The panel
+    said only "0 of 1 succeeded", as if the action had not been done, when it may have
+    been: it now names the worker that went away and says to read the chargers' state.
+
+    The worker is held inside the action by the charger's own network conditions: with a
+    minute's latency its Authorize (a present-id-tag) reaches the CSMS only after a minute,
+    so the action would answer only at its MessageTimeout (30 s). The worker is killed
+    once the message log shows that Authorize sent: it has acknowledged the action and
+    is running it."""
+    from playwright.sync_api import expect
+
+    with deploy(tmp_path, database, evses=1) as live:
+        token = live.token()
+        cp_id = live.by_shard[1]
+        held = http(
+            live.host,
+            token,
+            "POST",
+            f"/api/v1/chargers/{cp_id}/actions/set-network",
+            json.dumps({"latency_ms": LATENCY_MAX_MS}).encode(),
+            "application/json",
+        )
+        assert f"latency {LATENCY_MAX_MS} ms" in held["message"], held
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(10_000)
+            page.goto(f"http://{live.host}/admin/login/?next=/")
+            page.fill("#id_username", "admin")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(re.compile(r"^(?!.*/admin/login/)"))
+
+            row_of(page, cp_id).locator("input[name=pick]").check()
+            page.select_option("#bulk select[name=action]", "present-id-tag")
+            page.click("#bulk button[type=submit]")
+            summary = page.locator("#bulk-summary")
+            expect(summary).to_have_text("running present-id-tag…")
+
+            deadline = time.monotonic() + 30
+            while not authorize_sent(live.host, token, cp_id):
+                assert time.monotonic() < deadline, "the worker sent no Authorize"
+                time.sleep(0.2)
+            live.workers[1].signal(signal.SIGKILL)
+
+            # The shard's probe names it within seconds; the 30 s only keep a hang from
+            # blocking the run.
+            expect(summary).to_have_text(
+                "✗ present-id-tag: 0 of 1 succeeded; the worker of shard 1 went away before "
+                "it answered: read those chargers' state",
+                timeout=30_000,
+            )
+            expect(summary).to_have_class(re.compile(r"\berror\b"))
+            result = page.locator(f'#bulk-results tr[data-charger="{cp_id}"]')
+            expect(result).to_contain_text("stopped answering before it answered")
+            page.screenshot(path=ARTIFACTS / "workers-bulk-gone.png", full_page=True)
+
+
+def authorize_sent(host: str, token: str, cp_id: str) -> bool:
+    """Whether the charger's message log holds an Authorize it sent (its worker writes
+    the log about every second)."""
+    page = http(host, token, "GET", f"/api/v1/chargers/{cp_id}/log?limit=50")
+    return any(
+        item["direction"] == "out" and item["action"] == "Authorize" for item in page["items"]
+    )

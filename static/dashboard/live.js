@@ -526,6 +526,13 @@
           const body = await post(action, filter, bulkArgs(action, form));
           addRows(action, body);
           const missing = body.missing_shards.length ? " (no worker for shard " + body.missing_shards.join(", ") + ")" : "";
+          // Those chargers' results say "failed", yet the action may have been done before
+          // their worker went away: only their state now says which.
+          const goneShards = body.gone_shards || [];
+          const gone = goneShards.length
+            ? "; the worker" + (goneShards.length === 1 ? " of shard " : "s of shards ") + goneShards.join(", ") +
+              " went away before " + (goneShards.length === 1 ? "it" : "they") + " answered: read those chargers' state"
+            : "";
           // A pause on a connector without a transaction succeeds (the car is marked
           // paused) but pauses no session: "5 of 5 succeeded" read as 5 sessions paused.
           const idle = action === "pause-ev"
@@ -533,9 +540,9 @@
             : 0;
           if (idle) {
             lines.push(action + ": paused " + (body.succeeded - idle) + " of " + body.total +
-              "; " + idle + " had no session" + (body.failed ? "; " + body.failed + " failed" : "") + missing);
+              "; " + idle + " had no session" + (body.failed ? "; " + body.failed + " failed" : "") + missing + gone);
           } else {
-            lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" + missing);
+            lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" + missing + gone);
           }
           failed = failed || body.failed > 0;
           noSession = noSession || idle > 0;
