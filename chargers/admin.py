@@ -157,6 +157,17 @@ class EvseFormSet(BaseInlineFormSet):
         if refused:
             raise forms.ValidationError(refused)
 
+    def delete_existing(self, obj, commit=True):
+        if not commit:
+            return
+
+        def delete() -> None:
+            # Not `obj.delete()`: it sets `obj.pk` to None, and a second attempt would
+            # have nothing to delete.
+            Evse.objects.filter(pk=obj.pk).delete()
+
+        retrying_races(delete)  # its worker may be storing the car plugged into it
+
     def save_existing(self, form, obj, commit=True):
         # Only the columns a person edits: the register, status and availability in the
         # row were read with the page and may be behind the engine by now.

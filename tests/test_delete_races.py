@@ -24,6 +24,7 @@ from chargers.models import Charger, Evse, OutboxMessage, PluggedVehicle
 from chargers.resources import ChargerResource
 from fleet_io.file_formats import read_dataset
 from scenarios.models import delete_chargers
+from tests.admin_forms import form_values
 from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_charger
 
@@ -238,7 +239,7 @@ def test_an_evse_is_deleted_while_its_worker_stores_the_car_plugged_into_it(
 # -- a reshape: a charger given fewer EVSEs deletes the others (`update_chargers`) -------
 
 
-def reshape_through_the_api_patch(evse: Evse, client: TokenClient) -> None:
+def reshape_through_the_api_patch(evse: Evse, client: TokenClient, admin: Client) -> None:
     kept = {"connector_type": evse.connector_type, "max_power_kw": evse.max_power_kw}
     cp_id = evse.charger.charge_point_id
     response = client.patch(f"/api/v1/chargers/{cp_id}?wait=false", {"evses": [kept]})
@@ -246,7 +247,7 @@ def reshape_through_the_api_patch(evse: Evse, client: TokenClient) -> None:
     assert [e["connector_id"] for e in response.json()["charger"]["evses"]] == [1]
 
 
-def reshape_through_the_api_put(evse: Evse, client: TokenClient) -> None:
+def reshape_through_the_api_put(evse: Evse, client: TokenClient, admin: Client) -> None:
     charger = evse.charger
     kept = {"connector_type": evse.connector_type, "max_power_kw": evse.max_power_kw}
     body = {
@@ -258,7 +259,7 @@ def reshape_through_the_api_put(evse: Evse, client: TokenClient) -> None:
     assert response.status_code == 200, response.content
 
 
-def reshape_by_an_import(evse: Evse, client: TokenClient) -> None:
+def reshape_by_an_import(evse: Evse, client: TokenClient, admin: Client) -> None:
     """An import row giving the charger one EVSE: the import's outer transaction holds
     the reshape's."""
     charger = evse.charger
@@ -272,13 +273,29 @@ def reshape_by_an_import(evse: Evse, client: TokenClient) -> None:
     assert result.totals["update"] == 1
 
 
+def reshape_in_the_charger_admin(evse: Evse, client: TokenClient, admin: Client) -> None:
+    """The charger's change page, its other connectors ticked "Delete" in the inline."""
+    url = reverse("admin:chargers_charger_change", args=[evse.charger_id])
+    data = form_values(admin.get(url).content.decode())
+    for n in range(int(data["evses-TOTAL_FORMS"])):
+        if data[f"evses-{n}-id"] != str(evse.pk):
+            data[f"evses-{n}-DELETE"] = "on"
+    response = admin.post(url, data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+
+
 @pytest.mark.parametrize(
     "reshape",
-    [reshape_through_the_api_patch, reshape_through_the_api_put, reshape_by_an_import],
-    ids=["api-patch", "api-put", "import"],
+    [
+        reshape_through_the_api_patch,
+        reshape_through_the_api_put,
+        reshape_by_an_import,
+        reshape_in_the_charger_admin,
+    ],
+    ids=["api-patch", "api-put", "import", "charger-admin"],
 )
 def test_a_charger_loses_an_evse_while_its_worker_stores_the_car_plugged_into_it(
-    reshape: Callable[[Evse, TokenClient], None],
+    reshape: Callable[[Evse, TokenClient, Client], None], admin_client_logged_in
 ):
     """The EVSE the reshape drops gets a car plugged in meanwhile: the reshape deletes the
     EVSE again, the car's record with it, instead of failing at COMMIT (the API's 409
@@ -289,7 +306,7 @@ def test_a_charger_loses_an_evse_while_its_worker_stores_the_car_plugged_into_it
     charger = make_charger("RACE-4", evses=2)
     dropped = charger.evses.get(connector_id=2)
     with worker_plugs_in_during_the_delete(dropped) as deletes:
-        reshape(charger.evses.get(connector_id=1), TokenClient(token))
+        reshape(charger.evses.get(connector_id=1), TokenClient(token), admin_client_logged_in)
     assert list(charger.evses.values_list("connector_id", flat=True)) == [1]
     assert charger.configuration.get(key="NumberOfConnectors").value == "1"
     assert not PluggedVehicle.objects.filter(evse_id=dropped.pk).exists()
