@@ -621,10 +621,11 @@ async def test_a_chargers_state_gives_its_network_conditions_and_a_cut(worker, d
     asked = time.time()
     cut = await driver.post(ACTION.format("API-1", "cut-network"), {"seconds": 30})
     answered = time.time()
-    # 30 s after the cut, which the worker made between the request and its answer.
+    # 30 s after the cut, which the worker made between the request and its answer (the
+    # snapshot gives it to 0.1 s).
     offline_until = cut.json()["charger"]["offline_until"]
     assert offline_until is not None
-    assert asked + 30 - 0.01 <= offline_until <= answered + 30 + 0.01
+    assert asked + 30 - 0.06 <= offline_until <= answered + 30 + 0.06
 
 
 async def test_a_suspended_connectors_state_says_why(worker, driver, csms):
