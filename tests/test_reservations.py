@@ -12,10 +12,11 @@ from ocpp.v16 import call
 from ocpp.v16.datatypes import IdTagInfo
 
 from chargers.models import ReservationRecord
-from simulator.core.charge_point import ActionError
+from simulator.core.charge_point import ActionError, BootState
 from simulator.core.evse import ConnectorStatus
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
 from tests.workers import running
 
 S = ConnectorStatus
@@ -291,3 +292,41 @@ async def test_reservations_survive_a_worker_restart_and_expire_while_it_is_down
         assert start["reservationId"] == 1
     left = await database_sync_to_async(ReservationRecord.objects.count)()
     assert left == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reservation_due_during_a_slow_stop_is_saved_as_it_stood_when_the_stop_began(csms):
+    """A stop saves what the chargers held when it began: a reservation that falls due
+    while the stop waits for a slow task (a write the database holds up) is not expired
+    by a charger whose link is already gone. The next start expires it."""
+    await database_sync_to_async(make_charger)("RSV-STOP", evses=1, csms_url=csms.url)
+    service = Simulator(RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, only_ids=["RSV-STOP"]))
+    await service.start()
+    release = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:  # holds the stop's wait, as a write the database holds up does
+            await asyncio.shield(release.wait())
+
+    try:
+        charger = loaded(service, "RSV-STOP")
+        await wait_until(lambda: charger.online and charger.boot is BootState.ACCEPTED)
+        status = await csms.reserve_now(
+            "RSV-STOP", 1, "BOB", timedelta(seconds=1), reservation_id=7
+        )
+        assert status == "Accepted"
+        service.spawn(slow_to_end(), "slow-to-end")
+    finally:
+        stopping = asyncio.create_task(service.stop())
+        expiry = datetime.fromisoformat(csms.reservations[7].expiry_date)
+        while datetime.now(UTC) <= expiry + timedelta(seconds=0.5):
+            await asyncio.sleep(0.1)
+        release.set()
+        await stopping
+    assert [r.reservation_id for r in charger.reservations] == [7]
+    stored = await database_sync_to_async(
+        lambda: list(ReservationRecord.objects.values_list("reservation_id", flat=True))
+    )()
+    assert stored == [7]

@@ -830,6 +830,11 @@ class Simulator:
             ending += self.traffic.tasks()
         for task in ending:
             task.cancel()
+        # What a charger holds when the stop begins is what is saved: a timer due during
+        # the wait (a reservation's expiry, a job's step) would change it with no link to
+        # say so, and a slow write could let it run. What falls due is done at the next start.
+        for charger in self.store:
+            charger.cancel_timers()
         left = await self._wait_unless_forced(ending, started + timeout * WAIT_SHARE)
         if left:
             names = sorted(task.get_name() for task in left)
