@@ -47,16 +47,25 @@ RESULT_SECONDS = 60.0
 # has ACK_SECONDS to answer): a worker that went away is known within the two. One
 # question per shard and interval, however many commands wait on it.
 PROBE_SECONDS = 5.0
-# Sends in flight at once per event loop: each holds one of the Redis layer's pooled
-# connections (100 by default, and redis-py raises MaxConnectionsError past them rather
-# than wait), so a thousand concurrent requests (a scenario across 1,000 chargers) queue
-# here instead of failing.
+# Sends in flight at once per event loop, whatever the number of clients: each holds one
+# of the Redis layer's pooled connections (100 by default, and redis-py raises
+# MaxConnectionsError past them rather than wait), so a thousand concurrent requests (a
+# scenario across 1,000 chargers) queue here instead of failing.
 MAX_CONCURRENT_SENDS = 50
-# Single-charger requests in flight at once per event loop: their acknowledgements and
-# results share this process's one Redis list of replies (capacity 1,500 for all its
-# reply channels; a worker drops a reply to a full one), so a thousand at once would lose
-# replies and read as "no worker".
+# Single-charger requests in flight at once per event loop (the rest queue): their
+# acknowledgements and results share this process's one Redis list of replies (capacity
+# 1,500 for all its reply channels; a worker drops a reply to a full one), so a thousand
+# at once would lose replies and read as "no worker".
 MAX_IN_FLIGHT = 200
+# The semaphores of those limits, one per event loop, shared by every EngineClient on it:
+# the API and the dashboard make a client per request, so limits kept on the client held
+# per request, not for the process's pooled connections and reply list.
+_sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class EngineError(Exception):
@@ -130,15 +139,9 @@ class EngineClient:
         self.ack_seconds = ack_seconds
         self.result_seconds = result_seconds
         self.probe_seconds = probe_seconds
-        self._sends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def _group_send(self, group: str, message: Any) -> None:
-        async with _per_loop(self._sends, MAX_CONCURRENT_SENDS):
+        async with _per_loop(_sends, MAX_CONCURRENT_SENDS):
             try:
                 await self.layer.group_send(group, message)
             except Exception as exc:  # redis-py's ConnectionError, an OSError: an API 500
@@ -160,7 +163,7 @@ class EngineClient:
     ) -> contract.CommandResult:
         """Run a drive command (or `state`) on one charger; its result, which carries the
         charger's state afterwards. Raises NoWorker, WorkerGone or NotFinished."""
-        async with _per_loop(self._in_flight, MAX_IN_FLIGHT):
+        async with _per_loop(_in_flight, MAX_IN_FLIGHT):
             return await self._command(charger_pk, charge_point_id, command, args, wait_for)
 
     async def _command(
@@ -491,7 +494,8 @@ def _per_loop(
     semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore],
     size: int,
 ) -> asyncio.Semaphore:
-    """The running loop's semaphore (a client may serve more than one loop in its life)."""
+    """The running loop's semaphore (a process may run more than one loop in its life, and
+    a semaphore belongs to one)."""
     loop = asyncio.get_running_loop()
     semaphore = semaphores.get(loop)
     if semaphore is None:

@@ -535,6 +535,62 @@ async def test_a_worker_that_does_not_answer_in_time_is_504(worker, driver, csms
     assert body["detail"] == "The simulator did not finish in time."
 
 
+class CountingLayer:
+    """The channel layer the worker uses, as the API's engine clients see it: the most
+    single-charger commands in flight at once (sent, result not yet received) and the most
+    of their sends under way at once. A send takes a moment, as one to Redis does, so that
+    sends made at once overlap."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.in_flight: set[str] = set()
+        self.most_in_flight = 0
+        self.sending = 0
+        self.most_sending = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.layer, name)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if message.get("charger_id") is None:  # a probe's or a summary's question
+            await self.layer.group_send(group, message)
+            return
+        self.in_flight.add(message["request_id"])
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        self.sending += 1
+        self.most_sending = max(self.most_sending, self.sending)
+        try:
+            await asyncio.sleep(0.2)
+            await self.layer.group_send(group, message)
+        finally:
+            self.sending -= 1
+
+    async def receive(self, channel: str) -> Any:
+        message = await self.layer.receive(channel)
+        if message.get("type") == contract.EVENT_COMMAND_RESULT:
+            self.in_flight.discard(message.get("request_id"))
+        return message
+
+
+async def test_the_in_flight_limits_hold_for_the_process_not_per_request(
+    worker, driver, monkeypatch
+):
+    """The API makes an engine client per request, and the limits were kept on the client:
+    a thousand requests at once (a scenario across 1,000 chargers) each took a Redis pooled
+    connection and waited on the process's one reply list (capacity 1,500), whose overflow
+    drops replies, read as "no worker". Past the limits requests queue, and all answer."""
+    monkeypatch.setattr(engine_client, "MAX_IN_FLIGHT", 2)
+    monkeypatch.setattr(engine_client, "MAX_CONCURRENT_SENDS", 1)
+    layer = CountingLayer(get_channel_layer())
+    monkeypatch.setattr(live, "client", lambda: EngineClient(layer))
+    # Each holds its worker's answer for its wait, never met: the requests overlap.
+    asked = [driver.get(STATE.format("API-1"), wait_for="Charging", timeout=1) for _ in range(5)]
+    answers = await asyncio.gather(*asked)
+    assert [a.status_code for a in answers] == [200] * 5, [a.content for a in answers]
+    assert all(a.json()["wait"]["met"] is False for a in answers)
+    assert (layer.most_in_flight, layer.most_sending) == (2, 1)
+
+
 # -- actions and state --------------------------------------------------------------------------
 
 
