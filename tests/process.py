@@ -102,10 +102,16 @@ class Process:
         self._log.close()
 
 
-def daphne(port: int, env: dict[str, str], logs: Path) -> Process:
-    """The web tier alone, as the scaled-out mode runs it: Daphne on 127.0.0.1:`port`."""
-    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chargesim_site.asgi:application"]
-    return Process("daphne", [sys.executable, *args], env, logs)
+def daphne(
+    port: int, env: dict[str, str], logs: Path, *, result_seconds: float | None = None
+) -> Process:
+    """The web tier alone, as the scaled-out mode runs it: Daphne on 127.0.0.1:`port`;
+    with `result_seconds`, its API waits that long for a result (`tests.short_waits`)."""
+    args = ["-b", "127.0.0.1", "-p", str(port), "chargesim_site.asgi:application"]
+    if result_seconds is None:
+        return Process("daphne", [sys.executable, "-m", "daphne", *args], env, logs)
+    launcher = [sys.executable, "-m", "tests.short_waits", str(result_seconds)]
+    return Process("daphne", [*launcher, *args], env, logs)
 
 
 class ManagePy(Process):

@@ -520,7 +520,7 @@
       setText(summary, "running " + steps.join(", then ") + "…");
       const lines = [];
       let failed = false;
-      let noSession = false;
+      let doubtful = false; // a pause with no session, or shards that did not answer in time
       try {
         for (const action of steps) {
           const body = await post(action, filter, bulkArgs(action, form));
@@ -533,6 +533,15 @@
             ? "; the worker" + (goneShards.length === 1 ? " of shard " : "s of shards ") + goneShards.join(", ") +
               " went away before " + (goneShards.length === 1 ? "it" : "they") + " answered: read those chargers' state"
             : "";
+          // Acknowledged, then no answer within the wait: those chargers' results say
+          // "timeout", yet the action may still finish; a warning, not a failure, as
+          // only their state later says which.
+          const unfinishedShards = body.unfinished_shards || [];
+          const unfinished = unfinishedShards.length
+            ? "; the worker" + (unfinishedShards.length === 1 ? " of shard " : "s of shards ") + unfinishedShards.join(", ") +
+              " did not answer in time: the action may still finish, read those chargers' state"
+            : "";
+          const timedOut = body.results.filter(function (item) { return !item.ok && item.error === "timeout"; }).length;
           // A pause on a connector without a transaction succeeds (the car is marked
           // paused) but pauses no session: "5 of 5 succeeded" read as 5 sessions paused.
           const idle = action === "pause-ev"
@@ -540,15 +549,15 @@
             : 0;
           if (idle) {
             lines.push(action + ": paused " + (body.succeeded - idle) + " of " + body.total +
-              "; " + idle + " had no session" + (body.failed ? "; " + body.failed + " failed" : "") + missing + gone);
+              "; " + idle + " had no session" + (body.failed ? "; " + body.failed + " failed" : "") + missing + gone + unfinished);
           } else {
-            lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" + missing + gone);
+            lines.push(action + ": " + body.succeeded + " of " + body.total + " succeeded" + missing + gone + unfinished);
           }
-          failed = failed || body.failed > 0;
-          noSession = noSession || idle > 0;
+          failed = failed || body.failed > timedOut;
+          doubtful = doubtful || idle > 0 || unfinishedShards.length > 0;
         }
-        summary.className = "bulk-summary " + (failed ? "error" : noSession ? "warning" : "ok");
-        setText(summary, (failed ? "✗ " : noSession ? "⚠ " : "✓ ") + lines.join("; "));
+        summary.className = "bulk-summary " + (failed ? "error" : doubtful ? "warning" : "ok");
+        setText(summary, (failed ? "✗ " : doubtful ? "⚠ " : "✓ ") + lines.join("; "));
       } catch (error) {
         summary.className = "bulk-summary error";
         setText(summary, "✗ " + lines.concat([error.message]).join("; "));
