@@ -199,12 +199,15 @@ def engine_command(
     return message
 
 
-def summary_request(reply_channel: str, request_id: str) -> EngineCommand:
-    """Answered with one `shard_summary` by the worker (no ack: the answer is at once)."""
+def summary_request(
+    reply_channel: str, request_id: str, *, history: int | None = None
+) -> EngineCommand:
+    """Answered with one `shard_summary` by the worker (no ack: the answer is at once);
+    with `history` (a location pk), that site's last hour of power in it too."""
     return {
         "type": COMMAND,
         "command": SUMMARY,
-        "args": {},
+        "args": {} if history is None else {"history": history},
         "reply_channel": reply_channel,
         "request_id": request_id,
     }
@@ -631,6 +634,10 @@ class ShardSummary(FleetCounts):
     locations: list[LocationCounts]
     at: float
     started: NotRequired[float]  # as FleetSummary's
+    # The site asked for (`summary_request(history=)`): the shard's part of its power over
+    # the last hour, [end of a step (epoch s, a multiple of the step), mean power W, grid
+    # limit W or None], oldest first (`simulator.runtime.site_history`).
+    history: NotRequired[list[list[float | None]]]
 
 
 def shard_summary(
@@ -641,6 +648,7 @@ def shard_summary(
     locations: Mapping[int, SiteCounts],
     at: float,
     started: float | None = None,
+    history: list[list[float | None]] | None = None,
 ) -> ShardSummary:
     message: ShardSummary = {
         "type": EVENT_SHARD_SUMMARY,
@@ -655,6 +663,8 @@ def shard_summary(
     }
     if started is not None:
         message["started"] = started
+    if history is not None:
+        message["history"] = history
     return message
 
 

@@ -9,7 +9,8 @@ after it. An action may wait for a condition (`wait_for`, see `runtime.condition
 it is answered. A bulk command drives many chargers of the shard, chosen by ids, location
 and live connector status, and is answered with one result per charger. Once a second the
 worker also publishes its shard's counts (for the fleet page) and each location's live
-power (for the location page); pages add up the shards.
+power (for the location page); pages add up the shards. The same counts feed each site's
+last hour (`site_history`), which a summary request for a site carries.
 
 Every value of a message comes from outside (a browser, a script): each is checked here
 and a bad one is answered with a message, never a crash.
@@ -258,7 +259,10 @@ class CommandServer:
             self.watch(_list(args.get("chargers")))
             return
         if command == contract.SUMMARY:
-            await self._reply(reply_to, self.shard_summary(request_id))
+            site = args.get("history")
+            # A pk from the web side; anything else asks for no history (never a crash).
+            history = site if isinstance(site, int) and not isinstance(site, bool) else None
+            await self._reply(reply_to, self.shard_summary(request_id, history=history))
             return
         await self._reply(reply_to, contract.command_ack(request_id, self.started))
         charger_id = message.get("charger_id")
@@ -858,6 +862,10 @@ class CommandServer:
         while True:
             await asyncio.sleep(self.summary_seconds)
             try:
+                # The sites' history samples the counts the summaries carry, when they do
+                # (no count of its own), and first: while the layer is down too, so that a
+                # page opened after an outage shows its hour whole.
+                self.service.tally.sites.history.record(time.time(), self.summaries()[1])
                 if time.monotonic() - joined > REJOIN_SECONDS:
                     await self.layer.group_add(self.group, self.channel)
                     joined = time.monotonic()
@@ -873,11 +881,16 @@ class CommandServer:
         counts = self.service.tally.counts()
         return counts.fleet, counts.locations
 
-    def shard_summary(self, request_id: str | None) -> contract.ShardSummary:
+    def shard_summary(
+        self, request_id: str | None, *, history: int | None = None
+    ) -> contract.ShardSummary:
+        """The shard's counts now; with `history` (a location pk), that site's power over
+        the last hour as this worker sampled it (empty if it runs none of its chargers)."""
         fleet, locations = self.summaries()
-        shard, shards = self.service.shard, self.service.shards
+        shard, shards, now = self.service.shard, self.service.shards, time.time()
+        points = None if history is None else self.service.tally.sites.history.points(history, now)
         return contract.shard_summary(
-            request_id, shard, shards, fleet, locations, time.time(), self.started
+            request_id, shard, shards, fleet, locations, now, self.started, points
         )
 
     async def publish_summaries(self) -> None:

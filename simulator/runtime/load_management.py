@@ -45,6 +45,7 @@ from typing import NamedTuple
 from simulator.core.charge_point import Charger
 from simulator.core.revision import FLEET
 from simulator.core.smart_charging import distribute_above
+from simulator.runtime.site_history import SiteHistory
 
 
 class Site(NamedTuple):
@@ -75,6 +76,8 @@ class SiteController:
         # location then: kept while the charger is not visited (see `_gather`).
         self._kept: dict[Charger, _Kept] = {}
         self._shared: dict[int, _Shared] = {}  # managed location pk -> its last shares
+        # Every site's power and limit over the last hour (the location page's chart).
+        self.history = SiteHistory()
 
     def use(self, sites: Mapping[int, Site]) -> None:
         """The locations' grid limits and load management, as the database says now.
