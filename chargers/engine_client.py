@@ -105,6 +105,9 @@ class FleetOverview:
     locations: dict[int, contract.SiteCounts]
     # Each shard's own answer (a page adds them up with the summaries published later).
     answers: dict[int, contract.ShardSummary] = field(default_factory=dict)
+    # The site asked for (`summary(history=)`): its power over the last hour, added up over
+    # the shards that answered (`add_up_history`); None when not asked.
+    history: list[list[float | None]] | None = None
 
 
 @dataclass
@@ -239,11 +242,12 @@ class EngineClient:
 
     # -- every shard -------------------------------------------------------------------------
 
-    async def summary(self) -> FleetOverview:
-        """Every shard's counts now, added up."""
+    async def summary(self, *, history: int | None = None) -> FleetOverview:
+        """Every shard's counts now, added up; with `history` (a location pk), that site's
+        power over the last hour too."""
         channel = await self.layer.new_channel()
         request_id = uuid.uuid4().hex
-        message = contract.summary_request(channel, request_id)
+        message = contract.summary_request(channel, request_id, history=history)
         for shard in range(self.shards):
             await self._group_send(contract.engine_group(shard), message)
         deadline = asyncio.get_running_loop().time() + self.ack_seconds
@@ -269,6 +273,7 @@ class EngineClient:
             counts=add_up(answers.values()),
             locations=_add_up_locations(answers.values()),
             answers=answers,
+            history=None if history is None else add_up_history(answers.values()),
         )
 
     async def bulk(
@@ -542,6 +547,27 @@ def _add_up_locations(
             _add_counts(total["statuses"], site["statuses"])
             _add_counts(total["links"], site["links"])
     return dict(sorted(sites.items()))
+
+
+def add_up_history(summaries: Iterable[contract.ShardSummary]) -> list[list[float | None]]:
+    """A site's power over time from its shards' parts, as its live power is added up: the
+    workers' steps end at the same times (multiples of the step, on every worker), so the
+    power of each step is the sum of the shards' that have it (a shard without it ran no
+    charger of the site then: nothing). The grid limit is the same from every worker (the
+    location's); of two that differ (an edit one worker read first), the higher."""
+    steps: dict[float, list[float | None]] = {}
+    for summary in summaries:
+        for end, power_w, limit_w in summary.get("history", ()):
+            if end is None:
+                continue
+            step = steps.get(end)
+            if step is None:
+                steps[end] = [end, power_w, limit_w]
+                continue
+            step[1] = round((step[1] or 0.0) + (power_w or 0.0), 1)
+            if limit_w is not None and (step[2] is None or limit_w > step[2]):
+                step[2] = limit_w
+    return [steps[end] for end in sorted(steps)]
 
 
 def _add_counts(into: dict[str, int], counts: Mapping[str, int]) -> None:

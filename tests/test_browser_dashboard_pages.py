@@ -431,6 +431,53 @@ def test_the_location_chart_draws_the_grid_limit_as_a_step(site, browser):
     page.context.close()
 
 
+def test_the_location_chart_opened_mid_session_starts_with_the_power_drawn_before(site, browser):
+    """The site's chart started empty whenever the page was opened or reloaded: a user
+    opening it in the afternoon saw nothing of the hour before. A Berlin session runs for
+    a while (two of the worker's 10 s steps and more), then the page opens: its chart
+    holds points from before it opened, with the session's power in them."""
+    from playwright.sync_api import expect
+
+    page = charger_page(browser, site, "DEMO-0003")  # Berlin
+    charger_url = page.url
+    start_session(page, 2, "HISTORY-1")
+    try:
+        session_chart = page.locator('[data-chart="2"]')
+        # The session's own series, a point a second: 25 of them, so 25 s of charging.
+        expect(session_chart).to_have_attribute(
+            "data-points", re.compile(r"^(2[5-9]|[3-9]\d|\d{3,})$"), timeout=60_000
+        )
+        berlin = page.locator("dt:text-is('Location') + dd a").get_attribute("href")
+        page.goto(f"{site.url}{berlin}")
+        opened_at = page.evaluate("performance.timeOrigin / 1000")
+        chart = page.locator("#site-chart")
+        page.wait_for_function(
+            "(opened) => Number(document.getElementById('site-chart').dataset.from) < opened",
+            arg=opened_at,
+            timeout=LIVE_MS,
+        )
+        assert float(chart.get_attribute("data-from")) < opened_at
+        before = chart.evaluate(
+            """(el, opened) => {
+              const [times, kw] = el.uplot.data;
+              return times.map((t, i) => [t, kw[i]]).filter(([t]) => t < opened);
+            }""",
+            opened_at,
+        )
+        assert int(chart.get_attribute("data-points")) >= len(before)
+        assert [kw for _t, kw in before if kw > 0], before  # the session's power, kept
+        # ...and then the live points, after the history.
+        expect(chart).not_to_have_attribute("data-points", str(len(before)), timeout=LIVE_MS)
+    finally:
+        page.goto(charger_url)
+        card = page.locator('.evse-card[data-evse="2"]')
+        card.locator("button[data-command=stop]").click()
+        expect(card.locator("[data-result]")).to_contain_text("stopped")
+        card.locator("button[data-command=unplug]").click()
+        expect(card.locator("[data-field=status]")).to_have_text("Available")
+        page.context.close()
+
+
 def test_the_message_log_shows_message_ids_and_connection_events_and_what_it_keeps(site, browser):
     from playwright.sync_api import expect
 

@@ -441,6 +441,45 @@ async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, se
             await service.stop()
 
 
+async def test_a_sites_history_is_added_up_over_the_workers_that_run_its_chargers(csms, settings):
+    """A site split over two workers: each keeps its own chargers' part of the site's power;
+    the location page asks both and gets one history, step by step the sum of the parts,
+    as its live power is the sum of the workers' summaries."""
+    import math
+    import time
+
+    from simulator.runtime.site_history import STEP_S, SiteHistory
+
+    settings.CHARGESIM_SHARDS = 2
+    by_shard = ids_on_both_shards("HIST-")
+    site = await database_sync_to_async(make_location)("Split Site")
+    await database_sync_to_async(make_vehicle)()
+    for cp_id in [cp_id for ids in by_shard.values() for cp_id in ids]:
+        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
+    workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
+    try:
+        # Two minutes ago, each worker's part drew its own power (the chargers here are
+        # idle: what they draw now is nothing), sampled as its summary loop does.
+        first = (math.floor(time.time() / STEP_S) - 12) * STEP_S
+        for service, watts in zip(workers, (1000.0, 2500.0), strict=True):
+            history = service.sites.history = SiteHistory()  # nothing sampled of now yet
+            for second in range(25):  # two steps whole, the third closed by the next sample
+                counts = service.tally.counts().locations[site.pk]
+                history.record(first + second, {site.pk: {**counts, "power_w": watts}})
+        client = EngineClient(ack_seconds=2.0)
+        overview = await client.summary(history=site.pk)
+        assert overview.answered == [0, 1]
+        assert overview.history is not None
+        assert overview.history[:2] == [
+            [first + STEP_S, 3500.0, None],
+            [first + 2 * STEP_S, 3500.0, None],
+        ]
+        assert "history" not in (await client.summary()).answers[0]  # asked only for a site
+    finally:
+        for service in workers:
+            await service.stop()
+
+
 async def test_a_bulk_wait_names_the_chargers_of_a_worker_that_went_away_and_keeps_the_rest(
     csms, settings
 ):

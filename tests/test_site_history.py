@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from chargers.engine_client import add_up_history
 from simulator import contract
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.load_management import Site, SiteController
@@ -115,3 +116,29 @@ def test_a_summary_asked_with_a_site_carries_that_sites_history_only_then():
         [T0 + 20, 0.0, 22_000.0],
     ]
     assert server.shard_summary("r4", history=4)["history"] == []  # no charger there
+
+
+def test_the_workers_parts_of_a_site_add_up_step_by_step():
+    def part(shard: int, points: list[list[float | None]]) -> contract.ShardSummary:
+        answer = contract.shard_summary(
+            None,
+            shard,
+            2,
+            contract.FleetCounts(chargers=0, statuses={}, links={}, power_w=0),
+            {},
+            T0,
+            history=points,
+        )
+        return answer
+
+    one = part(0, [[T0 + 10, 1000.0, 5000.0], [T0 + 20, 1500.0, 5000.0]])
+    two = part(1, [[T0 + 20, 2000.0, 6000.0], [T0 + 30, 2500.0, None]])
+    no_part = contract.shard_summary(
+        None, 1, 2, contract.FleetCounts(chargers=0, statuses={}, links={}, power_w=0), {}, T0
+    )
+    assert add_up_history([one, two, no_part]) == [
+        [T0 + 10, 1000.0, 5000.0],  # the other worker ran no charger of the site then
+        [T0 + 20, 3500.0, 6000.0],  # the limit of the worker that read an edit first
+        [T0 + 30, 2500.0, None],
+    ]
+    assert add_up_history([]) == []

@@ -409,13 +409,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     _per_shard: tuple[float, dict[int, int]] | None = None
 
+    # A location whose last hour of power the page's first summary brings (the location
+    # page's chart), added up over the workers.
+    history_of: int | None = None
+
     async def ask_every_worker(self) -> FleetOverview | None:
         """Every worker's summary now (None: none answered, or the shards do not match)."""
         client = EngineClient(
             self.channel_layer, shards=settings.CHARGESIM_SHARDS, ack_seconds=self.ack_timeout
         )
         try:
-            overview = await client.summary()
+            overview = await client.summary(history=self.history_of)
         except EngineError:
             return None
         return overview if overview.answered else None
@@ -432,6 +436,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         overview = await self.ask_every_worker()
         if overview is None:
             return
+        if overview.history is not None:
+            # Before the totals: the chart starts with the hour, then adds the live points.
+            # Also after a reconnect (a new socket asks again): what the worker kept meanwhile.
+            await self.send_json({"type": "location.history", "points": overview.history})
         now = time.monotonic()
         events = [
             event
@@ -553,7 +561,7 @@ class LocationConsumer(DashboardConsumer):
     async def page_groups(self) -> list[str] | None:
         from locations.models import Location
 
-        self.location_pk = pk = int(self.scope["url_route"]["kwargs"]["pk"])
+        self.location_pk = self.history_of = pk = int(self.scope["url_route"]["kwargs"]["pk"])
         self.owners = SiteOwners([pk])
         self.chargers_shown = {"location_id": pk}
         return [contract.location_group(pk)] if await self._exists(Location, pk) else None

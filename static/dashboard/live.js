@@ -639,6 +639,18 @@
           row.forEach(function (v, i) { data[i].push(v); });
         });
       },
+      // What came before the page opened ([t, value, ...] rows, oldest first), then the
+      // points already drawn that are newer than the last of them.
+      before: function (rows) {
+        if (!rows.length) return;
+        const newest = rows[rows.length - 1][0];
+        const drawn = data.map(function (a) { return a.slice(); });
+        this.load(rows);
+        drawn[0].forEach(function (t, j) {
+          if (t > newest) drawn.forEach(function (a, i) { data[i].push(a[j]); });
+        });
+        while (data[0].length > CHART_POINTS) data.forEach(function (a) { a.shift(); });
+      },
       last: function () {
         const n = data[0].length;
         return n ? data[0][n - 1] : null;
@@ -766,6 +778,13 @@
     });
     rowsPage(path, ids, function (message) {
       if (message.type === "location.power") paint("site", message);
+      // The site's last hour as the workers kept it, when the socket (re)connects.
+      else if (message.type === "location.history" && chart) {
+        chart.before(message.points.map(function (p) {
+          return [p[0], p[1] / 1000, p[2] == null ? null : p[2] / 1000];
+        }));
+        chart.draw();
+      }
     });
   };
 
