@@ -12,6 +12,9 @@ beside Django, wrapped by `McpEndpoint`:
 - a request body over DATA_UPLOAD_MAX_MEMORY_SIZE (Django's limit, which the API answers
   with 413 too) is refused with 413 before the SDK reads it: a JSON-RPC call is small, and
   the SDK would otherwise hold any size in memory;
+- a JSON-RPC message that gives a key twice in one object is answered with a JSON-RPC
+  error naming it (`api.mcp_messages`), as the API refuses such a body, not read
+  last-wins by the SDK;
 - the server runs stateless, answering in JSON: any web process can serve any request
   (no sticky sessions behind a load balancer), and each request runs its own session
   manager for its lifetime, because Daphne does not run ASGI lifespan events (and so
@@ -29,12 +32,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import JSONRPCError
 
 from api import errors
 from api.auth import Caller
 from api.mcp_calls import CALLER
+from api.mcp_messages import duplicate_key_error
 from api.mcp_server import server
 from api.models import ApiToken
+from api.request_bodies import is_json
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +115,11 @@ class _Gone(Exception):
     """The client went away while sending its body."""
 
 
-async def _bounded(scope: Scope, receive: Receive, limit: int) -> Receive:
-    """The request's body read here, up to `limit` bytes (Refused 413 beyond), and a
-    `receive` that hands it to the app as one message. A request without a body (GET, the
-    SDK's event stream) is passed on as it is."""
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request's body, up to `limit` bytes (Refused 413 beyond); None for a request
+    without one (GET, the SDK's event stream)."""
     if scope.get("method") not in ("POST", "PUT", "PATCH"):
-        return receive
+        return None
     too_large = Refused(413, errors.too_large_text(limit))
     length = _header(scope, b"content-length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
@@ -132,20 +137,34 @@ async def _bounded(scope: Scope, receive: Receive, limit: int) -> Receive:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body: MutableMapping[str, Any] | None = {
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the body read already to the app as one message."""
+    first: MutableMapping[str, Any] | None = {
         "type": "http.request",
-        "body": b"".join(chunks),
+        "body": body,
         "more_body": False,
     }
 
     async def replay() -> MutableMapping[str, Any]:
-        nonlocal body
-        if body is not None:
-            message, body = body, None
+        nonlocal first
+        if first is not None:
+            message, first = first, None
             return message
         return await receive()  # after the body: the disconnect, when it comes
 
     return replay
+
+
+async def _answer_error(send: Send, error: JSONRPCError) -> None:
+    """A JSON-RPC error for a message the SDK is not given, at 400 as the SDK answers a
+    message it cannot read (its client reads the error from the body)."""
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    body = error.model_dump_json(by_alias=True, exclude_unset=True).encode()
+    await send({"type": "http.response.body", "body": body})
 
 
 class McpEndpoint:
@@ -171,12 +190,23 @@ class McpEndpoint:
             await _refuse(send, NO_STREAM)
             return
         try:
-            receive = await _bounded(scope, receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+            body = await _read_body(scope, receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         except Refused as refused:
             await _refuse(send, refused)
             return
         except _Gone:
             return
+        if body is not None:
+            # Only a body sent as JSON: the SDK refuses another type (415) before reading.
+            twice = (
+                duplicate_key_error(body)
+                if is_json(_header(scope, b"content-type") or "")
+                else None
+            )
+            if twice is not None:
+                await _answer_error(send, twice)
+                return
+            receive = _replaying(body, receive)
         app = server().streamable_http_app(
             streamable_http_path=PATH,
             stateless_http=True,

@@ -27,10 +27,12 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO, cast
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import (
     ResourceError,
@@ -38,6 +40,7 @@ from mcp.server.mcpserver.exceptions import (
     ToolError,
     UnexpectedToolError,
 )
+from mcp.server.stdio import stdio_server
 from mcp.types import ToolAnnotations
 from ninja import Field, Router, Schema
 from ninja.responses import Status
@@ -73,6 +76,7 @@ from api.mcp_calls import (
     tool_errors,
     unknown_arguments,
 )
+from api.mcp_messages import CheckedLines
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
 from api.query_params import DB_INT_MAX
 from api.routers import account, fleet, live, log, scenarios
@@ -547,6 +551,11 @@ TOOLS: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
 ]
 
 
+def _stdin_text() -> TextIO:
+    """Standard input as text, left open when this is closed (it is the process's)."""
+    return open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+
+
 class _Server(MCPServer):
     """The SDK's server, with the arguments it refuses worded as the API words a 422.
 
@@ -592,6 +601,19 @@ class _Server(MCPServer):
             ):
                 raise
             raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
+
+    async def run_stdio_async(self) -> None:
+        """The SDK's stdio transport, with a message that gives a key twice answered with
+        an error before the SDK reads it (`api.mcp_messages`). Standard input is read as
+        the SDK reads it (UTF-8, an undecodable byte replaced); given explicitly, it is not
+        diverted to the null device while serving, which matters only to a child process
+        reading it, and no tool starts one."""
+        lines = CheckedLines(anyio.wrap_file(_stdin_text()))
+        async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
+            lines.answer_to(write_stream)
+            await self._lowlevel_server.run(
+                read_stream, write_stream, self._lowlevel_server.create_initialization_options()
+            )
 
 
 def build() -> MCPServer:

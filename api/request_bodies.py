@@ -62,15 +62,29 @@ def refuse_other_content_types(operation: Operation) -> None:
     operation.content_type_checked = True  # type: ignore[attr-defined]
 
 
-class _Pairs(list[tuple[str, Any]]):
+class Pairs(list[tuple[str, Any]]):
     """A JSON object as its key-value pairs in order, duplicates kept."""
+
+
+KeyPath = tuple[str | int, ...]
+
+
+def load_pairs(text: bytes | str) -> Any:
+    """The JSON text with each object as `Pairs`; ValueError when it is not JSON."""
+    return json.loads(text, object_pairs_hook=Pairs)
+
+
+def duplicate_keys(tree: Any) -> dict[KeyPath, int]:
+    """Each key given more than once in one of `tree`'s objects (its path from the top,
+    `("items", 2, "location")` inside a list) and how many times, each path once."""
+    return dict(_duplicates(tree, ()))
 
 
 def refuse_duplicate_keys(body: bytes) -> None:
     """Raise a 422 naming every key given more than once in one of the body's objects
     (`items.2.location` inside a list); a body that is not JSON is left to ninja's 400."""
     try:
-        tree = json.loads(body, object_pairs_hook=_Pairs)
+        tree = load_pairs(body)
     except ValueError:
         return
     problems = [
@@ -79,15 +93,15 @@ def refuse_duplicate_keys(body: bytes) -> None:
             "msg": f"Given {times} times in one object: give each key once.",
             "type": "duplicate_key",
         }
-        for path, times in dict(_duplicates(tree, ())).items()  # each path once
+        for path, times in duplicate_keys(tree).items()
     ]
     if problems:
         raise NinjaValidationError(problems)
 
 
-def _duplicates(value: Any, path: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], int]]:
-    found: list[tuple[tuple[str | int, ...], int]] = []
-    if isinstance(value, _Pairs):
+def _duplicates(value: Any, path: KeyPath) -> list[tuple[KeyPath, int]]:
+    found: list[tuple[KeyPath, int]] = []
+    if isinstance(value, Pairs):
         counts = Counter(key for key, _ in value)
         found += [((*path, key), times) for key, times in counts.items() if times > 1]
         for key, inner in value:

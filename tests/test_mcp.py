@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import urllib.error
@@ -23,7 +24,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST
 
 from tests.api_client import bearer
 from tests.process import ROOT, ManagePy, free_port, run_manage, wait_for_port
@@ -159,12 +160,14 @@ def post_mcp(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object
     return status, body
 
 
-def post_mcp_answer(site: Site, headers: dict[str, str]) -> tuple[int, dict[str, object], Any]:
-    """`post_mcp`, with the answer's headers."""
+def post_mcp_answer(
+    site: Site, headers: dict[str, str], text: str | None = None
+) -> tuple[int, dict[str, object], Any]:
+    """`post_mcp` (of a tools/list call, or of `text` as it is), with the answer's headers."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     request = urllib.request.Request(
         f"{site.url}/mcp",
-        data=json.dumps(body).encode(),
+        data=(json.dumps(body) if text is None else text).encode(),
         headers={"Content-Type": "application/json", **headers},
         method="POST",
     )
@@ -449,6 +452,125 @@ def test_http_refuses_a_body_over_the_limit_before_reading_it_all(site):
     with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 200
         assert "plug_in" in {tool["name"] for tool in json.loads(answer.read())["result"]["tools"]}
+
+
+# JSON-RPC messages that give a key twice in one object, each with the error's code, id
+# and the keys it must name. The location a last-wins reading would create ("Twice B")
+# must not be created.
+TWICE_NAMED = [
+    (
+        '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": '
+        '"create_location", "arguments": {"location": {"name": "Twice A", "name": "Twice B"}}}}',
+        INVALID_PARAMS,
+        7,
+        "params.arguments.location.name (2 times)",
+    ),
+    (
+        '{"jsonrpc": "2.0", "id": "eight", "method": "tools/call", "params": {"name": "whoami", '
+        '"name": "create_location", "arguments": {}, "arguments": {"location": {"name": '
+        '"Twice B"}}}}',
+        INVALID_PARAMS,
+        "eight",
+        "params.name (2 times), params.arguments (2 times)",
+    ),
+    (
+        '{"jsonrpc": "2.0", "id": 9, "method": "tools/list", "method": "tools/call", "params": '
+        '{"name": "create_location", "arguments": {"location": {"name": "Twice B"}}}}',
+        INVALID_REQUEST,
+        9,
+        "method (2 times)",
+    ),
+    (  # which id to answer cannot be told: null, as JSON-RPC 2.0 says
+        '{"jsonrpc": "2.0", "id": 10, "id": 11, "method": "tools/list", "params": {}}',
+        INVALID_REQUEST,
+        None,
+        "id (2 times)",
+    ),
+]
+
+
+def assert_refused_naming_the_keys(answer: dict[str, Any], code: int, id: Any, named: str):
+    assert answer["jsonrpc"] == "2.0" and answer["id"] == id and "result" not in answer
+    error = answer["error"]
+    assert error["code"] == code
+    assert (
+        f"a key is given more than once in one JSON object: {named}. Give each key once"
+        in (error["message"])
+    )
+
+
+async def assert_no_location_twice_b(site: Site) -> None:
+    async with http_client(site, site.admin_token) as client:
+        page = structured(await client.call_tool("list_locations", {"filters": {"q": "Twice B"}}))
+        assert page["count"] == 0
+
+
+async def test_http_refuses_a_message_that_gives_a_key_twice_naming_it(site):
+    """As the REST API refuses such a body (422): the SDK read the message last-wins, and
+    ran a tool the caller may not have meant with arguments it may not have meant."""
+    headers = {"Accept": "application/json, text/event-stream", **bearer(site.admin_token)}
+    for text, code, id, named in TWICE_NAMED:
+        status, answer, answer_headers = post_mcp_answer(site, headers, text)
+        assert status == 400, (text, answer)
+        assert answer_headers["Content-Type"] == "application/json"
+        assert_refused_naming_the_keys(answer, code, id, named)
+    await assert_no_location_twice_b(site)
+    # The same call with each key once is run.
+    text = TWICE_NAMED[0][0].replace('"name": "Twice A", ', "")
+    status, answer, _ = post_mcp_answer(site, headers, text.replace("Twice B", "Twice C"))
+    result: Any = answer.get("result")
+    assert status == 200 and answer["id"] == 7 and not result["isError"], answer
+
+
+async def test_stdio_refuses_a_message_that_gives_a_key_twice_naming_it(site):
+    """The stdio transport answers such a line with the error and reads on: the next
+    message, each key once, is answered as ever."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "mcp",
+        "--user",
+        "admin",
+        cwd=ROOT,
+        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        limit=2**24,  # a line is a whole answer: the tool list is hundreds of kB
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    async def answer_to(line: str) -> dict[str, Any]:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(line.encode() + b"\n")
+        await process.stdin.drain()
+        return json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+
+    try:
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        }
+        assert "result" in await answer_to(json.dumps(initialize))
+        process.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        for text, code, id, named in TWICE_NAMED:
+            assert_refused_naming_the_keys(await answer_to(text), code, id, named)
+        listed = await answer_to('{"jsonrpc": "2.0", "id": 12, "method": "tools/list"}')
+        assert listed["id"] == 12 and "plug_in" in {t["name"] for t in listed["result"]["tools"]}
+    finally:
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+    await assert_no_location_twice_b(site)
 
 
 def test_stdio_refuses_an_unknown_user(site):
