@@ -104,6 +104,60 @@ def no_rows(where: str) -> FileProblem:
     return FileProblem(f"The file has no rows to import: {where}.")
 
 
+class FileRows(tablib.Dataset):
+    """A file's rows with the format they were read from (CSV, JSON or XLSX), so that
+    advice about the file's shape fits the file (`joined_columns`)."""
+
+    def __init__(self, *args: Any, kind: str = "CSV", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+
+def file_kind(dataset: Any) -> str:
+    """The format `dataset` was read from; CSV for rows made otherwise (as it always said)."""
+    return dataset.kind if isinstance(dataset, FileRows) else "CSV"
+
+
+# What joins a file's column names into one when a file is read with the wrong separator.
+JOINING_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"))
+
+
+def joined_columns(headers: list[str], kind: str) -> str | None:
+    """Advice for a file whose one column's name joins several names with semicolons or
+    tabs (a CSV file saved by a spreadsheet set for a country that separates with ';'),
+    worded for its format: a CSV file is saved again comma-separated; that file converted
+    to JSON carelessly, or opened in a spreadsheet unsplit and saved as a workbook, has
+    one key or one header cell "charge_point_id;csms_url", and saving it as 'CSV (comma
+    delimited)' is no advice for it."""
+    if len(headers) != 1:
+        return None
+    header = headers[0]
+    found = [(sep, name) for sep, name in JOINING_SEPARATORS if sep in header]
+    if not found:
+        return None
+    separator, name = found[0]
+    if kind == "JSON":
+        keys = ", ".join(f'"{part.strip()[:40]}": ...' for part in header.split(separator)[:3])
+        return (
+            f"The rows have one key, {header[:60]!r}, which joins column names with {name}: "
+            "in a JSON import each column is a key of its own, one object per row "
+            f"([{{{keys}}}, ...]). If the file was converted from a CSV file separated by "
+            f"{name}, convert it again with that separator, or import the CSV file itself "
+            "once saved as 'CSV (comma delimited)'."
+        )
+    if kind == "XLSX":
+        return (
+            f"The sheet's first row has one cell, {header[:60]!r}, which joins column names "
+            f"with {name}: in a workbook each column name has a cell of its own, and each "
+            f"row its values in the cells below them. Split the column at the {name} (in "
+            "Excel or LibreOffice: Data > Text to Columns) and save the workbook again."
+        )
+    return (
+        f"The header line is separated by {name}, not commas: save the file as "
+        "'CSV (comma delimited)'."
+    )
+
+
 def neutralise(value: Any) -> Any:
     """The cell as text a spreadsheet shows rather than runs: `=1+2` becomes `'=1+2`."""
     if (
@@ -148,7 +202,7 @@ def parse_csv(text: str) -> tablib.Dataset:
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise FileProblem("The file is empty: the first line must name the columns.")
     headers = [cell.strip() for cell in rows[0]]
-    dataset = tablib.Dataset(headers=headers)
+    dataset = FileRows(headers=headers, kind="CSV")
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue  # blank lines, e.g. at the end of a spreadsheet export
@@ -225,7 +279,7 @@ def parse_json(text: str) -> tablib.Dataset:
                     f"Row {number}, column {key}: the value is nested too deeply (at most a "
                     "list of lists, as a charging curve is)."
                 )
-    dataset = tablib.Dataset(headers=headers)
+    dataset = FileRows(headers=headers, kind="JSON")
     for item in data:
         dataset.append([_json_cell(item.get(key, "")) for key in headers])
     return dataset
@@ -292,7 +346,9 @@ class XLSX(base_formats.XLSX):
             raise FileProblem("The file is empty: the first row must name the columns.")
         if len(rows) == 1:
             raise no_rows("its sheet has only its header row")
-        dataset = tablib.Dataset(headers=[str(h).strip() if h is not None else "" for h in rows[0]])
+        dataset = FileRows(
+            headers=[str(h).strip() if h is not None else "" for h in rows[0]], kind="XLSX"
+        )
         for row in rows[1:]:
             dataset.append(row)
         return dataset

@@ -33,7 +33,14 @@ from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Error, Result, RowResult
 
 from fleet_io.cells import NumberCell
-from fleet_io.file_formats import MAX_CELL_CHARS, FileProblem, SheetDate, restore
+from fleet_io.file_formats import (
+    MAX_CELL_CHARS,
+    FileProblem,
+    SheetDate,
+    file_kind,
+    joined_columns,
+    restore,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -222,16 +229,14 @@ class FleetResource(resources.ModelResource):
     def allowed_columns(self) -> list[str]:
         return [field.column_name for field in self.get_import_fields() if not field.readonly]
 
-    def check_columns(self, headers: list[str] | None) -> list[str]:
+    def check_columns(self, headers: list[str] | None, kind: str = "CSV") -> list[str]:
+        """What is wrong with the file's columns; `kind`, the file's format, words the
+        advice for a file whose column names are joined into one."""
         headers = [str(h) for h in headers or []]
         allowed = self.allowed_columns()
-        if len(headers) == 1:
-            for separator, name in ((";", "semicolons"), ("\t", "tabs")):
-                if separator in headers[0]:
-                    return [
-                        f"The header line is separated by {name}, not commas: save the file as "
-                        "'CSV (comma delimited)'."
-                    ]
+        joined = joined_columns(headers, kind)
+        if joined:
+            return [joined]
         problems = []
         unknown = [h for h in headers if h not in allowed]
         if unknown:
@@ -266,7 +271,7 @@ class FleetResource(resources.ModelResource):
         collect_failed_rows: bool,
         **kwargs: Any,
     ) -> FleetImportResult:
-        problems = self.check_columns(dataset.headers)
+        problems = self.check_columns(dataset.headers, file_kind(dataset))
         if problems:
             result = self.get_result_class()()
             result.total_rows = len(dataset)

@@ -652,6 +652,60 @@ def test_a_semicolon_separated_file_is_reported_and_nothing_is_written(depot):
     assert table_sizes() == (0, 0, 0)
 
 
+def workbook(*rows: list) -> bytes:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("file_format", "make", "message"),
+    [
+        (
+            "json",
+            lambda: json.dumps([{"charge_point_id;csms_url": "CP-1;ws://csms.example/ocpp"}]),
+            "File: The rows have one key, 'charge_point_id;csms_url', which joins column names "
+            "with semicolons: in a JSON import each column is a key of its own, one object per "
+            'row ([{"charge_point_id": ..., "csms_url": ...}, ...]). If the file was converted '
+            "from a CSV file separated by semicolons, convert it again with that separator, or "
+            "import the CSV file itself once saved as 'CSV (comma delimited)'.",
+        ),
+        (
+            "json",
+            lambda: json.dumps([{"charge_point_id\tlocation\tevses": "CP-1\tDepot\tType2:22"}]),
+            "File: The rows have one key, 'charge_point_id\\tlocation\\tevses', which joins "
+            "column names with tabs: in a JSON import each column is a key of its own, one "
+            'object per row ([{"charge_point_id": ..., "location": ..., "evses": ...}, ...]). '
+            "If the file was converted from a CSV file separated by tabs, convert it again with "
+            "that separator, or import the CSV file itself once saved as 'CSV (comma delimited)'.",
+        ),
+        (
+            "xlsx",
+            lambda: workbook(["charge_point_id;csms_url"], ["CP-1;ws://csms.example/ocpp"]),
+            "File: The sheet's first row has one cell, 'charge_point_id;csms_url', which joins "
+            "column names with semicolons: in a workbook each column name has a cell of its "
+            "own, and each row its values in the cells below them. Split the column at the "
+            "semicolons (in Excel or LibreOffice: Data > Text to Columns) and save the workbook "
+            "again.",
+        ),
+    ],
+    ids=["json-semicolons", "json-tabs", "xlsx-semicolons"],
+)
+def test_column_names_joined_into_one_get_advice_for_the_files_format(
+    depot, file_format, make, message
+):
+    """A semicolon CSV converted to JSON carelessly, or opened in a spreadsheet unsplit and
+    saved as a workbook, was told to save itself as 'CSV (comma delimited)'."""
+    data = make()
+    result = run_import(data.encode() if isinstance(data, str) else data, file_format)
+    assert [str(p) for p in result.problems()] == [message]
+    assert table_sizes() == (0, 0, 0)
+
+
 def test_an_unknown_column_is_reported_rather_than_ignored(depot):
     result = run_import(csv_bytes("CP-1,Depot,22", header="charge_point_id,location,max_power"))
     assert "Unknown column(s) 'max_power'" in str(result.problems()[0])

@@ -62,6 +62,14 @@ def broken_xlsx() -> bytes:
     return workbook[: len(workbook) // 2]
 
 
+def one_column_xlsx(header: str, *rows: str) -> bytes:
+    """A workbook whose sheet has one column: a semicolon CSV opened unsplit and saved."""
+    dataset = tablib.Dataset(headers=[header])
+    for row in rows:
+        dataset.append([row])
+    return XLSX().export_data(dataset)
+
+
 def hostile_files() -> list[Hostile]:
     not_utf8 = "File: The file is not UTF-8 (save it as CSV UTF-8)"
     text = csv_file(GOOD_ROW, "CP-2,Düsseldorf,AC,22,Type2:22,“Acme”,").decode()
@@ -95,6 +103,20 @@ def hostile_files() -> list[Hostile]:
             "File: Row 1, column location: the value is nested too deeply",
         ),
         Hostile("broken.xlsx", broken_xlsx(), "File: The file is not an Excel workbook (.xlsx)"),
+        # A semicolon CSV converted to JSON or saved as a workbook unsplit: advice for
+        # that format, not "save the file as 'CSV (comma delimited)'".
+        Hostile(
+            "semicolons.json",
+            json_file({"charge_point_id;location": "CP-1;Depot"}),
+            "File: The rows have one key, 'charge_point_id;location', which joins column names "
+            "with semicolons: in a JSON import each column is a key of its own",
+        ),
+        Hostile(
+            "semicolons.xlsx",
+            one_column_xlsx("charge_point_id;location", "CP-1;Depot"),
+            "File: The sheet's first row has one cell, 'charge_point_id;location', which joins "
+            "column names with semicolons: in a workbook each column name has a cell of its own",
+        ),
         Hostile(
             "nan.csv",
             csv_file(GOOD_ROW, "CP-2,Depot,AC,22,Type2:nan,,", "CP-3,Depot,AC,inf,Type2:22,,"),
