@@ -652,9 +652,7 @@ class ChargerFields(ChargerBody):
 
     default_power_type: ClassVar[str | None] = default(Charger, "power_type")
 
-    charge_point_id: str = Field(
-        description=doc(Charger, "charge_point_id", "Unique."), examples=["CP-0001"]
-    )
+    charge_point_id: str = Field(description=doc(Charger, "charge_point_id"), examples=["CP-0001"])
     location: int = Field(description="The id of the charger's location.")
     enabled: bool = _charger("enabled")
     auto_connect: bool = _charger("auto_connect")

@@ -10,6 +10,7 @@ import orjson
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
@@ -37,9 +38,33 @@ ANSWER_OVERRIDES_HELP = (
 KEY_MISSING = "authorization_key_missing"
 
 
+def case_twin_message(given: str, stored: str) -> str:
+    """Why `given` is refused while the charger `stored` exists (they differ only in case)."""
+    return (
+        f"Charger {stored} exists, whose id differs from {given} only in letter case: a "
+        "CSMS may match charge point ids regardless of case and take the two for one "
+        "charger. Choose an id that differs in more than case."
+    )
+
+
 class ChargerQuerySet(models.QuerySet["Charger"]):
     def enabled(self) -> ChargerQuerySet:
         return self.filter(enabled=True)
+
+    def case_twins(self, ids: Iterable[str]) -> dict[str, str]:
+        """The stored charge point ids among these chargers that equal one of `ids` but for
+        letter case (or exactly), by their lower-cased form. Lowered by the database, as
+        the unique index `charger_charge_point_id_ci_unique` lowers them (it serves the
+        look-up)."""
+        folded = sorted({cp_id.lower() for cp_id in ids})
+        found: dict[str, str] = {}
+        for start in range(0, len(folded), 5000):  # SQLite's parameter limit
+            found.update(
+                self.annotate(folded=Lower("charge_point_id"))
+                .filter(folded__in=folded[start : start + 5000])
+                .values_list("folded", "charge_point_id")
+            )
+        return found
 
     def per_shard(self, shards: int) -> dict[int, int]:
         """How many of these chargers each shard's worker runs (by their charge point id):
@@ -197,7 +222,10 @@ class Charger(models.Model):
         max_length=48,
         unique=True,
         validators=[validate_charge_point_id],
-        help_text="The identity in the CSMS URL: letters, digits and . _ ~ - (at most 48).",
+        help_text=(
+            "The identity in the CSMS URL: letters, digits and . _ ~ - (at most 48), unique "
+            "regardless of letter case."
+        ),
     )
     vendor = models.CharField(max_length=20, default="ChargeSim")
     model = models.CharField(max_length=20, default="Virtual AC 22")
@@ -336,8 +364,20 @@ class Charger(models.Model):
 
     objects = ChargerQuerySet.as_manager()
 
+    #: Not a column: `case_twins` of the ids of a whole import, read in a few queries, for
+    #: `validate_constraints` to look in rather than query once per row (None: it queries).
+    known_case_twins: Mapping[str, str] | None = None
+
     class Meta:
         ordering = ["charge_point_id"]
+        constraints = [
+            # Ids that differ only in case would fight over one identity at a CSMS that
+            # matches them case-insensitively (many do; a proxy may fold the URL's case).
+            # `unique=True` stays: its index serves the exact look-ups by id.
+            models.UniqueConstraint(
+                Lower("charge_point_id"), name="charger_charge_point_id_ci_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.charge_point_id
@@ -396,6 +436,28 @@ class Charger(models.Model):
             if len(found) > 1:
                 errors["charge_point_id"] = [e for e in found if e.code != "max_length"]
             raise ValidationError(errors) from None
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        excluded = set(exclude or ())
+        errors: dict[str, Any] = {}
+        try:
+            # The case-blind uniqueness of the id is checked below instead of by Django's
+            # generic "Constraint ... is violated.": said on the field, naming the charger.
+            super().validate_constraints(exclude=excluded | {"charge_point_id"})
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if "charge_point_id" not in excluded and self.charge_point_id:
+            known = self.known_case_twins
+            if known is None:
+                others = Charger.objects.exclude(pk=self.pk) if self.pk else Charger.objects
+                known = others.case_twins([self.charge_point_id])
+            twin = known.get(self.charge_point_id.lower())
+            # The same id is the field's own `unique` check's to say ("... already exists").
+            if twin is not None and twin != self.charge_point_id:
+                message = case_twin_message(self.charge_point_id, twin)
+                errors["charge_point_id"] = [ValidationError(message, code="case_twin")]
+        if errors:
+            raise ValidationError(errors)
 
     def clean(self) -> None:
         errors: dict[str, str | ValidationError] = {}

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chargers.admin import register_text
 from chargers.models import Charger, ConfigurationKey, Evse
+from locations.models import Location
 from simulator.contract import shard_of
 from tests.admin_forms import form_values
 from tests.cast import make_charger, make_location, make_open_transaction
@@ -756,3 +757,41 @@ def test_a_key_given_twice_in_the_configuration_inline_is_named(admin_client_log
     assert "The key VendorKey is on 2 rows: a charger has each key once, so keep one." in page
     assert page.count("This key is on another row too.") == 1  # beside the repeat
     assert charger.configuration.filter(key="VendorKey").count() == (1 if stored else 0)
+
+
+# -- charge point ids that differ only in letter case ----------------------------------------
+
+
+def id_errors(response) -> list[str]:
+    assert response.status_code == 200  # the form again, with its errors
+    return list(response.context["adminform"].form.errors.get("charge_point_id", []))
+
+
+def test_the_add_form_refuses_an_id_differing_from_another_only_in_case_naming_it(
+    admin_client_logged_in,
+):
+    """A CSMS that matches ids regardless of case would take the two for one charger."""
+    make_charger("CP-001", evses=1)
+    data = add_form(admin_client_logged_in)
+    data.update(charge_point_id="cp-001", location=str(Location.objects.get().pk))
+    (error,) = id_errors(admin_client_logged_in.post(ADD, data))
+    assert error.startswith("Charger CP-001 exists, whose id differs from cp-001 only in letter")
+    assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["CP-001"]
+
+
+def test_a_rename_onto_another_chargers_id_in_other_case_is_refused(admin_client_logged_in):
+    make_charger("CP-001", evses=1)
+    other = make_charger("CP-002", evses=1)
+    url, data = change_page(admin_client_logged_in, other)
+    data["charge_point_id"] = "Cp-001"
+    (error,) = id_errors(admin_client_logged_in.post(url, data))
+    assert "Charger CP-001 exists" in error
+    assert Charger.objects.get(pk=other.pk).charge_point_id == "CP-002"
+
+
+def test_a_charger_may_change_the_case_of_its_own_id(admin_client_logged_in):
+    charger = make_charger("CP-001", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    data["charge_point_id"] = "cp-001"
+    assert admin_client_logged_in.post(url, data).status_code == 302
+    assert Charger.objects.get(pk=charger.pk).charge_point_id == "cp-001"

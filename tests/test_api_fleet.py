@@ -1059,6 +1059,44 @@ def test_a_rename_onto_a_taken_id_is_refused(api, depot):
     }
 
 
+def case_twin_of(stored: str, given: str) -> dict[str | None, list[str]]:
+    return {
+        "charge_point_id": [
+            f"Charger {stored} exists, whose id differs from {given} only in letter case: a "
+            "CSMS may match charge point ids regardless of case and take the two for one "
+            "charger. Choose an id that differs in more than case."
+        ]
+    }
+
+
+def test_an_id_differing_from_another_only_in_case_is_refused_naming_it(api, depot):
+    """A CSMS that matches ids regardless of case would take the two for one charger: a
+    create, a PUT and a PATCH onto such an id are refused, naming the field and the other."""
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=depot)
+    response = api.post(f"{V1}/chargers?wait=false", charger_body("cp-1", depot))
+    assert fields_of(response) == case_twin_of("CP-1", "cp-1")
+    response = api.put(f"{V1}/chargers/CP-2?wait=false", charger_body("Cp-1", depot))
+    assert fields_of(response) == case_twin_of("CP-1", "Cp-1")
+    response = api.patch(f"{V1}/chargers/CP-2?wait=false", {"charge_point_id": "cp-1"})
+    assert fields_of(response) == case_twin_of("CP-1", "cp-1")
+    assert sorted(Charger.objects.values_list("charge_point_id", flat=True)) == ["CP-1", "CP-2"]
+    # Its own id in other letters is no other charger's.
+    response = api.patch(f"{V1}/chargers/CP-2?wait=false", {"charge_point_id": "cp-2"})
+    assert response.status_code == 200, response.content
+    assert response.json()["charger"]["charge_point_id"] == "cp-2"
+
+
+def test_an_id_taken_in_other_case_between_the_check_and_the_write_is_a_422(
+    api, depot, monkeypatch
+):
+    """The database's index refuses what the check could not see yet."""
+    another_request_takes("cp-1", depot, monkeypatch)
+    response = api.post(f"{V1}/chargers?wait=false", charger_body("CP-1", depot))
+    assert fields_of(response) == case_twin_of("cp-1", "CP-1")
+    assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["cp-1"]
+
+
 def another_request_takes(cp_id: str, location: Location, monkeypatch: Any) -> None:
     """A concurrent request creates `cp_id` right after this one's check found it free (the
     race of two scripts creating the same charger at once, made certain)."""

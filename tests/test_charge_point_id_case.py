@@ -1,0 +1,91 @@
+"""Charge point ids that differ only in letter case (CP-001, cp-001) are refused: a CSMS
+that matches the identity regardless of case, or a proxy that folds the URL's case, would
+take the two for one charger. The model says so on the field naming the other charger, the
+database's index refuses what a race lets past, and the migration that adds the index
+stops on a database that holds such a pair, naming it."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+
+from chargers.models import Charger
+from tests.cast import make_charger, make_location
+
+pytestmark = pytest.mark.django_db
+
+BEFORE = ("chargers", "0020_charger_claims")
+INDEX = ("chargers", "0021_charge_point_id_case_insensitive")
+
+
+def test_full_clean_refuses_an_id_differing_only_in_case_naming_the_other():
+    make_charger("CP-001")
+    charger = Charger(charge_point_id="cp-001", location=make_location("Elsewhere"))
+    with pytest.raises(ValidationError) as info:
+        charger.full_clean()
+    assert info.value.message_dict["charge_point_id"] == [
+        "Charger CP-001 exists, whose id differs from cp-001 only in letter case: a CSMS may "
+        "match charge point ids regardless of case and take the two for one charger. Choose "
+        "an id that differs in more than case."
+    ]
+
+
+def test_a_charger_may_change_the_case_of_its_own_id():
+    charger = make_charger("CP-001")
+    charger.charge_point_id = "cp-001"
+    charger.full_clean()
+    charger.save()
+    assert Charger.objects.get().charge_point_id == "cp-001"
+
+
+def test_the_same_id_is_still_said_by_the_fields_own_check():
+    make_charger("CP-001")
+    with pytest.raises(ValidationError) as info:
+        Charger(charge_point_id="CP-001", location=Charger.objects.get().location).full_clean()
+    assert info.value.message_dict["charge_point_id"] == [
+        "Charger with this Charge point id already exists."
+    ]
+
+
+def test_the_database_refuses_a_pair_the_checks_did_not_see():
+    """Two writers that both checked before either wrote: the index decides."""
+    make_charger("CP-001")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Charger.objects.create(charge_point_id="cp-001", location=Charger.objects.get().location)
+    assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["CP-001"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_stops_on_a_pair_naming_it_and_runs_once_it_is_renamed():
+    try:
+        MigrationExecutor(connection).migrate([BEFORE])
+        location = make_location()
+        for cp_id in ("CP-001", "cp-001", "Cp-001", "DEPOT-7", "depot-7", "CP-002"):
+            Charger.objects.create(charge_point_id=cp_id, location=location)
+        with pytest.raises(RuntimeError) as info:
+            MigrationExecutor(connection).migrate([INDEX])
+        message = str(info.value)
+        assert message.startswith(
+            "2 group(s) of chargers have charge point ids that differ only in letter case:\n"
+            "  CP-001, Cp-001, cp-001\n"
+            "  DEPOT-7, depot-7\n"
+        )
+        assert "Rename all but one charger of each group" in message
+        assert "CP-002" not in message
+        assert Charger.objects.count() == 6  # nothing renamed or lost
+        # Not applied: a pair is still let in.
+        assert BEFORE in MigrationExecutor(connection).loader.applied_migrations
+        assert INDEX not in MigrationExecutor(connection).loader.applied_migrations
+
+        Charger.objects.filter(charge_point_id="cp-001").update(charge_point_id="CP-001-B")
+        Charger.objects.filter(charge_point_id="Cp-001").update(charge_point_id="CP-001-C")
+        Charger.objects.filter(charge_point_id="depot-7").update(charge_point_id="DEPOT-8")
+        MigrationExecutor(connection).migrate([INDEX])
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Charger.objects.create(charge_point_id="depot-8", location=location)
+    finally:
+        Charger.objects.all().delete()
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
