@@ -172,6 +172,9 @@ class FleetResource(resources.ModelResource):
     list_columns: tuple[str, ...] = ()
     #: Whether the resource takes `csms_url=` (the `import` command's --csms-url).
     takes_csms_url = False
+    #: Whether two rows whose keys differ only in letter case name one object (the model
+    #: refuses such a pair), so that the second is refused as a repeat of the first.
+    case_blind_key = False
 
     class Meta:
         clean_model_instances = True
@@ -194,7 +197,8 @@ class FleetResource(resources.ModelResource):
             meta.__dict__.update(options.__dict__)
             meta.skip_diff = True
             self._meta = meta
-        self._first_row_of_key: dict[tuple, int] = {}
+        # A row's key (lower-cased if `case_blind_key`) -> the first row and its key as given.
+        self._first_row_of_key: dict[tuple, tuple[int, tuple]] = {}
         self._total = 0
         self._every = 1
         # The current row's stored object as loaded (`stored_values`), None for a new one;
@@ -319,14 +323,20 @@ class FleetResource(resources.ModelResource):
             errors = exc.update_error_dict(errors)
         key = self.row_key(row)
         if key is not None:
-            first = self._first_row_of_key.setdefault(key, kwargs["row_number"])
+            folded = tuple(str(p).lower() for p in key) if self.case_blind_key else key
+            first, first_key = self._first_row_of_key.setdefault(
+                folded, (kwargs["row_number"], key)
+            )
             if first != kwargs["row_number"]:
                 column = self.fields[self.get_import_id_fields()[-1]].attribute
+                shown = " ".join(str(part) for part in key)
+                if first_key == key:
+                    message = f"{shown!r} is already on row {first}"
+                else:
+                    first_shown = " ".join(str(part) for part in first_key)
+                    message = f"{shown!r} differs from {first_shown!r} of row {first} only in case"
                 errors.setdefault(column, []).append(
-                    ValidationError(
-                        f"{' '.join(str(part) for part in key)!r} is already on row {first}; "
-                        "each may appear only once in a file."
-                    )
+                    ValidationError(f"{message}; each may appear only once in a file.")
                 )
         if errors:
             raise ValidationError(errors)

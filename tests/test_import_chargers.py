@@ -373,6 +373,17 @@ BAD_ROWS = [
     ("CP 3,Depot,AC,22,Type2:22,,", "charge_point_id", "not URL-safe"),
     ("CP-3,,AC,22,Type2:22,,", "location", "A location is required"),
     ("CP-3,Depot,AC,22,Type2:22,ws://cp:pw@h/x,", "csms_url", "must not hold a user name"),
+    # Ids differing only in case: one charger to a CSMS matching them regardless of case.
+    (
+        "cp-1,Depot,AC,22,Type2:22,,",
+        "charge_point_id",
+        "'cp-1' differs from 'CP-1' of row 1 only in case; each may appear only once",
+    ),
+    (
+        "cp-0,Depot,AC,22,Type2:22,,",
+        "charge_point_id",
+        "Charger CP-0 exists, whose id differs from cp-0 only in letter case",
+    ),
 ]
 
 
