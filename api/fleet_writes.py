@@ -548,18 +548,25 @@ def _checked_new(
     """The plans of new chargers and every problem of every item."""
     plans: list[ChargerPlan] = []
     errors: list[ErrorItem] = []
-    first: dict[str, int] = {}
+    # By lower-cased id: CP-1 and cp-1 are one charger to a CSMS matching ids regardless
+    # of case (the model refuses the second against a stored one, not against an item).
+    first: dict[str, tuple[int, str]] = {}
     for index, given in enumerate(items):
         row = index if bulk else None
         checked = check_charger(given, row=row)
         errors += checked.errors
         cp_id = str(given.get("charge_point_id") or "")
-        seen = first.setdefault(cp_id, index)
+        seen, seen_id = first.setdefault(cp_id.lower(), (index, cp_id))
         if cp_id and seen != index:
+            where = (
+                f"is already item {seen}"
+                if seen_id == cp_id
+                else (f"differs from {seen_id!r} of item {seen} only in case")
+            )
             errors.append(
                 ErrorItem(
                     field="charge_point_id",
-                    message=f"{cp_id!r} is already item {seen}; each may appear only once.",
+                    message=f"{cp_id!r} {where}; each may appear only once.",
                     row=row,
                 )
             )

@@ -1087,6 +1087,19 @@ def test_an_id_differing_from_another_only_in_case_is_refused_naming_it(api, dep
     assert response.json()["charger"]["charge_point_id"] == "cp-2"
 
 
+def test_bulk_create_refuses_items_differing_only_in_case(api, depot):
+    items = [charger_body("CP-A", depot), charger_body("cp-a", depot)]
+    response = api.post(f"{V1}/bulk/chargers?wait=false", {"items": items})
+    assert errors_of(response) == [
+        (
+            "charge_point_id",
+            "'cp-a' differs from 'CP-A' of item 0 only in case; each may appear only once.",
+            1,
+        )
+    ]
+    assert not Charger.objects.exists()
+
+
 def test_an_id_taken_in_other_case_between_the_check_and_the_write_is_a_422(
     api, depot, monkeypatch
 ):
