@@ -55,11 +55,8 @@ class FleetGeneratorForm(forms.Form):
             validate_charge_point_id(ids[-1])
         except ValidationError as exc:
             raise ValidationError({"first_id": exc.messages}) from None
-        taken = list(
-            Charger.objects.filter(charge_point_id__in=ids).values_list(
-                "charge_point_id", flat=True
-            )[:11]
-        )
+        # In any letter case: CP-0001 and cp-0001 are one charger to many a CSMS.
+        taken = sorted(Charger.objects.case_twins(ids).values())
         if taken:
             shown = ", ".join(taken[:10]) + (" …" if len(taken) > 10 else "")
             raise ValidationError(

@@ -6,12 +6,16 @@ stops on a database that holds such a pair, naming it."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
+from chargers.fleet_generator import FleetGeneratorForm
 from chargers.models import Charger
+from simulator.runtime.demo import ensure_demo_fleet
 from tests.cast import make_charger, make_location
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +59,24 @@ def test_the_database_refuses_a_pair_the_checks_did_not_see():
     with pytest.raises(IntegrityError), transaction.atomic():
         Charger.objects.create(charge_point_id="cp-001", location=Charger.objects.get().location)
     assert list(Charger.objects.values_list("charge_point_id", flat=True)) == ["CP-001"]
+
+
+def test_the_fleet_generator_refuses_ids_an_existing_charger_has_in_other_case():
+    location = make_charger("cp-0002").location
+    form = FleetGeneratorForm(data={"first_id": "CP-0001", "count": 3, "location": location.pk})
+    assert form.errors == {"first_id": ["CP-0001..CP-0003 overlaps existing chargers: cp-0002."]}
+
+
+def test_the_demo_fleet_leaves_out_an_id_a_users_charger_has_in_other_case(caplog):
+    make_charger("demo-0002")
+    with caplog.at_level(logging.WARNING, logger="simulator.runtime.demo"):
+        assert ensure_demo_fleet(3, "ws://127.0.0.1:9/ocpp") == 2
+    assert sorted(Charger.objects.values_list("charge_point_id", flat=True)) == [
+        "DEMO-0001",
+        "DEMO-0003",
+        "demo-0002",
+    ]
+    assert "DEMO-0002 is not created: charger demo-0002 exists" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -35,6 +35,17 @@ def ensure_demo_fleet(count: int, csms_url: str) -> int:
             "charge_point_id", flat=True
         )
     )
+    # A charger of the user's named as a demo one in other letter case (demo-0001): the
+    # database refuses a second one, and a CSMS may take the two for one charger.
+    demo_ids = {cp_id.lower(): cp_id for cp_id in wanted}
+    for folded, cp_id in ChargerRow.objects.case_twins(wanted).items():
+        if cp_id not in wanted:
+            log.warning(
+                "%s is not created: charger %s exists, whose id differs only in letter case",
+                demo_ids[folded],
+                cp_id,
+            )
+            existing.add(demo_ids[folded])
     created = 0
     with transaction.atomic():
         ChargerRow.objects.filter(charge_point_id__in=existing).exclude(csms_url=csms_url).update(
