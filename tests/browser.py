@@ -89,13 +89,20 @@ class DemoSite:
 
 @contextmanager
 def demo_site(
-    var_dir: Path, password: str, chargers: int, setup: str = "", *, operations: bool = False
+    var_dir: Path,
+    password: str,
+    chargers: int,
+    setup: str = "",
+    *,
+    operations: bool = False,
+    share: float = 0,
 ) -> Iterator[DemoSite]:
     """`runsimulator --demo` (built-in CSMS, no simulated drivers) in its own SQLite
     database, with a superuser "admin", the default sites, `chargers` demo chargers and
     then `setup` (Python, run by `manage.py shell`, with `csms_url` defined); killed at the
     end whatever happens. With `operations`, the CSMS runs its demo operations (local
-    lists, a reservation, diagnostics, a firmware update)."""
+    lists, a reservation, diagnostics, a firmware update). `share`: of the connectors, those
+    a simulated driver charges a car on from the start (`--demo-share`)."""
     port, csms_port = free_port(), free_port()
     csms_url = f"ws://127.0.0.1:{csms_port}/ocpp"
     assert run_manage(var_dir, "migrate", "--verbosity", "0").returncode == 0
@@ -113,7 +120,7 @@ def demo_site(
     sim = ManagePy(
         var_dir,
         "runsimulator",
-        *("--demo", "--demo-chargers", str(chargers), "--demo-share", "0"),
+        *("--demo", "--demo-chargers", str(chargers), "--demo-share", str(share)),
         *(() if operations else ("--no-demo-operations",)),
         *("--port", str(port), "--csms-port", str(csms_port)),
     )
