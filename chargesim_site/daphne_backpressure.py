@@ -10,6 +10,15 @@ has drained. Here every response registers such a producer, and the application'
 then holds its stream still (the event stream drops what it cannot deliver and says so
 with its `dropped` event once the reader reads again), and costs the web process at most
 one socket's buffers.
+
+A dashboard page's WebSocket is paced the same way: Daphne hands each `websocket.send` to
+autobahn, which writes it to the transport at once, so a page that stopped reading (a
+frozen tab, a laptop asleep with its connection open) had every frame of a busy fleet
+buffered in the web process (bench/stalled_dashboard.py: +0.34 MiB/s for as long as it
+stayed; Daphne's keepalive ping ends such a socket after ~50 s only if the page sends
+nothing). With the same producer on the socket's transport, `await send(...)` of a frame
+waits while the transport's buffer is full, and the dashboard's consumer keeps only the
+newest snapshot of each thing meanwhile (chargers/dashboard/backlog.py).
 """
 
 from __future__ import annotations
@@ -56,12 +65,14 @@ def pace_responses_to_readers() -> None:
     try:
         from daphne.http_protocol import WebRequest
         from daphne.server import Server
+        from daphne.ws_protocol import WebSocketProtocol
     except ImportError:  # served by another ASGI server: nothing to change
         return
     if getattr(Server, "paces_responses", False):
         return
     request_reply = WebRequest.handle_reply
     server_reply = Server.handle_reply
+    socket_reply = WebSocketProtocol.handle_reply
 
     def handle_reply(self: Any, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -77,12 +88,26 @@ def pace_responses_to_readers() -> None:
             self.unregisterProducer()  # before finish(), which may reuse the channel
         request_reply(self, message)
 
+    def handle_socket_reply(self: Any, message: dict[str, Any]) -> None:
+        socket_reply(self, message)
+        transport = self.transport
+        if message.get("type") == "websocket.accept" and transport is not None:
+            # The transport's producer is still the HTTP channel the upgrade came through:
+            # it has nothing more to send, and pausing it does not slow the application.
+            if getattr(transport, "producer", None) is not None:
+                transport.unregisterProducer()
+            self.send_buffer = SendBuffer()
+            transport.registerProducer(self.send_buffer, True)
+
     async def paced_reply(self: Any, protocol: Any, message: dict[str, Any]) -> None:
         await server_reply(self, protocol, message)
         buffer = getattr(protocol, "send_buffer", None)
-        if buffer is not None and message.get("more_body", False):
+        if buffer is not None and (
+            message.get("more_body", False) or message.get("type") == "websocket.send"
+        ):
             await buffer.drained()
 
     WebRequest.handle_reply = handle_reply
+    WebSocketProtocol.handle_reply = handle_socket_reply
     Server.handle_reply = paced_reply
     Server.paces_responses = True

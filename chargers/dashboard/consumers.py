@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Collection
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chargers.dashboard import access
+from chargers.dashboard.backlog import Backlog
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
@@ -43,6 +45,11 @@ _NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "started", "location
 _request_ids = itertools.count(1)
 # Sent when the page's user gains or loses "change charger" while the page is open.
 ACCESS_CHANGED = "access"
+# The close code of a page that stopped reading its socket for too long (backlog.py); the
+# page reconnects after it (static/dashboard/live.js).
+FELL_BEHIND = 4408
+
+log = logging.getLogger(__name__)
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -57,6 +64,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     refused = False  # accepted only to be closed with a code the page can read
     access_check_seconds = access.ACCESS_CHECK_SECONDS
     session_group: str | None = None
+    writer: asyncio.Task[None] | None = None
+    sending = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -81,6 +90,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         for group in self.static_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        # Every message to the page goes through its backlog, written by a task of its
+        # own: a page that stops reading holds up that task alone (its `send` waits under
+        # Daphne), never the handling of the engine's events or of the page's commands.
+        self.backlog = Backlog()
+        self.writer = asyncio.create_task(self._write())
         await self.send_json({"type": "hello", "can_drive": self.can_drive})
         await self.page_connected()
         self.renewal = asyncio.create_task(self._renew_watch())
@@ -146,10 +160,47 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.refused = True
         await self._stop()
         await self.send_json({"type": "access.ended", "message": ended.message})
-        await self.close(code=ended.code)
+        self.backlog.put({"close": ended.code})
+        if self.sending:
+            # The page is not reading now (its last frame waits for it): it would read
+            # neither the message nor the close, so it is closed at once.
+            if self.writer is not None:
+                self.writer.cancel()
+            await self.close(code=ended.code)
 
     async def disconnect(self, code: int) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
         await self._stop()
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Queue `content` for the page (backlog.py); close its socket if it has stopped
+        reading for too long."""
+        if self.writer is None or self.writer.done():
+            return  # closed, or closing
+        self.backlog.put(content)
+        if close:
+            self.backlog.put({"close": 1000})
+        if self.backlog.too_far_behind:
+            log.warning(
+                "Closed a dashboard socket (%s) that took none of the last %d updates",
+                self.scope.get("path"),
+                self.backlog.behind,
+            )
+            self.writer.cancel()
+            self.refused = True
+            await self._stop()
+            await self.close(code=FELL_BEHIND)
+
+    async def _write(self) -> None:
+        while True:
+            message = await self.backlog.take()
+            if set(message) == {"close"}:  # queued by `_end`, after its last message
+                await self.close(code=message["close"])
+                return
+            self.sending = True  # the writer is seen so only while the page holds it up
+            await super().send_json(message)
+            self.sending = False
 
     async def _stop(self) -> None:
         current = asyncio.current_task()

@@ -156,6 +156,9 @@
   const LOGGED_OUT = 4401;
   const NO_ACCESS = 4403;  // deactivated, or without the permission the page needs now
   const NOT_FOUND = 4404;
+  // The page stopped reading its socket for too long (a paused tab, a slow link): the
+  // server closed it rather than hold all it could not send, and the page reconnects.
+  const FELL_BEHIND = 4408;
   const FINAL = { 4401: "logged out", 4403: "no access", 4404: "not found" };
   // `why`: the server's last message before it closed the socket, if it sent one.
   function markStale(stale, code, why) {
@@ -178,6 +181,9 @@
           ? "(you logged out: log in again to see them live)."
           : code === NOT_FOUND
           ? "(what this page shows no longer exists)."
+          : code === FELL_BEHIND
+          ? "(the page fell behind the live updates: a slow connection, or the tab was " +
+            "paused). The page reconnects by itself."
           : "(the simulator stopped, or the connection to it was lost). The page " +
             "reconnects by itself.");
       note.hidden = false;
