@@ -37,10 +37,19 @@ class FleetStatus:
     # such, not as "0/0 accepted", which a script waiting for "N/N accepted" would take
     # for a fleet that is up.
     loading: bool = False
+    # A large fleet change rebooting in batches: (chargers rebooted, of how many).
+    reboots: tuple[int, int] | None = None
 
     @property
-    def links(self) -> tuple[int, int, int, int, bool]:
-        return (self.wanted, self.accepted, self.connecting, self.failing, self.loading)
+    def links(self) -> tuple[int, int, int, int, bool, tuple[int, int] | None]:
+        return (
+            self.wanted,
+            self.accepted,
+            self.connecting,
+            self.failing,
+            self.loading,
+            self.reboots,
+        )
 
     def text(self) -> str:
         # "fleet: N/M accepted" is what scripts and tests wait for: keep it first.
@@ -56,7 +65,13 @@ class FleetStatus:
             f"{self.failing} failing, {self.charging} charging, "
             f"{self.messages_per_second:.1f} msg/s"
         )
-        return [fleet] if self.traffic is None else [fleet, f"traffic: {self.traffic}"]
+        lines = [fleet]
+        if self.reboots is not None:
+            done, total = self.reboots
+            lines.append(f"fleet change: {done:,}/{total:,} chargers rebooted")
+        if self.traffic is not None:
+            lines.append(f"traffic: {self.traffic}")
+        return lines
 
 
 class MessageRate:
@@ -95,7 +110,7 @@ class PlainStatus:
 
     async def run(self, read: Callable[[], FleetStatus], poll: float = 1.0) -> None:
         loop = asyncio.get_running_loop()
-        shown: tuple[int, ...] | None = None
+        shown: tuple[object, ...] | None = None
         shown_at = -math.inf
         while True:
             status = read()

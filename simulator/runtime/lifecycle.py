@@ -214,6 +214,9 @@ class Simulator:
         # before it waits for the messages in progress.
         self._drivers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # A large change's batches freed the chargers they replaced (`_free_rebooted`):
+        # the fleet is unfrozen until it is frozen again once up (`_keep_frozen`).
+        self._thawed = False
         # Until `start` has read the fleet, the status line says so instead of "0/0".
         self.fleet_loaded = False
         self._stop_web: Callable[[], None] | None = None
@@ -412,6 +415,7 @@ class Simulator:
         await self.start(channels=True)
         if self.options.gc_tuning:
             gc_policy.fleet_loaded()
+            self.reloader.on_batch_up = self._free_rebooted
             self.spawn(self._keep_frozen(), "gc-freeze")
         if self.options.traffic:
             self.spawn(self.run_traffic(), "traffic", driver=True)
@@ -582,13 +586,23 @@ class Simulator:
             await asyncio.sleep(REFREEZE_CHECK_SECONDS)
             # Alive (kept by the freeze, or still going offline) and no longer running.
             replaced = sum(1 for charger in frozen if self.store.get(charger.id) is not charger)
-            if replaced < max(1.0, REFREEZE_SHARE * len(frozen)) or self.reloader.busy():
+            few = replaced < max(1.0, REFREEZE_SHARE * len(frozen))
+            if (few and not self._thawed) or self.reloader.busy():
                 continue
+            self._thawed = False
             gc_policy.thaw(replaced)
             await self._until_up(patience)
             gc_policy.refreeze()
             # One still referenced at the freeze (so frozen again) stays counted as replaced.
             frozen = weakref.WeakSet([*self.store, *frozen])
+
+    def _free_rebooted(self, count: int) -> None:
+        """A batch of a large fleet change has booted: free the chargers it replaced now,
+        before the next batch goes down (frozen with the fleet, they stayed until the whole
+        change was applied: the old fleet and the new one at once). `_keep_frozen` freezes
+        the fleet again once the change is applied and the fleet is up."""
+        gc_policy.thaw(count)
+        self._thawed = True
 
     async def _freeze_when_up(self, patience: float) -> None:
         """Once every charger with a connection is accepted (or after `patience` seconds),
@@ -797,6 +811,7 @@ class Simulator:
             messages_per_second=self._message_rate.sample(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),
             loading=not self.fleet_loaded,
+            reboots=self.reloader.reboot_progress(),
         )
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -818,14 +833,16 @@ class Simulator:
         timeout = self.options.stop_timeout if timeout is None else timeout
         started = loop.time()
         deadline = started + timeout
+        answered_by = started + timeout * DRAIN_SHARE
+        # No batch of a large fleet change starts during the stop (one going down ends).
+        await self.reloader.halt(0.0 if self.force_exit else answered_by - loop.time())
         if not self.force_exit:
-            answered_by = started + timeout * DRAIN_SHARE
             await self._stop_drivers(answered_by)
             await self._finish_in_progress(max(answered_by - loop.time(), 0.0))
         ending = [t for t in self._tasks if t is not asyncio.current_task()]
         ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()
-        ending += self.reloader.retiring()
+        ending += self.reloader.tasks()
         if self.traffic is not None:
             ending += self.traffic.tasks()
         for task in ending:
