@@ -215,7 +215,9 @@ class FleetReloader:
         # pk -> (`updated`, outcome) of a row version the reconciliation applied from a
         # read BEFORE that version's fleet.changed arrived (the commit comes first): the
         # message's sender hears that outcome, not "no change" from applying it twice.
-        self.unheard: dict[int, tuple[datetime, str]] = {}
+        # `updated` None: the row was deleted (the charger it retired is gone, so applying
+        # the message again would answer nothing at all).
+        self.unheard: dict[int, tuple[datetime | None, str]] = {}
         # pks of an `apply` that raised (the database went away in the middle of it): the
         # next reconciliation applies them again, whatever their `updated` says, since
         # `seen` and the watermark may already have moved past the version not applied.
@@ -412,12 +414,13 @@ class FleetReloader:
             if row is not None:
                 self.seen[pk] = row.updated
             earlier = self.unheard.pop(pk, None)
-            if heard and row is not None and earlier and earlier[0] == row.updated:
+            version = None if row is None else row.updated
+            if heard and earlier and earlier[0] == version:
                 outcome: str | None = earlier[1]  # this version is applied already
             else:
                 outcome = await self._apply_one(pk, row, live, catalogue, new_rows, reboots)
-                if not heard and row is not None and outcome is not None:
-                    self.unheard[pk] = (row.updated, outcome)
+                if not heard and outcome is not None and (row is not None or live is not None):
+                    self.unheard[pk] = (version, outcome)
                 if outcome is not _REBOOTING:
                     self._queue.pop(pk, None)  # its latest edit needs no queued reboot
             if outcome is _REBOOTING:
