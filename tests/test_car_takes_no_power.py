@@ -11,6 +11,7 @@ from ocpp.v16 import call
 from tests.engine import (
     COMPACT,
     PHEV,
+    boot_reports_answered,
     connected,
     runtime_charger,
     tx_default_profile,
@@ -48,6 +49,8 @@ async def test_a_dc_only_car_on_an_ac_charger_is_suspended_ev_saying_why(csms, t
     charger = runtime_charger("NP-AC", csms.url, evses=1, config=SAMPLED)
     async with connected(charger):
         ticking(charger)
+        # The boot's Available may still be on its way (it was heard after the mark once).
+        await boot_reports_answered(charger)
         mark = len(csms.log)
         charger.plug_in(1, DC_ONLY)
         assert await charger.present_id_tag(1, "A") == "Accepted"
