@@ -28,6 +28,17 @@ reach, the frozen generation, it leaves, as the process does), one line:
 
 `--no-tracemalloc` leaves tracemalloc off (its traces add about as much as they trace to
 the RSS): the RSS figures are then the worker's alone. The last line is one JSON object.
+
+Each round also measures how long the worker's event loop stood still (`LoopStalls`): no
+OCPP frame answered, no meter tick. A task sleeps 10 ms in a loop and records how late it
+wakes (a lateness probe: asyncio's debug mode would slow every callback); the garbage
+collector's collections are timed through `gc.callbacks`, and the gc policy's own calls
+(`gc_policy.thaw`, `refreeze`, `fleet_up`) by wrapping them. Per round, from the apply to
+the measurement (whose own `gc.collect()` is left out): the longest stall, the stalls of
+100 ms or more and what ran in them (a policy call, a collection the collector started
+itself, or neither), the collections by generation (count, longest, total ms; `policy`
+those run by a policy call) and every policy call with its ms. Use `--no-tracemalloc` for
+these figures: tracemalloc slows every allocation and free, the collections' too.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import time
 import tracemalloc
 import weakref
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +131,129 @@ def _short(filename: str) -> str:
     return filename
 
 
+class LoopStalls:
+    """How late a task sleeping `TICK` in a loop wakes (the loop's stalls), and what ran:
+    the collector's collections (`gc.callbacks`) and the gc policy's calls."""
+
+    TICK = 0.010
+    # A stall at least this long is listed, with what overlapped it.
+    LISTED = 0.100
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (slept at, woke at), perf_counter
+        self.longest = 0.0
+        self.collections: list[tuple[int, float, float, str | None]] = []
+        self.calls: list[tuple[str, float, float]] = []
+        self._collecting: tuple[int, float] | None = None
+        self._in_call: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unwrap: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        from simulator.runtime import gc_policy
+
+        for name in ("thaw", "refreeze", "fleet_up"):
+            self._wrap(gc_policy, name)
+        self._task = asyncio.get_running_loop().create_task(self._probe())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        gc.callbacks.remove(self._on_gc)
+        for unwrap in self._unwrap:
+            unwrap()
+
+    def _wrap(self, module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._in_call = name
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.calls.append((name, started, time.perf_counter()))
+                self._in_call = None
+
+        setattr(module, name, timed)
+        self._unwrap.append(lambda: setattr(module, name, original))
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting = (info["generation"], time.perf_counter())
+        elif self._collecting is not None:
+            generation, started = self._collecting
+            self.collections.append((generation, started, time.perf_counter(), self._in_call))
+            self._collecting = None
+
+    async def _probe(self) -> None:
+        while True:
+            slept = time.perf_counter()
+            await asyncio.sleep(self.TICK)
+            woke = time.perf_counter()
+            late = woke - slept - self.TICK
+            self.longest = max(self.longest, late)
+            if late >= self.LISTED:
+                self.stalls.append((slept, woke))
+
+    def reset(self) -> None:
+        self.stalls, self.collections, self.calls = [], [], []
+        self.longest = 0.0
+
+    def take(self) -> dict[str, Any]:
+        """The figures since the last `take` or `reset`, and reset."""
+        by_generation: dict[str, dict[str, float]] = {}
+        for generation, started, ended, call in self.collections:
+            key = f"gen{generation}" + (f" ({call})" if call else "")
+            entry = by_generation.setdefault(key, {"count": 0, "longest_ms": 0.0, "total_ms": 0.0})
+            entry["count"] += 1
+            entry["longest_ms"] = round(max(entry["longest_ms"], (ended - started) * 1000), 1)
+            entry["total_ms"] = round(entry["total_ms"] + (ended - started) * 1000, 1)
+        figures = {
+            "longest_stall_ms": round(self.longest * 1000, 1),
+            "stalls": [
+                {"ms": round((woke - slept - self.TICK) * 1000, 1), "ran": self._ran(slept, woke)}
+                for slept, woke in self.stalls
+            ],
+            "collections": by_generation,
+            "policy_calls": [
+                {"call": name, "ms": round((ended - started) * 1000, 1)}
+                for name, started, ended in self.calls
+            ],
+        }
+        self.reset()
+        return figures
+
+    def _ran(self, slept: float, woke: float) -> str:
+        """What overlapped a stall: the policy calls, else the collector's own collections
+        by generation, else "other" (the fleet's own work, or the host's)."""
+        calls = [name for name, started, ended in self.calls if started < woke and ended > slept]
+        if calls:
+            return "+".join(calls)
+        generations = [
+            f"gen{generation}"
+            for generation, started, ended, _ in self.collections
+            if started < woke and ended > slept
+        ]
+        return "+".join(generations) or "other"
+
+    @staticmethod
+    def summary(figures: dict[str, Any]) -> Iterator[str]:
+        listed = ", ".join(f"{stall['ms']:.0f} ({stall['ran']})" for stall in figures["stalls"])
+        yield (
+            f"    loop: longest stall {figures['longest_stall_ms']:.0f} ms; "
+            f"stalls >= 100 ms: {listed or 'none'}"
+        )
+        for key, entry in sorted(figures["collections"].items()):
+            yield (
+                f"    collections {key}: {entry['count']:.0f}, longest "
+                f"{entry['longest_ms']:.0f} ms, total {entry['total_ms']:.0f} ms"
+            )
+        calls = ", ".join(f"{call['call']} {call['ms']:.0f}" for call in figures["policy_calls"])
+        yield f"    policy calls (ms): {calls or 'none'}"
+
+
 async def wait_boots(csms: CsmsControl, wanted: int, timeout: float, service: Any) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -146,14 +281,20 @@ async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
     options = RunOptions.from_settings(web=False, migrate=False, status_seconds=3600.0)
     service = Simulator.for_process(options, write=lambda text: None)
     await service.startup()
+    stalls = LoopStalls()
+    stalls.start()
     rounds: list[dict[str, Any]] = []
     # The charger objects each reboot replaced, one weak set per generation.
     old: list[weakref.WeakSet[Any]] = []
     try:
         await wait_boots(csms, n, args.timeout, service)
         await asyncio.sleep(args.settle)  # boots answered, fleet frozen (gc policy), saved
+        loop_figures = stalls.take()
         first = measure("first start", None, old)
         baseline = first.pop("_snapshot", None)
+        first["loop"] = loop_figures
+        for text in LoopStalls.summary(loop_figures):
+            say(text)
         rounds.append(first)
         pks = await sync_to_async(lambda: list(ChargerRow.objects.values_list("pk", flat=True)))()
         for number in range(1, args.rounds + 1):
@@ -161,19 +302,25 @@ async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
             await sync_to_async(ChargerRow.objects.update)(
                 vendor=f"Edited-{number}", updated=timezone.now()
             )
+            stalls.reset()  # the measurement's own gc.collect() is no stall of the fleet's
             started = time.monotonic()
             outcomes = await service.reloader.apply(pks)
             await wait_boots(csms, n * (number + 1), args.timeout, service)
             booted = time.monotonic() - started
             await asyncio.sleep(args.settle)
+            loop_figures = stalls.take()
             figures = measure(
                 f"re-import {number} (all booted again in {booted:.0f} s)", baseline, old
             )
             figures.pop("_snapshot", None)
             figures["all_booted_seconds"] = round(booted, 1)
             figures["outcomes"] = dict(Counter(o["outcome"] for o in outcomes))
+            figures["loop"] = loop_figures
+            for text in LoopStalls.summary(loop_figures):
+                say(text)
             rounds.append(figures)
     finally:
+        stalls.stop()
         await service.stop()
     return {
         "chargers": n,
