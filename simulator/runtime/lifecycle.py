@@ -84,7 +84,8 @@ WAIT_SHARE = 0.5
 DRAIN_SHARE = 0.2
 # The share of the frozen fleet replaced (rebooted, retired) that makes the process free it
 # (`Simulator._keep_frozen`): one power cycle is not worth a full collection of the fleet,
-# and what stays frozen meanwhile is at most this share of the fleet.
+# and what stays frozen meanwhile is at most this share of the fleet. A large change's
+# batches free what they replaced by the same share (`Simulator._free_rebooted`).
 REFREEZE_SHARE = 0.1
 REFREEZE_CHECK_SECONDS = 5.0
 
@@ -217,6 +218,8 @@ class Simulator:
         # A large change's batches freed the chargers they replaced (`_free_rebooted`):
         # the fleet is unfrozen until it is frozen again once up (`_keep_frozen`).
         self._thawed = False
+        # The chargers those batches replaced since the last collection (`_free_rebooted`).
+        self._unfreed = 0
         # Until `start` has read the fleet, the status line says so instead of "0/0".
         self.fleet_loaded = False
         self._stop_web: Callable[[], None] | None = None
@@ -589,19 +592,33 @@ class Simulator:
             few = replaced < max(1.0, REFREEZE_SHARE * len(frozen))
             if (few and not self._thawed) or self.reloader.busy():
                 continue
+            if not self._thawed:
+                gc_policy.thaw(replaced)
+            # else the batches' thaws left the fleet unfrozen: `refreeze` collects what the
+            # last of them replaced, the one full collection instead of two in a row.
             self._thawed = False
-            gc_policy.thaw(replaced)
             await self._until_up(patience)
             gc_policy.refreeze()
+            self._unfreed = 0
             # One still referenced at the freeze (so frozen again) stays counted as replaced.
             frozen = weakref.WeakSet([*self.store, *frozen])
 
     def _free_rebooted(self, count: int) -> None:
-        """A batch of a large fleet change has booted: free the chargers it replaced now,
-        before the next batch goes down (frozen with the fleet, they stayed until the whole
-        change was applied: the old fleet and the new one at once). `_keep_frozen` freezes
-        the fleet again once the change is applied and the fleet is up."""
-        gc_policy.thaw(count)
+        """A batch of a large fleet change has booted: free the chargers the batches
+        replaced before the next batch goes down (frozen with the fleet, they stayed until
+        the whole change was applied: the old fleet and the new one at once), once they are
+        `REFREEZE_SHARE` of the fleet. `_keep_frozen` freezes the fleet again once the
+        change is applied and the fleet is up.
+
+        Not after every batch: each thaw is a full collection of the whole heap, a pause of
+        the event loop that grows with the fleet (0.6-2 s at 1,000 chargers on a loaded
+        2-core host, bench/RESULTS.md, session 36); after every batch of `REBOOT_BATCH`,
+        their number grew with the fleet too, and a re-import's pauses with its square."""
+        self._unfreed += count
+        if self._unfreed < max(1.0, REFREEZE_SHARE * len(self.store)):
+            return
+        gc_policy.thaw(self._unfreed)
+        self._unfreed = 0
         self._thawed = True
 
     async def _freeze_when_up(self, patience: float) -> None:

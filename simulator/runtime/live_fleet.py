@@ -143,7 +143,8 @@ _BOOT_IDENTITY_WORDS = {
 }
 # A large change (a re-import of the fleet with a new vendor, say) reboots its chargers this
 # many at a time, in order (`FleetReloader._reboot_queued`): each batch boots, and the
-# chargers it replaced are freed (`on_batch_up`), before the next goes down. All at once,
+# chargers the batches replaced are freed (`on_batch_up`, once they are a tenth of the
+# fleet), before the next goes down. All at once,
 # 5,000 reboots held the old fleet, the new one and 5,000 boots' worth of rows, sockets
 # and messages together: a traced peak 3.3x the steady figure, which the RSS then kept.
 REBOOT_BATCH = 250
