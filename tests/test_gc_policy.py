@@ -31,7 +31,8 @@ def test_the_fleet_is_frozen_when_loaded_and_again_when_connected():
     assert done.stdout.split("\n")[0] == "(700, 10, 10) (50000, 20, 20) True True"
 
 
-REBOOT_CHILD = textwrap.dedent(
+# A fleet process's child: its database migrated, the policy's checks every 50 ms.
+FLEET_CHILD = textwrap.dedent(
     """
     import asyncio, gc, weakref
     import django
@@ -39,20 +40,25 @@ REBOOT_CHILD = textwrap.dedent(
     from asgiref.sync import sync_to_async
     from django.core.management import call_command
     call_command("migrate", interactive=False, verbosity=0)
+    from chargers.models import Charger as ChargerRow
     from simulator.csms.server import CentralSystem
-    from simulator.runtime import lifecycle
+    from simulator.runtime import gc_policy, lifecycle
     from simulator.runtime.lifecycle import RunOptions, Simulator
     from tests.cast import make_charger
 
     lifecycle.REFREEZE_CHECK_SECONDS = 0.05
 
     async def until(condition, what):
-        for _ in range(600):
+        for _ in range(1200):
             if condition():
                 return
             await asyncio.sleep(0.05)
-        raise SystemExit(f"not within 30 s: {what}")
+        raise SystemExit(f"not within 60 s: {what}")
+    """
+)
 
+REBOOT_CHILD = FLEET_CHILD + textwrap.dedent(
+    """
     async def main():
         csms = CentralSystem()
         await csms.start("127.0.0.1", 0)
@@ -118,29 +124,9 @@ def test_a_frozen_charger_replaced_by_a_reboot_is_freed(tmp_path):
     )
 
 
-BATCHES_CHILD = textwrap.dedent(
+BATCHES_CHILD = FLEET_CHILD + textwrap.dedent(
     """
-    import asyncio, gc, weakref
-    import django
-    django.setup()
-    from asgiref.sync import sync_to_async
-    from django.core.management import call_command
-    call_command("migrate", interactive=False, verbosity=0)
-    from chargers.models import Charger as ChargerRow
-    from simulator.csms.server import CentralSystem
-    from simulator.runtime import gc_policy, lifecycle
-    from simulator.runtime.lifecycle import RunOptions, Simulator
-    from tests.cast import make_charger
-
-    lifecycle.REFREEZE_CHECK_SECONDS = 0.05
     FLEET = 20
-
-    async def until(condition, what):
-        for _ in range(1200):
-            if condition():
-                return
-            await asyncio.sleep(0.05)
-        raise SystemExit(f"not within 60 s: {what}")
 
     calls = []
     for name in ("thaw", "refreeze"):
