@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chargers.dashboard import access
-from chargers.dashboard.backlog import Backlog
+from chargers.dashboard.backlog import Backlog, Close
 from chargers.dashboard.pages import may_see_message_log
 from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
@@ -160,7 +160,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.refused = True
         await self._stop()
         await self.send_json({"type": "access.ended", "message": ended.message})
-        self.backlog.put({"close": ended.code})
+        self.backlog.close(ended.code)
         if self.sending:
             # The page is not reading now (its last frame waits for it): it would read
             # neither the message nor the close, so it is closed at once.
@@ -180,7 +180,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return  # closed, or closing
         self.backlog.put(content)
         if close:
-            self.backlog.put({"close": 1000})
+            self.backlog.close(1000)
         if self.backlog.too_far_behind:
             log.warning(
                 "Closed a dashboard socket (%s) that took none of the last %d updates",
@@ -195,8 +195,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def _write(self) -> None:
         while True:
             message = await self.backlog.take()
-            if set(message) == {"close"}:  # queued by `_end`, after its last message
-                await self.close(code=message["close"])
+            if isinstance(message, Close):  # queued by `_end`, after its last message
+                await self.close(code=message.code)
                 return
             self.sending = True  # the writer is seen so only while the page holds it up
             await super().send_json(message)

@@ -11,6 +11,8 @@
   const CHART_POINTS = 7200;
   // Characters of a logged frame shown before "show all".
   const LOG_TEXT_SHOWN = 2000;
+  // The direction of a log entry that stands for frames the server left out.
+  const SKIPPED = "skipped";
 
   // -- small helpers ---------------------------------------------------------------------
 
@@ -1078,7 +1080,7 @@
         loadSeries(message.charger);
         paint("charger", message.charger);
       }
-      else if (message.type === "charger.log" && log) log.add(message.frames, message.full);
+      else if (message.type === "charger.log" && log) log.add(message.frames, message.full, message.skipped);
       else if (message.type === "command.result") {
         const line = waiting.get(message.request_id);
         if (!line) return;
@@ -1201,8 +1203,21 @@
       return { action: name, kind: "connection", id: "", pretty: words.length ? words.join("; ") : JSON.stringify(detail) };
     }
 
+    // The place of frames left out: one row across the table, shown whatever the filter.
+    function skippedRow(count) {
+      const tr = document.createElement("tr");
+      tr.className = "frames-skipped";
+      const td = document.createElement("td");
+      td.colSpan = 5;
+      td.textContent = "… " + count.toLocaleString("en") + " older frames skipped: the page " +
+        "fell behind (a slow connection, or the tab was paused)";
+      tr.appendChild(td);
+      return tr;
+    }
+
     function row(entry) {
       const [t, direction, text] = entry;
+      if (direction === SKIPPED) return skippedRow(text);
       const info = direction === "event" ? describeEvent(text) : describe(text);
       const tr = document.createElement("tr");
       tr.dataset.action = info.action;
@@ -1273,14 +1288,19 @@
       if (!pause.checked && queue.length) requestAnimationFrame(flush);
     });
     select.addEventListener("change", function () {
-      for (const tr of body.rows) tr.hidden = !!select.value && select.value !== tr.dataset.action;
+      for (const tr of body.rows) {
+        if (tr.dataset.action !== undefined) tr.hidden = !!select.value && select.value !== tr.dataset.action;
+      }
     });
     return {
-      add: function (frames, full) {
+      // `skipped`: frames older than these that the server left out while the page was
+      // not reading (chargers/dashboard/backlog.py); the table says where.
+      add: function (frames, full, skipped) {
         if (full) {
           body.textContent = "";
           queue = [];
         }
+        if (skipped) queue.push([frames.length ? frames[0][0] : Date.now() / 1000, SKIPPED, skipped]);
         queue = queue.concat(frames).slice(-LOG_ROWS);
         if (!scheduled) {
           scheduled = true;
