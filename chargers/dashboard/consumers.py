@@ -48,6 +48,9 @@ ACCESS_CHANGED = "access"
 # The close code of a page that stopped reading its socket for too long (backlog.py); the
 # page reconnects after it (static/dashboard/live.js).
 FELL_BEHIND = 4408
+# The close code of a page whose socket could not be written to (a message the encoder
+# cannot write): the page reconnects and gets a full snapshot.
+WRITE_FAILED = 1011
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     refused = False  # accepted only to be closed with a code the page can read
     access_check_seconds = access.ACCESS_CHECK_SECONDS
     session_group: str | None = None
+    backlog: Backlog | None = None
     writer: asyncio.Task[None] | None = None
-    sending = False
+    closing = False  # a close was sent, or the page went: nothing more is queued
+    last_words: asyncio.Task[None] | None = None
+    # How long a page whose access ended has to read its last message and close code.
+    last_words_seconds = 60.0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -160,24 +167,37 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.refused = True
         await self._stop()
         await self.send_json({"type": "access.ended", "message": ended.message})
+        if self.backlog is None or self.writer is None or self.writer.done():
+            return  # closed already
+        # Both are written once the page has read what came before, also a page that does
+        # not read now: closed at once, its socket was dropped a second later (autobahn's
+        # close handshake timeout) with the message and the code still unsent, and the page
+        # said "connection lost" and reconnected. Nothing else is queued for it meanwhile
+        # (its groups are left); one that never reads again is closed after a while.
         self.backlog.close(ended.code)
-        if self.sending:
-            # The page is not reading now (its last frame waits for it): it would read
-            # neither the message nor the close, so it is closed at once.
-            if self.writer is not None:
-                self.writer.cancel()
-            await self.close(code=ended.code)
+        self.last_words = asyncio.create_task(self._close_if_not_read(ended.code))
+
+    async def _close_if_not_read(self, code: int) -> None:
+        writer = self.writer
+        assert writer is not None  # `_end` queued the close for it
+        try:
+            await asyncio.wait_for(asyncio.shield(writer), self.last_words_seconds)
+        except TimeoutError:
+            writer.cancel()
+            await self._close_now(code)
 
     async def disconnect(self, code: int) -> None:
-        if self.writer is not None:
-            self.writer.cancel()
+        self.closing = True
+        for task in (self.writer, self.last_words):
+            if task is not None:
+                task.cancel()
         await self._stop()
 
     async def send_json(self, content: Any, close: bool = False) -> None:
         """Queue `content` for the page (backlog.py); close its socket if it has stopped
         reading for too long."""
-        if self.writer is None or self.writer.done():
-            return  # closed, or closing
+        if self.backlog is None or self.closing:
+            return  # refused before it was open, or closed or closing: nobody reads it
         self.backlog.put(content)
         if close:
             self.backlog.close(1000)
@@ -187,20 +207,42 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 self.scope.get("path"),
                 self.backlog.behind,
             )
-            self.writer.cancel()
             self.refused = True
             await self._stop()
-            await self.close(code=FELL_BEHIND)
+            await self._close_now(FELL_BEHIND)
 
     async def _write(self) -> None:
-        while True:
-            message = await self.backlog.take()
-            if isinstance(message, Close):  # queued by `_end`, after its last message
-                await self.close(code=message.code)
-                return
-            self.sending = True  # the writer is seen so only while the page holds it up
-            await super().send_json(message)
-            self.sending = False
+        """Send the backlog's messages to the page, one at a time (see `connect`)."""
+        assert self.backlog is not None  # made before this task
+        try:
+            while True:
+                message = await self.backlog.take()
+                if isinstance(message, Close):  # queued after the page's last message
+                    self.closing = True
+                    await self.close(code=message.code)
+                    return
+                await super().send_json(message)
+        except Exception:
+            # A message the encoder cannot write, or a socket gone: said once, and the
+            # socket closed, rather than a task dead unseen and every later message lost
+            # while the page waited on a socket that looked open.
+            log.exception(
+                "Closed a dashboard socket (%s) that could not be written to",
+                self.scope.get("path"),
+            )
+            self.refused = True
+            await self._stop()
+            await self._close_now(WRITE_FAILED)
+
+    async def _close_now(self, code: int) -> None:
+        """Close the socket with `code`, whatever waits for the page."""
+        self.closing = True
+        if self.writer is not None and self.writer is not asyncio.current_task():
+            self.writer.cancel()
+        try:
+            await self.close(code=code)
+        except Exception:  # the socket is gone already: there is nothing left to close
+            log.debug("closing a dashboard socket that is gone", exc_info=True)
 
     async def _stop(self) -> None:
         current = asyncio.current_task()
