@@ -74,6 +74,14 @@ class FleetStatus:
         return lines
 
 
+def rate_window(live: bool, every: float) -> float:
+    """The seconds the shown message rate averages over. A line redrawn twice a second
+    shows the last 5 s. A plain line written every `every` s covers the time since the line
+    before: with 5 s, a fleet whose MeterValues all go out in one burst a minute (sampled
+    from their common boot) read "0.0 msg/s" in every line, each burst between two."""
+    return 5.0 if live else max(5.0, every)
+
+
 class MessageRate:
     """Messages per second over the last `window` seconds, from a running total."""
 

@@ -53,7 +53,13 @@ from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
 from simulator.runtime.draining import drain
 from simulator.runtime.events import EventPublisher
-from simulator.runtime.fleet_status import FleetStatus, LiveStatus, MessageRate, PlainStatus
+from simulator.runtime.fleet_status import (
+    FleetStatus,
+    LiveStatus,
+    MessageRate,
+    PlainStatus,
+    rate_window,
+)
 from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
@@ -169,7 +175,9 @@ class Simulator:
             if options.live_status
             else PlainStatus(self._write, every=options.status_seconds)
         )
-        self._message_rate = MessageRate(calls_total)
+        self._message_rate = MessageRate(
+            calls_total, window=rate_window(options.live_status, options.status_seconds)
+        )
         # How many chargers' state the final checkpoint wrote (None until it has run).
         self.saved_at_stop: int | None = None
         self.store = Store()
