@@ -4,8 +4,10 @@ real sockets, sent as `fleet_changed` through the real (in-memory) channel layer
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -692,6 +694,173 @@ async def test_a_stop_during_a_large_change_ends_its_batch_and_saves_every_charg
         await again.stop()
 
 
+class RowsAlive:
+    """How many charger rows an apply holds at once: at each read (`read_chargers`), the
+    rows of every read so far still alive, the collector off (as good as off for them
+    under the gc policy's thresholds). Counted, not timed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.alive: weakref.WeakSet[ChargerRow] = weakref.WeakSet()
+        self.most = 0
+        self.reads: list[int] = []
+        read = live_fleet.read_chargers
+
+        def counted(pks: list[int]) -> dict[int, ChargerRow]:
+            rows = read(pks)
+            self.reads.append(len(rows))
+            self.alive.update(rows.values())
+            self.most = max(self.most, len(self.alive))
+            return rows
+
+        monkeypatch.setattr(live_fleet, "read_chargers", counted)
+
+
+async def test_a_large_change_is_read_and_decided_a_chunk_of_rows_at_a_time(
+    twelve, csms, monkeypatch
+):
+    """Read at once, the rows of a re-import (with their EVSEs and configuration keys,
+    41 MiB traced at 1,000 chargers) were all held until every one was decided, on top of
+    the reboots. Read and decided a chunk at a time, each chunk's rows freed before the
+    next is read, the apply holds a chunk's rows at most, and every charger still takes
+    its edit and gets its outcome."""
+    worker = twelve
+    monkeypatch.setattr(live_fleet, "READ_CHUNK", 5)
+    rows = RowsAlive(monkeypatch)
+    pks = list((await sync_to_async(the_twelve)()).values())
+    await sync_to_async(edit_all)(pks, power_sharing="first", max_power_kw=5.0)
+    gc.collect()
+    gc.disable()
+    try:
+        outcomes = await saved(*pks)
+    finally:
+        gc.enable()
+    assert [o["outcome"] for o in outcomes] == ["applied live"] * 12
+    assert rows.reads == [5, 5, 2]
+    assert rows.most <= 5
+    for charger in worker.store:
+        assert charger.profiles.rated_w == 5_000.0
+
+
+async def test_a_change_the_database_cut_short_between_chunks_loses_nothing(
+    twelve, csms, monkeypatch
+):
+    """The database fails after the first chunk of a change was decided: that chunk's
+    edits are applied (and answered so to the message that comes for them later, not
+    "no change"), and the retry applies the rest, not the first chunk again."""
+    worker = twelve
+    monkeypatch.setattr(live_fleet, "READ_CHUNK", 5)
+    read = live_fleet.read_chargers
+    calls = 0
+
+    def second_read_fails(pks: list[int]) -> dict[int, ChargerRow]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OperationalError("the database went away")
+        return read(pks)
+
+    monkeypatch.setattr(live_fleet, "read_chargers", second_read_fails)
+    pks = list((await sync_to_async(the_twelve)()).values())
+    await sync_to_async(edit_all)(pks, max_power_kw=5.0)
+    with pytest.raises(OperationalError):
+        await worker.reloader.apply(pks, heard=False)
+    assert worker.reloader.retry == set(pks[5:])
+    rated = {c.spec.db_id: c.profiles.rated_w for c in worker.store}
+    assert [rated[pk] for pk in pks[:5]] == [5_000.0] * 5
+    assert await worker.reloader.reconcile()  # the retry
+    assert not worker.reloader.retry
+    assert all(c.profiles.rated_w == 5_000.0 for c in worker.store)
+    outcomes = await saved(pks[0])
+    assert outcomes[0]["outcome"] == "applied live"
+
+
+class LoadsAtOnce:
+    """How many new chargers are loaded at once, counted where it happens: at each charger
+    added to the store, those added whose boot is not accepted yet. Counted, not timed."""
+
+    def __init__(self, service: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.service = service
+        self.added: list[int] = []
+        self.most = 0
+        add = service.store.add
+
+        def counted(charger: Any) -> None:
+            add(charger)
+            self.added.append(charger.spec.db_id)
+            self.most = max(self.most, sum(1 for pk in self.added if not self.up(pk)))
+
+        monkeypatch.setattr(service.store, "add", counted)
+
+    def up(self, pk: int) -> bool:
+        charger = self.service.store.by_pk(pk)
+        return charger is not None and charger.boot is BootState.ACCEPTED
+
+
+@pytest.fixture
+async def empty(csms):
+    """A worker running no charger yet, that applies what the messages say only."""
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, reconcile_seconds=3600
+        )
+    )
+    await service.start(channels=True)
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def test_a_large_import_of_new_chargers_loads_and_connects_them_in_batches(
+    empty, csms, monkeypatch, caplog
+):
+    """An import of thousands of new chargers loaded them all and connected them all at
+    once: the whole import's rows and boots in memory together, and a thundering herd of
+    connections and BootNotifications at the user's CSMS. Loaded in batches, at most a
+    batch connects and boots at once, each charger from its row as it is at its turn,
+    and the status line says how far the import has got."""
+    caplog.set_level("INFO", logger="simulator.runtime.live_fleet")
+    worker = empty
+    worker.reloader.batch = 2
+    at_once = LoadsAtOnce(worker, monkeypatch)
+    gate = BatchGate(monkeypatch)
+
+    def make() -> None:
+        with transaction.atomic():
+            for n in range(12):
+                make_charger(f"CP-N{n:02}", evses=1, csms_url=csms.url)
+
+    await sync_to_async(make)()
+    chargers = await sync_to_async(the_twelve)()
+    pks = list(chargers.values())
+    gate.let_through(1)
+    outcomes = await saved(*pks)
+    assert [o["outcome"] for o in outcomes] == ["queued to load (2 chargers at a time)"] * 12
+    # The first batch booted, the second held in its load; a second import edits three
+    # chargers still queued: each boots once, from its latest edit, in its place.
+    await wait_until(
+        lambda: worker.reloader._loading == 2 and len(worker.store) == 2,
+        message="the second batch loading",
+    )
+    assert worker.reloader.load_progress() == (2, 12)
+    assert "fleet change: 2/12 new chargers loaded" in worker.status().text()
+    late = pks[-3:]
+    await sync_to_async(edit_all)(late, vendor="Edited")
+    second = asyncio.create_task(saved(*late))
+    await wait_until(lambda: worker.reloader._incoming, message="the second import's message")
+    await wait_until(lambda: not worker.reloader._incoming, message="its apply waiting its turn")
+    gate.let_through()
+    assert [o["outcome"] for o in await second] == ["queued to load (2 chargers at a time)"] * 3
+    vendors = {cp: "Edited" if pk in late else "ChargeSim" for cp, pk in chargers.items()}
+    await booted_as(csms, 0, vendors)
+    assert at_once.added == pks  # each once, in the queue's order
+    assert at_once.most == 2
+    await wait_until(lambda: worker.reloader.load_progress() is None, message="done")
+    assert "fleet change" not in worker.status().text()
+    said = [r.getMessage() for r in caplog.records if "large fleet change" in r.getMessage()]
+    assert "a large fleet change: 12 of 12 new chargers loaded (2 at a time)" in said
+
+
 async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_end(worker, csms):
     await start_session(worker, "CP-LIVE", csms)
     pk = await sync_to_async(pk_of)("CP-LIVE")
@@ -1304,17 +1473,17 @@ async def test_an_edit_whose_apply_the_database_cut_short_is_applied_once_it_is_
     shared = connections["default"].settings_dict
     port = shared["PORT"]
     cut = threading.Event()
-    read = live_fleet._read
+    read = live_fleet.read_chargers
 
-    def read_then_lose_the_database(pks: list[int], vehicles: bool):
-        rows = read(pks, vehicles)
+    def read_then_lose_the_database(pks: list[int]):
+        rows = read(pks)
         if pk in pks and not cut.is_set():
             shared["PORT"] = str(free_port())
             terminate_backend(writer)
             cut.set()
         return rows
 
-    monkeypatch.setattr(live_fleet, "_read", read_then_lose_the_database)
+    monkeypatch.setattr(live_fleet, "read_chargers", read_then_lose_the_database)
     await sync_to_async(Evse.objects.create)(charger_id=pk, connector_id=3, max_power_kw=22)
     await get_channel_layer().group_send(contract.engine_group(0), contract.fleet_changed([pk]))
     try:

@@ -37,11 +37,15 @@ class FleetStatus:
     # such, not as "0/0 accepted", which a script waiting for "N/N accepted" would take
     # for a fleet that is up.
     loading: bool = False
-    # A large fleet change rebooting in batches: (chargers rebooted, of how many).
+    # A large fleet change rebooting in batches: (chargers rebooted, of how many); and
+    # loading its new chargers in batches: (loaded, of how many).
     reboots: tuple[int, int] | None = None
+    loads: tuple[int, int] | None = None
 
     @property
-    def links(self) -> tuple[int, int, int, int, bool, tuple[int, int] | None]:
+    def links(
+        self,
+    ) -> tuple[int, int, int, int, bool, tuple[int, int] | None, tuple[int, int] | None]:
         return (
             self.wanted,
             self.accepted,
@@ -49,6 +53,7 @@ class FleetStatus:
             self.failing,
             self.loading,
             self.reboots,
+            self.loads,
         )
 
     def text(self) -> str:
@@ -66,9 +71,13 @@ class FleetStatus:
             f"{self.messages_per_second:.1f} msg/s"
         )
         lines = [fleet]
+        change = []
         if self.reboots is not None:
-            done, total = self.reboots
-            lines.append(f"fleet change: {done:,}/{total:,} chargers rebooted")
+            change.append(f"{self.reboots[0]:,}/{self.reboots[1]:,} chargers rebooted")
+        if self.loads is not None:
+            change.append(f"{self.loads[0]:,}/{self.loads[1]:,} new chargers loaded")
+        if change:
+            lines.append(f"fleet change: {', '.join(change)}")
         if self.traffic is not None:
             lines.append(f"traffic: {self.traffic}")
         return lines

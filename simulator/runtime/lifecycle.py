@@ -837,6 +837,7 @@ class Simulator:
             traffic=None if self.traffic is None else self.traffic.totals().text(),
             loading=not self.fleet_loaded,
             reboots=self.reloader.reboot_progress(),
+            loads=self.reloader.load_progress(),
         )
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The web side sends `contract.fleet_changed` after each commit; the command server hands it
 here. Messages arriving close together are coalesced (`COALESCE_SECONDS`), the rows are
-read in batches, and each charger of this shard acts as a real charger would:
+read and decided in chunks (`READ_CHUNK`), and each charger of this shard acts as a real
+charger would:
 
 - a new (or newly enabled) charger is loaded and, with auto-connect, connects;
 - a disabled or deleted charger (or one whose new identity belongs to another shard) ends
@@ -13,7 +14,8 @@ read in batches, and each charger of this shard acts as a real charger would:
   read-only configuration key (SupportedFeatureProfiles, ...) is a reboot: the charger
   is built afresh from its row and sends a BootNotification. A charger in a session
   reboots when the session ends. A large change reboots `REBOOT_BATCH` chargers at a time
-  (`_reboot_queued`), each batch booted before the next goes down;
+  (`_reboot_queued`), each batch booted before the next goes down; a large import of new
+  chargers loads and connects them the same way, a batch at a time;
 - a new CSMS URL, security profile or credentials: it reconnects (no reboot);
 - edited configuration keys are applied as a local ChangeConfiguration (same validation
   and side effects: a new MeterValueSampleInterval moves the next sample at once);
@@ -70,6 +72,7 @@ from simulator.runtime.persistence import (
     charger_spec,
     custom_readonly,
     held_elsewhere,
+    let_go,
     load_fleet,
     load_sites,
     load_vehicles,
@@ -148,6 +151,11 @@ _BOOT_IDENTITY_WORDS = {
 # 5,000 reboots held the old fleet, the new one and 5,000 boots' worth of rows, sockets
 # and messages together: a traced peak 3.3x the steady figure, which the RSS then kept.
 REBOOT_BATCH = 250
+# An apply reads and decides the changed rows this many at a time (`FleetReloader._decide`):
+# read at once, a re-import's 1,000 rows with their EVSEs and configuration keys were held
+# together until every one was decided (41 MiB traced at 1,000; `persistence.let_go` frees
+# each chunk's before the next is read).
+READ_CHUNK = 250
 # An edit of this many chargers at most (a person's, in the admin) reboots them now, never
 # behind a large change's queue; more, while a large change is rebooting, wait their turn.
 FEW_REBOOTS = 10
@@ -184,6 +192,25 @@ class _Request:
     vehicles: bool = False
     locations: bool = False
     replies: list[tuple[Any, str, str | None, set[int]]] = field(default_factory=list)
+
+
+@dataclass
+class _Decided:
+    """What an apply has decided so far, chunk by chunk (`FleetReloader._decide`)."""
+
+    seen_at: float  # when the apply began (Unix time): the loaded chargers' set-up is of then
+    outcomes: list[contract.ChargerOutcome] = field(default_factory=list)
+    reboots: list[_Reboot] = field(default_factory=list)
+    new_rows: list[ChargerRow] = field(default_factory=list)  # to load now (not queued)
+    # pk -> (its outcome, when its row was read) of the chargers to reboot or load, until
+    # rebooted, loaded or queued (`FleetReloader._answered`)
+    pending: dict[int, tuple[contract.ChargerOutcome, float]] = field(default_factory=dict)
+    queued: bool = False  # a large change: its reboots and loads go to the queue
+    queued_reboots: int = 0
+    queued_loads: int = 0
+
+    def starts(self) -> int:
+        return len(self.reboots) + len(self.new_rows)
 
 
 class FleetReloader:
@@ -239,6 +266,12 @@ class FleetReloader:
         # Chargers of the batch the pump is taking down and building afresh (not its boot
         # wait): a stop lets these finish.
         self._going_down = 0
+        # The queued chargers that are new (not running): a batch loads them from their
+        # rows, as a start-up does, instead of rebooting them; how many since the queue was
+        # last empty, and how many the batch going on is loading (progress).
+        self._to_load: set[int] = set()
+        self._loads_total = 0
+        self._loading = 0
         self._halted = False  # a stop began: no batch starts any more
         # Called with a batch's size once it has booted: the lifecycle frees the chargers it
         # replaced (frozen with the fleet, they would stay until the whole change is done).
@@ -369,10 +402,13 @@ class FleetReloader:
         `heard`: someone reads the outcomes (a fleet.changed), not the reconciliation."""
         async with self._lock:
             pks = set(pks)
+            settled: set[int] = set()
             try:
-                outcomes = await self._apply(pks, vehicles=vehicles, heard=heard)
+                outcomes = await self._apply(pks, vehicles=vehicles, heard=heard, settled=settled)
             except BaseException:
-                self.retry |= pks
+                # The chunks carried out (or queued) before the failure are not applied
+                # again: a retry would answer their next message "no change".
+                self.retry |= pks - settled
                 self.retry_vehicles |= vehicles
                 raise
             self.retry -= pks
@@ -380,18 +416,49 @@ class FleetReloader:
             return outcomes
 
     async def _apply(
-        self, pks: set[int], *, vehicles: bool, heard: bool
+        self, pks: set[int], *, vehicles: bool, heard: bool, settled: set[int]
     ) -> list[contract.ChargerOutcome]:
-        """`apply`'s work, under its lock."""
+        """`apply`'s work, under its lock. The rows are read and decided `READ_CHUNK` at a
+        time, so that a change of the whole fleet never holds every row (with its EVSEs and
+        configuration keys) at once; what a chunk decided is carried out by the end, or
+        queued at once once the change is large (`_must_queue`). `settled`: the pks whose
+        edit has been carried out or queued (a retry leaves them alone)."""
         service = self.service
         # The engine's own writes first, so that a value it set is not taken for an edit.
         service.checkpointer.mark_all(service.store)
         await service.checkpoint()
+        catalogue, defaults, vehicles_version = await in_thread(_read_catalogue)(vehicles)
+        if vehicles:
+            self._use_vehicles(catalogue, defaults)
+            self.vehicles_version = vehicles_version
+        decided = _Decided(seen_at=time.time())
+        ordered = sorted(pks)
+        try:
+            for start in range(0, len(ordered), READ_CHUNK):
+                chunk = ordered[start : start + READ_CHUNK]
+                await self._decide(chunk, catalogue, heard, decided)
+                if decided.queued or self._must_queue(decided.starts()):
+                    self._enqueue(decided)
+                settled.update(pk for pk in chunk if pk not in decided.pending)
+            if decided.queued:
+                self._log_queued(decided)
+            else:
+                await self._start_now(decided, catalogue)
+        except BaseException:
+            for pk in decided.pending:  # applied again by the retry, not answered so
+                self.unheard.pop(pk, None)
+                self.last_outcome.pop(pk, None)
+            raise
+        return decided.outcomes
+
+    async def _decide(
+        self, pks: list[int], catalogue: dict[int, Any], heard: bool, decided: _Decided
+    ) -> None:
+        """Read these chargers' rows and decide what each edit does (`_apply_one`); the
+        rows are let go on return, but those of chargers to load now (`decided.new_rows`)."""
+        service = self.service
         reading = asyncio.get_running_loop().time()
-        seen_at = time.time()
-        rows, catalogue, defaults, vehicles_version = await in_thread(_read)(
-            sorted(set(pks)), vehicles
-        )
+        rows = await in_thread(read_chargers)(pks)
         self.rows_read += len(rows)
         self._open_elsewhere = {}
         if service.shards > 1:
@@ -402,134 +469,181 @@ class FleetReloader:
             ]
             if arriving:
                 self._open_elsewhere = await in_thread(held_elsewhere)(arriving)
-        if vehicles:
-            self._use_vehicles(catalogue, defaults)
-            self.vehicles_version = vehicles_version
-        outcomes: list[contract.ChargerOutcome] = []
-        new_rows: list[ChargerRow] = []
-        reboots: list[_Reboot] = []
-        rebooting: dict[int, contract.ChargerOutcome] = {}
-        for pk in sorted(set(pks)):
+        for pk in pks:
             row = rows.get(pk)
             live = service.store.by_pk(pk)
             if row is not None:
                 self.seen[pk] = row.updated
             earlier = self.unheard.pop(pk, None)
             version = None if row is None else row.updated
+            loads = len(decided.new_rows)
             if heard and earlier and earlier[0] == version:
                 outcome: str | None = earlier[1]  # this version is applied already
             else:
-                outcome = await self._apply_one(pk, row, live, catalogue, new_rows, reboots)
+                outcome = await self._apply_one(
+                    pk, row, live, catalogue, decided.new_rows, decided.reboots
+                )
                 if not heard and outcome is not None and (row is not None or live is not None):
-                    self.unheard[pk] = (version, outcome)
-                if outcome is not _REBOOTING:
-                    self._queue.pop(pk, None)  # its latest edit needs no queued reboot
-            if outcome is _REBOOTING:
-                # Read, and answered, once rebooted: a message arriving meanwhile is
-                # applied after (answered then), not answered "rebooting" at once.
-                assert row is not None
-                rebooting[pk] = contract.ChargerOutcome(
+                    # Two reconciliations may read the same version (the second looked
+                    # before the first had read it): the second finds nothing to change,
+                    # and the message's sender must still hear what the first did.
+                    if earlier is not None and earlier[0] == version and outcome == NO_CHANGE:
+                        self.unheard[pk] = earlier
+                    else:
+                        self.unheard[pk] = (version, outcome)
+            if outcome is _REBOOTING or len(decided.new_rows) > loads:
+                # Answered once rebooted, loaded or queued (`_answered`).
+                assert row is not None and outcome is not None
+                answer = contract.ChargerOutcome(
                     charger_id=pk, charge_point_id=row.charge_point_id, outcome=outcome
                 )
-                outcomes.append(rebooting[pk])
+                decided.pending[pk] = (answer, reading)
+                decided.outcomes.append(answer)
+                if outcome is not _REBOOTING:
+                    # A message that arrived before this read is answered from it, once
+                    # the apply ends (the charger running by then). A reboot's is not: a
+                    # message arriving meanwhile is applied after (answered then), not
+                    # answered "rebooting" at once.
+                    self.read_at[pk] = reading
+                    self.last_outcome[pk] = answer
                 continue
+            self._unqueue(pk)  # its latest edit needs no queued reboot
             self.read_at[pk] = reading
             self.last_outcome.pop(pk, None)
             if outcome is not None:
                 name = live.id if live is not None and row is None else ""
                 cp_id = row.charge_point_id if row is not None else name
-                outcomes.append(
+                decided.outcomes.append(
                     contract.ChargerOutcome(charger_id=pk, charge_point_id=cp_id, outcome=outcome)
                 )
-                self.last_outcome[pk] = outcomes[-1]
-        if reboots and self._queued(reboots):
-            for reboot in reboots:
-                # Answered so now; a message for the same rows is answered from this
-                # (`read_at`), not applied again (which would reboot them at once).
-                pk = reboot.pk or 0
-                text = self._queued_text()
-                if pk in self.unheard:
-                    self.unheard[pk] = (self.unheard[pk][0], text)
-                rebooting[pk]["outcome"] = text
-                self.read_at[pk] = reading
-                self.last_outcome[pk] = rebooting[pk]
-        elif reboots:
+                self.last_outcome[pk] = decided.outcomes[-1]
+        kept = {row.pk for row in decided.new_rows}
+        let_go(row for pk, row in rows.items() if pk not in kept)
+
+    def _answered(self, pk: int, decided: _Decided, text: str) -> None:
+        """A pending charger's outcome is known: the apply's answer, `unheard`, and for the
+        messages read after its row (`read_at`), `last_outcome`."""
+        outcome, reading = decided.pending.pop(pk)
+        outcome["outcome"] = text
+        if pk in self.unheard:
+            self.unheard[pk] = (self.unheard[pk][0], text)
+        self.read_at[pk] = reading
+        self.last_outcome[pk] = outcome
+
+    async def _start_now(self, decided: _Decided, catalogue: dict[int, Any]) -> None:
+        """A change that fits in a batch: its reboots and loads now, ahead of any queue."""
+        service = self.service
+        for pk in [r.pk or 0 for r in decided.reboots] + [row.pk for row in decided.new_rows]:
+            self._unqueue(pk)
+        if decided.reboots:
             # Together: one checkpoint and one load for all (one each cost 2 checkpoints and
             # a load per charger: an import that rebooted 1,000 held every edit for a minute).
-            try:
-                texts = await self._reboot_all(reboots)
-            except BaseException:
-                for reboot in reboots:  # applied again by the retry, not answered "rebooting"
-                    self.unheard.pop(reboot.pk or 0, None)
-                raise
-            for reboot, text in zip(reboots, texts, strict=True):
-                pk = reboot.pk or 0
-                if pk in self.unheard:
-                    self.unheard[pk] = (self.unheard[pk][0], text)
-                if pk in rebooting:
-                    rebooting[pk]["outcome"] = text
-                    self.read_at[pk] = reading
-                    self.last_outcome[pk] = rebooting[pk]
-        if new_rows:
+            texts = await self._reboot_all(decided.reboots)
+            for reboot, text in zip(decided.reboots, texts, strict=True):
+                self._answered(reboot.pk or 0, decided, text)
+        if decided.new_rows:
             built = await in_thread(build_loaded)(
-                new_rows, catalogue, service.checkpointer, service.transfers
+                decided.new_rows, catalogue, service.checkpointer, service.transfers
             )
             for charger in built:
                 # Loaded while running (enabled again, say): a page of it shows the set-up
                 # as it was before.
-                charger.setup_at = seen_at
-                service.store.add(charger)
-                if charger.spec.auto_connect and charger.spec.csms_url:
-                    service.connect(charger)
-        return outcomes
+                self._run_loaded(charger, decided.seen_at)
+            for row in decided.new_rows:
+                self._answered(row.pk, decided, decided.pending[row.pk][0]["outcome"])
+            let_go(decided.new_rows)
 
-    def _queued(self, reboots: list[_Reboot]) -> bool:
-        """Whether an apply's reboots join the queue of a large change (`_reboot_queued`)
-        rather than go now. A few (a person's edit) go now whatever is queued, and leave
-        the queue; so does a change that fits in a batch when nothing is queued and what
-        boots stays within a batch."""
-        few = len(reboots) <= min(FEW_REBOOTS, self.batch)
-        if few or (not self._queue and self._in_flight + len(reboots) <= self.batch):
-            for reboot in reboots:
-                self._queue.pop(reboot.pk or 0, None)
-            return False
-        for reboot in reboots:
-            if reboot.pk is not None and reboot.pk not in self._queue:
-                # Already queued: it keeps its place, and its first edit's instant.
-                self._queue[reboot.pk] = reboot.edited_at
-                self._queued_total += 1
+    def _run_loaded(self, charger: Charger, setup_at: float | None) -> None:
+        charger.setup_at = setup_at
+        self.service.store.add(charger)
+        if charger.spec.auto_connect and charger.spec.csms_url:
+            self.service.connect(charger)
+
+    def _must_queue(self, starts: int) -> bool:
+        """Whether an apply's reboots and loads join the queue of a large change
+        (`_reboot_queued`) rather than go now. A few (a person's edit) go now whatever is
+        queued, and leave the queue; so does a change that fits in a batch when nothing is
+        queued and what boots stays within a batch."""
+        few = starts <= min(FEW_REBOOTS, self.batch)
+        return not few and (bool(self._queue) or self._in_flight + starts > self.batch)
+
+    def _enqueue(self, decided: _Decided) -> None:
+        """Queue what the apply has decided to reboot or load so far, in pk order (one
+        already queued keeps its place, and its first edit's instant), and answer it so;
+        the rows of the chargers to load are let go: each batch reads its own."""
+        decided.queued = True
+        starts = [(r.pk, r.edited_at, False) for r in decided.reboots if r.pk is not None]
+        starts += [(row.pk, decided.seen_at, True) for row in decided.new_rows]
+        for pk, edited_at, new in sorted(starts, key=lambda start: start[0]):
+            if pk not in self._queue:
+                self._queue[pk] = edited_at
+                if new:
+                    self._to_load.add(pk)
+                    self._loads_total += 1
+                    decided.queued_loads += 1
+                else:
+                    self._queued_total += 1
+                    decided.queued_reboots += 1
+            # Answered so now; a message for the same rows is answered from this
+            # (`read_at`), not applied again (which would reboot or load them at once).
+            self._answered(pk, decided, self._queued_text(new=pk in self._to_load))
+        decided.reboots.clear()
+        let_go(decided.new_rows)
+        decided.new_rows.clear()
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(
                 self._reboot_queued(), name="fleet-reboots"
             )
+
+    def _log_queued(self, decided: _Decided) -> None:
         log.info(
-            "a large fleet change: %d chargers queued to reboot, %d at a time (%d queued in all)",
-            len(reboots),
+            "a large fleet change: %d chargers queued to reboot and %d to load, %d at a time "
+            "(%d queued in all)",
+            decided.queued_reboots,
+            decided.queued_loads,
             self.batch,
             len(self._queue),
         )
-        return True
 
-    def _queued_text(self) -> str:
-        return f"queued to reboot ({self.batch} chargers at a time)"
+    def _queued_text(self, *, new: bool = False) -> str:
+        return f"queued to {'load' if new else 'reboot'} ({self.batch} chargers at a time)"
+
+    def _unqueue(self, pk: int) -> None:
+        """The charger leaves the queue: rebooted or loaded ahead of it, or its edit needs
+        neither any more."""
+        self._queue.pop(pk, None)
+        self._to_load.discard(pk)
+
+    def _requeue(self, entries: dict[int, float | None], loads: Iterable[int]) -> None:
+        """A batch that could not be started goes back to the head of the queue."""
+        self._queue = dict(sorted(entries.items())) | self._queue
+        self._to_load.update(loads)
 
     def reboot_progress(self) -> tuple[int, int] | None:
         """(rebooted, of) the large change's chargers, while one is applied; None else."""
         if not self._queued_total:
             return None
-        return self._queued_total - len(self._queue) - self._going_down, self._queued_total
+        queued = len(self._queue) - len(self._to_load)
+        return self._queued_total - queued - self._going_down, self._queued_total
+
+    def load_progress(self) -> tuple[int, int] | None:
+        """(loaded, of) the new chargers of a large change, while one is applied; None else."""
+        if not self._loads_total:
+            return None
+        return self._loads_total - len(self._to_load) - self._loading, self._loads_total
 
     async def _reboot_queued(self) -> None:
-        """Reboot the queued chargers `batch` at a time, in order: a batch goes down, is
-        built afresh and boots (`_until_booted`) before the next goes down, so that the
-        process holds one batch's old chargers and boots at a time, not the fleet's."""
+        """Reboot (or load, for new chargers) the queued chargers `batch` at a time, in
+        order: a batch goes down, is built afresh and boots (`_until_booted`) before the
+        next goes down, so that the process holds one batch's old chargers and boots at a
+        time, not the fleet's, and the CSMS sees one batch connect at a time."""
         try:
             while self._queue and not self._halted:
                 try:
-                    batch = await self._reboot_batch()
+                    batch, rebooted = await self._reboot_batch()
                 except Exception:
-                    # The database refused the batch's first checkpoint: nothing was torn
-                    # down, and the batch is back at the head of the queue.
+                    # The database refused the batch's first checkpoint or its read:
+                    # nothing was torn down, and the batch is back at the head of the queue.
                     log.exception("rebooting a batch of a fleet change failed; trying again")
                     await asyncio.sleep(1.0)
                     continue
@@ -538,21 +652,28 @@ class FleetReloader:
                 self._in_flight = len(batch)
                 await self._until_booted(batch)
                 self._in_flight = 0
-                if self.on_batch_up is not None:
-                    self.on_batch_up(len(batch))
+                if rebooted and self.on_batch_up is not None:
+                    self.on_batch_up(rebooted)
         finally:
             self._in_flight = 0
             if not self._queue:
-                self._queued_total = 0
+                self._queued_total = self._loads_total = 0
 
-    async def _reboot_batch(self) -> list[int]:
-        """Take the next batch off the queue and reboot it (`_reboot_all`); its pks."""
+    async def _reboot_batch(self) -> tuple[list[int], int]:
+        """Take the next batch off the queue, reboot its running chargers (`_reboot_all`)
+        and load its new ones (`_load_batch`); the pks that boot, and how many rebooted."""
         async with self._lock:
             reboots: list[_Reboot] = []
-            while self._queue and len(reboots) < self.batch:
+            loads: dict[int, float | None] = {}
+            while self._queue and len(reboots) + len(loads) < self.batch:
                 pk, edited_at = next(iter(self._queue.items()))
-                del self._queue[pk]
+                new = pk in self._to_load
+                self._unqueue(pk)
                 live = self.service.store.by_pk(pk)
+                if new:
+                    if live is None:  # else loaded since, ahead of the queue
+                        loads[pk] = edited_at
+                    continue
                 if live is None:  # gone since (retired, dropped): nothing to reboot
                     continue
                 if live.transactions:  # a session began while it was queued
@@ -560,28 +681,80 @@ class FleetReloader:
                     self._outcome(pk, live.id, f"its edit takes {WHEN_SESSION_ENDS}")
                     continue
                 reboots.append(_Reboot(pk, live, self._connected(live), REBOOT_WHY, edited_at))
-            if not reboots:
-                return []
-            self._going_down = len(reboots)
-            try:
-                texts = await self._reboot_all(reboots)
-            except BaseException:
-                self._queue = {r.pk or 0: r.edited_at for r in reboots} | self._queue
-                raise
-            finally:
-                self._going_down = 0
-            for reboot, text in zip(reboots, texts, strict=True):
-                pk = reboot.pk or 0
-                charger = self.service.store.by_pk(pk)
-                self._outcome(pk, reboot.live.id if charger is None else charger.id, text)
-            done, total = self.reboot_progress() or (0, 0)
-            log.info(
-                "a large fleet change: %d of %d chargers rebooted (%d at a time)",
-                done,
-                total,
-                self.batch,
+            booting = await self._reboot_now(reboots, loads)
+            if loads:
+                self._loading = len(loads)
+                try:
+                    booting += await self._load_batch(loads)
+                except BaseException as exc:
+                    self._requeue(loads, loads)
+                    if not reboots or not isinstance(exc, Exception):
+                        raise
+                    log.exception("loading a batch of a fleet change failed; trying again")
+                finally:
+                    self._loading = 0
+            return booting, len(reboots)
+
+    async def _reboot_now(
+        self, reboots: list[_Reboot], loads: dict[int, float | None]
+    ) -> list[int]:
+        """A batch's reboots (`_reboot_all`); their pks. Refused, the batch (`loads` too)
+        goes back to the head of the queue."""
+        if not reboots:
+            return []
+        self._going_down = len(reboots)
+        try:
+            texts = await self._reboot_all(reboots)
+        except BaseException:
+            self._requeue({r.pk or 0: r.edited_at for r in reboots} | loads, loads)
+            raise
+        finally:
+            self._going_down = 0
+        for reboot, text in zip(reboots, texts, strict=True):
+            pk = reboot.pk or 0
+            charger = self.service.store.by_pk(pk)
+            self._outcome(pk, reboot.live.id if charger is None else charger.id, text)
+        done, total = self.reboot_progress() or (0, 0)
+        log.info(
+            "a large fleet change: %d of %d chargers rebooted (%d at a time)",
+            done,
+            total,
+            self.batch,
+        )
+        return [r.pk or 0 for r in reboots]
+
+    async def _load_batch(self, loads: dict[int, float | None]) -> list[int]:
+        """Load a batch of new chargers from their rows as they are now (a later edit
+        wins) and connect those with auto-connect; their pks."""
+        service = self.service
+        chargers: list[Charger] = await in_thread(load_fleet)(
+            service.checkpointer,
+            shard=service.shard,
+            shards=service.shards,
+            ids=service.only_ids,
+            pks=list(loads),
+            transfers=service.transfers,
+        )
+        by_pk = {charger.spec.db_id: charger for charger in chargers}
+        for pk, edited_at in loads.items():
+            charger = by_pk.get(pk)
+            if charger is None:  # disabled, deleted or moved since: its apply says so
+                last = self.last_outcome.get(pk)
+                cp_id = "" if last is None else last["charge_point_id"]
+                self._outcome(pk, cp_id, "not loaded: it can no longer be loaded")
+                continue
+            self._run_loaded(charger, edited_at)
+            self._outcome(
+                pk, charger.id, _loaded_text(charger.spec.csms_url, charger.spec.auto_connect)
             )
-            return [r.pk or 0 for r in reboots]
+        done, total = self.load_progress() or (0, 0)
+        log.info(
+            "a large fleet change: %d of %d new chargers loaded (%d at a time)",
+            done + len(loads),  # this batch's are still counted as loading
+            total,
+            self.batch,
+        )
+        return [pk for pk in loads if pk in by_pk]
 
     def _outcome(self, pk: int, cp_id: str, text: str) -> None:
         """What was done with a queued charger at its turn, for the answers given from now
@@ -673,9 +846,7 @@ class FleetReloader:
                 return WAITING_HANDOVER if self._open_elsewhere[pk] else WAITING_MESSAGES
             self.waiting_handover.pop(pk, None)
             new_rows.append(row)
-            if not row.csms_url:
-                return "loaded; it has no CSMS URL"
-            return "loaded, connecting" if row.auto_connect else "loaded (auto-connect is off)"
+            return _loaded_text(row.csms_url, row.auto_connect)
         spec = charger_spec(row, catalogue)
         parts = _reboot_parts(live, spec, row)
         if parts:
@@ -806,7 +977,8 @@ class FleetReloader:
             edited_at = None
             if live.spec.db_id is not None:
                 edited_at = self.waiting_reboot.pop(live.spec.db_id, None)
-                queued = self._queue.pop(live.spec.db_id, None)  # rebooted now, not twice
+                queued = self._queue.get(live.spec.db_id)  # rebooted now, not twice
+                self._unqueue(live.spec.db_id)
                 edited_at = queued if edited_at is None else edited_at
             return await self._reboot(
                 live, reconnect=self._connected(live), why="a power cycle", edited_at=edited_at
@@ -944,7 +1116,7 @@ class FleetReloader:
                 live.id,
             )
             service.store.remove(live.id)
-            self._queue.pop(pk, None)
+            self._unqueue(pk)
             service.checkpointer.forget(live)  # if the batch did not name it
             for item in list(live.queue):
                 live.queue.remove(item)
@@ -1047,16 +1219,22 @@ def _read_only_keys_changed(live: Charger, row: ChargerRow) -> list[str]:
     return changed
 
 
+def _loaded_text(csms_url: str, auto_connect: bool) -> str:
+    if not csms_url:
+        return "loaded; it has no CSMS URL"
+    return "loaded, connecting" if auto_connect else "loaded (auto-connect is off)"
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read(
-    pks: list[int], vehicles: bool
-) -> tuple[dict[int, ChargerRow], dict[int, Any], dict[int, int], list[tuple[Any, ...]] | None]:
-    """The chargers' rows, the vehicle catalogue and, when the catalogue changed, every
-    charger's default vehicle (charger pk -> vehicle pk; a charger with none is left out)
-    and the catalogue's version, read before it."""
+def _read_catalogue(
+    vehicles: bool,
+) -> tuple[dict[int, Any], dict[int, int], list[tuple[Any, ...]] | None]:
+    """The vehicle catalogue and, when it changed, every charger's default vehicle
+    (charger pk -> vehicle pk; a charger with none is left out) and the catalogue's
+    version, read before it."""
     defaults: dict[int, int] = {}
     version = None
     if vehicles:
@@ -1065,7 +1243,7 @@ def _read(
         version = VehicleModel.objects.version()
         named = ChargerRow.objects.filter(default_vehicle__isnull=False)
         defaults = dict(named.values_list("pk", "default_vehicle_id"))
-    return read_chargers(pks), load_vehicles(), defaults, version
+    return load_vehicles(), defaults, version
 
 
 def _all_versions() -> tuple[dict[int, datetime], datetime | None, int, list[tuple[Any, ...]]]:

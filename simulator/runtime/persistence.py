@@ -269,6 +269,17 @@ def read_chargers(pks: Iterable[int]) -> dict[int, ChargerRow]:
     return rows
 
 
+def let_go(rows: Iterable[ChargerRow]) -> None:
+    """Done with these rows: break the reference cycles that prefetching made (a row and
+    its EVSEs, configuration keys..., each pointing back at it; a row and its runtime
+    state), so that they are freed as soon as nothing else holds them. Left to the
+    collector, under the gc policy's thresholds a fleet change's rows outlived the
+    chunks it read them in (about 40 MiB traced at 1,000 chargers)."""
+    for row in rows:
+        row.__dict__.pop("_prefetched_objects_cache", None)
+        row._state.fields_cache = {}
+
+
 READ_BATCH = 500
 # Why a charger loaded from the database starts (StartupOfTheFirmware's techInfo).
 POWER_UP = "power-up"
