@@ -26,6 +26,10 @@ reach, the frozen generation, it leaves, as the process does), one line:
   round's, ...);
 - then the 10 allocation sites that grew most since the first start (snapshot diff).
 
+`--new` measures an import of N NEW chargers instead: the worker starts with none, and one
+round bulk-creates the N rows (as an import's commit) and applies them; the round ends when
+the CSMS has the N BootNotifications.
+
 `--no-tracemalloc` leaves tracemalloc off (its traces add about as much as they trace to
 the RSS): the RSS figures are then the worker's alone. The last line is one JSON object.
 
@@ -270,6 +274,40 @@ async def wait_boots(csms: CsmsControl, wanted: int, timeout: float, service: An
         await asyncio.sleep(0.2)
 
 
+async def applied(
+    service: Any,
+    csms: CsmsControl,
+    pks: list[int],
+    boots: int,
+    args: argparse.Namespace,
+    label: str,
+    baseline: tracemalloc.Snapshot | None,
+    old: list[weakref.WeakSet[Any]],
+    stalls: LoopStalls | None = None,
+) -> dict[str, Any]:
+    """Apply the change to these rows as a fleet.changed does, wait until the CSMS has had
+    `boots` BootNotifications in all and `--settle` more seconds, and measure (with the
+    event loop's stalls meanwhile, if `stalls` probes them); `label` is formatted with the
+    seconds all took to boot (`booted`)."""
+    if stalls is not None:
+        stalls.reset()  # the measurement's own gc.collect() is no stall of the fleet's
+    started = time.monotonic()
+    outcomes = await service.reloader.apply(pks)
+    await wait_boots(csms, boots, args.timeout, service)
+    booted = time.monotonic() - started
+    await asyncio.sleep(args.settle)
+    loop_figures = stalls.take() if stalls is not None else None
+    figures = measure(label.format(booted=booted), baseline, old)
+    figures.pop("_snapshot", None)
+    figures["all_booted_seconds"] = round(booted, 1)
+    figures["outcomes"] = dict(Counter(o["outcome"] for o in outcomes))
+    if loop_figures is not None:
+        figures["loop"] = loop_figures
+        for text in LoopStalls.summary(loop_figures):
+            say(text)
+    return figures
+
+
 async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
     from asgiref.sync import sync_to_async
     from django.utils import timezone
@@ -278,6 +316,8 @@ async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
     from simulator.runtime.lifecycle import RunOptions, Simulator
 
     n = args.chargers
+    if args.new:
+        return await run_new(args, csms)
     options = RunOptions.from_settings(web=False, migrate=False, status_seconds=3600.0)
     service = Simulator.for_process(options, write=lambda text: None)
     await service.startup()
@@ -302,29 +342,50 @@ async def run(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
             await sync_to_async(ChargerRow.objects.update)(
                 vendor=f"Edited-{number}", updated=timezone.now()
             )
-            stalls.reset()  # the measurement's own gc.collect() is no stall of the fleet's
-            started = time.monotonic()
-            outcomes = await service.reloader.apply(pks)
-            await wait_boots(csms, n * (number + 1), args.timeout, service)
-            booted = time.monotonic() - started
-            await asyncio.sleep(args.settle)
-            loop_figures = stalls.take()
-            figures = measure(
-                f"re-import {number} (all booted again in {booted:.0f} s)", baseline, old
+            label = f"re-import {number} (all booted again in {{booted:.0f}} s)"
+            boots = n * (number + 1)
+            rounds.append(
+                await applied(service, csms, pks, boots, args, label, baseline, old, stalls)
             )
-            figures.pop("_snapshot", None)
-            figures["all_booted_seconds"] = round(booted, 1)
-            figures["outcomes"] = dict(Counter(o["outcome"] for o in outcomes))
-            figures["loop"] = loop_figures
-            for text in LoopStalls.summary(loop_figures):
-                say(text)
-            rounds.append(figures)
     finally:
         stalls.stop()
         await service.stop()
     return {
         "chargers": n,
         "rounds": args.rounds,
+        "tracemalloc": args.tracemalloc,
+        "gc_tuning": options.gc_tuning,
+        "figures": rounds,
+    }
+
+
+async def run_new(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]:
+    """One import of `args.chargers` new chargers into a worker running none."""
+    from asgiref.sync import sync_to_async
+
+    from chargers.models import Charger as ChargerRow
+    from simulator.runtime.lifecycle import RunOptions, Simulator
+
+    n = args.chargers
+    options = RunOptions.from_settings(web=False, migrate=False, status_seconds=3600.0)
+    service = Simulator.for_process(options, write=lambda text: None)
+    await service.startup()
+    rounds: list[dict[str, Any]] = []
+    try:
+        await asyncio.sleep(args.settle)
+        first = measure("first start (no charger)", None, [])
+        baseline = first.pop("_snapshot", None)
+        rounds.append(first)
+        await sync_to_async(create_fleet)(n, csms.url, 60)
+        pks = await sync_to_async(lambda: list(ChargerRow.objects.values_list("pk", flat=True)))()
+        label = f"import of {n} new chargers (all booted in {{booted:.0f}} s)"
+        rounds.append(await applied(service, csms, pks, n, args, label, baseline, []))
+    finally:
+        await service.stop()
+    return {
+        "chargers": n,
+        "rounds": 1,
+        "new": True,
         "tracemalloc": args.tracemalloc,
         "gc_tuning": options.gc_tuning,
         "figures": rounds,
@@ -338,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-tracemalloc", dest="tracemalloc", action="store_false", help="RSS figures only"
     )
+    parser.add_argument("--new", action="store_true", help="one import of N new chargers")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc's frames per trace")
     parser.add_argument("--settle", type=float, default=15.0, metavar="S")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S")
@@ -350,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     try:
         csms = CsmsControl(children, heartbeat_interval=300)
-        create_fleet(args.chargers, csms.url, 60)
+        if not args.new:
+            create_fleet(args.chargers, csms.url, 60)
         if args.tracemalloc:
             tracemalloc.start(args.frames)
         figures = asyncio.run(run(args, csms))
@@ -358,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         children.stop_all()
     last = figures["figures"][-1]
     say(
-        f"{figures['chargers']} chargers, {figures['rounds']} re-imports: RSS "
+        f"{figures['chargers']} chargers, "
+        f"{'a new import' if args.new else str(figures['rounds']) + ' re-imports'}: RSS "
         f"{figures['figures'][0]['rss_mib']} -> {last['rss_mib']} MiB, old chargers alive "
         f"{last['old_chargers_alive']}"
     )
