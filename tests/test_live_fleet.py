@@ -144,41 +144,29 @@ async def test_a_charger_deleted_online_in_a_session_ends_it_with_reason_other(w
     await csms.wait_disconnected("CP-LIVE")
 
 
+@pytest.mark.parametrize("reconciled_first", [False, True], ids=["message", "reconciled-first"])
 async def test_a_charger_deleted_offline_in_a_session_does_not_say_its_transaction_ended(
-    worker, csms
+    worker, csms, reconciled_first
 ):
     """Its outbox went with its row: the StopTransaction it could not send (the network
-    cut) is never sent, and the answer says so rather than "its transaction ended"."""
+    cut) is never sent, and the answer says so rather than "its transaction ended". Also
+    when the reconciliation saw the row gone and retired the charger before the web side's
+    message came: its sender hears what was done, not an empty answer."""
     await start_session(worker, "CP-LIVE", csms)
     charger = loaded(worker, "CP-LIVE")
     charger.cut_network(120)
     await wait_until(lambda: not charger.online, message="offline")
     pk = await sync_to_async(pk_of)("CP-LIVE")
     await sync_to_async(ChargerRow.objects.filter(pk=pk).delete)()
-    outcomes = await saved(pk)
-    assert outcomes[0]["outcome"] == (
-        "stopped: deleted while offline: 1 transaction left open at its CSMS "
-        "(its StopTransaction never sent)"
-    )
-    assert worker.store.get("CP-LIVE") is None
-
-
-async def test_a_deletion_the_reconciliation_applied_first_is_still_answered(worker, csms):
-    """The reconciliation saw the row gone and retired the charger before the web side's
-    message came: the message's sender hears what was done, not an empty answer."""
-    await start_session(worker, "CP-LIVE", csms)
-    charger = loaded(worker, "CP-LIVE")
-    charger.cut_network(120)
-    await wait_until(lambda: not charger.online, message="offline")
-    pk = await sync_to_async(pk_of)("CP-LIVE")
-    await sync_to_async(ChargerRow.objects.filter(pk=pk).delete)()
-    await worker.reloader.reconcile()
-    assert worker.store.get("CP-LIVE") is None
+    if reconciled_first:
+        await worker.reloader.reconcile()
+        assert worker.store.get("CP-LIVE") is None
     outcomes = await saved(pk)
     assert [o["outcome"] for o in outcomes] == [
         "stopped: deleted while offline: 1 transaction left open at its CSMS "
         "(its StopTransaction never sent)"
     ]
+    assert worker.store.get("CP-LIVE") is None
 
 
 async def test_a_disabled_charger_says_how_many_transactions_it_ended(worker, csms):
