@@ -37,7 +37,7 @@ from mcp.types import JSONRPCError
 from api import errors
 from api.auth import Caller
 from api.mcp_calls import CALLER
-from api.mcp_messages import duplicate_key_error
+from api.mcp_messages import message_error
 from api.mcp_server import server
 from api.models import ApiToken
 from api.request_bodies import is_json
@@ -198,13 +198,9 @@ class McpEndpoint:
             return
         if body is not None:
             # Only a body sent as JSON: the SDK refuses another type (415) before reading.
-            twice = (
-                duplicate_key_error(body)
-                if is_json(_header(scope, b"content-type") or "")
-                else None
-            )
-            if twice is not None:
-                await _answer_error(send, twice)
+            error = message_error(body) if is_json(_header(scope, b"content-type") or "") else None
+            if error is not None:
+                await _answer_error(send, error)
                 return
             receive = _replaying(body, receive)
         app = server().streamable_http_app(

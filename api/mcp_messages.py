@@ -1,11 +1,17 @@
-"""The MCP transports' JSON-RPC messages, each key of an object once.
+"""The MCP transports' JSON-RPC messages: each one answered, each key of an object once.
 
 The SDK reads a message as any JSON parser does: a key given twice keeps its last value,
 so `{"name": "plug_in", ..., "name": "stop"}` ran stop, and a client whose request was
 assembled from two sources never learnt which of its values was used. The REST API
 refuses such a body with a 422 naming the key (`api.request_bodies`); both transports,
 streamable HTTP (`api.mcp_http`) and stdio (`CheckedLines`), answer such a message with
-a JSON-RPC error naming it (`duplicate_key_error`) before the SDK reads it.
+a JSON-RPC error naming it (`_duplicate_key_error`) before the SDK reads it.
+
+A line that is not a JSON-RPC message at all the SDK's stdio transport drops without a
+word (it logs it at debug level), so a client that sent one waited for an answer until its
+own timeout, with nothing to say what was wrong. JSON-RPC 2.0 answers it: -32700 for a
+text that is not JSON, -32600 for JSON that is not a message (`message_error`). The HTTP
+transport answers the same errors, so that a client learns the same thing either way.
 """
 
 from __future__ import annotations
@@ -15,21 +21,79 @@ from typing import Protocol
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp.types import INVALID_PARAMS, INVALID_REQUEST, ErrorData, JSONRPCError
+from mcp.types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
+from pydantic import BaseModel, ValidationError
 
 from api.request_bodies import Pairs, duplicate_keys, load_pairs
 
 
-def duplicate_key_error(text: bytes | str) -> JSONRPCError | None:
-    """The error answering a message that gives a key twice in one of its objects, naming
-    every such key by its path (`params.arguments.limit`); None for any other message,
-    including a text that is not JSON or not one object (the SDK refuses those)."""
+def message_error(text: bytes | str) -> JSONRPCError | None:
+    """The error answering a text that is not one JSON-RPC message the SDK can take, or
+    that gives a key twice (`_duplicate_key_error`); None for a message the SDK reads."""
     try:
         tree = load_pairs(text)
-    except (ValueError, RecursionError):
-        return None
+    except RecursionError:
+        return _error(None, PARSE_ERROR, "Parse error: the JSON is nested too deeply.")
+    except ValueError as exc:
+        return _error(None, PARSE_ERROR, f"Parse error: the message is not JSON ({exc}).")
+    if isinstance(tree, Pairs):
+        twice = _duplicate_key_error(tree)
+        if twice is not None:
+            return twice
+    try:
+        jsonrpc_message_adapter.validate_json(text, by_name=False)
+    except ValidationError as exc:
+        unread = [error for error in exc.errors() if error["type"] == "json_invalid"]
+        if unread:  # JSON to Python's reader, not to the SDK's (NaN, say)
+            return _error(None, PARSE_ERROR, f"Parse error: {unread[0]['msg']}.")
+        request_id = _request_id(tree) if isinstance(tree, Pairs) else None
+        return _error(request_id, INVALID_REQUEST, f"Invalid request: {_shape_text(tree, exc)}")
+    return None
+
+
+def _shape_text(tree: object, exc: ValidationError) -> str:
+    """What is wrong with a JSON text that is not a JSON-RPC message, as the kind of message
+    it meant to be (a request, a notification, a result, an error) and no other: pydantic
+    lists every kind's complaints, mostly about fields the sender never meant to give."""
     if not isinstance(tree, Pairs):
-        return None
+        return "a JSON-RPC message is one JSON object ({...}), sent on one line."
+    keys = {key for key, _ in tree}
+    if not keys & {"method", "result", "error"}:
+        return (
+            'a JSON-RPC 2.0 message gives a "method" (a request or a notification), or a '
+            '"result" or an "error" (an answer).'
+        )
+    meant: type[BaseModel]
+    if "method" in keys:
+        meant = JSONRPCRequest if "id" in keys else JSONRPCNotification
+    else:
+        meant = JSONRPCError if "error" in keys else JSONRPCResponse
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'][1:]) or 'the message'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+        if error["loc"][:1] == (meant.__name__,)
+    ]
+    kind = meant.__name__.removeprefix("JSONRPC").lower()
+    return f"not a JSON-RPC 2.0 {kind}: {'; '.join(problems)}."
+
+
+def _error(request_id: int | str | None, code: int, message: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
+
+
+def _duplicate_key_error(tree: Pairs) -> JSONRPCError | None:
+    """The error answering a message that gives a key twice in one of its objects, naming
+    every such key by its path (`params.arguments.limit`); None when each is given once."""
     twice = duplicate_keys(tree)
     if not twice:
         return None
@@ -37,8 +101,7 @@ def duplicate_key_error(text: bytes | str) -> JSONRPCError | None:
         f"{'.'.join(str(part) for part in path)} ({times} times)" for path, times in twice.items()
     )
     # Not -32700, a parse error: the text is JSON (RFC 8259 lets a name repeat, leaving
-    # only what it means undefined), and the SDK keeps -32700 for a text its parser cannot
-    # read. A key twice in the envelope itself (two "method"s, two "id"s) leaves no one
+    # only what it means undefined), and -32700 is for a text no JSON parser can read. A key twice in the envelope itself (two "method"s, two "id"s) leaves no one
     # Request object: -32600, Invalid Request, as JSON-RPC 2.0 names that. A key twice
     # only inside "params" leaves the request readable but its parameters ambiguous:
     # -32602, Invalid params, which the SDK answers too for a message whose params it
@@ -47,14 +110,11 @@ def duplicate_key_error(text: bytes | str) -> JSONRPCError | None:
     code, what = (
         (INVALID_REQUEST, "Invalid request") if in_envelope else (INVALID_PARAMS, "Invalid params")
     )
-    return JSONRPCError(
-        jsonrpc="2.0",
-        id=_request_id(tree),
-        error=ErrorData(
-            code=code,
-            message=f"{what}: a key is given more than once in one JSON object: {named}. Give "
-            "each key once (a JSON reader keeps one of the values, which one is undefined).",
-        ),
+    return _error(
+        _request_id(tree),
+        code,
+        f"{what}: a key is given more than once in one JSON object: {named}. Give each key "
+        "once (a JSON reader keeps one of the values, which one is undefined).",
     )
 
 
@@ -73,9 +133,11 @@ class _Answers(Protocol):
 
 
 class CheckedLines:
-    """Standard input's lines for the SDK's stdio transport, but for a message that gives
-    a key twice: that one is answered on `answers` (once `answer_to` is called: the
-    transport makes that stream after it starts reading) and not passed on."""
+    """Standard input's lines for the SDK's stdio transport, but for a line that is not a
+    message it can take (`message_error`): that one is answered on `answers` (once
+    `answer_to` is called: the transport makes that stream after it starts reading) and not
+    passed on. A blank line is passed on, and the SDK skips it: it is no message, and a
+    client may send one to end its last line."""
 
     def __init__(self, lines: AsyncIterable[str]) -> None:
         self._lines = lines
@@ -89,7 +151,7 @@ class CheckedLines:
 
     async def __aiter__(self) -> AsyncIterator[str]:
         async for line in self._lines:
-            error = duplicate_key_error(line)
+            error = None if not line.strip() else message_error(line)
             if error is None:
                 yield line
                 continue

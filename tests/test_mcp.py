@@ -24,7 +24,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, INVALID_REQUEST
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from tests.api_client import bearer
 from tests.process import ROOT, ManagePy, free_port, run_manage, wait_for_port
@@ -522,9 +522,10 @@ async def test_http_refuses_a_message_that_gives_a_key_twice_naming_it(site):
     assert status == 200 and answer["id"] == 7 and not result["isError"], answer
 
 
-async def test_stdio_refuses_a_message_that_gives_a_key_twice_naming_it(site):
-    """The stdio transport answers such a line with the error and reads on: the next
-    message, each key once, is answered as ever."""
+@contextlib.asynccontextmanager
+async def stdio_session(site: Site) -> AsyncIterator[Any]:
+    """`manage.py mcp` over its standard input and output, initialized: yields a function
+    that writes one line and reads the next line it answers."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "manage.py",
@@ -559,10 +560,7 @@ async def test_stdio_refuses_a_message_that_gives_a_key_twice_naming_it(site):
         }
         assert "result" in await answer_to(json.dumps(initialize))
         process.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
-        for text, code, id, named in TWICE_NAMED:
-            assert_refused_naming_the_keys(await answer_to(text), code, id, named)
-        listed = await answer_to('{"jsonrpc": "2.0", "id": 12, "method": "tools/list"}')
-        assert listed["id"] == 12 and "plug_in" in {t["name"] for t in listed["result"]["tools"]}
+        yield answer_to
     finally:
         process.stdin.close()
         try:
@@ -570,7 +568,68 @@ async def test_stdio_refuses_a_message_that_gives_a_key_twice_naming_it(site):
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def test_stdio_refuses_a_message_that_gives_a_key_twice_naming_it(site):
+    """The stdio transport answers such a line with the error and reads on: the next
+    message, each key once, is answered as ever."""
+    async with stdio_session(site) as answer_to:
+        for text, code, id, named in TWICE_NAMED:
+            assert_refused_naming_the_keys(await answer_to(text), code, id, named)
+        listed = await answer_to('{"jsonrpc": "2.0", "id": 12, "method": "tools/list"}')
+        assert listed["id"] == 12 and "plug_in" in {t["name"] for t in listed["result"]["tools"]}
     await assert_no_location_twice_b(site)
+
+
+# Texts that are not one JSON-RPC message: the error's code, the id it answers, and what
+# its message says.
+NOT_MESSAGES = [
+    ("tools/list please", PARSE_ERROR, None, "Parse error: the message is not JSON ("),
+    ('{"jsonrpc": "2.0", "id": 21, "method": "tools/list"', PARSE_ERROR, None, "not JSON"),
+    (
+        '[{"jsonrpc": "2.0", "id": 22, "method": "tools/list"}]',
+        INVALID_REQUEST,
+        None,
+        "one JSON object",
+    ),
+    (
+        '{"jsonrpc": "1.0", "id": 23, "method": "tools/list"}',
+        INVALID_REQUEST,
+        23,
+        "not a JSON-RPC 2.0 request: jsonrpc: Input should be '2.0'",
+    ),
+    (
+        '{"jsonrpc": "2.0", "id": "q", "method": "tools/list", "params": [1]}',
+        INVALID_REQUEST,
+        "q",
+        "not a JSON-RPC 2.0 request: params: Input should be an object",
+    ),
+    ('{"jsonrpc": "2.0", "id": 24}', INVALID_REQUEST, 24, 'gives a "method"'),
+]
+
+
+def assert_refused_saying(answer: dict[str, Any], code: int, id: Any, says: str) -> None:
+    assert answer["jsonrpc"] == "2.0" and answer["id"] == id and "result" not in answer
+    assert answer["error"]["code"] == code and says in answer["error"]["message"], answer
+
+
+async def test_stdio_answers_a_line_that_is_not_a_message_and_reads_on(site):
+    """JSON-RPC 2.0's parse error and invalid request: the SDK's stdio transport dropped
+    such a line without a word, and its client waited for an answer that never came. A
+    blank line is no message and gets no answer."""
+    async with stdio_session(site) as answer_to:
+        for text, code, id, says in NOT_MESSAGES:
+            assert_refused_saying(await answer_to(text), code, id, says)
+        listed = await answer_to('\n{"jsonrpc": "2.0", "id": 25, "method": "tools/list"}')
+        assert listed["id"] == 25 and "plug_in" in {t["name"] for t in listed["result"]["tools"]}
+
+
+async def test_http_answers_a_body_that_is_not_a_message_as_stdio_does(site):
+    headers = {"Accept": "application/json, text/event-stream", **bearer(site.admin_token)}
+    for text, code, id, says in NOT_MESSAGES:
+        status, answer, _ = post_mcp_answer(site, headers, text)
+        assert status == 400, (text, answer)
+        assert_refused_saying(answer, code, id, says)
 
 
 def test_stdio_refuses_an_unknown_user(site):
