@@ -400,17 +400,26 @@ def pk_map(cp_ids: list[str]) -> dict[int, str]:
     return dict(rows.values_list("pk", "charge_point_id"))
 
 
-async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, settings):
-    settings.CHARGESIM_SHARDS = 2
-    by_shard = ids_on_both_shards("SHARD-")
-    site = await database_sync_to_async(Location.objects.create)(
-        name="Two Shards", city="Berlin", country="DE", time_zone="Europe/Berlin"
-    )
-    await database_sync_to_async(make_vehicle)()
+def fleet_on_both_shards(
+    prefix: str, csms_url: str, site_name: str
+) -> tuple[Location, dict[int, list[str]], dict[int, str]]:
+    """A site with two chargers on each of 2 shards (and a vehicle model to plug in): the
+    site, the ids by shard, and each charger's pk with its id."""
+    by_shard = ids_on_both_shards(prefix)
+    site = make_location(site_name)
+    make_vehicle()
     every = [cp_id for ids in by_shard.values() for cp_id in ids]
     for cp_id in every:
-        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
-    pks: dict[int, str] = await database_sync_to_async(pk_map)(every)
+        make_charger(cp_id, evses=1, csms_url=csms_url, location=site)
+    return site, by_shard, pk_map(every)
+
+
+async def test_a_bulk_action_gets_a_result_per_charger_from_both_shards(csms, settings):
+    settings.CHARGESIM_SHARDS = 2
+    site, by_shard, pks = await database_sync_to_async(fleet_on_both_shards)(
+        "SHARD-", csms.url, "Two Shards"
+    )
+    every = list(pks.values())
     workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
     try:
         for shard, service in enumerate(workers):
@@ -451,11 +460,9 @@ async def test_a_sites_history_is_added_up_over_the_workers_that_run_its_charger
     from simulator.runtime.site_history import STEP_S, SiteHistory
 
     settings.CHARGESIM_SHARDS = 2
-    by_shard = ids_on_both_shards("HIST-")
-    site = await database_sync_to_async(make_location)("Split Site")
-    await database_sync_to_async(make_vehicle)()
-    for cp_id in [cp_id for ids in by_shard.values() for cp_id in ids]:
-        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
+    site, by_shard, _ = await database_sync_to_async(fleet_on_both_shards)(
+        "HIST-", csms.url, "Split Site"
+    )
     workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
     try:
         # Two minutes ago, each worker's part drew its own power (the chargers here are
@@ -488,13 +495,10 @@ async def test_a_bulk_wait_names_the_chargers_of_a_worker_that_went_away_and_kee
     every charger of that shard. Now its chargers are named within seconds, and the other
     shard's results come as they are."""
     settings.CHARGESIM_SHARDS = 2
-    by_shard = ids_on_both_shards("GONE-")
-    site = await database_sync_to_async(make_location)("Gone Site")
-    await database_sync_to_async(make_vehicle)()
-    every = [cp_id for ids in by_shard.values() for cp_id in ids]
-    for cp_id in every:
-        await database_sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url, location=site)
-    pks: dict[int, str] = await database_sync_to_async(pk_map)(every)
+    site, by_shard, pks = await database_sync_to_async(fleet_on_both_shards)(
+        "GONE-", csms.url, "Gone Site"
+    )
+    every = list(pks.values())
     workers = [await start_worker(by_shard[shard], shard, 2) for shard in (0, 1)]
     try:
         for shard, service in enumerate(workers):
