@@ -57,6 +57,50 @@ def test_bad_options_are_refused_with_a_clear_message(tmp_path):
     assert "--status-every must be more than 0 seconds" in result.stderr
 
 
+def test_a_connect_rate_that_is_no_rate_is_refused_with_a_clear_message(tmp_path):
+    for raw in ("-1", "nan", "100001"):
+        result = run_manage(tmp_path, "runsimulator", "--no-web", "--connect-rate", raw)
+        assert result.returncode != 0
+        assert (
+            "--connect-rate must be within 0 and 100,000 chargers a second (0 = all at once)"
+            in result.stderr
+        ), raw
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--connect-rate", "fast")
+    assert result.returncode != 0
+    assert "argument --connect-rate: invalid float value: 'fast'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "said"),
+    [
+        (["--connect-rate", "2"], {}, "3 chargers to connect, 2 a second (about 2 s)"),
+        ([], {"CHARGESIM_CONNECT_RATE": "4"}, "3 chargers to connect, 4 a second (about 1 s)"),
+    ],
+)
+def test_the_demo_fleet_connects_in_the_ramp_and_the_output_says_so(tmp_path, option, env, said):
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "3",
+        "--csms-port",
+        str(free_port()),
+        *option,
+        env=env,
+    )
+    try:
+        sim.wait_for_output(f"connect ramp: {said}")
+        sim.wait_for_output("fleet: 3/3 accepted")
+        sim.wait_for_output("connect ramp: 3 chargers started connecting in ")
+        sim.signal(signal.SIGINT)
+        assert sim.wait(30) == 0
+        assert "Stopped: 3 chargers saved." in sim.output
+    finally:
+        sim.stop()
+
+
 def test_a_web_port_in_use_stops_the_start_with_a_clear_message(tmp_path):
     """A second simulator on an occupied port said "Admin and dashboard on ..." and exited
     0 after a log line of Daphne's: a script or a supervisor took it for a clean stop."""

@@ -324,6 +324,11 @@ def manage_py(tmp_path: Path, *args: str, **variables: str) -> subprocess.Comple
             "Settings: CHARGESIM_TICK_SECONDS='abc' is not a number.",
         ),
         (
+            "CHARGESIM_CONNECT_RATE",
+            "-5",
+            "Settings: CHARGESIM_CONNECT_RATE=-5.0 is below the minimum 0.",
+        ),
+        (
             "LOG_LEVEL",
             "loud",
             "Settings: LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL.",

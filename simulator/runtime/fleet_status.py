@@ -41,11 +41,13 @@ class FleetStatus:
     # loading its new chargers in batches: (loaded, of how many).
     reboots: tuple[int, int] | None = None
     loads: tuple[int, int] | None = None
+    # The connect ramp under way (`connect_ramp`): (chargers started, of how many) and its
+    # rate, so that a user sees why chargers are still offline.
+    ramp: tuple[int, int] | None = None
+    ramp_rate: float = 0.0
 
     @property
-    def links(
-        self,
-    ) -> tuple[int, int, int, int, bool, tuple[int, int] | None, tuple[int, int] | None]:
+    def links(self) -> tuple[object, ...]:
         return (
             self.wanted,
             self.accepted,
@@ -54,6 +56,7 @@ class FleetStatus:
             self.loading,
             self.reboots,
             self.loads,
+            self.ramp,
         )
 
     def text(self) -> str:
@@ -71,6 +74,11 @@ class FleetStatus:
             f"{self.messages_per_second:.1f} msg/s"
         )
         lines = [fleet]
+        if self.ramp is not None:
+            lines.append(
+                f"connect ramp: {self.ramp[0]:,}/{self.ramp[1]:,} chargers started connecting "
+                f"({self.ramp_rate:g}/s)"
+            )
         change = []
         if self.reboots is not None:
             change.append(f"{self.reboots[0]:,}/{self.reboots[1]:,} chargers rebooted")

@@ -51,6 +51,7 @@ from simulator.ocpp16.metrics import calls_total
 from simulator.runtime import gc_policy, metrics
 from simulator.runtime.commands import CommandServer
 from simulator.runtime.conditions import Conditions
+from simulator.runtime.connect_ramp import ConnectRamp
 from simulator.runtime.draining import drain
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.fleet_status import (
@@ -141,21 +142,25 @@ class RunOptions:
     tick_seconds: float = 1.0
     checkpoint_seconds: float = 1.0
     reconnect_cap: float = 60.0
+    # Chargers a mass connect starts connecting per second (`connect_ramp`); 0: all at once
+    connect_rate: float = 0.0
     stop_timeout: float = 10.0
     reconcile_seconds: float = 3.0  # how often fleet edits without a message are looked for
     frame_log: FrameLogPolicy = field(default_factory=FrameLogPolicy)  # the stored message log
 
     @classmethod
     def from_settings(cls, **given: Any) -> RunOptions:
-        """Options for the process: the engine's timings from the settings, the rest given."""
-        return cls(
-            tick_seconds=settings.CHARGESIM_TICK_SECONDS,
-            checkpoint_seconds=settings.CHARGESIM_CHECKPOINT_SECONDS,
-            reconnect_cap=settings.CHARGESIM_RECONNECT_CAP_SECONDS,
-            gc_tuning=settings.CHARGESIM_GC_TUNING,
-            frame_log=FrameLogPolicy.from_settings(),
-            **given,
-        )
+        """Options for the process: the engine's timings from the settings (an option given
+        wins, as --connect-rate over CHARGESIM_CONNECT_RATE), the rest given."""
+        from_settings: dict[str, Any] = {
+            "tick_seconds": settings.CHARGESIM_TICK_SECONDS,
+            "checkpoint_seconds": settings.CHARGESIM_CHECKPOINT_SECONDS,
+            "reconnect_cap": settings.CHARGESIM_RECONNECT_CAP_SECONDS,
+            "connect_rate": settings.CHARGESIM_CONNECT_RATE,
+            "gc_tuning": settings.CHARGESIM_GC_TUNING,
+            "frame_log": FrameLogPolicy.from_settings(),
+        }
+        return cls(**(from_settings | given))
 
 
 class Simulator:
@@ -208,6 +213,8 @@ class Simulator:
             self.checkpointer.fenced = True
             self.checkpointer.on_lost = self.reloader.drop_lost
         self.connections: dict[str, asyncio.Task[None]] = {}
+        # Every mass connect of this worker takes its turns here: they share one rate.
+        self.ramp = ConnectRamp(options.connect_rate)
         # The fleet pages' and the status line's counts, in one pass kept until a change.
         self.tally = Tally(self.store, self.sites, self.connections)
         self.csms: CentralSystem | None = None
@@ -690,7 +697,7 @@ class Simulator:
         if connect:
             for charger in chargers:
                 if charger.spec.auto_connect and charger.spec.csms_url:
-                    self.connect(charger)
+                    self.connect(charger, paced=True)
         self.fleet_loaded = True
         self.spawn(self.engine.run(), "meter-engine")
         self.spawn(self._checkpoint_loop(), "checkpoints")
@@ -705,17 +712,28 @@ class Simulator:
                     self.spawn(self.publisher.run(layer), "events")
                 self.spawn(CommandServer(self, layer).run(), "commands")
 
-    def connect(self, charger: Charger) -> None:
+    def connect(self, charger: Charger, *, paced: bool = False) -> None:
+        """Keep the charger connected from now on. `paced`: one of many connected at once
+        (the fleet at start-up, a large import, a bulk connect): it waits for its turn in
+        the connect ramp first, its task counted meanwhile as connecting. One charger a
+        person connects is not paced: it never waits behind a ramp of thousands."""
         task = self.connections.get(charger.id)
         if task is not None and not task.done():
             return
         if not charger.spec.csms_url:
             raise ValueError(f"{charger.id} has no CSMS URL")
-        self.connections[charger.id] = asyncio.create_task(
-            run_connection(charger, reconnect_cap=self.options.reconnect_cap),
-            name=f"ocpp:{charger.id}",
+        runner = (
+            self._connect_in_turn(charger)
+            if paced and self.ramp.paces
+            else run_connection(charger, reconnect_cap=self.options.reconnect_cap)
         )
+        self.connections[charger.id] = asyncio.create_task(runner, name=f"ocpp:{charger.id}")
         revision.FLEET.bump()  # the status line counts the chargers with a connection task
+
+    async def _connect_in_turn(self, charger: Charger) -> None:
+        # Cancelled while waiting (disconnected, disabled, deleted, a stop): never connects.
+        await self.ramp.turn(charger.id)
+        await run_connection(charger, reconnect_cap=self.options.reconnect_cap)
 
     async def disconnect(self, charger: Charger) -> None:
         task = self.connections.pop(charger.id, None)
@@ -838,6 +856,8 @@ class Simulator:
             loading=not self.fleet_loaded,
             reboots=self.reloader.reboot_progress(),
             loads=self.reloader.load_progress(),
+            ramp=self.ramp.progress(),
+            ramp_rate=self.ramp.rate,
         )
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -855,6 +875,9 @@ class Simulator:
         if self._stopping:
             return
         self._stopping = True
+        # At once: the chargers still waiting in the connect ramp stay offline (a stop
+        # otherwise went on connecting them while it let the messages be answered).
+        releaser = self.ramp.close()
         loop = asyncio.get_running_loop()
         timeout = self.options.stop_timeout if timeout is None else timeout
         started = loop.time()
@@ -869,6 +892,8 @@ class Simulator:
         ending += loop_tasks.running(loop)  # the web side's, in embedded mode
         ending += self.connections.values()
         ending += self.reloader.tasks()
+        if releaser is not None:
+            ending.append(releaser)
         if self.traffic is not None:
             ending += self.traffic.tasks()
         for task in ending:

@@ -18,6 +18,8 @@ from simulator.runtime.metrics import MetricsServerError
 log = logging.getLogger(__name__)
 
 DEMO_CSMS_PORT = 9000
+# The highest --connect-rate (as CHARGESIM_CONNECT_RATE's): beyond, it is all at once anyway.
+MAX_CONNECT_RATE = 100_000
 # Options of the built-in CSMS that --demo starts (--csms-url has its own message).
 _BUILTIN_CSMS = ("csms_port", "csms_control_port", "csms_files_port", "no_demo_operations")
 
@@ -159,6 +161,17 @@ class Command(BaseCommand):
             metavar="ADDRESS",
             help="address for --metrics-port (default %(default)s; 0.0.0.0 for every interface)",
         )
+        parser.add_argument(
+            "--connect-rate",
+            type=float,
+            default=None,
+            metavar="N",
+            help="start connecting at most N chargers a second when many connect at once (the "
+            "fleet at start-up, a large import of new chargers, a bulk connect), so that your "
+            "CSMS does not get every WebSocket handshake and BootNotification in the same "
+            "second; per worker (a scaled-out fleet of K workers connects up to K x N a "
+            "second); 0 = all at once (default: CHARGESIM_CONNECT_RATE, else 0)",
+        )
 
         parser.add_argument(
             "--status-every",
@@ -214,6 +227,12 @@ class Command(BaseCommand):
                 validate_csms_url(options["csms_url"])
             except ValidationError as exc:
                 raise CommandError(f"--csms-url: {' '.join(exc.messages)}") from None
+        connect_rate = options["connect_rate"]
+        if connect_rate is not None and not 0 <= connect_rate <= MAX_CONNECT_RATE:  # NaN too
+            raise CommandError(
+                f"--connect-rate must be within 0 and {MAX_CONNECT_RATE:,} chargers a second "
+                "(0 = all at once)."
+            )
         if not options["status_every"] > 0:
             raise CommandError("--status-every must be more than 0 seconds.")
         if settings.DEBUG and not options["no_web"] and not _loopback(options["host"]):
@@ -263,6 +282,7 @@ class Command(BaseCommand):
             metrics_bind=options["metrics_bind"],
             live_status=self.stdout.isatty(),
             status_seconds=options["status_every"],
+            **({} if connect_rate is None else {"connect_rate": connect_rate}),
         )
         # (Migrating is the default: only --no-migrate can meet a database left behind.)
         check_database(migrated=options["no_migrate"], or_else="leave out --no-migrate")

@@ -1,0 +1,176 @@
+"""The connect ramp: a worker starts its chargers' connections at most `rate` a second.
+
+Without it, a worker connected its whole fleet at once at start-up: 10,000 WebSocket
+handshakes and BootNotifications in the same second, a stampede most central systems are
+not built for and not what a real fleet does. Every mass connect of the worker goes
+through the one ramp the simulator owns (`Simulator.connect(paced=True)`): the fleet at
+start-up, the new chargers of a large import, a reboot or reconnect of many chargers, the
+dashboard's or the API's bulk connect. So they share the rate instead of adding up.
+
+A connect a person asks for, for one charger, does not wait behind thousands of queued
+chargers: it is not paced at all (one handshake is no stampede).
+
+The chargers are released in the order they were queued, one every 1/rate seconds on a
+schedule: the k-th release of a ramp comes no earlier than k/rate after its first, and
+after a stall of the event loop the ramp catches up by at most `CATCH_UP_SECONDS` of
+releases at once (it never makes up a long stall in one burst). A waiter cancelled before
+its turn (its charger disconnected, disabled or deleted; a stop) simply leaves the queue
+and takes no turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+# How far behind its schedule the ramp may fall (a busy event loop) and still make it up.
+CATCH_UP_SECONDS = 1.0
+# A progress line in the log at most this often while a ramp runs.
+LOG_EVERY_SECONDS = 10.0
+# Release instants kept (`released`): what tests and diagnostics read, bounded for a
+# long-running worker whose fleet is connected in ramps again and again.
+RELEASES_KEPT = 100_000
+
+
+class ConnectRamp:
+    """Turns to start a connection, at most `rate` a second (0: no pacing at all)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not rate >= 0:
+            raise ValueError(f"connect rate {rate!r} must be 0 or more")
+        self.rate = rate
+        self._clock = clock
+        self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._waiting: dict[str, int] = {}  # name -> waiters of that name still queued
+        self._releaser: asyncio.Task[None] | None = None
+        self._closed = False  # a stop began: nothing is released any more
+        self._last_release = -float("inf")
+        # The ramp under way (from its first charger queued to its queue empty again):
+        # how many it has started and how many it was given.
+        self._started = 0
+        self._total = 0
+        # Which ramp that is: a waiter cancelled after its ramp ended (the releaser skipped
+        # it, the queue then ran empty) must not count against the next one.
+        self._ramp = 0
+        # (name, clock time) of each release, the newest `RELEASES_KEPT`.
+        self.released: deque[tuple[str, float]] = deque(maxlen=RELEASES_KEPT)
+
+    @property
+    def paces(self) -> bool:
+        return self.rate > 0
+
+    def waiting(self, name: str) -> bool:
+        """Whether a connection of that name waits for its turn."""
+        return name in self._waiting
+
+    def progress(self) -> tuple[int, int] | None:
+        """(started, of) the chargers of the ramp under way; None when none is."""
+        if not self._total:
+            return None
+        return self._started, self._total
+
+    async def turn(self, name: str) -> None:
+        """Until this connection may start. Cancelled meanwhile, it takes no turn."""
+        if not self.paces:
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((name, future))
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        self._total += 1
+        ramp = self._ramp
+        if not self._closed and (self._releaser is None or self._releaser.done()):
+            self._releaser = loop.create_task(self._release(), name="connect-ramp")
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.cancelled():  # not released: it leaves the queue
+                self._leave(name)
+                if ramp == self._ramp:
+                    self._total -= 1
+            raise
+
+    def _leave(self, name: str) -> None:
+        left = self._waiting.get(name, 0) - 1
+        if left > 0:
+            self._waiting[name] = left
+        else:
+            self._waiting.pop(name, None)
+
+    async def _release(self) -> None:
+        """Release the queued connections on the ramp's schedule until the queue is empty."""
+        interval = 1.0 / self.rate
+        began = self._clock()
+        # No sooner than one interval after the last release of a ramp before: chargers
+        # queued in waves must not each begin with a free turn.
+        if began < self._last_release + interval:
+            await asyncio.sleep(self._last_release + interval - began)
+        # The schedule's origin is the first release: the k-th comes no earlier than k
+        # intervals after it (the origin only ever moves later).
+        origin: float | None = None
+        count = 0  # released since the ramp began
+        logged = began
+        # One charger's turn (an edit, a small bulk connect) is no ramp worth a log line.
+        said = self._total - self._started > 1
+        if said:
+            log.info(
+                "connect ramp: %d chargers to connect, %g a second (about %.0f s)",
+                self._total - self._started,
+                self.rate,
+                (self._total - self._started) * interval,
+            )
+        try:
+            while self._queue:
+                now = self._clock()
+                if origin is None:
+                    origin = now
+                # Behind by more than CATCH_UP_SECONDS (the loop was busy): the schedule
+                # moves on, so that what is made up at once stays within that.
+                origin = max(origin, now - CATCH_UP_SECONDS - count * interval)
+                due = math.floor((now - origin) * self.rate) + 1 - count
+                while due > 0 and self._queue:
+                    name, future = self._queue.popleft()
+                    if future.done():  # cancelled while queued: no turn taken
+                        continue
+                    self._leave(name)
+                    future.set_result(None)
+                    self._started += 1
+                    self._last_release = now
+                    self.released.append((name, now))
+                    count += 1
+                    due -= 1
+                if now - logged >= LOG_EVERY_SECONDS and self._queue:
+                    logged = now
+                    log.info(
+                        "connect ramp: %d/%d chargers started connecting",
+                        self._started,
+                        self._total,
+                    )
+                if self._queue:
+                    await asyncio.sleep(max(origin + count * interval - self._clock(), 0.0))
+        finally:
+            if not self._queue:
+                if said:
+                    log.info(
+                        "connect ramp: %d chargers started connecting in %.1f s",
+                        self._started,
+                        self._clock() - began,
+                    )
+                self._started = self._total = 0
+                self._ramp += 1
+
+    def close(self) -> asyncio.Task[None] | None:
+        """A stop: no queued connection gets a turn any more (the stop cancels their
+        tasks). The releaser's task, cancelled, if one runs."""
+        self._closed = True
+        releaser, self._releaser = self._releaser, None
+        if releaser is None or releaser.done():
+            return None
+        releaser.cancel()
+        return releaser

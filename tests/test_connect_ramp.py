@@ -1,0 +1,172 @@
+"""The connect ramp (simulator/runtime/connect_ramp.py): a worker with a connect rate starts
+its chargers' connections at most that many a second, against the built-in CSMS on
+loopback. What is asserted of the spacing comes from the ramp's own release instants and the
+CSMS's accept instants on the same clock, never from how fast the host is."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+from websockets.asyncio.server import ServerConnection
+
+from chargers.models import Charger as ChargerRow
+from simulator.core.charge_point import BootState
+from simulator.csms import CentralSystem
+from simulator.csms.handlers import Central, CSMSConnection
+from simulator.runtime.lifecycle import RunOptions, Simulator
+from tests.cast import make_charger
+from tests.engine import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# A float's rounding of k intervals, not a tolerance of the schedule.
+EPSILON = 1e-6
+
+
+@pytest.fixture
+async def accepted_at(csms: CentralSystem) -> AsyncIterator[dict[str, float]]:
+    """cp id -> the CSMS's clock (time.monotonic, the ramp's too) when it accepted the
+    charger's first WebSocket connection."""
+    seen: dict[str, float] = {}
+
+    class Recording(CSMSConnection):
+        def __init__(self, cp_id: str, connection: ServerConnection, csms: Central) -> None:
+            seen.setdefault(cp_id, time.monotonic())
+            super().__init__(cp_id, connection, csms)
+
+    csms.connection_class = Recording
+    yield seen
+
+
+def fleet(count: int, url: str) -> list[str]:
+    ids = [f"RAMP-{n:02d}" for n in range(1, count + 1)]
+    for cp_id in ids:
+        make_charger(cp_id, evses=1, csms_url=url)
+    return ids
+
+
+def worker(rate: float) -> Simulator:
+    return Simulator(
+        RunOptions(tick_seconds=0.1, checkpoint_seconds=0.1, reconnect_cap=0.5, connect_rate=rate),
+        write=lambda _text: None,
+    )
+
+
+def all_accepted(simulator: Simulator, count: int) -> bool:
+    return simulator.progress()["accepted"] == count
+
+
+async def test_the_csms_sees_the_fleet_connect_in_order_at_the_rate(csms, accepted_at):
+    rate, count = 8.0, 8
+    ids = await sync_to_async(fleet)(count, csms.url)
+    simulator = worker(rate)
+    await simulator.start()
+    try:
+        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
+        released = list(simulator.ramp.released)
+    finally:
+        await simulator.stop()
+    # In the fleet's order, each charger once.
+    assert [name for name, _ in released] == ids
+    first = released[0][1]
+    for k, (name, at) in enumerate(released):
+        # The ramp's schedule: the k-th no earlier than k intervals after the first...
+        assert at - first >= k / rate - EPSILON, (k, at - first)
+        # ...and the CSMS accepted none before the ramp let it start.
+        assert accepted_at[name] >= at
+    # So the CSMS's accepts are spread over at least the ramp's (count - 1) intervals,
+    # which all at once (the old start-up) never were.
+    assert accepted_at[ids[-1]] - first >= (count - 1) / rate - EPSILON
+    # At each release, the CSMS had seen only chargers released before it.
+    for k, (_, at) in enumerate(released):
+        seen_before = {cp_id for cp_id, when in accepted_at.items() if when < at}
+        assert seen_before <= set(ids[:k])
+
+
+async def test_a_rate_of_0_connects_the_whole_fleet_at_once(csms, accepted_at):
+    ids = await sync_to_async(fleet)(5, csms.url)
+    simulator = worker(0)
+    await simulator.start()
+    try:
+        # Every connection task runs run_connection itself from the start: none waits.
+        assert len(simulator.connections) == 5
+        await wait_until(lambda: all_accepted(simulator, 5), timeout=60, message="the fleet")
+        assert simulator.ramp.progress() is None
+        assert list(simulator.ramp.released) == []
+        assert simulator.status().ramp is None
+        assert "connect ramp" not in simulator.status().text()
+    finally:
+        await simulator.stop()
+    assert set(accepted_at) == set(ids)
+
+
+async def test_a_stop_during_the_ramp_connects_none_of_the_rest(csms, accepted_at):
+    # One charger every 2 s: the ramp lasts 8 s at least, the stop comes after the first.
+    ids = await sync_to_async(fleet)(5, csms.url)
+    simulator = worker(0.5)
+    await simulator.start()
+    stopped = False
+    try:
+        await wait_until(lambda: simulator.ramp.released, timeout=30, message="a release")
+        status = simulator.status()
+        assert status.ramp is not None and status.ramp[1] == 5
+        # The status line says why chargers are still offline.
+        assert re.search(
+            r"connect ramp: [1-4]/5 chargers started connecting \(0.5/s\)", (status.text())
+        )
+        assert status.wanted == 5  # waiting ones count as connecting
+        await simulator.stop()
+        stopped = True
+        released = [name for name, _ in simulator.ramp.released]
+    finally:
+        if not stopped:
+            await simulator.stop()
+    assert 1 <= len(released) < 5
+    assert released == ids[: len(released)]
+    # Nothing is left to connect the rest, and the CSMS saw none of them.
+    assert all(task.done() for task in simulator.connections.values())
+    assert set(accepted_at) <= set(released)
+    # The final checkpoint saved every charger, those never connected too.
+    assert simulator.saved_at_stop == 5
+
+
+def retire(deleted: str, disabled: str) -> None:
+    ChargerRow.objects.filter(charge_point_id=deleted).delete()
+    # As an edit saves it: a new version, which the reconciliation looks for.
+    ChargerRow.objects.filter(charge_point_id=disabled).update(
+        enabled=False, updated=timezone.now()
+    )
+
+
+async def test_a_charger_deleted_or_disabled_in_the_ramp_never_connects(csms, accepted_at):
+    # One charger every 4 s: the third's turn comes 8 s after the first's.
+    ids = await sync_to_async(fleet)(4, csms.url)
+    simulator = worker(0.25)
+    await simulator.start()
+    try:
+        await wait_until(lambda: simulator.ramp.released, timeout=30, message="a release")
+        # The last two are still waiting for their turns.
+        assert simulator.ramp.waiting(ids[3]) and simulator.ramp.waiting(ids[2])
+        await sync_to_async(retire)(deleted=ids[3], disabled=ids[2])
+        await simulator.reloader.reconcile()
+        await wait_until(
+            lambda: ids[2] not in simulator.connections and ids[3] not in simulator.connections,
+            timeout=30,
+            message="the retired chargers' connections gone",
+        )
+        # The ramp goes on with the others and ends: nothing is left to connect them.
+        await wait_until(
+            lambda: simulator.ramp.progress() is None, timeout=60, message="the ramp's end"
+        )
+        charger = simulator.store.get(ids[1])
+        assert charger is not None
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, timeout=60, message="boot")
+    finally:
+        await simulator.stop()
+    assert [name for name, _ in simulator.ramp.released] == ids[:2]
+    assert set(accepted_at) == set(ids[:2])
