@@ -5,6 +5,7 @@ CSMS's accept instants on the same clock, never from how fast the host is."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 from websockets.asyncio.server import ServerConnection
 
+from chargers.engine_client import EngineClient
 from chargers.models import Charger as ChargerRow
 from simulator.core.charge_point import BootState
 from simulator.csms import CentralSystem
@@ -22,7 +24,11 @@ from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
 from tests.engine import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
 
 # A float's rounding of k intervals, not a tolerance of the schedule.
 EPSILON = 1e-6
@@ -43,11 +49,17 @@ async def accepted_at(csms: CentralSystem) -> AsyncIterator[dict[str, float]]:
     yield seen
 
 
-def fleet(count: int, url: str) -> list[str]:
+def fleet(count: int, url: str, *, auto_connect: bool = True) -> list[str]:
     ids = [f"RAMP-{n:02d}" for n in range(1, count + 1)]
     for cp_id in ids:
-        make_charger(cp_id, evses=1, csms_url=url)
+        make_charger(cp_id, evses=1, csms_url=url, auto_connect=auto_connect)
     return ids
+
+
+def pks(ids: list[str]) -> dict[int, str]:
+    return dict(
+        ChargerRow.objects.filter(charge_point_id__in=ids).values_list("pk", "charge_point_id")
+    )
 
 
 def worker(rate: float) -> Simulator:
@@ -86,6 +98,23 @@ async def test_the_csms_sees_the_fleet_connect_in_order_at_the_rate(csms, accept
     for k, (_, at) in enumerate(released):
         seen_before = {cp_id for cp_id, when in accepted_at.items() if when < at}
         assert seen_before <= set(ids[:k])
+
+
+async def test_new_chargers_of_an_import_take_their_turns_in_the_ramp(csms, accepted_at):
+    simulator = worker(4.0)
+    await simulator.start()
+    try:
+        ids = await sync_to_async(fleet)(4, csms.url)
+        await simulator.reloader.reconcile()  # the import's fleet.changed, or a lost one's
+        await wait_until(lambda: all_accepted(simulator, 4), timeout=60, message="the import")
+    finally:
+        await simulator.stop()
+    released = list(simulator.ramp.released)
+    assert [name for name, _ in released] == ids
+    first = released[0][1]
+    for k, (name, at) in enumerate(released):
+        assert at - first >= k / 4.0 - EPSILON
+        assert accepted_at[name] >= at
 
 
 async def test_a_rate_of_0_connects_the_whole_fleet_at_once(csms, accepted_at):
@@ -170,3 +199,42 @@ async def test_a_charger_deleted_or_disabled_in_the_ramp_never_connects(csms, ac
         await simulator.stop()
     assert [name for name, _ in simulator.ramp.released] == ids[:2]
     assert set(accepted_at) == set(ids[:2])
+
+
+async def test_a_bulk_connect_takes_turns_and_one_charger_asked_for_goes_first(csms, accepted_at):
+    # Not connected at start-up; one charger every 4 s once asked to.
+    ids = await sync_to_async(fleet)(3, csms.url, auto_connect=False)
+    by_pk = await sync_to_async(pks)(ids)
+    simulator = worker(0.25)
+    await simulator.start(channels=True)
+    try:
+        client = EngineClient()
+        # The worker's command server has joined its group once it answers a summary.
+        while (await client.summary()).missing:
+            await asyncio.sleep(0.05)
+        outcome = await client.bulk("connect", chargers=by_pk)
+        assert sorted(r["message"] for r in outcome.results) == [
+            f"{cp_id} connects to {csms.url} in its turn of the connect ramp "
+            "(0.25 chargers a second)"
+            for cp_id in ids
+        ]
+        await wait_until(lambda: simulator.ramp.released, timeout=30, message="a release")
+        assert simulator.ramp.waiting(ids[2])
+        # A person asks for the last one: it connects now, not 8 s from now in the ramp.
+        pk = next(pk for pk, cp_id in by_pk.items() if cp_id == ids[2])
+        result = await client.command(pk, ids[2], "connect")
+        assert result["message"] == (
+            f"{ids[2]} was waiting for its turn in the connect ramp: connecting now to {csms.url}"
+        )
+        charger = simulator.store.get(ids[2])
+        assert charger is not None
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, timeout=60, message="boot")
+        assert ids[2] not in [name for name, _ in simulator.ramp.released]
+        # The ramp goes on with the others alone.
+        await wait_until(
+            lambda: simulator.ramp.progress() is None, timeout=60, message="the ramp's end"
+        )
+    finally:
+        await simulator.stop()
+    assert [name for name, _ in simulator.ramp.released] == ids[:2]
+    assert set(accepted_at) == set(ids)

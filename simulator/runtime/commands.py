@@ -41,6 +41,7 @@ from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
 from simulator.runtime.absence import why_not_running
 from simulator.runtime.conditions import Conditions
+from simulator.runtime.connect_ramp import ConnectRamp
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.outage import Outage, layer_errors
@@ -76,11 +77,12 @@ class Fleet(Protocol):
     connections: dict[str, asyncio.Task[None]]
     checkpointer: Checkpointer
     reloader: FleetReloader
+    ramp: ConnectRamp
     publisher: EventPublisher | None
     conditions: Conditions
     tally: Tally
 
-    def connect(self, charger: Charger) -> None: ...
+    def connect(self, charger: Charger, *, paced: bool = False) -> None: ...
 
     async def disconnect(self, charger: Charger) -> None: ...
 
@@ -302,6 +304,7 @@ class CommandServer:
         catalogue: Mapping[int, VehicleSpec] | None = None,
         *,
         done: Callable[[str], Awaitable[None]] | None = None,
+        paced: bool = False,
     ) -> Outcome:
         """Run one command (or `state`) on one charger and, if it was done, wait for the
         condition (telling `done` first what was done, for a caller that may lose this
@@ -318,7 +321,7 @@ class CommandServer:
                 charger.settle_meter()
                 text = f"{charger.id} is {charger.link.value}, boot {charger.boot.value}"
             else:
-                text = await self.execute(charger_id, command, args, catalogue)
+                text = await self.execute(charger_id, command, args, catalogue, paced=paced)
         except NotRunning as exc:
             return Outcome(False, (await self._not_running([exc.pk]))[exc.pk], exc.kind)
         except CommandError as exc:
@@ -348,12 +351,16 @@ class CommandServer:
         command: Any,
         args: dict[str, Any],
         catalogue: Mapping[int, VehicleSpec] | None = None,
+        *,
+        paced: bool = False,
     ) -> str:
+        """`paced`: one charger of a bulk command, whose connect takes its turn in the
+        connect ramp."""
         if command not in contract.DRIVE_COMMANDS:
             raise InvalidArgument(f"unknown command {command!r}")
         charger = self._charger(charger_id)
         if command == "connect":
-            return self._connect(charger)
+            return self._connect(charger, paced=paced)
         if command == "disconnect":
             if charger.id not in self.service.connections:
                 raise CommandError("charger is offline")
@@ -492,12 +499,25 @@ class CommandServer:
         service = self.service
         return await why_not_running(pks, service.reloader, service.shard, service.shards)
 
-    def _connect(self, charger: Charger) -> str:
+    def _connect(self, charger: Charger, *, paced: bool = False) -> str:
+        """Connect the charger now; `paced` (a bulk connect), in its turn of the ramp."""
         if not charger.spec.csms_url:
             raise CommandError("the charger has no CSMS URL")
         service = self.service
         task = service.connections.get(charger.id)
+        ramp = service.ramp
         if task is not None and not task.done():
+            if ramp.waiting(charger.id):
+                if paced:
+                    return f"{charger.id} is waiting for its turn in the connect ramp already"
+                # Asked for this one charger: now, not behind the ramp's queue.
+                service.connections.pop(charger.id, None)
+                task.cancel()
+                service.connect(charger)
+                return (
+                    f"{charger.id} was waiting for its turn in the connect ramp: connecting "
+                    f"now to {shown_url(charger.spec.csms_url)}"
+                )
             if charger.link is LinkState.ONLINE:
                 return f"{charger.id} is already connected"
             if charger.link is LinkState.CONNECTING:
@@ -509,13 +529,18 @@ class CommandServer:
             # after bringing the CSMS back, means now, not at the next try.
             service.connections.pop(charger.id, None)
             task.cancel()
-            service.connect(charger)
+            service.connect(charger, paced=paced)
             why = f" ({charger.link_error})" if charger.link_error else ""
             return (
                 f"{charger.id} was waiting to retry{why}: connecting now to "
                 f"{shown_url(charger.spec.csms_url)}"
             )
-        service.connect(charger)
+        service.connect(charger, paced=paced)
+        if paced and ramp.paces:
+            return (
+                f"{charger.id} connects to {shown_url(charger.spec.csms_url)} in its turn of "
+                f"the connect ramp ({ramp.rate:g} chargers a second)"
+            )
         # A URL stored before user info was refused may still hold a password.
         return f"{charger.id} connecting to {shown_url(charger.spec.csms_url)}"
 
@@ -761,7 +786,7 @@ class CommandServer:
                     connector_id = None  # perform() answers it
         if wait is not None and connector_id is not None:
             wait = Wait(wait.condition, connector_id, wait.timeout)
-        outcome = await self.perform(pk, command, args, wait, catalogue)
+        outcome = await self.perform(pk, command, args, wait, catalogue, paced=True)
         result = contract.ChargerResult(
             charger_id=pk,
             charge_point_id=cp_id,

@@ -65,6 +65,7 @@ from simulator.core.protocol import StopReason
 from simulator.core.revision import FLEET
 from simulator.core.security_log import SecurityEvent
 from simulator.core.transfer import Transfers
+from simulator.runtime.connect_ramp import ConnectRamp
 from simulator.runtime.load_management import SiteController
 from simulator.runtime.persistence import (
     Checkpointer,
@@ -99,11 +100,12 @@ class Service(Protocol):
     transfers: Transfers
     sites: SiteController
     traffic: TrafficDriver | None
+    ramp: ConnectRamp
 
     @property
     def only_ids(self) -> list[str] | None: ...
 
-    def connect(self, charger: Charger) -> None: ...
+    def connect(self, charger: Charger, *, paced: bool = False) -> None: ...
 
     async def disconnect(self, charger: Charger) -> None: ...
 
@@ -557,7 +559,8 @@ class FleetReloader:
         charger.setup_at = setup_at
         self.service.store.add(charger)
         if charger.spec.auto_connect and charger.spec.csms_url:
-            self.service.connect(charger)
+            # Paced: a large import's new chargers connect at the worker's connect rate.
+            self.service.connect(charger, paced=True)
 
     def _must_queue(self, starts: int) -> bool:
         """Whether an apply's reboots and loads join the queue of a large change
@@ -769,14 +772,18 @@ class FleetReloader:
         """Until every charger of the batch that connects has had its BootNotification
         answered (or its connection failed), `BATCH_PATIENCE_SECONDS` at most."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + BATCH_PATIENCE_SECONDS
+        patience = BATCH_PATIENCE_SECONDS
+        ramp = self.service.ramp
+        if ramp.paces:  # the batch's turns in the connect ramp come on top
+            patience += len(pks) / ramp.rate
+        deadline = loop.time() + patience
         while any(self._booting(pk) for pk in pks):
             if loop.time() >= deadline:
                 log.warning(
                     "a large fleet change: %d chargers of a batch not booted within %gs; "
                     "the next batch goes on",
                     sum(1 for pk in pks if self._booting(pk)),
-                    BATCH_PATIENCE_SECONDS,
+                    patience,
                 )
                 return
             await asyncio.sleep(BATCH_POLL_SECONDS)
@@ -955,7 +962,8 @@ class FleetReloader:
             return "auto-connect on: connected already"
         if not live.spec.csms_url:
             return "auto-connect on, but it has no CSMS URL: not connecting"
-        self.service.connect(live)
+        # Paced: an import may turn it on for the whole fleet.
+        self.service.connect(live, paced=True)
         return "auto-connect on: connecting now"
 
     def _reconnect(self, live: Charger) -> None:
@@ -965,7 +973,8 @@ class FleetReloader:
         if task is not None:
             task.cancel()  # the runner detaches the charger as it ends
         if live.spec.csms_url and (task is not None or live.spec.auto_connect):
-            service.connect(live)
+            # Paced: an import may give the whole fleet a new CSMS URL.
+            service.connect(live, paced=True)
 
     async def power_cycle(self, live: Charger) -> str:
         """A person asked for a power cycle (`reboot`): the charger goes down as after a
@@ -1022,6 +1031,9 @@ class FleetReloader:
             service.store.remove(live.id)
         service.checkpointer.mark_all(lives)
         pks = [r.pk for r in reboots if r.pk is not None]
+        # A few (a person's edit or power cycle) reconnect at once; a batch of a large
+        # change takes its turns in the connect ramp.
+        paced = len(reboots) > FEW_REBOOTS
         loaded = {charger.spec.db_id: charger for charger in await self._saved_and_loaded(pks)}
         outcomes: list[str] = []
         for r in reboots:
@@ -1038,7 +1050,7 @@ class FleetReloader:
             charger.setup_at = r.edited_at  # built afresh from its edited row, or as it was
             service.store.add(charger)
             if (charger.spec.auto_connect or r.reconnect) and charger.spec.csms_url:
-                service.connect(charger)
+                service.connect(charger, paced=paced)
             count = len(charger.evses)
             outcomes.append(f"reboots now ({count} connector{'s' if count != 1 else ''})")
         return outcomes
