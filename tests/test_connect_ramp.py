@@ -238,3 +238,17 @@ async def test_a_bulk_connect_takes_turns_and_one_charger_asked_for_goes_first(c
         await simulator.stop()
     assert [name for name, _ in simulator.ramp.released] == ids[:2]
     assert set(accepted_at) == set(ids)
+
+
+async def test_the_fleet_is_frozen_once_up_only_after_the_ramp(csms, accepted_at):
+    """The collector's freeze waits for the fleet to be up, a patience at most: a ramp
+    that outlasts the patience is waited for first, or half the fleet stays unfrozen."""
+    ids = await sync_to_async(fleet)(3, csms.url)
+    simulator = worker(0.5)  # 4 s of ramp at least
+    await simulator.start()
+    try:
+        await simulator._until_up(patience=0.1)
+        assert simulator.ramp.progress() is None
+        assert [name for name, _ in simulator.ramp.released] == ids
+    finally:
+        await simulator.stop()

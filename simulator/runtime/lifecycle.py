@@ -643,11 +643,17 @@ class Simulator:
         gc_policy.fleet_up()
 
     async def _until_up(self, patience: float) -> None:
-        """Until every charger with a connection is accepted, `patience` seconds at most."""
+        """Until every charger with a connection is accepted, `patience` seconds at most
+        once the connect ramp is done (a slow ramp of a large fleet outlasts the patience:
+        frozen halfway, the rest of the fleet would stay in the collector's sight)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         wanted = len(self.connections)
-        while loop.time() < deadline and self.progress()["accepted"] < wanted:
+        while self.progress()["accepted"] < wanted:
+            if self.ramp.progress() is not None:
+                deadline = loop.time() + patience
+            elif loop.time() >= deadline:
+                return
             await asyncio.sleep(1.0)
 
     # -- the engine ----------------------------------------------------------------------------
