@@ -32,6 +32,9 @@ Figures (the last line printed is one JSON object; keys in this order):
 - boot_seconds: worker process start -> every charger's BootNotification Accepted and
   StatusNotification Available for connectors 0 to C seen at the CSMS (null if not all
   booted within --boot-timeout);
+- peak_handshakes_per_second (extra, with the load CSMS): the most WebSocket connections
+  the CSMS accepted in any 1 s window, and handshake_span_seconds: from its first accepted
+  connection to its last (--connect-rate N spreads them, `runsimulator --connect-rate`);
 - rss_mb: the worker's VmRSS at the end of the steady window; rss_kib_per_charger:
   (VmRSS - VmRSS of the same worker with 0 chargers) / N, or VmRSS / N with --no-baseline;
 - cpu_percent: the worker's utime+stime (all threads) over the steady window / wall time,
@@ -484,7 +487,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if csms is not None:
             csms.ask("expect", n=n, connectors=args.connectors)
 
-        worker = Worker(children, env, logs, "worker")
+        options = ["--no-web"]
+        if args.connect_rate is not None:
+            options += ["--connect-rate", str(args.connect_rate)]
+        worker = Worker(children, env, logs, "worker", tuple(options))
         say(f"worker pid {worker.pid}; logs in {logs}")
         boot_timeout = args.boot_timeout or max(30.0, n / 100)
         booted_at: float | None = None
@@ -519,6 +525,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 else ""
             )
         )
+        if csms is not None:
+            # How the boot looked to the CSMS: the most handshakes it took in any second,
+            # and over how long the fleet's connections came (the connect ramp spreads them).
+            handshakes = csms.ask("handshakes")
+            extra["peak_handshakes_per_second"] = handshakes["peak_per_second"]
+            if handshakes["n"]:
+                span = handshakes["last_at"] - handshakes["first_at"]
+                extra["handshake_span_seconds"] = round(span, 3)
+            say(
+                f"CSMS: {handshakes['n']} handshakes, at most {handshakes['peak_per_second']} "
+                "in any second"
+            )
+        extra["connect_rate"] = args.connect_rate
 
         if csms is not None and result["booted"] and not args.idle:
             scheduled = csms.ask(
@@ -740,6 +759,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wait this long after the fleet is up (and started) before the window",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the 0-charger worker")
+    parser.add_argument(
+        "--connect-rate",
+        type=float,
+        metavar="N",
+        help="runsimulator --connect-rate: the worker connects its fleet N chargers a second "
+        "(default: the worker's own default, all at once)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy record the steady window")
     parser.add_argument("--profile-format", default="speedscope", help="py-spy --format")
     parser.add_argument(

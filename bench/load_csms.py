@@ -25,6 +25,8 @@ line, one reply line per command:
                                               of that connector arrives
     {"cmd": "latencies"}                      RemoteStart -> StartTransaction percentiles
     {"cmd": "timeline"}                       charger CALLs per monotonic second
+    {"cmd": "handshakes"}                     WebSocket connections accepted: the most in
+                                              any 1 s window, and the first and last instant
     {"cmd": "boot_times", "prefix": "P"}      of the chargers whose id starts with P: how
                                               many connected, and the moment each booted
                                               (BootNotification Accepted, connectors
@@ -61,6 +63,16 @@ CALL, CALLRESULT, CALLERROR = 2, 3, 4
 def now_iso() -> str:
     moment = datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def most_within(times: list[float], window: float) -> int:
+    """The most of these sorted instants that fall within any `window` seconds."""
+    most = start = 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -107,6 +119,7 @@ class LoadCSMS:
         self.all_booted_at: float | None = None
         self.open = 0
         self.connects = 0
+        self.connect_times: list[float] = []  # each accepted connection's instant, in order
         self.calls_in = 0
         self.frames_in = 0
         self.frames_out = 0
@@ -137,6 +150,7 @@ class LoadCSMS:
         state.ws = ws
         self.open += 1
         self.connects += 1
+        self.connect_times.append(time.monotonic())
         try:
             async for raw in ws:
                 self.frames_in += 1
@@ -342,6 +356,14 @@ class LoadCSMS:
             return {"per_second": {str(k): v for k, v in sorted(self.per_second.items())}}
         if cmd == "latencies":
             return self.latency_summary()
+        if cmd == "handshakes":
+            times = self.connect_times
+            return {
+                "n": len(times),
+                "peak_per_second": most_within(times, 1.0),
+                "first_at": times[0] if times else None,
+                "last_at": times[-1] if times else None,
+            }
         if cmd == "boot_times":
             prefix = str(request.get("prefix", ""))
             mine = [s for cp_id, s in self.chargers.items() if cp_id.startswith(prefix)]
