@@ -120,8 +120,8 @@ class ConnectRamp:
         said = self._total - self._started > 1
         if said:
             log.info(
-                "connect ramp: %d chargers to connect, %g a second (about %.0f s)",
-                self._total - self._started,
+                "connect ramp: %s chargers to connect, %g a second (about %.0f s)",
+                f"{self._total - self._started:,}",
                 self.rate,
                 (self._total - self._started) * interval,
             )
@@ -148,9 +148,9 @@ class ConnectRamp:
                 if now - logged >= LOG_EVERY_SECONDS and self._queue:
                     logged = now
                     log.info(
-                        "connect ramp: %d/%d chargers started connecting",
-                        self._started,
-                        self._total,
+                        "connect ramp: %s/%s chargers started connecting",
+                        f"{self._started:,}",
+                        f"{self._total:,}",
                     )
                 if self._queue:
                     await asyncio.sleep(max(origin + count * interval - self._clock(), 0.0))
@@ -158,8 +158,8 @@ class ConnectRamp:
             if not self._queue:
                 if said:
                     log.info(
-                        "connect ramp: %d chargers started connecting in %.1f s",
-                        self._started,
+                        "connect ramp: %s chargers started connecting in %.1f s",
+                        f"{self._started:,}",
                         self._clock() - began,
                     )
                 self._started = self._total = 0
