@@ -586,3 +586,23 @@ async def test_a_worker_stalled_past_the_hand_over_sends_nothing_more_of_its_cha
             if e.action == "MeterValues" and e.payload.get("transactionId") == tx
         ]
         assert late == [], late
+
+
+async def test_a_charger_renamed_to_the_other_shard_is_let_go_without_a_stall_warning(live, csms):
+    """QA: an idle charger renamed in the admin so that it belongs to the other shard, both
+    workers answering. The worker that let it go wrote its last rows (offline) after the
+    other had loaded it, and logged "checkpoint: X run by another worker now (it took them
+    on while this one did not answer)": a stall that never happened, on every such rename."""
+    second = live.by_shard[1]
+    moved = next(f"MOVED-{n}" for n in range(1000) if contract.shard_of(f"MOVED-{n}", 2) == 0)
+    pk = await asyncio.to_thread(pk_of, live, second)
+    rename = f"charger = Charger.objects.get(pk={pk})\ncharger.charge_point_id = {moved!r}\ncharger.save()"
+    outcomes = await saved(live, rename, f"[({pk}, {second!r}), ({pk}, {moved!r})]")
+    assert outcomes[1] == [
+        {"charger_id": pk, "charge_point_id": moved, "outcome": "stopped: moved to shard 0"}
+    ]
+    await csms.wait_disconnected(second, timeout=20)
+    await csms.wait_for(moved, "BootNotification", timeout=30)
+    await asyncio.sleep(3.0)  # the next checkpoints of the worker that let it go (every 1 s)
+    assert "run by another worker" not in live.workers[1].output
+    assert "another worker runs it now" not in live.workers[1].output

@@ -840,6 +840,8 @@ class FleetReloader:
                 if not row.enabled
                 else (f"moved to shard {shard}")
             )
+            if row is not None and row.enabled:
+                service.checkpointer.lease.let_go.add(pk)
             return self._retire(live, why, deleted=row is None)
         if only is not None and row.charge_point_id not in only:
             return None

@@ -370,6 +370,7 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
         # refused from here on, and what it wrote until now is read below.
         RuntimeState.objects.claim(by_pk, checkpointer.lease_pk())
         checkpointer.lease.lost.difference_update(by_pk)  # taken back, if it had lost them
+        checkpointer.lease.let_go.difference_update(by_pk)
     for charger in by_pk.values():
         charger.queue.sink = checkpointer.sink_for(charger)
         # Loaded is powered up: its first boot reports the firmware's startup, as a real
@@ -555,14 +556,17 @@ class Lease:
 
     In the scaled-out mode it is also what this engine claims its chargers with
     (`RuntimeState.holder`); the writer keeps the claims version it last saw and the
-    chargers found claimed by another engine since (`_leave_out_lost`)."""
+    chargers found claimed by another engine since (`_leave_out_lost`); the engine notes the
+    chargers it let go to another shard's worker itself (renamed: their claim moving on is
+    expected, not a sign that this one stalled)."""
 
-    __slots__ = ("claims_seen", "lost", "pk")
+    __slots__ = ("claims_seen", "let_go", "lost", "pk")
 
     def __init__(self) -> None:
         self.pk: int | None = None
         self.claims_seen: int | None = None
         self.lost: set[int] = set()
+        self.let_go: set[int] = set()
 
 
 class OutboxSink:
@@ -1343,11 +1347,17 @@ def _leave_out_lost(batch: Batch) -> None:
     lost = _batch_chargers(batch) & lease.lost
     if not lost:
         return
-    log.warning(
-        "checkpoint: %s run by another worker now (it took them on while this one did "
-        "not answer): their rows from here not saved, and they are dropped here",
-        ", ".join(_charger_name(pk) for pk in sorted(lost)),
-    )
+    # A charger this worker let go itself (renamed to another shard) may have its last
+    # rows (its link gone offline, its EVSEs) written after the other worker loaded it:
+    # dropped too, as the hand-over means, and no sign of a stall. Its transaction rows or
+    # messages are: the other worker took it on before they were stored.
+    handed_over = lease.let_go - _transaction_chargers(batch)
+    if taken := lost - handed_over:
+        log.warning(
+            "checkpoint: %s run by another worker now (it took them on while this one did "
+            "not answer): their rows from here not saved, and they are dropped here",
+            ", ".join(_charger_name(pk) for pk in sorted(taken)),
+        )
     batch.lost |= lost
     batch.leased -= {row[3] for row in batch.evses if row[0] in lost}
     batch.transactions = [t for t in batch.transactions if t["charger_id"] not in lost]
@@ -1374,11 +1384,17 @@ def _per_charger(batch: Batch) -> tuple[dict[int, Any], ...]:
     )
 
 
-def _batch_chargers(batch: Batch) -> set[int]:
-    """The chargers a batch writes rows of (its message log aside)."""
+def _transaction_chargers(batch: Batch) -> set[int]:
+    """The chargers a batch writes transactions or transaction messages of."""
     pks = {t["charger_id"] for t in batch.transactions}
     pks.update(row[0] for row in batch.outbox_new)
     pks.update(row[0] for row in batch.outbox_gone)
+    return pks
+
+
+def _batch_chargers(batch: Batch) -> set[int]:
+    """The chargers a batch writes rows of (its message log aside)."""
+    pks = _transaction_chargers(batch)
     pks.update(row[0] for row in batch.evses)
     pks.update(row[0] for row in batch.key_writes)
     pks.update(key[0] for key in batch.config)
