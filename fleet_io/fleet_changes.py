@@ -60,6 +60,9 @@ class Applied:
     # Why the change could not be sent (the channel layer unreachable): the workers were
     # not told, and take it at their next reconciliation instead.
     unsent: str = ""
+    # The N (--shard K/N) of the workers that answered, when not this process's
+    # CHARGESIM_SHARDS: the change went to the shards of another N.
+    other_counts: list[int] = field(default_factory=list)
 
     @property
     def outcomes(self) -> list[contract.ChargerOutcome]:
@@ -72,7 +75,7 @@ class Applied:
 
 Report = Callable[[Applied], None]
 
-_sending: set[asyncio.Task[tuple[list[Any], list[int]]]] = (
+_sending: set[asyncio.Task[tuple[list[Any], list[int], set[int]]]] = (
     set()
 )  # sends started from a loop, kept until done
 
@@ -190,18 +193,26 @@ def send(batch: _Batch) -> Applied:
         _sending.add(task)
         task.add_done_callback(_sending.discard)
         return Applied(shards, [], chargers=batch.chargers, changes=batch.changes)
-    answers, received = async_to_sync(_send_and_wait)(batch, shards, wait)
-    return Applied(shards, answers, received, chargers=batch.chargers, changes=batch.changes)
+    answers, received, counts = async_to_sync(_send_and_wait)(batch, shards, wait)
+    return Applied(
+        shards,
+        answers,
+        received,
+        chargers=batch.chargers,
+        changes=batch.changes,
+        other_counts=sorted(counts - {settings.CHARGESIM_SHARDS}),
+    )
 
 
 async def _send_and_wait(
     batch: _Batch, shards: list[int], wait: float
-) -> tuple[list[Any], list[int]]:
+) -> tuple[list[Any], list[int], set[int]]:
     """Send, then wait up to `wait` s for every shard's `fleet_received` (or answer), and
-    up to APPLY_SECONDS more for the answers of the shards that received it."""
+    up to APPLY_SECONDS more for the answers of the shards that received it. Also the N
+    the answering workers run with."""
     layer = get_channel_layer()
     if layer is None:
-        return [], []
+        return [], [], set()
     reply_channel = await layer.new_channel() if wait else None
     request_id = uuid.uuid4().hex if wait else None
     for shard in shards:
@@ -214,9 +225,10 @@ async def _send_and_wait(
         )
         await layer.group_send(contract.engine_group(shard), message)
     if reply_channel is None:
-        return [], []
+        return [], [], set()
     answers: dict[int, Any] = {}
     received: set[int] = set()
+    counts: set[int] = set()
     loop = asyncio.get_running_loop()
     first = loop.time() + wait
     last = first + APPLY_SECONDS
@@ -235,6 +247,8 @@ async def _send_and_wait(
             if reply is None or reply.get("request_id") != request_id:
                 continue
             shard = int(reply.get("shard", 0))
+            # A worker of an earlier version says no N: taken to be this process's.
+            counts.add(int(reply.get("shards", settings.CHARGESIM_SHARDS)))
             if reply.get("type") == contract.EVENT_FLEET_RECEIVED:
                 received.add(shard)
             elif reply.get("type") == contract.EVENT_FLEET_APPLIED:
@@ -242,7 +256,7 @@ async def _send_and_wait(
                 answers[shard] = reply
     finally:
         await replies.close()
-    return [answers[shard] for shard in sorted(answers)], sorted(received)
+    return [answers[shard] for shard in sorted(answers)], sorted(received), counts
 
 
 class _Replies:
@@ -312,6 +326,21 @@ def notes(applied: Applied) -> list[tuple[bool, str]]:
     if not applied.shards:
         return []
     lines = []
+    if applied.other_counts:
+        # The change went to the groups of this process's N, so to the wrong workers: the
+        # right ones take it only at their next look at the database (seconds).
+        shown = " or ".join(f"--shard K/{n}" for n in applied.other_counts)
+        here = settings.CHARGESIM_SHARDS
+        lines.append(
+            (
+                False,
+                f"Saved, but the simulator workers run as {shown} while CHARGESIM_SHARDS is "
+                f"{here} in this process: it told the workers of the wrong shards, and a "
+                "charger's own worker takes the change only at its next check of the "
+                "database. Set CHARGESIM_SHARDS to the workers' N on every web process and "
+                "Celery worker.",
+            )
+        )
     busy = len(set(applied.received) - {a.get("shard", 0) for a in applied.answers})
     if busy:
         lines.append(

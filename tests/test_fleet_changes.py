@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
@@ -357,7 +358,9 @@ class FakeWorker(threading.Thread):
                 if self.receipt:
                     await layer.send(
                         message["reply_channel"],
-                        contract.fleet_received(message["request_id"], 0),
+                        contract.fleet_received(
+                            message["request_id"], 0, django_settings.CHARGESIM_SHARDS
+                        ),
                     )
                 await asyncio.sleep(self.delay)
                 if self.outcome is None:
@@ -368,7 +371,9 @@ class FakeWorker(threading.Thread):
                 ]
                 await layer.send(
                     message["reply_channel"],
-                    contract.fleet_applied(message["request_id"], 0, outcomes),
+                    contract.fleet_applied(
+                        message["request_id"], 0, django_settings.CHARGESIM_SHARDS, outcomes
+                    ),
                 )
         await layer.group_discard(contract.engine_group(0), channel)
 

@@ -73,13 +73,13 @@ class Worker(threading.Thread):
             reply_to, request_id = message.get("reply_channel"), message.get("request_id")
             if message["type"] != contract.FLEET_CHANGED or not reply_to:
                 continue
-            await layer.send(reply_to, contract.fleet_received(request_id, 0))
+            await layer.send(reply_to, contract.fleet_received(request_id, 0, 1))
             await asyncio.sleep(APPLY_TAKES)
             outcomes: list[contract.ChargerOutcome] = [
                 {"charger_id": pk, "charge_point_id": f"CP-{pk}", "outcome": "applied live"}
                 for pk in message["chargers"]
             ]
-            await layer.send(reply_to, contract.fleet_applied(request_id, 0, outcomes))
+            await layer.send(reply_to, contract.fleet_applied(request_id, 0, 1, outcomes))
         receiving.cancel()
         await asyncio.gather(receiving, return_exceptions=True)
         await layer.flush()

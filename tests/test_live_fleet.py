@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from ocpp.v16 import call
@@ -20,6 +21,7 @@ from ocpp.v16 import call
 from chargers.engine_client import EngineClient
 from chargers.models import Charger as ChargerRow
 from chargers.models import ConfigurationKey, Evse
+from fleet_io import fleet_changes
 from simulator import contract
 from simulator.core.charge_point import BootState, LinkState
 from simulator.csms import CentralSystem
@@ -62,7 +64,8 @@ async def saved(*pks: int) -> list[contract.ChargerOutcome]:
     )
     # First, at once, that the worker got it; then what it did.
     receipt = await asyncio.wait_for(layer.receive(reply), 10)
-    assert receipt == contract.fleet_received("r1", 0)
+    assert receipt["type"] == contract.EVENT_FLEET_RECEIVED
+    assert (receipt["request_id"], receipt["shard"]) == ("r1", 0)
     answer = await asyncio.wait_for(layer.receive(reply), 10)
     assert answer["type"] == contract.EVENT_FLEET_APPLIED and answer["request_id"] == "r1"
     return answer["outcomes"]
@@ -377,6 +380,33 @@ async def test_an_idle_charger_arriving_from_another_shard_waits_for_its_last_me
         f"charger #{row.pk} is waiting for its previous worker (shard 1) to deliver its "
         "last messages (up to "
     )
+
+
+async def test_a_change_sent_by_a_process_of_another_shard_count_says_so(csms, shard_zero):
+    """QA (scaled out): the Celery worker started without CHARGESIM_SHARDS (so 1) beside
+    workers of --shard K/2. An import told only shard 0's group; that worker answered for
+    none of the chargers, the others' worker heard nothing, and the import's result said
+    nothing at all (no outcome, no note) while its chargers waited for a reconciliation."""
+    # Shard 1's of two: a process of one shard sends it to shard 0's worker.
+    cp_id = next(f"ELSE-{n}" for n in range(100) if contract.shard_of(f"ELSE-{n}", 2) == 1)
+    row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    reports: list[fleet_changes.Applied] = []
+
+    def save() -> None:  # as an import job or an admin save does, in a thread of its own
+        fleet_changes.notify_fleet_change([(row.pk, cp_id)], report=reports.append)
+
+    assert settings.CHARGESIM_SHARDS == 1
+    await sync_to_async(save, thread_sensitive=False)()
+    said = fleet_changes.describe(reports[0])
+    assert said == [
+        (
+            False,
+            "Saved, but the simulator workers run as --shard K/2 while CHARGESIM_SHARDS is 1 "
+            "in this process: it told the workers of the wrong shards, and a charger's own "
+            "worker takes the change only at its next check of the database. Set "
+            "CHARGESIM_SHARDS to the workers' N on every web process and Celery worker.",
+        )
+    ]
 
 
 async def test_a_deleted_chargers_state_says_it_is_deleted(worker):

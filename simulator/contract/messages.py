@@ -739,10 +739,16 @@ class FleetReceived(TypedDict):
     type: Literal["fleet.received"]
     request_id: str | None
     shard: int
+    shards: int  # the worker's N (--shard K/N): a sender of another N sent to wrong shards
 
 
-def fleet_received(request_id: str | None, shard: int) -> FleetReceived:
-    return {"type": EVENT_FLEET_RECEIVED, "request_id": request_id, "shard": shard}
+def fleet_received(request_id: str | None, shard: int, shards: int) -> FleetReceived:
+    return {
+        "type": EVENT_FLEET_RECEIVED,
+        "request_id": request_id,
+        "shard": shard,
+        "shards": shards,
+    }
 
 
 class ChargerOutcome(TypedDict):
@@ -757,16 +763,18 @@ class FleetApplied(TypedDict):
     type: Literal["fleet.applied"]
     request_id: str | None
     shard: int
+    shards: int
     outcomes: list[ChargerOutcome]
 
 
 def fleet_applied(
-    request_id: str | None, shard: int, outcomes: Iterable[ChargerOutcome]
+    request_id: str | None, shard: int, shards: int, outcomes: Iterable[ChargerOutcome]
 ) -> FleetApplied:
     return {
         "type": EVENT_FLEET_APPLIED,
         "request_id": request_id,
         "shard": shard,
+        "shards": shards,
         "outcomes": list(outcomes),
     }
 

@@ -211,7 +211,7 @@ class CommandServer:
                     # At once: the sender then knows a worker runs this shard, however long
                     # the apply takes (a checkpoint and a read of the rows come first).
                     received = contract.fleet_received(
-                        message.get("request_id"), self.service.shard
+                        message.get("request_id"), self.service.shard, self.service.shards
                     )
                     await self._deliver(reply_to, received)
                 self.service.reloader.submit(message, self.layer)

@@ -332,7 +332,10 @@ class FleetReloader:
                 mine = [self.last_outcome[pk] for pk in sorted(pks) if pk in self.last_outcome]
                 with contextlib.suppress(Exception):
                     await layer.send(
-                        reply_to, contract.fleet_applied(request_id, self.service.shard, mine)
+                        reply_to,
+                        contract.fleet_applied(
+                            request_id, self.service.shard, self.service.shards, mine
+                        ),
                     )
 
     async def _reconcile_loop(self, every: float) -> None:
