@@ -6,7 +6,7 @@ An admin save or an import waits for each worker's answer on a reply channel (th
 fleet_changes module). Side by side, one reply after another, each sent after a random
 0-0.3 s (a worker checkpointing first) and awaited up to 2 s:
 
-- `polled`: as that wait did before eaabdef, `asyncio.wait_for(layer.receive(...), 0.05)`
+- `polled`: as that wait did before 5663fec, `asyncio.wait_for(layer.receive(...), 0.05)`
   in a loop: the Redis receive is cancelled every 50 ms;
 - `kept`: `fleet_changes._Replies`, one receive kept across the waits.
 
