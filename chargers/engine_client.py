@@ -34,7 +34,9 @@ from chargers.shard_probe import Gone, ShardProbe, probe_of
 from simulator import contract
 from simulator.contract.traffic import EVENT_TRAFFIC_RESULT, TrafficResult, traffic_command
 
-NO_WORKER = "no simulator worker is running for this charger"
+# Not "no worker is running": a worker that is paused, overloaded or cut off from the
+# channel layer does not acknowledge either, and starting a second one is refused.
+NO_WORKER = "no simulator worker answered for this charger (none runs it, or it is stalled)"
 NOT_FINISHED = "the simulator did not finish in time"
 # Set by this client on a per-charger result (the engine's kinds are contract.ERROR_*).
 ERROR_NO_WORKER = "no_worker"

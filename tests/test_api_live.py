@@ -461,20 +461,20 @@ async def test_without_a_worker_the_answer_is_503(site, driver, monkeypatch):
     assert error_of(bulk, 503) == body
 
 
-async def test_a_worker_that_listens_but_does_not_answer_is_503_saying_to_start_one(
+async def test_a_worker_of_this_process_that_listens_but_does_not_answer_is_503_saying_so(
     site, driver, monkeypatch
 ):
-    """The engine's group has a member in this process (a worker paused or stuck): the
-    caller is told to start a worker, not that this process cannot reach one."""
+    """The engine's group has a member in this process, whose layer is its own memory: the
+    worker is this process's, paused or far behind. The caller was told to start a worker,
+    which the running one's lock refuses; now, that it is stalled and to send it again."""
     monkeypatch.setattr(live, "client", lambda: EngineClient(ack_seconds=0.2))
     await get_channel_layer().group_add(contract.engine_group(0), "stuck-worker!1")
     body = error_of(await driver.get(STATE.format("API-1")), 503)
     assert body["detail"] == (
-        "No simulator worker is running for this charger: start one with `python manage.py "
-        "runsimulator` (`--no-web` beside a separate web tier)."
+        "The simulator worker in this process did not answer within 0.2 s: it is paused or "
+        "far behind (see its log and status line). Send it again later."
     )
-    summary = error_of(await driver.get(SUMMARY), 503)
-    assert summary["detail"].startswith("No simulator worker is running: start one with `")
+    assert error_of(await driver.get(SUMMARY), 503) == body
 
 
 @pytest.mark.skipif(not reachable(REDIS_URL), reason=f"no Redis at {REDIS_URL}")
@@ -487,14 +487,23 @@ async def test_a_shard_without_a_worker_is_503_naming_the_shard_and_how_to_start
     monkeypatch.setattr(live, "client", lambda: EngineClient(layer, shards=2, ack_seconds=0.3))
     shard = contract.shard_of("API-1", 2)
     body = error_of(await driver.get(STATE.format("API-1")), 503)
+    # Not "no worker is running": one that is paused (SIGSTOP), overloaded or cut off from
+    # Redis does not answer either, and a second one for its shard is refused (QA).
+    stalled = (
+        "If one runs, it is paused, overloaded or cannot reach the channel layer (Redis): "
+        "see its log and status line (a second one for the same shard is refused while it "
+        "holds the shard's lock)."
+    )
     assert body["detail"] == (
-        f"No simulator worker is running for this charger's shard ({shard}/2): start it "
-        f"with `python manage.py runsimulator --no-web --shard {shard}/2`."
+        f"No simulator worker answered for this charger's shard ({shard}/2) within 0.3 s. "
+        f"If none runs, start it with `python manage.py runsimulator --no-web --shard "
+        f"{shard}/2`. {stalled}"
     )
     summary = error_of(await driver.get(SUMMARY), 503)
     assert summary["detail"] == (
-        "No simulator worker is running (shards 0/2, 1/2): start one per shard with "
-        "`python manage.py runsimulator --no-web --shard K/2`."
+        "No simulator worker answered within 0.3 s (shards 0/2, 1/2). For a shard none "
+        "runs, start one with `python manage.py runsimulator --no-web --shard K/2`. "
+        f"{stalled}"
     )
     await layer.flush()
 

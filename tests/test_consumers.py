@@ -923,7 +923,7 @@ async def test_a_command_for_a_charger_no_worker_runs_says_so(user, monkeypatch)
 
     assert (answer["ok"], answer["message"]) == (
         False,
-        "no simulator worker is running for this charger",
+        "no simulator worker answered for this charger (none runs it, or it is stalled)",
     )
     await communicator.disconnect()
 

@@ -743,7 +743,7 @@
         paint(message.location_id, message);
       } else if (message.type === "locations.unknown") {
         note.hidden = false;
-        setText(note, "No simulator worker is running: no live figures.");
+        setText(note, "No simulator worker answers: no live figures.");
       }
     });
   };
