@@ -361,6 +361,12 @@ _LATER = {
     DISABLED: "it stops the charger when it next reads the fleet",
     "": "it takes the change when it next reads the fleet, or when it starts",
 }
+# The same of several chargers ("their workers"), in the plural.
+_LATER_MANY = {
+    DELETED: "they drop the chargers when they next read the fleet",
+    DISABLED: "they stop the chargers when they next read the fleet",
+    "": "they take the change when they next read the fleet, or when they start",
+}
 
 
 def _silent(applied: Applied) -> tuple[dict[str, set[str]], int, int]:
@@ -381,7 +387,9 @@ def _unanswered(kinds: dict[str, set[str]], silent: int, told: int) -> list[tupl
     for kind, later in _LATER.items():
         ids = sorted(kinds.get(kind, ()))
         if ids:
-            its = "its worker" if len(ids) == 1 else "their workers"
+            its, later = (
+                ("its worker", later) if len(ids) == 1 else ("their workers", _LATER_MANY[kind])
+            )
             text = f"{_named(ids)} {kind or 'saved'}; {its} did not answer: {later}."
             lines.append((False, text))
     if silent and not kinds:  # a vehicle model or a location: every worker was told

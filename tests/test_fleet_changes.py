@@ -471,6 +471,19 @@ def test_the_admins_disable_and_delete_say_what_a_worker_that_did_not_answer_doe
     )
 
 
+@pytest.mark.django_db(transaction=True)
+def test_several_chargers_whose_workers_did_not_answer_are_said_in_the_plural(admin_client):
+    """QA: "QA-0091, ... saved; their workers did not answer: it takes the change ..."."""
+    ids = [make_charger(f"CP-{n}").pk for n in (1, 2)]
+    url = reverse("admin:chargers_charger_changelist")
+    response = admin_client.post(url, {"action": "disable", "_selected_action": ids}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert (
+        "CP-1, CP-2 disabled; their workers did not answer: they stop the chargers when they "
+        "next read the fleet." in shown
+    ), shown
+
+
 # -- an import says what the running chargers did ------------------------------------------
 
 
