@@ -21,7 +21,6 @@ import fnmatch
 import logging
 import random
 import re
-import secrets
 import time
 import traceback
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from chargers.models import Charger, Evse
 from chargers.orm_threads import in_thread
 from chargers.validators import validate_csms_url
 from locations.models import Location
+from scenarios import template_ids
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
@@ -73,12 +73,6 @@ END_SESSIONS_SECONDS = 5.0
 # "Other" claims nothing that did not happen; a CSMS closes the transaction either way.
 END_SESSIONS_REASON = "Other"
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
-# A template's charger ids carry the run's id and a token drawn for the run: two CI jobs
-# with databases of their own both have a run 1, and against one CSMS their chargers
-# took each other's connections (and per-charger behaviour). Four characters of 36 keep
-# the id short (SCN-R12.k3x9-1) and make a clash of two runs one in 1.7 million.
-RUN_TOKEN_CHARS = 4
-_RUN_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 Progress = Callable[[str], None]
 
@@ -182,7 +176,8 @@ class Runner:
         self._moved = asyncio.Condition()
         self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self.location = _location_of(scenario.chargers)
-        self.token = "".join(secrets.choice(_RUN_TOKEN_ALPHABET) for _ in range(RUN_TOKEN_CHARS))
+        # Of the template's charger ids (scenarios.template_ids).
+        self.token = template_ids.draw_token()
         # The template's chargers went to DEFAULT_LOCATION, named by no one: removed after.
         self._default_location_used = False
         # Every message the run keeps or shows, with its secret variables' values hidden.
@@ -462,17 +457,18 @@ class Runner:
         extra = {
             k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
         }
-        ids = [
-            f"{prefix}-R{self.run.pk}.{self.token}-{n}"
-            for n in range(1, int(template["count"]) + 1)
-        ]
-        taken = set(
-            Charger.objects.filter(charge_point_id__in=ids).values_list(
-                "charge_point_id", flat=True
+        count = int(template["count"])
+        for _ in range(template_ids.TOKEN_DRAWS):
+            ids = template_ids.template_ids(prefix, self.run.pk, self.token, count)
+            clash = template_ids.first_clash(ids)
+            if clash is None:
+                break
+            self.token = template_ids.draw_token()
+        else:
+            raise SetupError(
+                f"no free id for the template's chargers in {template_ids.TOKEN_DRAWS} "
+                f"tokens drawn: {clash}"
             )
-        )
-        if taken:
-            raise SetupError(f"chargers {', '.join(sorted(taken))} exist already")
         plans = [
             ChargerPlan(
                 Charger(

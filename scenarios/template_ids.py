@@ -1,0 +1,48 @@
+"""The charge point ids of a template's chargers: `{prefix}-R{run}.{token}-{n}`.
+
+The run's id keeps apart the runs of one database; the token, drawn for the run, those of
+CI jobs with databases of their own against one CSMS (both have a run 1, and their chargers
+took each other's connections and per-charger behaviour). Four characters of 36 keep the
+id short (SCN-R12.k3x9-1) and make a clash of two runs one in 1.7 million.
+
+Charge point ids are unique regardless of letter case (chargers migration 0021: a CSMS may
+match them so), so a stored charger can stand in the way of an id that differs from its
+own only by case (a user's SCN-R12.K3X9-1): the run then draws another token, as it would
+for any other clash, rather than meet the database's unique index."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from chargers.models import Charger
+
+RUN_TOKEN_CHARS = 4
+_RUN_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# How many tokens a run tries before it gives up: a clash of a random token is rare, five
+# in a row means the ids are not random (or the fleet holds most of them).
+TOKEN_DRAWS = 5
+
+
+def draw_token() -> str:
+    return "".join(secrets.choice(_RUN_TOKEN_ALPHABET) for _ in range(RUN_TOKEN_CHARS))
+
+
+def template_ids(prefix: str, run_pk: int, token: str, count: int) -> list[str]:
+    return [f"{prefix}-R{run_pk}.{token}-{n}" for n in range(1, count + 1)]
+
+
+def first_clash(ids: Sequence[str]) -> str | None:
+    """What stands in the way of these ids: a stored charger of the same id, or of one
+    that differs only by letter case; None when they are all free."""
+    twins = Charger.objects.case_twins(ids)
+    for cp_id in ids:
+        stored = twins.get(cp_id.lower())
+        if stored == cp_id:
+            return f"{cp_id} exists already"
+        if stored is not None:
+            return (
+                f"{stored} exists, whose id differs from {cp_id} only in letter case "
+                "(charge point ids are unique regardless of case)"
+            )
+    return None

@@ -1,0 +1,95 @@
+"""A template's charger ids against the chargers already stored: charge point ids are
+unique regardless of letter case (chargers migration 0021), and a template's id carries a
+random token. One that equals a stored id but for case draws another token rather than
+ending the run on the database's unique index; a run that cannot find a free id says
+which charger is in its way.
+
+The engine runs in this process (runscenario's `InProcessEngine`) on the in-memory channel
+layer; its chargers talk to the built-in CSMS over real sockets."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chargers.engine_client import EngineClient
+from chargers.models import Charger
+from scenarios.format import parse
+from scenarios.models import ScenarioRun
+from scenarios.runner import Options, Runner
+from simulator.csms import CentralSystem
+from simulator.management.commands.runscenario import InProcessEngine
+from tests.cast import make_charger
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flushed_layer"),
+]
+
+BOOT = textwrap.dedent(
+    """\
+    name: ids
+    description: One template charger that boots.
+    chargers: {template: {count: 1}}
+    steps:
+      - expect: {status: Accepted}
+    """
+)
+
+
+async def _runner_with_twin(csms: CentralSystem) -> tuple[Runner, str]:
+    """A runner whose first token is "abcd", and a stored charger whose id is the one it
+    would make but for letter case."""
+    scenario = parse(BOOT, file="ids.yaml")
+    run = await database_sync_to_async(ScenarioRun.objects.create)(
+        name=scenario.name, file=scenario.file, source=scenario.source, seed=1
+    )
+    runner = Runner(
+        scenario,
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+        run=run,
+    )
+    runner.token = "abcd"
+    twin = f"SCN-R{run.pk}.ABCD-1"
+    await database_sync_to_async(make_charger)(twin)
+    return runner, twin
+
+
+async def test_an_id_that_clashes_only_by_case_takes_another_token(
+    csms: CentralSystem,
+) -> None:
+    runner, twin = await _runner_with_twin(csms)
+    run = await runner.execute()
+    assert run.status == "passed", run.message
+    (charger,) = run.result["chargers"]
+    made = charger["charge_point_id"]
+    assert made.lower() != twin.lower()
+    assert made.startswith(f"SCN-R{run.pk}.") and made.endswith("-1")
+    # The stored charger is untouched, the temporary one gone.
+    left = await database_sync_to_async(
+        lambda: list(Charger.objects.values_list("charge_point_id", flat=True))
+    )()
+    assert left == [twin]
+
+
+async def test_a_run_that_finds_no_free_id_names_the_charger_in_its_way(
+    csms: CentralSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenarios import template_ids
+
+    # Every token drawn is the same: the clash cannot be avoided, and is said.
+    monkeypatch.setattr(template_ids, "draw_token", lambda: "abcd")
+    runner, twin = await _runner_with_twin(csms)
+    run = await runner.execute()
+    assert run.status == "error"
+    assert run.message == (
+        f"no free id for the template's chargers in 5 tokens drawn: {twin} exists, whose id "
+        f"differs from SCN-R{run.pk}.abcd-1 only in letter case (charge point ids are unique "
+        "regardless of case)"
+    )
+    assert "IntegrityError" not in run.message
