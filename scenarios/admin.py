@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from scenarios.junit import junit_xml
+from scenarios.junit import stored_run_junit
 from scenarios.models import ScenarioRun
 from scenarios.texts import shown_variables
 
@@ -133,7 +133,7 @@ class ScenarioRunAdmin(admin.ModelAdmin):
 
     def junit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         run = self._run(request, pk)
-        return _download(junit_xml([run.result]), "application/xml", f"scenario-run-{pk}.xml")
+        return _download(stored_run_junit(run), "application/xml", f"scenario-run-{pk}.xml")
 
     def frames_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
         run = self._run(request, pk)

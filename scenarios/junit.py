@@ -6,7 +6,10 @@ set up its chargers is one errored testcase named "setup" (its time: how long th
 went on before it failed), and a charger in error whose
 steps say nothing of it (it never connected: all skipped) one named "charger". A close
 of a charger's connection that was not the scenario's doing is in the <system-out> of the
-step it happened in (the suite's, before the charger's first step)."""
+step it happened in (the suite's, before the charger's first step). The report of a stored
+run that has not finished (`stored_run_junit`) starts with an errored testcase named
+"unfinished": it holds only the steps done so far, and a CI job that fetched it too early
+must not publish it as a pass."""
 
 from __future__ import annotations
 
@@ -15,7 +18,23 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
 
+from scenarios.models import ACTIVE, ScenarioRun
 from scenarios.texts import storable
+
+
+def stored_run_junit(run: ScenarioRun) -> bytes:
+    """The report of a stored run (API, admin, dashboard), finished or not."""
+    result = run.result or {"scenario": run.name, "run": run.pk, "seed": run.seed}
+    if run.status in ACTIVE:
+        result = {
+            **result,
+            "unfinished": (
+                f"Scenario run {run.pk} has not finished ({run.status}): this report holds "
+                "only the steps done so far, not its verdict. Fetch it once GET "
+                f"/api/v1/scenarios/runs/{run.pk} says passed, failed or error."
+            ),
+        }
+    return junit_xml([result])
 
 
 def junit_xml(results: Iterable[dict[str, Any]]) -> bytes:
@@ -51,6 +70,11 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         ET.SubElement(props, "property", name="charge_point_id", value=cp_id)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     unplaced: list[str] = []
+    if result.get("unfinished"):
+        case = ET.SubElement(suite, "testcase", classname=name, name="unfinished", time="0.000")
+        ET.SubElement(case, "error", message=str(result["unfinished"]))
+        counts["tests"] += 1
+        counts["errors"] += 1
     if result.get("message"):
         case = ET.SubElement(
             suite,

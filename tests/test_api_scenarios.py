@@ -513,6 +513,51 @@ def test_downloads_of_a_stored_run(client: Client) -> None:
     assert detail["links"]["junit"] == f"{RUNS}/{run.pk}/junit.xml"
 
 
+def test_the_junit_of_a_run_not_finished_is_an_error_never_a_green_report(
+    client: Client,
+) -> None:
+    """A CI job that fetches the report before the run has ended (it did not poll, or a
+    timeout of its own ran out) must not publish a pass: the report of a queued run had
+    no testcase at all, and a running run's only the steps passed so far."""
+    _, token = user_with_token("viewer", "view_charger")
+    queued = stored(status="queued")
+    running = stored(
+        status="running",
+        result={
+            "scenario": "stored",
+            "run": 0,
+            "status": "running",
+            "chargers": [
+                {
+                    "charge_point_id": "CP-1",
+                    "status": "passed",
+                    "steps": [{"index": 0, "kind": "plug_in", "status": "passed"}],
+                }
+            ],
+        },
+    )
+    for run, shown in ((queued, "queued"), (running, "running")):
+        junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
+        assert junit.status_code == 200
+        suites = ET.fromstring(junit.content)
+        assert suites.get("errors") == "1", junit.content
+        (suite,) = suites.iter("testsuite")
+        assert suite.get("name") == "stored"
+        [case] = [c for c in suite.iter("testcase") if c.find("error") is not None]
+        assert case.get("name") == "unfinished"
+        error = case.find("error")
+        assert error is not None
+        assert error.get("message") == (
+            f"Scenario run {run.pk} has not finished ({shown}): this report holds only the "
+            "steps done so far, not its verdict. Fetch it once GET "
+            f"/api/v1/scenarios/runs/{run.pk} says passed, failed or error."
+        )
+    # The steps done so far are still there.
+    junit = client.get(f"{RUNS}/{running.pk}/junit.xml", headers=bearer(token))
+    names = [c.get("name") for c in ET.fromstring(junit.content).iter("testcase")]
+    assert names == ["unfinished", "steps[0] plug_in"]
+
+
 def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, settings: Any) -> None:
     settings.CHARGESIM_SCENARIO_RUNS = 1
     stored(status="running", heartbeat=timezone.now())

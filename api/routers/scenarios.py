@@ -27,7 +27,7 @@ from api.pagination import Paged
 from api.query_params import path_id
 from chargers.validators import validate_csms_url
 from scenarios import format, launch, library
-from scenarios.junit import junit_xml
+from scenarios.junit import stored_run_junit
 from scenarios.models import ACTIVE, ScenarioRun
 from scenarios.texts import shown_variables
 
@@ -330,13 +330,14 @@ def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
         "responses": {200: {"description": "JUnit XML", "content": {"application/xml": {}}}}
     },
     summary="Download a run's JUnit XML",
-    description="One testcase per charger and step (scenarios/junit.py). Needs "
-    "`chargers.view_charger`.",
+    description="One testcase per charger and step (scenarios/junit.py). While the run is "
+    "queued or running, an errored testcase `unfinished` comes first: the report is not "
+    "its verdict yet. Needs `chargers.view_charger`.",
 )
 @require(VIEW)
 def run_junit(request: HttpRequest, run_id: int = path_id()) -> HttpResponse:
     run = _run(run_id)
-    return _download(junit_xml([run.result]), "application/xml", f"scenario-run-{run.pk}.xml")
+    return _download(stored_run_junit(run), "application/xml", f"scenario-run-{run.pk}.xml")
 
 
 @router.get(
