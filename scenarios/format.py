@@ -558,7 +558,7 @@ class _Errors:
                 kinds = ", ".join(str(v) for v in value_list(error.validator_value))
                 self.add((*path, key), f"unknown step kind '{key}' (one of: {kinds})", at_key=True)
             else:
-                self.add((*path, key), f"key '{key}' {_message(error)}", at_key=True)
+                self.add((*path, key), custom or f"key '{key}' {_message(error)}", at_key=True)
             return
         if kind in ("minProperties", "maxProperties") and custom:
             self.add(path, custom)

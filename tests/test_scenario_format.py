@@ -447,3 +447,27 @@ def test_an_id_tag_a_charger_could_not_send_is_named_by_its_line() -> None:
     assert all("printable ASCII" in error for error in found)
     assert found[0].startswith("smoke.yaml:6:") and "steps[1].present_id_tag.id_tag" in found[0]
     assert found[1].startswith("smoke.yaml:7:")
+
+
+def test_a_value_of_the_wrong_form_is_said_in_words_not_as_a_regular_expression() -> None:
+    # The schema checks these by a pattern; a user reads what the value must be.
+    errors = errors_of(
+        """\
+        name: forms
+        description: x
+        variables: {"my-tag": A}
+        chargers:
+          template: {count: 1, prefix: "my prefix", csms_url: "http://csms:9000/ocpp"}
+        steps:
+          - trigger: {url: "csms-control/start"}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:3:13: variables.my-tag: a variable's name must be letters, digits and "
+        "'_', not starting with a digit",
+        "smoke.yaml:5:32: chargers.template.prefix: must be 1 to 20 letters, digits, '.', "
+        "'_', '~' or '-'",
+        "smoke.yaml:5:55: chargers.template.csms_url: must be a ws:// or wss:// URL",
+        "smoke.yaml:7:20: steps[0].trigger.url: must be an http:// or https:// URL",
+    ]
+    assert not any("pattern" in error for error in errors)
