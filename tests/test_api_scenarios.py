@@ -425,6 +425,24 @@ def test_source_or_library_is_needed_and_an_unknown_case_is_named(client: Client
     )
 
 
+def test_a_runs_csms_url_is_refused_in_the_words_a_chargers_is(client: Client) -> None:
+    """Not as pydantic's "String should match pattern '^(wss?://\\S+)?$'"."""
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    for url, message in (
+        ("http://csms:9000/ocpp", "The CSMS URL must start with ws:// or wss://, not http://."),
+        ("ws://csms 9000/ocpp", "The CSMS URL must not hold spaces."),
+    ):
+        response = client.post(
+            RUNS,
+            {"library": "boot-accepted", "csms_url": url},
+            content_type="application/json",
+            headers=bearer(token),
+        )
+        assert response.status_code == 422, response.content
+        assert response.json()["errors"] == [{"field": "csms_url", "message": message, "row": None}]
+    assert not ScenarioRun.objects.exists()
+
+
 def test_reading_needs_view_and_starting_and_cancelling_need_change(client: Client) -> None:
     run = stored(status="running", heartbeat=timezone.now())
     assert client.get(RUNS).status_code == 401
