@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from chargers.models import Charger
+from scenarios import library
 from scenarios.models import ScenarioRun
 from tests.process import ManagePy, free_port
 
@@ -187,6 +188,23 @@ def test_a_template_without_a_csms_exits_2_before_anything_runs(tmp_path: Path) 
         call_command("runscenario", path)
     assert refused.value.returncode == 2
     assert str(refused.value).startswith(f"{path}: the template's chargers need a CSMS")
+    assert not ScenarioRun.objects.exists()
+
+
+def test_a_csms_control_hook_without_a_value_exits_2_before_anything_runs() -> None:
+    """Most library cases make the CSMS act through `${csms_control}`: run against a CSMS
+    of one's own without `--var csms_control=URL`, each case connected, ran its first
+    steps and ended in error at its first trigger, exit 1, as if the CSMS had failed."""
+    needs = str(library.folder() / "remote-stop.yaml")
+    free = str(library.folder() / "boot-accepted.yaml")
+    with pytest.raises(CommandError) as refused:
+        call_command("runscenario", free, needs, "--csms-url", "ws://127.0.0.1:9/ocpp")
+    assert refused.value.returncode == 2
+    assert str(refused.value) == (
+        f"{needs}: the steps make the CSMS act through ${{csms_control}}, which has no value: "
+        "give --var csms_control=URL (your CSMS's hook, docs/csms-control.md), or run "
+        "against --builtin-csms; nothing ran."
+    )
     assert not ScenarioRun.objects.exists()
 
 

@@ -280,6 +280,22 @@ class Command(BaseCommand):
                     "template a csms_url, or --csms-url URL (or --builtin-csms); nothing ran.",
                     returncode=EXIT_BAD_FILE,
                 )
+        if not options["builtin_csms"]:
+            # Known before anything runs: each such case connected, ran its first steps
+            # and errored at its first trigger, exit 1, as if the CSMS had failed.
+            hookless = [
+                s.file
+                for s in scenarios
+                if "csms_control" in s.uses and "csms_control" not in s.variables
+            ]
+            if hookless:
+                raise CommandError(
+                    f"{', '.join(hookless)}: the steps make the CSMS act through "
+                    "${csms_control}, which has no value: give --var csms_control=URL (your "
+                    "CSMS's hook, docs/csms-control.md), or run against --builtin-csms; "
+                    "nothing ran.",
+                    returncode=EXIT_BAD_FILE,
+                )
         unused = unused_variables(variables, scenarios)
         if unused:
             for problem in unused:
