@@ -208,6 +208,23 @@ def test_a_csms_control_hook_without_a_value_exits_2_before_anything_runs() -> N
     assert not ScenarioRun.objects.exists()
 
 
+def test_two_files_of_one_scenario_name_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    """A library case copied to be changed, its name kept: the JUnit report held the same
+    testsuite and testcases twice, and CI, which tells tests apart by name, mixes up
+    their verdicts and history."""
+    original = str(library.folder() / "boot-accepted.yaml")
+    copy = tmp_path / "my-boot.yaml"
+    copy.write_text(Path(original).read_text())
+    with pytest.raises(CommandError) as refused:
+        call_command("runscenario", original, str(copy), "--builtin-csms")
+    assert refused.value.returncode == 2
+    assert str(refused.value) == (
+        f"{original}, {copy}: each names its scenario boot-accepted, and a report tells "
+        "scenarios apart by name: give each file a name of its own; nothing ran."
+    )
+    assert not ScenarioRun.objects.exists()
+
+
 def test_options_that_do_not_go_together(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.yaml", PASSING)
     # Exit status 2 as for a bad file: nothing ran (1 would read as a CSMS that failed).

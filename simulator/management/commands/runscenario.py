@@ -159,6 +159,22 @@ def unused_variables(
     ]
 
 
+def shared_names(scenarios: list[scenario_format.Scenario]) -> str | None:
+    """Files of one invocation that name their scenario alike (a library case copied with
+    its name kept, a file given twice): their JUnit testsuites and testcases would bear
+    the same names, and CI, which tells tests apart by name, mixes up their verdicts."""
+    files: dict[str, list[str]] = {}
+    for scenario in scenarios:
+        files.setdefault(scenario.name, []).append(scenario.file)
+    for name, named in files.items():
+        if len(named) > 1:
+            return (
+                f"{', '.join(named)}: each names its scenario {name}, and a report tells "
+                "scenarios apart by name: give each file a name of its own; nothing ran."
+            )
+    return None
+
+
 def settle_seconds() -> float:
     """How late a worker's events may arrive: two of its flushes, and some slack."""
     rate = settings.CHARGESIM_EVENTS_PER_SECOND
@@ -296,6 +312,9 @@ class Command(BaseCommand):
                     "nothing ran.",
                     returncode=EXIT_BAD_FILE,
                 )
+        shared = shared_names(scenarios)
+        if shared:
+            raise CommandError(shared, returncode=EXIT_BAD_FILE)
         unused = unused_variables(variables, scenarios)
         if unused:
             for problem in unused:
