@@ -408,7 +408,10 @@ class Runner:
             found = {c.charge_point_id: c for c in rows.filter(charge_point_id__in=wanted)}
             missing = [i for i in wanted if i not in found]
             if missing:
-                raise SetupError(f"no enabled charger with the id {', '.join(missing)}")
+                raise SetupError(
+                    f"no enabled charger with the id {', '.join(missing)}"
+                    + template_ids.case_hint(missing)
+                )
             chosen = [found[i] for i in wanted]
         elif "pattern" in spec:
             pattern = re.compile(fnmatch.translate(str(spec["pattern"])))

@@ -1,4 +1,5 @@
-"""The charge point ids of a template's chargers: `{prefix}-R{run}.{token}-{n}`.
+"""Charge point ids in a run: those of a template's chargers, `{prefix}-R{run}.{token}-{n}`,
+and the existing chargers a scenario names.
 
 The run's id keeps apart the runs of one database; the token, drawn for the run, those of
 CI jobs with databases of their own against one CSMS (both have a run 1, and their chargers
@@ -46,3 +47,18 @@ def first_clash(ids: Sequence[str]) -> str | None:
                 "(charge point ids are unique regardless of case)"
             )
     return None
+
+
+def case_hint(missing: Sequence[str]) -> str:
+    """For ids a scenario names that no charger has: the stored ids that differ from them
+    only by letter case (unique regardless of case, so the one meant), or nothing."""
+    twins = Charger.objects.case_twins(missing)
+    said = [
+        f"{twins[cp_id.lower()]}, not {cp_id}"
+        for cp_id in missing
+        # A disabled charger of that very id is no matter of case.
+        if twins.get(cp_id.lower(), cp_id) != cp_id
+    ]
+    if not said:
+        return ""
+    return f" (charge point ids are written as stored: {'; '.join(said)})"

@@ -93,3 +93,35 @@ async def test_a_run_that_finds_no_free_id_names_the_charger_in_its_way(
         "regardless of case)"
     )
     assert "IntegrityError" not in run.message
+
+
+async def test_an_id_written_in_another_case_is_named_with_the_stored_one(
+    csms: CentralSystem,
+) -> None:
+    """Ids are unique regardless of case, so the charger meant is known: said, not only
+    "no enabled charger with the id cp-case"."""
+    await database_sync_to_async(make_charger)("CP-CASE")
+    await database_sync_to_async(make_charger)("CP-OFF", enabled=False)
+    runner = Runner(
+        parse(
+            textwrap.dedent(
+                """\
+                name: by-id
+                description: An existing charger named in other letter case.
+                chargers: {ids: [cp-case, CP-NONE, CP-OFF]}
+                steps:
+                  - expect: {status: Accepted}
+                """
+            ),
+            file="by-id.yaml",
+        ),
+        client=EngineClient(),
+        host=InProcessEngine(),
+        options=Options(csms_url=csms.url, settle_seconds=0.3),
+    )
+    run = await runner.execute()
+    assert run.status == "error"
+    assert run.message == (
+        "no enabled charger with the id cp-case, CP-NONE, CP-OFF (charge point ids are "
+        "written as stored: CP-CASE, not cp-case)"
+    )
