@@ -3,7 +3,8 @@ per charger x step (classname "scenario.charger", the charger's id without the r
 "steps[i] kind"; each charger's full id in the suite's properties). A failed step
 carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
 set up its chargers is one errored testcase named "setup" (its time: how long the setup
-went on before it failed), and a charger in error whose
+went on before it failed), one cut short after it (cancelled, interrupted) one named
+"run", and a charger in error whose
 steps say nothing of it (it never connected: all skipped) one named "charger". A close
 of a charger's connection that was not the scenario's doing is in the <system-out> of the
 step it happened in (the suite's, before the charger's first step). The report of a stored
@@ -76,11 +77,13 @@ def _suite(result: dict[str, Any]) -> ET.Element:
         counts["tests"] += 1
         counts["errors"] += 1
     if result.get("message"):
+        # Chargers in the result: the setup was done, and the run was cut short later
+        # (cancelled, interrupted, its engine failed): "setup" would point at the wrong part.
         case = ET.SubElement(
             suite,
             "testcase",
             classname=name,
-            name="setup",
+            name="run" if result.get("chargers") else "setup",
             time=f"{float(result.get('setup_duration') or 0):.3f}",
         )
         ET.SubElement(case, "error", message=str(result["message"]))

@@ -347,6 +347,33 @@ def test_a_charger_that_never_connected_is_an_errored_testcase_not_a_green_run()
     assert error is not None and error.get("message") == why
 
 
+def test_a_run_cut_short_after_its_setup_is_not_reported_as_a_failed_setup() -> None:
+    """A run cancelled (or whose engine failed) mid-way has its chargers and their steps:
+    its message is the run's, and CI showed it as a "setup" testcase, pointing at the
+    wrong phase."""
+    from scenarios.junit import junit_xml
+
+    result = {
+        "scenario": "s",
+        "message": "cancelled before it finished",
+        "setup_duration": 0.2,
+        "chargers": [
+            {
+                "charge_point_id": "CP-1",
+                "status": "error",
+                "steps": [
+                    {"index": 0, "kind": "wait", "status": "passed", "duration": 1},
+                    {"index": 1, "kind": "wait", "status": "error", "message": "cancelled"},
+                ],
+            }
+        ],
+    }
+    cases = list(ET.fromstring(junit_xml([result])).iter("testcase"))
+    assert [c.get("name") for c in cases] == ["run", "steps[0] wait", "steps[1] wait"]
+    error = cases[0].find("error")
+    assert error is not None and error.get("message") == "cancelled before it finished"
+
+
 def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
