@@ -32,6 +32,9 @@ _USER_INFO = re.compile(r"(?<=//)[^/?#]*@")
 
 
 def validate_csms_url(value: str) -> None:
+    if any(c.isspace() for c in value):
+        # urlsplit takes "ws://csms 9000/ocpp" (host "csms 9000"): no charger reaches it.
+        raise ValidationError("The CSMS URL must not hold spaces.")
     try:
         parts = urlsplit(value)
         port = parts.port  # raises ValueError on a bad port

@@ -48,6 +48,9 @@ def test_a_url_safe_id_of_48_characters_is_accepted(location):
         ("ws://host/ocpp?x=1", "must not have a query"),
         ("ws://cp1:s3cret@host/ocpp", "must not hold a user name or password"),
         ("wss://token@host/ocpp", "must not hold a user name or password"),
+        # Taken before, and the charger then never connected ("a b" is no host).
+        ("ws://csms 9000/ocpp", "must not hold spaces"),
+        ("ws://host/oc\tpp", "must not hold spaces"),
     ],
 )
 def test_bad_csms_urls_are_rejected(location, url, message):

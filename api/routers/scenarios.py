@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
 from ninja.responses import Status
-from pydantic import field_validator
 
 from api.auth import require
 from api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, ErrorBody, ErrorItem
@@ -64,14 +63,6 @@ class RunIn(Strict):
         description="The CSMS of the template's chargers (ws:// or wss://), unless the "
         "template names one.",
     )
-
-    @field_validator("csms_url")
-    @classmethod
-    def no_spaces(cls, url: str) -> str:
-        # What the chargers' rules let through (a host "csms 9000") no charger can reach.
-        if any(c.isspace() for c in url):
-            raise ValueError("The CSMS URL must not hold spaces.")
-        return url
 
 
 class FormatErrorOut(Schema):
