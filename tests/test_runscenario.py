@@ -374,6 +374,42 @@ def test_a_run_cut_short_after_its_setup_is_not_reported_as_a_failed_setup() -> 
     assert error is not None and error.get("message") == "cancelled before it finished"
 
 
+def test_every_error_and_failure_carries_its_message_as_text_too() -> None:
+    """GitLab shows an error's text, never its `message` attribute: a run-level or a
+    charger's error with the attribute alone was an error without a word of why."""
+    from scenarios.junit import junit_xml
+
+    result = {
+        "scenario": "s",
+        "run": 4,
+        "message": "the engine: no worker answered",
+        "chargers": [
+            {
+                "charge_point_id": "SCN-R4.k3x9-1",
+                "status": "error",
+                "message": "SCN-R4.k3x9-1 did not connect",
+                "steps": [{"index": 0, "kind": "wait", "status": "skipped", "message": "x"}],
+            },
+            {
+                "charge_point_id": "SCN-R4.k3x9-2",
+                "status": "failed",
+                "steps": [{"index": 0, "kind": "wait", "status": "failed", "message": "late"}],
+            },
+        ],
+    }
+    judged = [
+        element
+        for case in ET.fromstring(junit_xml([result])).iter("testcase")
+        for element in case
+        if element.tag in ("error", "failure")
+    ]
+    assert [(e.tag, e.get("message"), e.text) for e in judged] == [
+        ("error", "the engine: no worker answered", "the engine: no worker answered"),
+        ("error", "SCN-R4.k3x9-1 did not connect", "SCN-R4.k3x9-1 did not connect"),
+        ("failure", "late", "late"),
+    ]
+
+
 def test_a_run_that_could_not_start_is_one_errored_testcase_and_frames_are_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
