@@ -39,7 +39,7 @@ from chargers.models import Charger, Evse
 from chargers.orm_threads import in_thread
 from chargers.validators import validate_csms_url
 from locations.models import Location
-from scenarios import template_ids
+from scenarios import charger_ids
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
@@ -176,8 +176,8 @@ class Runner:
         self._moved = asyncio.Condition()
         self._fleet_verdicts: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self.location = _location_of(scenario.chargers)
-        # Of the template's charger ids (scenarios.template_ids).
-        self.token = template_ids.draw_token()
+        # Of the template's charger ids (scenarios.charger_ids).
+        self.token = charger_ids.draw_token()
         # The template's chargers went to DEFAULT_LOCATION, named by no one: removed after.
         self._default_location_used = False
         # Every message the run keeps or shows, with its secret variables' values hidden.
@@ -410,7 +410,7 @@ class Runner:
             if missing:
                 raise SetupError(
                     f"no enabled charger with the id {', '.join(missing)}"
-                    + template_ids.case_hint(missing)
+                    + charger_ids.case_hint(missing)
                 )
             chosen = [found[i] for i in wanted]
         elif "pattern" in spec:
@@ -461,15 +461,15 @@ class Runner:
             k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
         }
         count = int(template["count"])
-        for _ in range(template_ids.TOKEN_DRAWS):
-            ids = template_ids.template_ids(prefix, self.run.pk, self.token, count)
-            clash = template_ids.first_clash(ids)
+        for _ in range(charger_ids.TOKEN_DRAWS):
+            ids = charger_ids.template_ids(prefix, self.run.pk, self.token, count)
+            clash = charger_ids.first_clash(ids)
             if clash is None:
                 break
-            self.token = template_ids.draw_token()
+            self.token = charger_ids.draw_token()
         else:
             raise SetupError(
-                f"no free id for the template's chargers in {template_ids.TOKEN_DRAWS} "
+                f"no free id for the template's chargers in {charger_ids.TOKEN_DRAWS} "
                 f"tokens drawn: {clash}"
             )
         plans = [

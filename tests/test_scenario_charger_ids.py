@@ -80,10 +80,10 @@ async def test_an_id_that_clashes_only_by_case_takes_another_token(
 async def test_a_run_that_finds_no_free_id_names_the_charger_in_its_way(
     csms: CentralSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scenarios import template_ids
+    from scenarios import charger_ids
 
     # Every token drawn is the same: the clash cannot be avoided, and is said.
-    monkeypatch.setattr(template_ids, "draw_token", lambda: "abcd")
+    monkeypatch.setattr(charger_ids, "draw_token", lambda: "abcd")
     runner, twin = await _runner_with_twin(csms)
     run = await runner.execute()
     assert run.status == "error"
