@@ -46,6 +46,22 @@ class TooManyRuns(Exception):
     """The concurrent run limit is reached."""
 
 
+def unmet_hook(scenario: format.Scenario) -> str | None:
+    """Why the scenario cannot run here, when its steps make the CSMS act through
+    `${csms_control}` and nothing gives it a value: the run would connect its chargers and
+    error at its first trigger. Only the built-in CSMS of this process fills it in (a run
+    of a scaled-out simulator runs on Celery, which has none)."""
+    if "csms_control" not in scenario.uses or "csms_control" in scenario.variables:
+        return None
+    if builtin_csms.running() is not None:
+        return None
+    return (
+        "The scenario makes the CSMS act through ${csms_control}, which has no value here: "
+        "no built-in CSMS runs in this simulator (runsimulator --demo starts one). Give "
+        "variables.csms_control, your CSMS's hook (docs/csms-control.md)."
+    )
+
+
 def queue(
     scenario: format.Scenario,
     *,

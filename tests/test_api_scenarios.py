@@ -672,6 +672,46 @@ def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: 
     )
 
 
+def test_a_case_needing_csms_control_with_none_here_is_a_422(
+    client: Client, monkeypatch: Any
+) -> None:
+    """No built-in CSMS runs in this process (a simulator without --demo, or scaled out):
+    a library case that makes the CSMS act through ${csms_control} was queued, connected
+    and errored at its first trigger; refused at once instead, saying what to give."""
+    monkeypatch.setattr(launch, "dispatch", lambda run: None)  # no engine here
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    refused = client.post(
+        RUNS,
+        {"library": "remote-stop", "csms_url": "ws://127.0.0.1:9/ocpp"},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["errors"] == [
+        {
+            "field": "variables",
+            "message": "The scenario makes the CSMS act through ${csms_control}, which has "
+            "no value here: no built-in CSMS runs in this simulator (runsimulator --demo "
+            "starts one). Give variables.csms_control, your CSMS's hook "
+            "(docs/csms-control.md).",
+            "row": None,
+        }
+    ]
+    assert not ScenarioRun.objects.exists()
+    # Given, it is queued; a case that needs no hook needs none.
+    for body in (
+        {"library": "remote-stop", "variables": {"csms_control": "http://127.0.0.1:9"}},
+        {"library": "boot-accepted"},
+    ):
+        started = client.post(
+            RUNS,
+            {**body, "csms_url": "ws://127.0.0.1:9/ocpp"},
+            content_type="application/json",
+            headers=bearer(token),
+        )
+        assert started.status_code == 202, started.content
+
+
 def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: Client) -> None:
     _, token = user_with_token("ci")
     spec = client.get("/api/v1/openapi.json", headers=bearer(token)).json()

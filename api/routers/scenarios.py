@@ -257,6 +257,11 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
                 "The request is not valid.",
                 [ErrorItem(field="csms_url", message=message) for message in exc.messages],
             ) from None
+    unmet = launch.unmet_hook(scenario)
+    if unmet is not None:
+        raise ApiError(
+            422, "The request is not valid.", [ErrorItem(field="variables", message=unmet)]
+        )
     try:
         run = await sync_to_async(launch.queue)(
             scenario,
