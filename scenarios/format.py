@@ -475,6 +475,7 @@ def _substitute(value: Any, values: Mapping[str, Any], path: Path_, errors: _Err
                 errors.unknown_variables.add(path)
         whole = _VARIABLE.fullmatch(value)
         if whole and whole.group(1) in values:
+            errors.from_variable[path] = whole.group(1)
             return values[whole.group(1)]
         return _VARIABLE.sub(
             lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), value
@@ -518,8 +519,15 @@ class _Errors:
         # Where an unknown variable was said: the schema's word on the `${...}` text left
         # there (not a duration, not a number) would only say it again, worse.
         self.unknown_variables: set[Path_] = set()
+        # Where a value is a variable's, whole (`timeout: "${timeout}"`): an error there is
+        # about what `--var` or the API gave, and says which (never its value: it may be a
+        # secret).
+        self.from_variable: dict[Path_, str] = {}
 
     def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
+        given = self.from_variable.get(path)  # a variable's value is a scalar: no deeper
+        if given is not None:
+            message = f"{message} (from ${{{given}}})"
         mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
         error = FormatError(self.file, mark[0], mark[1], _shown(path), message)
         if error not in self.found:

@@ -471,3 +471,14 @@ def test_a_value_of_the_wrong_form_is_said_in_words_not_as_a_regular_expression(
         "smoke.yaml:7:20: steps[0].trigger.url: must be an http:// or https:// URL",
     ]
     assert not any("pattern" in error for error in errors)
+
+
+def test_a_bad_value_a_variable_gives_names_the_variable() -> None:
+    # `--var timeout=abc` (or the API's variables): the file's line reads
+    # `timeout: "${timeout}"`, and the message said only "must be a duration".
+    errors = errors_of(GOOD, timeout="abc", id_tag=7)
+    assert errors == [
+        "smoke.yaml:10:30: steps[1].present_id_tag.id_tag: must be a string (from ${id_tag})",
+        "smoke.yaml:11:39: steps[2].wait.timeout: must be a duration (a number of seconds, "
+        'or a string such as "30s", "2m") (from ${timeout})',
+    ]
