@@ -53,12 +53,14 @@ def unmet_hook(scenario: format.Scenario) -> str | None:
     of a scaled-out simulator runs on Celery, which has none)."""
     if "csms_control" not in scenario.uses or "csms_control" in scenario.variables:
         return None
-    if builtin_csms.running() is not None:
+    builtin = builtin_csms.running()
+    if builtin is not None and builtin.control_url is not None:
         return None
     return (
         "The scenario makes the CSMS act through ${csms_control}, which has no value here: "
-        "no built-in CSMS runs in this simulator (runsimulator --demo starts one). Give "
-        "variables.csms_control, your CSMS's hook (docs/csms-control.md)."
+        "no built-in CSMS with a control endpoint runs in this simulator (runsimulator "
+        "--demo starts one). Give variables.csms_control, your CSMS's hook "
+        "(docs/csms-control.md)."
     )
 
 

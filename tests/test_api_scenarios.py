@@ -27,6 +27,7 @@ from chargers.models import Charger
 from locations.models import Location
 from scenarios import launch, library
 from scenarios.models import DEFAULT_LOCATION, ScenarioRun
+from simulator.contract import builtin_csms
 from simulator.csms import CentralSystem
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -691,13 +692,21 @@ def test_a_case_needing_csms_control_with_none_here_is_a_422(
         {
             "field": "variables",
             "message": "The scenario makes the CSMS act through ${csms_control}, which has "
-            "no value here: no built-in CSMS runs in this simulator (runsimulator --demo "
-            "starts one). Give variables.csms_control, your CSMS's hook "
+            "no value here: no built-in CSMS with a control endpoint runs in this simulator "
+            "(runsimulator --demo starts one). Give variables.csms_control, your CSMS's hook "
             "(docs/csms-control.md).",
             "row": None,
         }
     ]
     assert not ScenarioRun.objects.exists()
+    # A built-in CSMS without its control endpoint (--csms-control-port -1) gives none.
+    no_control = builtin_csms.BuiltinCsms("ws://127.0.0.1:9/ocpp", None)
+    monkeypatch.setattr(builtin_csms, "running", lambda: no_control)
+    again = client.post(
+        RUNS, {"library": "remote-stop"}, content_type="application/json", headers=bearer(token)
+    )
+    assert again.status_code == 422, again.content
+    assert again.json()["errors"][0]["field"] == "variables"
     # Given, it is queued; a case that needs no hook needs none.
     for body in (
         {"library": "remote-stop", "variables": {"csms_control": "http://127.0.0.1:9"}},
