@@ -205,6 +205,10 @@ def test_a_csms_control_hook_without_a_value_exits_2_before_anything_runs() -> N
         "give --var csms_control=URL (your CSMS's hook, docs/csms-control.md), or run "
         "against --builtin-csms; nothing ran."
     )
+    # The built-in CSMS without its control endpoint gives none either.
+    with pytest.raises(CommandError) as refused:
+        call_command("runscenario", needs, "--builtin-csms", "--csms-control-port", "-1")
+    assert refused.value.returncode == 2
     assert not ScenarioRun.objects.exists()
 
 

@@ -296,9 +296,10 @@ class Command(BaseCommand):
                     "template a csms_url, or --csms-url URL (or --builtin-csms); nothing ran.",
                     returncode=EXIT_BAD_FILE,
                 )
-        if not options["builtin_csms"]:
+        if not options["builtin_csms"] or options["csms_control_port"] == -1:
             # Known before anything runs: each such case connected, ran its first steps
-            # and errored at its first trigger, exit 1, as if the CSMS had failed.
+            # and errored at its first trigger, exit 1, as if the CSMS had failed. (-1: the
+            # built-in CSMS without its control endpoint.)
             hookless = [
                 s.file
                 for s in scenarios
