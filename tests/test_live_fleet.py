@@ -24,6 +24,7 @@ from chargers.models import ConfigurationKey, Evse
 from fleet_io import fleet_changes
 from simulator import contract
 from simulator.core.charge_point import BootState, LinkState
+from simulator.core.outbox import Outgoing
 from simulator.csms import CentralSystem
 from simulator.runtime import live_fleet
 from simulator.runtime.events import snapshot
@@ -1693,3 +1694,61 @@ async def test_an_answer_waits_for_the_apply_that_already_read_its_row(worker, c
     assert (await answer)[0]["outcome"] == "loaded, connecting"
     assert loaded(worker, "CP-LIVE").spec.db_id == pk
     await reconciling
+
+
+async def test_chargers_rebooted_or_retired_are_freed_without_the_collector(worker, csms):
+    """A charger replaced by a reboot (an edit, a power cycle) or retired was a reference
+    cycle (its outbox, durability sink, connection and client held its bound methods):
+    frozen with the fleet by the gc policy, only a full collection of the whole heap could
+    free it, a pause of the event loop of seconds at 5,000 chargers. Let go once its last
+    state is saved, reference counting frees it: here with the collector off."""
+    names = ("CP-EDITED", "CP-CYCLED", "CP-RETIRED")
+    pks = []
+    for cp_id in names:
+        row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+        await saved(row.pk)
+        await csms.wait_for(cp_id, "BootNotification")
+        pks.append(row.pk)
+    boots = csms.counts["BootNotification"]
+    gc.collect()
+    gc.disable()
+    try:
+        old = [weakref.ref(loaded(worker, cp_id)) for cp_id in names]
+        await sync_to_async(edit)(pks[0], vendor="Edited")
+        await sync_to_async(edit)(pks[2], enabled=False)
+        outcomes = await saved(pks[0], pks[2])
+        assert sorted(o["outcome"] for o in outcomes) == [
+            "reboots now (1 connector)",
+            "stopped: disabled",
+        ]
+        await worker.reloader.power_cycle(loaded(worker, "CP-CYCLED"))
+        await wait_until(
+            lambda: csms.counts["BootNotification"] == boots + 2, message="the reboots' boots"
+        )
+        await wait_until(lambda: not worker.reloader.busy(), message="the retired one offline")
+        await wait_until(lambda: all(ref() is None for ref in old), message="them freed")
+    finally:
+        gc.enable()
+    assert worker.reloader.replaced == 3
+
+
+async def test_a_late_call_on_a_charger_let_go_does_nothing(worker, csms):
+    """A charger let go (`Charger.dispose`) may still be called by what held it a moment
+    before (a late answer, a wake from a written checkpoint, an event): it must neither
+    fail nor send, nor tell the store or the pages anything."""
+    old = loaded(worker, "CP-LIVE")
+    boots = csms.counts["BootNotification"]
+    await worker.reloader.power_cycle(old)
+    await wait_until(lambda: csms.counts["BootNotification"] > boots, message="the reboot")
+    assert loaded(worker, "CP-LIVE") is not old
+    sent = sum(csms.counts.values())
+    old.wake()
+    old.outbox.enqueue(Outgoing("DataTransfer", {"vendorId": "late"}, transactional=True))
+    old.detach("a late error")
+    old.out_of_service("late")
+    old.cancel_timers()
+    old.dispose()  # twice: as harmless
+    await worker.checkpoint()
+    await asyncio.sleep(0.2)
+    assert sum(csms.counts.values()) == sent
+    assert loaded(worker, "CP-LIVE").link is LinkState.ONLINE

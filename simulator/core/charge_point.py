@@ -2567,6 +2567,24 @@ class Charger:
         for job in self.jobs.values():
             job.cancel()
 
+    def dispose(self) -> None:
+        """Gone for good (replaced by a reboot, or retired), offline and its last state
+        saved: break the reference cycles it is part of, so that reference counting frees
+        it. Left to the collector, a charger frozen with the fleet (`gc_policy`) would be
+        freed only by a full collection of the whole heap, a pause of the event loop.
+
+        What it shares with the charger that replaced it (its security log, the vehicles
+        `keep_vehicles_of` took over) is left alone. A late call on it (a timer's, an
+        answer's) finds it offline with nothing to send: it must not fail, only do nothing."""
+        self.cancel_timers()
+        self.jobs.clear()
+        self.outbox.dispose()
+        # The charger's own bound `wall_time` (the cache lives as long as the charger).
+        self.auth_cache.now = self.clock.time
+        self.transport = None
+        self.listener = Listener()  # nothing it does now is news to the pages or the store
+        self.meter_settle = None
+
     # -- meter values -------------------------------------------------------------------------
 
     def readings(

@@ -53,6 +53,18 @@ class DurabilitySink(Protocol):
     def held_for_state(self, item: Outgoing) -> None: ...
 
 
+def _never_ready() -> Transport | None:
+    return None
+
+
+def _offline() -> bool:
+    return False
+
+
+def _no_retries() -> tuple[int, int]:
+    return (0, 0)
+
+
 class MessageQueue:
     def __init__(self, sink: DurabilitySink | None = None) -> None:
         self._items: deque[Outgoing] = deque()
@@ -380,3 +392,16 @@ class Outbox:
     def cancel_wake(self) -> None:
         if self._wake_handle is not None:
             self._wake_handle.cancel()
+
+    def dispose(self) -> None:
+        """Its charger is gone for good (replaced by a reboot, retired, its last state
+        saved): let go of the charger's callbacks, which made the charger and this outbox a
+        reference cycle that only a full collection could free. A late call (an answer, a
+        wake) finds it offline and unable to send: nothing more leaves, nothing is queued."""
+        self.cancel_wake()
+        self._wake_handle = None
+        self._ready = _never_ready
+        self._online = _offline
+        self._retry = _no_retries
+        self.queue.sink = None
+        self.in_flight = None

@@ -565,6 +565,13 @@ class ChargePointClient(OcppChargePoint):
             soonest = min(deadline for _a, _d, deadline in pending.values())
             self._sweeper = self._loop.call_at(soonest, self._expire)
 
+    def release(self) -> None:
+        """The connection is over: no CALL of the CSMS's is routed here any more. The
+        library's `route_map` holds this client's own bound methods, a reference cycle
+        that kept the client, and so its charger, alive until a full collection (for ever
+        once frozen with the fleet, `gc_policy`): emptied, reference counting frees them."""
+        self.route_map.clear()
+
     def fail_pending(self, reason: str) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
@@ -1364,7 +1371,12 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
     finally:
         if isinstance(connection, OcppConnection):
             connection.text_sink = None
+        if isinstance(connection, KeepaliveConnection):
+            # Over `charger.config_int`: the connection (a reference cycle with its
+            # protocol and transport, kept by the gc policy's freeze) kept the charger.
+            connection.ping_every = None
         client.fail_pending("connection lost")
+        client.release()
         boot.cancel()
         charger.detach("" if reason.startswith("closed") else reason)
         try:

@@ -147,9 +147,9 @@ _BOOT_IDENTITY_WORDS = {
     "firmware_version": "firmware version",
 }
 # A large change (a re-import of the fleet with a new vendor, say) reboots its chargers this
-# many at a time, in order (`FleetReloader._reboot_queued`): each batch boots, and the
-# chargers the batches replaced are freed (`on_batch_up`, once they are a tenth of the
-# fleet), before the next goes down. All at once,
+# many at a time, in order (`FleetReloader._reboot_queued`): each batch boots, and is
+# frozen (`on_batch_up`; the chargers it replaced are freed already, `_let_go`), before the
+# next goes down. All at once,
 # 5,000 reboots held the old fleet, the new one and 5,000 boots' worth of rows, sockets
 # and messages together: a traced peak 3.3x the steady figure, which the RSS then kept.
 REBOOT_BATCH = 250
@@ -275,9 +275,12 @@ class FleetReloader:
         self._loads_total = 0
         self._loading = 0
         self._halted = False  # a stop began: no batch starts any more
-        # Called with a batch's size once it has booted: the lifecycle frees the chargers it
-        # replaced (frozen with the fleet, they would stay until the whole change is done).
+        # Called with how many chargers a batch replaced once it has booted: the lifecycle
+        # freezes what the batch built (`Simulator._freeze_batch`).
         self.on_batch_up: Callable[[int], None] | None = None
+        # The chargers replaced (rebooted) or retired so far, let go (`_let_go`): the gc
+        # policy bounds what their connections leave frozen (`Simulator._keep_frozen`).
+        self.replaced = 0
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -1045,12 +1048,14 @@ class FleetReloader:
             live = r.live
             charger = loaded.get(r.pk) if r.pk is not None else None
             if charger is None:
+                self._let_go(live)  # saved above: nothing of it is needed any more
                 outcomes.append("stopped: it can no longer be loaded")
                 continue
             charger.security_log = live.security_log  # the same charger's memory, rebooted
             charger.keep_vehicles_of(live)
             same_stored = charger.spec.impairments == live.spec.impairments
             charger.impairments.carry_over(live.impairments, same_stored=same_stored)
+            self._let_go(live)  # saved above, and what carries over taken
             charger.startup_after = r.why
             charger.setup_at = r.edited_at  # built afresh from its edited row, or as it was
             service.store.add(charger)
@@ -1145,6 +1150,7 @@ class FleetReloader:
         await self.service.disconnect(live)
         live.cancel_timers()
         live.out_of_service(RUNS_ELSEWHERE)
+        self._let_go(live)  # nothing of it is written here any more (`Checkpointer.forget`)
 
     async def _go_offline(self, live: Charger, why: str, *, deleted: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -1162,6 +1168,19 @@ class FleetReloader:
         live.cancel_timers()
         # The pages showing it hear this last state: offline, and why (not a lost link).
         live.out_of_service(why)
+        try:
+            await self.service.checkpoint()  # that state written before it lets go
+        except Exception as exc:  # kept as the failed batch: the next checkpoint writes it
+            log.warning("%s: the checkpoint after it went offline failed: %s", live.id, exc)
+        finally:
+            self._let_go(live)
+
+    def _let_go(self, live: Charger) -> None:
+        """A charger replaced (rebooted) or retired, its last state saved: freed now by
+        reference counting (`Charger.dispose`), not by a full collection of the frozen
+        fleet (`gc_policy`); counted in `replaced`."""
+        live.dispose()
+        self.replaced += 1
 
     def busy(self) -> bool:
         """Whether an apply runs, a large change is rebooting in batches or chargers are

@@ -330,6 +330,10 @@ def load_fleet(
             log.warning("%s has no EVSE; not loaded", row.charge_point_id)
             continue
         chargers.append(build_charger(row, vehicles, listener, transfers))
+        # Built: its row's cycles broken now (`let_go`), or it stays until a collection,
+        # and a large change's batch, frozen once booted (`gc_policy.freeze_batch`), would
+        # keep its rows frozen for good.
+        let_go((row,))
     if isinstance(listener, Checkpointer):
         restore(chargers, listener, plugged=plugged)
     return chargers
@@ -569,7 +573,18 @@ class Lease:
         self.let_go: set[int] = set()
 
 
-class OutboxSink:
+class SinkOwner:
+    """The charger whose transaction messages an `OutboxSink` hands over, as the writer's
+    calls name it (its pk for the rows, the charger to wake once they are written)."""
+
+    __slots__ = ("charger", "charger_pk")
+
+    def __init__(self, charger_pk: int, charger: Charger) -> None:
+        self.charger_pk = charger_pk
+        self.charger = charger
+
+
+class OutboxSink(SinkOwner):
     """Group commit of one charger's transaction messages and transactions.
 
     Items handed over are written by the next flush (one database transaction for every
@@ -578,17 +593,21 @@ class OutboxSink:
     """
 
     def __init__(self, writer: Checkpointer, charger_pk: int, charger_ref: Charger) -> None:
+        super().__init__(charger_pk, charger_ref)
         self.writer = writer
-        self.charger_pk = charger_pk
-        self.charger = charger_ref
         # `DurabilitySink.outbox_added` and `outbox_removed`, bound once: the queue's calls
-        # for every transaction message go straight to the writer's.
-        self.outbox_added: Callable[[Outgoing], None] = functools.partial(writer.outbox_added, self)
+        # for every transaction message go straight to the writer's. Bound to an owner of
+        # their own, not to this sink: over the sink they made it a reference cycle that
+        # kept its charger alive once gone (a reboot), until a full collection.
+        owner = SinkOwner(charger_pk, charger_ref)
+        self.outbox_added: Callable[[Outgoing], None] = functools.partial(
+            writer.outbox_added, owner
+        )
         self.outbox_removed: Callable[[Outgoing], None] = functools.partial(
-            writer.outbox_removed, self
+            writer.outbox_removed, owner
         )
         self.held_for_state: Callable[[Outgoing], None] = functools.partial(
-            writer.held_for_state, self
+            writer.held_for_state, owner
         )
 
 
@@ -623,7 +642,7 @@ class Checkpointer(Listener):
         # these four are changed and taken on the event loop thread only (the outbox's
         # `DurabilitySink` calls and `take`), so without the lock.
         self._outbox_new: list[tuple[int, int, str, str | dict[str, Any], str]] = []
-        self._made_durable: list[tuple[OutboxSink, Outgoing]] = []
+        self._made_durable: list[tuple[SinkOwner, Outgoing]] = []
         self._owners: dict[str, Charger] = {}
         self._outbox_gone: list[tuple[int, int]] = []
         self._transactions: dict[str, TransactionValues] = {}
@@ -914,7 +933,7 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_security_event(charger, event)
 
-    def outbox_added(self, sink: OutboxSink, item: Outgoing) -> None:
+    def outbox_added(self, sink: SinkOwner, item: Outgoing) -> None:
         # Encoded here, on the loop thread, as the payload is at this moment: the row stores
         # this text, and the adapter's own MeterValues goes on the wire framed from it
         # (`Checked.text`) instead of being encoded a second time.
@@ -937,11 +956,11 @@ class Checkpointer(Listener):
         self._owners[charger.id] = charger
         self.urgent.set()  # `_signal()` without its call
 
-    def outbox_removed(self, sink: OutboxSink, item: Outgoing) -> None:
+    def outbox_removed(self, sink: SinkOwner, item: Outgoing) -> None:
         # On the loop thread, as `take`: no lock (see `__init__`).
         self._outbox_gone.append((sink.charger_pk, item.seq))
 
-    def held_for_state(self, sink: OutboxSink, item: Outgoing) -> None:
+    def held_for_state(self, sink: SinkOwner, item: Outgoing) -> None:
         """A message that may go only once its charger's registers as of now are stored (a
         triggered sample reads the live register): the next urgent batch carries them (its
         charger is an owner) and makes it sendable (`written`), with no outbox row."""
@@ -1202,7 +1221,7 @@ class Batch:
     # charger pk -> when its registers were true (last metered); absent: `at`
     metered: dict[int, datetime] = field(default_factory=dict)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    made_durable: list[tuple[OutboxSink, Outgoing]] = field(default_factory=list)
+    made_durable: list[tuple[SinkOwner, Outgoing]] = field(default_factory=list)
     owners: list[Charger] = field(default_factory=list)
     # (charger pk, seq) of outbox rows the database refused (filled by the writer thread)
     rejected: set[tuple[int, int]] = field(default_factory=set)
