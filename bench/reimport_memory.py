@@ -37,7 +37,8 @@ Each round also measures how long the worker's event loop stood still (`LoopStal
 OCPP frame answered, no meter tick. A task sleeps 10 ms in a loop and records how late it
 wakes (a lateness probe: asyncio's debug mode would slow every callback); the garbage
 collector's collections are timed through `gc.callbacks`, and the gc policy's own calls
-(`gc_policy.thaw`, `refreeze`, `fleet_up`) by wrapping them. Per round, from the apply to
+(`gc_policy.fleet_up`, `freeze_batch`, `frozen_grown`, `collect_frozen`; `thaw` and `refreeze` before
+session 37) by wrapping them. Per round, from the apply to
 the measurement (whose own `gc.collect()` is left out): the longest stall, the stalls of
 100 ms or more and what ran in them (a policy call, a collection the collector started
 itself, or neither), the collections by generation (count, longest, total ms; `policy`
@@ -157,8 +158,12 @@ class LoopStalls:
         gc.callbacks.append(self._on_gc)
         from simulator.runtime import gc_policy
 
-        for name in ("thaw", "refreeze", "fleet_up"):
-            self._wrap(gc_policy, name)
+        # The calls of the policy before session 37 (thaw, refreeze) and after it
+        # (freeze_batch, collect_frozen), whichever it has.
+        policy = ("fleet_up", "freeze_batch", "frozen_grown", "collect_frozen")
+        for name in ("thaw", "refreeze", *policy):
+            if hasattr(gc_policy, name):
+                self._wrap(gc_policy, name)
         self._task = asyncio.get_running_loop().create_task(self._probe())
 
     def stop(self) -> None:

@@ -9,12 +9,19 @@ collector's sight once it is loaded and once it is connected (`gc.freeze`), and 
 the young generations less often.
 
 Trade-off: a reference cycle that was alive at a freeze and dies later is not freed while
-it stays frozen (e.g. the first connection of a charger that reconnects, a few KiB). A
-charger replaced by a reboot is such a cycle too, with its connection and protocol objects:
-about 50 KiB traced each, so an import that rebooted a frozen fleet of 5,000 kept the whole
-old fleet (QA: RSS 383 MiB after a fresh start, 1.8-2.6 GB after two such re-imports). The
-process therefore thaws and collects once enough frozen chargers have been replaced
-(`thaw`, driven by the lifecycle), and freezes again once the fleet is up (`refreeze`).
+it stays frozen. A charger replaced by a reboot (or retired) was such a cycle, with its
+connection and protocol objects: an import that rebooted a frozen fleet of 5,000 kept the
+whole old fleet (QA: RSS 383 MiB after a fresh start, 1.8-2.6 GB after two re-imports), and
+freeing it took a full collection of the whole heap every tenth of the fleet replaced, a
+0.9-8.7 s pause of the event loop each at 5,000. Now a charger gone for good breaks its own
+cycles (`Charger.dispose`) and reference counting frees it at once, frozen or not; a
+large change's batches are frozen in turn once booted (`freeze_batch`). What still dies
+frozen is small: a replaced charger's last connection (asyncio's transport and websockets'
+connection are reference cycles of their own). That garbage is bounded: once a large change
+is applied and the freezes hold `GROWTH_SHARE` more objects than after the last full
+collection (`frozen_grown`), or the chargers replaced one at a time add up to the fleet
+(`Simulator._bound_frozen`), one full collection frees it (`collect_frozen`): every few
+re-imports of the whole fleet, not every tenth of one.
 Set CHARGESIM_GC_TUNING=false to keep CPython's defaults. Only the process owner
 (`runsimulator`) applies this, never a library caller or the test suite.
 """
@@ -29,6 +36,14 @@ log = logging.getLogger(__name__)
 
 # Young collections every 50,000 net allocations instead of 700: each one stays a few ms.
 THRESHOLDS = (50_000, 20, 20)
+# What the freezes may hold beyond what they held after the fleet was up (or the last full
+# collection) before one full collection frees the garbage among it (`frozen_grown`). Each
+# re-import of the whole fleet leaves a few percent (its old connections, bench/RESULTS.md
+# session 37): a full collection every few re-imports, the frozen garbage a quarter at most.
+GROWTH_SHARE = 0.25
+# gc.get_freeze_count() after the last full collection (or the connected fleet's freeze):
+# module state, as the collector's own is the process's.
+_held_after_collection = 0
 
 
 def before_load() -> None:
@@ -40,9 +55,11 @@ def before_load() -> None:
 
 def fleet_loaded() -> None:
     """The fleet's objects exist: stop walking them, and collect young objects less often."""
+    global _held_after_collection
     started = time.perf_counter()
     gc.collect()
     gc.freeze()
+    _held_after_collection = gc.get_freeze_count()
     gc.set_threshold(*THRESHOLDS)  # also when before_load() was not called
     log.info(
         "garbage collector: %d objects frozen after loading (%.0f ms)",
@@ -51,29 +68,35 @@ def fleet_loaded() -> None:
     )
 
 
-def thaw(replaced: int) -> None:
-    """`replaced` frozen chargers are gone from the fleet (rebooted, retired): free what the
-    freeze kept of them, now, before the chargers that replaced them connect (one full
-    collection). The fleet stays unfrozen until `refreeze`."""
+def freeze_batch() -> None:
+    """A batch of a large fleet change has booted: freeze what it built, as `fleet_up` froze
+    the fleet's, so that full collections stay cheap; no thaw (the chargers it replaced were
+    freed by reference counting, `Charger.dispose`). Nothing more: `gc.freeze` costs next to
+    nothing, counting what it holds (`frozen_grown`) walks the whole frozen heap."""
+    gc.freeze()
+
+
+def frozen_grown() -> bool:
+    """Whether the freezes hold `GROWTH_SHARE` more objects than after the last full
+    collection (or the connected fleet's freeze): then the garbage among them is worth one
+    full collection (`collect_frozen`). A walk of every frozen object (30-100 ms at 1,000
+    chargers): once per large change, not per batch."""
+    return gc.get_freeze_count() > _held_after_collection * (1 + GROWTH_SHARE)
+
+
+def collect_frozen(why: str) -> None:
+    """Free what died frozen (replaced chargers' last connections): thaw, one full
+    collection of the whole heap (a pause of the event loop: 0.2-0.3 s at 1,000 chargers,
+    1-5 s at 5,000 on a 2-core host), and freeze again. Rare by design: see the module."""
+    global _held_after_collection
     started = time.perf_counter()
     gc.unfreeze()
     freed = gc.collect()
-    log.info(
-        "garbage collector: %d replaced chargers freed (%d objects, %.0f ms)",
-        replaced,
-        freed,
-        (time.perf_counter() - started) * 1000,
-    )
-
-
-def refreeze() -> None:
-    """After `thaw`, the fleet is up again: what the reboots left is garbage by now (the
-    old chargers' last events and checkpoint written), so collect it and freeze the rest."""
-    started = time.perf_counter()
-    freed = gc.collect()
     gc.freeze()
+    _held_after_collection = gc.get_freeze_count()
     log.info(
-        "garbage collector: the fleet frozen again (%d objects freed, %.0f ms)",
+        "garbage collector: what died frozen freed (%s; %d objects, %.0f ms)",
+        why,
         freed,
         (time.perf_counter() - started) * 1000,
     )
@@ -84,5 +107,7 @@ def fleet_up() -> None:
 
     No collection first: a pause here lands on whatever the CSMS does right after boot
     (79 ms at 1,000 chargers); the young garbage frozen with them is a one-time cost."""
+    global _held_after_collection
     gc.freeze()
+    _held_after_collection = gc.get_freeze_count()
     log.info("garbage collector: the connected fleet frozen too")

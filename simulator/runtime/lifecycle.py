@@ -31,7 +31,6 @@ import secrets
 import signal
 import socket
 import sys
-import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -89,11 +88,11 @@ WAIT_SHARE = 0.5
 # The part of that share that letting the messages in progress be answered may use first
 # (`draining`): a central system that answers at all answers well within it.
 DRAIN_SHARE = 0.2
-# The share of the frozen fleet replaced (rebooted, retired) that makes the process free it
-# (`Simulator._keep_frozen`): one power cycle is not worth a full collection of the fleet,
-# and what stays frozen meanwhile is at most this share of the fleet. A large change's
-# batches free what they replaced by the same share (`Simulator._free_rebooted`).
-REFREEZE_SHARE = 0.1
+# Chargers replaced one at a time (a power cycle, a small edit, retired) leave their last
+# connection frozen, garbage the collector does not see (`gc_policy`); once they add up to
+# this share of the fleet, one full collection frees it (`Simulator._keep_frozen`). A large
+# change's batches are bounded by what the freezes hold instead (`gc_policy.freeze_batch`).
+REPLACED_SHARE = 1.0
 REFREEZE_CHECK_SECONDS = 5.0
 
 
@@ -230,11 +229,12 @@ class Simulator:
         # before it waits for the messages in progress.
         self._drivers: set[asyncio.Task[None]] = set()
         self._stopping = False
-        # A large change's batches freed the chargers they replaced (`_free_rebooted`):
-        # the fleet is unfrozen until it is frozen again once up (`_keep_frozen`).
-        self._thawed = False
-        # The chargers those batches replaced since the last collection (`_free_rebooted`).
-        self._unfreed = 0
+        # What the gc policy counts of the chargers `reloader` replaced (`_bound_frozen`):
+        # those a large change's batches replaced, as many when the freezes were last
+        # counted, and those replaced one at a time when a full collection last freed them.
+        self._batched = 0
+        self._batched_checked = 0
+        self._alone_collected = 0
         # Until `start` has read the fleet, the status line says so instead of "0/0".
         self.fleet_loaded = False
         self._stop_web: Callable[[], None] | None = None
@@ -433,7 +433,7 @@ class Simulator:
         await self.start(channels=True)
         if self.options.gc_tuning:
             gc_policy.fleet_loaded()
-            self.reloader.on_batch_up = self._free_rebooted
+            self.reloader.on_batch_up = self._freeze_batch
             self.spawn(self._keep_frozen(), "gc-freeze")
         if self.options.traffic:
             self.spawn(self.run_traffic(), "traffic", driver=True)
@@ -593,48 +593,41 @@ class Simulator:
         self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
 
     async def _keep_frozen(self, patience: float = 120.0) -> None:
-        """Freeze the connected fleet once it is up (`_freeze_when_up`); then, whenever
-        `REFREEZE_SHARE` of the frozen chargers have been replaced (a reboot builds a
-        charger afresh, a retired one goes), free them once the fleet edit is applied
-        (`gc_policy.thaw`: frozen, they would never be), and freeze the fleet again once
-        it is up (`gc_policy.refreeze`)."""
+        """Freeze the connected fleet once it is up (`_freeze_when_up`); then, whenever no
+        fleet edit runs, bound what the replaced chargers left frozen (`_bound_frozen`)."""
         await self._freeze_when_up(patience)
-        frozen = weakref.WeakSet(self.store)
         while True:
             await asyncio.sleep(REFREEZE_CHECK_SECONDS)
-            # Alive (kept by the freeze, or still going offline) and no longer running.
-            replaced = sum(1 for charger in frozen if self.store.get(charger.id) is not charger)
-            few = replaced < max(1.0, REFREEZE_SHARE * len(frozen))
-            if (few and not self._thawed) or self.reloader.busy():
-                continue
-            if not self._thawed:
-                gc_policy.thaw(replaced)
-            # else the batches' thaws left the fleet unfrozen: `refreeze` collects what the
-            # last of them replaced, the one full collection instead of two in a row.
-            self._thawed = False
-            await self._until_up(patience)
-            gc_policy.refreeze()
-            self._unfreed = 0
-            # One still referenced at the freeze (so frozen again) stays counted as replaced.
-            frozen = weakref.WeakSet([*self.store, *frozen])
+            if not self.reloader.busy():
+                self._bound_frozen()
 
-    def _free_rebooted(self, count: int) -> None:
-        """A batch of a large fleet change has booted: free the chargers the batches
-        replaced before the next batch goes down (frozen with the fleet, they stayed until
-        the whole change was applied: the old fleet and the new one at once), once they are
-        `REFREEZE_SHARE` of the fleet. `_keep_frozen` freezes the fleet again once the
-        change is applied and the fleet is up.
-
-        Not after every batch: each thaw is a full collection of the whole heap, a pause of
-        the event loop that grows with the fleet (0.6-2 s at 1,000 chargers on a loaded
-        2-core host, bench/RESULTS.md, session 36); after every batch of `REBOOT_BATCH`,
-        their number grew with the fleet too, and a re-import's pauses with its square."""
-        self._unfreed += count
-        if self._unfreed < max(1.0, REFREEZE_SHARE * len(self.store)):
+    def _bound_frozen(self) -> None:
+        """Each charger replaced (rebooted, retired) is freed by reference counting
+        (`Charger.dispose`) but leaves its last connection frozen, a reference cycle the
+        collector does not see. One full collection frees that (`gc_policy.collect_frozen`)
+        once the chargers replaced one at a time add up to `REPLACED_SHARE` of the fleet,
+        or, after a large change's batches (frozen in turn, `_freeze_batch`), once what
+        the freezes hold has grown by `gc_policy.GROWTH_SHARE`."""
+        alone = self.reloader.replaced - self._batched - self._alone_collected
+        if alone >= max(1.0, REPLACED_SHARE * len(self.store)):
+            gc_policy.collect_frozen(f"{alone} chargers replaced one at a time")
+        elif self._batched > self._batched_checked and gc_policy.frozen_grown():
+            gc_policy.collect_frozen(f"{self._batched - self._batched_checked} rebooted")
+        else:
+            self._batched_checked = self._batched
             return
-        gc_policy.thaw(self._unfreed)
-        self._unfreed = 0
-        self._thawed = True
+        self._alone_collected = self.reloader.replaced - self._batched
+        self._batched_checked = self._batched
+
+    def _freeze_batch(self, count: int) -> None:
+        """A batch of a large fleet change has booted, `count` chargers replaced: freeze
+        what it built (`gc_policy.freeze_batch`); `_bound_frozen` bounds what the replaced
+        ones left once the change is applied. No thaw: they are freed already
+        (`Charger.dispose`). Thawing to free them cost a full collection of the whole heap
+        every tenth of the fleet, a pause of the event loop of 0.6-2 s at 1,000 chargers and
+        0.9-8.7 s at 5,000 (bench/RESULTS.md, sessions 36 and 37)."""
+        self._batched += count
+        gc_policy.freeze_batch()
 
     async def _freeze_when_up(self, patience: float) -> None:
         """Once every charger with a connection is accepted (or after `patience` seconds),
