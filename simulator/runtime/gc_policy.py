@@ -71,8 +71,14 @@ def fleet_loaded() -> None:
 def freeze_batch() -> None:
     """A batch of a large fleet change has booted: freeze what it built, as `fleet_up` froze
     the fleet's, so that full collections stay cheap; no thaw (the chargers it replaced were
-    freed by reference counting, `Charger.dispose`). Nothing more: `gc.freeze` costs next to
-    nothing, counting what it holds (`frozen_grown`) walks the whole frozen heap."""
+    freed by reference counting, `Charger.dispose`).
+
+    First a collection of what is not frozen, about one batch's objects since the last
+    freeze (20-50 ms at 250 chargers, whatever the fleet): frozen with them, the young
+    garbage the reboots left (reference cycles no collection had visited yet) doubled
+    what each re-import left frozen (bench/RESULTS.md, session 37). Not counted here: counting what the
+    freezes hold (`frozen_grown`) walks the whole frozen heap."""
+    gc.collect()
     gc.freeze()
 
 
