@@ -1169,7 +1169,10 @@ class FleetReloader:
         # The pages showing it hear this last state: offline, and why (not a lost link).
         live.out_of_service(why)
         try:
-            await self.service.checkpoint()  # that state written before it lets go
+            # What changed, without the full pass over every charging connector's
+            # register: a large deletion retires its chargers each in a task of its own,
+            # each asking for this.
+            await self.service.checkpoint(full=False)  # that state written before it lets go
         except Exception as exc:  # kept as the failed batch: the next checkpoint writes it
             log.warning("%s: the checkpoint after it went offline failed: %s", live.id, exc)
         finally:
