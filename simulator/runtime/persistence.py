@@ -330,10 +330,11 @@ def load_fleet(
             log.warning("%s has no EVSE; not loaded", row.charge_point_id)
             continue
         chargers.append(build_charger(row, vehicles, listener, transfers))
-        # Built: its row's cycles broken now (`let_go`), or it stays until a collection,
-        # and a large change's batch, frozen once booted (`gc_policy.freeze_batch`), would
-        # keep its rows frozen for good.
-        let_go((row,))
+        # Its row's cycles are not broken here (`let_go`): the collection before each
+        # freeze (`gc_policy.fleet_loaded`, `freeze_batch`) frees the rows, and freed one by
+        # one as their chargers were built, the fleet then ran 6 % slower at saturation
+        # (2,000 chargers at 1 s, bench/RESULTS.md session 37; the allocator's reuse of
+        # their memory, as far as measured).
     if isinstance(listener, Checkpointer):
         restore(chargers, listener, plugged=plugged)
     return chargers
