@@ -28,13 +28,12 @@ import asyncio
 import json
 import resource
 import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from fleet import create_fleet, prepare_database, raise_open_files, say, setup_django
+from in_process import throwaway_var_dir  # bench/ is the script's directory
 
 
 def cpu() -> float:
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chargers", type=int, default=1000, metavar="N")
     args = parser.parse_args(argv)
     raise_open_files(4 * args.chargers + 2048)
-    setup_django(Path(tempfile.mkdtemp(prefix="chargesim-edit-reboots-")))
+    setup_django(throwaway_var_dir("chargesim-edit-reboots-"))
     prepare_database()
     figures = asyncio.run(run(args.chargers))
     say(

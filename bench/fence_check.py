@@ -23,12 +23,11 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from fleet import create_fleet, prepare_database, say, setup_django
+from in_process import throwaway_var_dir  # bench/ is the script's directory
 
 
 def run(n: int, claimed: int, repeat: int) -> dict[str, Any]:
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claimed", type=int, default=10, metavar="K")
     parser.add_argument("--repeat", type=int, default=200, metavar="R")
     args = parser.parse_args(argv)
-    setup_django(Path(tempfile.mkdtemp(prefix="chargesim-fence-")))
+    setup_django(throwaway_var_dir("chargesim-fence-"))
     prepare_database()
     figures = run(args.chargers, min(args.claimed, args.chargers), args.repeat)
     say(

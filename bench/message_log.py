@@ -22,9 +22,10 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from in_process import throwaway_var_dir  # bench/ is the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,8 @@ def main() -> None:
     if args.seconds <= WARM_UP:
         parser.error(f"--seconds must be above the {WARM_UP} s of warm-up")
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("CHARGESIM_VAR_DIR", tempfile.mkdtemp())
+    if "CHARGESIM_VAR_DIR" not in os.environ:
+        os.environ["CHARGESIM_VAR_DIR"] = str(throwaway_var_dir())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
     import django
 

@@ -54,7 +54,6 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 import tracemalloc
 import weakref
@@ -72,6 +71,7 @@ from fleet import (
     say,
     setup_django,
 )
+from in_process import throwaway_var_dir  # bench/ is the script's directory
 
 MIB = 1024 * 1024
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files(4 * args.chargers + 2048)
     # Each charger logs a line or two per boot: at 5,000 that drowns the figures.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    setup_django(Path(tempfile.mkdtemp(prefix="chargesim-reimport-memory-")))
+    setup_django(throwaway_var_dir("chargesim-reimport-memory-"))
     prepare_database()
     children = Children()
     try:

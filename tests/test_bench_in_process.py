@@ -36,7 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
     ],
 )
 def test_an_in_process_bench_runs_to_its_report(tmp_path, script, args, report):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CHARGESIM_VAR_DIR": str(tmp_path)}
+    """It also leaves nothing in the temporary directory: the fleet benches each left a
+    var directory there, a fleet's database (one per run, in CI too)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CHARGESIM_VAR_DIR": str(tmp_path),
+        "TMPDIR": str(temp),
+    }
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args],
         cwd=ROOT,
@@ -47,3 +56,4 @@ def test_an_in_process_bench_runs_to_its_report(tmp_path, script, args, report):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(report, done.stdout), done.stdout
+    assert sorted(path.name for path in temp.iterdir()) == []
