@@ -881,6 +881,14 @@ def answers_within(
     return text + (f" ({lost} cut off by the link going down)" if lost else "")
 
 
+def _duration(seconds: float, shown: str) -> str:
+    """`shown` seconds, or below 10 ms in milliseconds: a bound under a millisecond read
+    "is 0.000 s, limit 1e-06 s"."""
+    if seconds >= 0.01:
+        return f"{shown} s"
+    return f"{seconds * 1000:.3g} ms"
+
+
 async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> str:
     limits = {name: duration(spec[name]) for name in PERCENTILES if name in spec}
     action = spec.get("action")
@@ -914,11 +922,11 @@ async def _expect_response_time(ctx: StepContext, spec: Mapping[str, Any]) -> st
                 f"no answer ({len(missing)} of {len(times)} CALLs got no valid answer: "
                 f"{_without_answer(missing, ctx.watch.frames, ctx.run_started, fleet)})"
                 if math.isinf(value)
-                else f"{value:.3f} s"
+                else _duration(value, f"{value:.3f}")
             )
             raise StepFailed(
                 f"the {name} response time of {len(times)} {which}CALLs {whose}is {got}, "
-                f"limit {limit:g} s"
+                f"limit {_duration(limit, f'{limit:g}')}"
             )
         shown.append(f"{name} {value:.3f} s")
     text = f"{len(times)} {which}CALLs {whose}answered: {', '.join(shown)}"

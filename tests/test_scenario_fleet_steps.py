@@ -216,6 +216,26 @@ async def test_unanswered_calls_count_as_infinitely_slow(csms: CentralSystem) ->
     ), message
 
 
+async def test_a_bound_under_a_millisecond_is_said_in_milliseconds(csms: CentralSystem) -> None:
+    run = await run_scenario(
+        """\
+        name: tight-bound
+        description: x
+        chargers: {template: {count: 1, connect: false}}
+        steps:
+          - connect: {}
+          - wait: {seconds: 1}
+          - expect: {response_time: {p50: 0.000001}}
+        """,
+        csms,
+    )
+    assert run.status == "failed"
+    message = run.result["chargers"][0]["steps"][2]["message"]
+    assert re.search(
+        r"the p50 response time of \d+ CALLs is [\d.]+ (ms|s), limit 0\.001 ms$", message
+    ), message
+
+
 def _frame(at: float, kind: int, message_id: str, action: str = "Heartbeat") -> Frame:
     direction = "out" if kind == CALL else "in"
     return Frame(at, direction, kind, message_id, action, {})
