@@ -77,6 +77,7 @@ from api.mcp_calls import (
     unknown_arguments,
 )
 from api.mcp_messages import CheckedLines
+from api.mcp_owed import AnswersOwed
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paged
 from api.query_params import DB_INT_MAX
 from api.routers import account, fleet, live, log, scenarios
@@ -607,12 +608,16 @@ class _Server(MCPServer):
         an error before the SDK reads it (`api.mcp_messages`). Standard input is read as
         the SDK reads it (UTF-8, an undecodable byte replaced); given explicitly, it is not
         diverted to the null device while serving, which matters only to a child process
-        reading it, and no tool starts one."""
+        reading it, and no tool starts one. Its end lets the requests read before it be
+        answered (`api.mcp_owed`)."""
         lines = CheckedLines(anyio.wrap_file(_stdin_text()))
-        async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
+        owed = AnswersOwed(lines)
+        async with stdio_server(stdin=cast(Any, owed)) as (read_stream, write_stream):
             lines.answer_to(write_stream)
             await self._lowlevel_server.run(
-                read_stream, write_stream, self._lowlevel_server.create_initialization_options()
+                read_stream,
+                owed.watching(write_stream),
+                self._lowlevel_server.create_initialization_options(),
             )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -630,6 +631,54 @@ async def test_http_answers_a_body_that_is_not_a_message_as_stdio_does(site):
         status, answer, _ = post_mcp_answer(site, headers, text)
         assert status == 400, (text, answer)
         assert_refused_saying(answer, code, id, says)
+
+
+def test_stdio_answers_every_request_piped_in_before_its_input_ends(site):
+    """A script that pipes its requests in closes standard input after the last one: each
+    is still answered with its result (the SDK answered those still running "Connection
+    closed"), and the server exits once they are."""
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "pipe", "version": "1"},
+    }
+    calls = {
+        2: ("whoami", {}),
+        3: ("list_chargers", {"limit": 5}),
+        4: ("get_charger", {"charge_point_id": CHARGER}),
+    }
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *(
+            {
+                "jsonrpc": "2.0",
+                "id": id,
+                "method": "tools/call",
+                "params": {"name": n, "arguments": a},
+            }
+            for id, (n, a) in calls.items()
+        ),
+    ]
+    done = subprocess.run(
+        [sys.executable, "manage.py", "mcp", "--user", "admin"],
+        cwd=ROOT,
+        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against a server that never ends, not a speed limit
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    assert sorted(answers) == [1, 2, 3, 4], done.stdout[-2000:]
+    for id in calls:
+        assert "error" not in answers[id], answers[id]
+        assert not answers[id]["result"]["isError"], answers[id]
+    assert answers[2]["result"]["structuredContent"]["username"] == "admin"
+    listed = answers[3]["result"]["structuredContent"]["items"]
+    assert CHARGER in {item["charge_point_id"] for item in listed}
+    assert answers[4]["result"]["structuredContent"]["charge_point_id"] == CHARGER
 
 
 def test_stdio_refuses_an_unknown_user(site):
