@@ -14,9 +14,14 @@ for any other clash, rather than meet the database's unique index."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from django.db import IntegrityError, transaction
 
 from chargers.models import Charger
+
+T = TypeVar("T")
 
 RUN_TOKEN_CHARS = 4
 _RUN_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -31,6 +36,42 @@ def draw_token() -> str:
 
 def template_ids(prefix: str, run_pk: int, token: str, count: int) -> list[str]:
     return [f"{prefix}-R{run_pk}.{token}-{n}" for n in range(1, count + 1)]
+
+
+class NoFreeIds(Exception):
+    """Every token drawn for a template's chargers clashed with stored chargers."""
+
+
+def claim(
+    prefix: str, run_pk: int, token: str, count: int, insert: Callable[[list[str]], T]
+) -> tuple[str, T]:
+    """`insert(ids)` for the first token (`token`, then fresh ones) whose ids are free, in
+    a transaction of its own (a savepoint inside another): (the token used, what `insert`
+    returned). An id taken between the look-up and the insert rolls the insert back and
+    draws the next token; NoFreeIds names the last clash after TOKEN_DRAWS tokens."""
+    clash = ""
+    for draw in range(TOKEN_DRAWS):
+        if draw:
+            token = draw_token()
+        ids = template_ids(prefix, run_pk, token, count)
+        # Looked up first: the usual clash costs no failed insert, and is said the same.
+        found = first_clash(ids)
+        if found is not None:
+            clash = found
+            continue
+        try:
+            with transaction.atomic():
+                return token, insert(ids)
+        except IntegrityError:
+            # Only a clash of ids is ours to get round; the row now in the way is
+            # committed (the index waited for its writer), so the look-up sees it.
+            found = first_clash(ids)
+            if found is None:
+                raise
+            clash = f"{found} (stored meanwhile)"
+    raise NoFreeIds(
+        f"no free id for the template's chargers in {TOKEN_DRAWS} tokens drawn: {clash}"
+    )
 
 
 def first_clash(ids: Sequence[str]) -> str | None:

@@ -461,35 +461,31 @@ class Runner:
             k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
         }
         count = int(template["count"])
-        for _ in range(charger_ids.TOKEN_DRAWS):
-            ids = charger_ids.template_ids(prefix, self.run.pk, self.token, count)
-            clash = charger_ids.first_clash(ids)
-            if clash is None:
-                break
-            self.token = charger_ids.draw_token()
-        else:
-            raise SetupError(
-                f"no free id for the template's chargers in {charger_ids.TOKEN_DRAWS} "
-                f"tokens drawn: {clash}"
-            )
-        plans = [
-            ChargerPlan(
-                Charger(
-                    charge_point_id=cp_id,
-                    location=location,
-                    csms_url=csms_url,
-                    power_type=power_type,
-                    max_power_kw=max_kw,
-                    auto_connect=False,
-                    default_vehicle=vehicle,
-                    **extra,
-                ),
-                evses,
-                overrides,
-            )
-            for cp_id in ids
-        ]
-        made = create_chargers(plans)
+
+        def insert(ids: list[str]) -> list[Charger]:
+            plans = [
+                ChargerPlan(
+                    Charger(
+                        charge_point_id=cp_id,
+                        location=location,
+                        csms_url=csms_url,
+                        power_type=power_type,
+                        max_power_kw=max_kw,
+                        auto_connect=False,
+                        default_vehicle=vehicle,
+                        **extra,
+                    ),
+                    evses,
+                    overrides,
+                )
+                for cp_id in ids
+            ]
+            return create_chargers(plans)
+
+        try:
+            self.token, made = charger_ids.claim(prefix, self.run.pk, self.token, count, insert)
+        except charger_ids.NoFreeIds as exc:
+            raise SetupError(str(exc)) from None
         connect = bool(template.get("connect", True))
         return [
             Target(c.pk, c.charge_point_id, csms_url, temporary=True, connect_first=connect)

@@ -10,6 +10,7 @@ layer; its chargers talk to the built-in CSMS over real sockets."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import pytest
 from channels.db import database_sync_to_async
@@ -40,9 +41,8 @@ BOOT = textwrap.dedent(
 )
 
 
-async def _runner_with_twin(csms: CentralSystem) -> tuple[Runner, str]:
-    """A runner whose first token is "abcd", and a stored charger whose id is the one it
-    would make but for letter case."""
+async def _runner(csms: CentralSystem) -> Runner:
+    """A runner of BOOT whose first token is "abcd"."""
     scenario = parse(BOOT, file="ids.yaml")
     run = await database_sync_to_async(ScenarioRun.objects.create)(
         name=scenario.name, file=scenario.file, source=scenario.source, seed=1
@@ -55,7 +55,15 @@ async def _runner_with_twin(csms: CentralSystem) -> tuple[Runner, str]:
         run=run,
     )
     runner.token = "abcd"
-    twin = f"SCN-R{run.pk}.ABCD-1"
+    return runner
+
+
+async def _runner_with_twin(csms: CentralSystem) -> tuple[Runner, str]:
+    """A runner whose first token is "abcd", and a stored charger whose id is the one it
+    would make but for letter case."""
+    runner = await _runner(csms)
+    assert runner.run is not None
+    twin = f"SCN-R{runner.run.pk}.ABCD-1"
     await database_sync_to_async(make_charger)(twin)
     return runner, twin
 
@@ -75,6 +83,38 @@ async def test_an_id_that_clashes_only_by_case_takes_another_token(
         lambda: list(Charger.objects.values_list("charge_point_id", flat=True))
     )()
     assert left == [twin]
+
+
+async def test_an_id_stored_between_the_look_up_and_the_insert_takes_another_token(
+    csms: CentralSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer (the API, an import) stores a charger of the id the run is about to
+    insert after the run found it free and before its insert: the run draws another token,
+    as for a clash the look-up saw (it ended as "the runner failed: IntegrityError")."""
+    from scenarios import charger_ids
+
+    look_up = charger_ids.first_clash
+    meanwhile: list[str] = []
+
+    def then_another_writer(ids: Sequence[str]) -> str | None:
+        found = look_up(ids)
+        if found is None and not meanwhile:
+            # Committed at once (autocommit), as another connection's insert would be.
+            meanwhile.append(ids[0].upper())
+            make_charger(meanwhile[0])
+        return found
+
+    monkeypatch.setattr(charger_ids, "first_clash", then_another_writer)
+    runner = await _runner(csms)
+    run = await runner.execute()
+    assert run.status == "passed", run.message
+    assert meanwhile == [f"SCN-R{run.pk}.ABCD-1"]
+    (charger,) = run.result["chargers"]
+    assert charger["charge_point_id"].lower() != meanwhile[0].lower()
+    left = await database_sync_to_async(
+        lambda: list(Charger.objects.values_list("charge_point_id", flat=True))
+    )()
+    assert left == meanwhile  # the other writer's charger kept, the run's own deleted
 
 
 async def test_a_run_that_finds_no_free_id_names_the_charger_in_its_way(
