@@ -96,6 +96,20 @@ def delete_default_location(besides: int | None = None) -> bool:
         return Location.objects.delete_if_unused(DEFAULT_LOCATION)
 
 
+def run_verdict(message: str, charger_statuses: Iterable[str]) -> str:
+    """A finished run's status: `error` when something could not run (the run's own
+    `message`: a setup that failed, a run cut short; or a charger in error: it did not
+    connect, a step errored), even if a check failed too, since the checks that did not
+    run may have failed as well; `failed` when a check failed and everything ran; else
+    `passed`. `runscenario`'s exit code follows it (`scenarios.session.exit_code`)."""
+    statuses = set(charger_statuses)
+    if message or ScenarioRun.Status.ERROR in statuses:
+        return ScenarioRun.Status.ERROR
+    if ScenarioRun.Status.FAILED in statuses:
+        return ScenarioRun.Status.FAILED
+    return ScenarioRun.Status.PASSED
+
+
 class ScenarioRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"

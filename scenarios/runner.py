@@ -41,7 +41,13 @@ from chargers.validators import validate_csms_url
 from locations.models import Location
 from scenarios import charger_ids
 from scenarios.format import Scenario, Step, substitute_runtime, unresolved
-from scenarios.models import DEFAULT_LOCATION, ScenarioRun, delete_chargers, delete_default_location
+from scenarios.models import (
+    DEFAULT_LOCATION,
+    ScenarioRun,
+    delete_chargers,
+    delete_default_location,
+    run_verdict,
+)
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import hiding, one_line, shown_variables, storable
 from scenarios.watch import (
@@ -340,15 +346,7 @@ class Runner:
     def _finish(self, message: str, took: float) -> ScenarioRun:
         run = self.run
         assert run is not None
-        statuses = {c.status for c in self.chargers}
-        if message:
-            status = ScenarioRun.Status.ERROR
-        elif FAILED in statuses:
-            status = ScenarioRun.Status.FAILED
-        elif ERROR in statuses:
-            status = ScenarioRun.Status.ERROR
-        else:
-            status = ScenarioRun.Status.PASSED
+        status = run_verdict(message, (c.status for c in self.chargers))
         run.status = status
         run.message = storable(self.hide(message))
         run.finished = timezone.now()

@@ -2,7 +2,10 @@
 
 Every file is read and checked before anything runs: one bad file stops the whole
 session with exit code 2 and every problem of every file. Then each scenario runs (see
-`runner`); the session's exit code is 0 only when every run passed, 1 otherwise.
+`runner`), and the session's exit code says how they ended (`exit_code`): pytest's
+numbers where they mean the same, and JUnit's line between a failure (the CSMS did not
+do what a check expected) and an error (something could not run, so the verdict is not
+whole).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from scenarios.junit import junit_xml
 from scenarios.models import ScenarioRun
 from scenarios.runner import EngineHost, Options, Progress, Runner
 
-EXIT_PASSED, EXIT_FAILED, EXIT_BAD_FILE = 0, 1, 2
+# 0: every check held. 1: the CSMS failed a check, and everything ran. 2: nothing ran (a
+# bad file or option; the command's own checks). 3: something could not run (a run or a
+# step in error, or the command failed), whether or not a check failed too.
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_FILE, EXIT_ERROR = 0, 1, 2, 3
 # Closes of connections a summary lists; the rest are counted.
 SHOWN_CLOSES = 10
 # How long a worker may take to acknowledge a request: longer than an API call's, since a
@@ -104,8 +110,31 @@ def summary(run: ScenarioRun) -> str:
 
 
 def exit_code(runs: Sequence[ScenarioRun]) -> int:
-    passed = all(run.status == ScenarioRun.Status.PASSED for run in runs)
-    return EXIT_PASSED if passed else EXIT_FAILED
+    """An error anywhere wins over a failure, as it does within a run (`run_verdict`):
+    exit 1 promises that everything ran, so that a CI job can tell a CSMS that failed
+    its checks from a run that could not judge it (a CSMS not reached, a setup that
+    failed), which is someone else's to fix."""
+    statuses = {run.status for run in runs}
+    if ScenarioRun.Status.ERROR in statuses:
+        return EXIT_ERROR
+    if ScenarioRun.Status.FAILED in statuses:
+        return EXIT_FAILED
+    return EXIT_PASSED
+
+
+def tally(runs: Sequence[ScenarioRun]) -> str:
+    """The session's last line: how many scenarios passed, failed and were in error."""
+    counts = {
+        status: sum(run.status == status for run in runs)
+        for status in (ScenarioRun.Status.FAILED, ScenarioRun.Status.ERROR)
+    }
+    passed = sum(run.status == ScenarioRun.Status.PASSED for run in runs)
+    text = f"{passed} of {len(runs)} scenarios passed"
+    if counts[ScenarioRun.Status.FAILED]:
+        text += f", {counts[ScenarioRun.Status.FAILED]} failed"
+    if counts[ScenarioRun.Status.ERROR]:
+        text += f", {counts[ScenarioRun.Status.ERROR]} in error"
+    return f"{text} (exit code {exit_code(runs)})."
 
 
 def unwritable(path: str | None) -> str:

@@ -1,4 +1,4 @@
-"""`manage.py runscenario`: exit codes 0 / 1 / 2, progress lines and a summary, the JUnit
+"""`manage.py runscenario`: exit codes 0 / 1 / 2 / 3, progress lines and a summary, the JUnit
 XML and JSON reports, the stored run and its admin downloads. The command starts the
 engine in-process (embedded settings) and the built-in CSMS (--builtin-csms)."""
 
@@ -19,6 +19,7 @@ from django.test import Client
 from chargers.models import Charger
 from scenarios import library
 from scenarios.models import ScenarioRun
+from tests.http_hook import http_hook
 from tests.process import ManagePy, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -81,7 +82,7 @@ def test_a_passing_run_exits_0_with_reports(tmp_path: Path) -> None:
     assert "Built-in CSMS on ws://127.0.0.1:" in out
     assert out.count(": passed (") == 10  # a line per step done per charger
     assert "boot-and-session: PASSED — 2 chargers, 10 steps (10 passed), seed 5" in out
-    assert out.rstrip().endswith("1 of 1 scenarios passed.")
+    assert out.rstrip().endswith("1 of 1 scenarios passed (exit code 0).")
     suites = ET.parse(junit).getroot()
     assert suites.tag == "testsuites"
     (suite,) = suites.findall("testsuite")
@@ -127,7 +128,7 @@ def test_a_failing_expectation_exits_1_and_the_junit_names_the_step(tmp_path: Pa
     )
     assert code == 1
     assert "long-heartbeat: FAILED" in out
-    assert out.rstrip().endswith("1 of 2 scenarios passed.")
+    assert out.rstrip().endswith("1 of 2 scenarios passed, 1 failed (exit code 1).")
     suites = ET.parse(junit).getroot()
     assert [s.get("name") for s in suites.findall("testsuite")] == [
         "boot-and-session",
@@ -140,6 +141,78 @@ def test_a_failing_expectation_exits_1_and_the_junit_names_the_step(tmp_path: Pa
     assert message.startswith("steps[0] expect on SCN-R")
     assert message.endswith("expected at least 100000 s")
     assert failure.text == message
+
+
+# Two chargers whose CSMS hook answers the first badly (a check the CSMS failed) and does
+# not answer the second (the step could not be carried out: an error).
+MIXED = """\
+name: mixed
+description: One charger fails a check, the other cannot carry out its step.
+chargers:
+  template: {count: 2}
+steps:
+  - trigger: {url: "${hook}/${charge_point_id}", expect_status: 200}
+variables: {hook: "http://127.0.0.1:9"}
+"""
+
+
+def _fail_first_drop_others(path: str) -> int | None:
+    return 500 if path.endswith("-1") else None
+
+
+def test_an_error_exits_3_even_when_a_check_failed_too(tmp_path: Path) -> None:
+    """Exit code 1 said "the CSMS failed a check" of a run that could not carry out every
+    step too (a hook not reached, a CSMS that never answered the connect): a CI job could
+    not tell its CSMS's failures from its own set-up's. An error wins, in the run's status
+    and in the exit code, and the last line says how many of each."""
+    with http_hook(_fail_first_drop_others) as hook:
+        code, out, err = runscenario(
+            write(tmp_path, "mixed.yaml", MIXED),
+            write(tmp_path, "bad-csms.yaml", FAILING),
+            "--builtin-csms",
+            "--var",
+            f"hook={hook}",
+            "--json",
+            str(tmp_path / "out.json"),
+        )
+    assert code == 3, out + err
+    assert out.rstrip().endswith("0 of 2 scenarios passed, 1 failed, 1 in error (exit code 3).")
+    assert dict(ScenarioRun.objects.values_list("name", "status")) == {
+        "mixed": "error",
+        "long-heartbeat": "failed",
+    }
+    (mixed, _) = json.loads((tmp_path / "out.json").read_text())
+    assert mixed["status"] == "error"
+    assert sorted(c["status"] for c in mixed["chargers"]) == ["error", "failed"]
+
+
+def test_a_command_that_cannot_finish_exits_3_not_1(tmp_path: Path) -> None:
+    """The report's folder went away during the run: the command ended in a traceback,
+    exit code 1 (Python's), read by CI as a CSMS that failed its checks."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    scenario = write(
+        tmp_path,
+        "gone.yaml",
+        MIXED.replace("count: 2", "count: 1").replace("${charge_point_id}", "remove"),
+    )
+
+    def remove_reports(path: str) -> int:
+        reports.rmdir()
+        return 200
+
+    with http_hook(remove_reports) as hook:
+        code, out, err = runscenario(
+            scenario, "--builtin-csms", "--var", f"hook={hook}", "--junit", str(reports / "x.xml")
+        )
+    assert code == 3, out + err
+    assert "mixed: PASSED" in out
+    assert err.rstrip().endswith(
+        f"runscenario could not finish: FileNotFoundError: [Errno 2] No such file or directory: "
+        f"'{reports / 'x.xml'}' (exit code 3); the runs that ended are stored (admin: Scenario "
+        "runs)."
+    )
+    assert ScenarioRun.objects.get().status == "passed"
 
 
 def test_var_overrides_a_files_variable(tmp_path: Path) -> None:

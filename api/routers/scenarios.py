@@ -93,7 +93,12 @@ class RunSummaryOut(Schema):
     id: int
     name: str
     file: str
-    status: RunStatus
+    status: RunStatus = Field(
+        description="`passed`: every check held; `failed`: the CSMS failed a check and "
+        "everything ran; `error`: something could not run (the chargers could not be set "
+        "up or connect, a step errored, the run was cancelled), even if a check failed "
+        "too. `runscenario` exits 0, 1 and 3 for them."
+    )
     message: str
     seed: int
     variables: dict[str, Any]

@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Coroutine
 from typing import Any
 
@@ -27,10 +28,12 @@ from scenarios import format as scenario_format
 from scenarios.runner import Options, RunningWorkers, SetupError
 from scenarios.session import (
     EXIT_BAD_FILE,
+    EXIT_ERROR,
     Session,
     exit_code,
     load_files,
     remove_report,
+    tally,
     unwritable,
     write_reports,
 )
@@ -185,8 +188,12 @@ def settle_seconds() -> float:
 
 class Command(BaseCommand):
     help = (
-        "Run scenario files (docs/scenarios.md) against a CSMS: exit code 0 when every "
-        "expectation held, 1 when one failed, 2 when a file is bad."
+        "Run scenario files (docs/scenarios.md) against a CSMS. Exit code: 0 every check "
+        "held; 1 the CSMS failed a check and everything ran; 2 nothing ran (a bad file or "
+        "option, a port taken, the database not reachable or not migrated); 3 something "
+        "could not run (the CSMS not reached, a setup or a step in error, the command "
+        "failed), also when a check failed too: an error wins over a failure, and the "
+        "reports say which was which; 130 Ctrl-C; 143 SIGTERM."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -337,18 +344,26 @@ class Command(BaseCommand):
             _check_free()
         try:
             runs = asyncio.run(self._terminable(self._run(scenarios, options)))
+            write_reports(runs, junit=options["junit"], json_path=options["json"])
         except Terminated as ended:
             if ended.signal is signal.SIGINT:
                 self.stderr.write(f"Interrupted (Ctrl-C): {ENDED_EARLY}")
                 sys.exit(EXIT_INTERRUPTED)
             self.stderr.write(f"Terminated (SIGTERM): {ENDED_EARLY}")
             sys.exit(EXIT_TERMINATED)
-        write_reports(runs, junit=options["junit"], json_path=options["json"])
-        code = exit_code(runs)
-        self.stdout.write(
-            f"{sum(r.status == 'passed' for r in runs)} of {len(runs)} scenarios passed."
-        )
-        sys.exit(code)
+        except CommandError:
+            raise  # exit 2: nothing ran (a port taken)
+        except Exception as exc:
+            # Python's own exit status for a traceback is 1, which a CI job reads as a CSMS
+            # that failed its checks: this is the command's failure (3), said as such.
+            self.stderr.write(traceback.format_exc())
+            self.stderr.write(
+                f"runscenario could not finish: {type(exc).__name__}: {exc} (exit code "
+                f"{EXIT_ERROR}); the runs that ended are stored (admin: Scenario runs)."
+            )
+            sys.exit(EXIT_ERROR)
+        self.stdout.write(tally(runs))
+        sys.exit(exit_code(runs))
 
     @staticmethod
     async def _terminable(work: Coroutine[Any, Any, Any]) -> Any:
