@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from scenarios.models import ACTIVE, ScenarioRun
@@ -25,7 +26,18 @@ from scenarios.texts import storable
 
 def stored_run_junit(run: ScenarioRun) -> bytes:
     """The report of a stored run (API, admin, dashboard), finished or not."""
-    result = run.result or {"scenario": run.name, "run": run.pk, "seed": run.seed}
+    # A run still queued, or one that ended before it ran (cancelled while queued, a source
+    # that no longer parses), has no result: its name, file, start and message are the
+    # row's. Without the message, such a run's report had no testcase at all: no error.
+    result = run.result or {
+        "scenario": run.name,
+        "run": run.pk,
+        "seed": run.seed,
+        "message": run.message,
+    }
+    result = {"file": run.file, **result}
+    if "started" not in result and run.started is not None:
+        result["started"] = run.started
     if run.status in ACTIVE:
         result = {
             **result,
@@ -56,13 +68,15 @@ def junit_xml(results: Iterable[dict[str, Any]]) -> bytes:
 
 def _suite(result: dict[str, Any]) -> ET.Element:
     name = str(result.get("scenario", "scenario"))
-    suite = ET.Element(
-        "testsuite",
-        name=name,
-        file=str(result.get("file", "")),
-        timestamp=str(result.get("started", "")),
-        time=f"{float(result.get('duration') or 0):.3f}",
-    )
+    suite = ET.Element("testsuite", name=name)
+    # Left out when unknown (a run that has not started): an empty one is no dateTime, and
+    # the JUnit schemas make both optional (Jenkins xUnit's junit-10.xsd) or have no `file`.
+    if result.get("file"):
+        suite.set("file", str(result["file"]))
+    timestamp = _timestamp(result.get("started"))
+    if timestamp:
+        suite.set("timestamp", timestamp)
+    suite.set("time", f"{float(result.get('duration') or 0):.3f}")
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="seed", value=str(result.get("seed", "")))
     ET.SubElement(props, "property", name="run", value=str(result.get("run", "")))
@@ -147,6 +161,24 @@ def _suite(result: dict[str, Any]) -> ET.Element:
     for key, value in counts.items():
         suite.set(key, str(value))
     return suite
+
+
+def _timestamp(started: Any) -> str:
+    """A result's `started` (UTC, ISO 8601; or the row's, a datetime) as the JUnit schema (Ant's, Windy Road's
+    JUnit.xsd) writes a suite's timestamp: to the second, without a zone (it is UTC);
+    "" when there is none, or none that parses."""
+    if isinstance(started, datetime):
+        when = started
+    elif not started:
+        return ""
+    else:
+        try:
+            when = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+        except ValueError:
+            return ""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _judged(case: ET.Element, tag: str, message: str) -> None:

@@ -11,7 +11,7 @@ import gzip
 import json
 import textwrap
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -575,6 +575,45 @@ def test_the_junit_of_a_run_not_finished_is_an_error_never_a_green_report(
     junit = client.get(f"{RUNS}/{running.pk}/junit.xml", headers=bearer(token))
     names = [c.get("name") for c in ET.fromstring(junit.content).iter("testcase")]
     assert names == ["unfinished", "steps[0] plug_in"]
+
+
+def test_the_junit_of_a_run_that_never_ran_has_valid_suite_attributes_and_its_error(
+    client: Client,
+) -> None:
+    """A queued run's suite had `file=""` and `timestamp=""` (no dateTime: a report a CI
+    tool validates against the JUnit schema is refused), and one cancelled while queued
+    had no testcase at all: no error, so a job publishing it showed nothing wrong."""
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    queued = stored(status="queued", file="smoke.yaml")
+    cancelled = stored(status="queued", file="<api>")
+    client.post(f"{RUNS}/{cancelled.pk}/cancel", headers=bearer(token))
+    suites = {}
+    for run in (queued, cancelled):
+        junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
+        (suites[run.pk],) = ET.fromstring(junit.content).iter("testsuite")
+    # Neither has started: no timestamp rather than an empty one; the file is the row's.
+    assert suites[queued.pk].attrib == {
+        "name": "stored",
+        "file": "smoke.yaml",
+        "time": "0.000",
+        "tests": "1",
+        "failures": "0",
+        "errors": "1",
+        "skipped": "0",
+    }
+    assert "timestamp" not in suites[cancelled.pk].attrib
+    (case,) = suites[cancelled.pk].iter("testcase")
+    error = case.find("error")
+    assert error is not None and error.text == "cancelled before it started"
+    # A run that started has its start, as the JUnit schema writes a timestamp: to the
+    # second, without a zone (UTC).
+    started = stored(status="error", message="no location named 'X'")
+    ScenarioRun.objects.filter(pk=started.pk).update(
+        started=datetime(2026, 12, 2, 7, 0, 1, 500000, tzinfo=UTC)
+    )
+    junit = client.get(f"{RUNS}/{started.pk}/junit.xml", headers=bearer(token))
+    (suite,) = ET.fromstring(junit.content).iter("testsuite")
+    assert suite.get("timestamp") == "2026-12-02T07:00:01"
 
 
 def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, settings: Any) -> None:

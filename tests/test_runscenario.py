@@ -10,6 +10,7 @@ import signal
 import socket
 import sqlite3
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,9 @@ def test_a_passing_run_exits_0_with_reports(tmp_path: Path) -> None:
     # The file as it was given on the command line (not only its name).
     assert suite.get("name") == "boot-and-session"
     assert suite.get("file") == str(tmp_path / "ok.yaml")
+    # The JUnit schema's dateTime: to the second, no zone (UTC), the run's start.
+    started = datetime.fromisoformat(json.loads(report.read_text())[0]["started"])
+    assert suite.get("timestamp") == started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("10", "0", "0")
     assert suite.find("testcase") is not None and suite.find(".//failure") is None
     (result,) = json.loads(report.read_text())
