@@ -1,6 +1,7 @@
 """JUnit XML of scenario runs, for CI: one <testsuite> per scenario file, one <testcase>
 per charger x step (classname "scenario.charger", the charger's id without the run's, name
-"steps[i] kind"; each charger's full id in the suite's properties). A failed step
+"steps[i] title", the step's `scenarios.step_titles` title; each charger's full id in the
+suite's properties). A failed step
 carries <failure>, an errored one <error>, a skipped one <skipped>; a run that could not
 set up its chargers is one errored testcase named "setup" (its time: how long the setup
 went on before it failed), one cut short after it (cancelled, interrupted) one named
@@ -134,7 +135,9 @@ def _suite(result: dict[str, Any]) -> ET.Element:
                 suite,
                 "testcase",
                 classname=classname,
-                name=f"steps[{step.get('index')}] {step.get('kind')}",
+                # What the step does or checks (a result stored before steps had titles:
+                # its kind), after its index, which keeps it unique in the charger's case.
+                name=f"steps[{step.get('index')}] {step.get('title') or step.get('kind')}",
                 time=f"{float(step.get('duration') or 0):.3f}",
             )
             counts["tests"] += 1

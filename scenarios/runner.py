@@ -48,6 +48,7 @@ from scenarios.models import (
     delete_default_location,
     run_verdict,
 )
+from scenarios.step_titles import step_title
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
 from scenarios.texts import hiding, one_line, shown_variables, storable
 from scenarios.watch import (
@@ -662,6 +663,7 @@ def _verdict(step: Step, status: str, message: str, started: float, took: float)
     return {
         "index": step.index,
         "kind": step.kind,
+        "title": step_title(step.kind, step.args),
         "line": step.line,
         "status": status,
         "message": message,

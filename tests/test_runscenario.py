@@ -219,6 +219,43 @@ def test_a_command_that_cannot_finish_exits_3_not_1(tmp_path: Path) -> None:
     assert ScenarioRun.objects.get().status == "passed"
 
 
+def test_junit_testcases_are_named_by_what_they_check_the_same_in_every_run(
+    tmp_path: Path,
+) -> None:
+    """A CI list (GitLab, Jenkins) shows a testcase's name: `steps[2] expect` said nothing
+    of what failed, nor told the expects of a scenario apart. The name comes from the step
+    as written, never from what a run drew: the same in every run (CI keeps a test's
+    history by its name), unique within the charger's case."""
+    files = write(tmp_path, "ok.yaml", PASSING), write(tmp_path, "bad-csms.yaml", FAILING)
+    reports = []
+    for seed in ("1", "2"):
+        junit = tmp_path / f"run-{seed}.xml"
+        code, out, _ = runscenario(*files, "--builtin-csms", "--seed", seed, "--junit", str(junit))
+        assert code == 1, out
+        reports.append(ET.parse(junit).getroot())
+    named = [[(c.get("classname"), c.get("name")) for c in r.iter("testcase")] for r in reports]
+    assert named[0] == named[1]
+    assert len(set(named[0])) == len(named[0])
+    assert named[0][:5] == [
+        ("boot-and-session.SCN-1", "steps[0] expect BootNotification answered Accepted"),
+        ("boot-and-session.SCN-1", "steps[1] plug_in"),
+        ("boot-and-session.SCN-1", "steps[2] present_id_tag DRIVER-1"),
+        ("boot-and-session.SCN-1", "steps[3] wait for connector 1 status Charging"),
+        ("boot-and-session.SCN-1", "steps[4] expect StartTransaction answered Accepted"),
+    ]
+    assert named[0][10:] == [
+        ("long-heartbeat.SCN-1", "steps[0] expect heartbeat interval at least 100000 s"),
+        ("long-heartbeat.SCN-1", "steps[1] wait 0 s"),
+    ]
+    # The JSON has each step's title too.
+    (run,) = ScenarioRun.objects.filter(name="long-heartbeat").order_by("-pk")[:1]
+    steps = run.result["chargers"][0]["steps"]
+    assert [s["title"] for s in steps] == [
+        "expect heartbeat interval at least 100000 s",
+        "wait 0 s",
+    ]
+
+
 def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
     code, out, _ = runscenario(
         write(tmp_path, "bad-csms.yaml", FAILING), "--builtin-csms", "--var", "minimum=60"

@@ -1041,10 +1041,10 @@ async def test_a_connection_the_csms_closes_mid_session_is_reported_and_can_be_e
     # The JUnit: the step's testcase passed, and says it in its system-out.
     suite = ElementTree.fromstring(junit_xml([run.result]))
     cases = {case.get("name"): case for case in suite.iter("testcase")}
-    out = cases["steps[2] wait"].find("system-out")
+    out = cases["steps[2] wait 2 s"].find("system-out")
     assert out is not None and out.text == close["message"]
-    assert cases["steps[2] wait"].find("failure") is None
-    assert cases["steps[3] stop"].find("system-out") is None
+    assert cases["steps[2] wait 2 s"].find("failure") is None
+    assert cases["steps[3] stop until Finishing"].find("system-out") is None
 
 
 def test_a_connection_the_charger_failed_for_a_csms_frame_is_reported_as_such() -> None:
