@@ -20,6 +20,7 @@ from django.test import Client
 from chargers.models import Charger
 from scenarios import library
 from scenarios.models import ScenarioRun
+from scenarios.texts import HIDDEN
 from tests.http_hook import http_hook
 from tests.process import ManagePy, free_port
 
@@ -254,6 +255,24 @@ def test_junit_testcases_are_named_by_what_they_check_the_same_in_every_run(
         "expect heartbeat interval at least 100000 s",
         "wait 0 s",
     ]
+
+
+def test_a_testcase_name_hides_a_secret_variables_value(tmp_path: Path) -> None:
+    """A title shows the step's arguments, a variable's value among them: a secret one (by
+    its name) is hidden there as in every text a run keeps."""
+    secret = """\
+name: secret-tag
+description: Presents a tag whose value is a secret.
+variables: {tag_secret: SECRET-TAG-9}
+chargers: {template: {count: 1}}
+steps:
+  - present_id_tag: {id_tag: "${tag_secret}"}
+"""
+    junit = tmp_path / "out.xml"
+    runscenario(write(tmp_path, "secret.yaml", secret), "--builtin-csms", "--junit", str(junit))
+    names = [case.get("name") for case in ET.parse(junit).getroot().iter("testcase")]
+    assert names == [f"steps[0] present_id_tag {HIDDEN}"]
+    assert "SECRET-TAG-9" not in junit.read_text()
 
 
 def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
@@ -668,6 +687,7 @@ LOST_RUN = """
 from datetime import timedelta
 from django.utils import timezone
 from scenarios.models import ScenarioRun
+from scenarios.texts import HIDDEN
 from tests.cast import make_charger
 make_charger("LOST-R1-1", csms_url="ws://127.0.0.1:9/ocpp")
 ScenarioRun.objects.create(
