@@ -124,16 +124,12 @@ def exit_code(runs: Sequence[ScenarioRun]) -> int:
 
 def tally(runs: Sequence[ScenarioRun]) -> str:
     """The session's last line: how many scenarios passed, failed and were in error."""
-    counts = {
-        status: sum(run.status == status for run in runs)
-        for status in (ScenarioRun.Status.FAILED, ScenarioRun.Status.ERROR)
-    }
-    passed = sum(run.status == ScenarioRun.Status.PASSED for run in runs)
-    text = f"{passed} of {len(runs)} scenarios passed"
-    if counts[ScenarioRun.Status.FAILED]:
-        text += f", {counts[ScenarioRun.Status.FAILED]} failed"
-    if counts[ScenarioRun.Status.ERROR]:
-        text += f", {counts[ScenarioRun.Status.ERROR]} in error"
+    count = {status: sum(run.status == status for run in runs) for status in ScenarioRun.Status}
+    text = f"{count[ScenarioRun.Status.PASSED]} of {len(runs)} scenarios passed"
+    if count[ScenarioRun.Status.FAILED]:
+        text += f", {count[ScenarioRun.Status.FAILED]} failed"
+    if count[ScenarioRun.Status.ERROR]:
+        text += f", {count[ScenarioRun.Status.ERROR]} in error"
     return f"{text} (exit code {exit_code(runs)})."
 
 
