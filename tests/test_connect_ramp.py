@@ -6,8 +6,11 @@ CSMS's accept instants on the same clock, never from how fast the host is."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import re
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,9 +20,10 @@ from websockets.asyncio.server import ServerConnection
 
 from chargers.engine_client import EngineClient
 from chargers.models import Charger as ChargerRow
-from simulator.core.charge_point import BootState
+from simulator.core.charge_point import BootState, LinkState
 from simulator.csms import CentralSystem
 from simulator.csms.handlers import Central, CSMSConnection
+from simulator.runtime.connect_ramp import CATCH_UP_SECONDS
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
 from tests.engine import wait_until
@@ -250,5 +254,173 @@ async def test_the_fleet_is_frozen_once_up_only_after_the_ramp(csms, accepted_at
         await simulator._until_up(patience=0.1)
         assert simulator.ramp.progress() is None
         assert [name for name, _ in simulator.ramp.released] == ids
+    finally:
+        await simulator.stop()
+
+
+# -- reconnects and bulk reboots ---------------------------------------------------------------
+
+
+def recording(into: list[tuple[str, float]]) -> type[CSMSConnection]:
+    """A CSMS connection class that notes (cp id, time.monotonic) of every connection the
+    CSMS accepts, reconnects too."""
+
+    class Recording(CSMSConnection):
+        def __init__(self, cp_id: str, connection: ServerConnection, csms: Central) -> None:
+            into.append((cp_id, time.monotonic()))
+            super().__init__(cp_id, connection, csms)
+
+    return Recording
+
+
+def connect_by_hand(simulator: Simulator, ids: list[str]) -> None:
+    """As a person connects each of them: at once, none of them paced."""
+    for cp_id in ids:
+        charger = simulator.store.get(cp_id)
+        assert charger is not None
+        simulator.connect(charger)
+
+
+def most_in_a_window(instants: list[float], window: float) -> int:
+    """The most of `instants` within any `window` seconds."""
+    ordered = sorted(instants)
+    return max((bisect_left(ordered, at + window) - k for k, at in enumerate(ordered)), default=0)
+
+
+def allowance(rate: float, window: float) -> int:
+    """The most the ramp lets start within any `window` seconds: the rate's share, the one
+    due as the window opens, and what it may make up at once after a busy loop."""
+    return math.floor((window + CATCH_UP_SECONDS) * rate) + 1
+
+
+def without_a_turn(
+    accepts: list[tuple[str, float]], released: list[tuple[str, float]], since: float
+) -> list[str]:
+    """The chargers whose accepted connection had no turn of theirs in the ramp before it
+    (since `since`)."""
+    return [
+        cp_id
+        for cp_id, at in accepts
+        if not any(name == cp_id and since <= turn <= at for name, turn in released)
+    ]
+
+
+def ramp_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "simulator.runtime.connect_ramp"]
+
+
+async def test_reconnects_after_a_csms_outage_reach_it_at_the_rate(csms, caplog):
+    rate, count = 2.0, 10
+    ids = await sync_to_async(fleet)(count, csms.url, auto_connect=False)
+    simulator = worker(rate)
+    await simulator.start()
+    back = CentralSystem()
+    accepts: list[tuple[str, float]] = []
+    back.connection_class = recording(accepts)
+    shown: list[str] = []  # the status lines of the storm that told of the ramp
+
+    def up() -> bool:
+        text = simulator.status().text()
+        if "connect ramp" in text:
+            shown.append(text)
+        return all_accepted(simulator, count)
+
+    try:
+        connect_by_hand(simulator, ids)
+        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
+        assert list(simulator.ramp.released) == []  # connected by hand: no turn taken
+        port = csms.port
+        with caplog.at_level(logging.INFO, logger="simulator.runtime.connect_ramp"):
+            went = time.monotonic()
+            await csms.stop()  # the CSMS goes away: each charger retries on its backoff...
+            await wait_until(
+                lambda: simulator.progress()["failing"] == count,
+                timeout=60,
+                message="every charger failing to reconnect",
+            )
+            await back.start(host="127.0.0.1", port=port)  # ... and it comes back
+            await wait_until(up, timeout=60, message="the fleet reconnected")
+            await wait_until(
+                lambda: simulator.ramp.progress() is None, timeout=60, message="the ramp's end"
+            )
+    finally:
+        await simulator.stop()
+        await back.stop()
+    assert sorted(cp_id for cp_id, _ in accepts) == sorted(ids)  # each once
+    # The CSMS accepted no more in any second than the rate allows (all at once before)...
+    assert most_in_a_window([at for _, at in accepts], 1.0) <= allowance(rate, 1.0)
+    # ...each after a turn of its charger in the ramp.
+    assert without_a_turn(accepts, list(simulator.ramp.released), since=went) == []
+    # The status line and the log told of the ramp while the fleet came back.
+    assert any(re.search(r"connect ramp: [\d,]+/[\d,]+ chargers started", t) for t in shown)
+    lines = ramp_lines(caplog)
+    assert any(
+        re.fullmatch(r"connect ramp: \d+ chargers to connect, 2 a second .*", m) for m in lines
+    )
+    assert any(
+        re.fullmatch(r"connect ramp: [\d,]+ chargers started connecting in .*", m) for m in lines
+    )
+
+
+async def test_a_charger_connected_by_hand_in_a_reconnect_storm_goes_first(csms):
+    rate, count = 0.5, 4  # one charger every 2 s: the last one's turn is 6 s away
+    ids = await sync_to_async(fleet)(count, csms.url, auto_connect=False)
+    by_pk = await sync_to_async(pks)(ids)
+    simulator = worker(rate)
+    await simulator.start(channels=True)
+    back = CentralSystem()
+    accepts: list[tuple[str, float]] = []
+    back.connection_class = recording(accepts)
+    try:
+        connect_by_hand(simulator, ids)
+        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
+        client = EngineClient()
+        while (await client.summary()).missing:
+            await asyncio.sleep(0.05)
+        port = csms.port
+        await csms.stop()
+        await back.start(host="127.0.0.1", port=port)
+        # Back already, but the chargers reconnect in their turns: a person asks for the
+        # last one waiting (its turn 2 s away at least), say after bringing the CSMS back.
+        await wait_until(
+            lambda: sum(simulator.ramp.waiting(cp_id) for cp_id in ids) >= 2,
+            timeout=10,
+            message="chargers waiting for their turns to reconnect",
+        )
+        cp_id = simulator.ramp._queue[-1][0]
+        pk = next(pk for pk, name in by_pk.items() if name == cp_id)
+        asked = time.monotonic()
+        result = await client.command(pk, cp_id, "connect")
+        assert result["message"] == (
+            f"{cp_id} was waiting for its turn in the connect ramp: connecting now to {csms.url}"
+        )
+        charger = simulator.store.get(cp_id)
+        assert charger is not None
+        await wait_until(lambda: charger.link is LinkState.ONLINE, timeout=60, message="online")
+    finally:
+        await simulator.stop()
+        await back.stop()
+    # It went now, not in a turn of the ramp.
+    assert [at >= asked for name, at in accepts if name == cp_id] == [True]
+    assert [at for name, at in simulator.ramp.released if name == cp_id and at >= asked] == []
+
+
+async def test_reconnects_in_the_ramp_do_not_hold_off_the_freeze(csms):
+    """While the CSMS is away, the chargers' retries keep a slow ramp busy for as long: the
+    freeze waits for the first connects only, then its patience, as before."""
+    ids = await sync_to_async(fleet)(4, csms.url, auto_connect=False)
+    simulator = worker(0.5)  # 4 chargers retrying every 0.5 s at most: never an empty queue
+    await simulator.start()
+    try:
+        connect_by_hand(simulator, ids)
+        await wait_until(lambda: all_accepted(simulator, 4), timeout=60, message="the fleet")
+        await csms.stop()
+        await wait_until(
+            lambda: sum(simulator.ramp.waiting(cp_id) for cp_id in ids) >= 2,
+            timeout=30,
+            message="reconnects waiting for their turns",
+        )
+        await asyncio.wait_for(simulator._until_up(patience=0.1), timeout=30)
+        assert simulator.ramp.progress() is not None  # still busy with the retries
     finally:
         await simulator.stop()

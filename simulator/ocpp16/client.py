@@ -21,7 +21,7 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -1240,11 +1240,23 @@ class Backoff:
         self.failures = 0
 
 
-async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> None:
-    """Keep one charger connected until cancelled: connect, boot, serve, reconnect."""
+async def run_connection(
+    charger: Charger,
+    *,
+    reconnect_cap: float = 60.0,
+    turn: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Keep one charger connected until cancelled: connect, boot, serve, reconnect.
+
+    `turn` (the worker's connect ramp, when it has a rate): awaited before every attempt
+    but the first, so that the reconnects of a fleet whose CSMS came back after an outage
+    (or whose network cuts end together) start at the worker's connect rate, not all in
+    the second the backoffs run out. The first attempt took its turn already if it was
+    one of many (`Simulator.connect`), or is one a person asked for and is not paced."""
     backoff = Backoff(cap=reconnect_cap)
     connected_before = False
     reported = ""  # the failure last logged as a security event, until a connection works
+    first = True
     while True:
         outage = charger.offline_until - time.monotonic()
         if outage > 0:
@@ -1254,6 +1266,9 @@ async def run_connection(charger: Charger, *, reconnect_cap: float = 60.0) -> No
             )
             await asyncio.sleep(outage)
             continue
+        if turn is not None and not first:
+            await turn()
+        first = False
         charger.connecting()
         try:
             connection = await _open(charger)

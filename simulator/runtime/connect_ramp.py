@@ -10,6 +10,12 @@ dashboard's or the API's bulk connect. So they share the rate instead of adding 
 A connect a person asks for, for one charger, does not wait behind thousands of queued
 chargers: it is not paced at all (one handshake is no stampede).
 
+A charger's reconnects (its CSMS went away and came back, a Reset, a network cut over) are
+automatic, not a person's: each attempt after the first takes a turn too
+(`run_connection`'s `turn`), so that 10,000 chargers coming back after an outage reach
+their CSMS at the rate, not in the second their backoffs run out. A charger waits in the
+queue once at most: its attempts follow one another.
+
 The chargers are released in the order they were queued, one every 1/rate seconds on a
 schedule: the k-th release of a ramp comes no earlier than k/rate after its first, and
 after a stall of the event loop the ramp catches up by at most `CATCH_UP_SECONDS` of
@@ -46,8 +52,11 @@ class ConnectRamp:
             raise ValueError(f"connect rate {rate!r} must be 0 or more")
         self.rate = rate
         self._clock = clock
-        self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
+        # (name, turn, a reconnect's) of each connection queued, in order
+        self._queue: deque[tuple[str, asyncio.Future[None], bool]] = deque()
         self._waiting: dict[str, int] = {}  # name -> waiters of that name still queued
+        # Waiters still queued that are no reconnect (`first_connects`).
+        self._first = 0
         self._releaser: asyncio.Task[None] | None = None
         self._closed = False  # a stop began: nothing is released any more
         self._last_release = -float("inf")
@@ -69,20 +78,27 @@ class ConnectRamp:
         """Whether a connection of that name waits for its turn."""
         return name in self._waiting
 
+    def first_connects(self) -> int:
+        """Connections waiting for their turn that are not a charger's reconnect: while
+        the CSMS stays away, the reconnects of a large fleet may keep the ramp busy."""
+        return self._first
+
     def progress(self) -> tuple[int, int] | None:
         """(started, of) the chargers of the ramp under way; None when none is."""
         if not self._total:
             return None
         return self._started, self._total
 
-    async def turn(self, name: str) -> None:
-        """Until this connection may start. Cancelled meanwhile, it takes no turn."""
+    async def turn(self, name: str, *, reconnect: bool = False) -> None:
+        """Until this connection may start (`reconnect`: an attempt of a charger's after
+        its first). Cancelled meanwhile, it takes no turn."""
         if not self.paces:
             return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append((name, future))
+        self._queue.append((name, future, reconnect))
         self._waiting[name] = self._waiting.get(name, 0) + 1
+        self._first += not reconnect
         self._total += 1
         ramp = self._ramp
         if not self._closed and (self._releaser is None or self._releaser.done()):
@@ -91,12 +107,13 @@ class ConnectRamp:
             await future
         except asyncio.CancelledError:
             if future.cancelled():  # not released: it leaves the queue
-                self._leave(name)
+                self._leave(name, reconnect)
                 if ramp == self._ramp:
                     self._total -= 1
             raise
 
-    def _leave(self, name: str) -> None:
+    def _leave(self, name: str, reconnect: bool) -> None:
+        self._first -= not reconnect
         left = self._waiting.get(name, 0) - 1
         if left > 0:
             self._waiting[name] = left
@@ -116,17 +133,20 @@ class ConnectRamp:
         origin: float | None = None
         count = 0  # released since the ramp began
         logged = began
-        # One charger's turn (an edit, a small bulk connect) is no ramp worth a log line.
-        said = self._total - self._started > 1
-        if said:
-            log.info(
-                "connect ramp: %s chargers to connect, %g a second (about %.0f s)",
-                f"{self._total - self._started:,}",
-                self.rate,
-                (self._total - self._started) * interval,
-            )
+        said = False
         try:
             while self._queue:
+                # One charger's turn (an edit, a small bulk connect, one reconnect) is no
+                # ramp worth a log line. Reconnects after an outage join one by one as their
+                # backoffs run out: the line comes once more than one waits.
+                if not said and self._total - self._started > 1:
+                    said = True
+                    log.info(
+                        "connect ramp: %s chargers to connect, %g a second (about %.0f s)",
+                        f"{self._total - self._started:,}",
+                        self.rate,
+                        (self._total - self._started) * interval,
+                    )
                 now = self._clock()
                 if origin is None:
                     origin = now
@@ -135,10 +155,10 @@ class ConnectRamp:
                 origin = max(origin, now - CATCH_UP_SECONDS - count * interval)
                 due = math.floor((now - origin) * self.rate) + 1 - count
                 while due > 0 and self._queue:
-                    name, future = self._queue.popleft()
+                    name, future, reconnect = self._queue.popleft()
                     if future.done():  # cancelled while queued: no turn taken
                         continue
-                    self._leave(name)
+                    self._leave(name, reconnect)
                     future.set_result(None)
                     self._started += 1
                     self._last_release = now

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -637,13 +638,15 @@ class Simulator:
 
     async def _until_up(self, patience: float) -> None:
         """Until every charger with a connection is accepted, `patience` seconds at most
-        once the connect ramp is done (a slow ramp of a large fleet outlasts the patience:
-        frozen halfway, the rest of the fleet would stay in the collector's sight)."""
+        once the connect ramp has started every first connect (a slow ramp of a large fleet
+        outlasts the patience: frozen halfway, the rest of the fleet would stay in the
+        collector's sight). Reconnects do not count: chargers whose CSMS is away retry in
+        the ramp for as long as it is, and would hold the freeze off as long."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         wanted = len(self.connections)
         while self.progress()["accepted"] < wanted:
-            if self.ramp.progress() is not None:
+            if self.ramp.first_connects():
                 deadline = loop.time() + patience
             elif loop.time() >= deadline:
                 return
@@ -724,7 +727,7 @@ class Simulator:
         runner = (
             self._connect_in_turn(charger)
             if paced and self.ramp.paces
-            else run_connection(charger, reconnect_cap=self.options.reconnect_cap)
+            else self._keep_connected(charger)
         )
         self.connections[charger.id] = asyncio.create_task(runner, name=f"ocpp:{charger.id}")
         revision.FLEET.bump()  # the status line counts the chargers with a connection task
@@ -732,7 +735,13 @@ class Simulator:
     async def _connect_in_turn(self, charger: Charger) -> None:
         # Cancelled while waiting (disconnected, disabled, deleted, a stop): never connects.
         await self.ramp.turn(charger.id)
-        await run_connection(charger, reconnect_cap=self.options.reconnect_cap)
+        await self._keep_connected(charger)
+
+    async def _keep_connected(self, charger: Charger) -> None:
+        # Its reconnects (after its CSMS's outage, a reset, a network cut) are not a
+        # person's connect: each takes its turn in the ramp, as the fleet's start-up does.
+        turn = partial(self.ramp.turn, charger.id, reconnect=True) if self.ramp.paces else None
+        await run_connection(charger, reconnect_cap=self.options.reconnect_cap, turn=turn)
 
     async def disconnect(self, charger: Charger) -> None:
         task = self.connections.pop(charger.id, None)
