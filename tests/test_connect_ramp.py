@@ -405,6 +405,42 @@ async def test_a_charger_connected_by_hand_in_a_reconnect_storm_goes_first(csms)
     assert [at for name, at in simulator.ramp.released if name == cp_id and at >= asked] == []
 
 
+async def test_a_bulk_reboot_reconnects_in_turns_of_the_ramp(csms):
+    rate, count = 2.0, 8
+    accepts: list[tuple[str, float]] = []
+    csms.connection_class = recording(accepts)
+    ids = await sync_to_async(fleet)(count, csms.url, auto_connect=False)
+    by_pk = await sync_to_async(pks)(ids)
+    simulator = worker(rate)
+    await simulator.start(channels=True)
+    try:
+        connect_by_hand(simulator, ids)
+        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
+        client = EngineClient()
+        while (await client.summary()).missing:
+            await asyncio.sleep(0.05)
+        before = len(accepts)
+        asked = time.monotonic()
+        # The API's, the MCP tool's and the dashboard's bulk reboot.
+        outcome = await client.bulk("reboot", chargers=by_pk)
+        await wait_until(
+            lambda: len(accepts) == before + count and all_accepted(simulator, count),
+            timeout=60,
+            message="the fleet rebooted",
+        )
+    finally:
+        await simulator.stop()
+    rebooted = accepts[before:]
+    assert sorted(cp_id for cp_id, _ in rebooted) == sorted(ids)
+    assert most_in_a_window([at for _, at in rebooted], 1.0) <= allowance(rate, 1.0)
+    assert without_a_turn(rebooted, list(simulator.ramp.released), since=asked) == []
+    assert sorted(r["message"] for r in outcome.results) == [
+        f"{cp_id} reboots now (1 connector); it reconnects in its turn of the connect ramp "
+        "(2 chargers a second)"
+        for cp_id in ids
+    ]
+
+
 async def test_reconnects_in_the_ramp_do_not_hold_off_the_freeze(csms):
     """While the CSMS is away, the chargers' retries keep a slow ramp busy for as long: the
     freeze waits for the first connects only, then its patience, as before."""

@@ -367,7 +367,7 @@ class CommandServer:
             await self.service.disconnect(charger)
             return f"{charger.id} disconnected"
         if command == "reboot":
-            return f"{charger.id} {await self.service.reloader.power_cycle(charger)}"
+            return await self._power_cycle(charger, paced=paced)
         if command == "cut_network":
             seconds = _number(args, "seconds", 1, 86_400)
             if charger.id not in self.service.connections:
@@ -498,6 +498,18 @@ class CommandServer:
     async def _not_running(self, pks: list[int]) -> dict[int, str]:
         service = self.service
         return await why_not_running(pks, service.reloader, service.shard, service.shards)
+
+    async def _power_cycle(self, charger: Charger, *, paced: bool = False) -> str:
+        """A reboot; `paced` (a bulk reboot): it reconnects in its turn of the ramp, as a
+        bulk connect does, not with the rest of the bulk in the same second."""
+        service = self.service
+        text = f"{charger.id} {await service.reloader.power_cycle(charger, paced=paced)}"
+        if paced and service.ramp.paces and charger.id in service.connections:
+            text += (
+                f"; it reconnects in its turn of the connect ramp ({service.ramp.rate:g} "
+                "chargers a second)"
+            )
+        return text
 
     def _connect(self, charger: Charger, *, paced: bool = False) -> str:
         """Connect the charger now; `paced` (a bulk connect), in its turn of the ramp."""

@@ -984,12 +984,13 @@ class FleetReloader:
             # Paced: an import may give the whole fleet a new CSMS URL.
             service.connect(live, paced=True)
 
-    async def power_cycle(self, live: Charger) -> str:
+    async def power_cycle(self, live: Charger, *, paced: bool = False) -> str:
         """A person asked for a power cycle (`reboot`): the charger goes down as after a
         power loss and boots again (an open transaction ends with reason PowerLoss; the
         plugged-in vehicles stay, and a session resumes as after a Reset). A charger
-        that was connected reconnects, auto-connect or not. Edits that waited for the end of
-        a session take effect now."""
+        that was connected reconnects, auto-connect or not; `paced` (one of a bulk reboot),
+        in its turn of the connect ramp. Edits that waited for the end of a session take
+        effect now."""
         async with self._lock:
             edited_at = None
             if live.spec.db_id is not None:
@@ -998,7 +999,11 @@ class FleetReloader:
                 self._unqueue(live.spec.db_id)
                 edited_at = queued if edited_at is None else edited_at
             return await self._reboot(
-                live, reconnect=self._connected(live), why="a power cycle", edited_at=edited_at
+                live,
+                reconnect=self._connected(live),
+                why="a power cycle",
+                edited_at=edited_at,
+                paced=paced,
             )
 
     def _connected(self, live: Charger) -> bool:
@@ -1014,15 +1019,17 @@ class FleetReloader:
         reconnect: bool = False,
         why: str = REBOOT_WHY,
         edited_at: float | None = None,
+        paced: bool = False,
     ) -> str:
         """Power-cycle one charger (`_reboot_all`); its outcome."""
         reboot = _Reboot(live.spec.db_id, live, reconnect, why, edited_at)
-        return (await self._reboot_all([reboot]))[0]
+        return (await self._reboot_all([reboot], paced=paced))[0]
 
-    async def _reboot_all(self, reboots: list[_Reboot]) -> list[str]:
+    async def _reboot_all(self, reboots: list[_Reboot], *, paced: bool = False) -> list[str]:
         """Power-cycle: save everything, then build each charger afresh from its row (new
         identity, connectors, NumberOfConnectors), as a restart would; their outcomes.
-        `edited_at`: when the edit it takes on was first seen (None: it takes on none)."""
+        `edited_at`: when the edit it takes on was first seen (None: it takes on none).
+        `paced`: they reconnect in their turns of the connect ramp, however few."""
         service = self.service
         lives = [r.live for r in reboots]
         # The chargers come back from what is stored: with the database out of reach they
@@ -1040,8 +1047,9 @@ class FleetReloader:
         service.checkpointer.mark_all(lives)
         pks = [r.pk for r in reboots if r.pk is not None]
         # A few (a person's edit or power cycle) reconnect at once; a batch of a large
-        # change takes its turns in the connect ramp.
-        paced = len(reboots) > FEW_REBOOTS
+        # change, or a bulk reboot (one charger at a time, thousands of them), takes its
+        # turns in the connect ramp.
+        paced = paced or len(reboots) > FEW_REBOOTS
         loaded = {charger.spec.db_id: charger for charger in await self._saved_and_loaded(pks)}
         outcomes: list[str] = []
         for r in reboots:
