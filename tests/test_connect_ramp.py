@@ -405,7 +405,22 @@ async def test_a_charger_connected_by_hand_in_a_reconnect_storm_goes_first(csms)
     assert [at for name, at in simulator.ramp.released if name == cp_id and at >= asked] == []
 
 
-async def test_a_bulk_reboot_reconnects_in_turns_of_the_ramp(csms):
+REBOOTED = (
+    "{} reboots now (1 connector); it reconnects in its turn of the connect ramp "
+    "(2 chargers a second)"
+)
+
+
+@pytest.mark.parametrize(
+    ("action", "args", "said"),
+    [("reboot", {}, REBOOTED), ("cut_network", {"seconds": 1}, "network of {} cut for 1 s")],
+    ids=["reboot", "cut_network"],
+)
+async def test_bulk_actions_that_reconnect_the_chargers_do_it_in_turns_of_the_ramp(
+    csms, action, args, said
+):
+    """The API's bulk actions (the MCP tool's and the dashboard's too): a reboot, and a
+    network cut whose chargers all come back as it ends."""
     rate, count = 2.0, 8
     accepts: list[tuple[str, float]] = []
     csms.connection_class = recording(accepts)
@@ -421,24 +436,19 @@ async def test_a_bulk_reboot_reconnects_in_turns_of_the_ramp(csms):
             await asyncio.sleep(0.05)
         before = len(accepts)
         asked = time.monotonic()
-        # The API's, the MCP tool's and the dashboard's bulk reboot.
-        outcome = await client.bulk("reboot", chargers=by_pk)
+        outcome = await client.bulk(action, args, chargers=by_pk)
         await wait_until(
             lambda: len(accepts) == before + count and all_accepted(simulator, count),
             timeout=60,
-            message="the fleet rebooted",
+            message="the fleet back",
         )
     finally:
         await simulator.stop()
-    rebooted = accepts[before:]
-    assert sorted(cp_id for cp_id, _ in rebooted) == sorted(ids)
-    assert most_in_a_window([at for _, at in rebooted], 1.0) <= allowance(rate, 1.0)
-    assert without_a_turn(rebooted, list(simulator.ramp.released), since=asked) == []
-    assert sorted(r["message"] for r in outcome.results) == [
-        f"{cp_id} reboots now (1 connector); it reconnects in its turn of the connect ramp "
-        "(2 chargers a second)"
-        for cp_id in ids
-    ]
+    back = accepts[before:]
+    assert sorted(cp_id for cp_id, _ in back) == sorted(ids)
+    assert most_in_a_window([at for _, at in back], 1.0) <= allowance(rate, 1.0)
+    assert without_a_turn(back, list(simulator.ramp.released), since=asked) == []
+    assert sorted(r["message"] for r in outcome.results) == [said.format(cp_id) for cp_id in ids]
 
 
 async def test_reconnects_in_the_ramp_do_not_hold_off_the_freeze(csms):
