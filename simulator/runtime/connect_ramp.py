@@ -44,6 +44,12 @@ LOG_EVERY_SECONDS = 10.0
 RELEASES_KEPT = 100_000
 
 
+def progress_text(started: int, of: int, retrying: int) -> str:
+    """A ramp's progress as the status line and the log say it."""
+    text = f"{started:,}/{of:,} chargers started connecting"
+    return f"{text}, {retrying:,} waiting to retry" if retrying else text
+
+
 class ConnectRamp:
     """Turns to start a connection, at most `rate` a second (0: no pacing at all)."""
 
@@ -60,13 +66,11 @@ class ConnectRamp:
         self._releaser: asyncio.Task[None] | None = None
         self._closed = False  # a stop began: nothing is released any more
         self._last_release = -float("inf")
-        # The ramp under way (from its first charger queued to its queue empty again):
-        # how many it has started and how many it was given.
-        self._started = 0
-        self._total = 0
-        # Which ramp that is: a waiter cancelled after its ramp ended (the releaser skipped
-        # it, the queue then ran empty) must not count against the next one.
-        self._ramp = 0
+        # The ramp under way (from its first charger queued to its queue empty again): the
+        # chargers it has given a turn, and how many turns (a charger retrying while its
+        # CSMS is away takes one per attempt).
+        self._started: set[str] = set()
+        self._turns = 0
         # (name, clock time) of each release, the newest `RELEASES_KEPT`.
         self.released: deque[tuple[str, float]] = deque(maxlen=RELEASES_KEPT)
 
@@ -84,10 +88,17 @@ class ConnectRamp:
         return self._first
 
     def progress(self) -> tuple[int, int] | None:
-        """(started, of) the chargers of the ramp under way; None when none is."""
-        if not self._total:
+        """(started, of) the chargers of the ramp under way; None when none is. A charger
+        counts once however many turns it takes."""
+        if not self._started and not self._waiting:
             return None
-        return self._started, self._total
+        fresh = sum(1 for name in self._waiting if name not in self._started)
+        return len(self._started), len(self._started) + fresh
+
+    def retrying(self) -> int:
+        """Chargers of the ramp under way waiting for a turn again: their attempt failed
+        (a CSMS still away), or their connection was lost since."""
+        return sum(1 for name in self._waiting if name in self._started)
 
     async def turn(self, name: str, *, reconnect: bool = False) -> None:
         """Until this connection may start (`reconnect`: an attempt of a charger's after
@@ -99,8 +110,6 @@ class ConnectRamp:
         self._queue.append((name, future, reconnect))
         self._waiting[name] = self._waiting.get(name, 0) + 1
         self._first += not reconnect
-        self._total += 1
-        ramp = self._ramp
         if not self._closed and (self._releaser is None or self._releaser.done()):
             self._releaser = loop.create_task(self._release(), name="connect-ramp")
         try:
@@ -108,8 +117,6 @@ class ConnectRamp:
         except asyncio.CancelledError:
             if future.cancelled():  # not released: it leaves the queue
                 self._leave(name, reconnect)
-                if ramp == self._ramp:
-                    self._total -= 1
             raise
 
     def _leave(self, name: str, reconnect: bool) -> None:
@@ -139,14 +146,9 @@ class ConnectRamp:
                 # One charger's turn (an edit, a small bulk connect, one reconnect) is no
                 # ramp worth a log line. Reconnects after an outage join one by one as their
                 # backoffs run out: the line comes once more than one waits.
-                if not said and self._total - self._started > 1:
+                if not said and len(self._waiting) > 1:
                     said = True
-                    log.info(
-                        "connect ramp: %s chargers to connect, %g a second (about %.0f s)",
-                        f"{self._total - self._started:,}",
-                        self.rate,
-                        (self._total - self._started) * interval,
-                    )
+                    self._log_start(len(self._waiting))
                 now = self._clock()
                 if origin is None:
                     origin = now
@@ -160,30 +162,45 @@ class ConnectRamp:
                         continue
                     self._leave(name, reconnect)
                     future.set_result(None)
-                    self._started += 1
+                    self._started.add(name)
+                    self._turns += 1
                     self._last_release = now
                     self.released.append((name, now))
                     count += 1
                     due -= 1
                 if now - logged >= LOG_EVERY_SECONDS and self._queue:
                     logged = now
-                    log.info(
-                        "connect ramp: %s/%s chargers started connecting",
-                        f"{self._started:,}",
-                        f"{self._total:,}",
-                    )
+                    started, of = self.progress() or (0, 0)
+                    log.info("connect ramp: %s", progress_text(started, of, self.retrying()))
                 if self._queue:
                     await asyncio.sleep(max(origin + count * interval - self._clock(), 0.0))
         finally:
             if not self._queue:
                 if said:
+                    attempts = len(self._started) != self._turns
                     log.info(
-                        "connect ramp: %s chargers started connecting in %.1f s",
-                        f"{self._started:,}",
+                        "connect ramp: %s chargers started connecting in %.1f s%s",
+                        f"{len(self._started):,}",
                         self._clock() - began,
+                        f" ({self._turns:,} attempts)" if attempts else "",
                     )
-                self._started = self._total = 0
-                self._ramp += 1
+                self._started = set()
+                self._turns = 0
+
+    def _log_start(self, waiting: int) -> None:
+        if self._first:
+            log.info(
+                "connect ramp: %s chargers to connect, %g a second (about %.0f s)",
+                f"{waiting:,}",
+                self.rate,
+                waiting / self.rate,
+            )
+        else:  # a reconnect storm: the rest join as their backoffs end
+            log.info(
+                "connect ramp: chargers reconnect at most %g a second (%s waiting so far)",
+                self.rate,
+                f"{waiting:,}",
+            )
 
     def close(self) -> asyncio.Task[None] | None:
         """A stop: no queued connection gets a turn any more (the stop cancels their

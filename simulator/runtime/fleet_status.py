@@ -23,6 +23,8 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from simulator.runtime.connect_ramp import progress_text
+
 
 @dataclass(frozen=True, slots=True)
 class FleetStatus:
@@ -45,6 +47,7 @@ class FleetStatus:
     # rate, so that a user sees why chargers are still offline.
     ramp: tuple[int, int] | None = None
     ramp_rate: float = 0.0
+    ramp_retrying: int = 0  # of its chargers, those waiting for a turn again
 
     @property
     def links(self) -> tuple[object, ...]:
@@ -57,6 +60,7 @@ class FleetStatus:
             self.reboots,
             self.loads,
             self.ramp,
+            self.ramp_retrying,
         )
 
     def text(self) -> str:
@@ -75,10 +79,8 @@ class FleetStatus:
         )
         lines = [fleet]
         if self.ramp is not None:
-            lines.append(
-                f"connect ramp: {self.ramp[0]:,}/{self.ramp[1]:,} chargers started connecting "
-                f"({self.ramp_rate:g}/s)"
-            )
+            progress = progress_text(*self.ramp, self.ramp_retrying)
+            lines.append(f"connect ramp: {progress} ({self.ramp_rate:g}/s)")
         change = []
         if self.reboots is not None:
             change.append(f"{self.reboots[0]:,}/{self.reboots[1]:,} chargers rebooted")

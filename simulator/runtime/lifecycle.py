@@ -866,6 +866,7 @@ class Simulator:
             loads=self.reloader.load_progress(),
             ramp=self.ramp.progress(),
             ramp_rate=self.ramp.rate,
+            ramp_retrying=self.ramp.retrying(),
         )
 
     # -- shutdown ------------------------------------------------------------------------------
