@@ -143,12 +143,13 @@ class ConnectRamp:
         said = False
         try:
             while self._queue:
-                # One charger's turn (an edit, a small bulk connect, one reconnect) is no
-                # ramp worth a log line. Reconnects after an outage join one by one as their
-                # backoffs run out: the line comes once more than one waits.
-                if not said and len(self._waiting) > 1:
+                # One charger's turn (an edit, a small bulk connect) is no ramp worth a log
+                # line. Reconnects join one by one as their backoffs run out: a line once a
+                # second's worth waits (fewer are released as they come, no storm to tell).
+                waiting = len(self._waiting)
+                if not said and waiting > 1 and (self._first or waiting >= self.rate):
                     said = True
-                    self._log_start(len(self._waiting))
+                    self._log_start(waiting)
                 now = self._clock()
                 if origin is None:
                     origin = now
