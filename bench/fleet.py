@@ -177,7 +177,11 @@ class CsmsControl:
     """The load CSMS child, driven by JSON lines over its stdin/stdout."""
 
     def __init__(
-        self, children: Children, heartbeat_interval: int, ping_interval: float = 0.0
+        self,
+        children: Children,
+        heartbeat_interval: int,
+        ping_interval: float = 0.0,
+        port: int = 0,  # 0: a free one; a CSMS back after an outage takes its old one
     ) -> None:
         self.proc = children.add(
             subprocess.Popen(
@@ -187,7 +191,7 @@ class CsmsControl:
                     "--host",
                     "127.0.0.1",
                     "--port",
-                    "0",
+                    str(port),
                     "--heartbeat-interval",
                     str(heartbeat_interval),
                     "--ping-interval",
