@@ -247,9 +247,10 @@ CHARGESIM_RECONNECT_CAP_SECONDS = env_float(
     "CHARGESIM_RECONNECT_CAP_SECONDS", 60.0, minimum=0.1, maximum=3600
 )
 # How many chargers a worker starts connecting per second when it connects many at once
-# (start-up, a large import, a bulk connect: simulator/runtime/connect_ramp.py); 0 = all at
-# once. Off by default: a load test of a CSMS's boot storm and the demo get what they got
-# before; a user whose CSMS cannot take the fleet's handshakes in one second sets a rate.
+# (start-up, a large import, a bulk connect or reboot, the reconnects after a CSMS outage:
+# simulator/runtime/connect_ramp.py); 0 = all at once. Off by default: a load test of a
+# CSMS's boot storm and the demo get what they got before; a user whose CSMS cannot take
+# the fleet's handshakes in one second sets a rate.
 CHARGESIM_CONNECT_RATE = env_float("CHARGESIM_CONNECT_RATE", 0.0, minimum=0, maximum=100_000)
 CHARGESIM_EVENTS_PER_SECOND = env_float(
     "CHARGESIM_EVENTS_PER_SECOND", 2.0, minimum=0.1, maximum=100

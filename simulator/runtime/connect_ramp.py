@@ -5,7 +5,8 @@ handshakes and BootNotifications in the same second, a stampede most central sys
 not built for and not what a real fleet does. Every mass connect of the worker goes
 through the one ramp the simulator owns (`Simulator.connect(paced=True)`): the fleet at
 start-up, the new chargers of a large import, a reboot or reconnect of many chargers, the
-dashboard's or the API's bulk connect. So they share the rate instead of adding up.
+dashboard's or the API's bulk connect and bulk reboot. So they share the rate instead of
+adding up.
 
 A connect a person asks for, for one charger, does not wait behind thousands of queued
 chargers: it is not paced at all (one handshake is no stampede).

@@ -167,7 +167,8 @@ class Command(BaseCommand):
             default=None,
             metavar="N",
             help="start connecting at most N chargers a second when many connect at once (the "
-            "fleet at start-up, a large import of new chargers, a bulk connect), so that your "
+            "fleet at start-up, a large import of new chargers, a bulk connect or reboot, the "
+            "reconnects after your CSMS was away), so that your "
             "CSMS does not get every WebSocket handshake and BootNotification in the same "
             "second; per worker (a scaled-out fleet of K workers connects up to K x N a "
             "second); 0 = all at once (default: CHARGESIM_CONNECT_RATE, else 0)",
