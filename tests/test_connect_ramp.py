@@ -212,10 +212,7 @@ async def test_a_bulk_connect_takes_turns_and_one_charger_asked_for_goes_first(c
     simulator = worker(0.25)
     await simulator.start(channels=True)
     try:
-        client = EngineClient()
-        # The worker's command server has joined its group once it answers a summary.
-        while (await client.summary()).missing:
-            await asyncio.sleep(0.05)
+        client = await commands()
         outcome = await client.bulk("connect", chargers=by_pk)
         assert sorted(r["message"] for r in outcome.results) == [
             f"{cp_id} connects to {csms.url} in its turn of the connect ramp "
@@ -273,12 +270,23 @@ def recording(into: list[tuple[str, float]]) -> type[CSMSConnection]:
     return Recording
 
 
-def connect_by_hand(simulator: Simulator, ids: list[str]) -> None:
-    """As a person connects each of them: at once, none of them paced."""
+async def up_by_hand(simulator: Simulator, ids: list[str]) -> None:
+    """Connected as a person connects each of them (at once, none of them paced), and
+    accepted."""
     for cp_id in ids:
         charger = simulator.store.get(cp_id)
         assert charger is not None
         simulator.connect(charger)
+    await wait_until(lambda: all_accepted(simulator, len(ids)), timeout=60, message="the fleet")
+
+
+async def commands() -> EngineClient:
+    """A client of the worker's commands, once its command server has joined its group
+    (it answers a summary then)."""
+    client = EngineClient()
+    while (await client.summary()).missing:
+        await asyncio.sleep(0.05)
+    return client
 
 
 def most_in_a_window(instants: list[float], window: float) -> int:
@@ -329,8 +337,7 @@ async def test_reconnects_after_a_csms_outage_reach_it_at_the_rate(csms, caplog)
         return note
 
     try:
-        connect_by_hand(simulator, ids)
-        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
+        await up_by_hand(simulator, ids)
         assert list(simulator.ramp.released) == []  # connected by hand: no turn taken
         port = csms.port
         with caplog.at_level(logging.INFO, logger="simulator.runtime.connect_ramp"):
@@ -389,11 +396,8 @@ async def test_a_charger_connected_by_hand_in_a_reconnect_storm_goes_first(csms)
     accepts: list[tuple[str, float]] = []
     back.connection_class = recording(accepts)
     try:
-        connect_by_hand(simulator, ids)
-        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
-        client = EngineClient()
-        while (await client.summary()).missing:
-            await asyncio.sleep(0.05)
+        await up_by_hand(simulator, ids)
+        client = await commands()
         port = csms.port
         await csms.stop()
         await back.start(host="127.0.0.1", port=port)
@@ -446,11 +450,8 @@ async def test_bulk_actions_that_reconnect_the_chargers_do_it_in_turns_of_the_ra
     simulator = worker(rate)
     await simulator.start(channels=True)
     try:
-        connect_by_hand(simulator, ids)
-        await wait_until(lambda: all_accepted(simulator, count), timeout=60, message="the fleet")
-        client = EngineClient()
-        while (await client.summary()).missing:
-            await asyncio.sleep(0.05)
+        await up_by_hand(simulator, ids)
+        client = await commands()
         before = len(accepts)
         asked = time.monotonic()
         outcome = await client.bulk(action, args, chargers=by_pk)
@@ -475,8 +476,7 @@ async def test_reconnects_in_the_ramp_do_not_hold_off_the_freeze(csms):
     simulator = worker(0.5)  # 4 chargers retrying every 0.5 s at most: never an empty queue
     await simulator.start()
     try:
-        connect_by_hand(simulator, ids)
-        await wait_until(lambda: all_accepted(simulator, 4), timeout=60, message="the fleet")
+        await up_by_hand(simulator, ids)
         await csms.stop()
         await wait_until(
             lambda: sum(simulator.ramp.waiting(cp_id) for cp_id in ids) >= 2,
