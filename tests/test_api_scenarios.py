@@ -13,7 +13,6 @@ import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import orjson
 import pytest
@@ -33,6 +32,7 @@ from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
 from tests.cast import make_charger, make_location, make_vehicle
+from tests.junit_reports import valid_junit
 from tests.test_api_live import Api, api_as
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("flushed_layer")]
@@ -152,7 +152,7 @@ async def test_a_run_started_through_the_api_passes_with_live_progress(
 
     junit = await api.get(f"{RUNS}/{body['id']}/junit.xml")
     assert junit.status_code == 200 and junit["Content-Type"] == "application/xml"
-    suites = ET.fromstring(junit.content)
+    suites = valid_junit(junit.content)
     assert suites.get("tests") == "16" and suites.get("failures") == "0"
     result = await api.get(f"{RUNS}/{body['id']}/result.json")
     assert json.loads(result.content)["status"] == "passed"
@@ -518,7 +518,7 @@ def test_downloads_of_a_stored_run(client: Client) -> None:
     run.save()
     _, token = user_with_token("viewer", "view_charger")
     junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
-    assert ET.fromstring(junit.content).get("failures") == "1"
+    assert valid_junit(junit.content).get("failures") == "1"
     assert json.loads(
         client.get(f"{RUNS}/{run.pk}/result.json", headers=bearer(token)).content
     ) == (result)
@@ -558,7 +558,7 @@ def test_the_junit_of_a_run_not_finished_is_an_error_never_a_green_report(
     for run, shown in ((queued, "queued"), (running, "running")):
         junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
         assert junit.status_code == 200
-        suites = ET.fromstring(junit.content)
+        suites = valid_junit(junit.content)
         assert suites.get("errors") == "1", junit.content
         (suite,) = suites.iter("testsuite")
         assert suite.get("name") == "stored"
@@ -573,7 +573,7 @@ def test_the_junit_of_a_run_not_finished_is_an_error_never_a_green_report(
         )
     # The steps done so far are still there.
     junit = client.get(f"{RUNS}/{running.pk}/junit.xml", headers=bearer(token))
-    names = [c.get("name") for c in ET.fromstring(junit.content).iter("testcase")]
+    names = [c.get("name") for c in valid_junit(junit.content).iter("testcase")]
     assert names == ["unfinished", "steps[0] plug_in"]
 
 
@@ -590,7 +590,7 @@ def test_the_junit_of_a_run_that_never_ran_has_valid_suite_attributes_and_its_er
     suites = {}
     for run in (queued, cancelled):
         junit = client.get(f"{RUNS}/{run.pk}/junit.xml", headers=bearer(token))
-        (suites[run.pk],) = ET.fromstring(junit.content).iter("testsuite")
+        (suites[run.pk],) = valid_junit(junit.content).iter("testsuite")
     # Neither has started: no timestamp rather than an empty one; the file is the row's.
     assert suites[queued.pk].attrib == {
         "name": "stored",
@@ -612,7 +612,7 @@ def test_the_junit_of_a_run_that_never_ran_has_valid_suite_attributes_and_its_er
         started=datetime(2026, 12, 2, 7, 0, 1, 500000, tzinfo=UTC)
     )
     junit = client.get(f"{RUNS}/{started.pk}/junit.xml", headers=bearer(token))
-    (suite,) = ET.fromstring(junit.content).iter("testsuite")
+    (suite,) = valid_junit(junit.content).iter("testsuite")
     assert suite.get("timestamp") == "2026-12-02T07:00:01"
 
 

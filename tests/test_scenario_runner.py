@@ -16,7 +16,6 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from xml.etree import ElementTree
 
 import pytest
 from channels.db import database_sync_to_async
@@ -38,6 +37,7 @@ from simulator.management.commands.runscenario import InProcessEngine
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger, make_location, make_vehicle
+from tests.junit_reports import valid_junit
 from tests.test_engine_client import booted
 
 pytestmark = [
@@ -219,7 +219,7 @@ async def test_a_verdict_quoting_a_hostile_csms_is_stored_and_exported(
     assert message.endswith(
         r"the CSMS answered Authorize with CALLERROR Internal\x00Err\x07or\x1b[31m"
     )
-    suite = ElementTree.fromstring(junit_xml([stored.result]))
+    suite = valid_junit(junit_xml([stored.result]))
     failure = suite.find("testsuite/testcase/failure")
     assert failure is not None and failure.get("message") == message
     # The command's line per step shows the escapes too: no ANSI escape reaches a terminal.
@@ -517,7 +517,7 @@ async def test_a_setup_that_failed_has_its_time_in_the_json_and_the_junit(
     assert run.status == "error" and run.message.startswith("the engine: "), run.message
     setup = run.result["setup_duration"]
     assert 0 < setup <= run.result["duration"]  # the wait for the ack is in it
-    [case] = ElementTree.fromstring(junit_xml([run.result])).iter("testcase")
+    [case] = valid_junit(junit_xml([run.result])).iter("testcase")
     assert case.get("name") == "setup" and case.find("error") is not None
     assert case.get("time") == f"{setup:.3f}"
 
@@ -955,7 +955,7 @@ async def test_a_charger_that_cannot_connect_says_why_and_where(
     # connect wait (CONNECT_SECONDS) is in it, and it is a part of the run's duration; how
     # long the host took is not the test's business.
     assert 3.0 <= charger["duration"] <= run.result["duration"], (charger, run.result)
-    suite = ElementTree.fromstring(junit_xml([run.result]))
+    suite = valid_junit(junit_xml([run.result]))
     [case] = [case for case in suite.iter("testcase") if case.get("name") == "charger"]
     assert float(case.get("time", "0")) == charger["duration"]
 
@@ -1039,7 +1039,7 @@ async def test_a_connection_the_csms_closes_mid_session_is_reported_and_can_be_e
     assert line.endswith(f"passed ({wait['duration']:.2f} s); {close['message']}"), line
     assert f"{cp_id}: {close['message']}" in summary(run)
     # The JUnit: the step's testcase passed, and says it in its system-out.
-    suite = ElementTree.fromstring(junit_xml([run.result]))
+    suite = valid_junit(junit_xml([run.result]))
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     out = cases["steps[2] wait 2 s"].find("system-out")
     assert out is not None and out.text == close["message"]
