@@ -11,7 +11,8 @@ of a charger's connection that was not the scenario's doing is in the <system-ou
 step it happened in (the suite's, before the charger's first step). The report of a stored
 run that has not finished (`stored_run_junit`) starts with an errored testcase named
 "unfinished": it holds only the steps done so far, and a CI job that fetched it too early
-must not publish it as a pass."""
+must not publish it as a pass. Valid against Jenkins xUnit's junit-10.xsd, the strictest
+schema a CI reader holds it to (docs/scenarios.md says why that one)."""
 
 from __future__ import annotations
 
