@@ -713,6 +713,43 @@ async def test_a_stop_during_a_large_change_ends_its_batch_and_saves_every_charg
         await again.stop()
 
 
+async def heard_after_the_reconciliation(
+    worker: Simulator, pks: list[int], gate: BatchGate
+) -> list[contract.ChargerOutcome]:
+    """A large change the reconciliation finds first (it read the rows after their commit,
+    before their fleet.changed arrived) and queues, its first batch held in its load; the
+    message comes and is applied meanwhile; then every batch goes on. The answer."""
+    await worker.reloader.reconcile()
+    answer = asyncio.create_task(saved(*pks))
+    await wait_until(lambda: worker.reloader._incoming, message="the change's message")
+    await wait_until(lambda: not worker.reloader._incoming, message="its apply waiting its turn")
+    gate.let_through()
+    return await answer
+
+
+async def test_a_large_change_the_reconciliation_queued_first_reboots_every_charger(
+    twelve, csms, monkeypatch
+):
+    """The message of a change the reconciliation had queued found that version applied
+    already and answered "queued", but also took each charger off the queue, as for an
+    edit that needs no reboot: only the batch under way rebooted, the rest never did, with
+    no word in the log (bench/reimport_memory.py: a re-import whose 1,000 chargers all
+    stayed up). Answered so, every charger reboots into the edit, once."""
+    worker = twelve
+    worker.reloader.batch = 2
+    gate = BatchGate(monkeypatch)
+    chargers = await sync_to_async(the_twelve)()
+    pks = list(chargers.values())
+    mark = len(csms.log)
+    await sync_to_async(edit_all)(pks, vendor="Import 1")
+    outcomes = await heard_after_the_reconciliation(worker, pks, gate)
+    # The first batch had rebooted when the message was applied; the rest waited.
+    assert [o["outcome"] for o in outcomes] == ["reboots now (1 connector)"] * 2 + [QUEUED] * 10
+    await wait_until(lambda: not worker.reloader.busy(), message="the change applied")
+    assert {c.id: c.spec.vendor for c in worker.store} == dict.fromkeys(chargers, "Import 1")
+    await booted_as(csms, mark, dict.fromkeys(chargers, "Import 1"))
+
+
 class RowsAlive:
     """How many charger rows an apply holds at once: at each read (`read_chargers`), the
     rows of every read so far still alive, the collector off (as good as off for them
@@ -878,6 +915,31 @@ async def test_a_large_import_of_new_chargers_loads_and_connects_them_in_batches
     assert "fleet change" not in worker.status().text()
     said = [r.getMessage() for r in caplog.records if "large fleet change" in r.getMessage()]
     assert "a large fleet change: 12 of 12 new chargers loaded (2 at a time)" in said
+
+
+async def test_new_chargers_the_reconciliation_queued_first_are_all_loaded(
+    empty, csms, monkeypatch
+):
+    """As for a large change's reboots: the message of an import the reconciliation had
+    queued to load took the new chargers off the queue, and all but the batch under way
+    were never loaded."""
+    worker = empty
+    worker.reloader.batch = 2
+    gate = BatchGate(monkeypatch)
+
+    def make() -> None:
+        with transaction.atomic():
+            for n in range(12):
+                make_charger(f"CP-N{n:02}", evses=1, csms_url=csms.url)
+
+    await sync_to_async(make)()
+    chargers = await sync_to_async(the_twelve)()
+    outcomes = await heard_after_the_reconciliation(worker, list(chargers.values()), gate)
+    queued = "queued to load (2 chargers at a time)"
+    assert [o["outcome"] for o in outcomes] == ["loaded, connecting"] * 2 + [queued] * 10
+    await wait_until(lambda: not worker.reloader.busy(), message="the import applied")
+    assert sorted(c.id for c in worker.store) == sorted(chargers)
+    await booted_as(csms, 0, dict.fromkeys(chargers, "ChargeSim"))
 
 
 async def test_a_connector_count_change_in_a_session_waits_for_the_session_to_end(worker, csms):

@@ -485,8 +485,10 @@ class FleetReloader:
             earlier = self.unheard.pop(pk, None)
             version = None if row is None else row.updated
             loads = len(decided.new_rows)
-            if heard and earlier and earlier[0] == version:
-                outcome: str | None = earlier[1]  # this version is applied already
+            # What a reconciliation did with this very version: it is applied already.
+            already = earlier[1] if heard and earlier and earlier[0] == version else None
+            if already is not None:
+                outcome: str | None = already
             else:
                 outcome = await self._apply_one(
                     pk, row, live, catalogue, decided.new_rows, decided.reboots
@@ -515,7 +517,11 @@ class FleetReloader:
                     self.read_at[pk] = reading
                     self.last_outcome[pk] = answer
                 continue
-            self._unqueue(pk)  # its latest edit needs no queued reboot
+            if already is None:
+                # Its latest edit needs no queued reboot or load. Not when the answer is of
+                # what a reconciliation did with this very version: the reboot or load it
+                # queued is still to come (taken off, a re-import's chargers never rebooted).
+                self._unqueue(pk)
             self.read_at[pk] = reading
             self.last_outcome.pop(pk, None)
             if outcome is not None:
