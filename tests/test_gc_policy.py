@@ -137,9 +137,9 @@ BATCHES_CHILD = FLEET_CHILD + textwrap.dedent(
 
     calls = []
     for name in ("freeze_batch", "frozen_grown", "collect_frozen"):
-        def timed(*args, _original=getattr(gc_policy, name), _name=name):
+        def timed(*args, _original=getattr(gc_policy, name), _name=name, **kwargs):
             calls.append(_name)
-            return _original(*args)
+            return _original(*args, **kwargs)
         setattr(gc_policy, name, timed)
     # A collection of the whole heap needs the fleet unfrozen first.
     thaws = []
@@ -200,3 +200,58 @@ def test_a_large_change_frees_what_its_batches_replaced_without_a_full_collectio
     assert frozen_batches == 20, done.stdout
     assert collections == thaws == 0, done.stdout
     assert alive_at_end == 0, done.stdout
+
+
+IMPORT_CHILD = FLEET_CHILD + textwrap.dedent(
+    """
+    FLEET = 20
+    # The import is more than this share of what the empty worker froze: counted as
+    # garbage, it would make the next large change's check collect the whole heap.
+    gc_policy.GROWTH_SHARE = 0.01
+
+    calls = []
+    for name in ("fleet_up", "freeze_batch"):
+        def counted(*args, _original=getattr(gc_policy, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+        setattr(gc_policy, name, counted)
+
+    async def main():
+        csms = CentralSystem()
+        await csms.start("127.0.0.1", 0)
+        service = Simulator(
+            RunOptions(web=False, migrate=False, gc_tuning=True, reconnect_cap=1.0),
+            write=lambda text: None,
+        )
+        await service.startup()
+        try:
+            await until(lambda: "fleet_up" in calls, "the (empty) connected fleet frozen")
+            service.reloader.batch = 5
+            for n in range(FLEET):
+                await sync_to_async(make_charger)(f"GC-{n}", evses=1, csms_url=csms.url)
+            pks = await sync_to_async(
+                lambda: list(ChargerRow.objects.values_list("pk", flat=True))
+            )()
+            await service.reloader.apply(pks)
+            await until(lambda: csms.counts["BootNotification"] == FLEET, "the new chargers' boots")
+            await until(lambda: not service.reloader.busy(), "the import applied")
+            unfrozen = {id(thing) for thing in gc.get_objects()}
+            frozen = sum(1 for charger in service.store if id(charger) not in unfrozen)
+            print(calls.count("freeze_batch"), frozen, gc_policy.frozen_grown())
+        finally:
+            await service.stop()
+            await csms.stop()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_new_chargers_a_large_import_loads_in_batches_are_frozen_as_fleet(tmp_path):
+    # A large change's batches of rebooted chargers were frozen once booted, its batches
+    # of new chargers never: each later full collection (a young generation's too, once
+    # promoted) walked them. Frozen as each batch boots, and counted as fleet, not as
+    # garbage the freezes hold: no full collection for having grown the fleet.
+    done = run_child(IMPORT_CHILD, tmp_path)
+    frozen_batches, frozen_chargers, grown = done.stdout.split()
+    assert (frozen_batches, frozen_chargers, grown) == ("4", "20", "False"), done.stdout

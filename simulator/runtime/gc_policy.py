@@ -15,7 +15,8 @@ whole old fleet (QA: RSS 383 MiB after a fresh start, 1.8-2.6 GB after two re-im
 freeing it took a full collection of the whole heap every tenth of the fleet replaced, a
 0.9-8.7 s pause of the event loop each at 5,000. Now a charger gone for good breaks its own
 cycles (`Charger.dispose`) and reference counting frees it at once, frozen or not; a
-large change's batches are frozen in turn once booted (`freeze_batch`). What still dies
+large change's batches are frozen in turn once booted (`freeze_batch`), a large import's
+new chargers too. What still dies
 frozen is small: a replaced charger's last connection (asyncio's transport and websockets'
 connection are reference cycles of their own). That garbage is bounded: once a large change
 is applied and the freezes hold `GROWTH_SHARE` more objects than after the last full
@@ -41,8 +42,9 @@ THRESHOLDS = (50_000, 20, 20)
 # re-import of the whole fleet leaves a few percent (its old connections, bench/RESULTS.md
 # session 37): a full collection every few re-imports, the frozen garbage a quarter at most.
 GROWTH_SHARE = 0.25
-# gc.get_freeze_count() after the last full collection (or the connected fleet's freeze):
-# module state, as the collector's own is the process's.
+# gc.get_freeze_count() after the last full collection (or the connected fleet's freeze),
+# and what batches of new chargers froze since (`freeze_batch`): module state, as the
+# collector's own is the process's.
 _held_after_collection = 0
 
 
@@ -68,7 +70,7 @@ def fleet_loaded() -> None:
     )
 
 
-def freeze_batch() -> None:
+def freeze_batch(*, grows_fleet: bool = False) -> None:
     """A batch of a large fleet change has booted: freeze what it built, as `fleet_up` froze
     the fleet's, so that full collections stay cheap; no thaw (the chargers it replaced were
     freed by reference counting, `Charger.dispose`).
@@ -77,8 +79,18 @@ def freeze_batch() -> None:
     freeze (20-50 ms at 250 chargers, whatever the fleet): frozen with them, the young
     garbage the reboots left (reference cycles no collection had visited yet) doubled
     what each re-import left frozen (bench/RESULTS.md, session 37). Not counted here: counting what the
-    freezes hold (`frozen_grown`) walks the whole frozen heap."""
+    freezes hold (`frozen_grown`) walks the whole frozen heap.
+
+    `grows_fleet`: a batch of new chargers only (a large import's). What it freezes is
+    fleet from now on, as what `fleet_up` froze: added to what the freezes may hold before
+    `frozen_grown` sees garbage worth a full collection. Counted from what the collection
+    left, the batch's objects alone (all in the oldest generation after it), not by a
+    walk of the frozen heap. A batch that also rebooted chargers is not counted so: its
+    growth counts as garbage, which brings a full collection sooner, never later."""
+    global _held_after_collection
     gc.collect()
+    if grows_fleet:
+        _held_after_collection += len(gc.get_objects(generation=2))
     gc.freeze()
 
 

@@ -620,15 +620,17 @@ class Simulator:
         self._alone_collected = self.reloader.replaced - self._batched
         self._batched_checked = self._batched
 
-    def _freeze_batch(self, count: int) -> None:
-        """A batch of a large fleet change has booted, `count` chargers replaced: freeze
-        what it built (`gc_policy.freeze_batch`); `_bound_frozen` bounds what the replaced
-        ones left once the change is applied. No thaw: they are freed already
-        (`Charger.dispose`). Thawing to free them cost a full collection of the whole heap
-        every tenth of the fleet, a pause of the event loop of 0.6-2 s at 1,000 chargers and
-        0.9-8.7 s at 5,000 (bench/RESULTS.md, sessions 36 and 37)."""
-        self._batched += count
-        gc_policy.freeze_batch()
+    def _freeze_batch(self, replaced: int, loaded: int) -> None:
+        """A batch of a large fleet change has booted, `replaced` chargers rebooted and
+        `loaded` new ones loaded: freeze what it built (`gc_policy.freeze_batch`);
+        `_bound_frozen` bounds what the replaced ones left once the change is applied. No
+        thaw: they are freed already (`Charger.dispose`). Thawing to free them cost a full
+        collection of the whole heap every tenth of the fleet, a pause of the event loop of
+        0.6-2 s at 1,000 chargers and 0.9-8.7 s at 5,000 (bench/RESULTS.md, sessions 36 and
+        37). A batch of new chargers alone (a large import's) grows the fleet: what it
+        froze is the fleet's, not garbage for `_bound_frozen` to count."""
+        self._batched += replaced
+        gc_policy.freeze_batch(grows_fleet=loaded > 0 and not replaced)
 
     async def _freeze_when_up(self, patience: float) -> None:
         """Once every charger with a connection is accepted (or after `patience` seconds),

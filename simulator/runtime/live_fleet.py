@@ -149,7 +149,7 @@ _BOOT_IDENTITY_WORDS = {
 # A large change (a re-import of the fleet with a new vendor, say) reboots its chargers this
 # many at a time, in order (`FleetReloader._reboot_queued`): each batch boots, and is
 # frozen (`on_batch_up`; the chargers it replaced are freed already, `_let_go`), before the
-# next goes down. All at once,
+# next goes down (a large import's new chargers are loaded and frozen so too). All at once,
 # 5,000 reboots held the old fleet, the new one and 5,000 boots' worth of rows, sockets
 # and messages together: a traced peak 3.3x the steady figure, which the RSS then kept.
 REBOOT_BATCH = 250
@@ -275,9 +275,10 @@ class FleetReloader:
         self._loads_total = 0
         self._loading = 0
         self._halted = False  # a stop began: no batch starts any more
-        # Called with how many chargers a batch replaced once it has booted: the lifecycle
-        # freezes what the batch built (`Simulator._freeze_batch`).
-        self.on_batch_up: Callable[[int], None] | None = None
+        # Called once a batch has booted, with how many chargers it replaced (rebooted) and
+        # how many new ones it loaded: the lifecycle freezes what the batch built
+        # (`Simulator._freeze_batch`).
+        self.on_batch_up: Callable[[int, int], None] | None = None
         # The chargers replaced (rebooted) or retired so far, let go (`_let_go`): the gc
         # policy bounds what their connections leave frozen (`Simulator._keep_frozen`).
         self.replaced = 0
@@ -667,8 +668,8 @@ class FleetReloader:
                 self._in_flight = len(batch)
                 await self._until_booted(batch)
                 self._in_flight = 0
-                if rebooted and self.on_batch_up is not None:
-                    self.on_batch_up(rebooted)
+                if self.on_batch_up is not None:
+                    self.on_batch_up(rebooted, len(batch) - rebooted)
         finally:
             self._in_flight = 0
             if not self._queue:
