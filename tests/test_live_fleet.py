@@ -750,6 +750,30 @@ async def test_a_large_change_the_reconciliation_queued_first_reboots_every_char
     await booted_as(csms, mark, dict.fromkeys(chargers, "Import 1"))
 
 
+async def test_a_large_change_that_fails_between_batches_says_so(twelve, csms, caplog):
+    """The task rebooting a large change's batches is awaited by nobody: an exception out
+    of it (here from what runs once a batch has booted) ended the change in silence, the
+    chargers still queued never rebooted, and nothing in the log said why."""
+    worker = twelve
+    worker.reloader.batch = 2
+
+    def fails(replaced: int, loaded: int) -> None:
+        raise RuntimeError("the batch's freeze failed")
+
+    worker.reloader.on_batch_up = fails
+    pks = list((await sync_to_async(the_twelve)()).values())
+    await sync_to_async(edit_all)(pks, vendor="Import 1")
+    assert_queued(await saved(*pks), 12)
+    await wait_until(
+        lambda: any(r.levelname == "ERROR" for r in caplog.records), message="the failure said"
+    )
+    (said,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert said.getMessage().startswith(
+        "a large fleet change failed with 10 chargers still queued to reboot or load"
+    )
+    assert said.exc_info is not None and "the batch's freeze failed" in str(said.exc_info[1])
+
+
 class RowsAlive:
     """How many charger rows an apply holds at once: at each read (`read_chargers`), the
     rows of every read so far still alive, the collector off (as good as off for them

@@ -610,6 +610,20 @@ class FleetReloader:
             self._pump = asyncio.get_running_loop().create_task(
                 self._reboot_queued(), name="fleet-reboots"
             )
+            self._pump.add_done_callback(self._pump_done)
+
+    def _pump_done(self, pump: asyncio.Task[None]) -> None:
+        """Nobody awaits the batches' task: a failure would end the change in silence, the
+        chargers still queued running on unchanged (a re-import that rebooted nothing
+        looked like that)."""
+        if pump.cancelled() or pump.exception() is None:
+            return
+        log.error(
+            "a large fleet change failed with %d chargers still queued to reboot or load: "
+            "they run on as they are; restart the simulator to apply the change to them",
+            len(self._queue),
+            exc_info=pump.exception(),
+        )
 
     def _log_queued(self, decided: _Decided) -> None:
         log.info(
