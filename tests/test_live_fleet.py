@@ -876,6 +876,14 @@ class LoadsAtOnce:
         return charger is not None and charger.boot is BootState.ACCEPTED
 
 
+def twelve_new(csms_url: str) -> dict[str, int]:
+    """Twelve new chargers of one EVSE in one commit, as an import's; `the_twelve` of them."""
+    with transaction.atomic():
+        for n in range(12):
+            make_charger(f"CP-N{n:02}", evses=1, csms_url=csms_url)
+    return the_twelve()
+
+
 @pytest.fixture
 async def empty(csms):
     """A worker running no charger yet, that applies what the messages say only."""
@@ -904,14 +912,7 @@ async def test_a_large_import_of_new_chargers_loads_and_connects_them_in_batches
     worker.reloader.batch = 2
     at_once = LoadsAtOnce(worker, monkeypatch)
     gate = BatchGate(monkeypatch)
-
-    def make() -> None:
-        with transaction.atomic():
-            for n in range(12):
-                make_charger(f"CP-N{n:02}", evses=1, csms_url=csms.url)
-
-    await sync_to_async(make)()
-    chargers = await sync_to_async(the_twelve)()
+    chargers = await sync_to_async(twelve_new)(csms.url)
     pks = list(chargers.values())
     gate.let_through(1)
     outcomes = await saved(*pks)
@@ -950,14 +951,7 @@ async def test_new_chargers_the_reconciliation_queued_first_are_all_loaded(
     worker = empty
     worker.reloader.batch = 2
     gate = BatchGate(monkeypatch)
-
-    def make() -> None:
-        with transaction.atomic():
-            for n in range(12):
-                make_charger(f"CP-N{n:02}", evses=1, csms_url=csms.url)
-
-    await sync_to_async(make)()
-    chargers = await sync_to_async(the_twelve)()
+    chargers = await sync_to_async(twelve_new)(csms.url)
     outcomes = await heard_after_the_reconciliation(worker, list(chargers.values()), gate)
     queued = "queued to load (2 chargers at a time)"
     assert [o["outcome"] for o in outcomes] == ["loaded, connecting"] * 2 + [queued] * 10
