@@ -18,6 +18,9 @@ After the first start and after each round, with `gc.collect()` first (what it c
 reach, the frozen generation, it leaves, as the process does), one line:
 
 - rss_mib (VmRSS) and hwm_mib (VmHWM, the process's peak RSS so far);
+- unfrozen: the objects the collector still tracks (`gc.get_objects()`), and
+  full_collection_ms: how long that `gc.collect()` took, what each full collection the
+  collector runs on its own costs from then on (a pause of the event loop);
 - traced_mib / traced_peak_mib: tracemalloc's current and peak (the peak since the
   previous line) traced memory; tracemalloc's own bookkeeping is in the RSS, not in these;
 - frozen: objects in the collector's permanent generation (`gc.get_freeze_count()`);
@@ -28,7 +31,8 @@ reach, the frozen generation, it leaves, as the process does), one line:
 
 `--new` measures an import of N NEW chargers instead: the worker starts with none, and one
 round bulk-creates the N rows (as an import's commit) and applies them; the round ends when
-the CSMS has the N BootNotifications.
+the CSMS has the N BootNotifications (and `--settle` more seconds), its loop stalls measured
+as a re-import's are.
 
 `--no-tracemalloc` leaves tracemalloc off (its traces add about as much as they trace to
 the RSS): the RSS figures are then the worker's alone. The last line is one JSON object.
@@ -86,18 +90,24 @@ def proc_status_kib(field: str) -> int:
 def measure(
     label: str, baseline: tracemalloc.Snapshot | None, old: list[weakref.WeakSet[Any]]
 ) -> dict[str, Any]:
+    started = time.perf_counter()
     gc.collect()
     figures: dict[str, Any] = {
         "after": label,
         "rss_mib": round(proc_status_kib("VmRSS") / 1024, 1),
         "hwm_mib": round(proc_status_kib("VmHWM") / 1024, 1),
+        # What each full collection the collector runs on its own walks from now on.
+        "full_collection_ms": round((time.perf_counter() - started) * 1000, 1),
+        "unfrozen": len(gc.get_objects()),
         "frozen": gc.get_freeze_count(),
         "old_chargers_alive": sum(len(generation) for generation in old),
         "alive_by_generation": [len(generation) for generation in old],
     }
     line = (
         f"{label}: RSS {figures['rss_mib']} MiB (peak {figures['hwm_mib']}), "
-        f"frozen {figures['frozen']}, old chargers alive {figures['old_chargers_alive']} "
+        f"frozen {figures['frozen']}, unfrozen {figures['unfrozen']} (a full collection of "
+        f"them {figures['full_collection_ms']:.0f} ms), "
+        f"old chargers alive {figures['old_chargers_alive']} "
         f"(by generation {figures['alive_by_generation']})"
     )
     if tracemalloc.is_tracing():
@@ -375,6 +385,8 @@ async def run_new(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]
     options = RunOptions.from_settings(web=False, migrate=False, status_seconds=3600.0)
     service = Simulator.for_process(options, write=lambda text: None)
     await service.startup()
+    stalls = LoopStalls()
+    stalls.start()
     rounds: list[dict[str, Any]] = []
     try:
         await asyncio.sleep(args.settle)
@@ -384,8 +396,9 @@ async def run_new(args: argparse.Namespace, csms: CsmsControl) -> dict[str, Any]
         await sync_to_async(create_fleet)(n, csms.url, 60)
         pks = await sync_to_async(lambda: list(ChargerRow.objects.values_list("pk", flat=True)))()
         label = f"import of {n} new chargers (all booted in {{booted:.0f}} s)"
-        rounds.append(await applied(service, csms, pks, n, args, label, baseline, []))
+        rounds.append(await applied(service, csms, pks, n, args, label, baseline, [], stalls))
     finally:
+        stalls.stop()
         await service.stop()
     return {
         "chargers": n,
