@@ -91,6 +91,11 @@ def edit(pk: int, **values: Any) -> None:
 
 async def start_session(service: Simulator, cp_id: str, csms: CentralSystem) -> None:
     charger = loaded(service, cp_id)
+    # Not booted yet (its BootNotification received by the CSMS, not yet answered), the
+    # charger decides the idTag offline: "Invalid" (seen on a loaded host).
+    await wait_until(
+        lambda: charger.online and charger.boot is BootState.ACCEPTED, message=f"{cp_id} booted"
+    )
     charger.plug_in(1, COMPACT, soc=30)
     assert await charger.present_id_tag(1, "TAG-1") == "Accepted"
     await csms.wait_for(cp_id, "StartTransaction", direction="out", message_type=3)
