@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
+from chargers.admin_deletes import CountedDeletes
 from chargers.deadlocks import retrying_races
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import numbering_problem
@@ -348,7 +349,7 @@ class EvseStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Charger)
-class ChargerAdmin(FleetImportExportAdmin):
+class ChargerAdmin(CountedDeletes, FleetImportExportAdmin):
     form = ChargerForm
     resource_classes = [ChargerResource]
     import_job_resource = "chargers"
@@ -600,7 +601,7 @@ class ChargerAdmin(FleetImportExportAdmin):
         (
             # Issue 16: what a CSMS test needs of a misbehaving charger, kept with it.
             "Fault injection",
-            {"fields": FAULT_INJECTION_FIELDS},
+            {"fields": tuple(FAULT_INJECTION_FIELDS)},
         ),
     ]
 
@@ -689,7 +690,7 @@ class EvseAdminForm(forms.ModelForm):
 
 
 @admin.register(Evse)
-class EvseAdmin(admin.ModelAdmin):
+class EvseAdmin(CountedDeletes):
     form = EvseAdminForm
     actions = ["delete_selected"]
     list_display = [
@@ -766,7 +767,7 @@ class EvseAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConfigurationKey)
-class ConfigurationKeyAdmin(admin.ModelAdmin):
+class ConfigurationKeyAdmin(CountedDeletes):
     form = ConfigurationKeyForm
     # The form is the charger page's inline one, which gets its charger from the page: here
     # the add page asks for it (without, saving was an IntegrityError), and a stored key

@@ -1,0 +1,70 @@
+"""Deleting many chargers from the admin: the confirmation lists a few and counts them all."""
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.contrib.admin.utils import get_deleted_objects
+from django.contrib.auth import get_user_model
+from django.test import RequestFactory
+from django.urls import reverse
+
+from chargers import admin_deletes
+from chargers.models import Charger, Evse
+from tests.cast import make_charger
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:chargers_charger_changelist")
+
+
+def select_all(model_pks):
+    """The changelist's "select all N" then Delete, not yet confirmed."""
+    return {
+        "action": "delete_selected",
+        "select_across": "1",
+        "index": "0",
+        "_selected_action": model_pks[:1],
+    }
+
+
+def listed_chargers(page: str) -> set[str]:
+    return set(re.findall(r'href="/admin/chargers/charger/(\d+)/change/"', page))
+
+
+def test_a_large_selection_lists_a_few_chargers_and_counts_all_it_deletes(
+    admin_client_logged_in, monkeypatch
+):
+    monkeypatch.setattr(admin_deletes, "SHOWN", 3)
+    chargers = [make_charger(f"MANY-{n}", evses=2) for n in range(8)]
+    pks = [c.pk for c in chargers]
+    expected = get_deleted_objects(Charger.objects.all(), _superuser_request(), admin.site)[1]
+
+    page = admin_client_logged_in.post(CHANGELIST, select_all(pks)).content.decode()
+
+    # Old code: a link for every charger, each with every row of its own nested under it.
+    assert len(listed_chargers(page)) == 3
+    assert "… and 5 more chargers, counted above" in page
+    # The summary is the whole selection's, as Django's own (full) listing counts it.
+    assert expected["chargers"] == 8 and expected["EVSEs"] == 16
+    for name, count in expected.items():
+        assert f"{name[0].upper()}{name[1:]}: {count}</li>" in page, name
+    # Confirmed, as the page's form posts it: every selected id and `post`.
+    assert 'name="post" value="yes"' in page
+    confirmed = {"action": "delete_selected", "_selected_action": pks, "post": "yes"}
+    assert admin_client_logged_in.post(CHANGELIST, confirmed).status_code == 302
+    assert not Charger.objects.exists() and not Evse.objects.exists()
+
+
+def test_a_selection_of_a_few_is_listed_in_full_as_before(admin_client_logged_in, monkeypatch):
+    monkeypatch.setattr(admin_deletes, "SHOWN", 3)
+    pks = [make_charger(f"FEW-{n}").pk for n in range(3)]
+    page = admin_client_logged_in.post(CHANGELIST, select_all(pks)).content.decode()
+    assert listed_chargers(page) == {str(pk) for pk in pks}
+    assert "more chargers" not in page
+
+
+def _superuser_request():
+    request = RequestFactory().get("/")
+    request.user = get_user_model().objects.get(is_superuser=True)
+    return request
