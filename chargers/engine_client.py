@@ -288,10 +288,12 @@ class EngineClient:
         status: str | None = None,
         wait_for: contract.WaitFor | None = None,
         known: Mapping[int, str] | None = None,
+        every: bool = False,
     ) -> BulkOutcome:
         """Run one command on many chargers: those listed (pk -> charge point id; each shard
         is sent only its own), and/or those at a location, and/or the connectors in a status
-        (filters the workers apply to their live chargers). `known`: the chargers the
+        (filters the workers apply to their live chargers), or `every` charger (the other
+        filters narrow it). `known`: the chargers the
         caller expects the filters to reach (e.g. the location's); those of a shard without
         a worker get a result that says so. Listed chargers always get one."""
         channel = await self.layer.new_channel()
@@ -308,6 +310,8 @@ class EngineClient:
                 targets["location_id"] = location_id
             if status is not None:
                 targets["status"] = status
+            if every:
+                targets["every"] = True
         shard_of_request = {f"{base}.{shard}": shard for shard in sends}
         for request_id, shard in shard_of_request.items():
             message = contract.bulk_command(

@@ -294,6 +294,8 @@ async def test_bad_values_are_422_naming_the_field(driver):
     bulk = BULK.format("plug-in")
     nothing = error_of(await driver.post(bulk, {"filter": {}}), 422)
     assert "choose the chargers" in nothing["errors"][0]["message"]
+    not_every = error_of(await driver.post(bulk, {"filter": {"every": False}}), 422)
+    assert "choose the chargers" in not_every["errors"][0]["message"]
     bad_status = await driver.post(bulk, {"filter": {"status": "Sleeping"}})
     assert fields_of(error_of(bad_status, 422)) == {"filter.status"}
     # A name an action or a filter does not take is refused, not ignored: a typo must not
@@ -961,6 +963,24 @@ async def test_a_bulk_plug_in_on_every_available_connector_of_a_site(worker, dri
     ]
     assert all(r["status"] == "Preparing" and r["wait"]["met"] for r in bulk["results"])
     assert loaded(worker, "API-2").evses[0].soc == 60.0
+
+
+async def test_a_bulk_on_every_charger_reaches_each_enabled_one(worker, driver):
+    """What the fleet page's "every charger of the fleet" sends: no list of ids, which a
+    request caps at 10,000."""
+    response = await driver.post(
+        BULK.format("cut-network"), {"filter": {"every": True}, "args": {"seconds": 1}}
+    )
+    assert response.status_code == 200, response.content
+    bulk = response.json()
+    assert [r["charge_point_id"] for r in bulk["results"]] == ["API-1", "API-2"]
+    assert (bulk["total"], bulk["succeeded"]) == (2, 2)
+    # Narrowed by a status, as any filter: only the chargers with an Available connector.
+    await driver.post(BULK.format("plug-in"), {"filter": {"charge_point_ids": ["API-2"]}})
+    busy = await driver.post(
+        BULK.format("unplug"), {"filter": {"every": True, "status": "Preparing"}}
+    )
+    assert [r["charge_point_id"] for r in busy.json()["results"]] == ["API-2"]
 
 
 async def test_a_bulk_by_ids_answers_for_each_one_known_or_not(worker, driver):

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from chargers.dashboard import pages
 from chargers.models import Charger, Evse, Transaction
 from tests.cast import make_charger, make_location, make_vehicle
 
@@ -456,7 +457,8 @@ def test_the_bulk_filter_is_the_page_filter_in_the_api_terms(admin_client_logged
         response = admin_client_logged_in.get(reverse("chargers:home") + query)
         return response.context["bulk_filter"]
 
-    assert bulk_filter("") == {"charge_point_ids": ["CP-F-1", "CP-F-2", "XX-F-3"]}
+    assert bulk_filter("") == {"every": True}
+    assert bulk_filter("?q=CP-") == {"charge_point_ids": ["CP-F-1", "CP-F-2"]}
     assert bulk_filter(f"?location={site.pk}&status=Charging") == {
         "location_id": site.pk,
         "status": "Charging",
@@ -465,6 +467,29 @@ def test_the_bulk_filter_is_the_page_filter_in_the_api_terms(admin_client_logged
         "location_id": site.pk,
         "charge_point_ids": ["CP-F-1"],
     }
+
+
+def test_every_charger_of_a_fleet_larger_than_a_request_takes_is_every_one(
+    admin_client_logged_in, monkeypatch
+):
+    """10,001 chargers: "every charger of the fleet (10001)" sent the first 10,000 ids, and
+    the action left the last one out, unsaid. A search that matches more than a request
+    takes is refused on the page instead of cut."""
+    monkeypatch.setattr(pages, "BULK_MAX_IDS", 2)
+    for n in range(3):
+        make_charger(f"BIG-{n}", evses=1)
+    home = reverse("chargers:home")
+
+    whole = admin_client_logged_in.get(home)
+    assert whole.context["bulk_filter"] == {"every": True}
+    assert not whole.context["bulk_too_many"]
+
+    searched = admin_client_logged_in.get(home + "?q=BIG")
+    assert searched.context["bulk_filter"] == {} and searched.context["bulk_too_many"]
+    html = searched.content.decode()
+    target = re.search(r'<input type="radio" name="target" value="filter"[^>]*>', html)
+    assert target is not None and "disabled" in target.group(0)
+    assert "reaches at most 2 chargers at once, and this one matches 3" in html
 
 
 def test_the_energy_on_the_charger_page_is_the_register_the_csms_is_sent(admin_client_logged_in):

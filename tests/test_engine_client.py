@@ -377,7 +377,9 @@ async def test_a_bulk_the_workers_refuse_as_a_whole_says_why(worker, client):
     assert outcome.results == []
     assert outcome.refused == ["'Sleeping' is not a connector status"]
     nothing = await client.bulk("plug_in", {})
-    assert nothing.refused == ["choose the chargers: ids, a location or a connector status"]
+    assert nothing.refused == [
+        "choose the chargers: ids, a location, a connector status or every charger"
+    ]
 
 
 # -- two shards --------------------------------------------------------------------------------

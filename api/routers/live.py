@@ -444,11 +444,19 @@ class BulkFilter(Arguments):
         "them (their connector_id, not the one in args), a charger action on each charger "
         "with one",
     )
+    every: bool = Field(
+        False,
+        description="every enabled charger of the fleet (the other filters narrow it): "
+        "said outright, as a filter left empty is refused",
+    )
 
     @model_validator(mode="after")
     def names_chargers(self) -> "BulkFilter":
-        if self.charge_point_ids is None and self.location_id is None and self.status is None:
-            raise ValueError("choose the chargers: charge_point_ids, location_id or status")
+        chosen = (self.charge_point_ids, self.location_id, self.status)
+        if all(value is None for value in chosen) and not self.every:
+            raise ValueError(
+                "choose the chargers: charge_point_ids, location_id, status or every: true"
+            )
         return self
 
 
@@ -858,6 +866,7 @@ async def ask_bulk(
             status=chosen.status,
             wait_for=wait,
             known=known,
+            every=chosen.every,
         )
     except EngineError as exc:
         raise ApiError(503, _sentence(str(exc))) from None

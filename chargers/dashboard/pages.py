@@ -150,10 +150,12 @@ class FleetFilter(forms.Form):
             rows = rows.filter(power_type=data["power_type"])
         return rows
 
-    def bulk_filter(self) -> dict[str, Any]:
+    def bulk_filter(self) -> dict[str, Any] | None:
         """The filter in the terms of the API's bulk actions (`BulkFilter`): a location and a
-        status pass through (the workers apply them to their live chargers); a search, a
-        power type or no filter at all become the matching chargers' ids."""
+        status pass through (the workers apply them to their live chargers), no filter at
+        all is `every`; a search or a power type become the matching chargers' ids. None
+        when they are more than one request takes: cut to the first ones, "every charger
+        that matches" would have driven only those."""
         if not self.is_valid():
             return {"charge_point_ids": []}  # an unknown value matches no charger
         data = self.cleaned_data
@@ -162,13 +164,18 @@ class FleetFilter(forms.Form):
             chosen["location_id"] = data["location"].pk
         if data.get("status"):
             chosen["status"] = data["status"]
-        if data.get("q") or data.get("power_type") or not chosen:
+        if data.get("q") or data.get("power_type"):
             ids = (
                 self.chargers()
                 .order_by("charge_point_id")
                 .values_list("charge_point_id", flat=True)
             )
-            chosen["charge_point_ids"] = list(ids[:BULK_MAX_IDS])
+            chosen["charge_point_ids"] = list(ids[: BULK_MAX_IDS + 1])
+            if len(chosen["charge_point_ids"]) > BULK_MAX_IDS:
+                return None
+        elif not chosen:
+            # Not the ids of the whole fleet: 120 kB in every page of 10,000 chargers.
+            chosen["every"] = True
         return chosen
 
     def query_without_page(self) -> str:

@@ -21,7 +21,10 @@ def fleet(request: HttpRequest) -> HttpResponse:
     context = {"fleet": page, "nav": "fleet", "vehicles": [], "bulk_filter": {}}
     if page.can_change:  # the bulk actions' form
         context["vehicles"] = list(VehicleModel.objects.all())
-        context["bulk_filter"] = page.filter.bulk_filter()
+        bulk_filter = page.filter.bulk_filter()
+        context["bulk_filter"] = bulk_filter or {}
+        context["bulk_too_many"] = bulk_filter is None
+        context["bulk_max_ids"] = pages.BULK_MAX_IDS
         context["fault_codes"] = contract.FAULT_CODES
     return render(request, "dashboard/fleet.html", context)
 

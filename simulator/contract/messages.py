@@ -317,11 +317,14 @@ class BulkTargets(TypedDict, total=False):
     result for each, "not running" included). `location_id`: the chargers of that site.
     `status`: the connectors in that status now (live state, so the worker filters): a
     connector command runs on each of them, a charger command on each charger with one.
+    `every`: every charger of the shard, said outright (no filter at all is refused, so
+    that a request that lost its filter on the way drives no fleet).
     """
 
     chargers: list[int]
     location_id: int
     status: str  # a ConnectorStatus value
+    every: bool
 
 
 class BulkCommand(TypedDict):

@@ -721,14 +721,17 @@ class CommandServer:
         listed = targets.get("chargers")
         location = targets.get("location_id")
         status = targets.get("status")
+        every = targets.get("every") is True
         if listed is not None and (not isinstance(listed, list) or len(listed) > BULK_MAX_CHARGERS):
             raise InvalidArgument(f"chargers must be a list of at most {BULK_MAX_CHARGERS} ids")
         if location is not None and _pk(location) is None:
             raise InvalidArgument("location_id must be a whole number")
         if status is not None and status not in contract.CONNECTOR_STATUSES:
             raise InvalidArgument(f"{status!r} is not a connector status")
-        if listed is None and location is None and status is None:
-            raise InvalidArgument("choose the chargers: ids, a location or a connector status")
+        if listed is None and location is None and status is None and not every:
+            raise InvalidArgument(
+                "choose the chargers: ids, a location, a connector status or every charger"
+            )
         location_id = _pk(location) if location is not None else None
         store = self.service.store
         candidates: list[tuple[int, Charger | None]]
