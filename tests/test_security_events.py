@@ -4,6 +4,7 @@ real socket; the events a failing connection raises are sent once it works again
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import trustme
 from ocpp.v16 import call
 
 from simulator.core.charge_point import CLOCK_STEP_REPORTED_S, Listener
-from simulator.core.security_log import LoggedEvent, SecurityLog
+from simulator.core.security_log import POWER_UP, LoggedEvent, SecurityLog
 from simulator.csms import CentralSystem
 from simulator.ocpp16.schema_check import load_validator
 from tests.engine import connected, runtime_charger, wait_until
@@ -64,6 +65,25 @@ async def test_a_reset_reports_reset_or_reboot_then_the_startup_of_the_firmware(
     for event in received:
         validate(event)
     assert logged(charger) == ["ResetOrReboot", "StartupOfTheFirmware"]
+
+
+async def test_the_startup_of_a_loaded_charger_is_not_a_line_of_the_log_at_info(csms, caplog):
+    """Every charger says it at every start of the process: 10,000 lines at INFO for a
+    10,000-charger fleet. It is still logged (DEBUG), kept and pushed; a reboot's is INFO."""
+    caplog.set_level(logging.DEBUG, logger="simulator.core.charge_point")
+    charger = runtime_charger("SE-UP", csms.url, evses=1)
+    charger.startup_after = POWER_UP  # as a charger loaded from the database
+    async with connected(charger):
+        await events(csms, "SE-UP", "StartupOfTheFirmware")
+        await csms.call("SE-UP", call.Reset(type="Soft"))
+        await wait_until(lambda: logged(charger).count("StartupOfTheFirmware") == 2)
+    startups = [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if "StartupOfTheFirmware" in record.getMessage()
+    ]
+    assert [level for level, _ in startups] == [logging.DEBUG, logging.INFO], startups
+    assert "after power-up" in startups[0][1] and "Soft reset" in startups[1][1]
 
 
 async def test_a_firmware_update_reports_firmware_updated_and_the_reboot_into_it(csms, files):

@@ -68,7 +68,7 @@ from simulator.core.protocol import (
 )
 from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.revision import FLEET
-from simulator.core.security_log import LoggedEvent, SecurityEvent, SecurityLog
+from simulator.core.security_log import POWER_UP, LoggedEvent, SecurityEvent, SecurityLog
 from simulator.core.session_series import SessionSeries
 from simulator.core.smart_charging import (
     Electrical,
@@ -649,7 +649,9 @@ class Charger:
             why, self.startup_after = self.startup_after, None
             version = self.spec.firmware_version
             self.security_event(
-                SecurityEvent.STARTUP_OF_THE_FIRMWARE, f"firmware {version} started after {why}"
+                SecurityEvent.STARTUP_OF_THE_FIRMWARE,
+                f"firmware {version} started after {why}",
+                level=logging.DEBUG if why == POWER_UP else logging.INFO,
             )
         self._report_installed()
         self.send_all_statuses()
@@ -1709,9 +1711,17 @@ class Charger:
             return LogStatus.UPLOADING, self.log_request_id
         return LogStatus.IDLE, None
 
-    def security_event(self, kind: str, tech_info: str | None = None, *, push: bool = True) -> None:
+    def security_event(
+        self,
+        kind: str,
+        tech_info: str | None = None,
+        *,
+        push: bool = True,
+        level: int = logging.INFO,
+    ) -> None:
         """Log a security event (e.g. "FirmwareUpdated", "ResetOrReboot") in the security
-        log and, with `push`, report it to the Central System.
+        log and, with `push`, report it to the Central System; the process's log gets a
+        line at `level`.
 
         The whitepaper asks for the critical ones to be pushed, queued while offline and
         delivered for sure, as transaction messages are: so every pushed event goes
@@ -1725,7 +1735,7 @@ class Charger:
         timestamp = now_iso(self.now())
         event = LoggedEvent(str(kind), timestamp, tech_info, sent=push)
         self.security_log.add(event)
-        log.info("%s: security event %s (%s)", self.id, kind, tech_info or "")
+        log.log(level, "%s: security event %s (%s)", self.id, kind, tech_info or "")
         self.listener.on_security_event(self, event)
         self.listener.on_change(self)
         if push:

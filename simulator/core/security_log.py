@@ -29,6 +29,12 @@ from simulator.core.clock import parse_iso
 LOG_SIZE = 500
 
 
+# Why a charger starts when its process loads it (StartupOfTheFirmware's techInfo): every
+# charger of the fleet says it at every start of the process, so its log line is DEBUG
+# (10,000 chargers logged 10,000 lines of it at INFO); a reboot's startup stays INFO.
+POWER_UP = "power-up"
+
+
 class SecurityEvent(StrEnum):
     """The whitepaper's standard event types, and our one vendor type."""
 

@@ -60,7 +60,7 @@ from simulator.core.impairments import StoredImpairments
 from simulator.core.local_list import ListChange
 from simulator.core.outbox import Outgoing
 from simulator.core.protocol import AuthStatus, IdTagAnswer
-from simulator.core.security_log import LOG_SIZE, LoggedEvent
+from simulator.core.security_log import LOG_SIZE, POWER_UP, LoggedEvent
 from simulator.core.smart_charging import ChargingProfile
 from simulator.core.transfer import Transfers
 from simulator.core.vehicle import VehicleSpec
@@ -281,8 +281,6 @@ def let_go(rows: Iterable[ChargerRow]) -> None:
 
 
 READ_BATCH = 500
-# Why a charger loaded from the database starts (StartupOfTheFirmware's techInfo).
-POWER_UP = "power-up"
 # A security event as stored: (type, timestamp, techInfo, pushed to the CSMS)
 SecurityRow = tuple[str, str, str | None, bool]
 # Configuration keys that are columns of the charger row (write-only or charger-level).
