@@ -82,11 +82,28 @@ def deletion_problem(evses: list[Evse]) -> str | None:
     """Why these EVSEs may not be deleted (a transaction in progress on one, a charger
     left with a gap in its connectors 1..N, or with no EVSE), or None."""
     gone: dict[Charger, set[int]] = {}
-    problems = [evse.deletion_refused() for evse in evses]
     for evse in evses:
         gone.setdefault(evse.charger, set()).add(evse.connector_id)
+    # Two reads for the whole selection, not two per EVSE: "select all 10,000" took 8,723
+    # queries and 17 s before it was refused.
+    pks = [charger.pk for charger in gone]
+    open_on = set(
+        Transaction.objects.filter(charger_id__in=pks, state=Transaction.State.OPEN).values_list(
+            "charger_id", "connector_id"
+        )
+    )
+    stored_ids: dict[int, list[int]] = {}
+    for charger_id, connector_id in Evse.objects.filter(charger_id__in=pks).values_list(
+        "charger_id", "connector_id"
+    ):
+        stored_ids.setdefault(charger_id, []).append(connector_id)
+    problems = [
+        evse.deletion_refused()
+        for evse in evses
+        if (evse.charger_id, evse.connector_id) in open_on  # says which transaction
+    ]
     for charger, ids in gone.items():
-        stored = Evse.objects.connector_ids(charger.pk)
+        stored = stored_ids.get(charger.pk, [])
         after = [n for n in stored if n not in ids]
         problems.append(numbering_problem(charger.charge_point_id, stored, after))
     return " ".join(p for p in problems if p) or None
