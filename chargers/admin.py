@@ -84,8 +84,8 @@ def deletion_problem(evses: list[Evse]) -> str | None:
     gone: dict[Charger, set[int]] = {}
     for evse in evses:
         gone.setdefault(evse.charger, set()).add(evse.connector_id)
-    # Two reads for the whole selection, not two per EVSE: "select all 10,000" took 8,723
-    # queries and 17 s before it was refused.
+    # Two reads for the whole selection, not two per EVSE: "select all 10,000" took some
+    # 20,000 queries and 17 s before it was refused.
     pks = [charger.pk for charger in gone]
     open_on = set(
         Transaction.objects.filter(charger_id__in=pks, state=Transaction.State.OPEN).values_list(

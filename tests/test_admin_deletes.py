@@ -75,8 +75,8 @@ def _superuser_request():
 def test_deleting_every_evse_is_refused_in_the_same_queries_however_many(
     admin_client_logged_in,
 ):
-    """Select all EVSEs, Delete: refused (a charger keeps one), after 8,723 queries for
-    10,000 EVSEs: two reads per EVSE."""
+    """Select all EVSEs, Delete: refused (a charger keeps one), after two reads per EVSE
+    (some 20,000 queries for 10,000 EVSEs)."""
     changelist = reverse("admin:chargers_evse_changelist")
 
     def refused_in_queries() -> int:
