@@ -262,3 +262,34 @@ def test_the_export_command_writes_json_numbers_as_such():
     call_command("export", "JSON", "chargers.resources.ChargerResource", stdout=out)
     (charger,) = json.loads(out.getvalue())
     assert (charger["max_power_kw"], charger["auto_connect"]) == (22, True)
+
+
+def test_an_export_reads_the_configuration_as_values_each_charger_its_own(monkeypatch):
+    """10,000 chargers: their ~400,000 configuration rows were built as model instances,
+    12.8 of the export's 20 s. Read as (key, value) pairs a chunk of chargers at once, each
+    charger still exports its own keys, across chunks."""
+    from django.db.models.signals import post_init
+
+    from chargers.models import ConfigurationKey
+    from chargers.resources import ChargerResource
+
+    location = make_location("Depot")
+    for n in range(5):
+        charger = make_charger(f"CFG-{n}", location=location, evses=1)
+        ConfigurationKey.objects.update_or_create(
+            charger=charger, key="HeartbeatInterval", defaults={"value": str(100 + n)}
+        )
+    monkeypatch.setattr(ChargerResource, "get_chunk_size", lambda self: 2)
+    built = []
+
+    def count(sender, instance, **kwargs):
+        built.append(instance)
+
+    post_init.connect(count, sender=ConfigurationKey)
+    try:
+        dataset = ChargerResource().export()
+    finally:
+        post_init.disconnect(count, sender=ConfigurationKey)
+    cells = dict(zip(dataset["charge_point_id"], dataset["configuration"], strict=True))
+    assert cells == {f"CFG-{n}": f"HeartbeatInterval={100 + n}" for n in range(5)}
+    assert built == []
