@@ -390,7 +390,7 @@ async def bulk_action(
     timeout: Timeout = contract.WAIT_TIMEOUT_DEFAULT,
 ) -> Answer:
     """Run one action on every charger the filter chooses (ids, location, live connector
-    status; they combine), with a result per charger (per connector, for a connector
+    status, or `every` charger of the fleet; they combine), with a result per charger (per connector, for a connector
     action). A charger that refuses is a failed result, not an error. Needs
     `chargers.change_charger`."""
     chosen = next(a for a in live.ACTIONS if a.command == action)
