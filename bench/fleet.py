@@ -622,6 +622,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra["cpu_user_percent"] = round((split1[0] - split0[0]) / wall * 100, 1)
         extra["cpu_system_percent"] = round((split1[1] - split0[1]) / wall * 100, 1)
         extra["cpu_percent_max_1s"] = round(max(per_second), 1) if per_second else None
+        # The second by second figures, to tell a steady load from one that comes in bursts.
+        extra["cpu_percent_per_second"] = [round(share, 1) for share in per_second]
         if before is not None and after is not None:
             calls = after["calls_in"] - before["calls_in"]
             frames = (

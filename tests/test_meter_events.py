@@ -15,7 +15,7 @@ from simulator.core.evse import ConnectorStatus, Evse
 from simulator.core.operations import Operations
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.load_management import Site, SiteController
-from simulator.runtime.meter_engine import MeterEngine
+from simulator.runtime.meter_engine import MAX_SLEEP_S, SAFETY_SPREAD_S, MeterEngine
 from tests.engine import COMPACT, PHEV, runtime_charger, tx_default_profile
 from tests.toy_protocol import FakeClock
 
@@ -395,6 +395,28 @@ def test_a_dc_car_under_an_amp_limit_meters_as_every_tick_as_its_voltage_rises()
     assert 75_000 * 0.49 < taken[-1][1] < 94_000 * 0.5
     assert stepped.visits == seconds + 1
     assert events.visits <= seconds // DC_AMP_REVISIT_S + len(taken) + 2
+
+
+def test_an_idle_fleet_visited_in_one_tick_is_not_visited_in_one_tick_again():
+    """The safety net's visits of chargers with no event of their own (idle, no heartbeat
+    or clock-aligned sample due) spread over the seconds after it, by charger, instead of
+    landing in one tick every minute; each charger is still visited once in that time."""
+    idle = {"ClockAlignedDataInterval": "0"}
+    fleet = [runtime_charger(f"CP-{n:04d}", "ws://127.0.0.1:1", evses=1, config=idle)
+             for n in range(500)]  # fmt: skip
+    engine = MeterEngine(fleet, tick_seconds=1.0)
+    engine.tick(now=1000.0, wall=at(BASE))  # every one due: the fleet just came up
+    assert engine.visits == len(fleet)
+    wakes = [charger.meter_wake - 1000.0 for charger in fleet]
+    assert all(MAX_SLEEP_S <= wake <= MAX_SLEEP_S + SAFETY_SPREAD_S for wake in wakes)
+    per_tick = []
+    for k in range(1, int(MAX_SLEEP_S + SAFETY_SPREAD_S) + 2):
+        before = engine.visits
+        engine.tick(now=1000.0 + k, wall=at(BASE + k))
+        per_tick.append(engine.visits - before)
+    assert sum(per_tick) == len(fleet)
+    # About 42 a tick over 12 ticks; a quarter of the fleet in one tick would be a burst.
+    assert max(per_tick) <= len(fleet) // 4, per_tick
 
 
 def test_a_clock_stepped_by_the_csms_makes_a_charger_with_profiles_look_again():

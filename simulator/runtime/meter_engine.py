@@ -48,9 +48,18 @@ log = logging.getLogger(__name__)
 
 LimitFn = Callable[[Charger, Evse], float | None]
 
-# A charger is visited at least this often (seconds), whatever its events: a safety net for a
-# change that did not wake it, cheap at fleet scale (a visit that finds nothing due).
+# A charger is visited at least this often (seconds, plus its spread below), whatever its
+# events: a safety net for a change that did not wake it, cheap at fleet scale (a visit that
+# finds nothing due).
 MAX_SLEEP_S = 60.0
+# The spread of an idle charger's: up to this much later, by a share fixed by its id. A
+# fleet that booted in the same few seconds would otherwise be visited in the same tick
+# every minute while idle, a burst of the whole fleet's visits where a spread costs a few
+# visits a tick. Later, not sooner: a charger sampling every 60 s is woken by its samples,
+# and would otherwise be visited once more between two of them.
+SAFETY_SPREAD_S = 12.0
+_SPREAD_MASK = 4095
+_SPREAD_UNIT = SAFETY_SPREAD_S / (_SPREAD_MASK + 1)
 # Boundaries one tick may catch up on (a stalled process, a clock stepped forward); older
 # ones are not invented.
 _MAX_ALIGNED_PER_TICK = 16
@@ -366,7 +375,10 @@ class MeterEngine:
         whether it is in a transaction with a charging profile installed, as the visit
         found it."""
         tick = self.tick_seconds
-        wake = now + MAX_SLEEP_S
+        if charger.transactions:
+            wake = now + MAX_SLEEP_S  # its samples come sooner, as a rule: no spread to pay
+        else:  # (a str keeps its hash: no hashing here)
+            wake = now + MAX_SLEEP_S + (hash(charger.id) & _SPREAD_MASK) * _SPREAD_UNIT
         heartbeat = charger.next_heartbeat
         if heartbeat > now:  # past: offline or not booted; going online wakes it
             wake = heartbeat if heartbeat < wake else wake
