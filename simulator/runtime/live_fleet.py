@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -184,6 +185,15 @@ class _Reboot:
     edited_at: float | None
 
 
+@dataclass
+class _PowerCycle:
+    """A power cycle asked for (`FleetReloader.power_cycle`), until its batch has done it."""
+
+    live: Charger
+    paced: bool
+    answer: asyncio.Future[str]
+
+
 # The outcome `_apply_one` gives a charger it left to the apply's reboots.
 _REBOOTING = "rebooting"
 
@@ -265,6 +275,10 @@ class FleetReloader:
         self._queued_total = 0  # chargers queued since the queue was last empty (progress)
         self._in_flight = 0  # chargers of the batch rebooted and not yet booted
         self._pump: asyncio.Task[None] | None = None
+        # Power cycles asked for and not done yet, in order, and the task doing them a
+        # batch at a time (`_power_cycle_batches`).
+        self._power_cycles: deque[_PowerCycle] = deque()
+        self._cycler: asyncio.Task[None] | None = None
         # Chargers of the batch the pump is taking down and building afresh (not its boot
         # wait): a stop lets these finish.
         self._going_down = 0
@@ -1011,40 +1025,84 @@ class FleetReloader:
         plugged-in vehicles stay, and a session resumes as after a Reset). A charger
         that was connected reconnects, auto-connect or not; `paced` (one of a bulk reboot),
         in its turn of the connect ramp. Edits that waited for the end of a session take
-        effect now."""
-        async with self._lock:
-            edited_at = None
-            if live.spec.db_id is not None:
-                edited_at = self.waiting_reboot.pop(live.spec.db_id, None)
-                queued = self._queue.get(live.spec.db_id)  # rebooted now, not twice
-                self._unqueue(live.spec.db_id)
-                edited_at = queued if edited_at is None else edited_at
-            return await self._reboot(
-                live,
-                reconnect=self._connected(live),
-                why="a power cycle",
-                edited_at=edited_at,
-                paced=paced,
-            )
+        effect now.
+
+        The power cycles asked for together (a bulk reboot asks for each of its chargers
+        in the same turn of the loop) are done `batch` at a time (`_power_cycle_batches`):
+        one checkpoint and one load a batch. One at a time, each with its own, a bulk
+        reboot of 1,000 chargers took 57 s, answered just within the API's 60 s, and
+        5,000 could not be answered at all."""
+        loop = asyncio.get_running_loop()
+        cycle = _PowerCycle(live, paced, loop.create_future())
+        self._power_cycles.append(cycle)
+        if self._cycler is None or self._cycler.done():
+            self._cycler = loop.create_task(self._power_cycle_batches(), name="power-cycles")
+        return await cycle.answer
+
+    async def _power_cycle_batches(self) -> None:
+        """Carry out the power cycles asked for, in order, a batch at a time under the
+        fleet lock (an edit waits for one batch, not for a whole bulk reboot)."""
+        while self._power_cycles:
+            async with self._lock:
+                batch = self._next_power_cycles()
+                if not batch:
+                    continue
+                try:
+                    texts = await self._reboot_all(
+                        [self._power_cycle_reboot(cycle.live) for cycle in batch],
+                        paced=batch[0].paced,
+                    )
+                except Exception as exc:  # each asker hears it, as from its own power cycle
+                    for cycle in batch:
+                        if not cycle.answer.done():
+                            cycle.answer.set_exception(exc)
+                    continue
+                except BaseException:  # the stop cancelled it: no answer will come
+                    for cycle in [*batch, *self._power_cycles]:
+                        cycle.answer.cancel()
+                    self._power_cycles.clear()
+                    raise
+                for cycle, text in zip(batch, texts, strict=True):
+                    if not cycle.answer.done():
+                        cycle.answer.set_result(text)
+
+    def _next_power_cycles(self) -> list[_PowerCycle]:
+        """The next batch of asked power cycles: at most `batch`, paced alike (`_reboot_all`
+        paces a whole batch or none of it), each charger once (a second power cycle of
+        the same charger comes in the next batch, on the charger the first built)."""
+        batch: list[_PowerCycle] = []
+        chargers: set[str] = set()
+        while self._power_cycles and len(batch) < self.batch:
+            cycle = self._power_cycles[0]
+            if cycle.answer.done():  # its asker is gone (cancelled)
+                self._power_cycles.popleft()
+                continue
+            if (batch and cycle.paced != batch[0].paced) or cycle.live.id in chargers:
+                break
+            batch.append(self._power_cycles.popleft())
+            chargers.add(cycle.live.id)
+        return batch
+
+    def _power_cycle_reboot(self, live: Charger) -> _Reboot:
+        """One charger of a batch of power cycles, with the edits it takes on (under the
+        lock): those that waited for the end of a session or were queued to reboot. The
+        charger as it runs now: an edit or an earlier power cycle may have rebuilt it
+        since it was asked for."""
+        running = None if live.spec.db_id is None else self.service.store.by_pk(live.spec.db_id)
+        live = live if running is None else running
+        edited_at = None
+        if live.spec.db_id is not None:
+            edited_at = self.waiting_reboot.pop(live.spec.db_id, None)
+            queued = self._queue.get(live.spec.db_id)  # rebooted now, not twice
+            self._unqueue(live.spec.db_id)
+            edited_at = queued if edited_at is None else edited_at
+        return _Reboot(live.spec.db_id, live, self._connected(live), "a power cycle", edited_at)
 
     def _connected(self, live: Charger) -> bool:
         """Whether the charger has a connection (its task runs), auto-connect or not: one an
         operator connected by hand comes back after a reboot as one that connects itself."""
         task = self.service.connections.get(live.id)
         return task is not None and not task.done()
-
-    async def _reboot(
-        self,
-        live: Charger,
-        *,
-        reconnect: bool = False,
-        why: str = REBOOT_WHY,
-        edited_at: float | None = None,
-        paced: bool = False,
-    ) -> str:
-        """Power-cycle one charger (`_reboot_all`); its outcome."""
-        reboot = _Reboot(live.spec.db_id, live, reconnect, why, edited_at)
-        return (await self._reboot_all([reboot], paced=paced))[0]
 
     async def _reboot_all(self, reboots: list[_Reboot], *, paced: bool = False) -> list[str]:
         """Power-cycle: save everything, then build each charger afresh from its row (new
@@ -1068,8 +1126,7 @@ class FleetReloader:
         service.checkpointer.mark_all(lives)
         pks = [r.pk for r in reboots if r.pk is not None]
         # A few (a person's edit or power cycle) reconnect at once; a batch of a large
-        # change, or a bulk reboot (one charger at a time, thousands of them), takes its
-        # turns in the connect ramp.
+        # change, or of a bulk reboot (`paced`), takes its turns in the connect ramp.
         paced = paced or len(reboots) > FEW_REBOOTS
         loaded = {charger.spec.db_id: charger for charger in await self._saved_and_loaded(pks)}
         outcomes: list[str] = []
@@ -1215,16 +1272,16 @@ class FleetReloader:
         self.replaced += 1
 
     def busy(self) -> bool:
-        """Whether an apply runs, a large change is rebooting in batches or chargers are
-        still going offline: the chargers it replaces are not all garbage yet."""
-        rebooting = self._pump is not None and not self._pump.done()
+        """Whether an apply runs, a large change or power cycles are rebooting in batches
+        or chargers are still going offline: the chargers it replaces are not all garbage yet."""
+        rebooting = any(t is not None and not t.done() for t in (self._pump, self._cycler))
         return self._lock.locked() or rebooting or bool(self._retiring)
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        """The reloader's own tasks still running, chargers going offline and a large
-        change's batches (the simulator's stop cancels and awaits them)."""
-        pump = [] if self._pump is None or self._pump.done() else [self._pump]
-        return [*self._retiring, *pump]
+        """The reloader's own tasks still running, chargers going offline, a large
+        change's batches and power cycles (the simulator's stop cancels and awaits them)."""
+        ours = [self._pump, self._cycler]
+        return [*self._retiring, *(task for task in ours if task is not None and not task.done())]
 
     def _use_vehicles(self, catalogue: dict[int, Any], defaults: dict[int, int]) -> None:
         """The vehicle models as the database has them now, for the next plug-in of every
