@@ -1883,9 +1883,11 @@ async def test_a_late_call_on_a_charger_let_go_does_nothing(worker, csms):
     boots = csms.counts["BootNotification"]
     await worker.reloader.power_cycle(old)
     await wait_until(lambda: csms.counts["BootNotification"] > boots, message="the reboot")
-    assert loaded(worker, "CP-LIVE") is not old
-    # What the new charger sends after its boot is not the old one's: counted before.
-    await boot_reports_answered(loaded(worker, "CP-LIVE"))
+    new = loaded(worker, "CP-LIVE")
+    assert new is not old
+    # What the new one sends after its boot is not the old one's: done before counting.
+    await wait_until(lambda: new.boot is BootState.ACCEPTED, message="the new one accepted")
+    await boot_reports_answered(new)
     sent = sum(csms.counts.values())
     old.wake()
     old.outbox.enqueue(Outgoing("DataTransfer", {"vendorId": "late"}, transactional=True))
