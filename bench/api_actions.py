@@ -95,6 +95,40 @@ def api_token() -> str:
     return token
 
 
+def api_worker(
+    children: Children,
+    var_dir: Path,
+    logs: Path,
+    csms: CsmsControl,
+    n: int,
+    options: tuple[str, ...] = (),
+) -> tuple[Worker, int]:
+    """`manage.py runsimulator` with its web server (the API and the engine in one process,
+    as `make run` runs) on a free port of 127.0.0.1, and that port, once the load CSMS has
+    seen the `n` chargers of the database boot."""
+    env = {
+        **os.environ,
+        "CHARGESIM_VAR_DIR": str(var_dir),
+        "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    csms.ask("expect", n=n, connectors=1)
+    port = free_port()
+    web = ("--no-migrate", "--host", "127.0.0.1", "--port", str(port))
+    worker = Worker(children, env, logs, "worker", options=web + options)
+    say(f"worker pid {worker.pid}, API on http://127.0.0.1:{port}{API}; logs in {logs}")
+
+    def booted() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited; see {worker.stderr_path}")
+        return csms.ask("status")["all_booted_at"] is not None
+
+    if not wait_until(booted, max(60.0, n / 20), 0.1):
+        raise RuntimeError(f"the fleet did not boot; see {worker.stderr_path}")
+    return worker, port
+
+
 class Http:
     """One keep-alive connection to the API, with the token."""
 
@@ -133,30 +167,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         setup_django(var_dir)
         prepare_database()
-        env = {
-            **os.environ,
-            "CHARGESIM_VAR_DIR": str(var_dir),
-            "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
         csms = CsmsControl(children, heartbeat_interval=300)
         create_fleet(n, csms.url, args.sample_interval)
         token = api_token()
-        csms.ask("expect", n=n, connectors=1)
-        port = free_port()
-        # With its web server: the API and the engine in one process, as `make run` runs.
-        web = ("--no-migrate", "--host", "127.0.0.1", "--port", str(port))
-        worker = Worker(children, env, logs, "worker", options=web)
-        say(f"worker pid {worker.pid}, API on http://127.0.0.1:{port}{API}; logs in {logs}")
-
-        def booted() -> bool:
-            if not worker.alive():
-                raise RuntimeError(f"worker exited; see {worker.stderr_path}")
-            return csms.ask("status")["all_booted_at"] is not None
-
-        if not wait_until(booted, max(60.0, n / 50), 0.1):
-            raise RuntimeError(f"the fleet did not boot; see {worker.stderr_path}")
+        worker, port = api_worker(children, var_dir, logs, csms, n)
         scheduled = csms.ask("remote_start", spread=1.0)["scheduled"]
         if not wait_until(lambda: csms.ask("status")["started"] >= scheduled, 60, 0.1):
             raise RuntimeError("not every charger started its transaction")

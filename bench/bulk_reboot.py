@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -44,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 # Run as a script: its directory (bench/) is on the path, as for the other benches.
-from api_actions import Http, api_token, free_port
+from api_actions import Http, api_token, api_worker
 from fleet import (
     Children,
     CsmsControl,
-    Worker,
     _raise_keyboard_interrupt,
     cpu_seconds,
     create_fleet,
@@ -95,31 +93,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         setup_django(var_dir)
         prepare_database()
-        env = {
-            **os.environ,
-            "CHARGESIM_VAR_DIR": str(var_dir),
-            "DJANGO_SETTINGS_MODULE": "chargesim_site.settings",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
         csms = CsmsControl(children, heartbeat_interval=300)
         create_fleet(n, csms.url, 300)
         token = api_token()
-        csms.ask("expect", n=n, connectors=1)
-        port = free_port()
-        web = ("--no-migrate", "--host", "127.0.0.1", "--port", str(port))
         rate = ("--connect-rate", str(args.connect_rate))
-        worker = Worker(children, env, var_dir, "worker", options=web + rate)
-
-        def booted() -> bool:
-            if not worker.alive():
-                raise RuntimeError(f"worker exited; see {worker.stderr_path}")
-            return csms.ask("status")["all_booted_at"] is not None
-
-        if not wait_until(booted, max(60.0, n / 20), 0.1):
-            raise RuntimeError(f"the fleet did not boot; see {worker.stderr_path}")
+        worker, port = api_worker(children, var_dir, var_dir, csms, n, rate)
         time.sleep(args.settle)  # the boots' status reports answered, the loop idle
-        say(f"{n} chargers booted; worker pid {worker.pid}")
+        say(f"{n} chargers booted")
 
         api = Http(port, token, timeout=600.0)
         ids = [f"BENCH-{k:0{max(5, len(str(n)))}d}" for k in range(1, n + 1)]
