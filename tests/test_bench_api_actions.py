@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_runs import bench_figures
 
 
 @pytest.mark.slow
 def test_it_drives_a_charging_fleet_through_the_api_and_reports_json(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "api_actions.py"),
-            "--chargers",
-            "30",
-            "--actions",
-            "10",
-            "--settle",
-            "0.5",
-            "--logs",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = bench_figures(
+        "api_actions.py", "--chargers", "30", "--actions", "10", "--settle", "0.5",
+        "--logs", str(tmp_path),
+    )  # fmt: skip
     assert figures["errors"] == 0, figures["error_details"]
     for name in ("bulk_by_status", "bulk_resume", "bulk_by_ids", "bulk_resume_by_ids"):
         assert figures[f"{name}_results"] == 30

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_runs import bench_figures
+
 KEYS = [
     "chargers",
     "booted",
@@ -37,16 +35,7 @@ def test_it_boots_50_chargers_starts_their_transactions_and_reports_json(tmp_pat
 
 
 def _run_fleet(tmp_path: Path, *options: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fleet.py"), *options, "--logs", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return bench_figures("fleet.py", *options, "--logs", str(tmp_path))
 
 
 @pytest.mark.slow
