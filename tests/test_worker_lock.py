@@ -97,6 +97,25 @@ def test_the_lock_is_one_holder_per_shard_until_released() -> None:
     assert not after.held
 
 
+@pytest.mark.django_db
+def test_a_released_postgresql_lock_is_free_at_once_even_if_its_session_ends_slowly() -> None:
+    """A worker restarted at once as another N is not refused by one that has stopped."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's advisory locks only (SQLite's flock ends with the close)")
+    stopped = WorkerLock(0, 2)
+    stopped.acquire()
+    # A session with temporary tables to drop ends slowly, as any does on a loaded server
+    # (CI once refused `--shard 0/3` right after the `K/2` shards had been released): the
+    # server gives up a closed session's locks only once its backend has exited.
+    with stopped._pg.transaction():
+        for n in range(300):
+            stopped._pg.execute(f"CREATE TEMP TABLE slow_to_end_{n} (x int)")
+    stopped.release()
+    regrown = WorkerLock(0, 3)
+    regrown.acquire()
+    regrown.release()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_an_embedded_runscenario_on_the_database_of_a_running_simulator_is_refused(

@@ -71,10 +71,7 @@ class WorkerLock:
             self._count_file.close()
             self._count_file = None
         if self._pg is not None:
-            try:
-                self._pg.close()  # the session ends: its advisory locks with it
-            except Exception:  # already gone with the server
-                log.debug("worker lock: closing its connection failed", exc_info=True)
+            _end_session(self._pg)
             self._pg = None
 
     def check(self) -> bool:
@@ -214,9 +211,27 @@ class WorkerLock:
                 where = f"{config.get('NAME')} on {config.get('HOST') or 'the local socket'}"
                 raise self._other_count(int(other[0]), where)
         except BaseException:
-            session.close()
+            _end_session(session)  # a refused worker's shared N must not refuse the next one
             raise
         self._pg = session
+
+
+def _end_session(session: Any) -> None:
+    """Give up the session's advisory locks, then close it.
+
+    Closing alone is not enough: the server releases a session's locks only as its backend
+    exits, after the client's close has returned (later still on a loaded server or with
+    temporary tables to drop). A worker restarted at once as another N (`--shard 0/3` after
+    the `K/2` ones stopped) was then refused for a lock of a worker that had already ended.
+    The unlock is answered only once the locks are gone."""
+    try:
+        session.execute("SELECT pg_advisory_unlock_all()")
+    except Exception:  # already gone with the server, and its locks with it
+        log.debug("worker lock: unlocking before close failed", exc_info=True)
+    try:
+        session.close()
+    except Exception:
+        log.debug("worker lock: closing its connection failed", exc_info=True)
 
 
 # The first key of the shard-count advisory locks (the second is N): "CSMN" in ASCII, so
