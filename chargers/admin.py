@@ -21,7 +21,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
-from chargers.admin_deletes import CountedDeletes
 from chargers.deadlocks import retrying_races
 from chargers.default_csms import default_csms_url
 from chargers.evse_layout import numbering_problem
@@ -30,6 +29,7 @@ from chargers.fleet_generator import FleetGeneratorForm, suggest_first_id
 from chargers.forms import FAULT_INJECTION_FIELDS, ChargerForm, KeepsLaterWrites
 from chargers.models import Charger, ChargerQuerySet, ConfigurationKey, Evse, Transaction
 from chargers.resources import ChargerResource
+from fleet_io.admin_deletes import CountedDeletes
 from fleet_io.fleet_changes import DELETED, DISABLED, Applied, describe, notify_fleet_change
 from fleet_io.import_admin import FleetImportExportAdmin
 from simulator import contract

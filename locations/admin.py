@@ -3,6 +3,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
+from fleet_io.admin_deletes import CountedDeletes
 from fleet_io.import_admin import FleetImportExportAdmin
 from locations.models import ArrivalProfile, Location, VehicleShare
 from locations.resources import LocationResource
@@ -10,7 +11,7 @@ from simulator.contract import traffic
 
 
 @admin.register(Location)
-class LocationAdmin(FleetImportExportAdmin):
+class LocationAdmin(CountedDeletes, FleetImportExportAdmin):
     resource_classes = [LocationResource]
     import_job_resource = "locations"
     list_display = [

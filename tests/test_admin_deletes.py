@@ -11,9 +11,10 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chargers import admin_deletes
-from chargers.models import Charger, Evse
-from tests.cast import make_charger
+from chargers.models import Charger, ConfigurationKey, Evse
+from fleet_io import admin_deletes
+from locations.models import Location
+from tests.cast import make_charger, make_location
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +97,54 @@ def test_deleting_every_evse_is_refused_in_the_same_queries_however_many(
     for n in range(3, 12):
         make_charger(f"EV-{n}", evses=2)
     assert refused_in_queries() == few
+
+
+def test_a_location_many_chargers_stand_at_lists_a_few_of_them_and_counts_the_rest(
+    admin_client_logged_in, monkeypatch
+):
+    """Its delete page listed every charger that protects it: 10,000 links at 10,000."""
+    monkeypatch.setattr(admin_deletes, "SHOWN", 3)
+    site = make_location("Busy Site")
+    for n in range(8):
+        make_charger(f"AT-{n}", location=site)
+    page = admin_client_logged_in.get(
+        reverse("admin:locations_location_delete", args=[site.pk])
+    ).content.decode()
+    assert "would require deleting the following protected related objects" in page
+    assert len(re.findall(r"<li>Charger: AT-\d+</li>", page)) == 3
+    assert "… and 5 more" in page
+    # Still refused, as before: a charger stands there.
+    admin_client_logged_in.post(
+        reverse("admin:locations_location_delete", args=[site.pk]), {"post": "yes"}
+    )
+    assert Location.objects.filter(pk=site.pk).exists()
+
+
+def test_a_charger_with_many_rows_is_named_and_its_rows_counted_on_its_delete_page(
+    admin_client_logged_in, monkeypatch
+):
+    monkeypatch.setattr(admin_deletes, "LISTED", 20)
+    charger = make_charger("ROWS-1", evses=2)
+    ConfigurationKey.objects.bulk_create(
+        [ConfigurationKey(charger=charger, key=f"Vendor{n}", value="1") for n in range(30)]
+    )
+    delete = reverse("admin:chargers_charger_delete", args=[charger.pk])
+    page = admin_client_logged_in.get(delete).content.decode()
+    # Old code: a line (and a link) for each of its 30 keys.
+    assert "Vendor7" not in page
+    assert "<li>Charger: ROWS-1</li>" in page
+    keys = ConfigurationKey.objects.filter(charger=charger).count()  # its defaults and 30
+    assert f"OCPP configuration keys: {keys}</li>" in page
+    assert "EVSEs: 2</li>" in page
+    assert admin_client_logged_in.post(delete, {"post": "yes"}).status_code == 302
+    assert not Charger.objects.filter(pk=charger.pk).exists()
+    assert not ConfigurationKey.objects.filter(charger_id=charger.pk).exists()
+
+
+def test_a_small_delete_page_is_django_s_own_listing(admin_client_logged_in):
+    charger = make_charger("SMALL-1", evses=2)
+    page = admin_client_logged_in.get(
+        reverse("admin:chargers_charger_delete", args=[charger.pk])
+    ).content.decode()
+    assert f'href="/admin/chargers/charger/{charger.pk}/change/"' in page
+    assert "/admin/chargers/evse/" in page  # each EVSE listed, with its link

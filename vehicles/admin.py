@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from fleet_io.admin_deletes import CountedDeletes
 from fleet_io.import_admin import FleetImportExportAdmin
 from vehicles.forms import VehicleModelForm
 from vehicles.models import VehicleModel
@@ -7,7 +8,7 @@ from vehicles.resources import VehicleModelResource
 
 
 @admin.register(VehicleModel)
-class VehicleModelAdmin(FleetImportExportAdmin):
+class VehicleModelAdmin(CountedDeletes, FleetImportExportAdmin):
     form = VehicleModelForm
     resource_classes = [VehicleModelResource]
     import_job_resource = "vehicles"
