@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from unittest.mock import patch
+
+import pytest
 
 from simulator.core.charge_point import BootState
 from simulator.core.evse import ConnectorStatus
 from simulator.core.link import LinkState
+from simulator.runtime import persistence
 from simulator.runtime.lifecycle import RunOptions, Simulator
+from simulator.runtime.persistence import build_charger
+from tests.cast import make_charger
 from tests.engine import runtime_charger
 
 
@@ -54,3 +60,27 @@ def test_until_the_fleet_is_read_the_status_line_says_it_is_loading():
     assert service.status().text() == "fleet: loading the chargers..."
     service.fleet_loaded = True  # what `start` sets once the chargers are read
     assert service.status().text().startswith("fleet: 0/0 accepted, 0 connecting")
+
+
+@pytest.mark.django_db
+def test_while_the_fleet_is_read_the_status_line_counts_the_rows_read():
+    """A start that reads 10,000 chargers said only "loading the chargers..." for ~12 s."""
+    for n in range(3):
+        make_charger(f"READ-{n}")
+    make_charger("READ-OFF", enabled=False)  # not loaded, not counted
+    service = Simulator(RunOptions())
+    seen: list[str] = []
+
+    def noting(*args, **kwargs):  # each row's build, as the thread reads it
+        seen.append(service.status().text())
+        return build_charger(*args, **kwargs)
+
+    with patch.object(persistence, "build_charger", noting):
+        chargers = persistence.load_fleet(progress=service.load_progress)
+    assert len(chargers) == 3
+    assert seen == [f"fleet: loading the chargers... {n}/3 read" for n in (1, 2, 3)]
+    assert service.status().text() == (
+        "fleet: loading the chargers... 3 read, restoring their sessions"
+    )
+    service.fleet_loaded = True
+    assert service.status().text().startswith("fleet: 0/0 accepted")

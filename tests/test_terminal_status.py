@@ -87,7 +87,7 @@ async def test_plain_status_lines_follow_the_fleet_and_the_last_line_counts_the_
     # Before the fleet is read the line says so: never "0/0 accepted", which a script
     # waiting for "N/N accepted" would take for a fleet that is up.
     assert any(
-        re.fullmatch(STAMP + "fleet: loading the chargers...", line)
+        re.fullmatch(STAMP + r"fleet: loading the chargers\.\.\.( .* read.*)?", line)
         for line in sim.output.splitlines()
     )
     assert not lines_with("fleet: 0/0 accepted"), lines

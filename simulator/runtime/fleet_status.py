@@ -39,6 +39,7 @@ class FleetStatus:
     # such, not as "0/0 accepted", which a script waiting for "N/N accepted" would take
     # for a fleet that is up.
     loading: bool = False
+    load_progress: str = ""  # how far the read has got (`LoadProgress.text`), while loading
     # A large fleet change rebooting in batches: (chargers rebooted, of how many); and
     # loading its new chargers in batches: (loaded, of how many).
     reboots: tuple[int, int] | None = None
@@ -57,6 +58,7 @@ class FleetStatus:
             self.connecting,
             self.failing,
             self.loading,
+            self.load_progress,
             self.reboots,
             self.loads,
             self.ramp,
@@ -71,7 +73,7 @@ class FleetStatus:
         """The figures, and the traffic's tally apart: on a terminal each gets a line of
         its own (together they are wider than most terminals)."""
         if self.loading:
-            return ["fleet: loading the chargers..."]
+            return [f"fleet: loading the chargers...{self.load_progress}"]
         fleet = (
             f"fleet: {self.accepted}/{self.wanted} accepted, {self.connecting} connecting, "
             f"{self.failing} failing, {self.charging} charging, "

@@ -64,6 +64,7 @@ from simulator.runtime.fleet_status import (
 from simulator.runtime.frame_log import FrameLogPolicy
 from simulator.runtime.live_fleet import FleetReloader
 from simulator.runtime.load_management import SiteController
+from simulator.runtime.load_progress import LoadProgress
 from simulator.runtime.meter_engine import MeterEngine
 from simulator.runtime.outage import Outage
 from simulator.runtime.persistence import Batch, Checkpointer, load_fleet, load_sites
@@ -236,8 +237,10 @@ class Simulator:
         self._batched = 0
         self._batched_checked = 0
         self._alone_collected = 0
-        # Until `start` has read the fleet, the status line says so instead of "0/0".
+        # Until `start` has read the fleet, the status line says so instead of "0/0",
+        # and how far the read has got.
         self.fleet_loaded = False
+        self.load_progress = LoadProgress()
         self._stop_web: Callable[[], None] | None = None
         self.start_error: StartError | None = None
         self._failed_batch: Batch | None = None
@@ -692,6 +695,7 @@ class Simulator:
             shards=self.shards,
             ids=self.options.only_ids,
             transfers=self.transfers,
+            progress=self.load_progress,
         )
         for charger in chargers:
             self.store.add(charger)
@@ -864,6 +868,7 @@ class Simulator:
             messages_per_second=self._message_rate.sample(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),
             loading=not self.fleet_loaded,
+            load_progress="" if self.fleet_loaded else self.load_progress.text(),
             reboots=self.reloader.reboot_progress(),
             loads=self.reloader.load_progress(),
             ramp=self.ramp.progress(),

@@ -71,6 +71,7 @@ from simulator.runtime import frame_log
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from simulator.runtime.load_management import Site
+from simulator.runtime.load_progress import LoadProgress
 from simulator.runtime.outage import brief as _brief
 from vehicles.models import VehicleModel
 
@@ -310,10 +311,11 @@ def load_fleet(
     pks: Iterable[int] | None = None,
     transfers: Transfers | None = None,
     plugged: bool = True,
+    progress: LoadProgress | None = None,
 ) -> list[Charger]:
     """Runtime chargers for every enabled charger of this shard, in a constant number of
     queries (only those of `ids` or `pks` when given); `plugged`: with their parked
-    vehicles (see `restore`)."""
+    vehicles (see `restore`); `progress`: kept up to date as the rows are read."""
     vehicles = load_vehicles()
     rows = charger_rows().filter(enabled=True)
     if ids is not None:
@@ -321,7 +323,11 @@ def load_fleet(
     if pks is not None:
         rows = rows.filter(pk__in=list(pks))
     chargers = []
+    if progress is not None:
+        progress.total = rows.count()
     for row in rows.iterator(chunk_size=2000):
+        if progress is not None:
+            progress.read += 1
         if shards > 1 and contract.shard_of(row.charge_point_id, shards) != shard:
             continue
         if not row.evses.all():
@@ -333,6 +339,8 @@ def load_fleet(
         # one as their chargers were built, the fleet then ran 6 % slower at saturation
         # (2,000 chargers at 1 s, bench/RESULTS.md session 37; the allocator's reuse of
         # their memory, as far as measured).
+    if progress is not None:
+        progress.restoring = True
     if isinstance(listener, Checkpointer):
         restore(chargers, listener, plugged=plugged)
     return chargers
