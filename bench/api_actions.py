@@ -42,7 +42,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -56,7 +55,6 @@ from fleet import (
     Children,
     CsmsControl,
     Worker,
-    _raise_keyboard_interrupt,
     cpu_seconds,
     create_fleet,
     machine_busy_seconds,
@@ -64,6 +62,7 @@ from fleet import (
     raise_open_files,
     say,
     setup_django,
+    sigterm_as_interrupt,
     wait_until,
 )
 from load_csms import percentile
@@ -274,11 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
+    with sigterm_as_interrupt():
         result = run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(result))
     return 1 if result["errors"] else 0
 

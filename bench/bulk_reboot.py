@@ -33,7 +33,6 @@ import contextlib
 import json
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -47,13 +46,13 @@ from api_actions import Http, api_token, api_worker
 from fleet import (
     Children,
     CsmsControl,
-    _raise_keyboard_interrupt,
     cpu_seconds,
     create_fleet,
     prepare_database,
     raise_open_files,
     say,
     setup_django,
+    sigterm_as_interrupt,
     wait_until,
 )
 
@@ -161,11 +160,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
+    with sigterm_as_interrupt():
         result = run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     say(
         f"{result['chargers']} chargers: answer {result['answer_seconds']} s, all booted "
         f"{result['all_booted_seconds']} s, longest ping {result['longest_ping_ms']} ms, "

@@ -69,6 +69,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -699,6 +700,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a bench as Ctrl-C does, so that its `finally` blocks stop the worker and
+    CSMS it started (a CI job's timeout or `kill` left them running)."""
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(figures: dict[str, Any]) -> str:

@@ -40,7 +40,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,6 @@ from fleet import (
     Children,
     CsmsControl,
     Worker,
-    _raise_keyboard_interrupt,
     cpu_seconds,
     create_fleet,
     machine_busy_seconds,
@@ -64,6 +62,7 @@ from fleet import (
     raise_open_files,
     say,
     setup_django,
+    sigterm_as_interrupt,
     wait_until,
 )
 from load_csms import percentile
@@ -232,9 +231,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        figures = run(args)
+        with sigterm_as_interrupt():
+            figures = run(args)
         say(
             f"import {figures['import_seconds']} s; first connected "
             f"{figures['first_connected_seconds']} s; all {figures['booted']}/{args.chargers} "
@@ -248,8 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted; child processes stopped")
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
