@@ -556,8 +556,9 @@ def edit_all(pks: list[int], **values: Any) -> None:
 @pytest.fixture
 async def twelve(csms):
     """A worker running twelve chargers of one EVSE, all booted, that applies what the
-    messages say only: no reconciliation reads the rows meanwhile (one reading an
-    import's rows before its message took some of them apart, a smaller change)."""
+    messages say only: the background reconciliation is held off (an hour), so that a test
+    decides when one reads the rows (`reloader.reconcile()`), as the interleavings of a
+    reconciliation that queued a change before its message came do."""
 
     def make() -> None:
         with transaction.atomic():
