@@ -13,11 +13,13 @@ def main() -> None:
 
     if not any(arg.startswith("--settings") for arg in sys.argv[1:]):
         # Read the settings now: a bad environment variable (CHARGESIM_TICK_SECONDS=abc)
-        # is one line naming it, not the last line of a traceback.
+        # is one line naming it, not the last line of a traceback. Exit 2, as for a bad
+        # option: nothing ran (`runscenario`'s 1 says a CSMS failed its checks).
         try:
             settings.INSTALLED_APPS  # noqa: B018  # the first read loads the module
         except ImproperlyConfigured as exc:
-            sys.exit(f"Settings: {exc}")
+            print(f"Settings: {exc}", file=sys.stderr)
+            sys.exit(2)
     execute_from_command_line(sys.argv)
 
 

@@ -339,8 +339,19 @@ def test_manage_py_says_a_bad_variable_in_one_line(tmp_path, variable, raw, said
     """It was the last line of a 35-line traceback (LOG_LEVEL's, one about the root
     logger that did not name the variable at all)."""
     result = manage_py(tmp_path, "check", **{variable: raw})
-    assert result.returncode == 1
+    assert result.returncode == 2  # nothing ran, as for a bad option
     assert result.stderr.splitlines() == [said]
+
+
+def test_runscenario_with_a_bad_variable_exits_2_not_as_a_csms_that_failed(tmp_path):
+    """Exit 1 is `runscenario`'s verdict that the CSMS failed a check: a CI job read a
+    mistyped variable of its own as a failing CSMS."""
+    case = str(BASE_DIR / "scenarios" / "library" / "boot-accepted.yaml")
+    result = manage_py(
+        tmp_path, "runscenario", case, "--builtin-csms", CHARGESIM_TICK_SECONDS="abc"
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["Settings: CHARGESIM_TICK_SECONDS='abc' is not a number."]
 
 
 def test_the_import_preview_limit_and_the_log_level_come_from_the_environment(tmp_path):
