@@ -1,8 +1,9 @@
 """How far the start-up's read of the fleet has got, for the status line.
 
-Reading 10,000 chargers and restoring their sessions and outboxes takes some 12 s, in a
-thread (`persistence.load_fleet`); a status line that said only "loading the chargers..."
-all that time looked like a hung start. The thread writes plain ints (one writer), the
+Reading 10,000 chargers and restoring their sessions and outboxes takes seconds, in a
+thread (`persistence.load_fleet`): 6 s on session 39's host, some 12 s on a slower one. A
+status line that said only "loading the chargers..." all that time looked like a hung
+start. The thread writes plain ints (one writer), the
 status line reads them from the event loop.
 """
 
