@@ -36,12 +36,10 @@ Binds 127.0.0.1 only; raises RLIMIT_NOFILE; always stops its children.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import random
-import shutil
 import socket
 import sys
 import tempfile
@@ -63,6 +61,7 @@ from fleet import (
     say,
     setup_django,
     sigterm_as_interrupt,
+    tear_down,
     wait_until,
 )
 from load_csms import percentile
@@ -248,13 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker.close()
         csms.quit()
     finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down(children, var_dir, keep=args.keep)
     result["errors"] = sum(errors.values())
     result["error_details"] = dict(errors)
     return result

@@ -29,10 +29,8 @@ Binds 127.0.0.1 only; raises RLIMIT_NOFILE; always stops its children.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -53,6 +51,7 @@ from fleet import (
     say,
     setup_django,
     sigterm_as_interrupt,
+    tear_down,
     wait_until,
 )
 
@@ -136,12 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker.close()
         csms.quit()
     finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down(children, var_dir)
     return result
 
 

@@ -680,13 +680,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             csms.quit()
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down(children, var_dir, keep=args.keep)
     extra["errors"] = sum(errors.values())
     extra["error_details"] = dict(errors)
     extra["connectors"] = args.connectors
@@ -700,6 +694,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def tear_down(children: Children, var_dir: Path | str, *, keep: bool = False) -> None:
+    """The end of a bench's run, whatever happened: its processes stopped, this process's
+    database connections closed (the throwaway file can then go), and the file removed
+    unless `keep`."""
+    children.stop_all()
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    if not keep:
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from fleet import (
     say,
     setup_django,
     sigterm_as_interrupt,
+    tear_down,
     wait_until,
 )
 from load_csms import percentile
@@ -200,13 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 errors[f"worker log {level}"] += problems[level]
         csms.quit()
     finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down(children, var_dir, keep=args.keep)
     result["errors"] = sum(errors.values())
     result["error_details"] = dict(errors)
     return result
