@@ -20,8 +20,10 @@ packages), so it runs on both sides of that change.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,7 +39,10 @@ def fleet_database(count: int, sample_interval: int, connectors: int = 1) -> Non
     """Set Django up on a throwaway SQLite file holding `count` chargers with `connectors`
     EVSEs each, created as bench/fleet.py creates them (also used by checkpoint_full.py)."""
     sys.path.insert(0, str(ROOT))
-    os.environ["CHARGESIM_VAR_DIR"] = tempfile.mkdtemp()
+    var_dir = tempfile.mkdtemp()
+    # Removed when the bench ends: 10,000 chargers left a 46 MB file per run in /tmp.
+    atexit.register(shutil.rmtree, var_dir, ignore_errors=True)
+    os.environ["CHARGESIM_VAR_DIR"] = var_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
     import django
 
