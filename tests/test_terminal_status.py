@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 FIGURES = (
     r"fleet: (\d+)/(\d+) accepted, (\d+) connecting, (\d+) failing, (\d+) charging, "
-    r"([\d.]+) msg/s"
+    r"([\d.]+) msg/s, ([\d,]+) msg/min"
 )
 # The status line redrawn on a terminal.
 TERMINAL = re.compile(FIGURES)

@@ -34,6 +34,9 @@ class FleetStatus:
     failing: int  # the last attempt failed; retrying
     charging: int  # chargers with a connector in Charging
     messages_per_second: float
+    # The CALLs of the last minute: a fleet whose MeterValues go out a minute apart (the
+    # demo's) reads "0.0 msg/s" between its bursts, as if nothing were sent.
+    messages_last_minute: int | None = None
     traffic: str | None = None  # background traffic's tally (--traffic)
     # The fleet is still being read from the database: no figure is known yet. Said as
     # such, not as "0/0 accepted", which a script waiting for "N/N accepted" would take
@@ -79,6 +82,8 @@ class FleetStatus:
             f"{self.failing} failing, {self.charging} charging, "
             f"{self.messages_per_second:.1f} msg/s"
         )
+        if self.messages_last_minute is not None:
+            fleet += f", {self.messages_last_minute:,} msg/min"
         lines = [fleet]
         if self.ramp is not None:
             progress = progress_text(*self.ramp, self.ramp_retrying)
@@ -104,7 +109,8 @@ def rate_window(live: bool, every: float) -> float:
 
 
 class MessageRate:
-    """Messages per second over the last `window` seconds, from a running total."""
+    """Messages per second over the last `window` seconds, from a running total; and how
+    many that is (`count`)."""
 
     def __init__(
         self,
@@ -118,13 +124,23 @@ class MessageRate:
         self._samples: deque[tuple[float, int]] = deque()
 
     def sample(self) -> float:
+        now, total, then, before = self._span()
+        return (total - before) / (now - then) if now > then else 0.0
+
+    def count(self) -> int:
+        """The messages since the oldest sample kept: those of the last `window` seconds
+        (to within one sample's interval), or all of them while the first window runs."""
+        _, total, _, before = self._span()
+        return total - before
+
+    def _span(self) -> tuple[float, int, float, int]:
         now, total = self._clock(), self._total()
         samples = self._samples
         samples.append((now, total))
         while len(samples) > 2 and now - samples[1][0] >= self._window:
             samples.popleft()
         then, before = samples[0]
-        return (total - before) / (now - then) if now > then else 0.0
+        return now, total, then, before
 
 
 class PlainStatus:

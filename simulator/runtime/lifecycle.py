@@ -184,6 +184,7 @@ class Simulator:
         self._message_rate = MessageRate(
             calls_total, window=rate_window(options.live_status, options.status_seconds)
         )
+        self._last_minute = MessageRate(calls_total, window=60.0)
         # How many chargers' state the final checkpoint wrote (None until it has run).
         self.saved_at_stop: int | None = None
         self.store = Store()
@@ -866,6 +867,7 @@ class Simulator:
             failing=counts.failing,
             charging=counts.charging,
             messages_per_second=self._message_rate.sample(),
+            messages_last_minute=self._last_minute.count(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),
             loading=not self.fleet_loaded,
             load_progress="" if self.fleet_loaded else self.load_progress.text(),
