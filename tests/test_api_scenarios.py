@@ -493,6 +493,13 @@ def test_the_list_pages_and_filters(client: Client) -> None:
     assert client.get(RUNS, {"status": "failed"}, headers=bearer(token)).json()["count"] == 2
     assert client.get(RUNS, {"name": "a"}, headers=bearer(token)).json()["count"] == 2
     assert client.get(RUNS, {"status": "nope"}, headers=bearer(token)).status_code == 422
+    # Every run that did not pass, in one request: `error` is apart from `failed`.
+    stored(name="c", status="error")
+    stored(name="d", status="running")
+    not_passed = client.get(RUNS, {"status": ["failed", "error"]}, headers=bearer(token)).json()
+    assert sorted(r["name"] for r in not_passed["items"]) == ["a", "b", "c"]
+    wrong = client.get(RUNS, {"status": ["failed", "nope"]}, headers=bearer(token))
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "status.1"
     assert client.get(RUNS, {"limit": 0}, headers=bearer(token)).status_code == 422
 
 
