@@ -18,8 +18,8 @@ from scenarios.texts import shown_url
 
 # A title is a name in a list, not a report: longer ones are cut, with an ellipsis.
 MAX_CHARS = 120
-# A payload a step matches is shown as compact JSON up to this many characters.
-PAYLOAD_CHARS = 40
+# A payload a step matches is shown as its values, by name, up to this many characters.
+PAYLOAD_CHARS = 64
 
 
 def step_title(kind: str, args: dict[str, Any]) -> str:
@@ -47,10 +47,37 @@ def _until(args: dict[str, Any]) -> str:
 
 
 def _payload(args: dict[str, Any]) -> str:
+    """The values a payload names, each after its own key, whole ones only: compact JSON
+    cut at 40 characters stopped mid-key (`{"connectorId":0,"csChargingProfiles":{…`), and
+    a nested profile's purpose, what the step is about, never showed."""
     if "payload" not in args:
         return ""
-    text = json.dumps(args["payload"], separators=(",", ":"), sort_keys=True, default=str)
-    return f"with {_cut(text, PAYLOAD_CHARS)}"
+    shown = ""
+    for key, value in _leaves(args["payload"]):
+        text = _scalar(value) if key is None else f"{key} {_scalar(value)}"
+        longer = f"{shown}, {text}" if shown else text
+        if len(longer) > PAYLOAD_CHARS:
+            shown = f"{shown}, …" if shown else _cut(text, PAYLOAD_CHARS)
+            break
+        shown = longer
+    return f"with {shown or '{}'}"
+
+
+def _leaves(value: Any, key: str | None = None) -> list[tuple[str | None, Any]]:
+    """A payload's values that are not objects or arrays, in the order written, each with
+    the key it is under (an array's items with the array's); empty ones as themselves."""
+    if isinstance(value, dict) and value:
+        return [leaf for name, item in value.items() for leaf in _leaves(item, str(name))]
+    if isinstance(value, list) and value:
+        return [leaf for item in value for leaf in _leaves(item, key)]
+    return [(key, value)]
+
+
+def _scalar(value: Any) -> str:
+    """A value as written in the file: a string bare (unless empty), others as JSON."""
+    if isinstance(value, str) and value:
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _within(args: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ theirs, and none shows what a verdict's message would hide (a URL's password).""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ LIBRARY = sorted((Path(__file__).resolve().parent.parent / "scenarios" / "librar
         (
             "wait",
             {"csms_call": "Reset", "payload": {"type": "Soft"}},
-            'wait for the CSMS\'s Reset with {"type":"Soft"}',
+            "wait for the CSMS's Reset with type Soft",
         ),
         ("wait", {"seconds": "500ms"}, "wait 500ms"),
         ("expect", {"status": "Charging"}, "expect connector 1 status Charging"),
@@ -111,3 +112,28 @@ def test_a_trigger_title_shows_no_password_nor_secret_query_value() -> None:
         == f"trigger POST https://ops:{HIDDEN}@csms.example/hook?token={HIDDEN}&x=1 expecting 204"
     )
     assert len(step_title("expect", {"csms_call": "X", "payload": {"k": "v" * 500}})) <= MAX_CHARS
+
+
+def test_a_payload_shows_whole_values_by_name_nested_ones_too() -> None:
+    """Cut as compact JSON at 40 characters, a profile's payload ended mid-key
+    (`{"connectorId":0,"csChargingProfiles":{…`): its purpose never showed."""
+    profile: dict[str, Any] = {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfilePurpose": "TxProfile",
+            "chargingSchedule": {"chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]},
+        },
+    }
+    assert step_title("expect", {"csms_call": "SetChargingProfile", "payload": profile}) == (
+        "expect the CSMS's SetChargingProfile with connectorId 1, "
+        "chargingProfilePurpose TxProfile, startPeriod 0, …"
+    )
+    del profile["csChargingProfiles"]["chargingSchedule"]
+    assert step_title("wait", {"csms_call": "SetChargingProfile", "payload": profile}) == (
+        "wait for the CSMS's SetChargingProfile with connectorId 1, "
+        "chargingProfilePurpose TxProfile"
+    )
+    # Values that are no text are as JSON has them; an empty string is seen as one.
+    assert step_title("expect", {"csms_call": "X", "payload": {"a": [], "b": None, "c": ""}}) == (
+        'expect the CSMS\'s X with a [], b null, c ""'
+    )
