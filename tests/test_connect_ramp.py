@@ -23,7 +23,7 @@ from chargers.models import Charger as ChargerRow
 from simulator.core.charge_point import BootState, LinkState
 from simulator.csms import CentralSystem
 from simulator.csms.handlers import Central, CSMSConnection
-from simulator.runtime.connect_ramp import CATCH_UP_SECONDS
+from simulator.runtime.connect_ramp import CATCH_UP_SECONDS, ConnectRamp
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
 from tests.engine import wait_until
@@ -408,7 +408,7 @@ async def test_a_charger_connected_by_hand_in_a_reconnect_storm_goes_first(csms)
             timeout=10,
             message="chargers waiting for their turns to reconnect",
         )
-        cp_id = simulator.ramp._queue[-1][0]
+        cp_id = simulator.ramp.in_turn_order()[-1]
         pk = next(pk for pk, name in by_pk.items() if name == cp_id)
         asked = time.monotonic()
         result = await client.command(pk, cp_id, "connect")
@@ -487,3 +487,22 @@ async def test_reconnects_in_the_ramp_do_not_hold_off_the_freeze(csms):
         assert simulator.ramp.progress() is not None  # still busy with the retries
     finally:
         await simulator.stop()
+
+
+async def test_the_turn_order_lists_the_waiting_and_not_the_cancelled():
+    ramp = ConnectRamp(rate=0.5)  # a turn every 2 s: only the first goes during the test
+    turns = {name: asyncio.create_task(ramp.turn(name)) for name in ("A", "B", "C")}
+    try:
+        await wait_until(lambda: turns["A"].done(), timeout=10, message="A's turn")
+        assert ramp.in_turn_order() == ["B", "C"]
+        turns["B"].cancel()
+        await asyncio.gather(turns["B"], return_exceptions=True)
+        assert ramp.in_turn_order() == ["C"]
+        assert ramp.waiting("C") and not ramp.waiting("B")
+    finally:
+        releaser = ramp.close()
+        for task in turns.values():
+            task.cancel()
+        await asyncio.gather(
+            *turns.values(), *([releaser] if releaser else []), return_exceptions=True
+        )

@@ -83,6 +83,12 @@ class ConnectRamp:
         """Whether a connection of that name waits for its turn."""
         return name in self._waiting
 
+    def in_turn_order(self) -> list[str]:
+        """The connections waiting, in the order of their turns (a name queued twice, for
+        its first connect and a reconnect, is there twice). One cancelled while queued
+        stays in the queue until its turn comes, but takes none: it is left out."""
+        return [name for name, future, _ in self._queue if not future.done()]
+
     def first_connects(self) -> int:
         """Connections waiting for their turn that are not a charger's reconnect: while
         the CSMS stays away, the reconnects of a large fleet may keep the ramp busy."""
