@@ -814,6 +814,35 @@ async def test_a_bulk_reboot_power_cycles_its_chargers_a_batch_at_a_time(twelve,
     await wait_until(lambda: worker.progress()["accepted"] == 12, message="all back")
 
 
+async def test_a_bulk_reboot_counts_its_chargers_as_connecting_while_they_are_down(
+    twelve, csms, monkeypatch
+):
+    """While a reboot had its chargers down (out of the store and the connections, until
+    each was built afresh) the status line counted them nowhere: a whole-fleet reboot
+    from the dashboard read "fleet: 0/0 accepted, 0 connecting", as if the fleet were
+    gone. Read as they go down (at each batch's load), they are still the fleet's,
+    connecting."""
+    worker = twelve
+    worker.reloader.batch = 5
+    seen: list[tuple[int, bool]] = []
+    load = worker.reloader._saved_and_loaded
+
+    async def read_status_first(pks: list[int]) -> Any:
+        status = worker.status()
+        # The batch's chargers are down: connecting (the batch before may be booting).
+        seen.append((status.wanted, status.connecting >= len(pks)))
+        return await load(pks)
+
+    monkeypatch.setattr(worker.reloader, "_saved_and_loaded", read_status_first)
+    chargers = await sync_to_async(the_twelve)()
+    await EngineClient().bulk("reboot", chargers={pk: cp for cp, pk in chargers.items()})
+    assert seen == [(12, True)] * 3
+    await wait_until(lambda: worker.progress()["accepted"] == 12, message="all back")
+    status = worker.status()
+    assert (status.wanted, status.accepted, status.connecting) == (12, 12, 0)
+    assert not worker.reloader.down
+
+
 async def test_a_reboot_of_one_charger_loads_it_alone_and_twice_at_once_reboots_it_twice(
     twelve, csms, monkeypatch
 ):

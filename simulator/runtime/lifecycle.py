@@ -860,10 +860,13 @@ class Simulator:
         """The figures of the terminal's status line: the fleet's counts (`Tally`, kept
         while nothing they count changes) with the message rate and traffic of now."""
         counts = self.tally.counts()
+        # Chargers a reboot has taken down are neither in the store nor connected until
+        # each is built afresh: still the fleet's, on their way back.
+        down = len(self.reloader.down)
         return FleetStatus(
-            wanted=len(self.connections),
+            wanted=len(self.connections) + down,
             accepted=counts.accepted,
-            connecting=counts.connecting,
+            connecting=counts.connecting + down,
             failing=counts.failing,
             charging=counts.charging,
             messages_per_second=self._message_rate.sample(),

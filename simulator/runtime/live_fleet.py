@@ -282,6 +282,10 @@ class FleetReloader:
         # Chargers of the batch the pump is taking down and building afresh (not its boot
         # wait): a stop lets these finish.
         self._going_down = 0
+        # Chargers a reboot took down that had a connection, until each is built afresh
+        # and connecting again: out of the store and the connections meanwhile, yet still
+        # the fleet's (`Simulator.status` counts them as connecting, not as gone).
+        self.down: set[str] = set()
         # The queued chargers that are new (not running): a batch loads them from their
         # rows, as a start-up does, instead of rebooting them; how many since the queue was
         # last empty, and how many the batch going on is loading (progress).
@@ -1119,6 +1123,20 @@ class FleetReloader:
         for r in reboots:
             # Durable, so saved below and sent by the charger built afresh once it has booted.
             r.live.security_event(SecurityEvent.RESET_OR_REBOOT, r.why)
+        # Counted down from before their connections close: a whole-fleet reboot read
+        # "fleet: 0/0 accepted" on the status line until the chargers were built again.
+        down = {r.live.id for r in reboots if r.reconnect}
+        self.down |= down
+        try:
+            return await self._rebuild(reboots, lives, paced)
+        finally:
+            self.down -= down
+
+    async def _rebuild(
+        self, reboots: list[_Reboot], lives: list[Charger], paced: bool
+    ) -> list[str]:
+        """`_reboot_all`'s power cycle itself, `down` counting its chargers still down."""
+        service = self.service
         await asyncio.gather(*(service.disconnect(live) for live in lives))
         for live in lives:
             live.cancel_timers()
@@ -1132,6 +1150,7 @@ class FleetReloader:
         outcomes: list[str] = []
         for r in reboots:
             live = r.live
+            self.down.discard(live.id)  # connecting again below (the store counts it), or gone
             charger = loaded.get(r.pk) if r.pk is not None else None
             if charger is None:
                 self._let_go(live)  # saved above: nothing of it is needed any more
