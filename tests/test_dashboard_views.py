@@ -49,6 +49,7 @@ def bulk_fleet(count: int, location, power_type: str = "AC") -> None:
         reverse("chargers:locations"),
         reverse("chargers:charger", args=[1]),
         reverse("chargers:location", args=[1]),
+        "/chargers/CP-1/",  # by its charge point id
     ],
 )
 def test_every_page_asks_an_anonymous_visitor_to_log_in(client, url):
@@ -333,6 +334,17 @@ def test_an_unknown_charger_or_location_is_not_found(admin_client_logged_in):
     assert (
         admin_client_logged_in.get(reverse("chargers:location", args=[424242])).status_code == 404
     )
+
+
+def test_a_charger_page_is_found_by_its_charge_point_id_too(admin_client_logged_in):
+    """The README's /chargers/<id>/ read as the charge point id (DEMO-0001, as the API,
+    the logs and the CSMS name it) was a 404 listing the URL patterns."""
+    charger = make_charger("DEMO-0001")
+    response = admin_client_logged_in.get("/chargers/DEMO-0001/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("chargers:charger", args=[charger.pk])
+    assert admin_client_logged_in.get("/chargers/demo-0001/")["Location"] == response["Location"]
+    assert admin_client_logged_in.get("/chargers/NO-SUCH-ONE/").status_code == 404
 
 
 def test_the_recent_transactions_are_served_alone_for_the_page_to_follow(

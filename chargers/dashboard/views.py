@@ -6,7 +6,7 @@ import time
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
 from chargers.dashboard import pages
 from chargers.models import Charger
@@ -37,6 +37,14 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     page = pages.charger_page(charger, request.user, read_at)
     return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
+
+
+@login_required
+def charger_by_id(request: HttpRequest, charge_point_id: str) -> HttpResponse:
+    """/chargers/DEMO-0001/: the charge point id, as the API, the logs and the CSMS name a
+    charger, leads to its page (a user who typed it got a 404 listing the URL patterns)."""
+    charger = get_object_or_404(Charger.objects.only("pk"), charge_point_id__iexact=charge_point_id)
+    return redirect("chargers:charger", pk=charger.pk)
 
 
 @login_required
