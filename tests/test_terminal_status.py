@@ -119,7 +119,8 @@ class Terminal:
 
     COLUMNS, ROWS = 120, 50
 
-    def __init__(self, var_dir: Path, *args: str) -> None:
+    def __init__(self, var_dir: Path, *args: str, columns: int = COLUMNS) -> None:
+        self.COLUMNS = columns
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", self.ROWS, self.COLUMNS, 0, 0))
         env = {
@@ -239,3 +240,34 @@ def test_on_a_terminal_the_traffic_tally_has_a_line_of_its_own(tmp_path):
         tally,
     ), rows
     assert rows[-1] == "Stopped: 3 chargers saved.", rows
+
+
+def test_on_a_narrow_terminal_the_status_line_folds_instead_of_losing_its_end(tmp_path):
+    """On 80 columns (many terminals' default) the status line of the demo, 82 characters
+    since the minute's count, was cut to "..., 0.0 msg/s, 128 msg/…": its end now folds
+    onto the next row, broken after a comma, and nothing is cut (64 columns here, so that
+    it folds whatever its figures' digits)."""
+    term = Terminal(
+        tmp_path,
+        *("--no-web", "--demo", "--demo-chargers", "3", "--demo-share", "1"),
+        *("--no-demo-operations", "--csms-port", str(free_port())),
+        columns=64,
+    )
+    try:
+        term.wait_for(b"fleet: 3/3 accepted")
+        term.wait_for(b"msg/min")
+        os.killpg(term.proc.pid, signal.SIGINT)
+        assert term.proc.wait(60) == 0
+    finally:
+        term.stop()
+    rows = term.screen()
+    assert not [row for row in rows if "\u2026" in row], rows  # rich's ellipsis: a cut
+    first = [i for i, row in enumerate(rows) if row.startswith("fleet: ")]
+    assert len(first) == 1, rows
+    folded = [rows[first[0]]]
+    for row in rows[first[0] + 1 :]:
+        if not row.startswith("  ") or "INFO" in row:
+            break
+        folded.append(row.strip())
+    assert len(folded) >= 2 and all(len(row) <= 64 for row in folded), rows
+    assert TERMINAL.fullmatch(" ".join(folded)), rows

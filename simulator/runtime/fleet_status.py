@@ -143,6 +143,25 @@ class MessageRate:
         return now, total, then, before
 
 
+def fold(line: str, width: int) -> list[str]:
+    """`line` in rows of at most `width`, broken after its commas (continued indented): a
+    line cut to the terminal's width lost its end, on 80 columns "128 msg/…" for the
+    minute's count. A part longer than a row on its own is left for the cut."""
+    if len(line) <= width:
+        return [line]
+    rows: list[str] = []
+    row = ""
+    for part in line.split(", "):
+        piece = part if not row else f"{row}, {part}"
+        if row and len(piece) + 1 > width:  # + 1: the comma the row ends with
+            rows.append(row + ",")
+            row = "  " + part
+        else:
+            row = piece
+    rows.append(row)
+    return rows
+
+
 class PlainStatus:
     """Status lines for output that is not a terminal."""
 
@@ -202,7 +221,9 @@ class LiveStatus:
         live.start()
         try:
             while True:
-                shown = "\n".join(read().lines())
+                # Read each time: a terminal resized meanwhile gets lines of its new width.
+                width = self.console.width
+                shown = "\n".join(part for line in read().lines() for part in fold(line, width))
                 live.update(Text(shown, no_wrap=True, overflow="ellipsis"), refresh=True)
                 await asyncio.sleep(poll)
         finally:
