@@ -235,6 +235,29 @@ async def test_unchanged_summaries_are_not_published_again_until_the_keep_alive(
     assert service.tally.passes == 2
 
 
+async def test_summaries_the_layer_refused_are_sent_again_at_the_next_round(service):
+    """A send the channel layer refused counted as sent: the next round skipped it, so the
+    worker logged "publishing summaries works again" two seconds into a Redis outage (with
+    Redis still away), and once Redis was back the pages waited for the keep-alive."""
+    from channels_redis.core import RedisChannelLayer
+
+    from simulator.runtime.outage import layer_errors
+    from tests.process import free_port
+
+    away = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])  # nobody listens
+    server = CommandServer(service, away)
+    for _ in range(2):  # each round tries again, and fails again
+        with pytest.raises(layer_errors()):
+            await server.publish_summaries()
+    # Redis is back (the worker's layer answers again): the counts go out at once.
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add(contract.FLEET_SUMMARY_GROUP, channel)
+    server.layer = layer
+    await server.publish_summaries()
+    assert (await received(layer, channel))["statuses"] == {"Available": 6}
+
+
 async def test_an_idle_connected_fleet_moves_nothing_the_counts_read(csms):
     # Heartbeats and the meter engine's visits of idle chargers change no count: were one of
     # them to bump the revision, an idle fleet would be counted again every second.

@@ -965,8 +965,11 @@ class CommandServer:
             and now - previous[1] < SUMMARY_KEEPALIVE_SECONDS
         ):
             return
-        self._last_sent[group] = (unchanged, now)
         await self.layer.group_send(group, message)
+        # Once sent: marked before, a send the layer refused counted as sent, so the next
+        # round skipped it and the loop logged "publishing summaries works again" while
+        # Redis was still away, and the pages got the counts only at the keep-alive.
+        self._last_sent[group] = (unchanged, now)
 
 
 async def _catalogue() -> dict[int, VehicleSpec]:
