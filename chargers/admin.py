@@ -492,7 +492,9 @@ class ChargerAdmin(CountedDeletes, FleetImportExportAdmin):
         """Show, after commit, what the workers did with the change (or that none runs)."""
 
         def report(applied: Applied) -> None:
-            for reached, text in describe(applied):
+            # Past ten chargers, a line per outcome: deleting the 3,000 chargers of an
+            # import said "QA-0001 stopped: deleted." 3,000 times above the list.
+            for reached, text in describe(applied, named_up_to=10):
                 self.message_user(
                     request, text, level=messages.INFO if reached else messages.WARNING
                 )

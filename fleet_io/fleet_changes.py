@@ -324,8 +324,14 @@ class _Replies:
             await asyncio.gather(receiving, return_exceptions=True)
 
 
-def describe(applied: Applied) -> list[tuple[bool, str]]:
-    """The admin's messages for a change: (it reached a worker, text), one per charger."""
+def describe(applied: Applied, *, named_up_to: int | None = None) -> list[tuple[bool, str]]:
+    """The messages for a change: (it reached a worker, text), one per charger; past
+    `named_up_to` chargers (the admin's, a person reads them), one per outcome, as an
+    import's summary says it. The API's notes stay one per charger, for scripts."""
+    if named_up_to is not None and len(applied.outcomes) > named_up_to:
+        counted = summarise([applied])["outcomes"]
+        summed = summary_lines({"outcomes": counted, "notes": []})
+        return [(True, line) for line in summed] + notes(applied)
     lines = [
         (True, f"{outcome['charge_point_id']} {outcome['outcome']}.".replace("..", "."))
         for outcome in applied.outcomes

@@ -212,6 +212,24 @@ async def test_the_admins_disable_action_stops_a_charger_whose_last_edit_was_rec
     assert worker.store.get("CP-LIVE") is None
 
 
+async def test_an_admin_action_on_many_chargers_says_each_outcome_once(
+    twelve, csms, admin_client_logged_in
+):
+    """Deleting the 3,000 chargers of an import from the changelist said a line per
+    charger ("QA-HUGE-0001 stopped: deleted." 3,000 times) above the list. Past ten
+    chargers it is a line per outcome, as an import says it."""
+    pks = list((await sync_to_async(the_twelve)()).values())
+    response = await sync_to_async(admin_client_logged_in.post)(
+        "/admin/chargers/charger/", {"action": "disable", "_selected_action": pks}, follow=True
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert sorted(shown) == [
+        "Disabled 12 chargers.",
+        "stopped: disabled: 12 chargers (CP-B00, CP-B01, CP-B02, CP-B03, CP-B04 and 7 more)",
+    ], shown
+    await wait_until(lambda: not twelve.store.by_pk(pks[-1]), message="stopped")
+
+
 async def test_a_disabled_charger_enabled_again_finds_its_cars_still_plugged_in(worker, csms):
     """Disabled, then enabled, a charger's connectors came back Available under the cars
     plugged into it (a restart keeps them). A charger switched off and on finds them
