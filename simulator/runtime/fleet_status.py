@@ -52,6 +52,9 @@ class FleetStatus:
     ramp: tuple[int, int] | None = None
     ramp_rate: float = 0.0
     ramp_retrying: int = 0  # of its chargers, those waiting for a turn again
+    # Online chargers whose boot the CSMS answered Pending or Rejected (`Counts.pending`).
+    pending: int = 0
+    rejected: int = 0
 
     @property
     def links(self) -> tuple[object, ...]:
@@ -66,6 +69,8 @@ class FleetStatus:
             self.loads,
             self.ramp,
             self.ramp_retrying,
+            self.pending,
+            self.rejected,
         )
 
     def text(self) -> str:
@@ -85,6 +90,16 @@ class FleetStatus:
         if self.messages_last_minute is not None:
             fleet += f", {self.messages_last_minute:,} msg/min"
         lines = [fleet]
+        if self.pending or self.rejected:
+            answers = [
+                f"{count:,} {status}"
+                for count, status in ((self.pending, "Pending"), (self.rejected, "Rejected"))
+                if count
+            ]
+            lines.append(
+                f"not accepted: {', '.join(answers)} (online; the CSMS answered their "
+                "BootNotification so, and they retry at its interval)"
+            )
         if self.ramp is not None:
             progress = progress_text(*self.ramp, self.ramp_retrying)
             lines.append(f"connect ramp: {progress} ({self.ramp_rate:g}/s)")

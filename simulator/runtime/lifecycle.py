@@ -869,6 +869,8 @@ class Simulator:
             connecting=counts.connecting + down,
             failing=counts.failing,
             charging=counts.charging,
+            pending=counts.pending,
+            rejected=counts.rejected,
             messages_per_second=self._message_rate.sample(),
             messages_last_minute=self._last_minute.count(),
             traffic=None if self.traffic is None else self.traffic.totals().text(),

@@ -32,6 +32,11 @@ class Counts:
     connecting: int  # not online, no error, with a connection task
     failing: int  # not online, the last attempt failed
     charging: int  # chargers with a connector in Charging
+    # Online, their last BootNotification answered Pending or Rejected: a CSMS that does not
+    # know the chargers yet. Counted in none of the above, the status line read "0/2
+    # accepted, 0 connecting, 0 failing" and did not say what the chargers were doing.
+    pending: int = 0
+    rejected: int = 0
 
 
 class Tally:
@@ -65,16 +70,22 @@ class Tally:
         links: Counter[Any] = Counter()
         power_w = 0.0
         sites: dict[int, _Site] = {}
-        accepted = connecting = failing = charging = 0
+        accepted = connecting = failing = charging = pending = rejected = 0
         connections = self.connections
         online, boot_accepted = LinkState.ONLINE, BootState.ACCEPTED
+        boot_pending, boot_rejected = BootState.PENDING, BootState.REJECTED
         charging_status = ConnectorStatus.CHARGING
         for charger in self.store:
             link = charger.link
             links[link] += 1
             if link is online:
-                if charger.boot is boot_accepted:
+                boot = charger.boot
+                if boot is boot_accepted:
                     accepted += 1
+                elif boot is boot_pending:
+                    pending += 1
+                elif boot is boot_rejected:
+                    rejected += 1
             elif charger.link_error:
                 failing += 1
             elif charger.id in connections:
@@ -126,6 +137,8 @@ class Tally:
             connecting=connecting,
             failing=failing,
             charging=charging,
+            pending=pending,
+            rejected=rejected,
         )
 
 
