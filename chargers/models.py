@@ -1090,7 +1090,13 @@ class PluggedVehicle(models.Model):
     objects = PluggedVehicleManager()
 
     def __str__(self) -> str:
-        return f"vehicle on EVSE {self.evse_id}"
+        # What a delete page lists: "vehicle on EVSE 25" named the row's internal key, not
+        # the car nor its connector. The record has the car (no query per row).
+        spec = self.record.get("spec") if isinstance(self.record, dict) else None
+        name = spec.get("name") if isinstance(spec, dict) else None
+        soc = self.record.get("soc") if isinstance(self.record, dict) else None
+        at = f" at {soc:.0f} %" if isinstance(soc, int | float) else ""
+        return f"{name or 'a vehicle'} plugged in{at}"
 
 
 class SecurityLogEntryManager(models.Manager["SecurityLogEntry"]):

@@ -171,3 +171,19 @@ def test_a_small_delete_page_is_django_s_own_listing(admin_client_logged_in):
     ).content.decode()
     assert f'href="/admin/chargers/charger/{charger.pk}/change/"' in page
     assert "/admin/chargers/evse/" in page  # each EVSE listed, with its link
+
+
+def test_a_plugged_vehicle_is_named_on_the_delete_page(admin_client_logged_in):
+    """The delete page of a charger with a car plugged in listed "Plugged vehicle: vehicle
+    on EVSE 25", the row's internal key: neither the car nor its connector."""
+    from chargers.models import PluggedVehicle
+
+    charger = make_charger("CAR-1", evses=1)
+    evse = charger.evses.get()
+    spec = {"name": "Hyundai Ioniq 5 (77.4 kWh)", "capacity_kwh": 77.4}
+    PluggedVehicle.objects.create(evse=evse, record={"spec": spec, "soc": 17.3})
+    page = admin_client_logged_in.get(
+        reverse("admin:chargers_charger_delete", args=[charger.pk])
+    ).content.decode()
+    assert "Plugged vehicle: Hyundai Ioniq 5 (77.4 kWh) plugged in at 17 %" in page
+    assert f"vehicle on EVSE {evse.pk}" not in page
