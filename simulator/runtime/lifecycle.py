@@ -861,8 +861,10 @@ class Simulator:
         while nothing they count changes) with the message rate and traffic of now."""
         counts = self.tally.counts()
         # Chargers a reboot has taken down are neither in the store nor connected until
-        # each is built afresh: still the fleet's, on their way back.
-        down = len(self.reloader.down)
+        # each is built afresh: still the fleet's, on their way back. One still in the
+        # connections (its close not begun when the line is read) is counted there.
+        connections = self.connections
+        down = sum(1 for cp_id in self.reloader.down if cp_id not in connections)
         return FleetStatus(
             wanted=len(self.connections) + down,
             accepted=counts.accepted,
