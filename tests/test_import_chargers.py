@@ -403,6 +403,23 @@ def test_a_bad_row_is_reported_by_row_and_column_and_nothing_is_written(
     assert fleet_snapshot() == before
 
 
+def test_a_file_without_a_location_column_updates_chargers_and_says_why_new_ones_fail(depot):
+    """The column may be left out of a file that updates chargers (each keeps its site),
+    not of one that adds them: each new row said only "A location is required", 3,000
+    times for a file that lacked the column (QA), as if each cell were empty."""
+    run_import(csv_bytes("CP-0,Depot,AC,22,Type2:22,,"))
+    header = "charge_point_id,power_type,max_power_kw,evses"
+    updated = run_import(csv_bytes("CP-0,AC,11,Type2:11", header=header))
+    assert not updated.has_errors(), updated.problems()
+    assert fleet_snapshot()[0][:4] == ("CP-0", "Depot", "AC", 11.0)
+    before = fleet_snapshot()
+    added = run_import(csv_bytes("CP-0,AC,22,Type2:22", "CP-9,AC,22,Type2:22", header=header))
+    problems = added.problems()
+    assert [(p.row, p.column) for p in problems] == [(2, "location")], problems
+    assert "the file has no location column" in problems[0].message
+    assert fleet_snapshot() == before
+
+
 def test_a_huge_evse_count_is_refused_before_a_list_of_that_size_is_built():
     tracemalloc.start()
     try:
