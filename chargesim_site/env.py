@@ -58,7 +58,7 @@ def env_int(
         value = int(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
-    _check_range(name, value, minimum, maximum)
+    _check_range(name, raw, value, minimum, maximum)
     return value
 
 
@@ -80,7 +80,7 @@ def env_float(
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
     if value != value:  # NaN
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number.")
-    _check_range(name, value, minimum, maximum)
+    _check_range(name, raw, value, minimum, maximum)
     return value
 
 
@@ -166,11 +166,19 @@ def env_redis_url(name: str, environ: Mapping[str, str] | None = None) -> str | 
     return raw
 
 
-def _check_range(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+def _check_range(
+    name: str, raw: str, value: float, minimum: float | None, maximum: float | None
+) -> None:
+    # Said as the user wrote it: the value read made "-5" "-5.0" and "1e999" "inf".
     if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}.")
+        raise ImproperlyConfigured(f"{name}={raw!r} is below the minimum {_plain(minimum)}.")
     if maximum is not None and value > maximum:
-        raise ImproperlyConfigured(f"{name}={value} is above the maximum {maximum}.")
+        raise ImproperlyConfigured(f"{name}={raw!r} is above the maximum {_plain(maximum)}.")
+
+
+def _plain(bound: float) -> str:
+    """A bound as a person writes it: 0 and 100000, not 0.0 or 1e+05."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def _redact(url: str) -> str:

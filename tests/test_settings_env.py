@@ -47,6 +47,16 @@ def test_it_enforces_ranges_and_names_the_variable():
         env_int("N", 1, {"N": "11"}, maximum=10)
 
 
+def test_a_value_out_of_range_is_said_as_written():
+    """Said as read, "-5" was "-5.0", and "1e999" was "inf": not what the user wrote."""
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env_float("RATE", 0.0, {"RATE": " 1e999"}, minimum=0, maximum=100_000)
+    assert str(raised.value) == "RATE=' 1e999' is above the maximum 100000."
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env_float("TICK", 1.0, {"TICK": "0"}, minimum=0.05)
+    assert str(raised.value) == "TICK='0' is below the minimum 0.05."
+
+
 def test_it_splits_lists():
     assert env_list("ALLOWED_HOSTS", ["a"], {"ALLOWED_HOSTS": "x.com, y.com,"}) == [
         "x.com",
@@ -326,7 +336,7 @@ def manage_py(tmp_path: Path, *args: str, **variables: str) -> subprocess.Comple
         (
             "CHARGESIM_CONNECT_RATE",
             "-5",
-            "Settings: CHARGESIM_CONNECT_RATE=-5.0 is below the minimum 0.",
+            "Settings: CHARGESIM_CONNECT_RATE='-5' is below the minimum 0.",
         ),
         (
             "LOG_LEVEL",
