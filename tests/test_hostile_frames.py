@@ -89,6 +89,48 @@ async def test_it_answers_property_constraint_violation_for_a_huge_profile_id(cs
         await still_answers(csms, "HF-PID")
 
 
+AVAILABILITY = '[2,"big","ChangeAvailability",{"connectorId":VALUE,"type":"Operative"}]'
+LIMIT = json.dumps(
+    [2, "big", "SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile()}]
+).replace("5000", "VALUE")
+
+
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [
+        (AVAILABILITY, "1" + "0" * 400),  # an integer beyond a double's range
+        (AVAILABILITY, "-1" + "0" * 400),
+        (LIMIT, "1e400"),
+        ('[2,"big","DataTransfer",{"vendorId":"ChargeSim","data":VALUE}]', '"\\ud800"'),
+    ],
+)
+async def test_a_valid_json_value_the_charger_cannot_read_is_a_property_constraint_violation(
+    csms, template, value
+):
+    """QA: 10**30 as a connectorId got PropertyConstraintViolation, but 10**400 (or 1e400,
+    or a string with an unpaired surrogate) got FormationViolation "The frame is not JSON":
+    the frame is JSON, one of its values is what the charger cannot take."""
+    charger = runtime_charger("HF-BIGNUM", csms.url, evses=1)
+    async with connected(charger):
+        reply = await reply_to(csms, "HF-BIGNUM", template.replace("VALUE", value), "big")
+        assert reply.error_code == "PropertyConstraintViolation", reply.raw
+        assert "not JSON" not in reply.raw
+        assert len(charger.profiles) == 0
+        # What the rest of the frame says still counts: an unknown action, a missing field.
+        text = f'[2,"unknown","FooBar",{{"a":{value}}}]'
+        reply = await reply_to(csms, "HF-BIGNUM", text, "unknown")
+        assert reply.error_code == "NotImplemented", reply.raw
+        text = f'[2,"missing","DataTransfer",{{"messageId":{value}}}]'
+        reply = await reply_to(csms, "HF-BIGNUM", text, "missing")
+        assert reply.error_code == "OccurenceConstraintViolation", reply.raw
+        # Still not JSON: NaN, Infinity, a cut frame.
+        for bad in ("NaN", "-Infinity", "1,"):
+            text = f'[2,"bad","ChangeAvailability",{{"connectorId":{bad},"type":"Operative"}}]'
+            reply = await reply_to(csms, "HF-BIGNUM", text, "bad")
+            assert reply.error_code == "FormationViolation", reply.raw
+        await still_answers(csms, "HF-BIGNUM")
+
+
 @pytest.mark.parametrize(
     "moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "not a date"]
 )

@@ -196,6 +196,40 @@ def readable_number_id(raw: str) -> str | None:
     return head.group(1) if head is not None else None
 
 
+NOT_JSON = "The frame is not JSON (or nested too deeply to read)."
+
+
+def _not_a_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def unreadable_frame_error(
+    raw: str, unique_id: str, handled: frozenset[str] | set[str], *, max_keys: int = 0
+) -> CallError:
+    """The CALLERROR for a CALL with a string id that our decoder (orjson) refused.
+
+    orjson refuses some JSON that RFC 8259 allows: a number beyond a double's range (an
+    integer of 400 digits, 1e400) and a string with an unpaired surrogate escape
+    (`"\\ud800"`). Such a frame is JSON: it gets what `check_call` finds in it (an unknown
+    action is still NotImplemented), else PropertyConstraintViolation, as 10**30, which
+    orjson reads, does: one of its values is what the charger cannot take. Anything else
+    is malformed: FormationViolation. Only called on this failure path, so the standard
+    library's slower parser costs nothing on the hot path."""
+    try:
+        message = json.loads(raw, parse_constant=_not_a_constant)  # NaN is not JSON
+    except (ValueError, RecursionError):
+        return CallError(unique_id, "FormationViolation", NOT_JSON)
+    try:
+        error = check_call(raw, message, handled, max_keys=max_keys)
+    except (ValueError, RecursionError, ArithmeticError):
+        # 1e400 is read as infinity, which the range and multipleOf checks cannot take.
+        error = None
+    if error is not None and error.unique_id == unique_id:
+        return error
+    text = "A value the charger cannot hold: a number beyond +-1.8e308 or an unpaired surrogate."
+    return CallError(unique_id, "PropertyConstraintViolation", text)
+
+
 def readable_call_id(raw: str) -> str | None:
     """The unique id of a frame that starts as a CALL, even if the rest does not parse
     (truncated, nested deeper than the parser goes): such a CALL can still be answered."""

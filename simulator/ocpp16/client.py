@@ -59,7 +59,13 @@ from simulator.core.operations import Operations
 from simulator.core.security_log import SecurityEvent
 from simulator.core.timers import sleep
 from simulator.ocpp16 import metrics, wire
-from simulator.ocpp16.call_errors import check_call, readable_call_id, readable_number_id
+from simulator.ocpp16.call_errors import (
+    NOT_JSON,
+    check_call,
+    readable_call_id,
+    readable_number_id,
+    unreadable_frame_error,
+)
 from simulator.ocpp16.frames import client_pong_frame, client_text_frame, take_text_frames
 from simulator.ocpp16.keepalive import KeepaliveConnection
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
@@ -641,14 +647,23 @@ class ChargePointClient(OcppChargePoint):
                 dropped("frame_ignored")
                 log.info("%s: ignoring a frame that is not JSON: %.200r", self.id, raw_msg)
             elif self.charger.boot.value != "Rejected":
-                self._invalid_message("FormationViolation", "")
-                text = "The frame is not JSON (or nested too deeply to read)."
                 if unique_id is not None:
-                    await self._send(wire.encode_error(unique_id, "FormationViolation", text))
-                else:
-                    await self._send(
-                        wire.encode_error_to_id_text(shown_id, "FormationViolation", text)
+                    refused = unreadable_frame_error(
+                        raw_msg,
+                        unique_id,
+                        self._handled,
+                        max_keys=max(self.charger.config_int("GetConfigurationMaxKeys"), 1),
                     )
+                    if refused.code not in _NOT_HOSTILE:
+                        self._invalid_message(refused.code, "")
+                    await self._send(
+                        wire.encode_error(unique_id, refused.code, refused.description)
+                    )
+                else:
+                    # A number as the id: FormationViolation whatever else (`check_call`).
+                    self._invalid_message("FormationViolation", "")
+                    text = wire.encode_error_to_id_text(shown_id, "FormationViolation", NOT_JSON)
+                    await self._send(text)
             else:
                 metrics.call_received("unknown", None)
             return
