@@ -134,6 +134,38 @@ async def test_a_higher_profile_is_taken_on_a_new_connection(csms):
     assert event["techInfo"] == "SecurityProfile"
 
 
+async def test_a_new_authorization_key_is_used_on_a_new_connection_at_once(csms):
+    """QA: after ChangeConfiguration(AuthorizationKey) Accepted, a profile 1 charger kept
+    its connection, opened with the old password: the CSMS learnt whether the new one
+    works only at the next outage. The whitepaper's password update (OCTT TC_073_CS): the
+    charger disconnects and reconnects with the new password, without a new boot."""
+    csms.passwords = {"SK-PW": OLD_KEY}
+    charger = runtime_charger(
+        "SK-PW", csms.url, evses=1, security_profile=1, authorization_key=OLD_KEY
+    )
+    new_key = NEW_KEYS[1]
+    async with connected(charger):
+        # The CSMS takes only the new password from now on, as a CSMS rotating it would.
+        csms.passwords = {"SK-PW": new_key}
+        assert await change(csms, "SK-PW", "AuthorizationKey", new_key) == "Accepted"
+        await wait_until(lambda: csms.connects["SK-PW"] == 2, message="the reconnect")
+        await wait_until(
+            lambda: "SK-PW" in csms.security_events and charger.online, message="the event"
+        )
+    assert list(csms.refusals) == []  # the new connection brought the new password
+    assert csms.counts["BootNotification"] == 1  # a reconnect, not a reboot
+    [event] = csms.security_events["SK-PW"]
+    assert event["techInfo"] == "AuthorizationKey"
+    # On profile 0 the key is no password: nothing to reconnect for.
+    csms.passwords = {}
+    plain = runtime_charger("SK-PW0", csms.url, evses=1)
+    async with connected(plain):
+        assert await change(csms, "SK-PW0", "AuthorizationKey", new_key) == "Accepted"
+        await wait_until(lambda: "SK-PW0" in csms.security_events, message="the event")
+        await wait_until(lambda: not plain.queue, message="the queue to drain")
+    assert csms.connects["SK-PW0"] == 1
+
+
 def test_security_profile_is_a_column_not_a_configuration_row():
     assert "SecurityProfile" not in config_keys.defaults(1)
     assert "CpoName" in config_keys.defaults(1)

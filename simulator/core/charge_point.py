@@ -326,7 +326,8 @@ class Charger:
         self.log_status = LogStatus.IDLE  # the last GetLog upload's, and its requestId
         self.log_request_id: int | None = None
         self.security_log = SecurityLog()
-        self.reconnect_due = False  # SecurityProfile raised: reconnect after the answer
+        # SecurityProfile raised or AuthorizationKey changed: reconnect after the answer
+        self.reconnect_due = False
         self.security_change: str | None = None  # a security key changed: report it then
         # Why the charger last went down (or "power-up" once loaded), until the boot after
         # it reports the firmware's startup (StartupOfTheFirmware); None: nothing to report.
@@ -456,6 +457,11 @@ class Charger:
             # Never empty (`check_change` takes only 16 to 20 bytes in hex): an empty key
             # would lock a profile 1 or 2 charger out of its CSMS (401 on every retry).
             self.spec.authorization_key = value
+            if self.spec.security_profile in (1, 2):
+                # The Basic password: the charger reconnects with it once the answer is
+                # out, as the whitepaper's password update has it (OCTT TC_073_CS), so
+                # that the CSMS learns at once whether the new password works.
+                self.reconnect_due = True
         else:
             before = self.config.get(key)
             self.config[key] = value
@@ -469,9 +475,9 @@ class Charger:
     async def security_parameters_changed(self) -> None:
         """After the answer to a ChangeConfiguration: a security parameter that changed is
         reported (ReconfigurationOfSecurityParameters, with the key's name only: its value
-        may be a secret), and a raised SecurityProfile takes effect on a new connection:
-        this one closes once the event is out, and the connection runner opens the next
-        with the new profile."""
+        may be a secret), and a raised SecurityProfile or a new AuthorizationKey (the
+        Basic password of profiles 1 and 2) takes effect on a new connection: this one
+        closes once the event is out, and the connection runner opens the next with it."""
         key, self.security_change = self.security_change, None
         if key is not None:
             self.security_event(SecurityEvent.RECONFIGURATION_OF_SECURITY_PARAMETERS, key)
@@ -482,7 +488,10 @@ class Charger:
         transport = self.transport
         if transport is not None:
             log.info(
-                "%s: reconnecting with security profile %d", self.id, self.spec.security_profile
+                "%s: reconnecting with the new %s (security profile %d)",
+                self.id,
+                key,
+                self.spec.security_profile,
             )
             await transport.close()
 
