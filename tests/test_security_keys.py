@@ -166,6 +166,23 @@ async def test_a_new_authorization_key_is_used_on_a_new_connection_at_once(csms)
     assert csms.connects["SK-PW0"] == 1
 
 
+async def test_the_built_in_csms_checks_the_password_it_set_from_then_on(csms):
+    """With the reconnect above, the built-in CSMS (`runcsms` with passwords) refused a
+    charger whose password it had just changed itself: it went on checking the old one."""
+    csms.passwords = {"SK-ROT": OLD_KEY}
+    charger = runtime_charger(
+        "SK-ROT", csms.url, evses=1, security_profile=1, authorization_key=OLD_KEY
+    )
+    async with connected(charger):
+        assert await change(csms, "SK-ROT", "AuthorizationKey", "bad") == "Rejected"
+        assert csms.passwords["SK-ROT"] == OLD_KEY  # refused: the old one stays
+        assert await change(csms, "SK-ROT", "authorizationkey", NEW_KEYS[0]) == "Accepted"
+        assert csms.passwords["SK-ROT"] == NEW_KEYS[0]
+        await wait_until(lambda: csms.connects["SK-ROT"] == 2, message="the reconnect")
+        await wait_until(lambda: charger.online, message="the charger back online")
+    assert list(csms.refusals) == []
+
+
 def test_security_profile_is_a_column_not_a_configuration_row():
     assert "SecurityProfile" not in config_keys.defaults(1)
     assert "CpoName" in config_keys.defaults(1)

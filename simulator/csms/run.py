@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CP_ID=SECRET",
-        help="require HTTP Basic auth for this charge point (repeatable)",
+        help="require HTTP Basic auth for this charge point (repeatable); an AuthorizationKey"
+        " this CSMS sets and the charger accepts replaces it",
     )
     parser.add_argument(
         "--require-known",

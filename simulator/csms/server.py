@@ -284,7 +284,22 @@ class CentralSystem:
         TimeoutError; the charger going away raises ConnectionError at once.
         """
         conn = self.connection(cp_id)
-        return await conn.request(payload, self.response_timeout if timeout is None else timeout)
+        answer = await conn.request(payload, self.response_timeout if timeout is None else timeout)
+        self._take_new_password(cp_id, payload, answer)
+        return answer
+
+    def _take_new_password(self, cp_id: str, payload: Any, answer: Any) -> None:
+        """An AuthorizationKey the charger accepted is its Basic password from now on, and a
+        charger on security profile 1 or 2 reconnects with it at once (the whitepaper's
+        password update): a CSMS that checks passwords checks the new one, as one that
+        rotates them does. The key is matched without regard to case, as chargers do."""
+        if (
+            cp_id in self.passwords
+            and isinstance(payload, call.ChangeConfiguration)
+            and payload.key.casefold() == "authorizationkey"
+            and getattr(answer, "status", None) == "Accepted"
+        ):
+            self.passwords[cp_id] = payload.value
 
     async def send_raw(self, cp_id: str, text: str) -> str | None:
         """Write one frame as is. Returns its unique id when it has one (for wait_for)."""
