@@ -3,6 +3,8 @@ changed by the built-in CSMS over a real socket."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from ocpp.v16 import call
@@ -152,10 +154,19 @@ async def test_a_new_authorization_key_is_used_on_a_new_connection_at_once(csms)
         await wait_until(
             lambda: "SK-PW" in csms.security_events and charger.online, message="the event"
         )
+        # The same key again (a CSMS that sends its configuration on every connection):
+        # nothing changes, no reconnect, else it would never end.
+        assert await change(csms, "SK-PW", "AuthorizationKey", new_key) == "Accepted"
+        await wait_until(
+            lambda: len(csms.security_events["SK-PW"]) == 2 and not charger.queue,
+            message="the second event",
+        )
+        await asyncio.sleep(0.5)  # a reconnect would close the link once the event is out
+        assert charger.online
+    assert csms.connects["SK-PW"] == 2
     assert list(csms.refusals) == []  # the new connection brought the new password
     assert csms.counts["BootNotification"] == 1  # a reconnect, not a reboot
-    [event] = csms.security_events["SK-PW"]
-    assert event["techInfo"] == "AuthorizationKey"
+    assert csms.security_events["SK-PW"][0]["techInfo"] == "AuthorizationKey"
     # On profile 0 the key is no password: nothing to reconnect for.
     csms.passwords = {}
     plain = runtime_charger("SK-PW0", csms.url, evses=1)

@@ -456,12 +456,14 @@ class Charger:
         elif is_write_only(key):
             # Never empty (`check_change` takes only 16 to 20 bytes in hex): an empty key
             # would lock a profile 1 or 2 charger out of its CSMS (401 on every retry).
-            self.spec.authorization_key = value
-            if self.spec.security_profile in (1, 2):
+            if value != self.spec.authorization_key and self.spec.security_profile in (1, 2):
                 # The Basic password: the charger reconnects with it once the answer is
                 # out, as the whitepaper's password update has it (OCTT TC_073_CS), so
-                # that the CSMS learns at once whether the new password works.
+                # that the CSMS learns at once whether the new password works. The same
+                # key again changes nothing: a CSMS that sends its configuration on every
+                # connection would otherwise have the charger reconnect for ever.
                 self.reconnect_due = True
+            self.spec.authorization_key = value
         else:
             before = self.config.get(key)
             self.config[key] = value
