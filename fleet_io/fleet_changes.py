@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from simulator import contract
+from simulator.contract.failures import brief, layer_errors
 
 log = logging.getLogger(__name__)
 
@@ -107,34 +108,20 @@ class _Batch:
             # The rows are committed; a running worker finds them at its reconciliation, a
             # stopped one when it starts. Say so in the log and to whoever waits for the
             # answer, rather than turn a saved change into an error page.
-            if isinstance(exc, _unreachable()):
+            if isinstance(exc, layer_errors()):
                 # Redis away says all in a line: its traceback, four times over as
                 # runsimulator seeded its fleet, ended in redis-py and began with an
                 # unrelated DoesNotExist (the exception get_or_create was handling).
                 log.warning(
                     "could not tell the simulator workers about a fleet change (%s): they "
                     "find it at their next look at the database",
-                    _first_line(exc),
+                    brief(exc),
                 )
             else:
                 log.exception("could not tell the simulator workers about a fleet change")
             applied = Applied(shards=[], answers=[], unsent=type(exc).__name__)
         for report in self.reports:
             report(applied)
-
-
-def _unreachable() -> tuple[type[BaseException], ...]:
-    """The errors of a channel layer that cannot be reached or does not answer in time."""
-    try:
-        from redis import exceptions
-    except ImportError:  # the in-memory layer: no Redis installed
-        return (OSError,)
-    return (OSError, exceptions.ConnectionError, exceptions.TimeoutError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def notify_fleet_change(

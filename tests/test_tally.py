@@ -241,7 +241,7 @@ async def test_summaries_the_layer_refused_are_sent_again_at_the_next_round(serv
     Redis still away), and once Redis was back the pages waited for the keep-alive."""
     from channels_redis.core import RedisChannelLayer
 
-    from simulator.runtime.outage import layer_errors
+    from simulator.contract.failures import layer_errors
     from tests.process import free_port
 
     away = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])  # nobody listens

@@ -32,6 +32,7 @@ from channels.exceptions import ChannelFull
 from chargers.orm_threads import in_thread
 from simulator import contract
 from simulator.contract import overrides, traffic
+from simulator.contract.failures import layer_errors
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
@@ -44,7 +45,7 @@ from simulator.runtime.conditions import Conditions
 from simulator.runtime.connect_ramp import ConnectRamp
 from simulator.runtime.events import EventPublisher, snapshot
 from simulator.runtime.live_fleet import FleetReloader
-from simulator.runtime.outage import Outage, layer_errors
+from simulator.runtime.outage import Outage
 from simulator.runtime.persistence import Checkpointer
 from simulator.runtime.store import Store
 from simulator.runtime.tally import Tally

@@ -15,12 +15,13 @@ from collections import deque
 from typing import Any
 
 from simulator import contract
+from simulator.contract.failures import layer_errors
 from simulator.core.charge_point import Charger, Listener, LocalTransaction
 from simulator.core.drops import DROPPED
 from simulator.core.session_series import SessionSeries
 from simulator.ocpp16.redaction import may_hold_secret, redact_frame
 from simulator.runtime.event_stream import EventStream
-from simulator.runtime.outage import Outage, layer_errors
+from simulator.runtime.outage import Outage
 
 log = logging.getLogger(__name__)
 

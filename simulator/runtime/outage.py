@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import time
 
+from simulator.contract.failures import brief
+
 log = logging.getLogger(__name__)
 
 # Between two attempts of a loop that failed: from FIRST_RETRY_S, doubled up to MAX_RETRY_S
@@ -102,19 +104,3 @@ class Outage:
         )
         self.since, self.failures, self.retry_s = None, 0, FIRST_RETRY_S
         return True
-
-
-def layer_errors() -> tuple[type[BaseException], ...]:
-    """The errors of a channel layer that cannot be reached or does not answer in time (a
-    worker resumed after a pause reads a timeout first): Redis's own, and the socket's."""
-    try:
-        from redis import exceptions
-    except ImportError:  # the in-memory layer: no Redis installed
-        return (OSError,)
-    return (OSError, exceptions.ConnectionError, exceptions.TimeoutError)
-
-
-def brief(exc: BaseException) -> str:
-    """An error for a log line: its type and first line, never the statement's values."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

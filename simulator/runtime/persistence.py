@@ -43,6 +43,7 @@ from chargers.models import Transaction as TransactionRow
 from chargers.orm_threads import forget_queries
 from simulator import contract
 from simulator.contract import config_keys, overrides
+from simulator.contract.failures import brief as _brief
 from simulator.core.answer_overrides import Override
 from simulator.core.battery import Battery
 from simulator.core.certificates import CertificateStore
@@ -72,7 +73,6 @@ from simulator.runtime.events import EventPublisher
 from simulator.runtime.frame_log import CONNECTION, FRAME, FrameLogPolicy
 from simulator.runtime.load_management import Site
 from simulator.runtime.load_progress import LoadProgress
-from simulator.runtime.outage import brief as _brief
 from vehicles.models import VehicleModel
 
 log = logging.getLogger(__name__)
