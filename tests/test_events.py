@@ -54,6 +54,37 @@ async def test_only_watched_chargers_are_published_until_the_lease_runs_out():
     assert await received(layer, channel) == []
 
 
+async def test_frames_go_only_to_chargers_a_page_watches_with_their_log():
+    """The fleet page shows no message log, yet each watched charger's new frames were
+    published to it beside its state: two messages a change, one dropped by the page, and
+    in a connect ramp the page's counts queued behind them for seconds (QA)."""
+    layer = InMemoryChannelLayer()
+    publisher = EventPublisher()
+    charger = runtime_charger("EV-F", "ws://127.0.0.1:1", evses=1)
+    charger.spec.db_id = 1
+    channel = await layer.new_channel()
+    await layer.group_add(contract.charger_group(1), channel)
+
+    publisher.watch(1, log=False)  # the fleet page
+    publisher.on_change(charger)
+    publisher.on_frame(charger, "out", '[2,"1","Heartbeat",{}]')
+    await publisher.flush(layer)
+    assert [m["type"] for m in await received(layer, channel)] == ["charger.state"]
+
+    publisher.watch(1)  # a charger page opens too: its log from then on
+    publisher.on_frame(charger, "out", '[2,"2","Heartbeat",{}]')
+    await publisher.flush(layer)
+    sent = await received(layer, channel)
+    assert [m["type"] for m in sent] == ["charger.state", "charger.log"]
+    assert [frame[2] for frame in sent[1]["frames"]] == ['[2,"2","Heartbeat",{}]']
+
+    publisher.logged[1] = 0.0  # the charger page's lease ran out; the fleet page's did not
+    publisher.on_frame(charger, "out", '[2,"3","Heartbeat",{}]')
+    await publisher.flush(layer)
+    assert [m["type"] for m in await received(layer, channel)] == ["charger.state"]
+    assert 1 in publisher.watched and 1 not in publisher.logged
+
+
 def test_message_log_is_bounded_by_count_and_by_bytes_newest_kept():
     charger = runtime_charger("EV-L", "ws://127.0.0.1:1", evses=1)
     dropped_before = DROPPED["message_log"]

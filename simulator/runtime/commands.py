@@ -259,7 +259,7 @@ class CommandServer:
             )
             return
         if command == contract.WATCH:
-            self.watch(_list(args.get("chargers")))
+            self.watch(_list(args.get("chargers")), log=bool(args.get("log", True)))
             return
         if command == contract.SUMMARY:
             site = args.get("history")
@@ -822,9 +822,10 @@ class CommandServer:
 
     # -- pages' snapshots ----------------------------------------------------------------------
 
-    def watch(self, pks: list[Any]) -> None:
+    def watch(self, pks: list[Any], *, log: bool = True) -> None:
         """A page still shows these chargers: renew their watch leases (also of those this
-        worker does not run now, so that one it loads later is published at once)."""
+        worker does not run now, so that one it loads later is published at once); `log`,
+        with their message logs."""
         publisher = self.service.publisher
         if publisher is None:
             return
@@ -832,7 +833,7 @@ class CommandServer:
         for raw in pks[:1000]:
             pk = _pk(raw)
             if pk is not None:
-                publisher.watch(pk, charger=store.by_pk(pk))
+                publisher.watch(pk, charger=store.by_pk(pk), log=log)
 
     def subscription(self, message: dict[str, Any]) -> None:
         """An API event stream starts, renews or ends its subscription."""
@@ -858,7 +859,7 @@ class CommandServer:
             charger = self.service.store.by_pk(pk)
             if publisher is not None:
                 # Also when not loaded: it may be enabled or added later.
-                publisher.watch(pk, charger=charger)
+                publisher.watch(pk, charger=charger, log=with_log)
             if charger is None:
                 continue
             await self._reply(reply_to, contract.charger_state(snapshot(charger, series=series)))

@@ -160,6 +160,12 @@ class EventPublisher(Listener):
         # the charger yet: a page that shows a disabled charger must see it come online when
         # it is enabled (or added) without waiting for the page's next renewal.
         self.watched: dict[int, float] = {}
+        # Of those, the chargers a page watches with their message log (a charger page; the
+        # fleet page shows no log): pk -> lease expiry. Frames go only to these: sent to
+        # every watched charger's group, the fleet page's consumer took two messages per
+        # change and dropped one, and in a busy spell (a connect ramp) its counts queued
+        # behind them for seconds.
+        self.logged: dict[int, float] = {}
         # Watched chargers seen changing: those in a session are settled at each flush, so
         # that their page follows the meter every tick, not at its events only.
         self._shown: dict[int, Charger] = {}
@@ -173,12 +179,17 @@ class EventPublisher(Listener):
         lease: float = contract.WATCH_LEASE_SECONDS,
         *,
         charger: Charger | None = None,
+        log: bool = True,
     ) -> None:
         """A page shows this charger: publish its snapshots until the lease runs out. Given
         the `charger` (running here), it follows the meter every tick from now, not from
         its next change: one in a session resumed at boot, before the page asked, changed
-        next at its next sample (a minute away), and its chart stayed empty until then."""
-        self.watched[pk] = time.monotonic() + lease
+        next at its next sample (a minute away), and its chart stayed empty until then.
+        `log`: the page shows its message log, so its new frames are published too."""
+        expiry = time.monotonic() + lease
+        self.watched[pk] = expiry
+        if log:
+            self.logged[pk] = expiry
         if charger is not None:
             self._shown[pk] = charger
 
@@ -260,8 +271,9 @@ class EventPublisher(Listener):
             DROPPED["message_log"] += full - count
         frames.size = size
         watched = self.watched
-        if watched and charger.spec.db_id in watched:
-            self._new_frames.setdefault(cid, []).append(entry)
+        if watched and (pk := charger.spec.db_id) in watched:
+            if pk in self.logged:
+                self._new_frames.setdefault(cid, []).append(entry)
             self._dirty.setdefault(cid, charger)
 
     def _keep(self, charger: Charger, entry: tuple[float, str, str]) -> None:
@@ -283,8 +295,9 @@ class EventPublisher(Listener):
             DROPPED["message_log"] += full - count  # the entries popped
         frames.size = size
         watched = self.watched
-        if watched and charger.spec.db_id in watched:
-            self._new_frames.setdefault(cid, []).append(entry)
+        if watched and (pk := charger.spec.db_id) in watched:
+            if pk in self.logged:
+                self._new_frames.setdefault(cid, []).append(entry)
             self._dirty.setdefault(cid, charger)
 
     async def run(self, layer: Any) -> None:
@@ -313,6 +326,9 @@ class EventPublisher(Listener):
         watched = self.watched
         for expired in [pk for pk, expiry in watched.items() if expiry < now]:
             del watched[expired]
+        logged = self.logged
+        for expired in [pk for pk, expiry in logged.items() if expiry < now]:
+            del logged[expired]
         shown = self._shown
         for gone in [key for key in shown if key not in watched]:
             del shown[gone]
@@ -336,7 +352,8 @@ class EventPublisher(Listener):
                 group = contract.charger_group(pk)
                 sends.append(layer.group_send(group, contract.charger_state(snapshot(charger))))
                 owners.append((charger, None))
-                new = frames.get(charger.id)
+                # Kept for a page that shows the log, if its lease has not run out since.
+                new = frames.get(charger.id) if pk in logged else None
                 if new:
                     log_event = contract.charger_log(pk, new[-self.log_limit :])
                     sends.append(layer.group_send(group, log_event))
