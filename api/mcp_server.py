@@ -478,13 +478,17 @@ async def get_scenario_run(run_id: RowId) -> Answer:
 
 @tool_errors
 async def list_scenario_runs(
-    filters: scenarios.RunFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    filters: scenarios.RunToolFilters | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> Answer:
+    chosen = filters or scenarios.RunToolFilters.model_validate({})
     return await _sync_call(
         _LIST_RUNS,
         RunPage,
         "GET",
-        filters=filters or scenarios.RunFilters.model_validate({}),
+        filters=scenarios.RunFilters(name=chosen.name),
+        status=chosen.status,
         ninja_pagination=_page(limit, offset),
     )
 

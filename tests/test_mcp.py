@@ -380,6 +380,10 @@ async def test_http_starts_a_scenario_run_and_follows_it_to_its_verdict(site):
             await client.call_tool("list_scenario_runs", {"filters": {"name": "mcp-run"}})
         )
         assert [r["id"] for r in listed["items"]] == [started["id"]]
+        for statuses, found in ((["passed"], [started["id"]]), (["failed", "error"], [])):
+            chosen = {"name": "mcp-run", "status": statuses}
+            listed = structured(await client.call_tool("list_scenario_runs", {"filters": chosen}))
+            assert [r["id"] for r in listed["items"]] == found, statuses
         finished = await client.call_tool("cancel_scenario_run", {"run_id": started["id"]})
         assert "has finished (passed)" in error_text(finished)
         bad = SCENARIO.replace("plug_in", "plug_it")

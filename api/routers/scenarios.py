@@ -147,6 +147,16 @@ class RunFilters(Schema):
 STATUSES = Query(None, description="Only runs with this status, or any of these (repeat it).")
 
 
+class RunToolFilters(RunFilters):
+    """The MCP tool's filters: the statuses beside the name, as the API's query has them."""
+
+    status: list[RunStatus] | None = Field(
+        None,
+        description="Only runs with one of these statuses (failed and error: every "
+        "run that did not pass).",
+    )
+
+
 class LibraryCaseOut(Schema):
     name: str
     description: str
