@@ -899,6 +899,13 @@ class RowsAlive:
         def counted(pks: list[int]) -> dict[int, ChargerRow]:
             rows = read(pks)
             self.reads.append(len(rows))
+            # The read before ran in another of the loop's pool threads, which may not
+            # have dropped its finished call yet (the future holds the rows it returned):
+            # on a loaded host (CI) that thread still held them as this read began. Give
+            # it the moment it takes; rows the apply itself kept would stay alive anyway.
+            deadline = time.monotonic() + 2
+            while any(row.pk not in rows for row in self.alive) and time.monotonic() < deadline:
+                time.sleep(0.01)
             self.alive.update(rows.values())
             self.most = max(self.most, len(self.alive))
             return rows
