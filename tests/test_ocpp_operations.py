@@ -378,6 +378,41 @@ async def test_a_reset_is_answered_and_the_socket_stays_open_for_a_grace(csms):
     ]
 
 
+async def test_a_reset_while_pending_closes_after_the_grace_and_keeps_its_event(csms):
+    # While Pending the charger may not send its queue: the ResetOrReboot event waits for
+    # the next accepted boot. The reboot used to wait for it all the same, its socket open
+    # for the whole patience (5 s) instead of the grace. Read on the charger's timeline:
+    # no wait for the queue ("wait 0.05", the drain's look), only the grace, then the close.
+    csms.boot_status, csms.boot_interval = "Pending", 60
+    timeline = Timeline()
+    charger = runtime_charger("OP-GRP", csms.url, evses=1, clock=StoppedClock(timeline))
+    grace = f"{RESET_GRACE_SECONDS:g}"
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        transport = charger.transport
+        assert transport is not None
+        close = transport.close
+
+        async def noted_close() -> None:
+            timeline.events.append("close")
+            await close()
+
+        transport.close = noted_close  # type: ignore[method-assign]  # notes when
+        answer = await csms.call("OP-GRP", call.Reset(type="Soft"))
+        assert answer.status == "Accepted"
+        await wait_until(lambda: "close" in timeline.events, message="the reboot's close")
+        assert timeline.of("wait 0.05", f"wait {grace}", f"waited {grace}", "close") == [
+            f"wait {grace}",
+            f"waited {grace}",
+            "close",
+        ]
+        assert not calls(csms, "OP-GRP", "SecurityEventNotification")
+        csms.boot_status = "Accepted"
+        # The boot after the reboot is accepted: the event kept in the queue goes out.
+        event = await csms.wait_for("OP-GRP", "SecurityEventNotification", timeout=10)
+    assert event.payload["type"] == "ResetOrReboot"
+
+
 async def test_after_a_reset_the_plugged_in_vehicle_charges_again_in_a_new_session(csms, ticking):
     charger = runtime_charger("OP-RESUME", csms.url, evses=1)
     async with connected(charger):

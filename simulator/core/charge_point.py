@@ -2272,11 +2272,15 @@ class Charger:
         self.reboot(why)
 
     async def drain(self, patience: float) -> None:
-        """Wait, up to `patience` seconds and while online, for the queue to go out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while self.queue and self.online and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        """Wait, up to `patience` seconds on the charger's clock, for the queue to go out,
+        while it can go: online and booted. A charger Pending or Rejected cannot send it
+        (it stays queued for the next accepted boot), so nothing is waited for: a Reset
+        while Pending used to keep its socket open the whole patience, 5 s, not the grace."""
+        clock = self.clock
+        deadline = clock.monotonic() + patience
+        outbox = self.outbox
+        while self.queue and outbox.can_send() and clock.monotonic() < deadline:
+            await sleep(clock, DRAIN_POLL_S)
 
     def reboot(self, why: str = "reboot") -> None:
         """Go down now; `why` is the techInfo of the StartupOfTheFirmware that the next
@@ -3374,3 +3378,5 @@ CLOCK_STEPPED = -1
 _SECURITY_PARAMETERS = frozenset({"SecurityProfile", "AuthorizationKey"})
 # How long a restart waits for its queue (StopTransactions, ResetOrReboot) to go out.
 REBOOT_PATIENCE_S = 5.0
+# How often `drain` looks whether the queue has gone out.
+DRAIN_POLL_S = 0.05
