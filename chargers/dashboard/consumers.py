@@ -43,6 +43,11 @@ OWNERS_SECONDS = 30.0
 _SETTINGS = ("grid_limit_w", "load_management")
 _NOT_ADDED_UP = frozenset({"type", "shard", "shards", "at", "started", "location_id", *_SETTINGS})
 
+# The most messages of the channel layer a page handles in one go (`dispatch`): more than
+# a page watches chargers (`max_watched`), with their logs and the summaries; the rest wait
+# for the next turn, so that one page's backlog cannot hold the event loop for long.
+TAKEN_AT_ONCE = 500
+
 _request_ids = itertools.count(1)
 # Sent when the page's user gains or loses "change charger" while the page is open.
 ACCESS_CHANGED = "access"
@@ -83,6 +88,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         burst 6 s late, while a page that watched no chargers had them each second. Every
         database call here goes through `database_sync_to_async`, which closes the old
         connections itself, on that thread, before and after."""
+        await self._handle(message)
+        if message["type"].startswith("websocket."):
+            # The page's own frames come by another `receive`: messages of the layer's
+            # taken now could overtake one that task holds already, not yet dispatched.
+            return
+        # The messages already waiting behind this one, handled now rather than one per
+        # `receive`: Channels' loop costs about three turns of the event loop each, and on
+        # a loop kept busy (a connect ramp in the embedded mode) a page watching fifty
+        # chargers got its second's counts, queued behind their states, seconds late.
+        # Only layers that can say what is waiting (`CountingInMemoryChannelLayer`); with
+        # Redis the web process runs no worker and its loop is not the busy one.
+        waiting = getattr(self.channel_layer, "waiting", None)
+        if waiting is None:
+            return
+        for queued in waiting(self.channel_name, TAKEN_AT_ONCE):
+            await self._handle(queued)
+
+    async def _handle(self, message: Any) -> None:
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

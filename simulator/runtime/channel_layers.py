@@ -13,6 +13,7 @@ Named by path in the settings (as Channels loads a backend), like the logging fi
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -31,6 +32,29 @@ class CountingInMemoryChannelLayer(InMemoryChannelLayer):
         except ChannelFull:
             dropped("channel_layer_full")
             raise
+
+    def waiting(self, channel: str, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` of the messages already waiting on `channel`, in order, taken
+        without waiting (a consumer's `receive` takes one per turn of the event loop, and
+        costs about three turns: while the loop is busy, a page that had fifty waiting got
+        them over seconds). An expired one is dropped and its channel taken out of its
+        groups, as `receive` (its `_clean_expired`) does: the page joins them again.
+
+        The channel's queue stays in `channels` even when this empties it: the consumer's
+        own `receive` may be waiting on that queue object, and a new one made by the next
+        `send` would never reach it. That `receive` removes the queue when it ends."""
+        queue = self.channels.get(channel)
+        if queue is None:
+            return []
+        now = time.time()
+        taken: list[dict[str, Any]] = []
+        while len(taken) < limit and not queue.empty():
+            expires, message = queue.get_nowait()
+            if expires >= now:
+                taken.append(message)
+            else:
+                self._remove_from_groups(channel)
+        return taken
 
 
 class CountingRedisChannelLayer(RedisChannelLayer):
