@@ -347,6 +347,21 @@ def test_a_charger_page_is_found_by_its_charge_point_id_too(admin_client_logged_
     assert admin_client_logged_in.get("/chargers/NO-SUCH-ONE/").status_code == 404
 
 
+def test_a_charger_page_is_found_by_a_charge_point_id_of_digits(admin_client_logged_in):
+    """/chargers/<digits>/ is the pk's path: a charge point id of digits only (a serial
+    number) was a 404 there. With no charger of that pk it is read as the id; a pk that
+    exists wins, as the README says."""
+    first = make_charger("CP-FIRST")
+    serial = make_charger("100234")
+    response = admin_client_logged_in.get("/chargers/100234/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("chargers:charger", args=[serial.pk])
+    same_as_pk = make_charger(str(first.pk))
+    assert admin_client_logged_in.get(f"/chargers/{first.pk}/").status_code == 200
+    assert same_as_pk.pk != first.pk
+    assert admin_client_logged_in.get("/chargers/999999/").status_code == 404
+
+
 def test_the_recent_transactions_are_served_alone_for_the_page_to_follow(
     admin_client_logged_in,
 ):

@@ -32,9 +32,11 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @login_required
 def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
     read_at = time.time()  # before the read: an edit applied meanwhile is then not missed
-    charger = get_object_or_404(
-        Charger.objects.select_related("location", "default_vehicle"), pk=pk
-    )
+    charger = Charger.objects.select_related("location", "default_vehicle").filter(pk=pk).first()
+    if charger is None:
+        # A charge point id of digits only (serial numbers often are) matches this path
+        # before `charger_by_id` can: with no charger of that pk, it is read as one.
+        return charger_by_id(request, str(pk))
     page = pages.charger_page(charger, request.user, read_at)
     return render(request, "dashboard/charger.html", {"page": page, "nav": "fleet"})
 
