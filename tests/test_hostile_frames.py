@@ -555,6 +555,39 @@ async def test_an_authorize_answer_the_charger_cannot_hold_fails_the_call(csms, 
     assert why in caplog.text
 
 
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        ('"status":"Accepted"', '"status":"Accepted","parentIdTag":"\\ud800"'),
+        ('{"idTagInfo"', '{"vendorExt":1e400,"idTagInfo"'),
+        ('{"idTagInfo"', '{"vendorExt":1' + "0" * 400 + ',"idTagInfo"'),
+    ],
+    ids=["unpaired surrogate", "1e400", "400 digits"],
+)
+async def test_an_answer_orjson_cannot_read_fails_its_call_at_once(csms, caplog, spoil):
+    """QA: valid JSON that orjson refuses (a number beyond a double, an unpaired
+    surrogate) as the answer to the charger's own call was dropped as not JSON: the call
+    waited out its timeout for an answer that had come. It now fails at once, as a
+    schema-invalid answer does, and the message log names the call it answers."""
+    charger = runtime_charger("HF-UNREAD", csms.url, evses=1, config={"MessageTimeout": "60"})
+    async with connected(charger):
+        conn = csms.connection("HF-UNREAD")
+        plain = conn._send
+
+        async def spoiled(message: str) -> None:
+            if message.startswith("[3,") and '"idTagInfo"' in message:
+                message = message.replace(spoil[0], spoil[1], 1)
+            await plain(message)
+
+        conn._send = spoiled
+        assert await charger.authorize("T9") == "Invalid"  # decided offline: unknown tag
+        assert "T9" not in charger.auth_cache
+        assert charger.online
+    assert "Authorize failed (FormationViolation" in caplog.text
+    assert "cannot hold" in caplog.text
+    assert "not JSON" not in caplog.text
+
+
 async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):
     csms.boot_interval = 2**62
     charger = runtime_charger("HF-INT", csms.url, evses=1)

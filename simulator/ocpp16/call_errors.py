@@ -230,6 +230,31 @@ def unreadable_frame_error(
     return CallError(unique_id, "PropertyConstraintViolation", text)
 
 
+def readable_answer_id(raw: str) -> str | None:
+    """The unique id of a CALLRESULT or CALLERROR that our decoder (orjson) refused but
+    the standard library reads (a number beyond a double's range, an unpaired surrogate:
+    see `unreadable_frame_error`), or None. Only called on that failure path."""
+    try:
+        message = json.loads(raw, parse_constant=_not_a_constant)
+    except (ValueError, RecursionError):
+        return None
+    if (
+        type(message) is not list
+        or len(message) < 3
+        or type(message[0]) is not int
+        or message[0] not in (3, 4)
+        or type(message[1]) is not str
+    ):
+        return None
+    return message[1]
+
+
+UNREADABLE_ANSWER = (
+    "The answer holds a value the charger cannot hold: a number beyond +-1.8e308 or an "
+    "unpaired surrogate."
+)
+
+
 def readable_call_id(raw: str) -> str | None:
     """The unique id of a frame that starts as a CALL, even if the rest does not parse
     (truncated, nested deeper than the parser goes): such a CALL can still be answered."""

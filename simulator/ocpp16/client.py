@@ -61,7 +61,9 @@ from simulator.core.timers import sleep
 from simulator.ocpp16 import metrics, wire
 from simulator.ocpp16.call_errors import (
     NOT_JSON,
+    UNREADABLE_ANSWER,
     check_call,
+    readable_answer_id,
     readable_call_id,
     readable_number_id,
     unreadable_frame_error,
@@ -475,6 +477,24 @@ class ChargePointClient(OcppChargePoint):
         except Exception:
             log.exception("%s: handling the answer to %s failed", self.id, action)
 
+    def _unreadable_answer(self, raw: str) -> bool:
+        """Whether `raw`, which orjson refused, is an answer to one of our pending calls
+        that the standard library reads (a number beyond a double's range, an unpaired
+        surrogate): that call fails at once, as a schema-invalid answer does (its usual
+        retry path), rather than waiting out its timeout for an answer that came. Its
+        values go no further: a lone surrogate cannot be written to the database."""
+        unique_id = readable_answer_id(raw)
+        pending = self._pending.get(unique_id) if unique_id is not None else None
+        if pending is None:
+            return False
+        assert unique_id is not None  # a pending call's
+        action, _done, deadline = pending
+        self._answering = (unique_id, action)
+        self.charger.listener.on_frame(self.charger, "in", raw, unique_id, action)
+        metrics.answered_as(action, "malformed", time.monotonic() - deadline + self._timeout)
+        self._settle(unique_id, None, CallFailed("FormationViolation", UNREADABLE_ANSWER))
+        return True
+
     def on_text_frame(self, data: bytes) -> bool:
         """Called by the connection for every complete text frame, before the library's
         reader: answers to our calls are handled here at once (True); anything else
@@ -637,6 +657,8 @@ class ChargePointClient(OcppChargePoint):
             message = wire.decode(raw_msg)
         except ValueError:
             unique_id = readable_call_id(raw_msg)
+            if unique_id is None and self._unreadable_answer(raw_msg):
+                return
             # A number is no OCPP-J id (a string), but echoed it tells the CSMS, as for a
             # CALL that parses (`check_call`).
             id_text = readable_number_id(raw_msg) if unique_id is None else None
