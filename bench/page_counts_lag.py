@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -99,49 +100,29 @@ async def one_run(base: str, session: str, token: str, ramp_s: float) -> list[fl
 
 
 def main() -> int:
-    from tests.process import ManagePy, free_port, run_manage
+    from tests.browser import demo_site
+    from tests.process import run_manage
+    from tests.web_session import log_in
 
     args = parse()
     var_dir = Path(tempfile.mkdtemp(prefix="chargesim-page-lag-"))
-    port, csms_port = free_port(), free_port()
-    csms_url = f"ws://127.0.0.1:{csms_port}/ocpp"
-    assert run_manage(var_dir, "migrate", "--verbosity", "0").returncode == 0
-    setup = (
-        "from django.contrib.auth import get_user_model\n"
-        "from locations.models import Location\n"
-        "from simulator.runtime.demo import ensure_demo_fleet\n"
-        "Location.objects.seed_defaults()\n"
-        f"get_user_model().objects.create_superuser('admin', 'a@example.com', {PASSWORD!r})\n"
-        f"ensure_demo_fleet({args.chargers}, {csms_url!r})\n"
-    )
-    made = run_manage(var_dir, "shell", "-c", setup)
-    assert made.returncode == 0, made.stderr
-    created = run_manage(var_dir, "apitoken", "create", "--user", "admin", "--name", "bench")
-    token = re.search(r"[A-Za-z0-9_\-]{30,}", created.stdout)
-    assert token is not None, created.stdout
-    sim = ManagePy(
-        var_dir,
-        "runsimulator",
-        *("--demo", "--demo-chargers", str(args.chargers), "--demo-share", "0"),
-        *("--no-demo-operations", "--port", str(port), "--csms-port", str(csms_port)),
-        *("--connect-rate", f"{args.rate:g}"),
-    )
     lags: list[list[float]] = []
     try:
-        from tests.web_session import log_in
-
-        sim.wait_for_output(f"fleet: {args.chargers}/{args.chargers} accepted", timeout=600)
-        base = f"http://127.0.0.1:{port}"
-        session = log_in(base.removeprefix("http://"), PASSWORD)
-        for run in range(1, args.runs + 1):
-            lag = asyncio.run(one_run(base, session, token.group(0), args.chargers / args.rate))
-            lags.append(lag)
-            shown = " ".join(f"{x:+.2f}" for x in lag)
-            print(f"run {run}: the page's lag per counts message (s): {shown}", flush=True)
+        options = ("--connect-rate", f"{args.rate:g}")
+        with demo_site(var_dir, PASSWORD, args.chargers, options=options, ready_within=600) as site:
+            created = run_manage(
+                var_dir, "apitoken", "create", "--user", "admin", "--name", "bench"
+            )
+            token = re.search(r"[A-Za-z0-9_\-]{30,}", created.stdout)
+            assert token is not None, created.stdout
+            session = log_in(site.url.removeprefix("http://"), PASSWORD)
+            for run in range(1, args.runs + 1):
+                ramp_s = args.chargers / args.rate
+                lag = asyncio.run(one_run(site.url, session, token.group(0), ramp_s))
+                lags.append(lag)
+                shown = " ".join(f"{x:+.2f}" for x in lag)
+                print(f"run {run}: the page's lag per counts message (s): {shown}", flush=True)
     finally:
-        sim.stop()
-        import shutil
-
         shutil.rmtree(var_dir, ignore_errors=True)
     every: list[Any] = [x for lag in lags for x in lag]
     if every:

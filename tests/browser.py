@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +96,17 @@ def demo_site(
     *,
     operations: bool = False,
     share: float = 0,
+    options: Sequence[str] = (),
+    ready_within: float = 60.0,
 ) -> Iterator[DemoSite]:
     """`runsimulator --demo` (built-in CSMS, no simulated drivers) in its own SQLite
     database, with a superuser "admin", the default sites, `chargers` demo chargers and
     then `setup` (Python, run by `manage.py shell`, with `csms_url` defined); killed at the
     end whatever happens. With `operations`, the CSMS runs its demo operations (local
     lists, a reservation, diagnostics, a firmware update). `share`: of the connectors, those
-    a simulated driver charges a car on from the start (`--demo-share`)."""
+    a simulated driver charges a car on from the start (`--demo-share`). `options`: more of
+    runsimulator's (a bench's `--connect-rate`); `ready_within`: how long the whole fleet
+    may take to be accepted (thousands of chargers take more than the default)."""
     port, csms_port = free_port(), free_port()
     csms_url = f"ws://127.0.0.1:{csms_port}/ocpp"
     assert run_manage(var_dir, "migrate", "--verbosity", "0").returncode == 0
@@ -123,10 +127,11 @@ def demo_site(
         *("--demo", "--demo-chargers", str(chargers), "--demo-share", str(share)),
         *(() if operations else ("--no-demo-operations",)),
         *("--port", str(port), "--csms-port", str(csms_port)),
+        *options,
     )
     try:
         wait_for_port(port, proc=sim.proc)
-        sim.wait_for_output(f"fleet: {chargers}/{chargers} accepted")
+        sim.wait_for_output(f"fleet: {chargers}/{chargers} accepted", timeout=ready_within)
         yield DemoSite(f"http://127.0.0.1:{port}", csms_url, sim)
     finally:
         sim.stop()
