@@ -351,6 +351,19 @@ async def test_reset_during_a_transaction_stops_it_and_boots_again(csms, ticking
     assert list(csms.connects.elements()).count("OP-RST") == 2
 
 
+def note_the_close(charger, timeline: Timeline) -> None:
+    """Note on `timeline` when the charger closes its socket ("close")."""
+    transport = charger.transport
+    assert transport is not None
+    close = transport.close
+
+    async def noted_close() -> None:
+        timeline.events.append("close")
+        await close()
+
+    transport.close = noted_close  # notes when
+
+
 async def test_a_reset_is_answered_and_the_socket_stays_open_for_a_grace(csms):
     # The grace is a wait on the charger's clock, counted from the answer: on a clock that
     # stands still, the whole grace (whatever the host took to send the answer), before
@@ -359,15 +372,7 @@ async def test_a_reset_is_answered_and_the_socket_stays_open_for_a_grace(csms):
     charger = runtime_charger("OP-GRACE", csms.url, evses=1, clock=StoppedClock(timeline))
     grace = f"{RESET_GRACE_SECONDS:g}"
     async with connected(charger):
-        transport = charger.transport
-        assert transport is not None
-        close = transport.close
-
-        async def noted_close() -> None:
-            timeline.events.append("close")
-            await close()
-
-        transport.close = noted_close  # type: ignore[method-assign]  # notes when
+        note_the_close(charger, timeline)
         answer = await csms.call("OP-GRACE", call.Reset(type="Hard"))
         assert answer.status == "Accepted"
         await wait_until(lambda: "close" in timeline.events, message="the reboot's close")
@@ -389,15 +394,7 @@ async def test_a_reset_while_pending_closes_after_the_grace_and_keeps_its_event(
     grace = f"{RESET_GRACE_SECONDS:g}"
     async with connected(charger, booted=False):
         await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
-        transport = charger.transport
-        assert transport is not None
-        close = transport.close
-
-        async def noted_close() -> None:
-            timeline.events.append("close")
-            await close()
-
-        transport.close = noted_close  # type: ignore[method-assign]  # notes when
+        note_the_close(charger, timeline)
         answer = await csms.call("OP-GRP", call.Reset(type="Soft"))
         assert answer.status == "Accepted"
         await wait_until(lambda: "close" in timeline.events, message="the reboot's close")
