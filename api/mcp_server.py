@@ -43,7 +43,7 @@ from mcp.server.mcpserver.exceptions import (
 from mcp.server.stdio import stdio_server
 from mcp.types import ToolAnnotations
 from ninja import Field, Router, Schema
-from ninja.responses import Status
+from ninja.responses import NinjaJSONEncoder, Status
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticUndefined
@@ -99,6 +99,17 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world
 # again, by alias, and a ninja schema's aliases and resolvers read ORM objects, not itself.
 Answer = dict[str, Any]
 
+
+def as_answered(model: BaseModel) -> Answer:
+    """A response schema's value as the endpoint's JSON answer is: dumped as ninja dumps
+    it and encoded by its renderer's encoder (DjangoJSONEncoder: a time to the
+    millisecond), so that a tool's answer is the API's, field for field (pydantic's own JSON
+    mode writes microseconds: a run's `created` read by a tool was not the one a GET
+    answers, and a script comparing the two saw a change where there was none)."""
+    answer: Answer = json.loads(json.dumps(model.model_dump(), cls=NinjaJSONEncoder))
+    return answer
+
+
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many items to return.")]
 Offset = Annotated[int, Field(ge=0, le=DB_INT_MAX, description="How many items to skip.")]
 ChargePointId = Annotated[str, Field(description="The charger's charge point id.")]
@@ -140,7 +151,7 @@ async def _sync_call(
         result = view(request, *args, **kwargs)
         if isinstance(result, Status):
             result = result.value
-        return out.model_validate(result).model_dump(mode="json")
+        return as_answered(out.model_validate(result))
 
     return await in_thread(call)()
 
@@ -315,13 +326,13 @@ async def charger_state(
     result: live.StateOut = await _STATE(
         caller_request(), charge_point_id=charge_point_id, params=params
     )
-    return result.model_dump(mode="json")
+    return as_answered(result)
 
 
 @tool_errors
 async def fleet_summary() -> Answer:
     result: live.FleetSummaryOut = await _SUMMARY(caller_request())
-    return result.model_dump(mode="json")
+    return as_answered(result)
 
 
 def _action_tool(action: live.Action) -> Callable[..., Awaitable[Answer]]:
@@ -346,7 +357,7 @@ def _action_tool(action: live.Action) -> Callable[..., Awaitable[Answer]]:
         if has_body:
             kwargs["payload"] = action.args(**values)
         result: live.ActionOut = await view(caller_request("POST"), **kwargs)
-        return result.model_dump(mode="json")
+        return as_answered(result)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter("charge_point_id", keyword, annotation=ChargePointId)]
@@ -412,7 +423,7 @@ async def bulk_action(
     payload = body_type(filter=filter, args=given)
     params = live.WaitParams(wait_for=wait_for, timeout=timeout)
     result: live.BulkOut = await view(caller_request("POST"), payload=payload, params=params)
-    return result.model_dump(mode="json")
+    return as_answered(result)
 
 
 # -- message log -------------------------------------------------------------------------
@@ -465,9 +476,7 @@ async def start_scenario_run(run: scenarios.RunIn) -> Answer:
         ]
         raise ToolError("\n".join([answer.value.detail, *problems]))
     value = answer.value if isinstance(answer, Status) else answer
-    out: Answer = await in_thread(
-        lambda: scenarios.RunOut.model_validate(value).model_dump(mode="json")
-    )()
+    out: Answer = await in_thread(lambda: as_answered(scenarios.RunOut.model_validate(value)))()
     return out
 
 

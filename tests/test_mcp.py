@@ -689,3 +689,32 @@ def test_stdio_refuses_an_unknown_user(site):
     result = run_manage(site.var_dir, "mcp", "--user", "nobody")
     assert result.returncode != 0
     assert "No user 'nobody'." in result.stderr
+
+
+def api_get(site: Site, path: str) -> Any:
+    request = urllib.request.Request(f"{site.url}/api/v1{path}", headers=bearer(site.admin_token))
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+async def test_http_tools_answer_the_apis_json_times_included(site):
+    """QA: a tool dumped its answer with pydantic's JSON mode, the endpoint with ninja's
+    renderer: a charger's `created` and a scenario run's `created`, `started`, `finished`
+    came to the microsecond from the tool and to the millisecond from the API."""
+    async with http_client(site, site.admin_token) as client:
+        charger = structured(await client.call_tool("get_charger", {"charge_point_id": CHARGER}))
+        assert charger == api_get(site, f"/chargers/{CHARGER}")
+        listed = structured(await client.call_tool("list_chargers", {"limit": 5}))
+        assert listed == api_get(site, "/chargers?limit=5")
+        source = SCENARIO.replace("name: mcp-run", "name: mcp-times")
+        run = {"source": source, "csms_url": charger["csms_url"], "seed": 5}
+        started = structured(await client.call_tool("start_scenario_run", {"run": run}))
+        for _ in range(300):
+            got = structured(await client.call_tool("get_scenario_run", {"run_id": started["id"]}))
+            if got["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.2)
+        assert got["finished"] is not None
+        assert got == api_get(site, f"/scenarios/runs/{started['id']}")
+        runs = structured(await client.call_tool("list_scenario_runs", {"limit": 5}))
+        assert runs == api_get(site, "/scenarios/runs?limit=5")
