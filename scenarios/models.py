@@ -153,15 +153,17 @@ class ScenarioRun(models.Model):
     def shown_source(self) -> str:
         """The scenario's text as pages and downloads show it: the values of its secret
         variables (by name: its own `variables:` and those the run was given) hidden."""
-        given: dict[str, Any] = {}
+        declared: dict[str, Any] = {}
         try:
             data = yaml.safe_load(self.source)
         except yaml.YAMLError:
             data = None
         if isinstance(data, dict) and isinstance(data.get("variables"), dict):
-            given.update({str(k): v for k, v in data["variables"].items()})
-        given.update(self.variables or {})
-        return str(hiding(given)(self.source))
+            declared = {str(k): v for k, v in data["variables"].items()}
+        # Each hidden on its own: the run's variables, once hidden (a run of runscenario
+        # keeps them so from its start), would otherwise stand for the file's values of
+        # the same names, and the text showed those values.
+        return str(hiding(self.variables or {})(hiding(declared)(self.source)))
 
     @property
     def duration(self) -> float | None:

@@ -353,7 +353,9 @@ class Runner:
         run.finished = timezone.now()
         # A run queued through the API kept its variables as given until it ran; a secret
         # one (by its name) is kept no longer.
-        run.source = run.shown_source()  # before the variables it reads are hidden
+        # Before the variables it reads are hidden; and the values the run ran with (a
+        # --var among them) hidden wherever the text holds them too.
+        run.source = self.hide(run.shown_source())
         run.variables = shown_variables(run.variables)
         events = self.watch.events if self.watch is not None else []
         frames = [e for e in events if e.get("kind") in ("frame", "connection")]

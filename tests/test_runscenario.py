@@ -277,6 +277,29 @@ steps:
     assert "SECRET-TAG-9" not in junit.read_text()
 
 
+def test_a_stored_runs_source_hides_the_files_secret_values(tmp_path: Path) -> None:
+    """QA: a run of runscenario keeps its variables hidden from its start, and the hidden
+    value stood for the file's own value of the same name when the source was hidden at
+    the end: the row (and the admin's source page and download) kept the file's secret."""
+    secret = """\
+name: secret-source
+description: Declares a secret it does not send anywhere.
+variables: {csms_password: FILE-SECRET-7, api_token: FILE-TOKEN-8}
+chargers: {template: {count: 1}}
+steps:
+  - wait: {seconds: 0}
+"""
+    code, out, _ = runscenario(
+        write(tmp_path, "secret.yaml", secret), "--builtin-csms", "--var", "api_token=GIVEN-9"
+    )
+    assert code == 0, out
+    run = ScenarioRun.objects.get()
+    for value in ("FILE-SECRET-7", "FILE-TOKEN-8", "GIVEN-9"):
+        assert value not in run.source
+        assert value not in run.shown_source()
+    assert f"csms_password: {HIDDEN}, api_token: {HIDDEN}" in run.source
+
+
 def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
     code, out, _ = runscenario(
         write(tmp_path, "bad-csms.yaml", FAILING), "--builtin-csms", "--var", "minimum=60"
