@@ -284,10 +284,13 @@ async def test_a_secret_variable_quoted_by_a_step_is_hidden_in_all_the_run_keeps
         )
     for body in shown:
         text = body.decode() if isinstance(body, bytes) else str(body)
-        for secret in ("SECRTAG12345", "pw-in-message-999", "k-77777"):
+        # k-in-file: the file's own value of a secret the request gives another value
+        # (QA: the given value stood for it when the source was hidden, and it stayed).
+        for secret in ("SECRTAG12345", "pw-in-message-999", "k-77777", "k-in-file"):
             assert secret not in text
     row = await database_sync_to_async(ScenarioRun.objects.get)(pk=run_id)
     assert "SECRTAG12345" not in row.source and "auth_tag: ********" in row.source
+    assert "k-in-file" not in row.source and "api_key: ********" in row.source
 
 
 @pytest.mark.slow
