@@ -148,6 +148,28 @@ def unwritable(path: str | None) -> str:
     return ""
 
 
+def clashing_report(junit: str | None, json_path: str | None, files: Sequence[str]) -> str:
+    """Why the reports cannot go where they are asked to ("" if they can): both at one path
+    (the JSON was written over the JUnit XML, and a CI step published it as XML), or at a
+    scenario file's (removed as an earlier report before it was read: the file was lost)."""
+
+    def where(path: str) -> Path:
+        return Path(path).resolve()
+
+    if junit and json_path and where(junit) == where(json_path):
+        return f"--junit and --json name one file, {junit}: give each report its own path"
+    for option, path in (("junit", junit), ("json", json_path)):
+        if not path:
+            continue
+        for file in files:
+            if where(file) == where(path):
+                return (
+                    f"--{option} {path} is a scenario file given to run: a report there "
+                    "would replace it"
+                )
+    return ""
+
+
 def remove_report(path: str | None) -> None:
     """Remove a report an earlier invocation left at `path`: a run that writes none (it
     was interrupted, or nothing could run) must not leave the old verdicts to a CI step

@@ -122,6 +122,30 @@ def test_a_report_that_cannot_be_written_is_refused_before_anything_runs(
     assert not ScenarioRun.objects.exists()
 
 
+def test_a_report_at_a_scenario_files_path_or_at_the_other_reports_is_refused(
+    tmp_path: Path,
+) -> None:
+    """QA: `--json smoke.yaml` removed the scenario file as an earlier report, then said it
+    could not be read; `--junit r --json r` wrote the JSON over the XML, exit 0."""
+    scenario = write(tmp_path, "ok.yaml", PASSING)
+    same = tmp_path / "." / "ok.yaml"
+    for args, said in [
+        (["--json", str(same)], f"--json {same} is a scenario file given to run"),
+        (["--junit", scenario], f"--junit {scenario} is a scenario file given to run"),
+        (
+            ["--junit", str(tmp_path / "r"), "--json", str(tmp_path / "r")],
+            f"--junit and --json name one file, {tmp_path / 'r'}",
+        ),
+    ]:
+        with pytest.raises(CommandError) as refused:
+            call_command("runscenario", scenario, "--builtin-csms", *args)
+        assert refused.value.returncode == 2
+        assert str(refused.value).startswith(said), str(refused.value)
+        assert str(refused.value).endswith("; nothing ran.")
+        assert Path(scenario).read_text() == PASSING
+    assert not ScenarioRun.objects.exists()
+
+
 def test_a_failing_expectation_exits_1_and_the_junit_names_the_step(tmp_path: Path) -> None:
     junit = tmp_path / "out.xml"
     code, out, _ = runscenario(

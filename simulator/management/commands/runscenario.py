@@ -30,6 +30,7 @@ from scenarios.session import (
     EXIT_BAD_FILE,
     EXIT_ERROR,
     Session,
+    clashing_report,
     exit_code,
     load_files,
     remove_report,
@@ -273,6 +274,9 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc), returncode=EXIT_BAD_FILE) from None
             variables[name] = value
+        clash = clashing_report(options["junit"], options["json"], options["files"])
+        if clash:
+            raise CommandError(f"{clash}; nothing ran.", returncode=EXIT_BAD_FILE)
         for option in ("junit", "json"):
             # Checked before anything runs: a report that cannot be written after a long run
             # lost its verdicts (the run printed PASSED, then a traceback).
