@@ -16,10 +16,12 @@ from api.mcp_http import with_mcp  # noqa: E402
 from chargers.dashboard.routing import websocket_urlpatterns  # noqa: E402
 from chargesim_site.daphne_backpressure import pace_responses_to_readers  # noqa: E402
 from chargesim_site.daphne_bodies import leave_bodies_to_django  # noqa: E402
+from chargesim_site.daphne_reasons import name_every_status  # noqa: E402
 from chargesim_site.origins import SameOriginValidator  # noqa: E402
 
 leave_bodies_to_django()
 pace_responses_to_readers()
+name_every_status()
 
 application = ProtocolTypeRouter(
     {
