@@ -23,6 +23,7 @@ import contextvars
 import logging
 import random
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import current_app
 from django.conf import settings
@@ -46,16 +47,47 @@ class TooManyRuns(Exception):
     """The concurrent run limit is reached."""
 
 
-def unmet_hook(scenario: format.Scenario) -> str | None:
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _same_csms(url: str, other: str) -> bool:
+    a, b = urlsplit(url), urlsplit(other)
+    hosts = {a.hostname, b.hostname}
+    return (a.scheme, a.port, a.path.rstrip("/")) == (b.scheme, b.port, b.path.rstrip("/")) and (
+        len(hosts) == 1 or hosts <= LOOPBACK
+    )
+
+
+def builtin_control(csms_url: str) -> str | None:
+    """`${csms_control}` by default: the control endpoint of the built-in CSMS of this
+    process, when the run's chargers connect to that CSMS (no `csms_url` given, or its
+    own). It makes only that CSMS act: for a run against another CSMS it sent the
+    triggers to a CSMS the chargers were not connected to, and each answered 409, a
+    failed run that the CSMS under test never took part in."""
+    builtin = builtin_csms.running()
+    if builtin is None or builtin.control_url is None:
+        return None
+    if csms_url and not _same_csms(csms_url, builtin.url):
+        return None
+    return builtin.control_url
+
+
+def unmet_hook(scenario: format.Scenario, csms_url: str = "") -> str | None:
     """Why the scenario cannot run here, when its steps make the CSMS act through
     `${csms_control}` and nothing gives it a value: the run would connect its chargers and
     error at its first trigger. Only the built-in CSMS of this process fills it in (a run
-    of a scaled-out simulator runs on Celery, which has none)."""
+    of a scaled-out simulator runs on Celery, which has none), for the chargers that
+    connect to it."""
     if "csms_control" not in scenario.uses or "csms_control" in scenario.variables:
         return None
-    builtin = builtin_csms.running()
-    if builtin is not None and builtin.control_url is not None:
+    if builtin_control(csms_url) is not None:
         return None
+    if csms_url and builtin_csms.running() is not None:
+        return (
+            "The scenario makes the CSMS act through ${csms_control}, which has no value "
+            f"for {csms_url}: the built-in CSMS's control endpoint makes only that CSMS "
+            "act. Give variables.csms_control, your CSMS's hook (docs/csms-control.md)."
+        )
     return (
         "The scenario makes the CSMS act through ${csms_control}, which has no value here: "
         "no built-in CSMS with a control endpoint runs in this simulator (runsimulator "
@@ -148,7 +180,7 @@ async def execute_queued(pk: int) -> None:
         client=EngineClient(),
         options=Options(
             csms_url=run.csms_url or (builtin.url if builtin else None),
-            csms_control=builtin.control_url if builtin else None,
+            csms_control=builtin_control(run.csms_url),
             seed=run.seed,
         ),
         run=run,

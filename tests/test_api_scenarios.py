@@ -780,3 +780,36 @@ def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: C
     for tail in ("", "/cancel", "/junit.xml", "/result.json", "/frames.jsonl"):
         assert f"{RUNS}/{{run_id}}{tail}" in paths
     assert "/api/v1/scenarios/schema" in paths and "/api/v1/scenarios/library" in paths
+
+
+def test_a_run_against_another_csms_does_not_take_the_built_in_csmss_hook(
+    client: Client, monkeypatch: Any
+) -> None:
+    """QA: under runsimulator --demo, a library case run with the csms_url of the CSMS
+    under test got the built-in CSMS's control endpoint as ${csms_control}: its triggers
+    asked the built-in CSMS to act on chargers connected elsewhere, each answered 409, and
+    the run was stored as failed, a verdict on a CSMS that was never asked."""
+    monkeypatch.setattr(launch, "dispatch", lambda run: None)  # no engine here
+    builtin = builtin_csms.BuiltinCsms("ws://127.0.0.1:9000/ocpp", "http://127.0.0.1:9001")
+    monkeypatch.setattr(builtin_csms, "running", lambda: builtin)
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+
+    def post(body: dict[str, Any]) -> Any:
+        return client.post(RUNS, body, content_type="application/json", headers=bearer(token))
+
+    refused = post({"library": "remote-stop", "csms_url": "ws://127.0.0.1:9100/ocpp"})
+    assert refused.status_code == 422, refused.content
+    (problem,) = refused.json()["errors"]
+    assert problem["field"] == "variables"
+    assert problem["message"].startswith(
+        "The scenario makes the CSMS act through ${csms_control}, which has no value for "
+        "ws://127.0.0.1:9100/ocpp: the built-in CSMS's control endpoint makes only that "
+        "CSMS act."
+    )
+    assert not ScenarioRun.objects.exists()
+    assert launch.builtin_control("ws://127.0.0.1:9100/ocpp") is None
+    # The built-in CSMS's own URL, however written, or none: its hook is the default.
+    for csms_url in ("", "ws://127.0.0.1:9000/ocpp", "ws://localhost:9000/ocpp/"):
+        started = post({"library": "remote-stop", "csms_url": csms_url})
+        assert started.status_code == 202, (csms_url, started.content)
+        assert launch.builtin_control(csms_url) == "http://127.0.0.1:9001"
