@@ -1671,6 +1671,13 @@ def test_a_configuration_key_gets_the_admins_messages(api, depot):
         "key": ["AuthorizationKey is set on the charger itself (it is write-only)."]
     }
     assert not ConfigurationKey.objects.filter(key="AuthorizationKey").exists()
+    # Read back, it says where it is, not only that there is no such key.
+    unread = api.get(f"{url}/AuthorizationKey")
+    assert unread.status_code == 404
+    assert "authorization_key, which is write-only" in unread.json()["detail"]
+    assert api.get(f"{url}/NoSuchKey").json()["detail"] == (
+        "Charger 'CP-1' has no configuration key 'NoSuchKey'."
+    )
 
 
 @pytest.mark.parametrize(

@@ -609,6 +609,23 @@ def _key(charger: Charger, key: str) -> ConfigurationKey | None:
     return charger.configuration.filter(key=key).first()
 
 
+# OCPP keys kept as fields of the charger, not as configuration keys (a PUT says so too).
+_CHARGER_FIELDS = {
+    "AuthorizationKey": "it is the charger's authorization_key, which is write-only: "
+    "never read back",
+    "SecurityProfile": "it is the charger's security_profile",
+}
+
+
+def _no_such_key(charge_point_id: str, key: str) -> Http404:
+    """The 404 of a key the charger does not have; for an OCPP key kept on the charger
+    itself, where it is (a GET of AuthorizationKey said only "no configuration key", while
+    a PUT of it said it is write-only)."""
+    text = f"Charger {charge_point_id!r} has no configuration key {key!r}"
+    where = _CHARGER_FIELDS.get(key)
+    return Http404(f"{text}: {where}." if where else f"{text}.")
+
+
 @router.get(
     "/chargers/{charge_point_id}/configuration",
     response={200: list[ConfigurationKeyOut], **READ_ERRORS},
@@ -633,7 +650,7 @@ def get_configuration_key(request: HttpRequest, charge_point_id: str, key: str) 
     charger = _charger(charge_point_id)
     row = _key(charger, key)
     if row is None:
-        raise Http404(f"Charger {charge_point_id!r} has no configuration key {key!r}.")
+        raise _no_such_key(charge_point_id, key)
     return row
 
 
@@ -690,6 +707,6 @@ def delete_configuration_key(request: HttpRequest, charge_point_id: str, key: st
     charger = _charger(charge_point_id)
     row = _key(charger, key)
     if row is None:
-        raise Http404(f"Charger {charge_point_id!r} has no configuration key {key!r}.")
+        raise _no_such_key(charge_point_id, key)
     writes.delete_configuration_key(charger, row)
     return Status(204, None)
