@@ -58,14 +58,19 @@ def junit_xml(results: Iterable[dict[str, Any]]) -> bytes:
     # <testsuite> only, and a strict validator refused the whole report for it. Each
     # suite keeps its own, and the CI readers (docs/scenarios.md) count the testcases.
     totals = {"tests": 0, "failures": 0, "errors": 0}
+    # The suites' times added up: a reader that shows the report's duration takes the
+    # root's (without it, a report of runs that took minutes read as 0 s in some).
+    seconds = 0.0
     for result in results:
         # A result stored before its texts were made storable may hold what XML cannot.
         suite = _suite(storable(result))
         suites.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
+        seconds += float(suite.get("time", "0"))
     for key, value in totals.items():
         suites.set(key, str(value))
+    suites.set("time", f"{seconds:.3f}")
     ET.indent(suites)
     xml: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return xml

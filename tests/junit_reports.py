@@ -35,4 +35,9 @@ def valid_junit(report: bytes | Path) -> ET.Element:
             totals[key] += counted[key]
     said = {key: int(root.get(key, "0")) for key in totals}
     assert said == totals, f"<testsuites> says {said}, its suites have {totals}"
+    # The report's duration: its suites' added up (each written to the millisecond).
+    suites = list(root.iter("testsuite"))
+    seconds = sum(float(suite.get("time", "0")) for suite in suites)
+    assert root.get("time") is not None, "<testsuites> has no time"
+    assert abs(float(root.get("time", "0")) - seconds) <= 0.001 * max(len(suites), 1)
     return root
