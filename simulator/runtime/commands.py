@@ -193,6 +193,9 @@ class CommandServer:
                     self.channel = await self.layer.new_channel()
                 if not joined or outage.ongoing:  # Redis may have come back without its data
                     await self.layer.group_add(self.group, self.channel)
+                    # The layer answers again: said now, not at the next command, which a
+                    # quiet shard may get hours later (its last line said it was failing).
+                    outage.recovered()
                     if not joined:
                         joined = True
                         log.info("answering dashboard commands on %s", self.group)
