@@ -152,6 +152,20 @@ class EngineClient:
             except Exception as exc:  # redis-py's ConnectionError, an OSError: an API 500
                 raise LayerDown(exc) from exc
 
+    def _give_up(self) -> tuple[float, float]:
+        """For a command about to be sent: its `expires` (Unix time) and when this client
+        stops waiting for its acknowledgement (loop time), both counted from now, before the
+        send: the wait ends as a worker with its clock in step would start dropping the
+        command (`contract.expired`). Counted from after the send, a send that waited (Redis
+        paused, the sends queued here) had the worker drop a command the caller still
+        waited for, and a quick one left the skew's second in which a worker carried out a
+        command its caller had been told no worker ran."""
+        loop = asyncio.get_running_loop()
+        return (
+            time.time() + self.ack_seconds,
+            loop.time() + self.ack_seconds + contract.CLOCK_SKEW_SECONDS,
+        )
+
     def shard_of(self, charge_point_id: str) -> int:
         return contract.shard_of(charge_point_id, self.shards)
 
@@ -181,6 +195,7 @@ class EngineClient:
     ) -> contract.CommandResult:
         channel = await self.layer.new_channel()
         request_id = uuid.uuid4().hex
+        expires, ack_deadline = self._give_up()
         message = contract.engine_command(
             command,
             charger_pk,
@@ -188,12 +203,12 @@ class EngineClient:
             channel,
             request_id,
             wait_for=wait_for,
-            expires=time.time() + self.ack_seconds,
+            expires=expires,
         )
         shard = self.shard_of(charge_point_id)
         await self._group_send(contract.engine_group(shard), message)
         loop = asyncio.get_running_loop()
-        reply = await self._receive(channel, {request_id}, loop.time() + self.ack_seconds)
+        reply = await self._receive(channel, {request_id}, ack_deadline)
         if reply is None:
             raise NoWorker(NO_WORKER)
         if reply.get("type") == contract.EVENT_COMMAND_ACK:
@@ -313,6 +328,7 @@ class EngineClient:
             if every:
                 targets["every"] = True
         shard_of_request = {f"{base}.{shard}": shard for shard in sends}
+        expires, ack_deadline = self._give_up()
         for request_id, shard in shard_of_request.items():
             message = contract.bulk_command(
                 command,
@@ -321,12 +337,12 @@ class EngineClient:
                 channel,
                 request_id,
                 wait_for=wait_for,
-                expires=time.time() + self.ack_seconds,
+                expires=expires,
             )
             await self._group_send(contract.engine_group(shard), message)
         outcome = BulkOutcome(asked=sorted(sends))
         await self._gather_bulk(
-            channel, shard_of_request, outcome, command, _wait_seconds(wait_for)
+            channel, shard_of_request, outcome, command, _wait_seconds(wait_for), ack_deadline
         )
         expected = dict(known or {})
         expected.update(chargers or {})
@@ -348,13 +364,12 @@ class EngineClient:
         outcome: BulkOutcome,
         command: str,
         wait_seconds: float,
+        ack_deadline: float,
     ) -> None:
         """Each shard's acknowledgement, then its results; meanwhile the probe of each shard
         that acknowledged asks whether its worker still runs it, as for one charger: a
         worker that went away (`outcome.gone`) is known within seconds, not after the wait's
         timeout and the minute after it."""
-        loop = asyncio.get_running_loop()
-        ack_deadline = loop.time() + self.ack_seconds
         result_deadline = ack_deadline + self.result_seconds + wait_seconds
         unacked = set(shard_of_request.values())
         working: dict[int, tuple[ShardProbe, asyncio.Future[Gone]]] = {}

@@ -579,6 +579,32 @@ async def test_a_command_read_after_its_sender_gave_up_is_not_carried_out(worker
     assert loaded(worker, "CL-2").evse(1).battery is not None  # plugged in once
 
 
+async def test_the_client_waits_for_the_ack_exactly_as_long_as_a_worker_would_take_the_command():
+    """QA (scaled out, Redis paused 5 s): an action waited 9 s for its 503 "No simulator
+    worker answered ... within 4 s", and the worker, which read the command while the API
+    still waited, dropped it as given up on. The client stamped the command's expiry before
+    the send and counted its own wait from after it: a slow send (Redis paused, the sends
+    queued) made the worker drop commands the caller still waited for, and a fast one left
+    the clock-skew second in which a worker carried out a command the caller had been
+    answered 503 for. Both now end at the same moment, counted from before the send."""
+    import time
+
+    layer = get_channel_layer()
+    inbox = await layer.new_channel()
+    await layer.group_add(contract.engine_group(0), inbox)  # a worker that reads late
+    client = EngineClient(layer, shards=1, ack_seconds=0.2)
+    with pytest.raises(NoWorker):
+        await client.command(1, "CP-A", "unplug")
+    single = await asyncio.wait_for(layer.receive(inbox), 5)
+    # Read as soon as the caller was answered: too late to be carried out.
+    assert contract.expired(single, time.time())
+
+    outcome = await client.bulk("unplug", chargers={1: "CP-A"})
+    assert outcome.missing == [0]
+    bulk = await asyncio.wait_for(layer.receive(inbox), 5)
+    assert contract.expired(bulk, time.time())
+
+
 REDIS_URL = "redis://127.0.0.1:6379"
 
 
