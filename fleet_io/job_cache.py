@@ -21,6 +21,8 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 
+from simulator.contract.failures import layer_errors
+
 # Entries are short-lived (a heartbeat, a progress while running); the few left by a
 # killed job expire on their own, and FileBasedCache culls past this many.
 MAX_ENTRIES = 1000
@@ -40,3 +42,8 @@ def job_cache() -> BaseCache:
 @cache
 def _file_cache(location: str, prefix: str) -> FileBasedCache:
     return FileBasedCache(location, {"KEY_PREFIX": prefix, "OPTIONS": {"MAX_ENTRIES": MAX_ENTRIES}})
+
+
+def cache_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a shared cache that cannot be reached (Redis away)."""
+    return layer_errors()

@@ -12,9 +12,11 @@ from functools import partial
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.tasks import run_import_job_task
+from simulator.contract.failures import brief
 
 
 def start(job: ImportJob) -> None:
@@ -59,6 +61,7 @@ def confirm(check: ImportJob, user_pk: int | None) -> ImportJob:
             check.refresh_from_db(fields=["confirmed", "confirmed_as"])
             raise NotConfirmable(check.confirmed_text())
         start(job)
+    job.refresh_from_db()  # failed already if no background worker could be given it
     return job
 
 
@@ -66,7 +69,10 @@ def dispatch(pk: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         threading.Thread(target=_run_in_thread, args=(pk,), name=f"import-job-{pk}").start()
     else:
-        run_import_job_task.delay(pk)
+        try:
+            run_import_job_task.delay(pk)
+        except OperationalError as exc:  # kombu's: the broker (Redis) cannot be reached
+            ImportJob.objects.not_sent(pk, brief(exc))
 
 
 def _run_in_thread(pk: int) -> None:

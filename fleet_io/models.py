@@ -27,7 +27,7 @@ from django.utils import timezone
 from fleet_io import registry
 from fleet_io.file_formats import FileProblem, read_dataset
 from fleet_io.fleet_changes import Applied, reporting, summarise, summary_lines
-from fleet_io.job_cache import job_cache
+from fleet_io.job_cache import cache_errors, job_cache
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,14 @@ def lost_message(dry_run: bool, done: int, total: int) -> str:
     )
 
 
+def not_sent_message(why: str) -> str:
+    """What a job that no background worker could be given says."""
+    return (
+        "The job could not be handed to a background worker: the broker (Redis) cannot be "
+        f"reached ({why}). Nothing was imported. Upload the file again once Redis is back."
+    )
+
+
 class NotConfirmable(Exception):
     """Why a job cannot be confirmed (not a check, confirmed already, has problems)."""
 
@@ -89,7 +97,10 @@ class ImportJobManager(models.Manager["ImportJob"]):
         running = list(self.filter(status=ImportJob.Status.RUNNING, started__lt=cutoff))
         if not running:
             return 0
-        alive = job_cache().get_many([job.alive_key for job in running])
+        try:
+            alive = job_cache().get_many([job.alive_key for job in running])
+        except cache_errors():
+            return 0  # the cache (Redis) away: no heartbeat can be read, none is missing
         lost = [job for job in running if job.alive_key not in alive]
         ended = 0
         for job in lost:
@@ -143,6 +154,19 @@ class ImportJobManager(models.Manager["ImportJob"]):
         """Run a queued job (in a Celery worker or a thread); do nothing if already claimed."""
         if self.claim(pk):
             self.get(pk=pk).run()
+
+    def not_sent(self, pk: int, why: str) -> int:
+        """Fail a queued job that could not be handed to a background worker (the broker,
+        Redis, could not be reached): nothing would ever run it, and it stayed queued for
+        good behind a 500."""
+        logger.warning("Import job %s could not be queued for a background worker: %s", pk, why)
+        return self.filter(pk=pk, status=ImportJob.Status.QUEUED).update(
+            status=ImportJob.Status.FAILED,
+            data=b"",  # it may hold AuthorizationKeys, and nothing will read it now
+            problems=[not_sent_message(why)],
+            problem_count=1,
+            finished=timezone.now(),
+        )
 
 
 class ImportJob(models.Model):
@@ -270,7 +294,10 @@ class ImportJob(models.Model):
             return self.total_rows, self.total_rows
         if self.status == self.Status.FAILED:
             return self.done_rows, self.total_rows
-        found = job_cache().get(self.progress_key)
+        try:
+            found = job_cache().get(self.progress_key)
+        except cache_errors():  # the cache (Redis) away: the list and pages still answer
+            return self.done_rows, self.total_rows
         if found is not None:
             done, total = found
             return done, total

@@ -625,3 +625,62 @@ def test_an_embedded_import_killed_with_its_process_says_how_far_it_got(tmp_path
         "all or nothing. Upload the file again."
     ]
     assert chargers == 0  # all or nothing
+
+
+@pytest.fixture
+def redis_away(settings):
+    """Scaled out with Redis down: Celery's broker and the cache cannot be reached."""
+    from chargesim_site.celery import app
+
+    away = f"redis://127.0.0.1:{free_port()}/0"
+    saved = app.conf.broker_url, app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": away}
+    }
+    app.conf.broker_url, app.conf.task_always_eager = away, False
+    app._pool = app.amqp._producer_pool = None  # connect anew, to the broker set here
+    yield
+    app.conf.broker_url, app.conf.task_always_eager = saved
+    app._pool = app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_away_an_upload_fails_saying_so_and_the_jobs_still_answer(
+    importer, depot, redis_away
+):
+    """QA (scaled out, Redis away): POST /imports answered 500 with kombu's traceback in the
+    web log, and left a job "queued" that nothing would ever run; GET /imports answered 500
+    too (every job's progress is read from the cache, Redis), also once it was back for as
+    long as such a job was listed."""
+    from datetime import timedelta
+
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    response = upload(importer, fleet_csv(3), dry_run="false")
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert (job["status"], job["finished"], job["ok"]) == ("failed", True, False)
+    problem = importer.get(f"{IMPORTS}/{job['id']}/errors").json()["items"][0]["message"]
+    assert problem.startswith(
+        "The job could not be handed to a background worker: the broker (Redis) cannot be "
+        "reached (OperationalError: "
+    ), problem
+    assert problem.endswith("Upload the file again once Redis is back.")
+    assert Charger.objects.count() == 0
+    # One running on a Celery worker meanwhile, its heartbeat out of reach: not lost.
+    running = ImportJob.objects.create(
+        resource="chargers",
+        file_name="f.csv",
+        file_format="csv",
+        data=fleet_csv(3),
+        status=ImportJob.Status.RUNNING,
+        started=timezone.now() - timedelta(minutes=5),
+        total_rows=3,
+        created_by=User.objects.get(username="importer"),
+    )
+    listed = importer.get(IMPORTS)
+    assert listed.status_code == 200, listed.content
+    statuses = {item["id"]: (item["status"], item["done"]) for item in listed.json()["items"]}
+    assert statuses == {job["id"]: ("failed", 0), running.pk: ("running", 0)}

@@ -219,6 +219,7 @@ def _queue(request: HttpRequest, **fields: Any) -> ImportJob:
     with transaction.atomic():
         job = ImportJob.objects.create(created_by_id=caller(request).user.pk, **fields)
         jobs.start(job)  # after commit: in a thread (embedded) or on Celery (scaled out)
+    job.refresh_from_db()  # failed already if no background worker could be given it
     return job
 
 
