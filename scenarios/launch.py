@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from celery import current_app
 from django.conf import settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from chargers.engine_client import EngineClient
 from chargers.orm_threads import in_thread
@@ -35,6 +36,7 @@ from scenarios import format
 from scenarios.models import ScenarioRun
 from scenarios.runner import Options, Runner
 from simulator.contract import builtin_csms, loop_tasks
+from simulator.contract.failures import brief
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +135,9 @@ def queue(
     return run
 
 
-def dispatch(run: ScenarioRun) -> None:
-    """Start the queued run: on this event loop (embedded), or on Celery (scaled out)."""
+async def dispatch(run: ScenarioRun) -> ScenarioRun:
+    """Start the queued run: on this event loop (embedded), or on Celery (scaled out). The
+    run as it is then: ended as `error` when no background worker could be given it."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         # A context of its own: the request's (its ThreadSensitiveContext, whose executor
         # ends with the request) must not be inherited by a task that outlives it.
@@ -142,9 +145,32 @@ def dispatch(run: ScenarioRun) -> None:
             execute_queued(run.pk), name=f"scenario-run-{run.pk}", context=contextvars.Context()
         )
         loop_tasks.adopt(task)  # kept, and cancelled when the simulator stops
-    else:
-        # By name: scenarios.tasks imports this module.
-        current_app.send_task("scenarios.run_scenario", args=[run.pk])
+        return run
+    # In a thread: the send is blocking network I/O, and with Redis away it blocked the
+    # web process's event loop, every other request with it.
+    return await in_thread(_send, thread_sensitive=True)(run)
+
+
+def _send(run: ScenarioRun) -> ScenarioRun:
+    try:
+        # By name: scenarios.tasks imports this module. Without a result to wait for (the
+        # task's own ignore_result is not known by name): with Redis away, the result
+        # backend's retries held the request 20 s before its 500.
+        current_app.send_task("scenarios.run_scenario", args=[run.pk], ignore_result=True)
+    except OperationalError as exc:  # kombu's: the broker (Redis) cannot be reached
+        why = brief(exc)
+        log.warning("Scenario run %s could not be queued for a background worker: %s", run.pk, why)
+        # It stayed queued for good, counted against CHARGESIM_SCENARIO_RUNS.
+        ScenarioRun.objects.filter(pk=run.pk, status=ScenarioRun.Status.QUEUED).update(
+            status=ScenarioRun.Status.ERROR,
+            message=(
+                "The run could not be handed to a background worker: the broker (Redis) "
+                f"cannot be reached ({why}). Start it again once Redis is back."
+            ),
+            finished=timezone.now(),
+        )
+        run.refresh_from_db()
+    return run
 
 
 def request_cancel(run: ScenarioRun) -> ScenarioRun:

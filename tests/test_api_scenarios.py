@@ -10,7 +10,7 @@ import asyncio
 import gzip
 import json
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -704,7 +704,7 @@ def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: 
         {"name": "boot", "description": "A session on a template charger, started through the API."}
     ]
     # A case by name: its file is what runs (dispatch left out: no engine here).
-    monkeypatch.setattr(launch, "dispatch", lambda run: None)
+    monkeypatch.setattr(launch, "dispatch", _not_started)
     writer = user_with_token("writer", "view_charger", "change_charger")[1]
     started = client.post(
         RUNS,
@@ -728,7 +728,7 @@ def test_a_case_needing_csms_control_with_none_here_is_a_422(
     """No built-in CSMS runs in this process (a simulator without --demo, or scaled out):
     a library case that makes the CSMS act through ${csms_control} was queued, connected
     and errored at its first trigger; refused at once instead, saying what to give."""
-    monkeypatch.setattr(launch, "dispatch", lambda run: None)  # no engine here
+    monkeypatch.setattr(launch, "dispatch", _not_started)  # no engine here
     _, token = user_with_token("writer", "view_charger", "change_charger")
     refused = client.post(
         RUNS,
@@ -782,6 +782,51 @@ def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: C
     assert "/api/v1/scenarios/schema" in paths and "/api/v1/scenarios/library" in paths
 
 
+async def _not_started(run: ScenarioRun) -> ScenarioRun:
+    return run
+
+
+@pytest.fixture
+def redis_away(settings: Any) -> Iterator[None]:
+    """Scaled out with Redis down: Celery's broker cannot be reached."""
+    from chargesim_site.celery import app
+    from tests.process import free_port
+
+    away = f"redis://127.0.0.1:{free_port()}/0"
+    saved = app.conf.broker_url, app.conf.result_backend, app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.broker_url, app.conf.result_backend, app.conf.task_always_eager = away, away, False
+    app._pool = app.amqp._producer_pool = None  # connect anew, to the broker set here
+    app.__dict__.pop("backend", None)
+    yield
+    app.conf.broker_url, app.conf.result_backend, app.conf.task_always_eager = saved
+    app._pool = app.amqp._producer_pool = None
+    app.__dict__.pop("backend", None)
+
+
+@pytest.mark.usefixtures("redis_away")
+def test_with_redis_away_a_run_that_cannot_be_queued_ends_saying_so(client: Client) -> None:
+    """QA (scaled out, Redis away): POST /scenarios/runs held the web process's event loop
+    20 s (the result backend's retries, every request of the process waiting), answered
+    500, and left the run queued for good, counted against CHARGESIM_SCENARIO_RUNS."""
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    started = client.post(
+        RUNS,
+        {"source": PASSING, "csms_url": "ws://127.0.0.1:9/ocpp"},
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert started.status_code == 202, started.content
+    run = started.json()
+    assert run["status"] == "error"
+    assert run["message"].startswith(
+        "The run could not be handed to a background worker: the broker (Redis) cannot be "
+        "reached (OperationalError: "
+    ), run["message"]
+    stored = ScenarioRun.objects.get(pk=run["id"])
+    assert (stored.status, stored.finished is not None) == ("error", True)
+
+
 def test_a_run_against_another_csms_does_not_take_the_built_in_csmss_hook(
     client: Client, monkeypatch: Any
 ) -> None:
@@ -789,7 +834,7 @@ def test_a_run_against_another_csms_does_not_take_the_built_in_csmss_hook(
     under test got the built-in CSMS's control endpoint as ${csms_control}: its triggers
     asked the built-in CSMS to act on chargers connected elsewhere, each answered 409, and
     the run was stored as failed, a verdict on a CSMS that was never asked."""
-    monkeypatch.setattr(launch, "dispatch", lambda run: None)  # no engine here
+    monkeypatch.setattr(launch, "dispatch", _not_started)  # no engine here
     builtin = builtin_csms.BuiltinCsms("ws://127.0.0.1:9000/ocpp", "http://127.0.0.1:9001")
     monkeypatch.setattr(builtin_csms, "running", lambda: builtin)
     _, token = user_with_token("writer", "view_charger", "change_charger")

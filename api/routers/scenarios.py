@@ -289,7 +289,7 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
     except launch.TooManyRuns as exc:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         raise ApiError(429, str(exc), headers=headers) from None
-    launch.dispatch(run)
+    run = await launch.dispatch(run)
     return Status(202, run)
 
 
