@@ -1052,3 +1052,35 @@ async def test_a_page_takes_the_messages_waiting_in_its_channel_in_one_go(user):
     assert totals["links"] == {"online": 1}
     assert turns < ahead
     await communicator.disconnect()
+
+
+async def test_a_page_opened_while_redis_is_away_is_told_to_retry_without_a_traceback(
+    user, monkeypatch, caplog
+):
+    """QA (scaled out, Redis away): every page's reconnect, every few seconds, failed its
+    handshake with a 500 and put Daphne's 120-line traceback in the web log. The socket is
+    now closed with 4503 (try again later), which the page answers by reconnecting, and
+    the web log says it once."""
+    import logging
+
+    from channels.layers import channel_layers
+    from channels_redis.core import RedisChannelLayer
+
+    from tests.process import free_port
+
+    away = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])
+    monkeypatch.setattr(consumers, "_layer_down_said", -consumers.LAYER_DOWN_LOG_SECONDS)
+    in_memory = get_channel_layer()
+    channel_layers.backends["default"] = away
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                communicator = page("/ws/fleet/", user)
+                assert await refused_with(communicator) == consumers.LAYER_DOWN == 4503
+                await communicator.wait()
+    finally:
+        channel_layers.backends["default"] = in_memory
+    said = [
+        r for r in caplog.records if "channel layer (Redis) cannot be reached" in r.getMessage()
+    ]
+    assert len(said) == 1 and said[0].exc_info is None, caplog.records

@@ -9,6 +9,7 @@ snapshots and routes the page's commands to the worker of the charger's shard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -27,6 +28,7 @@ from chargers.engine_client import EngineClient, EngineError, FleetOverview
 from chargers.models import Charger
 from chargers.watch_lease import keep_watching
 from simulator import contract
+from simulator.contract.failures import brief, layer_errors
 
 # Shard summaries older than this are from a worker that stopped.
 SUMMARY_STALE_SECONDS = 15.0
@@ -57,8 +59,28 @@ FELL_BEHIND = 4408
 # The close code of a page whose socket could not be written to (a message the encoder
 # cannot write): the page reconnects and gets a full snapshot.
 WRITE_FAILED = 1011
+# The close code of a page opened while the channel layer (Redis) cannot be reached, or
+# open when it went away: try again later (as HTTP's 503), which the page does by itself.
+# Its handshake failed with a 500 and Daphne's traceback in the web log, every few seconds
+# for every open page. (Not 1013: Daphne sends only 1000 and 3000-4999.)
+LAYER_DOWN = 4503
+# The web log says so at most this often (every page retries every few seconds).
+LAYER_DOWN_LOG_SECONDS = 60.0
+_layer_down_said = -LAYER_DOWN_LOG_SECONDS
 
 log = logging.getLogger(__name__)
+
+
+def _say_layer_down(exc: BaseException) -> None:
+    global _layer_down_said
+    now = time.monotonic()
+    if now - _layer_down_said >= LAYER_DOWN_LOG_SECONDS:
+        _layer_down_said = now
+        log.warning(
+            "Dashboard pages cannot connect: the channel layer (Redis) cannot be reached "
+            "(%s); they retry by themselves",
+            brief(exc),
+        )
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -79,6 +101,23 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     last_words: asyncio.Task[None] | None = None
     # How long a page whose access ended has to read its last message and close code.
     last_words_seconds = 60.0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except layer_errors() as exc:
+            # Redis went away under an open page (the receive of its channel failed): one
+            # line, not Daphne's traceback for every page, and the page reconnects.
+            _say_layer_down(exc)
+            self.closing = True
+            for task in (self.writer, self.last_words, *getattr(self, "pending", {}).values()):
+                if task is not None:
+                    task.cancel()
+            for name in ("renewal", "guard"):
+                if (task := getattr(self, name, None)) is not None:
+                    task.cancel()
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": LAYER_DOWN})
 
     async def dispatch(self, message: Any) -> None:
         """Each message to its handler, as Channels does, without Channels' hop to the
@@ -128,11 +167,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse(access.NOT_FOUND)
             return
         key = getattr(self.scope.get("session"), "session_key", None)
-        if key is not None:  # a log-out tells the sockets of its session at once
-            self.session_group = access.session_group(key)
-            await self.channel_layer.group_add(self.session_group, self.channel_name)
-        for group in self.static_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            if key is not None:  # a log-out tells the sockets of its session at once
+                self.session_group = access.session_group(key)
+                await self.channel_layer.group_add(self.session_group, self.channel_name)
+            for group in self.static_groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except layer_errors() as exc:
+            _say_layer_down(exc)
+            self.static_groups, self.session_group = [], None  # nothing to leave
+            await self._refuse(LAYER_DOWN)
+            return
         await self.accept()
         # Every message to the page goes through its backlog, written by a task of its
         # own: a page that stops reading holds up that task alone (its `send` waits under

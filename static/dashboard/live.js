@@ -161,6 +161,8 @@
   // The page stopped reading its socket for too long (a paused tab, a slow link): the
   // server closed it rather than hold all it could not send, and the page reconnects.
   const FELL_BEHIND = 4408;
+  // The web server cannot reach the channel layer (Redis): try again later.
+  const LAYER_DOWN = 4503;
   const FINAL = { 4401: "logged out", 4403: "no access", 4404: "not found" };
   // `why`: the server's last message before it closed the socket, if it sent one.
   function markStale(stale, code, why) {
@@ -186,6 +188,9 @@
           : code === FELL_BEHIND
           ? "(the page fell behind the live updates: a slow connection, or the tab was " +
             "paused). The page reconnects by itself."
+          : code === LAYER_DOWN
+          ? "(the web server cannot reach the channel layer, Redis). The page reconnects " +
+            "by itself."
           : "(the simulator stopped, or the connection to it was lost). The page " +
             "reconnects by itself.");
       note.hidden = false;
