@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,25 @@ def daphne(
         return Process("daphne", [sys.executable, "-m", "daphne", *args], env, logs)
     launcher = [sys.executable, "-m", "tests.short_waits", str(result_seconds)]
     return Process("daphne", [*launcher, *args], env, logs)
+
+
+@contextmanager
+def daphne_app(app: str) -> Iterator[int]:
+    """Daphne serving the ASGI application `app` ("module:attribute") on a free loopback
+    port, which it yields; stopped at the end whatever happens."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 class ManagePy(Process):

@@ -13,35 +13,15 @@ import urllib.request
 import pytest
 
 from tests import streaming_app
-from tests.process import ROOT, free_port, wait_for_port
+from tests.process import ROOT, daphne_app
 
 TOTAL = streaming_app.CHUNKS * streaming_app.CHUNK_BYTES
 
 
 @pytest.fixture
 def server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "tests.streaming_app:application",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
+    with daphne_app("tests.streaming_app:application") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def count(port: int) -> int:

@@ -4,31 +4,18 @@ daphne_reasons.py), on a real Daphne over a real socket."""
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 
 import pytest
 
-from tests.process import ROOT, free_port, wait_for_port
+from tests.process import daphne_app
 
 APP = "tests.status_app:application"
 
 
 @pytest.fixture
 def server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APP],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
+    with daphne_app(APP) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_every_status_the_api_answers_has_its_reason_phrase(server):
