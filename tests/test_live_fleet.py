@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -937,6 +938,25 @@ async def test_a_large_change_is_read_and_decided_a_chunk_of_rows_at_a_time(
     assert rows.most <= 5
     for charger in worker.store:
         assert charger.profiles.rated_w == 5_000.0
+
+
+async def test_the_worker_logs_what_an_edit_did_naming_few_chargers_counting_many(
+    twelve, csms, caplog
+):
+    """QA (scaled out): the worker's log said nothing when an edit was applied; only the
+    admin's or the API's answer did. One line an apply: each charger by name when few,
+    counted by outcome when many."""
+    by_id = await sync_to_async(the_twelve)()
+    pks = list(by_id.values())
+    caplog.set_level(logging.INFO, logger=live_fleet.__name__)
+    await sync_to_async(edit_all)(pks[:2], max_power_kw=5.0)
+    await saved(*pks[:2])
+    await sync_to_async(edit_all)(pks, max_power_kw=7.0)
+    await saved(*pks)
+    said = [r.getMessage() for r in caplog.records if "fleet change applied" in r.getMessage()]
+    first, second = list(by_id)[:2]
+    assert said[0] == f"fleet change applied: {first} applied live; {second} applied live"
+    assert said[-1] == "fleet change applied to 12 chargers: 12 applied live"
 
 
 async def test_a_change_the_database_cut_short_between_chunks_loses_nothing(

@@ -50,7 +50,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -167,11 +167,29 @@ FEW_REBOOTS = 10
 BATCH_PATIENCE_SECONDS = 120.0
 BATCH_POLL_SECONDS = 0.2
 NO_CHANGE = "no change for the running charger"
+# An apply's log line names each changed charger up to this many, else counts outcomes.
+NAMED_OUTCOMES = 10
 REBOOT_WHY = "an edit that needs a reboot"
 # The end of an outcome whose edit waits for a reboot at the session's end.
 WHEN_SESSION_ENDS = "effect when its session ends (it reboots then)"
 # Keys the operator cannot set: the engine derives them, or they live on the charger row.
 _NOT_EDITABLE = {"NumberOfConnectors", "AuthorizationKey", "SecurityProfile"}
+
+
+def _log_outcomes(outcomes: list[contract.ChargerOutcome]) -> None:
+    """One log line for what an apply did to its changed chargers: the worker's own record
+    of an edit, which only the admin's or the API's answer said before. Each charger by
+    name when they are few; counted by outcome when many (a re-import of thousands)."""
+    changed = [o for o in outcomes if o["outcome"] != NO_CHANGE]
+    if not changed:
+        return
+    if len(changed) <= NAMED_OUTCOMES:
+        said = "; ".join(f"{o['charge_point_id']} {o['outcome']}" for o in changed)
+        log.info("fleet change applied: %s", said)
+        return
+    counts = Counter(o["outcome"] for o in changed)
+    said = "; ".join(f"{n} {outcome}" for outcome, n in counts.most_common())
+    log.info("fleet change applied to %d chargers: %s", len(changed), said)
 
 
 @dataclass
@@ -440,6 +458,7 @@ class FleetReloader:
                 raise
             self.retry -= pks
             self.retry_vehicles &= not vehicles
+            _log_outcomes(outcomes)
             return outcomes
 
     async def _apply(
