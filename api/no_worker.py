@@ -33,11 +33,10 @@ UNREACHABLE = (
 def for_charger(engine: EngineClient, charge_point_id: str) -> str:
     """The 503's text when the worker of the charger's shard did not acknowledge."""
     shard = engine.shard_of(charge_point_id)
-    waited = engine.ack_wait_seconds
-    here = _here(engine, [shard], waited)
+    here = _here(engine, [shard])
     if here is not None:
         return here
-    within = f"within {waited:g} s"
+    within = f"within {engine.ack_seconds:g} s"
     if engine.shards == 1:
         return (
             f"No simulator worker answered for this charger {within}. If none runs, "
@@ -51,14 +50,13 @@ def for_charger(engine: EngineClient, charge_point_id: str) -> str:
     )
 
 
-def for_fleet(engine: EngineClient, missing: Iterable[int], waited: float) -> str:
-    """The 503's text when no shard's worker answered (the summary, a bulk action) in the
-    `waited` seconds."""
+def for_fleet(engine: EngineClient, missing: Iterable[int]) -> str:
+    """The 503's text when no shard's worker answered (the summary, a bulk action)."""
     shards = sorted(missing)
-    here = _here(engine, shards, waited)
+    here = _here(engine, shards)
     if here is not None:
         return here
-    within = f"within {waited:g} s"
+    within = f"within {engine.ack_seconds:g} s"
     if engine.shards == 1:
         return f"No simulator worker answered {within}. If none runs, {_start_one()}. {_stalled()}"
     listed = ", ".join(f"{shard}/{engine.shards}" for shard in shards)
@@ -81,7 +79,7 @@ def _stalled() -> str:
     )
 
 
-def _here(engine: EngineClient, shards: Iterable[int], waited: float) -> str | None:
+def _here(engine: EngineClient, shards: Iterable[int]) -> str | None:
     """The text when the layer is this process's own memory, which no other process shares:
     UNREACHABLE when no engine here listens on any of `shards` (no worker anywhere can
     answer), and a worker here that listens but did not answer is this process's own, paused
@@ -93,6 +91,6 @@ def _here(engine: EngineClient, shards: Iterable[int], waited: float) -> str | N
     if not any(groups.get(contract.engine_group(shard)) for shard in shards):
         return UNREACHABLE
     return (
-        f"The simulator worker in this process did not answer within {waited:g} s: "
+        f"The simulator worker in this process did not answer within {engine.ack_seconds:g} s: "
         "it is paused or far behind (see its log and status line). Send it again later."
     )

@@ -161,13 +161,10 @@ class EngineClient:
         waited for, and a quick one left the skew's second in which a worker carried out a
         command its caller had been told no worker ran."""
         loop = asyncio.get_running_loop()
-        return time.time() + self.ack_seconds, loop.time() + self.ack_wait_seconds
-
-    @property
-    def ack_wait_seconds(self) -> float:
-        """How long a command's acknowledgement is waited for: its `ack_seconds`, and the
-        clock skew a worker allows it (`contract.expired`). What a 503 says was waited."""
-        return self.ack_seconds + contract.CLOCK_SKEW_SECONDS
+        return (
+            time.time() + self.ack_seconds,
+            loop.time() + self.ack_seconds + contract.CLOCK_SKEW_SECONDS,
+        )
 
     def shard_of(self, charge_point_id: str) -> int:
         return contract.shard_of(charge_point_id, self.shards)

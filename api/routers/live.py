@@ -807,7 +807,7 @@ async def ask_summary() -> FleetSummaryOut:
     except EngineError as exc:
         raise ApiError(503, _sentence(str(exc))) from None
     if not overview.answered:
-        raise ApiError(503, no_worker.for_fleet(engine, overview.missing, engine.ack_seconds))
+        raise ApiError(503, no_worker.for_fleet(engine, overview.missing))
     enabled = Charger.objects.enabled()
     if overview.missing:
         per_shard = await sync_to_async(enabled.per_shard)(overview.shards)
@@ -874,7 +874,7 @@ async def ask_bulk(
         message = outcome.refused[0]
         raise ApiError(422, message, [ErrorItem(field=None, message=message)])
     if outcome.asked and outcome.missing == outcome.asked:
-        raise ApiError(503, no_worker.for_fleet(engine, outcome.missing, engine.ack_wait_seconds))
+        raise ApiError(503, no_worker.for_fleet(engine, outcome.missing))
     return _bulk_out(command, outcome, listed or {}, not_found)
 
 
