@@ -155,15 +155,18 @@ class EngineClient:
     def _give_up(self) -> tuple[float, float]:
         """For a command about to be sent: its `expires` (Unix time) and when this client
         stops waiting for its acknowledgement (loop time), both counted from now, before the
-        send: the wait ends as a worker with its clock in step would start dropping the
-        command (`contract.expired`). Counted from after the send, a send that waited (Redis
-        paused, the sends queued here) had the worker drop a command the caller still
-        waited for, and a quick one left the skew's second in which a worker carried out a
-        command its caller had been told no worker ran."""
+        send, so that they end at the same moment: a worker drops a command the clock skew
+        it allows past its `expires` (`contract.expired`), so `expires` is that much
+        earlier than the end of the wait. Counted from after the send, a send that waited
+        (Redis paused, the sends queued here) had the worker drop a command the caller
+        still waited for, and a quick one left the skew's second in which a worker carried
+        out a command its caller had been told no worker ran. (The wait itself stays
+        `ack_seconds`: a longer one held up everything that waits for it, a scenario's
+        clean-up at a stop among them.)"""
         loop = asyncio.get_running_loop()
         return (
-            time.time() + self.ack_seconds,
-            loop.time() + self.ack_seconds + contract.CLOCK_SKEW_SECONDS,
+            time.time() + self.ack_seconds - contract.CLOCK_SKEW_SECONDS,
+            loop.time() + self.ack_seconds,
         )
 
     def shard_of(self, charge_point_id: str) -> int:
