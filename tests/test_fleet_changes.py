@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.core.management import call_command
@@ -669,3 +669,107 @@ def test_a_register_reset_works_only_on_an_idle_charger(admin_client_logged_in):
     assert "Not reset (a session is open): CP-2." in shown
     assert set(idle.evses.values_list("register_wh", flat=True)) == {0}
     assert set(busy.evses.values_list("register_wh", flat=True)) == {900}
+
+
+class LoopInThisThread:
+    """An event loop driven here, whose `sync_to_async` runs `write` in a thread: as the
+    simulator's loop runs a scenario run's or an admin save's ORM work."""
+
+    def __init__(self, write: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.write = write
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.outcome: dict[str, Any] = {}
+        self.task: asyncio.Future[None] | None = None
+
+    def _run(self) -> None:
+        self.started.set()
+        try:
+            self.outcome["applied"] = self.write()
+        finally:
+            self.done.set()
+
+    async def _start(self) -> None:
+        self.task = asyncio.ensure_future(sync_to_async(self._run, thread_sensitive=False)())
+        while not self.started.is_set():
+            await asyncio.sleep(0.01)
+
+    def start(self) -> None:
+        self.loop.run_until_complete(self._start())
+
+    def finish(self) -> bool:
+        """Whether the write ended by itself; then the loop is run again to end it (the old
+        hang's hand-off runs then) and closed."""
+        ended = self.done.wait(30)
+        while not self.done.is_set() or not (self.task and self.task.done()):
+            self.loop.run_until_complete(asyncio.sleep(0.05))
+        self.loop.close()
+        return ended
+
+
+def test_a_change_committed_after_the_writers_loop_stopped_does_not_hang(caplog):
+    # runsimulator stopped while a scenario run's clean-up deleted its chargers in a
+    # thread: the commit's send was handed to the stopped loop, and the process said
+    # "Stopped" and never exited.
+    loop_stopped = threading.Event()
+
+    def write() -> fleet_changes.Applied:
+        loop_stopped.wait(30)
+        return fleet_changes.send(fleet_changes._Batch(chargers={0: {7: "SCN-1"}}))
+
+    writer = LoopInThisThread(write)
+    caplog.set_level("INFO", logger="fleet_io.fleet_changes")
+    writer.start()  # returns with the loop stopped, not closed: as at the end of a stop
+    loop_stopped.set()
+    assert writer.finish(), "the send waited for a loop that had stopped"
+    applied = writer.outcome["applied"]
+    assert applied.unsent == fleet_changes.STOPPING
+    assert fleet_changes.notes(applied) == [
+        (
+            False,
+            "Saved, but the simulator is stopping: its workers take the change when they "
+            "start again.",
+        )
+    ]
+    assert "not sent to the simulator workers: the simulator is stopping" in caplog.text
+
+
+def test_a_send_waiting_for_answers_gives_up_when_its_loop_stops():
+    def write() -> fleet_changes.Applied:
+        # Stopped while the send waits for the workers' answers (a report waits 2 s).
+        writer.loop.call_soon_threadsafe(writer.loop.call_later, 0.3, writer.loop.stop)
+        batch = fleet_changes._Batch(chargers={0: {7: "CP-7"}}, reports=[lambda _a: None])
+        return fleet_changes.send(batch)
+
+    writer = LoopInThisThread(write)
+    writer.start()
+    writer.loop.run_forever()  # until the write stops it
+    assert writer.finish(), "the send waited for a loop that had stopped"
+    assert writer.outcome["applied"].unsent == fleet_changes.STOPPING
+
+
+def test_a_change_written_in_a_running_loops_thread_reaches_that_loops_workers():
+    layer = get_channel_layer()
+    got: list[dict[str, Any]] = []
+
+    async def worker() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add(contract.engine_group(0), channel)
+        started.set()
+        got.append(await layer.receive(channel))
+
+    started = threading.Event()
+
+    def write() -> fleet_changes.Applied:
+        started.wait(10)
+        return fleet_changes.send(fleet_changes._Batch(chargers={0: {7: "CP-7"}}))
+
+    writer = LoopInThisThread(write)
+    receiving = writer.loop.create_task(worker())
+    writer.start()
+    writer.loop.run_until_complete(asyncio.wait_for(receiving, 10))
+    assert writer.finish()
+    assert not writer.outcome["applied"].unsent
+    async_to_sync(layer.flush)()
+    assert got == [contract.fleet_changed([7])]
