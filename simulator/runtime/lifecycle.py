@@ -90,6 +90,8 @@ WAIT_SHARE = 0.5
 # The part of that share that letting the messages in progress be answered may use first
 # (`draining`): a central system that answers at all answers well within it.
 DRAIN_SHARE = 0.2
+# The part that the scenario runs this process hosts may use, before that, to clean up.
+RUNS_SHARE = 0.2
 # Chargers replaced one at a time (a power cycle, a small edit, retired) leave their last
 # connection frozen, garbage the collector does not see (`gc_policy`); once they add up to
 # this share of the fleet, one full collection frees it (`Simulator._keep_frozen`). A large
@@ -907,7 +909,17 @@ class Simulator:
         timeout = self.options.stop_timeout if timeout is None else timeout
         started = loop.time()
         deadline = started + timeout
-        answered_by = started + timeout * DRAIN_SHARE
+        # The scenario runs started here (embedded: through the API) end first, while the
+        # engine still answers them: each stops its temporary chargers' sessions, waits for
+        # the CSMS's answers, deletes them and stores itself. Cancelled with the engine's
+        # tasks, a run spent the wait asking an engine that no longer answered, and was cut
+        # off stored as running, its chargers left in the fleet. One still going is
+        # cancelled again below, which skips its waiting but not its deleting.
+        runs = loop_tasks.running(loop)
+        for task in runs:
+            task.cancel()
+        await self._wait_unless_forced(runs, started + timeout * RUNS_SHARE)
+        answered_by = loop.time() + timeout * DRAIN_SHARE
         # No batch of a large fleet change starts during the stop (one going down ends).
         await self.reloader.halt(0.0 if self.force_exit else answered_by - loop.time())
         if not self.force_exit:
