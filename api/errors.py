@@ -381,8 +381,9 @@ def document_refusals(schema: dict[str, Any]) -> None:
                 )
 
 
-def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
-    """`view`, with a 405 it answers (ninja's own, a bare text) in the error body."""
+def finished_answers(view: Callable[..., Any]) -> Callable[..., Any]:
+    """`view`, with a 405 it answers (ninja's own, a bare text) in the error body, and a
+    204 without the JSON type ninja gives every answer (its empty body is no JSON)."""
 
     if inspect.iscoroutinefunction(view):
 
@@ -401,6 +402,8 @@ def json_method_not_allowed(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _converted(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    if response.status_code == 204:
+        del response["Content-Type"]
     if not isinstance(response, HttpResponseNotAllowed):
         return response
     return method_not_allowed(request, response["Allow"])

@@ -25,7 +25,7 @@ from api.routers import account, events, fleet, imports, live, log, scenarios
 class ChargeSimAPI(NinjaAPI):
     def _get_urls(self) -> list[URLResolver | URLPattern]:
         # ninja answers a method a path does not take with a bare text 405: give it the
-        # API's error body too.
+        # API's error body too (and a 204 no content type).
         urls = super()._get_urls()
         # Built with the URLs (every router is added by then): each operation's required
         # permissions are checked before its request is validated, and a query parameter
@@ -38,7 +38,7 @@ class ChargeSimAPI(NinjaAPI):
                     refuse_other_content_types(operation)
         for url in urls:
             if isinstance(url, URLPattern):
-                url.callback = errors.json_method_not_allowed(url.callback)
+                url.callback = errors.finished_answers(url.callback)
         return urls
 
     def get_openapi_operation_id(self, operation: Operation) -> str:
