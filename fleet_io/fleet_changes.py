@@ -18,22 +18,20 @@ and vehicles write fleet rows too and may not import `chargers`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypedDict
 
-from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 
+from fleet_io.from_thread import LoopStopped, run_from_thread
 from simulator import contract
 from simulator.contract.failures import brief, layer_errors
 
@@ -48,11 +46,9 @@ APPLY_SECONDS = 10.0
 # The in-memory layer's queues belong to one event loop; a receive from another thread's
 # loop is not woken by a send, so the wait polls that layer in slices this long.
 RECEIVE_SLICE_SECONDS = 0.05
-# A send handed to the event loop that runs this thread's write is waited for at most this
-# long beyond its own waits (a layer that neither answers nor fails), and looked at this
-# often for that loop having stopped meanwhile.
+# A send from a thread is waited for at most this long beyond its own waits (a layer that
+# neither answers nor fails): `from_thread`.
 HANDOFF_MARGIN_SECONDS = 5.0
-HANDOFF_POLL_SECONDS = 0.1
 # `Applied.unsent` when the loop that would send has stopped: the process is stopping.
 STOPPING = "the simulator is stopping"
 
@@ -214,22 +210,18 @@ def send(batch: _Batch) -> Applied:
         _sending.add(task)
         task.add_done_callback(_sending.discard)
         return Applied(shards, [], chargers=batch.chargers, changes=batch.changes)
-    home = _calling_loop()
-    if home is None or home.is_closed():
-        # A thread of its own (Celery, a command): asgiref runs the send on a new loop.
-        answers, received, counts = async_to_sync(_send_and_wait)(batch, shards, wait)
-    else:
-        handed = _hand_to(home, _send_and_wait(batch, shards, wait), wait + APPLY_SECONDS)
-        if handed is None:
-            log.info(
-                "a fleet change was not sent to the simulator workers: %s (the change is "
-                "saved; a worker takes it when it starts)",
-                STOPPING,
-            )
-            return Applied(
-                shards, [], chargers=batch.chargers, changes=batch.changes, unsent=STOPPING
-            )
-        answers, received, counts = handed
+    try:
+        answers, received, counts = run_from_thread(
+            partial(_send_and_wait, batch, shards, wait),
+            wait + APPLY_SECONDS + HANDOFF_MARGIN_SECONDS,
+        )
+    except LoopStopped:
+        log.info(
+            "a fleet change was not sent to the simulator workers: %s (the change is saved; "
+            "a worker takes it when it starts)",
+            STOPPING,
+        )
+        return Applied(shards, [], chargers=batch.chargers, changes=batch.changes, unsent=STOPPING)
     return Applied(
         shards,
         answers,
@@ -238,49 +230,6 @@ def send(batch: _Batch) -> Applied:
         changes=batch.changes,
         other_counts=sorted(counts - {settings.CHARGESIM_SHARDS}),
     )
-
-
-def _calling_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop whose `sync_to_async` runs this thread's code, if any (asgiref keeps
-    it in a thread-local, with the pid for forked processes, as its `async_to_sync` does)."""
-    local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
-    return loop
-
-
-_Sent = tuple[list[Any], list[int], set[int]]
-
-
-def _hand_to(
-    loop: asyncio.AbstractEventLoop, sending: Coroutine[Any, Any, _Sent], within: float
-) -> _Sent | None:
-    """Run `sending` on `loop` (the in-memory layer's queues belong to it) and wait for
-    its result; None if the loop is not running or stops meanwhile, TimeoutError past
-    `within` and HANDOFF_MARGIN_SECONDS.
-
-    Not `async_to_sync`, which waits without bound for a loop that may never run the
-    work: a scenario run's clean-up deleting its chargers in asgiref's thread while
-    runsimulator stopped committed after the loop had ended, and the process, having said
-    "Stopped", never exited (its exit waits for that thread)."""
-    if not loop.is_running():
-        sending.close()
-        return None
-    future = asyncio.run_coroutine_threadsafe(sending, loop)
-    give_up = time.monotonic() + within + HANDOFF_MARGIN_SECONDS
-    while True:
-        try:
-            return future.result(HANDOFF_POLL_SECONDS)
-        except concurrent.futures.TimeoutError:
-            if not loop.is_running():
-                future.cancel()
-                return None
-            if time.monotonic() > give_up:
-                future.cancel()
-                raise TimeoutError(
-                    f"the channel layer neither took nor refused it in {within + HANDOFF_MARGIN_SECONDS:.0f} s"
-                ) from None
 
 
 async def _send_and_wait(

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import partial
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
@@ -25,6 +25,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from chargers.dashboard.pages import may_see_message_log
+from fleet_io.from_thread import LoopStopped, run_from_thread
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ NO_ACCESS = 4403
 NOT_FOUND = 4404  # what the page shows no longer exists
 # The event type a log-out sends to the sockets of its session.
 SESSION_ENDED = "session.ended"
+# How long a log-out waits for the channel layer to take that event (the pages' own checks
+# find out within ACCESS_CHECK_SECONDS all the same).
+SESSION_END_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,10 @@ def tell_sockets_of_session(sender: Any, request: HttpRequest | None, **kwargs: 
     layer = get_channel_layer()
     if key is None or layer is None:
         return
+    ended = partial(layer.group_send, session_group(key), {"type": SESSION_ENDED})
     try:
-        async_to_sync(layer.group_send)(session_group(key), {"type": SESSION_ENDED})
+        run_from_thread(ended, SESSION_END_SECONDS)
+    except LoopStopped:  # the process is stopping: its pages close with it
+        return
     except Exception:  # the layer away (Redis down): the pages' own checks find out
         log.warning("Could not tell the open pages of a session that it logged out", exc_info=True)
