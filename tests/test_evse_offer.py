@@ -975,3 +975,45 @@ async def test_a_three_phase_3_7_kw_evse_suspends_the_car_and_says_why(
         assert statuses_heard(csms, 1, mark) == ["Preparing", "SuspendedEVSE"]
         assert charger.evse(1).power_w == 0.0
         assert f"OF-WB3: connector 1 cannot charge a car: {why}" in caplog.messages
+
+
+async def test_a_charge_point_max_gives_what_a_single_phase_cars_amp_profile_leaves(csms, ticking):
+    """A single-phase car held at 10 A by its TxProfile draws 2.3 kW; of an 11 kW
+    ChargePointMax the other car gets the 8.7 kW left. Its want was counted over the EVSE's
+    three phases (6.9 kW, capped by its 3.7 kW on-board charger), so 1.4 kW stayed unused."""
+    charger = runtime_charger("OF-CPM1TX", csms.url, evses=2, max_kw=22.0)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, charger.id, 0, profile("ChargePointMaxProfile", 11_000, unit="W"))
+        await session(charger, 1, "A", vehicle=PHEV)
+        await install(csms, charger.id, 1, profile("TxProfile", 10, profile_id=2))
+        await session(charger, 2, "B", vehicle=COMPACT)
+        await wait_until(
+            lambda: charger.evse(1).power_w > 0 and charger.evse(2).power_w > 0, message="both"
+        )
+        await asyncio.sleep(0.2)
+        assert charger.evse(1).power_w == pytest.approx(2_300, rel=1e-3)
+        assert charger.evse(2).power_w == pytest.approx(8_700, rel=1e-3)
+
+
+async def test_a_charge_point_max_in_amps_lets_a_single_phase_car_draw_its_watt_profile(
+    csms, ticking
+):
+    """2 kW to a single-phase car is 8.7 A on its phase: of a 16 A ChargePointMax each car
+    wants more than half, so each gets 8 A. The want was that 2 kW over three phases,
+    2.9 A, and a share of 2.9 A, under the 6 A minimum, left the car SuspendedEVSE while
+    the other took 13.1 A."""
+    charger = runtime_charger("OF-CPMA1W", csms.url, evses=2, max_kw=22.0)
+    async with connected(charger):
+        ticking(charger)
+        await install(csms, charger.id, 0, profile("ChargePointMaxProfile", 16))
+        await session(charger, 1, "A", vehicle=PHEV)
+        await install(csms, charger.id, 1, profile("TxProfile", 2_000, unit="W", profile_id=2))
+        await session(charger, 2, "B", vehicle=COMPACT)
+        await wait_until(
+            lambda: charger.evse(1).power_w > 0 and charger.evse(2).power_w > 0, message="both"
+        )
+        await asyncio.sleep(0.2)
+        assert charger.evse(1).status is Status.CHARGING
+        assert charger.evse(1).current_a == pytest.approx((8.0,), rel=1e-3)
+        assert charger.evse(2).current_a == pytest.approx((8.0,) * 3, rel=1e-3)

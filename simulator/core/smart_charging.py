@@ -1159,6 +1159,16 @@ class ProfileStore:
         wants: dict[int, float] = {}
         for connector_id, limit in own.items():
             want = limit.value(unit)
+            drawn_on = used[connector_id]
+            if drawn_on < limit.phases:
+                # The car draws its limit on its own phases: 10 A to a single-phase car is
+                # 2.3 kW, not the 6.9 kW of three; counted so, it held back a share unused.
+                amps = self.electrical.max_current
+                if limit.amp_cap is not None:
+                    amps = min(amps, limit.amp_cap)
+                if limit.watt_cap is not None:
+                    amps = min(amps, watts_to_amps(limit.watt_cap, drawn_on, voltage))
+                want = amps if unit == "A" else amps_to_watts(amps, drawn_on, voltage)
             demand = (demand_watts or {}).get(connector_id)
             if demand is not None:
                 want = min(
