@@ -330,3 +330,30 @@ async def test_a_reservation_due_during_a_slow_stop_is_saved_as_it_stood_when_th
         lambda: list(ReservationRecord.objects.values_list("reservation_id", flat=True))
     )()
     assert stored == [7]
+
+
+@pytest.mark.parametrize("ends", ["cancelled", "expired"])
+async def test_a_reservation_ending_with_a_car_plugged_in_leaves_the_connector_preparing(
+    csms, ends
+):
+    """A car plugged into a reserved connector waits there (Reserved); when the reservation
+    ends the connector is Preparing, as a car plugged into a free one is: it went Available
+    with the car still in it, and a CSMS would have offered it to the next driver."""
+    cp_id = f"RSV-CAR-{ends}"
+    charger = runtime_charger(cp_id, csms.url, evses=1)
+    async with connected(charger):
+        await settled(csms, charger)
+        mark = len(csms.log)
+        expiry = timedelta(seconds=1.0 if ends == "expired" else 600)
+        assert await csms.reserve_now(cp_id, 1, "ALICE", expiry, reservation_id=11) == "Accepted"
+        await wait_until(lambda: statuses(csms, cp_id, 1, mark) == ["Reserved"], message="R")
+        charger.plug_in(1, COMPACT)
+        if ends == "cancelled":
+            assert await csms.cancel_reservation(cp_id, 11) == "Accepted"
+        await wait_until(
+            lambda: len(statuses(csms, cp_id, 1, mark)) == 2,
+            timeout=5,
+            message=f"the reservation {ends}",
+        )
+        assert statuses(csms, cp_id, 1, mark) == ["Reserved", "Preparing"]
+        assert charger.evse(1).status is S.PREPARING

@@ -1544,7 +1544,10 @@ class Charger:
         if reservation.connector_id:
             evse = self.evse(reservation.connector_id)
             if evse.status is Status.RESERVED:
-                self.set_status(evse, Status.AVAILABLE)
+                # A car plugged in meanwhile waited in Reserved: now it waits for an idTag,
+                # as on a free connector, not Available with the cable in.
+                free = Status.AVAILABLE if evse.battery is None else Status.PREPARING
+                self.set_status(evse, free)
 
     def _back_to_reserved(self, evse: Evse) -> None:
         """A connector that became Available again while its reservation still holds."""
