@@ -1260,3 +1260,44 @@ async def test_a_handler_that_breaks_still_answers_before_what_it_queued(
     answered = _position(sent, "answer", "RemoteStopTransaction")
     assert answered < _position(sent, "call", "StopTransaction", transactionId=tx)
     assert answered < _position(sent, "call", "StatusNotification", status="Finishing")
+
+
+@pytest.mark.parametrize("why", ["refused", "no car in time"])
+async def test_a_remote_start_that_never_starts_leaves_its_profile_to_no_later_session(
+    csms, ticking, why
+):
+    """RemoteStartTransaction with a TxProfile that starts no transaction (its idTag
+    refused by Authorize under AuthorizeRemoteTxRequests, or no car plugged in within
+    ConnectionTimeOut): the profile goes with it. It was kept for the connector and
+    installed on the next driver's own session, holding a local start at the remote
+    start's 5 kW."""
+    cp_id = f"SC-STALE-{why.split()[0]}"
+    config = (
+        {"AuthorizeRemoteTxRequests": "true"}
+        if why == "refused"
+        else {"AuthorizeRemoteTxRequests": "false", "ConnectionTimeOut": "1"}
+    )
+    charger = runtime_charger(cp_id, csms.url, evses=1, config=config)
+    csms.authorize = {"REMOTE": "Invalid"} if why == "refused" else {}
+    profile = tx_default(22, 1, 5000)
+    profile["chargingProfilePurpose"] = "TxProfile"
+    async with connected(charger):
+        ticking(charger)
+        mark = len(csms.log)
+        answer = await csms.call(
+            cp_id,
+            call.RemoteStartTransaction(id_tag="REMOTE", connector_id=1, charging_profile=profile),
+        )
+        assert answer.status == "Accepted"
+        if why == "refused":
+            await csms.wait_for(cp_id, "Authorize", after=mark, direction="out")
+        else:
+            await wait_until(
+                lambda: 1 not in charger.pending_authorizations, timeout=5, message="time out"
+            )
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "DRIVER") == "Accepted"
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the driver charging")
+        await asyncio.sleep(0.2)
+        assert len(charger.profiles) == 0
+        assert charger.evse(1).power_w == pytest.approx(11_000, rel=1e-3)

@@ -1242,6 +1242,7 @@ class Charger:
             # Available meanwhile. The driver presents the card again.
             self._cancel_timer("connection-timeout", connector_id)
             self.pending_authorizations.pop(connector_id, None)
+            self.pending_profiles.pop(connector_id, None)
             self.authorization_expires.pop(connector_id, None)
             self._claimed.pop(connector_id, None)
         self.set_status(evse, Status.FAULTED, error_code, info)
@@ -1306,6 +1307,8 @@ class Charger:
             status = await self.authorize(id_tag)
             if status != "Accepted":
                 log.info("%s: remote start for %s not authorized (%s)", self.id, id_tag, status)
+                # Its TxProfile goes with it: kept, the next driver's session took it.
+                self.pending_profiles.pop(connector_id, None)
                 return
         evse = self.evse(connector_id)
         if evse.battery is None and self.spec.simulate_ev_on_remote_start:
@@ -2250,6 +2253,7 @@ class Charger:
         if inoperative and evse.status is not Status.UNAVAILABLE:
             if evse.status is Status.PREPARING:
                 self.pending_authorizations.pop(connector_id, None)
+                self.pending_profiles.pop(connector_id, None)
                 self.set_status(evse, Status.AVAILABLE)
             self.set_status(evse, Status.UNAVAILABLE)
         elif not inoperative and evse.status is Status.UNAVAILABLE:
@@ -2299,6 +2303,7 @@ class Charger:
                 # then Preparing 4 ms later).
                 evse.transition(Status.PREPARING)
         self.pending_authorizations.clear()
+        self.pending_profiles.clear()
         self._claimed.clear()
         self.power_cycle(why)
         transport = self.transport
@@ -2572,6 +2577,7 @@ class Charger:
         cancelled and the connector goes back to Available."""
         evse = self.evse(connector_id)
         self.pending_authorizations.pop(connector_id, None)
+        self.pending_profiles.pop(connector_id, None)  # a remote start's, with it
         self._claimed.pop(connector_id, None)
         if (
             connector_id not in self.transactions
