@@ -694,3 +694,50 @@ def test_a_restart_with_only_other_durable_messages_says_what_it_restored_at_deb
     assert said.getMessage().startswith(
         "restored 1 unconfirmed transaction message(s) and 1 other durable message(s)"
     )
+
+
+async def test_a_restart_ends_the_tx_profile_with_the_transaction_it_was_for(csms):
+    """A TxProfile lasts as long as its transaction (1.6, 3.13.2). A restart ends the open
+    transaction (PowerLoss), but its TxProfile stayed installed, stored, and held the
+    session that starts again after the boot at the old transaction's limit."""
+    await database_sync_to_async(make_charger)("CP-TXP", evses=1, csms_url=csms.url)
+    service = await started("CP-TXP")
+    charger = loaded(service, "CP-TXP")
+    profile = {
+        "chargingProfileId": 8,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8}],
+        },
+    }
+    try:
+        charger.plug_in(1, COMPACT, soc=30, target_soc=90)
+        assert await charger.present_id_tag(1, "TAG-TXP") == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        answer = await csms.call(
+            "CP-TXP", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+        )
+        assert answer.status == "Accepted"
+        await service.checkpoint()
+    finally:
+        await service.stop()
+    mark = len(csms.log)
+    again = await started("CP-TXP")
+    try:
+        stop = await csms.wait_for("CP-TXP", "StopTransaction", after=mark, timeout=5)
+        assert stop.payload["reason"] == "PowerLoss"
+        await csms.wait_for(
+            "CP-TXP", "StartTransaction", after=csms.log.index(stop) + 1, timeout=10
+        )
+        assert loaded(again, "CP-TXP").profiles.installed() == []
+        await again.checkpoint()
+    finally:
+        await again.stop()
+    third = await started("CP-TXP")
+    try:
+        assert loaded(third, "CP-TXP").profiles.installed() == []
+    finally:
+        await third.stop()

@@ -2561,6 +2561,10 @@ class Charger:
             tx=tx,
         )
         self.listener.on_transaction(self, tx)
+        # Its TxProfile ended with it, as at any stop: kept, it held the session that
+        # starts again after the boot at the old transaction's limit.
+        if self.profiles.clear_transaction(tx.connector_id):
+            self.profiles_changed()
 
     # -- ConnectionTimeOut and other timers ---------------------------------------------------
 
