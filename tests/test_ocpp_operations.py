@@ -1301,3 +1301,38 @@ async def test_a_remote_start_that_never_starts_leaves_its_profile_to_no_later_s
         await asyncio.sleep(0.2)
         assert len(charger.profiles) == 0
         assert charger.evse(1).power_w == pytest.approx(11_000, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"stackLevel": 11}, "above ChargeProfileMaxStackLevel"),
+        (
+            {
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [
+                        {"startPeriod": 60 * n, "limit": 16} for n in range(25)
+                    ],
+                }
+            },
+            "more periods than ChargingScheduleMaxPeriods",
+        ),
+    ],
+)
+async def test_a_remote_start_with_a_profile_the_charger_cannot_install_is_rejected(
+    csms, change, why
+):
+    """The remote start was Accepted and its profile dropped at the start without a word:
+    the car charged unlimited while the CSMS took the session as limited."""
+    charger = runtime_charger("SC-NOFIT", csms.url, evses=1)
+    profile = tx_default(23, 1, 5000)
+    profile["chargingProfilePurpose"] = "TxProfile"
+    profile.update(change)
+    async with connected(charger):
+        answer = await csms.call(
+            "SC-NOFIT",
+            call.RemoteStartTransaction(id_tag="T", connector_id=1, charging_profile=profile),
+        )
+        assert answer.status == "Rejected", why
+        assert not charger.pending_authorizations and not charger.pending_profiles

@@ -1274,10 +1274,11 @@ class Charger:
         """RemoteStartTransaction: decide the answer; the caller runs `after_remote_start`."""
         if self.boot is not BootState.ACCEPTED or self.charger_unavailable:
             return "Rejected", None
+        parsed = None
         if charging_profile is not None:
             # A TxProfile without a transactionId; installed when the transaction starts.
             try:
-                parse_remote_start_profile(charging_profile)
+                parsed = parse_remote_start_profile(charging_profile)
             except ProfileError as exc:
                 log.info("%s: RemoteStartTransaction profile rejected: %s", self.id, exc)
                 return "Rejected", None
@@ -1295,6 +1296,16 @@ class Charger:
             if evse.status in _REMOTE_STARTABLE:
                 if evse.status is Status.FINISHING and evse.battery is None:
                     continue
+                # A profile the store would refuse (a stackLevel above
+                # ChargeProfileMaxStackLevel, too many periods, a unit not allowed) was
+                # dropped at the start without a word: the session charged unlimited while
+                # the CSMS took it as limited.
+                why = None
+                if parsed is not None:
+                    why = self.profiles.check(candidate, parsed, active_transaction_id=-1)
+                if why is not None:
+                    log.info("%s: RemoteStartTransaction profile rejected: %s", self.id, why)
+                    return "Rejected", None
                 if not self.claim_reservation(candidate, id_tag, self.auth_cache.parent_of(id_tag)):
                     continue  # reserved for someone else
                 if charging_profile is not None:
