@@ -122,7 +122,23 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
                 if rows > preview_rows():
                     job = self._queue_job(request, data, upload.name, format_class, dry_run=True)
                     return HttpResponseRedirect(job.get_absolute_url())
-        return super().import_action(request, **kwargs)
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None)
+        if context is not None and not context.get("fields_list"):
+            # The library lists the columns only of a form it read rows with: a file it
+            # could not read (its encoding, a header alone) got "This importer will import
+            # the following fields:" and nothing, above the message saying what to correct.
+            context["fields_list"] = [
+                (
+                    resource.get_display_name(),
+                    [field.column_name for field in resource.get_user_visible_fields()],
+                )
+                for resource in (
+                    resource_class(**self.get_import_resource_kwargs(request=request, **kwargs))
+                    for resource_class in self.get_import_resource_classes(request)
+                )
+            ]
+        return response
 
     @method_decorator(require_POST)
     def process_import(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:

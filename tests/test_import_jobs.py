@@ -119,6 +119,28 @@ def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logg
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        fleet_csv(1, location="Düsseldorf").decode().encode("latin-1"),
+        b"charge_point_id,location,power_type,max_power_kw,evses\n",
+    ],
+    ids=["latin-1", "header-only"],
+)
+def test_a_file_that_cannot_be_read_keeps_the_list_of_columns_on_the_form(
+    admin_client_logged_in, depot, data
+):
+    """QA: a file refused before its rows were read (wrong encoding, a header alone) left
+    "This importer will import the following fields:" followed by nothing, on the page
+    where the user sets out to correct the file."""
+    response = upload(admin_client_logged_in, data)
+    html = response.content.decode()
+    assert "Nothing will be imported" not in html and "Confirm import" not in html
+    [(_, columns)] = response.context["fields_list"]
+    assert columns[:3] == ["charge_point_id", "location", "power_type"]
+    assert "<code>charge_point_id, location, power_type," in html
+
+
+@pytest.mark.parametrize(
     ("name", "data", "message"),
     [
         ("deep.json", b"[" * 200_000 + b"]" * 200_000, "The file is not a list of rows"),
