@@ -43,6 +43,21 @@ async def test_a_printable_ascii_id_tag_is_presented():
     assert "idTag Zoe 1~ was not accepted" in str(outcome.value)
 
 
+async def test_an_id_tag_refused_while_offline_says_the_charger_decided_alone():
+    """QA: the dashboard said "idTag TAG-1 was not accepted (Invalid)" of a charger that
+    was not connected, as if the CSMS had refused the tag."""
+    charger = runtime_charger("ARG-OFFLINE", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(CommandError) as outcome:
+        await command_server(charger).execute(
+            PK, "present_id_tag", {"connector_id": 1, "id_tag": "TAG-1"}
+        )
+    message = str(outcome.value)
+    # The status in brackets first, as scenarios read it (scenarios.steps._NOT_ACCEPTED).
+    assert message.startswith("idTag TAG-1 was not accepted (Invalid): ")
+    assert "not connected to its CSMS" in message
+    assert "AllowOfflineTxForUnknownId" in message
+
+
 async def test_a_target_soc_below_the_soc_is_refused():
     charger = runtime_charger("ARG-SOC", "ws://127.0.0.1:9/", evses=1, db_id=PK)
     with pytest.raises(InvalidArgument) as refused:

@@ -36,7 +36,7 @@ from simulator.contract.failures import layer_errors
 from simulator.core.charge_point import ActionError, Charger
 from simulator.core.drops import dropped
 from simulator.core.evse import IllegalTransition
-from simulator.core.link import LinkState
+from simulator.core.link import BootState, LinkState
 from simulator.core.protocol import StopReason
 from simulator.core.vehicle import VehicleSpec
 from simulator.ocpp16.client import ChargePointClient, shown_url
@@ -597,11 +597,22 @@ class CommandServer:
         problem = traffic.id_tag_problem(id_tag)
         if problem is not None:
             raise InvalidArgument(problem, "id_tag")
+        # Without the CSMS the charger decides alone: "not accepted (Invalid)" alone read
+        # as the CSMS's verdict on the tag.
+        alone = not (charger.online and charger.boot is BootState.ACCEPTED)
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
             return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
         if status != "Accepted":
-            raise CommandError(f"idTag {id_tag} was not accepted ({status})")
+            raise CommandError(
+                f"idTag {id_tag} was not accepted ({status})"
+                + (
+                    ": the charger is not connected to its CSMS, so it decided alone (its "
+                    "local list and cache, AllowOfflineTxForUnknownId for an idTag in neither)"
+                    if alone
+                    else ""
+                )
+            )
         if connector_id in charger.transactions:
             return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
         expires = charger.authorization_expires.get(connector_id)
