@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import actions as admin_actions
 from django.contrib.admin import helpers
 from django.contrib.admin.models import ADDITION, LogEntry
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import model_ngettext, unquote
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Count
@@ -517,12 +517,16 @@ class ChargerAdmin(CountedDeletes, FleetImportExportAdmin):
     @admin.action(description="Enable the selected chargers (they start)")
     def enable(self, request, queryset):
         count = self._update_and_notify(request, queryset, enabled=True)
-        self.message_user(request, f"Enabled {count} chargers.", level=messages.SUCCESS)
+        self.message_user(
+            request, f"Enabled {count} {model_ngettext(self.opts, count)}.", level=messages.SUCCESS
+        )
 
     @admin.action(description="Disable the selected chargers (they go offline)")
     def disable(self, request, queryset):
         count = self._update_and_notify(request, queryset, enabled=False)
-        self.message_user(request, f"Disabled {count} chargers.", level=messages.SUCCESS)
+        self.message_user(
+            request, f"Disabled {count} {model_ngettext(self.opts, count)}.", level=messages.SUCCESS
+        )
 
     @admin.action(description="Reset the meter registers of the selected idle chargers to 0")
     def reset_registers(self, request, queryset):
@@ -547,7 +551,9 @@ class ChargerAdmin(CountedDeletes, FleetImportExportAdmin):
             )
         if idle:
             self.message_user(
-                request, f"Reset the registers of {len(idle)} chargers.", level=messages.SUCCESS
+                request,
+                f"Reset the registers of {len(idle)} {model_ngettext(self.opts, len(idle))}.",
+                level=messages.SUCCESS,
             )
 
     # Chosen to fit 1,400 px beside the admin's two sidebars (issue 19): short headers,

@@ -671,6 +671,26 @@ def test_a_register_reset_works_only_on_an_idle_charger(admin_client_logged_in):
     assert set(busy.evses.values_list("register_wh", flat=True)) == {900}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "said"),
+    [
+        ("enable", "Enabled 1 charger."),
+        ("disable", "Disabled 1 charger."),
+        ("reset_registers", "Reset the registers of 1 charger."),
+    ],
+)
+def test_an_admin_action_on_one_charger_says_charger_not_chargers(
+    admin_client_logged_in, action, said
+):
+    """QA: disabling one charger from the list said "Disabled 1 chargers."."""
+    charger = make_charger("CP-1")
+    response = admin_client_logged_in.post(
+        admin_url("changelist"), {"action": action, "_selected_action": [charger.pk]}, follow=True
+    )
+    assert said in [str(m) for m in response.context["messages"]]
+
+
 class LoopInThisThread:
     """An event loop driven here, whose `sync_to_async` runs `write` in a thread: as the
     simulator's loop runs a scenario run's or an admin save's ORM work."""
