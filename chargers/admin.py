@@ -137,6 +137,34 @@ class EvseForm(forms.ModelForm):
 
 
 class EvseFormSet(BaseInlineFormSet):
+    def validate_unique(self) -> None:
+        """Two rows of one connector id: Django's "Please correct the duplicate data for
+        connector_id." named neither the connector nor what to do."""
+        # The rows Django compares, read first: it takes the id out of a repeat's data.
+        kept = [
+            form.cleaned_data["connector_id"]
+            for form in self.forms
+            if form.is_valid() and form not in self.deleted_forms
+            if form.cleaned_data.get("connector_id")
+        ]
+        try:
+            super().validate_unique()
+        except forms.ValidationError:
+            twice = [(n, rows) for n, rows in Counter(kept).items() if rows > 1]
+            if not twice:
+                raise
+            raise forms.ValidationError(
+                [
+                    f"Connector {n} is on {rows} rows: each connector id once "
+                    "(connectors 1, 2, ...)."
+                    for n, rows in twice
+                ]
+            ) from None
+
+    def get_form_error(self) -> str:
+        # Beside the row that repeats an id (the page's message above names it).
+        return "This connector id is on another row too."
+
     def clean(self) -> None:
         super().clean()
         if any(self.errors):

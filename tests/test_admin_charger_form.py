@@ -234,6 +234,28 @@ def test_the_evse_inline_refuses_a_connector_that_leaves_a_gap(admin_client_logg
     assert charger.configuration.get(key="NumberOfConnectors").value == "2"
 
 
+def test_a_connector_id_on_two_rows_is_named_in_the_error(admin_client_logged_in):
+    """QA: two EVSE rows numbered 1 said Django's "Please correct the duplicate data for
+    connector_id.", naming neither the connector nor what to do."""
+    charger = make_charger("TWICE-1", evses=1)
+    url, data = change_page(admin_client_logged_in, charger)
+    data.update(
+        {
+            "evses-TOTAL_FORMS": "2",
+            "evses-1-connector_id": "1",
+            "evses-1-connector_type": "Type2",
+            "evses-1-max_power_kw": "11",
+        }
+    )
+    response = admin_client_logged_in.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    page = html.unescape(response.content.decode())
+    assert "Connector 1 is on 2 rows: each connector id once (connectors 1, 2, ...)." in page
+    assert "duplicate data for connector_id" not in page
+    assert "This connector id is on another row too." in page
+    assert connector_ids(charger) == [1]
+
+
 def test_a_new_evse_row_left_without_a_connector_id_takes_the_next(admin_client_logged_in):
     """QA F8: "Add another EVSE" gave a row whose Connector ID was empty and required:
     the save failed with "This field is required." (the API numbers a new EVSE itself)."""
