@@ -141,6 +141,19 @@ class Location(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    #: The fields `full_clean` leaves out, while it runs (`clean` reads them).
+    _failed_fields: frozenset[str] = frozenset()
+
+    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
+        # What failed its own check (a form's or an import's excludes it): `clean` does not
+        # say "give both" about a coordinate whose own message ("'abc' is not a number")
+        # is on the page already.
+        self._failed_fields = frozenset(exclude or ())
+        try:
+            super().full_clean(exclude, validate_unique, validate_constraints)
+        finally:
+            self._failed_fields = frozenset()
+
     def clean(self) -> None:
         # Checked by validate_country_code, which runs before clean().
         self.country = self.country.upper()
@@ -153,7 +166,10 @@ class Location(models.Model):
         }
         if unprintable:
             raise ValidationError(unprintable)
-        if (self.latitude is None) != (self.longitude is None):
+        if (self.latitude is None) != (self.longitude is None) and not self._failed_fields & {
+            "latitude",
+            "longitude",
+        }:
             raise ValidationError("Give both latitude and longitude, or neither.")
 
 

@@ -64,6 +64,8 @@ def test_importing_twice_updates_by_name():
         ("Depot,Berlin,DE,52.5,13.3,Mars/Olympus,", "time_zone", "is not an IANA time zone"),
         ("Depot,Berlin,DE,95,13.3,UTC,", "latitude", "less than or equal to 90"),
         ("Depot,Berlin,DE,52.5,,UTC,", None, "Give both latitude and longitude"),
+        # QA: also "Give both latitude and longitude, or neither." about the bad cell.
+        ("Depot,Berlin,DE,abc,13.3,UTC,", "latitude", "'abc' is not a number."),
         ("Depot,Berlin,DE,52.5,13.3,UTC,-1", "grid_limit_kw", "greater than or equal to 0"),
         ("Depot,Berlin,DE,52.5,13.3,UTC,big", "grid_limit_kw", "'big' is not a number"),
         ("Garage,Berlin,DE,52.5,13.3,UTC,", "name", "'Garage' is already on row 1"),

@@ -17,6 +17,28 @@ def test_it_needs_both_coordinates_or_neither():
         Location(name="X", latitude=52.0).full_clean()
 
 
+def test_a_coordinate_the_admin_cannot_read_is_the_only_error_said(admin_client_logged_in):
+    """QA: latitude "abc" also got "Give both latitude and longitude, or neither." at the
+    top of the page, though both were given."""
+    from django.urls import reverse
+
+    response = admin_client_logged_in.post(
+        reverse("admin:locations_location_add"),
+        {
+            "name": "X",
+            "country": "DE",
+            "latitude": "abc",
+            "longitude": "13.3",
+            "time_zone": "UTC",
+            "rotation_minutes": "15",
+        },
+    )
+    assert response.status_code == 200  # the form again, with its errors
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"latitude"}, errors
+    assert not Location.objects.filter(name="X").exists()
+
+
 def test_it_rejects_out_of_range_coordinates_and_negative_grid_limit():
     with pytest.raises(ValidationError) as info:
         Location(name="X", latitude=91, longitude=0, grid_limit_kw=-1).full_clean()
