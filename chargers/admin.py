@@ -136,34 +136,46 @@ class EvseForm(forms.ModelForm):
         )
 
 
-class EvseFormSet(BaseInlineFormSet):
+class NamedRepeats(BaseInlineFormSet):
+    """An inline whose rows must differ in `repeat_field`: Django's "Please correct the
+    duplicate data for <field>." named neither the value nor what to do."""
+
+    repeat_field = ""
+    row_error = ""  # beside the row that repeats a value (the page's message names it)
+
+    def repeated(self, value: Any, rows: int) -> str:
+        raise NotImplementedError
+
     def validate_unique(self) -> None:
-        """Two rows of one connector id: Django's "Please correct the duplicate data for
-        connector_id." named neither the connector nor what to do."""
-        # The rows Django compares, read first: it takes the id out of a repeat's data.
+        # The rows Django compares, read first: it takes the value out of a repeat's data.
         kept = [
-            form.cleaned_data["connector_id"]
+            form.cleaned_data[self.repeat_field]
             for form in self.forms
             if form.is_valid() and form not in self.deleted_forms
-            if form.cleaned_data.get("connector_id")
+            if form.cleaned_data.get(self.repeat_field)
         ]
         try:
             super().validate_unique()
         except forms.ValidationError:
-            twice = [(n, rows) for n, rows in Counter(kept).items() if rows > 1]
+            twice = [(value, rows) for value, rows in Counter(kept).items() if rows > 1]
             if not twice:
                 raise
             raise forms.ValidationError(
-                [
-                    f"Connector {n} is on {rows} rows: each connector id once "
-                    "(connectors 1, 2, ...)."
-                    for n, rows in twice
-                ]
+                [self.repeated(value, rows) for value, rows in twice]
             ) from None
 
     def get_form_error(self) -> str:
-        # Beside the row that repeats an id (the page's message above names it).
-        return "This connector id is on another row too."
+        return self.row_error
+
+
+class EvseFormSet(NamedRepeats):
+    repeat_field = "connector_id"
+    row_error = "This connector id is on another row too."
+
+    def repeated(self, value: Any, rows: int) -> str:
+        return (
+            f"Connector {value} is on {rows} rows: each connector id once (connectors 1, 2, ...)."
+        )
 
     def clean(self) -> None:
         super().clean()
@@ -294,7 +306,10 @@ class ConfigurationKeyForm(KeepsLaterWrites):
 INSTEAD = "change its value instead"
 
 
-class ConfigurationKeyFormSet(BaseInlineFormSet):
+class ConfigurationKeyFormSet(NamedRepeats):
+    repeat_field = "key"
+    row_error = "This key is on another row too."
+
     def clean(self) -> None:
         super().clean()
         refused = [
@@ -306,32 +321,9 @@ class ConfigurationKeyFormSet(BaseInlineFormSet):
             raise forms.ValidationError([message for message in refused if message])
         self._refuse_case_twins()
 
-    def validate_unique(self) -> None:
-        """Two rows of one key: Django's "Please correct the duplicate data for key."
-        named no key, on a page of some forty."""
-        # The rows Django compares, read first: it takes the key out of a repeat's data.
-        kept = [
-            form.cleaned_data["key"]
-            for form in self.forms
-            if form.is_valid() and form not in self.deleted_forms
-            if form.cleaned_data.get("key")
-        ]
-        try:
-            super().validate_unique()
-        except forms.ValidationError:
-            twice = [(key, n) for key, n in Counter(kept).items() if n > 1]
-            if not twice:
-                raise
-            raise forms.ValidationError(
-                [
-                    f"The key {key} is on {n} rows: a charger has each key once, so keep one."
-                    for key, n in twice
-                ]
-            ) from None
-
-    def get_form_error(self) -> str:
-        # Beside the row that repeats a key (the page's message above names it).
-        return "This key is on another row too."
+    def repeated(self, value: Any, rows: int) -> str:
+        # On a page of some forty keys.
+        return f"The key {value} is on {rows} rows: a charger has each key once, so keep one."
 
     def _refuse_case_twins(self) -> None:
         """Two rows of this page whose keys differ only in case, one of them new or
