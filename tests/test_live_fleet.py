@@ -386,6 +386,45 @@ async def test_a_charger_another_worker_took_on_is_dropped_sending_nothing_more(
         await service.stop()
 
 
+async def test_an_idle_charger_the_other_shard_loaded_first_is_let_go_as_moved(
+    csms, shard_zero, caplog
+):
+    """A CI flake, scaled out: an idle charger renamed into the other shard, whose worker's
+    reconciliation loaded (and claimed) it before this worker heard of the rename. This one
+    took it for a stall ("run by another worker now (it took them on while this one did
+    not answer)", "another worker runs it now"), and answered the rename's message nothing
+    at all: the charger had already gone from here."""
+    from chargers.models import EngineLease, RuntimeState
+
+    caplog.set_level(logging.INFO, logger=live_fleet.__name__)
+    service, cp_id = shard_zero
+    row = await sync_to_async(make_charger)(cp_id, evses=1, csms_url=csms.url)
+    assert (await saved(row.pk))[0]["outcome"].startswith("loaded")
+    charger = loaded(service, cp_id)
+    await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="boot")
+    moved = next(f"GONE-{n}" for n in range(100) if contract.shard_of(f"GONE-{n}", 2) == 1)
+
+    def renamed_and_taken() -> None:
+        with transaction.atomic():
+            renamed = ChargerRow.objects.get(pk=row.pk)
+            renamed.charge_point_id = moved
+            renamed.save()
+            # The other worker's load, before this one reads the rename.
+            other = EngineLease.objects.stamp(None, timezone.now())
+            RuntimeState.objects.claim([row.pk], other)
+
+    await sync_to_async(renamed_and_taken)()
+    await wait_until(lambda: service.store.get(cp_id) is None, message="let go")
+    await wait_until(lambda: not charger.online, message="offline")
+    assert await saved(row.pk) == [
+        {"charger_id": row.pk, "charge_point_id": moved, "outcome": "stopped: moved to shard 1"}
+    ]
+    assert "run by another worker" not in caplog.text
+    assert "another worker runs it now" not in caplog.text
+    assert f"{cp_id}: moved to another worker's shard, which loaded it first" in caplog.text
+    assert charger.link_error == live_fleet.RUNS_ELSEWHERE
+
+
 async def test_an_idle_charger_arriving_from_another_shard_waits_for_its_last_messages(
     csms, shard_zero
 ):

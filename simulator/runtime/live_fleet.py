@@ -131,6 +131,8 @@ RUNS_ELSEWHERE = "runs on another worker now"
 # A charger come without a session whose previous worker still sends it durable messages
 # (the SecurityEventNotification of its boot, say): loaded now, it would send them twice.
 WAITING_MESSAGES = "waiting for its previous worker to deliver its last messages (no session)"
+# How long the move of a charger another worker took on first waits for its message here.
+MOVED_AWAY_SECONDS = 60.0
 
 _RECONNECT = (
     "csms_url",
@@ -276,6 +278,10 @@ class FleetReloader:
         # `updated` None: the row was deleted (the charger it retired is gone, so applying
         # the message again would answer nothing at all).
         self.unheard: dict[int, tuple[datetime | None, str]] = {}
+        # pk -> loop time of the idle chargers another worker took on first, moved to its
+        # shard (`drop_lost`): the message of that move, arriving after, is answered
+        # "stopped: moved to shard N" rather than nothing (the charger is gone from here).
+        self._moved_away: dict[int, float] = {}
         # pks of an `apply` that raised (the database went away in the middle of it): the
         # next reconciliation applies them again, whatever their `updated` says, since
         # `seen` and the watermark may already have moved past the version not applied.
@@ -892,11 +898,11 @@ class FleetReloader:
             self.waiting_reboot.pop(pk, None)
             self.waiting_handover.pop(pk, None)
             if live is None:
-                return (
-                    "saved; disabled, not running"
-                    if row is not None and shard == (service.shard)
-                    else None
-                )
+                if row is not None and shard == service.shard:
+                    return "saved; disabled, not running"
+                if self._moved_away.pop(pk, None) is not None and row is not None:
+                    return f"stopped: moved to shard {shard}" if row.enabled else None
+                return None
             why = (
                 "deleted"
                 if row is None
@@ -904,8 +910,6 @@ class FleetReloader:
                 if not row.enabled
                 else (f"moved to shard {shard}")
             )
-            if row is not None and row.enabled:
-                service.checkpointer.lease.let_go.add(pk)
             return self._retire(live, why, deleted=row is None)
         if only is not None and row.charge_point_id not in only:
             return None
@@ -1246,21 +1250,36 @@ class FleetReloader:
             return f"stopped: {why} (its transaction ended, reason Other)"
         return f"stopped: {why}"
 
-    def drop_lost(self, pks: set[int]) -> None:
-        """Chargers another worker has taken on (moved to its shard while this worker
-        stalled, past `HANDOVER_PATIENCE_SECONDS`): that worker ended their sessions and
-        runs them now, so this one sends nothing more of theirs, not even a
-        StopTransaction, and goes offline with them at once."""
+    def drop_lost(self, pks: set[int], sessions: set[int]) -> None:
+        """Chargers another worker has taken on, so this one sends nothing more of theirs,
+        not even a StopTransaction, and goes offline with them at once. With a session
+        (those of `sessions` had rows of it the checkpoint dropped): moved to that worker's
+        shard while this one stalled, past `HANDOVER_PATIENCE_SECONDS` (that worker ended
+        it). Idle: moved, and that worker loaded it before this one heard of the move
+        (nothing of it was lost)."""
         service = self.service
+        now = asyncio.get_running_loop().time()
+        for pk, at in list(self._moved_away.items()):
+            if now - at > MOVED_AWAY_SECONDS:  # its message never came: nobody to answer
+                del self._moved_away[pk]
         for pk in pks:
             live = service.store.by_pk(pk)
             if live is None:
                 continue
-            log.warning(
-                "%s: another worker runs it now (it took it on while this one did not "
-                "answer); dropped here, sending nothing more",
-                live.id,
-            )
+            if pk in sessions or live.transactions or _transaction_messages(live):
+                log.warning(
+                    "%s: another worker runs it now (it took it on while this one did not "
+                    "answer); dropped here, its session's rows from here not saved and "
+                    "nothing more of it sent",
+                    live.id,
+                )
+            else:
+                log.info(
+                    "%s: moved to another worker's shard, which loaded it first (it was "
+                    "idle); let go here",
+                    live.id,
+                )
+                self._moved_away[pk] = now
             service.store.remove(live.id)
             self._unqueue(pk)
             service.checkpointer.forget(live)  # if the batch did not name it

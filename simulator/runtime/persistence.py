@@ -381,7 +381,6 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
         # refused from here on, and what it wrote until now is read below.
         RuntimeState.objects.claim(by_pk, checkpointer.lease_pk())
         checkpointer.lease.lost.difference_update(by_pk)  # taken back, if it had lost them
-        checkpointer.lease.let_go.difference_update(by_pk)
     for charger in by_pk.values():
         charger.queue.sink = checkpointer.sink_for(charger)
         # Loaded is powered up: its first boot reports the firmware's startup, as a real
@@ -567,17 +566,14 @@ class Lease:
 
     In the scaled-out mode it is also what this engine claims its chargers with
     (`RuntimeState.holder`); the writer keeps the claims version it last saw and the
-    chargers found claimed by another engine since (`_leave_out_lost`); the engine notes the
-    chargers it let go to another shard's worker itself (renamed: their claim moving on is
-    expected, not a sign that this one stalled)."""
+    chargers found claimed by another engine since (`_leave_out_lost`)."""
 
-    __slots__ = ("claims_seen", "let_go", "lost", "pk")
+    __slots__ = ("claims_seen", "lost", "pk")
 
     def __init__(self) -> None:
         self.pk: int | None = None
         self.claims_seen: int | None = None
         self.lost: set[int] = set()
-        self.let_go: set[int] = set()
 
 
 class SinkOwner:
@@ -684,9 +680,10 @@ class Checkpointer(Listener):
         self._lease = Lease()
         # The scaled-out mode: chargers are claimed at load (`restore`), and a batch writes
         # nothing of a charger another worker has claimed since (it took the charger on
-        # while this one stalled); `on_lost` hears of those chargers (their pks).
+        # while this one stalled, or before this one heard it moved); `on_lost` hears of
+        # those chargers (their pks) and of those among them whose session rows it dropped.
         self.fenced = False
-        self.on_lost: Callable[[set[int]], None] | None = None
+        self.on_lost: Callable[[set[int], set[int]], None] | None = None
         self.urgent = asyncio.Event()
 
     @property
@@ -1131,7 +1128,7 @@ class Checkpointer(Listener):
         for charger in chargers.values():
             self.forget(charger)
         if self.on_lost is not None:
-            self.on_lost(set(lost))
+            self.on_lost(set(lost), set(batch.lost_sessions))
 
     @staticmethod
     def write(batch: Batch) -> None:
@@ -1247,6 +1244,7 @@ class Batch:
     # by another worker: none of their rows written (set by the writer thread).
     fenced: bool = False
     lost: set[int] = field(default_factory=set)
+    lost_sessions: set[int] = field(default_factory=set)  # of `lost`, with session rows
 
     def __bool__(self) -> bool:
         return bool(
@@ -1373,17 +1371,12 @@ def _leave_out_lost(batch: Batch) -> None:
     lost = _batch_chargers(batch) & lease.lost
     if not lost:
         return
-    # A charger this worker let go itself (renamed to another shard) may have its last
-    # rows (its link gone offline, its EVSEs) written after the other worker loaded it:
-    # dropped too, as the hand-over means, and no sign of a stall. Its transaction rows or
-    # messages are: the other worker took it on before they were stored.
-    handed_over = lease.let_go - _transaction_chargers(batch)
-    if taken := lost - handed_over:
-        log.warning(
-            "checkpoint: %s run by another worker now (it took them on while this one did "
-            "not answer): their rows from here not saved, and they are dropped here",
-            ", ".join(_charger_name(pk) for pk in sorted(taken)),
-        )
+    # Transaction rows or messages dropped are a sign of a stall: the other worker took the
+    # charger on before they were stored (`on_lost` tells). The other last rows (its link
+    # gone offline, its EVSEs) of a charger this worker let go itself, renamed to another
+    # shard, or of an idle one the other worker loaded before this one heard of the move,
+    # are dropped too, as the hand-over means.
+    batch.lost_sessions |= lost & _session_chargers(batch)
     batch.lost |= lost
     batch.leased -= {row[3] for row in batch.evses if row[0] in lost}
     batch.transactions = [t for t in batch.transactions if t["charger_id"] not in lost]
@@ -1415,6 +1408,14 @@ def _transaction_chargers(batch: Batch) -> set[int]:
     pks = {t["charger_id"] for t in batch.transactions}
     pks.update(row[0] for row in batch.outbox_new)
     pks.update(row[0] for row in batch.outbox_gone)
+    return pks
+
+
+def _session_chargers(batch: Batch) -> set[int]:
+    """The chargers a batch writes transactions or new transaction messages of (a
+    confirmed message's removal does not say which it was)."""
+    pks = {t["charger_id"] for t in batch.transactions}
+    pks.update(row[0] for row in batch.outbox_new if row[4])
     return pks
 
 
