@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -27,6 +28,10 @@ R = TypeVar("R")
 POLL_SECONDS = 0.1
 
 
+# The loop a thread started by `start_thread` took from the thread that started it.
+_inherited = threading.local()
+
+
 class LoopStopped(Exception):
     """The loop that would run the work has stopped (the process is stopping)."""
 
@@ -34,7 +39,10 @@ class LoopStopped(Exception):
 def calling_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop whose `sync_to_async` runs this thread's code, if any (asgiref keeps
     it in a thread-local, with the pid for forked processes, as its `async_to_sync` reads
-    it)."""
+    it), or the one the thread was started from (`start_thread`)."""
+    inherited: asyncio.AbstractEventLoop | None = getattr(_inherited, "loop", None)
+    if inherited is not None:
+        return inherited
     local = SyncToAsync.threadlocal
     if getattr(local, "main_event_loop_pid", None) != os.getpid():
         return None
@@ -64,6 +72,22 @@ def run_from_thread(work: Callable[[], Coroutine[Any, Any, R]], within: float) -
             if time.monotonic() > give_up:
                 future.cancel()
                 raise TimeoutError(f"not done within {within:g} s") from None
+
+
+def start_thread(target: Callable[[], None], *, name: str) -> threading.Thread:
+    """Run `target` in a new thread whose coroutines (`run_from_thread`) go to this thread's
+    calling loop. The embedded mode's import job runs so: sent from a loop of its own, its
+    fleet change went into the in-memory layer's queues of the simulator's loop from a
+    foreign thread (not thread-safe; the worker heard it only at its next wake-up)."""
+    home = calling_loop()
+
+    def run() -> None:
+        _inherited.loop = home
+        target()
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
 
 
 async def _awaited(work: Callable[[], Coroutine[Any, Any, R]]) -> R:

@@ -6,7 +6,6 @@ the job for the whole import, so the job runs in a thread of the web process ins
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 
 from django.conf import settings
@@ -14,6 +13,7 @@ from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from fleet_io.from_thread import start_thread
 from fleet_io.models import ImportJob, NotConfirmable
 from fleet_io.tasks import run_import_job_task
 from simulator.contract.failures import brief
@@ -67,7 +67,9 @@ def confirm(check: ImportJob, user_pk: int | None) -> ImportJob:
 
 def dispatch(pk: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        threading.Thread(target=_run_in_thread, args=(pk,), name=f"import-job-{pk}").start()
+        # Its fleet change goes out on the loop of the request that started it, which in
+        # embedded mode is the simulator's (`start_thread`).
+        start_thread(partial(_run_in_thread, pk), name=f"import-job-{pk}")
     else:
         try:
             run_import_job_task.delay(pk)

@@ -793,3 +793,53 @@ def test_a_change_written_in_a_running_loops_thread_reaches_that_loops_workers()
     assert not writer.outcome["applied"].unsent
     async_to_sync(layer.flush)()
     assert got == [contract.fleet_changed([7])]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_embedded_import_job_tells_the_workers_of_the_loop_that_started_it(depot, settings):
+    """Without a broker the import job runs in a thread of its own. Its fleet change went
+    out on a loop of that thread's own, into the in-memory layer's queues of the
+    simulator's loop from a foreign thread: not thread-safe (asyncio's debug mode refuses
+    it), and the worker heard it only at its next wake-up."""
+    from fleet_io import jobs
+    from fleet_io.models import ImportJob
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode's: no broker
+    charger = make_charger("CP-001", location=depot)
+    job = ImportJob.objects.create(
+        resource="chargers",
+        file_name="vendor.csv",
+        file_format="csv",
+        data=b"charge_point_id,vendor\nCP-001,X\n",
+    )
+    layer = get_channel_layer()
+    got: list[dict[str, Any]] = []
+    started = threading.Event()
+
+    async def worker() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add(contract.engine_group(0), channel)
+        started.set()
+        got.append(await layer.receive(channel))
+
+    def request() -> None:  # the view that made the job, in the loop's thread
+        started.wait(10)
+        jobs.dispatch(job.pk)  # as on its commit
+
+    writer = LoopInThisThread(request)
+    writer.loop.set_debug(True)
+    receiving = writer.loop.create_task(worker())
+    writer.start()
+    for _ in range(200):  # a bound, not a timing: on the old code it never came
+        if got:
+            break
+        writer.loop.run_until_complete(asyncio.sleep(0.05))
+    assert [(m["type"], m["chargers"]) for m in got] == [(contract.FLEET_CHANGED, [charger.pk])]
+    assert receiving.done()
+    job_thread = next(t for t in threading.enumerate() if t.name == f"import-job-{job.pk}")
+    while job_thread.is_alive():  # it waits for an answer on that loop: nobody gives one
+        writer.loop.run_until_complete(asyncio.sleep(0.05))
+    assert writer.finish()
+    async_to_sync(layer.flush)()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE, job.status
