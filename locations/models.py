@@ -107,7 +107,13 @@ class Location(models.Model):
     longitude = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(-180), MaxValueValidator(180)]
     )
-    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA name, e.g. Europe/Berlin. The hours of the site's traffic profile "
+        "are its local hours.",
+    )
     grid_limit_kw = models.FloatField(
         "grid connection limit (kW)",
         null=True,

@@ -56,3 +56,14 @@ def test_default_locations_are_seeded_only_when_none_exist():
     for location in Location.objects.all():
         location.full_clean()
     assert Location.objects.seed_defaults() == 0
+
+
+def test_the_admin_says_what_a_time_zone_is_and_does(admin_client_logged_in):
+    """QA: the location's time zone had no help text; a user could not tell its format
+    nor that it sets the hours of the site's traffic profile."""
+    from django.urls import reverse
+
+    page = admin_client_logged_in.get(reverse("admin:locations_location_add"))
+    help_text = str(page.context["adminform"].form.fields["time_zone"].help_text)
+    assert "Europe/Berlin" in help_text and "traffic profile" in help_text
+    assert help_text in page.content.decode()
