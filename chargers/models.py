@@ -112,14 +112,14 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         for cp_id, open_, held in self._transaction_holds():
             if open_:
                 losses.append(
-                    f"{cp_id} has {_transactions(open_)} in progress: deleted now, it would "
-                    "never send the StopTransaction. Stop the session (or disable the "
+                    f"{cp_id} has {_transactions(open_)} in progress: deleted now, its "
+                    "StopTransaction may never be sent. Stop the session (or disable the "
                     "charger) and delete it once its CSMS has confirmed the StopTransaction."
                 )
             else:
                 losses.append(
                     f"{cp_id} has {_messages(held)} its CSMS has not confirmed yet: deleted "
-                    f"now, it would never send {'them' if held != 1 else 'it'}. Let it "
+                    f"now, {'they' if held != 1 else 'it'} may never be sent. Let it "
                     "deliver them (enabled, with its CSMS in reach) and delete it then."
                 )
         return losses

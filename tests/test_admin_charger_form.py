@@ -496,7 +496,9 @@ def test_a_charger_in_a_session_is_deleted_only_from_a_page_that_said_what_is_lo
     page was shown) is refused and shown the page again; the page that says it deletes."""
     charger = make_charger("BUSY-3", evses=2)
     make_open_transaction(charger, connector_id=1, transaction_id=14)
-    lost = "BUSY-3 has transaction 14 in progress: deleted now, it would never send"
+    lost = (
+        "BUSY-3 has transaction 14 in progress: deleted now, its StopTransaction may never be sent"
+    )
     url = reverse("admin:chargers_charger_delete", args=[charger.pk])
     response = admin_client_logged_in.post(url, {"post": "yes"}, follow=True)
     assert lost in response.content.decode()
@@ -504,6 +506,9 @@ def test_a_charger_in_a_session_is_deleted_only_from_a_page_that_said_what_is_lo
 
     page = admin_client_logged_in.get(url).content.decode()
     assert lost in page
+    # QA: "it would never send the StopTransaction" read against the paragraph below it,
+    # which says that a charger online sends it as it stops.
+    assert "would never" not in page
     confirmed = form_values(page)
     assert confirmed["force"] == "yes"
     assert admin_client_logged_in.post(url, confirmed).status_code == 302
@@ -515,7 +520,9 @@ def test_the_delete_action_deletes_a_charger_in_a_session_only_from_a_page_that_
 ):
     charger = make_charger("BUSY-4", evses=1)
     make_open_transaction(charger, connector_id=1, transaction_id=15)
-    lost = "BUSY-4 has transaction 15 in progress: deleted now, it would never send"
+    lost = (
+        "BUSY-4 has transaction 15 in progress: deleted now, its StopTransaction may never be sent"
+    )
     changelist = reverse("admin:chargers_charger_changelist")
     selected = {"action": "delete_selected", "_selected_action": [charger.pk], "post": "yes"}
     response = admin_client_logged_in.post(changelist, selected, follow=True)
@@ -535,7 +542,7 @@ def test_a_charger_with_nothing_to_lose_is_deleted_as_before(admin_client_logged
     charger = make_charger("IDLE-1", evses=1)
     url = reverse("admin:chargers_charger_delete", args=[charger.pk])
     page = admin_client_logged_in.get(url).content.decode()
-    assert "would never send" not in page and 'name="force"' not in page
+    assert "may never be sent" not in page and 'name="force"' not in page
     assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 302
     assert not Charger.objects.exists()
 

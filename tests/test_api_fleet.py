@@ -1210,8 +1210,8 @@ def test_a_charger_in_a_session_is_not_deleted_unless_forced(api, depot):
     assert refused.status_code == 409
     detail = refused.json()["detail"]
     assert detail.startswith(
-        "CP-1 has transaction 77 in progress: deleted now, it would never send the "
-        "StopTransaction. Stop the session (or disable the charger) and delete it once its "
+        "CP-1 has transaction 77 in progress: deleted now, its StopTransaction may never "
+        "be sent. Stop the session (or disable the charger) and delete it once its "
         "CSMS has confirmed the StopTransaction."
     )
     assert "?force=true" in detail
@@ -1235,7 +1235,7 @@ def test_a_charger_with_unconfirmed_transaction_messages_is_not_deleted_unless_f
     assert refused.status_code == 409
     assert refused.json()["detail"].startswith(
         "CP-1 has 1 transaction message its CSMS has not confirmed yet: deleted now, it "
-        "would never send it."
+        "may never be sent."
     )
     assert api.delete(f"{V1}/chargers/CP-1?wait=false&force=true").status_code == 200
     assert not OutboxMessage.objects.exists()
