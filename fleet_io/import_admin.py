@@ -124,6 +124,8 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
                     return HttpResponseRedirect(job.get_absolute_url())
         response = super().import_action(request, **kwargs)
         context = getattr(response, "context_data", None)
+        if context is not None and "confirm_form" not in context:
+            self._forget_preview(context.get("form"))
         if context is not None and not context.get("fields_list"):
             # The library lists the columns only of a form it read rows with: a file it
             # could not read (its encoding, a header alone) got "This importer will import
@@ -139,6 +141,18 @@ class FleetImportExportAdmin(ImportExportModelAdmin):
                 )
             ]
         return response
+
+    def _forget_preview(self, form: Any) -> None:
+        """The library keeps every upload for its confirmation, also one it then refuses
+        (bad rows, unreadable): that file, AuthorizationKeys and all, waited out the cache's
+        hour though nothing could ever confirm it."""
+        # The upload itself: a form error about it takes it out of `cleaned_data`.
+        files = getattr(form, "files", None) or {}
+        name = getattr(files.get("import_file"), "tmp_storage_name", None)
+        if name:
+            self.get_tmp_storage_class()(
+                name=name, encoding=None, read_mode="rb", **self.get_tmp_storage_class_kwargs()
+            ).remove()
 
     @method_decorator(require_POST)
     def process_import(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:

@@ -112,6 +112,34 @@ def test_a_file_with_bad_rows_lists_them_all_and_offers_no_confirmation(
     assert "Confirm import" not in html
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        fleet_csv(1) + b"\nCP-004,Depot,AB,22,Type2:22\n",
+        fleet_csv(1, location="Düsseldorf").decode().encode("latin-1"),
+    ],
+    ids=["bad-row", "latin-1"],
+)
+def test_a_refused_upload_is_not_kept_for_a_confirmation_that_cannot_come(
+    admin_client_logged_in, depot, data
+):
+    """QA: the library kept every upload in the preview cache for its hour, a refused one
+    (AuthorizationKeys and all) too, though it offers no confirmation."""
+    from django.core.cache import cache
+
+    from fleet_io.import_admin import PreviewStorage
+
+    refused = upload(admin_client_logged_in, data)
+    assert "Confirm import" not in refused.content.decode()
+    kept_as = refused.context["form"].files["import_file"].tmp_storage_name
+    assert kept_as
+    assert cache.get(PreviewStorage.CACHE_PREFIX + kept_as) is None
+    # A preview that can be confirmed is kept for it.
+    preview = upload(admin_client_logged_in, fleet_csv(1))
+    kept_as = preview.context["confirm_form"].initial["import_file_name"]
+    assert cache.get(PreviewStorage.CACHE_PREFIX + kept_as) is not None
+
+
 def test_a_file_in_the_wrong_encoding_is_refused_with_a_reason(admin_client_logged_in, depot):
     data = fleet_csv(1, location="Düsseldorf").decode().encode("latin-1")
     html = upload(admin_client_logged_in, data).content.decode()
