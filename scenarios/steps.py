@@ -269,7 +269,7 @@ async def _present_accepted(ctx: StepContext, args: dict[str, Any]) -> str:
         source, said = await _refusal_source(ctx, id_tag, since, found.group(1))
         if source == _FAULT:
             raise StepFailed(f"idTag {id_tag} was not accepted: {said}") from None
-        if source == _LOCAL:
+        if source == _LOCAL and contract.DECIDED_ALONE not in str(exc):
             raise StepFailed(
                 f"{exc}: the charger refused it without asking the CSMS (its local list, "
                 "cache or offline rules)"

@@ -184,6 +184,30 @@ async def test_a_tag_the_charger_refuses_without_asking_is_a_local_refusal(
     )
 
 
+async def test_a_tag_refused_offline_says_once_that_the_charger_decided_alone(
+    csms: CentralSystem,
+) -> None:
+    """QA: the step said it twice: the worker's "not connected to its CSMS, so it decided
+    alone (...)", then its own "the charger refused it without asking the CSMS (...)"."""
+    run = await run_scenario(
+        """\
+        name: offline-refusal
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - disconnect: {}
+          - present_id_tag: {id_tag: NOBODY}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "failed"
+    assert ": idTag NOBODY was not accepted (Invalid): the charger is not connected" in message
+    assert "decided alone" in message
+    assert "without asking the CSMS" not in message
+
+
 async def test_a_tag_refused_for_want_of_an_answer_says_what_the_csms_did(
     csms: CentralSystem,
 ) -> None:

@@ -261,6 +261,9 @@ ERROR_REFUSED: Final = "refused"
 ERROR_NOT_RUNNING: Final = "not_running"
 ERROR_FAILED: Final = "failed"
 ERROR_SKIPPED: Final = "skipped"  # bulk: a listed charger the other filters leave out
+# How a refused present_id_tag says that the charger, offline, decided without its CSMS (a
+# scenario step that would say so itself does not say it twice).
+DECIDED_ALONE: Final = "the charger is not connected to its CSMS, so it decided alone"
 
 
 class CommandResult(TypedDict):

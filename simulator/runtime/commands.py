@@ -607,8 +607,8 @@ class CommandServer:
             raise CommandError(
                 f"idTag {id_tag} was not accepted ({status})"
                 + (
-                    ": the charger is not connected to its CSMS, so it decided alone (its "
-                    "local list and cache, AllowOfflineTxForUnknownId for an idTag in neither)"
+                    f": {contract.DECIDED_ALONE} (its local list and cache, "
+                    "AllowOfflineTxForUnknownId for an idTag in neither)"
                     if alone
                     else ""
                 )
