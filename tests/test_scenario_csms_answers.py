@@ -163,21 +163,23 @@ async def test_an_answer_too_short_to_read_is_no_answer_to_pass_on(csms: Central
     ), message
 
 
+def offline_tag(step: str) -> str:
+    """A scenario presenting an unknown tag to its charger, offline: `step` its arguments."""
+    return f"""\
+        name: offline-refusal
+        description: x
+        chargers: {{template: {{count: 1}}}}
+        steps:
+          - plug_in: {{wait: Preparing}}
+          - disconnect: {{}}
+          - present_id_tag: {step}
+        """
+
+
 async def test_a_tag_the_charger_refuses_without_asking_is_a_local_refusal(
     csms: CentralSystem,
 ) -> None:
-    run = await run_scenario(
-        """\
-        name: offline-refusal
-        description: x
-        chargers: {template: {count: 1}}
-        steps:
-          - plug_in: {wait: Preparing}
-          - disconnect: {}
-          - present_id_tag: {id_tag: NOBODY, expect: refused, timeout: 5}
-        """,
-        csms,
-    )
+    run = await run_scenario(offline_tag("{id_tag: NOBODY, expect: refused, timeout: 5}"), csms)
     assert steps_of(run)[-1] == (
         "passed",
         "idTag NOBODY refused: Invalid (the charger's local authorization)",
@@ -189,18 +191,7 @@ async def test_a_tag_refused_offline_says_once_that_the_charger_decided_alone(
 ) -> None:
     """QA: the step said it twice: the worker's "not connected to its CSMS, so it decided
     alone (...)", then its own "the charger refused it without asking the CSMS (...)"."""
-    run = await run_scenario(
-        """\
-        name: offline-refusal
-        description: x
-        chargers: {template: {count: 1}}
-        steps:
-          - plug_in: {wait: Preparing}
-          - disconnect: {}
-          - present_id_tag: {id_tag: NOBODY}
-        """,
-        csms,
-    )
+    run = await run_scenario(offline_tag("{id_tag: NOBODY}"), csms)
     status, message = steps_of(run)[-1]
     assert status == "failed"
     assert ": idTag NOBODY was not accepted (Invalid): the charger is not connected" in message
