@@ -130,6 +130,12 @@ class OperatingPoint:
     # `advance` integrates that in closed form.
     cap_w: float = math.inf
     tapers: bool = False
+    # A DC point whose power does not come from a current limit: its voltage is the pack's,
+    # which follows the SoC, so the meter reads it again at the SoC the energy brought the
+    # pack to, and the current as the power over it (`Evse.meter`). Under a binding amp
+    # limit the current is the limit, at the voltage of the point (revisited within
+    # `DC_AMP_REVISIT_S`).
+    pack_follows: bool = False
 
 
 # The least current an AC charger can offer on a phase: IEC 61851-1's control pilot signals
@@ -242,7 +248,10 @@ def dc_operating_point(
         return OperatingPoint(0.0, (volts,), (0.0,), 1, offered)
     cap = max(min(offered, spec.dc_max_kw * 1000), 0.0)
     power = min(cap, spec.curve_max_kw(battery.soc) * 1000)
-    return OperatingPoint(power, (volts,), (power / volts,), 1, offered, cap, True)
+    amp_bound = limit_a is not None and power >= limit_a * volts - 1e-6
+    return OperatingPoint(
+        power, (volts,), (power / volts,), 1, offered, cap, True, pack_follows=not amp_bound
+    )
 
 
 def step(battery: Battery, point: OperatingPoint, dt_s: float) -> float:

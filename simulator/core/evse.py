@@ -17,6 +17,7 @@ from math import isfinite
 # One definition of the statuses, shared with the dashboard (simulator.contract).
 from simulator.contract import FAULT_CODES, ConnectorStatus
 from simulator.core.battery import Battery, OperatingPoint, advance
+from simulator.core.dc_voltage import pack_voltage
 from simulator.core.revision import FLEET
 from simulator.core.session_series import SessionSeries
 
@@ -193,6 +194,15 @@ class Evse:
         if power != self.power_w:  # on every visit of a charging connector: bump on change only
             self.power_w = power
             FLEET.bump()
+        if point.pack_follows:
+            # DC: the pack voltage of the SoC reached, not the point's (that of the SoC at
+            # the last visit, up to a sample interval before): a sample's voltage, current
+            # and SoC are of one instant, and current = power / voltage. The SoC only rises
+            # while energy flows, so the voltage is above 0 as the point's was.
+            volts = pack_voltage(battery.spec, battery.soc)
+            self.voltage_v = (volts,)
+            self.current_a = (power / volts,)
+            return wh
         self.voltage_v = point.voltage_v
         scale = power / point.power_w
         self.current_a = (
