@@ -235,7 +235,10 @@ def normalise(name: str, value: str) -> str:
         unknown = [item for item in items if item not in SUPPORTED_MEASURANDS]
         if unknown:
             raise InvalidValue(f"{name}: unsupported measurand(s) {', '.join(unknown)}.")
-        return ",".join(items)
+        # Each once, in the order first named: the charger samples every item, and two
+        # readings of one measurand (same context, phase and location) in a MeterValues
+        # would read to a CSMS as a second meter, or add up.
+        return ",".join(dict.fromkeys(items))
     if spec.type is KeyType.PROFILES:
         items = [item.strip() for item in value.split(",") if item.strip()]
         unknown = [item for item in items if item not in FEATURE_PROFILES]
