@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ocpp.v16 import call
 
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.engine import COMPACT, PHEV, connected, runtime_charger, wait_until
 
 
 async def test_a_measurand_named_twice_is_kept_and_sampled_once(csms, ticking):
@@ -31,3 +31,43 @@ async def test_a_measurand_named_twice_is_kept_and_sampled_once(csms, ticking):
         await wait_until(lambda: charger.evse(1).power_w > 0, message="charging")
     measurands = [sv["measurand"] for sv in meter.payload["meterValue"][0]["sampledValue"]]
     assert measurands == ["Power.Active.Import", "SoC"]
+
+
+async def test_a_car_driving_off_ends_its_transaction_with_its_own_readings(csms, ticking):
+    """A car unplugged (StopTransactionOnEVSideDisconnect) ended its transaction after its
+    readings had gone with it: Transaction.End lacked the SoC that StopTxnSampledData asks
+    for (the SoC the car left with), and a single-phase car read 0 A on L1, L2 and L3, the
+    EVSE's phases, where its Transaction.Begin and its samples read L1 alone."""
+    config = {
+        "StopTxnSampledData": "Energy.Active.Import.Register,SoC,Current.Import",
+        "StopTransactionOnEVSideDisconnect": "true",
+    }
+    charger = runtime_charger("MS-OFF", csms.url, evses=1, config=config)
+    async with connected(charger):
+        ticking(charger)
+        charger.plug_in(1, PHEV, soc=20)
+        assert await charger.present_id_tag(1, "A") == "Accepted"
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="charging")
+        mark = len(csms.log)
+        charger.unplug(1)
+        stop = await csms.wait_for("MS-OFF", "StopTransaction", after=mark, timeout=4)
+    assert stop.payload["reason"] == "EVDisconnected"
+    begin, end = (
+        [(sv.get("measurand"), sv.get("phase")) for sv in sample["sampledValue"]]
+        for sample in (stop.payload["transactionData"][0], stop.payload["transactionData"][-1])
+    )
+    assert stop.payload["transactionData"][-1]["sampledValue"][0]["context"] == "Transaction.End"
+    assert (
+        begin
+        == end
+        == [
+            ("Energy.Active.Import.Register", None),
+            ("SoC", None),
+            ("Current.Import", "L1"),
+        ]
+    )
+    values = {
+        sv["measurand"]: sv["value"] for sv in stop.payload["transactionData"][-1]["sampledValue"]
+    }
+    assert float(values["SoC"]) >= 20.0
+    assert values["Current.Import"] == "0.00"  # nothing flows once it is unplugged

@@ -1100,7 +1100,12 @@ class Charger:
         connector_id: int,
         reason: StopReason = StopReason.LOCAL,
         id_tag: str | None = None,
+        *,
+        end_values: list[MeterSample] | None = None,
     ) -> LocalTransaction:
+        """End the connector's transaction now. `end_values`: its Transaction.End samples,
+        taken by a caller that is about to lose what they read (`unplug`); None: taken
+        here."""
         self.settle_meter()  # meterStop and the last samples are of now
         evse = self.evse(connector_id)
         tx = self.transactions.pop(connector_id, None)
@@ -1113,7 +1118,8 @@ class Charger:
         tx.stop_reason = reason
         if evse.session is not None:
             evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
-        end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
+        if end_values is None:
+            end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
         # At most StopTransactionMaxMeterValues, the begin and the end always among them.
         room = max(self.config_int("StopTransactionMaxMeterValues"), 2)
         middle = max(room - len(tx.begin_values) - len(end_values), 0)
@@ -1147,6 +1153,15 @@ class Charger:
         evse = self.evse(connector_id)
         if evse.battery is None:
             raise ActionError("no vehicle plugged in")
+        end_values = None
+        if connector_id in self.transactions and self.config_bool(
+            "StopTransactionOnEVSideDisconnect"
+        ):
+            # The transaction ends as the car leaves: its Transaction.End readings are of
+            # the car at that instant (its SoC, the phases it drew on), nothing flowing
+            # any more, taken before its readings go with it.
+            evse.stop_flow()
+            end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
         evse.battery = None
         evse.soc = None
         self.listener.on_vehicle(self, evse)
@@ -1159,7 +1174,9 @@ class Charger:
                 # (Finishing) until an idTag is presented or the CSMS sends UnlockConnector.
                 self.locked_cables.add(connector_id)
             if self.config_bool("StopTransactionOnEVSideDisconnect"):
-                self.stop_transaction(connector_id, StopReason.EV_DISCONNECTED)
+                self.stop_transaction(
+                    connector_id, StopReason.EV_DISCONNECTED, end_values=end_values
+                )
             else:
                 self.set_status(evse, Status.SUSPENDED_EV)
                 evse.cut_power()
