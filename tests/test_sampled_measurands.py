@@ -71,3 +71,33 @@ async def test_a_car_driving_off_ends_its_transaction_with_its_own_readings(csms
     }
     assert float(values["SoC"]) >= 20.0
     assert values["Current.Import"] == "0.00"  # nothing flows once it is unplugged
+
+
+async def test_a_single_phase_car_reads_one_voltage_from_its_transactions_begin(csms, ticking):
+    """Before the meter's first visit (Transaction.Begin) a single-phase car on a
+    three-phase EVSE read Voltage on L1-N, L2-N and L3-N, and L1-N alone in every sample
+    after: a CSMS keeping a series per phase saw two of them begin and end at once."""
+    config = {
+        "MeterValueSampleInterval": "1",
+        "MeterValuesSampledData": "Current.Import,Voltage",
+        "StopTxnSampledData": "Current.Import,Voltage",
+    }
+    charger = runtime_charger("MS-1P", csms.url, evses=1, config=config)
+    async with connected(charger):
+        ticking(charger)
+        charger.plug_in(1, PHEV, soc=20)
+        assert await charger.present_id_tag(1, "A") == "Accepted"
+        await csms.wait_for("MS-1P", "MeterValues", timeout=4)
+        mark = len(csms.log)
+        charger.stop_transaction(1)
+        stop = await csms.wait_for("MS-1P", "StopTransaction", after=mark, timeout=4)
+    phases = [
+        [(sv["context"], sv["measurand"], sv["phase"]) for sv in sample["sampledValue"]]
+        for sample in stop.payload["transactionData"]
+    ]
+    assert phases[0] == [
+        ("Transaction.Begin", "Current.Import", "L1"),
+        ("Transaction.Begin", "Voltage", "L1-N"),
+    ]
+    assert ("Sample.Periodic", "Voltage", "L1-N") in phases[1]
+    assert all(len(sample) == 2 for sample in phases)  # one current, one voltage each

@@ -2691,7 +2691,12 @@ class Charger:
                     add((text2(amps) or _fixed_2(amps), _Q_CURRENT))
             elif measurand == _VOLTAGE:
                 if ac:
-                    volts = evse.voltage_v or (self.spec.voltage_v,) * self.spec.phases
+                    # No reading yet (before the meter's first visit, no car): the supply's
+                    # voltage on each phase the car would use, as Current.Import reads them,
+                    # so a session's samples name the same phases from its Transaction.Begin.
+                    volts = evse.voltage_v or (self.spec.voltage_v,) * self._phases_used(
+                        evse.connector_id
+                    )
                     values += _VOLTS.get(volts) or _per_phase(volts, _VOLTAGE)
                 else:
                     v = evse.voltage_v[0] if evse.voltage_v else 0.0
