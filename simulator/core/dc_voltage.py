@@ -28,10 +28,25 @@ def pack_voltage(spec: VehicleSpec, soc: float) -> float:
     low, high = spec.dc_min_v, spec.dc_max_v
     if high <= 0 or low > high:
         return 0.0
-    low = max(low, 0.0)
-    nominal = min(max(spec.dc_nominal_v, low), high)
-    x = min(max(soc, 0.0), 100.0) / 50.0 - 1.0  # -1 at empty, 0 at half, +1 at full
-    t = abs(x)
+    # Comparisons, not min() and max(): the meter reads this at every visit of a DC
+    # connector charging (`Evse.meter`), and those builtins' calls cost more than the curve.
+    if low < 0.0:
+        low = 0.0
+    nominal = spec.dc_nominal_v
+    if nominal < low:
+        nominal = low
+    elif nominal > high:
+        nominal = high
+    if soc < 0.0:
+        soc = 0.0
+    elif soc > 100.0:
+        soc = 100.0
+    x = soc / 50.0 - 1.0  # -1 at empty, 0 at half, +1 at full
+    t = x if x >= 0.0 else -x
     g = _LINEAR * t + (1.0 - _LINEAR) * t**_POWER
     value = nominal + (high - nominal) * g if x >= 0 else nominal - (nominal - low) * g
-    return min(max(value, low), high)
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
