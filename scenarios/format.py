@@ -32,8 +32,8 @@ from django.conf import settings
 
 from scenarios.published_schema import published
 from scenarios.texts import storable
-from simulator.contract.overrides import ANSWER_STATUSES
-from simulator.contract.statuses import fault_info_problem
+from simulator.contract.overrides import ANSWER_STATUSES, CALL_ERROR_CODES
+from simulator.contract.statuses import FAULT_CODES, fault_info_problem
 from simulator.contract.traffic import id_tag_problem
 
 # Filled in per charger by the runner; a file may use them without defining them.
@@ -694,6 +694,14 @@ def _check_steps(
                 if problem is not None:
                     errors.add((*path, "id_tag"), problem)
         elif kind == "fault":
+            # The engine refuses any other code: said here, before the run's chargers are
+            # set up, as a typo rather than a step in error (exit code 2, not 3).
+            code = args.get("error_code")
+            if _literal(code) and code not in FAULT_CODES:
+                errors.add(
+                    (*path, "error_code"),
+                    _unknown(code, "an error code a fault reports", FAULT_CODES),
+                )
             info = args.get("info")
             if isinstance(info, str) and "${" not in info:
                 problem = fault_info_problem(info)
@@ -840,6 +848,7 @@ def _check_network(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
 
 
 def _check_override(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    _check_override_values(args, path, errors)
     answers = [key for key in OVERRIDE_ANSWERS if key in args]
     modes = [key for key in ("next", "every") if key in args]
     if args.get("clear"):
@@ -851,6 +860,35 @@ def _check_override(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
         errors.add(path, f"needs exactly one of: {', '.join(OVERRIDE_ANSWERS)} (or clear: true)")
     if len(modes) != 1:
         errors.add(path, "needs exactly one of: next: true, every: true")
+
+
+def _check_override_values(args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    """The action, status and CALLERROR code of an override are closed sets, which the
+    engine checks (`overrides.check_rule`) only once the run's chargers are up: a typo is
+    said here with its line and the nearest right name, as in a `wait` or an `expect`."""
+    action = args.get("action")
+    if not _literal(action):
+        return
+    if action not in ANSWER_STATUSES:
+        errors.add((*path, "action"), _unknown(action, "an action a CSMS sends", ANSWER_STATUSES))
+        return
+    if args.get("clear"):
+        return
+    status = args.get("status")
+    if _literal(status):
+        statuses = ANSWER_STATUSES[action]
+        if not statuses:
+            errors.add(
+                (*path, "status"),
+                f"the answer to {action} has no status: use call_error, delay or no_answer",
+            )
+        elif status not in statuses:
+            errors.add(
+                (*path, "status"), _unknown(status, f"a status of {action}'s answer", statuses)
+            )
+    code = args.get("call_error")
+    if _literal(code) and code not in CALL_ERROR_CODES:
+        errors.add((*path, "call_error"), _unknown(code, "a CALLERROR code", CALL_ERROR_CODES))
 
 
 def _args(raw: Any) -> dict[str, Any]:

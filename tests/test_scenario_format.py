@@ -482,3 +482,65 @@ def test_a_bad_value_a_variable_gives_names_the_variable() -> None:
         "smoke.yaml:11:39: steps[2].wait.timeout: must be a duration (a number of seconds, "
         'or a string such as "30s", "2m") (from ${timeout})',
     ]
+
+
+def test_a_fault_or_override_value_the_engine_refuses_is_a_format_error_with_a_hint() -> None:
+    """A typo in a fault's error code or in an override used to pass the format, set up
+    and connect the run's chargers, and then error the step at the engine (exit code 3,
+    as if something could not run), where the other typos of a file are refused before
+    anything runs (exit code 2), with their line and the nearest right name."""
+    errors = errors_of(
+        """\
+        name: typos
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - fault: {error_code: GroundFailur}
+          - override: {action: RemoteStartTransacton, next: true, status: Accepted}
+          - override: {action: RemoteStartTransaction, next: true, status: Acepted}
+          - override: {action: Reset, every: true, call_error: NotSuported}
+          - override: {action: ClearCache, every: true, delay: 1}
+          - override: {action: UpdateFirmware, next: true, status: Accepted}
+          - override: {action: Rest, clear: true}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:5:25: steps[0].fault.error_code: 'GroundFailur' is not an error code a "
+        "fault reports in OCPP 1.6; did you mean GroundFailure?",
+        "smoke.yaml:6:24: steps[1].override.action: 'RemoteStartTransacton' is not an action "
+        "a CSMS sends in OCPP 1.6; did you mean RemoteStartTransaction?",
+        "smoke.yaml:7:68: steps[2].override.status: 'Acepted' is not a status of "
+        "RemoteStartTransaction's answer in OCPP 1.6; did you mean Accepted?",
+        "smoke.yaml:8:56: steps[3].override.call_error: 'NotSuported' is not a CALLERROR code "
+        "in OCPP 1.6; did you mean NotSupported?",
+        "smoke.yaml:10:60: steps[5].override.status: the answer to UpdateFirmware has no "
+        "status: use call_error, delay or no_answer",
+        "smoke.yaml:11:24: steps[6].override.action: 'Rest' is not an action a CSMS sends "
+        "in OCPP 1.6; did you mean Reset?",
+    ]
+
+
+def test_a_fault_or_override_value_a_variable_gives_is_checked_when_given() -> None:
+    errors = errors_of(
+        """\
+        name: typos
+        description: x
+        variables: {code: GroundFailure, answer: Accepted}
+        chargers: {template: {count: 1}}
+        steps:
+          - fault: {error_code: "${code}"}
+          - override: {action: RemoteStartTransaction, next: true, status: "${answer}"}
+        """,
+        code="Bogus",
+        answer="Nope",
+    )
+    assert errors == [
+        "smoke.yaml:6:25: steps[0].fault.error_code: 'Bogus' is not an error code a fault "
+        "reports in OCPP 1.6 (one of: ConnectorLockFailure, EVCommunicationError, "
+        "GroundFailure, HighTemperature, InternalError, LocalListConflict, OtherError, "
+        "OverCurrentFailure, OverVoltage, PowerMeterFailure, PowerSwitchFailure, "
+        "ReaderFailure, ResetFailure, UnderVoltage, WeakSignal) (from ${code})",
+        "smoke.yaml:7:68: steps[1].override.status: 'Nope' is not a status of "
+        "RemoteStartTransaction's answer in OCPP 1.6 (one of: Accepted, Rejected) "
+        "(from ${answer})",
+    ]
