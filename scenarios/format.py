@@ -207,6 +207,7 @@ def parse(
             id_tags_said=_id_tags_said(written_steps, said_nul),
         )
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
+        _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -838,6 +839,32 @@ def _check_traffic_steps(
             errors.add((*path, "stop"), "stop: true, or leave it out to start", at_key=True)
         elif args.get("wait") and "duration" not in args:
             errors.add(path, "wait: true needs a duration (traffic without one never ends)")
+
+
+def _check_template_connectors(
+    steps: list[Any], chargers: Any, errors: _Errors, *, skip: set[int]
+) -> None:
+    """A template's chargers have `connectors` connectors (default 1): a step on one
+    beyond them could only error at the engine once the chargers are up ("has no connector
+    3"), so it is said here. Existing chargers (ids, pattern, location) have what they
+    have: the file cannot tell."""
+    template = chargers.get("template") if isinstance(chargers, dict) else None
+    if not isinstance(template, dict):
+        return
+    count = template.get("connectors", 1)
+    if not isinstance(count, int) or isinstance(count, bool):
+        return  # the schema said so already
+    for n, item in enumerate(steps):
+        if n in skip or not isinstance(item, dict) or len(item) != 1:
+            continue
+        kind, args = next(iter(item.items()))
+        connector = args.get("connector") if isinstance(args, dict) else None
+        if isinstance(connector, int) and not isinstance(connector, bool) and connector > count:
+            have = f"{count} connector" + ("" if count == 1 else "s")
+            errors.add(
+                ("steps", n, kind, "connector"),
+                f"the template's chargers have {have}: there is no connector {connector}",
+            )
 
 
 def _check_network(args: dict[str, Any], path: Path_, errors: _Errors) -> None:

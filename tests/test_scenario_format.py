@@ -544,3 +544,61 @@ def test_a_fault_or_override_value_a_variable_gives_is_checked_when_given() -> N
         "RemoteStartTransaction's answer in OCPP 1.6 (one of: Accepted, Rejected) "
         "(from ${answer})",
     ]
+
+
+def test_a_connector_the_templates_chargers_do_not_have_is_a_format_error() -> None:
+    """A step on connector 3 of a template made with 2 used to set up and connect the run's
+    chargers and then error at the engine ("has no connector 3", exit code 3), although the
+    file alone says it cannot run: said here, before anything runs."""
+    errors = errors_of(
+        """\
+        name: connectors
+        description: x
+        chargers: {template: {count: 2, connectors: 2}}
+        steps:
+          - plug_in: {connector: 2}
+          - plug_in: {connector: 3}
+          - wait: {status: Charging, connector: 4}
+          - expect: {status: Available, connector: 2}
+          - stop: {connector: "${n}"}
+        """,
+        n=5,
+    )
+    assert errors == [
+        "smoke.yaml:6:26: steps[1].plug_in.connector: the template's chargers have 2 "
+        "connectors: there is no connector 3",
+        "smoke.yaml:7:41: steps[2].wait.connector: the template's chargers have 2 "
+        "connectors: there is no connector 4",
+        "smoke.yaml:9:23: steps[4].stop.connector: the template's chargers have 2 "
+        "connectors: there is no connector 5 (from ${n})",
+    ]
+    one = errors_of(
+        """\
+        name: connectors
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - unplug: {connector: 2}
+        """
+    )
+    assert one == [
+        "smoke.yaml:5:25: steps[0].unplug.connector: the template's chargers have 1 "
+        "connector: there is no connector 2"
+    ]
+
+
+def test_a_connector_of_existing_chargers_is_left_to_the_run() -> None:
+    """Chargers chosen by id, pattern or location have as many connectors as they have:
+    the file cannot tell."""
+    parse(
+        textwrap.dedent(
+            """\
+            name: connectors
+            description: x
+            chargers: {ids: [CP-1]}
+            steps:
+              - plug_in: {connector: 7}
+            """
+        ),
+        file="smoke.yaml",
+    )
