@@ -1048,7 +1048,13 @@ async def _expect_status(ctx: StepContext, status: str, connector: int) -> str:
         raise StepError("the engine sent no state of the charger")
     if status == contract.ACCEPTED:
         if charger["boot"] != "Accepted" or charger["link"] != "online":
-            raise StepFailed(f"the charger is {charger['link']}, boot {charger['boot']}")
+            # Said as every expectation's failure is: what came, then what was expected
+            # ("None" is the engine's word for no boot since power-on).
+            boot = "no boot yet" if charger["boot"] == "None" else f"boot {charger['boot']}"
+            raise StepFailed(
+                f"the charger is {charger['link']}, {boot}, expected it online with its "
+                "boot Accepted"
+            )
         return "online, boot Accepted"
     for evse in charger["evses"]:
         if evse["connector_id"] == connector:

@@ -1068,3 +1068,29 @@ def test_a_connection_the_charger_failed_for_a_csms_frame_is_reported_as_such() 
     )
     del detail["by"]  # a worker that does not say: from its summary
     assert closes_not_ours([link]) == [link]
+
+
+async def test_a_charger_not_online_and_accepted_says_what_was_expected(
+    csms: CentralSystem,
+) -> None:
+    """`expect: {status: Accepted}` on a charger that is offline said only "the charger is
+    offline, boot None": what came, not what was expected, as every other expectation's
+    failure says ("connector 1 is Available, expected Charging")."""
+    run, _ = await run_scenario(
+        """\
+        name: offline
+        description: x
+        chargers:
+          template: {count: 1, connect: false}
+        steps:
+          - expect: {status: Accepted}
+        """,
+        csms,
+    )
+
+    step = run.result["chargers"][0]["steps"][0]
+    assert (step["status"], step["message"]) == (
+        "failed",
+        f"steps[0] expect on {run.result['chargers'][0]['charge_point_id']}: the charger is "
+        "offline, no boot yet, expected it online with its boot Accepted",
+    )
