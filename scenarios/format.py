@@ -19,10 +19,10 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -32,7 +32,17 @@ from django.conf import settings
 
 from scenarios.published_schema import published
 from scenarios.texts import storable
-from simulator.contract.overrides import ANSWER_STATUSES, CALL_ERROR_CODES
+from simulator.contract.overrides import (
+    ANSWER_STATUSES,
+    CALL_ERROR_CODES,
+    CUT_MAX_S,
+    CUT_MIN_S,
+    DELAY_MAX_S,
+    check_close,
+    check_network,
+    check_skew,
+    number,
+)
 from simulator.contract.statuses import FAULT_CODES, fault_info_problem
 from simulator.contract.traffic import id_tag_problem
 
@@ -683,6 +693,8 @@ def _check_steps(
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
+        if kind in ("close", "network", "clock_skew", "override"):
+            _check_engine_bounds(kind, args, path, errors)
         elif kind == "present_id_tag":
             if "expect" in args and "wait" in args:
                 errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
@@ -865,6 +877,47 @@ def _check_template_connectors(
                 ("steps", n, kind, "connector"),
                 f"the template's chargers have {have}: there is no connector {connector}",
             )
+
+
+def _check_engine_bounds(kind: str, args: dict[str, Any], path: Path_, errors: _Errors) -> None:
+    """The engine's own checks of a fault in the CSMS's way (`simulator.contract.overrides`):
+    a value it refuses (close code 1005, a delay of two hours) would error the step only
+    once the run's chargers are up (exit code 3); said here with its line instead. A value
+    still holding a runtime `${...}` is checked when the step runs."""
+    checks: list[tuple[str, Callable[[Any], object]]] = []
+    if kind == "close":
+        checks.append(("code", lambda code: check_close({"code": code})))
+    elif kind == "network":
+        checks.append(("close_code", lambda code: check_close({"code": code})))
+        for name in ("latency_ms", "jitter_ms", "drop_rate"):
+            checks.append((name, partial(_check_network_value, name)))
+        checks.append(("cut", _check_cut))
+    elif kind == "clock_skew":
+        checks.append(("seconds", check_skew))
+    elif kind == "override":
+        checks.append(("delay", lambda value: number(duration(value), "delay", 0.001, DELAY_MAX_S)))
+    for key, check in checks:
+        value = args.get(key)
+        if value is None or isinstance(value, bool) or (isinstance(value, str) and "${" in value):
+            continue
+        try:
+            if not math.isfinite(duration(value)):
+                continue  # said as not finite already
+        except ValueError:
+            continue  # the schema said so already
+        try:
+            check(value)
+        except ValueError as exc:
+            errors.add((*path, key), str(exc))
+
+
+def _check_network_value(name: str, value: Any) -> None:
+    check_network({name: value})
+
+
+def _check_cut(value: Any) -> None:
+    if not CUT_MIN_S <= duration(value) <= CUT_MAX_S:
+        raise ValueError(f"a network cut lasts {CUT_MIN_S:g} to {CUT_MAX_S:g} seconds")
 
 
 def _check_network(args: dict[str, Any], path: Path_, errors: _Errors) -> None:

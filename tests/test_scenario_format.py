@@ -602,3 +602,48 @@ def test_a_connector_of_existing_chargers_is_left_to_the_run() -> None:
         ),
         file="smoke.yaml",
     )
+
+
+def test_a_fault_in_the_way_the_engine_would_refuse_is_a_format_error() -> None:
+    """Close codes a charger may not send, and delays, latencies, cuts and clock skews
+    beyond the engine's bounds, used to pass the format and error the step once the run's
+    chargers were up (exit code 3): the engine's own checks now run on the file."""
+    errors = errors_of(
+        """\
+        name: bounds
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - close: {code: 1005}
+          - close: {code: 2000}
+          - network: {close_code: 1015}
+          - network: {latency_ms: 70000}
+          - network: {jitter_ms: 1.5}
+          - network: {cut: 0.5}
+          - network: {cut: 100000}
+          - clock_skew: {seconds: 1000000000000}
+          - override: {action: Reset, every: true, delay: 2h}
+          - plug_in: {target_soc: 0}
+          - close: {code: 3000}
+          - network: {cut: 24h, latency_ms: 0}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:5:19: steps[0].close.code: close code 1005 cannot be sent: use "
+        "1000-1003, 1007-1014 or 3000-4999 (1004-1006 and 1015 are reserved)",
+        "smoke.yaml:6:19: steps[1].close.code: close code 2000 cannot be sent: use "
+        "1000-1003, 1007-1014 or 3000-4999 (1004-1006 and 1015 are reserved)",
+        "smoke.yaml:7:27: steps[2].network.close_code: close code 1015 cannot be sent: use "
+        "1000-1003, 1007-1014 or 3000-4999 (1004-1006 and 1015 are reserved)",
+        "smoke.yaml:8:27: steps[3].network.latency_ms: latency_ms must be within 0 and 60000",
+        "smoke.yaml:9:26: steps[4].network.jitter_ms: jitter_ms must be a whole number of "
+        "milliseconds",
+        "smoke.yaml:10:20: steps[5].network.cut: a network cut lasts 1 to 86400 seconds",
+        "smoke.yaml:11:20: steps[6].network.cut: a network cut lasts 1 to 86400 seconds",
+        "smoke.yaml:12:27: steps[7].clock_skew.seconds: clock skew seconds must be within "
+        "-3.1536e+08 and 3.1536e+08",
+        "smoke.yaml:13:51: steps[8].override.delay: delay must be within 0.001 and 3600",
+        "smoke.yaml:14:27: steps[9].plug_in.target_soc: must be at least 1",
+        "smoke.yaml:16:14: steps[11].network: cut and latency_ms do not go together: one "
+        "network change per step",
+    ]

@@ -78,6 +78,10 @@ DELAY_MAX_S: Final = 3600.0
 DESCRIPTION_MAX: Final = 255
 LATENCY_MAX_MS: Final = 60_000
 SKEW_MAX_S: Final = 10 * 365 * 86_400  # ten years either way
+# How long a network cut may last (`cut_network`): the engine refuses others, and a
+# scenario file's check says so before the run (scenarios.format).
+CUT_MIN_S: Final = 1.0
+CUT_MAX_S: Final = 86_400.0
 # The close codes an endpoint may send (RFC 6455 7.4.1; 1005, 1006 and 1015 never go on the
 # wire), and the application's own 3000-4999.
 CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})

@@ -373,7 +373,7 @@ class CommandServer:
         if command == "reboot":
             return await self._power_cycle(charger, paced=paced)
         if command == "cut_network":
-            seconds = _number(args, "seconds", 1, 86_400)
+            seconds = _number(args, "seconds", overrides.CUT_MIN_S, overrides.CUT_MAX_S)
             if charger.id not in self.service.connections:
                 raise CommandError("charger is offline")
             charger.cut_network(seconds)
