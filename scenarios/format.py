@@ -32,6 +32,7 @@ from django.conf import settings
 
 from scenarios.published_schema import published
 from scenarios.texts import storable
+from simulator.contract import config_keys
 from simulator.contract.overrides import (
     ANSWER_STATUSES,
     CALL_ERROR_CODES,
@@ -218,6 +219,7 @@ def parse(
         )
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
         _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
+    _check_template_configuration(data.get("chargers"), errors)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -851,6 +853,38 @@ def _check_traffic_steps(
             errors.add((*path, "stop"), "stop: true, or leave it out to start", at_key=True)
         elif args.get("wait") and "duration" not in args:
             errors.add(path, "wait: true needs a duration (traffic without one never ends)")
+
+
+def config_text(value: Any) -> str:
+    """A template's configuration value as the charger stores it (YAML's `true` is "true")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_template_configuration(chargers: Any, errors: _Errors) -> None:
+    """A template's configuration keys and values, checked as the charger's own form
+    checks them (`ConfigurationKey.clean`): the run stores them as given, so a value the
+    charger's form refuses, or a key that differs from an OCPP key only in case (a typing
+    slip no CSMS could read), would otherwise go into the run unseen."""
+    template = chargers.get("template") if isinstance(chargers, dict) else None
+    configuration = template.get("configuration") if isinstance(template, dict) else None
+    if not isinstance(configuration, dict):
+        return
+    for key, value in configuration.items():
+        path: Path_ = ("chargers", "template", "configuration", key)
+        if not isinstance(key, str) or "${" in key:
+            continue
+        twin = config_keys.case_twin_problem(key)
+        if twin is not None:
+            errors.add(path, twin, at_key=True)
+            continue
+        if key not in config_keys.KEYS or (isinstance(value, str) and "${" in value):
+            continue
+        try:
+            config_keys.normalise(key, config_text(value))
+        except config_keys.InvalidValue as exc:
+            errors.add(path, str(exc))
 
 
 def _check_template_connectors(

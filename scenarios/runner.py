@@ -40,7 +40,7 @@ from chargers.orm_threads import in_thread
 from chargers.validators import validate_csms_url
 from locations.models import Location
 from scenarios import charger_ids
-from scenarios.format import Scenario, Step, substitute_runtime, unresolved
+from scenarios.format import Scenario, Step, config_text, substitute_runtime, unresolved
 from scenarios.models import (
     DEFAULT_LOCATION,
     ScenarioRun,
@@ -454,7 +454,7 @@ class Runner:
         connector = Evse.ConnectorType.CCS2 if power_type == "DC" else Evse.ConnectorType.TYPE2
         evses = [EvseSpec(connector, max_kw)] * int(template.get("connectors", 1))
         overrides = {
-            str(k): _config_text(v) for k, v in (template.get("configuration") or {}).items()
+            str(k): config_text(v) for k, v in (template.get("configuration") or {}).items()
         }
         vehicle = _vehicle(template.get("vehicle"))
         prefix = str(template.get("prefix", "SCN"))
@@ -740,12 +740,6 @@ def _stored_event(event: contract.StreamEvent) -> dict[str, Any]:
         "charge_point_id": event["charge_point_id"],
         "data": event["data"],
     }
-
-
-def _config_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -647,3 +647,40 @@ def test_a_fault_in_the_way_the_engine_would_refuse_is_a_format_error() -> None:
         "smoke.yaml:16:14: steps[11].network: cut and latency_ms do not go together: one "
         "network change per step",
     ]
+
+
+def test_a_templates_configuration_is_checked_as_the_admin_checks_a_chargers() -> None:
+    """A template's configuration was stored as written: a value the charger's own form
+    refuses (MeterValueSampleInterval "abc") and a key that differs from an OCPP key only
+    in case (a typing slip, which a CSMS could never read) went into the run unseen."""
+    errors = errors_of(
+        """\
+        name: configuration
+        description: x
+        chargers:
+          template:
+            count: 1
+            configuration:
+              MeterValueSampleInterval: abc
+              heartbeatinterval: "60"
+              LocalAuthorizeOffline: "maybe"
+              HeartbeatInterval: "${interval}"
+              AllowOfflineTxForUnknownId: true
+              ConnectionTimeOut: 60
+              VendorSpecificKey: anything
+        steps:
+          - wait: {seconds: 1}
+        """,
+        interval=-5,
+    )
+    assert errors == [
+        "smoke.yaml:7:33: chargers.template.configuration.MeterValueSampleInterval: "
+        "MeterValueSampleInterval takes a whole number, not 'abc'.",
+        "smoke.yaml:8:7: chargers.template.configuration.heartbeatinterval: "
+        "'heartbeatinterval' differs from the OCPP key HeartbeatInterval only in case, and "
+        "chargers compare key names without regard to case: write HeartbeatInterval.",
+        "smoke.yaml:9:30: chargers.template.configuration.LocalAuthorizeOffline: "
+        "LocalAuthorizeOffline takes true or false, not 'maybe'.",
+        "smoke.yaml:10:26: chargers.template.configuration.HeartbeatInterval: "
+        "HeartbeatInterval must be at least 0. (from ${interval})",
+    ]
