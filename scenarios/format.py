@@ -29,7 +29,9 @@ from typing import Any, TypeGuard
 import jsonschema
 import yaml
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
+from chargers.validators import validate_csms_url
 from scenarios.published_schema import published
 from scenarios.texts import storable
 from simulator.contract import config_keys
@@ -219,7 +221,7 @@ def parse(
         )
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
         _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
-    _check_template_configuration(data.get("chargers"), errors)
+    _check_template(data.get("chargers"), errors)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -546,6 +548,11 @@ class _Errors:
         if error not in self.found:
             self.found.append(error)
 
+    def said_at(self, path: Path_) -> bool:
+        """Whether a problem of the value at `path` was said already (the schema's)."""
+        shown = _shown(path)
+        return any(error.path == shown for error in self.found)
+
     def _mark(self, path: Path_) -> tuple[int, int]:
         while path and path not in self.marks:
             path = path[:-1]
@@ -862,12 +869,21 @@ def config_text(value: Any) -> str:
     return str(value)
 
 
-def _check_template_configuration(chargers: Any, errors: _Errors) -> None:
-    """A template's configuration keys and values, checked as the charger's own form
+def _check_template(chargers: Any, errors: _Errors) -> None:
+    """A template's CSMS URL, and its configuration keys and values, checked as the charger's own form
     checks them (`ConfigurationKey.clean`): the run stores them as given, so a value the
     charger's form refuses, or a key that differs from an OCPP key only in case (a typing
     slip no CSMS could read), would otherwise go into the run unseen."""
     template = chargers.get("template") if isinstance(chargers, dict) else None
+    url = template.get("csms_url") if isinstance(template, dict) else None
+    url_path: Path_ = ("chargers", "template", "csms_url")
+    if isinstance(url, str) and "${" not in url and not errors.said_at(url_path):
+        # The chargers' own rules (no password in it), as the run's setup applies them:
+        # said here with its line rather than as a setup in error once the run started.
+        try:
+            validate_csms_url(url)
+        except ValidationError as exc:
+            errors.add(url_path, " ".join(exc.messages))
     configuration = template.get("configuration") if isinstance(template, dict) else None
     if not isinstance(configuration, dict):
         return

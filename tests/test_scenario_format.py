@@ -684,3 +684,26 @@ def test_a_templates_configuration_is_checked_as_the_admin_checks_a_chargers() -
         "smoke.yaml:10:26: chargers.template.configuration.HeartbeatInterval: "
         "HeartbeatInterval must be at least 0. (from ${interval})",
     ]
+
+
+def test_a_templates_csms_url_is_checked_as_a_chargers_is() -> None:
+    """A template's CSMS URL with a password in it (a refused URL) passed the format and
+    errored the run's setup (exit code 3): the file alone says it cannot run."""
+    errors = errors_of(
+        """\
+        name: url
+        description: x
+        variables: {csms_password: hunter22}
+        chargers:
+          template: {count: 1, csms_url: "ws://cp:${csms_password}@127.0.0.1:9000/ocpp"}
+        steps:
+          - wait: {seconds: 1}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:5:34: chargers.template.csms_url: The CSMS URL must not hold a user name "
+        "or password. Set the charger's AuthorizationKey and security profile 1 or 2 "
+        "instead: the charger then sends its id and that key as HTTP Basic credentials, and "
+        "the key is never shown."
+    ]
+    assert "hunter22" not in "".join(errors)
