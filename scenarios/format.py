@@ -222,6 +222,7 @@ def parse(
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
         _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
     _check_template(data.get("chargers"), errors)
+    _check_spread(data, errors)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -860,6 +861,21 @@ def _check_traffic_steps(
             errors.add((*path, "stop"), "stop: true, or leave it out to start", at_key=True)
         elif args.get("wait") and "duration" not in args:
             errors.add(path, "wait: true needs a duration (traffic without one never ends)")
+
+
+def _check_spread(data: dict[str, Any], errors: _Errors) -> None:
+    """`spread` is bounded as a wait is: an infinite one made a start delay no JSON can
+    store (the run crashed and stayed "running"), a typo of 100000 held the run a day."""
+    if "spread" not in data or errors.said_at(("spread",)):
+        return
+    try:
+        seconds = duration(data["spread"])
+    except ValueError:
+        return  # the schema said so already
+    if not math.isfinite(seconds):
+        errors.add(("spread",), "must be a finite number of seconds")
+    elif seconds > MAX_WAIT_SECONDS:
+        errors.add(("spread",), f"must be at most {MAX_WAIT_SECONDS} seconds (an hour)")
 
 
 def config_text(value: Any) -> str:

@@ -707,3 +707,27 @@ def test_a_templates_csms_url_is_checked_as_a_chargers_is() -> None:
         "the key is never shown."
     ]
     assert "hunter22" not in "".join(errors)
+
+
+@pytest.mark.parametrize(
+    ("spread", "said"),
+    [
+        (".inf", "must be a finite number of seconds"),
+        ("100000", "must be at most 3600 seconds (an hour)"),
+    ],
+)
+def test_a_spread_must_be_finite_and_at_most_an_hour(spread: str, said: str) -> None:
+    """`spread: .inf` passed the format, and the run then could not store its result (a
+    start delay of Infinity is no JSON): a traceback, and a run left "running" for good.
+    A spread of 100000 (a typo for 100) held the run a day, as a wait's would."""
+    errors = errors_of(
+        f"""\
+        name: spread
+        description: x
+        spread: {spread}
+        chargers: {{template: {{count: 1}}}}
+        steps:
+          - wait: {{seconds: 1}}
+        """
+    )
+    assert errors == [f"smoke.yaml:3:9: spread: {said}"]
