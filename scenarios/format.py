@@ -201,8 +201,10 @@ def parse(
         values[name] = value  # also when refused: no second error, "unknown variable"
     written_steps = data.get("steps")  # before the variables are replaced
     uses = set(given) if isinstance(given, dict) else set()
+    used_in_file: set[str] = set()  # variables the chargers or steps name
     for part in ("chargers", "steps"):
         if part in data:
+            used_in_file.update(unresolved(data[part]))
             uses.update(unresolved(data[part]))
             data[part] = _substitute(data[part], values, (part,), errors)
     broken: set[int] = set()
@@ -223,6 +225,13 @@ def parse(
         _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
     _check_template(data.get("chargers"), errors)
     _check_spread(data, errors)
+    for part in ("chargers", "steps"):
+        _check_finite(data.get(part), (part,), errors)
+    # A variable no step uses is still stored with the run (as JSON, which holds no NaN):
+    # said at its line. One that is used was said where it is used.
+    for name, value in values.items():
+        if isinstance(given, dict) and name in given and name not in used_in_file:
+            _check_finite(value, ("variables", name), errors)
     if errors.found:
         raise ScenarioError(errors.found)
     spread = duration(data.get("spread", 0))
@@ -861,6 +870,22 @@ def _check_traffic_steps(
             errors.add((*path, "stop"), "stop: true, or leave it out to start", at_key=True)
         elif args.get("wait") and "duration" not in args:
             errors.add(path, "wait: true needs a duration (traffic without one never ends)")
+
+
+def _check_finite(value: Any, path: Path_, errors: _Errors) -> None:
+    """YAML's .nan and .inf are numbers that the schema's bounds let through (NaN
+    compares false with any bound): a response-time bound of .nan passed whatever the
+    CSMS did, a power of .inf broke the run's setup. None is a value a scenario can mean.
+    A value said wrong already (a duration's "finite number of seconds") is not said twice."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if not errors.said_at(path):
+            errors.add(path, "must be a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, (*path, key), errors)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _check_finite(item, (*path, n), errors)
 
 
 def _check_spread(data: dict[str, Any], errors: _Errors) -> None:

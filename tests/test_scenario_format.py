@@ -731,3 +731,54 @@ def test_a_spread_must_be_finite_and_at_most_an_hour(spread: str, said: str) -> 
         """
     )
     assert errors == [f"smoke.yaml:3:9: spread: {said}"]
+
+
+def test_a_number_that_is_not_finite_is_a_format_error_wherever_it_is() -> None:
+    """YAML's .nan and .inf are numbers the schema's bounds let through (NaN compares false
+    with every bound): `response_time: {p50: .nan}` passed every run whatever the CSMS did,
+    `max_power_kw: .inf` broke the run's setup, `soc: .nan` errored the step at the engine."""
+    errors = errors_of(
+        """\
+        name: finite
+        description: x
+        chargers: {template: {count: 1, max_power_kw: .inf}}
+        steps:
+          - expect: {response_time: {p50: .nan}}
+          - plug_in: {soc: .nan, target_soc: -.inf}
+          - network: {drop_rate: .nan}
+          - expect: {heartbeat_interval_at_least: .inf}
+          - trigger: {url: "http://x", body: {limit: .nan}}
+          - wait: {seconds: .inf}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:3:47: chargers.template.max_power_kw: must be a finite number",
+        "smoke.yaml:5:35: steps[0].expect.response_time.p50: must be a finite number",
+        "smoke.yaml:6:20: steps[1].plug_in.soc: must be a finite number",
+        "smoke.yaml:6:38: steps[1].plug_in.target_soc: must be at least 1",
+        "smoke.yaml:7:26: steps[2].network.drop_rate: must be a finite number",
+        "smoke.yaml:8:43: steps[3].expect.heartbeat_interval_at_least: must be a finite number",
+        "smoke.yaml:9:46: steps[4].trigger.body.limit: must be a finite number",
+        "smoke.yaml:10:21: steps[5].wait.seconds: must be a finite number of seconds",
+    ]
+
+
+def test_a_variable_that_is_not_finite_is_said_once_where_it_is() -> None:
+    """An unused variable of .inf is stored with the run all the same, and the run could
+    not store it (IntegrityError, a traceback, exit code 3): said at the variable. A used
+    one is said where it is used, naming it, not twice."""
+    errors = errors_of(
+        """\
+        name: finite
+        description: x
+        variables: {unused: .inf, used: .nan}
+        chargers: {template: {count: 1}}
+        steps:
+          - expect: {heartbeat_interval_at_least: "${used}"}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:3:21: variables.unused: must be a finite number",
+        "smoke.yaml:6:43: steps[0].expect.heartbeat_interval_at_least: must be a finite "
+        "number (from ${used})",
+    ]
