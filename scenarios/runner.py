@@ -559,6 +559,7 @@ class Runner:
                 seed=self.seed,
                 location=self.location,
                 fleet=[c.target for c in self.chargers],
+                hide=self.hide,
             )
             since = time.time()
             if is_fleet_step(step.kind, step.args):

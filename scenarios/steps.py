@@ -31,7 +31,7 @@ from chargers.engine_client import EngineClient, EngineError
 from chargers.orm_threads import in_thread
 from locations.models import Location
 from scenarios.format import PERCENTILES, duration
-from scenarios.texts import shown_url
+from scenarios.texts import one_line, shown_url
 from scenarios.watch import (
     CALL,
     CALLERROR,
@@ -80,6 +80,10 @@ class Target:
     connect_first: bool = False
 
 
+def _shown_as_is(value: Any) -> Any:
+    return value
+
+
 @dataclass
 class StepContext:
     client: EngineClient
@@ -92,6 +96,10 @@ class StepContext:
     seed: int = 0  # the run's seed (a fleet step's randomness comes from it)
     location: str | None = None  # the scenario's location (its chargers'), by name
     fleet: list[Target] = field(default_factory=list)  # every charger of the run
+    # The run's hiding of its secret variables' values (`texts.hiding`): the runner hides
+    # every message, but a step that cuts a text to length must hide it first, or the
+    # part of a secret that fits escapes.
+    hide: Callable[[Any], Any] = _shown_as_is
 
     async def command(
         self, command: str, args: Mapping[str, Any], wait_for: contract.WaitFor | None = None
@@ -1192,19 +1200,30 @@ async def trigger(ctx: StepContext, args: dict[str, Any]) -> str:
     if "body" in args:
         data = json.dumps(args["body"]).encode()
         headers.setdefault("Content-Type", "application/json")
-    status = await asyncio.to_thread(_http, method, url, data, headers, timeout)
+    status, body = await asyncio.to_thread(_http, method, url, data, headers, timeout)
+    answer = _answer_text(ctx.hide(body))
     expected = args.get("expect_status")
     shown = shown_url(url)  # the verdict's text is kept and shown: no credentials in it
+    # Why the hook refused (the built-in control names the payload's problem, a CSMS's API
+    # its own): the start of its answer, on one line. The run hides secrets in messages.
+    said = f": {answer}" if answer else ""
     if expected is not None and status != expected:
-        raise StepFailed(f"{method} {shown} answered {status}, expected {expected}")
+        raise StepFailed(f"{method} {shown} answered {status}, expected {expected}{said}")
     if expected is None and not 200 <= status < 300:
-        raise StepFailed(f"{method} {shown} answered {status}")
+        raise StepFailed(f"{method} {shown} answered {status}{said}")
     return f"{method} {shown}: {status}"
+
+
+# How much of a hook's answer a failed trigger quotes, and reads (more, so that a secret
+# it quotes is read whole and hidden before the quote is cut to length).
+HOOK_ANSWER_CHARS = 300
+HOOK_ANSWER_READ_BYTES = 65_536
 
 
 def _http(
     method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float
-) -> int:
+) -> tuple[int, str]:
+    """The hook's status and the start of its answer's body."""
     if not url.startswith(("http://", "https://")):
         raise StepError(f"{shown_url(url)!r} is not an http(s) URL")
     # A login in the URL (http://user:pw@host/) as urllib cannot take it: a Basic header.
@@ -1212,13 +1231,28 @@ def _http(
     request = urllib.request.Request(without_login(url), data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            return int(response.status)
+            return int(response.status), _decoded(response.read(HOOK_ANSWER_READ_BYTES))
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        try:
+            body = exc.read(HOOK_ANSWER_READ_BYTES)
+        except OSError:
+            body = b""
+        return int(exc.code), _decoded(body)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise StepError(f"{method} {shown_url(url)} failed: {reason}") from None
+
+
+def _decoded(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")
+
+
+def _answer_text(body: str) -> str:
+    """The start of a hook's answer (its secrets hidden already), on one line."""
+    text = one_line(body.strip())
+    if len(text) > HOOK_ANSWER_CHARS:
+        text = text[: HOOK_ANSWER_CHARS - 1] + "…"
+    return text
 
 
 STEPS: dict[str, Handler] = {

@@ -33,6 +33,7 @@ from scenarios.steps import STEPS, StepContext, Target
 from scenarios.texts import one_line
 from simulator import contract
 from simulator.csms import CentralSystem
+from simulator.csms.control import ControlServer
 from simulator.management.commands.runscenario import InProcessEngine
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
@@ -1094,3 +1095,57 @@ async def test_a_charger_not_online_and_accepted_says_what_was_expected(
         f"steps[0] expect on {run.result['chargers'][0]['charge_point_id']}: the charger is "
         "offline, no boot yet, expected it online with its boot Accepted",
     )
+
+
+async def test_a_trigger_the_hook_refuses_says_what_the_hook_answered(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """A hook's refusal said only "answered 400": why (the built-in CSMS's control names
+    the payload's problem, another CSMS's API its own) was read and thrown away, and the
+    scenario's author was left to guess."""
+    run, _ = await run_scenario(
+        """\
+        name: refused-hook
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger:
+              url: "${csms_control}/chargers/${charge_point_id}/DataTransfer"
+              body: {vendorId: QA, data: "${charger_id}"}
+        """,
+        csms,
+        csms_control=csms_control.url,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "failed"
+    assert step["message"].endswith(
+        "/DataTransfer answered 400: "
+        '{"error":"DataTransfer payload refused: '
+        f"{run.result['chargers'][0]['charger_id']} is not of type 'string'\"}}"
+    )
+
+
+async def test_a_hooks_answer_quoting_a_long_secret_shows_none_of_it(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """The start of a refusing hook's answer is quoted: a secret the answer quotes must be
+    hidden before it is cut to length, or the part that fits escapes the hiding."""
+    secret = "SECRETV" + "x" * 400
+    run, _ = await run_scenario(
+        f"""\
+        name: long-secret
+        description: x
+        variables: {{auth_vendor: {secret}}}
+        chargers: {{template: {{count: 1}}}}
+        steps:
+          - trigger:
+              url: "${{csms_control}}/chargers/${{charge_point_id}}/DataTransfer"
+              body: {{vendorId: "${{auth_vendor}}"}}
+        """,
+        csms,
+        csms_control=csms_control.url,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "failed"
+    assert "answered 400: " in step["message"] and "********" in step["message"]
+    assert "SECRETV" not in step["message"]
