@@ -423,3 +423,16 @@ async def test_a_tag_presented_locally_passes_when_refused_and_fails_when_accept
     assert accepted[1].endswith(
         "the CSMS accepted idTag LOCAL-GOOD (StartTransaction), expected it refused"
     )
+
+
+def test_answers_within_counts_only_the_calls_that_were_answered() -> None:
+    """A CALL still waiting for its answer (younger than the bound) was counted as answered
+    ("2 CALLs answered"), and a charger that sent none read "0 CALLs answered, the slowest
+    in 0.00 s", as if something had been timed: each now says what it saw."""
+    frames = [_frame(10.0, CALL, "a"), _frame(10.1, CALLRESULT, "a"), _frame(19.0, CALL, "b")]
+    assert answers_within(frames, now=20.0, limit=5.0) == (
+        "1 CALLs answered, the slowest in 0.10 s (1 not answered yet, sent 1.0 s ago)"
+    )
+    assert answers_within([], now=20.0, limit=5.0) == (
+        "the charger sent no CALL during the run so far: none went unanswered"
+    )
