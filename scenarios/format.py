@@ -33,7 +33,7 @@ from django.core.exceptions import ValidationError
 
 from chargers.validators import validate_csms_url
 from scenarios.published_schema import published
-from scenarios.texts import storable
+from scenarios.texts import hiding, storable
 from simulator.contract import config_keys
 from simulator.contract.overrides import (
     ANSWER_STATUSES,
@@ -199,6 +199,7 @@ def parse(
             errors.add(("variables", storable(str(name))), "holds a NUL character (U+0000)")
             said_nul.add(str(name))
         values[name] = value  # also when refused: no second error, "unknown variable"
+    errors.hide = hiding(values)
     written_steps = data.get("steps")  # before the variables are replaced
     uses = set(given) if isinstance(given, dict) else set()
     used_in_file: set[str] = set()  # variables the chargers or steps name
@@ -548,13 +549,17 @@ class _Errors:
         # about what `--var` or the API gave, and says which (never its value: it may be a
         # secret).
         self.from_variable: dict[Path_, str] = {}
+        # The values of the secret variables hidden (`texts.hiding`): a check that quotes
+        # the value it refuses ("'X' is not a status of ...") must not show a secret's,
+        # on the terminal or in the API's answer, as the run shows none anywhere.
+        self.hide: Callable[[Any], Any] = lambda value: value
 
     def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
         given = self.from_variable.get(path)  # a variable's value is a scalar: no deeper
         if given is not None:
             message = f"{message} (from ${{{given}}})"
         mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
-        error = FormatError(self.file, mark[0], mark[1], _shown(path), message)
+        error = FormatError(self.file, mark[0], mark[1], _shown(path), str(self.hide(message)))
         if error not in self.found:
             self.found.append(error)
 

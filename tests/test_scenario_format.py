@@ -782,3 +782,32 @@ def test_a_variable_that_is_not_finite_is_said_once_where_it_is() -> None:
         "smoke.yaml:6:43: steps[0].expect.heartbeat_interval_at_least: must be a finite "
         "number (from ${used})",
     ]
+
+
+def test_a_format_error_never_shows_a_secret_variables_value() -> None:
+    """A misspelt value that a secret variable gave was quoted in the error ("'NopeSecret'
+    is not a status of ...'s answer"), on the terminal and in the API's 422, where the run
+    hides such values everywhere else."""
+    errors = errors_of(
+        """\
+        name: secrets
+        description: x
+        variables: {auth_status: NopeSecretValue1, api_key_interval: abcSecret3}
+        chargers:
+          template:
+            count: 1
+            configuration: {HeartbeatInterval: "${api_key_interval}"}
+        steps:
+          - expect: {answer: BootNotification, status: "${auth_status}"}
+          - override: {action: Reset, next: true, status: "${auth_status}"}
+        """
+    )
+    assert errors == [
+        "smoke.yaml:7:40: chargers.template.configuration.HeartbeatInterval: "
+        "HeartbeatInterval takes a whole number, not '********'. (from ${api_key_interval})",
+        "smoke.yaml:9:48: steps[0].expect.status: '********' is not a status of "
+        "BootNotification's answer in OCPP 1.6 (one of: Accepted, Pending, Rejected) "
+        "(from ${auth_status})",
+        "smoke.yaml:10:51: steps[1].override.status: '********' is not a status of Reset's "
+        "answer in OCPP 1.6 (one of: Accepted, Rejected) (from ${auth_status})",
+    ]
