@@ -514,7 +514,9 @@ def _sent_instead(ctx: StepContext, action: str, args: Mapping[str, Any]) -> str
     sent = list(_calls_of(ctx, action, ctx.watch.frames.get(ctx.target.pk, [])))
     if not sent:
         return ""
-    last = json.dumps(sent[-1].payload, sort_keys=True)
+    # Hidden before it is cut: cut first, the part of a long secret that fits would escape
+    # the run's hiding of the whole message.
+    last = str(ctx.hide(json.dumps(sent[-1].payload, sort_keys=True)))
     shown = last if len(last) <= _SHOWN_PAYLOAD else last[: _SHOWN_PAYLOAD - 1] + "…"
     return f" (it sent {len(sent)}; the last: {shown})"
 

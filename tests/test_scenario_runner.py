@@ -372,7 +372,11 @@ def test_a_payload_that_did_not_match_is_quoted_from_what_the_csms_sent() -> Non
         call(6.0, "Reset", {"type": "Soft"}),
         call(7.0, "RemoteStartTransaction", {"idTag": "x" * 400}),
     ]
-    ctx = SimpleNamespace(watch=SimpleNamespace(frames={7: frames}), target=SimpleNamespace(pk=7))
+    ctx = SimpleNamespace(
+        watch=SimpleNamespace(frames={7: frames}),
+        target=SimpleNamespace(pk=7),
+        hide=lambda value: value,  # the run's hiding of secrets: none here
+    )
     ctx.since = 2.0
     args = {"csms_call": "RemoteStartTransaction", "payload": {"idTag": "BBB"}}
     shown = _sent_instead(ctx, "RemoteStartTransaction", args)  # type: ignore[arg-type]
@@ -1148,4 +1152,32 @@ async def test_a_hooks_answer_quoting_a_long_secret_shows_none_of_it(
     step = run.result["chargers"][0]["steps"][0]
     assert step["status"] == "failed"
     assert "answered 400: " in step["message"] and "********" in step["message"]
+    assert "SECRETV" not in step["message"]
+
+
+async def test_a_csms_call_that_did_not_match_shows_none_of_a_long_secret_it_carried(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """A failed `csms_call` quotes the start of the payload the CSMS sent instead: a secret
+    it carried must be hidden before the quote is cut to length, or the part that fits
+    escapes the run's hiding of the whole message."""
+    secret = "SECRETV" + "x" * 400
+    run, _ = await run_scenario(
+        f"""\
+        name: long-secret-call
+        description: x
+        variables: {{auth_data: {secret}}}
+        chargers: {{template: {{count: 1}}}}
+        steps:
+          - trigger:
+              url: "${{csms_control}}/chargers/${{charge_point_id}}/DataTransfer"
+              body: {{vendorId: QA, data: "${{auth_data}}"}}
+          - expect: {{csms_call: DataTransfer, payload: {{data: other}}, within: 1}}
+        """,
+        csms,
+        csms_control=csms_control.url,
+    )
+    step = run.result["chargers"][0]["steps"][1]
+    assert step["status"] == "failed"
+    assert "the last: " in step["message"] and "********" in step["message"]
     assert "SECRETV" not in step["message"]
