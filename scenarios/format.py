@@ -717,8 +717,6 @@ def _check_steps(
             _check_network(args, path, errors)
         elif kind == "override":
             _check_override(args, path, errors)
-        if kind in ("close", "network", "clock_skew", "override"):
-            _check_engine_bounds(kind, args, path, errors)
         elif kind == "present_id_tag":
             if "expect" in args and "wait" in args:
                 errors.add(path, "expect and wait do not go together: a refused tag starts nothing")
@@ -744,6 +742,8 @@ def _check_steps(
                 problem = fault_info_problem(info)
                 if problem is not None:
                     errors.add((*path, "info"), problem)
+        if kind in ENGINE_CHECKED:
+            _check_engine_bounds(kind, args, path, errors)
         for key in DURATION_KEYS & set(args):
             try:
                 seconds = duration(args[key])
@@ -973,6 +973,10 @@ def _check_template_connectors(
                 ("steps", n, kind, "connector"),
                 f"the template's chargers have {have}: there is no connector {connector}",
             )
+
+
+# The steps whose values the engine checks again (`_check_engine_bounds`).
+ENGINE_CHECKED = frozenset({"close", "network", "clock_skew", "override"})
 
 
 def _check_engine_bounds(kind: str, args: dict[str, Any], path: Path_, errors: _Errors) -> None:
