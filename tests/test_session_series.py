@@ -140,3 +140,24 @@ async def test_a_network_cut_says_when_it_ends_and_unplugging_clears_the_reading
     evse = snapshot(cp)["evses"][0]
     assert evse["voltage_v"] == [] and evse["current_a"] == []
     assert not math.isnan(evse["register_wh"])
+
+
+async def test_a_session_the_car_ends_by_leaving_ends_its_chart_with_the_cars_soc():
+    """QA: the car unplugged (StopTransactionOnEVSideDisconnect) took its SoC with it
+    before the session's series was ended: the chart's last point had none."""
+    clock = FakeClock()
+    cp = charger(clock)
+    cp.attach(FakeTransport(csms()))
+    await cp.boot_sequence()
+    cp.plug_in(1, COMPACT, soc=20)
+    assert await cp.present_id_tag(1, "TAG") == "Accepted"
+    for _ in range(60):
+        clock.advance(1.0)
+        cp.step_connector(cp.evses[0], 1.0)
+    soc = cp.evses[0].soc
+    cp.unplug(1)
+    assert 1 not in cp.transactions
+    ended = snapshot(cp, series=True)["evses"][0]["session"]
+    assert ended is not None and ended["ended_at"] == clock.time()
+    assert ended["points"][-1][1] == 0.0
+    assert ended["points"][-1][2] == pytest.approx(soc, abs=0.05)

@@ -1162,6 +1162,8 @@ class Charger:
             # any more, taken before its readings go with it.
             evse.stop_flow()
             end_values = self._stop_txn_samples(evse, SampleContext.TRANSACTION_END)
+            if evse.session is not None:  # the chart's last point too: it had no SoC
+                evse.session.end(self.clock.time(), evse.soc, evse.register_wh)
         evse.battery = None
         evse.soc = None
         self.listener.on_vehicle(self, evse)
