@@ -101,3 +101,18 @@ async def test_a_single_phase_car_reads_one_voltage_from_its_transactions_begin(
     ]
     assert ("Sample.Periodic", "Voltage", "L1-N") in phases[1]
     assert all(len(sample) == 2 for sample in phases)  # one current, one voltage each
+
+
+async def test_a_measurand_stored_twice_before_the_check_is_sampled_once(csms):
+    """QA: a list saved with a repeat before the key's check dropped repeats still sent
+    the measurand twice in every MeterValues (the running charger reads its stored value)."""
+    config = {"MeterValuesSampledData": "Power.Active.Import,SoC,Power.Active.Import"}
+    charger = runtime_charger("MS-TWICE", csms.url, evses=1, config=config)
+    async with connected(charger):
+        charger.plug_in(1, PHEV, soc=20)
+        assert await charger.present_id_tag(1, "A") == "Accepted"
+        mark = len(csms.log)
+        await csms.call("MS-TWICE", call.TriggerMessage(requested_message="MeterValues"))
+        sent = await csms.wait_for("MS-TWICE", "MeterValues", after=mark, timeout=4)
+    measurands = [sv.get("measurand") for sv in sent.payload["meterValue"][0]["sampledValue"]]
+    assert measurands == ["Power.Active.Import", "SoC"]

@@ -274,4 +274,6 @@ def as_bool(value: str) -> bool:
 
 
 def as_list(value: str) -> list[str]:
-    return [item for item in value.split(",") if item]
+    # Each item once: a list stored before `normalise` dropped repeats (a measurand named
+    # twice) would otherwise be sampled twice. Parsed once per value (`ConfigValues`).
+    return list(dict.fromkeys(item for item in value.split(",") if item))
