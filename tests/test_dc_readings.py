@@ -65,3 +65,23 @@ async def test_a_dc_sample_reads_the_pack_voltage_of_its_own_soc(csms, ticking):
         # The voltage is read to 0.1 V, the current to 0.01 A.
         within = amps * 0.05 / reading["Voltage"] + 0.005
         assert reading["Current.Import"] == pytest.approx(amps, abs=within), reading
+
+
+async def test_a_dc_transaction_begins_at_the_pack_voltage_not_at_zero(csms):
+    """QA: Transaction.Begin, before the meter's first visit, read Voltage 0.0 on DC, while
+    Current.Offered in the same sample was the offer over the pack's voltage."""
+    config = {"StopTxnSampledData": "Voltage,SoC", "MeterValueSampleInterval": "0"}
+    charger = runtime_charger(
+        "DC-B", csms.url, evses=1, power_type="DC", max_kw=150.0, config=config
+    )
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=30.0)
+        assert await charger.present_id_tag(1, "A") == "Accepted"
+        mark = len(csms.log)
+        charger.stop_transaction(1)
+        stop = await csms.wait_for("DC-B", "StopTransaction", after=mark, timeout=4)
+    begin = stop.payload["transactionData"][0]["sampledValue"]
+    assert begin[0]["context"] == "Transaction.Begin"
+    values = {sv["measurand"]: float(sv["value"]) for sv in begin}
+    assert values["Voltage"] == pytest.approx(pack_voltage(COMPACT, values["SoC"]), abs=0.3)
+    assert values["Voltage"] > 0

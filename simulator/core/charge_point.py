@@ -2701,7 +2701,16 @@ class Charger:
                     )
                     values += _VOLTS.get(volts) or _per_phase(volts, _VOLTAGE)
                 else:
-                    v = evse.voltage_v[0] if evse.voltage_v else 0.0
+                    # No reading yet (Transaction.Begin, before the meter's first visit):
+                    # the pack's voltage, which the charger reads before power flows and
+                    # Current.Offered is already worked out at; 0 with no car.
+                    v = (
+                        evse.voltage_v[0]
+                        if evse.voltage_v
+                        else pack_voltage(evse.battery.spec, evse.battery.soc)
+                        if evse.battery is not None
+                        else 0.0
+                    )
                     add((text1(v) or _fixed_1(v), _Q_VOLTAGE))
             elif measurand == _SOC:
                 soc = evse.soc
