@@ -216,6 +216,10 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
     """A driver presents an idTag; with `expect: refused` (or a status), the step passes
     when the CSMS refused it: its answer to the charger's Authorize, or to the
     StartTransaction of a tag the charger let start from its cache or local list."""
+    if type(args.get("id_tag")) is int:
+        # `${charger_id}` alone is a number (docs/scenarios.md): as an idTag, its digits.
+        # Sent as a number, the worker took it for no idTag at all ("1 to 20 characters").
+        args = {**args, "id_tag": str(args["id_tag"])}
     if "expect" not in args:
         return await _present_accepted(ctx, args)
     expected = str(args["expect"])

@@ -43,6 +43,16 @@ async def test_a_printable_ascii_id_tag_is_presented():
     assert "idTag Zoe 1~ was not accepted" in str(outcome.value)
 
 
+async def test_an_id_tag_that_is_a_number_is_refused_as_not_text():
+    charger = runtime_charger("ARG-NUM", "ws://127.0.0.1:9/", evses=1, db_id=PK)
+    with pytest.raises(InvalidArgument) as refused:
+        await command_server(charger).execute(
+            PK, "present_id_tag", {"connector_id": 1, "id_tag": 12}
+        )
+    assert refused.value.field == "id_tag"
+    assert str(refused.value) == "an idTag is text, and 12 is not"
+
+
 async def test_an_id_tag_refused_while_offline_says_the_charger_decided_alone():
     """QA: the dashboard said "idTag TAG-1 was not accepted (Invalid)" of a charger that
     was not connected, as if the CSMS had refused the tag."""

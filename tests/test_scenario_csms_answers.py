@@ -199,6 +199,26 @@ async def test_a_tag_refused_offline_says_once_that_the_charger_decided_alone(
     assert "without asking the CSMS" not in message
 
 
+async def test_the_charger_id_alone_is_an_id_tag_of_its_digits(csms: CentralSystem) -> None:
+    """QA: `${charger_id}` alone is a number, and the worker took a number for no idTag at
+    all: "an idTag has 1 to 20 characters"."""
+    run = await run_scenario(
+        """\
+        name: number-tag
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - plug_in: {wait: Preparing}
+          - present_id_tag: {id_tag: "${charger_id}", wait: Charging}
+        """,
+        csms,
+    )
+    status, message = steps_of(run)[-1]
+    assert status == "passed", message
+    starts = [e for e in csms.log if e.action == "StartTransaction" and e.message_type == 2]
+    assert [e.payload["idTag"] for e in starts] == [str(run.result["chargers"][0]["charger_id"])]
+
+
 async def test_a_tag_refused_for_want_of_an_answer_says_what_the_csms_did(
     csms: CentralSystem,
 ) -> None:

@@ -591,6 +591,8 @@ class CommandServer:
     async def _present_id_tag(self, charger: Charger, args: dict[str, Any]) -> str:
         connector_id = _connector(args)
         raw = args.get("id_tag")
+        if raw is not None and not isinstance(raw, str):
+            raise InvalidArgument(f"an idTag is text, and {raw!r} is not", "id_tag")
         id_tag = raw.strip() if isinstance(raw, str) else ""
         # A control character (NUL above all: no PostgreSQL text holds one) would make
         # the StartTransaction unstorable; OCPP 1.6 allows printable ASCII only.
