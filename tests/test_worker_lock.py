@@ -37,8 +37,10 @@ def test_a_second_simulator_on_the_database_is_refused_and_a_killed_one_frees_it
             tmp_path, "runsimulator", "--no-web", "--demo", "--csms-port", str(free_port())
         )
         assert second.returncode == 1, second.stderr
-        assert f"Another simulator (pid {first.proc.pid}) runs shard 0/1 of this database" in (
-            second.stderr
+        # Named as what it is: QA saw "(pid N)" of a runscenario and looked for a simulator.
+        assert (
+            f"Another simulator (runsimulator, pid {first.proc.pid}) runs shard 0/1 of this "
+            "database" in second.stderr
         )
         assert "Traceback" not in second.stderr
         assert "DEMO-0001" not in second.stdout  # it loaded nothing
@@ -69,7 +71,8 @@ def test_the_lock_is_one_holder_per_shard_until_released() -> None:
             WorkerLock(0, 1).acquire()
         # The holder named as its process (and host), not as the PostgreSQL backend that
         # serves its session (README: "naming the process that holds it").
-        assert f"Another simulator (pid {os.getpid()}" in str(refused.value)
+        assert f"pid {os.getpid()}" in str(refused.value)
+        assert str(refused.value).startswith("Another simulator (")
         # Any shard of another N overlaps shard 0/1 (which runs every charger).
         with pytest.raises(WorkerLockError, match=r"as 1 shard \(--shard K/1\)"):
             WorkerLock(1, 2).acquire()

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,16 +124,21 @@ class WorkerLock:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip()
+            holder = handle.read().split(maxsplit=1)  # "pid command" (`_command`)
             handle.close()
+            said = ""
+            if holder and holder[0].isdigit():
+                said = (
+                    f" ({holder[1]}, pid {holder[0]})" if len(holder) > 1 else f" (pid {holder[0]})"
+                )
             raise WorkerLockError(
-                f"Another simulator{f' (pid {holder})' if holder.isdigit() else ''} runs "
+                f"Another simulator{said} runs "
                 f"{self._what()} of this database (SQLite {path}). Stop it first, or give "
                 "this one a database of its own (CHARGESIM_VAR_DIR or DATABASE_URL)."
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(f"{os.getpid()} {_command()}")
         handle.flush()
         self._file = handle
         self._lock_count_file(path)
@@ -243,8 +249,20 @@ _SESSION_PREFIX = "chargesim worker "
 
 
 def _session_name() -> str:
-    """`chargesim worker pid 24403 on host-a`: at most 63 bytes, as PostgreSQL keeps."""
-    return f"{_SESSION_PREFIX}pid {os.getpid()} on {socket.gethostname()}"[:63]
+    """`chargesim worker runscenario, pid 24403 on host-a`: at most 63 bytes, as
+    PostgreSQL keeps."""
+    return f"{_SESSION_PREFIX}{_command()}, pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
+def _command() -> str:
+    """What this process is, as a refusal names it (`runsimulator`, `runscenario`, a
+    Celery worker): "Another simulator (pid N)" sent a user looking for a simulator
+    when a scenario run held the shard."""
+    argv = sys.argv
+    name = Path(argv[0]).name if argv else ""
+    if name == "manage.py" and len(argv) > 1:
+        return argv[1]
+    return name if name and not name.startswith("-") else "python"  # "-c": xdist
 
 
 def _holder_text(holder: tuple[int, str | None] | None) -> str:
