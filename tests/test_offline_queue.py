@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from ocpp.v16 import call
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
 
-from simulator.core.charge_point import ActionError, BootState, LinkState
+from simulator.core.charge_point import ActionError, BootState, Charger, LinkState, Listener
 from simulator.core.clock import parse_iso
 from simulator.core.outbox import MessageQueue, Outgoing
 from simulator.core.protocol import StopReason
 from simulator.csms import CentralSystem
-from simulator.ocpp16.client import Backoff
+from simulator.ocpp16.client import Backoff, run_connection
 from simulator.runtime.meter_engine import MeterEngine
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
 
@@ -240,6 +243,57 @@ def test_backoff_grows_with_jitter_up_to_the_cap():
         assert ceiling / 2 <= delay <= ceiling
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+class Reconnects(Listener):
+    def __init__(self) -> None:
+        self.attempts: list[int] = []
+
+    def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
+        if event == "reconnecting":
+            self.attempts.append(detail["attempt"])
+
+
+async def test_a_csms_that_drops_every_connection_at_once_is_retried_with_growing_backoff():
+    """QA: a CSMS that accepts the WebSocket and closes it at once (crash-looping behind
+    its proxy, or refusing the charger after the handshake) was retried every 0.5-1 s for
+    ever: the backoff was reset as soon as a socket opened, before the connection had been
+    any use. A fleet of chargers then hammered the CSMS at once per second each."""
+
+    async def drop(websocket: ServerConnection) -> None:
+        await websocket.close(1011, "restarting")
+
+    async with serve(
+        drop, "127.0.0.1", 0, compression=None, subprotocols=[Subprotocol("ocpp1.6")]
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        events = Reconnects()
+        charger = runtime_charger("OFF-FLAP", f"ws://127.0.0.1:{port}", evses=1, listener=events)
+        task = asyncio.create_task(run_connection(charger, reconnect_cap=0.05))
+        try:
+            await wait_until(lambda: len(events.attempts) >= 4, message="four reconnects")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            charger.cancel_timers()
+    # Each failed connection counts as a failed attempt: the delays grow (up to the cap).
+    assert events.attempts[:4] == [1, 2, 3, 4]
+
+
+async def test_a_connection_the_csms_answered_on_starts_the_backoff_again(csms):
+    events = Reconnects()
+    charger = runtime_charger("OFF-USED", csms.url, evses=1, listener=events)
+    async with connected(charger):
+        for n in (1, 2):
+            mark = len(csms.log)
+            await csms.disconnect("OFF-USED")
+            await wait_until(lambda n=n: len(events.attempts) >= n, message="a reconnect")
+            await csms.wait_for("OFF-USED", "StatusNotification", after=mark)
+            await wait_until(lambda: not charger.queue, message="its statuses answered")
+        await csms.disconnect("OFF-USED")
+        await wait_until(lambda: len(events.attempts) >= 3, message="a third reconnect")
+    # The first connection (booted) and the second (statuses answered) were of use.
+    assert events.attempts[:3] == [1, 1, 1]
 
 
 async def test_an_unreachable_csms_is_reported_in_plain_words():

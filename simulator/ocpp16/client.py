@@ -275,6 +275,9 @@ class ChargePointClient(OcppChargePoint):
         self._drainer: asyncio.Task[None] | None = None
         self._answer_delay = 0.0  # an answer override's delay for the CALL being routed
         self.closing: tuple[int, str] | None = None  # we closed with this code (close_with)
+        # The CSMS answered a CALL of ours on this connection (a result or a CALLERROR): it
+        # is up, not only its WebSocket endpoint (`run_connection` resets its backoff then).
+        self.answered = False
         # What this charger answers: every action with a handler, less those of the feature
         # profiles it does not support (answered NotSupported).
         self._handled = frozenset(
@@ -438,6 +441,7 @@ class ChargePointClient(OcppChargePoint):
     ) -> None:
         """A CALLRESULT or CALLERROR to the pending call `unique_id`: settle it."""
         action, done, deadline = pending
+        self.answered = True
         # Sent at its deadline less the timeout: the time it waited, with no clock kept.
         # (time.monotonic is the loop's clock, `loop.time()`, without a Python call.)
         seconds = time.monotonic() - deadline + self._timeout
@@ -527,6 +531,7 @@ class ChargePointClient(OcppChargePoint):
                     row[_SUM] += seconds
                     if self._pending.pop(unique_id, None) is None:
                         return True
+                    self.answered = True
                     try:
                         done({}, None)
                     except Exception:
@@ -1334,7 +1339,6 @@ async def run_connection(
             )
             await asyncio.sleep(delay)
             continue
-        backoff.reset()
         reported = ""
         charger.listener.on_connection(
             charger,
@@ -1344,7 +1348,13 @@ async def run_connection(
         if connected_before:
             metrics.RECONNECTS.inc()
         connected_before = True
-        reason = await _serve(charger, connection)
+        reason, answered = await _serve(charger, connection)
+        if answered:
+            # Reset only once the CSMS has answered on the connection, not when the socket
+            # opened: a CSMS that accepts the WebSocket and drops it at once (crash-looping
+            # behind its proxy, refusing the charger after the handshake) would otherwise
+            # be retried every 0.5-1 s for ever, by every charger of the fleet.
+            backoff.reset()
         delay = backoff.next_delay()
         log.info("%s: connection closed (%s); reconnecting in %.1f s", charger.id, reason, delay)
         charger.listener.on_connection(
@@ -1382,7 +1392,9 @@ async def _open(charger: Charger) -> ClientConnection:
     return connection
 
 
-async def _serve(charger: Charger, connection: ClientConnection) -> str:
+async def _serve(charger: Charger, connection: ClientConnection) -> tuple[str, bool]:
+    """Serve one connection until it ends: why it ended, and whether the CSMS answered a
+    CALL of the charger's on it."""
     client = ChargePointClient(charger, connection, timeout=charger.config_int("MessageTimeout"))
     if isinstance(connection, OcppConnection):
         connection.text_sink = client.on_text_frame
@@ -1446,7 +1458,7 @@ async def _serve(charger: Charger, connection: ClientConnection) -> str:
                 detail["sent_code"] = sent.code
                 detail["sent_reason"] = sent.reason
             charger.listener.on_connection(charger, "closed", detail)
-    return reason
+    return reason, client.answered
 
 
 def _closed_first(sent: Close) -> str:
