@@ -157,6 +157,9 @@ async def test_local_pre_authorize_starts_from_the_list_without_an_authorize(csm
     [
         ({}, "GOOD", "Accepted"),  # LocalAuthorizeOffline defaults to true
         ({"LocalAuthorizeOffline": "false"}, "GOOD", "Invalid"),
+        # QA: LocalPreAuthorize is the online rule (start without waiting for Authorize);
+        # offline, LocalAuthorizeOffline decides, yet a pre-authorizing charger started.
+        ({"LocalAuthorizeOffline": "false", "LocalPreAuthorize": "true"}, "GOOD", "Invalid"),
         ({}, "BAD", "Blocked"),
         ({}, "OLD", "Expired"),  # Accepted, but its expiryDate is past
         ({}, "UNKNOWN", "Invalid"),

@@ -1004,8 +1004,10 @@ class Charger:
         own = self.reservations.on_connector(connector_id) if self.reservations else None
         if own is not None and not own.admits(id_tag, None) and own.parent_id_tag is None:
             raise ActionError(f"connector {connector_id} is reserved for another idTag")
-        if self.auth_cache.pre_authorized(id_tag):
+        if self.online and self.auth_cache.pre_authorized(id_tag):
             # Start at once from the local list or cache, without waiting for Authorize.
+            # Online only: LocalPreAuthorize is the online rule (1.6 section 9.1);
+            # offline, LocalAuthorizeOffline decides (`authorize_info`).
             info = IdTagAnswer(AuthStatus.ACCEPTED, None, self.auth_cache.parent_of(id_tag))
         else:
             info = await self.authorize_info(id_tag)
