@@ -189,8 +189,11 @@ class FileTransfers:
                 context = ssl.create_default_context(cafile=ca_bundle or None)
             except (OSError, ssl.SSLError) as exc:
                 raise TransferFailed(f"CA bundle {ca_bundle} cannot be read ({exc})") from None
+        handlers: list[urllib.request.BaseHandler] = [_Redirects()]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout, context=context)
+            return urllib.request.build_opener(*handlers).open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response, and with it the socket
             raise TransferFailed(
@@ -241,6 +244,43 @@ class FileTransfers:
             ftp.close()
             raise TransferFailed(f"{shown(url)}: {_reason(exc)}", status=_ftp_code(exc)) from None
         return ftp
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, but the login in the URL goes only where the URL sent it.
+
+    urllib copies every header to the redirect's target, Authorization too: a file server
+    (or whoever answers in its name) that redirects elsewhere would hand the charger's
+    password to another host. As curl and browsers do, it is dropped once the target's
+    scheme, host or port is not the one the URL named."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the scheme's port when it names none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # an unreadable port: an origin no other URL has
+        port = -1
+    return scheme, parts.hostname or "", _DEFAULT_PORTS.get(scheme) if port is None else port
 
 
 class _Limit:

@@ -1,0 +1,82 @@
+"""The charger's file transfers (`runtime.transfers.FileTransfers`) against hostile HTTP
+servers on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+
+from simulator.runtime.transfers import FileTransfers
+
+Handle = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+@contextlib.contextmanager
+def serving(handle: Handle) -> Iterator[tuple[str, list[str | None]]]:
+    """An HTTP server on 127.0.0.1 answering every GET with `handle`; its base URL, and the
+    Authorization header of every request it got."""
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            handle(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def image(request: http.server.BaseHTTPRequestHandler) -> None:
+    request.send_response(200)
+    request.send_header("Content-Length", "5")
+    request.end_headers()
+    request.wfile.write(b"image")
+
+
+async def test_a_redirect_to_another_host_never_carries_the_urls_login():
+    # "localhost" is another host to the client than "127.0.0.1", on the same loopback.
+    with serving(image) as (elsewhere, elsewhere_saw):
+        target = elsewhere.replace("127.0.0.1", "localhost") + "/fw.bin"
+
+        def redirect(request: http.server.BaseHTTPRequestHandler) -> None:
+            request.send_response(302)
+            request.send_header("Location", target)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+
+        with serving(redirect) as (origin, origin_saw):
+            url = origin.replace("://", "://charger:s3cret@") + "/fw.bin"
+            assert await FileTransfers(timeout=5.0).download(url) == b"image"
+    assert origin_saw[0] is not None  # the login went where the URL named it
+    assert elsewhere_saw == [None]  # and not to the host it redirected to
+
+
+async def test_a_redirect_on_the_same_host_keeps_the_login():
+    def handle(request: http.server.BaseHTTPRequestHandler) -> None:
+        if request.path == "/old.bin":
+            request.send_response(301)
+            request.send_header("Location", "/new.bin")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        else:
+            image(request)
+
+    with serving(handle) as (base, saw):
+        url = base.replace("://", "://charger:s3cret@") + "/old.bin"
+        assert await FileTransfers(timeout=5.0).download(url) == b"image"
+    assert len(saw) == 2 and saw[0] == saw[1] is not None
