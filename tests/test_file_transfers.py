@@ -1,13 +1,18 @@
 """The charger's file transfers (`runtime.transfers.FileTransfers`) against hostile HTTP
-servers on loopback."""
+servers on loopback: a redirect to another host, a server that trickles its answer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import threading
+import time
 from collections.abc import Callable, Iterator
 
+import pytest
+
+from simulator.core.transfer import TransferFailed
 from simulator.runtime.transfers import FileTransfers
 
 Handle = Callable[[http.server.BaseHTTPRequestHandler], None]
@@ -80,3 +85,27 @@ async def test_a_redirect_on_the_same_host_keeps_the_login():
         url = base.replace("://", "://charger:s3cret@") + "/old.bin"
         assert await FileTransfers(timeout=5.0).download(url) == b"image"
     assert len(saw) == 2 and saw[0] == saw[1] is not None
+
+
+async def test_a_server_trickling_its_answer_is_cut_off_at_max_seconds():
+    stop = threading.Event()
+
+    def trickle(request: http.server.BaseHTTPRequestHandler) -> None:
+        # A byte at a time, well inside the socket timeout, of a file that never ends.
+        request.send_response(200)
+        request.send_header("Content-Length", str(1_000_000))
+        request.end_headers()
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                request.wfile.write(b"x")
+                request.wfile.flush()
+                time.sleep(0.05)
+
+    transfers = FileTransfers(timeout=5.0, max_seconds=0.5)
+    with serving(trickle) as (base, _):
+        try:
+            # The bound only keeps a failing run from waiting for the file's 14 hours.
+            with pytest.raises(TransferFailed, match="took too long"):
+                await asyncio.wait_for(transfers.download(f"{base}/fw.bin"), 30)
+        finally:
+            stop.set()

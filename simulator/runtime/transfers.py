@@ -145,7 +145,10 @@ class FileTransfers:
         chunks = []
         with self._open(request, url, ca_bundle) as response:
             try:
-                while chunk := response.read(65_536):
+                # read1: what one receive brings. read(n) waits for all n bytes, so a server
+                # trickling a byte at a time inside the socket timeout was never measured
+                # against max_seconds and held the charger in Downloading for weeks.
+                while chunk := response.read1(65_536):
                     limit.take(len(chunk))
                     chunks.append(chunk)
             except (OSError, ValueError) as exc:
