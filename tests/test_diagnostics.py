@@ -108,6 +108,25 @@ async def test_a_diagnostics_file_is_stored_over_ftp_in_the_location_directory(
     assert json.loads(stored.read_bytes())["chargePointId"] == "DG-3"
 
 
+async def test_an_ftp_login_whose_user_is_an_email_address_never_shows_its_password(
+    csms, tmp_path, journal, caplog
+):
+    # Hosting providers' FTP logins are often e-mail addresses: the URL has two "@", and
+    # the password is what lies between the user's ":" and the last one.
+    caplog.set_level(logging.INFO)
+    (tmp_path / "diag").mkdir()
+    charger = recording_charger("DG-MAIL", csms, journal)
+    with ftp_server(tmp_path, user="ops@example.com", password="hunter2-ftp") as ftp:
+        async with connected(charger):
+            name = await csms.get_diagnostics("DG-MAIL", ftp.url("diag/"))
+            assert await finished(csms, "DG-MAIL", 2) == ["Uploading", "Uploaded"]
+    uploaded = (tmp_path / "diag" / name).read_text()
+    assert "GetDiagnostics" in uploaded and "ops@example.com:********@" in uploaded
+    frames = " ".join(text for _at, _way, text in charger.listener.frames["DG-MAIL"])
+    for text in (uploaded, frames, caplog.text):
+        assert "hunter2" not in text
+
+
 async def test_start_and_stop_time_choose_what_goes_in(csms, files, journal):
     charger = recording_charger("DG-4", csms, journal)
     async with connected(charger):

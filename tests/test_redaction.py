@@ -210,6 +210,11 @@ def test_a_deeply_nested_frame_naming_the_key_is_withheld_not_raised():
             '{"location":"https:\\/\\/u:pw@host\\/up\\/"}',
             '{"location":"https:\\/\\/u:********@host\\/up\\/"}',
         ),
+        (  # an "@" in the user name (an e-mail address) or, unescaped, in the password
+            '{"location":"ftp://ops@example.com:hunter2@10.0.0.1/d/","b":"ftp://u:p@ss@h/"}',
+            '{"location":"ftp://ops@example.com:********@10.0.0.1/d/","b":"ftp://u:********@h/"}',
+        ),
+        ('{"location":"ftp://user@host:21/x@y"}', '{"location":"ftp://user@host:21/x@y"}'),
         # No password, or no URL: as it was.
         ('{"location":"ftp://anonymous@host/x"}', '{"location":"ftp://anonymous@host/x"}'),
         ('{"idTag":"a@b","data":"http://host/x@y"}', '{"idTag":"a@b","data":"http://host/x@y"}'),

@@ -37,8 +37,11 @@ WITHHELD = f"[withheld: names {SECRET_KEY_NAME} and is not a JSON frame]"
 # backslash is enough to be unsure) and holds no frame that can be redacted.
 LINE_WITHHELD = f"[withheld: may name {SECRET_KEY_NAME} and is not a JSON frame]"
 
-# scheme://user:PASSWORD@ (slashes possibly JSON-escaped as \/): the password goes.
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\"@:]*:)[^/\\\s\"@]+@")
+# scheme://user:PASSWORD@ (slashes possibly JSON-escaped as \/): the password goes. Read
+# as urllib and ftplib read the login, which the charger uses: the user ends at the first
+# ":" and may hold an "@" (an e-mail address), the password runs to the authority's last
+# "@" (an unescaped "@" in it is still the password's); "/", "?" and "#" end the authority.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\":?#]*:)[^/\\\s\"?#]+@")
 
 
 def redact_urls(text: str) -> str:
