@@ -8,7 +8,8 @@ import contextlib
 import http.server
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ Handle = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 @contextlib.contextmanager
 def serving(handle: Handle) -> Iterator[tuple[str, list[str | None]]]:
-    """An HTTP server on 127.0.0.1 answering every GET with `handle`; its base URL, and the
+    """An HTTP server on 127.0.0.1 answering every GET and PUT with `handle`; its base URL, and the
     Authorization header of every request it got."""
     seen: list[str | None] = []
 
@@ -28,6 +29,10 @@ def serving(handle: Handle) -> Iterator[tuple[str, list[str | None]]]:
         def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization"))
             handle(self)
+
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.do_GET()
 
         def log_message(self, *args: object) -> None:
             pass
@@ -107,5 +112,33 @@ async def test_a_server_trickling_its_answer_is_cut_off_at_max_seconds():
             # The bound only keeps a failing run from waiting for the file's 14 hours.
             with pytest.raises(TransferFailed, match="took too long"):
                 await asyncio.wait_for(transfers.download(f"{base}/fw.bin"), 30)
+        finally:
+            stop.set()
+
+
+@pytest.mark.parametrize("what", ["download", "upload"])
+async def test_a_server_trickling_its_headers_is_cut_off_at_max_seconds(what):
+    stop = threading.Event()
+
+    def trickle(request: http.server.BaseHTTPRequestHandler) -> None:
+        # A status line, then one header that never ends, a byte well inside the timeout.
+        with contextlib.suppress(OSError):
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                request.wfile.write(b"x")
+                request.wfile.flush()
+                time.sleep(0.05)
+
+    transfers = FileTransfers(timeout=5.0, max_seconds=0.5)
+    with serving(trickle) as (base, _):
+        transfer: Coroutine[Any, Any, object]
+        if what == "download":
+            transfer = transfers.download(f"{base}/fw.bin")
+        else:
+            transfer = transfers.upload(f"{base}/uploads/", "diagnostics.json", b"{}")
+        try:
+            # The bound only keeps a failing run from waiting as long as the server likes.
+            with pytest.raises(TransferFailed, match=f"the {what} took too long"):
+                await asyncio.wait_for(transfer, 30)
         finally:
             stop.set()

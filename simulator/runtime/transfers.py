@@ -2,8 +2,8 @@
 
 `FileTransfers` is the `simulator.core.transfer.Transfers` the runtime gives every charger.
 The standard library's clients (urllib, ftplib) run in a worker thread each, with socket
-timeouts, so a slow or silent server never holds up the event loop that runs the fleet
-(and a transfer cannot outlive its timeout). No credentials ever reach a log line or an
+timeouts, so a slow or silent server never holds up the event loop that runs the fleet;
+the charger gives up on a transfer after `max_seconds`, however slowly the server trickles. No credentials ever reach a log line or an
 error message: URLs are shown without their user information.
 
 - Download: http(s):// GET (user:password in the URL becomes HTTP Basic), ftp:// RETR
@@ -110,19 +110,37 @@ class FileTransfers:
     async def download(self, url: str, *, ca_bundle: str = "") -> bytes:
         scheme = _scheme(url)
         if scheme == "ftp":
-            return await _in_thread(self._ftp_get, url)
-        return await _in_thread(self._http_get, url, ca_bundle)
+            return await self._within_time(url, "download", self._ftp_get, url)
+        return await self._within_time(url, "download", self._http_get, url, ca_bundle)
 
     async def upload(
         self, url: str, file_name: str, data: bytes, *, method: str = "PUT", ca_bundle: str = ""
     ) -> None:
         scheme = _scheme(url)
         if scheme == "ftp":
-            await _in_thread(self._ftp_put, url, file_name, data)
+            await self._within_time(url, "upload", self._ftp_put, url, file_name, data)
         elif method.upper() == "POST":
-            await _in_thread(self._http_post, url, file_name, data, ca_bundle)
+            await self._within_time(url, "upload", self._http_post, url, file_name, data, ca_bundle)
         else:
-            await _in_thread(self._http_put, url, file_name, data, ca_bundle)
+            await self._within_time(url, "upload", self._http_put, url, file_name, data, ca_bundle)
+
+    async def _within_time(
+        self, url: str, what: str, function: Callable[..., Any], *args: Any
+    ) -> Any:
+        """A transfer run in its thread, given up after `max_seconds` whatever it waits for.
+
+        The body of a download is measured as it arrives (`_Limit`), but a server may
+        trickle its status line and headers, or an upload's answer, a byte inside every
+        socket timeout: nothing else ends that. The thread given up on is left to end on
+        its own (`_in_thread`); the charger goes on to its next attempt or its failure."""
+        deadline = asyncio.timeout(self.max_seconds)
+        try:
+            async with deadline:
+                return await _in_thread(function, *args)
+        except TimeoutError:
+            if not deadline.expired():  # not ours (the threads turn theirs into TransferFailed)
+                raise
+            raise TransferFailed(f"{shown(url)}: the {what} took too long") from None
 
     def journal(
         self, charge_point_id: str, start: float | None, stop: float | None
