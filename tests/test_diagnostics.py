@@ -192,6 +192,21 @@ async def test_an_unreachable_location_ends_in_upload_failed(csms, journal):
         assert await finished(csms, "DG-7", 3) == ["Uploading", "UploadFailed", "Idle"]
 
 
+async def test_an_ftp_location_with_a_line_break_ends_in_upload_failed(csms, tmp_path, journal):
+    # %0D%0A decodes to a line break in the FTP command (ftplib refuses to send it, with
+    # a ValueError): the charger must still end its upload, not stay Uploading.
+    (tmp_path / "diag").mkdir()
+    charger = recording_charger("DG-CRLF", csms, journal)
+    with ftp_server(tmp_path) as ftp:
+        async with connected(charger):
+            await csms.get_diagnostics("DG-CRLF", ftp.url("diag%0D%0ADELE%20x/"), retries=0)
+            assert await finished(csms, "DG-CRLF", 2) == ["Uploading", "UploadFailed"]
+            await csms.call(
+                "DG-CRLF", call.TriggerMessage(requested_message="DiagnosticsStatusNotification")
+            )
+            assert await finished(csms, "DG-CRLF", 3) == ["Uploading", "UploadFailed", "Idle"]
+
+
 async def test_a_location_that_is_no_url_is_named_as_given_in_the_log(csms, journal, caplog):
     """QA: GetDiagnostics {"location":"not a url"} was logged as "unsupported location
     ://not a url": rebuilt from its URL parts, what the CSMS sent was lost."""

@@ -83,6 +83,17 @@ async def test_an_update_over_ftp_with_a_login_never_shows_the_password(csms, tm
     assert ftp.password not in caplog.text
 
 
+async def test_an_ftp_login_with_a_line_break_ends_in_download_failed(csms, tmp_path):
+    # ftplib refuses a command holding a line break (a ValueError, not an FTP error): the
+    # update must still end, in DownloadFailed, not stay Downloading.
+    charger = runtime_charger("FW-CRLF", csms.url, evses=1)
+    with ftp_server(tmp_path) as ftp:
+        async with connected(charger):
+            url = f"ftp://charger%0D%0A:{ftp.password}@127.0.0.1:{ftp.port}/fw.bin"
+            await csms.update_firmware("FW-CRLF", url, retries=0)
+            assert await finished(csms, "FW-CRLF", 2) == ["Downloading", "DownloadFailed"]
+
+
 async def test_a_signed_urls_signature_never_shows(csms, files, caplog):
     # Pre-signed storage URLs (S3, GCS, Azure SAS) carry their access in the query: whoever
     # reads the message log or a log line could fetch the image with it.

@@ -45,6 +45,10 @@ DEFAULT_TIMEOUT = 30.0  # seconds, per socket operation
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 600.0  # a whole transfer, however slowly the server trickles
 _USER_AGENT = "ChargeSim"
+# What an FTP exchange may raise: the protocol's errors and the socket's (`all_errors`), and
+# the ValueError of a command ftplib refuses to send, a user name or path with a line break
+# in it (ftp://host/a%0D%0ADELE%20b): a CSMS's URL like any other that cannot be used.
+_FTP_ERRORS: tuple[type[Exception], ...] = (*ftplib.all_errors, ValueError)
 
 # (time, "in"/"out", frame text), newest last
 Frame = tuple[float, str, str]
@@ -238,7 +242,7 @@ class FileTransfers:
         with self._ftp(url) as ftp:
             try:
                 ftp.retrbinary(f"RETR {path}", keep)
-            except ftplib.all_errors as exc:
+            except _FTP_ERRORS as exc:
                 raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
         return b"".join(chunks)
 
@@ -250,7 +254,7 @@ class FileTransfers:
                 for segment in directory:
                     ftp.cwd(segment)
                 ftp.storbinary(f"STOR {file_name}", _Reader(data))
-            except ftplib.all_errors as exc:
+            except _FTP_ERRORS as exc:
                 raise TransferFailed(
                     f"{shown(url)}: {_reason(exc)}", status=_ftp_code(exc)
                 ) from None
@@ -261,7 +265,7 @@ class FileTransfers:
         try:
             ftp.connect(parts.hostname or "", parts.port or 21)
             ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or ""))
-        except ftplib.all_errors as exc:
+        except _FTP_ERRORS as exc:
             ftp.close()
             raise TransferFailed(f"{shown(url)}: {_reason(exc)}", status=_ftp_code(exc)) from None
         return ftp
