@@ -142,3 +142,42 @@ async def test_a_server_trickling_its_headers_is_cut_off_at_max_seconds(what):
                 await asyncio.wait_for(transfer, 30)
         finally:
             stop.set()
+
+
+def answering(raw: bytes) -> Handle:
+    """A handler that answers with `raw`, as it is, and hangs up."""
+
+    def handle(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.wfile.write(raw)
+        request.close_connection = True
+
+    return handle
+
+
+NO_STATUS_LINE = b"garbage\r\n\r\n"
+TOO_MANY_HEADERS = b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n"
+BAD_CHUNK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+
+
+@pytest.mark.parametrize(
+    ("what", "raw"),
+    [
+        ("download", NO_STATUS_LINE),
+        ("download", TOO_MANY_HEADERS),
+        ("download", BAD_CHUNK),
+        ("upload", NO_STATUS_LINE),  # an upload reads the answer's head, not its body
+        ("upload", TOO_MANY_HEADERS),
+    ],
+)
+async def test_a_server_answering_no_http_fails_the_transfer(raw, what):
+    # http.client raises HTTPException for these, which is no OSError: the transfer must
+    # still fail as TransferFailed, or the charger's job dies and it never reports.
+    transfers = FileTransfers(timeout=5.0)
+    with (
+        serving(answering(raw)) as (base, _),
+        pytest.raises(TransferFailed, match=r"^http://127\.0\.0\.1:\d+/"),
+    ):
+        if what == "download":
+            await transfers.download(f"{base}/fw.bin")
+        else:
+            await transfers.upload(f"{base}/uploads/", "diagnostics.json", b"{}")

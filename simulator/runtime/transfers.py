@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ftplib
+import http.client
 import logging
 import socket
 import ssl
@@ -173,7 +174,7 @@ class FileTransfers:
                 while chunk := response.read1(65_536):
                     limit.take(len(chunk))
                     chunks.append(chunk)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, http.client.HTTPException) as exc:
                 raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
         return b"".join(chunks)
 
@@ -224,7 +225,9 @@ class FileTransfers:
             raise TransferFailed(
                 f"{shown(url)}: HTTP {exc.code} {exc.reason}", status=exc.code
             ) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            # HTTPException (no status line, too many headers, a broken chunk) is no
+            # OSError: uncaught, it ended the charger's job with its status left open.
             raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
 
     # -- FTP -----------------------------------------------------------------------------------
@@ -364,6 +367,8 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, http.client.BadStatusLine):  # its text is what the server sent
+        return "the server's answer is not HTTP"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not trusted ({exc.verify_message})"
     text = str(exc).strip() or type(exc).__name__
