@@ -181,3 +181,17 @@ async def test_a_server_answering_no_http_fails_the_transfer(raw, what):
             await transfers.download(f"{base}/fw.bin")
         else:
             await transfers.upload(f"{base}/uploads/", "diagnostics.json", b"{}")
+
+
+async def test_a_download_cut_short_of_its_content_length_fails():
+    # The server announces 100 bytes, sends 5 and hangs up: that is no image to install.
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+    with (
+        serving(answering(raw)) as (base, _),
+        pytest.raises(TransferFailed, match="closed after 5 of 100 bytes"),
+    ):
+        await FileTransfers(timeout=5.0).download(f"{base}/fw.bin")
+    # A whole file of the announced length is the file.
+    whole = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole"
+    with serving(answering(whole)) as (base, _):
+        assert await FileTransfers(timeout=5.0).download(f"{base}/fw.bin") == b"whole"

@@ -176,6 +176,13 @@ class FileTransfers:
                     chunks.append(chunk)
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 raise TransferFailed(f"{shown(url)}: {_reason(exc)}") from None
+            expected = _content_length(response.headers.get("Content-Length"))
+        if expected is not None and limit.size != expected:
+            # The connection closed early: http.client ends the read quietly there, and a
+            # truncated image was reported Downloaded and installed.
+            raise TransferFailed(
+                f"{shown(url)}: the connection closed after {limit.size} of {expected} bytes"
+            )
         return b"".join(chunks)
 
     def _http_put(self, url: str, file_name: str, data: bytes, ca_bundle: str) -> None:
@@ -373,6 +380,13 @@ def _reason(exc: BaseException) -> str:
         return f"certificate not trusted ({exc.verify_message})"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _content_length(value: str | None) -> int | None:
+    """A Content-Length header's size; None when there is none or it is no number."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
 
 
 def _ftp_code(exc: BaseException) -> int | None:
