@@ -50,11 +50,13 @@ async def measure(
 ) -> list[float]:
     sys.path.insert(0, str(ROOT))
     listener: Any
-    if stored_log or durable:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
-        import django
+    # Django's apps for every run: the client's imports read models now, not only the
+    # stored log's and the durable outbox's.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargesim_site.settings")
+    import django
 
-        django.setup()
+    django.setup()
+    if stored_log or durable:
         from simulator.runtime.persistence import Checkpointer
     from websockets.client import ClientProtocol
     from websockets.protocol import OPEN
