@@ -195,3 +195,13 @@ async def test_a_download_cut_short_of_its_content_length_fails():
     whole = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole"
     with serving(answering(whole)) as (base, _):
         assert await FileTransfers(timeout=5.0).download(f"{base}/fw.bin") == b"whole"
+
+
+async def test_a_login_with_a_slash_in_its_password_is_not_quoted_in_the_failure():
+    """QA: "user:pa/ss@host" (the "/" not encoded) failed with "<unreadable URL>:
+    nonnumeric port: 'pa'": the start of the password, in the log and the charger's
+    status message."""
+    with pytest.raises(TransferFailed) as failed:
+        await FileTransfers().download("http://user:pa/ss@127.0.0.1:1/x")
+    assert "pa" not in str(failed.value).replace("password", "")
+    assert "port cannot be read" in str(failed.value)

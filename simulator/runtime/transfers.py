@@ -378,6 +378,10 @@ def _reason(exc: BaseException) -> str:
         return "the server's answer is not HTTP"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not trusted ({exc.verify_message})"
+    if isinstance(exc, ValueError | http.client.InvalidURL) and "port" in str(exc).lower():
+        # http.client's "nonnumeric port: 'pa'" quotes what it took for the port: in a
+        # login with an unencoded "/" (user:pa/ss@host), the start of the password.
+        return "its port cannot be read (a '/' in a password must be written %2F)"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
 
