@@ -205,3 +205,19 @@ async def test_a_login_with_a_slash_in_its_password_is_not_quoted_in_the_failure
         await FileTransfers().download("http://user:pa/ss@127.0.0.1:1/x")
     assert "pa" not in str(failed.value).replace("password", "")
     assert "port cannot be read" in str(failed.value)
+
+
+async def test_a_redirect_loop_fails_on_one_line():
+    """QA: urllib's reason for a redirect loop ran over three lines ("The last 30x error
+    message was:\\nFound") into the log line and the charger's status message."""
+
+    def loop(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    with serving(loop) as (base, _seen), pytest.raises(TransferFailed) as failed:
+        await FileTransfers().download(f"{base}/again")
+    assert "HTTP 302" in str(failed.value)
+    assert "\n" not in str(failed.value)

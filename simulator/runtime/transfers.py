@@ -230,7 +230,7 @@ class FileTransfers:
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response, and with it the socket
             raise TransferFailed(
-                f"{shown(url)}: HTTP {exc.code} {exc.reason}", status=exc.code
+                f"{shown(url)}: HTTP {exc.code} {_first_line(str(exc.reason))}", status=exc.code
             ) from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             # HTTPException (no status line, too many headers, a broken chunk) is no
@@ -382,8 +382,14 @@ def _reason(exc: BaseException) -> str:
         # http.client's "nonnumeric port: 'pa'" quotes what it took for the port: in a
         # login with an unencoded "/" (user:pa/ss@host), the start of the password.
         return "its port cannot be read (a '/' in a password must be written %2F)"
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return _first_line(str(exc)) or type(exc).__name__
+
+
+def _first_line(text: str) -> str:
+    """A reason on one line, for a log line and a status message (urllib's redirect-loop
+    reason runs over three)."""
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _content_length(value: str | None) -> int | None:
