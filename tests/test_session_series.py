@@ -69,13 +69,19 @@ def charger(clock: FakeClock, **config: str) -> Charger:
     )
 
 
-async def test_the_first_snapshot_of_a_page_carries_the_session_from_its_start():
-    clock = FakeClock()
+async def in_session(clock: FakeClock) -> Charger:
+    """A booted charger whose connector 1 has a car plugged in and a transaction started."""
     cp = charger(clock)
     cp.attach(FakeTransport(csms()))
     await cp.boot_sequence()
     cp.plug_in(1, COMPACT, soc=20)
     assert await cp.present_id_tag(1, "TAG") == "Accepted"
+    return cp
+
+
+async def test_the_first_snapshot_of_a_page_carries_the_session_from_its_start():
+    clock = FakeClock()
+    cp = await in_session(clock)
     started = clock.time()
     for _ in range(600):  # ten minutes of meter ticks
         clock.advance(1.0)
@@ -146,11 +152,7 @@ async def test_a_session_the_car_ends_by_leaving_ends_its_chart_with_the_cars_so
     """QA: the car unplugged (StopTransactionOnEVSideDisconnect) took its SoC with it
     before the session's series was ended: the chart's last point had none."""
     clock = FakeClock()
-    cp = charger(clock)
-    cp.attach(FakeTransport(csms()))
-    await cp.boot_sequence()
-    cp.plug_in(1, COMPACT, soc=20)
-    assert await cp.present_id_tag(1, "TAG") == "Accepted"
+    cp = await in_session(clock)
     for _ in range(60):
         clock.advance(1.0)
         cp.step_connector(cp.evses[0], 1.0)
