@@ -620,7 +620,7 @@ async def _expect_answer(ctx: StepContext, args: dict[str, Any], within: float) 
                 f"{malformed_after(frames, sent[-1])}"
             )
         why = not_sent_because(
-            frames, ctx.watch.links.get(ctx.target.pk, []), action, ctx.run_started
+            frames, ctx.watch.links.get(ctx.target.pk, []), action, ctx.run_started, ctx.hide
         )
         raise StepFailed(f"the charger sent no {action} during the run (within {within:g} s){why}")
     _, answer = pair
@@ -659,13 +659,18 @@ def _is_transaction_message(call: Frame) -> bool:
 
 
 def not_sent_because(
-    frames: list[Frame], links: list[LinkEvent], action: str, run_started: float
+    frames: list[Frame],
+    links: list[LinkEvent],
+    action: str,
+    run_started: float,
+    hide: Callable[[Any], Any] = _shown_as_is,
 ) -> str:
     """What a verdict adds to "the charger sent no `action`" when the run saw why the
     charger held it back ("" when it did not): it is offline; the CALL it sent last still
     waits for its answer (it sends one at a time); or, for a transaction message, the one
     before it got no good answer, and the charger retries that first (transaction messages
-    go in order). The CSMS's fault then, not the charger's."""
+    go in order). The CSMS's fault then, not the charger's. `hide`: the run's hiding of
+    its secrets, before a CSMS's text is cut to length (`StepContext.hide`)."""
     offline = _offline_since(links)
     if offline is not None:
         since, what = offline
@@ -696,7 +701,8 @@ def not_sent_because(
     elif answer.message_type == CALLERROR:
         code, description = answer.payload or ("?", "")  # a CALLERROR's [code, description]
         fault = f"the CSMS answered the charger's {before.action} with CALLERROR {code}"
-        fault += f": {str(description)[:_SHOWN_PAYLOAD]}" if description else ""
+        # Hidden before it is cut, as a payload quoted in a verdict (`_sent_instead`).
+        fault += f": {str(hide(str(description)))[:_SHOWN_PAYLOAD]}" if description else ""
     elif answer.refused is not None:
         fault = f"the CSMS's answer to the charger's {before.action} {answer.refused}"
     else:

@@ -418,6 +418,25 @@ def test_a_call_whose_wait_the_link_ended_holds_nothing_back() -> None:
     assert not_sent_because([heartbeat], [closed, connected], "StatusNotification", 0.0) == ""
 
 
+def test_a_csms_callerror_quoted_for_a_held_message_hides_a_long_secret_whole() -> None:
+    """QA: the CALLERROR description that holds a transaction message back was cut to its
+    quote's length before the run hid its secrets: the part of a long secret that fit
+    escaped the hiding of the whole message."""
+    from scenarios.texts import hiding
+    from scenarios.watch import CALLERROR as CALLERROR_FRAME
+
+    secret = "SECRETV" + "x" * 400
+    start = Frame(10.0, "out", CALL_FRAME, "s1", "StartTransaction", {"idTag": "T"})
+    refused = Frame(
+        10.1, "in", CALLERROR_FRAME, "s1", "StartTransaction", ["InternalError", secret]
+    )
+    why = not_sent_because(
+        [start, refused], [], "MeterValues", 0.0, hiding({"auth_secret": secret})
+    )
+    assert "CALLERROR InternalError: " in why
+    assert "SECRETV" not in why
+
+
 DROPPED = """\
 name: dropped
 description: x
