@@ -556,7 +556,13 @@ class _Errors:
 
     def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
         given = self.from_variable.get(path)  # a variable's value is a scalar: no deeper
-        if given is not None:
+        if given is not None and message == "must be a string":
+            # `--var id_tag=12345678` is read as YAML: a number. How to give it as text.
+            message = (
+                f"{message} (from ${{{given}}}, which is no text here: quote it to "
+                f'make it text, --var \'{given}="..."\' or "..." in the file)'
+            )
+        elif given is not None:
             message = f"{message} (from ${{{given}}})"
         mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
         error = FormatError(self.file, mark[0], mark[1], _shown(path), str(self.hide(message)))

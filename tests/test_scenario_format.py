@@ -478,7 +478,9 @@ def test_a_bad_value_a_variable_gives_names_the_variable() -> None:
     # `timeout: "${timeout}"`, and the message said only "must be a duration".
     errors = errors_of(GOOD, timeout="abc", id_tag=7)
     assert errors == [
-        "smoke.yaml:10:30: steps[1].present_id_tag.id_tag: must be a string (from ${id_tag})",
+        "smoke.yaml:10:30: steps[1].present_id_tag.id_tag: must be a string (from ${id_tag}, "
+        "which is no text here: quote it to make it text, --var 'id_tag=\"...\"' or "
+        '"..." in the file)',
         "smoke.yaml:11:39: steps[2].wait.timeout: must be a duration (a number of seconds, "
         'or a string such as "30s", "2m") (from ${timeout})',
     ]
