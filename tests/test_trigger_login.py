@@ -22,15 +22,15 @@ def server() -> Iterator[FileServer]:
 
 def test_the_login_in_a_trigger_url_is_sent_as_basic_auth(server):
     host = server.url.removeprefix("http://")
-    assert _http("GET", f"http://ops:p%40ss%3Aword@{host}/hook", None, {}, 5) == 200
-    assert _http("GET", f"http://ops:wrong@{host}/hook", None, {}, 5) == 401
-    assert _http("GET", f"{server.url}/hook", None, {}, 5) == 401  # no login: refused
+    assert _http("GET", f"http://ops:p%40ss%3Aword@{host}/hook", None, {}, 5)[0] == 200
+    assert _http("GET", f"http://ops:wrong@{host}/hook", None, {}, 5)[0] == 401
+    assert _http("GET", f"{server.url}/hook", None, {}, 5)[0] == 401  # no login: refused
 
 
 def test_a_header_the_step_gives_wins_over_the_urls_login(server):
     host = server.url.removeprefix("http://")
     given = {"Authorization": "Basic b3BzOndyb25n"}  # ops:wrong
-    assert _http("GET", f"http://ops:p%40ss%3Aword@{host}/hook", None, given, 5) == 401
+    assert _http("GET", f"http://ops:p%40ss%3Aword@{host}/hook", None, given, 5)[0] == 401
 
 
 def test_an_unreachable_trigger_url_hides_its_password(server):
