@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from ocpp.v16 import call
 
@@ -431,6 +431,35 @@ async def test_a_connector_drawing_nothing_is_offered_what_the_others_leave(
     assert drawing["Power.Offered"] == pytest.approx(100_000)
     assert full["Power.Active.Import"] == 0.0
     assert full["Power.Offered"] == pytest.approx(left_w)
+
+
+@pytest.mark.parametrize(
+    ("policy", "offers_w"),
+    [
+        ("equal", (11_000.0, 11_000.0)),  # half the rated power each
+        # The first would get all its EVSE gives if its car asked; the second, what the
+        # first's car leaves.
+        ("first", (22_000.0, 11_000.0)),
+    ],
+)
+async def test_cars_that_fit_the_rated_power_are_offered_their_shares_of_it(
+    csms, ticking, policy, offers_w
+):
+    # A 22 kW charger with two 22 kW EVSEs, an 11 kW car on each: both fit, so nothing
+    # was shared, and each was offered its EVSE's 22 kW, 44 kW in all of 22 kW.
+    charger = runtime_charger("OF-FIT", csms.url, config=OFFERED, power_sharing=policy)
+    async with connected(charger):
+        ticking(charger)
+        await session(charger, 1, "A")
+        await wait_until(lambda: charger.evse(1).power_w > 0, message="the first charging")
+        await session(charger, 2, "B")
+        await wait_until(lambda: charger.evse(2).power_w > 0, message="the second charging")
+        mark = len(csms.log)
+        reads = [await sampled(csms, "OF-FIT", c, mark) for c in (1, 2)]
+    for read, offer_w in zip(reads, offers_w, strict=True):
+        assert read["Power.Active.Import"] == pytest.approx(11_000, abs=1)
+        assert read["Power.Offered"] == pytest.approx(offer_w, abs=0.1)
+        assert read["Current.Offered"] == pytest.approx(offer_w / (230 * 3), abs=0.01)
 
 
 async def dc_draws(csms, ticking, cp_id, *profiles, sessions=((1, 20.0),)):
@@ -1017,3 +1046,22 @@ async def test_a_charge_point_max_in_amps_lets_a_single_phase_car_draw_its_watt_
         assert charger.evse(1).status is Status.CHARGING
         assert charger.evse(1).current_a == pytest.approx((8.0,), rel=1e-3)
         assert charger.evse(2).current_a == pytest.approx((8.0,) * 3, rel=1e-3)
+
+
+@given(
+    total=st.floats(0, 100_000, allow_nan=False),
+    wants=wants_st,
+    more=st.floats(0, 100_000, allow_nan=False),
+    policy=st.sampled_from(["equal", FIRST]),
+    floor=st.floats(0, 20_000, allow_nan=False),
+    order=st.permutations(list(range(1, 9))),
+)
+def test_a_connector_asking_for_more_is_never_given_less(total, wants, more, policy, floor, order):
+    # Why a charging car's offer (what it would be given asking for all its EVSE can give)
+    # is never below what it draws. A car that draws at all wants at least its floor.
+    asking = min(wants)
+    assume(wants[asking] >= floor)
+    floors = dict.fromkeys(wants, floor)
+    before = share(total, wants, policy, order, floors)[asking]
+    after = share(total, {**wants, asking: wants[asking] + more}, policy, order, floors)[asking]
+    assert after >= before - 1e-6

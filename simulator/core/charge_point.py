@@ -2743,21 +2743,26 @@ class Charger:
         return values
 
     def _offer_limit(self, evse: Evse) -> Limit | None:
-        """The limit an offer to this connector is made under: the one it draws power
-        under, or, for a connector drawing nothing now (a full or paused car, no car), what
-        it would be given if its car asked: its own limit (as `offers` reads it) within
-        what the connectors wanting power now leave of a ChargePointMax and of the
-        charger's rated power, as they are shared (so two connectors of a 150 kW cabinet do
-        not each offer 150 kW while one of them draws it). A paused car is offered what it
-        draws when it resumes."""
+        """The limit an offer to this connector is made under: what it would be given if
+        its car asked for more. Its own limit (as `offers` reads it) within what the other
+        connectors wanting power now leave of a ChargePointMax and of the charger's rated
+        power, as they are shared: two connectors of a 150 kW cabinet do not each offer
+        150 kW while one of them draws it, and two 11 kW cars on a 22 kW charger are each
+        offered 11 kW, not the 22 kW of their EVSEs, though both fit. A car drawing power
+        asks for all its EVSE can give it (what it draws is never more: the sharing gives
+        no connector less for asking more); a paused car, for what it draws when it
+        resumes; a full car or no car, for the EVSE's maximum. A charger that does not
+        share its rated power offers the limit the car draws under."""
         connector_id = evse.connector_id
         limits = self.limits
         limit = limits.get(connector_id) if limits else None
         profiled = len(self.profiles) > 0
-        if limit is not None or not (profiled or self.power_shared):
+        if not self.power_shared and (limit is not None or not profiled):
             return limit  # it draws, or nothing limits a connector: the common cases
         others = self.demand_w()
-        others.pop(connector_id, None)
+        drawing = others.pop(connector_id, None) is not None
+        if limit is not None and not others:
+            return limit  # drawing alone: nothing to share with but the limit it has
         ac = self.spec.power_type != "DC"
         starts = self.transaction_starts()
         now = self.now()
@@ -2777,7 +2782,12 @@ class Charger:
         # (a paused one, on resuming), or for all it can take (a full car, no car).
         battery = evse.battery
         ask = evse.max_power_w
-        if battery is not None and not battery.is_full():
+        if drawing:
+            # Shared anew below: the limit it draws under holds its share of what its
+            # car draws now, not of what it could be given.
+            limit = None
+            ask = self._power_offered(evse, None, ac)
+        elif battery is not None and not battery.is_full():
             ask = self.operating_point(evse, None).power_w
         asking = {**others, connector_id: ask}
         charging = {c: starts.get(c) for c in asking}
