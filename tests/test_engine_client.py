@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from ocpp.v16 import call
 
 from chargers.engine_client import (
     ERROR_NO_WORKER,
@@ -214,6 +215,20 @@ async def test_reboot_ends_a_session_as_a_power_loss_boots_again_and_resumes_it(
         "CL-2", "StartTransaction", message_type=2, after=csms.log.index(stop) + 1
     )
     assert again.payload["idTag"] == "T"
+
+
+async def test_a_wait_for_accepted_after_a_reset_is_met_by_the_boot_after_it(
+    worker, rows, client, csms
+):
+    # The charger answers a Reset, then stays online (and its boot Accepted) for a grace:
+    # a scenario's `wait: {status: Accepted}` after a trigger that made the CSMS reset it
+    # passed there and then, before the charger went down.
+    boots = csms.counts["BootNotification"]
+    answer = await csms.call("CL-2", call.Reset(type="Soft"))
+    assert answer.status == "Accepted"
+    state = await client.state(rows["CL-2"].pk, "CL-2", wait_for=wait("Accepted"))
+    assert state["wait"]["met"] is True
+    assert csms.counts["BootNotification"] == boots + 1
 
 
 async def test_a_charger_this_worker_does_not_run_is_reported_not_running(worker, rows, client):

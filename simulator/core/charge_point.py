@@ -353,6 +353,9 @@ class Charger:
         # it (0: the host's clock). Owned by `_sync_clock`; the meter engine reads it.
         self.clock_offset = 0.0
         self._reboot_task: asyncio.Task[None] | None = None
+        # A Reset or new firmware is taking it down: still online, its boot still
+        # Accepted, for a grace and its last messages, but no longer up to wait for.
+        self.restarting = False
         self.offline_until = 0.0
         # Answer overrides, network conditions, clock skew: the row's, then run-time ones.
         self.impairments = Impairments.for_charger(spec.charge_point_id)
@@ -618,6 +621,7 @@ class Charger:
         """A reboot: the next connection starts with a BootNotification, and once it is
         accepted the charger reports the start of its firmware."""
         self.boot = BootState.NONE
+        self.restarting = False
         self.next_boot_at = 0.0  # a reboot starts with a BootNotification at once
         FLEET.bump()
         self.startup_after = why
@@ -2303,6 +2307,7 @@ class Charger:
         how long it was, rather than the test timing the host."""
         clock = self.clock
         started = clock.monotonic()
+        self.restarting = True
         self.security_event(SecurityEvent.RESET_OR_REBOOT, why)
         await self.drain(REBOOT_PATIENCE_S)
         left = started + grace - clock.monotonic()

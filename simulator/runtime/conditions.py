@@ -18,6 +18,7 @@ from simulator.core.charge_point import BootState, Charger, Listener
 from simulator.runtime.store import Store
 
 NOT_RUNNING = "not running"
+RESTARTING = "restarting"
 
 
 @dataclass(slots=True, eq=False)
@@ -29,10 +30,14 @@ class _Wait:
 
 def holds(charger: Charger, condition: str, connector_id: int) -> tuple[bool, str]:
     """Whether the condition holds now, and the status it was judged by: the connector's
-    status, or for "Accepted" the boot state when online (else the link state)."""
+    status, or for "Accepted" the boot state when online (else the link state). A charger
+    going down for a Reset is not up yet: waited for, it is the boot after it that counts
+    (a scenario's wait right after a trigger that made the CSMS reset it)."""
     if condition == contract.ACCEPTED:
         if not charger.online:
             return False, charger.link.value
+        if charger.restarting:
+            return False, RESTARTING
         return charger.boot is BootState.ACCEPTED, charger.boot.value
     if not 1 <= connector_id <= len(charger.evses):
         return False, f"no connector {connector_id}"
