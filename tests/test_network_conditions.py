@@ -130,10 +130,12 @@ class Closes(Listener):
 
     def __init__(self) -> None:
         self.closed: list[tuple[str, str]] = []
+        self.link_errors: list[str] = []  # the charger's link error then
 
     def on_connection(self, charger: Charger, event: str, detail: dict[str, Any]) -> None:
         if event == "closed":
             self.closed.append((detail["by"], detail["summary"]))
+            self.link_errors.append(charger.link_error)
 
 
 async def test_a_closed_connection_says_who_closed_it(csms):
@@ -169,6 +171,10 @@ async def test_a_closed_connection_says_who_closed_it(csms):
         ("lost", "connection lost"),
         ("charger", "closed"),  # its connection task cancelled: a disconnect, a reboot
     ]
+    # Why it is offline, on its page: the CSMS's close too (it showed no reason), never
+    # the charger's own.
+    errors = closes.link_errors
+    assert errors[:3] + errors[4:] == ["closed by peer (4000: bye)", "", "", "connection lost", ""]
 
 
 async def test_clock_skew_shifts_the_timestamps_the_charger_sends(csms):

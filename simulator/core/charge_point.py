@@ -571,9 +571,15 @@ class Charger:
         FLEET.bump()
         self.listener.on_change(self)
 
-    def detach(self, error: str = "") -> None:
-        """The connection is gone; `error` says why when it was lost, not closed."""
-        lost = bool(error) and self.link is LinkState.ONLINE and self.boot is BootState.ACCEPTED
+    def detach(self, error: str = "", *, closed_by_peer: bool = False) -> None:
+        """The connection is gone; `error` says why when it was lost or the CSMS closed it
+        (`closed_by_peer`: a close, not a ConnectionLost), not when the charger did."""
+        lost = (
+            bool(error)
+            and not closed_by_peer
+            and self.link is LinkState.ONLINE
+            and self.boot is BootState.ACCEPTED
+        )
         self.transport = None
         self.link = LinkState.OFFLINE
         self.link_error = error

@@ -1442,7 +1442,13 @@ async def _serve(charger: Charger, connection: ClientConnection) -> tuple[str, b
         client.fail_pending("connection lost")
         client.release()
         boot.cancel()
-        charger.detach("" if reason.startswith("closed") else reason)
+        # The CSMS's close is why the charger is offline (one that drops it after each
+        # BootNotification, say): its page says so, as for a lost link. The charger's own
+        # closes (a disconnect, a reboot, the worker stopping) are no error.
+        by_csms = by == CLOSED_BY_CSMS
+        charger.detach(
+            reason if by_csms or not reason.startswith("closed") else "", closed_by_peer=by_csms
+        )
         try:
             await connection.close()
         finally:
