@@ -856,6 +856,20 @@ async def test_pause_resume_cut_network_reboot_disconnect_connect(worker, driver
     assert again.json()["wait"]["met"] is True
 
 
+async def test_a_reboot_does_to_a_plugged_in_vehicle_what_its_description_says(worker, driver):
+    """QA: the reboot's description (the API's, the MCP tool's) said the plugged-in vehicles
+    were gone; they stay, and an agent that read it took a Preparing connector for a bug."""
+    await driver.post(ACTION.format("API-2", "plug-in"), {})
+    rebooted = await driver.post(ACTION.format("API-2", "reboot"), wait_for="Accepted")
+    assert rebooted.json()["wait"]["met"] is True
+    back = await driver.get(STATE.format("API-2"), wait_for="Preparing", timeout=15)
+    assert back.json()["wait"]["met"] is True
+    assert back.json()["charger"]["evses"][0]["vehicle"]
+    reboot = next(action for action in live.ACTIONS if action.command == "reboot")
+    assert "gone" not in reboot.description
+    assert "the plugged-in vehicles stay" in reboot.description
+
+
 async def test_a_stop_during_a_network_cut_says_its_stop_transaction_waits(worker, driver, csms):
     """QA: "transaction on connector 1 stopped" while the StopTransaction reached the CSMS
     only after the reconnect, 3 s later."""

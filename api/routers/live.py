@@ -484,8 +484,9 @@ ACTIONS = (
         NoArgs,
         "Reboot (power cycle)",
         "The charger goes down as after a power loss and boots again: an open transaction "
-        "ends with reason PowerLoss, plugged-in vehicles are gone, a new BootNotification "
-        "follows. `wait_for=Accepted` answers once it is back.",
+        "ends with reason PowerLoss, a new BootNotification follows; the plugged-in "
+        "vehicles stay, and one that was charging starts a new session with its idTag once "
+        "the boot is accepted. `wait_for=Accepted` answers once it is back.",
     ),
     Action(
         "plug-in",
