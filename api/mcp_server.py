@@ -471,8 +471,10 @@ class RunPage(Schema):
 async def start_scenario_run(run: scenarios.RunIn) -> Answer:
     answer = await _START_RUN(caller_request("POST"), payload=run)
     if isinstance(answer, Status) and isinstance(answer.value, scenarios.FormatErrorBody):
+        # A problem of the whole text (YAML that cannot be read) has no path: not "1: : ...".
         problems = [
-            f"line {e.line}, column {e.column}: {e.path}: {e.message}" for e in answer.value.errors
+            ": ".join(p for p in (f"line {e.line}, column {e.column}", e.path, e.message) if p)
+            for e in answer.value.errors
         ]
         raise ToolError("\n".join([answer.value.detail, *problems]))
     value = answer.value if isinstance(answer, Status) else answer

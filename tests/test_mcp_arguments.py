@@ -200,6 +200,21 @@ async def test_the_filters_a_tool_takes_still_filter():
     assert [c["charge_point_id"] for c in page["items"]] == ["AT-DEPOT"]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_scenario_that_is_not_yaml_is_refused_without_an_empty_path():
+    """QA: "line 3, column 1: : not valid YAML": a problem of the whole text has no path."""
+    admin = await sync_to_async(make_superuser)()
+    token = CALLER.set(Caller(user=admin))
+    try:
+        with pytest.raises(ToolError) as refused:
+            await build().call_tool("start_scenario_run", {"run": {"source": "steps: [\n"}})
+    finally:
+        CALLER.reset(token)
+    text = str(refused.value)
+    assert "line 2, column 1: not valid YAML" in text, text
+    assert ": :" not in text
+
+
 def test_a_refusal_names_every_problem_of_the_call():
     text = refusal_of("list_chargers", {"limit": "5", "offset": -1, "limt": 3})
     assert "\nlimit: Input should be a valid integer" in text
