@@ -12,12 +12,17 @@ word (it logs it at debug level), so a client that sent one waited for an answer
 own timeout, with nothing to say what was wrong. JSON-RPC 2.0 answers it: -32700 for a
 text that is not JSON, -32600 for JSON that is not a message (`message_error`). The HTTP
 transport answers the same errors, so that a client learns the same thing either way.
+
+A request of an MCP method whose params that method does not take (tools/call without its
+`name`) the SDK answers with -32602 and no word of what is wrong; both transports answer
+it with -32602 naming each problem (`_params_error`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol, get_args
 
 import anyio
 from mcp.shared.message import SessionMessage
@@ -25,6 +30,7 @@ from mcp.types import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
+    ClientRequest,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
@@ -58,6 +64,45 @@ def message_error(text: bytes | str) -> JSONRPCError | None:
             return _error(None, PARSE_ERROR, f"Parse error: {unread[0]['msg']}.")
         request_id = _request_id(tree) if isinstance(tree, Pairs) else None
         return _error(request_id, INVALID_REQUEST, f"Invalid request: {_shape_text(tree, exc)}")
+    if isinstance(tree, Pairs):
+        return _params_error(text, tree)
+    return None
+
+
+# Each request an MCP client sends, by its method: its params' model.
+_CLIENT_REQUESTS: dict[str, type[BaseModel]] = {
+    get_args(arm.model_fields["method"].annotation)[0]: arm for arm in get_args(ClientRequest)
+}
+
+
+def _params_error(text: bytes | str, tree: Pairs) -> JSONRPCError | None:
+    """The error answering a request of an MCP method whose params that method does not
+    take (tools/call without its `name`, `arguments` that are not an object), naming each
+    problem; None for any other message. The SDK answers those with -32602 and the words
+    "Invalid request parameters" alone, so that a client, or an agent writing its own
+    JSON-RPC, could not tell what to fix."""
+    keys = {key for key, _ in tree}
+    if "id" not in keys:
+        return None
+    message: dict[str, Any] = json.loads(text)
+    model = _CLIENT_REQUESTS.get(message.get("method"))  # type: ignore[arg-type]
+    if model is None:  # not an MCP method: the SDK's -32601 says so
+        return None
+    # As the SDK reads a request: the method's own model (the one it parses params into),
+    # params left out when the message has none.
+    body = {key: message[key] for key in ("method", "params") if key in message}
+    try:
+        model.model_validate(body, by_name=False)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        ]
+        return _error(
+            _request_id(tree),
+            INVALID_PARAMS,
+            f"Invalid params of {message['method']}: {'; '.join(problems)}.",
+        )
     return None
 
 

@@ -637,6 +637,44 @@ async def test_http_answers_a_body_that_is_not_a_message_as_stdio_does(site):
         assert_refused_saying(answer, code, id, says)
 
 
+# Requests of an MCP method with params it does not take: the id they are answered with and
+# what the -32602 says (the SDK's own said "Invalid request parameters" and nothing else).
+BAD_PARAMS = [
+    (
+        '{"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {"arguments": {}}}',
+        31,
+        "Invalid params of tools/call: params.name: Field required",
+    ),
+    (
+        '{"jsonrpc": "2.0", "id": 32, "method": "tools/call", '
+        '"params": {"name": "get_charger", "arguments": "DEMO-0001"}}',
+        32,
+        "params.arguments: Input should be a valid dictionary",
+    ),
+    (
+        '{"jsonrpc": "2.0", "id": 33, "method": "resources/read", "params": {}}',
+        33,
+        "Invalid params of resources/read: params.uri: Field required",
+    ),
+]
+
+
+async def test_stdio_says_which_params_of_a_request_are_wrong(site):
+    async with stdio_session(site) as answer_to:
+        for text, id, says in BAD_PARAMS:
+            assert_refused_saying(await answer_to(text), INVALID_PARAMS, id, says)
+        listed = await answer_to('{"jsonrpc": "2.0", "id": 34, "method": "tools/list"}')
+        assert listed["id"] == 34 and "plug_in" in {t["name"] for t in listed["result"]["tools"]}
+
+
+async def test_http_says_which_params_of_a_request_are_wrong_as_stdio_does(site):
+    headers = {"Accept": "application/json, text/event-stream", **bearer(site.admin_token)}
+    for text, id, says in BAD_PARAMS:
+        status, answer, _ = post_mcp_answer(site, headers, text)
+        assert status == 400, (text, answer)
+        assert_refused_saying(answer, INVALID_PARAMS, id, says)
+
+
 def test_stdio_answers_every_request_piped_in_before_its_input_ends(site):
     """A script that pipes its requests in closes standard input after the last one: each
     is still answered with its result (the SDK answered those still running "Connection
