@@ -15,7 +15,8 @@ transport answers the same errors, so that a client learns the same thing either
 
 A request of an MCP method whose params that method does not take (tools/call without its
 `name`) the SDK answers with -32602 and no word of what is wrong; both transports answer
-it with -32602 naming each problem (`_params_error`).
+it with -32602 naming each problem (`_params_error`). So is a request on stdio before the
+session's `initialize` (`CheckedLines`), answered "send initialize first".
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class CheckedLines:
         self._lines = lines
         self._answers: _Answers | None = None
         self._ready = anyio.Event()
+        self._initialized = False
 
     def answer_to(self, answers: _Answers) -> None:
         """The transport's write stream (its stdout writer's), which takes SessionMessages."""
@@ -197,9 +199,30 @@ class CheckedLines:
     async def __aiter__(self) -> AsyncIterator[str]:
         async for line in self._lines:
             error = None if not line.strip() else message_error(line)
+            if error is None and line.strip() and not self._initialized:
+                error = self._before_initialize(line)
             if error is None:
                 yield line
                 continue
             await self._ready.wait()
             assert self._answers is not None
             await self._answers.send(SessionMessage(error))
+
+    def _before_initialize(self, line: str) -> JSONRPCError | None:
+        """The error answering a request sent before the session's `initialize`, which the
+        SDK answers "Invalid request parameters" and nothing else (a script piping its
+        calls in without the handshake could not tell why); None for the handshake itself,
+        a ping, or any other message, which the SDK reads."""
+        message = json.loads(line)
+        method = message.get("method")
+        if method in ("initialize", "notifications/initialized"):
+            self._initialized = True
+            return None
+        if "id" not in message or method is None or method == "ping":
+            return None
+        return _error(
+            _request_id(load_pairs(line)),
+            INVALID_PARAMS,
+            f"Not initialized: {method} came before the session's handshake: send an "
+            '"initialize" request first, then the "notifications/initialized" notification.',
+        )

@@ -723,6 +723,37 @@ def test_stdio_answers_every_request_piped_in_before_its_input_ends(site):
     assert answers[4]["result"]["structuredContent"]["charge_point_id"] == CHARGER
 
 
+def test_stdio_says_a_request_before_the_handshake_needs_initialize_first(site):
+    """The SDK answered it "Invalid request parameters", which a script piping its calls in
+    without the handshake could not act on."""
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "pipe", "version": "1"},
+    }
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": initialize},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/list"},
+    ]
+    done = subprocess.run(
+        [sys.executable, "manage.py", "mcp", "--user", "admin"],
+        cwd=ROOT,
+        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against a server that never ends, not a speed limit
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    assert_refused_saying(answers[1], INVALID_PARAMS, 1, 'send an "initialize" request first')
+    assert answers[2]["result"] == {}
+    assert "plug_in" in {t["name"] for t in answers[4]["result"]["tools"]}
+
+
 def test_stdio_refuses_an_unknown_user(site):
     result = run_manage(site.var_dir, "mcp", "--user", "nobody")
     assert result.returncode != 0
