@@ -294,9 +294,13 @@ async def create_chargers(chargers: list[ChargerIn], wait: Wait = True) -> Answe
     )
 
 
+# The endpoint's `?force=true`, which its description and its 409 offer.
+Force = Annotated[bool, Field(description=fleet.FORCE_RENAME.description)]
+
+
 @tool_errors
 async def change_charger(
-    charge_point_id: ChargePointId, changes: ChargerPatch, wait: Wait = True
+    charge_point_id: ChargePointId, changes: ChargerPatch, wait: Wait = True, force: Force = False
 ) -> Answer:
     return await _sync_call(
         _CHANGE_CHARGER,
@@ -305,6 +309,7 @@ async def change_charger(
         charge_point_id=charge_point_id,
         payload=changes,
         wait=wait,
+        force=force,
     )
 
 

@@ -215,6 +215,31 @@ async def test_a_scenario_that_is_not_yaml_is_refused_without_an_empty_path():
     assert ": :" not in text
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_change_charger_takes_the_force_its_description_and_its_409_offer():
+    """QA: the tool's description said "`?force=true` renames it anyway", and `force` was
+    refused as "Not an argument of this tool"."""
+    await sync_to_async(make_charger)("TO-RENAME")
+    admin = await sync_to_async(make_superuser)()
+    token = CALLER.set(Caller(user=admin))
+    try:
+        result = await build().call_tool(
+            "change_charger",
+            {
+                "charge_point_id": "TO-RENAME",
+                "changes": {"charge_point_id": "RENAMED"},
+                "wait": False,
+                "force": True,
+            },
+        )
+    finally:
+        CALLER.reset(token)
+    assert isinstance(result, CallToolResult)
+    assert not result.is_error and result.structured_content is not None, result.content
+    written = result.structured_content.get("result", result.structured_content)
+    assert written["charger"]["charge_point_id"] == "RENAMED"
+
+
 def test_a_refusal_names_every_problem_of_the_call():
     text = refusal_of("list_chargers", {"limit": "5", "offset": -1, "limt": 3})
     assert "\nlimit: Input should be a valid integer" in text
