@@ -183,6 +183,18 @@ def test_every_tools_schema_says_it_takes_no_other_names():
     assert open_objects == []
 
 
+def test_no_tool_description_sends_the_agent_to_an_http_request():
+    """QA: start_scenario_run said "follow it with GET /scenarios/runs/{id}", change_charger
+    "`?force=true` renames it anyway", list_scenario_runs "`status=failed&status=error`"."""
+    tools = {tool.name: tool for tool in asyncio.run(build().list_tools())}
+    for tool in tools.values():
+        for http_words in ("GET /", "POST /", "?force", "status=failed"):
+            assert http_words not in (tool.description or ""), (tool.name, http_words)
+    assert "follow it with get_scenario_run" in (tools["start_scenario_run"].description or "")
+    assert "`force: true` renames it anyway" in (tools["change_charger"].description or "")
+    assert '`["failed", "error"]`' in (tools["list_scenario_runs"].description or "")
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_the_filters_a_tool_takes_still_filter():
     depot = await sync_to_async(make_location)("Depot")
