@@ -416,6 +416,17 @@ def method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
     return answer
 
 
+@csrf_exempt  # as `not_found_view`
+def api_root(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """The API's own root: no endpoint, a 404 in the error body that says where the
+    endpoints are listed."""
+    return _respond(
+        404,
+        f"No API endpoint at {request.path}: the endpoints are listed at "
+        f"{request.path}docs and in {request.path}openapi.json.",
+    )
+
+
 @csrf_exempt  # it changes nothing: a POST must get this 404, not Django's CSRF page
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Any other path under /api/, by any method: a 404 in the API's error body, not

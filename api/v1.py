@@ -38,6 +38,11 @@ class ChargeSimAPI(NinjaAPI):
                     refuse_other_content_types(operation)
         for url in urls:
             if isinstance(url, URLPattern):
+                if url.name == "api-root":
+                    # ninja's root is there for reverse() and raises Http404: Django's HTML
+                    # page (with DEBUG, the site's URL patterns) to a script that tried it.
+                    url.callback = errors.api_root
+                    continue
                 url.callback = errors.finished_answers(url.callback)
         return urls
 

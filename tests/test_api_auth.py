@@ -217,6 +217,10 @@ def test_an_unknown_path_or_object_answers_in_the_error_body(client):
     _, token = user_with_token("ci")
     body = assert_error_body(client.get("/api/v1/no-such-thing", headers=bearer(token)), 404)
     assert "/api/v1/no-such-thing" in body["detail"]
+    # The API's root too (QA: Django's HTML page, with DEBUG the site's URL patterns).
+    for method in ("get", "post"):
+        root = assert_error_body(getattr(client, method)("/api/v1/", headers=bearer(token)), 404)
+        assert "the endpoints are listed at /api/v1/docs" in root["detail"]
     # Any method: a script's POST to a mistyped path got Django's HTML CSRF page (403).
     strict = Client(enforce_csrf_checks=True)
     for method in ("post", "put", "patch", "delete"):
