@@ -120,11 +120,12 @@ def not_found(exc: BaseException | None) -> bool:
 
 
 def unknown_arguments(
-    model: type[BaseModel], given: Mapping[str, Any], prefix: str = ""
+    model: type[BaseModel], given: Mapping[str, Any], prefix: str = "", owner: str = "this tool"
 ) -> list[ErrorItem]:
     """The names in `given`, and in the objects nested in it, that `model` does not take,
     each with the nearest name it does: the SDK's argument models ignore them, and a
-    misspelt filter (`locaton`) answered every charger, as a REST query once did."""
+    misspelt filter (`locaton`) answered every charger, as a REST query once did. `owner`
+    names what takes them (bulk_action's `args` are its action's, not the tool's)."""
     fields = model.model_fields
     by_name = {name: info for name, info in fields.items()}
     by_name.update({info.alias: info for info in fields.values() if info.alias})
@@ -134,7 +135,7 @@ def unknown_arguments(
         if info is None:
             if model.model_config.get("extra") != "allow":
                 problems.append(
-                    ErrorItem(field=f"{prefix}{key}", message=_not_an_argument(key, model))
+                    ErrorItem(field=f"{prefix}{key}", message=_not_an_argument(key, model, owner))
                 )
             continue
         inner, many = _model_in(info.annotation)
@@ -148,9 +149,9 @@ def unknown_arguments(
         if many and isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, Mapping):
-                    problems += unknown_arguments(inner, item, f"{prefix}{key}.{index}.")
+                    problems += unknown_arguments(inner, item, f"{prefix}{key}.{index}.", owner)
         elif not many and isinstance(value, Mapping):
-            problems += unknown_arguments(inner, value, f"{prefix}{key}.")
+            problems += unknown_arguments(inner, value, f"{prefix}{key}.", owner)
     return problems
 
 
@@ -169,7 +170,7 @@ def not_json_types(model: type[BaseModel], given: Mapping[str, Any]) -> list[Err
     return problems
 
 
-def _not_an_argument(name: str, model: type[BaseModel]) -> str:
+def _not_an_argument(name: str, model: type[BaseModel], owner: str = "this tool") -> str:
     known = set(model.model_fields)
     filters = model.model_fields.get("filters")
     if filters is not None:
@@ -178,7 +179,7 @@ def _not_an_argument(name: str, model: type[BaseModel]) -> str:
             # A list tool's filters are one argument, an object: the flat form is refused
             # with the form it takes, not ignored.
             return f'a filter: give it inside filters, as {{"filters": {{"{name}": ...}}}}.'
-    return f"Not an argument of this tool: {did_you_mean(name, known)}"
+    return f"Not an argument of {owner}: {did_you_mean(name, known)}"
 
 
 def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

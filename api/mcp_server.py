@@ -424,7 +424,7 @@ async def bulk_action(
     action). A charger that refuses is a failed result, not an error. Needs
     `chargers.change_charger`."""
     chosen = next(a for a in live.ACTIONS if a.command == action)
-    unknown = unknown_arguments(chosen.args, args or {}, "args.")
+    unknown = unknown_arguments(chosen.args, args or {}, "args.", f"the action {action}")
     if unknown:
         raise ToolError(error_text("The request is not valid.", unknown))
     view, _doc = endpoint(live.router, f"/fleet/actions/{chosen.path}", "POST")

@@ -67,7 +67,13 @@ def refusal_of(name: str, arguments: dict[str, Any]) -> str:
         (
             "bulk_action",
             {"action": "plug_in", "filter": {"location_id": 1}, "args": {"socc": 1}},
-            "args.socc: Not an argument of this tool: did you mean 'soc'?",
+            # The action's, not the tool's: bulk_action takes arguments, connect none.
+            "args.socc: Not an argument of the action plug_in: did you mean 'soc'?",
+        ),
+        (
+            "bulk_action",
+            {"action": "connect", "filter": {"every": True}, "args": {"x": 1}},
+            "args.x: Not an argument of the action connect: it takes no arguments.",
         ),
     ],
 )
