@@ -92,7 +92,12 @@ cuts) and read its OCPP message log. Actions can wait for a condition (wait_for,
 "Charging") so that no polling is needed."""
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+# Only adds to the fleet: MCP's destructiveHint false is "performs only additive updates",
+# which a client may take as safe to run without asking.
+ADD = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+# Changes what is there: a charger's set-up, or what it does (a stop or a reboot ends a
+# session at the CSMS, a scenario may drive the fleet's own chargers).
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 
 # What a tool answers: the JSON its endpoint answers (the same field names). Not the
 # endpoint's ninja schema as the tool's output type: the SDK validates a returned model
@@ -565,14 +570,14 @@ TOOLS: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
     (whoami, _WHOAMI_DOC, READ),
     (list_locations, _LIST_LOCATIONS_DOC, READ),
     (get_location, _GET_LOCATION_DOC, READ),
-    (create_location, _CREATE_LOCATION_DOC, WRITE),
+    (create_location, _CREATE_LOCATION_DOC, ADD),
     (list_vehicle_models, _LIST_VEHICLES_DOC, READ),
     (get_vehicle_model, _GET_VEHICLE_DOC, READ),
-    (create_vehicle_model, _CREATE_VEHICLE_DOC, WRITE),
+    (create_vehicle_model, _CREATE_VEHICLE_DOC, ADD),
     (list_chargers, _LIST_CHARGERS_DOC, READ),
     (get_charger, _GET_CHARGER_DOC, READ),
-    (create_charger, _CREATE_CHARGER_DOC, WRITE),
-    (create_chargers, _CREATE_CHARGERS_DOC, WRITE),
+    (create_charger, _CREATE_CHARGER_DOC, ADD),
+    (create_chargers, _CREATE_CHARGERS_DOC, ADD),
     (change_charger, _CHANGE_CHARGER_DOC, WRITE),
     (charger_state, _STATE_DOC, READ),
     (fleet_summary, _SUMMARY_DOC, READ),

@@ -189,6 +189,21 @@ def test_every_tools_schema_says_it_takes_no_other_names():
     assert open_objects == []
 
 
+def test_only_the_tools_that_add_to_the_fleet_say_they_destroy_nothing():
+    """QA: every tool that writes said destructiveHint false ("only additive updates", which a
+    client may run without asking), stop, reboot and cancel_scenario_run among them."""
+    tools = {tool.name: tool for tool in asyncio.run(build().list_tools())}
+    additive = {"create_location", "create_vehicle_model", "create_charger", "create_chargers"}
+    for name, tool in tools.items():
+        hints = tool.annotations
+        assert hints is not None, name
+        if hints.read_only_hint:
+            continue
+        assert hints.destructive_hint is (name not in additive), name
+    for name in ("stop", "reboot", "change_charger", "bulk_action", "cancel_scenario_run"):
+        assert tools[name].annotations.destructive_hint is True  # type: ignore[union-attr]
+
+
 def test_no_tool_description_sends_the_agent_to_an_http_request():
     """QA: start_scenario_run said "follow it with GET /scenarios/runs/{id}", change_charger
     "`?force=true` renames it anyway", list_scenario_runs "`status=failed&status=error`"."""
