@@ -12,6 +12,10 @@ beside Django, wrapped by `McpEndpoint`:
 - a request body over DATA_UPLOAD_MAX_MEMORY_SIZE (Django's limit, which the API answers
   with 413 too) is refused with 413 before the SDK reads it: a JSON-RPC call is small, and
   the SDK would otherwise hold any size in memory;
+- another path under /mcp is a 404, a method but POST (and GET, below) a 405 with
+  `Allow: POST`, a body of another type than JSON a 415, each in the API's error body (the
+  SDK's were a bare text, a JSON-RPC error without Allow, and a bare text 400); a body
+  without a Content-Type is read as JSON, as the API reads one;
 - a JSON-RPC message that gives a key twice in one object is answered with a JSON-RPC
   error naming it (`api.mcp_messages`), as the API refuses such a body, not read
   last-wins by the SDK;
@@ -103,12 +107,29 @@ async def _refuse(send: Send, refused: Refused) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+ALLOW_POST = ((b"allow", b"POST"),)
 NO_STREAM = Refused(
     405,
     "This MCP server is stateless: it sends nothing of its own, so there is no stream to "
     "GET. POST the JSON-RPC requests.",
-    ((b"allow", b"POST"),),
+    ALLOW_POST,
 )
+
+
+def not_post(method: str) -> Refused:
+    """The 405 of a method the endpoint does not serve (the SDK's had no Allow header)."""
+    return Refused(
+        405, f"{method} is not allowed here; use POST (the JSON-RPC requests).", ALLOW_POST
+    )
+
+
+def not_json(content_type: str) -> Refused:
+    """The 415 of a body that is not JSON, in the REST API's words (`request_bodies`)."""
+    kind = content_type.split(";", 1)[0].strip()
+    return Refused(
+        415,
+        f"The body must be JSON, sent with 'Content-Type: application/json' (it came as {kind!r}).",
+    )
 
 
 class _Gone(Exception):
@@ -173,6 +194,9 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             _check_host(scope)
+            if scope.get("path") != PATH:
+                # The SDK's bare text "Not Found": in the API's body, as any path under /api/.
+                raise Refused(404, f"No MCP endpoint at {scope.get('path')}: it is {PATH}.")
             caller = await sync_to_async(authenticate)(_header(scope, b"authorization"))
         except Refused as refused:
             await _refuse(send, refused)
@@ -189,6 +213,21 @@ class McpEndpoint:
             # transport's spec allows 405 for "no such stream here".
             await _refuse(send, NO_STREAM)
             return
+        if scope.get("method") != "POST":
+            await _refuse(send, not_post(str(scope.get("method"))))
+            return
+        content_type = _header(scope, b"content-type") or ""
+        if not content_type:
+            # Read as JSON, as the REST API reads a body without a type (the SDK refused it).
+            headers = [
+                *((k, v) for k, v in scope.get("headers", ()) if k.lower() != b"content-type"),
+                (b"content-type", b"application/json"),
+            ]
+            scope = {**scope, "headers": headers}
+        elif not is_json(content_type):
+            # The SDK's check answers a bare text 400 ("Invalid Content-Type header").
+            await _refuse(send, not_json(content_type))
+            return
         try:
             body = await _read_body(scope, receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         except Refused as refused:
@@ -197,8 +236,7 @@ class McpEndpoint:
         except _Gone:
             return
         if body is not None:
-            # Only a body sent as JSON: the SDK refuses another type (415) before reading.
-            error = message_error(body) if is_json(_header(scope, b"content-type") or "") else None
+            error = message_error(body)
             if error is not None:
                 await _answer_error(send, error)
                 return

@@ -426,6 +426,39 @@ def test_http_answers_a_get_405_at_once_instead_of_holding_it_open(site):
         assert "stateless" in json.loads(answer.read())["detail"]
 
 
+def test_http_refuses_another_path_method_or_body_type_in_the_apis_error_body(site):
+    """QA: the SDK's own answers were a bare text 404 ("Not Found") for /mcp/x, a JSON-RPC
+    error 405 without an Allow header for DELETE, a bare text 400 ("Invalid Content-Type
+    header") for a body that is not JSON."""
+    token = bearer(site.admin_token)
+    for method, path, content_type, status, says in (
+        ("POST", "/mcp/tools", "application/json", 404, "No MCP endpoint at /mcp/tools"),
+        ("DELETE", "/mcp", "application/json", 405, "DELETE is not allowed here; use POST"),
+        ("PUT", "/mcp", "application/json", 405, "PUT is not allowed here; use POST"),
+        ("POST", "/mcp", "text/plain", 415, "The body must be JSON"),
+    ):
+        request = urllib.request.Request(
+            f"{site.url}{path}",
+            data=b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}',
+            headers={"Content-Type": content_type, **token},
+            method=method,
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        answer = refused.value
+        with answer:
+            body = json.loads(answer.read())
+        assert answer.code == status, (method, path, body)
+        assert answer.headers["Content-Type"] == "application/json"
+        assert says in body["detail"] and body["errors"] == [], body
+        if status == 405:
+            assert answer.headers["Allow"] == "POST"
+    # Without a Content-Type, read as JSON, as the REST API reads a body without one.
+    headers = {"Content-Type": "", "Accept": "application/json", **token}
+    status, listed, _ = post_mcp_answer(site, headers)
+    assert status == 200 and "tools" in listed["result"], listed  # type: ignore[operator]
+
+
 def test_http_refuses_a_body_over_the_limit_before_reading_it_all(site):
     """DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default), as the API: 413 in its error body,
     whether the client says the length or sends it in chunks; a small call still works."""
