@@ -115,12 +115,13 @@ def as_answered(model: BaseModel) -> Answer:
     return answer
 
 
+FILTERS = "Only the items that match every filter given (all without)."
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many items to return.")]
 Offset = Annotated[int, Field(ge=0, le=DB_INT_MAX, description="How many items to skip.")]
 ChargePointId = Annotated[str, Field(description="The charger's charge point id.")]
 # A row's id, checked as the REST path's (`path_id`): -1 is refused as out of range, not
 # looked up and answered "No location -1.".
-RowId = Annotated[int, Field(ge=1, le=DB_INT_MAX)]
+RowId = Annotated[int, Field(ge=1, le=DB_INT_MAX, description="Its id.")]
 WaitFor = Annotated[
     contract.WaitCondition | None,
     Field(
@@ -233,7 +234,9 @@ def _page(limit: int, offset: int) -> Any:
 
 @tool_errors
 async def list_locations(
-    filters: LocationFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    filters: Annotated[LocationFilters | None, Field(description=FILTERS)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> Answer:
     return await _sync_call(
         _LIST_LOCATIONS,
@@ -250,13 +253,15 @@ async def get_location(location_id: RowId) -> Answer:
 
 
 @tool_errors
-async def create_location(location: LocationIn) -> Answer:
+async def create_location(
+    location: Annotated[LocationIn, Field(description="The new location's fields.")],
+) -> Answer:
     return await _sync_call(_CREATE_LOCATION, LocationOut, "POST", payload=location)
 
 
 @tool_errors
 async def list_vehicle_models(
-    filters: VehicleModelFilters | None = None,
+    filters: Annotated[VehicleModelFilters | None, Field(description=FILTERS)] = None,
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Answer:
@@ -275,13 +280,17 @@ async def get_vehicle_model(vehicle_model_id: RowId) -> Answer:
 
 
 @tool_errors
-async def create_vehicle_model(vehicle_model: VehicleModelIn) -> Answer:
+async def create_vehicle_model(
+    vehicle_model: Annotated[VehicleModelIn, Field(description="The new model's fields.")],
+) -> Answer:
     return await _sync_call(_CREATE_VEHICLE, VehicleModelOut, "POST", payload=vehicle_model)
 
 
 @tool_errors
 async def list_chargers(
-    filters: ChargerFilters | None = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    filters: Annotated[ChargerFilters | None, Field(description=FILTERS)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> Answer:
     return await _sync_call(
         _LIST_CHARGERS,
@@ -298,12 +307,20 @@ async def get_charger(charge_point_id: ChargePointId) -> Answer:
 
 
 @tool_errors
-async def create_charger(charger: ChargerIn, wait: Wait = True) -> Answer:
+async def create_charger(
+    charger: Annotated[ChargerIn, Field(description="The new charger's fields.")],
+    wait: Wait = True,
+) -> Answer:
     return await _sync_call(_CREATE_CHARGER, ChargerWritten, "POST", payload=charger, wait=wait)
 
 
 @tool_errors
-async def create_chargers(chargers: list[ChargerIn], wait: Wait = True) -> Answer:
+async def create_chargers(
+    chargers: Annotated[
+        list[ChargerIn], Field(description="The new chargers, each as create_charger takes it.")
+    ],
+    wait: Wait = True,
+) -> Answer:
     return await _sync_call(
         _CREATE_CHARGERS,
         ChargersCreated,
@@ -319,7 +336,10 @@ Force = Annotated[bool, Field(description=fleet.FORCE_RENAME.description)]
 
 @tool_errors
 async def change_charger(
-    charge_point_id: ChargePointId, changes: ChargerPatch, wait: Wait = True, force: Force = False
+    charge_point_id: ChargePointId,
+    changes: Annotated[ChargerPatch, Field(description="The fields to change, and only them.")],
+    wait: Wait = True,
+    force: Force = False,
 ) -> Answer:
     return await _sync_call(
         _CHANGE_CHARGER,
@@ -342,7 +362,9 @@ _SUMMARY, _SUMMARY_DOC = endpoint(live.router, "/fleet/summary", "GET")
 @tool_errors
 async def charger_state(
     charge_point_id: ChargePointId,
-    connector_id: Annotated[int, Field(ge=1, le=99)] = 1,
+    connector_id: Annotated[
+        int, Field(ge=1, le=99, description="The connector wait_for looks at (1 is the first).")
+    ] = 1,
     wait_for: WaitFor = None,
     timeout: Timeout = contract.WAIT_TIMEOUT_DEFAULT,
 ) -> Answer:
@@ -412,8 +434,8 @@ else:  # a Literal of the actions' commands: the tool's schema lists them as an 
 
 @tool_errors
 async def bulk_action(
-    action: ActionName,
-    filter: live.BulkFilter,
+    action: Annotated[ActionName, Field(description="The action, named as its own tool.")],
+    filter: Annotated[live.BulkFilter, Field(description="The chargers it runs on.")],
     args: Annotated[
         dict[str, Any] | None,
         Field(
@@ -461,8 +483,12 @@ async def charger_log(
     charge_point_id: ChargePointId,
     since: Annotated[datetime | None, Field(description="Entries at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Field(description="Entries before (ISO 8601).")] = None,
-    order: Literal["asc", "desc"] = "desc",
-    limit: Annotated[int, Field(ge=1, le=log.MAX_LIMIT)] = 100,
+    order: Annotated[
+        Literal["asc", "desc"], Field(description="desc: newest first; asc: oldest first.")
+    ] = "desc",
+    limit: Annotated[
+        int, Field(ge=1, le=log.MAX_LIMIT, description="How many entries a page holds at most.")
+    ] = 100,
     cursor: Annotated[str | None, Field(description="The previous page's next_cursor.")] = None,
 ) -> Answer:
     return await _sync_call(
@@ -492,7 +518,9 @@ class RunPage(Schema):
 
 
 @tool_errors
-async def start_scenario_run(run: scenarios.RunIn) -> Answer:
+async def start_scenario_run(
+    run: Annotated[scenarios.RunIn, Field(description="The scenario and how to run it.")],
+) -> Answer:
     answer = await _START_RUN(caller_request("POST"), payload=run)
     if isinstance(answer, Status) and isinstance(answer.value, scenarios.FormatErrorBody):
         # A problem of the whole text (YAML that cannot be read) has no path: not "1: : ...".
@@ -513,7 +541,7 @@ async def get_scenario_run(run_id: RowId) -> Answer:
 
 @tool_errors
 async def list_scenario_runs(
-    filters: scenarios.RunToolFilters | None = None,
+    filters: Annotated[scenarios.RunToolFilters | None, Field(description=FILTERS)] = None,
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Answer:

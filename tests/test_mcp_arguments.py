@@ -189,6 +189,18 @@ def test_every_tools_schema_says_it_takes_no_other_names():
     assert open_objects == []
 
 
+def test_every_argument_of_every_tool_says_what_it_is():
+    """QA: an agent read connector_id, error_code, info, latency_ms, the list tools' filters
+    and create_charger's charger with nothing but a type."""
+    undescribed = [
+        f"{tool.name}.{name}"
+        for tool in asyncio.run(build().list_tools())
+        for name, schema in tool.input_schema.get("properties", {}).items()
+        if not schema.get("description")
+    ]
+    assert undescribed == []
+
+
 def test_only_the_tools_that_add_to_the_fleet_say_they_destroy_nothing():
     """QA: every tool that writes said destructiveHint false ("only additive updates", which a
     client may run without asking), stop, reboot and cancel_scenario_run among them."""

@@ -295,7 +295,7 @@ class NoArgs(Arguments):
 
 
 class ConnectorArgs(Arguments):
-    connector_id: int = Field(1, ge=1, le=99)
+    connector_id: int = Field(1, ge=1, le=99, description="the connector (1 is the first)")
 
 
 class PlugInArgs(ConnectorArgs):
@@ -341,8 +341,10 @@ class PresentIdTagArgs(ConnectorArgs):
 
 
 class InjectFaultArgs(ConnectorArgs):
-    error_code: FaultCode = "OtherError"
-    info: str = Field("", max_length=50)
+    error_code: FaultCode = Field(
+        "OtherError", description="the OCPP ChargePointErrorCode its StatusNotification gives"
+    )
+    info: str = Field("", max_length=50, description="the StatusNotification's info text")
 
 
 class CutNetworkArgs(Arguments):
@@ -367,7 +369,11 @@ class AnswerOverrideArgs(Arguments):
     mode: Literal["next", "every"] = Field("next", description="once, or until cleared")
     status: str | None = Field(None, description="this status in the normal answer")
     call_error: str | None = Field(None, description="a CALLERROR code, e.g. NotSupported")
-    description: str | None = Field(None, max_length=overrides.DESCRIPTION_MAX)
+    description: str | None = Field(
+        None,
+        max_length=overrides.DESCRIPTION_MAX,
+        description="the CALLERROR's errorDescription (with call_error)",
+    )
     delay: float | None = Field(None, description="seconds: the normal answer, this late")
     no_answer: bool | None = Field(None, description="true: never answer")
     clear: bool = Field(False, description="remove the run-time rules (of `action` if given)")
@@ -387,8 +393,12 @@ class AnswerOverrideArgs(Arguments):
 
 
 class NetworkArgs(Arguments):
-    latency_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
-    jitter_ms: int | None = Field(None, ge=0, le=overrides.LATENCY_MAX_MS)
+    latency_ms: int | None = Field(
+        None, ge=0, le=overrides.LATENCY_MAX_MS, description="added to each frame it sends"
+    )
+    jitter_ms: int | None = Field(
+        None, ge=0, le=overrides.LATENCY_MAX_MS, description="up to this much more, at random"
+    )
     drop_rate: float | None = Field(None, ge=0, le=1, description="share of frames lost")
     seed: int | None = Field(None, description="seeds the charger's jitter and drops")
 
