@@ -220,6 +220,26 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# What an endpoint says in HTTP's words, in the tools' own: an agent told to "follow it with
+# GET /scenarios/runs/{id}" or to send "?force=true" has no such call. In order: the first
+# of two that overlap is the longer.
+TOOL_WORDS = {
+    "GET /scenarios/runs/{id}": "get_scenario_run",
+    "(repeat it for several: `status=failed&status=error` lists every run that did not pass)": (
+        '(a list: `["failed", "error"]` lists every run that did not pass)'
+    ),
+    "`?force=true`": "`force: true`",
+    "?force=true": "force: true",
+}
+
+
+def in_tool_words(text: str) -> str:
+    """An endpoint's description or refusal as a tool says it (`TOOL_WORDS`)."""
+    for http_words, tool_words in TOOL_WORDS.items():
+        text = text.replace(http_words, tool_words)
+    return text
+
+
 def tool_errors(fn: F) -> F:
     """What an endpoint answers with an error (401/403/404/409/422/503/504, a form's or a
     schema's validation errors) becomes a tool error with the endpoint's words, for the
@@ -233,7 +253,7 @@ def tool_errors(fn: F) -> F:
             text = refusal(exc)
             if text is None:
                 raise
-            raise ToolError(text) from exc
+            raise ToolError(in_tool_words(text)) from exc
 
     return cast(F, run)
 

@@ -70,6 +70,7 @@ from api.mcp_calls import (
     closed,
     error_text,
     in_thread,
+    in_tool_words,
     not_found,
     not_json_types,
     refusal,
@@ -135,17 +136,6 @@ Timeout = Annotated[
 ]
 
 
-# What an endpoint's description says in HTTP's words, in the tools' own: an agent told to
-# "follow it with GET /scenarios/runs/{id}" or to send "?force=true" has no such call.
-TOOL_WORDS = {
-    "GET /scenarios/runs/{id}": "get_scenario_run",
-    "(repeat it for several: `status=failed&status=error` lists every run that did not pass)": (
-        '(a list: `["failed", "error"]` lists every run that did not pass)'
-    ),
-    "`?force=true`": "`force: true`",
-}
-
-
 def endpoint(router: Router, path: str, method: str) -> tuple[Callable[..., Any], str]:
     """The function an endpoint runs (with its permission check) and its documentation,
     in the tools' words (`TOOL_WORDS`)."""
@@ -153,9 +143,7 @@ def endpoint(router: Router, path: str, method: str) -> tuple[Callable[..., Any]
         if method in operation.methods:
             summary = (operation.summary or "").rstrip(".")
             text = ". ".join(p for p in (summary, operation.description) if p)
-            for http_words, tool_words in TOOL_WORDS.items():
-                text = text.replace(http_words, tool_words)
-            return operation.view_func, text
+            return operation.view_func, in_tool_words(text)
     raise LookupError(f"no {method} {path}")
 
 

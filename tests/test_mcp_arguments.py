@@ -14,7 +14,8 @@ from mcp.types import CallToolResult
 from api.auth import Caller
 from api.mcp_calls import CALLER
 from api.mcp_server import build
-from tests.cast import make_charger, make_location, make_superuser
+from tests.cast import make_charger, make_location, make_open_transaction, make_superuser
+from tests.test_api_fleet import _other_shard
 
 
 def refusal_of(name: str, arguments: dict[str, Any]) -> str:
@@ -261,28 +262,29 @@ async def test_a_scenario_that_is_not_yaml_is_refused_without_an_empty_path():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_change_charger_takes_the_force_its_description_and_its_409_offer():
-    """QA: the tool's description said "`?force=true` renames it anyway", and `force` was
-    refused as "Not an argument of this tool"."""
-    await sync_to_async(make_charger)("TO-RENAME")
+async def test_change_charger_takes_the_force_its_description_and_its_409_offer(settings):
+    """QA: the tool's description and its refusal of a rename into another shard mid-session
+    said "?force=true renames it anyway", and `force` was "Not an argument of this tool"."""
+    settings.CHARGESIM_SHARDS = 2
+    charger = await sync_to_async(make_charger)("TO-RENAME")
+    await sync_to_async(make_open_transaction)(charger, connector_id=1, transaction_id=77)
+    _, other = _other_shard("TO-RENAME")
     admin = await sync_to_async(make_superuser)()
+    rename = {"charge_point_id": "TO-RENAME", "changes": {"charge_point_id": other}}
     token = CALLER.set(Caller(user=admin))
     try:
-        result = await build().call_tool(
-            "change_charger",
-            {
-                "charge_point_id": "TO-RENAME",
-                "changes": {"charge_point_id": "RENAMED"},
-                "wait": False,
-                "force": True,
-            },
-        )
+        with pytest.raises(ToolError) as refused:
+            await build().call_tool("change_charger", {**rename, "wait": False})
+        result = await build().call_tool("change_charger", {**rename, "wait": False, "force": True})
     finally:
         CALLER.reset(token)
+    assert "has transaction 77 in progress" in str(refused.value)
+    assert "(With force: true it is renamed anyway.)" in str(refused.value)
+    assert "?force" not in str(refused.value)
     assert isinstance(result, CallToolResult)
     assert not result.is_error and result.structured_content is not None, result.content
     written = result.structured_content.get("result", result.structured_content)
-    assert written["charger"]["charge_point_id"] == "RENAMED"
+    assert written["charger"]["charge_point_id"] == other
 
 
 def test_a_refusal_names_every_problem_of_the_call():
