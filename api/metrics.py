@@ -2,8 +2,9 @@
 
 The page is prometheus_client's default registry: in the embedded mode (`runsimulator`
 serving the web side and the engine in one process) that is the engine's metrics; a web
-process of the scaled-out mode has only its own, and each worker serves its engine's on
-`runsimulator --metrics-port`. Authenticated as every API endpoint is (a Bearer token, or
+process of the scaled-out mode shows only its own (process and Python), without the
+engine's families it registered on importing the engine's code (`engine_here`), and each
+worker serves its engine's on `runsimulator --metrics-port`. Authenticated as every API endpoint is (a Bearer token, or
 the browser's session) and needs the `chargers.view_charger` permission, so Prometheus
 scrapes with `authorization: {credentials_file: ...}`.
 
@@ -14,15 +15,19 @@ database read, run in a thread.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja.errors import AuthenticationError, HttpError
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 from api.auth import check_perms, session_auth, token_auth
 from api.errors import DATABASE_DOWN, method_not_allowed, on_database_down, on_http_error
+from simulator.contract import engine_here
 
 PERMISSION = "chargers.view_charger"
 
@@ -34,6 +39,17 @@ def _authorize(request: HttpRequest) -> None:
         raise AuthenticationError()
     request.auth = who  # type: ignore[attr-defined]  # what check_perms reads, as ninja sets it
     check_perms(request, PERMISSION)
+
+
+class _WithoutEngine(CollectorRegistry):
+    """The default registry's families but the engine's: this process runs none."""
+
+    def collect(self) -> Iterator[Metric]:
+        prefix = engine_here.METRIC_PREFIX
+        return (family for family in REGISTRY.collect() if not family.name.startswith(prefix))
+
+
+WITHOUT_ENGINE = _WithoutEngine(auto_describe=False)
 
 
 @csrf_exempt  # nothing but GET is served: a POST gets the 405, not Django's CSRF page
@@ -49,4 +65,5 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     # The format the scraper asks for, as a worker's --metrics-port server (prometheus_client's
     # own) answers it: OpenMetrics for `Accept: application/openmetrics-text`, else text 0.0.4.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return HttpResponse(encode(REGISTRY), content_type=content_type)
+    registry = REGISTRY if engine_here.running() else WITHOUT_ENGINE
+    return HttpResponse(encode(registry), content_type=content_type)

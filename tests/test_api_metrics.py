@@ -45,6 +45,9 @@ def test_anonymous_callers_get_401_and_callers_without_view_charger_403(client: 
     assert page.status_code == 200
     assert page["Content-Type"].startswith("text/plain; version=")
     assert "process_cpu_seconds_total" in page.content.decode()
+    # No engine runs in this process (a web process of the scaled-out mode): none of the
+    # engine's families, which showed at 0 and fired per-instance alerts on it.
+    assert "chargesim_" not in page.content.decode()
     # A scraper that asks for OpenMetrics gets it, as from a worker's --metrics-port.
     page = client.get(
         "/metrics",

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from chargers.orm_threads import in_thread
-from simulator.contract import builtin_csms, loop_tasks
+from simulator.contract import builtin_csms, engine_here, loop_tasks
 from simulator.core import revision
 from simulator.core.charge_point import BootState, Charger, Fanout, LinkState, Listener
 from simulator.core.transfer import Transfers
@@ -704,6 +704,7 @@ class Simulator:
             self.store.add(charger)
         self.sites.use(await in_thread(load_sites)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
+        engine_here.announce(self.store, running=True)
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:
             for charger in chargers:
@@ -985,6 +986,7 @@ class Simulator:
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
+        engine_here.announce(self.store, running=False)
         logging.getLogger("simulator").removeHandler(self.log_journal)
 
     async def _say_stopping(self, deadline: float) -> None:
