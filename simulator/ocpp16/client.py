@@ -1296,7 +1296,11 @@ async def run_connection(
     the second the backoffs run out. The first attempt took its turn already if it was
     one of many (`Simulator.connect`), or is one a person asked for and is not paced."""
     backoff = Backoff(cap=reconnect_cap)
-    connected_before = False
+    # Whether the last connection ended by no choice of the charger's: the next one is a
+    # reconnect (RECONNECTS). A reboot for a Reset or new firmware, a new security profile
+    # and a disconnect close it themselves, as a reboot from the API or an edit does in a
+    # new connection task: those are not counted.
+    closed_on_it = False
     reported = ""  # the failure last logged as a security event, until a connection works
     first = True
     while True:
@@ -1345,10 +1349,10 @@ async def run_connection(
             "connected",
             {"url": shown_url(connection_url(charger)), "subprotocol": connection.subprotocol},
         )
-        if connected_before:
+        if closed_on_it:
             metrics.RECONNECTS.inc()
-        connected_before = True
-        reason, answered = await _serve(charger, connection)
+        reason, answered, by = await _serve(charger, connection)
+        closed_on_it = by != CLOSED_BY_CHARGER
         if answered:
             # Reset only once the CSMS has answered on the connection, not when the socket
             # opened: a CSMS that accepts the WebSocket and drops it at once (crash-looping
@@ -1392,9 +1396,9 @@ async def _open(charger: Charger) -> ClientConnection:
     return connection
 
 
-async def _serve(charger: Charger, connection: ClientConnection) -> tuple[str, bool]:
-    """Serve one connection until it ends: why it ended, and whether the CSMS answered a
-    CALL of the charger's on it."""
+async def _serve(charger: Charger, connection: ClientConnection) -> tuple[str, bool, str]:
+    """Serve one connection until it ends: why it ended, whether the CSMS answered a CALL
+    of the charger's on it, and who ended it (CLOSED_BY_CHARGER, CLOSED_BY_CSMS, ...)."""
     client = ChargePointClient(charger, connection, timeout=charger.config_int("MessageTimeout"))
     if isinstance(connection, OcppConnection):
         connection.text_sink = client.on_text_frame
@@ -1464,7 +1468,7 @@ async def _serve(charger: Charger, connection: ClientConnection) -> tuple[str, b
                 detail["sent_code"] = sent.code
                 detail["sent_reason"] = sent.reason
             charger.listener.on_connection(charger, "closed", detail)
-    return reason, client.answered
+    return reason, client.answered, by
 
 
 def _closed_first(sent: Close) -> str:

@@ -90,8 +90,10 @@ CALLERRORS_SENT = Counter(
 )
 RECONNECTS = Counter(
     "chargesim_reconnects",
-    "Connections to the CSMS opened again after a charger's previous connection closed "
-    "(dropped, cut, closed by the CSMS); a charger's first connection is not counted.",
+    "Connections to the CSMS opened again after a charger's previous connection ended by "
+    "no choice of its own (dropped, cut, closed by the CSMS, failed); not a first "
+    "connection, nor one after the charger's own close (a reboot for a Reset, new "
+    "firmware or from the API, a new security profile, a disconnect).",
 )
 CONNECT_FAILURES = Counter(
     "chargesim_connect_failures",
