@@ -578,7 +578,7 @@ def _checked_new(
 def update_charger(
     charger: Charger, given: Mapping[str, Any], report: WorkerReport, *, force: bool = False
 ) -> Charger:
-    """Change a charger; a rename into another shard is refused (422) while it would break
+    """Change a charger; a rename into another shard is refused (409) while it would break
     a transaction (`ChargerQuerySet.move_losses`) unless `force`."""
     stored_id = charger.charge_point_id
     new_id = given.get("charge_point_id")
