@@ -122,17 +122,17 @@ def env_database(name: str, default: str, environ: Mapping[str, str] | None = No
     scheme = raw.split(":", 1)[0].lower()
     if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(
-            f"{name}={_redact(raw)!r}: unsupported scheme {scheme!r}; "
+            f"{name}={redact_url(raw)!r}: unsupported scheme {scheme!r}; "
             "use sqlite:///path/to/file.sqlite3 or postgres://user@host:port/dbname."
         )
     try:
         config = dj_database_url.parse(raw, conn_max_age=0)
     except ValueError as exc:
         raise ImproperlyConfigured(
-            f"{name}={_redact(raw)!r} is not a database URL: {exc}"
+            f"{name}={redact_url(raw)!r} is not a database URL: {exc}"
         ) from None
     if not config.get("NAME"):
-        raise ImproperlyConfigured(f"{name}={_redact(raw)!r} names no database.")
+        raise ImproperlyConfigured(f"{name}={redact_url(raw)!r} names no database.")
     if scheme != "sqlite":
         options = config.setdefault("OPTIONS", {})
         for key, value in POSTGRES_TIMEOUTS.items():
@@ -161,7 +161,7 @@ def env_redis_url(name: str, environ: Mapping[str, str] | None = None) -> str | 
         return None
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(
-            f"{name}={_redact(raw)!r} is not a Redis URL: use redis://host:port/db."
+            f"{name}={redact_url(raw)!r} is not a Redis URL: use redis://host:port/db."
         )
     return raw
 
@@ -181,7 +181,7 @@ def _plain(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a URL so that an error message never leaks it."""
     if "@" not in url or "://" not in url:
         return url

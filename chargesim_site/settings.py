@@ -48,6 +48,8 @@ if not env_str("DATABASE_URL", ""):  # the embedded mode's SQLite file is made h
     _private_var_dir()
 
 DEBUG = env_bool("DEBUG", True)
+# Error pages (DEBUG on) and reports hide secrets by their place too, not only their name.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chargesim_site.error_reports.SecretsHiddenFilter"
 
 
 def _secret_key() -> str:
