@@ -17,7 +17,7 @@ from chargers.deadlocks import retrying_races
 from chargers.models import Charger
 from fleet_io.fleet_changes import notify_fleet_change
 from locations.models import Location
-from scenarios.texts import hiding
+from scenarios.texts import hiding, written_secrets
 
 # Frames kept per run; beyond this they are counted, not stored.
 MAX_FRAMES = 100_000
@@ -152,7 +152,8 @@ class ScenarioRun(models.Model):
 
     def shown_source(self) -> str:
         """The scenario's text as pages and downloads show it: the values of its secret
-        variables (by name: its own `variables:` and those the run was given) hidden."""
+        variables (by name: its own `variables:` and those the run was given) hidden, and
+        the secrets it writes out in place (`written_secrets`)."""
         declared: dict[str, Any] = {}
         try:
             data = yaml.safe_load(self.source)
@@ -163,7 +164,8 @@ class ScenarioRun(models.Model):
         # Each hidden on its own: the run's variables, once hidden (a run of runscenario
         # keeps them so from its start), would otherwise stand for the file's values of
         # the same names, and the text showed those values.
-        return str(hiding(self.variables or {})(hiding(declared)(self.source)))
+        text = hiding(written_secrets(data))(self.source)
+        return str(hiding(self.variables or {})(hiding(declared)(text)))
 
     @property
     def duration(self) -> float | None:

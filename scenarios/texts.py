@@ -101,3 +101,53 @@ def shown_url(url: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:  # not a URL one can take apart: shown not at all
         return "(a URL that cannot be parsed)"
+
+
+def written_secrets(data: Any) -> dict[str, str]:
+    """The secrets a scenario's text writes out itself rather than through a secret
+    variable, named as such variables (for `hiding`): a URL's password and secret query
+    values, the value of a member named as a secret (a trigger's `Authorization` header),
+    and the `value` a ChangeConfiguration of AuthorizationKey sets. Verdicts never show
+    them; the run's stored source, its page and its download must not either."""
+    found: list[str] = []
+
+    def add(text: str) -> None:
+        if "${" not in text:  # a variable's name, hidden by its own value if secret
+            found.append(text)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if "@" in value or "?" in value:
+                _url_secrets(value, add)
+        elif isinstance(value, dict):
+            sets_key = any(
+                str(name).lower() == "key" and str(item).lower() == "authorizationkey"
+                for name, item in value.items()
+            )
+            for name, item in value.items():
+                folded = str(name).lower()
+                # "key" alone names a configuration key (ChangeConfiguration), not a secret.
+                if isinstance(item, str) and (
+                    (secret_name(folded) and folded != "key") or (sets_key and folded == "value")
+                ):
+                    add(item)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    return {f"written_secret_{index}": text for index, text in enumerate(found)}
+
+
+def _url_secrets(text: str, add: Callable[[str], None]) -> None:
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return
+    if password:
+        add(password)
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if secret_name(name) and value:
+            add(value)

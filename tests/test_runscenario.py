@@ -324,6 +324,38 @@ steps:
     assert f"csms_password: {HIDDEN}, api_token: {HIDDEN}" in run.source
 
 
+def test_a_stored_runs_source_hides_the_secrets_it_writes_out(tmp_path: Path) -> None:
+    """QA: a trigger's URL password and token, its Authorization header and the
+    AuthorizationKey a ChangeConfiguration sets, written in the file rather than as secret
+    variables, were hidden in the verdicts but kept in the run's source (its admin page and
+    download)."""
+    secret = """\
+name: written-secrets
+description: Writes its secrets out.
+chargers: {template: {count: 1}}
+steps:
+  - trigger:
+      url: "${csms_control}/chargers/${charge_point_id}/ChangeConfiguration"
+      headers: {Authorization: "Bearer HEADER-TOKEN-1"}
+      body: {key: AuthorizationKey, value: "00112233445566778899aabbccddeeff"}
+  - trigger: {http: GET, url: "http://hook:URL-PASS-2@127.0.0.1:9/x?token=QUERY-TOKEN-3&n=1"}
+"""
+    runscenario(write(tmp_path, "written.yaml", secret), "--builtin-csms")
+    run = ScenarioRun.objects.get()
+    assert "GET http://hook:********@127.0.0.1:9/x?token=********&n=1 failed" in str(run.result)
+    for value in (
+        "HEADER-TOKEN-1",
+        "00112233445566778899aabbccddeeff",
+        "URL-PASS-2",
+        "QUERY-TOKEN-3",
+    ):
+        assert value not in run.source
+        assert value not in run.shown_source()
+    assert f'headers: {{Authorization: "{HIDDEN}"}}' in run.source
+    assert f"http://hook:{HIDDEN}@127.0.0.1:9/x?token={HIDDEN}&n=1" in run.source
+    assert "body: {key: AuthorizationKey, value: " in run.source
+
+
 def test_var_overrides_a_files_variable(tmp_path: Path) -> None:
     code, out, _ = runscenario(
         write(tmp_path, "bad-csms.yaml", FAILING), "--builtin-csms", "--var", "minimum=60"
