@@ -315,6 +315,42 @@ async def test_a_payload_the_schema_refuses_is_400_and_nothing_is_sent(
         assert [e for e in csms.log if e.direction == "out"] == []
 
 
+async def test_a_refused_authorization_key_or_url_password_is_not_quoted_in_the_answer(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """QA: the schema's words quote the value at fault, and a scenario's trigger verdict
+    quotes the answer (its result, JUnit file and pages keep it): the AuthorizationKey a
+    ChangeConfiguration sets was sent back in full."""
+    async with raw_charger(csms, "CTL-RAW"):
+        for value in (
+            "SECRET-KEY-" * 50,
+            ["SECRET-KEY-IN-A-LIST"],
+            {"k": "SECRET-KEY-IN-AN-OBJECT"},
+        ):
+            for key in ("AuthorizationKey", "authorizationkey"):
+                status, answer = await post(
+                    csms_control,
+                    "/chargers/CTL-RAW/ChangeConfiguration",
+                    {"key": key, "value": value},
+                )
+                assert status == 400, answer
+                assert "ChangeConfiguration payload refused: " in answer["error"]
+                assert "SECRET-KEY" not in answer["error"], answer
+        status, answer = await post(
+            csms_control,
+            "/chargers/CTL-RAW/GetDiagnostics",
+            {"location": "ftp://diag:URL-PASS-1@127.0.0.1:9/?sig=SIGNATURE-2", "retries": "2"},
+        )
+        assert status == 400 and "'2' is not of type 'integer'" in answer["error"], answer
+        status, answer = await post(
+            csms_control,
+            "/chargers/CTL-RAW/GetDiagnostics",
+            {"location": ["ftp://d:URL-PASS-1@h/"]},
+        )
+        assert status == 400 and "URL-PASS-1" not in answer["error"], answer
+        assert [e for e in csms.log if e.direction == "out"] == []
+
+
 async def test_a_call_error_is_502_and_names_the_code(
     csms: CentralSystem, csms_control: ControlServer
 ) -> None:

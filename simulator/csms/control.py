@@ -61,7 +61,13 @@ from ocpp.messages import Call, validate_payload
 from ocpp.v16 import call
 from ocpp.v16.datatypes import IdTagInfo
 
-from simulator.ocpp16.redaction import redact_value
+from simulator.ocpp16.redaction import (
+    REDACTED,
+    is_secret_name,
+    redact_query_secrets,
+    redact_urls,
+    redact_value,
+)
 
 from .records import ChargerBehaviour
 from .server import CentralSystem, _date_text
@@ -345,7 +351,7 @@ async def operate(
     except OCPPError as error:
         # The schema's own words are in the details; the description is generic.
         details = error.details if isinstance(error.details, dict) else {}
-        cause = details.get("cause") or error.description
+        cause = _unquoted_secrets(str(details.get("cause") or error.description), payload)
         raise BadRequest(f"{action} payload refused: {cause}") from None
     try:
         csms.connection(cp_id)
@@ -362,6 +368,19 @@ async def operate(
     # The CSMS's own methods wait with its response timeout: bound them by this one too.
     async with asyncio.timeout(timeout):
         return await _remembered(csms, cp_id, action, snake)
+
+
+def _unquoted_secrets(cause: str, payload: dict[str, Any]) -> str:
+    """jsonschema's words for a refused payload, which quote the value at fault: without
+    the AuthorizationKey a ChangeConfiguration sets, nor a URL's password or signature (a
+    scenario's verdict quotes this answer, and its result and JUnit file keep it)."""
+    if any(is_secret_name(payload[name]) for name in payload if name.lower() == "key"):
+        secret = payload.get("value")
+        if secret is not None:
+            cause = cause.replace(repr(secret), REDACTED)
+            if str(secret) in cause:  # quoted some other way
+                cause = "it does not fit the schema (not quoted: it sets the AuthorizationKey)"
+    return redact_query_secrets(redact_urls(cause))
 
 
 # Operations the CSMS keeps a record of (reservations, local lists, diagnostics files).
