@@ -921,6 +921,12 @@ def config_text(value: Any) -> str:
     return str(value)
 
 
+WRITE_ONLY_KEY = (
+    "AuthorizationKey is set on the charger itself (it is write-only), not by a template's "
+    "configuration."
+)
+
+
 def _check_template(chargers: Any, errors: _Errors) -> None:
     """A template's CSMS URL, and its configuration keys and values, checked as the charger's own form
     checks them (`ConfigurationKey.clean`): the run stores them as given, so a value the
@@ -946,6 +952,11 @@ def _check_template(chargers: Any, errors: _Errors) -> None:
         twin = config_keys.case_twin_problem(key)
         if twin is not None:
             errors.add(path, twin, at_key=True)
+            continue
+        if key == "AuthorizationKey":
+            # The charger's form refuses it too: stored as a configuration row it was kept
+            # in clear (not sealed as the charger's own key is) and shown in the admin.
+            errors.add(path, WRITE_ONLY_KEY, at_key=True)
             continue
         if key not in config_keys.KEYS or (isinstance(value, str) and "${" in value):
             continue

@@ -688,6 +688,32 @@ def test_a_templates_configuration_is_checked_as_the_admin_checks_a_chargers() -
     ]
 
 
+def test_a_templates_configuration_may_not_set_the_authorization_key() -> None:
+    """QA: the charger's form refuses an AuthorizationKey row, as the import and the API
+    do, but a template's was taken: stored as a configuration row, in clear rather than
+    sealed as the charger's own key is, and shown in the admin's list of keys."""
+    for value in ('"00112233445566778899aabbccddeeff"', '"${auth_key}"'):
+        errors = errors_of(
+            f"""\
+            name: configuration
+            description: x
+            variables: {{auth_key: 00112233445566778899aabbccddeeff}}
+            chargers:
+              template:
+                count: 1
+                configuration:
+                  AuthorizationKey: {value}
+            steps:
+              - wait: {{seconds: 1}}
+            """
+        )
+        assert len(errors) == 1 and errors[0].startswith(
+            "smoke.yaml:8:7: chargers.template.configuration.AuthorizationKey: "
+            "AuthorizationKey is set on the charger itself (it is write-only), not by a "
+            "template's configuration."
+        ), errors
+
+
 def test_a_templates_csms_url_is_checked_as_a_chargers_is() -> None:
     """A template's CSMS URL with a password in it (a refused URL) passed the format and
     errored the run's setup (exit code 3): the file alone says it cannot run."""
