@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -214,6 +215,56 @@ async def test_basic_auth_with_right_password_connects(csms) -> None:
     async with charger(csms, "CP-1", headers=basic("CP-1", "secret")) as cp:
         assert (await cp.boot())[2]["status"] == "Accepted"
         assert "CP-1" in csms.connected
+
+
+@pytest.fixture
+def websockets_debug() -> Any:
+    """`runcsms -v 2`'s logging (websockets' own debug), undone after the test."""
+    from simulator.csms.run import configure_logging
+
+    names = ("simulator.csms", "simulator.csms.frames", "simulator.csms.websockets")
+    kept = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    filters = [(logger, list(logger.filters)) for logger, _ in kept]
+    configure_logging(2)
+    yield
+    for logger, level in kept:
+        logger.setLevel(level)
+    for logger, before in filters:
+        logger.filters[:] = before
+
+
+async def test_websockets_debug_shows_no_basic_credentials_nor_a_frames_key(
+    csms, websockets_debug, caplog
+) -> None:
+    """QA: `runcsms -v 2` logged each charger's Authorization header (its id and
+    AuthorizationKey in base64) and each frame, whose text websockets cuts in the middle:
+    a ChangeConfiguration's new key was there without the key's name for the redaction
+    to find."""
+    caplog.set_level(logging.DEBUG, logger="simulator.csms.websockets")
+    csms.passwords["CP-1"] = "old-secret-password"
+    new_key = "00112233445566778899aabbccddeeff"
+    async with charger(csms, "CP-1", headers=basic("CP-1", "old-secret-password")) as cp:
+        assert (await cp.boot())[2]["status"] == "Accepted"
+        await csms.send_raw(
+            "CP-1",
+            json.dumps(
+                [CALL, "k-1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": new_key}]
+            ),
+        )
+        assert (await cp.recv())[3]["value"] == new_key
+    debug = [r.getMessage() for r in caplog.records if r.name == "simulator.csms.websockets"]
+    text = "\n".join(debug)
+    assert "< Authorization: ********" in debug, text
+    assert "> TEXT [" in text and "< TEXT [" in text, text  # each frame, with its size
+    encoded = base64.b64encode(b"CP-1:old-secret-password").decode()
+    for secret in (
+        encoded,
+        encoded[:12],
+        "old-secret-password",
+        new_key[-12:],
+        "ChangeConfiguration",
+    ):
+        assert secret not in text, text
 
 
 async def test_require_known_refuses_unknown_ids_with_http_404(csms) -> None:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.ocpp16.redaction import RedactSecrets
+from simulator.ocpp16.redaction import RedactSecrets, RedactWebSocketDebug
 
 from .control import ControlServer, default_port, is_loopback
 from .server import CentralSystem, restart_safe_first_id
@@ -144,9 +144,10 @@ def configure_logging(verbosity: int) -> None:
     for name in ("simulator.csms", "simulator.csms.frames"):
         logging.getLogger(name).setLevel(level)
         logging.getLogger(name).addFilter(RedactSecrets())  # no AuthorizationKey in a line
-    logging.getLogger("simulator.csms.websockets").setLevel(
-        logging.DEBUG if verbosity >= 2 else logging.WARNING
-    )
+    websockets = logging.getLogger("simulator.csms.websockets")
+    websockets.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # Its debug shows each charger's Basic credentials and each frame, unredacted.
+    websockets.addFilter(RedactWebSocketDebug())
 
 
 class CannotListen(Exception):

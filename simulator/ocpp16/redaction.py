@@ -168,6 +168,36 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# websockets' debug lines that may hold a secret: a handshake's header ("< %s: %s": an
+# Authorization header holds the charger's id and AuthorizationKey in base64) and a frame
+# ("> %s": its text, which websockets cuts in the middle, so that the key's name may be cut
+# out while its value is not).
+_HEADER_LINES = ("< %s: %s", "> %s: %s")
+_FRAME_LINES = ("< %s", "> %s")
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_DATA_OPCODES = frozenset({"TEXT", "BINARY", "CONT"})
+
+
+class RedactWebSocketDebug(logging.Filter):
+    """A logging filter for a websockets connection's own logger, whose debug lines show
+    every header and frame: a credentials header's value and a data frame's content are
+    withheld (the frame loggers have each frame, redacted as a whole)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple):
+            return True
+        if record.msg in _HEADER_LINES and len(args) == 2:
+            if str(args[0]).lower() in _SECRET_HEADERS:
+                record.args = (args[0], REDACTED)
+        elif record.msg in _FRAME_LINES and len(args) == 1:
+            opcode = getattr(getattr(args[0], "opcode", None), "name", None)
+            if opcode in _DATA_OPCODES:
+                size = len(getattr(args[0], "data", b""))
+                record.args = (f"{opcode} [{size} bytes: its text is in the frame log]",)
+        return True
+
+
 def _redact_line(message: str) -> str:
     # Our frame loggers write "<id> -> <frame>" or "<id>: send <frame>": the frame is the
     # rest of the line from its first bracket. Anything else is withheld whole.
