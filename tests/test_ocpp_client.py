@@ -316,6 +316,28 @@ async def test_it_checks_the_subprotocol_and_reports_a_refusal(csms):
     assert charger.link is not LinkState.ONLINE
 
 
+async def test_a_proxy_websockets_refuses_is_reported_without_its_password(
+    csms, monkeypatch, caplog
+):
+    """QA: a proxy URL from the environment that websockets refuses (here a path after the
+    port) failed every connection with its own words, which quote the URL: the proxy's
+    password was the charger's link error (its page, the API, the event stream) and in
+    every retry's log line."""
+    from simulator.ocpp16 import client
+
+    caplog.set_level(logging.INFO)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://proxyuser:PROXY-PASS-1@127.0.0.1:9/path")
+    monkeypatch.setattr(client, "_proxies", {})  # worked out once per endpoint
+    charger = runtime_charger("CP-PROXY", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: "proxy" in charger.link_error, message="a link error")
+        error = charger.link_error
+    assert "http://proxyuser:********@127.0.0.1:9/path isn't a valid proxy" in error, error
+    assert "PROXY-PASS-1" not in caplog.text
+
+
 async def test_a_fault_needs_an_ocpp_error_code(csms):
     charger = runtime_charger("CP-FLT", csms.url, evses=1)
     async with connected(charger):

@@ -71,6 +71,7 @@ from simulator.ocpp16.call_errors import (
 from simulator.ocpp16.frames import client_pong_frame, client_text_frame, take_text_frames
 from simulator.ocpp16.keepalive import KeepaliveConnection
 from simulator.ocpp16.messages import read_local_list, unsupported_actions
+from simulator.ocpp16.redaction import redact_urls
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check_response as check_ranges
 from simulator.ocpp16.wire import ID_HEAD, Checked, next_message_number
@@ -1262,7 +1263,9 @@ def describe_failure(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         return f"network error ({exc.strerror or exc})"
-    return f"{type(exc).__name__}: {exc}"
+    # Another library's words, which may quote a URL: websockets' InvalidProxy quotes the
+    # proxy's from the environment, password and all.
+    return redact_urls(f"{type(exc).__name__}: {exc}")
 
 
 class Backoff:
