@@ -307,7 +307,13 @@ if LOG_LEVEL not in LOG_LEVELS:  # logging's own refusal is a traceback about th
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # One line a record: a CSMS's words in a message cannot forge lines nor send escapes.
+    "formatters": {
+        "plain": {
+            "()": "simulator.runtime.log_lines.OneLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
+    },
     # Loggers that may write a frame's text redact an AuthorizationKey in it (a filter of a
     # logger applies to its own records only, hence one entry per logger).
     "filters": {

@@ -22,7 +22,6 @@ import logging
 import random
 import re
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -657,7 +656,7 @@ class Runner:
         except StepError as exc:
             return ERROR, f"{where}: {exc}"
         except Exception as exc:
-            log.error("%s raised\n%s", where, traceback.format_exc())
+            log.error("%s raised", where, exc_info=True)
             return ERROR, f"{where}: {type(exc).__name__}: {exc}"
         return PASSED, message
 

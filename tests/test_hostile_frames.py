@@ -22,7 +22,14 @@ from simulator.core.charge_point import BootState, Charger
 from simulator.csms import CentralSystem
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
-from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from tests.engine import (
+    COMPACT,
+    boot_reports_answered,
+    connected,
+    loaded,
+    runtime_charger,
+    wait_until,
+)
 
 BEYOND_INT64 = 2**63
 
@@ -434,6 +441,46 @@ async def test_a_truncated_call_whose_id_is_readable_gets_a_formation_violation(
 
 
 # -- answers to our own calls --------------------------------------------------------------
+
+
+async def test_a_csms_text_in_a_log_line_forges_no_line_nor_escape(csms, caplog):
+    """QA: a CALLERROR's description and an answer's property names are logged as the CSMS
+    wrote them: a line break and a forged line after it, a carriage return over the line,
+    terminal escapes reached the worker's log as they were. The console's lines escape them
+    (a traceback keeps its lines)."""
+    caplog.set_level(logging.INFO)
+    charger = runtime_charger("HF-LOGS", csms.url, evses=1)
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        csms.respond = False
+        for message, answer in (
+            (
+                "Heartbeat",
+                lambda u: [4, u, "GenericError", "one\n2026-12-07 ERROR forged\x1b[2J\r", {}],
+            ),
+            ("StatusNotification", lambda u: [3, u, {"odd\nname\x1b[31m": 1}]),
+        ):
+            mark = len(csms.log)
+            await csms.call(
+                "HF-LOGS", call.TriggerMessage(requested_message=message, connector_id=1)
+            )
+            sent = await csms.wait_for("HF-LOGS", message, after=mark, direction="in", timeout=5)
+            await csms.send_raw("HF-LOGS", json.dumps(answer(sent.unique_id)))
+        csms.respond = True
+        await wait_until(
+            lambda: "odd" in caplog.text and "forged" in caplog.text, message="both logged"
+        )
+    console = next(h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler)
+    lines = [
+        console.format(r)
+        for r in caplog.records
+        if "forged" in r.getMessage() or "odd" in r.getMessage()
+    ]
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert not any(c in line for c in "\n\r\x1b"), line
+    assert "GenericError: one\\n2026-12-07 ERROR forged\\x1b[2J\\r" in lines[0], lines[0]
+    assert "odd\\nname\\x1b[31m" in lines[1], lines[1]
 
 
 @pytest.mark.django_db(transaction=True)

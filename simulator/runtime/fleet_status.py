@@ -24,6 +24,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from simulator.runtime.connect_ramp import progress_text
+from simulator.runtime.log_lines import OneLineFormatter
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class LiveStatus:
         handler = RichHandler(
             console=self.console, show_path=False, markup=False, rich_tracebacks=False
         )
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(name)s: %(message)s"))
         if replaced:
             handler.setLevel(replaced[0].level)
         live = Live(
