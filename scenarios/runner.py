@@ -49,7 +49,7 @@ from scenarios.models import (
 )
 from scenarios.step_titles import step_title
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
-from scenarios.texts import hiding, one_line, shown_variables, storable
+from scenarios.texts import hiding, one_line, shown_variables, storable, written_secrets
 from scenarios.watch import (
     CALL,
     CALLERROR,
@@ -186,8 +186,11 @@ class Runner:
         self.token = charger_ids.draw_token()
         # The template's chargers went to DEFAULT_LOCATION, named by no one: removed after.
         self._default_location_used = False
-        # Every message the run keeps or shows, with its secret variables' values hidden.
-        self.hide: Callable[[Any], Any] = hiding(scenario.variables)
+        # Every message the run keeps or shows, with its secret variables' values hidden,
+        # and the secrets the file writes out (a hook's answer may quote them).
+        hide_variables = hiding(scenario.variables)
+        hide_written = hiding(written_secrets(scenario.raw))
+        self.hide: Callable[[Any], Any] = lambda value: hide_written(hide_variables(value))
 
     # -- the run -------------------------------------------------------------------------------
 

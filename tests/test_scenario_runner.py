@@ -1155,6 +1155,31 @@ async def test_a_hooks_answer_quoting_a_long_secret_shows_none_of_it(
     assert "SECRETV" not in step["message"]
 
 
+async def test_a_hooks_answer_quoting_a_secret_the_file_writes_out_shows_none_of_it(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """QA: only secret variables were hidden in a refusing hook's answer: a secret written
+    in the file itself (a member named as one) came back in the verdict as the hook quoted
+    it."""
+    run, _ = await run_scenario(
+        """\
+        name: written-secret
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - trigger:
+              url: "${csms_control}/chargers/${charge_point_id}/DataTransfer"
+              body: {vendorId: x, data: {token: LITERAL-TOKEN-1234}}
+        """,
+        csms,
+        csms_control=csms_control.url,
+    )
+    step = run.result["chargers"][0]["steps"][0]
+    assert step["status"] == "failed"
+    assert "answered 400: " in step["message"] and "'token': '********'" in step["message"]
+    assert "LITERAL-TOKEN-1234" not in str(run.result)
+
+
 async def test_a_csms_call_that_did_not_match_shows_none_of_a_long_secret_it_carried(
     csms: CentralSystem, csms_control: ControlServer
 ) -> None:
