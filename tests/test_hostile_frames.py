@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from ocpp.v16 import call
 
 from chargers.models import ChargingProfileRecord, OutboxMessage, Transaction
-from simulator.core.charge_point import BootState, Charger
+from simulator.core.charge_point import BootState, CallFailed, Charger
 from simulator.csms import CentralSystem
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
@@ -633,6 +633,29 @@ async def test_an_answer_orjson_cannot_read_fails_its_call_at_once(csms, caplog,
     assert "Authorize failed (FormationViolation" in caplog.text
     assert "cannot hold" in caplog.text
     assert "not JSON" not in caplog.text
+
+
+async def test_an_answer_whose_message_type_is_not_an_integer_is_ignored(csms, caplog):
+    """OCPP-J's MessageTypeId is an integer: a CALL of [2.0, ...] was ignored, while
+    [3.0, id, {...}] was taken as the CALLRESULT of the call it named (QA11)."""
+    charger = runtime_charger("HF-FLOAT", csms.url, evses=1, config={"MessageTimeout": "1"})
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        conn = csms.connection("HF-FLOAT")
+        plain = conn._send
+
+        async def spoiled(message: str) -> None:
+            await plain("[3.0," + message[3:] if message.startswith("[3,") else message)
+
+        conn._send = spoiled
+        with (
+            caplog.at_level(logging.INFO, logger="simulator.ocpp16.client"),
+            pytest.raises(CallFailed, match="Timeout"),
+        ):
+            await charger.data_transfer("Vendor")
+        conn._send = plain
+        await still_answers(csms, "HF-FLOAT")
+    assert "not an OCPP-J message" in caplog.text
 
 
 async def test_a_boot_interval_beyond_a_day_is_capped_at_the_keys_maximum(csms):

@@ -550,6 +550,8 @@ class ChargePointClient(OcppChargePoint):
             return False
         if type(message) is not list or len(message) < 3 or message[0] not in _ANSWERS:
             return False
+        if type(message[0]) is not int:  # 3.0 == 3, but it is no MessageTypeId
+            return False
         unique_id = message[1]
         if type(unique_id) is not str:  # a list or an object is not even hashable
             return False
