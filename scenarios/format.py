@@ -31,7 +31,7 @@ import yaml
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from chargers.validators import validate_csms_url
+from chargers.validators import validate_authorization_key, validate_csms_url
 from scenarios.published_schema import published
 from scenarios.texts import hiding, storable
 from simulator.contract import config_keys
@@ -922,8 +922,8 @@ def config_text(value: Any) -> str:
 
 
 WRITE_ONLY_KEY = (
-    "AuthorizationKey is set on the charger itself (it is write-only), not by a template's "
-    "configuration."
+    "AuthorizationKey is write-only: give it as the template's authorization_key (kept sealed, "
+    "as a charger's own key), not in its configuration."
 )
 
 
@@ -942,6 +942,8 @@ def _check_template(chargers: Any, errors: _Errors) -> None:
             validate_csms_url(url)
         except ValidationError as exc:
             errors.add(url_path, " ".join(exc.messages))
+    if isinstance(template, dict):
+        _check_template_security(template, errors)
     configuration = template.get("configuration") if isinstance(template, dict) else None
     if not isinstance(configuration, dict):
         return
@@ -964,6 +966,36 @@ def _check_template(chargers: Any, errors: _Errors) -> None:
             config_keys.normalise(key, config_text(value))
         except config_keys.InvalidValue as exc:
             errors.add(path, str(exc))
+
+
+def _check_template_security(template: dict[str, Any], errors: _Errors) -> None:
+    """A template's security profile and its AuthorizationKey, as the charger's own form
+    checks them (`Charger.clean`, `validate_authorization_key`): a run against a CSMS that
+    asks for HTTP Basic credentials. A key written out is checked without being quoted; one
+    from a variable (a secret one, best) when the run gives it."""
+    profile = template.get("security_profile", 0)
+    key = template.get("authorization_key")
+    base: Path_ = ("chargers", "template")
+    if profile in (1, 2) and key is None:
+        errors.add(
+            (*base, "security_profile"),
+            f"security profile {profile} needs the template's authorization_key (the HTTP "
+            'Basic password; best a secret variable: authorization_key: "${csms_password}")',
+        )
+    elif key is not None and profile == 0:
+        errors.add(
+            (*base, "authorization_key"),
+            "an authorization_key is sent with security_profile 1 or 2 only: give the profile too",
+            at_key=True,
+        )
+    if isinstance(key, str) and "${" not in key:
+        try:
+            validate_authorization_key(key)
+        except ValidationError as exc:
+            errors.add((*base, "authorization_key"), " ".join(exc.messages))
+    url = template.get("csms_url")
+    if profile == 2 and isinstance(url, str) and "${" not in url and not url.startswith("wss://"):
+        errors.add((*base, "security_profile"), "security profile 2 needs a wss:// csms_url (TLS)")
 
 
 def _check_template_connectors(

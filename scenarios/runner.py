@@ -36,7 +36,7 @@ from chargers.evse_layout import EvseSpec
 from chargers.fleet import ChargerPlan, create_chargers
 from chargers.models import Charger, Evse
 from chargers.orm_threads import in_thread
-from chargers.validators import validate_csms_url
+from chargers.validators import validate_authorization_key, validate_csms_url
 from locations.models import Location
 from scenarios import charger_ids
 from scenarios.format import Scenario, Step, config_text, substitute_runtime, unresolved
@@ -460,9 +460,22 @@ class Runner:
         }
         vehicle = _vehicle(template.get("vehicle"))
         prefix = str(template.get("prefix", "SCN"))
-        extra = {
+        extra: dict[str, Any] = {
             k: str(template[k]) for k in ("vendor", "model", "firmware_version") if k in template
         }
+        profile = int(template.get("security_profile", 0))
+        if profile:
+            # A CSMS that asks for HTTP Basic credentials; the key is sealed as any charger's.
+            if profile == 2 and not csms_url.startswith("wss://"):
+                raise SetupError("security profile 2 needs a wss:// CSMS URL (TLS)")
+            key = str(template.get("authorization_key", ""))
+            try:
+                validate_authorization_key(key)
+            except ValidationError as exc:
+                raise SetupError(
+                    f"the template's authorization_key: {' '.join(exc.messages)}"
+                ) from None
+            extra.update(security_profile=profile, authorization_key=key)
         count = int(template["count"])
 
         def insert(ids: list[str]) -> list[Charger]:

@@ -709,9 +709,69 @@ def test_a_templates_configuration_may_not_set_the_authorization_key() -> None:
         )
         assert len(errors) == 1 and errors[0].startswith(
             "smoke.yaml:8:7: chargers.template.configuration.AuthorizationKey: "
-            "AuthorizationKey is set on the charger itself (it is write-only), not by a "
-            "template's configuration."
+            "AuthorizationKey is write-only: give it as the template's authorization_key"
         ), errors
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        (
+            "security_profile: 1",
+            "chargers.template.security_profile: security profile 1 needs the template's "
+            "authorization_key",
+        ),
+        (
+            'authorization_key: "${csms_password}"',
+            "chargers.template.authorization_key: an authorization_key is sent with "
+            "security_profile 1 or 2 only",
+        ),
+        (
+            "security_profile: 1, authorization_key: not-hex-at-all-SECRET",
+            "chargers.template.authorization_key: AuthorizationKey takes 16 to 20 bytes",
+        ),
+        (
+            'security_profile: 2, authorization_key: "${csms_password}", '
+            "csms_url: ws://127.0.0.1:9000/ocpp",
+            "chargers.template.security_profile: security profile 2 needs a wss:// csms_url",
+        ),
+        ("security_profile: 3", "chargers.template.security_profile: must be 0, 1 or 2"),
+    ],
+)
+def test_a_templates_security_profile_and_key_are_checked_as_a_chargers_are(
+    fields: str, said: str
+) -> None:
+    errors = errors_of(
+        f"""\
+        name: basic-auth
+        description: x
+        variables: {{csms_password: 00112233445566778899aabbccddeeff}}
+        chargers:
+          template: {{count: 1, {fields}}}
+        steps:
+          - wait: {{seconds: 1}}
+        """
+    )
+    assert len(errors) == 1 and said in errors[0], errors
+    assert "SECRET" not in errors[0]  # a key written out is never quoted
+
+
+def test_a_template_on_security_profile_1_with_its_key_in_a_secret_variable_loads() -> None:
+    scenario = parse(
+        textwrap.dedent(
+            """\
+        name: basic-auth
+        description: x
+        variables: {csms_password: 00112233445566778899aabbccddeeff}
+        chargers:
+          template: {count: 1, security_profile: 1, authorization_key: "${csms_password}"}
+        steps:
+          - wait: {seconds: 1}
+        """
+        ),
+        file="smoke.yaml",
+    )
+    assert scenario.name == "basic-auth"
 
 
 def test_a_templates_csms_url_is_checked_as_a_chargers_is() -> None:

@@ -829,6 +829,55 @@ async def test_a_templates_hardware_location_and_vehicle_and_a_charger_that_star
     assert re.fullmatch(rf"TPL-R{run.pk}\.[0-9a-z]{{4}}-1", charger["charge_point_id"])
 
 
+class _BasicPasswords(dict[str, str]):
+    """The built-in CSMS's HTTP Basic passwords (profile 1): one for every charger."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__()
+        self.password = password
+
+    def get(self, cp_id: str, default: Any = None) -> Any:
+        return self.password
+
+    def __contains__(self, cp_id: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("given", "connects"),
+    [("00112233445566778899aabbccddeeff", True), ("ffeeddccbbaa99887766554433221100", False)],
+)
+async def test_a_template_on_security_profile_1_connects_with_its_key(
+    csms: CentralSystem, given: str, connects: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CSMS that asks every charger for HTTP Basic credentials: a template could set
+    # neither the profile nor the key, so no scenario could run against it.
+    from scenarios import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "CONNECT_SECONDS", 3.0)  # the refused one's wait
+    csms.passwords = _BasicPasswords("00112233445566778899aabbccddeeff")
+    run, _ = await run_scenario(
+        f"""\
+        name: basic-auth
+        description: x
+        variables: {{csms_password: "{given}"}}
+        chargers:
+          template: {{count: 1, security_profile: 1, authorization_key: "${{csms_password}}"}}
+        steps:
+          - expect: {{status: Accepted}}
+        """,
+        csms,
+    )
+    if connects:
+        passed_all(run)
+    else:
+        (charger,) = run.result["chargers"]
+        assert charger["status"] == "error"
+        assert "invalid password" in charger["message"] or "401" in charger["message"]
+    assert given not in json.dumps(run.result)
+    assert not await database_sync_to_async(Charger.objects.exists)()  # deleted after
+
+
 @pytest.mark.parametrize(
     ("template", "message"),
     [
