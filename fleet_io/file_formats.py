@@ -202,7 +202,7 @@ def parse_csv(text: str) -> tablib.Dataset:
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise FileProblem("The file is empty: the first line must name the columns.")
     headers = [cell.strip() for cell in rows[0]]
-    dataset = FileRows(headers=headers, kind="CSV")
+    data: list[list[str]] = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue  # blank lines, e.g. at the end of a spreadsheet export
@@ -212,10 +212,53 @@ def parse_csv(text: str) -> tablib.Dataset:
                 "check that the file is separated by commas and that cells containing a "
                 'comma are quoted ("...").'
             )
-        dataset.append(row)
-    if not len(dataset):
+        data.append(row)
+    if not data:
         raise no_rows("it has only its header line")
+    headers, data = named_columns(headers, data, "header line")
+    dataset = FileRows(headers=headers, kind="CSV")
+    for row in data:
+        dataset.append(row)
     return dataset
+
+
+def _column_letter(index: int) -> str:
+    """A spreadsheet's name of the column at 0-based `index`: A, ..., Z, AA, ..."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _blank(cell: Any) -> bool:
+    return cell is None or (isinstance(cell, str) and not cell.strip())
+
+
+def named_columns(
+    headers: list[str], rows: list[Any], header_row: str
+) -> tuple[list[str], list[Any]]:
+    """The columns that have a name. A column without one and without a value in any row
+    is left out: a spreadsheet saves the empty cells right of the data (`CP-1,Depot,,`) once
+    a cell there was formatted or cleared, and a space typed in a header cell is invisible;
+    each was refused as unknown columns '' appearing more than once. A nameless column
+    holding a value is refused by its letter and first value (its data would be lost)."""
+    unnamed = [index for index, header in enumerate(headers) if not header]
+    if not unnamed:
+        return headers, rows
+    for number, row in enumerate(rows, start=1):
+        for index in unnamed:
+            if index < len(row) and not _blank(row[index]):
+                raise FileProblem(
+                    f"Column {_column_letter(index)} has no name in the {header_row}, but row "
+                    f"{number} has a value in it ({str(row[index])[:60]!r}): type the "
+                    "column's name above it, or delete the column."
+                )
+    kept = [index for index, header in enumerate(headers) if header]
+    return [headers[index] for index in kept], [
+        [row[index] for index in kept if index < len(row)] for row in rows
+    ]
 
 
 def _is_json(text: str) -> bool:
@@ -346,10 +389,11 @@ class XLSX(base_formats.XLSX):
             raise FileProblem("The file is empty: the first row must name the columns.")
         if len(rows) == 1:
             raise no_rows("its sheet has only its header row")
-        dataset = FileRows(
-            headers=[str(h).strip() if h is not None else "" for h in rows[0]], kind="XLSX"
+        headers, data = named_columns(
+            [str(h).strip() if h is not None else "" for h in rows[0]], rows[1:], "first row"
         )
-        for row in rows[1:]:
+        dataset = FileRows(headers=headers, kind="XLSX")
+        for row in data:
             dataset.append(row)
         return dataset
 

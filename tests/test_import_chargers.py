@@ -680,6 +680,36 @@ def test_a_semicolon_separated_file_is_reported_and_nothing_is_written(depot):
     assert table_sizes() == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        "\ufeffcharge_point_id,location,,max_power_kw,,\r\nCP-1,Depot,,22,,\r\n,,,,,\r\n".encode(),
+        lambda: workbook(
+            ["charge_point_id", "location", None, "max_power_kw", "  "], ["CP-1", "Depot", None, 22]
+        ),
+    ],
+    ids=["csv-trailing-commas", "xlsx-blank-header-cells"],
+)
+def test_a_column_without_a_name_or_a_value_is_left_out(depot, data):
+    """QA: Excel's empty cells right of the data (`CP-1,Depot,22,,`), or a space typed in a
+    header cell, were refused as "Unknown column(s) '', ''" and "Column(s)  appear more
+    than once"."""
+    file_format = "xlsx" if callable(data) else "csv"
+    result = run_import(data() if callable(data) else data, file_format)
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert Charger.objects.get().max_power_kw == 22
+
+
+def test_a_column_without_a_name_but_with_a_value_is_named_by_its_letter(depot):
+    data = csv_bytes("CP-1,Depot,", "CP-2,Depot,a note", header="charge_point_id,location,")
+    with pytest.raises(FileProblem) as raised:
+        read_dataset(data, "csv")
+    assert str(raised.value) == (
+        "Column C has no name in the header line, but row 2 has a value in it ('a note'): "
+        "type the column's name above it, or delete the column."
+    )
+
+
 def workbook(*rows: list) -> bytes:
     openpyxl = pytest.importorskip("openpyxl")
     book = openpyxl.Workbook()
@@ -822,7 +852,9 @@ def test_an_xlsx_sheet_wider_or_longer_than_the_limits_is_refused(monkeypatch):
 
     with pytest.raises(FileProblem, match="Row 1 of the sheet has more than 64 columns"):
         read_dataset(workbook(1, 65), "xlsx")
-    assert read_dataset(workbook(2, 64), "xlsx").width == 64
+    # The 64th column is read: its value, below no name, is refused as such.
+    with pytest.raises(FileProblem, match="Column BL has no name in the first row"):
+        read_dataset(workbook(2, 64), "xlsx")
     monkeypatch.setattr(file_formats, "MAX_XLSX_ROWS", 10)
     with pytest.raises(FileProblem, match=r"11 rows; at most 10 \(MAX_XLSX_ROWS\)"):
         read_dataset(workbook(11, 1), "xlsx")
