@@ -207,8 +207,11 @@ def parse_csv(text: str) -> tablib.Dataset:
         if not any(cell.strip() for cell in row):
             continue  # blank lines, e.g. at the end of a spreadsheet export
         if len(row) != len(headers):
+            # A semicolon-separated file with decimal commas ("22,5") splits its lines
+            # where its header has no comma: the separator is what to fix, not the quoting.
             raise FileProblem(
-                f"Line {line} has {len(row)} cells but the header line has {len(headers)}: "
+                joined_columns(headers, "CSV")
+                or f"Line {line} has {len(row)} cells but the header line has {len(headers)}: "
                 "check that the file is separated by commas and that cells containing a "
                 'comma are quoted ("...").'
             )

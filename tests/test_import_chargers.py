@@ -680,6 +680,13 @@ def test_a_semicolon_separated_file_is_reported_and_nothing_is_written(depot):
     assert table_sizes() == (0, 0, 0)
 
 
+def test_a_semicolon_separated_file_with_decimal_commas_gets_the_same_advice(depot):
+    """QA: "22,5" split the line at its comma, and the file was told to quote its commas."""
+    data = csv_bytes("CP-1;Depot;AC;22,5;Type2:22,5;;", header=HEADER.replace(",", ";"))
+    with pytest.raises(FileProblem, match="The header line is separated by semicolons"):
+        read_dataset(data, "csv")
+
+
 @pytest.mark.parametrize(
     "data",
     [
