@@ -14,6 +14,8 @@ from typing import Any
 from django.db import models
 from import_export import widgets
 
+from fleet_io.file_formats import PLAIN_NUMBER
+
 EMPTY = (None, "")
 
 
@@ -95,6 +97,14 @@ class BooleanCell(widgets.Widget):
         return "" if value is None else ("true" if value else "false")
 
 
+def _whole_number_text(text: str) -> str:
+    """`text` as a whole number written without a fraction ("1.0", "1e0": "1"), or as it is."""
+    if not PLAIN_NUMBER.fullmatch(text):  # float() also reads "1_0", "inf", " 1 "
+        return text
+    number = float(text)
+    return str(int(number)) if math.isfinite(number) and number.is_integer() else text
+
+
 class ChoiceCell(widgets.Widget):
     """A value from a model field's choices; accepts the value in any letter case."""
 
@@ -102,6 +112,9 @@ class ChoiceCell(widgets.Widget):
         super().__init__(coerce_to_string=True)
         self.integer = integer
         self.values = {str(value).lower(): value for value in choices.values}
+        # Numbered choices (a security profile, phases) read "1.0" as 1, as a number
+        # column does and as a JSON or XLSX cell holding 1.0 already was.
+        self.numbered = all(isinstance(value, int) for value in choices.values)
 
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
         if value in EMPTY:
@@ -109,6 +122,8 @@ class ChoiceCell(widgets.Widget):
         text = _text(value)
         if isinstance(value, float) and value.is_integer():
             text = str(int(value))
+        elif self.numbered and text.lower() not in self.values:
+            text = _whole_number_text(text)  # "3.0": a CSV written from a float column
         try:
             return self.values[text.lower()]
         except KeyError:

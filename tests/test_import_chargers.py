@@ -771,6 +771,15 @@ def test_column_names_joined_into_one_get_advice_for_the_files_format(
     assert table_sizes() == (0, 0, 0)
 
 
+def test_a_security_profile_written_as_a_float_is_read_as_its_number(depot):
+    """QA: "0.0" (a CSV written from a float column) was not one of 0, 1, 2, 3."""
+    result = run_import(
+        csv_bytes("CP-1,Depot,0.0", header="charge_point_id,location,security_profile")
+    )
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert Charger.objects.get().security_profile == 0
+
+
 def test_an_unknown_column_is_reported_rather_than_ignored(depot):
     result = run_import(csv_bytes("CP-1,Depot,22", header="charge_point_id,location,max_power"))
     assert "Unknown column(s) 'max_power'" in str(result.problems()[0])

@@ -93,3 +93,15 @@ def test_a_bad_vehicle_row_names_its_column(row, column, message):
     assert [(p.row, p.column) for p in problems] == [(2, column)], problems
     assert message in problems[0].message
     assert VehicleModel.objects.count() == 0
+
+
+def test_a_whole_number_written_with_a_fraction_is_read_in_a_numbered_column():
+    """QA: a CSV written from a float column (pandas writes 3.0) was told "'3.0' is not one
+    of 1, 3" in ac_phases, while a number column took 60.0 and a workbook's 3.0 was read."""
+    result = run_import(GOOD.replace(",60,11,3,", ",60.0,11,3.0,"))
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert VehicleModel.objects.get().ac_phases == 3
+    result = run_import(GOOD.replace(",11,3,", ",11,3.5,").replace("Volt 60", "Volt 61"))
+    assert [str(p) for p in result.problems()] == [
+        "Row 1, column ac_phases: '3.5' is not one of 1, 3."
+    ]
