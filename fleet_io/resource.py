@@ -233,6 +233,18 @@ class FleetResource(resources.ModelResource):
     def allowed_columns(self) -> list[str]:
         return [field.column_name for field in self.get_import_fields() if not field.readonly]
 
+    def spelled_columns(self, headers: list[Any]) -> list[Any]:
+        """The file's column names, each spelled as the resource spells it when it differs
+        only in letter case or in spaces for underscores ("Charge Point ID", "Location"):
+        a spreadsheet's headers are typed by hand, and such a file was refused as unknown
+        columns. Any other name is kept, to be refused as unknown."""
+        allowed = self.allowed_columns()
+        by_fold = {_fold(name): name for name in allowed}
+        return [
+            header if header in allowed else by_fold.get(_fold(str(header)), header)
+            for header in headers
+        ]
+
     def check_columns(self, headers: list[str] | None, kind: str = "CSV") -> list[str]:
         """What is wrong with the file's columns; `kind`, the file's format, words the
         advice for a file whose column names are joined into one."""
@@ -275,6 +287,8 @@ class FleetResource(resources.ModelResource):
         collect_failed_rows: bool,
         **kwargs: Any,
     ) -> FleetImportResult:
+        if dataset.headers:
+            dataset.headers = self.spelled_columns(dataset.headers)
         problems = self.check_columns(dataset.headers, file_kind(dataset))
         if problems:
             result = self.get_result_class()()
@@ -416,6 +430,10 @@ class FleetResource(resources.ModelResource):
             errors = exc.update_error_dict(errors)
         if errors:
             raise ValidationError(errors)
+
+
+def _fold(column: str) -> str:
+    return re.sub(r"\s+", "_", column.strip()).lower()
 
 
 def _restored(dataset: Any) -> Any:

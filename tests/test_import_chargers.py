@@ -780,6 +780,20 @@ def test_a_security_profile_written_as_a_float_is_read_as_its_number(depot):
     assert Charger.objects.get().security_profile == 0
 
 
+@pytest.mark.parametrize("file_format", ["csv", "json"])
+def test_a_column_name_typed_in_other_letter_case_or_with_spaces_is_read(depot, file_format):
+    """QA: "Charge Point ID" and "Location", as a spreadsheet's headers are typed by hand,
+    were unknown columns, and the key column was then missing."""
+    row = {"Charge Point ID": "CP-1", " LOCATION ": "Depot", "Max_Power_kW": "11"}
+    if file_format == "csv":
+        data = csv_bytes(",".join(row.values()), header=",".join(row))
+    else:
+        data = json.dumps([row]).encode()
+    result = run_import(data, file_format)
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert Charger.objects.values_list("charge_point_id", "max_power_kw").get() == ("CP-1", 11)
+
+
 def test_an_unknown_column_is_reported_rather_than_ignored(depot):
     result = run_import(csv_bytes("CP-1,Depot,22", header="charge_point_id,location,max_power"))
     assert "Unknown column(s) 'max_power'" in str(result.problems()[0])
