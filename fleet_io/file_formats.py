@@ -34,6 +34,8 @@ MAX_XLSX_UNZIPPED_BYTES = 200 * 1024 * 1024
 MAX_XLSX_COLUMNS = 64
 #: Rows read from an XLSX sheet, blank ones included (50 MiB of CSV is about 300,000 chargers).
 MAX_XLSX_ROWS = 200_000
+#: Rows read from a CSV file after its header line, blank ones included, as in a sheet.
+MAX_CSV_ROWS = MAX_XLSX_ROWS
 #: A JSON cell may be a list of lists (a charging curve), not anything deeper.
 MAX_JSON_CELL_DEPTH = 2
 
@@ -190,8 +192,35 @@ def parse_csv(text: str) -> tablib.Dataset:
             "the format json)."
         )
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    headers: list[str] = []
+    data: list[list[str]] = []
+    # Read record by record: a list of every record first held a 2-byte line ("x") as a
+    # list and a string, 380 bytes; a 50 MiB file of them took some 9 GiB.
     try:
-        rows = list(reader)
+        for number, row in enumerate(reader):
+            if number == 0:
+                if not any(cell.strip() for cell in row):
+                    break
+                headers = [cell.strip() for cell in row]
+                continue
+            if number > MAX_CSV_ROWS:
+                raise FileProblem(
+                    f"The file has more than {MAX_CSV_ROWS:,} rows after its header line "
+                    "(MAX_CSV_ROWS), blank ones included: split it into smaller files."
+                )
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines, e.g. at the end of a spreadsheet export
+            if len(row) != len(headers):
+                # A semicolon-separated file with decimal commas ("22,5") splits its lines
+                # where its header has no comma: the separator is what to fix, not the
+                # quoting.
+                raise FileProblem(
+                    joined_columns(headers, "CSV")
+                    or f"Line {reader.line_num} has {len(row)} cells but the header line has "
+                    f"{len(headers)}: check that the file is separated by commas and that "
+                    'cells containing a comma are quoted ("...").'
+                )
+            data.append(row)
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             raise FileProblem(
@@ -199,23 +228,8 @@ def parse_csv(text: str) -> tablib.Dataset:
                 "characters (MAX_CELL_CHARS)."
             ) from None
         raise FileProblem(f"Line {reader.line_num} is not valid CSV: {exc}.") from None
-    if not rows or not any(cell.strip() for cell in rows[0]):
+    if not headers:
         raise FileProblem("The file is empty: the first line must name the columns.")
-    headers = [cell.strip() for cell in rows[0]]
-    data: list[list[str]] = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines, e.g. at the end of a spreadsheet export
-        if len(row) != len(headers):
-            # A semicolon-separated file with decimal commas ("22,5") splits its lines
-            # where its header has no comma: the separator is what to fix, not the quoting.
-            raise FileProblem(
-                joined_columns(headers, "CSV")
-                or f"Line {line} has {len(row)} cells but the header line has {len(headers)}: "
-                "check that the file is separated by commas and that cells containing a "
-                'comma are quoted ("...").'
-            )
-        data.append(row)
     if not data:
         raise no_rows("it has only its header line")
     headers, data = named_columns(headers, data, "header line")

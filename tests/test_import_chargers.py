@@ -894,6 +894,23 @@ def test_an_xlsx_sheet_wider_or_longer_than_the_limits_is_refused(monkeypatch):
         read_dataset(without_dimension(workbook(11, 1)), "xlsx")
 
 
+def test_a_csv_file_longer_than_the_row_limit_is_refused_as_it_is_read(monkeypatch):
+    """QA: a CSV file had no row limit, and its records were all listed before any was
+    looked at: 4 MB of two-byte lines took 750 MB, the 50 MiB allowed some 9 GiB."""
+    from fleet_io import file_formats
+
+    monkeypatch.setattr(file_formats, "MAX_CSV_ROWS", 10, raising=False)
+    assert len(read_dataset(b"charge_point_id\n" + b"x\n" * 9 + b"\n", "csv")) == 9
+    with pytest.raises(FileProblem, match=r"more than 10 rows after its header line"):
+        read_dataset(b"charge_point_id\n" + b"x\n" * 9 + b"\n\n", "csv")
+
+
+def test_a_ragged_line_after_a_quoted_line_break_is_named_by_its_line():
+    data = b'charge_point_id,vendor\r\nCP-1,"Acme\r\nGmbH"\r\nCP-2,Acme,x\r\n'
+    with pytest.raises(FileProblem, match="^Line 4 has 3 cells"):
+        read_dataset(data, "csv")
+
+
 def without_dimension(workbook: bytes) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w") as target:
