@@ -339,6 +339,14 @@ def parse_json(text: str) -> tablib.Dataset:
                     f"Row {number}, column {key}: the value is nested too deeply (at most a "
                     "list of lists, as a charging curve is)."
                 )
+    if not headers:
+        # Checked here, not as a missing key column later: tablib appends a row to a
+        # dataset of no columns in time that grows with its length, and 4 MB of `{}`
+        # held a CPU of the web process for hours.
+        raise FileProblem(
+            "The rows name no columns: each row is an object of column names and values, "
+            '[{"name": ...}, ...], not {}.'
+        )
     dataset = FileRows(headers=headers, kind="JSON")
     for item in data:
         dataset.append([_json_cell(item.get(key, "")) for key in headers])

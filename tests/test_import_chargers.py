@@ -578,12 +578,13 @@ def test_a_file_in_the_wrong_encoding_or_shape_is_named_as_such(depot, data, mes
         (b'[{"charge_point_id": [[["CP-1"]]]}]', "Row 1, column charge_point_id: the value is"),
         (b'[{"charge_point_id": ' + b"9" * 5000 + b"}]", "not valid JSON"),
         (b'{"charge_point_id": "CP-1"}', "must be a list of objects"),
+        (b"[{}, {}]", "The rows name no columns"),
         (
             b'[{"charge_point_id": "J-1"}, {"charge_point_id": "J-11", "charge_point_id": "J-12"}]',
             "Row 2: 'charge_point_id' is given twice.",
         ),
     ],
-    ids=["deep", "deep-cell", "huge-integer", "not-a-list", "key-twice"],
+    ids=["deep", "deep-cell", "huge-integer", "not-a-list", "no-keys", "key-twice"],
 )
 def test_a_json_file_of_the_wrong_shape_is_named_as_such(data, message):
     with pytest.raises(FileProblem, match=re.escape(message)):
