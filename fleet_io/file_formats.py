@@ -423,7 +423,39 @@ class XLSX(base_formats.XLSX):
         return dataset
 
     def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        _check_writable(dataset)
         return super().export_data(neutralised(dataset), **kwargs)
+
+
+#: Cells named in the message about cells a workbook cannot hold.
+NAMED_UNWRITABLE = 10
+
+
+def _check_writable(dataset: tablib.Dataset) -> None:
+    """Refuses, naming each, the cells holding a control character that XML, and so a
+    workbook, cannot hold (the import and the API take them in a vendor or a model): the
+    whole export failed with "Export failed due to IllegalCharacterError" in the admin and
+    a traceback from the `export` command, naming nothing to correct."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    headers = [str(h) for h in dataset.headers or []]
+    found = []
+    for row in dataset:
+        for header, cell in zip(headers, row, strict=False):
+            match = ILLEGAL_CHARACTERS_RE.search(cell) if isinstance(cell, str) else None
+            if match is not None:
+                found.append(
+                    f"the {header} of {headers[0]} {row[0]!r} holds the control character "
+                    f"0x{ord(match.group()):02x} ({cell[:40]!r})"
+                )
+    if found:
+        shown = "; ".join(found[:NAMED_UNWRITABLE])
+        if len(found) > NAMED_UNWRITABLE:
+            shown += f"; and {len(found) - NAMED_UNWRITABLE:,} more"
+        raise FileProblem(
+            f"A workbook (XLSX) cannot hold a control character: {shown}. Correct it there, "
+            "or export as CSV or JSON, which hold it."
+        )
 
 
 def _check_unzipped_size(data: bytes) -> None:

@@ -202,16 +202,22 @@ def test_an_export_keeps_every_digit_of_its_numbers(file_format):
     assert numbers() == before
 
 
-def admin_export(client, url: str, file_format: str) -> bytes:
-    """What the admin's export writes for this list, every column chosen."""
+def post_admin_export(client, url: str, file_format: str, **kwargs):
+    """The admin's answer to an export of this list, every column chosen."""
     formats = [f().get_extension() for f in FleetImportExportAdmin.formats]
     form = client.get(reverse(url)).context["form"]
     columns = [name for name, field in form.fields.items() if field.initial is True]
     assert not any("authorization_key" in name for name in columns)
-    response = client.post(
+    return client.post(
         reverse(url),
         {"format": formats.index(file_format), "resource": 0} | dict.fromkeys(columns, "on"),
+        **kwargs,
     )
+
+
+def admin_export(client, url: str, file_format: str) -> bytes:
+    """What the admin's export writes for this list, every column chosen."""
+    response = post_admin_export(client, url, file_format)
     assert response.status_code == 200, response.content[:2000]
     return b"".join(response) if response.streaming else response.content
 
@@ -293,3 +299,28 @@ def test_an_export_reads_the_configuration_as_values_each_charger_its_own(monkey
     cells = dict(zip(dataset["charge_point_id"], dataset["configuration"], strict=True))
     assert cells == {f"CFG-{n}": f"HeartbeatInterval={100 + n}" for n in range(5)}
     assert built == []
+
+
+def test_an_xlsx_export_names_a_control_character_it_cannot_hold(admin_client_logged_in):
+    """QA: a vendor with an ESC in it (which an import takes) made every XLSX export fail,
+    "Export failed due to IllegalCharacterError" in the admin, a traceback from the
+    command, naming nothing to correct."""
+    pytest.importorskip("openpyxl")
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    depot = make_location("Depot")
+    make_charger("CP-1", location=depot)
+    make_charger("CP-2", location=depot, vendor="Acme\x1bX")
+    message = (
+        "A workbook (XLSX) cannot hold a control character: the vendor of charge_point_id "
+        "'CP-2' holds the control character 0x1b ('Acme\\x1bX'). Correct it there, or "
+        "export as CSV or JSON, which hold it."
+    )
+    with pytest.raises(CommandError) as raised:
+        call_command("export", "XLSX", "chargers.resources.ChargerResource", stdout=io.BytesIO())
+    assert str(raised.value) == message
+    response = post_admin_export(
+        admin_client_logged_in, "admin:chargers_charger_export", "xlsx", follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == [message]

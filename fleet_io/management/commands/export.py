@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
-from fleet_io.file_formats import FORMATS_BY_NAME, typed_cells
+from fleet_io.file_formats import FORMATS_BY_NAME, FileProblem, typed_cells
 
 
 class Command(BaseCommand):
@@ -35,7 +35,12 @@ class Command(BaseCommand):
             raise CommandError("XLSX is binary: redirect the output to a file.")
         resource = get_resource_class(options["resource"])()
         file_format = format_class()
-        data = file_format.export_data(resource.export(force_native_type=typed_cells(file_format)))
+        try:
+            data = file_format.export_data(
+                resource.export(force_native_type=typed_cells(file_format))
+            )
+        except FileProblem as exc:
+            raise CommandError(str(exc)) from None
         stream = getattr(self.stdout, "buffer", None)  # OutputWrapper passes it on
         if isinstance(data, str):
             if stream is None:  # call_command(stdout=StringIO())
