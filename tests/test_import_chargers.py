@@ -906,6 +906,17 @@ def test_a_csv_file_longer_than_the_row_limit_is_refused_as_it_is_read(monkeypat
         read_dataset(b"charge_point_id\n" + b"x\n" * 9 + b"\n\n", "csv")
 
 
+def test_excels_separator_line_before_the_header_is_skipped(depot):
+    """QA: a file written for Excel starts "sep=,"; its header line was taken for a row,
+    and the file refused for a column named 'sep=' and one with no name."""
+    data = "\ufeffsep=,\r\n".encode() + csv_bytes(GOOD[0])
+    result = run_import(data)
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert Charger.objects.get().charge_point_id == "CP-1"
+    with pytest.raises(FileProblem, match="^Line 4 has 1 cells"):
+        read_dataset(b"sep=,\ncharge_point_id,location\nCP-1,Depot\nCP-2\n", "csv")
+
+
 def test_a_ragged_line_after_a_quoted_line_break_is_named_by_its_line():
     data = b'charge_point_id,vendor\r\nCP-1,"Acme\r\nGmbH"\r\nCP-2,Acme,x\r\n'
     with pytest.raises(FileProblem, match="^Line 4 has 3 cells"):
