@@ -36,6 +36,8 @@ MAX_XLSX_COLUMNS = 64
 MAX_XLSX_ROWS = 200_000
 #: Rows read from a CSV file after its header line, blank ones included, as in a sheet.
 MAX_CSV_ROWS = MAX_XLSX_ROWS
+#: Rows (objects) read from a JSON file, as from a sheet.
+MAX_JSON_ROWS = MAX_XLSX_ROWS
 #: A JSON cell may be a list of lists (a charging curve), not anything deeper.
 MAX_JSON_CELL_DEPTH = 2
 
@@ -330,6 +332,13 @@ def parse_json(text: str) -> tablib.Dataset:
         )
     if not data:
         raise no_rows("its list is empty ([])")
+    if len(data) > MAX_JSON_ROWS:
+        # After parsing (the memory is spent), but before a row is imported: each costs
+        # far more there, in a thread of the web process.
+        raise FileProblem(
+            f"The file has {len(data):,} rows; at most {MAX_JSON_ROWS:,} (MAX_JSON_ROWS): "
+            "split it into smaller files."
+        )
     headers: list[str] = []
     seen: set[str] = set()
     for number, item in enumerate(data, start=1):

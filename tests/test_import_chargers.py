@@ -917,6 +917,18 @@ def test_excels_separator_line_before_the_header_is_skipped(depot):
         read_dataset(b"sep=,\ncharge_point_id,location\nCP-1,Depot\nCP-2\n", "csv")
 
 
+def test_a_json_file_longer_than_the_row_limit_is_refused(monkeypatch):
+    """QA: a JSON file had no row limit where a CSV file or a sheet has one: 24 MB of
+    {"charge_point_id": "x"} went on to import a million rows in the web process."""
+    from fleet_io import file_formats
+
+    monkeypatch.setattr(file_formats, "MAX_JSON_ROWS", 10, raising=False)
+    rows = [{"charge_point_id": f"CP-{n}"} for n in range(11)]
+    assert len(read_dataset(json.dumps(rows[:10]).encode(), "json")) == 10
+    with pytest.raises(FileProblem, match=r"The file has 11 rows; at most 10 \(MAX_JSON_ROWS\)"):
+        read_dataset(json.dumps(rows).encode(), "json")
+
+
 def test_a_ragged_line_after_a_quoted_line_break_is_named_by_its_line():
     data = b'charge_point_id,vendor\r\nCP-1,"Acme\r\nGmbH"\r\nCP-2,Acme,x\r\n'
     with pytest.raises(FileProblem, match="^Line 4 has 3 cells"):
