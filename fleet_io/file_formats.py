@@ -19,7 +19,7 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import tablib
 from import_export.formats import base_formats
@@ -529,7 +529,10 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
         )
         rows: list[tuple[Any, ...]] = []
         uncomputed: list[str] = []
-        dated: dict[int, int] = {}  # sheet row number -> index in rows, of rows with a date
+        # Sheet row number -> index in rows, of rows whose cells are read again for their
+        # format: those with a date, and with a number if the book pads any with zeros.
+        dated: dict[int, int] = {}
+        padded = any(_ZERO_PADDED.fullmatch(str(f)) for f in getattr(book, "_number_formats", ()))
         for number, row in enumerate(values, start=1):
             if number > MAX_XLSX_ROWS:
                 raise FileProblem(
@@ -546,7 +549,9 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
             while cells and cells[-1] is None:
                 cells.pop()
             if cells or not rows:  # blank rows are skipped, as blank lines are in CSV
-                if any(isinstance(cell, _DATE_TYPES) for cell in cells):
+                if any(
+                    isinstance(cell, _DATE_TYPES) or (padded and _is_number(cell)) for cell in cells
+                ):
                     dated[number] = len(rows)
                 rows.append(tuple(cells))
         if dated:
@@ -581,7 +586,9 @@ def _read_dates(sheet: Any, dated: dict[int, int], rows: list[tuple[Any, ...]]) 
             cells = rows[index]
             rows[index] = (
                 tuple(
-                    _sheet_value(cell) if isinstance(value, _DATE_TYPES) else value
+                    _sheet_value(cell)
+                    if isinstance(value, _DATE_TYPES) or _is_number(value)
+                    else value
                     for cell, value in zip(row, cells, strict=False)
                 )
                 + cells[len(row) :]
@@ -671,9 +678,24 @@ class SheetDate:
         return str(value)
 
 
+# A number format that pads a whole number with zeros ("0000" shows 7 as 0007), as a
+# sheet of ids such as 0007 is given: the value alone is 7, which named another charger.
+_ZERO_PADDED = re.compile(r"0{2,}")
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _sheet_value(cell: Any) -> Any:
-    """A cell's value; a date or time as its certain text, or as a `SheetDate`."""
+    """A cell's value; a date or time as its certain text, or as a `SheetDate`; a whole
+    number in a zero-padded format as the text shown (0007)."""
     value = getattr(cell, "value", None)
+    if _is_number(value):
+        shown = str(getattr(cell, "number_format", ""))
+        if _ZERO_PADDED.fullmatch(shown) and value >= 0 and float(value).is_integer():
+            return str(int(value)).zfill(len(shown))
+        return value
     if not isinstance(value, _DATE_TYPES):
         return value
     pattern = CERTAIN_DATE_FORMATS.get(str(getattr(cell, "number_format", "")).lower())

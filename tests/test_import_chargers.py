@@ -935,6 +935,26 @@ def test_a_ragged_line_after_a_quoted_line_break_is_named_by_its_line():
         read_dataset(data, "csv")
 
 
+def test_an_xlsx_id_shown_with_leading_zeros_is_read_as_shown(depot):
+    """QA: ids typed as numbers in a column formatted 0000 show as 0007, but were read
+    as 7: the import made a new charger "7" beside the stored "0007"."""
+    openpyxl = pytest.importorskip("openpyxl")
+    charger_like_the_admin_makes("0007", location=depot)
+    book = openpyxl.Workbook()
+    book.active.append(["charge_point_id", "location", "max_power_kw"])
+    book.active.append([7, "Depot", 11])
+    book.active.append([8, "Depot", 11])
+    book.active["A2"].number_format = "0000"
+    out = io.BytesIO()
+    book.save(out)
+    result = run_import(out.getvalue(), "xlsx")
+    assert not result.has_errors(), [str(p) for p in result.problems()]
+    assert dict(Charger.objects.values_list("charge_point_id", "max_power_kw")) == {
+        "0007": 11,
+        "8": 11,
+    }
+
+
 def without_dimension(workbook: bytes) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w") as target:
