@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
@@ -479,6 +480,14 @@ class Charger(models.Model):
                 "Security profile 3 needs a client certificate: a certificate and key path, "
                 "or one its CSMS signed (SignCertificate, CertificateSigned)."
             )
+        # Sent in every BootNotification and shown on one line in lists, logs and exports
+        # (a workbook cannot hold a control character at all, and an XLSX export of the
+        # fleet was refused for one): a line break or a control character is a mistake.
+        for field, label in IDENTITY_FIELDS:
+            if any(unicodedata.category(c) == "Cc" for c in getattr(self, field)):
+                errors[field] = (
+                    f"{label} is one line of text (no line breaks or control characters)."
+                )
         if self.power_type == self.PowerType.DC:
             self.phases = 3
         # Stored in one form: every rule with its mode (the field's validator reports).
@@ -488,6 +497,15 @@ class Charger(models.Model):
             self.answer_overrides = []
         if errors:
             raise ValidationError(errors)
+
+
+#: The BootNotification fields a charger is stored with, and how a message names each.
+IDENTITY_FIELDS = (
+    ("vendor", "A vendor"),
+    ("model", "A model"),
+    ("serial_number", "A serial number"),
+    ("firmware_version", "A firmware version"),
+)
 
 
 class EvseManager(models.Manager["Evse"]):

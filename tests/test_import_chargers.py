@@ -541,6 +541,16 @@ def test_a_cell_over_the_size_limit_is_refused_by_row_and_column(depot):
     assert "200,000 characters" in problem.message
 
 
+@pytest.mark.parametrize("column", ["vendor", "model", "serial_number", "firmware_version"])
+def test_a_control_character_in_a_boot_notification_field_is_refused(depot, column):
+    """QA: a vendor holding an ESC was stored (and sent in every BootNotification), and
+    every XLSX export of the fleet was refused for it from then on."""
+    result = run_import(csv_bytes("CP-1,Depot,X\x1bY", header=f"charge_point_id,location,{column}"))
+    assert [(p.row, p.column) for p in result.problems()] == [(1, column)]
+    assert "one line of text (no line breaks or control characters)" in str(result.problems()[0])
+    assert table_sizes() == (0, 0, 0)
+
+
 def test_the_report_lists_every_bad_row_not_only_the_first(depot):
     rows = [GOOD[0], BAD_ROWS[0][0], GOOD[1], BAD_ROWS[4][0].replace("CP-3", "CP-4")]
     rows.append("CP-5,Depot,AC,x,Type9:1,ftp://x,")
