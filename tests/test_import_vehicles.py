@@ -105,3 +105,13 @@ def test_a_whole_number_written_with_a_fraction_is_read_in_a_numbered_column():
     assert [str(p) for p in result.problems()] == [
         "Row 1, column ac_phases: '3.5' is not one of 1, 3."
     ]
+
+
+@pytest.mark.parametrize("column", ["make", "model"])
+def test_a_control_character_in_a_make_or_model_is_refused(column):
+    """QA: a model holding an ESC was stored, and every XLSX export of the vehicle models
+    was refused for it from then on."""
+    make, model = ("Ac\x1bme", "Volt 60") if column == "make" else ("Acme", "Volt\x1b60")
+    result = run_import(GOOD.replace("Acme,Volt 60", f"{make},{model}"))
+    assert [(p.row, p.column) for p in result.problems()] == [(1, column)]
+    assert not VehicleModel.objects.exists()

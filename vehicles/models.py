@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections.abc import Collection
 from typing import Any
 
@@ -228,6 +229,13 @@ class VehicleModel(models.Model):
             elif not (0 < volts[0] <= volts[1] <= volts[2] <= 1500):  # type: ignore[operator]
                 errors["dc_nominal_v"] = (
                     "DC voltages must satisfy 0 < min ≤ nominal ≤ max ≤ 1500 V."
+                )
+        # Its natural key, shown on one line in lists and exports (a workbook cannot hold a
+        # control character at all, and an XLSX export of the models was refused for one).
+        for field, label in (("make", "A make"), ("model", "A model")):
+            if any(unicodedata.category(c) == "Cc" for c in getattr(self, field)):
+                errors[field] = (
+                    f"{label} is one line of text (no line breaks or control characters)."
                 )
         if errors:
             raise ValidationError(errors)
