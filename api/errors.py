@@ -3,8 +3,8 @@
     {"detail": "what went wrong", "errors": [{"field": "name", "message": "...", "row": null}]}
 
 `errors` lists the problems of a request that did not validate: the field each names (None
-for the request as a whole) and, in a bulk request or an import, the row (0-based in a
-bulk request's list, as the import reports its file's rows).
+for the request as a whole) and, in a bulk request, the row (0-based in its list; an
+import's problems name the row as a spreadsheet shows the file, `GET /imports/{id}/errors`).
 """
 
 from __future__ import annotations

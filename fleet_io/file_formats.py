@@ -110,11 +110,22 @@ def no_rows(where: str) -> FileProblem:
 
 class FileRows(tablib.Dataset):
     """A file's rows with the format they were read from (CSV, JSON or XLSX), so that
-    advice about the file's shape fits the file (`joined_columns`)."""
+    advice about the file's shape fits the file (`joined_columns`), and with each row's
+    number as a spreadsheet shows the file (`sheet_rows`: the header is row 1, blank rows
+    count), so that a problem sends the reader to the row they see."""
 
-    def __init__(self, *args: Any, kind: str = "CSV", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind: str = "CSV", sheet_rows: list[int] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
+        self.sheet_rows = sheet_rows or []
+
+
+def sheet_row(sheet_rows: list[int], number: int) -> int:
+    """Data row `number` (from 1) as the file's reader sees it: its row in the sheet, or the
+    number itself (a JSON file's Nth object is row N)."""
+    return sheet_rows[number - 1] if 0 < number <= len(sheet_rows) else number
 
 
 def file_kind(dataset: Any) -> str:
@@ -196,6 +207,7 @@ def parse_csv(text: str) -> tablib.Dataset:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     headers: list[str] = []
     data: list[list[str]] = []
+    numbers: list[int] = []  # each data row's record as a spreadsheet numbers it
     # Read record by record: a list of every record first held a 2-byte line ("x") as a
     # list and a string, 380 bytes; a 50 MiB file of them took some 9 GiB.
     # Excel's "sep=," line before the header, which files written for Excel start with;
@@ -228,6 +240,7 @@ def parse_csv(text: str) -> tablib.Dataset:
                     'cells containing a comma are quoted ("...").'
                 )
             data.append(row)
+            numbers.append(number + 1)  # the header is row 1 (Excel hides a "sep=," line)
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             raise FileProblem(
@@ -239,8 +252,8 @@ def parse_csv(text: str) -> tablib.Dataset:
         raise FileProblem("The file is empty: the first line must name the columns.")
     if not data:
         raise no_rows("it has only its header line")
-    headers, data = named_columns(headers, data, "header line")
-    dataset = FileRows(headers=headers, kind="CSV")
+    headers, data = named_columns(headers, data, "header line", numbers)
+    dataset = FileRows(headers=headers, kind="CSV", sheet_rows=numbers)
     for row in data:
         dataset.append(row)
     return dataset
@@ -261,7 +274,7 @@ def _blank(cell: Any) -> bool:
 
 
 def named_columns(
-    headers: list[str], rows: list[Any], header_row: str
+    headers: list[str], rows: list[Any], header_row: str, numbers: list[int]
 ) -> tuple[list[str], list[Any]]:
     """The columns that have a name. A column without one and without a value in any row
     is left out: a spreadsheet saves the empty cells right of the data (`CP-1,Depot,,`) once
@@ -271,7 +284,7 @@ def named_columns(
     unnamed = [index for index, header in enumerate(headers) if not header]
     if not unnamed:
         return headers, rows
-    for number, row in enumerate(rows, start=1):
+    for number, row in zip(numbers, rows, strict=True):
         for index in unnamed:
             if index < len(row) and not _blank(row[index]):
                 raise FileProblem(
@@ -419,7 +432,7 @@ class XLSX(base_formats.XLSX):
         check_size(len(in_stream))
         _check_unzipped_size(in_stream)
         try:
-            rows = _xlsx_rows(in_stream)
+            rows, numbers = _xlsx_rows(in_stream)
         except FileProblem:
             raise
         except Exception as exc:  # openpyxl raises zipfile, KeyError, InvalidFileException...
@@ -429,9 +442,12 @@ class XLSX(base_formats.XLSX):
         if len(rows) == 1:
             raise no_rows("its sheet has only its header row")
         headers, data = named_columns(
-            [str(h).strip() if h is not None else "" for h in rows[0]], rows[1:], "first row"
+            [str(h).strip() if h is not None else "" for h in rows[0]],
+            rows[1:],
+            "first row",
+            numbers[1:],
         )
-        dataset = FileRows(headers=headers, kind="XLSX")
+        dataset = FileRows(headers=headers, kind="XLSX", sheet_rows=numbers[1:])
         for row in data:
             dataset.append(row)
         return dataset
@@ -493,8 +509,9 @@ def _check_unzipped_size(data: bytes) -> None:
         )
 
 
-def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
-    """The first sheet's cell values, at most MAX_XLSX_COLUMNS wide and MAX_XLSX_ROWS long.
+def _xlsx_rows(data: bytes) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """The first sheet's cell values, at most MAX_XLSX_COLUMNS wide and MAX_XLSX_ROWS long,
+    but blank rows, and each row's number in the sheet.
 
     A sheet may claim to span XFD1048576 in a few bytes; reading row by row within the
     bounds keeps such a file from being expanded in memory. A formula cell gives the value
@@ -528,6 +545,7 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
             else None
         )
         rows: list[tuple[Any, ...]] = []
+        numbers: list[int] = []
         uncomputed: list[str] = []
         # Sheet row number -> index in rows, of rows whose cells are read again for their
         # format: those with a date, and with a number if the book pads any with zeros.
@@ -554,6 +572,7 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
                 ):
                     dated[number] = len(rows)
                 rows.append(tuple(cells))
+                numbers.append(number)
         if dated:
             _read_dates(sheet, dated, rows)
         if uncomputed:
@@ -565,7 +584,7 @@ def _xlsx_rows(data: bytes) -> list[tuple[Any, ...]]:
                 "spreadsheet and save it (which stores the values), or type the values."
             )
         width = max((len(row) for row in rows), default=0)
-        return [row + (None,) * (width - len(row)) for row in rows]
+        return [row + (None,) * (width - len(row)) for row in rows], numbers
     finally:
         book.close()
         if formulae is not None:
@@ -621,7 +640,7 @@ def _uncomputed(
     number: int, cells: list[Any], texts: tuple[Any, ...], rows: list[tuple[Any, ...]]
 ) -> list[str]:
     """The cells of sheet row `number` that hold a formula but no value, named by their
-    cell, data row and column (rows count from 1 after the header row, blank rows not)."""
+    cell (its row is the sheet's, as every problem's) and column."""
     from openpyxl.utils import get_column_letter
 
     found = []
@@ -630,7 +649,7 @@ def _uncomputed(
             where = f"{get_column_letter(index + 1)}{number}"
             if rows:  # a data row: name it as every other problem is named
                 header = rows[0][index] if index < len(rows[0]) else None
-                where += f" (row {len(rows)}, column {header})"
+                where += f" (column {header})"
             found.append(f"{where} holds {text[:60]}")
     return found
 

@@ -40,6 +40,7 @@ from fleet_io.file_formats import (
     file_kind,
     joined_columns,
     restore,
+    sheet_row,
 )
 
 Progress = Callable[[int, int], None]
@@ -58,7 +59,9 @@ _PROBLEM = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    row: int | None  # data rows count from 1 (the header line is not a row); None: whole file
+    # The row as a spreadsheet shows the file (`sheet_row`: the header is row 1, blank rows
+    # count; a JSON file's Nth object is row N); None: the whole file.
+    row: int | None
     column: str | None
     message: str
 
@@ -94,14 +97,18 @@ class FleetImportResult(Result):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.columns: dict[str, str] = {}
+        self.sheet_rows: list[int] = []  # each data row's row in the file (`sheet_row`)
+
+    def _row(self, number: int) -> int:
+        return sheet_row(self.sheet_rows, number)
 
     def has_errors(self) -> bool:
         return bool(self.base_errors or self.error_rows or self.invalid_rows)
 
     def row_errors(self) -> list[tuple[int, list[Error]]]:
-        errors = [(row.number, row.errors) for row in self.error_rows]
+        errors = [(self._row(row.number), row.errors) for row in self.error_rows]
         errors += [
-            (invalid.number, [Error(RowProblems(self._invalid_row_problems(invalid)))])
+            (self._row(invalid.number), [Error(RowProblems(self._invalid_row_problems(invalid)))])
             for invalid in self.invalid_rows
         ]
         return sorted(errors, key=lambda item: item[0])
@@ -109,7 +116,9 @@ class FleetImportResult(Result):
     def problems(self) -> list[Problem]:
         found = [Problem(None, None, _message(error.error)) for error in self.base_errors]
         for row in self.error_rows:
-            found += [Problem(row.number, None, _message(error.error)) for error in row.errors]
+            found += [
+                Problem(self._row(row.number), None, _message(error.error)) for error in row.errors
+            ]
         for invalid in self.invalid_rows:
             found += self._invalid_row_problems(invalid)
         return sorted(found, key=lambda p: p.row or 0)
@@ -121,7 +130,7 @@ class FleetImportResult(Result):
         found = []
         for key, messages in invalid.error_dict.items():
             column = None if key == NON_FIELD_ERRORS else self.columns.get(key, key)
-            found += [Problem(invalid.number, column, str(m)) for m in messages]
+            found += [Problem(self._row(invalid.number), column, str(m)) for m in messages]
         return found
 
 
@@ -199,6 +208,7 @@ class FleetResource(resources.ModelResource):
             self._meta = meta
         # A row's key (lower-cased if `case_blind_key`) -> the first row and its key as given.
         self._first_row_of_key: dict[tuple, tuple[int, tuple]] = {}
+        self._sheet_rows: list[int] = []  # the file's row of each data row (`sheet_row`)
         self._total = 0
         self._every = 1
         # The current row's stored object as loaded (`stored_values`), None for a new one;
@@ -296,6 +306,8 @@ class FleetResource(resources.ModelResource):
             for message in problems:
                 self.handle_import_error(result, FileProblem(message), raise_errors)
             return result
+        sheet_rows = getattr(dataset, "sheet_rows", [])
+        self._sheet_rows = sheet_rows
         dataset = _restored(dataset)
         self._first_row_of_key = {}
         self._total = len(dataset)
@@ -303,6 +315,7 @@ class FleetResource(resources.ModelResource):
         result = super().import_data_inner(
             dataset, dry_run, raise_errors, using_transactions, collect_failed_rows, **kwargs
         )
+        result.sheet_rows = sheet_rows
         result.columns = {
             field.attribute: field.column_name
             for field in self.fields.values()
@@ -344,11 +357,14 @@ class FleetResource(resources.ModelResource):
             if first != kwargs["row_number"]:
                 column = self.fields[self.get_import_id_fields()[-1]].attribute
                 shown = " ".join(str(part) for part in key)
+                first_row = sheet_row(self._sheet_rows, first)
                 if first_key == key:
-                    message = f"{shown!r} is already on row {first}"
+                    message = f"{shown!r} is already on row {first_row}"
                 else:
                     first_shown = " ".join(str(part) for part in first_key)
-                    message = f"{shown!r} differs from {first_shown!r} of row {first} only in case"
+                    message = (
+                        f"{shown!r} differs from {first_shown!r} of row {first_row} only in case"
+                    )
                 errors.setdefault(column, []).append(
                     ValidationError(f"{message}; each may appear only once in a file.")
                 )

@@ -134,13 +134,13 @@ def test_problems_are_read_by_row_and_column_in_pages(
     problems = importer.get(f"{IMPORTS}/{job['id']}/errors").json()
     assert problems["count"] == 3
     assert problems["items"][0] == {
-        "row": 3,
+        "row": 4,  # as a spreadsheet shows the file: its header is row 1
         "column": "location",
         "message": "No location named 'Nowhere'.",
     }
-    assert (problems["items"][1]["row"], problems["items"][1]["column"]) == (4, "power_type")
-    assert problems["items"][2]["row"] == 5
-    assert "already on row 1" in problems["items"][2]["message"]
+    assert (problems["items"][1]["row"], problems["items"][1]["column"]) == (5, "power_type")
+    assert problems["items"][2]["row"] == 6
+    assert "already on row 2" in problems["items"][2]["message"]
     second = importer.get(f"{IMPORTS}/{job['id']}/errors", limit=1, offset=1).json()
     assert second["items"] == [problems["items"][1]]
 

@@ -280,7 +280,7 @@ def test_an_imported_authorization_key_must_be_16_to_20_bytes_in_hex(depot, capl
     problems = [(p.row, p.column, p.message) for p in result.problems()]
     assert problems == [
         (
-            2,
+            3,
             "authorization_key",
             "AuthorizationKey takes 16 to 20 bytes written as 32 to 40 hexadecimal digits.",
         )
@@ -301,17 +301,17 @@ def test_every_problem_of_the_evses_cell_is_reported_each_on_its_own(depot):
     another column does not hide them."""
     result = run_import(csv_bytes("CP-1,Depot,AC,lots,Type9:5000;2*CCS2:5000;Type2:22,,"))
     assert [(p.row, p.column, p.message) for p in result.problems()] == [
-        (1, "max_power_kw", "'lots' is not a number."),
+        (2, "max_power_kw", "'lots' is not a number."),
         (
-            1,
+            2,
             "evses",
             "Unknown connector type 'Type9'; use one of Type2, Type2Cable, Type1, CCS2, CCS1, "
             "CHAdeMO, Schuko.",
         ),
-        (1, "evses", "'Type9:5000': Ensure this value is less than or equal to 1000."),
-        (1, "evses", "'2*CCS2:5000': Ensure this value is less than or equal to 1000."),
-        (1, "evses", f"Connector 2: {DC_ON_AC}"),
-        (1, "evses", f"Connector 3: {DC_ON_AC}"),
+        (2, "evses", "'Type9:5000': Ensure this value is less than or equal to 1000."),
+        (2, "evses", "'2*CCS2:5000': Ensure this value is less than or equal to 1000."),
+        (2, "evses", f"Connector 2: {DC_ON_AC}"),
+        (2, "evses", f"Connector 3: {DC_ON_AC}"),
     ]
     assert not Charger.objects.exists()
 
@@ -324,7 +324,7 @@ DC_ON_AC = (
 
 BAD_ROWS = [
     ("CP-3,Atlantis,AC,22,Type2:22,,", "location", "No location named 'Atlantis'"),
-    ("CP-1,Depot,AC,22,Type2:22,,", "charge_point_id", "'CP-1' is already on row 1"),
+    ("CP-1,Depot,AC,22,Type2:22,,", "charge_point_id", "'CP-1' is already on row 2"),
     ("CP-3,Depot,AC,22,Type2:22,http://csms/ocpp,", "csms_url", "must start with ws://"),
     ("CP-3,Depot,AC,22,Type2:22,ws://:99999/x,", "csms_url", "is not a valid URL"),
     ("CP-3,Depot,XC,22,Type2:22,,", "power_type", "'XC' is not one of AC, DC"),
@@ -377,7 +377,7 @@ BAD_ROWS = [
     (
         "cp-1,Depot,AC,22,Type2:22,,",
         "charge_point_id",
-        "'cp-1' differs from 'CP-1' of row 1 only in case; each may appear only once",
+        "'cp-1' differs from 'CP-1' of row 2 only in case; each may appear only once",
     ),
     (
         "cp-0,Depot,AC,22,Type2:22,,",
@@ -398,7 +398,8 @@ def test_a_bad_row_is_reported_by_row_and_column_and_nothing_is_written(
     result = run_import(csv_bytes(GOOD[0], row))
     assert result.has_errors()
     problems = result.problems()
-    assert [(p.row, p.column) for p in problems] == [(2, column)], problems
+    # Row 3: as a spreadsheet shows the file (its header is row 1).
+    assert [(p.row, p.column) for p in problems] == [(3, column)], problems
     assert message in problems[0].message
     assert fleet_snapshot() == before
 
@@ -415,7 +416,7 @@ def test_a_file_without_a_location_column_updates_chargers_and_says_why_new_ones
     before = fleet_snapshot()
     added = run_import(csv_bytes("CP-0,AC,22,Type2:22", "CP-9,AC,22,Type2:22", header=header))
     problems = added.problems()
-    assert [(p.row, p.column) for p in problems] == [(2, "location")], problems
+    assert [(p.row, p.column) for p in problems] == [(3, "location")], problems
     assert "the file has no location column" in problems[0].message
     assert fleet_snapshot() == before
 
@@ -441,7 +442,7 @@ def test_custom_configuration_keys_are_capped_per_cell_and_nothing_is_written(de
     for cell in (custom_keys_cell(MAX_CUSTOM_KEYS + 1), custom_keys_cell(1_000_000)[:120_000]):
         result = run_import(csv_bytes(f'CP-1,Depot,AC,22,Type2:22,,"{cell}"'))
         [problem] = result.problems()
-        assert (problem.row, problem.column) == (1, "configuration")
+        assert (problem.row, problem.column) == (2, "configuration")
         assert "MAX_CUSTOM_KEYS)" in problem.message
         assert table_sizes() == (0, 0, 0)
 
@@ -451,7 +452,7 @@ def test_a_key_differing_from_an_ocpp_key_only_in_case_is_refused(depot):
     AuthorizationKey it was meant to be is write-only."""
     result = run_import(csv_bytes('CP-1,Depot,AC,22,Type2:22,,"authorizationkey=0011"'))
     [problem] = result.problems()
-    assert (problem.row, problem.column) == (1, "configuration")
+    assert (problem.row, problem.column) == (2, "configuration")
     assert "differs from the OCPP key AuthorizationKey only in case" in problem.message
     assert "0011" not in problem.message
     assert table_sizes() == (0, 0, 0)
@@ -463,7 +464,7 @@ def test_a_key_differing_from_another_custom_key_only_in_case_is_refused(depot):
     keys, by row and column, and nothing of the file is written."""
     result = run_import(csv_bytes('CP-1,Depot,AC,22,Type2:22,,"VendorX=1; vendorx=2"'))
     [problem] = result.problems()
-    assert (problem.row, problem.column) == (1, "configuration")
+    assert (problem.row, problem.column) == (2, "configuration")
     assert "'vendorx' differs from the key VendorX this charger has only in case" in (
         problem.message
     )
@@ -473,7 +474,7 @@ def test_a_key_differing_from_another_custom_key_only_in_case_is_refused(depot):
     before = fleet_snapshot()
     result = run_import(csv_bytes(GOOD[0], "CP-0,Depot,AC,22,Type2:22,,vendorx=2"))
     [problem] = result.problems()
-    assert (problem.row, problem.column) == (2, "configuration")
+    assert (problem.row, problem.column) == (3, "configuration")
     assert "'vendorx' differs from the key VendorX this charger has only in case" in (
         problem.message
     )
@@ -499,7 +500,7 @@ def test_an_update_may_not_take_a_charger_over_the_custom_key_cap(depot):
     before = fleet_snapshot()
     more = custom_keys_cell(1, start=MAX_CUSTOM_KEYS)
     [problem] = run_import(csv_bytes(f"CP-1,Depot,AC,22,Type2:22,,{more}")).problems()
-    assert (problem.row, problem.column) == (1, "configuration")
+    assert (problem.row, problem.column) == (2, "configuration")
     assert f"{MAX_CUSTOM_KEYS + 1} custom configuration keys" in problem.message
     assert fleet_snapshot() == before
     # Setting keys it already has is an update like any other.
@@ -546,7 +547,7 @@ def test_a_control_character_in_a_boot_notification_field_is_refused(depot, colu
     """QA: a vendor holding an ESC was stored (and sent in every BootNotification), and
     every XLSX export of the fleet was refused for it from then on."""
     result = run_import(csv_bytes("CP-1,Depot,X\x1bY", header=f"charge_point_id,location,{column}"))
-    assert [(p.row, p.column) for p in result.problems()] == [(1, column)]
+    assert [(p.row, p.column) for p in result.problems()] == [(2, column)]
     assert "one line of text (no line breaks or control characters)" in str(result.problems()[0])
     assert table_sizes() == (0, 0, 0)
 
@@ -556,11 +557,11 @@ def test_the_report_lists_every_bad_row_not_only_the_first(depot):
     rows.append("CP-5,Depot,AC,x,Type9:1,ftp://x,")
     result = run_import(csv_bytes(*rows))
     assert sorted({(p.row, p.column) for p in result.problems()}) == [
-        (2, "location"),
-        (4, "power_type"),
-        (5, "csms_url"),
-        (5, "evses"),
-        (5, "max_power_kw"),
+        (3, "location"),
+        (5, "power_type"),
+        (6, "csms_url"),
+        (6, "evses"),
+        (6, "max_power_kw"),
     ]
     assert result.failed_rows() == 3
     assert table_sizes() == (0, 0, 0)
@@ -723,7 +724,7 @@ def test_a_column_without_a_name_but_with_a_value_is_named_by_its_letter(depot):
     with pytest.raises(FileProblem) as raised:
         read_dataset(data, "csv")
     assert str(raised.value) == (
-        "Column C has no name in the header line, but row 2 has a value in it ('a note'): "
+        "Column C has no name in the header line, but row 3 has a value in it ('a note'): "
         "type the column's name above it, or delete the column."
     )
 
@@ -845,8 +846,8 @@ def test_the_import_command_lists_every_bad_row_and_writes_nothing(depot, tmp_pa
             "import", "chargers.resources.ChargerResource", str(path), "--noinput", stderr=stderr
         )
     assert exit_info.value.code == 1
-    assert "Row 2, column location: No location named 'Atlantis'" in stderr.getvalue()
-    assert "Row 3, column power_type" in stderr.getvalue()
+    assert "Row 3, column location: No location named 'Atlantis'" in stderr.getvalue()
+    assert "Row 4, column power_type" in stderr.getvalue()
     assert table_sizes() == (0, 0, 0)
 
 
@@ -1059,8 +1060,8 @@ def test_an_xlsx_formula_without_a_computed_value_is_refused_by_its_cell(depot):
     # Read as an empty cell, it silently became the default (22 kW, vendor ChargeSim).
     with pytest.raises(FileProblem) as problem:
         read_dataset(formula_workbook(computed=False), "xlsx")
-    assert "C2 (row 1, column max_power_kw) holds =50*2" in str(problem.value)
-    assert "D2 (row 1, column vendor) holds =CONCAT(" in str(problem.value)
+    assert "C2 (column max_power_kw) holds =50*2" in str(problem.value)
+    assert "D2 (column vendor) holds =CONCAT(" in str(problem.value)
     assert table_sizes() == (0, 0, 0)
 
 
@@ -1080,7 +1081,7 @@ def test_an_update_row_with_fewer_evses_keeps_a_connector_in_session(depot):
     result = run_import(csv_bytes("CP-1,Depot,AC,22,Type2:22,,"))
     assert result.has_errors()
     [problem] = result.problems()
-    assert (problem.row, problem.column) == (1, "evses")
+    assert (problem.row, problem.column) == (2, "evses")
     assert "Connector 2 of CP-1 has transaction 99 in progress" in problem.message
     assert list(charger.evses.values_list("connector_id", flat=True)) == [1, 2]
 
@@ -1122,9 +1123,9 @@ def test_an_xlsx_date_where_text_is_expected_is_refused_by_row_and_column(depot)
         "General cell into a date. Format the column as Text (Home > Number Format > Text) and "
         f"type the value again, or type it after an apostrophe ('{shown})."
         for row, kind, shown in [
-            (1, "a date", "2026-01-01"),
-            (2, "a time", "12:30"),
-            (3, "a date and time", "2026-01-01 07:05"),
+            (2, "a date", "2026-01-01"),
+            (3, "a time", "12:30"),
+            (4, "a date and time", "2026-01-01 07:05"),
         ]
     ]
     assert table_sizes() == (0, 0, 0)
@@ -1146,3 +1147,26 @@ def test_an_xlsx_date_in_a_format_every_spreadsheet_shows_alike_is_read_as_that_
         ("09:05",),
         ("2026-01-01 07:05:09",),
     ]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+def test_a_problem_names_the_row_a_spreadsheet_shows(depot, file_format):
+    """QA: rows were counted from 1 after the header with blank rows left out: a problem
+    on the sheet's row 6 was "Row 2", and the reader looked at the wrong row."""
+    header: list[str | None] = ["charge_point_id", "location", "max_power_kw", "vendor"]
+    rows: list[list[str | None]] = [
+        ["QA-1", "Depot", "22", "Acme"],
+        [None, None, None, None],  # a blank row, as a spreadsheet export leaves them
+        [None, None, None, None],
+        # One row, though two lines of a CSV file (and refused: a vendor is one line).
+        ["QA-2", "Depot", "22", "two\nlines"],
+        ["QA-3", "Depot", "abc", "Acme"],
+    ]
+    if file_format == "csv":
+        lines = [",".join("" if v is None else f'"{v}"' for v in row) for row in [header, *rows]]
+        data = "\n".join(lines).encode()
+    else:
+        data = workbook(header, *rows)
+    problems = run_import(data, file_format).problems()
+    assert [(p.row, p.column) for p in problems] == [(5, "vendor"), (6, "max_power_kw")]
+    assert table_sizes() == (0, 0, 0)

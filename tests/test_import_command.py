@@ -79,7 +79,7 @@ def hostile_files() -> list[Hostile]:
         Hostile("utf-16.csv", text.encode("utf-16"), "File: The file is not UTF-8 (it is UTF-16)"),
         Hostile("binary.csv", random.Random(12).randbytes(4096), not_utf8),
         Hostile(
-            "nul.csv", b"charge_point_id\nCP-\x00\x01\x02\n", "Row 1, column charge_point_id: "
+            "nul.csv", b"charge_point_id\nCP-\x00\x01\x02\n", "Row 2, column charge_point_id: "
         ),
         Hostile(
             "huge-field.csv",
@@ -120,17 +120,17 @@ def hostile_files() -> list[Hostile]:
         Hostile(
             "nan.csv",
             csv_file(GOOD_ROW, "CP-2,Depot,AC,22,Type2:nan,,", "CP-3,Depot,AC,inf,Type2:22,,"),
-            "Row 2, column evses: 'Type2:nan': 'nan' is not a number of kW.",
+            "Row 3, column evses: 'Type2:nan': 'nan' is not a number of kW.",
         ),
         Hostile(
             "inf.csv",
             csv_file(GOOD_ROW, "CP-3,Depot,AC,-inf,Type2:22,,"),
-            "Row 2, column max_power_kw: '-inf' is not a number",
+            "Row 3, column max_power_kw: '-inf' is not a number",
         ),
         Hostile(
             "huge-evses.csv",
             csv_file(GOOD_ROW, "CP-2,Depot,AC,22,100000000000*Type2:22,,"),
-            "Row 2, column evses: '100000000000*Type2:22' makes more than 99 EVSEs",
+            "Row 3, column evses: '100000000000*Type2:22' makes more than 99 EVSEs",
         ),
         Hostile(
             "million-keys.json",
@@ -149,7 +149,7 @@ def hostile_files() -> list[Hostile]:
             csv_file(
                 GOOD_ROW, "CP-2,Depot,AC,22,Type2:22,," + ";".join(f"K{n}=1" for n in range(500))
             ),
-            "Row 2, column configuration: 500 keys; a charger has at most "
+            "Row 3, column configuration: 500 keys; a charger has at most "
             f"{MAX_ITEMS} ({len(config_keys.KEYS)} OCPP keys",
         ),
         Hostile(
@@ -163,7 +163,7 @@ def hostile_files() -> list[Hostile]:
         Hostile(
             "nan-latitude.csv",
             csv_file("Yard,NaN,13.4", header="name,latitude,longitude"),
-            "Row 1, column latitude: 'NaN' is not a number",
+            "Row 2, column latitude: 'NaN' is not a number",
             resource="locations",
         ),
         Hostile(

@@ -274,7 +274,7 @@ def test_a_job_with_problems_imports_nothing_and_keeps_its_report(depot):
     ImportJob.objects.run_queued(job.pk)
     job.refresh_from_db()
     assert (job.status, job.created_count, job.failed_count) == ("done", 0, 1)
-    assert job.problems == ["Row 4, column location: No location named 'Nowhere'."]
+    assert job.problems == ["Row 5, column location: No location named 'Nowhere'."]
     assert Charger.objects.count() == 0
     assert bytes(job.data) == b""  # nothing more will be done with it
 
@@ -322,7 +322,7 @@ def test_a_check_without_problems_keeps_its_file_for_the_import(depot):
     [
         ("json", b"[" * 200_000 + b"]" * 200_000, "File: The file is not a list of rows"),
         ("json", b'[{"charge_point_id": "CP-1", "vendor": {"a": 1}}]', "Row 1, column vendor:"),
-        ("csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "Row 1, column evses:"),
+        ("csv", b"charge_point_id,location,evses\nCP-1,Depot,Type2:nan\n", "Row 2, column evses:"),
         ("csv", "charge_point_id\nCP-1\n".encode("utf-16"), "File: The file is not UTF-8"),
         ("xlsx", b"PK\x03\x04broken", "File: The file is not an Excel workbook"),
     ],

@@ -68,13 +68,13 @@ def test_importing_twice_updates_by_name():
         ("Depot,Berlin,DE,abc,13.3,UTC,", "latitude", "'abc' is not a number."),
         ("Depot,Berlin,DE,52.5,13.3,UTC,-1", "grid_limit_kw", "greater than or equal to 0"),
         ("Depot,Berlin,DE,52.5,13.3,UTC,big", "grid_limit_kw", "'big' is not a number"),
-        ("Garage,Berlin,DE,52.5,13.3,UTC,", "name", "'Garage' is already on row 1"),
+        ("Garage,Berlin,DE,52.5,13.3,UTC,", "name", "'Garage' is already on row 2"),
     ],
 )
 def test_a_bad_location_row_names_row_and_column_and_nothing_is_written(row, column, message):
     result = run_import(ROWS[1], row)
     problems = result.problems()
-    assert [(p.row, p.column) for p in problems] == [(2, column)], problems
+    assert [(p.row, p.column) for p in problems] == [(3, column)], problems
     assert message in problems[0].message
     assert Location.objects.count() == 0
 
@@ -93,6 +93,6 @@ def test_turns_for_waiting_cars_import_as_whole_minutes_with_a_default():
             read_dataset(f"{header}\nDepot,yes,{value}\n".encode(), "csv")
         )
         problems = bad.problems()
-        assert [(p.row, p.column) for p in problems] == [(1, "rotation_minutes")], problems
+        assert [(p.row, p.column) for p in problems] == [(2, "rotation_minutes")], problems
         assert message in problems[0].message
     assert Location.objects.get(name="Depot").rotation_minutes == 5  # nothing half-written

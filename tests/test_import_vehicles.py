@@ -75,7 +75,7 @@ def test_a_json_curve_may_be_a_list_of_pairs():
 def test_bad_curve_points_are_reported_on_the_charging_curve_column(curve, message):
     result = run_import(GOOD.rsplit(",", 1)[0] + "," + curve)
     problems = result.problems()
-    assert [(p.row, p.column) for p in problems] == [(1, "charging_curve")]
+    assert [(p.row, p.column) for p in problems] == [(2, "charging_curve")]
     assert message in problems[0].message
     assert VehicleModel.objects.count() == 0
 
@@ -90,7 +90,7 @@ def test_bad_curve_points_are_reported_on_the_charging_curve_column(curve, messa
 )
 def test_a_bad_vehicle_row_names_its_column(row, column, message):
     problems = run_import(GOOD.replace("Volt 60", "Other"), row).problems()
-    assert [(p.row, p.column) for p in problems] == [(2, column)], problems
+    assert [(p.row, p.column) for p in problems] == [(3, column)], problems
     assert message in problems[0].message
     assert VehicleModel.objects.count() == 0
 
@@ -103,7 +103,7 @@ def test_a_whole_number_written_with_a_fraction_is_read_in_a_numbered_column():
     assert VehicleModel.objects.get().ac_phases == 3
     result = run_import(GOOD.replace(",11,3,", ",11,3.5,").replace("Volt 60", "Volt 61"))
     assert [str(p) for p in result.problems()] == [
-        "Row 1, column ac_phases: '3.5' is not one of 1, 3."
+        "Row 2, column ac_phases: '3.5' is not one of 1, 3."
     ]
 
 
@@ -113,5 +113,5 @@ def test_a_control_character_in_a_make_or_model_is_refused(column):
     was refused for it from then on."""
     make, model = ("Ac\x1bme", "Volt 60") if column == "make" else ("Acme", "Volt\x1b60")
     result = run_import(GOOD.replace("Acme,Volt 60", f"{make},{model}"))
-    assert [(p.row, p.column) for p in result.problems()] == [(1, column)]
+    assert [(p.row, p.column) for p in result.problems()] == [(2, column)]
     assert not VehicleModel.objects.exists()

@@ -162,8 +162,9 @@ class ImportJobOut(Schema):
 
 class ImportProblemOut(Schema):
     row: int | None = Field(
-        description="The data row (from 1; the header is not a row), or "
-        "null for the file as a whole."
+        description="The row as a spreadsheet shows the file (the header is row 1, blank "
+        "rows keep their numbers; a JSON file's Nth object is row N), or null for the file "
+        "as a whole."
     )
     column: str | None = Field(description="The column, or null for the row as a whole.")
     message: str
