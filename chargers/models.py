@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
@@ -23,6 +22,7 @@ from chargers.validators import (
     validate_csms_url,
 )
 from simulator.contract import config_keys, overrides, shard_of
+from simulator.contract.one_line import is_one_line
 
 ANSWER_OVERRIDES_HELP = (
     "How this charger answers the CSMS's calls of an action, on every call: a list of rules "
@@ -484,7 +484,7 @@ class Charger(models.Model):
         # (a workbook cannot hold a control character at all, and an XLSX export of the
         # fleet was refused for one): a line break or a control character is a mistake.
         for field, label in IDENTITY_FIELDS:
-            if any(unicodedata.category(c) == "Cc" for c in getattr(self, field)):
+            if not is_one_line(getattr(self, field)):
                 errors[field] = (
                     f"{label} is one line of text (no line breaks or control characters)."
                 )

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from simulator.contract import traffic
+from simulator.contract.one_line import is_one_line
 
 
 def validate_time_zone(value: str) -> None:
@@ -166,9 +167,9 @@ class Location(models.Model):
         # Shown in lists, pages, logs and exports on one line: a line break or a control
         # character there is a mistake (or an attack on a log), not a name or an address.
         unprintable = {
-            field: f"{label} is one line of printable text (no line breaks or control characters)."
+            field: f"{label} is one line of text (no line breaks or control characters)."
             for field, label in (("name", "A name"), ("address", "An address"), ("city", "A city"))
-            if not getattr(self, field).isprintable()
+            if not is_one_line(getattr(self, field))
         }
         if unprintable:
             raise ValidationError(unprintable)

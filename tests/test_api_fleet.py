@@ -2213,7 +2213,7 @@ def test_an_evse_whose_next_number_a_concurrent_create_took_is_a_retryable_409(
 
 
 def test_a_location_name_is_one_line_of_printable_text(api, depot):
-    for name in ("Two\nlines", "Bell\x07", "Tab\there"):
+    for name in ("Two\nlines", "Bell\x07", "Tab\there", "Line\u2028separator"):
         answer = api.post(f"{V1}/locations", {"name": name})
         assert "name" in fields_of(answer), answer.content
         renamed = api.patch(f"{V1}/locations/{depot.pk}", {"name": name})
@@ -2223,6 +2223,8 @@ def test_a_location_name_is_one_line_of_printable_text(api, depot):
         Location(name="Two\nlines").full_clean()
     assert "name" in refused.value.message_dict
     assert api.post(f"{V1}/locations", {"name": "München Süd"}).status_code == 201
+    # QA: a non-breaking space pasted from a web page is a space, not "unprintable".
+    assert api.post(f"{V1}/locations", {"name": "Depot\u00a0Nord"}).status_code == 201
     # Its address and city alike, each named.
     both = api.patch(f"{V1}/locations/{depot.pk}", {"address": "Line 1\nLine 2", "city": "B\x00n"})
     assert set(fields_of(both)) == {"address", "city"}, both.content

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 from collections.abc import Collection
 from typing import Any
 
@@ -9,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from simulator.contract.one_line import is_one_line
 from vehicles.curve import CurveError, format_curve, parse_curve
 
 # Figures from the makers' public specifications (usable capacity, on-board charger,
@@ -233,7 +233,7 @@ class VehicleModel(models.Model):
         # Its natural key, shown on one line in lists and exports (a workbook cannot hold a
         # control character at all, and an XLSX export of the models was refused for one).
         for field, label in (("make", "A make"), ("model", "A model")):
-            if any(unicodedata.category(c) == "Cc" for c in getattr(self, field)):
+            if not is_one_line(getattr(self, field)):
                 errors[field] = (
                     f"{label} is one line of text (no line breaks or control characters)."
                 )
