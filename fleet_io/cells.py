@@ -30,11 +30,23 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else str(value)
 
 
+# Above this a float no longer holds every whole number: a spreadsheet keeps 15 digits.
+EXACT_WHOLE_NUMBERS = 2**53
+
+
 class TextCell(widgets.CharWidget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> str:
         if value in EMPTY:
             return ""
         if isinstance(value, float) and value.is_integer():
+            if abs(value) >= EXACT_WHOLE_NUMBERS:
+                # A serial number typed into a General cell: the workbook kept a float
+                # whose last digits are gone (1234567890123456789 read 1234567890123456768).
+                raise ValueError(
+                    f"The cell holds the number {value:.15g}, longer than a spreadsheet keeps "
+                    "exactly (15 digits), where text is expected: format the column as Text "
+                    "(Home > Number Format > Text) and type the value again."
+                )
             value = int(value)  # a spreadsheet turns "007" columns into numbers
         return _text(value)
 

@@ -1170,3 +1170,14 @@ def test_a_problem_names_the_row_a_spreadsheet_shows(depot, file_format):
     problems = run_import(data, file_format).problems()
     assert [(p.row, p.column) for p in problems] == [(5, "vendor"), (6, "max_power_kw")]
     assert table_sizes() == (0, 0, 0)
+
+
+def test_a_long_number_in_a_text_column_of_a_workbook_is_refused_not_rounded(depot):
+    """QA: a serial number typed as 1234567890123456789 into a General cell was stored as
+    1234567890123456768: the workbook holds a float, which keeps 15 or so digits."""
+    header = ["charge_point_id", "location", "serial_number"]
+    data = workbook(header, ["CP-1", "Depot", 1234567890123456789.0], ["CP-2", "Depot", 123456])
+    problems = run_import(data, "xlsx").problems()
+    assert [(p.row, p.column) for p in problems] == [(2, "serial_number")], problems
+    assert "longer than a spreadsheet keeps exactly" in problems[0].message
+    assert table_sizes() == (0, 0, 0)
