@@ -29,12 +29,13 @@ from typing import Any, TypeGuard
 import jsonschema
 import yaml
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
-from chargers.validators import validate_authorization_key, validate_csms_url
+from scenarios.format_errors import Errors as _Errors
+from scenarios.format_errors import FormatError, Path_, ScenarioError
+from scenarios.format_errors import shown_path as _shown
 from scenarios.published_schema import published
+from scenarios.template_checks import check_template, check_template_connectors
 from scenarios.texts import hiding, storable
-from simulator.contract import config_keys
 from simulator.contract.overrides import (
     ANSWER_STATUSES,
     CALL_ERROR_CODES,
@@ -96,7 +97,6 @@ NETWORK_GROUPS: dict[str, frozenset[str]] = {
     "conditions": frozenset({"latency_ms", "jitter_ms", "drop_rate"}),
 }
 
-Path_ = tuple[str | int, ...]
 
 # The values (mappings, lists and scalars) a file may hold once its aliases are expanded: a
 # 10,000-charger `ids` list fits many times over, and a "billion laughs" file (each alias
@@ -105,27 +105,6 @@ MAX_VALUES = 100_000
 # How deep a file may nest; PyYAML's composer recurses, and deeper input would exhaust the
 # interpreter's stack before our own check could say so.
 MAX_DEPTH = 50
-
-
-@dataclass(frozen=True)
-class FormatError:
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
-
-
-class ScenarioError(Exception):
-    """A file that cannot run; `errors` lists every problem found, in file order."""
-
-    def __init__(self, errors: Iterable[FormatError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.file, e.line, e.column, e.message))
-        super().__init__("\n".join(str(error) for error in self.errors))
 
 
 @dataclass(frozen=True)
@@ -210,7 +189,7 @@ def parse(
             data[part] = _substitute(data[part], values, (part,), errors)
     broken: set[int] = set()
     for error in _schema_errors(data):
-        errors.add_schema(error)
+        _add_schema(errors, error)
         path = tuple(error.absolute_path)
         if path[:1] == ("steps",) and len(path) > 1 and isinstance(path[1], int):
             broken.add(path[1])
@@ -223,8 +202,8 @@ def parse(
             id_tags_said=_id_tags_said(written_steps, said_nul),
         )
         _check_traffic_steps(steps, data.get("chargers"), errors, skip=broken)
-        _check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
-    _check_template(data.get("chargers"), errors)
+        check_template_connectors(steps, data.get("chargers"), errors, skip=broken)
+    check_template(data.get("chargers"), errors)
     _check_spread(data, errors)
     for part in ("chargers", "steps"):
         _check_finite(data.get(part), (part,), errors)
@@ -467,13 +446,6 @@ def _value(
         return None
 
 
-def _shown(path: Path_) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 # -- variables --------------------------------------------------------------------------------
 
 
@@ -531,91 +503,44 @@ def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
     ]
 
 
-class _Errors:
-    def __init__(
-        self,
-        file: str,
-        marks: dict[Path_, tuple[int, int]],
-        key_marks: dict[Path_, tuple[int, int]],
-    ) -> None:
-        self.file = file
-        self.marks = marks
-        self.key_marks = key_marks
-        self.found: list[FormatError] = []
-        # Where an unknown variable was said: the schema's word on the `${...}` text left
-        # there (not a duration, not a number) would only say it again, worse.
-        self.unknown_variables: set[Path_] = set()
-        # Where a value is a variable's, whole (`timeout: "${timeout}"`): an error there is
-        # about what `--var` or the API gave, and says which (never its value: it may be a
-        # secret).
-        self.from_variable: dict[Path_, str] = {}
-        # The values of the secret variables hidden (`texts.hiding`): a check that quotes
-        # the value it refuses ("'X' is not a status of ...") must not show a secret's,
-        # on the terminal or in the API's answer, as the run shows none anywhere.
-        self.hide: Callable[[Any], Any] = lambda value: value
-
-    def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
-        given = self.from_variable.get(path)  # a variable's value is a scalar: no deeper
-        if given is not None and message == "must be a string":
-            # `--var id_tag=12345678` is read as YAML: a number. How to give it as text.
-            message = (
-                f"{message} (from ${{{given}}}, which is no text here: quote it to "
-                f'make it text, --var \'{given}="..."\' or "..." in the file)'
+def _add_schema(errors: _Errors, error: jsonschema.ValidationError) -> None:
+    """A schema error said as the file's reader needs it (`_Errors.add`)."""
+    path: Path_ = tuple(error.absolute_path)
+    if path in errors.unknown_variables:
+        return
+    custom = error.schema.get("x-error") if isinstance(error.schema, dict) else None
+    if custom and _negative_duration(error):
+        errors.add(path, "must not be negative")
+        return
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        for key in _extra_keys(error):
+            errors.add(
+                (*path, key),
+                f"unknown key '{key}' (expected one of: {', '.join(allowed)})",
+                at_key=True,
             )
-        elif given is not None:
-            message = f"{message} (from ${{{given}}})"
-        mark = (self.key_marks.get(path) if at_key else None) or self._mark(path)
-        error = FormatError(self.file, mark[0], mark[1], _shown(path), str(self.hide(message)))
-        if error not in self.found:
-            self.found.append(error)
-
-    def said_at(self, path: Path_) -> bool:
-        """Whether a problem of the value at `path` was said already (the schema's)."""
-        shown = _shown(path)
-        return any(error.path == shown for error in self.found)
-
-    def _mark(self, path: Path_) -> tuple[int, int]:
-        while path and path not in self.marks:
-            path = path[:-1]
-        return self.marks.get(path, (1, 1))
-
-    def add_schema(self, error: jsonschema.ValidationError) -> None:
-        path: Path_ = tuple(error.absolute_path)
-        if path in self.unknown_variables:
-            return
-        custom = error.schema.get("x-error") if isinstance(error.schema, dict) else None
-        if custom and _negative_duration(error):
-            self.add(path, "must not be negative")
-            return
-        kind = error.validator
-        if kind == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = sorted(error.schema.get("properties", {}))
-            for key in _extra_keys(error):
-                self.add(
-                    (*path, key),
-                    f"unknown key '{key}' (expected one of: {', '.join(allowed)})",
-                    at_key=True,
-                )
-            return
-        if kind == "required":
-            missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
-            self.add(path, f"missing key '{missing}'")
-            return
-        if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
-            key = error.instance
-            if path[:1] == ("steps",) and kind == "enum":
-                kinds = ", ".join(str(v) for v in value_list(error.validator_value))
-                self.add((*path, key), f"unknown step kind '{key}' (one of: {kinds})", at_key=True)
-            else:
-                self.add((*path, key), custom or f"key '{key}' {_message(error)}", at_key=True)
-            return
-        if kind in ("minProperties", "maxProperties") and custom:
-            self.add(path, custom)
-            return
-        if custom:
-            self.add(path, custom)
-            return
-        self.add(path, _message(error))
+        return
+    if kind == "required":
+        missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
+        errors.add(path, f"missing key '{missing}'")
+        return
+    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        key = error.instance
+        if path[:1] == ("steps",) and kind == "enum":
+            kinds = ", ".join(str(v) for v in value_list(error.validator_value))
+            errors.add((*path, key), f"unknown step kind '{key}' (one of: {kinds})", at_key=True)
+        else:
+            errors.add((*path, key), custom or f"key '{key}' {_message(error)}", at_key=True)
+        return
+    if kind in ("minProperties", "maxProperties") and custom:
+        errors.add(path, custom)
+        return
+    if custom:
+        errors.add(path, custom)
+        return
+    errors.add(path, _message(error))
 
 
 _NEGATIVE_DURATION = re.compile(r"^-[0-9]+(\.[0-9]+)?(ms|s|m|h)$")
@@ -914,117 +839,6 @@ def _check_spread(data: dict[str, Any], errors: _Errors) -> None:
         errors.add(("spread",), f"must be at most {MAX_WAIT_SECONDS} seconds (an hour)")
 
 
-def config_text(value: Any) -> str:
-    """A template's configuration value as the charger stores it (YAML's `true` is "true")."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-WRITE_ONLY_KEY = (
-    "AuthorizationKey is write-only: give it as the template's authorization_key (kept sealed, "
-    "as a charger's own key), not in its configuration."
-)
-
-
-def _check_template(chargers: Any, errors: _Errors) -> None:
-    """A template's CSMS URL, and its configuration keys and values, checked as the charger's own form
-    checks them (`ConfigurationKey.clean`): the run stores them as given, so a value the
-    charger's form refuses, or a key that differs from an OCPP key only in case (a typing
-    slip no CSMS could read), would otherwise go into the run unseen."""
-    template = chargers.get("template") if isinstance(chargers, dict) else None
-    url = template.get("csms_url") if isinstance(template, dict) else None
-    url_path: Path_ = ("chargers", "template", "csms_url")
-    if isinstance(url, str) and "${" not in url and not errors.said_at(url_path):
-        # The chargers' own rules (no password in it), as the run's setup applies them:
-        # said here with its line rather than as a setup in error once the run started.
-        try:
-            validate_csms_url(url)
-        except ValidationError as exc:
-            errors.add(url_path, " ".join(exc.messages))
-    if isinstance(template, dict):
-        _check_template_security(template, errors)
-    configuration = template.get("configuration") if isinstance(template, dict) else None
-    if not isinstance(configuration, dict):
-        return
-    for key, value in configuration.items():
-        path: Path_ = ("chargers", "template", "configuration", key)
-        if not isinstance(key, str) or "${" in key:
-            continue
-        twin = config_keys.case_twin_problem(key)
-        if twin is not None:
-            errors.add(path, twin, at_key=True)
-            continue
-        if key == "AuthorizationKey":
-            # The charger's form refuses it too: stored as a configuration row it was kept
-            # in clear (not sealed as the charger's own key is) and shown in the admin.
-            errors.add(path, WRITE_ONLY_KEY, at_key=True)
-            continue
-        if key not in config_keys.KEYS or (isinstance(value, str) and "${" in value):
-            continue
-        try:
-            config_keys.normalise(key, config_text(value))
-        except config_keys.InvalidValue as exc:
-            errors.add(path, str(exc))
-
-
-def _check_template_security(template: dict[str, Any], errors: _Errors) -> None:
-    """A template's security profile and its AuthorizationKey, as the charger's own form
-    checks them (`Charger.clean`, `validate_authorization_key`): a run against a CSMS that
-    asks for HTTP Basic credentials. A key written out is checked without being quoted; one
-    from a variable (a secret one, best) when the run gives it."""
-    profile = template.get("security_profile", 0)
-    key = template.get("authorization_key")
-    base: Path_ = ("chargers", "template")
-    if profile in (1, 2) and key is None:
-        errors.add(
-            (*base, "security_profile"),
-            f"security profile {profile} needs the template's authorization_key (the HTTP "
-            'Basic password; best a secret variable: authorization_key: "${csms_password}")',
-        )
-    elif key is not None and profile == 0:
-        errors.add(
-            (*base, "authorization_key"),
-            "an authorization_key is sent with security_profile 1 or 2 only: give the profile too",
-            at_key=True,
-        )
-    if isinstance(key, str) and "${" not in key:
-        try:
-            validate_authorization_key(key)
-        except ValidationError as exc:
-            errors.add((*base, "authorization_key"), " ".join(exc.messages))
-    url = template.get("csms_url")
-    if profile == 2 and isinstance(url, str) and "${" not in url and not url.startswith("wss://"):
-        errors.add((*base, "security_profile"), "security profile 2 needs a wss:// csms_url (TLS)")
-
-
-def _check_template_connectors(
-    steps: list[Any], chargers: Any, errors: _Errors, *, skip: set[int]
-) -> None:
-    """A template's chargers have `connectors` connectors (default 1): a step on one
-    beyond them could only error at the engine once the chargers are up ("has no connector
-    3"), so it is said here. Existing chargers (ids, pattern, location) have what they
-    have: the file cannot tell."""
-    template = chargers.get("template") if isinstance(chargers, dict) else None
-    if not isinstance(template, dict):
-        return
-    count = template.get("connectors", 1)
-    if not isinstance(count, int) or isinstance(count, bool):
-        return  # the schema said so already
-    for n, item in enumerate(steps):
-        if n in skip or not isinstance(item, dict) or len(item) != 1:
-            continue
-        kind, args = next(iter(item.items()))
-        connector = args.get("connector") if isinstance(args, dict) else None
-        if isinstance(connector, int) and not isinstance(connector, bool) and connector > count:
-            have = f"{count} connector" + ("" if count == 1 else "s")
-            errors.add(
-                ("steps", n, kind, "connector"),
-                f"the template's chargers have {have}: there is no connector {connector}",
-            )
-
-
-# The steps whose values the engine checks again (`_check_engine_bounds`).
 ENGINE_CHECKED = frozenset({"close", "network", "clock_skew", "override"})
 
 

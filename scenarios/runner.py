@@ -39,7 +39,7 @@ from chargers.orm_threads import in_thread
 from chargers.validators import validate_authorization_key, validate_csms_url
 from locations.models import Location
 from scenarios import charger_ids
-from scenarios.format import Scenario, Step, config_text, substitute_runtime, unresolved
+from scenarios.format import Scenario, Step, substitute_runtime, unresolved
 from scenarios.models import (
     DEFAULT_LOCATION,
     ScenarioRun,
@@ -49,6 +49,7 @@ from scenarios.models import (
 )
 from scenarios.step_titles import step_title
 from scenarios.steps import STEPS, StepContext, StepError, StepFailed, Target, is_fleet_step
+from scenarios.template_checks import config_text
 from scenarios.texts import hiding, one_line, shown_variables, storable, written_secrets
 from scenarios.watch import (
     CALL,
