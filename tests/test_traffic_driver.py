@@ -400,6 +400,31 @@ async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() ->
             task.cancel()
 
 
+async def test_a_profile_edited_to_more_arrivals_applies_before_the_next_one_drawn() -> None:
+    """The next arrival is drawn ahead at the old rates: at a night's rate it may be hours
+    away (here months). An edit draws it again from now, so a raised rate applies within
+    seconds, not after that driver came."""
+    store = Store()
+    store.add(runtime_charger("EDIT-2", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {1: COMPACT}, seed=1, speed=3600.0, start=START)
+    quiet: dict[str, Any] = {**default_profile(), "hourly_arrivals": [0.0001] * 24}
+    busy: dict[str, Any] = {**quiet, "hourly_arrivals": [3600.0] * 24}
+    drawn = ArrivalStream(ArrivalProfile.from_dict(quiet), seeded(1, 7), START).next()
+    assert drawn is not None and drawn.at > START + 30 * 86400
+    try:
+        driver.refresh({7: quiet})  # type: ignore[dict-item]
+        site = driver.sites[7]
+        await asyncio.sleep(0.05)  # the site waits for the arrival drawn at the quiet rate
+        assert site.tally.arrivals == 0
+        driver.refresh({7: busy})  # type: ignore[dict-item]
+        await wait_until(lambda: site.tally.arrivals >= 3, message="arrivals at the new rate")
+        first = site.tally.log[0][0]
+        assert first != drawn and first.at < drawn.at
+    finally:
+        for task in driver.tasks():
+            task.cancel()
+
+
 def test_the_log_keeps_arrival_order_when_a_later_outcome_is_known_first():
     # The first driver waits for its Authorize answer; the next, a moment later, finds the
     # connector taken and is turned away at once. The log is in the order they arrived.

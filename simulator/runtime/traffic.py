@@ -165,18 +165,32 @@ class SiteTraffic:
         self.managed = False
         self.paused = False  # its arrivals stopped because its profile was disabled
         self.stopped = asyncio.Event()  # no more arrivals; the drivers there finish
+        # Set to wake the wait for the next arrival: stopped, or the profile changed.
+        self._wake = asyncio.Event()
         self._sessions: set[asyncio.Task[None]] = set()
 
     def stop_arrivals(self) -> None:
         self.stopped.set()
+        self._wake.set()
+
+    def use(self, profile: ArrivalProfile) -> None:
+        """Go on with an edited profile from now. The next arrival, drawn at the old rates,
+        may be hours away (a night's 0.1 an hour): it is drawn again from now at the new
+        ones, which a Poisson process, memoryless, allows."""
+        self.stream.use(profile)
+        self._wake.set()
 
     async def run(self) -> None:
         try:
             while (arrival := self.stream.next()) is not None:
                 if self.until is not None and arrival.at >= self.until:
                     break
-                if not await self.clock.sleep_until(arrival.at, self.stopped):
-                    break
+                if not await self.clock.sleep_until(arrival.at, self._wake):
+                    if self.stopped.is_set():
+                        break
+                    self._wake.clear()  # edited while this driver was still to come
+                    self.stream.now = self.clock.now()
+                    continue
                 slot = self.tally.arrived(arrival)
                 task = asyncio.create_task(
                     self._session(arrival, slot), name=f"traffic:{self.location_id}"
@@ -351,7 +365,7 @@ class TrafficDriver:
             except ProfileError:  # it was checked at its start; a vehicle cannot break it
                 continue
             if arrivals != site.stream.profile:
-                site.stream.use(arrivals)
+                site.use(arrivals)
 
     def start_site(
         self,
@@ -501,7 +515,7 @@ class TrafficDriver:
                 continue
             if site is not None and self.running(location_id):
                 if arrivals != site.stream.profile:
-                    site.stream.use(arrivals)
+                    site.use(arrivals)
                     log.info("location %d: traffic follows its edited profile", location_id)
             elif site is None or (
                 site.until is None and (site.paused or arrivals != site.stream.profile)
