@@ -425,6 +425,40 @@ async def test_a_profile_edited_to_more_arrivals_applies_before_the_next_one_dra
             task.cancel()
 
 
+async def test_a_profile_enabled_again_runs_for_the_rest_of_the_traffic_hours() -> None:
+    """With --traffic-hours, a site disabled and enabled again gets arrivals again until
+    the run's hours end (not as many hours again), and none once they are over."""
+    store = Store()
+    store.add(runtime_charger("EDIT-3", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    hours = 1000.0
+    driver = TrafficDriver(
+        store, {1: COMPACT}, seed=1, speed=36_000.0, start=START, duration=hours * 3600
+    )
+    six: dict[str, Any] = {**default_profile(), "hourly_arrivals": [6.0] * 24}
+    try:
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        site = driver.sites[7]
+        await wait_until(lambda: site.tally.arrivals >= 2, message="arrivals")
+        driver.refresh({})  # disabled
+        await wait_until(lambda: not driver.tasks(), message="the site's task to end")
+        before = site.tally.arrivals
+
+        driver.refresh({7: six})  # type: ignore[dict-item]  # enabled again
+        again = driver.sites[7]
+        assert again is not site and driver.running(7)
+        assert again.until == pytest.approx(site.until) == START + hours * 3600
+        await wait_until(lambda: again.tally.arrivals > before, message="arrivals again")
+
+        driver.refresh({})
+        await wait_until(lambda: not driver.tasks(), message="the site's task to end")
+        again.clock.start += hours * 3600  # past the run's hours
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        assert driver.sites[7] is again and not driver.running(7)
+    finally:
+        for task in driver.tasks():
+            task.cancel()
+
+
 def test_the_log_keeps_arrival_order_when_a_later_outcome_is_known_first():
     # The first driver waits for its Authorize answer; the next, a moment later, finds the
     # connector taken and is turned away at once. The log is in the order they arrived.

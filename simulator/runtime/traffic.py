@@ -517,16 +517,19 @@ class TrafficDriver:
                 if arrivals != site.stream.profile:
                     site.use(arrivals)
                     log.info("location %d: traffic follows its edited profile", location_id)
-            elif site is None or (
-                site.until is None and (site.paused or arrivals != site.stream.profile)
-            ):
+            elif site is None or site.paused or arrivals != site.stream.profile:
                 # New, enabled again, or edited after its arrivals ended (a profile of
-                # zeros): from now on, counting on where it left off.
+                # zeros): from now on, counting on where it left off, until the end of the
+                # run's --traffic-hours (not as many hours again; none if they are over).
+                start, duration = None, self.duration
+                if site is not None:
+                    start = site.clock.now()  # the same timeline
+                    if site.until is not None:
+                        duration = site.until - start
+                        if duration <= 0:
+                            continue
                 started = self.start_site(
-                    location_id,
-                    profiles[location_id],
-                    duration=self.duration,
-                    start=None if site is None else site.clock.now(),  # the same timeline
+                    location_id, profiles[location_id], duration=duration, start=start
                 )
                 started.managed = True
                 if site is not None:
