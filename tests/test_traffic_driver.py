@@ -459,6 +459,30 @@ async def test_a_profile_enabled_again_runs_for_the_rest_of_the_traffic_hours() 
             task.cancel()
 
 
+async def test_drivers_with_no_vehicle_model_fail_and_the_status_line_says_so(caplog) -> None:
+    """A fleet with no vehicle model (none is made but by --demo) and a profile without a
+    mix: every driver comes without a car. The status line's figures add up and the log
+    says why, once."""
+    store = Store()
+    store.add(runtime_charger("NOCAR-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {}, seed=1, speed=36_000.0, start=START)
+    try:
+        driver.refresh({7: {**default_profile(), "hourly_arrivals": [6.0] * 24}})
+        site = driver.sites[7]
+        await wait_until(lambda: site.tally.failed >= 3, message="arrivals")
+        tally = site.tally
+        assert tally.arrivals == tally.failed
+        assert f"{tally.arrivals} arrived, 0 charging sessions, 0 turned away, 0 refused, " in (
+            driver.totals().text()
+        )
+        assert f" {tally.failed} failed, 0 left" in driver.totals().text()
+        warned = [r for r in caplog.records if "with no vehicle" in r.getMessage()]
+        assert len(warned) == 1 and "location 7" in warned[0].getMessage()
+    finally:
+        for task in driver.tasks():
+            task.cancel()
+
+
 def test_the_log_keeps_arrival_order_when_a_later_outcome_is_known_first():
     # The first driver waits for its Authorize answer; the next, a moment later, finds the
     # connector taken and is turned away at once. The log is in the order they arrived.

@@ -103,10 +103,13 @@ class SiteTally:
         }
 
     def text(self) -> str:
+        # Failures are rare (a fault, no vehicle model at all), shown when there are some:
+        # without them the arrivals would not add up and nothing would say why.
+        failed = f"{self.failed} failed, " if self.failed else ""
         return (
             f"{self.arrivals} arrived, {self.started} charging sessions, "
-            f"{self.turned_away} turned away, {self.refused} refused, {self.left} left, "
-            f"{self.stayed} stayed plugged in"
+            f"{self.turned_away} turned away, {self.refused} refused, {failed}"
+            f"{self.left} left, {self.stayed} stayed plugged in"
         )
 
 
@@ -231,6 +234,12 @@ class SiteTraffic:
         tally = self.tally
         vehicle = self.driver.vehicle(arrival.vehicle)
         if vehicle is None:
+            if not tally.failed:  # once: every arrival of the site fails alike
+                log.warning(
+                    "location %d: a driver arrived with no vehicle: add vehicle models "
+                    "(admin: Vehicle models), or give the site's arrival profile a mix",
+                    self.location_id,
+                )
             tally.count(arrival, FAILED, slot)
             return
         free = self.free_connectors(vehicle)
