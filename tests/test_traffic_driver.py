@@ -362,6 +362,41 @@ async def test_a_site_split_over_shards_gets_its_share_of_the_arrivals_in_each()
         await driver.stop_site(8)
 
 
+async def test_a_split_site_counts_its_connectors_again_as_the_fleet_changes() -> None:
+    """The share of a site a worker draws (its connectors over the site's) follows the
+    fleet: a charger added to the site at another worker lowers this one's share, which
+    the site's count read once at the start kept as it was (more than the profile's rate)."""
+    site = await database_sync_to_async(make_location)("Split Site", time_zone="UTC")
+    for n in (1, 2):
+        await database_sync_to_async(make_charger)(f"SPL-{n}", location=site, evses=2)
+    await database_sync_to_async(ProfileRow.objects.create)(
+        location=site, hourly_arrivals=[4.0] * 24
+    )
+    service = Simulator(
+        RunOptions(shards=2, shard=0, traffic=True, traffic_start=START, reconcile_seconds=0.1)
+    )
+    service.store.add(
+        runtime_charger("SPL-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=site.pk)
+    )
+    task = asyncio.create_task(service.run_traffic())
+    try:
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
+        driver = service.traffic
+        assert driver is not None
+        assert driver.sites[site.pk].stream.profile.hourly == (2.0,) * 24  # 2 of 4
+        await database_sync_to_async(make_charger)("SPL-3", location=site, evses=4)
+        await wait_until(
+            lambda: driver.sites[site.pk].stream.profile.hourly == (1.0,) * 24,  # 2 of 8
+            message="this worker's share to follow the site's connectors",
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() -> None:
     """`--traffic` reads the profiles again as it runs (`refresh`): an edit goes on from
     now, a disabled site gets no more arrivals, and a site a command stopped stays stopped.

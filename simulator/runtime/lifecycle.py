@@ -32,7 +32,7 @@ import signal
 import socket
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,6 +74,7 @@ from simulator.runtime.transfers import FileTransfers, LogJournal
 from simulator.runtime.worker_lock import WorkerLock, WorkerLockError
 
 if TYPE_CHECKING:
+    from simulator.contract.traffic import ProfileDict
     from simulator.csms import CentralSystem
     from simulator.csms.control import ControlServer
     from simulator.csms.files import FileServer
@@ -450,7 +451,7 @@ class Simulator:
     async def run_traffic(self) -> None:
         """Background traffic at every site this worker runs, each by its arrival profile
         (the default one where a site has none)."""
-        from simulator.runtime.traffic import load_profiles
+        from simulator.runtime.traffic import load_profiles, load_site_connectors
 
         driver = await self.traffic_driver()
         profiles = await in_thread(load_profiles)()
@@ -459,11 +460,16 @@ class Simulator:
             f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
             f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time)\n"
         )
-        await driver.run(
-            profiles,
-            reload=lambda: in_thread(load_profiles)(),
-            every=max(self.options.reconcile_seconds, 1.0),
-        )
+
+        async def reload() -> Mapping[int, ProfileDict | None]:
+            if self.shards > 1:
+                # Each worker's share of a site is its connectors over the site's: counted
+                # again as chargers are added, moved or disabled (a site made since the
+                # start, unknown, would get its whole rate from every worker).
+                driver.site_connectors = await in_thread(load_site_connectors)()
+            return await in_thread(load_profiles)()
+
+        await driver.run(profiles, reload=reload, every=max(self.options.reconcile_seconds, 1.0))
 
     async def traffic_driver(self) -> TrafficDriver:
         """The worker's traffic driver, made on first use (by --traffic, or by a traffic
