@@ -270,6 +270,14 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         )
         assert bad["ok"] is False and bad["field"] == "hourly_arrivals"
         assert bad["message"].startswith("Give 24 numbers")
+        unknown = await ask(
+            traffic.traffic_command(
+                "start", site.pk, reply, "r1b", profile={"vehicle_mix": [[999_999, 1]]}
+            )
+        )
+        assert unknown["ok"] is False and unknown["field"] == "vehicle_mix"
+        assert unknown["message"] == "There is no vehicle model 999999."
+        assert site.pk not in service.traffic.sites  # type: ignore[union-attr]
 
         # Arrivals only from 13:00 to 15:00 in the site's zone (START is 13:30 there): a
         # worker that took the hours as UTC (08:00) would see none.

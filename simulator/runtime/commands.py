@@ -696,6 +696,12 @@ class CommandServer:
         seed = message.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise traffic.ProfileError("seed", f"The seed must be an integer, not {seed!r}.")
+        # An override's mix is refused as the API refuses a profile's: a model that does
+        # not exist would come as no car at all, every such arrival failing.
+        mix = driver.arrival_profile(location_id, profile).vehicles
+        unknown = sorted(set(mix) - set(driver.vehicles))
+        if unknown and message.get("profile") is not None:
+            raise traffic.ProfileError("vehicle_mix", f"There is no vehicle model {unknown[0]}.")
         driver.start_site(location_id, profile, duration=duration, seed=seed, speed=speed)
         return f"traffic at location {location_id} started ({here} chargers here)"
 
