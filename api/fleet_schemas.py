@@ -276,6 +276,11 @@ class ArrivalProfileOut(Schema):
     never_unplug_share: float
 
     @staticmethod
+    def resolve_hourly_arrivals(obj: ArrivalProfile) -> list[float]:
+        # A row the admin saved from a text of 24 numbers before they were kept as a list.
+        return traffic.check_hourly(obj.hourly_arrivals)
+
+    @staticmethod
     def resolve_vehicle_mix(obj: ArrivalProfile) -> list[dict[str, Any]]:
         return [{"vehicle": s.vehicle_id, "weight": s.weight} for s in obj.vehicle_mix.all()]
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import zoneinfo
 
 import pycountry
@@ -293,6 +294,10 @@ class ArrivalProfile(models.Model):
         return f"Arrivals at {self.location}"
 
     def clean(self) -> None:
+        # The admin takes a text of 24 numbers too: kept as the list it stands for, which
+        # the API and anything else reading the column expect.
+        with contextlib.suppress(ValueError):  # the field's validator says why
+            self.hourly_arrivals = traffic.check_hourly(self.hourly_arrivals)
         errors: dict[str, str] = {}
         for prefix, quantity in self.QUANTITIES.items():
             kind = getattr(self, f"{prefix}_distribution")

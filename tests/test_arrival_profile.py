@@ -12,6 +12,7 @@ from django.test import Client
 from locations.models import ArrivalProfile, Location, VehicleShare
 from simulator.contract.traffic import DEFAULT_HOURLY_ARRIVALS, check_profile
 from tests.admin_forms import form_values
+from tests.api_client import TokenClient, user_with_token
 from tests.cast import make_location, make_vehicle
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +163,26 @@ def test_the_admin_shows_the_engines_message_for_a_bad_value(
     assert "Give 24 numbers, one per hour of the day from 00:00 to 23:00; got 3." in page
     assert "The max 30 is below the min 90." in page
     assert not ArrivalProfile.objects.exists()
+
+
+def test_hours_given_as_a_text_are_kept_as_the_list_the_api_reads(
+    admin_client_logged_in: Client, site: Location
+) -> None:
+    """The admin takes the 24 rates as a text too ("0 1 2 ...", as JSON a string): they are
+    stored as numbers, not as that text, which made the API's locations answer 500."""
+    data = add_form(admin_client_logged_in)
+    data.update({"location": str(site.pk), "hourly_arrivals": '"' + " ".join(["2"] * 24) + '"'})
+    response = admin_client_logged_in.post(ADD, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    profile = ArrivalProfile.objects.get(location=site)
+    assert profile.hourly_arrivals == [2.0] * 24
+
+    # A row saved as a text before: the API reads it as the numbers it stands for.
+    ArrivalProfile.objects.filter(pk=profile.pk).update(hourly_arrivals="3 " * 24)
+    _, token = user_with_token("reader", "view_location")
+    answer = TokenClient(token).get(f"/api/v1/locations/{site.pk}")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["arrival_profile"]["hourly_arrivals"] == [3.0] * 24
 
 
 def test_the_location_list_links_each_site_to_its_traffic(
