@@ -526,6 +526,30 @@ async def test_drivers_with_no_vehicle_model_fail_and_the_status_line_says_so(ca
             task.cancel()
 
 
+async def test_the_status_line_counts_on_when_a_command_starts_a_site_again() -> None:
+    """A traffic command (a scenario's step) starts a site again with a tally of its own;
+    the status line, like the counters, still counts what the site did before."""
+    store = Store()
+    store.add(runtime_charger("AGAIN-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {1: COMPACT}, seed=1, speed=36_000.0, start=START)
+    six: dict[str, Any] = {**default_profile(), "hourly_arrivals": [6.0] * 24}
+    try:
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        first = driver.sites[7]
+        await wait_until(lambda: first.tally.turned_away >= 3, message="arrivals")
+        again = driver.start_site(7, six)  # as the command does
+        await wait_until(lambda: again.tally.turned_away >= 1, message="arrivals again")
+        total = driver.totals()
+        assert total.arrivals == first.tally.arrivals + again.tally.arrivals
+        assert total.turned_away == first.tally.turned_away + again.tally.turned_away >= 4
+        assert f"{total.arrivals} arrived, 0 charging sessions, {total.turned_away} turned" in (
+            total.text()
+        )
+    finally:
+        for task in driver.tasks():
+            task.cancel()
+
+
 def test_the_log_keeps_arrival_order_when_a_later_outcome_is_known_first():
     # The first driver waits for its Authorize answer; the next, a moment later, finds the
     # connector taken and is turned away at once. The log is in the order they arrived.

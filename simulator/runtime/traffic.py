@@ -68,6 +68,9 @@ class SiteTally:
     # Each arrival with what became of it, in the order they arrived (kept for tests and
     # scenario reports; bounded so that a week-long run does not grow without end).
     log: list[tuple[Arrival, str]] = field(default_factory=list)
+    # The worker's counts since it started (the status line's), counted with these: a
+    # site's tally starts again at a command's start, its drivers there still counting.
+    run: SiteTally | None = None
 
     LOG_LIMIT = 10_000
 
@@ -76,20 +79,27 @@ class SiteTally:
         later: one driver may wait for an Authorize answer while the next, arriving a
         moment after, is turned away at once, and the log stays in arrival order."""
         self.arrivals += 1
+        if self.run is not None:
+            self.run.arrivals += 1
         if len(self.log) >= self.LOG_LIMIT:
             return None
         self.log.append((arrival, ARRIVING))
         return len(self.log) - 1
 
     def count(self, arrival: Arrival, outcome: str, slot: int | None) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        self._add(outcome)
         TRAFFIC_ARRIVALS.labels(outcome=outcome).inc()
         if slot is not None:
             self.log[slot] = (arrival, outcome)
 
     def departed(self, how: str) -> None:
-        setattr(self, how, getattr(self, how) + 1)
+        self._add(how)
         TRAFFIC_DEPARTURES.labels(kind=how).inc()
+
+    def _add(self, name: str) -> None:
+        for tally in (self, self.run):
+            if tally is not None:
+                setattr(tally, name, getattr(tally, name) + 1)
 
     def as_dict(self) -> TrafficTally:
         return {
@@ -321,6 +331,7 @@ class TrafficDriver:
         self.speed = speed
         self.start = start  # simulated epoch time each site starts at; None: when it starts
         self.sites: dict[int, SiteTraffic] = {}
+        self.run_tally = SiteTally()  # every site's, since the worker started
         # The profile each site was started with (None: the default), read again against
         # a new vehicle catalogue (`use_vehicles`): an empty mix draws from the catalogue.
         self._given: dict[int, Mapping[str, Any] | None] = {}
@@ -404,6 +415,7 @@ class TrafficDriver:
         site = SiteTraffic(
             self, location_id, arrivals, clock, self.seed if seed is None else seed, until
         )
+        site.tally.run = self.run_tally
         if share < 1.0:
             k, n = self.shard
             site.stream.rng = random.Random(f"traffic:{site.seed}:{location_id}:{k}/{n}")
@@ -545,12 +557,9 @@ class TrafficDriver:
                     started.tally = site.tally
 
     def totals(self) -> SiteTally:
-        """Every site's tally added up (the status line's figures)."""
-        total = SiteTally()
-        for site in self.sites.values():
-            for name, value in site.tally.as_dict().items():
-                setattr(total, name, getattr(total, name) + value)
-        return total
+        """What every site's traffic did since the worker started (the status line's
+        figures, as the counters'): a site a command started again counts on."""
+        return self.run_tally
 
 
 def load_profiles(
