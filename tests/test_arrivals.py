@@ -62,6 +62,20 @@ def test_the_same_seed_gives_the_same_arrivals() -> None:
     assert take(stream(42), 300) == take(stream(42), 300)
 
 
+def test_the_same_seed_gives_the_same_drivers_whenever_the_run_starts() -> None:
+    # A run starts when it is started: 17 minutes later, the hours begin at other points
+    # of the stream. The same drivers come in the same order; at a flat rate, after the
+    # same gaps.
+    flat = ArrivalProfile.from_dict({**default_profile(), "hourly_arrivals": [6.0] * 24})
+    shaped = ArrivalProfile.from_dict(dict(default_profile()))
+    for profile in (flat, shaped):
+        runs = [take(ArrivalStream(profile, random.Random(5), START + d), 40) for d in (0, 1020)]
+        assert [a.id_tag for a in runs[0]] == [a.id_tag for a in runs[1]]
+        assert [a.dwell_s for a in runs[0]] == [a.dwell_s for a in runs[1]]
+    early, late = (take(ArrivalStream(flat, random.Random(5), START + d), 40) for d in (0, 1020))
+    assert [a.at - START for a in early] == pytest.approx([a.at - START - 1020 for a in late])
+
+
 def test_another_seed_gives_other_arrivals() -> None:
     assert take(stream(42), 50) != take(stream(43), 50)
 

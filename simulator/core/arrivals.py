@@ -4,10 +4,13 @@ Plain Python and fully determined by the profile, the `random.Random` given and 
 time: the same seed gives the same arrivals, so a run (or a test) can be repeated.
 
 Arrivals are a Poisson process whose rate is piecewise constant, one rate per hour of the
-site's local day (`ProfileDict.hourly_arrivals`). The stream is exact, not thinned: an
-exponential gap is drawn at the current hour's rate; if it would cross into the next hour,
-the clock moves to that hour's start and a fresh gap is drawn at the new rate (the process
-is memoryless, so nothing is lost). Each arrival then draws, always in this order, its
+site's local day (`ProfileDict.hourly_arrivals`). The stream is exact, not thinned: each
+arrival draws one unit exponential, the expected arrivals until it, and the clock walks
+the hours, using up each hour's rate times its time, until that much is spent. One draw
+per arrival wherever the hours begin: the same seed gives the same drivers in the same
+order whenever a run starts, and at a flat rate the same gaps too (a fresh gap drawn at
+each hour's start would make them depend on the start's minute). Each arrival then
+draws, always in this order, its
 vehicle (weights of the mix), initial SoC, target SoC, dwell, idTag (uniform from the
 pool), whether the driver never unplugs, and a `pick` in [0, 1) with which the runtime
 chooses among the free connectors: keeping every draw here keeps runs reproducible.
@@ -141,14 +144,15 @@ class ArrivalStream:
         if self._idle:
             return None
         rng, t = self.rng, self.now
+        need = rng.expovariate(1.0)  # the rate's integral until the next arrival
         while True:
             hour, boundary = _hour_at(t, self.profile.tz)
             rate = self.profile.hourly[hour] / 3600.0
             if rate > 0:
-                gap = rng.expovariate(rate)
-                if t + gap < boundary:
-                    t += gap
+                if need < rate * (boundary - t):
+                    t += need / rate
                     break
+                need -= rate * (boundary - t)
             t = boundary
         self.now = t
         return self._arrival(t)
