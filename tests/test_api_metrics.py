@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient, Client
 
+from simulator.contract import engine_here
 from simulator.core.charge_point import BootState
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.api_client import bearer, user_with_token
@@ -33,7 +34,12 @@ def error_of(response, status: int) -> str:
 
 
 @pytest.mark.django_db
-def test_anonymous_callers_get_401_and_callers_without_view_charger_403(client: Client):
+def test_anonymous_callers_get_401_and_callers_without_view_charger_403(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    # No engine runs in this process, whatever an earlier test of this process left
+    # announced (one still running on a loop of its own).
+    monkeypatch.setattr(engine_here, "_fleets", {})
     assert "Bearer" in error_of(client.get("/metrics"), 401)
     assert client.get("/metrics")["WWW-Authenticate"].startswith("Bearer")
     assert "not valid" in error_of(client.get("/metrics", headers=bearer("nope")), 401)

@@ -18,6 +18,7 @@ from ocpp.v16 import call
 
 from chargers.models import ConfigurationKey
 from scripts.reachable import reachable
+from simulator.contract import engine_here
 from simulator.core.charge_point import CallFailed
 from simulator.core.drops import DROPPED
 from simulator.runtime import channel_layers
@@ -366,3 +367,22 @@ def test_the_readme_names_every_reason_a_drop_is_counted_under():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     (row,) = [line for line in readme.splitlines() if "`chargesim_dropped_events_total`" in line]
     assert [reason for reason in REASONS if f"`{reason}`" not in row] == []
+
+
+def test_a_fleet_whose_event_loop_has_closed_is_no_engine_of_this_process(monkeypatch):
+    """The web side's /metrics shows the engine's families only while one runs here: a
+    simulator that ended without `stop()` (its loop torn down) runs nowhere."""
+    monkeypatch.setattr(engine_here, "_fleets", {})
+    loop = asyncio.new_event_loop()
+    store = object()
+    engine_here.announce(store, loop)
+    assert engine_here.running()
+    loop.close()
+    assert not engine_here.running()
+    other = asyncio.new_event_loop()
+    try:
+        engine_here.announce(store, other)
+        engine_here.announce(store, None)  # stopped
+        assert not engine_here.running()
+    finally:
+        other.close()

@@ -112,7 +112,7 @@ def test_the_model_import_and_api_refuse_an_empty_curve_of_a_dc_car_with_the_sam
     )
     problems = VehicleModelResource().import_data(read_dataset(rows, "csv")).problems()
     assert [(p.row, p.column, p.message) for p in problems] == [
-        (1, "charging_curve", CURVE_REQUIRED)
+        (2, "charging_curve", CURVE_REQUIRED)
     ]
 
     _, token = user_with_token("fleet", "add_vehiclemodel", "view_vehiclemodel")
@@ -163,7 +163,7 @@ def test_an_import_and_the_api_refuse_a_car_that_charges_on_neither_ac_nor_dc():
     rows = b"make,model,capacity_kwh,ac_max_kw,dc_max_kw,charging_curve\nAcme,Brick,40,0,0,\n"
     result = VehicleModelResource().import_data(read_dataset(rows, "csv"))
     assert [(p.row, p.column, p.message) for p in result.problems()] == [
-        (1, "ac_max_kw", CANNOT_CHARGE)
+        (2, "ac_max_kw", CANNOT_CHARGE)
     ]
 
     vehicle = make_vehicle(3)  # the plug-in hybrid: AC only
@@ -204,7 +204,7 @@ def test_an_import_refuses_a_curve_with_a_0_kw_point_by_row_and_column_and_impor
     )
     result = VehicleModelResource().import_data(read_dataset(rows, "csv"))
     assert [(p.row, p.column, p.message) for p in result.problems()] == [
-        (2, "charging_curve", ZERO_AT_80)
+        (3, "charging_curve", ZERO_AT_80)
     ]
     assert not VehicleModel.objects.exists()  # not the good row either
 

@@ -10,20 +10,28 @@ than one in tests); a worker's own metrics port always shows them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 METRIC_PREFIX: Final = "chargesim_"
 
-_fleets: set[int] = set()
+# id(a simulator's store) -> the event loop it runs on.
+_fleets: dict[int, asyncio.AbstractEventLoop] = {}
 
 
 def running() -> bool:
+    """Whether a fleet runs here: one whose loop has closed ended without stopping (a
+    crash, a test's loop torn down) and runs nowhere, as the metrics' collector holds."""
+    for key, loop in list(_fleets.items()):
+        if loop.is_closed():
+            _fleets.pop(key, None)
     return bool(_fleets)
 
 
-def announce(fleet: object, running: bool) -> None:
-    """Called by the lifecycle only: `fleet` (a simulator's store) runs here now, or no longer."""
-    if running:
-        _fleets.add(id(fleet))
+def announce(fleet: object, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Called by the lifecycle only: `fleet` (a simulator's store) runs on `loop` now, or
+    no longer (None)."""
+    if loop is not None:
+        _fleets[id(fleet)] = loop
     else:
-        _fleets.discard(id(fleet))
+        _fleets.pop(id(fleet), None)

@@ -710,7 +710,7 @@ class Simulator:
             self.store.add(charger)
         self.sites.use(await in_thread(load_sites)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
-        engine_here.announce(self.store, running=True)
+        engine_here.announce(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
         if connect:
             for charger in chargers:
@@ -992,7 +992,7 @@ class Simulator:
             await asyncio.wait_for(closing, max(deadline - loop.time(), 0.1))
         self._writer.shutdown(wait=False)
         metrics.FLEET.detach(self.store)
-        engine_here.announce(self.store, running=False)
+        engine_here.announce(self.store, None)
         logging.getLogger("simulator").removeHandler(self.log_journal)
 
     async def _say_stopping(self, deadline: float) -> None:
