@@ -461,6 +461,14 @@ class XLSX(base_formats.XLSX):
 NAMED_UNWRITABLE = 10
 
 
+def _first_ones(found: list[str], most: int) -> str:
+    """The first `most` of `found`, and how many more: a message names some, not thousands."""
+    shown = "; ".join(found[:most])
+    if len(found) > most:
+        shown += f"; and {len(found) - most:,} more"
+    return shown
+
+
 def _check_writable(dataset: tablib.Dataset) -> None:
     """Refuses, naming each, the cells holding a control character that XML, and so a
     workbook, cannot hold (the import and the API take them in a vendor or a model): the
@@ -479,9 +487,7 @@ def _check_writable(dataset: tablib.Dataset) -> None:
                     f"0x{ord(match.group()):02x} ({cell[:40]!r})"
                 )
     if found:
-        shown = "; ".join(found[:NAMED_UNWRITABLE])
-        if len(found) > NAMED_UNWRITABLE:
-            shown += f"; and {len(found) - NAMED_UNWRITABLE:,} more"
+        shown = _first_ones(found, NAMED_UNWRITABLE)
         raise FileProblem(
             f"A workbook (XLSX) cannot hold a control character: {shown}. Correct it there, "
             "or export as CSV or JSON, which hold it."
@@ -576,9 +582,7 @@ def _xlsx_rows(data: bytes) -> tuple[list[tuple[Any, ...]], list[int]]:
         if dated:
             _read_dates(sheet, dated, rows)
         if uncomputed:
-            shown = "; ".join(uncomputed[:NAMED_FORMULAE])
-            if len(uncomputed) > NAMED_FORMULAE:
-                shown += f"; and {len(uncomputed) - NAMED_FORMULAE:,} more"
+            shown = _first_ones(uncomputed, NAMED_FORMULAE)
             raise FileProblem(
                 f"Formula cells without a computed value: {shown}. Open the workbook in a "
                 "spreadsheet and save it (which stores the values), or type the values."

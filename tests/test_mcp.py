@@ -735,17 +735,7 @@ def test_stdio_answers_every_request_piped_in_before_its_input_ends(site):
             for id, (n, a) in calls.items()
         ),
     ]
-    done = subprocess.run(
-        [sys.executable, "manage.py", "mcp", "--user", "admin"],
-        cwd=ROOT,
-        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True,
-        text=True,
-        timeout=120,  # a guard against a server that never ends, not a speed limit
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    answers, done = stdio_answers(site, lines)
     assert sorted(answers) == [1, 2, 3, 4], done.stdout[-2000:]
     for id in calls:
         assert "error" not in answers[id], answers[id]
@@ -771,17 +761,7 @@ def test_stdio_says_a_request_before_the_handshake_needs_initialize_first(site):
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/list"},
     ]
-    done = subprocess.run(
-        [sys.executable, "manage.py", "mcp", "--user", "admin"],
-        cwd=ROOT,
-        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True,
-        text=True,
-        timeout=120,  # a guard against a server that never ends, not a speed limit
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    answers, _done = stdio_answers(site, lines)
     assert_refused_saying(answers[1], INVALID_PARAMS, 1, 'send an "initialize" request first')
     assert answers[2]["result"] == {}
     assert "plug_in" in {t["name"] for t in answers[4]["result"]["tools"]}
@@ -820,3 +800,19 @@ async def test_http_tools_answer_the_apis_json_times_included(site):
         assert got == api_get(site, f"/scenarios/runs/{started['id']}")
         runs = structured(await client.call_tool("list_scenario_runs", {"limit": 5}))
         assert runs == api_get(site, "/scenarios/runs?limit=5")
+
+
+def stdio_answers(site: Any, lines: list[Any]) -> tuple[dict[Any, Any], Any]:
+    """`manage.py mcp` as admin, fed `lines` on stdin: its answers by id, and the run."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "mcp", "--user", "admin"],
+        cwd=ROOT,
+        env={**os.environ, "CHARGESIM_VAR_DIR": str(site.var_dir)},
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against a server that never ends, not a speed limit
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    return answers, done
