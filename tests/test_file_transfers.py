@@ -92,6 +92,16 @@ async def test_a_redirect_on_the_same_host_keeps_the_login():
     assert len(saw) == 2 and saw[0] == saw[1] is not None
 
 
+def drip(request: http.server.BaseHTTPRequestHandler, stop: threading.Event) -> None:
+    """A byte every 50 ms, well inside any socket timeout, until `stop` (or the client
+    goes away): a server that never ends what it sends."""
+    with contextlib.suppress(OSError):
+        while not stop.is_set():
+            request.wfile.write(b"x")
+            request.wfile.flush()
+            time.sleep(0.05)
+
+
 async def test_a_server_trickling_its_answer_is_cut_off_at_max_seconds():
     stop = threading.Event()
 
@@ -100,11 +110,7 @@ async def test_a_server_trickling_its_answer_is_cut_off_at_max_seconds():
         request.send_response(200)
         request.send_header("Content-Length", str(1_000_000))
         request.end_headers()
-        with contextlib.suppress(OSError):
-            while not stop.is_set():
-                request.wfile.write(b"x")
-                request.wfile.flush()
-                time.sleep(0.05)
+        drip(request, stop)
 
     transfers = FileTransfers(timeout=5.0, max_seconds=0.5)
     with serving(trickle) as (base, _):
@@ -124,10 +130,7 @@ async def test_a_server_trickling_its_headers_is_cut_off_at_max_seconds(what):
         # A status line, then one header that never ends, a byte well inside the timeout.
         with contextlib.suppress(OSError):
             request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            while not stop.is_set():
-                request.wfile.write(b"x")
-                request.wfile.flush()
-                time.sleep(0.05)
+        drip(request, stop)
 
     transfers = FileTransfers(timeout=5.0, max_seconds=0.5)
     with serving(trickle) as (base, _):
