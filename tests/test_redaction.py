@@ -215,6 +215,19 @@ def test_a_deeply_nested_frame_naming_the_key_is_withheld_not_raised():
             '{"location":"ftp://ops@example.com:********@10.0.0.1/d/","b":"ftp://u:********@h/"}',
         ),
         ('{"location":"ftp://user@host:21/x@y"}', '{"location":"ftp://user@host:21/x@y"}'),
+        (  # an unescaped "/" in the password: a malformed URL, but its text is a password
+            '{"location":"ftp://fw:pa/ss@10.0.0.1/a.bin","b":"ftp://ops@example.com:a/b/c@h/"}',
+            '{"location":"ftp://fw:********@10.0.0.1/a.bin","b":"ftp://ops@example.com:********@h/"}',
+        ),
+        (  # and JSON may escape that slash too
+            '{"location":"ftp:\\/\\/fw:pa\\/ss@h\\/"}',
+            '{"location":"ftp:\\/\\/fw:********@h\\/"}',
+        ),
+        # A port before a path with an "@" is not a password.
+        (
+            '{"u":"https://host:8080/x@y","v":"ftp://u:p@h:21/a@b"}',
+            '{"u":"https://host:8080/x@y","v":"ftp://u:********@h:21/a@b"}',
+        ),
         # No password, or no URL: as it was.
         ('{"location":"ftp://anonymous@host/x"}', '{"location":"ftp://anonymous@host/x"}'),
         ('{"idTag":"a@b","data":"http://host/x@y"}', '{"idTag":"a@b","data":"http://host/x@y"}'),

@@ -44,11 +44,21 @@ LINE_WITHHELD = f"[withheld: may name {SECRET_KEY_NAME} and is not a JSON frame]
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\":?#]*:)[^/\\\s\"?#]+@")
 
 
+# The same login with an unescaped "/" in the password (ftp://u:pa/ss@host/). Such a URL is
+# malformed: the "/" ends the authority, so the charger reads host "u" and fails. But the
+# text is still somebody's password, so it goes too, up to an "@" before any "?", "#" or
+# quote. A port ("host:21/x@y", "host:8080/") is not a password: digits then "/" are kept.
+_URL_PASSWORD_WITH_SLASH = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^/\\\s\":?#]*:)(?!\d+\\?/)[^\s\"?#@]*?\\?/[^\s\"?#@]*@"
+)
+
+
 def redact_urls(text: str) -> str:
     """The text with the password of every scheme://user:password@ URL replaced."""
     if "@" not in text:
         return text
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _URL_PASSWORD_WITH_SLASH.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 
 # A query parameter that grants access: pre-signed and SAS URLs (X-Amz-Signature,
