@@ -526,6 +526,73 @@ async def test_drivers_with_no_vehicle_model_fail_and_the_status_line_says_so(ca
             task.cancel()
 
 
+def empty_car_site(csms_url: str) -> Location:
+    site = make_location("Empty Cars", time_zone="UTC")
+    make_vehicle(0)
+    make_charger("EMPTY-1", location=site, evses=2, csms_url=csms_url)
+    ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[12.0] * 24,
+        soc_distribution="fixed",
+        soc_a=0,
+        soc_b=0,
+        target_distribution="fixed",
+        target_a=0,
+        target_b=0,
+        dwell_distribution="fixed",
+        dwell_a=15,
+        dwell_b=0,
+        id_tags=POOL,
+        never_unplug_share=0,
+    )
+    return site
+
+
+async def test_a_driver_whose_car_wants_nothing_plugs_in_and_draws_nothing(csms) -> None:
+    """A profile whose SoC and target SoC are both 0 (the admin takes it, and a clipped
+    normal can draw it): the car arrives empty and wants nothing. Its driver starts a
+    session and leaves after the dwell, as with a full car; it is not a failed arrival."""
+    site = await database_sync_to_async(empty_car_site)(csms.url)
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            reconnect_cap=0.5,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=SPEED,
+            traffic_start=START,
+            traffic_duration=3600.0,
+        )
+    )
+    await service.start()
+    try:
+        await wait_until(
+            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+            timeout=30,
+            message="the site's charger to boot",
+        )
+        service.spawn(service.run_traffic(), "traffic")
+        await wait_until(
+            lambda: service.traffic is not None and site.pk in service.traffic.sites,
+            message="the traffic to start",
+        )
+        driver = service.traffic
+        assert driver is not None
+        tally = await driver.wait_site(site.pk)
+        assert tally is not None
+        assert tally.failed == 0 and tally.started >= 2, driver.totals().text()
+        await wait_until(
+            lambda: sum(tx.stopped for tx in csms.transactions.values()) == tally.left,
+            timeout=15,
+            message="the CSMS to see every session stop",
+        )
+        stopped = [tx for tx in csms.transactions.values() if tx.stopped]
+        assert stopped and all(tx.meter_stop == tx.meter_start for tx in stopped)
+    finally:
+        await service.stop()
+
+
 async def test_the_status_line_counts_on_when_a_command_starts_a_site_again() -> None:
     """A traffic command (a scenario's step) starts a site again with a tally of its own;
     the status line, like the counters, still counts what the site did before."""

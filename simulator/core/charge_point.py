@@ -975,7 +975,9 @@ class Charger:
             raise ActionError("a vehicle is already plugged in")
         if evse.status in (Status.FAULTED, Status.UNAVAILABLE):
             raise ActionError(f"connector {connector_id} is {evse.status}")
-        if not 0 <= soc <= 100 or not 0 < target_soc <= 100:
+        # A target of 0 is an empty car that wants nothing (a traffic profile may draw it),
+        # as a target at the SoC is a full one: it plugs in and draws no power.
+        if not 0 <= soc <= 100 or not 0 <= target_soc <= 100:
             raise ActionError("SoC must be within 0–100 %")
         if self.spec.power_type == "DC" and vehicle.dc_max_kw <= 0:
             raise ActionError(f"{vehicle.name} cannot charge on DC")
