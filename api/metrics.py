@@ -52,10 +52,11 @@ class _WithoutEngine(CollectorRegistry):
 WITHOUT_ENGINE = _WithoutEngine(auto_describe=False)
 
 
-@csrf_exempt  # nothing but GET is served: a POST gets the 405, not Django's CSRF page
+@csrf_exempt  # nothing but GET and HEAD are served: a POST gets the 405, not Django's CSRF page
 async def metrics(request: HttpRequest) -> HttpResponse:
-    if request.method != "GET":
-        return method_not_allowed(request, "GET")
+    # HEAD too: uptime checks and load balancers probe with it (asked as GET, no body).
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed(request, "GET, HEAD")
     try:
         await sync_to_async(_authorize)(request)
     except HttpError as exc:
@@ -65,5 +66,7 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     # The format the scraper asks for, as a worker's --metrics-port server (prometheus_client's
     # own) answers it: OpenMetrics for `Accept: application/openmetrics-text`, else text 0.0.4.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    if request.method == "HEAD":
+        return HttpResponse(content_type=content_type)
     registry = REGISTRY if engine_here.running() else WITHOUT_ENGINE
     return HttpResponse(encode(registry), content_type=content_type)

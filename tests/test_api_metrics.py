@@ -64,18 +64,21 @@ def test_anonymous_callers_get_401_and_callers_without_view_charger_403(
 
 
 @pytest.mark.django_db
-def test_a_logged_in_browser_with_the_permission_reads_it_and_nothing_but_get_is_allowed(
+def test_a_logged_in_browser_with_the_permission_reads_it_and_only_get_and_head_are_allowed(
     client: Client,
 ):
+    assert client.head("/metrics").status_code == 401  # HEAD asks as GET does
     client.force_login(make_user("browser", "view_charger"))
     assert client.get("/metrics").status_code == 200
+    probed = client.head("/metrics")
+    assert probed.status_code == 200 and probed["Content-Type"].startswith("text/plain")
     assert client.post("/metrics").status_code == 405
     # With the CSRF check a real server makes: a 405 saying what is allowed, not Django's
     # HTML CSRF page (403) for a method that would change nothing anyway.
     checked = Client(enforce_csrf_checks=True)
     for answer in (checked.post("/metrics"), checked.delete("/metrics"), checked.put("/metrics")):
         assert "GET" in error_of(answer, 405)
-        assert answer["Allow"] == "GET"
+        assert answer["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.django_db(transaction=True)
