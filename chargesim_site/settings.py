@@ -259,6 +259,13 @@ CHARGESIM_RECONNECT_CAP_SECONDS = env_float(
 # CSMS's boot storm and the demo get what they got before; a user whose CSMS cannot take
 # the fleet's handshakes in one second sets a rate.
 CHARGESIM_CONNECT_RATE = env_float("CHARGESIM_CONNECT_RATE", 0.0, minimum=0, maximum=100_000)
+# Messages a charger queues (offline, or behind a slow CSMS) before it drops every second of
+# its queued periodic samples (simulator/core/outbox.py, `Outbox.thin`); Start, Stop and
+# clock-aligned samples are always kept. Bounds a long outage's memory, 2 to 3 KB a
+# queued MeterValues: 500 is 1 to 1.5 MB a charger. 0 = no bound.
+CHARGESIM_OFFLINE_QUEUE_LIMIT = env_int(
+    "CHARGESIM_OFFLINE_QUEUE_LIMIT", 500, minimum=0, maximum=10_000_000
+)
 CHARGESIM_EVENTS_PER_SECOND = env_float(
     "CHARGESIM_EVENTS_PER_SECOND", 2.0, minimum=0.1, maximum=100
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from websockets.typing import Subprotocol
 
 from simulator.core.charge_point import ActionError, BootState, Charger, LinkState, Listener
 from simulator.core.clock import parse_iso
-from simulator.core.outbox import MessageQueue, Outgoing
-from simulator.core.protocol import StopReason
+from simulator.core.drops import DROPPED
+from simulator.core.outbox import MessageQueue, Outbox, Outgoing
+from simulator.core.protocol import SampleContext, StopReason
+from simulator.core.timers import LoopClock
 from simulator.csms import CentralSystem
 from simulator.ocpp16.client import Backoff, run_connection
 from simulator.runtime.meter_engine import MeterEngine
@@ -429,3 +432,94 @@ def test_a_status_does_not_overtake_a_transaction_message_never_sent():
     queue.append(status)
     assert queue.next_ready(now=5.0) is None  # nothing passes `second`, never sent
     assert queue.next_ready(now=10.0) is first  # the retry falls due
+
+
+def context_of(entry) -> str:
+    return entry.payload["meterValue"][0]["sampledValue"][0]["context"]
+
+
+def minute_of(entry) -> int:
+    return int(entry.payload["meterValue"][0]["timestamp"][14:16])
+
+
+async def test_a_long_backlog_drops_every_second_periodic_sample_and_keeps_the_rest(csms):
+    """A charger's storage is finite (CHARGESIM_OFFLINE_QUEUE_LIMIT): a long outage thins
+    its periodic samples, each time the queue reaches the limit, so the outage keeps its
+    shape at a coarser grain; Start, Stop and clock-aligned samples all arrive."""
+    port = csms.port
+    measurands = ["Energy.Active.Import.Register"]
+    charger = runtime_charger(
+        "OFF-THIN", csms.url, evses=1, backlog_limit=10, config={"MeterValueSampleInterval": "0"}
+    )
+    thinned_before = DROPPED["outbox_thinned"]
+    async with connected(charger):
+        charger.plug_in(1, COMPACT, soc=20)
+        await charger.present_id_tag(1, "T")
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="tx id")
+        await csms.stop()
+        await wait_until(lambda: not charger.online, message="offline")
+        for minute in range(40):  # a sample a minute, as the meter engine sends them
+            stamp = f"2026-12-07T10:{minute:02d}:00.000Z"
+            charger.send_meter_values(1, SampleContext.PERIODIC, measurands, stamp)
+            if minute % 15 == 0:
+                charger.send_meter_values(1, SampleContext.CLOCK, measurands, stamp)
+            assert len(charger.queue) < 10
+        charger.stop_transaction(1, StopReason.LOCAL)
+        back = CentralSystem()
+        await back.start(host="127.0.0.1", port=port)
+        try:
+            await back.wait_for("OFF-THIN", "StopTransaction", timeout=10)
+            await wait_until(lambda: not charger.queue, message="queue drained")
+        finally:
+            await back.stop()
+    delivered = tx_messages(back, "OFF-THIN")
+    assert delivered[-1].action == "StopTransaction"
+    samples = [e for e in delivered if e.action == "MeterValues"]
+    assert [minute_of(e) for e in samples if context_of(e) == "Sample.Clock"] == [0, 15, 30]
+    periodic = [minute_of(e) for e in samples if context_of(e) == "Sample.Periodic"]
+    thinned = DROPPED["outbox_thinned"] - thinned_before
+    assert len(periodic) + thinned == 40 and thinned >= 30
+    # In order, the first kept, and the older part of the outage thinner than the newer.
+    assert periodic == sorted(periodic) and periodic[0] == 0
+    gaps = [b - a for a, b in pairwise(periodic)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[0] > gaps[-1], periodic
+
+
+class _Rows:
+    """A durability sink that keeps the rows a store would hold."""
+
+    def __init__(self) -> None:
+        self.rows: set[int] = set()
+
+    def outbox_added(self, item: Outgoing) -> None:
+        self.rows.add(item.seq)
+
+    def outbox_removed(self, item: Outgoing) -> None:
+        self.rows.discard(item.seq)
+
+    def held_for_state(self, item: Outgoing) -> None:
+        pass
+
+
+def test_a_thinned_sample_leaves_no_row_and_a_message_tried_or_in_flight_is_kept():
+    outbox = Outbox("THIN", LoopClock(), lambda: None, lambda: False, lambda: (3, 10), _as_is, 6)
+    rows = _Rows()
+    outbox.queue.sink = rows
+    start = Outgoing("StartTransaction", {}, transactional=True)
+    outbox.enqueue(start)
+    samples = [Outgoing("MeterValues", {"n": n}, transactional=True) for n in range(5)]
+    for item in samples:
+        item.thinnable = True
+    tried, flying = samples[1], samples[3]
+    tried.attempts = 1
+    outbox.in_flight = flying
+    for item in samples:
+        outbox.enqueue(item)  # the sixth message queued is the limit: every second goes
+    kept = list(outbox.queue)
+    # Of the thinnable ones (0, 2, 4: 1 was tried, 3 is in flight) the second is gone.
+    assert kept == [start, samples[0], tried, flying, samples[4]]
+    assert rows.rows == {item.seq for item in kept}
+
+
+def _as_is(action: str, payload: Any, tx: Any) -> Any:
+    return payload

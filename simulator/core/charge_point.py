@@ -49,7 +49,7 @@ from simulator.core.link import (
     Transport,
 )
 from simulator.core.local_list import Entry, ListChange, LocalAuthList, UpdateStatus, UpdateType
-from simulator.core.outbox import Outbox, Outgoing
+from simulator.core.outbox import BACKLOG_LIMIT, Outbox, Outgoing
 from simulator.core.power_sharing import capped
 from simulator.core.protocol import (
     QUANTITIES,
@@ -227,6 +227,9 @@ class ChargerSpec:
     diagnostics_upload_method: str = "PUT"  # HTTP(S) uploads: "PUT" or "POST" (multipart)
     power_sharing: str = "equal"  # the rated power among connectors: "equal" or "first"
     auto_connect: bool = True
+    # Messages its queue holds before it thins its periodic samples (`Outbox.thin`); 0: no
+    # bound. The worker's setting (CHARGESIM_OFFLINE_QUEUE_LIMIT), not the charger row's.
+    backlog_limit: int = BACKLOG_LIMIT
     # Answer overrides, network conditions and clock skew stored on the charger's row.
     impairments: StoredImpairments = field(default_factory=StoredImpairments)
     db_id: int | None = None
@@ -307,6 +310,7 @@ class Charger:
             lambda: self.online,
             self._retry_policy,
             messages.at_send,
+            spec.backlog_limit,
         )
         self.queue = self.outbox.queue
         self.transactions: dict[int, LocalTransaction] = {}
@@ -2906,7 +2910,11 @@ class Charger:
             connector_id, tx, context, timestamp or self.stamp(), values
         )
         if tx is not None and context is not _TRIGGER:
-            self.send(message, transactional=True, tx=tx)
+            item = Outgoing(message[0], message[1], True, tx)
+            # A periodic sample: a long backlog may drop it (`Outbox.thin`); a clock-aligned
+            # one, which billing reads, never.
+            item.thinnable = context is _PERIODIC
+            self.outbox.enqueue(item)
         elif tx is not None:
             # A triggered sample names its transaction but is not one of its messages. Its
             # register is the live one, above the stored one until the next checkpoint: it
@@ -3339,6 +3347,7 @@ _METERED = (Status.CHARGING, Status.SUSPENDED_EVSE)
 _SUSPENDED_EVSE = Status.SUSPENDED_EVSE
 _SUSPENDED_EV = Status.SUSPENDED_EV
 _TRIGGER = SampleContext.TRIGGER
+_PERIODIC = SampleContext.PERIODIC
 _M = Measurand
 _Q_ENERGY = QUANTITIES[_M.ENERGY_IMPORT_REGISTER, None]
 _Q_POWER = QUANTITIES[_M.POWER_IMPORT, None]

@@ -20,6 +20,8 @@ REASONS: Final[dict[str, str]] = {
     "event_stream": "an event a stream's subscriber fell too far behind to receive",
     "outbox_offline": "a message that is not a transaction message, not sent: charger offline",
     "outbox_attempts": "a transaction message given up after TransactionMessageAttempts",
+    "outbox_thinned": "a periodic sample dropped from a charger's long backlog (every second "
+    "one, CHARGESIM_OFFLINE_QUEUE_LIMIT)",
     "outbox_unsendable": "a message the adapter could not build or check; never sent",
     "outbox_unsaved": "a transaction message whose row the database refused; never sent",
     "outbox_not_taken": "a durable message outside transactions the CSMS does not implement",

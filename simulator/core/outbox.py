@@ -43,6 +43,9 @@ class Outgoing:
     on_result: Callable[[dict[str, Any]], None] | None = None
     future: asyncio.Future[dict[str, Any]] | None = None
     queued_at: float = 0.0  # wall-clock epoch seconds it was queued (the outbox's age metric)
+    # A periodic sample of a transaction: one of those a long backlog drops every second of
+    # (`Outbox.thin`). Start, Stop and clock-aligned samples never are.
+    thinnable: bool = False
 
 
 class DurabilitySink(Protocol):
@@ -51,6 +54,9 @@ class DurabilitySink(Protocol):
     def outbox_removed(self, item: Outgoing) -> None: ...
 
     def held_for_state(self, item: Outgoing) -> None: ...
+
+
+_NEVER = 2**62  # a queue length no queue reaches
 
 
 def _never_ready() -> Transport | None:
@@ -184,6 +190,12 @@ class MessageQueue:
         return True
 
 
+# Messages a charger's queue holds before it thins its periodic samples (`Outbox.thin`):
+# a charger's storage is finite, and a long outage of a large fleet must not take the
+# worker's memory (2 to 3 KB a queued MeterValues). 0: no bound.
+BACKLOG_LIMIT = 500
+
+
 class Outbox:
     """The sending side of one charge point: its queue, drained one CALL at a time.
 
@@ -202,10 +214,14 @@ class Outbox:
         online: Callable[[], bool],
         retry: Callable[[], tuple[int, int]],
         prepare: Callable[[str, Payload, TransactionRef | None], Payload],
+        backlog_limit: int = BACKLOG_LIMIT,
     ) -> None:
         self.owner = owner
         self.clock = clock
         self.queue = MessageQueue()
+        self.backlog_limit = backlog_limit
+        # The queue's length at which `thin` runs next (no bound: never).
+        self._thin_at = backlog_limit if backlog_limit > 0 else _NEVER
         self._ready = ready
         self._online = online
         self._retry = retry
@@ -226,9 +242,52 @@ class Outbox:
             dropped("outbox_offline")
             return
         item.queued_at = self._wall_time()
-        self.queue.append(item)
+        queue = self.queue
+        queue.append(item)
+        if len(queue._items) >= self._thin_at:  # one comparison a message: a backlog only
+            self.thin()
         if item.durable:  # else the group commit that makes it durable wakes the queue
             self.wake()
+
+    def thin(self) -> int:
+        """A backlog as long as `backlog_limit` (the charger offline for long, or a CSMS
+        slower than its samples) drops every second of its queued periodic samples, oldest
+        first, and their rows; the number dropped. Run again each time the backlog reaches
+        the limit, so the older part of a long outage keeps ever fewer samples and the
+        recent part more, and the queue stays within the limit: a charger with finite
+        storage keeps the shape of a long session this way, not its first or its last hour.
+        Start and Stop, clock-aligned samples, a message in flight or already tried are kept.
+        """
+        queue = self.queue
+        items = queue._items
+        periodic = [
+            item
+            for item in items
+            if item.thinnable and item.attempts == 0 and item is not self.in_flight
+        ]
+        gone = set(map(id, periodic[1::2]))
+        if gone:
+            queue._items = deque(item for item in items if id(item) not in gone)
+            sink = queue.sink
+            if sink is not None:
+                for item in periodic[1::2]:
+                    sink.outbox_removed(item)
+            dropped("outbox_thinned", len(gone))
+            log.info(
+                "%s: %d messages queued: %d periodic samples dropped, every second one",
+                self.owner,
+                len(items),
+                len(gone),
+            )
+        # Next at the limit again; but when little could be dropped (the queue is mostly
+        # Start, Stop and clock-aligned samples), once half the limit more is queued: a pass
+        # is a walk of the queue, and must not come at every message.
+        limit = self.backlog_limit
+        if len(gone) >= max(limit // 4, 1):
+            self._thin_at = limit
+        else:
+            self._thin_at = len(queue._items) + max(limit // 2, 1)
+        return len(gone)
 
     def can_send(self) -> bool:
         """Whether the queue may send now: its charger is online and booted."""

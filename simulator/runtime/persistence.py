@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
@@ -142,6 +143,7 @@ def charger_spec(row: ChargerRow, vehicles: dict[int, VehicleSpec]) -> ChargerSp
         diagnostics_upload_method=row.diagnostics_upload_method,
         power_sharing=row.power_sharing,
         auto_connect=row.auto_connect,
+        backlog_limit=settings.CHARGESIM_OFFLINE_QUEUE_LIMIT,
         impairments=stored_impairments(row),
         db_id=row.pk,
         location_id=row.location_id,
