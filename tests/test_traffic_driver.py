@@ -318,6 +318,8 @@ async def test_a_traffic_command_runs_a_sites_traffic_with_an_override(csms) -> 
         assert status["message"].startswith(f"traffic at location {site.pk} not running")
         assert status["tally"]["arrivals"] == len(expected)
         assert status["tally"]["started"] == tally.started >= 1
+        # A run for a duration: --traffic's stored profile takes the site back after it.
+        assert service.traffic.sites[site.pk].hand_back
         assert {tx.id_tag for tx in csms.transactions.values()} <= {f"OVR{n}" for n in range(10)}
 
         # Stopped mid-way, the site gets no more drivers; those there finish and leave.
@@ -438,6 +440,46 @@ async def test_an_edited_or_disabled_profile_applies_while_the_traffic_runs() ->
         await driver.stop_site(7)  # as a command does
         driver.refresh({7: twelve})  # type: ignore[dict-item]
         assert driver.sites[7] is again and not driver.running(7)
+    finally:
+        for task in driver.tasks():
+            task.cancel()
+
+
+async def test_a_command_run_for_a_duration_hands_the_site_back_to_its_profile() -> None:
+    """A site a command ran for a duration goes back to its stored profile once the run's
+    arrivals are over; one a command stopped, or started without a duration, stays the
+    command's."""
+    store = Store()
+    store.add(runtime_charger("BACK-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=7))
+    driver = TrafficDriver(store, {1: COMPACT}, seed=1, speed=36_000.0, start=START)
+    six: dict[str, Any] = {**default_profile(), "hourly_arrivals": [6.0] * 24}
+    busy: dict[str, Any] = {**six, "hourly_arrivals": [60.0] * 24}
+    try:
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        command = driver.start_site(7, busy, duration=3600.0)
+        command.hand_back = True  # as the command's handler marks a run with a duration
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        assert driver.sites[7] is command  # its hour is not over yet
+        await wait_until(lambda: command.clock.now() >= START + 3600.0, message="the hour")
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        back = driver.sites[7]
+        assert back is not command and back.managed and driver.running(7)
+        assert back.stream.profile.hourly == (6.0,) * 24
+        await wait_until(lambda: back.tally.arrivals >= 2, message="the profile's arrivals")
+
+        command = driver.start_site(7, busy, duration=3600.0)
+        command.hand_back = True
+        await driver.stop_site(7)  # stopped before its hour is over: stays stopped
+        await wait_until(lambda: command.clock.now() >= START + 3600.0, message="the hour")
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        assert driver.sites[7] is command and not driver.running(7)
+
+        forever = driver.start_site(7, busy)  # no duration: the command's until stopped
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        assert driver.sites[7] is forever and driver.running(7)
+        await driver.stop_site(7)
+        driver.refresh({7: six})  # type: ignore[dict-item]
+        assert driver.sites[7] is forever and not driver.running(7)
     finally:
         for task in driver.tasks():
             task.cancel()

@@ -702,7 +702,10 @@ class CommandServer:
         unknown = sorted(set(mix) - set(driver.vehicles))
         if unknown and message.get("profile") is not None:
             raise traffic.ProfileError("vehicle_mix", f"There is no vehicle model {unknown[0]}.")
-        driver.start_site(location_id, profile, duration=duration, seed=seed, speed=speed)
+        site = driver.start_site(location_id, profile, duration=duration, seed=seed, speed=speed)
+        # A run for a duration hands the site back to its stored profile when it ends;
+        # one without stays the command's until stopped (or the worker restarts).
+        site.hand_back = duration is not None
         return f"traffic at location {location_id} started ({here} chargers here)"
 
     async def handle_bulk(self, message: contract.BulkCommand) -> None:

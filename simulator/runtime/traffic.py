@@ -177,10 +177,18 @@ class SiteTraffic:
         # disabled while running applies), not by a command with its own.
         self.managed = False
         self.paused = False  # its arrivals stopped because its profile was disabled
+        # Started by a command for a duration: once its arrivals end, the stored profile
+        # takes the site back (`TrafficDriver.refresh`), as if no command had come.
+        self.hand_back = False
         self.stopped = asyncio.Event()  # no more arrivals; the drivers there finish
         # Set to wake the wait for the next arrival: stopped, or the profile changed.
         self._wake = asyncio.Event()
         self._sessions: set[asyncio.Task[None]] = set()
+
+    def arrivals_over(self) -> bool:
+        """No driver arrives any more (stopped, or its duration is over); those there may
+        still be finishing their dwell."""
+        return self.stopped.is_set() or (self.until is not None and self.clock.now() >= self.until)
 
     def stop_arrivals(self) -> None:
         self.stopped.set()
@@ -481,6 +489,7 @@ class TrafficDriver:
         site = self.sites.get(location_id)
         if site is not None:
             site.managed = False  # stopped on purpose: a profile reload does not restart it
+            site.hand_back = False  # nor the end of a command's run
         self._retire(location_id)
         return None if site is None else site.tally
 
@@ -519,11 +528,20 @@ class TrafficDriver:
     def refresh(self, profiles: Mapping[int, ProfileDict | None]) -> None:
         """Apply the sites' stored profiles: start the sites that have none running, go on
         with an edited profile where one runs, stop the arrivals of a site left out
-        (disabled). Sites a command started or stopped are left alone."""
+        (disabled). Sites a command started or stopped are left alone, but for one a
+        command ran for a duration: when its arrivals are over, its stored profile takes
+        it back, as a new site's (its last drivers finish their dwell meanwhile)."""
         for location_id in self.locations():
             site = self.sites.get(location_id)
             if site is not None and not site.managed:
-                continue
+                if not (site.hand_back and site.arrivals_over()):
+                    continue
+                site.hand_back = False
+                del self.sites[location_id]
+                site = None
+                log.info(
+                    "location %d: the command's traffic is over: its profile applies", location_id
+                )
             if location_id not in profiles:
                 if site is not None and self.running(location_id):
                     self._retire(location_id)
