@@ -7,6 +7,7 @@ becomes a validation error of the row, keyed by the column.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -162,6 +163,11 @@ class SecretCell(TextCell):
         return "(set)" if value else ""
 
 
+# Names a lookup compares an unknown one with for a "did you mean": each comparison is a
+# SequenceMatcher; beyond this many names only a match up to case and spaces is offered.
+SUGGEST_FROM = 2_000
+
+
 class LookupCell(widgets.Widget):
     """A related object named by its natural key, looked up in a table loaded once."""
 
@@ -170,9 +176,12 @@ class LookupCell(widgets.Widget):
         self.load = load
         self.describe = describe
         self.table: Mapping[str, models.Model] | None = None
+        # Unknown name -> its message: a file names the same wrong one on many rows.
+        self._unknown: dict[str, str] = {}
 
     def reset(self) -> None:
         self.table = None
+        self._unknown = {}
 
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> models.Model | None:
         if value in EMPTY:
@@ -183,7 +192,24 @@ class LookupCell(widgets.Widget):
         try:
             return self.table[name]
         except KeyError:
-            raise ValueError(f"No {self.describe} named {name!r}.") from None
+            raise ValueError(self._no_such(name, self.table)) from None
+
+    def _no_such(self, name: str, table: Mapping[str, models.Model]) -> str:
+        """ "No location named 'X'.", with the name the file most likely meant: one that
+        differs only in case or spaces, else (from a table of up to SUGGEST_FROM names) the
+        closest one, as a typo would make it."""
+        known = self._unknown.get(name)
+        if known is not None:
+            return known
+        folded = " ".join(name.split()).casefold()
+        meant = [key for key in table if " ".join(key.split()).casefold() == folded]
+        if not meant and len(table) <= SUGGEST_FROM:
+            meant = difflib.get_close_matches(name, list(table), n=1, cutoff=0.8)
+        message = f"No {self.describe} named {name!r}."
+        if meant:
+            message = f"No {self.describe} named {name!r}; did you mean {meant[0]!r}?"
+        self._unknown[name] = message
+        return message
 
     def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
         return "" if value is None else str(value)

@@ -323,7 +323,7 @@ DC_ON_AC = (
 
 
 BAD_ROWS = [
-    ("CP-3,Atlantis,AC,22,Type2:22,,", "location", "No location named 'Atlantis'"),
+    ("CP-3,Atlantis,AC,22,Type2:22,,", "location", "No location named 'Atlantis'."),
     ("CP-1,Depot,AC,22,Type2:22,,", "charge_point_id", "'CP-1' is already on row 2"),
     ("CP-3,Depot,AC,22,Type2:22,http://csms/ocpp,", "csms_url", "must start with ws://"),
     ("CP-3,Depot,AC,22,Type2:22,ws://:99999/x,", "csms_url", "is not a valid URL"),
@@ -384,6 +384,8 @@ BAD_ROWS = [
         "charge_point_id",
         "Charger CP-0 exists, whose id differs from cp-0 only in letter case",
     ),
+    ("CP-3,depot,AC,22,Type2:22,,", "location", "No location named 'depot'; did you mean 'Depot'?"),
+    ("CP-3,Depott,AC,22,Type2:22,,", "location", "named 'Depott'; did you mean 'Depot'?"),
 ]
 
 
