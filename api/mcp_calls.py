@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -231,6 +232,28 @@ TOOL_WORDS = {
     "`?force=true`": "`force: true`",
     "?force=true": "force: true",
 }
+
+
+# An HTTP status an endpoint's description names: a tool's caller sees none (a refusal is
+# a tool error with the endpoint's words), so the description says "an error" instead.
+_CODE = r"(?:20[0-4]|40[0-9]|41[0-9]|42[0-9]|50[0-4])"
+_STATUS_CODES = (
+    (re.compile(r"(?<=; )503 \("), "unavailable for now ("),  # "Errors: ...; 503 (`detail`"
+    (re.compile(r" \(with Retry-After\)"), ""),  # a header no tool caller sees
+    (re.compile(r"still 20[0-4]\b"), "still no error"),  # "`wait.met` is false, still 200"
+    (re.compile(rf" \({_CODE}\)"), ""),  # "is refused (409) while"
+    (re.compile(rf"\({_CODE}, "), "("),  # "(202, status `queued`)"
+    (re.compile(rf"\({_CODE} "), "(an error "),  # "(503 when none answers"
+    (re.compile(rf"\ba {_CODE}\b"), "an error"),  # "is a 422 listing", "is a 409."
+    (re.compile(rf"(?:(?<=: )|(?<=; )){_CODE} "), ""),  # "Errors: 404 no such charger; 409 the"
+)
+
+
+def without_status_codes(text: str) -> str:
+    """An endpoint's description without the HTTP status codes it names."""
+    for pattern, words in _STATUS_CODES:
+        text = pattern.sub(words, text)
+    return text
 
 
 def in_tool_words(text: str) -> str:

@@ -76,6 +76,7 @@ from api.mcp_calls import (
     refusal,
     tool_errors,
     unknown_arguments,
+    without_status_codes,
 )
 from api.mcp_messages import CheckedLines
 from api.mcp_owed import AnswersOwed
@@ -143,7 +144,7 @@ def endpoint(router: Router, path: str, method: str) -> tuple[Callable[..., Any]
         if method in operation.methods:
             summary = (operation.summary or "").rstrip(".")
             text = ". ".join(p for p in (summary, operation.description) if p)
-            return operation.view_func, in_tool_words(text)
+            return operation.view_func, in_tool_words(without_status_codes(text))
     raise LookupError(f"no {method} {path}")
 
 

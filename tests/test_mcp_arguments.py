@@ -4,6 +4,7 @@ a name a tool does not take is refused with the nearest it does, never ignored."
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -259,6 +260,18 @@ async def test_a_scenario_that_is_not_yaml_is_refused_without_an_empty_path():
     text = str(refused.value)
     assert "line 2, column 1: not valid YAML" in text, text
     assert ": :" not in text
+
+
+def test_no_tool_description_names_an_http_status():
+    """QA13: charger_state listed "Errors: 404 no such charger; 409 ...", start_scenario_run
+    "a 422", "a 429 (with Retry-After)": a tool's caller sees no status, only the error's
+    words. Endpoint descriptions keep them (OpenAPI)."""
+    tools = {tool.name: tool for tool in asyncio.run(build().list_tools())}
+    status = re.compile(r"\b(?:20[0-4]|4[0-2][0-9]|50[0-4])\b|Retry-After")
+    for tool in tools.values():
+        assert status.search(tool.description or "") is None, (tool.name, tool.description)
+    assert "Errors: no such charger; " in (tools["charger_state"].description or "")
+    assert "one more is an error." in (tools["start_scenario_run"].description or "")
 
 
 @pytest.mark.django_db(transaction=True)
