@@ -15,7 +15,8 @@ beside Django, wrapped by `McpEndpoint`:
 - another path under /mcp is a 404, a method but POST (and GET, below) a 405 with
   `Allow: POST`, a body of another type than JSON a 415, each in the API's error body (the
   SDK's were a bare text, a JSON-RPC error without Allow, and a bare text 400); a body
-  without a Content-Type is read as JSON, as the API reads one;
+  without a Content-Type is read as JSON, as the API reads one; an MCP-Protocol-Version
+  the SDK does not speak a 400 that lists those it does;
 - a JSON-RPC message that gives a key twice in one object is answered with a JSON-RPC
   error naming it (`api.mcp_messages`), as the API refuses such a body, not read
   last-wins by the SDK;
@@ -37,6 +38,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import JSONRPCError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from api import errors
 from api.auth import Caller
@@ -188,6 +190,13 @@ async def _answer_error(send: Send, error: JSONRPCError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def unknown_version(version: str) -> Refused:
+    spoken = ", ".join(sorted(HANDSHAKE_PROTOCOL_VERSIONS, reverse=True))
+    return Refused(
+        400, f"Unsupported MCP-Protocol-Version {version!r}: this server speaks {spoken}."
+    )
+
+
 class McpEndpoint:
     """The ASGI app of /mcp (see the module's docstring)."""
 
@@ -215,6 +224,12 @@ class McpEndpoint:
             return
         if scope.get("method") != "POST":
             await _refuse(send, not_post(str(scope.get("method"))))
+            return
+        version = _header(scope, b"mcp-protocol-version")
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            # The transport's spec asks for a 400; the SDK answered with its own unrelated
+            # classifier's words. Named here with the versions a client may use instead.
+            await _refuse(send, unknown_version(version))
             return
         content_type = _header(scope, b"content-type") or ""
         if not content_type:

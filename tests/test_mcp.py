@@ -459,6 +459,24 @@ def test_http_refuses_another_path_method_or_body_type_in_the_apis_error_body(si
     assert status == 200 and "tools" in listed["result"], listed  # type: ignore[operator]
 
 
+def test_http_refuses_an_unknown_protocol_version_saying_which_it_speaks(site):
+    """QA13: MCP-Protocol-Version 1999-01-01 got the SDK's unrelated answer. The spec asks
+    for a 400; it names the header, the value and the versions this server speaks."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "1999-01-01",
+        **bearer(site.admin_token),
+    }
+    status, body, answer = post_mcp_answer(site, headers)
+    assert status == 400, body
+    assert answer["Content-Type"] == "application/json"
+    detail = str(body["detail"])
+    assert "MCP-Protocol-Version '1999-01-01'" in detail and "2025-06-18" in detail, detail
+    # A version it speaks is served.
+    status, listed, _ = post_mcp_answer(site, {**headers, "MCP-Protocol-Version": "2025-06-18"})
+    assert status == 200 and "tools" in listed["result"], listed  # type: ignore[operator]
+
+
 def test_http_refuses_a_body_over_the_limit_before_reading_it_all(site):
     """DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default), as the API: 413 in its error body,
     whether the client says the length or sends it in chunks; a small call still works."""
