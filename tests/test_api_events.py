@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -127,11 +128,24 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
         # SSE-2 started a session too, before SSE-1: had the filter let it through, its
         # events would be here by now.
         await csms.wait_for("SSE-2", "StartTransaction", direction="in", timeout=10)
+
+        # Stopped, the process ends the stream with its last chunk (QA13: it was cut, a
+        # broken transfer to the client).
+        before_stop = len(seen)
+        site.signal(signal.SIGTERM)
+
+        async def to_the_end() -> None:
+            with contextlib.suppress(StopAsyncIteration):
+                while True:
+                    seen.append(await stream.next())
+
+        await asyncio.wait_for(to_the_end(), 30)
+        assert await asyncio.to_thread(site.wait, 30) == 0
     finally:
         if writer is not None:
             writer.close()
         site.stop()
-    events = [e for e in seen if "data" in e]
+    events = [e for e in seen[:before_stop] if "data" in e]
     assert {e["data"]["charge_point_id"] for e in events} == {"SSE-1"}
     assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
     assert all(e["event"] == e["data"]["kind"] for e in events)

@@ -99,6 +99,9 @@ RUNS_SHARE = 0.2
 # change's batches are bounded by what the freezes hold instead (`gc_policy.freeze_batch`).
 REPLACED_SHARE = 1.0
 REFREEZE_CHECK_SECONDS = 5.0
+# At the web server's stop, how long the last chunks of the streamed answers it ended have
+# to leave before the reactor stops (loopback or a LAN: a moment).
+END_STREAMS_SECONDS = 0.2
 
 
 class StartError(Exception):
@@ -381,6 +384,29 @@ class Simulator:
             def listen_error(self, failure: Any) -> None:
                 self.listen_failure = failure.getErrorMessage()
                 self.stop()
+
+            def stop(self) -> None:
+                """Daphne's stop drops every connection at once: a streamed answer (the
+                API's event stream, an export) ended without its last chunk, which a
+                client reads as a broken transfer. Such answers are ended first, and the
+                reactor stops once their last chunks are on their way."""
+                from daphne.http_protocol import WebRequest
+                from twisted.internet import reactor
+
+                ended = 0
+                for protocol in list(getattr(self, "connections", ())):
+                    if (
+                        isinstance(protocol, WebRequest)
+                        and protocol._response_started
+                        and not protocol.finished
+                    ):
+                        protocol.finish()
+                        ended += 1
+                if ended and reactor.running:
+                    # The reactor runs on this asyncio loop (Twisted's asyncio reactor).
+                    asyncio.get_event_loop().call_later(END_STREAMS_SECONDS, Server.stop, self)
+                else:
+                    Server.stop(self)
 
         def ready() -> None:
             # Called, once the port listens, before the reactor runs its loop: the loop
