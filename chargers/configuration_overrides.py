@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from simulator.contract import config_keys
+from simulator.contract.one_line import is_one_line
 
 #: Keys beyond the OCPP ones ChargeSim knows that one charger may have (stored ones included).
 MAX_CUSTOM_KEYS = 100
@@ -61,6 +62,13 @@ def _checked(pairs: list[tuple[str, str]]) -> dict[str, str]:
         if "\x00" in key or "\x00" in value:
             raise OverrideError(
                 f"{key[:60]!r} holds a NUL character (U+0000), which no text field can store."
+            )
+        if not (is_one_line(key) and is_one_line(value)):
+            # Shown on one line in pages, logs and exports (a workbook holds no control
+            # character), and sent so in GetConfiguration: a line break is a mistake.
+            raise OverrideError(
+                f"{key[:60]!r}: a configuration key and its value are one line of text "
+                "(no line breaks or control characters)."
             )
         if key in RESERVED:
             raise OverrideError(RESERVED[key])

@@ -488,6 +488,9 @@ class Charger(models.Model):
                 errors[field] = (
                     f"{label} is one line of text (no line breaks or control characters)."
                 )
+        for field in TLS_PATH_FIELDS:  # a file's path: a control character is a mistake
+            if field not in errors and not is_one_line(getattr(self, field)):
+                errors[field] = "A path is one line of text (no line breaks or control characters)."
         if self.power_type == self.PowerType.DC:
             self.phases = 3
         # Stored in one form: every rule with its mode (the field's validator reports).
@@ -500,6 +503,7 @@ class Charger(models.Model):
 
 
 #: The BootNotification fields a charger is stored with, and how a message names each.
+TLS_PATH_FIELDS = ("ca_bundle_path", "client_cert_path", "client_key_path")
 IDENTITY_FIELDS = (
     ("vendor", "A vendor"),
     ("model", "A model"),
@@ -785,6 +789,11 @@ class ConfigurationKey(models.Model):
         return f"{self.key}={self.value}"
 
     def clean(self) -> None:
+        for field in ("key", "value"):
+            if not is_one_line(getattr(self, field)):
+                raise ValidationError(
+                    {field: "One line of text (no line breaks or control characters)."}
+                )
         if self.key == "AuthorizationKey":
             raise ValidationError(
                 {"key": "AuthorizationKey is set on the charger itself (it is write-only)."}

@@ -9,6 +9,7 @@ import tracemalloc
 import zipfile
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from chargers.configuration_overrides import MAX_CUSTOM_KEYS
@@ -552,6 +553,36 @@ def test_a_control_character_in_a_boot_notification_field_is_refused(depot, colu
     assert [(p.row, p.column) for p in result.problems()] == [(2, column)]
     assert "one line of text (no line breaks or control characters)" in str(result.problems()[0])
     assert table_sizes() == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("column", "cell"),
+    [
+        ("configuration", "MeterValueSampleInterval=60;VendorNote=a\tb"),
+        ("configuration", "Vendor\x1bKey=1"),
+        ("ca_bundle_path", "/etc/ca\n.pem"),
+        ("client_key_path", "/etc/key\x7f.pem"),
+    ],
+)
+def test_a_control_character_in_a_configuration_value_or_a_path_is_refused(depot, column, cell):
+    """QA12: a configuration value or a TLS path took a tab, an ESC or a line break, shown
+    so on pages, in logs and exports (which a workbook cannot hold)."""
+    rows = [{"charge_point_id": "CP-1", "location": "Depot", column: cell}]
+    result = run_import(json.dumps(rows).encode(), "json")
+    assert [(p.row, p.column) for p in result.problems()] == [(1, column)]
+    assert "one line of text (no line breaks or control characters)" in str(result.problems()[0])
+    assert table_sizes() == (0, 0, 0)
+
+
+def test_a_control_character_in_a_stored_configuration_key_is_refused_by_its_form():
+    charger = Charger(charge_point_id="CP-CTRL")
+    for field, row in (
+        ("value", ConfigurationKey(charger=charger, key="VendorNote", value="line\nbreak")),
+        ("key", ConfigurationKey(charger=charger, key="Vendor\x1bNote", value="1")),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            row.clean()
+        assert field in refused.value.message_dict and "One line of text" in str(refused.value)
 
 
 def test_the_report_lists_every_bad_row_not_only_the_first(depot):
