@@ -157,6 +157,61 @@ async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) 
         await service.stop()
 
 
+def one_charger_site(csms_url: str) -> Location:
+    site = make_location("Opening Site", time_zone="UTC")
+    make_vehicle(0)
+    make_charger("OPEN-1", location=site, evses=1, csms_url=csms_url)
+    ProfileRow.objects.create(
+        location=site,
+        hourly_arrivals=[3600.0] * 24,
+        dwell_distribution="fixed",
+        dwell_a=600,
+        dwell_b=0,
+        id_tags=POOL,
+        never_unplug_share=0,
+    )
+    return site
+
+
+async def test_the_first_driver_arrives_once_the_sites_charger_has_booted(csms) -> None:
+    """QA14: --traffic started its arrivals with the fleet's connections, so the first
+    drivers found their chargers not booted yet and were turned away. A driver a second at
+    3,600x: the first comes within a millisecond of the start, while the CSMS still keeps
+    the charger Pending (for a second)."""
+    site = await database_sync_to_async(one_charger_site)(csms.url)
+    csms.boot_status, csms.boot_interval = "Pending", 1
+    service = Simulator(
+        RunOptions(
+            tick_seconds=0.1,
+            checkpoint_seconds=0.2,
+            traffic=True,
+            traffic_seed=SEED,
+            traffic_speed=3600.0,
+            traffic_start=START,
+        )
+    )
+    await service.start()
+    try:
+        service.spawn(service.run_traffic(), "traffic")  # as runsimulator --traffic does
+        await csms.wait_for("OPEN-1", "BootNotification", timeout=10)
+        csms.boot_status = "Accepted"  # the next BootNotification, a second later
+        await wait_until(
+            lambda: (
+                service.traffic is not None
+                and site.pk in service.traffic.sites
+                and service.traffic.sites[site.pk].tally.log
+                and service.traffic.sites[site.pk].tally.log[0][1] != ARRIVING
+            ),
+            timeout=30,
+            message="the first driver's outcome",
+        )
+        assert service.traffic is not None
+        first = service.traffic.sites[site.pk].tally.log[0]
+        assert first[1] == STARTED, service.traffic.totals().text()
+    finally:
+        await service.stop()
+
+
 def busy_site(
     csms_url: str, time_zone: str = "UTC", connectors: int = 1, id_tags: str = "BAD1 OK1..OK3"
 ) -> Location:
@@ -385,8 +440,11 @@ async def test_a_split_site_counts_its_connectors_again_as_the_fleet_changes() -
     service = Simulator(
         RunOptions(shards=2, shard=0, traffic=True, traffic_start=START, reconcile_seconds=0.1)
     )
+    # Never connected here (no connection task runs): the traffic need not wait for its boot.
     service.store.add(
-        runtime_charger("SPL-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=site.pk)
+        runtime_charger(
+            "SPL-1", "ws://127.0.0.1:1/ocpp", evses=2, location_id=site.pk, auto_connect=False
+        )
     )
     task = asyncio.create_task(service.run_traffic())
     try:

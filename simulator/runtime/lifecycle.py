@@ -99,6 +99,10 @@ RUNS_SHARE = 0.2
 # change's batches are bounded by what the freezes hold instead (`gc_policy.freeze_batch`).
 REPLACED_SHARE = 1.0
 REFREEZE_CHECK_SECONDS = 5.0
+# The longest the background traffic waits for the fleet's first boots (a connect ramp
+# of a large fleet may take longer: the arrivals then start meanwhile).
+TRAFFIC_BOOT_WAIT_SECONDS = 60.0
+_NOT_YET_BOOTED = frozenset({BootState.NONE, BootState.PENDING})
 # At the web server's stop, how long the last chunks of the streamed answers it ended have
 # to leave before the reactor stops (loopback or a LAN: a moment).
 END_STREAMS_SECONDS = 0.2
@@ -495,7 +499,23 @@ class Simulator:
                 driver.site_connectors = await in_thread(load_site_connectors)()
             return await in_thread(load_profiles)()
 
+        # Drivers arriving before their site's chargers booted were turned away (QA14): the
+        # arrivals start once the fleet's first connections are through (the status line
+        # shows the tally, at 0, meanwhile).
+        await self._first_boots(TRAFFIC_BOOT_WAIT_SECONDS)
         await driver.run(profiles, reload=reload, every=max(self.options.reconcile_seconds, 1.0))
+
+    async def _first_boots(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until every charger that connects by itself is
+        Accepted, or has failed: Rejected, or its connection failed (a CSMS keeping it
+        Pending takes the whole timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(
+            charger.boot in _NOT_YET_BOOTED and not charger.link_error and charger.spec.auto_connect
+            for charger in self.store
+        ):
+            await asyncio.sleep(0.2)
 
     async def traffic_driver(self) -> TrafficDriver:
         """The worker's traffic driver, made on first use (by --traffic, or by a traffic
