@@ -200,6 +200,30 @@ async def test_a_cached_idtag_expires_at_the_expiry_date_the_csms_gave_it(csms):
     assert 1 not in charger.transactions
 
 
+async def test_the_answer_to_a_stop_transaction_updates_the_cache(csms):
+    """QA: 1.6 section 4.10: the idTagInfo of StopTransaction.conf updates the cache entry
+    (of an idTag not on the list), as Authorize.conf's does. It was not read: a tag the
+    CSMS said was Blocked as it stopped still started a transaction offline."""
+    csms.authorize["LATER-BAD"] = "Accepted"
+    charger = runtime_charger("LL-STOP", csms.url, evses=1)
+    async with connected(charger):
+        charger.plug_in(1, COMPACT)
+        assert await charger.present_id_tag(1, "LATER-BAD") == "Accepted"
+        assert charger.auth_cache["LATER-BAD"] == "Accepted"
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="started")
+        csms.authorize["LATER-BAD"] = IdTagInfo(status="Blocked", parent_id_tag="GROUP")
+        assert await charger.present_id_tag(1, "LATER-BAD") == "Stopped"
+        stop = await csms.wait_for("LL-STOP", "StopTransaction", direction="out")
+        assert stop.payload["idTagInfo"]["status"] == "Blocked"
+        await wait_until(lambda: not charger.queue, message="the stop answered")
+    assert charger.auth_cache["LATER-BAD"] == "Blocked"
+    assert charger.auth_cache.parent_of("LATER-BAD") == "GROUP"
+    charger.unplug(1)
+    charger.plug_in(1, COMPACT)
+    assert await charger.present_id_tag(1, "LATER-BAD") == "Blocked"
+    assert 1 not in charger.transactions
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_the_list_and_its_version_survive_a_restart(csms):
     await database_sync_to_async(make_charger)("LL-DB", evses=1, csms_url=csms.url)

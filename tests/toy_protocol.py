@@ -95,6 +95,9 @@ class Toy:
             "samples": [[s.context.value, _readings(s.readings)] for s in samples],
         }
 
+    def read_transaction_ended(self, answer: Payload) -> IdTagAnswer | None:
+        return None
+
     def meter_values(
         self,
         connector_id: int,

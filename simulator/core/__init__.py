@@ -29,7 +29,8 @@ The adapter interface (`protocol.Messages`)
     - ``transaction_started(tx, connector, id_tag, meter_start, timestamp, reservation)``,
       ``read_transaction_started(answer) -> (transaction id, IdTagAnswer)`` and
       ``is_transaction_start(action)`` (for a start restored from durable storage);
-    - ``transaction_ended(tx, meter_stop, timestamp, StopReason, id_tag, [MeterSample])``;
+    - ``transaction_ended(tx, meter_stop, timestamp, StopReason, id_tag, [MeterSample])``
+      and ``read_transaction_ended(answer) -> IdTagAnswer | None`` (for the cache);
     - ``meter_values(connector, tx or None, SampleContext, timestamp, readings)``, where a
       reading is ``(value text, Quantity)`` and a `Quantity` (measurand, unit, location,
       phase) is one shared object from ``protocol.QUANTITIES``, so an adapter can look up

@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from simulator.contract import FAULT_CODES, config_keys
@@ -1148,6 +1149,7 @@ class Charger:
             ),
             transactional=True,
             tx=tx,
+            on_result=None if not id_tag else partial(self._on_stop_confirmed, id_tag),
         )
         self.next_sample.pop(connector_id, None)
         # The connector's transaction (as the dashboard and the API show it) is over.
@@ -1165,6 +1167,14 @@ class Charger:
             self.apply_availability(connector_id)
             self._apply_charger_availability()
         return tx
+
+    def _on_stop_confirmed(self, id_tag: str, result: Payload) -> None:
+        """1.6 section 4.10: the idTagInfo of StopTransaction.conf updates the
+        authorization cache as Authorize.conf's and StartTransaction.conf's do (a tag
+        blocked meanwhile must not start offline on what the cache said at the start)."""
+        info = self.messages.read_transaction_ended(result)
+        if info is not None:
+            self.auth_cache.remember(id_tag, info.status, info.parent_id_tag, info.expiry)
 
     def unplug(self, connector_id: int) -> None:
         self.settle_meter()

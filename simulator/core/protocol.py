@@ -232,6 +232,10 @@ class Messages(Protocol):
         samples: list[MeterSample],
     ) -> Message: ...
 
+    def read_transaction_ended(self, answer: Payload) -> IdTagAnswer | None:
+        """What the central system said about the stop's idTag, if it said anything."""
+        ...
+
     def meter_values(
         self,
         connector_id: int,

@@ -274,6 +274,10 @@ class Ocpp16Messages:
             ]
         return "StopTransaction", payload
 
+    def read_transaction_ended(self, answer: Payload) -> IdTagAnswer | None:
+        info = answer.get("idTagInfo")  # optional: a stop may carry no idTag
+        return None if info is None else _id_tag_info(info)
+
     def meter_values(
         self,
         connector_id: int,
