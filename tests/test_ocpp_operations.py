@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ocpp.exceptions import InternalError
 from ocpp.v16 import call
+from ocpp.v16.datatypes import IdTagInfo
 
-from simulator.core.charge_point import BootState
+from simulator.core.charge_point import ActionError, BootState
 from simulator.core.clock import now_iso, parse_iso
 from simulator.core.evse import ConnectorStatus
 from simulator.core.operations import RESET_GRACE_SECONDS
@@ -912,6 +913,30 @@ async def test_authorize_remote_tx_requests_authorizes_before_starting(csms):
         and e.action in ("Authorize", "StartTransaction")
     ]
     assert order == ["Authorize", "StartTransaction"]
+
+
+async def test_an_id_tag_of_the_same_group_stops_the_transaction(csms):
+    """QA: an idTag with the parentIdTag of the one that started a transaction may stop it
+    (OCPP 1.6; the compliance test TC_069_CS: an Authorize for the new idTag, then the
+    StopTransaction with it). It was refused as "a transaction of another idTag"."""
+    csms.authorize["DRIVER"] = IdTagInfo(status="Accepted", parent_id_tag="FLEET")
+    csms.authorize["COLLEAGUE"] = IdTagInfo(status="Accepted", parent_id_tag="FLEET")
+    csms.authorize["OUTSIDER"] = IdTagInfo(status="Accepted", parent_id_tag="OTHER")
+    csms.authorize["BLOCKED"] = IdTagInfo(status="Blocked", parent_id_tag="FLEET")
+    charger = runtime_charger("CK-GRP", csms.url, evses=1)
+    async with connected(charger):
+        await charging(csms, charger, tag="DRIVER")
+        for other in ("OUTSIDER", "BLOCKED"):
+            with pytest.raises(ActionError, match="another idTag"):
+                await charger.present_id_tag(1, other)
+        assert 1 in charger.transactions
+        mark = len(csms.log)
+        assert await charger.present_id_tag(1, "COLLEAGUE") == "Stopped"
+        stop = await csms.wait_for("CK-GRP", "StopTransaction", after=mark)
+    assert (stop.payload["idTag"], stop.payload["reason"]) == ("COLLEAGUE", "Local")
+    sent = [e.action for e in csms.log[mark:] if e.direction == "in" and e.message_type == 2]
+    assert sent[:2] == ["Authorize", "StopTransaction"]
+    assert 1 not in charger.transactions
 
 
 async def test_offline_authorization_uses_the_cache_or_allows_unknown_ids(csms):

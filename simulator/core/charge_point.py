@@ -1010,7 +1010,8 @@ class Charger:
         evse = self.evse(connector_id)
         tx = self.transactions.get(connector_id)
         if tx is not None:
-            if tx.id_tag == id_tag:
+            stops = tx.id_tag == id_tag or await self._of_its_group(tx, id_tag)
+            if stops and self.transactions.get(connector_id) is tx:  # (Authorize takes time)
                 self.stop_transaction(connector_id, StopReason.LOCAL, id_tag=id_tag)
                 return "Stopped"
             raise ActionError(f"connector {connector_id} is in a transaction of another idTag")
@@ -1041,6 +1042,19 @@ class Charger:
                 self.set_status(evse, Status.PREPARING)
             self._start_connection_timeout(connector_id)
         return status
+
+    async def _of_its_group(self, tx: LocalTransaction, id_tag: str) -> bool:
+        """Whether another idTag may stop this transaction: one of the same group, the
+        parentIdTag of the idTag that started it (OCPP 1.6; the compliance test
+        TC_069_CS). The presented idTag's group comes from the local list or the cache,
+        else from an Authorize; a transaction of no known group is its idTag's alone."""
+        group = tx.parent_id_tag or self.auth_cache.parent_of(tx.id_tag)
+        if group is None:
+            return False
+        info = self.auth_cache.local_entry(id_tag)
+        if info is None or info.status is not AuthStatus.ACCEPTED or info.parent_id_tag is None:
+            info = await self.authorize_info(id_tag)
+        return info.status is AuthStatus.ACCEPTED and info.parent_id_tag == group
 
     def start_transaction(self, connector_id: int, id_tag: str) -> LocalTransaction:
         self.settle_meter()
@@ -1094,6 +1108,7 @@ class Charger:
 
     def _on_start_confirmed(self, tx: LocalTransaction, result: Payload) -> None:
         tx.transaction_id, id_tag_info = self.messages.read_transaction_started(result)
+        tx.parent_id_tag = id_tag_info.parent_id_tag
         evse = self.evse(tx.connector_id)
         if self.transactions.get(tx.connector_id) is tx:
             evse.transaction_id = tx.transaction_id

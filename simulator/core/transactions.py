@@ -25,6 +25,9 @@ class LocalTransaction:
     meter_stop: int | None = None
     stopped_at: str | None = None
     stop_reason: str | None = None
+    # The idTag's group (parentIdTag) as the CSMS gave it in StartTransaction.conf: an
+    # idTag of the same group may stop the transaction.
+    parent_id_tag: str | None = None
     # Meter readings kept for the stop message: the begin of the transaction, then the
     # clock-aligned (StopTxnAlignedData) and periodic (StopTxnSampledData) ones in time
     # order.

@@ -604,7 +604,7 @@ class CommandServer:
         alone = not (charger.online and charger.boot is BootState.ACCEPTED)
         status = await charger.present_id_tag(connector_id, id_tag)
         if status == "Stopped":
-            return f"idTag {id_tag} stopped its transaction on connector {connector_id}"
+            return f"idTag {id_tag} stopped the transaction on connector {connector_id}"
         if status != "Accepted":
             raise CommandError(
                 f"idTag {id_tag} was not accepted ({status})"
