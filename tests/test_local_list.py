@@ -224,6 +224,30 @@ async def test_the_answer_to_a_stop_transaction_updates_the_cache(csms):
     assert 1 not in charger.transactions
 
 
+async def test_the_list_and_the_cache_know_an_id_tag_in_any_case(csms):
+    """QA: OCPP 1.6 makes an IdToken a CiString20, "a case insensitive string" (section
+    7.28), and readers give a card's hex digits in either case. The list and the cache
+    compared idTags exactly: offline, a card listed or cached in the other case was
+    unknown (Invalid), and one update could list it twice."""
+    csms.authorize["CachedTag"] = "Accepted"
+    charger = runtime_charger("LL-CASE", csms.url, evses=2)
+    async with connected(charger):
+        assert await charger.authorize("CachedTag") == "Accepted"
+        listed = {"04A1B2C3": "Accepted", "GONE": "Accepted"}
+        assert await csms.send_local_list("LL-CASE", 1, listed) == "Accepted"
+        twice = {"ab": "Accepted", "AB": "Blocked"}
+        assert await csms.send_local_list("LL-CASE", 2, twice) == "Failed"
+        assert await csms.send_local_list("LL-CASE", 2, {"gone": None}, "Differential") == (
+            "Accepted"
+        )
+        assert set(charger.local_list.entries) == {"04A1B2C3"}
+    assert not charger.online
+    charger.plug_in(1, COMPACT)
+    charger.plug_in(2, COMPACT)
+    assert await charger.present_id_tag(1, "04a1b2c3") == "Accepted"
+    assert await charger.present_id_tag(2, "cachedtag") == "Accepted"
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_the_list_and_its_version_survive_a_restart(csms):
     await database_sync_to_async(make_charger)("LL-DB", evses=1, csms_url=csms.url)

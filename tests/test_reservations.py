@@ -99,6 +99,24 @@ async def test_an_id_tag_of_the_reserved_group_may_start_and_others_may_not(csms
         assert start == {**start, "idTag": "MEMBER", "reservationId": 7}
 
 
+async def test_the_reserved_id_tag_is_known_in_any_case_and_stops_its_transaction(csms):
+    """QA: OCPP 1.6 makes an IdToken a CiString20, "a case insensitive string" (section
+    7.28). A connector reserved for 04A1B2C3 was refused to the card read as 04a1b2c3,
+    and a transaction stopped only for its idTag in the very case it started with."""
+    charger = runtime_charger("RSV-CASE", csms.url, evses=1)
+    async with connected(charger):
+        await settled(csms, charger)
+        mark = len(csms.log)
+        assert await csms.reserve_now("RSV-CASE", 1, "04A1B2C3", reservation_id=61) == "Accepted"
+        charger.plug_in(1, COMPACT)
+        assert await charger.present_id_tag(1, "04a1b2c3") == "Accepted"
+        start = await started_transaction(csms, "RSV-CASE", mark)
+        assert start["reservationId"] == 61
+        assert await charger.present_id_tag(1, "04A1b2C3") == "Stopped"
+        stop = await csms.wait_for("RSV-CASE", "StopTransaction", after=mark)
+    assert stop.payload["reason"] == "Local"
+
+
 async def test_a_reservation_expires_at_its_expiry_date(csms):
     charger = runtime_charger("RSV-3", csms.url, evses=1)
     async with connected(charger):

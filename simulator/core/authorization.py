@@ -5,6 +5,7 @@ remembered when AuthorizationCacheEnabled; offline, the local authorization list
 LocalAuthListEnabled) and then the cache, with LocalAuthorizeOffline and
 AllowOfflineTxForUnknownId, decide. An idTag on the local list is decided by the list, not
 the cache (1.6 section 3.5: the list takes priority), and the cache does not keep it.
+Both compare idTags without regard to case (1.6 section 7.28: an IdToken is a CiString20).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from simulator.core.clock import parse_iso
 from simulator.core.configuration import ConfigValues
 from simulator.core.local_list import LocalAuthList
-from simulator.core.protocol import AuthStatus, IdTagAnswer
+from simulator.core.protocol import AuthStatus, IdTagAnswer, id_tag_key
 
 _STATUSES = {str(s): s for s in AuthStatus}
 
@@ -25,7 +26,7 @@ class AuthorizationCache(dict[str, str]):
     """idTag -> the last status the CSMS gave it (and, in `parents`, its parentIdTag; in
     `expiries`, its expiryDate)."""
 
-    __slots__ = ("config", "expiries", "local_list", "now", "parents")
+    __slots__ = ("_keys", "config", "expiries", "local_list", "now", "parents")
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class AuthorizationCache(dict[str, str]):
         self.now = now  # the charger's wall clock (list entries expire)
         self.parents: dict[str, str] = {}
         self.expiries: dict[str, tuple[str, float]] = {}  # idTag -> (expiryDate, epoch s)
+        self._keys: dict[str, str] = {}  # id_tag_key(idTag) -> the idTag as first cached
 
     @property
     def enabled(self) -> bool:
@@ -52,9 +54,16 @@ class AuthorizationCache(dict[str, str]):
         super().clear()
         self.parents.clear()
         self.expiries.clear()
+        self._keys.clear()
+
+    def _key(self, id_tag: str) -> str:
+        """The idTag as the cache holds it (in whatever case it was first cached)."""
+        return id_tag if id_tag in self else self._keys.get(id_tag_key(id_tag), id_tag)
 
     def forget(self, id_tag: str) -> None:
         """Drop one idTag's entry (the local list decides it now)."""
+        id_tag = self._key(id_tag)
+        self._keys.pop(id_tag_key(id_tag), None)
         self.pop(id_tag, None)
         self.parents.pop(id_tag, None)
         self.expiries.pop(id_tag, None)
@@ -68,6 +77,8 @@ class AuthorizationCache(dict[str, str]):
     ) -> None:
         if not self.enabled or (self.list_enabled and id_tag in self.local_list):
             return
+        id_tag = self._key(id_tag)
+        self._keys[id_tag_key(id_tag)] = id_tag
         self[id_tag] = status
         if parent_id_tag:
             self.parents[id_tag] = parent_id_tag
@@ -91,6 +102,7 @@ class AuthorizationCache(dict[str, str]):
                 return entry
         if not self.enabled:
             return None
+        id_tag = self._key(id_tag)
         cached = self.get(id_tag)
         if cached is None:
             return None

@@ -66,6 +66,7 @@ from simulator.core.protocol import (
     SampleContext,
     StopReason,
     TransactionRef,
+    same_id_tag,
 )
 from simulator.core.reservations import Reservation, ReservationBook
 from simulator.core.revision import FLEET
@@ -1010,7 +1011,7 @@ class Charger:
         evse = self.evse(connector_id)
         tx = self.transactions.get(connector_id)
         if tx is not None:
-            stops = tx.id_tag == id_tag or await self._of_its_group(tx, id_tag)
+            stops = same_id_tag(tx.id_tag, id_tag) or await self._of_its_group(tx, id_tag)
             if stops and self.transactions.get(connector_id) is tx:  # (Authorize takes time)
                 self.stop_transaction(connector_id, StopReason.LOCAL, id_tag=id_tag)
                 return "Stopped"
@@ -1054,7 +1055,7 @@ class Charger:
         info = self.auth_cache.local_entry(id_tag)
         if info is None or info.status is not AuthStatus.ACCEPTED or info.parent_id_tag is None:
             info = await self.authorize_info(id_tag)
-        return info.status is AuthStatus.ACCEPTED and info.parent_id_tag == group
+        return info.status is AuthStatus.ACCEPTED and same_id_tag(info.parent_id_tag, group)
 
     def start_transaction(self, connector_id: int, id_tag: str) -> LocalTransaction:
         self.settle_meter()
@@ -1685,8 +1686,7 @@ class Charger:
         return self.local_list.reported_version
 
     def restore_local_list(self, version: int, entries: dict[str, IdTagAnswer]) -> None:
-        self.local_list.version = version
-        self.local_list.entries = entries
+        self.local_list.restore(version, entries)
 
     # -- firmware and diagnostics -------------------------------------------------------------
 

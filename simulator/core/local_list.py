@@ -19,6 +19,11 @@ Plain Python. OCPP 1.6 section 3.5.3 and 5.15 (SendLocalList), 5.9 (GetLocalList
   update fails (Failed), as does any negative version; an update that leaves the list
   empty may carry 0 (a Full update with no entries clears the list).
 
+IdTags are compared without regard to case (1.6 section 7.28: an IdToken is a
+CiString20): a lookup finds `04A1B2C3` for `04a1b2c3`, one update may not name both, and a
+Differential entry for either updates or removes the entry, which keeps the spelling it
+was first listed with.
+
 What an entry means for authorization (it takes priority over the authorization cache,
 online with LocalPreAuthorize and offline with LocalAuthorizeOffline) is decided in
 `authorization`.
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from simulator.core.clock import parse_iso
-from simulator.core.protocol import AuthStatus, IdTagAnswer
+from simulator.core.protocol import AuthStatus, IdTagAnswer, id_tag_key
 
 
 class UpdateType(StrEnum):
@@ -64,18 +69,27 @@ class ListChange:
 class LocalAuthList:
     """One charger's list: its version and its entries by idTag."""
 
-    __slots__ = ("_expiry_cache", "entries", "version")
+    __slots__ = ("_expiry_cache", "_keys", "entries", "version")
 
     def __init__(self, version: int = 0, entries: dict[str, IdTagAnswer] | None = None) -> None:
         self.version = version
-        self.entries: dict[str, IdTagAnswer] = entries or {}
+        self.entries: dict[str, IdTagAnswer] = {}
+        self._keys: dict[str, str] = {}  # id_tag_key(idTag) -> the idTag as listed
         self._expiry_cache: dict[str, float | None] = {}
+        self.restore(version, entries or {})
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __contains__(self, id_tag: object) -> bool:
-        return id_tag in self.entries
+        return isinstance(id_tag, str) and id_tag_key(id_tag) in self._keys
+
+    def restore(self, version: int, entries: dict[str, IdTagAnswer]) -> None:
+        """The list as stored (after a restart)."""
+        self.version = version
+        self.entries = entries
+        self._keys = {id_tag_key(tag): tag for tag in entries}
+        self._expiry_cache.clear()
 
     @property
     def reported_version(self) -> int:
@@ -97,12 +111,17 @@ class LocalAuthList:
         if len(items) > max_items:
             return UpdateStatus.FAILED, None
         changes: dict[str, IdTagAnswer | None] = {}
+        named: set[str] = set()
         for id_tag, answer in items:
-            if id_tag in changes:
+            key = id_tag_key(id_tag)
+            if key in named:
                 return UpdateStatus.FAILED, None  # the same idTag twice: which one wins?
             if answer is None and kind is UpdateType.FULL:
                 return UpdateStatus.FAILED, None
-            changes[id_tag] = answer
+            named.add(key)
+            # A Differential entry changes the listed entry, as it was spelt.
+            listed = self._keys.get(key) if kind is UpdateType.DIFFERENTIAL else None
+            changes[listed or id_tag] = answer
         if kind is UpdateType.FULL:
             entries = {tag: answer for tag, answer in changes.items() if answer is not None}
         else:
@@ -116,13 +135,12 @@ class LocalAuthList:
             return UpdateStatus.FAILED, None
         if version < 0 or (version == 0 and entries):
             return UpdateStatus.FAILED, None  # a version GetLocalListVersion cannot report
-        self.version = version
-        self.entries = entries
-        self._expiry_cache.clear()
+        self.restore(version, entries)
         return UpdateStatus.ACCEPTED, ListChange(version, kind is UpdateType.FULL, changes)
 
     def lookup(self, id_tag: str, now: float) -> IdTagAnswer | None:
         """The list's entry for an idTag, Expired once its expiryDate has passed."""
+        id_tag = self._keys.get(id_tag_key(id_tag), id_tag)
         entry = self.entries.get(id_tag)
         if entry is None or entry.status is not AuthStatus.ACCEPTED or entry.expiry is None:
             return entry

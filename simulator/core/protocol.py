@@ -161,6 +161,18 @@ class IdTagAnswer:
     parent_id_tag: str | None = None
 
 
+def id_tag_key(id_tag: str) -> str:
+    """An idTag as the charger compares it. OCPP 1.6's IdToken is a CiString20Type, "a
+    case insensitive string" (section 7.28): a card read as `04a1b2c3` is the one the CSMS
+    listed, reserved or started with as `04A1B2C3`."""
+    return id_tag.casefold()
+
+
+def same_id_tag(a: str | None, b: str | None) -> bool:
+    """Whether two idTags (or parentIdTags; None: none) are the same, case aside."""
+    return a is not None and b is not None and id_tag_key(a) == id_tag_key(b)
+
+
 class Identity(Protocol):
     """Who the charge point is (a `ChargerSpec` is one)."""
 

@@ -14,7 +14,7 @@ Rules kept here, as the spec and its errata say:
   last free connector while it lasts. Connector 0 has no Reserved status, so no connector
   changes status for it;
 - the reserved idTag, or an idTag with the same parentIdTag as the reservation's, may start
-  on it; the reservation ends when such a transaction starts (its id goes in the start
+  on it (idTags compared without regard to case, as 1.6 makes them CiString20); the reservation ends when such a transaction starts (its id goes in the start
   message), at its expiryDate, when cancelled, or when its connector (or the whole charger)
   becomes Faulted or Unavailable.
 """
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from simulator.core.protocol import same_id_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +38,7 @@ class Reservation:
 
     def admits(self, id_tag: str, parent_id_tag: str | None) -> bool:
         """Whether this idTag (whose group is `parent_id_tag`, if known) may use it."""
-        if id_tag == self.id_tag:
-            return True
-        return self.parent_id_tag is not None and parent_id_tag == self.parent_id_tag
+        return same_id_tag(id_tag, self.id_tag) or same_id_tag(parent_id_tag, self.parent_id_tag)
 
     def as_record(self) -> dict[str, object]:
         """What persistence stores (and `ReservationBook.restore` reads back)."""
