@@ -315,6 +315,30 @@ async def test_a_payload_the_schema_refuses_is_400_and_nothing_is_sent(
         assert [e for e in csms.log if e.direction == "out"] == []
 
 
+async def test_a_reservation_may_expire_seconds_from_now(
+    csms: CentralSystem, csms_control: ControlServer
+) -> None:
+    """QA: a scenario cannot write a date-time relative to its run, and ReserveNow's
+    expiryDate was the schema's date-time or 15 minutes: no scenario could see a
+    reservation expire. `expiresIn` (seconds from now) gives one, as idTags' does."""
+    charger = runtime_charger("CTL-EXPIRY", csms.url, evses=1)
+    async with connected(charger):
+        await settled(csms, charger)
+        for wrong in ({"expiresIn": "soon"}, {"expiresIn": 0}, {"expiresIn": 5, "expiryDate": "x"}):
+            body = {"connectorId": 1, "idTag": "BOB", **wrong}
+            status, answer = await post(csms_control, "/chargers/CTL-EXPIRY/ReserveNow", body)
+            assert status == 400 and "expiresIn" in answer["error"], answer
+        assert not [e for e in csms.log if e.direction == "out" and e.action == "ReserveNow"]
+        body = {"connectorId": 1, "idTag": "BOB", "expiresIn": 1}
+        status, answer = await post(csms_control, "/chargers/CTL-EXPIRY/ReserveNow", body)
+        assert (status, answer) == (200, {"status": "Accepted"})
+        sent = await csms.wait_for("CTL-EXPIRY", "ReserveNow", direction="out")
+        assert "expiresIn" not in sent.payload and "expiryDate" in sent.payload
+        assert charger.evse(1).status is S.RESERVED
+        await wait_until(lambda: charger.evse(1).status is S.AVAILABLE, message="the expiry")
+        assert len(charger.reservations) == 0
+
+
 async def test_a_refused_authorization_key_or_url_password_is_not_quoted_in_the_answer(
     csms: CentralSystem, csms_control: ControlServer
 ) -> None:

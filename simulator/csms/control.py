@@ -324,7 +324,8 @@ async def operate(
     """Send `action` with this camelCase payload to the charger; its answer, camelCase.
 
     Defaults a scenario should not have to spell: ReserveNow's reservationId (the next
-    free one) and expiryDate (in 15 minutes), UpdateFirmware's retrieveDate (now), and
+    free one) and expiryDate (in 15 minutes, or `expiresIn` seconds from now: a scenario
+    cannot write a date-time relative to its run), UpdateFirmware's retrieveDate (now), and
     RemoteStopTransaction's transactionId: without one, the charger's running transaction
     (on `connectorId` when given), as a CSMS's own "stop the session on ..." would.
     ReserveNow, CancelReservation, SendLocalList and GetDiagnostics go through the CSMS's
@@ -339,7 +340,7 @@ async def operate(
     payload = dict(payload)
     if action == "ReserveNow":
         payload.setdefault("reservationId", csms.next_reservation_id)
-        payload.setdefault("expiryDate", _date_text(timedelta(minutes=15)))
+        payload["expiryDate"] = _reservation_expiry(payload)
     elif action == "UpdateFirmware":
         payload.setdefault("retrieveDate", _date_text(timedelta(0)))
     elif action == "RemoteStopTransaction" and "transactionId" not in payload:
@@ -368,6 +369,25 @@ async def operate(
     # The CSMS's own methods wait with its response timeout: bound them by this one too.
     async with asyncio.timeout(timeout):
         return await _remembered(csms, cp_id, action, snake)
+
+
+_YEAR_S = 365 * 86400
+
+
+def _reservation_expiry(payload: dict[str, Any]) -> Any:
+    """ReserveNow's expiryDate: as given, or `expiresIn` seconds from now (taken out of the
+    payload, which the schema would refuse with it), or in 15 minutes."""
+    if "expiresIn" not in payload:
+        return payload.get("expiryDate", _date_text(timedelta(minutes=15)))
+    seconds = payload.pop("expiresIn")
+    if "expiryDate" in payload:
+        raise BadRequest("ReserveNow: give expiryDate or expiresIn, not both")
+    number = not isinstance(seconds, bool) and isinstance(seconds, int | float)
+    if not number or not 0 < seconds <= _YEAR_S:
+        raise BadRequest(
+            f"ReserveNow: expiresIn must be seconds from now (0 to a year), got {seconds!r}"
+        )
+    return _date_text(timedelta(seconds=seconds))
 
 
 def _unquoted_secrets(cause: str, payload: dict[str, Any]) -> str:
