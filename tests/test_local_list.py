@@ -164,6 +164,18 @@ async def test_local_pre_authorize_starts_from_the_list_without_an_authorize(csm
         ({}, "OLD", "Expired"),  # Accepted, but its expiryDate is past
         ({}, "UNKNOWN", "Invalid"),
         ({"AllowOfflineTxForUnknownId": "true"}, "UNKNOWN", "Accepted"),
+        # QA: a listed idTag the list may not authorize offline is as unknown as any: it
+        # was refused while an idTag the charger had never seen was let in.
+        (
+            {"LocalAuthorizeOffline": "false", "AllowOfflineTxForUnknownId": "true"},
+            "GOOD",
+            "Accepted",
+        ),
+        (
+            {"LocalAuthorizeOffline": "false", "AllowOfflineTxForUnknownId": "true"},
+            "BAD",
+            "Blocked",
+        ),
         # With the list off, its idTags are unknown (and the cache never kept them).
         ({"LocalAuthListEnabled": "false"}, "GOOD", "Invalid"),
     ],

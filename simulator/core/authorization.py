@@ -127,12 +127,17 @@ class AuthorizationCache(dict[str, str]):
         return entry is not None and entry.status == "Accepted"
 
     def offline_status(self, id_tag: str) -> AuthStatus:
-        """The answer without the CSMS (offline, or Authorize failed)."""
+        """The answer without the CSMS (offline, or Authorize failed).
+
+        An idTag the list or cache accepts, with LocalAuthorizeOffline off, is one they
+        may not authorize: as unknown as one they do not hold (1.6's Unknown Offline
+        Authorization: unknown are the idTags that cannot be explicitly authorized by the
+        list or cache), so that AllowOfflineTxForUnknownId decides; one they refuse stays
+        refused."""
         entry = self.local_entry(id_tag)
-        if entry is None:
-            allowed = self.config.as_bool("AllowOfflineTxForUnknownId")
-            return AuthStatus.ACCEPTED if allowed else AuthStatus.INVALID
-        if entry.status is AuthStatus.ACCEPTED:
-            allowed = self.config.as_bool("LocalAuthorizeOffline")
-            return AuthStatus.ACCEPTED if allowed else AuthStatus.INVALID
-        return entry.status
+        if entry is not None and entry.status is not AuthStatus.ACCEPTED:
+            return entry.status
+        if entry is not None and self.config.as_bool("LocalAuthorizeOffline"):
+            return AuthStatus.ACCEPTED
+        allowed = self.config.as_bool("AllowOfflineTxForUnknownId")
+        return AuthStatus.ACCEPTED if allowed else AuthStatus.INVALID
