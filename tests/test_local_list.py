@@ -56,6 +56,23 @@ async def test_a_differential_update_adds_updates_and_removes_and_must_be_newer(
         assert await csms.get_local_list_version("LL-2") == 11
 
 
+async def test_a_list_emptied_by_a_differential_takes_a_differential_newer_than_0(csms):
+    """QA: a Differential update that removes every entry leaves an empty list, whose
+    version GetLocalListVersion answers 0 (1.6 section 5.10). A CSMS that asked and then
+    sent a Differential of version 1 was told VersionMismatch: the charger compared it
+    with the version that had emptied the list."""
+    charger = runtime_charger("LL-EMPTIED", csms.url, evses=1)
+    async with connected(charger):
+        assert await csms.send_local_list("LL-EMPTIED", 10, {"A": "Accepted"}) == "Accepted"
+        emptied = await csms.send_local_list("LL-EMPTIED", 11, {"A": None}, "Differential")
+        assert emptied == "Accepted"
+        assert await csms.get_local_list_version("LL-EMPTIED") == 0
+        added = await csms.send_local_list("LL-EMPTIED", 1, {"B": "Accepted"}, "Differential")
+        assert added == "Accepted"
+        assert await csms.get_local_list_version("LL-EMPTIED") == 1
+        assert set(charger.local_list.entries) == {"B"}
+
+
 async def test_an_update_the_charger_cannot_hold_fails_and_changes_nothing(csms):
     charger = runtime_charger(
         "LL-3",

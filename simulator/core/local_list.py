@@ -4,8 +4,9 @@ Plain Python. OCPP 1.6 section 3.5.3 and 5.15 (SendLocalList), 5.9 (GetLocalList
 
 - a Full update replaces the list (every entry must carry its idTagInfo); a Differential
   one adds or updates the entries that carry one and removes those that do not, and only
-  applies to a list older than it: a listVersion not above the current one answers
-  VersionMismatch (the central system then sends the full list);
+  applies to a list older than it: a listVersion not above the current one (the one
+  GetLocalListVersion answers: 0 for an empty list) answers VersionMismatch (the central
+  system then sends the full list);
 - an update with more entries than SendLocalListMaxLength, or one that would leave more than
   LocalAuthListMaxLength entries, or that names an idTag twice, or a Full update entry
   without idTagInfo, fails (Failed) and changes nothing;
@@ -106,7 +107,10 @@ class LocalAuthList:
         max_items: int,
     ) -> tuple[UpdateStatus, ListChange | None]:
         """Apply a SendLocalList; the answer, and what changed when it is Accepted."""
-        if kind is UpdateType.DIFFERENTIAL and version <= self.version:
+        # Newer than the version GetLocalListVersion reports: 0 once the list is empty,
+        # whatever version emptied it (a CSMS that asked, then sent version 1, was told
+        # VersionMismatch).
+        if kind is UpdateType.DIFFERENTIAL and version <= self.reported_version:
             return UpdateStatus.VERSION_MISMATCH, None
         if len(items) > max_items:
             return UpdateStatus.FAILED, None
