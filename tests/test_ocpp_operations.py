@@ -915,6 +915,25 @@ async def test_authorize_remote_tx_requests_authorizes_before_starting(csms):
     assert order == ["Authorize", "StartTransaction"]
 
 
+async def test_a_remote_start_is_authorized_like_a_local_action(csms):
+    """QA: AuthorizeRemoteTxRequests authorizes a remote start "like a local action to
+    start a transaction" (1.6): with LocalPreAuthorize, an idTag on the local list starts
+    without an Authorize, as at the reader. The charger always sent one."""
+    charger = runtime_charger(
+        "CK-ARL",
+        csms.url,
+        evses=1,
+        simulate_ev_on_remote_start=True,
+        config={"AuthorizeRemoteTxRequests": "true", "LocalPreAuthorize": "true"},
+    )
+    async with connected(charger):
+        assert await csms.send_local_list("CK-ARL", 1, {"LISTED": "Accepted"}) == "Accepted"
+        mark = len(csms.log)
+        await csms.call("CK-ARL", call.RemoteStartTransaction(id_tag="LISTED", connector_id=1))
+        await csms.wait_for("CK-ARL", "StartTransaction", after=mark)
+        assert not calls(csms, "CK-ARL", "Authorize", mark)
+
+
 async def test_an_id_tag_of_the_same_group_stops_the_transaction(csms):
     """QA: an idTag with the parentIdTag of the one that started a transaction may stop it
     (OCPP 1.6; the compliance test TC_069_CS: an Authorize for the new idTag, then the

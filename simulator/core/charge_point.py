@@ -1377,7 +1377,12 @@ class Charger:
         return "Rejected", None
 
     async def after_remote_start(self, id_tag: str, connector_id: int) -> None:
-        if self.config_bool("AuthorizeRemoteTxRequests"):
+        # 1.6: AuthorizeRemoteTxRequests authorizes the request "like a local action to
+        # start a transaction": with LocalPreAuthorize, an idTag the local list or cache
+        # accepts starts without an Authorize, as at the reader.
+        if self.config_bool("AuthorizeRemoteTxRequests") and not (
+            self.online and self.auth_cache.pre_authorized(id_tag)
+        ):
             status = await self.authorize(id_tag)
             if status != "Accepted":
                 log.info("%s: remote start for %s not authorized (%s)", self.id, id_tag, status)
