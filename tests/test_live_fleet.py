@@ -901,6 +901,23 @@ async def test_a_bulk_reboot_counts_its_chargers_as_connecting_while_they_are_do
     assert not worker.reloader.down
 
 
+async def test_a_reboot_keeps_the_authorization_cache(worker, csms):
+    """QA: 1.6's Authorization Cache values "SHOULD be persisted across reboots and power
+    outages". A power cycle (the reboot action, an edit that reboots) built the charger
+    afresh with an empty cache: offline right after it, a tag the CSMS had accepted a
+    moment before was unknown (Invalid)."""
+    before = loaded(worker, "CP-LIVE")
+    assert await before.authorize("REGULAR") == "Accepted"
+    assert before.auth_cache.local_entry("REGULAR") is not None
+    pk = await sync_to_async(pk_of)("CP-LIVE")
+    result = await EngineClient().command(pk, "CP-LIVE", "reboot")
+    assert result["ok"], result
+    after = loaded(worker, "CP-LIVE")
+    assert after is not before
+    assert after.auth_cache.offline_status("REGULAR") == "Accepted"
+    assert after.auth_cache.offline_status("STRANGER") == "Invalid"
+
+
 async def test_a_reboot_of_one_charger_loads_it_alone_and_twice_at_once_reboots_it_twice(
     twelve, csms, monkeypatch
 ):

@@ -56,6 +56,15 @@ class AuthorizationCache(dict[str, str]):
         self.expiries.clear()
         self._keys.clear()
 
+    def carry_over(self, before: AuthorizationCache) -> None:
+        """Take the entries of the same charger's cache before a power cycle: 1.6's
+        Authorization Cache values "SHOULD be persisted across reboots and power
+        outages" (kept in memory: a restart of the simulator still empties it)."""
+        self.update(before)
+        self.parents.update(before.parents)
+        self.expiries.update(before.expiries)
+        self._keys.update(before._keys)
+
     def _key(self, id_tag: str) -> str:
         """The idTag as the cache holds it (in whatever case it was first cached)."""
         return id_tag if id_tag in self else self._keys.get(id_tag_key(id_tag), id_tag)

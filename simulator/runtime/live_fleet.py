@@ -1180,6 +1180,7 @@ class FleetReloader:
                 outcomes.append("stopped: it can no longer be loaded")
                 continue
             charger.security_log = live.security_log  # the same charger's memory, rebooted
+            charger.auth_cache.carry_over(live.auth_cache)
             charger.keep_vehicles_of(live)
             same_stored = charger.spec.impairments == live.spec.impairments
             charger.impairments.carry_over(live.impairments, same_stored=same_stored)
