@@ -117,6 +117,32 @@ async def test_the_reserved_id_tag_is_known_in_any_case_and_stops_its_transactio
     assert stop.payload["reason"] == "Local"
 
 
+async def test_a_remote_start_for_a_reserved_group_asks_the_csmss_word_on_the_id_tag(csms):
+    """QA: a connector reserved for a group (a parentIdTag) refused every remote start of
+    an idTag whose group the charger did not know yet: 1.6 section 5.13 has it send an
+    Authorize to learn the parentIdTag. Now the start waits for that answer, and only a
+    member of the group starts (with the reservationId)."""
+    csms.authorize["MEMBER"] = IdTagInfo(status="Accepted", parent_id_tag="FLEET-A")
+    csms.authorize["OUTSIDER"] = IdTagInfo(status="Accepted", parent_id_tag="FLEET-B")
+    charger = runtime_charger("RSV-RGRP", csms.url, evses=1, simulate_ev_on_remote_start=True)
+    async with connected(charger):
+        await settled(csms, charger)
+        reserved = await csms.reserve_now(
+            "RSV-RGRP", 1, "BOSS", reservation_id=8, parent_id_tag="FLEET-A"
+        )
+        assert reserved == "Accepted"
+        mark = len(csms.log)
+        start = call.RemoteStartTransaction(id_tag="OUTSIDER", connector_id=1)
+        assert (await csms.call("RSV-RGRP", start)).status == "Accepted"
+        await csms.wait_for("RSV-RGRP", "Authorize", after=mark, direction="out")
+        await wait_until(lambda: not charger.queue, message="the Authorize answered")
+        assert charger.evse(1).status is S.RESERVED and 1 not in charger.transactions
+        start = call.RemoteStartTransaction(id_tag="MEMBER", connector_id=1)
+        assert (await csms.call("RSV-RGRP", start)).status == "Accepted"
+        started = await started_transaction(csms, "RSV-RGRP", mark)
+    assert (started["idTag"], started["reservationId"]) == ("MEMBER", 8)
+
+
 async def test_a_reservation_expires_at_its_expiry_date(csms):
     charger = runtime_charger("RSV-3", csms.url, evses=1)
     async with connected(charger):

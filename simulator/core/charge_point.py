@@ -1369,8 +1369,15 @@ class Charger:
                 if why is not None:
                     log.info("%s: RemoteStartTransaction profile rejected: %s", self.id, why)
                     return "Rejected", None
-                if not self.claim_reservation(candidate, id_tag, self.auth_cache.parent_of(id_tag)):
-                    continue  # reserved for someone else
+                # Reserved for someone else: refused, unless the CSMS named a connector
+                # reserved for a group of which only it knows whether the idTag is a
+                # member (its Authorize then decides, in `after_remote_start`).
+                parent = self.auth_cache.parent_of(id_tag)
+                claimed = self.claim_reservation(candidate, id_tag, parent)
+                if not claimed and not (
+                    connector_id is not None and self._group_to_ask(candidate, id_tag)
+                ):
+                    continue
                 if charging_profile is not None:
                     self.pending_profiles[candidate] = charging_profile
                 return "Accepted", candidate
@@ -1380,12 +1387,22 @@ class Charger:
         # 1.6: AuthorizeRemoteTxRequests authorizes the request "like a local action to
         # start a transaction": with LocalPreAuthorize, an idTag the local list or cache
         # accepts starts without an Authorize, as at the reader.
-        if self.config_bool("AuthorizeRemoteTxRequests") and not (
-            self.online and self.auth_cache.pre_authorized(id_tag)
+        ask_group = self._group_to_ask(connector_id, id_tag)
+        if ask_group or (
+            self.config_bool("AuthorizeRemoteTxRequests")
+            and not (self.online and self.auth_cache.pre_authorized(id_tag))
         ):
-            status = await self.authorize(id_tag)
-            if status != "Accepted":
-                log.info("%s: remote start for %s not authorized (%s)", self.id, id_tag, status)
+            info = await self.authorize_info(id_tag)
+            why = None if info.status == "Accepted" else f"not authorized ({info.status})"
+            parent = info.parent_id_tag
+            if (
+                why is None
+                and ask_group
+                and not self.claim_reservation(connector_id, id_tag, parent)
+            ):
+                why = "the connector is reserved for another group"
+            if why is not None:
+                log.info("%s: remote start for %s: %s", self.id, id_tag, why)
                 # Its TxProfile goes with it: kept, the next driver's session took it.
                 self.pending_profiles.pop(connector_id, None)
                 return
@@ -1407,6 +1424,19 @@ class Charger:
         if evse.status in (Status.AVAILABLE, Status.RESERVED):
             self.set_status(evse, Status.PREPARING)
         self._start_connection_timeout(connector_id)
+
+    def _group_to_ask(self, connector_id: int, id_tag: str) -> bool:
+        """Whether the connector's reservation is for a group (a parentIdTag) that this
+        idTag may belong to, which neither the list nor the cache can tell: 1.6 section
+        5.13, the charger then SHALL send an Authorize for the idTag to learn its
+        parentIdTag."""
+        own = self.reservations.on_connector(connector_id) if self.reservations else None
+        return (
+            own is not None
+            and own.parent_id_tag is not None
+            and not own.admits(id_tag, None)
+            and self.auth_cache.parent_of(id_tag) is None
+        )
 
     def remote_stop(self, transaction_id: int) -> str:
         if self.boot is not BootState.ACCEPTED:
