@@ -265,9 +265,10 @@ async def test_connector_zero_keeps_one_connector_free_for_its_id_tag(csms):
         # BOB may take one connector: another stays free for ALICE ...
         charger.plug_in(1, COMPACT)
         assert await charger.present_id_tag(1, "BOB") == "Accepted"
-        # ... but not the last one.
+        # ... but not the last one (QA: which was said to be reserved itself).
         charger.plug_in(2, COMPACT)
-        with pytest.raises(ActionError, match="reserved"):
+        last = "connector 2 is the last free one, kept for a reservation of connector 0"
+        with pytest.raises(ActionError, match=last):
             await charger.present_id_tag(2, "CAROL")
         # A second reservation of connector 0 finds no free connector left for it.
         assert await csms.reserve_now("RSV-8", 0, "DAVE", reservation_id=12) == "Occupied"

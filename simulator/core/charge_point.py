@@ -1034,7 +1034,14 @@ class Charger:
         if status != "Accepted":
             return status
         if not self.claim_reservation(connector_id, id_tag, info.parent_id_tag):
-            raise ActionError(f"connector {connector_id} is reserved for another idTag")
+            if self.reservations.on_connector(connector_id) is not None:
+                raise ActionError(f"connector {connector_id} is reserved for another idTag")
+            # A reservation of connector 0 holds no connector: "connector 1 is reserved"
+            # sent the driver looking for one.
+            raise ActionError(
+                f"connector {connector_id} is the last free one, kept for a reservation of "
+                "connector 0 (any connector) for another idTag"
+            )
         if evse.battery is not None:
             self.start_transaction(connector_id, id_tag)
         else:
