@@ -1,4 +1,4 @@
-"""The commands' first look at the database (`simulator.management.database`): a server
+"""The commands' first look at the database (`fleet_io.management.database`): a server
 that is down or a database never migrated is one clear line and an exit status, not a
 driver's traceback; a password in DATABASE_URL is not printed."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet_io.management.database import described, upkeep_text, upkeep_warnings
 from scripts.reachable import reachable
-from simulator.management.database import described, upkeep_text, upkeep_warnings
 from tests.pg_database import PG_URL, database_name, own_database
 from tests.process import ROOT, ManagePy, free_port, run_manage
 
@@ -44,6 +44,28 @@ def test_apitoken_on_a_database_never_migrated_says_so(tmp_path: Path) -> None:
     # It has no option of its own that migrates: none is offered.
     assert "is not migrated: " in result.stderr
     assert result.stderr.rstrip().endswith("Run `manage.py migrate` first.")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("import", "locations.resources.LocationResource", "docs/samples/locations.csv"),
+        ("export", "CSV", "chargers.resources.ChargerResource"),
+    ],
+    ids=["import", "export"],
+)
+def test_import_and_export_on_a_database_never_migrated_say_so(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """The docs' first import of the sample files, on a fresh checkout before `make run`:
+    the database is named, not the file blamed ("File: ... no such table") nor a
+    traceback printed."""
+    result = run_manage(tmp_path, *command)
+    assert result.returncode == 1, result.stderr
+    assert f"The database (SQLite {tmp_path / 'db.sqlite3'}) is not migrated: " in result.stderr
+    assert result.stderr.rstrip().endswith("Run `manage.py migrate` first.")
+    assert "File:" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

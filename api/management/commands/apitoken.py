@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from api.models import ApiToken
-from simulator.management.database import check_database
+from fleet_io.management.database import check_database
 
 _SPANS = {"d": "days", "h": "hours", "m": "minutes", "w": "weeks"}
 

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from api.auth import Caller
 from api.mcp_calls import CALLER
 from api.mcp_server import server
-from simulator.management.database import check_database
+from fleet_io.management.database import check_database
 
 
 class Command(BaseCommand):

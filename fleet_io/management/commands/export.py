@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
 from fleet_io.file_formats import FORMATS_BY_NAME, FileProblem, typed_cells
+from fleet_io.management.database import check_database
 
 
 class Command(BaseCommand):
@@ -34,6 +35,8 @@ class Command(BaseCommand):
         if name == "xlsx" and self.stdout.isatty():
             raise CommandError("XLSX is binary: redirect the output to a file.")
         resource = get_resource_class(options["resource"])()
+        # A fresh checkout's database would otherwise end the export in a driver's traceback.
+        check_database(migrated=True)
         file_format = format_class()
         try:
             data = file_format.export_data(

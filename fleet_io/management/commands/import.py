@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from import_export.command_utils import get_resource_class
 
 from fleet_io.file_formats import FORMATS_BY_NAME, FileProblem, check_size
+from fleet_io.management.database import check_database
 from fleet_io.resource import FleetImportResult, FleetResource, Problem
 
 
@@ -66,6 +67,8 @@ class Command(BaseCommand):
             encoding=options["encoding"],
             csms_url=options["csms_url"],
         )
+        # Before the file is read: a database never migrated is not a problem of the file.
+        check_database(migrated=True)
         try:
             result = run.import_file(dry_run=options["dry_run"])
         except FileProblem as exc:

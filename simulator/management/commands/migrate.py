@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.commands import migrate
 
-from simulator.management.database import check_database
+from fleet_io.management.database import check_database
 
 
 class Command(migrate.Command):

@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chargers.validators import validate_csms_url
+from fleet_io.management.database import check_database
 from scenarios import format as scenario_format
 from scenarios.runner import Options, RunningWorkers, SetupError
 from scenarios.session import (
@@ -38,7 +39,6 @@ from scenarios.session import (
     unwritable,
     write_reports,
 )
-from simulator.management.database import check_database
 from simulator.runtime.events import EventPublisher
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.worker_lock import WorkerLock, WorkerLockError

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from chargers.validators import validate_csms_url
+from fleet_io.management.database import check_database, upkeep_warnings
 from scenarios.models import ScenarioRun
-from simulator.management.database import check_database, upkeep_warnings
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 

@@ -3,7 +3,9 @@
 A user who points DATABASE_URL at a server that is down, or runs `runscenario` on a fresh
 checkout before anything migrated it, would otherwise read thirty lines of psycopg or
 SQLite traceback ending in "no such table". The message names the database without its
-password (it may reach a CI log).
+password (it may reach a CI log). It lives in fleet_io, the lowest of the Django apps in
+the import-linter layers, so that every app's commands may use it: the `import` and
+`export` commands as much as `runsimulator`.
 """
 
 from __future__ import annotations
