@@ -24,6 +24,7 @@ EXAMPLE = orjson.dumps([overrides.EXAMPLE_RULE]).decode()
 MOVE_ANYWAY = "(To rename it anyway, tick 'Rename even so'.)"
 PHASES_BY_POWER = f"by its power: 1 up to {Charger.SINGLE_PHASE_MAX_KW:g} kW AC (a wallbox), else 3"
 MODEL_BY_POWER = "Left empty: by its power type and power, such as Virtual DC 150."
+CSMS_URL_EMPTY = "Empty: none; the charger does not connect (as the API and the import say)."
 
 
 def without_missing_key(error: ValidationError) -> ValidationError | None:
@@ -194,6 +195,10 @@ class ChargerForm(KeepsLaterWrites):
             phases.choices = [("", PHASES_BY_POWER), (1, "1"), (3, "3")]
             if self.instance.pk is None:
                 self.initial["phases"] = ""
+        if "csms_url" in self.fields:
+            # The form offers a URL, so emptying it is a choice: say what it means.
+            csms_url = self.fields["csms_url"]
+            csms_url.help_text = f"{csms_url.help_text} {CSMS_URL_EMPTY}"
         if "model" in self.fields:
             # Left empty (an API call or an import without it too): by its power type and
             # power, so that a DC charger does not boot as the default "Virtual AC 22".

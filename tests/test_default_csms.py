@@ -64,3 +64,15 @@ def test_every_way_of_creating_a_charger_uses_it(moved_csms, settings, given, cl
     client.force_login(make_superuser())
     page = client.get(reverse("admin:chargers_charger_add"))
     assert form_values(page.content.decode())["csms_url"] == expected
+
+
+@pytest.mark.django_db
+def test_the_admin_says_what_an_empty_csms_url_means(client):
+    """QA: the admin's form offers a CSMS URL, and its help text did not say that emptying
+    it leaves the charger off the network, as the README, the API and the import do."""
+    client.force_login(make_superuser())
+    page = client.get(reverse("admin:chargers_charger_add"))
+    help_text = str(page.context["adminform"].form.fields["csms_url"].help_text)
+    assert help_text.startswith("ws:// or wss:// endpoint")
+    assert "Empty: none; the charger does not connect" in help_text
+    assert help_text in page.content.decode()
