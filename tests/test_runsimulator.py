@@ -220,6 +220,36 @@ def test_the_built_in_csms_options_without_demo_are_said_to_be_ignored(tmp_path)
         sim.stop()
 
 
+def test_the_built_in_csms_options_beside_a_csms_url_are_said_to_be_ignored(tmp_path):
+    """--demo --csms-url starts no built-in CSMS: --csms-port and the like were dropped in
+    silence, and a user who gave both waited for a CSMS on that port that never came."""
+    csms = f"ws://127.0.0.1:{free_port()}/ocpp"  # nothing listens: the fleet keeps dialling
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "1",
+        "--csms-url",
+        csms,
+        "--csms-port",
+        "9123",
+        "--no-demo-operations",
+    )
+    try:
+        sim.wait_for_output(
+            "--csms-port and --no-demo-operations concern the built-in CSMS, which does not "
+            "start when --csms-url points the demo fleet at another: ignored."
+        )
+        sim.wait_for_output(f"Demo fleet: 1 chargers (1 new) -> {csms}")
+        assert "Built-in CSMS listening" not in sim.output
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
 def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path):
     """--csms-port 70000 failed the start with an OverflowError's traceback and exit 0;
     --port 70000 said "cannot listen on bind(): port must be 0-65535"."""

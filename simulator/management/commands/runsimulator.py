@@ -117,7 +117,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--csms-url",
-            help="with --demo: point the demo fleet at this CSMS instead of the built-in one",
+            help="with --demo: point the demo fleet at this CSMS instead of the built-in one, "
+            "which then does not start (nor its control endpoint, file server and demo "
+            "operations); your CSMS should accept the drivers' idTags DEMO0001..DEMO0020",
         )
         parser.add_argument(
             "--csms-port",
@@ -208,18 +210,23 @@ class Command(BaseCommand):
                 "--csms-url applies to the demo fleet only (--demo): ignored; your chargers "
                 "use the CSMS URL each one has in the admin."
             )
-        if not options["demo"]:
-            # Said, not dropped in silence: a user who gave one meant it to do something.
-            ignored = [
-                f"--{name.replace('_', '-')}"
-                for name in _BUILTIN_CSMS
-                if options[name] is not None and options[name] is not False  # 0 is a port
-            ]
-            if ignored:
-                self.stderr.write(
-                    f"{' and '.join(ignored)} concern{'s' if len(ignored) == 1 else ''} the "
-                    "built-in CSMS that --demo starts: ignored without --demo."
-                )
+        # Said, not dropped in silence: a user who gave one meant it to do something.
+        ignored = [
+            f"--{name.replace('_', '-')}"
+            for name in _BUILTIN_CSMS
+            if options[name] is not None and options[name] is not False  # 0 is a port
+        ]
+        if ignored and not options["demo"]:
+            self.stderr.write(
+                f"{' and '.join(ignored)} concern{'s' if len(ignored) == 1 else ''} the "
+                "built-in CSMS that --demo starts: ignored without --demo."
+            )
+        elif ignored and options["csms_url"]:
+            self.stderr.write(
+                f"{' and '.join(ignored)} concern{'s' if len(ignored) == 1 else ''} the "
+                "built-in CSMS, which does not start when --csms-url points the demo fleet "
+                "at another: ignored."
+            )
         if options["csms_port"] is None:
             options["csms_port"] = DEMO_CSMS_PORT
         if options["csms_url"]:
