@@ -242,7 +242,7 @@ def test_the_built_in_csms_options_beside_a_csms_url_are_said_to_be_ignored(tmp_
             "--csms-port and --no-demo-operations concern the built-in CSMS, which does not "
             "start when --csms-url points the demo fleet at another: ignored."
         )
-        sim.wait_for_output(f"Demo fleet: 1 chargers (1 new) -> {csms}")
+        sim.wait_for_output(f"Demo fleet: 1 charger (1 new) -> {csms}")  # not "1 chargers"
         assert "Built-in CSMS listening" not in sim.output
         sim.signal(signal.SIGTERM)
         assert sim.wait(30) == 0

@@ -649,7 +649,8 @@ class Simulator:
         made = await in_thread(ensure_demo_fleet, thread_sensitive=True)(
             self.options.demo_chargers, url
         )
-        self.say(f"Demo fleet: {self.options.demo_chargers} chargers ({made} new) -> {url}\n")
+        count = self.options.demo_chargers
+        self.say(f"Demo fleet: {count} charger{'' if count == 1 else 's'} ({made} new) -> {url}\n")
 
     async def _keep_frozen(self, patience: float = 120.0) -> None:
         """Freeze the connected fleet once it is up (`_freeze_when_up`); then, whenever no
