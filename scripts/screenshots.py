@@ -69,11 +69,29 @@ def take(url: str, user: str, password: str, width: int, out: Path) -> list[Path
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--user", default="admin")
-    parser.add_argument("--password", required=True)
-    parser.add_argument("--width", type=int, default=1400)
-    parser.add_argument("--out", type=Path, default=OUT)
+    # A demo on a port of its own (`runsimulator --demo --port P`) needs --url: say so.
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="the running simulator's dashboard (default: %(default)s, as `make run` serves it)",
+    )
+    parser.add_argument(
+        "--user", default="admin", help="the account to log in as (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--password",
+        required=True,
+        help="its password (the first start prints the admin's, also in var/admin-credentials.txt)",
+    )
+    parser.add_argument(
+        "--width", type=int, default=1400, help="page width in pixels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        help="folder the PNG files are written to (default: docs/screenshots/)",
+    )
     options = parser.parse_args(argv)
     for path in take(options.url, options.user, options.password, options.width, options.out):
         print(f"wrote {path}")
