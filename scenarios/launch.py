@@ -74,6 +74,24 @@ def builtin_control(csms_url: str) -> str | None:
     return builtin.control_url
 
 
+def unmet_csms(scenario: format.Scenario, csms_url: str = "") -> str | None:
+    """Why the scenario cannot run here, when its template chargers have no CSMS to
+    connect to: no `csms_url` in the request nor in the template, and no built-in CSMS in
+    this process (a simulator without --demo, or scaled out, where the run goes to
+    Celery). Such a run was queued and then stored as an error, its message naming
+    runscenario's options; `runscenario` refuses it before anything runs, as this does."""
+    template = scenario.chargers.get("template")
+    if not isinstance(template, dict) or template.get("csms_url") or csms_url:
+        return None
+    if builtin_csms.running() is not None:
+        return None
+    return (
+        "The scenario's template chargers need a CSMS, and no built-in CSMS runs in this "
+        "simulator (runsimulator --demo starts one): give csms_url, your CSMS's URL, or "
+        "the template a csms_url."
+    )
+
+
 def unmet_hook(scenario: format.Scenario, csms_url: str = "") -> str | None:
     """Why the scenario cannot run here, when its steps make the CSMS act through
     `${csms_control}` and nothing gives it a value: the run would connect its chargers and

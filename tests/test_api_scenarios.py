@@ -372,7 +372,9 @@ def test_an_unknown_field_or_a_misspelt_variable_is_a_422_not_ignored(client: Cl
         }
     ]
     assert not ScenarioRun.objects.exists()
-    assert post({"source": source, "variables": {"auth_tag": "Y"}}).status_code == 202
+    # (no built-in CSMS here: the template's chargers need a csms_url)
+    given = {"variables": {"auth_tag": "Y"}, "csms_url": "ws://127.0.0.1:9/ocpp"}
+    assert post({"source": source, **given}).status_code == 202
 
 
 def test_a_nul_in_a_variable_or_the_source_is_a_422_naming_where(client: Client) -> None:
@@ -631,7 +633,10 @@ def test_the_concurrency_limit_refuses_one_more_with_a_429(client: Client, setti
     stored(status="running", heartbeat=timezone.now())
     _, token = user_with_token("writer", "view_charger", "change_charger")
     response = client.post(
-        RUNS, {"source": PASSING}, content_type="application/json", headers=bearer(token)
+        RUNS,
+        {"source": PASSING, "csms_url": "ws://127.0.0.1:9/ocpp"},
+        content_type="application/json",
+        headers=bearer(token),
     )
     assert response.status_code == 429, response.content
     assert "CHARGESIM_SCENARIO_RUNS" in response.json()["detail"]
@@ -709,7 +714,11 @@ def test_the_schema_and_the_library(client: Client, tmp_path: Any, monkeypatch: 
     started = client.post(
         RUNS,
         # (a variable the case can take: one it does not name is a 422)
-        {"library": "boot", "variables": {"csms_control": "http://127.0.0.1:9/"}},
+        {
+            "library": "boot",
+            "variables": {"csms_control": "http://127.0.0.1:9/"},
+            "csms_url": "ws://127.0.0.1:9/ocpp",
+        },
         content_type="application/json",
         headers=bearer(writer),
     )
@@ -768,6 +777,45 @@ def test_a_case_needing_csms_control_with_none_here_is_a_422(
             headers=bearer(token),
         )
         assert started.status_code == 202, started.content
+
+
+def test_a_template_case_with_no_csms_here_is_a_422(client: Client, monkeypatch: Any) -> None:
+    """QA: no built-in CSMS runs in this process (a simulator without --demo, or scaled
+    out) and the request gives no csms_url: a template case was queued (202), then stored
+    as an error whose message named runscenario's --csms-url. Refused at once instead, on
+    csms_url, as `runscenario` refuses it before anything runs."""
+    monkeypatch.setattr(launch, "dispatch", _not_started)  # no engine here
+    _, token = user_with_token("writer", "view_charger", "change_charger")
+    refused = client.post(
+        RUNS, {"library": "boot-accepted"}, content_type="application/json", headers=bearer(token)
+    )
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["errors"] == [
+        {
+            "field": "csms_url",
+            "message": "The scenario's template chargers need a CSMS, and no built-in CSMS "
+            "runs in this simulator (runsimulator --demo starts one): give csms_url, your "
+            "CSMS's URL, or the template a csms_url.",
+            "row": None,
+        }
+    ]
+    assert not ScenarioRun.objects.exists()
+    # A csms_url given, the template's own, or the built-in CSMS of --demo: queued.
+    own = PASSING.replace("template: {", "template: {csms_url: 'ws://127.0.0.1:9/ocpp', ")
+    assert own != PASSING
+    for body in (
+        {"library": "boot-accepted", "csms_url": "ws://127.0.0.1:9/ocpp"},
+        {"source": own},
+    ):
+        started = client.post(RUNS, body, content_type="application/json", headers=bearer(token))
+        assert started.status_code == 202, started.content
+    monkeypatch.setattr(
+        builtin_csms, "running", lambda: builtin_csms.BuiltinCsms("ws://127.0.0.1:9/ocpp", None)
+    )
+    started = client.post(
+        RUNS, {"library": "boot-accepted"}, content_type="application/json", headers=bearer(token)
+    )
+    assert started.status_code == 202, started.content
 
 
 def test_the_openapi_document_has_the_scenario_endpoints_and_validates(client: Client) -> None:

@@ -274,6 +274,11 @@ async def start_run(request: HttpRequest, payload: RunIn) -> Any:
                 "The request is not valid.",
                 [ErrorItem(field="csms_url", message=message) for message in exc.messages],
             ) from None
+    homeless = launch.unmet_csms(scenario, payload.csms_url)
+    if homeless is not None:
+        raise ApiError(
+            422, "The request is not valid.", [ErrorItem(field="csms_url", message=homeless)]
+        )
     unmet = launch.unmet_hook(scenario, payload.csms_url)
     if unmet is not None:
         raise ApiError(
