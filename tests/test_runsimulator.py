@@ -250,6 +250,37 @@ def test_the_built_in_csms_options_beside_a_csms_url_are_said_to_be_ignored(tmp_
         sim.stop()
 
 
+def test_an_only_id_that_loads_nothing_is_said(tmp_path):
+    """QA: `--only DEMO-0001 DEMO-00002` (a typo) ran the one charger and said nothing of
+    the other, which the user meant to run."""
+    sim = ManagePy(
+        tmp_path,
+        "runsimulator",
+        "--no-web",
+        "--demo",
+        "--demo-chargers",
+        "1",
+        "--no-demo-operations",
+        "--csms-port",
+        str(free_port()),
+        "--csms-control-port",
+        "-1",
+        "--only",
+        "DEMO-0001",
+        "DEMO-00002",
+    )
+    try:
+        sim.wait_for_output("fleet: 1/1 accepted")
+        assert (
+            "--only: no enabled charger of shard 0/1 has the id DEMO-00002: not loaded"
+        ) in sim.output
+        assert "DEMO-0001: not loaded" not in sim.output and "DEMO-0001," not in sim.output
+        sim.signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        sim.stop()
+
+
 def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path):
     """--csms-port 70000 failed the start with an OverflowError's traceback and exit 0;
     --port 70000 said "cannot listen on bind(): port must be 0-65535"."""

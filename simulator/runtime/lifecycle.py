@@ -733,6 +733,19 @@ class Simulator:
         task.add_done_callback(self._task_done)
         return task
 
+    def _say_unloaded_only_ids(self, chargers: list[Charger]) -> None:
+        """An --only id that loaded nothing (a typo, a disabled charger, another shard's) is
+        said, not dropped in silence: the user meant it to run."""
+        loaded = {charger.spec.charge_point_id for charger in chargers}
+        missing = [cp_id for cp_id in self.options.only_ids or () if cp_id not in loaded]
+        if missing:
+            log.warning(
+                "--only: no enabled charger of shard %d/%d has the id %s: not loaded",
+                self.shard,
+                self.shards,
+                ", ".join(missing),
+            )
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._drivers.discard(task)
@@ -759,6 +772,7 @@ class Simulator:
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         engine_here.announce(self.store, asyncio.get_running_loop())
         log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
+        self._say_unloaded_only_ids(chargers)
         if connect:
             for charger in chargers:
                 if charger.spec.auto_connect and charger.spec.csms_url:
