@@ -17,12 +17,14 @@ MAX_CUSTOM_KEYS = 100
 #: Items one cell may list: every known key and MAX_CUSTOM_KEYS custom ones.
 MAX_ITEMS = len(config_keys.KEYS) + MAX_CUSTOM_KEYS
 
+# Said to an import (a column of that name) and to the API (a field of that name) alike.
 RESERVED = {
     "AuthorizationKey": "AuthorizationKey is set on the charger itself (it is write-only): "
-    "use the authorization_key column.",
-    "NumberOfConnectors": "NumberOfConnectors follows the number of EVSEs: use the evses column.",
+    "give the charger's authorization_key instead.",
+    "NumberOfConnectors": "NumberOfConnectors follows the number of EVSEs: "
+    "give the charger's evses instead.",
     "SecurityProfile": "SecurityProfile is set on the charger itself: "
-    "use the security_profile column.",
+    "give the charger's security_profile instead.",
 }
 
 

@@ -586,8 +586,9 @@ def test_the_evse_list_and_configuration_get_the_imports_messages(api, depot):
         "CCS2 is a DC connector; an AC charger takes AC connectors only (Type2, Type2Cable, "
         "Type1, Schuko).",
     ]
+    # (the body's field, not an import's "column")
     assert found["configuration"] == [
-        "NumberOfConnectors follows the number of EVSEs: use the evses column."
+        "NumberOfConnectors follows the number of EVSEs: give the charger's evses instead."
     ]
     assert api.post(f"{V1}/chargers?wait=false", charger_body("CP-2", depot, evses=[])).json()[
         "errors"
@@ -1721,9 +1722,15 @@ def test_an_ocpp_keys_readonly_flag_is_the_protocols_and_the_chargers_own_keys_a
     )
     # NumberOfConnectors follows the EVSEs: a value stored here would never take effect.
     assert fields_of(api.put(f"{url}/NumberOfConnectors", {"value": "7"})) == {
-        "key": ["NumberOfConnectors follows the number of EVSEs: use the evses column."]
+        "key": ["NumberOfConnectors follows the number of EVSEs: give the charger's evses instead."]
     }
     assert api.get(f"{url}/NumberOfConnectors").json()["value"] == "2"
+    assert fields_of(api.put(f"{url}/SecurityProfile", {"value": "1"})) == {
+        "key": [
+            "SecurityProfile is set on the charger itself: give the charger's "
+            "security_profile instead."
+        ]
+    }
 
 
 # -- changes reach the workers --------------------------------------------------------------
