@@ -78,37 +78,47 @@ def counted(outcome: str) -> float:
     return value or 0.0
 
 
+def traffic_options(duration: float) -> RunOptions:
+    """A worker running --traffic for `duration` simulated seconds from START, at SPEED."""
+    return RunOptions(
+        tick_seconds=0.1,
+        checkpoint_seconds=0.2,
+        reconnect_cap=0.5,
+        traffic=True,
+        traffic_seed=SEED,
+        traffic_speed=SPEED,
+        traffic_start=START,
+        traffic_duration=duration,
+    )
+
+
+async def traffic_run(service: Simulator, location_id: int) -> tuple[TrafficDriver, SiteTally]:
+    """Run the service's traffic once its chargers have booted; its driver and the site's
+    tally once the site's traffic is over (its last drivers gone)."""
+    await wait_until(
+        lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
+        timeout=30,
+        message="the site's chargers to boot",
+    )
+    service.spawn(service.run_traffic(), "traffic")
+    await wait_until(
+        lambda: service.traffic is not None and location_id in service.traffic.sites,
+        message="the traffic to start",
+    )
+    driver = service.traffic
+    assert driver is not None
+    tally = await driver.wait_site(location_id)
+    assert tally is not None
+    return driver, tally
+
+
 async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) -> None:
     site, profile = await database_sync_to_async(site_with_chargers)(csms.url)
-    service = Simulator(
-        RunOptions(
-            tick_seconds=0.1,
-            checkpoint_seconds=0.2,
-            reconnect_cap=0.5,
-            traffic=True,
-            traffic_seed=SEED,
-            traffic_speed=SPEED,
-            traffic_start=START,
-            traffic_duration=HOURS * 3600.0,
-        )
-    )
+    service = Simulator(traffic_options(HOURS * 3600.0))
     await service.start()
     started_before = counted(STARTED)
     try:
-        await wait_until(
-            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
-            timeout=30,
-            message="the site's chargers to boot",
-        )
-        service.spawn(service.run_traffic(), "traffic")
-        await wait_until(
-            lambda: service.traffic is not None and site.pk in service.traffic.sites,
-            message="the traffic to start",
-        )
-        driver = service.traffic
-        assert driver is not None
-        tally = await driver.wait_site(site.pk)
-        assert tally is not None
+        driver, tally = await traffic_run(service, site.pk)
 
         # Exactly the core's arrivals for this seed, site and start.
         catalogue = sorted(driver.vehicles)
@@ -653,34 +663,10 @@ async def test_a_driver_whose_car_wants_nothing_plugs_in_and_draws_nothing(csms)
     normal can draw it): the car arrives empty and wants nothing. Its driver starts a
     session and leaves after the dwell, as with a full car; it is not a failed arrival."""
     site = await database_sync_to_async(empty_car_site)(csms.url)
-    service = Simulator(
-        RunOptions(
-            tick_seconds=0.1,
-            checkpoint_seconds=0.2,
-            reconnect_cap=0.5,
-            traffic=True,
-            traffic_seed=SEED,
-            traffic_speed=SPEED,
-            traffic_start=START,
-            traffic_duration=3600.0,
-        )
-    )
+    service = Simulator(traffic_options(3600.0))
     await service.start()
     try:
-        await wait_until(
-            lambda: all(c.boot is BootState.ACCEPTED for c in service.store),
-            timeout=30,
-            message="the site's charger to boot",
-        )
-        service.spawn(service.run_traffic(), "traffic")
-        await wait_until(
-            lambda: service.traffic is not None and site.pk in service.traffic.sites,
-            message="the traffic to start",
-        )
-        driver = service.traffic
-        assert driver is not None
-        tally = await driver.wait_site(site.pk)
-        assert tally is not None
+        driver, tally = await traffic_run(service, site.pk)
         assert tally.failed == 0 and tally.started >= 2, driver.totals().text()
         await wait_until(
             lambda: sum(tx.stopped for tx in csms.transactions.values()) == tally.left,
