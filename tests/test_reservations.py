@@ -294,6 +294,27 @@ async def test_remote_start_on_a_reserved_connector_only_for_its_id_tag(csms):
         assert start["reservationId"] == 21 and start["idTag"] == "ALICE"
 
 
+async def test_a_remote_start_without_a_connector_takes_the_id_tags_reserved_one(csms):
+    """QA15: with no connectorId, the start went on the first free connector, sent no
+    reservationId and left the idTag's own reservation on connector 2 until it expired."""
+    charger = runtime_charger("RSV-10", csms.url, evses=2, simulate_ev_on_remote_start=True)
+    async with connected(charger):
+        await settled(csms, charger)
+        mark = len(csms.log)
+        assert await csms.reserve_now("RSV-10", 2, "ALICE", reservation_id=22) == "Accepted"
+        own = await csms.call("RSV-10", call.RemoteStartTransaction(id_tag="ALICE"))
+        assert own.status == "Accepted"
+        start = await started_transaction(csms, "RSV-10", mark)
+        assert (start["connectorId"], start.get("reservationId")) == (2, 22)
+        assert len(charger.reservations) == 0
+        # Another idTag, with no connector named, still gets the free one.
+        mark = len(csms.log)
+        other = await csms.call("RSV-10", call.RemoteStartTransaction(id_tag="BOB"))
+        assert other.status == "Accepted"
+        second = await started_transaction(csms, "RSV-10", mark)
+        assert second["connectorId"] == 1
+
+
 async def test_a_charger_without_the_reservation_profile_answers_not_supported(csms):
     charger = runtime_charger(
         "RSV-10", csms.url, evses=1, config={"SupportedFeatureProfiles": "Core"}

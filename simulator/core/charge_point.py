@@ -1354,9 +1354,7 @@ class Charger:
                 return "Rejected", None
         # Absent: any free connector. 0 is no connector to start on (1.6 section 6.33:
         # connectorId SHALL be > 0): Rejected like any other the charger does not have.
-        candidates = (
-            [connector_id] if connector_id is not None else [e.connector_id for e in self.evses]
-        )
+        candidates = [connector_id] if connector_id is not None else self._start_candidates(id_tag)
         for candidate in candidates:
             if not 1 <= candidate <= len(self.evses):
                 return "Rejected", None
@@ -1389,6 +1387,21 @@ class Charger:
                     self.pending_profiles[candidate] = charging_profile
                 return "Accepted", candidate
         return "Rejected", None
+
+    def _start_candidates(self, id_tag: str) -> list[int]:
+        """The connectors a remote start without a connectorId may take, in order: the one
+        reserved for this idTag (or its group) first, so that its reservation is used, not
+        left to expire beside a session on another connector; then the others."""
+        connectors = [evse.connector_id for evse in self.evses]
+        if not self.reservations:
+            return connectors
+        parent = self.auth_cache.parent_of(id_tag)
+
+        def not_its_own(connector: int) -> bool:
+            reservation = self.reservations.on_connector(connector)
+            return reservation is None or not reservation.admits(id_tag, parent)
+
+        return sorted(connectors, key=not_its_own)  # stable: the others keep their order
 
     async def after_remote_start(self, id_tag: str, connector_id: int) -> None:
         # 1.6: AuthorizeRemoteTxRequests authorizes the request "like a local action to
