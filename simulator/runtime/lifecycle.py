@@ -771,7 +771,10 @@ class Simulator:
         self.sites.use(await in_thread(load_sites)())
         metrics.FLEET.attach(self.store, asyncio.get_running_loop())
         engine_here.announce(self.store, asyncio.get_running_loop())
-        log.info("loaded %d chargers (shard %d/%d)", len(chargers), self.shard, self.shards)
+        n = len(chargers)
+        log.info(
+            "loaded %d charger%s (shard %d/%d)", n, "" if n == 1 else "s", self.shard, self.shards
+        )
         self._say_unloaded_only_ids(chargers)
         if connect:
             for charger in chargers:

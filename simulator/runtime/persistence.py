@@ -502,7 +502,7 @@ def _plug_back(by_pk: dict[int, Charger], ended: dict[tuple[str, int], str]) -> 
         if id_tag is not None and not battery.is_full() and not battery.paused:
             charger.resume_after_boot_for(cid, id_tag)
     if count:
-        log.info("plugged %d parked vehicles back in", count)
+        log.info("plugged %d parked vehicle%s back in", count, "" if count == 1 else "s")
 
 
 def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
