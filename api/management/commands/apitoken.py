@@ -61,7 +61,7 @@ class Command(BaseCommand):
             "--expires",
             metavar="WHEN",
             type=expiry,
-            help="Refuse the token from then on: a time from now (90d, 12h, 30m) or a "
+            help="Refuse the token from then on: a time from now (90d, 12h, 30m, 2w) or a "
             "date or time (2027-06-30, 2027-06-30T18:00, UTC unless it gives a zone). "
             "Default: it never expires.",
         )
