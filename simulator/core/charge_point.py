@@ -822,9 +822,12 @@ class Charger:
         transactional: bool = False,
         tx: TransactionRef | None = None,
         on_result: Callable[[Payload], None] | None = None,
+        thinnable: bool = False,
     ) -> Outgoing:
         # Named arguments, not **kwargs: no dict made and unpacked for every message.
         item = Outgoing(message[0], message[1], transactional, tx, on_result=on_result)
+        if thinnable:
+            item.thinnable = True
         self.outbox.enqueue(item)
         return item
 
@@ -2990,11 +2993,9 @@ class Charger:
             connector_id, tx, context, timestamp or self.stamp(), values
         )
         if tx is not None and context is not _TRIGGER:
-            item = Outgoing(message[0], message[1], True, tx)
             # A periodic sample: a long backlog may drop it (`Outbox.thin`); a clock-aligned
             # one, which billing reads, never.
-            item.thinnable = context is _PERIODIC
-            self.outbox.enqueue(item)
+            self.send(message, transactional=True, tx=tx, thinnable=context is _PERIODIC)
         elif tx is not None:
             # A triggered sample names its transaction but is not one of its messages. Its
             # register is the live one, above the stored one until the next checkpoint: it
