@@ -371,12 +371,15 @@ def test_traffic_replaces_the_demo_driver_and_reports_its_sessions(tmp_path):
         *("--no-web", "--demo", "--demo-chargers", "3", "--no-demo-operations"),
         *("--csms-port", str(free_port()), "--status-every", "0.5", "--demo-share", "0.3"),
         *("--traffic", "--traffic-seed", "5", "--traffic-speed", "36000", "--traffic-hours", "24"),
+        *("--traffic-start", "2026-01-05T08:00+01:00"),
     )
     pattern = re.compile(r"traffic: \d+ arrived, ([1-9]\d*) charging sessions, .* ([1-9]\d*) left")
     try:
         sim.wait_for_output("--demo-share is deprecated")
         assert "(ignored with --traffic)" in sim.output
-        sim.wait_for_output("Background traffic at 3 sites (seed 5, 36000x time)")
+        sim.wait_for_output(
+            "Background traffic at 3 sites (seed 5, 36000x time, from 2026-01-05 07:00 UTC)"
+        )
         deadline = time.monotonic() + 60
         while pattern.search(sim.output) is None:
             if time.monotonic() > deadline or sim.proc.poll() is not None:
@@ -393,6 +396,8 @@ def test_bad_traffic_options_are_refused(tmp_path):
     assert "--traffic-speed must be more than 0" in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--traffic-hours", "-1")
     assert "--traffic-hours must be more than 0." in result.stderr
+    result = run_manage(tmp_path, "runsimulator", "--no-web", "--traffic-start", "monday")
+    assert "--traffic-start: 'monday' is not a date and time" in result.stderr
 
 
 def test_a_web_interface_beyond_loopback_with_debug_on_is_warned_of(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -486,9 +487,15 @@ class Simulator:
         driver = await self.traffic_driver()
         profiles = await in_thread(load_profiles)()
         sites = [pk for pk in driver.locations() if pk in profiles]
+        start = self.options.traffic_start
+        since = (
+            ""
+            if start is None
+            else f", from {datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} UTC"
+        )
         self.say(
             f"Background traffic at {len(sites)} site{'' if len(sites) == 1 else 's'} "
-            f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time)\n"
+            f"(seed {self.options.traffic_seed}, {self.options.traffic_speed:g}x time{since})\n"
         )
 
         async def reload() -> Mapping[int, ProfileDict | None]:

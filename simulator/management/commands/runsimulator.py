@@ -12,6 +12,7 @@ from django.db import DatabaseError
 from chargers.validators import validate_csms_url
 from fleet_io.management.database import check_database, upkeep_warnings
 from scenarios.models import ScenarioRun
+from simulator.core.clock import parse_iso
 from simulator.runtime.lifecycle import RunOptions, Simulator, StartError
 from simulator.runtime.metrics import MetricsServerError
 
@@ -100,6 +101,14 @@ class Command(BaseCommand):
             metavar="X",
             help="simulated time per real time for the traffic, e.g. 60: an hour of "
             "arrivals and dwell a minute (default %(default)s)",
+        )
+        parser.add_argument(
+            "--traffic-start",
+            default=None,
+            metavar="WHEN",
+            help="the simulated date and time the traffic starts at, e.g. 2026-06-01T07:00 "
+            "(UTC unless it gives a zone): with --traffic-seed, the same arrivals at the "
+            "same simulated times whenever the run starts; default: now",
         )
         parser.add_argument(
             "--traffic-hours",
@@ -203,6 +212,15 @@ class Command(BaseCommand):
         hours = options["traffic_hours"]
         if hours is not None and not hours > 0:
             raise CommandError("--traffic-hours must be more than 0.")
+        traffic_start = None
+        if options["traffic_start"] is not None:
+            try:
+                traffic_start = parse_iso(options["traffic_start"]).timestamp()
+            except ValueError:
+                raise CommandError(
+                    f"--traffic-start: {options['traffic_start']!r} is not a date and time "
+                    "(e.g. 2026-06-01T07:00, UTC unless it gives a zone)."
+                ) from None
         if options["csms_url"] and not options["csms_url"].startswith(("ws://", "wss://")):
             raise CommandError("--csms-url must start with ws:// or wss://.")
         if options["csms_url"] and not options["demo"]:
@@ -276,6 +294,7 @@ class Command(BaseCommand):
             traffic=options["traffic"],
             traffic_seed=options["traffic_seed"],
             traffic_speed=options["traffic_speed"],
+            traffic_start=traffic_start,
             traffic_duration=None if hours is None else hours * 3600.0,
             demo_operations=not options["no_demo_operations"],
             csms_url=options["csms_url"],
