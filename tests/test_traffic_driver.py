@@ -167,12 +167,28 @@ async def test_drivers_arrive_charge_and_leave_as_the_seeded_profile_says(csms) 
         await service.stop()
 
 
-def one_charger_site(csms_url: str) -> Location:
-    site = make_location("Opening Site", time_zone="UTC")
+def profile_site(
+    csms_url: str,
+    name: str,
+    cp_id: str,
+    connectors: int = 1,
+    time_zone: str = "UTC",
+    **profile: Any,
+) -> Location:
+    """A site with one charger of `connectors` EVSEs, a vehicle model, and an arrival
+    profile of `profile`'s fields."""
+    site = make_location(name, time_zone=time_zone)
     make_vehicle(0)
-    make_charger("OPEN-1", location=site, evses=1, csms_url=csms_url)
-    ProfileRow.objects.create(
-        location=site,
+    make_charger(cp_id, location=site, evses=connectors, csms_url=csms_url)
+    ProfileRow.objects.create(location=site, **profile)
+    return site
+
+
+def one_charger_site(csms_url: str) -> Location:
+    return profile_site(
+        csms_url,
+        "Opening Site",
+        "OPEN-1",
         hourly_arrivals=[3600.0] * 24,
         dwell_distribution="fixed",
         dwell_a=600,
@@ -180,7 +196,6 @@ def one_charger_site(csms_url: str) -> Location:
         id_tags=POOL,
         never_unplug_share=0,
     )
-    return site
 
 
 async def test_the_first_driver_arrives_once_the_sites_charger_has_booted(csms) -> None:
@@ -225,11 +240,12 @@ async def test_the_first_driver_arrives_once_the_sites_charger_has_booted(csms) 
 def busy_site(
     csms_url: str, time_zone: str = "UTC", connectors: int = 1, id_tags: str = "BAD1 OK1..OK3"
 ) -> Location:
-    site = make_location("Busy Site", time_zone=time_zone)
-    make_vehicle(0)
-    make_charger("BUSY-1", location=site, evses=connectors, csms_url=csms_url)
-    ProfileRow.objects.create(
-        location=site,
+    return profile_site(
+        csms_url,
+        "Busy Site",
+        "BUSY-1",
+        connectors,
+        time_zone,
         hourly_arrivals=[20.0] * 24,
         dwell_distribution="uniform",
         dwell_a=5,
@@ -237,7 +253,6 @@ def busy_site(
         id_tags=id_tags,
         never_unplug_share=0,
     )
-    return site
 
 
 async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -> None:
@@ -637,11 +652,11 @@ async def test_drivers_with_no_vehicle_model_fail_and_the_status_line_says_so(ca
 
 
 def empty_car_site(csms_url: str) -> Location:
-    site = make_location("Empty Cars", time_zone="UTC")
-    make_vehicle(0)
-    make_charger("EMPTY-1", location=site, evses=2, csms_url=csms_url)
-    ProfileRow.objects.create(
-        location=site,
+    return profile_site(
+        csms_url,
+        "Empty Cars",
+        "EMPTY-1",
+        2,
         hourly_arrivals=[12.0] * 24,
         soc_distribution="fixed",
         soc_a=0,
@@ -655,7 +670,6 @@ def empty_car_site(csms_url: str) -> Location:
         id_tags=POOL,
         never_unplug_share=0,
     )
-    return site
 
 
 async def test_a_driver_whose_car_wants_nothing_plugs_in_and_draws_nothing(csms) -> None:
