@@ -237,6 +237,17 @@ async def test_the_first_driver_arrives_once_the_sites_charger_has_booted(csms) 
         await service.stop()
 
 
+async def test_the_arrivals_wait_for_no_charger_that_never_connects_by_itself() -> None:
+    """The wait for the fleet's first boots leaves out a charger without a CSMS URL or
+    with auto-connect off: it would have held the arrivals back for the whole minute."""
+    service = Simulator(RunOptions(traffic=True, traffic_start=START))
+    service.store.add(runtime_charger("NOURL-1", "", evses=1, location_id=7))
+    service.store.add(
+        runtime_charger("MANUAL-1", "ws://127.0.0.1:1/ocpp", evses=1, auto_connect=False)
+    )
+    await asyncio.wait_for(service._first_boots(60.0), 5)
+
+
 def busy_site(
     csms_url: str, time_zone: str = "UTC", connectors: int = 1, id_tags: str = "BAD1 OK1..OK3"
 ) -> Location:

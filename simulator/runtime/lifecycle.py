@@ -513,13 +513,16 @@ class Simulator:
         await driver.run(profiles, reload=reload, every=max(self.options.reconcile_seconds, 1.0))
 
     async def _first_boots(self, timeout: float) -> None:
-        """Wait, at most `timeout` seconds, until every charger that connects by itself is
-        Accepted, or has failed: Rejected, or its connection failed (a CSMS keeping it
-        Pending takes the whole timeout)."""
+        """Wait, at most `timeout` seconds, until every charger that connects by itself (to
+        a CSMS it has) is Accepted, or has failed: Rejected, or its connection failed (a
+        CSMS keeping it Pending takes the whole timeout)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline and any(
-            charger.boot in _NOT_YET_BOOTED and not charger.link_error and charger.spec.auto_connect
+            charger.boot in _NOT_YET_BOOTED
+            and not charger.link_error
+            and charger.spec.auto_connect
+            and charger.spec.csms_url  # one without a CSMS never connects
             for charger in self.store
         ):
             await asyncio.sleep(0.2)
