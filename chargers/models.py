@@ -1496,21 +1496,27 @@ class ReservationRecord(models.Model):
         return f"reservation {self.reservation_id} of {self.id_tag} on {self.connector_id}"
 
 
-class LocalListChange(TypedDict):
-    """One accepted SendLocalList (or several merged) of one charger, as the engine writes
-    it: every entry of a Full update, or the Differential's changes (None: removed)."""
+class TagEntriesChange(TypedDict):
+    """What changed in one charger's stored idTags: with `full`, every entry (the old ones
+    go); without, the changed entries only (None: removed)."""
 
-    version: int
     full: bool
     entries: dict[str, dict[str, str] | None]  # idTag -> status, expiry, parent_id_tag
 
 
-class LocalAuthEntryManager(models.Manager["LocalAuthEntry"]):
-    """A local list may hold thousands of idTags per charger: written in a few statements,
+class LocalListChange(TagEntriesChange):
+    """One accepted SendLocalList (or several merged) of one charger, as the engine writes
+    it: every entry of a Full update, or the Differential's changes (None: removed)."""
+
+    version: int
+
+
+class TagEntryManager(models.Manager[Any]):
+    """A charger's idTags (a local list may hold thousands): written in a few statements,
     no model instances."""
 
-    def apply(self, changes: dict[int, LocalListChange]) -> None:
-        """Charger pk -> what changed in its list (and its version)."""
+    def apply_entries(self, changes: Mapping[int, TagEntriesChange]) -> None:
+        """Charger pk -> what changed in its idTags."""
         if not changes:
             return
         table = self.model._meta.db_table
@@ -1543,6 +1549,14 @@ class LocalAuthEntryManager(models.Manager["LocalAuthEntry"]):
             ],
             ("bigint", "text", "text", "text", "text"),
         )
+
+
+class LocalAuthEntryManager(TagEntryManager):
+    def apply(self, changes: dict[int, LocalListChange]) -> None:
+        """Charger pk -> what changed in its list (and its version)."""
+        if not changes:
+            return
+        self.apply_entries(changes)
         RuntimeState.objects.set_local_list_versions(
             {pk: change["version"] for pk, change in changes.items()}
         )
@@ -1565,6 +1579,31 @@ class LocalAuthEntry(models.Model):
         verbose_name_plural = "local authorization list entries"
         constraints = [
             models.UniqueConstraint(fields=["charger", "id_tag"], name="local_list_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id_tag}: {self.status}"
+
+
+class AuthCacheEntry(models.Model):
+    """An idTag of a charger's Authorization Cache: the last answer the CSMS gave it (1.6
+    section 3.5.2: the cache SHOULD survive reboots and power outages). Rows of one charger
+    in the order they were remembered (`id`): the oldest goes first when the cache is full."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="auth_cache")
+    id_tag = models.CharField(max_length=20)
+    status = models.CharField(max_length=16)
+    expiry = models.CharField(max_length=40, blank=True)
+    parent_id_tag = models.CharField(max_length=20, blank=True)
+
+    objects = TagEntryManager()
+
+    class Meta:
+        ordering = ["charger", "id"]
+        verbose_name = "authorization cache entry"
+        verbose_name_plural = "authorization cache entries"
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "id_tag"], name="auth_cache_tag_unique")
         ]
 
     def __str__(self) -> str:

@@ -80,6 +80,9 @@ class Toy:
     def is_transaction_start(self, action: str) -> bool:
         return action == "session-open"
 
+    def ended_id_tag(self, action: str, payload: Payload) -> str | None:
+        return None  # its close names no card
+
     def transaction_ended(
         self,
         tx: TransactionRef,

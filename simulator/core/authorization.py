@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Callable
 
 from simulator.core.clock import parse_iso
@@ -21,12 +22,33 @@ from simulator.core.protocol import AuthStatus, IdTagAnswer, id_tag_key
 
 _STATUSES = {str(s): s for s in AuthStatus}
 
+# How many idTags a charger's cache holds. 1.6 sets no size; a real charger's memory is
+# finite, and a fleet driven by scripts that make up a new idTag for every session would
+# otherwise grow each charger's cache (and its stored rows) without end. When full, the
+# idTag remembered longest ago goes (2.0.1 C10's least recently used rule).
+CACHE_SIZE = 1000
+
 
 class AuthorizationCache(dict[str, str]):
     """idTag -> the last status the CSMS gave it (and, in `parents`, its parentIdTag; in
-    `expiries`, its expiryDate)."""
+    `expiries`, its expiryDate).
 
-    __slots__ = ("_keys", "config", "expiries", "local_list", "now", "parents")
+    1.6 section 3.5.2: the cache SHOULD survive reboots and power outages. What changed
+    since it was last stored is kept in `changed` (and `wiped`, when it was emptied) for
+    the owner to store (`take_changes`); `on_change` is called at each change."""
+
+    __slots__ = (
+        "_keys",
+        "changed",
+        "config",
+        "expiries",
+        "limit",
+        "local_list",
+        "now",
+        "on_change",
+        "parents",
+        "wiped",
+    )
 
     def __init__(
         self,
@@ -41,6 +63,14 @@ class AuthorizationCache(dict[str, str]):
         self.parents: dict[str, str] = {}
         self.expiries: dict[str, tuple[str, float]] = {}  # idTag -> (expiryDate, epoch s)
         self._keys: dict[str, str] = {}  # id_tag_key(idTag) -> the idTag as first cached
+        self.limit = CACHE_SIZE
+        # idTags whose entry changed or went, not yet stored, in the order they last did
+        # (so that stored rows keep the order the cache lets them go in)
+        self.changed: dict[str, None] = {}
+        self.wiped = False  # emptied since last stored: its stored entries go too
+        # Called at each change; weak, so that the charger it tells holds no cycle through
+        # its own cache (chargers are freed without the collector: `live_fleet`).
+        self.on_change: weakref.WeakMethod[Callable[[], None]] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -51,19 +81,58 @@ class AuthorizationCache(dict[str, str]):
         return self.config.as_bool("LocalAuthListEnabled")
 
     def clear(self) -> None:
+        had = bool(self)
+        self._empty()
+        if had:
+            self.changed.clear()
+            self.wiped = True
+            self._changed()
+
+    def _empty(self) -> None:
         super().clear()
         self.parents.clear()
         self.expiries.clear()
         self._keys.clear()
 
     def carry_over(self, before: AuthorizationCache) -> None:
-        """Take the entries of the same charger's cache before a power cycle: 1.6's
-        Authorization Cache values "SHOULD be persisted across reboots and power
-        outages" (kept in memory: a restart of the simulator still empties it)."""
+        """Take the entries of the same charger's cache before a power cycle (its memory,
+        which the new charger's stored rows may not hold yet), in place of its own."""
+        self._empty()
         self.update(before)
         self.parents.update(before.parents)
         self.expiries.update(before.expiries)
         self._keys.update(before._keys)
+        self.changed, self.wiped = dict(before.changed), before.wiped
+
+    def restore(self, entries: dict[str, IdTagAnswer]) -> None:
+        """The entries stored before a restart of the simulator (`take_changes`), in the
+        order they were remembered."""
+        for id_tag, answer in entries.items():
+            self._put(id_tag, str(answer.status), answer.parent_id_tag, answer.expiry)
+        self.changed.clear()
+
+    def take_changes(self) -> tuple[bool, dict[str, IdTagAnswer | None]]:
+        """(whether the stored cache is to be emptied first, idTag -> its entry now or None
+        when it went) since the last call; the owner stores them."""
+        wiped, changed = self.wiped, self.changed
+        self.wiped, self.changed = False, {}
+        return wiped, {id_tag: self._entry(id_tag) for id_tag in changed}
+
+    def _entry(self, id_tag: str) -> IdTagAnswer | None:
+        status = self.get(id_tag)
+        if status is None:
+            return None
+        expiry = self.expiries.get(id_tag)
+        return IdTagAnswer(
+            _STATUSES.get(status, AuthStatus.INVALID),
+            expiry[0] if expiry is not None else None,
+            self.parents.get(id_tag),
+        )
+
+    def _changed(self) -> None:
+        tell = self.on_change() if self.on_change is not None else None
+        if tell is not None:
+            tell()
 
     def _key(self, id_tag: str) -> str:
         """The idTag as the cache holds it (in whatever case it was first cached)."""
@@ -72,10 +141,21 @@ class AuthorizationCache(dict[str, str]):
     def forget(self, id_tag: str) -> None:
         """Drop one idTag's entry (the local list decides it now)."""
         id_tag = self._key(id_tag)
+        if self._drop(id_tag):
+            self._changed()
+
+    def _drop(self, id_tag: str) -> bool:
         self._keys.pop(id_tag_key(id_tag), None)
-        self.pop(id_tag, None)
         self.parents.pop(id_tag, None)
         self.expiries.pop(id_tag, None)
+        if self.pop(id_tag, None) is None:
+            return False
+        self._mark(id_tag)
+        return True
+
+    def _mark(self, id_tag: str) -> None:
+        self.changed.pop(id_tag, None)
+        self.changed[id_tag] = None
 
     def remember(
         self,
@@ -87,6 +167,14 @@ class AuthorizationCache(dict[str, str]):
         if not self.enabled or (self.list_enabled and id_tag in self.local_list):
             return
         id_tag = self._key(id_tag)
+        self.pop(id_tag, None)  # remembered now: the last to go when the cache is full
+        self._put(id_tag, str(status), parent_id_tag, expiry)
+        self._mark(id_tag)
+        while len(self) > max(self.limit, 1):
+            self._drop(next(iter(self)))
+        self._changed()
+
+    def _put(self, id_tag: str, status: str, parent_id_tag: str | None, expiry: str | None) -> None:
         self._keys[id_tag_key(id_tag)] = id_tag
         self[id_tag] = status
         if parent_id_tag:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import math
 import random
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,9 @@ class Listener:
 
     def on_local_list(self, charger: Charger, change: ListChange) -> None:
         """SendLocalList changed the local authorization list (persist the change)."""
+
+    def on_auth_cache(self, charger: Charger) -> None:
+        """The authorization cache changed (persist `auth_cache.take_changes()`)."""
 
     def on_firmware(self, charger: Charger) -> None:
         """A new firmware was installed (persist `spec.firmware_version`)."""
@@ -318,6 +322,7 @@ class Charger:
         self.transactions: dict[int, LocalTransaction] = {}
         self.local_list = LocalAuthList()
         self.auth_cache = AuthorizationCache(self.config, self.local_list, self.wall_time)
+        self.auth_cache.on_change = weakref.WeakMethod(self._auth_cache_changed)
         self.reservations = ReservationBook()
         self.transfers = transfers  # how firmware and diagnostics files move (runtime)
         self.firmware_status = FirmwareStatus.IDLE  # the last one reported
@@ -1746,6 +1751,9 @@ class Charger:
     def restore_local_list(self, version: int, entries: dict[str, IdTagAnswer]) -> None:
         self.local_list.restore(version, entries)
 
+    def _auth_cache_changed(self) -> None:
+        self.listener.on_auth_cache(self)
+
     # -- firmware and diagnostics -------------------------------------------------------------
 
     def start_job(self, name: str, job: Any) -> None:
@@ -2672,6 +2680,8 @@ class Charger:
         item.queued_at = self.clock.time() if queued_at is None else queued_at
         if tx is not None and self.messages.is_transaction_start(action):
             item.on_result = lambda result: self._on_start_confirmed(tx, result)
+        elif (id_tag := self.messages.ended_id_tag(action, payload)) is not None:
+            item.on_result = partial(self._on_stop_confirmed, id_tag)
         self.queue.restore(item)
 
     def end_interrupted(

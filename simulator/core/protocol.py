@@ -234,6 +234,11 @@ class Messages(Protocol):
         the transaction id)."""
         ...
 
+    def ended_id_tag(self, action: str, payload: Payload) -> str | None:
+        """The idTag a restored outbox message ends a transaction with, if it is such an
+        end and names one (its answer updates the authorization cache)."""
+        ...
+
     def transaction_ended(
         self,
         tx: TransactionRef,

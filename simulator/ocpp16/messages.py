@@ -251,6 +251,10 @@ class Ocpp16Messages:
     def is_transaction_start(self, action: str) -> bool:
         return action == "StartTransaction"
 
+    def ended_id_tag(self, action: str, payload: Payload) -> str | None:
+        id_tag = payload.get("idTag") if action == "StopTransaction" else None
+        return id_tag if isinstance(id_tag, str) and id_tag else None
+
     def transaction_ended(
         self,
         tx: TransactionRef,

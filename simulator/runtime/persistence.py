@@ -25,6 +25,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
 from chargers.models import (
+    AuthCacheEntry,
     CertificateStoreRecord,
     ChargingProfileRecord,
     ConfigurationKey,
@@ -36,6 +37,7 @@ from chargers.models import (
     ReservationRecord,
     RuntimeState,
     SecurityLogEntry,
+    TagEntriesChange,
     TransactionValues,
 )
 from chargers.models import Charger as ChargerRow
@@ -204,16 +206,10 @@ def build_charger(
     runtime = getattr(row, "runtime", None)
     if runtime is not None and runtime.charger_unavailable:
         charger.restore_availability(True)
-    entries = {
-        entry.id_tag: IdTagAnswer(
-            _AUTH_STATUSES.get(entry.status, AuthStatus.INVALID),
-            entry.expiry or None,
-            entry.parent_id_tag or None,
-        )
-        for entry in row.local_list.all()
-    }
+    entries = _stored_entries(row.local_list.all())
     if entries or (runtime is not None and runtime.local_list_version):
         charger.restore_local_list(runtime.local_list_version if runtime else 0, entries)
+    charger.auth_cache.restore(_stored_entries(row.auth_cache.all()))
     reservations = [
         {
             "reservation_id": r.reservation_id,
@@ -256,7 +252,9 @@ def charger_rows() -> QuerySet[ChargerRow]:
     """Charger rows with everything a runtime charger is built from (a few queries)."""
     return (
         ChargerRow.objects.select_related("location", "runtime", "certificate_store")
-        .prefetch_related("evses", "configuration", "profiles", "reservations", "local_list")
+        .prefetch_related(
+            "evses", "configuration", "profiles", "reservations", "local_list", "auth_cache"
+        )
         .order_by("charge_point_id")
     )
 
@@ -655,6 +653,9 @@ class Checkpointer(Listener):
         self._availability: dict[int, tuple[bool, dict[int, str]]] = {}
         self._reservations: dict[int, list[dict[str, Any]]] = {}
         self._local_lists: dict[int, LocalListChange] = {}
+        # charger pk -> the charger whose authorization cache changed (its changes taken
+        # with the batch, on the loop thread: `take`)
+        self._auth_caches: dict[int, Charger] = {}
         self._certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         self._firmware: dict[int, str] = {}
         # charger pk -> {EVSE pk: the record of the vehicle plugged in, None: none}
@@ -707,6 +708,8 @@ class Checkpointer(Listener):
         with self._lock:
             self._dirty.pop(cid, None)
             self._metered.pop(cid, None)
+            if charger.spec.db_id is not None:
+                self._auth_caches.pop(charger.spec.db_id, None)
         self._owners.pop(cid, None)
         self._open_chargers.pop(cid, None)
         self._open_counts.pop(cid, None)
@@ -872,16 +875,7 @@ class Checkpointer(Listener):
     def on_local_list(self, charger: Charger, change: ListChange) -> None:
         pk = charger.spec.db_id
         if pk is not None:
-            entries = {
-                tag: None
-                if answer is None
-                else {
-                    "status": str(answer.status),
-                    "expiry": _stored_date(answer.expiry),
-                    "parent_id_tag": answer.parent_id_tag or "",
-                }
-                for tag, answer in change.entries.items()
-            }
+            entries = _entry_rows(change.entries)
             with self._lock:
                 pending = self._local_lists.get(pk)
                 if change.full or pending is None:
@@ -894,6 +888,16 @@ class Checkpointer(Listener):
             self._signal()
         if self.downstream is not None:
             self.downstream.on_local_list(charger, change)
+
+    def on_auth_cache(self, charger: Charger) -> None:
+        # No urgent write: an entry lost with the last second before a crash is one
+        # Authorize more, as after any cache miss.
+        pk = charger.spec.db_id
+        if pk is not None:
+            with self._lock:
+                self._auth_caches[pk] = charger
+        if self.downstream is not None:
+            self.downstream.on_auth_cache(charger)
 
     def on_firmware(self, charger: Charger) -> None:
         if charger.spec.db_id is not None:
@@ -1017,6 +1021,7 @@ class Checkpointer(Listener):
                 availability=self._availability,
                 reservations=self._reservations,
                 local_lists=self._local_lists,
+                auth_caches=_cache_changes(self._auth_caches),
                 firmware=self._firmware,
                 certificates=self._certificates,
                 vehicles=self._vehicles,
@@ -1033,6 +1038,7 @@ class Checkpointer(Listener):
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
+            self._auth_caches = {}
             self._certificates, self._vehicles = {}, {}
             self._security, self._security_full = {}, set()
         open_chargers, leased = self._open_chargers, self._leased
@@ -1214,6 +1220,7 @@ class Batch:
     availability: dict[int, tuple[bool, dict[int, str]]] = field(default_factory=dict)
     reservations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     local_lists: dict[int, LocalListChange] = field(default_factory=dict)
+    auth_caches: dict[int, TagEntriesChange] = field(default_factory=dict)
     firmware: dict[int, str] = field(default_factory=dict)
     # charger pk -> (its certificates, its private keys: sealed by the manager)
     certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
@@ -1261,6 +1268,7 @@ class Batch:
             or self.availability
             or self.reservations
             or self.local_lists
+            or self.auth_caches
             or self.firmware
             or self.certificates
             or self.vehicles
@@ -1309,6 +1317,8 @@ class Batch:
             part(pk).reservations[pk] = reservations
         for pk, change in self.local_lists.items():
             part(pk).local_lists[pk] = change
+        for pk, cache in self.auth_caches.items():
+            part(pk).auth_caches[pk] = cache
         for pk, version in self.firmware.items():
             part(pk).firmware[pk] = version
         for pk, store in self.certificates.items():
@@ -1348,6 +1358,8 @@ def _write_batch(batch: Batch) -> None:
         ReservationRecord.objects.store(batch.reservations)
     if batch.local_lists:
         LocalAuthEntry.objects.apply(batch.local_lists)
+    if batch.auth_caches:
+        AuthCacheEntry.objects.apply_entries(batch.auth_caches)
     if batch.firmware:
         ChargerRow.objects.set_firmware_versions(batch.firmware)
     if batch.certificates:
@@ -1398,6 +1410,7 @@ def _per_charger(batch: Batch) -> tuple[dict[int, Any], ...]:
         batch.availability,
         batch.reservations,
         batch.local_lists,
+        batch.auth_caches,
         batch.firmware,
         batch.certificates,
         batch.vehicles,
@@ -1609,6 +1622,13 @@ def _rows(part: Batch) -> Iterator[_Row]:
             None,
             None,
         )
+    for pk, cache in part.auth_caches.items():
+        yield (
+            "authorization cache",
+            functools.partial(AuthCacheEntry.objects.apply_entries, {pk: cache}),
+            None,
+            None,
+        )
     for pk, version in part.firmware.items():
         yield (
             "firmware version",
@@ -1642,6 +1662,42 @@ def _rows(part: Batch) -> Iterator[_Row]:
 
 
 _AUTH_STATUSES = {str(s): s for s in AuthStatus}
+
+
+def _entry_rows(entries: dict[str, IdTagAnswer | None]) -> dict[str, dict[str, str] | None]:
+    """idTag -> its columns (None: its row goes)."""
+    return {
+        tag: None
+        if answer is None
+        else {
+            "status": str(answer.status),
+            "expiry": _stored_date(answer.expiry),
+            "parent_id_tag": answer.parent_id_tag or "",
+        }
+        for tag, answer in entries.items()
+    }
+
+
+def _cache_changes(chargers: dict[int, Charger]) -> dict[int, TagEntriesChange]:
+    """What changed in these chargers' authorization caches since last taken."""
+    changes: dict[int, TagEntriesChange] = {}
+    for pk, charger in chargers.items():
+        full, entries = charger.auth_cache.take_changes()
+        if full or entries:
+            changes[pk] = TagEntriesChange(full=full, entries=_entry_rows(entries))
+    return changes
+
+
+def _stored_entries(rows: Iterable[Any]) -> dict[str, IdTagAnswer]:
+    """idTag -> its answer, from stored local list or cache rows."""
+    return {
+        row.id_tag: IdTagAnswer(
+            _AUTH_STATUSES.get(row.status, AuthStatus.INVALID),
+            row.expiry or None,
+            row.parent_id_tag or None,
+        )
+        for row in rows
+    }
 
 
 def _stored_date(text: str | None) -> str:
