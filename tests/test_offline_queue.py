@@ -8,10 +8,13 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
 from ocpp.v16 import call
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
+from chargers.models import OutboxMessage
 from simulator.core.charge_point import ActionError, BootState, Charger, LinkState, Listener
 from simulator.core.clock import parse_iso
 from simulator.core.drops import DROPPED
@@ -20,8 +23,11 @@ from simulator.core.protocol import SampleContext, StopReason
 from simulator.core.timers import LoopClock
 from simulator.csms import CentralSystem
 from simulator.ocpp16.client import Backoff, run_connection
+from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.meter_engine import MeterEngine
-from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.cast import make_charger
+from tests.engine import COMPACT, connected, loaded, runtime_charger, wait_until
+from tests.workers import running
 
 
 def tx_messages(csms, cp_id):
@@ -523,3 +529,53 @@ def test_a_thinned_sample_leaves_no_row_and_a_message_tried_or_in_flight_is_kept
 
 def _as_is(action: str, payload: Any, tx: Any) -> Any:
     return payload
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_periodic_samples_restored_after_a_restart_are_thinned_too(csms):
+    """The stored row keeps no sample context: the periodic samples of an outage put back
+    after a restart were never thinned, so a long outage across a restart grew to about
+    twice the bound. They are known again by their payload."""
+    await database_sync_to_async(make_charger)("OFF-RST", evses=1, csms_url=csms.url)
+    measurands = ["Energy.Active.Import.Register"]
+    with override_settings(CHARGESIM_OFFLINE_QUEUE_LIMIT=0):  # no bound before the restart
+        async with running("OFF-RST") as charger:
+            charger.config["MeterValueSampleInterval"] = "0"  # only the samples below
+            charger.plug_in(1, COMPACT, soc=20)
+            await charger.present_id_tag(1, "T")
+            await wait_until(lambda: not charger.queue, message="the start answered")
+            await csms.stop()
+            await wait_until(lambda: not charger.online, message="offline")
+            for minute in range(12):
+                stamp = f"2026-12-07T10:{minute:02d}:00.000Z"
+                charger.send_meter_values(1, SampleContext.PERIODIC, measurands, stamp)
+            charger.send_meter_values(1, SampleContext.CLOCK, measurands, stamp)
+            await wait_until(lambda: all(i.durable for i in charger.queue), message="stored")
+    assert await stored_actions("OFF-RST") == ["MeterValues"] * 13
+
+    thinned_before = DROPPED["outbox_thinned"]
+    with override_settings(CHARGESIM_OFFLINE_QUEUE_LIMIT=8):
+        service = Simulator(RunOptions(checkpoint_seconds=0.1, only_ids=["OFF-RST"]))
+        await service.start()  # the CSMS is still away: the queue stays
+        try:
+            charger = loaded(service, "OFF-RST")
+            # The interrupted session's StopTransaction reaches the bound: every second
+            # restored periodic sample goes; the clock-aligned one and the Stop stay.
+            assert [i.action for i in charger.queue][-1] == "StopTransaction"
+            thinned = DROPPED["outbox_thinned"] - thinned_before
+            assert thinned == 6
+            contexts = [
+                item.payload["meterValue"][0]["sampledValue"][0].get("context")
+                for item in charger.queue
+                if item.action == "MeterValues"
+            ]
+            assert contexts.count("Sample.Clock") == 1 and len(contexts) == 7
+        finally:
+            await service.stop()
+    assert await stored_actions("OFF-RST") == ["MeterValues"] * 7 + ["StopTransaction"]
+
+
+@database_sync_to_async
+def stored_actions(cp_id: str) -> list[str]:
+    rows = OutboxMessage.objects.filter(charger__charge_point_id=cp_id).order_by("seq")
+    return [row.action for row in rows]

@@ -83,6 +83,9 @@ class Toy:
     def ended_id_tag(self, action: str, payload: Payload) -> str | None:
         return None  # its close names no card
 
+    def is_periodic_sample(self, action: str, payload: Payload) -> bool:
+        return False
+
     def transaction_ended(
         self,
         tx: TransactionRef,

@@ -2678,6 +2678,9 @@ class Charger:
         when it was first queued, if known."""
         item = Outgoing(action, payload, transactional=True, tx=tx, seq=seq, attempts=attempts)
         item.queued_at = self.clock.time() if queued_at is None else queued_at
+        # The row keeps no context: a periodic sample is known again by its payload, so that
+        # the backlog's bound can thin the part of a long outage restored after a restart.
+        item.thinnable = self.messages.is_periodic_sample(action, payload)
         if tx is not None and self.messages.is_transaction_start(action):
             item.on_result = lambda result: self._on_start_confirmed(tx, result)
         elif (id_tag := self.messages.ended_id_tag(action, payload)) is not None:

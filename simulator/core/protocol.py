@@ -239,6 +239,11 @@ class Messages(Protocol):
         end and names one (its answer updates the authorization cache)."""
         ...
 
+    def is_periodic_sample(self, action: str, payload: Payload) -> bool:
+        """Whether a restored outbox message holds periodic samples only (a bounded
+        backlog may drop it: `Outbox.thin`)."""
+        ...
+
     def transaction_ended(
         self,
         tx: TransactionRef,

@@ -255,6 +255,14 @@ class Ocpp16Messages:
         id_tag = payload.get("idTag") if action == "StopTransaction" else None
         return id_tag if isinstance(id_tag, str) and id_tag else None
 
+    def is_periodic_sample(self, action: str, payload: Payload) -> bool:
+        if action != "MeterValues":
+            return False
+        values = [sv for mv in payload.get("meterValue", ()) for sv in mv.get("sampledValue", ())]
+        # 1.6 section 7.32: a sampledValue without a context is Sample.Periodic.
+        periodic = CONTEXTS[SampleContext.PERIODIC]
+        return bool(values) and all(sv.get("context", periodic) == periodic for sv in values)
+
     def transaction_ended(
         self,
         tx: TransactionRef,
