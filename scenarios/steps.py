@@ -230,7 +230,7 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
     # The charger's own word: it may wait for an Authorize longer than the step may.
     left = ctx.deadline(within) - asyncio.get_running_loop().time()
     try:
-        refused_here = await asyncio.wait_for(_charger_refusal(ctx, sent), max(left, 0.0))
+        refused_here, said = await asyncio.wait_for(_charger_refusal(ctx, sent), max(left, 0.0))
     except TimeoutError:
         await ctx.watch.settle()
         authorize = _authorize_of(ctx, id_tag, since)
@@ -242,6 +242,17 @@ async def present_id_tag(ctx: StepContext, args: dict[str, Any]) -> str:
     outcome: tuple[str, str] | None
     if refused_here is not None:
         outcome = await _refusal_source(ctx, id_tag, since, refused_here)
+    elif contract.AWAITS_VEHICLE in said:
+        # No vehicle: no StartTransaction follows whose answer could still refuse the tag,
+        # so the Authorize's answer is the CSMS's last word (not the step's timeout later).
+        await ctx.watch.settle()
+        outcome = _accepted_by_authorize(ctx, id_tag, since)
+        if outcome is None and _authorize_of(ctx, id_tag, since) is None:
+            raise StepFailed(
+                f"the charger accepted idTag {id_tag} from its local list or cache without "
+                "asking the CSMS, and with no vehicle plugged in no StartTransaction goes "
+                f"whose answer could refuse it; expected it {expected}"
+            )
     else:
         outcome = await ctx.watch.wait_for(
             ctx.target.pk, partial(_decided, id_tag, since), ctx.deadline(within)
@@ -289,16 +300,17 @@ async def _present_accepted(ctx: StepContext, args: dict[str, Any]) -> str:
         raise
 
 
-async def _charger_refusal(ctx: StepContext, sent: dict[str, Any]) -> str | None:
-    """Present the tag: the status the charger refused it with, or None (accepted)."""
+async def _charger_refusal(ctx: StepContext, sent: dict[str, Any]) -> tuple[str | None, str]:
+    """Present the tag: the status the charger refused it with, or None (accepted), and
+    what the charger said."""
     try:
-        await ctx.command("present_id_tag", sent)
+        result = await ctx.command("present_id_tag", sent)
     except StepFailed as exc:
         found = _NOT_ACCEPTED.search(str(exc))
         if found is None:
             raise  # not a refusal: e.g. the connector is faulted
-        return found.group(1)
-    return None
+        return found.group(1), str(exc)
+    return None, str(result.get("message") or "")
 
 
 async def _refusal_source(

@@ -8,6 +8,7 @@ it answer some actions with frames written here (or not at all), as a broken CSM
 
 from __future__ import annotations
 
+import asyncio
 import re
 import textwrap
 from typing import Any, ClassVar
@@ -468,3 +469,23 @@ async def test_a_call_the_csms_closed_the_connection_on_was_not_answered(
     assert [verdict for verdict, _ in passed] == ["passed"] * 3, passed
     assert status == "failed", message
     assert re.search(DROPPED_SAID, message), message
+
+
+async def test_a_tag_accepted_with_no_vehicle_plugged_in_fails_a_refusal_at_once(
+    csms: CentralSystem,
+) -> None:
+    """QA16: with no vehicle plugged in no StartTransaction follows the Authorize, so its
+    answer is the CSMS's word on the tag. The step waited for a StartTransaction that could
+    not come and failed only at its timeout (30 s by default; 300 s here, which the test
+    would not outlast)."""
+    text = """\
+        name: accepted
+        description: x
+        chargers: {template: {count: 1}}
+        steps:
+          - present_id_tag: {id_tag: GOODTAG, expect: refused, timeout: 300}
+        """
+    run = await asyncio.wait_for(run_scenario(text, csms), 120)
+    [(status, message)] = steps_of(run)
+    assert status == "failed", message
+    assert message.endswith("the CSMS accepted idTag GOODTAG (Authorize), expected it refused")

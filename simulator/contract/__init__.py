@@ -25,6 +25,7 @@ from simulator.contract.groups import (
 )
 from simulator.contract.messages import (
     ACCEPTED,
+    AWAITS_VEHICLE,
     BULK_COMMAND,
     CLOCK_SKEW_SECONDS,
     CLOSED_BY_CHARGER,
@@ -151,6 +152,7 @@ from simulator.contract.statuses import (
 
 __all__ = [
     "ACCEPTED",
+    "AWAITS_VEHICLE",
     "BULK_COMMAND",
     "CLOCK_SKEW_SECONDS",
     "CLOSED_BY_CHARGER",

@@ -264,6 +264,9 @@ ERROR_SKIPPED: Final = "skipped"  # bulk: a listed charger the other filters lea
 # How a refused present_id_tag says that the charger, offline, decided without its CSMS (a
 # scenario step that would say so itself does not say it twice).
 DECIDED_ALONE: Final = "the charger is not connected to its CSMS, so it decided alone"
+# How an accepted present_id_tag with no vehicle plugged in says so: no StartTransaction
+# follows until one is (a scenario step expecting a refusal need not wait for one).
+AWAITS_VEHICLE: Final = "plug in a vehicle"
 
 
 class CommandResult(TypedDict):

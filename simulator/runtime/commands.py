@@ -619,11 +619,11 @@ class CommandServer:
             return f"idTag {id_tag} accepted: transaction started on connector {connector_id}"
         expires = charger.authorization_expires.get(connector_id)
         if connector_id not in charger.pending_authorizations or expires is None:
-            return f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id}"
+            return f"idTag {id_tag} accepted: {contract.AWAITS_VEHICLE} on connector {connector_id}"
         left = max(expires - charger.clock.time(), 0.0)
         return (
-            f"idTag {id_tag} accepted: plug in a vehicle on connector {connector_id} within "
-            f"{left:.0f} s (ConnectionTimeOut), or the authorization lapses"
+            f"idTag {id_tag} accepted: {contract.AWAITS_VEHICLE} on connector {connector_id} "
+            f"within {left:.0f} s (ConnectionTimeOut), or the authorization lapses"
         )
 
     # -- bulk commands -------------------------------------------------------------------------
