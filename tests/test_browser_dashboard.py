@@ -142,6 +142,7 @@ def test_the_charger_page_shows_reservations_the_local_list_firmware_and_diagnos
         open_charger("DEMO-0003")
         box = page.locator("#maintenance")
         expect(box.locator("[data-field=local_list]")).to_have_text("version 1, 21 idTags")
+        expect(box.locator("[data-field=auth_cache]")).to_have_text(re.compile(r"^\d+ idTags?$"))
         expect(box.locator("[data-field=reservations] li")).to_contain_text(
             "connector 2 for DEMO-RESERVED until"
         )

@@ -148,6 +148,11 @@ async def test_a_snapshot_carries_reservations_the_local_list_and_firmware_state
     ]
     assert state["evses"][1]["status"] == "Reserved"
     assert (state["local_list_version"], state["local_list_size"]) == (0, 0)  # empty reads 0
+    assert state["auth_cache_size"] == 0
+    charger.auth_cache.remember("ALICE", "Accepted")
+    assert snapshot(charger)["auth_cache_size"] == 1
+    charger.config["AuthorizationCacheEnabled"] = "false"
+    assert snapshot(charger)["auth_cache_size"] is None
     assert state["firmware_version"] == "3.2.1"
     assert (state["firmware_status"], state["diagnostics_status"]) == ("Idle", "Idle")
     charger.cancel_timers()

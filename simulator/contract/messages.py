@@ -504,6 +504,7 @@ class ChargerSnapshot(TypedDict):
     reservations: list[ReservationSnapshot]
     local_list_version: int  # -1: no local list (profile not supported), 0: empty
     local_list_size: int
+    auth_cache_size: int | None  # idTags in the authorization cache; None: it is off
     firmware_version: str
     firmware_status: str  # the last FirmwareStatusNotification's status, or "Idle"
     # What an update waits for now, in words (None: it does not wait), and until when

@@ -86,6 +86,7 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         ],
         local_list_version=charger.local_list_version(),
         local_list_size=len(charger.local_list),
+        auth_cache_size=len(charger.auth_cache) if charger.auth_cache.enabled else None,
         firmware_version=charger.spec.firmware_version,
         firmware_status=str(charger.firmware_status),
         firmware_waiting=waiting[0] if waiting else None,
@@ -200,6 +201,9 @@ class EventPublisher(Listener):
             self._shown[pk] = charger
         if self.stream.active:
             self.stream.on_change(charger)
+
+    # Its page shows how many idTags the cache holds.
+    on_auth_cache = on_change
 
     def on_transaction(self, charger: Charger, tx: LocalTransaction) -> None:
         self._dirty[charger.id] = charger

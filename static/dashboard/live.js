@@ -827,6 +827,8 @@
     }
     setText(field("local_list"), snap.local_list_version < 0 ? "not supported"
       : "version " + snap.local_list_version + ", " + snap.local_list_size + " idTag" + (snap.local_list_size === 1 ? "" : "s"));
+    setText(field("auth_cache"), snap.auth_cache_size === null ? "off (AuthorizationCacheEnabled is false)"
+      : snap.auth_cache_size + " idTag" + (snap.auth_cache_size === 1 ? "" : "s"));
     const list = field("reservations");
     const lines = snap.reservations.length ? snap.reservations.map(reservationText) : ["none"];
     if (list.dataset.shown === lines.join("\n")) return;
