@@ -1185,6 +1185,11 @@ class RuntimeStateManager(models.Manager["RuntimeState"]):
         for charger_pk, version in versions.items():
             self.update_or_create(charger_id=charger_pk, defaults={"local_list_version": version})
 
+    def set_clock_offsets(self, offsets: dict[int, float]) -> None:
+        """Charger pk -> its clock's offset from the host's, as a clock step left it."""
+        for charger_pk, offset in offsets.items():
+            self.update_or_create(charger_id=charger_pk, defaults={"clock_offset_s": offset})
+
     def claim(self, charger_pks: Iterable[int], lease: int) -> None:
         """These chargers are run by the engine of `lease` from now on (`holder`), under a
         new claims version (`ChargerClaims`): an engine that ran them before finds them in
@@ -1258,6 +1263,11 @@ class RuntimeState(models.Model):
     charger_unavailable = models.BooleanField(default=False)
     outbox_seq = models.BigIntegerField(default=0)
     auth_cache = models.JSONField(default=dict, blank=True)
+    # Seconds the charger's clock runs ahead of the host's, as the CSMS's currentTime last
+    # stepped it (written at a step, not with every checkpoint): checkpoint and lease times
+    # are the host's, a PowerLoss stop is dated on the charger's clock, and the restarted
+    # charger starts with it, as a real-time clock keeps its time through a power cut.
+    clock_offset_s = models.FloatField(default=0.0, editable=False)
     # 64-bit, as the CSMS's other numbers: SendLocalList's listVersion is any integer.
     local_list_version = models.BigIntegerField(default=0)
     # The engine that runs the charger (its `EngineLease`), in the scaled-out mode: one

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -17,7 +17,14 @@ from simulator.core.protocol import StopReason
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from simulator.runtime.persistence import Checkpointer, _last_checkpoints
 from tests.cast import make_charger
-from tests.engine import COMPACT, loaded, register_now, started, wait_until
+from tests.engine import (
+    COMPACT,
+    boot_reports_answered,
+    loaded,
+    register_now,
+    started,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -444,6 +451,52 @@ async def test_a_power_loss_stop_is_dated_at_the_last_checkpoint_not_at_the_rest
     assert stop.payload["timestamp"] == now_iso(alive.astimezone(UTC))
     assert parse_iso(stop.payload["timestamp"]) < restarted_at
     assert stop.payload["meterStop"] == int(stored.register_wh)
+
+
+@pytest.mark.parametrize("shift_h", [-2, 2], ids=["CSMS-behind", "CSMS-ahead"])
+async def test_a_power_loss_stop_is_dated_on_the_chargers_own_clock(csms, shift_h):
+    """The CSMS's currentTime set the charger's clock hours away from the host's: its
+    StartTransaction is dated on that clock, and so must the PowerLoss stop a restart
+    sends be. It was dated on the host's clock: with the CSMS 2 h behind, the session
+    lasted 2 h more than it ran (billed so); 2 h ahead, the stop was moved up to the
+    start, a session of no time."""
+    csms.current_time = now_iso(datetime.now(UTC) + timedelta(hours=shift_h))
+    await database_sync_to_async(make_charger)(
+        "CP-PLC", evses=1, csms_url=csms.url, max_power_kw=50
+    )
+    service = await started("CP-PLC")
+    charger = loaded(service, "CP-PLC")
+    offset = charger.clock_offset
+    assert abs(offset - shift_h * 3600) < 60
+    charger.plug_in(1, COMPACT, soc=20)
+    assert await charger.present_id_tag(1, "TAG") == "Accepted"
+    start = await csms.wait_for("CP-PLC", "StartTransaction", timeout=5)
+    await wait_until(lambda: register_now(charger) > 5, message="energy flowing")
+    await service.checkpoint()
+    await crash(service)
+    stored = await database_sync_to_async(Evse.objects.get)(charger__charge_point_id="CP-PLC")
+    alive = (await database_sync_to_async(_last_checkpoints)({stored.charger_id}))[
+        (stored.charger_id, 1)
+    ]
+    mark = len(csms.log)
+    again = await started("CP-PLC")
+    try:
+        stop = await csms.wait_for("CP-PLC", "StopTransaction", after=mark, timeout=5)
+        # Its clock kept the CSMS's time through the restart: the boot's answer is no step.
+        assert abs(loaded(again, "CP-PLC").clock_offset - offset) < 60
+        await boot_reports_answered(loaded(again, "CP-PLC"))
+    finally:
+        await again.stop()
+    events = [
+        e.payload["type"]
+        for e in csms.log[mark:]
+        if e.cp_id == "CP-PLC" and e.message_type == 2 and e.action == "SecurityEventNotification"
+    ]
+    assert "SettingSystemTime" not in events, events
+    assert stop.payload["reason"] == "PowerLoss"
+    # The last checkpoint, as the charger's clock read it then.
+    assert stop.payload["timestamp"] == now_iso(alive + timedelta(seconds=offset))
+    assert parse_iso(stop.payload["timestamp"]) > parse_iso(start.payload["timestamp"])
 
 
 async def test_a_restart_plugs_the_parked_cars_back_in_and_resumes_their_sessions(csms):

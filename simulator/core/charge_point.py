@@ -157,6 +157,9 @@ class Listener:
     def on_auth_cache(self, charger: Charger) -> None:
         """The authorization cache changed (persist `auth_cache.take_changes()`)."""
 
+    def on_clock(self, charger: Charger) -> None:
+        """The CSMS's currentTime stepped the charger's clock (persist `clock_offset`)."""
+
     def on_firmware(self, charger: Charger) -> None:
         """A new firmware was installed (persist `spec.firmware_version`)."""
 
@@ -810,6 +813,8 @@ class Charger:
         if self.metered_wall is not None:
             self.metered_wall = self.clock.time() + offset
         self.last_clock_slot = CLOCK_STEPPED
+        # Stored (a restart dates its PowerLoss stops and starts its clock by it).
+        self.listener.on_clock(self)
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -204,6 +204,10 @@ def build_charger(
     )
     charger.config.custom_readonly = custom_readonly(keys)
     runtime = getattr(row, "runtime", None)
+    if runtime is not None:
+        # Its real-time clock kept the time the CSMS set through the power cut; before
+        # anything reads that clock.
+        charger.clock_offset = runtime.clock_offset_s
     if runtime is not None and runtime.charger_unavailable:
         charger.restore_availability(True)
     entries = _stored_entries(row.local_list.all())
@@ -428,7 +432,8 @@ def restore(chargers: list[Charger], checkpointer: Checkpointer, *, plugged: boo
     for owner, tx in open_txs:
         if 1 <= tx.connector_id <= len(owner.evses) and owner.spec.db_id is not None:
             at = last_alive.get((owner.spec.db_id, tx.connector_id))
-            owner.end_interrupted(tx, timestamp=_power_loss_time(tx, at))
+            shift = owner.clock_offset + owner.impairments.clock_skew_s
+            owner.end_interrupted(tx, timestamp=_power_loss_time(tx, at, shift))
             ended[(owner.id, tx.connector_id)] = tx.id_tag
     _read_security_logs(by_pk)
     if plugged:
@@ -529,11 +534,14 @@ def _last_checkpoints(charger_pks: set[int]) -> dict[tuple[int, int], datetime]:
     return found
 
 
-def _power_loss_time(tx: LocalTransaction, at: datetime | None) -> str | None:
+def _power_loss_time(tx: LocalTransaction, at: datetime | None, shift: float = 0.0) -> str | None:
     """The stop time of an interrupted transaction: its last checkpoint, never before its
-    start (None, i.e. now, for a register written before checkpoint times were kept)."""
+    start (None, i.e. now, for a register written before checkpoint times were kept). On
+    the charger's clock, as its start is: the checkpoint's time is the host's, and the
+    charger's clock is `shift` seconds ahead of it."""
     if at is None:
         return None
+    at += timedelta(seconds=shift)
     try:
         if at < parse_iso(tx.started_at):
             return tx.started_at
@@ -656,6 +664,7 @@ class Checkpointer(Listener):
         # charger pk -> the charger whose authorization cache changed (its changes taken
         # with the batch, on the loop thread: `take`)
         self._auth_caches: dict[int, Charger] = {}
+        self._clocks: dict[int, float] = {}  # charger pk -> its clock's offset, stepped
         self._certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         self._firmware: dict[int, str] = {}
         # charger pk -> {EVSE pk: the record of the vehicle plugged in, None: none}
@@ -710,6 +719,7 @@ class Checkpointer(Listener):
             self._metered.pop(cid, None)
             if charger.spec.db_id is not None:
                 self._auth_caches.pop(charger.spec.db_id, None)
+                self._clocks.pop(charger.spec.db_id, None)
         self._owners.pop(cid, None)
         self._open_chargers.pop(cid, None)
         self._open_counts.pop(cid, None)
@@ -899,6 +909,14 @@ class Checkpointer(Listener):
         if self.downstream is not None:
             self.downstream.on_auth_cache(charger)
 
+    def on_clock(self, charger: Charger) -> None:
+        pk = charger.spec.db_id
+        if pk is not None:
+            with self._lock:
+                self._clocks[pk] = charger.clock_offset
+        if self.downstream is not None:
+            self.downstream.on_clock(charger)
+
     def on_firmware(self, charger: Charger) -> None:
         if charger.spec.db_id is not None:
             with self._lock:
@@ -1022,6 +1040,7 @@ class Checkpointer(Listener):
                 reservations=self._reservations,
                 local_lists=self._local_lists,
                 auth_caches=_cache_changes(self._auth_caches),
+                clocks=self._clocks,
                 firmware=self._firmware,
                 certificates=self._certificates,
                 vehicles=self._vehicles,
@@ -1038,7 +1057,7 @@ class Checkpointer(Listener):
             self._outbox_gone, self._transactions = [], {}
             self._profiles, self._availability = {}, {}
             self._reservations, self._local_lists, self._firmware = {}, {}, {}
-            self._auth_caches = {}
+            self._auth_caches, self._clocks = {}, {}
             self._certificates, self._vehicles = {}, {}
             self._security, self._security_full = {}, set()
         open_chargers, leased = self._open_chargers, self._leased
@@ -1221,6 +1240,7 @@ class Batch:
     reservations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     local_lists: dict[int, LocalListChange] = field(default_factory=dict)
     auth_caches: dict[int, TagEntriesChange] = field(default_factory=dict)
+    clocks: dict[int, float] = field(default_factory=dict)  # charger pk -> clock offset
     firmware: dict[int, str] = field(default_factory=dict)
     # charger pk -> (its certificates, its private keys: sealed by the manager)
     certificates: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(default_factory=dict)
@@ -1269,6 +1289,7 @@ class Batch:
             or self.reservations
             or self.local_lists
             or self.auth_caches
+            or self.clocks
             or self.firmware
             or self.certificates
             or self.vehicles
@@ -1319,6 +1340,8 @@ class Batch:
             part(pk).local_lists[pk] = change
         for pk, cache in self.auth_caches.items():
             part(pk).auth_caches[pk] = cache
+        for pk, offset in self.clocks.items():
+            part(pk).clocks[pk] = offset
         for pk, version in self.firmware.items():
             part(pk).firmware[pk] = version
         for pk, store in self.certificates.items():
@@ -1360,6 +1383,8 @@ def _write_batch(batch: Batch) -> None:
         LocalAuthEntry.objects.apply(batch.local_lists)
     if batch.auth_caches:
         AuthCacheEntry.objects.apply_entries(batch.auth_caches)
+    if batch.clocks:
+        RuntimeState.objects.set_clock_offsets(batch.clocks)
     if batch.firmware:
         ChargerRow.objects.set_firmware_versions(batch.firmware)
     if batch.certificates:
@@ -1411,6 +1436,7 @@ def _per_charger(batch: Batch) -> tuple[dict[int, Any], ...]:
         batch.reservations,
         batch.local_lists,
         batch.auth_caches,
+        batch.clocks,
         batch.firmware,
         batch.certificates,
         batch.vehicles,
@@ -1626,6 +1652,13 @@ def _rows(part: Batch) -> Iterator[_Row]:
         yield (
             "authorization cache",
             functools.partial(AuthCacheEntry.objects.apply_entries, {pk: cache}),
+            None,
+            None,
+        )
+    for pk, offset in part.clocks.items():
+        yield (
+            "clock",
+            functools.partial(RuntimeState.objects.set_clock_offsets, {pk: offset}),
             None,
             None,
         )
