@@ -5,6 +5,7 @@ CSMS, whose answers carry a currentTime away from the host's clock."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from ocpp.v16 import call
@@ -142,3 +143,55 @@ async def test_a_triggered_heartbeats_answer_sets_the_clock_too(csms):
         assert answer.status == "Accepted"
         await wait_until(lambda: charger.clock_offset != 0.0, message="the clock set")
         assert 3_599 < charger.clock_offset < 3_601
+
+
+def reservation_statuses(csms, cp_id, after):
+    return [
+        e.payload["status"]
+        for e in sent(csms, cp_id, "StatusNotification")[after:]
+        if e.payload["connectorId"] == 1
+    ]
+
+
+async def test_a_clock_step_forward_past_a_reservations_expiry_ends_it(csms):
+    """A reservation ends at its expiryDate on the charger's clock. Its timer was the
+    seconds left when it was made: a currentTime an hour ahead left the connector Reserved,
+    for a reservation that had expired by the charger's own clock, until those ran out."""
+    csms_clock(csms, timedelta(0))
+    charger = runtime_charger("CLK-RSV", csms.url, evses=1)
+    async with connected(charger):
+        await wait_until(lambda: not charger.queue, message="the boot reports")
+        mark = len(sent(csms, "CLK-RSV", "StatusNotification"))
+        expiry = timedelta(minutes=30)
+        assert await csms.reserve_now("CLK-RSV", 1, "ALICE", expiry, reservation_id=5) == "Accepted"
+        await wait_until(
+            lambda: reservation_statuses(csms, "CLK-RSV", mark) == ["Reserved"], message="Reserved"
+        )
+        csms_clock(csms, AHEAD)
+        charger.send_heartbeat()
+        await wait_until(
+            lambda: reservation_statuses(csms, "CLK-RSV", mark) == ["Reserved", "Available"],
+            message="the reservation to expire on the charger's clock",
+        )
+        assert len(charger.reservations) == 0
+
+
+async def test_a_clock_step_back_keeps_a_reservation_until_its_expiry_on_the_new_clock(csms):
+    """The other way: stepped an hour back, the charger is an hour further from the
+    expiryDate, and the reservation holds that much longer (its timer went off at the old
+    clock's expiry)."""
+    csms_clock(csms, timedelta(0))
+    charger = runtime_charger("CLK-RSB", csms.url, evses=1)
+    async with connected(charger):
+        await wait_until(lambda: not charger.queue, message="the boot reports")
+        expiry = timedelta(minutes=1)
+        assert await csms.reserve_now("CLK-RSB", 1, "ALICE", expiry, reservation_id=6) == "Accepted"
+        csms_clock(csms, -AHEAD)
+        charger.send_heartbeat()
+        await wait_until(lambda: charger.clock_offset != 0.0, message="the clock set back")
+        # Its timer runs for the hour and the minute left on the charger's clock.
+        timer = charger.timers._handles[("reservation", 6)]
+        assert isinstance(timer, asyncio.TimerHandle)
+        left = timer.when() - asyncio.get_running_loop().time()
+        assert 3_600 < left < 3_660 + 5
+        assert len(charger.reservations) == 1

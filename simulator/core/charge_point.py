@@ -815,6 +815,10 @@ class Charger:
         self.last_clock_slot = CLOCK_STEPPED
         # Stored (a restart dates its PowerLoss stops and starts its clock by it).
         self.listener.on_clock(self)
+        if self.reservations:
+            # Their timers ran for the seconds left on the old clock: an expiryDate the step
+            # passed ends its reservation now, and the others run for what the new one leaves.
+            self._arm_reservations(again=True)
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,
@@ -1711,11 +1715,13 @@ class Charger:
             if reservation.expires_at <= now:
                 self._reservation_expired(reservation.reservation_id)
 
-    def _arm_reservations(self) -> None:
+    def _arm_reservations(self, *, again: bool = False) -> None:
+        """Time the reservations to their expiry on the charger's clock (`again`: also
+        those timed already, whose timers counted on another clock)."""
         self._expire_due()
         now = self.wall_time()
         for reservation in self.reservations:
-            if ("reservation", reservation.reservation_id) not in self.timers:
+            if again or ("reservation", reservation.reservation_id) not in self.timers:
                 self._start_timer(
                     "reservation",
                     reservation.reservation_id,
