@@ -12,6 +12,7 @@ from ocpp.v16 import call
 
 from simulator.core.clock import now_iso, parse_iso
 from tests.engine import COMPACT, connected, runtime_charger, wait_until
+from tests.timeline import Timeline, TimelineClock
 
 AHEAD = timedelta(hours=1)
 
@@ -195,3 +196,49 @@ async def test_a_clock_step_back_keeps_a_reservation_until_its_expiry_on_the_new
         left = timer.when() - asyncio.get_running_loop().time()
         assert 3_600 < left < 3_660 + 5
         assert len(charger.reservations) == 1
+
+
+async def test_a_clock_step_forward_past_a_retrieve_date_starts_the_download(csms, files):
+    """UpdateFirmware's retrieveDate is a date on the charger's clock. The wait for it was
+    the seconds left when the request came: a currentTime an hour ahead, past that date,
+    left the download waiting out the old clock's half hour."""
+    csms_clock(csms, timedelta(0))
+    url = files.publish("chargesim-2.5.0.bin", b"ChargeSim firmware 2.5.0\n")
+    charger = runtime_charger("CLK-FW", csms.url, evses=1)
+    async with connected(charger):
+        await wait_until(lambda: not charger.queue, message="the boot reports")
+        await csms.update_firmware("CLK-FW", url, timedelta(minutes=30))
+        await wait_until(lambda: charger.firmware_waiting is not None, message="the wait")
+        assert "Downloading" not in csms.firmware_statuses.get("CLK-FW", [])
+        csms_clock(csms, AHEAD)
+        charger.send_heartbeat()
+        await wait_until(
+            lambda: "Downloading" in csms.firmware_statuses.get("CLK-FW", []),
+            message="the download, its retrieveDate passed on the charger's clock",
+        )
+
+
+async def test_a_clock_step_back_waits_for_the_retrieve_date_on_the_new_clock(csms, files):
+    """Stepped an hour back, the charger is an hour further from the retrieveDate: the
+    download waits that much longer (seen as the wait set on its clock), not the seconds
+    that were left on the old one."""
+    csms_clock(csms, timedelta(0))
+    url = files.publish("chargesim-2.6.0.bin", b"ChargeSim firmware 2.6.0\n")
+    timeline = Timeline()
+    charger = runtime_charger("CLK-FWB", csms.url, evses=1, clock=TimelineClock(timeline))
+    async with connected(charger):
+        await wait_until(lambda: not charger.queue, message="the boot reports")
+        await csms.update_firmware("CLK-FWB", url, timedelta(minutes=1))
+        await wait_until(lambda: charger.firmware_waiting is not None, message="the wait")
+        waits = len(timeline.events)
+        csms_clock(csms, -AHEAD)
+        charger.send_heartbeat()
+
+        def waits_set() -> list[float]:
+            return [float(e.split()[1]) for e in timeline.events[waits:] if e.startswith("wait ")]
+
+        await wait_until(
+            lambda: any(3_600 < wait < 3_660 + 5 for wait in waits_set()),
+            message="a wait of the hour and the minute left on the new clock",
+        )
+        assert "Downloading" not in csms.firmware_statuses.get("CLK-FWB", [])

@@ -366,6 +366,8 @@ class Charger:
         # Seconds the charger's clock runs ahead of the host's, as the CSMS's currentTime set
         # it (0: the host's clock). Owned by `_sync_clock`; the meter engine reads it.
         self.clock_offset = 0.0
+        # Waits for a date on that clock (`sleep_until`), woken by a step of it (True).
+        self._date_waiters: set[asyncio.Future[bool]] = set()
         self._reboot_task: asyncio.Task[None] | None = None
         # A Reset or new firmware is taking it down: still online, its boot still
         # Accepted, for a grace and its last messages, but no longer up to wait for.
@@ -819,6 +821,9 @@ class Charger:
             # Their timers ran for the seconds left on the old clock: an expiryDate the step
             # passed ends its reservation now, and the others run for what the new one leaves.
             self._arm_reservations(again=True)
+        for waiter in self._date_waiters:  # a firmware's retrieveDate, say: counted again
+            if not waiter.done():
+                waiter.set_result(True)
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,
@@ -1518,6 +1523,28 @@ class Charger:
     def wall_time(self) -> float:
         """The charger's clock as epoch seconds (synchronised to the CSMS's)."""
         return self.clock.time() + self.clock_offset + self.impairments.clock_skew_s
+
+    async def sleep_until(self, at: float) -> None:
+        """Wait until `at` (epoch s) on the charger's clock. A wait of the seconds left
+        would go by the clock as it was: a step of it (the CSMS's currentTime) wakes the
+        wait to count again on the new one, at once over if the step passed `at`."""
+        loop = asyncio.get_running_loop()
+        while (left := at - self.wall_time()) > 0:
+            waiter: asyncio.Future[bool] = loop.create_future()
+
+            def counted_out(waiter: asyncio.Future[bool] = waiter) -> None:
+                if not waiter.done():
+                    waiter.set_result(False)
+
+            handle = self.clock.call_later(left, counted_out)
+            self._date_waiters.add(waiter)
+            try:
+                stepped = await waiter
+            finally:
+                handle.cancel()
+                self._date_waiters.discard(waiter)
+            if not stepped:
+                return  # the seconds ran out (a test's clock may hold the date still)
 
     def reserve_now(
         self,

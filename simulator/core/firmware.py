@@ -161,7 +161,7 @@ async def _update_firmware(
     if delay > 0:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
         charger.firmware_waits("the download starts at its retrieveDate", delay)
-        await sleep(charger.clock, delay)
+        await charger.sleep_until(request.retrieve_at)
         charger.firmware_waits(None)
     try:
         failure = FirmwareFailure(charger.spec.firmware_failure or "")
@@ -201,7 +201,7 @@ async def _update_firmware(
             await report(FirmwareStatus.INSTALL_SCHEDULED)
         if wait > 0:
             charger.firmware_waits("the installation starts at its installDateTime", wait)
-            await sleep(charger.clock, wait)
+            await charger.sleep_until(signed.install_at or 0.0)
             charger.firmware_waits(None)
     waiting_for: list[int] = []
     while charger.transactions:  # never during a session: install once it is over
