@@ -1572,14 +1572,26 @@ class LocalAuthEntryManager(TagEntryManager):
         )
 
 
-class LocalAuthEntry(models.Model):
-    """An idTag of a charger's Local Authorization List (SendLocalList)."""
+class TagEntry(models.Model):
+    """An idTag a charger knows the CSMS's word on: its status, expiryDate and parentIdTag
+    (IdTagInfo), as the local list and the authorization cache keep them."""
 
-    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="local_list")
     id_tag = models.CharField(max_length=20)
     status = models.CharField(max_length=16)
     expiry = models.CharField(max_length=40, blank=True)
     parent_id_tag = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.id_tag}: {self.status}"
+
+
+class LocalAuthEntry(TagEntry):
+    """An idTag of a charger's Local Authorization List (SendLocalList)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="local_list")
 
     objects = LocalAuthEntryManager()
 
@@ -1591,20 +1603,13 @@ class LocalAuthEntry(models.Model):
             models.UniqueConstraint(fields=["charger", "id_tag"], name="local_list_tag_unique")
         ]
 
-    def __str__(self) -> str:
-        return f"{self.id_tag}: {self.status}"
 
-
-class AuthCacheEntry(models.Model):
+class AuthCacheEntry(TagEntry):
     """An idTag of a charger's Authorization Cache: the last answer the CSMS gave it (1.6
     section 3.5.2: the cache SHOULD survive reboots and power outages). Rows of one charger
     in the order they were remembered (`id`): the oldest goes first when the cache is full."""
 
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="auth_cache")
-    id_tag = models.CharField(max_length=20)
-    status = models.CharField(max_length=16)
-    expiry = models.CharField(max_length=40, blank=True)
-    parent_id_tag = models.CharField(max_length=20, blank=True)
 
     objects = TagEntryManager()
 
@@ -1615,9 +1620,6 @@ class AuthCacheEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["charger", "id_tag"], name="auth_cache_tag_unique")
         ]
-
-    def __str__(self) -> str:
-        return f"{self.id_tag}: {self.status}"
 
 
 # -- Security whitepaper (edition 3): the certificate store (issue 17, branch seccerts) -----
