@@ -66,6 +66,26 @@ async def test_boot_pending_sends_nothing_else_until_accepted(csms):
     assert all(a == "BootNotification" for a in sent[:first_other])
 
 
+async def test_a_triggered_boot_accepted_while_pending_reports_the_statuses_at_once(csms):
+    # The usual end of provisioning a Pending charger: the CSMS configures it, then asks
+    # for a BootNotification (TriggerMessage) and accepts that one. The charger is then
+    # registered and reports its statuses (1.6 section 4.2), not once the Pending interval
+    # it was waiting out runs out (an hour here; it sent nothing until then).
+    csms.boot_status, csms.boot_interval = "Pending", 3600
+    charger = runtime_charger("CP-PTRG", csms.url, evses=1)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        csms.boot_status = "Accepted"
+        answer = await csms.call(
+            "CP-PTRG", call.TriggerMessage(requested_message="BootNotification")
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="Accepted")
+        await wait_until(lambda: len(statuses(csms, "CP-PTRG")) == 2, message="statuses")
+    assert statuses(csms, "CP-PTRG") == [(0, "Available"), (1, "Available")]
+    assert actions(csms, "CP-PTRG").count("BootNotification") == 2
+
+
 async def test_boot_rejected_sends_and_answers_nothing(csms):
     csms.boot_status = "Rejected"
     csms.boot_interval = 60

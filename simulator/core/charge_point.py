@@ -13,6 +13,7 @@ operations (`operations`) sit above and call in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -297,6 +298,9 @@ class Charger:
         # A BootNotification sent outside the queue (not registered yet, or Pending) awaits
         # its answer, which may leave the charger unable to send anything.
         self.boot_unanswered = False
+        # Set when a BootNotification is answered while the boot sequence waits out the
+        # interval of one not Accepted: a triggered one may have been accepted meanwhile.
+        self._boot_answered: asyncio.Event | None = None
         # Held by each CALL sent outside the queue (a BootNotification, a message triggered
         # while Pending): OCPP-J allows one CALL outstanding, and the queue sends nothing
         # before Accepted, so these wait for one another's answers here.
@@ -673,7 +677,16 @@ class Charger:
                 # BootNotification, on this connection or on a new one.
                 wait = self.next_boot_at - self.clock.monotonic()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    # Woken early by the answer to a triggered BootNotification (the usual
+                    # end of a Pending provisioning: Accepted, statuses now, not once the
+                    # interval runs out; or a new interval, counted from that answer).
+                    answered = self._boot_answered = asyncio.Event()
+                    try:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(answered.wait(), wait)
+                    finally:
+                        if self._boot_answered is answered:
+                            self._boot_answered = None
                     if self.transport is not transport:
                         return  # a new connection runs its own boot sequence
                     continue
@@ -748,6 +761,8 @@ class Charger:
         interval = min(answer.interval, _HEARTBEAT_MAX)
         self._sync_clock(answer.current_time)
         self.boot = status
+        if self._boot_answered is not None:
+            self._boot_answered.set()
         if status is not BootState.ACCEPTED:
             # The next BootNotification after the interval (our own backoff if 0).
             wait = interval if interval > 0 else self._boot_backoff()
