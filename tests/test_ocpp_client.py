@@ -86,6 +86,28 @@ async def test_a_triggered_boot_accepted_while_pending_reports_the_statuses_at_o
     assert actions(csms, "CP-PTRG").count("BootNotification") == 2
 
 
+async def test_a_triggered_boot_that_fails_while_accepted_changes_nothing(csms):
+    # A CSMS that does not expect a BootNotification from a registered charger may answer
+    # the triggered one with a CALLERROR (or not at all). The charger is still Accepted:
+    # it must not run its boot sequence again (a StatusNotification for every connector).
+    charger = runtime_charger("CP-TBF", csms.url, evses=2)
+    async with connected(charger):
+        await wait_until(lambda: len(statuses(csms, "CP-TBF")) == 3, message="3 statuses")
+        await boot_reports_answered(charger)
+        csms.fail_actions = {"BootNotification": "InternalError"}
+        answer = await csms.call(
+            "CP-TBF", call.TriggerMessage(requested_message="BootNotification")
+        )
+        assert answer.status == "Accepted"
+        # Its failure sets the wait before another BootNotification (the boot's backoff);
+        # whatever the failure then queued goes before this Heartbeat.
+        await wait_until(lambda: charger.next_boot_at > 0, message="the triggered boot failed")
+        await csms.call("CP-TBF", call.TriggerMessage(requested_message="Heartbeat"))
+        await wait_until(lambda: "Heartbeat" in actions(csms, "CP-TBF"), message="Heartbeat")
+        assert charger.boot is BootState.ACCEPTED
+    assert len(statuses(csms, "CP-TBF")) == 3
+
+
 async def test_boot_rejected_sends_and_answers_nothing(csms):
     csms.boot_status = "Rejected"
     csms.boot_interval = 60

@@ -792,8 +792,10 @@ class Charger:
         transport = self.transport
         if transport is None or not self.online:
             return
-        status, _interval = await self._send_boot_notification()
-        if status is BootState.ACCEPTED or self.booting:
+        await self._send_boot_notification()
+        # The state, not the answer: a boot that failed (a CALLERROR, no answer) leaves the
+        # charger as it was, registered still, and its boot sequence must not run again.
+        if self.boot is BootState.ACCEPTED or self.booting:
             return  # registered, or a boot sequence already goes on until it is
         if self.transport is transport:  # a new connection boots by itself
             await self.boot_sequence()
