@@ -516,6 +516,27 @@ async def test_a_triggered_boot_can_be_rejected_per_charger(csms):
     assert answer.status == "Rejected"
 
 
+async def test_a_charger_that_rejects_triggered_boots_takes_one_while_pending(csms):
+    # The errata's "reject it" is for a charger already Accepted. While Pending, a
+    # triggered BootNotification is how a CSMS ends its provisioning: refused, the
+    # charger would stay unregistered until the Pending interval (an hour here) ran out.
+    csms.boot_status, csms.boot_interval = "Pending", 3600
+    charger = runtime_charger("OP-TRBP", csms.url, evses=1, reject_triggered_boot=True)
+    async with connected(charger, booted=False):
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        csms.boot_status = "Accepted"
+        answer = await csms.call(
+            "OP-TRBP", call.TriggerMessage(requested_message="BootNotification")
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="Accepted")
+        again = await csms.call(
+            "OP-TRBP", call.TriggerMessage(requested_message="BootNotification")
+        )
+    assert again.status == "Rejected"
+    assert csms.counts["BootNotification"] == 2
+
+
 @pytest.mark.parametrize("answer", ["Pending", "Rejected"])
 async def test_a_triggered_boot_answered_pending_or_rejected_is_retried_until_accepted(
     csms, answer

@@ -45,9 +45,9 @@ def answer(
     charger: Charger, table: dict[str, str], requested: str, connector_id: int | None
 ) -> str:
     """Accepted, Rejected (a connector it does not have; BootNotification when the charger
-    is set to refuse it; any message while the charger may not send it, as when its
-    BootNotification has no answer yet) or NotImplemented (a message it cannot be asked
-    for)."""
+    is set to refuse it and already Accepted; any message while the charger may not send
+    it, as when its BootNotification has no answer yet) or NotImplemented (a message it
+    cannot be asked for)."""
     if requested not in table:
         return "NotImplemented"
     if not charger.may_send_triggered:
@@ -62,7 +62,13 @@ def answer(
         return "Rejected"
     if connector_id is not None and not 0 <= connector_id <= len(charger.evses):
         return "Rejected"
-    if requested == "BootNotification" and charger.spec.reject_triggered_boot:
+    if (
+        requested == "BootNotification"
+        and charger.spec.reject_triggered_boot
+        # The errata's advice is for a charger already registered: while Pending, a
+        # triggered BootNotification is how the CSMS ends its provisioning.
+        and charger.boot is BootState.ACCEPTED
+    ):
         return "Rejected"
     return "Accepted"
 
