@@ -108,6 +108,32 @@ async def test_a_triggered_boot_that_fails_while_accepted_changes_nothing(csms):
     assert len(statuses(csms, "CP-TBF")) == 3
 
 
+async def test_a_triggered_boot_cut_off_by_a_close_is_no_error(csms, caplog):
+    # A CSMS that asks for a BootNotification and closes the connection before answering
+    # it (a CSMS restarting, say): the boot went unanswered on a link now gone, as any
+    # triggered message may; no error and traceback in the log. The charger stays
+    # registered and comes back as a reconnect does.
+    caplog.set_level(logging.INFO)
+    charger = runtime_charger("CP-TBX", csms.url, evses=1)
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        csms.respond = False
+        answer = await csms.call(
+            "CP-TBX", call.TriggerMessage(requested_message="BootNotification")
+        )
+        assert answer.status == "Accepted"
+        await wait_until(lambda: csms.counts["BootNotification"] == 2, message="the boot")
+        await csms.disconnect("CP-TBX")
+        csms.respond = True
+        await wait_until(
+            lambda: csms.connects["CP-TBX"] == 2 and charger.link is LinkState.ONLINE,
+            message="back online",
+        )
+        await boot_reports_answered(charger)
+    assert charger.boot is BootState.ACCEPTED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_boot_rejected_sends_and_answers_nothing(csms):
     csms.boot_status = "Rejected"
     csms.boot_interval = 60

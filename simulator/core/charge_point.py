@@ -792,7 +792,13 @@ class Charger:
         transport = self.transport
         if transport is None or not self.online:
             return
-        await self._send_boot_notification()
+        try:
+            await self._send_boot_notification()
+        except LinkLost as exc:
+            # Unanswered on a link now gone, as any triggered message may be: the charger
+            # is as it was, and a new connection boots by itself if it must.
+            log.info("%s: triggered BootNotification not answered: %s", self.id, exc)
+            return
         # The state, not the answer: a boot that failed (a CALLERROR, no answer) leaves the
         # charger as it was, registered still, and its boot sequence must not run again.
         if self.boot is BootState.ACCEPTED or self.booting:
