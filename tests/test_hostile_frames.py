@@ -20,6 +20,7 @@ from ocpp.v16 import call
 from chargers.models import ChargingProfileRecord, OutboxMessage, Transaction
 from simulator.core.charge_point import BootState, CallFailed, Charger
 from simulator.csms import CentralSystem
+from simulator.ocpp16.wire import SchemaViolation, validate_response
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
 from tests.engine import (
@@ -554,6 +555,45 @@ async def test_an_answer_with_vendor_fields_is_taken_once_not_sent_again(csms, c
     warnings = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert "StartTransactionResponse" in warnings[0] and "vendorExt" in warnings[0]
+
+
+async def test_an_answer_with_null_for_what_it_may_leave_out_is_taken(csms, caplog):
+    """Authorize and StartTransaction answers with "expiryDate": null and "parentIdTag":
+    null in idTagInfo, as the JSON serialisers of many CSMSs write the properties they did
+    not set, read as if those were absent. They used to fail the call: the Authorize as
+    if the CSMS were away (the driver refused), the StartTransaction sent again (a second
+    transaction at the CSMS). A null where a value is required still fails."""
+    charger = runtime_charger("HF-NULL", csms.url, evses=1)
+    async with connected(charger):
+        conn = csms.connection("HF-NULL")
+        plain = conn._send
+
+        async def with_nulls(message: str) -> None:
+            if message.startswith("[3,"):
+                message = message.replace(
+                    '"idTagInfo":{', '"idTagInfo":{"expiryDate":null,"parentIdTag":null,'
+                )
+            await plain(message)
+
+        conn._send = with_nulls
+        charger.plug_in(1, COMPACT, soc=20)
+        assert await charger.present_id_tag(1, "T1") == "Accepted"
+        answer = await csms.wait_for("HF-NULL", "StartTransaction", message_type=3, direction="out")
+        await wait_until(lambda: charger.evse(1).transaction_id is not None, message="the id")
+        starts = [
+            e
+            for e in csms.log
+            if e.cp_id == "HF-NULL" and e.action == "StartTransaction" and e.message_type == 2
+        ]
+        assert len(starts) == 1
+        assert charger.evse(1).transaction_id == answer.payload["transactionId"]
+    notes = [r.getMessage() for r in caplog.records if "read as absent" in r.getMessage()]
+    assert any("AuthorizeResponse: idTagInfo.expiryDate: null" in n for n in notes), notes
+    # Required, a null is no value: refused as ever.
+    with pytest.raises(SchemaViolation, match="transactionId"):
+        validate_response(
+            "StartTransaction", {"transactionId": None, "idTagInfo": {"status": "Accepted"}}
+        )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -683,13 +683,20 @@ def compile_schema(schema: dict[str, Any], *, name: str = "payload") -> Validato
 
 
 @cache
+def _schema(name: str) -> dict[str, Any]:
+    """`<SCHEMA_DIR>/<name>.json` as read (shared: not to be changed)."""
+    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@cache
 def load_validator(name: str, *, open_objects: bool = False) -> Validator:
     """The compiled validator of `<SCHEMA_DIR>/<name>.json`, e.g. "MeterValuesResponse".
 
     `open_objects`: every object of the schema takes properties it does not name (its
     `additionalProperties: false` dropped); the ones it names are checked as ever."""
-    with open(SCHEMA_DIR / f"{name}.json", encoding="utf-8") as handle:
-        schema = json.load(handle)
+    schema = _schema(name)
     if open_objects:
         schema = _opened(schema)
     validate = compile_schema(schema)
@@ -703,3 +710,37 @@ def _opened(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_opened(item) for item in schema]
     return schema
+
+
+def drop_optional_nulls(name: str, instance: Any) -> list[str]:
+    """Remove from `instance` (in place) every null the `<name>` schema allows to be left
+    out: a property that its object does not require. The paths of those removed, in the
+    form of `SchemaError.path`; a null where a value is required stays (the schema then
+    refuses it as ever)."""
+    root = _schema(name)
+    dropped: list[str] = []
+    _drop_nulls(root, root, instance, "", dropped)
+    return dropped
+
+
+def _drop_nulls(
+    root: dict[str, Any], node: Any, instance: Any, path: str, dropped: list[str]
+) -> None:
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        node = root.get("definitions", {}).get(ref.rpartition("/")[2], {})
+    if isinstance(instance, dict):
+        properties = node.get("properties", {})
+        required = node.get("required", ())
+        for key in [k for k, v in instance.items() if v is None and k not in required]:
+            if key in properties:  # one it does not name is another rule's to judge
+                del instance[key]
+                dropped.append(f"{path}.{key}" if path else key)
+        for key, child in properties.items():
+            if key in instance:
+                _drop_nulls(root, child, instance[key], f"{path}.{key}" if path else key, dropped)
+    elif isinstance(instance, list) and isinstance(node.get("items"), dict):
+        for index, item in enumerate(instance):
+            _drop_nulls(root, node["items"], item, f"{path or 'payload'}[{index}]", dropped)

@@ -17,7 +17,12 @@ from typing import Any
 
 import orjson
 
-from simulator.ocpp16.schema_check import SchemaError, Validator, load_validator
+from simulator.ocpp16.schema_check import (
+    SchemaError,
+    Validator,
+    drop_optional_nulls,
+    load_validator,
+)
 from simulator.ocpp16.value_ranges import OutOfRange, check_response
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
@@ -58,7 +63,8 @@ def validate_request(action: str, payload: dict[str, Any]) -> None:
 def validate_response(action: str, payload: dict[str, Any]) -> str | None:
     """Check an answer to one of our calls: SchemaViolation if it breaks its schema. An
     answer that is valid but for properties the schema does not name (a CSMS's vendor
-    fields) is taken, and the note returned says what was ignored (None: nothing was).
+    fields), or for nulls where it may leave a property out (removed from `payload`), is
+    taken, and the note returned says what was ignored (None: nothing was).
 
     A real charge point reads the fields it knows. Refusing such an answer failed the call:
     a StartTransaction the CSMS had accepted was sent again, and the CSMS opened a second
@@ -71,14 +77,31 @@ def validate_response(action: str, payload: dict[str, Any]) -> str | None:
     try:
         validate(payload)
     except SchemaError as exc:
-        if exc.rule != "additionalProperties":
-            raise SchemaViolation(f"{action}Response: {exc}") from None
+        error = exc
+    else:
+        return None
+    # A null for a property it may leave out, as the JSON serialisers of many CSMSs write
+    # one they did not set ("expiryDate": null): read as absent, for the same reason as a
+    # vendor property (refused, an Authorize fails, a StartTransaction is sent again).
+    notes = [
+        f"{path}: null, read as absent"
+        for path in drop_optional_nulls(f"{action}Response", payload)
+    ]
+    if notes:
         try:
-            load_validator(f"{action}Response", open_objects=True)(payload)
-        except SchemaError as other:
-            raise SchemaViolation(f"{action}Response: {other}") from None
-        return f"{action}Response: {exc}; ignored"
-    return None
+            validate(payload)
+        except SchemaError as exc:
+            error = exc
+        else:
+            return f"{action}Response: {'; '.join(notes)}; ignored"
+    if error.rule != "additionalProperties":
+        raise SchemaViolation(f"{action}Response: {error}") from None
+    try:
+        load_validator(f"{action}Response", open_objects=True)(payload)
+    except SchemaError as other:
+        raise SchemaViolation(f"{action}Response: {other}") from None
+    notes.append(str(error))
+    return f"{action}Response: {'; '.join(notes)}; ignored"
 
 
 _response_validators: dict[str, Validator] = {}
