@@ -134,6 +134,36 @@ async def test_a_triggered_boot_cut_off_by_a_close_is_no_error(csms, caplog):
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_one_boot_sequence_after_a_reconnect_while_pending(csms):
+    # A triggered boot answered Pending starts a boot sequence; the CSMS then closes the
+    # connection, and the new one runs its own. When the old one ended, it marked the
+    # charger as not booting while the new one still was: the next triggered boot
+    # answered Pending started a second sequence beside it, and once Accepted the charger
+    # sent two BootNotifications at once and every status twice.
+    charger = runtime_charger("CP-1SEQ", csms.url, evses=1)
+    async with connected(charger):
+        await wait_until(lambda: len(statuses(csms, "CP-1SEQ")) == 2, message="2 statuses")
+        await boot_reports_answered(charger)
+        csms.boot_status, csms.boot_interval = "Pending", 1
+        trigger = call.TriggerMessage(requested_message="BootNotification")
+        await csms.call("CP-1SEQ", trigger)
+        await wait_until(lambda: charger.boot is BootState.PENDING, message="Pending")
+        await csms.disconnect("CP-1SEQ")
+        # The new connection's sequence boots once the interval has passed (Pending).
+        await wait_until(lambda: csms.counts["BootNotification"] == 3, message="its boot")
+        await wait_until(lambda: not charger.boot_unanswered, message="answered")
+        await csms.call("CP-1SEQ", trigger)  # Pending again: no second sequence
+        await wait_until(lambda: csms.counts["BootNotification"] == 4, message="triggered")
+        csms.boot_status = "Accepted"
+        await wait_until(lambda: charger.boot is BootState.ACCEPTED, message="Accepted")
+        await wait_until(lambda: len(statuses(csms, "CP-1SEQ")) >= 4, message="statuses")
+        # Whatever a second sequence would send goes before this Heartbeat.
+        await csms.call("CP-1SEQ", call.TriggerMessage(requested_message="Heartbeat"))
+        await wait_until(lambda: "Heartbeat" in actions(csms, "CP-1SEQ"), message="Heartbeat")
+    assert csms.counts["BootNotification"] == 5
+    assert statuses(csms, "CP-1SEQ") == [(0, "Available"), (1, "Available")] * 2
+
+
 async def test_boot_rejected_sends_and_answers_nothing(csms):
     csms.boot_status = "Rejected"
     csms.boot_interval = 60

@@ -291,8 +291,10 @@ class Charger:
         self.listener = listener or Listener()
         self.vehicles = vehicles or []
         self.boot = BootState.NONE
-        # A boot sequence is sending BootNotifications until one is accepted.
+        # A boot sequence is sending BootNotifications until one is accepted; `_boot_run`
+        # is the latest one started.
         self.booting = False
+        self._boot_run: object | None = None
         # Not Accepted: no BootNotification before this (monotonic s; 0: any time).
         self.next_boot_at = 0.0
         # A BootNotification sent outside the queue (not registered yet, or Pending) awaits
@@ -670,6 +672,7 @@ class Charger:
     async def boot_sequence(self) -> None:
         """Run after each connect: boot if needed, then report current statuses."""
         transport = self.transport
+        run = self._boot_run = object()
         self.booting = True
         try:
             while self.online and self.boot is not BootState.ACCEPTED:
@@ -692,7 +695,11 @@ class Charger:
                     continue
                 await self._send_boot_notification()
         finally:
-            self.booting = False
+            # The sequence of a connection since replaced ends here, the new one's goes on:
+            # cleared, a triggered boot answered Pending would start a second one beside it
+            # (two BootNotifications at each retry, every status twice once Accepted).
+            if self._boot_run is run:
+                self.booting = False
         if not self.online:
             return
         if self.startup_after is not None:
