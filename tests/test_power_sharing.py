@@ -97,7 +97,10 @@ async def test_first_come_first_served_gives_the_first_session_what_it_wants(csm
         await wait_until(lambda: charger.evse(1).power_w > 0, message="the second charging")
         await asyncio.sleep(0.2)
         first = charger.evse(2).power_w
-        assert first == pytest.approx(alone_w(charger, 2), abs=1)
+        # Its draw at its last visit against what it would draw alone at its SoC now: the
+        # taper moves between the two by a watt or so per visit delayed (a loaded machine
+        # delays them); shared equally it would get 75 kW.
+        assert first == pytest.approx(alone_w(charger, 2), abs=50)
         assert charger.evse(1).power_w == pytest.approx(RATED_W - first, abs=1)
         values = await offered(csms, "PS-FC", 1, len(csms.log))
         assert values["Power.Offered"] == pytest.approx(RATED_W - first, abs=200)

@@ -307,12 +307,13 @@ async def test_a_full_site_turns_drivers_away_and_a_refused_idtag_leaves(csms) -
         assert {a.id_tag for a, outcome in log if outcome == "refused"} <= {"BAD1", "BAD2"}
         assert all(a.id_tag not in ("BAD1", "BAD2") for a, outcome in log if outcome == STARTED)
         # A driver was turned away only while a session held a connector (the other may be
-        # held by a blocked driver on the way out; a simulated minute of slack for the
-        # event loop's own timing).
+        # held by a blocked driver on the way out). Slack for the event loop's own timing:
+        # five simulated minutes, a quarter of a second at this speed (a minute, 50 ms, was
+        # outrun once by a loaded machine's loop).
         sessions = [(a.at, a.at + a.dwell_s) for a, outcome in log if outcome == STARTED]
         for arrival, outcome in log:
             if outcome == "turned_away":
-                assert any(s <= arrival.at <= e + 60 for s, e in sessions), arrival
+                assert any(s <= arrival.at <= e + 300 for s, e in sessions), arrival
         # Everyone left: the connectors are free again, the CSMS saw each session stop.
         charger = service.store.get("BUSY-1")
         assert charger is not None and all(evse.battery is None for evse in charger.evses)
