@@ -293,10 +293,14 @@ async def test_a_connection_the_csms_answered_on_starts_the_backoff_again(csms):
     events = Reconnects()
     charger = runtime_charger("OFF-USED", csms.url, evses=1, listener=events)
     async with connected(charger):
+        # The boot's statuses answered first: one arriving after the mark would pass for the
+        # reconnected charger's.
+        await wait_until(lambda: not charger.queue, message="the boot's statuses answered")
         for n in (1, 2):
             mark = len(csms.log)
             await csms.disconnect("OFF-USED")
             await wait_until(lambda n=n: len(events.attempts) >= n, message="a reconnect")
+            await wait_until(lambda n=n: csms.connects["OFF-USED"] == n + 1, message="connected")
             await csms.wait_for("OFF-USED", "StatusNotification", after=mark)
             await wait_until(lambda: not charger.queue, message="its statuses answered")
         await csms.disconnect("OFF-USED")
