@@ -71,4 +71,9 @@ async def close_request_connections():
     on purpose): close it, or PostgreSQL cannot drop the test database at the end. Autouse
     in each module that imports it."""
     yield
+    # Streams the test left are parked for a reconnect (`resume`): ended on this loop now,
+    # not by a timer of a loop that is gone.
+    from api import event_stream
+
+    await event_stream.end_all()
     await sync_to_async(connections.close_all)()

@@ -147,7 +147,9 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
         site.stop()
     events = [e for e in seen[:before_stop] if "data" in e]
     assert {e["data"]["charge_point_id"] for e in events} == {"SSE-1"}
-    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    # `<stream>:<n>`: one stream, n counting up from 1.
+    assert len({e["id"].split(":")[0] for e in events}) == 1
+    assert [int(e["id"].split(":")[1]) for e in events] == list(range(1, len(events) + 1))
     assert all(e["event"] == e["data"]["kind"] for e in events)
     started = next(e["data"] for e in events if e["event"] == "transaction")
     assert started["data"]["event"] == "started" and started["data"]["id_tag"] == "TAG-SSE-1"
@@ -174,6 +176,87 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
     assert SECRET.encode() not in stream.raw
 
 
+async def open_http_stream(
+    port: int, token: str, query: str, last_event_id: str = ""
+) -> tuple[SseReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    writer.write(
+        (
+            f"GET /api/v1/events?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n{extra}\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 10)
+    assert status.startswith(b"HTTP/1.1 200"), status
+    while await reader.readline() != b"\r\n":
+        pass
+    return SseReader(http_chunks(reader)), writer
+
+
+@pytest.mark.slow
+@pytest.mark.django_db  # the test's own database stays empty: the process has its own
+async def test_a_client_that_reconnects_over_http_gets_what_it_missed(csms, tmp_path):
+    """Over Daphne: the client's connection closed, the server noticed, and the client's
+    reconnect with its Last-Event-ID took the stream up, the events of the time between
+    first (a new stream, the header unread, before)."""
+    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
+    made = run_manage(tmp_path, "shell", "-c", SETUP.format(csms_url=csms.url))
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    site = ManagePy(tmp_path, "runsimulator", "--no-migrate", "--port", str(port))
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        await asyncio.to_thread(wait_for_port, port, 60.0, site.proc)
+        await csms.wait_for("SSE-1", "StatusNotification", timeout=30)
+        query = "charger=SSE-1&kind=frame"
+        stream, writer = await open_http_stream(port, token, query)
+        writers.append(writer)
+        assert (await asyncio.wait_for(stream.next(), 10))["comments"] == ["subscribed"]
+        seen: list[dict[str, Any]] = []
+
+        async def poke(n: int) -> None:
+            await csms.call("SSE-1", call.GetConfiguration(key=[f"Key{n}"]))
+
+        async def first_frame() -> None:
+            seen.append(await stream.next())
+
+        # Until the worker has the subscription: a frame comes through.
+        reading = asyncio.create_task(first_frame())
+        for n in range(50):
+            await poke(n)
+            await asyncio.wait([reading], timeout=0.3)
+            if reading.done():
+                break
+        await reading
+        had = seen[-1]["id"]
+        writer.close()  # the connection drops
+        for n in range(100, 103):  # meanwhile: three calls, six frames
+            await poke(n)
+        stream, writer = await open_http_stream(port, token, query, last_event_id=had)
+        writers.append(writer)
+        assert (await asyncio.wait_for(stream.next(), 10))["comments"] == ["resumed"]
+        keys: list[str] = []
+
+        async def read() -> None:
+            while "Key102" not in keys:
+                frame = (await stream.next())["data"]["data"]
+                if frame["direction"] == "in":  # the CSMS's GetConfiguration, not its answer
+                    keys.append(json.loads(frame["payload"])[-1]["key"][0])
+
+        await asyncio.wait_for(read(), 30)
+    finally:
+        for writer in writers:
+            writer.close()
+        site.stop()
+    # What the first connection had not shown (its last event's answer, maybe more of the
+    # first round), then the three calls of the time between, in order.
+    meanwhile = [k for k in keys if k in {"Key100", "Key101", "Key102"}]
+    assert meanwhile == ["Key100", "Key101", "Key102"]
+
+
 # -- in process: Django's ASGI request path and the engine on the test's loop --------------
 
 
@@ -198,8 +281,9 @@ async def worker(csms):
 async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, csms, monkeypatch):
     monkeypatch.setattr(event_stream, "KEEPALIVE_SECONDS", 0.2)
     _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    # resume=0: nothing kept for a reconnect once the client leaves.
     response = await AsyncClient().get(
-        "/api/v1/events", {"kind": "connection"}, headers=bearer(token)
+        "/api/v1/events", {"kind": "connection", "resume": "0"}, headers=bearer(token)
     )
     assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
@@ -235,6 +319,125 @@ async def test_keep_alives_and_the_workers_stop_when_the_client_leaves(worker, c
     serving.cancel()
     await asyncio.gather(serving, return_exceptions=True)
     await wait_until(lambda: not worker.stream.active, message="the worker to unsubscribe")
+
+
+class Served:
+    """A stream's response read in a task of its own, as the server does (`leave`: the
+    client goes away, and the server cancels that task)."""
+
+    def __init__(self, response: Any) -> None:
+        assert isinstance(response, StreamingHttpResponse) and response.status_code == 200
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.task = asyncio.create_task(self._serve(response))
+        self.reader = SseReader(self._chunks())
+
+    async def _serve(self, response: Any) -> None:
+        async for chunk in response.streaming_content:
+            await self.received.put(chunk)
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            yield await self.received.get()
+
+    async def next(self, timeout: float = 5) -> dict[str, Any]:
+        return await asyncio.wait_for(self.reader.next(), timeout)
+
+    async def until_connected(self) -> list[dict[str, Any]]:
+        """The events up to a `connected` one."""
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1].get("data", {}).get("data", {}).get("event") != "connected":
+            seen.append(await self.next(10))
+        return seen
+
+    async def leave(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def open_stream(token: str, query: dict[str, str], last_event_id: str = "") -> Served:
+    headers = bearer(token)
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    return Served(await AsyncClient().get("/api/v1/events", query, headers=headers))
+
+
+def number(event: dict[str, Any]) -> tuple[str, int]:
+    stream, _, n = event["id"].partition(":")
+    return stream, int(n)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reconnect_with_its_last_event_id_takes_the_stream_up_where_it_was(worker, csms):
+    """A client whose connection dropped reconnected (as EventSource does, with the
+    Last-Event-ID header) to a new stream: the events of the time between, and those sent
+    but lost with the connection, were gone (the header was not read)."""
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    query = {"kind": "connection"}
+    first = await open_stream(token, query)
+    assert (await first.next())["comments"] == ["subscribed"]
+    await wait_until(lambda: worker.stream.active, message="the worker to subscribe")
+    await csms.disconnect("SSE-IN")
+    before = [e for e in await first.until_connected() if "id" in e]
+    assert [e["data"]["data"]["event"] for e in before][:2] == ["closed", "reconnecting"]
+    # The client had only the first of them when its connection dropped; the stream is kept
+    # meanwhile (the worker still collects its events) and the charger's link drops again.
+    await first.leave()
+    had = before[0]["id"]
+    await asyncio.sleep(0.3)
+    assert worker.stream.active
+    await csms.disconnect("SSE-IN")
+    await wait_until(lambda: "SSE-IN" in csms.connected, message="the charger back")
+    again = await open_stream(token, query, last_event_id=had)
+    assert (await again.next())["comments"] == ["resumed"]
+    after = [e for e in await again.until_connected() if "id" in e]
+    after += [e for e in await again.until_connected() if "id" in e]
+    # The events after the one it had, sent again, then the second drop's: none twice, none
+    # missed, the ids going on where they were.
+    assert {number(e)[0] for e in before + after} == {number(before[0])[0]}
+    ids = [number(e)[1] for e in after]
+    assert ids == list(range(number(before[0])[1] + 1, number(before[0])[1] + 1 + len(ids)))
+    assert [e["data"]["data"]["event"] for e in after[: len(before) - 1]] == [
+        e["data"]["data"]["event"] for e in before[1:]
+    ]
+    assert [e["event"] for e in after] == ["connection"] * len(after)
+    await again.leave()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reconnect_that_cannot_take_its_stream_up_is_told_so(worker, csms):
+    """Too late (the stream's `resume` seconds ran out: the workers told at once), another
+    caller's stream, other filters, an id never sent: a new stream, whose first event says
+    that the events since that id are only in the message log."""
+    _, token = await database_sync_to_async(user_with_token)("watcher", "view_charger")
+    _, other = await database_sync_to_async(user_with_token)("other", "view_charger")
+    query = {"kind": "connection", "resume": "0.5"}
+    first = await open_stream(token, query)
+    assert (await first.next())["comments"] == ["subscribed"]
+    await wait_until(lambda: worker.stream.active, message="the worker to subscribe")
+    await csms.disconnect("SSE-IN")
+    had = (await first.next(10))["id"]
+    stream = had.split(":")[0]
+    await first.leave()
+    tries = [
+        (other, query, had),  # another caller
+        (token, {"kind": "status", "resume": "0.5"}, had),  # other filters
+        (token, query, f"{stream}:999"),  # an id it never sent
+        (token, query, "17"),  # an id of no stream of this version
+    ]
+    for caller_token, asked, last in tries:
+        refused = await open_stream(caller_token, {**asked, "resume": "0"}, last_event_id=last)
+        assert (await refused.next())["comments"] == ["subscribed"], last
+        said = await refused.next()
+        assert said["event"] == "not_resumed" and said["data"]["last_event_id"] == last
+        assert "message log" in said["data"]["detail"]
+        assert number(said)[1] == 1 and number(said)[0] != stream
+        await refused.leave()
+    # None of those took it up: it ends when its half second is over, and the workers hear.
+    await wait_until(lambda: not worker.stream.active, message="the worker to unsubscribe")
+    late = await open_stream(token, {**query, "resume": "0"}, last_event_id=had)
+    assert (await late.next())["comments"] == ["subscribed"]
+    assert (await late.next())["event"] == "not_resumed"
+    await late.leave()
 
 
 @pytest.mark.slow

@@ -94,8 +94,10 @@ async def test_both_workers_log_to_the_one_table_and_one_stream_hears_both(
             }
 
         await stream.until(lambda s: started(s) == set(running.by_shard.values()), 30, seen)
-        ids = [int(e["id"]) for e in seen if "id" in e]
-        assert ids == list(range(1, len(ids) + 1))
+        # `<stream>:<n>`: one stream, n counting up from 1.
+        ids = [e["id"].split(":") for e in seen if "id" in e]
+        assert len({stream_id for stream_id, _ in ids}) == 1
+        assert [int(n) for _, n in ids] == list(range(1, len(ids) + 1))
 
         # The log: each charger's frames, written by its own worker, in the one table.
         for cp_id in running.by_shard.values():

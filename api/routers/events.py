@@ -34,10 +34,17 @@ Kind = Literal["status", "transaction", "frame", "connection"]
 CHARGERS = Query(None, description="Only these charge point ids.")
 LOCATIONS = Query(None, description="Only the chargers of these location ids.")
 KINDS = Query(None, description="Only these kinds (default: all).")
+RESUME = Query(
+    event_stream.RESUME_SECONDS,
+    ge=0,
+    le=event_stream.RESUME_MAX_SECONDS,
+    description="How long (seconds) the stream is kept after its connection drops, for a "
+    "reconnect sending its Last-Event-ID to take up where it was; 0: ended at once.",
+)
 
 _EXAMPLE = (
     "retry: 3000\n: subscribed\n\n"
-    "id: 1\nevent: status\n"
+    "id: 9f86d081884c7d65:1\nevent: status\n"
     'data: {"kind":"status","at":"2026-12-01T10:00:00.000000Z","charger_id":7,'
     '"charge_point_id":"CP-7","location_id":1,"data":{"connector_id":1,"status":"Charging",'
     '"previous":"Preparing","error_code":"NoError"}}\n\n'
@@ -65,11 +72,15 @@ _EXAMPLE = (
     "message id, action, the frame's text with any AuthorizationKey as ********) and "
     "connection event (`connection`: connected, connect_failed, closed with its code, "
     "reconnecting, network_cut), of the chargers (charge point ids), locations (ids) and "
-    "kinds given (all by default). Each event has an `id` counting up from 1 on this "
-    "stream and its `kind` as the event name; `dropped` says how many events a slow reader "
+    "kinds given (all by default). Each event has an `id`, `<stream>:<n>` with n counting "
+    "up from 1 on this stream, and its `kind` as the event name; `dropped` says how many events a slow reader "
     "missed; `restarted` (`shard`) that a worker restarted, its events from before it was "
-    "subscribed again only in the message log. A reconnect opens a new stream: nothing is replayed (`Last-Event-ID` is not "
-    "read), so read the message log for what happened meanwhile. A comment is sent every "
+    "subscribed again only in the message log. A stream whose connection drops is kept for "
+    "`resume` seconds (30 by default): a reconnect sending the `Last-Event-ID` header (as "
+    "browsers' EventSource does) takes it up where it was, the events since that id sent "
+    "first; a reconnect that cannot be (later, to another web process, other filters) "
+    "opens a new stream whose first event, `not_resumed`, says so: read the message log "
+    "for what happened meanwhile. A comment is sent every "
     "15 s when nothing else is. A token revoked or expired (or a permission taken away) while the "
     "stream is open ends it within seconds, with a last `revoked` event. Needs "
     "`chargers.view_charger`.",
@@ -79,6 +90,7 @@ async def stream_events(
     charger: list[str] | None = CHARGERS,
     location: list[LocationId] | None = LOCATIONS,
     kind: list[Kind] | None = KINDS,
+    resume: float = RESUME,
 ) -> Any:
     who = caller(request)
     if not await sync_to_async(may_see_message_log)(who.user):
@@ -90,23 +102,35 @@ async def stream_events(
         await sync_to_async(scope.check_locations)(location)
         if pks is not None:
             await sync_to_async(scope.check_chargers_at)(pks, location)
-    layer = get_channel_layer()
-    if layer is None:
-        raise ApiError(503, "No channel layer is configured: the simulator cannot be reached.")
-    subscribe = event_stream.subscription(
-        chargers=pks, locations=location, kinds=list(kind or contract.STREAM_KINDS)
-    )
-    try:
-        channel = await event_stream.join(layer, subscribe)
-    except Exception as exc:  # Redis away: any of redis-py's errors, or the OS's
-        raise ApiError(503, str(LayerDown(exc))) from None
+    kinds: list[str] = list(kind or contract.STREAM_KINDS)
+    # A reconnect takes up the stream only for its caller and the same filters.
+    owner = (who.user.pk, who.token.pk if who.token is not None else None)
+    key = (sorted(pks) if pks else None, sorted(location or ()), sorted(kinds))
+    last_event_id = request.headers.get("Last-Event-ID", "")
+    taken = await event_stream.resume(last_event_id, owner, repr(key)) if last_event_id else None
+    unresumed = None
+    if taken is not None:
+        stream, after = taken
+        stream.resume = resume
+    else:
+        unresumed = last_event_id.strip() or None
+        layer = get_channel_layer()
+        if layer is None:
+            raise ApiError(503, "No channel layer is configured: the simulator cannot be reached.")
+        subscribe = event_stream.subscription(chargers=pks, locations=location, kinds=kinds)
+        stream = event_stream.Stream(
+            layer, subscribe, settings.CHARGESIM_SHARDS, owner=owner, key=repr(key), resume=resume
+        )
+        after = None
+        try:
+            await stream.join()
+        except Exception as exc:  # Redis away: any of redis-py's errors, or the OS's
+            raise ApiError(503, str(LayerDown(exc))) from None
     response = StreamingHttpResponse(
-        event_stream.sse(
-            layer,
-            subscribe,
-            settings.CHARGESIM_SHARDS,
+        stream.serve(
             allowed=sync_to_async(partial(_still_allowed, who)),
-            channel=channel,
+            after=after,
+            unresumed=unresumed,
         ),
         content_type="text/event-stream",
     )
