@@ -242,3 +242,31 @@ async def test_a_clock_step_back_waits_for_the_retrieve_date_on_the_new_clock(cs
             message="a wait of the hour and the minute left on the new clock",
         )
         assert "Downloading" not in csms.firmware_statuses.get("CLK-FWB", [])
+
+
+async def test_the_page_counts_down_to_the_retrieve_date_on_the_stepped_clock(csms, files):
+    """QA18: the firmware's "waits until" on the charger page was the seconds left when
+    the request came, so after a clock step an hour back it still said half an hour while
+    the download waited an hour and a half."""
+    import time
+
+    from simulator.runtime.events import snapshot
+
+    csms_clock(csms, timedelta(0))
+    url = files.publish("chargesim-2.7.0.bin", b"ChargeSim firmware 2.7.0\n")
+    charger = runtime_charger("CLK-FWP", csms.url, evses=1)
+    async with connected(charger):
+        await wait_until(lambda: not charger.queue, message="the boot reports")
+        await csms.update_firmware("CLK-FWP", url, timedelta(minutes=30))
+        await wait_until(lambda: charger.firmware_waiting is not None, message="the wait")
+        until = snapshot(charger)["firmware_waiting_until"]
+        assert until is not None
+        left = until - time.time()
+        assert 1_800 - 60 < left < 1_800 + 1
+        csms_clock(csms, -AHEAD)
+        charger.send_heartbeat()
+        await wait_until(lambda: charger.clock_offset < -3_000, message="the clock stepped back")
+        until = snapshot(charger)["firmware_waiting_until"]
+        assert until is not None
+        left = until - time.time()
+        assert 5_400 - 60 < left < 5_400 + 1

@@ -336,8 +336,9 @@ class Charger:
         self.transfers = transfers  # how firmware and diagnostics files move (runtime)
         self.firmware_status = FirmwareStatus.IDLE  # the last one reported
         self.signed_firmware_request: int | None = None  # its requestId, if a signed update
-        # What a firmware update waits for now, in words, and until when (the clock's
-        # monotonic time; None: until something happens): its page says why it sits still.
+        # What a firmware update waits for now, in words, and until when (a date on the
+        # charger's clock, as the CSMS gave it; None: until something happens): its page
+        # says why it sits still.
         self.firmware_waiting: tuple[str, float | None] | None = None
         self.diagnostics_status = DiagnosticsStatus.IDLE
         self.jobs: dict[str, asyncio.Task[None]] = {}  # "firmware", "diagnostics", "log"
@@ -854,6 +855,8 @@ class Charger:
         for waiter in self._date_waiters:  # a firmware's retrieveDate, say: counted again
             if not waiter.done():
                 waiter.set_result(True)
+        if self.firmware_waiting is not None and self.firmware_waiting[1] is not None:
+            self.listener.on_change(self)  # its page counts down to the date on the new clock
         if abs(step) >= CLOCK_STEP_REPORTED_S:
             self.security_event(
                 SecurityEvent.SETTING_SYSTEM_TIME,
@@ -1543,11 +1546,10 @@ class Charger:
 
     # -- reservations -------------------------------------------------------------------
 
-    def firmware_waits(self, what: str | None, seconds: float | None = None) -> None:
-        """A firmware update now waits for `what` (None: no longer waits), `seconds` long
-        if it is a time; the page is told."""
-        until = None if seconds is None else self.clock.monotonic() + seconds
-        self.firmware_waiting = None if what is None else (what, until)
+    def firmware_waits(self, what: str | None, at: float | None = None) -> None:
+        """A firmware update now waits for `what` (None: no longer waits), until `at` (a
+        date on the charger's clock) if it is a time; the page is told."""
+        self.firmware_waiting = None if what is None else (what, at)
         self.listener.on_change(self)
 
     def wall_time(self) -> float:

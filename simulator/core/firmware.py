@@ -160,7 +160,7 @@ async def _update_firmware(
         await report(FirmwareStatus.DOWNLOAD_SCHEDULED)
     if delay > 0:
         log.info("%s: firmware download in %.0f s (retrieveDate)", charger.id, delay)
-        charger.firmware_waits("the download starts at its retrieveDate", delay)
+        charger.firmware_waits("the download starts at its retrieveDate", request.retrieve_at)
         await charger.sleep_until(request.retrieve_at)
         charger.firmware_waits(None)
     try:
@@ -200,7 +200,9 @@ async def _update_firmware(
         if wait >= SCHEDULED_AFTER:
             await report(FirmwareStatus.INSTALL_SCHEDULED)
         if wait > 0:
-            charger.firmware_waits("the installation starts at its installDateTime", wait)
+            charger.firmware_waits(
+                "the installation starts at its installDateTime", signed.install_at or 0.0
+            )
             await charger.sleep_until(signed.install_at or 0.0)
             charger.firmware_waits(None)
     waiting_for: list[int] = []

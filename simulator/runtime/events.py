@@ -90,8 +90,10 @@ def snapshot(charger: Charger, *, series: bool = False) -> contract.ChargerSnaps
         firmware_version=charger.spec.firmware_version,
         firmware_status=str(charger.firmware_status),
         firmware_waiting=waiting[0] if waiting else None,
+        # The date on the charger's clock, on the host's as the page counts down (and as
+        # the clock stands now: a step since the request moves it).
         firmware_waiting_until=(
-            round(clock.time() + waiting[1] - clock.monotonic(), 1)
+            round(waiting[1] - charger.wall_time() + clock.time(), 1)
             if waiting and waiting[1] is not None
             else None
         ),
