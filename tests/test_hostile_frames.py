@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from ocpp.v16 import call
 
 from chargers.models import ChargingProfileRecord, OutboxMessage, Transaction
 from simulator.core.charge_point import BootState, CallFailed, Charger
-from simulator.csms import CentralSystem
+from simulator.csms import CentralSystem, CSMSConnection
 from simulator.ocpp16.wire import SchemaViolation, validate_response
 from simulator.runtime.lifecycle import RunOptions, Simulator
 from tests.cast import make_charger
@@ -594,6 +595,57 @@ async def test_an_answer_with_null_for_what_it_may_leave_out_is_taken(csms, capl
         validate_response(
             "StartTransaction", {"transactionId": None, "idTagInfo": {"status": "Accepted"}}
         )
+
+
+class FloatInterval(CSMSConnection):
+    """Writes its BootNotification answer's interval as a float (300.0), as the JSON
+    serialisers of C# and Python CSMSs write an integral number."""
+
+    async def _send(self, message: str) -> None:
+        if message.startswith("[3,") and '"currentTime"' in message:
+            message = re.sub(r'"interval":(\d+)', r'"interval":\1.0', message)
+        await super()._send(message)
+
+
+async def test_a_boot_answer_with_an_integral_float_interval_registers(csms, caplog):
+    """An "interval" of 300.0 failed the draft-04 integer check: the charger never registered
+    (QA20). An integral float where the schema says integer is read as that integer."""
+    csms.connection_class = FloatInterval
+    charger = runtime_charger("HF-F300", csms.url, evses=1)
+    async with connected(charger):
+        boot = await csms.wait_for("HF-F300", "BootNotification", message_type=3, direction="out")
+        assert '"interval":300.0' in boot.raw
+        assert charger.config["HeartbeatInterval"] == "300"  # not "300.0"
+    assert "interval: integral float, read as an integer" in caplog.text
+    # One with a fraction is no integer: the answer fails as ever.
+    with pytest.raises(SchemaViolation, match="interval: 300.5 is not of type 'integer'"):
+        validate_response(
+            "BootNotification",
+            {"status": "Accepted", "currentTime": "2030-01-01T00:00:00Z", "interval": 300.5},
+        )
+
+
+async def test_a_call_with_an_integral_float_for_an_integer_is_read_as_that_integer(csms):
+    """`"connectorId": 1.0` from a CSMS's serialiser got TypeConstraintViolation (QA20):
+    it is read as 1, down to the handler; 1.5 is still a TypeConstraintViolation."""
+    charger = runtime_charger("HF-F1", csms.url, evses=2)
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        text = '[2,"f1","ChangeAvailability",{"connectorId":1.0,"type":"Inoperative"}]'
+        reply = await reply_to(csms, "HF-F1", text)
+        assert reply.payload == {"status": "Accepted"}
+        assert charger.evse(1).status == "Unavailable"
+        assert charger.evse(2).status == "Available"
+        payload = {"connectorId": 0.0, "csChargingProfiles": profile(chargingProfileId=7.0)}
+        reply = await reply_to(csms, "HF-F1", frame("f2", "SetChargingProfile", payload))
+        assert reply.payload == {"status": "Accepted"}
+        ((connector_id, stored),) = charger.profiles.installed()
+        assert (connector_id, stored.id) == (0, 7) and type(stored.id) is int
+        text = '[2,"f3","ChangeAvailability",{"connectorId":1.5,"type":"Operative"}]'
+        reply = await reply_to(csms, "HF-F1", text)
+        assert reply.error_code == "TypeConstraintViolation"
+        assert charger.evse(1).status == "Unavailable"
+        await still_answers(csms, "HF-F1")
 
 
 @pytest.mark.django_db(transaction=True)

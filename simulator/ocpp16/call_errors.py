@@ -4,7 +4,8 @@ The `ocpp` library answers schema failures with `FormatViolation` (1.6 says
 `FormationViolation`) and swaps `NotImplemented` / `NotSupported`. We check incoming CALLs
 ourselves first and answer with the 1.6 codes: NotImplemented for an unknown action,
 NotSupported for a known one this charger does not handle, OccurenceConstraintViolation for
-a missing field, TypeConstraintViolation for a wrong type, PropertyConstraintViolation for a
+a missing field, TypeConstraintViolation for a wrong type (not for an integral float where
+an integer is due: `"connectorId": 1.0` is read as 1), PropertyConstraintViolation for a
 value out of range or not in an enumeration (also one the schema allows but we cannot hold:
 see `value_ranges`), FormationViolation for anything else malformed, a unique id that is
 not a string included.
@@ -23,7 +24,7 @@ from jsonschema import Draft4Validator
 from ocpp.v16.enums import Action
 
 from simulator.ocpp16.redaction import is_secret_name
-from simulator.ocpp16.schema_check import SCHEMA_DIR
+from simulator.ocpp16.schema_check import SCHEMA_DIR, ints_for_integral_floats
 from simulator.ocpp16.value_ranges import OutOfRange
 from simulator.ocpp16.value_ranges import check as check_ranges
 from simulator.ocpp16.wire import (
@@ -85,11 +86,19 @@ def _validator(action: str) -> Draft4Validator:
 
 
 def check_call(
-    raw: str, message: Any, handled: frozenset[str] | set[str], *, max_keys: int = 0
+    raw: str,
+    message: Any,
+    handled: frozenset[str] | set[str],
+    *,
+    max_keys: int = 0,
+    read_as_ints: list[str] | None = None,
 ) -> CallError | None:
     """A CALLERROR to answer this CALL with, or None if it is well formed and handled.
 
-    `max_keys` is the charger's GetConfigurationMaxKeys (0: no limit).
+    `max_keys` is the charger's GetConfigurationMaxKeys (0: no limit). An integral float
+    where the schema says integer (`"connectorId": 1.0`) is replaced in the payload by
+    its integer; `read_as_ints`, when given, gets the paths of those replaced (the caller
+    then hands on the payload, not `raw`). One with a fraction is a type error as ever.
 
     `message` is the decoded frame (a list starting with 2). A unique id that is a number
     gets FormationViolation with that number echoed; one that cannot be echoed (none, null, a
@@ -120,10 +129,16 @@ def check_call(
     try:
         validate_request(action, payload)
     except SchemaViolation:
-        # Classify the failure (or clear a float multipleOf false alarm).
-        error = _classify(raw, action, unique_id)
-        if error is not None:
-            return error
+        # An integer written as 1.0 (C# and Python serialisers) is read as 1, in place:
+        # here, on the failure path, so that a valid CALL pays nothing for it.
+        replaced = ints_for_integral_floats(action, payload)
+        if read_as_ints is not None:
+            read_as_ints += replaced
+        if not (replaced and _valid(action, payload)):
+            # Classify the failure (or clear a float multipleOf false alarm).
+            error = _classify(raw, action, unique_id)
+            if error is not None:
+                return error
     try:
         check_ranges(action, payload)
     except OutOfRange as exc:
@@ -131,6 +146,14 @@ def check_call(
     if action == "GetConfiguration" and max_keys > 0:
         return _too_many_keys(unique_id, payload.get("key"), max_keys)
     return None
+
+
+def _valid(action: str, payload: dict[str, Any]) -> bool:
+    try:
+        validate_request(action, payload)
+    except SchemaViolation:
+        return False
+    return True
 
 
 def _too_many_keys(unique_id: str, keys: list[str] | None, max_keys: int) -> CallError | None:
@@ -151,6 +174,8 @@ def _classify(raw: str, action: str, unique_id: str) -> CallError | None:
     try:
         # Re-read numbers as Decimal, as the schemas' multipleOf expects.
         exact = json.loads(raw, parse_float=decimal.Decimal)[3]
+        # Judged as `check_call` reads it: the integers written as 1.0 are integers.
+        ints_for_integral_floats(action, exact)
         error = next(iter(sorted(_validator(action).iter_errors(exact), key=_depth)), None)
         if error is None:
             return None

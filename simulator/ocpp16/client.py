@@ -265,6 +265,8 @@ class ChargePointClient(OcppChargePoint):
         self._routing_action = "unknown"  # the action of the CALL being routed (metrics)
         # Actions whose answers came with properties their schema does not name (logged once)
         self._extra_fields_seen: set[str] = set()
+        # Actions of CALLs that came with integral floats for integers (logged once)
+        self._integral_floats_seen: set[str] = set()
         self._firmware: FirmwareRequest | None = None
         self._diagnostics: DiagnosticsRequest | None = None
         self._log_request: LogRequest | None = None
@@ -736,12 +738,28 @@ class ChargePointClient(OcppChargePoint):
             # Rejected: send nothing and answer nothing until the next boot attempt.
             metrics.call_received(self._routing_action, None)
             return
+        read_as_ints: list[str] = []
         error = check_call(
             raw_msg,
             message,
             self._handled,
             max_keys=max(self.charger.config_int("GetConfigurationMaxKeys"), 1),
+            read_as_ints=read_as_ints,
         )
+        if error is None and read_as_ints:
+            # `"connectorId": 1.0` read as 1: the library parses the frame again, so it
+            # gets the payload as read (the message log keeps the frame as it came).
+            raw_msg = wire.encode_call(message[1], message[2], message[3])
+            if self._routing_action not in self._integral_floats_seen:
+                # Once per action and connection, as for an answer's vendor fields.
+                self._integral_floats_seen.add(self._routing_action)
+                log.warning(
+                    "%s: %s: %s: integral float, read as an integer (OCPP 1.6's schema says"
+                    " integer)",
+                    self.id,
+                    self._routing_action,
+                    ", ".join(read_as_ints),
+                )
         if error is not None:
             answer = error.answer()
             if error.code not in _NOT_HOSTILE:

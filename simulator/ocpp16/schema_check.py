@@ -744,3 +744,78 @@ def _drop_nulls(
     elif isinstance(instance, list) and isinstance(node.get("items"), dict):
         for index, item in enumerate(instance):
             _drop_nulls(root, node["items"], item, f"{path or 'payload'}[{index}]", dropped)
+
+
+def ints_for_integral_floats(name: str, instance: Any) -> list[str]:
+    """Replace in `instance` (in place) every integral float (`300.0`; a Decimal too, as
+    a reader with `parse_float=Decimal` gives one) where the `<name>` schema says
+    "integer" by the integer it is. The paths of those replaced, in the form of
+    `SchemaError.path`; a float with a fraction (`300.5`), beyond 2^53, an infinity or a
+    NaN stays (the schema then refuses it as ever).
+
+    Draft-04 has no integral floats among its integers, but JSON does not tell 300.0 from
+    300, and the serialisers of many CSMSs (C#, Python) write an integral number that way."""
+    root = _schema(name)
+    replaced: list[str] = []
+    _replace_floats(root, root, instance, "", replaced)
+    return replaced
+
+
+# Beyond 2^53 a float is no exact integer: orjson reads an integer beyond 64 bits as one
+# (-2^63 - 1 becomes -2^63.0), which must stay refused, not become the integer next to it.
+_EXACT_FLOAT_INTS = 2**53
+
+
+def _integral(value: Any) -> bool:
+    if type(value) is float:
+        return value.is_integer() and abs(value) <= _EXACT_FLOAT_INTS
+    return (
+        type(value) is Decimal
+        and value.is_finite()
+        and value == value.to_integral_value()
+        and abs(value) <= _EXACT_FLOAT_INTS
+    )
+
+
+def _says_integer(root: dict[str, Any], node: Any) -> bool:
+    node = _resolved(root, node)
+    declared = node.get("type") if isinstance(node, dict) else None
+    types = [declared] if isinstance(declared, str) else declared
+    # ["integer", "number"] takes 300.0 as a number already.
+    return isinstance(types, list) and "integer" in types and "number" not in types
+
+
+def _resolved(root: dict[str, Any], node: Any) -> Any:
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        return root.get("definitions", {}).get(ref.rpartition("/")[2], {})
+    return node
+
+
+def _replace_floats(
+    root: dict[str, Any], node: Any, instance: Any, path: str, replaced: list[str]
+) -> None:
+    node = _resolved(root, node)
+    if not isinstance(node, dict):
+        return
+    if isinstance(instance, dict):
+        for key, child in node.get("properties", {}).items():
+            if key not in instance:
+                continue
+            where = f"{path}.{key}" if path else key
+            value = instance[key]
+            if _integral(value) and _says_integer(root, child):
+                instance[key] = int(value)
+                replaced.append(where)
+            else:
+                _replace_floats(root, child, value, where, replaced)
+    elif isinstance(instance, list) and isinstance(node.get("items"), dict):
+        items = node["items"]
+        integer = _says_integer(root, items)
+        for index, item in enumerate(instance):
+            where = f"{path or 'payload'}[{index}]"
+            if integer and _integral(item):
+                instance[index] = int(item)
+                replaced.append(where)
+            else:
+                _replace_floats(root, items, item, where, replaced)

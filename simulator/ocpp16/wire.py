@@ -21,6 +21,7 @@ from simulator.ocpp16.schema_check import (
     SchemaError,
     Validator,
     drop_optional_nulls,
+    ints_for_integral_floats,
     load_validator,
 )
 from simulator.ocpp16.value_ranges import OutOfRange, check_response
@@ -63,7 +64,8 @@ def validate_request(action: str, payload: dict[str, Any]) -> None:
 def validate_response(action: str, payload: dict[str, Any]) -> str | None:
     """Check an answer to one of our calls: SchemaViolation if it breaks its schema. An
     answer that is valid but for properties the schema does not name (a CSMS's vendor
-    fields), or for nulls where it may leave a property out (removed from `payload`), is
+    fields), for nulls where it may leave a property out (removed from `payload`), or for
+    integral floats where it says integer (replaced in `payload` by their integers), is
     taken, and the note returned says what was ignored (None: nothing was).
 
     A real charge point reads the fields it knows. Refusing such an answer failed the call:
@@ -86,6 +88,12 @@ def validate_response(action: str, payload: dict[str, Any]) -> str | None:
     notes = [
         f"{path}: null, read as absent"
         for path in drop_optional_nulls(f"{action}Response", payload)
+    ]
+    # An integer written as 300.0 (C# and Python serialisers): read as 300. Refused, a
+    # BootNotification's "interval": 300.0 kept the charger from ever registering.
+    notes += [
+        f"{path}: integral float, read as an integer"
+        for path in ints_for_integral_floats(f"{action}Response", payload)
     ]
     if notes:
         try:
