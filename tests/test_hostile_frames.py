@@ -203,8 +203,13 @@ async def test_a_date_that_is_not_rfc_3339_is_a_property_constraint_violation(cs
 def test_an_answer_with_a_date_that_is_not_rfc_3339_is_refused():
     from simulator.ocpp16.wire import answer_refusal
 
-    refusal = answer_refusal("Heartbeat", {"currentTime": "2030-01-01T00:00:00"})
+    no_offset = {"status": "Accepted", "expiryDate": "2030-01-01T00:00:00"}
+    refusal = answer_refusal("Authorize", {"idTagInfo": no_offset})
     assert refusal is not None and "has no UTC offset" in refusal
+    # A clock's currentTime is the one date-time read as UTC without its offset.
+    assert answer_refusal("Heartbeat", {"currentTime": "2030-01-01T00:00:00"}) is None
+    refusal = answer_refusal("Heartbeat", {"currentTime": "2030-01-01 00:00:00"})
+    assert refusal is not None and "is not an RFC 3339 date-time" in refusal
     assert answer_refusal("Heartbeat", {"currentTime": "2030-06-30T23:59:60Z"}) is None
 
 
@@ -801,6 +806,30 @@ async def test_a_schedule_that_cannot_be_computed_is_rejected_and_metering_goes_
             "HF-HORIZON", call.GetCompositeSchedule(connector_id=0, duration=86400)
         )
         assert answer.status == "Accepted"
+
+
+async def test_a_current_time_without_offset_is_read_as_utc_with_one_warning(csms, caplog):
+    """A Boot answer's currentTime of "2030-01-01T00:00:00" (no offset) failed the boot,
+    so the charger never registered (QA20). It is read as UTC, as the clock is set, with
+    one warning per charger, not one per Heartbeat."""
+    csms.current_time = "2030-01-01T00:00:00"
+    charger = runtime_charger("HF-LOCAL", csms.url, evses=1)
+    async with connected(charger):
+        await boot_reports_answered(charger)
+        read = charger.now() - datetime(2030, 1, 1, tzinfo=UTC)
+        assert abs(read.total_seconds()) < 3600  # UTC, not any other zone
+        for n in range(2):
+            answer = await csms.call("HF-LOCAL", call.TriggerMessage(requested_message="Heartbeat"))
+            assert answer.status == "Accepted"
+            await wait_until(
+                lambda n=n: csms.counts["Heartbeat"] == n + 1, message=f"heartbeat {n + 1}"
+            )
+            await csms.wait_for("HF-LOCAL", "Heartbeat", message_type=3, direction="out")
+        assert charger.boot is BootState.ACCEPTED
+    warnings = [r for r in caplog.records if "currentTime has no UTC offset" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    refused = [r for r in caplog.records if "has no UTC offset:" in r.getMessage()]
+    assert not refused, refused  # no answer failed for it
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:01Z", "9999-12-31T23:59:59Z"])

@@ -19,6 +19,7 @@ import secrets
 import ssl
 import tempfile
 import time
+import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,10 @@ _EMPTY_RESULT_TAIL = b'",{}]'
 # action -> the metrics' tally row of its `ok` answers when the answer `{}` passes its
 # response schema and value ranges, else None.
 _EMPTY_RESULT_ROWS: dict[str, list[float] | None] = {}
+
+
+# The chargers already warned that their CSMS's currentTime has no UTC offset.
+_LOCAL_CLOCK_WARNED: weakref.WeakSet[Charger] = weakref.WeakSet()
 
 
 def _empty_result_row(action: str) -> list[float] | None:
@@ -465,11 +470,15 @@ class ChargePointClient(OcppChargePoint):
             ignored = wire.validate_response(action, result)
             # A value we cannot hold (transactionId 2^63, a date in year 10000) fails the
             # call like a schema violation: the usual failure and retry path, nothing stored.
-            check_ranges(action, result)
+            local_clock = check_ranges(action, result)
         except (wire.SchemaViolation, OutOfRange) as exc:
             metrics.answered_as(action, "malformed", seconds)
             self._settle(unique_id, None, CallFailed("FormationViolation", str(exc)))
             return
+        if local_clock is not None and self.charger not in _LOCAL_CLOCK_WARNED:
+            # Once per charger: the CSMS writes every Heartbeat's currentTime that way.
+            _LOCAL_CLOCK_WARNED.add(self.charger)
+            log.warning("%s: %s (OCPP 1.6's date-times carry one)", self.id, local_clock)
         if ignored is not None and action not in self._extra_fields_seen:
             # Once per action and connection: a CSMS that adds vendor fields adds them to
             # every answer (the message log keeps each frame as it came).

@@ -102,14 +102,52 @@ def check(name: str, payload: Any) -> None:
         _visit(plan, payload, "")
 
 
-def check_response(action: str, payload: Any) -> None:
+def check_response(action: str, payload: Any) -> str | None:
     """`check` for the answer to our own `action`; free for answers without numbers or dates
-    (MeterValues.conf, the hot path): one look-up."""
+    (MeterValues.conf, the hot path): one look-up.
+
+    One exception to "an RFC 3339 date-time has its offset": the `currentTime` of a
+    BootNotification or Heartbeat answer without one ("2026-12-07T10:00:00") is read as
+    UTC (a "Z" is added to it in `payload`), and the note returned says so (None: nothing
+    was read so). Refused, a CSMS that writes its clock that way kept every charger from
+    registering; a real charger sets its clock from it, and OCPP's times are UTC in
+    practice. Any other date-time without an offset is still refused: an expiryDate or a
+    schedule's start read hours off would change what the charger does."""
     plan = _RESPONSE_PLANS.get(action, _UNKNOWN)
     if plan is _UNKNOWN:
         plan = _RESPONSE_PLANS[action] = plan_for(f"{action}Response")
-    if plan is not None:
+    if plan is None:
+        return None
+    try:
         _visit(plan, payload, "")  # type: ignore[arg-type]
+    except OutOfRange:
+        if action not in _CLOCK_ANSWERS or not _read_clock_as_utc(payload):
+            raise
+        _visit(plan, payload, "")  # type: ignore[arg-type]
+        return f"{action}Response: currentTime has no UTC offset, read as UTC"
+    return None
+
+
+# The answers whose currentTime sets the charger's clock.
+_CLOCK_ANSWERS = frozenset({"BootNotification", "Heartbeat"})
+
+
+def _read_clock_as_utc(payload: Any) -> bool:
+    """Add a "Z" to the answer's currentTime if it is an RFC 3339 date-time but for its
+    offset; whether it did."""
+    text = payload.get("currentTime") if isinstance(payload, dict) else None
+    if not isinstance(text, str):
+        return False
+    try:
+        parse_rfc3339(text)
+    except ValueError:
+        try:
+            parse_rfc3339(text, offset_required=False)
+        except ValueError:
+            return False  # not a date-time at all: refused as ever
+        payload["currentTime"] = f"{text}Z"
+        return True
+    return False
 
 
 _UNKNOWN = object()
