@@ -1192,6 +1192,10 @@ async def test_minimum_status_duration_hides_short_lived_statuses(csms):
         ('[2,"e7","Reset",["Soft"]]', "FormationViolation"),
         ('[2,"e8","Reset"]', "ProtocolError"),
         ('[2,"e9","Reset",{"type":"Soft","extra":1}]', "FormationViolation"),
+        # Not the CALL's structure (OCPP-J 4.2.3), but nothing of the payload is missing:
+        # FormationViolation, not ProtocolError (QA20).
+        ('[2,"e10","Heartbeat",{},"extra"]', "FormationViolation"),
+        ('[2,"e11","Reset",{"type":"Soft"},{}]', "FormationViolation"),
     ],
 )
 async def test_malformed_frames_get_the_1_6_callerror_and_the_charger_keeps_running(

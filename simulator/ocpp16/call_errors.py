@@ -114,6 +114,13 @@ def check_call(
             text = "The uniqueId must be a string (OCPP-J 1.6, 4.1.3), not a number."
             return CallError(None, "FormationViolation", text, id_text=id_text)
         return CallError(None, "ProtocolError", "no unique id")
+    if len(message) > 4:
+        # OCPP-J 1.6 (4.2.3): ProtocolError is a payload "incomplete", as a CALL without one
+        # is below; elements past the payload leave nothing missing, the frame just does not
+        # conform to the CALL's structure: FormationViolation. Not acted on, as the library
+        # would not either (it cannot build a CALL from five elements).
+        text = f"A CALL is [2, uniqueId, action, payload], not {len(message)} elements."
+        return CallError(unique_id, "FormationViolation", text)
     if len(message) != 4 or not isinstance(message[2], str):
         return CallError(unique_id, "ProtocolError", "A CALL is [2, uniqueId, action, payload].")
     if len(unique_id) > 36:
