@@ -207,6 +207,29 @@ async def test_get_composite_schedule_on_connector_0_and_on_a_connector(csms):
     assert bad.status == "Rejected"
 
 
+async def test_get_composite_schedule_of_duration_0_answers_the_limit_in_force_now(csms):
+    """duration is an integer without a minimum (1.6, 6.25): 0 asks for the instant now,
+    and the charger can report it, so it is not Rejected (it was: QA20). A negative
+    window is one it cannot report."""
+    charger = runtime_charger("SC-ZERO", csms.url, evses=1)
+    async with connected(charger):
+        await csms.call(
+            "SC-ZERO",
+            call.SetChargingProfile(connector_id=1, cs_charging_profiles=tx_default(9, 0, 5000)),
+        )
+        now = await csms.call(
+            "SC-ZERO", call.GetCompositeSchedule(connector_id=1, duration=0, charging_rate_unit="W")
+        )
+        negative = await csms.send_raw(
+            "SC-ZERO", '[2,"neg","GetCompositeSchedule",{"connectorId":1,"duration":-1}]'
+        )
+        negative_reply = await csms.wait_for("SC-ZERO", direction="in", unique_id=negative)
+    assert now.status == "Accepted" and now.connector_id == 1
+    assert now.charging_schedule["duration"] == 0
+    assert now.charging_schedule["charging_schedule_period"] == [{"start_period": 0, "limit": 5000}]
+    assert negative_reply.payload == {"status": "Rejected"}
+
+
 async def test_a_recurring_daily_profile_applies_in_its_current_period(csms):
     charger = runtime_charger("SC-6", csms.url, evses=1)
     start = datetime.now(UTC) - timedelta(days=3, minutes=30)

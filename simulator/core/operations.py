@@ -86,7 +86,10 @@ class Operations:
         self, connector_id: int, duration: int, unit: str | None
     ) -> tuple[str, dict[str, Any] | None]:
         charger = self.charger
-        if not 0 <= connector_id <= len(charger.evses) or duration <= 0:
+        # duration 0 is a valid request (OCPP 1.6 6.25: an integer, no minimum): the window
+        # is the instant now, answered with the limit in force at it. A negative window is
+        # one the charger cannot report (5.7: Rejected).
+        if not 0 <= connector_id <= len(charger.evses) or duration < 0:
             return "Rejected", None
         now = charger.now().replace(microsecond=0)
         # A long window costs time (about 1.5 s for a year of daily profiles): cap it at a week.
