@@ -51,6 +51,13 @@ def test_bad_options_are_refused_with_a_clear_message(tmp_path):
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--shard", "3/2")
     assert result.returncode != 0
     assert "K must be within 0..N-1" in result.stderr
+    # A value starting with "-" got argparse's "expected one argument" (QA20): ours, as
+    # with --shard=-1/2.
+    for argv in (["--shard", "-1/2"], ["--shard=-1/2"]):
+        result = run_manage(tmp_path, "runsimulator", "--no-web", *argv)
+        assert result.returncode != 0
+        assert "--shard '-1/2': K must be within 0..N-1" in result.stderr, argv
+        assert "expected one argument" not in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--csms-url", "http://x")
     assert "--csms-url must start with ws:// or wss://" in result.stderr
     result = run_manage(tmp_path, "runsimulator", "--no-web", "--status-every", "0")

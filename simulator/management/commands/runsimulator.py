@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Any
 
 from django.conf import settings
@@ -45,12 +46,42 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _shard_values_joined(argv: list[str]) -> list[str]:
+    """`--shard -1/2` as `--shard=-1/2`: argparse takes a value that starts with "-" for
+    an option unless it is a plain negative number, and would say only "expected one
+    argument"; joined, the value reaches `parse_shard`, which says what is wrong with it."""
+    out: list[str] = []
+    values = iter(argv)
+    for arg in values:
+        if arg == "--shard":
+            value = next(values, None)
+            if value is not None and _NEGATIVE_START.match(value):
+                out.append(f"--shard={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        if arg == "--":  # the rest is positional: as given
+            out.append(arg)
+            out.extend(values)
+            break
+        out.append(arg)
+    return out
+
+
+_NEGATIVE_START = re.compile(r"-[0-9]")
+
+
 class Command(BaseCommand):
     help = (
         "Run the charge-point simulator: migrate, load the fleet, connect the auto-connect "
         "chargers, tick the meter engine, and (unless --no-web) serve the admin and dashboard "
         "with Daphne on the same event loop."
     )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        super().run_from_argv([*argv[:2], *_shard_values_joined(argv[2:])])
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
