@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -46,22 +47,37 @@ print(ApiToken.objects.issue(user, "stream test")[1])
 """
 
 
-@pytest.mark.slow
-@pytest.mark.django_db  # the test's own database stays empty: the process has its own
-async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_other(
-    csms, tmp_path
-):
+@dataclass
+class Site:
+    port: int
+    token: str  # a watcher's
+    process: ManagePy
+
+
+@pytest.fixture
+async def site(csms, tmp_path) -> AsyncIterator[Site]:
+    """A runsimulator process (Daphne and the engine on one loop) whose chargers SSE-1 and
+    SSE-2 have booted at the test's CSMS."""
     assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
     made = run_manage(tmp_path, "shell", "-c", SETUP.format(csms_url=csms.url))
     assert made.returncode == 0, made.stderr
-    token = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    site = ManagePy(tmp_path, "runsimulator", "--no-migrate", "--port", str(port))
-    writer = None
+    process = ManagePy(tmp_path, "runsimulator", "--no-migrate", "--port", str(port))
     try:
-        await asyncio.to_thread(wait_for_port, port, 60.0, site.proc)
+        await asyncio.to_thread(wait_for_port, port, 60.0, process.proc)
         for cp_id in ("SSE-1", "SSE-2"):
             await csms.wait_for(cp_id, "StatusNotification", timeout=30)
+        yield Site(port, made.stdout.strip().splitlines()[-1], process)
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db  # the test's own database stays empty: the process has its own
+async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_other(csms, site):
+    port, token = site.port, site.token
+    writer = None
+    try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             (
@@ -132,7 +148,7 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
         # Stopped, the process ends the stream with its last chunk (QA13: it was cut, a
         # broken transfer to the client).
         before_stop = len(seen)
-        site.signal(signal.SIGTERM)
+        site.process.signal(signal.SIGTERM)
 
         async def to_the_end() -> None:
             with contextlib.suppress(StopAsyncIteration):
@@ -140,11 +156,10 @@ async def test_the_stream_over_http_shows_a_session_of_one_charger_and_not_the_o
                     seen.append(await stream.next())
 
         await asyncio.wait_for(to_the_end(), 30)
-        assert await asyncio.to_thread(site.wait, 30) == 0
+        assert await asyncio.to_thread(site.process.wait, 30) == 0
     finally:
         if writer is not None:
             writer.close()
-        site.stop()
     events = [e for e in seen[:before_stop] if "data" in e]
     assert {e["data"]["charge_point_id"] for e in events} == {"SSE-1"}
     # `<stream>:<n>`: one stream, n counting up from 1.
@@ -197,20 +212,13 @@ async def open_http_stream(
 
 @pytest.mark.slow
 @pytest.mark.django_db  # the test's own database stays empty: the process has its own
-async def test_a_client_that_reconnects_over_http_gets_what_it_missed(csms, tmp_path):
+async def test_a_client_that_reconnects_over_http_gets_what_it_missed(csms, site):
     """Over Daphne: the client's connection closed, the server noticed, and the client's
     reconnect with its Last-Event-ID took the stream up, the events of the time between
     first (a new stream, the header unread, before)."""
-    assert run_manage(tmp_path, "migrate", "--verbosity", "0").returncode == 0
-    made = run_manage(tmp_path, "shell", "-c", SETUP.format(csms_url=csms.url))
-    assert made.returncode == 0, made.stderr
-    token = made.stdout.strip().splitlines()[-1]
-    port = free_port()
-    site = ManagePy(tmp_path, "runsimulator", "--no-migrate", "--port", str(port))
+    port, token = site.port, site.token
     writers: list[asyncio.StreamWriter] = []
     try:
-        await asyncio.to_thread(wait_for_port, port, 60.0, site.proc)
-        await csms.wait_for("SSE-1", "StatusNotification", timeout=30)
         query = "charger=SSE-1&kind=frame"
         stream, writer = await open_http_stream(port, token, query)
         writers.append(writer)
@@ -250,7 +258,6 @@ async def test_a_client_that_reconnects_over_http_gets_what_it_missed(csms, tmp_
     finally:
         for writer in writers:
             writer.close()
-        site.stop()
     # What the first connection had not shown (its last event's answer, maybe more of the
     # first round), then the three calls of the time between, in order.
     meanwhile = [k for k in keys if k in {"Key100", "Key101", "Key102"}]
