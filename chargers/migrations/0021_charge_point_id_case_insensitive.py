@@ -5,6 +5,7 @@ A database that already holds such ids is not changed behind the user's back (re
 charger changes what its CSMS knows it by): the migration stops before adding the index
 and names every group, for the user to rename all but one of each."""
 
+from django.core.management.base import CommandError
 from django.db import migrations, models
 from django.db.models import Count
 from django.db.models.functions import Lower
@@ -33,7 +34,9 @@ def refuse_case_twins(apps, schema_editor):
     shown = "\n".join(f"  {', '.join(group)}" for group in groups[:NAMED_GROUPS])
     if len(groups) > NAMED_GROUPS:
         shown += f"\n  ... and {len(groups) - NAMED_GROUPS} more groups"
-    raise RuntimeError(
+    # A CommandError: `migrate`, and `runsimulator` that migrates, print the message alone,
+    # not at the end of a traceback of Django's migration machinery.
+    raise CommandError(
         f"{len(groups)} group(s) of chargers have charge point ids that differ only in "
         f"letter case:\n{shown}\n"
         "A CSMS that matches ids regardless of case takes each group for one charger, so "
