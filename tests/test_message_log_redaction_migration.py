@@ -2,6 +2,9 @@
 what today's redacts (an AuthorizationKey named in another case, a signed URL's
 parameters) are redacted by simulator 0001, and served so by the API."""
 
+import gzip
+import json
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -26,11 +29,9 @@ METER = '[2,"m-4","MeterValues",{"connectorId":1,"meterValue":[]}]'
 def test_the_upgrade_redacts_what_an_older_engine_stored_in_clear():
     charger = make_charger("LOG-OLD")
     # The log's table as the migrations before the redaction knew it.
-    entry = (
-        MigrationExecutor(connection)
-        .loader.project_state(REDACT)
-        .apps.get_model("chargers", "FrameLogEntry")
-    )
+    models = MigrationExecutor(connection).loader.project_state(REDACT).apps
+    entry = models.get_model("chargers", "FrameLogEntry")
+    scenario_run = models.get_model("scenarios", "ScenarioRun")
     try:
         MigrationExecutor(connection).migrate([BEFORE])
 
@@ -54,6 +55,16 @@ def test_the_upgrade_redacts_what_an_older_engine_stored_in_clear():
         firmware = stored(FIRMWARE, cut=40)  # its stored text was cut: the frame was longer
         login = stored(LOGIN)
         meter = stored(METER)
+        # A scenario run's frames, kept as the runner keeps them (gzip, a JSON event a line).
+        events = [
+            {"at": 1.0, "kind": "frame", "data": {"direction": "in", "payload": CHANGE}},
+            {"at": 2.0, "kind": "connection", "data": {"event": "connected", "detail": {}}},
+            {"at": 3.0, "kind": "frame", "data": {"payload": METER, "size": len(METER)}},
+        ]
+        lines = b"".join(json.dumps(event).encode() + b"\n" for event in events)
+        run = scenario_run.objects.create(
+            name="old", source="name: old", seed=1, status="passed", frames=gzip.compress(lines)
+        )
         MigrationExecutor(connection).migrate([REDACT])
 
         rows = {
@@ -73,6 +84,17 @@ def test_the_upgrade_redacts_what_an_older_engine_stored_in_clear():
         assert "hunter2secret" not in rows[login][0] and "diag:********@" in rows[login][0]
         assert rows[meter] == (METER, len(METER))  # nothing to redact: not written
 
+        kept = [
+            json.loads(line)
+            for line in gzip.decompress(bytes(scenario_run.objects.get(pk=run.pk).frames))
+            .decode()
+            .splitlines()
+        ]
+        assert [event["kind"] for event in kept] == ["frame", "connection", "frame"]
+        assert KEY not in kept[0]["data"]["payload"]
+        assert '"value":"********"' in kept[0]["data"]["payload"]
+        assert kept[1:] == events[1:]
+
         # What the API serves (it reads the log as stored).
         _, token = user_with_token("reader", "view_charger")
         answer = TokenClient(token).get("/api/v1/chargers/LOG-OLD/log")
@@ -83,5 +105,6 @@ def test_the_upgrade_redacts_what_an_older_engine_stored_in_clear():
             assert secret not in served
     finally:
         entry.objects.all().delete()
+        scenario_run.objects.all().delete()
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

@@ -5,12 +5,15 @@ first stored (chargers 0009): an AuthorizationKey named in another case
 ("authorizationkey", since 6 December) and a signed URL's access parameters
 (X-Amz-Signature=..., since 5 December) were stored in clear before. An upgrade kept those
 rows, and the API, the dashboard and the downloads served them as stored (they read the
-log as redacted already). Each row is redacted here once, by the engine's own rule.
+log as redacted already). Each row is redacted here once, by the engine's own rule; so are
+the frames a scenario run keeps (its frames.jsonl), which the engine redacted alike.
 
 In the simulator app because the rule is the engine's (`simulator.ocpp16.redaction`),
 which the chargers app may not import. Going back keeps the rows redacted: what was
 removed is not known any more."""
 
+import gzip
+import json
 from typing import Any
 
 from django.db import migrations
@@ -57,11 +60,49 @@ def redact_stored_frames(apps: Any, schema_editor: Any) -> None:
         entry.objects.filter(pk=pk).update(**fields)
 
 
+def _redacted_line(line: bytes) -> bytes | None:
+    """A scenario run's stored event (a JSON line) with its frame redacted; None when
+    nothing changes (an event that is no frame, or holds nothing to redact)."""
+    try:
+        event = json.loads(line)
+        data = event["data"]
+        new = _redacted(data["payload"], data.get("size"))
+    except (ValueError, KeyError, TypeError):
+        return None  # not a frame event as the runner stores one: nothing of a frame
+    if event.get("kind") != "frame" or new is None:
+        return None
+    data["payload"], size = new
+    if size is not None:
+        data["size"] = size
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def redact_stored_scenario_frames(apps: Any, schema_editor: Any) -> None:
+    run = apps.get_model("scenarios", "ScenarioRun")
+    # One run read at a time (a run keeps up to 100,000 frames), each written before the
+    # next is read: no write while a read of the table is open.
+    for pk in list(run.objects.exclude(frames=b"").order_by("pk").values_list("pk", flat=True)):
+        frames = run.objects.filter(pk=pk).values_list("frames", flat=True).first()
+        if not frames:
+            continue
+        lines = gzip.decompress(bytes(frames)).split(b"\n")
+        changed = False
+        for n, line in enumerate(lines):
+            if line and (new := _redacted_line(line)) is not None:
+                lines[n], changed = new, True
+        if changed:
+            run.objects.filter(pk=pk).update(frames=gzip.compress(b"\n".join(lines)))
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("chargers", "0023_runtime_clock_offset"),
+        ("scenarios", "0002_api_runs"),
     ]
 
     operations = [
         migrations.RunPython(redact_stored_frames, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(
+            redact_stored_scenario_frames, migrations.RunPython.noop, elidable=True
+        ),
     ]
