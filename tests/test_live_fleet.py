@@ -406,12 +406,16 @@ async def test_an_idle_charger_the_other_shard_loaded_first_is_let_go_as_moved(
 
     def renamed_and_taken() -> None:
         with transaction.atomic():
+            # The other worker's load, committed with the rename: this one reads both at
+            # once. The claim first, as a worker takes its locks (the claims row, then the
+            # chargers' rows): renamed first, the charger's row was locked while the claim
+            # waited for this worker's checkpoint, which held the claims row and waited for
+            # that charger's row (a deadlock PostgreSQL broke by failing this test).
+            other = EngineLease.objects.stamp(None, timezone.now())
+            RuntimeState.objects.claim([row.pk], other)
             renamed = ChargerRow.objects.get(pk=row.pk)
             renamed.charge_point_id = moved
             renamed.save()
-            # The other worker's load, before this one reads the rename.
-            other = EngineLease.objects.stamp(None, timezone.now())
-            RuntimeState.objects.claim([row.pk], other)
 
     await sync_to_async(renamed_and_taken)()
     await wait_until(lambda: service.store.get(cp_id) is None, message="let go")
